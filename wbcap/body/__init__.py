@@ -1,0 +1,1 @@
+"""body stage of wbcap."""

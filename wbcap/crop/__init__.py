@@ -1,0 +1,1 @@
+"""crop stage of wbcap."""

@@ -1,0 +1,30 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, missing model file, corrupt checkpoint) is raised as a
+:class:`WbcapError` whose message is one line naming the file and the fix. The CLI prints that
+line and exits non-zero without a traceback; library users can catch the class.
+"""
+
+from __future__ import annotations
+
+
+class WbcapError(Exception):
+    """An error with a one-line, user-facing message (what is wrong and how to fix it)."""
+
+    exit_code = 2
+
+
+class InputError(WbcapError):
+    """An input image, video, box file or argument that cannot be used."""
+
+
+class ModelFileError(WbcapError):
+    """A body-model file (SMPL-X) that is missing or malformed."""
+
+
+class CheckpointError(WbcapError):
+    """A network checkpoint that is missing, corrupt or has the wrong tensors."""
+
+
+class NoPersonError(WbcapError):
+    """No person was found in an input."""

@@ -1,0 +1,1 @@
+"""weights stage of wbcap."""
