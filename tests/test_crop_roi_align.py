@@ -1,0 +1,218 @@
+"""RoIAlign: torchvision C++-kernel semantics, checked against recorded outputs and a scalar reference."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wbcap.crop.roi_align import roi_align
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROI_CASES = SHARED / "reference" / "roi_align_cases.npz"
+
+
+# ------------------------------------------------------------------------------------------------
+# Obviously-correct scalar reference: a line-by-line reading of torchvision's roi_align_kernel.cpp
+# (forward), in Python floats, one sample at a time.
+# ------------------------------------------------------------------------------------------------
+def _bilinear(img: np.ndarray, y: float, x: float) -> float:
+    height, width = img.shape
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return 0.0
+    y = max(y, 0.0)
+    x = max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_high = y_low = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_high = x_low = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+    return (
+        hy * hx * img[y_low, x_low]
+        + hy * lx * img[y_low, x_high]
+        + ly * hx * img[y_high, x_low]
+        + ly * lx * img[y_high, x_high]
+    )
+
+
+def _reference(x: np.ndarray, boxes: np.ndarray, out_hw, scale=1.0, sampling_ratio=-1, aligned=False):
+    oh, ow = out_hw
+    k, c = boxes.shape[0], x.shape[1]
+    out = np.zeros((k, c, oh, ow), dtype=np.float64)
+    offset = 0.5 if aligned else 0.0
+    for r in range(k):
+        b = int(boxes[r, 0])
+        sx = boxes[r, 1] * scale - offset
+        sy = boxes[r, 2] * scale - offset
+        ex = boxes[r, 3] * scale - offset
+        ey = boxes[r, 4] * scale - offset
+        rw, rh = ex - sx, ey - sy
+        if not aligned:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bw, bh = rw / ow, rh / oh
+        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / oh)
+        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / ow)
+        count = max(gh * gw, 1)
+        for ch in range(c):
+            for ph in range(oh):
+                for pw in range(ow):
+                    acc = 0.0
+                    for iy in range(gh):
+                        y = sy + ph * bh + (iy + 0.5) * bh / gh
+                        for ix in range(gw):
+                            xx = sx + pw * bw + (ix + 0.5) * bw / gw
+                            acc += _bilinear(x[b, ch], y, xx)
+                    out[r, ch, ph, pw] = acc / count
+    return out
+
+
+def _random_boxes(rng: np.random.Generator, n_img: int, h: int, w: int) -> np.ndarray:
+    """Boxes of every awkward kind: inside, crossing each border, fully outside, zero-size,
+    inverted, larger than the image, tiny fractional, and exactly on pixel centres/edges."""
+    boxes = [
+        [0, 2.3, 1.7, 9.6, 7.2],  # inside, fractional
+        [1, -3.5, -2.0, 4.0, 5.5],  # crosses top-left
+        [0, w - 4.2, h - 3.1, w + 6.0, h + 2.5],  # crosses bottom-right
+        [1, -20.0, 1.0, -8.0, 6.0],  # fully left of the image
+        [0, 1.0, h + 5.0, 6.0, h + 9.0],  # fully below
+        [1, 5.0, 4.0, 5.0, 4.0],  # zero size
+        [0, 8.0, 6.0, 3.0, 2.0],  # inverted
+        [1, -15.0, -12.0, w + 17.0, h + 13.0],  # larger than the image
+        [0, 4.41, 3.13, 4.52, 3.37],  # tiny fractional
+        [1, -1.0, -1.0, float(w), float(h)],  # on the zeroing boundaries
+        [0, 0.0, 0.0, float(w - 1), float(h - 1)],  # pixel centres of the corners
+    ]
+    for _ in range(9):
+        b = int(rng.integers(0, n_img))
+        x1, y1 = rng.uniform(-0.5 * w, 1.2 * w), rng.uniform(-0.5 * h, 1.2 * h)
+        boxes.append([b, x1, y1, x1 + rng.uniform(0.0, 1.5 * w), y1 + rng.uniform(0.0, 1.5 * h)])
+    return np.asarray(boxes, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(7)
+    n, c, h, w = 2, 2, 9, 11
+    x = rng.normal(size=(n, c, h, w))
+    return x, _random_boxes(rng, n, h, w)
+
+
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not ROI_CASES.exists(), reason=f"shared reference not found: {ROI_CASES}")
+@pytest.mark.parametrize("name,size", [("out_16x16", (16, 16)), ("out_12x12", (12, 12)), ("out_8x6", (8, 6))])
+def test_matches_torchvision_cpp_reference(name, size):
+    data = np.load(ROI_CASES)
+    x = torch.from_numpy(data["x"])
+    boxes = torch.from_numpy(data["boxes"])
+    expected = torch.from_numpy(data[name])
+    out = roi_align(x, boxes, size, spatial_scale=1.0, sampling_ratio=-1, aligned=False)
+    assert out.shape == expected.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    # the reference covers border crossing: some outputs must be non-trivially nonzero
+    assert expected.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "out_hw,scale,sampling_ratio,aligned",
+    [
+        ((5, 4), 1.0, -1, False),
+        ((3, 7), 1.0, -1, False),
+        ((4, 4), 0.5, -1, False),
+        ((4, 3), 1.0, 2, False),
+        ((5, 4), 1.0, -1, True),
+        ((2, 3), 2.0, 3, True),
+    ],
+)
+def test_matches_scalar_reference(case, out_hw, scale, sampling_ratio, aligned):
+    x, boxes = case
+    expected = _reference(x, boxes, out_hw, scale, sampling_ratio, aligned)
+    out = roi_align(
+        torch.from_numpy(x), torch.from_numpy(boxes), out_hw, scale, sampling_ratio, aligned
+    )
+    assert out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-10, rtol=0)
+    # boxes fully outside the image give exactly zero; the others do not vanish
+    assert np.all(out.numpy()[3:5] == 0.0) or scale != 1.0
+    assert np.abs(out.numpy()[0]).sum() > 0
+
+
+def test_float32_close_to_reference(case):
+    x, boxes = case
+    expected = _reference(x, boxes, (6, 5))
+    out = roi_align(torch.from_numpy(x).float(), torch.from_numpy(boxes).float(), (6, 5))
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_border_is_zeroed_not_clamped():
+    """A box hanging off the left edge: samples left of x = -1 read 0 (C++ kernel); samples in
+    [-1, 0) are clamped to column 0. torchvision's python fallback would clamp all of them (-> 1)."""
+    x = torch.ones(1, 1, 4, 4)
+    # roi 8 wide, 4 bins of width 2, grid 2 -> x samples per bin: (-7.5, -6.5), ..., (-1.5, -0.5);
+    # only -0.5 is inside the window, so the last bin averages 4 rows x (0 + 1) over 8 samples.
+    out = roi_align(x, torch.tensor([[0.0, -8.0, 0.0, 0.0, 4.0]]), (1, 4))
+    torch.testing.assert_close(out, torch.tensor([[[[0.0, 0.0, 0.0, 0.5]]]]), atol=0, rtol=0)
+
+
+def test_batch_equals_one_by_one(case):
+    x, boxes = case
+    xt, bt = torch.from_numpy(x), torch.from_numpy(boxes)
+    together = roi_align(xt, bt, (5, 4))
+    alone = torch.cat([roi_align(xt, bt[i : i + 1], (5, 4)) for i in range(bt.shape[0])])
+    torch.testing.assert_close(together, alone, atol=1e-12, rtol=0)
+
+
+def test_list_of_boxes_and_empty(case):
+    x, boxes = case
+    xt, bt = torch.from_numpy(x), torch.from_numpy(boxes)
+    as_list = [bt[bt[:, 0] == i, 1:] for i in range(x.shape[0])]
+    order = torch.cat([torch.nonzero(bt[:, 0] == i)[:, 0] for i in range(x.shape[0])])
+    torch.testing.assert_close(roi_align(xt, as_list, (3, 3)), roi_align(xt, bt[order], (3, 3)))
+    empty = roi_align(xt, bt[:0], (3, 2))
+    assert empty.shape == (0, x.shape[1], 3, 2)
+    assert roi_align(xt, bt[:2], 4).shape == (2, x.shape[1], 4, 4)
+
+
+def test_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    boxes = torch.tensor(
+        [[0, 0.3, 0.6, 3.2, 4.1], [1, -1.5, -0.5, 2.0, 2.5], [0, 2.0, 3.0, 6.0, 7.5]], dtype=torch.float64
+    )
+    assert torch.autograd.gradcheck(lambda inp: roi_align(inp, boxes, (2, 3)), (x,))
+    # the adjoint is the same linear map: <roi_align(x), g> == <x, grad>
+    g = torch.randn(3, 2, 2, 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((roi_align(x, boxes, (2, 3)) * g).sum(), x)
+    lhs = (roi_align(x.detach(), boxes, (2, 3)) * g).sum()
+    torch.testing.assert_close(lhs, (x.detach() * grad).sum())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(case):
+    x, boxes = case
+    xt, bt = torch.from_numpy(x).float(), torch.from_numpy(boxes).float()
+    cpu = roi_align(xt, bt, (6, 5))
+    gpu = roi_align(xt.cuda(), bt.cuda(), (6, 5))
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_matches_torchvision(case, aligned):
+    tv_ops = pytest.importorskip("torchvision.ops")
+    x, boxes = case
+    xt, bt = torch.from_numpy(x).float(), torch.from_numpy(boxes).float()
+    for size, sr in [((5, 4), -1), ((3, 3), 2)]:
+        expected = tv_ops.roi_align(xt, bt, size, spatial_scale=1.0, sampling_ratio=sr, aligned=aligned)
+        torch.testing.assert_close(roi_align(xt, bt, size, 1.0, sr, aligned), expected, atol=1e-5, rtol=0)

@@ -1,0 +1,228 @@
+"""wbcap.io.images: decoding, pixel normalisation, EXIF orientation, user errors, path expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from wbcap.errors import InputError
+from wbcap.io.images import apply_exif_orientation, iter_image_paths, load_image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _pattern(h: int, w: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB with distinct values everywhere; pixel (0, 0) pure red."""
+    rng = np.random.default_rng(h * 1000 + w)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img[0, 0] = (255, 0, 0)
+    return img
+
+
+def test_rgb_png_round_trip_is_pixel_exact(tmp_path: Path) -> None:
+    rgb = _pattern(17, 23)
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)  # Pillow writes RGB order
+    out = load_image(path)
+    assert out.shape == (17, 23, 3) and out.dtype == np.uint8
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, rgb)
+    assert tuple(out[0, 0]) == (255, 0, 0)  # red stays red: channels are RGB, not BGR
+
+
+def test_cv2_written_bgr_red_reads_as_rgb_red(tmp_path: Path) -> None:
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[1, 2] = (0, 0, 255)  # red in OpenCV's BGR
+    path = tmp_path / "red.png"
+    assert cv2.imwrite(str(path), bgr)
+    out = load_image(path)
+    assert tuple(out[1, 2]) == (255, 0, 0)
+    assert out.sum() == 255
+
+
+def test_grayscale_is_replicated(tmp_path: Path) -> None:
+    gray = np.arange(30, dtype=np.uint8).reshape(5, 6) * 8
+    path = tmp_path / "g.png"
+    cv2.imwrite(str(path), gray)
+    out = load_image(path)
+    assert out.shape == (5, 6, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], gray)
+
+
+def test_rgba_drops_alpha_keeping_stored_colour(tmp_path: Path) -> None:
+    rgba = np.zeros((6, 7, 4), np.uint8)
+    rgba[..., :3] = _pattern(6, 7)
+    rgba[..., 3] = np.linspace(0, 255, 7).astype(np.uint8)  # includes fully transparent
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    out = load_image(path)
+    assert out.shape == (6, 7, 3)
+    np.testing.assert_array_equal(out, rgba[..., :3])
+
+
+def test_16bit_png_scaled_by_257_rounded(tmp_path: Path) -> None:
+    values = np.array([0, 128, 129, 257, 385, 386, 32896, 65279, 65535], np.uint16)
+    bgr16 = np.zeros((1, values.size, 3), np.uint16)
+    bgr16[0, :, 2] = values  # R channel in BGR layout
+    bgr16[0, :, 0] = 65535 - values  # B channel
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), bgr16)
+    out = load_image(path)
+    assert out.dtype == np.uint8
+    expected_r = [0, 0, 1, 1, 1, 2, 128, 254, 255]  # round(v / 257)
+    np.testing.assert_array_equal(out[0, :, 0], expected_r)
+    np.testing.assert_array_equal(out[0, :, 2], [255, 255, 254, 254, 254, 253, 127, 1, 0])
+    np.testing.assert_array_equal(out[0, :, 1], 0)
+
+
+def test_16bit_grayscale(tmp_path: Path) -> None:
+    path = tmp_path / "g16.png"
+    cv2.imwrite(str(path), np.array([[0, 257 * 7, 65535]], np.uint16))
+    out = load_image(path)
+    np.testing.assert_array_equal(out[0], [[0, 0, 0], [7, 7, 7], [255, 255, 255]])
+
+
+def test_one_pixel_image(tmp_path: Path) -> None:
+    path = tmp_path / "one.png"
+    Image.fromarray(np.array([[[10, 20, 30]]], np.uint8)).save(path)
+    out = load_image(path)
+    assert out.shape == (1, 1, 3)
+    assert out[0, 0].tolist() == [10, 20, 30]
+
+
+def _save_jpeg_with_orientation(path: Path, rgb: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, quality=95, exif=exif.tobytes())
+
+
+def test_exif_rotated_jpeg_comes_out_upright(tmp_path: Path) -> None:
+    # 40 wide x 24 high as stored, big colour blocks so JPEG loss does not matter.
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)  # red block at the stored top-left
+    stored[-8:, -8:] = (0, 0, 255)  # blue block at the stored bottom-right
+    path = tmp_path / "rot6.jpg"
+    _save_jpeg_with_orientation(path, stored, 6)  # 6 = rotate 90 degrees clockwise to view
+
+    out = load_image(path)
+    assert out.shape == (40, 24, 3)  # height and width swapped
+    # Rotating clockwise moves the stored top-left corner to the top-right.
+    assert out[2, -3, 0] > 200 and out[2, -3, 2] < 50
+    assert out[-3, 2, 2] > 200 and out[-3, 2, 0] < 50
+    # Same picture as Pillow's reference transform (within JPEG decoder differences).
+    with Image.open(path) as im:
+        ref = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert ref.shape == out.shape
+    assert np.abs(ref.astype(int) - out.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_apply_exif_orientation_matches_pillow(orientation: int) -> None:
+    img = _pattern(5, 7)
+    im = Image.fromarray(img)
+    im.getexif()[0x0112] = orientation  # getexif() returns the image's cached Exif object
+    ref = np.asarray(ImageOps.exif_transpose(im))
+    np.testing.assert_array_equal(apply_exif_orientation(img, orientation), ref)
+
+
+def test_truncated_jpeg_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(_pattern(64, 64)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.jpg") as err:
+        load_image(path)
+    assert "truncated" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.9])
+def test_truncated_png_is_an_input_error(tmp_path: Path, keep: float) -> None:
+    path = tmp_path / "cut.png"
+    Image.fromarray(_pattern(64, 64)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError, match="cut.png: image file is truncated"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncation_caught_when_opencv_returns_a_partial_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    # OpenCV < 4.10 decodes a cut-off stream into a grey-padded image with only a warning;
+    # simulate that decoder so the check is exercised whatever OpenCV is installed.
+    path = tmp_path / f"partial{suffix}"
+    Image.fromarray(_pattern(64, 64)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: np.full((64, 64, 3), 128, np.uint8))
+    with pytest.raises(InputError, match=f"partial{suffix}: image file is truncated"):
+        load_image(path)
+
+
+def test_jpeg_with_trailing_bytes_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "trailer.jpg"
+    Image.fromarray(_pattern(16, 16)).save(path, quality=90)
+    path.write_bytes(path.read_bytes() + b"SEFT camera trailer")
+    assert load_image(path).shape == (16, 16, 3)
+
+
+def test_text_file_named_jpg_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is not an image\n")
+    with pytest.raises(InputError, match="notes.jpg.*not an image"):
+        load_image(path)
+
+
+def test_missing_empty_and_folder_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nope.png: no such file"):
+        load_image(tmp_path / "nope.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty.png: file is empty"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(InputError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_messi_sample_loads_as_rgb() -> None:
+    path = SHARED / "media" / "messi5.jpg"
+    if not path.is_file():
+        pytest.skip(f"shared sample media not present ({path})")
+    img = load_image(path)
+    assert img.shape == (342, 548, 3) and img.dtype == np.uint8
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(img, bgr[:, :, ::-1])  # same decoder as the reference
+    # The pitch in the bottom rows is green.
+    r, g, b = img[-20:, :150].reshape(-1, 3).mean(axis=0)
+    assert g > r + 20 and g > b + 20
+
+
+def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
+    for name in ["f10.jpg", "f2.png", "f1.JPG", "notes.txt", ".hidden.jpg"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.png").write_bytes(b"x")
+    explicit = tmp_path / "notes.txt"
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    (empty / "readme.md").write_text("x")
+
+    got = iter_image_paths([tmp_path, explicit, tmp_path / "f2.png"])
+    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f10.jpg", "notes.txt"]
+
+    got = iter_image_paths(str(tmp_path / "f*"))
+    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f10.jpg"]
+    got = iter_image_paths(str(tmp_path / "**" / "*.png"))
+    assert [p.name for p in got] == ["f2.png", "deep.png"]
+
+    with pytest.raises(InputError, match="matches no image"):
+        iter_image_paths(str(tmp_path / "*.bmp"))
+    with pytest.raises(InputError, match="missing.jpg: no such file"):
+        iter_image_paths([tmp_path / "missing.jpg"])
+    with pytest.raises(InputError, match="no image files"):
+        iter_image_paths([empty])

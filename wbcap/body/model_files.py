@@ -1,0 +1,297 @@
+"""Finding and safely reading SMPL-X body-model files.
+
+The SMPL-X model cannot be redistributed; users download it from https://smpl-x.is.tue.mpg.de.
+wbcap reads the ``.npz`` release with ``np.load(..., allow_pickle=False)`` and touches only the
+numeric arrays it needs, so a model file can never run code on load (real SMPL-X npz files also
+hold pickled object arrays such as ``joint2num``/``part2num``; they are never read). The legacy
+``.pkl`` release needs unpickling and is only read after an explicit opt-in (``allow_pickle=True``,
+CLI ``--allow-pickle``).
+
+Search order of :func:`find_body_model`: the explicit ``model_path`` (file or folder; when given,
+only it is searched) -> ``$WBCAP_BODY_MODELS`` -> ``wbcap.paths.body_models_dir()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.errors import ModelFileError
+from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path
+
+__all__ = [
+    "GENDERS",
+    "NUM_MODEL_JOINTS",
+    "NUM_POSE_BASIS",
+    "find_body_model",
+    "load_body_model_data",
+]
+
+logger = logging.getLogger(__name__)
+
+GENDERS = ("neutral", "male", "female")
+NUM_MODEL_JOINTS = 55
+NUM_POSE_BASIS = (NUM_MODEL_JOINTS - 1) * 9  # 486
+_DOWNLOAD_HINT = "download SMPL-X (npz) from https://smpl-x.is.tue.mpg.de"
+
+# Arrays read from a model file, and whether each holds floats (else integers).
+_FLOAT_KEYS = (
+    "v_template",
+    "shapedirs",
+    "posedirs",
+    "J_regressor",
+    "weights",
+    "hands_meanl",
+    "hands_meanr",
+    "lmk_bary_coords",
+    "dynamic_lmk_bary_coords",
+)
+_INT_KEYS = ("f", "kintree_table", "lmk_faces_idx", "dynamic_lmk_faces_idx")
+REQUIRED_KEYS = _FLOAT_KEYS + _INT_KEYS
+
+
+def _normalise_gender(gender: str) -> str:
+    g = str(gender).lower()
+    if g not in GENDERS:
+        raise ModelFileError(
+            f"unknown SMPL-X gender {gender!r}: use one of {', '.join(GENDERS)}"
+        )
+    return g
+
+
+def _candidates(folder: Path, gender: str, allow_pickle: bool) -> list[Path]:
+    """File names looked for in ``folder`` (npz first; pkl only when allowed)."""
+    stem = f"SMPLX_{gender.upper()}"
+    names = [folder / "smplx" / f"{stem}.npz", folder / f"{stem}.npz"]
+    pkls = [folder / "smplx" / f"{stem}.pkl", folder / f"{stem}.pkl"]
+    return names + pkls if allow_pickle else names
+
+
+def _pickle_refused(path: Path) -> ModelFileError:
+    return ModelFileError(
+        f"{path} is a pickle (.pkl) SMPL-X file, which can run code when loaded: use the .npz "
+        "release instead, or opt in explicitly with --allow-pickle (allow_pickle=True)"
+    )
+
+
+def find_body_model(
+    gender: str = "neutral", model_path: str | Path | None = None, allow_pickle: bool = False
+) -> Path:
+    """Locate the SMPL-X model file for ``gender``.
+
+    Args:
+        gender: ``'neutral'``, ``'male'`` or ``'female'`` (case-insensitive).
+        model_path: an explicit model file, or a folder holding ``smplx/SMPLX_{GENDER}.npz`` or
+            ``SMPLX_{GENDER}.npz``. When given, only this place is searched.
+        allow_pickle: also accept ``SMPLX_{GENDER}.pkl`` (npz is still preferred in each folder).
+
+    Returns:
+        Path of an existing model file (not yet validated; see :func:`load_body_model_data`).
+
+    Raises:
+        ModelFileError: nothing found (one line listing every place looked), or only a ``.pkl``
+            was found without ``allow_pickle``.
+    """
+    g = _normalise_gender(gender)
+    if model_path is not None:
+        explicit = Path(model_path).expanduser()
+        if explicit.is_file():
+            if explicit.suffix.lower() == ".pkl" and not allow_pickle:
+                raise _pickle_refused(explicit)
+            return explicit
+        folders = [explicit]
+    else:
+        folders = []
+        env = env_path(ENV_BODY_MODELS)
+        if env is not None:
+            folders.append(env)
+        folders.append(body_models_dir())
+
+    looked: list[Path] = []
+    refused_pickle: Path | None = None
+    for folder in folders:
+        for cand in _candidates(folder, g, allow_pickle):
+            looked.append(cand)
+            if cand.is_file():
+                logger.debug("using SMPL-X model %s", cand)
+                return cand
+        if not allow_pickle and refused_pickle is None:
+            for cand in _candidates(folder, g, True)[2:]:
+                if cand.is_file():
+                    refused_pickle = cand
+                    break
+
+    if refused_pickle is not None:
+        raise _pickle_refused(refused_pickle)
+    raise ModelFileError(
+        f"SMPL-X model file for gender {g!r} not found (looked in: "
+        f"{', '.join(str(p) for p in looked)}): {_DOWNLOAD_HINT} and put it in "
+        f"{body_models_dir() / 'smplx'}/ or set {ENV_BODY_MODELS}"
+    )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read the required arrays of an npz without ever unpickling anything."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(
+            f"{path} is not a readable .npz archive ({_short(exc)}): {_DOWNLOAD_HINT} again"
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ModelFileError(
+            f"{path} holds a single .npy array, not an SMPL-X .npz archive: {_DOWNLOAD_HINT}"
+        )
+    with archive:
+        missing = [k for k in REQUIRED_KEYS if k not in archive.files]
+        if missing:
+            raise ModelFileError(
+                f"{path} is not an SMPL-X model (missing arrays: {', '.join(missing)}): "
+                f"{_DOWNLOAD_HINT}"
+            )
+        out: dict[str, np.ndarray] = {}
+        for key in REQUIRED_KEYS:
+            try:
+                out[key] = archive[key]  # only the arrays we need; allow_pickle stays False
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+                raise ModelFileError(
+                    f"{path} has an unreadable array {key!r} ({_short(exc)}): "
+                    f"{_DOWNLOAD_HINT} again"
+                ) from None
+    return out
+
+
+def _to_ndarray(value: Any) -> np.ndarray:
+    """Dense numpy array from a pickled model entry (ndarray, scipy sparse, chumpy-like)."""
+    if hasattr(value, "toarray"):  # scipy.sparse (J_regressor in the pkl release)
+        return np.asarray(value.toarray())
+    if hasattr(value, "r") and not isinstance(value, np.ndarray):  # chumpy array
+        return np.asarray(value.r)
+    return np.asarray(value)
+
+
+def _read_pkl(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh, encoding="latin1")
+    except Exception as exc:  # unpickling can fail in many ways (opted in explicitly)
+        raise ModelFileError(
+            f"{path} could not be unpickled ({_short(exc)}): use the SMPL-X .npz release instead"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} does not hold an SMPL-X model dict: {_DOWNLOAD_HINT}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ModelFileError(
+            f"{path} is not an SMPL-X model (missing arrays: {', '.join(missing)}): "
+            f"{_DOWNLOAD_HINT}"
+        )
+    return {k: _to_ndarray(data[k]) for k in REQUIRED_KEYS}
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:120]
+
+
+def _validate(path: Path, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check dtypes/shapes/ranges and convert to float32 / int64 arrays."""
+
+    def bad(msg: str) -> ModelFileError:
+        return ModelFileError(f"{path} is not a valid SMPL-X model ({msg}): {_DOWNLOAD_HINT}")
+
+    for key, arr in raw.items():
+        kinds = "fiu" if key in _FLOAT_KEYS else "iu"
+        if arr.dtype.kind not in kinds:
+            raise bad(f"array {key!r} has dtype {arr.dtype}")
+
+    v_template = raw["v_template"]
+    if v_template.ndim != 2 or v_template.shape[1] != 3 or v_template.shape[0] < 1:
+        raise bad(f"v_template has shape {v_template.shape}, expected (V, 3)")
+    num_v = v_template.shape[0]
+    j = NUM_MODEL_JOINTS
+
+    posedirs = raw["posedirs"]
+    if posedirs.shape in ((num_v * 3, NUM_POSE_BASIS),):
+        posedirs = posedirs.reshape(num_v, 3, NUM_POSE_BASIS)
+    expected: dict[str, tuple[int | None, ...]] = {
+        "f": (None, 3),
+        "shapedirs": (num_v, 3, None),
+        "posedirs": (num_v, 3, NUM_POSE_BASIS),
+        "J_regressor": (j, num_v),
+        "weights": (num_v, j),
+        "kintree_table": (2, j),
+        "hands_meanl": (45,),
+        "hands_meanr": (45,),
+        "lmk_faces_idx": (51,),
+        "lmk_bary_coords": (51, 3),
+        "dynamic_lmk_faces_idx": (79, 17),
+        "dynamic_lmk_bary_coords": (79, 17, 3),
+    }
+    arrays = dict(raw)
+    arrays["posedirs"] = posedirs
+    for key, shape in expected.items():
+        arr = arrays[key]
+        ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+        if not ok:
+            want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+            raise bad(f"{key} has shape {arr.shape}, expected {want}")
+    if arrays["shapedirs"].shape[2] < 20:
+        raise bad(f"shapedirs has {arrays['shapedirs'].shape[2]} components, expected >= 20")
+
+    out: dict[str, np.ndarray] = {}
+    for key in _FLOAT_KEYS:
+        out[key] = np.ascontiguousarray(arrays[key], dtype=np.float32)
+        if not np.all(np.isfinite(out[key])):
+            raise bad(f"{key} contains NaN or infinite values")
+    for key in _INT_KEYS:
+        out[key] = np.ascontiguousarray(arrays[key]).astype(np.int64)
+
+    num_f = out["f"].shape[0]
+    if num_f < 1 or out["f"].min() < 0 or out["f"].max() >= num_v:
+        raise bad("faces index vertices out of range")
+    for key in ("lmk_faces_idx", "dynamic_lmk_faces_idx"):
+        if out[key].min() < 0 or out[key].max() >= num_f:
+            raise bad(f"{key} indexes faces out of range")
+    parents = out["kintree_table"][0, 1:]
+    if np.any(parents < 0) or np.any(parents >= np.arange(1, j)):
+        raise bad("kintree_table is not a valid parent table (parents must precede children)")
+    return out
+
+
+def load_body_model_data(path: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """Read and validate the arrays of an SMPL-X model file.
+
+    ``.npz`` files are opened with ``np.load(path, allow_pickle=False)`` and only the required
+    numeric arrays are read. ``.pkl`` files are unpickled only when ``allow_pickle`` is True.
+
+    Args:
+        path: the model file (``SMPLX_{GENDER}.npz``, or ``.pkl`` with ``allow_pickle``).
+        allow_pickle: permit reading a pickle (``.pkl``) model file.
+
+    Returns:
+        dict with (V vertices, F faces, S >= 20 shape+expression components):
+        ``v_template (V, 3)`` metres, ``shapedirs (V, 3, S)``, ``posedirs (V, 3, 486)``,
+        ``J_regressor (55, V)``, ``weights (V, 55)``, ``hands_meanl``/``hands_meanr (45,)``
+        axis-angle radians, ``lmk_bary_coords (51, 3)``, ``dynamic_lmk_bary_coords (79, 17, 3)``
+        as float32; ``f (F, 3)``, ``kintree_table (2, 55)`` (raw, root parent as in the file),
+        ``lmk_faces_idx (51,)``, ``dynamic_lmk_faces_idx (79, 17)`` as int64.
+
+    Raises:
+        ModelFileError: missing, unreadable, pickled without opt-in, or malformed file.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ModelFileError(f"SMPL-X model file {p} does not exist: {_DOWNLOAD_HINT}")
+    if p.suffix.lower() == ".pkl":
+        if not allow_pickle:
+            raise _pickle_refused(p)
+        raw = _read_pkl(p)
+    else:
+        raw = _read_npz(p)
+    return _validate(p, raw)

@@ -1,0 +1,256 @@
+"""Batched SMPL-X forward pass built on the ``smplx`` package's math.
+
+:class:`SMPLXLayer` is constructed from the validated arrays of
+:func:`wbcap.body.model_files.load_body_model_data`, so building it never unpickles anything.
+It reproduces ``smplx.create(folder, 'smplx', use_pca=False, use_face_contour=True,
+flat_hand_mean=False, num_betas=10, num_expression_coeffs=10)`` exactly, without per-instance
+parameters: every array is a (non-persistent) buffer, so ``.to(device)`` moves it and a network
+``state_dict`` never carries (licensed) body-model data.
+
+Coordinates: metres, y up, the model faces +z. Rotations at this edge are axis-angle (radians).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+from smplx.utils import find_joint_kin_chain
+from smplx.vertex_ids import vertex_ids as smplx_vertex_ids
+from smplx.vertex_joint_selector import VertexJointSelector
+
+from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NUM
+from wbcap.body.model_files import load_body_model_data
+
+__all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
+
+# smplx's constants: shape space 300 + expression space 100 in the full (v1.1) release.
+_SHAPE_SPACE_DIM = 300
+_EXPRESSION_SPACE_DIM = 100
+_NUM_BODY_JOINTS = 21
+_NUM_HAND_JOINTS = 15
+_NECK_IDX = 12
+
+
+@dataclass(frozen=True)
+class SMPLXOutput:
+    """Result of :meth:`SMPLXLayer.forward` (float tensors on the layer's device).
+
+    Attributes:
+        vertices: ``(B, V=10475, 3)`` mesh vertices in metres (``transl`` applied).
+        joints: ``(B, 144, 3)`` joints in metres: 55 model joints, 21 vertex joints, 51 face
+            landmarks, 17 face-contour landmarks (``wbcap.body.joints.SMPLX_OUTPUT_JOINT_NAMES``).
+        full_pose: ``(B, 165)`` axis-angle (radians) of the 55 joints in model order, with the
+            hand mean pose already added (as smplx reports it).
+    """
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    full_pose: torch.Tensor
+
+
+def _check(name: str, value: torch.Tensor, batch: int, width: int) -> torch.Tensor:
+    if value.ndim < 2 or value.shape[0] != batch or value[0].numel() != width:
+        raise ValueError(f"{name} must have shape ({batch}, {width}), got {tuple(value.shape)}")
+    return value.reshape(batch, width)
+
+
+class SMPLXLayer(torch.nn.Module):
+    """SMPL-X body model without learnable parameters.
+
+    Args:
+        data: arrays from :func:`~wbcap.body.model_files.load_body_model_data`.
+        num_betas: shape coefficients used (clamped like smplx: <= 10 for a 20-component model,
+            <= 300 for the full release).
+        num_expression: expression coefficients used (clamped like smplx).
+        flat_hand_mean: if False (default, as Hand4Whole), the model file's hand mean pose is
+            added to the given hand poses.
+        dtype: floating dtype of the buffers.
+
+    Attributes:
+        faces: ``(F, 3)`` int64 numpy array of triangle vertex indices.
+        faces_tensor: ``(F, 3)`` int64 buffer (same values).
+    """
+
+    def __init__(
+        self,
+        data: dict[str, np.ndarray],
+        num_betas: int = 10,
+        num_expression: int = 10,
+        flat_hand_mean: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        shapedirs = np.asarray(data["shapedirs"])
+        num_components = shapedirs.shape[-1]
+        # Same clamping / slicing rules as smplx.SMPL and smplx.SMPLX.
+        if num_components < _SHAPE_SPACE_DIM:
+            num_betas = min(num_betas, 10)
+        else:
+            num_betas = min(num_betas, _SHAPE_SPACE_DIM)
+        if num_components < _SHAPE_SPACE_DIM + _EXPRESSION_SPACE_DIM:
+            expr_start = 10
+            num_expression = min(num_expression, 10)
+        else:
+            expr_start = _SHAPE_SPACE_DIM
+            num_expression = min(num_expression, _EXPRESSION_SPACE_DIM)
+        self.num_betas = int(num_betas)
+        self.num_expression = int(num_expression)
+        self.flat_hand_mean = bool(flat_hand_mean)
+
+        def buf(name: str, value: Any, tensor_dtype: torch.dtype = dtype) -> None:
+            self.register_buffer(
+                name, torch.as_tensor(np.asarray(value)).to(tensor_dtype), persistent=False
+            )
+
+        num_v = int(np.asarray(data["v_template"]).shape[0])
+        buf("v_template", data["v_template"])
+        buf("shapedirs", shapedirs[:, :, : self.num_betas])
+        buf("expr_dirs", shapedirs[:, :, expr_start : expr_start + self.num_expression])
+        num_pose_basis = np.asarray(data["posedirs"]).shape[-1]
+        buf("posedirs", np.reshape(data["posedirs"], (num_v * 3, num_pose_basis)).T)
+        buf("J_regressor", data["J_regressor"])
+        buf("lbs_weights", data["weights"])
+        parents = np.asarray(data["kintree_table"][0]).astype(np.int64)
+        parents[0] = -1
+        buf("parents", parents, torch.long)
+
+        self.faces: np.ndarray = np.asarray(data["f"]).astype(np.int64)
+        buf("faces_tensor", self.faces, torch.long)
+        buf("lmk_faces_idx", data["lmk_faces_idx"], torch.long)
+        buf("lmk_bary_coords", data["lmk_bary_coords"])
+        buf("dynamic_lmk_faces_idx", data["dynamic_lmk_faces_idx"], torch.long)
+        buf("dynamic_lmk_bary_coords", data["dynamic_lmk_bary_coords"])
+        buf("neck_kin_chain", find_joint_kin_chain(_NECK_IDX, parents.tolist()), torch.long)
+
+        if self.flat_hand_mean:
+            hand_mean_l = np.zeros(45)
+            hand_mean_r = np.zeros(45)
+        else:
+            hand_mean_l = np.asarray(data["hands_meanl"])
+            hand_mean_r = np.asarray(data["hands_meanr"])
+        # Order of full_pose: global, 21 body, jaw, leye, reye, 15 left hand, 15 right hand.
+        pose_mean = np.concatenate([np.zeros(3 * (1 + _NUM_BODY_JOINTS + 3)), hand_mean_l, hand_mean_r])
+        buf("pose_mean", pose_mean.astype(np.float32))
+
+        self.vertex_joint_selector = VertexJointSelector(vertex_ids=smplx_vertex_ids["smplx"])
+        for name, tensor in list(self.vertex_joint_selector.named_buffers(recurse=False)):
+            self.vertex_joint_selector.register_buffer(name, tensor, persistent=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path, allow_pickle: bool = False, **kwargs: Any) -> SMPLXLayer:
+        """Build the layer from a model file (see ``load_body_model_data``; kwargs go to init)."""
+        return cls(load_body_model_data(path, allow_pickle=allow_pickle), **kwargs)
+
+    @property
+    def num_vertices(self) -> int:
+        """Number of mesh vertices V (10475 for SMPL-X)."""
+        return int(self.v_template.shape[0])
+
+    def forward(
+        self,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        left_hand_pose: torch.Tensor,
+        right_hand_pose: torch.Tensor,
+        jaw_pose: torch.Tensor,
+        expression: torch.Tensor,
+        leye_pose: torch.Tensor | None = None,
+        reye_pose: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> SMPLXOutput:
+        """Pose and shape the model.
+
+        All rotations are axis-angle in radians; tensors must share the buffers' dtype/device.
+
+        Args:
+            betas: ``(B, num_betas)`` shape coefficients.
+            global_orient: ``(B, 3)`` root rotation.
+            body_pose: ``(B, 63)`` or ``(B, 21, 3)`` body joint rotations (joints 1..21).
+            left_hand_pose: ``(B, 45)`` left-hand joint rotations (15 joints, model order,
+                relative to the hand mean unless ``flat_hand_mean``).
+            right_hand_pose: ``(B, 45)`` right-hand joint rotations.
+            jaw_pose: ``(B, 3)`` jaw rotation.
+            expression: ``(B, num_expression)`` expression coefficients.
+            leye_pose: ``(B, 3)`` left eyeball rotation, zeros when None.
+            reye_pose: ``(B, 3)`` right eyeball rotation, zeros when None.
+            transl: ``(B, 3)`` translation in metres added to vertices and joints, none if None.
+
+        Returns:
+            :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,
+            ``full_pose (B, 165)``.
+        """
+        batch = int(global_orient.shape[0])
+        betas = _check("betas", betas, batch, self.num_betas)
+        expression = _check("expression", expression, batch, self.num_expression)
+        zeros3 = global_orient.new_zeros(batch, 3)
+        parts = [
+            _check("global_orient", global_orient, batch, 3),
+            _check("body_pose", body_pose, batch, 3 * _NUM_BODY_JOINTS),
+            _check("jaw_pose", jaw_pose, batch, 3),
+            zeros3 if leye_pose is None else _check("leye_pose", leye_pose, batch, 3),
+            zeros3 if reye_pose is None else _check("reye_pose", reye_pose, batch, 3),
+            _check("left_hand_pose", left_hand_pose, batch, 3 * _NUM_HAND_JOINTS),
+            _check("right_hand_pose", right_hand_pose, batch, 3 * _NUM_HAND_JOINTS),
+        ]
+        full_pose = torch.cat(parts, dim=1) + self.pose_mean
+
+        shape_components = torch.cat([betas, expression], dim=-1)
+        shapedirs = torch.cat([self.shapedirs, self.expr_dirs], dim=-1)
+        vertices, joints = lbs(
+            shape_components,
+            full_pose,
+            self.v_template,
+            shapedirs,
+            self.posedirs,
+            self.J_regressor,
+            self.parents,
+            self.lbs_weights,
+            pose2rot=True,
+        )
+
+        lmk_faces_idx = self.lmk_faces_idx.unsqueeze(0).expand(batch, -1)
+        lmk_bary_coords = self.lmk_bary_coords.unsqueeze(0).expand(batch, -1, -1)
+        dyn_faces_idx, dyn_bary_coords = find_dynamic_lmk_idx_and_bcoords(
+            vertices,
+            full_pose,
+            self.dynamic_lmk_faces_idx,
+            self.dynamic_lmk_bary_coords,
+            self.neck_kin_chain,
+            pose2rot=True,
+        )
+        lmk_faces_idx = torch.cat([lmk_faces_idx, dyn_faces_idx], 1)
+        lmk_bary_coords = torch.cat([lmk_bary_coords, dyn_bary_coords], 1)
+        landmarks = vertices2landmarks(vertices, self.faces_tensor, lmk_faces_idx, lmk_bary_coords)
+
+        joints = self.vertex_joint_selector(vertices, joints)
+        joints = torch.cat([joints, landmarks], dim=1)
+        if transl is not None:
+            offset = _check("transl", transl, batch, 3).unsqueeze(1)
+            joints = joints + offset
+            vertices = vertices + offset
+        assert joints.shape[1] == SMPLX_OUTPUT_JOINT_NUM
+        return SMPLXOutput(vertices=vertices, joints=joints, full_pose=full_pose)
+
+
+def joints137(output: SMPLXOutput | torch.Tensor) -> torch.Tensor:
+    """The Hand4Whole 137-joint supervision set from a layer output.
+
+    Args:
+        output: an :class:`SMPLXOutput` or its ``joints`` tensor ``(B, 144, D)``.
+
+    Returns:
+        ``(B, 137, D)`` tensor in ``wbcap.body.joints.JOINT_NAMES`` order (metres for 3D).
+    """
+    joints = output.joints if isinstance(output, SMPLXOutput) else output
+    if joints.ndim != 3 or joints.shape[1] != SMPLX_OUTPUT_JOINT_NUM:
+        raise ValueError(
+            f"expected joints of shape (B, {SMPLX_OUTPUT_JOINT_NUM}, D), got {tuple(joints.shape)}"
+        )
+    index = torch.as_tensor(JOINT_IDX, dtype=torch.long, device=joints.device)
+    return joints.index_select(1, index)

@@ -1,0 +1,33 @@
+"""Options shared by several subcommands (click only: importing this loads no torch)."""
+
+from __future__ import annotations
+
+import click
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the network runs: auto (CUDA if available), cpu, cuda or cuda:N.",
+)
+body_models_option = click.option(
+    "--body-models",
+    type=click.Path(),
+    default=None,
+    help="SMPL-X file or folder (default: $WBCAP_BODY_MODELS, then the user data folder; see `wbcap doctor`).",
+)
+gender_option = click.option(
+    "--gender", type=click.Choice(["neutral", "male", "female"]), default="neutral", show_default=True,
+    help="Which SMPL-X model to use (the released network was trained with the neutral one).",
+)
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Also accept .pkl body models. Pickles can run code when loaded: only for files you trust.",
+)
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(),
+    default=None,
+    help="Network checkpoint (default: $WBCAP_WEIGHTS, then the user weights folder; see `wbcap weights list`).",
+)

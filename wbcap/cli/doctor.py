@@ -1,0 +1,23 @@
+"""``wbcap doctor``: what is present, what is missing, and the fix for each."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--body-models", type=click.Path(), default=None, help="Also check this SMPL-X file or folder.")
+def doctor(body_models):
+    """Report body models, checkpoints, rendering backend, CUDA and library versions."""
+    from wbcap.doctor import run_checks
+
+    problems = 0
+    for check in run_checks(body_models):
+        mark = "ok  " if check.ok else ("warn" if check.optional else "MISS")
+        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            click.echo(f"       fix: {check.fix}")
+        problems += (not check.ok) and not check.optional
+    if problems:
+        click.echo(f"{problems} required item(s) missing; `wbcap demo` still runs without them.")
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,96 @@
+"""``wbcap image``: parse options, build an ImageJob, call :func:`wbcap.image_app.run_images`."""
+
+from __future__ import annotations
+
+import click
+
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+
+
+def _parse_bboxes(ctx, param, values):
+    from wbcap.errors import InputError
+
+    if not values:
+        return None
+    from wbcap.detect.boxes import parse_bbox
+
+    try:
+        return tuple(tuple(parse_bbox(v)) for v in values)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_out", show_default=True,
+              help="Output folder; results go to OUT/<image stem>/person_<k>/.")
+@click.option("--bbox", "bboxes", multiple=True, callback=_parse_bboxes, metavar="X,Y,W,H",
+              help="Person box in pixels (repeat for several people); used for every image, no detector.")
+@click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), default=None,
+              help='JSON file of boxes per image name: {"img.jpg": [[x, y, w, h], ...]}.')
+@click.option("--full-image", is_flag=True, help="Treat the whole image as one person's box (no detector).")
+@click.option("--detector", type=click.Choice(["hog", "full"]), default="hog", show_default=True,
+              help="Person detector when no boxes are given: hog (OpenCV's built-in people detector) or full.")
+@click.option("--max-people", type=click.IntRange(min=1), default=None, help="Keep at most this many people per image (highest scores).")
+@checkpoint_option
+@body_models_option
+@gender_option
+@allow_pickle_option
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Person crops per network call.")
+@click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
+@click.option("--fix-left-hand-flip", is_flag=True,
+              help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")
+@click.pass_context
+def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people, checkpoint, body_models, gender,
+          allow_pickle, device, batch_size, no_render, fix_left_hand_flip):
+    """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
+
+    For each image and person writes OUT/<stem>/person_<k>/ with output.obj, smplx_param.json,
+    render_original_img.jpg and render_cropped_img.jpg.
+    """
+    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.image_app import ImageJob, run_images
+
+    if sum(x is not None and x is not False for x in (bboxes, boxes_file, full_image or None)) > 1:
+        raise click.UsageError("use only one of --bbox, --boxes and --full-image")
+    cfg = PipelineConfig(
+        model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
+        body=BodyModelConfig(path=body_models, gender=gender, allow_pickle=allow_pickle),
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+    )
+    job = ImageJob(
+        paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,
+        detector="full" if full_image else detector, max_people=max_people, render=not no_render,
+    )
+    _run(ctx, job)
+
+
+def _run(ctx, job, pipeline=None) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from wbcap.image_app import run_images
+    from wbcap.io.images import iter_image_paths
+
+    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    console = Console(stderr=True)
+    total = len(iter_image_paths(job.paths))
+    failed = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=quiet or total < 2, transient=True) as progress:
+        task = progress.add_task("images", total=total)
+
+        def report(result):
+            progress.advance(task)
+            if result.error:
+                failed.append(result)
+                console.print(f"error: {result.error}", markup=False, highlight=False)
+            elif not quiet:
+                console.print(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", markup=False, highlight=False)
+
+        run_images(job, pipeline=pipeline, on_progress=report)
+    if failed:
+        ctx.exit(2)

@@ -1,0 +1,85 @@
+"""Typed, frozen configuration, built once at the entry point and passed down.
+
+:class:`ModelConfig` describes the Hand4Whole network; it travels inside wbcap checkpoints so a
+model can be rebuilt from the file alone. Defaults are the released model's values (upstream
+``main/config.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+RESNET_DEPTHS = (18, 34, 50, 101, 152)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hand4Whole architecture and input/output geometry.
+
+    Shapes are ``(height, width)`` or ``(depth, height, width)`` in pixels / heatmap cells.
+    """
+
+    backbone_depth: int = 50
+    hand_backbone_depth: int = 50
+    face_backbone_depth: int = 18
+    input_img_shape: tuple[int, int] = (512, 384)
+    input_body_shape: tuple[int, int] = (256, 192)
+    output_hm_shape: tuple[int, int, int] = (8, 8, 6)
+    input_hand_shape: tuple[int, int] = (256, 256)
+    output_hand_hm_shape: tuple[int, int, int] = (8, 8, 8)
+    input_face_shape: tuple[int, int] = (192, 192)
+    focal: tuple[float, float] = (5000.0, 5000.0)
+    camera_3d_size: float = 2.5
+    num_betas: int = 10
+    num_expression: int = 10
+    hand_box_extension: float = 2.0
+    face_box_extension: float = 1.5
+    # The released weights were trained with an off-by-a-pixel flip of the left hand's x
+    # coordinates (upstream model.py keeps it, with the correct formula in a comment). Exact
+    # reproduction needs the quirk; True applies the geometrically correct flip instead.
+    fix_left_hand_flip: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
+            if getattr(self, name) not in RESNET_DEPTHS:
+                raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
+
+    @property
+    def princpt(self) -> tuple[float, float]:
+        """Virtual principal point (x, y) of the body-input camera, in body-input pixels."""
+        return (self.input_body_shape[1] / 2, self.input_body_shape[0] / 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class BodyModelConfig:
+    """Which SMPL-X file to use. ``path`` may be a file or a folder (searched as documented)."""
+
+    path: str | None = None
+    gender: str = "neutral"
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the image pipeline needs, resolved at the entry point."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    body: BodyModelConfig = field(default_factory=BodyModelConfig)
+    checkpoint: str | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    box_scale: float = 1.25

@@ -1,0 +1,78 @@
+"""What a person detector returns, and the interface every detector follows.
+
+Boxes are ``(x, y, w, h)`` in pixels of the image given to the detector: ``(x, y)`` is the
+top-left corner, x to the right, y down, origin at the top-left corner of the top-left pixel
+(OpenCV's ``cv::Rect`` convention, as floats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One person in one image.
+
+    Attributes:
+        box: ``(x, y, w, h)`` in pixels, float; ``w, h > 0`` for real boxes.
+        score: detector confidence, larger is more certain. Its scale depends on the detector
+            (an SVM margin for HOG, 1.0 for user-given boxes); compare scores from one detector only.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float = 1.0
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        """The box as ``(x1, y1, x2, y2)`` corners, pixels."""
+        x, y, w, h = self.box
+        return (x, y, x + w, y + h)
+
+    @property
+    def area(self) -> float:
+        """Box area in square pixels."""
+        return max(self.box[2], 0.0) * max(self.box[3], 0.0)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds people in one image.
+
+    Attributes:
+        name: short identifier recorded in outputs (e.g. ``"hog"``, ``"full-image"``).
+    """
+
+    name: str
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """Detect people.
+
+        Args:
+            image: ``(H, W, 3)`` ``uint8`` RGB.
+
+        Returns:
+            Detections sorted by score, highest first (possibly empty).
+        """
+        ...
+
+
+def sort_by_score(detections: list[Detection]) -> list[Detection]:
+    """Detections ordered by score, highest first (stable for equal scores)."""
+    return sorted(detections, key=lambda d: -d.score)
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes (0 when either is empty)."""
+    ax2, ay2 = a[0] + a[2], a[1] + a[3]
+    bx2, by2 = b[0] + b[2], b[1] + b[3]
+    iw = min(ax2, bx2) - max(a[0], b[0])
+    ih = min(ay2, by2) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = max(a[2], 0) * max(a[3], 0) + max(b[2], 0) * max(b[3], 0) - inter
+    return float(inter / union) if union > 0 else 0.0

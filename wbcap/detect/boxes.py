@@ -1,0 +1,180 @@
+"""Boxes that come from the user rather than from a detector.
+
+* :class:`FullImageDetector` - one box covering the whole image (for tight crops of one person).
+* :class:`StaticBoxes` - the same given boxes for every image (``--bbox x,y,w,h``).
+* :func:`load_boxes_json` - per-image boxes from a JSON file (``--boxes boxes.json``).
+
+Boxes are ``(x, y, w, h)`` in pixels, top-left corner, x right, y down (see
+:mod:`wbcap.detect.base`).
+
+Box file format (JSON object, one entry per image, keyed by the image's **file name**; a key
+with folders, ``"run1/0001.jpg"``, is reduced to its file name, which must then be unique)::
+
+    {
+      "0001.jpg": [[x, y, w, h], [x, y, w, h]],
+      "0002.jpg": [{"bbox": [x, y, w, h], "score": 0.9}],
+      "0003.jpg": []
+    }
+
+Each box is a list of 4 numbers or an object with ``"bbox"`` and an optional ``"score"``
+(default 1.0). ``w`` and ``h`` must be > 0. An empty list means "no person in this image";
+an image with no key is not covered by the file (the caller decides: run a detector or skip).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from wbcap.detect.base import Detection, sort_by_score
+from wbcap.errors import InputError
+
+Box = tuple[float, float, float, float]
+
+
+class FullImageDetector:
+    """Returns one box covering the whole image, score 1.0.
+
+    Use when every image is already a crop around one person.
+    """
+
+    name = "full-image"
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """``image``: ``(H, W, 3)`` uint8 RGB -> ``[Detection((0, 0, W, H), 1.0)]``."""
+        h, w = image.shape[:2]
+        return [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
+
+
+class StaticBoxes:
+    """Returns the same boxes for every image (e.g. a fixed camera and a known subject area).
+
+    Args:
+        boxes: ``(x, y, w, h)`` tuples (score 1.0) or :class:`Detection` objects; ``w, h > 0``.
+    """
+
+    name = "static"
+
+    def __init__(self, boxes: Iterable[Box | Detection]) -> None:
+        dets = []
+        for b in boxes:
+            det = b if isinstance(b, Detection) else Detection(_check_box(b, "box"), 1.0)
+            _check_box(det.box, "box")
+            dets.append(det)
+        self.detections: list[Detection] = sort_by_score(dets)
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """``image``: ``(H, W, 3)`` uint8 RGB (only its presence matters) -> the given boxes."""
+        return list(self.detections)
+
+
+def parse_bbox(text: str) -> Box:
+    """Parse ``"x,y,w,h"`` (pixels; commas and/or spaces) into a float tuple.
+
+    Raises:
+        InputError: not 4 finite numbers, or ``w``/``h`` not > 0.
+    """
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"box {text!r}: expected 4 numbers 'x,y,w,h' in pixels, e.g. '10,20,200,400'")
+    if values[2] <= 0 or values[3] <= 0:
+        raise InputError(f"box {text!r}: width and height must be > 0; give 'x,y,w,h', not corners")
+    return values  # type: ignore[return-value]
+
+
+def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
+    """Read a box file (format in the module docstring).
+
+    Returns:
+        ``{file name: detections sorted by score, highest first}``.
+
+    Raises:
+        InputError: the file is missing or not valid JSON, or an entry is malformed (the message
+            names the file and the entry).
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such box file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a folder; pass a JSON box file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"{p}: not valid JSON{where}; fix the box file") from None
+    if not isinstance(raw, Mapping):
+        raise InputError(
+            f'{p}: box file must be a JSON object {{"image.jpg": [[x, y, w, h], ...]}}; fix it'
+        )
+    table: dict[str, list[Detection]] = {}
+    for key, entries in raw.items():
+        name = Path(key).name
+        if name in table:
+            raise InputError(f"{p}: two entries for file name {name!r}; keep one per image")
+        if not isinstance(entries, list):
+            raise InputError(f"{p}: entry {key!r} must be a list of boxes; fix the box file")
+        dets = []
+        for i, entry in enumerate(entries):
+            try:
+                dets.append(_parse_entry(entry))
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{p}: entry {key!r} box {i}: {exc}; fix the box file") from None
+        table[name] = sort_by_score(dets)
+    return table
+
+
+def boxes_for(table: Mapping[str, list[Detection]], image_path: str | os.PathLike[str]) -> list[Detection] | None:
+    """The detections a box table holds for an image (matched by file name), or None."""
+    return table.get(Path(image_path).name)
+
+
+def box_outside_image(box: Box, width: int, height: int) -> bool:
+    """True when an ``(x, y, w, h)`` box has no area inside a ``width`` x ``height`` image.
+
+    A box that only touches the border (zero overlap) counts as outside.
+    """
+    x, y, w, h = box
+    return x + w <= 0 or y + h <= 0 or x >= width or y >= height or w <= 0 or h <= 0
+
+
+def _parse_entry(entry: object) -> Detection:
+    score = 1.0
+    if isinstance(entry, Mapping):
+        if "bbox" not in entry:
+            raise ValueError('object without "bbox"')
+        score_val = entry.get("score", 1.0)
+        if isinstance(score_val, bool) or not isinstance(score_val, (int, float)):
+            raise ValueError('"score" must be a number')
+        score = float(score_val)
+        if not math.isfinite(score):
+            raise ValueError('"score" must be finite')
+        entry = entry["bbox"]
+    return Detection(_check_box(entry, "bbox"), score)
+
+
+def _check_box(value: object, what: str) -> Box:
+    """Validate ``[x, y, w, h]`` (4 finite numbers, w, h > 0); raise ValueError otherwise."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"{what} must be 4 numbers [x, y, w, h]")
+    box = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{what} must be finite numbers")
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"{what} width and height must be > 0")
+    return box  # type: ignore[return-value]

@@ -1,0 +1,265 @@
+"""Still-image loading: one decoder, one pixel convention.
+
+Every image inside wbcap is a ``numpy.ndarray`` of shape ``(H, W, 3)``, dtype ``uint8``, **RGB**
+channel order, row 0 at the top of the upright picture. :func:`load_image` turns whatever the
+file holds into that:
+
+* Decoding is OpenCV's (``cv2.imdecode`` of the file's bytes with ``IMREAD_UNCHANGED``), the
+  decoder of the reference implementation, so 8-bit pixels match it exactly.
+* Grayscale is replicated to 3 channels; a grey+alpha image keeps its grey channel.
+* Alpha is **dropped**, not composited: the stored colour of every pixel is kept, which is what
+  ``cv2.imread`` (the reference's loader) does. Compositing over black would darken
+  semi-transparent edges and change pixels compared with the reference.
+* 16-bit samples become 8-bit as ``round(v / 257)`` (65535 -> 255, exact for 8-bit values stored
+  in 16 bits as ``v * 257``).
+* The EXIF orientation tag is applied (read with Pillow, rotated with numpy), for any format that
+  carries one (JPEG in practice). The reference implementation ignores it and so sees phone
+  photos sideways; users expect the upright picture they see in every viewer.
+* A truncated JPEG or PNG is an error (OpenCV returns a partly grey image with only a warning).
+
+User mistakes (missing file, a folder, not an image, truncated or empty file) raise
+:class:`wbcap.errors.InputError` with one line naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from wbcap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: File name endings (lower case) that :func:`iter_image_paths` treats as images.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+)
+
+_EXIF_ORIENTATION_TAG = 0x0112
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one image file as an upright RGB picture.
+
+    Args:
+        path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...).
+
+    Returns:
+        ``(H, W, 3)`` ``uint8`` array, RGB, C-contiguous, ``H``/``W`` of the upright picture
+        (after the EXIF orientation, so a portrait phone photo has ``H > W``).
+
+    Raises:
+        InputError: the file is missing, a folder, empty, not a readable image, truncated, or
+            has a pixel type other than 8- or 16-bit integers.
+    """
+    p = Path(path)
+    data = _read_bytes(p)
+    buf = np.frombuffer(data, dtype=np.uint8)
+
+    import cv2
+
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.size == 0:
+        _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
+        raise InputError(
+            f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
+        )
+    _check_complete(p, data)
+
+    rgb = _to_rgb8(p, decoded)
+    orientation = _exif_orientation(data)
+    if orientation not in (None, 1):
+        rgb = apply_exif_orientation(rgb, orientation)
+    return np.ascontiguousarray(rgb)
+
+
+def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an image as stored into the upright picture its EXIF orientation tag describes.
+
+    Same transforms as Pillow's ``ImageOps.exif_transpose``: 2 mirror left-right, 3 rotate 180,
+    4 mirror top-bottom, 5 transpose, 6 rotate 90 degrees clockwise, 7 transverse, 8 rotate 90
+    degrees counter-clockwise; 1 and unknown values leave the image as is.
+
+    Args:
+        image: ``(H, W, ...)`` array (any dtype, any channels) as stored in the file.
+        orientation: the EXIF ``Orientation`` tag value (1..8).
+
+    Returns:
+        A view of ``image``, ``(H, W, ...)`` for 1-4 and ``(W, H, ...)`` for 5-8.
+    """
+    swap = (1, 0) + tuple(range(2, image.ndim))
+    if orientation == 2:
+        return image[:, ::-1]
+    if orientation == 3:
+        return image[::-1, ::-1]
+    if orientation == 4:
+        return image[::-1]
+    if orientation == 5:
+        return image.transpose(swap)
+    if orientation == 6:
+        return np.rot90(image, k=-1)
+    if orientation == 7:
+        return image.transpose(swap)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(image, k=1)
+    return image
+
+
+def iter_image_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files, folders and glob patterns into a list of image files.
+
+    * A file is kept as given, whatever its extension (:func:`load_image` judges it).
+    * A folder contributes its image files (:data:`IMAGE_EXTENSIONS`, case-insensitive; not
+      recursive; hidden ``.name`` files skipped) in natural order (``f2.jpg`` before ``f10.jpg``).
+    * A pattern with ``*``, ``?`` or ``[`` (when no file has that literal name) contributes the
+      matching image files, ``**`` recursive, in natural order.
+
+    Duplicates are dropped, keeping the first occurrence; otherwise the order of ``paths`` is kept.
+
+    Args:
+        paths: one path/pattern or an iterable of them.
+
+    Returns:
+        Image file paths (as given, not resolved).
+
+    Raises:
+        InputError: a path that does not exist, a pattern or folder that yields no image.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(found: Iterable[Path]) -> None:
+        for f in found:
+            key = f.absolute()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+
+    for item in paths:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            files = sorted(
+                (f for f in p.iterdir() if _is_image_name(f) and f.is_file()), key=_natural_key
+            )
+            if not files:
+                raise InputError(
+                    f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                    "point to a folder of images"
+                )
+            add(files)
+        elif p.exists():
+            add([p])
+        elif _GLOB_CHARS.search(str(item)):
+            matches = sorted(
+                (Path(m) for m in glob.glob(str(p), recursive=True)),
+                key=_natural_key,
+            )
+            files = [m for m in matches if m.is_file() and _is_image_name(m)]
+            if not files:
+                raise InputError(f"{item}: pattern matches no image file; check the pattern")
+            add(files)
+        else:
+            raise InputError(f"{p}: no such file or folder; check the path")
+    return out
+
+
+def _is_image_name(path: Path) -> bool:
+    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _natural_key(path: Path) -> tuple[object, ...]:
+    """Sort key that orders digit runs by value: ``frame2`` < ``frame10``."""
+    parts = re.split(r"(\d+)", str(path))
+    return tuple((0, int(s), s) if s.isdigit() else (1, 0, s.lower()) for s in parts)
+
+
+def _read_bytes(p: Path) -> bytes:
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not an image; pass an image file")
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file; check the path") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be read ({exc.strerror}); check its permissions") from None
+    if not data:
+        raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the image")
+    return data
+
+
+def _check_complete(p: Path, data: bytes) -> None:
+    """Raise InputError when a JPEG or PNG stream is cut short.
+
+    Fast path: the stream ends with its end marker (JPEG ``EOI``, PNG ``IEND`` chunk), optionally
+    followed by zero padding. Anything else (trailing bytes a camera appended, or a real
+    truncation) is settled by a full Pillow decode, which raises on a truncated stream.
+    """
+    if data.startswith(_JPEG_SOI):
+        if data.rstrip(b"\x00").endswith(_JPEG_EOI):
+            return
+    elif data.startswith(_PNG_SIGNATURE):
+        if data.rstrip(b"\x00").endswith(_PNG_IEND):
+            return
+    else:
+        return
+    from PIL import Image, ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # a global another library may have set
+        log.debug("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncation check may be weaker")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad streams
+        log.debug("Pillow rejects %s: %s", p, exc)
+        raise InputError(
+            f"{p}: image file is truncated or corrupt; re-download or re-export it"
+        ) from None
+
+
+def _to_rgb8(p: Path, img: np.ndarray) -> np.ndarray:
+    """OpenCV's decoded array (gray, BGR or BGRA; 8/16-bit) -> (H, W, 3) uint8 RGB."""
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257)
+    elif img.dtype != np.uint8:
+        raise InputError(
+            f"{p}: pixels are {img.dtype}, not 8- or 16-bit integers; convert it to an 8-bit "
+            "PNG or JPEG"
+        )
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    channels = img.shape[2]
+    if channels == 1 or channels == 2:  # gray (+ alpha)
+        return np.repeat(img[:, :, :1], 3, axis=2)
+    if channels == 3 or channels == 4:  # BGR (+ alpha): drop alpha, reverse to RGB
+        return img[:, :, 2::-1]
+    raise InputError(f"{p}: has {channels} channels; convert it to an RGB image")
+
+
+def _exif_orientation(data: bytes) -> int | None:
+    """The EXIF orientation tag of an encoded image, or None (no tag, or Pillow can't parse it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # lazy: parses headers only
+            value = im.getexif().get(_EXIF_ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - unreadable metadata means "no orientation"
+        return None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

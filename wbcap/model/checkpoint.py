@@ -1,0 +1,225 @@
+"""Reading and writing network checkpoints.
+
+Two formats are read:
+
+* **official** Hand4Whole snapshots (``snapshot_6.pth.tar``): ``{'network': state_dict,
+  'epoch': int, 'optimizer': ...}`` saved from ``DataParallel(Model)``, so every key starts with
+  ``module.``; the SMPL-X layer's keys were removed before saving. The architecture is inferred
+  from tensor names and shapes.
+* **wbcap** checkpoints: ``{'format': 'wbcap-checkpoint/1', 'config': ModelConfig dict,
+  'network': state_dict, ...}`` — the model config travels inside.
+
+Files are read with ``torch.load(..., weights_only=True)`` (never unpickling arbitrary objects)
+and memory-mapped where the file format allows, so loading makes no transient copy. Loading is
+strict: a missing, unexpected or mis-shaped tensor is a :class:`~wbcap.errors.CheckpointError`
+(upstream loads with ``strict=False`` and silently keeps random weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wbcap.config import ModelConfig
+from wbcap.errors import CheckpointError
+from wbcap.export.atomic import atomic_path
+from wbcap.model.hand4whole import Hand4Whole
+
+log = logging.getLogger(__name__)
+
+WBCAP_FORMAT = "wbcap-checkpoint/1"
+OFFICIAL_PREFIX = "module."
+# Keys the upstream trainer may leave in (it strips them, but older snapshots kept them).
+_IGNORED_KEY = re.compile(r"(^|\.)(smplx_layer|smpl_layer|mano_layer|flame_layer)\.")
+_DEPTHS = {("basic", 2): 18, ("basic", 6): 34, ("bottleneck", 6): 50, ("bottleneck", 23): 101, ("bottleneck", 36): 152}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read from disk: network tensors (no ``module.`` prefix) and its config."""
+
+    path: Path
+    kind: str  # "official" or "wbcap"
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    epoch: int | None
+    raw: dict[str, Any]
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc) and "zip" not in str(exc):
+            raise
+    # Legacy (pre-zip) serialisation cannot be memory-mapped.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file (official or wbcap format); raise CheckpointError on any problem."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (see `wbcap weights list` for where checkpoints go)")
+    try:
+        obj = _torch_load(path)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a plain tensor checkpoint ({first[:160]}); wbcap only loads weights_only files — "
+            "re-download the checkpoint or re-save its state_dict"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({msg[:160]}); the file is corrupt or truncated — re-download it"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict with a 'network' state_dict, found {type(obj).__name__}")
+    if "network" in obj and isinstance(obj["network"], dict):
+        sd = obj["network"]
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd = obj  # a bare state_dict
+    else:
+        raise CheckpointError(f"{path}: no 'network' state_dict in the file (top-level keys: {sorted(map(str, obj))[:8]})")
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: the 'network' entry holds non-tensor values")
+
+    official = any(k.startswith(OFFICIAL_PREFIX) for k in sd)
+    clean: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        name = key[len(OFFICIAL_PREFIX):] if key.startswith(OFFICIAL_PREFIX) else key
+        if _IGNORED_KEY.search(name):
+            continue
+        clean[name] = value
+
+    if obj.get("format") == WBCAP_FORMAT:
+        try:
+            config = ModelConfig.from_dict(dict(obj["config"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: malformed model config inside the checkpoint ({exc})") from None
+        kind = "wbcap"
+    else:
+        config = infer_config(clean, path)
+        kind = "official" if official else "wbcap"
+    epoch = obj.get("epoch")
+    return Checkpoint(path=path, kind=kind, config=config, state_dict=clean, epoch=epoch if isinstance(epoch, int) else None, raw=obj)
+
+
+def _backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path) -> int:
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"layer3\.(\d+)\.", k))}
+    if not blocks:
+        raise CheckpointError(f"{path}: no '{prefix}layer3' tensors — not a Hand4Whole checkpoint")
+    kind = "bottleneck" if f"{prefix}layer1.0.conv3.weight" in sd else "basic"
+    depth = _DEPTHS.get((kind, max(blocks) + 1))
+    if depth is None:
+        raise CheckpointError(f"{path}: '{prefix}' is not a ResNet-18/34/50/101/152 backbone")
+    return depth
+
+
+def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> ModelConfig:
+    """Architecture of a Hand4Whole state_dict (no prefix) from its tensor names and shapes."""
+    path = Path(path)
+    try:
+        num_betas = int(sd["body_rotation_net.shape_out.0.weight"].shape[0])
+        num_expr = int(sd["face_regressor.expr_out.0.weight"].shape[0])
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: missing tensor {exc.args[0]!r} — not a Hand4Whole whole-body checkpoint") from None
+    return ModelConfig(
+        backbone_depth=_backbone_depth(sd, "backbone.", path),
+        hand_backbone_depth=_backbone_depth(sd, "hand_roi_net.backbone.", path),
+        face_backbone_depth=_backbone_depth(sd, "face_roi_net.backbone.", path),
+        num_betas=num_betas,
+        num_expression=num_expr,
+    )
+
+
+def check_state_dict(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> None:
+    """Raise CheckpointError unless ``sd`` has exactly the network's tensors with the right shapes."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in sd and sd[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} with wrong shape (e.g. {'; '.join(wrong[:2])})")
+    if problems:
+        raise CheckpointError(f"{path}: tensors do not match the Hand4Whole network: " + "; ".join(problems))
+
+
+def build_network(config: ModelConfig, device: str | torch.device = "cpu") -> Hand4Whole:
+    """A freshly initialised network (upstream initialisation) on ``device``."""
+    return Hand4Whole(config).to(device)
+
+
+def load_network(
+    path: str | Path, device: str | torch.device = "cpu", *, fix_left_hand_flip: bool | None = None
+) -> Hand4Whole:
+    """Build the network a checkpoint describes and load its weights (strictly), in eval mode.
+
+    The module is built on the ``meta`` device and the (memory-mapped) tensors are assigned, so
+    no random initialisation is computed and no second copy of the weights is made on CPU.
+    """
+    ckpt = read_checkpoint(path)
+    config = ckpt.config
+    if fix_left_hand_flip is not None:
+        config = replace(config, fix_left_hand_flip=fix_left_hand_flip)
+    with torch.device("meta"):
+        net = Hand4Whole(config)
+    check_state_dict(net, ckpt.state_dict, ckpt.path)
+    net.load_state_dict(ckpt.state_dict, strict=True, assign=True)
+    return net.to(device).eval()
+
+
+def save_checkpoint(
+    path: str | Path,
+    net: Hand4Whole,
+    *,
+    epoch: int | None = None,
+    optimizer: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a wbcap checkpoint atomically (config inside). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "format": WBCAP_FORMAT,
+        "config": net.config.to_dict(),
+        "network": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "epoch": epoch,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer
+    if extra:
+        payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint_raw_keys(path: str | Path) -> list[str]:
+    """Tensor names of any checkpoint's 'network' (prefix ``module.`` stripped), for validation."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = _torch_load(path)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError):
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint; the file is corrupt or truncated — re-download it") from None
+    sd = obj.get("network", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: no 'network' state_dict in the file")
+    return [k[len(OFFICIAL_PREFIX):] if k.startswith(OFFICIAL_PREFIX) else k for k in sd]

@@ -1,0 +1,438 @@
+"""The Hand4Whole network (Moon et al., CVPRW 2022), written for wbcap.
+
+Module and parameter names equal the released checkpoint's (``backbone``, ``body_position_net``,
+``body_rotation_net``, ``box_net``, ``hand_roi_net``, ``hand_position_net``,
+``hand_rotation_net``, ``face_roi_net``, ``face_regressor``) so ``snapshot_6.pth.tar`` loads
+key for key after stripping DataParallel's ``module.`` prefix.
+
+Data flow for a batch of B person crops ``img`` (B, 3, 512, 384), RGB in [0, 1]:
+
+1. body input: ``img`` downsampled to 256x192 by nearest neighbour (``F.interpolate`` default,
+   as upstream), body ResNet -> ``img_feat`` (B, C, 8, 6);
+2. body PositionNet: 25 joints as 3D heatmaps (8x8x6) + soft-argmax;
+3. BoxNet: hand and face box centres (soft-argmax on an upsampled map) and sizes;
+4. HandRoI: RoIAlign 256x256 crops of both hands from the 512x384 input, the left hand mirrored
+   so one right-hand network serves both, hand ResNet -> (2B, C, 8, 8);
+5. hand PositionNet (20 joints, 8x8x8 heatmaps) and hand RotationNet (15 joints, 6D);
+6. FaceRoI (192x192) + ResNet -> FaceRegressor: 10 expression coefficients and jaw (6D);
+7. body RotationNet: root + 21 body joints (6D), 10 shape coefficients, camera (3).
+
+Rotations stay 6D inside; they become axis-angle only at the output (the SMPL-X call).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from wbcap.body import joints as J
+from wbcap.body.rotations import rot6d_to_axis_angle
+from wbcap.config import ModelConfig
+from wbcap.crop.roi_align import roi_align
+from wbcap.model.layers import (
+    make_conv_layers,
+    make_deconv_layers,
+    make_linear_layers,
+    sample_joint_features,
+    soft_argmax_2d,
+    soft_argmax_3d,
+)
+from wbcap.model.resnet import ResNetBackbone
+
+NUM_BODY_POS_JOINTS = 25  # PositionNet body joints
+NUM_HAND_POS_JOINTS = 20  # PositionNet joints per hand
+NUM_BODY_ROT_JOINTS = 21  # SMPL-X body joints without the root
+NUM_HAND_ROT_JOINTS = 15  # SMPL-X finger joints per hand
+MCP_JOINTS = 4  # index/middle/ring/pinky MCP joints of each hand fed to the body RotationNet
+
+
+class PositionNet(nn.Module):
+    """1x1 conv to per-joint 3D heatmaps, then soft-argmax.
+
+    forward(feat (B, C, H, W)) -> (heatmap (B, J, D, H, W) softmax-normalised,
+    coords (B, J, 3) as (x, y, z) in heatmap cells).
+    """
+
+    def __init__(self, joint_num: int, hm_shape: tuple[int, int, int], feat_dim: int) -> None:
+        super().__init__()
+        self.joint_num = joint_num
+        self.hm_shape = hm_shape
+        self.conv = make_conv_layers([feat_dim, joint_num * hm_shape[0]], kernel=1, padding=0, bnrelu_final=False)
+
+    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, h, w = self.hm_shape
+        hm = self.conv(feat).view(-1, self.joint_num, d, h, w)
+        coord = soft_argmax_3d(hm)
+        hm = F.softmax(hm.view(-1, self.joint_num, d * h * w), dim=2).view(-1, self.joint_num, d, h, w)
+        return hm, coord
+
+
+class BodyRotationNet(nn.Module):
+    """Root and body joint rotations (6D), shape and camera from joint-sampled features."""
+
+    def __init__(self, feat_dim: int, hand_feat_dim: int, num_betas: int) -> None:
+        super().__init__()
+        joint_num = NUM_BODY_POS_JOINTS + 2 * MCP_JOINTS
+        self.body_conv = make_conv_layers([feat_dim, 512], kernel=1, padding=0)
+        self.lhand_conv = make_conv_layers([hand_feat_dim, 512], kernel=1, padding=0)
+        self.rhand_conv = make_conv_layers([hand_feat_dim, 512], kernel=1, padding=0)
+        self.root_pose_out = make_linear_layers([joint_num * 515, 6], relu_final=False)
+        self.body_pose_out = make_linear_layers([joint_num * 515, NUM_BODY_ROT_JOINTS * 6], relu_final=False)
+        self.shape_out = make_linear_layers([feat_dim, num_betas], relu_final=False)
+        self.cam_out = make_linear_layers([feat_dim, 3], relu_final=False)
+
+    def forward(
+        self,
+        img_feat: torch.Tensor,
+        joint_img: torch.Tensor,
+        lhand_feat: torch.Tensor,
+        lhand_joint_img: torch.Tensor,
+        rhand_feat: torch.Tensor,
+        rhand_joint_img: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """img_feat (B,C,8,6), joint_img (B,25,3) body heatmap cells; hand feats (B,C',8,8) and MCP
+        joints (B,4,3) in hand heatmap cells. Returns root 6D (B,6), body 6D (B,126), shape
+        (B,num_betas), camera parameters (B,3)."""
+        b = img_feat.shape[0]
+        pooled = img_feat.mean((2, 3))
+        shape = self.shape_out(pooled)
+        cam = self.cam_out(pooled)
+        body = torch.cat((sample_joint_features(self.body_conv(img_feat), joint_img[:, :, :2]), joint_img), 2)
+        lhand = torch.cat(
+            (sample_joint_features(self.lhand_conv(lhand_feat), lhand_joint_img[:, :, :2]), lhand_joint_img), 2
+        )
+        rhand = torch.cat(
+            (sample_joint_features(self.rhand_conv(rhand_feat), rhand_joint_img[:, :, :2]), rhand_joint_img), 2
+        )
+        feat = torch.cat((body, lhand, rhand), 1).view(b, -1)
+        return self.root_pose_out(feat), self.body_pose_out(feat), shape, cam
+
+
+class HandRotationNet(nn.Module):
+    """Finger rotations (15 joints, 6D) from features sampled at the 20 hand joints."""
+
+    def __init__(self, feat_dim: int) -> None:
+        super().__init__()
+        self.hand_conv = make_conv_layers([feat_dim, 512], kernel=1, padding=0)
+        self.hand_pose_out = make_linear_layers([NUM_HAND_POS_JOINTS * 515, NUM_HAND_ROT_JOINTS * 6], relu_final=False)
+
+    def forward(self, hand_feat: torch.Tensor, joint_img: torch.Tensor) -> torch.Tensor:
+        """hand_feat (N,C,8,8), joint_img (N,20,3) hand heatmap cells -> (N, 90) 6D rotations."""
+        n = hand_feat.shape[0]
+        feat = torch.cat((sample_joint_features(self.hand_conv(hand_feat), joint_img[:, :, :2]), joint_img), 2)
+        return self.hand_pose_out(feat.view(n, -1))
+
+
+class FaceRegressor(nn.Module):
+    """Expression coefficients and jaw rotation (6D) from the pooled face feature."""
+
+    def __init__(self, feat_dim: int, num_expression: int) -> None:
+        super().__init__()
+        self.expr_out = make_linear_layers([feat_dim, num_expression], relu_final=False)
+        self.jaw_pose_out = make_linear_layers([feat_dim, 6], relu_final=False)
+
+    def forward(self, face_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = face_feat.mean((2, 3))
+        return self.expr_out(pooled), self.jaw_pose_out(pooled)
+
+
+class BoxNet(nn.Module):
+    """Left hand, right hand and face boxes: centres by soft-argmax, sizes regressed.
+
+    Returns centres (B,2) and sizes (B,2) in body heatmap cells (x in [0, 6), y in [0, 8)).
+    """
+
+    def __init__(self, feat_dim: int, hm_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.hm_shape = hm_shape
+        self.deconv = make_deconv_layers([feat_dim + NUM_BODY_POS_JOINTS * hm_shape[0], 256, 256, 256])
+        self.bbox_center = make_conv_layers([256, 3], kernel=1, padding=0, bnrelu_final=False)
+        self.lhand_size = make_linear_layers([256, 256, 2], relu_final=False)
+        self.rhand_size = make_linear_layers([256, 256, 2], relu_final=False)
+        self.face_size = make_linear_layers([256, 256, 2], relu_final=False)
+
+    def forward(self, img_feat: torch.Tensor, joint_hm: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        d, h, w = self.hm_shape
+        joint_hm = joint_hm.reshape(joint_hm.shape[0], -1, h, w)
+        feat = self.deconv(torch.cat((img_feat, joint_hm), 1))
+        center = soft_argmax_2d(self.bbox_center(feat))  # (B, 3, 2) in upsampled (x8) cells
+        sampled = sample_joint_features(feat, center.detach())  # (B, 3, 256)
+        lhand_size = self.lhand_size(sampled[:, 0])
+        rhand_size = self.rhand_size(sampled[:, 1])
+        face_size = self.face_size(sampled[:, 2])
+        center = center / 8
+        return center[:, 0], lhand_size, center[:, 1], rhand_size, center[:, 2], face_size
+
+
+def _batch_rois(boxes: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """(B,4) xyxy boxes in body-input pixels -> (B,5) [batch index, x1, y1, x2, y2] in input pixels."""
+    idx = torch.arange(boxes.shape[0], dtype=boxes.dtype, device=boxes.device)[:, None]
+    scale = boxes.new_tensor([sx, sy, sx, sy])
+    return torch.cat((idx, boxes * scale), 1)
+
+
+class HandRoI(nn.Module):
+    """Crop both hands (256x256 RoIAlign, aligned=False) and run the hand backbone.
+
+    The left-hand crop is mirrored so a right-hand network serves both. Output (2B, C, 8, 8):
+    first B rows are the (mirrored) left hands, the next B the right hands.
+    """
+
+    def __init__(self, backbone: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self._sx = config.input_img_shape[1] / config.input_body_shape[1]
+        self._sy = config.input_img_shape[0] / config.input_body_shape[0]
+        self._out = tuple(config.input_hand_shape)
+
+    def crops(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
+        """img (B,3,512,384); boxes (B,4) xyxy in body-input pixels -> (2B,3,256,256)."""
+        lhand = roi_align(img, _batch_rois(lhand_bbox, self._sx, self._sy), self._out, aligned=False)
+        rhand = roi_align(img, _batch_rois(rhand_bbox, self._sx, self._sy), self._out, aligned=False)
+        return torch.cat((torch.flip(lhand, [3]), rhand))
+
+    def forward(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.crops(img, lhand_bbox, rhand_bbox))
+
+
+class FaceRoI(nn.Module):
+    """Crop the face (192x192 RoIAlign, aligned=False) and run the face backbone."""
+
+    def __init__(self, backbone: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self._sx = config.input_img_shape[1] / config.input_body_shape[1]
+        self._sy = config.input_img_shape[0] / config.input_body_shape[0]
+        self._out = tuple(config.input_face_shape)
+
+    def crops(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
+        return roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False)
+
+    def forward(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.crops(img, face_bbox))
+
+
+def restore_bbox(
+    center: torch.Tensor, size: torch.Tensor, config: ModelConfig, aspect_ratio: float, extension: float
+) -> torch.Tensor:
+    """Box centre/size in body heatmap cells -> aspect-fixed, extended xyxy box in body-input pixels.
+
+    center, size: (B, 2) as (x, y). Returns (B, 4) xyxy. Same arithmetic as upstream
+    ``restore_bbox`` (written without in-place masking so it can be batched and traced).
+    """
+    sx = config.input_body_shape[1] / config.output_hm_shape[2]
+    sy = config.input_body_shape[0] / config.output_hm_shape[1]
+    x1 = (center[:, 0] - size[:, 0] / 2.0) * sx
+    y1 = (center[:, 1] - size[:, 1] / 2.0) * sy
+    x2 = (center[:, 0] + size[:, 0] / 2.0) * sx
+    y2 = (center[:, 1] + size[:, 1] / 2.0) * sy
+    w = x2 - x1
+    h = y2 - y1
+    cx = x1 + w / 2.0
+    cy = y1 + h / 2.0
+    wide = w > aspect_ratio * h
+    tall = w < aspect_ratio * h
+    h2 = torch.where(wide, w / aspect_ratio, h)
+    w2 = torch.where(tall, h * aspect_ratio, w)
+    w2 = w2 * extension
+    h2 = h2 * extension
+    bx = cx - w2 / 2.0
+    by = cy - h2 / 2.0
+    return torch.stack((bx, by, w2 + bx, h2 + by), 1)
+
+
+@dataclass(frozen=True)
+class NetworkOutput:
+    """What the network predicts for B crops (everything batched first).
+
+    Rotations are axis-angle (B, 3*J). ``*_6d`` keep the raw 6D outputs for losses.
+    Box centres/sizes are in body heatmap cells; ``*_bbox`` are xyxy in body-input pixels
+    (256x192); ``joint_img`` is (B, 65, 3) in body heatmap cells (x in [0,6), y in [0,8),
+    z in [0,8)), hands mapped from their boxes; ``hand_joint_img`` (2B, 20, 3) in hand heatmap
+    cells (left hands mirrored back).
+    """
+
+    root_pose: torch.Tensor
+    body_pose: torch.Tensor
+    lhand_pose: torch.Tensor
+    rhand_pose: torch.Tensor
+    jaw_pose: torch.Tensor
+    betas: torch.Tensor
+    expression: torch.Tensor
+    cam_param: torch.Tensor
+    cam_trans: torch.Tensor
+    root_pose_6d: torch.Tensor
+    body_pose_6d: torch.Tensor
+    hand_pose_6d: torch.Tensor
+    jaw_pose_6d: torch.Tensor
+    body_joint_img: torch.Tensor
+    lhand_joint_img: torch.Tensor
+    rhand_joint_img: torch.Tensor
+    joint_img: torch.Tensor
+    lhand_bbox_center: torch.Tensor
+    lhand_bbox_size: torch.Tensor
+    rhand_bbox_center: torch.Tensor
+    rhand_bbox_size: torch.Tensor
+    face_bbox_center: torch.Tensor
+    face_bbox_size: torch.Tensor
+    lhand_bbox: torch.Tensor
+    rhand_bbox: torch.Tensor
+    face_bbox: torch.Tensor
+
+
+class Hand4Whole(nn.Module):
+    """The whole-body regressor without the SMPL-X layer (see :mod:`wbcap.model.regressor`)."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.backbone = ResNetBackbone(c.backbone_depth)
+        body_dim = self.backbone.feat_dim
+        self.body_position_net = PositionNet(NUM_BODY_POS_JOINTS, c.output_hm_shape, body_dim)
+        hand_backbone = ResNetBackbone(c.hand_backbone_depth)
+        hand_dim = hand_backbone.feat_dim
+        self.body_rotation_net = BodyRotationNet(body_dim, hand_dim, c.num_betas)
+        self.box_net = BoxNet(body_dim, c.output_hm_shape)
+        self.hand_roi_net = HandRoI(hand_backbone, c)
+        self.hand_position_net = PositionNet(NUM_HAND_POS_JOINTS, c.output_hand_hm_shape, hand_dim)
+        self.hand_rotation_net = HandRotationNet(hand_dim)
+        face_backbone = ResNetBackbone(c.face_backbone_depth)
+        self.face_roi_net = FaceRoI(face_backbone, c)
+        self.face_regressor = FaceRegressor(face_backbone.feat_dim, c.num_expression)
+
+    def trainable_modules(self) -> list[nn.Module]:
+        """Modules in the upstream optimizer order."""
+        return [
+            self.backbone,
+            self.body_position_net,
+            self.body_rotation_net,
+            self.box_net,
+            self.hand_roi_net,
+            self.hand_position_net,
+            self.hand_rotation_net,
+            self.face_roi_net,
+            self.face_regressor,
+        ]
+
+    def camera_translation(self, cam_param: torch.Tensor) -> torch.Tensor:
+        """(B,3) camera parameters -> (B,3) translation in metres of the virtual crop camera.
+
+        x, y are taken as is; depth = k * sigmoid(p_z) with
+        k = sqrt(fx * fy * size^2 / (body_h * body_w)) (about 56.4 m for the defaults).
+        """
+        c = self.config
+        k = math.sqrt(
+            c.focal[0] * c.focal[1] * c.camera_3d_size * c.camera_3d_size / (c.input_body_shape[0] * c.input_body_shape[1])
+        )
+        t_z = k * torch.sigmoid(cam_param[:, 2])
+        return torch.cat((cam_param[:, :2], t_z[:, None]), 1)
+
+    def unflip_left_hand_x(self, x: torch.Tensor) -> torch.Tensor:
+        """Mirror x (hand heatmap cells) of joints predicted on the mirrored left-hand crop.
+
+        Default: the released model's formula ``W - 1 - x`` in heatmap cells (a quirk: the
+        mirror of the crop is ``W_img - 1 - x`` in crop pixels). ``fix_left_hand_flip`` applies
+        the pixel-exact mirror.
+        """
+        w_hm = self.config.output_hand_hm_shape[2]
+        if not self.config.fix_left_hand_flip:
+            return w_hm - 1 - x
+        w_in = self.config.input_hand_shape[1]
+        return (w_in - 1 - x / w_hm * w_in) / w_in * w_hm
+
+    def forward(self, img: torch.Tensor) -> NetworkOutput:
+        """img: (B, 3, 512, 384) float RGB in [0, 1] (the affine person crop)."""
+        c = self.config
+        body_img = F.interpolate(img, c.input_body_shape)
+        img_feat = self.backbone(body_img)
+        body_hm, body_joint_img = self.body_position_net(img_feat)
+
+        lc, ls, rc, rs, fc, fs = self.box_net(img_feat, body_hm.detach())
+        hand_ar = c.input_hand_shape[1] / c.input_hand_shape[0]
+        face_ar = c.input_face_shape[1] / c.input_face_shape[0]
+        lhand_bbox = restore_bbox(lc, ls, c, hand_ar, c.hand_box_extension).detach()
+        rhand_bbox = restore_bbox(rc, rs, c, hand_ar, c.hand_box_extension).detach()
+        face_bbox = restore_bbox(fc, fs, c, face_ar, c.face_box_extension).detach()
+
+        hand_feat = self.hand_roi_net(img, lhand_bbox, rhand_bbox)  # (2B, C, 8, 8)
+        face_feat = self.face_roi_net(img, face_bbox)
+
+        _, hand_joint_img = self.hand_position_net(hand_feat)  # (2B, 20, 3)
+        hand_pose_6d = self.hand_rotation_net(hand_feat, hand_joint_img.detach())  # (2B, 90)
+        hand_pose = rot6d_to_axis_angle(hand_pose_6d.reshape(-1, NUM_HAND_ROT_JOINTS, 6))  # (2B, 15, 3)
+
+        b = img.shape[0]
+        lhand_joint_img = hand_joint_img[:b]
+        lhand_joint_img = torch.cat((self.unflip_left_hand_x(lhand_joint_img[:, :, :1]), lhand_joint_img[:, :, 1:]), 2)
+        rhand_joint_img = hand_joint_img[b:]
+        # Mirroring a rotation about the x = 0 plane negates the y and z axis-angle components.
+        lhand_pose = (hand_pose[:b] * hand_pose.new_tensor([1.0, -1.0, -1.0])).reshape(b, -1)
+        rhand_pose = hand_pose[b:].reshape(b, -1)
+        lhand_feat = torch.flip(hand_feat[:b], [3])
+        rhand_feat = hand_feat[b:]
+
+        root_6d, body_6d, betas, cam_param = self.body_rotation_net(
+            img_feat,
+            body_joint_img.detach(),
+            lhand_feat,
+            lhand_joint_img[:, list(J.L_MCP)].detach(),
+            rhand_feat,
+            rhand_joint_img[:, list(J.R_MCP)].detach(),
+        )
+        root_pose = rot6d_to_axis_angle(root_6d)
+        body_pose = rot6d_to_axis_angle(body_6d.reshape(b, NUM_BODY_ROT_JOINTS, 6)).reshape(b, -1)
+        cam_trans = self.camera_translation(cam_param)
+        expression, jaw_6d = self.face_regressor(face_feat)
+        jaw_pose = rot6d_to_axis_angle(jaw_6d)
+
+        joint_img = torch.cat(
+            (body_joint_img, self._hand_to_body_hm(lhand_joint_img, lhand_bbox), self._hand_to_body_hm(rhand_joint_img, rhand_bbox)),
+            1,
+        )
+        return NetworkOutput(
+            root_pose=root_pose,
+            body_pose=body_pose,
+            lhand_pose=lhand_pose,
+            rhand_pose=rhand_pose,
+            jaw_pose=jaw_pose,
+            betas=betas,
+            expression=expression,
+            cam_param=cam_param,
+            cam_trans=cam_trans,
+            root_pose_6d=root_6d,
+            body_pose_6d=body_6d,
+            hand_pose_6d=hand_pose_6d,
+            jaw_pose_6d=jaw_6d,
+            body_joint_img=body_joint_img,
+            lhand_joint_img=lhand_joint_img,
+            rhand_joint_img=rhand_joint_img,
+            joint_img=joint_img,
+            lhand_bbox_center=lc,
+            lhand_bbox_size=ls,
+            rhand_bbox_center=rc,
+            rhand_bbox_size=rs,
+            face_bbox_center=fc,
+            face_bbox_size=fs,
+            lhand_bbox=lhand_bbox,
+            rhand_bbox=rhand_bbox,
+            face_bbox=face_bbox,
+        )
+
+    def _hand_to_body_hm(self, hand_joint_img: torch.Tensor, bbox: torch.Tensor) -> torch.Tensor:
+        """(B,20,3) hand heatmap cells inside ``bbox`` (B,4 xyxy body-input px) -> body heatmap cells.
+
+        x and y are mapped through the box; z is kept in hand heatmap cells (as upstream).
+        """
+        c = self.config
+        hx = c.output_hm_shape[2] / c.input_body_shape[1]
+        hy = c.output_hm_shape[1] / c.input_body_shape[0]
+        x = hand_joint_img[:, :, 0] * ((bbox[:, None, 2] - bbox[:, None, 0]) * hx / c.output_hand_hm_shape[2])
+        x = x + bbox[:, None, 0] * hx
+        y = hand_joint_img[:, :, 1] * ((bbox[:, None, 3] - bbox[:, None, 1]) * hy / c.output_hand_hm_shape[1])
+        y = y + bbox[:, None, 1] * hy
+        return torch.stack((x, y, hand_joint_img[:, :, 2]), 2)

@@ -1,0 +1,99 @@
+"""Network + SMPL-X layer: crops in, parameters, meshes and joints out.
+
+:class:`WholeBodyRegressor` owns a :class:`~wbcap.model.hand4whole.Hand4Whole` network (``net``)
+and a :class:`~wbcap.body.smplx_layer.SMPLXLayer` (``body``). Checkpoints hold only ``net``; the
+body model is rebuilt from the user's SMPL-X file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wbcap.body import joints as J
+from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.model.hand4whole import Hand4Whole, NetworkOutput
+
+
+@dataclass(frozen=True)
+class RegressorOutput:
+    """Per-crop results, batched first; the crop camera is the network's virtual camera.
+
+    params: the :class:`NetworkOutput` (axis-angle rotations, betas, expression, cam_trans).
+    vertices: (B, 10475, 3) metres, mesh translated by ``cam_trans`` (OpenCV camera axes:
+        x right, y down, z forward), viewed by a pinhole camera with ``focal`` and ``princpt``
+        in body-input pixels (see :meth:`WholeBodyRegressor.crop_camera`).
+    joints: (B, 137, 3) metres, same frame as ``vertices`` (Hand4Whole's joint set).
+    joints_proj: (B, 137, 2) projections in input-crop pixels (512x384 space).
+    lhand_bbox, rhand_bbox, face_bbox: (B, 4) xyxy in input-crop pixels.
+    """
+
+    params: NetworkOutput
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    joints_proj: torch.Tensor
+    lhand_bbox: torch.Tensor
+    rhand_bbox: torch.Tensor
+    face_bbox: torch.Tensor
+
+
+class WholeBodyRegressor(nn.Module):
+    """Hand4Whole network followed by the SMPL-X layer."""
+
+    def __init__(self, net: Hand4Whole, body: SMPLXLayer) -> None:
+        super().__init__()
+        self.net = net
+        self.body = body
+
+    @property
+    def config(self):
+        return self.net.config
+
+    def crop_camera(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Intrinsics (focal, princpt) of the virtual camera in input-crop pixels (512x384)."""
+        c = self.net.config
+        sx = c.input_img_shape[1] / c.input_body_shape[1]
+        sy = c.input_img_shape[0] / c.input_body_shape[0]
+        return (c.focal[0] * sx, c.focal[1] * sy), (c.princpt[0] * sx, c.princpt[1] * sy)
+
+    def body_forward(self, p: NetworkOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMPL-X with the predicted parameters (eyes at rest). Returns vertices (B,V,3), joints (B,144,3)."""
+        zeros = p.root_pose.new_zeros(p.root_pose.shape[0], 3)
+        out = self.body(
+            betas=p.betas,
+            global_orient=p.root_pose,
+            body_pose=p.body_pose,
+            left_hand_pose=p.lhand_pose,
+            right_hand_pose=p.rhand_pose,
+            jaw_pose=p.jaw_pose,
+            expression=p.expression,
+            leye_pose=zeros,
+            reye_pose=zeros,
+        )
+        return out.vertices, out.joints
+
+    def forward(self, img: torch.Tensor) -> RegressorOutput:
+        """img: (B, 3, 512, 384) float RGB in [0, 1]."""
+        p = self.net(img)
+        verts, joints144 = self.body_forward(p)
+        t = p.cam_trans[:, None, :]
+        vertices = verts + t
+        joints = joints144[:, list(J.JOINT_IDX)] + t
+        (fx, fy), (cx, cy) = self.crop_camera()
+        z = joints[:, :, 2] + 1e-4
+        proj = torch.stack((joints[:, :, 0] / z * fx + cx, joints[:, :, 1] / z * fy + cy), 2)
+        c = self.net.config
+        s = p.lhand_bbox.new_tensor(
+            [c.input_img_shape[1] / c.input_body_shape[1], c.input_img_shape[0] / c.input_body_shape[0]] * 2
+        )
+        return RegressorOutput(
+            params=p,
+            vertices=vertices,
+            joints=joints,
+            joints_proj=proj,
+            lhand_bbox=p.lhand_bbox * s,
+            rhand_bbox=p.rhand_bbox * s,
+            face_bbox=p.face_bbox * s,
+        )
