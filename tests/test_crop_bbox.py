@@ -81,7 +81,9 @@ def test_process_bbox_known_answers():
 
 def test_process_bbox_aspect_and_scale():
     rng = np.random.default_rng(1)
-    boxes = np.column_stack([rng.uniform(0, 500, 50), rng.uniform(0, 300, 50), rng.uniform(5, 400, 50), rng.uniform(5, 400, 50)])
+    boxes = np.column_stack(
+        [rng.uniform(0, 500, 50), rng.uniform(0, 300, 50), rng.uniform(5, 400, 50), rng.uniform(5, 400, 50)]
+    )
     out, valid = process_bboxes(boxes, 900, 700)
     assert valid.all() and out.dtype == np.float32
     assert BODY_ASPECT_RATIO == 0.75
@@ -121,7 +123,8 @@ def test_affine_inverse_and_centre(scale, rot):
     np.testing.assert_allclose(_h(inv) @ _h(trans), np.eye(3), atol=1e-5)
     np.testing.assert_allclose(transform_points(np.array([321.5, 140.25]), trans), [192, 256], atol=1e-3)
     # scale of the map: patch pixels per image pixel
-    np.testing.assert_allclose(np.linalg.det(trans[:, :2].astype(np.float64)), (384 / (180 * scale)) * (512 / (240 * scale)), rtol=1e-5)
+    det = np.linalg.det(trans[:, :2].astype(np.float64))
+    np.testing.assert_allclose(det, (384 / (180 * scale)) * (512 / (240 * scale)), rtol=1e-5)
 
 
 def test_affine_corners_and_rotation_direction():
@@ -206,11 +209,13 @@ def test_crop_rotation_and_scale(image):
     up, _, _ = crop_image(image, box, out_shape=(128, 96))
     # 180-degree rotation mapping (148, 114) -> (48, 64): patch[j, i] = img[178 - j, 196 - i]
     np.testing.assert_array_equal(rot, image[51:179, 101:197][::-1, ::-1].astype(np.float32))
-    np.testing.assert_allclose(transform_points(np.array([[0.0, 0.0], [100.0, 50.0]]), inv), [[196, 178], [96, 128]], atol=1e-4)
+    corners = transform_points(np.array([[0.0, 0.0], [100.0, 50.0]]), inv)
+    np.testing.assert_allclose(corners, [[196, 178], [96, 128]], atol=1e-4)
     big, trans2, _ = crop_image(image, box, out_shape=(128, 96), scale=2.0)
     np.testing.assert_allclose(trans2[:, :2], 0.5 * np.eye(2), atol=1e-6)
     # scale 2: the patch shows a box twice as large, half resolution, same centre
-    np.testing.assert_allclose(transform_points(np.array([[148.0, 114.0], [52.0, -14.0]]), trans2), [[48, 64], [0, 0]], atol=1e-4)
+    pts = transform_points(np.array([[148.0, 114.0], [52.0, -14.0]]), trans2)
+    np.testing.assert_allclose(pts, [[48, 64], [0, 0]], atol=1e-4)
     assert not np.array_equal(big, up)
 
 

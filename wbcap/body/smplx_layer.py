@@ -134,7 +134,9 @@ class SMPLXLayer(torch.nn.Module):
             hand_mean_l = np.asarray(data["hands_meanl"])
             hand_mean_r = np.asarray(data["hands_meanr"])
         # Order of full_pose: global, 21 body, jaw, leye, reye, 15 left hand, 15 right hand.
-        pose_mean = np.concatenate([np.zeros(3 * (1 + _NUM_BODY_JOINTS + 3)), hand_mean_l, hand_mean_r])
+        pose_mean = np.concatenate(
+            [np.zeros(3 * (1 + _NUM_BODY_JOINTS + 3)), hand_mean_l, hand_mean_r]
+        )
         buf("pose_mean", pose_mean.astype(np.float32))
 
         self.vertex_joint_selector = VertexJointSelector(vertex_ids=smplx_vertex_ids["smplx"])
@@ -234,7 +236,6 @@ class SMPLXLayer(torch.nn.Module):
             offset = _check("transl", transl, batch, 3).unsqueeze(1)
             joints = joints + offset
             vertices = vertices + offset
-        assert joints.shape[1] == SMPLX_OUTPUT_JOINT_NUM
         return SMPLXOutput(vertices=vertices, joints=joints, full_pose=full_pose)
 
 

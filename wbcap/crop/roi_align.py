@@ -30,7 +30,6 @@ Coordinates are pixel coordinates of the input feature map scaled by ``spatial_s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -50,11 +49,10 @@ def _boxes_to_rois(boxes: Tensor | Sequence[Tensor], like: Tensor) -> Tensor:
         rois = boxes
     else:
         parts = [torch.as_tensor(b, dtype=like.dtype, device=like.device).reshape(-1, 4) for b in boxes]
-        idx = torch.cat(
-            [torch.full((p.shape[0], 1), float(i), dtype=like.dtype, device=like.device) for i, p in enumerate(parts)]
-        ) if parts else torch.zeros(0, 1, dtype=like.dtype, device=like.device)
-        coords = torch.cat(parts) if parts else torch.zeros(0, 4, dtype=like.dtype, device=like.device)
-        rois = torch.cat([idx, coords], dim=1)
+        coords = torch.cat(parts) if parts else like.new_zeros((0, 4))
+        counts = torch.tensor([p.shape[0] for p in parts], device=like.device, dtype=torch.int64)
+        idx = torch.repeat_interleave(torch.arange(len(parts), device=like.device), counts)
+        rois = torch.cat([idx[:, None].to(like.dtype), coords], dim=1)
     # torchvision gives no gradient w.r.t. the boxes; neither do we.
     return rois.detach().to(device=like.device, dtype=like.dtype)
 

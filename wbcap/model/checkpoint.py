@@ -71,10 +71,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
+        if "Unsupported global" in detail:
+            raise CheckpointError(
+                f"{path}: holds Python objects other than tensors ({detail[:120]}); wbcap loads checkpoints with "
+                "weights_only=True and will not unpickle them — re-save just the state_dict"
+            ) from None
         raise CheckpointError(
-            f"{path}: not a plain tensor checkpoint ({first[:160]}); wbcap only loads weights_only files — "
-            "re-download the checkpoint or re-save its state_dict"
+            f"{path}: not a readable PyTorch checkpoint ({detail[:120] or type(exc).__name__}); "
+            "the file is corrupt or truncated — re-download it"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,33 @@
+"""Recover SMPL-X parameters for the people in one photo and print a summary.
+
+    python examples/image_to_params.py photo.jpg [--checkpoint snapshot_6.pth.tar]
+
+Uses the HOG person detector; pass boxes to ``pipe(image, boxes=[(x, y, w, h)])`` instead.
+"""
+
+import argparse
+
+from wbcap import Pipeline
+from wbcap.detect.hog import HOGDetector
+from wbcap.io.images import load_image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("image")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--body-models", default=None)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    pipe = Pipeline.from_files(checkpoint=args.checkpoint, body_models=args.body_models, device=args.device)
+    image = load_image(args.image)
+    for person in pipe(image, detector=HOGDetector()):
+        print(
+            f"person {person.index}: box {person.box}, root {person.params['root_pose'].round(3)}, "
+            f"depth {person.params['cam_trans'][2]:.2f} m, focal {person.focal[0]:.0f} px"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The Hand4Whole network: official names/shapes, exact upstream formulas, batching, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wbcap.config import ModelConfig
+from wbcap.errors import CheckpointError
+from wbcap.model.checkpoint import load_network, read_checkpoint, save_checkpoint
+from wbcap.model.hand4whole import Hand4Whole, restore_bbox
+from wbcap.testing.checkpoints import make_state_dict, network_key_shapes, write_official_checkpoint
+
+
+def _reference_keys(shared_dir):
+    data = json.loads((shared_dir / "reference" / "hand4whole_checkpoint_keys.json").read_text())
+    return data
+
+
+def test_network_keys_equal_released_checkpoint(shared_dir):
+    ref = _reference_keys(shared_dir)
+    ours = [("module." + k, list(s), str(d)) for k, s, d in network_key_shapes(ModelConfig())]
+    assert len(ours) == ref["num_keys"] == 834
+    assert ours == [tuple(k) for k in ref["keys"]]  # same names, shapes, dtypes, saved order
+    n_params = sum(math.prod(s) for k, s, d in network_key_shapes() if d == torch.float32 and "running_" not in k)
+    assert n_params == ref["num_parameters"] == 77842256
+
+
+def test_checkpoint_built_from_reference_names_loads_every_key(shared_dir, tmp_path):
+    ref = _reference_keys(shared_dir)
+    dtypes = {"torch.float32": torch.float32, "torch.int64": torch.int64}
+    keys = [(name[len("module."):], tuple(shape), dtypes[dt]) for name, shape, dt in ref["keys"]]
+    path = tmp_path / "snapshot_6.pth.tar"
+    write_official_checkpoint(path, keys=keys, seed=3)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"network", "epoch", "optimizer"} and all(k.startswith("module.") for k in raw["network"])
+    net = load_network(path)
+    sd = net.state_dict()
+    assert len(sd) == 834
+    expected = make_state_dict(keys, seed=3)
+    for k, v in expected.items():  # every tensor consumed with its value
+        assert torch.equal(sd[k], v), k
+    ckpt = read_checkpoint(path)
+    assert ckpt.kind == "official" and ckpt.config == ModelConfig() and ckpt.epoch == 6
+
+
+def test_restore_bbox_matches_upstream_formula():
+    cfg = ModelConfig()
+    g = torch.Generator().manual_seed(0)
+    center = torch.rand(64, 2, generator=g) * torch.tensor([6.0, 8.0])
+    size = torch.randn(64, 2, generator=g) * 2  # includes negative and near-square sizes
+    size[:4] = torch.tensor([[1.0, 1.0], [2.0, 1.0], [1.0, 2.0], [-1.0, 0.5]])
+    for ar, ext in ((1.0, 2.0), (0.75, 1.5)):
+        ours = restore_bbox(center, size, cfg, ar, ext)
+        # upstream transforms.restore_bbox, transcribed with its in-place masked updates
+        bbox = center.view(-1, 1, 2) + torch.cat((-size.view(-1, 1, 2) / 2.0, size.view(-1, 1, 2) / 2.0), 1)
+        bbox[:, :, 0] = bbox[:, :, 0] / 6 * 192
+        bbox[:, :, 1] = bbox[:, :, 1] / 8 * 256
+        bbox = bbox.view(-1, 4)
+        bbox[:, 2] = bbox[:, 2] - bbox[:, 0]
+        bbox[:, 3] = bbox[:, 3] - bbox[:, 1]
+        w, h = bbox[:, 2].clone(), bbox[:, 3].clone()
+        cx, cy = bbox[:, 0] + w / 2.0, bbox[:, 1] + h / 2.0
+        m1, m2 = w > ar * h, w < ar * h
+        h[m1] = w[m1] / ar
+        w[m2] = h[m2] * ar
+        bbox[:, 2], bbox[:, 3] = w * ext, h * ext
+        bbox[:, 0], bbox[:, 1] = cx - bbox[:, 2] / 2.0, cy - bbox[:, 3] / 2.0
+        bbox[:, 2] += bbox[:, 0]
+        bbox[:, 3] += bbox[:, 1]
+        assert torch.allclose(ours, bbox, atol=1e-5)
+
+
+def test_camera_translation_known_answer():
+    net = Hand4Whole.__new__(Hand4Whole)
+    torch.nn.Module.__init__(net)
+    net.config = ModelConfig()
+    k = math.sqrt(5000 * 5000 * 2.5 * 2.5 / (256 * 192))
+    t = net.camera_translation(torch.tensor([[0.1, -0.2, 0.0], [0.0, 0.0, 100.0]]))
+    assert torch.allclose(t, torch.tensor([[0.1, -0.2, k / 2], [0.0, 0.0, k]]), atol=1e-4)
+    assert abs(k - 56.3819) < 1e-3  # 5000 * 2.5 / sqrt(256 * 192)
+
+
+def test_left_hand_unflip_formulas():
+    x = torch.linspace(0, 7.9, 17)
+    quirk = Hand4Whole.__new__(Hand4Whole)
+    torch.nn.Module.__init__(quirk)
+    quirk.config = ModelConfig()
+    assert torch.allclose(quirk.unflip_left_hand_x(x), 8 - 1 - x)  # the released model's formula
+    fixed = Hand4Whole.__new__(Hand4Whole)
+    torch.nn.Module.__init__(fixed)
+    fixed.config = ModelConfig(fix_left_hand_flip=True)
+    # upstream's commented "should be" formula: to pixels, mirror, back to heatmap cells
+    x_px = x / 8 * 256
+    ref = (256 - 1 - x_px) / 256 * 8
+    assert torch.allclose(fixed.unflip_left_hand_x(x), ref)
+    # flipping twice is the identity for the exact mirror
+    assert torch.allclose(fixed.unflip_left_hand_x(fixed.unflip_left_hand_x(x)), x, atol=1e-6)
+
+
+def test_left_hand_pose_mirror_equals_matrix_reflection():
+    from wbcap.body.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(1)
+    aa = torch.randn(50, 3, generator=g)
+    mirrored = aa * torch.tensor([1.0, -1.0, -1.0])  # what the network does to left hands
+    m = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
+    assert torch.allclose(axis_angle_to_matrix(mirrored), m @ axis_angle_to_matrix(aa) @ m, atol=1e-5)
+
+
+def _outputs_as_dict(out):
+    return {k: getattr(out, k) for k in out.__dataclass_fields__}
+
+
+def test_batch_equals_one_by_one(small_net):
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.rand(3, 3, 512, 384, generator=g)
+    with torch.inference_mode():
+        batched = _outputs_as_dict(small_net(imgs))
+        singles = [_outputs_as_dict(small_net(imgs[i : i + 1])) for i in range(3)]
+    for k, v in batched.items():
+        if k == "hand_pose_6d":  # (2B, 90): left hands first, then right hands
+            one = torch.cat([s[k][0:1] for s in singles] + [s[k][1:2] for s in singles])
+        else:
+            one = torch.cat([s[k] for s in singles])
+        assert torch.allclose(v, one, atol=1e-4, rtol=1e-4), k
+
+
+def test_forward_outputs_shapes_and_finite(small_net):
+    with torch.inference_mode():
+        out = small_net(torch.rand(2, 3, 512, 384))
+    shapes = dict(root_pose=(2, 3), body_pose=(2, 63), lhand_pose=(2, 45), rhand_pose=(2, 45), jaw_pose=(2, 3),
+                  betas=(2, 10), expression=(2, 10), cam_trans=(2, 3), joint_img=(2, 65, 3), lhand_bbox=(2, 4))
+    for k, s in shapes.items():
+        v = getattr(out, k)
+        assert tuple(v.shape) == s, k
+        assert torch.isfinite(v).all(), k
+    # upright heads: root is a half-turn about x, camera 42 m away
+    assert torch.allclose(out.root_pose, torch.tensor([[math.pi, 0.0, 0.0]] * 2), atol=1e-4)
+    assert torch.allclose(out.cam_trans[:, 2], torch.tensor([42.0, 42.0]), atol=1e-3)
+
+
+def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_config):
+    path = save_checkpoint(tmp_path / "a.pth", small_net, epoch=3)
+    ckpt = read_checkpoint(path)
+    assert ckpt.kind == "wbcap" and ckpt.config == small_config and ckpt.epoch == 3
+    net = load_network(path)
+    for (k, a), b in zip(small_net.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), k
+    x = torch.rand(1, 3, 512, 384)
+    with torch.inference_mode():
+        assert torch.equal(small_net(x).body_pose, net(x).body_pose)
+
+
+def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
+    text = tmp_path / "notes.pth.tar"
+    text.write_text("not a checkpoint\n")
+    good = save_checkpoint(tmp_path / "good.pth", small_net)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    missing_keys = tmp_path / "missing.pth"
+    sd = {k: v for k, v in small_net.state_dict().items() if not k.startswith("face_regressor.jaw")}
+    torch.save({"network": sd}, missing_keys)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"network": small_net.state_dict(), "payload": Evil()}, evil)
+
+    cases = {
+        tmp_path / "absent.pth": "not found",
+        text: "not a readable PyTorch checkpoint",
+        truncated: "corrupt or truncated",
+        missing_keys: "missing",
+        evil: "weights_only",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_network(path)
+        msg = str(info.value)
+        assert needle in msg and str(path.name) in msg and "\n" not in msg, msg

@@ -1,0 +1,75 @@
+"""`wbcap weights` (manifest, import, verify, search order) and `wbcap doctor`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.errors import CheckpointError
+from wbcap.weights import find_checkpoint, manifest, weights_dir
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_manifest_entries_are_complete():
+    entries = manifest()
+    assert "hand4whole" in entries and entries["hand4whole"].file == "snapshot_6.pth.tar"
+    assert sum(e.default for e in entries.values()) == 1
+    for e in entries.values():
+        assert e.file and e.source and e.licence and e.architecture
+
+
+def test_missing_checkpoint_message_names_places_and_fix():
+    with pytest.raises(CheckpointError) as info:
+        find_checkpoint()
+    msg = str(info.value)
+    assert str(weights_dir()) in msg and "wbcap weights import hand4whole" in msg and "\n" not in msg
+
+
+def test_import_validates_copies_and_verify_checks_hash(tmp_path, official_ckpt):
+    r = run("weights", "import", "hand4whole", official_ckpt)
+    assert r.exit_code == 0, r.output
+    dest = weights_dir() / "snapshot_6.pth.tar"
+    assert dest.read_bytes() == official_ckpt.read_bytes()
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert (weights_dir() / "snapshot_6.pth.tar.sha256").read_text().split()[0] == digest
+    assert find_checkpoint() == dest
+    r = run("weights", "verify")
+    assert r.exit_code == 0 and "ok" in r.output and digest in r.output, r.output
+    r = run("weights", "list")
+    assert r.exit_code == 0 and str(dest) in r.output.replace("\n", "")
+    # a changed file is caught
+    with open(dest, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02\x03")
+    r = run("weights", "verify")
+    assert r.exit_code == 1 and "mismatch" in r.output
+
+
+def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
+    import torch
+
+    bad = tmp_path / "hand_only.pth"
+    torch.save({"network": {"module.backbone.conv1.weight": torch.zeros(64, 3, 7, 7)}}, bad)
+    r = CliRunner().invoke(cli, ["weights", "import", "hand4whole", str(bad)])
+    assert r.exit_code == 2 and r.output.startswith("error:") and "hand_only.pth" in r.output, r.output
+    assert not (weights_dir() / "snapshot_6.pth.tar").exists()
+
+
+def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt):
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    assert find_checkpoint() == small_ckpt
+
+
+def test_doctor_reports_missing_files_with_fixes(body_dir):
+    r = run("doctor")
+    assert r.exit_code == 1
+    assert "SMPL-X neutral" in r.output and "smpl-x.is.tue.mpg.de" in r.output
+    assert "wbcap weights import hand4whole" in r.output and "renderer" in r.output
+    r = run("doctor", "--body-models", body_dir)
+    assert "[ok  ] SMPL-X neutral" in r.output, r.output

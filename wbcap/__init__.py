@@ -1,0 +1,19 @@
+"""wbcap: whole-body motion capture (SMPL-X body, hands and face) from images.
+
+Importing ``wbcap`` is cheap; :class:`Pipeline` (which needs torch) loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["Pipeline", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Pipeline":
+        from wbcap.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'wbcap' has no attribute {name!r}")

@@ -1,0 +1,210 @@
+"""Built-in person detector: OpenCV's HOG + linear SVM people detector (Dalal & Triggs 2005).
+
+It needs no download and runs on any CPU, which is why it is the default; it is far weaker than
+a learned detector: it expects upright, mostly un-occluded people, misses strongly bent poses
+(scores near 0) and fires on crowd textures. Give boxes (``--bbox``, a box file) or a stronger
+detector when it fails.
+
+How the model is used here:
+
+* The SVM was trained on 64 x 128 windows holding a ~96-px-tall person with margins all round.
+  OpenCV only *shrinks* the image to find bigger people, so the image is first resized so that
+  the smallest person of interest (``min_height_frac`` of the image height) is 96 px tall:
+  small images are upscaled (at most ``max_upscale``), large ones downscaled (faster).
+* The image pyramid is built in octaves shrunk with area averaging; OpenCV builds the levels
+  within one octave (``pyramid_scale`` apart). OpenCV's own pyramid shrinks with bilinear
+  interpolation, which aliases at large factors and lowers the scores of big people.
+* A person as tall as the image needs the window's margins above and below, which the image
+  does not have: the resized image is padded by 1/6 of its height on every side with replicated
+  edge pixels (no gradients, so the padding adds no evidence).
+* Raw windows (no OpenCV grouping) are merged by non-maximum suppression
+  (``cv2.dnn.NMSBoxes``), then mapped back to the original image and clipped to it.
+* Boxes are the detection windows, so they are **padded around the person**: the person spans
+  about the middle 75 % of the box height and often less than half of its width. Set
+  ``box_scale`` to resize boxes about their centre: ``(0.7, 0.9)`` gives a tight box as OpenCV's
+  ``peopledetect.py`` sample draws it; values > 1 widen boxes, e.g. for people with arms spread.
+* Scores are the SVM margin (unbounded, typically 0 to 3), not probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from wbcap.detect.base import Detection, sort_by_score
+from wbcap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+_WIN_W, _WIN_H = 64, 128  # HOG window, px
+_LEVELS_PER_OCTAVE = 15  # pyramid levels per detectMultiScale call (1.05**15 ~ 2.08)
+_PERSON_PX = 96.0  # height of the person inside a window, px
+_PAD_FRAC = (_WIN_H - _PERSON_PX) / 2 / _PERSON_PX  # margin per side, as a fraction of person height
+
+
+class HOGDetector:
+    """OpenCV's default HOG people detector with resizing, padding and NMS (module docstring).
+
+    Args:
+        score_threshold: minimum SVM margin of a kept window (OpenCV's ``hitThreshold``).
+        min_height_frac: smallest person looked for, as a fraction of the image height; the
+            person height is estimated as 75 % of the box height. Smaller is slower and finds
+            more false positives; 0.2 suits photos of a subject, use ~0.1 for wide scenes.
+        max_people: keep at most this many boxes (highest scores); None keeps all.
+        nms_iou: boxes overlapping a higher-scoring box by more than this IoU are dropped.
+        box_scale: ``(sx, sy)`` factors applied to box width and height about the box centre.
+        max_upscale: cap on the upscaling factor for small images / small ``min_height_frac``.
+        win_stride: window step in pixels of the resized image (multiple of 8; 4 is ~3x slower
+            and localises better).
+        pyramid_scale: size ratio between pyramid levels (> 1).
+    """
+
+    name = "hog"
+
+    def __init__(
+        self,
+        score_threshold: float = 0.0,
+        min_height_frac: float = 0.2,
+        max_people: int | None = None,
+        *,
+        nms_iou: float = 0.4,
+        box_scale: tuple[float, float] = (1.0, 1.0),
+        max_upscale: float = 3.0,
+        win_stride: int = 8,
+        pyramid_scale: float = 1.05,
+    ) -> None:
+        if not 0.0 <= min_height_frac <= 1.0:
+            raise ValueError(f"min_height_frac must be in [0, 1], got {min_height_frac}")
+        if max_people is not None and max_people < 1:
+            raise ValueError(f"max_people must be >= 1 or None, got {max_people}")
+        if box_scale[0] <= 0 or box_scale[1] <= 0:
+            raise ValueError(f"box_scale factors must be > 0, got {box_scale}")
+        if win_stride <= 0 or win_stride % 8:
+            raise ValueError(f"win_stride must be a positive multiple of 8, got {win_stride}")
+        if pyramid_scale <= 1.0:
+            raise ValueError(f"pyramid_scale must be > 1, got {pyramid_scale}")
+        self.score_threshold = float(score_threshold)
+        self.min_height_frac = float(min_height_frac)
+        self.max_people = max_people
+        self.nms_iou = float(nms_iou)
+        self.box_scale = (float(box_scale[0]), float(box_scale[1]))
+        self.max_upscale = float(max_upscale)
+        self.win_stride = int(win_stride)
+        self.pyramid_scale = float(pyramid_scale)
+        self._hog: Any = None
+
+    def _descriptor(self) -> Any:
+        if self._hog is None:
+            import cv2
+
+            # OpenCV's default people-detector geometry (64x128 window, 16x16 blocks, 8x8
+            # cells, 9 bins, L2-Hys, gamma correction) with the pyramid cut to one octave per
+            # call (see __call__).
+            hog = cv2.HOGDescriptor(
+                (_WIN_W, _WIN_H), (16, 16), (8, 8), (8, 8), 9, 1, -1.0, 0, 0.2, True,
+                _LEVELS_PER_OCTAVE,
+            )
+            hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+            self._hog = hog
+        return self._hog
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """Detect people.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB (channel order does not matter to HOG).
+
+        Returns:
+            Detections, ``(x, y, w, h)`` pixels of ``image``, clipped to it, score = SVM margin,
+            sorted by score, highest first.
+        """
+        import cv2
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(
+                f"HOG detector: expected an (H, W, 3) uint8 RGB image, got {image.shape} "
+                f"{image.dtype}; load images with wbcap.io.images.load_image"
+            )
+        height, width = image.shape[:2]
+        min_person = self.min_height_frac * height
+        scale = _PERSON_PX / min_person if min_person > 0 else max(1.0, _PERSON_PX / height)
+        scale = min(scale, self.max_upscale)
+        base_w, base_h = max(1, round(width * scale)), max(1, round(height * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        base = cv2.resize(image, (base_w, base_h), interpolation=interp) if scale != 1 else image
+
+        hog = self._descriptor()
+        octave = self.pyramid_scale**_LEVELS_PER_OCTAVE
+        found_boxes, found_scores = [], []
+        level_img = base
+        n_raw = 0
+        while True:
+            h_lvl, w_lvl = level_img.shape[:2]
+            pad = int(np.ceil(_PAD_FRAC * h_lvl))
+            if h_lvl + 2 * pad < _WIN_H or w_lvl + 2 * pad < _WIN_W:
+                break
+            padded = cv2.copyMakeBorder(level_img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            rects, weights = hog.detectMultiScale(
+                padded,
+                hitThreshold=self.score_threshold,
+                winStride=(self.win_stride, self.win_stride),
+                padding=(8, 8),
+                scale=self.pyramid_scale,
+                groupThreshold=0,  # raw windows; NMS below
+            )
+            if len(rects):
+                r = np.asarray(rects, np.float64).reshape(-1, 4)
+                r[:, :2] -= pad
+                r[:, [0, 2]] *= width / w_lvl
+                r[:, [1, 3]] *= height / h_lvl
+                found_boxes.append(r)
+                found_scores.append(np.asarray(weights, np.float64).reshape(-1))
+                n_raw += len(r)
+            # Next octave: shrink with area averaging (OpenCV's own pyramid uses bilinear
+            # resizing, which aliases when it shrinks by more than 2x and weakens big people).
+            next_w, next_h = round(w_lvl / octave), round(h_lvl / octave)
+            if next_h < 1 or next_w < 1:
+                break
+            level_img = cv2.resize(level_img, (next_w, next_h), interpolation=cv2.INTER_AREA)
+        if not found_boxes:
+            return []
+        boxes = np.concatenate(found_boxes)
+        scores = np.concatenate(found_scores)
+        tall = boxes[:, 3] * (_PERSON_PX / _WIN_H) >= min_person - 1e-6
+        boxes, scores = boxes[tall], scores[tall]
+        if len(boxes) == 0:
+            return []
+
+        # Windows are already above the threshold; NMSBoxes wants non-negative scores, so
+        # shift them (order preserved) and let it keep everything above 0.
+        shifted = scores - scores.min() + 1.0
+        keep = cv2.dnn.NMSBoxes(boxes.tolist(), shifted.tolist(), 0.0, self.nms_iou)
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        dets = []
+        for i in keep:
+            box = _clip(_rescale(boxes[i], self.box_scale), width, height)
+            if box is not None:
+                dets.append(Detection(box, float(scores[i])))
+        dets = sort_by_score(dets)
+        if self.max_people is not None:
+            dets = dets[: self.max_people]
+        log.debug("HOG: %d raw windows -> %d people (scale %.2f)", n_raw, len(dets), scale)
+        return dets
+
+
+def _rescale(box: np.ndarray, factors: tuple[float, float]) -> np.ndarray:
+    if factors == (1.0, 1.0):
+        return box
+    x, y, w, h = box
+    nw, nh = w * factors[0], h * factors[1]
+    return np.array([x + (w - nw) / 2, y + (h - nh) / 2, nw, nh])
+
+
+def _clip(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float] | None:
+    x1, y1 = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
+    x2, y2 = min(float(box[0] + box[2]), float(width)), min(float(box[1] + box[3]), float(height))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return (x1, y1, x2 - x1, y2 - y1)

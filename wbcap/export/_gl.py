@@ -1,0 +1,147 @@
+"""The one place that prepares OpenGL for pyrender: NumPy 2 shim and headless platform choice.
+
+* pyrender 0.1.45 uses ``np.infty``, which NumPy 2 removed; :func:`patch_numpy` puts the alias
+  back (nowhere else in wbcap does this).
+* PyOpenGL binds its platform (EGL, OSMesa, GLX...) from ``PYOPENGL_PLATFORM`` when ``OpenGL``
+  is first imported and cannot switch afterwards, and a failed context creation can leave a
+  process in a bad state. :func:`select_gl_platform` therefore tries each candidate in a short
+  child process (``python -c`` creating ``pyrender.OffscreenRenderer(8, 8)`` and rendering one
+  frame), then sets ``PYOPENGL_PLATFORM`` in this process to the first that works, before
+  anything imports OpenGL here. The answer is cached for the life of the process.
+
+Candidates, in order: the user's ``PYOPENGL_PLATFORM`` if set; then on Linux ``egl`` (GPU
+drivers or Mesa) and ``osmesa`` (pure software Mesa), elsewhere pyrender's default window
+platform (``pyglet``). If ``OpenGL`` was already imported, only the platform it was imported
+with is tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+ENV_PLATFORM = "PYOPENGL_PLATFORM"
+#: Name used for "no PYOPENGL_PLATFORM": pyrender then opens a hidden pyglet window.
+PYGLET = "pyglet"
+PROBE_TIMEOUT_S = 60.0
+
+_PROBE_CODE = """
+import numpy as np
+if not hasattr(np, "infty"):
+    np.infty = np.inf
+import pyrender
+r = pyrender.OffscreenRenderer(8, 8)
+scene = pyrender.Scene()
+scene.add(pyrender.IntrinsicsCamera(8.0, 8.0, 4.0, 4.0))
+r.render(scene)
+r.delete()
+print("wbcap-gl-ok")
+"""
+
+_lock = threading.Lock()
+_UNSET = object()
+_selected: object = _UNSET
+
+
+def patch_numpy() -> None:
+    """Restore ``np.infty`` (removed in NumPy 2, used by pyrender) if it is missing."""
+    import numpy as np
+
+    if not hasattr(np, "infty"):
+        np.infty = np.inf  # type: ignore[attr-defined]
+
+
+def _candidates() -> list[str]:
+    user = os.environ.get(ENV_PLATFORM) or None
+    if "OpenGL" in sys.modules:  # platform already fixed in this process
+        return [user or PYGLET]
+    defaults = ["egl", "osmesa"] if sys.platform.startswith("linux") else [PYGLET]
+    out = [user] if user else []
+    out += [c for c in defaults if c not in out]
+    return out
+
+
+def _probe(platform: str) -> bool:
+    """True when pyrender can create an offscreen context and render with ``platform``."""
+    env = dict(os.environ)
+    if platform == PYGLET:
+        env.pop(ENV_PLATFORM, None)
+    else:
+        env[ENV_PLATFORM] = platform
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE_CODE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("GL probe %s could not run: %s", platform, exc)
+        return False
+    ok = proc.returncode == 0 and "wbcap-gl-ok" in proc.stdout
+    if not ok:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+        log.debug("GL probe %s failed (exit %s): %s", platform, proc.returncode, tail[0])
+    return ok
+
+
+def select_gl_platform() -> str | None:
+    """The OpenGL platform pyrender will use in this process, or None when none works.
+
+    Returns ``"egl"``, ``"osmesa"``, ``"pyglet"`` or the user's ``PYOPENGL_PLATFORM`` value.
+    The first call probes (a few seconds per candidate) and sets ``PYOPENGL_PLATFORM``
+    accordingly (removes it for ``"pyglet"``); later calls return the cached answer.
+    """
+    global _selected
+    with _lock:
+        if _selected is _UNSET:
+            _selected = _select()
+        return _selected  # type: ignore[return-value]
+
+
+def _select() -> str | None:
+    user = os.environ.get(ENV_PLATFORM) or None
+    candidates = _candidates()
+    for platform in candidates:
+        if _probe(platform):
+            if user and platform != user:
+                log.warning("%s=%s does not work here; rendering with %s", ENV_PLATFORM, user, platform)
+            if "OpenGL" not in sys.modules:
+                if platform == PYGLET:
+                    os.environ.pop(ENV_PLATFORM, None)
+                else:
+                    os.environ[ENV_PLATFORM] = platform
+            log.debug("OpenGL platform for pyrender: %s", platform)
+            return platform
+    log.info("no OpenGL platform works (tried %s)", ", ".join(candidates))
+    return None
+
+
+def import_pyrender() -> ModuleType:
+    """Import pyrender after choosing the platform and patching NumPy.
+
+    Raises:
+        RuntimeError: no OpenGL platform works (check :func:`select_gl_platform` first).
+    """
+    platform = select_gl_platform()
+    if platform is None:
+        raise RuntimeError("no OpenGL platform (EGL, OSMesa) works; use the software renderer")
+    patch_numpy()
+    import pyrender
+
+    return pyrender
+
+
+def _reset_for_tests() -> None:
+    """Forget the cached choice (tests only; has no effect on an already imported OpenGL)."""
+    global _selected
+    with _lock:
+        _selected = _UNSET

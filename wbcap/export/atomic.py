@@ -1,0 +1,100 @@
+"""Write files and folders so that readers never see a half-written result.
+
+A file is written under a temporary name in its destination folder and renamed over the final
+name (``os.replace``, atomic on POSIX and Windows within one file system) only after the write
+succeeded. A failed or interrupted write leaves the previous file (or no file) and no temporary.
+This protects against crashes and exceptions of the writing process; it does not ``fsync``, so it
+does not promise durability across a power cut.
+
+Temporary names are hidden and keep the final suffix (``.name.tmp-1a2b3c4d.obj``), so writers
+that choose the format from the extension (``cv2.imwrite``, trimesh) work on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from wbcap.errors import InputError
+
+
+def _temp_sibling(path: Path, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.stem}.{kind}-{secrets.token_hex(4)}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` when the block succeeds.
+
+    The temporary file does not exist when yielded; the block must create it. On an exception
+    (including ``KeyboardInterrupt``) the temporary is removed and ``path`` is untouched. The
+    parent folder must exist.
+
+    Example::
+
+        with atomic_path(out / "frame.png") as tmp:
+            cv2.imwrite(str(tmp), image_bgr)
+    """
+    final = Path(path)
+    tmp = _temp_sibling(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (file permissions follow the umask, as ``open``)."""
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically, encoded with ``encoding``, ``\\n`` line endings."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextlib.contextmanager
+def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build an output folder under a temporary name; put it in place only if the block succeeds.
+
+    Yields a new empty folder beside ``final_dir`` (``.name.staging-xxxxxxxx``). When the block
+    finishes without an exception the folder is renamed to ``final_dir``; an existing
+    ``final_dir`` is replaced (moved aside first, then deleted, so a crash in between leaves it
+    under a ``.name.old-xxxxxxxx`` name rather than lost). On an exception the staging folder
+    is deleted and ``final_dir`` is untouched. Missing parent folders are created.
+
+    Raises:
+        InputError: ``final_dir`` exists and is not a folder.
+    """
+    final = Path(final_dir)
+    if final.exists() and not final.is_dir():
+        raise InputError(f"{final}: exists and is not a folder; choose another output folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = _temp_sibling(final, "staging")
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = _temp_sibling(final, "old")
+        os.replace(final, old)
+    try:
+        os.replace(stage, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
