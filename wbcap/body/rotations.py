@@ -107,8 +107,8 @@ def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     index = best[..., None, None].expand(*best.shape, 1, 4)
     quat = torch.gather(candidates, -2, index).squeeze(-2)
     quat = F.normalize(quat, dim=-1)
-    sign = torch.where(quat[..., :1] < 0, -torch.ones_like(quat[..., :1]), torch.ones_like(quat[..., :1]))
-    return quat * sign
+    w = quat[..., :1]
+    return quat * torch.where(w < 0, -torch.ones_like(w), torch.ones_like(w))
 
 
 def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,8 @@ PALETTE: tuple[tuple[float, float, float], ...] = (
 _AMBIENT = 0.35  # software shading: colour * (AMBIENT + DIFFUSE * max(0, n . l))
 _DIFFUSE = 0.65
 _SHIFT = 4  # software raster: sub-pixel bits for cv2.fillConvexPoly
+_HEAD_LIGHT = 1.2  # pyrender directional light intensities (head light, two from above)
+_SIDE_LIGHT = 0.5
 _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside int32
 
 _render_lock = threading.Lock()
@@ -280,23 +282,26 @@ def _render_pyrender(
     )
     scene.add(camera, pose=np.eye(4))
     # Head light along the viewing direction plus two from above-left and above-right.
-    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=2.5), pose=np.eye(4))
-    for yaw in (-0.6, 0.6):
-        pose = _look_pose(pitch=0.5, yaw=yaw)
-        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=1.0), pose=pose)
+    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_HEAD_LIGHT), pose=np.eye(4))
+    for side in (-0.5, 0.5):  # GL frame: travelling sideways, down (-y) and forward (-z)
+        pose = _light_pose(np.array([side, -0.6, -1.0]))
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_SIDE_LIGHT), pose=pose)
     with _render_lock:
         renderer = _get_renderer(pyrender, width, height)
         color, _depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     color = np.asarray(color)
     cover = color[..., 3].astype(np.float32) / 255.0
-    return np.ascontiguousarray(color[..., :3]), cover
+    # Multisampled edges come back premultiplied by coverage (background is transparent black).
+    rgb = color[..., :3].astype(np.float32) / np.maximum(cover, 1.0 / 255.0)[..., None]
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), cover
 
 
-def _look_pose(pitch: float, yaw: float) -> np.ndarray:
-    """4x4 GL pose whose -z axis points forward, tilted down by ``pitch`` and sideways by ``yaw``."""
-    cp, sp, cyw, syw = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    ry = np.array([[cyw, 0, syw], [0, 1, 0], [-syw, 0, cyw]])
+def _light_pose(direction: np.ndarray) -> np.ndarray:
+    """4x4 GL pose whose -z axis (pyrender's light direction) is ``direction`` (GL frame)."""
+    z = -np.asarray(direction, np.float64)
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
     pose = np.eye(4)
-    pose[:3, :3] = ry @ rx
+    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
     return pose

@@ -333,10 +333,10 @@ def _build(num_components: int, seed: int) -> dict[str, np.ndarray]:
     joints = _design_joints()
     targets_left = {
         "thumb": joints[39] + (0.025, 0.005, 0.006),  # beyond the last thumb joint
-        "index": np.array([0.86, 0.10, 0.026]),
-        "middle": np.array([0.865, 0.10, 0.008]),
-        "ring": np.array([0.86, 0.10, -0.01]),
-        "pinky": np.array([0.85, 0.10, -0.028]),
+        "index": np.array([0.86, 0.104, 0.026]),  # slightly on the back of the hand (nails)
+        "middle": np.array([0.865, 0.104, 0.008]),
+        "ring": np.array([0.86, 0.104, -0.01]),
+        "pinky": np.array([0.85, 0.104, -0.028]),
     }
     _, hy, hz = head_centre
     targets: dict[str, np.ndarray] = {

@@ -1,0 +1,413 @@
+"""SMPL-X files and layer: the synthetic model, our forward == smplx's, safe loading, search order."""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse
+import smplx
+import torch
+from smplx.vertex_ids import vertex_ids
+
+from wbcap.body import joints as J
+from wbcap.body.model_files import find_body_model, load_body_model_data
+from wbcap.body.smplx_layer import SMPLXLayer, SMPLXOutput, joints137
+from wbcap.errors import ModelFileError
+from wbcap.testing.synthetic_body import make_smplx_params, write_synthetic_smplx
+
+VIDS = vertex_ids["smplx"]
+
+
+@pytest.fixture(scope="module")
+def model_file(body_dir: Path) -> Path:
+    return body_dir / "smplx" / "SMPLX_NEUTRAL.npz"
+
+
+@pytest.fixture(scope="module")
+def raw(model_file: Path) -> dict[str, np.ndarray]:
+    with np.load(model_file, allow_pickle=True) as z:  # our own trusted test file
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def reference(body_dir: Path) -> torch.nn.Module:
+    return smplx.create(
+        str(body_dir), "smplx", gender="neutral", use_pca=False, use_face_contour=True,
+        flat_hand_mean=False, num_betas=10, num_expression_coeffs=10,
+    )  # fmt: skip
+
+
+def _forward(layer: SMPLXLayer, params: dict[str, torch.Tensor]) -> SMPLXOutput:
+    with torch.no_grad():
+        return layer(**params)
+
+
+def _rest(layer: SMPLXLayer, batch: int = 1) -> SMPLXOutput:
+    params = {k: torch.zeros_like(v) for k, v in make_smplx_params(batch).items()}
+    return _forward(layer, params)
+
+
+class _Trap:
+    """Unpickling this raises ZeroDivisionError, so any unpickle of it is detected."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (operator.truediv, (1, 0))
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# The synthetic model file
+# ------------------------------------------------------------------------------------------------
+def test_synthetic_file_has_the_smplx_format(raw: dict[str, np.ndarray]) -> None:
+    assert raw["v_template"].shape == (10475, 3) and raw["v_template"].dtype == np.float32
+    assert raw["f"].shape == (20908, 3) and raw["f"].dtype == np.int32
+    assert raw["f"].min() == 0 and raw["f"].max() == 10474
+    assert len(np.unique(raw["f"])) == 10475  # every vertex is used
+    assert raw["shapedirs"].shape == (10475, 3, 20)
+    assert raw["posedirs"].shape == (10475, 3, 486) and np.abs(raw["posedirs"]).max() > 1e-4
+    assert raw["J_regressor"].shape == (55, 10475)
+    np.testing.assert_allclose(raw["J_regressor"].sum(1), 1.0, atol=1e-5)
+    assert raw["J_regressor"].min() >= 0
+    assert raw["weights"].shape == (10475, 55) and raw["weights"].min() >= 0
+    np.testing.assert_allclose(raw["weights"].sum(1), 1.0, atol=1e-5)
+    assert (raw["weights"] > 0).sum(1).max() <= 4
+    kt = raw["kintree_table"]
+    assert kt.dtype == np.int64 and kt[0, 0] == 4294967295
+    assert kt[0, 1:].tolist() == list(J.SMPLX_PARENTS[1:]) and kt[1].tolist() == list(range(55))
+    for side in "lr":
+        assert raw[f"hands_components{side}"].shape == (45, 45) and raw[f"hands_mean{side}"].shape == (45,)
+        assert raw[f"hands_coeffs{side}"].shape[1] == 45
+    assert raw["lmk_faces_idx"].shape == (51,) and raw["lmk_faces_idx"].dtype == np.int64
+    assert raw["lmk_bary_coords"].shape == (51, 3)
+    assert raw["dynamic_lmk_faces_idx"].shape == (79, 17) and raw["dynamic_lmk_faces_idx"].dtype == np.int64
+    assert raw["dynamic_lmk_bary_coords"].shape == (79, 17, 3)
+    np.testing.assert_allclose(raw["dynamic_lmk_bary_coords"].sum(-1), 1.0, atol=1e-6)
+    assert raw["ft"].shape == (20908, 3) and raw["vt"].shape[1] == 2
+    for key in ("joint2num", "part2num"):
+        assert raw[key].dtype == object and isinstance(raw[key].item(), dict)
+    assert raw["joint2num"].item()["pelvis"] == 0
+
+
+def test_synthetic_body_is_human_shaped(raw: dict[str, np.ndarray]) -> None:
+    v = raw["v_template"].astype(np.float64)
+    height = v[:, 1].max() - v[:, 1].min()
+    span = v[:, 0].max() - v[:, 0].min()
+    assert 1.6 < height < 1.8 and 1.5 < span < 1.9  # T-pose: arm span ~ height
+    assert v[:, 2].max() - v[:, 2].min() < 0.45
+    joints = raw["J_regressor"].astype(np.float64) @ v
+    y = {n: joints[J.SMPLX_JOINT_NAMES.index(n), 1] for n in J.SMPLX_JOINT_NAMES}
+    x = {n: joints[J.SMPLX_JOINT_NAMES.index(n), 0] for n in J.SMPLX_JOINT_NAMES}
+    assert y["Head"] > y["Neck"] > y["Spine_3"] > y["Spine_2"] > y["Spine_1"] > y["Pelvis"] > y["L_Knee"] > y["L_Ankle"]
+    assert x["L_Wrist"] > x["L_Elbow"] > x["L_Shoulder"] > x["L_Collar"] > 0 > x["R_Collar"]
+    assert x["L_Hip"] > 0 > x["R_Hip"] and x["L_Index_3"] > x["L_Index_1"] > x["L_Wrist"]
+    for a, b in J.ORIG_FLIP_PAIRS:  # left/right symmetric skeleton
+        ja, jb = joints[J.ORIG_TO_SMPLX_IDX[a]], joints[J.ORIG_TO_SMPLX_IDX[b]]
+        np.testing.assert_allclose(ja * (-1, 1, 1), jb, atol=1e-5)
+    # fixed smplx vertex ids sit on the right places (y up, facing +z, subject's left at +x)
+    head_top = v[:, 1].max()
+    for key in ("nose", "leye", "reye", "lear", "rear"):
+        assert head_top - 0.2 < v[VIDS[key], 1] < head_top
+    assert v[VIDS["nose"], 2] > v[VIDS["leye"], 2] > v[VIDS["lear"], 2]
+    assert v[VIDS["leye"], 0] > 0 > v[VIDS["reye"], 0] and v[VIDS["lear"], 0] > 0 > v[VIDS["rear"], 0]
+    for side, sign in (("l", 1), ("r", -1)):
+        tips = np.stack([v[VIDS[side + f]] for f in ("thumb", "index", "middle", "ring", "pinky")])
+        assert np.all(sign * tips[:, 0] > 0.7)  # at the end of the arm
+        assert tips[0, 2] > tips[1, 2] > tips[2, 2] > tips[3, 2] > tips[4, 2]  # thumb in front
+    for side, sign in (("L", 1), ("R", -1)):
+        toe, heel = v[VIDS[side + "BigToe"]], v[VIDS[side + "Heel"]]
+        assert sign * toe[0] > 0 and toe[1] < -1.1 and toe[2] > heel[2] + 0.2
+        assert abs(v[VIDS[side + "SmallToe"], 0]) > abs(toe[0])  # big toe is medial
+
+
+def test_synthetic_model_is_deterministic(tmp_path: Path, model_file: Path) -> None:
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    again = write_synthetic_smplx(tmp_path / "a") / "smplx" / "SMPLX_NEUTRAL.npz"
+    assert digest(again) == digest(model_file)
+    other = write_synthetic_smplx(tmp_path / "b", seed=1) / "smplx" / "SMPLX_NEUTRAL.npz"
+    assert digest(other) != digest(model_file)
+
+
+def test_make_smplx_params_is_deterministic() -> None:
+    a, b = make_smplx_params(3, seed=7), make_smplx_params(3, seed=7)
+    assert set(a) == {"betas", "expression", "global_orient", "body_pose", "left_hand_pose",
+                      "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose", "transl"}  # fmt: skip
+    assert all(torch.equal(a[k], b[k]) and a[k].dtype == torch.float32 for k in a)
+    assert a["body_pose"].shape == (3, 63) and a["betas"].shape == (3, 10)
+    assert not torch.equal(a["body_pose"], make_smplx_params(3, seed=8)["body_pose"])
+
+
+# ------------------------------------------------------------------------------------------------
+# The layer against smplx
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 3, 7])
+def test_layer_equals_smplx(body_layer: SMPLXLayer, reference: torch.nn.Module, batch: int) -> None:
+    params = make_smplx_params(batch, seed=batch)
+    ours = _forward(body_layer, params)
+    with torch.no_grad():
+        ref = reference(**params, return_full_pose=True)
+    assert ours.vertices.shape == (batch, 10475, 3) and ours.joints.shape == (batch, 144, 3)
+    assert ours.full_pose.shape == (batch, 165)
+    torch.testing.assert_close(ours.vertices, ref.vertices, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.joints, ref.joints, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.full_pose, ref.full_pose, atol=1e-6, rtol=0)
+    # the comparison is not trivial: the poses move the mesh and every part of the model is used
+    rest = _rest(body_layer, batch)
+    assert (ours.vertices - rest.vertices).norm(dim=-1).mean() > 0.1
+    # vertex joints are the fixed vertices; landmarks lie on the head
+    for k, key in enumerate(["nose", "reye", "leye", "rear", "lear"]):
+        torch.testing.assert_close(ours.joints[:, 55 + k], ours.vertices[:, VIDS[key]], atol=0, rtol=0)
+    head = ours.joints[:, J.SMPLX_JOINT_NAMES.index("Head")]
+    assert (ours.joints[:, 76:] - head[:, None]).norm(dim=-1).max() < 0.25
+
+
+def test_layer_with_body_pose_as_joints_and_float64(body_layer: SMPLXLayer, model_file: Path) -> None:
+    params = make_smplx_params(2, seed=11)
+    ours = _forward(body_layer, params)
+    alt = dict(params, body_pose=params["body_pose"].reshape(2, 21, 3))
+    torch.testing.assert_close(_forward(body_layer, alt).vertices, ours.vertices, atol=0, rtol=0)
+    layer64 = SMPLXLayer.from_file(model_file).to(torch.float64)  # buffers move with .to()
+    out64 = _forward(layer64, {k: v.double() for k, v in params.items()})
+    assert out64.vertices.dtype == torch.float64 and layer64.faces_tensor.dtype == torch.long
+    torch.testing.assert_close(out64.vertices.float(), ours.vertices, atol=2e-5, rtol=0)
+
+
+def test_layer_has_only_buffers_and_transl(body_layer: SMPLXLayer, raw: dict[str, np.ndarray]) -> None:
+    assert list(body_layer.parameters()) == []
+    assert body_layer.state_dict() == {}  # body-model data never ends up in checkpoints
+    assert body_layer.faces.dtype == np.int64 and np.array_equal(body_layer.faces, raw["f"])
+    assert torch.equal(body_layer.faces_tensor, torch.from_numpy(raw["f"].astype(np.int64)))
+    assert body_layer.parents.tolist() == list(J.SMPLX_PARENTS)
+    params = make_smplx_params(2, seed=3)
+    shift = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.25, -3.0]])
+    moved = _forward(body_layer, dict(params, transl=shift))
+    still = _forward(body_layer, dict(params, transl=None))
+    torch.testing.assert_close(moved.vertices - still.vertices, shift[:, None].expand(2, 10475, 3))
+    torch.testing.assert_close(moved.joints - still.joints, shift[:, None].expand(2, 144, 3))
+    with pytest.raises(ValueError):
+        body_layer(**dict(params, betas=torch.zeros(3, 10)))
+
+
+def test_hand_mean_is_added(model_file: Path, raw: dict[str, np.ndarray]) -> None:
+    layer = SMPLXLayer.from_file(model_file)
+    flat = SMPLXLayer.from_file(model_file, flat_hand_mean=True)
+    rest, rest_flat = _rest(layer), _rest(flat)
+    # full_pose = [global, body 21, jaw, leye, reye, left hand 15, right hand 15]
+    np.testing.assert_array_equal(rest.full_pose[0, 75:120].numpy(), raw["hands_meanl"])
+    np.testing.assert_array_equal(rest.full_pose[0, 120:].numpy(), raw["hands_meanr"])
+    assert torch.count_nonzero(rest.full_pose[0, :75]) == 0 and torch.count_nonzero(rest_flat.full_pose) == 0
+    moved = (rest.vertices - rest_flat.vertices)[0].norm(dim=-1)
+    on_hands = torch.from_numpy(raw["weights"][:, 25:].sum(1) > 0)
+    assert moved[on_hands].max() > 0.005 and moved[~on_hands].max() == 0
+    # a flat layer given the mean as hand pose is the curled layer at rest
+    params = {k: torch.zeros_like(v) for k, v in make_smplx_params(1).items()}
+    params["left_hand_pose"] = torch.from_numpy(raw["hands_meanl"])[None]
+    params["right_hand_pose"] = torch.from_numpy(raw["hands_meanr"])[None]
+    torch.testing.assert_close(_forward(flat, params).vertices, rest.vertices, atol=1e-6, rtol=0)
+
+
+def test_flat_hand_mean_equals_smplx(body_dir: Path, model_file: Path) -> None:
+    ref = smplx.create(str(body_dir), "smplx", gender="neutral", use_pca=False, use_face_contour=True,
+                       flat_hand_mean=True)  # fmt: skip
+    params = make_smplx_params(2, seed=5)
+    ours = _forward(SMPLXLayer.from_file(model_file, flat_hand_mean=True), params)
+    with torch.no_grad():
+        theirs = ref(**params)
+    torch.testing.assert_close(ours.vertices, theirs.vertices, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.joints, theirs.joints, atol=1e-5, rtol=0)
+
+
+def test_full_expression_space_equals_smplx(tmp_path: Path) -> None:
+    """A v1.1-style model (400 components): expression dirs come from components 300..309."""
+    folder = write_synthetic_smplx(tmp_path, num_components=400, seed=3)
+    data = load_body_model_data(find_body_model("neutral", folder))
+    layer = SMPLXLayer(data)
+    torch.testing.assert_close(layer.expr_dirs, torch.from_numpy(data["shapedirs"][:, :, 300:310]))
+    ref = smplx.create(str(folder), "smplx", gender="neutral", use_pca=False, use_face_contour=True,
+                       num_betas=10, num_expression_coeffs=10)  # fmt: skip
+    params = make_smplx_params(3, seed=9)
+    with torch.no_grad():
+        theirs = ref(**params)
+    ours = _forward(layer, params)
+    torch.testing.assert_close(ours.vertices, theirs.vertices, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.joints, theirs.joints, atol=1e-5, rtol=0)
+
+
+def test_joints137_and_flip_pairs_mirror_at_rest(model_file: Path) -> None:
+    out = _rest(SMPLXLayer.from_file(model_file, flat_hand_mean=True))  # no pose blend shapes
+    j137 = joints137(out)
+    assert j137.shape == (1, 137, 3)
+    assert torch.equal(j137, out.joints[:, list(J.JOINT_IDX)])
+    assert torch.equal(joints137(out.joints), j137)
+    assert torch.equal(J.reduce_joint_set(j137), j137[:, :65])
+    pts = j137[0].numpy().astype(np.float64)
+    for a, b in J.FLIP_PAIRS:  # the synthetic body is left/right symmetric
+        tol = 1e-5 if b < 65 else 0.02  # face landmarks are snapped to mesh faces
+        np.testing.assert_allclose(pts[a] * (-1, 1, 1), pts[b], atol=tol, err_msg=f"{a},{b}")
+    lw, rw = pts[J.LWRIST_IDX], pts[J.RWRIST_IDX]
+    assert lw[0] > 0.6 and rw[0] < -0.6 and pts[J.NECK_IDX][1] > pts[J.ROOT_JOINT_IDX][1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading: never unpickle, clear one-line errors
+# ------------------------------------------------------------------------------------------------
+def test_loader_never_unpickles(tmp_path: Path, raw: dict[str, np.ndarray], model_file: Path) -> None:
+    trapped = _save(tmp_path / "SMPLX_NEUTRAL.npz", dict(raw, trap=np.array([_Trap()], dtype=object)))
+    with np.load(trapped, allow_pickle=True) as z, pytest.raises(ZeroDivisionError):
+        z["trap"]  # the trap works: unpickling it raises
+    data = load_body_model_data(trapped)
+    reference = load_body_model_data(model_file)
+    assert data.keys() == reference.keys()
+    for key in data:
+        np.testing.assert_array_equal(data[key], reference[key])
+    # a needed array stored as a pickled object array is refused, not unpickled
+    bad = _save(tmp_path / "obj" / "SMPLX_NEUTRAL.npz", dict(raw, v_template=np.array([_Trap()], dtype=object)))
+    with pytest.raises(ModelFileError, match="v_template"):
+        load_body_model_data(bad)
+
+
+def test_loaded_arrays_and_dtypes(model_file: Path, raw: dict[str, np.ndarray]) -> None:
+    data = load_body_model_data(model_file)
+    assert "joint2num" not in data and "hands_componentsl" not in data
+    assert data["v_template"].dtype == np.float32 and data["f"].dtype == np.int64
+    np.testing.assert_array_equal(data["v_template"], raw["v_template"])
+    np.testing.assert_array_equal(data["kintree_table"], raw["kintree_table"])
+    # posedirs stored flat (V*3, 486) is accepted and read back identically
+    flat = load_body_model_data(
+        _save(model_file.parent.parent / "flat" / "SMPLX_NEUTRAL.npz",
+              dict(raw, posedirs=raw["posedirs"].reshape(-1, 486)))
+    )  # fmt: skip
+    np.testing.assert_array_equal(flat["posedirs"], data["posedirs"])
+
+
+def _one_line(exc: pytest.ExceptionInfo[ModelFileError]) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("text", "not a readable .npz"),
+        ("missing_key", "J_regressor"),
+        ("bad_shape", "weights"),
+        ("bad_faces", "faces"),
+        ("nan", "NaN"),
+        ("npy", "single .npy"),
+    ],
+)
+def test_bad_files_raise_one_line_model_file_error(
+    tmp_path: Path, raw: dict[str, np.ndarray], case: str, needle: str
+) -> None:
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    if case == "text":
+        path.write_text("this is not a model\n")
+    elif case == "missing_key":
+        _save(path, {k: v for k, v in raw.items() if k != "J_regressor"})
+    elif case == "bad_shape":
+        _save(path, dict(raw, weights=raw["weights"][:, :54]))
+    elif case == "bad_faces":
+        _save(path, dict(raw, f=raw["f"] + 5))
+    elif case == "nan":
+        v = raw["v_template"].copy()
+        v[3, 1] = np.nan
+        _save(path, dict(raw, v_template=v))
+    elif case == "npy":
+        with open(path, "wb") as fh:
+            np.save(fh, raw["v_template"])
+    with pytest.raises(ModelFileError) as exc:
+        load_body_model_data(path)
+    msg = _one_line(exc)
+    assert str(path) in msg and needle in msg
+
+
+def test_missing_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError) as exc:
+        load_body_model_data(tmp_path / "nope.npz")
+    assert "nope.npz" in _one_line(exc) and "smpl-x.is.tue.mpg.de" in str(exc.value)
+
+
+def test_pickle_needs_opt_in_and_then_matches_npz(tmp_path: Path, raw: dict[str, np.ndarray], model_file: Path) -> None:
+    pkl_data = {k: v for k, v in raw.items() if v.dtype != object}
+    pkl_data["J_regressor"] = scipy.sparse.csc_matrix(raw["J_regressor"])  # as in the .pkl release
+    pkl = tmp_path / "smplx" / "SMPLX_NEUTRAL.pkl"
+    pkl.parent.mkdir()
+    pkl.write_bytes(pickle.dumps(pkl_data))
+    with pytest.raises(ModelFileError) as exc:
+        load_body_model_data(pkl)
+    assert "--allow-pickle" in _one_line(exc) and str(pkl) in str(exc.value)
+    with pytest.raises(ModelFileError) as exc:
+        find_body_model("neutral", tmp_path)
+    assert "--allow-pickle" in _one_line(exc)
+    assert find_body_model("neutral", tmp_path, allow_pickle=True) == pkl
+    with pytest.raises(ModelFileError, match="allow-pickle"):
+        find_body_model("neutral", pkl)
+    assert find_body_model("neutral", pkl, allow_pickle=True) == pkl
+    data = load_body_model_data(pkl, allow_pickle=True)
+    reference = load_body_model_data(model_file)
+    for key in reference:
+        np.testing.assert_array_equal(data[key], reference[key], err_msg=key)
+    # npz is preferred to pkl in the same folder
+    shutil.copy(model_file, tmp_path / "SMPLX_NEUTRAL.npz")
+    assert find_body_model("neutral", tmp_path, allow_pickle=True) == tmp_path / "SMPLX_NEUTRAL.npz"
+
+
+# ------------------------------------------------------------------------------------------------
+# Search order
+# ------------------------------------------------------------------------------------------------
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    default = _touch(home / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert find_body_model() == default
+    env_dir = tmp_path / "env"
+    env_file = _touch(env_dir / "SMPLX_NEUTRAL.npz")  # flat layout also works
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(env_dir))
+    assert find_body_model("NEUTRAL") == env_file  # env beats the default folder
+    explicit = _touch(tmp_path / "mine" / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert find_body_model("neutral", tmp_path / "mine") == explicit  # explicit beats env
+    assert find_body_model("neutral", str(explicit)) == explicit  # a file path is used as is
+    _touch(env_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert find_body_model() == env_dir / "smplx" / "SMPLX_NEUTRAL.npz"  # smplx/ first
+    # gender picks the file; env without that gender falls back to the default folder
+    male = _touch(home / "body_models" / "smplx" / "SMPLX_MALE.npz")
+    assert find_body_model("male") == male
+    with pytest.raises(ModelFileError, match="neutral, male, female"):
+        find_body_model("robot")
+
+
+def test_missing_everywhere_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    env_dir = tmp_path / "env"
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(env_dir))
+    with pytest.raises(ModelFileError) as exc:
+        find_body_model("female")
+    msg = _one_line(exc)
+    for place in (env_dir / "smplx" / "SMPLX_FEMALE.npz", env_dir / "SMPLX_FEMALE.npz",
+                  home / "body_models" / "smplx" / "SMPLX_FEMALE.npz", home / "body_models" / "SMPLX_FEMALE.npz"):  # fmt: skip
+        assert str(place) in msg
+    assert "https://smpl-x.is.tue.mpg.de" in msg and "WBCAP_BODY_MODELS" in msg
+    assert str(home / "body_models" / "smplx") in msg and ".pkl" not in msg
+    with pytest.raises(ModelFileError) as exc:
+        find_body_model("neutral", tmp_path / "typo")  # an explicit path is the only place searched
+    msg = _one_line(exc)
+    assert str(tmp_path / "typo" / "smplx" / "SMPLX_NEUTRAL.npz") in msg and str(env_dir) not in msg

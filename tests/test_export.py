@@ -1,0 +1,322 @@
+"""wbcap.export: atomic writes, staged output folders, OBJ and params JSON, mesh rendering."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from wbcap.errors import InputError
+from wbcap.export import _gl
+from wbcap.export.atomic import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from wbcap.export.obj import read_obj, write_obj
+from wbcap.export.params_json import FORMAT, read_params_json, write_params_json
+from wbcap.export.render import render_backend, render_meshes
+
+
+class Boom(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_bytes_and_text(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    atomic_write_bytes(target, b"\x00\x01abc")
+    assert target.read_bytes() == b"\x00\x01abc"
+    atomic_write_text(target, "héllo\n")  # replaces the existing file
+    assert target.read_bytes() == "héllo\n".encode()
+    assert os.listdir(tmp_path) == ["out.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_atomic_path_failure_leaves_no_temp_and_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "mesh.obj"
+    with pytest.raises(Boom):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.suffix == ".obj" and not tmp.exists()
+            tmp.write_text("v 0 0 0\n")  # half-written
+            raise Boom
+    assert os.listdir(tmp_path) == []
+
+    target.write_text("old")
+    with pytest.raises(Boom):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new, half")
+            raise Boom
+    assert target.read_text() == "old"  # previous content intact
+    assert os.listdir(tmp_path) == ["mesh.obj"]
+
+
+def test_atomic_write_failure_mid_write(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+def test_staged_dir_success_replaces_and_failure_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    with staged_dir(out) as stage:
+        assert stage.is_dir() and stage.parent == tmp_path and stage != out
+        assert not out.exists()  # nothing visible while building
+        (stage / "a.txt").write_text("1")
+    assert sorted(os.listdir(tmp_path)) == ["results"]
+    assert (out / "a.txt").read_text() == "1"
+
+    with staged_dir(out) as stage:  # replaces the existing folder
+        (stage / "b.txt").write_text("2")
+    assert os.listdir(out) == ["b.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["results"]
+
+    with pytest.raises(Boom):
+        with staged_dir(out) as stage:
+            (stage / "c.txt").write_text("3")
+            raise Boom
+    assert os.listdir(out) == ["b.txt"]  # previous result untouched
+    assert sorted(os.listdir(tmp_path)) == ["results"]  # no staging folder left
+
+    fresh = tmp_path / "new" / "deep"
+    with pytest.raises(Boom):
+        with staged_dir(fresh) as stage:
+            (stage / "x").write_text("x")
+            raise Boom
+    assert not fresh.exists() and os.listdir(tmp_path / "new") == []
+
+
+def test_staged_dir_refuses_a_file(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(InputError, match="taken: exists and is not a folder"):
+        with staged_dir(tmp_path / "taken"):
+            pass
+
+
+# ---------------------------------------------------------------- OBJ and JSON
+
+
+def test_obj_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(10475, 3)).astype(np.float32)  # SMPL-X sizes
+    faces = rng.integers(0, 10475, size=(20908, 3))
+    path = tmp_path / "body.obj"
+    write_obj(path, verts, faces)
+    v, f = read_obj(path)
+    assert v.shape == (10475, 3) and f.shape == (20908, 3)
+    np.testing.assert_allclose(v, verts, atol=1e-6)
+    np.testing.assert_array_equal(f, faces)
+    lines = path.read_text().splitlines()
+    assert lines[1] == "v {:.6f} {:.6f} {:.6f}".format(*verts[0].astype(np.float64))
+    assert lines[1 + 10475] == "f {} {} {}".format(*(faces[0] + 1))  # 1-based
+    assert os.listdir(tmp_path) == ["body.obj"]
+
+
+def test_obj_is_readable_by_trimesh_and_reader_handles_variants(tmp_path: Path) -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    path = tmp_path / "s.obj"
+    write_obj(path, sphere.vertices, sphere.faces)
+    loaded = trimesh.load(path, process=False)
+    np.testing.assert_allclose(loaded.vertices, sphere.vertices, atol=1e-6)
+    np.testing.assert_array_equal(loaded.faces, sphere.faces)
+
+    other = tmp_path / "quad.obj"
+    other.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1 4//1\nf -4 -3 -2\n")
+    v, f = read_obj(other)
+    assert v.shape == (4, 3)
+    np.testing.assert_array_equal(f, [[0, 1, 2], [0, 2, 3], [0, 1, 2]])
+
+
+def test_obj_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="out of range|must be in"):
+        write_obj(tmp_path / "bad.obj", np.zeros((3, 3)), np.array([[0, 1, 3]]))
+    with pytest.raises(ValueError, match="NaN"):
+        write_obj(tmp_path / "bad.obj", np.full((3, 3), np.nan), np.array([[0, 1, 2]]))
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "broken.obj").write_text("v 1 2\n")
+    with pytest.raises(InputError, match="broken.obj: malformed line 1"):
+        read_obj(tmp_path / "broken.obj")
+
+
+def test_params_json_round_trip(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    params = {
+        "betas": np.arange(10, dtype=np.float32) / 3,
+        "body_pose": torch.full((21, 3), 0.25),
+        "cam_trans": (0.1, -0.2, 3.0),
+        "frame": np.int64(7),
+        "bbox": [1, 2, 3, 4],
+        "meta": {"detector": "hog", "score": np.float32(0.5)},
+    }
+    path = tmp_path / "person0.json"
+    write_params_json(path, params)
+    raw = json.loads(path.read_text())
+    assert raw["format"] == FORMAT and list(raw)[0] == "format"
+    back = read_params_json(path)
+    assert list(back) == list(params)
+    np.testing.assert_allclose(back["betas"], np.arange(10) / 3, rtol=1e-6)
+    assert np.asarray(back["body_pose"]).shape == (21, 3) and back["body_pose"][20][2] == 0.25
+    assert back["cam_trans"] == [0.1, -0.2, 3.0]
+    assert back["frame"] == 7 and isinstance(back["frame"], int)
+    assert back["meta"] == {"detector": "hog", "score": 0.5}
+
+    with pytest.raises(ValueError, match="betas"):
+        write_params_json(tmp_path / "nan.json", {"betas": np.array([np.nan])})
+    with pytest.raises(ValueError, match="format"):
+        write_params_json(tmp_path / "f.json", {"format": 1})
+    assert sorted(os.listdir(tmp_path)) == ["person0.json"]
+
+
+def test_params_json_read_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("{oops")
+    with pytest.raises(InputError, match="a.json: not valid JSON"):
+        read_params_json(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text('{"betas": []}')
+    with pytest.raises(InputError, match='b.json: no "format" field'):
+        read_params_json(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text('{"format": "wbcap.params/99"}')
+    with pytest.raises(InputError, match="c.json: params format"):
+        read_params_json(tmp_path / "c.json")
+
+
+# ---------------------------------------------------------------- rendering
+
+H, W = 240, 320
+FOCAL = (200.0, 210.0)
+PRINCPT = (140.0, 100.0)  # off the image centre, to catch principal-point mistakes
+BG = 30
+
+
+def _sphere(centre: tuple[float, float, float], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    s = trimesh.creation.icosphere(subdivisions=4, radius=radius)
+    return (np.asarray(s.vertices) + centre).astype(np.float32), np.asarray(s.faces)
+
+
+def _analytic_mask(centre: tuple[float, float, float], radius: float) -> np.ndarray:
+    """Pixels whose viewing ray (through the pixel centre) hits the sphere: the exact silhouette."""
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    rays = np.stack([(u - PRINCPT[0]) / FOCAL[0], (v - PRINCPT[1]) / FOCAL[1], np.ones_like(u)], -1)
+    c = np.asarray(centre)
+    t = (rays @ c) / (rays * rays).sum(-1)
+    return np.linalg.norm(rays * t[..., None] - c, axis=-1) <= radius
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def gl_platform() -> str | None:
+    return _gl.select_gl_platform()
+
+
+@pytest.mark.parametrize("backend", ["software", "pyrender"])
+def test_render_unit_sphere_matches_analytic_disc(backend: str, gl_platform: str | None) -> None:
+    if backend == "pyrender" and gl_platform is None:
+        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+    centre = (0.0, 0.0, 3.0)
+    verts, faces = _sphere(centre, 1.0)
+    image = np.full((H, W, 3), BG, np.uint8)
+    image[0, 0] = (1, 2, 3)
+    before = image.copy()
+    out = render_meshes(image, [verts], faces, FOCAL, PRINCPT, backend=backend)
+    np.testing.assert_array_equal(image, before)  # input not modified
+    assert out.shape == image.shape and out.dtype == np.uint8
+    changed = (out != image).any(-1)
+    disc = _analytic_mask(centre, 1.0)
+    assert changed[int(PRINCPT[1]), int(PRINCPT[0])]  # centre pixel covered
+    for y, x in [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1)]:
+        assert not changed[y, x] and (out[y, x] == image[y, x]).all()
+    assert not (changed & ~_dilate(disc)).any()  # nothing drawn outside the disc (+1 px)
+    assert _iou(changed, disc) > 0.97
+    ys, xs = np.nonzero(changed)
+    assert abs(xs.mean() - PRINCPT[0]) < 0.3 and abs(ys.mean() - PRINCPT[1]) < 0.3
+    # Lit from the camera: the sphere's centre is bright and blue-ish (default colour).
+    r, g, b = out[int(PRINCPT[1]), int(PRINCPT[0])].astype(int)
+    assert b > r and b > 150
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def test_backends_agree_and_off_axis_projection(gl_platform: str | None) -> None:
+    if gl_platform is None:
+        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+    centre = (0.6, -0.35, 4.0)  # off axis: silhouette is an ellipse-like conic
+    verts, faces = _sphere(centre, 0.5)
+    image = np.full((H, W, 3), BG, np.uint8)
+    masks = {}
+    for backend in ("software", "pyrender"):
+        out = render_meshes(image, [verts], faces, FOCAL, PRINCPT, backend=backend)
+        masks[backend] = (out != image).any(-1)
+    exact = _analytic_mask(centre, 0.5)
+    assert _iou(masks["software"], masks["pyrender"]) > 0.9
+    assert _iou(masks["software"], exact) > 0.9 and _iou(masks["pyrender"], exact) > 0.9
+
+
+@pytest.mark.parametrize("backend", ["software", "pyrender"])
+def test_render_occlusion_and_alpha(backend: str, gl_platform: str | None) -> None:
+    if backend == "pyrender" and gl_platform is None:
+        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+    near_v, near_f = _sphere((0.0, 0.0, 3.0), 0.4)
+    far_v, far_f = _sphere((0.0, 0.0, 6.0), 2.0)
+    red, blue = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9)
+    image = np.full((H, W, 3), BG, np.uint8)
+    # Far mesh listed last, then first: depth order, not list order, decides.
+    for order in ((0, 1), (1, 0)):
+        meshes = [[near_v, far_v][i] for i in order]
+        faces = [[near_f, far_f][i] for i in order]
+        colors = [[red, blue][i] for i in order]
+        out = render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, backend=backend)
+        cx, cy = int(PRINCPT[0]), int(PRINCPT[1])
+        r, _, b = out[cy, cx].astype(int)
+        assert r > 150 and b < 80  # near red sphere in front
+        r, _, b = out[cy, cx + 40].astype(int)  # outside the red disc (r ~ 29 px), inside blue
+        assert b > 150 and r < 80
+    full = render_meshes(image, [near_v], near_f, FOCAL, PRINCPT, colors=[red], backend=backend)
+    half = render_meshes(image, [near_v], near_f, FOCAL, PRINCPT, colors=[red], alpha=0.5, backend=backend)
+    expected = (full[cy, cx].astype(float) + BG) / 2
+    np.testing.assert_allclose(half[cy, cx], expected, atol=1.0)
+    np.testing.assert_array_equal(
+        render_meshes(image, [near_v], near_f, FOCAL, PRINCPT, alpha=0.0, backend=backend), image
+    )
+
+
+def test_render_edge_cases() -> None:
+    image = np.full((20, 30, 3), BG, np.uint8)
+    verts, faces = _sphere((0.0, 0.0, 3.0), 1.0)
+    np.testing.assert_array_equal(render_meshes(image, [], faces, (20, 20), (15, 10)), image)
+    behind, _ = _sphere((0.0, 0.0, -3.0), 1.0)  # behind the camera: nothing visible
+    out = render_meshes(image, [behind], faces, (20, 20), (15, 10), backend="software")
+    np.testing.assert_array_equal(out, image)
+    with pytest.raises(ValueError, match="uint8"):
+        render_meshes(image.astype(np.float32), [verts], faces, (20, 20), (15, 10))
+
+
+def test_render_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WBCAP_RENDERER", "software")
+    assert render_backend() == "software"
+    monkeypatch.setenv("WBCAP_RENDERER", "vulkan")
+    with pytest.raises(InputError, match="WBCAP_RENDERER=vulkan: unknown renderer"):
+        render_backend()
+    monkeypatch.delenv("WBCAP_RENDERER")
+    # Without any working GL platform, auto falls back to software and 'pyrender' is an error.
+    monkeypatch.setattr(_gl, "select_gl_platform", lambda: None)
+    assert render_backend() == "software"
+    assert render_backend("auto") == "software"
+    with pytest.raises(InputError, match="no OpenGL platform works"):
+        render_backend("pyrender")
+    monkeypatch.setattr(_gl, "select_gl_platform", lambda: "egl")
+    assert render_backend() == "pyrender-egl"
+
+
+def test_gl_probe_reports_a_broken_platform_as_unusable() -> None:
+    assert _gl._probe("no-such-platform") is False
