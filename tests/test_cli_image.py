@@ -80,7 +80,9 @@ def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir,
     assert r.exit_code == 0, r.output
     folder = out / "walker" / "person_0"
     params = check_person_folder(folder, (640, 480), body_layer)
-    assert params["format"] == "wbcap-smplx-params/1" and len(params["body_pose"]) == 63
+    from wbcap.export.params_json import FORMAT
+
+    assert params["format"] == FORMAT and len(params["body_pose"]) == 63
 
 
 def test_image_on_real_photo(tmp_path, shared_dir, small_args, body_layer):

@@ -144,18 +144,24 @@ class Pipeline:
         h, w = image.shape[:2]
         cfg = self.regressor.config
         aspect = cfg.input_img_shape[1] / cfg.input_img_shape[0]
-        jobs = []
+        jobs, skipped = [], []
         for det in detections:
             crop_box = process_bbox(np.asarray(det.box, dtype=np.float32), w, h, aspect_ratio=aspect, scale=self.box_scale)
             if crop_box is None:
-                log.warning("%s: box %s is outside the %dx%d image or empty; skipped", source, det.box, w, h)
+                skipped.append(det.box)
                 continue
             patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape))
             jobs.append((det, crop_box, patch, inv))
+        box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
         if not jobs:
-            raise NoPersonError(
-                f"{source}: no usable person box (image {w}x{h}); pass --bbox x,y,w,h inside the image or --full-image"
-            )
+            if skipped:
+                raise NoPersonError(
+                    f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or is empty; "
+                    "pass a box inside the image or --full-image"
+                )
+            raise NoPersonError(f"{source}: no person boxes given; pass --bbox x,y,w,h or --full-image")
+        if skipped:
+            log.warning("%s: skipped box(es) outside the %dx%d image: %s", source, w, h, box_text)
         people: list[Person] = []
         for start in range(0, len(jobs), self.batch_size):
             people.extend(self._run_batch(jobs[start : start + self.batch_size], len(people)))

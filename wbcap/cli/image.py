@@ -76,7 +76,7 @@ def _run(ctx, job, pipeline=None) -> None:
     from wbcap.io.images import iter_image_paths
 
     quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     total = len(iter_image_paths(job.paths))
     failed = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -87,7 +87,7 @@ def _run(ctx, job, pipeline=None) -> None:
             progress.advance(task)
             if result.error:
                 failed.append(result)
-                console.print(f"error: {result.error}", markup=False, highlight=False)
+                click.echo(f"error: {result.error}", err=True)
             elif not quiet:
                 console.print(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", markup=False, highlight=False)
 

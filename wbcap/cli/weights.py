@@ -13,19 +13,16 @@ def weights():
 @weights.command("list")
 def list_cmd():
     """Show every known checkpoint, where it is expected and whether it is present."""
-    from rich.console import Console
-    from rich.table import Table
-
     from wbcap.weights import manifest, search_dirs
 
-    table = Table(title="wbcap checkpoints")
-    for col in ("name", "file", "present", "architecture", "source", "licence"):
-        table.add_column(col, overflow="fold")
     for e in manifest().values():
         found = next((d / e.file for d in search_dirs() if (d / e.file).is_file()), None)
-        table.add_row(e.name + (" (default)" if e.default else ""), e.file, str(found) if found else "no",
-                      e.architecture, e.source, e.licence)
-    Console().print(table)
+        click.echo(f"{e.name}{' (default)' if e.default else ''}: {e.description}")
+        click.echo(f"  file:     {e.file}")
+        click.echo(f"  present:  {found if found else 'no — run `wbcap weights import ' + e.name + ' FILE`'}")
+        click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import)'}")
+        click.echo(f"  source:   {e.source}")
+        click.echo(f"  licence:  {e.licence}")
     click.echo("search order: --checkpoint FILE, $WBCAP_WEIGHTS, " + ", ".join(str(d) for d in search_dirs()))
 
 

@@ -19,12 +19,9 @@ from wbcap.export.atomic import atomic_write_bytes, staged_dir
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
 
-PARAMS_FORMAT = "wbcap-smplx-params/1"
-
-
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str) -> dict:
-    """The JSON-ready dict of one person (see ``docs`` in README: 'Output files')."""
-    rec: dict = {"format": PARAMS_FORMAT, "model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
+    """The JSON-ready dict of one person (README: 'Output files'); the writer adds ``format``."""
+    rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     for k, v in person.params.items():
         rec[k] = [float(x) for x in np.asarray(v).reshape(-1)]
     rec["leye_pose"] = [0.0, 0.0, 0.0]
