@@ -70,7 +70,10 @@ def test_load_boxes_json_both_entry_forms(tmp_path: Path) -> None:
     )
     table = load_boxes_json(path)
     assert set(table) == {"0001.jpg", "0002.jpg", "0003.jpg"}
-    assert table["0001.jpg"] == [Detection((1.0, 2.0, 3.0, 4.0), 1.0), Detection((5.0, 6.0, 7.0, 8.0), 1.0)]
+    assert table["0001.jpg"] == [
+        Detection((1.0, 2.0, 3.0, 4.0), 1.0),
+        Detection((5.0, 6.0, 7.0, 8.0), 1.0),
+    ]
     assert [d.score for d in table["0002.jpg"]] == [0.9, 0.2]  # sorted by score
     assert table["0002.jpg"][1].box == (10.0, 20.0, 30.0, 40.0)
     assert table["0003.jpg"] == []
@@ -164,7 +167,8 @@ def test_hog_finds_the_footballer() -> None:
         if 0 < y and y + h < 342:  # not clipped: the person is >= min_height_frac tall
             assert 0.75 * h >= 0.2 * 342 - 1e-6
     best = max(box_iou(d.box, PLAYER_BOX) for d in dets)
-    assert best > 0.3, [(d.box, d.score) for d in dets]  # measured 0.50: box x 132..351, full height
+    # Measured 0.50: box x 132..351, full image height.
+    assert best > 0.3, [(d.box, d.score) for d in dets]
     # The window found spans the player's torso and head (x 190..330, y 62..300).
     player_dets = [d for d in dets if box_iou(d.box, PLAYER_BOX) > 0.3]
     x, y, w, h = player_dets[0].box

@@ -126,7 +126,9 @@ def test_obj_is_readable_by_trimesh_and_reader_handles_variants(tmp_path: Path) 
     np.testing.assert_array_equal(loaded.faces, sphere.faces)
 
     other = tmp_path / "quad.obj"
-    other.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1 4//1\nf -4 -3 -2\n")
+    other.write_text(
+        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1 4//1\nf -4 -3 -2\n"
+    )
     v, f = read_obj(other)
     assert v.shape == (4, 3)
     np.testing.assert_array_equal(f, [[0, 1, 2], [0, 2, 3], [0, 1, 2]])
@@ -278,11 +280,13 @@ def test_render_occlusion_and_alpha(backend: str, gl_platform: str | None) -> No
         out = render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, backend=backend)
         cx, cy = int(PRINCPT[0]), int(PRINCPT[1])
         r, _, b = out[cy, cx].astype(int)
-        assert r > 150 and b < 80  # near red sphere in front
+        assert r > 150 and r > b + 100  # near red sphere in front
         r, _, b = out[cy, cx + 40].astype(int)  # outside the red disc (r ~ 29 px), inside blue
-        assert b > 150 and r < 80
+        assert b > 150 and b > r + 100
     full = render_meshes(image, [near_v], near_f, FOCAL, PRINCPT, colors=[red], backend=backend)
-    half = render_meshes(image, [near_v], near_f, FOCAL, PRINCPT, colors=[red], alpha=0.5, backend=backend)
+    half = render_meshes(
+        image, [near_v], near_f, FOCAL, PRINCPT, colors=[red], alpha=0.5, backend=backend
+    )
     expected = (full[cy, cx].astype(float) + BG) / 2
     np.testing.assert_allclose(half[cy, cx], expected, atol=1.0)
     np.testing.assert_array_equal(

@@ -20,7 +20,8 @@ class Detection:
     Attributes:
         box: ``(x, y, w, h)`` in pixels, float; ``w, h > 0`` for real boxes.
         score: detector confidence, larger is more certain. Its scale depends on the detector
-            (an SVM margin for HOG, 1.0 for user-given boxes); compare scores from one detector only.
+            (an SVM margin for HOG, 1.0 for user-given boxes); compare scores from one
+            detector only.
     """
 
     box: tuple[float, float, float, float]

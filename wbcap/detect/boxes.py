@@ -86,7 +86,9 @@ def parse_bbox(text: str) -> Box:
     except ValueError:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise InputError(f"box {text!r}: expected 4 numbers 'x,y,w,h' in pixels, e.g. '10,20,200,400'")
+        raise InputError(
+            f"box {text!r}: expected 4 numbers 'x,y,w,h' in pixels, e.g. '10,20,200,400'"
+        )
     if values[2] <= 0 or values[3] <= 0:
         raise InputError(f"box {text!r}: width and height must be > 0; give 'x,y,w,h', not corners")
     return values  # type: ignore[return-value]
@@ -133,7 +135,9 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
     return table
 
 
-def boxes_for(table: Mapping[str, list[Detection]], image_path: str | os.PathLike[str]) -> list[Detection] | None:
+def boxes_for(
+    table: Mapping[str, list[Detection]], image_path: str | os.PathLike[str]
+) -> list[Detection] | None:
     """The detections a box table holds for an image (matched by file name), or None."""
     return table.get(Path(image_path).name)
 

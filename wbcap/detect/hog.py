@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 _WIN_W, _WIN_H = 64, 128  # HOG window, px
 _LEVELS_PER_OCTAVE = 15  # pyramid levels per detectMultiScale call (1.05**15 ~ 2.08)
 _PERSON_PX = 96.0  # height of the person inside a window, px
-_PAD_FRAC = (_WIN_H - _PERSON_PX) / 2 / _PERSON_PX  # margin per side, as a fraction of person height
+# Window margin per side, as a fraction of the person height.
+_PAD_FRAC = (_WIN_H - _PERSON_PX) / 2 / _PERSON_PX
 
 
 class HOGDetector:

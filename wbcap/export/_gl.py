@@ -113,7 +113,9 @@ def _select() -> str | None:
     for platform in candidates:
         if _probe(platform):
             if user and platform != user:
-                log.warning("%s=%s does not work here; rendering with %s", ENV_PLATFORM, user, platform)
+                log.warning(
+                    "%s=%s does not work here; rendering with %s", ENV_PLATFORM, user, platform
+                )
             if "OpenGL" not in sys.modules:
                 if platform == PYGLET:
                     os.environ.pop(ENV_PLATFORM, None)

@@ -93,7 +93,9 @@ def read_obj(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
                     raise ValueError
                 tris.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
         except ValueError:
-            raise InputError(f"{p}: malformed line {lineno} {line.strip()[:40]!r}; fix or re-export the OBJ") from None
+            raise InputError(
+                f"{p}: malformed line {lineno} {line.strip()[:40]!r}; fix or re-export the OBJ"
+            ) from None
     vertices = np.array(verts, dtype=np.float64).reshape(-1, 3)
     faces = np.array(tris, dtype=np.int64).reshape(-1, 3)
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):

@@ -96,6 +96,9 @@ def read_params_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f'{p}: no "format" field, not a wbcap params file; pass one wbcap wrote')
     name, _, version = doc["format"].partition("/")
     if name != FORMAT.split("/")[0] or version != FORMAT.split("/")[1]:
-        raise InputError(f"{p}: params format {doc['format']!r}, this wbcap reads {FORMAT!r}; upgrade wbcap or re-export")
+        raise InputError(
+            f"{p}: params format {doc['format']!r}, this wbcap reads {FORMAT!r}; "
+            "upgrade wbcap or re-export"
+        )
     doc.pop("format")
     return doc

@@ -18,7 +18,7 @@ Backends (:func:`render_backend`):
 * ``software``: NumPy + OpenCV, used when no OpenGL platform works (a machine without EGL or
   OSMesa drivers, e.g. a bare container or some Windows/macOS setups), so rendering never
   fails. Painter's algorithm: triangles are projected, back faces culled, triangles with a
-  vertex nearer than ``ZNEAR`` (or beyond ``ZFAR``) dropped (no clipping), the rest sorted by
+  vertex nearer than ``ZNEAR`` dropped (no clipping), the rest sorted by
   mean depth and filled far to near with ``cv2.fillConvexPoly`` into a face-index buffer, then
   flat Lambert-shaded with a head light. Occlusion is correct for separate objects and for a
   body's own surface except where depth-sorting by centroid fails (long triangles crossing
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 ENV_RENDERER = "WBCAP_RENDERER"
 ZNEAR = 0.05  # metres
-ZFAR = 100.0  # metres
+ZFAR = 100.0  # metres; the GL far plane is pushed beyond the farthest mesh when needed
 #: Default mesh colours, RGB in [0, 1], cycled over meshes.
 PALETTE: tuple[tuple[float, float, float], ...] = (
     (0.62, 0.75, 0.90),  # light blue
@@ -158,10 +158,8 @@ def render_meshes(
         return image.copy()
 
     name = render_backend(backend)
-    if name == "software":
-        rgb, cover = _render_software(image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
-    else:
-        rgb, cover = _render_pyrender(image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
+    draw = _render_software if name == "software" else _render_pyrender
+    rgb, cover = draw(image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
     weight = (cover * alpha)[..., None]
     out = image.astype(np.float32) * (1.0 - weight) + rgb.astype(np.float32) * weight
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
@@ -175,7 +173,7 @@ def _render_software(
     princpt: tuple[float, float],
     colors: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Painter's-algorithm raster. Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32 coverage."""
+    """Painter's-algorithm raster -> ``(H, W, 3)`` uint8 RGB, ``(H, W)`` float32 coverage."""
     import cv2
 
     height, width = size
@@ -190,14 +188,18 @@ def _render_software(
         normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         centre = tri.mean(axis=1)
         # Visible side: the normal points back towards the camera at the origin.
-        keep = (z > ZNEAR).all(axis=1) & (z < ZFAR).all(axis=1) & ((normal * centre).sum(axis=1) < 0)
+        in_range = (z > ZNEAR).all(axis=1)
+        keep = in_range & ((normal * centre).sum(axis=1) < 0)
         if not keep.any():
             continue
         tri, z, normal, centre = tri[keep], z[keep], normal[keep], centre[keep]
         u = fx * tri[..., 0] / z + cx
         v = fy * tri[..., 1] / z + cy
         inside = (
-            (u.max(axis=1) >= -1) & (u.min(axis=1) <= width) & (v.max(axis=1) >= -1) & (v.min(axis=1) <= height)
+            (u.max(axis=1) >= -1)
+            & (u.min(axis=1) <= width)
+            & (v.max(axis=1) >= -1)
+            & (v.min(axis=1) <= height)
         )
         if not inside.any():
             continue
@@ -277,8 +279,10 @@ def _render_pyrender(
             baseColorFactor=(float(color[0]), float(color[1]), float(color[2]), 1.0),
         )
         scene.add(pyrender.Mesh.from_trimesh(tm, material=material, smooth=True))
+    # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
+    far = max([ZFAR] + [2.0 * float(v[:, 2].max()) for v in verts_list if len(v)])
     camera = pyrender.IntrinsicsCamera(
-        fx=focal[0], fy=focal[1], cx=princpt[0] + 0.5, cy=princpt[1] + 0.5, znear=ZNEAR, zfar=ZFAR
+        fx=focal[0], fy=focal[1], cx=princpt[0] + 0.5, cy=princpt[1] + 0.5, znear=ZNEAR, zfar=far
     )
     scene.add(camera, pose=np.eye(4))
     # Head light along the viewing direction plus two from above-left and above-right.

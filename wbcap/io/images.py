@@ -118,7 +118,9 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def iter_image_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+def iter_image_paths(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> list[Path]:
     """Expand files, folders and glob patterns into a list of image files.
 
     * A file is kept as given, whatever its extension (:func:`load_image` judges it).
