@@ -13,6 +13,7 @@ the original image (camera intrinsics, hand/face boxes, 2D joints).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from wbcap.model.regressor import WholeBodyRegressor
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16", "fp16")
 PARAM_NAMES = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr", "cam_trans")
 
 
@@ -73,14 +75,42 @@ class Person:
     extras: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CropJob:
+    """One person crop waiting for the network: detection, 3:4 crop box (xywh), the float32
+    (512, 384, 3) RGB patch in 0..255 and the crop->image affine map (2, 3)."""
+
+    detection: Detection
+    crop_box: np.ndarray
+    patch: np.ndarray
+    inv_trans: np.ndarray
+
+
 class Pipeline:
     """Crops + batched regression for images; holds the network and the SMPL-X layer."""
 
-    def __init__(self, regressor: WholeBodyRegressor, device: torch.device, batch_size: int = 8, box_scale: float = 1.25):
+    def __init__(
+        self,
+        regressor: WholeBodyRegressor,
+        device: torch.device,
+        batch_size: int = 8,
+        box_scale: float = 1.25,
+        precision: str = "fp32",
+    ):
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.regressor = regressor.to(device).eval()
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.box_scale = box_scale
+        self.precision = precision
+
+    def _autocast(self):
+        """Mixed precision for the network when asked (bf16/fp16 autocast); fp32 otherwise."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @property
     def faces(self) -> np.ndarray:
@@ -98,7 +128,7 @@ class Pipeline:
         if net is None:
             ckpt = find_checkpoint(config.checkpoint)
             net = load_network(ckpt, device, fix_left_hand_flip=config.model.fix_left_hand_flip)
-        return cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale)
+        return cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale, config.precision)
 
     @classmethod
     def from_files(
@@ -139,6 +169,17 @@ class Pipeline:
 
         Raises NoPersonError when no usable box remains (e.g. all boxes outside the image).
         """
+        jobs = self.crop(image, detections, source)
+        if not jobs:
+            raise NoPersonError(f"{source}: no person boxes given; pass --bbox x,y,w,h or --full-image")
+        return self.regress(jobs)
+
+    def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
+        """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
+
+        Boxes outside the image are skipped; with ``strict`` an image whose every box was
+        skipped raises NoPersonError naming the box.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
@@ -151,27 +192,33 @@ class Pipeline:
                 skipped.append(det.box)
                 continue
             patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape))
-            jobs.append((det, crop_box, patch, inv))
+            jobs.append(CropJob(det, crop_box, patch, inv))
         box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
-        if not jobs:
-            if skipped:
-                raise NoPersonError(
-                    f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or is empty; "
-                    "pass a box inside the image or --full-image"
-                )
-            raise NoPersonError(f"{source}: no person boxes given; pass --bbox x,y,w,h or --full-image")
+        if skipped and not jobs and strict:
+            raise NoPersonError(
+                f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or is empty; "
+                "pass a box inside the image or --full-image"
+            )
         if skipped:
             log.warning("%s: skipped box(es) outside the %dx%d image: %s", source, w, h, box_text)
+        return jobs
+
+    def regress(self, jobs: Sequence[CropJob], first_index: int = 0) -> list[Person]:
+        """Run the network on crops (any number; batched by ``batch_size``)."""
         people: list[Person] = []
         for start in range(0, len(jobs), self.batch_size):
-            people.extend(self._run_batch(jobs[start : start + self.batch_size], len(people)))
+            people.extend(self._run_batch(list(jobs[start : start + self.batch_size]), first_index + len(people)))
         return people
 
     @torch.inference_mode()
     def _run_batch(self, jobs: list, first_index: int) -> list[Person]:
         cfg = self.regressor.config
-        batch = crops_to_tensor([j[2] for j in jobs]).to(self.device, non_blocking=True)
-        out = self.regressor(batch)
+        batch = crops_to_tensor([j.patch for j in jobs])
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.regressor(batch)
         p = out.params
         params = {
             "root_pose": p.root_pose,
@@ -191,7 +238,8 @@ class Pipeline:
         crop_focal, crop_princpt = self.regressor.crop_camera()
         bw, bh = cfg.input_body_shape[1], cfg.input_body_shape[0]
         people = []
-        for i, (det, crop_box, patch, inv) in enumerate(jobs):
+        for i, job in enumerate(jobs):
+            det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans
             x, y, w, h = (float(v) for v in crop_box)
             focal = (cfg.focal[0] / bw * w, cfg.focal[1] / bh * h)
             princpt = (cfg.princpt[0] / bw * w + x, cfg.princpt[1] / bh * h + y)
