@@ -12,6 +12,7 @@ from typing import Callable
 
 from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection
+from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,6 @@ class ImageResult:
     error: str | None
 
 
-def make_detector(name: str, max_people: int | None = None):
-    """The named person detector (see :mod:`wbcap.detect`)."""
-    if name == "hog":
-        from wbcap.detect.hog import HOGDetector
-
-        return HOGDetector(max_people=max_people)
-    if name == "full":
-        from wbcap.detect.boxes import FullImageDetector
-
-        return FullImageDetector()
-    raise InputError(f"unknown detector {name!r}; use hog or full")
-
-
 def run_images(job: ImageJob, pipeline=None, on_progress: Callable[[ImageResult], None] | None = None) -> list[ImageResult]:
     """Process every image of ``job``; a failing image is reported and the others go on.
 
@@ -71,7 +59,7 @@ def run_images(job: ImageJob, pipeline=None, on_progress: Callable[[ImageResult]
     if not paths:
         raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
-    detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(job.detector, job.max_people)
+    detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(job.detector, max_people=job.max_people)
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
     out_root = Path(job.out).expanduser()

@@ -143,6 +143,15 @@ class SMPLXLayer(torch.nn.Module):
         for name, tensor in list(self.vertex_joint_selector.named_buffers(recurse=False)):
             self.vertex_joint_selector.register_buffer(name, tensor, persistent=False)
 
+    def rest_root(self, betas: torch.Tensor) -> torch.Tensor:
+        """Pelvis (root joint) of the shaped body at rest, (B, 10) betas -> (B, 3) metres.
+
+        SMPL-X rotates the body about this point, so with ``transl = 0`` the posed pelvis is
+        still here: a mesh's pelvis in a camera is ``rest_root(betas) + cam_trans``.
+        """
+        shaped = self.v_template + torch.einsum("bl,vcl->bvc", betas, self.shapedirs)
+        return torch.einsum("v,bvc->bc", self.J_regressor[0], shaped)
+
     @classmethod
     def from_file(cls, path: str | Path, allow_pickle: bool = False, **kwargs: Any) -> SMPLXLayer:
         """Build the layer from a model file (see ``load_body_model_data``; kwargs go to init)."""

@@ -1,0 +1,106 @@
+"""``wbcap run``: parse options, build a VideoJob, call :func:`wbcap.video_app.run_video`."""
+
+from __future__ import annotations
+
+import click
+
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+
+
+@click.command()
+@click.argument("source")
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_run", show_default=True, help="Output folder.")
+@click.option("--start", type=float, default=0.0, show_default=True, help="First second of the source to process.")
+@click.option("--end", type=float, default=None, help="Stop at this second of the source.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
+@click.option("--detector", default="auto", show_default=True, metavar="auto|hog|torchvision|full|boxes:FILE",
+              help="Person detector; auto = torchvision Faster R-CNN when it imports and its weights are present, else HOG. "
+                   'boxes:FILE reads {"<frame index>": [[x,y,w,h], ...]}.')
+@click.option("--score-threshold", type=float, default=None, help="Minimum detector score (detector's default if unset).")
+@click.option("--min-height", "min_height_frac", type=float, default=None,
+              help="Ignore people shorter than this fraction of the frame height.")
+@click.option("--max-people", type=click.IntRange(min=1), default=None, help="Track at most this many people.")
+@click.option("--iou-threshold", type=float, default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
+@click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
+@click.option("--min-track", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
+@click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
+              help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
+@click.option("--min-cutoff", type=float, default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother).")
+@click.option("--beta", type=float, default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion).")
+@click.option("--sigma", type=float, default=None, help="Gaussian: standard deviation in frames.")
+@click.option("--focal", type=float, default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
+@click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
+@click.option("--no-render", is_flag=True, help="Skip render.mp4.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in OUT.")
+@checkpoint_option
+@body_models_option
+@gender_option
+@allow_pickle_option
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Network precision (bf16/fp16 autocast; fp16 needs CUDA).")
+@click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
+@click.pass_context
+def run(ctx, source, out, start, end, every, max_frames, detector, score_threshold, min_height_frac, max_people,
+        iou_threshold, max_age, min_track, smooth, min_cutoff, beta, sigma, focal, write_obj, no_render, resume, overwrite,
+        checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
+    """Track and reconstruct every person in a video, image folder or glob (SOURCE).
+
+    Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (AMASS layout for the
+    SMPL-X Blender add-on), OUT/render.mp4 (overlay, source audio kept) and, with --obj,
+    OUT/meshes/<track>/<frame>.obj.
+    """
+    import dataclasses
+
+    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.model.device import resolve_device
+    from wbcap.smooth.sequence import SmoothConfig
+    from wbcap.track.iou_tracker import TrackerConfig
+    from wbcap.video_app import VideoJob, run_video
+
+    if resume and overwrite:
+        raise click.UsageError("use either --resume or --overwrite")
+    dev = resolve_device(device)
+    smooth_cfg = SmoothConfig(method=smooth)
+    overrides = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta), ("sigma", sigma)) if v is not None}
+    smooth_cfg = dataclasses.replace(smooth_cfg, **overrides)
+    cfg = PipelineConfig(
+        model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
+        body=BodyModelConfig(path=body_models, gender=gender, allow_pickle=allow_pickle),
+        checkpoint=checkpoint, device=str(dev), batch_size=batch_size or (32 if dev.type == "cuda" else 8),
+        precision=precision,
+    )
+    job = VideoJob(
+        source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames,
+        detector=detector, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people,
+        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_track, max_people=max_people),
+        smooth=smooth_cfg, focal=focal, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+    )
+    result = execute(ctx, job)
+    click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> {result.out}")
+
+
+def execute(ctx, job, pipeline=None):
+    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from wbcap.video_app import run_video
+
+    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
+            task = bar.tasks[tasks[stage]]
+            speed = task.speed
+            bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
+
+        return run_video(job, pipeline=pipeline, progress=progress)

@@ -1,0 +1,254 @@
+"""Temporal smoothing of one tracked person's SMPL-X parameters.
+
+Rotations are never filtered as raw axis-angle vectors (they jump by ``2 pi`` in norm where the
+angle crosses ``pi``): each joint's rotation goes to the continuous 6D representation (first two
+columns of the rotation matrix, :mod:`wbcap.body.rotations`), the 6D signal is filtered like any
+Euclidean signal, and Gram-Schmidt re-orthonormalises it to a rotation matrix and then to
+axis-angle. Translations and other Euclidean per-frame vectors (expression, ...) are filtered
+directly. Shape ``betas`` describe one body, so they are replaced by one robust mean per track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, NamedTuple
+
+import numpy as np
+import torch
+
+from wbcap.body.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+)
+from wbcap.smooth.filters import gaussian, one_euro
+
+__all__ = [
+    "SmoothConfig",
+    "SmoothedTrack",
+    "robust_mean",
+    "smooth_rotations",
+    "smooth_signal",
+    "smooth_track",
+]
+
+SmoothMethod = Literal["none", "oneeuro", "gaussian"]
+
+
+@dataclass(frozen=True)
+class SmoothConfig:
+    """How a track is smoothed.
+
+    Defaults are for human motion sampled at about 10-30 fps and were chosen on synthetic motion
+    (22 joints, joint angles up to +-1.2 rad at 0.2-1 Hz, 30 fps, 0.02-0.1 rad rotation noise and
+    1 cm translation noise): there the defaults cut the acceleration error of joint positions by
+    about 10x while *lowering* the position error against the clean motion by 15-50%.
+
+    * ``min_cutoff = 2.0`` Hz: real body motion lives mostly below 2-3 Hz; per-frame regressor
+      jitter is white, spread up to Nyquist (5-15 Hz), so most of it is removed.
+    * ``beta = 0.5`` Hz per (unit/s): 6D components move at roughly the joint's angular speed in
+      rad/s (translation in m/s); a limb swinging at 4 rad/s raises the cutoff to about 4 Hz, so
+      fast motion is not flattened. With ``beta`` of 0-0.05, the error against the clean motion
+      grew (amplitude loss on 1 Hz motion); with ``beta >= 1`` little jitter was removed.
+    * ``d_cutoff = 1.0`` Hz: Casiez et al.'s recommended value for the speed estimate.
+    * ``bidirectional = True``: the 1€ filter is causal and lags by about ``1 / (2 pi fc)``
+      (80 ms at 2 Hz, enough to double the error on 1 Hz motion); video is processed offline, so
+      the filter runs forwards, then backwards over the result (zero phase, like ``filtfilt``).
+      Set ``False`` for the standard causal (streaming) filter.
+    * ``sigma = 2.0`` frames for ``method='gaussian'`` (zero phase; at 30 fps removes more jitter
+      than the 1€ default for a similar error, but is in frames, so heavier at low frame rates).
+
+    Attributes:
+        method: ``'none'`` (copy), ``'oneeuro'`` (:func:`wbcap.smooth.filters.one_euro`) or
+            ``'gaussian'`` (:func:`wbcap.smooth.filters.gaussian`).
+        min_cutoff: 1€ cutoff at zero speed, Hz.
+        beta: 1€ speed coefficient, Hz per (units/s).
+        d_cutoff: 1€ cutoff of the speed estimate, Hz.
+        bidirectional: 1€ forwards then backwards (zero lag) instead of causal only.
+        sigma: Gaussian standard deviation in frames.
+        betas_trim: fraction of frames cut from *each* end (per coefficient) before averaging
+            the shape betas; ``0`` is the plain mean, ``>= 0.5`` the median.
+    """
+
+    method: SmoothMethod = "oneeuro"
+    min_cutoff: float = 2.0
+    beta: float = 0.5
+    d_cutoff: float = 1.0
+    bidirectional: bool = True
+    sigma: float = 2.0
+    betas_trim: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.method not in ("none", "oneeuro", "gaussian"):
+            raise ValueError(f"unknown smoothing method {self.method!r}")
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0 and self.sigma >= 0):
+            raise ValueError("need min_cutoff > 0, d_cutoff > 0, beta >= 0, sigma >= 0")
+        if not self.betas_trim >= 0:
+            raise ValueError(f"betas_trim must be >= 0, got {self.betas_trim}")
+
+
+class SmoothedTrack(NamedTuple):
+    """Result of :func:`smooth_track`.
+
+    Attributes:
+        poses_aa: ``(T, J, 3)`` axis-angle, radians, angle in ``[0, pi]``.
+        cam_trans: ``(T, 3)`` translation, input units (metres).
+        betas: ``(B,)`` one shape for the whole track.
+        extras: the smoothed ``(T, D)`` extra arrays, same keys as given (empty if none).
+    """
+
+    poses_aa: np.ndarray
+    cam_trans: np.ndarray
+    betas: np.ndarray
+    extras: dict[str, np.ndarray]
+
+
+def _check_t(t: np.ndarray, n: int) -> np.ndarray:
+    t = np.asarray(t, dtype=np.float64)
+    if t.shape != (n,):
+        raise ValueError(f"t must have shape ({n},), got {t.shape}")
+    if n > 1 and not np.all(np.diff(t) > 0):
+        raise ValueError("timestamps t must be strictly increasing")
+    return t
+
+
+def _out_dtype(x: np.ndarray) -> np.dtype:
+    return x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+
+
+def smooth_signal(x: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndarray:
+    """Filter a Euclidean per-frame signal with ``config``'s method.
+
+    Args:
+        x: ``(T, D)`` (or ``(T,)``) float signal, any units.
+        t: ``(T,)`` timestamps, seconds, strictly increasing (used by the 1€ filter only).
+        config: the smoothing parameters.
+
+    Returns:
+        Same shape and float dtype as ``x``.
+    """
+    x = np.asarray(x)
+    dtype = _out_dtype(x)
+    xf = x.astype(np.float64)
+    t = _check_t(t, xf.shape[0])
+    if config.method == "none" or xf.shape[0] < 2:
+        out = xf.copy()
+    elif config.method == "gaussian":
+        out = gaussian(xf, config.sigma, axis=0)
+    else:
+        out = one_euro(xf, t, config.min_cutoff, config.beta, config.d_cutoff)
+        if config.bidirectional:
+            # Backwards in time: reversed samples at increasing times -t[::-1].
+            back = one_euro(out[::-1], -t[::-1], config.min_cutoff, config.beta, config.d_cutoff)
+            out = back[::-1].copy()
+    return out.astype(dtype, copy=False)
+
+
+def smooth_rotations(poses_aa: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndarray:
+    """Smooth per-joint rotations in 6D space.
+
+    Axis-angle -> rotation matrix -> 6D (:func:`wbcap.body.rotations.matrix_to_rot6d`), filter
+    the ``(T, J*6)`` signal with :func:`smooth_signal`, then Gram-Schmidt back to rotation
+    matrices (:func:`~wbcap.body.rotations.rot6d_to_matrix`) and axis-angle. 6D is continuous
+    over the whole rotation group, so a joint turning through ``pi`` (where axis-angle jumps
+    from ``+pi`` to ``-pi``) is filtered without artefacts.
+
+    Args:
+        poses_aa: ``(T, J, 3)`` axis-angle, radians (any angle; ``|v| > pi`` is fine).
+        t: ``(T,)`` timestamps, seconds.
+        config: the smoothing parameters.
+
+    Returns:
+        ``(T, J, 3)`` axis-angle, radians, angle in ``[0, pi]`` (so the vector itself may still
+        flip sign between frames near ``pi``; the rotations do not), same float dtype as input.
+    """
+    poses_aa = np.asarray(poses_aa)
+    if poses_aa.ndim != 3 or poses_aa.shape[-1] != 3:
+        raise ValueError(f"poses_aa must have shape (T, J, 3), got {poses_aa.shape}")
+    n, j = poses_aa.shape[:2]
+    dtype = _out_dtype(poses_aa)
+    if config.method == "none" or n < 2:
+        _check_t(t, n)
+        return poses_aa.astype(dtype, copy=True)
+    aa = torch.from_numpy(poses_aa.astype(np.float64))
+    six = matrix_to_rot6d(axis_angle_to_matrix(aa)).reshape(n, j * 6).numpy()
+    six = smooth_signal(six, t, config).reshape(n, j, 6)
+    out = matrix_to_axis_angle(rot6d_to_matrix(torch.from_numpy(six))).numpy()
+    return out.astype(dtype, copy=False)
+
+
+def robust_mean(x: np.ndarray, trim: float = 0.25) -> np.ndarray:
+    """Trimmed mean over frames, per coefficient.
+
+    For every column, the ``floor(trim * T)`` smallest and largest values are dropped and the
+    rest averaged; when that would drop everything (``trim >= 0.5``), the median is returned.
+    With the default 0.25 (the interquartile mean), a quarter of the frames may be arbitrarily
+    wrong on either side without moving the result much, and it is less noisy than the median.
+
+    Args:
+        x: ``(T, B)`` per-frame values (e.g. shape betas), ``T >= 1``.
+        trim: fraction cut at each end, ``>= 0``.
+
+    Returns:
+        ``(B,)`` float array, same float dtype as ``x``.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (T, B) with T >= 1, got {x.shape}")
+    dtype = _out_dtype(x)
+    xs = np.sort(x.astype(np.float64), axis=0)
+    n = xs.shape[0]
+    k = int(np.floor(trim * n))
+    if trim >= 0.5 or 2 * k >= n:
+        return np.median(xs, axis=0).astype(dtype)
+    return xs[k : n - k].mean(axis=0).astype(dtype)
+
+
+def smooth_track(
+    poses_aa: np.ndarray,
+    cam_trans: np.ndarray,
+    betas: np.ndarray,
+    t: np.ndarray,
+    config: SmoothConfig = SmoothConfig(),
+    extras: Mapping[str, np.ndarray] | None = None,
+) -> SmoothedTrack:
+    """Smooth one person's per-frame SMPL-X parameters over time.
+
+    Args:
+        poses_aa: ``(T, J, 3)`` axis-angle rotations, radians (root, body, hands, jaw, ... in
+            any order: each joint is filtered independently, see :func:`smooth_rotations`).
+        cam_trans: ``(T, 3)`` translation, metres (filtered directly).
+        betas: ``(T, B)`` per-frame shape coefficients; replaced by one :func:`robust_mean`
+            (trim ``config.betas_trim``), also for ``method='none'``.
+        t: ``(T,)`` timestamps, seconds, strictly increasing (frames of one track may have gaps).
+        config: the smoothing parameters.
+        extras: optional ``{name: (T, D)}`` Euclidean arrays (e.g. ``expression``), filtered like
+            the translation.
+
+    Returns:
+        :class:`SmoothedTrack` ``(poses_aa (T, J, 3), cam_trans (T, 3), betas (B,), extras)``.
+    """
+    poses_aa = np.asarray(poses_aa)
+    cam_trans = np.asarray(cam_trans)
+    betas = np.asarray(betas)
+    n = poses_aa.shape[0] if poses_aa.ndim else 0
+    if n < 1:
+        raise ValueError("need at least one frame")
+    if cam_trans.shape != (n, 3):
+        raise ValueError(f"cam_trans must have shape ({n}, 3), got {cam_trans.shape}")
+    if betas.ndim != 2 or betas.shape[0] != n:
+        raise ValueError(f"betas must have shape ({n}, B), got {betas.shape}")
+    t = _check_t(t, n)
+    smoothed_extras: dict[str, np.ndarray] = {}
+    for name, value in (extras or {}).items():
+        value = np.asarray(value)
+        if value.ndim != 2 or value.shape[0] != n:
+            raise ValueError(f"extras[{name!r}] must have shape ({n}, D), got {value.shape}")
+        smoothed_extras[name] = smooth_signal(value, t, config)
+    return SmoothedTrack(
+        poses_aa=smooth_rotations(poses_aa, t, config),
+        cam_trans=smooth_signal(cam_trans, t, config),
+        betas=robust_mean(betas, config.betas_trim),
+        extras=smoothed_extras,
+    )

@@ -1,0 +1,531 @@
+"""``wbcap run``: video (or image sequence) in, tracked and smoothed SMPL-X people out.
+
+Two passes, so memory stays flat however long the video is and an interrupted run resumes:
+
+1. **regress** — frames are decoded and people detected in a background thread; person crops
+   from several frames are batched through the network; each processed frame's detections and
+   raw parameters are appended, in frame order, to ``OUT/.wbcap/raw.jsonl`` (flushed as it
+   goes). ``--resume`` keeps the complete lines already there and continues after them.
+2. **finalize** — the raw file is read back; boxes are tracked (IoU + Hungarian); each person's
+   parameters are moved into one camera for the whole video (see :func:`to_video_camera`),
+   smoothed per track, and written: ``params.jsonl``, ``track_<id>.npz`` (AMASS/SMPL-X Blender
+   add-on layout), optional ``meshes/<track>/<frame>.obj``, and ``render.mp4`` (the source frames
+   decoded again with every tracked mesh drawn over them, source audio copied).
+
+Every output file is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from wbcap.config import PipelineConfig
+from wbcap.errors import InputError
+from wbcap.smooth.sequence import SmoothConfig
+from wbcap.track.iou_tracker import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+RUN_DIR = ".wbcap"
+RAW_FILE = "raw.jsonl"
+RUN_FILE = "run.json"
+PARAMS_FILE = "params.jsonl"
+RENDER_FILE = "render.mp4"
+ROT_KEYS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+ROT_SIZES = (1, 21, 15, 15, 1)
+# x-mirror of the y and z axes: OpenCV camera (y down, z forward) <-> y-up world (z to viewer).
+FLIP_YZ = np.diag([1.0, -1.0, -1.0])
+TRACK_COLORS = (
+    (0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.82, 0.62), (0.86, 0.78, 0.50),
+    (0.75, 0.62, 0.85), (0.55, 0.80, 0.82), (0.88, 0.66, 0.78), (0.70, 0.70, 0.70),
+)
+
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """What ``wbcap run`` was asked to do (built once by the CLI).
+
+    start/end: seconds of the source to process; every: keep every N-th frame; max_frames:
+    stop after this many processed frames. detector: ``auto | hog | torchvision | full |
+    boxes:FILE`` (FILE: JSON ``{"<frame index>": [[x, y, w, h], ...]}``). focal: focal length
+    in pixels of the one camera results are expressed in (default ``sqrt(W^2 + H^2)``, a ~53°
+    diagonal field of view, the usual guess when the real camera is unknown).
+    """
+
+    source: str
+    out: str
+    pipeline: PipelineConfig = PipelineConfig()
+    start: float = 0.0
+    end: float | None = None
+    every: int = 1
+    max_frames: int | None = None
+    detector: str = "auto"
+    score_threshold: float | None = None
+    min_height_frac: float | None = None
+    max_people: int | None = None
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    smooth: SmoothConfig = field(default_factory=SmoothConfig)
+    focal: float | None = None
+    write_obj: bool = False
+    render: bool = True
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    out: Path
+    frames: int
+    person_frames: int
+    tracks: list[int]
+    render: Path | None
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+def _fingerprint(job: VideoJob) -> dict:
+    """What pass 1's results depend on (a resumed run must match it)."""
+    src = Path(job.source).expanduser()
+    stat = src.stat() if src.exists() else None
+    p = job.pipeline
+    fp = {
+        "source": str(src.resolve()) if src.exists() else job.source,
+        "source_size": stat.st_size if stat else None,
+        "source_mtime": int(stat.st_mtime) if stat else None,
+        "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
+        "detector": job.detector, "score_threshold": job.score_threshold,
+        "min_height_frac": job.min_height_frac, "max_people": job.max_people,
+        "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(), "precision": p.precision,
+        "box_scale": p.box_scale,
+    }
+    return json.loads(json.dumps(fp))  # as it reads back from run.json (tuples -> lists)
+
+
+def _our_outputs(out: Path) -> list[Path]:
+    names = [RUN_DIR, PARAMS_FILE, RENDER_FILE, "meshes"]
+    found = [out / n for n in names if (out / n).exists()]
+    return found + sorted(out.glob("track_*.npz"))
+
+
+def prepare_output(job: VideoJob) -> Path:
+    """Create/check OUT: refuse a folder holding another run unless --overwrite or --resume."""
+    out = Path(job.out).expanduser()
+    run_dir = out / RUN_DIR
+    fp = _fingerprint(job)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; pass an output folder with -o")
+    existing = [p for p in out.iterdir()] if out.is_dir() else []
+    if existing:
+        if job.resume:
+            run_file = run_dir / RUN_FILE
+            if not run_file.is_file():
+                raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop --resume or use --overwrite")
+            previous = json.loads(run_file.read_text())
+            if previous != fp:
+                diff = sorted(k for k in fp if previous.get(k) != fp.get(k))
+                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); use --overwrite to start over")
+            return out
+        if not job.overwrite:
+            raise InputError(
+                f"{out} already holds files (e.g. {existing[0].name}); pass --overwrite to replace a previous run, "
+                "--resume to continue it, or choose another -o folder"
+            )
+        ours = _our_outputs(out)
+        others = [p for p in existing if p not in ours]
+        if others:
+            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); choose another -o folder")
+        for p in ours:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from wbcap.export.atomic import atomic_write_text
+
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))
+    return out
+
+
+# --------------------------------------------------------------------------- pass 1: regress
+
+
+def read_raw(path: Path) -> Iterator[dict]:
+    """Complete records of a raw file (a torn last line from an interrupted run is skipped)."""
+    if not path.is_file():
+        return
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            yield json.loads(line)
+
+
+def _truncate_to_complete_lines(path: Path) -> tuple[int, int]:
+    """Drop a torn last line; return (number of records, last frame index or -1)."""
+    count, last, good_bytes = 0, -1, 0
+    if not path.is_file():
+        return 0, -1
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                last = int(json.loads(line)["frame"])
+            except (ValueError, KeyError):
+                break
+            count += 1
+            good_bytes += len(line)
+    with open(path, "r+b") as f:
+        f.truncate(good_bytes)
+    return count, last
+
+
+def _detect_thread(frames, detector, q: queue.Queue, stop: threading.Event, skip_until: int) -> None:
+    """Producer: decode + detect; puts (frame, detections) then None; exceptions are forwarded."""
+    from wbcap.detect.factory import BoxesFileDetector
+
+    try:
+        for frame in frames:
+            if stop.is_set():
+                break
+            if frame.index <= skip_until:
+                q.put((frame, None))
+                continue
+            if isinstance(detector, BoxesFileDetector):
+                dets = detector.for_key(str(frame.index))
+            else:
+                dets = detector(frame.image)
+            q.put((frame, dets))
+        q.put(None)
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        q.put(exc)
+
+
+def _person_record(person) -> dict:
+    return {
+        "box": [float(v) for v in person.box],
+        "score": float(person.score),
+        "crop_box": [float(v) for v in person.crop_box],
+        "focal": [float(v) for v in person.focal],
+        "princpt": [float(v) for v in person.princpt],
+        "params": {k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in person.params.items()},
+    }
+
+
+def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = None) -> int:
+    """Pass 1. Returns the number of processed frames in the raw file."""
+    from wbcap.detect.factory import make_detector
+
+    out = Path(job.out).expanduser()
+    raw_path = out / RUN_DIR / RAW_FILE
+    done_count, last_done = _truncate_to_complete_lines(raw_path) if job.resume else (0, -1)
+    if not job.resume and raw_path.exists():
+        raw_path.unlink()
+    if last_done >= 0:
+        log.info("resuming after frame %d (%d frames already done)", last_done, done_count)
+    detector = make_detector(
+        job.detector, device=pipeline.device, score_threshold=job.score_threshold,
+        min_height_frac=job.min_height_frac, max_people=job.max_people,
+    )
+    total = _expected_frames(source.info, job)
+    q: queue.Queue = queue.Queue(maxsize=max(4, pipeline.batch_size))
+    stop = threading.Event()
+    worker = threading.Thread(target=_detect_thread, args=(iter(source), detector, q, stop, last_done), daemon=True)
+    worker.start()
+    processed = done_count
+    pending: list[tuple] = []  # (frame index, time, size, jobs)
+    n_pending_crops = 0
+    try:
+        with open(raw_path, "a", encoding="utf-8") as raw:
+
+            def flush() -> None:
+                nonlocal pending, n_pending_crops, processed
+                all_jobs = [j for _, _, _, jobs in pending for j in jobs]
+                people = pipeline.regress(all_jobs) if all_jobs else []
+                k = 0
+                for index, time, size, jobs in pending:
+                    mine = people[k : k + len(jobs)]
+                    k += len(jobs)
+                    rec = {"frame": index, "time": time, "size": size, "people": [_person_record(p) for p in mine]}
+                    raw.write(json.dumps(rec) + "\n")
+                raw.flush()
+                processed += len(pending)
+                if progress:
+                    progress("regress", processed, total)
+                pending, n_pending_crops = [], 0
+
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                frame, dets = item
+                if dets is None:  # done in an earlier run
+                    continue
+                if job.max_people is not None:
+                    dets = list(dets)[: job.max_people]
+                h, w = frame.image.shape[:2]
+                jobs = pipeline.crop(frame.image, dets, source=f"frame {frame.index}", strict=False)
+                pending.append((frame.index, float(frame.time), [w, h], jobs))
+                n_pending_crops += len(jobs)
+                if n_pending_crops >= pipeline.batch_size or len(pending) >= 4 * pipeline.batch_size:
+                    flush()
+            if pending:
+                flush()
+            os.fsync(raw.fileno())
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+    return processed
+
+
+def _expected_frames(info, job: VideoJob) -> int | None:
+    if info.frame_count is None or not info.fps:
+        return job.max_frames
+    first = int(np.ceil(job.start * info.fps - 1e-6))
+    last = info.frame_count if job.end is None else min(info.frame_count, int(np.ceil(job.end * info.fps - 1e-6)))
+    n = max(0, -(-(last - first) // max(1, job.every)))
+    return min(n, job.max_frames) if job.max_frames else n
+
+
+# --------------------------------------------------------------------------- pass 2: finalize
+
+
+def to_video_camera(
+    cam_trans: np.ndarray, root: np.ndarray, focal_k: np.ndarray, princpt_k: np.ndarray, focal: float, princpt: tuple[float, float]
+) -> np.ndarray:
+    """Move per-box camera translations into the video's one camera.
+
+    Each person-frame comes with its own virtual camera (focal ``focal_k`` (N,), principal
+    point ``princpt_k`` (N, 2), pixels), derived from its crop box. Keeping the body rigid, this
+    returns translations (N, 3) in the camera (focal, princpt) such that the pelvis
+    (``root`` (N, 3) = rest pelvis of the shaped body, metres) projects to the same pixel and its
+    depth is scaled by focal / focal_k (so the projected size stays the same).
+    """
+    p = root + cam_trans
+    u = p[:, 0] / p[:, 2] * focal_k + princpt_k[:, 0]
+    v = p[:, 1] / p[:, 2] * focal_k + princpt_k[:, 1]
+    z = p[:, 2] * focal / focal_k
+    p_new = np.stack(((u - princpt[0]) * z / focal, (v - princpt[1]) * z / focal, z), 1)
+    return cam_trans + (p_new - p)
+
+
+def _full_pose(params: dict[str, np.ndarray]) -> np.ndarray:
+    """(T, 165) SMPL-X full pose: root, body 21, jaw, left eye, right eye, left hand 15, right hand 15."""
+    t = params["root_pose"].shape[0]
+    eyes = np.zeros((t, 6), np.float32)
+    return np.concatenate(
+        [params["root_pose"], params["body_pose"], params["jaw_pose"], eyes, params["lhand_pose"], params["rhand_pose"]], 1
+    ).astype(np.float32)
+
+
+def _upright_world(root_pose: np.ndarray, trans: np.ndarray, rest_root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame (OpenCV) root rotation/translation -> y-up world (the camera's, z to viewer).
+
+    SMPL-X rotates about the rest pelvis J0, so with M = diag(1, -1, -1):
+    root' = M R, transl' = M (J0 + t) - J0.
+    """
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.from_rotvec(root_pose.astype(np.float64))
+    root_w = (Rotation.from_matrix(FLIP_YZ) * r).as_rotvec().astype(np.float32)
+    trans_w = ((rest_root + trans) @ FLIP_YZ.T - rest_root).astype(np.float32)
+    return root_w, trans_w
+
+
+def finalize(job: VideoJob, pipeline, info, progress: Progress | None = None) -> VideoResult:
+    """Pass 2: track, move to the video camera, smooth, write every output file."""
+    import torch
+
+    from wbcap.export.atomic import atomic_path
+    from wbcap.smooth.sequence import smooth_track
+    from wbcap.track.iou_tracker import IoUTracker
+
+    out = Path(job.out).expanduser()
+    raw_path = out / RUN_DIR / RAW_FILE
+    body = pipeline.regressor.body
+    dev = next(iter(body.buffers())).device
+    width, height = info.width, info.height
+    focal = float(job.focal) if job.focal else float(np.hypot(width, height))
+    princpt = (width / 2.0, height / 2.0)
+
+    tracker = IoUTracker(job.tracker)
+    per_track: dict[int, dict[str, list]] = {}
+    frames: list[tuple[int, float]] = []
+    for rec in read_raw(raw_path):
+        frames.append((rec["frame"], rec["time"]))
+        people = rec["people"]
+        boxes = np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4)
+        scores = np.asarray([p["score"] for p in people], np.float64)
+        ids = tracker.update(rec["frame"], boxes, scores)
+        for pid, person in zip(ids, people):
+            if pid < 0:
+                continue
+            tr = per_track.setdefault(pid, {"frame": [], "time": [], "box": [], "focal": [], "princpt": [], "params": []})
+            tr["frame"].append(rec["frame"])
+            tr["time"].append(rec["time"])
+            tr["box"].append(person["box"])
+            tr["focal"].append(person["focal"][0])
+            tr["princpt"].append(person["princpt"])
+            tr["params"].append(person["params"])
+    kept = tracker.finalize()
+    tracks: dict[int, dict[str, np.ndarray]] = {}
+    for tid in sorted(per_track):
+        if tid not in kept:
+            continue
+        tr = per_track[tid]
+        params = {k: np.asarray([p[k] for p in tr["params"]], np.float32) for k in tr["params"][0]}
+        with torch.no_grad():
+            rest = body.rest_root(torch.as_tensor(params["shape"], device=dev)).cpu().numpy()
+        trans = to_video_camera(
+            params["cam_trans"], rest, np.asarray(tr["focal"]), np.asarray(tr["princpt"]), focal, princpt
+        )
+        poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
+        t = np.asarray(tr["time"], np.float64)
+        poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, job.smooth, extras={"expr": params["expr"]})
+        split = np.cumsum(ROT_SIZES)[:-1]
+        smoothed = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
+        smoothed["shape"] = np.repeat(np.asarray(betas_s, np.float32)[None], len(t), 0)
+        smoothed["expr"] = np.asarray(extras["expr"], np.float32)
+        smoothed["cam_trans"] = np.asarray(trans_s, np.float32)
+        tracks[tid] = {
+            **smoothed,
+            "frame": np.asarray(tr["frame"], np.int64),
+            "time": t,
+            "box": np.asarray(tr["box"], np.float32),
+            "betas": np.asarray(betas_s, np.float32),
+        }
+
+    # params.jsonl: one line per person-frame, in frame order
+    by_frame: dict[int, list[tuple[int, int]]] = {}
+    for tid, tr in tracks.items():
+        for row, f in enumerate(tr["frame"]):
+            by_frame.setdefault(int(f), []).append((tid, row))
+    n_lines = 0
+    with atomic_path(out / PARAMS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for frame_index, time in frames:
+            for tid, row in sorted(by_frame.get(frame_index, [])):
+                tr = tracks[tid]
+                rec = {"frame": frame_index, "time": time, "track": tid, "box": tr["box"][row].tolist()}
+                for k in (*ROT_KEYS, "shape", "expr", "cam_trans"):
+                    rec[k] = tr[k][row].tolist()
+                rec["camera"] = {"focal": [focal, focal], "princpt": list(princpt), "image_size": [width, height]}
+                f.write(json.dumps(rec) + "\n")
+                n_lines += 1
+
+    # per-track npz (AMASS / SMPL-X Blender add-on layout, y-up world)
+    fps = float(info.fps) / max(1, job.every) if info.fps else 30.0
+    for tid, tr in tracks.items():
+        with torch.no_grad():
+            rest = body.rest_root(torch.as_tensor(tr["shape"][:1], device=dev)).cpu().numpy()
+        root_w, trans_w = _upright_world(tr["root_pose"], tr["cam_trans"], rest)
+        full = _full_pose({**tr, "root_pose": root_w})
+        with atomic_path(out / f"track_{tid}.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh, poses=full, trans=trans_w, betas=tr["betas"], expression=tr["expr"],
+                    gender=np.array(job.pipeline.body.gender), mocap_framerate=np.array(fps),
+                    mocap_frame_rate=np.array(fps), frame_indices=tr["frame"], times=tr["time"],
+                    surface_model_type=np.array("smplx"),
+                )
+
+    if job.write_obj:
+        _write_objs(out, tracks, body, pipeline.faces, dev, progress)
+    render_path = None
+    if job.render:
+        render_path = _render_video(job, tracks, by_frame, body, pipeline.faces, dev, focal, princpt, info, progress)
+    return VideoResult(out=out, frames=len(frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path)
+
+
+def _track_vertices(body, tr: dict, rows: np.ndarray, dev) -> np.ndarray:
+    """(len(rows), V, 3) vertices in the video camera for rows of one track."""
+    import torch
+
+    t = lambda k: torch.as_tensor(tr[k][rows], device=dev)  # noqa: E731
+    zeros = torch.zeros(len(rows), 3, device=dev)
+    with torch.no_grad():
+        o = body(
+            betas=t("shape"), global_orient=t("root_pose"), body_pose=t("body_pose"), left_hand_pose=t("lhand_pose"),
+            right_hand_pose=t("rhand_pose"), jaw_pose=t("jaw_pose"), expression=t("expr"), leye_pose=zeros, reye_pose=zeros,
+        )
+        return (o.vertices + t("cam_trans")[:, None, :]).cpu().numpy()
+
+
+def _write_objs(out: Path, tracks: dict, body, faces, dev, progress: Progress | None) -> None:
+    from wbcap.export.obj import write_obj
+
+    total = sum(len(tr["frame"]) for tr in tracks.values())
+    done = 0
+    for tid, tr in tracks.items():
+        folder = out / "meshes" / f"{tid}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(tr["frame"]), 64):
+            rows = np.arange(start, min(start + 64, len(tr["frame"])))
+            verts = _track_vertices(body, tr, rows, dev)
+            for r, v in zip(rows, verts):
+                write_obj(folder / f"{int(tr['frame'][r]):06d}.obj", v, faces)
+            done += len(rows)
+            if progress:
+                progress("obj", done, total)
+
+
+def _render_video(job, tracks, by_frame, body, faces, dev, focal, princpt, info, progress: Progress | None) -> Path:
+    from wbcap.export.render import render_meshes
+    from wbcap.io.video import VideoWriter, open_frames
+
+    out = Path(job.out).expanduser() / RENDER_FILE
+    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
+    fps = info.fps_fraction / max(1, job.every) if info.fps_fraction else 30
+    audio = None if source.info.is_image_sequence or not source.info.has_audio else Path(job.source)
+    n = 0
+    with VideoWriter(out, info.width, info.height, fps, audio_from=audio, audio_start=job.start, audio_end=job.end) as writer:
+        for frame in source:
+            people = sorted(by_frame.get(frame.index, []))
+            image = frame.image
+            if people:
+                meshes = [_track_vertices(body, tracks[tid], np.array([row]), dev)[0] for tid, row in people]
+                colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
+                image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors)
+            writer.write(image)
+            n += 1
+            if progress:
+                progress("render", n, None)
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) -> VideoResult:
+    """Run both passes for ``job`` (see the module docstring)."""
+    from wbcap.io.video import open_frames
+    from wbcap.pipeline import Pipeline
+
+    if job.every < 1:
+        raise InputError(f"--every {job.every}: must be >= 1")
+    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
+    prepare_output(job)
+    if pipeline is None:
+        pipeline = Pipeline.from_config(job.pipeline)
+    frames = regress_frames(job, pipeline, source, progress)
+    if frames == 0:
+        raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); check --start/--end")
+    result = finalize(job, pipeline, source.info, progress)
+    if not result.tracks:
+        log.warning("%s: no person was tracked in any frame (try --detector full or a lower --score-threshold)", job.source)
+    return result
