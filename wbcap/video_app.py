@@ -23,6 +23,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -91,6 +92,7 @@ class VideoResult:
     person_frames: int
     tracks: list[int]
     render: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- output folder
@@ -190,13 +192,20 @@ def _truncate_to_complete_lines(path: Path) -> tuple[int, int]:
     return count, last
 
 
-def _detect_thread(frames, detector, q: queue.Queue, stop: threading.Event, skip_until: int) -> None:
+def _detect_thread(
+    frames, detector, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
+) -> None:
     """Producer: decode + detect; puts (frame, detections) then None; exceptions are forwarded."""
     from wbcap.detect.factory import BoxesFileDetector
 
     try:
-        for frame in frames:
-            if stop.is_set():
+        it = iter(frames)
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            t1 = time.perf_counter()
+            timings["decode"] = timings.get("decode", 0.0) + (t1 - t0)
+            if frame is None:
                 break
             if frame.index <= skip_until:
                 q.put((frame, None))
@@ -205,6 +214,7 @@ def _detect_thread(frames, detector, q: queue.Queue, stop: threading.Event, skip
                 dets = detector.for_key(str(frame.index))
             else:
                 dets = detector(frame.image)
+            timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
             q.put((frame, dets))
         q.put(None)
     except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
@@ -222,8 +232,15 @@ def _person_record(person) -> dict:
     }
 
 
-def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = None) -> int:
-    """Pass 1. Returns the number of processed frames in the raw file."""
+def regress_frames(
+    job: VideoJob, pipeline, source, progress: Progress | None = None, timings: dict[str, float] | None = None
+) -> int:
+    """Pass 1. Returns the number of processed frames in the raw file.
+
+    ``timings`` (if given) accumulates seconds per stage: decode, detect (background thread),
+    crop, regress, write.
+    """
+    timings = {} if timings is None else timings
     from wbcap.detect.factory import make_detector
 
     out = Path(job.out).expanduser()
@@ -240,7 +257,7 @@ def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = 
     total = _expected_frames(source.info, job)
     q: queue.Queue = queue.Queue(maxsize=max(4, pipeline.batch_size))
     stop = threading.Event()
-    worker = threading.Thread(target=_detect_thread, args=(iter(source), detector, q, stop, last_done), daemon=True)
+    worker = threading.Thread(target=_detect_thread, args=(source, detector, q, stop, last_done, timings), daemon=True)
     worker.start()
     processed = done_count
     pending: list[tuple] = []  # (frame index, time, size, jobs)
@@ -251,7 +268,10 @@ def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = 
             def flush() -> None:
                 nonlocal pending, n_pending_crops, processed
                 all_jobs = [j for _, _, _, jobs in pending for j in jobs]
+                t0 = time.perf_counter()
                 people = pipeline.regress(all_jobs) if all_jobs else []
+                t1 = time.perf_counter()
+                timings["regress"] = timings.get("regress", 0.0) + (t1 - t0)
                 k = 0
                 for index, time, size, jobs in pending:
                     mine = people[k : k + len(jobs)]
@@ -259,6 +279,7 @@ def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = 
                     rec = {"frame": index, "time": time, "size": size, "people": [_person_record(p) for p in mine]}
                     raw.write(json.dumps(rec) + "\n")
                 raw.flush()
+                timings["write"] = timings.get("write", 0.0) + (time.perf_counter() - t1)
                 processed += len(pending)
                 if progress:
                     progress("regress", processed, total)
@@ -276,7 +297,9 @@ def regress_frames(job: VideoJob, pipeline, source, progress: Progress | None = 
                 if job.max_people is not None:
                     dets = list(dets)[: job.max_people]
                 h, w = frame.image.shape[:2]
+                t0 = time.perf_counter()
                 jobs = pipeline.crop(frame.image, dets, source=f"frame {frame.index}", strict=False)
+                timings["crop"] = timings.get("crop", 0.0) + (time.perf_counter() - t0)
                 pending.append((frame.index, float(frame.time), [w, h], jobs))
                 n_pending_crops += len(jobs)
                 if n_pending_crops >= pipeline.batch_size or len(pending) >= 4 * pipeline.batch_size:
@@ -348,8 +371,12 @@ def _upright_world(root_pose: np.ndarray, trans: np.ndarray, rest_root: np.ndarr
     return root_w, trans_w
 
 
-def finalize(job: VideoJob, pipeline, info, progress: Progress | None = None) -> VideoResult:
+def finalize(
+    job: VideoJob, pipeline, info, progress: Progress | None = None, timings: dict[str, float] | None = None
+) -> VideoResult:
     """Pass 2: track, move to the video camera, smooth, write every output file."""
+    timings = {} if timings is None else timings
+    t_start = time.perf_counter()
     import torch
 
     from wbcap.export.atomic import atomic_path
@@ -444,12 +471,22 @@ def finalize(job: VideoJob, pipeline, info, progress: Progress | None = None) ->
                     surface_model_type=np.array("smplx"),
                 )
 
+    timings["track+smooth+write"] = time.perf_counter() - t_start
     if job.write_obj:
+        t0 = time.perf_counter()
         _write_objs(out, tracks, body, pipeline.faces, dev, progress)
+        timings["obj"] = time.perf_counter() - t0
     render_path = None
     if job.render:
-        render_path = _render_video(job, tracks, by_frame, body, pipeline.faces, dev, focal, princpt, info, progress)
-    return VideoResult(out=out, frames=len(frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path)
+        # Audio up to the end of the last processed frame (--max-frames may stop before --end).
+        last = frames[-1][1] + max(1, job.every) / (info.fps or 30.0) if frames else job.start
+        audio_end = last if job.end is None else min(job.end, last)
+        render_path = _render_video(
+            job, tracks, by_frame, body, pipeline.faces, dev, focal, princpt, info, progress, timings, audio_end
+        )
+    return VideoResult(
+        out=out, frames=len(frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
+    )
 
 
 def _track_vertices(body, tr: dict, rows: np.ndarray, dev) -> np.ndarray:
@@ -484,7 +521,9 @@ def _write_objs(out: Path, tracks: dict, body, faces, dev, progress: Progress | 
                 progress("obj", done, total)
 
 
-def _render_video(job, tracks, by_frame, body, faces, dev, focal, princpt, info, progress: Progress | None) -> Path:
+def _render_video(
+    job, tracks, by_frame, body, faces, dev, focal, princpt, info, progress: Progress | None, timings, audio_end
+) -> Path:
     from wbcap.export.render import render_meshes
     from wbcap.io.video import VideoWriter, open_frames
 
@@ -493,15 +532,25 @@ def _render_video(job, tracks, by_frame, body, faces, dev, focal, princpt, info,
     fps = info.fps_fraction / max(1, job.every) if info.fps_fraction else 30
     audio = None if source.info.is_image_sequence or not source.info.has_audio else Path(job.source)
     n = 0
-    with VideoWriter(out, info.width, info.height, fps, audio_from=audio, audio_start=job.start, audio_end=job.end) as writer:
-        for frame in source:
+    with VideoWriter(out, info.width, info.height, fps, audio_from=audio, audio_start=job.start, audio_end=audio_end) as writer:
+        it = iter(source)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            t1 = time.perf_counter()
+            timings["render_decode"] = timings.get("render_decode", 0.0) + (t1 - t0)
+            if frame is None:
+                break
             people = sorted(by_frame.get(frame.index, []))
             image = frame.image
             if people:
                 meshes = [_track_vertices(body, tracks[tid], np.array([row]), dev)[0] for tid, row in people]
                 colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
                 image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors)
+            t2 = time.perf_counter()
+            timings["render"] = timings.get("render", 0.0) + (t2 - t1)
             writer.write(image)
+            timings["encode"] = timings.get("encode", 0.0) + (time.perf_counter() - t2)
             n += 1
             if progress:
                 progress("render", n, None)
@@ -519,13 +568,22 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if job.every < 1:
         raise InputError(f"--every {job.every}: must be >= 1")
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
-    prepare_output(job)
+    out = Path(job.out).expanduser()
+    created = not out.exists()
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
-    frames = regress_frames(job, pipeline, source, progress)
+    prepare_output(job)
+    try:
+        timings: dict[str, float] = {}
+        frames = regress_frames(job, pipeline, source, progress, timings)
+    except BaseException:
+        # Nothing worth resuming: leave no half-made output folder behind.
+        if created and not any(read_raw(out / RUN_DIR / RAW_FILE)):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if frames == 0:
         raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); check --start/--end")
-    result = finalize(job, pipeline, source.info, progress)
+    result = finalize(job, pipeline, source.info, progress, timings)
     if not result.tracks:
         log.warning("%s: no person was tracked in any frame (try --detector full or a lower --score-threshold)", job.source)
     return result

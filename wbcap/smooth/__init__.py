@@ -1,1 +1,1 @@
-"""smooth stage of wbcap: temporal filters (filters), per-track SMPL-X smoothing (sequence), metrics."""
+"""smooth stage of wbcap: filters, per-track SMPL-X smoothing (sequence) and temporal metrics."""

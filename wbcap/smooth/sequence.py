@@ -43,7 +43,7 @@ class SmoothConfig:
     Defaults are for human motion sampled at about 10-30 fps and were chosen on synthetic motion
     (22 joints, joint angles up to +-1.2 rad at 0.2-1 Hz, 30 fps, 0.02-0.1 rad rotation noise and
     1 cm translation noise): there the defaults cut the acceleration error of joint positions by
-    about 10x while *lowering* the position error against the clean motion by 15-50%.
+    about 10x while *lowering* the position error against the clean motion by 10-50%.
 
     * ``min_cutoff = 2.0`` Hz: real body motion lives mostly below 2-3 Hz; per-frame regressor
       jitter is white, spread up to Nyquist (5-15 Hz), so most of it is removed.

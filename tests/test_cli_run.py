@@ -1,0 +1,196 @@
+"""End-to-end `wbcap run` on generated videos (and vtest.avi when present): outputs, tracking
+through the CLI, resume, refusing a used output folder, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.testing.images import person_image
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for img in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+def two_walkers(n: int = 8, w: int = 320, h: int = 240) -> tuple[list[np.ndarray], dict[str, list]]:
+    """Frames with two figures walking towards each other, and their boxes per frame index."""
+    base = person_image(w // 2, h, seed=5)
+    frames, boxes = [], {}
+    for i in range(n):
+        img = np.full((h, w, 3), 90, np.uint8)
+        xs = (10 + 6 * i, w // 2 - 10 - 6 * i)
+        for x in xs:
+            img[:, x : x + w // 2] = np.maximum(img[:, x : x + w // 2], base[:, : w - x][:, : w // 2])
+        frames.append(img)
+        boxes[str(i)] = [[x + w // 8, 20, w // 4, h - 40] for x in xs]
+    return frames, boxes
+
+
+def decode_info(path: Path) -> tuple[int, int, int, Fraction]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return n, s.codec_context.width, s.codec_context.height, s.average_rate
+
+
+@pytest.fixture()
+def base_args(small_ckpt, body_dir):
+    return ["--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_generated_video_all_outputs(tmp_path, base_args):
+    frames, boxes = two_walkers(8)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    box_file = tmp_path / "boxes.json"
+    box_file.write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", f"boxes:{box_file}", "--obj", "--min-track", "2", *base_args)
+    assert r.exit_code == 0, r.output
+    assert decode_info(out / "render.mp4") == (8, 320, 240, Fraction(10))
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert len(lines) == 16  # 2 people x 8 frames
+    assert {x["track"] for x in lines} == {0, 1}
+    # the left walker keeps id 0 in every frame (its box x grows)
+    left = [x for x in lines if x["track"] == 0]
+    assert [x["frame"] for x in left] == list(range(8))
+    assert all(b["box"][0] < a["box"][0] for a, b in zip(left[1:], left[:-1]))
+    for tid in (0, 1):
+        d = np.load(out / f"track_{tid}.npz")
+        assert d["poses"].shape == (8, 165) and d["trans"].shape == (8, 3) and d["expression"].shape == (8, 10)
+        assert d["betas"].shape == (10,) and str(d["gender"]) == "neutral" and float(d["mocap_framerate"]) == 10.0
+        assert np.isfinite(d["poses"]).all() and np.isfinite(d["trans"]).all()
+        assert len(list((out / "meshes" / str(tid)).glob("*.obj"))) == 8
+    assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*staging*"))
+
+
+def test_run_vtest_first_frames(tmp_path, shared_dir, base_args):
+    video = shared_dir / "media" / "vtest.avi"
+    if not video.is_file():
+        pytest.skip("vtest.avi absent")
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--max-frames", "30", "--detector", "hog", "--max-people", "3", *base_args)
+    assert r.exit_code == 0, r.output
+    assert decode_info(out / "render.mp4") == (30, 768, 576, Fraction(10))
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert lines, "no person tracked in vtest.avi"
+    per_track = {}
+    for x in lines:
+        per_track.setdefault(x["track"], []).append(x["frame"])
+    for tid, fr in per_track.items():
+        d = np.load(out / f"track_{tid}.npz")
+        assert d["poses"].shape[0] == len(fr) == d["trans"].shape[0]
+        assert list(d["frame_indices"]) == fr
+
+
+def test_resume_equals_uninterrupted(tmp_path, base_args):
+    frames, boxes = two_walkers(10)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    box_file = tmp_path / "boxes.json"
+    box_file.write_text(json.dumps(boxes))
+    args = ["--detector", f"boxes:{box_file}", "--no-render", *base_args]
+    full = tmp_path / "full"
+    assert run("run", video, "-o", full, *args).exit_code == 0
+    # simulate a kill after 4 frames: the raw file holds 4 complete lines and a torn one, no outputs yet
+    part = tmp_path / "part"
+    shutil.copytree(full, part)
+    raw = (part / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
+    (part / ".wbcap" / "raw.jsonl").write_text("".join(raw[:4]) + raw[4][: len(raw[4]) // 2])
+    for p in list(part.glob("track_*.npz")) + [part / "params.jsonl"]:
+        p.unlink()
+    r = run("run", video, "-o", part, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    resumed = (part / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
+    assert resumed[:4] == raw[:4] and len(resumed) == 10  # done frames kept, the rest redone
+    a = [json.loads(x) for x in (full / "params.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (part / "params.jsonl").read_text().splitlines()]
+    assert len(a) == len(b) == 20
+    for x, y in zip(a, b):
+        assert (x["frame"], x["track"]) == (y["frame"], y["track"])
+        np.testing.assert_allclose(x["body_pose"] + x["cam_trans"], y["body_pose"] + y["cam_trans"], atol=1e-4)
+    for tid in (0, 1):
+        np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
+
+
+def test_used_output_folder_is_refused(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--detector", "full", "--no-render", *base_args])
+    assert r.exit_code == 2 and "error:" in r.output and "notes.txt" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    out2 = tmp_path / "out2"
+    assert run("run", video, "-o", out2, "--detector", "full", "--no-render", "--min-track", "1", *base_args).exit_code == 0
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out2), "--detector", "full", "--no-render", *base_args])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = run("run", video, "-o", out2, "--detector", "full", "--no-render", "--overwrite", "--min-track", "1", *base_args)
+    assert r.exit_code == 0, r.output
+
+
+def test_frames_with_nobody_are_handled(tmp_path, base_args):
+    video = write_video(tmp_path / "empty.mp4", [np.full((120, 160, 3), 128, np.uint8)] * 4)
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", "hog", *base_args)
+    assert r.exit_code == 0, r.output
+    assert (out / "params.jsonl").read_text() == ""
+    assert decode_info(out / "render.mp4")[0] == 4
+
+
+def _bad(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    good = write_video(tmp_path / "good.mp4", [person_image(160, 120, seed=i) for i in range(6)])
+    trunc = tmp_path / "trunc.mp4"
+    trunc.write_bytes(good.read_bytes()[:200])
+    audio = tmp_path / "tone.m4a"
+    with av.open(str(audio), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        t = np.arange(16000) / 16000
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for pkt in s.encode(frame):
+            c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return {
+        "missing": (tmp_path / "nope.mp4", "nope.mp4"),
+        "text as mp4": (text, "notes.mp4"),
+        "zero length": (empty, "empty.mp4"),
+        "truncated": (trunc, "trunc.mp4"),
+        "no video stream": (audio, "tone.m4a"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "text as mp4", "zero length", "truncated", "no video stream"])
+def test_bad_video_inputs(tmp_path, base_args, case):
+    path, needle = _bad(tmp_path)[case]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["run", str(path), "-o", str(out), "--detector", "full", *base_args])
+    assert r.exit_code != 0, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], r.output
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file() and p.name != "run.json"], list(out.rglob("*"))

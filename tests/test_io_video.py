@@ -1,0 +1,643 @@
+"""Tests for wbcap.io.video: probing, lazy frame reading, rotation, writing with audio copy.
+
+Every video is generated here with PyAV (small, a few frames of a moving red square on grey).
+The sample ``vtest.avi`` from ``../shared/media`` is used when present.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from wbcap.errors import InputError  # noqa: E402
+from wbcap.io.video import (  # noqa: E402
+    Frame,
+    FrameSource,
+    VideoInfo,
+    VideoWriter,
+    apply_rotation,
+    count_frames,
+    open_frames,
+    probe_video,
+    rotation_of,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VTEST = SHARED / "media" / "vtest.avi"
+
+W, H = 160, 120
+SQ = 16  # square side
+BG = (60, 60, 60)
+RED = (220, 30, 30)
+
+
+def square_x(i: int, w: int = W) -> int:
+    """Left edge of the red square in frame i (moves 4 px per frame, wraps around)."""
+    return (8 + 4 * i) % (w - SQ)
+
+
+def draw(i: int, w: int = W, h: int = H) -> np.ndarray:
+    """Frame i: grey background, red SQxSQ square at (square_x(i), 20), white marker top-left."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = BG
+    x = square_x(i, w)
+    img[20:20 + SQ, x:x + SQ] = RED
+    img[0:8, 0:8] = 255  # orientation marker at the stored top-left
+    return img
+
+
+def make_video(
+    path: Path,
+    n: int = 40,
+    fps: int = 10,
+    w: int = W,
+    h: int = H,
+    *,
+    pts_ms: list[int] | None = None,
+    rotation_ccw: int | None = None,
+    audio: str | None = None,
+    noise: bool = False,
+    options: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write an H.264 test video. ``pts_ms`` gives explicit (variable) timestamps in ms;
+    ``audio`` = "tone" (440 Hz) or "steps" (1 s each of 300, 500, 700, 900... Hz), AAC mono."""
+    c = av.open(str(path), "w", options=options or {})
+    s = c.add_stream("libx264", rate=fps)
+    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+    s.options = {"crf": "12", "g": "10"}
+    if pts_ms is not None:
+        s.codec_context.time_base = Fraction(1, 1000)
+    if rotation_ccw is not None:
+        s.set_display_rotation(rotation_ccw)
+    for k, v in (metadata or {}).items():
+        s.metadata[k] = v
+    a = None
+    if audio:
+        a = c.add_stream("aac", rate=44100)
+        a.layout = "mono"
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = draw(i, w, h)
+        if noise:
+            img[60:] = rng.integers(0, 256, img[60:].shape, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        if pts_ms is not None:
+            frame.pts = pts_ms[i]
+            frame.time_base = Fraction(1, 1000)
+        for p in s.encode(frame):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    if a is not None:
+        sr = 44100
+        t = np.arange(int(sr * n / fps)) / sr
+        freq = 440.0 if audio == "tone" else 300.0 + 200.0 * np.floor(t)
+        x = (0.3 * np.sin(2 * np.pi * np.cumsum(np.broadcast_to(freq, t.shape)) / sr))
+        x = x.astype(np.float32)
+        for k in range(0, len(x), 1024):
+            f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = sr, k
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    c.close()
+    return path
+
+
+def red_centroid_x(img: np.ndarray) -> float:
+    """Mean column of the red square's pixels (rows above 56 only: below may be noise)."""
+    img = img[:56]
+    m = (img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)
+    assert m.sum() > 0.5 * SQ * SQ
+    return float(np.nonzero(m)[1].mean())
+
+
+def assert_one_line_naming(err: pytest.ExceptionInfo[InputError], path: Path) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert path.name in msg
+    assert ";" in msg  # "what is wrong; the fix"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    d = tmp_path_factory.mktemp("media")
+    return SimpleNamespace(
+        dir=d,
+        basic=make_video(d / "basic.mp4"),  # 40 frames, 10 fps, 160x120, key frame every 10
+        long=make_video(d / "long.mp4", n=150, w=64, h=48),
+        tone=make_video(d / "tone.mp4", audio="tone"),
+        steps=make_video(d / "steps.mp4", audio="steps"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Import hygiene, probing
+
+
+def test_import_is_light() -> None:
+    code = ("import sys, wbcap.io.video; "
+            "print(any(m in sys.modules for m in ('torch', 'av', 'numpy', 'cv2')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_probe_generated(media: SimpleNamespace) -> None:
+    info = probe_video(media.basic)
+    assert isinstance(info, VideoInfo)
+    assert (info.width, info.height) == (W, H)
+    assert info.fps == 10.0 and info.fps_fraction == Fraction(10)
+    assert info.frame_count == 40
+    assert info.duration == pytest.approx(4.0, abs=0.01)
+    assert info.rotation == 0 and info.codec == "h264"
+    assert not info.has_audio and not info.is_image_sequence
+    assert probe_video(media.tone).has_audio
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def test_round_trip_content_and_motion(media: SimpleNamespace) -> None:
+    frames = list(open_frames(media.basic))
+    assert [f.index for f in frames] == list(range(40))
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(40)], abs=1e-9)
+    for f in frames:
+        assert isinstance(f, Frame)
+        assert f.image.shape == (H, W, 3) and f.image.dtype == np.uint8
+        assert f.image.flags["C_CONTIGUOUS"]
+        x = square_x(f.index)
+        inner = f.image[23:20 + SQ - 3, x + 3:x + SQ - 3].reshape(-1, 3).mean(0)
+        assert inner == pytest.approx(RED, abs=6)  # RGB order, colour kept
+        assert f.image[80:, 40:].reshape(-1, 3).mean(0) == pytest.approx(BG, abs=3)
+        assert red_centroid_x(f.image) == pytest.approx(x + (SQ - 1) / 2, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "indices"),
+    [
+        (dict(start=1.0, end=2.5, every=2), [10, 12, 14, 16, 18, 20, 22, 24]),
+        (dict(start=1.05), list(range(11, 40))),  # first frame at or after 1.05 s is 1.1 s
+        (dict(start=2.3, max_frames=3), [23, 24, 25]),
+        (dict(every=7, max_frames=4), [0, 7, 14, 21]),
+        (dict(end=0.35), [0, 1, 2, 3]),
+        (dict(start=3.75, every=3), [38]),
+        (dict(start=0.0, end=4.0, every=40), [0]),
+    ],
+)
+def test_selection(media: SimpleNamespace, kwargs: dict[str, Any], indices: list[int]) -> None:
+    src = open_frames(media.basic, **kwargs)
+    frames = list(src)
+    assert [f.index for f in frames] == indices
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in indices], abs=1e-9)
+    assert count_frames(src) == len(indices)
+    for f in frames:  # the right picture, also after a seek
+        assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
+
+
+def test_seeked_frames_equal_sequential_decode(media: SimpleNamespace) -> None:
+    full = {f.index: f.image for f in open_frames(media.basic)}
+    for f in open_frames(media.basic, start=2.7, end=3.3):  # a seek into the middle of a GOP
+        assert np.array_equal(f.image, full[f.index])
+
+
+def test_frame_source_is_reiterable(media: SimpleNamespace) -> None:
+    src = open_frames(media.basic, start=1.0, max_frames=2)
+    assert [f.index for f in src] == [f.index for f in src] == [10, 11]
+    assert list(open_frames(media.basic, max_frames=0)) == []
+
+
+def test_variable_frame_rate_times(tmp_path: Path) -> None:
+    pts = [0, 40, 120, 130, 300, 310, 500, 700, 710, 1000]
+    path = make_video(tmp_path / "vfr.mp4", n=len(pts), pts_ms=pts)
+    frames = list(open_frames(path))
+    assert [f.index for f in frames] == list(range(len(pts)))
+    assert [f.time for f in frames] == pytest.approx([p / 1000 for p in pts], abs=1e-3)
+    later = list(open_frames(path, start=0.125, end=0.6))  # seek honours real timestamps
+    assert [f.index for f in later] == [3, 4, 5, 6]
+    assert [f.time for f in later] == pytest.approx([0.13, 0.3, 0.31, 0.5], abs=1e-3)
+    assert red_centroid_x(later[0].image) == pytest.approx(square_x(3) + (SQ - 1) / 2, abs=1)
+
+
+def test_generator_is_lazy_and_closes(media: SimpleNamespace,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = SimpleNamespace(packets=0, opened=0, closed=0)
+    real_open = av.open
+
+    class Spy:
+        def __init__(self, c: Any) -> None:
+            self._c = c
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._c, name)
+
+        def demux(self, *a: Any, **k: Any) -> Any:
+            for p in self._c.demux(*a, **k):
+                seen.packets += 1
+                yield p
+
+        def close(self) -> None:
+            seen.closed += 1
+            self._c.close()
+
+    def spy_open(*a: Any, **k: Any) -> Spy:
+        seen.opened += 1
+        return Spy(real_open(*a, **k))
+
+    monkeypatch.setattr(av, "open", spy_open)
+    src = open_frames(media.long)  # 150 frames
+    assert seen.opened == seen.closed == 1  # probing opened and closed it
+    seen.packets = 0
+    it = iter(src)
+    assert seen.packets == 0  # nothing decoded before the first next()
+    two = list(itertools.islice(it, 2))
+    assert [f.index for f in two] == [0, 1]
+    assert seen.packets < 30  # only a few frames' worth of packets demuxed
+    it.close()  # type: ignore[attr-defined]
+    assert seen.closed == 2
+    for f in open_frames(media.long):  # breaking out of a for loop closes it as well
+        if f.index == 3:
+            break
+    assert seen.closed == seen.opened
+
+
+def _marker_corner(img: np.ndarray) -> str:
+    h, w = img.shape[:2]
+    corners = {"tl": img[:4, :4], "tr": img[:4, w - 4:], "bl": img[h - 4:, :4],
+               "br": img[h - 4:, w - 4:]}
+    white = [k for k, v in corners.items() if v.mean() > 230]
+    assert len(white) == 1, white
+    return white[0]
+
+
+@pytest.mark.parametrize(("ccw", "clockwise", "corner"),
+                         [(-90, 90, "tr"), (90, 270, "bl"), (180, 180, "br"), (0, 0, "tl")])
+def test_display_matrix_rotation(tmp_path: Path, ccw: int, clockwise: int, corner: str) -> None:
+    path = make_video(tmp_path / "rot.mp4", n=6, w=64, h=48, rotation_ccw=ccw)
+    info = probe_video(path)
+    assert info.rotation == clockwise
+    assert (info.width, info.height) == ((48, 64) if clockwise in (90, 270) else (64, 48))
+    frames = list(open_frames(path))
+    assert len(frames) == 6
+    for f in frames:
+        assert f.image.shape == (info.height, info.width, 3)
+        assert _marker_corner(f.image) == corner  # stored top-left, turned `clockwise` degrees
+
+
+def test_legacy_rotate_tag(tmp_path: Path) -> None:
+    # Matroska keeps a free-form ROTATE tag (what older FFmpeg exported from phone MP4s).
+    path = make_video(tmp_path / "tag.mkv", n=3, w=64, h=48, metadata={"rotate": "90"})
+    info = probe_video(path)
+    assert info.rotation == 90 and (info.width, info.height) == (48, 64)
+    assert _marker_corner(next(iter(open_frames(path))).image) == "tr"
+
+
+def test_rotation_of_sources() -> None:
+    no_matrix = SimpleNamespace(rotation=0)
+    assert rotation_of(SimpleNamespace(metadata={"rotate": "270"}), no_matrix) == 270
+    assert rotation_of(SimpleNamespace(metadata={}), SimpleNamespace(rotation=-90)) == 90
+    assert rotation_of(SimpleNamespace(metadata={}), SimpleNamespace(rotation=180)) == 180
+    assert rotation_of(SimpleNamespace(metadata={}), SimpleNamespace(rotation=-89.6)) == 90
+    assert rotation_of(SimpleNamespace(metadata={}), no_matrix) == 0
+
+
+def test_apply_rotation_convention() -> None:
+    img = np.array([[1, 2, 3], [4, 5, 6]])
+    assert apply_rotation(img, 0) is img
+    assert apply_rotation(img, 90).tolist() == [[4, 1], [5, 2], [6, 3]]  # clockwise
+    assert apply_rotation(img, 180).tolist() == [[6, 5, 4], [3, 2, 1]]
+    assert apply_rotation(img, 270).tolist() == [[3, 6], [2, 5], [1, 4]]
+    with pytest.raises(ValueError):
+        apply_rotation(img, 45)
+
+
+# --------------------------------------------------------------------------------------------
+# Image sequences
+
+
+def _write_pngs(folder: Path, n: int) -> list[Path]:
+    import cv2
+
+    folder.mkdir()
+    paths = []
+    for i in range(n):
+        p = folder / f"frame{i + 1}.png"  # frame1 .. frame12: natural order != string order
+        assert cv2.imwrite(str(p), draw(i, 64, 48)[:, :, ::-1])
+        paths.append(p)
+    return paths
+
+
+def test_image_folder_glob_and_list(tmp_path: Path) -> None:
+    paths = _write_pngs(tmp_path / "seq", 12)
+    (tmp_path / "seq" / "notes.txt").write_text("ignored")
+    expected_x = [square_x(i, 64) + (SQ - 1) / 2 for i in range(12)]
+    for spec in (tmp_path / "seq", str(tmp_path / "seq" / "frame*.png"), paths):
+        src = open_frames(spec, image_fps=12.0)
+        assert src.info.is_image_sequence and src.info.frame_count == 12
+        assert (src.info.width, src.info.height, src.info.fps) == (64, 48, 12.0)
+        assert src.info.duration == pytest.approx(1.0)
+        frames = list(src)
+        assert [f.index for f in frames] == list(range(12))
+        assert [f.time for f in frames] == pytest.approx([i / 12 for i in range(12)])
+        assert [red_centroid_x(f.image) for f in frames] == pytest.approx(expected_x, abs=0.01)
+        assert np.array_equal(frames[5].image, draw(5, 64, 48))  # lossless PNG, RGB order
+
+    sel = open_frames(tmp_path / "seq", start=0.25, end=0.8, every=2, image_fps=10.0)
+    assert [(f.index, f.time) for f in sel] == [(3, 0.3), (5, 0.5), (7, 0.7)]
+    assert count_frames(sel) == 3
+    single = open_frames(paths[0])
+    assert [f.index for f in single] == [0] and single.info.frame_count == 1
+
+
+def test_image_sequence_size_mismatch(tmp_path: Path) -> None:
+    import cv2
+
+    paths = _write_pngs(tmp_path / "seq", 3)
+    cv2.imwrite(str(paths[2]), np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(InputError) as err:
+        list(open_frames(tmp_path / "seq"))
+    assert_one_line_naming(err, paths[2])
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _audio_only(path: Path) -> Path:
+    c = av.open(str(path), "w")
+    a = c.add_stream("aac", rate=44100)
+    a.layout = "mono"
+    for k in range(0, 44100, 1024):
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt",
+                                       layout="mono")
+        f.sample_rate, f.pts = 44100, k
+        for p in a.encode(f):
+            c.mux(p)
+    for p in a.encode():
+        c.mux(p)
+    c.close()
+    return path
+
+
+def _undecodable(path: Path) -> Path:
+    """An MP4 whose video stream is MPEG-5 EVC, which this FFmpeg build cannot decode."""
+    c = av.open(str(path), "w")
+    s = c.add_mux_stream("evc", rate=10, width=64, height=48)
+    s.time_base = Fraction(1, 10)
+    for i in range(3):
+        p = av.Packet(b"\x00\x00\x01" + b"\x00" * 100)
+        p.pts = p.dts = i
+        p.stream, p.time_base = s, s.time_base
+        c.mux(p)
+    c.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("missing.mp4", "no such file"),
+        ("folder.mp4", "is a folder"),
+        ("empty.mp4", "empty"),
+        ("text.mp4", "not a video"),
+        ("audio.mp4", "has no video stream"),
+        ("evc.mp4", "unsupported codec"),
+        ("cut_moov_at_end.mp4", "not a video"),
+    ],
+)
+def test_bad_inputs(tmp_path: Path, media: SimpleNamespace, name: str, words: str) -> None:
+    path = tmp_path / name
+    if name == "folder.mp4":
+        path.mkdir()
+    elif name == "empty.mp4":
+        path.write_bytes(b"")
+    elif name == "text.mp4":
+        path.write_text("this is not a video\n" * 20)
+    elif name == "audio.mp4":
+        _audio_only(path)
+    elif name == "evc.mp4":
+        _undecodable(path)
+    elif name == "cut_moov_at_end.mp4":  # plain MP4: the index (moov) is at the end, now lost
+        data = media.basic.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as err:
+        probe_video(path)
+    assert words in str(err.value)
+    assert_one_line_naming(err, path)
+    if name != "folder.mp4":  # a folder is an image folder for open_frames
+        with pytest.raises(InputError) as err2:
+            open_frames(path)
+        assert_one_line_naming(err2, path)
+
+
+def test_truncated_video_yields_what_decodes(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    full = make_video(tmp_path / "full.mp4", noise=True, options={"movflags": "+faststart"})
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # index up front, half of the frame data missing
+    assert probe_video(cut).frame_count == 40
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+        frames = list(open_frames(cut))
+    assert 5 <= len(frames) < 40
+    assert [f.index for f in frames] == list(range(len(frames)))
+    for f in frames[:-1]:  # the frames delivered are the real ones
+        assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
+    assert any("cut.mp4" in r.getMessage() and "truncated" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:
+    for kwargs in (dict(start=-1.0), dict(start=2.0, end=1.0), dict(every=0),
+                   dict(max_frames=-1), dict(image_fps=0.0)):
+        with pytest.raises(InputError):
+            open_frames(media.basic, **kwargs)
+    with pytest.raises(InputError) as err:
+        list(open_frames(media.basic, start=100.0))
+    assert_one_line_naming(err, media.basic)
+    assert "start" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _decoded(path: Path) -> tuple[VideoInfo, list[Frame]]:
+    return probe_video(path), list(open_frames(path))
+
+
+def test_writer_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, W, H, Fraction(25, 2)) as w:
+        for i in range(15):
+            w.write(draw(i))
+    assert w.frames_written == 15
+    info, frames = _decoded(out)
+    assert (info.width, info.height, info.codec) == (W, H, "h264")
+    assert info.fps_fraction == Fraction(25, 2) and info.frame_count == 15
+    assert [f.time for f in frames] == pytest.approx([i / 12.5 for i in range(15)], abs=1e-6)
+    for f in frames:
+        assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
+        assert np.abs(f.image.astype(int) - draw(f.index)).mean() < 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
+
+
+def test_writer_odd_size_is_padded(tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    img = draw(2, 63, 47)
+    with VideoWriter(out, 63, 47, 10.0) as w:
+        assert (w.out_width, w.out_height) == (64, 48)
+        for _ in range(3):
+            w.write(img)
+    info, frames = _decoded(out)
+    assert (info.width, info.height) == (64, 48) and len(frames) == 3
+    assert np.abs(frames[1].image[:47, :63].astype(int) - img).mean() < 3
+    assert np.abs(frames[1].image[47, :63].astype(int) - img[46]).mean() < 6  # edge repeated
+
+
+def test_writer_ntsc_rate(tmp_path: Path) -> None:
+    out = tmp_path / "ntsc.mkv"
+    with VideoWriter(out, 32, 32, 29.97) as w:
+        for _ in range(5):
+            w.write(np.zeros((32, 32, 3), np.uint8))
+    assert probe_video(out).fps_fraction == Fraction(30000, 1001)
+
+
+def _audio_of(path: Path) -> tuple[float, float, np.ndarray, int]:
+    """(stream duration s, first packet time s, decoded mono samples, sample rate)."""
+    c = av.open(str(path))
+    try:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "aac"
+        first = None
+        chunks = []
+        for packet in c.demux(a):
+            if packet.pts is not None and first is None:
+                first = float(packet.pts * a.time_base)
+            for f in packet.decode():
+                chunks.append(f.to_ndarray().reshape(-1))
+        return float(a.duration * a.time_base), float(first or 0.0), np.concatenate(chunks), \
+            a.codec_context.sample_rate
+    finally:
+        c.close()
+
+
+def _dominant_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[spec.argmax()])
+
+
+def test_writer_copies_audio(tmp_path: Path, media: SimpleNamespace) -> None:
+    out = tmp_path / "with_audio.mp4"
+    src = open_frames(media.tone)
+    with VideoWriter(out, src.info.width, src.info.height, src.info.fps_fraction,
+                     audio_from=media.tone) as w:
+        for f in src:
+            w.write(f.image)
+    info, frames = _decoded(out)
+    assert info.has_audio and len(frames) == 40
+    duration, first, samples, sr = _audio_of(out)
+    assert duration == pytest.approx(4.0, abs=0.05)  # the video's length
+    assert first == pytest.approx(0.0, abs=0.03)
+    assert _dominant_hz(samples[sr: 2 * sr], sr) == pytest.approx(440, abs=3)
+
+
+def test_writer_cuts_audio(tmp_path: Path, media: SimpleNamespace) -> None:
+    out = tmp_path / "cut_audio.mp4"
+    src = open_frames(media.steps, start=1.0, end=2.5)  # tone: 300 Hz in [0,1), 500 in [1,2)...
+    with VideoWriter(out, W, H, 10, audio_from=media.steps, audio_start=1.0,
+                     audio_end=2.5) as w:
+        for f in src:
+            w.write(f.image)
+    info, frames = _decoded(out)
+    assert len(frames) == 15 and info.duration == pytest.approx(1.5, abs=0.05)
+    duration, first, samples, sr = _audio_of(out)
+    assert duration == pytest.approx(1.5, abs=0.05)
+    assert first == pytest.approx(0.0, abs=0.03)
+    assert _dominant_hz(samples[int(0.1 * sr): int(0.9 * sr)], sr) == pytest.approx(500, abs=5)
+    assert _dominant_hz(samples[int(1.05 * sr): int(1.45 * sr)], sr) == pytest.approx(700, abs=5)
+
+
+def test_writer_without_audio_in_source(tmp_path: Path, media: SimpleNamespace) -> None:
+    out = tmp_path / "silent.mp4"
+    with VideoWriter(out, W, H, 10, audio_from=media.basic) as w:
+        w.write(draw(0))
+    assert not probe_video(out).has_audio
+
+
+def test_writer_exception_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "fail.mp4"
+    with pytest.raises(KeyError), VideoWriter(out, W, H, 10) as w:
+        w.write(draw(0))
+        raise KeyError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+    out.write_bytes(b"previous")  # an existing file survives a failed rewrite untouched
+    with pytest.raises(RuntimeError), VideoWriter(out, W, H, 10) as w:
+        w.write(draw(0))
+        raise RuntimeError("boom")
+    assert out.read_bytes() == b"previous" and len(list(tmp_path.iterdir())) == 1
+
+    w = VideoWriter(tmp_path / "aborted.mp4", W, H, 10)
+    w.write(draw(0))
+    w.abort()
+    assert [p.name for p in tmp_path.iterdir()] == ["fail.mp4"]
+
+    with pytest.raises(InputError), VideoWriter(tmp_path / "none.mp4", W, H, 10):
+        pass  # no frame written
+    assert [p.name for p in tmp_path.iterdir()] == ["fail.mp4"]
+
+
+def test_writer_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        VideoWriter(tmp_path / "no" / "such" / "dir.mp4", W, H, 10)
+    with pytest.raises(InputError):
+        VideoWriter(tmp_path / "x.avi", W, H, 10)
+    with pytest.raises(InputError):
+        VideoWriter(tmp_path / "x.mp4", W, H, 0)
+    with pytest.raises(InputError) as err:
+        VideoWriter(tmp_path / "x.mp4", W, H, 10, audio_from=tmp_path / "missing.mp4")
+    assert_one_line_naming(err, tmp_path / "missing.mp4")
+    assert list(tmp_path.iterdir()) == []
+    with VideoWriter(tmp_path / "x.mp4", W, H, 10) as w:
+        with pytest.raises(ValueError):
+            w.write(np.zeros((H, W), np.uint8))
+        with pytest.raises(ValueError):
+            w.write(np.zeros((H, W, 3), np.float32))
+        w.write(draw(0))
+    with pytest.raises(ValueError):
+        w.write(draw(1))
+
+
+# --------------------------------------------------------------------------------------------
+# Shared sample video
+
+
+@pytest.mark.skipif(not VTEST.is_file(), reason=f"sample video {VTEST} not present")
+def test_vtest_avi() -> None:
+    info = probe_video(VTEST)
+    assert (info.width, info.height, info.fps, info.frame_count) == (768, 576, 10.0, 795)
+    assert info.duration == pytest.approx(79.5) and info.codec == "msmpeg4"
+    assert not info.has_audio and info.rotation == 0
+    src = open_frames(VTEST, max_frames=30)
+    assert count_frames(src) == 30
+    frames = list(src)
+    assert [f.index for f in frames] == list(range(30))
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(30)], abs=1e-9)
+    assert all(f.image.shape == (576, 768, 3) for f in frames)
+    late = list(open_frames(VTEST, start=50.0, max_frames=2))
+    assert [(f.index, f.time) for f in late] == [(500, 50.0), (501, pytest.approx(50.1))]
+    assert isinstance(src, FrameSource)

@@ -1,0 +1,201 @@
+"""IoU tracker: identities through crossings and gaps, short-track removal, limits, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wbcap.detect.base import box_iou
+from wbcap.track.iou_tracker import IoUTracker, TrackerConfig, iou_matrix, track_boxes
+
+W, H = 40.0, 100.0
+
+
+def _crossing(n_frames: int = 26, speed: float = 8.0):
+    """Box A starts at x=0 moving right, box B at x=200 moving left (same size, y offset 4 px).
+
+    They overlap in frames 11-14 (IoU up to 0.62) and coincide in x at frame 12.5. Detections
+    are listed B first in odd frames, so the order of boxes carries no identity; A scores higher,
+    so it gets id 0. Returns ``frames`` and the true id (0 = A, 1 = B) of each listed box.
+    """
+    frames, truth = [], []
+    for f in range(n_frames):
+        a = (speed * f, 50.0, W, H)
+        b = (200.0 - speed * f, 54.0, W, H)
+        if f % 2:
+            frames.append((f, np.array([b, a]), np.array([0.8, 0.9])))
+            truth.append([1, 0])
+        else:
+            frames.append((f, np.array([a, b]), np.array([0.9, 0.8])))
+            truth.append([0, 1])
+    return frames, truth
+
+
+def _moving_box(f: int) -> tuple[float, float, float, float]:
+    return (10.0 + 3.0 * f, 20.0 + 1.0 * f, 50.0, 120.0)
+
+
+def test_iou_matrix_matches_box_iou() -> None:
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.uniform(0, 50, (7, 2)), rng.uniform(0, 40, (7, 2))], axis=1)
+    b = np.concatenate([rng.uniform(0, 50, (5, 2)), rng.uniform(0, 40, (5, 2))], axis=1)
+    b[0] = a[0]  # identical -> 1
+    b[1] = (500, 500, 10, 10)  # disjoint -> 0
+    b[2, 2] = 0.0  # empty -> 0
+    m = iou_matrix(a, b)
+    assert m.shape == (7, 5)
+    ref = np.array([[box_iou(tuple(x), tuple(y)) for y in b] for x in a])
+    np.testing.assert_allclose(m, ref, rtol=0, atol=1e-12)
+    assert m[0, 0] == pytest.approx(1.0)
+    assert np.all(m[:, 1] == 0) and np.all(m[:, 2] == 0)
+    assert 0 < m.max() and (m > 0).sum() > 7  # the random boxes do overlap
+    # Known value: two 10x10 boxes shifted by 5 px: 50 / 150.
+    assert iou_matrix([[0, 0, 10, 10]], [[5, 0, 10, 10]])[0, 0] == pytest.approx(1 / 3)
+
+
+def test_crossing_keeps_ids_with_constant_velocity() -> None:
+    frames, truth = _crossing()
+    # The boxes do overlap a lot at the crossing (so the test is a real crossing).
+    overlaps = [iou_matrix(b[:1], b[1:])[0, 0] for _, b, _ in frames]
+    assert max(overlaps) > 0.6 and sum(o > 0 for o in overlaps) == 4
+    ids = track_boxes(frames, TrackerConfig())
+    assert ids == truth
+
+
+def test_crossing_swaps_ids_without_prediction() -> None:
+    """Why prediction is needed: a last-box (static) tracker swaps the two people."""
+    frames, truth = _crossing()
+    ids = track_boxes(frames, TrackerConfig(motion="static"))
+    assert ids[:13] == truth[:13]  # same up to the crossing ...
+    swapped = [[1 - i for i in t] for t in truth]
+    assert ids[13:] == swapped[13:]  # ... then A carries B's id and vice versa
+
+
+def test_short_gap_keeps_id_long_gap_new_id() -> None:
+    cfg = TrackerConfig(max_age=5)
+    gap3 = [(f, np.array([_moving_box(f)]), None) for f in range(30) if not 10 <= f < 13]
+    ids = track_boxes(gap3, cfg)
+    assert all(i == [0] for i in ids)
+
+    gap10 = [(f, np.array([_moving_box(f)]), None) for f in range(30) if not 10 <= f < 20]
+    ids = track_boxes(gap10, cfg)
+    assert [i[0] for i in ids] == [0] * 10 + [1] * 10
+
+    # Boundary: exactly max_age frames missing still matches, max_age + 1 does not.
+    for missing, expected in ((5, 0), (6, 1)):
+        fr = [(f, np.array([_moving_box(f)]), None) for f in range(20) if not 5 <= f < 5 + missing]
+        assert track_boxes(fr, cfg)[-1] == [expected]
+
+
+def test_gap_needs_prediction_for_fast_motion() -> None:
+    """A box moving 20 px/frame, missing for 3 frames: only the predicted box still overlaps."""
+
+    def box(f: int) -> tuple[float, float, float, float]:
+        return (20.0 * f, 0.0, 50.0, 100.0)
+
+    frames = [(f, np.array([box(f)]), None) for f in range(15) if not 5 <= f < 8]
+    assert [i[0] for i in track_boxes(frames, TrackerConfig())] == [0] * 12
+    static = [i[0] for i in track_boxes(frames, TrackerConfig(motion="static"))]
+    assert static == [0] * 5 + [1] * 7
+
+
+def test_spurious_detection_dropped_by_min_length() -> None:
+    frames = []
+    for f in range(10):
+        boxes = [_moving_box(f)]
+        if f == 4:
+            boxes.append((400.0, 300.0, 30.0, 60.0))  # one-frame false positive
+        if 6 <= f < 8:
+            boxes.append((600.0, 300.0, 30.0, 60.0))  # two-frame one
+        frames.append((f, np.array(boxes), None))
+    tracker = IoUTracker(TrackerConfig(min_length=3))
+    raw = [tracker.update(f, b, s) for f, b, s in frames]
+    assert raw[4] == [0, 1] and raw[6] == [0, 2] and raw[7] == [0, 2]
+    assert tracker.track_lengths() == {0: 10, 1: 1, 2: 2}
+    assert tracker.finalize() == {0}
+    ids = track_boxes(frames, TrackerConfig(min_length=3))
+    assert ids[4] == [0, -1] and ids[6] == [0, -1] and ids[7] == [0, -1]
+    assert all(i[0] == 0 for i in ids)
+    assert track_boxes(frames, TrackerConfig(min_length=2))[6] == [0, 2]
+
+
+def test_max_people_limits_ids_per_frame() -> None:
+    people = [(0.0, 0.0, 50.0, 100.0), (200.0, 0.0, 50.0, 100.0), (400.0, 0.0, 50.0, 100.0)]
+    scores = np.array([0.5, 0.9, 0.7])
+    frames = [(f, np.array(people), scores) for f in range(6)]
+    ids = track_boxes(frames, TrackerConfig(max_people=2))
+    # Highest scores first: box 1 -> id 0, box 2 -> id 1, box 0 gets none.
+    assert all(i == [-1, 0, 1] for i in ids)
+    assert track_boxes(frames, TrackerConfig())[0] == [2, 0, 1]
+    assert all(i == [-1, -1, -1] for i in track_boxes(frames, TrackerConfig(max_people=0)))
+
+    # An established track keeps its slot against a new, higher-scoring detection.
+    tracker = IoUTracker(TrackerConfig(max_people=1))
+    assert tracker.update(0, np.array(people[:1]), np.array([0.5])) == [0]
+    assert tracker.update(1, np.array(people[:2]), np.array([0.5, 0.99])) == [0, -1]
+
+
+def test_ids_deterministic_and_in_creation_order() -> None:
+    rng = np.random.default_rng(3)
+    frames = []
+    for f in range(40):
+        k = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 600, (k, 2))
+        frames.append((f, np.concatenate([xy, np.full((k, 2), 60.0)], axis=1), rng.random(k)))
+    a = track_boxes(frames, TrackerConfig(min_length=1))
+    b = track_boxes(frames, TrackerConfig(min_length=1))
+    assert a == b
+    # Ids appear as 0, 1, 2, ... when boxes are visited frame by frame, by decreasing score.
+    seen: list[int] = []
+    for ids, (_, _, scores) in zip(a, frames):
+        for j in np.argsort(-scores, kind="stable"):
+            if ids[j] not in seen:
+                seen.append(ids[j])
+    assert seen == list(range(len(seen))) and len(seen) > 10
+    first = next(fr for fr in frames if len(fr[1]) >= 3)
+    ids0 = track_boxes([first], TrackerConfig(min_length=1))[0]
+    assert [ids0[j] for j in np.argsort(-first[2], kind="stable")] == list(range(len(ids0)))
+
+
+def test_state_dict_round_trip_resumes_identically() -> None:
+    frames, _ = _crossing(30)
+    # Add a box that appears at frame 5 and leaves at 9, to have an ended track in the state.
+    frames = [
+        (f, np.concatenate([b, [[300.0, 400.0, 30, 30]]]) if 5 <= f < 9 else b,
+         np.concatenate([s, [0.5]]) if 5 <= f < 9 else s)
+        for f, b, s in frames
+    ]
+    cfg = TrackerConfig()
+    full = IoUTracker(cfg)
+    expected = [full.update(*fr) for fr in frames]
+
+    first = IoUTracker(cfg)
+    got = [first.update(*fr) for fr in frames[:11]]  # stop mid-approach, velocities non-zero
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = IoUTracker(cfg)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == first.state_dict()
+    got += [resumed.update(*fr) for fr in frames[11:]]
+    assert got == expected
+    assert resumed.finalize() == full.finalize() == {0, 1, 2}
+    assert resumed.state_dict() == full.state_dict()
+
+    with pytest.raises(ValueError):
+        resumed.update(frames[-1][0], frames[-1][1], frames[-1][2])  # frame index must increase
+    with pytest.raises(ValueError):
+        IoUTracker(cfg).load_state_dict({**state, "version": 99})
+
+
+def test_empty_frames_and_bad_input() -> None:
+    tracker = IoUTracker()
+    assert tracker.update(0, np.zeros((0, 4))) == []
+    assert tracker.update(1, []) == []
+    assert tracker.update(2, np.array([[0, 0, 10, 10]])) == [0]
+    with pytest.raises(ValueError):
+        tracker.update(3, np.zeros((2, 3)))
+    with pytest.raises(ValueError):
+        tracker.update(4, np.zeros((2, 4)), np.ones(3))
+    with pytest.raises(ValueError):
+        TrackerConfig(iou_threshold=1.5)

@@ -1,0 +1,333 @@
+"""Multi-person tracking by box overlap (IoU) with optimal (Hungarian) assignment.
+
+Boxes are ``(x, y, w, h)`` pixels, as everywhere in wbcap (:mod:`wbcap.detect.base`). Frame
+indices are integers that increase from call to call (gaps are allowed: with a frame stride,
+or frames where the detector ran but nothing was found, pass the frame's true index).
+
+Algorithm, per frame:
+
+1. Tracks whose last match is more than ``max_age`` frames old end (never matched again).
+2. Every live track predicts its box for this frame. With ``motion='constant_velocity'``
+   (default) the box centre moves by the track's velocity (pixels per frame, an exponential
+   moving average of the centre displacement between its matches) times the frames elapsed;
+   width and height stay those of the last match. With ``motion='static'`` the prediction is
+   the last matched box. Prediction is what keeps identities when two people cross: at the
+   crossing a box overlaps the *other* person's previous box more than its own previous box,
+   and a static tracker swaps the two ids (``tests/test_track.py`` shows both).
+3. IoU between every detection and every prediction; pairs below ``iou_threshold`` are
+   forbidden. ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden:
+   a large constant) gives the matching with the most allowed pairs and, among those, the
+   largest total IoU.
+4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
+   of creation and never reused.
+5. With ``max_people``, at most that many boxes get an id per frame: matched tracks first
+   (those matched in more frames first, then by score), then new tracks by score; the rest get
+   ``-1`` (and start no track).
+
+At the end, tracks matched in fewer than ``min_length`` frames are dropped (:meth:`finalize`,
+:func:`track_boxes`). Everything is deterministic: ties are broken by detection score, then by
+the detection's index in the frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Literal
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["IoUTracker", "TrackerConfig", "iou_matrix", "track_boxes"]
+
+logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1
+_FORBIDDEN = 1e6  # assignment cost of a pair below the IoU threshold
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Parameters of :class:`IoUTracker`.
+
+    Attributes:
+        iou_threshold: smallest IoU between a detection and a track's predicted box for them to
+            be matched, in ``[0, 1]``.
+        max_age: frames a track survives unmatched: a track last matched at frame ``f`` can be
+            matched again up to frame ``f + max_age + 1`` (frame indices, so with a stride the
+            skipped frames count).
+        min_length: tracks matched in fewer frames than this are dropped at the end.
+        max_people: at most this many boxes get an id per frame (``None``: no limit).
+        motion: ``'constant_velocity'`` predicts each track's box from its velocity,
+            ``'static'`` uses its last box.
+        velocity_smoothing: weight of the previous velocity in the moving average, ``[0, 1)``;
+            ``0`` uses the latest displacement only.
+    """
+
+    iou_threshold: float = 0.3
+    max_age: int = 5
+    min_length: int = 3
+    max_people: int | None = None
+    motion: Literal["constant_velocity", "static"] = "constant_velocity"
+    velocity_smoothing: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if self.max_age < 0 or self.min_length < 0:
+            raise ValueError("max_age and min_length must be >= 0")
+        if self.max_people is not None and self.max_people < 0:
+            raise ValueError(f"max_people must be >= 0 or None, got {self.max_people}")
+        if self.motion not in ("constant_velocity", "static"):
+            raise ValueError(f"unknown motion model {self.motion!r}")
+        if not 0.0 <= self.velocity_smoothing < 1.0:
+            raise ValueError(f"velocity_smoothing must be in [0, 1), got {self.velocity_smoothing}")
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of ``(x, y, w, h)`` boxes.
+
+    Same values as :func:`wbcap.detect.base.box_iou` (0 when either box is empty).
+
+    Args:
+        a: ``(N, 4)`` boxes, pixels.
+        b: ``(M, 4)`` boxes, pixels.
+
+    Returns:
+        ``(N, M)`` float64 IoU in ``[0, 1]``.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ax1, ay1 = a[:, 0:1], a[:, 1:2]
+    ax2, ay2 = ax1 + a[:, 2:3], ay1 + a[:, 3:4]
+    bx1, by1 = b[None, :, 0], b[None, :, 1]
+    bx2, by2 = bx1 + b[None, :, 2], by1 + b[None, :, 3]
+    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    area_a = np.clip(a[:, 2:3], 0, None) * np.clip(a[:, 3:4], 0, None)
+    area_b = np.clip(b[None, :, 2], 0, None) * np.clip(b[None, :, 3], 0, None)
+    union = area_a + area_b - inter
+    safe = np.where(union > 0, union, 1.0)
+    return np.where((inter > 0) & (union > 0), inter / safe, 0.0)
+
+
+@dataclass
+class _Track:
+    """Mutable state of one live track (internal)."""
+
+    track_id: int
+    box: np.ndarray  # (4,) last matched box, xywh pixels
+    velocity: np.ndarray  # (2,) centre velocity, pixels per frame
+    first_frame: int
+    last_frame: int
+    hits: int  # frames matched
+
+    def predict(self, frame_index: int, motion: str) -> np.ndarray:
+        """Predicted ``(4,)`` xywh box at ``frame_index``."""
+        if motion == "static":
+            return self.box.copy()
+        box = self.box.copy()
+        box[:2] += self.velocity * (frame_index - self.last_frame)
+        return box
+
+
+class IoUTracker:
+    """Online IoU tracker (see the module docstring for the algorithm).
+
+    Example::
+
+        tracker = IoUTracker(TrackerConfig())
+        for f, (boxes, scores) in enumerate(detections):
+            ids = tracker.update(f, boxes, scores)      # one id (or -1) per box
+        kept = tracker.finalize()                       # ids of tracks long enough
+    """
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
+        self.config = config
+        self._tracks: list[_Track] = []  # live tracks, by increasing id
+        self._hits: dict[int, int] = {}  # frames matched, every track ever created
+        self._next_id = 0
+        self._last_frame: int | None = None
+
+    @property
+    def active_ids(self) -> list[int]:
+        """Ids of the tracks that can still be matched (ended ones excluded), increasing."""
+        return [tr.track_id for tr in self._tracks]
+
+    def update(
+        self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None
+    ) -> list[int]:
+        """Assign this frame's detections to tracks.
+
+        Args:
+            frame_index: index of the frame, larger than at the previous call.
+            boxes: ``(N, 4)`` ``(x, y, w, h)`` pixels (``N`` may be 0).
+            scores: ``(N,)`` detection scores (larger is more certain), or ``None`` for all 1.
+
+        Returns:
+            ``N`` track ids, one per box in the given order; ``-1`` for a box that got none
+            (beyond ``max_people``).
+        """
+        cfg = self.config
+        frame_index = int(frame_index)
+        if self._last_frame is not None and frame_index <= self._last_frame:
+            raise ValueError(
+                f"frame_index must increase: got {frame_index} after {self._last_frame}"
+            )
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+        n = boxes.shape[0]
+        scores = np.ones(n) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        if scores.shape != (n,):
+            raise ValueError(f"scores must have shape ({n},), got {scores.shape}")
+        self._last_frame = frame_index
+
+        # 1. End tracks unmatched for more than max_age frames.
+        self._tracks = [
+            tr for tr in self._tracks if frame_index - tr.last_frame - 1 <= cfg.max_age
+        ]
+
+        # Detections in priority order: score descending, then index (stable).
+        order = np.argsort(-scores, kind="stable")
+
+        # 2-3. Predict, gate, assign.
+        match: dict[int, _Track] = {}  # detection index -> track
+        if n and self._tracks:
+            preds = np.stack([tr.predict(frame_index, cfg.motion) for tr in self._tracks])
+            iou = iou_matrix(boxes[order], preds)  # (N, M) in priority order
+            allowed = iou >= cfg.iou_threshold
+            if cfg.iou_threshold == 0.0:
+                allowed &= iou > 0.0
+            cost = np.where(allowed, 1.0 - iou, _FORBIDDEN)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if allowed[r, c]:
+                    match[int(order[r])] = self._tracks[c]
+
+        # 5. Who gets an id this frame: matched first (more hits, then score), then new by score.
+        matched_order = sorted(match, key=lambda i: (-match[i].hits, -scores[i], i))
+        new_order = [int(i) for i in order if int(i) not in match]
+        cap = n if cfg.max_people is None else cfg.max_people
+        chosen_matched = matched_order[:cap]
+        chosen_new = new_order[: max(cap - len(chosen_matched), 0)]
+
+        ids = [-1] * n
+        for i in chosen_matched:
+            tr = match[i]
+            self._observe(tr, boxes[i], frame_index)
+            ids[i] = tr.track_id
+        # 4. New tracks, highest score first.
+        for i in chosen_new:
+            tr = _Track(
+                track_id=self._next_id,
+                box=boxes[i].copy(),
+                velocity=np.zeros(2),
+                first_frame=frame_index,
+                last_frame=frame_index,
+                hits=1,
+            )
+            self._next_id += 1
+            self._tracks.append(tr)
+            self._hits[tr.track_id] = 1
+            ids[i] = tr.track_id
+        return ids
+
+    def _observe(self, tr: _Track, box: np.ndarray, frame_index: int) -> None:
+        """Update a matched track with its new box."""
+        gap = frame_index - tr.last_frame
+        old_c = tr.box[:2] + tr.box[2:] / 2.0
+        new_c = box[:2] + box[2:] / 2.0
+        step = (new_c - old_c) / gap
+        if tr.hits == 1:
+            tr.velocity = step
+        else:
+            s = self.config.velocity_smoothing
+            tr.velocity = s * tr.velocity + (1.0 - s) * step
+        tr.box = box.copy()
+        tr.last_frame = frame_index
+        tr.hits += 1
+        self._hits[tr.track_id] = tr.hits
+
+    def finalize(self) -> set[int]:
+        """Ids of the tracks kept: matched in at least ``min_length`` frames (state unchanged)."""
+        return {tid for tid, hits in self._hits.items() if hits >= self.config.min_length}
+
+    def track_lengths(self) -> dict[int, int]:
+        """Frames matched per track id, for every track created so far."""
+        return dict(self._hits)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tracker's state as plain Python values (JSON-serialisable, exact for floats).
+
+        ``load_state_dict`` of it on a new tracker with the same config continues exactly as
+        this one would.
+        """
+        return {
+            "version": _STATE_VERSION,
+            "config": asdict(self.config),
+            "next_id": self._next_id,
+            "last_frame": self._last_frame,
+            "hits": [[tid, hits] for tid, hits in sorted(self._hits.items())],
+            "tracks": [
+                {
+                    "id": tr.track_id,
+                    "box": [float(v) for v in tr.box],
+                    "velocity": [float(v) for v in tr.velocity],
+                    "first_frame": tr.first_frame,
+                    "last_frame": tr.last_frame,
+                    "hits": tr.hits,
+                }
+                for tr in self._tracks
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (this tracker's config is kept).
+
+        Raises:
+            ValueError: for an unknown state version.
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported tracker state version {state.get('version')!r}")
+        if state.get("config") != asdict(self.config):
+            logger.warning("resuming tracker state saved with a different TrackerConfig")
+        self._next_id = int(state["next_id"])
+        last = state["last_frame"]
+        self._last_frame = None if last is None else int(last)
+        self._hits = {int(tid): int(h) for tid, h in state["hits"]}
+        self._tracks = [
+            _Track(
+                track_id=int(d["id"]),
+                box=np.asarray(d["box"], dtype=np.float64),
+                velocity=np.asarray(d["velocity"], dtype=np.float64),
+                first_frame=int(d["first_frame"]),
+                last_frame=int(d["last_frame"]),
+                hits=int(d["hits"]),
+            )
+            for d in state["tracks"]
+        ]
+
+
+def track_boxes(
+    frames: Iterable[tuple[int, np.ndarray, np.ndarray | None]],
+    config: TrackerConfig = TrackerConfig(),
+) -> list[list[int]]:
+    """Track a whole sequence offline.
+
+    Args:
+        frames: ``(frame_index, boxes (N, 4) xywh pixels, scores (N,) or None)`` per frame,
+            frame indices increasing.
+        config: tracker parameters.
+
+    Returns:
+        One list per frame of the track id of each box (original ids, not renumbered), ``-1``
+        for boxes without a track and for tracks shorter than ``config.min_length``.
+    """
+    tracker = IoUTracker(config)
+    per_frame = [tracker.update(f, boxes, scores) for f, boxes, scores in frames]
+    kept = tracker.finalize()
+    return [[tid if tid in kept else -1 for tid in ids] for ids in per_frame]
