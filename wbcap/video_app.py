@@ -273,10 +273,10 @@ def regress_frames(
                 t1 = time.perf_counter()
                 timings["regress"] = timings.get("regress", 0.0) + (t1 - t0)
                 k = 0
-                for index, time, size, jobs in pending:
+                for index, ftime, size, jobs in pending:
                     mine = people[k : k + len(jobs)]
                     k += len(jobs)
-                    rec = {"frame": index, "time": time, "size": size, "people": [_person_record(p) for p in mine]}
+                    rec = {"frame": index, "time": ftime, "size": size, "people": [_person_record(p) for p in mine]}
                     raw.write(json.dumps(rec) + "\n")
                 raw.flush()
                 timings["write"] = timings.get("write", 0.0) + (time.perf_counter() - t1)
@@ -445,10 +445,10 @@ def finalize(
             by_frame.setdefault(int(f), []).append((tid, row))
     n_lines = 0
     with atomic_path(out / PARAMS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for frame_index, time in frames:
+        for frame_index, ftime in frames:
             for tid, row in sorted(by_frame.get(frame_index, [])):
                 tr = tracks[tid]
-                rec = {"frame": frame_index, "time": time, "track": tid, "box": tr["box"][row].tolist()}
+                rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr["box"][row].tolist()}
                 for k in (*ROT_KEYS, "shape", "expr", "cam_trans"):
                     rec[k] = tr[k][row].tolist()
                 rec["camera"] = {"focal": [focal, focal], "princpt": list(princpt), "image_size": [width, height]}

@@ -1,0 +1,141 @@
+"""Video pipeline benchmark: frames/s per stage and peak RSS, for a clip and the same clip x4.
+
+    python benchmarks/video_pipeline.py [--video ../shared/media/vtest.avi] [--frames 200]
+        [--repeat 4] [--full-size] [--render] [--device cpu] [--json out.json]
+
+Each run is a separate process (so its peak RSS is its own): first the first ``--frames``
+frames of the video, then a clip made of those frames repeated ``--repeat`` times. Peak RSS
+must not grow with the length of the video. Uses the real SMPL-X model and checkpoint when
+``wbcap doctor`` finds them; otherwise a synthetic body model and random weights (the same
+arithmetic; ``--full-size`` for the released architecture, default all-ResNet-18 on CPU so the
+run takes minutes, not an hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_repeated_clip(video: Path, frames: int, repeat: int, dest: Path) -> Path:
+    """The first ``frames`` frames of ``video`` written ``repeat`` times (H.264)."""
+    from wbcap.io.video import VideoWriter, open_frames
+
+    src = open_frames(str(video), max_frames=frames)
+    images = [f.image for f in src]
+    with VideoWriter(dest, src.info.width, src.info.height, src.info.fps_fraction) as w:
+        for _ in range(repeat):
+            for img in images:
+                w.write(img)
+    return dest
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run one pipeline in this process and print a JSON line of measurements."""
+    import torch
+
+    from wbcap.body.model_files import find_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.errors import WbcapError
+    from wbcap.model.checkpoint import load_network
+    from wbcap.model.device import resolve_device
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.checkpoints import random_network
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+    from wbcap.track.iou_tracker import TrackerConfig
+    from wbcap.video_app import VideoJob, run_video
+    from wbcap.weights import find_checkpoint
+
+    t0 = time.perf_counter()
+    dev = resolve_device(args.device)
+    try:
+        body_path, real_body = find_body_model("neutral"), True
+    except WbcapError:
+        folder = Path(tempfile.mkdtemp()) / "body"
+        write_synthetic_smplx(folder)
+        body_path, real_body = find_body_model("neutral", folder), False
+    try:
+        net, real_net = load_network(find_checkpoint(), dev), True
+    except WbcapError:
+        small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+        net, real_net = random_network(ModelConfig(**small), upright=True).to(dev), False
+    pipe = Pipeline(WholeBodyRegressor(net, SMPLXLayer.from_file(body_path)), dev, args.batch_size)
+    startup = time.perf_counter() - t0
+    job = VideoJob(
+        source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
+        max_frames=args.frames, detector=args.detector, max_people=args.max_people,
+        tracker=TrackerConfig(max_people=args.max_people), render=args.render, overwrite=True,
+    )
+    t1 = time.perf_counter()
+    result = run_video(job, pipeline=pipe)
+    wall = time.perf_counter() - t1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "frames": result.frames, "person_frames": result.person_frames, "tracks": len(result.tracks),
+        "wall_s": wall, "startup_s": startup, "fps": result.frames / wall, "peak_rss_mb": peak_mb,
+        "timings_s": result.timings, "real_body_model": real_body, "real_checkpoint": real_net,
+        "architecture": net.config.backbone_depth, "device": str(dev), "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", default=str(ROOT.parent / "shared" / "media" / "vtest.avi"))
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=4)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--detector", default="hog")
+    ap.add_argument("--max-people", type=int, default=3)
+    ap.add_argument("--full-size", action="store_true")
+    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    if not Path(args.video).is_file():
+        sys.exit(f"error: {args.video} not found; pass --video")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [(f"first {args.frames} frames", args.video, args.frames)]
+        if args.repeat > 1:
+            rep = make_repeated_clip(Path(args.video), args.frames, args.repeat, Path(tmp) / "repeated.mp4")
+            clips.append((f"same clip x{args.repeat}", str(rep), args.frames * args.repeat))
+        for name, video, n in clips:
+            cmd = [sys.executable, __file__, "--child", "--video", video, "--frames", str(n), "--out", str(Path(tmp) / "out"),
+                   "--device", args.device, "--batch-size", str(args.batch_size), "--detector", args.detector,
+                   "--max-people", str(args.max_people)] + (["--full-size"] if args.full_size else []) + (
+                ["--render"] if args.render else [])
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                sys.exit(f"error: benchmark child failed:\n{res.stderr[-2000:]}")
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["clip"] = name
+            rows.append(row)
+    print(f"{'clip':22s} {'frames':>6s} {'fps':>6s} {'peak RSS MB':>11s}  stage seconds (frames/s)")
+    for r in rows:
+        stages = "  ".join(f"{k} {v:.1f}s ({r['frames'] / v:.1f}/s)" for k, v in r["timings_s"].items() if v > 0)
+        print(f"{r['clip']:22s} {r['frames']:6d} {r['fps']:6.2f} {r['peak_rss_mb']:11.0f}  {stages}")
+    r0 = rows[0]
+    print(f"device {r0['device']}, torch {r0['torch']} ({r0['threads']} threads), ResNet-{r0['architecture']} body backbone, "
+          f"real checkpoint: {r0['real_checkpoint']}, real SMPL-X: {r0['real_body_model']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
