@@ -194,3 +194,53 @@ def test_bad_video_inputs(tmp_path, base_args, case):
     errors = [line for line in r.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], r.output
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file() and p.name != "run.json"], list(out.rglob("*"))
+
+
+def write_video_with_audio(path: Path, frames: list[np.ndarray], fps: int = 10, rate: int = 16000) -> Path:
+    """H.264 video plus a 440 Hz AAC tone as long as the video."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        for img in frames:
+            for pkt in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        n = int(len(frames) / fps * rate)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
+        for s in range(0, n, 1024):
+            af = av.AudioFrame.from_ndarray(tone[None, s : s + 1024], format="fltp", layout="mono")
+            af.sample_rate, af.pts = rate, s
+            for pkt in a.encode(af):
+                c.mux(pkt)
+        for stream in (v, a):
+            for pkt in stream.encode():
+                c.mux(pkt)
+    return path
+
+
+def test_render_keeps_source_audio(tmp_path, base_args):
+    video = write_video_with_audio(tmp_path / "talk.mp4", [person_image(160, 120, seed=i) for i in range(10)])
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", "full", "--min-track", "1", *base_args)
+    assert r.exit_code == 0, r.output
+    with av.open(str(out / "render.mp4")) as c:
+        assert len(c.streams.audio) == 1
+        audio = c.streams.audio[0]
+        seconds = sum(p.duration or 0 for p in c.demux(audio)) * float(audio.time_base)
+    assert abs(seconds - 1.0) < 0.15
+    assert decode_info(out / "render.mp4")[0] == 10
+
+
+def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2 = pytest.importorskip("cv2")
+        cv2.imwrite(str(folder / f"f{i + 1}.png"), person_image(120, 160, seed=i)[:, :, ::-1])
+    out = tmp_path / "out"
+    r = run("run", folder, "-o", out, "--detector", "full", "--min-track", "1", *base_args)
+    assert r.exit_code == 0, r.output
+    n, w, h, rate = decode_info(out / "render.mp4")
+    assert (n, w, h) == (4, 120, 160) and rate == 30
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
