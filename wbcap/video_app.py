@@ -192,6 +192,18 @@ def _truncate_to_complete_lines(path: Path) -> tuple[int, int]:
     return count, last
 
 
+def _timed(iterable, timings: dict[str, float], key: str):
+    """Yield from ``iterable``, adding the time spent producing each item to ``timings[key]``."""
+    it = iter(iterable)
+    while True:
+        t0 = time.perf_counter()
+        item = next(it, None)
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - t0)
+        if item is None:
+            return
+        yield item
+
+
 def _detect_thread(
     frames, detector, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
 ) -> None:
@@ -199,14 +211,10 @@ def _detect_thread(
     from wbcap.detect.factory import BoxesFileDetector
 
     try:
-        it = iter(frames)
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            frame = next(it, None)
-            t1 = time.perf_counter()
-            timings["decode"] = timings.get("decode", 0.0) + (t1 - t0)
-            if frame is None:
+        for frame in _timed(frames, timings, "decode"):
+            if stop.is_set():
                 break
+            t1 = time.perf_counter()
             if frame.index <= skip_until:
                 q.put((frame, None))
                 continue
@@ -533,14 +541,8 @@ def _render_video(
     audio = None if source.info.is_image_sequence or not source.info.has_audio else Path(job.source)
     n = 0
     with VideoWriter(out, info.width, info.height, fps, audio_from=audio, audio_start=job.start, audio_end=audio_end) as writer:
-        it = iter(source)
-        while True:
-            t0 = time.perf_counter()
-            frame = next(it, None)
+        for frame in _timed(source, timings, "render_decode"):
             t1 = time.perf_counter()
-            timings["render_decode"] = timings.get("render_decode", 0.0) + (t1 - t0)
-            if frame is None:
-                break
             people = sorted(by_frame.get(frame.index, []))
             image = frame.image
             if people:

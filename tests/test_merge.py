@@ -1,0 +1,65 @@
+"""`wbcap train merge`: hand backbone copied by module, hand heads re-initialised, loud failure."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from wbcap.errors import CheckpointError
+from wbcap.model.checkpoint import read_checkpoint, save_checkpoint
+from wbcap.model.hand_model import HandModel
+from wbcap.testing.checkpoints import make_state_dict, random_network
+from wbcap.train.merge import merge_hand_into_body
+
+
+def _hand_ckpt(path, prefix: str, depth: int = 18, seed: int = 7):
+    hand = HandModel(depth)
+    sd = make_state_dict([(k, tuple(v.shape), v.dtype) for k, v in hand.state_dict().items()], seed=seed)
+    sd = OrderedDict((k.replace("backbone.", prefix, 1) if k.startswith("backbone.") else k, v) for k, v in sd.items())
+    torch.save({"network": OrderedDict(("module." + k, v) for k, v in sd.items()), "epoch": 12}, path)
+    return sd
+
+
+@pytest.mark.parametrize("prefix", ["backbone.", "hand_backbone."])
+def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, prefix):
+    body_net = random_network(small_config, seed=1)
+    body_path = save_checkpoint(tmp_path / "body.pth", body_net, epoch=6)
+    hand_sd = _hand_ckpt(tmp_path / "hand.pth", prefix)
+    out = merge_hand_into_body(body_path, tmp_path / "hand.pth", tmp_path / "merged.pth")
+    merged = read_checkpoint(out)
+    assert merged.epoch == 0 and merged.config == small_config
+    body_sd = body_net.state_dict()
+    n_backbone = 0
+    for k, v in merged.state_dict.items():
+        if k.startswith("hand_roi_net.backbone."):
+            assert torch.equal(v, hand_sd[prefix + k[len("hand_roi_net.backbone."):]]), k
+            n_backbone += 1
+        elif k.startswith(("hand_position_net.", "hand_rotation_net.")):
+            if k.endswith("weight") and v.dim() > 1:  # re-initialised: small normal, not the body's values
+                assert not torch.equal(v, body_sd[k]) and v.std() < 0.02, k
+            if k.endswith("bias"):
+                assert torch.count_nonzero(v) == 0, k
+        else:
+            assert torch.equal(v, body_sd[k]), k
+    assert n_backbone == sum(1 for k in body_sd if k.startswith("hand_roi_net.backbone."))
+
+
+def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, small_config):
+    body_path = save_checkpoint(tmp_path / "body.pth", random_network(small_config, seed=1))
+    torch.save({"network": {"module.encoder.stem.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "weird.pth")
+    with pytest.raises(CheckpointError) as info:
+        merge_hand_into_body(body_path, tmp_path / "weird.pth", tmp_path / "merged.pth")
+    assert "weird.pth" in str(info.value) and "no backbone" in str(info.value)
+    assert not (tmp_path / "merged.pth").exists()
+    _hand_ckpt(tmp_path / "hand50.pth", "backbone.", depth=50)  # wrong depth for a ResNet-18 body
+    with pytest.raises(CheckpointError):
+        merge_hand_into_body(body_path, tmp_path / "hand50.pth", tmp_path / "merged.pth")
+
+
+def test_hand_model_names_equal_reference(shared_dir):
+    ref = json.loads((shared_dir / "reference" / "hand4whole_hand_checkpoint_keys.json").read_text())
+    ours = [["module." + k, list(v.shape), str(v.dtype)] for k, v in HandModel(50).state_dict().items()]
+    assert ours == ref["keys"]

@@ -1,0 +1,1 @@
+"""Training: datasets, losses, stages, trainer, merge."""

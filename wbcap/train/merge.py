@@ -1,0 +1,86 @@
+"""``wbcap train merge``: put the hand model's backbone into the whole-body model.
+
+As the paper's recipe (upstream ``tool/merge_hand_to_all.py``): the whole-body checkpoint keeps
+every tensor except that its hand backbone is replaced by the hand model's backbone, and the
+hand heads (``hand_position_net``, ``hand_rotation_net``) start again from their initial values;
+the epoch is reset. Unlike upstream, which looks for one hard-coded prefix
+(``module.hand_backbone.``) and silently copies nothing when the hand model names it differently
+(the public hand code says ``module.backbone.``), tensors are matched *by module*: the hand
+checkpoint's backbone is whichever prefix holds a complete ResNet whose names and shapes equal
+the whole-body hand backbone's, and the merge fails loudly when there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from wbcap.errors import CheckpointError
+from wbcap.model.checkpoint import OFFICIAL_PREFIX, _torch_load, check_state_dict, read_checkpoint, save_checkpoint
+from wbcap.model.hand4whole import Hand4Whole
+from wbcap.model.init import init_head_weights
+
+log = logging.getLogger(__name__)
+
+HAND_BACKBONE = "hand_roi_net.backbone."
+HAND_HEADS = ("hand_position_net", "hand_rotation_net")
+
+
+def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> str:
+    """The prefix under which ``sd`` holds exactly the tensors of ``reference`` (names relative).
+
+    Candidates are the prefixes of stem convolutions (``<prefix>conv1.weight`` outside any
+    ``layerN``). Raises CheckpointError listing what was tried when none matches.
+    """
+    tried = []
+    for key in sd:
+        if not key.endswith("conv1.weight"):
+            continue
+        prefix = key[: -len("conv1.weight")]
+        if "layer" in prefix:
+            continue
+        sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if set(sub) == set(reference) and all(sub[k].shape == reference[k].shape for k in reference):
+            return prefix
+        tried.append(prefix or "(no prefix)")
+    raise CheckpointError(
+        "hand checkpoint: no backbone matching the whole-body hand backbone "
+        f"(tried prefixes: {', '.join(tried) or 'none with a conv1.weight'}); is it a hand model of the same depth?"
+    )
+
+
+def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's network tensors with any ``module.`` prefix removed (no architecture check)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = _torch_load(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure is a bad file for the user
+        raise CheckpointError(f"{path}: not a readable weights-only PyTorch checkpoint ({type(exc).__name__})") from None
+    sd = obj.get("network", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: no 'network' state_dict of tensors")
+    return {k[len(OFFICIAL_PREFIX):] if k.startswith(OFFICIAL_PREFIX) else k: v for k, v in sd.items()}
+
+
+def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: int = 0) -> Path:
+    """Write the merged whole-body checkpoint (wbcap format, config inside). Returns ``out``."""
+    body = read_checkpoint(body_ckpt)
+    net = Hand4Whole(body.config)
+    check_state_dict(net, body.state_dict, body.path)
+    net.load_state_dict(body.state_dict, strict=True)
+    reference = {k[len(HAND_BACKBONE):]: v for k, v in body.state_dict.items() if k.startswith(HAND_BACKBONE)}
+    try:
+        prefix = find_backbone_prefix(read_network_tensors(hand_ckpt), reference)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{hand_ckpt}: {exc}") from None
+    hand = read_network_tensors(hand_ckpt)
+    net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)
+    torch.manual_seed(seed)
+    for name in HAND_HEADS:
+        init_head_weights(getattr(net, name))
+    log.info("merged the hand backbone from prefix %r; re-initialised %s", prefix, ", ".join(HAND_HEADS))
+    return save_checkpoint(out, net, epoch=0)
