@@ -1,0 +1,554 @@
+"""Training / evaluation datasets read back tiny fixtures written in each dataset's native layout.
+
+Expected values are computed here from the annotation files with plain pinhole / crop arithmetic
+(the crop maps the processed box centre to the patch centre and its width to 384 px; a body
+heatmap cell is 64x64 px), not with the loaders' helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from wbcap.body import joints as J
+from wbcap.body.smplx_layer import joints137
+from wbcap.crop.bbox import process_bbox
+from wbcap.errors import InputError
+from wbcap.testing import dataset_fixtures as fx
+from wbcap.train.data.cocowb import COCOWholeBody
+from wbcap.train.data.common import (
+    Augmentation,
+    AugmentConfig,
+    DatasetLayoutError,
+    rot_aug_matrix,
+    sample_augmentation,
+)
+from wbcap.train.data.ehf import EHF, EHF_CAMERA_ROTVEC, read_ply_vertices
+from wbcap.train.data.freihand import FreiHAND
+from wbcap.train.data.human36m import H36M_JOINT_NAMES, Human36M
+from wbcap.train.data.pw3d import PW3D
+
+CELL = 64.0  # body heatmap cell in crop pixels: 384 / 6 == 512 / 8
+FLIP = np.arange(J.JOINT_NUM)
+for _a, _b in J.FLIP_PAIRS:
+    FLIP[_a], FLIP[_b] = _b, _a
+ORIG_FLIP = np.arange(J.ORIG_JOINT_NUM)
+for _a, _b in J.ORIG_FLIP_PAIRS:
+    ORIG_FLIP[_a], ORIG_FLIP[_b] = _b, _a
+
+TARGET_SHAPES = {
+    "joint_img": (137, 3), "smplx_joint_img": (137, 3), "joint_cam": (137, 3), "smplx_joint_cam": (137, 3),
+    "smplx_pose": (159,), "smplx_shape": (10,), "smplx_expr": (10,),
+    "lhand_bbox_center": (2,), "rhand_bbox_center": (2,), "face_bbox_center": (2,),
+    "lhand_bbox_size": (2,), "rhand_bbox_size": (2,), "face_bbox_size": (2,),
+}  # fmt: skip
+META_SHAPES = {
+    "joint_valid": (137, 1), "joint_trunc": (137, 1), "smplx_joint_valid": (137, 1), "smplx_joint_trunc": (137, 1),
+    "smplx_pose_valid": (159,), "smplx_shape_valid": (), "smplx_expr_valid": (), "is_3D": (),
+    "lhand_bbox_valid": (), "rhand_bbox_valid": (), "face_bbox_valid": (),
+}  # fmt: skip
+
+
+def check_schema(sample, img_shape=(3, 512, 384), targets=TARGET_SHAPES, meta=META_SHAPES):
+    inputs, t, m = sample
+    assert set(inputs) == {"img"} and set(t) == set(targets) and set(m) == set(meta)
+    assert inputs["img"].shape == img_shape and inputs["img"].dtype == np.float32
+    assert 0.0 <= inputs["img"].min() and inputs["img"].max() <= 1.0 and inputs["img"].max() > 0.1
+    for d, shapes in ((t, targets), (m, meta)):
+        for k, shape in shapes.items():
+            v = d[k]
+            assert np.shape(v) == shape, k
+            assert np.asarray(v).dtype == np.float32, k
+            assert np.all(np.isfinite(v)), k
+
+
+def assert_same(a, b):
+    for da, db in zip(a, b, strict=True):
+        assert set(da) == set(db)
+        for k in da:
+            np.testing.assert_array_equal(np.asarray(da[k]), np.asarray(db[k]), err_msg=k)
+
+
+def crop_hm(px, box):
+    """Expected heatmap (x, y) of image pixels for an unaugmented crop of processed box ``box``."""
+    px = np.asarray(px, np.float64)
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    x = ((px[..., 0] - cx) * 384 / box[2] + 192) / CELL
+    y = ((px[..., 1] - cy) * 512 / box[3] + 256) / CELL
+    return np.stack([x, y], -1)
+
+
+def smplx_world_joints(body_layer, p):
+    t = lambda k, n: torch.tensor(p.get(k, [0.0] * n), dtype=torch.float32).reshape(1, n)  # noqa: E731
+    hands = p.get("lhand_valid", False), p.get("rhand_valid", False)
+    with torch.no_grad():
+        out = body_layer(
+            betas=t("shape", 10), global_orient=t("root_pose", 3), body_pose=t("body_pose", 63),
+            left_hand_pose=t("lhand_pose", 45) if hands[0] else torch.zeros(1, 45),
+            right_hand_pose=t("rhand_pose", 45) if hands[1] else torch.zeros(1, 45),
+            jaw_pose=t("jaw_pose", 3), expression=t("expr", 10), transl=t("trans", 3),
+        )  # fmt: skip
+    return joints137(out)[0].numpy().astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# fixtures
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def h36m_root(tmp_path_factory):
+    return fx.write_human36m_fixture(tmp_path_factory.mktemp("h36m"))
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    return fx.write_cocowb_fixture(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="module")
+def h36m(h36m_root, body_layer):
+    return Human36M(h36m_root, "train", body_layer, augment=None)
+
+
+@pytest.fixture(scope="module")
+def coco(coco_root, body_layer):
+    return COCOWholeBody(coco_root, "train", body_layer, augment=None)
+
+
+def h36m_annotation(root, subject, image_id):
+    ann_dir = root / "Human36M" / "annotations"
+    data = json.loads((ann_dir / f"Human36M_subject{subject}_data.json").read_text())
+    img = next(i for i in data["images"] if i["id"] == image_id)
+    ann = next(a for a in data["annotations"] if a["image_id"] == image_id)
+    cams = json.loads((ann_dir / f"Human36M_subject{subject}_camera.json").read_text())
+    joints = json.loads((ann_dir / f"Human36M_subject{subject}_joint_3d.json").read_text())
+    smplx = json.loads((ann_dir / f"Human36M_subject{subject}_SMPLX_NeuralAnnot.json").read_text())
+    key = (str(img["action_idx"]), str(img["subaction_idx"]), str(img["frame_idx"]))
+    return (img, ann, cams[str(img["cam_idx"])], np.asarray(joints[key[0]][key[1]][key[2]], np.float64),
+            smplx[key[0]][key[1]][key[2]])  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# augmentation
+# ----------------------------------------------------------------------------------------------
+def test_sample_augmentation_ranges_and_determinism():
+    cfg = AugmentConfig()
+    assert (cfg.scale, cfg.rot, cfg.rot_prob, cfg.color, cfg.flip_prob) == (0.25, 30.0, 0.6, 0.2, 0.5)
+    draws = [sample_augmentation(np.random.default_rng(i), cfg, True) for i in range(2000)]
+    scales = np.array([d.scale for d in draws])
+    rots = np.array([d.rot for d in draws])
+    colors = np.array([d.color_scale for d in draws])
+    assert scales.min() >= 0.75 and scales.max() <= 1.25
+    assert np.abs(rots).max() <= 60.0 and 0.55 < np.mean(rots != 0) < 0.65
+    assert colors.min() >= 0.8 and colors.max() <= 1.2
+    assert 0.45 < np.mean([d.flip for d in draws]) < 0.55
+    assert sample_augmentation(np.random.default_rng(5), cfg, True) == draws[5]
+    assert sample_augmentation(np.random.default_rng(5), cfg, False) == Augmentation()
+    forced = AugmentConfig(scale=0, rot=0, color=0, flip_prob=1.0)
+    assert all(
+        sample_augmentation(np.random.default_rng(i), forced, True) == Augmentation(flip=True) for i in range(50)
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Human3.6M
+# ----------------------------------------------------------------------------------------------
+def test_h36m_subsampling(h36m, h36m_root, body_layer):
+    # fixture: 7 subjects, frames (0, 3, 5, 10, 64), cameras (1, 4)
+    assert len(h36m) == 5 * 3 * 2
+    s1 = [r for r in h36m.records if r["subject"] == 1]
+    assert sorted({r["frame_idx"] for r in s1}) == [0, 5, 10]
+    assert {r["cam_idx"] for r in s1} == {1, 4}
+    assert {r["subject"] for r in h36m.records} == {1, 5, 6, 7, 8}
+    test = Human36M(h36m_root, "test", body_layer)
+    assert len(test) == 4
+    assert {(r["subject"], r["frame_idx"], r["cam_idx"]) for r in test.records} == {
+        (9, 0, 4), (9, 64, 4), (11, 0, 4), (11, 64, 4)}  # fmt: skip
+    assert len(Human36M(h36m_root, "train", body_layer, subjects=(1,))) == 6
+
+
+def test_h36m_schema_and_targets(h36m, h36m_root, body_layer):
+    sample = h36m[1]
+    check_schema(sample)
+    _, t, m = sample
+    rec = h36m.records[1]
+    img, ann, cam, world_mm, fit = h36m_annotation(h36m_root, rec["subject"], rec["image_id"])
+    R, tvec, f, c = (np.asarray(cam[k], np.float64) for k in ("R", "t", "f", "c"))
+    box = process_bbox(ann["bbox"], img["width"], img["height"])
+    cam_mm = world_mm @ R.T + tvec
+    px = cam_mm[:, :2] / cam_mm[:, 2:] * f + c
+    for name in ("Pelvis", "L_Wrist", "R_Knee", "Neck", "L_Shoulder"):
+        k, j = H36M_JOINT_NAMES.index(name), J.JOINT_NAMES.index(name)
+        np.testing.assert_allclose(t["joint_img"][j, :2], crop_hm(px[k], box), atol=1e-3)
+        rel = (cam_mm[k] - cam_mm[0]) / 1000.0
+        np.testing.assert_allclose(t["joint_cam"][j], rel, atol=1e-5)
+        assert t["joint_img"][j, 2] == pytest.approx((rel[2] / 1.0 + 1) / 2 * 8, abs=1e-4)
+    mapped = {J.JOINT_NAMES.index(n) for n in H36M_JOINT_NAMES if n in J.JOINT_NAMES}
+    assert len(mapped) == 14
+    assert {int(i) for i in np.flatnonzero(m["joint_valid"][:, 0])} == mapped
+    assert m["is_3D"] == 1 and m["smplx_shape_valid"] == 1 and m["smplx_expr_valid"] == 0
+    assert m["lhand_bbox_valid"] == m["rhand_bbox_valid"] == m["face_bbox_valid"] == 0
+
+    # SMPL-X targets: the world-frame fit seen through the camera (R, t in mm)
+    world = smplx_world_joints(body_layer, fit)
+    cam_m = world @ R.T + tvec / 1000.0
+    fit_px = cam_m[:, :2] / cam_m[:, 2:] * f + c
+    body = list(J.JOINT_PART["body"])
+    np.testing.assert_allclose(t["smplx_joint_img"][body, :2], crop_hm(fit_px[body], box), atol=2e-3)
+    np.testing.assert_allclose(t["smplx_joint_cam"][body], cam_m[body] - cam_m[0], atol=1e-4)
+    root = cv2.Rodrigues(R @ cv2.Rodrigues(np.asarray(fit["root_pose"]))[0])[0].reshape(3)
+    np.testing.assert_allclose(t["smplx_pose"][:3], root, atol=1e-5)
+    np.testing.assert_allclose(t["smplx_pose"][3:66], fit["body_pose"], atol=1e-6)
+    np.testing.assert_allclose(t["smplx_shape"], fit["shape"], atol=1e-6)
+    pose_valid = m["smplx_pose_valid"].reshape(53, 3)[:, 0]
+    invalid = {J.ORIG_JOINT_NAMES.index(n) for n in ("L_Ankle", "R_Ankle", "L_Wrist", "R_Wrist")}
+    invalid |= set(J.ORIG_JOINT_PART["lhand"]) | set(J.ORIG_JOINT_PART["rhand"]) | {52}
+    assert set(np.flatnonzero(pose_valid == 0).tolist()) == invalid
+    sv = m["smplx_joint_valid"][:, 0]
+    assert sv[list(J.JOINT_PART["hand"])].sum() == 0 and sv[list(J.JOINT_PART["face"])].sum() == 0
+    assert sv[J.JOINT_NAMES.index("L_Heel")] == 0 and sv[J.JOINT_NAMES.index("L_Wrist")] == 1
+    assert np.all(m["smplx_joint_trunc"] <= sv[:, None])
+
+
+def test_h36m_flip(h36m):
+    plain = h36m.get(3, Augmentation())
+    flipped = h36m.get(3, Augmentation(flip=True))
+    check_schema(flipped)
+    (i0, t0, m0), (i1, t1, m1) = plain, flipped
+    for img_key, cam_key, valid_key in (("joint_img", "joint_cam", "joint_valid"),
+                                        ("smplx_joint_img", "smplx_joint_cam", "smplx_joint_valid")):  # fmt: skip
+        a, b = t0[img_key][FLIP], t1[img_key]
+        valid = m0[valid_key][FLIP, 0] > 0
+        np.testing.assert_allclose(b[valid, 0], 6.0 - a[valid, 0], atol=2e-3)
+        np.testing.assert_allclose(b[valid, 1:], a[valid, 1:], atol=2e-3)
+        ca = t0[cam_key][FLIP] * [-1, 1, 1]
+        np.testing.assert_allclose(t1[cam_key], ca, atol=1e-5)
+        np.testing.assert_array_equal(m1[valid_key], m0[valid_key][FLIP])
+    pose0, pose1 = t0["smplx_pose"].reshape(53, 3), t1["smplx_pose"].reshape(53, 3)
+    np.testing.assert_allclose(pose1, pose0[ORIG_FLIP] * [1, -1, -1], atol=1e-5)
+    np.testing.assert_array_equal(
+        m1["smplx_pose_valid"].reshape(53, 3), m0["smplx_pose_valid"].reshape(53, 3)[ORIG_FLIP]
+    )
+    # the crop is the mirror image (patch column j samples where the plain patch's 384 - j does)
+    diff = np.abs(i1["img"][:, :, 1:] - i0["img"][:, :, :0:-1])
+    assert diff.mean() < 2e-3
+
+
+def test_h36m_rotation_is_consistent(h36m):
+    plain = h36m.get(0, Augmentation())[1]
+    rot = h36m.get(0, Augmentation(rot=25.0))[1]
+    M = rot_aug_matrix(25.0)
+    np.testing.assert_allclose(rot["joint_cam"], plain["joint_cam"] @ M.T, atol=1e-5)
+    # the image rotates about the crop centre by the same in-plane rotation as the 3D joints
+    d0 = (plain["joint_img"][:14, :2] - [3, 4]) * CELL
+    d1 = (rot["joint_img"][:14, :2] - [3, 4]) * CELL
+    np.testing.assert_allclose(d1, d0 @ M[:2, :2].T, atol=0.05)
+    r0 = cv2.Rodrigues(plain["smplx_pose"][:3].astype(np.float64))[0]
+    r1 = cv2.Rodrigues(rot["smplx_pose"][:3].astype(np.float64))[0]
+    np.testing.assert_allclose(r1, M @ r0, atol=1e-5)
+
+
+def test_h36m_determinism_and_forced_flip(h36m_root, body_layer):
+    a = Human36M(h36m_root, "train", body_layer, seed=3, subjects=(1,))
+    b = Human36M(h36m_root, "train", body_layer, seed=3, subjects=(1,))
+    assert_same(a[2], b[2])
+    assert a.augmentation_for(2) != Human36M(h36m_root, "train", body_layer, seed=4, subjects=(1,)).augmentation_for(2)
+    a.set_epoch(1)
+    assert a.augmentation_for(2) != b.augmentation_for(2)
+    forced = Human36M(
+        h36m_root, "train", body_layer, augment=AugmentConfig(scale=0, rot=0, color=0, flip_prob=1.0), subjects=(1,)
+    )
+    assert_same(forced[1], forced.get(1, Augmentation(flip=True)))
+    batch = torch.utils.data.default_collate([a[0], a[1]])
+    assert batch[0]["img"].dtype == torch.float32 and batch[2]["is_3D"].dtype == torch.float32
+    assert batch[2]["is_3D"].shape == (2,)
+
+
+def test_h36m_missing_file(tmp_path, body_layer):
+    root = fx.write_human36m_fixture(tmp_path, subjects=(1,), frames=(0,), cameras=(1,))
+    with pytest.raises(DatasetLayoutError) as err:
+        Human36M(root, "train", body_layer)
+    msg = str(err.value)
+    assert isinstance(err.value, InputError) and "\n" not in msg
+    assert str(root / "Human36M" / "annotations" / "Human36M_subject5_data.json") in msg and "expected layout" in msg
+    (root / "Human36M" / "annotations" / "Human36M_subject1_SMPLX_NeuralAnnot.json").unlink()
+    with pytest.raises(DatasetLayoutError, match="Human36M_subject1_SMPLX_NeuralAnnot.json missing"):
+        Human36M(root, "train", body_layer, subjects=(1,))
+
+
+# ----------------------------------------------------------------------------------------------
+# COCO-WholeBody
+# ----------------------------------------------------------------------------------------------
+def coco_ann(root, ann_id, split="train"):
+    db = json.loads((root / "MSCOCO" / "annotations" / f"coco_wholebody_{split}_v1.0.json").read_text())
+    ann = next(a for a in db["annotations"] if a["id"] == ann_id)
+    img = next(i for i in db["images"] if i["id"] == ann["image_id"])
+    return img, ann
+
+
+def test_coco_length_and_schema(coco, coco_root, body_layer):
+    assert [r["ann_id"] for r in coco.records] == [1001, 1003]  # crowd and keypoint-less skipped
+    for i in range(len(coco)):
+        check_schema(coco[i])
+    val = COCOWholeBody(coco_root, "val", body_layer)
+    assert len(val) == 1
+    check_schema(val[0])
+    assert val[0][2]["smplx_shape_valid"] == 0
+
+
+def test_coco_joint_and_box_targets(coco, coco_root):
+    img, ann = coco_ann(coco_root, 1001)
+    _, t, m = coco.get(0, Augmentation())
+    box = process_bbox(ann["bbox"], img["width"], img["height"])
+    body = np.asarray(ann["keypoints"]).reshape(17, 3)
+    checks = {
+        "L_Shoulder": body[5], "R_Wrist": body[10], "Nose": body[0],
+        "Pelvis": (body[11] + body[12]) / 2,
+        "R_Big_toe": np.asarray(ann["foot_kpts"]).reshape(6, 3)[3],
+        "L_Thumb_1": np.asarray(ann["lefthand_kpts"]).reshape(21, 3)[1],
+        "R_Pinky_4": np.asarray(ann["righthand_kpts"]).reshape(21, 3)[20],
+        "Face_56": np.asarray(ann["face_kpts"]).reshape(68, 3)[0],  # first contour point
+        "Face_5": np.asarray(ann["face_kpts"]).reshape(68, 3)[17],  # first landmark
+    }  # fmt: skip
+    for name, kp in checks.items():
+        j = J.JOINT_NAMES.index(name)
+        np.testing.assert_allclose(t["joint_img"][j, :2], crop_hm(kp[:2], box), atol=1e-3, err_msg=name)
+        assert m["joint_valid"][j, 0] == 1 and t["joint_img"][j, 2] == 0
+    assert m["joint_valid"][J.JOINT_NAMES.index("R_Ear"), 0] == 0  # unlabelled in the fixture
+    assert m["joint_valid"][J.NECK_IDX, 0] == 0  # COCO has no neck
+    assert np.all(t["joint_cam"] == 0) and m["is_3D"] == 0
+    for part, key in (("lhand", "lefthand_box"), ("rhand", "righthand_box"), ("face", "face_box")):
+        x, y, w, h = ann[key]
+        corners = crop_hm(np.array([[x, y], [x + w, y + h]]), box)
+        np.testing.assert_allclose(t[f"{part}_bbox_center"], corners.mean(0), atol=1e-3)
+        np.testing.assert_allclose(t[f"{part}_bbox_size"], corners[1] - corners[0], atol=1e-3)
+        assert m[f"{part}_bbox_valid"] == 1
+    _, t3, m3 = coco.get(1, Augmentation())  # annotation 1003: no right hand, no SMPL-X fit
+    assert m3["rhand_bbox_valid"] == 0 and m3["lhand_bbox_valid"] == 1
+    assert m3["smplx_shape_valid"] == 0 and m3["smplx_pose_valid"].sum() == 0 and m3["smplx_joint_valid"].sum() == 0
+
+
+def test_coco_smplx_targets(coco, coco_root, body_layer):
+    img, ann = coco_ann(coco_root, 1001)
+    fit = json.loads((coco_root / "MSCOCO/annotations/MSCOCO_train_SMPLX_all_NeuralAnnot.json").read_text())["1001"]
+    _, t, m = coco.get(0, Augmentation())
+    box = process_bbox(ann["bbox"], img["width"], img["height"])
+    joints = smplx_world_joints(body_layer, fit["smplx_param"])  # camera frame already
+    f, c = np.asarray(fit["cam_param"]["focal"]), np.asarray(fit["cam_param"]["princpt"])
+    px = joints[:, :2] / joints[:, 2:] * f + c
+    np.testing.assert_allclose(t["smplx_joint_img"][:, :2], crop_hm(px, box), atol=2e-3)
+    rel = joints - joints[0]
+    for part, ref in (("lhand", J.LWRIST_IDX), ("rhand", J.RWRIST_IDX), ("face", J.NECK_IDX)):
+        idx = list(J.JOINT_PART[part])
+        rel[idx] = joints[idx] - joints[ref]
+    np.testing.assert_allclose(t["smplx_joint_cam"], rel, atol=1e-4)
+    depth = np.where(np.isin(np.arange(137), list(J.JOINT_PART["body"])), 2.0, 0.3)
+    np.testing.assert_allclose(t["smplx_joint_img"][:, 2], (rel[:, 2] / (depth / 2) + 1) / 2 * 8, atol=1e-3)
+    p = fit["smplx_param"]
+    expected = np.concatenate([p["root_pose"], p["body_pose"], p["lhand_pose"], p["rhand_pose"], p["jaw_pose"]])
+    np.testing.assert_allclose(t["smplx_pose"], expected, atol=1e-5)
+    np.testing.assert_allclose(t["smplx_expr"], p["expr"], atol=1e-6)
+    assert m["smplx_pose_valid"].min() == 1 and m["smplx_expr_valid"] == 1 and m["smplx_joint_valid"].min() == 1
+
+
+def test_coco_flip(coco):
+    (_, t0, m0), (_, t1, m1) = coco.get(0, Augmentation()), coco.get(0, Augmentation(flip=True))
+    valid = m0["joint_valid"][FLIP, 0] > 0
+    np.testing.assert_allclose(t1["joint_img"][valid, 0], 6.0 - t0["joint_img"][FLIP][valid, 0], atol=2e-3)
+    np.testing.assert_allclose(t1["joint_img"][valid, 1], t0["joint_img"][FLIP][valid, 1], atol=2e-3)
+    np.testing.assert_array_equal(m1["joint_valid"], m0["joint_valid"][FLIP])
+    np.testing.assert_array_equal(m1["joint_trunc"], m0["joint_trunc"][FLIP])
+    for a, b in (("lhand", "rhand"), ("rhand", "lhand"), ("face", "face")):
+        np.testing.assert_allclose(t1[f"{a}_bbox_center"], [6.0, 0] + [-1, 1] * t0[f"{b}_bbox_center"], atol=2e-3)
+        np.testing.assert_allclose(t1[f"{a}_bbox_size"], t0[f"{b}_bbox_size"], atol=2e-3)
+        assert m1[f"{a}_bbox_valid"] == m0[f"{b}_bbox_valid"]
+    sv = m0["smplx_joint_valid"][FLIP, 0] > 0
+    np.testing.assert_allclose(t1["smplx_joint_img"][sv, 0], 6.0 - t0["smplx_joint_img"][FLIP][sv, 0], atol=2e-3)
+    np.testing.assert_allclose(t1["smplx_joint_cam"], t0["smplx_joint_cam"][FLIP] * [-1, 1, 1], atol=1e-5)
+    pose0, pose1 = t0["smplx_pose"].reshape(53, 3), t1["smplx_pose"].reshape(53, 3)
+    np.testing.assert_allclose(pose1, pose0[ORIG_FLIP] * [1, -1, -1], atol=1e-5)
+    np.testing.assert_allclose(t1["smplx_joint_img"][:, 2], t0["smplx_joint_img"][FLIP, 2], atol=1e-4)
+
+
+def test_flipped_smplx_params_pose_the_mirrored_body(coco, body_layer):
+    """The flipped sample's pose target, run through the model, is the mirror image of the plain
+    one's (skeleton joints; the synthetic model is mirror-symmetric at zero shape)."""
+
+    def skeleton(t):
+        pose = t["smplx_pose"].reshape(53, 3).astype(np.float64)
+        p = {"root_pose": pose[0], "body_pose": pose[1:22].reshape(-1), "lhand_pose": pose[22:37].reshape(-1),
+             "rhand_pose": pose[37:52].reshape(-1), "jaw_pose": pose[52]}  # fmt: skip
+        p = {k: v.tolist() for k, v in p.items()} | {"lhand_valid": True, "rhand_valid": True}
+        joints = smplx_world_joints(body_layer, p)
+        return (joints - joints[0])[:14]  # pelvis .. wrists
+
+    plain = skeleton(coco.get(0, Augmentation())[1])
+    flipped = skeleton(coco.get(0, Augmentation(flip=True))[1])
+    np.testing.assert_allclose(flipped, plain[FLIP[:14]] * [-1, 1, 1], atol=1e-4)
+    assert np.abs(flipped - plain).max() > 0.01  # the pose is not symmetric to begin with
+
+
+def test_coco_determinism(coco_root, body_layer):
+    a = COCOWholeBody(coco_root, "train", body_layer, seed=11)
+    b = COCOWholeBody(coco_root, "train", body_layer, seed=11)
+    assert_same(a[1], b[1])
+    assert a.augmentation_for(1) == b.augmentation_for(1) != a.augmentation_for(0)
+
+
+def test_coco_missing_files(tmp_path, body_layer):
+    root = fx.write_cocowb_fixture(tmp_path)
+    smplx = root / "MSCOCO" / "annotations" / "MSCOCO_train_SMPLX_all_NeuralAnnot.json"
+    smplx.unlink()
+    assert len(COCOWholeBody(root, "val", body_layer)) == 1  # val needs no fits
+    with pytest.raises(DatasetLayoutError) as err:
+        COCOWholeBody(root, "train", body_layer)
+    assert str(smplx) in str(err.value) and "\n" not in str(err.value)
+    (root / "MSCOCO" / "annotations" / "coco_wholebody_val_v1.0.json").write_text("{broken")
+    with pytest.raises(DatasetLayoutError, match="coco_wholebody_val_v1.0.json: not readable JSON"):
+        COCOWholeBody(root, "val", body_layer)
+    shutil.rmtree(root / "MSCOCO" / "images")
+    (root / "MSCOCO" / "annotations" / "coco_wholebody_val_v1.0.json").unlink()
+    with pytest.raises(DatasetLayoutError, match="coco_wholebody_val_v1.0.json missing; expected layout"):
+        COCOWholeBody(root, "val", body_layer)
+
+
+def test_missing_image_is_named(tmp_path, body_layer):
+    root = fx.write_cocowb_fixture(tmp_path)
+    ds = COCOWholeBody(root, "val", body_layer)
+    ds.records[0]["img_path"].unlink()
+    with pytest.raises(DatasetLayoutError, match="000000000201.jpg missing"):
+        ds[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# FreiHAND
+# ----------------------------------------------------------------------------------------------
+HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,)}
+HAND_META = {"joint_valid": (21, 1), "joint_trunc": (21, 1), "mano_param_valid": (), "mano_pose_valid": (48,),
+             "mano_shape_valid": (), "is_3D": ()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def frei_root(tmp_path_factory):
+    return fx.write_freihand_fixture(tmp_path_factory.mktemp("frei"))
+
+
+def test_freihand_train(frei_root):
+    ds = FreiHAND(frei_root, "train", augment=None)
+    assert len(ds) == 3
+    sample = ds[1]
+    check_schema(sample, (3, 256, 256), HAND_TARGETS, HAND_META)
+    _, t, m = sample
+    base = frei_root / "FreiHAND" / "data"
+    coco = json.loads((base / "freihand_train_coco.json").read_text())
+    data = json.loads((base / "freihand_train_data.json").read_text())
+    img = coco["images"][1]
+    entry = data[str(img["db_idx"])]
+    box = process_bbox(coco["annotations"][1]["bbox"], img["width"], img["height"], aspect_ratio=1.0)
+    joints = np.asarray(entry["joint_3d"])
+    px = joints[:, :2] / joints[:, 2:] * entry["cam_param"]["focal"] + entry["cam_param"]["princpt"]
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    expected = np.stack([(px[:, 0] - cx) * 256 / box[2] + 128, (px[:, 1] - cy) * 256 / box[3] + 128], 1) / 32
+    np.testing.assert_allclose(t["joint_img"][:, :2], expected, atol=1e-3)
+    rel = joints - joints[0]
+    np.testing.assert_allclose(t["joint_cam"], rel, atol=1e-5)
+    np.testing.assert_allclose(t["joint_img"][:, 2], (rel[:, 2] / 0.15 + 1) / 2 * 8, atol=1e-3)
+    np.testing.assert_allclose(t["mano_pose"], entry["mano_param"]["pose"], atol=1e-6)
+    np.testing.assert_allclose(t["mano_shape"], entry["mano_param"]["shape"], atol=1e-6)
+    assert m["joint_trunc"].min() == 1 and m["mano_param_valid"] == 1 and m["is_3D"] == 1
+
+
+def test_freihand_never_flips_and_rotates_root(frei_root):
+    forced = FreiHAND(frei_root, "train", augment=AugmentConfig(scale=0, rot=0, color=0, flip_prob=1.0))
+    assert_same(forced[0], FreiHAND(frei_root, "train", augment=None)[0])
+    ds = FreiHAND(frei_root, "train", augment=None)
+    t0, t1 = ds.get(0, Augmentation())[1], ds.get(0, Augmentation(rot=-40.0))[1]
+    M = rot_aug_matrix(-40.0)
+    np.testing.assert_allclose(t1["joint_cam"], t0["joint_cam"] @ M.T, atol=1e-5)
+    r0 = cv2.Rodrigues(t0["mano_pose"][:3].astype(np.float64))[0]
+    np.testing.assert_allclose(cv2.Rodrigues(t1["mano_pose"][:3].astype(np.float64))[0], M @ r0, atol=1e-5)
+    np.testing.assert_array_equal(t1["mano_pose"][3:], t0["mano_pose"][3:])
+
+
+def test_freihand_eval_and_missing(frei_root, tmp_path):
+    ds = FreiHAND(frei_root, "eval")
+    assert len(ds) == 2
+    _, t, m = ds[0]
+    assert m["bb2img_trans"].shape == (2, 3) and m["root_depth"] > 0.3 and m["mano_param_valid"] == 0
+    root = fx.write_freihand_fixture(tmp_path, num_train=1, num_eval=1)
+    path = root / "FreiHAND" / "rootnet_output" / "bbox_root_freihand_output.json"
+    path.unlink()
+    FreiHAND(root, "train")
+    with pytest.raises(DatasetLayoutError, match="bbox_root_freihand_output.json missing; expected layout"):
+        FreiHAND(root, "eval")
+
+
+# ----------------------------------------------------------------------------------------------
+# 3DPW and EHF (evaluation loaders)
+# ----------------------------------------------------------------------------------------------
+def test_pw3d(tmp_path):
+    root = fx.write_pw3d_fixture(tmp_path, splits=("test",))
+    calls = []
+
+    class FakeSMPL:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, betas, global_orient, body_pose, transl):
+            calls.append((self.name, tuple(betas.shape), tuple(body_pose.shape)))
+            return type("Out", (), {"vertices": transl.reshape(1, 1, 3).repeat(1, 6890, 1)})()
+
+    ds = PW3D(root, "test", smpl_model={"male": FakeSMPL("male"), "female": FakeSMPL("female")})
+    assert len(ds) == 2
+    for i in range(2):
+        inputs, t, m = ds[i]
+        ann = json.loads((root / "PW3D/data/3DPW_test.json").read_text())["annotations"][i]
+        assert inputs["img"].shape == (3, 512, 384)
+        np.testing.assert_allclose(t["smpl_pose"], ann["smpl_param"]["pose"], atol=1e-6)
+        assert t["smpl_mesh_cam"].shape == (6890, 3)
+        np.testing.assert_allclose(t["smpl_mesh_cam"][0], ann["smpl_param"]["trans"], atol=1e-6)
+        assert m["gender"] == ann["smpl_param"]["gender"] and m["bb2img_trans"].shape == (2, 3)
+    assert calls == [("male", (1, 10), (1, 69)), ("female", (1, 10), (1, 69))]
+    assert "smpl_mesh_cam" not in PW3D(root, "test")[0][1]
+    with pytest.raises(DatasetLayoutError, match="3DPW_validation.json missing"):
+        PW3D(root, "validation")
+
+
+def test_ehf(tmp_path):
+    root = fx.write_ehf_fixture(tmp_path)
+    ds = EHF(root)
+    assert len(ds) == 2
+    inputs, t, m = ds[1]
+    assert inputs["img"].shape == (3, 512, 384) and inputs["img"].dtype == np.float32
+    written = read_ply_vertices(root / "EHF/data/02_align.ply")
+    assert written.shape == (10475, 3)
+    R = cv2.Rodrigues(np.asarray(EHF_CAMERA_ROTVEC))[0]
+    np.testing.assert_allclose(t["smplx_mesh_cam"], written @ R.T, atol=1e-5)
+    db = json.loads((root / "EHF/data/EHF.json").read_text())
+    ann, img = db["annotations"][1], db["images"][1]
+    box = process_bbox(ann["body_bbox"], img["width"], img["height"])
+    x, y, w, h = ann["lefthand_bbox"]
+    corners = crop_hm(np.array([[x, y], [x + w, y + h]]), box)
+    np.testing.assert_allclose(t["lhand_bbox_center"], corners.mean(0), atol=1e-3)
+    np.testing.assert_allclose(t["lhand_bbox_size"], corners[1] - corners[0], atol=1e-3)
+    assert m["face_bbox_valid"] == 1
+    (root / "EHF/data/01_align.ply").unlink()
+    with pytest.raises(DatasetLayoutError, match="01_align.ply missing"):
+        ds[0]
+
+
+def test_read_binary_ply(tmp_path):
+    verts = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    header = (
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 7\nproperty float x\nproperty float y\n"
+        b"property float z\nproperty uchar red\nelement face 0\nproperty list uchar int vertex_indices\n"
+        b"end_header\n"
+    )
+    rows = np.zeros(7, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1")])
+    rows["x"], rows["y"], rows["z"] = verts.T
+    (tmp_path / "m.ply").write_bytes(header + rows.tobytes())
+    np.testing.assert_array_equal(read_ply_vertices(tmp_path / "m.ply"), verts)

@@ -1,0 +1,67 @@
+"""``wbcap train body | hand | merge | finetune``."""
+
+from __future__ import annotations
+
+import click
+
+STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
+
+
+def _stage_command(stage: str, doc: str):
+    @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
+    @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder holding Human36M/, MSCOCO/, FreiHAND/ ...")
+    @click.option("--datasets", default=None, help="Comma-separated training sets (e.g. Human36M,MSCOCO or synthetic).")
+    @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run folder (checkpoints, scalars).")
+    @click.option("--lr", type=float, default=None, help="Base learning rate.")
+    @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size per GPU/process.")
+    @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Data-loading workers per process.")
+    @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None, help="Stop each epoch after this many steps.")
+    @click.option("--seed", type=int, default=None, help="Random seed.")
+    @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False), default=None,
+                  help="Start from this checkpoint (finetune: the merged one).")
+    @click.option("--imagenet-weights", type=click.Path(file_okay=False), default=None,
+                  help="Folder with torchvision resnet18/50 ImageNet .pth files to initialise the backbones.")
+    @click.option("--gpus", default=None, help="GPU ids for this node, e.g. 0,1,2,3 (several -> torchrun, one process per GPU).")
+    @click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of machines.")
+    @click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True, help="This machine's rank.")
+    @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
+    @click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
+    @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUT.")
+    @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
+    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (single process).")
+    @click.pass_context
+    def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
+                body_models, device, **overrides):
+        from wbcap.train.launch import run_stage
+
+        if datasets:
+            overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
+        run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models, device=device,
+                  resume=resume, gpus=gpus, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                  master_port=master_port)
+
+    return command
+
+
+@click.group()
+def train():
+    """The Hand4Whole recipe: body -> hand -> merge -> finetune (multi-GPU via torchrun)."""
+
+
+train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody)."))
+train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND)."))
+train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5)."))
+
+
+@train.command()
+@click.option("--body", "body_ckpt", type=click.Path(dir_okay=False), required=True, help="Whole-body checkpoint.")
+@click.option("--hand", "hand_ckpt", type=click.Path(dir_okay=False), required=True, help="Hand-only checkpoint.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Merged checkpoint to write.")
+def merge(body_ckpt, hand_ckpt, out):
+    """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads."""
+    from wbcap.train.merge import merge_hand_into_body
+
+    path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
+    click.echo(f"merged -> {path}")

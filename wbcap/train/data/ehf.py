@@ -1,0 +1,153 @@
+"""EHF (SMPL-X ground-truth meshes), in upstream Hand4Whole's layout: an evaluation loader.
+
+Layout (``data_root`` holds ``EHF/``)::
+
+    <root>/EHF/data/EHF.json          COCO style: images (id, file_name NN_img.jpg, width, height),
+        annotations (id, image_id, body_bbox, lefthand_bbox, righthand_bbox, face_bbox; xywh px)
+    <root>/EHF/data/NN_img.jpg
+    <root>/EHF/data/NN_align.ply      the ground-truth SMPL-X mesh (10475 vertices, metres, world)
+
+Sample ``(inputs, targets, meta_info)`` (float32), no augmentation::
+
+    inputs     img (3, 512, 384): the body crop (upstream box processing), RGB in [0, 1]
+    targets    smplx_mesh_cam (V, 3): the GT mesh in metres, rotated into the EHF camera's axes
+               (``R = Rodrigues(EHF_CAMERA_ROTVEC)``; translation not applied -- every EHF metric
+               is root- or Procrustes-aligned; upstream applies the same R at evaluation time)
+               {lhand,rhand,face}_bbox_center / _size (2,): part boxes in body heatmap cells
+    meta_info  bbox (4,) processed body box (xywh image px), bb2img_trans (2, 3),
+               {lhand,rhand,face}_bbox_valid (= 1)
+
+Upstream scales the part boxes' x by the heatmap *height* ratio (8/384 instead of 6/384); here x
+uses the width ratio like every other dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wbcap.crop.bbox import process_bbox
+from wbcap.train.data.common import (
+    Augmentation,
+    AugmentedDataset,
+    DatasetLayoutError,
+    crop_and_augment,
+    load_json,
+    process_part_bbox,
+    read_image,
+    xywh_to_xyxy_or_none,
+)
+
+__all__ = ["EHF", "EHF_CAMERA_ROTVEC", "LAYOUT", "read_ply_vertices"]
+
+LAYOUT = "<root>/EHF/data/EHF.json, <root>/EHF/data/NN_img.jpg, <root>/EHF/data/NN_align.ply"
+EHF_CAMERA_ROTVEC: tuple[float, float, float] = (-2.98747896, 0.01172457, -0.05704687)
+"""Rotation (axis-angle) of the EHF camera, as upstream's ``EHF.cam_param['R']``."""
+_F32 = np.float32
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+
+
+def read_ply_vertices(path: str | Path) -> np.ndarray:
+    """The ``x, y, z`` of a PLY file's ``vertex`` element as ``(N, 3)`` float32 (ASCII or binary).
+
+    Raises:
+        DatasetLayoutError: missing file or a PLY this reader cannot parse.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetLayoutError.missing(p, LAYOUT)
+    data = p.read_bytes()
+    end = data.find(b"end_header")
+    if not data.startswith(b"ply") or end < 0:
+        raise DatasetLayoutError(f"{p}: not a PLY file; re-download the EHF meshes")
+    body_start = data.index(b"\n", end) + 1
+    fmt, elements = None, []  # [(name, count, [(prop, type)] or 'list')]
+    for line in data[:end].decode("ascii", "replace").splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            elements.append((words[1], int(words[2]), []))
+        elif words[0] == "property" and elements:
+            elements[-1][2].append(("list", words[-1]) if words[1] == "list" else (words[2], words[1]))
+    names = [e[0] for e in elements]
+    if "vertex" not in names:
+        raise DatasetLayoutError(f"{p}: PLY without a vertex element")
+    vi = names.index("vertex")
+    _, count, props = elements[vi]
+    prop_names = [n for n, _ in props]
+    try:
+        cols = [prop_names.index(a) for a in ("x", "y", "z")]
+    except ValueError:
+        raise DatasetLayoutError(f"{p}: PLY vertices lack x, y, z") from None
+    if fmt == "ascii":
+        lines = data[body_start:].decode("ascii", "replace").splitlines()
+        skip = sum(e[1] for e in elements[:vi])
+        rows = [ln.split() for ln in lines[skip : skip + count]]
+        if len(rows) != count:
+            raise DatasetLayoutError(f"{p}: PLY has fewer vertices than its header says; re-download it")
+        arr = np.asarray([[float(r[c]) for c in cols] for r in rows], np.float64)
+        return arr.astype(_F32)
+    if fmt not in ("binary_little_endian", "binary_big_endian") or vi != 0 or any(t == "list" for t, _ in props):
+        raise DatasetLayoutError(f"{p}: unsupported PLY layout (format {fmt}); convert it to ASCII PLY")
+    order = "<" if fmt == "binary_little_endian" else ">"
+    dtype = np.dtype([(n, order + _PLY_TYPES[t]) for n, t in props])
+    verts = np.frombuffer(data, dtype=dtype, count=count, offset=body_start)
+    return np.stack([verts["x"], verts["y"], verts["z"]], 1).astype(_F32)
+
+
+class EHF(AugmentedDataset):
+    """EHF evaluation samples (see the module docstring).
+
+    Raises:
+        DatasetLayoutError: ``EHF.json`` missing or unreadable (images and meshes are checked
+            when read).
+    """
+
+    def __init__(self, data_root: str | Path) -> None:
+        super().__init__(None, 0)
+        self.split = "test"
+        self.root = Path(data_root).expanduser() / "EHF" / "data"
+        R, _ = cv2.Rodrigues(np.asarray(EHF_CAMERA_ROTVEC, np.float64))
+        self.camera_R = R.astype(_F32)
+        db = load_json(self.root / "EHF.json", LAYOUT)
+        images = {img["id"]: img for img in db["images"]}
+        for ann in db["annotations"]:
+            img = images[ann["image_id"]]
+            bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"])
+            if bbox is None:
+                continue
+            self.records.append(
+                {
+                    "img_path": self.root / img["file_name"],
+                    "img_shape": (int(img["height"]), int(img["width"])),
+                    "bbox": bbox,
+                    "lhand_bbox": xywh_to_xyxy_or_none(ann["lefthand_bbox"]),
+                    "rhand_bbox": xywh_to_xyxy_or_none(ann["righthand_bbox"]),
+                    "face_bbox": xywh_to_xyxy_or_none(ann["face_bbox"]),
+                    "mesh_path": self.root / (img["file_name"].split("_")[0] + "_align.ply"),
+                }
+            )
+
+    def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        rec = self.records[idx]
+        img = read_image(rec["img_path"], LAYOUT)
+        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug)
+        mesh = read_ply_vertices(rec["mesh_path"])
+        targets: dict[str, Any] = {"smplx_mesh_cam": (mesh @ self.camera_R.T).astype(_F32)}
+        meta: dict[str, Any] = {"bbox": np.asarray(rec["bbox"], _F32), "bb2img_trans": bb2img.astype(_F32)}
+        for part in ("lhand", "rhand", "face"):
+            center, size, valid = process_part_bbox(rec[f"{part}_bbox"], aug, rec["img_shape"], img2bb)
+            targets[f"{part}_bbox_center"] = center
+            targets[f"{part}_bbox_size"] = size
+            meta[f"{part}_bbox_valid"] = valid
+        return {"img": patch}, targets, meta
