@@ -3,6 +3,7 @@ or nodes (one process per GPU; ``python -m wbcap.train.launch RUN.json`` is what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
-        train(cfg, run)
+        with training_progress(cfg) as on_step:
+            train(cfg, run, on_step=on_step)
         return
     if not gpu_ids:
         raise InputError("multi-node training needs --gpus (the GPU ids of this node)")
@@ -45,6 +47,23 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         raise InputError(f"torchrun exited with status {rc}; see the log above")
 
 
+@contextlib.contextmanager
+def training_progress(cfg, disable: bool = False):
+    """A rich progress bar over all steps of the stage (loss and steps/s); yields ``on_step``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("step {task.completed:.0f}"),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=Console(stderr=True),
+                  disable=disable, transient=True) as bar:
+        task = bar.add_task("train", total=None, epoch=0, loss="-")
+
+        def on_step(epoch: int, step: int, loss: float) -> None:
+            bar.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.4f}")
+
+        yield on_step
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of each torchrun worker: read the run spec and train."""
     from wbcap.train.stages import StageConfig
@@ -53,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
     logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
-    train(StageConfig.from_dict(spec["stage"]), RunConfig(**spec["run"]))
+    cfg = StageConfig.from_dict(spec["stage"])
+    with training_progress(cfg, disable=os.environ.get("RANK", "0") != "0") as on_step:
+        train(cfg, RunConfig(**spec["run"]), on_step=on_step)
 
 
 if __name__ == "__main__":
