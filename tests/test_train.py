@@ -135,3 +135,30 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
     assert ck.config == TINY and ck.epoch == 0 and "optimizer" in ck.raw
     r = CliRunner().invoke(cli, ["train", "body", "-o", str(tmp_path / "x"), "--body-models", str(body_dir), "--device", "cpu"])
     assert r.exit_code == 2 and "--data-root" in r.output
+
+
+def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_config):
+    """The hand stage trains on FreiHAND's native layout, writes the public hand checkpoint names,
+    resumes, and its backbone merges into a whole-body model."""
+    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.model.hand_model import HandModel
+    from wbcap.testing.checkpoints import random_network
+    from wbcap.testing.dataset_fixtures import write_freihand_fixture
+    from wbcap.train.merge import merge_hand_into_body, read_network_tensors
+    from wbcap.train.trainer import RunConfig, train
+
+    root = tmp_path / "data"
+    write_freihand_fixture(root, num_train=3, num_eval=1)
+    stage = replace(STAGES["hand"], epochs=2, batch_size=2, num_workers=0, amp=False, model=TINY)
+    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu")
+    h = train(stage, run)
+    assert len(h.losses) == 2 and all(v == v and v > 0 for v in h.losses)
+    sd = read_network_tensors(tmp_path / "hand" / "snapshot_1.pth.tar")
+    assert list(sd) == list(HandModel(18).state_dict())
+    resumed = train(replace(stage, epochs=3), RunConfig(**{**run.__dict__, "resume": True}))
+    assert len(resumed.losses) == 1
+    body = save_checkpoint(tmp_path / "body.pth", random_network(small_config, seed=2))
+    merged = merge_hand_into_body(body, tmp_path / "hand" / "snapshot_2.pth.tar", tmp_path / "merged.pth")
+    msd = read_network_tensors(merged)
+    hand = read_network_tensors(tmp_path / "hand" / "snapshot_2.pth.tar")
+    assert all(torch.equal(msd["hand_roi_net.backbone." + k[len("backbone."):]], v) for k, v in hand.items() if k.startswith("backbone."))

@@ -15,6 +15,8 @@ def make_training_set(stage, run, body_layer) -> Dataset:
     """The concatenation of ``stage.datasets`` (whole-body sample schema)."""
     parts = []
     for name in stage.datasets:
+        if stage.stage == "hand" and name != "FreiHAND":
+            raise InputError(f"the hand stage trains on FreiHAND, not {name}")
         if name == "synthetic":
             from wbcap.train.data.synthetic import SyntheticWholeBody
 
@@ -27,6 +29,12 @@ def make_training_set(stage, run, body_layer) -> Dataset:
             from wbcap.train.data.human36m import Human36M
 
             parts.append(Human36M(root, "train", body_layer=body_layer, seed=stage.seed))
+        elif name == "FreiHAND":
+            if stage.stage != "hand":
+                raise InputError("FreiHAND holds hand crops: it trains the hand stage (wbcap train hand)")
+            from wbcap.train.data.freihand import FreiHAND
+
+            parts.append(FreiHAND(root, "train", seed=stage.seed))
         elif name == "MSCOCO":
             from wbcap.train.data.cocowb import COCOWholeBody
 

@@ -221,39 +221,45 @@ def train(
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainHistory:
     """Train one stage in this process (see the module docstring). Returns rank 0's history."""
-    from wbcap.model.checkpoint import read_checkpoint, save_checkpoint
+    from wbcap.model.checkpoint import _torch_load
     from wbcap.train.datasets import make_training_set
+    from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
 
-    if stage.stage == "hand":
-        raise InputError("`wbcap train hand` is not available yet (see the README's training section); use the released hand model")
+    hand = stage.stage == "hand"
     d = init_distributed()
     device = _device(run, d)
     out = Path(run.out).expanduser()
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "stage.json").write_text(json.dumps(stage.to_dict(), indent=1))
-    if body_layer is None:
-        from wbcap.body.model_files import find_body_model
-        from wbcap.body.smplx_layer import SMPLXLayer
+    if hand:
+        model = build_hand_model(stage, device)
+        net = model
+        params = list(model.parameters())
+    else:
+        if body_layer is None:
+            from wbcap.body.model_files import find_body_model
+            from wbcap.body.smplx_layer import SMPLXLayer
 
-        body_layer = SMPLXLayer.from_file(find_body_model("neutral", run.body_models))
-    model = build_model(stage, body_layer, device)
-    net = model.net
-    optimizer = torch.optim.Adam([p for m in net.trainable_modules() for p in m.parameters()], lr=stage.lr)
+            body_layer = SMPLXLayer.from_file(find_body_model("neutral", run.body_models))
+        model = build_model(stage, body_layer, device)
+        net = model.net
+        params = [p for m in net.trainable_modules() for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=stage.lr)
 
     start_epoch = 0
     if run.resume:
         last = latest_checkpoint(out)
         if last is None:
             raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop --resume")
-        ckpt = read_checkpoint(last)
-        net.load_state_dict(ckpt.state_dict, strict=True)
-        optimizer.load_state_dict(ckpt.raw["optimizer"])
-        _set_rng_state(ckpt.raw["rng"][d.rank] if isinstance(ckpt.raw.get("rng"), list) else ckpt.raw["rng"])
-        start_epoch = int(ckpt.epoch) + 1
+        raw = _torch_load(last)
+        net.load_state_dict(raw["network"], strict=True)
+        optimizer.load_state_dict(raw["optimizer"])
+        _set_rng_state(raw["rng"][d.rank] if isinstance(raw.get("rng"), list) else raw["rng"])
+        start_epoch = int(raw["epoch"]) + 1
         if d.is_main:
-            log.info("resuming from %s (epoch %d done)", last, ckpt.epoch)
+            log.info("resuming from %s (epoch %d done)", last, raw["epoch"])
     else:
         torch.manual_seed(stage.seed + 1000 * d.rank)
         np.random.seed(stage.seed + d.rank)
@@ -290,7 +296,7 @@ def train(
             inputs, targets, meta = (_to_tensors(x, device) for x in (inputs, targets, meta))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out_ = ddp(inputs["img"])
-            losses = hand4whole_losses(out_, targets, meta, stage.model)
+            losses = hand_losses(out_, targets, meta) if hand else hand4whole_losses(out_, targets, meta, stage.model)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -317,10 +323,7 @@ def train(
             dist.all_gather_object(gathered, rng)
             rng = gathered
         if d.is_main:
-            path = save_checkpoint(
-                out / CKPT_PATTERN.format(epoch=epoch), net, epoch=epoch, optimizer=optimizer.state_dict(),
-                extra={"rng": rng, "stage": stage.to_dict()},
-            )
+            path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
             history.checkpoints.append(path)
         if d.enabled:
             dist.barrier()
@@ -328,6 +331,45 @@ def train(
         writer(None, None)
     history.net = net
     return history
+
+
+def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng) -> Path:
+    """Whole-body: a wbcap checkpoint (config inside). Hand: ``wbcap-hand-checkpoint/1`` with the
+    public hand model's tensor names (what ``wbcap train merge`` reads)."""
+    from wbcap.export.atomic import atomic_path
+    from wbcap.model.checkpoint import save_checkpoint
+
+    extra = {"rng": rng, "stage": stage.to_dict()}
+    if stage.stage != "hand":
+        return save_checkpoint(path, net, epoch=epoch, optimizer=optimizer.state_dict(), extra=extra)
+    payload = {
+        "format": "wbcap-hand-checkpoint/1",
+        "config": {"depth": stage.model.hand_backbone_depth},
+        "network": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def build_hand_model(stage: StageConfig, device: torch.device):
+    """The hand-only model with the recipe's initialisation."""
+    from wbcap.model.hand_model import HandModel
+    from wbcap.model.init import init_head_weights, load_imagenet_backbone
+
+    torch.manual_seed(stage.seed)
+    model = HandModel(stage.model.hand_backbone_depth)
+    init_head_weights(model.position_net)
+    init_head_weights(model.rotation_net)
+    if stage.imagenet_weights:
+        files = sorted(Path(stage.imagenet_weights).expanduser().glob(f"resnet{stage.model.hand_backbone_depth}-*.pth"))
+        if not files:
+            raise InputError(f"no torchvision resnet{stage.model.hand_backbone_depth}-*.pth in {stage.imagenet_weights}")
+        load_imagenet_backbone(model.backbone, files[0])
+    return model.to(device)
 
 
 def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
