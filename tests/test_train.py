@@ -42,6 +42,7 @@ def _stage(**kw) -> StageConfig:
 def _run(tmp_path, name, **kw):
     from wbcap.train.trainer import RunConfig
 
+    kw.setdefault("keep_last", 1)
     return RunConfig(out=str(tmp_path / name), device="cpu", log_every=1000, **kw)
 
 
@@ -150,7 +151,7 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_config):
     root = tmp_path / "data"
     write_freihand_fixture(root, num_train=3, num_eval=1)
     stage = replace(STAGES["hand"], epochs=2, batch_size=2, num_workers=0, amp=False, model=TINY)
-    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu")
+    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu", keep_last=2)
     h = train(stage, run)
     assert len(h.losses) == 2 and all(v == v and v > 0 for v in h.losses)
     sd = read_network_tensors(tmp_path / "hand" / "snapshot_1.pth.tar")

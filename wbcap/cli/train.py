@@ -29,17 +29,18 @@ def _stage_command(stage: str, doc: str):
     @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
     @click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
     @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUT.")
+    @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
     @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (single process).")
     @click.pass_context
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
-                body_models, device, **overrides):
+                keep_last, body_models, device, **overrides):
         from wbcap.train.launch import run_stage
 
         if datasets:
             overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
         run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models, device=device,
-                  resume=resume, gpus=gpus, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                  resume=resume, keep_last=keep_last, gpus=gpus, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                   master_port=master_port)
 
     return command

@@ -18,13 +18,13 @@ log = logging.getLogger(__name__)
 
 
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
-              gpus: str | None, nnodes: int, node_rank: int, master_addr: str, master_port: int) -> None:
+              keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int, master_addr: str, master_port: int) -> None:
     """Resolve the stage config and train, directly or through torchrun."""
     from wbcap.train.stages import load_stage
     from wbcap.train.trainer import RunConfig, train
 
     cfg = load_stage(stage, config_file, **overrides)
-    run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume)
+    run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last)
     gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:

@@ -43,6 +43,7 @@ class RunConfig:
     resume: bool = False
     log_every: int = 20
     quiet: bool = False
+    keep_last: int | None = None  # keep only this many newest snapshots (None: all, as upstream)
 
 
 @dataclass
@@ -325,6 +326,9 @@ def train(
         if d.is_main:
             path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
             history.checkpoints.append(path)
+            if run.keep_last is not None:
+                for old in history.checkpoints[: -run.keep_last]:
+                    old.unlink(missing_ok=True)
         if d.enabled:
             dist.barrier()
     if writer is not None:
