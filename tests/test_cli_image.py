@@ -55,7 +55,7 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer) -> 
     mesh = out.vertices[0].numpy() + np.asarray(params["cam_trans"])
     assert np.abs(mesh - verts).max() <= 1e-5
     # the mesh projects into the image with the JSON's camera
-    (fx, fy), (cx, cy) = params["camera"]["focal"], params["camera"]["princpt"]
+    (fx, _fy), (cx, _cy) = params["camera"]["focal"], params["camera"]["princpt"]
     u = verts[:, 0] / verts[:, 2] * fx + cx
     assert params["camera"]["image_size"] == [image_hw[1], image_hw[0]]
     assert params["crop_bbox"][0] - 1 <= np.median(u) <= params["crop_bbox"][0] + params["crop_bbox"][2] + 1

@@ -50,7 +50,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people,
     render_original_img.jpg and render_cropped_img.jpg.
     """
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
-    from wbcap.image_app import ImageJob, run_images
+    from wbcap.image_app import ImageJob
 
     if sum(x is not None and x is not False for x in (bboxes, boxes_file, full_image or None)) > 1:
         raise click.UsageError("use only one of --bbox, --boxes and --full-image")

@@ -59,7 +59,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, score_thresho
     from wbcap.model.device import resolve_device
     from wbcap.smooth.sequence import SmoothConfig
     from wbcap.track.iou_tracker import TrackerConfig
-    from wbcap.video_app import VideoJob, run_video
+    from wbcap.video_app import VideoJob
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
