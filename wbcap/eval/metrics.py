@@ -17,6 +17,7 @@ below 1e-6 mm. No Python loop over samples anywhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,16 +169,27 @@ def pa_mpvpe(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None) -> 
     return mean_distance_mm(procrustes_align(pred, gt, valid), gt, valid)
 
 
-def regress(regressor: ArrayLike, vertices: ArrayLike) -> torch.Tensor:
-    """Joints from vertices with a linear regressor: ``(K, V)`` x ``(B, V, 3)`` -> ``(B, K, 3)``.
+def regress(regressor: Any, vertices: ArrayLike) -> torch.Tensor:
+    """Joints from vertices with a linear map: ``(K, V)`` x ``(B, V, 3)`` -> ``(B, K, 3)`` float64.
 
-    Runs in float64 (regressors are small; this keeps the metrics exact).
+    ``regressor`` may be dense (numpy / torch) or sparse (``scipy.sparse``, or a torch sparse COO
+    tensor, e.g. the 6890 x 10475 SMPL-X -> SMPL vertex map, which is never densified).
     """
-    v = _points(vertices, "vertices")
-    r = _t(regressor).to(device=v.device, dtype=torch.float64)
-    if r.ndim != 2 or r.shape[1] != v.shape[1]:
-        raise ValueError(f"regressor must have shape (K, {v.shape[1]}), got {tuple(r.shape)}")
-    return torch.einsum("kv,bvc->bkc", r, v.double())
+    v = _points(vertices, "vertices").double()
+    b, n, _ = v.shape
+    if hasattr(regressor, "tocoo"):  # scipy.sparse
+        coo = regressor.tocoo()
+        idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
+        regressor = torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float64)), coo.shape, check_invariants=True
+        )
+    sparse = isinstance(regressor, torch.Tensor) and regressor.is_sparse
+    r = (regressor if sparse else _t(regressor)).to(device=v.device, dtype=torch.float64)
+    if r.ndim != 2 or r.shape[1] != n:
+        raise ValueError(f"regressor must have shape (K, {n}), got {tuple(r.shape)}")
+    if sparse:
+        flat = v.permute(1, 0, 2).reshape(n, b * 3)
+        return torch.sparse.mm(r, flat).reshape(-1, b, 3).permute(1, 0, 2)
+    return torch.einsum("kv,bvc->bkc", r, v)
 
 
 def part_error(

@@ -1,0 +1,150 @@
+"""`wbcap bench`: every stage timed, FLOPs equal FlopCounterMode's, ratios consistent, table and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.flop_counter import FlopCounterMode
+
+from wbcap.bench import FLOP_GROUPS, STAGES, BenchOptions, count_flops, parse_batch_sizes, run_bench
+from wbcap.cli.bench import bench
+from wbcap.config import ModelConfig
+from wbcap.errors import InputError
+from wbcap.model.regressor import WholeBodyRegressor
+from wbcap.testing.checkpoints import random_network
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SMALL = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+# GFLOPs per crop of the full-size model (network + SMPL-X), by module group.
+FULL_GFLOPS = {"hand_backbone": 21.35, "body_backbone": 8.01, "box_net": 2.90, "face_backbone": 2.66,
+               "heads": 0.77, "smplx": 0.05}
+FULL_TOTAL = 35.75e9
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(bench, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def flop_count(regressor: torch.nn.Module) -> int:
+    """FlopCounterMode total for one 512x384 crop, counted here independently of wbcap.bench."""
+    x = torch.rand(1, 3, 512, 384, generator=torch.Generator().manual_seed(1))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        regressor(x)
+    return counter.get_total_flops()
+
+
+def check_report(rep: dict, batch_sizes: list[int], precision: str = "fp32") -> None:
+    for name in STAGES:
+        s = rep["stages"][name]
+        assert s["median_s"] > 0 and s["per_item_s"] > 0 and s["throughput"] > 0, name
+        assert all(r > 0 for r in s["runs_s"]) and s["items"] >= 1, name
+        assert math.isclose(s["throughput"], s["items"] / s["median_s"], rel_tol=1e-9)
+    assert rep["stages"]["decode"]["items"] == rep["input"]["frames"]
+    assert rep["stages"]["regressor"]["throughput_unit"] == "crops/s"
+
+    ceilings = rep["ceilings"]
+    assert {"fp32", "bf16", precision} <= set(ceilings)
+    assert all(c["flops_per_s"] > 0 and c["size"] >= 256 for c in ceilings.values())
+    per_crop = rep["flops"]["per_crop"]
+    assert [b["batch_size"] for b in rep["batches"]] == batch_sizes
+    for b in rep["batches"]:
+        assert b["crops_per_s"] > 0
+        assert math.isclose(b["crops_per_s"], b["batch_size"] / b["median_s"], rel_tol=1e-9)
+        assert math.isclose(b["flops_per_s"], b["crops_per_s"] * per_crop, rel_tol=1e-9)
+        assert math.isclose(b["ratio"], b["flops_per_s"] / ceilings[precision]["flops_per_s"], rel_tol=1e-9)
+        for p, c in ceilings.items():
+            assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
+    assert rep["stages"]["regressor"]["throughput"] == max(b["crops_per_s"] for b in rep["batches"])
+    assert sum(rep["flops"]["breakdown"].values()) == pytest.approx(per_crop)
+    assert rep["estimate"]["frames_per_s"] > 0
+    assert rep["memory"]["peak_rss_bytes"] > 0
+    assert rep["device"]["type"] == "cpu" and rep["device"]["name"]
+    for pkg in ("torch", "wbcap", "numpy", "av", "opencv"):
+        assert rep["versions"][pkg], pkg
+    assert rep["settings"]["precision"] == precision
+
+
+def test_small_json_matches_flop_counter(body_layer):
+    result = invoke("--config", "small", "--device", "cpu", "--json", "--batch-sizes", "1,2", "--repeats", "1")
+    rep = json.loads(result.stdout)
+    check_report(rep, [1, 2])
+    assert rep["settings"]["repeats"] == 1
+    model = rep["model"]
+    assert model["weights"] == "random" and model["config_name"] == "small" and model["checkpoint"] is None
+    assert model["body_model_synthetic"] is True  # the isolated user folder has no SMPL-X file
+    assert (model["config"]["backbone_depth"], model["config"]["hand_backbone_depth"]) == (18, 18)
+    assert rep["input"]["synthetic"] is True and (rep["input"]["width"], rep["input"]["height"]) == (320, 240)
+
+    # the same network (small config, synthetic SMPL-X of the same size), counted here
+    regressor = WholeBodyRegressor(random_network(ModelConfig(**SMALL), seed=0, upright=True), body_layer).eval()
+    assert rep["flops"]["per_crop"] == flop_count(regressor)
+    assert rep["flops"]["per_crop"] == pytest.approx(18.24e9, rel=0.01)
+    assert rep["flops"]["breakdown"]["smplx"] > 0 and rep["flops"]["breakdown"]["other"] == 0
+
+
+def test_full_config_flops_per_crop(body_layer):
+    regressor = WholeBodyRegressor(random_network(ModelConfig(), seed=0), body_layer).eval()
+    flops = count_flops(regressor)
+    assert flops["per_crop"] == pytest.approx(FULL_TOTAL, rel=0.05)
+    for group, gflops in FULL_GFLOPS.items():
+        assert flops["breakdown"][group] / 1e9 == pytest.approx(gflops, rel=0.05, abs=0.01), group
+    assert set(flops["breakdown"]) == set(FLOP_GROUPS)
+    assert flops["network_per_crop"] == pytest.approx(flops["per_crop"] - flops["breakdown"]["smplx"])
+
+
+def test_table_without_json_and_json_out(tmp_path, small_ckpt):
+    out = tmp_path / "bench.json"
+    result = invoke("--checkpoint", small_ckpt, "--device", "cpu", "--batch-sizes", "1", "--repeats", "1",
+                    "--warmup", "0", "--frames", "4", "--json-out", out)
+    text = result.stdout
+    assert not text.lstrip().startswith("{")
+    for word in ("Stages", *STAGES, "crops/s", "frames/s", "GFLOP/s", "% of fp32 ceiling", "Matmul ceiling",
+                 "hand backbone", "peak RSS", "synthetic SMPL-X"):
+        assert word in text, word
+    rep = json.loads(out.read_text())
+    check_report(rep, [1])
+    assert rep["input"]["frames"] == 4
+    assert rep["model"]["weights"] == "checkpoint" and rep["model"]["checkpoint"] == str(small_ckpt)
+    assert str(small_ckpt) in text
+
+
+def test_video_bf16(shared_dir):
+    video = shared_dir / "media" / "vtest.avi"
+    if not video.is_file():
+        pytest.skip("vtest.avi is absent")
+    result = invoke("--config", "small", "--device", "cpu", "--json", "--batch-sizes", "1", "--repeats", "1",
+                    "--warmup", "0", "--frames", "6", "--video", video, "--precision", "bf16")
+    rep = json.loads(result.stdout)
+    check_report(rep, [1], precision="bf16")
+    assert rep["input"] == {"video": str(video), "synthetic": False, "width": 768, "height": 576, "frames": 6}
+    assert rep["stages"]["detect"]["size"] == [768, 576]
+
+
+def test_bad_options():
+    assert parse_batch_sizes("4, 1,2,2") == (1, 2, 4)
+    for bad in ("", "0", "a,b", "1,-2"):
+        with pytest.raises(ValueError):
+            parse_batch_sizes(bad)
+    with pytest.raises(InputError, match="exclude"):
+        run_bench(BenchOptions(config="small", checkpoint="x.pth", device="cpu"))
+    result = CliRunner().invoke(bench, ["--config", "small", "--batch-sizes", "0"])
+    assert result.exit_code == 2 and "batch sizes" in result.output
+    result = CliRunner().invoke(bench, ["--config", "small", "--frame-size", "big"])
+    assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
+
+
+def test_registered_in_cli_group():
+    from wbcap.cli import SUBCOMMANDS
+
+    if "bench" not in SUBCOMMANDS:
+        pytest.skip("`bench` is not registered in wbcap.cli yet")
+    module, attr, _ = SUBCOMMANDS["bench"]
+    assert (module, attr) == ("wbcap.cli.bench", "bench")

@@ -1,0 +1,216 @@
+"""Evaluators on dataset fixtures in their native layouts, with injected exact predictions."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+
+from wbcap.errors import ModelFileError
+from wbcap.eval.evaluate import EvalBatch, evaluate, write_results
+from wbcap.eval.extra_files import convert_pickle, find_extra_file
+from wbcap.eval.protocols import WHOLE_BODY_METRICS
+from wbcap.testing.dataset_fixtures import write_ehf_fixture, write_human36m_fixture, write_pw3d_fixture
+from wbcap.testing.eval_fixtures import write_eval_extra_files
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, body_dir):
+    """Body-models folder: the synthetic SMPL-X + every synthetic extra file (SMPL included)."""
+    return write_eval_extra_files(tmp_path_factory.mktemp("eval_models"), body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_data")
+    write_ehf_fixture(root, num_frames=3)
+    write_human36m_fixture(root, subjects=(9, 11), frames=(0, 5, 64), cameras=(1, 4))
+    write_pw3d_fixture(root, splits=("test",), num_frames=3)
+    return root
+
+
+def _lift(regressor: np.ndarray, joints: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm vertices (B, V, 3) whose regressed joints are ``joints`` (B, K, 3)."""
+    r = torch.as_tensor(regressor, dtype=torch.float64)
+    coeff = torch.linalg.solve(r @ r.T, joints.double())
+    return torch.einsum("kv,bkc->bvc", r, coeff)
+
+
+# ------------------------------------------------------------------------------------------------
+# EHF
+# ------------------------------------------------------------------------------------------------
+def test_ehf_exact_prediction_scores_zero(models, data_root):
+    result = evaluate("EHF", data_root, lambda b: b.gt + torch.tensor([0.3, -0.1, 4.0]), body_models=models, batch_size=2)
+    assert result.num_samples == 3
+    assert list(result.metrics) == list(WHOLE_BODY_METRICS)
+    for key, value in result.metrics.items():
+        assert value < 1e-3, key  # float32 meshes 4 m away: ~1e-4 mm rounding
+    assert [s["image"] for s in result.per_sample] == ["01_img.jpg", "02_img.jpg", "03_img.jpg"]
+
+
+def test_ehf_hand_offset_known_answers(models, data_root):
+    left = np.load(models / "smplx" / "MANO_SMPLX_vertex_ids.npz")["left_hand"]
+    offset = torch.tensor([0.0, 0.006, 0.008])  # 10 mm
+
+    def predictor(batch: EvalBatch) -> torch.Tensor:
+        pred = batch.gt.clone() + torch.tensor([0.1, 0.2, 3.0])  # a global shift: aligned away
+        pred[:, left] += offset  # the left hand moves rigidly, its wrist does not
+        return pred
+
+    m = evaluate("EHF", data_root, predictor, body_models=models).metrics
+    num_v = 10475
+    assert m["mpvpe_all"] == pytest.approx(10.0 * len(left) / num_v, abs=1e-3)  # pelvis-aligned
+    assert m["mpvpe_hand"] == pytest.approx(5.0, abs=1e-3)  # left 10 mm, right 0, averaged
+    assert m["pa_mpvpe_hand"] < 1e-3  # each hand Procrustes-aligned on its own
+    assert m["mpvpe_face"] < 1e-3 and m["pa_mpvpe_face"] < 1e-3
+    assert m["pa_mpjpe_body"] < 1e-3  # the J14 joints do not depend on the hand's vertices
+    assert m["pa_mpjpe_hand"] > 0.1  # fingers moved relative to the wrist
+    assert m["pa_mpvpe_all"] > 0.01
+
+
+# ------------------------------------------------------------------------------------------------
+# Human3.6M
+# ------------------------------------------------------------------------------------------------
+def test_human36m_exact_and_offset(models, data_root):
+    reg = np.load(models / "smplx" / "J_regressor_h36m_smplx.npy")
+    exact = evaluate("Human36M", data_root, lambda b: _lift(reg, b.gt).float(), body_models=models, batch_size=3)
+    # test protocol: S9 and S11, frames with frame_idx % 64 == 0, camera 4 only
+    assert [(s["subject"], s["frame"]) for s in exact.per_sample] == [(9, 0), (9, 64), (11, 0), (11, 64)]
+    assert exact.metrics["mpjpe"] < 1e-3 and exact.metrics["pa_mpjpe"] < 1e-3
+    delta = torch.zeros(17, 3, dtype=torch.float64)
+    delta[1:] = torch.tensor([0.010, 0.0, 0.0], dtype=torch.float64)  # every joint but the pelvis
+
+    def shifted(batch: EvalBatch) -> torch.Tensor:
+        return _lift(reg, batch.gt.double() + delta).float()
+
+    m = evaluate("H36M", data_root, shifted, body_models=models).metrics
+    assert m["mpjpe"] == pytest.approx(10.0, abs=1e-3)
+    assert m["pa_mpjpe"] < 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# 3DPW
+# ------------------------------------------------------------------------------------------------
+def test_pw3d_exact_and_offset(models, data_root):
+    sel = scipy.sparse.load_npz(models / "smpl" / "SMPLX_to_SMPL.npz").indices
+    reg = np.load(models / "smplx" / "J_regressor_h36m_smplx.npy")
+
+    def exact(batch: EvalBatch) -> torch.Tensor:  # an SMPL-X mesh that maps onto the GT SMPL mesh
+        pred = torch.zeros(batch.gt.shape[0], 10475, 3)
+        pred[:, sel] = batch.gt
+        return pred
+
+    result = evaluate("3DPW", data_root, exact, body_models=models)
+    assert result.num_samples == 3
+    assert set(result.metrics) == {"mpjpe", "pa_mpjpe", "mpvpe", "pa_mpvpe"}
+    assert all(v < 1e-3 for v in result.metrics.values()), result.metrics
+    assert {s["gender"] for s in result.per_sample} == {"male", "female"}
+    delta = torch.zeros(17, 3, dtype=torch.float64)
+    delta[1:] = torch.tensor([0.0, -0.010, 0.0], dtype=torch.float64)
+
+    def shifted(batch: EvalBatch) -> torch.Tensor:
+        return (exact(batch).double() + _lift(reg, delta.expand(batch.gt.shape[0], 17, 3))).float()
+
+    m = evaluate("PW3D", data_root, shifted, body_models=models).metrics
+    assert m["mpjpe"] == pytest.approx(10.0, abs=1e-3)
+    assert m["pa_mpjpe"] < 1e-3
+    assert m["mpvpe"] > 0.0
+
+
+def test_pw3d_without_smpl_names_the_missing_file(tmp_path, body_dir, data_root):
+    folder = write_eval_extra_files(tmp_path / "m", body_dir / "smplx" / "SMPLX_NEUTRAL.npz", smpl=False)
+    with pytest.raises(ModelFileError) as exc:
+        evaluate("PW3D", data_root, lambda b: b.gt, body_models=folder)
+    msg = str(exc.value)
+    assert "SMPL_NEUTRAL" in msg and "smpl.is.tue.mpg.de" in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------------------------------------
+# extra files
+# ------------------------------------------------------------------------------------------------
+def _bare_models(tmp_path, body_dir):
+    folder = tmp_path / "bare"
+    (folder / "smplx").mkdir(parents=True)
+    (folder / "smplx" / "SMPLX_NEUTRAL.npz").symlink_to(body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+    return folder
+
+
+def test_missing_extra_file_is_one_line(tmp_path, body_dir, data_root):
+    folder = _bare_models(tmp_path, body_dir)
+    with pytest.raises(ModelFileError) as exc:
+        evaluate("EHF", data_root, lambda b: b.gt, body_models=folder)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "SMPLX_to_J14.npy" in msg and str(folder / "smplx" / "SMPLX_to_J14.npy") in msg
+    assert "expose" in msg  # where to get it
+
+
+def test_pickled_extra_file_needs_opt_in_or_conversion(tmp_path, body_dir, models, monkeypatch):
+    folder = _bare_models(tmp_path, body_dir)
+    j14 = np.load(models / "smplx" / "SMPLX_to_J14.npy")
+    with open(folder / "smplx" / "SMPLX_to_J14.pkl", "wb") as fh:
+        pickle.dump(j14, fh)
+    with pytest.raises(ModelFileError, match="convert it once with `python -m wbcap.eval.extra_files"):
+        find_extra_file("j14", folder)
+    assert find_extra_file("j14", folder, allow_pickle=True).suffix == ".pkl"
+    out = convert_pickle(folder / "smplx" / "SMPLX_to_J14.pkl")
+    assert out.name == "SMPLX_to_J14.npy"
+    assert find_extra_file("j14", folder) == out
+    np.testing.assert_array_equal(np.load(out), j14)
+    # without an explicit folder: $WBCAP_BODY_MODELS, then the user data folder
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(folder))
+    assert find_extra_file("j14") == out
+
+
+# ------------------------------------------------------------------------------------------------
+# results.json and the CLI
+# ------------------------------------------------------------------------------------------------
+def test_results_json_round_trip(models, data_root, tmp_path):
+    result = evaluate("EHF", data_root, lambda b: b.gt, body_models=models, limit=2)
+    path = write_results(result, tmp_path / "sub" / "results.json")
+    data = json.loads(path.read_text())
+    assert data["dataset"] == "EHF" and data["units"] == "mm" and data["num_samples"] == 2
+    assert set(data["metrics"]) == set(WHOLE_BODY_METRICS)
+    assert len(data["per_sample"]) == 2 and data["per_sample"][1]["index"] == 1
+    assert data["files"]["j14"].endswith("SMPLX_to_J14.npy")
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """The ``wbcap`` group with ``eval`` registered (as the lead registers it)."""
+    from wbcap import cli as cli_mod
+
+    monkeypatch.setitem(cli_mod.SUBCOMMANDS, "eval", ("wbcap.cli.eval", "eval_cmd", "Evaluate."))
+    return cli_mod.cli
+
+
+def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "results.json"
+    args = ["eval", "--dataset", "ehf", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
+            "--body-models", str(models), "--device", "cpu", "--batch-size", "2", "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    for key in WHOLE_BODY_METRICS:
+        assert key in res.output
+    assert "EHF: 3 samples" in res.output
+    data = json.loads(out.read_text())
+    assert data["num_samples"] == 3 and len(data["per_sample"]) == 3
+    assert all(np.isfinite(v) and v > 0 for v in data["metrics"].values())
+
+
+def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt):
+    from click.testing import CliRunner
+
+    folder = _bare_models(tmp_path, body_dir)
+    args = ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
+            "--body-models", str(folder), "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "SMPLX_to_J14" in lines[0]

@@ -1,0 +1,746 @@
+"""``wbcap bench``: time every stage of the pipeline on this device, count FLOPs, compare with
+the hardware's matmul ceiling.
+
+>>> from wbcap.bench import BenchOptions, run_bench, print_report   # doctest: +SKIP
+>>> report = run_bench(BenchOptions(config="small", device="cpu"))  # doctest: +SKIP
+>>> report["batches"][0]["crops_per_s"]                              # doctest: +SKIP
+
+What is measured (every timing is the median of ``repeats`` runs after ``warmup`` untimed runs;
+on CUDA ``torch.cuda.synchronize()`` brackets every timed region; the network runs under
+``torch.inference_mode()`` and, with ``precision`` bf16/fp16, the Pipeline's autocast):
+
+* ``encode``: :class:`wbcap.io.video.VideoWriter` (H.264) writing ``frames`` frames; without
+  ``video`` the written clip (synthetic frames from :func:`wbcap.testing.images.person_image`,
+  ``frame_size``) is the input of the next stage.
+* ``decode``: PyAV through :func:`wbcap.io.video.open_frames`, ``frames`` frames (open included).
+* ``detect``: the HOG person detector on one frame.
+* ``crop``: :meth:`wbcap.pipeline.Pipeline.crop` of every detected box of that frame.
+* ``regressor``: network + SMPL-X (``WholeBodyRegressor``) on a device tensor of B crops, for
+  every batch size (``batches``); the ``stages`` entry is the batch size with the most crops/s.
+  Host -> device copy and the per-person numpy conversion are not included.
+* ``smplx``: the SMPL-X layer alone, at the largest batch size.
+* ``render``: :func:`wbcap.export.render.render_meshes` of one person over the frame.
+
+FLOPs (``flops``) are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one crop
+(network + SMPL-X; 2 FLOPs per multiply-add), with a breakdown by module. The full-size model
+costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dense matmul rate
+per dtype (fp32 and bf16 on CPU, plus fp16 when that is the precision asked for; fp32, tf32,
+bf16 and fp16 on CUDA), and every batch size gets ``ratio`` = achieved FLOP/s / ceiling of the
+precision in use (fp32 on CUDA is compared with the plain fp32 ceiling; cuDNN may run fp32
+convolutions in TF32, so see ``ratios["tf32"]`` too).
+
+Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
+2-core CPU: CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch sizes 1,2,4,8,16,
+10 repeats, 3 warm-ups. 16 frames of 320x240 for encode/decode, 2048x2048 matmuls (smaller on
+a CPU where a 2048 matmul would take over ~0.4 s, e.g. fp16 without hardware support).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+REPORT_FORMAT = 1
+CONFIGS = ("full", "small")
+SMALL_DEPTHS = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+STAGES = ("decode", "detect", "crop", "regressor", "smplx", "render", "encode")
+#: Module groups of the FLOP breakdown, in display order.
+FLOP_GROUPS = ("body_backbone", "hand_backbone", "face_backbone", "box_net", "heads", "smplx", "other")
+_NET_GROUPS = {
+    "body_backbone": ("backbone",),
+    "hand_backbone": ("hand_roi_net",),
+    "face_backbone": ("face_roi_net",),
+    "box_net": ("box_net",),
+}
+_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+CPU_DEFAULTS = dict(batch_sizes=(1, 2), repeats=3, warmup=1)
+CUDA_DEFAULTS = dict(batch_sizes=(1, 2, 4, 8, 16), repeats=10, warmup=3)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to benchmark. ``None`` fields take the device's defaults (module docstring).
+
+    checkpoint: network checkpoint; with neither ``checkpoint`` nor ``config`` the checkpoint is
+        looked up like ``wbcap image`` does, and random full-size weights are used (and said)
+        when none is found. ``config``: ``full`` or ``small`` (all ResNet-18), random weights.
+    body_models/gender/allow_pickle: the SMPL-X model, looked up like ``wbcap image``; a
+        synthetic model (same size and format) is written to a temporary folder when missing.
+    video: a video to decode/detect/render on; default: a synthetic clip of ``frame_size``
+        (width, height).
+    """
+
+    checkpoint: str | None = None
+    config: str | None = None
+    body_models: str | None = None
+    gender: str = "neutral"
+    allow_pickle: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_sizes: tuple[int, ...] | None = None
+    repeats: int | None = None
+    warmup: int | None = None
+    video: str | None = None
+    frames: int = 16
+    frame_size: tuple[int, int] = (320, 240)
+    matmul_size: int = 2048
+
+
+@dataclass
+class Timing:
+    """``runs_s``: seconds of each timed call; ``items``: frames or crops per call."""
+
+    runs_s: list[float]
+    items: int
+    unit: str  # "frame" | "crop"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return float(statistics.median(self.runs_s))
+
+    def to_dict(self) -> dict[str, Any]:
+        med = self.median_s
+        return {
+            "median_s": med,
+            "min_s": float(min(self.runs_s)),
+            "runs_s": [float(r) for r in self.runs_s],
+            "items": int(self.items),
+            "unit": self.unit,
+            "per_item_s": med / self.items,
+            "throughput": self.items / med if med > 0 else math.inf,
+            "throughput_unit": f"{self.unit}s/s",
+            **self.extra,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,2,4,8"`` -> (1, 2, 4, 8); ValueError on anything else."""
+    try:
+        sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ValueError(f"batch sizes {text!r}: use comma-separated whole numbers, e.g. 1,2,4,8") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"batch sizes {text!r}: use comma-separated whole numbers >= 1, e.g. 1,2,4,8")
+    return tuple(sorted(set(sizes)))
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (``getrusage``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _sync_fn(device) -> Callable[[], None]:
+    import torch
+
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (``sync`` around each)."""
+    for _ in range(max(0, warmup)):
+        fn()
+    sync()
+    runs = []
+    for _ in range(max(1, repeats)):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
+def _version(dist: str, module: str | None = None) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if module:
+        with contextlib.suppress(Exception):
+            return str(__import__(module).__version__)
+    return None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and the packages whose speed matters here."""
+    import cv2
+    import numpy
+    import torch
+
+    import wbcap
+
+    av_version = ffmpeg = None
+    with contextlib.suppress(Exception):
+        import av
+
+        av_version = str(av.__version__)
+        info = getattr(av, "ffmpeg_version_info", None)
+        ffmpeg = str(info) if info else "libavcodec " + ".".join(str(v) for v in av.library_versions["libavcodec"])
+    return {
+        "python": platform.python_version(),
+        "wbcap": wbcap.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "av": av_version,
+        "ffmpeg": ffmpeg,
+        "opencv": cv2.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
+    }
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_info(device) -> dict[str, Any]:
+    """Name and properties of ``device`` (a torch.device)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "type": device.type,
+        "spec": str(device),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        info.update(
+            name=props.name,
+            index=idx,
+            total_memory_bytes=int(props.total_memory),
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=int(props.multi_processor_count),
+        )
+    else:
+        info["name"] = info["cpu"]
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs and the hardware ceiling
+
+
+def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
+    """FLOPs of one forward of ``regressor`` (a ``WholeBodyRegressor`` or a ``Hand4Whole``) on
+    ``batch`` crops, per crop, with a breakdown by module group (:data:`FLOP_GROUPS`).
+
+    Counted with ``FlopCounterMode`` on a real (random, in [0, 1]) input: the network's RoIAlign
+    needs concrete box values, so the meta device cannot be used. Returns ``per_crop``,
+    ``network_per_crop``, ``breakdown`` (group -> FLOPs per crop), ``by_operator``.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from wbcap.model.hand4whole import Hand4Whole
+
+    net = regressor if isinstance(regressor, Hand4Whole) else regressor.net
+    if device is None:
+        device = next(net.parameters()).device
+    h, w = net.config.input_img_shape
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(batch, 3, h, w, generator=g).to(device)
+    counter = FlopCounterMode(display=False, depth=None)
+    with counter, torch.inference_mode():
+        regressor(img)
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    total = int(counter.get_total_flops())
+    root = type(regressor).__name__
+    net_prefix = root if regressor is net else f"{root}.net"
+    breakdown = {k: 0 for k in FLOP_GROUPS}
+    for group, children in _NET_GROUPS.items():
+        breakdown[group] = sum(int(counts.get(f"{net_prefix}.{c}", 0)) for c in children)
+    network_total = int(counts.get(net_prefix, 0))
+    breakdown["heads"] = network_total - sum(breakdown[k] for k in _NET_GROUPS)
+    if regressor is not net:
+        breakdown["smplx"] = int(counts.get(f"{root}.body", 0))
+    breakdown["other"] = total - sum(breakdown.values())
+    by_op: dict[str, int] = {}
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op).split(".")[1] if str(op).startswith("aten.") else str(op)
+        by_op[name] = by_op.get(name, 0) + int(n)
+    return {
+        "batch": batch,
+        "per_crop": total / batch,
+        "network_per_crop": network_total / batch,
+        "breakdown": {k: v / batch for k, v in breakdown.items()},
+        "by_operator": {k: v / batch for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+        "counter": "torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-add)",
+    }
+
+
+def ceiling_precisions(device, precision: str = "fp32") -> tuple[str, ...]:
+    """Which matmul dtypes to measure: fp32, bf16 (+ the precision asked for) on CPU;
+    fp32, tf32, bf16, fp16 on CUDA."""
+    if device.type == "cuda":
+        return ("fp32", "tf32", "bf16", "fp16")
+    names = ["fp32", "bf16"]
+    if precision not in names:
+        names.append(precision)
+    return tuple(names)
+
+
+def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
+                   max_seconds_per_matmul: float = 0.4) -> dict[str, Any]:
+    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``) for ``precision``.
+
+    On CPU the size is halved (down to 256) while a first small probe predicts more than
+    ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
+    CPUs) does not take minutes; the size used is reported.
+    """
+    import torch
+
+    dtype = getattr(torch, _DTYPES[precision])
+    sync = _sync_fn(device)
+    n = int(size)
+    if device.type == "cpu":
+        probe = 256
+        a = torch.randn(probe, probe, dtype=dtype)
+        a @ a
+        t0 = time.perf_counter()
+        a @ a
+        rate = 2 * probe**3 / max(time.perf_counter() - t0, 1e-9)
+        while n > 256 and 2 * n**3 / rate > max_seconds_per_matmul:
+            n //= 2
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    tf32_ctx = contextlib.nullcontext()
+    if device.type == "cuda":
+        tf32_ctx = _cuda_matmul_tf32(precision == "tf32")
+    with tf32_ctx, torch.inference_mode():
+        runs = time_call(lambda: a @ b, repeats, warmup, sync)
+    med = statistics.median(runs)
+    return {"size": n, "median_s": med, "repeats": len(runs), "flops_per_s": 2 * n**3 / med, "dtype": str(dtype)}
+
+
+@contextlib.contextmanager
+def _cuda_matmul_tf32(enabled: bool):
+    import torch
+
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+
+
+def build_pipeline(opts: BenchOptions, device, workdir: Path):
+    """(Pipeline, model description) for ``opts`` on ``device``; see :class:`BenchOptions`."""
+    from wbcap.body.model_files import find_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.config import ModelConfig
+    from wbcap.errors import CheckpointError, InputError, ModelFileError
+    from wbcap.model.checkpoint import load_network
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.checkpoints import random_network
+
+    if opts.config is not None and opts.checkpoint is not None:
+        raise InputError("--config (random weights) and --checkpoint exclude each other; pass one")
+    if opts.config is not None and opts.config not in CONFIGS:
+        raise InputError(f"--config {opts.config!r}: use one of {', '.join(CONFIGS)}")
+    desc: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    ckpt = None
+    if opts.config is None:
+        try:
+            from wbcap.weights import find_checkpoint
+
+            ckpt = find_checkpoint(opts.checkpoint)
+        except CheckpointError as exc:
+            if opts.checkpoint is not None:
+                raise
+            log.warning("%s; benchmarking the full-size network with random weights (same FLOPs and speed; "
+                        "--config small for the small one)", str(exc).split(";")[0])
+    if ckpt is not None:
+        net = load_network(ckpt, device)
+        desc.update(weights="checkpoint", checkpoint=str(ckpt), config_name=None)
+    else:
+        name = opts.config or "full"
+        cfg = ModelConfig(**SMALL_DEPTHS) if name == "small" else ModelConfig()
+        net = random_network(cfg, seed=0, upright=True)
+        desc.update(weights="random", checkpoint=None, config_name=name)
+    try:
+        body_path = find_body_model(opts.gender, opts.body_models, allow_pickle=opts.allow_pickle)
+        synthetic = False
+    except ModelFileError as exc:
+        if opts.body_models is not None:
+            raise
+        from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+        log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
+                    "same size (%s)", type(exc).__name__)
+        body_path = find_body_model("neutral", write_synthetic_smplx(workdir / "body_models"))
+        synthetic = True
+    body = SMPLXLayer.from_file(body_path, allow_pickle=opts.allow_pickle)
+    pipe = Pipeline(WholeBodyRegressor(net, body), device, batch_size=max(opts.batch_sizes or (1,)),
+                    precision=opts.precision)
+    n_params = sum(p.numel() for p in pipe.regressor.net.parameters())
+    desc.update(
+        body_model=str(body_path),
+        body_model_synthetic=synthetic,
+        config=net.config.to_dict(),
+        depths=f"body R{net.config.backbone_depth}, hand R{net.config.hand_backbone_depth}, "
+               f"face R{net.config.face_backbone_depth}",
+        parameters=int(n_params),
+        load_s=time.perf_counter() - t0,
+    )
+    return pipe, desc
+
+
+def describe_model(desc: dict[str, Any]) -> str:
+    """One line: which weights and which body model were used."""
+    if desc["weights"] == "checkpoint":
+        w = f"checkpoint {desc['checkpoint']}"
+    else:
+        w = f"random weights, --config {desc['config_name']}"
+    body = "synthetic SMPL-X (real model not found)" if desc["body_model_synthetic"] else f"SMPL-X {desc['body_model']}"
+    return f"{desc['depths']}; {w}; {body}"
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _synthetic_frames(n: int, size: tuple[int, int]) -> list:
+    import numpy as np
+
+    from wbcap.testing.images import person_image
+
+    w, h = size
+    base = person_image(w, h, seed=0)
+    return [np.ascontiguousarray(np.roll(base, 2 * i, axis=1)) for i in range(n)]
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every measurement and return the report (a JSON-ready dict; see module docstring).
+
+    ``progress`` receives a short line before each step.
+    """
+    import numpy as np
+    import torch
+
+    from wbcap.crop.bbox import crops_to_tensor
+    from wbcap.detect.base import Detection
+    from wbcap.detect.hog import HOGDetector
+    from wbcap.errors import InputError
+    from wbcap.export.render import render_backend, render_meshes
+    from wbcap.io.video import VideoWriter, open_frames
+    from wbcap.model.device import resolve_device
+    from wbcap.pipeline import PRECISIONS
+
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    if opts.precision not in PRECISIONS:
+        raise InputError(f"--precision {opts.precision!r}: use one of {', '.join(PRECISIONS)}")
+    if opts.frames < 1:
+        raise InputError(f"--frames {opts.frames}: must be >= 1")
+    device = resolve_device(opts.device)
+    defaults = CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    batch_sizes = tuple(sorted(set(opts.batch_sizes or defaults["batch_sizes"])))
+    repeats = int(opts.repeats if opts.repeats is not None else defaults["repeats"])
+    warmup = int(opts.warmup if opts.warmup is not None else defaults["warmup"])
+    if repeats < 1 or warmup < 0 or min(batch_sizes) < 1:
+        raise InputError("--repeats must be >= 1, --warmup >= 0 and batch sizes >= 1")
+    opts = BenchOptions(**{**asdict(opts), "batch_sizes": batch_sizes, "repeats": repeats, "warmup": warmup})
+    sync = _sync_fn(device)
+    cuda = device.type == "cuda"
+
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "versions": versions(),
+        "device": device_info(device),
+        "settings": {
+            "precision": opts.precision,
+            "batch_sizes": list(batch_sizes),
+            "repeats": repeats,
+            "warmup": warmup,
+            "frames": opts.frames,
+            "frame_size": list(opts.frame_size),
+            "matmul_size": opts.matmul_size,
+            "statistic": "median",
+        },
+        "notes": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
+        work = Path(tmp)
+        say("loading the model")
+        pipe, model = build_pipeline(opts, device, work)
+        report["model"] = model
+        regressor = pipe.regressor
+
+        say("matmul ceiling")
+        report["ceilings"] = {
+            p: matmul_ceiling(device, p, opts.matmul_size, repeats=max(3, repeats), warmup=max(1, warmup))
+            for p in ceiling_precisions(device, opts.precision)
+        }
+
+        say("counting FLOPs")
+        flops = count_flops(regressor, device)
+        report["flops"] = flops
+        stages: dict[str, Timing] = {}
+
+        # -- frames: encode (a synthetic clip doubles as the decode input), decode ------------
+        if opts.video is not None:
+            src = Path(opts.video).expanduser()
+            say(f"decoding {src.name}")
+            frames = [f.image for f in open_frames(src, max_frames=opts.frames)]
+            synthetic = False
+        else:
+            frames = _synthetic_frames(opts.frames, opts.frame_size)
+            src = work / "synthetic.mp4"
+            synthetic = True
+        h, w = frames[0].shape[:2]
+        report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
+                           "width": w, "height": h, "frames": len(frames)}
+        enc_path = work / "encode.mp4"
+
+        def encode() -> None:
+            with VideoWriter(enc_path, w, h, 30) as writer:
+                for frame in frames:
+                    writer.write(frame)
+
+        say("encode")
+        stages["encode"] = Timing(time_call(encode, repeats, min(warmup, 1)), len(frames), "frame",
+                                  {"codec": "libx264", "size": [w, h]})
+        if synthetic:
+            enc_path.replace(src)
+
+        def decode() -> int:
+            return sum(1 for _ in open_frames(src, max_frames=opts.frames))
+
+        say("decode")
+        n_decoded = decode()
+        stages["decode"] = Timing(time_call(decode, repeats, min(warmup, 1)), n_decoded, "frame", {"size": [w, h]})
+
+        # -- detect, crop --------------------------------------------------------------------
+        image = frames[0]
+        detector = HOGDetector()
+        say("detect")
+        dets = detector(image)
+        stages["detect"] = Timing(time_call(lambda: detector(image), repeats, warmup), 1, "frame",
+                                  {"detector": "hog", "people": len(dets), "size": [w, h]})
+        if not dets:
+            report["notes"].append("HOG found nobody in the frame; the whole frame is used as the person box")
+            dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
+        say("crop")
+        jobs = pipe.crop(image, dets, source="bench", strict=False)
+        if not jobs:
+            jobs = pipe.crop(image, [Detection((0.0, 0.0, float(w), float(h)), 1.0)], source="bench")
+        stages["crop"] = Timing(time_call(lambda: pipe.crop(image, dets, "bench", strict=False), repeats, warmup),
+                                len(jobs), "crop")
+
+        # -- regressor at every batch size ----------------------------------------------------
+        patch = jobs[0].patch
+        batches = []
+        best: Timing | None = None
+        ceiling = report["ceilings"].get(opts.precision) or report["ceilings"]["fp32"]
+        for bs in batch_sizes:
+            say(f"regressor, batch {bs}")
+            x = crops_to_tensor([patch] * bs).to(device)
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+
+            def forward(x=x) -> None:
+                with torch.inference_mode(), pipe._autocast():
+                    regressor(x)
+
+            oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
+            try:
+                runs = time_call(forward, repeats, warmup, sync)
+            except oom:
+                report["notes"].append(f"batch size {bs}: out of CUDA memory; larger batch sizes skipped")
+                torch.cuda.empty_cache()
+                break
+            t = Timing(runs, bs, "crop", {"batch_size": bs})
+            crops_per_s = bs / t.median_s
+            achieved = crops_per_s * flops["per_crop"]
+            row = {
+                "batch_size": bs,
+                **t.to_dict(),
+                "crops_per_s": crops_per_s,
+                "flops_per_s": achieved,
+                "ceiling_precision": opts.precision if opts.precision in report["ceilings"] else "fp32",
+                "ratio": achieved / ceiling["flops_per_s"],
+                "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
+            }
+            if cuda:
+                row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+            batches.append(row)
+            if best is None or t.items / t.median_s > best.items / best.median_s:
+                best = t
+            del x
+        if best is None:
+            raise InputError(f"batch size {batch_sizes[0]} does not fit in CUDA memory; pass smaller --batch-sizes")
+        report["batches"] = batches
+        stages["regressor"] = best
+
+        # -- SMPL-X layer alone, at the largest batch size -------------------------------------
+        bs = batches[-1]["batch_size"]
+        say(f"SMPL-X, batch {bs}")
+        with torch.inference_mode(), pipe._autocast():
+            params = regressor.net(crops_to_tensor([patch] * bs).to(device))
+
+        def smplx() -> None:
+            with torch.inference_mode(), pipe._autocast():
+                regressor.body_forward(params)
+
+        stages["smplx"] = Timing(time_call(smplx, repeats, warmup, sync), bs, "crop", {"batch_size": bs})
+
+        # -- render ------------------------------------------------------------------------
+        say("render")
+        person = pipe.regress(jobs[:1])[0]
+        backend = render_backend()
+
+        def render() -> np.ndarray:
+            return render_meshes(image, [person.vertices], pipe.faces, person.focal, person.princpt)
+
+        stages["render"] = Timing(time_call(render, repeats, warmup), 1, "frame",
+                                  {"backend": backend, "size": [w, h], "meshes": 1})
+
+    report["stages"] = {name: stages[name].to_dict() for name in STAGES}
+    per_frame = sum(report["stages"][s]["per_item_s"] for s in STAGES if s != "smplx")
+    report["estimate"] = {
+        "frames_per_s": 1.0 / per_frame,
+        "assumes": "one person per frame, stages run one after another, regressor at its best batch size "
+                   "(SMPL-X is part of the regressor)",
+    }
+    report["memory"] = {"peak_rss_bytes": peak_rss_bytes()}
+    if cuda:
+        report["memory"]["cuda_max_memory_allocated_bytes"] = max(
+            (b.get("cuda_max_memory_allocated_bytes", 0) for b in batches), default=0)
+    report["elapsed_s"] = time.perf_counter() - t_start
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _si(value: float, unit: str = "") -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 10 else f"{seconds:.3g} s"
+
+
+def print_report(report: dict[str, Any], console=None) -> None:
+    """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    dev, ver, model = report["device"], report["versions"], report["model"]
+    settings = report["settings"]
+    console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)
+    console.print(
+        "[bold]versions[/]: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v), highlight=False)
+    console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False)
+    src = report["input"]
+    console.print(
+        f"[bold]input[/]: {'synthetic clip' if src['synthetic'] else src['video']} {src['width']}x{src['height']}, "
+        f"{src['frames']} frames; precision {settings['precision']}; median of {settings['repeats']} "
+        f"(+{settings['warmup']} warm-up)", highlight=False)
+
+    stages = Table(title="Stages", title_justify="left")
+    for col in ("stage", "median / call", "items", "per item", "throughput", "notes"):
+        stages.add_column(col, justify="left" if col in ("stage", "notes") else "right")
+    for name, s in report["stages"].items():
+        notes = []
+        if "batch_size" in s:
+            notes.append(f"batch {s['batch_size']}")
+        if "detector" in s:
+            notes.append(f"{s['detector']}, {s['people']} found")
+        for key in ("backend", "codec"):
+            if key in s:
+                notes.append(str(s[key]))
+        if "size" in s:
+            notes.append("x".join(str(v) for v in s["size"]))
+        stages.add_row(name, _ms(s["median_s"]), str(s["items"]), _ms(s["per_item_s"]),
+                       f"{s['throughput']:.4g} {s['throughput_unit']}", ", ".join(notes))
+    console.print(stages)
+    console.print(f"estimated end to end: {report['estimate']['frames_per_s']:.3g} frames/s "
+                  f"({report['estimate']['assumes']})", highlight=False)
+
+    prec = settings["precision"]
+    batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
+                    title_justify="left")
+    cols = ["batch", "median / batch", "crops/s", "GFLOP/s", f"% of {prec} ceiling"]
+    cuda_mem = any("cuda_max_memory_allocated_bytes" in b for b in report["batches"])
+    if cuda_mem:
+        cols.append("CUDA peak")
+    for col in cols:
+        batches.add_column(col, justify="right")
+    for b in report["batches"]:
+        row = [str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}", f"{b['flops_per_s'] / 1e9:.4g}",
+               f"{100 * b['ratio']:.1f} %"]
+        if cuda_mem:
+            row.append(_si(b.get("cuda_max_memory_allocated_bytes", 0), "B"))
+        batches.add_row(*row)
+    console.print(batches)
+
+    ceil = Table(title="Matmul ceiling", title_justify="left")
+    for col in ("dtype", "size", "median", "GFLOP/s", "best batch achieved / ceiling"):
+        ceil.add_column(col, justify="right")
+    best = max(report["batches"], key=lambda b: b["flops_per_s"])
+    for p, c in report["ceilings"].items():
+        ceil.add_row(p, f"{c['size']}", _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
+                     f"{100 * best['ratios'][p]:.1f} %")
+    console.print(ceil)
+
+    flops = report["flops"]
+    ft = Table(title="FLOPs per crop", title_justify="left")
+    for col in ("module", "GFLOP", "share"):
+        ft.add_column(col, justify="left" if col == "module" else "right")
+    for k, v in flops["breakdown"].items():
+        if k == "other" and abs(v) < 1:
+            continue
+        ft.add_row(k.replace("_", " "), f"{v / 1e9:.3f}", f"{100 * v / flops['per_crop']:.1f} %")
+    ft.add_row("[bold]total[/]", f"{flops['per_crop'] / 1e9:.3f}", "100 %")
+    console.print(ft)
+    mem = report["memory"]
+    line = f"peak RSS {_si(mem['peak_rss_bytes'], 'B')}"
+    if "cuda_max_memory_allocated_bytes" in mem:
+        line += f", CUDA max allocated {_si(mem['cuda_max_memory_allocated_bytes'], 'B')}"
+    console.print(line + f"; benchmark took {report['elapsed_s']:.1f} s", highlight=False)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", highlight=False)

@@ -1,0 +1,102 @@
+"""``wbcap bench``: parse options, call :func:`wbcap.bench.run_bench`, print a table or JSON."""
+
+from __future__ import annotations
+
+import click
+
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+
+
+def _batch_sizes(ctx, param, value):
+    if value is None:
+        return None
+    from wbcap.bench import parse_batch_sizes
+
+    try:
+        return parse_batch_sizes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _frame_size(ctx, param, value):
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+        if w < 16 or h < 16:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use WIDTHxHEIGHT, e.g. 320x240 (>= 16 each)") from None
+    return w, h
+
+
+@click.command()
+@checkpoint_option
+@click.option("--config", "config_name", type=click.Choice(["full", "small"]), default=None,
+              help="Benchmark a named architecture with random weights instead of a checkpoint "
+                   "(small = all ResNet-18).")
+@body_models_option
+@gender_option
+@allow_pickle_option
+@device_option
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Network precision (autocast for bf16/fp16), as in `wbcap run`.")
+@click.option("--batch-sizes", callback=_batch_sizes, default=None, metavar="N,N,...",
+              help="Regressor batch sizes [default: 1,2 on CPU, 1,2,4,8,16 on CUDA].")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Timed runs per measurement; medians are reported [default: 3 on CPU, 10 on CUDA].")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Untimed runs before each measurement [default: 1 on CPU, 3 on CUDA].")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Video to decode, detect and render on [default: a generated synthetic clip].")
+@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Frames decoded and encoded per run.")
+@click.option("--frame-size", callback=_frame_size, default="320x240", show_default=True, metavar="WxH",
+              help="Size of the synthetic clip (ignored with --video).")
+@click.option("--matmul-size", type=click.IntRange(min=64), default=2048, show_default=True,
+              help="Square matmul size for the device's FLOP/s ceiling.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout instead of tables.")
+@click.option("--json-out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON report to this file.")
+@click.pass_context
+def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, device, precision, batch_sizes, repeats,
+          warmup, video, frames, frame_size, matmul_size, as_json, json_out):
+    """Time every stage (decode, detect, crop, regressor per batch size, SMPL-X, render, encode),
+    count the regressor's FLOPs and compare the achieved FLOP/s with this device's matmul ceiling.
+
+    Uses the checkpoint `wbcap image` would use (or --checkpoint), or --config full|small with
+    random weights; a synthetic SMPL-X model stands in when the real one is missing. The report
+    says which. Progress goes to stderr; tables (or --json) to stdout.
+    """
+    import contextlib
+    import json
+
+    from rich.console import Console
+
+    from wbcap.bench import BenchOptions, print_report, run_bench
+
+    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    err = Console(stderr=True, soft_wrap=True)
+    opts = BenchOptions(
+        checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
+        device=device, precision=precision, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
+        frames=frames, frame_size=frame_size, matmul_size=matmul_size,
+    )
+    live = not quiet and err.is_terminal
+    with err.status("benchmarking", spinner="dots") if live else contextlib.nullcontext() as status:
+
+        def progress(msg: str) -> None:
+            if status is not None:
+                status.update(f"benchmarking: {msg}")
+            elif not quiet:
+                err.print(f"bench: {msg}", markup=False, highlight=False)
+
+        report = run_bench(opts, progress=progress)
+    text = json.dumps(report, indent=2)
+    if json_out:
+        from pathlib import Path
+
+        Path(json_out).write_text(text + "\n")
+    if as_json:
+        click.echo(text)
+    else:
+        print_report(report)
+

@@ -1,0 +1,388 @@
+"""Evaluate a whole-body regressor on EHF, 3DPW or Human3.6M with the standard protocols.
+
+>>> from wbcap import Pipeline                                              # doctest: +SKIP
+>>> from wbcap.eval import evaluate, write_results                          # doctest: +SKIP
+>>> result = evaluate("EHF", "data/", Pipeline.from_files("snapshot_6.pth.tar"))  # doctest: +SKIP
+>>> result.metrics["mpvpe_all"]                                             # doctest: +SKIP
+
+The datasets are read with the training loaders (:mod:`wbcap.train.data`) in their native
+layouts, without augmentation: EHF (all frames), 3DPW (``test`` split), Human3.6M (``test``
+split: subjects 9 and 11, every 64th frame, camera 4). The network runs in batches on the
+loaders' 512x384 crops; its predicted SMPL-X mesh is compared with the ground truth by
+:mod:`wbcap.eval.protocols`:
+
+* EHF: the GT SMPL-X mesh (rotated into the camera by the loader): ``mpvpe_all/hand/face``,
+  ``pa_mpvpe_all/hand/face``, ``pa_mpjpe_body`` (J14), ``pa_mpjpe_hand``;
+* Human3.6M: the 17 annotated joints (camera frame): ``mpjpe``, ``pa_mpjpe`` on 14 joints;
+* 3DPW: the GT SMPL mesh (needs the SMPL model): ``mpjpe``, ``pa_mpjpe`` on the same 14 H36M
+  joints, and ``mpvpe`` / ``pa_mpvpe`` on SMPL vertices when an SMPL-X -> SMPL vertex map is
+  found.
+
+Any callable ``EvalBatch -> (B, V, 3)`` vertices can stand in for the network (a
+:class:`Predictor`), which is how the tests inject exact predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from wbcap.body.model_files import find_body_model
+from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.errors import InputError, ModelFileError
+from wbcap.eval.extra_files import load_regressor, load_smplx_to_smpl
+from wbcap.eval.metrics import regress
+from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
+from wbcap.export.atomic import atomic_write_text
+from wbcap.model.regressor import WholeBodyRegressor
+
+__all__ = [
+    "DATASETS",
+    "EvalBatch",
+    "EvalResult",
+    "Predictor",
+    "RegressorPredictor",
+    "canonical_dataset",
+    "evaluate",
+    "write_results",
+]
+
+logger = logging.getLogger(__name__)
+
+DATASETS: tuple[str, ...] = ("EHF", "PW3D", "Human36M")
+_ALIASES = {"ehf": "EHF", "pw3d": "PW3D", "3dpw": "PW3D", "human36m": "Human36M", "h36m": "Human36M"}
+METRICS: dict[str, tuple[str, ...]] = {
+    "EHF": WHOLE_BODY_METRICS,
+    "Human36M": ("mpjpe", "pa_mpjpe"),
+    "PW3D": ("mpjpe", "pa_mpjpe", "mpvpe", "pa_mpvpe"),
+}
+"""Metric names per dataset (PW3D's ``mpvpe``/``pa_mpvpe`` only with an SMPL-X -> SMPL map)."""
+
+
+@dataclass(frozen=True)
+class EvalBatch:
+    """One batch handed to a predictor.
+
+    indices: dataset indices of the samples. img: ``(B, 3, 512, 384)`` float32 RGB in [0, 1],
+    the body crops. gt: the protocol's ground truth, metres, float32 -- EHF ``(B, 10475, 3)``
+    SMPL-X mesh in camera axes; Human36M ``(B, 17, 3)`` H36M joints in the camera; PW3D
+    ``(B, 6890, 3)`` SMPL mesh in the camera. Real predictors use only ``img``.
+    """
+
+    indices: list[int]
+    img: torch.Tensor
+    gt: torch.Tensor
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything that maps an :class:`EvalBatch` to predicted SMPL-X vertices ``(B, V, 3)`` m."""
+
+    def __call__(self, batch: EvalBatch) -> torch.Tensor: ...
+
+
+class RegressorPredictor:
+    """The network as a :class:`Predictor`: crops -> ``RegressorOutput.vertices`` (camera, m)."""
+
+    def __init__(self, regressor: WholeBodyRegressor, device: torch.device | str = "cpu", precision: str = "fp32"):
+        self.regressor = regressor
+        self.device = torch.device(device)
+        self.precision = precision
+        self.regressor.to(self.device).eval()
+
+    @torch.inference_mode()
+    def __call__(self, batch: EvalBatch) -> torch.Tensor:
+        img = batch.img.to(self.device, non_blocking=True)
+        if self.precision == "fp32":
+            out = self.regressor(img)
+        else:
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            with torch.autocast(self.device.type, dtype=dtype):
+                out = self.regressor(img)
+        return out.vertices.float().cpu()
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate`.
+
+    metrics: mean over samples of each metric, mm (nan-samples skipped). per_sample: one dict per
+    sample: ``index``, the dataset's ids (``image``, ``ann_id``, ``subject``...) and every metric
+    in mm. files: the extra files used.
+    """
+
+    dataset: str
+    metrics: dict[str, float]
+    per_sample: list[dict[str, Any]]
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.per_sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (nan -> None)."""
+        return {
+            "dataset": self.dataset,
+            "units": "mm",
+            "num_samples": self.num_samples,
+            "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
+            "files": dict(self.files),
+            "per_sample": [{k: _json_float(v) for k, v in s.items()} for s in self.per_sample],
+        }
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def write_results(result: EvalResult, path: str | Path) -> Path:
+    """Write ``result`` as JSON (``to_dict``) atomically; creates the parent folder."""
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+    return p
+
+
+def canonical_dataset(name: str) -> str:
+    """``'EHF'``, ``'PW3D'`` or ``'Human36M'`` for a case-insensitive name or alias (3DPW, H36M)."""
+    key = str(name).lower().replace("-", "").replace("_", "").replace(".", "")
+    if key not in _ALIASES:
+        raise InputError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    return _ALIASES[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# per-dataset tasks
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _Task:
+    dataset: torch.utils.data.Dataset
+    gt: Callable[[int, dict[str, Any], dict[str, Any]], np.ndarray]
+    ids: Callable[[int, dict[str, Any]], dict[str, Any]]
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+    files: dict[str, str]
+
+
+def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+    from wbcap.eval.extra_files import find_extra_file
+    from wbcap.train.data.ehf import EHF
+
+    protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu().numpy(), body_models, allow_pickle)
+    files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
+    ds = EHF(data_root)
+
+    def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
+        return np.asarray(targets["smplx_mesh_cam"], np.float32)
+
+    def ids(idx: int, meta: dict[str, Any]) -> dict[str, Any]:
+        return {"image": Path(ds.records[idx]["img_path"]).name}
+
+    return _Task(ds, gt, ids, protocol, files)
+
+
+def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+    from wbcap.train.data.human36m import Human36M
+
+    num_v = layer.num_vertices
+    reg, reg_path = load_regressor("h36m_smplx", num_v, body_models, allow_pickle, [data_root / "Human36M"])
+    ds = Human36M(data_root, "test", body_layer=layer, augment=None)
+
+    # The loader's samples hold the H36M joints mapped into the 137-joint set, which has no
+    # Head_top; the protocol needs all 17, so they are read from its records (camera frame, mm).
+    def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
+        return (np.asarray(ds.records[idx]["joint_cam"], np.float64) / 1000.0).astype(np.float32)
+
+    def ids(idx: int, meta: dict[str, Any]) -> dict[str, Any]:
+        rec = ds.records[idx]
+        return {
+            "image": str(Path(rec["img_path"]).name),
+            "image_id": int(rec["image_id"]),
+            "subject": int(rec["subject"]),
+            "frame": int(rec["frame_idx"]),
+        }
+
+    def score(pred: torch.Tensor, gt_joints: torch.Tensor) -> dict[str, torch.Tensor]:
+        return h36m_errors(regress(reg, pred), gt_joints)
+
+    return _Task(ds, gt, ids, score, {"h36m_smplx": str(reg_path)})
+
+
+def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+    from wbcap.eval.smpl import SMPL_NUM_VERTICES, load_smpl_layers
+    from wbcap.train.data.pw3d import PW3D
+
+    num_v = layer.num_vertices
+    try:
+        smpl_layers = load_smpl_layers(body_models, allow_pickle)
+    except ModelFileError as exc:
+        raise ModelFileError(f"3DPW ground truth needs the SMPL model: {exc}") from None
+    reg_x, path_x = load_regressor("h36m_smplx", num_v, body_models, allow_pickle)
+    reg_s, path_s = load_regressor("h36m_smpl", SMPL_NUM_VERTICES, body_models, allow_pickle)
+    files = {"h36m_smplx": str(path_x), "h36m_smpl": str(path_s)}
+    try:
+        to_smpl, path_m = load_smplx_to_smpl(num_v, SMPL_NUM_VERTICES, body_models, allow_pickle)
+        coo = to_smpl.tocoo()
+        to_smpl_t: torch.Tensor | None = torch.sparse_coo_tensor(
+            torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64)), torch.from_numpy(coo.data), coo.shape,
+            check_invariants=True,
+        ).coalesce()
+        files["smplx_to_smpl"] = str(path_m)
+    except ModelFileError as exc:
+        logger.warning("3DPW: mpvpe skipped (%s)", exc)
+        to_smpl_t = None
+    smpl_jreg = smpl_layers["neutral"].J_regressor.double()
+    ds = PW3D(data_root, "test", smpl_model=smpl_layers)
+
+    def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
+        if "smpl_mesh_cam" not in targets:  # pragma: no cover - the loader got a model above
+            raise ModelFileError("3DPW ground truth needs the SMPL model (SMPL_NEUTRAL.npz): see wbcap doctor")
+        return np.asarray(targets["smpl_mesh_cam"], np.float32)
+
+    def ids(idx: int, meta: dict[str, Any]) -> dict[str, Any]:
+        return {"ann_id": int(meta["ann_id"]), "gender": str(meta["gender"])}
+
+    def score(pred: torch.Tensor, gt_mesh: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = h36m_errors(regress(reg_x, pred), regress(reg_s, gt_mesh))
+        if to_smpl_t is not None:
+            out.update(smpl_mesh_errors(regress(to_smpl_t, pred), gt_mesh, smpl_jreg))
+        return out
+
+    return _Task(ds, gt, ids, score, files)
+
+
+_TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task}
+
+
+class _EvalView(torch.utils.data.Dataset):
+    """(index, crop, ground truth, ids) per sample, for a DataLoader."""
+
+    def __init__(self, task: _Task, indices: Sequence[int]):
+        self.task = task
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray, dict[str, Any]]:
+        idx = self.indices[i]
+        inputs, targets, meta = self.task.dataset[idx]
+        return idx, inputs["img"], self.task.gt(idx, targets, meta), self.task.ids(idx, meta)
+
+
+def _collate(items: list[tuple[int, np.ndarray, np.ndarray, dict[str, Any]]]) -> tuple[list[int], torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+    idx = [it[0] for it in items]
+    img = torch.from_numpy(np.stack([it[1] for it in items]))
+    gt = torch.from_numpy(np.stack([it[2] for it in items]))
+    return idx, img, gt, [it[3] for it in items]
+
+
+def _resolve_model(
+    model: Any, device: torch.device | str | None, body_models: Any, allow_pickle: bool
+) -> tuple[Callable[[EvalBatch], torch.Tensor], SMPLXLayer]:
+    """(predictor, a CPU SMPL-X layer for the protocol and the loaders)."""
+    from wbcap.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return RegressorPredictor(model.regressor, model.device, model.precision), _cpu_layer(model.regressor.body)
+    if isinstance(model, WholeBodyRegressor):
+        dev = torch.device(device) if device is not None else next(model.parameters()).device
+        return RegressorPredictor(model, dev), _cpu_layer(model.body)
+    if callable(model):
+        layer = SMPLXLayer.from_file(find_body_model("neutral", body_models, allow_pickle), allow_pickle=allow_pickle)
+        return model, layer
+    raise TypeError(f"model must be a Pipeline, a WholeBodyRegressor or a Predictor, got {type(model).__name__}")
+
+
+def _cpu_layer(layer: SMPLXLayer) -> SMPLXLayer:
+    if layer.v_template.device.type == "cpu":
+        return layer
+    return copy.deepcopy(layer).cpu()
+
+
+def evaluate(
+    dataset_name: str,
+    data_root: str | Path,
+    model: Any,
+    *,
+    body_models: str | Path | None = None,
+    allow_pickle: bool = False,
+    device: torch.device | str | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Run ``model`` over a dataset's evaluation split and score it.
+
+    Args:
+        dataset_name: ``EHF``, ``PW3D`` (alias ``3DPW``) or ``Human36M`` (alias ``H36M``).
+        data_root: folder holding ``EHF/``, ``PW3D/`` or ``Human36M/`` (native layouts, see the
+            loaders in :mod:`wbcap.train.data`).
+        model: a :class:`~wbcap.pipeline.Pipeline`, a
+            :class:`~wbcap.model.regressor.WholeBodyRegressor` (run on ``device``, default its
+            parameters' device) or any :class:`Predictor`.
+        body_models: SMPL-X file/folder; also where the extra files and the SMPL model are looked
+            for (then ``$WBCAP_BODY_MODELS``, then the user data folder). For a Pipeline or a
+            regressor the SMPL-X model is the one they carry.
+        allow_pickle: also read ``.pkl`` model / extra files (pickles can run code).
+        limit: evaluate only the first ``limit`` samples.
+        batch_size: crops per network call; num_workers: DataLoader workers.
+        progress: called as ``progress(done, total)`` after every batch.
+
+    Returns:
+        :class:`EvalResult` with mean metrics (mm) and per-sample errors.
+
+    Raises:
+        ModelFileError: a needed extra file / SMPL model is missing (checked before inference).
+        InputError: unknown dataset, dataset layout problems, or no samples.
+    """
+    name = canonical_dataset(dataset_name)
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"--data-root {root} is not a folder: pass the folder holding {name}/")
+    predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
+    task = _TASKS[name](root, layer, body_models, allow_pickle)
+    total = len(task.dataset)
+    if limit is not None:
+        total = min(total, max(0, int(limit)))
+    if total == 0:
+        raise InputError(f"{name} under {root}: no samples to evaluate (empty split or --limit 0)")
+    loader = torch.utils.data.DataLoader(
+        _EvalView(task, range(total)), batch_size=max(1, int(batch_size)), shuffle=False,
+        num_workers=int(num_workers), collate_fn=_collate,
+    )  # fmt: skip
+    per_sample: list[dict[str, Any]] = []
+    columns: dict[str, list[torch.Tensor]] = {}
+    done = 0
+    for indices, img, gt, ids in loader:
+        pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
+        if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
+            raise ValueError(f"predictor returned {getattr(pred, 'shape', type(pred))}, expected ({len(indices)}, V, 3)")
+        scores = task.score(pred.detach().cpu(), gt)
+        for key, value in scores.items():
+            columns.setdefault(key, []).append(value.detach().cpu().double())
+        rows = {k: v.detach().cpu().double().tolist() for k, v in scores.items()}
+        for j, idx in enumerate(indices):
+            per_sample.append({"index": int(idx), **ids[j], **{k: float(v[j]) for k, v in rows.items()}})
+        done += len(indices)
+        if progress is not None:
+            progress(done, total)
+    metrics: dict[str, float] = {}
+    for key in METRICS[name]:
+        if key in columns:
+            values = torch.cat(columns[key])
+            metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
+    logger.info("%s: %d samples evaluated", name, done)
+    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=task.files)
