@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -44,7 +45,8 @@ def _lift(regressor: np.ndarray, joints: torch.Tensor) -> torch.Tensor:
 # EHF
 # ------------------------------------------------------------------------------------------------
 def test_ehf_exact_prediction_scores_zero(models, data_root):
-    result = evaluate("EHF", data_root, lambda b: b.gt + torch.tensor([0.3, -0.1, 4.0]), body_models=models, batch_size=2)
+    shift = torch.tensor([0.3, -0.1, 4.0])
+    result = evaluate("EHF", data_root, lambda b: b.gt + shift, body_models=models, batch_size=2)
     assert result.num_samples == 3
     assert list(result.metrics) == list(WHOLE_BODY_METRICS)
     for key, value in result.metrics.items():
@@ -119,6 +121,14 @@ def test_pw3d_exact_and_offset(models, data_root):
     assert m["mpjpe"] == pytest.approx(10.0, abs=1e-3)
     assert m["pa_mpjpe"] < 1e-3
     assert m["mpvpe"] > 0.0
+
+
+def test_pw3d_without_vertex_map_reports_joints_only(tmp_path, models, data_root):
+    folder = tmp_path / "m"
+    shutil.copytree(models, folder, symlinks=True, ignore=shutil.ignore_patterns("SMPLX_to_SMPL.npz"))
+    result = evaluate("PW3D", data_root, lambda b: torch.zeros(b.gt.shape[0], 10475, 3), body_models=folder, limit=1)
+    assert set(result.metrics) == {"mpjpe", "pa_mpjpe"} and result.num_samples == 1
+    assert "smplx_to_smpl" not in result.files
 
 
 def test_pw3d_without_smpl_names_the_missing_file(tmp_path, body_dir, data_root):

@@ -118,7 +118,7 @@ def test_batched_equals_per_sample():
     for b in range(6):
         single = [pa_mpjpe(pred[b : b + 1], gt[b : b + 1]), mpjpe(pred[b : b + 1], gt[b : b + 1]),
                   pa_mpvpe(pred[b : b + 1], gt[b : b + 1])]  # fmt: skip
-        for full, one in zip(batched, single):
+        for full, one in zip(batched, single, strict=True):
             assert full[b].item() == pytest.approx(one.item(), rel=1e-10, abs=1e-9)
         assert pa_mpjpe(pred, gt)[b].item() == pytest.approx(_reference_pa(pred[b].numpy(), gt[b].numpy()), rel=1e-6)
 
@@ -165,3 +165,18 @@ def test_h36m_protocol_root_relative_14_joints():
     head = gt.clone()
     head[:, [7, 9]] += 0.1
     assert torch.all(h36m_errors(head, gt)["mpjpe"] < 1e-9)
+
+
+def test_hand_regressors_follow_upstream_row_layout():
+    from wbcap.eval.protocols import hand_regressors
+
+    jreg = np.random.default_rng(12).random((55, 10475))
+    left, right = hand_regressors(jreg)
+    assert left.shape == right.shape == (21, 10475)
+    np.testing.assert_array_equal(left[0].numpy(), jreg[20])  # wrist
+    np.testing.assert_array_equal(left[1].numpy(), jreg[37])  # thumb 1
+    np.testing.assert_array_equal(right[5].numpy(), jreg[40])  # index 1
+    tips_l, tips_r = (4, 8, 12, 16, 20), (8079, 7669, 7794, 7905, 8022)
+    assert [int(left[r].argmax()) for r in tips_l] == [5361, 4933, 5058, 5169, 5286]
+    assert [int(right[r].argmax()) for r in tips_l] == list(tips_r)
+    assert all(float(left[r].sum()) == 1.0 for r in tips_l)

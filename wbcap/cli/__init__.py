@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
     "run": ("wbcap.cli.run", "run", "Track and reconstruct every person in a video or image sequence."),
     "train": ("wbcap.cli.train", "train", "Train: body | hand | merge | finetune (the Hand4Whole recipe)."),
+    "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW or Human3.6M with the standard protocols."),
     "bench": ("wbcap.cli.bench", "bench", "Time every stage, FLOPs and memory on this device."),
     "demo": ("wbcap.cli.demo", "demo", "Run the image pipeline on a bundled example (pipeline check)."),
     "weights": ("wbcap.cli.weights", "weights", "List, import and verify network checkpoints."),

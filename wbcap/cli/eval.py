@@ -10,24 +10,49 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 
 
 @click.command(name="eval")
-@click.option("--dataset", "dataset", type=click.Choice(_DATASET_CHOICES, case_sensitive=False), required=True,
-              help="EHF (all frames), PW3D/3DPW (test split) or Human36M/H36M (test: S9, S11, every 64th frame).")
-@click.option("--data-root", type=click.Path(file_okay=False), required=True,
-              help="Folder holding EHF/, PW3D/ or Human36M/ in the upstream Hand4Whole layout.")
+@click.option(
+    "--dataset",
+    "dataset",
+    type=click.Choice(_DATASET_CHOICES, case_sensitive=False),
+    required=True,
+    help="EHF (all frames), PW3D/3DPW (test split) or Human36M/H36M (test: S9, S11, every 64th frame).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder holding EHF/, PW3D/ or Human36M/ in the upstream Hand4Whole layout.",
+)
 @checkpoint_option
 @body_models_option
 @allow_pickle_option
 @device_option
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Network arithmetic (autocast); fp32 for reportable numbers.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Network arithmetic (autocast); fp32 for reportable numbers.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per network call.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="DataLoader worker processes (Linux: fork).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N samples.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Write mean and per-sample errors (mm) to this JSON file.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write mean and per-sample errors (mm) to this JSON file.",
+)
 @click.pass_context
-def eval_cmd(ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers,
-             limit, out):
+def eval_cmd(
+    ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers, limit, out
+):
     """Evaluate a checkpoint with the standard protocols; prints every metric in mm.
 
     Extra files are looked for beside the SMPL-X model (--body-models, $WBCAP_BODY_MODELS, the
@@ -54,15 +79,31 @@ def eval_cmd(ctx, dataset, data_root, checkpoint, body_models, allow_pickle, dev
     )
     pipeline = Pipeline.from_config(cfg)
     err = Console(stderr=True, soft_wrap=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, disable=quiet, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    ) as progress:
         task = progress.add_task(f"eval {name}", total=None)
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = evaluate(name, data_root, pipeline, body_models=body_models, allow_pickle=allow_pickle,
-                          batch_size=batch_size, num_workers=workers, limit=limit, progress=report)
+        result = evaluate(
+            name,
+            data_root,
+            pipeline,
+            body_models=body_models,
+            allow_pickle=allow_pickle,
+            batch_size=batch_size,
+            num_workers=workers,
+            limit=limit,
+            progress=report,
+        )
 
     table = Table(title=f"{name}: {result.num_samples} samples")
     table.add_column("metric")

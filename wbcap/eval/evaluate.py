@@ -39,7 +39,7 @@ import torch
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.errors import InputError, ModelFileError
-from wbcap.eval.extra_files import load_regressor, load_smplx_to_smpl
+from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
 from wbcap.export.atomic import atomic_write_text
@@ -176,10 +176,9 @@ class _Task:
 
 
 def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
-    from wbcap.eval.extra_files import find_extra_file
     from wbcap.train.data.ehf import EHF
 
-    protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu().numpy(), body_models, allow_pickle)
+    protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
     files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
     ds = EHF(data_root)
 
@@ -231,17 +230,14 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     reg_x, path_x = load_regressor("h36m_smplx", num_v, body_models, allow_pickle)
     reg_s, path_s = load_regressor("h36m_smpl", SMPL_NUM_VERTICES, body_models, allow_pickle)
     files = {"h36m_smplx": str(path_x), "h36m_smpl": str(path_s)}
+    to_smpl: Any = None  # scipy CSR (6890, V); regress() applies it sparsely
     try:
-        to_smpl, path_m = load_smplx_to_smpl(num_v, SMPL_NUM_VERTICES, body_models, allow_pickle)
-        coo = to_smpl.tocoo()
-        to_smpl_t: torch.Tensor | None = torch.sparse_coo_tensor(
-            torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64)), torch.from_numpy(coo.data), coo.shape,
-            check_invariants=True,
-        ).coalesce()
-        files["smplx_to_smpl"] = str(path_m)
-    except ModelFileError as exc:
+        find_extra_file("smplx_to_smpl", body_models, allow_pickle)
+    except ModelFileError as exc:  # optional: only PVE needs it
         logger.warning("3DPW: mpvpe skipped (%s)", exc)
-        to_smpl_t = None
+    else:
+        to_smpl, path_m = load_smplx_to_smpl(num_v, SMPL_NUM_VERTICES, body_models, allow_pickle)
+        files["smplx_to_smpl"] = str(path_m)
     smpl_jreg = smpl_layers["neutral"].J_regressor.double()
     ds = PW3D(data_root, "test", smpl_model=smpl_layers)
 
@@ -255,8 +251,8 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
 
     def score(pred: torch.Tensor, gt_mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         out = h36m_errors(regress(reg_x, pred), regress(reg_s, gt_mesh))
-        if to_smpl_t is not None:
-            out.update(smpl_mesh_errors(regress(to_smpl_t, pred), gt_mesh, smpl_jreg))
+        if to_smpl is not None:
+            out.update(smpl_mesh_errors(regress(to_smpl, pred), gt_mesh, smpl_jreg))
         return out
 
     return _Task(ds, gt, ids, score, files)
@@ -275,13 +271,16 @@ class _EvalView(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray, dict[str, Any]]:
+    def __getitem__(self, i: int) -> _Item:
         idx = self.indices[i]
         inputs, targets, meta = self.task.dataset[idx]
         return idx, inputs["img"], self.task.gt(idx, targets, meta), self.task.ids(idx, meta)
 
 
-def _collate(items: list[tuple[int, np.ndarray, np.ndarray, dict[str, Any]]]) -> tuple[list[int], torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+_Item = tuple[int, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def _collate(items: list[_Item]) -> tuple[list[int], torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
     idx = [it[0] for it in items]
     img = torch.from_numpy(np.stack([it[1] for it in items]))
     gt = torch.from_numpy(np.stack([it[2] for it in items]))
@@ -369,7 +368,8 @@ def evaluate(
     for indices, img, gt, ids in loader:
         pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
         if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
-            raise ValueError(f"predictor returned {getattr(pred, 'shape', type(pred))}, expected ({len(indices)}, V, 3)")
+            got = getattr(pred, "shape", type(pred))
+            raise ValueError(f"predictor returned {got}, expected ({len(indices)}, V, 3) vertices")
         scores = task.score(pred.detach().cpu(), gt)
         for key, value in scores.items():
             columns.setdefault(key, []).append(value.detach().cpu().double())
@@ -384,5 +384,5 @@ def evaluate(
         if key in columns:
             values = torch.cat(columns[key])
             metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
-    logger.info("%s: %d samples evaluated", name, done)
+    logger.debug("%s: %d samples evaluated", name, done)
     return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=task.files)

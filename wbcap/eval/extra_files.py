@@ -242,7 +242,7 @@ def _matrix_from_npz(path: Path, arrays: dict[str, np.ndarray]) -> Any:
         fmt = fmt.strip("b'\"")
         cls = {"csr": scipy.sparse.csr_matrix, "csc": scipy.sparse.csc_matrix}.get(fmt)
         if cls is None:
-            raise ModelFileError(f"{path}: sparse format {fmt!r} unsupported; save it as CSR with scipy.sparse.save_npz")
+            raise ModelFileError(f"{path}: sparse format {fmt!r} unsupported; save it as CSR (scipy.sparse.save_npz)")
         shape = tuple(int(v) for v in arrays["shape"])
         return scipy.sparse.csr_matrix(cls((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape))
     for key in ("regressor", "matrix", "arr_0"):

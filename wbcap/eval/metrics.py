@@ -180,8 +180,8 @@ def regress(regressor: Any, vertices: ArrayLike) -> torch.Tensor:
     if hasattr(regressor, "tocoo"):  # scipy.sparse
         coo = regressor.tocoo()
         idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
-        regressor = torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data.astype(np.float64)), coo.shape, check_invariants=True
-        )
+        data = torch.from_numpy(coo.data.astype(np.float64))
+        regressor = torch.sparse_coo_tensor(idx, data, coo.shape, check_invariants=True)
     sparse = isinstance(regressor, torch.Tensor) and regressor.is_sparse
     r = (regressor if sparse else _t(regressor)).to(device=v.device, dtype=torch.float64)
     if r.ndim != 2 or r.shape[1] != n:

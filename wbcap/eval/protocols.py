@@ -39,7 +39,7 @@ from smplx.vertex_ids import vertex_ids as _SMPLX_VERTEX_IDS
 
 from wbcap.body.joints import J_REGRESSOR_IDX
 from wbcap.eval.extra_files import load_face_vertex_ids, load_hand_vertex_ids, load_regressor
-from wbcap.eval.metrics import ArrayLike, align_at, mpjpe, mpvpe, pa_mpjpe, pa_mpvpe, regress
+from wbcap.eval.metrics import ArrayLike, _t, align_at, mpjpe, mpvpe, pa_mpjpe, pa_mpvpe, regress
 
 __all__ = [
     "H36M_EVAL_JOINTS",
@@ -75,7 +75,7 @@ def hand_regressors(joint_regressor: ArrayLike) -> tuple[torch.Tensor, torch.Ten
     Rows: wrist, thumb 1-3, thumb tip, index 1-3, index tip, middle, ring, pinky (each 3 joints
     of the SMPL-X ``joint_regressor (55, V)`` + its fingertip vertex, smplx's vertex ids).
     """
-    jr = torch.as_tensor(np.asarray(joint_regressor), dtype=torch.float64)
+    jr = _t(joint_regressor).detach().cpu().double()
     tips = _SMPLX_VERTEX_IDS["smplx"]
     out = []
     for side in ("left", "right"):
@@ -117,7 +117,7 @@ class WholeBodyProtocol:
         rhand_ids: ArrayLike | Sequence[int],
         face_ids: ArrayLike | Sequence[int],
     ) -> WholeBodyProtocol:
-        jr = torch.as_tensor(np.asarray(joint_regressor), dtype=torch.float64)
+        jr = _t(joint_regressor).detach().cpu().double()
         lreg, rreg = hand_regressors(jr)
 
         def ids(x: ArrayLike | Sequence[int]) -> torch.Tensor:
@@ -125,7 +125,7 @@ class WholeBodyProtocol:
 
         return cls(
             joint_regressor=jr,
-            j14_regressor=torch.as_tensor(np.asarray(j14_regressor), dtype=torch.float64),
+            j14_regressor=_t(j14_regressor).detach().cpu().double(),
             lhand_ids=ids(lhand_ids),
             rhand_ids=ids(rhand_ids),
             face_ids=ids(face_ids),
@@ -138,7 +138,7 @@ class WholeBodyProtocol:
         cls, joint_regressor: ArrayLike, body_models: str | Path | None = None, allow_pickle: bool = False
     ) -> WholeBodyProtocol:
         """Read the J14 regressor and the MANO / FLAME vertex ids (:mod:`wbcap.eval.extra_files`)."""
-        num_v = int(np.asarray(joint_regressor).shape[1])
+        num_v = int(joint_regressor.shape[1])
         j14, _ = load_regressor("j14", num_v, body_models, allow_pickle)
         left, right, _ = load_hand_vertex_ids(num_v, body_models, allow_pickle)
         face, _ = load_face_vertex_ids(num_v, body_models)
@@ -154,9 +154,8 @@ class WholeBodyProtocol:
         Returns:
             ``{name: (B,) float64 mm}``.
         """
-        p = torch.as_tensor(np.asarray(pred)) if not isinstance(pred, torch.Tensor) else pred
-        g = torch.as_tensor(np.asarray(gt)) if not isinstance(gt, torch.Tensor) else gt
-        p, g = p.double(), g.double().to(p.device)
+        p = _t(pred).double()
+        g = _t(gt).to(device=p.device, dtype=torch.float64)
         if p.shape != g.shape or p.ndim != 3 or p.shape[1] != self.joint_regressor.shape[1]:
             raise ValueError(
                 f"pred {tuple(p.shape)} and gt {tuple(g.shape)} must both be (B, {self.joint_regressor.shape[1]}, 3)"
@@ -195,9 +194,8 @@ def h36m_errors(pred_joints: ArrayLike, gt_joints: ArrayLike) -> dict[str, torch
     Returns:
         ``{"mpjpe": (B,), "pa_mpjpe": (B,)}`` float64 mm.
     """
-    p = torch.as_tensor(np.asarray(pred_joints)) if not isinstance(pred_joints, torch.Tensor) else pred_joints
-    g = torch.as_tensor(np.asarray(gt_joints)) if not isinstance(gt_joints, torch.Tensor) else gt_joints
-    p, g = p.double(), g.double().to(p.device)
+    p = _t(pred_joints).double()
+    g = _t(gt_joints).to(device=p.device, dtype=torch.float64)
     if p.shape != g.shape or p.ndim != 3 or p.shape[1:] != (17, 3):
         raise ValueError(f"pred {tuple(p.shape)} and gt {tuple(g.shape)} must both be (B, 17, 3)")
     idx = list(H36M_EVAL_JOINTS)
@@ -213,9 +211,8 @@ def smpl_mesh_errors(
 
     The pelvis is row 0 of the SMPL joint regressor ``(24, 6890)``. Returns ``(B,)`` mm each.
     """
-    p = torch.as_tensor(np.asarray(pred_smpl)) if not isinstance(pred_smpl, torch.Tensor) else pred_smpl
-    g = torch.as_tensor(np.asarray(gt_smpl)) if not isinstance(gt_smpl, torch.Tensor) else gt_smpl
-    p, g = p.double(), g.double().to(p.device)
-    row = torch.as_tensor(np.asarray(smpl_joint_regressor), dtype=torch.float64, device=p.device)[0]
+    p = _t(pred_smpl).double()
+    g = _t(gt_smpl).to(device=p.device, dtype=torch.float64)
+    row = _t(smpl_joint_regressor).to(device=p.device, dtype=torch.float64)[0]
     pr, gr = torch.einsum("v,bvc->bc", row, p), torch.einsum("v,bvc->bc", row, g)
     return {"mpvpe": mpvpe(align_at(p, g, pr, gr), g), "pa_mpvpe": pa_mpvpe(p, g)}

@@ -57,7 +57,8 @@ def find_smpl_model(gender: str, body_models: str | Path | None = None, allow_pi
                     return cand
     if pickled is not None:
         raise ModelFileError(
-            f"{pickled} is a pickle, which can run code when loaded: save its arrays as {stem}.npz, or pass --allow-pickle"
+            f"{pickled} is a pickle, which can run code when loaded: save its arrays as {stem}.npz, "
+            "or pass --allow-pickle"
         )
     raise ModelFileError(
         f"SMPL model {stem} not found (looked in: {', '.join(str(p) for p in looked)}): {_HINT} and put "
@@ -147,8 +148,9 @@ class SMPLLayer(torch.nn.Module):
         pose = torch.cat([global_orient.reshape(b, 3), body_pose.reshape(b, 69)], 1).to(dt)
         betas = betas.reshape(b, -1)[:, : self.num_betas].to(dt)
         verts, joints = lbs(
-            betas, pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor, self.parents, self.lbs_weights
-        )
+            betas, pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor, self.parents,
+            self.lbs_weights,
+        )  # fmt: skip
         if transl is not None:
             verts = verts + transl.reshape(b, 1, 3).to(dt)
             joints = joints + transl.reshape(b, 1, 3).to(dt)
@@ -175,7 +177,9 @@ def load_smpl_layers(body_models: str | Path | None = None, allow_pickle: bool =
     for gender in ("male", "female"):
         if gender not in layers:
             fallback = layers.get("neutral") or next(iter(layers.values()))
-            logger.warning("3DPW: SMPL_%s not found; its ground truth uses another SMPL model (not comparable)", gender.upper())
+            logger.warning(
+                "3DPW: SMPL_%s not found; its ground truth uses another SMPL model (not comparable)", gender.upper()
+            )
             layers[gender] = fallback
     if "neutral" not in layers:
         layers["neutral"] = layers["male"]
