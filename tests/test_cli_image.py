@@ -201,3 +201,15 @@ def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path):
     assert "pipeline check" in r.output and "SMPLX_NEUTRAL.npz" in r.output and "snapshot_6.pth.tar" in r.output
     people = list((out / "example").glob("person_*"))
     assert people and all((p / f).is_file() for p in people for f in FILES)
+
+
+def test_logs_go_to_stderr_not_stdout():
+    """A subcommand's log lines must not pollute stdout (machine-readable output goes there)."""
+    code = (
+        "import logging, sys\n"
+        "from wbcap.cli import main\n"
+        "try:\n    main(['-v', 'weights', 'list'])\nexcept SystemExit:\n    pass\n"
+        "logging.getLogger('wbcap.test').warning('LOGLINE')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "LOGLINE" in res.stderr and "LOGLINE" not in res.stdout, (res.stdout, res.stderr)

@@ -57,9 +57,13 @@ class LazyGroup(click.Group):
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     try:
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(show_time=False, show_path=False, markup=False)
+        # Logs go to stderr: stdout stays clean for results (e.g. `wbcap bench --json > out.json`).
+        handler: logging.Handler = RichHandler(
+            console=Console(stderr=True), show_time=False, show_path=False, markup=False
+        )
         fmt = "%(message)s"
     except ImportError:  # pragma: no cover - rich is a dependency
         handler = logging.StreamHandler(sys.stderr)

@@ -65,9 +65,9 @@ class PositionNet(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d, h, w = self.hm_shape
-        hm = self.conv(feat).view(-1, self.joint_num, d, h, w)
+        hm = self.conv(feat).reshape(-1, self.joint_num, d, h, w)
         coord = soft_argmax_3d(hm)
-        hm = F.softmax(hm.view(-1, self.joint_num, d * h * w), dim=2).view(-1, self.joint_num, d, h, w)
+        hm = F.softmax(hm.reshape(-1, self.joint_num, d * h * w), dim=2).reshape(-1, self.joint_num, d, h, w)
         return hm, coord
 
 
