@@ -571,7 +571,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         ceiling = report["ceilings"].get(opts.precision) or report["ceilings"]["fp32"]
         for bs in batch_sizes:
             say(f"regressor, batch {bs}")
-            x = crops_to_tensor([patch] * bs).to(device)
+            x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
