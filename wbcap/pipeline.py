@@ -36,7 +36,6 @@ from wbcap.model.regressor import WholeBodyRegressor
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-PARAM_NAMES = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr", "cam_trans")
 
 
 @dataclass(frozen=True)

@@ -166,11 +166,6 @@ def check_state_dict(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: Pa
         raise CheckpointError(f"{path}: tensors do not match the Hand4Whole network: " + "; ".join(problems))
 
 
-def build_network(config: ModelConfig, device: str | torch.device = "cpu") -> Hand4Whole:
-    """A freshly initialised network (upstream initialisation) on ``device``."""
-    return Hand4Whole(config).to(device)
-
-
 def load_network(
     path: str | Path, device: str | torch.device = "cpu", *, fix_left_hand_flip: bool | None = None
 ) -> Hand4Whole:

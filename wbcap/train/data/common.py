@@ -384,18 +384,15 @@ def process_smplx_output(
     body_pose = _param(param, "body_pose", 63)
     shape = _param(param, "shape", 10)
     trans = _param(param, "trans", 3)
-    if "lhand_pose" in param and param.get("lhand_valid", False):
-        lhand_pose = _param(param, "lhand_pose", 45)
-    else:
-        lhand_pose = np.zeros(45, dtype=np.float32)
-        pose_valid[list(J.ORIG_JOINT_PART["lhand"])] = 0
-        coord_valid[list(J.JOINT_PART["lhand"])] = 0
-    if "rhand_pose" in param and param.get("rhand_valid", False):
-        rhand_pose = _param(param, "rhand_pose", 45)
-    else:
-        rhand_pose = np.zeros(45, dtype=np.float32)
-        pose_valid[list(J.ORIG_JOINT_PART["rhand"])] = 0
-        coord_valid[list(J.JOINT_PART["rhand"])] = 0
+    hand_poses = {}
+    for part in ("lhand", "rhand"):  # a hand without its *_valid flag counts as invalid
+        if f"{part}_pose" in param and param.get(f"{part}_valid", False):
+            hand_poses[part] = _param(param, f"{part}_pose", 45)
+        else:
+            hand_poses[part] = np.zeros(45, dtype=np.float32)
+            pose_valid[list(J.ORIG_JOINT_PART[part])] = 0
+            coord_valid[list(J.JOINT_PART[part])] = 0
+    lhand_pose, rhand_pose = hand_poses["lhand"], hand_poses["rhand"]
     if "jaw_pose" in param and "expr" in param and param.get("face_valid", False):
         jaw_pose = _param(param, "jaw_pose", 3)
         expr = _param(param, "expr", 10)
