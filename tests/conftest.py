@@ -77,3 +77,12 @@ def official_ckpt(tmp_path_factory) -> Path:
     from wbcap.testing.checkpoints import write_official_checkpoint
 
     return write_official_checkpoint(tmp_path_factory.mktemp("official") / "snapshot_6.pth.tar", seed=0, upright=True)
+
+
+@pytest.fixture(scope="session")
+def official_ckpt_raw(tmp_path_factory) -> Path:
+    """Like ``official_ckpt`` but with every head left as drawn (not upright), so poses, shape,
+    camera and boxes all depend on the image features (for precision tests)."""
+    from wbcap.testing.checkpoints import write_official_checkpoint
+
+    return write_official_checkpoint(tmp_path_factory.mktemp("official_raw") / "snapshot_6.pth.tar", seed=0)

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from wbcap.bench import FLOP_GROUPS, STAGES, BenchOptions, count_flops, parse_batch_sizes, run_bench
+from wbcap.bench import CEILING_OF, FLOP_GROUPS, STAGES, BenchOptions, count_flops, parse_batch_sizes, parse_precisions, run_bench
 from wbcap.cli.bench import bench
 from wbcap.config import ModelConfig
 from wbcap.errors import InputError
@@ -41,7 +41,7 @@ def flop_count(regressor: torch.nn.Module) -> int:
     return counter.get_total_flops()
 
 
-def check_report(rep: dict, batch_sizes: list[int], precision: str = "fp32") -> None:
+def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] = ("exact", "fast")) -> None:
     for name in STAGES:
         s = rep["stages"][name]
         assert s["median_s"] > 0 and s["per_item_s"] > 0 and s["throughput"] > 0, name
@@ -51,25 +51,37 @@ def check_report(rep: dict, batch_sizes: list[int], precision: str = "fp32") -> 
     assert rep["stages"]["regressor"]["throughput_unit"] == "crops/s"
 
     ceilings = rep["ceilings"]
-    assert {"fp32", "bf16", precision} <= set(ceilings)
+    assert {"fp32", "bf16"} | {CEILING_OF[p] for p in precisions} <= set(ceilings)
     assert all(c["flops_per_s"] > 0 and c["size"] >= 256 for c in ceilings.values())
     per_crop = rep["flops"]["per_crop"]
-    assert [b["batch_size"] for b in rep["batches"]] == batch_sizes
+    assert [(b["precision"], b["batch_size"]) for b in rep["batches"]] == [(p, n) for p in precisions for n in batch_sizes]
     for b in rep["batches"]:
         assert b["crops_per_s"] > 0
         assert math.isclose(b["crops_per_s"], b["batch_size"] / b["median_s"], rel_tol=1e-9)
         assert math.isclose(b["flops_per_s"], b["crops_per_s"] * per_crop, rel_tol=1e-9)
-        assert math.isclose(b["ratio"], b["flops_per_s"] / ceilings[precision]["flops_per_s"], rel_tol=1e-9)
+        assert b["ceiling_precision"] == CEILING_OF[b["precision"]]
+        assert math.isclose(b["ratio"], b["flops_per_s"] / ceilings[CEILING_OF[b["precision"]]]["flops_per_s"], rel_tol=1e-9)
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
-    assert rep["stages"]["regressor"]["throughput"] == max(b["crops_per_s"] for b in rep["batches"])
+    first = [b for b in rep["batches"] if b["precision"] == precisions[0]]
+    assert rep["stages"]["regressor"]["throughput"] == max(b["crops_per_s"] for b in first)
     assert sum(rep["flops"]["breakdown"].values()) == pytest.approx(per_crop)
     assert rep["estimate"]["frames_per_s"] > 0
     assert rep["memory"]["peak_rss_bytes"] > 0
     assert rep["device"]["type"] == "cpu" and rep["device"]["name"]
     for pkg in ("torch", "wbcap", "numpy", "av", "opencv"):
         assert rep["versions"][pkg], pkg
-    assert rep["settings"]["precision"] == precision
+    assert rep["settings"]["precision"] == precisions[0] and rep["settings"]["precisions"] == list(precisions)
+    others = [p for p in precisions if p != "exact"]
+    if "exact" in precisions and others:
+        assert set(rep["precision_error"]) == set(others)
+        for err in rep["precision_error"].values():
+            # the fast mode's bfloat16 ResNets move the outputs a little, not a lot (0 for a checkpoint
+            # whose heads are constant, like the demo's "upright" one)
+            assert 0 <= err["max_vertex_distance_m"] < 0.05
+            assert 0 <= err["max_box_corner_distance_px"] < 5
+    else:
+        assert "precision_error" not in rep
 
 
 def test_small_json_matches_flop_counter(body_layer):
@@ -88,6 +100,8 @@ def test_small_json_matches_flop_counter(body_layer):
     assert rep["flops"]["per_crop"] == flop_count(regressor)
     assert rep["flops"]["per_crop"] == pytest.approx(18.24e9, rel=0.01)
     assert rep["flops"]["breakdown"]["smplx"] > 0 and rep["flops"]["breakdown"]["other"] == 0
+    # random weights with live heads: the bfloat16 ResNets do change the mesh
+    assert rep["precision_error"]["fast"]["max_vertex_distance_m"] > 0
 
 
 def test_full_config_flops_per_crop(body_layer):
@@ -106,7 +120,8 @@ def test_table_without_json_and_json_out(tmp_path, small_ckpt):
                     "--warmup", "0", "--frames", "4", "--json-out", out)
     text = result.stdout
     assert not text.lstrip().startswith("{")
-    for word in ("Stages", *STAGES, "crops/s", "frames/s", "GFLOP/s", "% of fp32 ceiling", "Matmul ceiling",
+    for word in ("Stages", *STAGES, "crops/s", "frames/s", "GFLOP/s", "% fp32", "% bf16", "Matmul ceiling",
+                 "fast vs exact", "max vertex distance",
                  "hand backbone", "peak RSS", "synthetic SMPL-X"):
         assert word in text, word
     rep = json.loads(out.read_text())
@@ -123,7 +138,7 @@ def test_video_bf16(shared_dir):
     result = invoke("--config", "small", "--device", "cpu", "--json", "--batch-sizes", "1", "--repeats", "1",
                     "--warmup", "0", "--frames", "6", "--video", video, "--precision", "bf16")
     rep = json.loads(result.stdout)
-    check_report(rep, [1], precision="bf16")
+    check_report(rep, [1], precisions=("bf16",))
     assert rep["input"] == {"video": str(video), "synthetic": False, "width": 768, "height": 576, "frames": 6}
     assert rep["stages"]["detect"]["size"] == [768, 576]
 
@@ -139,6 +154,12 @@ def test_bad_options():
     assert result.exit_code == 2 and "batch sizes" in result.output
     result = CliRunner().invoke(bench, ["--config", "small", "--frame-size", "big"])
     assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
+    assert parse_precisions("fast, exact,fp32,fast") == ("fast", "exact")
+    for bad in ("", ",", "int8", "exact,fp64"):
+        with pytest.raises(ValueError):
+            parse_precisions(bad)
+    result = CliRunner().invoke(bench, ["--config", "small", "--precision", "int8"])
+    assert result.exit_code == 2 and "exact, fast, bf16, fp16" in result.output
 
 
 def test_registered_in_cli_group():

@@ -7,7 +7,8 @@ the hardware's matmul ceiling.
 
 What is measured (every timing is the median of ``repeats`` runs after ``warmup`` untimed runs;
 on CUDA ``torch.cuda.synchronize()`` brackets every timed region; the network runs under
-``torch.inference_mode()`` and, with ``precision`` bf16/fp16, the Pipeline's autocast):
+``torch.inference_mode()`` in the Pipeline's form for each precision: ``exact`` and ``fast``
+fused (:mod:`wbcap.model.fused`), ``bf16`` / ``fp16`` unfused under autocast):
 
 * ``encode``: :class:`wbcap.io.video.VideoWriter` (H.264) writing ``frames`` frames; without
   ``video`` the written clip (synthetic frames from :func:`wbcap.testing.images.person_image`,
@@ -16,22 +17,27 @@ on CUDA ``torch.cuda.synchronize()`` brackets every timed region; the network ru
 * ``detect``: the HOG person detector on one frame.
 * ``crop``: :meth:`wbcap.pipeline.Pipeline.crop` of every detected box of that frame.
 * ``regressor``: network + SMPL-X (``WholeBodyRegressor``) on a device tensor of B crops, for
-  every batch size (``batches``); the ``stages`` entry is the batch size with the most crops/s.
-  Host -> device copy and the per-person numpy conversion are not included.
+  every precision and batch size (``batches``, one row each); the ``stages`` entry is the first
+  precision's batch size with the most crops/s. Host -> device copy and the per-person numpy
+  conversion are not included.
+* ``precision_error`` (when ``exact`` and another precision are both measured): on the first
+  frame's crop, the largest vertex distance (m) and box-corner distance (crop pixels, 512x384)
+  of each other precision from ``exact``, with the weights in use.
 * ``smplx``: the SMPL-X layer alone, at the largest batch size.
 * ``render``: :func:`wbcap.export.render.render_meshes` of one person over the frame.
 
 FLOPs (``flops``) are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one crop
 (network + SMPL-X; 2 FLOPs per multiply-add), with a breakdown by module. The full-size model
 costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dense matmul rate
-per dtype (fp32 and bf16 on CPU, plus fp16 when that is the precision asked for; fp32, tf32,
-bf16 and fp16 on CUDA), and every batch size gets ``ratio`` = achieved FLOP/s / ceiling of the
-precision in use (fp32 on CUDA is compared with the plain fp32 ceiling; cuDNN may run fp32
-convolutions in TF32, so see ``ratios["tf32"]`` too).
+per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
+bf16 and fp16 on CUDA), and every row gets ``ratio`` = achieved FLOP/s / the ceiling of its
+precision's main dtype (:data:`CEILING_OF`: exact -> fp32, fast and bf16 -> bf16, fp16 -> fp16;
+cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too) and ``ratios`` against
+every measured ceiling.
 
 Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
-2-core CPU: CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch sizes 1,2,4,8,16,
-10 repeats, 3 warm-ups. 16 frames of 320x240 for encode/decode, 2048x2048 matmuls (smaller on
+2-core CPU: precisions exact,fast; CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch
+sizes 1,2,4,8,16, 10 repeats, 3 warm-ups. 16 frames of 320x240 for encode/decode, 2048x2048 matmuls (smaller on
 a CPU where a 2048 matmul would take over ~0.4 s, e.g. fp16 without hardware support).
 """
 
@@ -67,6 +73,9 @@ _NET_GROUPS = {
     "box_net": ("box_net",),
 }
 _DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: The matmul dtype each network precision is compared with.
+CEILING_OF = {"exact": "fp32", "fast": "bf16", "bf16": "bf16", "fp16": "fp16"}
+DEFAULT_PRECISIONS = ("exact", "fast")
 CPU_DEFAULTS = dict(batch_sizes=(1, 2), repeats=3, warmup=1)
 CUDA_DEFAULTS = dict(batch_sizes=(1, 2, 4, 8, 16), repeats=10, warmup=3)
 
@@ -90,7 +99,7 @@ class BenchOptions:
     gender: str = "neutral"
     allow_pickle: bool = False
     device: str = "auto"
-    precision: str = "fp32"
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     batch_sizes: tuple[int, ...] | None = None
     repeats: int | None = None
     warmup: int | None = None
@@ -297,14 +306,34 @@ def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
     }
 
 
-def ceiling_precisions(device, precision: str = "fp32") -> tuple[str, ...]:
-    """Which matmul dtypes to measure: fp32, bf16 (+ the precision asked for) on CPU;
+def parse_precisions(text: str) -> tuple[str, ...]:
+    """``"exact,fast"`` -> ("exact", "fast") (canonical names, order kept, no repeats);
+    ValueError naming the choices otherwise."""
+    from wbcap.pipeline import PRECISION_ALIASES, PRECISIONS
+
+    names: list[str] = []
+    for v in text.replace(" ", "").split(","):
+        if not v:
+            continue
+        name = PRECISION_ALIASES.get(v, v)
+        if name not in PRECISIONS:
+            raise ValueError(f"precision {v!r}: use a comma-separated list of {', '.join(PRECISIONS)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"precisions {text!r}: name at least one of {', '.join(PRECISIONS)}")
+    return tuple(names)
+
+
+def ceiling_precisions(device, precisions: tuple[str, ...] = ("exact",)) -> tuple[str, ...]:
+    """Which matmul dtypes to measure: fp32, bf16 (+ fp16 when a precision needs it) on CPU;
     fp32, tf32, bf16, fp16 on CUDA."""
     if device.type == "cuda":
         return ("fp32", "tf32", "bf16", "fp16")
     names = ["fp32", "bf16"]
-    if precision not in names:
-        names.append(precision)
+    for p in precisions:
+        if CEILING_OF.get(p, p) not in names:
+            names.append(CEILING_OF.get(p, p))
     return tuple(names)
 
 
@@ -358,8 +387,10 @@ def _cuda_matmul_tf32(enabled: bool):
 # Model
 
 
-def build_pipeline(opts: BenchOptions, device, workdir: Path):
-    """(Pipeline, model description) for ``opts`` on ``device``; see :class:`BenchOptions`."""
+def build_pipeline(opts: BenchOptions, device, workdir: Path, precision: str = "exact", flops: bool = False):
+    """(Pipeline, model description, FLOP count or None) for ``opts`` on ``device`` in
+    ``precision``; see :class:`BenchOptions`. With ``flops`` the FLOPs are counted
+    (:func:`count_flops`) on the network before it is converted to its inference form."""
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.config import ModelConfig
@@ -392,7 +423,9 @@ def build_pipeline(opts: BenchOptions, device, workdir: Path):
     else:
         name = opts.config or "full"
         cfg = ModelConfig(**SMALL_DEPTHS) if name == "small" else ModelConfig()
-        net = random_network(cfg, seed=0, upright=True)
+        # Heads as drawn (not the demo's constant "upright" heads), so every output depends on the
+        # image and the precision comparison measures something.
+        net = random_network(cfg, seed=0, upright=False)
         desc.update(weights="random", checkpoint=None, config_name=name)
     try:
         body_path = find_body_model(opts.gender, opts.body_models, allow_pickle=opts.allow_pickle)
@@ -402,14 +435,20 @@ def build_pipeline(opts: BenchOptions, device, workdir: Path):
             raise
         from wbcap.testing.synthetic_body import write_synthetic_smplx
 
-        log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
-                    "same size (%s)", type(exc).__name__)
-        body_path = find_body_model("neutral", write_synthetic_smplx(workdir / "body_models"))
+        folder = workdir / "body_models"
+        if not folder.is_dir():
+            log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
+                        "same size (%s)", type(exc).__name__)
+            write_synthetic_smplx(folder)
+        body_path = find_body_model("neutral", folder)
         synthetic = True
     body = SMPLXLayer.from_file(body_path, allow_pickle=opts.allow_pickle)
-    pipe = Pipeline(WholeBodyRegressor(net, body), device, batch_size=max(opts.batch_sizes or (1,)),
-                    precision=opts.precision)
-    n_params = sum(p.numel() for p in pipe.regressor.net.parameters())
+    regressor = WholeBodyRegressor(net, body)
+    n_params = sum(p.numel() for p in net.parameters())
+    t_count = time.perf_counter()
+    counted = count_flops(regressor.to(device).eval(), device) if flops else None
+    t0 += time.perf_counter() - t_count  # counting is not part of loading
+    pipe = Pipeline(regressor, device, batch_size=max(opts.batch_sizes or (1,)), precision=precision)
     desc.update(
         body_model=str(body_path),
         body_model_synthetic=synthetic,
@@ -419,7 +458,7 @@ def build_pipeline(opts: BenchOptions, device, workdir: Path):
         parameters=int(n_params),
         load_s=time.perf_counter() - t0,
     )
-    return pipe, desc
+    return pipe, desc, counted
 
 
 def describe_model(desc: dict[str, Any]) -> str:
@@ -461,12 +500,13 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     from wbcap.export.render import render_backend, render_meshes
     from wbcap.io.video import VideoWriter, open_frames
     from wbcap.model.device import resolve_device
-    from wbcap.pipeline import PRECISIONS
+    from wbcap.pipeline import normalize_precision
 
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
-    if opts.precision not in PRECISIONS:
-        raise InputError(f"--precision {opts.precision!r}: use one of {', '.join(PRECISIONS)}")
+    precisions = tuple(dict.fromkeys(normalize_precision(p) for p in opts.precisions))
+    if not precisions:
+        raise InputError("--precision: name at least one precision")
     if opts.frames < 1:
         raise InputError(f"--frames {opts.frames}: must be >= 1")
     device = resolve_device(opts.device)
@@ -476,7 +516,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     warmup = int(opts.warmup if opts.warmup is not None else defaults["warmup"])
     if repeats < 1 or warmup < 0 or min(batch_sizes) < 1:
         raise InputError("--repeats must be >= 1, --warmup >= 0 and batch sizes >= 1")
-    opts = BenchOptions(**{**asdict(opts), "batch_sizes": batch_sizes, "repeats": repeats, "warmup": warmup})
+    opts = BenchOptions(**{**asdict(opts), "precisions": precisions, "batch_sizes": batch_sizes, "repeats": repeats,
+                           "warmup": warmup})
     sync = _sync_fn(device)
     cuda = device.type == "cuda"
 
@@ -485,7 +526,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         "versions": versions(),
         "device": device_info(device),
         "settings": {
-            "precision": opts.precision,
+            "precision": precisions[0],
+            "precisions": list(precisions),
             "batch_sizes": list(batch_sizes),
             "repeats": repeats,
             "warmup": warmup,
@@ -498,19 +540,16 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     }
     with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
         work = Path(tmp)
-        say("loading the model")
-        pipe, model = build_pipeline(opts, device, work)
+        say(f"loading the model ({precisions[0]})")
+        pipe, model, flops = build_pipeline(opts, device, work, precisions[0], flops=True)
         report["model"] = model
         regressor = pipe.regressor
 
         say("matmul ceiling")
         report["ceilings"] = {
             p: matmul_ceiling(device, p, opts.matmul_size, repeats=max(3, repeats), warmup=max(1, warmup))
-            for p in ceiling_precisions(device, opts.precision)
+            for p in ceiling_precisions(device, precisions)
         }
-
-        say("counting FLOPs")
-        flops = count_flops(regressor, device)
         report["flops"] = flops
         stages: dict[str, Timing] = {}
 
@@ -564,51 +603,78 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         stages["crop"] = Timing(time_call(lambda: pipe.crop(image, dets, "bench", strict=False), repeats, warmup),
                                 len(jobs), "crop")
 
-        # -- regressor at every batch size ----------------------------------------------------
+        # -- regressor at every precision and batch size ---------------------------------------
         patch = jobs[0].patch
         batches = []
         best: Timing | None = None
-        ceiling = report["ceilings"].get(opts.precision) or report["ceilings"]["fp32"]
-        for bs in batch_sizes:
-            say(f"regressor, batch {bs}")
-            x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
-            if cuda:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
+        outputs: dict[str, Any] = {}
+        for prec in precisions:
+            if prec != precisions[0]:
+                say(f"loading the model ({prec})")
+                del pipe, regressor
+                pipe, _, _ = build_pipeline(opts, device, work, prec)
+                regressor = pipe.regressor
+            ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
+            ceiling = report["ceilings"][ceiling_name]
+            with torch.inference_mode(), pipe._autocast():
+                out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
+                outputs[prec] = {"vertices": out.vertices.float().cpu(),
+                                 "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
+            prec_best: Timing | None = None
+            for bs in batch_sizes:
+                say(f"regressor, {prec}, batch {bs}")
+                x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
+                if cuda:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
 
-            def forward(x=x) -> None:
-                with torch.inference_mode(), pipe._autocast():
-                    regressor(x)
+                def forward(x=x) -> None:
+                    with torch.inference_mode(), pipe._autocast():
+                        regressor(x)
 
-            oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
-            try:
-                runs = time_call(forward, repeats, warmup, sync)
-            except oom:
-                report["notes"].append(f"batch size {bs}: out of CUDA memory; larger batch sizes skipped")
-                torch.cuda.empty_cache()
-                break
-            t = Timing(runs, bs, "crop", {"batch_size": bs})
-            crops_per_s = bs / t.median_s
-            achieved = crops_per_s * flops["per_crop"]
-            row = {
-                "batch_size": bs,
-                **t.to_dict(),
-                "crops_per_s": crops_per_s,
-                "flops_per_s": achieved,
-                "ceiling_precision": opts.precision if opts.precision in report["ceilings"] else "fp32",
-                "ratio": achieved / ceiling["flops_per_s"],
-                "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
-            }
-            if cuda:
-                row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
-            batches.append(row)
-            if best is None or t.items / t.median_s > best.items / best.median_s:
-                best = t
-            del x
+                oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
+                try:
+                    runs = time_call(forward, repeats, warmup, sync)
+                except oom:
+                    report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
+                    torch.cuda.empty_cache()
+                    break
+                t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec})
+                crops_per_s = bs / t.median_s
+                achieved = crops_per_s * flops["per_crop"]
+                row = {
+                    "precision": prec,
+                    "batch_size": bs,
+                    **t.to_dict(),
+                    "crops_per_s": crops_per_s,
+                    "flops_per_s": achieved,
+                    "ceiling_precision": ceiling_name,
+                    "ratio": achieved / ceiling["flops_per_s"],
+                    "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
+                }
+                if cuda:
+                    row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+                batches.append(row)
+                if prec_best is None or t.items / t.median_s > prec_best.items / prec_best.median_s:
+                    prec_best = t
+                del x
+            if best is None:
+                best = prec_best
         if best is None:
             raise InputError(f"batch size {batch_sizes[0]} does not fit in CUDA memory; pass smaller --batch-sizes")
         report["batches"] = batches
         stages["regressor"] = best
+        if "exact" in outputs and len(outputs) > 1:
+            ref = outputs["exact"]
+            report["precision_error"] = {
+                prec: {
+                    "max_vertex_distance_m": float((o["vertices"] - ref["vertices"]).norm(dim=-1).max()),
+                    "max_box_corner_distance_px": float(
+                        (o["boxes"].reshape(-1, 2, 2) - ref["boxes"].reshape(-1, 2, 2)).norm(dim=-1).max()),
+                    "input": "the first frame's first crop",
+                }
+                for prec, o in outputs.items() if prec != "exact"
+            }
 
         # -- SMPL-X layer alone, at the largest batch size -------------------------------------
         bs = batches[-1]["batch_size"]
@@ -678,7 +744,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
     src = report["input"]
     console.print(
         f"[bold]input[/]: {'synthetic clip' if src['synthetic'] else src['video']} {src['width']}x{src['height']}, "
-        f"{src['frames']} frames; precision {settings['precision']}; median of {settings['repeats']} "
+        f"{src['frames']} frames; precisions {', '.join(settings['precisions'])}; median of {settings['repeats']} "
         f"(+{settings['warmup']} warm-up)", highlight=False)
 
     stages = Table(title="Stages", title_justify="left")
@@ -701,30 +767,33 @@ def print_report(report: dict[str, Any], console=None) -> None:
     console.print(f"estimated end to end: {report['estimate']['frames_per_s']:.3g} frames/s "
                   f"({report['estimate']['assumes']})", highlight=False)
 
-    prec = settings["precision"]
     batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
                     title_justify="left")
-    cols = ["batch", "median / batch", "crops/s", "GFLOP/s", f"% of {prec} ceiling"]
+    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling"]
     cuda_mem = any("cuda_max_memory_allocated_bytes" in b for b in report["batches"])
     if cuda_mem:
         cols.append("CUDA peak")
     for col in cols:
         batches.add_column(col, justify="right")
     for b in report["batches"]:
-        row = [str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}", f"{b['flops_per_s'] / 1e9:.4g}",
-               f"{100 * b['ratio']:.1f} %"]
+        row = [b["precision"], str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}",
+               f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}"]
         if cuda_mem:
             row.append(_si(b.get("cuda_max_memory_allocated_bytes", 0), "B"))
         batches.add_row(*row)
     console.print(batches)
+    for prec, e in report.get("precision_error", {}).items():
+        console.print(f"{prec} vs exact on {e['input']}: max vertex distance {1000 * e['max_vertex_distance_m']:.3g} mm, "
+                      f"max box corner distance {e['max_box_corner_distance_px']:.3g} px", highlight=False)
 
     ceil = Table(title="Matmul ceiling", title_justify="left")
-    for col in ("dtype", "size", "median", "GFLOP/s", "best batch achieved / ceiling"):
+    for col in ("dtype", "size", "median", "GFLOP/s", "best achieved / ceiling"):
         ceil.add_column(col, justify="right")
-    best = max(report["batches"], key=lambda b: b["flops_per_s"])
     for p, c in report["ceilings"].items():
+        rows = [b for b in report["batches"] if b["ceiling_precision"] == p]
+        best = max(rows, key=lambda b: b["flops_per_s"]) if rows else None
         ceil.add_row(p, f"{c['size']}", _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
-                     f"{100 * best['ratios'][p]:.1f} %")
+                     f"{100 * best['ratio']:.1f} % ({best['precision']}, batch {best['batch_size']})" if best else "-")
     console.print(ceil)
 
     flops = report["flops"]

@@ -83,4 +83,4 @@ class PipelineConfig:
     device: str = "auto"
     batch_size: int = 8
     box_scale: float = 1.25
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the network)
+    precision: str = "exact"  # exact | fast | bf16 | fp16 (see wbcap.pipeline.PRECISIONS)

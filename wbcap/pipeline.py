@@ -35,7 +35,21 @@ from wbcap.model.regressor import WholeBodyRegressor
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``exact`` (default): float32, convolutions fused (BatchNorm folded, oneDNN pre-packed on CPU);
+#: ``fast``: the same with the three ResNets and the box network in bfloat16, heads and SMPL-X
+#: in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`); ``bf16`` / ``fp16``: the unfused
+#: network under whole-network autocast (for comparison; fp16 needs CUDA). ``fp32`` is read as
+#: ``exact``.
+PRECISIONS = ("exact", "fast", "bf16", "fp16")
+PRECISION_ALIASES = {"fp32": "exact"}
+
+
+def normalize_precision(precision: str) -> str:
+    """The canonical precision name; raises InputError naming the choices for unknown names."""
+    name = PRECISION_ALIASES.get(precision, precision)
+    if name not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,13 @@ class CropJob:
 
 
 class Pipeline:
-    """Crops + batched regression for images; holds the network and the SMPL-X layer."""
+    """Crops + batched regression for images; holds the network and the SMPL-X layer.
+
+    With precision ``exact`` or ``fast`` (and ``optimize``, the default) the regressor's network
+    is converted **in place** to its inference form (:func:`wbcap.model.fused.optimize_for_inference`:
+    BatchNorm folded, convolutions fused and pre-packed, per-part dtypes); it can then no longer
+    be trained or saved. Pass ``optimize=False`` to run the network module by module.
+    """
 
     def __init__(
         self,
@@ -94,24 +114,29 @@ class Pipeline:
         device: torch.device,
         batch_size: int = 8,
         box_scale: float = 1.25,
-        precision: str = "fp32",
+        precision: str = "exact",
         channels_last: bool = True,
+        optimize: bool = True,
     ):
-        if precision not in PRECISIONS:
-            raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        precision = normalize_precision(precision)
         self.regressor = regressor.to(device).eval()
-        # NHWC convolutions: measured 13-19 % more crops/s on the 2-core CPU (same outputs up to
-        # float rounding); also the layout tensor cores want on CUDA.
+        # NHWC convolutions: measured 13-19 % more crops/s on the 2-core CPU for the unfused
+        # network (same outputs up to float rounding); also the layout tensor cores want on CUDA.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.regressor.net.to(memory_format=self.memory_format)
+        if optimize and precision in ("exact", "fast"):
+            from wbcap.model.fused import optimize_for_inference
+
+            optimize_for_inference(self.regressor.net, device, precision)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.box_scale = box_scale
         self.precision = precision
 
     def _autocast(self):
-        """Mixed precision for the network when asked (bf16/fp16 autocast); fp32 otherwise."""
-        if self.precision == "fp32":
+        """Whole-network autocast for ``bf16`` / ``fp16``; nothing for ``exact`` / ``fast``
+        (their dtypes are fixed per part when the network is optimized)."""
+        if self.precision in ("exact", "fast"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)

@@ -18,6 +18,15 @@ def _batch_sizes(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+def _precisions(ctx, param, value):
+    from wbcap.bench import parse_precisions
+
+    try:
+        return parse_precisions(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _frame_size(ctx, param, value):
     try:
         w, h = (int(v) for v in value.lower().split("x"))
@@ -37,8 +46,9 @@ def _frame_size(ctx, param, value):
 @gender_option
 @allow_pickle_option
 @device_option
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Network precision (autocast for bf16/fp16), as in `wbcap run`.")
+@click.option("--precision", "precisions", callback=_precisions, default="exact,fast", show_default=True,
+              metavar="P,P,...", help="Network precisions to time, comma-separated: exact, fast, bf16, fp16 "
+                                     "(see `wbcap run --help`); with exact and another, their output difference is reported.")
 @click.option("--batch-sizes", callback=_batch_sizes, default=None, metavar="N,N,...",
               help="Regressor batch sizes [default: 1,2 on CPU, 1,2,4,8,16 on CUDA].")
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
@@ -57,7 +67,7 @@ def _frame_size(ctx, param, value):
 @click.option("--json-out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON report to this file.")
 @click.pass_context
-def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, device, precision, batch_sizes, repeats,
+def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, device, precisions, batch_sizes, repeats,
           warmup, video, frames, frame_size, matmul_size, as_json, json_out):
     """Time every stage (decode, detect, crop, regressor per batch size, SMPL-X, render, encode),
     count the regressor's FLOPs and compare the achieved FLOP/s with this device's matmul ceiling.
@@ -77,7 +87,7 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(
         checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
-        device=device, precision=precision, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
+        device=device, precisions=precisions, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
         frames=frames, frame_size=frame_size, matmul_size=matmul_size,
     )
     live = not quiet and err.is_terminal

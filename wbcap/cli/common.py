@@ -31,3 +31,13 @@ checkpoint_option = click.option(
     default=None,
     help="Network checkpoint (default: $WBCAP_WEIGHTS, then the user weights folder; see `wbcap weights list`).",
 )
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["exact", "fast", "bf16", "fp16", "fp32"]),
+    default="exact",
+    show_default=True,
+    help="exact: float32, the reference numbers; fast: ResNets and box network in bfloat16, heads and "
+         "SMPL-X in float32 (about 1.8x the speed on AVX-512 CPUs; see the README's performance "
+         "section for the measured error); bf16/fp16: whole-network autocast, for comparison. "
+         "fp32 means exact.",
+)

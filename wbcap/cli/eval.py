@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, precision_option
 
 _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 
@@ -27,13 +27,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 @body_models_option
 @allow_pickle_option
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16", "fp16"]),
-    default="fp32",
-    show_default=True,
-    help="Network arithmetic (autocast); fp32 for reportable numbers.",
-)
+@precision_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per network call.")
 @click.option(
     "--workers",

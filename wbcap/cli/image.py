@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option, precision_option
 
 
 def _parse_bboxes(ctx, param, values):
@@ -37,13 +37,14 @@ def _parse_bboxes(ctx, param, values):
 @gender_option
 @allow_pickle_option
 @device_option
+@precision_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Person crops per network call.")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
 @click.option("--fix-left-hand-flip", is_flag=True,
               help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")
 @click.pass_context
 def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people, checkpoint, body_models, gender,
-          allow_pickle, device, batch_size, no_render, fix_left_hand_flip):
+          allow_pickle, device, precision, batch_size, no_render, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<stem>/person_<k>/ with output.obj, smplx_param.json,
@@ -60,6 +61,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people,
         checkpoint=checkpoint,
         device=device,
         batch_size=batch_size,
+        precision=precision,
     )
     job = ImageJob(
         paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,

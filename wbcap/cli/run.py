@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option, precision_option
 
 
 @click.command()
@@ -40,8 +40,7 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint
 @allow_pickle_option
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Network precision (bf16/fp16 autocast; fp16 needs CUDA).")
+@precision_option
 @click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, detector, score_threshold, min_height_frac, max_people,

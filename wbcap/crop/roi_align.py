@@ -119,7 +119,8 @@ def roi_align(
             clamp the roi size to >= 1.
 
     Returns:
-        ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``.
+        ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``, in channels_last memory
+        format (call ``.contiguous()`` for NCHW memory).
     """
     if input.dim() != 4:
         raise ValueError(f"input must be (N, C, H, W), got {tuple(input.shape)}")
@@ -182,4 +183,6 @@ def roi_align(
                 + w4 * flat[row_high + xh]
             )
     out = out / count[:, None, None, None]
-    return out.permute(0, 3, 1, 2).contiguous()
+    # (K, C, oh, ow) view of the NHWC result: channels_last memory, what the fused backbones read
+    # (a .contiguous() here would cost two copies per crop).
+    return out.permute(0, 3, 1, 2)

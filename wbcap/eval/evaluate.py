@@ -93,7 +93,7 @@ class Predictor(Protocol):
 class RegressorPredictor:
     """The network as a :class:`Predictor`: crops -> ``RegressorOutput.vertices`` (camera, m)."""
 
-    def __init__(self, regressor: WholeBodyRegressor, device: torch.device | str = "cpu", precision: str = "fp32"):
+    def __init__(self, regressor: WholeBodyRegressor, device: torch.device | str = "cpu", precision: str = "exact"):
         self.regressor = regressor
         self.device = torch.device(device)
         self.precision = precision
@@ -102,7 +102,7 @@ class RegressorPredictor:
     @torch.inference_mode()
     def __call__(self, batch: EvalBatch) -> torch.Tensor:
         img = batch.img.to(self.device, non_blocking=True)
-        if self.precision == "fp32":
+        if self.precision in ("exact", "fast", "fp32"):  # per-part dtypes are fixed in the network
             out = self.regressor(img)
         else:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16

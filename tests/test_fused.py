@@ -1,0 +1,215 @@
+"""The inference form of the network (wbcap.model.fused): folded BatchNorm, fused oneDNN
+convolutions, per-part precision. Equivalence with the module-by-module network, batch-size
+stability, and the fast mode's error bounds on the official-key deterministic checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wbcap.model.fused import FusedConv, FusedConvStack, FusedResNet, fold_batchnorm, optimize_for_inference
+from wbcap.model.resnet import ResNetBackbone
+
+PACKED = [True, False]
+
+
+def _bn(ch: int, g: torch.Generator) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(ch).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(ch, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(ch, generator=g) * 0.1)
+        bn.running_mean.copy_(torch.randn(ch, generator=g) * 0.1)
+        bn.running_var.copy_(torch.rand(ch, generator=g) + 0.5)
+    return bn
+
+
+def _init(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Deterministic He-like weights and non-trivial BatchNorm statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / fan_in**0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.3 + 0.3)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return module.eval()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float) -> None:
+    err = (a.float() - b.float()).abs().max().item()
+    scale = b.float().abs().max().item()
+    assert err <= rel * max(scale, 1e-12), f"max abs error {err:.3g} vs scale {scale:.3g}"
+
+
+def test_fold_batchnorm_formula():
+    g = torch.Generator().manual_seed(1)
+    conv = nn.Conv2d(3, 4, 3, bias=True)
+    bn = _bn(4, g)
+    w, b = fold_batchnorm(conv.weight, conv.bias, bn)
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(w, conv.weight * s[:, None, None, None])
+    torch.testing.assert_close(b, (conv.bias - bn.running_mean) * s + bn.bias)
+
+
+@pytest.mark.parametrize("packed", PACKED)
+@pytest.mark.parametrize("stride,kernel,pad", [(1, 3, 1), (2, 3, 1), (1, 1, 0), (2, 7, 3)])
+def test_fused_conv_equals_conv_bn_relu(packed, stride, kernel, pad):
+    g = torch.Generator().manual_seed(stride * 10 + kernel)
+    conv = nn.Conv2d(16, 32, kernel, stride=stride, padding=pad, bias=False)
+    seq = _init(nn.Sequential(conv, _bn(32, g), nn.ReLU()))
+    x = torch.randn(3, 16, 20, 18, generator=g)
+    with torch.inference_mode():
+        ref = seq(x)
+        fused = FusedConv(seq[0], seq[1], True, torch.float32, [3, 16, 20, 18], packed)
+        out = fused(x.contiguous(memory_format=torch.channels_last))
+        # the residual form: relu(bn(conv(x)) + r)
+        r = torch.randn(ref.shape, generator=g)
+        ref_res = torch.relu(seq[1](seq[0](x)) + r)
+        out_res = fused(x.contiguous(memory_format=torch.channels_last), r.contiguous(memory_format=torch.channels_last))
+    assert out.shape == ref.shape == tuple(fused.output_size([3, 16, 20, 18]))
+    _close(out, ref, 1e-5)
+    _close(out_res, ref_res, 1e-5)
+    assert (out >= 0).all() and (out == 0).any()  # the ReLU really ran
+
+
+@pytest.mark.parametrize("packed", PACKED)
+def test_fused_deconv_stack_equals_modules(packed):
+    from wbcap.model.layers import make_deconv_layers
+
+    seq = _init(make_deconv_layers([40, 24, 24]))
+    x = torch.randn(2, 40, 4, 3, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        ref = seq(x)
+        out = FusedConvStack(seq, [2, 40, 4, 3], packed=packed)(x)
+    assert out.shape == ref.shape == (2, 24, 16, 12)
+    _close(out, ref, 1e-5)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("packed", PACKED)
+def test_fused_resnet_equals_backbone_in_chunks(depth, packed):
+    backbone = _init(ResNetBackbone(depth), seed=depth)
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = backbone(x)
+        fused = FusedResNet(backbone, (64, 64), packed=packed, chunk=2)  # 5 images -> chunks 2, 2, 1
+        out = fused(x)
+        one_by_one = torch.cat([fused(x[i : i + 1]) for i in range(5)])
+    assert out.shape == ref.shape == (5, backbone.feat_dim, 2, 2)
+    assert out.dtype == torch.float32
+    _close(out, ref, 1e-4)
+    _close(one_by_one, out, 1e-5)
+
+
+def test_fused_resnet_bf16_is_close_not_equal():
+    backbone = _init(ResNetBackbone(18), seed=4)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = backbone(x)
+        out = FusedResNet(backbone, (64, 64), dtype=torch.bfloat16)(x)
+    assert out.dtype == torch.float32
+    err = ((out - ref).abs().max() / ref.abs().max()).item()
+    assert 1e-4 < err < 5e-2  # bfloat16 arithmetic really ran, and stayed close
+
+
+def test_optimize_small_network_matches_reference(small_config):
+    from wbcap.testing.checkpoints import random_network
+
+    ref = random_network(small_config, seed=3)
+    net = optimize_for_inference(random_network(small_config, seed=3), "cpu", "exact")
+    assert not any(isinstance(m, (nn.BatchNorm2d, ResNetBackbone)) for m in net.modules())
+    x = torch.rand(3, 3, 512, 384, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        a, b = ref(x), net(x)
+    for name in ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "betas", "expression",
+                 "cam_trans", "joint_img", "lhand_bbox", "rhand_bbox", "face_bbox"):
+        torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_optimize_rejects_unknown_precision(small_config):
+    from wbcap.testing.checkpoints import random_network
+
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(random_network(small_config), "cpu", "int4")
+
+
+# -- the released architecture, official key layout, deterministic weights ----------------------
+
+
+def _pipeline(ckpt, body_layer, precision: str, optimize: bool = True, batch_size: int = 8):
+    from wbcap.model.checkpoint import load_network
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.pipeline import Pipeline
+
+    net = load_network(ckpt, "cpu")
+    return Pipeline(WholeBodyRegressor(net, body_layer), torch.device("cpu"), batch_size=batch_size,
+                    precision=precision, optimize=optimize)
+
+
+@pytest.fixture(scope="module")
+def fixed_input():
+    """One image and four person boxes (xywh): the bundled example image, whole and in parts."""
+    from wbcap.demo import example_image_path
+    from wbcap.io.images import load_image
+
+    img = load_image(example_image_path())
+    h, w = img.shape[:2]
+    boxes = [(0, 0, w, h), (w * 0.1, h * 0.05, w * 0.5, h * 0.8), (w * 0.4, h * 0.2, w * 0.55, h * 0.7),
+             (w * 0.2, h * 0.3, w * 0.3, h * 0.4)]
+    return img, boxes
+
+
+def _arrays(people) -> dict[str, np.ndarray]:
+    keys = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr", "cam_trans")
+    out = {k: np.stack([p.params[k] for p in people]) for k in keys}
+    out["vertices"] = np.stack([p.vertices for p in people])
+    out["boxes"] = np.stack([np.stack((p.lhand_box, p.rhand_box, p.face_box)) for p in people])
+    return out
+
+
+@pytest.fixture(scope="module")
+def exact_people(official_ckpt_raw, body_layer, fixed_input):
+    img, boxes = fixed_input
+    pipe = _pipeline(official_ckpt_raw, body_layer, "exact", batch_size=len(boxes))
+    return _arrays(pipe(img, boxes)), pipe
+
+
+def test_exact_mode_equals_module_by_module_network(official_ckpt_raw, body_layer, fixed_input, exact_people):
+    img, boxes = fixed_input
+    ref = _arrays(_pipeline(official_ckpt_raw, body_layer, "exact", optimize=False)(img, boxes))
+    exact, _ = exact_people
+    for k in ref:
+        np.testing.assert_allclose(exact[k], ref[k], rtol=0, atol=1e-4, err_msg=k)
+
+
+def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
+    img, boxes = fixed_input
+    batched, pipe = exact_people
+    for bs in (1, 3):
+        pipe.batch_size = bs
+        other = _arrays(pipe(img, boxes))
+        for k in batched:
+            np.testing.assert_allclose(other[k], batched[k], rtol=0, atol=1e-5, err_msg=f"{k} at batch size {bs}")
+
+
+def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people):
+    img, boxes = fixed_input
+    exact, _ = exact_people
+    fast_pipe = _pipeline(official_ckpt_raw, body_layer, "fast", batch_size=len(boxes))
+    backbones = [fast_pipe.regressor.net.backbone, fast_pipe.regressor.net.hand_roi_net.backbone]
+    assert all(isinstance(b, FusedResNet) and b.dtype == torch.bfloat16 for b in backbones)
+    fast = _arrays(fast_pipe(img, boxes))
+    vertex_dist = np.linalg.norm(fast["vertices"] - exact["vertices"], axis=-1).max()
+    box_dist = np.linalg.norm((fast["boxes"] - exact["boxes"]).reshape(-1, 2), axis=-1).max()
+    assert vertex_dist < 0.01, f"fast mode moved a vertex by {vertex_dist * 1000:.2f} mm"
+    assert box_dist < 0.5, f"fast mode moved a box corner by {box_dist:.3f} px"
+    # ... and it is a different computation (bfloat16 really ran)
+    assert np.abs(fast["body_pose"] - exact["body_pose"]).max() > 1e-6
