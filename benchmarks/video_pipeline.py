@@ -1,11 +1,14 @@
-"""Video pipeline benchmark: frames/s per stage and peak RSS, for a clip and the same clip x4.
+"""Video pipeline benchmark: frames/s per stage and memory, for a clip and the same clip x4.
 
     python benchmarks/video_pipeline.py [--video ../shared/media/vtest.avi] [--frames 200]
-        [--repeat 4] [--full-size] [--render] [--device cpu] [--json out.json]
+        [--repeat 4] [--full-size] [--precision exact|fast] [--batch-size 16] [--render]
+        [--device cpu] [--json out.json]
 
 Each run is a separate process (so its peak RSS is its own): first the first ``--frames``
-frames of the video, then a clip made of those frames repeated ``--repeat`` times. Peak RSS
-must not grow with the length of the video. Uses the real SMPL-X model and checkpoint when
+frames of the video, then a clip made of those frames repeated ``--repeat`` times. Memory
+columns: ``start`` = peak RSS once the network and SMPL-X are loaded (and converted to their
+inference form), ``run`` = the largest RSS sampled (every 0.1 s) during the run, ``peak`` = the
+process's peak RSS. The run column must not grow with the length of the video. Uses the real SMPL-X model and checkpoint when
 ``wbcap doctor`` finds them; otherwise a synthetic body model and random weights (the same
 arithmetic; ``--full-size`` for the released architecture, default all-ResNet-18 on CPU so the
 run takes minutes, not an hour).
@@ -19,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +40,38 @@ def make_repeated_clip(video: Path, frames: int, repeat: int, dest: Path) -> Pat
             for img in images:
                 w.write(img)
     return dest
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RSSSampler:
+    """Samples the current RSS every ``period`` seconds in a thread; ``max_mb`` is the largest."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        self.period, self.max_mb, self.samples = period, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.max_mb = max(self.max_mb, current_rss_mb())
+            self.samples += 1
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> "RSSSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def child(args: argparse.Namespace) -> None:
@@ -69,22 +105,28 @@ def child(args: argparse.Namespace) -> None:
     except WbcapError:
         small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
         net, real_net = random_network(ModelConfig(**small), upright=True).to(dev), False
-    pipe = Pipeline(WholeBodyRegressor(net, SMPLXLayer.from_file(body_path)), dev, args.batch_size)
+    config = net.config
+    pipe = Pipeline(WholeBodyRegressor(net, SMPLXLayer.from_file(body_path)), dev, args.batch_size,
+                    precision=args.precision)
     startup = time.perf_counter() - t0
+    start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     job = VideoJob(
         source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
         max_frames=args.frames, detector=args.detector, max_people=args.max_people,
         tracker=TrackerConfig(max_people=args.max_people), render=args.render, overwrite=True,
     )
     t1 = time.perf_counter()
-    result = run_video(job, pipeline=pipe)
+    with RSSSampler() as sampler:
+        result = run_video(job, pipeline=pipe)
     wall = time.perf_counter() - t1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "frames": result.frames, "person_frames": result.person_frames, "tracks": len(result.tracks),
         "wall_s": wall, "startup_s": startup, "fps": result.frames / wall, "peak_rss_mb": peak_mb,
+        "start_rss_mb": start_mb, "run_rss_mb": sampler.max_mb, "rss_samples": sampler.samples,
+        "batch_size": args.batch_size, "precision": args.precision,
         "timings_s": result.timings, "real_body_model": real_body, "real_checkpoint": real_net,
-        "architecture": net.config.backbone_depth, "device": str(dev), "torch": torch.__version__,
+        "architecture": config.backbone_depth, "device": str(dev), "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }))
 
@@ -96,6 +138,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--precision", default="exact", choices=["exact", "fast", "bf16", "fp16"])
     ap.add_argument("--detector", default="hog")
     ap.add_argument("--max-people", type=int, default=3)
     ap.add_argument("--full-size", action="store_true")
@@ -118,7 +161,7 @@ def main() -> None:
         for name, video, n in clips:
             cmd = [sys.executable, __file__, "--child", "--video", video, "--frames", str(n), "--out", str(Path(tmp) / "out"),
                    "--device", args.device, "--batch-size", str(args.batch_size), "--detector", args.detector,
-                   "--max-people", str(args.max_people)] + (["--full-size"] if args.full_size else []) + (
+                   "--max-people", str(args.max_people), "--precision", args.precision] + (["--full-size"] if args.full_size else []) + (
                 ["--render"] if args.render else [])
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
@@ -126,12 +169,14 @@ def main() -> None:
             row = json.loads(res.stdout.strip().splitlines()[-1])
             row["clip"] = name
             rows.append(row)
-    print(f"{'clip':22s} {'frames':>6s} {'fps':>6s} {'peak RSS MB':>11s}  stage seconds (frames/s)")
+    print(f"{'clip':22s} {'frames':>6s} {'fps':>6s} {'RSS MB: start':>13s} {'run':>5s} {'peak':>5s}  stage seconds (frames/s)")
     for r in rows:
         stages = "  ".join(f"{k} {v:.1f}s ({r['frames'] / v:.1f}/s)" for k, v in r["timings_s"].items() if v > 0)
-        print(f"{r['clip']:22s} {r['frames']:6d} {r['fps']:6.2f} {r['peak_rss_mb']:11.0f}  {stages}")
+        print(f"{r['clip']:22s} {r['frames']:6d} {r['fps']:6.2f} {r['start_rss_mb']:13.0f} {r['run_rss_mb']:5.0f} "
+              f"{r['peak_rss_mb']:5.0f}  {stages}")
     r0 = rows[0]
     print(f"device {r0['device']}, torch {r0['torch']} ({r0['threads']} threads), ResNet-{r0['architecture']} body backbone, "
+          f"precision {r0['precision']}, batch size {r0['batch_size']}, start-up {r0['startup_s']:.1f} s, "
           f"real checkpoint: {r0['real_checkpoint']}, real SMPL-X: {r0['real_body_model']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -30,10 +30,11 @@ FLOPs (``flops``) are counted with ``torch.utils.flop_counter.FlopCounterMode`` 
 (network + SMPL-X; 2 FLOPs per multiply-add), with a breakdown by module. The full-size model
 costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dense matmul rate
 per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
-bf16 and fp16 on CUDA), and every row gets ``ratio`` = achieved FLOP/s / the ceiling of its
-precision's main dtype (:data:`CEILING_OF`: exact -> fp32, fast and bf16 -> bf16, fp16 -> fp16;
-cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too) and ``ratios`` against
-every measured ceiling.
+bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
+the ceiling of its precision's main dtype (:data:`CEILING_OF`: exact -> fp32, fast and bf16 ->
+bf16, fp16 -> fp16) measured again right before that row, so both numbers of the ratio come from
+the same moment on a shared machine; ``ratios`` compares it with every ceiling of the
+``ceilings`` table (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too).
 
 Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
 2-core CPU: precisions exact,fast; CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch
@@ -615,7 +616,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                 pipe, _, _ = build_pipeline(opts, device, work, prec)
                 regressor = pipe.regressor
             ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
-            ceiling = report["ceilings"][ceiling_name]
             with torch.inference_mode(), pipe._autocast():
                 out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
                 outputs[prec] = {"vertices": out.vertices.float().cpu(),
@@ -633,6 +633,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                         regressor(x)
 
                 oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
+                # The ceiling again, right before this row: on a shared machine the available
+                # FLOP/s drift, and a ratio of two measurements taken together cancels that.
+                ceiling = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
                 try:
                     runs = time_call(forward, repeats, warmup, sync)
                 except oom:
@@ -649,6 +652,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                     "crops_per_s": crops_per_s,
                     "flops_per_s": achieved,
                     "ceiling_precision": ceiling_name,
+                    "ceiling_flops_per_s": ceiling["flops_per_s"],
                     "ratio": achieved / ceiling["flops_per_s"],
                     "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
                 }

@@ -355,5 +355,11 @@ def optimize_for_inference(net: nn.Module, device: torch.device | str, precision
         )
         for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
             _rowwise_linears(head)
+        # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
+        # so the file's mapping, and the pages the conversion read through it, are released.
+        for module in net.modules():
+            for name, t in list(module._parameters.items()) + list(module._buffers.items()):
+                if t is not None:
+                    t.data = t.data.clone()
     net.inference_precision = precision
     return net
