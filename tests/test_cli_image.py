@@ -85,6 +85,21 @@ def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir,
     assert params["format"] == FORMAT and len(params["body_pose"]) == 63
 
 
+def test_image_fast_precision_close_to_exact(tmp_path, small_args, body_layer):
+    img_path = write_rgb(tmp_path / "walker.jpg", person_image(480, 640, seed=2))
+    params = {}
+    for precision in ("exact", "fast"):
+        out = tmp_path / precision
+        r = invoke("image", img_path, "-o", out, *small_args, "--full-image", "--no-render", "--precision", precision)
+        assert r.exit_code == 0, r.output
+        params[precision] = json.loads((out / "walker" / "person_0" / "smplx_param.json").read_text())
+    for key in ("body_pose", "cam_trans", "lhand_bbox", "face_bbox"):
+        a, b = np.asarray(params["exact"][key]), np.asarray(params["fast"][key])
+        assert np.abs(a - b).max() < 0.05, key
+    r = invoke("image", img_path, "-o", tmp_path / "bad", *small_args, "--precision", "int8")
+    assert r.exit_code == 2 and "exact" in r.output
+
+
 def test_image_on_real_photo(tmp_path, shared_dir, small_args, body_layer):
     photo = shared_dir / "media" / "messi5.jpg"
     if not photo.is_file():
