@@ -628,8 +628,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(device)
 
-                def forward(x=x) -> None:
-                    with torch.inference_mode(), pipe._autocast():
+                def forward(x=x, regressor=regressor, autocast=pipe._autocast) -> None:
+                    with torch.inference_mode(), autocast():
                         regressor(x)
 
                 oom = (torch.cuda.OutOfMemoryError,) if cuda else ()

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # 256x256 crops (64 x 64 x 256 x 4 B = 4 MiB per image) near the cache. Measured on the
 # project machine: batches above 8 hand crops got slower per crop.
 DEFAULT_CHUNK = 4
+# On CUDA a ResNet call takes the whole batch (up to this many images).
+GPU_CHUNK = 256
 
 
 def mkldnn_usable(device: torch.device) -> bool:
@@ -303,7 +305,9 @@ PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {
 }
 
 
-def optimize_for_inference(net: nn.Module, device: torch.device | str, precision: str = "exact", chunk: int = DEFAULT_CHUNK) -> nn.Module:
+def optimize_for_inference(
+    net: nn.Module, device: torch.device | str, precision: str = "exact", chunk: int | None = None
+) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
     The three ResNets become :class:`FusedResNet`, the BoxNet deconvolutions and the heads'
@@ -311,7 +315,8 @@ def optimize_for_inference(net: nn.Module, device: torch.device | str, precision
     (results independent of the batch size), with the per-part dtypes of
     ``PRECISION_PLANS[precision]``. The original modules (and their weights) are released; the
     network keeps its forward signature and outputs, but can no longer be trained or saved.
-    Call after moving the network to ``device``. Returns ``net``.
+    Call after moving the network to ``device``. ``chunk``: images per ResNet call (default
+    :data:`DEFAULT_CHUNK` on CPU, :data:`GPU_CHUNK` elsewhere). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
         raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
@@ -322,6 +327,9 @@ def optimize_for_inference(net: nn.Module, device: torch.device | str, precision
         log.warning("oneDNN is not available in this torch build; running folded convolutions without fusion")
     net.eval()
     c = net.config
+    if chunk is None:
+        # CPU: small chunks keep activations in cache (measured); GPU: whole batches fill the device.
+        chunk = DEFAULT_CHUNK if device.type == "cpu" else GPU_CHUNK
     n = max(1, int(chunk))
     bh, bw = c.input_body_shape
     hh, hw = c.input_hand_shape
