@@ -216,3 +216,27 @@ def test_matches_torchvision(case, aligned):
     for size, sr in [((5, 4), -1), ((3, 3), 2)]:
         expected = tv_ops.roi_align(xt, bt, size, spatial_scale=1.0, sampling_ratio=sr, aligned=aligned)
         torch.testing.assert_close(roi_align(xt, bt, size, 1.0, sr, aligned), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_sampled_equals_kernel_semantics(aligned):
+    """The grid_sample path (fast mode) equals roi_align up to rounding, including boxes that
+    cross or leave the image, and falls back to roi_align (bit-equal) for large boxes."""
+    from wbcap.crop.roi_align import roi_align, roi_align_sampled
+
+    g = torch.Generator().manual_seed(5)
+    img = torch.rand(3, 3, 48, 40, generator=g)
+    small = torch.tensor([
+        [0, 5.0, 6.0, 17.0, 20.0],      # inside
+        [1, -6.0, -4.0, 8.0, 9.0],       # crosses the top-left border
+        [2, 30.0, 40.0, 45.5, 55.0],     # crosses the bottom-right border
+        [0, 60.0, 70.0, 70.0, 80.0],     # entirely outside
+        [1, 10.3, 11.7, 10.4, 11.9],     # tiny (roi clamped to 1 when not aligned)
+    ])
+    ref = roi_align(img, small, (16, 16), aligned=aligned)
+    out = roi_align_sampled(img, small, (16, 16), aligned=aligned)
+    assert out.shape == ref.shape == (5, 3, 16, 16)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert (out[3] == 0).all() and out[0].abs().sum() > 0
+    large = torch.tensor([[0, 1.0, 2.0, 40.0, 45.0]])  # 2 samples per bin -> exact fallback
+    assert torch.equal(roi_align_sampled(img, large, (16, 16), aligned=aligned), roi_align(img, large, (16, 16), aligned=aligned))

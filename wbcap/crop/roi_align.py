@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align"]
+__all__ = ["roi_align", "roi_align_sampled"]
 
 
 def _boxes_to_rois(boxes: Tensor | Sequence[Tensor], like: Tensor) -> Tensor:
@@ -186,3 +186,51 @@ def roi_align(
     # (K, C, oh, ow) view of the NHWC result: channels_last memory, what the fused backbones read
     # (a .contiguous() here would cost two copies per crop).
     return out.permute(0, 3, 1, 2)
+
+
+def roi_align_sampled(
+    input: Tensor,
+    boxes: Tensor | Sequence[Tensor],
+    output_size: int | tuple[int, int],
+    aligned: bool = False,
+) -> Tensor:
+    """:func:`roi_align` (spatial_scale 1, adaptive sampling) through ``F.grid_sample``: equal up to
+    float rounding (~1e-5 of the input's range), about 6x faster on CPU.
+
+    When every box is at most as large as the output (one sample per bin, the usual case for the
+    hand and face crops), the kernel's bilinear sample is ``grid_sample(align_corners=True,
+    padding_mode="border")`` at the bin centres, zeroed outside ``[-1, size]`` as the kernel does.
+    Other boxes, and inputs of width or height 1, fall back to :func:`roi_align`. The sample
+    positions go through grid_sample's normalised coordinates, so results differ from the kernel
+    in the last bits: the fast precision mode uses this, the exact mode uses :func:`roi_align`.
+    Output ``(K, C, oh, ow)``, like :func:`roi_align`.
+    """
+    from torch.nn import functional as F
+
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else (int(output_size[0]), int(output_size[1]))
+    n, c, h, w = input.shape
+    rois = _boxes_to_rois(boxes, input)
+    k = rois.shape[0]
+    offset = 0.5 if aligned else 0.0
+    start_x, start_y = rois[:, 1] - offset, rois[:, 2] - offset
+    roi_w, roi_h = rois[:, 3] - offset - start_x, rois[:, 4] - offset - start_y
+    if not aligned:
+        roi_w, roi_h = roi_w.clamp_min(1.0), roi_h.clamp_min(1.0)
+    if k == 0 or h < 2 or w < 2:
+        return roi_align(input, rois, (out_h, out_w), aligned=aligned)
+    grid_h = torch.ceil(roi_h / out_h)
+    grid_w = torch.ceil(roi_w / out_w)
+    if not bool(((grid_h == 1) & (grid_w == 1)).all()):
+        return roi_align(input, rois, (out_h, out_w), aligned=aligned)
+    bin_w, bin_h = roi_w / out_w, roi_h / out_h
+    px = torch.arange(out_w, device=input.device, dtype=input.dtype)
+    py = torch.arange(out_h, device=input.device, dtype=input.dtype)
+    # the kernel's order: start + p * bin + (0 + 0.5) * bin / 1
+    xs = start_x[:, None] + px[None, :] * bin_w[:, None] + (0.5 * bin_w)[:, None]  # (K, ow)
+    ys = start_y[:, None] + py[None, :] * bin_h[:, None] + (0.5 * bin_h)[:, None]  # (K, oh)
+    valid = ((ys >= -1.0) & (ys <= h))[:, :, None] & ((xs >= -1.0) & (xs <= w))[:, None, :]
+    gx = (xs / (w - 1) * 2 - 1)[:, None, :].expand(k, out_h, out_w)
+    gy = (ys / (h - 1) * 2 - 1)[:, :, None].expand(k, out_h, out_w)
+    images = input[rois[:, 0].to(torch.int64)]
+    out = F.grid_sample(images, torch.stack((gx, gy), 3), mode="bilinear", padding_mode="border", align_corners=True)
+    return out * valid[:, None].to(out.dtype)

@@ -294,14 +294,13 @@ def _rowwise_linears(module: nn.Module) -> None:
 
 # Compute dtype of each part in each precision mode. "fast" runs the three ResNets (31.4 of
 # 35.8 GFLOPs per crop) in bfloat16 and keeps the box network, heads, soft-argmax, rotations
-# and SMPL-X in float32.
+# and SMPL-X in float32; it also crops hands and face with grid_sample
+# (wbcap.crop.roi_align.roi_align_sampled: float32, equal to the kernel up to rounding).
 PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {
     "exact": {"body_backbone": torch.float32, "hand_backbone": torch.float32, "face_backbone": torch.float32,
               "box_net": torch.float32, "heads": torch.float32},
     "fast": {"body_backbone": torch.bfloat16, "hand_backbone": torch.bfloat16, "face_backbone": torch.bfloat16,
              "box_net": torch.float32, "heads": torch.float32},
-    "fast2": {"body_backbone": torch.bfloat16, "hand_backbone": torch.bfloat16, "face_backbone": torch.bfloat16,
-             "box_net": torch.bfloat16, "heads": torch.float32},
 }
 
 
@@ -363,6 +362,11 @@ def optimize_for_inference(
         )
         for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
             _rowwise_linears(head)
+        if precision == "fast":
+            from wbcap.crop.roi_align import roi_align_sampled
+
+            net.hand_roi_net.roi_align = roi_align_sampled
+            net.face_roi_net.roi_align = roi_align_sampled
         # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
         # so the file's mapping, and the pages the conversion read through it, are released.
         for module in net.modules():

@@ -188,11 +188,14 @@ class HandRoI(nn.Module):
         self._sx = config.input_img_shape[1] / config.input_body_shape[1]
         self._sy = config.input_img_shape[0] / config.input_body_shape[0]
         self._out = tuple(config.input_hand_shape)
+        # RoIAlign implementation: the kernel-exact one; the fast precision mode swaps in
+        # wbcap.crop.roi_align.roi_align_sampled.
+        self.roi_align = roi_align
 
     def crops(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
         """img (B,3,512,384); boxes (B,4) xyxy in body-input pixels -> (2B,3,256,256)."""
-        lhand = roi_align(img, _batch_rois(lhand_bbox, self._sx, self._sy), self._out, aligned=False)
-        rhand = roi_align(img, _batch_rois(rhand_bbox, self._sx, self._sy), self._out, aligned=False)
+        lhand = self.roi_align(img, _batch_rois(lhand_bbox, self._sx, self._sy), self._out, aligned=False)
+        rhand = self.roi_align(img, _batch_rois(rhand_bbox, self._sx, self._sy), self._out, aligned=False)
         return torch.cat((torch.flip(lhand, [3]), rhand))
 
     def forward(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
@@ -208,9 +211,10 @@ class FaceRoI(nn.Module):
         self._sx = config.input_img_shape[1] / config.input_body_shape[1]
         self._sy = config.input_img_shape[0] / config.input_body_shape[0]
         self._out = tuple(config.input_face_shape)
+        self.roi_align = roi_align  # see HandRoI
 
     def crops(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
-        return roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False)
+        return self.roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False)
 
     def forward(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.crops(img, face_bbox))
