@@ -36,8 +36,9 @@ from wbcap.model.regressor import WholeBodyRegressor
 log = logging.getLogger(__name__)
 
 #: ``exact`` (default): float32, convolutions fused (BatchNorm folded, oneDNN pre-packed on CPU);
-#: ``fast``: the same with the three ResNets and the box network in bfloat16, heads and SMPL-X
-#: in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`); ``bf16`` / ``fp16``: the unfused
+#: ``fast``: the same with every convolution in bfloat16 and the linear layers, soft-argmax,
+#: rotations and SMPL-X in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`);
+#: ``bf16`` / ``fp16``: the unfused
 #: network under whole-network autocast (for comparison; fp16 needs CUDA). ``fp32`` is read as
 #: ``exact``.
 PRECISIONS = ("exact", "fast", "bf16", "fp16")

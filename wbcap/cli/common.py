@@ -36,8 +36,8 @@ precision_option = click.option(
     type=click.Choice(["exact", "fast", "bf16", "fp16", "fp32"]),
     default="exact",
     show_default=True,
-    help="exact: float32, the reference numbers; fast: ResNets and box network in bfloat16, heads and "
-         "SMPL-X in float32 (about 1.8x the speed on AVX-512 CPUs; see the README's performance "
-         "section for the measured error); bf16/fp16: whole-network autocast, for comparison. "
-         "fp32 means exact.",
+    help="exact: float32, the reference numbers; fast: convolutions in bfloat16, linear layers, "
+         "soft-argmax, rotations and SMPL-X in float32 (about 2x the speed on AVX512-BF16 CPUs; "
+         "about 1 mm of mesh difference, see the README's performance section); bf16/fp16: "
+         "whole-network autocast, for comparison only. fp32 means exact.",
 )

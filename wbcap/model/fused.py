@@ -235,11 +235,16 @@ class FusedResNet(nn.Module):
 
 class FusedConvStack(nn.Module):
     """Inference form of a ``make_conv_layers`` / ``make_deconv_layers`` Sequential
-    (``[Conv, (BatchNorm, ReLU)]*``): same input and output, float32 out."""
+    (``[Conv, (BatchNorm, ReLU)]*``): same input and output, float32 out, computed in ``dtype``
+    in chunks of at most ``chunk`` images (default: the batch size of ``input_size``)."""
 
-    def __init__(self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True) -> None:
+    def __init__(
+        self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
+        chunk: int | None = None,
+    ) -> None:
         super().__init__()
         self.dtype = dtype
+        self.chunk = max(1, int(chunk if chunk is not None else input_size[0]))
         mods = list(seq)
         layers: list[FusedConv] = []
         size = list(input_size)
@@ -258,7 +263,9 @@ class FusedConvStack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.layers(x).float()
+        if x.shape[0] <= self.chunk:
+            return self.layers(x).float()
+        return torch.cat([self.layers(part).float() for part in torch.split(x, self.chunk)])
 
 
 class RowwiseLinear(nn.Module):
@@ -292,20 +299,27 @@ def _rowwise_linears(module: nn.Module) -> None:
             _rowwise_linears(child)
 
 
-# Compute dtype of each part in each precision mode. "fast" runs the three ResNets (31.4 of
-# 35.8 GFLOPs per crop) in bfloat16 and keeps the box network, heads, soft-argmax, rotations
-# and SMPL-X in float32; it also crops hands and face with grid_sample
-# (wbcap.crop.roi_align.roi_align_sampled: float32, equal to the kernel up to rounding).
+# Compute dtype of each part in each precision mode. "fast" runs every convolution in bfloat16:
+# the three ResNets (31.4 of 35.8 GFLOPs per crop), the box network's deconvolutions and centre
+# map (2.9) and the heads' 1x1 convolutions (0.7); the linear layers (camera, shape, poses, box
+# sizes), soft-argmax, joint-feature sampling, 6D -> axis-angle and SMPL-X stay float32. It
+# also crops hands and face with grid_sample (wbcap.crop.roi_align.roi_align_sampled: float32,
+# equal to the kernel up to rounding). Chosen by measurement on the official-key deterministic
+# checkpoint (README, Performance): whole-network bf16 autocast moved the mesh by 164 mm and the
+# boxes by 0.71 px there, mostly through the camera head; this plan moves them by 1.0 mm and
+# 0.003 px, and keeping the box network in float32 as well would gain nothing measurable in
+# accuracy (0.0003 px) for 10 % less speed.
 PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {
     "exact": {"body_backbone": torch.float32, "hand_backbone": torch.float32, "face_backbone": torch.float32,
               "box_net": torch.float32, "heads": torch.float32},
     "fast": {"body_backbone": torch.bfloat16, "hand_backbone": torch.bfloat16, "face_backbone": torch.bfloat16,
-             "box_net": torch.float32, "heads": torch.float32},
+             "box_net": torch.bfloat16, "heads": torch.bfloat16},
 }
 
 
 def optimize_for_inference(
-    net: nn.Module, device: torch.device | str, precision: str = "exact", chunk: int | None = None
+    net: nn.Module, device: torch.device | str, precision: str = "exact", chunk: int | None = None,
+    plan: dict[str, torch.dtype] | None = None,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
@@ -315,11 +329,16 @@ def optimize_for_inference(
     ``PRECISION_PLANS[precision]``. The original modules (and their weights) are released; the
     network keeps its forward signature and outputs, but can no longer be trained or saved.
     Call after moving the network to ``device``. ``chunk``: images per ResNet call (default
-    :data:`DEFAULT_CHUNK` on CPU, :data:`GPU_CHUNK` elsewhere). Returns ``net``.
+    :data:`DEFAULT_CHUNK` on CPU, :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes
+    overriding ``PRECISION_PLANS[precision]`` (keys as there; for experiments such as
+    ``benchmarks/precision_error.py``). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
         raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
-    plan = PRECISION_PLANS[precision]
+    plan = {**PRECISION_PLANS[precision], **(plan or {})}
+    unknown = set(plan) - set(PRECISION_PLANS["exact"])
+    if unknown:
+        raise ValueError(f"unknown plan parts {sorted(unknown)}; use {sorted(PRECISION_PLANS['exact'])}")
     device = torch.device(device)
     packed = mkldnn_usable(device)
     if not packed and device.type == "cpu":

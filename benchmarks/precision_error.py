@@ -1,0 +1,70 @@
+"""How far each precision plan moves the outputs from exact mode, on the tests' fixed input.
+
+    python benchmarks/precision_error.py
+
+Full-size network with the official key layout and deterministic values (heads as drawn, the
+tests' ``official_ckpt_raw``), the bundled example image with four person boxes (the input of
+``tests/test_fused.py``), a synthetic SMPL-X model. For whole-network bf16 autocast, the
+``fast`` mode and a few alternative per-part plans it prints the largest vertex distance, hand /
+face box-corner distance (image pixels) and camera-translation difference from ``exact``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from wbcap.body.model_files import find_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.demo import example_image_path
+    from wbcap.io.images import load_image
+    from wbcap.model.checkpoint import load_network
+    from wbcap.model.fused import optimize_for_inference
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.checkpoints import write_official_checkpoint
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+    bf, f32 = torch.bfloat16, torch.float32
+    plans = {
+        "fast": ("fast", None),
+        "fast, box net fp32": ("fast", {"box_net": f32}),
+        "fast, box net + heads fp32": ("fast", {"box_net": f32, "heads": f32}),
+        "fast, body ResNet + box net + heads fp32": ("fast", {"body_backbone": f32, "box_net": f32, "heads": f32}),
+        "bf16 autocast (whole network)": ("bf16", None),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = write_official_checkpoint(Path(tmp) / "snapshot_6.pth.tar", seed=0)
+        body = SMPLXLayer.from_file(find_body_model("neutral", write_synthetic_smplx(Path(tmp) / "body")))
+        img = load_image(example_image_path())
+        h, w = img.shape[:2]
+        boxes = [(0, 0, w, h), (w * 0.1, h * 0.05, w * 0.5, h * 0.8), (w * 0.4, h * 0.2, w * 0.55, h * 0.7),
+                 (w * 0.2, h * 0.3, w * 0.3, h * 0.4)]
+
+        def run(precision: str, plan=None):
+            pipe = Pipeline(WholeBodyRegressor(load_network(ckpt, "cpu"), body), torch.device("cpu"),
+                            precision=precision, optimize=plan is None)
+            if plan is not None:
+                optimize_for_inference(pipe.regressor.net, "cpu", precision, plan=plan)
+            people = pipe(img, boxes)
+            return (np.stack([p.vertices for p in people]),
+                    np.stack([np.stack((p.lhand_box, p.rhand_box, p.face_box)) for p in people]),
+                    np.stack([p.params["cam_trans"] for p in people]))
+
+        exact = run("exact")
+        print(f"{'plan (vs exact)':44s} {'max vertex':>11s} {'max box corner':>15s} {'cam_trans':>10s}")
+        for name, (precision, plan) in plans.items():
+            v, b, t = run(precision, plan)
+            dv = np.linalg.norm(v - exact[0], axis=-1).max() * 1000
+            db = np.linalg.norm((b - exact[1]).reshape(-1, 2), axis=-1).max()
+            dt = np.abs(t - exact[2]).max() * 1000
+            print(f"{name:44s} {dv:8.2f} mm {db:11.4f} px {dt:7.2f} mm")
+
+
+if __name__ == "__main__":
+    main()
