@@ -134,11 +134,27 @@ def test_optimize_small_network_matches_reference(small_config):
         torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_optimize_rejects_unknown_precision(small_config):
+def test_optimize_rejects_unknown_precision_and_reconversion(small_config):
     from wbcap.testing.checkpoints import random_network
 
     with pytest.raises(ValueError, match="precision"):
         optimize_for_inference(random_network(small_config), "cpu", "int4")
+    with pytest.raises(ValueError, match="plan parts"):
+        optimize_for_inference(random_network(small_config), "cpu", "fast", plan={"tail": torch.float32})
+    net = optimize_for_inference(random_network(small_config), "cpu", "exact")
+    assert optimize_for_inference(net, "cpu", "exact") is net  # already converted: unchanged
+    with pytest.raises(ValueError, match="already converted"):
+        optimize_for_inference(net, "cpu", "fast")
+
+
+def test_fast_falls_back_to_float32_without_bf16_instructions(small_config, monkeypatch, caplog):
+    import wbcap.model.fused as fused
+    from wbcap.testing.checkpoints import random_network
+
+    monkeypatch.setattr(fused, "bf16_supported", lambda: False)
+    net = optimize_for_inference(random_network(small_config), "cpu", "fast")
+    assert net.backbone.dtype == torch.float32 and net.box_net.deconv.dtype == torch.float32
+    assert "no bfloat16 instructions" in caplog.text
 
 
 # -- the released architecture, official key layout, deterministic weights ----------------------

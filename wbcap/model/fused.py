@@ -54,6 +54,14 @@ def mkldnn_usable(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
+def bf16_supported() -> bool:
+    """True when oneDNN can run bfloat16 convolutions on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without oneDNN
+        return False
+
+
 def fold_batchnorm(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,17 +332,25 @@ def optimize_for_inference(
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
     The three ResNets become :class:`FusedResNet`, the BoxNet deconvolutions and the heads'
-    convolution stacks :class:`FusedConvStack`, the heads' linear layers :class:`RowwiseLinear`
-    (results independent of the batch size), with the per-part dtypes of
+    convolution stacks :class:`FusedConvStack`, on CPU the heads' linear layers
+    :class:`RowwiseLinear` (results independent of the batch size), with the per-part dtypes of
     ``PRECISION_PLANS[precision]``. The original modules (and their weights) are released; the
     network keeps its forward signature and outputs, but can no longer be trained or saved.
-    Call after moving the network to ``device``. ``chunk``: images per ResNet call (default
+    A network already converted for the same precision is returned as is; converting it for
+    another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
+    (with a warning). Call after moving the network to ``device``. ``chunk``: images per ResNet call (default
     :data:`DEFAULT_CHUNK` on CPU, :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes
     overriding ``PRECISION_PLANS[precision]`` (keys as there; for experiments such as
     ``benchmarks/precision_error.py``). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
         raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
+    done = getattr(net, "inference_precision", None)
+    if done is not None:
+        if done == precision and plan is None:
+            return net
+        raise ValueError(f"this network was already converted for {done!r} inference; load it again to convert it "
+                         f"for {precision!r}")
     plan = {**PRECISION_PLANS[precision], **(plan or {})}
     unknown = set(plan) - set(PRECISION_PLANS["exact"])
     if unknown:
@@ -343,6 +359,10 @@ def optimize_for_inference(
     packed = mkldnn_usable(device)
     if not packed and device.type == "cpu":
         log.warning("oneDNN is not available in this torch build; running folded convolutions without fusion")
+    if device.type == "cpu" and torch.bfloat16 in plan.values() and not bf16_supported():
+        log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
+                    "--precision %s runs in float32 (exact) instead", precision)
+        plan = dict(PRECISION_PLANS["exact"])
     net.eval()
     c = net.config
     if chunk is None:
@@ -379,8 +399,9 @@ def optimize_for_inference(
         net.hand_rotation_net.hand_conv = FusedConvStack(
             net.hand_rotation_net.hand_conv, [2 * n, hand_dim, *hand_hw], heads, packed
         )
-        for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
-            _rowwise_linears(head)
+        if device.type == "cpu":  # batch-invariant heads; on a GPU one kernel launch per row would cost more
+            for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
+                _rowwise_linears(head)
         if precision == "fast":
             from wbcap.crop.roi_align import roi_align_sampled
 
