@@ -60,7 +60,8 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
         assert math.isclose(b["crops_per_s"], b["batch_size"] / b["median_s"], rel_tol=1e-9)
         assert math.isclose(b["flops_per_s"], b["crops_per_s"] * per_crop, rel_tol=1e-9)
         assert b["ceiling_precision"] == CEILING_OF[b["precision"]]
-        assert b["ceiling_flops_per_s"] > 0
+        assert b["ceiling_flops_per_s"] == pytest.approx(sum(b["ceiling_before_after_flops_per_s"]) / 2)
+        assert min(b["ceiling_before_after_flops_per_s"]) > 0
         assert math.isclose(b["ratio"], b["flops_per_s"] / b["ceiling_flops_per_s"], rel_tol=1e-9)
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)

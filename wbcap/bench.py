@@ -32,8 +32,8 @@ costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dens
 per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
 bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
 the ceiling of its precision's main dtype (:data:`CEILING_OF`: exact -> fp32, fast and bf16 ->
-bf16, fp16 -> fp16) measured again right before that row, so both numbers of the ratio come from
-the same moment on a shared machine; ``ratios`` compares it with every ceiling of the
+bf16, fp16 -> fp16) measured again right before and right after that row (their mean), so both
+numbers of the ratio come from the same moments on a shared machine; ``ratios`` compares it with every ceiling of the
 ``ceilings`` table (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too).
 
 Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
@@ -633,15 +633,17 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                         regressor(x)
 
                 oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
-                # The ceiling again, right before this row: on a shared machine the available
-                # FLOP/s drift, and a ratio of two measurements taken together cancels that.
-                ceiling = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+                # The ceiling again, right before and right after this row: on a shared machine the
+                # available FLOP/s drift, and a ratio of measurements taken together cancels that.
+                before = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
                 try:
                     runs = time_call(forward, repeats, warmup, sync)
                 except oom:
                     report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
                     torch.cuda.empty_cache()
                     break
+                after = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+                ceiling = {"flops_per_s": (before["flops_per_s"] + after["flops_per_s"]) / 2}
                 t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec})
                 crops_per_s = bs / t.median_s
                 achieved = crops_per_s * flops["per_crop"]
@@ -653,6 +655,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                     "flops_per_s": achieved,
                     "ceiling_precision": ceiling_name,
                     "ceiling_flops_per_s": ceiling["flops_per_s"],
+                    "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
                     "ratio": achieved / ceiling["flops_per_s"],
                     "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
                 }
