@@ -102,6 +102,8 @@ def _fingerprint(job: VideoJob) -> dict:
     """What pass 1's results depend on (a resumed run must match it)."""
     src = Path(job.source).expanduser()
     stat = src.stat() if src.exists() else None
+    from wbcap.pipeline import normalize_precision
+
     p = job.pipeline
     fp = {
         "source": str(src.resolve()) if src.exists() else job.source,
@@ -110,7 +112,8 @@ def _fingerprint(job: VideoJob) -> dict:
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
         "detector": job.detector, "score_threshold": job.score_threshold,
         "min_height_frac": job.min_height_frac, "max_people": job.max_people,
-        "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(), "precision": p.precision,
+        "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(),
+        "precision": normalize_precision(p.precision),
         "box_scale": p.box_scale,
     }
     return json.loads(json.dumps(fp))  # as it reads back from run.json (tuples -> lists)
