@@ -338,9 +338,11 @@ def optimize_for_inference(
     network keeps its forward signature and outputs, but can no longer be trained or saved.
     A network already converted for the same precision is returned as is; converting it for
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
-    (with a warning). Call after moving the network to ``device``. ``chunk``: images per ResNet call (default
-    :data:`DEFAULT_CHUNK` on CPU, :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes
-    overriding ``PRECISION_PLANS[precision]`` (keys as there; for experiments such as
+    (with a warning). Call after moving the network to ``device``.
+
+    ``chunk``: images per convolution call (default :data:`DEFAULT_CHUNK` on CPU,
+    :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes overriding
+    ``PRECISION_PLANS[precision]`` (same keys; for experiments such as
     ``benchmarks/precision_error.py``). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
