@@ -9,7 +9,7 @@ convolution stacks for inference:
 
 * BatchNorm (eval statistics) is folded into the preceding convolution's weight and bias:
   ``w' = w * g / sqrt(v + eps)``, ``b' = beta - m * g / sqrt(v + eps)`` (per output channel;
-  the same arithmetic torch.fx's ``fuse_conv_bn_eval`` uses), changing results by float
+  ``torch.nn.utils.fusion.fuse_conv_bn_weights``), changing results by float
   rounding only (~1e-6 relative);
 * on CPU each convolution is one oneDNN primitive (``torch.ops.mkldnn._convolution_pointwise``,
   the op ``torch.compile`` lowers to on CPU) with ReLU or the residual ``add`` + ReLU as post-ops
@@ -36,6 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
@@ -65,7 +66,8 @@ def bf16_supported() -> bool:
 def fold_batchnorm(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold eval-mode BatchNorm into a convolution. Returns (weight, bias), float32.
+    """Fold eval-mode BatchNorm into a convolution (torch's ``fuse_conv_bn_weights``; a conv
+    without bias gets a zero one first). Returns (weight, bias), float32, without autograd.
 
     weight: (out, in, kh, kw), or (in, out, kh, kw) when ``transposed``; bias: (out,) or None.
     """
@@ -74,9 +76,11 @@ def fold_batchnorm(
     b = torch.zeros(out_ch, dtype=torch.float32, device=w.device) if bias is None else bias.detach().float()
     if bn is None:
         return w.clone(), b.clone()
-    scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.detach().float() + bn.eps)
-    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
-    return w * scale.reshape(shape), (b - bn.running_mean.detach().float()) * scale + bn.bias.detach().float()
+    w, b = fuse_conv_bn_weights(
+        w, b, bn.running_mean.detach().float(), bn.running_var.detach().float(), bn.eps,
+        bn.weight.detach().float(), bn.bias.detach().float(), transpose=transposed,
+    )
+    return w.detach(), b.detach()
 
 
 class FusedConv(nn.Module):
