@@ -99,8 +99,11 @@ def test_run_vtest_first_frames(tmp_path, shared_dir, base_args):
         per_track.setdefault(x["track"], []).append(x["frame"])
     for tid, fr in per_track.items():
         d = np.load(out / f"track_{tid}.npz")
-        assert d["poses"].shape[0] == len(fr) == d["trans"].shape[0]
-        assert list(d["frame_indices"]) == fr
+        # one row per frame of the 10 fps clock from the first to the last sighting; misses filled
+        assert d["poses"].shape[0] == d["trans"].shape[0] == d["valid"].shape[0] == fr[-1] - fr[0] + 1
+        assert list(d["frame_indices"][d["valid"]]) == fr
+        assert (d["frame_indices"][~d["valid"]] == -1).all()
+        np.testing.assert_allclose(np.diff(d["times"]), 0.1, atol=1e-6)
 
 
 def test_resume_equals_uninterrupted(tmp_path, base_args):

@@ -8,8 +8,8 @@ Two passes, so memory stays flat however long the video is and an interrupted ru
    goes). ``--resume`` keeps the complete lines already there and continues after them.
 2. **finalize** — the raw file is read back; boxes are tracked (IoU + Hungarian); each person's
    parameters are moved into one camera for the whole video (see :func:`to_video_camera`),
-   smoothed per track, and written: ``params.jsonl``, ``track_<id>.npz`` (AMASS/SMPL-X Blender
-   add-on layout), optional ``meshes/<track>/<frame>.obj``, and ``render.mp4`` (the source frames
+   smoothed per track, and written: ``params.jsonl``, ``track_<id>.npz`` (an AMASS file, z-up, on a
+   regular clock: :mod:`wbcap.export.amass`), optional ``meshes/<track>/<frame>.obj``, and ``render.mp4`` (the source frames
    decoded again with every tracked mesh drawn over them, source audio copied).
 
 Every output file is written under a temporary name and renamed when complete.
@@ -44,8 +44,6 @@ PARAMS_FILE = "params.jsonl"
 RENDER_FILE = "render.mp4"
 ROT_KEYS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
 ROT_SIZES = (1, 21, 15, 15, 1)
-# x-mirror of the y and z axes: OpenCV camera (y down, z forward) <-> y-up world (z to viewer).
-FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 TRACK_COLORS = (
     (0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.82, 0.62), (0.86, 0.78, 0.50),
     (0.75, 0.62, 0.85), (0.55, 0.80, 0.82), (0.88, 0.66, 0.78), (0.70, 0.70, 0.70),
@@ -62,7 +60,9 @@ class VideoJob:
     stop after this many processed frames. detector: ``auto | hog | torchvision | full |
     boxes:FILE`` (FILE: JSON ``{"<frame index>": [[x, y, w, h], ...]}``). focal: focal length
     in pixels of the one camera results are expressed in (default ``sqrt(W^2 + H^2)``, a ~53°
-    diagonal field of view, the usual guess when the real camera is unknown).
+    diagonal field of view, the usual guess when the real camera is unknown). max_gap: seconds
+    a track may be missed and still be one AMASS file (filled by interpolation, ``valid`` False);
+    a longer gap splits it into ``track_<id>_part<k>.npz``.
     """
 
     source: str
@@ -79,6 +79,7 @@ class VideoJob:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smooth: SmoothConfig = field(default_factory=SmoothConfig)
     focal: float | None = None
+    max_gap: float = 1.0
     write_obj: bool = False
     render: bool = True
     resume: bool = False
@@ -120,9 +121,11 @@ def _fingerprint(job: VideoJob) -> dict:
 
 
 def _our_outputs(out: Path) -> list[Path]:
+    """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
     names = [RUN_DIR, PARAMS_FILE, RENDER_FILE, "meshes"]
     found = [out / n for n in names if (out / n).exists()]
-    return found + sorted(out.glob("track_*.npz"))
+    temps = [p for stem in ("params", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
+    return found + sorted(out.glob("track_*.npz")) + sorted(temps)
 
 
 def prepare_output(job: VideoJob) -> Path:
@@ -143,15 +146,17 @@ def prepare_output(job: VideoJob) -> Path:
                 diff = sorted(k for k in fp if previous.get(k) != fp.get(k))
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); use --overwrite to start over")
             return out
-        if not job.overwrite:
-            raise InputError(
-                f"{out} already holds files (e.g. {existing[0].name}); pass --overwrite to replace a previous run, "
-                "--resume to continue it, or choose another -o folder"
-            )
         ours = _our_outputs(out)
         others = [p for p in existing if p not in ours]
         if others:
-            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); choose another -o folder")
+            # --overwrite only ever deletes what a wbcap run wrote: never advise it here.
+            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); choose another -o folder "
+                             "(a new or empty one)")
+        if not job.overwrite:
+            raise InputError(
+                f"{out} holds a previous wbcap run (e.g. {existing[0].name}); pass --overwrite to replace it, "
+                "--resume to continue it, or choose another -o folder"
+            )
         for p in ours:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +227,7 @@ def _detect_thread(
                 q.put((frame, None))
                 continue
             if isinstance(detector, BoxesFileDetector):
-                dets = detector.for_key(str(frame.index))
+                dets = detector.for_frame(frame.index)
             else:
                 dets = detector(frame.image)
             timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
@@ -252,7 +257,7 @@ def regress_frames(
     crop, regress, write.
     """
     timings = {} if timings is None else timings
-    from wbcap.detect.factory import make_detector
+    from wbcap.detect.factory import BoxesFileDetector, make_detector
 
     out = Path(job.out).expanduser()
     raw_path = out / RUN_DIR / RAW_FILE
@@ -265,12 +270,20 @@ def regress_frames(
         job.detector, device=pipeline.device, score_threshold=job.score_threshold,
         min_height_frac=job.min_height_frac, max_people=job.max_people,
     )
+    if isinstance(detector, BoxesFileDetector):
+        names = None
+        if source.info.is_image_sequence:
+            from wbcap.io.images import iter_image_paths  # the same list, in the same order, as the frames
+
+            names = [p.name for p in iter_image_paths(job.source)]
+        detector.bind(names, source.info.frame_count)
     total = _expected_frames(source.info, job)
     q: queue.Queue = queue.Queue(maxsize=max(4, pipeline.batch_size))
     stop = threading.Event()
     worker = threading.Thread(target=_detect_thread, args=(source, detector, q, stop, last_done, timings), daemon=True)
     worker.start()
     processed = done_count
+    seen: set[int] = set()
     pending: list[tuple] = []  # (frame index, time, size, jobs)
     n_pending_crops = 0
     try:
@@ -303,6 +316,7 @@ def regress_frames(
                 if isinstance(item, BaseException):
                     raise item
                 frame, dets = item
+                seen.add(frame.index)
                 if dets is None:  # done in an earlier run
                     continue
                 if job.max_people is not None:
@@ -318,6 +332,11 @@ def regress_frames(
             if pending:
                 flush()
             os.fsync(raw.fileno())
+        if isinstance(detector, BoxesFileDetector):
+            outside = sorted(set(detector.by_frame) - seen)
+            if outside:
+                log.warning("%s: %d of %d box-file frames were not processed (outside --start/--end/--every/--max-frames, "
+                            "e.g. frame %d)", detector.path, len(outside), len(detector.by_frame), outside[0])
     finally:
         stop.set()
         while worker.is_alive():
@@ -359,27 +378,187 @@ def to_video_camera(
     return cam_trans + (p_new - p)
 
 
-def _full_pose(params: dict[str, np.ndarray]) -> np.ndarray:
-    """(T, 165) SMPL-X full pose: root, body 21, jaw, left eye, right eye, left hand 15, right hand 15."""
-    t = params["root_pose"].shape[0]
-    eyes = np.zeros((t, 6), np.float32)
-    return np.concatenate(
-        [params["root_pose"], params["body_pose"], params["jaw_pose"], eyes, params["lhand_pose"], params["rhand_pose"]], 1
-    ).astype(np.float32)
+def strictly_increasing_times(times: np.ndarray, period: float) -> tuple[np.ndarray, int]:
+    """Repair frame times that repeat or step backwards (raw files of older runs).
 
-
-def _upright_world(root_pose: np.ndarray, trans: np.ndarray, rest_root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-frame (OpenCV) root rotation/translation -> y-up world (the camera's, z to viewer).
-
-    SMPL-X rotates about the rest pelvis J0, so with M = diag(1, -1, -1):
-    root' = M R, transl' = M (J0 + t) - J0.
+    Each time not after its predecessor becomes the predecessor plus ``period`` seconds (one
+    nominal frame); returns ``(times, number repaired)``. Current runs get strictly increasing
+    times from :mod:`wbcap.io.video` already; this keeps ``--resume`` on an older raw file from
+    failing in smoothing.
     """
-    from scipy.spatial.transform import Rotation
+    t = np.asarray(times, np.float64).copy()
+    fixed = 0
+    for i in range(1, t.size):
+        if not t[i] > t[i - 1]:
+            t[i] = t[i - 1] + period
+            fixed += 1
+    return t, fixed
 
-    r = Rotation.from_rotvec(root_pose.astype(np.float64))
-    root_w = (Rotation.from_matrix(FLIP_YZ) * r).as_rotvec().astype(np.float32)
-    trans_w = ((rest_root + trans) @ FLIP_YZ.T - rest_root).astype(np.float32)
-    return root_w, trans_w
+
+def _frames_of_raw(raw_path: Path, period: float) -> dict[int, float]:
+    """``{frame index: time}`` of every record of the raw file, times strictly increasing."""
+    index, times = [], []
+    for rec in read_raw(raw_path):
+        index.append(int(rec["frame"]))
+        times.append(float(rec["time"]))
+    fixed_t, fixed = strictly_increasing_times(np.asarray(times), period)
+    if fixed:
+        log.warning("%d of %d frame times in %s repeated or went backwards; each was set one frame after the previous",
+                    fixed, len(times), raw_path)
+    return dict(zip(index, fixed_t.tolist()))
+
+
+@dataclass
+class _Collected:
+    """Pass 2, step 1: the raw file tracked."""
+
+    frames: dict[int, float]  # frame index -> time (s), in frame order
+    per_track: dict[int, dict[str, list]]
+    kept: set[int]
+    detections: int = 0
+    untracked: int = 0  # boxes left without an id (over --max-people, or unmatched)
+    dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
+    min_length: int = 0
+
+
+def _collect_tracks(job: VideoJob, raw_path: Path, period: float) -> _Collected:
+    """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks."""
+    import dataclasses
+
+    from wbcap.track.iou_tracker import IoUTracker
+
+    frames = _frames_of_raw(raw_path, period)
+    # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
+    min_length = min(job.tracker.min_length, max(1, len(frames)))
+    tracker = IoUTracker(dataclasses.replace(job.tracker, min_length=min_length))
+    col = _Collected(frames=frames, per_track={}, kept=set(), min_length=min_length)
+    for rec in read_raw(raw_path):
+        people = rec["people"]
+        boxes = np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4)
+        scores = np.asarray([p["score"] for p in people], np.float64)
+        ids = tracker.update(rec["frame"], boxes, scores)
+        col.detections += len(people)
+        for pid, person in zip(ids, people):
+            if pid < 0:
+                col.untracked += 1
+                continue
+            tr = col.per_track.setdefault(pid, {"frame": [], "time": [], "box": [], "focal": [], "princpt": [], "params": []})
+            tr["frame"].append(rec["frame"])
+            tr["time"].append(frames[int(rec["frame"])])
+            tr["box"].append(person["box"])
+            tr["focal"].append(person["focal"][0])
+            tr["princpt"].append(person["princpt"])
+            tr["params"].append(person["params"])
+    col.kept = tracker.finalize()
+    col.dropped = {tid: len(tr["frame"]) for tid, tr in col.per_track.items() if tid not in col.kept}
+    return col
+
+
+def _report_losses(job: VideoJob, col: _Collected, n_tracks: int) -> None:
+    """One warning per kind of dropped data, with counts and advice true for the flags used."""
+    if col.dropped:
+        log.warning(
+            "dropped %d short track(s) (%d person-frames) seen in fewer than --min-track %d frames; "
+            "lower --min-track to keep them", len(col.dropped), sum(col.dropped.values()), col.min_length,
+        )
+    if col.untracked:
+        why = (f"beyond --max-people {job.tracker.max_people} or not matched"
+               if job.tracker.max_people is not None else "not matched to a track")
+        log.warning("%d detected box(es) got no track (%s)", col.untracked, why)
+    if n_tracks:
+        return
+    if col.detections == 0:
+        det = job.detector
+        if det.startswith("boxes:"):
+            advice = f"the box file {det[len('boxes:'):]} gives no box for the processed frames; check its keys"
+        elif det == "full":
+            advice = "check --start/--end"
+        else:
+            advice = ("try --detector full if one person fills the frame"
+                      + (", or a lower --score-threshold" if det in ("auto", "hog", "torchvision") else ""))
+        log.warning("%s: no person was detected in any of the %d processed frames by the %s detector; %s",
+                    job.source, len(col.frames), det, advice)
+    else:
+        log.warning("%s: %d person detection(s) but no track was kept; see the warnings above", job.source, col.detections)
+
+
+def _smoothed_track(job: VideoJob, tr: dict[str, list], body, dev, focal: float, princpt) -> dict[str, np.ndarray]:
+    """One track's parameters moved into the video camera and smoothed (arrays per frame)."""
+    import torch
+
+    from wbcap.smooth.sequence import smooth_track
+
+    params = {k: np.asarray([p[k] for p in tr["params"]], np.float32) for k in tr["params"][0]}
+    with torch.no_grad():
+        rest = body.rest_root(torch.as_tensor(params["shape"], device=dev)).cpu().numpy()
+    trans = to_video_camera(params["cam_trans"], rest, np.asarray(tr["focal"]), np.asarray(tr["princpt"]), focal, princpt)
+    poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
+    t = np.asarray(tr["time"], np.float64)
+    poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, job.smooth, extras={"expr": params["expr"]})
+    split = np.cumsum(ROT_SIZES)[:-1]
+    smoothed = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
+    smoothed["shape"] = np.repeat(np.asarray(betas_s, np.float32)[None], len(t), 0)
+    smoothed["expr"] = np.asarray(extras["expr"], np.float32)
+    smoothed["cam_trans"] = np.asarray(trans_s, np.float32)
+    return {
+        **smoothed,
+        "frame": np.asarray(tr["frame"], np.int64),
+        "time": t,
+        "box": np.asarray(tr["box"], np.float32),
+        "betas": np.asarray(betas_s, np.float32),
+    }
+
+
+def _write_track_npz(out: Path, tid: int, tr: dict[str, np.ndarray], body, dev, rate: float, max_gap: float,
+                     gender: str) -> list[Path]:
+    """``track_<id>.npz`` (or ``track_<id>_part<k>.npz`` when a long gap splits it): AMASS files."""
+    import torch
+
+    from wbcap.export.amass import amass_arrays, lerp_rows, regular_clock, slerp_rows, write_amass_npz
+
+    with torch.no_grad():
+        rest = body.rest_root(torch.as_tensor(tr["betas"][None], device=dev)).cpu().numpy()[0]
+    hands_mean = body.hands_mean()
+    segments = regular_clock(tr["time"], rate, max_gap)
+    written = []
+    for k, seg in enumerate(segments):
+        rot = {key: slerp_rows(tr[key].reshape(len(tr["time"]), -1, 3), seg).reshape(len(seg.times), -1) for key in ROT_KEYS}
+        arrays = amass_arrays(
+            global_orient=rot["root_pose"], body_pose=rot["body_pose"], jaw_pose=rot["jaw_pose"],
+            left_hand_pose=rot["lhand_pose"], right_hand_pose=rot["rhand_pose"],
+            transl=lerp_rows(tr["cam_trans"], seg), betas=tr["betas"], expression=lerp_rows(tr["expr"], seg),
+            hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
+            frame_indices=np.where(seg.valid, tr["frame"][seg.lo], -1), valid=seg.valid, gender=gender,
+        )
+        name = f"track_{tid}.npz" if len(segments) == 1 else f"track_{tid}_part{k + 1}.npz"
+        written.append(write_amass_npz(out / name, arrays))
+    if len(segments) > 1:
+        log.info("track %d has gaps longer than --max-gap %g s: written as %d files (track_%d_part*.npz)",
+                 tid, max_gap, len(segments), tid)
+    return written
+
+
+def _write_params_jsonl(out: Path, frames: dict[int, float], tracks: dict, by_frame: dict, focal: float, princpt,
+                        size: tuple[int, int]) -> int:
+    """``params.jsonl``: one line per person-frame, in frame order; returns the line count."""
+    from wbcap.export.atomic import atomic_path
+
+    camera = {"focal": [focal, focal], "princpt": list(princpt), "image_size": list(size)}
+    zeros = [0.0, 0.0, 0.0]
+    n_lines = 0
+    with atomic_path(out / PARAMS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for frame_index, ftime in frames.items():
+            for tid, row in sorted(by_frame.get(frame_index, [])):
+                tr = tracks[tid]
+                rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr["box"][row].tolist()}
+                for k in (*ROT_KEYS, "shape", "expr", "cam_trans"):
+                    rec[k] = tr[k][row].tolist()
+                # Hand4Whole does not estimate the eyes: SMPL-X's rest eyes, written so every parameter is here.
+                rec["leye_pose"], rec["reye_pose"] = zeros, zeros
+                rec["camera"] = camera
+                f.write(json.dumps(rec) + "\n")
+                n_lines += 1
+    return n_lines
 
 
 def finalize(
@@ -388,99 +567,26 @@ def finalize(
     """Pass 2: track, move to the video camera, smooth, write every output file."""
     timings = {} if timings is None else timings
     t_start = time.perf_counter()
-    import torch
-
-    from wbcap.export.atomic import atomic_path
-    from wbcap.smooth.sequence import smooth_track
-    from wbcap.track.iou_tracker import IoUTracker
-
     out = Path(job.out).expanduser()
-    raw_path = out / RUN_DIR / RAW_FILE
     body = pipeline.regressor.body
     dev = next(iter(body.buffers())).device
     width, height = info.width, info.height
     focal = float(job.focal) if job.focal else float(np.hypot(width, height))
     princpt = (width / 2.0, height / 2.0)
+    rate = float(info.fps) / max(1, job.every) if info.fps else 30.0
 
-    tracker = IoUTracker(job.tracker)
-    per_track: dict[int, dict[str, list]] = {}
-    frames: list[tuple[int, float]] = []
-    for rec in read_raw(raw_path):
-        frames.append((rec["frame"], rec["time"]))
-        people = rec["people"]
-        boxes = np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4)
-        scores = np.asarray([p["score"] for p in people], np.float64)
-        ids = tracker.update(rec["frame"], boxes, scores)
-        for pid, person in zip(ids, people):
-            if pid < 0:
-                continue
-            tr = per_track.setdefault(pid, {"frame": [], "time": [], "box": [], "focal": [], "princpt": [], "params": []})
-            tr["frame"].append(rec["frame"])
-            tr["time"].append(rec["time"])
-            tr["box"].append(person["box"])
-            tr["focal"].append(person["focal"][0])
-            tr["princpt"].append(person["princpt"])
-            tr["params"].append(person["params"])
-    kept = tracker.finalize()
-    tracks: dict[int, dict[str, np.ndarray]] = {}
-    for tid in sorted(per_track):
-        if tid not in kept:
-            continue
-        tr = per_track[tid]
-        params = {k: np.asarray([p[k] for p in tr["params"]], np.float32) for k in tr["params"][0]}
-        with torch.no_grad():
-            rest = body.rest_root(torch.as_tensor(params["shape"], device=dev)).cpu().numpy()
-        trans = to_video_camera(
-            params["cam_trans"], rest, np.asarray(tr["focal"]), np.asarray(tr["princpt"]), focal, princpt
-        )
-        poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
-        t = np.asarray(tr["time"], np.float64)
-        poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, job.smooth, extras={"expr": params["expr"]})
-        split = np.cumsum(ROT_SIZES)[:-1]
-        smoothed = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
-        smoothed["shape"] = np.repeat(np.asarray(betas_s, np.float32)[None], len(t), 0)
-        smoothed["expr"] = np.asarray(extras["expr"], np.float32)
-        smoothed["cam_trans"] = np.asarray(trans_s, np.float32)
-        tracks[tid] = {
-            **smoothed,
-            "frame": np.asarray(tr["frame"], np.int64),
-            "time": t,
-            "box": np.asarray(tr["box"], np.float32),
-            "betas": np.asarray(betas_s, np.float32),
-        }
+    col = _collect_tracks(job, out / RUN_DIR / RAW_FILE, 1.0 / rate)
+    tracks = {tid: _smoothed_track(job, col.per_track[tid], body, dev, focal, princpt)
+              for tid in sorted(col.per_track) if tid in col.kept}
+    _report_losses(job, col, len(tracks))
 
-    # params.jsonl: one line per person-frame, in frame order
     by_frame: dict[int, list[tuple[int, int]]] = {}
     for tid, tr in tracks.items():
         for row, f in enumerate(tr["frame"]):
             by_frame.setdefault(int(f), []).append((tid, row))
-    n_lines = 0
-    with atomic_path(out / PARAMS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for frame_index, ftime in frames:
-            for tid, row in sorted(by_frame.get(frame_index, [])):
-                tr = tracks[tid]
-                rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr["box"][row].tolist()}
-                for k in (*ROT_KEYS, "shape", "expr", "cam_trans"):
-                    rec[k] = tr[k][row].tolist()
-                rec["camera"] = {"focal": [focal, focal], "princpt": list(princpt), "image_size": [width, height]}
-                f.write(json.dumps(rec) + "\n")
-                n_lines += 1
-
-    # per-track npz (AMASS / SMPL-X Blender add-on layout, y-up world)
-    fps = float(info.fps) / max(1, job.every) if info.fps else 30.0
+    n_lines = _write_params_jsonl(out, col.frames, tracks, by_frame, focal, princpt, (width, height))
     for tid, tr in tracks.items():
-        with torch.no_grad():
-            rest = body.rest_root(torch.as_tensor(tr["shape"][:1], device=dev)).cpu().numpy()
-        root_w, trans_w = _upright_world(tr["root_pose"], tr["cam_trans"], rest)
-        full = _full_pose({**tr, "root_pose": root_w})
-        with atomic_path(out / f"track_{tid}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh, poses=full, trans=trans_w, betas=tr["betas"], expression=tr["expr"],
-                    gender=np.array(job.pipeline.body.gender), mocap_framerate=np.array(fps),
-                    mocap_frame_rate=np.array(fps), frame_indices=tr["frame"], times=tr["time"],
-                    surface_model_type=np.array("smplx"),
-                )
+        _write_track_npz(out, tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)
 
     timings["track+smooth+write"] = time.perf_counter() - t_start
     if job.write_obj:
@@ -488,15 +594,16 @@ def finalize(
         _write_objs(out, tracks, body, pipeline.faces, dev, progress)
         timings["obj"] = time.perf_counter() - t0
     render_path = None
+    frame_times = list(col.frames.values())
     if job.render:
         # Audio up to the end of the last processed frame (--max-frames may stop before --end).
-        last = frames[-1][1] + max(1, job.every) / (info.fps or 30.0) if frames else job.start
+        last = frame_times[-1] + 1.0 / rate if frame_times else job.start
         audio_end = last if job.end is None else min(job.end, last)
         render_path = _render_video(
             job, tracks, by_frame, body, pipeline.faces, dev, focal, princpt, info, progress, timings, audio_end
         )
     return VideoResult(
-        out=out, frames=len(frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
+        out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )
 
 
@@ -588,7 +695,4 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         raise
     if frames == 0:
         raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); check --start/--end")
-    result = finalize(job, pipeline, source.info, progress, timings)
-    if not result.tracks:
-        log.warning("%s: no person was tracked in any frame (try --detector full or a lower --score-threshold)", job.source)
-    return result
+    return finalize(job, pipeline, source.info, progress, timings)

@@ -147,10 +147,24 @@ class SMPLXLayer(torch.nn.Module):
         """Pelvis (root joint) of the shaped body at rest, (B, 10) betas -> (B, 3) metres.
 
         SMPL-X rotates the body about this point, so with ``transl = 0`` the posed pelvis is
-        still here: a mesh's pelvis in a camera is ``rest_root(betas) + cam_trans``.
+        still here: a mesh's pelvis in a camera is ``rest_root(betas) + cam_trans``. The joint is
+        linear in the betas (``J_regressor[0]`` applied to template and shape directions), so
+        this costs O(B * num_betas) memory, never a (B, V, 3) mesh.
         """
-        shaped = self.v_template + torch.einsum("bl,vcl->bvc", betas, self.shapedirs)
-        return torch.einsum("v,bvc->bc", self.J_regressor[0], shaped)
+        j0 = self.J_regressor[0]
+        root_template = j0 @ self.v_template  # (3,)
+        root_dirs = torch.einsum("v,vcl->cl", j0, self.shapedirs)  # (3, num_betas)
+        return root_template + betas.to(root_dirs.dtype) @ root_dirs.T
+
+    def hands_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hand poses this layer adds to the given ones: ``(left (45,), right (45,))``.
+
+        The model file's ``hands_meanl``/``hands_meanr`` when ``flat_hand_mean`` is False
+        (Hand4Whole's convention), zeros otherwise; axis-angle, radians, float64. A pose
+        relative to the mean plus this is the absolute (``flat_hand_mean=True``) pose.
+        """
+        mean = self.pose_mean.detach().cpu().double().numpy()
+        return mean[75:120].copy(), mean[120:165].copy()
 
     @classmethod
     def from_file(cls, path: str | Path, allow_pickle: bool = False, **kwargs: Any) -> SMPLXLayer:

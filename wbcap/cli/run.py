@@ -16,7 +16,7 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
 @click.option("--detector", default="auto", show_default=True, metavar="auto|hog|torchvision|full|boxes:FILE",
               help="Person detector; auto = torchvision Faster R-CNN when it imports and its weights are present, else HOG. "
-                   'boxes:FILE reads {"<frame index>": [[x,y,w,h], ...]}.')
+                   'boxes:FILE reads {"<frame>": [[x,y,w,h], ...]}, <frame> = frame index ("12" or "000012") or image file name.')
 @click.option("--score-threshold", type=float, default=None, help="Minimum detector score (detector's default if unset).")
 @click.option("--min-height", "min_height_frac", type=float, default=None,
               help="Ignore people shorter than this fraction of the frame height.")
@@ -30,6 +30,8 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint
 @click.option("--beta", type=float, default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion).")
 @click.option("--sigma", type=float, default=None, help="Gaussian: standard deviation in frames.")
 @click.option("--focal", type=float, default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
+@click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--no-render", is_flag=True, help="Skip render.mp4.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
@@ -44,12 +46,12 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint
 @click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, detector, score_threshold, min_height_frac, max_people,
-        iou_threshold, max_age, min_track, smooth, min_cutoff, beta, sigma, focal, write_obj, no_render, resume, overwrite,
+        iou_threshold, max_age, min_track, smooth, min_cutoff, beta, sigma, focal, max_gap, write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
 
-    Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (AMASS layout for the
-    SMPL-X Blender add-on), OUT/render.mp4 (overlay, source audio kept) and, with --obj,
+    Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (an AMASS file: z-up,
+    absolute hand poses, regular clock; for AMASS tools and the SMPL-X Blender add-on), OUT/render.mp4 (overlay, source audio kept) and, with --obj,
     OUT/meshes/<track>/<frame>.obj.
     """
     import dataclasses
@@ -76,7 +78,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, score_thresho
         source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames,
         detector=detector, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_track, max_people=max_people),
-        smooth=smooth_cfg, focal=focal, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+        smooth=smooth_cfg, focal=focal, max_gap=max_gap, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )
     result = execute(ctx, job)
     click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> {result.out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from wbcap.detect.base import Detection
 from wbcap.errors import InputError
@@ -11,7 +12,13 @@ log = logging.getLogger(__name__)
 
 
 class BoxesFileDetector:
-    """Boxes read from a JSON file keyed by image name (images) or frame index (videos)."""
+    """Boxes read from a JSON file (:func:`wbcap.detect.boxes.load_boxes_json`) for a video.
+
+    A key names a frame as its index (``"12"``), a zero-padded index (``"000012"``) or, for an
+    image sequence, the image's file name (``"0012.jpg"``, matched first). :meth:`bind` resolves
+    the keys against the source before any work is done; :meth:`for_frame` then gives a frame's
+    boxes (none for a frame without a key).
+    """
 
     name = "boxes"
 
@@ -20,8 +27,55 @@ class BoxesFileDetector:
 
         self.path = path
         self.table = load_boxes_json(path)
+        self.by_frame: dict[int, list[Detection]] = {}
+        self.unmatched: list[str] = []
+
+    def bind(self, frame_names: Sequence[str] | None = None, frame_count: int | None = None) -> None:
+        """Resolve every key to a frame index.
+
+        Args:
+            frame_names: file name of each frame of an image sequence (index order), or None.
+            frame_count: number of frames in the source, when known (keys past it match none).
+
+        Raises:
+            InputError: no key matches a frame (the message names some keys and the accepted
+                forms), or two keys name the same frame.
+
+        Logs a warning with counts when only some keys match.
+        """
+        names = {n: i for i, n in enumerate(frame_names or [])}
+        self.by_frame, self.unmatched = {}, []
+        key_of: dict[int, str] = {}
+        for key, dets in self.table.items():
+            index = names.get(key)
+            if index is None and key.isdigit():
+                index = int(key)
+                if frame_count is not None and index >= frame_count:
+                    index = None
+            if index is None:
+                self.unmatched.append(key)
+                continue
+            if index in key_of:
+                raise InputError(f"{self.path}: keys {key_of[index]!r} and {key!r} both name frame {index}; keep one")
+            key_of[index] = key
+            self.by_frame[index] = list(dets)
+        if not self.by_frame and self.table:
+            forms = 'frame indices ("0", "000012")' + (" or image file names" if names else "")
+            sample = ", ".join(repr(k) for k in list(self.table)[:3])
+            raise InputError(
+                f"{self.path}: none of its {len(self.table)} keys ({sample}...) names a frame of the source"
+                f"{f' ({frame_count} frames)' if frame_count is not None else ''}; use {forms} as keys"
+            )
+        if self.unmatched:
+            log.warning("%s: %d of %d keys name no frame of the source (e.g. %s); their boxes are ignored",
+                        self.path, len(self.unmatched), len(self.table), ", ".join(repr(k) for k in self.unmatched[:3]))
+
+    def for_frame(self, index: int) -> list[Detection]:
+        """The boxes of frame ``index`` (after :meth:`bind`), highest score first; [] if none."""
+        return list(self.by_frame.get(int(index), []))
 
     def for_key(self, key: str) -> list[Detection]:
+        """The boxes stored under the file key ``key`` exactly; [] if none."""
         return list(self.table.get(key, []))
 
 

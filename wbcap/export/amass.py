@@ -1,0 +1,279 @@
+"""A tracked person's motion as an AMASS-style SMPL-X ``.npz`` (``wbcap run``'s ``track_<id>.npz``).
+
+The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS readers, plain
+``smplx`` and the SMPL-X Blender add-on read it without wbcap:
+
+* **World frame, z up.** The camera's frame turned so that gravity is (approximately) ``-z``:
+  ``x`` = camera right, ``y`` = camera forward (into the scene), ``z`` = camera up
+  (:data:`AMASS_FROM_OPENCV`). The camera sits at the origin; metres. The true ground is not
+  estimated, so a tilted camera gives a tilted world.
+* **Hands absolute.** ``poses`` holds hand rotations *with the model's hand mean folded in*
+  (``flat_hand_mean=True``, as AMASS and the add-on read them), where wbcap's network and its
+  ``params.jsonl`` use poses relative to the mean (``flat_hand_mean=False``, Hand4Whole's
+  convention). Since SMPL-X adds the mean in axis-angle space before the rotation is built,
+  ``absolute = relative + hands_mean`` is exact.
+* **A regular clock.** Row ``k`` is the time ``times[0] + k / mocap_framerate``. A frame in which
+  the tracker missed the person is filled by interpolation (spherical for rotations, linear for
+  translation and expression) and marked ``valid[k] = False``; a gap longer than ``max_gap``
+  seconds splits the track into several files instead.
+
+Keys written (``T`` rows): ``poses (T, 165)`` float32 axis-angle (root, 21 body, jaw, left eye,
+right eye, 15 left hand, 15 right hand), ``trans (T, 3)`` float32 metres, ``betas (10,)``
+float32, ``expression (T, 10)``, ``gender`` (str), ``surface_model_type`` (``"smplx"``),
+``mocap_framerate`` and ``mocap_frame_rate`` (float, frames per second; SMPL+H and SMPL-X AMASS
+files spell it differently), ``mocap_time_length`` (seconds), ``num_betas``, AMASS's split views
+``root_orient (T, 3)``, ``pose_body (T, 63)``, ``pose_hand (T, 90)``, ``pose_jaw (T, 3)``,
+``pose_eye (T, 6)``, and wbcap's ``valid (T,)`` bool, ``times (T,)`` seconds on the source's
+clock, ``frame_indices (T,)`` source frame index of each row (``-1`` for a filled row),
+``up_axis`` (``"z"``), ``flat_hand_mean`` (``True``).
+
+Rebuilding the mesh: ``smplx.create(path, model_type="smplx", flat_hand_mean=True,
+use_pca=False)`` called with ``global_orient=poses[:, :3]``, ``body_pose=poses[:, 3:66]``,
+``jaw_pose=poses[:, 66:69]``, ``leye_pose``/``reye_pose``, ``left_hand_pose=poses[:, 75:120]``,
+``right_hand_pose=poses[:, 120:165]``, ``betas``, ``expression`` and ``transl=trans`` gives
+``AMASS_FROM_OPENCV @ v`` for every vertex ``v`` of wbcap's camera-frame mesh.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Rotation taking OpenCV camera coordinates (x right, y down, z forward) to the z-up world
+#: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x).
+AMASS_FROM_OPENCV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+#: Column ranges of the 165-wide SMPL-X full pose.
+POSE_SLICES = {
+    "global_orient": slice(0, 3),
+    "body_pose": slice(3, 66),
+    "jaw_pose": slice(66, 69),
+    "leye_pose": slice(69, 72),
+    "reye_pose": slice(72, 75),
+    "left_hand_pose": slice(75, 120),
+    "right_hand_pose": slice(120, 165),
+}
+
+
+@dataclass(frozen=True)
+class ClockSegment:
+    """One piece of a track resampled on a regular clock.
+
+    For each output row ``k``: observations ``lo[k]`` and ``hi[k]`` (indices into the track's
+    frames) and ``weight[k]`` in ``[0, 1]``; the row is ``(1 - w) * obs[lo] + w * obs[hi]``
+    (slerp for rotations). ``valid[k]``: an observed frame falls on this row (then ``lo == hi``
+    and the row is that frame, copied exactly).
+
+    Attributes:
+        times: ``(N,)`` seconds, ``times[0] + k / rate``.
+        lo, hi: ``(N,)`` int64 observation indices.
+        weight: ``(N,)`` float64.
+        valid: ``(N,)`` bool.
+    """
+
+    times: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    weight: np.ndarray
+    valid: np.ndarray
+
+
+def regular_clock(times: np.ndarray, rate: float, max_gap: float) -> list[ClockSegment]:
+    """Lay a track's observation times on a regular clock of ``rate`` frames per second.
+
+    A row is *valid* (copied from an observation) when an observation lies within half a period
+    of it; rows in between are interpolated; where two consecutive observations are more than
+    ``max_gap`` seconds apart the track is split into separate segments.
+
+    Args:
+        times: ``(T,)`` observation times in seconds, strictly increasing, ``T >= 1``.
+        rate: frames per second of the output clock, ``> 0``.
+        max_gap: longest gap (seconds between consecutive observations) that is filled.
+
+    Returns:
+        Segments in time order (one when nothing is split).
+
+    Raises:
+        ValueError: empty or non-increasing ``times``, or ``rate <= 0``.
+    """
+    t = np.asarray(times, np.float64)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"times must be a non-empty 1-D array, got shape {t.shape}")
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        raise ValueError("times must be strictly increasing")
+    if not rate > 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    period = 1.0 / rate
+    cuts = np.flatnonzero(np.diff(t) > max_gap + 1e-9) + 1
+    segments = []
+    for idx in np.split(np.arange(t.size), cuts):
+        ts = t[idx]
+        n_rows = int(np.floor((ts[-1] - ts[0]) * rate + 0.5)) + 1
+        grid = ts[0] + np.arange(n_rows) * period
+        hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
+        lo = np.clip(hi - 1, 0, ts.size - 1)
+        # nearest observation to each row
+        nearest = np.where(np.abs(ts[hi] - grid) <= np.abs(ts[lo] - grid), hi, lo)
+        valid = np.abs(ts[nearest] - grid) <= 0.5 * period + 1e-9
+        # one observation on at most one row: the closest one keeps it
+        order = np.argsort(np.abs(ts[nearest] - grid), kind="stable")
+        taken = np.zeros(ts.size, bool)
+        for k in order:
+            if valid[k]:
+                if taken[nearest[k]]:
+                    valid[k] = False
+                else:
+                    taken[nearest[k]] = True
+        span = ts[hi] - ts[lo]
+        weight = np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0)
+        weight = np.clip(weight, 0.0, 1.0)
+        lo = np.where(valid, nearest, lo)
+        hi = np.where(valid, nearest, hi)
+        weight = np.where(valid, 0.0, weight)
+        segments.append(ClockSegment(grid, idx[lo], idx[hi], weight, valid))
+    return segments
+
+
+def slerp_rows(rotvecs: np.ndarray, seg: ClockSegment) -> np.ndarray:
+    """Rotations on a segment's rows: ``(T, J, 3)`` axis-angle -> ``(N, J, 3)`` axis-angle.
+
+    Valid rows are copied exactly; the others are the spherical interpolation
+    ``R_lo * exp(w * log(R_lo^-1 R_hi))`` per joint (scipy's rotations).
+    """
+    from scipy.spatial.transform import Rotation
+
+    rv = np.asarray(rotvecs, np.float64)
+    out = rv[seg.lo].copy()
+    fill = np.flatnonzero(~seg.valid & (seg.lo != seg.hi))
+    if fill.size:
+        j = rv.shape[1]
+        ra = Rotation.from_rotvec(rv[seg.lo[fill]].reshape(-1, 3))
+        rb = Rotation.from_rotvec(rv[seg.hi[fill]].reshape(-1, 3))
+        w = np.repeat(seg.weight[fill], j)[:, None]
+        rel = (ra.inv() * rb).as_rotvec()
+        out[fill] = (ra * Rotation.from_rotvec(w * rel)).as_rotvec().reshape(fill.size, j, 3)
+    return out.astype(rotvecs.dtype, copy=False)
+
+
+def lerp_rows(x: np.ndarray, seg: ClockSegment) -> np.ndarray:
+    """Linear interpolation of ``(T, D)`` values onto a segment's rows -> ``(N, D)``."""
+    x = np.asarray(x)
+    w = seg.weight[:, None]
+    out = (1.0 - w) * x[seg.lo].astype(np.float64) + w * x[seg.hi].astype(np.float64)
+    out[seg.valid] = x[seg.lo[seg.valid]]
+    return out.astype(x.dtype, copy=False)
+
+
+def camera_to_world(
+    global_orient: np.ndarray, transl: np.ndarray, rest_root: np.ndarray, rotation: np.ndarray = AMASS_FROM_OPENCV
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-express SMPL-X root rotation and translation in a rotated frame.
+
+    SMPL-X rotates the body about its rest pelvis ``J0`` (which depends on ``betas``), so turning
+    the whole posed body by ``M`` is ``global_orient' = M R`` and
+    ``transl' = M (J0 + transl) - J0``.
+
+    Args:
+        global_orient: ``(T, 3)`` axis-angle, radians, camera frame.
+        transl: ``(T, 3)`` metres, camera frame.
+        rest_root: ``(3,)`` or ``(T, 3)`` rest pelvis of the shaped body, metres.
+        rotation: ``(3, 3)`` rotation ``M`` (default: OpenCV camera -> z-up world).
+
+    Returns:
+        ``(global_orient', transl')`` with the input dtypes.
+    """
+    from scipy.spatial.transform import Rotation
+
+    m = np.asarray(rotation, np.float64)
+    r = Rotation.from_rotvec(np.asarray(global_orient, np.float64))
+    go = (Rotation.from_matrix(m) * r).as_rotvec()
+    j0 = np.asarray(rest_root, np.float64)
+    tr = (j0 + np.asarray(transl, np.float64)) @ m.T - j0
+    return go.astype(np.asarray(global_orient).dtype), tr.astype(np.asarray(transl).dtype)
+
+
+def amass_arrays(
+    *,
+    global_orient: np.ndarray,
+    body_pose: np.ndarray,
+    jaw_pose: np.ndarray,
+    left_hand_pose: np.ndarray,
+    right_hand_pose: np.ndarray,
+    transl: np.ndarray,
+    betas: np.ndarray,
+    expression: np.ndarray,
+    hands_mean: tuple[np.ndarray, np.ndarray],
+    rest_root: np.ndarray,
+    fps: float,
+    times: np.ndarray,
+    frame_indices: np.ndarray,
+    valid: np.ndarray,
+    gender: str,
+    leye_pose: np.ndarray | None = None,
+    reye_pose: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of one AMASS file from camera-frame SMPL-X parameters on a regular clock.
+
+    Args:
+        global_orient, jaw_pose: ``(T, 3)``; body_pose ``(T, 63)``; left/right_hand_pose
+            ``(T, 45)`` *relative to the hand mean* (``flat_hand_mean=False``); all axis-angle,
+            radians, OpenCV camera frame for the root.
+        transl: ``(T, 3)`` metres, camera frame (SMPL-X ``transl``).
+        betas: ``(B,)`` one shape; expression ``(T, E)``.
+        hands_mean: the model's ``(hands_meanl (45,), hands_meanr (45,))``.
+        rest_root: ``(3,)`` rest pelvis of the shaped body (``SMPLXLayer.rest_root``), metres.
+        fps: rows per second; times ``(T,)`` s; frame_indices ``(T,)`` int (-1 = filled);
+        valid: ``(T,)`` bool; gender: ``neutral | male | female``.
+        leye_pose, reye_pose: ``(T, 3)``, zeros when None.
+
+    Returns:
+        ``{key: array}`` as listed in the module docstring.
+    """
+    t = int(np.asarray(global_orient).shape[0])
+    zeros = np.zeros((t, 3), np.float32)
+    go_w, tr_w = camera_to_world(global_orient, transl, rest_root)
+    lh = np.asarray(left_hand_pose, np.float64) + np.asarray(hands_mean[0], np.float64).reshape(1, 45)
+    rh = np.asarray(right_hand_pose, np.float64) + np.asarray(hands_mean[1], np.float64).reshape(1, 45)
+    leye = zeros if leye_pose is None else leye_pose
+    reye = zeros if reye_pose is None else reye_pose
+    poses = np.concatenate([go_w, body_pose, jaw_pose, leye, reye, lh, rh], axis=1).astype(np.float32)
+    betas = np.asarray(betas, np.float32).reshape(-1)
+    return {
+        "poses": poses,
+        "trans": np.asarray(tr_w, np.float32),
+        "betas": betas,
+        "num_betas": np.array(betas.size),
+        "expression": np.asarray(expression, np.float32),
+        "gender": np.array(gender),
+        "surface_model_type": np.array("smplx"),
+        "mocap_framerate": np.array(float(fps)),
+        "mocap_frame_rate": np.array(float(fps)),
+        "mocap_time_length": np.array(float(t / fps)),
+        "root_orient": poses[:, POSE_SLICES["global_orient"]],
+        "pose_body": poses[:, POSE_SLICES["body_pose"]],
+        "pose_jaw": poses[:, POSE_SLICES["jaw_pose"]],
+        "pose_eye": poses[:, 69:75],
+        "pose_hand": poses[:, 75:165],
+        "valid": np.asarray(valid, bool),
+        "times": np.asarray(times, np.float64),
+        "frame_indices": np.asarray(frame_indices, np.int64),
+        "up_axis": np.array("z"),
+        "flat_hand_mean": np.array(True),
+    }
+
+
+def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` (from :func:`amass_arrays`) as an uncompressed ``.npz``, atomically.
+
+    No object arrays: the file loads with ``np.load(path)`` (``allow_pickle=False``).
+    """
+    from wbcap.export.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
