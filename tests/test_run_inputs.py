@@ -1,0 +1,132 @@
+"""`wbcap run` on what users give it: box files keyed in every usual way, short inputs, used
+output folders, and warnings that name what was dropped."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.detect.factory import BoxesFileDetector
+from wbcap.errors import InputError
+from wbcap.testing.images import person_image
+
+
+def write_video(path: Path, n: int, fps: int = 10) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for i in range(n):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(person_image(160, 120, seed=i), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+@pytest.fixture()
+def base_args(small_ckpt, body_dir):
+    return ["--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def box_file(tmp_path: Path, table: dict) -> Path:
+    p = tmp_path / "boxes.json"
+    p.write_text(json.dumps(table))
+    return p
+
+
+def test_box_keys_resolve_index_padded_and_file_name(tmp_path, caplog):
+    f = box_file(tmp_path, {"0": [[1, 2, 3, 4]], "000002": [[5, 6, 7, 8]], "c.png": [[9, 9, 9, 9]], "z.png": [[1, 1, 1, 1]]})
+    det = BoxesFileDetector(str(f))
+    with caplog.at_level(logging.WARNING):
+        det.bind(["a.png", "b.png", "x.png", "c.png"], 4)
+    assert sorted(det.by_frame) == [0, 2, 3]
+    assert det.for_frame(2)[0].box == (5, 6, 7, 8) and det.for_frame(3)[0].box == (9, 9, 9, 9) and det.for_frame(1) == []
+    assert det.unmatched == ["z.png"]
+    assert "1 of 4 keys" in caplog.text and "'z.png'" in caplog.text
+
+
+def test_box_keys_none_matching_is_an_error_naming_them(tmp_path):
+    det = BoxesFileDetector(str(box_file(tmp_path, {"frame_a.jpg": [[1, 2, 3, 4]], "99": [[1, 2, 3, 4]]})))
+    with pytest.raises(InputError, match=r"boxes.json: none of its 2 keys \('frame_a.jpg', '99'"):
+        det.bind(None, 10)
+    det = BoxesFileDetector(str(box_file(tmp_path, {"1": [[1, 2, 3, 4]], "001": [[1, 2, 3, 4]]})))
+    with pytest.raises(InputError, match="'1' and '001' both name frame 1"):
+        det.bind(None, 10)
+
+
+def test_run_with_zero_padded_keys(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 4)
+    f = box_file(tmp_path, {f"{i:06d}": [[30, 10, 90, 100]] for i in range(4)})
+    r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (tmp_path / "out" / "params.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1, 2, 3]
+
+
+def test_run_image_folder_with_file_name_keys(tmp_path, base_args):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img_{i + 1:04d}.png"), person_image(160, 120, seed=i)[:, :, ::-1])
+    f = box_file(tmp_path, {f"img_{i + 1:04d}.png": [[30 + i, 10, 90, 100]] for i in range(3)})
+    r = invoke("run", folder, "-o", tmp_path / "out", "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (tmp_path / "out" / "params.jsonl").read_text().splitlines()]
+    assert [(x["frame"], x["box"][0]) for x in lines] == [(0, 30.0), (1, 31.0), (2, 32.0)]
+
+
+def test_run_box_file_matching_nothing_fails_at_once(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 3)
+    f = box_file(tmp_path, {"photo.jpg": [[30, 10, 90, 100]]})
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 2
+    errors = [x for x in r.output.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "'photo.jpg'" in errors[0] and "boxes.json" in errors[0], r.output
+    assert not out.exists() or not list(out.glob("*.jsonl"))
+
+
+def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args, caplog):
+    video = write_video(tmp_path / "v.mp4", 6)
+    # one person in all 6 frames, a second box only in frame 0 (a 1-frame track)
+    table = {str(i): [[10, 10, 60, 100]] + ([[100, 10, 50, 100]] if i == 0 else []) for i in range(6)}
+    f = box_file(tmp_path, table)
+    with caplog.at_level(logging.WARNING):
+        r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 0, r.output
+    assert "1 track(s)" in r.output
+    assert "dropped 1 short track(s) (1 person-frames) seen in fewer than --min-track 3 frames" in caplog.text
+
+
+def test_nobody_detected_advice_fits_the_detector(tmp_path, base_args, caplog):
+    video = write_video(tmp_path / "v.mp4", 3)
+    f = box_file(tmp_path, {"0": [], "1": [], "2": []})
+    with caplog.at_level(logging.WARNING):
+        r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 0, r.output
+    assert "no person was detected in any of the 3 processed frames by the boxes:" in caplog.text
+    assert "--detector full" not in caplog.text
+
+
+def test_used_folder_advice_matches_what_overwrite_does(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        r = invoke("run", video, "-o", out, "--detector", "full", *extra, *base_args)
+        assert r.exit_code == 2
+        assert "notes.txt" in r.output and "--overwrite" not in r.output, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
