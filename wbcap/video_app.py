@@ -378,34 +378,23 @@ def to_video_camera(
     return cam_trans + (p_new - p)
 
 
-def strictly_increasing_times(times: np.ndarray, period: float) -> tuple[np.ndarray, int]:
-    """Repair frame times that repeat or step backwards (raw files of older runs).
+def _frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
+    """``{frame index: time}`` of every record of the raw file, times strictly increasing.
 
-    Each time not after its predecessor becomes the predecessor plus ``period`` seconds (one
-    nominal frame); returns ``(times, number repaired)``. Current runs get strictly increasing
-    times from :mod:`wbcap.io.video` already; this keeps ``--resume`` on an older raw file from
-    failing in smoothing.
+    Runs from this version record repaired times already; a raw file of an older run may hold
+    repeated or backward times, which get the decoder's rule (:func:`wbcap.io.video.retime`).
     """
-    t = np.asarray(times, np.float64).copy()
-    fixed = 0
-    for i in range(1, t.size):
-        if not t[i] > t[i - 1]:
-            t[i] = t[i - 1] + period
-            fixed += 1
-    return t, fixed
+    from wbcap.io.video import retime
 
-
-def _frames_of_raw(raw_path: Path, period: float) -> dict[int, float]:
-    """``{frame index: time}`` of every record of the raw file, times strictly increasing."""
     index, times = [], []
     for rec in read_raw(raw_path):
         index.append(int(rec["frame"]))
         times.append(float(rec["time"]))
-    fixed_t, fixed = strictly_increasing_times(np.asarray(times), period)
+    fixed_t, fixed = retime(times, fps)
     if fixed:
-        log.warning("%d of %d frame times in %s repeated or went backwards; each was set one frame after the previous",
+        log.warning("%d of %d frame times in %s were out of order or repeated; retimed as the decoder does",
                     fixed, len(times), raw_path)
-    return dict(zip(index, fixed_t.tolist()))
+    return dict(zip(index, fixed_t))
 
 
 @dataclass
@@ -421,13 +410,13 @@ class _Collected:
     min_length: int = 0
 
 
-def _collect_tracks(job: VideoJob, raw_path: Path, period: float) -> _Collected:
+def _collect_tracks(job: VideoJob, raw_path: Path, fps: float) -> _Collected:
     """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks."""
     import dataclasses
 
     from wbcap.track.iou_tracker import IoUTracker
 
-    frames = _frames_of_raw(raw_path, period)
+    frames = _frames_of_raw(raw_path, fps)
     # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
     min_length = min(job.tracker.min_length, max(1, len(frames)))
     tracker = IoUTracker(dataclasses.replace(job.tracker, min_length=min_length))
@@ -575,7 +564,7 @@ def finalize(
     princpt = (width / 2.0, height / 2.0)
     rate = float(info.fps) / max(1, job.every) if info.fps else 30.0
 
-    col = _collect_tracks(job, out / RUN_DIR / RAW_FILE, 1.0 / rate)
+    col = _collect_tracks(job, out / RUN_DIR / RAW_FILE, rate)
     tracks = {tid: _smoothed_track(job, col.per_track[tid], body, dev, focal, princpt)
               for tid in sorted(col.per_track) if tid in col.kept}
     _report_losses(job, col, len(tracks))
@@ -661,7 +650,7 @@ def _render_video(
                 image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors)
             t2 = time.perf_counter()
             timings["render"] = timings.get("render", 0.0) + (t2 - t1)
-            writer.write(image)
+            writer.write(image, time=frame.time)  # each frame at its source time: VFR kept
             timings["encode"] = timings.get("encode", 0.0) + (time.perf_counter() - t2)
             n += 1
             if progress:

@@ -5,9 +5,16 @@ Reading (:func:`probe_video`, :func:`open_frames`):
 * Decoding is FFmpeg's, through PyAV (``stream.thread_type = "AUTO"``). Every frame comes out as
   wbcap's one pixel convention: ``(H, W, 3)`` ``uint8`` **RGB**, row 0 at the top of the upright
   picture, C-contiguous. The YUV -> RGB conversion uses the frame's own colour matrix and range.
-* **Time.** ``Frame.time`` is the frame's presentation timestamp in seconds, ``pts * time_base``,
-  measured from the start of the file (the container's ``start_time``, the origin ``ffmpeg -ss``
-  uses), so variable-frame-rate video keeps its real timing. Image sequences have
+* **Time.** ``Frame.time`` is the frame's presentation time in seconds, measured from the start
+  of the file (the origin ``ffmpeg -ss`` uses: the container's ``start_time``, or the earliest
+  video timestamp among the first packets when that is earlier), so variable-frame-rate video
+  keeps its real timing. Frame times are **strictly increasing** in delivery (display) order,
+  whatever the file stores; :class:`Frame` gives the rule. In short: the decoded frames' own
+  timestamps, sorted within a window of :data:`REORDER_WINDOW` frames (timestamps permuted
+  against decode order), where for AVI a frame's timestamp is its chunk's slot (AVI timestamps
+  are frame counts; this also times packed-B-frame DivX/XviD files right); a repeated, backward
+  or missing time becomes the previous time plus one nominal frame interval. One warning at the
+  end of the iteration says how many frames were retimed. Image sequences have
   ``time = index / image_fps``.
 * **Rotation.** Phones store portrait video as landscape pictures plus a display matrix (older
   files: a ``rotate`` tag). wbcap applies it, so frames, ``VideoInfo.width``/``height`` are the
@@ -17,14 +24,17 @@ Reading (:func:`probe_video`, :func:`open_frames`):
   ``VideoFrame.rotation``, counts counter-clockwise). A portrait iPhone clip has ``rotate=90``,
   display matrix angle -90. Flips in a display matrix are ignored (no camera writes them).
 * **Ranges.** ``start``/``end`` select ``start <= time < end`` (seconds). A start past 0 seeks to
-  the key frame before it and decodes from there; frame indices stay exact because a demux-only
-  pass (no decoding, fast) counts the packets before ``start``.
+  the key frame at least :data:`REORDER_WINDOW` frames before it and decodes from there; frame
+  indices stay exact because a demux-only pass (no decoding, fast) counts the packets before
+  ``start``.
 * **Damaged files.** A truncated or corrupt video yields every frame that decodes, logs one
   warning where decoding stopped and ends; :class:`InputError` only if no frame decodes at all.
 
-Writing (:class:`VideoWriter`): H.264 (libx264, ``yuv420p``, constant frame rate), written under
-a temporary name and renamed into place only when complete; optional audio copied packet for
-packet (no re-encoding) from the source video.
+Writing (:class:`VideoWriter`): H.264 (libx264, ``yuv420p``), at a constant frame rate, or at the
+frames' own times when :meth:`VideoWriter.write` is given them (variable frame rate, so the
+output keeps the source's timing and its copied audio in sync); written under a temporary name
+and renamed into place only when complete; optional audio copied packet for packet (no
+re-encoding) from the source video.
 
 User mistakes (missing file, a folder, an empty or non-video file, no video stream, a codec this
 FFmpeg cannot decode, bad arguments) raise :class:`wbcap.errors.InputError` with one line naming
@@ -34,11 +44,14 @@ the file and the fix. Importing this module imports neither PyAV nor numpy.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -61,6 +74,7 @@ __all__ = [
     "count_frames",
     "open_frames",
     "probe_video",
+    "retime",
     "rotation_of",
 ]
 
@@ -70,6 +84,14 @@ VIDEO_OUTPUT_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".m
 _EPS = 1e-6  # seconds: tolerance when comparing frame times with start/end
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _AV_TIME_BASE = 1_000_000  # FFmpeg's AV_TIME_BASE: container start_time/duration are in µs
+
+#: Frames of look-ahead used to put permuted timestamps back in order when reading (a timestamp
+#: can move at most this many frames; packed B-frames and swapped pairs move by one).
+REORDER_WINDOW: int = 4
+
+#: Time base of the timestamps :class:`VideoWriter` writes for timed frames (the MPEG 90 kHz
+#: clock: about 11 µs resolution; Matroska rounds it to its own 1 ms).
+WRITER_TIME_BASE: Fraction = Fraction(1, 90_000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,8 +139,30 @@ class Frame:
     Attributes:
         index: 0-based position of the frame in the source (display order, counted from the
             first frame of the file or the first image), whatever ``start``/``every`` skipped.
-        time: presentation time in seconds from the start of the file (``pts * time_base``,
-            real timestamps, variable frame rate honoured); ``index / image_fps`` for images.
+        time: presentation time in seconds from the start of the file; strictly increasing
+            from one frame to the next of an iteration. For video it is, after subtracting the
+            file's time origin (see the module docstring):
+
+            * Each decoded picture carries its own timestamp (``pts``, else the packet's
+              ``dts``); each picture, in delivery order, takes the smallest timestamp not yet
+              taken among the pictures decoded up to :data:`REORDER_WINDOW` frames after it.
+              Timestamps in order stay as they are; a file whose presentation times are
+              permuted against decode order gets them back in order (a timestamp moves by at
+              most that many frames).
+            * **AVI**: a picture's timestamp is its chunk's slot (AVI timestamps are frame
+              counts, one chunk per frame interval, empty chunks for dropped frames): so frames
+              are at ``index / fps`` in a file without dropped frames, also with B-frames (whose
+              decoded times FFmpeg reports one frame late) and DivX/XviD packed B-frames (which
+              FFmpeg reports permuted: 0.125, 0.209, 0.167 s...; they are unpacked with FFmpeg's
+              ``mpeg4_unpack_bframes`` filter). Chunk order is no error in AVI: reordering
+              there is not counted as a repair.
+            * **Repair**: a time that is missing, equal to or before the previous frame's
+              becomes the previous time plus one nominal frame interval ``1 / VideoInfo.fps``
+              (0 for a first frame without a timestamp). Frames whose time differs from their
+              own timestamp are counted, and one warning at the end of the iteration gives the
+              count.
+
+            Image sequences: ``index / image_fps``.
         image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, rotation applied.
     """
 
@@ -233,7 +277,11 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         InputError: the file is missing, a folder, empty, not a video, has no video stream, uses
             a codec this FFmpeg cannot decode, or has no decodable frame.
     """
-    p = Path(path).expanduser()
+    return _probe(Path(path).expanduser())[0]
+
+
+def _probe(p: Path) -> tuple[VideoInfo, Fraction]:
+    """:func:`probe_video`, plus the file's time origin in seconds (see :func:`_time_origin`)."""
     container = _open_input(p)
     try:
         stream = _video_stream(p, container)
@@ -243,7 +291,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                 f"{p}: no video frame could be decoded (truncated or corrupt); re-download or "
                 "re-encode it"
             )
-        return _info_from_stream(p, container, stream, first)
+        info = _info_from_stream(p, container, stream, first)
+        return info, _time_origin(container)
     finally:
         container.close()
 
@@ -357,11 +406,42 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> Video
 
 
 def _time_origin(container: Any) -> Fraction:
-    """Seconds subtracted from every timestamp: the container's start time (as ``ffmpeg -ss``)."""
+    """Seconds subtracted from every timestamp of the file: where its time starts.
+
+    The container's ``start_time`` (the origin ``ffmpeg -ss`` uses), or the earliest timestamp
+    among the first ``2 * REORDER_WINDOW + 2`` packets of the first video stream when that is
+    earlier: Matroska takes ``start_time`` from the first packet, which is not the earliest when
+    presentation times are permuted against decode order. Demuxes those packets, so the
+    container must be seeked or reopened before further reading.
+    """
+    import av
+
     start = container.start_time
-    if start is None:
-        return Fraction(0)
-    return Fraction(int(start), _AV_TIME_BASE)
+    origin = None if start is None else Fraction(int(start), _AV_TIME_BASE)
+    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    if videos and videos[0].time_base is not None:
+        stream = videos[0]
+        tb = Fraction(stream.time_base)
+        with contextlib.suppress(av.FFmpegError):
+            container.seek(0)
+        try:
+            for n, packet in enumerate(container.demux(stream)):
+                if n >= 2 * REORDER_WINDOW + 2:
+                    break
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if packet.size and ts is not None and (origin is None or ts * tb < origin):
+                    origin = ts * tb
+        except av.FFmpegError as exc:
+            log.debug("%s: demux stopped while reading the time origin: %s", container.name, exc)
+    return Fraction(0) if origin is None else origin
+
+
+def _is_avi(container: Any) -> bool:
+    """AVI: timestamps are frame (chunk) counts, one chunk per frame slot."""
+    try:
+        return "avi" in str(container.format.name).split(",")
+    except Exception:  # noqa: BLE001 - no format name: not AVI
+        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,9 +511,10 @@ class FrameSource:
         self.every = int(every)
         self.max_frames = None if max_frames is None else int(max_frames)
         self._image_paths: list[Path] | None = None
+        self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
         video = _video_path_of(spec)
         if video is not None:
-            self.info = probe_video(video)
+            self.info, self._origin = _probe(video)
         else:
             from wbcap.io.images import iter_image_paths
 
@@ -509,37 +590,57 @@ class FrameSource:
 
         info = self.info
         p = info.path
-        container = _open_input(p)
+        container, stream = _open_decoding(p)
+        retimed = _RetimeStats()
         try:
-            stream = _video_stream(p, container)
-            stream.thread_type = "AUTO"
             tb = Fraction(stream.time_base)
-            origin = _time_origin(container)
-            fps = info.fps_fraction
-            index = 0  # index the next decoded frame at or after `start` gets
+            origin = self._origin
+            by_chunk = _is_avi(container)
+            step = 1 / info.fps_fraction  # nominal frame interval, s
+            index = 0  # index the next frame at or after `start` gets
+            seeked = False
             if self.start > 0:
-                index = _count_packets_before(container, stream, self.start + origin)
-                try:
-                    container.seek(int((Fraction(self.start) + origin) / tb), stream=stream,
-                                   backward=True, any_frame=False)
-                except av.FFmpegError as exc:  # not seekable: decode from the beginning
-                    log.debug("%s: seek failed (%s); decoding from the start", p, exc)
+                index, broken = _count_packets_before(container, stream, Fraction(self.start),
+                                                      origin, step, by_chunk)
+                # Seek REORDER_WINDOW frames early: the key frame reached is then shown before
+                # `start` even in an open GOP, whose leading B-frames the decoder drops.
+                lead = Fraction(REORDER_WINDOW) / info.fps_fraction
+                target = max(Fraction(0), Fraction(self.start) - lead) + origin
+                if broken:  # a seek goes by the raw timestamps: decode from the start
+                    log.debug("%s: timestamps before start=%g s need repair; decoding from the "
+                              "start", p, self.start)
+                else:
+                    try:
+                        container.seek(int(target / tb), stream=stream, backward=True,
+                                       any_frame=False)
+                        seeked = True
+                    except av.FFmpegError as exc:  # not seekable: decode from the beginning
+                        log.debug("%s: seek failed (%s); decoding from the start", p, exc)
+                if not seeked:
                     container.close()
-                    container = _open_input(p)
-                    stream = _video_stream(p, container)
-                    stream.thread_type = "AUTO"
+                    container, stream = _open_decoding(p)
 
-            state = _DecodeState()
+            own_time = _own_time(tb, origin, by_chunk=False)  # AVI packets carry dts as pts
+            state = _DecodeState(by_chunk=by_chunk, quiet_if_empty=seeked)
+            timed = _retime(_decode(container, stream, state), own_time, step, retimed,
+                            count_reorder=not by_chunk)
+            first = next(timed, None)
+            if first is None and seeked and state.decoded == 0:
+                log.debug("%s: nothing decoded after seeking (%s); decoding from the start", p,
+                          state.error)
+                container.close()
+                container, stream = _open_decoding(p)
+                state = _DecodeState(by_chunk=by_chunk)
+                timed = _retime(_decode(container, stream, state), own_time, step, retimed,
+                                count_reorder=not by_chunk)
+                first = next(timed, None)
+
             yielded = 0
             in_range = 0  # frames seen inside [start, end)
             prev_time: float | None = None
             stopped_early = False
-            for av_frame in _decode(container, stream, state):
-                ts = av_frame.pts if av_frame.pts is not None else av_frame.dts
-                if ts is not None:
-                    t = float(ts * tb - origin)
-                else:  # no timestamp at all: continue at the nominal rate
-                    t = 0.0 if prev_time is None else prev_time + float(1 / fps)
+            for av_frame, t_exact in itertools.chain([first] if first else [], timed):
+                t = float(t_exact)
                 prev_time = t
                 if t < self.start - _EPS:
                     continue
@@ -567,7 +668,10 @@ class FrameSource:
                     "or re-encode it"
                 )
             if not stopped_early and state.error is None and info.frame_count:
-                missing = info.frame_count - index
+                done = index
+                if by_chunk and prev_time is not None:  # AVI counts dropped (empty) chunks too
+                    done = max(index, round(prev_time * info.fps) + 1)
+                missing = info.frame_count - done
                 if missing > max(2, info.frame_count // 100):
                     log.warning(
                         "%s: video ended after %d of the %d frames its header declares; the "
@@ -581,6 +685,24 @@ class FrameSource:
                 )
         finally:
             container.close()
+            if retimed.count:
+                log.warning(
+                    "%s: %d of %d frames had missing, repeated or out-of-order timestamps "
+                    "(first at %.3f s); retimed them so frame times strictly increase",
+                    p, retimed.count, retimed.frames, retimed.first_time,
+                )
+
+
+def _open_decoding(p: Path) -> tuple[Any, Any]:
+    """Open ``p`` for decoding: ``(container, video stream)``, frame/slice threads on."""
+    container = _open_input(p)
+    try:
+        stream = _video_stream(p, container)
+    except BaseException:
+        container.close()
+        raise
+    stream.thread_type = "AUTO"
+    return container, stream
 
 
 def count_frames(source: FrameSource) -> int | None:
@@ -613,27 +735,64 @@ def count_frames(source: FrameSource) -> int | None:
 
 
 class _DecodeState:
-    """What :func:`_decode` saw: frames decoded and the error that stopped it, if any."""
+    """What :func:`_decode` saw: frames decoded and the error that stopped it, if any.
 
-    def __init__(self) -> None:
+    ``by_chunk`` (AVI): each packet's ``pts`` is set to its ``dts``, the chunk's slot (see
+    :class:`Frame`), before decoding, and MPEG-4 part 2 packets go through FFmpeg's
+    ``mpeg4_unpack_bframes`` filter, which splits packed B-frames (DivX/XviD) into chunks of
+    their own, so the decoder needs no packed-bitstream marker (absent after a seek).
+    """
+
+    def __init__(self, by_chunk: bool = False, quiet_if_empty: bool = False) -> None:
         self.decoded = 0
         self.error: Exception | None = None
+        self.by_chunk = by_chunk
+        self.quiet_if_empty = quiet_if_empty  # no warning when nothing decoded (caller retries)
+
+
+def _unpack_filter(stream: Any) -> Any | None:
+    """FFmpeg's ``mpeg4_unpack_bframes`` bitstream filter for an MPEG-4 part 2 stream, or None."""
+    if stream.codec_context.name != "mpeg4":
+        return None
+    try:
+        from av.bitstream import BitStreamFilterContext, bitstream_filters_available
+
+        if "mpeg4_unpack_bframes" not in bitstream_filters_available:
+            return None
+        return BitStreamFilterContext("mpeg4_unpack_bframes", stream)
+    except Exception as exc:  # noqa: BLE001 - without it, the decoder unpacks by itself
+        log.debug("mpeg4_unpack_bframes unavailable: %s", exc)
+        return None
 
 
 def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
     """Yield ``av.VideoFrame``s of ``stream`` in display order; stop (with a warning) at damage.
 
     Demux or decode errors end the iteration after the decoder's buffered frames are flushed;
-    the error is recorded in ``state``.
+    the error is recorded in ``state``. See :class:`_DecodeState` for AVI.
     """
     import av
 
     packets = container.demux(stream)
+    codec = stream.codec_context
+    tb = stream.time_base
+    unpack = _unpack_filter(stream) if state.by_chunk else None
     last_time: float | None = None
     while True:
         try:
             packet = next(packets)
-            frames = packet.decode()
+            if state.by_chunk and packet.dts is not None:
+                packet.pts = packet.dts
+            if unpack is None:
+                frames = packet.decode()
+            else:
+                frames = []
+                end = not packet.size  # (filter() takes the packet's data away)
+                for part in (unpack.filter(None) if end else unpack.filter(packet)):
+                    part.time_base = tb
+                    frames += codec.decode(part)
+                if end:
+                    frames += codec.decode(None)  # flush the decoder
         except StopIteration:
             return
         except av.FFmpegError as exc:
@@ -644,7 +803,7 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
             last_time = frame.time
             yield frame
     # Damaged data: deliver what the decoder still holds, then stop.
-    log.warning(
+    (log.debug if state.quiet_if_empty and state.decoded == 0 else log.warning)(
         "%s: decoding stopped after %d frames (last at %s) on damaged data (%s); the file is "
         "truncated or corrupt", container.name, state.decoded, _fmt_time(last_time), state.error,
     )
@@ -657,33 +816,138 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
         yield frame
 
 
-def _count_packets_before(container: Any, stream: Any, t_abs: Fraction) -> int:
-    """Number of video frames with presentation time < ``t_abs`` (seconds), by demuxing only.
+class _RetimeStats:
+    """What :func:`_retime` did: frames timed, how many were retimed, the first one's time."""
 
-    Packets arrive in decode order with non-decreasing ``dts`` and ``pts >= dts``, so once a
-    packet's ``dts`` reaches ``t_abs`` no later packet can be earlier. Seeks back to the start.
+    def __init__(self) -> None:
+        self.frames = 0
+        self.count = 0  # frames whose time is not their own timestamp
+        self.repaired = 0  # of those, frames whose time was missing, repeated or backward
+        self.first_time = 0.0
+
+
+def _retime(
+    items: Iterator[Any],
+    own_time: Any,
+    step: Fraction,
+    stats: _RetimeStats,
+    count_reorder: bool = True,
+    window: int = REORDER_WINDOW,
+) -> Iterator[tuple[Any, Fraction]]:
+    """Pair frames with strictly increasing presentation times (the rule of :attr:`Frame.time`).
+
+    Each item's own time goes into a pool; the oldest waiting item takes the smallest time of
+    the pool once ``window`` later items have arrived (or the stream ended). A missing time, or
+    one not after the previous item's, becomes the previous time plus ``step`` (0 for a first
+    item without a time).
+
+    Args:
+        items: decoded ``av.VideoFrame``s in delivery order (or packets, to predict their times).
+        own_time: ``item -> Fraction | None``, the item's own time in seconds from the origin.
+        step: nominal frame interval, seconds (``1 / fps``): what a repaired time adds.
+        stats: updated with the number of items timed and retimed.
+        count_reorder: count an item whose time came from another item as retimed (False for
+            AVI, where frames normally take their chunk slots out of order).
+        window: items of look-ahead.
+
+    Yields:
+        ``(item, seconds)`` with seconds strictly increasing, as exact fractions.
+    """
+    prev: Fraction | None = None
+
+    def settle(own: Fraction | None, pooled: Fraction | None) -> Fraction:
+        nonlocal prev
+        t = pooled
+        if t is None or (prev is not None and t <= prev):
+            t = Fraction(0) if prev is None else prev + step
+            stats.repaired += 1
+        if t != (own if count_reorder else pooled):
+            if stats.count == 0:
+                stats.first_time = float(t)
+            stats.count += 1
+        stats.frames += 1
+        prev = t
+        return t
+
+    waiting: deque[tuple[Any, Fraction | None]] = deque()
+    pool: list[Fraction] = []  # heap of the waiting items' own times
+    for item in items:
+        own = own_time(item)
+        waiting.append((item, own))
+        if own is not None:
+            heapq.heappush(pool, own)
+        if len(waiting) > window:
+            oldest, oldest_own = waiting.popleft()
+            yield oldest, settle(oldest_own, None if oldest_own is None else heapq.heappop(pool))
+    while waiting:
+        oldest, oldest_own = waiting.popleft()
+        yield oldest, settle(oldest_own, None if oldest_own is None else heapq.heappop(pool))
+
+
+def retime(times: Sequence[float | None], fps: float) -> tuple[list[float], int]:
+    """Apply :attr:`Frame.time`'s rule to a list of frame times already recorded.
+
+    For times read from an earlier run's records (``wbcap run --resume`` on a raw file written
+    before decoding repaired times): the same window sort and repair as :class:`FrameSource`.
+
+    Args:
+        times: seconds per frame in delivery order (None where unknown).
+        fps: nominal frame rate; a repaired time is the previous one plus ``1 / fps``.
+
+    Returns:
+        ``(times, retimed)``: strictly increasing seconds, and how many differ from the input.
+    """
+    stats = _RetimeStats()
+    pairs = _retime(iter(range(len(times))), lambda i: None if times[i] is None else Fraction(times[i]),
+                    Fraction(1) / _as_fraction(fps), stats)
+    return [float(t) for _, t in pairs], stats.count
+
+
+def _own_time(tb: Fraction, origin: Fraction, by_chunk: bool) -> Any:
+    """``item -> seconds from origin | None`` for frames or packets: the ``pts`` (AVI: the
+    ``dts``, the chunk's slot), else the other timestamp, else None."""
+
+    def own(item: Any) -> Fraction | None:
+        first, second = (item.dts, item.pts) if by_chunk else (item.pts, item.dts)
+        ts = first if first is not None else second
+        return None if ts is None else ts * tb - origin
+
+    return own
+
+
+def _count_packets_before(container: Any, stream: Any, start: Fraction, origin: Fraction,
+                          step: Fraction, by_chunk: bool = False) -> tuple[int, bool]:
+    """Number of video frames whose :attr:`Frame.time` is < ``start`` (seconds), demuxing only.
+
+    Applies the rule of :attr:`Frame.time` to the packets' timestamps, with
+    ``4 * REORDER_WINDOW`` packets of look-ahead to turn decode order into display order, and
+    repeated or missing times repaired as when decoding; stops at the first time >= ``start``.
+    Leaves the container wherever it stopped (callers seek or reopen afterwards).
+
+    Returns:
+        ``(count, broken)``: ``broken`` when some time up to there had to be repaired (missing,
+        repeated or backward beyond reordering), so that a seek by timestamp cannot be trusted.
     """
     import av
 
-    tb = Fraction(stream.time_base)
-    limit = t_abs - Fraction(_EPS)
+    limit = start - Fraction(_EPS)
+
+    def packets() -> Iterator[Any]:
+        try:
+            for packet in container.demux(stream):
+                if packet.size and not packet.is_discard:
+                    yield packet
+        except av.FFmpegError as exc:
+            log.debug("%s: demux stopped while counting frames: %s", container.name, exc)
+
     count = 0
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
-                continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is None:
-                count += 1
-                continue
-            if pts * tb < limit:
-                count += 1
-            decode_ts = packet.dts if packet.dts is not None else pts
-            if decode_ts * tb >= limit:
-                break
-    except av.FFmpegError as exc:
-        log.debug("%s: demux stopped while counting frames: %s", container.name, exc)
-    return count
+    own = _own_time(Fraction(stream.time_base), origin, by_chunk)
+    stats = _RetimeStats()
+    for _, t in _retime(packets(), own, step, stats, window=4 * REORDER_WINDOW):
+        if t >= limit:
+            break
+        count += 1
+    return count, stats.repaired > 0
 
 
 def _to_rgb(frame: Any) -> np.ndarray:
@@ -765,10 +1029,27 @@ class VideoWriter:
     """Write RGB frames to an H.264 video, atomically, optionally with the source's audio.
 
     The video is H.264 (libx264, ``yuv420p``, quality ``crf``; lower is better, 18-23 is
-    typical) at the constant rate ``fps``: frame ``n`` gets ``pts = n`` in units of ``1/fps``,
-    whatever the timing of the frames it was computed from. ``yuv420p`` needs an even width and
-    height: an odd size is padded by one row/column at the bottom/right, repeating the edge
-    pixels (the output is then ``width + width % 2`` by ``height + height % 2``).
+    typical). ``yuv420p`` needs an even width and height: an odd size is padded by one
+    row/column at the bottom/right, repeating the edge pixels (the output is then
+    ``width + width % 2`` by ``height + height % 2``).
+
+    Timing, chosen by the first :meth:`write` and kept for the whole file:
+
+    * **Constant rate** (``write(image)``): frame ``n`` gets ``pts = n`` in units of ``1/fps``,
+      whatever the timing of the frames it was computed from.
+    * **Frame times** (``write(image, time=t)``, for every frame): ``t`` is the frame's
+      presentation time in seconds on the source's clock (:attr:`Frame.time`), and the frame is
+      shown at ``t - audio_start`` in the output, so ``audio_start`` is the output's time origin
+      for video as for audio (pass the ``start`` the frames were read with, and the output plays
+      in sync with the copied audio). The stream is variable-frame-rate: timestamps in
+      :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms), each frame lasting until the
+      next one, the last as long as the interval before it (``1/fps`` for a single frame), so
+      the file is as long as the source span it covers, within one frame. Times must increase;
+      two that round to the same tick are one tick apart. Written without B-frames: with them,
+      x264's decode times lag the presentation times by two frames, and MP4 takes the track's
+      length from the last decode time, so an irregular video would end early (a sparse clip by
+      seconds). That costs size: +19 % at the same ``crf`` on the ``vtest.avi`` sample. ``fps``
+      is then only the nominal rate given to the encoder and the single-frame duration.
 
     The file is written under a hidden temporary name in the destination folder
     (:func:`wbcap.export.atomic.atomic_path`) and renamed into place by :meth:`close` (or the end
@@ -781,12 +1062,13 @@ class VideoWriter:
     with the video as frames are written. Cuts fall on packet boundaries (about 20 ms for AAC).
     A codec the output container cannot hold is skipped with a warning (choose ``.mkv``).
 
-    Example::
+    Example (the output keeps the source's timing, variable frame rate included)::
 
+        src = open_frames("in.mp4", start=10.0, end=20.0)
         with VideoWriter("out.mp4", src.info.width, src.info.height, src.info.fps_fraction,
-                         audio_from=src.info.path) as w:
+                         audio_from=src.info.path, audio_start=10.0, audio_end=20.0) as w:
             for frame in src:
-                w.write(render(frame.image))
+                w.write(render(frame.image), time=frame.time)
     """
 
     def __init__(
@@ -825,6 +1107,12 @@ class VideoWriter:
         self.out_height = self.height + self.height % 2
         self.frames_written = 0
         self._closed = False
+        self._origin = Fraction(audio_start)  # source time shown at 0 (timed frames and audio)
+        self._timed: bool | None = None  # decided by the first write()
+        self._held: Any = None  # timed mode: the last frame, encoded once its duration is known
+        self._prev_pts: int | None = None  # timed mode: pts of the frame before the held one
+        self._last_time: float | None = None
+        self._durations: dict[int, int] = {}  # timed mode: pts -> duration, for the packets
         self._container: Any = None
         self._stream: Any = None
         self._audio_in: Any = None
@@ -848,14 +1136,19 @@ class VideoWriter:
 
     # -- public ----------------------------------------------------------------------------
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
         """Append one frame.
 
         Args:
             image: ``(height, width, 3)`` ``uint8`` RGB (the size given to the constructor).
+            time: the frame's presentation time in seconds on the source's clock (its
+                :attr:`Frame.time`); it plays at ``time - audio_start`` in the output. Give it
+                for every frame or for none (then the rate is the constant ``fps``).
 
         Raises:
-            ValueError: wrong shape or dtype, or the writer is closed.
+            ValueError: wrong shape or dtype; the writer is closed; ``time`` given for some
+                frames only, not finite, before ``audio_start`` or not after the previous
+                frame's.
         """
         import av
         import numpy as np
@@ -867,16 +1160,33 @@ class VideoWriter:
                 f"{self.path}: frame must be ({self.height}, {self.width}, 3) uint8 RGB, got "
                 f"{image.shape} {image.dtype}"
             )
+        timed = time is not None
+        if self._timed is None:
+            self._timed = timed
+            if timed:
+                self._use_frame_times()
+        elif timed != self._timed:
+            raise ValueError(f"{self.path}: pass time= for every frame or for none (frame "
+                             f"{self.frames_written} differs from the first)")
+        pts = self._pts_of(float(time)) if time is not None else self.frames_written
         pad_h, pad_w = self.out_height - self.height, self.out_width - self.width
         if pad_h or pad_w:
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = self.frames_written
-        frame.time_base = 1 / self.fps
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        frame.pts = pts
+        if not timed:
+            frame.time_base = 1 / self.fps
+            self._encode(frame)
+            self.frames_written += 1
+            self._mux_audio_until(Fraction(self.frames_written) / self.fps)
+            return
+        frame.time_base = WRITER_TIME_BASE
+        if self._held is not None:
+            self._encode_held(pts - self._held.pts)
+        self._held = frame
+        self._last_time = float(time)  # type: ignore[arg-type]
         self.frames_written += 1
-        self._mux_audio_until(Fraction(self.frames_written) / self.fps)
+        self._mux_audio_until(pts * WRITER_TIME_BASE)
 
     def close(self) -> None:
         """Finish the file and move it into place (idempotent).
@@ -891,8 +1201,13 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise InputError(f"{self.path}: no frame was written, so no video was saved; "
                                  "check that the input yields frames")
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
+            if self._held is not None:  # the last frame lasts as long as the interval before it
+                if self._prev_pts is not None:
+                    last = self._held.pts - self._prev_pts
+                else:
+                    last = max(1, round(1 / (self.fps * WRITER_TIME_BASE)))
+                self._encode_held(last)
+            self._encode(None)
             self._mux_audio_until(None)
             self._container.close()
             self._container = None
@@ -901,7 +1216,8 @@ class VideoWriter:
             self._discard(sys.exc_info())
             raise
         self._atomic.__exit__(None, None, None)  # os.replace(tmp, path)
-        log.debug("wrote %s (%d frames at %s fps)", self.path, self.frames_written, self.fps)
+        log.debug("wrote %s (%d frames, %s)", self.path, self.frames_written,
+                  "at their own times" if self._timed else f"at {self.fps} fps")
 
     def abort(self) -> None:
         """Stop writing and delete the temporary file; ``path`` is left untouched."""
@@ -944,7 +1260,46 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / self.fps
         stream.options = {"crf": str(crf)}
+        self._crf = crf
         self._stream = stream
+
+    def _use_frame_times(self) -> None:
+        """Switch the (not yet opened) encoder and stream to timed frames: fine time base, no
+        B-frames (see the class docstring)."""
+        self._stream.codec_context.time_base = WRITER_TIME_BASE
+        self._stream.time_base = WRITER_TIME_BASE
+        self._stream.options = {"crf": str(self._crf), "bf": "0"}
+
+    def _pts_of(self, time: float) -> int:
+        """Timed mode: the output pts (in WRITER_TIME_BASE) of a frame at source time ``time``."""
+        if not math.isfinite(time):
+            raise ValueError(f"{self.path}: frame time {time} is not a number of seconds")
+        if time < self._origin - Fraction(_EPS):
+            raise ValueError(f"{self.path}: frame time {time:.6f} s is before audio_start="
+                             f"{float(self._origin):g} s, the output's time 0")
+        if self._last_time is not None and time <= self._last_time:
+            raise ValueError(f"{self.path}: frame time {time:.6f} s is not after the previous "
+                             f"frame's {self._last_time:.6f} s; times must increase")
+        pts = max(0, round((Fraction(time) - self._origin) / WRITER_TIME_BASE))
+        if self._held is not None and pts <= self._held.pts:
+            pts = self._held.pts + 1  # distinct times closer than one tick
+        return pts
+
+    def _encode_held(self, duration: int) -> None:
+        """Timed mode: encode the held frame, lasting ``duration`` ticks."""
+        frame = self._held
+        self._durations[frame.pts] = duration
+        self._prev_pts = frame.pts
+        self._held = None
+        self._encode(frame)
+
+    def _encode(self, frame: Any) -> None:
+        """Encode ``frame`` (None: flush) and mux the packets; timed packets get durations
+        (libx264 leaves them 0, and MP4 takes the file's length from the last one)."""
+        for packet in self._stream.encode(frame):
+            if self._timed and packet.pts is not None:
+                packet.duration = self._durations.pop(packet.pts, 0)
+            self._container.mux(packet)
 
     def _open_audio(self, src: Path, start: float, end: float | None) -> None:
         import av
@@ -969,7 +1324,11 @@ class VideoWriter:
             container.close()
             return
         self._audio_in = container
-        origin = _time_origin(container)
+        origin_probe = _open_input(src)  # _time_origin demuxes: keep the audio reader at 0
+        try:
+            origin = _time_origin(origin_probe)
+        finally:
+            origin_probe.close()
         self._audio_packets = _audio_packets(container, stream, Fraction(start) + origin,
                                              None if end is None else Fraction(end) + origin)
 
