@@ -1,24 +1,59 @@
 """Run wbcap on a folder of images and save one OBJ per person, from Python.
 
-    python examples/export_meshes.py photos/ out/
+    python examples/export_meshes.py photos/ out/ [--detector hog|full|auto]
+
+Writes ``out/<name>_person<k>.obj``; ``<name>`` is the image's stem, or its path under the
+inputs' folder when two images share a stem (the rule of ``wbcap image``).
 """
 
+from __future__ import annotations
+
+import argparse
 import sys
 from pathlib import Path
 
 from wbcap import Pipeline
-from wbcap.detect.hog import HOGDetector
+from wbcap.errors import WbcapError
+from wbcap.export.image_outputs import output_names
 from wbcap.export.obj import write_obj
 from wbcap.io.images import iter_image_paths, load_image
 
 
-def main(src: str, dst: str) -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", help="image file, folder or glob")
+    parser.add_argument("dst", help="output folder (created if missing)")
+    parser.add_argument("--detector", default="hog", help="person detector: hog, full or auto (default: hog)")
+    args = parser.parse_args(argv)
+
+    # Check everything cheap before the slow part: inputs, names, output folder.
+    try:
+        paths = iter_image_paths([args.src])
+        names = output_names(paths)
+    except WbcapError as exc:
+        parser.error(str(exc))
+    dst = Path(args.dst)
+    if dst.exists() and not dst.is_dir():
+        parser.error(f"{dst}: exists and is not a folder; pass a folder")
+    dst.mkdir(parents=True, exist_ok=True)
+
     pipe = Pipeline.from_files()  # files found as `wbcap doctor` shows
-    detector = HOGDetector()
-    for path in iter_image_paths([src]):
-        for person in pipe(load_image(path), detector=detector):
-            write_obj(Path(dst) / f"{path.stem}_person{person.index}.obj", person.vertices, pipe.faces)
+    written, failed = 0, 0
+    for path, name in zip(paths, names):
+        try:
+            people = pipe(load_image(path), detector=args.detector)
+        except WbcapError as exc:  # unreadable image, nobody found: say so and go on
+            print(f"skipped: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for person in people:
+            out = dst / f"{name}_person{person.index}.obj"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_obj(out, person.vertices, pipe.faces)
+            written += 1
+    print(f"{written} mesh(es) written to {dst}" + (f"; {failed} image(s) skipped" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    sys.exit(main())

@@ -2,13 +2,14 @@
 
     python examples/image_to_params.py photo.jpg [--checkpoint snapshot_6.pth.tar]
 
-Uses the HOG person detector; pass boxes to ``pipe(image, boxes=[(x, y, w, h)])`` instead.
+Uses the HOG person detector (``detector="hog"``; also ``"auto"``, ``"torchvision"``, ``"full"``
+or a detector object); pass boxes to ``pipe(image, boxes=[(x, y, w, h)])`` instead.
 """
 
 import argparse
 
 from wbcap import Pipeline
-from wbcap.detect.hog import HOGDetector
+from wbcap.errors import WbcapError
 from wbcap.io.images import load_image
 
 
@@ -20,9 +21,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    pipe = Pipeline.from_files(checkpoint=args.checkpoint, body_models=args.body_models, device=args.device)
-    image = load_image(args.image)
-    for person in pipe(image, detector=HOGDetector()):
+    try:
+        image = load_image(args.image)  # before the slow model loading: a typo fails at once
+        pipe = Pipeline.from_files(checkpoint=args.checkpoint, body_models=args.body_models, device=args.device)
+    except WbcapError as exc:
+        parser.error(str(exc))
+    for person in pipe(image, detector="hog"):
         print(
             f"person {person.index}: box {person.box}, root {person.params['root_pose'].round(3)}, "
             f"depth {person.params['cam_trans'][2]:.2f} m, focal {person.focal[0]:.0f} px"

@@ -411,3 +411,27 @@ def test_missing_everywhere_lists_every_place(tmp_path: Path, monkeypatch: pytes
         find_body_model("neutral", tmp_path / "typo")  # an explicit path is the only place searched
     msg = _one_line(exc)
     assert str(tmp_path / "typo" / "smplx" / "SMPLX_NEUTRAL.npz") in msg and str(env_dir) not in msg
+
+
+def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.paths import body_models_dir
+
+    given = tmp_path / "my_models"
+    given.mkdir()
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", given)
+    msg = _one_line(exc)
+    assert msg.endswith(f"put SMPLX_NEUTRAL.npz in {given / 'smplx'}/ or {given}/ (the folder you gave)"), msg
+    assert str(body_models_dir()) not in msg and "WBCAP_BODY_MODELS" not in msg
+    assert exc.value.target == given / "smplx" and exc.value.folders == [given]
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("male", tmp_path / "typo")
+    assert _one_line(exc).endswith(f"or {tmp_path / 'typo'}/ (the folder you gave, which does not exist yet)")
+    # $WBCAP_BODY_MODELS set: that folder is where the file should go
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(given))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("female")
+    msg = _one_line(exc)
+    assert msg.endswith(f"put SMPLX_FEMALE.npz in {given / 'smplx'}/ or {given}/ (the folder WBCAP_BODY_MODELS names)")
+    assert str(body_models_dir() / "SMPLX_FEMALE.npz") in msg  # still listed as searched

@@ -58,7 +58,8 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer) -> 
     (fx, _fy), (cx, _cy) = params["camera"]["focal"], params["camera"]["princpt"]
     u = verts[:, 0] / verts[:, 2] * fx + cx
     assert params["camera"]["image_size"] == [image_hw[1], image_hw[0]]
-    assert params["crop_bbox"][0] - 1 <= np.median(u) <= params["crop_bbox"][0] + params["crop_bbox"][2] + 1
+    crop = params["crop_bbox_xywh"]
+    assert crop[0] - 1 <= np.median(u) <= crop[0] + crop[2] + 1
     for name, hw in (("render_original_img.jpg", image_hw), ("render_cropped_img.jpg", (512, 384))):
         data = (folder / name).read_bytes()
         assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", name  # complete JPEG
@@ -100,7 +101,7 @@ def test_image_fast_precision_close_to_exact(tmp_path, small_config, body_dir):
         assert r.exit_code == 0, r.output
         params[precision] = json.loads((out / "walker" / "person_0" / "smplx_param.json").read_text())
     diffs = {}
-    for key in ("body_pose", "root_pose", "cam_trans", "lhand_bbox", "face_bbox"):
+    for key in ("body_pose", "root_pose", "cam_trans", "lhand_bbox_xyxy", "face_bbox_xyxy"):
         a, b = np.asarray(params["exact"][key]), np.asarray(params["fast"][key])
         diffs[key] = np.abs(a - b).max()
         assert diffs[key] < 0.05, key
@@ -128,7 +129,7 @@ def test_two_boxes_two_people_and_shared_overlay(tmp_path, small_args, body_laye
     r = invoke("image", img_path, "-o", out, "--bbox", "60,40,220,420", "--bbox", "360,40,220,420", *small_args)
     assert r.exit_code == 0, r.output
     a, b = (check_person_folder(out / "pair" / f"person_{k}", (480, 640), body_layer) for k in (0, 1))
-    assert a["bbox"] == [60, 40, 220, 420] and b["bbox"] == [360, 40, 220, 420]
+    assert a["bbox_xywh"] == [60, 40, 220, 420] and b["bbox_xywh"] == [360, 40, 220, 420]
     assert (out / "pair" / "person_0" / "render_original_img.jpg").read_bytes() == (
         out / "pair" / "person_1" / "render_original_img.jpg"
     ).read_bytes()
@@ -237,3 +238,166 @@ def test_logs_go_to_stderr_not_stdout():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "LOGLINE" in res.stderr and "LOGLINE" not in res.stdout, (res.stdout, res.stderr)
+
+
+# -- output folder names: no two inputs share a folder (issue 10, item 5) ------------------------
+
+
+def test_output_names_rule():
+    from wbcap.errors import InputError
+    from wbcap.export.image_outputs import output_names
+
+    # unique stems: OUT/<stem>/ as always
+    assert output_names(["p/a.jpg", "q/b.png", "c.JPG"]) == ["a", "b", "c"]
+    # the same stem in two folders: paths under the common folder, without the extension
+    assert output_names(["in/cam1/0001.jpg", "in/cam1/0002.jpg", "in/cam2/0001.jpg"]) == [
+        "cam1/0001", "cam1/0002", "cam2/0001"]
+    # names that differ only in the extension keep it; the others stay short
+    assert output_names(["d/a.jpg", "d/a.png", "d/b.jpg"]) == ["a.jpg", "a.png", "b"]
+    assert output_names(["x/a.jpg", "x/sub/a.jpg", "x/sub/a.png"]) == ["a", "sub/a.jpg", "sub/a.png"]
+    # a clash that remains is refused, naming both inputs
+    with pytest.raises(InputError) as info:
+        output_names(["d/A.jpg", "d/a.jpg"])  # one folder on a case-insensitive file system
+    assert "d/A.jpg" in str(info.value) and "d/a.jpg" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(InputError) as info:
+        output_names(["x/cam1.jpg", "x/cam1/0001.jpg", "x/cam2/0001.jpg"])  # cam1/ would hold cam1/0001/
+    assert "x/cam1.jpg" in str(info.value) and "x/cam1/0001.jpg" in str(info.value)
+
+
+def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, small_args):
+    src = tmp_path / "in"
+    (src / "cam1").mkdir(parents=True)
+    (src / "cam2").mkdir()
+    sizes = {"cam1/0001.jpg": (160, 120), "cam2/0001.jpg": (200, 150), "cam2/0001.png": (96, 128)}
+    for rel, (h, w) in sizes.items():
+        write_rgb(src / rel, person_image(w, h, seed=len(rel)))
+    out = tmp_path / "out"
+    r = invoke("image", src / "cam1", src / "cam2", "-o", out, "--full-image", "--no-render", *small_args)
+    assert r.exit_code == 0, r.output
+    folders = {"cam1/0001.jpg": "cam1/0001", "cam2/0001.jpg": "cam2/0001.jpg", "cam2/0001.png": "cam2/0001.png"}
+    for rel, folder in folders.items():
+        params = json.loads((out / folder / "person_0" / "smplx_param.json").read_text())
+        h, w = sizes[rel]
+        assert params["image"] == Path(rel).name and params["camera"]["image_size"] == [w, h], folder
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("person_0")) == sorted(f"{f}/person_0" for f in folders.values())
+
+
+def test_name_clash_is_refused_before_any_work(tmp_path, small_args):
+    (tmp_path / "d").mkdir()
+    a, b = (write_rgb(tmp_path / "d" / n, person_image(96, 128, seed=1)) for n in ("cam1.jpg", "x.jpg"))
+    (tmp_path / "d" / "cam1").mkdir()
+    c = write_rgb(tmp_path / "d" / "cam1" / "x.jpg", person_image(96, 128, seed=2))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["image", str(a), str(b), str(c), "-o", str(out), "--full-image", *map(str, small_args)])
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 2 and len(errors) == 1, r.output
+    assert str(a) in errors[0] and str(c) in errors[0]
+    assert not out.exists()
+
+
+def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, small_args):
+    img = write_rgb(tmp_path / "pair.png", person_image(160, 120, seed=2, people=2))
+    out = tmp_path / "out"
+    r = invoke("image", img, "-o", out, "--bbox", "5,5,70,110", "--bbox", "85,5,70,110", "--no-render", *small_args)
+    assert r.exit_code == 0 and sorted(p.name for p in (out / "pair").iterdir()) == ["person_0", "person_1"]
+    r = invoke("image", img, "-o", out, "--bbox", "85,5,70,110", "--no-render", *small_args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "pair").iterdir()) == ["person_0"]  # no stale person_1
+    assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [85, 5, 70, 110]
+    # a folder of the user's with the same name is refused, not deleted
+    mine = tmp_path / "out2" / "pair"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me\n")
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out2"), "--full-image", *map(str, small_args)])
+    assert r.exit_code == 2 and "not a wbcap image result" in r.output and str(mine) in r.output, r.output
+    assert (mine / "notes.txt").read_text() == "keep me\n" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+# -- stages and smplx_param.json fields -----------------------------------------------------------
+
+
+def test_one_image_reports_stages_and_json_boxes_follow_person(tmp_path, small_ckpt, body_dir):
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.export.params_json import FORMAT, read_params_json
+    from wbcap.image_app import STAGES, ImageJob, run_images
+    from wbcap.io.images import load_image
+    from wbcap.pipeline import Pipeline
+
+    img_path = write_rgb(tmp_path / "walker.jpg", person_image(200, 260, seed=5))
+    cfg = PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(small_ckpt), device="cpu")
+    box = (30.0, 20.0, 120.0, 220.0)
+    stages = []
+    job = ImageJob(paths=(str(img_path),), out=str(tmp_path / "out"), pipeline=cfg, boxes=(box,))
+    (result,) = run_images(job, on_stage=lambda name, path: stages.append((name, path)))
+    assert result.error is None and result.people == 1
+    assert stages == [("loading model", None)] + [(s, img_path) for s in ("reading", "regressing", "rendering", "writing")]
+    job = ImageJob(paths=(str(img_path),), out=str(tmp_path / "out2"), pipeline=cfg, detector="full", render=False)
+    pipe = Pipeline.from_config(cfg)
+    stages.clear()
+    run_images(job, pipeline=pipe, on_stage=lambda name, path: stages.append(name))
+    assert stages == ["reading", "detecting", "regressing", "writing"]
+    assert set(stages) <= set(STAGES)
+
+    # the JSON's boxes are the Person's fields, under names that say their convention
+    (person,) = pipe(load_image(img_path), boxes=[box])
+    raw = json.loads((tmp_path / "out" / "walker" / "person_0" / "smplx_param.json").read_text())
+    assert raw["format"] == FORMAT == "wbcap.params/2"
+    assert not {"bbox", "crop_bbox", "lhand_bbox", "rhand_bbox", "face_bbox"} & set(raw)
+    assert raw["bbox_xywh"] == list(box)
+    np.testing.assert_allclose(raw["crop_bbox_xywh"], person.crop_box, atol=1e-4)
+    for key, value in (("lhand_bbox_xyxy", person.lhand_box), ("rhand_bbox_xyxy", person.rhand_box),
+                       ("face_bbox_xyxy", person.face_box)):
+        np.testing.assert_allclose(raw[key], value, atol=1e-3, err_msg=key)
+    x, y, w, h = raw["crop_bbox_xywh"]
+    for key in ("lhand_bbox_xyxy", "rhand_bbox_xyxy", "face_bbox_xyxy"):
+        x1, y1, x2, y2 = raw[key]  # corners: their mean is the predicted centre, inside the crop
+        assert x <= (x1 + x2) / 2 <= x + w and y <= (y1 + y2) / 2 <= y + h, key  # xywh: the crop is the box made 3:4 and enlarged about its centre
+    assert w / h == pytest.approx(0.75, abs=1e-4)  # upstream's sanitize first takes w - 1, h - 1
+    assert (x + w / 2, y + h / 2) == pytest.approx((box[0] + (box[2] - 1) / 2, box[1] + (box[3] - 1) / 2), abs=1e-3)
+    assert h == pytest.approx((box[3] - 1) * 1.25, abs=1e-3)
+    assert read_params_json(tmp_path / "out" / "walker" / "person_0" / "smplx_param.json")["face_bbox_xyxy"] == raw["face_bbox_xyxy"]
+
+
+def test_params_format_1_is_read_with_new_box_names(tmp_path):
+    from wbcap.export.params_json import read_params_json
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": "wbcap.params/1", "bbox": [1, 2, 3, 4], "crop_bbox": [0, 0, 6, 8],
+                                "lhand_bbox": [1, 1, 2, 2], "rhand_bbox": [2, 2, 3, 3], "face_bbox": [3, 3, 4, 4],
+                                "shape": [0.5]}))
+    back = read_params_json(path)
+    assert back == {"bbox_xywh": [1, 2, 3, 4], "crop_bbox_xywh": [0, 0, 6, 8], "lhand_bbox_xyxy": [1, 1, 2, 2],
+                    "rhand_bbox_xyxy": [2, 2, 3, 3], "face_bbox_xyxy": [3, 3, 4, 4], "shape": [0.5]}
+
+
+def test_pipeline_accepts_detector_names(small_ckpt, body_dir):
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.errors import InputError
+    from wbcap.pipeline import Pipeline
+
+    pipe = Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(small_ckpt), device="cpu"))
+    image = person_image(120, 160, seed=3)
+    (person,) = pipe(image, detector="full")
+    assert person.box == (0.0, 0.0, 120.0, 160.0)
+    assert pipe.detector("hog") is pipe.detector("hog")  # built once
+    assert pipe.detector("hog").name == "hog"
+    with pytest.raises(InputError, match="unknown detector 'nope'"):
+        pipe(image, detector="nope")
+    with pytest.raises(InputError, match="boxes="):
+        pipe(image, detector="boxes:b.json")
+
+
+def test_boxes_file_refuses_two_inputs_with_one_file_name(tmp_path):
+    from wbcap.errors import InputError
+    from wbcap.image_app import ImageJob, run_images
+
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "cam2").mkdir()
+    a = write_rgb(tmp_path / "cam1" / "0001.jpg", person_image(64, 96, seed=1))
+    b = write_rgb(tmp_path / "cam2" / "0001.jpg", person_image(64, 96, seed=2))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"0001.jpg": [[0, 0, 64, 96]]}))
+    job = ImageJob(paths=(str(a), str(b)), out=str(tmp_path / "out"), boxes_file=str(boxes))
+    with pytest.raises(InputError) as info:
+        run_images(job)  # refused before the (absent) model is looked for
+    assert str(a) in str(info.value) and str(b) in str(info.value) and "boxes.json" in str(info.value)

@@ -157,3 +157,20 @@ def test_resume_repairs_out_of_order_times_of_an_older_raw_file(tmp_path, base_a
     # the decoder's rule: sorted within a window, then repeats moved one frame on
     np.testing.assert_allclose(got, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], atol=1e-9)
     assert "5 of 6 frame times" in text(r)
+
+
+def test_unexpected_failure_in_run_names_the_file_and_frame(tmp_path, base_args, monkeypatch):
+    from wbcap.pipeline import Pipeline
+
+    def broken(self, jobs, first_index=0):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Pipeline, "regress", broken)
+    video = write_video(tmp_path / "v.mp4", 3)
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), "--detector", "full", *base_args])
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("error: wbcap run failed: RuntimeError: out of memory")
+    assert f"while processing {video} near frame" in lines[0] and "full traceback in" in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing worth resuming: no half-made folder

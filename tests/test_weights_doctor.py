@@ -73,3 +73,40 @@ def test_doctor_reports_missing_files_with_fixes(body_dir):
     assert "wbcap weights import hand4whole" in r.output and "renderer" in r.output
     r = run("doctor", "--body-models", body_dir)
     assert "[ok  ] SMPL-X neutral" in r.output, r.output
+
+
+def _near_duplicates(a: str, b: str) -> bool:
+    """Whether two messages say mostly the same words (paths and URLs masked: they may repeat)."""
+    import difflib
+    import re
+
+    def norm(s: str) -> str:
+        return re.sub(r"\S*/\S*", "<path>", s.lower())
+
+    return difflib.SequenceMatcher(None, norm(a), norm(b)).ratio() > 0.5
+
+
+def test_doctor_says_each_missing_item_once(tmp_path):
+    from wbcap.doctor import run_checks
+
+    given = tmp_path / "my_models"
+    checks = run_checks(str(given))
+    missing = [c for c in checks if not c.ok and c.fix]
+    assert {c.name for c in missing} >= {"SMPL-X neutral", "SMPL-X male", "checkpoint hand4whole"}
+    for c in missing:
+        assert not _near_duplicates(c.detail, c.fix), (c.detail, c.fix)
+        # the detail says what is missing and where wbcap looked; only the fix says what to do
+        assert not any(w in c.detail for w in ("download", "register", "install", "put ", "copy ")), c.detail
+    neutral = next(c for c in checks if c.name == "SMPL-X neutral")
+    assert neutral.detail == f"SMPLX_NEUTRAL.npz not found in {given / 'smplx'}/ or {given}/"
+    assert neutral.fix.endswith(f"copy SMPLX_NEUTRAL.npz to {given / 'smplx'}/")  # the folder given, not the default
+    ckpt = next(c for c in checks if c.name == "checkpoint hand4whole")
+    assert ckpt.detail == f"snapshot_6.pth.tar not found in {weights_dir()}/"
+    assert "wbcap weights import hand4whole FILE" in ckpt.fix
+
+    r = run("doctor", "--body-models", given)
+    lines = [line.strip() for line in r.output.splitlines()]
+    assert len(lines) == len(set(lines)), r.output
+    for prev, line in zip(lines, lines[1:]):
+        if line.startswith("fix: "):
+            assert not _near_duplicates(prev.split(": ", 1)[1], line[5:]), (prev, line)

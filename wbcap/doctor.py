@@ -22,43 +22,54 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (body models, checkpoints, renderer, CUDA, libraries)."""
-    from wbcap.body.model_files import find_body_model
+def _body_model_check(gender: str, body_models: str | None) -> Check:
+    """One SMPL-X gender: found file, or what was missing where (detail) and what to do (fix)."""
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.errors import WbcapError
-    from wbcap.paths import body_models_dir
-    from wbcap.weights import find_checkpoint, manifest
 
-    checks: list[Check] = []
-    for gender in ("neutral", "male", "female"):
-        try:
-            path = find_body_model(gender, body_models)
-            checks.append(Check(f"SMPL-X {gender}", True, str(path)))
-        except WbcapError as exc:
-            checks.append(
-                Check(
-                    f"SMPL-X {gender}",
-                    False,
-                    str(exc).split(";")[0],
-                    f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and put "
-                    f"SMPLX_{gender.upper()}.npz in {body_models_dir() / 'smplx'} (or set WBCAP_BODY_MODELS)",
-                    optional=gender != "neutral",
-                )
-            )
-    for entry in manifest().values():
-        try:
-            path = find_checkpoint(name=entry.name)
-            checks.append(Check(f"checkpoint {entry.name}", True, str(path)))
-        except WbcapError:
-            checks.append(
-                Check(
-                    f"checkpoint {entry.name}",
-                    False,
-                    f"{entry.file} not found",
-                    f"download {entry.file} from {entry.source}, then `wbcap weights import {entry.name} FILE`",
-                    optional=not entry.default,
-                )
-            )
+    name = f"SMPL-X {gender}"
+    optional = gender != "neutral"
+    try:
+        return Check(name, True, str(find_body_model(gender, body_models)))
+    except BodyModelNotFoundError as exc:
+        places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
+        return Check(
+            name, False, f"{exc.file_name} not found in {places}",
+            f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
+            f"copy {exc.file_name} to {exc.target}/",
+            optional=optional,
+        )
+    except WbcapError as exc:  # only a .pkl was found: the message says which and what to do
+        text = str(exc)
+        detail, _, fix = text.partition(": ")
+        return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional)
+
+
+def _checkpoint_check(entry) -> Check:
+    from wbcap.errors import WbcapError
+    from wbcap.weights import find_checkpoint, search_dirs
+
+    name = f"checkpoint {entry.name}"
+    try:
+        return Check(name, True, str(find_checkpoint(name=entry.name)))
+    except WbcapError:
+        return Check(
+            name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
+            f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
+            optional=not entry.default,
+        )
+
+
+def run_checks(body_models: str | None = None) -> list[Check]:
+    """Every check, in display order (body models, checkpoints, renderer, CUDA, libraries).
+
+    A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
+    what to do, without repeating the detail.
+    """
+    from wbcap.weights import manifest
+
+    checks: list[Check] = [_body_model_check(g, body_models) for g in ("neutral", "male", "female")]
+    checks += [_checkpoint_check(entry) for entry in manifest().values()]
     from wbcap.export.render import render_backend
 
     backend = render_backend()

@@ -28,3 +28,17 @@ class CheckpointError(WbcapError):
 
 class NoPersonError(WbcapError):
     """No person was found in an input."""
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach where a failure happened (``exc.add_note``, Python 3.11+; by hand on 3.10).
+
+    The CLI prints the notes of an unexpected exception on its one ``error:`` line.
+    """
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        try:
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+        except AttributeError:
+            pass

@@ -13,7 +13,7 @@ from typing import Callable
 from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection
 from wbcap.detect.factory import make_detector
-from wbcap.errors import InputError, NoPersonError, WbcapError
+from wbcap.errors import InputError, NoPersonError, WbcapError, add_note
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +45,73 @@ class ImageResult:
     error: str | None
 
 
-def run_images(job: ImageJob, pipeline=None, on_progress: Callable[[ImageResult], None] | None = None) -> list[ImageResult]:
+#: Stages :func:`run_images` reports through ``on_stage``, in order: ``loading model`` once (when
+#: it builds the pipeline), then per image ``reading``, ``detecting`` (only when a detector
+#: runs), ``regressing``, ``rendering`` (unless ``render`` is off) and ``writing``.
+STAGES = ("loading model", "reading", "detecting", "regressing", "rendering", "writing")
+
+
+def _check_box_keys(paths: list[Path], boxes_file: str) -> None:
+    """A boxes file is keyed by file name: two inputs with one name would get the same boxes."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.name in seen:
+            raise InputError(
+                f"{seen[path.name]} and {path} share the file name '{path.name}', by which {boxes_file} "
+                "gives boxes; process them in separate runs, each with its own --boxes file"
+            )
+        seen[path.name] = path
+
+
+def run_images(
+    job: ImageJob,
+    pipeline=None,
+    on_progress: Callable[[ImageResult], None] | None = None,
+    on_stage: Callable[[str, Path | None], None] | None = None,
+) -> list[ImageResult]:
     """Process every image of ``job``; a failing image is reported and the others go on.
 
+    Output folders are ``OUT/<name>/`` with names from
+    :func:`wbcap.export.image_outputs.output_names` (the stem, unless two inputs share one).
+    Name clashes and output folders that are not earlier wbcap results are refused before the
+    model is loaded.
+
+    Args:
+        pipeline: a ready :class:`~wbcap.pipeline.Pipeline` (default: built from ``job.pipeline``).
+        on_progress: called with each image's :class:`ImageResult` when it is done.
+        on_stage: called with ``(stage, image path or None)`` when a stage starts (:data:`STAGES`).
+
     Returns one :class:`ImageResult` per input image (``error`` holds the one-line message).
+    An unexpected (non-:class:`WbcapError`) exception propagates with a note naming the image.
     """
     from wbcap.detect.boxes import load_boxes_json
-    from wbcap.export.image_outputs import write_image_outputs
+    from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
     from wbcap.io.images import iter_image_paths, load_image
     from wbcap.pipeline import Pipeline
+
+    def stage(name: str, path: Path | None) -> None:
+        if on_stage is not None:
+            on_stage(name, path)
 
     paths = iter_image_paths(job.paths)
     if not paths:
         raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
+    out_root = Path(job.out).expanduser()
+    names = output_names(paths)
+    for name in names:
+        check_output_folder(out_root / name, out_root)
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
+    if per_image_boxes is not None:
+        _check_box_keys(paths, job.boxes_file)
+    if pipeline is None:
+        stage("loading model", None)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(job.detector, max_people=job.max_people)
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
-    out_root = Path(job.out).expanduser()
     results = []
-    for path in paths:
+    for path, name in zip(paths, names):
         try:
+            stage("reading", path)
             image = load_image(path)
             if job.boxes is not None:
                 dets = [Detection(tuple(b), 1.0) for b in job.boxes]
@@ -74,18 +120,24 @@ def run_images(job: ImageJob, pipeline=None, on_progress: Callable[[ImageResult]
                 if not dets:
                     raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; add its boxes or drop --boxes")
             else:
+                stage("detecting", path)
                 dets = detector(image)
                 if not dets:
                     raise NoPersonError(f"{path}: no person found by the {detector.name} detector; pass --bbox x,y,w,h or --full-image")
             if job.max_people is not None:
                 dets = list(dets)[: job.max_people]
+            stage("regressing", path)
             people = pipeline.predict(image, dets, source=str(path))
             out_dir = write_image_outputs(
-                out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render
+                out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render,
+                name=name, on_stage=lambda s, path=path: stage(s, path),
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:
             result = ImageResult(path, None, 0, str(exc))
+        except Exception as exc:
+            add_note(exc, f"while processing {path}")
+            raise
         results.append(result)
         if on_progress is not None:
             on_progress(result)

@@ -133,6 +133,7 @@ class Pipeline:
         self.batch_size = max(1, int(batch_size))
         self.box_scale = box_scale
         self.precision = precision
+        self._detectors: dict[str, Detector] = {}
 
     def _autocast(self):
         """Whole-network autocast for ``bf16`` / ``fp16``; nothing for ``exact`` / ``fast``
@@ -181,18 +182,43 @@ class Pipeline:
         return cls.from_config(cfg)
 
     def __call__(
-        self, image: np.ndarray, boxes: Sequence[Detection] | Sequence[Sequence[float]] | None = None, detector: Detector | None = None
+        self,
+        image: np.ndarray,
+        boxes: Sequence[Detection] | Sequence[Sequence[float]] | None = None,
+        detector: Detector | str | None = None,
     ) -> list[Person]:
         """Run on one (H, W, 3) uint8 RGB image. Boxes are xywh pixels or Detections; without
-        boxes the detector (default: the whole image as one box) finds people."""
+        boxes the detector finds people: a detector object, or a name ``wbcap run --detector``
+        takes (``"hog"``, ``"torchvision"``, ``"auto"``, ``"full"``; built once and kept).
+        Default: the whole image as one box."""
         if boxes is None:
             if detector is None:
                 h, w = image.shape[:2]
                 boxes = [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
             else:
+                if isinstance(detector, str):
+                    detector = self.detector(detector)
                 boxes = detector(image)
         dets = [b if isinstance(b, Detection) else Detection(tuple(float(v) for v in b), 1.0) for b in boxes]
         return self.predict(image, dets)
+
+    def detector(self, name: str) -> Detector:
+        """The person detector ``name`` names (``hog``, ``torchvision``, ``auto``, ``full``), on
+        this pipeline's device; built on first use and kept for later calls.
+
+        Raises InputError for an unknown name or a ``boxes:FILE`` spec (pass ``boxes=`` instead).
+        """
+        from wbcap.detect.factory import make_detector
+
+        cache = self._detectors
+        if name not in cache:
+            if name.startswith("boxes:"):
+                raise InputError(
+                    f"detector {name!r} gives boxes per file name or frame, not per image; "
+                    "pass the boxes with pipe(image, boxes=[(x, y, w, h), ...]) instead"
+                )
+            cache[name] = make_detector(name, device=self.device)
+        return cache[name]
 
     def predict(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image") -> list[Person]:
         """Crop every detection, regress in batches, map results back to the image.

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from wbcap.config import PipelineConfig
-from wbcap.errors import InputError
+from wbcap.errors import InputError, add_note
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.iou_tracker import TrackerConfig
 
@@ -283,6 +283,7 @@ def regress_frames(
     worker = threading.Thread(target=_detect_thread, args=(source, detector, q, stop, last_done, timings), daemon=True)
     worker.start()
     processed = done_count
+    current: int | None = None  # the latest frame taken from the decoder, for error notes
     seen: set[int] = set()
     pending: list[tuple] = []  # (frame index, time, size, jobs)
     n_pending_crops = 0
@@ -316,6 +317,7 @@ def regress_frames(
                 if isinstance(item, BaseException):
                     raise item
                 frame, dets = item
+                current = frame.index
                 seen.add(frame.index)
                 if dets is None:  # done in an earlier run
                     continue
@@ -337,6 +339,9 @@ def regress_frames(
             if outside:
                 log.warning("%s: %d of %d box-file frames were not processed (outside --start/--end/--every/--max-frames, "
                             "e.g. frame %d)", detector.path, len(outside), len(detector.by_frame), outside[0])
+    except Exception as exc:
+        add_note(exc, f"while processing {job.source}" + ("" if current is None else f" near frame {current}"))
+        raise
     finally:
         stop.set()
         while worker.is_alive():
@@ -684,4 +689,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         raise
     if frames == 0:
         raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); check --start/--end")
-    return finalize(job, pipeline, source.info, progress, timings)
+    try:
+        return finalize(job, pipeline, source.info, progress, timings)
+    except Exception as exc:
+        add_note(exc, f"while writing the outputs of {job.source} to {out}")
+        raise

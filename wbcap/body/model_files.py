@@ -8,7 +8,9 @@ hold pickled object arrays such as ``joint2num``/``part2num``; they are never re
 CLI ``--allow-pickle``).
 
 Search order of :func:`find_body_model`: the explicit ``model_path`` (file or folder; when given,
-only it is searched) -> ``$WBCAP_BODY_MODELS`` -> ``wbcap.paths.body_models_dir()``.
+only it is searched) -> ``$WBCAP_BODY_MODELS`` -> ``wbcap.paths.body_models_dir()``. When nothing
+is found, the error tells the user to put the file in the first folder searched (the one they
+named, else ``$WBCAP_BODY_MODELS``, else the default), never in a folder they did not choose.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from wbcap.errors import ModelFileError
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path
 
 __all__ = [
+    "BodyModelNotFoundError",
     "GENDERS",
     "NUM_MODEL_JOINTS",
     "NUM_POSE_BASIS",
+    "body_model_search_folders",
     "find_body_model",
     "load_body_model_data",
 ]
@@ -79,6 +83,46 @@ def _pickle_refused(path: Path) -> ModelFileError:
     )
 
 
+class BodyModelNotFoundError(ModelFileError):
+    """No SMPL-X file for a gender in the folders searched.
+
+    Attributes: ``gender``; ``folders`` (searched, in order); ``looked`` (every file name tried);
+    ``target``: the folder the file should go in (the first searched: the one the user named,
+    else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``.
+    """
+
+    def __init__(self, gender: str, folders: list[Path], looked: list[Path], explicit: bool) -> None:
+        self.gender = gender
+        self.folders = folders
+        self.looked = looked
+        self.target = folders[0] / "smplx"
+        self.file_name = f"SMPLX_{gender.upper()}.npz"
+        first = folders[0]
+        if explicit:
+            missing = "" if first.exists() else ", which does not exist yet"
+            where = f"{self.target}/ or {first}/ (the folder you gave{missing})"
+        elif len(folders) > 1:  # $WBCAP_BODY_MODELS is set: that is where the user wants it
+            where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names)"
+        else:
+            where = f"{self.target}/, or point {ENV_BODY_MODELS} or --body-models at the folder that holds it"
+        super().__init__(
+            f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
+            f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}"
+        )
+
+
+def body_model_search_folders(model_path: str | Path | None = None) -> list[Path]:
+    """The folders :func:`find_body_model` searches, in order (without an explicit file)."""
+    if model_path is not None:
+        return [Path(model_path).expanduser()]
+    folders = []
+    env = env_path(ENV_BODY_MODELS)
+    if env is not None:
+        folders.append(env)
+    folders.append(body_models_dir())
+    return folders
+
+
 def find_body_model(
     gender: str = "neutral", model_path: str | Path | None = None, allow_pickle: bool = False
 ) -> Path:
@@ -94,8 +138,10 @@ def find_body_model(
         Path of an existing model file (not yet validated; see :func:`load_body_model_data`).
 
     Raises:
-        ModelFileError: nothing found (one line listing every place looked), or only a ``.pkl``
-            was found without ``allow_pickle``.
+        BodyModelNotFoundError: nothing found (one line listing every place looked and naming
+            the folder to put the file in: the one given, else ``$WBCAP_BODY_MODELS``, else
+            the default).
+        ModelFileError: only a ``.pkl`` was found without ``allow_pickle``.
     """
     g = _normalise_gender(gender)
     if model_path is not None:
@@ -104,13 +150,7 @@ def find_body_model(
             if explicit.suffix.lower() == ".pkl" and not allow_pickle:
                 raise _pickle_refused(explicit)
             return explicit
-        folders = [explicit]
-    else:
-        folders = []
-        env = env_path(ENV_BODY_MODELS)
-        if env is not None:
-            folders.append(env)
-        folders.append(body_models_dir())
+    folders = body_model_search_folders(model_path)
 
     looked: list[Path] = []
     refused_pickle: Path | None = None
@@ -128,11 +168,7 @@ def find_body_model(
 
     if refused_pickle is not None:
         raise _pickle_refused(refused_pickle)
-    raise ModelFileError(
-        f"SMPL-X model file for gender {g!r} not found (looked in: "
-        f"{', '.join(str(p) for p in looked)}): {_DOWNLOAD_HINT} and put it in "
-        f"{body_models_dir() / 'smplx'}/ or set {ENV_BODY_MODELS}"
-    )
+    raise BodyModelNotFoundError(g, folders, looked, explicit=model_path is not None)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -2,13 +2,22 @@
 
 Every subcommand module only parses options, builds a config and calls one library function.
 A :class:`~wbcap.errors.WbcapError` becomes one ``error: ...`` line on stderr and exit status 2.
+Any other exception (a bug, or a failure wbcap did not foresee) becomes one line on stderr,
+``error: wbcap <command> failed: <Type>: <message> (<where>); full traceback in <log file>``,
+and exit status 1; the log file (:func:`crash_log_dir`) holds the traceback, which ``--debug``
+or ``-v`` also prints. Ctrl-C prints ``interrupted`` and exits with 130.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import logging
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import click
 
@@ -52,6 +61,92 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors, --help, ctx.exit(): click reports them itself
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.EPIPE:  # `wbcap ... | head`: click exits quietly
+                raise
+            _report_crash(ctx, exc)
+        except Exception as exc:
+            _report_crash(ctx, exc)
+
+
+#: Exit status of an unexpected failure (user errors exit with 2, Ctrl-C with 130).
+CRASH_EXIT_CODE = 1
+
+
+def crash_log_dir() -> Path:
+    """Where crash logs go: the platform's user log folder (``~/.local/state/wbcap/log`` on
+    Linux, ``$XDG_STATE_HOME`` honoured), or ``$WBCAP_HOME/logs`` when ``WBCAP_HOME`` is set."""
+    home = os.environ.get("WBCAP_HOME")
+    if home:
+        return Path(home).expanduser() / "logs"
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("wbcap", appauthor=False))
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame in wbcap's code (else the innermost)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    package = str(Path(__file__).resolve().parents[1])
+    ours = [f for f in frames if str(Path(f.filename).resolve()).startswith(package)]
+    frame = (ours or frames)[-1]
+    name = frame.filename
+    if ours:
+        name = str(Path(name).resolve().relative_to(Path(package).parent))
+    return f"{name}:{frame.lineno} in {frame.name}"
+
+
+def _write_crash_log(text: str) -> Path | None:
+    """Write ``text`` to a new ``crash-<time>-<pid>.log``; the log folder, else the temp folder."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for folder in (crash_log_dir(), Path(tempfile.gettempdir()) / "wbcap-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"crash-{stamp}-{os.getpid()}.log"
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _report_crash(ctx: click.Context, exc: Exception) -> None:
+    """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
+    from importlib import metadata
+
+    command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
+    message = " ".join(str(exc).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    kind = type(exc).__name__
+    details = [_where(exc)] + [" ".join(n.split()) for n in getattr(exc, "__notes__", [])]
+    details = [d for d in details if d]
+    tb_text = "".join(traceback.format_exception(exc))
+    try:
+        version = metadata.version("wbcap")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = "unknown"
+    log_path = _write_crash_log(
+        f"wbcap {version}, Python {sys.version.split()[0]}, {sys.platform}\n"
+        f"command: wbcap {' '.join(sys.argv[1:])}\n"
+        f"time: {datetime.datetime.now().isoformat(timespec='seconds')}\n\n{tb_text}"
+    )
+    params = ctx.params or {}
+    if params.get("debug") or params.get("verbose"):
+        click.echo(tb_text.rstrip("\n"), err=True)
+    line = f"error: wbcap {command} failed: {kind}" + (f": {message}" if message else "")
+    if details:
+        line += f" ({'; '.join(details)})"
+    line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
+    click.echo(line, err=True)
+    ctx.exit(CRASH_EXIT_CODE)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -68,7 +163,16 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     except ImportError:  # pragma: no cover - rich is a dependency
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(levelname)s %(message)s"
-    logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
+    # Replace the handler of an earlier call (and what a bare basicConfig installed), but keep
+    # any other handler: a log file, or pytest's caplog when tests invoke the CLI in-process.
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_wbcap_cli", False) or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler._wbcap_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
     if verbose < 2:
         for noisy in ("PIL", "matplotlib", "trimesh", "OpenGL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -78,14 +182,17 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.version_option(package_name="wbcap")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("--debug", is_flag=True,
+              help="On an unexpected failure also print the Python traceback (it is always saved to a crash log).")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """wbcap: whole-body motion capture (SMPL-X body, hands and face) from images.
 
     Start with `wbcap demo`, then `wbcap doctor` to see which files are missing.
     """
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+    ctx.obj["debug"] = debug
     _setup_logging(verbose, quiet)
 
 

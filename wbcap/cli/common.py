@@ -41,3 +41,19 @@ precision_option = click.option(
          "about 1 mm of mesh difference, see the README's performance section); bf16/fp16: "
          "whole-network autocast, for comparison only. fp32 means exact.",
 )
+
+
+def progress_display(ctx: click.Context, *columns):
+    """A rich progress display on stderr for a subcommand, with ``columns``.
+
+    Off with ``-q`` and when stderr is not a terminal (a log file or a pipe gets the log lines
+    only, not bar redraws or the blank line a finished bar leaves), so an error stays one line.
+    Returns ``(progress, console)``; use ``progress`` as a context manager.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    root = ctx.find_root().obj or {}
+    console = Console(stderr=True, soft_wrap=True)
+    disabled = bool(root.get("quiet")) or not console.is_terminal
+    return Progress(*columns, console=console, disable=disabled, transient=True), console

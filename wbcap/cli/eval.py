@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, precision_option
+from wbcap.cli.common import (
+    allow_pickle_option,
+    body_models_option,
+    checkpoint_option,
+    device_option,
+    precision_option,
+    progress_display,
+)
 
 _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 
@@ -55,14 +62,18 @@ def eval_cmd(
     (3DPW). Pickled versions need --allow-pickle or `python -m wbcap.eval.extra_files FILE.pkl`.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.eval.evaluate import canonical_dataset, evaluate, write_results
     from wbcap.pipeline import Pipeline
 
-    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
     name = canonical_dataset(dataset)
     cfg = PipelineConfig(
         body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
@@ -72,16 +83,9 @@ def eval_cmd(
         precision=precision,
     )
     pipeline = Pipeline.from_config(cfg)
-    err = Console(stderr=True, soft_wrap=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=True,
-    ) as progress:
+    display, err = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn())
+    with display as progress:
         task = progress.add_task(f"eval {name}", total=None)
 
         def report(done: int, total: int) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option, precision_option
+from wbcap.cli.common import (
+    allow_pickle_option,
+    body_models_option,
+    checkpoint_option,
+    device_option,
+    gender_option,
+    precision_option,
+    progress_display,
+)
 
 
 def _parse_bboxes(ctx, param, values):
@@ -23,7 +31,7 @@ def _parse_bboxes(ctx, param, values):
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_out", show_default=True,
-              help="Output folder; results go to OUT/<image stem>/person_<k>/.")
+              help="Output folder; results go to OUT/<name>/person_<k>/ (<name>: see above).")
 @click.option("--bbox", "bboxes", multiple=True, callback=_parse_bboxes, metavar="X,Y,W,H",
               help="Person box in pixels (repeat for several people); used for every image, no detector.")
 @click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), default=None,
@@ -47,8 +55,17 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people,
           allow_pickle, device, precision, batch_size, no_render, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
-    For each image and person writes OUT/<stem>/person_<k>/ with output.obj, smplx_param.json,
+    For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
     render_original_img.jpg and render_cropped_img.jpg.
+
+    \b
+    <name> is the image's file stem (photos/a.jpg -> a). When two inputs share a stem:
+      - every image is named by its path under the inputs' common folder, without the
+        extension (cam1/0001.jpg, cam2/0001.jpg -> OUT/cam1/0001/, OUT/cam2/0001/);
+      - files that differ only in the extension keep it (a.jpg, a.png -> OUT/a.jpg/, OUT/a.png/);
+      - a clash that remains is refused before any work.
+    An earlier result in OUT/<name>/ is replaced; a folder there that wbcap did not write is
+    refused, never deleted.
     """
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
     from wbcap.image_app import ImageJob
@@ -71,19 +88,28 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people,
 
 
 def _run(ctx, job, pipeline=None) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from wbcap.image_app import run_images
     from wbcap.io.images import iter_image_paths
 
     quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    console = Console(stderr=True, soft_wrap=True)
     total = len(iter_image_paths(job.paths))
     failed = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, disable=quiet or total < 2, transient=True) as progress:
-        task = progress.add_task("images", total=total)
+    # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
+    display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                        MofNCompleteColumn(), TimeRemainingColumn())
+    with display as progress:
+        task = progress.add_task("checking inputs", total=total)
+
+        def stage(name, path):
+            progress.update(task, description=name if path is None else f"{path.name}: {name}")
 
         def report(result):
             progress.advance(task)
@@ -93,6 +119,6 @@ def _run(ctx, job, pipeline=None) -> None:
             elif not quiet:
                 console.print(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", markup=False, highlight=False)
 
-        run_images(job, pipeline=pipeline, on_progress=report)
+        run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
     if failed:
         ctx.exit(2)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option, precision_option
+from wbcap.cli.common import (
+    allow_pickle_option,
+    body_models_option,
+    checkpoint_option,
+    device_option,
+    gender_option,
+    precision_option,
+    progress_display,
+)
 
 
 @click.command()
@@ -86,15 +94,19 @@ def run(ctx, source, out, start, end, every, max_frames, detector, score_thresho
 
 def execute(ctx, job, pipeline=None):
     """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from wbcap.video_app import run_video
 
-    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=True) as bar:
+    display, _ = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with display as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int | None) -> None:

@@ -1,26 +1,91 @@
-"""Per-image output folder of ``wbcap image``.
+"""Per-image output folders of ``wbcap image``.
 
-``OUT/<image stem>/person_<k>/`` holds ``output.obj`` (mesh in the person's camera, which
-projects onto the original image with the JSON's focal/princpt), ``smplx_param.json``,
+``OUT/<name>/person_<k>/`` holds ``output.obj`` (mesh in the person's camera, which projects
+onto the original image with the JSON's focal/princpt), ``smplx_param.json``,
 ``render_original_img.jpg`` (every person overlaid on the full image) and
-``render_cropped_img.jpg`` (this person on its 512x384 crop). The folder is built under a
-temporary name and renamed into place only when complete.
+``render_cropped_img.jpg`` (this person on its 512x384 crop). Each image's folder is built
+under a temporary name and renamed into place only when complete.
+
+Folder names (:func:`output_names`), chosen so that no two inputs of one run share a folder:
+
+1. every input's file stem (``photos/a.jpg`` -> ``a``) when the stems are all different
+   (compared ignoring case, for case-insensitive file systems) - the usual case;
+2. otherwise every input's path relative to the inputs' common folder, without the extension
+   (``cam1/0001.jpg``, ``cam2/0001.jpg`` -> ``cam1/0001``, ``cam2/0001``: nested folders);
+3. files whose names differ only in the extension keep it (``a.jpg``, ``a.png`` ->
+   ``a.jpg``, ``a.png``);
+4. any name still shared (ignoring case), or one name that is a folder of another
+   (``cam1.jpg`` next to ``cam1/0001.jpg``), is refused before any work with an
+   :class:`~wbcap.errors.InputError` naming both inputs.
+
+An existing ``OUT/<name>/`` from an earlier run is replaced as a whole (no stale
+``person_<k>`` of an earlier, larger result survives). A folder there that is *not* a wbcap
+image result (anything other than ``person_<k>/`` folders holding the four files above) is never
+deleted: :func:`check_output_folder` refuses it.
+
+``smplx_param.json`` (layout ``wbcap.params/2``; pixels are those of the upright original
+image after EXIF rotation, x right, y down, origin at the top-left corner of the top-left
+pixel; 3D values are in the person's camera frame, OpenCV axes x right, y down, z forward,
+metres; rotations are axis-angle vectors in radians)::
+
+    format           str     "wbcap.params/2"
+    model            str     "smplx"
+    gender           str     SMPL-X model used: "neutral" | "male" | "female"
+    rotation         str     "axis-angle"
+    flat_hand_mean   bool    false: hand poses are relative to the model file's hand mean
+    root_pose        (3,)    global orientation of the body (pelvis) in the camera frame
+    body_pose        (63,)   21 body joints x 3, SMPL-X order (joints 1-21), parent-relative
+    lhand_pose       (45,)   15 left-hand joints x 3, parent-relative, added to the hand mean
+    rhand_pose       (45,)   15 right-hand joints x 3, same
+    jaw_pose         (3,)    jaw, parent-relative
+    shape            (10,)   shape coefficients (betas), unitless
+    expr             (10,)   expression coefficients, unitless
+    cam_trans        (3,)    metres: the mesh is smplx(poses, shape, expr, transl=0) + cam_trans
+    leye_pose        (3,)    always 0 (not estimated)
+    reye_pose        (3,)    always 0 (not estimated)
+    camera.focal     (2,)    fx, fy in pixels
+    camera.princpt   (2,)    cx, cy in pixels
+    camera.image_size (2,)   width, height in pixels
+    camera.axes      str     "opencv (x right, y down, z forward), metres"
+    image            str     the input's file name
+    person           int     k of person_<k>
+    score            float   detector score (1.0 for given boxes; HOG: SVM margin)
+    bbox_xywh        (4,)    person box given or detected: x, y (top-left corner), width, height
+    crop_bbox_xywh   (4,)    the box cropped for the network: bbox_xywh clipped to the image
+                             (upstream's convention: x2 = x + w - 1), made 3:4 (w:h) and
+                             enlarged 1.25x about its centre; x, y, width, height (may extend
+                             past the image)
+    lhand_bbox_xyxy  (4,)    left-hand box predicted by the network: x1, y1, x2, y2 corners
+    rhand_bbox_xyxy  (4,)    right-hand box, x1, y1, x2, y2
+    face_bbox_xyxy   (4,)    face box, x1, y1, x2, y2
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
+from wbcap.errors import InputError
 from wbcap.export.atomic import atomic_write_bytes, staged_dir
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
 
+#: Files of one person's folder.
+RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg")
+_PERSON_DIR = re.compile(r"person_\d+")
+
+
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str) -> dict:
-    """The JSON-ready dict of one person (README: 'Output files'); the writer adds ``format``."""
+    """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
+
+    ``person`` is a :class:`wbcap.pipeline.Person`; ``image_size`` is (width, height).
+    """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     for k, v in person.params.items():
         rec[k] = [float(x) for x in np.asarray(v).reshape(-1)]
@@ -35,12 +100,102 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     rec["image"] = image_name
     rec["person"] = person.index
     rec["score"] = float(person.score)
-    rec["bbox"] = [float(v) for v in person.box]
-    rec["crop_bbox"] = [float(v) for v in person.crop_box]
-    rec["lhand_bbox"] = [float(v) for v in person.lhand_box]
-    rec["rhand_bbox"] = [float(v) for v in person.rhand_box]
-    rec["face_bbox"] = [float(v) for v in person.face_box]
+    rec["bbox_xywh"] = [float(v) for v in person.box]
+    rec["crop_bbox_xywh"] = [float(v) for v in person.crop_box]
+    rec["lhand_bbox_xyxy"] = [float(v) for v in person.lhand_box]
+    rec["rhand_bbox_xyxy"] = [float(v) for v in person.rhand_box]
+    rec["face_bbox_xyxy"] = [float(v) for v in person.face_box]
     return rec
+
+
+def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """One output folder name per input (``/``-separated, relative to OUT), no two alike.
+
+    The rule is in the module docstring: stems when they are unique, else paths relative to the
+    inputs' common folder without the extension, keeping the extension where only it differs.
+
+    Raises:
+        InputError: two inputs would still share a folder (or one's folder would hold the
+            other's); the message names both.
+    """
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    if len({s.casefold() for s in stems}) == len(stems):
+        return stems
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    try:
+        root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+        rel = [a.relative_to(root) for a in absolute]
+    except ValueError:  # no common folder (different drives on Windows)
+        rel = [Path(*a.parts[1:]) for a in absolute]
+    names = [r.with_name(r.stem).as_posix() for r in rel]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, name in enumerate(names):
+        groups[name.casefold()].append(i)
+    for members in groups.values():
+        if len(members) > 1:  # same folder and stem, different extensions: keep the extension
+            for i in members:
+                names[i] = rel[i].as_posix()
+    owner: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = name.casefold()
+        if key in owner:
+            j = owner[key]
+            raise InputError(
+                f"{paths[j]} and {paths[i]} would both be written to the output folder {names[j]}/; "
+                "rename one of them or process them in separate runs with different -o folders"
+            )
+        owner[key] = i
+    for i, name in enumerate(names):
+        parts = name.casefold().split("/")
+        for depth in range(1, len(parts)):
+            j = owner.get("/".join(parts[:depth]))
+            if j is not None:
+                raise InputError(
+                    f"{paths[j]} would be written to the output folder {names[j]}/, which would also "
+                    f"hold the result of {paths[i]} ({name}/); rename one of them or process them in "
+                    "separate runs with different -o folders"
+                )
+    return names
+
+
+def _is_image_result(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but ``person_<k>/`` folders of result files."""
+    for entry in folder.iterdir():
+        if not (entry.is_dir() and not entry.is_symlink() and _PERSON_DIR.fullmatch(entry.name)):
+            return False
+        if any(f.name not in RESULT_FILES or not f.is_file() for f in entry.iterdir()):
+            return False
+    return True
+
+
+def check_output_folder(final: Path, out_root: Path | None = None) -> None:
+    """Refuse to replace ``final`` unless it is absent or an earlier wbcap image result.
+
+    With ``out_root``, the folders between it and ``final`` must not be image results either
+    (a nested name would otherwise be written inside an earlier image's folder).
+
+    Raises:
+        InputError: naming the folder and the fix.
+    """
+    final = Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise InputError(f"{final}: exists and is not a folder; move it away or choose another -o folder")
+    if final.is_dir() and not _is_image_result(final):
+        raise InputError(
+            f"{final}: exists and holds files that are not a wbcap image result; "
+            "move them away or choose another -o folder"
+        )
+    if out_root is not None:
+        parent = final.parent
+        root = Path(out_root)
+        while parent != root and root in parent.parents:
+            if parent.is_dir() and any(_PERSON_DIR.fullmatch(e.name) for e in parent.iterdir()):
+                raise InputError(
+                    f"{parent}: holds an earlier result of an image named {parent.name}, and this run "
+                    f"writes {final.relative_to(root)}/ inside it; choose another -o folder"
+                )
+            parent = parent.parent
 
 
 def to_common_camera(people: Sequence) -> tuple[list[np.ndarray], tuple[float, float], tuple[float, float]]:
@@ -84,24 +239,40 @@ def write_image_outputs(
     *,
     gender: str = "neutral",
     render: bool = True,
+    name: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write ``out_root/<stem>/person_<k>/...`` for one image; returns the image's folder."""
+    """Write ``out_root/<name>/person_<k>/...`` for one image; returns the image's folder.
+
+    Args:
+        name: the folder name (from :func:`output_names`; default: the image's stem).
+        on_stage: called with ``"rendering"`` (when ``render``) then ``"writing"``.
+
+    Raises:
+        InputError: ``out_root/<name>`` exists and is not an earlier wbcap image result.
+    """
     from wbcap.export.render import render_meshes
 
-    final = Path(out_root) / image_path.stem
+    stage = on_stage or (lambda _name: None)
+    final = Path(out_root) / (name or image_path.stem)
+    check_output_folder(final, out_root)
     h, w = image.shape[:2]
-    with staged_dir(final) as tmp:
-        overlay = None
-        if render:
-            meshes, focal, princpt = to_common_camera(people)
-            overlay = encode_jpeg(render_meshes(image, meshes, faces, focal, princpt))
+    overlay, crop_renders = None, []
+    if render:
+        stage("rendering")
+        meshes, focal, princpt = to_common_camera(people)
+        overlay = encode_jpeg(render_meshes(image, meshes, faces, focal, princpt))
         for person in people:
+            crop = render_meshes(person.crop, [person.vertices], faces, person.crop_focal, person.crop_princpt)
+            crop_renders.append(encode_jpeg(crop))
+    stage("writing")
+    with staged_dir(final) as tmp:
+        for i, person in enumerate(people):
             d = Path(tmp) / f"person_{person.index}"
             d.mkdir(parents=True)
             write_obj(d / "output.obj", person.vertices, faces)
             write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender))
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
-                crop_render = render_meshes(person.crop, [person.vertices], faces, person.crop_focal, person.crop_princpt)
-                atomic_write_bytes(d / "render_cropped_img.jpg", encode_jpeg(crop_render))
+                atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
     return final

@@ -21,8 +21,19 @@ import numpy as np
 from wbcap.errors import InputError
 from wbcap.export.atomic import atomic_write_text
 
-#: Value of the ``"format"`` field: layout name and version.
-FORMAT = "wbcap.params/1"
+#: Value of the ``"format"`` field: layout name and version. Version 2 names every box with its
+#: convention (``bbox_xywh``, ``crop_bbox_xywh``, ``lhand_bbox_xyxy``, ...); version 1 files
+#: (``bbox``, ``crop_bbox``, ``lhand_bbox``, ...) are still read, with the keys renamed.
+FORMAT = "wbcap.params/2"
+
+#: Version-1 box keys and their version-2 names (the values did not change).
+_V1_RENAMES = {
+    "bbox": "bbox_xywh",
+    "crop_bbox": "crop_bbox_xywh",
+    "lhand_bbox": "lhand_bbox_xyxy",
+    "rhand_bbox": "rhand_bbox_xyxy",
+    "face_bbox": "face_bbox_xyxy",
+}
 
 
 def to_jsonable(value: Any, key: str = "") -> Any:
@@ -80,7 +91,9 @@ def read_params_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         The parameters as plain JSON values (arrays as nested lists; wrap with ``np.asarray``),
-        without the ``"format"`` field.
+        without the ``"format"`` field. A ``wbcap.params/1`` file comes back with its box keys
+        under their version-2 names (``bbox`` -> ``bbox_xywh``, ``lhand_bbox`` ->
+        ``lhand_bbox_xyxy``, ...).
 
     Raises:
         InputError: missing file, invalid JSON, or not a wbcap params file of a known version.
@@ -95,10 +108,12 @@ def read_params_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("format"), str):
         raise InputError(f'{p}: no "format" field, not a wbcap params file; pass one wbcap wrote')
     name, _, version = doc["format"].partition("/")
-    if name != FORMAT.split("/")[0] or version != FORMAT.split("/")[1]:
+    if name != FORMAT.split("/")[0] or version not in ("1", FORMAT.split("/")[1]):
         raise InputError(
-            f"{p}: params format {doc['format']!r}, this wbcap reads {FORMAT!r}; "
+            f"{p}: params format {doc['format']!r}, this wbcap reads {FORMAT!r} (and version 1); "
             "upgrade wbcap or re-export"
         )
     doc.pop("format")
+    if version == "1":
+        doc = {_V1_RENAMES.get(k, k): v for k, v in doc.items()}
     return doc

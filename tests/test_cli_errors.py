@@ -1,0 +1,124 @@
+"""Unexpected failures end as one line plus a crash log, not a traceback (issue 10, item 7)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import CRASH_EXIT_CODE, cli, crash_log_dir
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("boom:\n  the disk said no")
+
+
+@pytest.fixture()
+def crashing_doctor(monkeypatch):
+    import wbcap.doctor
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", _boom)
+
+
+def _log_path(line: str) -> Path:
+    match = re.search(r"full traceback in (\S+\.log)$", line)
+    assert match, line
+    return Path(match.group(1))
+
+
+def test_crash_is_one_line_and_a_log_file(crashing_doctor):
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == CRASH_EXIT_CODE == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    line = lines[0]
+    assert line.startswith("error: wbcap doctor failed: RuntimeError: boom: the disk said no (")
+    assert "wbcap/cli/doctor.py:" in line and " in doctor" in line  # where, in wbcap's code
+    assert "Traceback" not in r.stderr
+    log = _log_path(line)
+    assert log.parent == crash_log_dir() and log.name.startswith("crash-")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: boom:" in text and "_boom" in text
+    assert "command: wbcap" in text
+
+
+@pytest.mark.parametrize("flag", ["--debug", "-v"])
+def test_debug_or_verbose_also_prints_the_traceback(crashing_doctor, flag):
+    r = CliRunner().invoke(cli, [flag, "doctor"])
+    assert r.exit_code == 1
+    assert "Traceback (most recent call last)" in r.stderr and "in _boom" in r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("error: wbcap doctor failed: RuntimeError") and _log_path(last).is_file()
+
+
+def test_log_falls_back_to_the_temp_folder(crashing_doctor, monkeypatch, tmp_path):
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    monkeypatch.setenv("WBCAP_HOME", str(blocked))  # <home>/logs cannot be created
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    r = CliRunner().invoke(cli, ["doctor"])
+    log = _log_path(r.stderr.splitlines()[-1])
+    assert log.parent == tmp_path / "tmp" / "wbcap-logs" and "Traceback" in log.read_text()
+
+
+def test_crash_names_the_image_being_processed(monkeypatch, tmp_path):
+    import wbcap.io.images
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", classmethod(lambda cls, cfg: object()))
+    monkeypatch.setattr(wbcap.io.images, "load_image", lambda path: (_ for _ in ()).throw(ValueError("odd pixels")))
+    img = tmp_path / "x.jpg"
+    img.write_bytes(b"not decoded")
+    r = CliRunner().invoke(cli, ["-q", "image", str(img), "-o", str(tmp_path / "out"), "--full-image"])
+    assert r.exit_code == 1
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: wbcap image failed: ValueError: odd pixels (")
+    assert f"while processing {img}" in line
+
+
+def test_user_errors_interrupts_and_usage_errors_unchanged(monkeypatch):
+    import wbcap.doctor
+
+    r = CliRunner().invoke(cli, ["image"])  # click's usage error
+    assert r.exit_code == 2 and "Missing argument" in r.stderr and "crash" not in r.stderr
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", interrupt)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 130 and r.stderr.strip() == "interrupted"
+
+    from wbcap.errors import InputError
+
+    def user_error(*a, **k):
+        raise InputError("photo.jpg: not an image; pass a JPEG")
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", user_error)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 2 and r.stderr == "error: photo.jpg: not an image; pass a JPEG\n"
+
+
+def test_real_process_exit_status_and_stderr(tmp_path):
+    code = (
+        "import wbcap.doctor as d\n"
+        "def f(*a):\n    raise KeyError('gender')\n"
+        "d.run_checks = f\n"
+        "from wbcap.cli import main\n"
+        "main(['doctor'])\n"
+    )
+    env = {**__import__("os").environ, "WBCAP_HOME": str(tmp_path / "home")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("error: wbcap doctor failed: KeyError: 'gender' (")
+    log = _log_path(line)
+    assert log.parent == tmp_path / "home" / "logs" and "KeyError: 'gender'" in log.read_text()

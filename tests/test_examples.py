@@ -1,0 +1,64 @@
+"""The scripts in examples/ run, check their arguments first and create their output folder."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from wbcap.testing.images import person_image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, h: int, w: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(person_image(w, h, seed=seed), cv2.COLOR_RGB2BGR))
+
+
+def test_export_meshes_creates_missing_output_folder(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    _write(tmp_path / "in" / "cam1" / "0001.jpg", 128, 96, seed=1)
+    _write(tmp_path / "in" / "cam2" / "0001.jpg", 128, 96, seed=2)
+    dst = tmp_path / "out" / "meshes"  # neither folder exists yet
+    rc = _load("export_meshes").main([str(tmp_path / "in" / "*" / "*.jpg"), str(dst), "--detector", "full"])
+    assert rc == 0
+    objs = sorted(str(p.relative_to(dst)) for p in dst.rglob("*.obj"))
+    assert objs == ["cam1/0001_person0.obj", "cam2/0001_person0.obj"]  # same stem, two results
+    from wbcap.export.obj import read_obj
+
+    verts, faces = read_obj(dst / objs[0])
+    assert verts.shape == (10475, 3) and faces.shape == (20908, 3) and np.isfinite(verts).all()
+    assert "2 mesh(es) written" in capsys.readouterr().out
+
+
+def test_export_meshes_checks_arguments_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    module = _load("export_meshes")
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(module.Pipeline, "from_files", never)
+    with pytest.raises(SystemExit) as info:
+        module.main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        module.main([str(tmp_path / "nope"), str(tmp_path / "out")])
+    assert info.value.code == 2 and "nope" in capsys.readouterr().err
+    _write(tmp_path / "a.jpg", 64, 48, seed=1)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as info:
+        module.main([str(tmp_path / "a.jpg"), str(tmp_path / "file")])
+    assert info.value.code == 2 and "not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
