@@ -15,18 +15,7 @@ from click.testing import CliRunner
 
 from wbcap.cli import cli
 from wbcap.testing.images import person_image
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for img in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
+from wbcap.testing.videos import write_video
 
 
 def two_walkers(n: int = 8, w: int = 320, h: int = 240) -> tuple[list[np.ndarray], dict[str, list]]:

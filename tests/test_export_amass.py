@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import smplx
@@ -19,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from wbcap.cli import cli
 from wbcap.export.amass import AMASS_FROM_OPENCV, amass_arrays, camera_to_world, lerp_rows, regular_clock, slerp_rows
 from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
 
 
 def reader(body_dir: Path, batch: int) -> torch.nn.Module:
@@ -49,6 +49,20 @@ def wbcap_mesh(body_layer, rows: dict[str, np.ndarray]) -> np.ndarray:
                        left_hand_pose=t["lhand_pose"], right_hand_pose=t["rhand_pose"], jaw_pose=t["jaw_pose"],
                        expression=t["expr"])  # fmt: skip
     return (o.vertices + t["cam_trans"][:, None]).numpy()
+
+
+def random_rows(n: int, seed: int) -> dict[str, np.ndarray]:
+    """n frames of one body (one shape) with random poses, in front of the camera."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(dim: int, scale: float) -> np.ndarray:
+        return (scale * torch.randn(n, dim, generator=g)).numpy()
+
+    return {
+        "shape": np.repeat(torch.randn(1, 10, generator=g).numpy(), n, 0), "root_pose": r(3, 0.6),
+        "body_pose": r(63, 0.3), "lhand_pose": r(45, 0.3), "rhand_pose": r(45, 0.3), "jaw_pose": r(3, 0.1),
+        "expr": r(10, 1.0), "cam_trans": np.array([[0.1, 0.2, 5.0]] * n) + np.arange(n)[:, None] * 0.1,
+    }
 
 
 def test_world_rotation_is_z_up_and_proper():
@@ -99,13 +113,8 @@ def test_slerp_and_lerp_rows_known_answers():
 
 
 def test_camera_to_world_turns_the_posed_body(body_layer):
-    g = torch.Generator().manual_seed(0)
-    rows = {
-        "shape": torch.randn(3, 10, generator=g).numpy(), "root_pose": (0.5 * torch.randn(3, 3, generator=g)).numpy(),
-        "body_pose": (0.2 * torch.randn(3, 63, generator=g)).numpy(), "lhand_pose": (0.2 * torch.randn(3, 45, generator=g)).numpy(),
-        "rhand_pose": (0.2 * torch.randn(3, 45, generator=g)).numpy(), "jaw_pose": np.zeros((3, 3)),
-        "expr": torch.randn(3, 10, generator=g).numpy(), "cam_trans": np.array([[0.1, 0.2, 5.0], [0, 0, 3.0], [-1, 0.5, 8.0]]),
-    }
+    rows = random_rows(3, seed=0)
+    rows["cam_trans"] = np.array([[0.1, 0.2, 5.0], [0, 0, 3.0], [-1, 0.5, 8.0]])
     cam = wbcap_mesh(body_layer, rows)
     rest = body_layer.rest_root(torch.as_tensor(rows["shape"], dtype=torch.float32)).numpy()
     go, tr = camera_to_world(rows["root_pose"], rows["cam_trans"], rest)
@@ -121,15 +130,9 @@ def test_rest_root_equals_the_regressed_pelvis(body_layer):
 
 
 def test_amass_arrays_read_by_plain_smplx_equal_wbcap_mesh(body_dir, body_layer):
-    g = torch.Generator().manual_seed(2)
     n = 4
-    betas = torch.randn(10, generator=g).numpy()
-    rows = {
-        "shape": np.repeat(betas[None], n, 0), "root_pose": (0.6 * torch.randn(n, 3, generator=g)).numpy(),
-        "body_pose": (0.3 * torch.randn(n, 63, generator=g)).numpy(), "lhand_pose": (0.3 * torch.randn(n, 45, generator=g)).numpy(),
-        "rhand_pose": (0.3 * torch.randn(n, 45, generator=g)).numpy(), "jaw_pose": (0.1 * torch.randn(n, 3, generator=g)).numpy(),
-        "expr": torch.randn(n, 10, generator=g).numpy(), "cam_trans": np.array([[0.1, 0.2, 5.0]] * n) + np.arange(n)[:, None] * 0.1,
-    }
+    rows = random_rows(n, seed=2)
+    betas = rows["shape"][0]
     left, right = body_layer.hands_mean()
     assert np.abs(left).max() > 0.05  # the synthetic model has a real hand mean: the test can fail
     rest = body_layer.rest_root(torch.as_tensor(betas[None])).numpy()[0]
@@ -148,18 +151,6 @@ def test_amass_arrays_read_by_plain_smplx_equal_wbcap_mesh(body_dir, body_layer)
 
 
 # ----------------------------------------------------------------------------- end to end
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for img in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
 
 
 def test_run_npz_is_amass_with_gaps_filled(tmp_path, small_ckpt, body_dir, body_layer):

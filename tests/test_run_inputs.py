@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -17,18 +16,11 @@ from wbcap.cli import cli
 from wbcap.detect.factory import BoxesFileDetector
 from wbcap.errors import InputError
 from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video as write_frames
 
 
 def write_video(path: Path, n: int, fps: int = 10) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
-        for i in range(n):
-            for pkt in s.encode(av.VideoFrame.from_ndarray(person_image(160, 120, seed=i), format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
+    return write_frames(path, [person_image(160, 120, seed=i) for i in range(n)], fps)
 
 
 @pytest.fixture()

@@ -4,6 +4,7 @@ Every picture is 64x48 (:data:`W` x :data:`H`), grey with a red square whose pos
 the frame number (:func:`draw`, read back by :func:`picture_number`), so a test can check both a
 frame's time and which picture it is. Generators:
 
+* :func:`write_video`: ordinary H.264 from given RGB frames at a constant rate;
 * :func:`encode` + :func:`mux`: packets with any ``pts``/``dts`` (permuted, repeated, dropped);
 * :func:`make_packed_b_avi`: a DivX-5-style AVI with packed B-frames;
 * :func:`make_vfr_with_audio`: H.264 at given frame times with an AAC track as long as the video;
@@ -19,6 +20,19 @@ import av
 import numpy as np
 
 W, H = 64, 48
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """H.264 (yuv420p) at a constant ``fps`` from ``(H, W, 3)`` uint8 RGB frames (even sizes)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for img in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
 
 
 def draw(i: int) -> np.ndarray:
