@@ -18,6 +18,13 @@ from wbcap.train.losses import coord_loss, param_loss
 
 HAND_LOSS_NAMES = ("joint_img", "mano_pose", "mano_shape")
 
+#: Hand-model parameters no term above reaches: the camera head (``HandOutput.cam``) is supervised
+#: upstream only through ``joint_cam``/``joint_proj``, which need MANO. The hand stage freezes
+#: them (``requires_grad=False``; they keep their initial values in the checkpoints), so
+#: multi-process training has no unused parameters (DistributedDataParallel with
+#: ``find_unused_parameters=False`` fails on the second step otherwise).
+HAND_UNSUPERVISED_MODULES = ("rotation_net.cam_out",)
+
 
 def hand_pose_axis_angle(out: HandOutput) -> torch.Tensor:
     """(B, 48) axis-angle MANO pose (root, then 15 finger joints) from the 6D outputs."""

@@ -6,10 +6,20 @@ Uses torch's own engine: DistributedDataParallel, DistributedSampler, rank-0-onl
 saving, bf16 autocast on CUDA. A checkpoint is written atomically after every epoch with the
 model config, optimizer, epoch and RNG states; ``resume`` continues from the newest one and, on
 CPU, gives bit-for-bit the same weights as an uninterrupted run.
+
+Device rules: the process-group backend follows the *resolved* device (NCCL for CUDA, gloo for
+``--device cpu`` even on a GPU machine); the model owns its own copy of the SMPL-X layer (the
+datasets keep theirs on the CPU, where forked DataLoader workers make targets); DDP wraps only
+the network (the SMPL-X layer's constant buffers are never broadcast); each process saves only
+its own device's CUDA RNG state. On CUDA: ``cudnn.benchmark`` (fixed input sizes), channels-last
+memory, and bf16 autocast of the forward pass when ``stage.amp`` (the SMPL-X layer turns
+autocast off and runs in float32; loss terms against the float32 targets promote to float32).
+Step losses stay on the device and are read back once per ``log_every`` steps (one sync).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,7 +51,7 @@ class RunConfig:
     body_models: str | None = None
     device: str = "auto"
     resume: bool = False
-    log_every: int = 20
+    log_every: int = 20  # steps between log lines; step losses are read from the device once per interval
     quiet: bool = False
     keep_last: int | None = None  # keep only this many newest snapshots (None: all, as upstream)
 
@@ -73,16 +83,27 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(backend: str | None = None) -> DistInfo:
-    """Join the process group described by torchrun's environment variables (if any)."""
+def dist_info_from_env() -> DistInfo:
+    """This process's place in the job from torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return DistInfo(rank, world, local)
+    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def backend_for(device: torch.device) -> str:
+    """Process-group backend for processes training on ``device``: NCCL for CUDA, else gloo.
+
+    Chosen from the resolved training device, not from whether CUDA exists: ``--device cpu``
+    runs on a GPU machine need gloo (NCCL cannot reduce CPU tensors).
+    """
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_distributed(d: DistInfo, device: torch.device) -> None:
+    """Join the process group of ``d`` (no-op for one process) with :func:`backend_for` ``(device)``."""
+    if d.enabled and not dist.is_initialized():
+        dist.init_process_group(backend=backend_for(device), rank=d.rank, world_size=d.world_size)
 
 
 def _device(run: RunConfig, d: DistInfo) -> torch.device:
@@ -145,11 +166,17 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def build_model(stage: StageConfig, body_layer, device: torch.device):
-    """The whole-body regressor with the recipe's initialisation (or the init checkpoint)."""
+    """The whole-body regressor with the recipe's initialisation (or the init checkpoint), on ``device``.
+
+    The regressor gets its own copy of ``body_layer`` on ``device``; the caller's layer is never
+    moved, so datasets holding it keep making targets on the CPU (also in forked DataLoader
+    workers).
+    """
     from wbcap.model.checkpoint import check_state_dict, read_checkpoint
     from wbcap.model.hand4whole import Hand4Whole
     from wbcap.model.init import init_head_weights, load_imagenet_backbone
     from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.train.data.common import body_layer_copy
 
     torch.manual_seed(stage.seed)
     net = Hand4Whole(stage.model)
@@ -169,7 +196,39 @@ def build_model(stage: StageConfig, body_layer, device: torch.device):
             raise CheckpointError(f"{ckpt.path}: its architecture differs from the stage's model settings")
         check_state_dict(net, ckpt.state_dict, ckpt.path)
         net.load_state_dict(ckpt.state_dict)
-    return WholeBodyRegressor(net, body_layer).to(device)
+    return WholeBodyRegressor(net.to(device), body_layer_copy(body_layer, device))
+
+
+class NetworkOnly(torch.nn.Module):
+    """What DistributedDataParallel wraps for the whole-body stages: only ``net`` is registered.
+
+    ``forward`` runs the whole regressor (network, then SMPL-X), but DDP sees, verifies and
+    broadcasts only the network's parameters and buffers, never the SMPL-X layer's ~69 MB of
+    constant buffers (which it would otherwise broadcast before every forward).
+    """
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.net = model.net
+        object.__setattr__(self, "_model", model)  # not a submodule: hidden from DDP
+
+    def forward(self, img: torch.Tensor):
+        return self._model(img)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """DDP over the trainable network of ``model`` (a regressor: :class:`NetworkOnly`; the hand model as is).
+
+    ``find_unused_parameters=False`` (no per-step graph walk): every parameter that requires a
+    gradient must be reached by the losses; the hand stage freezes its unsupervised camera head
+    (:data:`~wbcap.train.hand_losses.HAND_UNSUPERVISED_MODULES`) for that reason.
+    """
+    from wbcap.model.regressor import WholeBodyRegressor
+
+    target = NetworkOnly(model) if isinstance(model, WholeBodyRegressor) else model
+    return torch.nn.parallel.DistributedDataParallel(
+        target, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -185,14 +244,16 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's RNG states: torch CPU, numpy, python and, when training on CUDA, the CUDA
+    generator of ``device`` only (never every visible GPU: that creates a context on each)."""
     state = {
         "torch": torch.get_rng_state(),
         "numpy": torch.tensor(np.frombuffer(json.dumps(_np_state()).encode(), dtype=np.uint8).copy()),
         "python": torch.tensor(np.frombuffer(json.dumps(random.getstate()).encode(), dtype=np.uint8).copy()),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
@@ -201,17 +262,117 @@ def _np_state() -> list:
     return [s[0], s[1].tolist(), int(s[2]), int(s[3]), float(s[4])]
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore :func:`_rng_state`'s output. The CUDA state is restored only when training on CUDA,
+    into ``device``'s generator; older snapshots hold a list (one per visible GPU): the entry of
+    ``device``'s index is used when present, else the CUDA generator keeps its seeding."""
     torch.set_rng_state(state["torch"])
     s = json.loads(bytes(state["numpy"].numpy()).decode())
     np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), s[2], s[3], s[4]))
     p = json.loads(bytes(state["python"].numpy()).decode())
     random.setstate((p[0], tuple(p[1]), p[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device.type != "cuda":
+        return
+    if isinstance(cuda, (list, tuple)):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= len(cuda):
+            log.warning("snapshot has no CUDA RNG state for GPU %d (it holds %d); keeping the seeded one", index, len(cuda))
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)
+
+
+def _seed_process(torch_seed: int, other_seed: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and python's ``random``."""
+    torch.manual_seed(torch_seed)
+    np.random.seed(other_seed % 2**32)
+    random.seed(other_seed)
+
+
+def restore_rng(saved: Any, d: DistInfo, device: torch.device, seed: int, epoch: int) -> bool:
+    """Restore this rank's RNG states from a snapshot's ``rng`` entry; True when restored.
+
+    ``saved`` is one state (a one-process run) or a list with one per rank. A run resumed with
+    more processes than wrote the snapshot reseeds the extra ranks deterministically from
+    ``(seed, rank, epoch)`` and says so; with fewer, the surplus states are unused.
+    """
+    states = saved if isinstance(saved, list) else [saved]
+    if d.rank < len(states):
+        _set_rng_state(states[d.rank], device)
+        return True
+    value = seed + 1000 * d.rank + 1_000_003 * epoch
+    log.warning("snapshot holds RNG states of %d process(es); rank %d reseeds from %d", len(states), d.rank, value)
+    _seed_process(value, value)
+    return False
 
 
 # --------------------------------------------------------------------------- loop
+
+
+class StepLossLog:
+    """Step losses kept on the device and read back in one transfer per ``every`` steps.
+
+    ``add`` stacks a step's total and terms into one (1 + T,) tensor without synchronising;
+    ``flush`` copies all pending rows to the host at once (one device sync) and returns them as
+    ``(epoch, step, [total, *terms])``. Reading each of the ~12 scalars every step, as a naive
+    loop does, stalls CUDA a dozen times per step.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, int(every))
+        self._rows: list[torch.Tensor] = []
+        self._where: list[tuple[int, int]] = []
+
+    def add(self, epoch: int, step: int, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> bool:
+        """Queue one step; True when ``every`` steps are pending (time to :meth:`flush`)."""
+        self._rows.append(torch.stack([total.detach().float(), *(v.detach().float() for v in terms.values())]))
+        self._where.append((epoch, step))
+        return len(self._rows) >= self.every
+
+    def flush(self) -> list[tuple[int, int, list[float]]]:
+        if not self._rows:
+            return []
+        values = torch.stack(self._rows).tolist()  # the one device -> host copy
+        out = [(e, s, v) for (e, s), v in zip(self._where, values)]
+        self._rows, self._where = [], []
+        return out
+
+
+@contextlib.contextmanager
+def _cuda_training_settings(device: torch.device):
+    """``cudnn.benchmark`` on while training on CUDA (input sizes are fixed), restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _channels_last(device: torch.device) -> bool:
+    """Train in channels-last memory on CUDA (faster cuDNN convolutions; same results up to rounding)."""
+    return device.type == "cuda"
+
+
+def _resume_point(out: Path, d: DistInfo) -> Path:
+    """The newest snapshot in ``out``, the same one on every rank (``out`` must be shared by all nodes)."""
+    import socket
+
+    last = latest_checkpoint(out)
+    if d.enabled:
+        seen: list[Any] = [None] * d.world_size
+        dist.all_gather_object(seen, (None if last is None else last.name, socket.gethostname()))
+        if len({name for name, _ in seen}) > 1:
+            views = ", ".join(sorted({f"{host}: {name or 'none'}" for name, host in seen}))
+            raise InputError(f"{out}: the processes see different newest snapshots ({views}); "
+                             "-o must be one folder shared by all nodes")
+    if last is None:
+        raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop --resume")
+    return last
 
 
 def train(
@@ -221,15 +382,20 @@ def train(
     body_layer=None,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainHistory:
-    """Train one stage in this process (see the module docstring). Returns rank 0's history."""
+    """Train one stage in this process (see the module docstring). Returns rank 0's history.
+
+    ``on_step(epoch, step, total_loss)`` runs on rank 0 for every step, in order, but in bursts:
+    losses are read from the device once per ``run.log_every`` steps (and at each epoch's end).
+    """
     from wbcap.model.checkpoint import _torch_load
     from wbcap.train.datasets import make_training_set
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
 
     hand = stage.stage == "hand"
-    d = init_distributed()
+    d = dist_info_from_env()
     device = _device(run, d)
+    init_distributed(d, device)
     out = Path(run.out).expanduser()
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +403,6 @@ def train(
     if hand:
         model = build_hand_model(stage, device)
         net = model
-        params = list(model.parameters())
     else:
         if body_layer is None:
             from wbcap.body.model_files import find_body_model
@@ -246,31 +411,29 @@ def train(
             body_layer = SMPLXLayer.from_file(find_body_model("neutral", run.body_models))
         model = build_model(stage, body_layer, device)
         net = model.net
-        params = [p for m in net.trainable_modules() for p in m.parameters()]
+    if _channels_last(device):
+        net.to(memory_format=torch.channels_last)
+    # every parameter stays in the optimizer (frozen ones get no gradient and are skipped), so
+    # optimizer states of older snapshots still load
+    params = list(net.parameters()) if hand else [p for m in net.trainable_modules() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=stage.lr)
 
     start_epoch = 0
     if run.resume:
-        last = latest_checkpoint(out)
-        if last is None:
-            raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop --resume")
+        last = _resume_point(out, d)
         raw = _torch_load(last)
         net.load_state_dict(raw["network"], strict=True)
         optimizer.load_state_dict(raw["optimizer"])
-        _set_rng_state(raw["rng"][d.rank] if isinstance(raw.get("rng"), list) else raw["rng"])
         start_epoch = int(raw["epoch"]) + 1
+        restore_rng(raw["rng"], d, device, stage.seed, start_epoch)
         if d.is_main:
-            log.info("resuming from %s (epoch %d done)", last, raw["epoch"])
+            saved = len(raw["rng"]) if isinstance(raw["rng"], list) else 1
+            log.info("resuming from %s (epoch %d done; written by %d process(es), resumed by %d)",
+                     last, raw["epoch"], saved, d.world_size)
     else:
-        torch.manual_seed(stage.seed + 1000 * d.rank)
-        np.random.seed(stage.seed + d.rank)
-        random.seed(stage.seed + d.rank)
+        _seed_process(stage.seed + 1000 * d.rank, stage.seed + d.rank)
 
-    ddp = model
-    if d.enabled:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
-        )
+    ddp = wrap_ddp(model, device) if d.enabled else model
     if dataset is None:
         dataset = make_training_set(stage, run, body_layer)
     data = EpochAugmented(dataset, stage.seed)
@@ -278,59 +441,69 @@ def train(
     writer = _scalar_writer(out) if d.is_main else None
     history = TrainHistory()
     use_amp = stage.amp and device.type == "cuda"
+    losses_log = StepLossLog(run.log_every)
+    memory_format = torch.channels_last if _channels_last(device) else torch.contiguous_format
 
-    for epoch in range(start_epoch, stage.epochs):
-        for g in optimizer.param_groups:
-            g["lr"] = stage.lr_at(epoch)
-        sampler.set_epoch(epoch)
-        data.set_epoch(epoch)
-        loader = DataLoader(
-            data, batch_size=stage.batch_size, sampler=sampler, num_workers=stage.num_workers, drop_last=True,
-            worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(stage.seed + epoch),
-            pin_memory=device.type == "cuda", persistent_workers=False,
-        )
-        model.train()
-        steps = len(loader) if stage.max_steps_per_epoch is None else min(len(loader), stage.max_steps_per_epoch)
-        for step, (inputs, targets, meta) in enumerate(loader):
-            if step >= steps:
-                break
-            inputs, targets, meta = (_to_tensors(x, device) for x in (inputs, targets, meta))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out_ = ddp(inputs["img"])
-            losses = hand_losses(out_, targets, meta) if hand else hand4whole_losses(out_, targets, meta, stage.model)
-            loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
+    def report(rows: list[tuple[int, int, list[float]]], names: list[str], steps: int) -> None:
+        for epoch_, step_, (total, *terms) in rows:
+            history.losses.append(total)
+            if writer is not None:
+                writer(epoch_ * steps + step_, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
+            if on_step is not None:
+                on_step(epoch_, step_, total)
+            if step_ % losses_log.every == 0:
+                log.info("epoch %d step %d/%d loss %.4f", epoch_, step_, steps, total)
+
+    with _cuda_training_settings(device):
+        for epoch in range(start_epoch, stage.epochs):
+            for g in optimizer.param_groups:
+                g["lr"] = stage.lr_at(epoch)
+            sampler.set_epoch(epoch)
+            data.set_epoch(epoch)
+            loader = DataLoader(
+                data, batch_size=stage.batch_size, sampler=sampler, num_workers=stage.num_workers, drop_last=True,
+                worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(stage.seed + epoch),
+                pin_memory=device.type == "cuda", persistent_workers=False,
+            )
+            model.train()
+            steps = len(loader) if stage.max_steps_per_epoch is None else min(len(loader), stage.max_steps_per_epoch)
+            names: list[str] = []
+            for step, (inputs, targets, meta) in enumerate(loader):
+                if step >= steps:
+                    break
+                inputs, targets, meta = (_to_tensors(x, device) for x in (inputs, targets, meta))
+                img = inputs["img"].contiguous(memory_format=memory_format)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    out_ = ddp(img)
+                losses = hand_losses(out_, targets, meta) if hand else hand4whole_losses(out_, targets, meta, stage.model)
+                loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if d.is_main:
+                    names = list(losses)
+                    if losses_log.add(epoch, step, loss, losses):
+                        report(losses_log.flush(), names, steps)
             if d.is_main:
-                history.losses.append(value)
-                global_step = epoch * steps + step
-                if writer is not None:
-                    writer(global_step, {"loss/total": value, "lr": optimizer.param_groups[0]["lr"],
-                                         **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}})
-                if on_step is not None:
-                    on_step(epoch, step, value)
-                if step % max(1, run.log_every) == 0:
-                    log.info("epoch %d step %d/%d loss %.4f", epoch, step, steps, value)
-        if d.enabled:
-            # BatchNorm running statistics are per-replica; make every rank hold rank 0's (as DDP
-            # does before each forward), so all replicas end the epoch identical.
-            for buf in model.buffers():
-                dist.broadcast(buf, src=0)
-        rng = _rng_state()
-        if d.enabled:
-            gathered: list[Any] = [None] * d.world_size
-            dist.all_gather_object(gathered, rng)
-            rng = gathered
-        if d.is_main:
-            path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
-            history.checkpoints.append(path)
-            if run.keep_last is not None:
-                for old in history.checkpoints[: -run.keep_last]:
-                    old.unlink(missing_ok=True)
-        if d.enabled:
-            dist.barrier()
+                report(losses_log.flush(), names, steps)
+            if d.enabled:
+                # BatchNorm running statistics are per-replica; make every rank hold rank 0's (as DDP
+                # does before each forward), so all replicas end the epoch identical.
+                for buf in net.buffers():
+                    dist.broadcast(buf, src=0)
+            rng = _rng_state(device)
+            if d.enabled:
+                gathered: list[Any] = [None] * d.world_size
+                dist.all_gather_object(gathered, rng)
+                rng = gathered
+            if d.is_main:
+                path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
+                history.checkpoints.append(path)
+                if run.keep_last is not None:
+                    for old in history.checkpoints[: -run.keep_last]:
+                        old.unlink(missing_ok=True)
+            if d.enabled:
+                dist.barrier()
     if writer is not None:
         writer(None, None)
     history.net = net
@@ -360,9 +533,11 @@ def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng) -> Pa
 
 
 def build_hand_model(stage: StageConfig, device: torch.device):
-    """The hand-only model with the recipe's initialisation."""
+    """The hand-only model with the recipe's initialisation, on ``device``; the modules no hand
+    loss reaches (:data:`~wbcap.train.hand_losses.HAND_UNSUPERVISED_MODULES`) are frozen."""
     from wbcap.model.hand_model import HandModel
     from wbcap.model.init import init_head_weights, load_imagenet_backbone
+    from wbcap.train.hand_losses import HAND_UNSUPERVISED_MODULES
 
     torch.manual_seed(stage.seed)
     model = HandModel(stage.model.hand_backbone_depth)
@@ -373,6 +548,8 @@ def build_hand_model(stage: StageConfig, device: torch.device):
         if not files:
             raise InputError(f"no torchvision resnet{stage.model.hand_backbone_depth}-*.pth in {stage.imagenet_weights}")
         load_imagenet_backbone(model.backbone, files[0])
+    for name in HAND_UNSUPERVISED_MODULES:
+        model.get_submodule(name).requires_grad_(False)
     return model.to(device)
 
 

@@ -35,6 +35,7 @@ from wbcap.train.data.common import (
     AugmentConfig,
     AugmentedDataset,
     DatasetLayoutError,
+    cpu_body_layer,
     crop_and_augment,
     empty_smplx_targets,
     load_json,
@@ -111,7 +112,7 @@ class COCOWholeBody(AugmentedDataset):
     Args:
         data_root: folder holding ``MSCOCO/`` (see the module docstring).
         split: ``'train'`` or ``'val'``.
-        body_layer: SMPL-X layer for the pseudo-GT targets.
+        body_layer: SMPL-X layer for the pseudo-GT targets (kept if on the CPU, else copied there).
         augment: augmentation ranges (``train`` only); None disables augmentation.
         seed: augmentation seed.
 
@@ -134,7 +135,7 @@ class COCOWholeBody(AugmentedDataset):
         super().__init__(augment, seed)
         self.split = split
         self.train = split == "train"
-        self.body_layer = body_layer
+        self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
         self.root = Path(data_root).expanduser() / "MSCOCO"
         self.records = self._load()
 

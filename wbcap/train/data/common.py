@@ -48,6 +48,8 @@ sample in any process or worker order (no global ``random`` / ``np.random`` stat
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +77,9 @@ __all__ = [
     "HAND_3D_SIZE",
     "INPUT_IMG_SHAPE",
     "OUTPUT_HM_SHAPE",
+    "body_layer_copy",
     "cam2pixel",
+    "cpu_body_layer",
     "crop_and_augment",
     "depth_to_hm",
     "dummy_boxes",
@@ -530,6 +534,34 @@ def xywh_to_xyxy_or_none(box: Sequence[float] | None, valid: bool = True) -> np.
 # ----------------------------------------------------------------------------------------------
 # base dataset
 # ----------------------------------------------------------------------------------------------
+def body_layer_copy(layer: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """A copy of ``layer`` (e.g. an :class:`SMPLXLayer`) with every parameter and buffer on ``device``.
+
+    The caller's module is left where it is; tensors are copied straight to ``device`` (no
+    intermediate copy on the source device). Used so that the training model and the datasets
+    never share one body layer: ``Module.to`` moves a module in place, and a dataset whose layer
+    was moved to CUDA fails in forked DataLoader workers ("Cannot re-initialize CUDA in forked
+    subprocess") or, with ``num_workers=0``, runs one small GPU SMPL-X call per sample.
+    """
+    memo: dict[int, Any] = {}
+    for t in itertools.chain(layer.parameters(), layer.buffers()):
+        if id(t) in memo:
+            continue
+        moved = t.detach().to(device, copy=True)
+        memo[id(t)] = torch.nn.Parameter(moved, t.requires_grad) if isinstance(t, torch.nn.Parameter) else moved
+    return copy.deepcopy(layer, memo)
+
+
+def cpu_body_layer(layer: SMPLXLayer) -> SMPLXLayer:
+    """``layer`` itself when all its tensors are on the CPU, else a CPU copy (see :func:`body_layer_copy`).
+
+    Datasets build their targets on the CPU (DataLoader workers are forked and cannot use CUDA).
+    """
+    if all(t.device.type == "cpu" for t in itertools.chain(layer.parameters(), layer.buffers())):
+        return layer
+    return body_layer_copy(layer, "cpu")
+
+
 class AugmentedDataset(torch.utils.data.Dataset):
     """Base of every dataset here: per-item deterministic augmentation, one ``__getitem__``.
 

@@ -38,6 +38,7 @@ from wbcap.train.data.common import (
     AugmentedDataset,
     DatasetLayoutError,
     cam2pixel,
+    cpu_body_layer,
     crop_and_augment,
     depth_to_hm,
     dummy_boxes,
@@ -74,7 +75,8 @@ class Human36M(AugmentedDataset):
     Args:
         data_root: folder holding ``Human36M/`` (see the module docstring for the layout).
         split: ``'train'`` or ``'test'``.
-        body_layer: SMPL-X layer used to turn the NeuralAnnot fits into joint targets.
+        body_layer: SMPL-X layer used to turn the NeuralAnnot fits into joint targets (kept if on
+            the CPU, else copied there: targets are made on the CPU, in DataLoader workers).
         augment: augmentation ranges (used for ``train`` only); None disables augmentation.
         seed: augmentation seed (see :class:`~wbcap.train.data.common.AugmentedDataset`).
         subjects: override the protocol's subjects (e.g. a subset); the sampling rule stays.
@@ -99,7 +101,7 @@ class Human36M(AugmentedDataset):
         super().__init__(augment, seed)
         self.split = split
         self.train = split == "train"
-        self.body_layer = body_layer
+        self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
         self.root = Path(data_root).expanduser() / "Human36M"
         default_subjects, self.sampling_ratio = _SPLITS[split]
         self.subjects = tuple(int(s) for s in (default_subjects if subjects is None else subjects))

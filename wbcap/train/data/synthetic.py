@@ -24,7 +24,6 @@ Target conventions (upstream ``process_human_model_output`` and ``process_hand_f
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import cv2
@@ -36,6 +35,7 @@ from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
 from wbcap.export.render import render_meshes
+from wbcap.train.data.common import cpu_body_layer
 from wbcap.train.losses import part_relative_joints
 
 __all__ = [
@@ -216,8 +216,7 @@ class SyntheticWholeBody(Dataset):
             raise ValueError(f"length must be >= 0, got {length}")
         # Samples are made on the CPU (DataLoader workers cannot use CUDA after a fork): a layer
         # on another device is copied to the CPU once.
-        if body_layer.v_template.device.type != "cpu":
-            body_layer = copy.deepcopy(body_layer).cpu()
+        body_layer = cpu_body_layer(body_layer)
         self.body = body_layer
         self.length = int(length)
         self.seed = int(seed)
