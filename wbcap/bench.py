@@ -264,10 +264,14 @@ def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
     ``batch`` crops, per crop, with a breakdown by module group (:data:`FLOP_GROUPS`).
 
     Counted with ``FlopCounterMode`` on a real (random, in [0, 1]) input: the network's RoIAlign
-    needs concrete box values, so the meta device cannot be used. Returns ``per_crop``,
-    ``network_per_crop``, ``breakdown`` (group -> FLOPs per crop), ``by_operator``.
+    needs concrete box values, so the meta device cannot be used. RoIAlign is resampling, not
+    model arithmetic, and runs outside the counter (torchvision's kernel is not counted by it;
+    wbcap's matrix form, :mod:`wbcap.crop.roi_align`, would add ~1.2 GFLOPs per crop of
+    interpolation matrix products). Returns ``per_crop``, ``network_per_crop``, ``breakdown``
+    (group -> FLOPs per crop), ``by_operator``.
     """
     import torch
+    from torch.utils._python_dispatch import _disable_current_modes
     from torch.utils.flop_counter import FlopCounterMode
 
     from wbcap.model.hand4whole import Hand4Whole
@@ -279,8 +283,23 @@ def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     img = torch.rand(batch, 3, h, w, generator=g).to(device)
     counter = FlopCounterMode(display=False, depth=None)
-    with counter, torch.inference_mode():
-        regressor(img)
+    saved = [(m, m.roi_align) for m in (net.hand_roi_net, net.face_roi_net)]
+
+    def uncounted(fn):
+        def run(*args, **kwargs):
+            with _disable_current_modes():
+                return fn(*args, **kwargs)
+
+        return run
+
+    for m, fn in saved:
+        m.roi_align = uncounted(fn)
+    try:
+        with counter, torch.inference_mode():
+            regressor(img)
+    finally:
+        for m, fn in saved:
+            m.roi_align = fn
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     total = int(counter.get_total_flops())
     root = type(regressor).__name__
@@ -374,14 +393,17 @@ def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, w
 
 @contextlib.contextmanager
 def _cuda_matmul_tf32(enabled: bool):
-    import torch
+    """TF32 on/off for float32 CUDA matmuls inside the block, restored after (through
+    :mod:`wbcap.model.device`: the pipeline's exact mode uses the same settings API, and torch
+    refuses to mix it with the legacy ``allow_tf32`` flags)."""
+    from wbcap.model.device import get_tf32, set_tf32
 
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
+    saved = get_tf32()
+    set_tf32(matmul=enabled)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+        set_tf32(*saved)
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,7 +638,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                 pipe, _, _ = build_pipeline(opts, device, work, prec)
                 regressor = pipe.regressor
             ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
-            with torch.inference_mode(), pipe._autocast():
+            with torch.inference_mode(), pipe.inference_context():
                 out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
                 outputs[prec] = {"vertices": out.vertices.float().cpu(),
                                  "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
@@ -628,7 +650,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(device)
 
-                def forward(x=x, regressor=regressor, autocast=pipe._autocast) -> None:
+                def forward(x=x, regressor=regressor, autocast=pipe.inference_context) -> None:
                     with torch.inference_mode(), autocast():
                         regressor(x)
 
@@ -686,11 +708,11 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         # -- SMPL-X layer alone, at the largest batch size -------------------------------------
         bs = batches[-1]["batch_size"]
         say(f"SMPL-X, batch {bs}")
-        with torch.inference_mode(), pipe._autocast():
+        with torch.inference_mode(), pipe.inference_context():
             params = regressor.net(crops_to_tensor([patch] * bs).to(device))
 
         def smplx() -> None:
-            with torch.inference_mode(), pipe._autocast():
+            with torch.inference_mode(), pipe.inference_context():
                 regressor.body_forward(params)
 
         stages["smplx"] = Timing(time_call(smplx, repeats, warmup, sync), bs, "crop", {"batch_size": bs})

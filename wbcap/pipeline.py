@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,22 +26,24 @@ import torch
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import PipelineConfig
-from wbcap.crop.bbox import crop_image, crops_to_tensor, process_bbox, transform_points
+from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
 from wbcap.errors import InputError, NoPersonError
 from wbcap.model.checkpoint import load_network
-from wbcap.model.device import resolve_device
+from wbcap.model.device import no_tf32, resolve_device, resolve_precision
 from wbcap.model.hand4whole import Hand4Whole
 from wbcap.model.regressor import WholeBodyRegressor
 
 log = logging.getLogger(__name__)
 
-#: ``exact`` (default): float32, convolutions fused (BatchNorm folded, oneDNN pre-packed on CPU);
+#: ``exact`` (default): float32, convolutions fused (BatchNorm folded, oneDNN pre-packed on CPU),
+#: and on CUDA without TF32 (see :meth:`Pipeline.inference_context`);
 #: ``fast``: the same with every convolution in bfloat16 and the linear layers, soft-argmax,
-#: rotations and SMPL-X in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`);
-#: ``bf16`` / ``fp16``: the unfused
-#: network under whole-network autocast (for comparison; fp16 needs CUDA). ``fp32`` is read as
-#: ``exact``.
+#: RoIAlign, rotations and SMPL-X in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`);
+#: ``bf16`` / ``fp16``: the unfused network under whole-network autocast (for comparison; fp16
+#: needs CUDA), rotations and SMPL-X still in float32. ``fp32`` is read as ``exact``. On CUDA GPUs
+#: older than Ampere ``fast`` runs as ``exact`` and ``bf16`` as ``fp16``
+#: (:func:`wbcap.model.device.resolve_precision`).
 PRECISIONS = ("exact", "fast", "bf16", "fp16")
 PRECISION_ALIASES = {"fp32": "exact"}
 
@@ -91,8 +94,9 @@ class Person:
 
 @dataclass(frozen=True)
 class CropJob:
-    """One person crop waiting for the network: detection, 3:4 crop box (xywh), the float32
-    (512, 384, 3) RGB patch in 0..255 and the crop->image affine map (2, 3)."""
+    """One person crop waiting for the network: detection, 3:4 crop box (xywh), the uint8
+    (512, 384, 3) RGB patch (upstream warps the uint8 image, so these are exactly the network's
+    input values x 255) and the crop->image affine map (2, 3)."""
 
     detection: Detection
     crop_box: np.ndarray
@@ -107,6 +111,11 @@ class Pipeline:
     is converted **in place** to its inference form (:func:`wbcap.model.fused.optimize_for_inference`:
     BatchNorm folded, convolutions fused and pre-packed, per-part dtypes); it can then no longer
     be trained or saved. Pass ``optimize=False`` to run the network module by module.
+
+    ``precision`` is the requested mode; :attr:`precision` the one that runs on ``device``
+    (:func:`~wbcap.model.device.resolve_precision`). Per batch the forward reads nothing back
+    from the device until the results: crops go up as uint8 (on CUDA through one reused pinned
+    buffer) and are converted there; all outputs come back in one copy.
     """
 
     def __init__(
@@ -119,7 +128,7 @@ class Pipeline:
         channels_last: bool = True,
         optimize: bool = True,
     ):
-        precision = normalize_precision(precision)
+        precision = resolve_precision(normalize_precision(precision), device)
         self.regressor = regressor.to(device).eval()
         # NHWC convolutions: measured 13-19 % more crops/s on the 2-core CPU for the unfused
         # network (same outputs up to float rounding); also the layout tensor cores want on CUDA.
@@ -134,11 +143,20 @@ class Pipeline:
         self.box_scale = box_scale
         self.precision = precision
         self._detectors: dict[str, Detector] = {}
+        self._pinned: torch.Tensor | None = None  # reused uint8 upload buffer (CUDA)
+        self._upload_done = None  # CUDA event: the last upload from _pinned has finished
 
-    def _autocast(self):
-        """Whole-network autocast for ``bf16`` / ``fp16``; nothing for ``exact`` / ``fast``
-        (their dtypes are fixed per part when the network is optimized)."""
-        if self.precision in ("exact", "fast"):
+    def inference_context(self):
+        """What every network call of this pipeline runs inside.
+
+        ``exact``: TF32 off for float32 CUDA matmuls and cuDNN convolutions (cuDNN's default on
+        Ampere and newer GPUs is TF32, ~1e-3 relative error), restored on exit
+        (:func:`~wbcap.model.device.no_tf32`); ``fast``: torch's settings as they are (its
+        convolutions are bfloat16 anyway); ``bf16`` / ``fp16``: whole-network autocast.
+        """
+        if self.precision == "exact":
+            return no_tf32()
+        if self.precision == "fast":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
@@ -247,7 +265,7 @@ class Pipeline:
             if crop_box is None:
                 skipped.append(det.box)
                 continue
-            patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape))
+            patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape), dtype=None)
             jobs.append(CropJob(det, crop_box, patch, inv))
         box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
         if skipped and not jobs and strict:
@@ -266,17 +284,36 @@ class Pipeline:
             people.extend(self._run_batch(list(jobs[start : start + self.batch_size]), first_index + len(people)))
         return people
 
+    def _upload(self, jobs: Sequence[CropJob]) -> torch.Tensor:
+        """The crops as the network input: (B, 3, H, W) float32 in 0..1 on the device, in
+        ``memory_format``. Stacked once as uint8 NHWC on the host (on CUDA into a pinned buffer
+        reused across batches), copied, and converted on the device: the NHWC upload seen as
+        NCHW is already channels_last."""
+        n = len(jobs)
+        shape = jobs[0].patch.shape
+        if self.device.type == "cuda" and all(j.patch.dtype == np.uint8 for j in jobs):
+            if self._pinned is None or self._pinned.shape[0] < n or tuple(self._pinned.shape[1:]) != shape:
+                self._pinned = torch.empty((max(n, self.batch_size), *shape), dtype=torch.uint8).pin_memory()
+                self._upload_done = torch.cuda.Event()
+            else:
+                self._upload_done.synchronize()  # the previous batch's copy has left the buffer
+            host = self._pinned[:n]
+            np.stack([j.patch for j in jobs], out=host.numpy())
+            x = host.to(self.device, non_blocking=True)
+            self._upload_done.record()
+        else:
+            x = torch.from_numpy(np.stack([j.patch for j in jobs])).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)  # channels_last strides, as the stack was NHWC
+        return x.contiguous(memory_format=self.memory_format)
+
     @torch.inference_mode()
     def _run_batch(self, jobs: list, first_index: int) -> list[Person]:
         cfg = self.regressor.config
-        batch = crops_to_tensor([j.patch for j in jobs]).contiguous(memory_format=self.memory_format)
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True)
-        with self._autocast():
+        batch = self._upload(jobs)
+        with self.inference_context():
             out = self.regressor(batch)
         p = out.params
-        params = {
+        fields = {
             "root_pose": p.root_pose,
             "body_pose": p.body_pose,
             "lhand_pose": p.lhand_pose,
@@ -285,12 +322,24 @@ class Pipeline:
             "shape": p.betas,
             "expr": p.expression,
             "cam_trans": p.cam_trans,
+            "vertices": out.vertices,
+            "joints": out.joints,
+            "joints_proj": out.joints_proj,
+            "lhand_bbox": out.lhand_bbox,
+            "rhand_bbox": out.rhand_bbox,
+            "face_bbox": out.face_bbox,
         }
-        host = {k: v.float().cpu().numpy() for k, v in params.items()}
-        verts = out.vertices.float().cpu().numpy()
-        joints = out.joints.float().cpu().numpy()
-        proj = out.joints_proj.float().cpu().numpy()
-        boxes = {k: getattr(out, k).float().cpu().numpy() for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
+        # One device -> host copy for everything (one synchronisation per batch on CUDA).
+        n = len(jobs)
+        flat = torch.cat([t.reshape(n, -1).float() for t in fields.values()], 1).cpu().numpy()
+        host, col = {}, 0
+        for name, t in fields.items():
+            width = math.prod(t.shape[1:])
+            host[name] = flat[:, col : col + width].reshape(t.shape)
+            col += width
+        verts, joints, proj = host.pop("vertices"), host.pop("joints"), host.pop("joints_proj")
+        boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
+        params = host  # root_pose ... cam_trans
         crop_focal, crop_princpt = self.regressor.crop_camera()
         bw, bh = cfg.input_body_shape[1], cfg.input_body_shape[0]
         people = []
@@ -310,13 +359,13 @@ class Pipeline:
                     box=tuple(float(v) for v in det.box),
                     score=float(det.score),
                     crop_box=np.asarray(crop_box, dtype=np.float32),
-                    params={k: v[i].copy() for k, v in host.items()},
+                    params={k: v[i].copy() for k, v in params.items()},
                     vertices=verts[i],
                     joints=joints[i],
                     joints_2d=transform_points(proj[i], inv).astype(np.float32),
                     focal=focal,
                     princpt=princpt,
-                    crop=np.clip(np.rint(patch), 0, 255).astype(np.uint8),
+                    crop=patch,
                     crop_focal=crop_focal,
                     crop_princpt=crop_princpt,
                     lhand_box=to_img_xyxy(boxes["lhand_bbox"][i]),

@@ -8,17 +8,31 @@ parameters: every array is a (non-persistent) buffer, so ``.to(device)`` moves i
 ``state_dict`` never carries (licensed) body-model data.
 
 Coordinates: metres, y up, the model faces +z. Rotations at this edge are axis-angle (radians).
+
+The forward always runs in the layer's dtype (float32 by default) with autocast turned off, also
+inside a bf16/fp16 autocast region (training's bf16 autocast, the ``bf16``/``fp16`` inference
+modes): in bfloat16 the blend shapes and the kinematic chain moved vertices by up to 19 mm.
+It reads nothing back from the device (no GPU synchronisation): see :func:`_lbs`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+import torch.nn.functional as F
+from smplx.lbs import (
+    batch_rodrigues,
+    blend_shapes,
+    find_dynamic_lmk_idx_and_bcoords,
+    transform_mat,
+    vertices2joints,
+    vertices2landmarks,
+)
 from smplx.utils import find_joint_kin_chain
 from smplx.vertex_ids import vertex_ids as smplx_vertex_ids
 from smplx.vertex_joint_selector import VertexJointSelector
@@ -51,6 +65,66 @@ class SMPLXOutput:
     vertices: torch.Tensor
     joints: torch.Tensor
     full_pose: torch.Tensor
+
+
+def _batch_rigid_transform(
+    rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor, parents_host: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``smplx.lbs.batch_rigid_transform``, op for op, walking the chain with host-side parents.
+
+    smplx indexes its Python list of transforms with elements of the ``parents`` tensor
+    (``transform_chain[parents[i]]``): one device -> host read, i.e. one GPU synchronisation, per
+    joint (54 per SMPL-X call). ``parents_host`` holds the same indices as Python ints.
+    rot_mats (B, J, 3, 3), joints (B, J, 3), parents (J,) int64 on the device -> posed joints
+    (B, J, 3) and relative transforms (B, J, 4, 4).
+    """
+    joints = torch.unsqueeze(joints, dim=-1)
+    rel_joints = joints.clone()
+    rel_joints[:, 1:] -= joints[:, parents[1:]]
+    transforms_mat = transform_mat(rot_mats.reshape(-1, 3, 3), rel_joints.reshape(-1, 3, 1)).reshape(
+        -1, joints.shape[1], 4, 4
+    )
+    transform_chain = [transforms_mat[:, 0]]
+    for i in range(1, len(parents_host)):
+        transform_chain.append(torch.matmul(transform_chain[parents_host[i]], transforms_mat[:, i]))
+    transforms = torch.stack(transform_chain, dim=1)
+    posed_joints = transforms[:, :, :3, 3]
+    joints_homogen = F.pad(joints, [0, 0, 0, 1])
+    rel_transforms = transforms - F.pad(torch.matmul(transforms, joints_homogen), [3, 0, 0, 0, 0, 0, 0, 0])
+    return posed_joints, rel_transforms
+
+
+def _lbs(
+    betas: torch.Tensor,
+    pose: torch.Tensor,
+    v_template: torch.Tensor,
+    shapedirs: torch.Tensor,
+    posedirs: torch.Tensor,
+    J_regressor: torch.Tensor,
+    parents: torch.Tensor,
+    parents_host: tuple[int, ...],
+    lbs_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``smplx.lbs.lbs(..., pose2rot=True)`` op for op (bit-equal results, tested), with the
+    kinematic chain of :func:`_batch_rigid_transform`. Returns vertices (B, V, 3) and joints
+    (B, J, 3), metres."""
+    batch_size = max(betas.shape[0], pose.shape[0])
+    device, dtype = betas.device, betas.dtype
+    v_shaped = v_template + blend_shapes(betas, shapedirs)
+    J = vertices2joints(J_regressor, v_shaped)
+    ident = torch.eye(3, dtype=dtype, device=device)
+    rot_mats = batch_rodrigues(pose.view(-1, 3)).view([batch_size, -1, 3, 3])
+    pose_feature = (rot_mats[:, 1:, :, :] - ident).view([batch_size, -1])
+    pose_offsets = torch.matmul(pose_feature, posedirs).view(batch_size, -1, 3)
+    v_posed = pose_offsets + v_shaped
+    J_transformed, A = _batch_rigid_transform(rot_mats, J, parents, parents_host)
+    W = lbs_weights.unsqueeze(dim=0).expand([batch_size, -1, -1])
+    num_joints = J_regressor.shape[0]
+    T = torch.matmul(W, A.view(batch_size, num_joints, 16)).view(batch_size, -1, 4, 4)
+    homogen_coord = torch.ones([batch_size, v_posed.shape[1], 1], dtype=dtype, device=device)
+    v_posed_homo = torch.cat([v_posed, homogen_coord], dim=2)
+    v_homo = torch.matmul(T, torch.unsqueeze(v_posed_homo, dim=-1))
+    return v_homo[:, :, :3, 0], J_transformed
 
 
 def _check(name: str, value: torch.Tensor, batch: int, width: int) -> torch.Tensor:
@@ -118,6 +192,7 @@ class SMPLXLayer(torch.nn.Module):
         parents = np.asarray(data["kintree_table"][0]).astype(np.int64)
         parents[0] = -1
         buf("parents", parents, torch.long)
+        self._parents_host: tuple[int, ...] = tuple(int(v) for v in parents)
 
         self.faces: np.ndarray = np.asarray(data["f"]).astype(np.int64)
         buf("faces_tensor", self.faces, torch.long)
@@ -191,7 +266,8 @@ class SMPLXLayer(torch.nn.Module):
     ) -> SMPLXOutput:
         """Pose and shape the model.
 
-        All rotations are axis-angle in radians; tensors must share the buffers' dtype/device.
+        All rotations are axis-angle in radians; tensors must be on the buffers' device. They are
+        cast to the buffers' dtype and the computation runs with autocast off (see module doc).
 
         Args:
             betas: ``(B, num_betas)`` shape coefficients.
@@ -210,6 +286,36 @@ class SMPLXLayer(torch.nn.Module):
             :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,
             ``full_pose (B, 165)``.
         """
+        dtype = self.v_template.dtype
+        device_type = self.v_template.device.type
+        region = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else contextlib.nullcontext()
+        )
+
+        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(dtype)
+
+        with region:
+            return self._forward(
+                cast(betas), cast(global_orient), cast(body_pose), cast(left_hand_pose), cast(right_hand_pose),
+                cast(jaw_pose), cast(expression), cast(leye_pose), cast(reye_pose), cast(transl),
+            )
+
+    def _forward(
+        self,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        left_hand_pose: torch.Tensor,
+        right_hand_pose: torch.Tensor,
+        jaw_pose: torch.Tensor,
+        expression: torch.Tensor,
+        leye_pose: torch.Tensor | None,
+        reye_pose: torch.Tensor | None,
+        transl: torch.Tensor | None,
+    ) -> SMPLXOutput:
         batch = int(global_orient.shape[0])
         betas = _check("betas", betas, batch, self.num_betas)
         expression = _check("expression", expression, batch, self.num_expression)
@@ -227,7 +333,7 @@ class SMPLXLayer(torch.nn.Module):
 
         shape_components = torch.cat([betas, expression], dim=-1)
         shapedirs = torch.cat([self.shapedirs, self.expr_dirs], dim=-1)
-        vertices, joints = lbs(
+        vertices, joints = _lbs(
             shape_components,
             full_pose,
             self.v_template,
@@ -235,8 +341,8 @@ class SMPLXLayer(torch.nn.Module):
             self.posedirs,
             self.J_regressor,
             self.parents,
+            self._parents_host,
             self.lbs_weights,
-            pose2rot=True,
         )
 
         lmk_faces_idx = self.lmk_faces_idx.unsqueeze(0).expand(batch, -1)

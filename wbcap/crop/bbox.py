@@ -228,11 +228,13 @@ def crop_image(
     scale: float = 1.0,
     rot_deg: float = 0.0,
     flip: bool = False,
+    dtype: type | None = np.float32,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upstream ``generate_patch_image``: warp the box region of ``img`` into an ``out_shape`` patch.
 
     ``cv2.warpAffine`` with ``INTER_LINEAR`` and a constant-0 border on the image as given (uint8 for
-    the upstream demo), then cast to float32. With ``flip`` the image is mirrored horizontally first
+    the upstream demo), then cast to float32 (``dtype``; None keeps the image's dtype: a uint8
+    patch holds the same values, in a quarter of the memory). With ``flip`` the image is mirrored horizontally first
     and the box centre becomes ``img_w - c_x - 1``; the returned transforms then refer to the
     **mirrored** image (as upstream).
 
@@ -243,9 +245,10 @@ def crop_image(
         scale: box enlargement (augmentation; 1.0 at test time).
         rot_deg: rotation in degrees (augmentation; 0 at test time).
         flip: mirror horizontally.
+        dtype: the patch's dtype (see above).
 
     Returns:
-        ``patch`` ``(h, w, 3)`` float32 in 0..255, ``trans`` ``(2, 3)`` float32 image -> patch and
+        ``patch`` ``(h, w, 3)`` float32 (or ``dtype``) in 0..255, ``trans`` ``(2, 3)`` float32 image -> patch and
         ``inv_trans`` ``(2, 3)`` float32 patch -> image.
     """
     if img.ndim != 3:
@@ -265,7 +268,7 @@ def crop_image(
     if patch.ndim == 2:  # cv2 drops a singleton channel axis
         patch = patch[:, :, None]
     inv_trans = get_affine_transform(c_x, c_y, bw, bh, out_w, out_h, scale, rot_deg, inv=True)
-    return patch.astype(np.float32), trans, inv_trans
+    return (patch if dtype is None else patch.astype(dtype)), trans, inv_trans
 
 
 def crops_to_tensor(

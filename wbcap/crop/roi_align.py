@@ -8,7 +8,15 @@ wheel is a CUDA build, and a dependency on it would drag gigabytes of CUDA libra
 install. Note that torchvision's *pure-python* fallback (``torchvision.ops._roi_align``) clamps
 sample points at the image border instead of zeroing them, so it differs from the compiled kernel
 (which the released checkpoint was trained and evaluated with) for boxes that cross the border;
-this module follows the compiled kernel.
+this module follows the compiled kernel. On CUDA, :func:`roi_align` calls the compiled kernel
+itself (``torchvision.ops.roi_align``) when torchvision imports there.
+
+wbcap's own implementation writes the kernel's sampling as two interpolation matrices per box
+(one per axis, see :func:`_axis_weights`) and computes ``A_y @ image @ A_x^T``: a fixed amount of
+work per box whatever its size, and no loops or host reads that depend on the boxes (so no
+device synchronisation on a GPU). On the 2-core CPU it takes as long as sampling bin by bin for
+boxes up to the output size (~4.5 ms per 256x256 hand crop from a 512x384 image) and is 30x
+faster for boxes several times larger than the image.
 
 Kernel semantics (``roi_align_kernel.cpp``), per box ``[b, x1, y1, x2, y2]`` and output bin
 ``(ph, pw)``:
@@ -30,12 +38,14 @@ Coordinates are pixel coordinates of the input feature map scaled by ``spatial_s
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "roi_align_sampled"]
+__all__ = ["roi_align"]
 
 
 def _boxes_to_rois(boxes: Tensor | Sequence[Tensor], like: Tensor) -> Tensor:
@@ -57,31 +67,56 @@ def _boxes_to_rois(boxes: Tensor | Sequence[Tensor], like: Tensor) -> Tensor:
     return rois.detach().to(device=like.device, dtype=like.dtype)
 
 
-def _axis_samples(
-    start: Tensor, bin_size: Tensor, grid: Tensor, i: int, n_out: int, size: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Sample positions along one axis for grid index ``i`` of every box and output bin.
+def _axis_weights(
+    start: Tensor, bin_size: Tensor, grid: Tensor, n_out: int, size: int, sampling_ratio: int
+) -> Tensor:
+    """The kernel's sampling along one axis as a ``(K, n_out, size)`` interpolation matrix.
+
+    ``A[k, p, i]`` is the sum, over the samples of output bin ``p`` of box ``k``, of the kernel's
+    bilinear weight on pixel ``i`` (samples outside ``[-1, size]`` weigh 0). Since the kernel's
+    bilinear sample is separable and zeroes a sample when *either* coordinate is outside its
+    window, the RoIAlign sum over a bin's ``gh x gw`` samples is ``A_y @ image @ A_x^T``.
+
+    Sample ``j`` of a box (``p = j // grid``, ``i = j % grid``) lies at
+    ``start + p * bin + ((i + 0.5) * bin) / grid`` (the kernel's operation order). Only samples in
+    ``[-1, size]`` matter, and consecutive samples are ``bin / grid`` apart: with adaptive sampling
+    that step is ``bin`` (< 1, one sample per bin: at most ``n_out`` samples) or above 0.5 (at most
+    ``2 * size + 3`` samples in the window). So a fixed number of sample slots per box, starting at
+    the first sample at or after -1, covers every sample that contributes, for any box: no
+    data-dependent loop and no host read of box sizes.
 
     Args:
-        start: ``(K,)`` roi start (already scaled and offset), input dtype.
-        bin_size: ``(K,)`` bin size, input dtype.
-        grid: ``(K,)`` int64 sampling grid size along this axis (may be 0).
-        i: grid index (same for all boxes; boxes with ``grid <= i`` are masked out).
-        n_out: number of output bins along this axis.
-        size: input extent along this axis (H or W).
+        start: ``(K,)`` roi start (scaled, offset), compute dtype.
+        bin_size: ``(K,)`` bin size, compute dtype.
+        grid: ``(K,)`` int64 samples per bin along this axis (0 for empty boxes).
+        n_out: output bins along this axis; size: input extent (H or W).
+        sampling_ratio: the caller's fixed grid (``> 0``) or ``<= 0`` for adaptive.
 
     Returns:
-        ``low, high`` int64 ``(K, n_out)`` indices, ``w_low, w_high`` ``(K, n_out)`` weights and
-        ``valid`` bool ``(K, n_out)`` (inside the ``[-1, size]`` window and ``i < grid``).
+        ``(K, n_out, size)`` weights in ``start``'s dtype.
     """
-    dtype = start.dtype
-    p = torch.arange(n_out, device=start.device, dtype=dtype)
-    grid_f = grid.clamp_min(1).to(dtype)
-    # Same operation order as the C++ kernel: start + p*bin + ((i + .5) * bin) / grid.
-    pos = start[:, None] + p[None, :] * bin_size[:, None] + ((i + 0.5) * bin_size / grid_f)[:, None]
-    valid = (pos >= -1.0) & (pos <= size) & (grid > i)[:, None]
-    # Clamp to [0, size] (the upper clamp only guards the int conversion of masked-out samples).
-    pos = pos.clamp(0.0, float(size))
+    k, dtype, device = start.shape[0], start.dtype, start.device
+    grid_c = grid.clamp_min(1)
+    total = n_out * grid  # samples per box
+    if sampling_ratio > 0:
+        slots = n_out * sampling_ratio
+        first = torch.zeros(k, dtype=torch.int64, device=device)
+    else:
+        slots = max(n_out, 2 * size + 3) + 4  # + margin for the rounding of ``first``
+        step = bin_size / grid_c.to(dtype)
+        guess = torch.nan_to_num(torch.ceil((-1.0 - start) / step - 0.5), nan=0.0) - 2.0
+        # in [0, total] before the int conversion (boxes far outside give huge guesses)
+        first = torch.minimum(guess.clamp_min(0.0), total.to(dtype)).to(torch.int64)
+    j = first[:, None] + torch.arange(slots, device=device)[None, :]  # (K, S) sample index
+    in_box = j < total[:, None]
+    g = grid_c[:, None]
+    p = torch.div(j, g, rounding_mode="floor").clamp_max(n_out - 1)
+    i = j - p * g
+    pos = start[:, None] + p.to(dtype) * bin_size[:, None] + ((i.to(dtype) + 0.5) * bin_size[:, None]) / g.to(dtype)
+    valid = in_box & (pos >= -1.0) & (pos <= size)
+    # Clamp to [0, size] (the upper clamp and nan_to_num only guard the int conversion of
+    # masked-out samples).
+    pos = torch.nan_to_num(pos, nan=0.0).clamp(0.0, float(size))
     low = pos.to(torch.int64)  # truncation == floor for pos >= 0
     at_end = low >= size - 1
     low = torch.where(at_end, torch.full_like(low, size - 1), low)
@@ -89,7 +124,29 @@ def _axis_samples(
     pos = torch.where(at_end, low.to(dtype), pos)
     w_high = pos - low.to(dtype)
     w_low = 1.0 - w_high
-    return low, high, w_low, w_high, valid
+    zero = torch.zeros((), dtype=dtype, device=device)
+    w_low = torch.where(valid, w_low, zero)
+    w_high = torch.where(valid, w_high, zero)
+    row = (torch.arange(k, device=device)[:, None] * n_out + p) * size  # (K, S)
+    weights = torch.zeros(k * n_out * size, dtype=dtype, device=device)
+    weights.scatter_add_(0, (row + low).reshape(-1), w_low.reshape(-1))
+    weights.scatter_add_(0, (row + high).reshape(-1), w_high.reshape(-1))
+    return weights.view(k, n_out, size)
+
+
+@functools.lru_cache(maxsize=1)
+def _torchvision_roi_align():
+    """``torchvision.ops.roi_align`` when torchvision imports, else None (tried once)."""
+    try:
+        from torchvision.ops import roi_align as tv_roi_align
+    except Exception:  # noqa: BLE001 - a CUDA-only wheel raises various errors on CPU machines
+        return None
+    return tv_roi_align
+
+
+# Boxes per matrix-product chunk: bounds the gathered images and intermediates (~80 MB for
+# 512x384 RGB crops and 256x256 outputs per 16 boxes).
+_CHUNK = 16
 
 
 def roi_align(
@@ -99,13 +156,21 @@ def roi_align(
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
+    use_torchvision: bool | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """RoIAlign with torchvision's compiled-kernel semantics (see module docstring).
 
-    Vectorised over boxes and output pixels; loops only over the largest per-box sampling grid
-    (``max(gh) * max(gw)`` iterations, usually 1-4), masking boxes whose grid is smaller, so memory
-    stays ``O(K * C * oh * ow)``. Differentiable w.r.t. ``input`` (not the boxes, as in torchvision).
-    Works on any device; computes in ``input``'s dtype.
+    On CUDA, ``torchvision.ops.roi_align`` (the kernel itself) is used when torchvision imports
+    (``use_torchvision=None``, the default; ``False`` forces wbcap's own, ``True`` requires
+    torchvision). wbcap's own computes each box as ``A_y @ image @ A_x^T`` with per-axis
+    interpolation matrices (:func:`_axis_weights`): vectorised over boxes, without
+    data-dependent control flow or host reads (no device synchronisation), for any box size;
+    equal to the kernel up to the float rounding of the summation order (~1e-7 relative in
+    float32). It computes in ``input``'s dtype (or ``compute_dtype`` for the two matrix
+    products, e.g. bfloat16 when the crops feed a bfloat16 network: ~2.4x faster on CPU) with
+    autocast disabled, and is differentiable w.r.t. ``input`` (not the boxes, as in
+    torchvision). Non-finite pixels are not supported (0 * inf in the products).
 
     Args:
         input: ``(N, C, H, W)`` feature map or image (any float dtype; channel order preserved).
@@ -117,10 +182,11 @@ def roi_align(
             ``ceil(roi_size / output_size)`` per box.
         aligned: if True, shift box coordinates by -0.5 pixel (pixel-centre model) and do not
             clamp the roi size to >= 1.
+        use_torchvision: see above.
+        compute_dtype: dtype of the matrix products of wbcap's own (default: ``input``'s).
 
     Returns:
-        ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``, in channels_last memory
-        format (call ``.contiguous()`` for NCHW memory).
+        ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``.
     """
     if input.dim() != 4:
         raise ValueError(f"input must be (N, C, H, W), got {tuple(input.shape)}")
@@ -128,109 +194,50 @@ def roi_align(
         out_h, out_w = output_size, output_size
     else:
         out_h, out_w = int(output_size[0]), int(output_size[1])
-    n, c, h, w = input.shape
     rois = _boxes_to_rois(boxes, input)
+    if use_torchvision or (use_torchvision is None and input.is_cuda):
+        tv = _torchvision_roi_align()
+        if tv is not None:
+            return tv(input, rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
+        if use_torchvision:
+            raise RuntimeError("use_torchvision=True but torchvision.ops does not import")
+    n, c, h, w = input.shape
     k = rois.shape[0]
     dtype = input.dtype
-
-    offset = 0.5 if aligned else 0.0
-    batch_idx = rois[:, 0].to(torch.int64)
-    start_x = rois[:, 1] * spatial_scale - offset
-    start_y = rois[:, 2] * spatial_scale - offset
-    roi_w = rois[:, 3] * spatial_scale - offset - start_x
-    roi_h = rois[:, 4] * spatial_scale - offset - start_y
-    if not aligned:
-        roi_w = roi_w.clamp_min(1.0)
-        roi_h = roi_h.clamp_min(1.0)
-    bin_w = roi_w / out_w
-    bin_h = roi_h / out_h
-    if sampling_ratio > 0:
-        grid_h = torch.full((k,), sampling_ratio, dtype=torch.int64, device=input.device)
-        grid_w = grid_h.clone()
-    else:
-        grid_h = torch.ceil(roi_h / out_h).to(torch.int64).clamp_min(0)
-        grid_w = torch.ceil(roi_w / out_w).to(torch.int64).clamp_min(0)
-    count = (grid_h * grid_w).clamp_min(1).to(dtype)
-
-    out = input.new_zeros((k, out_h, out_w, c))
     if k == 0 or n == 0:
-        return out.permute(0, 3, 1, 2).contiguous()
-    max_gh = int(grid_h.max().item())
-    max_gw = int(grid_w.max().item())
+        return input.new_zeros((k, c, out_h, out_w))
 
-    # Channels-last flat view: one gather of (K, oh, ow) indices yields (K, oh, ow, C).
-    flat = input.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    base = (batch_idx * (h * w))[:, None, None]  # (K, 1, 1)
-
-    x_samples = [_axis_samples(start_x, bin_w, grid_w, ix, out_w, w) for ix in range(max_gw)]
-    for iy in range(max_gh):
-        y_low, y_high, wy_low, wy_high, y_valid = _axis_samples(start_y, bin_h, grid_h, iy, out_h, h)
-        row_low = base + (y_low * w)[:, :, None]  # (K, oh, 1)
-        row_high = base + (y_high * w)[:, :, None]
-        for x_low, x_high, wx_low, wx_high, x_valid in x_samples:
-            valid = (y_valid[:, :, None] & x_valid[:, None, :]).to(dtype)  # (K, oh, ow)
-            hy, ly = wy_low[:, :, None], wy_high[:, :, None]
-            hx, lx = wx_low[:, None, :], wx_high[:, None, :]
-            w1 = (hy * hx * valid)[..., None]
-            w2 = (hy * lx * valid)[..., None]
-            w3 = (ly * hx * valid)[..., None]
-            w4 = (ly * lx * valid)[..., None]
-            xl, xh = x_low[:, None, :], x_high[:, None, :]
-            out = out + (
-                w1 * flat[row_low + xl]
-                + w2 * flat[row_low + xh]
-                + w3 * flat[row_high + xl]
-                + w4 * flat[row_high + xh]
-            )
-    out = out / count[:, None, None, None]
-    # (K, C, oh, ow) view of the NHWC result: channels_last memory, what the fused backbones read
-    # (a .contiguous() here would cost two copies per crop).
-    return out.permute(0, 3, 1, 2)
-
-
-def roi_align_sampled(
-    input: Tensor,
-    boxes: Tensor | Sequence[Tensor],
-    output_size: int | tuple[int, int],
-    aligned: bool = False,
-) -> Tensor:
-    """:func:`roi_align` (spatial_scale 1, adaptive sampling) through ``F.grid_sample``: equal up to
-    float rounding (~1e-5 of the input's range), about 6x faster on CPU.
-
-    When every box is at most as large as the output (one sample per bin, the usual case for the
-    hand and face crops), the kernel's bilinear sample is ``grid_sample(align_corners=True,
-    padding_mode="border")`` at the bin centres, zeroed outside ``[-1, size]`` as the kernel does.
-    Other boxes, and inputs of width or height 1, fall back to :func:`roi_align`. The sample
-    positions go through grid_sample's normalised coordinates, so results differ from the kernel
-    in the last bits: the fast precision mode uses this, the exact mode uses :func:`roi_align`.
-    Output ``(K, C, oh, ow)``, like :func:`roi_align`.
-    """
-    from torch.nn import functional as F
-
-    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else (int(output_size[0]), int(output_size[1]))
-    n, c, h, w = input.shape
-    rois = _boxes_to_rois(boxes, input)
-    k = rois.shape[0]
-    offset = 0.5 if aligned else 0.0
-    start_x, start_y = rois[:, 1] - offset, rois[:, 2] - offset
-    roi_w, roi_h = rois[:, 3] - offset - start_x, rois[:, 4] - offset - start_y
-    if not aligned:
-        roi_w, roi_h = roi_w.clamp_min(1.0), roi_h.clamp_min(1.0)
-    if k == 0 or h < 2 or w < 2:
-        return roi_align(input, rois, (out_h, out_w), aligned=aligned)
-    grid_h = torch.ceil(roi_h / out_h)
-    grid_w = torch.ceil(roi_w / out_w)
-    if not bool(((grid_h == 1) & (grid_w == 1)).all()):
-        return roi_align(input, rois, (out_h, out_w), aligned=aligned)
-    bin_w, bin_h = roi_w / out_w, roi_h / out_h
-    px = torch.arange(out_w, device=input.device, dtype=input.dtype)
-    py = torch.arange(out_h, device=input.device, dtype=input.dtype)
-    # the kernel's order: start + p * bin + (0 + 0.5) * bin / 1
-    xs = start_x[:, None] + px[None, :] * bin_w[:, None] + (0.5 * bin_w)[:, None]  # (K, ow)
-    ys = start_y[:, None] + py[None, :] * bin_h[:, None] + (0.5 * bin_h)[:, None]  # (K, oh)
-    valid = ((ys >= -1.0) & (ys <= h))[:, :, None] & ((xs >= -1.0) & (xs <= w))[:, None, :]
-    gx = (xs / (w - 1) * 2 - 1)[:, None, :].expand(k, out_h, out_w)
-    gy = (ys / (h - 1) * 2 - 1)[:, :, None].expand(k, out_h, out_w)
-    images = input[rois[:, 0].to(torch.int64)]
-    out = F.grid_sample(images, torch.stack((gx, gy), 3), mode="bilinear", padding_mode="border", align_corners=True)
-    return out * valid[:, None].to(out.dtype)
+    with torch.autocast(input.device.type, enabled=False) if torch.amp.is_autocast_available(
+        input.device.type
+    ) else contextlib.nullcontext():
+        offset = 0.5 if aligned else 0.0
+        batch_idx = rois[:, 0].to(torch.int64).clamp(0, n - 1)
+        start_x = rois[:, 1] * spatial_scale - offset
+        start_y = rois[:, 2] * spatial_scale - offset
+        roi_w = rois[:, 3] * spatial_scale - offset - start_x
+        roi_h = rois[:, 4] * spatial_scale - offset - start_y
+        if not aligned:
+            roi_w = roi_w.clamp_min(1.0)
+            roi_h = roi_h.clamp_min(1.0)
+        bin_w = roi_w / out_w
+        bin_h = roi_h / out_h
+        if sampling_ratio > 0:
+            grid_h = torch.full((k,), sampling_ratio, dtype=torch.int64, device=input.device)
+            grid_w = grid_h
+        else:
+            # in [0, 2**31) before the int conversion (a huge or NaN box must not wrap around)
+            grid_h = torch.nan_to_num(torch.ceil(roi_h / out_h), nan=0.0).clamp(0, 2**31 - 1).to(torch.int64)
+            grid_w = torch.nan_to_num(torch.ceil(roi_w / out_w), nan=0.0).clamp(0, 2**31 - 1).to(torch.int64)
+        count = (grid_h * grid_w).clamp_min(1).to(dtype)
+        a_y = _axis_weights(start_y, bin_h, grid_h, out_h, h, sampling_ratio)  # (K, oh, H)
+        a_x = _axis_weights(start_x, bin_w, grid_w, out_w, w, sampling_ratio)  # (K, ow, W)
+        mm_dtype = dtype if compute_dtype is None else compute_dtype
+        src = input.contiguous().to(mm_dtype)  # NCHW: each (H, W) plane is one matrix
+        a_y, a_x = a_y.to(mm_dtype), a_x.to(mm_dtype)
+        parts = []
+        for s in range(0, k, _CHUNK):
+            images = src[batch_idx[s : s + _CHUNK]]  # (k', C, H, W); 5x faster than index_select on CPU
+            rows = torch.matmul(a_y[s : s + _CHUNK, None], images)  # (k', C, oh, W)
+            parts.append(torch.matmul(rows, a_x[s : s + _CHUNK, None].transpose(2, 3)))  # (k', C, oh, ow)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.to(dtype) / count[:, None, None, None]

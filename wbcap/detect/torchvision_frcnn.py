@@ -59,11 +59,15 @@ class TorchvisionDetector:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(self.device)
+            # Upload the uint8 frame (a quarter of the bytes) and convert on the device.
+            x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float().div_(255)
             out = self.model([x])[0]
+            # One device -> host copy: boxes (K, 4), label, score.
+            rows = torch.cat((out["boxes"], out["labels"][:, None].to(out["boxes"].dtype), out["scores"][:, None]), 1)
+            rows = rows.cpu().tolist()
         h = image.shape[0]
         dets = []
-        for (x1, y1, x2, y2), label, score in zip(out["boxes"].tolist(), out["labels"].tolist(), out["scores"].tolist()):
+        for x1, y1, x2, y2, label, score in rows:
             if label != 1 or score < self.score_threshold or (y2 - y1) < self.min_height_frac * h:
                 continue
             dets.append(Detection((x1, y1, x2 - x1, y2 - y1), float(score)))

@@ -19,9 +19,10 @@ convolution stacks for inference:
   elementwise steps.
 
 Each stack keeps its own compute dtype: float32 (exact mode) or bfloat16 (the fast mode's
-backbones); inputs are converted on entry and outputs returned as float32. Backbone calls are
-split into chunks of at most ``chunk`` images, which keeps the working set in cache and bounds
-activation memory whatever the batch size.
+backbones); inputs are converted on entry and outputs returned in the input's dtype (float32 in
+the pipeline). Backbone calls are split into chunks of at most ``chunk`` images, which keeps the
+working set in cache and bounds activation memory whatever the batch size. Folded weights are
+module buffers: ``.to(device)`` moves the converted network.
 
 Why not ``torch.compile``: it needs a C++ compiler at run time and minutes of compilation on a
 laptop; why not TorchScript's ``optimize_for_inference``: deprecated. The ops used here are
@@ -30,6 +31,7 @@ the same oneDNN primitives either would call.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Sequence
 
@@ -89,6 +91,11 @@ class FusedConv(nn.Module):
     forward(x (N, C_in, H, W), residual (N, C_out, H', W') | None) -> (N, C_out, H', W') in the
     module's dtype: ``act(conv(x) + b [+ residual])`` with ``act`` ReLU or identity.
 
+    ``weight`` and ``bias`` are (non-persistent) buffers, so ``.to(device / dtype)`` moves them
+    with the module. A packed weight is a oneDNN tensor that only exists on the CPU in its own
+    dtype: a ``.to()`` that changes the device or dtype first unpacks it (to the plain folded
+    weight, run through ``F.conv2d`` from then on). Not saveable or deep-copyable while packed.
+
     Args:
         conv: the trained ``nn.Conv2d`` / ``nn.ConvTranspose2d``.
         bn: its following BatchNorm (eval statistics), or None.
@@ -116,11 +123,10 @@ class FusedConv(nn.Module):
         self.dilation = list(conv.dilation)
         self.output_padding = list(conv.output_padding) if self.transposed else [0, 0]
         self.relu = relu
-        self.dtype = dtype
         self.packed = packed
         w, b = fold_batchnorm(conv.weight, conv.bias, bn, self.transposed)
         w = w.to(dtype).contiguous(memory_format=torch.channels_last)
-        self.bias = b.to(dtype)
+        self.register_buffer("bias", b.to(dtype), persistent=False)
         size = [int(v) for v in input_size]
         if packed:
             if self.transposed:
@@ -129,10 +135,39 @@ class FusedConv(nn.Module):
                 )
             else:
                 w = torch.ops.mkldnn._reorder_convolution_weight(w, self.padding, self.stride, self.dilation, 1, size)
-        # Plain attributes, not buffers: packed oneDNN tensors have no storage to save or move.
-        self.weight = w
+        self.register_buffer("weight", w, persistent=False)
         self.out_channels = conv.out_channels
         self.kernel = tuple(conv.kernel_size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the weights; follows ``.to(dtype)``)."""
+        return self.bias.dtype
+
+    def unpack(self) -> None:
+        """Replace a packed oneDNN weight by the plain folded one (same values; F.conv2d path)."""
+        if not self.packed:
+            return
+        w = self.weight.to_dense()  # oneDNN keeps transposed-conv weights as (out, in, kh, kw)
+        if self.transposed:
+            w = w.transpose(0, 1)
+        self.weight = w.contiguous(memory_format=torch.channels_last)
+        self.packed = False
+
+    def _apply(self, fn, recurse=True):
+        """Module.to / .cuda / .double ...: unpack first when ``fn`` changes device or dtype; else
+        leave the packed weight alone (a oneDNN tensor has no strides or memory format to change)."""
+        if self.packed:
+            probe = fn(self.bias)
+            if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
+                self.unpack()
+            else:
+                weight = self._buffers.pop("weight")
+                try:
+                    return super()._apply(fn, recurse)
+                finally:
+                    self._buffers["weight"] = weight
+        return super()._apply(fn, recurse)
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H', W') for an (N, C_in, H, W) input."""
@@ -198,8 +233,8 @@ class _FusedBlock(nn.Module):
 class FusedResNet(nn.Module):
     """Inference form of :class:`~wbcap.model.resnet.ResNetBackbone` (same input and output).
 
-    forward(x (B, 3, H, W) float) -> (B, feat_dim, H/32, W/32) float32, computed in ``dtype`` in
-    chunks of at most ``chunk`` images (channels_last).
+    forward(x (B, 3, H, W) float) -> (B, feat_dim, H/32, W/32) in ``x``'s dtype, computed in
+    ``dtype`` (that of its convolutions) in chunks of at most ``chunk`` images (channels_last).
     """
 
     def __init__(
@@ -207,7 +242,6 @@ class FusedResNet(nn.Module):
         packed: bool = True, chunk: int = DEFAULT_CHUNK,
     ) -> None:
         super().__init__()
-        self.dtype = dtype
         self.chunk = max(1, int(chunk))
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
@@ -234,28 +268,33 @@ class FusedResNet(nn.Module):
                 blocks.append(_FusedBlock(convs, down))
         self.blocks = nn.Sequential(*blocks)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the convolutions; follows ``.to(dtype)``)."""
+        return self.stem.dtype
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.stem(x))
         return self.blocks(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if x.shape[0] <= self.chunk:
-            return self._run(x).float()
-        return torch.cat([self._run(part).float() for part in torch.split(x, self.chunk)])
+            return self._run(x).to(out_dtype)
+        return torch.cat([self._run(part).to(out_dtype) for part in torch.split(x, self.chunk)])
 
 
 class FusedConvStack(nn.Module):
     """Inference form of a ``make_conv_layers`` / ``make_deconv_layers`` Sequential
-    (``[Conv, (BatchNorm, ReLU)]*``): same input and output, float32 out, computed in ``dtype``
-    in chunks of at most ``chunk`` images (default: the batch size of ``input_size``)."""
+    (``[Conv, (BatchNorm, ReLU)]*``): same input and output (in the input's dtype), computed in
+    ``dtype`` in chunks of at most ``chunk`` images (default: the batch size of ``input_size``)."""
 
     def __init__(
         self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
         chunk: int | None = None,
     ) -> None:
         super().__init__()
-        self.dtype = dtype
         self.chunk = max(1, int(chunk if chunk is not None else input_size[0]))
         mods = list(seq)
         layers: list[FusedConv] = []
@@ -273,11 +312,17 @@ class FusedConvStack(nn.Module):
             i = j + relu
         self.layers = nn.Sequential(*layers)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the convolutions; follows ``.to(dtype)``)."""
+        return self.layers[0].dtype
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if x.shape[0] <= self.chunk:
-            return self.layers(x).float()
-        return torch.cat([self.layers(part).float() for part in torch.split(x, self.chunk)])
+            return self.layers(x).to(out_dtype)
+        return torch.cat([self.layers(part).to(out_dtype) for part in torch.split(x, self.chunk)])
 
 
 class RowwiseLinear(nn.Module):
@@ -313,10 +358,9 @@ def _rowwise_linears(module: nn.Module) -> None:
 
 # Compute dtype of each part in each precision mode. "fast" runs every convolution in bfloat16:
 # the three ResNets (31.4 of 35.8 GFLOPs per crop), the box network's deconvolutions and centre
-# map (2.9) and the heads' 1x1 convolutions (0.7); the linear layers (camera, shape, poses, box
-# sizes), soft-argmax, joint-feature sampling, 6D -> axis-angle and SMPL-X stay float32. It
-# also crops hands and face with grid_sample (wbcap.crop.roi_align.roi_align_sampled: float32,
-# equal to the kernel up to rounding). Chosen by measurement on the official-key deterministic
+# map (2.9) and the heads' 1x1 convolutions (0.7), and RoIAlign's matrix products for the hand and
+# face crops; the linear layers (camera, shape, poses, box sizes), soft-argmax, joint-feature
+# sampling, 6D -> axis-angle and SMPL-X stay float32. Chosen by measurement on the official-key deterministic
 # checkpoint (README, Performance): whole-network bf16 autocast moved the mesh by 164 mm and the
 # boxes by 0.71 px there, mostly through the camera head; this plan moves them by 1.0 mm and
 # 0.003 px, and keeping the box network in float32 as well would gain nothing measurable in
@@ -408,14 +452,18 @@ def optimize_for_inference(
         if device.type == "cpu":  # batch-invariant heads; on a GPU one kernel launch per row would cost more
             for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
                 _rowwise_linears(head)
-        if precision == "fast":
-            from wbcap.crop.roi_align import roi_align_sampled
+        # Hand and face crops: RoIAlign's matrix products in the dtype of the backbone they feed
+        # (whose first step rounds them to it anyway); bfloat16 ones are 2.7x faster on CPU.
+        from wbcap.crop.roi_align import roi_align
 
-            net.hand_roi_net.roi_align = roi_align_sampled
-            net.face_roi_net.roi_align = roi_align_sampled
+        for roi_net, part in ((net.hand_roi_net, "hand_backbone"), (net.face_roi_net, "face_backbone")):
+            if plan[part] != torch.float32:
+                roi_net.roi_align = functools.partial(roi_align, compute_dtype=plan[part])
         # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
         # so the file's mapping, and the pages the conversion read through it, are released.
         for module in net.modules():
+            if isinstance(module, FusedConv):  # already fresh tensors
+                continue
             for name, t in list(module._parameters.items()) + list(module._buffers.items()):
                 if t is not None:
                     t.data = t.data.clone()

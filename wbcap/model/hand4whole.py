@@ -17,11 +17,15 @@ Data flow for a batch of B person crops ``img`` (B, 3, 512, 384), RGB in [0, 1]:
 6. FaceRoI (192x192) + ResNet -> FaceRegressor: 10 expression coefficients and jaw (6D);
 7. body RotationNet: root + 21 body joints (6D), 10 shape coefficients, camera (3).
 
-Rotations stay 6D inside; they become axis-angle only at the output (the SMPL-X call).
+Rotations stay 6D inside; they become axis-angle only at the output (the SMPL-X call), always
+in float32 with autocast off (also under the bf16/fp16 inference modes and bf16 training), as is
+the camera translation. The forward has no data-dependent Python control flow and creates no
+per-call constant tensors on the host, so on a GPU it runs without host-device synchronisation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -48,6 +52,30 @@ NUM_HAND_POS_JOINTS = 20  # PositionNet joints per hand
 NUM_BODY_ROT_JOINTS = 21  # SMPL-X body joints without the root
 NUM_HAND_ROT_JOINTS = 15  # SMPL-X finger joints per hand
 MCP_JOINTS = 4  # index/middle/ring/pinky MCP joints of each hand fed to the body RotationNet
+# The MCP joints as a slice of the 20 hand PositionNet joints: slicing needs no index tensor (a
+# Python-list index is copied to the device on every call).
+_MCP = slice(J.L_MCP[0], J.L_MCP[-1] + 1, J.L_MCP[1] - J.L_MCP[0])
+assert tuple(range(20))[_MCP] == tuple(J.L_MCP) == tuple(J.R_MCP), "MCP joints are no longer evenly spaced"
+
+
+def float32_region(t: torch.Tensor):
+    """A context that turns autocast off on ``t``'s device (nothing where autocast does not exist).
+
+    Used around the parts that must stay float32 under whole-network autocast (bf16/fp16
+    inference modes, bf16 training): 6D -> axis-angle, the camera translation, SMPL-X.
+    """
+    if torch.amp.is_autocast_available(t.device.type):
+        return torch.autocast(t.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def rot6d_to_axis_angle_f32(rot6d: torch.Tensor) -> torch.Tensor:
+    """:func:`~wbcap.body.rotations.rot6d_to_axis_angle` in float32 with autocast off:
+    ``(..., 6)`` any float dtype -> ``(..., 3)`` float32 radians. Under bf16 autocast the 6D
+    outputs of the linear layers are bfloat16; Gram-Schmidt and the quaternion extraction in
+    bfloat16 would lose about 2 significant digits of every joint rotation."""
+    with float32_region(rot6d):
+        return rot6d_to_axis_angle(rot6d.float())
 
 
 class PositionNet(nn.Module):
@@ -169,10 +197,13 @@ class BoxNet(nn.Module):
 
 
 def _batch_rois(boxes: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
-    """(B,4) xyxy boxes in body-input pixels -> (B,5) [batch index, x1, y1, x2, y2] in input pixels."""
-    idx = torch.arange(boxes.shape[0], dtype=boxes.dtype, device=boxes.device)[:, None]
-    scale = boxes.new_tensor([sx, sy, sx, sy])
-    return torch.cat((idx, boxes * scale), 1)
+    """(B,4) xyxy boxes in body-input pixels -> (B,5) [batch index, x1, y1, x2, y2] in input pixels.
+
+    Scaled by Python numbers (no per-call constant tensor copied to the device).
+    """
+    idx = torch.arange(boxes.shape[0], dtype=boxes.dtype, device=boxes.device)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack((idx, x1 * sx, y1 * sy, x2 * sx, y2 * sy), 1)
 
 
 class HandRoI(nn.Module):
@@ -188,15 +219,14 @@ class HandRoI(nn.Module):
         self._sx = config.input_img_shape[1] / config.input_body_shape[1]
         self._sy = config.input_img_shape[0] / config.input_body_shape[0]
         self._out = tuple(config.input_hand_shape)
-        # RoIAlign implementation: the kernel-exact one; the fast precision mode swaps in
-        # wbcap.crop.roi_align.roi_align_sampled.
-        self.roi_align = roi_align
+        self.roi_align = roi_align  # the kernel's semantics (torchvision's kernel on CUDA when it imports)
 
     def crops(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
         """img (B,3,512,384); boxes (B,4) xyxy in body-input pixels -> (2B,3,256,256)."""
-        lhand = self.roi_align(img, _batch_rois(lhand_bbox, self._sx, self._sy), self._out, aligned=False)
-        rhand = self.roi_align(img, _batch_rois(rhand_bbox, self._sx, self._sy), self._out, aligned=False)
-        return torch.cat((torch.flip(lhand, [3]), rhand))
+        b = img.shape[0]
+        rois = torch.cat((_batch_rois(lhand_bbox, self._sx, self._sy), _batch_rois(rhand_bbox, self._sx, self._sy)))
+        hands = self.roi_align(img, rois, self._out, aligned=False)  # one call for both hands
+        return torch.cat((torch.flip(hands[:b], [3]), hands[b:]))
 
     def forward(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.crops(img, lhand_bbox, rhand_bbox))
@@ -333,8 +363,10 @@ class Hand4Whole(nn.Module):
         k = math.sqrt(
             c.focal[0] * c.focal[1] * c.camera_3d_size * c.camera_3d_size / (c.input_body_shape[0] * c.input_body_shape[1])
         )
-        t_z = k * torch.sigmoid(cam_param[:, 2])
-        return torch.cat((cam_param[:, :2], t_z[:, None]), 1)
+        with float32_region(cam_param):  # float32 even under autocast: t_z is ~5-50 m
+            cam_param = cam_param.float()
+            t_z = k * torch.sigmoid(cam_param[:, 2])
+            return torch.cat((cam_param[:, :2], t_z[:, None]), 1)
 
     def unflip_left_hand_x(self, x: torch.Tensor) -> torch.Tensor:
         """Mirror x (hand heatmap cells) of joints predicted on the mirrored left-hand crop.
@@ -368,14 +400,14 @@ class Hand4Whole(nn.Module):
 
         _, hand_joint_img = self.hand_position_net(hand_feat)  # (2B, 20, 3)
         hand_pose_6d = self.hand_rotation_net(hand_feat, hand_joint_img.detach())  # (2B, 90)
-        hand_pose = rot6d_to_axis_angle(hand_pose_6d.reshape(-1, NUM_HAND_ROT_JOINTS, 6))  # (2B, 15, 3)
+        hand_pose = rot6d_to_axis_angle_f32(hand_pose_6d.reshape(-1, NUM_HAND_ROT_JOINTS, 6))  # (2B, 15, 3)
 
         b = img.shape[0]
         lhand_joint_img = hand_joint_img[:b]
         lhand_joint_img = torch.cat((self.unflip_left_hand_x(lhand_joint_img[:, :, :1]), lhand_joint_img[:, :, 1:]), 2)
         rhand_joint_img = hand_joint_img[b:]
         # Mirroring a rotation about the x = 0 plane negates the y and z axis-angle components.
-        lhand_pose = (hand_pose[:b] * hand_pose.new_tensor([1.0, -1.0, -1.0])).reshape(b, -1)
+        lhand_pose = torch.cat((hand_pose[:b, :, :1], -hand_pose[:b, :, 1:]), 2).reshape(b, -1)
         rhand_pose = hand_pose[b:].reshape(b, -1)
         lhand_feat = torch.flip(hand_feat[:b], [3])
         rhand_feat = hand_feat[b:]
@@ -384,15 +416,15 @@ class Hand4Whole(nn.Module):
             img_feat,
             body_joint_img.detach(),
             lhand_feat,
-            lhand_joint_img[:, list(J.L_MCP)].detach(),
+            lhand_joint_img[:, _MCP].detach(),
             rhand_feat,
-            rhand_joint_img[:, list(J.R_MCP)].detach(),
+            rhand_joint_img[:, _MCP].detach(),
         )
-        root_pose = rot6d_to_axis_angle(root_6d)
-        body_pose = rot6d_to_axis_angle(body_6d.reshape(b, NUM_BODY_ROT_JOINTS, 6)).reshape(b, -1)
+        root_pose = rot6d_to_axis_angle_f32(root_6d)
+        body_pose = rot6d_to_axis_angle_f32(body_6d.reshape(b, NUM_BODY_ROT_JOINTS, 6)).reshape(b, -1)
         cam_trans = self.camera_translation(cam_param)
         expression, jaw_6d = self.face_regressor(face_feat)
-        jaw_pose = rot6d_to_axis_angle(jaw_6d)
+        jaw_pose = rot6d_to_axis_angle_f32(jaw_6d)
 
         joint_img = torch.cat(
             (body_joint_img, self._hand_to_body_hm(lhand_joint_img, lhand_bbox), self._hand_to_body_hm(rhand_joint_img, rhand_bbox)),

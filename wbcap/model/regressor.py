@@ -40,12 +40,32 @@ class RegressorOutput:
 
 
 class WholeBodyRegressor(nn.Module):
-    """Hand4Whole network followed by the SMPL-X layer."""
+    """Hand4Whole network followed by the SMPL-X layer.
+
+    The SMPL-X stage always runs in float32 with autocast off (see
+    :mod:`wbcap.body.smplx_layer`), and the forward reads nothing back from the device: its
+    constant index and scale tensors are (non-persistent) buffers, made once on the network's
+    device and moved by ``.to()``.
+    """
 
     def __init__(self, net: Hand4Whole, body: SMPLXLayer) -> None:
         super().__init__()
         self.net = net
         self.body = body
+        device = next(net.parameters(), torch.empty(0)).device
+        c = net.config
+        sx = c.input_img_shape[1] / c.input_body_shape[1]
+        sy = c.input_img_shape[0] / c.input_body_shape[0]
+        self.register_buffer("joint_index", torch.tensor(J.JOINT_IDX, device=device), persistent=False)
+        self.register_buffer("box_scale", torch.tensor([sx, sy, sx, sy], device=device), persistent=False)
+
+    def _on(self, name: str, device: torch.device) -> torch.Tensor:
+        """Buffer ``name`` on ``device`` (moved once if only the network was moved)."""
+        t = getattr(self, name)
+        if t.device != device:
+            t = t.to(device)
+            setattr(self, name, t)
+        return t
 
     @property
     def config(self):
@@ -59,7 +79,8 @@ class WholeBodyRegressor(nn.Module):
         return (c.focal[0] * sx, c.focal[1] * sy), (c.princpt[0] * sx, c.princpt[1] * sy)
 
     def body_forward(self, p: NetworkOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """SMPL-X with the predicted parameters (eyes at rest). Returns vertices (B,V,3), joints (B,144,3)."""
+        """SMPL-X with the predicted parameters (eyes at rest). Returns vertices (B,V,3), joints
+        (B,144,3), metres, in the body layer's dtype (float32), also under autocast."""
         zeros = p.root_pose.new_zeros(p.root_pose.shape[0], 3)
         out = self.body(
             betas=p.betas,
@@ -80,14 +101,11 @@ class WholeBodyRegressor(nn.Module):
         verts, joints144 = self.body_forward(p)
         t = p.cam_trans[:, None, :]
         vertices = verts + t
-        joints = joints144[:, list(J.JOINT_IDX)] + t
+        joints = joints144.index_select(1, self._on("joint_index", joints144.device)) + t
         (fx, fy), (cx, cy) = self.crop_camera()
         z = joints[:, :, 2] + 1e-4
         proj = torch.stack((joints[:, :, 0] / z * fx + cx, joints[:, :, 1] / z * fy + cy), 2)
-        c = self.net.config
-        s = p.lhand_bbox.new_tensor(
-            [c.input_img_shape[1] / c.input_body_shape[1], c.input_img_shape[0] / c.input_body_shape[0]] * 2
-        )
+        s = self._on("box_scale", p.lhand_bbox.device)
         return RegressorOutput(
             params=p,
             vertices=vertices,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from wbcap.body.rotations import rot6d_to_axis_angle
+from wbcap.model.hand4whole import rot6d_to_axis_angle_f32
 from wbcap.model.hand_model import HandOutput
 from wbcap.train.losses import coord_loss, param_loss
 
@@ -27,10 +27,11 @@ HAND_UNSUPERVISED_MODULES = ("rotation_net.cam_out",)
 
 
 def hand_pose_axis_angle(out: HandOutput) -> torch.Tensor:
-    """(B, 48) axis-angle MANO pose (root, then 15 finger joints) from the 6D outputs."""
+    """(B, 48) float32 axis-angle MANO pose (root, then 15 finger joints) from the 6D outputs
+    (converted in float32 with autocast off, as the whole-body model does)."""
     b = out.root_6d.shape[0]
     six = torch.cat((out.root_6d.reshape(b, 1, 6), out.pose_6d.reshape(b, 15, 6)), 1)
-    return rot6d_to_axis_angle(six).reshape(b, 48)
+    return rot6d_to_axis_angle_f32(six).reshape(b, 48)
 
 
 def hand_losses(out: HandOutput, targets: dict, meta_info: dict) -> dict[str, torch.Tensor]:

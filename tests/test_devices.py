@@ -1,0 +1,335 @@
+"""GPU and multi-GPU correctness of inference, checked on the CPU: device names, precision
+resolution on pre-Ampere GPUs, TF32 scoping of the exact mode, float32 SMPL-X and rotations under
+autocast, modules that move with ``.to()``, and no host-device synchronisation inside a batch."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wbcap.errors import InputError
+from wbcap.model import device as dev
+from wbcap.model.fused import (
+    FusedConv,
+    FusedResNet,
+    mkldnn_usable,
+    optimize_for_inference,
+)
+
+# -- device names ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda reporting ``count`` GPUs (default 2); records set_device calls."""
+    state = {"count": 2, "current": []}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: state["count"] > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: state["count"])
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: state["current"].append(d))
+    return state
+
+
+def test_indexed_cuda_device_becomes_the_current_device(fake_cuda):
+    assert dev.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert fake_cuda["current"] == [1]
+    assert dev.resolve_device(" CUDA ") == torch.device("cuda")  # no index: the current device, left as is
+    assert fake_cuda["current"] == [1]
+
+
+@pytest.mark.parametrize(
+    "spec,count,message",
+    [
+        ("gpu", 2, "'gpu' is not understood; use auto, cpu, cuda or cuda:N"),
+        ("cuda:x", 2, "'cuda:x' is not understood"),
+        ("cuda:-1", 2, "'cuda:-1' is not understood"),
+        ("cuda:9", 1, "cuda:9: only 1 CUDA device(s) visible; use cuda:0..cuda:0"),
+        ("cuda", 0, "cuda: CUDA is not available on this machine; use --device cpu"),
+        ("cuda:0", 0, "cuda:0: CUDA is not available on this machine"),
+    ],
+)
+def test_bad_device_names_are_one_line_input_errors(fake_cuda, spec, count, message):
+    fake_cuda["count"] = count
+    with pytest.raises(InputError) as err:
+        dev.resolve_device(spec)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert fake_cuda["current"] == []  # nothing selected on failure
+
+
+def test_auto_and_cpu(fake_cuda):
+    assert dev.resolve_device("auto") == torch.device("cuda")
+    fake_cuda["count"] = 0
+    assert dev.resolve_device("auto") == torch.device("cpu")
+    assert dev.resolve_device("") == torch.device("cpu")
+    assert dev.resolve_device("CPU") == torch.device("cpu")
+
+
+# -- precision on pre-Ampere GPUs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "capability,asked,runs",
+    [
+        ((7, 5), "fast", "exact"),
+        ((7, 0), "bf16", "fp16"),
+        ((6, 1), "exact", "exact"),
+        ((7, 5), "fp16", "fp16"),
+        ((8, 0), "fast", "fast"),
+        ((9, 0), "bf16", "bf16"),
+    ],
+)
+def test_precision_on_gpus_without_fast_bfloat16(monkeypatch, caplog, capability, asked, runs):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    with caplog.at_level(logging.WARNING, logger="wbcap.model.device"):
+        assert dev.resolve_precision(asked, torch.device("cuda", 0)) == runs
+    lines = [r.getMessage() for r in caplog.records]
+    if runs == asked:
+        assert lines == []
+    else:
+        expected = (f"cuda:0 (compute capability {capability[0]}.{capability[1]}) has no fast bfloat16; "
+                    f"--precision {asked} runs as {runs} instead")
+        assert lines == [expected]
+
+
+def test_precision_on_cpu_is_left_alone(monkeypatch):
+    def no_cuda(*args):
+        raise AssertionError("CUDA queried for a CPU device")
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", no_cuda)
+    for p in ("exact", "fast", "bf16", "fp16"):
+        assert dev.resolve_precision(p, torch.device("cpu")) == p
+
+
+# -- TF32 ------------------------------------------------------------------------------------
+
+
+def _pipeline(small_config, body_layer, precision: str, optimize: bool = False):
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.checkpoints import random_network
+
+    net = random_network(small_config, seed=2)
+    return Pipeline(WholeBodyRegressor(net, body_layer), torch.device("cpu"), batch_size=4, precision=precision,
+                    optimize=optimize)
+
+
+@pytest.fixture(scope="module")
+def unfused_pipeline(small_config, body_layer):
+    return _pipeline(small_config, body_layer, "exact")
+
+
+def test_exact_mode_turns_tf32_off_in_its_scope_only(unfused_pipeline, monkeypatch):
+    before = dev.get_tf32()
+    assert dev.tf32_allowed()[1]  # torch's default: cuDNN float32 convolutions may use TF32
+    with unfused_pipeline.inference_context():
+        assert dev.tf32_allowed() == (False, False)
+    assert dev.get_tf32() == before
+    # restored even when the block raises
+    with pytest.raises(KeyError), unfused_pipeline.inference_context():
+        raise KeyError("x")
+    assert dev.get_tf32() == before
+    monkeypatch.setattr(unfused_pipeline, "precision", "fast")  # fast: torch's settings as they are
+    with unfused_pipeline.inference_context():
+        assert dev.get_tf32() == before and dev.tf32_allowed()[1]
+
+
+# -- float32 body model and rotations under autocast -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training_regressor(small_config, body_layer):
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.testing.checkpoints import random_network
+
+    return WholeBodyRegressor(random_network(small_config, seed=5), body_layer).train()
+
+
+def test_smplx_stage_is_float32_under_bf16_autocast(training_regressor):
+    """The same parameters through the body stage of a training-mode regressor with and without
+    bf16 autocast: equal vertices. Without the float32 guard they move by millimetres."""
+    from types import SimpleNamespace
+
+    reg = training_regressor
+    g = torch.Generator().manual_seed(0)
+    b = 3
+    p = SimpleNamespace(
+        root_pose=torch.randn(b, 3, generator=g), body_pose=torch.randn(b, 63, generator=g) * 0.5,
+        lhand_pose=torch.randn(b, 45, generator=g) * 0.5, rhand_pose=torch.randn(b, 45, generator=g) * 0.5,
+        jaw_pose=torch.randn(b, 3, generator=g) * 0.3, betas=torch.randn(b, 10, generator=g),
+        expression=torch.randn(b, 10, generator=g),
+    )
+    with torch.no_grad():
+        verts, joints = reg.body_forward(p)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            verts_ac, joints_ac = reg.body_forward(p)
+    assert reg.training and verts_ac.dtype == joints_ac.dtype == torch.float32
+    torch.testing.assert_close(verts_ac, verts, atol=1e-5, rtol=0)
+    torch.testing.assert_close(joints_ac, joints, atol=1e-5, rtol=0)
+
+
+def test_training_forward_under_bf16_autocast_keeps_rotations_camera_and_mesh_float32(training_regressor):
+    from wbcap.body.rotations import rot6d_to_axis_angle
+
+    reg = training_regressor
+    x = torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = reg(x)
+        p = out.params
+        assert p.body_pose_6d.dtype == torch.bfloat16  # autocast really ran the heads in bf16
+        for name in ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "cam_trans"):
+            assert getattr(p, name).dtype == torch.float32, name
+        # the conversions equal float32 ones of the same (bf16) network outputs
+        torch.testing.assert_close(p.root_pose, rot6d_to_axis_angle(p.root_pose_6d.float()), atol=1e-6, rtol=0)
+        body = rot6d_to_axis_angle(p.body_pose_6d.float().reshape(2, 21, 6)).reshape(2, -1)
+        torch.testing.assert_close(p.body_pose, body, atol=1e-6, rtol=0)
+        torch.testing.assert_close(p.jaw_pose, rot6d_to_axis_angle(p.jaw_pose_6d.float()), atol=1e-6, rtol=0)
+        torch.testing.assert_close(p.cam_trans, reg.net.camera_translation(p.cam_param.float()), atol=1e-6, rtol=0)
+        verts, _ = reg.body_forward(p)
+    torch.testing.assert_close(out.vertices, verts + p.cam_trans[:, None], atol=1e-5, rtol=0)
+
+
+def test_own_lbs_equals_smplx_lbs_bit_for_bit(body_layer):
+    from smplx.lbs import lbs
+
+    from wbcap.body.smplx_layer import _lbs
+
+    g = torch.Generator().manual_seed(3)
+    L = body_layer
+    betas = torch.randn(3, L.num_betas + L.num_expression, generator=g)
+    pose = torch.randn(3, 165, generator=g) * 0.4
+    shapedirs = torch.cat([L.shapedirs, L.expr_dirs], dim=-1)
+    args = (betas, pose, L.v_template, shapedirs, L.posedirs, L.J_regressor)
+    v_ref, j_ref = lbs(*args, L.parents, L.lbs_weights, pose2rot=True)
+    v, j = _lbs(*args, L.parents, L._parents_host, L.lbs_weights)
+    assert torch.equal(v, v_ref) and torch.equal(j, j_ref)
+
+
+# -- modules move with .to() -----------------------------------------------------------------
+
+PACKED = [False, True] if mkldnn_usable(torch.device("cpu")) else [False]
+
+
+@pytest.mark.parametrize("packed", PACKED)
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fused_conv_moves_with_to(packed, transposed):
+    g = torch.Generator().manual_seed(0)
+    conv = (nn.ConvTranspose2d(6, 8, 4, stride=2, padding=1) if transposed else nn.Conv2d(6, 8, 3, padding=1))
+    bn = nn.BatchNorm2d(8).eval()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.5, 1.5, generator=g)
+    f = FusedConv(conv, bn, True, torch.float32, [2, 6, 5, 4], packed)
+    x = torch.randn(2, 6, 5, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = f(x)
+        assert f.to("cpu") is f and f.packed == packed  # same device and dtype: nothing changes
+        f.to(torch.float64)
+        assert f.weight.dtype == f.bias.dtype == f.dtype == torch.float64 and not f.packed
+        torch.testing.assert_close(f(x.double()), ref.double(), atol=1e-5, rtol=0)
+        f.to("meta")
+    assert f.weight.device.type == f.bias.device.type == "meta"
+
+
+@pytest.mark.parametrize("packed", PACKED)
+def test_fused_resnet_moves_with_to(packed):
+    from wbcap.model.resnet import ResNetBackbone
+
+    backbone = ResNetBackbone(18).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fused = FusedResNet(backbone, (64, 64), packed=packed, chunk=2)
+        ref = fused(x)
+        fused.to(torch.float64)
+        out = fused(x.double())
+    assert fused.dtype == torch.float64 and out.dtype == torch.float64
+    assert all(b.dtype == torch.float64 for b in fused.buffers() if b.is_floating_point())
+    torch.testing.assert_close(out, ref.double(), atol=1e-4, rtol=1e-4)
+
+
+def test_converted_network_leaves_nothing_behind_on_to(small_config):
+    from wbcap.testing.checkpoints import random_network
+
+    net = optimize_for_inference(random_network(small_config), "cpu", "exact")
+    tensors = list(net.buffers()) + list(net.parameters())
+    n_fused = sum(isinstance(m, FusedConv) for m in net.modules())
+    assert n_fused > 50 and len(tensors) >= 2 * n_fused
+    net.to("meta")
+    left = [n for n, t in list(net.named_buffers()) + list(net.named_parameters()) if t.device.type != "meta"]
+    assert left == []
+
+
+# -- host-device synchronisation -------------------------------------------------------------
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__index__", "__int__", "__float__")
+
+
+@contextlib.contextmanager
+def count_host_reads():
+    """Count the Tensor calls that read device data on the host (a synchronisation on a GPU),
+    and host-made tensors sent to the device (``new_tensor``, Python-list indices)."""
+    counts: collections.Counter = collections.Counter()
+    saved = {name: getattr(torch.Tensor, name) for name in (*SYNCS, "new_tensor", "__getitem__")}
+
+    def counting(name, method):
+        def wrapper(self, *args, **kwargs):
+            if name != "__getitem__":
+                counts[name] += 1
+            elif any(isinstance(a, list) for a in (args[0] if isinstance(args[0], tuple) else (args[0],))):
+                counts["list index"] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    for name, method in saved.items():
+        setattr(torch.Tensor, name, counting(name, method))
+    try:
+        yield counts
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+def _jobs(pipe, n: int):
+    from wbcap.detect.base import Detection
+
+    img = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
+    return pipe.crop(img, [Detection((10.0 + 40 * i, 20.0, 300.0, 400.0), 1.0) for i in range(n)])
+
+
+@pytest.mark.parametrize("precision,optimize", [("exact", True), ("fast", False)])
+def test_one_host_read_per_batch(small_config, body_layer, precision, optimize, monkeypatch):
+    """One Pipeline.regress batch reads the device once (the results), whatever the batch size,
+    and (exact) runs its network call with TF32 off."""
+    pipe = _pipeline(small_config, body_layer, precision, optimize)
+    seen_tf32 = []
+    forward = type(pipe.regressor).forward
+    monkeypatch.setattr(type(pipe.regressor), "forward",
+                        lambda self, img: (seen_tf32.append(dev.tf32_allowed()), forward(self, img))[1])
+    totals = []
+    for n in (1, 3) if optimize else (1, 2):
+        jobs = _jobs(pipe, n)
+        with count_host_reads() as counts:
+            people = pipe.regress(jobs)
+        assert len(people) == n and people[0].vertices.shape == (body_layer.num_vertices, 3)
+        assert people[0].crop.dtype == np.uint8 and np.array_equal(people[0].crop, jobs[0].patch)
+        totals.append(dict(counts))
+    assert totals[0] == totals[1] == {"cpu": 1, "numpy": 1}
+    if precision == "exact":
+        assert seen_tf32 == [(False, False)] * 2
+
+
+def test_upload_equals_float_stack(unfused_pipeline):
+    """The uint8 upload gives the upstream input (float32 patch / 255), channels_last."""
+    from wbcap.crop.bbox import crops_to_tensor
+
+    pipe = unfused_pipeline
+    jobs = _jobs(pipe, 2)
+    x = pipe._upload(jobs)
+    ref = crops_to_tensor([j.patch.astype(np.float32) for j in jobs])
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, ref)
