@@ -129,6 +129,34 @@ def test_rest_root_equals_the_regressed_pelvis(body_layer):
     torch.testing.assert_close(body_layer.rest_root(betas), expected, atol=1e-6, rtol=0)
 
 
+def test_rest_root_of_a_long_track_needs_no_mesh_sized_memory(body_layer):
+    """50,000 frames (half an hour at 30 fps): no intermediate tensor of the call exceeds 50 MB
+    (a shaped mesh per frame would be 6.3 GB), and the result equals the per-mesh formula."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestTensor(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.largest = max(self.largest, t.numel() * t.element_size())
+            return out
+
+    betas = torch.randn(50_000, 10, generator=torch.Generator().manual_seed(3))
+    with LargestTensor() as probe:
+        root = body_layer.rest_root(betas)
+    assert root.shape == (50_000, 3)
+    assert probe.largest <= 50 * 2**20, probe.largest
+    some = betas[::5000]
+    shaped = body_layer.v_template + torch.einsum("bl,vcl->bvc", some, body_layer.shapedirs)
+    expected = torch.einsum("v,bvc->bc", body_layer.J_regressor[0], shaped)
+    torch.testing.assert_close(root[::5000], expected, atol=1e-6, rtol=0)
+
+
 def test_amass_arrays_read_by_plain_smplx_equal_wbcap_mesh(body_dir, body_layer):
     n = 4
     rows = random_rows(n, seed=2)
