@@ -4,7 +4,8 @@
         [--small] [--no-amp]
 
 Forward + losses + backward + Adam step, after one warm-up step; CUDA is synchronised before
-timing. On CUDA the step runs in bf16 autocast (as training does) unless --no-amp.
+timing. On CUDA the step runs as training does: bf16 autocast (unless --no-amp), channels-last memory,
+cudnn.benchmark.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main() -> None:
     from wbcap.train.data.synthetic import SyntheticWholeBody
     from wbcap.train.losses import hand4whole_losses
     from wbcap.train.stages import StageConfig
-    from wbcap.train.trainer import _to_tensors, build_model
+    from wbcap.train.trainer import _channels_last, _cuda_training_settings, _to_tensors, build_model
 
     dev = resolve_device(args.device)
     cfg = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18) if args.small else ModelConfig()
@@ -47,6 +48,9 @@ def main() -> None:
     model = build_model(StageConfig(model=cfg), body, dev).train()
     opt = torch.optim.Adam([p for m in model.net.trainable_modules() for p in m.parameters()], lr=1e-4)
     amp = dev.type == "cuda" and not args.no_amp
+    if _channels_last(dev):  # as training does on CUDA
+        model.net.to(memory_format=torch.channels_last)
+        batch[0]["img"] = batch[0]["img"].contiguous(memory_format=torch.channels_last)
 
     def step():
         inputs, targets, meta = batch
@@ -57,15 +61,16 @@ def main() -> None:
         loss.backward()
         opt.step()
 
-    step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
+    with _cuda_training_settings(dev):  # cudnn.benchmark on CUDA, as training
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
     res = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "architecture": "ResNet-18 x3" if args.small else "released (ResNet-50/50/18)", "batch_size": args.batch_size,
