@@ -324,3 +324,13 @@ def test_render_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_gl_probe_reports_a_broken_platform_as_unusable() -> None:
     assert _gl._probe("no-such-platform") is False
+
+
+def test_staged_dir_under_a_file_is_a_user_error(tmp_path):
+    from wbcap.errors import InputError
+    from wbcap.export.atomic import staged_dir
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match=r"afile/out: cannot create the output folder \(Not a directory\)"):
+        with staged_dir(tmp_path / "afile" / "out" / "photo"):
+            pass

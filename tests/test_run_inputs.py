@@ -166,3 +166,44 @@ def test_unexpected_failure_in_run_names_the_file_and_frame(tmp_path, base_args,
     assert lines[0].startswith("error: wbcap run failed: RuntimeError: out of memory")
     assert f"while processing {video} near frame" in lines[0] and "full traceback in" in lines[0]
     assert not (tmp_path / "out").exists()  # nothing worth resuming: no half-made folder
+
+
+def test_resume_with_other_settings_removes_outputs_it_does_not_write_again(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 6)
+    # person A in every frame, person B only in frames 0-3 (a 4-frame track)
+    f = box_file(tmp_path, {str(i): [[10, 10, 60, 100]] + ([[100, 10, 50, 100]] if i < 4 else []) for i in range(6)})
+    out = tmp_path / "out"
+    assert invoke("run", video, "-o", out, "--detector", f"boxes:{f}", "--obj", *base_args).exit_code == 0
+    assert sorted(p.name for p in out.glob("track_*.npz")) == ["track_0.npz", "track_1.npz"]
+    assert (out / "meshes" / "1").is_dir()
+    r = invoke("run", video, "-o", out, "--detector", f"boxes:{f}", "--min-track", "5", "--resume", *base_args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("track_*.npz")) == ["track_0.npz"]
+    assert not (out / "meshes").exists()  # no --obj this time: the old meshes are gone too
+
+
+def test_boxes_over_max_people_are_counted(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 3)
+    f = box_file(tmp_path, {str(i): [[10, 10, 60, 100], [100, 10, 50, 100], [60, 5, 40, 90]] for i in range(3)})
+    r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{f}", "--max-people", "1", *base_args)
+    assert r.exit_code == 0, r.output
+    assert "dropped 6 detected box(es) beyond --max-people 1 in 3 frame(s)" in text(r)
+
+
+def test_output_folder_that_cannot_be_made_is_a_user_error(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 2)
+    (tmp_path / "afile").write_text("")
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "afile" / "out"), "--detector", "full", *base_args])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.splitlines() == [f"error: {tmp_path / 'afile' / 'out'}: cannot create the output folder (Not a directory); "
+                                     "choose another -o folder"]
+
+
+def test_clock_rate_nominal_unless_the_frames_say_otherwise():
+    from wbcap.video_app import _clock_rate
+
+    cfr_with_drops = [i / 25 for i in (0, 1, 2, 5, 6, 7, 9, 10)]
+    assert _clock_rate(cfr_with_drops, 25.0) == 25.0
+    vfr = [i / 30 for i in range(9)] + [0.3 + i / 10 for i in range(1, 11)]  # 30 fps, then 10 fps
+    assert _clock_rate(vfr, 30.0) == pytest.approx(18 / 1.3)  # declared 30 (MKV): the average
+    assert _clock_rate([0.0], 30.0) == 30.0

@@ -159,7 +159,10 @@ def prepare_output(job: VideoJob) -> Path:
             )
         for p in ours:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); choose another -o folder") from None
     from wbcap.export.atomic import atomic_write_text
 
     atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))
@@ -268,7 +271,7 @@ def regress_frames(
         log.info("resuming after frame %d (%d frames already done)", last_done, done_count)
     detector = make_detector(
         job.detector, device=pipeline.device, score_threshold=job.score_threshold,
-        min_height_frac=job.min_height_frac, max_people=job.max_people,
+        min_height_frac=job.min_height_frac,  # --max-people is applied (and counted) below
     )
     if isinstance(detector, BoxesFileDetector):
         names = None
@@ -284,6 +287,7 @@ def regress_frames(
     worker.start()
     processed = done_count
     current: int | None = None  # the latest frame taken from the decoder, for error notes
+    over_limit = frames_over = 0  # boxes beyond --max-people, and the frames they were in
     seen: set[int] = set()
     pending: list[tuple] = []  # (frame index, time, size, jobs)
     n_pending_crops = 0
@@ -321,7 +325,9 @@ def regress_frames(
                 seen.add(frame.index)
                 if dets is None:  # done in an earlier run
                     continue
-                if job.max_people is not None:
+                if job.max_people is not None and len(dets) > job.max_people:
+                    over_limit += len(dets) - job.max_people
+                    frames_over += 1
                     dets = list(dets)[: job.max_people]
                 h, w = frame.image.shape[:2]
                 t0 = time.perf_counter()
@@ -334,6 +340,9 @@ def regress_frames(
             if pending:
                 flush()
             os.fsync(raw.fileno())
+        if over_limit:
+            log.warning("dropped %d detected box(es) beyond --max-people %d in %d frame(s) (the lowest-scoring ones); "
+                        "raise --max-people to keep them", over_limit, job.max_people, frames_over)
         if isinstance(detector, BoxesFileDetector):
             outside = sorted(set(detector.by_frame) - seen)
             if outside:
@@ -476,6 +485,19 @@ def _report_losses(job: VideoJob, col: _Collected, n_tracks: int) -> None:
         log.warning("%s: %d person detection(s) but no track was kept; see the warnings above", job.source, col.detections)
 
 
+def _clock_rate(times: list[float], nominal: float) -> float:
+    """Rows per second of the AMASS clock: the nominal rate (source rate / ``--every``) when the
+    processed frames follow it (median interval within 1 %; a few dropped frames do not change
+    it), else their average rate (variable-frame-rate footage, whose container may declare a
+    nominal rate the frames do not have)."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return nominal
+    median_rate = 1.0 / float(np.median(np.diff(times)))
+    if abs(median_rate - nominal) <= 0.01 * nominal:
+        return nominal
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def _smoothed_track(job: VideoJob, tr: dict[str, list], body, dev, focal: float, princpt) -> dict[str, np.ndarray]:
     """One track's parameters moved into the video camera and smoothed (arrays per frame)."""
     import torch
@@ -570,6 +592,7 @@ def finalize(
     rate = float(info.fps) / max(1, job.every) if info.fps else 30.0
 
     col = _collect_tracks(job, out / RUN_DIR / RAW_FILE, rate)
+    rate = _clock_rate(list(col.frames.values()), rate)
     tracks = {tid: _smoothed_track(job, col.per_track[tid], body, dev, focal, princpt)
               for tid in sorted(col.per_track) if tid in col.kept}
     _report_losses(job, col, len(tracks))
@@ -579,8 +602,15 @@ def finalize(
         for row, f in enumerate(tr["frame"]):
             by_frame.setdefault(int(f), []).append((tid, row))
     n_lines = _write_params_jsonl(out, col.frames, tracks, by_frame, focal, princpt, (width, height))
-    for tid, tr in tracks.items():
-        _write_track_npz(out, tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)
+    written = {p for tid, tr in tracks.items()
+               for p in _write_track_npz(out, tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)}
+    # A rerun (--resume with other settings) must not leave files of the earlier outputs behind.
+    for stale in sorted(set(out.glob("track_*.npz")) - written):
+        stale.unlink()
+    if (out / "meshes").is_dir():
+        shutil.rmtree(out / "meshes")  # rewritten below with --obj, else stale
+    if not job.render and (out / RENDER_FILE).exists():
+        (out / RENDER_FILE).unlink()
 
     timings["track+smooth+write"] = time.perf_counter() - t_start
     if job.write_obj:
@@ -640,7 +670,8 @@ def _render_video(
     from wbcap.io.video import VideoWriter, open_frames
 
     out = Path(job.out).expanduser() / RENDER_FILE
-    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
+    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
+                         warn_retimed=False)  # pass 1 reported the retimed frames already
     fps = info.fps_fraction / max(1, job.every) if info.fps_fraction else 30
     audio = None if source.info.is_image_sequence or not source.info.has_audio else Path(job.source)
     n = 0

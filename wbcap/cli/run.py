@@ -39,7 +39,8 @@ from wbcap.cli.common import (
 @click.option("--sigma", type=float, default=None, help="Gaussian: standard deviation in frames.")
 @click.option("--focal", type=float, default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it.")
+              help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it. "
+                   "Gaps longer than --max-age frames end the track first.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--no-render", is_flag=True, help="Skip render.mp4.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
@@ -116,4 +117,14 @@ def execute(ctx, job, pipeline=None):
             speed = task.speed
             bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
 
-        return run_video(job, pipeline=pipeline, progress=progress)
+        try:
+            return run_video(job, pipeline=pipeline, progress=progress)
+        except KeyboardInterrupt:
+            from pathlib import Path
+
+            from wbcap.video_app import RAW_FILE, RUN_DIR
+
+            if (Path(job.out).expanduser() / RUN_DIR / RAW_FILE).is_file():
+                click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",
+                           err=True)
+            raise

@@ -72,14 +72,18 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     is deleted and ``final_dir`` is untouched. Missing parent folders are created.
 
     Raises:
-        InputError: ``final_dir`` exists and is not a folder.
+        InputError: ``final_dir`` exists and is not a folder, or its folder cannot be created.
     """
     final = Path(final_dir)
     if final.exists() and not final.is_dir():
         raise InputError(f"{final}: exists and is not a folder; choose another output folder")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = _temp_sibling(final, "staging")
-    stage.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = _temp_sibling(final, "staging")
+        stage.mkdir()
+    except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        raise InputError(f"{final.parent}: cannot create the output folder ({exc.strerror or exc}); "
+                         "choose another output folder") from None
     try:
         yield stage
     except BaseException:

@@ -455,6 +455,7 @@ def open_frames(
     every: int = 1,
     max_frames: int | None = None,
     image_fps: float = 30.0,
+    warn_retimed: bool = True,
 ) -> FrameSource:
     """Open a video or image sequence for lazy, selective frame reading.
 
@@ -468,6 +469,8 @@ def open_frames(
         every: keep every ``every``-th frame of the range, counted from the first kept one.
         max_frames: stop after this many frames; ``None`` for no limit.
         image_fps: frame rate assigned to image sequences (their ``time = index / image_fps``).
+        warn_retimed: log the count of retimed frames as a warning (else at debug level, for a
+            second pass over a file whose timing was already reported).
 
     Returns:
         A :class:`FrameSource`; nothing is decoded until it is iterated (a video's first frame
@@ -478,7 +481,7 @@ def open_frames(
             bad argument (negative start, ``end <= start``, ``every < 1``...).
     """
     return FrameSource(spec, start=start, end=end, every=every, max_frames=max_frames,
-                       image_fps=image_fps)
+                       image_fps=image_fps, warn_retimed=warn_retimed)
 
 
 class FrameSource:
@@ -504,8 +507,10 @@ class FrameSource:
         every: int = 1,
         max_frames: int | None = None,
         image_fps: float = 30.0,
+        warn_retimed: bool = True,
     ) -> None:
         _check_selection(start, end, every, max_frames, image_fps)
+        self.warn_retimed = bool(warn_retimed)
         self.start = float(start)
         self.end = None if end is None else float(end)
         self.every = int(every)
@@ -686,7 +691,7 @@ class FrameSource:
         finally:
             container.close()
             if retimed.count:
-                log.warning(
+                (log.warning if self.warn_retimed else log.debug)(
                     "%s: %d of %d frames had missing, repeated or out-of-order timestamps "
                     "(first at %.3f s); retimed them so frame times strictly increase",
                     p, retimed.count, retimed.frames, retimed.first_time,

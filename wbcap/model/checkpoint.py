@@ -84,8 +84,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = msg.split(". ")[0]  # torch's first sentence says what failed; the rest is advice for its developers
+        if len(msg) > 160:
+            msg = msg[:157] + "..."
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({msg[:160]}); the file is corrupt or truncated — re-download it"
+            f"{path}: not a readable PyTorch checkpoint ({msg}); the file is corrupt or truncated — re-download it"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict with a 'network' state_dict, found {type(obj).__name__}")
