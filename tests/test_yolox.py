@@ -226,3 +226,24 @@ def test_nano_vtest_frame_200(nano, shared_dir):
     found = YOLOXDetector(nano)(frame.image)
     assert len(found) >= 7
     assert all(d.score >= 0.3 for d in found)
+
+
+def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, small_ckpt, body_dir):
+    """`wbcap run --detector yolox:FILE` end to end on 3 real frames: people tracked."""
+    import json
+
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    model, video = shared_dir / "models" / "yolox_nano.onnx", shared_dir / "media" / "vtest.avi"
+    if not model.is_file() or not video.is_file():
+        pytest.skip("yolox_nano.onnx or vtest.avi absent from ../shared")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, [
+        "run", str(video), "-o", str(out), "--start", "20", "--max-frames", "3", "--detector", f"yolox:{model}",
+        "--max-people", "8", "--no-render", "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+    ])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert len({x["track"] for x in lines}) >= 5 and {x["frame"] for x in lines} == {200, 201, 202}

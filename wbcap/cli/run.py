@@ -22,8 +22,9 @@ from wbcap.cli.common import (
 @click.option("--end", type=float, default=None, help="Stop at this second of the source.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
-@click.option("--detector", default="auto", show_default=True, metavar="auto|hog|torchvision|full|boxes:FILE",
-              help="Person detector; auto = torchvision Faster R-CNN when it imports and its weights are present, else HOG. "
+@click.option("--detector", default="auto", show_default=True, metavar="auto|hog|torchvision|full|yolox:FILE|boxes:FILE",
+              help="Person detector; auto = torchvision Faster R-CNN when it imports and its weights are present, else HOG; "
+                   "yolox:FILE runs a YOLOX ONNX export (e.g. yolox_nano.onnx). "
                    'boxes:FILE reads {"<frame>": [[x,y,w,h], ...]}, <frame> = frame index ("12" or "000012") or image file name.')
 @click.option("--score-threshold", type=float, default=None, help="Minimum detector score (detector's default if unset).")
 @click.option("--min-height", "min_height_frac", type=float, default=None,

@@ -1,4 +1,4 @@
-"""Build a person detector from a user's choice: ``auto | hog | torchvision | full | boxes:FILE``."""
+"""Build a person detector from a user's choice: ``auto | hog | torchvision | full | yolox:FILE | boxes:FILE``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,12 @@ def make_detector(
     """
     if spec.startswith("boxes:"):
         return BoxesFileDetector(spec[len("boxes:"):])
+    if spec.startswith("yolox:"):
+        from wbcap.detect.yolox import YOLOXDetector
+
+        kw = {"score_threshold": score_threshold} if score_threshold is not None else {}
+        return YOLOXDetector(spec[len("yolox:"):], min_height_frac=min_height_frac or 0.0, max_people=max_people,
+                             device=str(device), **kw)
     if spec == "auto":
         from wbcap.detect import torchvision_frcnn
 
@@ -125,4 +131,4 @@ def make_detector(
         from wbcap.detect.boxes import FullImageDetector
 
         return FullImageDetector()
-    raise InputError(f"unknown detector {spec!r}; use auto, hog, torchvision, full or boxes:FILE")
+    raise InputError(f"unknown detector {spec!r}; use auto, hog, torchvision, full, yolox:FILE.onnx or boxes:FILE")
