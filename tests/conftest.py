@@ -86,3 +86,14 @@ def official_ckpt_raw(tmp_path_factory) -> Path:
     from wbcap.testing.checkpoints import write_official_checkpoint
 
     return write_official_checkpoint(tmp_path_factory.mktemp("official_raw") / "snapshot_6.pth.tar", seed=0)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Run the test with one torch intra-op thread (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,14 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Training steps here are small: with 2 intra-op threads on a loaded 2-core machine, OpenMP
-    barriers made them up to 10x slower (a 25-step test took 250 s instead of 20 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Training steps here are small: with 2 intra-op threads on a loaded 2-core machine, OpenMP
+# barriers made them up to 10x slower (a 25-step test took 250 s instead of 20 s).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_toml_recipes_equal_builtin_stages():

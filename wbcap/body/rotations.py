@@ -15,15 +15,19 @@ differentiable. They are safe at the singular points (angle 0 and angle pi): out
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     "axis_angle_to_matrix",
+    "float32_region",
     "matrix_to_axis_angle",
     "matrix_to_quaternion",
     "matrix_to_rot6d",
     "rot6d_to_axis_angle",
+    "rot6d_to_axis_angle_f32",
     "rot6d_to_matrix",
 ]
 
@@ -188,3 +192,23 @@ def rot6d_to_axis_angle(rot6d: torch.Tensor) -> torch.Tensor:
         dimensions are kept (upstream flattens to ``(N, 3)``).
     """
     return matrix_to_axis_angle(rot6d_to_matrix(rot6d))
+
+
+def float32_region(t: torch.Tensor):
+    """A context that turns autocast off on ``t``'s device (nothing where autocast does not exist).
+
+    Used around the parts that must stay float32 under whole-network autocast (bf16/fp16
+    inference modes, bf16 training): 6D -> axis-angle, the camera translation, SMPL-X.
+    """
+    if torch.amp.is_autocast_available(t.device.type):
+        return torch.autocast(t.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def rot6d_to_axis_angle_f32(rot6d: torch.Tensor) -> torch.Tensor:
+    """:func:`rot6d_to_axis_angle` in float32 with autocast off:
+    ``(..., 6)`` any float dtype -> ``(..., 3)`` float32 radians. Under bf16 autocast the 6D
+    outputs of the linear layers are bfloat16; Gram-Schmidt and the quaternion extraction in
+    bfloat16 would lose about 2 significant digits of every joint rotation."""
+    with float32_region(rot6d):
+        return rot6d_to_axis_angle(rot6d.float())

@@ -17,7 +17,6 @@ It reads nothing back from the device (no GPU synchronisation): see :func:`_lbs`
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from smplx.vertex_joint_selector import VertexJointSelector
 
 from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NUM
 from wbcap.body.model_files import load_body_model_data
+from wbcap.body.rotations import float32_region
 
 __all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
 
@@ -287,17 +287,11 @@ class SMPLXLayer(torch.nn.Module):
             ``full_pose (B, 165)``.
         """
         dtype = self.v_template.dtype
-        device_type = self.v_template.device.type
-        region = (
-            torch.autocast(device_type, enabled=False)
-            if torch.amp.is_autocast_available(device_type)
-            else contextlib.nullcontext()
-        )
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(dtype)
 
-        with region:
+        with float32_region(self.v_template):
             return self._forward(
                 cast(betas), cast(global_orient), cast(body_pose), cast(left_hand_pose), cast(right_hand_pose),
                 cast(jaw_pose), cast(expression), cast(leye_pose), cast(reye_pose), cast(transl),

@@ -25,7 +25,6 @@ per-call constant tensors on the host, so on a GPU it runs without host-device s
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -34,7 +33,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from wbcap.body import joints as J
-from wbcap.body.rotations import rot6d_to_axis_angle
+from wbcap.body.rotations import (
+    float32_region,
+    rot6d_to_axis_angle_f32,
+)
 from wbcap.config import ModelConfig
 from wbcap.crop.roi_align import roi_align
 from wbcap.model.layers import (
@@ -56,26 +58,6 @@ MCP_JOINTS = 4  # index/middle/ring/pinky MCP joints of each hand fed to the bod
 # Python-list index is copied to the device on every call).
 _MCP = slice(J.L_MCP[0], J.L_MCP[-1] + 1, J.L_MCP[1] - J.L_MCP[0])
 assert tuple(range(20))[_MCP] == tuple(J.L_MCP) == tuple(J.R_MCP), "MCP joints are no longer evenly spaced"
-
-
-def float32_region(t: torch.Tensor):
-    """A context that turns autocast off on ``t``'s device (nothing where autocast does not exist).
-
-    Used around the parts that must stay float32 under whole-network autocast (bf16/fp16
-    inference modes, bf16 training): 6D -> axis-angle, the camera translation, SMPL-X.
-    """
-    if torch.amp.is_autocast_available(t.device.type):
-        return torch.autocast(t.device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def rot6d_to_axis_angle_f32(rot6d: torch.Tensor) -> torch.Tensor:
-    """:func:`~wbcap.body.rotations.rot6d_to_axis_angle` in float32 with autocast off:
-    ``(..., 6)`` any float dtype -> ``(..., 3)`` float32 radians. Under bf16 autocast the 6D
-    outputs of the linear layers are bfloat16; Gram-Schmidt and the quaternion extraction in
-    bfloat16 would lose about 2 significant digits of every joint rotation."""
-    with float32_region(rot6d):
-        return rot6d_to_axis_angle(rot6d.float())
 
 
 class PositionNet(nn.Module):

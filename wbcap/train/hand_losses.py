@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from wbcap.model.hand4whole import rot6d_to_axis_angle_f32
+from wbcap.body.rotations import rot6d_to_axis_angle_f32
 from wbcap.model.hand_model import HandOutput
 from wbcap.train.losses import coord_loss, param_loss
 
