@@ -21,6 +21,10 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
     monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    # Tests never download on their own (--detector auto would fetch YOLOX); the tests of the
+    # downloader serve files on 127.0.0.1 and lift this themselves.
+    monkeypatch.setenv("WBCAP_OFFLINE", "1")
+    monkeypatch.delenv("WBCAP_WEIGHTS_MIRROR", raising=False)
     yield
 
 

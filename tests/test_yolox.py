@@ -182,12 +182,12 @@ def test_tiny_onnx_runtimes_agree_and_decoded_export(tiny_model, tmp_path):
 
 
 def test_bad_model_files(tmp_path):
-    with pytest.raises(InputError, match=r"nope\.onnx does not exist.*--detector-model"):
+    with pytest.raises(InputError, match=r"nope\.onnx does not exist.*wbcap weights fetch yolox-nano"):
         YOLOXDetector(tmp_path / "nope.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     for runtime in ("auto", "opencv"):
-        with pytest.raises(InputError, match=r"junk\.onnx.*--detector-model") as info:
+        with pytest.raises(InputError, match=r"junk\.onnx.*wbcap weights fetch yolox-nano") as info:
             YOLOXDetector(junk, runtime=runtime)
         assert "\n" not in str(info.value)
     with pytest.raises(InputError, match=r"expected \(1, 84, 85\)"):

@@ -60,6 +60,25 @@ def _checkpoint_check(entry) -> Check:
         )
 
 
+def _detector_check() -> Check:
+    """Which detector ``--detector auto`` uses here (no download is attempted)."""
+    from wbcap.weights import default_entry, find_weights_file, manifest, search_dirs, sha256_file
+
+    best = default_entry("yolox")
+    installed = [e.name for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
+    runtime = f"onnxruntime {_version('onnxruntime')}" if _version("onnxruntime") != "not installed" else "OpenCV dnn"
+    path = find_weights_file(best)
+    if path is None:
+        path_places = " or ".join(f"{d}/" for d in search_dirs())
+        others = f"; installed: {', '.join(installed)} (use --detector NAME)" if installed else ""
+        return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
+                     f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
+                     f"`wbcap weights import {best.name} FILE`; `--detector auto` also downloads it once on first use",
+                     optional=True)
+    official = "official file" if sha256_file(path) == best.sha256 else "a re-export, not the official file"
+    return Check("person detector", True, f"auto uses {best.name} ({path}, {official}; {runtime}); installed: {', '.join(installed)}")
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (body models, checkpoints, renderer, CUDA, libraries).
 
@@ -69,7 +88,8 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     from wbcap.weights import manifest
 
     checks: list[Check] = [_body_model_check(g, body_models) for g in ("neutral", "male", "female")]
-    checks += [_checkpoint_check(entry) for entry in manifest().values()]
+    checks += [_checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
+    checks.append(_detector_check())
     from wbcap.export.render import render_backend
 
     backend = render_backend()

@@ -24,7 +24,11 @@ class ImageJob:
 
     boxes: fixed xywh boxes applied to every image (``--bbox``), or None.
     boxes_file: JSON of boxes per image name (``--boxes``), or None.
-    detector: ``hog`` (OpenCV's people detector) or ``full`` (the whole image is one person).
+    detector: a name :func:`wbcap.detect.factory.make_detector` takes (``auto``: YOLOX-nano when
+    installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
+    person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
+    detector's limits (its defaults when None); max_people: keep the highest-scoring boxes;
+    offline: never download a detector.
     """
 
     paths: tuple[str, ...]
@@ -32,8 +36,12 @@ class ImageJob:
     pipeline: PipelineConfig = PipelineConfig()
     boxes: tuple[tuple[float, float, float, float], ...] | None = None
     boxes_file: str | None = None
-    detector: str = "hog"
+    detector: str = "auto"
+    detector_model: str | None = None
+    score_threshold: float | None = None
+    min_height_frac: float | None = None
     max_people: int | None = None
+    offline: bool = False
     render: bool = True
 
 
@@ -105,7 +113,9 @@ def run_images(
         _check_box_keys(paths, job.boxes_file)
     if pipeline is None:
         stage("loading model", None)
-    detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(job.detector, max_people=job.max_people)
+    detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
+        job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
+        min_height_frac=job.min_height_frac, max_people=job.max_people, offline=job.offline)
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
     results = []

@@ -57,8 +57,10 @@ class VideoJob:
     """What ``wbcap run`` was asked to do (built once by the CLI).
 
     start/end: seconds of the source to process; every: keep every N-th frame; max_frames:
-    stop after this many processed frames. detector: ``auto | hog | torchvision | full |
-    boxes:FILE`` (FILE: JSON ``{"<frame index>": [[x, y, w, h], ...]}``). focal: focal length
+    stop after this many processed frames. detector: a name
+    :func:`wbcap.detect.factory.make_detector` takes (``auto``, ``hog``, ``yolox-nano``, ...,
+    ``boxes:FILE`` with FILE a JSON ``{"<frame index>": [[x, y, w, h], ...]}``); detector_model:
+    a YOLOX ONNX file; offline: never download a detector. focal: focal length
     in pixels of the one camera results are expressed in (default ``sqrt(W^2 + H^2)``, a ~53°
     diagonal field of view, the usual guess when the real camera is unknown). max_gap: seconds
     a track may be missed and still be one AMASS file (filled by interpolation, ``valid`` False);
@@ -73,9 +75,11 @@ class VideoJob:
     every: int = 1
     max_frames: int | None = None
     detector: str = "auto"
+    detector_model: str | None = None
     score_threshold: float | None = None
     min_height_frac: float | None = None
     max_people: int | None = None
+    offline: bool = False
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smooth: SmoothConfig = field(default_factory=SmoothConfig)
     focal: float | None = None
@@ -111,7 +115,7 @@ def _fingerprint(job: VideoJob) -> dict:
         "source_size": stat.st_size if stat else None,
         "source_mtime": int(stat.st_mtime) if stat else None,
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
-        "detector": job.detector, "score_threshold": job.score_threshold,
+        "detector": job.detector, "detector_model": job.detector_model, "score_threshold": job.score_threshold,
         "min_height_frac": job.min_height_frac, "max_people": job.max_people,
         "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(),
         "precision": normalize_precision(p.precision),
@@ -270,8 +274,8 @@ def regress_frames(
     if last_done >= 0:
         log.info("resuming after frame %d (%d frames already done)", last_done, done_count)
     detector = make_detector(
-        job.detector, device=pipeline.device, score_threshold=job.score_threshold,
-        min_height_frac=job.min_height_frac,  # --max-people is applied (and counted) below
+        job.detector, model=job.detector_model, device=pipeline.device, score_threshold=job.score_threshold,
+        min_height_frac=job.min_height_frac, offline=job.offline,  # --max-people is applied (and counted) below
     )
     if isinstance(detector, BoxesFileDetector):
         names = None

@@ -57,3 +57,45 @@ def progress_display(ctx: click.Context, *columns):
     console = Console(stderr=True, soft_wrap=True)
     disabled = bool(root.get("quiet")) or not console.is_terminal
     return Progress(*columns, console=console, disable=disabled, transient=True), console
+
+
+_DETECTOR_HELP = (
+    "Person detector: auto = YOLOX-nano when installed (downloaded once on first use, 3.7 MB, unless "
+    "--offline), else OpenCV HOG with a notice; yolox-nano|yolox-tiny|yolox-s|yolox-m|yolox-l|yolox-x "
+    "(`wbcap weights fetch NAME`); hog; torchvision (Faster R-CNN, when torchvision and its weights are "
+    "present); full (the whole frame is one person); yolox:FILE (any YOLOX ONNX export)"
+)
+
+
+def detector_options(video: bool):
+    """``--detector``, ``--detector-model``, ``--score-threshold``, ``--min-height``,
+    ``--max-people`` and ``--offline`` for ``wbcap image`` (``video=False``) and ``wbcap run``.
+
+    The decorated command receives ``detector``, ``detector_model``, ``score_threshold``,
+    ``min_height_frac``, ``max_people`` and ``offline`` (``--offline`` or ``$WBCAP_OFFLINE``).
+    """
+    boxes = ('; boxes:FILE reads {"<frame>": [[x,y,w,h], ...]}, <frame> = frame index ("12" or '
+             '"000012") or image file name') if video else ""
+    options = [
+        click.option("--detector", default="auto", show_default=True,
+                     metavar="auto|yolox-nano|…|hog|torchvision|full|yolox:FILE" + ("|boxes:FILE" if video else ""),
+                     help=_DETECTOR_HELP + boxes + "."),
+        click.option("--detector-model", type=click.Path(dir_okay=False), default=None,
+                     help="A YOLOX ONNX export to detect people with (any size; raw or decoded outputs)."),
+        click.option("--score-threshold", type=float, default=None,
+                     help="Minimum detector score (default: YOLOX 0.3 of [0, 1]; HOG 0.0, an SVM margin)."),
+        click.option("--min-height", "min_height_frac", type=click.FloatRange(0, 1), default=None,
+                     help="Ignore people shorter than this fraction of the image height."),
+        click.option("--max-people", type=click.IntRange(min=1), default=None,
+                     help="Track at most this many people." if video
+                     else "Keep at most this many people per image (highest scores)."),
+        click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
+                     help="Never download a detector model (also WBCAP_OFFLINE=1); auto then falls back to HOG."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate

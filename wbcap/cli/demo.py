@@ -10,14 +10,18 @@ from wbcap.cli.common import device_option
 @click.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
+@click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
+              help="Never download the detector model (also WBCAP_OFFLINE=1); HOG is used when it is absent.")
 @device_option
-def demo(out, image, device):
+def demo(out, image, offline, device):
     """Run the whole image pipeline on a bundled example with a synthetic body model and
     untrained weights: a check that wbcap works here, not a real estimate."""
     from wbcap.demo import REAL_THING, run_demo
     from wbcap.paths import body_models_dir
 
-    results = run_demo(out, device=device, image=image)
+    results, detector = run_demo(out, device=device, image=image, offline=offline)
+    click.echo(f"detector: {detector}" + ("" if detector.startswith("yolox") else
+               " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)"))
     failed = [r for r in results if r.error]
     for r in results:
         if r.error:

@@ -8,6 +8,7 @@ from wbcap.cli.common import (
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
+    detector_options,
     device_option,
     gender_option,
     precision_option,
@@ -37,9 +38,7 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), default=None,
               help='JSON file of boxes per image name: {"img.jpg": [[x, y, w, h], ...]}.')
 @click.option("--full-image", is_flag=True, help="Treat the whole image as one person's box (no detector).")
-@click.option("--detector", type=click.Choice(["hog", "full"]), default="hog", show_default=True,
-              help="Person detector when no boxes are given: hog (OpenCV's built-in people detector) or full.")
-@click.option("--max-people", type=click.IntRange(min=1), default=None, help="Keep at most this many people per image (highest scores).")
+@detector_options(video=False)
 @checkpoint_option
 @body_models_option
 @gender_option
@@ -51,7 +50,8 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--fix-left-hand-flip", is_flag=True,
               help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")
 @click.pass_context
-def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people, checkpoint, body_models, gender,
+def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
+          max_people, offline, checkpoint, body_models, gender,
           allow_pickle, device, precision, batch_size, no_render, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
@@ -82,7 +82,8 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, max_people,
     )
     job = ImageJob(
         paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,
-        detector="full" if full_image else detector, max_people=max_people, render=not no_render,
+        detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
+        min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
     )
     _run(ctx, job)
 

@@ -8,6 +8,7 @@ from wbcap.cli.common import (
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
+    detector_options,
     device_option,
     gender_option,
     precision_option,
@@ -22,14 +23,7 @@ from wbcap.cli.common import (
 @click.option("--end", type=float, default=None, help="Stop at this second of the source.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
-@click.option("--detector", default="auto", show_default=True, metavar="auto|hog|torchvision|full|yolox:FILE|boxes:FILE",
-              help="Person detector; auto = torchvision Faster R-CNN when it imports and its weights are present, else HOG; "
-                   "yolox:FILE runs a YOLOX ONNX export (e.g. yolox_nano.onnx). "
-                   'boxes:FILE reads {"<frame>": [[x,y,w,h], ...]}, <frame> = frame index ("12" or "000012") or image file name.')
-@click.option("--score-threshold", type=float, default=None, help="Minimum detector score (detector's default if unset).")
-@click.option("--min-height", "min_height_frac", type=float, default=None,
-              help="Ignore people shorter than this fraction of the frame height.")
-@click.option("--max-people", type=click.IntRange(min=1), default=None, help="Track at most this many people.")
+@detector_options(video=True)
 @click.option("--iou-threshold", type=float, default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
 @click.option("--min-track", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
@@ -55,7 +49,8 @@ from wbcap.cli.common import (
 @precision_option
 @click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
 @click.pass_context
-def run(ctx, source, out, start, end, every, max_frames, detector, score_threshold, min_height_frac, max_people,
+def run(ctx, source, out, start, end, every, max_frames, detector, detector_model, score_threshold, min_height_frac,
+        max_people, offline,
         iou_threshold, max_age, min_track, smooth, min_cutoff, beta, sigma, focal, max_gap, write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -86,7 +81,8 @@ def run(ctx, source, out, start, end, every, max_frames, detector, score_thresho
     )
     job = VideoJob(
         source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames,
-        detector=detector, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people,
+        detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
+        max_people=max_people, offline=offline,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_track, max_people=max_people),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )

@@ -1,4 +1,4 @@
-"""``wbcap weights list | import NAME FILE | verify``."""
+"""``wbcap weights list | fetch NAME | import NAME FILE | verify``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import click
 
 @click.group()
 def weights():
-    """List, import and verify network checkpoints (see wbcap/weights/manifest.toml)."""
+    """List, download, import and verify network weights: checkpoints and person detectors
+    (see wbcap/weights/manifest.toml)."""
 
 
 @weights.command("list")
@@ -15,28 +16,72 @@ def list_cmd():
     """Show every known checkpoint, where it is expected and whether it is present."""
     from wbcap.weights import manifest, search_dirs
 
+    from wbcap.weights import find_weights_file
+
     for e in manifest().values():
-        found = next((d / e.file for d in search_dirs() if (d / e.file).is_file()), None)
+        found = find_weights_file(e)
+        how = f"`wbcap weights fetch {e.name}`" if e.url else f"`wbcap weights import {e.name} FILE`"
         click.echo(f"{e.name}{' (default)' if e.default else ''}: {e.description}")
-        click.echo(f"  file:     {e.file}")
-        click.echo(f"  present:  {found if found else 'no — run `wbcap weights import ' + e.name + ' FILE`'}")
-        click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import)'}")
+        click.echo(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else ""))
+        click.echo(f"  present:  {found if found else 'no — run ' + how}")
+        click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
+        if e.url:
+            click.echo(f"  url:      {e.url}")
         click.echo(f"  source:   {e.source}")
         click.echo(f"  licence:  {e.licence}")
-    click.echo("search order: --checkpoint FILE, $WBCAP_WEIGHTS, " + ", ".join(str(d) for d in search_dirs()))
+    click.echo("search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS, "
+               + ", ".join(str(d) for d in search_dirs()))
+
+
+@weights.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def fetch_cmd(ctx, names):
+    """Download NAMES (e.g. yolox-nano) into the user weights folder, checking size and sha256.
+
+    The file is written under a temporary name and renamed only once it checks out; a failed
+    or interrupted download leaves nothing behind. $WBCAP_WEIGHTS_MIRROR=URL fetches
+    URL/<file> instead of the official address (a site mirror or a file:// folder).
+    """
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from wbcap.cli.common import progress_display
+    from wbcap.weights import entry, fetch
+
+    for name in names:
+        entry(name)  # unknown names fail before any download
+    for name in names:
+        display, _ = progress_display(ctx, TextColumn(name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                      TimeRemainingColumn())
+        with display as bar:
+            task = bar.add_task(name, total=None)
+
+            def progress(done, total, task=task, bar=bar):
+                bar.update(task, completed=done, total=total)
+
+            result = fetch(name, progress=progress)
+        click.echo(f"{name}: {result.summary} -> {result.path} (sha256 {result.sha256[:12]}…"
+                   f"{', matches the published hash' if result.official else ', recorded'})")
 
 
 @weights.command("import")
 @click.argument("name")
 @click.argument("file", type=click.Path())
 def import_cmd(name, file):
-    """Check that FILE is a valid NAME checkpoint and copy it into the user weights folder."""
-    from wbcap.weights import import_checkpoint, validate_checkpoint_file
+    """Check that FILE is a valid NAME file (checkpoint or detector) and copy it into the user
+    weights folder, recording its sha256 (for machines without internet)."""
     from pathlib import Path
 
-    summary = validate_checkpoint_file(name, Path(file))
-    dest = import_checkpoint(name, Path(file))
-    click.echo(f"imported {name}: {summary} -> {dest}")
+    from wbcap.weights import entry, import_weights
+
+    result = import_weights(name, Path(file))
+    click.echo(f"imported {name}: {result.summary} -> {result.path}")
+    if result.official is False:
+        click.echo(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
+                   f"official {entry(name).sha256[:12]}…); "
+                   "it has the right inputs and outputs and is used as is")
+    elif result.official is None:
+        click.echo(f"sha256 {result.sha256} recorded (no published hash to compare)")
 
 
 @weights.command("verify")

@@ -1,4 +1,4 @@
-"""Build a person detector from a user's choice: ``auto | hog | torchvision | full | yolox:FILE | boxes:FILE``."""
+"""Build a person detector from a user's choice: ``auto | hog | torchvision | full | yolox-<size> | yolox:FILE | boxes:FILE``."""
 
 from __future__ import annotations
 
@@ -79,33 +79,100 @@ class BoxesFileDetector:
         return list(self.table.get(key, []))
 
 
+#: Detector names accepted besides the YOLOX manifest names (``yolox-nano``, ``yolox-s``, ...).
+BASE_DETECTORS = ("auto", "hog", "torchvision", "full")
+_SPEC_HELP = "auto, hog, torchvision, full, yolox-nano|yolox-tiny|yolox-s|yolox-m|yolox-l|yolox-x, yolox:FILE.onnx or boxes:FILE"
+
+
+def detector_names() -> list[str]:
+    """Every detector name ``--detector`` accepts, without the ``yolox:``/``boxes:`` forms."""
+    from wbcap.weights import manifest
+
+    return list(BASE_DETECTORS) + [n for n, e in manifest().items() if e.architecture == "yolox"]
+
+
+def _yolox(path, label: str, *, device, score_threshold, min_height_frac, max_people):
+    from wbcap.detect.yolox import YOLOXDetector
+
+    kw = {"score_threshold": score_threshold} if score_threshold is not None else {}
+    if str(device) == "auto":  # as --device auto resolves for the network
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    det = YOLOXDetector(path, min_height_frac=min_height_frac or 0.0, max_people=max_people, device=str(device), **kw)
+    det.name = label
+    return det
+
+
 def make_detector(
     spec: str,
     *,
+    model: str | None = None,
     device="cpu",
     score_threshold: float | None = None,
     min_height_frac: float | None = None,
     max_people: int | None = None,
+    offline: bool | None = None,
 ):
-    """The detector ``spec`` names; ``auto`` = torchvision when usable here, else HOG (logged).
+    """The person detector ``spec`` names.
+
+    Args:
+        spec: ``auto`` (YOLOX-nano when present, downloaded once on first use unless offline;
+            else torchvision Faster R-CNN when usable here; else HOG with a warning naming the
+            fix), ``hog``, ``torchvision``, ``full`` (whole image), a YOLOX manifest name
+            (``yolox-nano`` ... ``yolox-x``; downloaded on first use unless offline),
+            ``yolox:FILE`` (any YOLOX ONNX export) or ``boxes:FILE``.
+        model: a YOLOX ONNX export to use (``--detector-model``); only with ``auto`` or a YOLOX name.
+        offline: forbid downloads; None reads ``$WBCAP_OFFLINE``.
 
     Returns an object with ``name`` and ``__call__(image) -> list[Detection]``, or a
     :class:`BoxesFileDetector` for ``boxes:FILE``.
+
+    Raises:
+        InputError: unknown name, a named YOLOX model that is absent (offline or download
+            failed), or ``model`` with a non-YOLOX detector.
     """
+    from wbcap.paths import offline_from_env
+    from wbcap.weights import auto_fetch, default_entry, manifest
+
+    offline = offline_from_env() if offline is None else offline
+    yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
+    entries = manifest()
+    is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
+    if model is not None:
+        if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
+            raise InputError(f"--detector-model is a YOLOX ONNX file; it cannot be used with --detector {spec}")
+        from pathlib import Path
+
+        return _yolox(model, f"yolox ({Path(model).name})", **yolox_kw)
     if spec.startswith("boxes:"):
         return BoxesFileDetector(spec[len("boxes:"):])
     if spec.startswith("yolox:"):
-        from wbcap.detect.yolox import YOLOXDetector
+        from pathlib import Path
 
-        kw = {"score_threshold": score_threshold} if score_threshold is not None else {}
-        return YOLOXDetector(spec[len("yolox:"):], min_height_frac=min_height_frac or 0.0, max_people=max_people,
-                             device=str(device), **kw)
+        path = spec[len("yolox:"):]
+        return _yolox(path, f"yolox ({Path(path).name})", **yolox_kw)
+    if is_yolox_name:
+        path = auto_fetch(spec, offline)
+        if path is None:
+            item = entries[spec]
+            why = "offline" if offline else "the download failed (see above)"
+            raise InputError(f"detector {spec} is not installed ({why}); run `wbcap weights fetch {spec}`, or "
+                             f"`wbcap weights import {spec} FILE` with {item.file} from {item.source}")
+        return _yolox(path, spec, **yolox_kw)
     if spec == "auto":
+        best = default_entry("yolox")
+        path = auto_fetch(best.name, offline)
+        if path is not None:
+            log.info("detector: %s (%s)", best.name, path)
+            return _yolox(path, best.name, **yolox_kw)
         from wbcap.detect import torchvision_frcnn
 
         ok, why = torchvision_frcnn.available()
         spec = "torchvision" if ok else "hog"
-        log.info("detector: %s (%s)", spec, "torchvision Faster R-CNN weights found" if ok else why)
+        reason = "offline" if offline else "not downloaded"
+        log.warning("detector: %s, because %s is not installed (%s); `wbcap weights fetch %s` gets the better detector",
+                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real footage)", best.name, reason, best.name)
     if spec == "hog":
         from wbcap.detect.hog import HOGDetector
 
@@ -120,7 +187,7 @@ def make_detector(
 
         ok, why = torchvision_frcnn.available()
         if not ok:
-            raise InputError(f"--detector torchvision is not usable here: {why}; use --detector hog or auto")
+            raise InputError(f"--detector torchvision is not usable here: {why}; use --detector auto or hog")
         return torchvision_frcnn.TorchvisionDetector(
             device=device,
             score_threshold=0.5 if score_threshold is None else score_threshold,
@@ -131,4 +198,4 @@ def make_detector(
         from wbcap.detect.boxes import FullImageDetector
 
         return FullImageDetector()
-    raise InputError(f"unknown detector {spec!r}; use auto, hog, torchvision, full, yolox:FILE.onnx or boxes:FILE")
+    raise InputError(f"unknown detector {spec!r}; use {_SPEC_HELP}")

@@ -49,7 +49,8 @@ STRIDES = (8, 16, 32)
 NUM_OUTPUTS = 85  # x, y, w, h, objectness, 80 COCO classes
 PAD_VALUE = 114
 PERSON_CLASS = 0
-_FIX = "download yolox_nano.onnx from the YOLOX release (github.com/Megvii-BaseDetection/YOLOX) and pass --detector-model FILE"
+_FIX = ("use the release's yolox_nano.onnx (`wbcap weights fetch yolox-nano`) or another YOLOX ONNX export "
+        "(github.com/Megvii-BaseDetection/YOLOX, tools/export_onnx.py)")
 
 
 def num_anchors(size: int, strides: Sequence[int] = STRIDES) -> int:
@@ -231,6 +232,17 @@ def _onnx_shapes(path: Path) -> tuple[list[Any], list[list[Any]]] | None:
     if len(inputs) != 1:
         raise InputError(f"{path}: not a YOLOX detector: {len(inputs)} inputs, expected 1; {_FIX}")
     return dims(inputs[0]), [dims(o) for o in model.graph.output]
+
+
+def describe_model(path: str | os.PathLike[str]) -> str:
+    """Check that ``path`` is a COCO YOLOX ONNX export and describe it in one line.
+
+    Loads it with the runtime :class:`YOLOXDetector` would use and checks its signature
+    (``(1, 3, S, S)`` -> ``(1, N, 85)``). Raises InputError (one line) otherwise.
+    """
+    det = YOLOXDetector(path)
+    return (f"YOLOX ONNX, input (1, 3, {det.size}, {det.size}) -> output (1, {num_anchors(det.size)}, {NUM_OUTPUTS}), "
+            f"{det.runtime}")
 
 
 class YOLOXDetector:

@@ -1,26 +1,44 @@
-"""The checkpoint manifest and the user's weights folder.
+"""The weights manifest and the user's weights folder.
 
-``manifest.toml`` (package data) lists every checkpoint wbcap knows: file name, sha256 where
-known, source, licence and architecture. Checkpoints are found by: explicit path -> the
+``manifest.toml`` (package data) lists every network file wbcap knows (the Hand4Whole
+checkpoints and the YOLOX person detectors): file name, download URL, size and sha256 where
+known, source, licence and architecture. Files are found by: explicit path -> the
 ``WBCAP_WEIGHTS`` environment variable (a file, or a folder holding the manifest's file names) ->
-``<user data>/weights``.
+``<user data>/weights``. Entries with a URL are downloaded by :func:`fetch` into
+``<user data>/weights`` (``$WBCAP_WEIGHTS_MIRROR`` replaces the official host).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from wbcap.errors import CheckpointError, InputError
-from wbcap.paths import ENV_WEIGHTS, env_path, weights_dir
+from wbcap.paths import ENV_WEIGHTS, download_url, env_path, weights_dir
+
+log = logging.getLogger(__name__)
+
+#: After a failed automatic download (``--detector auto``), wait this long before trying again
+#: on its own; ``wbcap weights fetch NAME`` always tries.
+AUTO_RETRY_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
 class WeightsEntry:
+    """One ``manifest.toml`` entry.
+
+    ``size`` in bytes (0 = unknown); ``sha256`` hex ("" = not published); ``url`` "" = no
+    download (the user imports the file); ``input_size`` (pixels) and ``outputs``
+    (``"raw"``/``"decoded"``) describe YOLOX exports only.
+    """
+
     name: str
     file: str
     sha256: str
@@ -29,6 +47,10 @@ class WeightsEntry:
     architecture: str
     description: str
     default: bool
+    url: str = ""
+    size: int = 0
+    input_size: int = 0
+    outputs: str = ""
 
 
 def manifest() -> dict[str, WeightsEntry]:
@@ -38,8 +60,22 @@ def manifest() -> dict[str, WeightsEntry]:
     return {name: WeightsEntry(name=name, **fields) for name, fields in data.items()}
 
 
-def default_entry() -> WeightsEntry:
-    return next(e for e in manifest().values() if e.default)
+def default_entry(architecture: str = "hand4whole") -> WeightsEntry:
+    """The default entry of an architecture (``hand4whole`` checkpoint, ``yolox`` detector)."""
+    return next(e for e in manifest().values() if e.default and e.architecture == architecture)
+
+
+def entry(name: str) -> WeightsEntry:
+    """The manifest entry ``name``; InputError listing the known names otherwise."""
+    entries = manifest()
+    if name not in entries:
+        raise InputError(f"unknown weights name {name!r}; known: {', '.join(entries)}")
+    return entries[name]
+
+
+def find_weights_file(item: WeightsEntry) -> Path | None:
+    """The first ``item.file`` in :func:`search_dirs`, or None."""
+    return next((d / item.file for d in search_dirs() if (d / item.file).is_file()), None)
 
 
 def search_dirs() -> list[Path]:
@@ -59,19 +95,17 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
         if p.is_file():
             return p
         raise CheckpointError(f"checkpoint not found: {p}")
-    entry = manifest()[name] if name else default_entry()
+    item = manifest()[name] if name else default_entry()
     env = env_path(ENV_WEIGHTS)
     if env is not None and env.is_file():
         return env
-    looked = []
-    for d in search_dirs():
-        candidate = d / entry.file
-        if candidate.is_file():
-            return candidate
-        looked.append(str(candidate))
+    found = find_weights_file(item)
+    if found is not None:
+        return found
+    looked = ", ".join(str(d / item.file) for d in search_dirs())
     raise CheckpointError(
-        f"no {entry.name} checkpoint (looked in {', '.join(looked)}); download {entry.file} from {entry.source} "
-        f"and run `wbcap weights import {entry.name} /path/to/{entry.file}` (or pass --checkpoint FILE)"
+        f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
+        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass --checkpoint FILE)"
     )
 
 
@@ -108,30 +142,146 @@ def validate_checkpoint_file(name: str, path: Path) -> str:
         if not backbone:
             raise CheckpointError(f"{path}: no hand backbone tensors ('module.backbone.*' or 'module.hand_backbone.*')")
         return f"{len(keys)} tensors ({len(backbone)} hand-backbone)"
+    if entry.architecture == "yolox":
+        from wbcap.detect.yolox import describe_model
+
+        return describe_model(path)
     raise InputError(f"{name}: unsupported architecture {entry.architecture!r}")
 
 
-def import_checkpoint(name: str, source: Path) -> Path:
-    """Validate ``source`` as checkpoint ``name`` and copy it into the user weights folder.
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_weights` or :func:`fetch` put in place.
 
-    The copy is atomic; its sha256 is recorded in ``<file>.sha256`` for ``verify``.
+    ``official``: True when the file's sha256 equals the manifest's, False when it differs (a
+    re-export of a detector, accepted), None when the manifest publishes no hash.
     """
-    from wbcap.export.atomic import atomic_path, atomic_write_text
 
+    name: str
+    path: Path
+    sha256: str
+    summary: str
+    official: bool | None
+
+
+def _record(item: WeightsEntry, source: Path, digest: str) -> ImportResult:
+    """Validate ``source`` (already in place or to be copied) and describe it."""
+    summary = validate_checkpoint_file(item.name, source)
+    official = (digest == item.sha256.lower()) if item.sha256 else None
+    return ImportResult(item.name, source, digest, summary, official)
+
+
+def import_weights(name: str, source: Path) -> ImportResult:
+    """Validate ``source`` as weights ``name`` and copy it into the user weights folder.
+
+    Checkpoints must match a published sha256; a detector whose hash differs from the official
+    file is accepted (any YOLOX export with the right signature works) and reported as
+    not official. The copy is atomic; its sha256 is recorded in ``<file>.sha256`` for
+    :func:`verify`.
+
+    Raises:
+        InputError: unknown name, no such file, or not a valid file of that architecture.
+        CheckpointError: a checkpoint whose sha256 differs from the published one.
+    """
+    from wbcap.export.atomic import atomic_path
+
+    item = entry(name)
     source = Path(source).expanduser()
     if not source.is_file():
         raise InputError(f"{source}: no such file")
-    validate_checkpoint_file(name, source)
-    entry = manifest()[name]
     digest = sha256_file(source)
-    if entry.sha256 and digest != entry.sha256:
-        raise CheckpointError(f"{source}: sha256 {digest[:12]}… differs from the published {entry.sha256[:12]}… — re-download it")
-    dest = weights_dir() / entry.file
+    result = _record(item, source, digest)
+    if result.official is False and item.architecture != "yolox":
+        raise CheckpointError(f"{source}: sha256 {digest[:12]}… differs from the published {item.sha256[:12]}… — re-download it")
+    dest = weights_dir() / item.file
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
-    atomic_write_text(dest.with_name(dest.name + ".sha256"), f"{digest}  {entry.file}\n")
-    return dest
+    _write_record(dest, digest)
+    return ImportResult(name, dest, digest, result.summary, result.official)
+
+
+def import_checkpoint(name: str, source: Path) -> Path:
+    """:func:`import_weights`, returning only the destination path."""
+    return import_weights(name, source).path
+
+
+def _write_record(dest: Path, digest: str) -> None:
+    from wbcap.export.atomic import atomic_write_text
+
+    atomic_write_text(dest.with_name(dest.name + ".sha256"), f"{digest}  {dest.name}\n")
+    _failure_marker(dest).unlink(missing_ok=True)
+
+
+def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 30.0) -> ImportResult:
+    """Download weights ``name`` into the user weights folder; check size, sha256 and format.
+
+    The file comes from the manifest's URL (or ``$WBCAP_WEIGHTS_MIRROR/<file>``), is written
+    under a temporary name, checked (size and sha256 where the manifest has them, then the
+    network signature) and renamed into place only then; its sha256 is recorded beside it.
+
+    Args:
+        name: manifest name, e.g. ``"yolox-nano"``.
+        progress: called with ``(bytes done, total bytes or None)`` while downloading.
+        timeout: seconds without data before the download is abandoned.
+
+    Raises:
+        InputError: unknown name, or an entry without a URL (a licensed checkpoint).
+        wbcap.weights.download.DownloadError: the download failed or the file is not what the
+            manifest describes; nothing is left behind.
+    """
+    from wbcap.weights.download import download
+
+    item = entry(name)
+    if not item.url:
+        raise InputError(f"{name} cannot be downloaded by wbcap ({item.licence}); download {item.file} from "
+                         f"{item.source} and run `wbcap weights import {name} FILE`")
+    dest = weights_dir() / item.file
+    url = download_url(item.file, item.url)
+    summaries: list[str] = []
+    digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
+                      timeout=timeout, check=lambda tmp: summaries.append(validate_checkpoint_file(item.name, tmp)))
+    _write_record(dest, digest)
+    if not item.sha256:
+        log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
+    return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256) if item.sha256 else None)
+
+
+def _failure_marker(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.fetch-failed")
+
+
+def auto_fetch(name: str, offline: bool) -> Path | None:
+    """The file of weights ``name``, downloading it once when it is absent.
+
+    Used on first use by ``--detector auto`` and named detectors. With ``offline`` nothing is
+    downloaded. A failed download is remembered (``.<file>.fetch-failed`` beside it) and not
+    tried again on its own for :data:`AUTO_RETRY_SECONDS`; the failure is logged as one
+    warning naming the command that fixes it. Returns None when the file is still absent.
+    """
+    item = entry(name)
+    found = find_weights_file(item)
+    if found is not None or offline or not item.url:
+        return found
+    from wbcap.weights.download import DownloadError
+    dest = weights_dir() / item.file
+    marker = _failure_marker(dest)
+    try:
+        if time.time() - marker.stat().st_mtime < AUTO_RETRY_SECONDS:
+            log.info("%s: not downloading again on its own after a failure less than a day ago (%s)", name, marker)
+            return None
+    except FileNotFoundError:
+        pass
+    size = f" ({item.size / 1e6:.1f} MB)" if item.size else ""
+    log.warning("downloading %s%s from %s to %s (once; --offline or WBCAP_OFFLINE=1 forbid it)",
+                name, size, download_url(item.file, item.url), dest)
+    try:
+        return fetch(name).path
+    except DownloadError as exc:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {exc}\n", encoding="utf-8")
+        log.warning("%s", exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -143,21 +293,27 @@ class VerifyResult:
 
 
 def verify() -> list[VerifyResult]:
-    """Check every present checkpoint against the published hash or the one recorded at import."""
+    """Check every present file against the hash recorded at import/fetch, else the published one.
+
+    A detector imported from a re-export (not the official file) verifies against its record
+    and says so.
+    """
     results = []
-    for entry in manifest().values():
-        found = next((d / entry.file for d in search_dirs() if (d / entry.file).is_file()), None)
+    for item in manifest().values():
+        found = find_weights_file(item)
         if found is None:
-            results.append(VerifyResult(entry.name, None, "missing", f"run `wbcap weights import {entry.name} FILE`"))
+            how = "fetch" if item.url else "import"
+            results.append(VerifyResult(item.name, None, "missing", f"run `wbcap weights {how} {item.name}{'' if item.url else ' FILE'}`"))
             continue
         digest = sha256_file(found)
         recorded_file = found.with_name(found.name + ".sha256")
         recorded = recorded_file.read_text().split()[0] if recorded_file.is_file() else ""
-        expected = entry.sha256 or recorded
+        expected = recorded or item.sha256
         if not expected:
-            results.append(VerifyResult(entry.name, found, "unverified", f"sha256 {digest} (no published or recorded hash)"))
+            results.append(VerifyResult(item.name, found, "unverified", f"sha256 {digest} (no published or recorded hash)"))
         elif digest == expected:
-            results.append(VerifyResult(entry.name, found, "ok", f"sha256 {digest}"))
+            note = " (not the official file: a re-export)" if item.sha256 and digest != item.sha256 else ""
+            results.append(VerifyResult(item.name, found, "ok", f"sha256 {digest}{note}"))
         else:
-            results.append(VerifyResult(entry.name, found, "mismatch", f"sha256 {digest} != expected {expected}"))
+            results.append(VerifyResult(item.name, found, "mismatch", f"sha256 {digest} != expected {expected}"))
     return results
