@@ -14,7 +14,15 @@ fused (:mod:`wbcap.model.fused`), ``bf16`` / ``fp16`` unfused under autocast):
   ``video`` the written clip (synthetic frames from :func:`wbcap.testing.images.person_image`,
   ``frame_size``) is the input of the next stage.
 * ``decode``: PyAV through :func:`wbcap.io.video.open_frames`, ``frames`` frames (open included).
-* ``detect``: the HOG person detector on one frame.
+* ``detect``: every available person detector on the same (first) frame, each its own stage:
+  ``detect.hog`` (OpenCV HOG, always) and ``detect.yolox-nano`` (``detect.yolox`` for another
+  export) when a YOLOX model is available: ``--detector-model FILE`` or the installed default
+  (``wbcap weights fetch yolox-nano``; the benchmark never downloads). Each gives people found,
+  the size the detector scans (HOG's first pyramid level, YOLOX's letterboxed input), runtime and
+  threads as the pipeline runs them (HOG: OpenCV's threads; YOLOX: onnxruntime, 1 thread).
+  Without YOLOX, ``detectors["yolox_missing"]`` says so with the fix. ``detect`` itself repeats
+  the detector ``--detector auto`` would use among them (YOLOX when measured): its boxes feed
+  ``crop`` and the end-to-end estimate. ``--detect-only`` runs this stage alone.
 * ``crop``: :meth:`wbcap.pipeline.Pipeline.crop` of every detected box of that frame.
 * ``regressor``: network + SMPL-X (``WholeBodyRegressor``) on a device tensor of B crops, for
   every precision and batch size (``batches``, one row each); the ``stages`` entry is the first
@@ -92,6 +100,9 @@ class BenchOptions:
         synthetic model (same size and format) is written to a temporary folder when missing.
     video: a video to decode/detect/render on; default: a synthetic clip of ``frame_size``
         (width, height).
+    detector_model: a YOLOX ONNX export timed beside HOG; default: the installed default YOLOX
+        model, if any (never downloaded).
+    detect_only: time the person detectors on the first frame and nothing else.
     """
 
     checkpoint: str | None = None
@@ -108,6 +119,8 @@ class BenchOptions:
     frames: int = 16
     frame_size: tuple[int, int] = (320, 240)
     matmul_size: int = 2048
+    detector_model: str | None = None
+    detect_only: bool = False
 
 
 @dataclass
@@ -495,6 +508,128 @@ def describe_model(desc: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Person detectors
+
+
+#: The line the report gives when no YOLOX model could be measured (with the fix).
+YOLOX_MISSING = ("YOLOX not measured: no YOLOX model is installed; run `wbcap weights fetch yolox-nano` "
+                 "or pass --detector-model FILE.onnx")
+
+
+def _hog_input_size(detector, width: int, height: int) -> tuple[int, int]:
+    """Size of the first pyramid level :class:`wbcap.detect.hog.HOGDetector` scans for a
+    ``width`` x ``height`` frame (it resizes so the smallest person sought is 96 px tall)."""
+    from wbcap.detect import hog
+
+    person_px = float(getattr(hog, "_PERSON_PX", 96.0))
+    min_person = detector.min_height_frac * height
+    scale = person_px / min_person if min_person > 0 else max(1.0, person_px / height)
+    scale = min(scale, detector.max_upscale)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _yolox_stage_name(path: Path) -> str:
+    """``yolox-nano`` etc. when ``path`` is a manifest file name, else ``yolox``."""
+    with contextlib.suppress(Exception):
+        from wbcap.weights import manifest
+
+        for name, item in manifest().items():
+            if item.architecture == "yolox" and item.file == path.name:
+                return name
+    return "yolox"
+
+
+def find_yolox_model(detector_model: str | None = None) -> tuple[Path | None, str]:
+    """The YOLOX ONNX file the benchmark times and where it came from.
+
+    ``detector_model`` (``--detector-model``) wins; else the installed default YOLOX entry of the
+    manifest (:func:`wbcap.weights.find_weights_file`). Nothing is ever downloaded. Returns
+    ``(path, "--detector-model" | "installed")`` or ``(None, "")``.
+    """
+    if detector_model is not None:
+        return Path(detector_model).expanduser(), "--detector-model"
+    from wbcap.weights import default_entry, find_weights_file
+
+    try:
+        found = find_weights_file(default_entry("yolox"))
+    except StopIteration:  # a manifest without a default YOLOX entry
+        found = None
+    return (found, "installed") if found is not None else (None, "")
+
+
+def bench_detectors(image, repeats: int, warmup: int, detector_model: str | None = None,
+                    device: str = "cpu") -> tuple[dict[str, Timing], dict[str, list], dict[str, Any]]:
+    """Time every available person detector on the same ``image`` (``(H, W, 3)`` uint8 RGB).
+
+    HOG always; YOLOX when a model is available (:func:`find_yolox_model`; built with
+    :func:`wbcap.detect.factory.make_detector` offline, so the benchmark never downloads). Each
+    detector runs once untimed (its detections are kept), then ``warmup`` untimed and ``repeats``
+    timed calls (:func:`time_call`).
+
+    Returns:
+        ``(timings, detections, info)``: ``timings`` by stage name (``detect.hog``,
+        ``detect.yolox-nano`` or ``detect.yolox`` for another export), one frame per call, with
+        ``detector``, ``people``, ``size`` (frame ``[w, h]``), ``input_size`` (what the detector
+        scans: HOG's first pyramid level, YOLOX's letterboxed ``S x S``), ``runtime`` and
+        ``threads``; ``detections`` by stage name; ``info``: ``stages`` (names in order), ``used``
+        (the stage ``--detector auto`` would pick among them: YOLOX when measured),
+        ``yolox_model``/``yolox_source`` and ``yolox_missing`` (:data:`YOLOX_MISSING` or None).
+
+    Raises:
+        InputError: ``detector_model`` is not a usable YOLOX ONNX export (an installed default
+            that does not load is reported in ``yolox_missing`` instead).
+    """
+    import cv2
+
+    from wbcap.detect.factory import make_detector
+    from wbcap.errors import InputError
+
+    h, w = image.shape[:2]
+    timings: dict[str, Timing] = {}
+    found: dict[str, list] = {}
+    info: dict[str, Any] = {"stages": [], "used": None, "yolox_model": None, "yolox_source": None,
+                            "yolox_missing": None}
+
+    def measure(name: str, detector, extra: dict[str, Any]) -> None:
+        dets = detector(image)
+        runs = time_call(lambda: detector(image), repeats, warmup)
+        found[name] = list(dets)
+        timings[name] = Timing(runs, 1, "frame", {"people": len(dets), "size": [w, h], **extra})
+        info["stages"].append(name)
+        log.debug("%s: %.2f ms/frame, %d people", name, 1e3 * timings[name].median_s, len(dets))
+
+    hog = make_detector("hog", device=device, offline=True)
+    measure("detect.hog", hog, {"detector": "hog", "input_size": list(_hog_input_size(hog, w, h)),
+                                "runtime": "opencv", "threads": int(cv2.getNumThreads())})
+    info["used"] = "detect.hog"
+
+    path, source = find_yolox_model(detector_model)
+    if path is None:
+        info["yolox_missing"] = YOLOX_MISSING
+        log.debug("%s", YOLOX_MISSING)
+        return timings, found, info
+    label = _yolox_stage_name(path)
+    try:
+        yolox = make_detector("auto", model=str(path), device=device, offline=True)
+    except InputError as exc:
+        if source != "installed":
+            raise
+        # A broken installed file should not stop the benchmark: say so, with the fix.
+        info["yolox_missing"] = (f"YOLOX not measured: the installed {path} does not load ({str(exc).split(';')[0]}); "
+                                 f"run `wbcap weights fetch {label}` or pass --detector-model FILE.onnx")
+        log.warning("%s", info["yolox_missing"])
+        return timings, found, info
+    runtime = str(getattr(yolox, "runtime", "onnxruntime"))
+    threads = int(getattr(yolox, "threads", 1)) if runtime == "onnxruntime" else int(cv2.getNumThreads())
+    size = int(getattr(yolox, "size", 0))
+    name = f"detect.{label}"
+    measure(name, yolox, {"detector": label, "model": str(path), "input_size": [size, size], "runtime": runtime,
+                          "threads": threads})
+    info.update(used=name, yolox_model=str(path), yolox_source=source)
+    return timings, found, info
+
+
+# --------------------------------------------------------------------------------------------
 # The benchmark
 
 
@@ -508,6 +643,58 @@ def _synthetic_frames(n: int, size: tuple[int, int]) -> list:
     return [np.ascontiguousarray(np.roll(base, 2 * i, axis=1)) for i in range(n)]
 
 
+def _input_frames(opts: BenchOptions, work: Path, say: Callable[[str], None],
+                  max_frames: int | None = None) -> tuple[list, Path, bool]:
+    """``(frames, source, synthetic)``: up to ``max_frames`` (default ``opts.frames``) frames of
+    ``opts.video``, or synthetic frames (:func:`_synthetic_frames`) whose clip will be
+    ``work/synthetic.mp4``."""
+    from wbcap.io.video import open_frames
+
+    n = opts.frames if max_frames is None else max_frames
+    if opts.video is not None:
+        src = Path(opts.video).expanduser()
+        say(f"decoding {src.name}")
+        frames = [f.image for f in open_frames(src, max_frames=n)]
+        if not frames:
+            from wbcap.errors import InputError
+
+            raise InputError(f"{src}: no frame could be decoded")
+        return frames, src, False
+    return _synthetic_frames(n, opts.frame_size), work / "synthetic.mp4", True
+
+
+def _stage_dicts(stages: dict[str, Timing], detect_timings: dict[str, Timing]) -> dict[str, dict[str, Any]]:
+    """The report's ``stages``: :data:`STAGES` that were measured, in order, each detector's own
+    ``detect.<name>`` entry right after ``detect`` (which repeats the detector feeding ``crop``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in STAGES:
+        if name in stages:
+            out[name] = stages[name].to_dict()
+        if name == "detect":
+            out.update((k, t.to_dict()) for k, t in detect_timings.items())
+    return out
+
+
+def _run_detect_only(opts: BenchOptions, device, report: dict[str, Any], say: Callable[[str], None],
+                     t_start: float) -> dict[str, Any]:
+    """``--detect-only``: time the person detectors on the first frame, nothing else (no network,
+    no matmul ceiling); ``report`` has no ``model``, ``flops``, ``ceilings``, ``batches`` nor
+    ``estimate``."""
+    with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
+        frames, src, synthetic = _input_frames(opts, Path(tmp), say, max_frames=1)
+    h, w = frames[0].shape[:2]
+    report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
+                       "width": w, "height": h, "frames": len(frames)}
+    say("detect")
+    timings, _, report["detectors"] = bench_detectors(frames[0], report["settings"]["repeats"],
+                                                      report["settings"]["warmup"], opts.detector_model,
+                                                      device=str(device))
+    report["stages"] = _stage_dicts({"detect": timings[report["detectors"]["used"]]}, timings)
+    report["memory"] = {"peak_rss_bytes": peak_rss_bytes()}
+    report["elapsed_s"] = time.perf_counter() - t_start
+    return report
+
+
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every measurement and return the report (a JSON-ready dict; see module docstring).
 
@@ -518,7 +705,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
 
     from wbcap.crop.bbox import crops_to_tensor
     from wbcap.detect.base import Detection
-    from wbcap.detect.hog import HOGDetector
     from wbcap.errors import InputError
     from wbcap.export.render import render_backend, render_meshes
     from wbcap.io.video import VideoWriter, open_frames
@@ -561,6 +747,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         },
         "notes": [],
     }
+    if opts.detect_only:
+        report["settings"]["stages"] = ["detect"]
+        return _run_detect_only(opts, device, report, say, t_start)
     with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
         work = Path(tmp)
         say(f"loading the model ({precisions[0]})")
@@ -577,15 +766,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         stages: dict[str, Timing] = {}
 
         # -- frames: encode (a synthetic clip doubles as the decode input), decode ------------
-        if opts.video is not None:
-            src = Path(opts.video).expanduser()
-            say(f"decoding {src.name}")
-            frames = [f.image for f in open_frames(src, max_frames=opts.frames)]
-            synthetic = False
-        else:
-            frames = _synthetic_frames(opts.frames, opts.frame_size)
-            src = work / "synthetic.mp4"
-            synthetic = True
+        frames, src, synthetic = _input_frames(opts, work, say)
         h, w = frames[0].shape[:2]
         report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
                            "width": w, "height": h, "frames": len(frames)}
@@ -609,15 +790,17 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         n_decoded = decode()
         stages["decode"] = Timing(time_call(decode, repeats, min(warmup, 1)), n_decoded, "frame", {"size": [w, h]})
 
-        # -- detect, crop --------------------------------------------------------------------
+        # -- detect (every available detector on the same frame), crop ----------------------
         image = frames[0]
-        detector = HOGDetector()
         say("detect")
-        dets = detector(image)
-        stages["detect"] = Timing(time_call(lambda: detector(image), repeats, warmup), 1, "frame",
-                                  {"detector": "hog", "people": len(dets), "size": [w, h]})
+        detect_timings, found, report["detectors"] = bench_detectors(
+            image, repeats, warmup, opts.detector_model, device=str(device))
+        used = report["detectors"]["used"]
+        stages["detect"] = detect_timings[used]
+        dets = found[used]
         if not dets:
-            report["notes"].append("HOG found nobody in the frame; the whole frame is used as the person box")
+            report["notes"].append(f"{stages['detect'].extra['detector']} found nobody in the frame; "
+                                   "the whole frame is used as the person box")
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
         say("crop")
         jobs = pipe.crop(image, dets, source="bench", strict=False)
@@ -728,7 +911,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         stages["render"] = Timing(time_call(render, repeats, warmup), 1, "frame",
                                   {"backend": backend, "size": [w, h], "meshes": 1})
 
-    report["stages"] = {name: stages[name].to_dict() for name in STAGES}
+    report["stages"] = _stage_dicts(stages, detect_timings)
     per_frame = sum(report["stages"][s]["per_item_s"] for s in STAGES if s != "smplx")
     report["estimate"] = {
         "frames_per_s": 1.0 / per_frame,
@@ -758,41 +941,90 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds < 10 else f"{seconds:.3g} s"
 
 
+def detector_notes(stage: dict[str, Any]) -> str:
+    """One line about a ``detect.*`` stage: people found, frame -> scanned size, runtime, threads."""
+    parts = [f"{stage['detector']}: {stage['people']} found"]
+    size, scanned = stage.get("size"), stage.get("input_size")
+    if size and scanned:
+        parts.append(f"{size[0]}x{size[1]} -> input {scanned[0]}x{scanned[1]}")
+    elif size:
+        parts.append(f"{size[0]}x{size[1]}")
+    if "runtime" in stage:
+        threads = stage.get("threads")
+        parts.append(f"{stage['runtime']}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
+    return ", ".join(parts)
+
+
+def detect_summary(report: dict[str, Any]) -> list[str]:
+    """Lines comparing the detectors' cost per frame, and the missing-YOLOX line with its fix."""
+    info = report.get("detectors")
+    if not info:
+        return []
+    times = {name: report["stages"][name]["per_item_s"] for name in info["stages"] if name in report["stages"]}
+    lines = []
+    if len(times) > 1:
+        hog = times.get("detect.hog")
+        parts = []
+        for name, t in times.items():
+            text = f"{name[len('detect.'):]} {t * 1e3:.3g} ms/frame"
+            if hog and name != "detect.hog" and t > 0:
+                ratio = hog / t
+                text += f" ({ratio:.3g}x {'faster' if ratio >= 1 else 'slower'} than hog)"
+            parts.append(text)
+        lines.append("detection per frame: " + " vs ".join(parts))
+    if info.get("yolox_missing"):
+        lines.append(info["yolox_missing"])
+    return lines
+
+
 def print_report(report: dict[str, Any], console=None) -> None:
-    """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown."""
+    """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown (those a
+    ``--detect-only`` report lacks are left out)."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console(width=None if sys.stdout.isatty() else 120)
-    dev, ver, model = report["device"], report["versions"], report["model"]
+    dev, ver, model = report["device"], report["versions"], report.get("model")
     settings = report["settings"]
     console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)
     console.print(
         "[bold]versions[/]: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v), highlight=False)
-    console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False)
+    if model is not None:
+        console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False)
     src = report["input"]
+    what = (f"precisions {', '.join(settings['precisions'])}; " if model is not None else "detectors only; ")
     console.print(
         f"[bold]input[/]: {'synthetic clip' if src['synthetic'] else src['video']} {src['width']}x{src['height']}, "
-        f"{src['frames']} frames; precisions {', '.join(settings['precisions'])}; median of {settings['repeats']} "
+        f"{src['frames']} frame{'s' if src['frames'] != 1 else ''}; {what}median of {settings['repeats']} "
         f"(+{settings['warmup']} warm-up)", highlight=False)
 
+    detectors = report.get("detectors") or {}
     stages = Table(title="Stages", title_justify="left")
     for col in ("stage", "median / call", "items", "per item", "throughput", "notes"):
         stages.add_column(col, justify="left" if col in ("stage", "notes") else "right")
     for name, s in report["stages"].items():
+        if name == "detect" and detectors.get("used") in report["stages"]:
+            continue  # the same measurement as its detect.<name> row
         notes = []
         if "batch_size" in s:
             notes.append(f"batch {s['batch_size']}")
         if "detector" in s:
-            notes.append(f"{s['detector']}, {s['people']} found")
+            notes.append(detector_notes(s))
+            if name == detectors.get("used") and "crop" in report["stages"]:
+                notes.append("feeds crop")
         for key in ("backend", "codec"):
             if key in s:
                 notes.append(str(s[key]))
-        if "size" in s:
+        if "size" in s and "detector" not in s:
             notes.append("x".join(str(v) for v in s["size"]))
         stages.add_row(name, _ms(s["median_s"]), str(s["items"]), _ms(s["per_item_s"]),
                        f"{s['throughput']:.4g} {s['throughput_unit']}", ", ".join(notes))
     console.print(stages)
+    for line in detect_summary(report):
+        console.print(line, highlight=False, markup=False)
+    if "estimate" not in report:
+        _print_tail(report, console)
+        return
     console.print(f"estimated end to end: {report['estimate']['frames_per_s']:.3g} frames/s "
                   f"({report['estimate']['assumes']})", highlight=False)
 
@@ -835,6 +1067,11 @@ def print_report(report: dict[str, Any], console=None) -> None:
         ft.add_row(k.replace("_", " "), f"{v / 1e9:.3f}", f"{100 * v / flops['per_crop']:.1f} %")
     ft.add_row("[bold]total[/]", f"{flops['per_crop'] / 1e9:.3f}", "100 %")
     console.print(ft)
+    _print_tail(report, console)
+
+
+def _print_tail(report: dict[str, Any], console) -> None:
+    """Memory, elapsed time and notes."""
     mem = report["memory"]
     line = f"peak RSS {_si(mem['peak_rss_bytes'], 'B')}"
     if "cuda_max_memory_allocated_bytes" in mem:

@@ -63,14 +63,23 @@ def _frame_size(ctx, param, value):
               help="Size of the synthetic clip (ignored with --video).")
 @click.option("--matmul-size", type=click.IntRange(min=64), default=2048, show_default=True,
               help="Square matmul size for the device's FLOP/s ceiling.")
+@click.option("--detector-model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A YOLOX ONNX export to time beside HOG [default: the installed yolox-nano, if any; "
+                   "the benchmark never downloads: `wbcap weights fetch yolox-nano` installs it].")
+@click.option("--detect-only", is_flag=True,
+              help="Time only the person detectors (HOG and YOLOX) on the first frame: no network, no ceiling.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout instead of tables.")
 @click.option("--json-out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON report to this file.")
 @click.pass_context
 def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, device, precisions, batch_sizes, repeats,
-          warmup, video, frames, frame_size, matmul_size, as_json, json_out):
+          warmup, video, frames, frame_size, matmul_size, detector_model, detect_only, as_json, json_out):
     """Time every stage (decode, detect, crop, regressor per batch size, SMPL-X, render, encode),
     count the regressor's FLOPs and compare the achieved FLOP/s with this device's matmul ceiling.
+
+    Detection is timed for every available detector on the same frame: HOG, and YOLOX when a
+    model is installed or given (--detector-model); the report says how to get YOLOX when it is
+    absent. --detect-only times just the detectors.
 
     Uses the checkpoint `wbcap image` would use (or --checkpoint), or --config full|small with
     random weights; a synthetic SMPL-X model stands in when the real one is missing. The report
@@ -88,7 +97,8 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     opts = BenchOptions(
         checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         device=device, precisions=precisions, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
-        frames=frames, frame_size=frame_size, matmul_size=matmul_size,
+        frames=frames, frame_size=frame_size, matmul_size=matmul_size, detector_model=detector_model,
+        detect_only=detect_only,
     )
     live = not quiet and err.is_terminal
     with err.status("benchmarking", spinner="dots") if live else contextlib.nullcontext() as status:
