@@ -426,13 +426,20 @@ class _Collected:
     untracked: int = 0  # boxes left without an id (over --max-people, or unmatched)
     dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
     min_length: int = 0
+    static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
 
 
 def _collect_tracks(job: VideoJob, raw_path: Path, fps: float) -> _Collected:
-    """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks."""
+    """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks.
+
+    With ``job.tracker.drop_static`` (default), kept tracks judged static false positives
+    (:mod:`wbcap.track.static_filter`: long, low mean score, never moving) are removed from
+    ``kept`` and listed in ``static``; boxes the user gave (``boxes:FILE``, ``full``) are not judged.
+    """
     import dataclasses
 
     from wbcap.track.iou_tracker import IoUTracker
+    from wbcap.track.static_filter import static_false_positives
 
     frames = _frames_of_raw(raw_path, fps)
     # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
@@ -449,15 +456,29 @@ def _collect_tracks(job: VideoJob, raw_path: Path, fps: float) -> _Collected:
             if pid < 0:
                 col.untracked += 1
                 continue
-            tr = col.per_track.setdefault(pid, {"frame": [], "time": [], "box": [], "focal": [], "princpt": [], "params": []})
+            tr = col.per_track.setdefault(
+                pid, {"frame": [], "time": [], "box": [], "score": [], "focal": [], "princpt": [], "params": []})
             tr["frame"].append(rec["frame"])
             tr["time"].append(frames[int(rec["frame"])])
             tr["box"].append(person["box"])
+            tr["score"].append(float(person["score"]))
             tr["focal"].append(person["focal"][0])
             tr["princpt"].append(person["princpt"])
             tr["params"].append(person["params"])
     col.kept = tracker.finalize()
     col.dropped = {tid: len(tr["frame"]) for tid, tr in col.per_track.items() if tid not in col.kept}
+    user_boxes = job.detector.startswith("boxes:") or job.detector == "full"
+    if job.tracker.drop_static and not user_boxes:
+        static = static_false_positives({
+            tid: (np.asarray(tr["time"]), np.asarray(tr["box"], np.float64).reshape(-1, 4), np.asarray(tr["score"]))
+            for tid, tr in col.per_track.items() if tid in col.kept
+        })
+        for tid, st in sorted(static.items()):
+            log.info("track %d dropped as static: %d detections over %.1f s, mean score %.2f, centre moved %.3f "
+                     "and size changed %.3f box heights (%.0f px)",
+                     tid, st.frames, st.duration, st.mean_score, st.motion, st.resize, st.height)
+        col.static = {tid: st.frames for tid, st in static.items()}
+        col.kept -= set(static)
     return col
 
 
@@ -467,6 +488,16 @@ def _report_losses(job: VideoJob, col: _Collected, n_tracks: int) -> None:
         log.warning(
             "dropped %d short track(s) (%d person-frames) seen in fewer than --min-track %d frames; "
             "lower --min-track to keep them", len(col.dropped), sum(col.dropped.values()), col.min_length,
+        )
+    if col.static:
+        from wbcap.track.static_filter import StaticFilterConfig
+
+        cfg = StaticFilterConfig()
+        log.warning(
+            "dropped %d static track(s) (%d person-frames) that never moved (box within %.0f%% of its height for "
+            "%g s or more) and scored below %.2f on average: likely objects detected as people; "
+            "pass --keep-static to keep them",
+            len(col.static), sum(col.static.values()), 100 * cfg.max_motion, cfg.min_duration, cfg.max_mean_score,
         )
     if col.untracked:
         why = (f"beyond --max-people {job.tracker.max_people} or not matched"

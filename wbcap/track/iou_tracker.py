@@ -62,6 +62,10 @@ class TrackerConfig:
             ``'static'`` uses its last box.
         velocity_smoothing: weight of the previous velocity in the moving average, ``[0, 1)``;
             ``0`` uses the latest displacement only.
+        drop_static: drop tracks judged static false positives (long, low-score, motionless:
+            :mod:`wbcap.track.static_filter`) after tracking. Applied by ``wbcap run``'s
+            second pass, which has each track's times and scores; :class:`IoUTracker` itself
+            does not use it. ``--keep-static`` sets it False.
     """
 
     iou_threshold: float = 0.3
@@ -70,6 +74,7 @@ class TrackerConfig:
     max_people: int | None = None
     motion: Literal["constant_velocity", "static"] = "constant_velocity"
     velocity_smoothing: float = 0.5
+    drop_static: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.iou_threshold <= 1.0:
