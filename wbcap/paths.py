@@ -8,6 +8,8 @@ tests and shared installs).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_HOME = "WBCAP_HOME"
@@ -55,3 +57,48 @@ def download_url(file_name: str, official_url: str) -> str:
     mirror or a folder on a shared drive), else ``official_url``."""
     mirror = os.environ.get(ENV_MIRROR, "").strip()
     return f"{mirror.rstrip('/')}/{file_name}" if mirror else official_url
+
+
+def search_folders(explicit: str | os.PathLike[str] | None, env_var: str, default: Path) -> list[Path]:
+    """The folders to search for a user's file, in order: only ``explicit`` when given (a
+    folder the user named); else ``$env_var`` when set, then ``default`` (the user data folder)."""
+    if explicit is not None:
+        return [Path(explicit).expanduser()]
+    env = env_path(env_var)
+    return ([env] if env is not None else []) + [default]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What :func:`find_first` saw.
+
+    ``path``: the first existing candidate it may use (None if none); ``pickle``: the first
+    existing ``.pkl`` candidate refused because pickles were not allowed; ``looked``: every
+    candidate considered, in order (refused pickles excluded), for the one-line error.
+    """
+
+    path: Path | None
+    pickle: Path | None
+    looked: tuple[Path, ...]
+
+
+def find_first(candidates: Iterable[Path], allow_pickle: bool = False) -> Lookup:
+    """The first existing file among ``candidates`` (in the caller's preference order).
+
+    A ``.pkl`` candidate counts only with ``allow_pickle`` (pickles can run code when loaded);
+    without it the first existing one is reported in :attr:`Lookup.pickle` so the caller's
+    error can say how to convert it. Each kind of user file (body models, SMPL, extra
+    evaluation files) builds its candidates from :func:`search_folders` and raises its own
+    one-line error from the returned :class:`Lookup`.
+    """
+    looked: list[Path] = []
+    refused: Path | None = None
+    for cand in dict.fromkeys(candidates):
+        if cand.suffix.lower() == ".pkl" and not allow_pickle:
+            if refused is None and cand.is_file():
+                refused = cand
+            continue
+        looked.append(cand)
+        if cand.is_file():
+            return Lookup(cand, refused, tuple(looked))
+    return Lookup(None, refused, tuple(looked))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.errors import ModelFileError
-from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path
+from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
 
 __all__ = [
     "BodyModelNotFoundError",
@@ -68,12 +68,10 @@ def _normalise_gender(gender: str) -> str:
     return g
 
 
-def _candidates(folder: Path, gender: str, allow_pickle: bool) -> list[Path]:
-    """File names looked for in ``folder`` (npz first; pkl only when allowed)."""
+def _candidates(folder: Path, gender: str) -> list[Path]:
+    """File names looked for in ``folder``, preferred first (npz before pkl)."""
     stem = f"SMPLX_{gender.upper()}"
-    names = [folder / "smplx" / f"{stem}.npz", folder / f"{stem}.npz"]
-    pkls = [folder / "smplx" / f"{stem}.pkl", folder / f"{stem}.pkl"]
-    return names + pkls if allow_pickle else names
+    return [folder / sub / f"{stem}{ext}" for ext in (".npz", ".pkl") for sub in ("smplx", "")]
 
 
 def _pickle_refused(path: Path) -> ModelFileError:
@@ -113,14 +111,7 @@ class BodyModelNotFoundError(ModelFileError):
 
 def body_model_search_folders(model_path: str | Path | None = None) -> list[Path]:
     """The folders :func:`find_body_model` searches, in order (without an explicit file)."""
-    if model_path is not None:
-        return [Path(model_path).expanduser()]
-    folders = []
-    env = env_path(ENV_BODY_MODELS)
-    if env is not None:
-        folders.append(env)
-    folders.append(body_models_dir())
-    return folders
+    return search_folders(model_path, ENV_BODY_MODELS, body_models_dir())
 
 
 def find_body_model(
@@ -152,23 +143,13 @@ def find_body_model(
             return explicit
     folders = body_model_search_folders(model_path)
 
-    looked: list[Path] = []
-    refused_pickle: Path | None = None
-    for folder in folders:
-        for cand in _candidates(folder, g, allow_pickle):
-            looked.append(cand)
-            if cand.is_file():
-                logger.debug("using SMPL-X model %s", cand)
-                return cand
-        if not allow_pickle and refused_pickle is None:
-            for cand in _candidates(folder, g, True)[2:]:
-                if cand.is_file():
-                    refused_pickle = cand
-                    break
-
-    if refused_pickle is not None:
-        raise _pickle_refused(refused_pickle)
-    raise BodyModelNotFoundError(g, folders, looked, explicit=model_path is not None)
+    found = find_first((c for folder in folders for c in _candidates(folder, g)), allow_pickle)
+    if found.path is not None:
+        logger.debug("using SMPL-X model %s", found.path)
+        return found.path
+    if found.pickle is not None:
+        raise _pickle_refused(found.pickle)
+    raise BodyModelNotFoundError(g, folders, list(found.looked), explicit=model_path is not None)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

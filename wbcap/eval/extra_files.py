@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from wbcap.errors import ModelFileError
-from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path
+from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first
+from wbcap.paths import search_folders as user_search_folders
 
 __all__ = [
     "EXTRA_FILES",
@@ -126,13 +127,7 @@ def search_folders(body_models: str | Path | None = None) -> list[Path]:
             if p.parent.name.lower() in ("smplx", "smpl"):
                 folders.append(p.parent.parent)
             return folders
-        return [p]
-    folders = []
-    env = env_path(ENV_BODY_MODELS)
-    if env is not None:
-        folders.append(env)
-    folders.append(body_models_dir())
-    return folders
+    return user_search_folders(body_models, ENV_BODY_MODELS, body_models_dir())
 
 
 def _candidates(spec: ExtraFile, folders: Sequence[Path], extra_dirs: Sequence[Path]) -> list[Path]:
@@ -167,18 +162,14 @@ def find_extra_file(
     spec = EXTRA_FILES[kind]
     folders = search_folders(body_models)
     cands = _candidates(spec, folders, [Path(d).expanduser() for d in extra_dirs])
-    pickle_found: Path | None = None
-    for cand in cands:
-        if cand.is_file():
-            if cand.suffix.lower() == ".pkl" and not allow_pickle:
-                pickle_found = pickle_found or cand
-                continue
-            logger.debug("using %s %s", spec.what, cand)
-            return cand
-    if pickle_found is not None:
+    found = find_first(cands, allow_pickle)
+    if found.path is not None:
+        logger.debug("using %s %s", spec.what, found.path)
+        return found.path
+    if found.pickle is not None:
         raise ModelFileError(
-            f"{pickle_found} is a pickle, which can run code when loaded: convert it once with "
-            f"`python -m wbcap.eval.extra_files {pickle_found}` (writes {spec.names[0]}), or pass --allow-pickle"
+            f"{found.pickle} is a pickle, which can run code when loaded: convert it once with "
+            f"`python -m wbcap.eval.extra_files {found.pickle}` (writes {spec.names[0]}), or pass --allow-pickle"
         )
     default = folders[0] / spec.subdir
     looked = ", ".join(str(c) for c in cands)

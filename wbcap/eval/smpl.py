@@ -24,7 +24,7 @@ from smplx.lbs import lbs
 
 from wbcap.errors import ModelFileError
 from wbcap.eval.extra_files import _dense, _short, _unpickle, search_folders
-from wbcap.paths import ENV_BODY_MODELS
+from wbcap.paths import ENV_BODY_MODELS, find_first
 
 __all__ = ["SMPL_NUM_VERTICES", "SMPLLayer", "SMPLOutput", "find_smpl_model", "load_smpl_layers"]
 
@@ -44,20 +44,14 @@ def find_smpl_model(gender: str, body_models: str | Path | None = None, allow_pi
     """
     stem = f"SMPL_{gender.upper()}"
     folders = search_folders(body_models)
-    looked, pickled = [], None
-    for folder in folders:
-        for base in (folder / "smpl", folder):
-            for ext in (".npz", ".pkl"):
-                cand = base / (stem + ext)
-                looked.append(cand)
-                if cand.is_file():
-                    if ext == ".pkl" and not allow_pickle:
-                        pickled = pickled or cand
-                        continue
-                    return cand
-    if pickled is not None:
+    cands = [base / (stem + ext) for folder in folders for base in (folder / "smpl", folder) for ext in (".npz", ".pkl")]
+    found = find_first(cands, allow_pickle)
+    if found.path is not None:
+        return found.path
+    looked = cands
+    if found.pickle is not None:
         raise ModelFileError(
-            f"{pickled} is a pickle, which can run code when loaded: save its arrays as {stem}.npz, "
+            f"{found.pickle} is a pickle, which can run code when loaded: save its arrays as {stem}.npz, "
             "or pass --allow-pickle"
         )
     raise ModelFileError(

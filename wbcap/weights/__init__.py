@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from wbcap.errors import CheckpointError, InputError
-from wbcap.paths import ENV_WEIGHTS, download_url, env_path, weights_dir
+from wbcap.paths import ENV_WEIGHTS, download_url, env_path, search_folders, weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,9 @@ def find_weights_file(item: WeightsEntry) -> Path | None:
 
 
 def search_dirs() -> list[Path]:
-    """Folders searched for checkpoints, in order."""
-    dirs = []
-    env = env_path(ENV_WEIGHTS)
-    if env is not None and not env.is_file():
-        dirs.append(env)
-    dirs.append(weights_dir())
-    return dirs
+    """Folders searched for weights, in order: ``$WBCAP_WEIGHTS`` (when it names a folder),
+    then ``<user data>/weights`` (:func:`wbcap.paths.search_folders`)."""
+    return [d for d in search_folders(None, ENV_WEIGHTS, weights_dir()) if not d.is_file()]
 
 
 def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> Path:
@@ -183,7 +179,7 @@ def import_weights(name: str, source: Path) -> ImportResult:
         InputError: unknown name, no such file, or not a valid file of that architecture.
         CheckpointError: a checkpoint whose sha256 differs from the published one.
     """
-    from wbcap.export.atomic import atomic_path
+    from wbcap.atomic import atomic_path
 
     item = entry(name)
     source = Path(source).expanduser()
@@ -207,7 +203,7 @@ def import_checkpoint(name: str, source: Path) -> Path:
 
 
 def _write_record(dest: Path, digest: str) -> None:
-    from wbcap.export.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text
 
     atomic_write_text(dest.with_name(dest.name + ".sha256"), f"{digest}  {dest.name}\n")
     _failure_marker(dest).unlink(missing_ok=True)
