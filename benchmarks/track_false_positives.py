@@ -30,7 +30,7 @@ def detect(video: str, model: str, every: int) -> dict[str, np.ndarray]:
     """Detections of every ``every``-th frame: ``frame (F,)``, ``time (F,)`` s, ``count (F,)``,
     ``boxes (N, 4)`` xywh px and ``scores (N,)`` (frame by frame, ``count`` per frame)."""
     from wbcap.detect.factory import make_detector
-    from wbcap.io.video import open_frames
+    from wbcap.io.video_reader import open_frames
 
     det = make_detector(f"yolox:{model}")
     frame, times, count, boxes, scores = [], [], [], [], []

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_repeated_clip(video: Path, frames: int, repeat: int, dest: Path) -> Path:
     """The first ``frames`` frames of ``video`` written ``repeat`` times (H.264)."""
-    from wbcap.io.video import VideoWriter, open_frames
+    from wbcap.io.video_reader import open_frames
+    from wbcap.io.video_writer import VideoWriter
 
     src = open_frames(str(video), max_frames=frames)
     images = [f.image for f in src]

@@ -8,19 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wbcap.detect.base import Detection, Detector, box_iou
+from wbcap.detect.base import Detection, Detector
 from wbcap.detect.boxes import (
     FullImageDetector,
-    StaticBoxes,
     box_outside_image,
-    boxes_for,
     load_boxes_json,
     parse_bbox,
 )
 from wbcap.detect.hog import HOGDetector
 from wbcap.errors import InputError
+from wbcap.track.iou_tracker import iou_matrix
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 # The footballer in messi5.jpg, measured on the image (outstretched hand to kicking foot,
 # hair to standing foot): x 70..457, y 62..337.
 PLAYER_BOX = (70.0, 62.0, 387.0, 275.0)
@@ -77,8 +75,6 @@ def test_load_boxes_json_both_entry_forms(tmp_path: Path) -> None:
     assert [d.score for d in table["0002.jpg"]] == [0.9, 0.2]  # sorted by score
     assert table["0002.jpg"][1].box == (10.0, 20.0, 30.0, 40.0)
     assert table["0003.jpg"] == []
-    assert boxes_for(table, "/data/frames/0002.jpg") == table["0002.jpg"]
-    assert boxes_for(table, "0004.jpg") is None
 
 
 @pytest.mark.parametrize(
@@ -116,21 +112,14 @@ def test_box_outside_image() -> None:
     assert box_outside_image((10, -20, 5, 19.5), 100, 50)  # above
 
 
-def test_full_image_and_static_detectors() -> None:
+def test_full_image_detector() -> None:
     image = np.zeros((30, 40, 3), np.uint8)
     full = FullImageDetector()
     assert isinstance(full, Detector)
     assert full(image) == [Detection((0.0, 0.0, 40.0, 30.0), 1.0)]
-    static = StaticBoxes([(1, 2, 3, 4), Detection((0, 0, 9, 9), 2.0)])
-    assert isinstance(static, Detector)
-    assert [d.box for d in static(image)] == [(0, 0, 9, 9), (1.0, 2.0, 3.0, 4.0)]
-    with pytest.raises(ValueError, match="width and height"):
-        StaticBoxes([(1, 2, 0, 4)])
 
 
-def test_box_iou_and_detection_helpers() -> None:
-    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
-    assert box_iou((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
+def test_detection_helpers() -> None:
     det = Detection((1.0, 2.0, 3.0, 4.0), 0.5)
     assert det.xyxy == (1.0, 2.0, 4.0, 6.0) and det.area == 12.0
 
@@ -144,8 +133,13 @@ def test_hog_finds_nothing_on_blank_or_tiny_images() -> None:
         hog(np.zeros((10, 10), np.uint8))
 
 
-def _messi() -> np.ndarray:
-    path = SHARED / "media" / "messi5.jpg"
+def _player_iou(dets: list[Detection]) -> np.ndarray:
+    """IoU of each detection with :data:`PLAYER_BOX`, ``(len(dets),)``."""
+    return iou_matrix([d.box for d in dets], [PLAYER_BOX])[:, 0]
+
+
+def _messi(shared_dir: Path) -> np.ndarray:
+    path = shared_dir / "media" / "messi5.jpg"
     if not path.is_file():
         pytest.skip(f"shared sample media not present ({path})")
     from wbcap.io.images import load_image
@@ -153,8 +147,8 @@ def _messi() -> np.ndarray:
     return load_image(path)
 
 
-def test_hog_finds_the_footballer() -> None:
-    img = _messi()
+def test_hog_finds_the_footballer(shared_dir: Path) -> None:
+    img = _messi(shared_dir)
     # The kicking pose is hard for a pedestrian detector: its best window scores ~0.13 with
     # OpenCV 4.14 (crowd texture scores up to ~1.2), so allow slightly negative margins here.
     dets = HOGDetector(score_threshold=-0.3)(img)
@@ -166,24 +160,25 @@ def test_hog_finds_the_footballer() -> None:
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 548 and y + h <= 342
         if 0 < y and y + h < 342:  # not clipped: the person is >= min_height_frac tall
             assert 0.75 * h >= 0.2 * 342 - 1e-6
-    best = max(box_iou(d.box, PLAYER_BOX) for d in dets)
+    ious = _player_iou(dets)
+    best = ious.max()
     # Measured 0.50: box x 132..351, full image height.
     assert best > 0.3, [(d.box, d.score) for d in dets]
     # The window found spans the player's torso and head (x 190..330, y 62..300).
-    player_dets = [d for d in dets if box_iou(d.box, PLAYER_BOX) > 0.3]
+    player_dets = [d for d, iou in zip(dets, ious, strict=True) if iou > 0.3]
     x, y, w, h = player_dets[0].box
     assert x < 190 and x + w > 330 and y < 62 and y + h > 300
 
 
-def test_hog_options_max_people_min_height_and_box_scale() -> None:
-    img = _messi()
+def test_hog_options_max_people_min_height_and_box_scale(shared_dir: Path) -> None:
+    img = _messi(shared_dir)
     base = HOGDetector(score_threshold=-0.3)(img)
     top2 = HOGDetector(score_threshold=-0.3, max_people=2)(img)
     assert top2 == base[:2]
     # Only people at least 60 % of the image tall: the crowd's small windows disappear.
     tall = HOGDetector(score_threshold=-0.3, min_height_frac=0.6)(img)
     assert tall and all(d.box[3] >= 0.6 * 342 for d in tall)
-    assert max(box_iou(d.box, PLAYER_BOX) for d in tall) > 0.3
+    assert _player_iou(tall).max() > 0.3
     # Narrowing by 0.5 keeps centres and halves widths (boxes away from the border).
     narrow = HOGDetector(score_threshold=-0.3, box_scale=(0.5, 1.0))(img)
     inner = [d for d in base if d.box[0] > 60 and d.box[0] + d.box[2] < 488 and d.box[1] > 0]

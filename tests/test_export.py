@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import trimesh
 
+from wbcap.atomic import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from wbcap.errors import InputError
 from wbcap.export import _gl
-from wbcap.export.atomic import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from wbcap.export.obj import read_obj, write_obj
 from wbcap.export.params_json import FORMAT, read_params_json, write_params_json
 from wbcap.export.render import render_backend, render_meshes
@@ -327,8 +327,8 @@ def test_gl_probe_reports_a_broken_platform_as_unusable() -> None:
 
 
 def test_staged_dir_under_a_file_is_a_user_error(tmp_path):
+    from wbcap.atomic import staged_dir
     from wbcap.errors import InputError
-    from wbcap.export.atomic import staged_dir
 
     (tmp_path / "afile").write_text("")
     with pytest.raises(InputError, match=r"afile/out: cannot create the output folder \(Not a directory\)"):

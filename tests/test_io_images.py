@@ -12,8 +12,6 @@ from PIL import Image, ImageOps
 from wbcap.errors import InputError
 from wbcap.io.images import apply_exif_orientation, iter_image_paths, load_image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 
 def _pattern(h: int, w: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB with distinct values everywhere; pixel (0, 0) pure red."""
@@ -189,8 +187,8 @@ def test_missing_empty_and_folder_are_input_errors(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
-def test_messi_sample_loads_as_rgb() -> None:
-    path = SHARED / "media" / "messi5.jpg"
+def test_messi_sample_loads_as_rgb(shared_dir: Path) -> None:
+    path = shared_dir / "media" / "messi5.jpg"
     if not path.is_file():
         pytest.skip(f"shared sample media not present ({path})")
     img = load_image(path)

@@ -1,4 +1,5 @@
-"""Tests for wbcap.io.video: probing, lazy frame reading, rotation, writing with audio copy.
+"""Tests for wbcap.io's video modules: probing, rotation (video_probe), lazy frame reading
+(video_reader), writing with audio copy (video_writer).
 
 Every video is generated here with PyAV (small, a few frames of a moving red square on grey).
 The sample ``vtest.avi`` from ``../shared/media`` is used when present.
@@ -21,20 +22,9 @@ import pytest
 av = pytest.importorskip("av")
 
 from wbcap.errors import InputError  # noqa: E402
-from wbcap.io.video import (  # noqa: E402
-    Frame,
-    FrameSource,
-    VideoInfo,
-    VideoWriter,
-    apply_rotation,
-    count_frames,
-    open_frames,
-    probe_video,
-    rotation_of,
-)
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-VTEST = SHARED / "media" / "vtest.avi"
+from wbcap.io.video_probe import VideoInfo, apply_rotation, probe_video, rotation_of  # noqa: E402
+from wbcap.io.video_reader import Frame, FrameSource, open_frames  # noqa: E402
+from wbcap.io.video_writer import VideoWriter  # noqa: E402
 
 W, H = 160, 120
 SQ = 16  # square side
@@ -70,13 +60,17 @@ def make_video(
     noise: bool = False,
     options: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """Write an H.264 test video. ``pts_ms`` gives explicit (variable) timestamps in ms;
-    ``audio`` = "tone" (440 Hz) or "steps" (1 s each of 300, 500, 700, 900... Hz), AAC mono."""
+    """Write a test video (H.264 ``yuv420p`` unless ``codec``/``pix_fmt`` say otherwise; the RGB
+    frames are converted to ``pix_fmt`` by the encoder). ``pts_ms`` gives explicit (variable)
+    timestamps in ms; ``audio`` = "tone" (440 Hz) or "steps" (1 s each of 300, 500, 700, 900...
+    Hz), AAC mono."""
     c = av.open(str(path), "w", options=options or {})
-    s = c.add_stream("libx264", rate=fps)
-    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-    s.options = {"crf": "12", "g": "10"}
+    s = c.add_stream(codec, rate=fps)
+    s.width, s.height, s.pix_fmt = w, h, pix_fmt
+    s.options = {"crf": "12", "g": "10"} if codec == "libx264" else {"g": "10"}
     if pts_ms is not None:
         s.codec_context.time_base = Fraction(1, 1000)
     if rotation_ccw is not None:
@@ -149,7 +143,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, wbcap.io.video; "
+    code = ("import sys, wbcap.io.video_probe, wbcap.io.video_reader, wbcap.io.video_writer; "
             "print(any(m in sys.modules for m in ('torch', 'av', 'numpy', 'cv2')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -203,7 +197,6 @@ def test_selection(media: SimpleNamespace, kwargs: dict[str, Any], indices: list
     frames = list(src)
     assert [f.index for f in frames] == indices
     assert [f.time for f in frames] == pytest.approx([i / 10 for i in indices], abs=1e-9)
-    assert count_frames(src) == len(indices)
     for f in frames:  # the right picture, also after a seek
         assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
 
@@ -272,6 +265,79 @@ def test_generator_is_lazy_and_closes(media: SimpleNamespace,
         if f.index == 3:
             break
     assert seen.closed == seen.opened
+
+
+# Luma of RED by BT.601 (0.299 R + 0.587 G + 0.114 B), what a grey pixel format stores for it.
+RED_LUMA = round(0.299 * RED[0] + 0.587 * RED[1] + 0.114 * RED[2])  # 87
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt", "decoder", "square"),
+    [
+        ("full_range.mp4", "libx264", "yuvj420p", "h264", RED),  # JPEG (full) range 4:2:0
+        ("high444_10bit.mp4", "libx264", "yuv444p10le", "h264", RED),  # 10-bit 4:4:4
+        ("yuv422_10bit.mkv", "ffv1", "yuv422p10le", "ffv1", RED),  # 10-bit 4:2:2
+        ("mjpeg.avi", "mjpeg", "yuvj422p", "mjpeg", RED),  # AVI chunk timing, full range
+        ("rgba.mov", "png", "rgba", "png", RED),  # packed RGB with alpha, lossless
+        ("rgb48.mov", "png", "rgb48be", "png", RED),  # 16-bit RGB, lossless
+        ("gray16.mkv", "ffv1", "gray16le", "ffv1", (RED_LUMA,) * 3),  # 16-bit grey
+    ],
+)
+def test_unusual_pixel_formats(tmp_path: Path, name: str, codec: str, pix_fmt: str, decoder: str,
+                               square: tuple[int, int, int]) -> None:
+    """Every pixel format comes out as upright (H, W, 3) uint8 RGB with the picture's colours."""
+    n = 6
+    path = make_video(tmp_path / name, n=n, codec=codec, pix_fmt=pix_fmt)
+    mkv = path.suffix == ".mkv"  # Matroska: no declared frame count, 1 ms timestamps
+    info = probe_video(path)
+    assert (info.width, info.height, info.fps, info.codec) == (W, H, 10.0, decoder)
+    assert info.frame_count == (None if mkv else n) and info.rotation == 0
+    frames = list(open_frames(path))
+    assert [f.index for f in frames] == list(range(n))
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(n)],
+                                                     abs=1e-3 if mkv else 1e-6)
+    lossless = codec == "png"
+    for f in frames:
+        img = f.image
+        assert img.shape == (H, W, 3) and img.dtype == np.uint8 and img.flags["C_CONTIGUOUS"]
+        if lossless:
+            assert np.array_equal(img, draw(f.index))
+            continue
+        x = square_x(f.index)
+        inner = img[23:20 + SQ - 3, x + 3:x + SQ - 3].reshape(-1, 3).mean(0)
+        assert inner == pytest.approx(square, abs=6)
+        assert img[80:, 40:].reshape(-1, 3).mean(0) == pytest.approx(BG, abs=3)
+        assert img[1:7, 1:7].mean() == pytest.approx(255, abs=4)  # the white marker, top-left
+        if square == RED:
+            assert red_centroid_x(img) == pytest.approx(x + (SQ - 1) / 2, abs=1.0)
+
+
+@pytest.mark.parametrize(("color_range", "bg", "fg"), [(2, 60, 220), (1, 51, 237)])
+def test_grey_h264_colour_range(tmp_path: Path, color_range: int, bg: int, fg: int) -> None:
+    """Grey levels 60 and 220 stored in H.264 come back as full-range (2: as stored) or
+    limited-range (1: ``(Y - 16) * 255 / 219``) RGB, by the range the stream declares."""
+    path = tmp_path / f"grey_{color_range}.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = W, H, "gray"
+        s.codec_context.color_range = color_range
+        for i in range(3):
+            grey = np.full((H, W), 60, np.uint8)
+            grey[20:20 + SQ, square_x(i):square_x(i) + SQ] = 220
+            frame = av.VideoFrame.from_ndarray(grey, format="gray")
+            frame.color_range = color_range
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    frames = list(open_frames(path))
+    assert [(f.index, f.time) for f in frames] == [(0, 0.0), (1, 0.1), (2, pytest.approx(0.2))]
+    for f in frames:
+        x = square_x(f.index)
+        assert f.image.shape == (H, W, 3)
+        assert f.image[23:20 + SQ - 3, x + 3:x + SQ - 3].reshape(-1, 3).mean(0) == pytest.approx(
+            (fg,) * 3, abs=2)
+        assert f.image[80:, 40:].reshape(-1, 3).mean(0) == pytest.approx((bg,) * 3, abs=2)
 
 
 def _marker_corner(img: np.ndarray) -> str:
@@ -357,7 +423,6 @@ def test_image_folder_glob_and_list(tmp_path: Path) -> None:
 
     sel = open_frames(tmp_path / "seq", start=0.25, end=0.8, every=2, image_fps=10.0)
     assert [(f.index, f.time) for f in sel] == [(3, 0.3), (5, 0.5), (7, 0.7)]
-    assert count_frames(sel) == 3
     single = open_frames(paths[0])
     assert [f.index for f in single] == [0] and single.info.frame_count == 1
 
@@ -450,7 +515,7 @@ def test_truncated_video_yields_what_decodes(tmp_path: Path,
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])  # index up front, half of the frame data missing
     assert probe_video(cut).frame_count == 40
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = list(open_frames(cut))
     assert 5 <= len(frames) < 40
     assert [f.index for f in frames] == list(range(len(frames)))
@@ -626,18 +691,19 @@ def test_writer_bad_arguments(tmp_path: Path) -> None:
 # Shared sample video
 
 
-@pytest.mark.skipif(not VTEST.is_file(), reason=f"sample video {VTEST} not present")
-def test_vtest_avi() -> None:
-    info = probe_video(VTEST)
+def test_vtest_avi(shared_dir: Path) -> None:
+    vtest = shared_dir / "media" / "vtest.avi"
+    if not vtest.is_file():
+        pytest.skip(f"sample video {vtest} not present")
+    info = probe_video(vtest)
     assert (info.width, info.height, info.fps, info.frame_count) == (768, 576, 10.0, 795)
     assert info.duration == pytest.approx(79.5) and info.codec == "msmpeg4"
     assert not info.has_audio and info.rotation == 0
-    src = open_frames(VTEST, max_frames=30)
-    assert count_frames(src) == 30
+    src = open_frames(vtest, max_frames=30)
     frames = list(src)
     assert [f.index for f in frames] == list(range(30))
     assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(30)], abs=1e-9)
     assert all(f.image.shape == (576, 768, 3) for f in frames)
-    late = list(open_frames(VTEST, start=50.0, max_frames=2))
+    late = list(open_frames(vtest, start=50.0, max_frames=2))
     assert [(f.index, f.time) for f in late] == [(500, 50.0), (501, pytest.approx(50.1))]
     assert isinstance(src, FrameSource)

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from wbcap.cli import cli
-from wbcap.io.video import probe_video
+from wbcap.io.video_probe import probe_video
 from wbcap.testing.videos import encode, make_packed_b_avi, make_vfr_with_audio, mux, stream_times
 
 

@@ -189,7 +189,7 @@ def test_vtest_lectern_track_dropped_people_kept(shared_dir, tmp_path):
     if not model.is_file() or not video.is_file():
         pytest.skip("yolox_nano.onnx or vtest.avi absent from ../shared")
     from wbcap.detect.yolox import YOLOXDetector
-    from wbcap.io.video import open_frames
+    from wbcap.io.video_reader import open_frames
 
     det = YOLOXDetector(model)
     frames = []

@@ -24,12 +24,9 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from wbcap.io.video import (  # noqa: E402
-    WRITER_TIME_BASE,
-    VideoWriter,
-    open_frames,
-    probe_video,
-)
+from wbcap.io.video_probe import probe_video  # noqa: E402
+from wbcap.io.video_reader import open_frames  # noqa: E402
+from wbcap.io.video_writer import WRITER_TIME_BASE, VideoWriter  # noqa: E402
 
 from wbcap.testing.videos import (  # noqa: E402
     H,
@@ -76,7 +73,7 @@ def test_pts_swapped_in_pairs(tmp_path: Path, caplog: pytest.LogCaptureFixture, 
     assert any(b <= a for a, b in zip(raw, raw[1:]))  # the file really is broken
 
     tol = 1e-3 if ext == "mkv" else 1e-9
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = list(open_frames(path))
     times = [f.time for f in frames]
     assert [f.index for f in frames] == list(range(n))
@@ -107,7 +104,7 @@ def test_repeated_timestamp(tmp_path: Path, caplog: pytest.LogCaptureFixture, ex
 
     info = probe_video(path)
     assert info.fps == pytest.approx(fps, rel=0.02)
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         times = [f.time for f in open_frames(path)]
     # Repair rule: previous time + one nominal interval (1 / info.fps); here = the true time.
     assert times[3] == pytest.approx(times[2] + 1 / info.fps, abs=1e-9)
@@ -133,7 +130,7 @@ def test_garbage_timestamps_never_crash(tmp_path: Path, caplog: pytest.LogCaptur
     dts = [min(stamps[i:]) for i in range(n)]  # non-decreasing, <= pts
     path = mux(tmp_path / "garbage.mkv", "libx264", fps, packets, stamps, dts,
                [p.is_keyframe for p in packets], Fraction(1, fps))
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = list(open_frames(path))
     times = [f.time for f in frames]
     assert len(frames) == n and [f.index for f in frames] == list(range(n))
@@ -155,7 +152,7 @@ def test_packed_b_frame_avi(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     raw = raw_frame_times(path)  # FFmpeg: 0.04, 0.12, 0.08, 0.2, 0.16, ... (the bug)
     assert raw[:5] == pytest.approx([0.04, 0.12, 0.08, 0.2, 0.16])
 
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = list(open_frames(path))
     assert [f.index for f in frames] == list(range(n))
     assert [f.time for f in frames] == pytest.approx([i / fps for i in range(n)], abs=1e-9)
@@ -192,7 +189,7 @@ def test_avi_dropped_chunks_keep_their_time(tmp_path: Path,
     path = mux(tmp_path / "dropped.avi", "mpeg4", fps, packets, slots, slots,
                [p.is_keyframe for p in packets], Fraction(1, fps))
     assert probe_video(path).frame_count == 11  # the header counts the empty chunks
-    with caplog.at_level(logging.WARNING, logger="wbcap.io.video"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = list(open_frames(path))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # not "truncated"
     assert [f.index for f in frames] == list(range(8))

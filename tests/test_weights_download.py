@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from wbcap import atomic
 from wbcap.errors import WbcapError
-from wbcap.export import atomic
 from wbcap.weights import download as download_module
 from wbcap.weights.download import DownloadError, download
 

@@ -219,7 +219,7 @@ def test_nano_messi(nano, shared_dir, runtime):
 
 
 def test_nano_vtest_frame_200(nano, shared_dir):
-    from wbcap.io.video import open_frames
+    from wbcap.io.video_reader import open_frames
 
     frame = next(iter(open_frames(shared_dir / "media" / "vtest.avi", start=20.0, max_frames=1)))
     assert frame.index == 200

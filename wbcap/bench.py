@@ -10,10 +10,10 @@ on CUDA ``torch.cuda.synchronize()`` brackets every timed region; the network ru
 ``torch.inference_mode()`` in the Pipeline's form for each precision: ``exact`` and ``fast``
 fused (:mod:`wbcap.model.fused`), ``bf16`` / ``fp16`` unfused under autocast):
 
-* ``encode``: :class:`wbcap.io.video.VideoWriter` (H.264) writing ``frames`` frames; without
+* ``encode``: :class:`wbcap.io.video_writer.VideoWriter` (H.264) writing ``frames`` frames; without
   ``video`` the written clip (synthetic frames from :func:`wbcap.testing.images.person_image`,
   ``frame_size``) is the input of the next stage.
-* ``decode``: PyAV through :func:`wbcap.io.video.open_frames`, ``frames`` frames (open included).
+* ``decode``: PyAV through :func:`wbcap.io.video_reader.open_frames`, ``frames`` frames (open included).
 * ``detect``: every available person detector on the same (first) frame, each its own stage:
   ``detect.hog`` (OpenCV HOG, always) and ``detect.yolox-nano`` (``detect.yolox`` for another
   export) when a YOLOX model is available: ``--detector-model FILE`` or the installed default
@@ -648,7 +648,7 @@ def _input_frames(opts: BenchOptions, work: Path, say: Callable[[str], None],
     """``(frames, source, synthetic)``: up to ``max_frames`` (default ``opts.frames``) frames of
     ``opts.video``, or synthetic frames (:func:`_synthetic_frames`) whose clip will be
     ``work/synthetic.mp4``."""
-    from wbcap.io.video import open_frames
+    from wbcap.io.video_reader import open_frames
 
     n = opts.frames if max_frames is None else max_frames
     if opts.video is not None:
@@ -707,7 +707,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     from wbcap.detect.base import Detection
     from wbcap.errors import InputError
     from wbcap.export.render import render_backend, render_meshes
-    from wbcap.io.video import VideoWriter, open_frames
+    from wbcap.io.video_reader import open_frames
+    from wbcap.io.video_writer import VideoWriter
     from wbcap.model.device import resolve_device
     from wbcap.pipeline import normalize_precision
 

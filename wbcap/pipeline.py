@@ -25,6 +25,7 @@ import torch
 
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.camera import crop_to_image_camera_np
 from wbcap.config import PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
@@ -341,13 +342,15 @@ class Pipeline:
         boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
         params = host  # root_pose ... cam_trans
         crop_focal, crop_princpt = self.regressor.crop_camera()
-        bw, bh = cfg.input_body_shape[1], cfg.input_body_shape[0]
+        # Each person's camera on the original image: the body-input camera rescaled to its box.
+        img_focal, img_princpt = crop_to_image_camera_np(
+            cfg.focal, cfg.princpt, np.stack([job.crop_box for job in jobs]).astype(np.float64), cfg.input_body_shape
+        )
+        img_focal, img_princpt = img_focal.tolist(), img_princpt.tolist()
         people = []
         for i, job in enumerate(jobs):
             det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans
-            x, y, w, h = (float(v) for v in crop_box)
-            focal = (cfg.focal[0] / bw * w, cfg.focal[1] / bh * h)
-            princpt = (cfg.princpt[0] / bw * w + x, cfg.princpt[1] / bh * h + y)
+            focal, princpt = tuple(img_focal[i]), tuple(img_princpt[i])
 
             def to_img_xyxy(b: np.ndarray) -> np.ndarray:
                 pts = transform_points(b.reshape(2, 2), inv)

@@ -7,7 +7,8 @@ Two passes, so memory stays flat however long the video is and an interrupted ru
    raw parameters are appended, in frame order, to ``OUT/.wbcap/raw.jsonl`` (flushed as it
    goes). ``--resume`` keeps the complete lines already there and continues after them.
 2. **finalize** — the raw file is read back; boxes are tracked (IoU + Hungarian); each person's
-   parameters are moved into one camera for the whole video (see :func:`to_video_camera`),
+   parameters are moved into one camera for the whole video
+   (:func:`wbcap.camera.shared_camera_translation`),
    smoothed per track, and written: ``params.jsonl``, ``track_<id>.npz`` (an AMASS file, z-up, on a
    regular clock: :mod:`wbcap.export.amass`), optional ``meshes/<track>/<frame>.obj``, and ``render.mp4`` (the source frames
    decoded again with every tracked mesh drawn over them, source audio copied).
@@ -167,7 +168,7 @@ def prepare_output(job: VideoJob) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); choose another -o folder") from None
-    from wbcap.export.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text
 
     atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))
     return out
@@ -377,32 +378,13 @@ def _expected_frames(info, job: VideoJob) -> int | None:
 # --------------------------------------------------------------------------- pass 2: finalize
 
 
-def to_video_camera(
-    cam_trans: np.ndarray, root: np.ndarray, focal_k: np.ndarray, princpt_k: np.ndarray, focal: float, princpt: tuple[float, float]
-) -> np.ndarray:
-    """Move per-box camera translations into the video's one camera.
-
-    Each person-frame comes with its own virtual camera (focal ``focal_k`` (N,), principal
-    point ``princpt_k`` (N, 2), pixels), derived from its crop box. Keeping the body rigid, this
-    returns translations (N, 3) in the camera (focal, princpt) such that the pelvis
-    (``root`` (N, 3) = rest pelvis of the shaped body, metres) projects to the same pixel and its
-    depth is scaled by focal / focal_k (so the projected size stays the same).
-    """
-    p = root + cam_trans
-    u = p[:, 0] / p[:, 2] * focal_k + princpt_k[:, 0]
-    v = p[:, 1] / p[:, 2] * focal_k + princpt_k[:, 1]
-    z = p[:, 2] * focal / focal_k
-    p_new = np.stack(((u - princpt[0]) * z / focal, (v - princpt[1]) * z / focal, z), 1)
-    return cam_trans + (p_new - p)
-
-
 def _frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
     """``{frame index: time}`` of every record of the raw file, times strictly increasing.
 
     Runs from this version record repaired times already; a raw file of an older run may hold
-    repeated or backward times, which get the decoder's rule (:func:`wbcap.io.video.retime`).
+    repeated or backward times, which get the decoder's rule (:func:`wbcap.io.frame_times.retime`).
     """
-    from wbcap.io.video import retime
+    from wbcap.io.frame_times import retime
 
     index, times = [], []
     for rec in read_raw(raw_path):
@@ -534,15 +516,23 @@ def _clock_rate(times: list[float], nominal: float) -> float:
 
 
 def _smoothed_track(job: VideoJob, tr: dict[str, list], body, dev, focal: float, princpt) -> dict[str, np.ndarray]:
-    """One track's parameters moved into the video camera and smoothed (arrays per frame)."""
+    """One track's parameters moved into the video camera and smoothed (arrays per frame).
+
+    Each person-frame's ``cam_trans`` is in its own box's camera (``tr["focal"]`` (N,),
+    ``tr["princpt"]`` (N, 2), pixels); :func:`wbcap.camera.shared_camera_translation` moves it so
+    the pelvis keeps its pixel and apparent size under the video camera (``focal``, ``princpt``).
+    """
     import torch
 
+    from wbcap.camera import shared_camera_translation_np
     from wbcap.smooth.sequence import smooth_track
 
     params = {k: np.asarray([p[k] for p in tr["params"]], np.float32) for k in tr["params"][0]}
     with torch.no_grad():
         rest = body.rest_root(torch.as_tensor(params["shape"], device=dev)).cpu().numpy()
-    trans = to_video_camera(params["cam_trans"], rest, np.asarray(tr["focal"]), np.asarray(tr["princpt"]), focal, princpt)
+    trans = shared_camera_translation_np(
+        params["cam_trans"], rest, np.asarray(tr["focal"]), np.asarray(tr["princpt"]), focal, princpt
+    )
     poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
     t = np.asarray(tr["time"], np.float64)
     poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, job.smooth, extras={"expr": params["expr"]})
@@ -592,7 +582,7 @@ def _write_track_npz(out: Path, tid: int, tr: dict[str, np.ndarray], body, dev, 
 def _write_params_jsonl(out: Path, frames: dict[int, float], tracks: dict, by_frame: dict, focal: float, princpt,
                         size: tuple[int, int]) -> int:
     """``params.jsonl``: one line per person-frame, in frame order; returns the line count."""
-    from wbcap.export.atomic import atomic_path
+    from wbcap.atomic import atomic_path
 
     camera = {"focal": [focal, focal], "princpt": list(princpt), "image_size": list(size)}
     zeros = [0.0, 0.0, 0.0]
@@ -702,7 +692,8 @@ def _render_video(
     job, tracks, by_frame, body, faces, dev, focal, princpt, info, progress: Progress | None, timings, audio_end
 ) -> Path:
     from wbcap.export.render import render_meshes
-    from wbcap.io.video import VideoWriter, open_frames
+    from wbcap.io.video_reader import open_frames
+    from wbcap.io.video_writer import VideoWriter
 
     out = Path(job.out).expanduser() / RENDER_FILE
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
@@ -734,7 +725,7 @@ def _render_video(
 
 def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) -> VideoResult:
     """Run both passes for ``job`` (see the module docstring)."""
-    from wbcap.io.video import open_frames
+    from wbcap.io.video_reader import open_frames
     from wbcap.pipeline import Pipeline
 
     if job.every < 1:

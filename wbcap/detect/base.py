@@ -64,16 +64,3 @@ class Detector(Protocol):
 def sort_by_score(detections: list[Detection]) -> list[Detection]:
     """Detections ordered by score, highest first (stable for equal scores)."""
     return sorted(detections, key=lambda d: -d.score)
-
-
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes (0 when either is empty)."""
-    ax2, ay2 = a[0] + a[2], a[1] + a[3]
-    bx2, by2 = b[0] + b[2], b[1] + b[3]
-    iw = min(ax2, bx2) - max(a[0], b[0])
-    ih = min(ay2, by2) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = max(a[2], 0) * max(a[3], 0) + max(b[2], 0) * max(b[3], 0) - inter
-    return float(inter / union) if union > 0 else 0.0

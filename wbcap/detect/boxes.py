@@ -1,7 +1,6 @@
 """Boxes that come from the user rather than from a detector.
 
 * :class:`FullImageDetector` - one box covering the whole image (for tight crops of one person).
-* :class:`StaticBoxes` - the same given boxes for every image (``--bbox x,y,w,h``).
 * :func:`load_boxes_json` - per-image boxes from a JSON file (``--boxes boxes.json``).
 
 Boxes are ``(x, y, w, h)`` in pixels, top-left corner, x right, y down (see
@@ -27,7 +26,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,28 +49,6 @@ class FullImageDetector:
         """``image``: ``(H, W, 3)`` uint8 RGB -> ``[Detection((0, 0, W, H), 1.0)]``."""
         h, w = image.shape[:2]
         return [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
-
-
-class StaticBoxes:
-    """Returns the same boxes for every image (e.g. a fixed camera and a known subject area).
-
-    Args:
-        boxes: ``(x, y, w, h)`` tuples (score 1.0) or :class:`Detection` objects; ``w, h > 0``.
-    """
-
-    name = "static"
-
-    def __init__(self, boxes: Iterable[Box | Detection]) -> None:
-        dets = []
-        for b in boxes:
-            det = b if isinstance(b, Detection) else Detection(_check_box(b, "box"), 1.0)
-            _check_box(det.box, "box")
-            dets.append(det)
-        self.detections: list[Detection] = sort_by_score(dets)
-
-    def __call__(self, image: np.ndarray) -> list[Detection]:
-        """``image``: ``(H, W, 3)`` uint8 RGB (only its presence matters) -> the given boxes."""
-        return list(self.detections)
 
 
 def parse_bbox(text: str) -> Box:
@@ -133,13 +110,6 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
                 raise InputError(f"{p}: entry {key!r} box {i}: {exc}; fix the box file") from None
         table[name] = sort_by_score(dets)
     return table
-
-
-def boxes_for(
-    table: Mapping[str, list[Detection]], image_path: str | os.PathLike[str]
-) -> list[Detection] | None:
-    """The detections a box table holds for an image (matched by file name), or None."""
-    return table.get(Path(image_path).name)
 
 
 def box_outside_image(box: Box, width: int, height: int) -> bool:

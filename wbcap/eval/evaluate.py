@@ -36,13 +36,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from wbcap.atomic import atomic_write_text
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.errors import InputError, ModelFileError
 from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
-from wbcap.export.atomic import atomic_write_text
 from wbcap.model.regressor import WholeBodyRegressor
 
 __all__ = [

@@ -43,9 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np
+
 #: Rotation taking OpenCV camera coordinates (x right, y down, z forward) to the z-up world
-#: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x).
-AMASS_FROM_OPENCV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+#: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x);
+#: :data:`wbcap.camera.ZUP_FROM_OPENCV` as a float64 array.
+AMASS_FROM_OPENCV = np.array(ZUP_FROM_OPENCV)
 
 #: Column ranges of the 165-wide SMPL-X full pose.
 POSE_SLICES = {
@@ -171,11 +174,9 @@ def lerp_rows(x: np.ndarray, seg: ClockSegment) -> np.ndarray:
 def camera_to_world(
     global_orient: np.ndarray, transl: np.ndarray, rest_root: np.ndarray, rotation: np.ndarray = AMASS_FROM_OPENCV
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Re-express SMPL-X root rotation and translation in a rotated frame.
-
-    SMPL-X rotates the body about its rest pelvis ``J0`` (which depends on ``betas``), so turning
-    the whole posed body by ``M`` is ``global_orient' = M R`` and
-    ``transl' = M (J0 + transl) - J0``.
+    """Re-express SMPL-X root rotation and translation in a rotated frame: ``global_orient' = M R``,
+    ``transl' = M (J0 + transl) - J0`` about the rest pelvis ``J0`` (why: :func:`wbcap.camera.rotate_root`,
+    which this calls in float64).
 
     Args:
         global_orient: ``(T, 3)`` axis-angle, radians, camera frame.
@@ -186,14 +187,7 @@ def camera_to_world(
     Returns:
         ``(global_orient', transl')`` with the input dtypes.
     """
-    from scipy.spatial.transform import Rotation
-
-    m = np.asarray(rotation, np.float64)
-    r = Rotation.from_rotvec(np.asarray(global_orient, np.float64))
-    go = (Rotation.from_matrix(m) * r).as_rotvec()
-    j0 = np.asarray(rest_root, np.float64)
-    tr = (j0 + np.asarray(transl, np.float64)) @ m.T - j0
-    return go.astype(np.asarray(global_orient).dtype), tr.astype(np.asarray(transl).dtype)
+    return rotate_root_np(global_orient, transl, rest_root, rotation)
 
 
 def amass_arrays(
@@ -271,7 +265,7 @@ def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray])
 
     No object arrays: the file loads with ``np.load(path)`` (``allow_pickle=False``).
     """
-    from wbcap.export.atomic import atomic_write_bytes
+    from wbcap.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)

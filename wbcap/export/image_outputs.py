@@ -71,8 +71,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from wbcap.atomic import atomic_write_bytes, staged_dir
 from wbcap.errors import InputError
-from wbcap.export.atomic import atomic_write_bytes, staged_dir
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
 
@@ -201,26 +201,22 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
 def to_common_camera(people: Sequence) -> tuple[list[np.ndarray], tuple[float, float], tuple[float, float]]:
     """Express every person's mesh in one pinhole camera so they can be rendered together.
 
-    Person k's camera (f_k, c_k) differs per box. With the common focal f (the largest box's)
-    and principal point c, the map x' = x + z (c_kx - c_x) / f_k, y' = y + z (c_ky - c_y) / f_k,
-    z' = z f / f_k sends every vertex to a point that projects to the same pixel (exact), with
-    depth scaled consistently so occlusion between people is approximately right.
-    Returns (meshes, focal, princpt).
+    Person k's camera (f_k, c_k) differs per box. The common camera is the largest box's
+    (focal f, principal point c); every vertex is moved by :func:`wbcap.camera.to_shared_camera`
+    (in float64), so it projects to the same pixel (exact) with depth scaled by f / f_k, so
+    occlusion between people is approximately right.
+    Returns (meshes: (10475, 3) float32 metres each, OpenCV axes; focal; princpt), pixels.
     """
+    from wbcap.camera import to_shared_camera_np
+
     ref = max(people, key=lambda p: p.crop_box[2] * p.crop_box[3])
     f = float(ref.focal[0])
     c = (float(ref.princpt[0]), float(ref.princpt[1]))
-    meshes = []
-    for p in people:
-        v = p.vertices.astype(np.float64)
-        fk = float(p.focal[0])
-        z = v[:, 2]
-        out = np.empty_like(v)
-        out[:, 0] = v[:, 0] + z * (p.princpt[0] - c[0]) / fk
-        out[:, 1] = v[:, 1] + z * (p.princpt[1] - c[1]) / fk
-        out[:, 2] = z * f / fk
-        meshes.append(out.astype(np.float32))
-    return meshes, (f, f), c
+    vertices = np.stack([p.vertices for p in people]).astype(np.float64)
+    focal_k = np.array([float(p.focal[0]) for p in people])
+    princpt_k = np.array([(float(p.princpt[0]), float(p.princpt[1])) for p in people])
+    meshes = to_shared_camera_np(vertices, focal_k, princpt_k, f, c).astype(np.float32)
+    return list(meshes), (f, f), c
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wbcap.atomic import atomic_write_bytes
 from wbcap.errors import InputError
-from wbcap.export.atomic import atomic_write_bytes
 
 
 def format_obj(vertices: np.ndarray, faces: np.ndarray, header: str | None = "wbcap") -> str:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.atomic import atomic_write_text
 from wbcap.errors import InputError
-from wbcap.export.atomic import atomic_write_text
 
 #: Value of the ``"format"`` field: layout name and version. Version 2 names every box with its
 #: convention (``bbox_xywh``, ``crop_bbox_xywh``, ``lhand_bbox_xyxy``, ...); version 1 files

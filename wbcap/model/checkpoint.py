@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
+from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
 from wbcap.errors import CheckpointError
-from wbcap.export.atomic import atomic_path
 from wbcap.model.hand4whole import Hand4Whole
 
 log = logging.getLogger(__name__)

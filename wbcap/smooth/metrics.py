@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["acceleration_error", "mpjpe_seq", "second_difference"]
+__all__ = ["acceleration_error", "second_difference"]
 
 
 def second_difference(x: np.ndarray) -> np.ndarray:
@@ -60,20 +60,3 @@ def acceleration_error(
             raise ValueError(f"fps must be > 0, got {fps}")
         value *= float(fps) ** 2
     return value
-
-
-def mpjpe_seq(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean per-joint position error over a sequence, input units (no alignment).
-
-    Args:
-        pred: ``(T, J, 3)`` joint positions (any ``(..., C)``: the last axis is the vector).
-        gt: same shape.
-
-    Returns:
-        ``mean over frames and joints of || pred - gt ||_2`` as a Python float.
-    """
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
-    if pred.shape != gt.shape:
-        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
-    return float(np.linalg.norm(pred - gt, axis=-1).mean())

@@ -15,8 +15,8 @@ from typing import Iterable
 
 import torch
 
+from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
-from wbcap.export.atomic import atomic_path
 from wbcap.model.hand4whole import Hand4Whole
 
 # 6D of a rotation by pi about x (SMPL-X's y-up body seen by the y-down camera stands upright).

@@ -92,7 +92,7 @@ class TrackerConfig:
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection over union of ``(x, y, w, h)`` boxes.
 
-    Same values as :func:`wbcap.detect.base.box_iou` (0 when either box is empty).
+    0 when either box is empty.
 
     Args:
         a: ``(N, 4)`` boxes, pixels.

@@ -513,7 +513,7 @@ def train(
 def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng) -> Path:
     """Whole-body: a wbcap checkpoint (config inside). Hand: ``wbcap-hand-checkpoint/1`` with the
     public hand model's tensor names (what ``wbcap train merge`` reads)."""
-    from wbcap.export.atomic import atomic_path
+    from wbcap.atomic import atomic_path
     from wbcap.model.checkpoint import save_checkpoint
 
     extra = {"rng": rng, "stage": stage.to_dict()}

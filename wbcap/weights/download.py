@@ -27,8 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+from wbcap.atomic import atomic_path
 from wbcap.errors import WbcapError
-from wbcap.export.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,445 @@
+"""Cameras and coordinate frames of wbcap, in one place.
+
+Every function here is pure and batched (torch; a ``_np`` wrapper exists where a numpy caller
+needs one) and computes in the dtype torch's type promotion gives its inputs: pass float64
+for exact geometry.
+
+Conventions
+-----------
+* **OpenCV camera frame** (every 3D result of wbcap unless said otherwise): origin at the camera
+  centre, ``x`` right, ``y`` down, ``z`` forward (into the scene), metres.
+* **Pinhole camera** ``(focal, princpt)``: ``focal = (fx, fy)`` and ``princpt = (cx, cy)`` in
+  pixels of some image; a point ``(x, y, z)`` lands on pixel ``(fx x / z + cx, fy y / z + cy)``
+  (Hand4Whole's projection, upstream ``main/model.py`` ``Model.get_coord``; pixels x right,
+  y down).
+* **Rotations** are ``(3, 3)`` matrices acting on column vectors; axis-angle vectors are
+  ``(..., 3)``, radians (see :mod:`wbcap.body.rotations`).
+
+The cameras of one person
+-------------------------
+1. **Virtual crop camera.** Hand4Whole regresses the body's translation ``cam_trans`` in a
+   virtual camera of its 256x192 body input (``ModelConfig.input_body_shape``): focal
+   ``(5000, 5000)`` and principal point ``(96, 128)`` pixels of that grid (upstream
+   ``main/config.py``: ``focal``, ``princpt = (input_body_shape[1] / 2, input_body_shape[0] / 2)``).
+   The network's camera output ``(t_x, t_y, gamma)`` becomes ``cam_trans = (t_x, t_y,
+   k * sigmoid(gamma))`` metres with ``k = sqrt(fx * fy * 2.5^2 / (256 * 192))`` (upstream
+   ``main/model.py`` ``Model.get_camera_trans``; here
+   :meth:`wbcap.model.hand4whole.Hand4Whole.camera_translation`). The same camera on the 512x384
+   network input is :meth:`wbcap.model.regressor.WholeBodyRegressor.crop_camera`.
+2. **Image camera.** The crop is an axis-aligned scaled window ``crop_box`` (xywh) of the image,
+   so the same mesh projects onto the full image with the crop camera rescaled to the box:
+   :func:`crop_to_image_camera` (``Person.focal`` / ``Person.princpt``).
+3. **Shared camera.** Each box has its own image camera; to put several people (image outputs)
+   or one person over many frames (video) into one camera, :func:`to_shared_camera` /
+   :func:`shared_camera_translation`.
+
+World frames (:func:`frame_rotation`)
+-------------------------------------
+* ``"zup"``, the AMASS convention of :mod:`wbcap.export.amass`: ``x`` right, ``y`` forward (into
+  the scene), ``z`` up; ``x_w = x``, ``y_w = z``, ``z_w = -y`` (:data:`ZUP_FROM_OPENCV`).
+* ``"yup"``, the glTF convention: ``x`` right, ``y`` up, ``z`` backward, i.e. pointing from the
+  scene towards the camera (the viewer); ``x_w = x``, ``y_w = -y``, ``z_w = -z``
+  (:data:`YUP_FROM_OPENCV`). This is glTF's camera frame: a camera node at the origin with no
+  rotation looks down ``-z`` with ``+y`` up and sees the original image; a person facing the
+  camera faces ``+z``, which is the front of a glTF asset.
+
+Both are rotations about the camera centre (no translation, no ground estimate). Turning a
+posed SMPL-X body by a rotation needs its rest pelvis (:func:`rotate_root`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+
+from wbcap.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+__all__ = [
+    "YUP_FROM_OPENCV",
+    "ZUP_FROM_OPENCV",
+    "crop_to_image_camera",
+    "crop_to_image_camera_np",
+    "frame_rotation",
+    "image_to_crop_camera",
+    "opencv_to_yup",
+    "opencv_to_zup",
+    "rotate_points",
+    "rotate_root",
+    "rotate_root_np",
+    "shared_camera_translation",
+    "shared_camera_translation_np",
+    "to_shared_camera",
+    "to_shared_camera_np",
+    "yup_to_opencv",
+    "zup_to_opencv",
+]
+
+Frame = Literal["zup", "yup"]
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+
+#: Rotation (row-major 3x3) taking OpenCV camera coordinates (x right, y down, z forward) to the
+#: z-up world of AMASS (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a
+#: -90 degree turn about x).
+ZUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+
+#: Rotation (row-major 3x3) taking OpenCV camera coordinates to the y-up world of glTF (x right,
+#: y up, z from the scene towards the camera): ``x_w = x``, ``y_w = -y``, ``z_w = -z`` (a
+#: 180 degree turn about x).
+YUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+
+_FRAMES = {"zup": ZUP_FROM_OPENCV, "yup": YUP_FROM_OPENCV}
+
+
+def _tensor(array: np.ndarray | Sequence, dtype: np.dtype | None = None) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory when it is writable (else a copy), same dtype
+    unless ``dtype`` is given."""
+    return torch.from_numpy(np.require(np.asarray(array, dtype), requirements=["W"]))
+
+
+# --------------------------------------------------------------------------- crop <-> image
+
+
+def _width_height(hw: Sequence[int], like: ArrayT) -> ArrayT:
+    """``(W, H)`` of a ``(height, width)`` pair, as ``like``: a tensor of its dtype and device,
+    or a numpy array of its dtype."""
+    if isinstance(like, np.ndarray):
+        return np.array((float(hw[1]), float(hw[0])), dtype=like.dtype)
+    return torch.tensor((float(hw[1]), float(hw[0])), dtype=like.dtype, device=like.device)
+
+
+def _crop_to_image(focal: ArrayT, princpt: ArrayT, crop_box: ArrayT, crop_hw: Sequence[int]) -> tuple[ArrayT, ArrayT]:
+    """The formula of :func:`crop_to_image_camera`, for torch tensors or numpy arrays alike."""
+    size = _width_height(crop_hw, crop_box)
+    wh, xy = crop_box[..., 2:4], crop_box[..., 0:2]
+    return focal / size * wh, princpt / size * wh + xy
+
+
+def crop_to_image_camera(
+    focal: torch.Tensor, princpt: torch.Tensor, crop_box: torch.Tensor, crop_hw: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crop camera rescaled onto the full image: the camera under which the crop camera's
+    mesh projects onto the original image.
+
+    The crop of ``crop_hw`` pixels shows the axis-aligned window ``crop_box`` of the image, so a
+    crop pixel ``p`` is the image pixel ``p * (w, h) / (W, H) + (x, y)``; applied to the pinhole
+    projection this gives ``focal_img = focal / (W, H) * (w, h)`` and
+    ``princpt_img = princpt / (W, H) * (w, h) + (x, y)``. Source: upstream Hand4Whole
+    ``demo/demo.py`` (``focal = [cfg.focal[0] / cfg.input_body_shape[1] * bbox[2], ...]``,
+    ``princpt = [cfg.princpt[0] / cfg.input_body_shape[1] * bbox[2] + bbox[0], ...]``), here with
+    the same operation order so the values match it bit for bit.
+
+    Args:
+        focal: ``(2,)`` or ``(B, 2)`` ``(fx, fy)``, pixels of the crop grid (Hand4Whole: the
+            256x192 body input, ``(5000, 5000)``).
+        princpt: ``(2,)`` or ``(B, 2)`` ``(cx, cy)``, pixels of the crop grid (``(96, 128)``).
+        crop_box: ``(B, 4)`` ``(x, y, w, h)`` of the cropped window, image pixels (the 3:4 box
+            of :func:`wbcap.crop.bbox.process_bbox`; may extend past the image).
+        crop_hw: ``(H, W)`` of the crop grid ``focal``/``princpt`` refer to (the
+            ``ModelConfig.input_body_shape`` order).
+
+    Returns:
+        ``(focal_img, princpt_img)``, each ``(B, 2)`` image pixels, in the promoted dtype of
+        the inputs (float64 inputs: exact upstream values).
+    """
+    return _crop_to_image(focal, princpt, crop_box, crop_hw)
+
+
+def image_to_crop_camera(
+    focal_img: torch.Tensor, princpt_img: torch.Tensor, crop_box: torch.Tensor, crop_hw: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`crop_to_image_camera`: an image camera expressed on the crop grid.
+
+    ``focal = focal_img / (w, h) * (W, H)``, ``princpt = (princpt_img - (x, y)) / (w, h) * (W, H)``.
+
+    Args:
+        focal_img: ``(B, 2)`` ``(fx, fy)``, image pixels.
+        princpt_img: ``(B, 2)`` ``(cx, cy)``, image pixels.
+        crop_box: ``(B, 4)`` ``(x, y, w, h)`` image pixels, ``w, h > 0``.
+        crop_hw: ``(H, W)`` of the crop grid.
+
+    Returns:
+        ``(focal, princpt)``, each ``(B, 2)`` pixels of the crop grid.
+    """
+    size = _width_height(crop_hw, crop_box)
+    wh, xy = crop_box[..., 2:4], crop_box[..., 0:2]
+    return focal_img / wh * size, (princpt_img - xy) / wh * size
+
+
+def crop_to_image_camera_np(
+    focal: Sequence[float] | np.ndarray,
+    princpt: Sequence[float] | np.ndarray,
+    crop_box: np.ndarray,
+    crop_hw: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`crop_to_image_camera` on numpy arrays: the same formula, evaluated by numpy (no
+    torch call, so a pipeline reads nothing back from its device here; shapes, units and order
+    of operations as there). ``focal``/``princpt`` are taken as float64; the result has
+    ``crop_box``'s promoted dtype (float64 boxes: the upstream values bit for bit).
+    """
+    return _crop_to_image(np.asarray(focal, np.float64), np.asarray(princpt, np.float64), crop_box, crop_hw)
+
+
+# --------------------------------------------------------------------------- per-box -> shared
+
+
+def _per_row(value: float | torch.Tensor) -> float | torch.Tensor:
+    """A per-batch-row ``(B,)`` tensor as ``(B, 1)`` (to broadcast over points); scalars as is."""
+    if isinstance(value, torch.Tensor) and value.ndim >= 1:
+        return value[..., None]
+    return value
+
+
+def to_shared_camera(
+    points: torch.Tensor,
+    focal_k: torch.Tensor,
+    princpt_k: torch.Tensor,
+    focal: float | torch.Tensor,
+    princpt: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """Move points seen by a per-box camera ``k`` into one shared camera, pixel for pixel.
+
+    The one definition of "per-box camera -> shared camera" in wbcap. Camera ``k`` is a person's
+    own image camera (:func:`crop_to_image_camera`, focal ``f_k``, principal point ``c_k``); the
+    shared camera has focal ``f`` and principal point ``c``. Each point ``(x, y, z)``, ``z > 0``,
+    keeps its pixel ``(u, v)`` in camera ``k``, its depth is scaled by ``f / f_k``, and it is
+    unprojected from the shared camera::
+
+        u = f_k x / z + c_k,x            v = f_k y / z + c_k,y
+        z' = z f / f_k
+        x' = (u - c_x) z' / f            y' = (v - c_y) z' / f
+
+    (in closed form ``x' = x + z (c_k,x - c_x) / f_k``, likewise y: a linear map of the point).
+    So it lands on the **same pixel** and keeps its **apparent size**: a small length ``d``
+    across the view spans ``f_k d / z`` pixels in camera ``k`` and ``f d / z'``, the same, in
+    the shared camera. Square pixels are assumed (``fx == fy``; true for Hand4Whole's 3:4
+    boxes): ``f_k`` and ``f`` are the x focal lengths.
+
+    Two uses, the same operation:
+
+    * **Image outputs** (:func:`wbcap.export.image_outputs.to_common_camera`): every person's
+      *mesh vertices* are mapped, into the camera of the largest box, so that all people render
+      in one pass; each vertex keeps its pixel exactly (the overlay equals per-person renders),
+      depths stay consistent between people for occlusion.
+    * **Video's shared camera** (:func:`shared_camera_translation`, ``wbcap run``): only the
+      *pelvis* is mapped, into the camera ``(sqrt(W^2 + H^2) or --focal, image centre)``, and
+      the body follows rigidly by moving ``cam_trans``, so the SMPL-X parameters stay a valid
+      body from frame to frame.
+
+    Both move the pelvis to the same point: the video translation is this map evaluated at
+    the pelvis; the image outputs apply it to every vertex instead of only the pelvis.
+
+    Args:
+        points: ``(B, N, 3)`` metres, OpenCV axes (x right, y down, z forward), camera ``k`` of
+            each batch row.
+        focal_k: ``(B,)`` focal length of camera ``k``, pixels.
+        princpt_k: ``(B, 2)`` principal point of camera ``k``, pixels.
+        focal: shared focal length, pixels: a float, or a ``(B,)`` / ``()`` tensor.
+        princpt: shared principal point ``(cx, cy)``, pixels: ``(2,)`` or ``(B, 2)``.
+
+    Returns:
+        ``(B, N, 3)`` metres, OpenCV axes, shared camera; the promoted dtype of the inputs
+        (float32 points with float64 cameras give float64).
+    """
+    c = torch.as_tensor(princpt, dtype=princpt_k.dtype, device=princpt_k.device)[..., None, :]  # (1 | B, 1, 2)
+    ck = princpt_k[..., None, :]  # (B, 1, 2)
+    fk = focal_k[..., None]  # (B, 1)
+    f = _per_row(focal)
+    z = points[..., 2]  # (B, N)
+    u = points[..., 0] / z * fk + ck[..., 0]  # pixels in camera k
+    v = points[..., 1] / z * fk + ck[..., 1]
+    z_new = z * f / fk
+    return torch.stack(((u - c[..., 0]) * z_new / f, (v - c[..., 1]) * z_new / f, z_new), -1)
+
+
+def shared_camera_translation(
+    transl: torch.Tensor,
+    root: torch.Tensor,
+    focal_k: torch.Tensor,
+    princpt_k: torch.Tensor,
+    focal: float | torch.Tensor,
+    princpt: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """Move a person's translation into the shared camera: :func:`to_shared_camera` at the pelvis.
+
+    The posed pelvis ``p = root + transl`` (SMPL-X rotates the body about its rest pelvis, so
+    the posed pelvis does not depend on the pose) goes to ``p'`` by :func:`to_shared_camera`; the
+    body moves rigidly with it: ``transl' = transl + (p' - p)``. The pelvis keeps its pixel and
+    apparent size; other points keep theirs to first order. Used for the video's one camera
+    (``wbcap run``: ``params.jsonl``, ``track_<id>.npz``, meshes and ``render.mp4``).
+
+    Args:
+        transl: ``(B, 3)`` SMPL-X translation (Hand4Whole ``cam_trans``), metres, OpenCV axes,
+            camera ``k``.
+        root: ``(B, 3)`` or ``(3,)`` rest pelvis of the shaped body
+            (:meth:`wbcap.body.smplx_layer.SMPLXLayer.rest_root`), metres.
+        focal_k, princpt_k, focal, princpt: as in :func:`to_shared_camera`.
+
+    Returns:
+        ``(B, 3)`` translation in the shared camera, metres, OpenCV axes.
+    """
+    p = root + transl  # the posed pelvis, in the inputs' dtype
+    p_new = to_shared_camera(p[:, None, :], focal_k, princpt_k, focal, princpt)[:, 0]
+    return transl + (p_new - p)
+
+
+def to_shared_camera_np(
+    points: np.ndarray,
+    focal_k: np.ndarray,
+    princpt_k: np.ndarray,
+    focal: float,
+    princpt: Sequence[float],
+) -> np.ndarray:
+    """:func:`to_shared_camera` on numpy arrays (shapes, units and axes as there).
+
+    Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
+    ``princpt`` ``(cx, cy)``. Returns a numpy array in the promoted dtype.
+    """
+    out = to_shared_camera(
+        _tensor(points),
+        _tensor(focal_k),
+        _tensor(princpt_k),
+        float(focal),
+        [float(v) for v in princpt],
+    )
+    return out.numpy()
+
+
+def shared_camera_translation_np(
+    transl: np.ndarray,
+    root: np.ndarray,
+    focal_k: np.ndarray,
+    princpt_k: np.ndarray,
+    focal: float,
+    princpt: Sequence[float],
+) -> np.ndarray:
+    """:func:`shared_camera_translation` on numpy arrays (shapes, units and axes as there).
+
+    Arrays keep their dtypes into torch: float32 ``transl``/``root`` are summed in float32 and
+    the rest follows numpy/torch promotion (float64 with float64 cameras). Returns ``(B, 3)``.
+    """
+    out = shared_camera_translation(
+        _tensor(transl),
+        _tensor(root),
+        _tensor(focal_k),
+        _tensor(princpt_k),
+        float(focal),
+        [float(v) for v in princpt],
+    )
+    return out.numpy()
+
+
+# --------------------------------------------------------------------------- world frames
+
+
+def frame_rotation(
+    frame: Frame, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The ``(3, 3)`` rotation taking OpenCV camera coordinates to ``frame``.
+
+    Args:
+        frame: ``"zup"`` (AMASS: x right, y forward, z up; :data:`ZUP_FROM_OPENCV`) or ``"yup"``
+            (glTF: x right, y up, z towards the camera; :data:`YUP_FROM_OPENCV`).
+
+    Returns:
+        ``(3, 3)`` rotation matrix ``M`` (``v_world = M @ v_opencv``); its transpose goes back.
+    """
+    if frame not in _FRAMES:
+        raise ValueError(f"frame must be one of {sorted(_FRAMES)}, got {frame!r}")
+    return torch.tensor(_FRAMES[frame], dtype=dtype, device=device)
+
+
+def rotate_points(points: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate points about the origin (the camera centre): ``v' = M @ v``.
+
+    Args:
+        points: ``(..., 3)`` metres (e.g. ``(B, V, 3)`` vertices in the OpenCV camera frame).
+        rotation: ``(3, 3)`` or ``(..., 3, 3)`` (broadcast against the points' batch) ``M``.
+
+    Returns:
+        ``(..., 3)`` metres in the rotated frame.
+    """
+    return (rotation @ points.unsqueeze(-1)).squeeze(-1)
+
+
+def rotate_root(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor, rotation: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-express SMPL-X root rotation and translation in a frame rotated by ``M`` about the origin.
+
+    SMPL-X rotates the body about its rest pelvis ``J0`` (which depends on ``betas``), not about
+    the origin, so turning the whole posed body by ``M`` is ``global_orient' = M R`` **and**
+    ``transl' = M (J0 + transl) - J0``: rotating ``global_orient`` alone would also swing the
+    body about ``J0`` and move the mesh. With these, every vertex satisfies
+    ``v' = M v`` (:func:`rotate_points`) exactly.
+
+    Args:
+        global_orient: ``(B, 3)`` axis-angle root rotation, radians, source frame.
+        transl: ``(B, 3)`` SMPL-X translation, metres, source frame.
+        rest_root: ``(3,)`` or ``(B, 3)`` rest pelvis of the shaped body
+            (:meth:`wbcap.body.smplx_layer.SMPLXLayer.rest_root`), metres.
+        rotation: ``(3, 3)`` rotation ``M`` from the source frame to the target frame
+            (:func:`frame_rotation`, or its transpose to go back).
+
+    Returns:
+        ``(global_orient', transl')``, ``(B, 3)`` each, target frame, the inputs' promoted dtype
+        (use float64: the axis-angle conversion is then exact to ~1e-15).
+    """
+    m = rotation.to(global_orient.dtype)
+    go = matrix_to_axis_angle(m @ axis_angle_to_matrix(global_orient))
+    j0 = rest_root.to(transl.dtype)
+    tr = (j0 + transl) @ m.to(transl.dtype).T - j0
+    return go, tr
+
+
+def opencv_to_zup(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rotate_root` from the OpenCV camera frame to the z-up (AMASS) world."""
+    m = frame_rotation("zup", global_orient.dtype, global_orient.device)
+    return rotate_root(global_orient, transl, rest_root, m)
+
+
+def zup_to_opencv(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rotate_root` from the z-up (AMASS) world back to the OpenCV camera frame."""
+    m = frame_rotation("zup", global_orient.dtype, global_orient.device)
+    return rotate_root(global_orient, transl, rest_root, m.T)
+
+
+def opencv_to_yup(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rotate_root` from the OpenCV camera frame to the y-up (glTF) world."""
+    m = frame_rotation("yup", global_orient.dtype, global_orient.device)
+    return rotate_root(global_orient, transl, rest_root, m)
+
+
+def yup_to_opencv(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rotate_root` from the y-up (glTF) world back to the OpenCV camera frame."""
+    m = frame_rotation("yup", global_orient.dtype, global_orient.device)
+    return rotate_root(global_orient, transl, rest_root, m.T)
+
+
+def rotate_root_np(
+    global_orient: np.ndarray, transl: np.ndarray, rest_root: np.ndarray, rotation: np.ndarray | Sequence
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rotate_root` on numpy arrays, computed in float64 (shapes, units as there).
+
+    Returns:
+        ``(global_orient', transl')`` as numpy arrays with the dtypes of ``global_orient`` and
+        ``transl``.
+    """
+    go_in, tr_in = np.asarray(global_orient), np.asarray(transl)
+    go, tr = rotate_root(
+        _tensor(go_in, np.float64),
+        _tensor(tr_in, np.float64),
+        _tensor(rest_root, np.float64),
+        _tensor(rotation, np.float64),
+    )
+    return go.numpy().astype(go_in.dtype), tr.numpy().astype(tr_in.dtype)

@@ -1,0 +1,348 @@
+"""What a video file holds (:func:`probe_video`, :class:`VideoInfo`) and its display rotation.
+
+* **Probing.** :func:`probe_video` reads a file's size, frame rate, declared frame count,
+  length, codec, audio and rotation, decoding the first frame only (to read the display matrix
+  and to check that the video decodes at all). The helpers here open inputs for the reader and
+  the writer's audio copy, turning every way ``av.open`` fails into one :class:`InputError`
+  line, and find a file's time origin (:func:`_time_origin`, the origin ``ffmpeg -ss`` uses).
+* **Rotation.** Phones store portrait video as landscape pictures plus a display matrix (older
+  files: a ``rotate`` tag). wbcap applies it, so frames, ``VideoInfo.width``/``height`` are the
+  picture as every player shows it. ``VideoInfo.rotation`` is in FFmpeg's ``rotate``-tag
+  convention: the degrees (0, 90, 180, 270) the stored picture is turned **clockwise** for
+  display, i.e. minus ``av_display_rotation_get()`` (which, like PyAV's
+  ``VideoFrame.rotation``, counts counter-clockwise). A portrait iPhone clip has ``rotate=90``,
+  display matrix angle -90. Flips in a display matrix are ignored (no camera writes them).
+
+User mistakes (missing file, a folder, an empty or non-video file, no video stream, a codec this
+FFmpeg cannot decode) raise :class:`wbcap.errors.InputError` with one line naming the file and
+the fix. Importing this module imports neither PyAV nor numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wbcap.errors import InputError
+from wbcap.io.frame_times import REORDER_WINDOW
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VideoInfo", "apply_rotation", "probe_video", "rotation_of"]
+
+_AV_TIME_BASE = 1_000_000  # FFmpeg's AV_TIME_BASE: container start_time/duration are in µs
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file (or image sequence) holds, as wbcap will deliver it.
+
+    Attributes:
+        path: the file (for an image sequence: the folder/pattern given, or its first image).
+        width: frame width in pixels **as displayed** (after rotation).
+        height: frame height in pixels as displayed (after rotation).
+        fps: average frame rate, frames per second (``float(fps_fraction)``).
+        fps_fraction: the same rate, exact (``30000/1001`` for NTSC video).
+        frame_count: number of frames the container declares, ``None`` when it declares none
+            (Matroska/WebM, streams). For image sequences: the number of images.
+        duration: length in seconds, ``None`` when unknown.
+        rotation: degrees (0, 90, 180, 270) the stored picture is rotated **clockwise** for
+            display (FFmpeg's ``rotate`` tag convention); already applied to every frame.
+        codec: FFmpeg decoder name (``"h264"``, ``"hevc"``, ``"msmpeg4"``...); ``"image"`` for
+            image sequences.
+        has_audio: the file has at least one audio stream.
+        is_image_sequence: frames come from image files rather than a video.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    fps_fraction: Fraction
+    frame_count: int | None
+    duration: float | None
+    rotation: int
+    codec: str
+    has_audio: bool
+    is_image_sequence: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Rotation
+
+
+def rotation_of(stream: Any, frame: Any | None = None) -> int:
+    """Clockwise display rotation of a video stream, in degrees: 0, 90, 180 or 270.
+
+    Sources, first found wins:
+
+    1. the display matrix (``DISPLAYMATRIX`` side data) of ``frame``, a decoded
+       ``av.VideoFrame`` of the stream (FFmpeg attaches the container's matrix to every frame);
+       PyAV reports it counter-clockwise (``VideoFrame.rotation``), so it is negated;
+    2. the stream's legacy ``rotate`` metadata tag (already clockwise; older FFmpeg builds
+       exported it and some Matroska files carry it).
+
+    When ``frame`` is not given, the first frame of the stream is decoded to read its matrix and
+    the container is seeked back to its start (a side effect on ``stream.container``).
+    Angles that are not a multiple of 90 are rounded to the nearest one (with a warning).
+
+    Args:
+        stream: an ``av.VideoStream`` of an input container.
+        frame: optionally, an ``av.VideoFrame`` already decoded from that stream.
+
+    Returns:
+        Degrees to rotate the stored picture clockwise for display; :func:`apply_rotation`
+        does it.
+    """
+    if frame is None:
+        frame = _first_frame(stream.container, stream)
+    if frame is not None:
+        ccw = float(frame.rotation or 0)
+        if ccw:
+            return _snap_rotation(-ccw, stream)
+    for key, value in (stream.metadata or {}).items():
+        if key.lower() == "rotate":
+            try:
+                return _snap_rotation(float(value), stream)
+            except ValueError:
+                log.warning("ignoring unreadable rotate tag %r", value)
+    return 0
+
+
+def apply_rotation(image: np.ndarray, degrees: int) -> np.ndarray:
+    """Turn a stored picture into the displayed one: rotate it ``degrees`` clockwise.
+
+    ``degrees`` follows :func:`rotation_of` (FFmpeg's ``rotate`` tag): 90 turns the picture a
+    quarter turn clockwise (``np.rot90(image, k=-1)``: the stored top-left corner ends up at the
+    top-right), 180 turns it upside down, 270 a quarter turn counter-clockwise (``k=1``).
+
+    Args:
+        image: ``(H, W, ...)`` array, any dtype.
+        degrees: 0, 90, 180 or 270 (other multiples of 90 are taken modulo 360).
+
+    Returns:
+        A view of ``image``: ``(H, W, ...)`` for 0/180, ``(W, H, ...)`` for 90/270.
+
+    Raises:
+        ValueError: ``degrees`` is not a multiple of 90.
+    """
+    import numpy as np
+
+    if degrees % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {degrees}")
+    quarter_turns_cw = (degrees // 90) % 4
+    if quarter_turns_cw == 0:
+        return image
+    return np.rot90(image, k=-quarter_turns_cw)
+
+
+def _snap_rotation(clockwise: float, stream: Any) -> int:
+    snapped = int(round(clockwise / 90.0)) * 90 % 360
+    if abs((clockwise - snapped + 180.0) % 360.0 - 180.0) > 1.0:
+        log.warning(
+            "%s: display rotation %.1f degrees is not a multiple of 90; using %d",
+            _container_name(stream), clockwise, snapped,
+        )
+    return snapped
+
+
+def _container_name(stream: Any) -> str:
+    try:
+        return str(stream.container.name)
+    except Exception:  # noqa: BLE001 - only used in a log message
+        return "video"
+
+
+# --------------------------------------------------------------------------------------------
+# Probing
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Read a video file's size, frame rate, length, rotation and streams.
+
+    Decodes the first frame (to read the display matrix and to check that the video decodes at
+    all); nothing else.
+
+    Args:
+        path: a video file (anything FFmpeg demuxes: MP4/MOV, MKV/WebM, AVI, ...).
+
+    Returns:
+        :class:`VideoInfo` with ``is_image_sequence=False``.
+
+    Raises:
+        InputError: the file is missing, a folder, empty, not a video, has no video stream, uses
+            a codec this FFmpeg cannot decode, or has no decodable frame.
+    """
+    return _probe(Path(path).expanduser())[0]
+
+
+def _probe(p: Path) -> tuple[VideoInfo, Fraction]:
+    """:func:`probe_video`, plus the file's time origin in seconds (see :func:`_time_origin`)."""
+    container = _open_input(p)
+    try:
+        stream = _video_stream(p, container)
+        first = _first_frame(container, stream)
+        if first is None:
+            raise InputError(
+                f"{p}: no video frame could be decoded (truncated or corrupt); re-download or "
+                "re-encode it"
+            )
+        info = _info_from_stream(p, container, stream, first)
+        return info, _time_origin(container)
+    finally:
+        container.close()
+
+
+def _open_input(p: Path) -> Any:
+    """``av.open(p)`` with every way it fails turned into a one-line :class:`InputError`."""
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a video; pass a video file (a folder is read "
+                         "as an image sequence by open_frames)")
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file; check the path") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be read ({exc.strerror}); check its permissions") from None
+    if size == 0:
+        raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the video")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{p}: cannot be read (permission denied); check its permissions")
+
+    import av
+
+    try:
+        return av.open(str(p), mode="r")
+    except av.FFmpegError as exc:
+        log.debug("av.open(%s) failed: %s", p, exc)
+        raise InputError(
+            f"{p}: not a video file FFmpeg can read (or its index is missing, as in a truncated "
+            "MP4); pass an MP4, MOV, MKV, WebM or AVI video"
+        ) from None
+
+
+def _video_stream(p: Path, container: Any) -> Any:
+    """The first video stream, checked to be decodable."""
+    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    if not videos:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise InputError(
+            f"{p}: has no video stream (streams: {', '.join(kinds)}); pass a video file"
+        )
+    stream = videos[0]
+    if stream.codec_context is None:
+        raise InputError(
+            f"{p}: unsupported codec (this FFmpeg build has no decoder for its video stream); "
+            "re-encode it to H.264, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+        )
+    return stream
+
+
+def _is_cover_art(stream: Any) -> bool:
+    """An attached picture (album art in an audio file) is not a video stream."""
+    try:
+        return bool(int(stream.disposition) & 0x0400)  # AV_DISPOSITION_ATTACHED_PIC
+    except Exception:  # noqa: BLE001 - disposition unavailable: treat as a real video stream
+        return False
+
+
+def _first_frame(container: Any, stream: Any) -> Any | None:
+    """Decode the stream's first frame, then seek the container back to the start.
+
+    Returns None when no frame decodes (corrupt or truncated data).
+    """
+    import av
+
+    frame = None
+    try:
+        for packet in container.demux(stream):
+            frames = packet.decode()
+            if frames:
+                frame = frames[0]
+                break
+    except av.FFmpegError as exc:
+        log.debug("%s: decoding the first frame failed: %s", container.name, exc)
+    with contextlib.suppress(av.FFmpegError):
+        container.seek(0)
+    return frame
+
+
+def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> VideoInfo:
+    rotation = rotation_of(stream, first)
+    width = int(stream.codec_context.width or first.width)
+    height = int(stream.codec_context.height or first.height)
+    if rotation in (90, 270):
+        width, height = height, width
+
+    frame_count: int | None = int(stream.frames) if stream.frames and stream.frames > 0 else None
+    duration: float | None = None
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None and container.duration > 0:
+        duration = container.duration / _AV_TIME_BASE
+
+    rate: Fraction | None = None
+    for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if candidate is not None and candidate > 0:
+            rate = Fraction(candidate)
+            break
+    if rate is None and frame_count and duration:
+        rate = Fraction(frame_count / duration).limit_denominator(1001)
+    if rate is None:
+        log.warning("%s: frame rate unknown; assuming 30 fps", p)
+        rate = Fraction(30)
+
+    has_audio = len(container.streams.audio) > 0
+    codec = str(stream.codec_context.name)
+    return VideoInfo(
+        path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
+        frame_count=frame_count, duration=duration, rotation=rotation, codec=codec,
+        has_audio=has_audio, is_image_sequence=False,
+    )
+
+
+def _time_origin(container: Any) -> Fraction:
+    """Seconds subtracted from every timestamp of the file: where its time starts.
+
+    The container's ``start_time`` (the origin ``ffmpeg -ss`` uses), or the earliest timestamp
+    among the first ``2 * REORDER_WINDOW + 2`` packets of the first video stream when that is
+    earlier: Matroska takes ``start_time`` from the first packet, which is not the earliest when
+    presentation times are permuted against decode order. Demuxes those packets, so the
+    container must be seeked or reopened before further reading.
+    """
+    import av
+
+    start = container.start_time
+    origin = None if start is None else Fraction(int(start), _AV_TIME_BASE)
+    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    if videos and videos[0].time_base is not None:
+        stream = videos[0]
+        tb = Fraction(stream.time_base)
+        with contextlib.suppress(av.FFmpegError):
+            container.seek(0)
+        try:
+            for n, packet in enumerate(container.demux(stream)):
+                if n >= 2 * REORDER_WINDOW + 2:
+                    break
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if packet.size and ts is not None and (origin is None or ts * tb < origin):
+                    origin = ts * tb
+        except av.FFmpegError as exc:
+            log.debug("%s: demux stopped while reading the time origin: %s", container.name, exc)
+    return Fraction(0) if origin is None else origin
+
+
+def _is_avi(container: Any) -> bool:
+    """AVI: timestamps are frame (chunk) counts, one chunk per frame slot."""
+    try:
+        return "avi" in str(container.format.name).split(",")
+    except Exception:  # noqa: BLE001 - no format name: not AVI
+        return False

@@ -1,0 +1,515 @@
+"""Video and image-sequence frames in (:func:`open_frames`): streamed, never the whole video in memory.
+
+* Decoding is FFmpeg's, through PyAV (``stream.thread_type = "AUTO"``). Every frame comes out as
+  wbcap's one pixel convention: ``(H, W, 3)`` ``uint8`` **RGB**, row 0 at the top of the upright
+  picture (the display rotation applied, see :mod:`wbcap.io.video_probe`), C-contiguous. The
+  YUV -> RGB conversion uses the frame's own colour matrix and range.
+* **Time.** ``Frame.time`` is the frame's presentation time in seconds, measured from the start
+  of the file (the origin ``ffmpeg -ss`` uses: the container's ``start_time``, or the earliest
+  video timestamp among the first packets when that is earlier), so variable-frame-rate video
+  keeps its real timing. Frame times are **strictly increasing** in delivery (display) order,
+  whatever the file stores; :class:`Frame` gives the rule and :mod:`wbcap.io.frame_times`
+  applies it. In short: the decoded frames' own timestamps, sorted within a window of
+  :data:`~wbcap.io.frame_times.REORDER_WINDOW` frames (timestamps permuted against decode
+  order), where for AVI a frame's timestamp is its chunk's slot (AVI timestamps are frame
+  counts; this also times packed-B-frame DivX/XviD files right); a repeated, backward or
+  missing time becomes the previous time plus one nominal frame interval. One warning at the
+  end of the iteration says how many frames were retimed. Image sequences have
+  ``time = index / image_fps``.
+* **Ranges.** ``start``/``end`` select ``start <= time < end`` (seconds). A start past 0 seeks to
+  the key frame at least ``REORDER_WINDOW`` frames before it and decodes from there; frame
+  indices stay exact because a demux-only pass (no decoding, fast) counts the packets before
+  ``start``.
+* **Damaged files.** A truncated or corrupt video yields every frame that decodes, logs one
+  warning where decoding stopped and ends; :class:`InputError` only if no frame decodes at all.
+
+User mistakes (missing file, a folder, an empty or non-video file, no video stream, a codec this
+FFmpeg cannot decode, bad arguments) raise :class:`wbcap.errors.InputError` with one line naming
+the file and the fix. Importing this module imports neither PyAV nor numpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wbcap.errors import InputError
+from wbcap.io.frame_times import (
+    _EPS,
+    REORDER_WINDOW,
+    _as_fraction,
+    _count_packets_before,
+    _own_time,
+    _retime,
+    _RetimeStats,
+)
+from wbcap.io.video_probe import (
+    VideoInfo,
+    _is_avi,
+    _open_input,
+    _probe,
+    _video_stream,
+    apply_rotation,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Frame", "FrameSource", "open_frames"]
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: 0-based position of the frame in the source (display order, counted from the
+            first frame of the file or the first image), whatever ``start``/``every`` skipped.
+        time: presentation time in seconds from the start of the file; strictly increasing
+            from one frame to the next of an iteration. For video it is, after subtracting the
+            file's time origin (see the module docstring):
+
+            * Each decoded picture carries its own timestamp (``pts``, else the packet's
+              ``dts``); each picture, in delivery order, takes the smallest timestamp not yet
+              taken among the pictures decoded up to :data:`REORDER_WINDOW` frames after it.
+              Timestamps in order stay as they are; a file whose presentation times are
+              permuted against decode order gets them back in order (a timestamp moves by at
+              most that many frames).
+            * **AVI**: a picture's timestamp is its chunk's slot (AVI timestamps are frame
+              counts, one chunk per frame interval, empty chunks for dropped frames): so frames
+              are at ``index / fps`` in a file without dropped frames, also with B-frames (whose
+              decoded times FFmpeg reports one frame late) and DivX/XviD packed B-frames (which
+              FFmpeg reports permuted: 0.125, 0.209, 0.167 s...; they are unpacked with FFmpeg's
+              ``mpeg4_unpack_bframes`` filter). Chunk order is no error in AVI: reordering
+              there is not counted as a repair.
+            * **Repair**: a time that is missing, equal to or before the previous frame's
+              becomes the previous time plus one nominal frame interval ``1 / VideoInfo.fps``
+              (0 for a first frame without a timestamp). Frames whose time differs from their
+              own timestamp are counted, and one warning at the end of the iteration gives the
+              count.
+
+            Image sequences: ``index / image_fps``.
+        image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, rotation applied.
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+# --------------------------------------------------------------------------------------------
+# Reading frames
+
+
+def open_frames(
+    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    start: float = 0.0,
+    end: float | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+    image_fps: float = 30.0,
+    warn_retimed: bool = True,
+) -> FrameSource:
+    """Open a video or image sequence for lazy, selective frame reading.
+
+    Args:
+        spec: a video file; an image file; a folder of images; a glob pattern (``"shots/*.png"``);
+            or a list of image files/folders/patterns (see
+            :func:`wbcap.io.images.iter_image_paths`, natural order ``f2`` before ``f10``).
+        start: first time to deliver, seconds (inclusive).
+        end: time to stop at, seconds (exclusive: frames with ``start <= time < end``); ``None``
+            for the end of the video.
+        every: keep every ``every``-th frame of the range, counted from the first kept one.
+        max_frames: stop after this many frames; ``None`` for no limit.
+        image_fps: frame rate assigned to image sequences (their ``time = index / image_fps``).
+        warn_retimed: log the count of retimed frames as a warning (else at debug level, for a
+            second pass over a file whose timing was already reported).
+
+    Returns:
+        A :class:`FrameSource`; nothing is decoded until it is iterated (a video's first frame
+        is decoded now, by :func:`probe_video`, to validate it).
+
+    Raises:
+        InputError: a bad path or file (see :func:`probe_video` and ``iter_image_paths``), or a
+            bad argument (negative start, ``end <= start``, ``every < 1``...).
+    """
+    return FrameSource(spec, start=start, end=end, every=every, max_frames=max_frames,
+                       image_fps=image_fps, warn_retimed=warn_retimed)
+
+
+class FrameSource:
+    """Frames of a video or image sequence, decoded lazily each time it is iterated.
+
+    Build it with :func:`open_frames` (same arguments). ``info`` describes the whole source;
+    iterating yields :class:`Frame` objects for the selected range, one decoded frame in memory
+    at a time. Each iteration opens the file afresh and closes it when the loop ends, breaks or
+    the generator is closed.
+
+    Attributes:
+        info: :class:`VideoInfo` of the source (for image sequences: size of the first image,
+            ``fps=image_fps``, ``frame_count`` = number of images, ``rotation=0`` since each
+            image's EXIF orientation is applied by ``load_image``).
+        start, end, every, max_frames: the selection (seconds, seconds, frames, frames).
+    """
+
+    def __init__(
+        self,
+        spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        start: float = 0.0,
+        end: float | None = None,
+        every: int = 1,
+        max_frames: int | None = None,
+        image_fps: float = 30.0,
+        warn_retimed: bool = True,
+    ) -> None:
+        _check_selection(start, end, every, max_frames, image_fps)
+        self.warn_retimed = bool(warn_retimed)
+        self.start = float(start)
+        self.end = None if end is None else float(end)
+        self.every = int(every)
+        self.max_frames = None if max_frames is None else int(max_frames)
+        self._image_paths: list[Path] | None = None
+        self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
+        video = _video_path_of(spec)
+        if video is not None:
+            self.info, self._origin = _probe(video)
+        else:
+            from wbcap.io.images import iter_image_paths
+
+            self._image_paths = iter_image_paths(spec)  # type: ignore[arg-type]
+            self.info = self._image_info(spec, image_fps)
+
+    def __repr__(self) -> str:
+        return (f"FrameSource({str(self.info.path)!r}, start={self.start}, end={self.end}, "
+                f"every={self.every}, max_frames={self.max_frames})")
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.max_frames == 0:
+            return iter(())
+        if self._image_paths is not None:
+            return self._iter_images(self._image_paths)
+        return self._iter_video()
+
+    # -- image sequences -------------------------------------------------------------------
+
+    def _image_info(self, spec: object, image_fps: float) -> VideoInfo:
+        from wbcap.io.images import load_image
+
+        assert self._image_paths is not None
+        first = load_image(self._image_paths[0])
+        if isinstance(spec, (str, os.PathLike)):
+            path = Path(spec).expanduser()
+        else:
+            path = self._image_paths[0]
+        n = len(self._image_paths)
+        rate = _as_fraction(image_fps)
+        return VideoInfo(
+            path=path, width=int(first.shape[1]), height=int(first.shape[0]),
+            fps=float(image_fps), fps_fraction=rate, frame_count=n, duration=n / float(image_fps),
+            rotation=0, codec="image", has_audio=False, is_image_sequence=True,
+        )
+
+    def _iter_images(self, paths: list[Path]) -> Iterator[Frame]:
+        from wbcap.io.images import load_image
+
+        fps = self.info.fps
+        first = max(0, math.ceil(self.start * fps - _EPS * fps))
+        yielded = 0
+        for i in range(first, len(paths)):
+            t = i / fps
+            if self.end is not None and t >= self.end - _EPS:
+                break
+            if self.max_frames is not None and yielded >= self.max_frames:
+                break
+            keep = (i - first) % self.every == 0
+            if not keep:
+                continue
+            image = load_image(paths[i])
+            if image.shape[:2] != (self.info.height, self.info.width):
+                raise InputError(
+                    f"{paths[i]}: image is {image.shape[1]}x{image.shape[0]}, the sequence's "
+                    f"first image is {self.info.width}x{self.info.height}; resize the images to "
+                    "one size"
+                )
+            yielded += 1
+            yield Frame(index=i, time=t, image=image)
+        if yielded == 0 and self.max_frames != 0:
+            raise InputError(
+                f"{self.info.path}: no image in the selected range (start={self.start:g} s, "
+                f"end={_fmt_end(self.end)}; {len(paths)} images at {fps:g} fps = "
+                f"{len(paths) / fps:g} s); check start/end"
+            )
+
+    # -- video -----------------------------------------------------------------------------
+
+    def _iter_video(self) -> Iterator[Frame]:
+        import av
+        import numpy as np
+
+        info = self.info
+        p = info.path
+        container, stream = _open_decoding(p)
+        retimed = _RetimeStats()
+        try:
+            tb = Fraction(stream.time_base)
+            origin = self._origin
+            by_chunk = _is_avi(container)
+            step = 1 / info.fps_fraction  # nominal frame interval, s
+            index = 0  # index the next frame at or after `start` gets
+            seeked = False
+            if self.start > 0:
+                index, broken = _count_packets_before(container, stream, Fraction(self.start),
+                                                      origin, step, by_chunk)
+                # Seek REORDER_WINDOW frames early: the key frame reached is then shown before
+                # `start` even in an open GOP, whose leading B-frames the decoder drops.
+                lead = Fraction(REORDER_WINDOW) / info.fps_fraction
+                target = max(Fraction(0), Fraction(self.start) - lead) + origin
+                if broken:  # a seek goes by the raw timestamps: decode from the start
+                    log.debug("%s: timestamps before start=%g s need repair; decoding from the "
+                              "start", p, self.start)
+                else:
+                    try:
+                        container.seek(int(target / tb), stream=stream, backward=True,
+                                       any_frame=False)
+                        seeked = True
+                    except av.FFmpegError as exc:  # not seekable: decode from the beginning
+                        log.debug("%s: seek failed (%s); decoding from the start", p, exc)
+                if not seeked:
+                    container.close()
+                    container, stream = _open_decoding(p)
+
+            own_time = _own_time(tb, origin, by_chunk=False)  # AVI packets carry dts as pts
+            state = _DecodeState(by_chunk=by_chunk, quiet_if_empty=seeked)
+            timed = _retime(_decode(container, stream, state), own_time, step, retimed,
+                            count_reorder=not by_chunk)
+            first = next(timed, None)
+            if first is None and seeked and state.decoded == 0:
+                log.debug("%s: nothing decoded after seeking (%s); decoding from the start", p,
+                          state.error)
+                container.close()
+                container, stream = _open_decoding(p)
+                state = _DecodeState(by_chunk=by_chunk)
+                timed = _retime(_decode(container, stream, state), own_time, step, retimed,
+                                count_reorder=not by_chunk)
+                first = next(timed, None)
+
+            yielded = 0
+            in_range = 0  # frames seen inside [start, end)
+            prev_time: float | None = None
+            stopped_early = False
+            for av_frame, t_exact in itertools.chain([first] if first else [], timed):
+                t = float(t_exact)
+                prev_time = t
+                if t < self.start - _EPS:
+                    continue
+                if self.end is not None and t >= self.end - _EPS:
+                    stopped_early = True
+                    break
+                frame_index = index
+                index += 1
+                keep = in_range % self.every == 0
+                in_range += 1
+                if not keep:
+                    continue
+                image = _to_rgb(av_frame)
+                if info.rotation:
+                    image = apply_rotation(image, info.rotation)
+                yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
+                yielded += 1
+                if self.max_frames is not None and yielded >= self.max_frames:
+                    stopped_early = True
+                    break
+
+            if state.error is not None and state.decoded == 0 and self.start <= 0:
+                raise InputError(
+                    f"{p}: no video frame could be decoded (truncated or corrupt); re-download "
+                    "or re-encode it"
+                )
+            if not stopped_early and state.error is None and info.frame_count:
+                done = index
+                if by_chunk and prev_time is not None:  # AVI counts dropped (empty) chunks too
+                    done = max(index, round(prev_time * info.fps) + 1)
+                missing = info.frame_count - done
+                if missing > max(2, info.frame_count // 100):
+                    log.warning(
+                        "%s: video ended after %d of the %d frames its header declares; the "
+                        "file may be truncated", p, index, info.frame_count,
+                    )
+            if yielded == 0 and self.max_frames != 0:
+                raise InputError(
+                    f"{p}: no frame in the selected range (start={self.start:g} s, "
+                    f"end={_fmt_end(self.end)}; the video has "
+                    f"{_fmt_duration(info.duration, prev_time)}); check start/end"
+                )
+        finally:
+            container.close()
+            if retimed.count:
+                (log.warning if self.warn_retimed else log.debug)(
+                    "%s: %d of %d frames had missing, repeated or out-of-order timestamps "
+                    "(first at %.3f s); retimed them so frame times strictly increase",
+                    p, retimed.count, retimed.frames, retimed.first_time,
+                )
+
+
+def _open_decoding(p: Path) -> tuple[Any, Any]:
+    """Open ``p`` for decoding: ``(container, video stream)``, frame/slice threads on."""
+    container = _open_input(p)
+    try:
+        stream = _video_stream(p, container)
+    except BaseException:
+        container.close()
+        raise
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+class _DecodeState:
+    """What :func:`_decode` saw: frames decoded and the error that stopped it, if any.
+
+    ``by_chunk`` (AVI): each packet's ``pts`` is set to its ``dts``, the chunk's slot (see
+    :class:`Frame`), before decoding, and MPEG-4 part 2 packets go through FFmpeg's
+    ``mpeg4_unpack_bframes`` filter, which splits packed B-frames (DivX/XviD) into chunks of
+    their own, so the decoder needs no packed-bitstream marker (absent after a seek).
+    """
+
+    def __init__(self, by_chunk: bool = False, quiet_if_empty: bool = False) -> None:
+        self.decoded = 0
+        self.error: Exception | None = None
+        self.by_chunk = by_chunk
+        self.quiet_if_empty = quiet_if_empty  # no warning when nothing decoded (caller retries)
+
+
+def _unpack_filter(stream: Any) -> Any | None:
+    """FFmpeg's ``mpeg4_unpack_bframes`` bitstream filter for an MPEG-4 part 2 stream, or None."""
+    if stream.codec_context.name != "mpeg4":
+        return None
+    try:
+        from av.bitstream import BitStreamFilterContext, bitstream_filters_available
+
+        if "mpeg4_unpack_bframes" not in bitstream_filters_available:
+            return None
+        return BitStreamFilterContext("mpeg4_unpack_bframes", stream)
+    except Exception as exc:  # noqa: BLE001 - without it, the decoder unpacks by itself
+        log.debug("mpeg4_unpack_bframes unavailable: %s", exc)
+        return None
+
+
+def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
+    """Yield ``av.VideoFrame``s of ``stream`` in display order; stop (with a warning) at damage.
+
+    Demux or decode errors end the iteration after the decoder's buffered frames are flushed;
+    the error is recorded in ``state``. See :class:`_DecodeState` for AVI.
+    """
+    import av
+
+    packets = container.demux(stream)
+    codec = stream.codec_context
+    tb = stream.time_base
+    unpack = _unpack_filter(stream) if state.by_chunk else None
+    last_time: float | None = None
+    while True:
+        try:
+            packet = next(packets)
+            if state.by_chunk and packet.dts is not None:
+                packet.pts = packet.dts
+            if unpack is None:
+                frames = packet.decode()
+            else:
+                frames = []
+                end = not packet.size  # (filter() takes the packet's data away)
+                for part in (unpack.filter(None) if end else unpack.filter(packet)):
+                    part.time_base = tb
+                    frames += codec.decode(part)
+                if end:
+                    frames += codec.decode(None)  # flush the decoder
+        except StopIteration:
+            return
+        except av.FFmpegError as exc:
+            state.error = exc
+            break
+        for frame in frames:
+            state.decoded += 1
+            last_time = frame.time
+            yield frame
+    # Damaged data: deliver what the decoder still holds, then stop.
+    (log.debug if state.quiet_if_empty and state.decoded == 0 else log.warning)(
+        "%s: decoding stopped after %d frames (last at %s) on damaged data (%s); the file is "
+        "truncated or corrupt", container.name, state.decoded, _fmt_time(last_time), state.error,
+    )
+    try:
+        flushed = stream.codec_context.decode(None)
+    except av.FFmpegError:
+        return
+    for frame in flushed:
+        state.decoded += 1
+        yield frame
+
+
+def _to_rgb(frame: Any) -> np.ndarray:
+    """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range."""
+    kwargs: dict[str, Any] = {"format": "rgb24"}
+    if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
+        kwargs["src_color_range"] = int(frame.color_range)
+    return frame.to_ndarray(**kwargs)
+
+
+def _video_path_of(spec: object) -> Path | None:
+    """The video file ``spec`` names, or None when it names images (file, folder, pattern, list)."""
+    from wbcap.io.images import IMAGE_EXTENSIONS
+
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return None
+    if p.exists():
+        return None if p.suffix.lower() in IMAGE_EXTENSIONS else p
+    if _GLOB_CHARS.search(str(spec)):
+        return None
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        return None  # let iter_image_paths report the missing image
+    raise InputError(f"{p}: no such file or folder; check the path")
+
+
+def _check_selection(start: float, end: float | None, every: int, max_frames: int | None,
+                     image_fps: float) -> None:
+    if not math.isfinite(start) or start < 0:
+        raise InputError(f"start={start}: must be a time in seconds >= 0; pass e.g. start=0")
+    if end is not None and (not math.isfinite(end) or end <= start):
+        raise InputError(f"end={end}: must be a time in seconds after start={start}; "
+                         "pass a later end, or None for the end of the video")
+    if int(every) != every or every < 1:
+        raise InputError(f"every={every}: must be a whole number >= 1; pass every=1 for all frames")
+    if max_frames is not None and (int(max_frames) != max_frames or max_frames < 0):
+        raise InputError(f"max_frames={max_frames}: must be a whole number >= 0, or None for "
+                         "no limit")
+    if not math.isfinite(image_fps) or image_fps <= 0:
+        raise InputError(f"image_fps={image_fps}: must be > 0 frames per second; pass e.g. 30")
+
+
+def _fmt_time(t: float | None) -> str:
+    return "an unknown time" if t is None else f"{t:.3f} s"
+
+
+def _fmt_end(end: float | None) -> str:
+    return "end of video" if end is None else f"{end:g} s"
+
+
+def _fmt_duration(duration: float | None, last_time: float | None) -> str:
+    if last_time is not None:
+        return f"frames up to {last_time:.3f} s"
+    if duration is not None:
+        return f"a length of {duration:.3f} s"
+    return "no frame there"
