@@ -55,11 +55,12 @@ def best_detector(offline: bool | None = None) -> str:
     """The best detector available here: the default YOLOX model when installed (downloaded
     once unless ``offline``), else torchvision Faster R-CNN when usable, else ``hog``."""
     from wbcap.detect import torchvision_frcnn
+    from wbcap.detect.yolox import describe_model
     from wbcap.paths import offline_from_env
     from wbcap.weights import auto_fetch, default_entry
 
     best = default_entry("yolox").name
-    if auto_fetch(best, offline_from_env() if offline is None else offline) is not None:
+    if auto_fetch(best, offline_from_env() if offline is None else offline, describe_model) is not None:
         return best
     return "torchvision" if torchvision_frcnn.available()[0] else "hog"
 

@@ -46,6 +46,7 @@ def fetch_cmd(ctx, names):
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from wbcap.cli.common import progress_display
+    from wbcap.weight_formats import validator
     from wbcap.weights import entry, fetch
 
     for name in names:
@@ -59,7 +60,7 @@ def fetch_cmd(ctx, names):
             def progress(done, total, task=task, bar=bar):
                 bar.update(task, completed=done, total=total)
 
-            result = fetch(name, progress=progress)
+            result = fetch(name, validator(entry(name).architecture), progress=progress)
         click.echo(f"{name}: {result.summary} -> {result.path} (sha256 {result.sha256[:12]}…"
                    f"{', matches the published hash' if result.official else ', recorded'})")
 
@@ -72,9 +73,10 @@ def import_cmd(name, file):
     weights folder, recording its sha256 (for machines without internet)."""
     from pathlib import Path
 
+    from wbcap.weight_formats import validator
     from wbcap.weights import entry, import_weights
 
-    result = import_weights(name, Path(file))
+    result = import_weights(name, Path(file), validator(entry(name).architecture))
     click.echo(f"imported {name}: {result.summary} -> {result.path}")
     if result.official is False:
         click.echo(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "

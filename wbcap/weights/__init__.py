@@ -113,36 +113,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def validate_checkpoint_file(name: str, path: Path) -> str:
-    """Check that ``path`` holds the tensors the named architecture needs; return a summary."""
-    entry = manifest().get(name)
-    if entry is None:
-        raise InputError(f"unknown checkpoint name {name!r}; known: {', '.join(manifest())}")
-    if entry.architecture == "hand4whole":
-        import torch
-
-        from wbcap.model.checkpoint import check_state_dict, read_checkpoint
-        from wbcap.model.hand4whole import Hand4Whole
-
-        ckpt = read_checkpoint(path)
-        with torch.device("meta"):
-            net = Hand4Whole(ckpt.config)
-        check_state_dict(net, ckpt.state_dict, path)
-        n = sum(v.numel() for v in ckpt.state_dict.values())
-        return f"{len(ckpt.state_dict)} tensors, {n / 1e6:.1f} M values, {ckpt.kind} format"
-    if entry.architecture == "hand4whole-hand":
-        from wbcap.model.checkpoint import read_checkpoint_raw_keys
-
-        keys = read_checkpoint_raw_keys(path)
-        backbone = [k for k in keys if k.startswith(("backbone.", "hand_backbone."))]
-        if not backbone:
-            raise CheckpointError(f"{path}: no hand backbone tensors ('module.backbone.*' or 'module.hand_backbone.*')")
-        return f"{len(keys)} tensors ({len(backbone)} hand-backbone)"
-    if entry.architecture == "yolox":
-        from wbcap.detect.yolox import describe_model
-
-        return describe_model(path)
-    raise InputError(f"{name}: unsupported architecture {entry.architecture!r}")
+#: Checks that a file holds what its architecture needs and returns a one-line summary; raises a
+#: one-line WbcapError otherwise. The reader of each format provides it (the caller passes it in:
+#: this storage layer sits below the model and detector code): see
+#: :func:`wbcap.weight_formats.validator`.
+Validator = Callable[[Path], str]
 
 
 @dataclass(frozen=True)
@@ -160,14 +135,7 @@ class ImportResult:
     official: bool | None
 
 
-def _record(item: WeightsEntry, source: Path, digest: str) -> ImportResult:
-    """Validate ``source`` (already in place or to be copied) and describe it."""
-    summary = validate_checkpoint_file(item.name, source)
-    official = (digest == item.sha256.lower()) if item.sha256 else None
-    return ImportResult(item.name, source, digest, summary, official)
-
-
-def import_weights(name: str, source: Path) -> ImportResult:
+def import_weights(name: str, source: Path, validate: Validator) -> ImportResult:
     """Validate ``source`` as weights ``name`` and copy it into the user weights folder.
 
     Checkpoints must match a published sha256; a detector whose hash differs from the official
@@ -186,20 +154,16 @@ def import_weights(name: str, source: Path) -> ImportResult:
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     digest = sha256_file(source)
-    result = _record(item, source, digest)
-    if result.official is False and item.architecture != "yolox":
+    summary = validate(source)
+    official = (digest == item.sha256.lower()) if item.sha256 else None
+    if official is False and item.architecture != "yolox":
         raise CheckpointError(f"{source}: sha256 {digest[:12]}… differs from the published {item.sha256[:12]}… — re-download it")
     dest = weights_dir() / item.file
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
     _write_record(dest, digest)
-    return ImportResult(name, dest, digest, result.summary, result.official)
-
-
-def import_checkpoint(name: str, source: Path) -> Path:
-    """:func:`import_weights`, returning only the destination path."""
-    return import_weights(name, source).path
+    return ImportResult(name, dest, digest, summary, official)
 
 
 def _write_record(dest: Path, digest: str) -> None:
@@ -209,7 +173,8 @@ def _write_record(dest: Path, digest: str) -> None:
     _failure_marker(dest).unlink(missing_ok=True)
 
 
-def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 30.0) -> ImportResult:
+def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], None] | None = None,
+          timeout: float = 30.0) -> ImportResult:
     """Download weights ``name`` into the user weights folder; check size, sha256 and format.
 
     The file comes from the manifest's URL (or ``$WBCAP_WEIGHTS_MIRROR/<file>``), is written
@@ -218,6 +183,7 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
 
     Args:
         name: manifest name, e.g. ``"yolox-nano"``.
+        validate: checks the downloaded file's format (:data:`Validator`) before it is kept.
         progress: called with ``(bytes done, total bytes or None)`` while downloading.
         timeout: seconds without data before the download is abandoned.
 
@@ -236,7 +202,7 @@ def fetch(name: str, progress: Callable[[int, int | None], None] | None = None, 
     url = download_url(item.file, item.url)
     summaries: list[str] = []
     digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
-                      timeout=timeout, check=lambda tmp: summaries.append(validate_checkpoint_file(item.name, tmp)))
+                      timeout=timeout, check=lambda tmp: summaries.append(validate(tmp)))
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
@@ -247,7 +213,7 @@ def _failure_marker(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.fetch-failed")
 
 
-def auto_fetch(name: str, offline: bool) -> Path | None:
+def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     """The file of weights ``name``, downloading it once when it is absent.
 
     Used on first use by ``--detector auto`` and named detectors. With ``offline`` nothing is
@@ -272,7 +238,7 @@ def auto_fetch(name: str, offline: bool) -> Path | None:
     log.warning("downloading %s%s from %s to %s (once; --offline or WBCAP_OFFLINE=1 forbid it)",
                 name, size, download_url(item.file, item.url), dest)
     try:
-        return fetch(name).path
+        return fetch(name, validate).path
     except DownloadError as exc:
         dest.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {exc}\n", encoding="utf-8")
