@@ -19,16 +19,11 @@ import torch
 
 
 def main() -> None:
-    from wbcap.body.model_files import find_body_model
-    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.demo import example_image_path
     from wbcap.io.images import load_image
-    from wbcap.model.checkpoint import load_network
-    from wbcap.model.fused import optimize_for_inference
-    from wbcap.model.regressor import WholeBodyRegressor
-    from wbcap.pipeline import Pipeline
+    from wbcap.pipeline import Pipeline, synthetic_body_models_dir
     from wbcap.testing.checkpoints import write_official_checkpoint
-    from wbcap.testing.synthetic_body import write_synthetic_smplx
 
     bf, f32 = torch.bfloat16, torch.float32
     plans = {
@@ -40,17 +35,16 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = write_official_checkpoint(Path(tmp) / "snapshot_6.pth.tar", seed=0)
-        body = SMPLXLayer.from_file(find_body_model("neutral", write_synthetic_smplx(Path(tmp) / "body")))
+        body = BodyModelConfig(path=str(synthetic_body_models_dir()))
         img = load_image(example_image_path())
         h, w = img.shape[:2]
         boxes = [(0, 0, w, h), (w * 0.1, h * 0.05, w * 0.5, h * 0.8), (w * 0.4, h * 0.2, w * 0.55, h * 0.7),
                  (w * 0.2, h * 0.3, w * 0.3, h * 0.4)]
 
         def run(precision: str, plan=None):
-            pipe = Pipeline(WholeBodyRegressor(load_network(ckpt, "cpu"), body), torch.device("cpu"),
-                            precision=precision, optimize=plan is None)
-            if plan is not None:
-                optimize_for_inference(pipe.regressor.net, "cpu", precision, plan=plan)
+            pipe = Pipeline.from_config(PipelineConfig(body=body, checkpoint=str(ckpt), device="cpu", precision=precision),
+                                        optimize=False)
+            pipe.optimize(plan=plan)
             people = pipe(img, boxes)
             return (np.stack([p.vertices for p in people]),
                     np.stack([np.stack((p.lhand_box, p.rhand_box, p.face_box)) for p in people]),

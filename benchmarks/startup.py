@@ -32,22 +32,17 @@ def child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     import torch
 
-    from wbcap.body.model_files import find_body_model
-    from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.model.checkpoint import load_network
-    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.pipeline import Pipeline
 
     t1 = time.perf_counter()
-    net = load_network(args.checkpoint, "cpu")
-    body = SMPLXLayer.from_file(find_body_model("neutral", args.body_models))
-    pipe = Pipeline(WholeBodyRegressor(net, body), torch.device("cpu"), precision=args.precision)
+    pipe = Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=args.body_models), checkpoint=args.checkpoint,
+                                               device="cpu", precision=args.precision))
     t2 = time.perf_counter()
-    del net, body
     rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
     print(json.dumps({"rss_after_start_mb": rss_now,
         "import_s": t1 - t0, "load_s": t2 - t1, "start_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "precision": pipe.precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "precision": pipe.precision.value, "threads": torch.get_num_threads(), "torch": torch.__version__,
     }))
 
 

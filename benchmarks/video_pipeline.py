@@ -79,36 +79,21 @@ def child(args: argparse.Namespace) -> None:
     """Run one pipeline in this process and print a JSON line of measurements."""
     import torch
 
-    from wbcap.body.model_files import find_body_model
-    from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
-    from wbcap.errors import WbcapError
-    from wbcap.model.checkpoint import load_network
-    from wbcap.model.device import resolve_device
-    from wbcap.model.regressor import WholeBodyRegressor
     from wbcap.pipeline import Pipeline
-    from wbcap.testing.checkpoints import random_network
-    from wbcap.testing.synthetic_body import write_synthetic_smplx
     from wbcap.track.iou_tracker import TrackerConfig
     from wbcap.video_app import VideoJob, run_video
-    from wbcap.weights import find_checkpoint
 
     t0 = time.perf_counter()
-    dev = resolve_device(args.device)
-    try:
-        body_path, real_body = find_body_model("neutral"), True
-    except WbcapError:
-        folder = Path(tempfile.mkdtemp()) / "body"
-        write_synthetic_smplx(folder)
-        body_path, real_body = find_body_model("neutral", folder), False
-    try:
-        net, real_net = load_network(find_checkpoint(), dev), True
-    except WbcapError:
-        small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
-        net, real_net = random_network(ModelConfig(**small), upright=True).to(dev), False
-    config = net.config
-    pipe = Pipeline(WholeBodyRegressor(net, SMPLXLayer.from_file(body_path)), dev, args.batch_size,
-                    precision=args.precision)
+    small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+    # The real SMPL-X model and checkpoint when installed, else the synthetic model and random weights.
+    pipe = Pipeline.from_config(
+        PipelineConfig(model=ModelConfig(**small), device=args.device, batch_size=args.batch_size, precision=args.precision),
+        fallback="synthetic", upright=True,
+    )
+    dev, body_path = pipe.device, pipe.source.body_model
+    real_body, real_net = not pipe.source.body_model_synthetic, pipe.source.weights == "checkpoint"
+    config = pipe.regressor.net.config
     startup = time.perf_counter() - t0
     start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     job = VideoJob(

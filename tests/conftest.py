@@ -12,6 +12,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 # A small architecture (all ResNet-18) for fast tests; the full-size model is used only in the
 # few end-to-end tests that need the official checkpoint layout.
 SMALL = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+# SMALL at half the input geometry (256x192 crops, 128x96 body, 128 px hands, 96 px face): a
+# quarter of SMALL's FLOPs per crop (4.6 vs 18.2 G) for the end-to-end tests of `wbcap run`,
+# whose claims (timing, tracking, resume, outputs) do not depend on the crop size. The pipeline
+# takes the geometry from the checkpoint's config.
+MICRO = dict(SMALL, input_img_shape=(256, 192), input_body_shape=(128, 96), output_hm_shape=(8, 4, 3),
+             input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4), input_face_shape=(96, 96))
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +79,39 @@ def small_ckpt(tmp_path_factory, small_net) -> Path:
     from wbcap.model.checkpoint import save_checkpoint
 
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pth", small_net, epoch=1)
+
+
+@pytest.fixture(scope="session")
+def micro_ckpt(tmp_path_factory) -> Path:
+    """A wbcap-format checkpoint of the :data:`MICRO` network (heads upright, like ``small_ckpt``)."""
+    from wbcap.config import ModelConfig
+    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.testing.checkpoints import random_network
+
+    net = random_network(ModelConfig(**MICRO), seed=0, upright=True)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt_micro") / "micro.pth", net, epoch=1)
+
+
+@pytest.fixture(scope="session")
+def micro_ckpt_raw(tmp_path_factory) -> Path:
+    """The :data:`MICRO` network with every head left as drawn: its outputs depend on the pixels
+    (for comparisons of two runs, which upright heads would pass whatever the crops)."""
+    from wbcap.config import ModelConfig
+    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.testing.checkpoints import random_network
+
+    net = random_network(ModelConfig(**MICRO), seed=1)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt_micro_raw") / "micro_raw.pth", net, epoch=1)
+
+
+@pytest.fixture(scope="session")
+def small_ckpt_raw(tmp_path_factory, small_config) -> Path:
+    """Like ``small_ckpt`` but with every head left as drawn (not upright), so poses, shape and
+    camera depend on the image (``small_ckpt`` gives the same body whatever the pixels)."""
+    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.testing.checkpoints import random_network
+
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt_raw") / "small_raw.pth", random_network(small_config, seed=1), epoch=1)
 
 
 @pytest.fixture(scope="session")

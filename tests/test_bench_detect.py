@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wbcap.bench import YOLOX_MISSING, BenchOptions, bench_detectors, detect_summary, run_bench
+from wbcap.bench.detect import YOLOX_MISSING, bench_detectors
+from wbcap.bench.options import BenchOptions
+from wbcap.bench.report import detect_summary
+from wbcap.bench.stages import run_bench
 from wbcap.cli.bench import bench
 from wbcap.errors import InputError
 from wbcap.testing.images import person_image

@@ -73,6 +73,7 @@ def small_args(small_ckpt, body_dir):
     return ["--checkpoint", small_ckpt, "--body-models", body_dir]
 
 
+@pytest.mark.slow  # full-size network
 def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir, body_layer):
     """Full-size network, checkpoint in the released file's layout, generated picture, HOG boxes."""
     img_path = write_rgb(tmp_path / "walker.jpg", person_image(480, 640, seed=1))
@@ -86,13 +87,9 @@ def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir,
     assert params["format"] == FORMAT and len(params["body_pose"]) == 63
 
 
-def test_image_fast_precision_close_to_exact(tmp_path, small_config, body_dir):
-    from wbcap.model.checkpoint import save_checkpoint
-    from wbcap.testing.checkpoints import random_network
-
+def test_image_fast_precision_close_to_exact(tmp_path, small_ckpt_raw, body_dir):
     # heads as drawn (not upright), so poses and camera depend on the image
-    ckpt = save_checkpoint(tmp_path / "raw.pth", random_network(small_config, seed=1), epoch=1)
-    args = ["--checkpoint", ckpt, "--body-models", body_dir]
+    args = ["--checkpoint", small_ckpt_raw, "--body-models", body_dir]
     img_path = write_rgb(tmp_path / "walker.jpg", person_image(480, 640, seed=2))
     params = {}
     for precision in ("exact", "fast"):
@@ -110,6 +107,7 @@ def test_image_fast_precision_close_to_exact(tmp_path, small_config, body_dir):
     assert r.exit_code == 2 and "exact" in r.output
 
 
+@pytest.mark.slow  # real photo end to end, every person HOG finds
 def test_image_on_real_photo(tmp_path, shared_dir, small_args, body_layer):
     photo = shared_dir / "media" / "messi5.jpg"
     if not photo.is_file():
@@ -130,25 +128,62 @@ def test_two_boxes_two_people_and_shared_overlay(tmp_path, small_args, body_laye
     assert r.exit_code == 0, r.output
     a, b = (check_person_folder(out / "pair" / f"person_{k}", (480, 640), body_layer) for k in (0, 1))
     assert a["bbox_xywh"] == [60, 40, 220, 420] and b["bbox_xywh"] == [360, 40, 220, 420]
+    # one overlay for the image, in each person's folder ...
     assert (out / "pair" / "person_0" / "render_original_img.jpg").read_bytes() == (
         out / "pair" / "person_1" / "render_original_img.jpg"
     ).read_bytes()
+    # ... on which both meshes are drawn: the pixels where each person's OBJ projects with its
+    # JSON camera (and not the other's) changed; far from both meshes, only JPEG rounding
+    src = cv2.cvtColor(cv2.imread(str(img_path)), cv2.COLOR_BGR2RGB).astype(int)
+    overlay = cv2.cvtColor(cv2.imread(str(out / "pair" / "person_0" / "render_original_img.jpg")), cv2.COLOR_BGR2RGB)
+    change = np.abs(overlay.astype(int) - src).max(axis=2)
+    masks = [silhouette(out / "pair" / f"person_{k}", src.shape[:2]) for k in (0, 1)]
+    for k, (mine, other) in enumerate((masks, masks[::-1])):
+        own = mine & ~other
+        assert own.sum() > 2000, k
+        assert (change[own] > 20).mean() > 0.8, f"person {k}'s mesh is not on the overlay"
+    far = cv2.dilate((masks[0] | masks[1]).astype(np.uint8), np.ones((31, 31), np.uint8)) == 0
+    assert far.mean() > 0.3 and change[far].mean() < 10
 
 
-@pytest.mark.parametrize("kind", ["gray", "rgba", "png16"])
-def test_unusual_pixel_formats_work(tmp_path, kind, small_args):
+def silhouette(folder: Path, image_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels hit by the person's OBJ vertices projected with its JSON camera."""
+    verts, _ = read_obj_counts(folder / "output.obj")
+    camera = json.loads((folder / "smplx_param.json").read_text())["camera"]
+    (fx, fy), (cx, cy) = camera["focal"], camera["princpt"]
+    u = np.round(verts[:, 0] / verts[:, 2] * fx + cx).astype(int)
+    v = np.round(verts[:, 1] / verts[:, 2] * fy + cy).astype(int)
+    inside = (u >= 0) & (u < image_hw[1]) & (v >= 0) & (v < image_hw[0])
+    mask = np.zeros(image_hw, bool)
+    mask[v[inside], u[inside]] = True
+    return mask
+
+
+def test_unusual_pixel_formats_work(tmp_path, small_ckpt_raw, body_dir):
+    """Gray, RGBA and 16-bit PNGs (one run, one model load) give the mesh of the 8-bit RGB
+    picture with the same pixels; the network's output depends on the pixels (gray != colour)."""
     rgb = person_image(240, 320, seed=3)
-    path = tmp_path / f"{kind}.png"
-    if kind == "gray":
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    elif kind == "rgba":
-        cv2.imwrite(str(path), np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), np.full(rgb.shape[:2], 255, np.uint8)]))
-    else:
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "rgb.png", rgb)
+    write_rgb(src / "gray_as_rgb.png", np.dstack([gray] * 3))
+    cv2.imwrite(str(src / "gray.png"), gray)
+    cv2.imwrite(str(src / "rgba.png"), np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), np.full(rgb.shape[:2], 255, np.uint8)]))
+    cv2.imwrite(str(src / "png16.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
     out = tmp_path / "out"
-    r = invoke("image", path, "-o", out, "--full-image", "--no-render", *small_args)
+    r = invoke("image", src, "-o", out, "--full-image", "--no-render", "--checkpoint", small_ckpt_raw, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
-    assert (out / kind / "person_0" / "output.obj").is_file()
+
+    def mesh(name: str) -> np.ndarray:
+        verts, nfaces = read_obj_counts(out / name / "person_0" / "output.obj")
+        params = json.loads((out / name / "person_0" / "smplx_param.json").read_text())
+        assert verts.shape == (10475, 3) and nfaces == 20908 and params["camera"]["image_size"] == [240, 320], name
+        return verts
+
+    for kind, same_pixels in (("gray", "gray_as_rgb"), ("rgba", "rgb"), ("png16", "rgb")):
+        np.testing.assert_allclose(mesh(kind), mesh(same_pixels), rtol=0, atol=1e-5, err_msg=kind)
+    assert np.abs(mesh("gray") - mesh("rgb")).max() > 1e-3
 
 
 def _bad_cases(tmp_path: Path, small_ckpt: Path, body_dir: Path):
@@ -219,13 +254,19 @@ def test_image_help_documents_every_flag():
                 assert opt in r.output, opt
 
 
-def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path):
+@pytest.mark.slow  # full-size network
+def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path, body_layer):
+    from wbcap.demo import example_image_path
+
     out = tmp_path / "demo"
     r = invoke("demo", "-o", out, "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "pipeline check" in r.output and "SMPLX_NEUTRAL.npz" in r.output and "snapshot_6.pth.tar" in r.output
     people = list((out / "example").glob("person_*"))
-    assert people and all((p / f).is_file() for p in people for f in FILES)
+    assert people
+    hw = cv2.imread(str(example_image_path())).shape[:2]
+    for folder in people:  # the demo's synthetic body model is the tests' one
+        check_person_folder(folder, hw, body_layer)
 
 
 def test_logs_go_to_stderr_not_stdout():

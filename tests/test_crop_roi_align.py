@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from wbcap.crop.roi_align import roi_align
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ROI_CASES = SHARED / "reference" / "roi_align_cases.npz"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,11 +104,19 @@ def case():
     return x, _random_boxes(rng, n, h, w)
 
 
+@pytest.fixture(scope="module")
+def roi_cases(shared_dir):
+    """Inputs and outputs recorded from torchvision's C++ kernel (../shared/reference)."""
+    path = shared_dir / "reference" / "roi_align_cases.npz"
+    if not path.is_file():
+        pytest.skip(f"shared reference not found: {path}")
+    return dict(np.load(path))
+
+
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not ROI_CASES.exists(), reason=f"shared reference not found: {ROI_CASES}")
 @pytest.mark.parametrize("name,size", [("out_16x16", (16, 16)), ("out_12x12", (12, 12)), ("out_8x6", (8, 6))])
-def test_matches_torchvision_cpp_reference(name, size):
-    data = np.load(ROI_CASES)
+def test_matches_torchvision_cpp_reference(roi_cases, name, size):
+    data = roi_cases
     x = torch.from_numpy(data["x"])
     boxes = torch.from_numpy(data["boxes"])
     expected = torch.from_numpy(data[name])
@@ -198,6 +202,7 @@ def test_gradient():
     torch.testing.assert_close(lhs, (x.detach() * grad).sum())
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(case):
     x, boxes = case

@@ -237,6 +237,18 @@ def test_doctor_without_yolox_names_the_fix():
     assert "auto uses OpenCV HOG" in r.output and "no yolox_nano.onnx in" in r.output and "`wbcap weights fetch yolox-nano`" in r.output
 
 
+def test_demo_detector_is_the_best_installed_one(tiny_onnx):
+    """What the demo picks (its end-to-end runs, with the full-size network, are marked slow)."""
+    from wbcap.demo import best_detector
+    from wbcap.detect import torchvision_frcnn
+
+    assert best_detector() == ("torchvision" if torchvision_frcnn.available()[0] else "hog")  # offline, no YOLOX
+    assert not _weights_dir().exists() or not list(_weights_dir().iterdir())  # nothing fetched
+    assert invoke("weights", "import", "yolox-nano", tiny_onnx).exit_code == 0
+    assert best_detector() == "yolox-nano"
+
+
+@pytest.mark.slow  # two demo runs of the full-size network
 def test_demo_says_which_detector(tmp_path, tiny_onnx):
     r = invoke("demo", "-o", tmp_path / "a", "--device", "cpu")
     assert r.exit_code == 0, r.output
@@ -261,27 +273,28 @@ def nano_imported(shared_dir):
     return model
 
 
-def test_image_uses_imported_yolox_by_default(nano_imported, shared_dir, tmp_path, small_ckpt, body_dir):
+def test_image_uses_imported_yolox_by_default(nano_imported, shared_dir, tmp_path, micro_ckpt, body_dir):
     out = tmp_path / "out"
     r = invoke("image", shared_dir / "media" / "messi5.jpg", "-o", out, "--max-people", "1", "--no-render",
-               "--checkpoint", small_ckpt, "--body-models", body_dir, "--device", "cpu")
+               "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code == 0, r.output
     param = json.loads((out / "messi5" / "person_0" / "smplx_param.json").read_text())
     x, y, w, h = param["bbox_xywh"]
     assert abs(x - 59) < 6 and abs(y - 58) < 6 and abs(x + w - 474) < 6 and abs(y + h - 335) < 6, param["bbox_xywh"]
 
 
-def test_image_detector_limits(nano_imported, shared_dir, tmp_path, small_ckpt, body_dir):
+def test_image_detector_limits(nano_imported, shared_dir, tmp_path, micro_ckpt, body_dir):
     """--score-threshold and --min-height reach the detector: nobody passes 0.99."""
     r = invoke("image", shared_dir / "media" / "messi5.jpg", "-o", tmp_path / "o", "--score-threshold", "0.99",
-               "--no-render", "--checkpoint", small_ckpt, "--body-models", body_dir, "--device", "cpu")
+               "--no-render", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code != 0 and "no person found by the yolox-nano detector" in r.output
 
 
-def test_run_uses_imported_yolox_by_default(nano_imported, shared_dir, tmp_path, small_ckpt, body_dir):
+@pytest.mark.slow  # real video end to end
+def test_run_uses_imported_yolox_by_default(nano_imported, shared_dir, tmp_path, micro_ckpt, body_dir):
     out = tmp_path / "run"
     r = invoke("run", shared_dir / "media" / "vtest.avi", "-o", out, "--start", "20", "--max-frames", "3",
-               "--no-render", "--checkpoint", small_ckpt, "--body-models", body_dir, "--device", "cpu")
+               "--no-render", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     per_frame = {f: sum(1 for x in lines if x["frame"] == f) for f in (200, 201, 202)}

@@ -190,11 +190,12 @@ def test_results_json_round_trip(models, data_root, tmp_path):
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """The ``wbcap`` group with ``eval`` registered (as the lead registers it)."""
+def cli():
+    """The ``wbcap`` group, which must have ``eval`` registered (not patched in: a missing
+    registration fails here)."""
     from wbcap import cli as cli_mod
 
-    monkeypatch.setitem(cli_mod.SUBCOMMANDS, "eval", ("wbcap.cli.eval", "eval_cmd", "Evaluate."))
+    assert cli_mod.SUBCOMMANDS.get("eval", ())[:2] == ("wbcap.cli.eval", "eval_cmd")
     return cli_mod.cli
 
 

@@ -181,7 +181,7 @@ def test_amass_arrays_read_by_plain_smplx_equal_wbcap_mesh(body_dir, body_layer)
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_run_npz_is_amass_with_gaps_filled(tmp_path, small_ckpt, body_dir, body_layer):
+def test_run_npz_is_amass_with_gaps_filled(tmp_path, micro_ckpt, body_dir, body_layer):
     """A person missed in frames 3-4 of 8: one file, 8 rows on the 10 fps clock, rows 3-4 filled
     and marked invalid; the observed rows rebuilt by plain smplx equal wbcap's params.jsonl mesh."""
     frames = [person_image(160, 120, seed=i) for i in range(8)]
@@ -191,7 +191,7 @@ def test_run_npz_is_amass_with_gaps_filled(tmp_path, small_ckpt, body_dir, body_
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
-        "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     d = np.load(out / "track_0.npz")
@@ -218,7 +218,7 @@ def test_run_npz_is_amass_with_gaps_filled(tmp_path, small_ckpt, body_dir, body_
     assert np.all(verts[:, :, 2].max(1) > d["trans"][:, 2])
 
 
-def test_run_long_gap_splits_the_track(tmp_path, small_ckpt, body_dir):
+def test_run_long_gap_splits_the_track(tmp_path, micro_ckpt, body_dir):
     frames = [person_image(160, 120, seed=i) for i in range(12)]
     video = write_video(tmp_path / "clip.mp4", frames)
     boxes = {str(i): [[30, 10, 90, 100]] for i in (0, 1, 2, 9, 10, 11)}
@@ -227,7 +227,7 @@ def test_run_long_gap_splits_the_track(tmp_path, small_ckpt, body_dir):
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
         "--max-age", "10", "--max-gap", "0.5",
-        "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.glob("track_*.npz")) == ["track_0_part1.npz", "track_0_part2.npz"]
@@ -237,19 +237,19 @@ def test_run_long_gap_splits_the_track(tmp_path, small_ckpt, body_dir):
 
 
 @pytest.mark.parametrize("n_frames", [1, 2])
-def test_short_clip_keeps_its_track(tmp_path, small_ckpt, body_dir, n_frames):
+def test_short_clip_keeps_its_track(tmp_path, micro_ckpt, body_dir, n_frames):
     video = write_video(tmp_path / "clip.mp4", [person_image(160, 120, seed=i) for i in range(n_frames)])
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--detector", "full", "--no-render",
-        "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert f"{n_frames} frames, 1 track(s), {n_frames} person-frames" in r.output
     assert np.load(out / "track_0.npz")["poses"].shape == (n_frames, 165)
 
 
-def test_photo_through_run_gives_one_track(tmp_path, small_ckpt, body_dir):
+def test_photo_through_run_gives_one_track(tmp_path, micro_ckpt, body_dir):
     import cv2
 
     photo = tmp_path / "photo.jpg"
@@ -257,7 +257,7 @@ def test_photo_through_run_gives_one_track(tmp_path, small_ckpt, body_dir):
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, [
         "run", str(photo), "-o", str(out), "--detector", "full",
-        "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "1 frames, 1 track(s), 1 person-frames" in r.output

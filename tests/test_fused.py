@@ -198,6 +198,7 @@ def exact_people(official_ckpt_raw, body_layer, fixed_input):
     return _arrays(pipe(img, boxes)), pipe
 
 
+@pytest.mark.slow  # full-size network
 def test_exact_mode_equals_module_by_module_network(official_ckpt_raw, body_layer, fixed_input, exact_people):
     img, boxes = fixed_input
     ref = _arrays(_pipeline(official_ckpt_raw, body_layer, "exact", optimize=False)(img, boxes))
@@ -206,6 +207,7 @@ def test_exact_mode_equals_module_by_module_network(official_ckpt_raw, body_laye
         np.testing.assert_allclose(exact[k], ref[k], rtol=0, atol=1e-4, err_msg=k)
 
 
+@pytest.mark.slow  # full-size network
 def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
     img, boxes = fixed_input
     batched, pipe = exact_people
@@ -216,6 +218,7 @@ def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
             np.testing.assert_allclose(other[k], batched[k], rtol=0, atol=1e-5, err_msg=f"{k} at batch size {bs}")
 
 
+@pytest.mark.slow  # full-size network
 def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people):
     img, boxes = fixed_input
     exact, _ = exact_people

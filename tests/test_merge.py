@@ -23,15 +23,20 @@ def _hand_ckpt(path, prefix: str, depth: int = 18, seed: int = 7):
     return sd
 
 
+@pytest.fixture(scope="module")
+def body(tmp_path_factory, small_config):
+    """A small whole-body checkpoint (heads as drawn) and its state dict; merging only reads it."""
+    net = random_network(small_config, seed=1)
+    return save_checkpoint(tmp_path_factory.mktemp("merge_body") / "body.pth", net, epoch=6), net.state_dict()
+
+
 @pytest.mark.parametrize("prefix", ["backbone.", "hand_backbone."])
-def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, prefix):
-    body_net = random_network(small_config, seed=1)
-    body_path = save_checkpoint(tmp_path / "body.pth", body_net, epoch=6)
+def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, body, prefix):
+    body_path, body_sd = body
     hand_sd = _hand_ckpt(tmp_path / "hand.pth", prefix)
     out = merge_hand_into_body(body_path, tmp_path / "hand.pth", tmp_path / "merged.pth")
     merged = read_checkpoint(out)
     assert merged.epoch == 0 and merged.config == small_config
-    body_sd = body_net.state_dict()
     n_backbone = 0
     for k, v in merged.state_dict.items():
         if k.startswith("hand_roi_net.backbone."):
@@ -47,8 +52,8 @@ def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, p
     assert n_backbone == sum(1 for k in body_sd if k.startswith("hand_roi_net.backbone."))
 
 
-def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, small_config):
-    body_path = save_checkpoint(tmp_path / "body.pth", random_network(small_config, seed=1))
+def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
+    body_path, _ = body
     torch.save({"network": {"module.encoder.stem.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "weird.pth")
     with pytest.raises(CheckpointError) as info:
         merge_hand_into_body(body_path, tmp_path / "weird.pth", tmp_path / "merged.pth")

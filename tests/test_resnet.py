@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from wbcap.model.resnet import ResNetBackbone
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CKPT_KEYS = SHARED / "reference" / "hand4whole_checkpoint_keys.json"
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -67,10 +63,11 @@ def _reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, bottleneck:
 
 
 @pytest.fixture(scope="module")
-def ckpt_keys() -> list[list]:
-    if not CKPT_KEYS.exists():
-        pytest.skip(f"shared reference not found: {CKPT_KEYS}")
-    return json.loads(CKPT_KEYS.read_text())["keys"]
+def ckpt_keys(shared_dir) -> list[list]:
+    path = shared_dir / "reference" / "hand4whole_checkpoint_keys.json"
+    if not path.is_file():
+        pytest.skip(f"shared reference not found: {path}")
+    return json.loads(path.read_text())["keys"]
 
 
 def _ours(model: nn.Module) -> list[tuple[str, list[int], str]]:

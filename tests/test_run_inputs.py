@@ -24,8 +24,8 @@ def write_video(path: Path, n: int, fps: int = 10) -> Path:
 
 
 @pytest.fixture()
-def base_args(small_ckpt, body_dir):
-    return ["--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
+def base_args(micro_ckpt, body_dir):
+    return ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
 
 
 def invoke(*args):
@@ -200,10 +200,10 @@ def test_output_folder_that_cannot_be_made_is_a_user_error(tmp_path, base_args):
 
 
 def test_clock_rate_nominal_unless_the_frames_say_otherwise():
-    from wbcap.video_app import _clock_rate
+    from wbcap.smooth.track import clock_rate
 
     cfr_with_drops = [i / 25 for i in (0, 1, 2, 5, 6, 7, 9, 10)]
-    assert _clock_rate(cfr_with_drops, 25.0) == 25.0
+    assert clock_rate(cfr_with_drops, 25.0) == 25.0
     vfr = [i / 30 for i in range(9)] + [0.3 + i / 10 for i in range(1, 11)]  # 30 fps, then 10 fps
-    assert _clock_rate(vfr, 30.0) == pytest.approx(18 / 1.3)  # declared 30 (MKV): the average
-    assert _clock_rate([0.0], 30.0) == 30.0
+    assert clock_rate(vfr, 30.0) == pytest.approx(18 / 1.3)  # declared 30 (MKV): the average
+    assert clock_rate([0.0], 30.0) == 30.0

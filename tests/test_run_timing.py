@@ -23,8 +23,8 @@ from wbcap.testing.videos import encode, make_packed_b_avi, make_vfr_with_audio,
 
 
 @pytest.fixture()
-def base_args(small_ckpt, body_dir):
-    return ["--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+def base_args(micro_ckpt, body_dir):
+    return ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
             "--detector", "full", "--min-track", "1"]
 
 
@@ -69,8 +69,8 @@ def test_out_of_order_timestamps_run_and_resume(tmp_path, base_args, kind):
     np.testing.assert_allclose(times_of(out), t, atol=1e-12)
 
 
-# 30 fps for 0.3 s, then 10 fps to 1.3 s (ticks of 1/300 s); the last frame lasts 0.1 s: 1.4 s.
-VFR_TICKS = list(range(0, 90, 10)) + list(range(90, 391, 30))
+# 30 fps for 0.2 s, then 10 fps to 0.6 s (ticks of 1/300 s); the last frame lasts 0.1 s: 0.7 s.
+VFR_TICKS = list(range(0, 60, 10)) + list(range(60, 181, 30))
 
 
 def check_render(src: Path, render: Path) -> None:
@@ -89,7 +89,7 @@ def test_variable_frame_rate_render_keeps_source_times_and_audio(tmp_path, base_
     out = tmp_path / "out"
     invoke("run", src, "-o", out, *base_args)
     audio = check_render(src, out / "render.mp4")
-    assert audio == pytest.approx(1.4, abs=0.05)
+    assert audio == pytest.approx(0.7, abs=0.05)
     # params.jsonl carries the same source times
     np.testing.assert_allclose(times_of(out), np.asarray(VFR_TICKS) / 300, atol=1e-6)
 

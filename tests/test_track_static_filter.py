@@ -146,35 +146,36 @@ def synthetic_raw(path: Path, n: int = 120) -> Path:
 
 
 def collect(raw: Path, **job_kw):
-    from wbcap.video_app import VideoJob, _collect_tracks
+    from wbcap.track.collect import collect_tracks
+    from wbcap.video_app import VideoJob
 
     job = VideoJob(source="in.mp4", out="out", **job_kw)
-    return job, _collect_tracks(job, raw, FPS)
+    return job, collect_tracks(raw, FPS, job.tracker, job.detector)
 
 
 def test_collect_tracks_drops_static_and_reports(tmp_path, caplog):
-    from wbcap.video_app import _report_losses
+    from wbcap.track.collect import report_losses
 
     raw = synthetic_raw(tmp_path / "raw.jsonl")
     job, col = collect(raw, detector="yolox-nano")
     # Ids by creation, highest score first: the walker is 0, the static box 1.
     assert col.kept == {0} and col.static == {1: 120} and col.dropped == {}
-    assert len(col.per_track[1]["score"]) == 120
+    assert len(col.per_track[1].score) == 120
     with caplog.at_level(logging.WARNING):
-        _report_losses(job, col, len(col.kept))
+        report_losses(col, len(col.kept), job.source, job.detector)
     assert ("dropped 1 static track(s) (120 person-frames) that never moved (box within 10% of its height for "
             "10 s or more) and scored below 0.62 on average") in caplog.text
     assert "--keep-static" in caplog.text
 
 
 def test_flag_off_and_user_boxes_keep_every_track(tmp_path, caplog):
-    from wbcap.video_app import _report_losses
+    from wbcap.track.collect import report_losses
 
     raw = synthetic_raw(tmp_path / "raw.jsonl")
     job, col = collect(raw, detector="yolox-nano", tracker=TrackerConfig(drop_static=False))
     assert col.kept == {0, 1} and col.static == {}
     with caplog.at_level(logging.WARNING):
-        _report_losses(job, col, len(col.kept))
+        report_losses(col, len(col.kept), job.source, job.detector)
     assert "static" not in caplog.text
     for detector in ("boxes:b.json", "full"):
         assert collect(raw, detector=detector)[1].kept == {0, 1}
@@ -203,16 +204,16 @@ def test_vtest_lectern_track_dropped_people_kept(shared_dir, tmp_path):
     assert len(col.static) == 1
     (lectern,) = col.static
     tr = col.per_track[lectern]
-    boxes = np.asarray(tr["box"])
+    boxes = np.asarray(tr.box)
     centre = np.median(boxes[:, :2] + boxes[:, 2:] / 2, axis=0)
     np.testing.assert_allclose(centre, (39, 126), atol=5)
     assert np.median(boxes[:, 3]) == pytest.approx(32, abs=4)
-    assert tr["time"][-1] - tr["time"][0] >= 10.0 and np.mean(tr["score"]) < 0.6
+    assert tr.time[-1] - tr.time[0] >= 10.0 and np.mean(tr.score) < 0.6
     assert lectern not in col.kept
 
     # Every other track is kept, among them people walking and people standing by the sign.
-    stats = {tid: track_stats(np.asarray(col.per_track[tid]["time"]), np.asarray(col.per_track[tid]["box"]),
-                              np.asarray(col.per_track[tid]["score"])) for tid in col.kept}
+    stats = {tid: track_stats(np.asarray(col.per_track[tid].time), np.asarray(col.per_track[tid].box),
+                              np.asarray(col.per_track[tid].score)) for tid in col.kept}
     moving = [tid for tid, st in stats.items() if st.motion > 1.0]
     assert len(moving) >= 4
     standing = [tid for tid, st in stats.items() if st.mean_score < 0.62 and st.motion < 0.1]

@@ -67,16 +67,18 @@ def fixed_batch_set(body_layer):
     return Subset(SyntheticWholeBody(body_layer, 2, seed=0, config=MICRO, image_size=MICRO.input_img_shape), [0, 1])
 
 
+@pytest.mark.slow
 def test_loss_halves_on_synthetic_set(tmp_path, body_layer, fixed_batch_set):
-    """25 optimizer steps on one fixed batch, in one epoch (one snapshot, not 25)."""
+    """15 optimizer steps on one fixed batch, in one epoch (one snapshot, not 15). The loss is
+    at or under half its first value from step 10 on (measured 0.43 of it over the last 3)."""
     from torch.utils.data import Subset
 
     from wbcap.train.trainer import train
 
-    same_sample = Subset(fixed_batch_set, [0] * 50)  # every batch is (sample 0, sample 0)
-    stage = _stage(epochs=1, batch_size=2, lr=1e-3, model=MICRO, max_steps_per_epoch=25)
+    same_sample = Subset(fixed_batch_set, [0] * 30)  # every batch is (sample 0, sample 0)
+    stage = _stage(epochs=1, batch_size=2, lr=1e-3, model=MICRO, max_steps_per_epoch=15)
     h = train(stage, _run(tmp_path, "a"), dataset=same_sample, body_layer=body_layer)
-    assert len(h.losses) == 25 and len(h.checkpoints) == 1
+    assert len(h.losses) == 15 and len(h.checkpoints) == 1
     assert min(h.losses[-3:]) <= 0.5 * h.losses[0], h.losses
 
 
@@ -101,16 +103,18 @@ def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_la
 def _synthetic_factory(body_layer):
     from wbcap.train.data.synthetic import SyntheticWholeBody
 
-    return SyntheticWholeBody(body_layer, 8, seed=0, config=TINY)
+    return SyntheticWholeBody(body_layer, 8, seed=0, config=MICRO, image_size=MICRO.input_img_shape)
 
 
+@pytest.mark.slow  # two processes
 def test_two_process_ddp_ranks_agree(tmp_path, body_dir):
     from wbcap.body.model_files import find_body_model
     from wbcap.train.trainer import spawn_local
 
     run = _run(tmp_path, "ddp")
     Path(run.out).mkdir(parents=True)
-    spawn_local(_stage(epochs=1, batch_size=2), run, 2, str(find_body_model("neutral", body_dir)), _synthetic_factory, port=29533)
+    spawn_local(_stage(epochs=1, batch_size=2, model=MICRO), run, 2, str(find_body_model("neutral", body_dir)), _synthetic_factory,
+                port=29533)
     a = torch.load(Path(run.out) / "rank0_final.pt", weights_only=True)
     b = torch.load(Path(run.out) / "rank1_final.pt", weights_only=True)
     for k in a:
@@ -120,9 +124,13 @@ def test_two_process_ddp_ranks_agree(tmp_path, body_dir):
     from wbcap.train.trainer import build_model
 
     body = SMPLXLayer.from_file(find_body_model("neutral", body_dir))
-    init = build_model(_stage(), body, torch.device("cpu")).net.state_dict()
+    init = build_model(_stage(model=MICRO), body, torch.device("cpu")).net.state_dict()
     assert any(not torch.equal(a[k], init[k]) for k in a if a[k].is_floating_point())
-    assert (Path(run.out) / "snapshot_0.pth.tar").is_file()
+    # rank 0's snapshot holds those weights
+    from wbcap.model.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(Path(run.out) / "snapshot_0.pth.tar").state_dict
+    assert list(saved) == list(a) and all(torch.equal(saved[k], a[k]) for k in a)
 
 
 def test_train_cli_on_synthetic(tmp_path, body_dir):
@@ -147,12 +155,10 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
     assert r.exit_code == 2 and "--data-root" in r.output
 
 
-def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_config):
+def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
     """The hand stage trains on FreiHAND's native layout, writes the public hand checkpoint names,
     resumes, and its backbone merges into a whole-body model."""
-    from wbcap.model.checkpoint import save_checkpoint
     from wbcap.model.hand_model import HandModel
-    from wbcap.testing.checkpoints import random_network
     from wbcap.testing.dataset_fixtures import write_freihand_fixture
     from wbcap.train.merge import merge_hand_into_body, read_network_tensors
     from wbcap.train.trainer import RunConfig, train
@@ -167,8 +173,9 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_config):
     assert list(sd) == list(HandModel(18).state_dict())
     resumed = train(replace(stage, epochs=3), RunConfig(**{**run.__dict__, "resume": True}))
     assert len(resumed.losses) == 1
-    body = save_checkpoint(tmp_path / "body.pth", random_network(small_config, seed=2))
-    merged = merge_hand_into_body(body, tmp_path / "hand" / "snapshot_2.pth.tar", tmp_path / "merged.pth")
+    merged = merge_hand_into_body(small_ckpt, tmp_path / "hand" / "snapshot_2.pth.tar", tmp_path / "merged.pth")
     msd = read_network_tensors(merged)
     hand = read_network_tensors(tmp_path / "hand" / "snapshot_2.pth.tar")
-    assert all(torch.equal(msd["hand_roi_net.backbone." + k[len("backbone."):]], v) for k, v in hand.items() if k.startswith("backbone."))
+    backbone = {k[len("backbone."):]: v for k, v in hand.items() if k.startswith("backbone.")}
+    assert len(backbone) == sum(k.startswith("hand_roi_net.backbone.") for k in msd) > 0  # every tensor of it
+    assert all(torch.equal(msd["hand_roi_net.backbone." + k], v) for k, v in backbone.items())

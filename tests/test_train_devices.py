@@ -125,6 +125,7 @@ def test_every_trainable_hand_parameter_gets_a_gradient_under_ddp(frei_root, sin
     assert sum(p.requires_grad for p in model.parameters()) == len(list(model.parameters())) - 2  # cam_out weight, bias
 
 
+@pytest.mark.slow  # two processes
 def test_two_process_hand_stage_then_one_process_resume(tmp_path, body_dir, frei_root, caplog):
     from wbcap.body.model_files import find_body_model
     from wbcap.train.trainer import build_hand_model, spawn_local, train

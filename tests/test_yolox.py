@@ -228,7 +228,8 @@ def test_nano_vtest_frame_200(nano, shared_dir):
     assert all(d.score >= 0.3 for d in found)
 
 
-def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, small_ckpt, body_dir):
+@pytest.mark.slow  # real video end to end
+def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, micro_ckpt, body_dir):
     """`wbcap run --detector yolox:FILE` end to end on 3 real frames: people tracked."""
     import json
 
@@ -242,7 +243,7 @@ def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, small_ckpt, body
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--start", "20", "--max-frames", "3", "--detector", f"yolox:{model}",
-        "--max-people", "8", "--no-render", "--checkpoint", str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--max-people", "8", "--no-render", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ])  # fmt: skip
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]

@@ -75,12 +75,18 @@ class BodyModelConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything the image pipeline needs, resolved at the entry point."""
+    """Everything the image pipeline needs, resolved at the entry point; built into a
+    :class:`~wbcap.pipeline.Pipeline` by :meth:`Pipeline.from_config <wbcap.pipeline.Pipeline.from_config>`.
+
+    ``batch_size``: person crops per network call; None: the device's default (8 on CPU, 32 on
+    CUDA; :func:`wbcap.pipeline.default_batch_size`). ``precision``: a precision mode's name,
+    ``exact | fast | bf16 | fp16`` (``fp32`` = exact; :class:`wbcap.model.precision.Precision`).
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     body: BodyModelConfig = field(default_factory=BodyModelConfig)
     checkpoint: str | None = None
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None
     box_scale: float = 1.25
-    precision: str = "exact"  # exact | fast | bf16 | fp16 (see wbcap.pipeline.PRECISIONS)
+    precision: str = "exact"

@@ -33,19 +33,6 @@ def example_image_path() -> Path:
     return Path(str(resources.files("wbcap.testing").joinpath("data/example.jpg")))
 
 
-def demo_body_models_dir() -> Path:
-    """A cached synthetic SMPL-X model for the demo (written on first use)."""
-    import platformdirs
-
-    from wbcap.testing.synthetic_body import write_synthetic_smplx
-
-    folder = Path(platformdirs.user_cache_dir("wbcap", appauthor=False)) / "demo_body_models"
-    if not (folder / "smplx" / "SMPLX_NEUTRAL.npz").is_file():
-        log.info("writing the synthetic demo body model to %s", folder)
-        write_synthetic_smplx(folder)
-    return folder
-
-
 #: The bundled drawing scores 0.24 as a person with YOLOX-nano, under its 0.3 default made for
 #: photos; on the drawing the demo keeps boxes from 0.2 (measured: one box, the figure).
 DEMO_YOLOX_THRESHOLD = 0.2
@@ -72,19 +59,12 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     from :data:`DEMO_YOLOX_THRESHOLD` and HOG keeps its best box only (HOG finds 4 overlapping
     windows there). Returns ``(results, detector name)``.
     """
-    from wbcap.body.model_files import find_body_model
-    from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.image_app import ImageJob, run_images
-    from wbcap.model.device import resolve_device
-    from wbcap.model.regressor import WholeBodyRegressor
-    from wbcap.pipeline import Pipeline
-    from wbcap.testing.checkpoints import random_network
+    from wbcap.pipeline import Pipeline, synthetic_body_models_dir
 
-    body_dir = demo_body_models_dir()
-    cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(body_dir)), device=device)
-    dev = resolve_device(device)
-    body = SMPLXLayer.from_file(find_body_model("neutral", body_dir))
-    pipe = Pipeline(WholeBodyRegressor(random_network(cfg.model, seed=0, upright=True), body), dev, cfg.batch_size)
+    # Always the synthetic body and untrained upright weights, even where the real files exist.
+    cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(synthetic_body_models_dir())), device=device)
+    pipe = Pipeline.from_config(cfg, weights="random", upright=True)
     detector = best_detector(offline)
     bundled = image is None
     yolox = detector.startswith("yolox")

@@ -13,12 +13,13 @@ the original image (camera intrinsics, hand/face boxes, 2D joints).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -29,32 +30,69 @@ from wbcap.camera import crop_to_image_camera_np
 from wbcap.config import PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
-from wbcap.errors import InputError, NoPersonError
+from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError
 from wbcap.model.checkpoint import load_network
-from wbcap.model.device import no_tf32, resolve_device, resolve_precision
+from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
+from wbcap.model.precision import Precision
 from wbcap.model.regressor import WholeBodyRegressor
 
 log = logging.getLogger(__name__)
 
-#: ``exact`` (default): float32, convolutions fused (BatchNorm folded, oneDNN pre-packed on CPU),
-#: and on CUDA without TF32 (see :meth:`Pipeline.inference_context`);
-#: ``fast``: the same with every convolution in bfloat16 and the linear layers, soft-argmax,
-#: RoIAlign, rotations and SMPL-X in float32 (see :data:`wbcap.model.fused.PRECISION_PLANS`);
-#: ``bf16`` / ``fp16``: the unfused network under whole-network autocast (for comparison; fp16
-#: needs CUDA), rotations and SMPL-X still in float32. ``fp32`` is read as ``exact``. On CUDA GPUs
-#: older than Ampere ``fast`` runs as ``exact`` and ``bf16`` as ``fp16``
-#: (:func:`wbcap.model.device.resolve_precision`).
-PRECISIONS = ("exact", "fast", "bf16", "fp16")
-PRECISION_ALIASES = {"fp32": "exact"}
+
+def normalize_precision(precision: str | Precision) -> str:
+    """The canonical name of a precision mode as a plain string (what ``run.json`` records);
+    raises InputError naming the choices for unknown names. See :class:`Precision`."""
+    return Precision.parse(precision).value
 
 
-def normalize_precision(precision: str) -> str:
-    """The canonical precision name; raises InputError naming the choices for unknown names."""
-    name = PRECISION_ALIASES.get(precision, precision)
-    if name not in PRECISIONS:
-        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return name
+#: Person crops per network call when none is given, by device type (others: the CPU's).
+DEFAULT_BATCH_SIZES = {"cpu": 8, "cuda": 32}
+
+#: :meth:`Pipeline.from_config`'s answer to a missing model file: ``"none"`` raises its error,
+#: ``"synthetic"`` uses the synthetic SMPL-X model / random weights instead.
+Fallback = Literal["none", "synthetic"]
+#: Where :meth:`Pipeline.from_config` takes the network's weights from.
+Weights = Literal["checkpoint", "random"]
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Person crops per network call when none is given: 32 on CUDA, 8 elsewhere
+    (:data:`DEFAULT_BATCH_SIZES`)."""
+    return DEFAULT_BATCH_SIZES.get(device.type, DEFAULT_BATCH_SIZES["cpu"])
+
+
+def synthetic_body_models_dir() -> Path:
+    """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
+    :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
+    not a human body), in the user cache folder; written on first use (atomically)."""
+    import platformdirs
+
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+    folder = Path(platformdirs.user_cache_dir("wbcap", appauthor=False)) / "demo_body_models"
+    target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
+    if not target.is_file():
+        log.info("writing the synthetic SMPL-X model to %s", folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".writing-") as tmp:
+            os.replace(write_synthetic_smplx(tmp) / "smplx" / target.name, target)
+    return folder
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What :meth:`Pipeline.from_config` built a pipeline's model from.
+
+    weights: ``"checkpoint"`` (``checkpoint`` is its path), ``"random"`` (an untrained network)
+    or ``"given"`` (the ``net`` passed in); body_model: the SMPL-X file; body_model_synthetic:
+    whether that is the synthetic stand-in.
+    """
+
+    weights: Literal["checkpoint", "random", "given"]
+    checkpoint: Path | None
+    body_model: Path
+    body_model_synthetic: bool
 
 
 @dataclass(frozen=True)
@@ -108,13 +146,17 @@ class CropJob:
 class Pipeline:
     """Crops + batched regression for images; holds the network and the SMPL-X layer.
 
-    With precision ``exact`` or ``fast`` (and ``optimize``, the default) the regressor's network
-    is converted **in place** to its inference form (:func:`wbcap.model.fused.optimize_for_inference`:
-    BatchNorm folded, convolutions fused and pre-packed, per-part dtypes); it can then no longer
-    be trained or saved. Pass ``optimize=False`` to run the network module by module.
+    Built from a :class:`~wbcap.config.PipelineConfig` by :meth:`from_config` (the model files,
+    or a documented synthetic fallback); the constructor takes a ready regressor.
 
-    ``precision`` is the requested mode; :attr:`precision` the one that runs on ``device``
-    (:func:`~wbcap.model.device.resolve_precision`). Per batch the forward reads nothing back
+    With precision ``exact`` or ``fast`` (and ``optimize``, the default) the regressor's network
+    is converted **in place** to its inference form (:meth:`optimize`); it can then no longer
+    be trained or saved. Pass ``optimize=False`` to run the network module by module.
+    ``batch_size``: person crops per network call; None: :func:`default_batch_size` for ``device``.
+
+    ``precision`` is the requested mode (a :class:`~wbcap.model.precision.Precision` or its
+    name); :attr:`precision` the Precision that runs on ``device``
+    (:meth:`~wbcap.model.precision.Precision.resolve`). Per batch the forward reads nothing back
     from the device until the results: crops go up as uint8 (on CUDA through one reused pinned
     buffer) and are converted there; all outputs come back in one copy.
     """
@@ -123,44 +165,56 @@ class Pipeline:
         self,
         regressor: WholeBodyRegressor,
         device: torch.device,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         box_scale: float = 1.25,
-        precision: str = "exact",
+        precision: Precision | str = Precision.EXACT,
         channels_last: bool = True,
         optimize: bool = True,
     ):
-        precision = resolve_precision(normalize_precision(precision), device)
+        precision = Precision.parse(precision).resolve(device)
         self.regressor = regressor.to(device).eval()
         # NHWC convolutions: measured 13-19 % more crops/s on the 2-core CPU for the unfused
         # network (same outputs up to float rounding); also the layout tensor cores want on CUDA.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.regressor.net.to(memory_format=self.memory_format)
-        if optimize and precision in ("exact", "fast"):
-            from wbcap.model.fused import optimize_for_inference
-
-            optimize_for_inference(self.regressor.net, device, precision)
         self.device = device
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, int(default_batch_size(device) if batch_size is None else batch_size))
         self.box_scale = box_scale
         self.precision = precision
+        #: What :meth:`from_config` built the model from (None for a pipeline built from a regressor).
+        self.source: ModelSource | None = None
         self._detectors: dict[str, Detector] = {}
         self._pinned: torch.Tensor | None = None  # reused uint8 upload buffer (CUDA)
         self._upload_done = None  # CUDA event: the last upload from _pinned has finished
+        if optimize:
+            self.optimize()
+
+    def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:
+        """Convert the network in place to its inference form for :attr:`precision`
+        (:func:`wbcap.model.fused.optimize_for_inference`: BatchNorm folded, convolutions fused and
+        pre-packed, per-part dtypes; ``plan`` overrides some, for experiments). Nothing for the
+        autocast modes (``bf16``, ``fp16``), which run the network module by module; a network
+        already converted for this precision is left as it is."""
+        if self.precision.fused:
+            from wbcap.model.fused import optimize_for_inference
+
+            optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan)
+
+    @property
+    def precision(self) -> Precision:
+        """The precision mode that runs (set with a Precision or its name; setting it afterwards
+        changes :meth:`inference_context` only, not how the network was converted)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: Precision | str) -> None:
+        self._precision = Precision.parse(value)
 
     def inference_context(self):
-        """What every network call of this pipeline runs inside.
-
-        ``exact``: TF32 off for float32 CUDA matmuls and cuDNN convolutions (cuDNN's default on
-        Ampere and newer GPUs is TF32, ~1e-3 relative error), restored on exit
-        (:func:`~wbcap.model.device.no_tf32`); ``fast``: torch's settings as they are (its
-        convolutions are bfloat16 anyway); ``bf16`` / ``fp16``: whole-network autocast.
-        """
-        if self.precision == "exact":
-            return no_tf32()
-        if self.precision == "fast":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        """What every network call of this pipeline runs inside:
+        :meth:`Precision.inference_context <wbcap.model.precision.Precision.inference_context>`
+        (``exact``: no TF32 on CUDA; ``fast``: torch's settings; ``bf16`` / ``fp16``: autocast)."""
+        return self.precision.inference_context(self.device)
 
     @property
     def faces(self) -> np.ndarray:
@@ -168,17 +222,90 @@ class Pipeline:
         return self.regressor.body.faces
 
     @classmethod
-    def from_config(cls, config: PipelineConfig, net: Hand4Whole | None = None) -> "Pipeline":
-        """Load the body model and checkpoint the config names (or use ``net`` as given)."""
-        from wbcap.weights import find_checkpoint
+    def from_config(
+        cls,
+        config: PipelineConfig,
+        net: Hand4Whole | None = None,
+        *,
+        weights: Weights = "checkpoint",
+        fallback: Fallback = "none",
+        upright: bool = False,
+        optimize: bool = True,
+    ) -> "Pipeline":
+        """Build the pipeline ``config`` describes: the one way to build one from files.
 
+        Device: ``config.device`` (:func:`~wbcap.model.device.resolve_device`); batch size:
+        ``config.batch_size``, None for :func:`default_batch_size` (8 on CPU, 32 on CUDA);
+        ``config.box_scale``; ``config.precision`` (parsed once, :class:`Precision`).
+
+        SMPL-X: the file ``config.body`` names or finds (:func:`~wbcap.body.model_files.find_body_model`).
+        Network: ``net`` when given; else with ``weights="checkpoint"`` the checkpoint
+        ``config.checkpoint`` names or finds (:func:`~wbcap.weights.find_checkpoint`), loaded with
+        ``config.model.fix_left_hand_flip``; with ``weights="random"`` an untrained network of
+        ``config.model`` (:func:`~wbcap.testing.checkpoints.random_network`, seed 0; with
+        ``upright`` its heads predict a standing neutral body, otherwise they are left as drawn so
+        every output depends on the image). ``config.checkpoint`` and random weights exclude each
+        other (InputError).
+
+        ``fallback``: ``"none"`` (default): a missing model file raises its one-line error
+        (ModelFileError, CheckpointError). ``"synthetic"``: a missing file that the config does
+        not name explicitly is replaced, with one warning each: the SMPL-X model by the cached
+        synthetic one (:func:`synthetic_body_models_dir`; same size and format, not a human body),
+        the checkpoint by random weights as above. A file the config names must exist.
+
+        ``optimize``: convert the network to its inference form now (see the class). The result's
+        :attr:`source` says which files (or stand-ins) were used.
+        """
+        if fallback not in ("none", "synthetic"):
+            raise ValueError(f"fallback must be 'none' or 'synthetic', got {fallback!r}")
+        if weights not in ("checkpoint", "random"):
+            raise ValueError(f"weights must be 'checkpoint' or 'random', got {weights!r}")
+        if weights == "random" and net is None and config.checkpoint is not None:
+            raise InputError(f"random weights and a checkpoint ({config.checkpoint}) exclude each other; give one")
+        precision = Precision.parse(config.precision)
         device = resolve_device(config.device)
-        body_path = find_body_model(config.body.gender, config.body.path, allow_pickle=config.body.allow_pickle)
-        body = SMPLXLayer.from_file(body_path, allow_pickle=config.body.allow_pickle)
-        if net is None:
-            ckpt = find_checkpoint(config.checkpoint)
+        body_cfg = config.body
+        try:
+            body_path = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
+            synthetic_body = False
+        except ModelFileError as exc:
+            if fallback != "synthetic" or body_cfg.path is not None:
+                raise
+            log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
+                        "same size (%s)", type(exc).__name__)
+            body_path = find_body_model("neutral", synthetic_body_models_dir())
+            synthetic_body = True
+        body = SMPLXLayer.from_file(body_path, allow_pickle=body_cfg.allow_pickle)
+        ckpt = None
+        if net is not None:
+            kind = "given"
+        elif weights == "random":
+            kind = "random"
+        else:
+            from wbcap.weights import find_checkpoint
+
+            try:
+                ckpt = find_checkpoint(config.checkpoint)
+                kind = "checkpoint"
+            except CheckpointError as exc:
+                if fallback != "synthetic" or config.checkpoint is not None:
+                    raise
+                m = config.model
+                log.warning("%s; using an untrained network with random weights (body R%d, hand R%d, face R%d: "
+                            "the same FLOPs and speed, meaningless results)", str(exc).split(";")[0],
+                            m.backbone_depth, m.hand_backbone_depth, m.face_backbone_depth)
+                kind = "random"
+        if kind == "checkpoint":
             net = load_network(ckpt, device, fix_left_hand_flip=config.model.fix_left_hand_flip)
-        return cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale, config.precision)
+        elif kind == "random":
+            from wbcap.testing.checkpoints import random_network
+
+            net = random_network(config.model, seed=0, upright=upright)
+        pipe = cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale, precision,
+                   optimize=optimize)
+        pipe.source = ModelSource(weights=kind, checkpoint=ckpt, body_model=Path(body_path),
+                                  body_model_synthetic=synthetic_body)
+        return pipe
 
     @classmethod
     def from_files(
@@ -187,9 +314,10 @@ class Pipeline:
         body_models: str | Path | None = None,
         gender: str = "neutral",
         device: str = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> "Pipeline":
-        """Convenience constructor for notebooks."""
+        """Convenience constructor for notebooks (:meth:`from_config`; ``batch_size`` None: the
+        device's default)."""
         from wbcap.config import BodyModelConfig
 
         cfg = PipelineConfig(

@@ -1,4 +1,4 @@
-"""``wbcap bench``: parse options, call :func:`wbcap.bench.run_bench`, print a table or JSON."""
+"""``wbcap bench``: parse options, call :func:`wbcap.bench.stages.run_bench`, print a table or JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint
 def _batch_sizes(ctx, param, value):
     if value is None:
         return None
-    from wbcap.bench import parse_batch_sizes
+    from wbcap.bench.options import parse_batch_sizes
 
     try:
         return parse_batch_sizes(value)
@@ -19,7 +19,7 @@ def _batch_sizes(ctx, param, value):
 
 
 def _precisions(ctx, param, value):
-    from wbcap.bench import parse_precisions
+    from wbcap.bench.options import parse_precisions
 
     try:
         return parse_precisions(value)
@@ -90,8 +90,12 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     from rich.console import Console
 
-    from wbcap.bench import BenchOptions, print_report, run_bench
+    from wbcap.bench.options import BenchOptions
+    from wbcap.bench.report import print_report
+    from wbcap.bench.stages import run_bench
 
+    if checkpoint is not None and config_name is not None:
+        raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
     quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
     err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(

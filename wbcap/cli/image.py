@@ -45,7 +45,8 @@ def _parse_bboxes(ctx, param, values):
 @allow_pickle_option
 @device_option
 @precision_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Person crops per network call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
 @click.option("--fix-left-hand-flip", is_flag=True,
               help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")

@@ -78,7 +78,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
         body=BodyModelConfig(path=body_models, gender=gender, allow_pickle=allow_pickle),
-        checkpoint=checkpoint, device=str(dev), batch_size=batch_size or (32 if dev.type == "cuda" else 8),
+        checkpoint=checkpoint, device=str(dev), batch_size=batch_size,
         precision=precision,
     )
     job = VideoJob(
@@ -122,7 +122,7 @@ def execute(ctx, job, pipeline=None):
         except KeyboardInterrupt:
             from pathlib import Path
 
-            from wbcap.video_app import RAW_FILE, RUN_DIR
+            from wbcap.io.run_folder import RAW_FILE, RUN_DIR
 
             if (Path(job.out).expanduser() / RUN_DIR / RAW_FILE).is_file():
                 click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from wbcap.model.precision import PARTS, Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
 log = logging.getLogger(__name__)
@@ -356,25 +357,13 @@ def _rowwise_linears(module: nn.Module) -> None:
             _rowwise_linears(child)
 
 
-# Compute dtype of each part in each precision mode. "fast" runs every convolution in bfloat16:
-# the three ResNets (31.4 of 35.8 GFLOPs per crop), the box network's deconvolutions and centre
-# map (2.9) and the heads' 1x1 convolutions (0.7), and RoIAlign's matrix products for the hand and
-# face crops; the linear layers (camera, shape, poses, box sizes), soft-argmax, joint-feature
-# sampling, 6D -> axis-angle and SMPL-X stay float32. Chosen by measurement on the official-key deterministic
-# checkpoint (README, Performance): whole-network bf16 autocast moved the mesh by 164 mm and the
-# boxes by 0.71 px there, mostly through the camera head; this plan moves them by 1.0 mm and
-# 0.003 px, and keeping the box network in float32 as well would gain nothing measurable in
-# accuracy (0.0003 px) for 10 % less speed.
-PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {
-    "exact": {"body_backbone": torch.float32, "hand_backbone": torch.float32, "face_backbone": torch.float32,
-              "box_net": torch.float32, "heads": torch.float32},
-    "fast": {"body_backbone": torch.bfloat16, "hand_backbone": torch.bfloat16, "face_backbone": torch.bfloat16,
-             "box_net": torch.bfloat16, "heads": torch.bfloat16},
-}
+#: Compute dtype of each part in each fused precision mode, by name (the plans
+#: :attr:`wbcap.model.precision.Precision.plan` owns, where the choice is explained).
+PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {p.value: p.plan for p in Precision if p.fused}
 
 
 def optimize_for_inference(
-    net: nn.Module, device: torch.device | str, precision: str = "exact", chunk: int | None = None,
+    net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
     plan: dict[str, torch.dtype] | None = None,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
@@ -382,29 +371,31 @@ def optimize_for_inference(
     The three ResNets become :class:`FusedResNet`, the BoxNet deconvolutions and the heads'
     convolution stacks :class:`FusedConvStack`, on CPU the heads' linear layers
     :class:`RowwiseLinear` (results independent of the batch size), with the per-part dtypes of
-    ``PRECISION_PLANS[precision]``. The original modules (and their weights) are released; the
+    ``precision``'s plan (:attr:`~wbcap.model.precision.Precision.plan`; ``exact`` or ``fast``, or
+    their names). The original modules (and their weights) are released; the
     network keeps its forward signature and outputs, but can no longer be trained or saved.
     A network already converted for the same precision is returned as is; converting it for
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
     (with a warning). Call after moving the network to ``device``.
 
     ``chunk``: images per convolution call (default :data:`DEFAULT_CHUNK` on CPU,
-    :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes overriding
-    ``PRECISION_PLANS[precision]`` (same keys; for experiments such as
+    :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes overriding the precision's plan (same
+    keys, :data:`~wbcap.model.precision.PARTS`; for experiments such as
     ``benchmarks/precision_error.py``). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
         raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
+    precision = Precision(precision)
     done = getattr(net, "inference_precision", None)
     if done is not None:
         if done == precision and plan is None:
             return net
-        raise ValueError(f"this network was already converted for {done!r} inference; load it again to convert it "
-                         f"for {precision!r}")
-    plan = {**PRECISION_PLANS[precision], **(plan or {})}
-    unknown = set(plan) - set(PRECISION_PLANS["exact"])
+        raise ValueError(f"this network was already converted for {str(done)!r} inference; load it again to convert "
+                         f"it for {str(precision)!r}")
+    plan = {**precision.plan, **(plan or {})}
+    unknown = set(plan) - set(PARTS)
     if unknown:
-        raise ValueError(f"unknown plan parts {sorted(unknown)}; use {sorted(PRECISION_PLANS['exact'])}")
+        raise ValueError(f"unknown plan parts {sorted(unknown)}; use {sorted(PARTS)}")
     device = torch.device(device)
     packed = mkldnn_usable(device)
     if not packed and device.type == "cpu":
@@ -412,7 +403,7 @@ def optimize_for_inference(
     if device.type == "cpu" and torch.bfloat16 in plan.values() and not bf16_supported():
         log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
                     "--precision %s runs in float32 (exact) instead", precision)
-        plan = dict(PRECISION_PLANS["exact"])
+        plan = Precision.EXACT.plan
     net.eval()
     c = net.config
     if chunk is None:

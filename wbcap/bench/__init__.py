@@ -1,0 +1,59 @@
+"""``wbcap bench``: time every stage of the pipeline on this device, count FLOPs, compare with
+the hardware's matmul ceiling.
+
+>>> from wbcap.bench.options import BenchOptions                    # doctest: +SKIP
+>>> from wbcap.bench.report import print_report                     # doctest: +SKIP
+>>> from wbcap.bench.stages import run_bench                        # doctest: +SKIP
+>>> report = run_bench(BenchOptions(config="small", device="cpu"))  # doctest: +SKIP
+>>> report["batches"][0]["crops_per_s"]                              # doctest: +SKIP
+
+What is measured (every timing is the median of ``repeats`` runs after ``warmup`` untimed runs;
+on CUDA ``torch.cuda.synchronize()`` brackets every timed region; the network runs under
+``torch.inference_mode()`` in the Pipeline's form for each precision: ``exact`` and ``fast``
+fused (:mod:`wbcap.model.fused`), ``bf16`` / ``fp16`` unfused under autocast):
+
+* ``encode``: :class:`wbcap.io.video_writer.VideoWriter` (H.264) writing ``frames`` frames; without
+  ``video`` the written clip (synthetic frames from :func:`wbcap.testing.images.person_image`,
+  ``frame_size``) is the input of the next stage.
+* ``decode``: PyAV through :func:`wbcap.io.video_reader.open_frames`, ``frames`` frames (open included).
+* ``detect``: every available person detector on the same (first) frame, each its own stage:
+  ``detect.hog`` (OpenCV HOG, always) and ``detect.yolox-nano`` (``detect.yolox`` for another
+  export) when a YOLOX model is available: ``--detector-model FILE`` or the installed default
+  (``wbcap weights fetch yolox-nano``; the benchmark never downloads). Each gives people found,
+  the size the detector scans (HOG's first pyramid level, YOLOX's letterboxed input), runtime and
+  threads as the pipeline runs them (HOG: OpenCV's threads; YOLOX: onnxruntime, 1 thread).
+  Without YOLOX, ``detectors["yolox_missing"]`` says so with the fix. ``detect`` itself repeats
+  the detector ``--detector auto`` would use among them (YOLOX when measured): its boxes feed
+  ``crop`` and the end-to-end estimate. ``--detect-only`` runs this stage alone.
+* ``crop``: :meth:`wbcap.pipeline.Pipeline.crop` of every detected box of that frame.
+* ``regressor``: network + SMPL-X (``WholeBodyRegressor``) on a device tensor of B crops, for
+  every precision and batch size (``batches``, one row each); the ``stages`` entry is the first
+  precision's batch size with the most crops/s. Host -> device copy and the per-person numpy
+  conversion are not included.
+* ``precision_error`` (when ``exact`` and another precision are both measured): on the first
+  frame's crop, the largest vertex distance (m) and box-corner distance (crop pixels, 512x384)
+  of each other precision from ``exact``, with the weights in use.
+* ``smplx``: the SMPL-X layer alone, at the largest batch size.
+* ``render``: :func:`wbcap.export.render.render_meshes` of one person over the frame.
+
+FLOPs (``flops``) are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one crop
+(network + SMPL-X; 2 FLOPs per multiply-add), with a breakdown by module. The full-size model
+costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dense matmul rate
+per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
+bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
+the ceiling of its precision's main dtype (:data:`~wbcap.bench.ceiling.CEILING_OF`: exact -> fp32, fast and bf16 ->
+bf16, fp16 -> fp16) measured again right before and right after that row (their mean), so both
+numbers of the ratio come from the same moments on a shared machine; ``ratios`` compares it with every ceiling of the
+``ceilings`` table (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too).
+
+Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
+2-core CPU: precisions exact,fast; CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch
+sizes 1,2,4,8,16, 10 repeats, 3 warm-ups. 16 frames of 320x240 for encode/decode, 2048x2048 matmuls (smaller on
+a CPU where a 2048 matmul would take over ~0.4 s, e.g. fp16 without hardware support).
+
+Modules: :mod:`~wbcap.bench.options` (what to measure, defaults, option parsing),
+:mod:`~wbcap.bench.timing` (timed calls, the machine and versions), :mod:`~wbcap.bench.ceiling`
+(FLOP counts and the matmul FLOP/s ceiling), :mod:`~wbcap.bench.detect` (person detectors),
+:mod:`~wbcap.bench.stages` (the model and every stage: :func:`~wbcap.bench.stages.run_bench`),
+:mod:`~wbcap.bench.report` (tables).
+"""

@@ -1,0 +1,150 @@
+"""FLOPs of the regressor and the device's dense matmul FLOP/s ceiling per dtype."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Any
+
+from wbcap.bench.timing import sync_fn, time_call
+
+#: Module groups of the FLOP breakdown, in display order.
+FLOP_GROUPS = ("body_backbone", "hand_backbone", "face_backbone", "box_net", "heads", "smplx", "other")
+_NET_GROUPS = {
+    "body_backbone": ("backbone",),
+    "hand_backbone": ("hand_roi_net",),
+    "face_backbone": ("face_roi_net",),
+    "box_net": ("box_net",),
+}
+_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: The matmul dtype each network precision is compared with.
+CEILING_OF = {"exact": "fp32", "fast": "bf16", "bf16": "bf16", "fp16": "fp16"}
+
+
+def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
+    """FLOPs of one forward of ``regressor`` (a ``WholeBodyRegressor`` or a ``Hand4Whole``) on
+    ``batch`` crops, per crop, with a breakdown by module group (:data:`FLOP_GROUPS`).
+
+    Counted with ``FlopCounterMode`` on a real (random, in [0, 1]) input: the network's RoIAlign
+    needs concrete box values, so the meta device cannot be used. RoIAlign is resampling, not
+    model arithmetic, and runs outside the counter (torchvision's kernel is not counted by it;
+    wbcap's matrix form, :mod:`wbcap.crop.roi_align`, would add ~1.2 GFLOPs per crop of
+    interpolation matrix products). Returns ``per_crop``, ``network_per_crop``, ``breakdown``
+    (group -> FLOPs per crop), ``by_operator``.
+    """
+    import torch
+    from torch.utils._python_dispatch import _disable_current_modes
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from wbcap.model.hand4whole import Hand4Whole
+
+    net = regressor if isinstance(regressor, Hand4Whole) else regressor.net
+    if device is None:
+        device = next(net.parameters()).device
+    h, w = net.config.input_img_shape
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(batch, 3, h, w, generator=g).to(device)
+    counter = FlopCounterMode(display=False, depth=None)
+    saved = [(m, m.roi_align) for m in (net.hand_roi_net, net.face_roi_net)]
+
+    def uncounted(fn):
+        def run(*args, **kwargs):
+            with _disable_current_modes():
+                return fn(*args, **kwargs)
+
+        return run
+
+    for m, fn in saved:
+        m.roi_align = uncounted(fn)
+    try:
+        with counter, torch.inference_mode():
+            regressor(img)
+    finally:
+        for m, fn in saved:
+            m.roi_align = fn
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    total = int(counter.get_total_flops())
+    root = type(regressor).__name__
+    net_prefix = root if regressor is net else f"{root}.net"
+    breakdown = {k: 0 for k in FLOP_GROUPS}
+    for group, children in _NET_GROUPS.items():
+        breakdown[group] = sum(int(counts.get(f"{net_prefix}.{c}", 0)) for c in children)
+    network_total = int(counts.get(net_prefix, 0))
+    breakdown["heads"] = network_total - sum(breakdown[k] for k in _NET_GROUPS)
+    if regressor is not net:
+        breakdown["smplx"] = int(counts.get(f"{root}.body", 0))
+    breakdown["other"] = total - sum(breakdown.values())
+    by_op: dict[str, int] = {}
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op).split(".")[1] if str(op).startswith("aten.") else str(op)
+        by_op[name] = by_op.get(name, 0) + int(n)
+    return {
+        "batch": batch,
+        "per_crop": total / batch,
+        "network_per_crop": network_total / batch,
+        "breakdown": {k: v / batch for k, v in breakdown.items()},
+        "by_operator": {k: v / batch for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+        "counter": "torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-add)",
+    }
+
+
+def ceiling_precisions(device, precisions: tuple[str, ...] = ("exact",)) -> tuple[str, ...]:
+    """Which matmul dtypes to measure: fp32, bf16 (+ fp16 when a precision needs it) on CPU;
+    fp32, tf32, bf16, fp16 on CUDA."""
+    if device.type == "cuda":
+        return ("fp32", "tf32", "bf16", "fp16")
+    names = ["fp32", "bf16"]
+    for p in precisions:
+        if CEILING_OF.get(p, p) not in names:
+            names.append(CEILING_OF.get(p, p))
+    return tuple(names)
+
+
+def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
+                   max_seconds_per_matmul: float = 0.4) -> dict[str, Any]:
+    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``) for ``precision``.
+
+    On CPU the size is halved (down to 256) while a first small probe predicts more than
+    ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
+    CPUs) does not take minutes; the size used is reported.
+    """
+    import torch
+
+    dtype = getattr(torch, _DTYPES[precision])
+    sync = sync_fn(device)
+    n = int(size)
+    if device.type == "cpu":
+        probe = 256
+        a = torch.randn(probe, probe, dtype=dtype)
+        a @ a
+        t0 = time.perf_counter()
+        a @ a
+        rate = 2 * probe**3 / max(time.perf_counter() - t0, 1e-9)
+        while n > 256 and 2 * n**3 / rate > max_seconds_per_matmul:
+            n //= 2
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    tf32_ctx = contextlib.nullcontext()
+    if device.type == "cuda":
+        tf32_ctx = _cuda_matmul_tf32(precision == "tf32")
+    with tf32_ctx, torch.inference_mode():
+        runs = time_call(lambda: a @ b, repeats, warmup, sync)
+    med = statistics.median(runs)
+    return {"size": n, "median_s": med, "repeats": len(runs), "flops_per_s": 2 * n**3 / med, "dtype": str(dtype)}
+
+
+@contextlib.contextmanager
+def _cuda_matmul_tf32(enabled: bool):
+    """TF32 on/off for float32 CUDA matmuls inside the block, restored after (through
+    :mod:`wbcap.model.device`: the pipeline's exact mode uses the same settings API, and torch
+    refuses to mix it with the legacy ``allow_tf32`` flags)."""
+    from wbcap.model.device import get_tf32, set_tf32
+
+    saved = get_tf32()
+    set_tf32(matmul=enabled)
+    try:
+        yield
+    finally:
+        set_tf32(*saved)

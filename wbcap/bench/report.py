@@ -1,0 +1,167 @@
+"""``wbcap bench``'s tables: a report (:func:`wbcap.bench.stages.run_bench`) printed with rich."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def describe_model(desc: dict[str, Any]) -> str:
+    """One line: which weights and which body model were used."""
+    if desc["weights"] == "checkpoint":
+        w = f"checkpoint {desc['checkpoint']}"
+    else:
+        w = f"random weights, --config {desc['config_name']}"
+    body = "synthetic SMPL-X (real model not found)" if desc["body_model_synthetic"] else f"SMPL-X {desc['body_model']}"
+    return f"{desc['depths']}; {w}; {body}"
+
+
+def _si(value: float, unit: str = "") -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 10 else f"{seconds:.3g} s"
+
+
+def detector_notes(stage: dict[str, Any]) -> str:
+    """One line about a ``detect.*`` stage: people found, frame -> scanned size, runtime, threads."""
+    parts = [f"{stage['detector']}: {stage['people']} found"]
+    size, scanned = stage.get("size"), stage.get("input_size")
+    if size and scanned:
+        parts.append(f"{size[0]}x{size[1]} -> input {scanned[0]}x{scanned[1]}")
+    elif size:
+        parts.append(f"{size[0]}x{size[1]}")
+    if "runtime" in stage:
+        threads = stage.get("threads")
+        parts.append(f"{stage['runtime']}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
+    return ", ".join(parts)
+
+
+def detect_summary(report: dict[str, Any]) -> list[str]:
+    """Lines comparing the detectors' cost per frame, and the missing-YOLOX line with its fix."""
+    info = report.get("detectors")
+    if not info:
+        return []
+    times = {name: report["stages"][name]["per_item_s"] for name in info["stages"] if name in report["stages"]}
+    lines = []
+    if len(times) > 1:
+        hog = times.get("detect.hog")
+        parts = []
+        for name, t in times.items():
+            text = f"{name[len('detect.'):]} {t * 1e3:.3g} ms/frame"
+            if hog and name != "detect.hog" and t > 0:
+                ratio = hog / t
+                text += f" ({ratio:.3g}x {'faster' if ratio >= 1 else 'slower'} than hog)"
+            parts.append(text)
+        lines.append("detection per frame: " + " vs ".join(parts))
+    if info.get("yolox_missing"):
+        lines.append(info["yolox_missing"])
+    return lines
+
+
+def print_report(report: dict[str, Any], console=None) -> None:
+    """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown (those a
+    ``--detect-only`` report lacks are left out)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    dev, ver, model = report["device"], report["versions"], report.get("model")
+    settings = report["settings"]
+    console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)
+    console.print(
+        "[bold]versions[/]: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v), highlight=False)
+    if model is not None:
+        console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False)
+    src = report["input"]
+    what = (f"precisions {', '.join(settings['precisions'])}; " if model is not None else "detectors only; ")
+    console.print(
+        f"[bold]input[/]: {'synthetic clip' if src['synthetic'] else src['video']} {src['width']}x{src['height']}, "
+        f"{src['frames']} frame{'s' if src['frames'] != 1 else ''}; {what}median of {settings['repeats']} "
+        f"(+{settings['warmup']} warm-up)", highlight=False)
+
+    detectors = report.get("detectors") or {}
+    stages = Table(title="Stages", title_justify="left")
+    for col in ("stage", "median / call", "items", "per item", "throughput", "notes"):
+        stages.add_column(col, justify="left" if col in ("stage", "notes") else "right")
+    for name, s in report["stages"].items():
+        if name == "detect" and detectors.get("used") in report["stages"]:
+            continue  # the same measurement as its detect.<name> row
+        notes = []
+        if "batch_size" in s:
+            notes.append(f"batch {s['batch_size']}")
+        if "detector" in s:
+            notes.append(detector_notes(s))
+            if name == detectors.get("used") and "crop" in report["stages"]:
+                notes.append("feeds crop")
+        for key in ("backend", "codec"):
+            if key in s:
+                notes.append(str(s[key]))
+        if "size" in s and "detector" not in s:
+            notes.append("x".join(str(v) for v in s["size"]))
+        stages.add_row(name, _ms(s["median_s"]), str(s["items"]), _ms(s["per_item_s"]),
+                       f"{s['throughput']:.4g} {s['throughput_unit']}", ", ".join(notes))
+    console.print(stages)
+    for line in detect_summary(report):
+        console.print(line, highlight=False, markup=False)
+    if "estimate" not in report:
+        _print_tail(report, console)
+        return
+    console.print(f"estimated end to end: {report['estimate']['frames_per_s']:.3g} frames/s "
+                  f"({report['estimate']['assumes']})", highlight=False)
+
+    batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
+                    title_justify="left")
+    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling"]
+    cuda_mem = any("cuda_max_memory_allocated_bytes" in b for b in report["batches"])
+    if cuda_mem:
+        cols.append("CUDA peak")
+    for col in cols:
+        batches.add_column(col, justify="right")
+    for b in report["batches"]:
+        row = [b["precision"], str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}",
+               f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}"]
+        if cuda_mem:
+            row.append(_si(b.get("cuda_max_memory_allocated_bytes", 0), "B"))
+        batches.add_row(*row)
+    console.print(batches)
+    for prec, e in report.get("precision_error", {}).items():
+        console.print(f"{prec} vs exact on {e['input']}: max vertex distance {1000 * e['max_vertex_distance_m']:.3g} mm, "
+                      f"max box corner distance {e['max_box_corner_distance_px']:.3g} px", highlight=False)
+
+    ceil = Table(title="Matmul ceiling", title_justify="left")
+    for col in ("dtype", "size", "median", "GFLOP/s", "best achieved / this ceiling"):
+        ceil.add_column(col, justify="right")
+    for p, c in report["ceilings"].items():
+        rows = [b for b in report["batches"] if b["ceiling_precision"] == p]
+        best = max(rows, key=lambda b: b["flops_per_s"]) if rows else None
+        ceil.add_row(p, f"{c['size']}", _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
+                     f"{100 * best['ratios'][p]:.1f} % ({best['precision']}, batch {best['batch_size']})" if best else "-")
+    console.print(ceil)
+
+    flops = report["flops"]
+    ft = Table(title="FLOPs per crop", title_justify="left")
+    for col in ("module", "GFLOP", "share"):
+        ft.add_column(col, justify="left" if col == "module" else "right")
+    for k, v in flops["breakdown"].items():
+        if k == "other" and abs(v) < 1:
+            continue
+        ft.add_row(k.replace("_", " "), f"{v / 1e9:.3f}", f"{100 * v / flops['per_crop']:.1f} %")
+    ft.add_row("[bold]total[/]", f"{flops['per_crop'] / 1e9:.3f}", "100 %")
+    console.print(ft)
+    _print_tail(report, console)
+
+
+def _print_tail(report: dict[str, Any], console) -> None:
+    """Memory, elapsed time and notes."""
+    mem = report["memory"]
+    line = f"peak RSS {_si(mem['peak_rss_bytes'], 'B')}"
+    if "cuda_max_memory_allocated_bytes" in mem:
+        line += f", CUDA max allocated {_si(mem['cuda_max_memory_allocated_bytes'], 'B')}"
+    console.print(line + f"; benchmark took {report['elapsed_s']:.1f} s", highlight=False)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", highlight=False)

@@ -1,0 +1,368 @@
+"""The benchmark run: the model (:meth:`wbcap.pipeline.Pipeline.from_config` with the synthetic
+fallback), frames, and every stage timed (:func:`run_bench`; see :mod:`wbcap.bench`)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from wbcap.bench.ceiling import CEILING_OF, ceiling_precisions, count_flops, matmul_ceiling
+from wbcap.bench.detect import bench_detectors
+from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
+from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call, versions
+
+
+def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, source=None):
+    """(Pipeline, model description, FLOP count or None) for ``opts`` on ``device`` in
+    ``precision``; see :class:`~wbcap.bench.options.BenchOptions`. Built by
+    :meth:`Pipeline.from_config <wbcap.pipeline.Pipeline.from_config>` with the synthetic
+    fallback (``opts.config``: random weights of that architecture, heads as drawn). With
+    ``flops`` the FLOPs are counted (:func:`~wbcap.bench.ceiling.count_flops`) on the network
+    before it is converted to its inference form. ``source``: the
+    :class:`~wbcap.pipeline.ModelSource` of an earlier build, to load the same files again (and
+    not warn about stand-ins twice)."""
+    import dataclasses
+
+    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.errors import InputError
+    from wbcap.pipeline import Pipeline
+
+    if opts.config is not None and opts.checkpoint is not None:
+        raise InputError(f"config {opts.config!r} (random weights) and checkpoint {opts.checkpoint} exclude each "
+                         "other; pass one")
+    if opts.config is not None and opts.config not in CONFIGS:
+        raise InputError(f"config {opts.config!r}: use one of {', '.join(CONFIGS)}")
+    cfg = PipelineConfig(
+        model=ModelConfig(**SMALL_DEPTHS) if opts.config == "small" else ModelConfig(),
+        body=BodyModelConfig(path=opts.body_models, gender=opts.gender, allow_pickle=opts.allow_pickle),
+        checkpoint=opts.checkpoint, device=str(device), batch_size=max(opts.batch_sizes or (1,)), precision=precision,
+    )
+    random = opts.config is not None
+    if source is not None:
+        random = source.weights == "random"
+        cfg = dataclasses.replace(cfg, checkpoint=None if source.checkpoint is None else str(source.checkpoint),
+                                  body=dataclasses.replace(cfg.body, path=str(source.body_model)))
+    t0 = time.perf_counter()
+    # Random heads as drawn (not the demo's constant "upright" heads), so every output depends on
+    # the image and the precision comparison measures something.
+    pipe = Pipeline.from_config(cfg, weights="random" if random else "checkpoint", fallback="synthetic",
+                                upright=False, optimize=False)
+    net = pipe.regressor.net
+    n_params = sum(p.numel() for p in net.parameters())
+    t_count = time.perf_counter()
+    counted = count_flops(pipe.regressor, device) if flops else None
+    t0 += time.perf_counter() - t_count  # counting is not part of loading
+    pipe.optimize()
+    src = pipe.source
+    desc: dict[str, Any] = dict(
+        weights="checkpoint" if src.weights == "checkpoint" else "random",
+        checkpoint=None if src.checkpoint is None else str(src.checkpoint),
+        config_name=None if src.weights == "checkpoint" else (opts.config or "full"),
+        body_model=str(src.body_model),
+        body_model_synthetic=src.body_model_synthetic,
+        config=net.config.to_dict(),
+        depths=f"body R{net.config.backbone_depth}, hand R{net.config.hand_backbone_depth}, "
+               f"face R{net.config.face_backbone_depth}",
+        parameters=int(n_params),
+        load_s=time.perf_counter() - t0,
+    )
+    return pipe, desc, counted
+
+
+def _synthetic_frames(n: int, size: tuple[int, int]) -> list:
+    import numpy as np
+
+    from wbcap.testing.images import person_image
+
+    w, h = size
+    base = person_image(w, h, seed=0)
+    return [np.ascontiguousarray(np.roll(base, 2 * i, axis=1)) for i in range(n)]
+
+
+def _input_frames(opts: BenchOptions, work: Path, say: Callable[[str], None],
+                  max_frames: int | None = None) -> tuple[list, Path, bool]:
+    """``(frames, source, synthetic)``: up to ``max_frames`` (default ``opts.frames``) frames of
+    ``opts.video``, or synthetic frames (:func:`_synthetic_frames`) whose clip will be
+    ``work/synthetic.mp4``."""
+    from wbcap.io.video_reader import open_frames
+
+    n = opts.frames if max_frames is None else max_frames
+    if opts.video is not None:
+        src = Path(opts.video).expanduser()
+        say(f"decoding {src.name}")
+        frames = [f.image for f in open_frames(src, max_frames=n)]
+        if not frames:
+            from wbcap.errors import InputError
+
+            raise InputError(f"{src}: no frame could be decoded")
+        return frames, src, False
+    return _synthetic_frames(n, opts.frame_size), work / "synthetic.mp4", True
+
+
+def _stage_dicts(stages: dict[str, Timing], detect_timings: dict[str, Timing]) -> dict[str, dict[str, Any]]:
+    """The report's ``stages``: :data:`STAGES` that were measured, in order, each detector's own
+    ``detect.<name>`` entry right after ``detect`` (which repeats the detector feeding ``crop``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in STAGES:
+        if name in stages:
+            out[name] = stages[name].to_dict()
+        if name == "detect":
+            out.update((k, t.to_dict()) for k, t in detect_timings.items())
+    return out
+
+
+def _run_detect_only(opts: BenchOptions, device, report: dict[str, Any], say: Callable[[str], None],
+                     t_start: float) -> dict[str, Any]:
+    """``--detect-only``: time the person detectors on the first frame, nothing else (no network,
+    no matmul ceiling); ``report`` has no ``model``, ``flops``, ``ceilings``, ``batches`` nor
+    ``estimate``."""
+    with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
+        frames, src, synthetic = _input_frames(opts, Path(tmp), say, max_frames=1)
+    h, w = frames[0].shape[:2]
+    report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
+                       "width": w, "height": h, "frames": len(frames)}
+    say("detect")
+    timings, _, report["detectors"] = bench_detectors(frames[0], report["settings"]["repeats"],
+                                                      report["settings"]["warmup"], opts.detector_model,
+                                                      device=str(device))
+    report["stages"] = _stage_dicts({"detect": timings[report["detectors"]["used"]]}, timings)
+    report["memory"] = {"peak_rss_bytes": peak_rss_bytes()}
+    report["elapsed_s"] = time.perf_counter() - t_start
+    return report
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every measurement and return the report (a JSON-ready dict; see module docstring).
+
+    ``progress`` receives a short line before each step.
+    """
+    import numpy as np
+    import torch
+
+    from wbcap.crop.bbox import crops_to_tensor
+    from wbcap.detect.base import Detection
+    from wbcap.errors import InputError
+    from wbcap.export.render import render_backend, render_meshes
+    from wbcap.io.video_reader import open_frames
+    from wbcap.io.video_writer import VideoWriter
+    from wbcap.model.device import resolve_device
+    from wbcap.model.precision import Precision
+
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    precisions = tuple(dict.fromkeys(Precision.parse(p) for p in opts.precisions))
+    if not precisions:
+        raise InputError("name at least one precision to benchmark")
+    if opts.frames < 1:
+        raise InputError(f"frames {opts.frames}: must be >= 1")
+    device = resolve_device(opts.device)
+    defaults = CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    batch_sizes = tuple(sorted(set(opts.batch_sizes or defaults["batch_sizes"])))
+    repeats = int(opts.repeats if opts.repeats is not None else defaults["repeats"])
+    warmup = int(opts.warmup if opts.warmup is not None else defaults["warmup"])
+    if repeats < 1 or warmup < 0 or min(batch_sizes) < 1:
+        raise InputError("repeats must be >= 1, warm-up runs >= 0 and batch sizes >= 1")
+    opts = BenchOptions(**{**asdict(opts), "precisions": precisions, "batch_sizes": batch_sizes, "repeats": repeats,
+                           "warmup": warmup})
+    sync = sync_fn(device)
+    cuda = device.type == "cuda"
+
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "versions": versions(),
+        "device": device_info(device),
+        "settings": {
+            "precision": precisions[0].value,
+            "precisions": [p.value for p in precisions],
+            "batch_sizes": list(batch_sizes),
+            "repeats": repeats,
+            "warmup": warmup,
+            "frames": opts.frames,
+            "frame_size": list(opts.frame_size),
+            "matmul_size": opts.matmul_size,
+            "statistic": "median",
+        },
+        "notes": [],
+    }
+    if opts.detect_only:
+        report["settings"]["stages"] = ["detect"]
+        return _run_detect_only(opts, device, report, say, t_start)
+    with tempfile.TemporaryDirectory(prefix="wbcap_bench_") as tmp:
+        work = Path(tmp)
+        say(f"loading the model ({precisions[0]})")
+        pipe, model, flops = bench_pipeline(opts, device, precisions[0], flops=True)
+        source = pipe.source  # the same files (or stand-ins) for every precision
+        report["model"] = model
+        regressor = pipe.regressor
+
+        say("matmul ceiling")
+        report["ceilings"] = {
+            p: matmul_ceiling(device, p, opts.matmul_size, repeats=max(3, repeats), warmup=max(1, warmup))
+            for p in ceiling_precisions(device, precisions)
+        }
+        report["flops"] = flops
+        stages: dict[str, Timing] = {}
+
+        # -- frames: encode (a synthetic clip doubles as the decode input), decode ------------
+        frames, src, synthetic = _input_frames(opts, work, say)
+        h, w = frames[0].shape[:2]
+        report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
+                           "width": w, "height": h, "frames": len(frames)}
+        enc_path = work / "encode.mp4"
+
+        def encode() -> None:
+            with VideoWriter(enc_path, w, h, 30) as writer:
+                for frame in frames:
+                    writer.write(frame)
+
+        say("encode")
+        stages["encode"] = Timing(time_call(encode, repeats, min(warmup, 1)), len(frames), "frame",
+                                  {"codec": "libx264", "size": [w, h]})
+        if synthetic:
+            enc_path.replace(src)
+
+        def decode() -> int:
+            return sum(1 for _ in open_frames(src, max_frames=opts.frames))
+
+        say("decode")
+        n_decoded = decode()
+        stages["decode"] = Timing(time_call(decode, repeats, min(warmup, 1)), n_decoded, "frame", {"size": [w, h]})
+
+        # -- detect (every available detector on the same frame), crop ----------------------
+        image = frames[0]
+        say("detect")
+        detect_timings, found, report["detectors"] = bench_detectors(
+            image, repeats, warmup, opts.detector_model, device=str(device))
+        used = report["detectors"]["used"]
+        stages["detect"] = detect_timings[used]
+        dets = found[used]
+        if not dets:
+            report["notes"].append(f"{stages['detect'].extra['detector']} found nobody in the frame; "
+                                   "the whole frame is used as the person box")
+            dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0)]
+        say("crop")
+        jobs = pipe.crop(image, dets, source="bench", strict=False)
+        if not jobs:
+            jobs = pipe.crop(image, [Detection((0.0, 0.0, float(w), float(h)), 1.0)], source="bench")
+        stages["crop"] = Timing(time_call(lambda: pipe.crop(image, dets, "bench", strict=False), repeats, warmup),
+                                len(jobs), "crop")
+
+        # -- regressor at every precision and batch size ---------------------------------------
+        patch = jobs[0].patch
+        batches = []
+        best: Timing | None = None
+        outputs: dict[str, Any] = {}
+        for prec in precisions:
+            if prec != precisions[0]:
+                say(f"loading the model ({prec})")
+                del pipe, regressor
+                pipe, _, _ = bench_pipeline(opts, device, prec, source=source)
+                regressor = pipe.regressor
+            ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
+            with torch.inference_mode(), pipe.inference_context():
+                out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
+                outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
+                                 "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
+            prec_best: Timing | None = None
+            for bs in batch_sizes:
+                say(f"regressor, {prec}, batch {bs}")
+                x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
+                if cuda:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+
+                def forward(x=x, regressor=regressor, autocast=pipe.inference_context) -> None:
+                    with torch.inference_mode(), autocast():
+                        regressor(x)
+
+                oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
+                # The ceiling again, right before and right after this row: on a shared machine the
+                # available FLOP/s drift, and a ratio of measurements taken together cancels that.
+                before = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+                try:
+                    runs = time_call(forward, repeats, warmup, sync)
+                except oom:
+                    report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
+                    torch.cuda.empty_cache()
+                    break
+                after = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+                ceiling = {"flops_per_s": (before["flops_per_s"] + after["flops_per_s"]) / 2}
+                t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
+                crops_per_s = bs / t.median_s
+                achieved = crops_per_s * flops["per_crop"]
+                row = {
+                    "precision": prec.value,
+                    "batch_size": bs,
+                    **t.to_dict(),
+                    "crops_per_s": crops_per_s,
+                    "flops_per_s": achieved,
+                    "ceiling_precision": ceiling_name,
+                    "ceiling_flops_per_s": ceiling["flops_per_s"],
+                    "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
+                    "ratio": achieved / ceiling["flops_per_s"],
+                    "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
+                }
+                if cuda:
+                    row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+                batches.append(row)
+                if prec_best is None or t.items / t.median_s > prec_best.items / prec_best.median_s:
+                    prec_best = t
+                del x
+            if best is None:
+                best = prec_best
+        if best is None:
+            raise InputError(f"batch size {batch_sizes[0]} does not fit in CUDA memory; use smaller batch sizes")
+        report["batches"] = batches
+        stages["regressor"] = best
+        if "exact" in outputs and len(outputs) > 1:
+            ref = outputs["exact"]
+            report["precision_error"] = {
+                prec: {
+                    "max_vertex_distance_m": float((o["vertices"] - ref["vertices"]).norm(dim=-1).max()),
+                    "max_box_corner_distance_px": float(
+                        (o["boxes"].reshape(-1, 2, 2) - ref["boxes"].reshape(-1, 2, 2)).norm(dim=-1).max()),
+                    "input": "the first frame's first crop",
+                }
+                for prec, o in outputs.items() if prec != "exact"
+            }
+
+        # -- SMPL-X layer alone, at the largest batch size -------------------------------------
+        bs = batches[-1]["batch_size"]
+        say(f"SMPL-X, batch {bs}")
+        with torch.inference_mode(), pipe.inference_context():
+            params = regressor.net(crops_to_tensor([patch] * bs).to(device))
+
+        def smplx() -> None:
+            with torch.inference_mode(), pipe.inference_context():
+                regressor.body_forward(params)
+
+        stages["smplx"] = Timing(time_call(smplx, repeats, warmup, sync), bs, "crop", {"batch_size": bs})
+
+        # -- render ------------------------------------------------------------------------
+        say("render")
+        person = pipe.regress(jobs[:1])[0]
+        backend = render_backend()
+
+        def render() -> np.ndarray:
+            return render_meshes(image, [person.vertices], pipe.faces, person.focal, person.princpt)
+
+        stages["render"] = Timing(time_call(render, repeats, warmup), 1, "frame",
+                                  {"backend": backend, "size": [w, h], "meshes": 1})
+
+    report["stages"] = _stage_dicts(stages, detect_timings)
+    per_frame = sum(report["stages"][s]["per_item_s"] for s in STAGES if s != "smplx")
+    report["estimate"] = {
+        "frames_per_s": 1.0 / per_frame,
+        "assumes": "one person per frame, stages run one after another, regressor at its best batch size "
+                   "(SMPL-X is part of the regressor)",
+    }
+    report["memory"] = {"peak_rss_bytes": peak_rss_bytes()}
+    if cuda:
+        report["memory"]["cuda_max_memory_allocated_bytes"] = max(
+            (b.get("cuda_max_memory_allocated_bytes", 0) for b in batches), default=0)
+    report["elapsed_s"] = time.perf_counter() - t_start
+    return report

@@ -1,0 +1,143 @@
+"""Detection for ``wbcap run``'s pass 1: frames are decoded and people detected in a background
+thread, so that decoding and detection overlap the network's work on earlier frames.
+
+:func:`open_detector` builds the detector for a video (binding a box file to its frames);
+:class:`DetectionThread` runs it and hands ``(frame, detections)`` over, in frame order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from wbcap.detect.base import Detection
+from wbcap.io.progress import timed
+
+log = logging.getLogger(__name__)
+
+
+def open_detector(
+    spec: str, source: str, info: Any, *, model: str | None, device: Any, score_threshold: float | None,
+    min_height_frac: float | None, offline: bool,
+) -> Any:
+    """:func:`wbcap.detect.factory.make_detector` for the frames of ``source`` (``info``: its
+    :class:`~wbcap.io.video_probe.VideoInfo`). A ``boxes:FILE`` detector is bound to the source's
+    frames (an image sequence's keys may be file names). ``--max-people`` is not passed: it is
+    applied (and counted) by :class:`DetectionThread`."""
+    from wbcap.detect.factory import BoxesFileDetector, make_detector
+
+    detector = make_detector(
+        spec, model=model, device=device, score_threshold=score_threshold,
+        min_height_frac=min_height_frac, offline=offline,
+    )
+    if isinstance(detector, BoxesFileDetector):
+        names = None
+        if info.is_image_sequence:
+            from wbcap.io.images import iter_image_paths  # the same list, in the same order, as the frames
+
+            names = [p.name for p in iter_image_paths(source)]
+        detector.bind(names, info.frame_count)
+    return detector
+
+
+def _detect_thread(
+    frames: Iterable, detector: Any, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
+) -> None:
+    """Producer: decode + detect; puts (frame, detections) then None; exceptions are forwarded.
+
+    Frames with index ``<= skip_until`` (done by an earlier run) are put with ``None`` detections
+    and not detected. Adds seconds to ``timings["decode"]`` and ``timings["detect"]``.
+    """
+    from wbcap.detect.factory import BoxesFileDetector
+
+    try:
+        for frame in timed(frames, timings, "decode"):
+            if stop.is_set():
+                break
+            t1 = time.perf_counter()
+            if frame.index <= skip_until:
+                q.put((frame, None))
+                continue
+            if isinstance(detector, BoxesFileDetector):
+                dets = detector.for_frame(frame.index)
+            else:
+                dets = detector(frame.image)
+            timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
+            q.put((frame, dets))
+        q.put(None)
+    except BaseException as exc:  # re-raised in the consumer
+        q.put(exc)
+
+
+class DetectionThread:
+    """``with DetectionThread(...) as d: for frame, dets in d: ...``: the detections of every
+    frame of ``frames`` (an iterable of :class:`~wbcap.io.video_reader.Frame`), in order.
+
+    ``dets`` is a list of :class:`~wbcap.detect.base.Detection` (image pixels), at most
+    ``max_people`` of them (the detector's first, i.e. highest-scoring, ones), or ``None`` for a
+    frame with index ``<= skip_until`` (done by an earlier run; not detected). An exception of
+    the thread is raised by the iteration. Leaving the block stops the thread. ``maxsize``
+    frames at most wait in the queue. ``timings`` gets ``decode`` and ``detect`` seconds.
+
+    Attributes (for reports): ``current`` the latest frame index handed over (``None`` before
+    the first); ``seen`` every index handed over; ``over_limit``/``frames_over`` the boxes beyond
+    ``max_people`` and the number of frames they were in.
+    """
+
+    def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
+                 max_people: int | None = None, timings: dict[str, float] | None = None) -> None:
+        self.detector = detector
+        self.max_people = max_people
+        self.current: int | None = None
+        self.seen: set[int] = set()
+        self.over_limit = self.frames_over = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(
+            target=_detect_thread, args=(frames, detector, self._queue, self._stop, skip_until,
+                                         {} if timings is None else timings), daemon=True)
+
+    def __enter__(self) -> DetectionThread:
+        self._worker.start()
+        return self
+
+    def __iter__(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            frame, dets = item
+            self.current = frame.index
+            self.seen.add(frame.index)
+            if dets is not None and self.max_people is not None and len(dets) > self.max_people:
+                self.over_limit += len(dets) - self.max_people
+                self.frames_over += 1
+                dets = list(dets)[: self.max_people]
+            yield frame, dets
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        while self._worker.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._worker.join(timeout=0.05)
+
+    def report(self) -> None:
+        """Warn about boxes dropped by ``max_people`` and box-file frames never processed."""
+        from wbcap.detect.factory import BoxesFileDetector
+
+        if self.over_limit:
+            log.warning("dropped %d detected box(es) beyond --max-people %d in %d frame(s) (the lowest-scoring ones); "
+                        "raise --max-people to keep them", self.over_limit, self.max_people, self.frames_over)
+        if isinstance(self.detector, BoxesFileDetector):
+            outside = sorted(set(self.detector.by_frame) - self.seen)
+            if outside:
+                log.warning("%s: %d of %d box-file frames were not processed (outside --start/--end/--every/--max-frames, "
+                            "e.g. frame %d)", self.detector.path, len(outside), len(self.detector.by_frame), outside[0])

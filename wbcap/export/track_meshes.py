@@ -1,0 +1,53 @@
+"""Meshes of ``wbcap run``'s smoothed tracks: posed SMPL-X vertices in the video camera, and
+``meshes/<track>/<frame>.obj`` (``--obj``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.io.progress import Progress
+from wbcap.smooth.track import SmoothedTrack
+
+#: Rows of a track posed per SMPL-X call when writing OBJs.
+OBJ_CHUNK = 64
+
+
+def track_vertices(body: Any, tr: SmoothedTrack, rows: np.ndarray, device: Any) -> np.ndarray:
+    """``(len(rows), V, 3)`` float32 vertices, metres, in the video camera (OpenCV axes) for
+    ``rows`` of one track (``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` on
+    ``device``; eyes at rest)."""
+    import torch
+
+    t = lambda a: torch.as_tensor(a[rows], device=device)  # noqa: E731
+    zeros = torch.zeros(len(rows), 3, device=device)
+    with torch.no_grad():
+        o = body(
+            betas=t(tr.shape), global_orient=t(tr.root_pose), body_pose=t(tr.body_pose), left_hand_pose=t(tr.lhand_pose),
+            right_hand_pose=t(tr.rhand_pose), jaw_pose=t(tr.jaw_pose), expression=t(tr.expr), leye_pose=zeros,
+            reye_pose=zeros,
+        )
+        return (o.vertices + t(tr.cam_trans)[:, None, :]).cpu().numpy()
+
+
+def write_track_objs(folder: Path, tracks: dict[int, SmoothedTrack], body: Any, faces: np.ndarray, device: Any,
+                     progress: Progress | None = None) -> None:
+    """``folder/<track>/<frame:06d>.obj`` for every person-frame of ``tracks`` (``faces``:
+    ``(F, 3)`` vertex indices); reports ``("obj", done, total)`` to ``progress``."""
+    from wbcap.export.obj import write_obj
+
+    total = sum(len(tr.frame) for tr in tracks.values())
+    done = 0
+    for tid, tr in tracks.items():
+        track_folder = folder / f"{tid}"
+        track_folder.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(tr.frame), OBJ_CHUNK):
+            rows = np.arange(start, min(start + OBJ_CHUNK, len(tr.frame)))
+            verts = track_vertices(body, tr, rows, device)
+            for r, v in zip(rows, verts):
+                write_obj(track_folder / f"{int(tr.frame[r]):06d}.obj", v, faces)
+            done += len(rows)
+            if progress:
+                progress("obj", done, total)

@@ -1,0 +1,52 @@
+"""A smoothed track of ``wbcap run`` written as AMASS files: ``track_<id>.npz``, or
+``track_<id>_part<k>.npz`` when gaps longer than ``--max-gap`` split it (format:
+:mod:`wbcap.export.amass`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
+
+log = logging.getLogger(__name__)
+
+
+def write_track_npz(out: Path, tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
+                    gender: str) -> list[Path]:
+    """Write track ``tid`` into the folder ``out``; returns the files written.
+
+    The track is laid on a regular clock of ``rate`` rows per second
+    (:func:`~wbcap.export.amass.regular_clock`; rotations slerped, translation and expression
+    lerped over filled rows); ``max_gap``: seconds; ``body``: the
+    :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on ``device``;
+    ``gender``: written into the file.
+    """
+    import torch
+
+    from wbcap.export.amass import amass_arrays, lerp_rows, regular_clock, slerp_rows, write_amass_npz
+
+    with torch.no_grad():
+        rest = body.rest_root(torch.as_tensor(tr.betas[None], device=device)).cpu().numpy()[0]
+    hands_mean = body.hands_mean()
+    segments = regular_clock(tr.time, rate, max_gap)
+    written = []
+    for k, seg in enumerate(segments):
+        rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
+               for key in ROT_KEYS}
+        arrays = amass_arrays(
+            global_orient=rot["root_pose"], body_pose=rot["body_pose"], jaw_pose=rot["jaw_pose"],
+            left_hand_pose=rot["lhand_pose"], right_hand_pose=rot["rhand_pose"],
+            transl=lerp_rows(tr.cam_trans, seg), betas=tr.betas, expression=lerp_rows(tr.expr, seg),
+            hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
+            frame_indices=np.where(seg.valid, tr.frame[seg.lo], -1), valid=seg.valid, gender=gender,
+        )
+        name = f"track_{tid}.npz" if len(segments) == 1 else f"track_{tid}_part{k + 1}.npz"
+        written.append(write_amass_npz(out / name, arrays))
+    if len(segments) > 1:
+        log.info("track %d has gaps longer than --max-gap %g s: written as %d files (track_%d_part*.npz)",
+                 tid, max_gap, len(segments), tid)
+    return written

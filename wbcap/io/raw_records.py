@@ -1,0 +1,104 @@
+"""Pass 1's record file of ``wbcap run``, ``OUT/.wbcap/raw.jsonl``.
+
+One JSON line per processed frame, in frame order, appended and flushed as frames are done so
+that an interrupted run keeps them (``--resume`` continues after the last complete line)::
+
+    {"frame": 12, "time": 0.48, "size": [W, H],
+     "people": [{"box": [x, y, w, h], "score": s, "crop_box": [x, y, w, h],
+                 "focal": [fx, fy], "princpt": [cx, cy], "params": {"root_pose": [...], ...}}]}
+
+``frame``: index in the source; ``time``: seconds; ``size``: image pixels; ``box``: the detected
+box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
+the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
+the network's SMPL-X parameters, each flattened (``root_pose`` 3, ``body_pose`` 63, ``lhand_pose``
+45, ``rhand_pose`` 45, ``jaw_pose`` 3 axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans``
+3 metres in that camera).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def read_raw(path: Path) -> Iterator[dict]:
+    """Complete records of a raw file (a torn last line from an interrupted run is skipped)."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            yield json.loads(line)
+
+
+def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
+    """Drop a torn last line; return (number of records, last frame index or -1)."""
+    count, last, good_bytes = 0, -1, 0
+    if not path.is_file():
+        return 0, -1
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                last = int(json.loads(line)["frame"])
+            except (ValueError, KeyError):
+                break
+            count += 1
+            good_bytes += len(line)
+    with open(path, "r+b") as f:
+        f.truncate(good_bytes)
+    return count, last
+
+
+def start_raw(path: Path, resume: bool) -> tuple[int, int]:
+    """Get the raw file ready for appending: with ``resume``, keep its complete records (a torn
+    last line is cut off); else delete it. Returns (records kept, last kept frame index or -1)."""
+    done = truncate_to_complete_lines(path) if resume else (0, -1)
+    if not resume and path.exists():
+        path.unlink()
+    return done
+
+
+def person_record(person: Any) -> dict:
+    """One person's entry of a record (a :class:`wbcap.pipeline.Person`: numpy arrays in)."""
+    return {
+        "box": [float(v) for v in person.box],
+        "score": float(person.score),
+        "crop_box": [float(v) for v in person.crop_box],
+        "focal": [float(v) for v in person.focal],
+        "princpt": [float(v) for v in person.princpt],
+        "params": {k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in person.params.items()},
+    }
+
+
+class RawWriter:
+    """Appends records to a raw file (a context manager; the file is fsynced when the block
+    ends without an exception)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> RawWriter:
+        self._file = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]]) -> None:
+        """Write one record per ``(frame index, time s, [W, H], people)`` and flush."""
+        for index, ftime, size, people in frames:
+            rec = {"frame": index, "time": ftime, "size": size, "people": [person_record(p) for p in people]}
+            self._file.write(json.dumps(rec) + "\n")
+        self._file.flush()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()

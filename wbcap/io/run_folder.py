@@ -1,0 +1,114 @@
+"""The output folder ``OUT`` of ``wbcap run``: its layout, the settings a resumed run must
+match, and making it ready for a run.
+
+Layout::
+
+    OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`)
+    OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
+    OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`)
+    OUT/track_<id>.npz        AMASS files, or track_<id>_part<k>.npz (:mod:`wbcap.export.track_npz`)
+    OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
+    OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
+
+Every output file is written under a hidden temporary name (``.params.tmp-*``...) and renamed
+when complete (:mod:`wbcap.atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from wbcap.errors import InputError
+
+RUN_DIR = ".wbcap"
+RAW_FILE = "raw.jsonl"
+RUN_FILE = "run.json"
+PARAMS_FILE = "params.jsonl"
+RENDER_FILE = "render.mp4"
+MESHES_DIR = "meshes"
+
+
+def raw_path(out: Path) -> Path:
+    """``OUT/.wbcap/raw.jsonl``."""
+    return out / RUN_DIR / RAW_FILE
+
+
+def fingerprint(source: str, settings: dict) -> dict:
+    """What pass 1's results depend on: the source file (resolved path, size in bytes, mtime
+    in whole seconds; the path as given when it is no file, e.g. a glob) and ``settings``
+    (JSON-able values). Returned as it reads back from ``run.json`` (tuples become lists)."""
+    src = Path(source).expanduser()
+    stat = src.stat() if src.exists() else None
+    fp = {
+        "source": str(src.resolve()) if src.exists() else source,
+        "source_size": stat.st_size if stat else None,
+        "source_mtime": int(stat.st_mtime) if stat else None,
+        **settings,
+    }
+    return json.loads(json.dumps(fp))
+
+
+def _our_outputs(out: Path) -> list[Path]:
+    """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
+    names = [RUN_DIR, PARAMS_FILE, RENDER_FILE, MESHES_DIR]
+    found = [out / n for n in names if (out / n).exists()]
+    temps = [p for stem in ("params", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
+    return found + sorted(out.glob("track_*.npz")) + sorted(temps)
+
+
+def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
+    """Create/check OUT: refuse a folder holding another run unless ``overwrite`` or ``resume``.
+
+    ``fp`` is the run's :func:`fingerprint`: written to ``.wbcap/run.json``; with ``resume`` the
+    one there must equal it. ``overwrite`` deletes only what a wbcap run wrote.
+    """
+    run_dir = out / RUN_DIR
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; pass an output folder with -o")
+    existing = [p for p in out.iterdir()] if out.is_dir() else []
+    if existing:
+        if resume:
+            run_file = run_dir / RUN_FILE
+            if not run_file.is_file():
+                raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop --resume or use --overwrite")
+            previous = json.loads(run_file.read_text())
+            if previous != fp:
+                diff = sorted(k for k in fp if previous.get(k) != fp.get(k))
+                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); use --overwrite to start over")
+            return out
+        ours = _our_outputs(out)
+        others = [p for p in existing if p not in ours]
+        if others:
+            # --overwrite only ever deletes what a wbcap run wrote: never advise it here.
+            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); choose another -o folder "
+                             "(a new or empty one)")
+        if not overwrite:
+            raise InputError(
+                f"{out} holds a previous wbcap run (e.g. {existing[0].name}); pass --overwrite to replace it, "
+                "--resume to continue it, or choose another -o folder"
+            )
+        for p in ours:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); choose another -o folder") from None
+    from wbcap.atomic import atomic_write_text
+
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))
+    return out
+
+
+def remove_stale_outputs(out: Path, written_npz: set[Path], render: bool) -> None:
+    """After pass 2 wrote ``params.jsonl`` and the ``written_npz`` files: delete what an earlier
+    pass 2 of this folder (``--resume`` with other settings) left that this one does not
+    rewrite: other ``track_*.npz``, ``meshes/`` (rewritten afterwards with --obj) and, without
+    ``render``, ``render.mp4``."""
+    for stale in sorted(set(out.glob("track_*.npz")) - written_npz):
+        stale.unlink()
+    if (out / MESHES_DIR).is_dir():
+        shutil.rmtree(out / MESHES_DIR)
+    if not render and (out / RENDER_FILE).exists():
+        (out / RENDER_FILE).unlink()

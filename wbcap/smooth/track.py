@@ -1,0 +1,116 @@
+"""One tracked person of ``wbcap run`` moved into the video's camera and smoothed (pass 2, step 2).
+
+Each person-frame's ``cam_trans`` comes out of the network in its own box's camera;
+:func:`smoothed_track` moves it into the one camera of the whole video
+(:func:`wbcap.camera.shared_camera_translation`) and smooths the track over time
+(:func:`wbcap.smooth.sequence.smooth_track`), giving a :class:`SmoothedTrack` of arrays that the
+writers of :mod:`wbcap.export` read. :func:`clock_rate` picks the rate of the AMASS files' clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wbcap.smooth.sequence import SmoothConfig
+from wbcap.track.collect import Track
+
+#: The rotation parameters of a person (axis-angle) and their number of joints, in the order of
+#: SMPL-X's parameters (``root_pose`` = ``global_orient``).
+ROT_KEYS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+ROT_SIZES = (1, 21, 15, 15, 1)
+
+
+@dataclass
+class SmoothedTrack:
+    """A track in the video camera, smoothed: N person-frames in frame order (float32 unless said).
+
+    Rotations are axis-angle, radians, hand poses relative to the hand mean (Hand4Whole's
+    ``flat_hand_mean=False``); translations metres in the OpenCV camera frame of the video
+    camera (x right, y down, z forward).
+    """
+
+    frame: np.ndarray  # (N,) int64 source frame indices
+    time: np.ndarray  # (N,) float64 seconds
+    box: np.ndarray  # (N, 4) detected box (x, y, w, h), image pixels
+    root_pose: np.ndarray  # (N, 3)
+    body_pose: np.ndarray  # (N, 63)
+    lhand_pose: np.ndarray  # (N, 45)
+    rhand_pose: np.ndarray  # (N, 45)
+    jaw_pose: np.ndarray  # (N, 3)
+    shape: np.ndarray  # (N, B) betas, the same in every row (shape is held per track)
+    expr: np.ndarray  # (N, E) expression coefficients
+    cam_trans: np.ndarray  # (N, 3) SMPL-X translation, metres
+    betas: np.ndarray  # (B,) the track's betas
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def param(self, key: str) -> np.ndarray:
+        """A parameter by its ``params.jsonl`` name (one of :data:`ROT_KEYS`, ``shape``, ``expr``,
+        ``cam_trans``)."""
+        return getattr(self, key)
+
+
+def clock_rate(times: list[float], nominal: float) -> float:
+    """Rows per second of the AMASS clock: the nominal rate (source rate / ``--every``) when the
+    processed frames follow it (median interval within 1 %; a few dropped frames do not change
+    it), else their average rate (variable-frame-rate footage, whose container may declare a
+    nominal rate the frames do not have). ``times``: seconds, increasing."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return nominal
+    median_rate = 1.0 / float(np.median(np.diff(times)))
+    if abs(median_rate - nominal) <= 0.01 * nominal:
+        return nominal
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def smoothed_track(
+    track: Track, config: SmoothConfig, body: Any, device: Any, focal: float, princpt: tuple[float, float]
+) -> SmoothedTrack:
+    """One track's parameters moved into the video camera and smoothed.
+
+    Each person-frame's ``cam_trans`` is in its own box's camera (``track.focal`` (N,),
+    ``track.princpt`` (N, 2), pixels); :func:`wbcap.camera.shared_camera_translation` moves it so
+    the pelvis keeps its pixel and apparent size under the video camera (``focal``, ``princpt``,
+    pixels). ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (its rest pelvis), on
+    ``device``.
+    """
+    import torch
+
+    from wbcap.camera import shared_camera_translation_np
+    from wbcap.smooth.sequence import smooth_track
+
+    params = {k: np.asarray([p[k] for p in track.params], np.float32) for k in track.params[0]}
+    with torch.no_grad():
+        rest = body.rest_root(torch.as_tensor(params["shape"], device=device)).cpu().numpy()
+    trans = shared_camera_translation_np(
+        params["cam_trans"], rest, np.asarray(track.focal), np.asarray(track.princpt), focal, princpt
+    )
+    poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
+    t = np.asarray(track.time, np.float64)
+    poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, config, extras={"expr": params["expr"]})
+    split = np.cumsum(ROT_SIZES)[:-1]
+    rotations = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
+    return SmoothedTrack(
+        frame=np.asarray(track.frame, np.int64),
+        time=t,
+        box=np.asarray(track.box, np.float32),
+        **rotations,
+        shape=np.repeat(np.asarray(betas_s, np.float32)[None], len(t), 0),
+        expr=np.asarray(extras["expr"], np.float32),
+        cam_trans=np.asarray(trans_s, np.float32),
+        betas=np.asarray(betas_s, np.float32),
+    )
+
+
+def rows_by_frame(tracks: dict[int, SmoothedTrack]) -> dict[int, list[tuple[int, int]]]:
+    """``{frame index: [(track id, row in that track), ...]}`` for every person-frame of
+    ``tracks`` (in the order of ``tracks``, then rows)."""
+    by_frame: dict[int, list[tuple[int, int]]] = {}
+    for tid, tr in tracks.items():
+        for row, f in enumerate(tr.frame):
+            by_frame.setdefault(int(f), []).append((tid, row))
+    return by_frame

@@ -1,0 +1,159 @@
+"""Tracks of a ``wbcap run`` raw file (pass 2, step 1): every frame's boxes linked into tracks
+(:class:`~wbcap.track.iou_tracker.IoUTracker`), each track's person-frames gathered, and
+the losses (short, static, untracked) counted and reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wbcap.io.raw_records import read_raw
+from wbcap.track.iou_tracker import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+
+def frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
+    """``{frame index: time}`` of every record of the raw file, times strictly increasing.
+
+    Runs from this version record repaired times already; a raw file of an older run may hold
+    repeated or backward times, which get the decoder's rule (:func:`wbcap.io.frame_times.retime`).
+    """
+    from wbcap.io.frame_times import retime
+
+    index, times = [], []
+    for rec in read_raw(raw_path):
+        index.append(int(rec["frame"]))
+        times.append(float(rec["time"]))
+    fixed_t, fixed = retime(times, fps)
+    if fixed:
+        log.warning("%d of %d frame times in %s were out of order or repeated; retimed as the decoder does",
+                    fixed, len(times), raw_path)
+    return dict(zip(index, fixed_t))
+
+
+@dataclass
+class Track:
+    """One tracked person's person-frames as read from the raw file: N entries per field, in
+    frame order (raw record format: :mod:`wbcap.io.raw_records`)."""
+
+    frame: list[int] = field(default_factory=list)  # source frame index
+    time: list[float] = field(default_factory=list)  # seconds (repaired: strictly increasing)
+    box: list[list[float]] = field(default_factory=list)  # detected box (x, y, w, h), image pixels
+    score: list[float] = field(default_factory=list)  # detection score
+    focal: list[float] = field(default_factory=list)  # the person-frame's own image camera: fx = fy, pixels
+    princpt: list[list[float]] = field(default_factory=list)  # its principal point (cx, cy), pixels
+    params: list[dict[str, list[float]]] = field(default_factory=list)  # network SMPL-X parameters, flattened
+
+    def append(self, frame: int, time: float, person: dict) -> None:
+        """Add a raw record's person (``frame`` index, ``time`` seconds)."""
+        self.frame.append(frame)
+        self.time.append(time)
+        self.box.append(person["box"])
+        self.score.append(float(person["score"]))
+        self.focal.append(person["focal"][0])
+        self.princpt.append(person["princpt"])
+        self.params.append(person["params"])
+
+
+@dataclass
+class Collected:
+    """Pass 2, step 1: the raw file tracked."""
+
+    frames: dict[int, float]  # frame index -> time (s), in frame order
+    per_track: dict[int, Track]  # track id -> its person-frames (kept or not)
+    kept: set[int]
+    detections: int = 0
+    untracked: int = 0  # boxes left without an id (over --max-people, or unmatched)
+    dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
+    min_length: int = 0
+    max_people: int | None = None  # the tracker's --max-people
+    static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
+
+
+def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, detector: str) -> Collected:
+    """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks.
+
+    ``fps``: the nominal processed frame rate (frames per second), for repairing times. With
+    ``tracker_config.drop_static`` (default), kept tracks judged static false positives
+    (:mod:`wbcap.track.static_filter`: long, low mean score, never moving) are removed from
+    ``kept`` and listed in ``static``; boxes the user gave (``detector`` ``boxes:FILE`` or
+    ``full``) are not judged.
+    """
+    from wbcap.track.iou_tracker import IoUTracker
+    from wbcap.track.static_filter import static_false_positives
+
+    frames = frames_of_raw(raw_path, fps)
+    # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
+    min_length = min(tracker_config.min_length, max(1, len(frames)))
+    tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
+    col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
+    for rec in read_raw(raw_path):
+        people = rec["people"]
+        boxes = np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4)
+        scores = np.asarray([p["score"] for p in people], np.float64)
+        ids = tracker.update(rec["frame"], boxes, scores)
+        col.detections += len(people)
+        for pid, person in zip(ids, people):
+            if pid < 0:
+                col.untracked += 1
+                continue
+            col.per_track.setdefault(pid, Track()).append(rec["frame"], frames[int(rec["frame"])], person)
+    col.kept = tracker.finalize()
+    col.dropped = {tid: len(tr.frame) for tid, tr in col.per_track.items() if tid not in col.kept}
+    user_boxes = detector.startswith("boxes:") or detector == "full"
+    if tracker_config.drop_static and not user_boxes:
+        static = static_false_positives({
+            tid: (np.asarray(tr.time), np.asarray(tr.box, np.float64).reshape(-1, 4), np.asarray(tr.score))
+            for tid, tr in col.per_track.items() if tid in col.kept
+        })
+        for tid, st in sorted(static.items()):
+            log.info("track %d dropped as static: %d detections over %.1f s, mean score %.2f, centre moved %.3f "
+                     "and size changed %.3f box heights (%.0f px)",
+                     tid, st.frames, st.duration, st.mean_score, st.motion, st.resize, st.height)
+        col.static = {tid: st.frames for tid, st in static.items()}
+        col.kept -= set(static)
+    return col
+
+
+def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> None:
+    """One warning per kind of dropped data, with counts and advice true for the flags used
+    (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept)."""
+    if col.dropped:
+        log.warning(
+            "dropped %d short track(s) (%d person-frames) seen in fewer than --min-track %d frames; "
+            "lower --min-track to keep them", len(col.dropped), sum(col.dropped.values()), col.min_length,
+        )
+    if col.static:
+        from wbcap.track.static_filter import StaticFilterConfig
+
+        cfg = StaticFilterConfig()
+        log.warning(
+            "dropped %d static track(s) (%d person-frames) that never moved (box within %.0f%% of its height for "
+            "%g s or more) and scored below %.2f on average: likely objects detected as people; "
+            "pass --keep-static to keep them",
+            len(col.static), sum(col.static.values()), 100 * cfg.max_motion, cfg.min_duration, cfg.max_mean_score,
+        )
+    if col.untracked:
+        why = (f"beyond --max-people {col.max_people} or not matched"
+               if col.max_people is not None else "not matched to a track")
+        log.warning("%d detected box(es) got no track (%s)", col.untracked, why)
+    if n_tracks:
+        return
+    if col.detections == 0:
+        if detector.startswith("boxes:"):
+            advice = f"the box file {detector[len('boxes:'):]} gives no box for the processed frames; check its keys"
+        elif detector == "full":
+            advice = "check --start/--end"
+        else:
+            advice = ("try --detector full if one person fills the frame"
+                      + (", or a lower --score-threshold" if detector in ("auto", "hog", "torchvision") else ""))
+        log.warning("%s: no person was detected in any of the %d processed frames by the %s detector; %s",
+                    source, len(col.frames), detector, advice)
+    else:
+        log.warning("%s: %d person detection(s) but no track was kept; see the warnings above", source, col.detections)
