@@ -25,7 +25,7 @@ def main() -> None:
     from wbcap.pipeline import Pipeline, synthetic_body_models_dir
     from wbcap.testing.checkpoints import write_official_checkpoint
 
-    bf, f32 = torch.bfloat16, torch.float32
+    f32 = torch.float32
     plans = {
         "fast": ("fast", None),
         "fast, box net fp32": ("fast", {"box_net": f32}),

@@ -66,7 +66,7 @@ class RSSSampler:
             self.samples += 1
             self._stop.wait(self.period)
 
-    def __enter__(self) -> "RSSSampler":
+    def __enter__(self) -> RSSSampler:
         self._thread.start()
         return self
 

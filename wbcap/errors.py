@@ -7,6 +7,8 @@ line and exits non-zero without a traceback; library users can catch the class.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class WbcapError(Exception):
     """An error with a one-line, user-facing message (what is wrong and how to fix it)."""
@@ -38,7 +40,5 @@ def add_note(exc: BaseException, note: str) -> None:
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     else:  # pragma: no cover - Python 3.10
-        try:
+        with contextlib.suppress(AttributeError):
             exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-        except AttributeError:
-            pass

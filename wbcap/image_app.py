@@ -6,9 +6,9 @@ The CLI builds an :class:`ImageJob` and calls :func:`run_images`; notebooks can 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection
@@ -33,7 +33,7 @@ class ImageJob:
 
     paths: tuple[str, ...]
     out: str
-    pipeline: PipelineConfig = PipelineConfig()
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     boxes: tuple[tuple[float, float, float, float], ...] | None = None
     boxes_file: str | None = None
     detector: str = "auto"

@@ -17,9 +17,10 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -231,7 +232,7 @@ class Pipeline:
         fallback: Fallback = "none",
         upright: bool = False,
         optimize: bool = True,
-    ) -> "Pipeline":
+    ) -> Pipeline:
         """Build the pipeline ``config`` describes: the one way to build one from files.
 
         Device: ``config.device`` (:func:`~wbcap.model.device.resolve_device`); batch size:
@@ -315,7 +316,7 @@ class Pipeline:
         gender: str = "neutral",
         device: str = "auto",
         batch_size: int | None = None,
-    ) -> "Pipeline":
+    ) -> Pipeline:
         """Convenience constructor for notebooks (:meth:`from_config`; ``batch_size`` None: the
         device's default)."""
         from wbcap.config import BodyModelConfig
@@ -480,7 +481,7 @@ class Pipeline:
             det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans
             focal, princpt = tuple(img_focal[i]), tuple(img_princpt[i])
 
-            def to_img_xyxy(b: np.ndarray) -> np.ndarray:
+            def to_img_xyxy(b: np.ndarray, inv: np.ndarray = inv) -> np.ndarray:
                 pts = transform_points(b.reshape(2, 2), inv)
                 return pts.reshape(4).astype(np.float32)
 

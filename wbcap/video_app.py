@@ -59,7 +59,7 @@ class VideoJob:
 
     source: str
     out: str
-    pipeline: PipelineConfig = PipelineConfig()
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     start: float = 0.0
     end: float | None = None
     every: int = 1

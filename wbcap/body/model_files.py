@@ -27,10 +27,10 @@ from wbcap.errors import ModelFileError
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
 
 __all__ = [
-    "BodyModelNotFoundError",
     "GENDERS",
     "NUM_MODEL_JOINTS",
     "NUM_POSE_BASIS",
+    "BodyModelNotFoundError",
     "body_model_search_folders",
     "find_body_model",
     "load_body_model_data",

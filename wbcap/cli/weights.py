@@ -14,9 +14,7 @@ def weights():
 @weights.command("list")
 def list_cmd():
     """Show every known checkpoint, where it is expected and whether it is present."""
-    from wbcap.weights import manifest, search_dirs
-
-    from wbcap.weights import find_weights_file
+    from wbcap.weights import find_weights_file, manifest, search_dirs
 
     for e in manifest().values():
         found = find_weights_file(e)

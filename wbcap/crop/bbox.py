@@ -253,7 +253,7 @@ def crop_image(
     """
     if img.ndim != 3:
         raise ValueError(f"img must be (H, W, C), got shape {img.shape}")
-    img_h, img_w = img.shape[:2]
+    img_w = img.shape[1]
     bbox = np.asarray(bbox_xywh)
     c_x = float(bbox[0] + 0.5 * bbox[2])
     c_y = float(bbox[1] + 0.5 * bbox[3])

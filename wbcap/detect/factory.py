@@ -132,8 +132,8 @@ def make_detector(
         InputError: unknown name, a named YOLOX model that is absent (offline or download
             failed), or ``model`` with a non-YOLOX detector.
     """
-    from wbcap.paths import offline_from_env
     from wbcap.detect.yolox import describe_model
+    from wbcap.paths import offline_from_env
     from wbcap.weights import auto_fetch, default_entry, manifest
 
     offline = offline_from_env() if offline is None else offline

@@ -340,7 +340,9 @@ class YOLOXDetector:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
             raise InputError(f"{path}: not a YOLOX detector: {len(inputs)} inputs, expected 1; {_FIX}")
-        as_int = lambda s: [d if isinstance(d, int) else None for d in s]
+        def as_int(shape):
+            return [d if isinstance(d, int) else None for d in shape]
+
         size = _check_signature(path, as_int(inputs[0].shape), [as_int(o.shape) for o in outputs])
         self._session = session
         self._input_name = inputs[0].name

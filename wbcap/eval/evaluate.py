@@ -43,6 +43,7 @@ from wbcap.errors import InputError, ModelFileError
 from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
+from wbcap.model.precision import Precision
 from wbcap.model.regressor import WholeBodyRegressor
 
 __all__ = [
@@ -93,21 +94,17 @@ class Predictor(Protocol):
 class RegressorPredictor:
     """The network as a :class:`Predictor`: crops -> ``RegressorOutput.vertices`` (camera, m)."""
 
-    def __init__(self, regressor: WholeBodyRegressor, device: torch.device | str = "cpu", precision: str = "exact"):
+    def __init__(self, regressor: WholeBodyRegressor, device: torch.device | str = "cpu", precision: str | Precision = "exact"):
         self.regressor = regressor
         self.device = torch.device(device)
-        self.precision = precision
+        self.precision = Precision.parse(precision)
         self.regressor.to(self.device).eval()
 
     @torch.inference_mode()
     def __call__(self, batch: EvalBatch) -> torch.Tensor:
         img = batch.img.to(self.device, non_blocking=True)
-        if self.precision in ("exact", "fast", "fp32"):  # per-part dtypes are fixed in the network
+        with self.precision.inference_context(self.device):  # exact/fast: per-part dtypes fixed in the network
             out = self.regressor(img)
-        else:
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            with torch.autocast(self.device.type, dtype=dtype):
-                out = self.regressor(img)
         return out.vertices.float().cpu()
 
 

@@ -46,8 +46,8 @@ __all__ = [
     "H36M_ROOT_IDX",
     "WHOLE_BODY_METRICS",
     "WholeBodyProtocol",
-    "hand_regressors",
     "h36m_errors",
+    "hand_regressors",
     "smpl_mesh_errors",
 ]
 

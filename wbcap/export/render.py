@@ -248,7 +248,7 @@ def _delete_renderer() -> None:
         if _renderer is not None:
             try:
                 _renderer.delete()
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 log.debug("could not delete the offscreen renderer", exc_info=True)
             _renderer = None
 

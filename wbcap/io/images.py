@@ -259,7 +259,7 @@ def _exif_orientation(data: bytes) -> int | None:
     try:
         with Image.open(io.BytesIO(data)) as im:  # lazy: parses headers only
             value = im.getexif().get(_EXIF_ORIENTATION_TAG)
-    except Exception:  # noqa: BLE001 - unreadable metadata means "no orientation"
+    except Exception:
         return None
     try:
         return int(value) if value is not None else None

@@ -157,7 +157,7 @@ def _snap_rotation(clockwise: float, stream: Any) -> int:
 def _container_name(stream: Any) -> str:
     try:
         return str(stream.container.name)
-    except Exception:  # noqa: BLE001 - only used in a log message
+    except Exception:
         return "video"
 
 
@@ -250,7 +250,7 @@ def _is_cover_art(stream: Any) -> bool:
     """An attached picture (album art in an audio file) is not a video stream."""
     try:
         return bool(int(stream.disposition) & 0x0400)  # AV_DISPOSITION_ATTACHED_PIC
-    except Exception:  # noqa: BLE001 - disposition unavailable: treat as a real video stream
+    except Exception:
         return False
 
 
@@ -344,5 +344,5 @@ def _is_avi(container: Any) -> bool:
     """AVI: timestamps are frame (chunk) counts, one chunk per frame slot."""
     try:
         return "avi" in str(container.format.name).split(",")
-    except Exception:  # noqa: BLE001 - no format name: not AVI
+    except Exception:
         return False

@@ -401,7 +401,7 @@ def _unpack_filter(stream: Any) -> Any | None:
         if "mpeg4_unpack_bframes" not in bitstream_filters_available:
             return None
         return BitStreamFilterContext("mpeg4_unpack_bframes", stream)
-    except Exception as exc:  # noqa: BLE001 - without it, the decoder unpacks by itself
+    except Exception as exc:
         log.debug("mpeg4_unpack_bframes unavailable: %s", exc)
         return None
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -455,7 +455,7 @@ def optimize_for_inference(
         for module in net.modules():
             if isinstance(module, FusedConv):  # already fresh tensors
                 continue
-            for name, t in list(module._parameters.items()) + list(module._buffers.items()):
+            for t in list(module._parameters.values()) + list(module._buffers.values()):
                 if t is not None:
                     t.data = t.data.clone()
     net.inference_precision = precision

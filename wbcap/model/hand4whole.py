@@ -166,7 +166,7 @@ class BoxNet(nn.Module):
         self.face_size = make_linear_layers([256, 256, 2], relu_final=False)
 
     def forward(self, img_feat: torch.Tensor, joint_hm: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        d, h, w = self.hm_shape
+        _, h, w = self.hm_shape
         joint_hm = joint_hm.reshape(joint_hm.shape[0], -1, h, w)
         feat = self.deconv(torch.cat((img_feat, joint_hm), 1))
         center = soft_argmax_2d(self.bbox_center(feat))  # (B, 3, 2) in upsampled (x8) cells

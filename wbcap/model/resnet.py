@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNetBackbone", "RESNET_SPECS"]
+__all__ = ["RESNET_SPECS", "BasicBlock", "Bottleneck", "ResNetBackbone"]
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:

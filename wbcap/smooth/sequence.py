@@ -10,8 +10,9 @@ directly. Shape ``betas`` describe one body, so they are replaced by one robust 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -33,7 +33,7 @@ def network_key_shapes(config: ModelConfig = ModelConfig()) -> list[tuple[str, t
 
 def make_state_dict(
     keys: Iterable[tuple[str, tuple[int, ...], torch.dtype]], seed: int = 0
-) -> "OrderedDict[str, torch.Tensor]":
+) -> OrderedDict[str, torch.Tensor]:
     """Deterministic values for the given (name, shape, dtype) list.
 
     Weights ~ N(0, 1/fan_in) (He-like, so activations stay finite through the ResNets),
@@ -41,7 +41,7 @@ def make_state_dict(
     BN weight in [0.3, 0.6], num_batches_tracked = 0.
     """
     g = torch.Generator().manual_seed(seed)
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for name, shape, dtype in keys:
         if dtype == torch.int64:
             out[name] = torch.zeros(shape, dtype=torch.int64)
@@ -64,7 +64,7 @@ def make_state_dict(
     return out
 
 
-def upright_heads(sd: "OrderedDict[str, torch.Tensor]", prefix: str = "") -> None:
+def upright_heads(sd: OrderedDict[str, torch.Tensor], prefix: str = "") -> None:
     """Make the output heads predict a standing, neutral body about 2 body-heights from the crop
     camera: pose heads -> constant 6D (root upright, joints at rest), shape/expression -> 0,
     camera depth ~ 42 m (a 1.7 m body fills ~80% of the 256 px body input at focal 5000).

@@ -25,11 +25,11 @@ from wbcap.testing.images import person_image
 __all__ = [
     "H36M_TEMPLATE_M",
     "smplx_fixture_param",
-    "write_ply",
     "write_cocowb_fixture",
     "write_ehf_fixture",
     "write_freihand_fixture",
     "write_human36m_fixture",
+    "write_ply",
     "write_pw3d_fixture",
 ]
 

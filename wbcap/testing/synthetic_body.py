@@ -384,10 +384,7 @@ def _build(num_components: int, seed: int) -> dict[str, np.ndarray]:
     # --- joint regressor: normalised Gaussian weights of vertices near each joint ------------
     j_regressor = np.zeros((_NUM_JOINTS, NUM_VERTICES))
     for j in range(_NUM_JOINTS):
-        if j in _REGRESSOR_PARTS:
-            names = _REGRESSOR_PARTS[j]
-        else:
-            names = ("lhand",) if j < 40 else ("rhand",)
+        names = _REGRESSOR_PARTS.get(j, ("lhand",) if j < 40 else ("rhand",))
         mask = np.isin(part, [part_names.index(n) for n in names])
         idx = np.flatnonzero(mask)
         dist = np.linalg.norm(v_template[idx] - joints[j], axis=1)

@@ -58,7 +58,7 @@ def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         obj = _torch_load(path)
-    except Exception as exc:  # noqa: BLE001 - any load failure is a bad file for the user
+    except Exception as exc:
         raise CheckpointError(f"{path}: not a readable weights-only PyTorch checkpoint ({type(exc).__name__})") from None
     sd = obj.get("network", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

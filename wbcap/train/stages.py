@@ -9,10 +9,11 @@ edit (``wbcap train body --config my.toml``); a test keeps the two identical. Fl
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from wbcap.config import ModelConfig
 from wbcap.errors import InputError
@@ -48,7 +49,7 @@ class StageConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StageConfig":
+    def from_dict(cls, data: dict[str, Any]) -> StageConfig:
         data = dict(data)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names

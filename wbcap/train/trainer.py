@@ -24,9 +24,10 @@ import json
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -568,9 +569,9 @@ def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
                 tb.add_scalar(k, v, step)
 
         return write
-    except Exception:  # noqa: BLE001 - tensorboard is optional
+    except Exception:
         log.info("tensorboard not installed; scalars go to %s", out / "scalars.jsonl")
-        f = open(out / "scalars.jsonl", "a", encoding="utf-8")
+        f = open(out / "scalars.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open across calls, closed by write(None)
 
         def write(step, scalars):
             if step is None:

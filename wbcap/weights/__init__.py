@@ -14,11 +14,12 @@ import hashlib
 import logging
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 from wbcap.errors import CheckpointError, InputError
 from wbcap.paths import ENV_WEIGHTS, download_url, env_path, search_folders, weights_dir

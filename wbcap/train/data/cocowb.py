@@ -47,7 +47,7 @@ from wbcap.train.data.common import (
     xywh_to_xyxy_or_none,
 )
 
-__all__ = ["COCOWholeBody", "COCO_FLIP_PAIRS", "COCO_JOINT_NAMES", "LAYOUT", "SMPLX_FILE"]
+__all__ = ["COCO_FLIP_PAIRS", "COCO_JOINT_NAMES", "LAYOUT", "SMPLX_FILE", "COCOWholeBody"]
 
 _FINGERS = tuple(f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in range(1, 5))
 COCO_JOINT_NAMES: tuple[str, ...] = (

@@ -67,16 +67,16 @@ from wbcap.crop.bbox import crop_image
 from wbcap.errors import InputError
 
 __all__ = [
-    "AugmentConfig",
-    "Augmentation",
-    "DEFAULT_AUGMENT",
-    "AugmentedDataset",
     "BODY_3D_SIZE",
-    "DatasetLayoutError",
+    "DEFAULT_AUGMENT",
     "FACE_3D_SIZE",
     "HAND_3D_SIZE",
     "INPUT_IMG_SHAPE",
     "OUTPUT_HM_SHAPE",
+    "AugmentConfig",
+    "Augmentation",
+    "AugmentedDataset",
+    "DatasetLayoutError",
     "body_layer_copy",
     "cam2pixel",
     "cpu_body_layer",

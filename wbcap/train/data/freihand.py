@@ -58,7 +58,7 @@ from wbcap.train.data.common import (
     to_heatmap,
 )
 
-__all__ = ["FREIHAND_JOINT_NAMES", "FreiHAND", "LAYOUT"]
+__all__ = ["FREIHAND_JOINT_NAMES", "LAYOUT", "FreiHAND"]
 
 FREIHAND_JOINT_NAMES: tuple[str, ...] = ("Wrist",) + tuple(
     f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in range(1, 5)

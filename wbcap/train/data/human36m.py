@@ -50,7 +50,7 @@ from wbcap.train.data.common import (
     whole_body_sample,
 )
 
-__all__ = ["H36M_FLIP_PAIRS", "H36M_JOINT_NAMES", "Human36M", "LAYOUT"]
+__all__ = ["H36M_FLIP_PAIRS", "H36M_JOINT_NAMES", "LAYOUT", "Human36M"]
 
 H36M_JOINT_NAMES: tuple[str, ...] = (
     "Pelvis", "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "Torso", "Neck", "Head",
