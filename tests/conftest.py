@@ -13,9 +13,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 # few end-to-end tests that need the official checkpoint layout.
 SMALL = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
 # SMALL at half the input geometry (256x192 crops, 128x96 body, 128 px hands, 96 px face): a
-# quarter of SMALL's FLOPs per crop (4.6 vs 18.2 G) for the end-to-end tests of `wbcap run`,
-# whose claims (timing, tracking, resume, outputs) do not depend on the crop size. The pipeline
-# takes the geometry from the checkpoint's config.
+# quarter of SMALL's FLOPs per crop (4.6 vs 18.2 G) for the end-to-end tests of `wbcap run` and
+# `wbcap image` whose claims (timing, tracking, resume, outputs, errors) do not depend on the crop
+# size. The pipeline takes the geometry from the checkpoint's config; same tensor shapes as SMALL.
 MICRO = dict(SMALL, input_img_shape=(256, 192), input_body_shape=(128, 96), output_hm_shape=(8, 4, 3),
              input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4), input_face_shape=(96, 96))
 
@@ -82,14 +82,20 @@ def small_ckpt(tmp_path_factory, small_net) -> Path:
 
 
 @pytest.fixture(scope="session")
-def micro_ckpt(tmp_path_factory) -> Path:
-    """A wbcap-format checkpoint of the :data:`MICRO` network (heads upright, like ``small_ckpt``)."""
+def micro_ckpt(tmp_path_factory, small_net) -> Path:
+    """A wbcap-format checkpoint of the :data:`MICRO` network with ``small_net``'s weights (the
+    geometry changes no tensor shape; these are the values ``random_network(MICRO, seed=0,
+    upright=True)`` draws, without drawing them again)."""
+    import torch
+
     from wbcap.config import ModelConfig
     from wbcap.model.checkpoint import save_checkpoint
-    from wbcap.testing.checkpoints import random_network
+    from wbcap.model.hand4whole import Hand4Whole
 
-    net = random_network(ModelConfig(**MICRO), seed=0, upright=True)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt_micro") / "micro.pth", net, epoch=1)
+    with torch.device("meta"):
+        net = Hand4Whole(ModelConfig(**MICRO))
+    net.load_state_dict(small_net.state_dict(), strict=True, assign=True)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt_micro") / "micro.pth", net.eval(), epoch=1)
 
 
 @pytest.fixture(scope="session")
@@ -102,16 +108,6 @@ def micro_ckpt_raw(tmp_path_factory) -> Path:
 
     net = random_network(ModelConfig(**MICRO), seed=1)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt_micro_raw") / "micro_raw.pth", net, epoch=1)
-
-
-@pytest.fixture(scope="session")
-def small_ckpt_raw(tmp_path_factory, small_config) -> Path:
-    """Like ``small_ckpt`` but with every head left as drawn (not upright), so poses, shape and
-    camera depend on the image (``small_ckpt`` gives the same body whatever the pixels)."""
-    from wbcap.model.checkpoint import save_checkpoint
-    from wbcap.testing.checkpoints import random_network
-
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt_raw") / "small_raw.pth", random_network(small_config, seed=1), epoch=1)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from wbcap.bench.ceiling import CEILING_OF, FLOP_GROUPS, count_flops
+from wbcap.bench.ceiling import CEILING_OF, FLOP_GROUPS, ceiling_precisions, count_flops, matmul_ceiling
 from wbcap.bench.options import STAGES, BenchOptions, parse_batch_sizes, parse_precisions
 from wbcap.bench.stages import run_bench
 from wbcap.cli.bench import bench
@@ -128,6 +128,30 @@ def test_small_json_matches_flop_counter(body_layer):
     assert rep["precision_error"]["fast"]["max_vertex_distance_m"] > 0
 
 
+def test_small_config_flops_equal_flop_counter(small_net, body_layer):
+    """count_flops on the small network: the fast loop's check (the full-size one is slow)."""
+    regressor = WholeBodyRegressor(small_net, body_layer).eval()
+    flops = count_flops(regressor)
+    assert flops["per_crop"] == flop_count(regressor)  # counted here independently
+    assert flops["per_crop"] == pytest.approx(18.24e9, rel=0.01)
+    assert set(flops["breakdown"]) == set(FLOP_GROUPS) and flops["breakdown"]["other"] == 0
+    assert sum(flops["breakdown"].values()) == pytest.approx(flops["per_crop"])
+    assert flops["breakdown"]["hand_backbone"] > flops["breakdown"]["body_backbone"] > flops["breakdown"]["smplx"] > 0
+    assert flops["network_per_crop"] == pytest.approx(flops["per_crop"] - flops["breakdown"]["smplx"])
+
+
+def test_matmul_ceiling_and_the_dtypes_measured():
+    """The ceiling on its own (the whole benchmark's runs are slow tests)."""
+    cpu = torch.device("cpu")
+    assert ceiling_precisions(cpu) == ("fp32", "bf16")
+    assert ceiling_precisions(cpu, ("exact", "fast", "fp16")) == ("fp32", "bf16", "fp16")
+    assert ceiling_precisions(torch.device("cuda"), ("exact",)) == ("fp32", "tf32", "bf16", "fp16")
+    c = matmul_ceiling(cpu, "fp32", size=256, repeats=2, warmup=0)
+    assert (c["size"], c["repeats"], c["dtype"]) == (256, 2, "torch.float32")
+    assert c["median_s"] > 0 and c["flops_per_s"] == pytest.approx(2 * 256**3 / c["median_s"])
+
+
+@pytest.mark.slow  # full-size network
 def test_full_config_flops_per_crop(body_layer):
     regressor = WholeBodyRegressor(random_network(ModelConfig(), seed=0), body_layer).eval()
     flops = count_flops(regressor)
@@ -139,6 +163,7 @@ def test_full_config_flops_per_crop(body_layer):
     assert flops["network_per_crop"] == pytest.approx(flops["per_crop"] - flops["breakdown"]["smplx"])
 
 
+@pytest.mark.slow  # the whole benchmark, two precisions
 def test_table_without_json_and_json_out(tmp_path, small_ckpt):
     out = tmp_path / "bench.json"
     result = invoke("--checkpoint", small_ckpt, "--device", "cpu", "--batch-sizes", "1", "--repeats", "1",

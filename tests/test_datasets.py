@@ -58,7 +58,7 @@ def check_schema(sample, img_shape=(3, 512, 384), targets=TARGET_SHAPES, meta=ME
     inputs, t, m = sample
     assert set(inputs) == {"img"} and set(t) == set(targets) and set(m) == set(meta)
     assert inputs["img"].shape == img_shape and inputs["img"].dtype == np.float32
-    assert 0.0 <= inputs["img"].min() and inputs["img"].max() <= 1.0 and inputs["img"].max() > 0.1
+    assert inputs["img"].min() >= 0.0 and inputs["img"].max() <= 1.0 and inputs["img"].max() > 0.1
     for d, shapes in ((t, targets), (m, meta)):
         for k, shape in shapes.items():
             v = d[k]
@@ -84,7 +84,7 @@ def crop_hm(px, box):
 
 
 def smplx_world_joints(body_layer, p):
-    t = lambda k, n: torch.tensor(p.get(k, [0.0] * n), dtype=torch.float32).reshape(1, n)  # noqa: E731
+    t = lambda k, n: torch.tensor(p.get(k, [0.0] * n), dtype=torch.float32).reshape(1, n)
     hands = p.get("lhand_valid", False), p.get("rhand_valid", False)
     with torch.no_grad():
         out = body_layer(

@@ -158,7 +158,7 @@ def test_hog_finds_the_footballer(shared_dir: Path) -> None:
     for d in dets:
         x, y, w, h = d.box
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 548 and y + h <= 342
-        if 0 < y and y + h < 342:  # not clipped: the person is >= min_height_frac tall
+        if y > 0 and y + h < 342:  # not clipped: the person is >= min_height_frac tall
             assert 0.75 * h >= 0.2 * 342 - 1e-6
     ious = _player_iou(dets)
     best = ious.max()

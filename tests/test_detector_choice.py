@@ -68,7 +68,7 @@ class _Server:
         hits = self.hits
 
         class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 hits.append(self.path)
                 super().do_GET()
 

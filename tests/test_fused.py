@@ -137,11 +137,13 @@ def test_optimize_small_network_matches_reference(small_config):
 def test_optimize_rejects_unknown_precision_and_reconversion(small_config):
     from wbcap.testing.checkpoints import random_network
 
+    net = random_network(small_config)  # one network: a refused conversion leaves it convertible
     with pytest.raises(ValueError, match="precision"):
-        optimize_for_inference(random_network(small_config), "cpu", "int4")
+        optimize_for_inference(net, "cpu", "int4")
     with pytest.raises(ValueError, match="plan parts"):
-        optimize_for_inference(random_network(small_config), "cpu", "fast", plan={"tail": torch.float32})
-    net = optimize_for_inference(random_network(small_config), "cpu", "exact")
+        optimize_for_inference(net, "cpu", "fast", plan={"tail": torch.float32})
+    assert optimize_for_inference(net, "cpu", "exact") is net  # in place
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert optimize_for_inference(net, "cpu", "exact") is net  # already converted: unchanged
     with pytest.raises(ValueError, match="already converted"):
         optimize_for_inference(net, "cpu", "fast")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from wbcap.errors import CheckpointError
-from wbcap.model.checkpoint import read_checkpoint, save_checkpoint
+from wbcap.model.checkpoint import read_checkpoint
 from wbcap.model.hand_model import HandModel
-from wbcap.testing.checkpoints import make_state_dict, random_network
+from wbcap.testing.checkpoints import make_state_dict
 from wbcap.train.merge import merge_hand_into_body
 
 
@@ -23,11 +23,11 @@ def _hand_ckpt(path, prefix: str, depth: int = 18, seed: int = 7):
     return sd
 
 
-@pytest.fixture(scope="module")
-def body(tmp_path_factory, small_config):
-    """A small whole-body checkpoint (heads as drawn) and its state dict; merging only reads it."""
-    net = random_network(small_config, seed=1)
-    return save_checkpoint(tmp_path_factory.mktemp("merge_body") / "body.pth", net, epoch=6), net.state_dict()
+@pytest.fixture()
+def body(small_ckpt, small_net):
+    """The small whole-body checkpoint and its state dict (merging only reads the file). Its heads
+    are upright: hand pose head weights 0, biases the identity, so re-initialised heads differ."""
+    return small_ckpt, small_net.state_dict()
 
 
 @pytest.mark.parametrize("prefix", ["backbone.", "hand_backbone."])

@@ -100,7 +100,8 @@ def test_loads_checkpoint_shaped_tensors_strictly(ckpt_keys):
 
 @pytest.mark.parametrize("depth,feat_dim", [(18, 512), (34, 512), (50, 2048), (101, 2048), (152, 2048)])
 def test_feat_dim_and_block_counts(depth, feat_dim):
-    model = ResNetBackbone(depth)
+    with torch.device("meta"):  # structure only: no weights drawn
+        model = ResNetBackbone(depth)
     assert model.feat_dim == feat_dim
     n_blocks = {18: 8, 34: 16, 50: 16, 101: 33, 152: 50}[depth]
     assert sum(len(getattr(model, f"layer{i}")) for i in range(1, 5)) == n_blocks

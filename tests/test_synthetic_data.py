@@ -70,7 +70,7 @@ def test_schema(dataset):
     assert set(inputs) == {"img"}
     img = inputs["img"]
     assert img.shape == (3, 512, 384) and img.dtype == torch.float32
-    assert 0.0 <= img.min() and img.max() <= 1.0
+    assert img.min() >= 0.0 and img.max() <= 1.0
     assert {k: tuple(v.shape) for k, v in targets.items()} == TARGET_SHAPES
     assert {k: tuple(v.shape) for k, v in meta.items()} == META_SHAPES
     for v in (*targets.values(), *meta.values()):

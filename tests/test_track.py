@@ -59,7 +59,7 @@ def test_iou_matrix_matches_pairwise_reference() -> None:
     np.testing.assert_allclose(m, ref, rtol=0, atol=1e-12)
     assert m[0, 0] == pytest.approx(1.0)
     assert np.all(m[:, 1] == 0) and np.all(m[:, 2] == 0)
-    assert 0 < m.max() and (m > 0).sum() > 7  # the random boxes do overlap
+    assert m.max() > 0 and (m > 0).sum() > 7  # the random boxes do overlap
     # Known value: two 10x10 boxes shifted by 5 px: 50 / 150.
     assert iou_matrix([[0, 0, 10, 10]], [[5, 0, 10, 10]])[0, 0] == pytest.approx(1 / 3)
 

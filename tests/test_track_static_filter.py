@@ -182,6 +182,7 @@ def test_flag_off_and_user_boxes_keep_every_track(tmp_path, caplog):
 
 
 # -- the real vtest.avi and YOLOX-nano -----------------------------------------------------------
+@pytest.mark.slow  # real video: 60 YOLOX-nano runs
 def test_vtest_lectern_track_dropped_people_kept(shared_dir, tmp_path):
     """Frames 0-118 (every 2nd, 60 detector runs): the lectern at the left edge is detected at
     ~0.5 in every frame and tracked for 11.8 s; it is the one track dropped. The people walking,

@@ -27,7 +27,6 @@ av = pytest.importorskip("av")
 from wbcap.io.video_probe import probe_video  # noqa: E402
 from wbcap.io.video_reader import open_frames  # noqa: E402
 from wbcap.io.video_writer import WRITER_TIME_BASE, VideoWriter  # noqa: E402
-
 from wbcap.testing.videos import (  # noqa: E402
     H,
     W,
@@ -39,6 +38,7 @@ from wbcap.testing.videos import (  # noqa: E402
     picture_number,
     stream_times,
 )
+
 
 def raw_frame_times(path: Path) -> list[float]:
     """Frame times as FFmpeg's decoder delivers them (what wbcap used to report)."""

@@ -26,6 +26,16 @@ def test_manifest_entries_are_complete():
         assert e.file and e.source and e.licence and e.architecture
 
 
+def test_list_shows_every_entry_and_how_to_get_it():
+    r = run("weights", "list")
+    assert r.exit_code == 0, r.output
+    for e in manifest().values():
+        assert f"{e.name}" in r.output and f"file:     {e.file}" in r.output, e.name
+    assert "present:  no — run `wbcap weights import hand4whole FILE`" in r.output  # no URL: import
+    assert "present:  no — run `wbcap weights fetch yolox-nano`" in r.output  # a URL: fetch
+    assert str(weights_dir()) in r.output.split("search order:")[1]
+
+
 def test_missing_checkpoint_message_names_places_and_fix():
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
@@ -33,6 +43,7 @@ def test_missing_checkpoint_message_names_places_and_fix():
     assert str(weights_dir()) in msg and "wbcap weights import hand4whole" in msg and "\n" not in msg
 
 
+@pytest.mark.slow  # a full-size checkpoint (0.3 GB) written, copied and hashed
 def test_import_validates_copies_and_verify_checks_hash(tmp_path, official_ckpt):
     r = run("weights", "import", "hand4whole", official_ckpt)
     assert r.exit_code == 0, r.output
