@@ -63,6 +63,7 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# A table printer: one row per stage in a fixed order; long, but flat.
 def print_report(report: dict[str, Any], console=None) -> None:
     """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown (those a
     ``--detect-only`` report lacks are left out)."""

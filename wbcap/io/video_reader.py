@@ -254,6 +254,8 @@ class FrameSource:
 
     # -- video -----------------------------------------------------------------------------
 
+# The decode loop with its timing repair and selection in one generator: the state (reorder window,
+# last time, counters) is shared by every step; helpers for each rule live in io/frame_times.py.
     def _iter_video(self) -> Iterator[Frame]:
         import av
         import numpy as np

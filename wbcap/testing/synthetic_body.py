@@ -294,6 +294,8 @@ _REGRESSOR_PARTS: dict[int, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+# One recipe, step by step (template, joints, blend shapes, weights, regressors): a test fixture
+# generator whose steps share many local arrays; splitting it would only pass them around.
 def _build(num_components: int, seed: int) -> dict[str, np.ndarray]:
     """All arrays of the synthetic model (real SMPL-X keys, shapes and dtypes)."""
     rng = np.random.default_rng(seed)

@@ -376,6 +376,8 @@ def _resume_point(out: Path, d: DistInfo) -> Path:
     return last
 
 
+# Long on purpose: the training loop (resume, epochs, steps, logging, snapshots) read top to bottom,
+# as in upstream Hand4Whole's main/train.py; its parts (losses, stages, data) live in their own modules.
 def train(
     stage: StageConfig,
     run: RunConfig,

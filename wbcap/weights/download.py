@@ -40,6 +40,8 @@ class DownloadError(WbcapError):
     """A download that failed; the one-line message names the URL, the cause and a fix."""
 
 
+# One function on purpose (~100 lines): the checks run in a fixed order inside one temporary-file
+# scope, and each failure has its own one-line wording; split up, the cleanup guarantee would be spread out.
 def download(
     url: str,
     dest: str | os.PathLike[str],

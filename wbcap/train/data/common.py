@@ -352,6 +352,8 @@ def _param(param: Mapping[str, Any], key: str, size: int) -> np.ndarray:
     return value
 
 
+# Kept in one piece to be read step by step against upstream Hand4Whole's
+# common/utils/preprocessing.py:process_human_model_output (SMPL-X branch).
 def process_smplx_output(
     param: Mapping[str, Any],
     cam_param: Mapping[str, Any],
