@@ -135,31 +135,104 @@ def _run_detect_only(opts: BenchOptions, device, report: dict[str, Any], say: Ca
     return report
 
 
-def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every measurement and return the report (a JSON-ready dict; see module docstring).
+def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops: dict, report: dict[str, Any],
+                    say: Callable[[str], None], sync):
+    """The regressor at every precision and batch size, each row between two ceiling measurements.
 
-    ``progress`` receives a short line before each step.
+    ``held``: a one-element list with the first precision's pipeline (the caller keeps no other
+    reference); on return it holds the last precision's pipeline. Returns ``(batches, best,
+    outputs)``: the report rows, the fastest timing of the first precision (None when nothing
+    fit in memory) and each precision's output on the first crop (for the precision error).
     """
-    import numpy as np
     import torch
 
     from wbcap.crop.bbox import crops_to_tensor
-    from wbcap.detect.base import Detection
-    from wbcap.errors import InputError
-    from wbcap.export.render import render_backend, render_meshes
-    from wbcap.io.video_reader import open_frames
-    from wbcap.io.video_writer import VideoWriter
-    from wbcap.model.device import resolve_device
     from wbcap.model.precision import Precision
 
-    say = progress or (lambda msg: None)
-    t_start = time.perf_counter()
+    precisions: tuple[Precision, ...] = opts.precisions
+    cuda = device.type == "cuda"
+    repeats, warmup, batch_sizes = opts.repeats, opts.warmup, opts.batch_sizes
+    pipe = held.pop()
+    regressor = pipe.regressor
+    batches = []
+    best: Timing | None = None
+    outputs: dict[str, Any] = {}
+    for prec in precisions:
+        if prec != precisions[0]:
+            say(f"loading the model ({prec})")
+            del pipe, regressor
+            pipe, _, _ = bench_pipeline(opts, device, prec, source=source)
+            regressor = pipe.regressor
+        ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
+        with torch.inference_mode(), pipe.inference_context():
+            out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
+            outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
+                             "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
+        prec_best: Timing | None = None
+        for bs in batch_sizes:
+            say(f"regressor, {prec}, batch {bs}")
+            x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+
+            def forward(x=x, regressor=regressor, autocast=pipe.inference_context) -> None:
+                with torch.inference_mode(), autocast():
+                    regressor(x)
+
+            oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
+            # The ceiling again, right before and right after this row: on a shared machine the
+            # available FLOP/s drift, and a ratio of measurements taken together cancels that.
+            before = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+            try:
+                runs = time_call(forward, repeats, warmup, sync)
+            except oom:
+                report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
+                torch.cuda.empty_cache()
+                break
+            after = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+            ceiling = {"flops_per_s": (before["flops_per_s"] + after["flops_per_s"]) / 2}
+            t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
+            crops_per_s = bs / t.median_s
+            achieved = crops_per_s * flops["per_crop"]
+            row = {
+                "precision": prec.value,
+                "batch_size": bs,
+                **t.to_dict(),
+                "crops_per_s": crops_per_s,
+                "flops_per_s": achieved,
+                "ceiling_precision": ceiling_name,
+                "ceiling_flops_per_s": ceiling["flops_per_s"],
+                "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
+                "ratio": achieved / ceiling["flops_per_s"],
+                "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
+            }
+            if cuda:
+                row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+            batches.append(row)
+            if prec_best is None or t.items / t.median_s > prec_best.items / prec_best.median_s:
+                prec_best = t
+            del x
+        if best is None:
+            best = prec_best
+    held.append(pipe)
+    return batches, best, outputs
+
+
+def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str, Any]]:
+    """``opts`` with the device's defaults filled in and checked, and the report's first keys.
+
+    Raises:
+        InputError: no precision, ``frames`` < 1, ``repeats`` < 1, ``warmup`` < 0 or a batch size < 1.
+    """
+    from wbcap.errors import InputError
+    from wbcap.model.precision import Precision
+
     precisions = tuple(dict.fromkeys(Precision.parse(p) for p in opts.precisions))
     if not precisions:
         raise InputError("name at least one precision to benchmark")
     if opts.frames < 1:
         raise InputError(f"frames {opts.frames}: must be >= 1")
-    device = resolve_device(opts.device)
     defaults = CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
     batch_sizes = tuple(sorted(set(opts.batch_sizes or defaults["batch_sizes"])))
     repeats = int(opts.repeats if opts.repeats is not None else defaults["repeats"])
@@ -168,8 +241,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         raise InputError("repeats must be >= 1, warm-up runs >= 0 and batch sizes >= 1")
     opts = BenchOptions(**{**asdict(opts), "precisions": precisions, "batch_sizes": batch_sizes, "repeats": repeats,
                            "warmup": warmup})
-    sync = sync_fn(device)
-    cuda = device.type == "cuda"
 
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -188,6 +259,110 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         },
         "notes": [],
     }
+    return opts, report
+
+
+def _precision_error(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each precision's largest vertex distance (m) and hand/face box corner distance (px) from
+    ``exact`` on the same crop; ``outputs``: precision name -> ``{"vertices", "boxes"}`` tensors."""
+    ref = outputs["exact"]
+    return {
+        prec: {
+            "max_vertex_distance_m": float((o["vertices"] - ref["vertices"]).norm(dim=-1).max()),
+            "max_box_corner_distance_px": float(
+                (o["boxes"].reshape(-1, 2, 2) - ref["boxes"].reshape(-1, 2, 2)).norm(dim=-1).max()),
+            "input": "the first frame's first crop",
+        }
+        for prec, o in outputs.items() if prec != "exact"
+    }
+
+
+def _time_encode_decode(opts: BenchOptions, work: Path, report: dict[str, Any], stages: dict[str, Timing],
+                        say: Callable[[str], None]) -> list:
+    """Time H.264 encoding and PyAV decoding of the input frames; fill ``report["input"]`` and
+    ``stages["encode"]``, ``stages["decode"]``. Returns the frames, ``(H, W, 3)`` uint8 RGB each."""
+    from wbcap.io.video_reader import open_frames
+    from wbcap.io.video_writer import VideoWriter
+
+    repeats, warmup = opts.repeats, opts.warmup
+    frames, src, synthetic = _input_frames(opts, work, say)
+    h, w = frames[0].shape[:2]
+    report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
+                       "width": w, "height": h, "frames": len(frames)}
+    enc_path = work / "encode.mp4"
+
+    def encode() -> None:
+        with VideoWriter(enc_path, w, h, 30) as writer:
+            for frame in frames:
+                writer.write(frame)
+
+    say("encode")
+    stages["encode"] = Timing(time_call(encode, repeats, min(warmup, 1)), len(frames), "frame",
+                              {"codec": "libx264", "size": [w, h]})
+    if synthetic:
+        enc_path.replace(src)
+
+    def decode() -> int:
+        return sum(1 for _ in open_frames(src, max_frames=opts.frames))
+
+    say("decode")
+    n_decoded = decode()
+    stages["decode"] = Timing(time_call(decode, repeats, min(warmup, 1)), n_decoded, "frame", {"size": [w, h]})
+    return frames
+
+
+def _time_smplx_and_render(opts: BenchOptions, device, pipe, patch, jobs, image, bs: int, stages: dict[str, Timing],
+                           say: Callable[[str], None], sync) -> None:
+    """Time the SMPL-X layer alone on ``bs`` crops and rendering one mesh over ``image``; fill
+    ``stages["smplx"]`` and ``stages["render"]``."""
+    import numpy as np
+    import torch
+
+    from wbcap.crop.bbox import crops_to_tensor
+    from wbcap.export.render import render_backend, render_meshes
+
+    repeats, warmup = opts.repeats, opts.warmup
+    regressor = pipe.regressor
+    h, w = image.shape[:2]
+    say(f"SMPL-X, batch {bs}")
+    with torch.inference_mode(), pipe.inference_context():
+        params = regressor.net(crops_to_tensor([patch] * bs).to(device))
+
+    def smplx() -> None:
+        with torch.inference_mode(), pipe.inference_context():
+            regressor.body_forward(params)
+
+    stages["smplx"] = Timing(time_call(smplx, repeats, warmup, sync), bs, "crop", {"batch_size": bs})
+
+    # -- render ------------------------------------------------------------------------
+    say("render")
+    person = pipe.regress(jobs[:1])[0]
+    backend = render_backend()
+
+    def render() -> np.ndarray:
+        return render_meshes(image, [person.vertices], pipe.faces, person.focal, person.princpt)
+
+    stages["render"] = Timing(time_call(render, repeats, warmup), 1, "frame",
+                              {"backend": backend, "size": [w, h], "meshes": 1})
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every measurement and return the report (a JSON-ready dict; see module docstring).
+
+    ``progress`` receives a short line before each step.
+    """
+
+    from wbcap.detect.base import Detection
+    from wbcap.errors import InputError
+    from wbcap.model.device import resolve_device
+
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    device = resolve_device(opts.device)
+    opts, report = _checked_options(opts, device)
+    precisions, batch_sizes, repeats, warmup = opts.precisions, opts.batch_sizes, opts.repeats, opts.warmup
+    sync = sync_fn(device)
+    cuda = device.type == "cuda"
     if opts.detect_only:
         report["settings"]["stages"] = ["detect"]
         return _run_detect_only(opts, device, report, say, t_start)
@@ -208,29 +383,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         stages: dict[str, Timing] = {}
 
         # -- frames: encode (a synthetic clip doubles as the decode input), decode ------------
-        frames, src, synthetic = _input_frames(opts, work, say)
+        frames = _time_encode_decode(opts, work, report, stages, say)
         h, w = frames[0].shape[:2]
-        report["input"] = {"video": None if synthetic else str(src), "synthetic": synthetic,
-                           "width": w, "height": h, "frames": len(frames)}
-        enc_path = work / "encode.mp4"
-
-        def encode() -> None:
-            with VideoWriter(enc_path, w, h, 30) as writer:
-                for frame in frames:
-                    writer.write(frame)
-
-        say("encode")
-        stages["encode"] = Timing(time_call(encode, repeats, min(warmup, 1)), len(frames), "frame",
-                                  {"codec": "libx264", "size": [w, h]})
-        if synthetic:
-            enc_path.replace(src)
-
-        def decode() -> int:
-            return sum(1 for _ in open_frames(src, max_frames=opts.frames))
-
-        say("decode")
-        n_decoded = decode()
-        stages["decode"] = Timing(time_call(decode, repeats, min(warmup, 1)), n_decoded, "frame", {"size": [w, h]})
 
         # -- detect (every available detector on the same frame), crop ----------------------
         image = frames[0]
@@ -253,105 +407,21 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
 
         # -- regressor at every precision and batch size ---------------------------------------
         patch = jobs[0].patch
-        batches = []
-        best: Timing | None = None
-        outputs: dict[str, Any] = {}
-        for prec in precisions:
-            if prec != precisions[0]:
-                say(f"loading the model ({prec})")
-                del pipe, regressor
-                pipe, _, _ = bench_pipeline(opts, device, prec, source=source)
-                regressor = pipe.regressor
-            ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
-            with torch.inference_mode(), pipe.inference_context():
-                out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
-                outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
-                                 "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
-            prec_best: Timing | None = None
-            for bs in batch_sizes:
-                say(f"regressor, {prec}, batch {bs}")
-                x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
-                if cuda:
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
-
-                def forward(x=x, regressor=regressor, autocast=pipe.inference_context) -> None:
-                    with torch.inference_mode(), autocast():
-                        regressor(x)
-
-                oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
-                # The ceiling again, right before and right after this row: on a shared machine the
-                # available FLOP/s drift, and a ratio of measurements taken together cancels that.
-                before = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
-                try:
-                    runs = time_call(forward, repeats, warmup, sync)
-                except oom:
-                    report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
-                    torch.cuda.empty_cache()
-                    break
-                after = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
-                ceiling = {"flops_per_s": (before["flops_per_s"] + after["flops_per_s"]) / 2}
-                t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
-                crops_per_s = bs / t.median_s
-                achieved = crops_per_s * flops["per_crop"]
-                row = {
-                    "precision": prec.value,
-                    "batch_size": bs,
-                    **t.to_dict(),
-                    "crops_per_s": crops_per_s,
-                    "flops_per_s": achieved,
-                    "ceiling_precision": ceiling_name,
-                    "ceiling_flops_per_s": ceiling["flops_per_s"],
-                    "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
-                    "ratio": achieved / ceiling["flops_per_s"],
-                    "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
-                }
-                if cuda:
-                    row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
-                batches.append(row)
-                if prec_best is None or t.items / t.median_s > prec_best.items / prec_best.median_s:
-                    prec_best = t
-                del x
-            if best is None:
-                best = prec_best
+        # The list hands over the only reference, so each precision's network is freed before the
+        # next one is built (peak memory as measured); it holds the last pipeline on return.
+        held = [pipe]
+        del pipe, regressor
+        batches, best, outputs = _time_regressor(opts, device, held, source, patch, flops, report, say, sync)
+        pipe = held.pop()
         if best is None:
             raise InputError(f"batch size {batch_sizes[0]} does not fit in CUDA memory; use smaller batch sizes")
         report["batches"] = batches
         stages["regressor"] = best
         if "exact" in outputs and len(outputs) > 1:
-            ref = outputs["exact"]
-            report["precision_error"] = {
-                prec: {
-                    "max_vertex_distance_m": float((o["vertices"] - ref["vertices"]).norm(dim=-1).max()),
-                    "max_box_corner_distance_px": float(
-                        (o["boxes"].reshape(-1, 2, 2) - ref["boxes"].reshape(-1, 2, 2)).norm(dim=-1).max()),
-                    "input": "the first frame's first crop",
-                }
-                for prec, o in outputs.items() if prec != "exact"
-            }
+            report["precision_error"] = _precision_error(outputs)
 
-        # -- SMPL-X layer alone, at the largest batch size -------------------------------------
-        bs = batches[-1]["batch_size"]
-        say(f"SMPL-X, batch {bs}")
-        with torch.inference_mode(), pipe.inference_context():
-            params = regressor.net(crops_to_tensor([patch] * bs).to(device))
-
-        def smplx() -> None:
-            with torch.inference_mode(), pipe.inference_context():
-                regressor.body_forward(params)
-
-        stages["smplx"] = Timing(time_call(smplx, repeats, warmup, sync), bs, "crop", {"batch_size": bs})
-
-        # -- render ------------------------------------------------------------------------
-        say("render")
-        person = pipe.regress(jobs[:1])[0]
-        backend = render_backend()
-
-        def render() -> np.ndarray:
-            return render_meshes(image, [person.vertices], pipe.faces, person.focal, person.princpt)
-
-        stages["render"] = Timing(time_call(render, repeats, warmup), 1, "frame",
-                                  {"backend": backend, "size": [w, h], "meshes": 1})
+        # -- SMPL-X layer alone at the largest batch size, render -----------------------------
+        _time_smplx_and_render(opts, device, pipe, patch, jobs, image, batches[-1]["batch_size"], stages, say, sync)
 
     report["stages"] = _stage_dicts(stages, detect_timings)
     per_frame = sum(report["stages"][s]["per_item_s"] for s in STAGES if s != "smplx")
