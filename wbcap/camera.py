@@ -60,12 +60,11 @@ from wbcap.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 __all__ = [
     "YUP_FROM_OPENCV",
     "ZUP_FROM_OPENCV",
+    "change_frame",
     "crop_to_image_camera",
     "crop_to_image_camera_np",
     "frame_rotation",
     "image_to_crop_camera",
-    "opencv_to_yup",
-    "opencv_to_zup",
     "rotate_points",
     "rotate_root",
     "rotate_root_np",
@@ -73,8 +72,6 @@ __all__ = [
     "shared_camera_translation_np",
     "to_shared_camera",
     "to_shared_camera_np",
-    "yup_to_opencv",
-    "zup_to_opencv",
 ]
 
 Frame = Literal["zup", "yup"]
@@ -394,36 +391,13 @@ def rotate_root(
     return go, tr
 
 
-def opencv_to_zup(
-    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
+def change_frame(
+    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor, frame: Frame, *, inverse: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rotate_root` from the OpenCV camera frame to the z-up (AMASS) world."""
-    m = frame_rotation("zup", global_orient.dtype, global_orient.device)
-    return rotate_root(global_orient, transl, rest_root, m)
-
-
-def zup_to_opencv(
-    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rotate_root` from the z-up (AMASS) world back to the OpenCV camera frame."""
-    m = frame_rotation("zup", global_orient.dtype, global_orient.device)
-    return rotate_root(global_orient, transl, rest_root, m.T)
-
-
-def opencv_to_yup(
-    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rotate_root` from the OpenCV camera frame to the y-up (glTF) world."""
-    m = frame_rotation("yup", global_orient.dtype, global_orient.device)
-    return rotate_root(global_orient, transl, rest_root, m)
-
-
-def yup_to_opencv(
-    global_orient: torch.Tensor, transl: torch.Tensor, rest_root: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rotate_root` from the y-up (glTF) world back to the OpenCV camera frame."""
-    m = frame_rotation("yup", global_orient.dtype, global_orient.device)
-    return rotate_root(global_orient, transl, rest_root, m.T)
+    """:func:`rotate_root` from the OpenCV camera frame to ``frame`` (``"zup"``: AMASS, ``"yup"``:
+    glTF), or back from it with ``inverse``; shapes and units as there."""
+    m = frame_rotation(frame, global_orient.dtype, global_orient.device)
+    return rotate_root(global_orient, transl, rest_root, m.T if inverse else m)
 
 
 def rotate_root_np(
