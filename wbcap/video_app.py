@@ -158,7 +158,7 @@ def finalize(
     """Pass 2: track, move to the video camera, smooth, write every output file."""
     from wbcap.export.params_jsonl import write_params_jsonl
     from wbcap.export.track_meshes import write_track_objs
-    from wbcap.export.track_npz import write_track_npz
+    from wbcap.export.track_npz import track_segments, write_track_npz
     from wbcap.smooth.track import clock_rate, rows_by_frame, smoothed_track
     from wbcap.track.collect import collect_tracks, report_losses
 
@@ -180,8 +180,9 @@ def finalize(
 
     by_frame = rows_by_frame(tracks)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size)
-    written = {p for tid, tr in tracks.items()
-               for p in write_track_npz(out, tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)}
+    pieces = {tid: track_segments(tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)
+              for tid, tr in tracks.items()}
+    written = {p for tid in tracks for p in write_track_npz(out, pieces[tid])}
     remove_stale_outputs(out, written, job.render)  # of an earlier --resume with other settings
     timings["track+smooth+write"] = time.perf_counter() - t_start
     if job.write_obj:

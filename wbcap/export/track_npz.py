@@ -15,25 +15,26 @@ from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 log = logging.getLogger(__name__)
 
 
-def write_track_npz(out: Path, tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
-                    gender: str) -> list[Path]:
-    """Write track ``tid`` into the folder ``out``; returns the files written.
+def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
+                   gender: str) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Track ``tid`` laid on a regular clock as AMASS arrays: ``[(name, arrays), ...]``, one per
+    piece, named ``track_<id>`` or ``track_<id>_part<k>`` when gaps longer than ``max_gap`` split it.
 
-    The track is laid on a regular clock of ``rate`` rows per second
-    (:func:`~wbcap.export.amass.regular_clock`; rotations slerped, translation and expression
-    lerped over filled rows); ``max_gap``: seconds; ``body``: the
-    :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on ``device``;
-    ``gender``: written into the file.
+    The clock has ``rate`` rows per second (:func:`~wbcap.export.amass.regular_clock`; rotations
+    slerped, translation and expression lerped over filled rows); ``max_gap``: seconds;
+    ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on
+    ``device``; ``gender``: written into the arrays. The animation writers
+    (:mod:`wbcap.export.clip`) read the same arrays, so every format shows the same motion.
     """
     import torch
 
-    from wbcap.export.amass import amass_arrays, lerp_rows, regular_clock, slerp_rows, write_amass_npz
+    from wbcap.export.amass import amass_arrays, lerp_rows, regular_clock, slerp_rows
 
     with torch.no_grad():
         rest = body.rest_root(torch.as_tensor(tr.betas[None], device=device)).cpu().numpy()[0]
     hands_mean = body.hands_mean()
     segments = regular_clock(tr.time, rate, max_gap)
-    written = []
+    pieces = []
     for k, seg in enumerate(segments):
         rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
                for key in ROT_KEYS}
@@ -44,9 +45,16 @@ def write_track_npz(out: Path, tid: int, tr: SmoothedTrack, body: Any, device: A
             hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
             frame_indices=np.where(seg.valid, tr.frame[seg.lo], -1), valid=seg.valid, gender=gender,
         )
-        name = f"track_{tid}.npz" if len(segments) == 1 else f"track_{tid}_part{k + 1}.npz"
-        written.append(write_amass_npz(out / name, arrays))
+        pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:
-        log.info("track %d has gaps longer than --max-gap %g s: written as %d files (track_%d_part*.npz)",
+        log.info("track %d has gaps longer than --max-gap %g s: written as %d pieces (track_%d_part*)",
                  tid, max_gap, len(segments), tid)
-    return written
+    return pieces
+
+
+def write_track_npz(out: Path, pieces: list[tuple[str, dict[str, np.ndarray]]]) -> list[Path]:
+    """Write the pieces of :func:`track_segments` into the folder ``out`` as ``<name>.npz``;
+    returns the files written."""
+    from wbcap.export.amass import write_amass_npz
+
+    return [write_amass_npz(out / f"{name}.npz", arrays) for name, arrays in pieces]

@@ -1,0 +1,111 @@
+"""One person's motion on a regular clock, in a y-up or z-up world: what the animation writers
+(GLB, BVH, FBX) read.
+
+A :class:`MotionClip` is built from the arrays of one AMASS file (:func:`wbcap.export.amass.amass_arrays`,
+z up), so every format shows exactly the motion of ``track_<id>.npz``: the same regular clock,
+the same filled short gaps and the same split at long gaps (one clip per AMASS file).
+
+Worlds (both right-handed, metres, the source camera at the origin):
+
+* ``"z"`` (AMASS, Blender): x = camera right, y = camera forward (into the scene), z = up.
+* ``"y"`` (glTF, BVH, three.js, Unity/Unreal importers): x = camera right, y = up, z = from the
+  scene towards the camera. A person facing the camera faces +z (glTF's "front"), and the source
+  camera is a glTF camera at the origin with no rotation (it looks down -z).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np
+
+__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass"]
+
+Up = Literal["y", "z"]
+
+#: Rotation taking the z-up world to the y-up world: ``x' = x``, ``y' = z``, ``z' = -y``.
+YUP_FROM_ZUP = np.asarray(YUP_FROM_OPENCV) @ np.asarray(ZUP_FROM_OPENCV).T
+
+
+@dataclass(frozen=True)
+class MotionClip:
+    """A person's SMPL-X motion on a regular clock (numpy; float64 unless said).
+
+    Attributes:
+        name: a label (e.g. ``track_3`` or ``track_3_part2``), used as the animation name.
+        times: ``(T,)`` seconds on the source's clock, ``times[0] + k / fps``.
+        fps: rows per second.
+        poses: ``(T, 55, 3)`` axis-angle, radians, model joint order; hands absolute
+            (``flat_hand_mean=True``); the root in the world ``up``.
+        transl: ``(T, 3)`` SMPL-X ``transl`` in the world ``up``, metres (the pelvis is at
+            ``rig.rest_joints[0] + transl``).
+        expression: ``(T, E)`` expression coefficients.
+        betas: ``(B,)`` shape coefficients.
+        valid: ``(T,)`` bool, False for rows filled by interpolation.
+        frame_indices: ``(T,)`` int64 source frame of each row, -1 when filled.
+        up: ``"y"`` or ``"z"`` (see the module docstring).
+        rest_root: ``(3,)`` rest pelvis of the shaped body, metres (needed to change worlds).
+    """
+
+    name: str
+    times: np.ndarray
+    fps: float
+    poses: np.ndarray
+    transl: np.ndarray
+    expression: np.ndarray
+    betas: np.ndarray
+    valid: np.ndarray
+    frame_indices: np.ndarray
+    up: Up
+    rest_root: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+    def in_world(self, up: Up) -> MotionClip:
+        """The same motion expressed in the world ``up`` (root rotation and translation turned
+        about the rest pelvis, :func:`wbcap.camera.rotate_root_np`)."""
+        if up == self.up:
+            return self
+        rotation = YUP_FROM_ZUP if up == "y" else YUP_FROM_ZUP.T
+        root, transl = rotate_root_np(self.poses[:, 0], self.transl, self.rest_root, rotation)
+        poses = self.poses.copy()
+        poses[:, 0] = root
+        return replace(self, poses=poses, transl=transl, up=up)
+
+
+def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: str, up: Up = "y") -> MotionClip:
+    """A clip from one AMASS file's arrays (:func:`wbcap.export.amass.amass_arrays` or ``np.load``
+    of a ``track_<id>.npz``), turned into the world ``up``.
+
+    Args:
+        arrays: needs ``poses (T, 165)``, ``trans (T, 3)``, ``betas``, ``expression (T, E)``,
+            ``mocap_framerate``, ``times``, ``valid``, ``frame_indices``; z up, hands absolute.
+        rest_root: ``(3,)`` rest pelvis of the shaped body, metres
+            (``SMPLXLayer.rest_root`` or ``build_rig(...).rest_joints[0]``).
+        name: the clip's label.
+        up: the world of the result.
+
+    Raises:
+        ValueError: an AMASS file that is not z up or not ``flat_hand_mean``.
+    """
+    if str(arrays.get("up_axis", "z")) != "z" or not bool(arrays.get("flat_hand_mean", True)):
+        raise ValueError("expected a wbcap AMASS file (up_axis 'z', flat_hand_mean True)")
+    poses = np.asarray(arrays["poses"], np.float64)
+    clip = MotionClip(
+        name=name,
+        times=np.asarray(arrays["times"], np.float64),
+        fps=float(arrays["mocap_framerate"]),
+        poses=poses.reshape(poses.shape[0], 55, 3),
+        transl=np.asarray(arrays["trans"], np.float64),
+        expression=np.asarray(arrays["expression"], np.float64),
+        betas=np.asarray(arrays["betas"], np.float64).reshape(-1),
+        valid=np.asarray(arrays["valid"], bool),
+        frame_indices=np.asarray(arrays["frame_indices"], np.int64),
+        up="z",
+        rest_root=np.asarray(rest_root, np.float64).reshape(3),
+    )
+    return clip.in_world(up)
