@@ -50,6 +50,7 @@ posed SMPL-X body by a rotation needs its rest pelvis (:func:`rotate_root`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -60,6 +61,7 @@ from wbcap.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 __all__ = [
     "YUP_FROM_OPENCV",
     "ZUP_FROM_OPENCV",
+    "ImageCamera",
     "change_frame",
     "crop_to_image_camera",
     "crop_to_image_camera_np",
@@ -417,3 +419,35 @@ def rotate_root_np(
         _tensor(rotation, np.float64),
     )
     return go.numpy().astype(go_in.dtype), tr.numpy().astype(tr_in.dtype)
+
+
+@dataclass(frozen=True)
+class ImageCamera:
+    """The pinhole camera of a whole photo or video (OpenCV axes: x right, y down, z forward).
+
+    Attributes:
+        focal: ``(fx, fy)`` pixels.
+        princpt: ``(cx, cy)`` principal point, pixels (top-left pixel's corner at 0).
+        image_size: ``(W, H)`` pixels.
+    """
+
+    focal: tuple[float, float]
+    princpt: tuple[float, float]
+    image_size: tuple[int, int]
+
+    @property
+    def yfov(self) -> float:
+        """Vertical field of view, radians: ``2 atan(H / (2 fy))`` (exact when ``cy = H / 2``)."""
+        return float(2.0 * np.arctan(self.image_size[1] / (2.0 * self.focal[1])))
+
+    @property
+    def aspect(self) -> float:
+        """Width over height of the image times ``fy / fx`` (glTF's ``aspectRatio``)."""
+        return float(self.image_size[0] / self.image_size[1] * self.focal[1] / self.focal[0])
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` camera-frame points, metres -> ``(..., 2)`` pixels."""
+        p = np.asarray(points, np.float64)
+        z = p[..., 2:3]
+        return np.concatenate([self.focal[0] * p[..., :1] / z + self.princpt[0],
+                               self.focal[1] * p[..., 1:2] / z + self.princpt[1]], -1)
