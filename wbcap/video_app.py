@@ -12,8 +12,10 @@ Two passes, so memory stays flat however long the video is and an interrupted ru
    Hungarian: :mod:`wbcap.track.collect`); each person's parameters are moved into one camera
    for the whole video (:func:`wbcap.camera.shared_camera_translation`) and smoothed per track
    (:mod:`wbcap.smooth.track`), and written: ``params.jsonl``
-   (:mod:`wbcap.export.params_jsonl`), ``track_<id>.npz`` (an AMASS file, z-up, on a regular
-   clock: :mod:`wbcap.export.track_npz`), optional ``meshes/<track>/<frame>.obj``
+   (:mod:`wbcap.export.params_jsonl`), ``meta.json`` (clock, camera, tracks:
+   :func:`wbcap.io.run_folder.write_meta`), ``track_<id>.npz`` (an AMASS file, z-up, on a regular
+   clock: :mod:`wbcap.export.track_npz`) and the animation files of ``--export``
+   (``track_<id>.glb|bvh|fbx`` from the same clock: :mod:`wbcap.export.animation`), optional ``meshes/<track>/<frame>.obj``
    (:mod:`wbcap.export.track_meshes`), and ``render.mp4`` (the source frames decoded again with
    every tracked mesh drawn over them, source audio copied: :mod:`wbcap.export.video_render`).
 
@@ -31,11 +33,22 @@ from pathlib import Path
 
 import numpy as np
 
+from wbcap.camera import ImageCamera
 from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note
+from wbcap.export.animation import AnimationExport
 from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, read_raw, start_raw
-from wbcap.io.run_folder import MESHES_DIR, PARAMS_FILE, RENDER_FILE, fingerprint, prepare_output, raw_path, remove_stale_outputs
+from wbcap.io.run_folder import (
+    MESHES_DIR,
+    PARAMS_FILE,
+    RENDER_FILE,
+    fingerprint,
+    prepare_output,
+    raw_path,
+    remove_stale_outputs,
+    write_meta,
+)
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.iou_tracker import TrackerConfig
 
@@ -54,7 +67,8 @@ class VideoJob:
     in pixels of the one camera results are expressed in (default ``sqrt(W^2 + H^2)``, a ~53°
     diagonal field of view, the usual guess when the real camera is unknown). max_gap: seconds
     a track may be missed and still be one AMASS file (filled by interpolation, ``valid`` False);
-    a longer gap splits it into ``track_<id>_part<k>.npz``.
+    a longer gap splits it into ``track_<id>_part<k>.npz``. export: the per-track files
+    (``npz`` always; ``glb`` by default, ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
     """
 
     source: str
@@ -75,6 +89,7 @@ class VideoJob:
     focal: float | None = None
     max_gap: float = 1.0
     write_obj: bool = False
+    export: AnimationExport = field(default_factory=AnimationExport)
     render: bool = True
     resume: bool = False
     overwrite: bool = False
@@ -156,9 +171,9 @@ def finalize(
     job: VideoJob, pipeline, info, progress: Progress | None = None, timings: dict[str, float] | None = None
 ) -> VideoResult:
     """Pass 2: track, move to the video camera, smooth, write every output file."""
+    from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import write_params_jsonl
     from wbcap.export.track_meshes import write_track_objs
-    from wbcap.export.track_npz import track_segments, write_track_npz
     from wbcap.smooth.track import clock_rate, rows_by_frame, smoothed_track
     from wbcap.track.collect import collect_tracks, report_losses
 
@@ -180,11 +195,13 @@ def finalize(
 
     by_frame = rows_by_frame(tracks)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size)
-    pieces = {tid: track_segments(tid, tr, body, dev, rate, job.max_gap, job.pipeline.body.gender)
-              for tid, tr in tracks.items()}
-    written = {p for tid in tracks for p in write_track_npz(out, pieces[tid])}
-    remove_stale_outputs(out, written, job.render)  # of an earlier --resume with other settings
+    camera = ImageCamera(focal=(focal, focal), princpt=princpt, image_size=size)
+    write_meta(out, run_meta(job, rate, camera, tracks))
     timings["track+smooth+write"] = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    written = write_track_files(out, tracks, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera)
+    remove_stale_outputs(out, written, job.render)  # of an earlier --resume with other settings
+    timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
         write_track_objs(out / MESHES_DIR, tracks, body, pipeline.faces, dev, progress)
@@ -196,6 +213,18 @@ def finalize(
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )
+
+
+def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict) -> dict:
+    """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
+    ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
+    ``gender``, ``max_gap`` (seconds), ``tracks`` (ids), ``smooth`` (the smoothing settings);
+    what ``wbcap export`` needs to rebuild the files from ``params.jsonl``."""
+    return {
+        "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
+        "camera": {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(camera.image_size)},
+        "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
+    }
 
 
 def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, by_frame, body, faces, dev,

@@ -99,3 +99,24 @@ def detector_options(video: bool):
         return f
 
     return decorate
+
+
+def export_options(default: str):
+    """``--export FORMATS`` (default ``default``) and ``--exact`` (``wbcap run``, ``wbcap image``);
+    the command receives ``export`` (the text) and ``exact``;
+    :meth:`wbcap.export.animation.AnimationExport.parse` reads them."""
+    return lambda f: _export_options(f, default)
+
+
+def _export_options(f, default: str):
+    f = click.option(
+        "--exact", is_flag=True,
+        help="GLB/FBX: add the pose-corrective and expression-joint part of SMPL-X as per-frame morph targets, so "
+             "the mesh equals wbcap's SMPL-X mesh (bigger files; see the README's animation section).",
+    )(f)
+    return click.option(
+        "--export", "export", default=default, show_default=True, metavar="glb,bvh,fbx|none",
+        help="Animation files per person: glb (glTF 2.0, skinned, animated, with the source camera), bvh "
+             "(skeleton, centimetres), fbx (Unity/Unreal, through Blender: pip install \"wbcap[blender]\"); "
+             "comma-separated, or none.",
+    )(f)

@@ -10,6 +10,7 @@ from wbcap.cli.common import (
     checkpoint_option,
     detector_options,
     device_option,
+    export_options,
     gender_option,
     precision_option,
     progress_display,
@@ -38,6 +39,7 @@ from wbcap.cli.common import (
 @click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it. "
                    "Gaps longer than --max-age frames end the track first.")
+@export_options(default="glb")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--no-render", is_flag=True, help="Skip render.mp4.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
@@ -53,17 +55,20 @@ from wbcap.cli.common import (
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_track, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, write_obj, no_render, resume, overwrite,
+        iou_threshold, max_age, min_track, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
 
     Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (an AMASS file: z-up,
-    absolute hand poses, regular clock; for AMASS tools and the SMPL-X Blender add-on), OUT/render.mp4 (overlay, source audio kept) and, with --obj,
-    OUT/meshes/<track>/<frame>.obj.
+    absolute hand poses, regular clock; for AMASS tools and the SMPL-X Blender add-on), the animation
+    files of --export (OUT/track_<id>.glb by default; .bvh, .fbx), OUT/render.mp4 (overlay, source
+    audio kept), OUT/meta.json and, with --obj, OUT/meshes/<track>/<frame>.obj. `wbcap export OUT`
+    writes the animation files again with other options.
     """
     import dataclasses
 
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.export.animation import AnimationExport
     from wbcap.model.device import resolve_device
     from wbcap.smooth.sequence import SmoothConfig
     from wbcap.track.iou_tracker import TrackerConfig
@@ -71,6 +76,8 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
+    animation = AnimationExport.parse(export, exact=exact)
+    animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)
     smooth_cfg = SmoothConfig(method=smooth)
     overrides = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta), ("sigma", sigma)) if v is not None}
@@ -87,7 +94,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         max_people=max_people, offline=offline,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_track, max_people=max_people,
                               drop_static=not keep_static),
-        smooth=smooth_cfg, focal=focal, max_gap=max_gap, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+        smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )
     result = execute(ctx, job)
     click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> {result.out}")

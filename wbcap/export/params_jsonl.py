@@ -6,6 +6,8 @@ Each line: ``frame`` (source index), ``time`` (seconds), ``track`` (id), ``box``
 to their mean; ``shape``, ``expr``; ``cam_trans`` metres, OpenCV axes), ``leye_pose`` and
 ``reye_pose`` (zeros) and ``camera`` (``focal`` ``[f, f]`` and ``princpt`` pixels,
 ``image_size`` ``[W, H]``).
+
+:func:`read_params_jsonl` reads it back (``wbcap export`` rebuilds the animation files from it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from wbcap.camera import ImageCamera
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 
@@ -43,3 +46,57 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
                 f.write(json.dumps(rec) + "\n")
                 n_lines += 1
     return n_lines
+
+
+def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:
+    """Read back a ``params.jsonl`` written by :func:`write_params_jsonl`.
+
+    Returns:
+        ``(frames, tracks, camera)``: ``{frame index: time}`` of the frames that hold a person,
+        in file order; ``{track id: SmoothedTrack}`` (rows in frame order); the video camera of
+        the first line (None for an empty file).
+
+    Raises:
+        InputError: a line that is not JSON or lacks a field (names the file and line).
+    """
+    import numpy as np
+
+    from wbcap.errors import InputError
+
+    frames: dict[int, float] = {}
+    rows: dict[int, list[dict]] = {}
+    camera = None
+    keys = ("frame", "time", "track", "box", *ROT_KEYS, "shape", "expr", "cam_trans")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; is this a finished `wbcap run` folder?") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            missing = [k for k in keys if k not in rec]
+        except ValueError as exc:
+            raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged, run `wbcap run --resume` again") from None
+        if missing:
+            raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
+        frames.setdefault(int(rec["frame"]), float(rec["time"]))
+        rows.setdefault(int(rec["track"]), []).append(rec)
+        if camera is None and "camera" in rec:
+            cam = rec["camera"]
+            camera = ImageCamera(focal=tuple(cam["focal"]), princpt=tuple(cam["princpt"]),
+                                 image_size=tuple(cam["image_size"]))
+    tracks = {}
+    for tid, recs in sorted(rows.items()):
+        recs.sort(key=lambda r: r["frame"])
+
+        def col(key: str, dtype=np.float32, recs=recs) -> np.ndarray:
+            return np.asarray([r[key] for r in recs], dtype)
+
+        tracks[tid] = SmoothedTrack(
+            frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
+            **{k: col(k) for k in ROT_KEYS}, shape=col("shape"), expr=col("expr"), cam_trans=col("cam_trans"),
+            betas=col("shape")[0].copy(),
+        )
+    return frames, tracks, camera

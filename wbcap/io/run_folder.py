@@ -6,7 +6,10 @@ Layout::
     OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`)
+    OUT/meta.json             what the outputs need to be read or exported again: clock rate,
+                              camera, gender, --max-gap, tracks (:func:`write_meta`)
     OUT/track_<id>.npz        AMASS files, or track_<id>_part<k>.npz (:mod:`wbcap.export.track_npz`)
+    OUT/track_<id>.glb|bvh|fbx  animation files with --export (:mod:`wbcap.export.animation`)
     OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
     OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
 
@@ -26,6 +29,9 @@ RUN_DIR = ".wbcap"
 RAW_FILE = "raw.jsonl"
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
+META_FILE = "meta.json"
+#: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
+TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 
@@ -52,10 +58,39 @@ def fingerprint(source: str, settings: dict) -> dict:
 
 def _our_outputs(out: Path) -> list[Path]:
     """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
-    names = [RUN_DIR, PARAMS_FILE, RENDER_FILE, MESHES_DIR]
+    names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, MESHES_DIR]
     found = [out / n for n in names if (out / n).exists()]
-    temps = [p for stem in ("params", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
-    return found + sorted(out.glob("track_*.npz")) + sorted(temps)
+    temps = [p for stem in ("params", "meta", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
+    return found + track_files(out) + sorted(temps)
+
+
+def track_files(out: Path) -> list[Path]:
+    """The per-track files of pass 2 in ``out`` (:data:`TRACK_SUFFIXES`), sorted."""
+    return sorted(p for p in out.glob("track_*") if p.suffix in TRACK_SUFFIXES and p.is_file())
+
+
+def write_meta(out: Path, meta: dict) -> Path:
+    """Write ``OUT/meta.json`` atomically: JSON-able ``meta`` (keys documented by the writer,
+    :func:`wbcap.video_app.finalize`)."""
+    from wbcap.atomic import atomic_write_text
+
+    atomic_write_text(out / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
+    return out / META_FILE
+
+
+def read_meta(out: Path) -> dict | None:
+    """``OUT/meta.json`` as a dict, or None when the run predates it.
+
+    Raises:
+        InputError: the file is not JSON.
+    """
+    path = out / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a wbcap meta.json ({exc}); run `wbcap run --resume` to rewrite it") from None
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
@@ -101,12 +136,12 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Pat
     return out
 
 
-def remove_stale_outputs(out: Path, written_npz: set[Path], render: bool) -> None:
-    """After pass 2 wrote ``params.jsonl`` and the ``written_npz`` files: delete what an earlier
+def remove_stale_outputs(out: Path, written: set[Path], render: bool) -> None:
+    """After pass 2 wrote ``params.jsonl`` and the ``written`` track files: delete what an earlier
     pass 2 of this folder (``--resume`` with other settings) left that this one does not
-    rewrite: other ``track_*.npz``, ``meshes/`` (rewritten afterwards with --obj) and, without
-    ``render``, ``render.mp4``."""
-    for stale in sorted(set(out.glob("track_*.npz")) - written_npz):
+    rewrite: other track files (:func:`track_files`), ``meshes/`` (rewritten afterwards with
+    --obj) and, without ``render``, ``render.mp4``."""
+    for stale in sorted(set(track_files(out)) - written):
         stale.unlink()
     if (out / MESHES_DIR).is_dir():
         shutil.rmtree(out / MESHES_DIR)

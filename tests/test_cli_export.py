@@ -1,0 +1,101 @@
+"""`wbcap run --export` and `wbcap export RUN`: animation files per track, rebuilt from params.jsonl
+exactly (no video decoding), and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_cli_run import two_walkers
+
+from wbcap.cli import cli
+from wbcap.testing.videos import write_video
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, micro_ckpt, body_dir):
+    """A `wbcap run` of two generated walkers (6 frames, 10 fps), default --export (npz + glb)."""
+    tmp = tmp_path_factory.mktemp("export_run")
+    frames, boxes = two_walkers(6)
+    video = write_video(tmp / "walk.mp4", frames)
+    (tmp / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp / "out"
+    r = invoke("run", video, "-o", out, "--detector", f"boxes:{tmp / 'boxes.json'}", "--min-track", "2", "--no-render",
+               "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def glb_animation_times(path) -> np.ndarray:
+    """Keyframe times of the first animation sampler of a GLB, read with pygltflib."""
+    from pygltflib import GLTF2
+
+    g = GLTF2().load_binary(str(path))
+    acc = g.accessors[g.animations[0].samplers[0].input]
+    view = g.bufferViews[acc.bufferView]
+    blob = g.binary_blob()
+    start = (view.byteOffset or 0) + (acc.byteOffset or 0)
+    return np.frombuffer(blob[start:start + 4 * acc.count], np.float32)
+
+
+def test_run_writes_meta_npz_and_glb(finished_run):
+    meta = json.loads((finished_run / "meta.json").read_text())
+    assert meta["fps"] == 10.0 and meta["gender"] == "neutral" and meta["tracks"] == [0, 1]
+    assert meta["camera"]["image_size"] == [320, 240] and meta["camera"]["princpt"] == [160.0, 120.0]
+    for tid in (0, 1):
+        npz = np.load(finished_run / f"track_{tid}.npz")
+        times = glb_animation_times(finished_run / f"track_{tid}.glb")
+        np.testing.assert_allclose(times, npz["times"], atol=1e-6)  # the same clock in both files
+
+
+def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body_dir):
+    dest = tmp_path / "again"
+    r = invoke("export", finished_run, "--format", "npz,bvh", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dest.iterdir()) == ["track_0.bvh", "track_0.npz", "track_1.bvh", "track_1.npz"]
+    for tid in (0, 1):
+        a, b = np.load(finished_run / f"track_{tid}.npz"), np.load(dest / f"track_{tid}.npz")
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:  # params.jsonl holds float32 values exactly: the same file
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        text = (dest / f"track_{tid}.bvh").read_text()
+        assert int(re.search(r"Frames:\s*(\d+)", text).group(1)) == len(a["poses"])
+        assert float(re.search(r"Frame Time:\s*([0-9.eE+-]+)", text).group(1)) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_export_one_track_glb(finished_run, tmp_path, body_dir):
+    dest = tmp_path / "one"
+    r = invoke("export", finished_run, "--track", "1", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in dest.iterdir()] == ["track_1.glb"]
+    np.testing.assert_allclose(glb_animation_times(dest / "track_1.glb"),
+                               glb_animation_times(finished_run / "track_1.glb"), atol=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--format", "obj"], "--format obj: unknown format obj"),
+        (["--track", "7"], "--track 7:"),
+    ],
+)
+def test_export_bad_options_one_line(finished_run, tmp_path, body_dir, args, expected):
+    r = invoke("export", finished_run, "--dest", tmp_path / "x", "--body-models", body_dir, *args)
+    assert r.exit_code == 2
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and expected in lines[0], r.output
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_export_not_a_run_folder(tmp_path, body_dir):
+    (tmp_path / "empty").mkdir()
+    r = invoke("export", tmp_path / "empty", "--body-models", body_dir)
+    assert r.exit_code == 2
+    assert "params.jsonl: no such file" in r.output and len(r.output.strip().splitlines()) == 1

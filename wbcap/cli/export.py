@@ -1,0 +1,37 @@
+"""``wbcap export``: parse options, build an ExportJob, call :func:`wbcap.export.from_run.export_run`."""
+
+from __future__ import annotations
+
+import click
+
+from wbcap.cli.common import allow_pickle_option, body_models_option
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz",
+              help="Files to write per track (comma-separated): glb (glTF 2.0, skinned and animated), bvh "
+                   "(centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS).")
+@click.option("--exact", is_flag=True,
+              help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
+@click.option("--dest", type=click.Path(file_okay=False), default=None, help="Write here instead of RUN.")
+@click.option("--track", "tracks", type=int, multiple=True, help="Only this track id (repeatable).")
+@click.option("--max-gap", type=click.FloatRange(min=0), default=None,
+              help="Seconds a track may be missed and stay one file (default: the run's).")
+@body_models_option
+@click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
+              help="SMPL-X model to use (default: the run's).")
+@allow_pickle_option
+def export_cmd(run, formats, exact, dest, tracks, max_gap, body_models, gender, allow_pickle):
+    """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
+    no video is decoded and no network runs."""
+    from wbcap.export.animation import AnimationExport
+    from wbcap.export.from_run import ExportJob, export_run
+
+    job = ExportJob(
+        run=run, export=AnimationExport.parse(formats, exact=exact, option="--format"), dest=dest,
+        max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
+    )
+    written = export_run(job)
+    for path in written:
+        click.echo(str(path))

@@ -1,0 +1,131 @@
+"""Write one person's motion in the animation formats users ask for: GLB, BVH, FBX, AMASS npz.
+
+Every format is made from the same pieces: the AMASS arrays of
+:func:`wbcap.export.track_npz.track_segments` (a track on a regular clock, short gaps filled,
+split at long gaps), so ``track_3.glb``, ``track_3.bvh``, ``track_3.fbx`` and ``track_3.npz``
+show the same motion on the same clock. The formats and their conventions:
+
+* ``npz``: AMASS, z up (:mod:`wbcap.export.amass`).
+* ``glb``: glTF 2.0 binary, y up, metres, a skinned character with the source camera
+  (:mod:`wbcap.export.gltf`); ``exact`` adds per-row morph targets so the mesh equals SMPL-X's.
+* ``bvh``: y up, centimetres (:mod:`wbcap.export.bvh`).
+* ``fbx``: made by Blender from the GLB, for Unity/Unreal (:mod:`wbcap.export.fbx`; needs
+  ``pip install "wbcap[blender]"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: The formats, in the order they are written (fbx is made from a glb).
+FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx")
+
+
+@dataclass(frozen=True)
+class AnimationExport:
+    """Which animation files to write per track.
+
+    Attributes:
+        formats: a subset of :data:`FORMATS`.
+        exact: GLB/FBX carry the full SMPL-X mesh per row (pose correctives and
+            expression-dependent joints) as morph targets; larger files.
+    """
+
+    formats: tuple[str, ...] = ("npz", "glb")
+    exact: bool = False
+
+    @classmethod
+    def parse(cls, text: str, exact: bool = False, option: str = "--export") -> AnimationExport:
+        """From a comma-separated list (``"glb,bvh"``; ``"none"`` for nothing).
+
+        Raises:
+            InputError: an unknown format (the message names ``option``).
+        """
+        names = [t.strip().lower() for t in text.split(",") if t.strip()]
+        if names == ["none"]:
+            return cls(formats=(), exact=exact)
+        unknown = [n for n in names if n not in FORMATS]
+        if unknown:
+            raise InputError(f"{option} {text}: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact)
+
+
+def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: Any, export: AnimationExport,
+                     camera: Any = None) -> list[Path]:
+    """Write ``out/<name>.<format>`` for each format of ``export``; returns the files written.
+
+    Args:
+        out: the folder (exists).
+        name: file stem, e.g. ``track_3`` or ``track_3_part2``.
+        arrays: one AMASS piece (:func:`wbcap.export.amass.amass_arrays`).
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` the parameters belong to.
+        export: the formats.
+        camera: the source's :class:`~wbcap.camera.ImageCamera`, written into the GLB, or None.
+
+    Raises:
+        WbcapError: FBX without Blender's ``bpy`` (one line saying how to install it).
+    """
+    from wbcap.export.amass import write_amass_npz
+    from wbcap.export.clip import clip_from_amass
+    from wbcap.export.rig import build_rig
+
+    written: list[Path] = []
+    if "npz" in export.formats:
+        written.append(write_amass_npz(out / f"{name}.npz", arrays))
+    wanted = set(export.formats) - {"npz"}
+    if not wanted:
+        return written
+    rig = build_rig(body, arrays["betas"])
+    clip = clip_from_amass(arrays, rig.rest_joints[0], name, up="y")
+    if wanted & {"glb", "fbx"}:
+        from wbcap.export.gltf import smplx_vertices, write_glb
+
+        exact = smplx_vertices(body, clip) if export.exact else None
+        if "glb" in wanted:
+            written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact))
+        if "fbx" in wanted:
+            from wbcap.export.fbx import write_fbx
+
+            glb = out / f"{name}.glb"
+            if "glb" in wanted:
+                written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps))
+            else:
+                with tempfile.TemporaryDirectory(prefix=".wbcap-fbx-", dir=out) as tmp:
+                    glb = write_glb(Path(tmp) / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact)
+                    written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps))
+    if "bvh" in wanted:
+        from wbcap.export.bvh import write_bvh
+
+        written.append(write_bvh(out / f"{name}.bvh", rig, clip))
+    return written
+
+
+def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,
+                      export: AnimationExport, camera: Any = None) -> set[Path]:
+    """Each track's pieces on the regular clock (:func:`wbcap.export.track_npz.track_segments`)
+    written by :func:`write_animations` in the formats of ``export``; returns the files written.
+
+    Args:
+        tracks: ``{track id: SmoothedTrack}`` (:mod:`wbcap.smooth.track`).
+        body, device: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` and its device.
+        rate: rows per second of the clock; max_gap: seconds (longer gaps split a track).
+        gender: written into the AMASS files.
+        camera: the source's :class:`~wbcap.camera.ImageCamera` (into the GLB), or None.
+    """
+    from wbcap.export.track_npz import track_segments
+
+    written: set[Path] = set()
+    for tid, tr in tracks.items():
+        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender):
+            written.update(write_animations(out, name, arrays, body, export, camera))
+    return written

@@ -1,0 +1,463 @@
+"""One person's motion as a skinned, animated glTF 2.0 binary (``.glb``).
+
+The file follows the glTF 2.0 specification (Khronos, https://registry.khronos.org/glTF/specs/2.0/glTF-2.0.html;
+sections "Skins", "Morph Targets", "Animations", "Cameras") and is written with ``pygltflib``.
+It opens in Blender (File > Import > glTF 2.0), three.js (``GLTFLoader``), Unity and Unreal
+importers, and passes the Khronos glTF validator without errors.
+
+World
+-----
+glTF's own frame, the y-up world of :mod:`wbcap.export.clip`: metres, ``x`` = camera right,
+``y`` = up, ``z`` = from the scene towards the source camera. A person facing the camera faces
+``+z``, which is glTF's "front". The source camera sits at the origin with no rotation and looks
+down ``-z`` (the y-up world is the OpenCV camera frame turned 180 degrees about ``x``); with
+``camera=`` it is written as the node ``source_camera``. Keyframe times are ``clip.times``:
+seconds on the source's clock (a video's presentation timestamps), so that the animation lines
+up with the footage; the first key may be later than 0 s, and a reader holds it until then.
+
+Content
+-------
+* 55 joint nodes named as :data:`wbcap.export.rig.JOINT_NAMES_55`, parented as SMPL-X
+  (``rig.parents``); rest translation = ``rig.offsets`` (the pelvis: ``rig.rest_joints[0]``),
+  rest rotation identity, so the bind pose is the shaped T-pose and each inverse bind matrix is
+  ``translation(-rest_joint)``.
+* A mesh node ``body`` skinned by them (``JOINTS_0``/``WEIGHTS_0``: each vertex's 4 largest
+  SMPL-X weights, renormalised; :func:`wbcap.export.rig.build_rig`), rest mesh = the shaped
+  SMPL-X template, with ``E`` expression morph targets (``expression_00`` ...; names in
+  ``mesh.extras.targetNames``, which three.js and Blender read).
+* One animation named ``clip.name``: per joint a rotation channel (unit quaternions ``XYZW``,
+  consecutive keys in the same hemisphere), the pelvis translation, and the morph weights (one
+  row of expression coefficients per key), all ``LINEAR`` (rotations: slerp). A one-row clip
+  (a photo) has no animation: the pose is the nodes' own TRS and the expression the mesh's
+  default weights.
+* ``scene.extras`` and ``asset.extras``: units, up axis, fps, first time, source frame indices,
+  valid flags, betas, the dropped skin weight, whether the file is exact.
+
+What linear blend skinning cannot express
+-----------------------------------------
+SMPL-X (Pavlakos et al. 2019, eq. 1-3; ``smplx/lbs.py``) adds to LBS of the shaped mesh two
+terms a glTF skin cannot hold:
+
+* pose-corrective blend shapes (``posedirs``, linear in ``R - I`` of the 54 non-root joints),
+  which fix the volume of bent elbows, knees, shoulders and fingers;
+* expression-dependent joints: SMPL-X regresses its joints from the shaped *and expressed*
+  mesh, so the expression moves the jaw, neck and eye joints slightly; the file's skeleton
+  depends on the shape only.
+
+A plain file therefore shows :func:`wbcap.export.rig.lbs_vertices` (the 4-influence skin plus
+expression morphs), not the SMPL-X mesh.
+
+The exact option
+----------------
+``write_glb(..., exact_vertices=smplx_vertices(body, clip))`` adds one morph target per row
+``t``: the rest-space residual ``d = (sum_k w_k R_k)^-1 (v_exact - v_lbs)`` (``R_k`` the
+rotation part of the vertex's 4 skinning matrices at key ``t``), so that the skinned vertex
+equals the SMPL-X vertex at every key; its weight is 1 at key ``t`` and 0 at the others, and
+between two keys the residuals blend linearly. Cost: ``12 V`` bytes per row for the target
+(float32 ``VEC3``; 125,700 bytes for SMPL-X's 10,475 vertices) plus ``4 (E + T)`` bytes per row
+in the weights channel, i.e. about 126 kB per row against about 0.94 kB per row without it
+(55 quaternions, a translation, 10 expression weights, a time). Each row is a morph target, so
+readers slow down with long clips (Blender makes one shape key per row; three.js packs targets
+into a texture array, at most ``MAX_ARRAY_TEXTURE_LAYERS``, often 2048): use it for photos and
+short clips.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wbcap.atomic import atomic_write_bytes
+from wbcap.export.rig import Rig, lbs_vertices, skinning_transforms
+
+if TYPE_CHECKING:
+    import pygltflib
+
+    from wbcap.camera import ImageCamera
+    from wbcap.export.clip import MotionClip
+
+__all__ = ["MESH_NODE_NAME", "CAMERA_NODE_NAME", "smplx_vertices", "write_glb"]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the skinned mesh node.
+MESH_NODE_NAME = "body"
+#: Name of the source camera's node.
+CAMERA_NODE_NAME = "source_camera"
+
+_FLOAT = 5126  # glTF componentType codes (spec 3.6.2.2 "Accessor Data Types")
+_UNSIGNED_BYTE = 5121
+_UNSIGNED_SHORT = 5123
+_UNSIGNED_INT = 5125
+_ARRAY_BUFFER = 34962  # bufferView.target (spec 3.6.1.2)
+_ELEMENT_ARRAY_BUFFER = 34963
+_TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
+_COMPONENTS = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UNSIGNED_BYTE,
+               np.dtype(np.uint16): _UNSIGNED_SHORT, np.dtype(np.uint32): _UNSIGNED_INT}
+
+
+@dataclass
+class _Blob:
+    """The binary chunk being built: arrays appended as bufferView + accessor pairs."""
+
+    gltf: pygltflib.GLTF2
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, array: np.ndarray, *, target: int | None = None, min_max: bool = False) -> int:
+        """Append ``array`` ((N,) or (N, C), a dtype of :data:`_COMPONENTS`) as one tightly packed
+        bufferView (4-byte aligned, GLB spec 4.4.3.3) and accessor; returns the accessor index."""
+        import pygltflib
+
+        a = np.ascontiguousarray(array)
+        width = 1 if a.ndim == 1 else int(np.prod(a.shape[1:]))
+        data = a.tobytes()
+        self.gltf.bufferViews.append(
+            pygltflib.BufferView(buffer=0, byteOffset=self.size, byteLength=len(data), target=target)
+        )
+        self.chunks.append(data + b"\0" * (-len(data) % 4))
+        self.size += len(data) + (-len(data) % 4)
+        flat = a.reshape(a.shape[0], width)
+        accessor = pygltflib.Accessor(
+            bufferView=len(self.gltf.bufferViews) - 1,
+            componentType=_COMPONENTS[a.dtype],
+            count=int(a.shape[0]),
+            type=_TYPES[width],
+        )
+        if min_max:  # exact float32 values, as the validator compares them
+            accessor.min = [float(v) for v in flat.min(0)]
+            accessor.max = [float(v) for v in flat.max(0)]
+        self.gltf.accessors.append(accessor)
+        return len(self.gltf.accessors) - 1
+
+    def bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _quaternions(poses: np.ndarray) -> np.ndarray:
+    """``(T, 55, 3)`` axis-angle -> ``(T, 55, 4)`` unit quaternions ``XYZW`` (glTF's order, spec
+    5.29 ``node.rotation``), each key in the hemisphere of the previous one (so that readers that
+    interpolate without the shortest-path test also turn the short way)."""
+    from scipy.spatial.transform import Rotation
+
+    p = np.asarray(poses, np.float64)
+    q = Rotation.from_rotvec(p.reshape(-1, 3)).as_quat().reshape(*p.shape[:-1], 4)
+    for t in range(1, q.shape[0]):
+        flip = np.einsum("jc,jc->j", q[t], q[t - 1]) < 0
+        q[t, flip] *= -1.0
+    return q
+
+
+def _skin_weights_float32(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
+    """``JOINTS_0`` (V, 4) uint8 and ``WEIGHTS_0`` (V, 4) float32 whose rows sum to 1 in the
+    validator's check (the largest weight absorbs the float32 rounding); unused influences point
+    at joint 0 (spec 3.7.3.3: "unused joint values SHOULD be set to zero")."""
+    w = np.asarray(rig.skin_weights, np.float32).copy()
+    w[:, 0] = (1.0 - w[:, 1:].astype(np.float64).sum(1)).astype(np.float32)
+    j = np.where(w > 0, rig.skin_joints, 0).astype(np.uint8)
+    return j, w
+
+
+def _normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit vertex normals (V, 3) float32 of the rest mesh (trimesh); a vertex in no face gets +z."""
+    import trimesh
+
+    n = np.array(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, np.float64)
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    n = np.where(norm > 1e-12, n / np.where(norm > 1e-12, norm, 1.0), np.array([0.0, 0.0, 1.0]))
+    return n.astype(np.float32)
+
+
+def _checked(rig: Rig, clip: MotionClip, exact_vertices: np.ndarray | None, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the inputs; returns the float32 key times (T,) and the expression (T, E_rig)."""
+    t = len(clip)
+    if t < 1:
+        raise ValueError(f"{path}: the clip {clip.name!r} has no rows; export a clip with at least one row")
+    if clip.poses.shape != (t, 55, 3) or clip.transl.shape != (t, 3):
+        raise ValueError(f"{path}: clip poses/transl must be (T, 55, 3)/(T, 3), got {clip.poses.shape}/{clip.transl.shape}")
+    betas = np.zeros(max(rig.betas.size, clip.betas.size))
+    betas[: clip.betas.size] = clip.betas
+    rig_betas = np.zeros_like(betas)
+    rig_betas[: rig.betas.size] = rig.betas
+    if not np.allclose(betas, rig_betas, atol=1e-4):
+        raise ValueError(f"{path}: the rig was built for other betas than the clip's; use build_rig(body, clip.betas)")
+    e_rig = rig.expression_dirs.shape[2]
+    expr = np.zeros((t, e_rig))
+    e_clip = np.asarray(clip.expression, np.float64).reshape(t, -1)
+    if e_clip.shape[1] > e_rig and np.any(e_clip[:, e_rig:] != 0):
+        raise ValueError(
+            f"{path}: the clip has {e_clip.shape[1]} expression coefficients, the rig {e_rig}; "
+            "build the body layer with num_expression >= the clip's"
+        )
+    expr[:, : min(e_rig, e_clip.shape[1])] = e_clip[:, :e_rig]
+    times = np.asarray(clip.times, np.float64).reshape(-1).astype(np.float32)
+    if times.shape != (t,) or not np.all(np.isfinite(times)):
+        raise ValueError(f"{path}: clip times must be (T,) finite seconds")
+    if t > 1 and (times[0] < 0 or np.any(np.diff(times) <= 0)):
+        raise ValueError(
+            f"{path}: glTF key times must be >= 0 and strictly increasing in float32 "
+            f"(spec 3.11), got {times[0]}..{times[-1]} s; shift the clip's times"
+        )
+    for name, value in (("poses", clip.poses), ("transl", clip.transl), ("expression", expr)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{path}: the clip's {name} have NaN/inf values; fill or drop those rows first")
+    if exact_vertices is not None:
+        shape = (t, rig.rest_vertices.shape[0], 3)
+        if np.shape(exact_vertices) != shape:
+            raise ValueError(f"{path}: exact_vertices must be {shape} (smplx_vertices(body, clip)), "
+                             f"got {np.shape(exact_vertices)}")
+    return times, expr
+
+
+def _exact_residuals(rig: Rig, poses: np.ndarray, transl: np.ndarray, expression: np.ndarray,
+                     exact: np.ndarray) -> np.ndarray:
+    """Rest-space residuals ``(T, V, 3)`` float64 that make the 4-joint skin (with expression
+    morphs) equal ``exact`` at each row: ``d = (sum_k w_k R_k)^-1 (v_exact - v_lbs)``. Skinning
+    is affine in the rest position (``x -> A x + b`` with ``A = sum_k w_k R_k``), so adding ``d``
+    moves the skinned vertex by ``A d``."""
+    out = np.empty((poses.shape[0], *rig.rest_vertices.shape))
+    for s in range(0, poses.shape[0], 16):  # rows in chunks: (16, V, 3, 3) at a time
+        sl = slice(s, s + 16)
+        rot, _ = skinning_transforms(rig, poses[sl], transl[sl])
+        a = np.einsum("vk,tvkab->tvab", rig.skin_weights, rot[:, rig.skin_joints])
+        v_lbs = lbs_vertices(rig, poses[sl], transl[sl], expression[sl])
+        diff = np.asarray(exact[sl], np.float64) - v_lbs
+        out[sl] = np.linalg.solve(a, diff[..., None])[..., 0]
+    return out
+
+
+def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[str, Any]:
+    """What a reader needs to line the file up with its source (JSON-able)."""
+    from wbcap import __version__
+
+    return {
+        "generator": f"wbcap {__version__}",
+        "clip": clip.name,
+        "units": "metres",
+        "up_axis": "y",
+        "front_axis": "+z (towards the source camera, which sits at the origin looking down -z)",
+        "time": "key times are seconds on the source's clock (first_time_s is the first key)",
+        "fps": float(clip.fps),
+        "first_time_s": float(clip.times[0]),
+        "num_rows": len(clip),
+        "frame_indices": [int(v) for v in np.asarray(clip.frame_indices).reshape(-1)],
+        "valid": [bool(v) for v in np.asarray(clip.valid).reshape(-1)],
+        "betas": [float(v) for v in rig.betas],
+        "expression_targets": expr_count,
+        "dropped_skin_weight": float(rig.dropped_weight),
+        "exact": bool(exact),
+        "exact_note": ("one morph target per row restores the SMPL-X mesh (pose correctives, expression "
+                       "joints) at every key" if exact else
+                       "linear blend skinning only: no SMPL-X pose correctives, no expression-dependent joints"),
+    }
+
+
+def _camera(camera: ImageCamera) -> pygltflib.Camera:
+    """The source camera as a glTF perspective camera (spec 3.10), its principal point offset in extras."""
+    import pygltflib
+
+    w, h = camera.image_size
+    off = (float(camera.princpt[0] - w / 2.0), float(camera.princpt[1] - h / 2.0))
+    return pygltflib.Camera(
+        name=CAMERA_NODE_NAME,
+        type="perspective",
+        perspective=pygltflib.Perspective(yfov=camera.yfov, aspectRatio=camera.aspect, znear=0.01),
+        extras={
+            "focal_px": [float(v) for v in camera.focal],
+            "principal_point_px": [float(v) for v in camera.princpt],
+            "image_size_px": [int(w), int(h)],
+            "principal_point_offset_px": list(off),
+            "note": ("glTF perspective cameras have their principal point at the image centre; "
+                     f"this camera's is off by ({off[0]:.3f}, {off[1]:.3f}) pixels (x right, y down), "
+                     "which the file cannot express (shift the rendered image by that much)"),
+        },
+    )
+
+
+def write_glb(
+    path: str | Path,
+    rig: Rig,
+    clip: MotionClip,
+    *,
+    camera: ImageCamera | None = None,
+    exact_vertices: np.ndarray | None = None,
+) -> Path:
+    """Write one clip as a skinned, animated ``.glb`` (see the module docstring), atomically.
+
+    Args:
+        path: the ``.glb`` to write (its folder must exist; replaced if present).
+        rig: :func:`wbcap.export.rig.build_rig` for the clip's betas.
+        clip: the motion; turned into the y-up world (``clip.in_world('y')``) if it is z up.
+            One row writes a static pose (no animation).
+        camera: the source's :class:`wbcap.camera.ImageCamera`, written as the node
+            ``source_camera`` (origin, no rotation, ``yfov``/``aspectRatio`` from it, ``znear``
+            0.01 m, no ``zfar``).
+        exact_vertices: ``(T, V, 3)`` metres, the SMPL-X mesh of each row in the clip's *y-up*
+            world (:func:`smplx_vertices` of ``clip.in_world('y')``): adds the per-row
+            morph targets that make the file show it exactly at each key.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: a clip that does not fit the rig (betas, expression size), non-finite
+            values, key times that are negative or not increasing in float32, or
+            ``exact_vertices`` of the wrong shape.
+    """
+    import pygltflib
+
+    from wbcap import __version__
+
+    path = Path(path)
+    clip = clip.in_world("y")
+    times, expr = _checked(rig, clip, exact_vertices, path)
+    n_rows = len(clip)
+    n_expr = expr.shape[1]
+    poses = np.asarray(clip.poses, np.float64)
+    transl = np.asarray(clip.transl, np.float64)
+    animated = n_rows > 1
+
+    gltf = pygltflib.GLTF2()
+    blob = _Blob(gltf)
+    gltf.asset = pygltflib.Asset(version="2.0", generator=f"wbcap {__version__}")
+    meta = _metadata(rig, clip, exact_vertices is not None, n_expr)
+    gltf.asset.extras = meta
+
+    # --- joints: nodes 0..54 in model order
+    quats = _quaternions(poses).astype(np.float32)
+    for j, name in enumerate(rig.joint_names):
+        node = pygltflib.Node(name=name, translation=[float(v) for v in rig.offsets[j].astype(np.float32)])
+        if not animated:
+            node.rotation = [float(v) for v in quats[0, j]]
+            if j == 0:
+                node.translation = [float(v) for v in (rig.rest_joints[0] + transl[0]).astype(np.float32)]
+        node.children = [int(c) for c in np.flatnonzero(rig.parents == j)]
+        gltf.nodes.append(node)
+
+    # --- mesh
+    v = rig.rest_vertices.shape[0]
+    attributes = pygltflib.Attributes(
+        POSITION=blob.add(rig.rest_vertices.astype(np.float32), target=_ARRAY_BUFFER, min_max=True),
+        NORMAL=blob.add(_normals(rig.rest_vertices, rig.faces), target=_ARRAY_BUFFER),
+    )
+    joints_0, weights_0 = _skin_weights_float32(rig)
+    attributes.JOINTS_0 = blob.add(joints_0, target=_ARRAY_BUFFER)
+    attributes.WEIGHTS_0 = blob.add(weights_0, target=_ARRAY_BUFFER)
+    index_dtype = np.uint16 if v <= 65535 else np.uint32
+    indices = blob.add(rig.faces.reshape(-1).astype(index_dtype), target=_ELEMENT_ARRAY_BUFFER)
+    targets: list[pygltflib.Attributes] = []
+    names: list[str] = []
+    for e in range(n_expr):
+        delta = rig.expression_dirs[..., e].astype(np.float32)
+        targets.append(pygltflib.Attributes(POSITION=blob.add(delta, target=_ARRAY_BUFFER, min_max=True)))
+        names.append(f"expression_{e:02d}")
+    if exact_vertices is not None:
+        residuals = _exact_residuals(rig, poses, transl, expr, np.asarray(exact_vertices))
+        for t in range(n_rows):
+            acc = blob.add(residuals[t].astype(np.float32), target=_ARRAY_BUFFER, min_max=True)
+            targets.append(pygltflib.Attributes(POSITION=acc))
+            names.append(f"exact_row_{t:05d}")
+    # morph weights per row: expression, then the exact row indicator (identity)
+    weights = np.concatenate([expr, np.eye(n_rows)], 1) if exact_vertices is not None else expr
+    weights = weights.astype(np.float32)
+    primitive = pygltflib.Primitive(attributes=attributes, indices=indices, mode=pygltflib.TRIANGLES)
+    mesh = pygltflib.Mesh(name=MESH_NODE_NAME, primitives=[primitive])
+    if targets:
+        primitive.targets = targets
+        mesh.extras = {"targetNames": names}
+        mesh.weights = [float(w) for w in weights[0]] if not animated else [0.0] * len(targets)
+    gltf.meshes.append(mesh)
+
+    # --- skin: joints in model order, inverse bind = translation(-rest joint), column-major
+    ibm = np.tile(np.eye(4, dtype=np.float32), (55, 1, 1))
+    ibm[:, :3, 3] = -rig.rest_joints.astype(np.float32)
+    gltf.skins.append(pygltflib.Skin(
+        name="smplx", joints=list(range(55)), skeleton=0,
+        inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(55, 16)),
+    ))
+    mesh_node = len(gltf.nodes)
+    gltf.nodes.append(pygltflib.Node(name=MESH_NODE_NAME, mesh=0, skin=0))
+    scene_nodes = [0, mesh_node]
+    if camera is not None:
+        gltf.cameras.append(_camera(camera))
+        scene_nodes.append(len(gltf.nodes))
+        gltf.nodes.append(pygltflib.Node(name=CAMERA_NODE_NAME, camera=0))
+    gltf.scenes.append(pygltflib.Scene(name=clip.name, nodes=scene_nodes, extras=meta))
+    gltf.scene = 0
+
+    # --- animation
+    if animated:
+        time_acc = blob.add(times, min_max=True)
+        samplers: list[pygltflib.AnimationSampler] = []
+        channels: list[pygltflib.AnimationChannel] = []
+
+        def channel(node: int, path_: str, output: np.ndarray) -> None:
+            samplers.append(pygltflib.AnimationSampler(input=time_acc, output=blob.add(output), interpolation="LINEAR"))
+            channels.append(pygltflib.AnimationChannel(
+                sampler=len(samplers) - 1, target=pygltflib.AnimationChannelTarget(node=node, path=path_)))
+
+        for j in range(55):
+            channel(j, "rotation", np.ascontiguousarray(quats[:, j]))
+        channel(0, "translation", (rig.rest_joints[0] + transl).astype(np.float32))
+        if targets:
+            channel(mesh_node, "weights", weights.reshape(-1))
+        gltf.animations.append(pygltflib.Animation(name=clip.name, samplers=samplers, channels=channels))
+
+    gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
+    gltf.set_binary_blob(blob.bytes())
+    atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
+    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", path, n_rows, len(targets), path.stat().st_size)
+    return path
+
+
+def smplx_vertices(body: Any, clip: MotionClip, batch: int = 64) -> np.ndarray:
+    """The full SMPL-X mesh (pose correctives, expression, expression-dependent joints) of each
+    row, in the clip's own world (``clip.up``).
+
+    The root rotation and ``transl`` are given in that world, so the layer's output is already
+    there (SMPL-X turns the body about its rest pelvis, which is how :class:`MotionClip` defines
+    them). Hands are absolute in the clip; a layer with ``flat_hand_mean=False`` gets them
+    relative to its mean (``absolute - body.hands_mean()``).
+
+    Args:
+        body: a :class:`wbcap.body.smplx_layer.SMPLXLayer` (its device and dtype are used).
+        clip: the motion.
+        batch: rows per layer call.
+
+    Returns:
+        ``(T, V, 3)`` float64 vertices, metres.
+    """
+    import torch
+
+    left, right = body.hands_mean()
+    device, dtype = body.v_template.device, body.v_template.dtype
+    n = len(clip)
+    e_layer = body.num_expression
+    expr = np.zeros((n, e_layer))
+    e_clip = np.asarray(clip.expression, np.float64).reshape(n, -1)
+    expr[:, : min(e_layer, e_clip.shape[1])] = e_clip[:, :e_layer]
+    betas = np.zeros(body.num_betas)
+    b = np.asarray(clip.betas, np.float64).reshape(-1)[: body.num_betas]
+    betas[: b.size] = b
+    p = np.asarray(clip.poses, np.float64).reshape(n, 165)
+    out = np.empty((n, body.num_vertices, 3))
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            r = p[s : s + batch]
+            m = r.shape[0]
+            res = body(
+                betas=tensor(np.tile(betas, (m, 1))), global_orient=tensor(r[:, 0:3]), body_pose=tensor(r[:, 3:66]),
+                jaw_pose=tensor(r[:, 66:69]), leye_pose=tensor(r[:, 69:72]), reye_pose=tensor(r[:, 72:75]),
+                left_hand_pose=tensor(r[:, 75:120] - left), right_hand_pose=tensor(r[:, 120:165] - right),
+                expression=tensor(expr[s : s + batch]), transl=tensor(clip.transl[s : s + batch]),
+            )
+            out[s : s + m] = res.vertices.detach().cpu().double().numpy()
+    return out
