@@ -204,23 +204,24 @@ class _FakeCuda:
 
 
 def test_rng_state_holds_only_the_training_device(monkeypatch):
-    from wbcap.train.trainer import _rng_state
+    from wbcap.train.rng import rng_state
 
     fake = _FakeCuda(monkeypatch)
-    assert "cuda" not in _rng_state(torch.device("cpu"))  # --device cpu on a GPU machine
-    state = _rng_state(torch.device("cuda", 1))
+    assert "cuda" not in rng_state(torch.device("cpu"))  # --device cpu on a GPU machine
+    state = rng_state(torch.device("cuda", 1))
     assert fake.calls == [("get", torch.device("cuda", 1))] and state["cuda"].tolist() == [7] * 4
 
 
 def test_rng_restore_per_rank_and_with_another_process_count(monkeypatch, caplog):
-    from wbcap.train.trainer import DistInfo, _rng_state, _set_rng_state, restore_rng
+    from wbcap.train.rng import restore_rng, rng_state, set_rng_state
+    from wbcap.train.trainer import DistInfo
 
     cpu = torch.device("cpu")
     torch.manual_seed(11)
-    s0 = _rng_state(cpu)
+    s0 = rng_state(cpu)
     want0 = torch.rand(3)
     torch.manual_seed(12)
-    s1 = _rng_state(cpu)
+    s1 = rng_state(cpu)
     want1 = torch.rand(3)
     assert restore_rng([s0, s1], DistInfo(1, 2, 1), cpu, seed=5, epoch=3) and torch.equal(torch.rand(3), want1)
     assert restore_rng([s0, s1], DistInfo(0, 1, 0), cpu, seed=5, epoch=3) and torch.equal(torch.rand(3), want0)  # fewer ranks
@@ -233,11 +234,11 @@ def test_rng_restore_per_rank_and_with_another_process_count(monkeypatch, caplog
 
     fake = _FakeCuda(monkeypatch)
     cuda_state = {**s0, "cuda": torch.full((4,), 9, dtype=torch.uint8)}
-    _set_rng_state(cuda_state, cpu)  # CPU training ignores a saved CUDA state
-    _set_rng_state(cuda_state, torch.device("cuda", 0))
+    set_rng_state(cuda_state, cpu)  # CPU training ignores a saved CUDA state
+    set_rng_state(cuda_state, torch.device("cuda", 0))
     legacy = {**s0, "cuda": [torch.full((4,), 1, dtype=torch.uint8), torch.full((4,), 2, dtype=torch.uint8)]}
-    _set_rng_state(legacy, torch.device("cuda", 1))  # an older snapshot: one state per visible GPU
-    _set_rng_state(legacy, torch.device("cuda", 5))  # more GPUs now than then: kept as seeded
+    set_rng_state(legacy, torch.device("cuda", 1))  # an older snapshot: one state per visible GPU
+    set_rng_state(legacy, torch.device("cuda", 5))  # more GPUs now than then: kept as seeded
     assert fake.calls == [("set", 9, torch.device("cuda", 0)), ("set", 2, torch.device("cuda", 1))]
 
 

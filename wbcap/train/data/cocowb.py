@@ -37,15 +37,14 @@ from wbcap.train.data.common import (
     DatasetLayoutError,
     cpu_body_layer,
     crop_and_augment,
-    empty_smplx_targets,
     load_json,
     process_db_coord,
     process_part_bbox,
-    process_smplx_output,
     read_image,
     whole_body_sample,
     xywh_to_xyxy_or_none,
 )
+from wbcap.train.data.smplx_targets import empty_smplx_targets, process_smplx_output
 
 __all__ = ["COCO_FLIP_PAIRS", "COCO_JOINT_NAMES", "LAYOUT", "SMPLX_FILE", "COCOWholeBody"]
 

@@ -42,13 +42,12 @@ from wbcap.train.data.common import (
     crop_and_augment,
     depth_to_hm,
     dummy_boxes,
-    empty_smplx_targets,
     load_json,
     process_db_coord,
-    process_smplx_output,
     read_image,
     whole_body_sample,
 )
+from wbcap.train.data.smplx_targets import empty_smplx_targets, process_smplx_output
 
 __all__ = ["H36M_FLIP_PAIRS", "H36M_JOINT_NAMES", "LAYOUT", "Human36M"]
 
