@@ -32,6 +32,30 @@ def track_vertices(body: Any, tr: SmoothedTrack, rows: np.ndarray, device: Any) 
         return (o.vertices + t(tr.cam_trans)[:, None, :]).cpu().numpy()
 
 
+class TrackVertices:
+    """Posed vertices of person-frames read in frame order, computed :data:`OBJ_CHUNK` rows of a
+    track per SMPL-X call (rendering asks for one row of each visible track per frame; one call
+    per person-frame was most of the render time). Holds at most one chunk per track.
+
+    ``tracks``: ``{track id: SmoothedTrack}``; ``body`` the
+    :class:`~wbcap.body.smplx_layer.SMPLXLayer` on ``device``.
+    """
+
+    def __init__(self, tracks: dict[int, SmoothedTrack], body: Any, device: Any) -> None:
+        self._tracks, self._body, self._device = tracks, body, device
+        self._chunks: dict[int, tuple[int, np.ndarray]] = {}
+
+    def __call__(self, tid: int, row: int) -> np.ndarray:
+        """``(V, 3)`` float32 vertices, metres, video camera (OpenCV axes) of ``row`` of track ``tid``."""
+        start, verts = self._chunks.get(tid, (-1, None))
+        if verts is None or not start <= row < start + len(verts):
+            n = len(self._tracks[tid].frame)
+            rows = np.arange(row, min(row + OBJ_CHUNK, n))
+            start, verts = row, track_vertices(self._body, self._tracks[tid], rows, self._device)
+            self._chunks[tid] = (start, verts)
+        return verts[row - start]
+
+
 def write_track_objs(folder: Path, tracks: dict[int, SmoothedTrack], body: Any, faces: np.ndarray, device: Any,
                      progress: Progress | None = None) -> None:
     """``folder/<track>/<frame:06d>.obj`` for every person-frame of ``tracks`` (``faces``:

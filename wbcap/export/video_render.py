@@ -37,10 +37,11 @@ def render_video(
     and ``encode`` seconds.
     """
     from wbcap.export.render import render_meshes
-    from wbcap.export.track_meshes import track_vertices
+    from wbcap.export.track_meshes import TrackVertices
     from wbcap.io.video_writer import VideoWriter
 
     timings = {} if timings is None else timings
+    vertices = TrackVertices(tracks, body, device)
     n = 0
     with VideoWriter(path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start,
                      audio_end=audio_end) as writer:
@@ -49,7 +50,7 @@ def render_video(
             people = sorted(by_frame.get(frame.index, []))
             image = frame.image
             if people:
-                meshes = [track_vertices(body, tracks[tid], np.array([row]), device)[0] for tid, row in people]
+                meshes = [vertices(tid, row) for tid, row in people]
                 colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
                 image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors)
             t2 = time.perf_counter()
