@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JOINT_NAMES_55", "Rig", "build_rig", "lbs_vertices", "posed_joints", "top_k_weights"]
+__all__ = [
+    "JOINT_NAMES_55", "Rig", "build_rig", "lbs_vertices", "posed_joints", "skinning_transforms", "top_k_weights",
+]
 
 #: The 55 SMPL-X model joints in model order, as ``smplx.joint_names.JOINT_NAMES[:55]``.
 JOINT_NAMES_55: tuple[str, ...] = (
@@ -159,6 +161,21 @@ def _world_transforms(rig: Rig, poses: np.ndarray, transl: np.ndarray) -> tuple[
     return g_rot, g_pos
 
 
+def skinning_transforms(rig: Rig, poses: np.ndarray, transl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each joint's skinning transform ``x -> rot @ x + shift`` (world joint transform times the
+    inverse bind matrix ``translation(-rest_joint)``), the matrices a glTF reader skins with.
+
+    Args:
+        poses: ``(T, 55, 3)`` axis-angle, radians, hands absolute.
+        transl: ``(T, 3)`` metres (SMPL-X ``transl``).
+
+    Returns:
+        ``(rot (T, 55, 3, 3), shift (T, 55, 3))`` float64, metres.
+    """
+    g_rot, g_pos = _world_transforms(rig, poses, transl)
+    return g_rot, g_pos - np.einsum("tjab,jb->tja", g_rot, rig.rest_joints)
+
+
 def posed_joints(rig: Rig, poses: np.ndarray, transl: np.ndarray) -> np.ndarray:
     """World positions of the 55 joints: ``poses (T, 55, 3)`` axis-angle (hands absolute),
     ``transl (T, 3)`` metres -> ``(T, 55, 3)`` metres. Equals SMPL-X's first 55 output joints
@@ -178,9 +195,8 @@ def lbs_vertices(rig: Rig, poses: np.ndarray, transl: np.ndarray, expression: np
     Returns:
         ``(T, V, 3)`` float64 vertices, metres.
     """
-    g_rot, g_pos = _world_transforms(rig, poses, transl)
     # skinning matrix of joint j: x -> g_rot (x - rest_j) + g_pos
-    shift = g_pos - np.einsum("tjab,jb->tja", g_rot, rig.rest_joints)
+    g_rot, shift = skinning_transforms(rig, poses, transl)
     v = rig.rest_vertices[None]
     if expression is not None:
         e = np.asarray(expression, np.float64)
