@@ -1,0 +1,359 @@
+"""Blender reads our animation files: the GLB (:mod:`wbcap.export.gltf`) through Blender's glTF
+importer, and the FBX Blender makes from it (:mod:`wbcap.export.fbx`) through Blender's FBX
+importer and, for what Unity and Unreal read, through Blender's FBX parser on the raw file.
+
+Each Blender run is one subprocess (``tests/blender/glb_read.py`` or ``fbx_read.py``) that
+imports a file, evaluates the skinned mesh at every key frame (depsgraph, ``evaluated_get``,
+``to_mesh``, ``matrix_world``) and writes JSON plus ``.npy`` arrays; this process compares them
+with ``lbs_vertices`` (an LBS file) or the SMPL-X mesh (an exact file). Blender's z-up world is
+turned back into the y-up world of the files (glTF ``(x, y, z)`` = Blender ``(x, z, -y)``), and
+Blender's vertices are matched to ours by their rest positions.
+
+Measured on the synthetic body (10,475 vertices, 7 rows), max vertex distance from the
+reference: GLB in Blender 1.0e-6 m (LBS, 25 fps in a 24 fps scene) and 1.4e-6 m (exact, 29.97
+fps); FBX re-imported 2.9e-6 m (LBS, 25 fps) and 2.4e-6 m (exact, 29.97 fps); the FBX's joint
+curves equal SMPL-X's local rotations to 5e-7 rad and translations to 6e-7 m. About 1-3 s per
+Blender run.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wbcap.camera import ImageCamera
+from wbcap.errors import InputError, WbcapError
+
+log = logging.getLogger(__name__)
+
+BLENDER_SCRIPTS = Path(__file__).parent / "blender"
+T = 7  # rows per clip
+FPS = 25.0
+FPS_NTSC = 30000.0 / 1001.0  # 29.97 fps
+MM = 1e-3
+
+
+@functools.cache
+def _no_blender_reason() -> str | None:
+    """Why Blender tests cannot run here, or None."""
+    if importlib.util.find_spec("wbcap.export.gltf") is None:
+        return "wbcap.export.gltf (write_glb) is not there yet"
+    if importlib.util.find_spec("bpy") is None:
+        return 'Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"'
+    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        return f"bpy does not import in a subprocess: {lines[-1]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def blender() -> None:
+    reason = _no_blender_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def _smooth_clip(rig, fps: float, first_frame: int, seed: int):
+    """A ``T``-row clip on the grid ``(first_frame + k) / fps``: poses that drift between two
+    random poses with a bend, a walking translation, expression ramps that leave [0, 1]."""
+    from wbcap.export.clip import MotionClip
+
+    rng = np.random.default_rng(seed)
+    s = np.linspace(0.0, 1.0, T)
+    a, b, c = rng.normal(0.0, 0.3, (3, 55, 3))
+    poses = a + (b - a) * s[:, None, None] + 0.3 * c * np.sin(np.pi * s)[:, None, None]
+    transl = np.stack([0.4 * s, 0.05 * np.sin(2 * np.pi * s), -2.5 + 0.3 * s], 1)
+    expression = np.linspace(rng.normal(0.0, 1.0, 10), rng.normal(0.0, 1.0, 10), T)
+    return MotionClip(
+        name=f"track_{seed}", times=(first_frame + np.arange(T)) / fps, fps=fps, poses=poses, transl=transl,
+        expression=expression, betas=rig.betas[:10].copy(), valid=np.ones(T, bool),
+        frame_indices=first_frame + np.arange(T), up="y", rest_root=rig.rest_joints[0].copy(),
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(body_layer, tmp_path_factory):
+    """The rig, a 25 fps clip starting at 3 s, a 29.97 fps clip starting at frame 100, their
+    LBS references and SMPL-X meshes, and a folder."""
+    pytest.importorskip("wbcap.export.gltf", reason="wbcap.export.gltf (write_glb) is not there yet")
+    from wbcap.export.gltf import smplx_vertices
+    from wbcap.export.rig import build_rig, lbs_vertices
+
+    rng = np.random.default_rng(7)
+    rig = build_rig(body_layer, rng.normal(0.0, 1.0, 10))
+    clips = {"25": _smooth_clip(rig, FPS, 75, seed=3), "ntsc": _smooth_clip(rig, FPS_NTSC, 100, seed=4)}
+    lbs = {k: lbs_vertices(rig, c.poses, c.transl, c.expression) for k, c in clips.items()}
+    exact = {k: smplx_vertices(body_layer, c) for k, c in clips.items()}
+    return {"rig": rig, "clips": clips, "lbs": lbs, "exact": exact, "dir": tmp_path_factory.mktemp("blender")}
+
+
+def _read(script: str, path: Path, out_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Run ``tests/blender/<script>`` on ``path``; its result JSON, vertices (K, V, 3), rest (V, 3)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "blender.log"
+    with open(log_path, "wb") as fh:
+        proc = subprocess.run([sys.executable, str(BLENDER_SCRIPTS / script), str(path), str(out_dir)],
+                              stdout=fh, stderr=subprocess.STDOUT, timeout=300, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(f"{script} {path.name} failed ({proc.returncode}):\n{tail}")
+    result = json.loads((out_dir / "result.json").read_text())
+    return result, np.load(out_dir / "vertices.npy"), np.load(out_dir / "rest.npy")
+
+
+def _vertex_order(rest_blender: np.ndarray, rest_ours: np.ndarray) -> np.ndarray:
+    """Index of our vertex for each of Blender's, by rest position (a one-to-one match)."""
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(rest_ours).query(rest_blender)
+    assert rest_blender.shape == rest_ours.shape
+    assert dist.max() < 1e-5, f"Blender's rest mesh is {dist.max():.2e} m from ours"
+    assert np.unique(idx).size == idx.size, "two Blender vertices match one of ours"
+    return idx
+
+
+def _max_error(verts: np.ndarray, rest: np.ndarray, rig, reference: np.ndarray) -> float:
+    idx = _vertex_order(rest, rig.rest_vertices)
+    assert verts.shape == (reference.shape[0], *rest.shape)
+    return float(np.abs(verts - reference[:, idx]).max())
+
+
+def _expression_names(e: int = 10) -> list[str]:
+    return [f"expression_{i:02d}" for i in range(e)]
+
+
+# --------------------------------------------------------------------------- GLB in Blender
+
+
+def test_glb_in_blender_equals_lbs(blender, setup):
+    """An LBS GLB at 25 fps in Blender's default 24 fps scene: keys between frames (evaluated
+    with subframes), times t = frame / 24, mesh = lbs_vertices."""
+    from wbcap.export.gltf import write_glb
+    from wbcap.export.rig import JOINT_NAMES_55
+
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    glb = write_glb(setup["dir"] / "lbs25.glb", rig, clip)
+    result, verts, rest = _read("glb_read.py", glb, setup["dir"] / "glb_lbs")
+    assert (result["fps"], result["fps_base"]) == (24, 1.0)
+    assert len(result["key_frames"]) == T and result["keys_per_curve"] == [T]
+    np.testing.assert_allclose(result["key_frames"], clip.times * 24, atol=1e-3)  # 72, 72.96, ...
+    np.testing.assert_allclose(result["key_times"], clip.times, atol=1e-5)
+    assert sorted(result["bones"]) == sorted(JOINT_NAMES_55)
+    assert result["shape_keys"] == ["Basis", *_expression_names()]
+    err = _max_error(verts, rest, rig, setup["lbs"]["25"])
+    log.info("GLB (LBS) in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+    # the file is LBS, not SMPL-X: the comparison can tell them apart
+    assert _max_error(verts, rest, rig, setup["exact"]["25"]) > 5 * MM
+
+
+@pytest.mark.slow  # ~2-4 s; the exact GLB also goes through Blender in the exact FBX test
+def test_exact_glb_in_blender_equals_smplx(blender, setup):
+    """An exact GLB at 29.97 fps in Blender: mesh = SMPL-X (pose correctives, expression joints)."""
+    from wbcap.export.gltf import write_glb
+
+    clip, rig = setup["clips"]["ntsc"], setup["rig"]
+    glb = write_glb(setup["dir"] / "exact_ntsc.glb", rig, clip, exact_vertices=setup["exact"]["ntsc"])
+    result, verts, rest = _read("glb_read.py", glb, setup["dir"] / "glb_exact")
+    assert len(result["key_frames"]) == T
+    np.testing.assert_allclose(result["key_times"], clip.times, atol=1e-5)
+    assert result["shape_keys"] == ["Basis", *_expression_names(), *[f"exact_row_{t:05d}" for t in range(T)]]
+    err = _max_error(verts, rest, rig, setup["exact"]["ntsc"])
+    log.info("exact GLB in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+    assert _max_error(verts, rest, rig, setup["lbs"]["ntsc"]) > 5 * MM
+
+
+# --------------------------------------------------------------------------- FBX
+
+
+def _check_fbx_file(fbx: dict, clip, rig, shapes: list[str]) -> None:
+    """What Unity/Unreal read from the raw FBX: axes, unit, one identity-rooted skeleton of the 55
+    SMPL-X joints, the blend shapes, one take on the clip's times, and animated values equal to
+    the clip's (local joint rotations = SMPL-X axis-angle, pelvis = rest + transl, weights =
+    100 x coefficient)."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.export.rig import JOINT_NAMES_55
+
+    g = fbx["global"]
+    assert (g["UpAxis"], g["UpAxisSign"], g["FrontAxis"], g["FrontAxisSign"], g["CoordAxis"], g["CoordAxisSign"]) \
+        == (1, 1, 2, 1, 0, 1)
+    assert g["UnitScaleFactor"] == 100.0
+    assert g["CustomFrameRate"] == pytest.approx(clip.fps, rel=1e-6)
+    models = {m[0]: m[1:] for m in fbx["models"]}
+    assert len(models) == len(fbx["models"]) == 57
+    assert sorted(n for n, m in models.items() if m[0] == "LimbNode") == sorted(JOINT_NAMES_55)
+    for root, kind in (("Armature", "Null"), ("body", "Mesh")):
+        assert models[root][0] == kind
+        np.testing.assert_allclose(models[root][1], 0.0, atol=1e-6)  # translation
+        np.testing.assert_allclose(models[root][2], 0.0, atol=1e-4)  # rotation, degrees
+        np.testing.assert_allclose(models[root][3], 1.0, atol=1e-6)  # scale
+    assert fbx["shapes"] == shapes
+    assert len(fbx["stacks"]) == 1
+    name, start, stop = fbx["stacks"][0]
+    assert name == clip.name
+    np.testing.assert_allclose([start, stop], clip.times[[0, -1]], atol=1e-6)
+    assert len(fbx["key_times"]) == 1, "all curves share one key time array"
+    np.testing.assert_allclose(fbx["key_times"][0], clip.times, atol=1e-6)
+
+    ch = fbx["channels"]
+    worst = [0.0, 0.0]
+    for j, joint in enumerate(JOINT_NAMES_55):
+        euler = np.stack([ch[f"{joint}|Lcl Rotation"][a] for a in "XYZ"], 1)
+        r_fbx = Rotation.from_euler("xyz", euler, degrees=True)  # FBX eEulerXYZ: R = Rz Ry Rx
+        angle = (r_fbx.inv() * Rotation.from_rotvec(clip.poses[:, j])).magnitude()
+        assert angle.max() < 1e-5, f"{joint}: FBX rotation is {angle.max():.2e} rad from SMPL-X's"
+        move = np.stack([ch[f"{joint}|Lcl Translation"][a] for a in "XYZ"], 1)
+        want = rig.rest_joints[0] + clip.transl if j == 0 else np.broadcast_to(rig.offsets[j], (T, 3))
+        np.testing.assert_allclose(move, want, atol=1e-6)
+        worst = [max(worst[0], angle.max()), max(worst[1], np.abs(move - want).max())]
+    log.info("FBX joint curves vs SMPL-X: rotation %.1e rad, translation %.1e m", *worst)
+    for e, shape in enumerate(_expression_names()):
+        np.testing.assert_allclose(ch[f"{shape}|DeformPercent"]["DeformPercent"], 100.0 * clip.expression[:, e],
+                                   atol=1e-3)
+
+
+def test_fbx_equals_lbs(blender, setup):
+    """GLB (LBS, 25 fps) -> write_fbx -> Blender's FBX importer: mesh = lbs_vertices at every
+    row; the raw FBX holds the SMPL-X skeleton, shapes, take and values."""
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    camera = ImageCamera(focal=(1100.0, 1080.0), princpt=(652.0, 355.0), image_size=(1280, 720))
+    glb = write_glb(setup["dir"] / "fbx25.glb", rig, clip, camera=camera)  # the camera is not carried over
+    fbx_path = write_fbx(glb, setup["dir"] / "fbx25.fbx", fps=clip.fps)
+    assert sorted(p.name for p in setup["dir"].glob("fbx25*")) == ["fbx25.fbx", "fbx25.glb"]  # no log, no temp
+    result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_lbs")
+    assert [o[:2] for o in result["objects"]] == [["Armature", "ARMATURE"], ["body", "MESH"]]
+    assert (result["fps"], result["fps_base"]) == (25, 1.0)
+    np.testing.assert_allclose(result["key_frames"], 1 + clip.times * 25, atol=1e-6)  # Blender's anim_offset 1
+    np.testing.assert_allclose(result["key_times"], clip.times, atol=1e-6)
+    assert result["keys_per_curve"] == [T]
+    assert result["shape_keys"] == ["Basis", *_expression_names()]
+    _check_fbx_file(result["fbx"], clip, rig, _expression_names())
+    err = _max_error(verts, rest, rig, setup["lbs"]["25"])
+    log.info("FBX (LBS) re-imported in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+
+
+def test_exact_fbx_at_29_97_fps_equals_smplx(blender, setup):
+    """An exact GLB at 30000/1001 fps -> FBX: keys on the 29.97 fps grid (FBX key times =
+    clip.times), the mesh re-imported = SMPL-X at every row, one blend shape per row keyed 100
+    on its own row."""
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    clip, rig = setup["clips"]["ntsc"], setup["rig"]
+    glb = write_glb(setup["dir"] / "exact_ntsc_fbx.glb", rig, clip, exact_vertices=setup["exact"]["ntsc"])
+    fbx_path = write_fbx(glb, setup["dir"] / "exact_ntsc.fbx", fps=clip.fps)
+    result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_exact")
+    rows = [f"exact_row_{t:05d}" for t in range(T)]
+    # Blender's FBX importer: fps = round(rate), fps_base = fps / rate (stored as float32)
+    assert result["fps"] == 30 and 30 / result["fps_base"] == pytest.approx(FPS_NTSC, rel=1e-6)
+    # Blender's FBX importer puts keys at 1 + t * 30 (its integer fps), i.e. between frames
+    np.testing.assert_allclose(result["key_frames"], 1 + clip.times * 30, atol=1e-4)
+    _check_fbx_file(result["fbx"], clip, rig, [*_expression_names(), *rows])
+    weights = np.stack([result["fbx"]["channels"][f"{r}|DeformPercent"]["DeformPercent"] for r in rows])
+    np.testing.assert_allclose(weights, 100.0 * np.eye(T), atol=1e-4)
+    err = _max_error(verts, rest, rig, setup["exact"]["ntsc"])
+    log.info("exact FBX at 29.97 fps re-imported in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+
+
+@pytest.mark.slow  # ~3-5 s, keeps the file's fast part under 20 s
+def test_fbx_of_a_photo_is_static(blender, setup):
+    """A one-row clip (a photo): the GLB has no animation, the FBX no take, the pose is kept."""
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    one = replace(clip, times=clip.times[2:3], poses=clip.poses[2:3], transl=clip.transl[2:3],
+                  expression=clip.expression[2:3], valid=clip.valid[2:3], frame_indices=clip.frame_indices[2:3])
+    glb = write_glb(setup["dir"] / "photo.glb", rig, one)
+    fbx_path = write_fbx(glb, setup["dir"] / "photo.fbx", fps=clip.fps)
+    result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_photo")
+    assert result["key_frames"] == [] and result["fbx"]["stacks"] == []
+    err = _max_error(verts, rest, rig, setup["lbs"]["25"][2:3])
+    log.info("photo FBX re-imported in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_blender_failure_names_the_log(blender, tmp_path):
+    from wbcap.export.fbx import write_fbx
+
+    bad = tmp_path / "broken.glb"
+    bad.write_bytes(b"glTF" + bytes(40))
+    with pytest.raises(WbcapError, match=r"Blender could not convert broken\.glb to FBX .*see its log") as info:
+        write_fbx(bad, tmp_path / "broken.fbx", fps=25.0)
+    message = str(info.value)
+    assert "\n" not in message
+    log_path = tmp_path / "broken.fbx.blender.log"
+    assert str(log_path) in message and log_path.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.fbx.blender.log", "broken.glb"]
+
+
+def test_wrong_fps_is_an_error(blender, setup):
+    """A 25 fps GLB converted at 30 fps: its keys are off the 30 fps grid."""
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    out = setup["dir"] / "wrong_fps"
+    out.mkdir()
+    glb = write_glb(out / "a.glb", setup["rig"], setup["clips"]["25"])
+    with pytest.raises(WbcapError, match=r"keys are up to 0\.400 frame off a 30 fps grid; pass the clip's own fps"):
+        write_fbx(glb, out / "a.fbx", fps=30.0)
+    assert sorted(p.name for p in out.iterdir()) == ["a.fbx.blender.log", "a.glb"]
+
+
+def test_without_bpy_says_how_to_install(tmp_path, monkeypatch):
+    import wbcap.export.fbx as fbx
+
+    glb = tmp_path / "a.glb"
+    glb.write_bytes(b"")
+    monkeypatch.setattr(fbx, "blender_available", lambda: False)
+    with pytest.raises(WbcapError, match=r'pip install "wbcap\[blender\]" \(Blender as a Python module: bpy 5\.0\.1'):
+        fbx.write_fbx(glb, tmp_path / "a.fbx", fps=25.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.glb"]
+
+
+def test_bpy_that_does_not_import_says_how_to_install(tmp_path, monkeypatch):
+    """``bpy`` found but failing to import in the subprocess (here a stand-in on PYTHONPATH)."""
+    import wbcap.export.fbx as fbx
+
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "bpy.py").write_text("raise ImportError('built for another Python')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    monkeypatch.setattr(fbx, "blender_available", lambda: True)
+    glb = tmp_path / "a.glb"
+    glb.write_bytes(b"")
+    with pytest.raises(WbcapError, match=r"does not import \(cannot import bpy: built for another Python\); pip install"):
+        fbx.write_fbx(glb, tmp_path / "a.fbx", fps=25.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.glb", "fake"]
+
+
+def test_bad_arguments(tmp_path):
+    from wbcap.export.fbx import write_fbx
+
+    with pytest.raises(InputError, match="no such GLB file"):
+        write_fbx(tmp_path / "missing.glb", tmp_path / "a.fbx", fps=25.0)
+    glb = tmp_path / "a.glb"
+    glb.write_bytes(b"")
+    for fps in (0.0, -25.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="fps must be a positive number"):
+            write_fbx(glb, tmp_path / "a.fbx", fps=fps)

@@ -1,0 +1,194 @@
+"""One person's motion as FBX for Unity and Unreal, made by Blender from the GLB.
+
+:func:`write_fbx` runs Blender's Python module (``bpy``, the optional extra
+``pip install "wbcap[blender]"``: bpy 5.0.1, Python 3.11 only, about 1 GB) in a subprocess of
+``sys.executable`` with the script :mod:`wbcap.export.blender_fbx`: bpy is large, keeps global
+state and prints a lot, so it never loads into wbcap's process and its output goes to a log file.
+Blender imports the GLB of :func:`wbcap.export.gltf.write_glb` with its glTF importer and writes
+FBX 7.4 binary with its FBX exporter (``io_scene_gltf2`` and ``io_scene_fbx`` bundled with
+Blender 5.0.1). Why FBX through Blender: no maintained Python FBX writer exists (Autodesk's FBX
+SDK is C++ with its own licence), and Blender's exporter is the one Unity's and Unreal's
+documentation and users rely on for Blender characters.
+
+What the FBX holds
+------------------
+* A ``Null`` root node ``Armature`` with identity transform, its 55 ``LimbNode`` joints named as
+  :data:`wbcap.export.rig.JOINT_NAMES_55`, parented as SMPL-X; their bind pose is the shaped
+  T-pose with identity joint orientations, so a joint's local animated rotation is the SMPL-X
+  axis-angle of that joint (as FBX Euler XYZ degrees) and the pelvis' local translation is
+  ``rest_joints[0] + transl``.
+* The mesh ``body`` (identity transform, a child of ``Armature``), skinned by the joints (the
+  GLB's 4 weights per vertex), with the GLB's morph targets as blend shapes: ``expression_00``
+  ... and, for an exact GLB, ``exact_row_00000`` ... (blend-shape weights are FBX percent: 100 x
+  the coefficient).
+* One take (``AnimationStack``) named after the clip, keyed on every row: key ``k`` at the
+  GLB's time ``times[k]`` (seconds on the source's clock, so the take may start after 0 s),
+  sampled at the clip's rate (FBX ``TimeMode``: the matching standard rate such as 25 or
+  29.97 fps, else ``CustomFrameRate``).
+* World: the GLB's y-up frame (metres; x right, y up, the body faces +z). The file says so in
+  ``GlobalSettings`` (``UpAxis`` +Y, ``FrontAxis`` +Z, ``CoordAxis`` +X, ``UnitScaleFactor``
+  100: one unit is a metre).
+
+Not written: the source camera (it stays in the GLB; the FBX holds the character only) and the
+GLB's extras (metadata). Size: the exact option adds about 130 kB per row (Blender writes one
+blend shape per row, deflate-compressed; measured 8.9 MB for 60 rows against 1.2 MB without);
+Blender takes about 1.5 s for a short clip and 9 s for 1,800 rows.
+
+Blender options
+---------------
+glTF import (:data:`wbcap.export.blender_fbx.GLTF_IMPORT_OPTIONS`):
+
+* ``bone_heuristic='BLENDER'``: bones keep the glTF joints' axes (identity rest rotations in
+  the GLB), which gives the identity joint orientations above; the other heuristics turn
+  bones towards their children and would put those turns into every FBX rotation.
+* ``disable_bone_shape=True``: no helper "Icosphere" display mesh (it would be exported).
+* ``import_shading='NORMALS'``: the GLB's vertex normals (a smooth body).
+* ``merge_vertices=False``: the GLB's vertices, one to one, in order.
+* ``import_scene_extras=False``: the GLB's metadata stays out (it would not be exported).
+
+FBX export (:data:`wbcap.export.blender_fbx.FBX_OPTIONS`):
+
+* ``axis_forward='-Z'``, ``axis_up='Y'`` with ``use_space_transform=True``: y up, the
+  exporter's standard conversion of Blender's z up. Blender's ``bake_space_transform``
+  ("Apply Transform") is not used: its own documentation calls it experimental and broken with
+  armatures and animations. Instead :mod:`wbcap.export.blender_fbx` turns the armature and mesh
+  data back to y up under objects turned +90 degrees about x, which the conversion cancels: the
+  root nodes have identity rotation, so Unity shows no -90 degree x rotation on the character.
+* ``apply_unit_scale=True``, ``apply_scale_options='FBX_SCALE_ALL'``, ``global_scale=1``:
+  metres stated as ``UnitScaleFactor=100`` with every node at scale 1 (the default
+  ``FBX_SCALE_NONE`` puts a scale of 100 on the root node instead); Unity imports it at its
+  size ("Convert Units", "1m (File)"); Unreal converts it to centimetres with "Convert Scene Unit".
+* ``object_types={'ARMATURE', 'MESH'}``: the character only.
+* ``add_leaf_bones=False``: no ``<joint>_end`` bones; the skeleton is exactly the 55 SMPL-X joints.
+* ``primary_bone_axis='Y'``, ``secondary_bone_axis='X'`` (Blender's defaults): with the
+  ``BLENDER`` bone heuristic they map each bone back to its glTF joint axes (identity joint
+  orientations); any other pair would rotate every joint's frame.
+* ``use_armature_deform_only=False``: all 55 joints, also any that weigh on no vertex.
+* ``armature_nodetype='NULL'`` and the armature object named ``Armature``: Unity shows an
+  ``Armature`` object above ``pelvis``; Unreal (4.24 and later) drops a Blender root node named
+  ``Armature`` instead of adding it as an extra root bone, so ``pelvis`` is the root bone.
+* ``bake_anim=True`` with ``bake_anim_step=1`` on a scene whose rate is the clip's (fractional
+  rates as ``fps / fps_base``) and whose frame range is the keys': one sample per row, on the
+  rows' own times; ``bake_anim_simplify_factor=0``: no key dropped (the default 1.0 drops keys
+  that change little); ``bake_anim_force_startend_keying=True`` and
+  ``bake_anim_use_all_bones=True``: every joint has curves over the whole take (needed by some
+  importers); ``bake_anim_use_nla_strips=False``, ``bake_anim_use_all_actions=False``: one take
+  with the whole scene (joints and blend-shape weights together), named after the clip, rather
+  than one take per Blender action or NLA strip (the glTF importer's action animates the
+  armature and the shape keys through two slots, and stashes it in muted NLA tracks).
+* ``use_mesh_modifiers=False``: applying modifiers drops shape keys; the only modifier is the
+  armature, which FBX stores as the skin. ``use_triangles=False``: the GLB's mesh is all
+  triangles already, and with ``True`` Blender 5.0.1 exports a copy of the mesh whose shape keys
+  are not animated (every blend-shape curve would hold the first row's value).
+* ``mesh_smooth_type='FACE'``: smoothing groups besides the normals (Unreal warns "No smoothing
+  group information" without them); ``use_tspace=False`` (no UVs), ``colors_type='NONE'``,
+  ``use_custom_props=False``.
+
+For Unity and Unreal users
+--------------------------
+Checked here with Blender's own FBX reader (the tests); not run in Unity or Unreal.
+
+* Unity: the file's unit shows as "1m (File)" and the character at its size. Rig: Generic, or
+  Humanoid with the avatar mapped by hand (the joint names are SMPL-X's). "Anim. Compression"
+  (default Keyframe Reduction) may drop keys: Off keeps every row. Blend-shape weights of
+  expression coefficients may leave [0, 100]: keep Player Settings "Clamp BlendShapes" off.
+* Unreal: import as a skeletal mesh with its animation and tick "Convert Scene Unit" (the file
+  is in metres, Unreal works in centimetres). ``pelvis`` is the root bone (the ``Armature``
+  node is dropped), so root motion needs a root bone the user adds; the motion is in the
+  pelvis' translation. "Animation Length: Exported Time" keeps the take's time range.
+* Frame times follow the source's clock: the take may start later than 0 s.
+* A GLB without animation (one row, a photo) gives an FBX with the static pose and no take.
+* Between keys FBX readers interpolate Euler angles, not quaternions (slerp) as glTF readers
+  do; at the keys (every row) both are exact.
+
+Time in Blender (for the record): its glTF importer puts a key at frame ``t * fps * fps_base``
+and its FBX importer at ``1 + t * fps`` (integer ``fps``); both are exact for an integer rate
+with ``fps_base = 1``, and :mod:`wbcap.export.blender_fbx` handles fractional rates itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from wbcap.atomic import atomic_path
+from wbcap.errors import InputError, WbcapError
+from wbcap.export.blender_fbx import EXIT_NO_BPY
+
+__all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
+
+logger = logging.getLogger(__name__)
+
+#: How to get Blender's Python module.
+INSTALL_HINT = 'pip install "wbcap[blender]" (Blender as a Python module: bpy 5.0.1, Python 3.11 only, about 1 GB)'
+
+_SCRIPT = Path(__file__).with_name("blender_fbx.py")
+
+
+def blender_available() -> bool:
+    """Whether ``bpy`` can be found on this Python's path (found, not imported: importing it takes
+    a second and half a gigabyte, and only the subprocess does)."""
+    return importlib.util.find_spec("bpy") is not None
+
+
+def _reason(log_path: Path) -> str:
+    """The most telling line of a failed Blender run's log: the last ``wbcap:`` line of
+    :mod:`wbcap.export.blender_fbx`, else the last exception line, else the last line."""
+    try:
+        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    ours = [ln.removeprefix("wbcap: ") for ln in lines if ln.startswith("wbcap: ")]
+    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", ln)]
+    return (ours or errors or lines or ["empty log"])[-1]
+
+
+def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path:
+    """Convert a GLB of :func:`wbcap.export.gltf.write_glb` to FBX with Blender (see the module
+    docstring), atomically.
+
+    Args:
+        glb_path: the ``.glb`` (one skinned character, one animation or none).
+        fbx_path: the ``.fbx`` to write (its folder must exist; replaced if present).
+        fps: the clip's rows per second (``clip.fps``, e.g. 25 or 30000/1001); the GLB's keys
+            must lie on its grid (``times[0] + k / fps``).
+
+    Returns:
+        ``fbx_path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InputError: no such GLB, or ``fps`` not a positive finite number.
+        WbcapError: ``bpy`` is not installed (one line with :data:`INSTALL_HINT`), or Blender
+            failed (one line with the reason and the path of Blender's log,
+            ``<fbx_path>.blender.log``, which is kept; on success it is deleted).
+    """
+    glb = Path(glb_path)
+    out = Path(fbx_path)
+    if not glb.is_file():
+        raise InputError(f"{glb}: no such GLB file; write it with wbcap.export.gltf.write_glb first")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"{out}: fps must be a positive number of rows per second, got {fps!r}")
+    if not blender_available():
+        raise WbcapError(f"{out}: FBX export needs Blender's Python module; {INSTALL_HINT}")
+    log_path = out.with_name(out.name + ".blender.log")
+    with atomic_path(out) as tmp:
+        cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps))]
+        logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                  cwd=str(out.parent.resolve()), check=False)
+        if proc.returncode == EXIT_NO_BPY:
+            reason = _reason(log_path)
+            log_path.unlink(missing_ok=True)
+            raise WbcapError(f"{out}: Blender's Python module does not import ({reason}); {INSTALL_HINT}")
+        if proc.returncode != 0 or not tmp.is_file():
+            raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
+                             f"see its log {log_path}")
+    log_path.unlink(missing_ok=True)
+    logger.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    return out
