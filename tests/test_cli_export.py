@@ -70,11 +70,15 @@ def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body
         assert float(re.search(r"Frame Time:\s*([0-9.eE+-]+)", text).group(1)) == pytest.approx(0.1, abs=1e-6)
 
 
-def test_export_one_track_glb(finished_run, tmp_path, body_dir):
+def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
+    from wbcap.export.fbx import blender_available
+
     dest = tmp_path / "one"
-    r = invoke("export", finished_run, "--track", "1", "--dest", dest, "--body-models", body_dir)
+    formats = "glb,fbx" if blender_available() else "glb"
+    r = invoke("export", finished_run, "--track", "1", "--format", formats, "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
-    assert [p.name for p in dest.iterdir()] == ["track_1.glb"]
+    want = ["track_1.fbx", "track_1.glb"] if blender_available() else ["track_1.glb"]
+    assert sorted(p.name for p in dest.iterdir()) == want  # no temporary or Blender log left
     np.testing.assert_allclose(glb_animation_times(dest / "track_1.glb"),
                                glb_animation_times(finished_run / "track_1.glb"), atol=0)
 
