@@ -48,7 +48,7 @@ def main() -> None:
             people = pipe(img, boxes)
             return (np.stack([p.vertices for p in people]),
                     np.stack([np.stack((p.lhand_box, p.rhand_box, p.face_box)) for p in people]),
-                    np.stack([p.params["cam_trans"] for p in people]))
+                    np.stack([p.params["transl"][0].numpy() for p in people]))
 
         exact = run("exact")
         print(f"{'plan (vs exact)':44s} {'max vertex':>11s} {'max box corner':>15s} {'cam_trans':>10s}")

@@ -27,9 +27,10 @@ def main() -> None:
     except WbcapError as exc:
         parser.error(str(exc))
     for person in pipe(image, detector="hog"):
+        p = person.params  # SMPLXParams: a batch of one, axis-angle, SMPL-X's names
         print(
-            f"person {person.index}: box {person.box}, root {person.params['root_pose'].round(3)}, "
-            f"depth {person.params['cam_trans'][2]:.2f} m, focal {person.focal[0]:.0f} px"
+            f"person {person.index}: box {person.box.round(1).tolist()}, root {p['global_orient'][0].numpy().round(3)}, "
+            f"depth {float(p['transl'][0, 2]):.2f} m, focal {person.focal[0]:.0f} px"
         )
 
 

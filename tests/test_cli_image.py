@@ -46,7 +46,7 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer, cro
     verts, nfaces = read_obj_counts(folder / "output.obj")
     assert verts.shape == (10475, 3) and nfaces == 20908
     params = json.loads((folder / "smplx_param.json").read_text())
-    # the JSON round-trips through the body model to the OBJ's vertices
+    # the JSON round-trips through the body model to the OBJ's vertices (Hand4Whole's names)
     t = lambda k: torch.tensor(params[k], dtype=torch.float32)[None]
     out = body_layer(
         betas=t("shape"), global_orient=t("root_pose"), body_pose=t("body_pose"), left_hand_pose=t("lhand_pose"),
@@ -55,6 +55,11 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer, cro
     )
     mesh = out.vertices[0].numpy() + np.asarray(params["cam_trans"])
     assert np.abs(mesh - verts).max() <= 1e-5
+    from wbcap.export.param_names import from_file_record
+
+    with torch.no_grad():
+        again = body_layer(from_file_record(params)).vertices[0].numpy()  # the same, through the one mapping
+    assert np.abs(again - verts).max() <= 1e-5
     # the mesh projects into the image with the JSON's camera
     (fx, _fy), (cx, _cy) = params["camera"]["focal"], params["camera"]["princpt"]
     u = verts[:, 0] / verts[:, 2] * fx + cx
@@ -385,16 +390,16 @@ def test_one_image_reports_stages_and_json_boxes_follow_person(tmp_path, micro_c
     assert stages == ["reading", "detecting", "regressing", "writing"]
     assert set(stages) <= set(STAGES)
 
-    # the JSON's boxes are the Person's fields, under names that say their convention
+    # the JSON's boxes are the Person's fields (all x, y, w, h), under names that say their convention
     (person,) = pipe(load_image(img_path), boxes=[box])
     raw = json.loads((tmp_path / "out" / "walker" / "person_0" / "smplx_param.json").read_text())
     assert raw["format"] == FORMAT == "wbcap.params/2"
     assert not {"bbox", "crop_bbox", "lhand_bbox", "rhand_bbox", "face_bbox"} & set(raw)
     assert raw["bbox_xywh"] == list(box)
     np.testing.assert_allclose(raw["crop_bbox_xywh"], person.crop_box, atol=1e-4)
-    for key, value in (("lhand_bbox_xyxy", person.lhand_box), ("rhand_bbox_xyxy", person.rhand_box),
-                       ("face_bbox_xyxy", person.face_box)):
-        np.testing.assert_allclose(raw[key], value, atol=1e-3, err_msg=key)
+    for key, (bx, by, bw, bh) in (("lhand_bbox_xyxy", person.lhand_box), ("rhand_bbox_xyxy", person.rhand_box),
+                                  ("face_bbox_xyxy", person.face_box)):
+        np.testing.assert_allclose(raw[key], (bx, by, bx + bw, by + bh), atol=1e-3, err_msg=key)
     x, y, w, h = raw["crop_bbox_xywh"]
     for key in ("lhand_bbox_xyxy", "rhand_bbox_xyxy", "face_bbox_xyxy"):
         x1, y1, x2, y2 = raw[key]  # corners: their mean is the predicted centre, inside the crop
@@ -425,7 +430,7 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
     pipe = Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt), device="cpu"))
     image = person_image(120, 160, seed=3)
     (person,) = pipe(image, detector="full")
-    assert person.box == (0.0, 0.0, 120.0, 160.0)
+    assert tuple(person.box) == (0.0, 0.0, 120.0, 160.0) and person.box.dtype == np.float64
     assert pipe.detector("hog") is pipe.detector("hog")  # built once
     assert pipe.detector("hog").name == "hog"
     with pytest.raises(InputError, match="unknown detector 'nope'"):

@@ -152,24 +152,25 @@ def training_regressor(small_config, body_layer):
 def test_smplx_stage_is_float32_under_bf16_autocast(training_regressor):
     """The same parameters through the body stage of a training-mode regressor with and without
     bf16 autocast: equal vertices. Without the float32 guard they move by millimetres."""
-    from types import SimpleNamespace
+    from wbcap.body.params import SMPLXParams
 
     reg = training_regressor
     g = torch.Generator().manual_seed(0)
     b = 3
-    p = SimpleNamespace(
-        root_pose=torch.randn(b, 3, generator=g), body_pose=torch.randn(b, 63, generator=g) * 0.5,
-        lhand_pose=torch.randn(b, 45, generator=g) * 0.5, rhand_pose=torch.randn(b, 45, generator=g) * 0.5,
+    p = SMPLXParams(
+        global_orient=torch.randn(b, 3, generator=g), body_pose=torch.randn(b, 63, generator=g) * 0.5,
+        left_hand_pose=torch.randn(b, 45, generator=g) * 0.5, right_hand_pose=torch.randn(b, 45, generator=g) * 0.5,
         jaw_pose=torch.randn(b, 3, generator=g) * 0.3, betas=torch.randn(b, 10, generator=g),
         expression=torch.randn(b, 10, generator=g),
     )
-    with torch.no_grad():
-        verts, joints = reg.body_forward(p)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            verts_ac, joints_ac = reg.body_forward(p)
-    assert reg.training and verts_ac.dtype == joints_ac.dtype == torch.float32
-    torch.testing.assert_close(verts_ac, verts, atol=1e-5, rtol=0)
-    torch.testing.assert_close(joints_ac, joints, atol=1e-5, rtol=0)
+    for params in (p, p.to_matrix()):
+        with torch.no_grad():
+            verts, joints = reg.body_forward(params)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                verts_ac, joints_ac = reg.body_forward(params)
+        assert reg.training and verts_ac.dtype == joints_ac.dtype == torch.float32
+        torch.testing.assert_close(verts_ac, verts, atol=1e-5, rtol=0)
+        torch.testing.assert_close(joints_ac, joints, atol=1e-5, rtol=0)
 
 
 def test_training_forward_under_bf16_autocast_keeps_rotations_camera_and_mesh_float32(training_regressor):
@@ -182,16 +183,20 @@ def test_training_forward_under_bf16_autocast_keeps_rotations_camera_and_mesh_fl
             out = reg(x)
         p = out.params
         assert p.body_pose_6d.dtype == torch.bfloat16  # autocast really ran the heads in bf16
-        for name in ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "cam_trans"):
-            assert getattr(p, name).dtype == torch.float32, name
+        for name in ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose", "transl"):
+            assert p.smplx[name].dtype == torch.float32, name
         # the conversions equal float32 ones of the same (bf16) network outputs
-        torch.testing.assert_close(p.root_pose, rot6d_to_axis_angle(p.root_pose_6d.float()), atol=1e-6, rtol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            aa = p.smplx.to_axis_angle()  # float32 also under autocast
+        for name in ("global_orient", "body_pose", "jaw_pose"):
+            assert aa[name].dtype == torch.float32, name
+        torch.testing.assert_close(aa.global_orient, rot6d_to_axis_angle(p.global_orient_6d.float()), atol=1e-6, rtol=0)
         body = rot6d_to_axis_angle(p.body_pose_6d.float().reshape(2, 21, 6)).reshape(2, -1)
-        torch.testing.assert_close(p.body_pose, body, atol=1e-6, rtol=0)
-        torch.testing.assert_close(p.jaw_pose, rot6d_to_axis_angle(p.jaw_pose_6d.float()), atol=1e-6, rtol=0)
-        torch.testing.assert_close(p.cam_trans, reg.net.camera_translation(p.cam_param.float()), atol=1e-6, rtol=0)
+        torch.testing.assert_close(aa.body_pose, body, atol=1e-6, rtol=0)
+        torch.testing.assert_close(aa.jaw_pose, rot6d_to_axis_angle(p.jaw_pose_6d.float()), atol=1e-6, rtol=0)
+        torch.testing.assert_close(p.smplx.transl, reg.net.camera_translation(p.cam_param.float()), atol=1e-6, rtol=0)
         verts, _ = reg.body_forward(p)
-    torch.testing.assert_close(out.vertices, verts + p.cam_trans[:, None], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.vertices, verts, atol=1e-5, rtol=0)
 
 
 def test_own_lbs_equals_smplx_lbs_bit_for_bit(body_layer):

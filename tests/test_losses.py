@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import default_collate
 
 from wbcap.body import joints as J
+from wbcap.body.params import SMPLXParams
 from wbcap.model.hand4whole import restore_bbox
 from wbcap.model.regressor import RegressorOutput, WholeBodyRegressor
 from wbcap.train.data.synthetic import SyntheticWholeBody, part_boxes, project_joint_targets
@@ -21,6 +22,7 @@ from wbcap.train.losses import (
     hand_box_coords,
     param_loss,
     part_relative_joints,
+    regressed_pose,
     total_loss,
 )
 
@@ -50,15 +52,15 @@ def consistent(out: RegressorOutput, config):
     p = out.params
     joint_img, joint_cam, trunc = project_joint_targets(out.joints, config)
     boxes = part_boxes(joint_img)
-    pose = torch.cat((p.root_pose, p.body_pose, p.lhand_pose, p.rhand_pose, p.jaw_pose), 1)
+    pose = regressed_pose(p.smplx)
     targets = {
         "joint_img": joint_img,
         "smplx_joint_img": joint_img.clone(),
         "joint_cam": joint_cam,
         "smplx_joint_cam": joint_cam.clone(),
         "smplx_pose": pose.clone(),
-        "smplx_shape": p.betas.clone(),
-        "smplx_expr": p.expression.clone(),
+        "smplx_shape": p.smplx.betas.clone(),
+        "smplx_expr": p.smplx.expression.clone(),
         **boxes,
     }
     ones = torch.ones(B)
@@ -267,12 +269,13 @@ def reference_losses(out: RegressorOutput, targets, meta_info, cfg):
         sub = joint_cam[:, idx, :] - joint_cam[:, root, None, :]
         joint_cam = torch.cat((joint_cam[:, : idx[0], :], sub, joint_cam[:, idx[-1] + 1 :, :]), 1)
 
-    pose = torch.cat((p.root_pose, p.body_pose, p.lhand_pose, p.rhand_pose, p.jaw_pose), 1)
+    aa = p.smplx.to_axis_angle()  # upstream's network outputs axis-angle
+    pose = torch.cat((aa.global_orient, aa.body_pose, aa.left_hand_pose, aa.right_hand_pose, aa.jaw_pose), 1)
     joint_img = torch.cat((p.body_joint_img, p.lhand_joint_img, p.rhand_joint_img), 1)
     loss = {}
     loss["smplx_pose"] = ParamLoss(pose, targets["smplx_pose"], meta_info["smplx_pose_valid"])
-    loss["smplx_shape"] = ParamLoss(p.betas, targets["smplx_shape"], meta_info["smplx_shape_valid"][:, None])
-    loss["smplx_expr"] = ParamLoss(p.expression, targets["smplx_expr"], meta_info["smplx_expr_valid"][:, None])
+    loss["smplx_shape"] = ParamLoss(aa.betas, targets["smplx_shape"], meta_info["smplx_shape_valid"][:, None])
+    loss["smplx_expr"] = ParamLoss(aa.expression, targets["smplx_expr"], meta_info["smplx_expr_valid"][:, None])
     loss["joint_cam"] = CoordLoss(joint_cam, targets["joint_cam"], meta_info["joint_valid"] * meta_info["is_3D"][:, None, None])
     loss["smplx_joint_cam"] = CoordLoss(joint_cam, targets["smplx_joint_cam"], meta_info["smplx_joint_valid"])
     for name in ("lhand", "rhand", "face"):
@@ -366,11 +369,12 @@ def test_gradients_equal_reference(setup, small_config):
     leaves = {
         "joints": out.joints.clone().requires_grad_(),
         "joints_proj": out.joints_proj.clone().requires_grad_(),
-        "body_pose": p.body_pose.clone().requires_grad_(),
+        "body_pose": p.smplx.body_pose.clone().requires_grad_(),  # (B, 21, 3, 3) matrices
         "lhand_joint_img": p.lhand_joint_img.clone().requires_grad_(),
         "face_bbox_size": p.face_bbox_size.clone().requires_grad_(),
     }
-    params = dataclasses.replace(p, body_pose=leaves["body_pose"], lhand_joint_img=leaves["lhand_joint_img"], face_bbox_size=leaves["face_bbox_size"])
+    smplx = dataclasses.replace(p.smplx, body_pose=leaves["body_pose"])
+    params = dataclasses.replace(p, smplx=smplx, lhand_joint_img=leaves["lhand_joint_img"], face_bbox_size=leaves["face_bbox_size"])
     # The reference projects out.joints itself; keep joints_proj consistent with the leaf.
     (fx, fy), (cx, cy) = (small_config.focal[0] * 2, small_config.focal[1] * 2), (small_config.princpt[0] * 2, small_config.princpt[1] * 2)
     j = leaves["joints"]
@@ -418,6 +422,8 @@ def test_low_precision_outputs(setup, small_config):
     out, targets, meta = _randomised(setup)
 
     def bf16(x):
+        if isinstance(x, SMPLXParams):
+            return x.to(torch.bfloat16)
         return x.to(torch.bfloat16) if torch.is_tensor(x) and x.is_floating_point() else x
 
     params = dataclasses.replace(out.params, **{f.name: bf16(getattr(out.params, f.name)) for f in dataclasses.fields(out.params)})

@@ -112,7 +112,9 @@ def test_left_hand_pose_mirror_equals_matrix_reflection():
 
 
 def _outputs_as_dict(out):
-    return {k: getattr(out, k) for k in out.__dataclass_fields__}
+    d = {k: getattr(out, k) for k in out.__dataclass_fields__ if k != "smplx"}
+    d.update({f"smplx.{k}": v for k, v in out.smplx.items()})
+    return d
 
 
 def test_batch_equals_one_by_one(small_net):
@@ -132,15 +134,49 @@ def test_batch_equals_one_by_one(small_net):
 def test_forward_outputs_shapes_and_finite(small_net):
     with torch.inference_mode():
         out = small_net(torch.rand(2, 3, 512, 384))
-    shapes = dict(root_pose=(2, 3), body_pose=(2, 63), lhand_pose=(2, 45), rhand_pose=(2, 45), jaw_pose=(2, 3),
-                  betas=(2, 10), expression=(2, 10), cam_trans=(2, 3), joint_img=(2, 65, 3), lhand_bbox=(2, 4))
+    p = out.smplx
+    assert p.rotation == "matrix"
+    shapes = {"global_orient": (2, 1, 3, 3), "body_pose": (2, 21, 3, 3), "left_hand_pose": (2, 15, 3, 3),
+              "right_hand_pose": (2, 15, 3, 3), "jaw_pose": (2, 1, 3, 3), "leye_pose": (2, 1, 3, 3),
+              "betas": (2, 10), "expression": (2, 10), "transl": (2, 3)}  # fmt: skip
     for k, s in shapes.items():
+        assert tuple(p[k].shape) == s and p[k].dtype == torch.float32, k
+        assert torch.isfinite(p[k]).all(), k
+    for k, s in dict(joint_img=(2, 65, 3), lhand_bbox=(2, 4)).items():
         v = getattr(out, k)
-        assert tuple(v.shape) == s, k
-        assert torch.isfinite(v).all(), k
+        assert tuple(v.shape) == s and torch.isfinite(v).all(), k
+    eye = torch.eye(3).expand(2, 1, 3, 3)
+    assert torch.equal(p.leye_pose, eye) and torch.equal(p.reye_pose, eye)  # eyes at rest
     # upright heads: root is a half-turn about x, camera 42 m away
-    assert torch.allclose(out.root_pose, torch.tensor([[math.pi, 0.0, 0.0]] * 2), atol=1e-4)
-    assert torch.allclose(out.cam_trans[:, 2], torch.tensor([42.0, 42.0]), atol=1e-3)
+    aa = p.to_axis_angle()
+    assert torch.allclose(aa.global_orient, torch.tensor([[math.pi, 0.0, 0.0]] * 2), atol=1e-4)
+    assert torch.allclose(p.transl[:, 2], torch.tensor([42.0, 42.0]), atol=1e-3)
+
+
+def test_rotations_are_the_6d_outputs_as_matrices(small_net):
+    """The network's matrices are its 6D outputs through rot6d_to_matrix (the left hand mirrored
+    back), and their axis-angle is the 6D -> axis-angle conversion of before, bit for bit."""
+    from wbcap.body.rotations import rot6d_to_axis_angle_f32, rot6d_to_matrix
+
+    x = torch.rand(3, 3, 512, 384, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        out = small_net(x)
+    p, b = out.smplx, 3
+    assert torch.equal(p.global_orient[:, 0], rot6d_to_matrix(out.global_orient_6d))
+    assert torch.equal(p.body_pose, rot6d_to_matrix(out.body_pose_6d.reshape(b, 21, 6)))
+    assert torch.equal(p.jaw_pose[:, 0], rot6d_to_matrix(out.jaw_pose_6d))
+    hands = rot6d_to_matrix(out.hand_pose_6d.reshape(2 * b, 15, 6))
+    assert torch.equal(p.right_hand_pose, hands[b:])
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
+    assert torch.equal(p.left_hand_pose, mirror @ hands[:b] @ mirror)
+    # axis-angle at the file edge == the former per-part 6D -> axis-angle (left: y, z negated)
+    aa = p.to_axis_angle()
+    hand_aa = rot6d_to_axis_angle_f32(out.hand_pose_6d.reshape(2 * b, 15, 6))
+    assert torch.equal(aa.right_hand_pose, hand_aa[b:].reshape(b, 45))
+    assert torch.equal(aa.left_hand_pose, (hand_aa[:b] * torch.tensor([1.0, -1.0, -1.0])).reshape(b, 45))
+    assert torch.equal(aa.global_orient, rot6d_to_axis_angle_f32(out.global_orient_6d))
+    assert torch.equal(aa.body_pose, rot6d_to_axis_angle_f32(out.body_pose_6d.reshape(b, 21, 6)).reshape(b, 63))
+    assert torch.equal(aa.jaw_pose, rot6d_to_axis_angle_f32(out.jaw_pose_6d))
 
 
 def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_config):
@@ -152,7 +188,7 @@ def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_con
         assert torch.equal(a, b), k
     x = torch.rand(1, 3, 512, 384)
     with torch.inference_mode():
-        assert torch.equal(small_net(x).body_pose, net(x).body_pose)
+        assert torch.equal(small_net(x).smplx.body_pose, net(x).smplx.body_pose)
 
 
 def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):

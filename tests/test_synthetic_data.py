@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wbcap.body import joints as J
+from wbcap.body.params import SMPLXParams
 from wbcap.model.regressor import RegressorOutput, WholeBodyRegressor
 from wbcap.train.data.synthetic import (
     BODY_3D_SIZE,
@@ -184,24 +185,16 @@ def test_ground_truth_parameters_give_zero_loss(dataset, small_net, body_layer, 
         gt = {k: torch.cat([s.params[k] for s in samples]) for k in samples[0].params}
         p = dataclasses.replace(
             net_out.params,
-            root_pose=gt["global_orient"],
-            body_pose=gt["body_pose"],
-            lhand_pose=gt["left_hand_pose"],
-            rhand_pose=gt["right_hand_pose"],
-            jaw_pose=gt["jaw_pose"],
-            betas=gt["betas"],
-            expression=gt["expression"],
-            cam_trans=gt["transl"],
+            smplx=SMPLXParams.from_mapping(gt),
             **{k: targets[k] for k in targets if "bbox" in k},
         )
         # What WholeBodyRegressor.forward does after the network.
         verts, joints144 = reg.body_forward(p)
-        t = p.cam_trans[:, None, :]
-        joints = joints144[:, list(J.JOINT_IDX)] + t
+        joints = joints144[:, list(J.JOINT_IDX)]
         (fx, fy), (cx, cy) = reg.crop_camera()
         z = joints[..., 2] + 1e-4
         proj = torch.stack((joints[..., 0] / z * fx + cx, joints[..., 1] / z * fy + cy), 2)
-        out = RegressorOutput(p, verts + t, joints, proj, net_out.lhand_bbox, net_out.rhand_bbox, net_out.face_bbox)
+        out = RegressorOutput(p, verts, joints, proj, net_out.lhand_bbox, net_out.rhand_bbox, net_out.face_bbox)
         losses = hand4whole_losses(out, targets, meta, small_config)
     for name in ("smplx_pose", "smplx_shape", "smplx_expr", "joint_cam", "smplx_joint_cam",
                  "lhand_bbox", "rhand_bbox", "face_bbox", "joint_proj"):  # fmt: skip

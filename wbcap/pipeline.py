@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from wbcap.body.model_files import find_body_model
+from wbcap.body.params import FIELDS as SMPLX_FIELDS
+from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.camera import crop_to_image_camera_np
 from wbcap.config import PipelineConfig
@@ -98,26 +100,33 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class Person:
-    """One person's result in one image (numpy, float32, no batch dimension).
+    """One person's result in one image (no batch dimension but in ``params``).
 
-    params: axis-angle ``root_pose`` (3,), ``body_pose`` (63,), ``lhand_pose`` (45,),
-        ``rhand_pose`` (45,), ``jaw_pose`` (3,); ``shape`` (10,) betas; ``expr`` (10,);
-        ``cam_trans`` (3,) metres. Hand poses are relative to the SMPL-X file's hand mean
-        (``flat_hand_mean=False``), as the released model was trained.
-    vertices: (10475, 3) metres in the person's camera (OpenCV axes: x right, y down, z
+    params: the SMPL-X parameters, an :class:`~wbcap.body.params.SMPLXParams` holding a batch of
+        one: float32 CPU tensors, axis-angle rotations (radians); hands relative to the SMPL-X
+        file's hand mean (``flat_hand_mean=False``, as the released model was trained); eyes at
+        rest; ``transl`` (1, 3) metres, the body in the person's camera (Hand4Whole's
+        ``cam_trans``). ``body(person.params)`` rebuilds ``vertices`` (to float rounding).
+    vertices: (10475, 3) float32 metres in the person's camera (OpenCV axes: x right, y down, z
         forward). Projected with ``focal``/``princpt`` they land on the original image; with
         ``crop_focal``/``crop_princpt`` on ``crop``.
-    joints: (137, 3) metres, same frame; joints_2d: (137, 2) original-image pixels.
-    box: detection box xywh; crop_box: the enlarged 3:4 box xywh that was cropped.
-    lhand_box, rhand_box, face_box: xyxy in original-image pixels.
-    crop: (512, 384, 3) uint8 RGB network input.
+    joints: (137, 3) float32 metres, same frame; joints_2d: (137, 2) float32 original-image pixels.
+    Boxes, all in one convention: ``(x, y, w, h)`` float64 numpy arrays (4,), pixels of the
+        original image, ``(x, y)`` the top-left corner (pixel corners: the top-left pixel spans
+        0..1), ``w, h`` width and height. ``box``: the detection box given or found;
+        ``crop_box``: the enlarged 3:4 box that was cropped (may extend past the image);
+        ``lhand_box``, ``rhand_box``, ``face_box``: the network's hand and face boxes. (The
+        JSON files write the part boxes as corners, ``*_bbox_xyxy``.)
+    score: detector score. crop: (512, 384, 3) uint8 RGB network input.
+    focal, princpt: the person's camera on the original image, pixels; crop_focal, crop_princpt:
+        the same camera on ``crop``.
     """
 
     index: int
-    box: tuple[float, float, float, float]
+    box: np.ndarray
     score: float
     crop_box: np.ndarray
-    params: dict[str, np.ndarray]
+    params: SMPLXParams
     vertices: np.ndarray
     joints: np.ndarray
     joints_2d: np.ndarray
@@ -130,6 +139,13 @@ class Person:
     rhand_box: np.ndarray
     face_box: np.ndarray
     extras: dict = field(default_factory=dict)
+
+
+def _xywh(xyxy: np.ndarray) -> np.ndarray:
+    """Corners ``(x1, y1, x2, y2)`` -> ``(x, y, w, h)``, float64: for float32 corners exact, and
+    ``x + w`` gives ``x2`` back exactly (differences of float32 values are float64 numbers)."""
+    b = np.asarray(xyxy, np.float64)
+    return np.array([b[0], b[1], b[2] - b[0], b[3] - b[1]])
 
 
 @dataclass(frozen=True)
@@ -442,16 +458,10 @@ class Pipeline:
         batch = self._upload(jobs)
         with self.inference_context():
             out = self.regressor(batch)
-        p = out.params
+        # Axis-angle only here, where the parameters leave the network for users and files.
+        p = out.params.smplx.to_axis_angle()
         fields = {
-            "root_pose": p.root_pose,
-            "body_pose": p.body_pose,
-            "lhand_pose": p.lhand_pose,
-            "rhand_pose": p.rhand_pose,
-            "jaw_pose": p.jaw_pose,
-            "shape": p.betas,
-            "expr": p.expression,
-            "cam_trans": p.cam_trans,
+            **{name: p[name] for name in SMPLX_FIELDS},
             "vertices": out.vertices,
             "joints": out.joints,
             "joints_proj": out.joints_proj,
@@ -469,7 +479,7 @@ class Pipeline:
             col += width
         verts, joints, proj = host.pop("vertices"), host.pop("joints"), host.pop("joints_proj")
         boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
-        params = host  # root_pose ... cam_trans
+        params = host  # the SMPL-X fields, axis-angle
         crop_focal, crop_princpt = self.regressor.crop_camera()
         # Each person's camera on the original image: the body-input camera rescaled to its box.
         img_focal, img_princpt = crop_to_image_camera_np(
@@ -481,17 +491,17 @@ class Pipeline:
             det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans
             focal, princpt = tuple(img_focal[i]), tuple(img_princpt[i])
 
-            def to_img_xyxy(b: np.ndarray, inv: np.ndarray = inv) -> np.ndarray:
+            def to_img_xywh(b: np.ndarray, inv: np.ndarray = inv) -> np.ndarray:
                 pts = transform_points(b.reshape(2, 2), inv)
-                return pts.reshape(4).astype(np.float32)
+                return _xywh(pts.reshape(4).astype(np.float32))
 
             people.append(
                 Person(
                     index=first_index + i,
-                    box=tuple(float(v) for v in det.box),
+                    box=np.asarray(det.box, dtype=np.float64),
                     score=float(det.score),
-                    crop_box=np.asarray(crop_box, dtype=np.float32),
-                    params={k: v[i].copy() for k, v in params.items()},
+                    crop_box=np.asarray(crop_box, dtype=np.float32).astype(np.float64),
+                    params=SMPLXParams(**{k: torch.from_numpy(v[i : i + 1].copy()) for k, v in params.items()}),
                     vertices=verts[i],
                     joints=joints[i],
                     joints_2d=transform_points(proj[i], inv).astype(np.float32),
@@ -500,9 +510,9 @@ class Pipeline:
                     crop=patch,
                     crop_focal=crop_focal,
                     crop_princpt=crop_princpt,
-                    lhand_box=to_img_xyxy(boxes["lhand_bbox"][i]),
-                    rhand_box=to_img_xyxy(boxes["rhand_bbox"][i]),
-                    face_box=to_img_xyxy(boxes["face_bbox"][i]),
+                    lhand_box=to_img_xywh(boxes["lhand_bbox"][i]),
+                    rhand_box=to_img_xywh(boxes["rhand_bbox"][i]),
+                    face_box=to_img_xywh(boxes["face_bbox"][i]),
                 )
             )
         return people

@@ -26,9 +26,11 @@ __all__ = [
     "matrix_to_axis_angle",
     "matrix_to_quaternion",
     "matrix_to_rot6d",
+    "mirror_rotation_x",
     "rot6d_to_axis_angle",
     "rot6d_to_axis_angle_f32",
     "rot6d_to_matrix",
+    "rot6d_to_matrix_f32",
 ]
 
 # Below this squared angle (rad^2) the Rodrigues coefficients use their Taylor series.
@@ -198,11 +200,32 @@ def float32_region(t: torch.Tensor):
     """A context that turns autocast off on ``t``'s device (nothing where autocast does not exist).
 
     Used around the parts that must stay float32 under whole-network autocast (bf16/fp16
-    inference modes, bf16 training): 6D -> axis-angle, the camera translation, SMPL-X.
+    inference modes, bf16 training): 6D -> rotation matrix / axis-angle, the camera translation,
+    SMPL-X.
     """
     if torch.amp.is_autocast_available(t.device.type):
         return torch.autocast(t.device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+def rot6d_to_matrix_f32(rot6d: torch.Tensor) -> torch.Tensor:
+    """:func:`rot6d_to_matrix` in float32 with autocast off: ``(..., 6)`` any float dtype ->
+    ``(..., 3, 3)`` float32 (see :func:`rot6d_to_axis_angle_f32` for why)."""
+    with float32_region(rot6d):
+        return rot6d_to_matrix(rot6d.float())
+
+
+def mirror_rotation_x(matrix: torch.Tensor) -> torch.Tensor:
+    """The rotation seen in a mirror about the ``x = 0`` plane: ``M R M`` with ``M = diag(-1, 1, 1)``.
+
+    Every entry with exactly one index 0 changes sign (exact: no rounding). In axis-angle it is
+    ``(a_x, -a_y, -a_z)``. ``(..., 3, 3)`` -> ``(..., 3, 3)``, same dtype/device; built from
+    slices, so it creates no constant tensor (nothing is copied to the device).
+    """
+    if matrix.shape[-2:] != (3, 3):
+        raise ValueError(f"matrix must have shape (..., 3, 3), got {tuple(matrix.shape)}")
+    rows = torch.cat((matrix[..., :1, :], -matrix[..., 1:, :]), -2)
+    return torch.cat((rows[..., :1], -rows[..., 1:]), -1)
 
 
 def rot6d_to_axis_angle_f32(rot6d: torch.Tensor) -> torch.Tensor:

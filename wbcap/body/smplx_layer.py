@@ -7,7 +7,12 @@ flat_hand_mean=False, num_betas=10, num_expression_coeffs=10)`` exactly, without
 parameters: every array is a (non-persistent) buffer, so ``.to(device)`` moves it and a network
 ``state_dict`` never carries (licensed) body-model data.
 
-Coordinates: metres, y up, the model faces +z. Rotations at this edge are axis-angle (radians).
+Coordinates: metres, y up, the model faces +z. The layer takes an
+:class:`~wbcap.body.params.SMPLXParams` (``body(params)``), with axis-angle rotations (radians)
+or rotation matrices, or the same tensors as smplx's keywords in axis-angle
+(``body(betas=..., global_orient=..., ...)``). Matrices go to the skinning as they are
+(smplx's ``pose2rot=False``), except the finger rotations when the hand mean is added (see
+:mod:`wbcap.body.params`).
 
 The forward always runs in the layer's dtype (float32 by default) with autocast turned off, also
 inside a bf16/fp16 autocast region (training's bf16 autocast, the ``bf16``/``fp16`` inference
@@ -38,7 +43,8 @@ from smplx.vertex_joint_selector import VertexJointSelector
 
 from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NUM
 from wbcap.body.model_files import load_body_model_data
-from wbcap.body.rotations import float32_region
+from wbcap.body.params import SMPLXParams
+from wbcap.body.rotations import float32_region, matrix_to_axis_angle
 
 __all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
 
@@ -46,7 +52,6 @@ __all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
 _SHAPE_SPACE_DIM = 300
 _EXPRESSION_SPACE_DIM = 100
 _NUM_BODY_JOINTS = 21
-_NUM_HAND_JOINTS = 15
 _NECK_IDX = 12
 
 
@@ -58,8 +63,9 @@ class SMPLXOutput:
         vertices: ``(B, V=10475, 3)`` mesh vertices in metres (``transl`` applied).
         joints: ``(B, 144, 3)`` joints in metres: 55 model joints, 21 vertex joints, 51 face
             landmarks, 17 face-contour landmarks (``wbcap.body.joints.SMPLX_OUTPUT_JOINT_NAMES``).
-        full_pose: ``(B, 165)`` axis-angle (radians) of the 55 joints in model order, with the
-            hand mean pose already added (as smplx reports it).
+        full_pose: the 55 joint rotations in model order with the hand mean pose already added
+            (as smplx reports it): ``(B, 165)`` axis-angle (radians) for axis-angle input,
+            ``(B, 55, 3, 3)`` rotation matrices (what the skinning used) for matrix input.
     """
 
     vertices: torch.Tensor
@@ -104,17 +110,23 @@ def _lbs(
     parents: torch.Tensor,
     parents_host: tuple[int, ...],
     lbs_weights: torch.Tensor,
+    pose2rot: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``smplx.lbs.lbs(..., pose2rot=True)`` op for op (bit-equal results, tested), with the
-    kinematic chain of :func:`_batch_rigid_transform`. Returns vertices (B, V, 3) and joints
+    """``smplx.lbs.lbs(..., pose2rot=pose2rot)`` op for op (bit-equal results, tested), with the
+    kinematic chain of :func:`_batch_rigid_transform`. ``pose``: ``(B, J * 3)`` axis-angle with
+    ``pose2rot``, else ``(B, J, 3, 3)`` rotation matrices. Returns vertices (B, V, 3) and joints
     (B, J, 3), metres."""
     batch_size = max(betas.shape[0], pose.shape[0])
     device, dtype = betas.device, betas.dtype
     v_shaped = v_template + blend_shapes(betas, shapedirs)
     J = vertices2joints(J_regressor, v_shaped)
     ident = torch.eye(3, dtype=dtype, device=device)
-    rot_mats = batch_rodrigues(pose.view(-1, 3)).view([batch_size, -1, 3, 3])
-    pose_feature = (rot_mats[:, 1:, :, :] - ident).view([batch_size, -1])
+    if pose2rot:
+        rot_mats = batch_rodrigues(pose.view(-1, 3)).view([batch_size, -1, 3, 3])
+        pose_feature = (rot_mats[:, 1:, :, :] - ident).view([batch_size, -1])
+    else:
+        pose_feature = (pose[:, 1:].view(batch_size, -1, 3, 3) - ident).view([batch_size, -1])
+        rot_mats = pose.view(batch_size, -1, 3, 3)
     pose_offsets = torch.matmul(pose_feature, posedirs).view(batch_size, -1, 3)
     v_posed = pose_offsets + v_shaped
     J_transformed, A = _batch_rigid_transform(rot_mats, J, parents, parents_host)
@@ -222,7 +234,7 @@ class SMPLXLayer(torch.nn.Module):
         """Pelvis (root joint) of the shaped body at rest, (B, 10) betas -> (B, 3) metres.
 
         SMPL-X rotates the body about this point, so with ``transl = 0`` the posed pelvis is
-        still here: a mesh's pelvis in a camera is ``rest_root(betas) + cam_trans``. The joint is
+        still here: a mesh's pelvis in a camera is ``rest_root(betas) + transl``. The joint is
         linear in the betas (``J_regressor[0]`` applied to template and shape directions), so
         this costs O(B * num_betas) memory, never a (B, V, 3) mesh.
         """
@@ -253,24 +265,26 @@ class SMPLXLayer(torch.nn.Module):
 
     def forward(
         self,
-        betas: torch.Tensor,
-        global_orient: torch.Tensor,
-        body_pose: torch.Tensor,
-        left_hand_pose: torch.Tensor,
-        right_hand_pose: torch.Tensor,
-        jaw_pose: torch.Tensor,
-        expression: torch.Tensor,
+        betas: torch.Tensor | SMPLXParams | None = None,
+        global_orient: torch.Tensor | None = None,
+        body_pose: torch.Tensor | None = None,
+        left_hand_pose: torch.Tensor | None = None,
+        right_hand_pose: torch.Tensor | None = None,
+        jaw_pose: torch.Tensor | None = None,
+        expression: torch.Tensor | None = None,
         leye_pose: torch.Tensor | None = None,
         reye_pose: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
     ) -> SMPLXOutput:
-        """Pose and shape the model.
+        """Pose and shape the model: ``body(params)`` or ``body(betas=..., global_orient=..., ...)``.
 
-        All rotations are axis-angle in radians; tensors must be on the buffers' device. They are
-        cast to the buffers' dtype and the computation runs with autocast off (see module doc).
+        ``params``: an :class:`~wbcap.body.params.SMPLXParams` (axis-angle or rotation
+        matrices), alone. Keywords: smplx's, all rotations axis-angle in radians (they make an
+        axis-angle SMPLXParams). Tensors must be on the buffers' device; they are cast to the
+        buffers' dtype and the computation runs with autocast off (see module doc).
 
         Args:
-            betas: ``(B, num_betas)`` shape coefficients.
+            betas: ``(B, num_betas)`` shape coefficients (or the SMPLXParams).
             global_orient: ``(B, 3)`` root rotation.
             body_pose: ``(B, 63)`` or ``(B, 21, 3)`` body joint rotations (joints 1..21).
             left_hand_pose: ``(B, 45)`` left-hand joint rotations (15 joints, model order,
@@ -280,50 +294,48 @@ class SMPLXLayer(torch.nn.Module):
             expression: ``(B, num_expression)`` expression coefficients.
             leye_pose: ``(B, 3)`` left eyeball rotation, zeros when None.
             reye_pose: ``(B, 3)`` right eyeball rotation, zeros when None.
-            transl: ``(B, 3)`` translation in metres added to vertices and joints, none if None.
+            transl: ``(B, 3)`` translation in metres added to vertices and joints, zeros if None.
 
         Returns:
             :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,
-            ``full_pose (B, 165)``.
+            ``full_pose`` (``(B, 165)`` axis-angle, or ``(B, 55, 3, 3)`` for matrix params).
         """
-        dtype = self.v_template.dtype
-
-        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(dtype)
-
+        if isinstance(betas, SMPLXParams):
+            given = (global_orient, body_pose, left_hand_pose, right_hand_pose, jaw_pose, expression, leye_pose,
+                     reye_pose, transl)  # fmt: skip
+            if any(v is not None for v in given):
+                raise TypeError("pass either an SMPLXParams alone or the parameters as keywords, not both")
+            params = betas
+        else:
+            required = dict(betas=betas, global_orient=global_orient, body_pose=body_pose, left_hand_pose=left_hand_pose,
+                            right_hand_pose=right_hand_pose, jaw_pose=jaw_pose, expression=expression)  # fmt: skip
+            missing = [k for k, v in required.items() if v is None]
+            if missing:
+                raise TypeError(f"missing SMPL-X parameters: {', '.join(missing)}")
+            params = SMPLXParams(**required, leye_pose=leye_pose, reye_pose=reye_pose, transl=transl)
         with float32_region(self.v_template):
-            return self._forward(
-                cast(betas), cast(global_orient), cast(body_pose), cast(left_hand_pose), cast(right_hand_pose),
-                cast(jaw_pose), cast(expression), cast(leye_pose), cast(reye_pose), cast(transl),
-            )
+            return self._forward(params.to(self.v_template.dtype))
 
-    def _forward(
-        self,
-        betas: torch.Tensor,
-        global_orient: torch.Tensor,
-        body_pose: torch.Tensor,
-        left_hand_pose: torch.Tensor,
-        right_hand_pose: torch.Tensor,
-        jaw_pose: torch.Tensor,
-        expression: torch.Tensor,
-        leye_pose: torch.Tensor | None,
-        reye_pose: torch.Tensor | None,
-        transl: torch.Tensor | None,
-    ) -> SMPLXOutput:
-        batch = int(global_orient.shape[0])
-        betas = _check("betas", betas, batch, self.num_betas)
-        expression = _check("expression", expression, batch, self.num_expression)
-        zeros3 = global_orient.new_zeros(batch, 3)
-        parts = [
-            _check("global_orient", global_orient, batch, 3),
-            _check("body_pose", body_pose, batch, 3 * _NUM_BODY_JOINTS),
-            _check("jaw_pose", jaw_pose, batch, 3),
-            zeros3 if leye_pose is None else _check("leye_pose", leye_pose, batch, 3),
-            zeros3 if reye_pose is None else _check("reye_pose", reye_pose, batch, 3),
-            _check("left_hand_pose", left_hand_pose, batch, 3 * _NUM_HAND_JOINTS),
-            _check("right_hand_pose", right_hand_pose, batch, 3 * _NUM_HAND_JOINTS),
-        ]
-        full_pose = torch.cat(parts, dim=1) + self.pose_mean
+    def _hand_mean_matrices(self, rot_mats: torch.Tensor) -> torch.Tensor:
+        """(B, 55, 3, 3) relative rotations -> the same with the hand mean added to the 30 finger
+        rotations the way smplx adds it (in axis-angle, then Rodrigues)."""
+        if self.flat_hand_mean:
+            return rot_mats
+        b = rot_mats.shape[0]
+        first_hand = 1 + _NUM_BODY_JOINTS + 3
+        hands = matrix_to_axis_angle(rot_mats[:, first_hand:]).reshape(b, -1) + self.pose_mean[3 * first_hand :]
+        hands = batch_rodrigues(hands.view(-1, 3)).view(b, -1, 3, 3)
+        return torch.cat((rot_mats[:, :first_hand], hands), 1)
+
+    def _forward(self, params: SMPLXParams) -> SMPLXOutput:
+        batch = params.batch_size
+        betas = _check("betas", params.betas, batch, self.num_betas)
+        expression = _check("expression", params.expression, batch, self.num_expression)
+        pose2rot = params.rotation == "axis_angle"
+        if pose2rot:
+            full_pose = params.full_pose().reshape(batch, -1) + self.pose_mean  # (B, 165)
+        else:
+            full_pose = self._hand_mean_matrices(params.full_pose())  # (B, 55, 3, 3)
 
         shape_components = torch.cat([betas, expression], dim=-1)
         shapedirs = torch.cat([self.shapedirs, self.expr_dirs], dim=-1)
@@ -337,6 +349,7 @@ class SMPLXLayer(torch.nn.Module):
             self.parents,
             self._parents_host,
             self.lbs_weights,
+            pose2rot=pose2rot,
         )
 
         lmk_faces_idx = self.lmk_faces_idx.unsqueeze(0).expand(batch, -1)
@@ -347,7 +360,7 @@ class SMPLXLayer(torch.nn.Module):
             self.dynamic_lmk_faces_idx,
             self.dynamic_lmk_bary_coords,
             self.neck_kin_chain,
-            pose2rot=True,
+            pose2rot=pose2rot,
         )
         lmk_faces_idx = torch.cat([lmk_faces_idx, dyn_faces_idx], 1)
         lmk_bary_coords = torch.cat([lmk_bary_coords, dyn_bary_coords], 1)
@@ -355,10 +368,9 @@ class SMPLXLayer(torch.nn.Module):
 
         joints = self.vertex_joint_selector(vertices, joints)
         joints = torch.cat([joints, landmarks], dim=1)
-        if transl is not None:
-            offset = _check("transl", transl, batch, 3).unsqueeze(1)
-            joints = joints + offset
-            vertices = vertices + offset
+        offset = params.transl.unsqueeze(1)  # zeros when no translation was given
+        joints = joints + offset
+        vertices = vertices + offset
         return SMPLXOutput(vertices=vertices, joints=joints, full_pose=full_pose)
 
 

@@ -17,9 +17,13 @@ Data flow for a batch of B person crops ``img`` (B, 3, 512, 384), RGB in [0, 1]:
 6. FaceRoI (192x192) + ResNet -> FaceRegressor: 10 expression coefficients and jaw (6D);
 7. body RotationNet: root + 21 body joints (6D), 10 shape coefficients, camera (3).
 
-Rotations stay 6D inside; they become axis-angle only at the output (the SMPL-X call), always
-in float32 with autocast off (also under the bf16/fp16 inference modes and bf16 training), as is
-the camera translation. The forward has no data-dependent Python control flow and creates no
+Rotations stay 6D inside; at the output they become rotation matrices (the left hand's mirrored
+back), always in float32 with autocast off (also under the bf16/fp16 inference modes and bf16
+training), as is the camera translation: an :class:`~wbcap.body.params.SMPLXParams` with
+``rotation="matrix"``, which the SMPL-X layer skins without an axis-angle step (but for the
+fingers, whose hand mean is added in axis-angle: :mod:`wbcap.body.params`). Axis-angle is
+computed only where parameters leave wbcap (files, :class:`wbcap.pipeline.Person`) and for the
+training loss on the poses. The forward has no data-dependent Python control flow and creates no
 per-call constant tensors on the host, so on a GPU it runs without host-device synchronisation.
 """
 
@@ -33,9 +37,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from wbcap.body import joints as J
+from wbcap.body.params import SMPLXParams
 from wbcap.body.rotations import (
     float32_region,
-    rot6d_to_axis_angle_f32,
+    mirror_rotation_x,
+    rot6d_to_matrix_f32,
 )
 from wbcap.config import ModelConfig
 from wbcap.crop.roi_align import roi_align
@@ -265,23 +271,25 @@ def restore_bbox(
 class NetworkOutput:
     """What the network predicts for B crops (everything batched first).
 
-    Rotations are axis-angle (B, 3*J). ``*_6d`` keep the raw 6D outputs for losses.
+    ``smplx``: the SMPL-X parameters, :class:`~wbcap.body.params.SMPLXParams` with
+    ``rotation="matrix"`` (float32): ``global_orient`` (B,1,3,3), ``body_pose`` (B,21,3,3),
+    ``left_hand_pose``/``right_hand_pose`` (B,15,3,3) relative to the hand mean (the left hand
+    mirrored back from the flipped crop), ``jaw_pose`` (B,1,3,3), eyes at rest (identity),
+    ``betas`` (B,10), ``expression`` (B,10), ``transl`` (B,3): the camera translation in metres
+    (Hand4Whole's ``cam_trans``; OpenCV axes of the virtual crop camera).
+
+    The raw head outputs training and tests use: ``cam_param`` (B,3) before
+    :meth:`Hand4Whole.camera_translation`; ``*_6d`` the 6D rotations as the heads output them
+    (``hand_pose_6d`` (2B,90): the B mirrored left hands first, then the right hands).
     Box centres/sizes are in body heatmap cells; ``*_bbox`` are xyxy in body-input pixels
     (256x192); ``joint_img`` is (B, 65, 3) in body heatmap cells (x in [0,6), y in [0,8),
     z in [0,8)), hands mapped from their boxes; ``hand_joint_img`` (2B, 20, 3) in hand heatmap
     cells (left hands mirrored back).
     """
 
-    root_pose: torch.Tensor
-    body_pose: torch.Tensor
-    lhand_pose: torch.Tensor
-    rhand_pose: torch.Tensor
-    jaw_pose: torch.Tensor
-    betas: torch.Tensor
-    expression: torch.Tensor
+    smplx: SMPLXParams
     cam_param: torch.Tensor
-    cam_trans: torch.Tensor
-    root_pose_6d: torch.Tensor
+    global_orient_6d: torch.Tensor
     body_pose_6d: torch.Tensor
     hand_pose_6d: torch.Tensor
     jaw_pose_6d: torch.Tensor
@@ -382,15 +390,12 @@ class Hand4Whole(nn.Module):
 
         _, hand_joint_img = self.hand_position_net(hand_feat)  # (2B, 20, 3)
         hand_pose_6d = self.hand_rotation_net(hand_feat, hand_joint_img.detach())  # (2B, 90)
-        hand_pose = rot6d_to_axis_angle_f32(hand_pose_6d.reshape(-1, NUM_HAND_ROT_JOINTS, 6))  # (2B, 15, 3)
+        hand_pose = rot6d_to_matrix_f32(hand_pose_6d.reshape(-1, NUM_HAND_ROT_JOINTS, 6))  # (2B, 15, 3, 3)
 
         b = img.shape[0]
         lhand_joint_img = hand_joint_img[:b]
         lhand_joint_img = torch.cat((self.unflip_left_hand_x(lhand_joint_img[:, :, :1]), lhand_joint_img[:, :, 1:]), 2)
         rhand_joint_img = hand_joint_img[b:]
-        # Mirroring a rotation about the x = 0 plane negates the y and z axis-angle components.
-        lhand_pose = torch.cat((hand_pose[:b, :, :1], -hand_pose[:b, :, 1:]), 2).reshape(b, -1)
-        rhand_pose = hand_pose[b:].reshape(b, -1)
         lhand_feat = torch.flip(hand_feat[:b], [3])
         rhand_feat = hand_feat[b:]
 
@@ -402,27 +407,28 @@ class Hand4Whole(nn.Module):
             rhand_feat,
             rhand_joint_img[:, _MCP].detach(),
         )
-        root_pose = rot6d_to_axis_angle_f32(root_6d)
-        body_pose = rot6d_to_axis_angle_f32(body_6d.reshape(b, NUM_BODY_ROT_JOINTS, 6)).reshape(b, -1)
-        cam_trans = self.camera_translation(cam_param)
         expression, jaw_6d = self.face_regressor(face_feat)
-        jaw_pose = rot6d_to_axis_angle_f32(jaw_6d)
+        smplx = SMPLXParams(
+            betas=betas,
+            global_orient=rot6d_to_matrix_f32(root_6d),
+            body_pose=rot6d_to_matrix_f32(body_6d.reshape(b, NUM_BODY_ROT_JOINTS, 6)),
+            # The left hand was regressed on the mirrored crop: mirror its rotations back.
+            left_hand_pose=mirror_rotation_x(hand_pose[:b]),
+            right_hand_pose=hand_pose[b:],
+            jaw_pose=rot6d_to_matrix_f32(jaw_6d),
+            expression=expression,
+            transl=self.camera_translation(cam_param),
+            rotation="matrix",
+        )
 
         joint_img = torch.cat(
             (body_joint_img, self._hand_to_body_hm(lhand_joint_img, lhand_bbox), self._hand_to_body_hm(rhand_joint_img, rhand_bbox)),
             1,
         )
         return NetworkOutput(
-            root_pose=root_pose,
-            body_pose=body_pose,
-            lhand_pose=lhand_pose,
-            rhand_pose=rhand_pose,
-            jaw_pose=jaw_pose,
-            betas=betas,
-            expression=expression,
+            smplx=smplx,
             cam_param=cam_param,
-            cam_trans=cam_trans,
-            root_pose_6d=root_6d,
+            global_orient_6d=root_6d,
             body_pose_6d=body_6d,
             hand_pose_6d=hand_pose_6d,
             jaw_pose_6d=jaw_6d,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from wbcap.body import joints as J
+from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.model.hand4whole import Hand4Whole, NetworkOutput
 
@@ -21,10 +22,11 @@ from wbcap.model.hand4whole import Hand4Whole, NetworkOutput
 class RegressorOutput:
     """Per-crop results, batched first; the crop camera is the network's virtual camera.
 
-    params: the :class:`NetworkOutput` (axis-angle rotations, betas, expression, cam_trans).
-    vertices: (B, 10475, 3) metres, mesh translated by ``cam_trans`` (OpenCV camera axes:
-        x right, y down, z forward), viewed by a pinhole camera with ``focal`` and ``princpt``
-        in body-input pixels (see :meth:`WholeBodyRegressor.crop_camera`).
+    params: the :class:`NetworkOutput`; ``params.smplx`` the SMPL-X parameters (rotation
+        matrices; ``transl`` the camera translation).
+    vertices: (B, 10475, 3) metres, the mesh of ``params.smplx`` (translated by its ``transl``;
+        OpenCV camera axes: x right, y down, z forward), viewed by a pinhole camera with
+        ``focal`` and ``princpt`` in body-input pixels (see :meth:`WholeBodyRegressor.crop_camera`).
     joints: (B, 137, 3) metres, same frame as ``vertices`` (Hand4Whole's joint set).
     joints_proj: (B, 137, 2) projections in input-crop pixels (512x384 space).
     lhand_bbox, rhand_bbox, face_bbox: (B, 4) xyxy in input-crop pixels.
@@ -78,30 +80,18 @@ class WholeBodyRegressor(nn.Module):
         sy = c.input_img_shape[0] / c.input_body_shape[0]
         return (c.focal[0] * sx, c.focal[1] * sy), (c.princpt[0] * sx, c.princpt[1] * sy)
 
-    def body_forward(self, p: NetworkOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """SMPL-X with the predicted parameters (eyes at rest). Returns vertices (B,V,3), joints
-        (B,144,3), metres, in the body layer's dtype (float32), also under autocast."""
-        zeros = p.root_pose.new_zeros(p.root_pose.shape[0], 3)
-        out = self.body(
-            betas=p.betas,
-            global_orient=p.root_pose,
-            body_pose=p.body_pose,
-            left_hand_pose=p.lhand_pose,
-            right_hand_pose=p.rhand_pose,
-            jaw_pose=p.jaw_pose,
-            expression=p.expression,
-            leye_pose=zeros,
-            reye_pose=zeros,
-        )
+    def body_forward(self, p: NetworkOutput | SMPLXParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMPL-X with the predicted parameters (``p.smplx`` of a NetworkOutput; eyes at rest),
+        translation included. Returns vertices (B,V,3), joints (B,144,3), metres, in the body
+        layer's dtype (float32), also under autocast."""
+        out = self.body(p.smplx if isinstance(p, NetworkOutput) else p)
         return out.vertices, out.joints
 
     def forward(self, img: torch.Tensor) -> RegressorOutput:
         """img: (B, 3, 512, 384) float RGB in [0, 1]."""
         p = self.net(img)
-        verts, joints144 = self.body_forward(p)
-        t = p.cam_trans[:, None, :]
-        vertices = verts + t
-        joints = joints144.index_select(1, self._on("joint_index", joints144.device)) + t
+        vertices, joints144 = self.body_forward(p)
+        joints = joints144.index_select(1, self._on("joint_index", joints144.device))
         (fx, fy), (cx, cy) = self.crop_camera()
         z = joints[:, :, 2] + 1e-4
         proj = torch.stack((joints[:, :, 0] / z * fx + cx, joints[:, :, 1] / z * fy + cy), 2)

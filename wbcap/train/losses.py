@@ -8,7 +8,8 @@ averages each term over all its elements (masked ones count as zeros) and sums t
 
 Terms (names as upstream):
 
-* ``smplx_pose``: the 159-d axis-angle vector (root, 21 body, 15 left hand, 15 right hand, jaw);
+* ``smplx_pose``: the 159-d axis-angle vector (root, 21 body, 15 left hand, 15 right hand, jaw:
+  :func:`regressed_pose`; the network's rotation matrices become axis-angle only here);
 * ``smplx_shape``, ``smplx_expr``: betas and expression coefficients;
 * ``joint_cam``, ``smplx_joint_cam``: the 137 SMPL-X joints in metres, body root-relative, hands
   relative to their wrists, face relative to the neck (:func:`part_relative_joints`);
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 import torch
 
 from wbcap.body import joints as J
+from wbcap.body.params import SMPLXParams
 from wbcap.config import ModelConfig
 from wbcap.model.regressor import RegressorOutput
 
@@ -40,6 +42,7 @@ __all__ = [
     "hand_box_coords",
     "param_loss",
     "part_relative_joints",
+    "regressed_pose",
     "total_loss",
 ]
 
@@ -195,6 +198,15 @@ def _aligned_projection(
     return proj + torch.einsum("bgd,gj->bjd", trans, groups)
 
 
+def regressed_pose(params: SMPLXParams) -> torch.Tensor:
+    """``(B, 159)`` axis-angle (radians) of the 53 joints Hand4Whole regresses, in its order
+    (:data:`wbcap.body.joints.ORIG_JOINT_NAMES`: root, 21 body, 15 left hand, 15 right hand, jaw;
+    hands relative to the hand mean): the layout of the ``smplx_pose`` targets. Converted in
+    float32 with autocast off (:meth:`SMPLXParams.to_axis_angle`), differentiable."""
+    aa = params.to_axis_angle()
+    return torch.cat((aa.global_orient, aa.body_pose, aa.left_hand_pose, aa.right_hand_pose, aa.jaw_pose), 1)
+
+
 def hand4whole_losses(
     out: RegressorOutput,
     targets: Mapping[str, torch.Tensor],
@@ -205,7 +217,7 @@ def hand4whole_losses(
 
     Args:
         out: what :meth:`wbcap.model.regressor.WholeBodyRegressor.forward` returns for the batch
-            (uses ``params`` poses/betas/expression/box centres and sizes/``lhand_bbox``/
+            (uses ``params.smplx`` poses/betas/expression, ``params`` box centres and sizes/``lhand_bbox``/
             ``rhand_bbox`` (body-input pixels)/``body_joint_img``/``lhand_joint_img``/
             ``rhand_joint_img``, and ``joints``, ``joints_proj``).
         targets, meta_info: collated upstream-schema batches (see
@@ -221,10 +233,9 @@ def hand4whole_losses(
     is_3d = m["is_3D"].to(out.joints.dtype)
     losses: dict[str, torch.Tensor] = {}
 
-    pose = torch.cat((p.root_pose, p.body_pose, p.lhand_pose, p.rhand_pose, p.jaw_pose), 1)
-    losses["smplx_pose"] = param_loss(pose, t["smplx_pose"], m["smplx_pose_valid"]).mean()
-    losses["smplx_shape"] = param_loss(p.betas, t["smplx_shape"], m["smplx_shape_valid"][:, None]).mean()
-    losses["smplx_expr"] = param_loss(p.expression, t["smplx_expr"], m["smplx_expr_valid"][:, None]).mean()
+    losses["smplx_pose"] = param_loss(regressed_pose(p.smplx), t["smplx_pose"], m["smplx_pose_valid"]).mean()
+    losses["smplx_shape"] = param_loss(p.smplx.betas, t["smplx_shape"], m["smplx_shape_valid"][:, None]).mean()
+    losses["smplx_expr"] = param_loss(p.smplx.expression, t["smplx_expr"], m["smplx_expr_valid"][:, None]).mean()
 
     joint_cam = part_relative_joints(out.joints)
     joint_valid = m["joint_valid"].to(is_3d.dtype) * is_3d[:, None, None]
