@@ -14,6 +14,7 @@ from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note
+from wbcap.export.animation import AnimationExport
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ class ImageJob:
     installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
     person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
     detector's limits (its defaults when None); max_people: keep the highest-scoring boxes;
-    offline: never download a detector.
+    offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
+    (:func:`wbcap.export.image_outputs.person_animation`; none by default).
     """
 
     paths: tuple[str, ...]
@@ -43,6 +45,7 @@ class ImageJob:
     max_people: int | None = None
     offline: bool = False
     render: bool = True
+    export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ def run_images(
             people = pipeline.predict(image, dets, source=str(path))
             out_dir = write_image_outputs(
                 out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render,
-                name=name, on_stage=lambda s, path=path: stage(s, path),
+                name=name, on_stage=lambda s, path=path: stage(s, path), export=job.export,
+                body=pipeline.regressor.body,
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:

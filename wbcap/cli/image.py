@@ -10,6 +10,7 @@ from wbcap.cli.common import (
     checkpoint_option,
     detector_options,
     device_option,
+    export_options,
     gender_option,
     precision_option,
     progress_display,
@@ -48,16 +49,18 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
+@export_options(default="none")
 @click.option("--fix-left-hand-flip", is_flag=True,
               help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")
 @click.pass_context
 def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
-          allow_pickle, device, precision, batch_size, no_render, fix_left_hand_flip):
+          allow_pickle, device, precision, batch_size, no_render, export, exact, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
-    render_original_img.jpg and render_cropped_img.jpg.
+    render_original_img.jpg and render_cropped_img.jpg, and with --export output.glb (a
+    rigged character in the photo's pose, with the camera), output.bvh, output.fbx.
 
     \b
     <name> is the image's file stem (photos/a.jpg -> a). When two inputs share a stem:
@@ -69,6 +72,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_mo
     refused, never deleted.
     """
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.export.animation import AnimationExport
     from wbcap.image_app import ImageJob
 
     if sum(x is not None and x is not False for x in (bboxes, boxes_file, full_image or None)) > 1:
@@ -85,6 +89,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_mo
         paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
+        export=AnimationExport.parse(export, exact=exact),
     )
     _run(ctx, job)
 

@@ -67,6 +67,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -74,23 +75,24 @@ import numpy as np
 from wbcap.atomic import atomic_write_bytes, staged_dir
 from wbcap.errors import InputError
 from wbcap.export.obj import write_obj
+from wbcap.export.param_names import to_file_record
 from wbcap.export.params_json import write_params_json
 
 #: Files of one person's folder.
-RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg")
+RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg",
+                "output.glb", "output.bvh", "output.fbx", "output.npz")
 _PERSON_DIR = re.compile(r"person_\d+")
 
 
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str) -> dict:
     """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
 
-    ``person`` is a :class:`wbcap.pipeline.Person`; ``image_size`` is (width, height).
+    ``person`` is a :class:`wbcap.pipeline.Person` (its SMPL-X parameters under their file names:
+    :mod:`wbcap.export.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
+    as corners); ``image_size`` is (width, height).
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
-    for k, v in person.params.items():
-        rec[k] = [float(x) for x in np.asarray(v).reshape(-1)]
-    rec["leye_pose"] = [0.0, 0.0, 0.0]
-    rec["reye_pose"] = [0.0, 0.0, 0.0]
+    rec.update(to_file_record(person.params))  # root_pose ... cam_trans, leye_pose, reye_pose
     rec["camera"] = {
         "focal": [float(person.focal[0]), float(person.focal[1])],
         "princpt": [float(person.princpt[0]), float(person.princpt[1])],
@@ -102,10 +104,17 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     rec["score"] = float(person.score)
     rec["bbox_xywh"] = [float(v) for v in person.box]
     rec["crop_bbox_xywh"] = [float(v) for v in person.crop_box]
-    rec["lhand_bbox_xyxy"] = [float(v) for v in person.lhand_box]
-    rec["rhand_bbox_xyxy"] = [float(v) for v in person.rhand_box]
-    rec["face_bbox_xyxy"] = [float(v) for v in person.face_box]
+    rec["lhand_bbox_xyxy"] = _xyxy(person.lhand_box)
+    rec["rhand_bbox_xyxy"] = _xyxy(person.rhand_box)
+    rec["face_bbox_xyxy"] = _xyxy(person.face_box)
     return rec
+
+
+def _xyxy(xywh) -> list[float]:
+    """A Person box ``(x, y, w, h)`` as the corners ``[x1, y1, x2, y2]`` the JSON writes (in
+    float64: a box the pipeline made from float32 corners gives those corners back exactly)."""
+    x, y, w, h = (float(v) for v in xywh)
+    return [x, y, x + w, y + h]
 
 
 def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -237,10 +246,15 @@ def write_image_outputs(
     render: bool = True,
     name: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    export: Any = None,
+    body: Any = None,
 ) -> Path:
     """Write ``out_root/<name>/person_<k>/...`` for one image; returns the image's folder.
 
     Args:
+        export: an :class:`~wbcap.export.animation.AnimationExport`: also write
+            ``person_<k>/output.<format>`` (:func:`person_animation`), with ``body`` the
+            :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the people; None: none.
         name: the folder name (from :func:`output_names`; default: the image's stem).
         on_stage: called with ``"rendering"`` (when ``render``) then ``"writing"``.
 
@@ -271,4 +285,37 @@ def write_image_outputs(
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
+            if export is not None and export.formats:
+                person_animation(d, person, body, export, (w, h), gender)
     return final
+
+
+def person_animation(folder: Path, person: Any, body: Any, export: Any, image_size: tuple[int, int],
+                     gender: str = "neutral") -> list[Path]:
+    """``folder/output.<format>`` for one person of a photo: a one-row clip (no animation; the
+    pose is the skeleton's own) in the person's camera turned y up (GLB, BVH) or z up (npz),
+    with that camera in the GLB, so viewing through it overlays the photo like ``output.obj``.
+
+    ``person``: a :class:`wbcap.pipeline.Person`; ``export``: an
+    :class:`~wbcap.export.animation.AnimationExport`; ``image_size``: ``(W, H)`` pixels.
+    """
+    import torch
+
+    from wbcap.camera import ImageCamera
+    from wbcap.export.amass import amass_arrays
+    from wbcap.export.animation import write_animations
+
+    p = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in person.params.to_axis_angle().items()}
+    with torch.no_grad():
+        dev = body.v_template.device
+        rest = body.rest_root(torch.as_tensor(p["betas"], device=dev, dtype=body.v_template.dtype)).cpu().numpy()[0]
+    arrays = amass_arrays(
+        global_orient=p["global_orient"], body_pose=p["body_pose"], jaw_pose=p["jaw_pose"],
+        left_hand_pose=p["left_hand_pose"], right_hand_pose=p["right_hand_pose"], transl=p["transl"],
+        betas=p["betas"][0], expression=p["expression"], hands_mean=body.hands_mean(), rest_root=rest,
+        fps=30.0, times=np.zeros(1), frame_indices=np.zeros(1, np.int64), valid=np.ones(1, bool), gender=gender,
+        leye_pose=p["leye_pose"], reye_pose=p["reye_pose"],
+    )
+    camera = ImageCamera(focal=tuple(map(float, person.focal)), princpt=tuple(map(float, person.princpt)),
+                         image_size=(int(image_size[0]), int(image_size[1])))
+    return write_animations(folder, "output", arrays, body, export, camera)
