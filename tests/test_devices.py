@@ -21,6 +21,7 @@ from wbcap.model.fused import (
     mkldnn_usable,
     optimize_for_inference,
 )
+from wbcap.model.precision import Precision
 
 # -- device names ----------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ def test_auto_and_cpu(fake_cuda):
 def test_precision_on_gpus_without_fast_bfloat16(monkeypatch, caplog, capability, asked, runs):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     with caplog.at_level(logging.WARNING, logger="wbcap.model.device"):
-        assert dev.resolve_precision(asked, torch.device("cuda", 0)) == runs
+        assert Precision.parse(asked).resolve(torch.device("cuda", 0)) == runs
     lines = [r.getMessage() for r in caplog.records]
     if runs == asked:
         assert lines == []
@@ -102,7 +103,7 @@ def test_precision_on_cpu_is_left_alone(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", no_cuda)
     for p in ("exact", "fast", "bf16", "fp16"):
-        assert dev.resolve_precision(p, torch.device("cpu")) == p
+        assert Precision.parse(p).resolve(torch.device("cpu")) == p
 
 
 # -- TF32 ------------------------------------------------------------------------------------

@@ -1,18 +1,14 @@
-"""Device and precision selection: ``auto | cpu | cuda | cuda:N`` (never a hard-coded ``.cuda()``)."""
+"""Device selection and CUDA numerics settings: ``auto | cpu | cuda | cuda:N`` (never a hard-coded ``.cuda()``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING
 
 import torch
 
 from wbcap.errors import InputError
-
-if TYPE_CHECKING:
-    from wbcap.model.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +51,6 @@ def cuda_bf16_is_fast(device: torch.device) -> bool:
     newer. Older GPUs run bfloat16 through slow emulated kernels."""
     major, _ = torch.cuda.get_device_capability(device)
     return major >= 8
-
-
-def resolve_precision(precision: Precision | str, device: torch.device) -> Precision:
-    """The :class:`~wbcap.model.precision.Precision` that actually runs on ``device`` for a
-    requested one (a Precision or its name).
-
-    On a CUDA GPU older than Ampere (compute capability < 8) bfloat16 has no fast kernels:
-    ``fast`` runs as ``exact`` (float32; fp16 autocast of the whole network would be faster but
-    moves the mesh far more than fast's error budget) and ``bf16`` as ``fp16`` (the same
-    whole-network autocast comparison mode in the half type those GPUs have). Each change is
-    logged in one line. The CPU fallback for ``fast`` without bfloat16 instructions is made
-    when the network is converted (:func:`wbcap.model.fused.optimize_for_inference`).
-    """
-    from wbcap.model.precision import Precision
-
-    precision = Precision.parse(precision)
-    if device.type != "cuda" or precision not in (Precision.FAST, Precision.BF16) or cuda_bf16_is_fast(device):
-        return precision
-    major, minor = torch.cuda.get_device_capability(device)
-    chosen = Precision.EXACT if precision is Precision.FAST else Precision.FP16
-    log.warning(
-        "%s (compute capability %d.%d) has no fast bfloat16; --precision %s runs as %s instead",
-        device, major, minor, precision, chosen,
-    )
-    return chosen
 
 
 def _new_tf32_api() -> bool:

@@ -22,12 +22,16 @@ A :class:`Precision` is a ``str`` enum: it compares equal to its name (``Precisi
 from __future__ import annotations
 
 import contextlib
+import logging
 from contextlib import AbstractContextManager
 from enum import Enum
 
 import torch
 
 from wbcap.errors import InputError
+from wbcap.model.device import cuda_bf16_is_fast, no_tf32
+
+log = logging.getLogger(__name__)
 
 #: Other names accepted by :meth:`Precision.parse`.
 ALIASES = {"fp32": "exact"}
@@ -101,11 +105,24 @@ class Precision(str, Enum):
         return _AUTOCAST.get(self.value)
 
     def resolve(self, device: torch.device) -> Precision:
-        """The mode that actually runs on ``device`` (:func:`wbcap.model.device.resolve_precision`:
-        on CUDA GPUs older than Ampere ``fast`` -> ``exact``, ``bf16`` -> ``fp16``, logged)."""
-        from wbcap.model.device import resolve_precision
+        """The mode that actually runs on ``device``.
 
-        return resolve_precision(self, device)
+        On a CUDA GPU older than Ampere (compute capability < 8) bfloat16 has no fast kernels:
+        ``fast`` runs as ``exact`` (float32; fp16 autocast of the whole network would be faster
+        but moves the mesh far more than fast's error budget) and ``bf16`` as ``fp16`` (the same
+        whole-network autocast comparison mode in the half type those GPUs have). Each change is
+        logged in one line. The CPU fallback for ``fast`` without bfloat16 instructions is made
+        when the network is converted (:func:`wbcap.model.fused.optimize_for_inference`).
+        """
+        if device.type != "cuda" or self not in (Precision.FAST, Precision.BF16) or cuda_bf16_is_fast(device):
+            return self
+        major, minor = torch.cuda.get_device_capability(device)
+        chosen = Precision.EXACT if self is Precision.FAST else Precision.FP16
+        log.warning(
+            "%s (compute capability %d.%d) has no fast bfloat16; --precision %s runs as %s instead",
+            device, major, minor, self, chosen,
+        )
+        return chosen
 
     def inference_context(self, device: torch.device) -> AbstractContextManager:
         """What every network call in this mode runs inside.
@@ -117,8 +134,6 @@ class Precision(str, Enum):
         ``device``'s type.
         """
         if self is Precision.EXACT:
-            from wbcap.model.device import no_tf32
-
             return no_tf32()
         if self is Precision.FAST:
             return contextlib.nullcontext()
