@@ -16,7 +16,7 @@ from wbcap.body import joints as J
 from wbcap.body.params import FIELDS, POSE_FIELDS, SMPLXParams
 from wbcap.body.rotations import axis_angle_to_matrix
 from wbcap.body.smplx_layer import SMPLXLayer
-from wbcap.export.param_names import FILE_KEYS, NETWORK_FILE_KEYS, from_file_record, to_file_record
+from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS, from_file_record, to_file_record
 from wbcap.testing.synthetic_body import make_smplx_params
 
 

@@ -55,7 +55,7 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer, cro
     )
     mesh = out.vertices[0].numpy() + np.asarray(params["cam_trans"])
     assert np.abs(mesh - verts).max() <= 1e-5
-    from wbcap.export.param_names import from_file_record
+    from wbcap.io.param_names import from_file_record
 
     with torch.no_grad():
         again = body_layer(from_file_record(params)).vertices[0].numpy()  # the same, through the one mapping

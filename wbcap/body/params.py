@@ -27,7 +27,7 @@ matrices straight to the skinning.
 Field order follows smplx's forward signature; :meth:`SMPLXParams.full_pose` and the layer use
 the model's joint order (global, 21 body, jaw, left eye, right eye, 15 left hand, 15 right hand).
 The file spellings of these parameters (Hand4Whole's ``root_pose``, ``lhand_pose``, ``shape``,
-``expr``, ``cam_trans``...) live in :mod:`wbcap.export.param_names` only.
+``expr``, ``cam_trans``...) live in :mod:`wbcap.io.param_names` only.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ class SMPLXParams:
 
     def numpy(self) -> dict[str, np.ndarray]:
         """The tensors as numpy arrays (detached, on the CPU, dtypes kept), by SMPL-X name: for
-        the file edges (:mod:`wbcap.export.param_names` spells them as files do)."""
+        the file edges (:mod:`wbcap.io.param_names` spells them as files do)."""
         return {k: getattr(self, k).detach().cpu().numpy() for k in FIELDS}
 
 

@@ -75,8 +75,8 @@ import numpy as np
 from wbcap.atomic import atomic_write_bytes, staged_dir
 from wbcap.errors import InputError
 from wbcap.export.obj import write_obj
-from wbcap.export.param_names import to_file_record
 from wbcap.export.params_json import write_params_json
+from wbcap.io.param_names import to_file_record
 
 #: Files of one person's folder.
 RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg",
@@ -88,7 +88,7 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
 
     ``person`` is a :class:`wbcap.pipeline.Person` (its SMPL-X parameters under their file names:
-    :mod:`wbcap.export.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
+    :mod:`wbcap.io.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
     as corners); ``image_size`` is (width, height).
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}

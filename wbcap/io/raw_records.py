@@ -11,10 +11,10 @@ that an interrupted run keeps them (``--resume`` continues after the last comple
 box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
 the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
 the network's SMPL-X parameters, each flattened, under their file names
-(:func:`wbcap.export.param_names.to_file_record` writes them, ``from_file_record`` reads them
+(:func:`wbcap.io.param_names.to_file_record` writes them, ``from_file_record`` reads them
 back: ``root_pose`` 3, ``body_pose`` 63, ``lhand_pose`` 45, ``rhand_pose`` 45, ``jaw_pose`` 3
 axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans`` 3 metres in that camera). This
-module is the file edge of the raw records: the names come from :mod:`wbcap.export.param_names`.
+module is the file edge of the raw records: the names come from :mod:`wbcap.io.param_names`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from wbcap.export.param_names import to_file_record
+from wbcap.io.param_names import to_file_record
 
 
 def read_raw(path: Path) -> Iterator[dict]:
