@@ -263,7 +263,7 @@ def compare_file(a: Path, b: Path, a_root: Path, b_root: Path, tol: float) -> Ro
         return Row(name, diff, "same" if diff == 0 else "info", "" if diff == 0 else "pixel difference (0-255)")
     if diff == 0:
         return Row(name, diff, "same")
-    return Row(name, diff, "close" if diff <= tol else "DIFF", f"largest at {where.lstrip('.')}" if where else "")
+    return Row(name, diff, "close" if diff <= tol * (1 + 1e-9) else "DIFF", f"largest at {where.lstrip('.')}" if where else "")
 
 
 def compare_trees(base: Path, new: Path, tol: float = 1e-6) -> list[Row]:

@@ -82,7 +82,7 @@ def test_identity_limits() -> None:
     aa = rng.normal(size=(50, 4, 3))
     out = smooth_track(aa, x[:, :3], x[:, 3:], t, SmoothConfig(method="none"))
     np.testing.assert_array_equal(out.poses_aa, aa)
-    np.testing.assert_array_equal(out.cam_trans, x[:, :3])
+    np.testing.assert_array_equal(out.transl, x[:, :3])
 
 
 def test_constant_signals_unchanged() -> None:
@@ -148,7 +148,7 @@ def test_smoothing_reduces_jitter_without_losing_accuracy() -> None:
 
     for cfg, min_ratio in ((SmoothConfig(), 5.0), (SmoothConfig(method="gaussian"), 5.0)):
         out = smooth_track(aa_noisy, trans_noisy, betas, t, cfg)
-        smooth = _positions(out.poses_aa, out.cam_trans, bones)
+        smooth = _positions(out.poses_aa, out.transl, bones)
         ratio = acc_noisy / acceleration_error(smooth, clean)
         err = _mpjpe_seq(smooth, clean)
         assert ratio >= min_ratio, (cfg.method, ratio)
@@ -159,7 +159,7 @@ def test_smoothing_reduces_jitter_without_losing_accuracy() -> None:
     # The causal 1-euro filter lags: it removes jitter but the error grows (why the default
     # runs forwards and backwards).
     out = smooth_track(aa_noisy, trans_noisy, betas, t, SmoothConfig(bidirectional=False))
-    assert _mpjpe_seq(_positions(out.poses_aa, out.cam_trans, bones), clean) > err_noisy
+    assert _mpjpe_seq(_positions(out.poses_aa, out.transl, bones), clean) > err_noisy
 
 
 def test_rotation_through_pi_has_no_flips() -> None:
@@ -218,7 +218,7 @@ def test_extras_filtered_like_translation_and_dtypes() -> None:
     np.testing.assert_allclose(out.extras["expr"], smooth_signal(expr, t, cfg))
     assert np.abs(out.extras["expr"] - expr).max() > 0.1
     assert out.poses_aa.dtype == np.float32 and out.poses_aa.shape == (40, 3, 3)
-    assert out.cam_trans.dtype == np.float64
+    assert out.transl.dtype == np.float64
     with pytest.raises(ValueError):
         smooth_track(aa_noisy, trans_noisy[:-1], np.zeros((40, 10)), t)
     with pytest.raises(ValueError):

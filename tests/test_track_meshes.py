@@ -14,8 +14,8 @@ def random_track(n: int, seed: int) -> SmoothedTrack:
     betas = f32(10, scale=0.5)
     return SmoothedTrack(
         frame=np.arange(n, dtype=np.int64) * 2, time=np.arange(n) / 10.0, box=np.zeros((n, 4), np.float32),
-        root_pose=f32(n, 3), body_pose=f32(n, 63), lhand_pose=f32(n, 45), rhand_pose=f32(n, 45), jaw_pose=f32(n, 3),
-        shape=np.repeat(betas[None], n, 0), expr=f32(n, 10), cam_trans=f32(n, 3) + np.float32([0, 0, 4]), betas=betas,
+        global_orient=f32(n, 3), body_pose=f32(n, 63), left_hand_pose=f32(n, 45), right_hand_pose=f32(n, 45),
+        jaw_pose=f32(n, 3), expression=f32(n, 10), transl=f32(n, 3) + np.float32([0, 0, 4]), betas=betas,
     )
 
 

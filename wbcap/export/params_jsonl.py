@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from wbcap.camera import ImageCamera
+from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 
@@ -38,10 +39,10 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
             for tid, row in sorted(by_frame.get(frame_index, [])):
                 tr = tracks[tid]
                 rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr.box[row].tolist()}
-                for k in (*ROT_KEYS, "shape", "expr", "cam_trans"):
-                    rec[k] = tr.param(k)[row].tolist()
-                # Hand4Whole does not estimate the eyes: SMPL-X's rest eyes, written so every parameter is here.
-                rec["leye_pose"], rec["reye_pose"] = zeros, zeros
+                # file keys in the files' order; the eyes are SMPL-X's rest eyes (Hand4Whole does not
+                # estimate them), written so every parameter is here
+                for name, key in FILE_KEYS.items():
+                    rec[key] = zeros if name in ("leye_pose", "reye_pose") else tr.param(name)[row].tolist()
                 rec["camera"] = camera
                 f.write(json.dumps(rec) + "\n")
                 n_lines += 1
@@ -66,7 +67,7 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     frames: dict[int, float] = {}
     rows: dict[int, list[dict]] = {}
     camera = None
-    keys = ("frame", "time", "track", "box", *ROT_KEYS, "shape", "expr", "cam_trans")
+    keys = ("frame", "time", "track", "box", *NETWORK_FILE_KEYS)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -96,7 +97,7 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
 
         tracks[tid] = SmoothedTrack(
             frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
-            **{k: col(k) for k in ROT_KEYS}, shape=col("shape"), expr=col("expr"), cam_trans=col("cam_trans"),
-            betas=col("shape")[0].copy(),
+            **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
+            betas=col(FILE_KEYS["betas"])[0].copy(),
         )
     return frames, tracks, camera

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.io.progress import Progress
-from wbcap.smooth.track import SmoothedTrack
+from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 #: Rows of a track posed per SMPL-X call when writing OBJs.
 OBJ_CHUNK = 64
@@ -21,15 +21,14 @@ def track_vertices(body: Any, tr: SmoothedTrack, rows: np.ndarray, device: Any) 
     ``device``; eyes at rest)."""
     import torch
 
-    t = lambda a: torch.as_tensor(a[rows], device=device)  # noqa: E731
     zeros = torch.zeros(len(rows), 3, device=device)
     with torch.no_grad():
         o = body(
-            betas=t(tr.shape), global_orient=t(tr.root_pose), body_pose=t(tr.body_pose), left_hand_pose=t(tr.lhand_pose),
-            right_hand_pose=t(tr.rhand_pose), jaw_pose=t(tr.jaw_pose), expression=t(tr.expr), leye_pose=zeros,
-            reye_pose=zeros,
+            **{name: torch.as_tensor(tr.param(name)[rows], device=device)
+               for name in ("betas", *ROT_KEYS, "expression")},
+            leye_pose=zeros, reye_pose=zeros,
         )
-        return (o.vertices + t(tr.cam_trans)[:, None, :]).cpu().numpy()
+        return (o.vertices + torch.as_tensor(tr.transl[rows], device=device)[:, None, :]).cpu().numpy()
 
 
 class TrackVertices:

@@ -39,9 +39,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
         rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
                for key in ROT_KEYS}
         arrays = amass_arrays(
-            global_orient=rot["root_pose"], body_pose=rot["body_pose"], jaw_pose=rot["jaw_pose"],
-            left_hand_pose=rot["lhand_pose"], right_hand_pose=rot["rhand_pose"],
-            transl=lerp_rows(tr.cam_trans, seg), betas=tr.betas, expression=lerp_rows(tr.expr, seg),
+            **rot, transl=lerp_rows(tr.transl, seg), betas=tr.betas, expression=lerp_rows(tr.expression, seg),
             hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
             frame_indices=np.where(seg.valid, tr.frame[seg.lo], -1), valid=seg.valid, gender=gender,
         )

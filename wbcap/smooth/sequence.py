@@ -27,7 +27,7 @@ from wbcap.smooth.filters import gaussian, one_euro
 
 __all__ = [
     "SmoothConfig",
-    "SmoothedTrack",
+    "SmoothedSequence",
     "robust_mean",
     "smooth_rotations",
     "smooth_signal",
@@ -89,18 +89,18 @@ class SmoothConfig:
             raise ValueError(f"betas_trim must be >= 0, got {self.betas_trim}")
 
 
-class SmoothedTrack(NamedTuple):
+class SmoothedSequence(NamedTuple):
     """Result of :func:`smooth_track`.
 
     Attributes:
         poses_aa: ``(T, J, 3)`` axis-angle, radians, angle in ``[0, pi]``.
-        cam_trans: ``(T, 3)`` translation, input units (metres).
+        transl: ``(T, 3)`` translation, input units (metres).
         betas: ``(B,)`` one shape for the whole track.
         extras: the smoothed ``(T, D)`` extra arrays, same keys as given (empty if none).
     """
 
     poses_aa: np.ndarray
-    cam_trans: np.ndarray
+    transl: np.ndarray
     betas: np.ndarray
     extras: dict[str, np.ndarray]
 
@@ -208,18 +208,18 @@ def robust_mean(x: np.ndarray, trim: float = 0.25) -> np.ndarray:
 
 def smooth_track(
     poses_aa: np.ndarray,
-    cam_trans: np.ndarray,
+    transl: np.ndarray,
     betas: np.ndarray,
     t: np.ndarray,
     config: SmoothConfig = SmoothConfig(),
     extras: Mapping[str, np.ndarray] | None = None,
-) -> SmoothedTrack:
+) -> SmoothedSequence:
     """Smooth one person's per-frame SMPL-X parameters over time.
 
     Args:
         poses_aa: ``(T, J, 3)`` axis-angle rotations, radians (root, body, hands, jaw, ... in
             any order: each joint is filtered independently, see :func:`smooth_rotations`).
-        cam_trans: ``(T, 3)`` translation, metres (filtered directly).
+        transl: ``(T, 3)`` translation, metres (filtered directly).
         betas: ``(T, B)`` per-frame shape coefficients; replaced by one :func:`robust_mean`
             (trim ``config.betas_trim``), also for ``method='none'``.
         t: ``(T,)`` timestamps, seconds, strictly increasing (frames of one track may have gaps).
@@ -228,16 +228,16 @@ def smooth_track(
             the translation.
 
     Returns:
-        :class:`SmoothedTrack` ``(poses_aa (T, J, 3), cam_trans (T, 3), betas (B,), extras)``.
+        :class:`SmoothedSequence` ``(poses_aa (T, J, 3), transl (T, 3), betas (B,), extras)``.
     """
     poses_aa = np.asarray(poses_aa)
-    cam_trans = np.asarray(cam_trans)
+    transl = np.asarray(transl)
     betas = np.asarray(betas)
     n = poses_aa.shape[0] if poses_aa.ndim else 0
     if n < 1:
         raise ValueError("need at least one frame")
-    if cam_trans.shape != (n, 3):
-        raise ValueError(f"cam_trans must have shape ({n}, 3), got {cam_trans.shape}")
+    if transl.shape != (n, 3):
+        raise ValueError(f"transl must have shape ({n}, 3), got {transl.shape}")
     if betas.ndim != 2 or betas.shape[0] != n:
         raise ValueError(f"betas must have shape ({n}, B), got {betas.shape}")
     t = _check_t(t, n)
@@ -247,9 +247,9 @@ def smooth_track(
         if value.ndim != 2 or value.shape[0] != n:
             raise ValueError(f"extras[{name!r}] must have shape ({n}, D), got {value.shape}")
         smoothed_extras[name] = smooth_signal(value, t, config)
-    return SmoothedTrack(
+    return SmoothedSequence(
         poses_aa=smooth_rotations(poses_aa, t, config),
-        cam_trans=smooth_signal(cam_trans, t, config),
+        transl=smooth_signal(transl, t, config),
         betas=robust_mean(betas, config.betas_trim),
         extras=smoothed_extras,
     )

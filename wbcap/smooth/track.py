@@ -1,6 +1,6 @@
 """One tracked person of ``wbcap run`` moved into the video's camera and smoothed (pass 2, step 2).
 
-Each person-frame's ``cam_trans`` comes out of the network in its own box's camera;
+Each person-frame's ``transl`` (Hand4Whole's ``cam_trans``) comes out of the network in its own box's camera;
 :func:`smoothed_track` moves it into the one camera of the whole video
 (:func:`wbcap.camera.shared_camera_translation`) and smooths the track over time
 (:func:`wbcap.smooth.sequence.smooth_track`), giving a :class:`SmoothedTrack` of arrays that the
@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.collect import Track
 
-#: The rotation parameters of a person (axis-angle) and their number of joints, in the order of
-#: SMPL-X's parameters (``root_pose`` = ``global_orient``).
-ROT_KEYS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+#: The rotation parameters of a person (axis-angle, SMPL-X's names) and their number of joints.
+ROT_KEYS = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")
 ROT_SIZES = (1, 21, 15, 15, 1)
 
 
@@ -35,23 +35,27 @@ class SmoothedTrack:
     frame: np.ndarray  # (N,) int64 source frame indices
     time: np.ndarray  # (N,) float64 seconds
     box: np.ndarray  # (N, 4) detected box (x, y, w, h), image pixels
-    root_pose: np.ndarray  # (N, 3)
+    global_orient: np.ndarray  # (N, 3)
     body_pose: np.ndarray  # (N, 63)
-    lhand_pose: np.ndarray  # (N, 45)
-    rhand_pose: np.ndarray  # (N, 45)
+    left_hand_pose: np.ndarray  # (N, 45)
+    right_hand_pose: np.ndarray  # (N, 45)
     jaw_pose: np.ndarray  # (N, 3)
-    shape: np.ndarray  # (N, B) betas, the same in every row (shape is held per track)
-    expr: np.ndarray  # (N, E) expression coefficients
-    cam_trans: np.ndarray  # (N, 3) SMPL-X translation, metres
-    betas: np.ndarray  # (B,) the track's betas
+    expression: np.ndarray  # (N, E) expression coefficients
+    transl: np.ndarray  # (N, 3) SMPL-X translation, metres
+    betas: np.ndarray  # (B,) the track's betas (one shape per track)
 
     def __len__(self) -> int:
         return len(self.frame)
 
-    def param(self, key: str) -> np.ndarray:
-        """A parameter by its ``params.jsonl`` name (one of :data:`ROT_KEYS`, ``shape``, ``expr``,
-        ``cam_trans``)."""
-        return getattr(self, key)
+    def param(self, name: str) -> np.ndarray:
+        """``(N, k)`` rows of a parameter by its SMPL-X name (one of :data:`ROT_KEYS`,
+        ``expression``, ``transl``, ``betas`` (repeated per row), ``leye_pose``/``reye_pose``
+        (zeros: not estimated))."""
+        if name == "betas":
+            return np.repeat(self.betas[None], len(self), 0)
+        if name in ("leye_pose", "reye_pose"):
+            return np.zeros((len(self), 3), np.float32)
+        return getattr(self, name)
 
 
 def clock_rate(times: list[float], nominal: float) -> float:
@@ -72,7 +76,7 @@ def smoothed_track(
 ) -> SmoothedTrack:
     """One track's parameters moved into the video camera and smoothed.
 
-    Each person-frame's ``cam_trans`` is in its own box's camera (``track.focal`` (N,),
+    Each person-frame's ``transl`` (Hand4Whole's ``cam_trans``) is in its own box's camera (``track.focal`` (N,),
     ``track.princpt`` (N, 2), pixels); :func:`wbcap.camera.shared_camera_translation` moves it so
     the pelvis keeps its pixel and apparent size under the video camera (``focal``, ``princpt``,
     pixels). ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (its rest pelvis), on
@@ -83,15 +87,17 @@ def smoothed_track(
     from wbcap.camera import shared_camera_translation_np
     from wbcap.smooth.sequence import smooth_track
 
-    params = {k: np.asarray([p[k] for p in track.params], np.float32) for k in track.params[0]}
+    params = {name: np.asarray([p[key] for p in track.params], np.float32) for name, key in FILE_KEYS.items()
+              if key in NETWORK_FILE_KEYS}
     with torch.no_grad():
-        rest = body.rest_root(torch.as_tensor(params["shape"], device=device)).cpu().numpy()
+        rest = body.rest_root(torch.as_tensor(params["betas"], device=device)).cpu().numpy()
     trans = shared_camera_translation_np(
-        params["cam_trans"], rest, np.asarray(track.focal), np.asarray(track.princpt), focal, princpt
+        params["transl"], rest, np.asarray(track.focal), np.asarray(track.princpt), focal, princpt
     )
     poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
     t = np.asarray(track.time, np.float64)
-    poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["shape"], t, config, extras={"expr": params["expr"]})
+    poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["betas"], t, config,
+                                                     extras={"expression": params["expression"]})
     split = np.cumsum(ROT_SIZES)[:-1]
     rotations = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
     return SmoothedTrack(
@@ -99,9 +105,8 @@ def smoothed_track(
         time=t,
         box=np.asarray(track.box, np.float32),
         **rotations,
-        shape=np.repeat(np.asarray(betas_s, np.float32)[None], len(t), 0),
-        expr=np.asarray(extras["expr"], np.float32),
-        cam_trans=np.asarray(trans_s, np.float32),
+        expression=np.asarray(extras["expression"], np.float32),
+        transl=np.asarray(trans_s, np.float32),
         betas=np.asarray(betas_s, np.float32),
     )
 
