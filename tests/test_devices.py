@@ -339,3 +339,20 @@ def test_upload_equals_float_stack(unfused_pipeline):
     ref = crops_to_tensor([j.patch.astype(np.float32) for j in jobs])
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x, ref)
+
+
+def test_params_only_regress_equals_full_regress(small_config, body_layer, monkeypatch):
+    """`wbcap run`'s pass 1 (mesh=False): the same parameters and cameras bit for bit, one host
+    read, and SMPL-X never runs."""
+    pipe = _pipeline(small_config, body_layer, "exact", True)
+    jobs = _jobs(pipe, 3)
+    full = pipe.regress(jobs, first_index=5)
+    monkeypatch.setattr(type(pipe.regressor.body), "forward", lambda *a, **k: pytest.fail("SMPL-X ran"))
+    with count_host_reads() as counts:
+        lean = pipe.regress(jobs, first_index=5, mesh=False)
+    assert dict(counts) == {"cpu": 1, "numpy": 1}
+    for a, b in zip(full, lean, strict=True):
+        assert not hasattr(b, "vertices") and a.index == b.index and a.focal == b.focal and a.princpt == b.princpt
+        assert np.array_equal(a.box, b.box) and np.array_equal(a.crop_box, b.crop_box) and a.score == b.score
+        for name, value in a.params.items():
+            assert torch.equal(value, b.params[name]), name

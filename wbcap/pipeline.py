@@ -98,8 +98,36 @@ class ModelSource:
     body_model_synthetic: bool
 
 
+def _to_host(fields: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Batched ``(B, ...)`` tensors as float32 numpy arrays of the same shapes, with one device ->
+    host copy for all of them (one synchronisation per batch on CUDA)."""
+    first = next(iter(fields.values()))
+    n = first.shape[0]
+    flat = torch.cat([t.reshape(n, -1).float() for t in fields.values()], 1).cpu().numpy()
+    host, col = {}, 0
+    for name, t in fields.items():
+        width = math.prod(t.shape[1:])
+        host[name] = flat[:, col : col + width].reshape(t.shape)
+        col += width
+    return host
+
+
 @dataclass(frozen=True)
-class Person:
+class PersonEstimate:
+    """A person's SMPL-X parameters and cameras without the mesh: what ``wbcap run``'s pass 1
+    keeps (:meth:`Pipeline.regress` with ``mesh=False``). Fields as in :class:`Person`."""
+
+    index: int
+    box: np.ndarray
+    score: float
+    crop_box: np.ndarray
+    params: SMPLXParams
+    focal: tuple[float, float]
+    princpt: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Person(PersonEstimate):
     """One person's result in one image (no batch dimension but in ``params``).
 
     params: the SMPL-X parameters, an :class:`~wbcap.body.params.SMPLXParams` holding a batch of
@@ -122,16 +150,9 @@ class Person:
         the same camera on ``crop``.
     """
 
-    index: int
-    box: np.ndarray
-    score: float
-    crop_box: np.ndarray
-    params: SMPLXParams
     vertices: np.ndarray
     joints: np.ndarray
     joints_2d: np.ndarray
-    focal: tuple[float, float]
-    princpt: tuple[float, float]
     crop: np.ndarray
     crop_focal: tuple[float, float]
     crop_princpt: tuple[float, float]
@@ -423,12 +444,46 @@ class Pipeline:
             log.warning("%s: skipped box(es) outside the %dx%d image: %s", source, w, h, box_text)
         return jobs
 
-    def regress(self, jobs: Sequence[CropJob], first_index: int = 0) -> list[Person]:
-        """Run the network on crops (any number; batched by ``batch_size``)."""
-        people: list[Person] = []
+    def regress(self, jobs: Sequence[CropJob], first_index: int = 0, *, mesh: bool = True) -> list[Person]:
+        """Run the network on crops (any number; batched by ``batch_size``).
+
+        ``mesh=False`` returns :class:`PersonEstimate` objects instead: the same parameters and
+        cameras (bit for bit), without running SMPL-X or copying meshes, joints and crops to the
+        host (``wbcap run``'s pass 1 keeps only those).
+        """
+        people: list = []
         for start in range(0, len(jobs), self.batch_size):
-            people.extend(self._run_batch(list(jobs[start : start + self.batch_size]), first_index + len(people)))
+            batch = list(jobs[start : start + self.batch_size])
+            run = self._run_batch if mesh else self._run_batch_params
+            people.extend(run(batch, first_index + len(people)))
         return people
+
+    def _image_cameras(self, jobs: Sequence[CropJob]) -> tuple[list, list]:
+        """Each person's camera on the original image (focal, princpt pixels): the body-input
+        camera rescaled to its crop box."""
+        cfg = self.regressor.config
+        img_focal, img_princpt = crop_to_image_camera_np(
+            cfg.focal, cfg.princpt, np.stack([job.crop_box for job in jobs]).astype(np.float64), cfg.input_body_shape
+        )
+        return img_focal.tolist(), img_princpt.tolist()
+
+    @torch.inference_mode()
+    def _run_batch_params(self, jobs: list, first_index: int) -> list[PersonEstimate]:
+        batch = self._upload(jobs)
+        with self.inference_context():
+            out = self.regressor.net(batch)
+        p = out.smplx.to_axis_angle()
+        host = _to_host({name: p[name] for name in SMPLX_FIELDS})
+        img_focal, img_princpt = self._image_cameras(jobs)
+        return [
+            PersonEstimate(
+                index=first_index + i, box=np.asarray(job.detection.box, dtype=np.float64),
+                score=float(job.detection.score), crop_box=np.asarray(job.crop_box, dtype=np.float32).astype(np.float64),
+                params=SMPLXParams(**{k: torch.from_numpy(v[i : i + 1].copy()) for k, v in host.items()}),
+                focal=tuple(img_focal[i]), princpt=tuple(img_princpt[i]),
+            )
+            for i, job in enumerate(jobs)
+        ]
 
     def _upload(self, jobs: Sequence[CropJob]) -> torch.Tensor:
         """The crops as the network input: (B, 3, H, W) float32 in 0..1 on the device, in
@@ -454,7 +509,6 @@ class Pipeline:
 
     @torch.inference_mode()
     def _run_batch(self, jobs: list, first_index: int) -> list[Person]:
-        cfg = self.regressor.config
         batch = self._upload(jobs)
         with self.inference_context():
             out = self.regressor(batch)
@@ -469,23 +523,12 @@ class Pipeline:
             "rhand_bbox": out.rhand_bbox,
             "face_bbox": out.face_bbox,
         }
-        # One device -> host copy for everything (one synchronisation per batch on CUDA).
-        n = len(jobs)
-        flat = torch.cat([t.reshape(n, -1).float() for t in fields.values()], 1).cpu().numpy()
-        host, col = {}, 0
-        for name, t in fields.items():
-            width = math.prod(t.shape[1:])
-            host[name] = flat[:, col : col + width].reshape(t.shape)
-            col += width
+        host = _to_host(fields)
         verts, joints, proj = host.pop("vertices"), host.pop("joints"), host.pop("joints_proj")
         boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
         params = host  # the SMPL-X fields, axis-angle
         crop_focal, crop_princpt = self.regressor.crop_camera()
-        # Each person's camera on the original image: the body-input camera rescaled to its box.
-        img_focal, img_princpt = crop_to_image_camera_np(
-            cfg.focal, cfg.princpt, np.stack([job.crop_box for job in jobs]).astype(np.float64), cfg.input_body_shape
-        )
-        img_focal, img_princpt = img_focal.tolist(), img_princpt.tolist()
+        img_focal, img_princpt = self._image_cameras(jobs)
         people = []
         for i, job in enumerate(jobs):
             det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans

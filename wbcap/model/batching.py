@@ -15,7 +15,8 @@ from typing import Any
 from wbcap.io.progress import add_time
 
 #: One frame's result: (frame index, time in seconds, [W, H] image pixels, people), people being
-#: :class:`wbcap.pipeline.Person` objects in detection order.
+#: :class:`wbcap.pipeline.PersonEstimate` objects (parameters and cameras, no mesh: what the raw
+#: records keep) in detection order.
 FrameResult = tuple[int, float, list[int], list[Any]]
 
 
@@ -24,7 +25,7 @@ def _regress(pending: list[tuple[int, float, list[int], list]], pipeline: Any,
     """One network call for every crop of ``pending`` frames; the people split back per frame."""
     all_jobs = [j for _, _, _, jobs in pending for j in jobs]
     t0 = time.perf_counter()
-    people = pipeline.regress(all_jobs) if all_jobs else []
+    people = pipeline.regress(all_jobs, mesh=False) if all_jobs else []
     add_time(timings, "regress", t0)
     results, k = [], 0
     for index, ftime, size, jobs in pending:
