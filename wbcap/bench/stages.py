@@ -346,6 +346,9 @@ def _time_smplx_and_render(opts: BenchOptions, device, pipe, patch, jobs, image,
                               {"backend": backend, "size": [w, h], "meshes": 1})
 
 
+# Long (about 85 lines): the report's sections are measured one after another in the report's order;
+# each step is a few lines with its own progress line, and splitting further would only pass the
+# report dict around.
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every measurement and return the report (a JSON-ready dict; see module docstring).
 

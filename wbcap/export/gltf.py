@@ -337,8 +337,25 @@ def write_glb(
     meta = _metadata(rig, clip, exact_vertices is not None, n_expr)
     gltf.asset.extras = meta
 
-    # --- joints: nodes 0..54 in model order
     quats = _quaternions(poses).astype(np.float32)
+    _add_joint_nodes(gltf, rig, quats, transl, animated)
+    targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated)
+    mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta)
+    if animated:
+        _add_animation(gltf, blob, rig, clip.name, times, quats, transl, mesh_node, weights if targets else None)
+
+    gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
+    gltf.set_binary_blob(blob.bytes())
+    atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
+    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", path, n_rows, len(targets), path.stat().st_size)
+    return path
+
+
+def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, transl: np.ndarray, animated: bool) -> None:
+    """Nodes 0..54: the joints in model order, rest translation = offsets; a static file (one
+    row) also gets the row's rotations and the pelvis position."""
+    import pygltflib
+
     for j, name in enumerate(rig.joint_names):
         node = pygltflib.Node(name=name, translation=[float(v) for v in rig.offsets[j].astype(np.float32)])
         if not animated:
@@ -348,7 +365,14 @@ def write_glb(
         node.children = [int(c) for c in np.flatnonzero(rig.parents == j)]
         gltf.nodes.append(node)
 
-    # --- mesh
+
+def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndarray, transl: np.ndarray,
+              exact_vertices: np.ndarray | None, animated: bool) -> tuple[list, np.ndarray]:
+    """The skinned mesh with its morph targets (expression, then the exact rows); returns the
+    targets and the ``(T, n_targets)`` float32 morph weights per row."""
+    import pygltflib
+
+    n_rows, n_expr = expr.shape
     v = rig.rest_vertices.shape[0]
     attributes = pygltflib.Attributes(
         POSITION=blob.add(rig.rest_vertices.astype(np.float32), target=_ARRAY_BUFFER, min_max=True),
@@ -381,8 +405,14 @@ def write_glb(
         mesh.extras = {"targetNames": names}
         mesh.weights = [float(w) for w in weights[0]] if not animated else [0.0] * len(targets)
     gltf.meshes.append(mesh)
+    return targets, weights
 
-    # --- skin: joints in model order, inverse bind = translation(-rest joint), column-major
+
+def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict) -> int:
+    """The skin (joints in model order, inverse bind = translation(-rest joint), column-major),
+    the mesh node, the camera node and the scene; returns the mesh node's index."""
+    import pygltflib
+
     ibm = np.tile(np.eye(4, dtype=np.float32), (55, 1, 1))
     ibm[:, :3, 3] = -rig.rest_joints.astype(np.float32)
     gltf.skins.append(pygltflib.Skin(
@@ -396,32 +426,32 @@ def write_glb(
         gltf.cameras.append(_camera(camera))
         scene_nodes.append(len(gltf.nodes))
         gltf.nodes.append(pygltflib.Node(name=CAMERA_NODE_NAME, camera=0))
-    gltf.scenes.append(pygltflib.Scene(name=clip.name, nodes=scene_nodes, extras=meta))
+    gltf.scenes.append(pygltflib.Scene(name=name, nodes=scene_nodes, extras=meta))
     gltf.scene = 0
+    return mesh_node
 
-    # --- animation
-    if animated:
-        time_acc = blob.add(times, min_max=True)
-        samplers: list[pygltflib.AnimationSampler] = []
-        channels: list[pygltflib.AnimationChannel] = []
 
-        def channel(node: int, path_: str, output: np.ndarray) -> None:
-            samplers.append(pygltflib.AnimationSampler(input=time_acc, output=blob.add(output), interpolation="LINEAR"))
-            channels.append(pygltflib.AnimationChannel(
-                sampler=len(samplers) - 1, target=pygltflib.AnimationChannelTarget(node=node, path=path_)))
+def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarray, quats: np.ndarray,
+                   transl: np.ndarray, mesh_node: int, weights: np.ndarray | None) -> None:
+    """One LINEAR animation: a rotation channel per joint, the pelvis translation, the morph
+    weights (when the mesh has targets), all on ``times``."""
+    import pygltflib
 
-        for j in range(55):
-            channel(j, "rotation", np.ascontiguousarray(quats[:, j]))
-        channel(0, "translation", (rig.rest_joints[0] + transl).astype(np.float32))
-        if targets:
-            channel(mesh_node, "weights", weights.reshape(-1))
-        gltf.animations.append(pygltflib.Animation(name=clip.name, samplers=samplers, channels=channels))
+    time_acc = blob.add(times, min_max=True)
+    samplers: list[pygltflib.AnimationSampler] = []
+    channels: list[pygltflib.AnimationChannel] = []
 
-    gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
-    gltf.set_binary_blob(blob.bytes())
-    atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
-    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", path, n_rows, len(targets), path.stat().st_size)
-    return path
+    def channel(node: int, path_: str, output: np.ndarray) -> None:
+        samplers.append(pygltflib.AnimationSampler(input=time_acc, output=blob.add(output), interpolation="LINEAR"))
+        channels.append(pygltflib.AnimationChannel(
+            sampler=len(samplers) - 1, target=pygltflib.AnimationChannelTarget(node=node, path=path_)))
+
+    for j in range(55):
+        channel(j, "rotation", np.ascontiguousarray(quats[:, j]))
+    channel(0, "translation", (rig.rest_joints[0] + transl).astype(np.float32))
+    if weights is not None:
+        channel(mesh_node, "weights", weights.reshape(-1))
+    gltf.animations.append(pygltflib.Animation(name=name, samplers=samplers, channels=channels))
 
 
 def smplx_vertices(body: Any, clip: MotionClip, batch: int = 64) -> np.ndarray:

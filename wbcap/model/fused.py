@@ -362,6 +362,8 @@ def _rowwise_linears(module: nn.Module) -> None:
 PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {p.value: p.plan for p in Precision if p.fused}
 
 
+# Long (about 80 lines): every part of the network is converted in one place, in the network's
+# order, so each part's input shape and dtype choice reads next to its conversion.
 def optimize_for_inference(
     net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
     plan: dict[str, torch.dtype] | None = None,
