@@ -87,7 +87,7 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     ("args", "expected"),
     [
         (["--format", "obj"], "--format obj: unknown format obj"),
-        (["--track", "7"], "--track 7:"),
+        (["--track", "7"], "track 7: not in"),
     ],
 )
 def test_export_bad_options_one_line(finished_run, tmp_path, body_dir, args, expected):

@@ -89,7 +89,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_mo
         paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
-        export=AnimationExport.parse(export, exact=exact),
+        export=AnimationExport.parse(export, exact=exact, option="--export"),
     )
     _run(ctx, job)
 

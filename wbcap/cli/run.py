@@ -76,7 +76,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
-    animation = AnimationExport.parse(export, exact=exact)
+    animation = AnimationExport.parse(export, exact=exact, option="--export")
     animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)
     smooth_cfg = SmoothConfig(method=smooth)

@@ -45,11 +45,11 @@ class AnimationExport:
     exact: bool = False
 
     @classmethod
-    def parse(cls, text: str, exact: bool = False, option: str = "--export") -> AnimationExport:
+    def parse(cls, text: str, exact: bool = False, option: str = "formats") -> AnimationExport:
         """From a comma-separated list (``"glb,bvh"``; ``"none"`` for nothing).
 
         Raises:
-            InputError: an unknown format (the message names ``option``).
+            InputError: an unknown format (the message starts with ``option``, e.g. the CLI's flag).
         """
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
         if names == ["none"]:

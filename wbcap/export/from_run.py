@@ -81,7 +81,7 @@ def export_run(job: ExportJob) -> list[Path]:
     if job.tracks is not None:
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
-            raise InputError(f"--track {unknown[0]}: {run} has tracks {', '.join(map(str, tracks))}")
+            raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
         tracks = {t: tracks[t] for t in job.tracks}
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
@@ -91,7 +91,7 @@ def export_run(job: ExportJob) -> list[Path]:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{dest}: cannot create the folder ({exc.strerror or exc}); choose another --dest") from None
+        raise InputError(f"{dest}: cannot create the folder ({exc.strerror or exc}); choose another destination") from None
     rate = _clock_rate(meta, frames)
     with torch.no_grad():
         written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera)
