@@ -154,7 +154,7 @@ def test_resume_repairs_out_of_order_times_of_an_older_raw_file(tmp_path, base_a
 def test_unexpected_failure_in_run_names_the_file_and_frame(tmp_path, base_args, monkeypatch):
     from wbcap.pipeline import Pipeline
 
-    def broken(self, jobs, first_index=0):
+    def broken(self, jobs, first_index=0, mesh=True):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(Pipeline, "regress", broken)
