@@ -122,7 +122,10 @@ class ResNetBackbone(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.feat_dim: int = 512 * block.expansion
-        self.init_weights_like_upstream()
+        if self.conv1.weight.device.type != "meta":
+            # Built on the meta device only to receive a checkpoint's tensors (load_network): a
+            # random init there computes nothing but pulls in torch._dynamo (~2.5 s at start-up).
+            self.init_weights_like_upstream()
 
     def _make_layer(
         self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
