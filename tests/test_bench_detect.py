@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wbcap.bench.detect import YOLOX_MISSING, bench_detectors
+from wbcap.bench.detect import bench_detectors, yolox_missing
 from wbcap.bench.options import BenchOptions
 from wbcap.bench.report import detect_summary
 from wbcap.bench.stages import run_bench
-from wbcap.cli.bench import bench
+from wbcap.cli import cli
 from wbcap.errors import InputError
 from wbcap.testing.images import person_image
 
@@ -37,7 +37,8 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 def invoke(*args: object) -> str:
-    result = CliRunner().invoke(bench, [str(a) for a in args], catch_exceptions=False)
+    """``wbcap bench ARGS``' stdout (through the ``wbcap`` group, which names settings by its flags)."""
+    result = CliRunner().invoke(cli, ["bench", *map(str, args)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -79,7 +80,7 @@ def test_cli_times_hog_and_yolox_in_the_same_run(tiny_onnx):
 def test_without_yolox_the_report_says_how_to_get_it():
     rep = json.loads(invoke(*FAST, "--json"))
     assert list(rep["stages"]) == ["detect", "detect.hog"]
-    assert rep["detectors"]["yolox_missing"] == YOLOX_MISSING
+    assert rep["detectors"]["yolox_missing"] == yolox_missing().replace("detector_model", "--detector-model")
     assert rep["detectors"]["used"] == "detect.hog" and rep["stages"]["detect"] == rep["stages"]["detect.hog"]
     table = invoke(*FAST)
     lines = [line for line in table.splitlines() if "YOLOX not measured" in line]

@@ -346,12 +346,12 @@ def test_pickle_needs_opt_in_and_then_matches_npz(tmp_path: Path, raw: dict[str,
     pkl.write_bytes(pickle.dumps(pkl_data))
     with pytest.raises(ModelFileError) as exc:
         load_body_model_data(pkl)
-    assert "--allow-pickle" in _one_line(exc) and str(pkl) in str(exc.value)
+    assert "opt in explicitly with allow_pickle=True" in _one_line(exc) and str(pkl) in str(exc.value)
     with pytest.raises(ModelFileError) as exc:
         find_body_model("neutral", tmp_path)
-    assert "--allow-pickle" in _one_line(exc)
+    assert "allow_pickle=True" in _one_line(exc)
     assert find_body_model("neutral", tmp_path, allow_pickle=True) == pkl
-    with pytest.raises(ModelFileError, match="allow-pickle"):
+    with pytest.raises(ModelFileError, match="allow_pickle=True"):
         find_body_model("neutral", pkl)
     assert find_body_model("neutral", pkl, allow_pickle=True) == pkl
     data = load_body_model_data(pkl, allow_pickle=True)

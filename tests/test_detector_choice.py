@@ -206,7 +206,7 @@ def test_detector_model_only_with_yolox(tiny_onnx):
     from wbcap.errors import InputError
 
     assert make_detector("auto", model=str(tiny_onnx)).name == "yolox (tiny.onnx)"
-    with pytest.raises(InputError, match="--detector-model"):
+    with pytest.raises(InputError, match="detector_model is a YOLOX ONNX file; it cannot be used with detector hog"):
         make_detector("hog", model=str(tiny_onnx))
     with pytest.raises(InputError, match="yolox-nano"):
         make_detector("yolo")

@@ -46,11 +46,11 @@ def test_indexed_cuda_device_becomes_the_current_device(fake_cuda):
 @pytest.mark.parametrize(
     "spec,count,message",
     [
-        ("gpu", 2, "'gpu' is not understood; use auto, cpu, cuda or cuda:N"),
+        ("gpu", 2, "device 'gpu' is not understood; use auto, cpu, cuda or cuda:N"),
         ("cuda:x", 2, "'cuda:x' is not understood"),
         ("cuda:-1", 2, "'cuda:-1' is not understood"),
         ("cuda:9", 1, "cuda:9: only 1 CUDA device(s) visible; use cuda:0..cuda:0"),
-        ("cuda", 0, "cuda: CUDA is not available on this machine; use --device cpu"),
+        ("cuda", 0, "device cuda: CUDA is not available on this machine; use device cpu"),
         ("cuda:0", 0, "cuda:0: CUDA is not available on this machine"),
     ],
 )
@@ -93,7 +93,7 @@ def test_precision_on_gpus_without_fast_bfloat16(monkeypatch, caplog, capability
         assert lines == []
     else:
         expected = (f"cuda:0 (compute capability {capability[0]}.{capability[1]}) has no fast bfloat16; "
-                    f"--precision {asked} runs as {runs} instead")
+                    f"precision {asked} runs as {runs} instead")
         assert lines == [expected]
 
 

@@ -165,7 +165,7 @@ def test_collect_tracks_drops_static_and_reports(tmp_path, caplog):
         report_losses(col, len(col.kept), job.source, job.detector)
     assert ("dropped 1 static track(s) (120 person-frames) that never moved (box within 10% of its height for "
             "10 s or more) and scored below 0.62 on average") in caplog.text
-    assert "--keep-static" in caplog.text
+    assert "pass drop_static=False to keep them" in caplog.text
 
 
 def test_flag_off_and_user_boxes_keep_every_track(tmp_path, caplog):

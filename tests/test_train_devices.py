@@ -159,7 +159,7 @@ def test_resume_needs_one_output_folder_seen_by_every_node(tmp_path, monkeypatch
     (tmp_path / "snapshot_10.pth.tar").write_bytes(b"")
     views = [("snapshot_10.pth.tar", "node-a"), ("snapshot_10.pth.tar", "node-a"), (None, "node-b"), (None, "node-b")]
     monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), views))
-    with pytest.raises(InputError, match=r"node-a: snapshot_10.pth.tar, node-b: none\); -o must be one folder shared"):
+    with pytest.raises(InputError, match=r"node-a: snapshot_10.pth.tar, node-b: none\); out must be one folder shared"):
         trainer._resume_point(tmp_path, trainer.DistInfo(0, 4, 0))
     views[2:] = [("snapshot_10.pth.tar", "node-b")] * 2
     assert trainer._resume_point(tmp_path, trainer.DistInfo(0, 4, 0)) == tmp_path / "snapshot_10.pth.tar"

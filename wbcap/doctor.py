@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 
+from wbcap.errors import setting
+
 
 @dataclass(frozen=True)
 class Check:
@@ -70,10 +72,11 @@ def _detector_check() -> Check:
     path = find_weights_file(best)
     if path is None:
         path_places = " or ".join(f"{d}/" for d in search_dirs())
-        others = f"; installed: {', '.join(installed)} (use --detector NAME)" if installed else ""
+        detector = setting("detector")
+        others = f"; installed: {', '.join(installed)} (use {detector} NAME)" if installed else ""
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
-                     f"`wbcap weights import {best.name} FILE`; `--detector auto` also downloads it once on first use",
+                     f"`wbcap weights import {best.name} FILE`; `{detector} auto` also downloads it once on first use",
                      optional=True)
     official = "official file" if sha256_file(path) == best.sha256 else "a re-export, not the official file"
     return Check("person detector", True, f"auto uses {best.name} ({path}, {official}; {runtime}); installed: {', '.join(installed)}")
@@ -119,7 +122,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
 
     has_bpy = blender_available()
     checks.append(Check("FBX export", has_bpy, f"Blender as a Python module (bpy {_version('bpy')})" if has_bpy
-                        else "--export fbx needs Blender's bpy (GLB and BVH need nothing more)",
+                        else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)",
                         "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy"))
     checks.append(Check("libraries", True, libs))

@@ -3,11 +3,52 @@
 Every error a user can cause (bad input, missing model file, corrupt checkpoint) is raised as a
 :class:`WbcapError` whose message is one line naming the file and the fix. The CLI prints that
 line and exits non-zero without a traceback; library users can catch the class.
+
+Messages and log lines name a user setting through :func:`setting`, never as a CLI flag:
+``f"{setting('every')} {job.every}: must be >= 1"`` reads ``every 0: must be >= 1`` in Python
+and ``--every 0: must be >= 1`` from ``wbcap run``: while a command runs, the ``wbcap`` group
+installs the command's spelling (:func:`spelling`, :func:`wbcap.cli.option_spelling`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+
+#: How the running front end spells a setting; None: as the Python API does (see :func:`spelling`).
+#: A context variable, as :mod:`decimal`'s context: set for the duration of a block, local to the
+#: thread or task that set it (wbcap's own worker threads run in a copy of their starter's context).
+_SPELL: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("wbcap_setting_spelling",
+                                                                                       default=None)
+
+
+def setting(name: str, api: str | None = None) -> str:
+    """The words a message uses for the user setting ``name``.
+
+    ``name``: the setting as the Python API calls it, a job or config field or a function
+    parameter (``"every"``, ``"max_gap"``, ``"boxes_file"``); the CLI option that sets it has
+    the same parameter name (click's ``dest``: ``--boxes`` stores ``boxes_file``). ``api``: what
+    Python text says instead of ``name`` where that reads better (``"allow_pickle=True"``;
+    ``"drop_static=False"`` for ``--keep-static``).
+
+    Returns ``api or name``; while a ``wbcap`` command runs, that command's option for ``name``
+    (``--max-gap``, ``--boxes``, ``-o``). The text is fixed when the message is built, so an
+    exception, a log line and an error string kept in a result all read the same.
+    """
+    spell = _SPELL.get()
+    return spell(name) if spell is not None else (api or name)
+
+
+@contextlib.contextmanager
+def spelling(spell: Callable[[str], str]) -> Iterator[None]:
+    """Within the block (this thread or task, and the threads wbcap starts from it),
+    :func:`setting` returns ``spell(name)``. The ``wbcap`` command group uses it to name its flags."""
+    token = _SPELL.set(spell)
+    try:
+        yield
+    finally:
+        _SPELL.reset(token)
 
 
 class WbcapError(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection
 from wbcap.detect.factory import make_detector
-from wbcap.errors import InputError, NoPersonError, WbcapError, add_note
+from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _check_box_keys(paths: list[Path], boxes_file: str) -> None:
         if path.name in seen:
             raise InputError(
                 f"{seen[path.name]} and {path} share the file name '{path.name}', by which {boxes_file} "
-                "gives boxes; process them in separate runs, each with its own --boxes file"
+                f"gives boxes; process them in separate runs, each with its own {setting('boxes_file')} file"
             )
         seen[path.name] = path
 
@@ -98,7 +98,7 @@ def run_images(
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
     from wbcap.io.images import iter_image_paths, load_image
-    from wbcap.pipeline import Pipeline
+    from wbcap.pipeline import Pipeline, box_advice
 
     def stage(name: str, path: Path | None) -> None:
         if on_stage is not None:
@@ -131,12 +131,13 @@ def run_images(
             elif per_image_boxes is not None:
                 dets = per_image_boxes.get(path.name)
                 if not dets:
-                    raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; add its boxes or drop --boxes")
+                    raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; "
+                                     f"add its boxes or drop {setting('boxes_file')}")
             else:
                 stage("detecting", path)
                 dets = detector(image)
                 if not dets:
-                    raise NoPersonError(f"{path}: no person found by the {detector.name} detector; pass --bbox x,y,w,h or --full-image")
+                    raise NoPersonError(f"{path}: no person found by the {detector.name} detector; {box_advice()}")
             if job.max_people is not None:
                 dets = list(dets)[: job.max_people]
             stage("regressing", path)

@@ -33,7 +33,7 @@ from wbcap.camera import crop_to_image_camera_np
 from wbcap.config import PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
-from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError
+from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError, setting
 from wbcap.model.checkpoint import load_network
 from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
@@ -179,6 +179,16 @@ class CropJob:
     crop_box: np.ndarray
     patch: np.ndarray
     inv_trans: np.ndarray
+
+
+#: How the Python API asks for the whole image as one person's box (the CLI's ``--full-image``).
+_FULL_IMAGE = "detector='full'"
+
+
+def box_advice() -> str:
+    """The fix for an image without person boxes: give them (``pass --bbox x,y,w,h or
+    --full-image`` from ``wbcap image``; :func:`wbcap.errors.setting`)."""
+    return f"pass {setting('boxes')} x,y,w,h or {setting('full_image', api=_FULL_IMAGE)}"
 
 
 class Pipeline:
@@ -412,7 +422,7 @@ class Pipeline:
         """
         jobs = self.crop(image, detections, source)
         if not jobs:
-            raise NoPersonError(f"{source}: no person boxes given; pass --bbox x,y,w,h or --full-image")
+            raise NoPersonError(f"{source}: no person boxes given; {box_advice()}")
         return self.regress(jobs)
 
     def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
@@ -438,7 +448,7 @@ class Pipeline:
         if skipped and not jobs and strict:
             raise NoPersonError(
                 f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or is empty; "
-                "pass a box inside the image or --full-image"
+                f"pass a box inside the image or {setting('full_image', api=_FULL_IMAGE)}"
             )
         if skipped:
             log.warning("%s: skipped box(es) outside the %dx%d image: %s", source, w, h, box_text)

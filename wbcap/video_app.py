@@ -35,7 +35,7 @@ import numpy as np
 
 from wbcap.camera import ImageCamera
 from wbcap.config import PipelineConfig
-from wbcap.errors import InputError, add_note
+from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, read_raw, start_raw
@@ -256,7 +256,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     from wbcap.pipeline import Pipeline
 
     if job.every < 1:
-        raise InputError(f"--every {job.every}: must be >= 1")
+        raise InputError(f"{setting('every')} {job.every}: must be >= 1")
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
     out = Path(job.out).expanduser()
     created = not out.exists()
@@ -272,7 +272,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             shutil.rmtree(out, ignore_errors=True)
         raise
     if frames == 0:
-        raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); check --start/--end")
+        raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
+                         f"check {setting('start')}/{setting('end')}")
     try:
         return finalize(job, pipeline, info=source.info, progress=progress, timings=timings)
     except Exception as exc:

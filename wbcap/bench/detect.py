@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from wbcap.bench.timing import Timing, time_call
+from wbcap.errors import setting
 
 log = logging.getLogger(__name__)
 
 
-#: The line the report gives when no YOLOX model could be measured (with the fix).
-YOLOX_MISSING = ("YOLOX not measured: no YOLOX model is installed; run `wbcap weights fetch yolox-nano` "
-                 "or pass --detector-model FILE.onnx")
+def yolox_missing() -> str:
+    """The line the report gives when no YOLOX model could be measured (with the fix)."""
+    return ("YOLOX not measured: no YOLOX model is installed; run `wbcap weights fetch yolox-nano` "
+            f"or pass {setting('detector_model')} FILE.onnx")
 
 
 def _hog_input_size(detector, width: int, height: int) -> tuple[int, int]:
@@ -43,12 +45,13 @@ def _yolox_stage_name(path: Path) -> str:
 def find_yolox_model(detector_model: str | None = None) -> tuple[Path | None, str]:
     """The YOLOX ONNX file the benchmark times and where it came from.
 
-    ``detector_model`` (``--detector-model``) wins; else the installed default YOLOX entry of the
-    manifest (:func:`wbcap.weights.find_weights_file`). Nothing is ever downloaded. Returns
-    ``(path, "--detector-model" | "installed")`` or ``(None, "")``.
+    ``detector_model`` wins; else the installed default YOLOX entry of the manifest
+    (:func:`wbcap.weights.find_weights_file`). Nothing is ever downloaded. Returns
+    ``(path, source)`` with ``source`` the setting's name (``--detector-model`` from ``wbcap
+    bench``, :func:`wbcap.errors.setting`) or ``"installed"``; or ``(None, "")``.
     """
     if detector_model is not None:
-        return Path(detector_model).expanduser(), "--detector-model"
+        return Path(detector_model).expanduser(), setting("detector_model")
     from wbcap.weights import default_entry, find_weights_file
 
     try:
@@ -74,7 +77,7 @@ def bench_detectors(image, repeats: int, warmup: int, detector_model: str | None
         scans: HOG's first pyramid level, YOLOX's letterboxed ``S x S``), ``runtime`` and
         ``threads``; ``detections`` by stage name; ``info``: ``stages`` (names in order), ``used``
         (the stage ``--detector auto`` would pick among them: YOLOX when measured),
-        ``yolox_model``/``yolox_source`` and ``yolox_missing`` (:data:`YOLOX_MISSING` or None).
+        ``yolox_model``/``yolox_source`` and ``yolox_missing`` (:func:`yolox_missing` or None).
 
     Raises:
         InputError: ``detector_model`` is not a usable YOLOX ONNX export (an installed default
@@ -106,8 +109,8 @@ def bench_detectors(image, repeats: int, warmup: int, detector_model: str | None
 
     path, source = find_yolox_model(detector_model)
     if path is None:
-        info["yolox_missing"] = YOLOX_MISSING
-        log.debug("%s", YOLOX_MISSING)
+        info["yolox_missing"] = yolox_missing()
+        log.debug("%s", info["yolox_missing"])
         return timings, found, info
     label = _yolox_stage_name(path)
     try:
@@ -117,7 +120,7 @@ def bench_detectors(image, repeats: int, warmup: int, detector_model: str | None
             raise
         # A broken installed file should not stop the benchmark: say so, with the fix.
         info["yolox_missing"] = (f"YOLOX not measured: the installed {path} does not load ({str(exc).split(';')[0]}); "
-                                 f"run `wbcap weights fetch {label}` or pass --detector-model FILE.onnx")
+                                 f"run `wbcap weights fetch {label}` or pass {setting('detector_model')} FILE.onnx")
         log.warning("%s", info["yolox_missing"])
         return timings, found, info
     runtime = str(getattr(yolox, "runtime", "onnxruntime"))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from wbcap.errors import setting
+
 
 def describe_model(desc: dict[str, Any]) -> str:
     """One line: which weights and which body model were used."""
     if desc["weights"] == "checkpoint":
         w = f"checkpoint {desc['checkpoint']}"
     else:
-        w = f"random weights, --config {desc['config_name']}"
+        w = f"random weights, {setting('config_name')} {desc['config_name']}"
     body = "synthetic SMPL-X (real model not found)" if desc["body_model_synthetic"] else f"SMPL-X {desc['body_model']}"
     return f"{desc['depths']}; {w}; {body}"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.errors import ModelFileError
+from wbcap.errors import ModelFileError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
 
 __all__ = [
@@ -77,7 +77,7 @@ def _candidates(folder: Path, gender: str) -> list[Path]:
 def _pickle_refused(path: Path) -> ModelFileError:
     return ModelFileError(
         f"{path} is a pickle (.pkl) SMPL-X file, which can run code when loaded: use the .npz "
-        "release instead, or opt in explicitly with --allow-pickle (allow_pickle=True)"
+        f"release instead, or opt in explicitly with {setting('allow_pickle', api='allow_pickle=True')}"
     )
 
 
@@ -102,7 +102,7 @@ class BodyModelNotFoundError(ModelFileError):
         elif len(folders) > 1:  # $WBCAP_BODY_MODELS is set: that is where the user wants it
             where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names)"
         else:
-            where = f"{self.target}/, or point {ENV_BODY_MODELS} or --body-models at the folder that holds it"
+            where = f"{self.target}/, or point {ENV_BODY_MODELS} or {setting('body_models')} at the folder that holds it"
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
             f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}"

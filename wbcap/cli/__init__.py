@@ -1,7 +1,8 @@
 """The ``wbcap`` command. Subcommands load lazily so ``wbcap --help`` imports neither torch nor av.
 
 Every subcommand module only parses options, builds a config and calls one library function.
-A :class:`~wbcap.errors.WbcapError` becomes one ``error: ...`` line on stderr and exit status 2.
+A :class:`~wbcap.errors.WbcapError` becomes one ``error: ...`` line on stderr and exit status 2;
+while a subcommand runs, messages name settings by its flags (:func:`option_spelling`).
 Any other exception (a bug, or a failure wbcap did not foresee) becomes one line on stderr,
 ``error: wbcap <command> failed: <Type>: <message> (<where>); full traceback in <log file>``,
 and exit status 1; the log file (:func:`crash_log_dir`) holds the traceback, which ``--debug``
@@ -52,10 +53,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
-        from wbcap.errors import WbcapError
+        from wbcap.errors import WbcapError, spelling
 
         try:
-            return super().invoke(ctx)
+            with spelling(lambda name: option_spelling(ctx, name)):
+                return super().invoke(ctx)
         except WbcapError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -72,6 +74,24 @@ class LazyGroup(click.Group):
             _report_crash(ctx, exc)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+def option_spelling(root: click.Context, name: str) -> str:
+    """How messages name the setting ``name`` (:func:`wbcap.errors.setting`) in this command line.
+
+    The option whose parameter is ``name`` in the running (sub)command or the groups above it,
+    as first declared (``min_height_frac`` -> ``--min-height``, ``boxes_file`` -> ``--boxes``,
+    ``out`` -> ``-o``); an argument's metavar (``source`` -> ``SOURCE``); else ``--`` + the name
+    with dashes (a setting of another command, e.g. ``--detector`` from ``wbcap doctor``).
+    ``root`` stands in off the main thread, where click has no current context.
+    """
+    ctx: click.Context | None = click.get_current_context(silent=True) or root
+    while ctx is not None:
+        for param in ctx.command.params:
+            if param.name == name:
+                return param.human_readable_name if isinstance(param, click.Argument) else param.opts[0]
+        ctx = ctx.parent
+    return "--" + name.replace("_", "-")
 
 
 #: Exit status of an unexpected failure (user errors exit with 2, Ctrl-C with 130).

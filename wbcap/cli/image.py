@@ -34,7 +34,7 @@ def _parse_bboxes(ctx, param, values):
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_out", show_default=True,
               help="Output folder; results go to OUT/<name>/person_<k>/ (<name>: see above).")
-@click.option("--bbox", "bboxes", multiple=True, callback=_parse_bboxes, metavar="X,Y,W,H",
+@click.option("--bbox", "boxes", multiple=True, callback=_parse_bboxes, metavar="X,Y,W,H",
               help="Person box in pixels (repeat for several people); used for every image, no detector.")
 @click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), default=None,
               help='JSON file of boxes per image name: {"img.jpg": [[x, y, w, h], ...]}.')
@@ -53,7 +53,7 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--fix-left-hand-flip", is_flag=True,
               help="Use the pixel-exact left-hand mirror instead of the released model's (trained-with) quirk.")
 @click.pass_context
-def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
+def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
           allow_pickle, device, precision, batch_size, no_render, export, exact, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
@@ -75,7 +75,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_mo
     from wbcap.export.animation import AnimationExport
     from wbcap.image_app import ImageJob
 
-    if sum(x is not None and x is not False for x in (bboxes, boxes_file, full_image or None)) > 1:
+    if sum(x is not None and x is not False for x in (boxes, boxes_file, full_image or None)) > 1:
         raise click.UsageError("use only one of --bbox, --boxes and --full-image")
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
@@ -86,7 +86,7 @@ def image(ctx, paths, out, bboxes, boxes_file, full_image, detector, detector_mo
         precision=precision,
     )
     job = ImageJob(
-        paths=tuple(paths), out=out, pipeline=cfg, boxes=bboxes, boxes_file=boxes_file,
+        paths=tuple(paths), out=out, pipeline=cfg, boxes=boxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
         export=AnimationExport.parse(export, exact=exact, option="--export"),

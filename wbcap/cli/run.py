@@ -27,7 +27,7 @@ from wbcap.cli.common import (
 @detector_options(video=True)
 @click.option("--iou-threshold", type=float, default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
-@click.option("--min-track", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
+@click.option("--min-track", "min_length", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
@@ -55,7 +55,7 @@ from wbcap.cli.common import (
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_track, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, write_obj, no_render, resume, overwrite,
+        iou_threshold, max_age, min_length, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
 
@@ -92,7 +92,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames,
         detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
         max_people=max_people, offline=offline,
-        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_track, max_people=max_people,
+        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length, max_people=max_people,
                               drop_static=not keep_static),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )

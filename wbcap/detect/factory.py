@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from wbcap.detect.base import Detection
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ def make_detector(
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
     if model is not None:
         if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
-            raise InputError(f"--detector-model is a YOLOX ONNX file; it cannot be used with --detector {spec}")
+            raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
+                             f"it cannot be used with {setting('detector')} {spec}")
         from pathlib import Path
 
         return _yolox(model, f"yolox ({Path(model).name})", **yolox_kw)
@@ -188,7 +189,8 @@ def make_detector(
 
         ok, why = torchvision_frcnn.available()
         if not ok:
-            raise InputError(f"--detector torchvision is not usable here: {why}; use --detector auto or hog")
+            raise InputError(f"{setting('detector')} torchvision is not usable here: {why}; "
+                             f"use {setting('detector')} auto or hog")
         return torchvision_frcnn.TorchvisionDetector(
             device=device,
             score_threshold=0.5 if score_threshold is None else score_threshold,

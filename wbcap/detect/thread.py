@@ -7,6 +7,7 @@ thread, so that decoding and detection overlap the network's work on earlier fra
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from wbcap.detect.base import Detection
+from wbcap.errors import setting
 from wbcap.io.progress import timed
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,12 @@ class DetectionThread:
         self.over_limit = self.frames_over = 0
         self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self._stop = threading.Event()
+        # the worker runs in a copy of this thread's context (how messages name settings:
+        # wbcap.errors.setting)
         self._worker = threading.Thread(
-            target=_detect_thread, args=(frames, detector, self._queue, self._stop, skip_until,
-                                         {} if timings is None else timings), daemon=True)
+            target=contextvars.copy_context().run,
+            args=(_detect_thread, frames, detector, self._queue, self._stop, skip_until, {} if timings is None else timings),
+            daemon=True)
 
     def __enter__(self) -> DetectionThread:
         self._worker.start()
@@ -134,10 +139,12 @@ class DetectionThread:
         from wbcap.detect.factory import BoxesFileDetector
 
         if self.over_limit:
-            log.warning("dropped %d detected box(es) beyond --max-people %d in %d frame(s) (the lowest-scoring ones); "
-                        "raise --max-people to keep them", self.over_limit, self.max_people, self.frames_over)
+            limit = setting("max_people")
+            log.warning("dropped %d detected box(es) beyond %s %d in %d frame(s) (the lowest-scoring ones); "
+                        "raise %s to keep them", self.over_limit, limit, self.max_people, self.frames_over, limit)
         if isinstance(self.detector, BoxesFileDetector):
             outside = sorted(set(self.detector.by_frame) - self.seen)
             if outside:
-                log.warning("%s: %d of %d box-file frames were not processed (outside --start/--end/--every/--max-frames, "
-                            "e.g. frame %d)", self.detector.path, len(outside), len(self.detector.by_frame), outside[0])
+                log.warning("%s: %d of %d box-file frames were not processed (outside %s, e.g. frame %d)",
+                            self.detector.path, len(outside), len(self.detector.by_frame),
+                            "/".join(setting(s) for s in ("start", "end", "every", "max_frames")), outside[0])

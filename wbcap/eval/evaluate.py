@@ -39,7 +39,7 @@ import torch
 from wbcap.atomic import atomic_write_text
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
-from wbcap.errors import InputError, ModelFileError
+from wbcap.errors import InputError, ModelFileError, setting
 from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
@@ -347,14 +347,14 @@ def evaluate(
     name = canonical_dataset(dataset_name)
     root = Path(data_root).expanduser()
     if not root.is_dir():
-        raise InputError(f"--data-root {root} is not a folder: pass the folder holding {name}/")
+        raise InputError(f"{setting('data_root')} {root} is not a folder: pass the folder holding {name}/")
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     task = _TASKS[name](root, layer, body_models, allow_pickle)
     total = len(task.dataset)
     if limit is not None:
         total = min(total, max(0, int(limit)))
     if total == 0:
-        raise InputError(f"{name} under {root}: no samples to evaluate (empty split or --limit 0)")
+        raise InputError(f"{name} under {root}: no samples to evaluate (empty split or {setting('limit')} 0)")
     loader = torch.utils.data.DataLoader(
         _EvalView(task, range(total)), batch_size=max(1, int(batch_size)), shuffle=False,
         num_workers=int(num_workers), collate_fn=_collate,

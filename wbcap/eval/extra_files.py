@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.errors import ModelFileError
+from wbcap.errors import ModelFileError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first
 from wbcap.paths import search_folders as user_search_folders
 
@@ -169,13 +169,14 @@ def find_extra_file(
     if found.pickle is not None:
         raise ModelFileError(
             f"{found.pickle} is a pickle, which can run code when loaded: convert it once with "
-            f"`python -m wbcap.eval.extra_files {found.pickle}` (writes {spec.names[0]}), or pass --allow-pickle"
+            f"`python -m wbcap.eval.extra_files {found.pickle}` (writes {spec.names[0]}), "
+            f"or pass {setting('allow_pickle', api='allow_pickle=True')}"
         )
     default = folders[0] / spec.subdir
     looked = ", ".join(str(c) for c in cands)
     raise ModelFileError(
         f"{spec.what} ({spec.names[0]}) not found (looked in: {looked}): {spec.source} and put it in "
-        f"{default}/ (or pass --body-models / set {ENV_BODY_MODELS})"
+        f"{default}/ (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"
     )
 
 

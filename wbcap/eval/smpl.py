@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from smplx.lbs import lbs
 
-from wbcap.errors import ModelFileError
+from wbcap.errors import ModelFileError, setting
 from wbcap.eval.extra_files import _dense, _short, _unpickle, search_folders
 from wbcap.paths import ENV_BODY_MODELS, find_first
 
@@ -52,11 +52,11 @@ def find_smpl_model(gender: str, body_models: str | Path | None = None, allow_pi
     if found.pickle is not None:
         raise ModelFileError(
             f"{found.pickle} is a pickle, which can run code when loaded: save its arrays as {stem}.npz, "
-            "or pass --allow-pickle"
+            f"or pass {setting('allow_pickle', api='allow_pickle=True')}"
         )
     raise ModelFileError(
         f"SMPL model {stem} not found (looked in: {', '.join(str(p) for p in looked)}): {_HINT} and put "
-        f"{stem}.npz in {folders[0] / 'smpl'}/ (or pass --body-models / set {ENV_BODY_MODELS})"
+        f"{stem}.npz in {folders[0] / 'smpl'}/ (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"
     )
 
 
@@ -127,7 +127,8 @@ class SMPLLayer(torch.nn.Module):
     def from_file(cls, path: str | Path, allow_pickle: bool = False) -> SMPLLayer:
         p = Path(path)
         if p.suffix.lower() == ".pkl" and not allow_pickle:
-            raise ModelFileError(f"{p} is a pickle: save its arrays as {p.stem}.npz, or pass --allow-pickle")
+            raise ModelFileError(f"{p} is a pickle: save its arrays as {p.stem}.npz, "
+                                 f"or pass {setting('allow_pickle', api='allow_pickle=True')}")
         return cls(_read(p))
 
     def forward(

@@ -73,7 +73,7 @@ def export_run(job: ExportJob) -> list[Path]:
 
     run = Path(job.run).expanduser()
     if not run.is_dir():
-        raise InputError(f"{run}: no such folder; pass the -o folder of a finished `wbcap run`")
+        raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
     if not tracks:

@@ -73,7 +73,7 @@ import cv2
 import numpy as np
 
 from wbcap.atomic import atomic_write_bytes, staged_dir
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
 from wbcap.io.param_names import to_file_record
@@ -152,7 +152,7 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             j = owner[key]
             raise InputError(
                 f"{paths[j]} and {paths[i]} would both be written to the output folder {names[j]}/; "
-                "rename one of them or process them in separate runs with different -o folders"
+                f"rename one of them or process them in separate runs with different {setting('out', api='output')} folders"
             )
         owner[key] = i
     for i, name in enumerate(names):
@@ -163,7 +163,7 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
                 raise InputError(
                     f"{paths[j]} would be written to the output folder {names[j]}/, which would also "
                     f"hold the result of {paths[i]} ({name}/); rename one of them or process them in "
-                    "separate runs with different -o folders"
+                    f"separate runs with different {setting('out', api='output')} folders"
                 )
     return names
 
@@ -189,11 +189,12 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
     """
     final = Path(final)
     if final.is_symlink() or (final.exists() and not final.is_dir()):
-        raise InputError(f"{final}: exists and is not a folder; move it away or choose another -o folder")
+        raise InputError(f"{final}: exists and is not a folder; "
+                         f"move it away or choose another {setting('out', api='output')} folder")
     if final.is_dir() and not _is_image_result(final):
         raise InputError(
             f"{final}: exists and holds files that are not a wbcap image result; "
-            "move them away or choose another -o folder"
+            f"move them away or choose another {setting('out', api='output')} folder"
         )
     if out_root is not None:
         parent = final.parent
@@ -202,7 +203,7 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
             if parent.is_dir() and any(_PERSON_DIR.fullmatch(e.name) for e in parent.iterdir()):
                 raise InputError(
                     f"{parent}: holds an earlier result of an image named {parent.name}, and this run "
-                    f"writes {final.relative_to(root)}/ inside it; choose another -o folder"
+                    f"writes {final.relative_to(root)}/ inside it; choose another {setting('out', api='output')} folder"
                 )
             parent = parent.parent
 

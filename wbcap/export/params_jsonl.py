@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from wbcap.camera import ImageCamera
+from wbcap.errors import setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
@@ -79,7 +80,8 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
             rec = json.loads(line)
             missing = [k for k in keys if k not in rec]
         except ValueError as exc:
-            raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged, run `wbcap run --resume` again") from None
+            raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: resume its run "
+                             f"({setting('resume', api='resume=True')}) to rewrite it") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
         frames.setdefault(int(rec["frame"]), float(rec["time"]))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.errors import setting
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:
-        log.info("track %d has gaps longer than --max-gap %g s: written as %d pieces (track_%d_part*)",
-                 tid, max_gap, len(segments), tid)
+        log.info("track %d has gaps longer than %s %g s: written as %d pieces (track_%d_part*)",
+                 tid, setting("max_gap"), max_gap, len(segments), tid)
     return pieces
 
 

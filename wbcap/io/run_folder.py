@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 
 RUN_DIR = ".wbcap"
 RAW_FILE = "raw.jsonl"
@@ -90,7 +90,8 @@ def read_meta(out: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a wbcap meta.json ({exc}); run `wbcap run --resume` to rewrite it") from None
+        raise InputError(f"{path}: not a wbcap meta.json ({exc}); "
+                         f"resume its run ({setting('resume', api='resume=True')}) to rewrite it") from None
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
@@ -100,36 +101,40 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Pat
     one there must equal it. ``overwrite`` deletes only what a wbcap run wrote.
     """
     run_dir = out / RUN_DIR
+    other_out = setting("out", api="output")
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; pass an output folder with -o")
+        raise InputError(f"{out} is a file; {setting('out')} must be a folder")
     existing = [p for p in out.iterdir()] if out.is_dir() else []
     if existing:
+        resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
         if resume:
             run_file = run_dir / RUN_FILE
             if not run_file.is_file():
-                raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop --resume or use --overwrite")
+                raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
             previous = json.loads(run_file.read_text())
             if previous != fp:
                 diff = sorted(k for k in fp if previous.get(k) != fp.get(k))
-                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); use --overwrite to start over")
+                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
+                                 f"use {overwrite_} to start over")
             return out
         ours = _our_outputs(out)
         others = [p for p in existing if p not in ours]
         if others:
             # --overwrite only ever deletes what a wbcap run wrote: never advise it here.
-            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); choose another -o folder "
-                             "(a new or empty one)")
+            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
+                             f"choose another {other_out} folder (a new or empty one)")
         if not overwrite:
             raise InputError(
-                f"{out} holds a previous wbcap run (e.g. {existing[0].name}); pass --overwrite to replace it, "
-                "--resume to continue it, or choose another -o folder"
+                f"{out} holds a previous wbcap run (e.g. {existing[0].name}); pass {overwrite_} to replace it, "
+                f"{resume_} to continue it, or choose another {other_out} folder"
             )
         for p in ours:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); choose another -o folder") from None
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
+                         f"choose another {other_out} folder") from None
     from wbcap.atomic import atomic_write_text
 
     atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))

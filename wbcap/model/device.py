@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,15 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     m = _CUDA_SPEC.fullmatch(name)
     if m is None:
-        raise InputError(f"--device {raw!r} is not understood; use auto, cpu, cuda or cuda:N (N = 0, 1, ...)")
+        raise InputError(f"{setting('device')} {raw!r} is not understood; use auto, cpu, cuda or cuda:N (N = 0, 1, ...)")
     if not torch.cuda.is_available():
-        raise InputError(f"--device {raw}: CUDA is not available on this machine; use --device cpu (or auto)")
+        raise InputError(f"{setting('device')} {raw}: CUDA is not available on this machine; "
+                         f"use {setting('device')} cpu (or auto)")
     if m.group(1) is None:
         return torch.device("cuda")
     index, count = int(m.group(1)), torch.cuda.device_count()
     if index >= count:
-        raise InputError(f"--device {raw}: only {count} CUDA device(s) visible; use cuda:0..cuda:{count - 1}")
+        raise InputError(f"{setting('device')} {raw}: only {count} CUDA device(s) visible; use cuda:0..cuda:{count - 1}")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from wbcap.errors import setting
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
@@ -404,7 +405,7 @@ def optimize_for_inference(
         log.warning("oneDNN is not available in this torch build; running folded convolutions without fusion")
     if device.type == "cpu" and torch.bfloat16 in plan.values() and not bf16_supported():
         log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
-                    "--precision %s runs in float32 (exact) instead", precision)
+                    "%s %s runs in float32 (exact) instead", setting("precision"), precision)
         plan = Precision.EXACT.plan
     net.eval()
     c = net.config

@@ -28,7 +28,7 @@ from enum import Enum
 
 import torch
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 from wbcap.model.device import cuda_bf16_is_fast, no_tf32
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class Precision(str, Enum):
         major, minor = torch.cuda.get_device_capability(device)
         chosen = Precision.EXACT if self is Precision.FAST else Precision.FP16
         log.warning(
-            "%s (compute capability %d.%d) has no fast bfloat16; --precision %s runs as %s instead",
-            device, major, minor, self, chosen,
+            "%s (compute capability %d.%d) has no fast bfloat16; %s %s runs as %s instead",
+            device, major, minor, setting("precision"), self, chosen,
         )
         return chosen
 

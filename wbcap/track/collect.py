@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wbcap.errors import setting
 from wbcap.io.raw_records import read_raw
 from wbcap.track.iou_tracker import TrackerConfig
 
@@ -125,9 +126,10 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
     """One warning per kind of dropped data, with counts and advice true for the flags used
     (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept)."""
     if col.dropped:
+        min_length = setting("min_length")
         log.warning(
-            "dropped %d short track(s) (%d person-frames) seen in fewer than --min-track %d frames; "
-            "lower --min-track to keep them", len(col.dropped), sum(col.dropped.values()), col.min_length,
+            "dropped %d short track(s) (%d person-frames) seen in fewer than %s %d frames; lower %s to keep them",
+            len(col.dropped), sum(col.dropped.values()), min_length, col.min_length, min_length,
         )
     if col.static:
         from wbcap.track.static_filter import StaticFilterConfig
@@ -136,11 +138,12 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
         log.warning(
             "dropped %d static track(s) (%d person-frames) that never moved (box within %.0f%% of its height for "
             "%g s or more) and scored below %.2f on average: likely objects detected as people; "
-            "pass --keep-static to keep them",
+            "pass %s to keep them",
             len(col.static), sum(col.static.values()), 100 * cfg.max_motion, cfg.min_duration, cfg.max_mean_score,
+            setting("keep_static", api="drop_static=False"),
         )
     if col.untracked:
-        why = (f"beyond --max-people {col.max_people} or not matched"
+        why = (f"beyond {setting('max_people')} {col.max_people} or not matched"
                if col.max_people is not None else "not matched to a track")
         log.warning("%d detected box(es) got no track (%s)", col.untracked, why)
     if n_tracks:
@@ -149,10 +152,10 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
         if detector.startswith("boxes:"):
             advice = f"the box file {detector[len('boxes:'):]} gives no box for the processed frames; check its keys"
         elif detector == "full":
-            advice = "check --start/--end"
+            advice = f"check {setting('start')}/{setting('end')}"
         else:
-            advice = ("try --detector full if one person fills the frame"
-                      + (", or a lower --score-threshold" if detector in ("auto", "hog", "torchvision") else ""))
+            advice = (f"try {setting('detector')} full if one person fills the frame"
+                      + (f", or a lower {setting('score_threshold')}" if detector in ("auto", "hog", "torchvision") else ""))
         log.warning("%s: no person was detected in any of the %d processed frames by the %s detector; %s",
                     source, len(col.frames), detector, advice)
     else:

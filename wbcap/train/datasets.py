@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 
 WHOLE_BODY_SETS = ("synthetic", "Human36M", "MSCOCO")
 
@@ -23,7 +23,8 @@ def make_training_set(stage, run, body_layer) -> Dataset:
             parts.append(SyntheticWholeBody(body_layer, stage.synthetic_length, seed=stage.seed, config=stage.model))
             continue
         if run.data_root is None:
-            raise InputError(f"dataset {name} needs --data-root (the folder holding {name}/); or train on --datasets synthetic")
+            raise InputError(f"dataset {name} needs {setting('data_root')} (the folder holding {name}/); "
+                             f"or train on {setting('datasets')} synthetic")
         root = Path(run.data_root).expanduser()
         if name == "Human36M":
             from wbcap.train.data.human36m import Human36M

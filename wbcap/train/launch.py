@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
             train(cfg, run, on_step=on_step)
         return
     if not gpu_ids:
-        raise InputError("multi-node training needs --gpus (the GPU ids of this node)")
+        raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     Path(out).mkdir(parents=True, exist_ok=True)
     spec = Path(out) / f"launch_node{node_rank}.json"
     spec.write_text(json.dumps({"stage": cfg.to_dict(), "run": asdict(run)}))

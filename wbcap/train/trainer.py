@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from wbcap.errors import CheckpointError, InputError
+from wbcap.errors import CheckpointError, InputError, setting
 from wbcap.train.rng import restore_rng, rng_state, seed_process
 from wbcap.train.stages import StageConfig
 
@@ -308,9 +308,9 @@ def _resume_point(out: Path, d: DistInfo) -> Path:
         if len({name for name, _ in seen}) > 1:
             views = ", ".join(sorted({f"{host}: {name or 'none'}" for name, host in seen}))
             raise InputError(f"{out}: the processes see different newest snapshots ({views}); "
-                             "-o must be one folder shared by all nodes")
+                             f"{setting('out')} must be one folder shared by all nodes")
     if last is None:
-        raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop --resume")
+        raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {setting('resume', api='resume=True')}")
     return last
 
 

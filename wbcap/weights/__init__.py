@@ -21,7 +21,7 @@ from pathlib import Path
 
 import tomllib
 
-from wbcap.errors import CheckpointError, InputError
+from wbcap.errors import CheckpointError, InputError, setting
 from wbcap.paths import ENV_WEIGHTS, download_url, env_path, search_folders, weights_dir
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
     looked = ", ".join(str(d / item.file) for d in search_dirs())
     raise CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
-        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass --checkpoint FILE)"
+        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting('checkpoint')} FILE)"
     )
 
 
@@ -236,8 +236,8 @@ def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     except FileNotFoundError:
         pass
     size = f" ({item.size / 1e6:.1f} MB)" if item.size else ""
-    log.warning("downloading %s%s from %s to %s (once; --offline or WBCAP_OFFLINE=1 forbid it)",
-                name, size, download_url(item.file, item.url), dest)
+    log.warning("downloading %s%s from %s to %s (once; %s or WBCAP_OFFLINE=1 forbid it)",
+                name, size, download_url(item.file, item.url), dest, setting("offline", api="offline=True"))
     try:
         return fetch(name, validate).path
     except DownloadError as exc:

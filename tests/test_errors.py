@@ -1,0 +1,156 @@
+"""Library messages name settings, not CLI flags; the ``wbcap`` command names its flags (issue 12, item 4).
+
+:func:`wbcap.errors.setting` gives the setting's Python name outside the CLI and the running
+command's option while ``wbcap`` runs one (:func:`wbcap.cli.option_spelling`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import threading
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from wbcap.cli import cli, option_spelling
+from wbcap.errors import InputError, setting, spelling
+
+
+def _one_error_line(result) -> str:
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    return lines[0][len("error: "):]
+
+
+def test_setting_outside_the_cli_is_the_python_name():
+    assert setting("max_gap") == "max_gap"
+    assert setting("allow_pickle", api="allow_pickle=True") == "allow_pickle=True"
+    with spelling(lambda name: f"<{name}>"):
+        assert setting("max_gap") == "<max_gap>"
+        assert setting("allow_pickle", api="allow_pickle=True") == "<allow_pickle>"
+    assert setting("max_gap") == "max_gap"  # restored
+
+
+def test_device_error_names_the_setting_in_python_and_the_flag_in_the_cli():
+    from wbcap.model.device import resolve_device
+
+    with pytest.raises(InputError) as err:
+        resolve_device("gpu")
+    python_text = str(err.value)
+    assert python_text == "device 'gpu' is not understood; use auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
+
+    r = CliRunner().invoke(cli, ["run", "no_such_video.mp4", "--device", "gpu"])
+    assert _one_error_line(r) == "--" + python_text
+    assert setting("device") == "device"  # the command's spelling ends with it
+
+
+def _two_images_named_alike(tmp_path):
+    for cam in ("cam1", "cam2"):
+        (tmp_path / cam).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / cam / "0001.jpg")
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"0001.jpg": [[0, 0, 4, 8]]}))
+    return [str(tmp_path / "cam1" / "0001.jpg"), str(tmp_path / "cam2" / "0001.jpg")], str(boxes)
+
+
+def test_a_setting_whose_flag_differs_from_its_name(tmp_path):
+    """``boxes_file`` is ``--boxes`` on the command line: the same refusal, in both spellings."""
+    from wbcap.image_app import ImageJob, run_images
+
+    paths, boxes = _two_images_named_alike(tmp_path)
+    with pytest.raises(InputError) as err:
+        run_images(ImageJob(paths=tuple(paths), out=str(tmp_path / "out"), boxes_file=boxes))
+    python_text = str(err.value)
+    assert python_text.endswith("process them in separate runs, each with its own boxes_file file")
+
+    r = CliRunner().invoke(cli, ["image", *paths, "-o", str(tmp_path / "out"), "--boxes", boxes])
+    assert _one_error_line(r) == python_text.replace("its own boxes_file file", "its own --boxes file")
+
+
+@click.command()
+@click.argument("source")
+@click.option("-o", "--out")
+@click.option("--min-height", "min_height_frac", type=float)
+@click.option("--obj", "write_obj", is_flag=True)
+def _probe(source, out, min_height_frac, write_obj):
+    """Prints how this command spells some settings (as the ``wbcap`` group installs it)."""
+    ctx = click.get_current_context()
+    names = ("min_height_frac", "write_obj", "out", "source", "max_gap", "verbose")
+    with spelling(lambda name: option_spelling(ctx, name)):
+        click.echo(" ".join(setting(n) for n in names))
+        seen = []
+        # a thread started as wbcap starts its workers: in a copy of the starter's context
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(lambda: seen.append(setting("write_obj")),))
+        worker.start()
+        worker.join()
+        click.echo(seen[0])
+
+
+def test_option_spelling_rules():
+    """Declared first form, argument metavar, ``--`` + dashes for settings the command lacks;
+    off the main thread (no click context there) the context given stands in."""
+    r = CliRunner().invoke(_probe, ["in.mp4"], catch_exceptions=False)
+    assert r.output.splitlines() == ["--min-height --obj -o SOURCE --max-gap --verbose", "--obj"]
+
+
+def test_nested_group_and_parent_options():
+    """``wbcap train body``: the innermost command's options first, then its groups'."""
+    group = click.Group("g", params=[click.Option(["-v", "--verbose"], count=True)])
+    inner = click.Group("train")
+    group.add_command(inner)
+
+    @inner.command("body")
+    @click.option("--data-root")
+    def body(data_root):
+        ctx = click.get_current_context()
+        click.echo(f"{option_spelling(ctx.find_root(), 'data_root')} {option_spelling(ctx, 'verbose')}")
+
+    r = CliRunner().invoke(group, ["train", "body"], catch_exceptions=False)
+    assert r.output == "--data-root -v\n"
+
+
+def test_log_lines_follow_the_same_rule(caplog):
+    from wbcap.track.collect import Collected, report_losses
+
+    col = Collected(frames={0: 0.0}, per_track={}, kept=set(), dropped={3: 2}, min_length=3, untracked=4, max_people=1)
+    with caplog.at_level(logging.WARNING, logger="wbcap.track.collect"):
+        report_losses(col, 1, "in.mp4", "auto")
+        flags = {"min_length": "--min-track", "max_people": "--max-people"}
+        with spelling(flags.__getitem__):
+            report_losses(col, 1, "in.mp4", "auto")
+    python, cli_lines = caplog.messages[:2], caplog.messages[2:]
+    assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than min_length 3 frames; "
+                      "lower min_length to keep them", "4 detected box(es) got no track (beyond max_people 1 or not matched)"]
+    assert cli_lines == [m.replace("min_length", "--min-track").replace("max_people", "--max-people") for m in python]
+
+
+def _all_param_names() -> set[str]:
+    names: set[str] = set()
+    ctx = click.Context(cli)
+    todo: list[click.Command] = [cli]
+    while todo:
+        command = todo.pop()
+        names |= {p.name for p in command.params}
+        if isinstance(command, click.Group):
+            todo += [command.get_command(ctx, n) for n in command.list_commands(ctx)]
+    return names
+
+
+def test_every_setting_named_in_the_library_is_a_cli_option():
+    """A typo in ``setting("...")`` would print a flag that no command has."""
+    import re
+    from pathlib import Path
+
+    import wbcap
+
+    root = Path(wbcap.__file__).parent
+    used = {m for f in root.rglob("*.py") if "cli" not in f.relative_to(root).parts
+            for m in re.findall(r"""\bsetting\(\s*["']([a-z_]+)["']""", f.read_text(encoding="utf-8"))}
+    assert {"device", "every", "boxes_file", "min_length", "out"} <= used
+    assert used - _all_param_names() == set()
