@@ -33,6 +33,10 @@ import pytest
 from wbcap.camera import ImageCamera
 from wbcap.errors import InputError, WbcapError
 
+# A real client end to end (a Blender or Chromium process): in the full suite, not the fast loop.
+pytestmark = pytest.mark.slow
+
+
 log = logging.getLogger(__name__)
 
 BLENDER_SCRIPTS = Path(__file__).parent / "blender"

@@ -27,6 +27,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+# A real client end to end (a Blender or Chromium process): in the full suite, not the fast loop.
+pytestmark = pytest.mark.slow
+
+
 JS = Path(__file__).resolve().parent / "js"
 THREE = JS / "node_modules" / "three"
 CHROMIUM = Path("/usr/bin/chromium")
