@@ -11,14 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.export.colors import TRACK_COLORS
 from wbcap.io.progress import Progress, timed
 from wbcap.smooth.track import SmoothedTrack
-
-#: RGB in [0, 1] of track ``id`` (``TRACK_COLORS[id % len(TRACK_COLORS)]``).
-TRACK_COLORS = (
-    (0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.82, 0.62), (0.86, 0.78, 0.50),
-    (0.75, 0.62, 0.85), (0.55, 0.80, 0.82), (0.88, 0.66, 0.78), (0.70, 0.70, 0.70),
-)
 
 
 def render_video(

@@ -1,0 +1,42 @@
+"""``wbcap view``: parse options, build a ViewJob, write the page or serve it (:mod:`wbcap.view.site`)."""
+
+from __future__ import annotations
+
+import click
+
+from wbcap.cli.common import allow_pickle_option
+
+
+@click.command("view")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--html", type=click.Path(dir_okay=False), default=None,
+              help="Write the page to this .html file, its files to <name>_files/ beside it (a folder to copy or "
+                   "send; open it with python3 <name>_files/serve.py), instead of serving it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 to serve on (0: a free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Also open the page in the default web browser.")
+@click.option("--body-models", type=click.Path(), default=None,
+              help="SMPL-X file or folder; only for a run without GLB files (--export none), whose bodies are then "
+                   "made from params.jsonl as `wbcap export` makes them (default: $WBCAP_BODY_MODELS, then the user "
+                   "data folder).")
+@allow_pickle_option
+def view(out, html, port, open_browser, body_models, allow_pickle):
+    """Look at a finished `wbcap run` or `wbcap image` folder (OUT) in a web browser: the overlay video or
+    photo, every track's body in 3D, the tracks and their per-frame parameters. Serves the page on
+    127.0.0.1 until Ctrl-C (nothing leaves this machine), or writes it with --html."""
+    from wbcap.view.site import ViewJob, serve_view, write_html
+
+    job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)
+    if html:
+        click.echo(str(write_html(job)))
+        return
+    with serve_view(job) as server:
+        click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(server.url)
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)

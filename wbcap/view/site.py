@@ -1,0 +1,196 @@
+"""Build a viewer site for an output folder, then serve it or leave it as a folder to send.
+
+A site is a plain folder::
+
+    index.html  app.js  style.css     the page (wbcap/view/static)
+    vendor/three/...                  three.js r187, unmodified (wbcap.view.vendor)
+    view.json                         the manifest (wbcap.view.manifest)
+    media/...                         the output folder's files the page shows (render.mp4, GLBs,
+                                      photos' overlays, OBJs, smplx_param.json)
+    params/track_<id>/<n>.json        params.jsonl split per track into chunks
+
+:func:`serve_view` builds it in a temporary folder with symbolic links to the output folder's
+files (nothing is copied or written into the output folder) and serves it on 127.0.0.1
+(:mod:`wbcap.view.server`). :func:`write_html` writes ``FILE.html`` and ``FILE_files/`` (the site
+with copies, or hard links where the file system allows, plus ``serve.py``): a folder a colleague
+can open with ``python3 FILE_files/serve.py``; browsers refuse ES modules and ``fetch`` from
+``file://`` pages, so the page then says how to serve it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wbcap.errors import InputError, setting
+from wbcap.view.manifest import SiteContent, read_output
+
+if TYPE_CHECKING:
+    from wbcap.view.server import ViewServer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ViewJob", "build_site", "serve_view", "static_dir", "write_html"]
+
+#: Name of the file that marks a folder written by :func:`write_html` (so it may be replaced).
+MARKER = "view.json"
+_PAGE_FILES = ("app.js", "style.css")
+
+
+@dataclass(frozen=True)
+class ViewJob:
+    """What ``wbcap view`` was asked to do (built once by the CLI).
+
+    Attributes:
+        out: a finished ``wbcap run`` or ``wbcap image`` output folder.
+        html: write the page here (``.html``) with its files in ``<stem>_files/``; None: serve.
+        port: the port to serve on (0: a free one).
+        body_models: SMPL-X file or folder, only needed for a run without GLB files (they are
+            then made from ``params.jsonl`` as ``wbcap export`` does); None: the usual places.
+        allow_pickle: also accept a ``.pkl`` body model.
+    """
+
+    out: str
+    html: str | None = None
+    port: int = 0
+    body_models: str | None = None
+    allow_pickle: bool = False
+
+
+def static_dir() -> Path:
+    """The page's own files (``index.html``, ``app.js``, ``style.css``, ``vendor/``) in the package."""
+    return Path(__file__).resolve().parent / "static"
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        os.symlink(src.resolve(), dst)
+        return
+    try:
+        os.link(src, dst)  # same file system: no copy, and the folder still copies as plain files
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _page(base: str | None, serve_command: str) -> str:
+    html = (static_dir() / "index.html").read_text(encoding="utf-8")
+    html = html.replace("<!--BASE-->", f'<base href="{escape(base)}">' if base else "")
+    return html.replace("{{SERVE_COMMAND}}", escape(serve_command))
+
+
+def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
+    """Make the GLB files of tracks that have none (``--export none``) into ``site``, as
+    ``wbcap export`` would, and add them to the manifest."""
+    if not content.missing_glb:
+        return
+    from wbcap.export.animation import AnimationExport
+    from wbcap.export.from_run import ExportJob, export_run
+    from wbcap.view.manifest import glb_time_range
+
+    ids = sorted(content.missing_glb)
+    log.info("making the animation files of track(s) %s from params.jsonl (the run has none)",
+             ", ".join(map(str, ids)))
+    dest = site / "media" / "generated"
+    written = export_run(ExportJob(run=job.out, export=AnimationExport(formats=("glb",)), dest=str(dest),
+                                   body_models=job.body_models, allow_pickle=job.allow_pickle, tracks=tuple(ids)))
+    tracks = {t["id"]: t for t in content.manifest["tracks"]}
+    for path in sorted(written):
+        tid = int(path.stem.split("_")[1])
+        t0, t1, n = glb_time_range(path)
+        tracks[tid]["parts"].append({"src": f"media/generated/{path.name}", "t0": t0, "t1": t1, "rows": n})
+
+
+def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
+    """Write the site of ``job.out`` into the empty folder ``site``; returns the manifest.
+
+    ``link``: symbolic links to the output folder's files and the package's page files (a site
+    to serve from here); else hard links or copies (a folder to send).
+
+    Raises:
+        InputError: ``job.out`` is not an output folder (see :func:`wbcap.view.manifest.read_output`).
+    """
+    t0 = time.perf_counter()
+    out = Path(job.out).expanduser()
+    content = read_output(out)
+    static = static_dir()
+    for name in _PAGE_FILES:
+        _place(static / name, site / name, link)
+    if link:
+        os.symlink(static / "vendor", site / "vendor", target_is_directory=True)
+    else:
+        shutil.copytree(static / "vendor", site / "vendor")
+    for url, path in content.files.items():
+        _place(path, site / url, link)
+    for url, data in content.generated.items():
+        dst = site / url
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(data)
+    _make_missing_glbs(job, content, site)
+    (site / MARKER).write_text(json.dumps(content.manifest, separators=(",", ":")), encoding="utf-8")
+    log.info("viewer site for %s built in %.2f s (%d of its files, %d made)", out, time.perf_counter() - t0,
+             len(content.files), len(content.generated) + 1)
+    return content.manifest
+
+
+def write_html(job: ViewJob) -> Path:
+    """Write ``job.html`` and its folder ``<stem>_files/`` (replaced if an earlier ``wbcap view``
+    wrote it); returns the page's path.
+
+    Raises:
+        InputError: ``job.html`` does not end in ``.html``, or ``<stem>_files/`` exists and was
+            not written by ``wbcap view``.
+    """
+    from wbcap.atomic import atomic_write_text, staged_dir
+
+    page = Path(job.html or "").expanduser()
+    if page.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{setting('html')} {page}: must name an .html file (e.g. view.html)")
+    files = page.with_name(f"{page.stem}_files")
+    if files.exists() and not (files / MARKER).is_file():
+        raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
+                         f"another {setting('html')} file")
+    with staged_dir(files) as stage:
+        build_site(job, stage, link=False)
+        shutil.copyfile(Path(__file__).resolve().parent / "server.py", stage / "serve.py")
+        (stage / "README.txt").write_text(
+            f"wbcap viewer for {Path(job.out).name}. Open it with:\n\n    python3 {files.name}/serve.py\n\n"
+            f"in the folder holding {page.name} (Python 3.10+, nothing else to install), then open the address "
+            "it prints.\nBrowsers do not run this page from a file:// address (ES modules and fetch need http).\n",
+            encoding="utf-8")
+    atomic_write_text(page, _page(f"{files.name}/", f"python3 {files.name}/serve.py"))
+    log.info("wrote %s and %s/", page, files)
+    return page
+
+
+@contextlib.contextmanager
+def serve_view(job: ViewJob) -> Iterator[ViewServer]:
+    """Build the site in a temporary folder and serve it on ``127.0.0.1:job.port``; yields the
+    running :class:`~wbcap.view.server.ViewServer` (``.url``). The folder is removed on exit.
+
+    Raises:
+        InputError: not an output folder, or the port is taken.
+    """
+    from wbcap.view.server import ViewServer
+
+    with tempfile.TemporaryDirectory(prefix="wbcap-view-") as tmp:
+        site = Path(tmp)
+        build_site(job, site, link=True)
+        (site / "index.html").write_text(_page(None, "wbcap view OUT"), encoding="utf-8")
+        try:
+            server = ViewServer(site, job.port)
+        except OSError as exc:
+            raise InputError(f"{setting('port')} {job.port}: cannot serve on 127.0.0.1 ({exc.strerror or exc}); "
+                             f"choose another port or 0 for a free one") from None
+        with server:
+            yield server
