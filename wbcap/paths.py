@@ -29,6 +29,17 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("wbcap", appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """The per-user cache directory: what wbcap measured or probed on this machine and may
+    recompute (``$WBCAP_HOME/cache`` when ``WBCAP_HOME`` is set, else the platformdirs default)."""
+    home = os.environ.get(ENV_HOME)
+    if home:
+        return Path(home).expanduser() / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
+
+
 def body_models_dir() -> Path:
     """Default folder for body-model files: ``<user data>/body_models``."""
     return user_data_dir() / "body_models"

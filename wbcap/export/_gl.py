@@ -7,7 +7,10 @@
   process in a bad state. :func:`select_gl_platform` therefore tries each candidate in a short
   child process (``python -c`` creating ``pyrender.OffscreenRenderer(8, 8)`` and rendering one
   frame), then sets ``PYOPENGL_PLATFORM`` in this process to the first that works, before
-  anything imports OpenGL here. The answer is cached for the life of the process.
+  anything imports OpenGL here. The answer is cached for the life of the process, and on disk
+  per machine (``gl_platform.json`` in the user cache folder, :func:`_cache_key`), so the probing
+  children run once per machine and set-up, not on every ``wbcap image`` (they cost ~1.2 s);
+  :func:`forget_cached_platform` drops the entry when the cached platform fails after all.
 
 Candidates, in order: the user's ``PYOPENGL_PLATFORM`` if set; then on Linux ``egl`` (GPU
 drivers or Mesa) and ``osmesa`` (pure software Mesa), elsewhere pyrender's default window
@@ -17,6 +20,7 @@ with is tried.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -107,9 +111,85 @@ def select_gl_platform() -> str | None:
         return _selected  # type: ignore[return-value]
 
 
+def _cache_file():
+    from wbcap.paths import user_cache_dir
+
+    return user_cache_dir() / "gl_platform.json"
+
+
+def _cache_key(candidates: list[str]) -> str:
+    """What the probe's answer depends on: this Python and its PyOpenGL/pyrender installs, the
+    candidates (they carry the user's ``PYOPENGL_PLATFORM``), the display variables, and the
+    system's library cache (changed by installing EGL/OSMesa)."""
+    from importlib import metadata
+
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    try:
+        ld = str(os.stat("/etc/ld.so.cache").st_mtime_ns)
+    except OSError:
+        ld = "-"
+    parts = [sys.executable, sys.version, version("PyOpenGL"), version("pyrender"), ",".join(candidates), ld,
+             os.environ.get("DISPLAY", ""), os.environ.get("EGL_PLATFORM", "")]
+    return "|".join(parts)
+
+
+def _read_cache(key: str) -> tuple[bool, str | None]:
+    """``(found, platform)`` from the disk cache; a missing or unreadable file: not found."""
+    import json
+
+    try:
+        entry = json.loads(_cache_file().read_text(encoding="utf-8"))
+        if isinstance(entry, dict) and entry.get("key") == key:
+            return True, entry.get("platform")
+    except (OSError, ValueError):
+        pass
+    return False, None
+
+
+def _write_cache(key: str, platform: str | None) -> None:
+    import json
+
+    from wbcap.atomic import atomic_write_text
+
+    try:
+        path = _cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"key": key, "platform": platform}))
+    except OSError as exc:  # a read-only cache folder only costs the probe next time
+        log.debug("cannot cache the GL platform: %s", exc)
+
+
+def forget_cached_platform() -> None:
+    """Drop the disk cache (the cached platform failed after all): the next process probes again."""
+    with contextlib.suppress(OSError):
+        _cache_file().unlink()
+
+
 def _select() -> str | None:
     user = os.environ.get(ENV_PLATFORM) or None
     candidates = _candidates()
+    key = _cache_key(candidates)
+    found, cached = _read_cache(key)
+    if found:
+        if cached is not None and "OpenGL" not in sys.modules:
+            if cached == PYGLET:
+                os.environ.pop(ENV_PLATFORM, None)
+            else:
+                os.environ[ENV_PLATFORM] = cached
+        log.debug("OpenGL platform for pyrender (cached): %s", cached)
+        return cached
+    chosen = _probe_all(user, candidates)
+    _write_cache(key, chosen)
+    return chosen
+
+
+def _probe_all(user: str | None, candidates: list[str]) -> str | None:
+    """The first candidate a child process can render with (sets ``PYOPENGL_PLATFORM``), or None."""
     for platform in candidates:
         if _probe(platform):
             if user and platform != user:

@@ -158,8 +158,19 @@ def render_meshes(
         return image.copy()
 
     name = render_backend(backend)
-    draw = _render_software if name == "software" else _render_pyrender
-    rgb, cover = draw(image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
+    args = (image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
+    if name == "software":
+        rgb, cover = _render_software(*args)
+    else:
+        try:
+            rgb, cover = _render_pyrender(*args)
+        except Exception as exc:  # the machine's cached GL platform no longer works (drivers changed)
+            from wbcap.export._gl import forget_cached_platform
+
+            forget_cached_platform()
+            log.warning("OpenGL rendering failed (%s); this render uses the software renderer, the next run "
+                        "looks for a working platform again", exc)
+            rgb, cover = _render_software(*args)
     weight = (cover * alpha)[..., None]
     out = image.astype(np.float32) * (1.0 - weight) + rgb.astype(np.float32) * weight
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

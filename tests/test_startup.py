@@ -1,0 +1,117 @@
+"""What one photo costs before its first pixel (issue 14): no heavy import to build a pipeline,
+the OpenGL platform read from a per-machine cache instead of probed by child processes, and the
+fused network built without an extra channels_last copy (same outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from wbcap.export import _gl
+
+#: Never needed to build a pipeline (rendering imports pyrender lazily, on its first render).
+HEAVY = ("torch._dynamo", "torch._inductor", "pyrender", "trimesh", "networkx", "pyglet")
+
+
+def test_building_a_pipeline_imports_nothing_heavy(tmp_path, micro_ckpt, body_dir):
+    code = f"""
+        import json, sys
+        from wbcap.config import BodyModelConfig, PipelineConfig
+        from wbcap.pipeline import Pipeline
+        Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path={str(body_dir)!r}),
+                                            checkpoint={str(micro_ckpt)!r}, device="cpu"))
+        print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WBCAP_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture()
+def probes(monkeypatch, tmp_path):
+    """The platform choice with a fresh process cache and disk cache, and a recorded fake probe."""
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(_gl.ENV_PLATFORM, raising=False)
+    monkeypatch.setattr(_gl, "_candidates", lambda: ["egl", "osmesa"])
+    calls: list[str] = []
+    works = {"egl": False, "osmesa": True}
+    monkeypatch.setattr(_gl, "_probe", lambda p: calls.append(p) or works[p])
+    _gl._reset_for_tests()
+    yield calls, works
+    _gl._reset_for_tests()
+    os.environ.pop(_gl.ENV_PLATFORM, None)
+
+
+def test_platform_is_probed_once_per_machine_then_read_from_disk(probes):
+    calls, _ = probes
+    assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa"]
+    assert json.loads(_gl._cache_file().read_text())["platform"] == "osmesa"
+    _gl._reset_for_tests()  # a new process: read from the disk cache, no probing child
+    assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa"]
+    assert os.environ[_gl.ENV_PLATFORM] == "osmesa"
+
+
+def test_none_works_is_cached_too_and_a_broken_or_forgotten_cache_means_probing(probes):
+    calls, works = probes
+    works["osmesa"] = False
+    assert _gl.select_gl_platform() is None and len(calls) == 2
+    _gl._reset_for_tests()
+    assert _gl.select_gl_platform() is None and len(calls) == 2  # "none" read back
+    _gl._cache_file().write_text("{not json")
+    _gl._reset_for_tests()
+    works["osmesa"] = True
+    assert _gl.select_gl_platform() == "osmesa" and len(calls) == 4
+    _gl.forget_cached_platform()
+    assert not _gl._cache_file().exists()
+
+
+def test_another_setup_is_another_key(probes, monkeypatch):
+    calls, _ = probes
+    _gl.select_gl_platform()
+    _gl._reset_for_tests()
+    monkeypatch.setattr(_gl, "_candidates", lambda: ["osmesa"])  # e.g. the user set PYOPENGL_PLATFORM
+    assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa", "osmesa"]
+
+
+def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(probes, monkeypatch, caplog):
+    from wbcap.export import render as render_mod
+
+    _gl.select_gl_platform()
+    assert _gl._cache_file().exists()
+    monkeypatch.setattr(render_mod, "render_backend", lambda backend=None: "pyrender-osmesa")
+    monkeypatch.setattr(render_mod, "_render_pyrender", lambda *a: (_ for _ in ()).throw(RuntimeError("no EGL")))
+    image = np.zeros((40, 30, 3), np.uint8)
+    tri = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]])
+    out = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
+    want = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0), backend="software")
+    np.testing.assert_array_equal(out, want)
+    assert not _gl._cache_file().exists() and "software renderer" in caplog.text
+
+
+def test_fused_pipeline_skips_the_nhwc_copy_with_the_same_outputs(micro_ckpt, body_dir):
+    """Building the fused form straight from the checkpoint's weights (no channels_last copy
+    first) gives bit for bit the network of the old order (NHWC copy, then fusing)."""
+    import torch
+
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.detect.base import Detection
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.images import person_image
+
+    cfg = PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt), device="cpu")
+    direct = Pipeline.from_config(cfg)
+    old_order = Pipeline.from_config(cfg, optimize=False)  # NHWC copy made in the constructor
+    old_order.optimize()
+    image = person_image(192, 256)
+    jobs = direct.crop(image, [Detection((20.0, 10.0, 150.0, 230.0), 1.0)])
+    a, b = direct.regress(jobs)[0], old_order.regress(jobs)[0]
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    for k, v in a.params.to_axis_angle().items():
+        assert torch.equal(v, b.params.to_axis_angle()[k]), k
