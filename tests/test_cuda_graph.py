@@ -198,3 +198,41 @@ def test_graphed_equals_eager_on_cuda(small_net, body_dir, precision):
             (want.lhand_bbox, want.rhand_bbox, want.face_bbox))
         assert boxes.abs().max().item() <= 100 * tol  # pixels
     assert runner.captured == (1, 4)
+
+
+def test_pipeline_runs_eagerly_on_cpu(micro_ckpt, body_dir):
+    """The pipeline's graph hook: nothing is captured off CUDA (the CPU path is the network itself)."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.detect.base import Detection
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.images import person_image
+
+    pipe = Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt),
+                                               device="cpu"))
+    pipe.regress(pipe.crop(person_image(192, 256), [Detection((20.0, 10.0, 150.0, 230.0), 1.0)]))
+    assert pipe._graphed == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_pipeline_on_cuda_replays_graphs_with_eager_results(micro_ckpt, body_dir, precision):
+    """Pipeline.regress on CUDA (full and params-only) from CUDA graphs equals cuda_graphs=False."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.detect.base import Detection
+    from wbcap.pipeline import Pipeline
+    from wbcap.testing.images import person_image
+
+    pipe = Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt),
+                                               device="cuda", precision=precision, batch_size=4))
+    jobs = pipe.crop(person_image(320, 256), [Detection((10.0 + 30 * i, 10.0, 150.0, 230.0), 1.0) for i in range(3)])
+    graphed, lean = pipe.regress(jobs), pipe.regress(jobs, mesh=False)
+    assert pipe._graphed["full"].captured == (4,) and pipe._graphed["net"].captured == (4,)
+    pipe.cuda_graphs = False
+    eager, lean_eager = pipe.regress(jobs), pipe.regress(jobs, mesh=False)
+    tol = 1e-5 if precision == "exact" else 2e-4  # padded to 4 rows: bf16 kernels chosen per batch size
+    for a, b in zip(graphed, eager, strict=True):
+        assert abs(a.vertices - b.vertices).max() <= tol
+    for a, b in zip(lean, lean_eager, strict=True):
+        for name, value in a.params.items():
+            assert torch.allclose(value, b.params[name], atol=tol, rtol=0), name
