@@ -39,6 +39,9 @@ def probes(monkeypatch, tmp_path):
     """The platform choice with a fresh process cache and disk cache, and a recorded fake probe."""
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv(_gl.ENV_PLATFORM, raising=False)
+    # as in a fresh process: OpenGL not imported yet (earlier tests may have rendered), so the
+    # choice is written to PYOPENGL_PLATFORM (restored after the test)
+    monkeypatch.delitem(sys.modules, "OpenGL", raising=False)
     monkeypatch.setattr(_gl, "_candidates", lambda: ["egl", "osmesa"])
     calls: list[str] = []
     works = {"egl": False, "osmesa": True}
