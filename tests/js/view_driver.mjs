@@ -137,7 +137,8 @@ async function usePage(page, spec, res) {
         await page.click('#play');
         await page.waitForTimeout(spec.play_ms);
         res.whilePlaying = await page.evaluate(() => window.wbcapView.state());
-        await page.click('#play');
+        // pause (a toggle): only if still playing, since a short clip may have played to its end
+        if ((await page.evaluate(() => window.wbcapView.state())).playing) await page.click('#play');
         await page.waitForFunction(() => { const s = window.wbcapView.state(); return !s.playing && !s.seeking; });
         res.afterPause = await page.evaluate(() => window.wbcapView.state());
       }
