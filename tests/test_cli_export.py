@@ -127,3 +127,19 @@ def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, 
     yfov = glb.g.cameras[0].perspective.yfov
     assert yfov == pytest.approx(2 * np.arctan(240 / (2 * cam["focal"][1])), rel=1e-6)
     assert re.search(r"Frames:\s*1\b", (folder / "output.bvh").read_text())
+
+
+def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """`--export fbx` without bpy: one line naming the fix, exit 2, and no output folder at all."""
+    import wbcap.export.fbx as fbx
+
+    monkeypatch.setattr(fbx, "blender_available", lambda: False)
+    frames, boxes = two_walkers(3)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--export", "fbx",
+               "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 2
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and 'pip install "wbcap[blender]"' in lines[0], r.output
+    assert not (tmp_path / "out").exists()

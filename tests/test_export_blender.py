@@ -19,7 +19,6 @@ Blender run.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import logging
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clients import blender_missing, skip_or_fail
 
 from wbcap.camera import ImageCamera
 from wbcap.errors import InputError, WbcapError
@@ -48,23 +48,15 @@ MM = 1e-3
 
 @functools.cache
 def _no_blender_reason() -> str | None:
-    """Why Blender tests cannot run here, or None."""
-    if importlib.util.find_spec("wbcap.export.gltf") is None:
-        return "wbcap.export.gltf (write_glb) is not there yet"
-    if importlib.util.find_spec("bpy") is None:
-        return 'Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"'
-    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-        return f"bpy does not import in a subprocess: {lines[-1]}"
-    return None
+    """Why Blender tests cannot run here, or None (cached: starting bpy takes seconds)."""
+    return blender_missing()
 
 
 @pytest.fixture(scope="module")
 def blender() -> None:
     reason = _no_blender_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 def _smooth_clip(rig, fps: float, first_frame: int, seed: int):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clients import skip_or_fail
 from scipy.spatial.transform import Rotation
 
 from wbcap.errors import InputError
@@ -244,8 +245,9 @@ def test_bad_input_one_clear_error(tmp_path, rig):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="Blender as a module (bpy) is not installed")
 def test_blender_importer_shows_the_same_joints(tmp_path, rig):
+    if importlib.util.find_spec("bpy") is None:
+        skip_or_fail('Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"')
     poses, transl = random_poses(6, seed=7)
     clip = make_clip(rig, poses, transl, fps=25.0)
     path = write_bvh(tmp_path / "track_1.bvh", rig, clip)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clients import node_packages_missing, skip_or_fail
 
 from wbcap.camera import ImageCamera
 from wbcap.export.clip import YUP_FROM_ZUP, MotionClip
@@ -358,12 +359,10 @@ def test_bad_inputs(setup, tmp_path):
 
 
 def _validate(path: Path) -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (needed for the Khronos glTF validator)")
-    if not (JS / "node_modules" / "gltf-validator").is_dir():
-        pytest.skip("tests/js/node_modules is missing: run `npm ci` in tests/js")
-    out = subprocess.run([node, str(JS / "validate_gltf.mjs"), str(path)], capture_output=True, text=True,
+    reason = node_packages_missing("gltf-validator")
+    if reason:
+        skip_or_fail(f"{reason} (the Khronos glTF validator)")
+    out = subprocess.run([shutil.which("node"), str(JS / "validate_gltf.mjs"), str(path)], capture_output=True, text=True,
                          timeout=120, check=True)
     return json.loads(out.stdout)
 

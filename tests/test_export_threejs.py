@@ -21,34 +21,21 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, skip_or_fail
 
 # A real client end to end (a Blender or Chromium process): in the full suite, not the fast loop.
 pytestmark = pytest.mark.slow
 
 
-JS = Path(__file__).resolve().parent / "js"
-THREE = JS / "node_modules" / "three"
-CHROMIUM = Path("/usr/bin/chromium")
+THREE = NODE_MODULES / "three"
 FPS = 25.0
 ROWS = 7
 START = 1.96  # the source clock does not start at 0: keyframe times must stay on it
 TOL = 1e-3  # metres: the acceptance bound of issue 13
-
-
-def _skip_reason() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed (apt-get install nodejs)"
-    for need in (THREE / "build" / "three.module.js", JS / "node_modules" / "playwright-core" / "package.json"):
-        if not need.is_file():
-            return f"{need} is missing (run: npm ci --prefix tests/js)"
-    if not CHROMIUM.is_file():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -88,9 +75,9 @@ def _interpolated(clip, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def sampled(body_layer, tmp_path_factory) -> Iterator[SimpleNamespace]:
     """Both GLBs written, served and sampled by three.js in one Chromium run."""
-    reason = _skip_reason()
+    reason = browser_missing()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     from wbcap.camera import ImageCamera
     from wbcap.export.clip import MotionClip
     from wbcap.export.gltf import smplx_vertices, write_glb

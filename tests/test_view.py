@@ -32,30 +32,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, skip_or_fail
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
 
-JS = Path(__file__).resolve().parent / "js"
-THREE = JS / "node_modules" / "three"
-CHROMIUM = Path("/usr/bin/chromium")
+THREE = NODE_MODULES / "three"
 FRAMES = 8
 SEEK_TIMES = (0.3, 0.46, 0.7)  # 0.46: between frames 4 and 5, shows frame 4 (the frame on screen at 0.46 s)
 
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def _browser_skip_reason() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed (apt-get install nodejs)"
-    for need in (THREE / "package.json", JS / "node_modules" / "playwright-core" / "package.json"):
-        if not need.is_file():
-            return f"{need} is missing (run: npm ci --prefix tests/js)"
-    if not CHROMIUM.is_file():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
 
 
 # --------------------------------------------------------------------------- fast: no browser
@@ -135,7 +123,7 @@ def test_vendored_three_is_the_pinned_npm_package():
         assert (vendored_three() / vendored_name(rel)).is_file(), rel
     assert "MIT" in (vendored_three() / "LICENSE").read_text()
     if not (THREE / "package.json").is_file():
-        pytest.skip(f"{THREE} is missing (run: npm ci --prefix tests/js)")
+        skip_or_fail(f"{THREE} is missing (run: npm ci --prefix tests/js)")
     assert compare_three(THREE) == []
     # every module the page's files import is vendored (the import map resolves 'three' and 'three/addons/')
     static = vendored_three().parent.parent
@@ -343,9 +331,9 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def browsed(video_run, image_run, tmp_path_factory):
     """The four pages opened, used and read back in one Chromium run."""
-    reason = _browser_skip_reason()
+    reason = browser_missing()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     from wbcap.view.site import ViewJob, serve_view, write_html
 
     tmp = tmp_path_factory.mktemp("view_browser")

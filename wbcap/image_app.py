@@ -104,6 +104,7 @@ def run_images(
         if on_stage is not None:
             on_stage(name, path)
 
+    job.export.check_available()
     paths = iter_image_paths(job.paths)
     if not paths:
         raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")

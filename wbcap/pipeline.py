@@ -69,11 +69,10 @@ def synthetic_body_models_dir() -> Path:
     """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
     :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
     not a human body), in the user cache folder; written on first use (atomically)."""
-    import platformdirs
-
+    from wbcap.paths import user_cache_dir
     from wbcap.testing.synthetic_body import write_synthetic_smplx
 
-    folder = Path(platformdirs.user_cache_dir("wbcap", appauthor=False)) / "demo_body_models"
+    folder = user_cache_dir() / "demo_body_models"
     target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
     if not target.is_file():
         log.info("writing the synthetic SMPL-X model to %s", folder)

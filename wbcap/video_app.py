@@ -255,6 +255,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     from wbcap.io.video_reader import open_frames
     from wbcap.pipeline import Pipeline
 
+    job.export.check_available()
     if job.every < 1:
         raise InputError(f"{setting('every')} {job.every}: must be >= 1")
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)

@@ -176,16 +176,23 @@ def _select() -> str | None:
     key = _cache_key(candidates)
     found, cached = _read_cache(key)
     if found:
-        if cached is not None and "OpenGL" not in sys.modules:
-            if cached == PYGLET:
-                os.environ.pop(ENV_PLATFORM, None)
-            else:
-                os.environ[ENV_PLATFORM] = cached
+        if cached is not None:
+            _use(cached)
         log.debug("OpenGL platform for pyrender (cached): %s", cached)
         return cached
     chosen = _probe_all(user, candidates)
     _write_cache(key, chosen)
     return chosen
+
+
+def _use(platform: str) -> None:
+    """Make PyOpenGL pick ``platform`` when it is first imported (nothing once it is imported)."""
+    if "OpenGL" in sys.modules:
+        return
+    if platform == PYGLET:
+        os.environ.pop(ENV_PLATFORM, None)
+    else:
+        os.environ[ENV_PLATFORM] = platform
 
 
 def _probe_all(user: str | None, candidates: list[str]) -> str | None:
@@ -196,11 +203,7 @@ def _probe_all(user: str | None, candidates: list[str]) -> str | None:
                 log.warning(
                     "%s=%s does not work here; rendering with %s", ENV_PLATFORM, user, platform
                 )
-            if "OpenGL" not in sys.modules:
-                if platform == PYGLET:
-                    os.environ.pop(ENV_PLATFORM, None)
-                else:
-                    os.environ[ENV_PLATFORM] = platform
+            _use(platform)
             log.debug("OpenGL platform for pyrender: %s", platform)
             return platform
     log.info("no OpenGL platform works (tried %s)", ", ".join(candidates))

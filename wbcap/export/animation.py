@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, WbcapError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,19 @@ class AnimationExport:
         if unknown:
             raise InputError(f"{option} {text}: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
         return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact)
+
+    def check_available(self) -> None:
+        """Raise before any work when a requested format cannot be written here (FBX without
+        Blender's ``bpy``), so a run never stops half-way through its outputs.
+
+        Raises:
+            WbcapError: one line saying how to install what is missing.
+        """
+        if "fbx" in self.formats:
+            from wbcap.export.fbx import INSTALL_HINT, blender_available
+
+            if not blender_available():
+                raise WbcapError(f"FBX export needs Blender's Python module; {INSTALL_HINT}")
 
 
 def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: Any, export: AnimationExport,

@@ -71,6 +71,7 @@ def export_run(job: ExportJob) -> list[Path]:
     from wbcap.export.params_jsonl import read_params_jsonl
     from wbcap.io.run_folder import PARAMS_FILE, read_meta
 
+    job.export.check_available()
     run = Path(job.run).expanduser()
     if not run.is_dir():
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")

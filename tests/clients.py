@@ -1,0 +1,54 @@
+"""The real clients some tests read wbcap's files with (node + the npm packages pinned in tests/js,
+Debian Chromium, Blender as a Python module), and one rule for when one is missing: the test
+skips and says how to install it, except where ``WBCAP_REQUIRE_CLIENTS=1`` (set by ``.ci/run``,
+which installs them all): there a missing client fails the test, since a skip proves nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JS = Path(__file__).resolve().parent / "js"
+NODE_MODULES = JS / "node_modules"
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_ENV = "WBCAP_REQUIRE_CLIENTS"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``; fail instead when the environment requires every client."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: this run must have every client)")
+    pytest.skip(reason)
+
+
+def node_packages_missing(*packages: str) -> str | None:
+    """Why node or one of the npm ``packages`` of tests/js cannot be used, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (apt-get install nodejs)"
+    for name in packages:
+        if not (NODE_MODULES / name / "package.json").is_file():
+            return f"{NODE_MODULES / name} is missing (run: npm ci --prefix tests/js)"
+    return None
+
+
+def browser_missing() -> str | None:
+    """Why three.js in headless Chromium through playwright-core cannot run, or None."""
+    return node_packages_missing("three", "playwright-core") or (
+        None if CHROMIUM.is_file() else f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def blender_missing() -> str | None:
+    """Why Blender as a Python module cannot run in a subprocess, or None."""
+    if importlib.util.find_spec("bpy") is None:
+        return 'Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"'
+    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        return f"bpy does not import in a subprocess: {lines[-1]}"
+    return None
