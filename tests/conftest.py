@@ -31,6 +31,9 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     # downloader serve files on 127.0.0.1 and lift this themselves.
     monkeypatch.setenv("WBCAP_OFFLINE", "1")
     monkeypatch.delenv("WBCAP_WEIGHTS_MIRROR", raising=False)
+    # One fixed CPU inference form: the per-machine measurement (wbcap.model.strategy) takes
+    # seconds and its own tests (tests/test_strategy.py) lift this.
+    monkeypatch.setenv("WBCAP_CPU_STRATEGY", "fused")
     yield
 
 

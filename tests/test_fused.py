@@ -236,3 +236,24 @@ def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_
     assert box_dist < 0.5, f"fast mode moved a box corner by {box_dist:.3f} px"
     # ... and it is a different computation (bfloat16 really ran)
     assert np.abs(fast["body_pose"] - exact["body_pose"]).max() > 1e-6
+
+
+def test_fused_resnet_runs_a_measured_chunk_plan_and_stays_batch_invariant(monkeypatch):
+    from wbcap.model.fused import ChunkPlan
+
+    backbone = _init(ResNetBackbone(18), seed=6)
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    plan = ChunkPlan(((1, 1.0), (2, 0.4), (4, 0.45)))  # calls of 2 are the cheapest per image
+    sizes: list[int] = []
+    with torch.inference_mode():
+        ref = backbone(x)
+        for packed in PACKED:
+            fused = FusedResNet(backbone, (64, 64), packed=packed, chunk=plan)
+            assert fused.chunk == 4 and fused.chunks is plan  # packed for 4, called with 2
+            real_run = fused._run
+            monkeypatch.setattr(fused, "_run", lambda part, run=real_run: (sizes.append(part.shape[0]), run(part))[1])
+            out = fused(x)
+            one_by_one = torch.cat([fused(x[i : i + 1]) for i in range(5)])
+            _close(out, ref, 1e-4)
+            _close(one_by_one, out, 1e-5)
+    assert sizes[:3] == [2, 2, 1]  # 5 images: 2 + 2 + 1 (predicted 4 * 0.4 + 1.0 < 4 * 0.45 + 1.0 for 4 + 1)

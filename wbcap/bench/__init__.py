@@ -45,6 +45,18 @@ the ceiling of its precision's main dtype (:data:`~wbcap.bench.ceiling.CEILING_O
 bf16, fp16 -> fp16) measured again right before and right after that row (their mean), so both
 numbers of the ratio come from the same moments on a shared machine; ``ratios`` compares it with every ceiling of the
 ``ceilings`` table (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too).
+``ratio_best`` is the same from the fastest run of the row and the fastest matmul before or after
+it (what the machine does when other processes leave it alone; on a shared machine the medians
+drift with their load).
+
+On CPU each row names the inference form the network ran in, ``strategy`` (one line, e.g.
+``fused: body 1, hand 2, face 1, box 1 (sub-pixel 1/3)``: form, then the images per convolution
+call of each part for that batch size) and ``strategy_parts`` (part -> form and calls), and
+``strategies`` holds each precision's whole choice (:class:`wbcap.model.strategy.CpuStrategy`:
+``source`` ``measured`` / ``cache`` / ``forced`` / ``default``, the seconds per image it was
+chosen from, the time spent measuring, the cache file; null on CUDA). The first run on a machine
+measures it (a few seconds, counted in ``model.load_s``); ``WBCAP_CPU_STRATEGY=fused`` (or
+``plain``, ``fused:4``, ``measure``) forces a form or a new measurement.
 
 Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
 2-core CPU: precisions exact,fast; CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch

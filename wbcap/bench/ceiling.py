@@ -103,7 +103,8 @@ def ceiling_precisions(device, precisions: tuple[str, ...] = ("exact",)) -> tupl
 
 def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
                    max_seconds_per_matmul: float = 0.4) -> dict[str, Any]:
-    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``) for ``precision``.
+    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``; ``best_flops_per_s``
+    from the fastest) for ``precision``.
 
     On CPU the size is halved (down to 256) while a first small probe predicts more than
     ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
@@ -132,7 +133,8 @@ def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, w
     with tf32_ctx, torch.inference_mode():
         runs = time_call(lambda: a @ b, repeats, warmup, sync)
     med = statistics.median(runs)
-    return {"size": n, "median_s": med, "repeats": len(runs), "flops_per_s": 2 * n**3 / med, "dtype": str(dtype)}
+    return {"size": n, "median_s": med, "min_s": min(runs), "repeats": len(runs), "flops_per_s": 2 * n**3 / med,
+            "best_flops_per_s": 2 * n**3 / min(runs), "dtype": str(dtype)}
 
 
 @contextlib.contextmanager

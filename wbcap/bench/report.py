@@ -65,6 +65,21 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def short_strategy(parts: dict[str, str] | None) -> str:
+    """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
+    parts, then each part's calls; ``p`` / ``f`` before a part in the other form, ``s`` after
+    one with sub-pixel deconvolutions); ``"-"`` without."""
+    if not parts:
+        return "-"
+    forms = [text.split()[0] for text in parts.values()]
+    main = max(dict.fromkeys(forms), key=forms.count)
+    cells = []
+    for text in parts.values():
+        form, calls, *rest = text.split()
+        cells.append(("" if form == main else form[0]) + calls + ("s" if rest and rest[0] == "subpixel" else ""))
+    return f"{main} " + "/".join(cells)
+
+
 # A table printer: one row per stage in a fixed order; long, but flat.
 def print_report(report: dict[str, Any], console=None) -> None:
     """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown (those a
@@ -119,7 +134,10 @@ def print_report(report: dict[str, Any], console=None) -> None:
 
     batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
                     title_justify="left")
-    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling"]
+    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling", "best %"]
+    strategies = any(b.get("strategy") for b in report["batches"])
+    if strategies:
+        cols.append("CPU strategy")
     cuda_mem = any("cuda_max_memory_allocated_bytes" in b for b in report["batches"])
     if cuda_mem:
         cols.append("CUDA peak")
@@ -127,11 +145,23 @@ def print_report(report: dict[str, Any], console=None) -> None:
         batches.add_column(col, justify="right")
     for b in report["batches"]:
         row = [b["precision"], str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}",
-               f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}"]
+               f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}",
+               f"{100 * b['ratio_best']:.1f} %" if "ratio_best" in b else "-"]
+        if strategies:
+            row.append(short_strategy(b.get("strategy_parts")))
         if cuda_mem:
             row.append(_si(b.get("cuda_max_memory_allocated_bytes", 0), "B"))
         batches.add_row(*row)
     console.print(batches)
+    if strategies:
+        console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
+                      "box network (p: that part plain, s: with sub-pixel deconvolutions)", highlight=False)
+    for prec, st in (report.get("strategies") or {}).items():
+        if st:
+            how = {"measured": f"measured now in {st['selection_s']:.1f} s", "cache": "measured earlier",
+                   "forced": "forced by WBCAP_CPU_STRATEGY"}.get(st["source"], st["source"])
+            console.print(f"{prec} CPU strategy: {how}" + (f" (cache {st['cache_file']})" if st.get("cache_file") else ""),
+                          highlight=False, markup=False)
     for prec, e in report.get("precision_error", {}).items():
         console.print(f"{prec} vs exact on {e['input']}: max vertex distance {1000 * e['max_vertex_distance_m']:.3g} mm, "
                       f"max box corner distance {e['max_box_corner_distance_px']:.3g} px", highlight=False)

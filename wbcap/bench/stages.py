@@ -164,6 +164,11 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             pipe, _, _ = bench_pipeline(opts, device, prec, source=source)
             regressor = pipe.regressor
         ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
+        strategy = getattr(regressor.net, "cpu_strategy", None)
+        report.setdefault("strategies", {})[prec.value] = None if strategy is None else strategy.to_dict()
+        if strategy is not None and "default" in strategy.source:
+            report["notes"].append(f"{prec}: the CPU was busy with other processes when the inference strategy was to "
+                                   "be measured; some parts ran in the default form (fused, chunks of 4)")
         with torch.inference_mode(), pipe.inference_context():
             out = regressor(crops_to_tensor([patch]).to(device).contiguous(memory_format=pipe.memory_format))
             outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
@@ -195,6 +200,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
             crops_per_s = bs / t.median_s
             achieved = crops_per_s * flops["per_crop"]
+            best_ceiling = max(before["best_flops_per_s"], after["best_flops_per_s"])
             row = {
                 "precision": prec.value,
                 "batch_size": bs,
@@ -206,6 +212,9 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                 "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
                 "ratio": achieved / ceiling["flops_per_s"],
                 "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
+                "ratio_best": bs / t.to_dict()["min_s"] * flops["per_crop"] / best_ceiling,
+                "strategy": None if strategy is None else strategy.summary(bs),
+                "strategy_parts": None if strategy is None else strategy.describe(bs),
             }
             if cuda:
                 row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))

@@ -20,20 +20,33 @@ convolution stacks for inference:
 
 Each stack keeps its own compute dtype: float32 (exact mode) or bfloat16 (the fast mode's
 backbones); inputs are converted on entry and outputs returned in the input's dtype (float32 in
-the pipeline). Backbone calls are split into chunks of at most ``chunk`` images, which keeps the
-working set in cache and bounds activation memory whatever the batch size. Folded weights are
-module buffers: ``.to(device)`` moves the converted network.
+the pipeline). Backbone calls are split into chunks of images (a :class:`ChunkPlan`: a fixed
+size, or the size with the least measured time for the batch at hand), which keeps the working
+set in cache and bounds activation memory whatever the batch size. Folded weights are module
+buffers: ``.to(device)`` moves the converted network.
 
-Why not ``torch.compile``: it needs a C++ compiler at run time and minutes of compilation on a
-laptop; why not TorchScript's ``optimize_for_inference``: deprecated. The ops used here are
-the same oneDNN primitives either would call.
+On CPU, which form each tuned part (:data:`TUNED_PARTS`: the three ResNets and the box network's
+deconvolutions) takes is chosen per machine by measurement (:mod:`wbcap.model.strategy`):
+oneDNN's fused pre-packed primitives or plain folded ``F.conv2d`` (weights reordered per call,
+elementwise steps apart), the chunk sizes, and for each transposed convolution the oneDNN
+deconvolution or its sub-pixel form (:class:`SubpixelDeconv`). Every form computes the same
+sums in float32 up to rounding (~1e-6 relative), and none depends on the batch size.
+
+Why not ``torch.compile``: it needs a C++ compiler at run time, imports ``torch._dynamo`` (~2 s)
+and compiled one ResNet-50 in 46 s on the 2-core Xeon, where the result ran 2x slower than
+:class:`FusedResNet` (inductor with ``freezing``; torch 2.13); why not TorchScript's
+``optimize_for_inference``: deprecated. The ops used here are the same oneDNN primitives either
+would call.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -44,14 +57,97 @@ from wbcap.errors import setting
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
+if TYPE_CHECKING:
+    from wbcap.model.strategy import CpuStrategy
+
 log = logging.getLogger(__name__)
 
-# Images per backbone call: fills both cores and keeps activations of ResNet-50 layer1 for
+# Images per backbone call when none is measured (wbcap.model.strategy: forced, or the machine was
+# busy), and for the heads: fills both cores and keeps activations of ResNet-50 layer1 for
 # 256x256 crops (64 x 64 x 256 x 4 B = 4 MiB per image) near the cache. Measured on the
 # project machine: batches above 8 hand crops got slower per crop.
 DEFAULT_CHUNK = 4
 # On CUDA a ResNet call takes the whole batch (up to this many images).
 GPU_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How many images each convolution call of a part takes, for a batch of ``n`` images.
+
+    ``per_image_s``: ``((chunk, seconds per image), ...)``, increasing chunk sizes, as measured
+    on this machine (:mod:`wbcap.model.strategy`): a batch of ``n`` runs in the calls of those
+    sizes whose predicted time (the sum of ``chunk * seconds per image``) is least, so every call
+    has a measured size, for which the weights were packed (a batch smaller than the smallest
+    size runs in one call). :meth:`fixed` has one entry: calls of that many images, the last one
+    with the rest. :attr:`pack` is the largest size.
+    """
+
+    per_image_s: tuple[tuple[int, float], ...]
+
+    def __post_init__(self) -> None:
+        sizes = [c for c, _ in self.per_image_s]
+        if not sizes or sizes != sorted(set(sizes)) or sizes[0] < 1:
+            raise ValueError(f"chunk sizes must be increasing and >= 1, got {sizes}")
+
+    @classmethod
+    def fixed(cls, chunk: int) -> ChunkPlan:
+        """Calls of at most ``chunk`` images (the batch in one call when it is smaller)."""
+        return cls(((max(1, int(chunk)), 1.0),))
+
+    @property
+    def pack(self) -> int:
+        """The largest chunk size."""
+        return self.per_image_s[-1][0]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The chunk sizes, increasing."""
+        return tuple(c for c, _ in self.per_image_s)
+
+    def calls(self, n: int) -> tuple[int, ...]:
+        """Images per call for a batch of ``n``, largest first (``()`` for 0)."""
+        return _plan_calls(self.per_image_s, max(0, int(n)))
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``x`` (N, ...) in the calls :meth:`calls` chooses (``(x,)`` when one call takes it all)."""
+        calls = self.calls(x.shape[0])
+        return (x,) if len(calls) <= 1 else torch.split(x, list(calls))
+
+    def describe(self, n: int) -> str:
+        """The calls for ``n`` images: ``"4"``, ``"4+4+2"``, or ``"8x4+2"`` for long ones."""
+        calls = self.calls(n)
+        if len(calls) <= 4:
+            return "+".join(str(c) for c in calls) or "0"
+        head = calls[0]
+        rest = [c for c in calls if c != head]
+        return f"{len(calls) - len(rest)}x{head}" + "".join(f"+{c}" for c in rest)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_calls(per_image_s: tuple[tuple[int, float], ...], n: int) -> tuple[int, ...]:
+    """:meth:`ChunkPlan.calls`: least predicted time over calls of the measured sizes (dynamic
+    programming over 0..n images; ties: fewer calls); one fixed size: calls of it plus the rest."""
+    table = dict(per_image_s)
+    if len(table) == 1:
+        c = per_image_s[0][0]
+        return (c,) * (n // c) + ((n % c,) if n % c else ())
+    smallest = min(table)
+    cost = [0.0] + [float("inf")] * n
+    count = [0] + [0] * n
+    last = [0] * (n + 1)
+    for k in range(1, n + 1):
+        if k < smallest:  # fewer images than any measured size: one call of k
+            cost[k], count[k], last[k] = k * table[smallest], 1, k
+            continue
+        for c, t in table.items():
+            if c <= k and (cost[k - c] + c * t, count[k - c] + 1) < (cost[k], count[k]):
+                cost[k], count[k], last[k] = cost[k - c] + c * t, count[k - c] + 1, c
+    calls = []
+    while n > 0:
+        calls.append(last[n])
+        n -= last[n]
+    return tuple(sorted(calls, reverse=True))
 
 
 def mkldnn_usable(device: torch.device) -> bool:
@@ -87,6 +183,33 @@ def fold_batchnorm(
     return w.detach(), b.detach()
 
 
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two oneDNN-packed copies of one weight are laid out alike (same bytes; without
+    ``mkldnn::data_ptr``: same size)."""
+    mk = torch.ops.mkldnn
+    if mk._nbytes(a) != mk._nbytes(b):
+        return False
+    try:
+        return ctypes.string_at(mk.data_ptr(a), mk._nbytes(a)) == ctypes.string_at(mk.data_ptr(b), mk._nbytes(b))
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without mkldnn::data_ptr
+        return True
+
+
+def pack_for_batches(module: nn.Module, batch_sizes: Sequence[int],
+                     known: Mapping[int, Sequence[int]] | None = None) -> dict[int, tuple[int, ...]]:
+    """Pack the weights of every :class:`FusedConv` in ``module`` (numbered in ``modules()``
+    order) for the ``batch_sizes`` whose oneDNN layout differs from the main packing
+    (:meth:`FusedConv.add_packs`); with ``known`` (a former result) for those alone, without
+    comparing. Returns convolution number -> batch sizes packed apart."""
+    convs = [m for m in module.modules() if isinstance(m, FusedConv)]
+    found = {}
+    for i, conv in enumerate(convs):
+        kept = conv.add_packs(batch_sizes) if known is None else conv.add_packs(known.get(i, ()), check=False)
+        if kept:
+            found[i] = kept
+    return found
+
+
 class FusedConv(nn.Module):
     """One convolution (or transposed convolution) with folded BatchNorm and fused activation.
 
@@ -105,6 +228,11 @@ class FusedConv(nn.Module):
         dtype: compute dtype (torch.float32 or torch.bfloat16).
         input_size: (N, C, H, W) the weights are packed for (oneDNN picks its layout per shape).
         packed: use oneDNN's fused, pre-packed primitive (CPU only).
+
+    oneDNN may lay a weight out differently for another batch size N (on the 2-core Xeon: the
+    hand ResNet-50's two 2048 -> 512 convolutions at 8x8, for N = 1 against N >= 2); called with
+    that N, the primitive would reorder the packed weight on every call (70 ms each, through
+    oneDNN's generic reorder). :meth:`add_packs` keeps a weight packed for such batch sizes too.
     """
 
     def __init__(
@@ -117,29 +245,75 @@ class FusedConv(nn.Module):
         packed: bool,
     ) -> None:
         super().__init__()
-        self.transposed = isinstance(conv, nn.ConvTranspose2d)
+        transposed = isinstance(conv, nn.ConvTranspose2d)
         if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("FusedConv supports groups=1, zero padding given as numbers")
-        self.padding = list(conv.padding)
-        self.stride = list(conv.stride)
-        self.dilation = list(conv.dilation)
-        self.output_padding = list(conv.output_padding) if self.transposed else [0, 0]
+        w, b = fold_batchnorm(conv.weight, conv.bias, bn, transposed)
+        self._setup(w, b, transposed, conv.padding, conv.stride, conv.dilation,
+                    conv.output_padding if transposed else (0, 0), relu, dtype, input_size, packed)
+
+    @classmethod
+    def from_folded(
+        cls, weight: torch.Tensor, bias: torch.Tensor, padding: Sequence[int], relu: bool, dtype: torch.dtype,
+        input_size: Sequence[int], packed: bool,
+    ) -> FusedConv:
+        """A stride-1 convolution from an already folded ``weight`` (out, in, kh, kw) and ``bias`` (out,)."""
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._setup(weight.detach().float(), bias.detach().float(), False, padding, (1, 1), (1, 1), (0, 0), relu,
+                    dtype, input_size, packed)
+        return self
+
+    def _setup(self, w: torch.Tensor, b: torch.Tensor, transposed: bool, padding: Sequence[int], stride: Sequence[int],
+               dilation: Sequence[int], output_padding: Sequence[int], relu: bool, dtype: torch.dtype,
+               input_size: Sequence[int], packed: bool) -> None:
+        self.transposed = transposed
+        self.padding = [int(v) for v in padding]
+        self.stride = [int(v) for v in stride]
+        self.dilation = [int(v) for v in dilation]
+        self.output_padding = [int(v) for v in output_padding]
         self.relu = relu
         self.packed = packed
-        w, b = fold_batchnorm(conv.weight, conv.bias, bn, self.transposed)
+        self.out_channels = int(w.shape[1] if transposed else w.shape[0])
+        self.kernel = tuple(int(v) for v in w.shape[2:])
         w = w.to(dtype).contiguous(memory_format=torch.channels_last)
         self.register_buffer("bias", b.to(dtype), persistent=False)
-        size = [int(v) for v in input_size]
-        if packed:
-            if self.transposed:
-                w = torch.ops.mkldnn._reorder_convolution_transpose_weight(
-                    w, self.padding, self.output_padding, self.stride, self.dilation, 1, size
-                )
-            else:
-                w = torch.ops.mkldnn._reorder_convolution_weight(w, self.padding, self.stride, self.dilation, 1, size)
-        self.register_buffer("weight", w, persistent=False)
-        self.out_channels = conv.out_channels
-        self.kernel = tuple(conv.kernel_size)
+        self.input_size = [int(v) for v in input_size]
+        self._by_batch: dict[int, torch.Tensor] = {}  # packed weights for other batch sizes (add_packs)
+        self.register_buffer("weight", self._pack(w, self.input_size[0]) if packed else w, persistent=False)
+
+    def _pack(self, w: torch.Tensor, n: int) -> torch.Tensor:
+        """``w`` (channels_last, this module's layout) packed by oneDNN for a batch of ``n``."""
+        size = [n, *self.input_size[1:]]
+        if self.transposed:
+            return torch.ops.mkldnn._reorder_convolution_transpose_weight(
+                w, self.padding, self.output_padding, self.stride, self.dilation, 1, size
+            )
+        return torch.ops.mkldnn._reorder_convolution_weight(w, self.padding, self.stride, self.dilation, 1, size)
+
+    def _dense_weight(self) -> torch.Tensor:
+        """The folded weight as a plain channels_last tensor (unpacked when packed)."""
+        if not self.packed:
+            return self.weight
+        w = self.weight.to_dense()  # oneDNN keeps transposed-conv weights as (out, in, kh, kw)
+        if self.transposed:
+            w = w.transpose(0, 1)
+        return w.contiguous(memory_format=torch.channels_last)
+
+    def add_packs(self, batch_sizes: Sequence[int], check: bool = True) -> tuple[int, ...]:
+        """Also pack the weight for each of ``batch_sizes`` (inputs of that many images then use
+        it): with ``check``, only where oneDNN lays it out differently from the main packing
+        (compared byte for byte); without, for all of them. Returns the batch sizes now packed
+        apart; nothing for an unpacked module."""
+        if not self.packed:
+            return ()
+        dense = None
+        for n in sorted(set(int(v) for v in batch_sizes) - {self.input_size[0]} - set(self._by_batch)):
+            dense = self._dense_weight() if dense is None else dense
+            w = self._pack(dense, n)
+            if not (check and _same_layout(w, self.weight)):
+                self._by_batch[n] = w
+        return tuple(sorted(self._by_batch))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -150,10 +324,8 @@ class FusedConv(nn.Module):
         """Replace a packed oneDNN weight by the plain folded one (same values; F.conv2d path)."""
         if not self.packed:
             return
-        w = self.weight.to_dense()  # oneDNN keeps transposed-conv weights as (out, in, kh, kw)
-        if self.transposed:
-            w = w.transpose(0, 1)
-        self.weight = w.contiguous(memory_format=torch.channels_last)
+        self.weight = self._dense_weight()
+        self._by_batch = {}
         self.packed = False
 
     def _apply(self, fn, recurse=True):
@@ -186,20 +358,21 @@ class FusedConv(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.packed:
             mk = torch.ops.mkldnn
+            weight = self._by_batch.get(x.shape[0], self.weight) if self._by_batch else self.weight
             if self.transposed:
                 if residual is not None:
                     raise ValueError("residual add is not fused for transposed convolutions")
                 return mk._convolution_transpose_pointwise(
-                    x, self.weight, self.bias, self.padding, self.output_padding, self.stride, self.dilation, 1,
+                    x, weight, self.bias, self.padding, self.output_padding, self.stride, self.dilation, 1,
                     "relu" if self.relu else "none", [], "",
                 )
             if residual is None:
                 return mk._convolution_pointwise(
-                    x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1,
+                    x, weight, self.bias, self.padding, self.stride, self.dilation, 1,
                     "relu" if self.relu else "none", [], "",
                 )
             return mk._convolution_pointwise.binary(
-                x, residual, self.weight, self.bias, self.padding, self.stride, self.dilation, 1,
+                x, residual, weight, self.bias, self.padding, self.stride, self.dilation, 1,
                 "add", 1.0, "relu" if self.relu else None, [], "",
             )
         if self.transposed:
@@ -211,8 +384,75 @@ class FusedConv(nn.Module):
         return y.relu_() if self.relu else y
 
 
-def _fused(conv, bn, relu, dtype, size, packed) -> tuple[FusedConv, list[int]]:
-    f = FusedConv(conv, bn, relu, dtype, size, packed)
+def subpixel_applies(conv: nn.Module) -> bool:
+    """True for the transposed convolutions :class:`SubpixelDeconv` can rewrite: 4x4 kernel,
+    stride 2, padding 1, no output padding or dilation, one group, zero padding."""
+    return (isinstance(conv, nn.ConvTranspose2d) and tuple(conv.kernel_size) == (4, 4) and tuple(conv.stride) == (2, 2)
+            and tuple(conv.padding) == (1, 1) and tuple(conv.output_padding) == (0, 0)
+            and tuple(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+class SubpixelDeconv(nn.Module):
+    """A 4x4, stride-2, padding-1 transposed convolution (BatchNorm folded, optional ReLU) run as
+    one ordinary convolution: a 2x2 kernel over the input padded by 1, with 4 x C_out output
+    channels (one group per output phase: row parity ``py``, column parity ``px``), interleaved
+    after.
+
+    Output pixel (2m + py, 2k + px) sums input rows m - 1 + py .. m + py (and columns likewise)
+    with the kernel taps ky = (3, 1) for py = 0 and (2, 0) for py = 1: the transposed
+    convolution's own terms, added in another order (~1e-6 relative in float32). Group
+    (py, px) is read at offset (py, px) of the (H + 1, W + 1) convolution output, so the
+    multiply-adds are (H+1)(W+1)/(HW) of the transposed convolution's (1.31x at 8x6, 1.07x at
+    32x24); but it runs as a regular oneDNN convolution, which for the box network's first layer
+    (2248 -> 256 channels at 8x6) was 2x faster than oneDNN's deconvolution on the 2-core Xeon
+    with AMX, in float32 and in bfloat16 (the later layers, 256 channels, were 10-20 % slower:
+    the choice is measured per layer, :mod:`wbcap.model.strategy`).
+
+    forward(x (N, C_in, H, W)) -> (N, C_out, 2H, 2W) channels_last, in the module's dtype.
+    """
+
+    _TAPS = ((3, 1), (2, 0))  # kernel rows (or columns) for output parity 0 and 1, by input offset
+
+    def __init__(self, deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype,
+                 input_size: Sequence[int], packed: bool) -> None:
+        super().__init__()
+        if not subpixel_applies(deconv):
+            raise ValueError("SubpixelDeconv needs a 4x4, stride 2, padding 1 transposed convolution")
+        w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, 4, 4)
+        groups = [w[:, :, list(self._TAPS[py])][:, :, :, list(self._TAPS[px])].transpose(0, 1)
+                  for py in (0, 1) for px in (0, 1)]
+        self.out_channels = int(w.shape[1])
+        self.conv = FusedConv.from_folded(torch.cat(groups), b.repeat(4), (1, 1), relu, dtype, input_size, packed)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the convolution)."""
+        return self.conv.dtype
+
+    @property
+    def packed(self) -> bool:
+        """Whether the convolution runs as oneDNN's pre-packed primitive."""
+        return self.conv.packed
+
+    def output_size(self, input_size: Sequence[int]) -> list[int]:
+        """(N, C_out, 2H, 2W) for an (N, C_in, H, W) input."""
+        n, _, h, w = input_size
+        return [n, self.out_channels, 2 * h, 2 * w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        c = self.out_channels
+        y = self.conv(x).permute(0, 2, 3, 1)  # (N, H+1, W+1, 4C): channels_last memory, no copy
+        y = y.reshape(n, h + 1, w + 1, 2, 2, c)
+        out = torch.empty((n, h, 2, w, 2, c), dtype=y.dtype, device=y.device)
+        for py in (0, 1):
+            for px in (0, 1):
+                out[:, :, py, :, px] = y[:, py:py + h, px:px + w, py, px]
+        return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+
+
+def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False) -> tuple[nn.Module, list[int]]:
+    f = SubpixelDeconv(conv, bn, relu, dtype, size, packed) if subpixel else FusedConv(conv, bn, relu, dtype, size, packed)
     return f, f.output_size(size)
 
 
@@ -232,19 +472,27 @@ class _FusedBlock(nn.Module):
         return self.convs[-1](y, identity)
 
 
+def _chunk_plan(chunk: int | ChunkPlan) -> ChunkPlan:
+    return chunk if isinstance(chunk, ChunkPlan) else ChunkPlan.fixed(chunk)
+
+
 class FusedResNet(nn.Module):
     """Inference form of :class:`~wbcap.model.resnet.ResNetBackbone` (same input and output).
 
     forward(x (B, 3, H, W) float) -> (B, feat_dim, H/32, W/32) in ``x``'s dtype, computed in
-    ``dtype`` (that of its convolutions) in chunks of at most ``chunk`` images (channels_last).
+    ``dtype`` (that of its convolutions) in calls of the sizes ``chunk`` chooses for B (an int:
+    at most that many images; a :class:`ChunkPlan`: the measured best), channels_last. Weights
+    are packed for the plan's largest size, and apart for its other sizes where oneDNN lays them
+    out differently (``alternates``: see :func:`pack_for_batches`).
     """
 
     def __init__(
         self, backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.dtype = torch.float32,
-        packed: bool = True, chunk: int = DEFAULT_CHUNK,
+        packed: bool = True, chunk: int | ChunkPlan = DEFAULT_CHUNK, alternates: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
-        self.chunk = max(1, int(chunk))
+        self.chunks = _chunk_plan(chunk)
+        self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         size = [self.chunk, 3, *image_size]
@@ -269,6 +517,9 @@ class FusedResNet(nn.Module):
                     convs.append(f)
                 blocks.append(_FusedBlock(convs, down))
         self.blocks = nn.Sequential(*blocks)
+        #: convolution number -> batch sizes its weight is also packed for (:func:`pack_for_batches`;
+        #: ``alternates``: a former result, else found by comparing the plan's sizes).
+        self.alternates = pack_for_batches(self, self.chunks.sizes, alternates)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -282,25 +533,38 @@ class FusedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        if x.shape[0] <= self.chunk:
+        parts = self.chunks.split(x)
+        if len(parts) == 1:
             return self._run(x).to(out_dtype)
-        return torch.cat([self._run(part).to(out_dtype) for part in torch.split(x, self.chunk)])
+        return torch.cat([self._run(part).to(out_dtype) for part in parts])
 
 
 class FusedConvStack(nn.Module):
     """Inference form of a ``make_conv_layers`` / ``make_deconv_layers`` Sequential
     (``[Conv, (BatchNorm, ReLU)]*``): same input and output (in the input's dtype), computed in
-    ``dtype`` in chunks of at most ``chunk`` images (default: the batch size of ``input_size``)."""
+    ``dtype`` in calls of the sizes ``chunk`` chooses (an int: at most that many images, default
+    the batch size of ``input_size``, which the weights are packed for; or a :class:`ChunkPlan`).
+
+    ``subpixel``: one flag per transposed convolution, in order: run it as a
+    :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify). ``alternates``: as
+    for :class:`FusedResNet`.
+    """
 
     def __init__(
         self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
-        chunk: int | None = None,
+        chunk: int | ChunkPlan | None = None, subpixel: Sequence[bool] | None = None,
+        alternates: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
-        self.chunk = max(1, int(chunk if chunk is not None else input_size[0]))
+        self.chunks = _chunk_plan(chunk if chunk is not None else int(input_size[0]))
+        self.chunk = self.chunks.pack
         mods = list(seq)
-        layers: list[FusedConv] = []
-        size = list(input_size)
+        n_deconv = sum(isinstance(m, nn.ConvTranspose2d) for m in mods)
+        flags = list(subpixel) if subpixel is not None else [False] * n_deconv
+        if len(flags) != n_deconv:
+            raise ValueError(f"subpixel: {len(flags)} flags for {n_deconv} transposed convolutions")
+        layers: list[nn.Module] = []
+        size = [self.chunk, *input_size[1:]]
         i = 0
         while i < len(mods):
             conv = mods[i]
@@ -309,10 +573,16 @@ class FusedConvStack(nn.Module):
             bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
             j = i + 1 + (bn is not None)
             relu = j < len(mods) and isinstance(mods[j], nn.ReLU)
-            f, size = _fused(conv, bn, relu, dtype, size, packed)
+            sub = flags.pop(0) if isinstance(conv, nn.ConvTranspose2d) else False
+            if sub and not subpixel_applies(conv):
+                raise ValueError(f"layer {i} ({conv}) has no sub-pixel form")
+            f, size = _fused(conv, bn, relu, dtype, size, packed, sub)
             layers.append(f)
             i = j + relu
         self.layers = nn.Sequential(*layers)
+        self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in layers if isinstance(m, SubpixelDeconv)
+                              or (isinstance(m, FusedConv) and m.transposed))
+        self.alternates = pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
 
     @property
     def dtype(self) -> torch.dtype:
@@ -322,9 +592,10 @@ class FusedConvStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        if x.shape[0] <= self.chunk:
+        parts = self.chunks.split(x)
+        if len(parts) == 1:
             return self.layers(x).to(out_dtype)
-        return torch.cat([self.layers(part).to(out_dtype) for part in torch.split(x, self.chunk)])
+        return torch.cat([self.layers(part).to(out_dtype) for part in parts])
 
 
 class RowwiseLinear(nn.Module):
@@ -362,12 +633,69 @@ def _rowwise_linears(module: nn.Module) -> None:
 #: :attr:`wbcap.model.precision.Precision.plan` owns, where the choice is explained).
 PRECISION_PLANS: dict[str, dict[str, torch.dtype]] = {p.value: p.plan for p in Precision if p.fused}
 
+#: The parts whose CPU form is chosen by measurement (:mod:`wbcap.model.strategy`), in network
+#: order: 34.9 of the 35.8 GFLOPs per crop of the released network.
+TUNED_PARTS = ("body_backbone", "hand_backbone", "face_backbone", "box_net")
 
-# Long (about 80 lines): every part of the network is converted in one place, in the network's
+
+@dataclass(frozen=True)
+class TunedPart:
+    """One part of a Hand4Whole whose inference form is chosen per machine.
+
+    ``module``: the trained module (a :class:`~wbcap.model.resnet.ResNetBackbone`, or the box
+    network's deconvolution Sequential); ``item_shape``: (C, H, W) of one of its inputs;
+    ``per_crop``: inputs per person crop (2 for the hand backbone: both hands); ``arch``: what
+    it computes, e.g. ``"resnet50 3x256x256"`` (part of the strategy cache key).
+    """
+
+    name: str
+    module: nn.Module
+    item_shape: tuple[int, int, int]
+    per_crop: int
+    arch: str
+
+    def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
+              alternates: Mapping[int, Sequence[int]] | None = None) -> nn.Module:
+        """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
+        those for the arguments)."""
+        if isinstance(self.module, ResNetBackbone):
+            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates)
+        plan = _chunk_plan(chunk)
+        return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates)
+
+    def transposed_convs(self) -> list[nn.ConvTranspose2d]:
+        """The part's transposed convolutions, in order (those a sub-pixel flag refers to)."""
+        return [m for m in self.module.modules() if isinstance(m, nn.ConvTranspose2d)]
+
+
+def _feat_hw(shape: Sequence[int]) -> tuple[int, int]:
+    return (shape[0] + 31) // 32, (shape[1] + 31) // 32
+
+
+def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
+    """The :data:`TUNED_PARTS` of an unconverted Hand4Whole ``net``, by name."""
+    c = net.config
+    deconv = net.box_net.deconv
+    body_hw = _feat_hw(c.input_body_shape)
+    widths = [deconv[0].in_channels] + [m.out_channels for m in deconv if isinstance(m, nn.ConvTranspose2d)]
+
+    def resnet(name: str, backbone: ResNetBackbone, hw: Sequence[int], per_crop: int) -> TunedPart:
+        return TunedPart(name, backbone, (3, int(hw[0]), int(hw[1])), per_crop, f"resnet{backbone.depth} 3x{hw[0]}x{hw[1]}")
+
+    return {
+        "body_backbone": resnet("body_backbone", net.backbone, c.input_body_shape, 1),
+        "hand_backbone": resnet("hand_backbone", net.hand_roi_net.backbone, c.input_hand_shape, 2),
+        "face_backbone": resnet("face_backbone", net.face_roi_net.backbone, c.input_face_shape, 1),
+        "box_net": TunedPart("box_net", deconv, (widths[0], *body_hw), 1,
+                             f"deconv {'-'.join(str(w) for w in widths)} {body_hw[0]}x{body_hw[1]}"),
+    }
+
+
+# Long (about 90 lines): every part of the network is converted in one place, in the network's
 # order, so each part's input shape and dtype choice reads next to its conversion.
 def optimize_for_inference(
     net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
-    plan: dict[str, torch.dtype] | None = None,
+    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
@@ -381,9 +709,18 @@ def optimize_for_inference(
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
     (with a warning). Call after moving the network to ``device``.
 
-    ``chunk``: images per convolution call (default :data:`DEFAULT_CHUNK` on CPU,
-    :data:`GPU_CHUNK` elsewhere). ``plan``: per-part dtypes overriding the precision's plan (same
-    keys, :data:`~wbcap.model.precision.PARTS`; for experiments such as
+    On CPU the form of each of :data:`TUNED_PARTS` (fused or plain convolutions, chunk sizes,
+    sub-pixel deconvolutions) is this machine's measured best
+    (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
+    there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
+    ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement
+    (``measure``). The choice is kept as ``net.cpu_strategy``
+    (:class:`~wbcap.model.strategy.CpuStrategy`; None on other devices).
+
+    ``chunk``: images per convolution call for every part; on CPU it forces ``fused:<chunk>``
+    (default: the strategy's measured sizes on CPU, :data:`GPU_CHUNK` elsewhere). ``plan``:
+    per-part dtypes overriding the precision's plan (same keys,
+    :data:`~wbcap.model.precision.PARTS`; for experiments such as
     ``benchmarks/precision_error.py``). Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
@@ -409,28 +746,38 @@ def optimize_for_inference(
         plan = Precision.EXACT.plan
     net.eval()
     c = net.config
-    if chunk is None:
-        # CPU: small chunks keep activations in cache (measured); GPU: whole batches fill the device.
-        chunk = DEFAULT_CHUNK if device.type == "cpu" else GPU_CHUNK
-    n = max(1, int(chunk))
-    bh, bw = c.input_body_shape
-    hh, hw = c.input_hand_shape
-
-    def feat(shape: tuple[int, int]) -> tuple[int, int]:
-        return (shape[0] + 31) // 32, (shape[1] + 31) // 32
-
-    body_hw, hand_hw = feat(c.input_body_shape), feat(c.input_hand_shape)
+    cpu = device.type == "cpu"
+    # Heads (and, off the CPU, every part): CPU: small chunks keep activations in cache; GPU:
+    # whole batches fill the device.
+    n = max(1, int(chunk)) if chunk is not None else (DEFAULT_CHUNK if cpu else GPU_CHUNK)
+    body_hw, hand_hw = _feat_hw(c.input_body_shape), _feat_hw(c.input_hand_shape)
     body_dim = net.backbone.feat_dim
     hand_dim = net.hand_roi_net.backbone.feat_dim
+    parts = tuned_parts(net)
+    cpu_strategy: CpuStrategy | None = None
     with torch.inference_mode(False), torch.no_grad():
-        net.backbone = FusedResNet(net.backbone, (bh, bw), plan["body_backbone"], packed, n)
-        net.hand_roi_net.backbone = FusedResNet(net.hand_roi_net.backbone, (hh, hw), plan["hand_backbone"], packed, n)
-        net.face_roi_net.backbone = FusedResNet(
-            net.face_roi_net.backbone, tuple(c.input_face_shape), plan["face_backbone"], packed, n
-        )
+        built: dict[str, nn.Module] = {}
+        if cpu:
+            from wbcap.model.strategy import choose_cpu_strategy
+
+            cpu_strategy, built = choose_cpu_strategy(
+                parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
+                onednn=packed,
+            )
+        for name, part in parts.items():
+            if name in built:
+                continue
+            if cpu_strategy is None:
+                built[name] = part.build(plan[name], packed, n)
+            else:
+                choice = cpu_strategy.parts[name]
+                built[name] = part.build(plan[name], packed and choice.form == "fused", choice.chunks,
+                                         choice.subpixel or None, choice.alternates)
+        net.backbone = built["body_backbone"]
+        net.hand_roi_net.backbone = built["hand_backbone"]
+        net.face_roi_net.backbone = built["face_backbone"]
         box = net.box_net
-        deconv_in = [n, box.deconv[0].in_channels, *body_hw]
-        box.deconv = FusedConvStack(box.deconv, deconv_in, plan["box_net"], packed)
+        box.deconv = built["box_net"]
         up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
         box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed)
         heads = plan["heads"]
@@ -443,7 +790,7 @@ def optimize_for_inference(
         net.hand_rotation_net.hand_conv = FusedConvStack(
             net.hand_rotation_net.hand_conv, [2 * n, hand_dim, *hand_hw], heads, packed
         )
-        if device.type == "cpu":  # batch-invariant heads; on a GPU one kernel launch per row would cost more
+        if cpu:  # batch-invariant heads; on a GPU one kernel launch per row would cost more
             for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
                 _rowwise_linears(head)
         # Hand and face crops: RoIAlign's matrix products in the dtype of the backbone they feed
@@ -462,4 +809,5 @@ def optimize_for_inference(
                 if t is not None:
                     t.data = t.data.clone()
     net.inference_precision = precision
+    net.cpu_strategy = cpu_strategy
     return net

@@ -1,0 +1,447 @@
+"""The measured CPU inference strategy (wbcap.model.strategy): chunk plans, the choice from
+(injected) timings, the per-machine cache, forcing a strategy, and every exact candidate equal
+to the module-by-module network and independent of the batch size."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import wbcap.model.strategy as strategy
+from wbcap.config import ModelConfig
+from wbcap.errors import InputError
+from wbcap.model.fused import (
+    ChunkPlan,
+    FusedConvStack,
+    FusedResNet,
+    SubpixelDeconv,
+    optimize_for_inference,
+    tuned_parts,
+)
+from wbcap.model.strategy import (
+    CpuStrategy,
+    MachineBusy,
+    PartChoice,
+    StrategyRequest,
+    choose_cpu_strategy,
+    select_form,
+)
+from wbcap.testing.checkpoints import random_network
+
+# All ResNet-18 at half the input geometry (tests/conftest.py MICRO): the same parts and tensor
+# ranks as the released network at a small fraction of its FLOPs.
+MICRO = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, input_img_shape=(256, 192),
+                    input_body_shape=(128, 96), output_hm_shape=(8, 4, 3), input_hand_shape=(128, 128),
+                    output_hand_hm_shape=(8, 4, 4), input_face_shape=(96, 96))
+FP32 = dict.fromkeys(("body_backbone", "hand_backbone", "face_backbone", "box_net"), torch.float32)
+
+
+@pytest.fixture(autouse=True)
+def _auto_strategy(monkeypatch):
+    monkeypatch.delenv(strategy.ENV_STRATEGY, raising=False)
+
+
+@pytest.fixture(scope="module")
+def micro_parts():
+    """The tuned parts of a MICRO network (trained modules, not converted)."""
+    return tuned_parts(random_network(MICRO, seed=5))
+
+
+def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None = None):
+    """A timer answering from ``per_image`` ((form, chunk) -> seconds per image) and, for the
+    sub-pixel layer trials (keys False / True), ``subpixel_s``; records what it was asked."""
+    subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
+
+    def timer(calls, rounds):
+        if log is not None:
+            log.append(sorted(calls, key=str))
+        return {k: subpixel_s[k] if isinstance(k, bool) else per_image[k] * k[1] for k in calls}
+
+    return timer
+
+
+def never(calls, rounds):
+    raise AssertionError("nothing should be measured here")
+
+
+FUSED_WINS = {("fused", 1): 1.0, ("fused", 2): 0.6, ("fused", 4): 0.5, ("plain", 1): 2.0, ("plain", 2): 1.5,
+              ("plain", 4): 1.0}
+PLAIN_WINS = {("fused", 1): 2.0, ("fused", 2): 1.5, ("fused", 4): 1.0, ("plain", 1): 0.5, ("plain", 2): 0.45,
+              ("plain", 4): 0.4}
+
+
+# -- chunk plans and the choice from timings -----------------------------------------------------
+
+
+def test_chunk_plan_fixed_and_measured_sizes():
+    fixed = ChunkPlan.fixed(4)
+    assert [fixed.calls(n) for n in (1, 3, 4, 9)] == [(1,), (3,), (4,), (4, 4, 1)] and fixed.pack == 4
+    assert fixed.describe(10) == "4+4+2"
+    plan = ChunkPlan(((1, 10.0), (2, 6.0), (4, 5.0)))
+    # the least predicted time, in calls of measured sizes only: 3 = 2+1 (12 + 10 = 22 < 30);
+    # 7 = 4+2+1 (20 + 12 + 10 = 42 < 4+1+1+1 = 50)
+    assert [plan.calls(n) for n in (1, 2, 3, 6, 7, 8)] == [(1,), (2,), (2, 1), (4, 2), (4, 2, 1), (4, 4)]
+    assert [t.shape[0] for t in plan.split(torch.zeros(7, 1))] == [4, 2, 1] and plan.split(torch.zeros(4, 1))[0].shape[0] == 4
+    assert plan.describe(23) == "5x4+2+1" and plan.sizes == (1, 2, 4)
+    # a size that is slower per image than a smaller one is never used
+    assert ChunkPlan(((1, 1.0), (4, 2.0))).calls(8) == (1,) * 8
+    with pytest.raises(ValueError, match="increasing"):
+        ChunkPlan(((4, 1.0), (2, 1.0)))
+
+
+def test_weights_packed_apart_for_batch_sizes_oneDNN_lays_out_differently():
+    from wbcap.model.fused import FusedConv, pack_for_batches
+
+    g = torch.Generator().manual_seed(2)
+    conv = nn.Conv2d(64, 32, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    fused = FusedConv(conv, None, True, torch.float32, [4, 64, 8, 8], packed=True)
+    x = torch.randn(2, 64, 8, 8, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = torch.relu(conv(x))
+        assert fused.add_packs([1, 2, 4]) == tuple(sorted(fused._by_batch))  # only where the bytes differ
+        assert fused.add_packs([2], check=False) == tuple(sorted({2, *fused._by_batch}))  # kept as told
+        torch.testing.assert_close(fused(x), ref)  # the batch-2 packing in use
+        assert pack_for_batches(nn.Sequential(fused), [2], known={0: [2]}) == {0: fused.add_packs([])}
+    fused.unpack()
+    assert fused._by_batch == {} and fused.add_packs([1, 2]) == ()
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), ref)
+
+
+def test_selection_picks_the_faster_form_from_injected_timings():
+    form, plan = select_form(PLAIN_WINS)
+    assert form == "plain" and plan.per_image_s == ((1, 0.5), (2, 0.45), (4, 0.4))
+    form, plan = select_form(FUSED_WINS)
+    assert form == "fused" and plan.per_image_s == ((1, 1.0), (2, 0.6), (4, 0.5))
+    # within the timing noise (MARGIN) the default form stays
+    close = {("fused", 1): 1.0, ("fused", 4): 1.0, ("plain", 1): 0.95, ("plain", 4): 0.95}
+    assert select_form(close)[0] == "fused"
+
+
+def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts):
+    part = micro_parts["body_backbone"]
+    asked: list = []
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
+                                           timer=fake_timer(PLAIN_WINS, log=asked))
+    assert choice.form == "plain" and isinstance(module, FusedResNet) and not module.stem.packed
+    assert choice.chunks.per_image_s == ((1, 0.5), (4, 0.4)) and choice.measured["fused"][2] == 1.5
+    # plain won the first rounds: both forms timed again at their common sizes before the choice
+    assert asked == [sorted([("fused", 1), ("fused", 2), ("fused", 4), ("plain", 1), ("plain", 4)], key=str),
+                     sorted([("fused", 1), ("fused", 4), ("plain", 1), ("plain", 4)], key=str)]
+    # ... and when the default form, timed again, shows it was as fast (other processes had slowed
+    # its first rounds: timings only ever come out slower), the default stays
+    answers = iter([PLAIN_WINS, {**PLAIN_WINS, ("fused", 1): 0.45, ("fused", 4): 0.35}])
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
+                                      timer=lambda calls, rounds: fake_timer(next(answers))(calls, rounds))
+    assert choice.form == "fused" and choice.chunks.per_image_s == ((1, 0.45), (2, 1.5), (4, 0.35))
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(FUSED_WINS))
+    assert choice.form == "fused" and module.stem.packed and module.chunks == choice.chunks
+    assert choice.describe(3) == "fused 2+1"
+
+
+def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
+    part = micro_parts["box_net"]
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                           timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0}))
+    assert choice.subpixel == (True, True, True)
+    assert all(isinstance(m, SubpixelDeconv) for m in module.layers)
+    assert choice.describe(1) == "fused 1 subpixel 3/3"
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS))
+    assert choice.subpixel == (False, False, False) and not any(isinstance(m, SubpixelDeconv) for m in module.layers)
+
+
+def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, caplog):
+    part = micro_parts["face_backbone"]
+    real_build = type(part).build
+
+    class OffByOne(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x) + 1.0
+
+    def build(self, dtype, packed, chunk, subpixel=None):
+        m = real_build(self, dtype, packed, chunk, subpixel)
+        return m if packed else OffByOne(m)
+
+    monkeypatch.setattr(type(part), "build", build)
+    with caplog.at_level(logging.WARNING):
+        choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(PLAIN_WINS))
+    assert choice.form == "fused" and "plain" not in choice.measured
+    assert "plain form is off by" in caplog.text
+
+
+# -- the cache -----------------------------------------------------------------------------------
+
+
+class FakeMeasure:
+    """Stands in for strategy.measure_part: answers ``form`` for every part, records the parts
+    asked, raises MachineBusy from the ``busy_after``-th call on."""
+
+    def __init__(self, form: str = "plain", busy_after: int | None = None):
+        self.form, self.busy_after, self.asked = form, busy_after, []
+
+    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2):
+        if self.busy_after is not None and len(self.asked) >= self.busy_after:
+            raise MachineBusy("busy")
+        self.asked.append((part.name, dtype))
+        per_image = PLAIN_WINS if self.form == "plain" else FUSED_WINS
+        plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == self.form)))
+        sub = tuple(False for _ in part.transposed_convs())
+        return PartChoice(self.form, plan, sub, part.per_crop, {self.form: dict(plan.per_image_s)}), nn.Identity()
+
+
+@pytest.fixture()
+def measure(monkeypatch):
+    fake = FakeMeasure()
+    monkeypatch.setattr(strategy, "measure_part", fake)
+    return fake
+
+
+def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, measure):
+    path = tmp_path / "cpu_strategy.json"
+    first, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert first.source == "measured" and set(built) == set(micro_parts) and len(measure.asked) == 4
+    assert {c.form for c in first.parts.values()} == {"plain"} and first.cache_file == str(path)
+    data = json.loads(path.read_text())
+    (machine_id, slot), = data["machines"].items()
+    assert slot["cpu"] == strategy.cpu_model() and slot["torch"] == torch.__version__
+    assert slot["threads"] == torch.get_num_threads() and len(slot["parts"]) == 4
+    assert sorted(pid.split(":")[0] for pid in slot["parts"]) == sorted(micro_parts)
+    assert any("resnet18 3x128x128 float32" in pid for pid in slot["parts"])
+
+    measure.asked.clear()
+    again, built = choose_cpu_strategy(micro_parts, FP32, path=path)  # read back, nothing measured
+    assert again.source == "cache" and built == {} and again.selection_s == 0 and measure.asked == []
+    assert {n: c.to_dict() for n, c in again.parts.items()} == {n: c.to_dict() for n, c in first.parts.items()}
+
+    # another CPU model or another torch version: measured again, every machine kept
+    measure.form = "fused"
+    monkeypatch.setattr(strategy, "cpu_model", lambda: "Another CPU (family 25)")
+    other, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert other.source == "measured" and {c.form for c in other.parts.values()} == {"fused"}
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
+    assert len(json.loads(path.read_text())["machines"]) == 3
+
+    # another dtype for one part (the fast mode): only that part is measured
+    monkeypatch.setattr(torch, "__version__", slot["torch"])
+    monkeypatch.setattr(strategy, "cpu_model", lambda: slot["cpu"])
+    measure.asked.clear()
+    mixed, built = choose_cpu_strategy(micro_parts, dict(FP32, body_backbone=torch.bfloat16), path=path,
+                                       busy=lambda: False)
+    assert mixed.source == "cache+measured" and set(built) == {"body_backbone"}
+    assert measure.asked == [("body_backbone", torch.bfloat16)]
+    assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": 1, "machines": []}', '[1, 2]', "\udcff"])
+def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog, measure, content):
+    path = tmp_path / "cpu_strategy.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured" and "ignoring the CPU strategy cache" in caplog.text
+    assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT  # rewritten, readable again
+    assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache"
+
+
+def test_a_malformed_entry_is_measured_again(micro_parts, tmp_path, caplog, measure):
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    slot = next(iter(data["machines"].values()))
+    body = next(pid for pid in slot["parts"] if pid.startswith("body_backbone"))
+    slot["parts"][body]["form"] = "winograd"
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    measure.form = "fused"
+    with caplog.at_level(logging.WARNING):
+        chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert set(built) == {"body_backbone"} and chosen.parts["body_backbone"].form == "fused"
+    assert "ignoring the cached CPU strategy for body_backbone" in caplog.text
+
+
+def test_measure_request_measures_again(micro_parts, tmp_path, measure):
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    measure.form = "fused"
+    chosen, _ = choose_cpu_strategy(micro_parts, FP32, "measure", path=path, busy=lambda: False)
+    assert chosen.source == "measured" and {c.form for c in chosen.parts.values()} == {"fused"}
+    assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].parts["face_backbone"].form == "fused"
+
+
+def test_a_busy_machine_runs_the_default_and_caches_nothing(micro_parts, tmp_path, caplog, measure):
+    path = tmp_path / "cpu_strategy.json"
+    with caplog.at_level(logging.WARNING):
+        chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: True)
+    assert chosen.source == "default" and built == {} and not path.exists() and measure.asked == []
+    assert all(c.form == "fused" and c.chunks == ChunkPlan.fixed(4) for c in chosen.parts.values())
+    assert "of body_backbone, hand_backbone, face_backbone, box_net is not measured now" in caplog.text
+
+    measure.busy_after = 2  # busy from the third part on: the first two are measured and kept
+    chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured+default" and set(built) == {"body_backbone", "hand_backbone"}
+    assert chosen.parts["body_backbone"].form == "plain" and chosen.parts["box_net"].form == "fused"
+    assert len(next(iter(json.loads(path.read_text())["machines"].values()))["parts"]) == 2
+
+
+def test_time_interleaved_keeps_clean_calls_only(monkeypatch):
+    # (wall s, share of it the threads ran): a call with less than CLEAN_SHARE of the best share
+    # of its candidate was slowed by other processes and does not count
+    script = iter([(5.0, 0.3), (2.0, 0.9), (1.0, 0.95), (3.0, 0.85), (0.5, 0.2), (4.0, 0.9)])
+    order = []
+    monkeypatch.setattr(strategy, "_timed", lambda fn, threads: (fn(), next(script))[1])
+    got = strategy.time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 2)
+    # a: 5.0 (not clean), 1.0, then 0.5 (not clean), 4.0 -> 1.0; b: 2.0, 3.0 -> 2.0 after two rounds
+    assert got == {"a": 1.0, "b": 2.0} and order == ["a", "b", "a", "b", "a", "a"]
+
+
+# -- forcing a strategy --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,expected", [
+    (None, StrategyRequest("auto")), ("", StrategyRequest("auto")), ("measure", StrategyRequest("measure")),
+    ("fused", StrategyRequest("forced", "fused", 4)), ("Plain:2", StrategyRequest("forced", "plain", 2)),
+])
+def test_strategy_request_parse(text, expected):
+    assert StrategyRequest.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fast", "fused:0", "plain:x", "fused:2:3"])
+def test_strategy_request_refuses_other_values_in_one_line(text):
+    with pytest.raises(InputError, match="use auto, measure, fused, plain") as e:
+        StrategyRequest.parse(text)
+    assert "\n" not in str(e.value)
+
+
+def test_forced_by_the_environment(monkeypatch, micro_net):
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "plain:2")
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    st = net.cpu_strategy
+    assert isinstance(st, CpuStrategy) and st.source == "forced"
+    backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
+    assert all(not b.stem.packed and b.chunks == ChunkPlan.fixed(2) for b in backbones)
+    assert st.summary(3) == "plain: body 2+1, hand 2+2+2, face 2+1, box 2+1"
+    assert st.describe(1)["hand_backbone"] == "plain 2"
+    # an explicit chunk forces fused convolutions of that size, whatever the environment says
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", chunk=3)
+    assert net.backbone.stem.packed and net.backbone.chunks == ChunkPlan.fixed(3)
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "quick")
+    net = copy.deepcopy(micro_net)
+    with pytest.raises(InputError, match="WBCAP_CPU_STRATEGY"):
+        optimize_for_inference(net, "cpu", "exact")
+
+
+# -- every exact candidate equals the module-by-module network, at every batch size ---------------
+
+
+def _measured(form: str, subpixel: bool) -> str:
+    return f"measured-{form}" + ("-subpixel" if subpixel else "")
+
+
+# Chunk sizes: fused:4 runs the 3 crops in one call, plain:2 in calls of 2 + 1, the measured ones
+# by their plans (sizes 1 and 2); every one is compared with single crops too.
+CANDIDATES = ["fused:4", "plain:2", _measured("fused", True), _measured("plain", True)]
+
+
+@pytest.fixture(scope="module")
+def micro_net():
+    """An unconverted MICRO network (deep-copied by each test that converts it)."""
+    return random_network(MICRO, seed=2)
+
+
+@pytest.fixture(scope="module")
+def micro_reference(micro_net):
+    """The module-by-module MICRO network's outputs for 3 crops."""
+    x = torch.rand(3, 3, 256, 192, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        return x, micro_net(x)
+
+
+def _outputs(out) -> dict[str, torch.Tensor]:
+    d = {f"smplx.{k}": v for k, v in out.smplx.items()}
+    d.update({k: getattr(out, k) for k in ("joint_img", "lhand_bbox", "rhand_bbox", "face_bbox", "cam_param")})
+    return d
+
+
+@pytest.mark.parametrize("candidate", CANDIDATES)
+def test_every_exact_candidate_equals_the_reference_and_is_batch_invariant(candidate, micro_net, micro_reference,
+                                                                          tmp_path, monkeypatch):
+    x, ref = micro_reference
+    net = copy.deepcopy(micro_net)
+    if candidate.startswith("measured"):
+        # a measured choice with every option taken (fake timings), through the real cache code
+        per_image = PLAIN_WINS if "plain" in candidate else FUSED_WINS
+        monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
+        monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, {False: 2.0, True: 1.0}))
+        monkeypatch.setattr(strategy, "machine_busy", lambda: False)
+        monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+        net = optimize_for_inference(net, "cpu", "exact")
+        assert net.cpu_strategy.source == "measured" and isinstance(net.box_net.deconv.layers[0], SubpixelDeconv)
+    else:
+        net = optimize_for_inference(net, "cpu", "exact", strategy=candidate)
+    with torch.inference_mode():
+        batched = _outputs(net(x))
+        alone = [_outputs(net(x[i:i + 1])) for i in range(3)]
+    for name, value in _outputs(ref).items():
+        scale = max(1.0, value.abs().max().item())
+        err = (batched[name] - value).abs().max().item()
+        assert err <= 1e-4 * scale, f"{candidate}: {name} off by {err:.3g} from the module-by-module network"
+        one = torch.cat([a[name] for a in alone])
+        err = (one - batched[name]).abs().max().item()
+        assert err <= 1e-5 * scale, f"{candidate}: {name} changes by {err:.3g} with the batch size"
+
+
+@pytest.mark.parametrize("candidate", ["fused:2", "plain:2"])
+def test_fast_candidates_stay_close_and_really_run_bf16(candidate, micro_net, micro_reference):
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bfloat16 on this CPU")
+    x, ref = micro_reference
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast", strategy=candidate)
+    assert net.backbone.dtype == torch.bfloat16 and net.backbone.stem.packed == candidate.startswith("fused")
+    with torch.inference_mode():
+        out = _outputs(net(x))
+    err = (out["joint_img"] - ref.joint_img).abs().max().item()
+    assert 0 < err < 0.5, f"{candidate}: joints moved by {err:.3g} heatmap cells"
+
+
+def test_fused_conv_stack_subpixel_equals_modules():
+    from wbcap.model.layers import make_deconv_layers
+
+    g = torch.Generator().manual_seed(3)
+    seq = make_deconv_layers([40, 24, 24]).eval()
+    with torch.no_grad():
+        for m in seq.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / 40**0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+    x = torch.randn(3, 40, 5, 3, generator=g)
+    with torch.inference_mode():
+        ref = seq(x)
+        for packed in (True, False):
+            stack = FusedConvStack(seq, [2, 40, 5, 3], packed=packed, subpixel=[True, False])
+            assert isinstance(stack.layers[0], SubpixelDeconv) and stack.subpixel == (True, False)
+            out = stack(x)
+            assert out.shape == ref.shape == (3, 24, 20, 12)
+            assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    with pytest.raises(ValueError, match="flags"):
+        FusedConvStack(seq, [2, 40, 5, 3], subpixel=[True])
+
+
+def test_part_choice_round_trip():
+    c = PartChoice("plain", ChunkPlan(((1, 0.5), (4, 0.25))), (True, False), 2, {"plain": {1: 0.5, 4: 0.25}},
+                   {3: (1, 2)})
+    assert PartChoice.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert c.describe(3) == "plain 4+1+1 subpixel 1/2"  # 6 hand images in calls of measured sizes

@@ -1,0 +1,584 @@
+"""Which CPU inference form each part of the network takes on this machine, by measurement.
+
+The fused network (:mod:`wbcap.model.fused`) can run each of its tuned parts
+(:data:`~wbcap.model.fused.TUNED_PARTS`: body, hand and face ResNets, the box network's
+deconvolutions) in more than one correct way, and which is fastest depends on the CPU, its
+cache sizes, the core count and the torch/oneDNN build:
+
+* form ``fused``: oneDNN primitives with pre-packed weights and ReLU / residual add fused
+  (``torch.ops.mkldnn._convolution_pointwise``); ``plain``: the same folded weights through
+  ``F.conv2d`` (oneDNN reorders the weights on every call) with the elementwise steps apart;
+* chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
+  a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
+  which the size for any batch is predicted;
+* for each 4x4 stride-2 transposed convolution of the box network: oneDNN's deconvolution or
+  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`).
+
+:func:`choose_cpu_strategy` times these candidates once, on the part's real input shapes, with
+the trained weights (a few seconds for the released network on an idle machine), and keeps the
+result in ``<user cache>/wbcap/cpu_strategy.json``, keyed by the CPU (model name,
+family/model/stepping, the vector ISA flags), the torch version, the torch thread count and, per
+part, its architecture and dtype. Later runs read it back (a corrupt file is ignored with a
+warning and rewritten).
+
+Timings on a machine other processes share are unreliable (measured on the 2-core Xeon: with one
+other busy process, a ResNet-50 on both cores ran 6x slower, as every oneDNN call waited for its
+descheduled second thread). So a busy machine (:func:`machine_busy`, checked before each part:
+torch's threads ran less than :data:`CLEAN_SHARE` of three 30 ms probes) is not measured: its
+parts run in the default form and nothing is cached, so that a later run measures. Candidates
+are timed in interleaved rounds, keeping the least time of the clean calls. Another form
+replaces the default only when faster by more than :data:`MARGIN`.
+
+Every candidate computes the same sums in float32 (or bfloat16 in the fast mode's parts) up to
+rounding: in float32 each is checked, when measured, against the module-by-module part
+(``<= 1e-4`` relative to the output's largest value) and, across chunk sizes, against itself
+(``<= 1e-5``: results do not depend on the batch size); a candidate that fails is dropped with a
+warning.
+
+``$WBCAP_CPU_STRATEGY`` (or ``strategy=`` of :func:`~wbcap.model.fused.optimize_for_inference`)
+overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
+:data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
+``fused:N`` / ``plain:N`` (N images per call), ``measure`` (measure again and update the cache),
+``auto`` (default: the cached choice, measured when missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wbcap.errors import InputError
+from wbcap.model.fused import DEFAULT_CHUNK, ChunkPlan, TunedPart, subpixel_applies
+
+log = logging.getLogger(__name__)
+
+ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
+FORMS = ("fused", "plain")
+CACHE_FILE = "cpu_strategy.json"
+CACHE_FORMAT = 1
+#: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
+EXACT_TOLERANCE = 1e-4
+#: float32 candidates across chunk sizes (batch-size invariance), same measure.
+INVARIANCE_TOLERANCE = 1e-5
+#: bfloat16 candidates vs the float32 module-by-module part (a sanity bound: bfloat16 rounding).
+BF16_TOLERANCE = 5e-2
+#: Timed rounds per candidate (after one untimed call); the least time of the clean ones is kept.
+ROUNDS = 2
+#: Rounds beyond ROUNDS allowed to replace calls that were not clean.
+EXTRA_ROUNDS = 2
+#: A timed call is clean when the process's threads ran (CPU time / (wall time x torch threads))
+#: for at least this share of the time: of the most any call of the same candidate got (serial
+#: steps keep some candidates below 1 on an idle machine), and, for :func:`machine_busy`'s probe
+#: of matrix products on every thread, of the wall time itself.
+CLEAN_SHARE = 0.8
+#: Another form (or the sub-pixel deconvolution) replaces the default only when it is faster by
+#: more than this share: differences within the timing noise keep the default.
+MARGIN = 0.1
+
+#: ``(calls, rounds) -> seconds``: times every call ``rounds`` times, interleaved, and returns the
+#: least seconds of each (replaceable in tests); raises :class:`MachineBusy` when it cannot.
+Timer = Callable[[Mapping[Hashable, Callable[[], Any]], int], dict[Hashable, float]]
+
+
+class MachineBusy(RuntimeError):
+    """Other processes kept the cores busy: a measurement would say little (nothing is cached)."""
+
+
+def _timed(fn: Callable[[], Any], threads: int) -> tuple[float, float]:
+    """(wall seconds, share of it the process's ``threads`` threads ran) of one call of ``fn``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    return wall, (time.process_time() - c0) / max(wall * threads, 1e-9)
+
+
+def _clean(samples: Sequence[tuple[float, float]]) -> list[float]:
+    top = max(share for _, share in samples)
+    return [wall for wall, share in samples if share >= CLEAN_SHARE * top]
+
+
+def time_interleaved(calls: Mapping[Hashable, Callable[[], Any]], rounds: int) -> dict[Hashable, float]:
+    """Least wall seconds of each call over ``rounds`` rounds that call every one once in turn
+    (a burst of load from another process falls on all candidates alike), keeping only clean
+    calls (:data:`CLEAN_SHARE`); up to :data:`EXTRA_ROUNDS` more rounds for the candidates with
+    fewer than ``rounds`` clean calls."""
+    threads = torch.get_num_threads()
+    rounds = max(1, rounds)
+    samples: dict[Hashable, list[tuple[float, float]]] = {k: [] for k in calls}
+    for r in range(rounds + EXTRA_ROUNDS):
+        todo = [k for k in calls if r < rounds or len(_clean(samples[k])) < rounds]
+        if not todo:
+            break
+        for key in todo:
+            samples[key].append(_timed(calls[key], threads))
+    return {k: min(_clean(v)) for k, v in samples.items()}
+
+
+def machine_busy(seconds: float = 0.03, tries: int = 3) -> bool:
+    """True when, in each of ``tries`` probes of about ``seconds`` of small matrix products on
+    torch's threads, those threads ran for less than :data:`CLEAN_SHARE` of the time (other
+    processes hold the cores; one quiet probe is enough to call the machine free)."""
+    a = torch.ones(192, 192)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        for _ in range(max(1, tries)):
+            c0, t0 = time.process_time(), time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                torch.mm(a, a)
+            wall = time.perf_counter() - t0
+            if (time.process_time() - c0) / max(wall * threads, 1e-9) >= CLEAN_SHARE:
+                return False
+    return True
+
+
+# -- what is asked ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrategyRequest:
+    """A parsed ``$WBCAP_CPU_STRATEGY`` / ``strategy=`` value.
+
+    ``mode``: ``auto`` (cached choice, measured when missing), ``measure`` (measure again) or
+    ``forced`` (``form`` with ``chunk`` images per call for every part).
+    """
+
+    mode: str
+    form: str | None = None
+    chunk: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> StrategyRequest:
+        """``None`` / ``""`` / ``auto``, ``measure``, ``fused``, ``plain``, ``fused:N``, ``plain:N``.
+
+        Raises InputError (one line, naming the choices) for anything else.
+        """
+        value = (text or "auto").strip().lower()
+        if value in ("auto", "measure"):
+            return cls(value)
+        form, _, chunk = value.partition(":")
+        if form in FORMS:
+            if not chunk:
+                return cls("forced", form, DEFAULT_CHUNK)
+            if chunk.isdigit() and int(chunk) >= 1:
+                return cls("forced", form, int(chunk))
+        raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, fused:N or "
+                         "plain:N (N images per convolution call)")
+
+    @classmethod
+    def from_env(cls, explicit: str | None = None) -> StrategyRequest:
+        """``explicit`` when given, else ``$WBCAP_CPU_STRATEGY``, parsed."""
+        return cls.parse(explicit if explicit is not None else os.environ.get(ENV_STRATEGY))
+
+
+# -- what was chosen -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartChoice:
+    """How one part runs: ``form`` (``fused`` or ``plain``), ``chunks`` (images per call by batch
+    size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``per_crop`` (the
+    part's inputs per person crop), ``measured`` (form -> chunk -> seconds per image, what the
+    choice was made from; empty when forced), ``alternates`` (convolution number -> the batch
+    sizes its weight is packed for apart, :func:`~wbcap.model.fused.pack_for_batches`; None: find
+    them when building)."""
+
+    form: str
+    chunks: ChunkPlan
+    subpixel: tuple[bool, ...] = ()
+    per_crop: int = 1
+    measured: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+    alternates: Mapping[int, tuple[int, ...]] | None = None
+
+    def describe(self, batch_size: int) -> str:
+        """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
+        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form."""
+        text = f"{self.form} {self.chunks.describe(self.per_crop * max(1, batch_size))}"
+        if any(self.subpixel):
+            text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the cache's and ``wbcap bench``'s form)."""
+        return {
+            "form": self.form,
+            "per_image_s": {str(c): t for c, t in self.chunks.per_image_s},
+            "subpixel": list(self.subpixel),
+            "per_crop": self.per_crop,
+            "measured": {f: {str(c): t for c, t in ts.items()} for f, ts in self.measured.items()},
+            "alternates": None if self.alternates is None else {str(i): list(v) for i, v in self.alternates.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PartChoice:
+        """Inverse of :meth:`to_dict`; KeyError / ValueError / TypeError on a malformed entry."""
+        form = d["form"]
+        if form not in FORMS:
+            raise ValueError(f"unknown form {form!r}")
+        table = tuple(sorted((int(c), float(t)) for c, t in d["per_image_s"].items()))
+        alt = d.get("alternates")
+        return cls(form, ChunkPlan(table), tuple(bool(v) for v in d.get("subpixel", ())), int(d.get("per_crop", 1)),
+                   {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
+                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()})
+
+
+@dataclass(frozen=True)
+class CpuStrategy:
+    """The form of every tuned part on this machine (:class:`PartChoice` by part name).
+
+    ``source``: ``measured`` (just now), ``cache`` (read back), ``forced`` (requested) or mixed
+    (``cache+measured`` when some parts were missing from the cache); ``machine``: the cache key
+    (``cpu``, ``torch``, ``threads``); ``selection_s``: seconds spent measuring (0 when read or
+    forced); ``cache_file``: where it is kept (None when forced).
+    """
+
+    parts: Mapping[str, PartChoice]
+    source: str
+    machine: Mapping[str, Any]
+    selection_s: float = 0.0
+    cache_file: str | None = None
+
+    def describe(self, batch_size: int) -> dict[str, str]:
+        """Part name -> :meth:`PartChoice.describe` for ``batch_size`` crops."""
+        return {name: choice.describe(batch_size) for name, choice in self.parts.items()}
+
+    def summary(self, batch_size: int) -> str:
+        """One short line for ``batch_size`` crops, e.g. ``"fused: body 1, hand 2, face 1, box 1 (sub-pixel 1/3)"``;
+        parts in another form are named with it."""
+        forms = [c.form for c in self.parts.values()]
+        main = max(set(forms), key=forms.count)
+        short = {"body_backbone": "body", "hand_backbone": "hand", "face_backbone": "face", "box_net": "box"}
+        items = []
+        for name, c in self.parts.items():
+            label = short.get(name, name)
+            calls = c.chunks.describe(c.per_crop * max(1, batch_size))
+            items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
+        sub = [v for c in self.parts.values() for v in c.subpixel]
+        tail = f" (sub-pixel {sum(sub)}/{len(sub)})" if any(sub) else ""
+        return f"{main}: " + ", ".join(items) + tail
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for reports."""
+        return {"source": self.source, "machine": dict(self.machine), "selection_s": self.selection_s,
+                "cache_file": self.cache_file, "parts": {n: c.to_dict() for n, c in self.parts.items()}}
+
+
+# -- the machine and the cache ---------------------------------------------------------------------
+
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "asimd", "sve")
+
+
+def cpu_model() -> str:
+    """The CPU as the cache knows it: model name, family/model/stepping and the vector ISA flags
+    oneDNN's choice depends on (from ``/proc/cpuinfo``; ``platform`` elsewhere), e.g.
+    ``"Intel(R) Xeon(R) Processor (family 6 model 207 stepping 2; avx2 avx512f avx512_bf16 amx_bf16 avx512_fp16)"``."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, sep, value = line.partition(":")
+            key = key.strip().lower()
+            if not sep:
+                if fields:
+                    break  # the first processor's block is enough
+                continue
+            fields.setdefault(key, value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    ids = [f"{k} {fields[k2]}" for k, k2 in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
+           if fields.get(k2)]
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    isa = [f for f in _ISA_FLAGS if f in flags]
+    detail = "; ".join(x for x in (" ".join(ids), " ".join(isa)) if x)
+    return f"{name} ({detail})" if detail else name
+
+
+def machine_key() -> dict[str, Any]:
+    """What a cached choice is valid for: ``cpu`` (:func:`cpu_model`), ``torch`` (version) and
+    ``threads`` (``torch.get_num_threads()``)."""
+    return {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def _machine_id(machine: Mapping[str, Any]) -> str:
+    return f"{machine['cpu']} | torch {machine['torch']} | {machine['threads']} threads"
+
+
+def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool) -> str:
+    return f"{part.name}: {part.arch} {str(dtype).removeprefix('torch.')}{'' if onednn else ' no-onednn'}"
+
+
+def cache_path() -> Path:
+    """``<user cache folder>/wbcap/cpu_strategy.json`` (platformdirs; ``$XDG_CACHE_HOME`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("wbcap", appauthor=False)) / CACHE_FILE
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """The cache file's machines table (machine id -> {"parts": {part id -> choice dict}});
+    empty when the file is missing, and when it cannot be read or parsed (with a warning: it
+    is then measured again and rewritten)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        log.warning("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
+        return {}
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
+        log.warning("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path,
+                    CACHE_FORMAT)
+        return {}
+    return data["machines"]
+
+
+def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice]) -> None:
+    """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first,
+    written atomically); a failure to write is a warning (the choice is measured again next time)."""
+    from wbcap import __version__
+    from wbcap.atomic import atomic_write_text
+
+    machines = read_cache(path)
+    mid = _machine_id(machine)
+    slot = machines.get(mid)
+    if not isinstance(slot, dict) or not isinstance(slot.get("parts"), dict):
+        slot = {**dict(machine), "parts": {}}
+    stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wbcap": __version__}
+    slot["parts"].update({pid: {**c.to_dict(), **stamp} for pid, c in entries.items()})
+    machines[mid] = slot
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "machines": machines}, indent=1) + "\n")
+    except OSError as e:
+        log.warning("could not write the CPU strategy cache %s (%s); it will be measured again next time", path, e)
+
+
+def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str) -> PartChoice | None:
+    slot = machines.get(_machine_id(machine))
+    entry = slot.get("parts", {}).get(pid) if isinstance(slot, dict) else None
+    if entry is None:
+        return None
+    try:
+        return PartChoice.from_dict(entry)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        log.warning("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
+        return None
+
+
+# -- choosing --------------------------------------------------------------------------------------
+
+
+def select_form(per_image_s: Mapping[tuple[str, int], float]) -> tuple[str, ChunkPlan]:
+    """The form to run and its chunk plan, from measured ``(form, chunk) -> seconds per image``.
+
+    A form is scored by the sum of its seconds per image over the chunk sizes every form was
+    measured at (small and large batches weigh alike). The first form of :data:`FORMS` that was
+    measured is the default; another replaces it only when its score is lower by more than
+    :data:`MARGIN`. The plan holds all the chosen form's measured sizes.
+    """
+    forms = [f for f in FORMS if any(k[0] == f for k in per_image_s)]
+    if not forms:
+        raise ValueError("no candidate was measured")
+    common = set.intersection(*({c for f2, c in per_image_s if f2 == f} for f in forms))
+    if not common:
+        raise ValueError(f"the forms share no measured chunk size: {sorted(per_image_s)}")
+    score = {f: sum(per_image_s[f, c] for c in common) for f in forms}
+    best = forms[0]
+    for f in forms[1:]:
+        if score[f] < (1 - MARGIN) * score[best]:
+            best = f
+    return best, ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image_s.items() if f == best)))
+
+
+def chunk_candidates(threads: int | None = None) -> tuple[int, ...]:
+    """Chunk sizes measured: 1, 2, 4, and 8 with 4 or more torch threads."""
+    threads = torch.get_num_threads() if threads is None else threads
+    return (1, 2, 4, 8) if threads >= 4 else (1, 2, 4)
+
+
+def _rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
+
+
+def _layer_groups(seq: nn.Sequential) -> list[nn.Sequential]:
+    """``[Conv, (BatchNorm, ReLU)]*`` split into one Sequential per convolution."""
+    mods = list(seq)
+    groups, i = [], 0
+    while i < len(mods):
+        j = i + 1
+        while j < len(mods) and not isinstance(mods[j], (nn.Conv2d, nn.ConvTranspose2d)):
+            j += 1
+        groups.append(nn.Sequential(*mods[i:j]))
+        i = j
+    return groups
+
+
+def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch.Tensor, timer: Timer,
+                     rounds: int) -> tuple[bool, ...]:
+    """Per transposed convolution of ``part``: whether its sub-pixel form was faster (and as
+    correct) on one input, each layer timed alone on its real input."""
+    from wbcap.model.fused import FusedConvStack
+
+    flags: list[bool] = []
+    h = x
+    for group in _layer_groups(part.module):
+        conv = group[0]
+        ref = group(h)
+        if not isinstance(conv, nn.ConvTranspose2d):
+            h = ref
+            continue
+        if not subpixel_applies(conv):
+            flags.append(False)
+            h = ref
+            continue
+        size = list(h.shape)
+        cands = {sub: FusedConvStack(group, size, dtype, onednn, subpixel=[sub]) for sub in (False, True)}
+        ok = {sub: _rel_error(m(h), ref) <= (EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE)
+              for sub, m in cands.items()}
+        if not ok[True]:
+            log.warning("%s: the sub-pixel form of %s is off by more than rounding; not used", part.name, conv)
+        times = timer({sub: (lambda m=m, h=h: m(h)) for sub, m in cands.items()}, rounds)
+        flags.append(bool(ok[True] and times[True] < (1 - MARGIN) * times[False]))
+        h = ref
+    return tuple(flags)
+
+
+# Long (about 60 lines): build, check and time the candidates of one part in one place.
+def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequence[int] | None = None,
+                 timer: Timer | None = None, rounds: int = ROUNDS) -> tuple[PartChoice, nn.Module]:
+    """Time ``part``'s candidate forms on its real input shape and return the fastest correct
+    one, as a :class:`PartChoice` and the built module (weights packed for the largest chunk).
+
+    Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
+    ``plain`` at the smallest and largest (only ``plain`` without oneDNN); sub-pixel
+    deconvolutions decided first, layer by layer. Each is called once untimed (its output then
+    checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
+    when another form than the default wins, both are timed ``rounds`` times more before the
+    choice is made.
+    """
+    timer = timer or time_interleaved
+    sizes = sorted(set(chunks or chunk_candidates()))
+    forms = FORMS if onednn else ("plain",)
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = part.module(base[:1])
+        subpixel = (_choose_subpixel(part, dtype, onednn, base[:1], timer, rounds) if part.transposed_convs()
+                    else ())
+        every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
+        modules = {f: part.build(dtype, f == "fused", every, subpixel or None) for f in forms}
+        wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
+        tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
+        calls: dict[Hashable, Callable[[], Any]] = {}
+        first: dict[str, torch.Tensor] = {}
+        for f, c in wanted:
+            x = base[:c]
+            out = modules[f](x)
+            err = _rel_error(out[:1], ref)
+            if err > tol:
+                log.warning("%s: the %s form is off by %.2g (> %.0e) from the module-by-module part; not used",
+                            part.name, f, err, tol)
+                continue
+            if dtype == torch.float32:
+                if f in first and _rel_error(out[:1], first[f]) > INVARIANCE_TOLERANCE:
+                    log.warning("%s: the %s form gives other results in calls of %d images; that size is not used",
+                                part.name, f, c)
+                    continue
+                first.setdefault(f, out[:1])
+            calls[f, c] = (lambda m=modules[f], x=x: m(x))
+        if not calls:
+            raise RuntimeError(f"{part.name}: no inference form matched the module-by-module network")
+        seconds = timer(calls, rounds)
+        per_image = {k: seconds[k] / k[1] for k in calls}
+        form, plan = select_form(per_image)
+        if form != forms[0]:
+            # Leaving the default form: time both again at the sizes they share, and keep the
+            # least of all calls, so that one lucky round does not decide.
+            again = [k for k in calls if k[0] in (form, forms[0]) and (form, k[1]) in calls and (forms[0], k[1]) in calls]
+            more = timer({k: calls[k] for k in again}, rounds)
+            per_image.update({k: min(per_image[k], more[k] / k[1]) for k in again})
+            form, plan = select_form(per_image)
+    measured: dict[str, dict[int, float]] = {}
+    for (f, c), t in per_image.items():
+        measured.setdefault(f, {})[c] = t
+    module = modules[form]
+    module.chunks = plan  # the measured plan (its sizes were all packed for)
+    return PartChoice(form, plan, subpixel, part.per_crop, measured, dict(module.alternates)), module
+
+
+def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CHUNK) -> PartChoice:
+    """``form`` with at most ``chunk`` images per call, oneDNN deconvolutions: what runs when
+    forced, or unmeasured."""
+    return PartChoice(form, ChunkPlan.fixed(chunk), tuple(False for _ in part.transposed_convs()), part.per_crop)
+
+
+# Long (about 55 lines): the cache, the busy machine and the measurement meet here.
+def choose_cpu_strategy(
+    parts: Mapping[str, TunedPart], dtypes: Mapping[str, torch.dtype], request: str | None = None,
+    onednn: bool = True, timer: Timer | None = None, path: Path | None = None,
+    busy: Callable[[], bool] | None = None,
+) -> tuple[CpuStrategy, dict[str, nn.Module]]:
+    """The CPU strategy for ``parts`` computed in ``dtypes`` (part name -> dtype).
+
+    ``request``: see :class:`StrategyRequest` (default ``$WBCAP_CPU_STRATEGY``, else ``auto``).
+    Parts not in the cache (``path``, default :func:`cache_path`) are measured
+    (:func:`measure_part`) and added to it. When other processes keep the cores busy (``busy()``
+    before each part, or :class:`MachineBusy` from the measurement) the parts not measured yet run in the
+    default form (``fused``, :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call), not
+    cached, so that a later run measures them. Returns the strategy and the modules built while
+    measuring (part name -> module, to be used as they are; empty for parts read or forced).
+    ``timer`` and ``busy`` default to :func:`time_interleaved` and :func:`machine_busy`.
+    """
+    timer = timer or time_interleaved
+    busy = busy or machine_busy
+    req = StrategyRequest.from_env(request)
+    machine = machine_key()
+    default_form = "fused" if onednn else "plain"
+    if req.mode == "forced":
+        form = req.form if onednn else "plain"  # (optimize_for_inference has said oneDNN is missing)
+        choices = {name: default_choice(p, form, req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
+        return CpuStrategy(choices, "forced", machine), {}
+    path = cache_path() if path is None else path
+    machines = read_cache(path) if req.mode == "auto" else {}
+    chosen: dict[str, PartChoice] = {}
+    built: dict[str, nn.Module] = {}
+    new: dict[str, PartChoice] = {}
+    unmeasured: list[str] = []
+    t0 = time.perf_counter()
+    for name, part in parts.items():
+        pid = _part_id(part, dtypes[name], onednn)
+        cached = _cached_choice(machines, machine, pid)
+        if cached is not None and len(cached.subpixel) == len(part.transposed_convs()):
+            chosen[name] = cached
+            continue
+        if not unmeasured and not busy():
+            if not new:
+                log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
+            try:
+                chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer)
+                new[pid] = chosen[name]
+                continue
+            except MachineBusy:
+                pass
+        unmeasured.append(name)
+        chosen[name] = default_choice(part, default_form)
+    selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
+    if new:
+        write_cache(path, machine, new)
+        log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
+            f"{n} {c.form}" for n, c in chosen.items()))
+    if unmeasured:
+        log.warning("other processes keep the CPU busy: the inference strategy of %s is not measured now (%s, %d "
+                    "images per call); a later run will measure it", ", ".join(unmeasured), default_form,
+                    DEFAULT_CHUNK)
+    kinds = [k for k, flag in (("cache", len(chosen) > len(new) + len(unmeasured)), ("measured", bool(new)),
+                               ("default", bool(unmeasured))) if flag]
+    return CpuStrategy(chosen, "+".join(kinds), machine, selection_s, str(path)), built
