@@ -80,6 +80,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.detect.thread import overlaps_network
     from wbcap.pipeline import Pipeline
     from wbcap.track.iou_tracker import TrackerConfig
     from wbcap.video_app import VideoJob, run_video
@@ -106,6 +107,7 @@ def child(args: argparse.Namespace) -> None:
         result = run_video(job, pipeline=pipe)
     wall = time.perf_counter() - t1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bench_crops_per_s = bench_rate(pipe, args.video, args.batch_size)
     print(json.dumps({
         "frames": result.frames, "person_frames": result.person_frames, "tracks": len(result.tracks),
         "wall_s": wall, "startup_s": startup, "fps": result.frames / wall, "peak_rss_mb": peak_mb,
@@ -113,8 +115,35 @@ def child(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size, "precision": args.precision,
         "timings_s": result.timings, "real_body_model": real_body, "real_checkpoint": real_net,
         "architecture": config.backbone_depth, "device": str(dev), "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "bench_crops_per_s": bench_crops_per_s,
+        "detector": args.detector, "overlapped": overlaps_network(dev),
     }))
+
+
+def bench_rate(pipe, video: str, batch_size: int) -> float:
+    """``wbcap bench``'s regressor stage at ``batch_size`` in this process, after the run:
+    crops/s of the network on a device tensor of ``batch_size`` crops of the video's first
+    frame (median of 3 after 1 warm-up)."""
+    import statistics
+
+    import torch
+
+    from wbcap.crop.bbox import crops_to_tensor
+    from wbcap.detect.base import Detection
+    from wbcap.io.video_reader import open_frames
+
+    image = next(iter(open_frames(video, max_frames=1))).image
+    h, w = image.shape[:2]
+    patch = pipe.crop(image, [Detection((w * 0.3, h * 0.1, w * 0.2, h * 0.8), 1.0)])[0].patch
+    x = crops_to_tensor([patch] * batch_size).to(pipe.device).contiguous(memory_format=pipe.memory_format)
+    times = []
+    for i in range(4):
+        t = time.perf_counter()
+        with torch.inference_mode(), pipe.inference_context():
+            pipe.regressor(x)
+        if i:
+            times.append(time.perf_counter() - t)
+    return batch_size / statistics.median(times)
 
 
 def main() -> None:
@@ -125,7 +154,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--precision", default="exact", choices=["exact", "fast", "bf16", "fp16"])
-    ap.add_argument("--detector", default="hog")
+    yolox = ROOT.parent / "shared" / "models" / "yolox_nano.onnx"
+    ap.add_argument("--detector", default=f"yolox:{yolox}" if yolox.is_file() else "hog",
+                    help="default: YOLOX-nano from ../shared/models/yolox_nano.onnx when there, else HOG")
     ap.add_argument("--max-people", type=int, default=3)
     ap.add_argument("--full-size", action="store_true")
     ap.add_argument("--render", action="store_true")
@@ -147,7 +178,8 @@ def main() -> None:
         for name, video, n in clips:
             cmd = [sys.executable, __file__, "--child", "--video", video, "--frames", str(n), "--out", str(Path(tmp) / "out"),
                    "--device", args.device, "--batch-size", str(args.batch_size), "--detector", args.detector,
-                   "--max-people", str(args.max_people), "--precision", args.precision] + (["--full-size"] if args.full_size else []) + (
+                   "--max-people", str(args.max_people), "--precision", args.precision] + (
+                ["--full-size"] if args.full_size else []) + (
                 ["--render"] if args.render else [])
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
@@ -160,10 +192,17 @@ def main() -> None:
         stages = "  ".join(f"{k} {v:.1f}s ({r['frames'] / v:.1f}/s)" for k, v in r["timings_s"].items() if v > 0)
         print(f"{r['clip']:22s} {r['frames']:6d} {r['fps']:6.2f} {r['start_rss_mb']:13.0f} {r['run_rss_mb']:5.0f} "
               f"{r['peak_rss_mb']:5.0f}  {stages}")
+    print("\nshare of the wall time per stage (decode and detect run beside the network when 'overlapped'):")
+    for r in rows:
+        shares = "  ".join(f"{k} {100 * v / r['wall_s']:.0f}%" for k, v in r["timings_s"].items() if v > 0)
+        net = r["person_frames"] / r["timings_s"]["regress"] if r["timings_s"].get("regress") else float("nan")
+        print(f"{r['clip']:22s} {shares}")
+        print(f"{'':22s} network {net:.2f} crops/s in the run = {100 * net / r['bench_crops_per_s']:.0f}% of the bench's "
+              f"{r['bench_crops_per_s']:.2f} crops/s at batch {r['batch_size']}; overlapped: {r['overlapped']}")
     r0 = rows[0]
     print(f"device {r0['device']}, torch {r0['torch']} ({r0['threads']} threads), ResNet-{r0['architecture']} body backbone, "
           f"precision {r0['precision']}, batch size {r0['batch_size']}, start-up {r0['startup_s']:.1f} s, "
-          f"real checkpoint: {r0['real_checkpoint']}, real SMPL-X: {r0['real_body_model']}")
+          f"detector {Path(r0['detector']).name}, real checkpoint: {r0['real_checkpoint']}, real SMPL-X: {r0['real_body_model']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -334,3 +334,35 @@ def test_staged_dir_under_a_file_is_a_user_error(tmp_path):
     with pytest.raises(InputError, match=r"afile/out: cannot create the output folder \(Not a directory\)"):
         with staged_dir(tmp_path / "afile" / "out" / "photo"):
             pass
+
+
+def test_vertex_normals_match_trimesh_area_weighted(body_layer):
+    """render.vertex_normals == trimesh's area-weighted vertex normals (the face normals summed
+    by face area), on a posed synthetic SMPL-X body and a hand-made corner."""
+    import torch
+    import trimesh
+
+    from wbcap.export.render import vertex_normals
+
+    faces = body_layer.faces
+    with torch.no_grad():
+        body_pose = 0.3 * torch.sin(torch.arange(63.0)).reshape(1, 63)
+        z = torch.zeros
+        verts = body_layer(betas=z(1, 10), body_pose=body_pose, global_orient=z(1, 3), left_hand_pose=z(1, 45),
+                           right_hand_pose=z(1, 45), jaw_pose=z(1, 3), expression=z(1, 10)).vertices[0].double().numpy()
+    tm = trimesh.Trimesh(verts, faces, process=False)
+    area_weighted = np.repeat(tm.face_normals * tm.area_faces[:, None], 3, axis=0)  # one row per face corner
+    ref = np.zeros_like(verts, dtype=np.float64)
+    np.add.at(ref, tm.faces.reshape(-1), area_weighted)
+    ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-20)
+    ours = vertex_normals(verts, faces)
+    used = np.unique(faces)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours[used], ref[used], atol=1e-5)
+    # a unit right-angle corner: two faces in z=0 and x=0 meeting on the y axis
+    corner = vertex_normals(np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1], [5, 5, 5.0]]),
+                            np.array([[0, 2, 1], [0, 1, 3]]))
+    np.testing.assert_allclose(corner[2], [0, 0, 1], atol=1e-7)  # (x, y) counter-clockwise: +z
+    np.testing.assert_allclose(corner[3], [1, 0, 0], atol=1e-7)  # (y, z) counter-clockwise: +x
+    np.testing.assert_allclose(corner[0], np.array([1, 0, 1]) / np.sqrt(2), atol=1e-6)
+    np.testing.assert_allclose(corner[4], [0, 0, 1])  # in no face

@@ -115,6 +115,26 @@ def test_weights_packed_apart_for_batch_sizes_oneDNN_lays_out_differently():
         torch.testing.assert_close(fused(x), ref)
 
 
+def test_known_packings_are_made_on_first_use():
+    """A batch size known to need its own packing (the strategy cache) is packed on the first
+    call with that many images, not at build: one photo never packs for batch 4."""
+    from wbcap.model.fused import FusedConv
+
+    g = torch.Generator().manual_seed(3)
+    conv = nn.Conv2d(16, 8, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    fused = FusedConv(conv, None, False, torch.float32, [4, 16, 6, 6], packed=True)
+    assert fused.add_packs([1, 2, 4], check=False) == (1, 2)  # 4 is the main packing
+    assert fused._by_batch == {}
+    x = torch.randn(2, 16, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), conv(x), rtol=1e-5, atol=1e-5)
+        assert set(fused._by_batch) == {2} and fused._lazy == {1}
+        torch.testing.assert_close(fused(x[:1]), conv(x[:1]), rtol=1e-5, atol=1e-5)
+        assert set(fused._by_batch) == {1, 2} and not fused._lazy
+
+
 def test_selection_picks_the_faster_form_from_injected_timings():
     form, plan = select_form(PLAIN_WINS)
     assert form == "plain" and plan.per_image_s == ((1, 0.5), (2, 0.45), (4, 0.4))

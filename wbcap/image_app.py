@@ -115,6 +115,10 @@ def run_images(
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job.boxes_file)
+    if job.render:
+        from wbcap.export.render import preload_in_background
+
+        preload_in_background()  # the GL imports overlap loading and running the network
     if pipeline is None:
         stage("loading model", None)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(

@@ -2,8 +2,8 @@
 
 Two passes, so memory stays flat however long the video is and an interrupted run resumes:
 
-1. **regress** (:func:`regress_frames`) — frames are decoded and people detected in a
-   background thread (:mod:`wbcap.detect.thread`); person crops from several frames are batched
+1. **regress** (:func:`regress_frames`) — frames are decoded and people detected (in a
+   background thread where cores are spare: :mod:`wbcap.detect.thread`); person crops from several frames are batched
    through the network (:mod:`wbcap.model.batching`); each processed frame's detections and raw
    parameters are appended, in frame order, to ``OUT/.wbcap/raw.jsonl`` (flushed as it goes:
    :mod:`wbcap.io.raw_records`). ``--resume`` keeps the complete lines already there and
@@ -128,10 +128,11 @@ def regress_frames(
 ) -> int:
     """Pass 1. Returns the number of processed frames in the raw file.
 
-    ``timings`` (if given) accumulates seconds per stage: decode, detect (background thread),
+    ``timings`` (if given) accumulates seconds per stage: decode, detect (in a thread beside the
+    network when that does not slow it: :func:`wbcap.detect.thread.overlaps_network`),
     crop, regress, write.
     """
-    from wbcap.detect.thread import DetectionThread, open_detector
+    from wbcap.detect.thread import DetectionThread, open_detector, overlaps_network
     from wbcap.model.batching import regress_in_batches
 
     timings = {} if timings is None else timings
@@ -145,7 +146,8 @@ def regress_frames(
     )
     total = expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
-                                 max_people=job.max_people, timings=timings)
+                                 max_people=job.max_people, timings=timings,
+                                 background=overlaps_network(pipeline.device))
     try:
         with detections, RawWriter(raw) as writer:
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run

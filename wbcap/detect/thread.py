@@ -1,5 +1,6 @@
-"""Detection for ``wbcap run``'s pass 1: frames are decoded and people detected in a background
-thread, so that decoding and detection overlap the network's work on earlier frames.
+"""Detection for ``wbcap run``'s pass 1: frames are decoded and people detected, in a background
+thread when that overlaps the network's work on earlier frames without slowing it
+(:func:`overlaps_network`), else in the calling thread between network calls.
 
 :func:`open_detector` builds the detector for a video (binding a box file to its frames);
 :class:`DetectionThread` runs it and hands ``(frame, detections)`` over, in frame order.
@@ -46,30 +47,61 @@ def open_detector(
     return detector
 
 
-def _detect_thread(
-    frames: Iterable, detector: Any, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
-) -> None:
-    """Producer: decode + detect; puts (frame, detections) then None; exceptions are forwarded.
+def overlaps_network(device: Any) -> bool:
+    """Whether decoding and detection should run in a thread beside the network (True) or in
+    turn with it (False).
 
-    Frames with index ``<= skip_until`` (done by an earlier run) are put with ``None`` detections
-    and not detected. Adds seconds to ``timings["decode"]`` and ``timings["detect"]``.
+    On a GPU the network leaves the CPU free, so they overlap. On the CPU they overlap only when
+    the process may use more cores than torch's threads: torch's OpenMP threads wait for each
+    other at every operator, so a detector taking one of their cores stalls all of them (on the
+    2-core Xeon a ResNet-50 ran several times slower beside one busy thread), and doing the
+    work in turn keeps the network at its full speed.
+    """
+    import os
+
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return True
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores > torch.get_num_threads()
+
+
+def _detections(frames: Iterable, detector: Any, skip_until: int,
+                timings: dict[str, float]) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+    """Decode + detect: ``(frame, detections)`` in frame order.
+
+    Frames with index ``<= skip_until`` (done by an earlier run) come with ``None`` detections
+    and are not detected. Adds seconds to ``timings["decode"]`` and ``timings["detect"]``.
     """
     from wbcap.detect.factory import BoxesFileDetector
 
+    for frame in timed(frames, timings, "decode"):
+        if frame.index <= skip_until:
+            yield frame, None
+            continue
+        t1 = time.perf_counter()
+        if isinstance(detector, BoxesFileDetector):
+            dets = detector.for_frame(frame.index)
+        else:
+            dets = detector(frame.image)
+        timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
+        yield frame, dets
+
+
+def _detect_thread(
+    frames: Iterable, detector: Any, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
+) -> None:
+    """Producer (:func:`_detections` in a thread): puts (frame, detections) then None;
+    exceptions are forwarded."""
     try:
-        for frame in timed(frames, timings, "decode"):
+        for item in _detections(frames, detector, skip_until, timings):
             if stop.is_set():
                 break
-            t1 = time.perf_counter()
-            if frame.index <= skip_until:
-                q.put((frame, None))
-                continue
-            if isinstance(detector, BoxesFileDetector):
-                dets = detector.for_frame(frame.index)
-            else:
-                dets = detector(frame.image)
-            timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
-            q.put((frame, dets))
+            q.put(item)
         q.put(None)
     except BaseException as exc:  # re-raised in the consumer
         q.put(exc)
@@ -84,6 +116,8 @@ class DetectionThread:
     frame with index ``<= skip_until`` (done by an earlier run; not detected). An exception of
     the thread is raised by the iteration. Leaving the block stops the thread. ``maxsize``
     frames at most wait in the queue. ``timings`` gets ``decode`` and ``detect`` seconds.
+    ``background=False`` decodes and detects in the iterating thread instead, each frame when it
+    is asked for (no thread, no queue; see :func:`overlaps_network`).
 
     Attributes (for reports): ``current`` the latest frame index handed over (``None`` before
     the first); ``seen`` every index handed over; ``over_limit``/``frames_over`` the boxes beyond
@@ -91,8 +125,12 @@ class DetectionThread:
     """
 
     def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
-                 max_people: int | None = None, timings: dict[str, float] | None = None) -> None:
+                 max_people: int | None = None, timings: dict[str, float] | None = None,
+                 background: bool = True) -> None:
         self.detector = detector
+        self.background = background
+        timings = {} if timings is None else timings
+        self._inline = None if background else _detections(frames, detector, skip_until, timings)
         self.max_people = max_people
         self.current: int | None = None
         self.seen: set[int] = set()
@@ -103,21 +141,28 @@ class DetectionThread:
         # wbcap.errors.setting)
         self._worker = threading.Thread(
             target=contextvars.copy_context().run,
-            args=(_detect_thread, frames, detector, self._queue, self._stop, skip_until, {} if timings is None else timings),
+            args=(_detect_thread, frames, detector, self._queue, self._stop, skip_until, timings),
             daemon=True)
 
     def __enter__(self) -> DetectionThread:
-        self._worker.start()
+        if self.background:
+            self._worker.start()
         return self
 
-    def __iter__(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+    def _items(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+        if self._inline is not None:
+            yield from self._inline
+            return
         while True:
             item = self._queue.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            frame, dets = item
+            yield item
+
+    def __iter__(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+        for frame, dets in self._items():
             self.current = frame.index
             self.seen.add(frame.index)
             if dets is not None and self.max_people is not None and len(dets) > self.max_people:
@@ -127,6 +172,9 @@ class DetectionThread:
             yield frame, dets
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            return
         self._stop.set()
         while self._worker.is_alive():
             try:

