@@ -264,7 +264,7 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 1, "machines": []}', '[1, 2]', "\udcff"])
+@pytest.mark.parametrize("content", ["{not json", '{"format": 2, "machines": []}', '[1, 2]', "\udcff"])
 def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog, measure, content):
     path = tmp_path / "cpu_strategy.json"
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
@@ -273,6 +273,34 @@ def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog
     assert chosen.source == "measured" and "ignoring the CPU strategy cache" in caplog.text
     assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT  # rewritten, readable again
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache"
+
+
+def test_a_cache_of_an_older_format_is_measured_again_quietly(micro_parts, tmp_path, caplog, measure):
+    """A choice made under an older selection rule is not reused (CACHE_FORMAT), without a warning."""
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "format": strategy.CACHE_FORMAT - 1}))
+    with caplog.at_level(logging.INFO):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured" and "older wbcap" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT
+
+
+def test_selection_scores_the_batches_a_part_sees():
+    """The hand network takes two images per crop: a form slow only at one image per call is not
+    penalised for it (measured on the 2-core Xeon, fp32 hand ResNet-50, ms per image: fused
+    150 / 46 / 52 at 1 / 2 / 4 images per call, plain 74 / 56 at 1 / 4)."""
+    from wbcap.model.strategy import predicted_per_image
+
+    hand = {("fused", 1): 0.150, ("fused", 2): 0.046, ("fused", 4): 0.052, ("plain", 1): 0.074, ("plain", 4): 0.056}
+    form, plan = select_form(hand, per_crop=2)
+    assert form == "fused" and plan.calls(2) == (2,) and plan.calls(8) == (2, 2, 2, 2)
+    assert predicted_per_image(plan, 2) == pytest.approx(0.046)
+    # with one image per crop (e.g. the body network) a slow single-image call counts
+    slow_single = {**hand, ("fused", 1): 0.300}
+    assert select_form(slow_single, per_crop=2)[0] == "fused" and select_form(slow_single, per_crop=1)[0] == "plain"
 
 
 def test_a_malformed_entry_is_measured_again(micro_parts, tmp_path, caplog, measure):

@@ -66,7 +66,8 @@ log = logging.getLogger(__name__)
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
 FORMS = ("fused", "plain")
 CACHE_FILE = "cpu_strategy.json"
-CACHE_FORMAT = 1
+#: Bumped when what a cached choice means changes (2: forms scored by predicted batch times).
+CACHE_FORMAT = 2
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -316,10 +317,10 @@ def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool) -> str:
 
 
 def cache_path() -> Path:
-    """``<user cache folder>/wbcap/cpu_strategy.json`` (platformdirs; ``$XDG_CACHE_HOME`` on Linux)."""
-    import platformdirs
+    """``cpu_strategy.json`` in wbcap's user cache folder (:func:`wbcap.paths.user_cache_dir`)."""
+    from wbcap.paths import user_cache_dir
 
-    return Path(platformdirs.user_cache_dir("wbcap", appauthor=False)) / CACHE_FILE
+    return user_cache_dir() / CACHE_FILE
 
 
 def read_cache(path: Path) -> dict[str, Any]:
@@ -332,6 +333,10 @@ def read_cache(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError, ValueError) as e:
         log.warning("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
+        return {}
+    if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < CACHE_FORMAT:
+        log.info("the CPU strategy cache %s was made by an older wbcap (format %d); measuring again", path,
+                 data["format"])
         return {}
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
         log.warning("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path,
@@ -376,26 +381,40 @@ def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid:
 # -- choosing --------------------------------------------------------------------------------------
 
 
-def select_form(per_image_s: Mapping[tuple[str, int], float]) -> tuple[str, ChunkPlan]:
+#: Batch sizes (crops per network call) a form is scored at by :func:`select_form`, weighing alike.
+SCORE_BATCHES = (1, 2, 4, 8, 16, 32)
+
+
+def predicted_per_image(plan: ChunkPlan, n: int) -> float:
+    """Seconds per image the measured ``plan`` predicts for a batch of ``n`` images: its calls
+    (:meth:`ChunkPlan.calls`) at their measured seconds per image (a call smaller than every
+    measured size at the smallest one's)."""
+    table = dict(plan.per_image_s)
+    smallest = min(table)
+    return sum(c * table.get(c, table[smallest]) for c in plan.calls(n)) / max(1, n)
+
+
+def select_form(per_image_s: Mapping[tuple[str, int], float], per_crop: int = 1) -> tuple[str, ChunkPlan]:
     """The form to run and its chunk plan, from measured ``(form, chunk) -> seconds per image``.
 
-    A form is scored by the sum of its seconds per image over the chunk sizes every form was
-    measured at (small and large batches weigh alike). The first form of :data:`FORMS` that was
-    measured is the default; another replaces it only when its score is lower by more than
-    :data:`MARGIN`. The plan holds all the chosen form's measured sizes.
+    Each form's plan holds all its measured sizes; the form is scored by its predicted seconds
+    per image (:func:`predicted_per_image`) summed over the batches the part sees for
+    :data:`SCORE_BATCHES` crops (``per_crop`` images per crop: 2 for the hand network, which
+    takes both hands), so a size the plan never uses (e.g. one image per call for the hands)
+    does not count, and small and large batches weigh alike. The first form of :data:`FORMS`
+    that was measured is the default; another replaces it only when its score is lower by more
+    than :data:`MARGIN`.
     """
     forms = [f for f in FORMS if any(k[0] == f for k in per_image_s)]
     if not forms:
         raise ValueError("no candidate was measured")
-    common = set.intersection(*({c for f2, c in per_image_s if f2 == f} for f in forms))
-    if not common:
-        raise ValueError(f"the forms share no measured chunk size: {sorted(per_image_s)}")
-    score = {f: sum(per_image_s[f, c] for c in common) for f in forms}
+    plans = {f: ChunkPlan(tuple(sorted((c, t) for (f2, c), t in per_image_s.items() if f2 == f))) for f in forms}
+    score = {f: sum(predicted_per_image(plans[f], b * per_crop) for b in SCORE_BATCHES) for f in forms}
     best = forms[0]
     for f in forms[1:]:
         if score[f] < (1 - MARGIN) * score[best]:
             best = f
-    return best, ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image_s.items() if f == best)))
+    return best, plans[best]
 
 
 def chunk_candidates(threads: int | None = None) -> tuple[int, ...]:
@@ -498,14 +517,14 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             raise RuntimeError(f"{part.name}: no inference form matched the module-by-module network")
         seconds = timer(calls, rounds)
         per_image = {k: seconds[k] / k[1] for k in calls}
-        form, plan = select_form(per_image)
+        form, plan = select_form(per_image, part.per_crop)
         if form != forms[0]:
             # Leaving the default form: time both again at the sizes they share, and keep the
             # least of all calls, so that one lucky round does not decide.
             again = [k for k in calls if k[0] in (form, forms[0]) and (form, k[1]) in calls and (forms[0], k[1]) in calls]
             more = timer({k: calls[k] for k in again}, rounds)
             per_image.update({k: min(per_image[k], more[k] / k[1]) for k in again})
-            form, plan = select_form(per_image)
+            form, plan = select_form(per_image, part.per_crop)
     measured: dict[str, dict[int, float]] = {}
     for (f, c), t in per_image.items():
         measured.setdefault(f, {})[c] = t
