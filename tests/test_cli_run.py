@@ -241,3 +241,67 @@ def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     assert (n, w, h) == (4, 120, 160) and rate == 30
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
+
+
+def test_run_world_falls_back_and_says_why(tmp_path, base_args):
+    """`--world` on footage it cannot ground (6 frames of a random network: too few planted feet):
+    camera-frame files, the reason in meta.json, no contacts in params.jsonl; `wbcap export
+    --world` gives the same files."""
+    frames, boxes = two_walkers(6)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    box_file = tmp_path / "boxes.json"
+    box_file.write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", f"boxes:{box_file}", "--min-track", "2", "--no-render", "--world",
+            *base_args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frame"] == "camera" and meta["world"]["frame"] == "camera" and meta["world"]["reason"], meta
+    assert all("contact" not in json.loads(x) for x in (out / "params.jsonl").read_text().splitlines())
+    assert str(np.load(out / "track_0.npz")["frame"]) == "camera"
+    # `wbcap export --world` comes to the same conclusion from params.jsonl: the same files
+    body = base_args[base_args.index("--body-models") + 1]
+    r = run("export", out, "--world", "--format", "npz", "--dest", tmp_path / "again", "--body-models", body)
+    assert r.exit_code == 0, r.output
+    for tid in (0, 1):
+        assert (tmp_path / "again" / f"track_{tid}.npz").read_bytes() == (out / f"track_{tid}.npz").read_bytes()
+
+
+def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch):
+    """The plumbing of a grounded run, with the world stage replaced by a known answer (camera
+    level, 1.5 m up, the left foot always planted): contacts in params.jsonl, the ground and the
+    camera in meta.json, world-frame npz and GLB."""
+    import wbcap.world.estimate as estimate
+    from wbcap.world.ground import GroundPlane
+
+    def known(tracks, body, device, camera, config):
+        frame = estimate.WorldFrame.from_ground(GroundPlane(normal=np.array([0.0, -1.0, 0.0]), offset=1.5), contacts=12)
+        return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
+                                    contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},
+                                    corrections={t: np.zeros((len(tr), 3)) for t, tr in tracks.items()})
+
+    monkeypatch.setattr(estimate, "ground_tracks", known)
+    frames, boxes = two_walkers(6)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    box_file = tmp_path / "boxes.json"
+    box_file.write_text(json.dumps(boxes))
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    args = ["--detector", f"boxes:{box_file}", "--min-track", "2", "--no-render", *base_args]
+    assert run("run", video, "-o", out, "--world", *args).exit_code == 0
+    assert run("run", video, "-o", plain, *args).exit_code == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frame"] == "world" and meta["world"]["camera_height_m"] == 1.5 and meta["world"]["camera_pitch_deg"] == 0
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert lines and all(x["contact"] == {"left": True, "right": False} for x in lines)
+    # params.jsonl keeps the camera-frame parameters: the same numbers as without --world
+    assert [x["cam_trans"] for x in lines] == [json.loads(x)["cam_trans"] for x in (plain / "params.jsonl").read_text().splitlines()]
+    w, c = np.load(out / "track_0.npz"), np.load(plain / "track_0.npz")
+    assert str(w["frame"]) == "world" and str(c["frame"]) == "camera"
+    np.testing.assert_allclose(w["trans"], c["trans"] + [0, 0, 1.5], atol=1e-6)  # level camera 1.5 m up
+    np.testing.assert_allclose(w["poses"], c["poses"], atol=1e-6)
+    assert w["contact"].all(0).tolist() == [True, False]
+    from pygltflib import GLTF2
+
+    g = GLTF2().load_binary(str(out / "track_0.glb"))
+    assert g.asset.extras["frame"] == "world"
+    np.testing.assert_allclose(next(n for n in g.nodes if n.name == "source_camera").translation, [0, 1.5, 0])

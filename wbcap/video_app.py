@@ -11,13 +11,17 @@ Two passes, so memory stays flat however long the video is and an interrupted ru
 2. **finalize** (:func:`finalize`) — the raw file is read back; boxes are tracked (IoU +
    Hungarian: :mod:`wbcap.track.collect`); each person's parameters are moved into one camera
    for the whole video (:func:`wbcap.camera.shared_camera_translation`) and smoothed per track
-   (:mod:`wbcap.smooth.track`), and written: ``params.jsonl``
-   (:mod:`wbcap.export.params_jsonl`), ``meta.json`` (clock, camera, tracks:
+   (:mod:`wbcap.smooth.track`); with ``--world`` the ground is estimated from the feet and each
+   track's translation corrected so that planted feet stay still on it (:mod:`wbcap.world`); and
+   written: ``params.jsonl`` (:mod:`wbcap.export.params_jsonl`; camera frame, plus per-foot
+   contacts with ``--world``), ``meta.json`` (clock, camera, tracks, frame and ground:
    :func:`wbcap.io.run_folder.write_meta`), ``track_<id>.npz`` (an AMASS file, z-up, on a regular
-   clock: :mod:`wbcap.export.track_npz`) and the animation files of ``--export``
+   clock, in the camera's or the ground's world: :mod:`wbcap.export.track_npz`) and the animation files of ``--export``
    (``track_<id>.glb|bvh|fbx`` from the same clock: :mod:`wbcap.export.animation`), optional ``meshes/<track>/<frame>.obj``
-   (:mod:`wbcap.export.track_meshes`), and ``render.mp4`` (the source frames decoded again with
-   every tracked mesh drawn over them, source audio copied: :mod:`wbcap.export.video_render`).
+   (:mod:`wbcap.export.track_meshes`, from ``params.jsonl``'s parameters), and ``render.mp4`` (the
+   source frames decoded again with every tracked mesh drawn over them, as the animation files
+   show it: with ``--world`` the corrected tracks seen from the source camera; source audio
+   copied: :mod:`wbcap.export.video_render`).
 
 Every output file is written under a temporary name and renamed when complete (the folder's
 layout: :mod:`wbcap.io.run_folder`).
@@ -30,6 +34,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +57,9 @@ from wbcap.io.run_folder import (
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.iou_tracker import TrackerConfig
 
+if TYPE_CHECKING:
+    from wbcap.world.estimate import WorldConfig, WorldResult
+
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +77,8 @@ class VideoJob:
     a track may be missed and still be one AMASS file (filled by interpolation, ``valid`` False);
     a longer gap splits it into ``track_<id>_part<k>.npz``. export: the per-track files
     (``npz`` always; ``glb`` by default, ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
+    world: estimate the ground and plant the feet (:mod:`wbcap.world`) and write the per-track
+    files in that world; None: the camera's frame.
     """
 
     source: str
@@ -90,6 +100,7 @@ class VideoJob:
     max_gap: float = 1.0
     write_obj: bool = False
     export: AnimationExport = field(default_factory=AnimationExport)
+    world: WorldConfig | None = None
     render: bool = True
     resume: bool = False
     overwrite: bool = False
@@ -172,7 +183,7 @@ def regress_frames(
 def finalize(
     job: VideoJob, pipeline, info, progress: Progress | None = None, timings: dict[str, float] | None = None
 ) -> VideoResult:
-    """Pass 2: track, move to the video camera, smooth, write every output file."""
+    """Pass 2: track, move to the video camera, smooth, (with ``job.world``) ground, write every output file."""
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import write_params_jsonl
     from wbcap.export.track_meshes import write_track_objs
@@ -195,13 +206,24 @@ def finalize(
               for tid in sorted(col.per_track) if tid in col.kept}
     report_losses(col, len(tracks), job.source, job.detector)
 
-    by_frame = rows_by_frame(tracks)
-    n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size)
     camera = ImageCamera(focal=(focal, focal), princpt=princpt, image_size=size)
-    write_meta(out, run_meta(job, rate, camera, tracks))
-    timings["track+smooth+write"] = time.perf_counter() - t_start
+    world = None
+    if job.world is not None:
+        from wbcap.world.estimate import ground_tracks
+
+        t0 = time.perf_counter()
+        world = ground_tracks(tracks, body, dev, camera, job.world)
+        timings["world"] = time.perf_counter() - t0
+    grounded = world is not None and world.frame is not None
+    by_frame = rows_by_frame(tracks)
+    n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
+                                 contacts=world.contacts if grounded else None)
+    write_meta(out, run_meta(job, rate, camera, tracks, world))
+    timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
-    written = write_track_files(out, tracks, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera)
+    shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
+    written = write_track_files(out, shown, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera,
+                                world=world.frame if grounded else None, contacts=world.contacts if grounded else None)
     remove_stale_outputs(out, written, job.render)  # of an earlier --resume with other settings
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
@@ -210,23 +232,31 @@ def finalize(
         timings["obj"] = time.perf_counter() - t0
     render_path = None
     if job.render:
-        render_path = _render(job, info, list(col.frames.values()), rate, tracks, by_frame, body, pipeline.faces, dev,
+        render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, pipeline.faces, dev,
                               focal, princpt, progress, timings)
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )
 
 
-def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict) -> dict:
+def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
-    ``gender``, ``max_gap`` (seconds), ``tracks`` (ids), ``smooth`` (the smoothing settings);
-    what ``wbcap export`` needs to rebuild the files from ``params.jsonl``."""
-    return {
+    ``gender``, ``max_gap`` (seconds), ``tracks`` (ids), ``smooth`` (the smoothing settings),
+    ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
+    ``--world``, ``world``: the ground and the camera's pose above it
+    (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
+    when the footage did not allow it; what ``wbcap export`` needs to rebuild the files from
+    ``params.jsonl``."""
+    meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
         "camera": {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(camera.image_size)},
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
+        "frame": "world" if world is not None and world.frame is not None else "camera",
     }
+    if world is not None:
+        meta["world"] = world.to_meta()
+    return meta
 
 
 def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, by_frame, body, faces, dev,

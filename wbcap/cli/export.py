@@ -18,19 +18,24 @@ from wbcap.cli.common import allow_pickle_option, body_models_option
 @click.option("--track", "tracks", type=int, multiple=True, help="Only this track id (repeatable).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=None,
               help="Seconds a track may be missed and stay one file (default: the run's).")
+@click.option("--world", is_flag=True,
+              help="Estimate the ground from the feet of all tracks (static camera) and write the files in its world, "
+                   "planted feet kept still (as `wbcap run --world`); falls back to the camera frame with a warning.")
 @body_models_option
 @click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
-def export_cmd(run, formats, exact, dest, tracks, max_gap, body_models, gender, allow_pickle):
+def export_cmd(run, formats, exact, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
     no video is decoded and no network runs."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
+    from wbcap.world.estimate import WorldConfig
 
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format"), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
+        world=WorldConfig() if world else None,
     )
     written = export_run(job)
     for path in written:

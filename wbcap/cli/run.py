@@ -40,6 +40,10 @@ from wbcap.cli.common import (
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it. "
                    "Gaps longer than --max-age frames end the track first.")
 @export_options(default="glb")
+@click.option("--world", is_flag=True,
+              help="Static camera: estimate the ground from the feet and write the track files in its world (gravity "
+                   "down, ground at height 0, planted feet kept still on it); falls back to the camera frame, with a "
+                   "warning, when the camera moves or no feet are seen.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--no-render", is_flag=True, help="Skip render.mp4.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
@@ -55,15 +59,17 @@ from wbcap.cli.common import (
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_length, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, write_obj, no_render, resume, overwrite,
+        iou_threshold, max_age, min_length, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, world,
+        write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
 
     Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (an AMASS file: z-up,
     absolute hand poses, regular clock; for AMASS tools and the SMPL-X Blender add-on), the animation
     files of --export (OUT/track_<id>.glb by default; .bvh, .fbx), OUT/render.mp4 (overlay, source
-    audio kept), OUT/meta.json and, with --obj, OUT/meshes/<track>/<frame>.obj. `wbcap export OUT`
-    writes the animation files again with other options.
+    audio kept), OUT/meta.json and, with --obj, OUT/meshes/<track>/<frame>.obj. With --world the track
+    files are in the world of the estimated ground (meta.json: ground and camera pose; params.jsonl: planted
+    feet). `wbcap export OUT` writes the animation files again with other options.
     """
     import dataclasses
 
@@ -73,6 +79,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
     from wbcap.smooth.sequence import SmoothConfig
     from wbcap.track.iou_tracker import TrackerConfig
     from wbcap.video_app import VideoJob
+    from wbcap.world.estimate import WorldConfig
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
@@ -94,7 +101,8 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         max_people=max_people, offline=offline,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length, max_people=max_people,
                               drop_static=not keep_static),
-        smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+        smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
+        write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )
     result = execute(ctx, job)
     click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> {result.out}")

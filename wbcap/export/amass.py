@@ -3,10 +3,17 @@
 The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS readers, plain
 ``smplx`` and the SMPL-X Blender add-on read it without wbcap:
 
-* **World frame, z up.** The camera's frame turned so that gravity is (approximately) ``-z``:
-  ``x`` = camera right, ``y`` = camera forward (into the scene), ``z`` = camera up
-  (:data:`AMASS_FROM_OPENCV`). The camera sits at the origin; metres. The true ground is not
-  estimated, so a tilted camera gives a tilted world.
+* **World frame, z up**, one of two (the key ``frame`` says which):
+
+  - ``"camera"`` (default): the camera's frame turned so that gravity is (approximately) ``-z``:
+    ``x`` = camera right, ``y`` = camera forward (into the scene), ``z`` = camera up
+    (:data:`AMASS_FROM_OPENCV`). The camera sits at the origin; metres. The true ground is not
+    estimated, so a tilted camera gives a tilted world.
+  - ``"world"`` (``wbcap run --world``, :mod:`wbcap.world`): gravity is ``-z`` and the estimated
+    ground is ``z = 0``; ``x`` = the camera's right and ``y`` its forward direction, both laid on
+    the ground; the camera sits above the origin at ``camera_position`` (its height), turned by
+    ``camera_rotation``; the translation is corrected so that planted feet stay still on the
+    ground (:class:`wbcap.world.estimate.WorldFrame`).
 * **Hands absolute.** ``poses`` holds hand rotations *with the model's hand mean folded in*
   (``flat_hand_mean=True``, as AMASS and the add-on read them), where wbcap's network and its
   ``params.jsonl`` use poses relative to the mean (``flat_hand_mean=False``, Hand4Whole's
@@ -25,13 +32,18 @@ files spell it differently), ``mocap_time_length`` (seconds), ``num_betas``, AMA
 ``root_orient (T, 3)``, ``pose_body (T, 63)``, ``pose_hand (T, 90)``, ``pose_jaw (T, 3)``,
 ``pose_eye (T, 6)``, and wbcap's ``valid (T,)`` bool, ``times (T,)`` seconds on the source's
 clock, ``frame_indices (T,)`` source frame index of each row (``-1`` for a filled row),
-``up_axis`` (``"z"``), ``flat_hand_mean`` (``True``).
+``up_axis`` (``"z"``), ``flat_hand_mean`` (``True``), ``frame`` (``"camera"`` or ``"world"``),
+``camera_rotation (3, 3)`` float64 (OpenCV camera axes -> this file's world: a point ``x_c`` of
+the camera frame is at ``camera_rotation @ x_c + camera_position`` here) and ``camera_position
+(3,)`` metres; with ``"world"`` also ``contact (T, 2)`` bool, (left, right) foot planted
+(:mod:`wbcap.world.contact`; a filled row is planted when both rows around it are).
 
 Rebuilding the mesh: ``smplx.create(path, model_type="smplx", flat_hand_mean=True,
 use_pca=False)`` called with ``global_orient=poses[:, :3]``, ``body_pose=poses[:, 3:66]``,
 ``jaw_pose=poses[:, 66:69]``, ``leye_pose``/``reye_pose``, ``left_hand_pose=poses[:, 75:120]``,
 ``right_hand_pose=poses[:, 120:165]``, ``betas``, ``expression`` and ``transl=trans`` gives
-``AMASS_FROM_OPENCV @ v`` for every vertex ``v`` of wbcap's camera-frame mesh.
+``camera_rotation @ v + camera_position`` for every vertex ``v`` of wbcap's camera-frame mesh
+(``AMASS_FROM_OPENCV @ v`` in the camera frame; with ``"world"`` the mesh after the correction).
 """
 
 from __future__ import annotations
@@ -40,10 +52,14 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np
+
+if TYPE_CHECKING:
+    from wbcap.world.estimate import WorldFrame
 
 #: Rotation taking OpenCV camera coordinates (x right, y down, z forward) to the z-up world
 #: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x);
@@ -172,22 +188,27 @@ def lerp_rows(x: np.ndarray, seg: ClockSegment) -> np.ndarray:
 
 
 def camera_to_world(
-    global_orient: np.ndarray, transl: np.ndarray, rest_root: np.ndarray, rotation: np.ndarray = AMASS_FROM_OPENCV
+    global_orient: np.ndarray, transl: np.ndarray, rest_root: np.ndarray, rotation: np.ndarray = AMASS_FROM_OPENCV,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Re-express SMPL-X root rotation and translation in a rotated frame: ``global_orient' = M R``,
-    ``transl' = M (J0 + transl) - J0`` about the rest pelvis ``J0`` (why: :func:`wbcap.camera.rotate_root`,
-    which this calls in float64).
+    """Re-express SMPL-X root rotation and translation in a moved frame, ``x' = M x + p``:
+    ``global_orient' = M R``, ``transl' = M (J0 + transl) - J0 + p`` about the rest pelvis ``J0``
+    (why: :func:`wbcap.camera.rotate_root`, which this calls in float64).
 
     Args:
         global_orient: ``(T, 3)`` axis-angle, radians, camera frame.
         transl: ``(T, 3)`` metres, camera frame.
         rest_root: ``(3,)`` or ``(T, 3)`` rest pelvis of the shaped body, metres.
         rotation: ``(3, 3)`` rotation ``M`` (default: OpenCV camera -> z-up world).
+        offset: ``(3,)`` ``p``, metres (None: no translation; the camera stays at the origin).
 
     Returns:
         ``(global_orient', transl')`` with the input dtypes.
     """
-    return rotate_root_np(global_orient, transl, rest_root, rotation)
+    go, tr = rotate_root_np(global_orient, transl, rest_root, rotation)
+    if offset is None:
+        return go, tr
+    return go, (np.asarray(tr, np.float64) + np.asarray(offset, np.float64)).astype(np.asarray(transl).dtype)
 
 
 def amass_arrays(
@@ -209,6 +230,8 @@ def amass_arrays(
     gender: str,
     leye_pose: np.ndarray | None = None,
     reye_pose: np.ndarray | None = None,
+    world: WorldFrame | None = None,
+    contact: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of one AMASS file from camera-frame SMPL-X parameters on a regular clock.
 
@@ -223,20 +246,25 @@ def amass_arrays(
         fps: rows per second; times ``(T,)`` s; frame_indices ``(T,)`` int (-1 = filled);
         valid: ``(T,)`` bool; gender: ``neutral | male | female``.
         leye_pose, reye_pose: ``(T, 3)``, zeros when None.
+        world: the ground's world (:class:`wbcap.world.estimate.WorldFrame`; the parameters are
+            the corrected camera-frame ones), or None for the camera's own z-up frame.
+        contact: ``(T, 2)`` bool planted (left, right) foot (written with ``world`` only).
 
     Returns:
         ``{key: array}`` as listed in the module docstring.
     """
     t = int(np.asarray(global_orient).shape[0])
     zeros = np.zeros((t, 3), np.float32)
-    go_w, tr_w = camera_to_world(global_orient, transl, rest_root)
+    rotation = AMASS_FROM_OPENCV if world is None else np.asarray(world.world_from_camera, np.float64)
+    position = np.zeros(3) if world is None else np.asarray(world.camera_position, np.float64)
+    go_w, tr_w = camera_to_world(global_orient, transl, rest_root, rotation, position)
     lh = np.asarray(left_hand_pose, np.float64) + np.asarray(hands_mean[0], np.float64).reshape(1, 45)
     rh = np.asarray(right_hand_pose, np.float64) + np.asarray(hands_mean[1], np.float64).reshape(1, 45)
     leye = zeros if leye_pose is None else leye_pose
     reye = zeros if reye_pose is None else reye_pose
     poses = np.concatenate([go_w, body_pose, jaw_pose, leye, reye, lh, rh], axis=1).astype(np.float32)
     betas = np.asarray(betas, np.float32).reshape(-1)
-    return {
+    arrays = {
         "poses": poses,
         "trans": np.asarray(tr_w, np.float32),
         "betas": betas,
@@ -257,7 +285,13 @@ def amass_arrays(
         "frame_indices": np.asarray(frame_indices, np.int64),
         "up_axis": np.array("z"),
         "flat_hand_mean": np.array(True),
+        "frame": np.array("camera" if world is None else "world"),
+        "camera_rotation": np.array(rotation, np.float64),
+        "camera_position": np.array(position, np.float64),
     }
+    if world is not None and contact is not None:
+        arrays["contact"] = np.asarray(contact, bool).reshape(t, 2)
+    return arrays
 
 
 def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:

@@ -6,6 +6,10 @@ split at long gaps), so ``track_3.glb``, ``track_3.bvh``, ``track_3.fbx`` and ``
 show the same motion on the same clock. The formats and their conventions:
 
 * ``npz``: AMASS, z up (:mod:`wbcap.export.amass`).
+
+Each file is in the camera's frame or, with ``wbcap run --world``, in the world of the estimated
+ground (:mod:`wbcap.world`): the npz's ``frame`` key and the GLB's ``asset.extras.frame`` say
+which; BVH has no place for it (see :mod:`wbcap.export.bvh`).
 * ``glb``: glTF 2.0 binary, y up, metres, a skinned character with the source camera
   (:mod:`wbcap.export.gltf`); ``exact`` adds per-row morph targets so the mesh equals SMPL-X's.
 * ``bvh``: y up, centimetres (:mod:`wbcap.export.bvh`).
@@ -124,7 +128,8 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
 
 def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,
-                      export: AnimationExport, camera: Any = None) -> set[Path]:
+                      export: AnimationExport, camera: Any = None, world: Any = None,
+                      contacts: dict[int, np.ndarray] | None = None) -> set[Path]:
     """Each track's pieces on the regular clock (:func:`wbcap.export.track_npz.track_segments`)
     written by :func:`write_animations` in the formats of ``export``; returns the files written.
 
@@ -134,11 +139,16 @@ def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: flo
         rate: rows per second of the clock; max_gap: seconds (longer gaps split a track).
         gender: written into the AMASS files.
         camera: the source's :class:`~wbcap.camera.ImageCamera` (into the GLB), or None.
+        world: the :class:`~wbcap.world.estimate.WorldFrame` of ``wbcap run --world`` (``tracks``
+            are then the corrected ones of :func:`wbcap.world.estimate.ground_tracks`), or None
+            for the camera's frame.
+        contacts: ``{track id: (N, 2) bool}`` planted (left, right) foot (with ``world``).
     """
     from wbcap.export.track_npz import track_segments
 
     written: set[Path] = set()
     for tid, tr in tracks.items():
-        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender):
+        contact = None if world is None or contacts is None else contacts.get(tid)
+        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact):
             written.update(write_animations(out, name, arrays, body, export, camera))
     return written

@@ -38,6 +38,13 @@ What the file holds (:func:`write_bvh`):
   clips (:mod:`wbcap.export.amass`). Row ``k`` is at ``k / fps`` seconds from the file's start;
   the source-clock time of row 0 (``clip.times[0]``) has no place in BVH.
 
+**Frame.** A file of ``wbcap run --world`` has the same axes laid on the estimated ground (y = 0,
+gravity -y; :mod:`wbcap.world`), and the camera is no longer at the origin. BVH's grammar has no
+comment or metadata syntax, and readers parse it by keyword (an extra line is not something
+they promise to skip), so the file stays plain BVH and cannot say which frame it is in: the
+run's ``meta.json`` (``frame``, ``world``) and the same track's ``.npz`` (``frame``) and ``.glb``
+(``asset.extras.frame``) say it.
+
 What BVH cannot carry: the mesh and skin weights, the shape beyond the bone offsets (``betas``),
 the expression (``clip.expression`` is dropped; the jaw and eye rotations are kept), SMPL-X's
 pose-corrective blend shapes, and the ``valid`` flags. Hands are *absolute* rotations, the hand

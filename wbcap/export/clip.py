@@ -5,12 +5,17 @@ A :class:`MotionClip` is built from the arrays of one AMASS file (:func:`wbcap.e
 z up), so every format shows exactly the motion of ``track_<id>.npz``: the same regular clock,
 the same filled short gaps and the same split at long gaps (one clip per AMASS file).
 
-Worlds (both right-handed, metres, the source camera at the origin):
+Worlds (both right-handed, metres):
 
 * ``"z"`` (AMASS, Blender): x = camera right, y = camera forward (into the scene), z = up.
 * ``"y"`` (glTF, BVH, three.js, Unity/Unreal importers): x = camera right, y = up, z = from the
   scene towards the camera. A person facing the camera faces +z (glTF's "front"), and the source
   camera is a glTF camera at the origin with no rotation (it looks down -z).
+
+Frames (``MotionClip.frame``, from the AMASS file's ``frame``): ``"camera"``, the worlds above
+with the source camera at the origin; ``"world"`` (``wbcap run --world``): the same axes laid on
+the estimated ground (z = 0, resp. y = 0; x and forward the camera's, levelled), the camera above
+the origin at ``camera_position``, turned by ``camera_rotation``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ class MotionClip:
         frame_indices: ``(T,)`` int64 source frame of each row, -1 when filled.
         up: ``"y"`` or ``"z"`` (see the module docstring).
         rest_root: ``(3,)`` rest pelvis of the shaped body, metres (needed to change worlds).
+        frame: ``"camera"`` or ``"world"`` (see the module docstring).
+        camera_rotation: ``(3, 3)`` OpenCV camera axes -> this world (the source camera's pose;
+            None: the default of ``frame="camera"``, :data:`wbcap.camera.ZUP_FROM_OPENCV` or
+            :data:`wbcap.camera.YUP_FROM_OPENCV`).
+        camera_position: ``(3,)`` the source camera's centre in this world, metres (None: the origin).
     """
 
     name: str
@@ -61,6 +71,9 @@ class MotionClip:
     frame_indices: np.ndarray
     up: Up
     rest_root: np.ndarray
+    frame: str = "camera"
+    camera_rotation: np.ndarray | None = None
+    camera_position: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -74,7 +87,19 @@ class MotionClip:
         root, transl = rotate_root_np(self.poses[:, 0], self.transl, self.rest_root, rotation)
         poses = self.poses.copy()
         poses[:, 0] = root
-        return replace(self, poses=poses, transl=transl, up=up)
+        cam_rot = None if self.camera_rotation is None else rotation @ np.asarray(self.camera_rotation, np.float64)
+        cam_pos = None if self.camera_position is None else rotation @ np.asarray(self.camera_position, np.float64)
+        return replace(self, poses=poses, transl=transl, up=up, camera_rotation=cam_rot, camera_position=cam_pos)
+
+    def camera_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source camera in this world: ``(rotation (3, 3), position (3,))``, ``x = R x_c + p``
+        for OpenCV camera-frame points ``x_c``."""
+        if self.camera_rotation is not None:
+            rotation = np.asarray(self.camera_rotation, np.float64)
+        else:
+            rotation = np.asarray(YUP_FROM_OPENCV if self.up == "y" else ZUP_FROM_OPENCV, np.float64)
+        position = np.zeros(3) if self.camera_position is None else np.asarray(self.camera_position, np.float64)
+        return rotation, position
 
 
 def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: str, up: Up = "y") -> MotionClip:
@@ -83,7 +108,8 @@ def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: 
 
     Args:
         arrays: needs ``poses (T, 165)``, ``trans (T, 3)``, ``betas``, ``expression (T, E)``,
-            ``mocap_framerate``, ``times``, ``valid``, ``frame_indices``; z up, hands absolute.
+            ``mocap_framerate``, ``times``, ``valid``, ``frame_indices``; z up, hands absolute;
+            reads ``frame``, ``camera_rotation``, ``camera_position`` when present.
         rest_root: ``(3,)`` rest pelvis of the shaped body, metres
             (``SMPLXLayer.rest_root`` or ``build_rig(...).rest_joints[0]``).
         name: the clip's label.
@@ -107,5 +133,8 @@ def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: 
         frame_indices=np.asarray(arrays["frame_indices"], np.int64),
         up="z",
         rest_root=np.asarray(rest_root, np.float64).reshape(3),
+        frame=str(arrays.get("frame", "camera")),
+        camera_rotation=np.asarray(arrays["camera_rotation"], np.float64) if "camera_rotation" in arrays else None,
+        camera_position=np.asarray(arrays["camera_position"], np.float64) if "camera_position" in arrays else None,
     )
     return clip.in_world(up)

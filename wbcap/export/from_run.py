@@ -4,7 +4,11 @@ No video is decoded and no network runs: the smoothed parameters of ``params.jso
 (:func:`wbcap.export.params_jsonl.read_params_jsonl`), the clock and camera of ``meta.json``
 (:func:`wbcap.io.run_folder.read_meta`) and the SMPL-X model file are all it reads. The files
 are the ones ``wbcap run`` writes with the same settings (``track_<id>.npz`` byte for byte), laid
-on the same regular clock (:func:`wbcap.export.track_npz.track_segments`).
+on the same regular clock (:func:`wbcap.export.track_npz.track_segments`). With ``--world`` the
+ground is estimated from all the run's tracks, as ``wbcap run --world`` does, so a run made
+without it can be grounded afterwards (and a run made with it, on the CPU, gives the same files again); each
+file says its frame itself (the npz's ``frame`` and camera pose, the GLB's extras and camera node),
+``meta.json`` is not changed.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 from wbcap.export.animation import AnimationExport
+
+if TYPE_CHECKING:
+    from wbcap.world.estimate import WorldConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ class ExportJob:
         dest: where to write (default: the run folder).
         max_gap: seconds; None = the run's.
         tracks: only these track ids (None = all).
+        world: estimate the ground from all the run's tracks and write the files in its world
+            (:func:`wbcap.world.estimate.ground_tracks`), or None for the camera's frame.
     """
 
     run: str
@@ -44,6 +54,7 @@ class ExportJob:
     dest: str | None = None
     max_gap: float | None = None
     tracks: tuple[int, ...] | None = None
+    world: WorldConfig | None = None
 
 
 def _clock_rate(meta: dict | None, frames: dict[int, float]) -> float:
@@ -83,7 +94,6 @@ def export_run(job: ExportJob) -> list[Path]:
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
             raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
-        tracks = {t: tracks[t] for t in job.tracks}
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body = SMPLXLayer.from_file(find_body_model(gender, job.body_models, allow_pickle=job.allow_pickle),
@@ -94,7 +104,20 @@ def export_run(job: ExportJob) -> list[Path]:
     except OSError as exc:
         raise InputError(f"{dest}: cannot create the folder ({exc.strerror or exc}); choose another destination") from None
     rate = _clock_rate(meta, frames)
+    frame = contacts = None
+    if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
+        from wbcap.world.estimate import ground_tracks
+
+        if camera is None:
+            raise InputError(f"{run / PARAMS_FILE}: its lines hold no camera, which {setting('world')} needs; "
+                             f"rewrite it with a current `wbcap run --resume`")
+
+        grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world)
+        frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
+    if job.tracks is not None:
+        tracks = {t: tracks[t] for t in job.tracks}
     with torch.no_grad():
-        written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera)
+        written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
+                                    world=frame, contacts=contacts)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), dest)
     return sorted(written)

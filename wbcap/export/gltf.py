@@ -11,7 +11,10 @@ glTF's own frame, the y-up world of :mod:`wbcap.export.clip`: metres, ``x`` = ca
 ``y`` = up, ``z`` = from the scene towards the source camera. A person facing the camera faces
 ``+z``, which is glTF's "front". The source camera sits at the origin with no rotation and looks
 down ``-z`` (the y-up world is the OpenCV camera frame turned 180 degrees about ``x``); with
-``camera=`` it is written as the node ``source_camera``. Keyframe times are ``clip.times``:
+``camera=`` it is written as the node ``source_camera``. A clip of ``wbcap run --world``
+(``clip.frame == "world"``) is in the world of the estimated ground instead: gravity ``-y``, the
+ground ``y = 0``, and the ``source_camera`` node placed where the camera stands (its translation
+and rotation); ``asset.extras.frame`` (and the scene's) says which (``"camera"`` or ``"world"``). Keyframe times are ``clip.times``:
 seconds on the source's clock (a video's presentation timestamps), so that the animation lines
 up with the footage; the first key may be later than 0 s, and a reader holds it until then.
 
@@ -30,7 +33,8 @@ Content
   row of expression coefficients per key), all ``LINEAR`` (rotations: slerp). A one-row clip
   (a photo) has no animation: the pose is the nodes' own TRS and the expression the mesh's
   default weights.
-* ``scene.extras`` and ``asset.extras``: units, up axis, fps, first time, source frame indices,
+* ``scene.extras`` and ``asset.extras``: units, up axis, frame (``camera``/``world``; with
+  ``world`` also the ground and ``camera_position_m``), fps, first time, source frame indices,
   valid flags, betas, the dropped skin weight, whether the file is exact.
 
 What linear blend skinning cannot express
@@ -241,12 +245,22 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[
     """What a reader needs to line the file up with its source (JSON-able)."""
     from wbcap import __version__
 
+    world = clip.frame == "world"
+    extra: dict[str, Any] = {}
+    if world:
+        _, position = clip.camera_pose()
+        extra = {"ground": "y = 0 (the ground estimated by wbcap run --world; gravity is -y)",
+                 "camera_position_m": [float(v) for v in position]}
     return {
         "generator": f"wbcap {__version__}",
         "clip": clip.name,
         "units": "metres",
         "up_axis": "y",
-        "front_axis": "+z (towards the source camera, which sits at the origin looking down -z)",
+        "frame": clip.frame,
+        **extra,
+        "front_axis": ("+z (the source camera's backward direction laid on the ground; the camera is the node "
+                       f"{CAMERA_NODE_NAME}, above the origin)" if world else
+                       "+z (towards the source camera, which sits at the origin looking down -z)"),
         "time": "key times are seconds on the source's clock (first_time_s is the first key)",
         "fps": float(clip.fps),
         "first_time_s": float(clip.times[0]),
@@ -340,7 +354,8 @@ def write_glb(
     quats = _quaternions(poses).astype(np.float32)
     _add_joint_nodes(gltf, rig, quats, transl, animated)
     targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated)
-    mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta)
+    mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta,
+                                    _camera_node_pose(clip) if clip.frame == "world" else None)
     if animated:
         _add_animation(gltf, blob, rig, clip.name, times, quats, transl, mesh_node, weights if targets else None)
 
@@ -408,9 +423,22 @@ def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndar
     return targets, weights
 
 
-def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict) -> int:
+def _camera_node_pose(clip: MotionClip) -> tuple[list[float], list[float]]:
+    """The source camera node's ``(rotation XYZW, translation)`` in the clip's y-up world: a glTF
+    camera looks down its -z with +y up, i.e. OpenCV's axes with y and z flipped, so the node's
+    rotation is ``camera_rotation @ diag(1, -1, -1)``."""
+    from scipy.spatial.transform import Rotation
+
+    rotation, position = clip.camera_pose()
+    quat = Rotation.from_matrix(rotation @ np.diag([1.0, -1.0, -1.0])).as_quat()  # x, y, z, w
+    return [float(v) for v in quat], [float(v) for v in position]
+
+
+def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict,
+                        camera_pose: tuple[list[float], list[float]] | None = None) -> int:
     """The skin (joints in model order, inverse bind = translation(-rest joint), column-major),
-    the mesh node, the camera node and the scene; returns the mesh node's index."""
+    the mesh node, the camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at
+    the origin with no rotation) and the scene; returns the mesh node's index."""
     import pygltflib
 
     ibm = np.tile(np.eye(4, dtype=np.float32), (55, 1, 1))
@@ -425,7 +453,10 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     if camera is not None:
         gltf.cameras.append(_camera(camera))
         scene_nodes.append(len(gltf.nodes))
-        gltf.nodes.append(pygltflib.Node(name=CAMERA_NODE_NAME, camera=0))
+        node = pygltflib.Node(name=CAMERA_NODE_NAME, camera=0)
+        if camera_pose is not None:
+            node.rotation, node.translation = camera_pose
+        gltf.nodes.append(node)
     gltf.scenes.append(pygltflib.Scene(name=name, nodes=scene_nodes, extras=meta))
     gltf.scene = 0
     return mesh_node

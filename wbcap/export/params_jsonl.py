@@ -5,7 +5,11 @@ Each line: ``frame`` (source index), ``time`` (seconds), ``track`` (id), ``box``
 ``body_pose``, ``lhand_pose``, ``rhand_pose``, ``jaw_pose`` axis-angle radians, hands relative
 to their mean; ``shape``, ``expr``; ``cam_trans`` metres, OpenCV axes), ``leye_pose`` and
 ``reye_pose`` (zeros) and ``camera`` (``focal`` ``[f, f]`` and ``princpt`` pixels,
-``image_size`` ``[W, H]``).
+``image_size`` ``[W, H]``). With ``wbcap run --world``, when the world frame was found, also
+``contact``: ``{"left": bool, "right": bool}``, the foot planted on the ground in this frame
+(:mod:`wbcap.world`). The parameters stay those of the video camera either way (the measurement:
+``wbcap export --world`` rebuilds the same world-frame files from them); the world frame's
+translation correction is in the world-frame files only.
 
 :func:`read_params_jsonl` reads it back (``wbcap export`` rebuilds the animation files from it).
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from wbcap.camera import ImageCamera
 from wbcap.errors import setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
@@ -23,12 +29,13 @@ from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, SmoothedTrack],
                        by_frame: dict[int, list[tuple[int, int]]], focal: float, princpt: tuple[float, float],
-                       size: tuple[int, int]) -> int:
+                       size: tuple[int, int], contacts: dict[int, np.ndarray] | None = None) -> int:
     """Write ``path`` atomically; returns the line count.
 
     ``frames``: ``{frame index: time}`` in frame order; ``by_frame``: the rows of ``tracks`` per
     frame (:func:`wbcap.smooth.track.rows_by_frame`), written in track id order; ``focal``,
-    ``princpt``: the video camera, pixels; ``size``: ``(W, H)`` pixels.
+    ``princpt``: the video camera, pixels; ``size``: ``(W, H)`` pixels; ``contacts``: ``{track
+    id: (N, 2) bool}`` planted (left, right) foot per row (``wbcap run --world``), or None.
     """
     from wbcap.atomic import atomic_path
 
@@ -45,6 +52,9 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
                 for name, key in FILE_KEYS.items():
                     rec[key] = zeros if name in ("leye_pose", "reye_pose") else tr.param(name)[row].tolist()
                 rec["camera"] = camera
+                if contacts is not None and tid in contacts:
+                    left, right = (bool(v) for v in contacts[tid][row])
+                    rec["contact"] = {"left": left, "right": right}
                 f.write(json.dumps(rec) + "\n")
                 n_lines += 1
     return n_lines
@@ -61,8 +71,6 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     Raises:
         InputError: a line that is not JSON or lacks a field (names the file and line).
     """
-    import numpy as np
-
     from wbcap.errors import InputError
 
     frames: dict[int, float] = {}

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from wbcap.errors import setting
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
+if TYPE_CHECKING:
+    from wbcap.world.estimate import WorldFrame
+
 log = logging.getLogger(__name__)
 
 
 def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
-                   gender: str) -> list[tuple[str, dict[str, np.ndarray]]]:
+                   gender: str, world: WorldFrame | None = None,
+                   contact: np.ndarray | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Track ``tid`` laid on a regular clock as AMASS arrays: ``[(name, arrays), ...]``, one per
     piece, named ``track_<id>`` or ``track_<id>_part<k>`` when gaps longer than ``max_gap`` split it.
 
@@ -26,6 +30,10 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on
     ``device``; ``gender``: written into the arrays. The animation writers
     (:mod:`wbcap.export.clip`) read the same arrays, so every format shows the same motion.
+    ``world``: the ground's world of ``wbcap run --world`` (``tr`` is then the corrected track,
+    :func:`wbcap.world.estimate.ground_tracks`) or None (the camera's frame); ``contact``:
+    ``(N, 2)`` bool planted (left, right) foot per row of ``tr`` (with ``world``), laid on the
+    clock like the rest (a filled row is planted when the rows on both sides are).
     """
     import torch
 
@@ -39,10 +47,12 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     for k, seg in enumerate(segments):
         rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
                for key in ROT_KEYS}
+        planted = None if contact is None else np.asarray(contact, bool)[seg.lo] & np.asarray(contact, bool)[seg.hi]
         arrays = amass_arrays(
             **rot, transl=lerp_rows(tr.transl, seg), betas=tr.betas, expression=lerp_rows(tr.expression, seg),
             hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
             frame_indices=np.where(seg.valid, tr.frame[seg.lo], -1), valid=seg.valid, gender=gender,
+            world=world, contact=planted,
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:

@@ -5,10 +5,13 @@ Layout::
 
     OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
-    OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`)
+    OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
+                              --world also the planted feet)
     OUT/meta.json             what the outputs need to be read or exported again: clock rate,
-                              camera, gender, --max-gap, tracks (:func:`write_meta`)
-    OUT/track_<id>.npz        AMASS files, or track_<id>_part<k>.npz (:mod:`wbcap.export.track_npz`)
+                              camera, gender, --max-gap, tracks, the frame of the track files and,
+                              with --world, the ground and camera pose (:func:`write_meta`)
+    OUT/track_<id>.npz        AMASS files, or track_<id>_part<k>.npz (:mod:`wbcap.export.track_npz`),
+                              in the camera's frame or (--world) the ground's
     OUT/track_<id>.glb|bvh|fbx  animation files with --export (:mod:`wbcap.export.animation`)
     OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
     OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
@@ -71,7 +74,7 @@ def track_files(out: Path) -> list[Path]:
 
 def write_meta(out: Path, meta: dict) -> Path:
     """Write ``OUT/meta.json`` atomically: JSON-able ``meta`` (keys documented by the writer,
-    :func:`wbcap.video_app.finalize`)."""
+    :func:`wbcap.video_app.run_meta`)."""
     from wbcap.atomic import atomic_write_text
 
     atomic_write_text(out / META_FILE, json.dumps(meta, indent=1, sort_keys=True))

@@ -1,0 +1,161 @@
+"""World-frame files (issue 16): the AMASS npz, GLB and BVH of ``--world`` carry their frame, the
+camera's pose and the contacts; ``params.jsonl`` the contacts; ``wbcap export RUN --world`` grounds a
+run made without ``--world`` (a run folder written from synthetic people on a known ground)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.export.amass import camera_to_world
+from wbcap.testing.world_scenes import Stand, Walk, foot_vertices, make_scene
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def scene(body_layer):
+    return make_scene(body_layer, [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))], seconds=3.0)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, scene):
+    """A finished `wbcap run` folder without --world (params.jsonl, meta.json) holding the scene's
+    noisy camera-frame tracks (ids 0, 1), 30 fps, 1280x720."""
+    from wbcap.export.params_jsonl import write_params_jsonl
+    from wbcap.io.run_folder import write_meta
+    from wbcap.smooth.track import rows_by_frame
+
+    out = tmp_path_factory.mktemp("world_run")
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    cam = scene.camera
+    frames = {int(i): float(t) for i, t in enumerate(scene.times)}
+    write_params_jsonl(out / "params.jsonl", frames, tracks, rows_by_frame(tracks), cam.focal[0], cam.princpt,
+                       cam.image_size)
+    write_meta(out, {"source": "synthetic", "fps": 30.0, "gender": "neutral", "max_gap": 1.0, "tracks": [0, 1],
+                     "camera": {"focal": list(cam.focal), "princpt": list(cam.princpt), "image_size": list(cam.image_size)},
+                     "frame": "camera"})
+    return out
+
+
+def _feet_heights(body, npz, rows) -> np.ndarray:
+    """Lowest foot vertex height (z) of the given rows of a world AMASS file, (rows, 2) left/right."""
+    with torch.no_grad():
+        n = len(rows)
+
+        def t(a) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, np.float32)[rows])
+
+        v = body(betas=t(np.repeat(npz["betas"][None], len(npz["trans"]), 0)), global_orient=t(npz["root_orient"]),
+                 body_pose=t(npz["pose_body"]), left_hand_pose=torch.zeros(n, 45), right_hand_pose=torch.zeros(n, 45),
+                 jaw_pose=torch.zeros(n, 3), expression=t(npz["expression"]), transl=t(npz["trans"])).vertices.numpy()
+    return np.stack([v[:, ids, 2].min(1) for ids in foot_vertices(body)], 1)
+
+
+def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_dir, body_layer, scene):
+    dest = tmp_path / "world"
+    r = invoke("export", run_folder, "--world", "--format", "npz,glb,bvh", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dest.iterdir()) == [f"track_{i}.{e}" for i in (0, 1) for e in ("bvh", "glb", "npz")]
+    meta_before = json.loads((run_folder / "meta.json").read_text())
+    assert meta_before["frame"] == "camera"  # export does not rewrite the run's meta.json
+    for tid in (0, 1):
+        d = np.load(dest / f"track_{tid}.npz")  # plain np.load: no pickled objects
+        assert str(d["frame"]) == "world" and str(d["up_axis"]) == "z"
+        assert d["contact"].shape == (len(d["trans"]), 2) and d["contact"].dtype == bool and d["contact"].any()
+        assert d["camera_position"][:2] == pytest.approx([0, 0]) and d["camera_position"][2] == pytest.approx(1.4, abs=0.02)
+        rot = d["camera_rotation"]
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)
+        assert np.degrees(np.arcsin(-rot[2, 2])) == pytest.approx(12.0, abs=0.5)  # the camera looks 12 deg down
+        # planted feet on the ground, z = 0
+        planted = np.flatnonzero(d["contact"].any(1))
+        heights = _feet_heights(body_layer, d, planted)
+        lowest = np.where(d["contact"][planted], heights, np.inf).min(1)
+        assert np.abs(lowest).max() < 0.01, np.abs(lowest).max()
+        # GLB: the frame and the camera where it stands, y up
+        from pygltflib import GLTF2
+
+        g = GLTF2().load_binary(str(dest / f"track_{tid}.glb"))
+        assert g.asset.extras["frame"] == "world" and g.scenes[0].extras["frame"] == "world"
+        assert "y = 0" in g.asset.extras["ground"]
+        cam = next(n for n in g.nodes if n.name == "source_camera")
+        np.testing.assert_allclose(cam.translation, [0, d["camera_position"][2], 0], atol=1e-6)
+        assert np.linalg.norm(cam.rotation) == pytest.approx(1.0)
+        # BVH: plain BVH, same rows
+        text = (dest / f"track_{tid}.bvh").read_text()
+        assert text.startswith("HIERARCHY") and int(re.search(r"Frames:\s*(\d+)", text).group(1)) == len(d["trans"])
+    # the same files again: the estimate is deterministic
+    again = tmp_path / "again"
+    assert invoke("export", run_folder, "--world", "--format", "npz", "--dest", again, "--body-models", body_dir).exit_code == 0
+    assert (again / "track_1.npz").read_bytes() == (dest / "track_1.npz").read_bytes()
+
+
+@pytest.mark.slow  # a second and third estimate of the same ground
+def test_export_one_track_uses_every_track_for_the_ground(run_folder, tmp_path, body_dir):
+    both, one = tmp_path / "both", tmp_path / "one"
+    assert invoke("export", run_folder, "--world", "--format", "npz", "--dest", both, "--body-models", body_dir).exit_code == 0
+    r = invoke("export", run_folder, "--world", "--track", "1", "--format", "npz", "--dest", one, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in one.iterdir()] == ["track_1.npz"]
+    assert (one / "track_1.npz").read_bytes() == (both / "track_1.npz").read_bytes()
+
+
+def test_export_without_world_says_camera(run_folder, tmp_path, body_dir):
+    dest = tmp_path / "cam"
+    assert invoke("export", run_folder, "--format", "npz,glb", "--dest", dest, "--body-models", body_dir).exit_code == 0
+    d = np.load(dest / "track_0.npz")
+    assert str(d["frame"]) == "camera" and "contact" not in d.files
+    np.testing.assert_allclose(d["camera_rotation"], [[1, 0, 0], [0, 0, 1], [0, -1, 0]])
+    np.testing.assert_allclose(d["camera_position"], 0)
+    from pygltflib import GLTF2
+
+    g = GLTF2().load_binary(str(dest / "track_0.glb"))
+    assert g.asset.extras["frame"] == "camera" and "ground" not in g.asset.extras
+    cam = next(n for n in g.nodes if n.name == "source_camera")
+    assert cam.rotation is None and cam.translation is None
+
+
+def test_params_jsonl_contacts_written_and_read_back(tmp_path, scene):
+    from wbcap.export.params_jsonl import read_params_jsonl, write_params_jsonl
+    from wbcap.smooth.track import rows_by_frame
+
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    cam = scene.camera
+    frames = {i: float(t) for i, t in enumerate(scene.times)}
+    contacts = {k: p.contact for k, p in scene.people.items()}
+    write_params_jsonl(tmp_path / "params.jsonl", frames, tracks, rows_by_frame(tracks), cam.focal[0], cam.princpt,
+                       cam.image_size, contacts=contacts)
+    lines = [json.loads(x) for x in (tmp_path / "params.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * len(scene.times)
+    for rec in lines:
+        assert rec["contact"] == {"left": bool(contacts[rec["track"]][rec["frame"], 0]),
+                                  "right": bool(contacts[rec["track"]][rec["frame"], 1])}
+    _, back, _ = read_params_jsonl(tmp_path / "params.jsonl")
+    np.testing.assert_array_equal(back[0].transl, tracks[0].transl)
+
+
+def test_camera_to_world_moves_every_vertex_rigidly(body_layer):
+    """``global_orient' = M R`` and ``transl' = M (J0 + t) - J0 + p`` put every vertex at ``M v + p``."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.testing.synthetic_body import make_smplx_params
+
+    params = make_smplx_params(3, seed=2)
+    m = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix()
+    p = np.array([0.5, -1.0, 1.4])
+    with torch.no_grad():
+        rest = body_layer.rest_root(params["betas"]).numpy()
+        v = body_layer(**{k: v for k, v in params.items()}).vertices.double().numpy()
+        go, tr = camera_to_world(params["global_orient"].double().numpy(), params["transl"].double().numpy(), rest, m, p)
+        moved = dict(params, global_orient=torch.as_tensor(go, dtype=torch.float32),
+                     transl=torch.as_tensor(tr, dtype=torch.float32))
+        w = body_layer(**moved).vertices.double().numpy()
+    np.testing.assert_allclose(w, v @ m.T + p, atol=2e-5)

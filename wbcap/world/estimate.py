@@ -1,0 +1,376 @@
+"""Ground, gravity and planted feet for the tracks of a static camera (``wbcap run --world``).
+
+:func:`ground_tracks` takes the smoothed camera-frame tracks of a video
+(:class:`~wbcap.smooth.track.SmoothedTrack`) and returns a :class:`WorldResult`: the ground plane
+and the camera's pose above it (:class:`WorldFrame`), per-foot contact labels, and each track with
+its translation corrected so that planted feet stay still and touch the ground. Or, when the
+footage does not fit the assumptions, the tracks unchanged, no frame, and the reason (logged as
+one warning line).
+
+Assumptions: one camera that does not move; one flat ground that the people stand and walk on;
+the network's poses are right and its translation errors lie mostly along the camera ray.
+
+Steps (all tracks share the ground; each track is corrected on its own):
+
+1. The soles (:mod:`wbcap.world.feet`): four regions (heels, toes) per frame.
+2. First contacts, before any ground is known: a region is slow (speed with the pelvis's distance
+   from the camera smoothed, :func:`wbcap.world.contact.ray_smoothed`) and among the lowest of
+   the body (height above the body's lowest region along the people's own up direction, the mean
+   direction of their trunks, pelvis to neck), in the image, with hysteresis
+   (:mod:`wbcap.world.contact`).
+3. A correction keeping those regions planted, without ground (:mod:`wbcap.world.correct`).
+4. The ground: RANSAC and least squares on the lowest sole vertices of the planted regions, over
+   all tracks (:mod:`wbcap.world.ground`). Fallback checks (below).
+5. ``iterations`` times: the correction with the ground, then contacts again from the corrected
+   motion (speed and height above the ground, hysteresis), and the ground refitted to them.
+6. The correction held within ``max_reprojection_px`` of the pelvis's pixel
+   (:func:`wbcap.world.correct.hold_in_image`); where that bound bit, solved once more with the
+   part across the camera ray pinned at the bound, so depth and feet settle with it.
+
+Fallback (the camera frame, as without ``--world``), each with its reason: fewer than
+``min_contacts`` planted person-frames (no feet in the image, or feet never slow); no plane with
+``min_inlier_ratio`` of the contact points within ``refine_threshold`` (several ground levels, or
+a moving camera); the ground's height under the feet changing by more than ``max_window_offset``
+between ``window_s`` time windows (the camera moves: on the synthetic scenes a static camera
+gives 1-2 mm, a camera bobbing by 6 cm or tilting by 0.5 deg/s 2-3 cm or fewer inliers; a slow
+tilt while a single person walks across the view is not seen, as it looks like a sloping floor); the contact points spanning less than
+``min_spread`` (nothing to fit a plane to); the camera below the fitted ground. A single person
+standing still gives only the plane of their two soles: its tilt is good to about a degree, so the
+ground under them is right but the camera's height, far from them, is less so (4.6 cm at 4.5 m on
+the synthetic body; benchmarks/world_grounding.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wbcap.camera import ImageCamera
+from wbcap.errors import setting
+from wbcap.world.contact import drop_short, hysteresis, ray_smoothed, relative_speeds, speeds
+from wbcap.world.correct import Weights, hold_in_image, solve_correction
+from wbcap.world.feet import REGION_FOOT, FeetTrack, SoleRegions, feet_track
+from wbcap.world.ground import GroundFit, GroundPlane, fit_ground, world_from_ground
+
+__all__ = ["WorldConfig", "WorldFrame", "WorldResult", "ground_feet", "ground_tracks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Thresholds of :func:`ground_tracks` (built once by the CLI). Defaults are for people
+    walking or standing 2-15 m from the camera at 10-60 frames per second.
+
+    Attributes:
+        speed_on, speed_off: m/s; a sole region is planted from a frame slower than ``speed_on``
+            while it stays slower than ``speed_off``.
+        height_on, height_off: metres above the ground (the same hysteresis); in the first pass
+            (no ground yet) above the body's lowest region.
+        min_contact_s: seconds; shorter contacts are dropped.
+        depth_smooth_s: seconds, Gaussian sigma of the pelvis's distance for the first speeds.
+        first_reference_speed: m/s; in the first pass a frame's slowest region must be slower
+            than this (its speed still carries the translation's error) for any contact.
+        sole_band: metres; sole vertices are within this of the foot's lowest rest vertex.
+        image_margin: pixels; a sole region projecting further outside the image is not seen.
+        ransac_threshold, refine_threshold: metres, inlier distances of the ground fit.
+        ransac_iterations: RANSAC hypotheses; seed: their random generator's seed.
+        min_contacts: planted person-frames needed (over all tracks).
+        min_inlier_ratio: fraction of contact points that must lie on the ground.
+        min_spread: metres; the contact points' second principal extent (standard deviation).
+        sigma_contact_height: metres; sigma_level_deg: degrees; the ground's normal weighs the
+            contact points' spread against the people's hips being level
+            (:func:`wbcap.world.ground.fit_ground`).
+        window_s, max_window_offset: the ground's median height under the feet of each
+            ``window_s``-second window must stay within ``max_window_offset`` metres of the fit.
+        weights: the correction's standard deviations (:class:`wbcap.world.correct.Weights`).
+        iterations: rounds of correction, contacts, ground.
+        max_reprojection_px: pixels the pelvis may move in the image.
+    """
+
+    speed_on: float = 0.3
+    speed_off: float = 0.6
+    height_on: float = 0.04
+    height_off: float = 0.08
+    min_contact_s: float = 0.06
+    depth_smooth_s: float = 0.1
+    first_reference_speed: float = 1.0
+    sole_band: float = 0.015
+    image_margin: float = 0.0
+    ransac_threshold: float = 0.05
+    refine_threshold: float = 0.03
+    ransac_iterations: int = 300
+    seed: int = 0
+    min_contacts: int = 15
+    min_inlier_ratio: float = 0.7
+    min_spread: float = 0.03
+    sigma_contact_height: float = 0.003
+    sigma_level_deg: float = 1.0
+    window_s: float = 1.0
+    max_window_offset: float = 0.02
+    weights: Weights = field(default_factory=Weights)
+    iterations: int = 2
+    max_reprojection_px: float = 2.0
+
+
+@dataclass(frozen=True)
+class WorldFrame:
+    """The ground and the camera's pose above it.
+
+    The world (:func:`wbcap.world.ground.world_from_ground`): z up (gravity ``-z``), the ground
+    ``z = 0``, x the camera's right and y its forward direction laid on the ground, origin below
+    the camera; ``x_w = world_from_camera @ x_c + camera_position`` for camera-frame points.
+
+    Attributes:
+        ground: the plane in the camera frame (``normal . x + offset`` = height, metres).
+        world_from_camera: ``(3, 3)`` rotation, OpenCV camera axes -> the world.
+        camera_position: ``(3,)`` the camera centre in the world, ``(0, 0, height)`` metres.
+        inlier_ratio: fraction of contact points on the plane; rms: their distance to it, metres.
+        contacts: planted person-frames used.
+    """
+
+    ground: GroundPlane
+    world_from_camera: np.ndarray
+    camera_position: np.ndarray
+    inlier_ratio: float = 1.0
+    rms: float = 0.0
+    contacts: int = 0
+
+    @classmethod
+    def from_ground(cls, ground: GroundPlane, **stats: Any) -> WorldFrame:
+        rotation, position = world_from_ground(ground)
+        return cls(ground=ground, world_from_camera=rotation, camera_position=position, **stats)
+
+    @property
+    def camera_height(self) -> float:
+        """Metres above the ground."""
+        return float(self.camera_position[2])
+
+    @property
+    def pitch_deg(self) -> float:
+        """The camera's optical axis below the horizon, degrees (negative: looking up)."""
+        return float(np.degrees(np.arcsin(np.clip(-self.world_from_camera[2, 2], -1.0, 1.0))))
+
+    @property
+    def roll_deg(self) -> float:
+        """The camera's roll, degrees: how far the image's x axis (right) points above the horizontal."""
+        return float(np.degrees(np.arctan2(self.world_from_camera[2, 0], -self.world_from_camera[2, 1])))
+
+    def to_world(self, points: np.ndarray) -> np.ndarray:
+        """Camera-frame points ``(..., 3)`` -> world ``(..., 3)``, metres."""
+        return np.asarray(points, np.float64) @ self.world_from_camera.T + self.camera_position
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (``meta.json``'s ``world``)."""
+        return {
+            "frame": "world",
+            "ground_normal_camera": [float(v) for v in self.ground.normal],
+            "ground_offset_m": float(self.ground.offset),
+            "world_from_camera": [[float(v) for v in row] for row in self.world_from_camera],
+            "camera_position_m": [float(v) for v in self.camera_position],
+            "camera_height_m": self.camera_height,
+            "camera_pitch_deg": self.pitch_deg,
+            "camera_roll_deg": self.roll_deg,
+            "inlier_ratio": float(self.inlier_ratio),
+            "ground_rms_m": float(self.rms),
+            "contact_person_frames": int(self.contacts),
+        }
+
+
+@dataclass(frozen=True)
+class WorldResult:
+    """What :func:`ground_tracks` found.
+
+    Attributes:
+        frame: the ground and camera pose, or None (fallback to the camera frame).
+        reason: why there is no frame (one line), else None.
+        tracks: ``{track id: SmoothedTrack}``, translation corrected (camera frame); the input
+            tracks on fallback.
+        contacts: ``{track id: (N, 2) bool}`` planted (left, right) foot per frame; empty on fallback.
+        corrections: ``{track id: (N, 3)}`` metres added to the translation (camera frame).
+    """
+
+    frame: WorldFrame | None
+    reason: str | None
+    tracks: dict[int, Any]
+    contacts: dict[int, np.ndarray] = field(default_factory=dict)
+    corrections: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def to_meta(self) -> dict[str, Any]:
+        """``meta.json``'s ``world``: :meth:`WorldFrame.to_dict`, or ``{"frame": "camera", "reason": ...}``."""
+        return self.frame.to_dict() if self.frame else {"frame": "camera", "reason": self.reason}
+
+
+def _visible(points: np.ndarray, camera: ImageCamera, margin: float) -> np.ndarray:
+    """``(...)`` bool: camera-frame points ``(..., 3)`` in front of the camera and in the image."""
+    z = points[..., 2]
+    uv = camera.project(np.where(z[..., None] > 1e-6, points, 1.0))
+    w, h = camera.image_size
+    return (z > 1e-6) & (uv[..., 0] >= -margin) & (uv[..., 0] <= w + margin) & (uv[..., 1] >= -margin) & (
+        uv[..., 1] <= h + margin)
+
+
+def _labels(feet: FeetTrack, correction: np.ndarray, height: np.ndarray, seen: np.ndarray, config: WorldConfig,
+            reference: tuple[float, float]) -> np.ndarray:
+    """``(N, R)`` planted sole regions: relative speed (:func:`wbcap.world.contact.relative_speeds`,
+    the reference picked by the speeds of ``feet`` moved by ``correction``) and ``height``
+    (metres) with hysteresis, the reference region slower than ``reference`` (m/s: to turn a
+    contact on, to keep it), contacts shorter than ``min_contact_s`` dropped."""
+    moved = feet.moved(correction)
+    rel, ref = relative_speeds(feet.anchors - feet.pelvis[:, None], speeds(moved.anchors, feet.time), seen, feet.time)
+    on = (rel < config.speed_on) & (height < config.height_on) & seen & (ref < reference[0])[:, None]
+    keep = (rel < config.speed_off) & (height < config.height_off) & seen & (ref < reference[1])[:, None]
+    t = feet.time
+    rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 30.0
+    return drop_short(hysteresis(on, keep), int(round(config.min_contact_s * rate)) + 1)
+
+
+def _first_contacts(feet: FeetTrack, up: np.ndarray, seen: np.ndarray, config: WorldConfig) -> np.ndarray:
+    """Step 2 of the module docstring: planted regions before any ground is known."""
+    smooth = ray_smoothed(feet.pelvis, feet.time, config.depth_smooth_s)
+    low = feet.lowest(up) @ up  # (N, R) along the people's up
+    rel = low - np.where(seen, low, np.inf).min(1, keepdims=True)
+    first = (config.first_reference_speed, config.first_reference_speed)
+    return _labels(feet, smooth - feet.pelvis, rel, seen, config, first)
+
+
+def _people_up(feet: dict[int, FeetTrack]) -> np.ndarray:
+    """The people's mean up direction (the trunk: pelvis to neck, per frame), camera frame, unit."""
+    v = np.concatenate([f.neck - f.pelvis for f in feet.values()])
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    up = v.mean(0)
+    return up / np.linalg.norm(up)
+
+
+def _window_offset(heights: np.ndarray, times: np.ndarray, window_s: float, min_points: int = 10) -> float:
+    """The largest ``|median height|`` over the ``window_s``-second windows with at least
+    ``min_points`` points (0 when fewer than two such windows)."""
+    if times.size == 0:
+        return 0.0
+    bins = np.floor((times - times.min()) / window_s).astype(int)
+    medians = [float(np.median(heights[bins == b])) for b in np.unique(bins) if (bins == b).sum() >= min_points]
+    return max(abs(m) for m in medians) if len(medians) >= 2 else 0.0
+
+
+def _contact_points(feet: dict[int, FeetTrack], labels: dict[int, np.ndarray], corr: dict[int, np.ndarray],
+                    up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corrected lowest vertices of the planted regions ``(M, 3)`` and their times ``(M,)``."""
+    pts, times = [np.zeros((0, 3))], [np.zeros(0)]
+    for tid, f in feet.items():
+        tt, rr = np.nonzero(labels[tid])
+        pts.append(f.lowest(up)[tt, rr] + corr[tid][tt])
+        times.append(f.time[tt])
+    return np.concatenate(pts), np.concatenate(times)
+
+
+def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig = WorldConfig()
+                ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Steps 2-6 of the module docstring on the soles of each track.
+
+    Args:
+        feet: ``{track id: FeetTrack}`` camera frame (:func:`wbcap.world.feet.feet_track`).
+        camera: the video camera.
+
+    Returns:
+        ``(frame, reason, corrections, labels)``: the world frame (None on fallback, then
+        ``reason`` says why and the rest is empty), ``{track id: (N, 3)}`` corrections (metres,
+        camera frame), ``{track id: (N, R)}`` planted sole regions.
+    """
+    rng = np.random.default_rng(config.seed)
+    w = config.weights
+    if not feet:
+        return None, "no person tracked", {}, {}
+    seen = {tid: _visible(f.anchors, camera, config.image_margin) for tid, f in feet.items()}
+    if not any(s.any() for s in seen.values()):
+        return None, "no feet in the image", {}, {}
+    up = _people_up(feet)
+    labels = {tid: _first_contacts(f, up, seen[tid], config) for tid, f in feet.items()}
+    n_contacts = sum(int(lab.any(1).sum()) for lab in labels.values())
+    if n_contacts < config.min_contacts:
+        seen_frames = sum(int(s.any(1).sum()) for s in seen.values())
+        why = ("feet never slow" if seen_frames >= config.min_contacts else "too few frames with feet in the image")
+        return None, f"{why} ({n_contacts} person-frames with a planted foot, {config.min_contacts} needed)", {}, {}
+    hips = np.concatenate([f.hip_axis[s.any(1)] for f, s in zip(feet.values(), seen.values())])
+    fit = None
+    for it in range(config.iterations + 1):
+        free = {tid: solve_correction(f, labels[tid], None, camera, w) for tid, f in feet.items()}
+        normal = up if fit is None else fit.plane.normal
+        points, times = _contact_points(feet, labels, free, normal)
+        fit = fit_ground(points, normal, config.ransac_threshold, config.refine_threshold, config.ransac_iterations, rng,
+                         level_axes=hips, sigma_height=config.sigma_contact_height, sigma_level_deg=config.sigma_level_deg)
+        if fit is None:
+            return None, "no plane fits the feet", {}, {}
+        if it == 0:
+            reason = _check(fit, points, times, config)
+            if reason:
+                return None, reason, {}, {}
+        plane = fit.plane
+        corr = {tid: solve_correction(f, labels[tid], plane, camera, w) for tid, f in feet.items()}
+        if it == config.iterations:
+            break
+        for tid, f in feet.items():
+            moved = f.moved(corr[tid])
+            labels[tid] = _labels(f, corr[tid], plane.height(moved.lowest(plane.normal)), seen[tid], config,
+                                  (config.speed_on, config.speed_off))
+    bound = config.max_reprojection_px - 1e-3  # a milli-pixel for the float32 the translation is stored in
+    for tid, f in feet.items():
+        held = hold_in_image(f.pelvis, corr[tid], camera, bound)
+        clamped = np.abs(held - corr[tid]).max(1) > 1e-9
+        if clamped.any():  # settle depth and feet with the bound: solve again, the clamped frames pinned
+            corr[tid] = solve_correction(f, labels[tid], plane, camera, w, pinned=clamped, pin=held)
+            held = hold_in_image(f.pelvis, corr[tid], camera, bound)
+        corr[tid] = held
+    frame = WorldFrame.from_ground(plane, inlier_ratio=fit.inlier_ratio, rms=fit.rms,
+                                   contacts=sum(int(lab.any(1).sum()) for lab in labels.values()))
+    return frame, None, corr, labels
+
+
+def _check(fit: GroundFit, points: np.ndarray, times: np.ndarray, config: WorldConfig) -> str | None:
+    """The fallback reason of a first ground fit, or None when it can be used."""
+    if fit.inlier_ratio < config.min_inlier_ratio:
+        return (f"only {fit.inlier_ratio:.0%} of the planted feet lie on one plane (need {config.min_inlier_ratio:.0%}): "
+                "several ground levels, or a moving camera")
+    inl = points[fit.inliers]
+    spread = np.sqrt(np.linalg.eigvalsh(np.cov((inl - inl.mean(0)).T))[1]) if inl.shape[0] > 3 else 0.0
+    if spread < config.min_spread:
+        return f"the planted feet cover too small an area to fit a ground plane ({spread:.3f} m across)"
+    if fit.plane.offset <= 0:
+        return "the camera would stand below the fitted ground"
+    offset = _window_offset(fit.plane.height(points), times, config.window_s)
+    if offset > config.max_window_offset:
+        return (f"the ground under the feet moves by {offset:.2f} m between {config.window_s:g}-second windows: "
+                "the camera moves")
+    return None
+
+
+def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageCamera,
+                  config: WorldConfig = WorldConfig()) -> WorldResult:
+    """The world frame of ``tracks`` and the tracks grounded in it (module docstring).
+
+    Args:
+        tracks: ``{track id: SmoothedTrack}``, camera frame (:mod:`wbcap.smooth.track`).
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the tracks, on ``device``.
+        camera: the video camera (pixels: the image bounds, the pixel bound of the correction).
+        config: thresholds.
+
+    Returns:
+        A :class:`WorldResult`; on fallback its ``frame`` is None, ``tracks`` are the input and a
+        warning naming the reason is logged.
+    """
+    regions = SoleRegions.from_body(body, band=config.sole_band)
+    feet = {tid: feet_track(tr, body, device, regions) for tid, tr in tracks.items()}
+    frame, reason, corr, labels = ground_feet(feet, camera, config)
+    if frame is None:
+        log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
+        return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
+    out = {tid: dataclasses.replace(tr, transl=(np.asarray(tr.transl, np.float64) + corr[tid]).astype(np.float32))
+           for tid, tr in tracks.items()}
+    contacts = {tid: np.stack([lab[:, k == REGION_FOOT].any(1) for k in (0, 1)], 1) for tid, lab in labels.items()}
+    log.info("%s: ground %.2f m below the camera (pitch %.1f deg, roll %.1f deg), %d planted person-frames, "
+             "%.0f%% on the plane", setting("world"), frame.camera_height, frame.pitch_deg, frame.roll_deg,
+             frame.contacts, 100 * frame.inlier_ratio)
+    return WorldResult(frame=frame, reason=None, tracks=out, contacts=contacts, corrections=corr)
