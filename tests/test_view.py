@@ -22,6 +22,7 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import urllib.error
@@ -40,6 +41,7 @@ from wbcap.cli import cli
 THREE = NODE_MODULES / "three"
 FRAMES = 8
 SEEK_TIMES = (0.3, 0.46, 0.7)  # 0.46: between frames 4 and 5, shows frame 4 (the frame on screen at 0.46 s)
+ORIGIN = {"translation": [0.0, 0.0, 0.0], "rotation": [0.0, 0.0, 0.0, 1.0]}  # the camera frame's source camera
 
 
 def invoke(*args):
@@ -183,11 +185,78 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     assert [(t["id"], t["color"], t["rows"], t["first"], t["last"]) for t in m["tracks"]] == [
         (3, colors[3], 3, 2.1, pytest.approx(2.3)), (9, colors[1], 1, 2.5, 2.5)]
     assert content.missing_glb == {3: "media/generated/track_3", 9: "media/generated/track_9"}
+    assert (m["frame"], m["source_camera"], m["world"], content.frame) == ("camera", ORIGIN, None, "camera")
     assert content.files == {"media/render.mp4": run / "render.mp4"}
     chunk = m["tracks"][0]["chunks"][0]
     assert chunk == {"src": "params/track_3/00000.json", "t0": 2.1, "t1": pytest.approx(2.3), "rows": 3}
     assert json.loads(content.generated[chunk["src"]]) == lines[:3]
     assert len(m["joint_names"]) == 55 and m["joint_names"][0] == "pelvis"
+
+
+def _write_glb_json(path: Path, gltf: dict) -> Path:
+    """A GLB holding only its JSON chunk (all :func:`wbcap.view.manifest.read_output` reads)."""
+    data = json.dumps(gltf).encode()
+    data += b" " * (-len(data) % 4)
+    path.write_bytes(struct.pack("<4sIIII", b"glTF", 2, 20 + len(data), len(data), 0x4E4F534A) + data)
+    return path
+
+
+def _world_camera_node(frame) -> dict:
+    """The y-up ``source_camera`` node pose of a :class:`wbcap.world.estimate.WorldFrame`, as
+    :func:`wbcap.export.gltf.write_glb` writes it (the z-up world turned y-up, glTF camera axes)."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.export.clip import YUP_FROM_ZUP
+
+    rotation = YUP_FROM_ZUP @ frame.world_from_camera @ np.diag([1.0, -1.0, -1.0])
+    return {"translation": [float(v) for v in YUP_FROM_ZUP @ frame.camera_position],
+            "rotation": [float(v) for v in Rotation.from_matrix(rotation).as_quat()]}
+
+
+def _known_ground(pitch_deg: float = 15.0, roll_deg: float = 4.0, height: float = 1.6):
+    """A ground plane (camera frame) seen by a camera ``height`` m up, ``pitch_deg`` down, rolled ``roll_deg``."""
+    from wbcap.world.ground import GroundPlane
+
+    p, r = np.radians(pitch_deg), np.radians(roll_deg)
+    return GroundPlane(normal=np.array([np.sin(r) * np.cos(p), -np.cos(r) * np.cos(p), -np.sin(p)]), offset=height)
+
+
+def test_manifest_of_world_frame_files(tmp_path):
+    """The frame and the source camera come from the GLB files (their extras and source_camera
+    node), pitch/roll/height as meta.json's; a file in the camera frame beside world-frame ones
+    keeps its own frame (the page places it through its camera); meta.json's world is passed on."""
+    from wbcap.view.manifest import read_output
+    from wbcap.world.estimate import WorldFrame
+
+    frame = WorldFrame.from_ground(_known_ground())
+    node = _world_camera_node(frame)
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [_line(f, f / 10, 3) for f in (1, 2)] + [_line(2, 0.2, 9)]
+    (run / "params.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "meta.json").write_text(json.dumps({"fps": 10.0, "source": "clip.mp4", "camera": lines[0]["camera"],
+                                               "frame": "world", "world": frame.to_dict()}))
+    for tid, extras, nodes in ((3, {"frame": "world"}, [{"name": "source_camera", "camera": 0, **node}]),
+                               (9, {}, [{"name": "body", "mesh": 0}])):  # an older file: no frame, no camera
+        _write_glb_json(run / f"track_{tid}.glb", {"asset": {"version": "2.0", "extras": {
+            **extras, "num_rows": 1, "first_time_s": 0.1}}, "nodes": nodes})
+    m = read_output(run).manifest
+    assert m["frame"] == "world" and m["world"] == frame.to_dict()
+    cam = m["source_camera"]
+    np.testing.assert_allclose(cam["translation"], [0.0, 1.6, 0.0], atol=1e-12)
+    np.testing.assert_allclose(cam["rotation"], node["rotation"], atol=1e-12)
+    assert (cam["height_m"], cam["pitch_deg"], cam["roll_deg"]) == pytest.approx(
+        (frame.camera_height, frame.pitch_deg, frame.roll_deg), abs=1e-9)
+    assert (cam["pitch_deg"], cam["roll_deg"]) == pytest.approx((15.0, 4.0), abs=1e-9)
+    (p3,), (p9,) = (t["parts"] for t in m["tracks"])
+    assert p3["frame"] == "world" and p3["source_camera"] == {k: cam[k] for k in ("translation", "rotation")}
+    assert (p9["frame"], p9["source_camera"]) == ("camera", ORIGIN)
+    # a camera-frame run: the camera frame whatever meta.json says about a --world that fell back
+    (run / "track_3.glb").unlink()
+    (run / "meta.json").write_text(json.dumps({"fps": 10.0, "frame": "camera", "world": {"frame": "camera", "reason": "x"}}))
+    content = read_output(run)
+    assert (content.manifest["frame"], content.manifest["source_camera"], content.frame) == ("camera", ORIGIN, "camera")
+    assert content.manifest["world"] == {"frame": "camera", "reason": "x"}
 
 
 def test_manifest_of_a_photo_folder_moves_people_into_the_overlays_camera(tmp_path):
@@ -289,9 +358,11 @@ def test_html_folder_of_a_run(video_run, tmp_path):
     assert [t["color"] for t in m["tracks"]] == [_hex(c) for c in track_colors()[:2]]  # render.mp4's
     for t in m["tracks"]:
         assert t["rows"] == FRAMES and t["parts"] == [{"src": f"media/track_{t['id']}.glb", "t0": 0.0,
-                                                        "t1": pytest.approx(0.7, abs=1e-6), "rows": FRAMES}]
+                                                        "t1": pytest.approx(0.7, abs=1e-6), "rows": FRAMES,
+                                                        "frame": "camera", "source_camera": ORIGIN}]
         (chunk,) = t["chunks"]
         assert json.loads((files / chunk["src"]).read_text()) == [x for x in lines if x["track"] == t["id"]]
+    assert (m["frame"], m["source_camera"], m["world"]) == ("camera", ORIGIN, None)
     # a plain folder: page at FILE, everything else in FILE_files, no links
     assert page == tmp_path / "v.html" and '<base href="v_files/">' in page.read_text()
     assert not [p for p in files.rglob("*") if p.is_symlink()]
@@ -570,3 +641,223 @@ def test_copied_folder_says_how_to_serve_it_when_opened_as_a_file(browsed):
     assert (browsed.shared / "walk.html").is_file() and (files / "serve.py").is_file()
     assert not [p for p in browsed.shared.rglob("*") if p.is_symlink()]
     assert sorted(p.name for p in (files / "media").iterdir()) == ["render.mp4", "track_0.glb", "track_1.glb"]
+
+
+# --------------------------------------------------------------------------- world-frame runs (wbcap run --world)
+
+WORLD_T = 0.5  # the time the world pages are compared at (frame 5 of the two walkers)
+SCENE_TIMES = (1.0, 2.0)
+
+
+def _known_world_stage(mp: pytest.MonkeyPatch) -> None:
+    """The world stage replaced by a known answer, as tests/test_cli_run.py does: the ground of
+    :func:`_known_ground` (camera 1.6 m up, 15 degrees down, rolled 4 degrees), the tracks unchanged."""
+    import wbcap.world.estimate as estimate
+
+    def known(tracks, body, device, camera, config):
+        frame = estimate.WorldFrame.from_ground(_known_ground(), contacts=12)
+        return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
+                                    contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},
+                                    corrections={t: np.zeros((len(tr), 3)) for t, tr in tracks.items()})
+
+    mp.setattr(estimate, "ground_tracks", known)
+
+
+@pytest.fixture(scope="module")
+def world_runs(video_run, tmp_path_factory, micro_ckpt, body_dir):
+    """video_run's footage grounded in the known world of :func:`_known_world_stage`: ``world``, the
+    same `wbcap run` with --world (render.mp4 included); ``mixed``, a copy of video_run after
+    `wbcap export RUN --world --track 1` (track 1's GLB in the world, track 0's in the camera frame,
+    meta.json unchanged: "camera")."""
+    tmp = tmp_path_factory.mktemp("view_world")
+    src = video_run.parent
+    world, mixed = tmp / "world", tmp / "mixed"
+    shutil.copytree(video_run, mixed)
+    with pytest.MonkeyPatch.context() as mp:
+        _known_world_stage(mp)
+        r = invoke("run", src / "walk.mp4", "-o", world, "--world", "--detector", f"boxes:{src / 'boxes.json'}",
+                   "--min-track", "2", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+        assert r.exit_code == 0, r.output
+        r = invoke("export", mixed, "--world", "--track", "1", "--format", "glb", "--body-models", body_dir)
+        assert r.exit_code == 0, r.output
+    return SimpleNamespace(world=world, mixed=mixed)
+
+
+@pytest.fixture(scope="module")
+def scene_runs(tmp_path_factory, body_layer, body_dir):
+    """A run folder of synthetic people on a known ground (made as tests/test_world_export.py makes
+    it: params.jsonl and meta.json, no video) with its GLBs written by `wbcap export` (``camera``)
+    and by `wbcap export --world` (``world``: the ground estimated, planted feet corrected;
+    meta.json still says "camera")."""
+    from wbcap.export.params_jsonl import write_params_jsonl
+    from wbcap.io.run_folder import write_meta
+    from wbcap.smooth.track import rows_by_frame
+    from wbcap.testing.world_scenes import Stand, Walk, make_scene
+
+    scene = make_scene(body_layer, [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))], seconds=3.0)
+    tmp = tmp_path_factory.mktemp("view_scene")
+    base = tmp / "base"
+    base.mkdir()
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    cam = scene.camera
+    write_params_jsonl(base / "params.jsonl", {i: float(t) for i, t in enumerate(scene.times)}, tracks,
+                       rows_by_frame(tracks), cam.focal[0], cam.princpt, cam.image_size)
+    write_meta(base, {"source": "synthetic", "fps": 30.0, "gender": "neutral", "max_gap": 1.0, "tracks": [0, 1],
+                      "camera": {"focal": list(cam.focal), "princpt": list(cam.princpt),
+                                 "image_size": list(cam.image_size)}, "frame": "camera"})
+    for name, extra in (("camera", ()), ("world", ("--world",))):
+        shutil.copytree(base, tmp / name)
+        r = invoke("export", tmp / name, *extra, "--format", "glb", "--body-models", body_dir)
+        assert r.exit_code == 0, r.output
+    return SimpleNamespace(camera=tmp / "camera", world=tmp / "world", scene=scene)
+
+
+@pytest.fixture(scope="module")
+def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
+    """The camera-frame run, its world-frame and mixed twins and the synthetic scene's two exports,
+    each served by :func:`wbcap.view.site.serve_view` and read back in one Chromium run: per page
+    the state, each body's vertices, pelvis and pixels through the page's source camera, the
+    header's frame text and a screenshot through the source camera."""
+    import contextlib
+
+    reason = browser_missing()
+    if reason:
+        skip_or_fail(reason)
+    from wbcap.view.site import ViewJob, serve_view
+
+    tmp = tmp_path_factory.mktemp("view_world_browser")
+    folders = {"camera": video_run, "world": world_runs.world, "mixed": world_runs.mixed,
+               "scene_camera": scene_runs.camera, "scene_world": scene_runs.world}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(serve_view(ViewJob(out=str(f)))) for name, f in folders.items()}
+        pages = []
+        for name in folders:
+            times = list(SCENE_TIMES) if name.startswith("scene") else [WORLD_T]
+            pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times,
+                          "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
+        job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
+               "viewport": [1280, 720], "pages": pages}
+        (tmp / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run(["node", str(JS / "view_driver.mjs"), str(tmp / "job.json")], cwd=JS,
+                              capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "HOME": str(tmp), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    if proc.returncode != 0:
+        pytest.fail(f"view_driver.mjs failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = {p["name"]: p for p in json.loads((tmp / "result.json").read_text())["pages"]}
+    fatal = {name: (p["fatal"], p["errors"]) for name, p in result.items() if p.get("fatal")}
+    if fatal:
+        pytest.fail(f"pages that could not be used: {fatal}")
+    for name, page in result.items():
+        assert _problems(page) == [], (name, page["errors"], page["warnings"])
+        assert all(t["loaded"] == t["parts"] for t in page["loaded"]["tracks"]), (name, page["loaded"])
+    return result
+
+
+def _pose(pose: dict) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_quat(pose["rotation"]).as_matrix(), np.asarray(pose["translation"])
+
+
+@pytest.mark.slow  # two more runs and a Chromium process
+def test_world_frame_run_shows_the_bodies_through_the_camera_where_the_camera_frame_run_does(
+        browsed_world, world_runs, references):
+    """`wbcap run --world` (a known ground: camera 1.6 m up, 15 deg down, rolled 4 deg) and the same
+    run without: through the source camera the page draws every body on the same pixels (pelvis,
+    vertex box, screenshot), which are where the run's camera projects it; the world run's view is
+    level with the grid on y = 0 and the camera where the GLB's source_camera node stands; the
+    header says which frame. Also for a camera-frame run whose track 1 was exported again with
+    --world (mixed frames, meta.json saying "camera")."""
+    from wbcap.export.rig import posed_joints
+
+    frame_times = [t for t, _ in references.decoded]
+    k = int(np.searchsorted(frame_times, WORLD_T + 1e-9) - 1)
+    cam = references.camera
+    plain = browsed_world["camera"]
+    base = plain["samples"][0]
+    assert plain["manifest"]["frame"] == "camera" and plain["frameText"] == "camera frame"
+    assert base["state"]["viewFrame"] == "camera" and base["state"]["frame"] == k
+    # the camera-frame page's source camera projects as the run's camera (the pixels compared below are right)
+    for tid, ref in references.tracks.items():
+        pelvis = posed_joints(ref.rig, ref.clip.poses[k : k + 1], ref.clip.transl[k : k + 1])[0, 0]
+        np.testing.assert_allclose(base["pixels"][str(tid)]["pelvis"], cam.project(pelvis[None] * [1, -1, -1])[0],
+                                   atol=0.01)
+        px = cam.project(ref.mesh[k] * [1, -1, -1])
+        np.testing.assert_allclose(base["pixels"][str(tid)]["box"], [*px.min(0), *px.max(0)], atol=0.01)
+    meta = json.loads((world_runs.world / "meta.json").read_text())
+    assert meta["frame"] == "world" and json.loads((world_runs.mixed / "meta.json").read_text())["frame"] == "camera"
+    want_shot = _foreground(Path(plain["screenshot"]))
+    for name, world_tracks in (("world", ("0", "1")), ("mixed", ("1",))):
+        page = browsed_world[name]
+        m, sample = page["manifest"], page["samples"][0]
+        state = sample["state"]
+        assert m["frame"] == "world" and state["viewFrame"] == "world" and state["frame"] == k, name
+        assert m["world"] == (meta["world"] if name == "world" else None)
+        c = m["source_camera"]
+        assert (c["height_m"], c["pitch_deg"], c["roll_deg"]) == pytest.approx((1.6, 15.0, 4.0), abs=1e-5)
+        assert "world frame" in page["frameText"] and "camera 1.60 m up, 15.0° down, roll 4.0°" in page["frameText"]
+        assert ("track 0 in the camera frame" in page["frameText"]) == (name == "mixed")
+        # the world as the files have it: level, the grid on y = 0, the camera where its node is, the orbit camera above
+        assert state["levelTiltDeg"] == pytest.approx(0.0, abs=1e-6) and state["groundY"] == 0.0
+        np.testing.assert_allclose(state["sourceCameraPosition"], [0.0, 1.6, 0.0], atol=1e-6)
+        assert state["orbitCameraPosition"][1] > 2.49
+        rot, pos = _pose(c)
+        for tid in ("0", "1"):
+            # the file's pelvis: the camera-frame one moved by the source camera's pose (world files), else the same
+            want = np.asarray(base["bones"][tid])
+            if tid in world_tracks:
+                want = rot @ want + pos
+            np.testing.assert_allclose(sample["bones"][tid], want, atol=1e-4)
+            # and through the source camera on the same pixels
+            got, ref = sample["pixels"][tid], base["pixels"][tid]
+            np.testing.assert_allclose(got["pelvis"], ref["pelvis"], atol=0.02, err_msg=f"{name} track {tid}")
+            np.testing.assert_allclose(got["box"], ref["box"], atol=0.02, err_msg=f"{name} track {tid}")
+        assert page["screenshotState"]["sourceCamera"] is True and page["screenshotState"]["frame"] == k
+        shot = _foreground(Path(page["screenshot"]))
+        assert shot.shape == want_shot.shape
+        assert _iou(shot, want_shot) > 0.98 and np.linalg.norm(_centroid(shot) - _centroid(want_shot)) < 0.3, name
+
+
+@pytest.mark.slow  # a ground estimate, four GLB files and a Chromium process
+def test_world_export_overlays_within_the_corrections_pixel_bound(browsed_world, scene_runs):
+    """`wbcap export RUN --world` on synthetic people (the ground really estimated, translations
+    corrected, meta.json left saying "camera"): the page follows the GLB files (world frame, the
+    camera where their source_camera node stands, about 1.4 m up and 12 deg down as the scene's),
+    the standing person's feet on the grid's y = 0, and through the source camera every pelvis
+    within the correction's 2 px of where the camera-frame export puts it."""
+    assert json.loads((scene_runs.world / "meta.json").read_text())["frame"] == "camera"
+    plain, world = browsed_world["scene_camera"], browsed_world["scene_world"]
+    assert plain["manifest"]["frame"] == "camera" and world["manifest"]["frame"] == "world"
+    c = world["manifest"]["source_camera"]
+    assert c["height_m"] == pytest.approx(1.4, abs=0.02) and c["pitch_deg"] == pytest.approx(12.0, abs=0.5)
+    assert "world frame" in world["frameText"] and plain["frameText"] == "camera frame"
+    for got, ref in zip(world["samples"], plain["samples"]):
+        assert got["state"]["groundY"] == 0.0 and got["state"]["viewFrame"] == "world"
+        for tid in ("0", "1"):
+            a, b = got["pixels"][tid], ref["pixels"][tid]
+            assert np.linalg.norm(np.subtract(a["pelvis"], b["pelvis"])) < 2.1, (got["t"], tid, a, b)
+            # depth moves along the ray scale the body about its pelvis: the box grows or shrinks a little
+            height = b["box"][3] - b["box"][1]
+            assert np.abs(np.subtract(a["box"], b["box"])).max() < 2.1 + 0.1 * height, (got["t"], tid, a, b)
+        verts = np.fromfile(got["vertices"]["1"], "<f4").reshape(-1, 3)  # the standing person
+        assert abs(float(verts[:, 1].min())) < 0.03, verts[:, 1].min()
+    shot, want = _foreground(Path(world["screenshot"])), _foreground(Path(plain["screenshot"]))
+    assert _iou(shot, want) > 0.8
+
+
+@pytest.mark.slow  # builds the GLBs with the SMPL-X layer
+def test_world_run_without_glb_gets_them_made_in_its_world(world_runs, tmp_path, body_dir, monkeypatch):
+    """A `--world --export none` run: the page's GLBs are made as `wbcap export --world` makes them
+    (the same bytes as the run's), so the page shows the world as the run's npz files do."""
+    _known_world_stage(monkeypatch)  # the answer the run got
+    bare = tmp_path / "bare"
+    shutil.copytree(world_runs.world, bare, ignore=shutil.ignore_patterns("track_*.glb"))
+    r = invoke("view", bare, "--html", tmp_path / "v.html", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    files = tmp_path / "v_files"
+    manifest = json.loads((files / "view.json").read_text())
+    assert manifest["frame"] == "world" and manifest["source_camera"]["height_m"] == pytest.approx(1.6)
+    for track in manifest["tracks"]:
+        (part,) = track["parts"]
+        assert part["src"] == f"media/generated/track_{track['id']}.glb" and part["frame"] == "world"
+        assert (files / part["src"]).read_bytes() == (world_runs.world / f"track_{track['id']}.glb").read_bytes()

@@ -8,14 +8,15 @@
 //            "viewport": [w, h] (default 1280x720),
 //            "pages": [{"name", "url", "kind": "video" | "image" | "file",
 //                       "times": [s, ...] (video: seek to each, read back state, the video's pixels,
-//                                 each track's skinned vertices and the selected track's parameters),
+//                                 each track's skinned vertices, pelvis and its pixels through the
+//                                 page's source camera, and the selected track's parameters),
 //                       "play_ms": ms to play before pausing (video, optional),
 //                       "screenshot": {"time": s | null, "source_camera": bool, "grid": bool}: the 3D canvas,
 //                       "page_screenshot": {"time": s | null, "select": track id | null}: the whole page, last}]}
 // Writes <out>/<name>_t<i>_track<id>.f32 (vertices, float32 LE), <out>/<name>_t<i>_video.rgba,
 // <out>/<name>_view.png (the 3D canvas), <out>/<name>_page.png and the result JSON: per page the load time, the states,
-// parameters and file names, and every console error/warning, page error, failed, HTTP >= 400
-// or non-local request. A "file" page is opened as is (a file:// address) and only checked for
+// parameters and file names, the header's frame text, and every console error/warning, page error,
+// failed, HTTP >= 400 or non-local request. A "file" page is opened as is (a file:// address) and only checked for
 // the message that says how to serve it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -102,12 +103,13 @@ async function usePage(page, spec, res) {
     res.loaded = await page.evaluate(() => window.wbcapView.whenLoaded());
     res.loadMs = Date.now() - t0;
     res.manifest = await page.evaluate(() => window.wbcapView.manifest);
+    res.frameText = await page.textContent('#frame-info');
     res.samples = [];
     if (spec.kind === 'video') {
       for (const [i, t] of (spec.times || []).entries()) {
         const ts = Date.now();
         const state = await page.evaluate((tt) => window.wbcapView.seek(tt), t);
-        const sample = { t, state, seekMs: Date.now() - ts, vertices: {}, bones: {} };
+        const sample = { t, state, seekMs: Date.now() - ts, vertices: {}, bones: {}, pixels: {} };
         for (const tr of state.tracks) {
           const v = await page.evaluate((id) => window.wbcapView.skinnedVertices(id), tr.id);
           if (v) {
@@ -115,6 +117,7 @@ async function usePage(page, spec, res) {
             writeFileSync(file, Buffer.from(v.data, 'base64'));
             sample.vertices[tr.id] = file;
             sample.bones[tr.id] = await page.evaluate((id) => window.wbcapView.bonePosition(id, 'pelvis'), tr.id);
+            sample.pixels[tr.id] = await page.evaluate((id) => window.wbcapView.sourcePixels(id), tr.id);
           }
         }
         const px = await page.evaluate(() => window.wbcapView.videoPixels());

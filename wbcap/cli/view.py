@@ -22,8 +22,10 @@ from wbcap.cli.common import allow_pickle_option
 @allow_pickle_option
 def view(out, html, port, open_browser, body_models, allow_pickle):
     """Look at a finished `wbcap run` or `wbcap image` folder (OUT) in a web browser: the overlay video or
-    photo, every track's body in 3D, the tracks and their per-frame parameters. Serves the page on
-    127.0.0.1 until Ctrl-C (nothing leaves this machine), or writes it with --html."""
+    photo, every track's body in 3D (in the frame its GLB files are in: the source camera's, or with
+    --world the estimated ground's, seen through the source camera where the files place it), the
+    tracks and their per-frame parameters. Serves the page on 127.0.0.1 until Ctrl-C (nothing leaves
+    this machine), or writes it with --html."""
     from wbcap.view.site import ViewJob, serve_view, write_html
 
     job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)

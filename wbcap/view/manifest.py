@@ -13,6 +13,19 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
     title            the run's source file name / the output folder's name
     generator        "wbcap <version>"
     joint_names      the 55 SMPL-X joints (model order), for the parameter tables
+    frame            "camera" | "world": the frame the 3D view shows. "camera": the source camera at
+                     the origin looking down -z; "world" (track files of ``wbcap run --world`` or
+                     ``wbcap export --world``): gravity -y, the ground y = 0. A video run is shown in
+                     the world when any of its GLBs is (a GLB in the other frame is placed through
+                     its own source camera); "camera" while it has none (``wbcap view`` then makes
+                     them in meta.json's ``frame``, :attr:`SiteContent.frame`, and sets it again)
+    source_camera    the source camera's pose in that frame: {"translation": [x, y, z], "rotation":
+                     [x, y, z, w] (a glTF camera: looks down its -z, y up), "height_m", "pitch_deg"
+                     (optical axis below the horizon), "roll_deg"}, from the ``source_camera`` node
+                     of the GLB files (the truth for the bodies they hold; meta.json is not
+                     rewritten by ``wbcap export --world``); the origin, no rotation, in "camera"
+    world            meta.json's ``world`` (``wbcap run --world``: the ground and camera pose it
+                     found, or why it fell back), or null
     video run:
       camera         {"focal": [fx, fy], "princpt": [cx, cy], "image_size": [W, H]}: the source camera
       fps            the run's clock (rows per second of the animation files)
@@ -22,7 +35,8 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
                      where params.jsonl has it
       frame_times    the times the timeline steps through (the video's frames, else params.jsonl's)
       tracks         [{"id", "color": "#rrggbb" (render.mp4's), "first", "last" (s), "rows" (lines in
-                     params.jsonl), "parts": [{"src": GLB URL, "t0", "t1", "rows"}],
+                     params.jsonl), "parts": [{"src": GLB URL, "t0", "t1", "rows", "frame", "source_camera"
+                     (the file's own, as above)}],
                      "chunks": [{"src": URL, "t0", "t1", "rows"}]}]: a chunk is a JSON array of
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
     image run:
@@ -46,13 +60,15 @@ from wbcap.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHUNK_ROWS", "FORMAT", "SiteContent", "read_output"]
+__all__ = ["CHUNK_ROWS", "FORMAT", "SiteContent", "glb_frame", "part_entry", "read_output", "set_view_frame"]
 
 FORMAT = "wbcap.view/1"
 #: Records per parameter chunk: about 5 kB each, so a chunk is about 0.5 MB of JSON.
 CHUNK_ROWS = 100
 _TRACK_GLB = re.compile(r"track_(\d+)(?:_part(\d+))?\.glb")
 _PERSON_DIR = re.compile(r"person_(\d+)")
+#: A camera at the origin with no rotation (glTF's default node transform): the camera frame's source camera.
+ORIGIN_POSE: dict[str, list[float]] = {"translation": [0.0, 0.0, 0.0], "rotation": [0.0, 0.0, 0.0, 1.0]}
 
 
 @dataclass
@@ -65,12 +81,15 @@ class SiteContent:
         generated: ``{URL path: bytes}`` made for the page.
         missing_glb: track ids whose animation file is missing (the caller makes them, see
             :func:`wbcap.view.site.build_site`), with the URL paths the manifest gives them.
+        frame: the frame of the run's track files as meta.json says (``"camera"`` or
+            ``"world"``): the frame missing animation files are made in.
     """
 
     manifest: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     generated: dict[str, bytes] = field(default_factory=dict)
     missing_glb: dict[int, str] = field(default_factory=dict)
+    frame: str = "camera"
 
 
 def track_colors() -> tuple[tuple[float, float, float], ...]:
@@ -117,7 +136,8 @@ def _base_manifest(kind: str, title: str) -> dict[str, Any]:
     from wbcap.export.rig import JOINT_NAMES_55
 
     return {"format": FORMAT, "kind": kind, "title": title, "generator": f"wbcap {__version__}",
-            "joint_names": list(JOINT_NAMES_55)}
+            "joint_names": list(JOINT_NAMES_55), "frame": "camera", "source_camera": dict(ORIGIN_POSE),
+            "world": None}
 
 
 # --------------------------------------------------------------------------- video runs
@@ -139,10 +159,10 @@ def glb_json(path: Path) -> dict[str, Any]:
         return json.loads(fh.read(size))
 
 
-def glb_time_range(path: Path) -> tuple[float, float, int]:
+def glb_time_range(path: Path, g: dict[str, Any] | None = None) -> tuple[float, float, int]:
     """``(first, last, rows)``: the key times of a wbcap GLB (its animation's time accessor; a
-    one-row file: its ``first_time_s``)."""
-    g = glb_json(path)
+    one-row file: its ``first_time_s``); ``g``: its JSON if already read."""
+    g = glb_json(path) if g is None else g
     extras = (g.get("asset") or {}).get("extras") or {}
     rows = int(extras.get("num_rows", 1))
     anims = g.get("animations") or []
@@ -151,6 +171,88 @@ def glb_time_range(path: Path) -> tuple[float, float, int]:
         return float(acc["min"][0]), float(acc["max"][0]), int(acc["count"])
     t = float(extras.get("first_time_s", 0.0))
     return t, t, rows
+
+
+def _node_matrix(node: dict[str, Any]) -> Any:
+    """A glTF node's local transform, 4x4 (spec 5.25: ``matrix``, column-major, else T R S)."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    if "matrix" in node:
+        return np.asarray(node["matrix"], np.float64).reshape(4, 4).T
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_quat(node.get("rotation") or [0.0, 0.0, 0.0, 1.0]).as_matrix() * np.asarray(
+        node.get("scale") or [1.0, 1.0, 1.0], np.float64)
+    m[:3, 3] = node.get("translation") or [0.0, 0.0, 0.0]
+    return m
+
+
+def glb_frame(g: dict[str, Any]) -> tuple[str, dict[str, list[float]]]:
+    """``(frame, pose)`` of a wbcap GLB (its JSON, :func:`glb_json`): ``asset.extras.frame``
+    (``"camera"`` for files that do not say) and the pose of its ``source_camera`` node in the
+    file's world, ``{"translation": [x, y, z], "rotation": [x, y, z, w]}`` (:data:`ORIGIN_POSE`
+    without such a node)."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.export.gltf import CAMERA_NODE_NAME
+
+    extras = (g.get("asset") or {}).get("extras") or {}
+    frame = "world" if extras.get("frame") == "world" else "camera"
+    nodes = g.get("nodes") or []
+    found = [i for i, n in enumerate(nodes) if n.get("name") == CAMERA_NODE_NAME and "camera" in n]
+    if not found:
+        return frame, dict(ORIGIN_POSE)
+    parent = {int(c): j for j, n in enumerate(nodes) for c in n.get("children") or []}
+    k = found[0]
+    node = nodes[k]
+    if k not in parent and "matrix" not in node and node.get("scale") in (None, [1, 1, 1]):  # as wbcap writes it
+        return frame, {"translation": [float(v) for v in node.get("translation") or ORIGIN_POSE["translation"]],
+                       "rotation": [float(v) for v in node.get("rotation") or ORIGIN_POSE["rotation"]]}
+    m = _node_matrix(node)
+    while k in parent:  # wbcap writes it at the scene's root; a file edited elsewhere may not
+        k = parent[k]
+        m = _node_matrix(nodes[k]) @ m
+    u, _, vt = np.linalg.svd(m[:3, :3])  # the rotation of the node (without scale)
+    quat = Rotation.from_matrix(u @ vt).as_quat()
+    return frame, {"translation": [float(v) for v in m[:3, 3]], "rotation": [float(v) for v in quat]}
+
+
+def camera_pose_info(pose: dict[str, list[float]]) -> dict[str, float]:
+    """Height (metres above y = 0), pitch (degrees the optical axis points below the horizon) and
+    roll (degrees the image's x axis points above the horizon) of a source camera pose in the
+    world frame; the same numbers as meta.json's ``camera_height_m``, ``camera_pitch_deg``,
+    ``camera_roll_deg`` (:class:`wbcap.world.estimate.WorldFrame`) for the camera the file holds."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.from_quat(pose["rotation"]).as_matrix()  # glTF camera axes (x right, y up, z back) -> world
+    return {"height_m": float(pose["translation"][1]),
+            "pitch_deg": float(np.degrees(np.arcsin(np.clip(r[1, 2], -1.0, 1.0)))),
+            "roll_deg": float(np.degrees(np.arctan2(r[1, 0], r[1, 1])))}
+
+
+def part_entry(url: str, path: Path) -> dict[str, Any]:
+    """A manifest ``parts`` entry for the GLB ``path`` shown at ``url``."""
+    g = glb_json(path)
+    t0, t1, n = glb_time_range(path, g)
+    frame, pose = glb_frame(g)
+    return {"src": url, "t0": t0, "t1": t1, "rows": n, "frame": frame, "source_camera": pose}
+
+
+def set_view_frame(manifest: dict[str, Any]) -> None:
+    """Set a video manifest's ``frame`` and ``source_camera`` from its tracks' GLB files (the
+    module docstring): the world, with the first world-frame file's camera, when any file is in
+    the world, else the camera frame."""
+    parts = [p for t in manifest["tracks"] for p in t["parts"]]
+    world = [p for p in parts if p["frame"] == "world"]
+    if world:
+        pose = world[0]["source_camera"]
+        manifest["frame"] = "world"
+        manifest["source_camera"] = {**pose, **camera_pose_info(pose)}
+    else:
+        manifest["frame"] = "camera"
+        manifest["source_camera"] = dict(parts[0]["source_camera"] if parts else ORIGIN_POSE)
 
 
 def video_frame_times(path: Path) -> list[float]:
@@ -203,9 +305,9 @@ def _video_content(out: Path) -> SiteContent:
         steps = sorted(b - a for a, b in zip(params_times, params_times[1:]))
         fps = 1.0 / steps[len(steps) // 2] if steps else 30.0
 
-    content = SiteContent(manifest={})
+    content = SiteContent(manifest={}, frame="world" if meta.get("frame") == "world" else "camera")
     manifest = _base_manifest("video", Path(source).name)
-    manifest.update(camera=camera, fps=fps, video=None)
+    manifest.update(camera=camera, fps=fps, video=None, world=meta.get("world"))
     video = out / RENDER_FILE
     if video.is_file():
         offset = float(run.get("start") or 0.0)
@@ -228,10 +330,9 @@ def _video_content(out: Path) -> SiteContent:
                                  "first": rows[0][1], "last": rows[-1][1], "rows": len(rows), "parts": [],
                                  "chunks": []}
         for _, path in sorted(glbs.get(tid, [])):
-            t0, t1, n = glb_time_range(path)
             url = f"media/{path.name}"
             content.files[url] = path
-            entry["parts"].append({"src": url, "t0": t0, "t1": t1, "rows": n})
+            entry["parts"].append(part_entry(url, path))
         if not entry["parts"]:
             content.missing_glb[tid] = f"media/generated/track_{tid}"
         for c in range(0, len(rows), CHUNK_ROWS):
@@ -241,6 +342,7 @@ def _video_content(out: Path) -> SiteContent:
             entry["chunks"].append({"src": url, "t0": chunk[0][1], "t1": chunk[-1][1], "rows": len(chunk)})
         tracks.append(entry)
     manifest["tracks"] = tracks
+    set_view_frame(manifest)
     content.manifest = manifest
     return content
 

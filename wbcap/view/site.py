@@ -91,24 +91,33 @@ def _page(base: str | None, serve_command: str) -> str:
 
 def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
     """Make the GLB files of tracks that have none (``--export none``) into ``site``, as
-    ``wbcap export`` would, and add them to the manifest."""
+    ``wbcap export`` would (with ``--world`` when meta.json says the run's files are in the world
+    frame, so they show what its npz files and render.mp4 show), and add them to the manifest."""
     if not content.missing_glb:
         return
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
-    from wbcap.view.manifest import glb_time_range
+    from wbcap.view.manifest import part_entry, set_view_frame
 
+    world = None
+    if content.frame == "world":
+        from wbcap.world.estimate import WorldConfig
+
+        world = WorldConfig()
     ids = sorted(content.missing_glb)
-    log.info("making the animation files of track(s) %s from params.jsonl (the run has none)",
-             ", ".join(map(str, ids)))
+    log.info("making the animation files of track(s) %s from params.jsonl (the run has none)%s",
+             ", ".join(map(str, ids)), "; the ground estimated again, as `wbcap export --world` does" if world else "")
     dest = site / "media" / "generated"
     written = export_run(ExportJob(run=job.out, export=AnimationExport(formats=("glb",)), dest=str(dest),
-                                   body_models=job.body_models, allow_pickle=job.allow_pickle, tracks=tuple(ids)))
+                                   body_models=job.body_models, allow_pickle=job.allow_pickle, tracks=tuple(ids),
+                                   world=world))
     tracks = {t["id"]: t for t in content.manifest["tracks"]}
     for path in sorted(written):
         tid = int(path.stem.split("_")[1])
-        t0, t1, n = glb_time_range(path)
-        tracks[tid]["parts"].append({"src": f"media/generated/{path.name}", "t0": t0, "t1": t1, "rows": n})
+        tracks[tid]["parts"].append(part_entry(f"media/generated/{path.name}", path))
+    for track in tracks.values():
+        track["parts"].sort(key=lambda p: p["t0"])
+    set_view_frame(content.manifest)
 
 
 def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:

@@ -6,12 +6,15 @@
 //   * seeking, frame steps and the scrub bar set t to a frame's time, seek the video to that
 //     frame and pose every body at t (AnimationMixer.setTime: the GLB keys are source seconds);
 // and, for a photo folder, the overlay photo beside every person's OBJ in the photo's camera.
+// The 3D view is in the frame of the track files (view.json's `frame`): "camera" (the source camera
+// at the origin looking down -z; a grid is fitted under the feet) or "world" (`wbcap run --world`:
+// the ground y = 0, the source camera where the GLB's `source_camera` node stands).
 // The 3D view renders on demand (when t, the camera or the layout changes), GLBs load nearest
 // to t first, three at a time, and parameters are fetched per chunk of 100 frames when shown.
 //
 // window.wbcapView is the page's automation interface (tests/test_view.py reads the page
-// through it): seek, step, play, pause, state, skinnedVertices, bonePosition, videoPixels,
-// params, whenLoaded.
+// through it): seek, step, play, pause, state, skinnedVertices, bonePosition, sourcePixels,
+// videoPixels, params, whenLoaded.
 
 import * as THREE from 'three';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
@@ -69,6 +72,19 @@ function parseOBJ(text) {
   return g;
 }
 
+/** A pose of view.json ({translation, rotation: [x, y, z, w]}) as a matrix (identity for none). */
+function poseMatrix(pose) {
+  const m = new THREE.Matrix4();
+  if (!pose) return m;
+  return m.compose(new THREE.Vector3().fromArray(pose.translation), new THREE.Quaternion().fromArray(pose.rotation),
+    new THREE.Vector3(1, 1, 1));
+}
+
+function samePose(a, b) {
+  const eq = (x, y) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return !!a && !!b && eq(a.translation, b.translation) && eq(a.rotation, b.rotation);
+}
+
 /** A perspective camera with a pinhole's exact projection (focal, principal point off the centre too). */
 function setIntrinsics(camera, info, near = 0.05, far = 1000) {
   const [fx, fy] = info.focal;
@@ -80,16 +96,13 @@ function setIntrinsics(camera, info, near = 0.05, far = 1000) {
     0, 0, -(far + near) / (far - near), -2 * far * near / (far - near),
     0, 0, -1, 0);
   camera.projectionMatrixInverse.copy(camera.projectionMatrix).invert();
-  camera.position.set(0, 0, 0);
-  camera.quaternion.identity();
-  camera.updateMatrixWorld(true);
 }
 
 /**
- * The ground under the people: the plane through the lowest points of the bodies (`feet`, y-up
- * world). wbcap does not estimate gravity, so a camera looking down sees a tilted ground: with
- * feet spread at least 0.5 m both ways the plane y = a x + b z + c is fitted to them (least
- * squares; tilts over 45 degrees are refused), else it is level. It then goes through the lowest
+ * The ground under the people in the camera frame: the plane through the lowest points of the
+ * bodies (`feet`, y-up camera frame). Without --world wbcap does not estimate gravity, so a camera
+ * looking down sees a tilted ground: with feet spread at least 0.5 m both ways the plane
+ * y = a x + b z + c is fitted to them (least squares; tilts over 45 degrees are refused), else it is level. It then goes through the lowest
  * tenth of the feet (feet in mid-stride are above the ground). Returns {normal, point}.
  */
 function fitGround(feet) {
@@ -132,8 +145,9 @@ class View3D {
     const sun = new THREE.DirectionalLight(0xffffff, 0.9);
     sun.position.set(1, 4, 2);
     this.scene.add(sun);
-    // `world` holds the files' y-up world (the source camera at its origin), turned so that the
-    // ground fitted under the feet is level for the orbit camera (fitGround)
+    // `world` holds the files' y-up world: in the camera frame (the source camera at its origin)
+    // turned so that the ground fitted under the feet is level for the orbit camera (fitGround); in
+    // the world frame as it is (the ground y = 0)
     this.world = new THREE.Group();
     this.scene.add(this.world);
     this.bodies = new THREE.Group();
@@ -143,6 +157,7 @@ class View3D {
     this.orbitCam = new THREE.PerspectiveCamera(45, 1, 0.02, 500);
     this.sourceCam = new THREE.PerspectiveCamera();
     this.world.add(this.sourceCam); // turns with the world: the view through it never changes
+    this.frame = 'camera';
     this.controls = new OrbitControls(this.orbitCam, this.renderer.domElement);
     this.controls.addEventListener('change', () => this.requestRender());
     this.useSource = false;
@@ -160,6 +175,29 @@ class View3D {
     this.resize();
   }
 
+  /**
+   * The frame of the files: "camera" or "world" (the ground y = 0), and the source camera's pose in
+   * it (view.json's source_camera: where the GLB's source_camera node stands; the origin in the
+   * camera frame). In the world frame the grid lies on y = 0 at once, in front of the camera.
+   */
+  setFrame(frame, pose) {
+    this.frame = frame === 'world' ? 'world' : 'camera';
+    poseMatrix(pose).decompose(this.sourceCam.position, this.sourceCam.quaternion, this.sourceCam.scale);
+    this.sourceCam.updateMatrixWorld(true);
+    if (this.frame === 'world') {
+      this.world.quaternion.identity();
+      this.world.updateMatrixWorld(true);
+      const c = this.sourceCam.position;
+      const ahead = this.sourceCam.getWorldDirection(new THREE.Vector3()).setY(0);
+      if (ahead.lengthSq() < 1e-12) ahead.set(0, 0, -1);
+      ahead.normalize().multiplyScalar(4);
+      this.layGrid(c.x + ahead.x, 0, c.z + ahead.z, 2);
+      this.home.target.set(c.x + ahead.x, 0.9, c.z + ahead.z);
+      this.home.groundY = 0;
+    }
+    this.resetView();
+  }
+
   setSourceCamera(on) {
     this.useSource = !!on && !!this.cameraInfo;
     this.controls.enabled = !this.useSource;
@@ -172,14 +210,33 @@ class View3D {
     this.requestRender();
   }
 
+  /** A 1 m grid on the level plane at height y, centred on (cx, cz), reaching `radius` + 1 m from there. */
+  layGrid(cx, y, cz, radius) {
+    if (this.grid) { this.scene.remove(this.grid); this.grid.geometry.dispose(); }
+    const n = Math.max(4, 2 * Math.ceil(radius + 1));
+    this.grid = new THREE.GridHelper(n, n, 0x5a646e, 0x3a4148);
+    this.grid.position.set(cx, y, cz);
+    this.grid.visible = this.gridOn;
+    this.scene.add(this.grid);
+  }
+
   /**
-   * Level the world on the ground fitted under `feet` (the lowest body point at a few times, world
-   * coordinates) and lay a 1 m grid there under the people (`centres`: their pelvis positions).
+   * Lay a 1 m grid on the ground under the people (`centres`: their pelvis positions, files'
+   * coordinates). The ground: in the world frame y = 0 as the files say; in the camera frame the
+   * plane fitted under `feet` (the lowest body point at a few times), the world turned level on it.
    */
   placeGround(feet, centres, moveCamera) {
-    if (!feet.length) return;
-    const ground = fitGround(feet);
-    this.world.quaternion.setFromUnitVectors(ground.normal, new THREE.Vector3(0, 1, 0));
+    const up = new THREE.Vector3(0, 1, 0);
+    let ground;
+    if (this.frame === 'world') {
+      if (!centres.length && !feet.length) return;
+      ground = { normal: up, point: new THREE.Vector3() };
+      this.world.quaternion.identity();
+    } else {
+      if (!feet.length) return;
+      ground = fitGround(feet);
+      this.world.quaternion.setFromUnitVectors(ground.normal, up);
+    }
     this.world.updateMatrixWorld(true);
     const y = ground.point.clone().applyQuaternion(this.world.quaternion).y;
     const cs = (centres.length ? centres : feet).map((p) => p.clone().applyQuaternion(this.world.quaternion));
@@ -192,12 +249,7 @@ class View3D {
     const cz = mid(cs.map((p) => p.z));
     const dists = cs.map((p) => Math.hypot(p.x - cx, p.z - cz)).sort((a, b) => a - b);
     const radius = dists[dists.length - 1];
-    if (this.grid) { this.scene.remove(this.grid); this.grid.geometry.dispose(); }
-    const n = Math.max(4, 2 * Math.ceil(radius + 1));
-    this.grid = new THREE.GridHelper(n, n, 0x5a646e, 0x3a4148);
-    this.grid.position.set(cx, y, cz);
-    this.grid.visible = this.gridOn;
-    this.scene.add(this.grid);
+    this.layGrid(cx, y, cz, radius);
     this.ground = ground;
     this.home.target.set(cx, y + 0.9, cz);
     this.home.groundY = y;
@@ -212,10 +264,12 @@ class View3D {
    */
   resetView() {
     const target = this.home.target;
-    const flat = new THREE.Vector3(target.x, 0, target.z); // the source camera sits at the origin
+    this.scene.updateMatrixWorld(true);
+    const cam = this.sourceCam.getWorldPosition(new THREE.Vector3()); // the origin in the camera frame
+    const flat = new THREE.Vector3(target.x - cam.x, 0, target.z - cam.z);
     const d = Math.max(1, flat.length());
     const back = flat.normalize().multiplyScalar(-0.35 * d);
-    this.home.position.set(back.x, this.home.groundY + Math.max(2.5, 0.45 * d), back.z);
+    this.home.position.set(cam.x + back.x, this.home.groundY + Math.max(2.5, 0.45 * d), cam.z + back.z);
     this.orbitCam.position.copy(this.home.position);
     this.controls.target.copy(target);
     this.controls.update();
@@ -242,6 +296,26 @@ class View3D {
     this.requestRender();
   }
 
+  /** The frame and ground as shown (state()): grid height and how far the files' world is turned to level it. */
+  describe() {
+    this.scene.updateMatrixWorld(true);
+    const q = this.world.quaternion;
+    return {
+      viewFrame: this.frame, // "camera" | "world" (state().frame is the video frame's index)
+      groundY: this.grid ? this.grid.position.y : null,
+      levelTiltDeg: THREE.MathUtils.radToDeg(2 * Math.acos(Math.min(1, Math.abs(q.w)))),
+      sourceCameraPosition: this.sourceCam.getWorldPosition(new THREE.Vector3()).toArray(),
+      orbitCameraPosition: this.orbitCam.position.toArray(),
+    };
+  }
+
+  /** Pixel (x right, y down, origin at the image's top-left corner) of scene point `v` through the source camera. */
+  sourcePixel(v) {
+    const [w, h] = this.cameraInfo.image_size;
+    const p = v.clone().project(this.sourceCam);
+    return [(p.x + 1) / 2 * w, (1 - p.y) / 2 * h];
+  }
+
   requestRender() {
     if (this.pending) return;
     this.pending = true;
@@ -264,7 +338,9 @@ class View3D {
 /** One GLB of a track (a track split at a long gap has several): loaded, posed at t. */
 class Part {
   constructor(track, spec) {
-    Object.assign(this, { track, src: spec.src, t0: spec.t0, t1: spec.t1, rows: spec.rows });
+    Object.assign(this, { track, src: spec.src, t0: spec.t0, t1: spec.t1, rows: spec.rows, frame: spec.frame || 'camera' });
+    // the file's world -> the view's (set by the viewer): null when the file is in the view's frame
+    this.placement = null;
     this.state = 'idle';
     this.root = null;
     this.mesh = null;
@@ -284,7 +360,8 @@ class Part {
         if (o.isCamera) cameras.push(o);
         if (o.isBone) this.bones.set(o.name, o);
       });
-      for (const c of cameras) c.parent.remove(c); // the page has its own source camera
+      for (const c of cameras) c.parent.remove(c); // the page has its own source camera (view.json's pose of it)
+      if (this.placement) this.root.applyMatrix4(this.placement);
       this.mesh.material = new THREE.MeshStandardMaterial({ color, roughness: 0.8, metalness: 0.0, side: THREE.DoubleSide });
       this.mesh.frustumCulled = false; // the rest pose's bounds say nothing of where the animation goes
       this.mixer = new THREE.AnimationMixer(this.root);
@@ -312,8 +389,8 @@ class Part {
     this.mixer.setTime(t);
   }
 
-  /** The lowest point of the skinned body and the pelvis at a few times (`toData`: scene -> file world; for the ground). */
-  sample(toData) {
+  /** The lowest point of the skinned body (with `withFeet`) and the pelvis at a few times (`toData`: scene -> the view's frame; for the ground). */
+  sample(toData, withFeet = true) {
     const out = { feet: [], pelvis: [] };
     const v = new THREE.Vector3();
     const n = this.t1 > this.t0 ? GROUND_SAMPLES : 1;
@@ -322,13 +399,15 @@ class Part {
     for (let s = 0; s < n; s++) {
       this.pose(n > 1 ? this.t0 + (this.t1 - this.t0) * s / (n - 1) : this.t0);
       this.root.updateMatrixWorld(true);
-      const low = new THREE.Vector3(0, Infinity, 0);
-      for (let i = 0; i < count; i += 7) {
-        this.mesh.getVertexPosition(i, v);
-        toData(this.mesh.localToWorld(v));
-        if (v.y < low.y) low.copy(v);
+      if (withFeet) {
+        const low = new THREE.Vector3(0, Infinity, 0);
+        for (let i = 0; i < count; i += 7) {
+          this.mesh.getVertexPosition(i, v);
+          toData(this.mesh.localToWorld(v));
+          if (v.y < low.y) low.copy(v);
+        }
+        out.feet.push(low);
       }
-      out.feet.push(low);
       if (pelvis) out.pelvis.push(toData(pelvis.getWorldPosition(new THREE.Vector3())));
     }
     return out;
@@ -352,6 +431,9 @@ class Viewer {
     this.groundSamples = [];
     this.groundPlaced = false;
     $('title').textContent = `wbcap view: ${manifest.title}`;
+    this.view.setFrame(manifest.frame, manifest.source_camera);
+    $('frame-info').textContent = this.frameText();
+    $('frame-info').title = this.frameTitle();
     $('src-cam').addEventListener('change', (e) => this.view.setSourceCamera(e.target.checked));
     $('grid').addEventListener('change', (e) => this.view.setGrid(e.target.checked));
     $('reset-view').addEventListener('click', () => this.view.resetView());
@@ -361,6 +443,30 @@ class Viewer {
 
   status(text) {
     $('status').textContent = text;
+  }
+
+  /** The frame the 3D view shows, in words (the page's header). */
+  frameText() {
+    const m = this.m;
+    if (m.frame === 'world') {
+      const c = m.source_camera;
+      let text = `world frame · ground y = 0 · camera ${c.height_m.toFixed(2)} m up, ${c.pitch_deg.toFixed(1)}° down`;
+      if (Math.abs(c.roll_deg) >= 0.05) text += `, roll ${c.roll_deg.toFixed(1)}°`;
+      const others = (m.tracks || []).filter((t) => t.parts.some((p) => p.frame !== 'world')).map((t) => t.id);
+      if (others.length) text += ` · track${others.length > 1 ? 's' : ''} ${others.join(', ')} in the camera frame, placed through the camera`;
+      return text;
+    }
+    const why = m.world && m.world.frame === 'camera' && m.world.reason ? ` (--world fell back: ${m.world.reason})` : '';
+    return `camera frame${why}`;
+  }
+
+  frameTitle() {
+    if (this.m.frame === 'world') {
+      return 'The track files are in the world of the ground wbcap estimated (wbcap run --world): gravity -y, the ground ' +
+        'y = 0; the source camera stands where the files\' source_camera node is.';
+    }
+    return 'The track files are in the source camera\'s frame (the camera at the origin, looking down -z); the grid is ' +
+      'fitted under the feet.';
   }
 
   setAllVisible(on) {
@@ -470,7 +576,17 @@ class VideoViewer extends Viewer {
     this.half = 0.5 / manifest.fps;
     this.loader = new GLTFLoader();
     this.tracks = manifest.tracks.map((spec) => ({ ...spec }));
-    for (const tr of this.tracks) tr.partObjs = tr.parts.map((p) => new Part(tr, p));
+    const display = poseMatrix(manifest.source_camera);
+    for (const tr of this.tracks) {
+      tr.partObjs = tr.parts.map((spec) => {
+        const p = new Part(tr, spec);
+        // a file in another frame than the view's (or with its camera elsewhere) is placed through its source camera
+        if (spec.source_camera && !samePose(spec.source_camera, manifest.source_camera)) {
+          p.placement = display.clone().multiply(poseMatrix(spec.source_camera).invert());
+        }
+        return p;
+      });
+    }
     this.view.setCamera(manifest.camera);
     this.buildList(this.tracks.map((tr) => ({
       id: tr.id, color: tr.color, label: `track ${tr.id}`,
@@ -525,7 +641,7 @@ class VideoViewer extends Viewer {
         done += 1;
         if (p.state === 'ready') {
           this.view.bodies.add(p.root);
-          this.addGroundSample(p.sample((v) => this.view.world.worldToLocal(v)));
+          this.addGroundSample(p.sample((v) => this.view.world.worldToLocal(v), this.view.frame !== 'world'));
           p.pose(this.t);
         }
         this.status(done < parts.length ? `loading bodies ${done}/${parts.length}…` : this.summary());
@@ -544,6 +660,7 @@ class VideoViewer extends Viewer {
   addGroundSample(s) {
     this.groundSamples.push(s);
     const feet = this.groundSamples.flatMap((g) => g.feet).filter((p) => Number.isFinite(p.y));
+    if (this.view.frame === 'world' && !this.groundSamples.some((g) => g.pelvis.length)) return;
     this.view.placeGround(feet, this.groundSamples.flatMap((g) => g.pelvis), !this.groundPlaced);
     this.groundPlaced = true;
   }
@@ -670,6 +787,7 @@ class VideoViewer extends Viewer {
       videoTime: this.video ? this.video.currentTime : null, seeking: this.video ? this.video.seeking : false,
       playing: this.playing, sourceCamera: this.view.useSource, rendered: this.view.frameCount,
       canvas: [this.view.renderer.domElement.width, this.view.renderer.domElement.height],
+      ...this.view.describe(),
       tracks: this.tracks.map((tr) => {
         const p = this.part(tr.id);
         const item = this.items.find((x) => x.id === tr.id);
@@ -762,7 +880,7 @@ class ImageViewer extends Viewer {
 
   state() {
     return { image: this.image ? this.image.name : null, sourceCamera: this.view.useSource, rendered: this.view.frameCount,
-             canvas: [this.view.renderer.domElement.width, this.view.renderer.domElement.height],
+             canvas: [this.view.renderer.domElement.width, this.view.renderer.domElement.height], ...this.view.describe(),
              people: this.items.map((x) => ({ id: x.id, visible: x.visible })) };
   }
 }
@@ -773,6 +891,11 @@ function api(viewer) {
   const meshOf = (id) => {
     if (viewer instanceof VideoViewer) { const p = viewer.part(id); return p && p.mesh; }
     return viewer.objects.get(`${viewer.image.name}/${id}`);
+  };
+  // the file's own world: a GLB's scene (placed in the view's frame), the photo's shared camera
+  const fileFrame = (id) => {
+    if (viewer instanceof VideoViewer) { const p = viewer.part(id); return p && p.root; }
+    return viewer.view.world;
   };
   return {
     manifest: viewer.m,
@@ -795,9 +918,10 @@ function api(viewer) {
       const n = mesh.geometry.attributes.position.count;
       const out = new Float32Array(3 * n);
       const v = new THREE.Vector3();
+      const frame = fileFrame(id);
       for (let i = 0; i < n; i++) {
         if (mesh.isSkinnedMesh) mesh.getVertexPosition(i, v); else v.fromBufferAttribute(mesh.geometry.attributes.position, i);
-        viewer.view.world.worldToLocal(mesh.localToWorld(v)); // the files' world, as the GLB/OBJ says
+        frame.worldToLocal(mesh.localToWorld(v)); // the file's world, as the GLB/OBJ says
         out[3 * i] = v.x; out[3 * i + 1] = v.y; out[3 * i + 2] = v.z;
       }
       return { count: n, data: base64(out) };
@@ -807,7 +931,29 @@ function api(viewer) {
       const b = p && p.bones.get(name);
       if (!b) return null;
       viewer.view.scene.updateMatrixWorld(true);
-      return viewer.view.world.worldToLocal(b.getWorldPosition(new THREE.Vector3())).toArray();
+      return p.root.worldToLocal(b.getWorldPosition(new THREE.Vector3())).toArray();
+    },
+    /**
+     * Where the body `id` as posed now lies in the source image, seen by the page's source camera
+     * (pixels, origin at the image's top-left corner): its pelvis and the box around its vertices
+     * [x0, y0, x1, y1]; null if not shown.
+     */
+    sourcePixels: (id) => {
+      const mesh = meshOf(id);
+      if (!mesh) return null;
+      const view = viewer.view;
+      view.scene.updateMatrixWorld(true);
+      const box = [Infinity, Infinity, -Infinity, -Infinity];
+      const v = new THREE.Vector3();
+      const pos = mesh.geometry.attributes.position;
+      for (let i = 0; i < pos.count; i++) {
+        if (mesh.isSkinnedMesh) mesh.getVertexPosition(i, v); else v.fromBufferAttribute(pos, i);
+        const [x, y] = view.sourcePixel(mesh.localToWorld(v));
+        box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y); box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
+      }
+      const p = viewer instanceof VideoViewer ? viewer.part(id) : null;
+      const pelvis = p && p.bones.get('pelvis');
+      return { pelvis: pelvis ? view.sourcePixel(pelvis.getWorldPosition(new THREE.Vector3())) : null, box };
     },
     /** The video frame on screen, drawn at the video's own size: RGBA, base64. */
     videoPixels: () => {
