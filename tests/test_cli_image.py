@@ -170,6 +170,7 @@ def silhouette(folder: Path, image_hw: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+@pytest.mark.slow  # fast loop: kept under 2 minutes
 def test_unusual_pixel_formats_work(tmp_path, micro_ckpt_raw, body_dir):
     """Gray, RGBA and 16-bit PNGs (one run, one model load) give the mesh of the 8-bit RGB
     picture with the same pixels; the network's output depends on the pixels (gray != colour)."""

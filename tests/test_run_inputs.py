@@ -168,6 +168,7 @@ def test_unexpected_failure_in_run_names_the_file_and_frame(tmp_path, base_args,
     assert not (tmp_path / "out").exists()  # nothing worth resuming: no half-made folder
 
 
+@pytest.mark.slow  # fast loop: kept under 2 minutes
 def test_resume_with_other_settings_removes_outputs_it_does_not_write_again(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", 6)
     # person A in every frame, person B only in frames 0-3 (a 4-frame track)

@@ -45,7 +45,7 @@ def times_of(out: Path) -> list[float]:
     return [json.loads(x)["time"] for x in (out / "params.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("kind", ["mp4", "mkv", "avi"])
+@pytest.mark.parametrize("kind", ["mp4", pytest.param("mkv", marks=pytest.mark.slow), pytest.param("avi", marks=pytest.mark.slow)])
 def test_out_of_order_timestamps_run_and_resume(tmp_path, base_args, kind):
     if kind == "avi":
         src, fps, n, tol = make_packed_b_avi(tmp_path / "packed.avi", 10, 25), 25, 10, 1e-9

@@ -156,6 +156,7 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
     assert r.exit_code == 2 and "--data-root" in r.output
 
 
+@pytest.mark.slow  # fast loop: kept under 2 minutes
 def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
     """The hand stage trains on FreiHAND's native layout, writes the public hand checkpoint names,
     resumes, and its backbone merges into a whole-body model."""

@@ -282,7 +282,7 @@ def _count_trainer_syncs(monkeypatch) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("log_every, reads", [(2, 2), (4, 1)])
+@pytest.mark.parametrize("log_every, reads", [(2, 2), pytest.param(4, 1, marks=pytest.mark.slow)])
 def test_one_host_read_per_logging_interval(tmp_path, frei_root, monkeypatch, log_every, reads):
     from wbcap.train.hand_losses import HAND_LOSS_NAMES
     from wbcap.train.trainer import train
@@ -303,6 +303,7 @@ def test_one_host_read_per_logging_interval(tmp_path, frei_root, monkeypatch, lo
         assert sum(r[f"loss/{k}"] for k in HAND_LOSS_NAMES) == pytest.approx(r["loss/total"], rel=1e-6)
 
 
+@pytest.mark.slow  # fast loop: kept under 2 minutes
 def test_channels_last_training_matches_and_cudnn_benchmark_is_scoped(tmp_path, frei_root, monkeypatch):
     from wbcap.train import trainer
 

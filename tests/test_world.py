@@ -138,8 +138,8 @@ FALLBACKS = {
     "camera bobbing": ([Stand(position=(0.4, 4.5))], SceneCamera(bob_m=0.06), "the camera moves"),
     "feet never slow": ([Glide(start=(-2.0, 5.0), heading_deg=10)], SceneCamera(), "never slow"),
     "no feet visible": ([Walk(start=(-0.5, 1.6), heading_deg=5)], SceneCamera(), "no feet in the image"),
-    "two ground levels": ([Stand(position=(-0.8, 5.0)), Stand(position=(0.8, 5.0), ground_z=0.5)], SceneCamera(),
-                          "several ground levels"),
+    "two ground levels": pytest.param([Stand(position=(-0.8, 5.0)), Stand(position=(0.8, 5.0), ground_z=0.5)],
+                                      SceneCamera(), "several ground levels", marks=pytest.mark.slow),
 }
 
 
