@@ -138,7 +138,7 @@ def small_regressor(small_net, body_dir):
     """A fresh fused (exact) small regressor on CPU (the session network is left unconverted)."""
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.model.fused import optimize_for_inference
+    from wbcap.model.inference import optimize_for_inference
     from wbcap.model.regressor import WholeBodyRegressor
 
     net = optimize_for_inference(copy.deepcopy(small_net).eval(), "cpu", "exact")

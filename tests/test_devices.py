@@ -19,8 +19,8 @@ from wbcap.model.fused import (
     FusedConv,
     FusedResNet,
     mkldnn_usable,
-    optimize_for_inference,
 )
+from wbcap.model.inference import optimize_for_inference
 from wbcap.model.precision import Precision
 
 # -- device names ----------------------------------------------------------------------------

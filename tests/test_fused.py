@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from wbcap.model.fused import FusedConv, FusedConvStack, FusedResNet, fold_batchnorm, optimize_for_inference
+from wbcap.model.fused import FusedConv, FusedConvStack, FusedResNet, fold_batchnorm
+from wbcap.model.inference import optimize_for_inference
 from wbcap.model.resnet import ResNetBackbone
 
 PACKED = [True, False]
@@ -151,10 +152,10 @@ def test_optimize_rejects_unknown_precision_and_reconversion(small_config):
 
 
 def test_fast_falls_back_to_float32_without_bf16_instructions(small_config, monkeypatch, caplog):
-    import wbcap.model.fused as fused
+    import wbcap.model.inference as inference
     from wbcap.testing.checkpoints import random_network
 
-    monkeypatch.setattr(fused, "bf16_supported", lambda: False)
+    monkeypatch.setattr(inference, "bf16_supported", lambda: False)
     net = optimize_for_inference(random_network(small_config), "cpu", "fast")
     assert net.backbone.dtype == torch.float32 and net.box_net.deconv.dtype == torch.float32
     assert "no bfloat16 instructions" in caplog.text

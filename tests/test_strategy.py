@@ -20,9 +20,9 @@ from wbcap.model.fused import (
     FusedConvStack,
     FusedResNet,
     SubpixelDeconv,
-    optimize_for_inference,
     tuned_parts,
 )
+from wbcap.model.inference import optimize_for_inference
 from wbcap.model.strategy import (
     CpuStrategy,
     MachineBusy,

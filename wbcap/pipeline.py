@@ -245,13 +245,13 @@ class Pipeline:
 
     def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:
         """Convert the network in place to its inference form for :attr:`precision`
-        (:func:`wbcap.model.fused.optimize_for_inference`: BatchNorm folded, convolutions fused and
+        (:func:`wbcap.model.inference.optimize_for_inference`: BatchNorm folded, convolutions fused and
         pre-packed, per-part dtypes; ``plan`` overrides some, for experiments). Nothing for the
         autocast modes (``bf16``, ``fp16``), which run the network module by module; a network
         already converted for this precision is left as it is."""
         self._graphed.clear()  # graphs captured the network before its conversion
         if self.precision.fused:
-            from wbcap.model.fused import optimize_for_inference
+            from wbcap.model.inference import optimize_for_inference
 
             optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan)
             # A convolution the conversion left as it was runs NHWC like the unfused network (the

@@ -46,19 +46,14 @@ import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from wbcap.errors import setting
-from wbcap.model.precision import PARTS, Precision
+from wbcap.model.precision import Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
-
-if TYPE_CHECKING:
-    from wbcap.model.strategy import CpuStrategy
 
 log = logging.getLogger(__name__)
 
@@ -630,13 +625,13 @@ class RowwiseLinear(nn.Module):
         return torch.cat([F.linear(row, self.weight, self.bias) for row in x.split(1)])
 
 
-def _rowwise_linears(module: nn.Module) -> None:
+def rowwise_linears(module: nn.Module) -> None:
     """Replace every ``nn.Linear`` below ``module`` by :class:`RowwiseLinear` (in place)."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
             setattr(module, name, RowwiseLinear(child))
         else:
-            _rowwise_linears(child)
+            rowwise_linears(child)
 
 
 #: Compute dtype of each part in each fused precision mode, by name (the plans
@@ -678,7 +673,8 @@ class TunedPart:
         return [m for m in self.module.modules() if isinstance(m, nn.ConvTranspose2d)]
 
 
-def _feat_hw(shape: Sequence[int]) -> tuple[int, int]:
+def feat_hw(shape: Sequence[int]) -> tuple[int, int]:
+    """``(h, w)`` of a ResNet's output features (stride 32, rounded up) for an input ``(H, W)``."""
     return (shape[0] + 31) // 32, (shape[1] + 31) // 32
 
 
@@ -686,7 +682,7 @@ def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
     """The :data:`TUNED_PARTS` of an unconverted Hand4Whole ``net``, by name."""
     c = net.config
     deconv = net.box_net.deconv
-    body_hw = _feat_hw(c.input_body_shape)
+    body_hw = feat_hw(c.input_body_shape)
     widths = [deconv[0].in_channels] + [m.out_channels for m in deconv if isinstance(m, nn.ConvTranspose2d)]
 
     def resnet(name: str, backbone: ResNetBackbone, hw: Sequence[int], per_crop: int) -> TunedPart:
@@ -699,125 +695,3 @@ def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
         "box_net": TunedPart("box_net", deconv, (widths[0], *body_hw), 1,
                              f"deconv {'-'.join(str(w) for w in widths)} {body_hw[0]}x{body_hw[1]}"),
     }
-
-
-# Long (about 90 lines): every part of the network is converted in one place, in the network's
-# order, so each part's input shape and dtype choice reads next to its conversion.
-def optimize_for_inference(
-    net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
-    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None,
-) -> nn.Module:
-    """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
-
-    The three ResNets become :class:`FusedResNet`, the BoxNet deconvolutions and the heads'
-    convolution stacks :class:`FusedConvStack`, on CPU the heads' linear layers
-    :class:`RowwiseLinear` (results independent of the batch size), with the per-part dtypes of
-    ``precision``'s plan (:attr:`~wbcap.model.precision.Precision.plan`; ``exact`` or ``fast``, or
-    their names). The original modules (and their weights) are released; the
-    network keeps its forward signature and outputs, but can no longer be trained or saved.
-    A network already converted for the same precision is returned as is; converting it for
-    another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
-    (with a warning). Call after moving the network to ``device``.
-
-    On CPU the form of each of :data:`TUNED_PARTS` (fused or plain convolutions, chunk sizes,
-    sub-pixel deconvolutions) is this machine's measured best
-    (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
-    there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
-    ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement
-    (``measure``). The choice is kept as ``net.cpu_strategy``
-    (:class:`~wbcap.model.strategy.CpuStrategy`; None on other devices).
-
-    ``chunk``: images per convolution call for every part; on CPU it forces ``fused:<chunk>``
-    (default: the strategy's measured sizes on CPU, :data:`GPU_CHUNK` elsewhere). ``plan``:
-    per-part dtypes overriding the precision's plan (same keys,
-    :data:`~wbcap.model.precision.PARTS`; for experiments such as
-    ``benchmarks/precision_error.py``). Returns ``net``.
-    """
-    if precision not in PRECISION_PLANS:
-        raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
-    precision = Precision(precision)
-    done = getattr(net, "inference_precision", None)
-    if done is not None:
-        if done == precision and plan is None:
-            return net
-        raise ValueError(f"this network was already converted for {str(done)!r} inference; load it again to convert "
-                         f"it for {str(precision)!r}")
-    plan = {**precision.plan, **(plan or {})}
-    unknown = set(plan) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown plan parts {sorted(unknown)}; use {sorted(PARTS)}")
-    device = torch.device(device)
-    packed = mkldnn_usable(device)
-    if not packed and device.type == "cpu":
-        log.warning("oneDNN is not available in this torch build; running folded convolutions without fusion")
-    if device.type == "cpu" and torch.bfloat16 in plan.values() and not bf16_supported():
-        log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
-                    "%s %s runs in float32 (exact) instead", setting("precision"), precision)
-        plan = Precision.EXACT.plan
-    net.eval()
-    c = net.config
-    cpu = device.type == "cpu"
-    # Heads (and, off the CPU, every part): CPU: small chunks keep activations in cache; GPU:
-    # whole batches fill the device.
-    n = max(1, int(chunk)) if chunk is not None else (DEFAULT_CHUNK if cpu else GPU_CHUNK)
-    body_hw, hand_hw = _feat_hw(c.input_body_shape), _feat_hw(c.input_hand_shape)
-    body_dim = net.backbone.feat_dim
-    hand_dim = net.hand_roi_net.backbone.feat_dim
-    parts = tuned_parts(net)
-    cpu_strategy: CpuStrategy | None = None
-    with torch.inference_mode(False), torch.no_grad():
-        built: dict[str, nn.Module] = {}
-        if cpu:
-            from wbcap.model.strategy import choose_cpu_strategy
-
-            cpu_strategy, built = choose_cpu_strategy(
-                parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
-                onednn=packed,
-            )
-        for name, part in parts.items():
-            if name in built:
-                continue
-            if cpu_strategy is None:
-                built[name] = part.build(plan[name], packed, n)
-            else:
-                choice = cpu_strategy.parts[name]
-                built[name] = part.build(plan[name], packed and choice.form == "fused", choice.chunks,
-                                         choice.subpixel or None, choice.alternates)
-        net.backbone = built["body_backbone"]
-        net.hand_roi_net.backbone = built["hand_backbone"]
-        net.face_roi_net.backbone = built["face_backbone"]
-        box = net.box_net
-        box.deconv = built["box_net"]
-        up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
-        box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed)
-        heads = plan["heads"]
-        net.body_position_net.conv = FusedConvStack(net.body_position_net.conv, [n, body_dim, *body_hw], heads, packed)
-        net.hand_position_net.conv = FusedConvStack(net.hand_position_net.conv, [2 * n, hand_dim, *hand_hw], heads, packed)
-        rot = net.body_rotation_net
-        rot.body_conv = FusedConvStack(rot.body_conv, [n, body_dim, *body_hw], heads, packed)
-        rot.lhand_conv = FusedConvStack(rot.lhand_conv, [n, hand_dim, *hand_hw], heads, packed)
-        rot.rhand_conv = FusedConvStack(rot.rhand_conv, [n, hand_dim, *hand_hw], heads, packed)
-        net.hand_rotation_net.hand_conv = FusedConvStack(
-            net.hand_rotation_net.hand_conv, [2 * n, hand_dim, *hand_hw], heads, packed
-        )
-        if cpu:  # batch-invariant heads; on a GPU one kernel launch per row would cost more
-            for head in (net.box_net, net.body_rotation_net, net.hand_rotation_net, net.face_regressor):
-                _rowwise_linears(head)
-        # Hand and face crops: RoIAlign's matrix products in the dtype of the backbone they feed
-        # (whose first step rounds them to it anyway); bfloat16 ones are 2.7x faster on CPU.
-        from wbcap.crop.roi_align import roi_align
-
-        for roi_net, part in ((net.hand_roi_net, "hand_backbone"), (net.face_roi_net, "face_backbone")):
-            if plan[part] != torch.float32:
-                roi_net.roi_align = functools.partial(roi_align, compute_dtype=plan[part])
-        # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
-        # so the file's mapping, and the pages the conversion read through it, are released.
-        for module in net.modules():
-            if isinstance(module, FusedConv):  # already fresh tensors
-                continue
-            for t in list(module._parameters.values()) + list(module._buffers.values()):
-                if t is not None:
-                    t.data = t.data.clone()
-    net.inference_precision = precision
-    net.cpu_strategy = cpu_strategy
-    return net

@@ -90,7 +90,7 @@ class Precision(str, Enum):
     @property
     def fused(self) -> bool:
         """True for the modes that run the fused inference form of the network
-        (:func:`wbcap.model.fused.optimize_for_inference`): ``exact`` and ``fast``."""
+        (:func:`wbcap.model.inference.optimize_for_inference`): ``exact`` and ``fast``."""
         return self.value in _PLANS
 
     @property
@@ -112,7 +112,7 @@ class Precision(str, Enum):
         but moves the mesh far more than fast's error budget) and ``bf16`` as ``fp16`` (the same
         whole-network autocast comparison mode in the half type those GPUs have). Each change is
         logged in one line. The CPU fallback for ``fast`` without bfloat16 instructions is made
-        when the network is converted (:func:`wbcap.model.fused.optimize_for_inference`).
+        when the network is converted (:func:`wbcap.model.inference.optimize_for_inference`).
         """
         if device.type != "cuda" or self not in (Precision.FAST, Precision.BF16) or cuda_bf16_is_fast(device):
             return self

@@ -35,7 +35,7 @@ rounding: in float32 each is checked, when measured, against the module-by-modul
 (``<= 1e-5``: results do not depend on the batch size); a candidate that fails is dropped with a
 warning.
 
-``$WBCAP_CPU_STRATEGY`` (or ``strategy=`` of :func:`~wbcap.model.fused.optimize_for_inference`)
+``$WBCAP_CPU_STRATEGY`` (or ``strategy=`` of :func:`~wbcap.model.inference.optimize_for_inference`)
 overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
 ``fused:N`` / ``plain:N`` (N images per call), ``measure`` (measure again and update the cache),
