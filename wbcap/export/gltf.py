@@ -174,13 +174,11 @@ def _skin_weights_float32(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit vertex normals (V, 3) float32 of the rest mesh (trimesh); a vertex in no face gets +z."""
-    import trimesh
+    """Unit vertex normals (V, 3) float32 of the rest mesh, the overlay renderer's
+    (:func:`wbcap.export.render.vertex_normals`); a vertex in no face gets +z."""
+    from wbcap.export.render import vertex_normals
 
-    n = np.array(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, np.float64)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(norm > 1e-12, n / np.where(norm > 1e-12, norm, 1.0), np.array([0.0, 0.0, 1.0]))
-    return n.astype(np.float32)
+    return vertex_normals(vertices, faces)
 
 
 def _checked(rig: Rig, clip: MotionClip, exact_vertices: np.ndarray | None, path: Path) -> tuple[np.ndarray, np.ndarray]:
