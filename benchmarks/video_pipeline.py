@@ -128,6 +128,7 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
 
     import torch
 
+    from wbcap.bench.timing import sync_fn, time_call
     from wbcap.crop.bbox import crops_to_tensor
     from wbcap.detect.base import Detection
     from wbcap.io.video_reader import open_frames
@@ -136,13 +137,12 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
     h, w = image.shape[:2]
     patch = pipe.crop(image, [Detection((w * 0.3, h * 0.1, w * 0.2, h * 0.8), 1.0)])[0].patch
     x = crops_to_tensor([patch] * batch_size).to(pipe.device).contiguous(memory_format=pipe.memory_format)
-    times = []
-    for i in range(4):
-        t = time.perf_counter()
+
+    def call():
         with torch.inference_mode(), pipe.inference_context():
             pipe.regressor(x)
-        if i:
-            times.append(time.perf_counter() - t)
+
+    times = time_call(call, repeats=3, warmup=1, sync=sync_fn(pipe.device))
     return batch_size / statistics.median(times)
 
 

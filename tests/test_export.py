@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from clients import skip_or_fail
 
 from wbcap.atomic import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from wbcap.errors import InputError
@@ -220,7 +221,7 @@ def gl_platform() -> str | None:
 @pytest.mark.parametrize("backend", ["software", "pyrender"])
 def test_render_unit_sphere_matches_analytic_disc(backend: str, gl_platform: str | None) -> None:
     if backend == "pyrender" and gl_platform is None:
-        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
     centre = (0.0, 0.0, 3.0)
     verts, faces = _sphere(centre, 1.0)
     image = np.full((H, W, 3), BG, np.uint8)
@@ -251,7 +252,7 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 
 def test_backends_agree_and_off_axis_projection(gl_platform: str | None) -> None:
     if gl_platform is None:
-        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
     centre = (0.6, -0.35, 4.0)  # off axis: silhouette is an ellipse-like conic
     verts, faces = _sphere(centre, 0.5)
     image = np.full((H, W, 3), BG, np.uint8)
@@ -267,7 +268,7 @@ def test_backends_agree_and_off_axis_projection(gl_platform: str | None) -> None
 @pytest.mark.parametrize("backend", ["software", "pyrender"])
 def test_render_occlusion_and_alpha(backend: str, gl_platform: str | None) -> None:
     if backend == "pyrender" and gl_platform is None:
-        pytest.skip("no OpenGL platform (EGL/OSMesa) on this machine")
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
     near_v, near_f = _sphere((0.0, 0.0, 3.0), 0.4)
     far_v, far_f = _sphere((0.0, 0.0, 6.0), 2.0)
     red, blue = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9)

@@ -86,6 +86,7 @@ def test_another_setup_is_another_key(probes, monkeypatch):
 def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(probes, monkeypatch, caplog):
     from wbcap.export import render as render_mod
 
+    render_backend = render_mod.render_backend
     _gl.select_gl_platform()
     assert _gl._cache_file().exists()
     monkeypatch.setattr(render_mod, "render_backend", lambda backend=None: "pyrender-osmesa")
@@ -95,7 +96,15 @@ def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(pro
     out = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
     want = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0), backend="software")
     np.testing.assert_array_equal(out, want)
-    assert not _gl._cache_file().exists() and "software renderer" in caplog.text
+    assert not _gl._cache_file().exists() and "renders in software from now on" in caplog.text
+    # once per process: the next frame goes straight to software, without trying GL or warning again
+    caplog.clear()
+    assert _gl.select_gl_platform() is None
+    monkeypatch.setattr(render_mod, "render_backend", render_backend)
+    again = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
+    np.testing.assert_array_equal(again, want)
+    assert "OpenGL" not in caplog.text
+    _gl._reset_for_tests()
 
 
 def test_fused_pipeline_skips_the_nhwc_copy_with_the_same_outputs(micro_ckpt, body_dir):

@@ -494,3 +494,32 @@ def test_part_choice_round_trip():
                    {3: (1, 2)})
     assert PartChoice.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert c.describe(3) == "plain 4+1+1 subpixel 1/2"  # 6 hand images in calls of measured sizes
+
+
+def test_cache_of_another_wbcap_or_malformed_parts_is_measured_again(micro_parts, tmp_path, measure):
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    asked = len(measure.asked)
+    data = json.loads(path.read_text())
+    slot = next(iter(data["machines"].values()))
+    for entry in slot["parts"].values():
+        entry["wbcap"] = "0.0.0-other"  # measured by another wbcap: its parts may be built otherwise
+    path.write_text(json.dumps(data))
+    assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
+    assert len(measure.asked) == 2 * asked
+    mid, slot = next(iter(json.loads(path.read_text())["machines"].items()))
+    path.write_text(json.dumps({"format": strategy.CACHE_FORMAT, "machines": {mid: {**slot, "parts": []}}}))
+    assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
+
+
+def test_a_part_measured_while_others_took_the_cpu_is_used_but_not_cached(micro_parts, tmp_path, measure, caplog):
+    path = tmp_path / "cpu_strategy.json"
+    answers = iter([False, True] + [False] * 20)  # free before the first part, busy right after measuring it
+    with caplog.at_level(logging.WARNING):
+        chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: next(answers))
+    first = next(iter(micro_parts))
+    assert chosen.parts[first].form == "plain" and first in built  # used in this run
+    assert "is used but not cached" in caplog.text
+    cached = json.loads(path.read_text())
+    parts = next(iter(cached["machines"].values()))["parts"]
+    assert len(parts) == len(micro_parts) - 1 and not any(k.startswith(first) for k in parts)

@@ -159,3 +159,49 @@ def test_camera_to_world_moves_every_vertex_rigidly(body_layer):
                      transl=torch.as_tensor(tr, dtype=torch.float32))
         w = body_layer(**moved).vertices.double().numpy()
     np.testing.assert_allclose(w, v @ m.T + p, atol=2e-5)
+
+
+def _copy_run(run_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    return copy
+
+
+def test_export_into_the_run_folder_keeps_meta_json_in_step(run_folder, tmp_path, body_dir):
+    """Rewriting every track in the run folder makes meta.json name their frame (and the ground);
+    rewriting them back in the camera frame drops the ground again."""
+    run = _copy_run(run_folder, tmp_path)
+    r = invoke("export", run, "--world", "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["frame"] == "world" and meta["world"]["camera_height_m"] == pytest.approx(1.4, abs=0.02)
+    assert str(np.load(run / "track_0.npz")["frame"]) == "world"
+    r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["frame"] == "camera" and "world" not in meta
+    assert str(np.load(run / "track_0.npz")["frame"]) == "camera"
+
+
+@pytest.mark.parametrize("damage", ["no camera anywhere", "damaged camera"])
+def test_export_world_without_a_usable_camera_is_one_line_and_writes_nothing(run_folder, tmp_path, body_dir, damage):
+    run = _copy_run(run_folder, tmp_path)
+    lines = [json.loads(x) for x in (run / "params.jsonl").read_text().splitlines()]
+    meta = json.loads((run / "meta.json").read_text())
+    if damage == "no camera anywhere":
+        for rec in lines:
+            rec.pop("camera")
+        meta.pop("camera")
+    else:
+        lines[0]["camera"] = {"focal": [1000.0, 1000.0]}  # no princpt, no image_size
+    (run / "params.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    (run / "meta.json").write_text(json.dumps(meta))
+    dest = tmp_path / "out"
+    r = invoke("export", run, "--world", "--format", "npz", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 2, r.output
+    msg = r.output.strip()
+    assert "\n" not in msg and "Traceback" not in msg and "params.jsonl" in msg, msg
+    assert ("camera" in msg) if damage == "no camera anywhere" else ("params.jsonl:1" in msg)
+    assert not dest.exists()

@@ -18,7 +18,7 @@ Two passes, so memory stays flat however long the video is and an interrupted ru
    :func:`wbcap.io.run_folder.write_meta`), ``track_<id>.npz`` (an AMASS file, z-up, on a regular
    clock, in the camera's or the ground's world: :mod:`wbcap.export.track_npz`) and the animation files of ``--export``
    (``track_<id>.glb|bvh|fbx`` from the same clock: :mod:`wbcap.export.animation`), optional ``meshes/<track>/<frame>.obj``
-   (:mod:`wbcap.export.track_meshes`, from ``params.jsonl``'s parameters), and ``render.mp4`` (the
+   (:mod:`wbcap.export.track_meshes`; with ``--world`` the corrected tracks, in the camera's axes, as ``render.mp4`` shows them), and ``render.mp4`` (the
    source frames decoded again with every tracked mesh drawn over them, as the animation files
    show it: with ``--world`` the corrected tracks seen from the source camera; source audio
    copied: :mod:`wbcap.export.video_render`).
@@ -228,7 +228,7 @@ def finalize(
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
-        write_track_objs(out / MESHES_DIR, tracks, body, pipeline.faces, dev, progress)
+        write_track_objs(out / MESHES_DIR, shown, body, pipeline.faces, dev, progress)
         timings["obj"] = time.perf_counter() - t0
     render_path = None
     if job.render:

@@ -139,7 +139,7 @@ class DetectionThread:
         self._stop = threading.Event()
         # the worker runs in a copy of this thread's context (how messages name settings:
         # wbcap.errors.setting)
-        self._worker = threading.Thread(
+        self._worker = None if not background else threading.Thread(
             target=contextvars.copy_context().run,
             args=(_detect_thread, frames, detector, self._queue, self._stop, skip_until, timings),
             daemon=True)

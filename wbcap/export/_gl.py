@@ -164,6 +164,14 @@ def _write_cache(key: str, platform: str | None) -> None:
         log.debug("cannot cache the GL platform: %s", exc)
 
 
+def use_software_from_now() -> None:
+    """This process renders in software from now on (:func:`select_gl_platform` answers None):
+    called once OpenGL rendering failed, so that later frames do not try it again."""
+    global _selected
+    with _lock:
+        _selected = None
+
+
 def forget_cached_platform() -> None:
     """Drop the disk cache (the cached platform failed after all): the next process probes again."""
     with contextlib.suppress(OSError):

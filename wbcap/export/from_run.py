@@ -79,8 +79,8 @@ def export_run(job: ExportJob) -> list[Path]:
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_track_files
-    from wbcap.export.params_jsonl import read_params_jsonl
-    from wbcap.io.run_folder import PARAMS_FILE, read_meta
+    from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
+    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta
 
     job.export.check_available()
     run = Path(job.run).expanduser()
@@ -94,6 +94,14 @@ def export_run(job: ExportJob) -> list[Path]:
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
             raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
+    if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does
+        try:
+            camera = camera_from_dict(meta["camera"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{run / META_FILE}: a damaged camera ({exc}); resume its run to rewrite it") from None
+    if job.world is not None and camera is None:
+        raise InputError(f"{run / PARAMS_FILE}: neither its lines nor meta.json hold the video camera, which "
+                         f"{setting('world')} needs; rewrite them with a current `wbcap run --resume`")
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body = SMPLXLayer.from_file(find_body_model(gender, job.body_models, allow_pickle=job.allow_pickle),
@@ -108,10 +116,6 @@ def export_run(job: ExportJob) -> list[Path]:
     if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
         from wbcap.world.estimate import ground_tracks
 
-        if camera is None:
-            raise InputError(f"{run / PARAMS_FILE}: its lines hold no camera, which {setting('world')} needs; "
-                             f"rewrite it with a current `wbcap run --resume`")
-
         grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world)
         frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
     if job.tracks is not None:
@@ -119,5 +123,28 @@ def export_run(job: ExportJob) -> list[Path]:
     with torch.no_grad():
         written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
                                     world=frame, contacts=contacts)
+    if dest.resolve() == run.resolve() and meta is not None:
+        _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), dest)
     return sorted(written)
+
+
+def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool) -> None:
+    """Files rewritten in the run folder: ``meta.json``'s ``frame`` (and ``world``) follow them
+    (``grounded``: the :class:`~wbcap.world.estimate.WorldResult`, None without ``--world``).
+    When only some tracks were rewritten into another frame, meta.json is left and a warning
+    says so (each npz and GLB names its own frame)."""
+    from wbcap.io.run_folder import write_meta
+
+    frame = "world" if grounded is not None and grounded.frame is not None else "camera"
+    if not all_tracks:
+        if meta.get("frame", "camera") != frame:
+            log.warning("%s: the rewritten tracks are in the %s frame, the others in the %s frame; each track's npz "
+                        "and GLB say which", run, frame, meta.get("frame", "camera"))
+        return
+    meta = {**meta, "frame": frame}
+    if grounded is not None:
+        meta["world"] = grounded.to_meta()
+    else:
+        meta.pop("world", None)
+    write_meta(run, meta)

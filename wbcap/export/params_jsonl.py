@@ -60,6 +60,16 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
     return n_lines
 
 
+def camera_from_dict(cam: dict) -> ImageCamera:
+    """The video camera as ``params.jsonl`` lines and ``meta.json`` store it (``focal``,
+    ``princpt``, ``image_size``). Raises KeyError/TypeError/ValueError for a damaged record."""
+    camera = ImageCamera(focal=tuple(float(v) for v in cam["focal"]), princpt=tuple(float(v) for v in cam["princpt"]),
+                         image_size=tuple(int(v) for v in cam["image_size"]))
+    if len(camera.focal) != 2 or len(camera.princpt) != 2 or len(camera.image_size) != 2:
+        raise ValueError(f"camera {cam!r}: focal, princpt and image_size need 2 numbers each")
+    return camera
+
+
 def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:
     """Read back a ``params.jsonl`` written by :func:`write_params_jsonl`.
 
@@ -92,12 +102,14 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
                              f"({setting('resume', api='resume=True')}) to rewrite it") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
-        frames.setdefault(int(rec["frame"]), float(rec["time"]))
-        rows.setdefault(int(rec["track"]), []).append(rec)
-        if camera is None and "camera" in rec:
-            cam = rec["camera"]
-            camera = ImageCamera(focal=tuple(cam["focal"]), princpt=tuple(cam["princpt"]),
-                                 image_size=tuple(cam["image_size"]))
+        try:
+            frames.setdefault(int(rec["frame"]), float(rec["time"]))
+            rows.setdefault(int(rec["track"]), []).append(rec)
+            if camera is None and "camera" in rec:
+                camera = camera_from_dict(rec["camera"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}:{n}: a damaged record ({type(exc).__name__}: {exc}); resume its run "
+                             f"({setting('resume', api='resume=True')}) to rewrite it") from None
     tracks = {}
     for tid, recs in sorted(rows.items()):
         recs.sort(key=lambda r: r["frame"])

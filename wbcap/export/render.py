@@ -188,11 +188,12 @@ def render_meshes(
         try:
             rgb, cover = _render_pyrender(*args)
         except Exception as exc:  # the machine's cached GL platform no longer works (drivers changed)
-            from wbcap.export._gl import forget_cached_platform
-
-            forget_cached_platform()
-            log.warning("OpenGL rendering failed (%s); this render uses the software renderer, the next run "
-                        "looks for a working platform again", exc)
+            _gl.forget_cached_platform()
+            _gl.use_software_from_now()  # once per process: later frames do not try (and warn) again
+            global _warned_software
+            _warned_software = True
+            log.warning("OpenGL rendering failed (%s: %s); this process renders in software from now on, the next "
+                        "run looks for a working platform again", type(exc).__name__, exc)
             rgb, cover = _render_software(*args)
     out = image.copy()
     box = _covered_box(cover)
@@ -355,26 +356,25 @@ def _render_pyrender(
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Smooth-shading normals: each vertex's unit normal is the sum of its faces' normals
-    weighted by their areas (Gouraud's averaging; the cross product's length is twice the area).
+    weighted by their areas (the cross product's length is twice the area), by trimesh's
+    ``geometry.mean_vertex_normals`` without building a ``Trimesh`` (whose own
+    ``vertex_normals``, angle-weighted with caches, took ~12 ms per SMPL-X body per video frame).
 
     Args:
         vertices: ``(V, 3)`` float; faces: ``(F, 3)`` int, counter-clockwise seen from outside.
 
     Returns:
         ``(V, 3)`` float32 unit normals (``+z`` for a vertex in no face or only in degenerate ones).
-
-    Why not trimesh's ``vertex_normals`` (which pyrender's ``Mesh.from_trimesh`` reads): it
-    builds a mesh with caches and angle weights, ~12 ms for one SMPL-X body, every frame of a
-    rendered video; this is three ``bincount`` calls (~1 ms).
     """
+    from trimesh.geometry import mean_vertex_normals
+
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     face_n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # (F, 3), |n| = 2 area
-    idx = f.reshape(-1)
-    n = np.stack([np.bincount(idx, weights=np.repeat(face_n[:, c], 3), minlength=len(v)) for c in range(3)], axis=1)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    out = np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
-    return out.astype(np.float32)
+    n = mean_vertex_normals(len(v), f, face_n)
+    missing = np.linalg.norm(n, axis=1) < 0.5  # trimesh leaves them zero
+    n[missing] = (0.0, 0.0, 1.0)
+    return n.astype(np.float32)
 
 
 def _light_pose(direction: np.ndarray) -> np.ndarray:

@@ -367,9 +367,16 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
 
 
 def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str) -> PartChoice | None:
+    from wbcap import __version__
+
     slot = machines.get(_machine_id(machine))
-    entry = slot.get("parts", {}).get(pid) if isinstance(slot, dict) else None
+    parts = slot.get("parts") if isinstance(slot, dict) else None
+    entry = parts.get(pid) if isinstance(parts, dict) else None
     if entry is None:
+        return None
+    if isinstance(entry, dict) and entry.get("wbcap") != __version__:
+        # another wbcap may build the parts otherwise (e.g. number their convolutions differently)
+        log.info("the cached CPU strategy for %s was measured by wbcap %s; measuring again", pid, entry.get("wbcap"))
         return None
     try:
         return PartChoice.from_dict(entry)
@@ -583,10 +590,15 @@ def choose_cpu_strategy(
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
             try:
                 chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer)
-                new[pid] = chosen[name]
-                continue
             except MachineBusy:
                 pass
+            else:
+                if busy():  # others took the cores during the measurement: used now, not kept
+                    log.warning("other processes took the CPU while %s was measured; its choice (%s) is used but not "
+                                "cached", name, chosen[name].form)
+                else:
+                    new[pid] = chosen[name]
+                continue
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0

@@ -71,7 +71,8 @@ class WorldConfig:
             while it stays slower than ``speed_off``.
         height_on, height_off: metres above the ground (the same hysteresis); in the first pass
             (no ground yet) above the body's lowest region.
-        min_contact_s: seconds; shorter contacts are dropped.
+        min_contact_s: seconds; a contact must last more than this (``round(min_contact_s * fps) + 1``
+            frames at least), shorter ones are dropped.
         depth_smooth_s: seconds, Gaussian sigma of the pelvis's distance for the first speeds.
         first_reference_speed: m/s; in the first pass a frame's slowest region must be slower
             than this (its speed still carries the translation's error) for any contact.
@@ -296,26 +297,33 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
         return None, f"{why} ({n_contacts} person-frames with a planted foot, {config.min_contacts} needed)", {}, {}
     hips = np.concatenate([f.hip_axis[s.any(1)] for f, s in zip(feet.values(), seen.values())])
     fit = None
+    kept = None  # the last accepted (fit, corrections, labels)
     for it in range(config.iterations + 1):
         free = {tid: solve_correction(f, labels[tid], None, camera, w) for tid, f in feet.items()}
         normal = up if fit is None else fit.plane.normal
         points, times = _contact_points(feet, labels, free, normal)
-        fit = fit_ground(points, normal, config.ransac_threshold, config.refine_threshold, config.ransac_iterations, rng,
-                         level_axes=hips, sigma_height=config.sigma_contact_height, sigma_level_deg=config.sigma_level_deg)
-        if fit is None:
-            return None, "no plane fits the feet", {}, {}
-        if it == 0:
-            reason = _check(fit, points, times, config)
-            if reason:
+        refit = fit_ground(points, normal, config.ransac_threshold, config.refine_threshold, config.ransac_iterations,
+                           rng, level_axes=hips, sigma_height=config.sigma_contact_height,
+                           sigma_level_deg=config.sigma_level_deg)
+        reason = "no plane fits the feet" if refit is None else _check(refit, points, times, config)
+        if reason:
+            if kept is None:
                 return None, reason, {}, {}
+            # every refit passes the same checks; one that fails keeps the ground before it
+            log.debug("ground refit %d rejected (%s); keeping the previous one", it, reason)
+            fit, corr, labels = kept
+            break
+        fit = refit
         plane = fit.plane
         corr = {tid: solve_correction(f, labels[tid], plane, camera, w) for tid, f in feet.items()}
+        kept = (fit, corr, {tid: lab.copy() for tid, lab in labels.items()})
         if it == config.iterations:
             break
         for tid, f in feet.items():
             moved = f.moved(corr[tid])
             labels[tid] = _labels(f, corr[tid], plane.height(moved.lowest(plane.normal)), seen[tid], config,
                                   (config.speed_on, config.speed_off))
+    plane = fit.plane
     bound = config.max_reprojection_px - 1e-3  # a milli-pixel for the float32 the translation is stored in
     for tid, f in feet.items():
         held = hold_in_image(f.pelvis, corr[tid], camera, bound)
@@ -324,6 +332,9 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
             corr[tid] = solve_correction(f, labels[tid], plane, camera, w, pinned=clamped, pin=held)
             held = hold_in_image(f.pelvis, corr[tid], camera, bound)
         corr[tid] = held
+    bad = [tid for tid, c in corr.items() if not np.isfinite(c).all()]
+    if bad:  # e.g. a track with a non-finite translation: never write NaN files
+        return None, f"track {bad[0]}: the correction is not finite (a non-finite translation?)", {}, {}
     frame = WorldFrame.from_ground(plane, inlier_ratio=fit.inlier_ratio, rms=fit.rms,
                                    contacts=sum(int(lab.any(1).sum()) for lab in labels.values()))
     return frame, None, corr, labels
