@@ -523,3 +523,14 @@ def test_a_part_measured_while_others_took_the_cpu_is_used_but_not_cached(micro_
     cached = json.loads(path.read_text())
     parts = next(iter(cached["machines"].values()))["parts"]
     assert len(parts) == len(micro_parts) - 1 and not any(k.startswith(first) for k in parts)
+
+
+def test_a_bad_strategy_value_is_refused_before_anything_loads(monkeypatch, tmp_path):
+    """Also where the network would not run on the CPU: the typo is reported, not ignored."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import Pipeline
+
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "fuzed")
+    config = PipelineConfig(body=BodyModelConfig(path=str(tmp_path / "missing")), checkpoint=str(tmp_path / "none.pth"))
+    with pytest.raises(InputError, match="WBCAP_CPU_STRATEGY"):  # not the missing files
+        Pipeline.from_config(config)

@@ -338,6 +338,9 @@ class Pipeline:
             raise ValueError(f"weights must be 'checkpoint' or 'random', got {weights!r}")
         if weights == "random" and net is None and config.checkpoint is not None:
             raise InputError(f"random weights and a checkpoint ({config.checkpoint}) exclude each other; give one")
+        from wbcap.model.strategy import StrategyRequest
+
+        StrategyRequest.from_env()  # a bad $WBCAP_CPU_STRATEGY is one line now, before any loading, on any device
         precision = Precision.parse(config.precision)
         device = resolve_device(config.device)
         body_cfg = config.body
