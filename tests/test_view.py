@@ -821,11 +821,11 @@ def test_world_frame_run_shows_the_bodies_through_the_camera_where_the_camera_fr
 @pytest.mark.slow  # a ground estimate, four GLB files and a Chromium process
 def test_world_export_overlays_within_the_corrections_pixel_bound(browsed_world, scene_runs):
     """`wbcap export RUN --world` on synthetic people (the ground really estimated, translations
-    corrected, meta.json left saying "camera"): the page follows the GLB files (world frame, the
+    corrected, meta.json updated to "world" with them): the page shows the world frame (the
     camera where their source_camera node stands, about 1.4 m up and 12 deg down as the scene's),
     the standing person's feet on the grid's y = 0, and through the source camera every pelvis
     within the correction's 2 px of where the camera-frame export puts it."""
-    assert json.loads((scene_runs.world / "meta.json").read_text())["frame"] == "camera"
+    assert json.loads((scene_runs.world / "meta.json").read_text())["frame"] == "world"
     plain, world = browsed_world["scene_camera"], browsed_world["scene_world"]
     assert plain["manifest"]["frame"] == "camera" and world["manifest"]["frame"] == "world"
     c = world["manifest"]["source_camera"]
