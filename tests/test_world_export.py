@@ -169,6 +169,7 @@ def _copy_run(run_folder, tmp_path):
     return copy
 
 
+@pytest.mark.slow  # two ground estimates
 def test_export_into_the_run_folder_keeps_meta_json_in_step(run_folder, tmp_path, body_dir):
     """Rewriting every track in the run folder makes meta.json name their frame (and the ground);
     rewriting them back in the camera frame drops the ground again."""
