@@ -110,6 +110,29 @@ def test_reflection_gives_a_proper_rotation():
     assert torch.all(pa_mpjpe(flipped, planar) < 1e-4)
 
 
+def test_rigid_alignment_without_scale():
+    """``scale=False``: a rotated and translated copy aligns exactly; a scaled copy keeps exactly
+    its scale error (the centroids matched, ``|s - 1|`` times each point's distance to the
+    centroid), which the similarity alignment removes; noisy sets match scipy's Kabsch."""
+    gt = _points(4, 30, seed=13)
+    rot = _rotations(4, seed=14)
+    trans = torch.tensor([[0.1, -0.2, 3.0], [0.0, 0.0, 0.0], [-1.0, 0.5, 2.0], [0.3, 0.3, 0.3]], dtype=torch.float64)
+    rigid = torch.einsum("bij,bnj->bni", rot, gt) + trans[:, None]
+    assert torch.allclose(procrustes_align(rigid, gt, scale=False), gt, atol=1e-9)
+    c = gt.mean(1, keepdim=True)
+    scaled = 1.5 * torch.einsum("bij,bnj->bni", rot, gt - c) + trans[:, None]
+    expected = 0.5 * torch.linalg.norm(gt - c, dim=-1).mean(1).numpy() * 1000.0  # mm, all > 50
+    assert np.all(expected > 50.0)
+    np.testing.assert_allclose(mpjpe(procrustes_align(scaled, gt, scale=False), gt).numpy(), expected, rtol=1e-9)
+    assert torch.allclose(procrustes_align(scaled, gt), gt, atol=1e-9)  # the default fits the scale
+    noisy = rigid + torch.from_numpy(np.random.default_rng(15).normal(0, 0.05, gt.shape))
+    aligned = procrustes_align(noisy, gt, scale=False)
+    for b in range(4):
+        pc, gc = noisy[b].numpy() - noisy[b].numpy().mean(0), gt[b].numpy() - gt[b].numpy().mean(0)
+        reference = Rotation.align_vectors(gc, pc)[0].apply(pc) + gt[b].numpy().mean(0)
+        np.testing.assert_allclose(aligned[b].numpy(), reference, atol=1e-9)
+
+
 def test_batched_equals_per_sample():
     gt = _points(6, 20, seed=6)
     pred = gt + torch.from_numpy(np.random.default_rng(7).normal(0, 0.02, gt.shape))

@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from wbcap.camera import ZUP_FROM_OPENCV, ImageCamera
 from wbcap.testing.world_scenes import Glide, SceneCamera, Stand, TrackNoise, Walk, evaluate, make_scene
@@ -91,7 +92,8 @@ def test_contacts_follow_the_gait(walk_stand):
 def test_world_frame_puts_planted_feet_on_z0(walk_stand, body_layer):
     """The corrected track, mapped by the result's frame, has its planted soles at z = 0 and
     lateral pelvis moves within the pixel bound; the frame's dict is JSON and complete."""
-    from wbcap.testing.world_scenes import foot_vertices, track_mesh
+    from wbcap.testing.world_scenes import track_mesh
+    from wbcap.world.feet import foot_vertices
 
     scene, result, _ = walk_stand
     frame = result.frame
@@ -255,6 +257,38 @@ def test_solve_correction_undoes_depth_noise_of_planted_feet():
     c = solve_correction(noisy, contact, plane, camera)
     np.testing.assert_allclose(noisy.pelvis + c, clean.pelvis, atol=2e-3)
     assert np.abs(solve_correction(clean, contact, plane, camera)).max() < 1e-6  # nothing to correct
+
+
+def test_named_joints_are_the_smplx_ones():
+    """The joint numbers the world stage and its scenes used before they were named."""
+    from wbcap.body import joints as J
+    from wbcap.world.feet import FOOT_JOINTS
+
+    assert (J.SMPLX_PELVIS, J.SMPLX_NECK, J.SMPLX_HIPS, J.SMPLX_KNEES) == (0, 12, (1, 2), (4, 5))
+    assert (J.SMPLX_ANKLES, J.SMPLX_FEET, J.SMPLX_SHOULDERS) == ((7, 8), (10, 11), (16, 17))
+    assert (J.SMPLX_BODY_JOINTS.start, J.SMPLX_BODY_JOINTS.stop, J.SMPLX_FOOT_POINTS) == (0, 22, (60, 61, 62, 63, 64, 65))
+    assert FOOT_JOINTS == ((7, 10), (8, 11))
+
+
+def test_feet_track_is_the_posed_mesh_in_batches(walk_stand, body_layer):
+    """The soles, neck and hip axis of :func:`feet_track`, posed a few frames at a time, are the
+    whole mesh's vertices and joints of each frame (one SMPL-X call for the whole track)."""
+    from wbcap.testing.world_scenes import track_mesh
+    from wbcap.world.feet import feet_track
+
+    scene, _, _ = walk_stand
+    track = scene.people[0].noisy
+    regions = SoleRegions.from_body(body_layer)
+    feet = feet_track(track, body_layer, "cpu", regions, batch=32)  # 90 rows: calls of 32, 32, 26
+    verts, joints = track_mesh(body_layer, track)
+    assert feet.soles.shape == (len(track), *regions.vertices.shape, 3)
+    np.testing.assert_allclose(feet.soles, verts[:, regions.vertices], atol=1e-5)
+    np.testing.assert_allclose(feet.neck, joints[:, 12], atol=1e-5)
+    hips = joints[:, 1] - joints[:, 2]
+    np.testing.assert_allclose(feet.hip_axis, hips / np.linalg.norm(hips, axis=1, keepdims=True), atol=1e-5)
+    with_rest = body_layer.rest_root(torch.as_tensor(track.betas[None])).numpy()[0] + track.transl  # turns about it
+    np.testing.assert_allclose(feet.pelvis, with_rest, atol=1e-6)
+    np.testing.assert_allclose(feet.pelvis, joints[:, 0], atol=1e-5)  # which is the posed pelvis joint
 
 
 def test_sole_regions_are_the_lowest_vertices_of_heel_and_toe(body_layer):

@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from scipy.spatial.transform import Rotation
 
 from wbcap.cli import cli
 from wbcap.export.amass import camera_to_world
-from wbcap.testing.world_scenes import Stand, Walk, foot_vertices, make_scene
+from wbcap.testing.world_scenes import Stand, Walk, make_scene
+from wbcap.world.feet import foot_vertices
+
+#: z-up world -> glTF's y-up world: x' = x, y' = z, z' = -y.
+YUP_FROM_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+#: OpenCV camera axes (looks down +z, y down) -> a glTF camera's own axes (looks down -z, y up).
+GLTF_FROM_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
 def invoke(*args):
@@ -60,17 +67,31 @@ def _feet_heights(body, npz, rows) -> np.ndarray:
     return np.stack([v[:, ids, 2].min(1) for ids in foot_vertices(body)], 1)
 
 
-def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_dir, body_layer, scene):
+def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_dir, body_layer, scene, monkeypatch):
+    from wbcap.world import estimate
+
+    grounded = []  # the WorldResult the export wrote its files from
+    real = estimate.ground_tracks
+    monkeypatch.setattr(estimate, "ground_tracks", lambda *a, **k: grounded.append(real(*a, **k)) or grounded[-1])
     dest = tmp_path / "world"
     r = invoke("export", run_folder, "--world", "--format", "npz,glb,bvh", "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
+    assert len(grounded) == 1 and grounded[0].frame is not None, grounded
+    result = grounded[0]
     assert sorted(p.name for p in dest.iterdir()) == [f"track_{i}.{e}" for i in (0, 1) for e in ("bvh", "glb", "npz")]
     meta_before = json.loads((run_folder / "meta.json").read_text())
     assert meta_before["frame"] == "camera"  # export does not rewrite the run's meta.json
     for tid in (0, 1):
         d = np.load(dest / f"track_{tid}.npz")  # plain np.load: no pickled objects
         assert str(d["frame"]) == "world" and str(d["up_axis"]) == "z"
-        assert d["contact"].shape == (len(d["trans"]), 2) and d["contact"].dtype == bool and d["contact"].any()
+        # the estimate's contacts, row by row (30 fps without gaps: one npz row per track row)
+        assert d["contact"].dtype == bool and len(d["trans"]) == len(result.tracks[tid]) == len(scene.times)
+        np.testing.assert_array_equal(d["contact"], result.contacts[tid])
+        assert d["contact"][:, 0].any() and d["contact"][:, 1].any()
+        assert (d["contact"] == scene.people[tid].contact).mean() > 0.9  # and they follow the true gait
+        # the camera's pose is the estimate's
+        np.testing.assert_allclose(d["camera_rotation"], result.frame.world_from_camera, atol=1e-12)
+        np.testing.assert_allclose(d["camera_position"], result.frame.camera_position, atol=1e-12)
         assert d["camera_position"][:2] == pytest.approx([0, 0]) and d["camera_position"][2] == pytest.approx(1.4, abs=0.02)
         rot = d["camera_rotation"]
         np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)
@@ -87,8 +108,18 @@ def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_d
         assert g.asset.extras["frame"] == "world" and g.scenes[0].extras["frame"] == "world"
         assert "y = 0" in g.asset.extras["ground"]
         cam = next(n for n in g.nodes if n.name == "source_camera")
+        np.testing.assert_allclose(cam.translation, YUP_FROM_ZUP @ d["camera_position"], atol=1e-6)
         np.testing.assert_allclose(cam.translation, [0, d["camera_position"][2], 0], atol=1e-6)
-        assert np.linalg.norm(cam.rotation) == pytest.approx(1.0)
+        # the node's rotation is the npz's camera_rotation seen from glTF: the y-up world on the
+        # left, the glTF camera's axes (looking down -z, y up) on the right; XYZW, sign free
+        node_from_camera = YUP_FROM_ZUP @ rot @ GLTF_FROM_OPENCV_CAMERA
+        expected = Rotation.from_matrix(node_from_camera).as_quat()
+        quat = np.asarray(cam.rotation, np.float64)
+        np.testing.assert_allclose(quat * np.sign(quat @ expected), expected, atol=1e-5)
+        # so the node's -z (where a glTF camera looks) is the optical axis, 12 deg below the horizon
+        look = Rotation.from_quat(quat).apply([0.0, 0.0, -1.0])
+        np.testing.assert_allclose(look, YUP_FROM_ZUP @ rot @ [0.0, 0.0, 1.0], atol=1e-5)
+        assert np.degrees(np.arcsin(-look[1])) == pytest.approx(12.0, abs=0.5)
         # BVH: plain BVH, same rows
         text = (dest / f"track_{tid}.bvh").read_text()
         assert text.startswith("HIERARCHY") and int(re.search(r"Frames:\s*(\d+)", text).group(1)) == len(d["trans"])

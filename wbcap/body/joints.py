@@ -45,11 +45,20 @@ __all__ = [
     "ROOT_JOINT_IDX",
     "RWRIST_IDX",
     "R_MCP",
+    "SMPLX_ANKLES",
+    "SMPLX_BODY_JOINTS",
+    "SMPLX_FEET",
+    "SMPLX_FOOT_POINTS",
+    "SMPLX_HIPS",
     "SMPLX_JOINT_NAMES",
     "SMPLX_JOINT_NUM",
+    "SMPLX_KNEES",
+    "SMPLX_NECK",
     "SMPLX_OUTPUT_JOINT_NAMES",
     "SMPLX_OUTPUT_JOINT_NUM",
     "SMPLX_PARENTS",
+    "SMPLX_PELVIS",
+    "SMPLX_SHOULDERS",
     "reduce_joint_set",
 ]
 
@@ -93,6 +102,29 @@ SMPLX_OUTPUT_JOINT_NAMES: tuple[str, ...] = (
     + ("R_Thumb_4", "R_Index_4", "R_Middle_4", "R_Ring_4", "R_Pinky_4")  # 71..75
     + tuple(f"Landmark_{i}" for i in range(1, 52))  # 76..126 static face landmarks
     + tuple(f"Contour_{i}" for i in range(1, 18))  # 127..143 dynamic face contour
+)
+
+
+def _sides(part: str) -> tuple[int, int]:
+    """``(left, right)`` indices of ``L_<part>``, ``R_<part>`` among the 144 output joints."""
+    return SMPLX_OUTPUT_JOINT_NAMES.index(f"L_{part}"), SMPLX_OUTPUT_JOINT_NAMES.index(f"R_{part}")
+
+
+# Named joints of the 55 model joints (the first 55 of the 144 output joints), looked up by name
+# so that they cannot drift from the tables above; sided joints as (left, right) pairs.
+SMPLX_PELVIS: int = SMPLX_JOINT_NAMES.index("Pelvis")  # 0, the root
+SMPLX_NECK: int = SMPLX_JOINT_NAMES.index("Neck")  # 12
+SMPLX_HIPS: tuple[int, int] = _sides("Hip")  # (1, 2)
+SMPLX_KNEES: tuple[int, int] = _sides("Knee")  # (4, 5)
+SMPLX_ANKLES: tuple[int, int] = _sides("Ankle")  # (7, 8)
+SMPLX_FEET: tuple[int, int] = _sides("Foot")  # (10, 11)
+SMPLX_SHOULDERS: tuple[int, int] = _sides("Shoulder")  # (16, 17)
+# The 22 body joints, pelvis to the wrists (0..21): the joints the world metrics score (WHAM's).
+SMPLX_BODY_JOINTS: range = range(SMPLX_JOINT_NAMES.index("R_Wrist") + 1)
+# The toe and heel points among the 144 output joints (vertex joints): left big toe, small toe,
+# heel, then the right ones (60..65).
+SMPLX_FOOT_POINTS: tuple[int, ...] = tuple(
+    SMPLX_OUTPUT_JOINT_NAMES.index(f"{side}_{point}") for side in "LR" for point in ("Big_toe", "Small_toe", "Heel")
 )
 
 # --------------------------------------------------------------------------------------------

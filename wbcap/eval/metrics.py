@@ -67,18 +67,22 @@ def _weights(valid: ArrayLike | None, like: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None) -> torch.Tensor:
+def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None, scale: bool = True
+                     ) -> torch.Tensor:
     """Similarity-align ``pred`` to ``gt`` (Umeyama / upstream ``rigid_align``), batched.
 
     Finds, per sample, the scale ``s``, rotation ``R`` (a proper rotation: a reflection is
     turned into the nearest rotation by flipping the sign of the smallest singular direction)
-    and translation ``t`` minimising ``sum_i w_i |gt_i - (s R pred_i + t)|^2``.
+    and translation ``t`` minimising ``sum_i w_i |gt_i - (s R pred_i + t)|^2``; with
+    ``scale=False`` ``s`` is held at 1 (a rigid alignment: the same ``R``, and ``t`` then moves
+    the centroids onto each other).
 
     Args:
         pred: ``(B, N, 3)`` points to align (metres, or any unit: the map is unit-free).
         gt: ``(B, N, 3)`` target points, same unit.
         valid: optional ``(B, N)`` mask/weights; only valid points drive the fit (all points are
             transformed).
+        scale: fit the scale ``s`` (similarity); False: rotation and translation only.
 
     Returns:
         ``(B, N, 3)`` aligned ``pred``, in ``pred``'s dtype and device.
@@ -94,7 +98,6 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
     mu_g = torch.einsum("bn,bnc->bc", w, g64)
     x = p64 - mu_p[:, None]
     y = g64 - mu_g[:, None]
-    var_p = torch.einsum("bn,bnc->b", w, x * x)
     cov = torch.einsum("bn,bni,bnj->bij", w, x, y)  # (B, 3, 3) = sum w x y^T
     u, s, vh = torch.linalg.svd(cov)
     v = vh.transpose(1, 2)
@@ -103,9 +106,13 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
     signs = torch.ones_like(s)
     signs[:, 2] = d
     rot = v @ torch.diag_embed(signs) @ u.transpose(1, 2)
-    scale = (s * signs).sum(1) / var_p.clamp_min(1e-300)
-    trans = mu_g - scale[:, None] * torch.einsum("bij,bj->bi", rot, mu_p)
-    aligned = scale[:, None, None] * torch.einsum("bij,bnj->bni", rot, p64) + trans[:, None]
+    if scale:
+        var_p = torch.einsum("bn,bnc->b", w, x * x)
+        factor = (s * signs).sum(1) / var_p.clamp_min(1e-300)
+    else:
+        factor = torch.ones_like(s[:, 0])
+    trans = mu_g - factor[:, None] * torch.einsum("bij,bj->bi", rot, mu_p)
+    aligned = factor[:, None, None] * torch.einsum("bij,bnj->bni", rot, p64) + trans[:, None]
     return aligned.to(p.dtype)
 
 

@@ -15,15 +15,15 @@ unit named by each function.
   :func:`wbcap.eval.metrics.procrustes_align`) to the ground truth using its first two frames (W)
   or all its frames (WA), and the mean per-joint error is taken over every frame, in mm.
 * **RTE** (:func:`root_translation_error`): the root trajectory rigidly aligned (rotation and
-  translation, no scale) to the ground truth's, the mean distance divided by the ground truth's
-  path length, in percent.
+  translation, no scale: :func:`~wbcap.eval.metrics.procrustes_align` with ``scale=False``) to the
+  ground truth's, the mean distance divided by the ground truth's path length, in percent.
 * **Jitter** (:func:`jitter`): the mean norm of the third time derivative of the joints
   (finite differences), m/s^3 (WHAM reports it in 10 m/s^3).
+
+W-MPJPE, WA-MPJPE and RTE measure with :func:`wbcap.eval.metrics.mean_distance_mm`.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -95,7 +95,10 @@ def _segments(length: int, size: int) -> list[slice]:
 
 
 def _segment_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int, first: bool) -> float:
-    from wbcap.eval.metrics import procrustes_align
+    """Mean per-joint error (mm) over every frame, each ``segment``-frame piece of ``pred``
+    ``(T, J, 3)`` similarity-aligned to ``gt`` as one point set, fitted on its first two frames
+    (``first``) or all of them."""
+    from wbcap.eval.metrics import mean_distance_mm, procrustes_align
 
     p, g = _seq(pred, "pred", 3), _seq(gt, "gt", 3)
     if p.shape != g.shape:
@@ -106,9 +109,8 @@ def _segment_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int, first: bool) 
         valid = np.zeros(ps.shape[:2])
         valid[: 2 if first else len(valid)] = 1.0
         aligned = procrustes_align(ps.reshape(1, -1, 3), gs.reshape(1, -1, 3), valid.reshape(1, -1))
-        aligned = aligned.numpy().reshape(ps.shape)
-        errors.append(np.linalg.norm(aligned - gs, axis=-1).mean(1))  # (S,) per frame
-    return float(np.concatenate(errors).mean() * 1000.0)
+        errors.append(mean_distance_mm(aligned.reshape(ps.shape), gs).numpy())  # (S,) mm per frame
+    return float(np.concatenate(errors).mean())
 
 
 def w_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int = 100) -> float:
@@ -134,7 +136,8 @@ def root_translation_error(pred: np.ndarray, gt: np.ndarray) -> float:
     over the ground truth's path length.
 
     The alignment (rotation and translation, no scale) minimises the squared distances
-    (``scipy.spatial.transform.Rotation.align_vectors`` on the centred trajectories).
+    (:func:`wbcap.eval.metrics.procrustes_align` with ``scale=False``). A straight path leaves the
+    turn about itself free; every choice gives the same distances.
 
     Args:
         pred, gt: ``(T, 3)`` root (pelvis) positions, metres.
@@ -142,19 +145,16 @@ def root_translation_error(pred: np.ndarray, gt: np.ndarray) -> float:
     Raises:
         ValueError: a ground truth that does not move.
     """
-    from scipy.spatial.transform import Rotation
+    from wbcap.eval.metrics import M_TO_MM, mean_distance_mm, procrustes_align
 
     p, g = _seq(pred, "pred", 2), _seq(gt, "gt", 2)
+    if p.shape != g.shape:
+        raise ValueError(f"pred {p.shape} and gt {g.shape} differ in shape")
     length = float(np.linalg.norm(np.diff(g, axis=0), axis=1).sum())
     if length <= 0:
         raise ValueError("the ground-truth root does not move: RTE is undefined")
-    pc, gc = p - p.mean(0), g - g.mean(0)
-    with warnings.catch_warnings():
-        # a straight path leaves the turn about itself free; every choice gives the same distances
-        warnings.filterwarnings("ignore", "Optimal rotation is not uniquely", UserWarning)
-        rot = Rotation.align_vectors(gc, pc)[0] if np.abs(pc).max() > 0 else Rotation.identity()
-    aligned = rot.apply(pc) + g.mean(0)
-    return float(np.linalg.norm(aligned - g, axis=1).mean() / length * 100.0)
+    aligned = procrustes_align(p[None], g[None], scale=False)
+    return float(mean_distance_mm(aligned, g[None])[0]) / M_TO_MM / length * 100.0
 
 
 def jitter(joints: np.ndarray, fps: float) -> float:

@@ -32,15 +32,26 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from wbcap.body.joints import (
+    SMPLX_ANKLES,
+    SMPLX_BODY_JOINTS,
+    SMPLX_FOOT_POINTS,
+    SMPLX_HIPS,
+    SMPLX_KNEES,
+    SMPLX_PELVIS,
+    SMPLX_SHOULDERS,
+)
 from wbcap.camera import ZUP_FROM_OPENCV, ImageCamera
+from wbcap.export.track_meshes import pose_track
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.smooth.track import ROT_KEYS, ROT_SIZES, SmoothedTrack
+from wbcap.world.feet import foot_vertices
 
-__all__ = ["FOOT_POINTS", "Glide", "SceneCamera", "Stand", "SyntheticPerson", "SyntheticScene", "TrackNoise", "Walk",
-           "evaluate", "foot_vertices", "make_scene", "track_mesh"]
+__all__ = ["Glide", "SceneCamera", "Stand", "SyntheticPerson", "SyntheticScene", "TrackNoise", "Walk",
+           "evaluate", "make_scene", "track_mesh"]
 
-#: Body-pose slots (joint - 1) of the shoulders: (left, right).
-_SHOULDER = (15, 16)
+#: Body-pose slots (joint - 1: ``body_pose`` holds joints 1..21) of the shoulders: (left, right).
+_SHOULDER = tuple(j - 1 for j in SMPLX_SHOULDERS)
 
 
 @dataclass(frozen=True)
@@ -165,35 +176,12 @@ class SyntheticScene:
     people: dict[int, SyntheticPerson]
 
 
-def foot_vertices(body: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex ids of the (left, right) foot: skinned mostly (>= 0.5) to its ankle and foot joints."""
-    w = body.lbs_weights.detach().cpu().double().numpy()
-    return np.flatnonzero(w[:, [7, 10]].sum(1) >= 0.5), np.flatnonzero(w[:, [8, 11]].sum(1) >= 0.5)
-
-
 def _rest_pelvis(body: Any) -> np.ndarray:
     """``(3,)`` the rest pelvis of the neutral shape (betas 0), metres."""
     import torch
 
     with torch.no_grad():
         return body.rest_root(torch.zeros(1, 10)).double().numpy()[0]
-
-
-def _forward(body: Any, orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray | None = None) -> np.ndarray:
-    """``(T, V, 3)`` vertices (float64) of the neutral shape, hands at their mean, no expression."""
-    import torch
-
-    t = orient.shape[0]
-
-    def z(k: int) -> torch.Tensor:
-        return torch.zeros(t, k)
-
-    with torch.no_grad():
-        out = body(betas=z(10), global_orient=torch.as_tensor(orient, dtype=torch.float32),
-                   body_pose=torch.as_tensor(body_pose, dtype=torch.float32), left_hand_pose=z(45),
-                   right_hand_pose=z(45), jaw_pose=z(3), expression=z(10),
-                   transl=None if transl is None else torch.as_tensor(transl, dtype=torch.float32))
-    return out.vertices.double().numpy()
 
 
 def _heading(deg: float) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +201,7 @@ def _rest_joints(body: Any) -> np.ndarray:
 def _ankle_height(body: Any) -> np.ndarray:
     """``(2,)`` height of each ankle joint above its foot's lowest vertex at rest, metres."""
     joints, rest = _rest_joints(body), body.v_template.double().numpy()
-    return np.array([joints[a, 1] - rest[f, 1].min() for a, f in zip((7, 8), foot_vertices(body))])
+    return np.array([joints[a, 1] - rest[f, 1].min() for a, f in zip(SMPLX_ANKLES, foot_vertices(body))])
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -228,10 +216,10 @@ def _leg_ik(body: Any, rotation: np.ndarray, pelvis: np.ndarray, ankles: np.ndar
     both so the foot stays level; the arms hang. A target beyond reach is taken at full stretch."""
     joints = _rest_joints(body)
     pose = np.zeros((pelvis.shape[0], 21, 3))
-    for side, (hip, knee, ankle) in enumerate(((1, 4, 7), (2, 5, 8))):
+    for side, (hip, knee, ankle) in enumerate(zip(SMPLX_HIPS, SMPLX_KNEES, SMPLX_ANKLES)):
         a, b = (joints[knee] - joints[hip])[1:], (joints[ankle] - joints[knee])[1:]  # (y, z) plane
         na, nb = np.linalg.norm(a), np.linalg.norm(b)
-        d = ((ankles[:, side] - pelvis - rotation @ (joints[hip] - joints[0])) @ rotation)[:, 1:]  # model (y, z)
+        d = ((ankles[:, side] - pelvis - rotation @ (joints[hip] - joints[SMPLX_PELVIS])) @ rotation)[:, 1:]  # model (y, z)
         dist = np.clip(np.linalg.norm(d, axis=1), abs(na - nb) + 1e-9, na + nb)
         cos_between = np.clip((dist**2 - na**2 - nb**2) / (2 * na * nb), -1.0, 1.0)
         beta = np.arctan2(a[1], a[0]) - np.arctan2(b[1], b[0]) + np.arccos(cos_between)
@@ -247,9 +235,9 @@ def _design(body: Any, spec: Walk | Stand | Glide, times: np.ndarray) -> tuple[n
     feet ``(T, 2)`` of one person."""
     joints = _rest_joints(body)
     ankle_z = _ankle_height(body) + spec.ground_z
-    legs = [np.linalg.norm((joints[a] - joints[h])[1:]) for h, a in ((1, 7), (2, 8))]
+    legs = [np.linalg.norm((joints[a] - joints[h])[1:]) for h, a in zip(SMPLX_HIPS, SMPLX_ANKLES)]
     reach = 0.97 * min(legs)  # hip to ankle, knees a little bent at most
-    hip_below = joints[0, 1] - joints[1, 1]  # hips below the pelvis, metres
+    hip_below = joints[SMPLX_PELVIS, 1] - joints[SMPLX_HIPS[0], 1]  # hips below the pelvis, metres
     t = times - times[0]
     if isinstance(spec, Walk):
         rotation, front = _heading(spec.heading_deg)
@@ -259,7 +247,7 @@ def _design(body: Any, spec: Walk | Stand | Glide, times: np.ndarray) -> tuple[n
         for foot, shift in ((0, 0.0), (1, 0.5)):
             cyc = t / spec.cycle_s + shift
             k, phase = np.floor(cyc), cyc % 1.0
-            lateral = side[:2] * (joints[7 + foot, 0] - joints[0, 0])
+            lateral = side[:2] * (joints[SMPLX_ANKLES[foot], 0] - joints[SMPLX_PELVIS, 0])
 
             def hold(index: np.ndarray, shift: float = shift, lateral: np.ndarray = lateral) -> np.ndarray:
                 mid = (index + spec.stance / 2 - shift) * spec.cycle_s  # mid-stance time of step `index`
@@ -292,7 +280,7 @@ def _design(body: Any, spec: Walk | Stand | Glide, times: np.ndarray) -> tuple[n
     ankles = np.zeros((t.size, 2, 3))
     for foot in (0, 1):
         ankles[:, foot, :2] = (pelvis_xy if isinstance(spec, Glide) else base) + rotation[:2, 0] * (
-            joints[7 + foot, 0] - joints[0, 0])
+            joints[SMPLX_ANKLES[foot], 0] - joints[SMPLX_PELVIS, 0])
         ankles[:, foot, 2] = ankle_z[foot]
     pelvis = np.column_stack([pelvis_xy, ankle_z.max() + reach + hip_below - depth])
     return rotation, pelvis, ankles, planted
@@ -320,17 +308,16 @@ def _camera_track(body: Any, world: dict[str, np.ndarray], times: np.ndarray, ro
     orient = Rotation.from_matrix(cam_from_world @ Rotation.from_rotvec(world["global_orient"]).as_matrix()).as_rotvec()
     pelvis = np.einsum("tij,tj->ti", cam_from_world, rest + world["transl"] - position)
     transl = pelvis - rest
-    verts = _forward(body, orient, world["body_pose"], transl)
-    uv = camera.project(verts)
-    box = np.concatenate([uv.min(1), uv.max(1) - uv.min(1)], 1)
     n = times.size
-    return SmoothedTrack(
-        frame=np.arange(n, dtype=np.int64), time=times.astype(np.float64), box=box.astype(np.float32),
+    track = SmoothedTrack(
+        frame=np.arange(n, dtype=np.int64), time=times.astype(np.float64), box=np.zeros((n, 4), np.float32),
         global_orient=orient.astype(np.float32), body_pose=world["body_pose"].astype(np.float32),
         left_hand_pose=np.zeros((n, 45), np.float32), right_hand_pose=np.zeros((n, 45), np.float32),
         jaw_pose=np.zeros((n, 3), np.float32), expression=np.zeros((n, 10), np.float32),
         transl=transl.astype(np.float32), betas=np.zeros(10, np.float32),
     )
+    uv = camera.project(track_mesh(body, track)[0])  # the box: the projected mesh's extent
+    return dataclasses.replace(track, box=np.concatenate([uv.min(1), uv.max(1) - uv.min(1)], 1).astype(np.float32))
 
 
 def _noisy(body: Any, track: SmoothedTrack, noise: TrackNoise, seed: int) -> SmoothedTrack:
@@ -383,22 +370,10 @@ def make_scene(body: Any, people: list[Walk | Stand | Glide], camera: SceneCamer
 
 
 def track_mesh(body: Any, track: SmoothedTrack) -> tuple[np.ndarray, np.ndarray]:
-    """``(vertices (T, V, 3), joints (T, 144, 3))`` float64 of a camera-frame track."""
-    import torch
-
-    def rows(name: str) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(track.param(name), np.float32))
-
-    with torch.no_grad():
-        out = body(betas=rows("betas"), global_orient=rows("global_orient"), body_pose=rows("body_pose"),
-                   left_hand_pose=rows("left_hand_pose"), right_hand_pose=rows("right_hand_pose"),
-                   jaw_pose=rows("jaw_pose"), expression=rows("expression"), transl=rows("transl"))
-    return out.vertices.double().numpy(), out.joints.double().numpy()
-
-
-#: SMPL-X output joints used for foot sliding (heel and toe vertices): left big toe, small toe,
-#: heel, then the right ones (:data:`wbcap.body.joints.SMPLX_OUTPUT_JOINT_NAMES` 60..65).
-FOOT_POINTS = (60, 61, 62, 63, 64, 65)
+    """``(vertices (T, V, 3), joints (T, 144, 3))`` float64, metres, of a camera-frame track
+    (:func:`wbcap.export.track_meshes.pose_track`, the whole track in one SMPL-X call; CPU)."""
+    posed = pose_track(body, track, "cpu", batch=None)
+    return posed.vertices.astype(np.float64), posed.joints.astype(np.float64)
 
 
 def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:
@@ -441,6 +416,7 @@ def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:
     fps = 1.0 / float(np.median(np.diff(scene.times)))
     feet = foot_vertices(body)
     rest = _rest_pelvis(body)
+    body_joints = slice(SMPLX_BODY_JOINTS.start, SMPLX_BODY_JOINTS.stop)  # the 22 body joints (a view)
 
     def world(points: np.ndarray) -> np.ndarray:  # camera frame (T, ..., 3) -> the true world
         return np.einsum("tij,t...j->t...i", rot, points) + pos.reshape(-1, *([1] * (points.ndim - 2)), 3)
@@ -451,7 +427,7 @@ def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:
         track = result.tracks[tid]
         v_cam, j_cam = track_mesh(body, track)
         v_after, j_after = (frame.to_world(v_cam), frame.to_world(j_cam)) if frame else (v_before, j_before)
-        contact = np.repeat(person.contact, 3, axis=1)  # (T, 6) for FOOT_POINTS
+        contact = np.repeat(person.contact, 3, axis=1)  # (T, 6) for SMPLX_FOOT_POINTS
 
         def pen(v: np.ndarray) -> tuple[float, float]:
             depth = wm.penetration_depth(v[:, np.concatenate(feet)])
@@ -459,9 +435,9 @@ def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:
 
         labels = result.contacts.get(tid)
         stats = {
-            "slide_before": wm.foot_sliding(j_before[:, FOOT_POINTS], contact),
-            "slide_after": wm.foot_sliding(j_after[:, FOOT_POINTS], contact),
-            "slide_truth": wm.foot_sliding(j_true[:, FOOT_POINTS], contact),
+            "slide_before": wm.foot_sliding(j_before[:, SMPLX_FOOT_POINTS], contact),
+            "slide_after": wm.foot_sliding(j_after[:, SMPLX_FOOT_POINTS], contact),
+            "slide_truth": wm.foot_sliding(j_true[:, SMPLX_FOOT_POINTS], contact),
             "penetration_before": pen(v_before),
             "penetration_after": pen(v_after),
             "reprojection_px": float(wm.reprojection_change(rest + person.noisy.transl, rest + track.transl,
@@ -469,10 +445,12 @@ def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:
             "contact_accuracy": None if labels is None else float((labels == person.contact).mean()),
         }
         for name, fn in (("w_mpjpe", wm.w_mpjpe), ("wa_mpjpe", wm.wa_mpjpe)):
-            stats[name] = (fn(j_before[:, :22], j_true[:, :22]), fn(j_after[:, :22], j_true[:, :22]))
-        moves = np.linalg.norm(np.diff(j_true[:, 0], axis=0), axis=1).sum() > 0.05
-        stats["rte"] = ((wm.root_translation_error(j_before[:, 0], j_true[:, 0]),
-                         wm.root_translation_error(j_after[:, 0], j_true[:, 0])) if moves else None)
-        stats["jitter"] = (wm.jitter(j_before[:, :22], fps), wm.jitter(j_after[:, :22], fps), wm.jitter(j_true[:, :22], fps))
+            stats[name] = (fn(j_before[:, body_joints], j_true[:, body_joints]),
+                           fn(j_after[:, body_joints], j_true[:, body_joints]))
+        root_true = j_true[:, SMPLX_PELVIS]
+        moves = np.linalg.norm(np.diff(root_true, axis=0), axis=1).sum() > 0.05
+        stats["rte"] = ((wm.root_translation_error(j_before[:, SMPLX_PELVIS], root_true),
+                         wm.root_translation_error(j_after[:, SMPLX_PELVIS], root_true)) if moves else None)
+        stats["jitter"] = tuple(wm.jitter(j[:, body_joints], fps) for j in (j_before, j_after, j_true))
         report["people"][tid] = stats
     return report

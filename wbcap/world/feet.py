@@ -17,16 +17,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FOOT_JOINTS", "HIPS", "NECK", "REGION_FOOT", "REGION_NAMES", "FeetTrack", "SoleRegions", "feet_track"]
+from wbcap.body.joints import SMPLX_ANKLES, SMPLX_FEET, SMPLX_HIPS, SMPLX_NECK
+from wbcap.export.track_meshes import POSE_BATCH, pose_track
+from wbcap.smooth.track import SmoothedTrack
+
+__all__ = ["FOOT_JOINTS", "REGION_FOOT", "REGION_NAMES", "FeetTrack", "SoleRegions", "feet_track", "foot_vertices"]
 
 #: SMPL-X joints whose skinning weights mark a foot's vertices: (L_Ankle, L_Foot), (R_Ankle, R_Foot).
-FOOT_JOINTS: tuple[tuple[int, int], ...] = ((7, 10), (8, 11))
+FOOT_JOINTS: tuple[tuple[int, int], ...] = tuple(zip(SMPLX_ANKLES, SMPLX_FEET))
 #: The sole regions, in the order of every ``R`` axis.
 REGION_NAMES: tuple[str, ...] = ("left_heel", "left_toe", "right_heel", "right_toe")
 #: Foot of each region: 0 left, 1 right.
 REGION_FOOT = np.array([0, 0, 1, 1])
-#: The SMPL-X neck joint and the (left, right) hip joints (:data:`wbcap.body.joints.SMPLX_JOINT_NAMES`).
-NECK, HIPS = 12, (1, 2)
+
+
+def foot_vertices(body: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex ids of the (left, right) foot of ``body`` (an :class:`~wbcap.body.smplx_layer.SMPLXLayer`):
+    ``(K_left,)``, ``(K_right,)`` int64, the vertices skinned mostly (weight >= 0.5) to the foot's
+    ankle and foot joints (:data:`FOOT_JOINTS`); empty for a model without feet."""
+    weights = body.lbs_weights.detach().cpu().double().numpy()  # (V, 55)
+    left, right = (np.flatnonzero(weights[:, list(joints)].sum(1) >= 0.5) for joints in FOOT_JOINTS)
+    return left, right
 
 
 @dataclass(frozen=True)
@@ -43,20 +54,18 @@ class SoleRegions:
     def from_body(cls, body: Any, band: float = 0.015, part: float = 0.35, max_points: int = 24) -> SoleRegions:
         """The regions of ``body`` (an :class:`~wbcap.body.smplx_layer.SMPLXLayer`), from its rest mesh.
 
-        A foot's vertices are those skinned mostly (weight >= 0.5) to its ankle and foot joints
-        (:data:`FOOT_JOINTS`); its sole, those within ``band`` metres of the foot's lowest rest
-        vertex (the rest mesh is y up, feet flat); the heel region, the rearmost ``part`` of the
-        sole's length (model ``z``, the body faces +z), the toe region the frontmost ``part``; of
-        each region the ``max_points`` lowest rest vertices (so the lowest one is among them).
+        A foot's vertices are :func:`foot_vertices`; its sole, those within ``band`` metres of the
+        foot's lowest rest vertex (the rest mesh is y up, feet flat); the heel region, the rearmost
+        ``part`` of the sole's length (model ``z``, the body faces +z), the toe region the frontmost
+        ``part``; of each region the ``max_points`` lowest rest vertices (so the lowest one is
+        among them).
 
         Raises:
             ValueError: a model without such vertices (not SMPL-X).
         """
-        weights = body.lbs_weights.detach().cpu().double().numpy()  # (V, 55)
         rest = body.v_template.detach().cpu().double().numpy()  # (V, 3), y up, facing +z
         rows = []
-        for joints in FOOT_JOINTS:
-            foot = np.flatnonzero(weights[:, list(joints)].sum(1) >= 0.5)
+        for joints, foot in zip(FOOT_JOINTS, foot_vertices(body)):
             if foot.size == 0:
                 raise ValueError(f"no vertex is skinned to the foot joints {joints}: not an SMPL-X model")
             sole = foot[rest[foot, 1] <= rest[foot, 1].min() + band]
@@ -107,36 +116,25 @@ class FeetTrack:
                          hip_axis=self.hip_axis)
 
 
-def feet_track(track: Any, body: Any, device: Any, regions: SoleRegions, batch: int = 128) -> FeetTrack:
+def feet_track(track: SmoothedTrack, body: Any, device: Any, regions: SoleRegions, batch: int = POSE_BATCH
+               ) -> FeetTrack:
     """The pelvis, neck, hip axis and sole regions of a :class:`~wbcap.smooth.track.SmoothedTrack` per frame.
 
     ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` the parameters belong to (hand poses
-    relative to the mean, as the track holds them), on ``device``; the mesh is made ``batch``
-    frames at a time and only the regions' vertices are kept.
+    relative to the mean, as the track holds them), on ``device``; the track is posed ``batch``
+    frames at a time (:func:`wbcap.export.track_meshes.pose_track`) and only the regions'
+    vertices and the neck and hip joints are kept.
     """
     import torch
 
-    n = len(track)
-    ids = torch.as_tensor(regions.vertices.reshape(-1), device=device)
-    soles = np.empty((n, *regions.vertices.shape, 3), np.float64)
-    neck = np.empty((n, 3), np.float64)
-    hips = np.empty((n, 3), np.float64)
-    betas = torch.as_tensor(np.asarray(track.betas, np.float32)[None], device=device)
+    posed = pose_track(body, track, device, vertex_ids=regions.vertices,
+                       joint_ids=np.array([SMPLX_NECK, *SMPLX_HIPS]), batch=batch)
     with torch.no_grad():
+        betas = torch.as_tensor(np.asarray(track.betas, np.float32)[None], device=device)
         rest = body.rest_root(betas).double().cpu().numpy()[0]
-        for lo in range(0, n, batch):
-            sl = slice(lo, min(n, lo + batch))
-            m = sl.stop - sl.start
-
-            def rows(name: str, sl: slice = sl) -> torch.Tensor:
-                return torch.as_tensor(np.asarray(track.param(name)[sl], np.float32), device=device)
-
-            out = body(betas=betas.expand(m, -1), global_orient=rows("global_orient"), body_pose=rows("body_pose"),
-                       left_hand_pose=rows("left_hand_pose"), right_hand_pose=rows("right_hand_pose"),
-                       jaw_pose=rows("jaw_pose"), expression=rows("expression"), transl=rows("transl"))
-            soles[sl] = out.vertices[:, ids].double().cpu().numpy().reshape(m, *regions.vertices.shape, 3)
-            neck[sl] = out.joints[:, NECK].double().cpu().numpy()
-            hips[sl] = (out.joints[:, HIPS[0]] - out.joints[:, HIPS[1]]).double().cpu().numpy()
     pelvis = rest[None] + np.asarray(track.transl, np.float64)
+    neck, left_hip, right_hip = (posed.joints[:, k] for k in range(3))
+    hips = (left_hip - right_hip).astype(np.float64)  # float32 difference, as the model's output
     hips /= np.linalg.norm(hips, axis=1, keepdims=True)
-    return FeetTrack(time=np.asarray(track.time, np.float64), pelvis=pelvis, soles=soles, neck=neck, hip_axis=hips)
+    return FeetTrack(time=np.asarray(track.time, np.float64), pelvis=pelvis, soles=posed.vertices.astype(np.float64),
+                     neck=neck.astype(np.float64), hip_axis=hips)
