@@ -34,6 +34,10 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     # One fixed CPU inference form: the per-machine measurement (wbcap.model.strategy) takes
     # seconds and its own tests (tests/test_strategy.py) lift this.
     monkeypatch.setenv("WBCAP_CPU_STRATEGY", "fused")
+    # Renders drawn in the test process: a render child (wbcap.export.render_process) hides its
+    # imports behind loading a full-size model, but the tests' tiny models load in no time, so
+    # every command would wait for it. tests/test_render_process.py lifts this.
+    monkeypatch.setenv("WBCAP_RENDER_PROCESS", "0")
     yield
 
 

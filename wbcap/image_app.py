@@ -94,7 +94,42 @@ def run_images(
 
     Returns one :class:`ImageResult` per input image (``error`` holds the one-line message).
     An unexpected (non-:class:`WbcapError`) exception propagates with a note naming the image.
+
+    With ``job.render`` and no ``pipeline`` given, the renders are drawn by a
+    :class:`~wbcap.export.render_process.RenderProcess` started first, so that its imports and GL
+    set-up run beside loading the model instead of beside the network (with a ready pipeline
+    there is nothing to hide them behind: the renderer is imported here, once per process).
     """
+    job.export.check_available()
+    render_process = None
+    if job.render and pipeline is None:
+        from wbcap.export.render_process import RenderProcess
+
+        render_process = RenderProcess.start_if_useful(sizes=_render_sizes(job))
+    try:
+        return _run_images(job, pipeline, on_progress, on_stage,
+                           None if render_process is None else render_process.render_meshes)
+    finally:
+        if render_process is not None:
+            render_process.close()
+
+
+def _render_sizes(job: ImageJob) -> list[tuple[int, int]]:
+    """``(height, width)`` of the first image and of the crops: what the renders will be drawn
+    at (a hint for the render process; none when the first image cannot be read)."""
+    from wbcap.io.images import iter_image_paths, load_image
+
+    sizes = [tuple(job.pipeline.model.input_img_shape)]
+    try:
+        paths = iter_image_paths(job.paths)
+        if paths:
+            sizes.insert(0, load_image(paths[0]).shape[:2])
+    except Exception:  # a hint only: the image's own turn reports what is wrong with it
+        log.debug("no render size hint from the first image", exc_info=True)
+    return sizes
+
+
+def _run_images(job, pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
     from wbcap.io.images import iter_image_paths, load_image
@@ -104,7 +139,6 @@ def run_images(
         if on_stage is not None:
             on_stage(name, path)
 
-    job.export.check_available()
     paths = iter_image_paths(job.paths)
     if not paths:
         raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
@@ -115,10 +149,6 @@ def run_images(
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job.boxes_file)
-    if job.render:
-        from wbcap.export.render import preload_in_background
-
-        preload_in_background()  # the GL imports overlap loading and running the network
     if pipeline is None:
         stage("loading model", None)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
@@ -150,7 +180,7 @@ def run_images(
             out_dir = write_image_outputs(
                 out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render,
                 name=name, on_stage=lambda s, path=path: stage(s, path), export=job.export,
-                body=pipeline.regressor.body,
+                body=pipeline.regressor.body, renderer=renderer,
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:

@@ -249,10 +249,14 @@ def write_image_outputs(
     on_stage: Callable[[str], None] | None = None,
     export: Any = None,
     body: Any = None,
+    renderer: Callable[..., np.ndarray] | None = None,
 ) -> Path:
     """Write ``out_root/<name>/person_<k>/...`` for one image; returns the image's folder.
 
     Args:
+        renderer: draws the renders, with :func:`wbcap.export.render.render_meshes`'s arguments
+            and result (default: that function; ``wbcap image`` passes a
+            :class:`~wbcap.export.render_process.RenderProcess`'s method).
         export: an :class:`~wbcap.export.animation.AnimationExport`: also write
             ``person_<k>/output.<format>`` (:func:`person_animation`), with ``body`` the
             :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the people; None: none.
@@ -262,7 +266,8 @@ def write_image_outputs(
     Raises:
         InputError: ``out_root/<name>`` exists and is not an earlier wbcap image result.
     """
-    from wbcap.export.render import render_meshes
+    if renderer is None:
+        from wbcap.export.render import render_meshes as renderer
 
     stage = on_stage or (lambda _name: None)
     final = Path(out_root) / (name or image_path.stem)
@@ -272,9 +277,9 @@ def write_image_outputs(
     if render:
         stage("rendering")
         meshes, focal, princpt = to_common_camera(people)
-        overlay = encode_jpeg(render_meshes(image, meshes, faces, focal, princpt))
+        overlay = encode_jpeg(renderer(image, meshes, faces, focal, princpt))
         for person in people:
-            crop = render_meshes(person.crop, [person.vertices], faces, person.crop_focal, person.crop_princpt)
+            crop = renderer(person.crop, [person.vertices], faces, person.crop_focal, person.crop_princpt)
             crop_renders.append(encode_jpeg(crop))
     stage("writing")
     with staged_dir(final) as tmp:

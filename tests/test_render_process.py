@@ -1,0 +1,178 @@
+"""Rendering in a child process (wbcap.export.render_process) and the console script's quick exit:
+the child draws exactly what rendering here draws, failures fall back to rendering here, and
+``wbcap image`` in a fresh process renders through the child without importing pyrender itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from wbcap.export.render import render_backend, render_meshes
+from wbcap.export.render_process import RenderProcess
+
+FOCAL, PRINCPT = (60.0, 60.0), (31.5, 23.5)
+
+
+def _scene():
+    """Two offset triangles facing the camera, in front of a gradient image (H=48, W=64)."""
+    image = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (48, 1, 3))
+    tri = np.array([[-0.3, -0.25, 1.5], [0.3, -0.2, 1.5], [0.0, 0.3, 1.6]])
+    faces = np.array([[0, 2, 1]])
+    return image, [tri, tri + (0.1, 0.05, 0.4)], faces
+
+
+def _backends() -> list[str]:
+    names = ["software"]
+    if render_backend("auto").startswith("pyrender"):
+        names.append("pyrender")
+    elif os.environ.get("WBCAP_REQUIRE_CLIENTS") == "1":
+        pytest.fail("no OpenGL platform works here, and WBCAP_REQUIRE_CLIENTS=1 asks for every renderer")
+    return names
+
+
+@pytest.mark.parametrize("backend", ["software", pytest.param("pyrender", marks=pytest.mark.slow)])
+def test_the_child_draws_what_rendering_here_draws(backend):
+    if backend not in _backends():
+        pytest.skip("no OpenGL platform works here")
+    image, meshes, faces = _scene()
+    colors = [(0.9, 0.2, 0.2), (0.2, 0.9, 0.2)]
+    with RenderProcess(backend) as proc:
+        for alpha in (1.0, 0.5):
+            got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, alpha=alpha)
+            assert proc.alive, "the child failed and the call fell back to rendering here"
+            want = render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, alpha=alpha, backend=backend)
+            np.testing.assert_array_equal(got, want)
+        assert (got != image).any()  # something was drawn
+    assert not proc.alive
+
+
+def test_a_dead_child_means_rendering_here(monkeypatch):
+    image, meshes, faces = _scene()
+    proc = RenderProcess("software")
+    proc._proc.kill()
+    proc._proc.wait()
+    got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+    np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
+    assert not proc.alive
+    proc.close()
+
+
+def test_bad_arguments_raise_as_rendering_here_does():
+    image, meshes, faces = _scene()
+    with RenderProcess("software") as proc:
+        with pytest.raises(ValueError, match="uint8"):
+            proc.render_meshes(image.astype(np.float32), meshes, faces, FOCAL, PRINCPT)
+
+
+def test_no_child_where_it_saves_nothing_or_is_refused(monkeypatch):
+    from wbcap.errors import InputError
+
+    monkeypatch.setenv("WBCAP_RENDER_PROCESS", "1")
+    monkeypatch.setenv("WBCAP_RENDERER", "software")
+    assert RenderProcess.start_if_useful() is None
+    monkeypatch.delenv("WBCAP_RENDERER")
+    monkeypatch.setitem(sys.modules, "pyrender", sys.modules.get("pyrender", object()))
+    assert RenderProcess.start_if_useful() is None
+    monkeypatch.delitem(sys.modules, "pyrender")
+    monkeypatch.setenv("WBCAP_RENDER_PROCESS", "0")
+    assert RenderProcess.start_if_useful() is None
+    monkeypatch.setenv("WBCAP_RENDER_PROCESS", "yes")
+    with pytest.raises(InputError, match="WBCAP_RENDER_PROCESS=yes"):
+        RenderProcess.start_if_useful()
+    monkeypatch.setenv("WBCAP_RENDER_PROCESS", "1")
+    with RenderProcess.start_if_useful(sizes=[(8, 8)]) as proc:
+        assert proc.alive
+
+
+@pytest.mark.slow
+def test_image_in_a_fresh_process_renders_through_the_child(tmp_path, micro_ckpt, body_dir):
+    """run_images as ``wbcap image`` runs it: renders come from the child (pyrender never imported
+    here), and they equal the renders of the same photo drawn in this process."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.image_app import ImageJob, run_images
+    from wbcap.testing.images import person_image
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(person_image(160, 200), cv2.COLOR_RGB2BGR))
+    box = (40.0, 20.0, 80.0, 170.0)
+    code = f"""
+        import json, sys
+        from wbcap.config import BodyModelConfig, PipelineConfig
+        from wbcap.image_app import ImageJob, run_images
+        job = ImageJob(paths=({str(photo)!r},), out={str(tmp_path / "child")!r}, boxes=({box!r},),
+                       pipeline=PipelineConfig(body=BodyModelConfig(path={str(body_dir)!r}),
+                                               checkpoint={str(micro_ckpt)!r}, device="cpu"))
+        res = run_images(job)
+        print(json.dumps([res[0].people, res[0].error, "pyrender" in sys.modules, "trimesh" in sys.modules]))
+    """
+    env = {**os.environ, "WBCAP_HOME": str(tmp_path / "home"), "WBCAP_RENDER_PROCESS": "1"}
+    env.pop("WBCAP_RENDERER", None)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [1, None, False, False]
+    job = ImageJob(paths=(str(photo),), out=str(tmp_path / "here"), boxes=(box,),
+                   pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt),
+                                           device="cpu"))
+    assert run_images(job)[0].people == 1
+    for name in ("render_original_img.jpg", "render_cropped_img.jpg"):
+        child = cv2.imread(str(tmp_path / "child" / "photo" / "person_0" / name))
+        here = cv2.imread(str(tmp_path / "here" / "photo" / "person_0" / name))
+        assert child is not None and here is not None
+        np.testing.assert_array_equal(child, here)
+
+
+def _script(body: str, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+def test_quick_exit_flushes_output_and_keeps_the_code(tmp_path):
+    proc = _script("""
+        import logging, sys
+        from wbcap.cli import exit_without_finalising
+        logging.basicConfig(filename="log.txt", level=logging.INFO)
+        logging.getLogger("x").info("logged")
+        print("printed", end="")
+        sys.stderr.write("to stderr")
+        exit_without_finalising(3)
+        print("never")
+    """, tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "printed", "to stderr")
+    assert "logged" in (tmp_path / "log.txt").read_text()
+    proc = _script("from wbcap.cli import exit_without_finalising\nexit_without_finalising('bad thing')", tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (1, "bad thing")
+
+
+def test_quick_exit_waits_for_threads_that_are_not_daemons(tmp_path):
+    proc = _script("""
+        import pathlib, threading, time
+        from wbcap.cli import exit_without_finalising
+        def work():
+            time.sleep(0.3)
+            pathlib.Path("done").write_text("yes")
+        threading.Thread(target=work).start()
+        exit_without_finalising(0)
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "done").read_text() == "yes"
+
+
+def test_console_script_exits_as_click_does(tmp_path):
+    run = [sys.executable, "-c", "import sys; from wbcap.cli import console_main; sys.argv[0] = 'wbcap'; console_main()"]
+    proc = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "wbcap" in proc.stdout
+    missing = tmp_path / "missing.jpg"
+    proc = subprocess.run([*run, "image", str(missing), "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "WBCAP_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:") and "missing.jpg" in proc.stderr
+    proc = subprocess.run([*run, "image", "--no-such-option"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "No such option" in proc.stderr
