@@ -10,7 +10,8 @@
   anything imports OpenGL here. The answer is cached for the life of the process, and on disk
   per machine (``gl_platform.json`` in the user cache folder, :func:`_cache_key`), so the probing
   children run once per machine and set-up, not on every ``wbcap image`` (they cost ~1.2 s);
-  :func:`forget_cached_platform` drops the entry when the cached platform fails after all.
+  :func:`forget_cached_platform` drops the entry when the cached platform fails after all. "None
+  works" is cached only when every probe answered so (not after one timed out).
 
 Candidates, in order: the user's ``PYOPENGL_PLATFORM`` if set; then on Linux ``egl`` (GPU
 drivers or Mesa) and ``osmesa`` (pure software Mesa), elsewhere pyrender's default window
@@ -71,8 +72,10 @@ def _candidates() -> list[str]:
     return out
 
 
-def _probe(platform: str) -> bool:
-    """True when pyrender can create an offscreen context and render with ``platform``."""
+def _probe(platform: str) -> bool | None:
+    """True when pyrender can create an offscreen context and render with ``platform``; False
+    when the child says it cannot; None when there is no answer (the child could not start or
+    ran past :data:`PROBE_TIMEOUT_S`, e.g. on a machine busy with something else)."""
     env = dict(os.environ)
     if platform == PYGLET:
         env.pop(ENV_PLATFORM, None)
@@ -88,8 +91,8 @@ def _probe(platform: str) -> bool:
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("GL probe %s could not run: %s", platform, exc)
-        return False
+        log.debug("GL probe %s gave no answer: %s", platform, exc)
+        return None
     ok = proc.returncode == 0 and "wbcap-gl-ok" in proc.stdout
     if not ok:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
@@ -188,8 +191,9 @@ def _select() -> str | None:
             _use(cached)
         log.debug("OpenGL platform for pyrender (cached): %s", cached)
         return cached
-    chosen = _probe_all(user, candidates)
-    _write_cache(key, chosen)
+    chosen, answered = _probe_all(user, candidates)
+    if chosen is not None or answered:  # "none works" only when every probe said so
+        _write_cache(key, chosen)
     return chosen
 
 
@@ -203,19 +207,23 @@ def _use(platform: str) -> None:
         os.environ[ENV_PLATFORM] = platform
 
 
-def _probe_all(user: str | None, candidates: list[str]) -> str | None:
-    """The first candidate a child process can render with (sets ``PYOPENGL_PLATFORM``), or None."""
+def _probe_all(user: str | None, candidates: list[str]) -> tuple[str | None, bool]:
+    """``(platform, answered)``: the first candidate a child process can render with (sets
+    ``PYOPENGL_PLATFORM``), or None; ``answered``: no probe before it went unanswered."""
+    answered = True
     for platform in candidates:
-        if _probe(platform):
+        ok = _probe(platform)
+        answered = answered and ok is not None
+        if ok:
             if user and platform != user:
                 log.warning(
                     "%s=%s does not work here; rendering with %s", ENV_PLATFORM, user, platform
                 )
             _use(platform)
             log.debug("OpenGL platform for pyrender: %s", platform)
-            return platform
+            return platform, answered
     log.info("no OpenGL platform works (tried %s)", ", ".join(candidates))
-    return None
+    return None, answered
 
 
 def import_pyrender() -> ModuleType:

@@ -102,27 +102,6 @@ def render_backend(requested: str | None = None) -> str:
     return f"pyrender-{platform}"
 
 
-def preload_in_background(requested: str | None = None) -> threading.Thread:
-    """Start importing the OpenGL renderer (pyrender, which imports trimesh, and PyOpenGL: about a second) in a
-    daemon thread and return it, so that a command that will render (``wbcap image``) overlaps
-    those imports with loading the network and running it (torch's operators release the GIL).
-    The platform choice (:func:`render_backend`, cached per machine) is made in the thread too.
-    When the software renderer will be used the thread imports nothing; a failure is left for
-    :func:`render_meshes` to report. ``requested``: as in :func:`render_backend`.
-    """
-
-    def work() -> None:
-        try:
-            if render_backend(requested).startswith("pyrender"):
-                _gl.import_pyrender()
-        except Exception:  # reported by the render call itself
-            log.debug("could not preload the OpenGL renderer", exc_info=True)
-
-    thread = threading.Thread(target=work, name="wbcap-render-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def render_meshes(
     image: np.ndarray,
     meshes: Sequence[np.ndarray],
