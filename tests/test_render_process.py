@@ -176,3 +176,24 @@ def test_console_script_exits_as_click_does(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:") and "missing.jpg" in proc.stderr
     proc = subprocess.run([*run, "image", "--no-such-option"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+def test_colour_only_readback_reads_what_pyrender_reads():
+    """wbcap's renderer skips pyrender's depth read-back; the colour it reads is pyrender's."""
+    if "pyrender" not in _backends():
+        pytest.skip("no OpenGL platform works here")
+    from wbcap.export import render
+
+    image, meshes, faces = _scene()
+    render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")
+    inner = render._renderer._renderer
+    assert "_read_main_framebuffer" in vars(inner)  # the instance's own method is in place
+    pyrender = sys.modules["pyrender"]
+    flags = pyrender.RenderFlags.RGBA | pyrender.RenderFlags.OFFSCREEN
+    ours, no_depth = inner._read_main_framebuffer(None, flags)
+    scene = type("Scene", (), {})()  # pyrender's own method needs the camera's planes for its depth
+    scene.main_camera_node = type("Node", (), {"camera": type("Cam", (), {"znear": 0.05, "zfar": 100.0})()})()
+    stock, depth = type(inner)._read_main_framebuffer(inner, scene, flags)
+    assert no_depth is None and depth.shape == stock.shape[:2]
+    np.testing.assert_array_equal(ours, stock)
+    assert ours.shape == (48, 64, 4) and ours[..., 3].any()

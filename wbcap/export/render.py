@@ -262,12 +262,52 @@ def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
     global _renderer
     if _renderer is None:
         _renderer = pyrender.OffscreenRenderer(width, height)
+        _read_colour_only(_renderer)
         atexit.register(_delete_renderer)
     elif (_renderer.viewport_width, _renderer.viewport_height) != (width, height):
         # pyrender reallocates its framebuffers when the viewport size changes.
         _renderer.viewport_width = width
         _renderer.viewport_height = height
     return _renderer
+
+
+def _read_colour_only(offscreen: Any) -> None:
+    """Make ``offscreen`` (a ``pyrender.OffscreenRenderer``) read back only the colour buffer.
+
+    pyrender's ``Renderer._read_main_framebuffer`` always resolves and reads the depth buffer too
+    and turns it into metric depth over the whole frame: ~25 ms of a ~100 ms 768x576 frame of
+    three bodies with Mesa's llvmpipe, for an image wbcap never uses. This reads what pyrender
+    reads for its colour image, the same way (multisample resolve by a linear blit, RGBA rows
+    flipped to top-first), and returns no depth, for RGBA renders (others go to pyrender's
+    method). Applied to pyrender 0.1.45's layout (the last
+    release); a renderer without those attributes, or on macOS (where pyrender also rescales
+    for the display's pixel ratio), keeps its own method.
+    """
+    import sys
+    import types
+
+    inner = getattr(offscreen, "_renderer", None)
+    needed = ("_read_main_framebuffer", "_main_fb", "_main_fb_ms", "_main_fb_dims")
+    if inner is None or sys.platform == "darwin" or not all(hasattr(inner, a) for a in needed):
+        log.debug("pyrender's renderer is not the expected one: it reads depth back too")
+        return
+    from OpenGL import GL
+    from pyrender import RenderFlags
+
+    stock = inner._read_main_framebuffer
+
+    def read(self: Any, scene: Any, flags: int) -> tuple[np.ndarray, Any]:
+        if flags & (RenderFlags.DEPTH_ONLY | RenderFlags.SEG) or not flags & RenderFlags.RGBA:
+            return stock(scene, flags)  # not what wbcap asks for: pyrender's own
+        width, height = self._main_fb_dims
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
+        GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
+        buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+        return np.flip(np.frombuffer(buf, np.uint8).reshape(height, width, 4), axis=0), None
+
+    inner._read_main_framebuffer = types.MethodType(read, inner)
 
 
 def _delete_renderer() -> None:
@@ -321,7 +361,7 @@ def _render_pyrender(
         scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_SIDE_LIGHT), pose=pose)
     with _render_lock:
         renderer = _get_renderer(pyrender, width, height)
-        color, _depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+        color, _no_depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     color = np.asarray(color)
     cover = color[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
     rgb = np.zeros((height, width, 3), np.uint8)
