@@ -197,3 +197,24 @@ def test_colour_only_readback_reads_what_pyrender_reads():
     assert no_depth is None and depth.shape == stock.shape[:2]
     np.testing.assert_array_equal(ours, stock)
     assert ours.shape == (48, 64, 4) and ours[..., 3].any()
+
+
+def test_one_sample_per_pixel_differs_only_along_edges():
+    """multisample=False (video frames) draws the same picture with hard edges: pixels inside
+    the triangles and the background match the 4x multisampled render."""
+    if "pyrender" not in _backends():
+        pytest.skip("no OpenGL platform works here")
+    image, meshes, faces = _scene()
+    smooth = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")
+    hard = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender", multisample=False)
+    again = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")  # switching back
+    np.testing.assert_array_equal(again, smooth)
+    differ = (np.abs(hard.astype(int) - smooth.astype(int)).max(axis=-1) > 2)
+    edges = np.zeros(image.shape[:2], bool)  # each triangle's outline, one pixel either side
+    for mesh in meshes:
+        drawn = (render_meshes(image, [mesh], faces, FOCAL, PRINCPT, backend="pyrender") != image).any(axis=-1)
+        line = drawn ^ cv2.erode(drawn.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        edges |= cv2.dilate(line.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert differ.any() and not (differ & ~edges).any()
+    drawn = (smooth != image).any(axis=-1)
+    assert ((hard != image).any(axis=-1) == drawn).mean() > 0.97

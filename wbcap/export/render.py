@@ -112,6 +112,7 @@ def render_meshes(
     alpha: float = 1.0,
     *,
     backend: str | None = None,
+    multisample: bool = True,
 ) -> np.ndarray:
     """Draw shaded meshes over an image (module docstring for conventions and backends).
 
@@ -125,6 +126,9 @@ def render_meshes(
         colors: per mesh RGB in ``[0, 1]``; default cycles :data:`PALETTE`.
         alpha: mesh opacity in ``[0, 1]`` (0.0 returns the image unchanged).
         backend: ``"software"``, ``"pyrender"``, ``"auto"``; None follows ``WBCAP_RENDERER``.
+        multisample: OpenGL edges anti-aliased by 4x multisampling (default); False draws one
+            sample per pixel, ~35 % faster with software OpenGL (``wbcap run``'s video frames),
+            with 1-pixel stair-steps along the edges. The software backend has none either way.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB: the image with the meshes blended on top.
@@ -165,7 +169,7 @@ def render_meshes(
         rgb, cover = _render_software(*args)
     else:
         try:
-            rgb, cover = _render_pyrender(*args)
+            rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0)
         except Exception as exc:  # the machine's cached GL platform no longer works (drivers changed)
             _gl.forget_cached_platform()
             _gl.use_software_from_now()  # once per process: later frames do not try (and warn) again
@@ -262,7 +266,7 @@ def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
     global _renderer
     if _renderer is None:
         _renderer = pyrender.OffscreenRenderer(width, height)
-        _read_colour_only(_renderer)
+        _adapt_renderer(_renderer)
         atexit.register(_delete_renderer)
     elif (_renderer.viewport_width, _renderer.viewport_height) != (width, height):
         # pyrender reallocates its framebuffers when the viewport size changes.
@@ -271,43 +275,80 @@ def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
     return _renderer
 
 
-def _read_colour_only(offscreen: Any) -> None:
-    """Make ``offscreen`` (a ``pyrender.OffscreenRenderer``) read back only the colour buffer.
+def _adapt_renderer(offscreen: Any) -> bool:
+    """Give ``offscreen`` (a ``pyrender.OffscreenRenderer``) a choice of multisampling and a
+    colour-only read-back; returns whether it could (else pyrender's own methods stay).
 
-    pyrender's ``Renderer._read_main_framebuffer`` always resolves and reads the depth buffer too
-    and turns it into metric depth over the whole frame: ~25 ms of a ~100 ms 768x576 frame of
-    three bodies with Mesa's llvmpipe, for an image wbcap never uses. This reads what pyrender
-    reads for its colour image, the same way (multisample resolve by a linear blit, RGBA rows
-    flipped to top-first), and returns no depth, for RGBA renders (others go to pyrender's
-    method). Applied to pyrender 0.1.45's layout (the last
-    release); a renderer without those attributes, or on macOS (where pyrender also rescales
-    for the display's pixel ratio), keeps its own method.
+    * pyrender's ``Renderer._configure_main_framebuffer`` always draws into 4x multisampled
+      buffers. This one draws into buffers of ``_wbcap_samples`` samples (4, or 0 for none; set
+      before each render), otherwise built as pyrender builds them (RGBA colour, 24-bit depth,
+      resolved into single-sample buffers), and rebuilt when the size or the sample count
+      changes. With Mesa's llvmpipe, 4x costs ~35 ms of a ~95 ms 768x576 frame of three bodies.
+    * ``Renderer._read_main_framebuffer`` always resolves and reads the depth buffer too and turns
+      it into metric depth over the whole frame (~25 ms of that frame), which wbcap never uses.
+      This reads what pyrender reads for its colour image, the same way (resolve by a linear
+      blit, RGBA rows flipped to top-first; no blit without multisampling), with no depth, for
+      RGBA renders (other flags go to pyrender's method).
+
+    Written for pyrender 0.1.45's layout (its last release); a renderer without those attributes,
+    or on macOS (where pyrender also rescales for the display's pixel ratio), is left as it is.
     """
     import sys
     import types
 
     inner = getattr(offscreen, "_renderer", None)
-    needed = ("_read_main_framebuffer", "_main_fb", "_main_fb_ms", "_main_fb_dims")
+    needed = ("_read_main_framebuffer", "_configure_main_framebuffer", "_delete_main_framebuffer", "_main_fb",
+              "_main_fb_ms", "_main_cb", "_main_db", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
     if inner is None or sys.platform == "darwin" or not all(hasattr(inner, a) for a in needed):
-        log.debug("pyrender's renderer is not the expected one: it reads depth back too")
-        return
+        log.debug("pyrender's renderer is not the expected one: 4x multisampling, depth read back")
+        return False
     from OpenGL import GL
     from pyrender import RenderFlags
 
-    stock = inner._read_main_framebuffer
+    stock_read = inner._read_main_framebuffer
+    inner._wbcap_samples = 4
+    inner._wbcap_fb_key = None
+
+    def configure(self: Any) -> None:
+        key = (self.viewport_width, self.viewport_height, self._wbcap_samples)
+        if self._main_fb is not None and self._wbcap_fb_key == key:
+            return
+        if self._main_fb is not None:
+            self._delete_main_framebuffer()
+        width, height, samples = key
+        buffers = {}
+        for name, n in (("", 0), ("_ms", samples)):
+            colour, depth = GL.glGenRenderbuffers(2)
+            for rb, fmt in ((colour, GL.GL_RGBA), (depth, GL.GL_DEPTH_COMPONENT24)):
+                GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
+                GL.glRenderbufferStorageMultisample(GL.GL_RENDERBUFFER, n, fmt, width, height)
+            fb = GL.glGenFramebuffers(1)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, colour)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, depth)
+            buffers[name] = (fb, colour, depth)
+        self._main_fb, self._main_cb, self._main_db = buffers[""]
+        self._main_fb_ms, self._main_cb_ms, self._main_db_ms = buffers["_ms"]
+        self._main_fb_dims = (width, height)
+        self._wbcap_fb_key = key
 
     def read(self: Any, scene: Any, flags: int) -> tuple[np.ndarray, Any]:
         if flags & (RenderFlags.DEPTH_ONLY | RenderFlags.SEG) or not flags & RenderFlags.RGBA:
-            return stock(scene, flags)  # not what wbcap asks for: pyrender's own
+            return stock_read(scene, flags)  # not what wbcap asks for: pyrender's own
         width, height = self._main_fb_dims
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
-        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
-        GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
+        if self._wbcap_samples:
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
+            GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
+        else:  # drawn into single-sample buffers already
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
         buf = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
         return np.flip(np.frombuffer(buf, np.uint8).reshape(height, width, 4), axis=0), None
 
+    inner._configure_main_framebuffer = types.MethodType(configure, inner)
     inner._read_main_framebuffer = types.MethodType(read, inner)
+    return True
 
 
 def _delete_renderer() -> None:
@@ -328,8 +369,11 @@ def _render_pyrender(
     focal: tuple[float, float],
     princpt: tuple[float, float],
     colors: np.ndarray,
+    samples: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """OpenGL render. Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32 coverage in [0, 1]."""
+    """OpenGL render with ``samples`` per pixel (4 or 0: none; 4 where the renderer could not be
+    adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32
+    coverage in [0, 1]."""
     pyrender = _gl.import_pyrender()
 
     height, width = size
@@ -361,6 +405,7 @@ def _render_pyrender(
         scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_SIDE_LIGHT), pose=pose)
     with _render_lock:
         renderer = _get_renderer(pyrender, width, height)
+        renderer._renderer._wbcap_samples = samples
         color, _no_depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     color = np.asarray(color)
     cover = color[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
