@@ -12,6 +12,12 @@ process's peak RSS. The run column must not grow with the length of the video. U
 ``wbcap doctor`` finds them; otherwise a synthetic body model and random weights (the same
 arithmetic; ``--full-size`` for the released architecture, default all-ResNet-18 on CPU so the
 run takes minutes, not an hour).
+
+Each stage's share of the wall time is printed, and the network's crops/s in the run (person
+frames / the ``regress`` stage's seconds) against ``wbcap bench``'s regressor rate at the same
+batch size measured in the same process right before and right after the run (the call made
+before the run also packs the batch size's weights, which the run would otherwise do in its
+first batch).
 """
 
 from __future__ import annotations
@@ -102,12 +108,15 @@ def child(args: argparse.Namespace) -> None:
         max_frames=args.frames, detector=args.detector, max_people=args.max_people,
         tracker=TrackerConfig(max_people=args.max_people), render=args.render, overwrite=True,
     )
+    # The bench's rate right before and right after the run: on a shared machine the speed of
+    # the same call can change by 2x within a minute, so the run is compared with both.
+    bench_before = bench_rate(pipe, args.video, args.batch_size)
     t1 = time.perf_counter()
     with RSSSampler() as sampler:
         result = run_video(job, pipeline=pipe)
     wall = time.perf_counter() - t1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    bench_crops_per_s = bench_rate(pipe, args.video, args.batch_size)
+    bench_after = bench_rate(pipe, args.video, args.batch_size)
     print(json.dumps({
         "frames": result.frames, "person_frames": result.person_frames, "tracks": len(result.tracks),
         "wall_s": wall, "startup_s": startup, "fps": result.frames / wall, "peak_rss_mb": peak_mb,
@@ -115,15 +124,15 @@ def child(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size, "precision": args.precision,
         "timings_s": result.timings, "real_body_model": real_body, "real_checkpoint": real_net,
         "architecture": config.backbone_depth, "device": str(dev), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "bench_crops_per_s": bench_crops_per_s,
+        "threads": torch.get_num_threads(), "bench_crops_per_s": [bench_before, bench_after],
         "detector": args.detector, "overlapped": overlaps_network(dev),
     }))
 
 
 def bench_rate(pipe, video: str, batch_size: int) -> float:
-    """``wbcap bench``'s regressor stage at ``batch_size`` in this process, after the run:
-    crops/s of the network on a device tensor of ``batch_size`` crops of the video's first
-    frame (median of 3 after 1 warm-up)."""
+    """``wbcap bench``'s regressor stage at ``batch_size`` in this process (before and after the
+    run): crops/s of the network on a device tensor of ``batch_size`` crops of the video's first
+    frame (median of 5 after 1 warm-up)."""
     import statistics
 
     import torch
@@ -142,7 +151,7 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
         with torch.inference_mode(), pipe.inference_context():
             pipe.regressor(x)
 
-    times = time_call(call, repeats=3, warmup=1, sync=sync_fn(pipe.device))
+    times = time_call(call, repeats=5, warmup=1, sync=sync_fn(pipe.device))
     return batch_size / statistics.median(times)
 
 
@@ -197,8 +206,10 @@ def main() -> None:
         shares = "  ".join(f"{k} {100 * v / r['wall_s']:.0f}%" for k, v in r["timings_s"].items() if v > 0)
         net = r["person_frames"] / r["timings_s"]["regress"] if r["timings_s"].get("regress") else float("nan")
         print(f"{r['clip']:22s} {shares}")
-        print(f"{'':22s} network {net:.2f} crops/s in the run = {100 * net / r['bench_crops_per_s']:.0f}% of the bench's "
-              f"{r['bench_crops_per_s']:.2f} crops/s at batch {r['batch_size']}; overlapped: {r['overlapped']}")
+        before, after = r["bench_crops_per_s"]
+        print(f"{'':22s} network {net:.2f} crops/s in the run = {100 * net / before:.0f}% / {100 * net / after:.0f}% of "
+              f"the bench's {before:.2f} / {after:.2f} crops/s at batch {r['batch_size']} right before / after the run; "
+              f"overlapped: {r['overlapped']}")
     r0 = rows[0]
     print(f"device {r0['device']}, torch {r0['torch']} ({r0['threads']} threads), ResNet-{r0['architecture']} body backbone, "
           f"precision {r0['precision']}, batch size {r0['batch_size']}, start-up {r0['startup_s']:.1f} s, "

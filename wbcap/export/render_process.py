@@ -229,7 +229,11 @@ def _warm_up(backend: str, sizes: Sequence[tuple[int, int]]) -> None:
 
 
 def _serve() -> None:
-    """The child: warm up, then answer requests until the input ends."""
+    """The child: warm up, then answer requests until the input ends. It runs at a lower CPU
+    priority (nice +10): its warm-up is for later, and the parent's loading and network come
+    first when they want every core; when a render is asked for, the parent waits, idle."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
+        os.nice(10)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the replies
     inp = sys.stdin.buffer
