@@ -66,7 +66,8 @@ MICRO = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
-#: ``python -c`` code running the CLI of the wbcap that the process imports (pyproject: wbcap = "wbcap.cli:main").
+#: ``python -c`` code running the CLI of the wbcap that the process imports (the console script,
+#: ``wbcap.cli:console_main``, runs the same ``main`` and then ends the process quickly).
 CLI = "from wbcap.cli import main; main()"
 
 

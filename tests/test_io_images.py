@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from wbcap.errors import InputError
-from wbcap.io.images import apply_exif_orientation, iter_image_paths, load_image
+from wbcap.io.images import apply_exif_orientation, image_size, iter_image_paths, load_image
 
 
 def _pattern(h: int, w: int) -> np.ndarray:
@@ -126,6 +126,16 @@ def test_apply_exif_orientation_matches_pillow(orientation: int) -> None:
     im.getexif()[0x0112] = orientation  # getexif() returns the image's cached Exif object
     ref = np.asarray(ImageOps.exif_transpose(im))
     np.testing.assert_array_equal(apply_exif_orientation(img, orientation), ref)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_image_size_from_headers_is_the_loaded_shape(tmp_path: Path, orientation: int) -> None:
+    path = tmp_path / f"o{orientation}.jpg"
+    _save_jpeg_with_orientation(path, _pattern(20, 32), orientation)
+    assert image_size(path) == load_image(path).shape[:2]
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert image_size(tmp_path / "junk.jpg") is None
+    assert image_size(tmp_path / "missing.jpg") is None
 
 
 def test_truncated_jpeg_is_an_input_error(tmp_path: Path) -> None:

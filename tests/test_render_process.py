@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import cv2
 import numpy as np
@@ -64,11 +65,74 @@ def test_a_dead_child_means_rendering_here(monkeypatch):
     proc.close()
 
 
-def test_bad_arguments_raise_as_rendering_here_does():
+def test_bad_arguments_raise_as_rendering_here_does_and_the_child_stays():
     image, meshes, faces = _scene()
     with RenderProcess("software") as proc:
         with pytest.raises(ValueError, match="uint8"):
             proc.render_meshes(image.astype(np.float32), meshes, faces, FOCAL, PRINCPT)
+        assert proc.alive
+        np.testing.assert_array_equal(proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT),
+                                      render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
+
+
+def test_a_child_that_takes_no_request_times_out(monkeypatch):
+    """A child stuck before reading (e.g. in a GL driver) cannot block the command: a request
+    larger than the pipe's buffer is given up after REPLY_TIMEOUT_S and drawn here."""
+    from wbcap.export import render_process
+
+    monkeypatch.setattr(render_process, "REPLY_TIMEOUT_S", 1.0)
+    image = np.zeros((480, 640, 3), np.uint8)  # 900 KB: far more than a pipe holds
+    _, meshes, faces = _scene()
+    proc = RenderProcess("software")
+    proc._proc.kill()
+    proc._proc.wait()
+    proc._proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+    t = time.monotonic()
+    got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+    assert time.monotonic() - t < 20
+    np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
+    assert not proc.alive
+
+
+def test_the_child_ignores_the_current_folder_and_the_terminal(tmp_path, monkeypatch):
+    """A stray numpy.py where the command runs does not shadow the real one in the child, and the
+    child has its own session (Ctrl-C in the terminal reaches only the command)."""
+    (tmp_path / "numpy.py").write_text("raise ImportError('the shadowing numpy.py was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    image, meshes, faces = _scene()
+    with RenderProcess("software") as proc:
+        assert os.getsid(proc._proc.pid) != os.getsid(0)
+        got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+        assert proc.alive, "the child died (and the call fell back to rendering here)"
+    np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
+
+
+def test_the_childs_log_records_keep_their_logger_names(caplog, monkeypatch):
+    """Records come back under their own loggers, so the command's per-logger levels apply (the
+    CLI keeps OpenGL's INFO lines quiet)."""
+    import logging
+
+    from wbcap.export import render_process
+
+    image, meshes, faces = _scene()
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(logging.getLogger("OpenGL"), "level", logging.WARNING)
+    real = render_process._receive
+
+    def receive(stream, timeout=None):  # the child's real reply, with two records added
+        reply = real(stream, timeout)
+        reply["log"] = np.array(["OpenGL.acceleratesupport\t20\tNo OpenGL_accelerate module loaded",
+                                 "wbcap.x\t30\ta warning\twith a tab"])
+        return reply
+
+    monkeypatch.setattr(render_process, "_receive", receive)
+    with RenderProcess("software") as proc:
+        proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+        assert proc.alive
+    names = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert ("wbcap.x", 30, "a warning\twith a tab") in names
+    assert not [n for n in names if n[0].startswith("OpenGL")]
 
 
 def test_no_child_where_it_saves_nothing_or_is_refused(monkeypatch):
@@ -130,15 +194,21 @@ def test_image_in_a_fresh_process_renders_through_the_child(tmp_path, micro_ckpt
 
 
 def _script(body: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
+    """Run ``body`` as a script file in ``tmp_path`` (a file: spawned processes import it)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
 
-def test_quick_exit_flushes_output_and_keeps_the_code(tmp_path):
+def test_quick_exit_flushes_output_skips_teardown_and_keeps_the_code(tmp_path):
     proc = _script("""
-        import logging, sys
+        import atexit, logging, logging.handlers, pathlib, sys
         from wbcap.cli import exit_without_finalising
-        logging.basicConfig(filename="log.txt", level=logging.INFO)
+        atexit.register(lambda: pathlib.Path("atexit_ran").write_text("yes"))
+        # buffered until logging.shutdown() flushes it
+        target = logging.FileHandler("log.txt")
+        logging.getLogger().addHandler(logging.handlers.MemoryHandler(100, flushLevel=logging.CRITICAL, target=target))
+        logging.getLogger().setLevel(logging.INFO)
         logging.getLogger("x").info("logged")
         print("printed", end="")
         sys.stderr.write("to stderr")
@@ -147,22 +217,29 @@ def test_quick_exit_flushes_output_and_keeps_the_code(tmp_path):
     """, tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "printed", "to stderr")
     assert "logged" in (tmp_path / "log.txt").read_text()
+    assert not (tmp_path / "atexit_ran").exists()  # the interpreter's teardown was skipped
     proc = _script("from wbcap.cli import exit_without_finalising\nexit_without_finalising('bad thing')", tmp_path)
     assert (proc.returncode, proc.stderr.strip()) == (1, "bad thing")
 
 
-def test_quick_exit_waits_for_threads_that_are_not_daemons(tmp_path):
-    proc = _script("""
-        import pathlib, threading, time
+@pytest.mark.parametrize("what", ["thread", "process"])
+def test_quick_exit_waits_for_threads_and_processes_that_would_be_joined(tmp_path, what):
+    start = {"thread": "threading.Thread(target=work).start()",
+             "process": "multiprocessing.get_context('spawn').Process(target=work).start()"}[what]
+    proc = _script(f"""
+        import atexit, multiprocessing, pathlib, threading, time
         from wbcap.cli import exit_without_finalising
         def work():
             time.sleep(0.3)
             pathlib.Path("done").write_text("yes")
-        threading.Thread(target=work).start()
-        exit_without_finalising(0)
+        if __name__ == "__main__":
+            atexit.register(lambda: pathlib.Path("atexit_ran").write_text("yes"))
+            {start}
+            exit_without_finalising(0)
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "done").read_text() == "yes"
+    assert (tmp_path / "atexit_ran").exists()  # the normal exit, which joins it
 
 
 def test_console_script_exits_as_click_does(tmp_path):
@@ -186,6 +263,9 @@ def test_colour_only_readback_reads_what_pyrender_reads():
 
     image, meshes, faces = _scene()
     render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")
+    if not render._renderer._platform.supports_framebuffers():
+        pytest.skip("this GL platform (OSMesa) has no framebuffer objects: pyrender's own read-back")
+    render._renderer._platform.make_current()
     inner = render._renderer._renderer
     assert "_read_main_framebuffer" in vars(inner)  # the instance's own method is in place
     pyrender = sys.modules["pyrender"]
@@ -204,8 +284,12 @@ def test_one_sample_per_pixel_differs_only_along_edges():
     the triangles and the background match the 4x multisampled render."""
     if "pyrender" not in _backends():
         pytest.skip("no OpenGL platform works here")
+    from wbcap.export import render
+
     image, meshes, faces = _scene()
     smooth = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")
+    if not render._renderer._platform.supports_framebuffers():
+        pytest.skip("this GL platform (OSMesa) has no framebuffer objects: one sample per pixel always")
     hard = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender", multisample=False)
     again = render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="pyrender")  # switching back
     np.testing.assert_array_equal(again, smooth)

@@ -99,6 +99,7 @@ def run_images(
     :class:`~wbcap.export.render_process.RenderProcess` started first, so that its imports and GL
     set-up run beside loading the model instead of beside the network (with a ready pipeline
     there is nothing to hide them behind: the renderer is imported here, once per process).
+    A bad ``$WBCAP_RENDER_PROCESS`` raises InputError before anything else.
     """
     job.export.check_available()
     render_process = None
@@ -115,18 +116,19 @@ def run_images(
 
 
 def _render_sizes(job: ImageJob) -> list[tuple[int, int]]:
-    """``(height, width)`` of the first image and of the crops: what the renders will be drawn
-    at (a hint for the render process; none when the first image cannot be read)."""
-    from wbcap.io.images import iter_image_paths, load_image
+    """``(height, width)`` of the crops and of the first image (from its headers): the sizes
+    the renders will be drawn at, the first image's last (its overlay is drawn first). A hint
+    for the render process: an image whose size cannot be read only goes without."""
+    from wbcap.io.images import image_size, iter_image_paths
 
     sizes = [tuple(job.pipeline.model.input_img_shape)]
     try:
         paths = iter_image_paths(job.paths)
-        if paths:
-            sizes.insert(0, load_image(paths[0]).shape[:2])
+        first = image_size(paths[0]) if paths else None
     except Exception:  # a hint only: the image's own turn reports what is wrong with it
         log.debug("no render size hint from the first image", exc_info=True)
-    return sizes
+        first = None
+    return sizes if first is None else [*sizes, first]
 
 
 def _run_images(job, pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:

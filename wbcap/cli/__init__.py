@@ -235,26 +235,27 @@ def console_main() -> None:
     """
     try:
         main()
-        code: int | str | None = 0
+        code: object = 0
     except SystemExit as exc:
         code = exc.code
     exit_without_finalising(code)
 
 
-def exit_without_finalising(code: int | str | None) -> None:
-    """Exit with ``code`` (``sys.exit``'s meaning: None is 0, a string is printed and gives 1)
-    through ``os._exit`` after flushing logs and the standard streams, unless something could
-    still be lost that way: a thread other than the main one that is not a daemon (normal exit
-    would wait for it) or a live ``multiprocessing`` child (normal exit would join it); then
-    through ``sys.exit``. Atexit handlers do not run: wbcap registers none that writes a file
-    (the offscreen renderer's clean-up frees GL memory the process gives back anyway).
+def exit_without_finalising(code: object) -> None:
+    """Exit with ``code`` (``sys.exit``'s meaning: None is 0, another non-integer is printed and
+    gives 1) through ``os._exit`` after flushing logs, the standard streams and C stdio, unless
+    something could still be lost that way: a thread other than the main one that is not a
+    daemon (normal exit would wait for it) or a live ``multiprocessing`` child (normal exit would
+    join it); then through ``sys.exit``. Atexit handlers do not run: wbcap registers none that
+    writes a file (the offscreen renderer's clean-up frees GL memory the process gives back anyway).
     """
     import threading
 
-    if isinstance(code, str):
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # as Python exits with any other object: printed, status 1
         print(code, file=sys.stderr)
         code = 1
-    code = 0 if code is None else int(code)
     busy = any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate())
     mp = sys.modules.get("multiprocessing")
     if busy or (mp is not None and mp.active_children()):
@@ -263,4 +264,8 @@ def exit_without_finalising(code: int | str | None) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`wbcap ... | head`) or stream
             stream.flush()
+    with contextlib.suppress(Exception):  # C libraries' own stdio buffers (no libc: nothing to flush)
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
     os._exit(code)

@@ -118,6 +118,12 @@ def w_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int = 100) -> float:
 
     Args:
         pred, gt: ``(T, J, 3)`` world joints, metres.
+
+    Returns:
+        The mean over every frame and joint, millimetres.
+
+    Raises:
+        ValueError: inputs of other shapes, or shapes that differ.
     """
     return _segment_mpjpe(pred, gt, segment, first=True)
 
@@ -127,6 +133,12 @@ def wa_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int = 100) -> float:
 
     Args:
         pred, gt: ``(T, J, 3)`` world joints, metres.
+
+    Returns:
+        The mean over every frame and joint, millimetres.
+
+    Raises:
+        ValueError: inputs of other shapes, or shapes that differ.
     """
     return _segment_mpjpe(pred, gt, segment, first=False)
 
@@ -143,7 +155,8 @@ def root_translation_error(pred: np.ndarray, gt: np.ndarray) -> float:
         pred, gt: ``(T, 3)`` root (pelvis) positions, metres.
 
     Raises:
-        ValueError: a ground truth that does not move.
+        ValueError: inputs that are not ``(T, 3)`` or differ in shape, or a ground truth that
+            does not move.
     """
     from wbcap.eval.metrics import M_TO_MM, mean_distance_mm, procrustes_align
 

@@ -10,8 +10,9 @@
   anything imports OpenGL here. The answer is cached for the life of the process, and on disk
   per machine (``gl_platform.json`` in the user cache folder, :func:`_cache_key`), so the probing
   children run once per machine and set-up, not on every ``wbcap image`` (they cost ~1.2 s);
-  :func:`forget_cached_platform` drops the entry when the cached platform fails after all. "None
-  works" is cached only when every probe answered so (not after one timed out).
+  :func:`forget_cached_platform` drops the entry when the cached platform fails after all.
+  Nothing is cached when a probe tried before the answer went unanswered (it timed out, e.g. on
+  a busy machine): a better platform might answer next time.
 
 Candidates, in order: the user's ``PYOPENGL_PLATFORM`` if set; then on Linux ``egl`` (GPU
 drivers or Mesa) and ``osmesa`` (pure software Mesa), elsewhere pyrender's default window
@@ -192,7 +193,7 @@ def _select() -> str | None:
         log.debug("OpenGL platform for pyrender (cached): %s", cached)
         return cached
     chosen, answered = _probe_all(user, candidates)
-    if chosen is not None or answered:  # "none works" only when every probe said so
+    if answered:  # not after a probe went unanswered: it may work next time (a busy machine)
         _write_cache(key, chosen)
     return chosen
 
@@ -209,7 +210,7 @@ def _use(platform: str) -> None:
 
 def _probe_all(user: str | None, candidates: list[str]) -> tuple[str | None, bool]:
     """``(platform, answered)``: the first candidate a child process can render with (sets
-    ``PYOPENGL_PLATFORM``), or None; ``answered``: no probe before it went unanswered."""
+    ``PYOPENGL_PLATFORM``), or None; ``answered``: every probe made (up to that one) answered."""
     answered = True
     for platform in candidates:
         ok = _probe(platform)

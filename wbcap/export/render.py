@@ -64,10 +64,18 @@ _SIDE_LIGHT = 0.5
 _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside int32
 
 _GL_TRIANGLES = 4  # OpenGL's GL_TRIANGLES (pyrender.Primitive's mode)
+_FRAMEBUFFER_SETS = 4  # framebuffer sets (size, samples) an adapted renderer keeps
 
 _render_lock = threading.Lock()
 _renderer: Any = None
 _warned_software = False
+
+
+def requested_renderer(requested: str | None = None) -> str:
+    """The renderer asked for, as :func:`render_backend` reads it: ``requested``, else
+    ``WBCAP_RENDERER``; lower case, ``"auto"`` when neither says (not checked)."""
+    choice = os.environ.get(ENV_RENDERER, "") if requested is None else requested
+    return choice.strip().lower() or "auto"
 
 
 def render_backend(requested: str | None = None) -> str:
@@ -80,10 +88,8 @@ def render_backend(requested: str | None = None) -> str:
     Raises:
         InputError: an unknown value, or ``pyrender`` requested where no OpenGL platform works.
     """
-    from_env = requested is None
-    choice = (os.environ.get(ENV_RENDERER, "") if from_env else requested or "").strip().lower()
-    choice = choice or "auto"
-    where = f"{ENV_RENDERER}={choice}" if from_env else f"renderer {choice!r}"
+    choice = requested_renderer(requested)
+    where = f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
     if choice == "software":
         return "software"
     if choice not in ("auto", "pyrender"):
@@ -129,7 +135,8 @@ def render_meshes(
         backend: ``"software"``, ``"pyrender"``, ``"auto"``; None follows ``WBCAP_RENDERER``.
         multisample: OpenGL edges anti-aliased by 4x multisampling (default); False draws one
             sample per pixel, ~35 % faster with software OpenGL (``wbcap run``'s video frames),
-            with 1-pixel stair-steps along the edges. The software backend has none either way.
+            with 1-pixel stair-steps along the edges. The software backend, and pyrender on
+            OSMesa (no framebuffer objects), draw one sample per pixel either way.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB: the image with the meshes blended on top.
@@ -281,10 +288,12 @@ def _adapt_renderer(offscreen: Any) -> bool:
     colour-only read-back; returns whether it could (else pyrender's own methods stay).
 
     * pyrender's ``Renderer._configure_main_framebuffer`` always draws into 4x multisampled
-      buffers. This one draws into buffers of ``_wbcap_samples`` samples (4, or 0 for none; set
-      before each render), otherwise built as pyrender builds them (RGBA colour, 24-bit depth,
-      resolved into single-sample buffers), and rebuilt when the size or the sample count
-      changes. With Mesa's llvmpipe, 4x costs ~35 ms of a ~95 ms 768x576 frame of three bodies.
+      buffers, rebuilt whenever the size changes. This one draws into buffers of
+      ``_wbcap_samples`` samples (4, or 0 for none; set before each render), otherwise built as
+      pyrender builds them (RGBA colour, 24-bit depth, resolved into single-sample buffers), and
+      keeps the sets of the last :data:`_FRAMEBUFFER_SETS` (size, samples) pairs (a photo's
+      overlay and crop renders alternate between two sizes). With Mesa's llvmpipe, 4x costs
+      ~35 ms of a ~95 ms 768x576 frame of three bodies.
     * ``Renderer._read_main_framebuffer`` always resolves and reads the depth buffer too and turns
       it into metric depth over the whole frame (~25 ms of that frame), which wbcap never uses.
       This reads what pyrender reads for its colour image, the same way (resolve by a linear
@@ -292,12 +301,18 @@ def _adapt_renderer(offscreen: Any) -> bool:
       RGBA renders (other flags go to pyrender's method).
 
     Written for pyrender 0.1.45's layout (its last release); a renderer without those attributes,
-    or on macOS (where pyrender also rescales for the display's pixel ratio), is left as it is.
+    on macOS (where pyrender also rescales for the display's pixel ratio), or on a platform without
+    framebuffer objects (OSMesa: pyrender draws into the context's own buffer, one sample per
+    pixel whatever is asked), is left as it is.
     """
     import sys
     import types
 
     inner = getattr(offscreen, "_renderer", None)
+    platform = getattr(offscreen, "_platform", None)
+    if platform is None or not platform.supports_framebuffers():  # OSMesa: pyrender draws without either
+        log.debug("the GL platform has no framebuffer objects: pyrender renders as it does")
+        return False
     needed = ("_read_main_framebuffer", "_configure_main_framebuffer", "_delete_main_framebuffer", "_main_fb",
               "_main_fb_ms", "_main_cb", "_main_db", "_main_cb_ms", "_main_db_ms", "_main_fb_dims")
     if inner is None or sys.platform == "darwin" or not all(hasattr(inner, a) for a in needed):
@@ -309,16 +324,11 @@ def _adapt_renderer(offscreen: Any) -> bool:
     stock_read = inner._read_main_framebuffer
     inner._wbcap_samples = 4
     inner._wbcap_fb_key = None
+    inner._wbcap_fbs = {}  # (width, height, samples) -> the six GL names, most recent last
 
-    def configure(self: Any) -> None:
-        key = (self.viewport_width, self.viewport_height, self._wbcap_samples)
-        if self._main_fb is not None and self._wbcap_fb_key == key:
-            return
-        if self._main_fb is not None:
-            self._delete_main_framebuffer()
-        width, height, samples = key
-        buffers = {}
-        for name, n in (("", 0), ("_ms", samples)):
+    def build(width: int, height: int, samples: int) -> tuple[int, ...]:
+        names: list[int] = []
+        for n in (0, samples):  # single-sample (resolved) set, then the one drawn into
             colour, depth = GL.glGenRenderbuffers(2)
             for rb, fmt in ((colour, GL.GL_RGBA), (depth, GL.GL_DEPTH_COMPONENT24)):
                 GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
@@ -327,10 +337,24 @@ def _adapt_renderer(offscreen: Any) -> bool:
             GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb)
             GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, colour)
             GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, depth)
-            buffers[name] = (fb, colour, depth)
-        self._main_fb, self._main_cb, self._main_db = buffers[""]
-        self._main_fb_ms, self._main_cb_ms, self._main_db_ms = buffers["_ms"]
-        self._main_fb_dims = (width, height)
+            names += [fb, colour, depth]
+        return tuple(names)
+
+    def configure(self: Any) -> None:
+        key = (self.viewport_width, self.viewport_height, self._wbcap_samples)
+        if self._main_fb is not None and self._wbcap_fb_key == key:
+            return
+        sets = self._wbcap_fbs
+        if key not in sets:
+            if len(sets) >= _FRAMEBUFFER_SETS:  # drop the least recently used set
+                fb, cb, db, fb_ms, cb_ms, db_ms = sets.pop(next(iter(sets)))
+                GL.glDeleteFramebuffers(2, [fb, fb_ms])
+                GL.glDeleteRenderbuffers(4, [cb, db, cb_ms, db_ms])
+            sets[key] = build(*key)
+        sets[key] = sets.pop(key)  # most recent last
+        (self._main_fb, self._main_cb, self._main_db,
+         self._main_fb_ms, self._main_cb_ms, self._main_db_ms) = sets[key]
+        self._main_fb_dims = key[:2]
         self._wbcap_fb_key = key
 
     def read(self: Any, scene: Any, flags: int) -> tuple[np.ndarray, Any]:
@@ -372,8 +396,8 @@ def _render_pyrender(
     colors: np.ndarray,
     samples: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """OpenGL render with ``samples`` per pixel (4 or 0: none; 4 where the renderer could not be
-    adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32
+    """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
+    renderer could not be adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32
     coverage in [0, 1]."""
     pyrender = _gl.import_pyrender()
 

@@ -4,24 +4,27 @@
 network (~0.7 s), and for the two renders pyrender with trimesh and PyOpenGL (~0.9 s) plus the
 GL context. Imports hold the interpreter lock, and once the network runs it takes every core, so
 a thread importing pyrender beside it slowed the first call from 0.2 to 0.9 s on a 2-core Xeon.
-:class:`RenderProcess` instead starts ``python -m wbcap.export.render_process`` first: the child
-imports pyrender, chooses the GL platform (:func:`wbcap.export.render.render_backend`) and draws
-one small frame (compiling the shaders) on another core while this process imports torch, then
-waits. Each :meth:`RenderProcess.render_meshes` call is :func:`wbcap.export.render.render_meshes`
-run there, with the same arguments and result.
+:class:`RenderProcess` instead starts a child first (at nice +10, in its own session so that
+Ctrl-C reaches only the command): it imports pyrender, chooses the GL platform
+(:func:`wbcap.export.render.render_backend`) and draws a warm-up frame at each size it will be
+asked for on another core while this process imports torch, then waits. Each
+:meth:`RenderProcess.render_meshes` call is :func:`wbcap.export.render.render_meshes` run there.
 
 Protocol (the child's stdin and stdout, both ours): each message is an 8-byte little-endian
 length, then a NumPy ``.npz`` archive read with ``allow_pickle=False``. A request holds
 ``image``, ``faces``, ``mesh_<i>``, ``focal``, ``princpt``, ``colors``, ``alpha`` and
-``backend`` (``""``: ``WBCAP_RENDERER``; the child's arguments are the same and the warm-up sizes
-as ``<height>x<width>``); a reply holds ``rgb`` or ``error`` (one line), and
-``log`` (the child's log records as ``"<levelno>\\t<message>"``, logged again here under
-``wbcap.export.render``). An empty message, or the pipe closing, ends the child;
+``backend`` (``""``: ``WBCAP_RENDERER``); a reply holds ``rgb`` or ``error`` (one line), and
+``log``: the child's log records at this process's level or above, as
+``"<logger>\t<levelno>\t<message>"``, logged again here under the same logger names (so the
+command's per-logger levels apply). The child's arguments: that log level, the backend and the
+warm-up sizes as ``<height>x<width>``. An empty message, or the pipe closing, ends the child;
 :meth:`RenderProcess.close` kills it instead (it writes no file).
 
-Whatever goes wrong with the child (it cannot start, dies, answers with an error, or takes
-longer than :data:`REPLY_TIMEOUT_S`), the call renders in this process instead, which raises
-the errors :func:`~wbcap.export.render.render_meshes` raises; the child is not used again.
+When the child cannot start, dies, sends something malformed or takes longer than
+:data:`REPLY_TIMEOUT_S` to take a request or answer it, the call renders in this process
+instead and the child is not used again. When it answers with an error (bad arguments), the
+call renders here too, which raises the error :func:`~wbcap.export.render.render_meshes` raises.
+Not used on Windows (its pipes cannot be waited on with a timeout).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import os
 import select
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,9 +45,20 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 ENV_RENDER_PROCESS = "WBCAP_RENDER_PROCESS"
-#: The longest wait for one reply (the first one includes the child's imports and GL set-up).
+#: The longest wait for the child to take one request and answer it (the first includes its
+#: imports and GL set-up).
 REPLY_TIMEOUT_S = 120.0
 _HEADER = 8
+#: Run by ``python -c``: the current folder leaves the module path (``-c`` puts it first, where a
+#: stray ``numpy.py`` would shadow the real one) and wbcap comes from where this process's does.
+_BOOT = """import importlib.util, os, runpy, sys
+root = sys.argv.pop(1)
+sys.path.pop(0)
+spec = importlib.util.find_spec("wbcap")
+if spec is None or spec.origin is None or not spec.origin.startswith(root.rstrip(os.sep) + os.sep):
+    sys.path.insert(0, root)
+runpy.run_module("wbcap.export.render_process", run_name="__main__", alter_sys=True)
+"""
 
 
 class RenderProcess:
@@ -60,35 +76,38 @@ class RenderProcess:
         self.backend = backend
         self._proc: subprocess.Popen | None = None
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding wbcap/
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        level = logging.getLogger().getEffectiveLevel()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "wbcap.export.render_process", backend or "",
-                 *(f"{int(h)}x{int(w)}" for h, w in sizes)], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, env=env)
+                [sys.executable, "-c", _BOOT, package_root, str(level), backend or "",
+                 *(f"{int(h)}x{int(w)}" for h, w in sizes)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             log.debug("could not start the render process: %s", exc)
 
     @classmethod
     def start_if_useful(cls, backend: str | None = None,
                         sizes: Sequence[tuple[int, int]] = ()) -> RenderProcess | None:
-        """A started :class:`RenderProcess`, or None where it would not save time: the software
-        renderer is asked for (no imports to hide), pyrender is already imported here, or
-        ``WBCAP_RENDER_PROCESS=0`` (render in this process; ``1`` or unset: this choice).
+        """A started :class:`RenderProcess`, or None where it would not save time or cannot
+        run: the software renderer is asked for (no imports to hide), pyrender is already
+        imported here, ``WBCAP_RENDER_PROCESS=0`` (render in this process; ``1`` or unset: this
+        choice), Windows, or the child did not start.
 
         Raises:
             InputError: ``WBCAP_RENDER_PROCESS`` is neither ``0`` nor ``1``.
         """
+        from wbcap.export.render import requested_renderer
+
         setting = os.environ.get(ENV_RENDER_PROCESS, "1").strip() or "1"
         if setting not in ("0", "1"):
             from wbcap.errors import InputError
 
             raise InputError(f"{ENV_RENDER_PROCESS}={setting}: use 0 (render in this process) or 1 (a render process)")
-        choice = (os.environ.get("WBCAP_RENDERER", "") if backend is None else backend).strip().lower()
-        if setting == "0" or choice == "software" or "pyrender" in sys.modules:
+        if (setting == "0" or requested_renderer(backend) == "software" or "pyrender" in sys.modules
+                or sys.platform == "win32"):
             return None
-        return cls(backend, sizes)
+        proc = cls(backend, sizes)
+        return proc if proc.alive else None
 
     @property
     def alive(self) -> bool:
@@ -105,39 +124,60 @@ class RenderProcess:
         colors: Sequence[tuple[float, float, float]] | None = None,
         alpha: float = 1.0,
     ) -> np.ndarray:
-        """:func:`wbcap.export.render.render_meshes` (same arguments, shapes and result: the
-        ``(H, W, 3)`` uint8 RGB image with the meshes drawn over it; ``faces`` ``(F, 3)`` shared by
-        all meshes), drawn in the child; in this process when the child cannot."""
+        """:func:`wbcap.export.render.render_meshes` with this process's ``backend`` and 4x
+        multisampling (same other arguments, shapes and result: the ``(H, W, 3)`` uint8 RGB
+        image with the meshes drawn over it; ``faces`` ``(F, 3)`` shared by all meshes), drawn in
+        the child; in this process when the child cannot (module docstring), which raises what
+        ``render_meshes`` raises."""
         from wbcap.export.render import render_meshes
 
         if self.alive:
-            arrays = {"image": np.ascontiguousarray(image), "faces": np.asarray(faces, np.int64),
-                      "focal": np.asarray(focal, np.float64), "princpt": np.asarray(princpt, np.float64),
-                      "alpha": np.float64(alpha), "backend": np.str_(self.backend or "")}
-            arrays.update({f"mesh_{i}": np.asarray(m, np.float64) for i, m in enumerate(meshes)})
-            if colors is not None:
-                arrays["colors"] = np.asarray(colors, np.float64)
             try:
+                arrays = {"image": np.ascontiguousarray(image), "faces": np.asarray(faces, np.int64),
+                          "focal": np.asarray(focal, np.float64), "princpt": np.asarray(princpt, np.float64),
+                          "alpha": np.float64(alpha), "backend": np.str_(self.backend or "")}
+                arrays.update({f"mesh_{i}": np.asarray(m, np.float64) for i, m in enumerate(meshes)})
+                if colors is not None:
+                    arrays["colors"] = np.asarray(colors, np.float64)
                 reply = self._ask(arrays)
-            except (OSError, ValueError, TimeoutError) as exc:
-                log.debug("the render process failed (%s); rendering here", exc)
+            except Exception as exc:  # whatever broke, the render below is the answer
+                log.debug("the render process failed (%s: %s); rendering here", type(exc).__name__, exc)
                 self.close()
             else:
                 if "rgb" in reply:
                     return reply["rgb"]
+                # The child is fine; the arguments were not: the render here raises the error.
                 log.debug("the render process answered: %s; rendering here", reply.get("error", "?"))
-                self.close()
         return render_meshes(image, meshes, faces, focal, princpt, colors=colors, alpha=alpha, backend=self.backend)
 
     def _ask(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send one request and return the reply, within :data:`REPLY_TIMEOUT_S` in all.
+
+        The request goes through a writer thread: a child still importing reads nothing, and a
+        request larger than the pipe's buffer would block this process with no limit."""
         assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
-        _send(self._proc.stdin, arrays)
-        reply = _receive(self._proc.stdout, timeout=REPLY_TIMEOUT_S)
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                _send(self._proc.stdin, arrays)  # type: ignore[union-attr]
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+
+        writer = threading.Thread(target=write, name="wbcap-render-request", daemon=True)
+        writer.start()
+        writer.join(REPLY_TIMEOUT_S)
+        if writer.is_alive():
+            raise TimeoutError(f"the render process took no request within {REPLY_TIMEOUT_S:.0f} s")
+        if failed:
+            raise failed[0]
+        reply = _receive(self._proc.stdout, timeout=max(0.0, deadline - time.monotonic()))
         if reply is None:
             raise OSError("the render process closed its output")
         for line in reply.pop("log", np.array([], str)).tolist():
-            level, _, message = line.partition("\t")
-            logging.getLogger("wbcap.export.render").log(int(level), "%s", message)
+            name, level, message = line.split("\t", 2)
+            logging.getLogger(name).log(int(level), "%s", message)
         return reply
 
     def close(self) -> None:
@@ -205,12 +245,15 @@ def _read_exactly(stream, size: int) -> bytes | None:
 
 
 class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
+    """The child's log records as ``"<logger>\t<levelno>\t<message>"`` lines for the reply."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelno}\t{record.getMessage()}")
+        message = " ".join(record.getMessage().split("\t"))
+        self.lines.append(f"{record.name}\t{record.levelno}\t{message}")
 
 
 def _warm_up(backend: str, sizes: Sequence[tuple[int, int]]) -> None:
@@ -237,13 +280,13 @@ def _serve() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the replies
     inp = sys.stdin.buffer
-    collect = _Collect()
+    level, backend, *sizes = sys.argv[1:]
+    collect = _Collect(int(level))
     root = logging.getLogger()
     root.addHandler(collect)
-    root.setLevel(logging.INFO)
-    backend = sys.argv[1] if len(sys.argv) > 1 else ""
+    root.setLevel(int(level))
     try:
-        _warm_up(backend, [tuple(int(n) for n in arg.split("x")) for arg in sys.argv[2:]])
+        _warm_up(backend, [tuple(int(n) for n in arg.split("x")) for arg in sizes])
     except Exception:  # the request's own render reports it
         collect.lines.clear()
     from wbcap.export.render import render_meshes
@@ -267,6 +310,8 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
+    try:
         _serve()
+    except BaseException:  # the parent sees the pipe close and renders itself; no traceback
+        os._exit(1)
     os._exit(0)  # nothing left to write; skip tearing down the GL context and modules

@@ -86,6 +86,21 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(H, W)`` pixels of the upright picture :func:`load_image` would return, from the file's
+    headers only (Pillow; no decoding), or None when Pillow cannot tell (the file is then
+    checked by :func:`load_image` when it is read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(Path(path)) as im:  # lazy: parses headers only
+            width, height = im.size
+            orientation = im.getexif().get(_EXIF_ORIENTATION_TAG)
+    except Exception:
+        return None
+    return (int(width), int(height)) if orientation in (5, 6, 7, 8) else (int(height), int(width))
+
+
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn an image as stored into the upright picture its EXIF orientation tag describes.
 
