@@ -1,9 +1,13 @@
 """Person crops of consecutive video frames batched through the network (``wbcap run``, pass 1).
 
 A frame rarely holds enough people to fill a network call, so crops of several frames go
-through it together: :func:`regress_in_batches` crops each frame as it comes, and once about
-``batch_size`` crops wait (or ``4 * batch_size`` frames, for frames with few or no people) it
-runs the network once and hands every waiting frame's people back, in frame order.
+through it together: :func:`regress_in_batches` crops each frame as it comes and runs the
+network on exactly ``batch_size`` crops whenever that many wait (a frame's people may span two
+calls), or on all that wait once ``4 * batch_size`` frames are pending (frames with few or no
+people) and at the end; after each call it hands back every frame whose people are all done, in
+frame order. Calls of exactly ``batch_size`` crops matter on CPU: with three people a frame, the
+earlier "run once about ``batch_size`` wait" made calls of 9 = 8 + 1 crops, and a one-crop call
+costs about twice a crop of a full one (and packs weights for its size).
 """
 
 from __future__ import annotations
@@ -20,18 +24,17 @@ from wbcap.io.progress import add_time
 FrameResult = tuple[int, float, list[int], list[Any]]
 
 
-def _regress(pending: list[tuple[int, float, list[int], list]], pipeline: Any,
-             timings: dict[str, float]) -> list[FrameResult]:
-    """One network call for every crop of ``pending`` frames; the people split back per frame."""
-    all_jobs = [j for _, _, _, jobs in pending for j in jobs]
-    t0 = time.perf_counter()
-    people = pipeline.regress(all_jobs, mesh=False) if all_jobs else []
-    add_time(timings, "regress", t0)
-    results, k = [], 0
-    for index, ftime, size, jobs in pending:
-        results.append((index, ftime, size, people[k : k + len(jobs)]))
-        k += len(jobs)
-    return results
+class _Pending:
+    """A frame waiting for its people: ``jobs`` its crops, ``people`` the results so far."""
+
+    __slots__ = ("index", "jobs", "people", "size", "time")
+
+    def __init__(self, index: int, time_s: float, size: list[int], jobs: list) -> None:
+        self.index, self.time, self.size, self.jobs = index, time_s, size, jobs
+        self.people: list[Any] = []
+
+    def result(self) -> FrameResult:
+        return (self.index, self.time, self.size, self.people)
 
 
 def regress_in_batches(
@@ -48,20 +51,43 @@ def regress_in_batches(
         timings: gets ``crop`` and ``regress`` seconds.
 
     Yields:
-        After each network call, a list of :data:`FrameResult` (one per frame, people or not).
+        Lists of :data:`FrameResult` (one per frame, people or not) of the frames the last
+        network calls completed, oldest first; every frame once, in frame order.
     """
     timings = {} if timings is None else timings
-    pending: list[tuple[int, float, list[int], list]] = []  # (frame index, time, size, crop jobs)
-    n_pending_crops = 0
+    size = max(1, int(pipeline.batch_size))
+    pending: list[_Pending] = []  # frames not yet handed back, oldest first
+    queue: list[tuple[_Pending, Any]] = []  # crops not yet through the network, with their frame
+
+    def run(n: int) -> list[FrameResult]:
+        batch = queue[:n]
+        del queue[:n]
+        t0 = time.perf_counter()
+        people = pipeline.regress([job for _, job in batch], mesh=False) if batch else []
+        add_time(timings, "regress", t0)
+        for (frame, _), person in zip(batch, people):
+            frame.people.append(person)
+        done = 0
+        while done < len(pending) and len(pending[done].people) == len(pending[done].jobs):
+            done += 1
+        finished = [f.result() for f in pending[:done]]
+        del pending[:done]
+        return finished
+
     for frame, dets in frames:
         h, w = frame.image.shape[:2]
         t0 = time.perf_counter()
         jobs = pipeline.crop(frame.image, dets, source=f"frame {frame.index}", strict=False)
         add_time(timings, "crop", t0)
-        pending.append((frame.index, float(frame.time), [w, h], jobs))
-        n_pending_crops += len(jobs)
-        if n_pending_crops >= pipeline.batch_size or len(pending) >= 4 * pipeline.batch_size:
-            yield _regress(pending, pipeline, timings)
-            pending, n_pending_crops = [], 0
+        entry = _Pending(frame.index, float(frame.time), [w, h], list(jobs))
+        pending.append(entry)
+        queue.extend((entry, job) for job in entry.jobs)
+        finished: list[FrameResult] = []
+        while len(queue) >= size:
+            finished += run(size)
+        if len(pending) >= 4 * size:
+            finished += run(len(queue))
+        if finished:
+            yield finished
     if pending:
-        yield _regress(pending, pipeline, timings)
+        yield run(len(queue))

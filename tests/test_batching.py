@@ -1,0 +1,57 @@
+"""wbcap.model.batching: crops of consecutive frames go through the network in calls of exactly
+``batch_size`` (a frame's people may span two calls), and every frame comes back once, in order,
+with its own people."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from wbcap.model.batching import regress_in_batches
+
+
+class FakePipeline:
+    """Crops are ``(frame index, box number)``; the network returns them as they came."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.calls: list[int] = []
+
+    def crop(self, image, dets, source="", strict=True):
+        return [(int(source.split()[-1]), k) for k in range(len(dets))]
+
+    def regress(self, jobs, mesh=True):
+        self.calls.append(len(jobs))
+        return list(jobs)
+
+
+def _frames(people_per_frame):
+    image = np.zeros((4, 6, 3), np.uint8)
+    return [(SimpleNamespace(index=i, time=i / 25, image=image), [object()] * n)
+            for i, n in enumerate(people_per_frame)]
+
+
+@pytest.mark.parametrize("people", [[3] * 10, [0, 2, 0, 0, 5, 1, 0, 3, 3, 0, 0], [9, 1, 8], [0] * 40, [1] * 3])
+def test_full_calls_every_frame_once_in_order(people):
+    pipe = FakePipeline(batch_size=4)
+    batches = list(regress_in_batches(_frames(people), pipe))
+    results = [r for batch in batches for r in batch]
+    assert all(batches)  # no empty lists
+    assert [r[0] for r in results] == list(range(len(people)))
+    for index, time_s, size, got in results:
+        assert got == [(index, k) for k in range(people[index])] and size == [6, 4] and time_s == index / 25
+    total = sum(people)
+    # every call but the last is full; no crop twice
+    assert sum(pipe.calls) == total and all(c == 4 for c in pipe.calls[:-1]) if pipe.calls else total == 0
+    assert pipe.calls.count(4) == total // 4
+
+
+def test_frames_without_people_are_handed_back_without_waiting_forever():
+    pipe = FakePipeline(batch_size=2)
+    seen = []
+    for batch in regress_in_batches(_frames([1] + [0] * 20), pipe):
+        seen.append([r[0] for r in batch])
+    assert seen[0] == list(range(8))  # 4 x batch_size frames pending: flushed, one crop in the call
+    assert sum(len(s) for s in seen) == 21 and pipe.calls[0] == 1
