@@ -128,6 +128,7 @@ def test_small_json_matches_flop_counter(body_layer):
     assert rep["precision_error"]["fast"]["max_vertex_distance_m"] > 0
 
 
+@pytest.mark.slow  # full-suite check of the FLOP counts
 def test_small_config_flops_equal_flop_counter(small_net, body_layer):
     """count_flops on the small network: the fast loop's check (the full-size one is slow)."""
     regressor = WholeBodyRegressor(small_net, body_layer).eval()

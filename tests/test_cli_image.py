@@ -132,6 +132,7 @@ def test_image_on_real_photo(tmp_path, shared_dir, micro_args, body_layer):
         check_person_folder(folder, (342, 548), body_layer, MICRO_CROP)
 
 
+@pytest.mark.slow  # one-person runs cover the command in the fast loop
 def test_two_boxes_two_people_and_shared_overlay(tmp_path, micro_args, body_layer):
     img_path = write_rgb(tmp_path / "pair.png", person_image(640, 480, seed=2, people=2))
     out = tmp_path / "out"

@@ -267,6 +267,7 @@ def test_run_world_falls_back_and_says_why(tmp_path, base_args):
         assert (tmp_path / "again" / f"track_{tid}.npz").read_bytes() == (out / f"track_{tid}.npz").read_bytes()
 
 
+@pytest.mark.slow  # tests/test_world*.py cover grounding in the fast loop
 def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch):
     """The plumbing of a grounded run, with the world stage replaced by a known answer (camera
     level, 1.5 m up, the left foot always planted): contacts in params.jsonl, the ground and the

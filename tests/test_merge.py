@@ -30,7 +30,7 @@ def body(small_ckpt, small_net):
     return small_ckpt, small_net.state_dict()
 
 
-@pytest.mark.parametrize("prefix", ["backbone.", "hand_backbone."])
+@pytest.mark.parametrize("prefix", [pytest.param("backbone.", marks=pytest.mark.slow), "hand_backbone."])
 def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, body, prefix):
     body_path, body_sd = body
     hand_sd = _hand_ckpt(tmp_path / "hand.pth", prefix)

@@ -75,6 +75,7 @@ def test_bad_arguments_raise_as_rendering_here_does_and_the_child_stays():
                                       render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
 
 
+@pytest.mark.slow  # a child process each
 def test_a_child_that_takes_no_request_times_out(monkeypatch):
     """A child stuck before reading (e.g. in a GL driver) cannot block the command: a request
     larger than the pipe's buffer is given up after REPLY_TIMEOUT_S and drawn here."""
@@ -95,6 +96,7 @@ def test_a_child_that_takes_no_request_times_out(monkeypatch):
     assert not proc.alive
 
 
+@pytest.mark.slow  # a child process each
 def test_the_child_ignores_the_current_folder_and_the_terminal(tmp_path, monkeypatch):
     """A stray numpy.py where the command runs does not shadow the real one in the child, and the
     child has its own session (Ctrl-C in the terminal reaches only the command)."""
@@ -108,6 +110,7 @@ def test_the_child_ignores_the_current_folder_and_the_terminal(tmp_path, monkeyp
     np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
 
 
+@pytest.mark.slow  # a child process each
 def test_the_childs_log_records_keep_their_logger_names(caplog, monkeypatch):
     """Records come back under their own loggers, so the command's per-logger levels apply (the
     CLI keeps OpenGL's INFO lines quiet)."""

@@ -134,6 +134,7 @@ def test_two_process_ddp_ranks_agree(tmp_path, body_dir):
     assert list(saved) == list(a) and all(torch.equal(saved[k], a[k]) for k in a)
 
 
+@pytest.mark.slow  # the trainer's own tests cover the steps; this is the CLI end to end
 def test_train_cli_on_synthetic(tmp_path, body_dir):
     from click.testing import CliRunner
 
