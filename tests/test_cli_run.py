@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -143,6 +144,22 @@ def test_used_output_folder_is_refused(tmp_path, base_args):
     assert r.exit_code == 2 and "--overwrite" in r.output
     r = run("run", video, "-o", out2, "--detector", "full", "--no-render", "--overwrite", "--min-track", "1", *base_args)
     assert r.exit_code == 0, r.output
+
+
+def test_a_bad_renderer_setting_is_refused_before_any_work(tmp_path, base_args, monkeypatch):
+    import wbcap.pipeline
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    monkeypatch.setenv("WBCAP_RENDERER", "bogus")
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), "--detector", "full", *base_args])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "WBCAP_RENDERER=bogus" in r.output
+    assert not (tmp_path / "out").exists()
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), person_image(160, 120)[:, :, ::-1])
+    r = CliRunner().invoke(cli, ["image", str(photo), "-o", str(tmp_path / "img"), "--full-image", *base_args])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "WBCAP_RENDERER=bogus" in r.output
+    assert not (tmp_path / "img").exists()
 
 
 def test_frames_with_nobody_are_handled(tmp_path, base_args):

@@ -305,3 +305,23 @@ def test_one_sample_per_pixel_differs_only_along_edges():
     assert differ.any() and not (differ & ~edges).any()
     drawn = (smooth != image).any(axis=-1)
     assert ((hard != image).any(axis=-1) == drawn).mean() > 0.97
+
+
+def test_quick_exit_with_a_closed_stream(tmp_path):
+    """`wbcap ... >&-` (no stdout at all): the command's own exit code, no traceback."""
+    code = "import sys; from wbcap.cli import console_main; sys.argv = ['wbcap', '--version']; console_main()"
+    for closed in (">&-", "2>&-"):
+        proc = subprocess.run(f"{sys.executable} -c \"{code}\" {closed}", shell=True, capture_output=closed == ">&-",
+                              text=True, timeout=120)
+        assert proc.returncode == 0, (closed, proc.stderr)
+
+
+def test_an_interrupt_while_importing_is_not_a_missing_package():
+    from wbcap.detect.yolox import _reraise_interrupt
+
+    try:
+        raise ImportError("initialization failed") from KeyboardInterrupt()
+    except ImportError as exc:
+        with pytest.raises(KeyboardInterrupt):
+            _reraise_interrupt(exc)
+    _reraise_interrupt(ImportError("No module named 'onnxruntime'"))  # really missing: nothing raised

@@ -99,10 +99,14 @@ def run_images(
     :class:`~wbcap.export.render_process.RenderProcess` started first, so that its imports and GL
     set-up run beside loading the model instead of beside the network (with a ready pipeline
     there is nothing to hide them behind: the renderer is imported here, once per process).
-    A bad ``$WBCAP_RENDER_PROCESS`` raises InputError before anything else.
+    A bad ``$WBCAP_RENDERER`` or ``$WBCAP_RENDER_PROCESS`` raises InputError before anything else.
     """
     job.export.check_available()
     render_process = None
+    if job.render:
+        from wbcap.export.render import check_renderer_setting
+
+        check_renderer_setting()
     if job.render and pipeline is None:
         from wbcap.export.render_process import RenderProcess
 

@@ -290,6 +290,10 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     job.export.check_available()
     if job.every < 1:
         raise InputError(f"{setting('every')} {job.every}: must be >= 1")
+    if job.render:
+        from wbcap.export.render import check_renderer_setting
+
+        check_renderer_setting()  # a bad $WBCAP_RENDERER: one line now, not after pass 1
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
     out = Path(job.out).expanduser()
     created = not out.exists()

@@ -262,7 +262,8 @@ def exit_without_finalising(code: object) -> None:
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`wbcap ... | head`) or stream
+        # a closed pipe (`wbcap ... | head`), a full disk, a closed stream, none at all (`>&-`)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
     with contextlib.suppress(Exception):  # C libraries' own stdio buffers (no libc: nothing to flush)
         import ctypes

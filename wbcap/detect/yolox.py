@@ -216,11 +216,20 @@ def _check_signature(path: Path, in_shape: Sequence[Any], out_shapes: list[Seque
     return size
 
 
+def _reraise_interrupt(exc: ImportError) -> None:
+    """Ctrl-C while a compiled module initialises surfaces as an ImportError caused by the
+    KeyboardInterrupt: that is an interrupt, not a missing package."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, KeyboardInterrupt):
+        raise cause
+
+
 def _onnx_shapes(path: Path) -> tuple[list[Any], list[list[Any]]] | None:
     """Input and output shapes read with the ``onnx`` package, None when it is not installed."""
     try:
         import onnx
-    except ImportError:
+    except ImportError as exc:
+        _reraise_interrupt(exc)
         return None
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
@@ -307,7 +316,8 @@ class YOLOXDetector:
                 import onnxruntime  # noqa: F401
 
                 runtime = "onnxruntime"
-            except ImportError:
+            except ImportError as exc:
+                _reraise_interrupt(exc)
                 runtime = "opencv"
         self.runtime = runtime
         self._session: Any = None

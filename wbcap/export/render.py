@@ -80,6 +80,19 @@ def requested_renderer(requested: str | None = None) -> str:
     return choice.strip().lower() or "auto"
 
 
+def check_renderer_setting(requested: str | None = None) -> None:
+    """Refuse an unknown renderer name before any work (``requested``, else ``WBCAP_RENDERER``);
+    whether OpenGL works is left to :func:`render_backend` when rendering starts.
+
+    Raises:
+        InputError: a value other than ``software``, ``pyrender`` or ``auto``.
+    """
+    choice = requested_renderer(requested)
+    if choice not in ("software", "pyrender", "auto"):
+        where = f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
+        raise InputError(f"{where}: unknown renderer; use 'software', 'pyrender' or 'auto'")
+
+
 def render_backend(requested: str | None = None) -> str:
     """Which backend :func:`render_meshes` uses: ``"pyrender-<platform>"`` or ``"software"``.
 
@@ -90,12 +103,11 @@ def render_backend(requested: str | None = None) -> str:
     Raises:
         InputError: an unknown value, or ``pyrender`` requested where no OpenGL platform works.
     """
+    check_renderer_setting(requested)
     choice = requested_renderer(requested)
     where = f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
     if choice == "software":
         return "software"
-    if choice not in ("auto", "pyrender"):
-        raise InputError(f"{where}: unknown renderer; use 'software', 'pyrender' or 'auto'")
     platform = _gl.select_gl_platform()
     if platform is None:
         if choice == "pyrender":
