@@ -42,7 +42,7 @@ from wbcap.body.joints import (
     SMPLX_SHOULDERS,
 )
 from wbcap.camera import ZUP_FROM_OPENCV, ImageCamera
-from wbcap.export.track_meshes import pose_track
+from wbcap.smooth.posing import pose_track
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.smooth.track import ROT_KEYS, ROT_SIZES, SmoothedTrack
 from wbcap.world.feet import foot_vertices
@@ -371,7 +371,7 @@ def make_scene(body: Any, people: list[Walk | Stand | Glide], camera: SceneCamer
 
 def track_mesh(body: Any, track: SmoothedTrack) -> tuple[np.ndarray, np.ndarray]:
     """``(vertices (T, V, 3), joints (T, 144, 3))`` float64, metres, of a camera-frame track
-    (:func:`wbcap.export.track_meshes.pose_track`, the whole track in one SMPL-X call; CPU)."""
+    (:func:`wbcap.smooth.posing.pose_track`, the whole track in one SMPL-X call; CPU)."""
     posed = pose_track(body, track, "cpu", batch=None)
     return posed.vertices.astype(np.float64), posed.joints.astype(np.float64)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.body.joints import SMPLX_ANKLES, SMPLX_FEET, SMPLX_HIPS, SMPLX_NECK
-from wbcap.export.track_meshes import POSE_BATCH, pose_track
+from wbcap.smooth.posing import POSE_BATCH, pose_track
 from wbcap.smooth.track import SmoothedTrack
 
 __all__ = ["FOOT_JOINTS", "REGION_FOOT", "REGION_NAMES", "FeetTrack", "SoleRegions", "feet_track", "foot_vertices"]
@@ -122,7 +122,7 @@ def feet_track(track: SmoothedTrack, body: Any, device: Any, regions: SoleRegion
 
     ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` the parameters belong to (hand poses
     relative to the mean, as the track holds them), on ``device``; the track is posed ``batch``
-    frames at a time (:func:`wbcap.export.track_meshes.pose_track`) and only the regions'
+    frames at a time (:func:`wbcap.smooth.posing.pose_track`) and only the regions'
     vertices and the neck and hip joints are kept.
     """
     import torch
