@@ -95,9 +95,13 @@ def _segments(length: int, size: int) -> list[slice]:
 
 
 def _segment_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int, first: bool) -> float:
-    """Mean per-joint error (mm) over every frame, each ``segment``-frame piece of ``pred``
-    ``(T, J, 3)`` similarity-aligned to ``gt`` as one point set, fitted on its first two frames
-    (``first``) or all of them."""
+    """Mean per-joint error over every frame and joint, millimetres, each ``segment``-frame
+    piece of ``pred`` similarity-aligned to ``gt`` as one point set, fitted on its first two
+    frames (``first``) or all of them. ``pred``, ``gt``: ``(T, J, 3)`` world joints, metres.
+
+    Raises:
+        ValueError: inputs of other shapes, or shapes that differ.
+    """
     from wbcap.eval.metrics import mean_distance_mm, procrustes_align
 
     p, g = _seq(pred, "pred", 3), _seq(gt, "gt", 3)
@@ -114,32 +118,14 @@ def _segment_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int, first: bool) 
 
 
 def w_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int = 100) -> float:
-    """W-MPJPE: per-joint error after aligning each ``segment``-frame piece by its first two frames, mm.
-
-    Args:
-        pred, gt: ``(T, J, 3)`` world joints, metres.
-
-    Returns:
-        The mean over every frame and joint, millimetres.
-
-    Raises:
-        ValueError: inputs of other shapes, or shapes that differ.
-    """
+    """W-MPJPE, mm: :func:`_segment_mpjpe` with each piece aligned by its first two frames
+    (shapes, units and errors there)."""
     return _segment_mpjpe(pred, gt, segment, first=True)
 
 
 def wa_mpjpe(pred: np.ndarray, gt: np.ndarray, segment: int = 100) -> float:
-    """WA-MPJPE: per-joint error after aligning each ``segment``-frame piece as a whole, mm.
-
-    Args:
-        pred, gt: ``(T, J, 3)`` world joints, metres.
-
-    Returns:
-        The mean over every frame and joint, millimetres.
-
-    Raises:
-        ValueError: inputs of other shapes, or shapes that differ.
-    """
+    """WA-MPJPE, mm: :func:`_segment_mpjpe` with each piece aligned as a whole (shapes, units
+    and errors there)."""
     return _segment_mpjpe(pred, gt, segment, first=False)
 
 

@@ -12,12 +12,11 @@ asked for on another core while this process imports torch, then waits. Each
 
 Protocol (the child's stdin and stdout, both ours): each message is an 8-byte little-endian
 length, then a NumPy ``.npz`` archive read with ``allow_pickle=False``. A request holds
-``image``, ``faces``, ``mesh_<i>``, ``focal``, ``princpt``, ``colors``, ``alpha`` and
-``backend`` (``""``: ``WBCAP_RENDERER``); a reply holds ``rgb`` or ``error`` (one line), and
+``image``, ``faces``, ``mesh_<i>``, ``focal``, ``princpt``, ``colors`` and ``alpha``; a reply holds ``rgb`` or ``error`` (one line), and
 ``log``: the child's log records at this process's level or above, as
 ``"<logger>\t<levelno>\t<message>"``, logged again here under the same logger names (so the
-command's per-logger levels apply). The child's arguments: that log level, the backend and the
-warm-up sizes as ``<height>x<width>``. An empty message, or the pipe closing, ends the child;
+command's per-logger levels apply). The child's arguments: that log level, the backend (``""``:
+``WBCAP_RENDERER``), used for every request, and the warm-up sizes as ``<height>x<width>``. An empty message, or the pipe closing, ends the child;
 :meth:`RenderProcess.close` kills it instead (it writes no file).
 
 When the child cannot start, dies, sends something malformed or takes longer than
@@ -135,7 +134,7 @@ class RenderProcess:
             try:
                 arrays = {"image": np.ascontiguousarray(image), "faces": np.asarray(faces, np.int64),
                           "focal": np.asarray(focal, np.float64), "princpt": np.asarray(princpt, np.float64),
-                          "alpha": np.float64(alpha), "backend": np.str_(self.backend or "")}
+                          "alpha": np.float64(alpha)}
                 arrays.update({f"mesh_{i}": np.asarray(m, np.float64) for i, m in enumerate(meshes)})
                 if colors is not None:
                     arrays["colors"] = np.asarray(colors, np.float64)
@@ -299,7 +298,7 @@ def _serve() -> None:
         try:
             rgb = render_meshes(request["image"], meshes, request["faces"], tuple(request["focal"]),
                                 tuple(request["princpt"]), colors=request.get("colors"), alpha=float(request["alpha"]),
-                                backend=str(request["backend"]) or None)
+                                backend=backend or None)
             reply = {"rgb": rgb}
         except Exception as exc:
             reply = {"error": np.str_(" ".join(f"{type(exc).__name__}: {exc}".split()))}

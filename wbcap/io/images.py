@@ -95,7 +95,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     try:
         with Image.open(Path(path)) as im:  # lazy: parses headers only
             width, height = im.size
-            orientation = im.getexif().get(_EXIF_ORIENTATION_TAG)
+            orientation = _orientation_tag(im)
     except Exception:
         return None
     return (int(width), int(height)) if orientation in (5, 6, 7, 8) else (int(height), int(width))
@@ -273,9 +273,14 @@ def _exif_orientation(data: bytes) -> int | None:
 
     try:
         with Image.open(io.BytesIO(data)) as im:  # lazy: parses headers only
-            value = im.getexif().get(_EXIF_ORIENTATION_TAG)
+            return _orientation_tag(im)
     except Exception:
         return None
+
+
+def _orientation_tag(im) -> int | None:
+    """The EXIF orientation tag of an opened Pillow image, or None (none, or not a number)."""
+    value = im.getexif().get(_EXIF_ORIENTATION_TAG)
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
