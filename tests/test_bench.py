@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from wbcap.bench.ceiling import CEILING_OF, FLOP_GROUPS, ceiling_precisions, count_flops, matmul_ceiling
+from wbcap.bench.ceiling import CEILING_OF, FLOP_GROUPS, ceiling_precisions, count_flops, matmul_ceiling, paired_runs
 from wbcap.bench.options import STAGES, BenchOptions, parse_batch_sizes, parse_precisions
 from wbcap.bench.stages import run_bench
 from wbcap.cli.bench import bench
@@ -83,6 +84,13 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
         assert b["ceiling_flops_per_s"] == pytest.approx(sum(b["ceiling_before_after_flops_per_s"]) / 2)
         assert min(b["ceiling_before_after_flops_per_s"]) > 0
         assert math.isclose(b["ratio"], b["flops_per_s"] / b["ceiling_flops_per_s"], rel_tol=1e-9)
+        probes = b["ceiling_probes_flops_per_s"]
+        assert len(probes) == len(b["runs_s"]) + 1 == len(b["ratios_paired"]) + 1
+        assert b["ceiling_before_after_flops_per_s"] == [probes[0], probes[-1]]
+        for i, (run, r) in enumerate(zip(b["runs_s"], b["ratios_paired"])):
+            pair = (probes[i] + probes[i + 1]) / 2
+            assert math.isclose(r, b["batch_size"] * per_crop / run / pair, rel_tol=1e-9)
+        assert b["ratio_paired"] == pytest.approx(float(np.median(b["ratios_paired"])))
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
     first = [b for b in rep["batches"] if b["precision"] == precisions[0]]
@@ -150,6 +158,33 @@ def test_matmul_ceiling_and_the_dtypes_measured():
     c = matmul_ceiling(cpu, "fp32", size=256, repeats=2, warmup=0)
     assert (c["size"], c["repeats"], c["dtype"]) == (256, 2, "torch.float32")
     assert c["median_s"] > 0 and c["flops_per_s"] == pytest.approx(2 * 256**3 / c["median_s"])
+
+
+def test_paired_runs_pair_each_call_with_the_ceilings_around_it(monkeypatch):
+    """A fake clock: the call and the matmuls take known times, the machine halves its speed
+    after the second call; each call's ratio uses the two probes around it only."""
+    clock = {"t": 0.0, "speed": 1.0, "calls": 0}
+
+    class Probe:
+        def __call__(self, repeats=3):
+            return 1000.0 * clock["speed"]  # FLOP/s now
+
+    def call():
+        clock["calls"] += 1
+        clock["t"] += 0.5 / clock["speed"]  # 50 FLOPs at 100 FLOP/s when fast
+        if clock["calls"] == 3:  # a warm-up and two timed calls, then slow
+            clock["speed"] = 0.5
+
+    import wbcap.bench.ceiling as ceiling_mod
+
+    monkeypatch.setattr(ceiling_mod.time, "perf_counter", lambda: clock["t"])
+    out = paired_runs(call, 50.0, Probe(), repeats=4, warmup=1)
+    monkeypatch.undo()
+    assert out["runs_s"] == pytest.approx([0.5, 0.5, 1.0, 1.0])
+    assert out["ceilings_flops_per_s"] == pytest.approx([1000, 1000, 500, 500, 500])
+    # 100 FLOP/s against 1000 while fast, 50 against 500 when slow: 10 % throughout, except the
+    # call during which the speed changed (its probes 1000 and 500)
+    assert out["ratios"] == pytest.approx([0.1, 100 / 750, 0.1, 0.1])
 
 
 @pytest.mark.slow  # full-size network

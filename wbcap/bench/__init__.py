@@ -42,12 +42,15 @@ costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dens
 per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
 bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
 the ceiling of its precision's main dtype (:data:`~wbcap.bench.ceiling.CEILING_OF`: exact -> fp32, fast and bf16 ->
-bf16, fp16 -> fp16) measured again right before and right after that row (their mean), so both
-numbers of the ratio come from the same moments on a shared machine; ``ratios`` compares it with every ceiling of the
-``ceilings`` table (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too).
-``ratio_best`` is the same from the fastest run of the row and the fastest matmul before or after
-it (what the machine does when other processes leave it alone; on a shared machine the medians
-drift with their load).
+bf16, fp16 -> fp16) as the mean of its measurements right before the row's first timed call
+and right after its last; ``ratios`` compares it with every ceiling of the ``ceilings`` table
+(cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too). ``ratio_paired`` is
+the median over the row's calls of each call's FLOP/s against the mean of the ceilings measured
+just before and just after that call (``ceiling_probes_flops_per_s``: one more than the calls;
+``ratios_paired``: per call; :func:`~wbcap.bench.ceiling.paired_runs`): on a shared machine whose
+speed drifts within seconds (the project's 2-core Xeon by 2x) it is the ratio that compares
+measurements taken together. ``ratio_best`` is the fastest call against the fastest ceiling
+measurement of the row (what the machine does when other processes leave it alone).
 
 On CPU each row names the inference form the network ran in, ``strategy`` (one line, e.g.
 ``fused: body 1, hand 2, face 1, box 1 (sub-pixel 1/3)``: form, then the images per convolution

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wbcap.bench.timing import sync_fn, time_call
@@ -101,40 +102,97 @@ def ceiling_precisions(device, precisions: tuple[str, ...] = ("exact",)) -> tupl
     return tuple(names)
 
 
-def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
-                   max_seconds_per_matmul: float = 0.4) -> dict[str, Any]:
-    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``; ``best_flops_per_s``
-    from the fastest) for ``precision``.
+class CeilingProbe:
+    """A dense ``size`` x ``size`` matmul in ``precision``, set up once, to measure the device's
+    FLOP/s ceiling as often as needed (:func:`matmul_ceiling`; :func:`paired_runs` between the
+    timed calls of a network).
 
     On CPU the size is halved (down to 256) while a first small probe predicts more than
     ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
-    CPUs) does not take minutes; the size used is reported.
+    CPUs) does not take minutes; :attr:`size` is the size used.
     """
-    import torch
 
-    dtype = getattr(torch, _DTYPES[precision])
-    sync = sync_fn(device)
-    n = int(size)
-    if device.type == "cpu":
-        probe = 256
-        a = torch.randn(probe, probe, dtype=dtype)
-        a @ a
-        t0 = time.perf_counter()
-        a @ a
-        rate = 2 * probe**3 / max(time.perf_counter() - t0, 1e-9)
-        while n > 256 and 2 * n**3 / rate > max_seconds_per_matmul:
-            n //= 2
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-    tf32_ctx = contextlib.nullcontext()
-    if device.type == "cuda":
-        tf32_ctx = _cuda_matmul_tf32(precision == "tf32")
-    with tf32_ctx, torch.inference_mode():
-        runs = time_call(lambda: a @ b, repeats, warmup, sync)
+    def __init__(self, device, precision: str, size: int = 2048, max_seconds_per_matmul: float = 0.4) -> None:
+        import torch
+
+        self.device = device
+        self.precision = precision
+        dtype = getattr(torch, _DTYPES[precision])
+        self.dtype = dtype
+        self._sync = sync_fn(device)
+        n = int(size)
+        if device.type == "cpu":
+            probe = 256
+            a = torch.randn(probe, probe, dtype=dtype)
+            a @ a
+            t0 = time.perf_counter()
+            a @ a
+            rate = 2 * probe**3 / max(time.perf_counter() - t0, 1e-9)
+            while n > 256 and 2 * n**3 / rate > max_seconds_per_matmul:
+                n //= 2
+        self.size = n
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self._a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+        self._b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one matmul (2 per multiply-add)."""
+        return 2 * self.size**3
+
+    def runs(self, repeats: int, warmup: int = 0) -> list[float]:
+        """Seconds of ``repeats`` matmuls after ``warmup`` untimed ones."""
+        import torch
+
+        tf32_ctx = contextlib.nullcontext()
+        if self.device.type == "cuda":
+            tf32_ctx = _cuda_matmul_tf32(self.precision == "tf32")
+        a, b = self._a, self._b
+        with tf32_ctx, torch.inference_mode():
+            return time_call(lambda: a @ b, repeats, warmup, self._sync)
+
+    def __call__(self, repeats: int = 3) -> float:
+        """The ceiling now: FLOP/s of the median of ``repeats`` matmuls (no warm-up)."""
+        return self.flops / statistics.median(self.runs(repeats))
+
+
+def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
+                   max_seconds_per_matmul: float = 0.4) -> dict[str, Any]:
+    """Dense ``size`` x ``size`` matmul rate (FLOP/s, median of ``repeats``; ``best_flops_per_s``
+    from the fastest) for ``precision`` (see :class:`CeilingProbe` for the size on CPU)."""
+    probe = CeilingProbe(device, precision, size, max_seconds_per_matmul)
+    runs = probe.runs(repeats, warmup)
     med = statistics.median(runs)
-    return {"size": n, "median_s": med, "min_s": min(runs), "repeats": len(runs), "flops_per_s": 2 * n**3 / med,
-            "best_flops_per_s": 2 * n**3 / min(runs), "dtype": str(dtype)}
+    return {"size": probe.size, "median_s": med, "min_s": min(runs), "repeats": len(runs),
+            "flops_per_s": probe.flops / med, "best_flops_per_s": probe.flops / min(runs), "dtype": str(probe.dtype)}
+
+
+def paired_runs(fn: Callable[[], Any], flops: float, probe: CeilingProbe, repeats: int, warmup: int,
+                sync: Callable[[], None] = lambda: None, probe_repeats: int = 3) -> dict[str, Any]:
+    """Time ``repeats`` calls of ``fn`` (``flops`` FLOPs each) with the ceiling measured by
+    ``probe`` before the first and after every call, and the ratio of each call's FLOP/s to the
+    mean of the two ceilings around it.
+
+    On a shared machine the FLOP/s available drift (on the project's 2-core Xeon by 2x within
+    seconds, as other virtual machines' work on the same physical cores comes and goes); a ratio of
+    measurements taken a few tenths of a second apart cancels that, where one ceiling for a whole
+    row does not. Returns ``runs_s`` (the calls' seconds), ``ceilings_flops_per_s`` (``repeats``
+    + 1 probes, in order) and ``ratios`` (one per call); their median is the row's paired ratio.
+    """
+    for _ in range(max(0, warmup)):
+        fn()
+    sync()
+    ceilings = [probe(probe_repeats)]
+    runs, ratios = [], []
+    for _ in range(max(1, repeats)):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        runs.append(time.perf_counter() - t0)
+        ceilings.append(probe(probe_repeats))
+        ratios.append(flops / runs[-1] / ((ceilings[-2] + ceilings[-1]) / 2))
+    return {"runs_s": runs, "ceilings_flops_per_s": ceilings, "ratios": ratios}
 
 
 @contextlib.contextmanager

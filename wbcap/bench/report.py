@@ -134,7 +134,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
 
     batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
                     title_justify="left")
-    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling", "best %"]
+    cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling", "paired %", "best %"]
     strategies = any(b.get("strategy") for b in report["batches"])
     if strategies:
         cols.append("CPU strategy")
@@ -146,6 +146,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
     for b in report["batches"]:
         row = [b["precision"], str(b["batch_size"]), _ms(b["median_s"]), f"{b['crops_per_s']:.3g}",
                f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}",
+               f"{100 * b['ratio_paired']:.1f} %" if "ratio_paired" in b else "-",
                f"{100 * b['ratio_best']:.1f} %" if "ratio_best" in b else "-"]
         if strategies:
             row.append(short_strategy(b.get("strategy_parts")))

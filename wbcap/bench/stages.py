@@ -3,6 +3,7 @@ fallback), frames, and every stage timed (:func:`run_bench`; see :mod:`wbcap.ben
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wbcap.bench.ceiling import CEILING_OF, ceiling_precisions, count_flops, matmul_ceiling
+from wbcap.bench.ceiling import CEILING_OF, CeilingProbe, ceiling_precisions, count_flops, matmul_ceiling, paired_runs
 from wbcap.bench.detect import bench_detectors
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
 from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call, versions
@@ -137,7 +138,8 @@ def _run_detect_only(opts: BenchOptions, device, report: dict[str, Any], say: Ca
 
 def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops: dict, report: dict[str, Any],
                     say: Callable[[str], None], sync):
-    """The regressor at every precision and batch size, each row between two ceiling measurements.
+    """The regressor at every precision and batch size, the ceiling measured before the first
+    timed call of a row and after each (:func:`~wbcap.bench.ceiling.paired_runs`).
 
     ``held``: a one-element list with the first precision's pipeline (the caller keeps no other
     reference); on return it holds the last precision's pipeline. Returns ``(batches, best,
@@ -174,6 +176,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
                              "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
         prec_best: Timing | None = None
+        probe = CeilingProbe(device, ceiling_name, opts.matmul_size)
         for bs in batch_sizes:
             say(f"regressor, {prec}, batch {bs}")
             x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
@@ -186,21 +189,20 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                     regressor(x)
 
             oom = (torch.cuda.OutOfMemoryError,) if cuda else ()
-            # The ceiling again, right before and right after this row: on a shared machine the
-            # available FLOP/s drift, and a ratio of measurements taken together cancels that.
-            before = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
+            # The ceiling is measured right before the first timed call and after every one: on a
+            # shared machine the available FLOP/s drift, and a ratio of measurements taken
+            # together cancels that (``ratio_paired``: the median of the per-call ratios).
             try:
-                runs = time_call(forward, repeats, warmup, sync)
+                paired = paired_runs(forward, bs * flops["per_crop"], probe, repeats, warmup, sync)
             except oom:
                 report["notes"].append(f"{prec}, batch size {bs}: out of CUDA memory; larger batch sizes skipped")
                 torch.cuda.empty_cache()
                 break
-            after = matmul_ceiling(device, ceiling_name, opts.matmul_size, repeats=max(3, repeats), warmup=1)
-            ceiling = {"flops_per_s": (before["flops_per_s"] + after["flops_per_s"]) / 2}
+            runs, probes = paired["runs_s"], paired["ceilings_flops_per_s"]
+            ceiling = {"flops_per_s": (probes[0] + probes[-1]) / 2}
             t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
             crops_per_s = bs / t.median_s
             achieved = crops_per_s * flops["per_crop"]
-            best_ceiling = max(before["best_flops_per_s"], after["best_flops_per_s"])
             row = {
                 "precision": prec.value,
                 "batch_size": bs,
@@ -208,11 +210,15 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                 "crops_per_s": crops_per_s,
                 "flops_per_s": achieved,
                 "ceiling_precision": ceiling_name,
+                "ceiling_size": probe.size,
                 "ceiling_flops_per_s": ceiling["flops_per_s"],
-                "ceiling_before_after_flops_per_s": [before["flops_per_s"], after["flops_per_s"]],
+                "ceiling_before_after_flops_per_s": [probes[0], probes[-1]],
+                "ceiling_probes_flops_per_s": probes,
                 "ratio": achieved / ceiling["flops_per_s"],
+                "ratio_paired": statistics.median(paired["ratios"]),
+                "ratios_paired": paired["ratios"],
                 "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
-                "ratio_best": bs / t.to_dict()["min_s"] * flops["per_crop"] / best_ceiling,
+                "ratio_best": bs / t.to_dict()["min_s"] * flops["per_crop"] / max(probes),
                 "strategy": None if strategy is None else strategy.summary(bs),
                 "strategy_parts": None if strategy is None else strategy.describe(bs),
             }
