@@ -416,18 +416,23 @@ class SubpixelDeconv(nn.Module):
     forward(x (N, C_in, H, W)) -> (N, C_out, 2H, 2W) channels_last, in the module's dtype.
     """
 
-    _TAPS = ((3, 1), (2, 0))  # kernel rows (or columns) for output parity 0 and 1, by input offset
-
     def __init__(self, deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype,
                  input_size: Sequence[int], packed: bool) -> None:
         super().__init__()
         if not subpixel_applies(deconv):
             raise ValueError("SubpixelDeconv needs a 4x4, stride 2, padding 1 transposed convolution")
         w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, 4, 4)
-        groups = [w[:, :, list(self._TAPS[py])][:, :, :, list(self._TAPS[px])].transpose(0, 1)
-                  for py in (0, 1) for px in (0, 1)]
-        self.out_channels = int(w.shape[1])
-        self.conv = FusedConv.from_folded(torch.cat(groups), b.repeat(4), (1, 1), relu, dtype, input_size, packed)
+        # Kernel taps (3, 1) for parity 0 and (2, 0) for parity 1 are, with the kernel flipped
+        # (k -> 3 - k), k = 2a + parity for a = 0, 1. The weight is built straight into the
+        # channels_last layout the convolution takes, (parity y, parity x, out, a, b, in), through
+        # one 2-D transpose and one copy with the input channels contiguous: 0.06 s for the
+        # 2248 -> 256 layer, where gathering the taps per group took 0.2 s of every load.
+        c_in, c_out = int(w.shape[0]), int(w.shape[1])
+        kernel = w.reshape(c_in, c_out * 16).t().contiguous().view(c_out, 4, 4, c_in)  # (out, ky, kx, in)
+        kernel = kernel.flip(1, 2).view(c_out, 2, 2, 2, 2, c_in)  # (out, a, parity y, b, parity x, in)
+        kernel = kernel.permute(2, 4, 0, 1, 3, 5).contiguous().view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
+        self.out_channels = c_out
+        self.conv = FusedConv.from_folded(kernel, b.repeat(4), (1, 1), relu, dtype, input_size, packed)
 
     @property
     def dtype(self) -> torch.dtype:
