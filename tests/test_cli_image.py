@@ -103,10 +103,12 @@ def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir)
     args = ["--checkpoint", micro_ckpt_raw, "--body-models", body_dir]
     img_path = write_rgb(tmp_path / "walker.jpg", person_image(480, 640, seed=2))
     params = {}
-    for precision in ("exact", "fast"):
+    for precision, quiet in (("exact", []), ("fast", ["-q"])):
         out = tmp_path / precision
-        r = invoke("image", img_path, "-o", out, *args, "--full-image", "--no-render", "--precision", precision)
+        r = invoke(*quiet, "image", img_path, "-o", out, *args, "--full-image", "--no-render", "--precision", precision)
         assert r.exit_code == 0, r.output
+        # the result line on stdout (the log on stderr), none with -q
+        assert r.stdout == ("" if quiet else f"walker.jpg: 1 person(s) -> {out / 'walker'}\n")
         params[precision] = json.loads((out / "walker" / "person_0" / "smplx_param.json").read_text())
     diffs = {}
     for key in ("body_pose", "root_pose", "cam_trans", "lhand_bbox_xyxy", "face_bbox_xyxy"):

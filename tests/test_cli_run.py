@@ -57,6 +57,7 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
     out = tmp_path / "out"
     r = run("run", video, "-o", out, "--detector", f"boxes:{box_file}", "--obj", "--min-track", "2", *base_args)
     assert r.exit_code == 0, r.output
+    assert r.stdout == f"6 frames, 2 track(s), 12 person-frames -> {out}\n"  # the summary on stdout
     assert decode_info(out / "render.mp4") == (6, 320, 240, Fraction(10))
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert len(lines) == 12  # 2 people x 6 frames
@@ -235,8 +236,9 @@ def write_video_with_audio(path: Path, frames: list[np.ndarray], fps: int = 10, 
 def test_render_keeps_source_audio(tmp_path, base_args):
     video = write_video_with_audio(tmp_path / "talk.mp4", [person_image(160, 120, seed=i) for i in range(5)])  # 0.5 s
     out = tmp_path / "out"
-    r = run("run", video, "-o", out, "--detector", "full", "--min-track", "1", *base_args)
+    r = run("-q", "run", video, "-o", out, "--detector", "full", "--min-track", "1", *base_args)
     assert r.exit_code == 0, r.output
+    assert r.stdout == ""  # -q: no summary either
     with av.open(str(out / "render.mp4")) as c:
         assert len(c.streams.audio) == 1
         audio = c.streams.audio[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from wbcap.cli.common import (
@@ -124,7 +126,11 @@ def _run(ctx, job, pipeline=None) -> None:
                 failed.append(result)
                 click.echo(f"error: {result.error}", err=True)
             elif not quiet:
-                console.print(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", markup=False, highlight=False)
+                line = f"{result.path.name}: {result.people} person(s) -> {result.out_dir}"
+                if progress.live.is_started and sys.stdout.isatty():
+                    console.print(line, markup=False, highlight=False)  # the same screen: above the bar
+                else:
+                    click.echo(line)  # results on stdout (`wbcap image ... > list.txt`)
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
     if failed:

@@ -105,7 +105,9 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )
     result = execute(ctx, job)
-    click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> {result.out}")
+    if not (ctx.find_root().obj or {}).get("quiet"):
+        click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
+                   f"{result.out}")
 
 
 def execute(ctx, job, pipeline=None):
