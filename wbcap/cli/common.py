@@ -43,6 +43,26 @@ precision_option = click.option(
 )
 
 
+def echo_result(line: str) -> None:
+    """Write one result line to stdout.
+
+    Raises:
+        InputError: stdout cannot be written (a full disk: ``wbcap image x.jpg > /dev/full``),
+            naming the reason and the line, instead of a crash report; the outputs are on disk.
+            A closed pipe (``| head``) is left to click, which exits quietly.
+    """
+    import errno
+
+    from wbcap.errors import InputError
+
+    try:
+        click.echo(line)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise InputError(f"could not write to standard output ({exc.strerror or exc}); the result was: {line}") from exc
+
+
 def progress_display(ctx: click.Context, *columns):
     """A rich progress display on stderr for a subcommand, with ``columns``.
 

@@ -12,6 +12,7 @@ from wbcap.cli.common import (
     checkpoint_option,
     detector_options,
     device_option,
+    echo_result,
     export_options,
     gender_option,
     precision_option,
@@ -105,12 +106,14 @@ def _run(ctx, job, pipeline=None) -> None:
         TimeRemainingColumn,
     )
 
+    from wbcap.errors import InputError
     from wbcap.image_app import run_images
     from wbcap.io.images import iter_image_paths
 
     quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
     total = len(iter_image_paths(job.paths))
     failed = []
+    unwritten: list[InputError] = []
     # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
@@ -129,9 +132,14 @@ def _run(ctx, job, pipeline=None) -> None:
                 line = f"{result.path.name}: {result.people} person(s) -> {result.out_dir}"
                 if progress.live.is_started and sys.stdout.isatty():
                     console.print(line, markup=False, highlight=False)  # the same screen: above the bar
-                else:
-                    click.echo(line)  # results on stdout (`wbcap image ... > list.txt`)
+                elif not unwritten:
+                    try:
+                        echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
+                    except InputError as exc:  # the other images still run; reported at the end
+                        unwritten.append(exc)
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
+    if unwritten:
+        raise unwritten[0]
     if failed:
         ctx.exit(2)

@@ -10,6 +10,7 @@ from wbcap.cli.common import (
     checkpoint_option,
     detector_options,
     device_option,
+    echo_result,
     export_options,
     gender_option,
     precision_option,
@@ -106,8 +107,8 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
     )
     result = execute(ctx, job)
     if not (ctx.find_root().obj or {}).get("quiet"):
-        click.echo(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
-                   f"{result.out}")
+        echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
+                    f"{result.out}")
 
 
 def execute(ctx, job, pipeline=None):
