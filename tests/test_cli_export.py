@@ -70,6 +70,7 @@ def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body
         assert float(re.search(r"Frame Time:\s*([0-9.eE+-]+)", text).group(1)) == pytest.approx(0.1, abs=1e-6)
 
 
+@pytest.mark.slow  # the exporters' own tests run in the fast loop
 def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     from wbcap.export.fbx import blender_available
 

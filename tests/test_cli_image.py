@@ -351,6 +351,7 @@ def test_name_clash_is_refused_before_any_work(tmp_path, micro_args):
     assert not out.exists()
 
 
+@pytest.mark.slow  # fast loop kept under 2 minutes
 def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, micro_args):
     img = write_rgb(tmp_path / "pair.png", person_image(160, 120, seed=2, people=2))
     out = tmp_path / "out"

@@ -131,6 +131,7 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+@pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
     out = tmp_path / "out"

@@ -307,7 +307,7 @@ def _jobs(pipe, n: int):
     return pipe.crop(img, [Detection((10.0 + 40 * i, 20.0, 300.0, 400.0), 1.0) for i in range(n)])
 
 
-@pytest.mark.parametrize("precision,optimize", [("exact", True), ("fast", False)])
+@pytest.mark.parametrize("precision,optimize", [("exact", True), pytest.param("fast", False, marks=pytest.mark.slow)])
 def test_one_host_read_per_batch(small_config, body_layer, precision, optimize, monkeypatch):
     """One Pipeline.regress batch reads the device once (the results), whatever the batch size,
     and (exact) runs its network call with TF32 off."""

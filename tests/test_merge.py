@@ -52,6 +52,7 @@ def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, b
     assert n_backbone == sum(1 for k in body_sd if k.startswith("hand_roi_net.backbone."))
 
 
+@pytest.mark.slow  # an error path of merge; fast loop kept under 2 minutes
 def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
     body_path, _ = body
     torch.save({"network": {"module.encoder.stem.weight": torch.zeros(64, 3, 7, 7)}}, tmp_path / "weird.pth")

@@ -129,6 +129,7 @@ def test_used_folder_advice_matches_what_overwrite_does(tmp_path, base_args):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow  # test_run_timing resumes out-of-order times in the fast loop
 def test_resume_repairs_out_of_order_times_of_an_older_raw_file(tmp_path, base_args, caplog):
     """A raw file written before times were repaired at decode (pairs swapped, one repeated):
     --resume redoes the outputs without failing in smoothing, times strictly increasing."""

@@ -94,6 +94,7 @@ def test_variable_frame_rate_render_keeps_source_times_and_audio(tmp_path, base_
     np.testing.assert_allclose(times_of(out), np.asarray(VFR_TICKS) / 300, atol=1e-6)
 
 
+@pytest.mark.slow  # the other variable-rate test runs in the fast loop
 def test_sparse_variable_frame_rate_render_lasts_as_long_as_the_source(tmp_path, base_args):
     ticks = [0, 40, 90, 300, 310, 700, 1000, 1200, 1250, 1400]  # 10 frames over 5 s (1/300 s ticks)
     src = make_vfr_with_audio(tmp_path / "sparse.mp4", ticks, 100, Fraction(1, 300))

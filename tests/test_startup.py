@@ -19,6 +19,7 @@ from wbcap.export import _gl
 HEAVY = ("torch._dynamo", "torch._inductor", "pyrender", "trimesh", "networkx", "pyglet")
 
 
+@pytest.mark.slow  # a fresh process; fast loop kept under 2 minutes
 def test_building_a_pipeline_imports_nothing_heavy(tmp_path, micro_ckpt, body_dir):
     code = f"""
         import json, sys

@@ -203,6 +203,7 @@ def test_ground_truth_parameters_give_zero_loss(dataset, small_net, body_layer, 
     np.testing.assert_allclose(out.vertices[0].numpy(), samples[0].vertices, atol=1e-4)
 
 
+@pytest.mark.slow  # worker processes; fast loop kept under 2 minutes
 def test_dataloader_with_workers_collates(dataset, small_net, body_layer, small_config):
     loader = DataLoader(dataset, batch_size=4, num_workers=2, shuffle=False)
     inputs, targets, meta = next(iter(loader))

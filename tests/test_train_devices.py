@@ -245,6 +245,7 @@ def test_rng_restore_per_rank_and_with_another_process_count(monkeypatch, caplog
 # --------------------------------------------------------------------------- 12: DDP wraps the network
 
 
+@pytest.mark.slow  # the DDP gradient test runs in the fast loop
 def test_ddp_wraps_only_the_network(body_dir, single_process_group):
     from wbcap.train.trainer import build_model, wrap_ddp
 

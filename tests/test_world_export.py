@@ -67,6 +67,7 @@ def _feet_heights(body, npz, rows) -> np.ndarray:
     return np.stack([v[:, ids, 2].min(1) for ids in foot_vertices(body)], 1)
 
 
+@pytest.mark.slow  # fast loop kept under 2 minutes
 def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_dir, body_layer, scene, monkeypatch):
     from wbcap.world import estimate
 
