@@ -91,6 +91,8 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
             pair = (probes[i] + probes[i + 1]) / 2
             assert math.isclose(r, b["batch_size"] * per_crop / run / pair, rel_tol=1e-9)
         assert b["ratio_paired"] == pytest.approx(float(np.median(b["ratios_paired"])))
+        assert b["ratio_best"] == pytest.approx(b["batch_size"] * per_crop / b["min_s"] / max(probes))
+        assert b["ceiling_size"] >= 256
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
     first = [b for b in rep["batches"] if b["precision"] == precisions[0]]
@@ -162,7 +164,7 @@ def test_matmul_ceiling_and_the_dtypes_measured():
 
 def test_paired_runs_pair_each_call_with_the_ceilings_around_it(monkeypatch):
     """A fake clock: the call and the matmuls take known times, the machine halves its speed
-    after the second call; each call's ratio uses the two probes around it only."""
+    after the second timed call; each call's ratio uses the two probes around it only."""
     clock = {"t": 0.0, "speed": 1.0, "calls": 0}
 
     class Probe:

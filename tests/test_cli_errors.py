@@ -157,15 +157,19 @@ def test_image_with_stdout_on_a_full_disk(tmp_path, micro_ckpt, body_dir):
 
     from wbcap.testing.images import person_image
 
-    photo = tmp_path / "walker.png"
+    photo, other = tmp_path / "walker.png", tmp_path / "xwalker.png"  # in this order
     cv2.imwrite(str(photo), person_image(160, 200)[:, :, ::-1])
+    cv2.imwrite(str(other), person_image(160, 200, seed=3)[:, :, ::-1])
     env = {**__import__("os").environ, "WBCAP_HOME": str(tmp_path / "home")}
     with open("/dev/full", "w") as full:
-        res = subprocess.run([sys.executable, "-c", "from wbcap.cli import console_main; console_main()", "image", str(photo), "-o", str(tmp_path / "out"),
+        res = subprocess.run([sys.executable, "-c", "from wbcap.cli import console_main; console_main()", "image",
+                              str(photo), str(other), "-o", str(tmp_path / "out"),
                               "--bbox", "40,20,80,150", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
                               "--device", "cpu", "--no-render"], stdout=full, stderr=subprocess.PIPE, text=True, env=env)
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines()[-1] == (f"error: could not write to standard output (No space left on device); "
-                                           f"the result was: walker.png: 1 person(s) -> {tmp_path / 'out' / 'walker'}")
-    assert (tmp_path / "out" / "walker" / "person_0" / "smplx_param.json").is_file()
+                                           f"the result was: walker.png: 1 person(s) -> {tmp_path / 'out' / 'walker'} "
+                                           f"(and 1 more result line(s), not written)")
+    for name in ("walker", "xwalker"):  # both photos were still processed
+        assert (tmp_path / "out" / name / "person_0" / "smplx_param.json").is_file()
     assert not (tmp_path / "home" / "logs").exists()

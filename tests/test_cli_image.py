@@ -284,6 +284,27 @@ def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path, body_layer):
         check_person_folder(folder, hw, body_layer)
 
 
+def test_demo_prints_results_on_stdout_and_nothing_with_q(tmp_path, monkeypatch):
+    """The demo's lines as image's (shared format, stdout), an error line on stderr, -q silent
+    but for the error; the pipeline itself is the slow tests' business (run_demo stubbed)."""
+    import wbcap.demo
+    from wbcap.image_app import ImageResult
+
+    results = [ImageResult(Path("example.jpg"), tmp_path / "example", 2, None),
+               ImageResult(Path("bad.jpg"), None, 0, "bad.jpg: not an image; pass a JPEG or PNG")]
+    monkeypatch.setattr(wbcap.demo, "run_demo", lambda out, **kw: (results, "hog"))
+    r = invoke("demo", "-o", tmp_path)
+    assert r.exit_code == 2
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("detector: hog (the better YOLOX-nano is not installed")
+    assert lines[1] == f"example.jpg: 2 person(s) -> {tmp_path / 'example'}"
+    assert "pipeline check" in r.stdout
+    assert r.stderr == "error: bad.jpg: not an image; pass a JPEG or PNG\n"
+    r = invoke("-q", "demo", "-o", tmp_path)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == "error: bad.jpg: not an image; pass a JPEG or PNG\n"
+
+
 def test_logs_go_to_stderr_not_stdout():
     """A subcommand's log lines must not pollute stdout (machine-readable output goes there)."""
     code = (
@@ -351,7 +372,6 @@ def test_name_clash_is_refused_before_any_work(tmp_path, micro_args):
     assert not out.exists()
 
 
-@pytest.mark.slow  # fast loop kept under 2 minutes
 def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, micro_args):
     img = write_rgb(tmp_path / "pair.png", person_image(160, 120, seed=2, people=2))
     out = tmp_path / "out"

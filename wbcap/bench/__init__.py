@@ -49,8 +49,10 @@ the median over the row's calls of each call's FLOP/s against the mean of the ce
 just before and just after that call (``ceiling_probes_flops_per_s``: one more than the calls;
 ``ratios_paired``: per call; :func:`~wbcap.bench.ceiling.paired_runs`): on a shared machine whose
 speed drifts within seconds (the project's 2-core Xeon by 2x) it is the ratio that compares
-measurements taken together. ``ratio_best`` is the fastest call against the fastest ceiling
-measurement of the row (what the machine does when other processes leave it alone).
+measurements taken together. ``ratio_best`` is the fastest call against the highest of the
+row's ceiling measurements (each the median of 3 matmuls of ``ceiling_size``): what the machine
+does when other processes leave it alone. (Report ``format`` 2; in format 1 a row's ceiling
+was measured only before and after it, and ``ratio_best`` used the fastest single matmul.)
 
 On CPU each row names the inference form the network ran in, ``strategy`` (one line, e.g.
 ``fused: body 1, hand 2, face 1, box 1 (sub-pixel 1/3)``: form, then the images per convolution

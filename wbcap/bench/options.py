@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from wbcap.model.precision import Precision
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
 CONFIGS = ("full", "small")
 SMALL_DEPTHS = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
 STAGES = ("decode", "detect", "crop", "regressor", "smplx", "render", "encode")

@@ -199,7 +199,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                 torch.cuda.empty_cache()
                 break
             runs, probes = paired["runs_s"], paired["ceilings_flops_per_s"]
-            ceiling = {"flops_per_s": (probes[0] + probes[-1]) / 2}
+            ceiling = (probes[0] + probes[-1]) / 2
             t = Timing(runs, bs, "crop", {"batch_size": bs, "precision": prec.value})
             crops_per_s = bs / t.median_s
             achieved = crops_per_s * flops["per_crop"]
@@ -211,14 +211,14 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                 "flops_per_s": achieved,
                 "ceiling_precision": ceiling_name,
                 "ceiling_size": probe.size,
-                "ceiling_flops_per_s": ceiling["flops_per_s"],
+                "ceiling_flops_per_s": ceiling,
                 "ceiling_before_after_flops_per_s": [probes[0], probes[-1]],
                 "ceiling_probes_flops_per_s": probes,
-                "ratio": achieved / ceiling["flops_per_s"],
+                "ratio": achieved / ceiling,
                 "ratio_paired": statistics.median(paired["ratios"]),
                 "ratios_paired": paired["ratios"],
                 "ratios": {p: achieved / c["flops_per_s"] for p, c in report["ceilings"].items()},
-                "ratio_best": bs / t.to_dict()["min_s"] * flops["per_crop"] / max(probes),
+                "ratio_best": bs / min(runs) * flops["per_crop"] / max(probes),
                 "strategy": None if strategy is None else strategy.summary(bs),
                 "strategy_parts": None if strategy is None else strategy.describe(bs),
             }

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, checkpoint_option, device_option, gender_option
+from wbcap.cli.common import (
+    allow_pickle_option,
+    body_models_option,
+    checkpoint_option,
+    device_option,
+    gender_option,
+    is_quiet,
+)
 
 
 def _batch_sizes(ctx, param, value):
@@ -96,7 +103,7 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
-    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    quiet = is_quiet(ctx)
     err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(
         checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,

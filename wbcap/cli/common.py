@@ -43,6 +43,17 @@ precision_option = click.option(
 )
 
 
+def is_quiet(ctx: click.Context) -> bool:
+    """Whether ``wbcap -q`` was given (only warnings and errors: no progress, no result lines)."""
+    return bool((ctx.find_root().obj or {}).get("quiet"))
+
+
+def image_result_line(result) -> str:
+    """The stdout line of one photo's result (:class:`wbcap.image_app.ImageResult`), as ``wbcap
+    image`` and ``wbcap demo`` print it: ``<file name>: <n> person(s) -> <its output folder>``."""
+    return f"{result.path.name}: {result.people} person(s) -> {result.out_dir}"
+
+
 def echo_result(line: str) -> None:
     """Write one result line to stdout.
 
@@ -73,9 +84,8 @@ def progress_display(ctx: click.Context, *columns):
     from rich.console import Console
     from rich.progress import Progress
 
-    root = ctx.find_root().obj or {}
     console = Console(stderr=True, soft_wrap=True)
-    disabled = bool(root.get("quiet")) or not console.is_terminal
+    disabled = is_quiet(ctx) or not console.is_terminal
     return Progress(*columns, console=console, disable=disabled, transient=True), console
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import device_option
+from wbcap.cli.common import device_option, echo_result, image_result_line, is_quiet
 
 
 @click.command()
@@ -20,14 +20,17 @@ def demo(out, image, offline, device):
     from wbcap.paths import body_models_dir
 
     results, detector = run_demo(out, device=device, image=image, offline=offline)
-    click.echo(f"detector: {detector}" + ("" if detector.startswith("yolox") else
-               " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)"))
+    quiet = is_quiet(click.get_current_context())
+    if not quiet:
+        echo_result(f"detector: {detector}" + ("" if detector.startswith("yolox") else
+                    " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)"))
     failed = [r for r in results if r.error]
     for r in results:
         if r.error:
             click.echo(f"error: {r.error}", err=True)
-        else:
-            click.echo(f"{r.path.name}: {r.people} person(s) -> {r.out_dir}")
-    click.echo(REAL_THING.format(body_dir=body_models_dir() / "smplx"))
+        elif not quiet:
+            echo_result(image_result_line(r))
+    if not quiet:
+        echo_result(REAL_THING.format(body_dir=body_models_dir() / "smplx"))
     if failed:
         raise click.exceptions.Exit(2)

@@ -15,6 +15,8 @@ from wbcap.cli.common import (
     echo_result,
     export_options,
     gender_option,
+    image_result_line,
+    is_quiet,
     precision_option,
     progress_display,
 )
@@ -110,10 +112,10 @@ def _run(ctx, job, pipeline=None) -> None:
     from wbcap.image_app import run_images
     from wbcap.io.images import iter_image_paths
 
-    quiet = bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+    quiet = is_quiet(ctx)
     total = len(iter_image_paths(job.paths))
     failed = []
-    unwritten: list[InputError] = []
+    unwritten: list[InputError | str] = []  # the first stdout failure, then the lines not tried
     # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
@@ -129,10 +131,12 @@ def _run(ctx, job, pipeline=None) -> None:
                 failed.append(result)
                 click.echo(f"error: {result.error}", err=True)
             elif not quiet:
-                line = f"{result.path.name}: {result.people} person(s) -> {result.out_dir}"
+                line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty():
                     console.print(line, markup=False, highlight=False)  # the same screen: above the bar
-                elif not unwritten:
+                elif unwritten:
+                    unwritten.append(line)
+                else:
                     try:
                         echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
                     except InputError as exc:  # the other images still run; reported at the end
@@ -140,6 +144,7 @@ def _run(ctx, job, pipeline=None) -> None:
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
     if unwritten:
-        raise unwritten[0]
+        first, more = unwritten[0], len(unwritten) - 1
+        raise InputError(f"{first}" + (f" (and {more} more result line(s), not written)" if more else ""))
     if failed:
         ctx.exit(2)

@@ -13,6 +13,7 @@ from wbcap.cli.common import (
     echo_result,
     export_options,
     gender_option,
+    is_quiet,
     precision_option,
     progress_display,
 )
@@ -106,7 +107,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
     )
     result = execute(ctx, job)
-    if not (ctx.find_root().obj or {}).get("quiet"):
+    if not is_quiet(ctx):
         echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
                     f"{result.out}")
 
