@@ -162,6 +162,19 @@ def test_matmul_ceiling_and_the_dtypes_measured():
     assert c["median_s"] > 0 and c["flops_per_s"] == pytest.approx(2 * 256**3 / c["median_s"])
 
 
+def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):
+    """The size is chosen from the fastest of several small matmuls: one stalled timing (another
+    process on the core) kept the 2048 matmul; a dtype slow throughout (fp16 without hardware
+    support) still gets a smaller one."""
+    import wbcap.bench.ceiling as ceiling_mod
+
+    small = 2 * 256**3
+    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [3.0] + [small / 300e9] * (repeats - 1))
+    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 2048).size == 2048
+    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [small / 1e8] * repeats)
+    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp16", 2048).size == 256
+
+
 def test_paired_runs_pair_each_call_with_the_ceilings_around_it(monkeypatch):
     """A fake clock: the call and the matmuls take known times, the machine halves its speed
     after the second timed call; each call's ratio uses the two probes around it only."""

@@ -306,15 +306,18 @@ def test_demo_prints_results_on_stdout_and_nothing_with_q(tmp_path, monkeypatch)
 
 
 def test_logs_go_to_stderr_not_stdout():
-    """A subcommand's log lines must not pollute stdout (machine-readable output goes there)."""
+    """A subcommand's log lines must not pollute stdout (machine-readable output goes there), and
+    to a pipe each record is one plain line, however long (not wrapped at 80 columns or padded)."""
+    long = "LOGLINE " + "x" * 150
     code = (
         "import logging, sys\n"
         "from wbcap.cli import main\n"
         "try:\n    main(['-v', 'weights', 'list'])\nexcept SystemExit:\n    pass\n"
-        "logging.getLogger('wbcap.test').warning('LOGLINE')\n"
+        f"logging.getLogger('wbcap.test').warning({long!r})\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "LOGLINE" in res.stderr and "LOGLINE" not in res.stdout, (res.stdout, res.stderr)
+    assert f"WARNING  {long}" in res.stderr.splitlines()
 
 
 # -- output folder names: no two inputs share a folder (issue 10, item 5) ------------------------

@@ -154,9 +154,14 @@ def print_report(report: dict[str, Any], console=None) -> None:
             row.append(_si(b.get("cuda_max_memory_allocated_bytes", 0), "B"))
         batches.add_row(*row)
     console.print(batches)
+    console.print("% of ceiling: the row's median call against the mean of the ceilings measured before its first "
+                  "and after its last call; paired %: the median over the calls of each call against the ceilings "
+                  "measured just before and after it; best %: the fastest call against the highest of those "
+                  "ceilings", highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
-                      "box network (p: that part plain, s: with sub-pixel deconvolutions)", highlight=False)
+                      "box network (a+b: calls of a and b images; NxC: N calls of C; p: that part plain, s: with "
+                      "sub-pixel deconvolutions)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:
             how = {"measured": f"measured now in {st['selection_s']:.1f} s", "cache": "measured earlier",
@@ -167,7 +172,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
         console.print(f"{prec} vs exact on {e['input']}: max vertex distance {1000 * e['max_vertex_distance_m']:.3g} mm, "
                       f"max box corner distance {e['max_box_corner_distance_px']:.3g} px", highlight=False)
 
-    ceil = Table(title="Matmul ceiling", title_justify="left")
+    ceil = Table(title="Matmul ceiling (measured once, before the regressor rows)", title_justify="left")
     for col in ("dtype", "size", "median", "GFLOP/s", "best achieved / this ceiling"):
         ceil.add_column(col, justify="right")
     for p, c in report["ceilings"].items():

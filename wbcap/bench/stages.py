@@ -177,6 +177,9 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                              "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
         prec_best: Timing | None = None
         probe = CeilingProbe(device, ceiling_name, opts.matmul_size)
+        if probe.size < opts.matmul_size:
+            report["notes"].append(f"{prec}: its rows' {ceiling_name} ceiling measured at {probe.size}x{probe.size}, "
+                                   f"not {opts.matmul_size}")
         for bs in batch_sizes:
             say(f"regressor, {prec}, batch {bs}")
             x = crops_to_tensor([patch] * bs).to(device).contiguous(memory_format=pipe.memory_format)
@@ -397,6 +400,11 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             p: matmul_ceiling(device, p, opts.matmul_size, repeats=max(3, repeats), warmup=max(1, warmup))
             for p in ceiling_precisions(device, precisions)
         }
+        for p, c in report["ceilings"].items():
+            if c["size"] < opts.matmul_size:
+                report["notes"].append(f"{p} matmul ceiling measured at {c['size']}x{c['size']}, not "
+                                       f"{opts.matmul_size}: a {opts.matmul_size} matmul would take over 0.4 s here "
+                                       "(no hardware support for this dtype?)")
         report["flops"] = flops
         stages: dict[str, Timing] = {}
 

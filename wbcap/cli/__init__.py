@@ -174,18 +174,22 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    try:
-        from rich.console import Console
+    # Logs go to stderr: stdout stays clean for results (e.g. `wbcap bench --json > out.json`).
+    # On a terminal through rich (levels in colour, long lines wrapped to its width); to a file or
+    # a pipe one plain line per record, with the same level column: rich would wrap them at 80
+    # columns and pad them with spaces.
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    handler: logging.Handler
+    if console.is_terminal:
         from rich.logging import RichHandler
 
-        # Logs go to stderr: stdout stays clean for results (e.g. `wbcap bench --json > out.json`).
-        handler: logging.Handler = RichHandler(
-            console=Console(stderr=True), show_time=False, show_path=False, markup=False
-        )
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
         fmt = "%(message)s"
-    except ImportError:  # pragma: no cover - rich is a dependency
+    else:
         handler = logging.StreamHandler(sys.stderr)
-        fmt = "%(levelname)s %(message)s"
+        fmt = "%(levelname)-8s %(message)s"
     # Replace the handler of an earlier call (and what a bare basicConfig installed), but keep
     # any other handler: a log file, or pytest's caplog when tests invoke the CLI in-process.
     root = logging.getLogger()

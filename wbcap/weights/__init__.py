@@ -91,7 +91,8 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
         p = Path(path).expanduser()
         if p.is_file():
             return p
-        raise CheckpointError(f"checkpoint not found: {p}")
+        raise CheckpointError(f"checkpoint not found: {p}; pass an existing file to {setting('checkpoint')} "
+                              "(`wbcap weights list` shows where wbcap looks)")
     item = manifest()[name] if name else default_entry()
     env = env_path(ENV_WEIGHTS)
     if env is not None and env.is_file():
