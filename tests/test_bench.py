@@ -190,9 +190,9 @@ def test_paired_runs_pair_each_call_with_the_ceilings_around_it(monkeypatch):
         if clock["calls"] == 3:  # a warm-up and two timed calls, then slow
             clock["speed"] = 0.5
 
-    import wbcap.bench.ceiling as ceiling_mod
+    import wbcap.bench.timing as timing_mod
 
-    monkeypatch.setattr(ceiling_mod.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(timing_mod.time, "perf_counter", lambda: clock["t"])
     out = paired_runs(call, 50.0, Probe(), repeats=4, warmup=1)
     monkeypatch.undo()
     assert out["runs_s"] == pytest.approx([0.5, 0.5, 1.0, 1.0])

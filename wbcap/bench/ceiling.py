@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -186,11 +185,7 @@ def paired_runs(fn: Callable[[], Any], flops: float, probe: CeilingProbe, repeat
     ceilings = [probe(probe_repeats)]
     runs, ratios = [], []
     for _ in range(max(1, repeats)):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        runs.append(time.perf_counter() - t0)
+        runs += time_call(fn, 1, 0, sync)
         ceilings.append(probe(probe_repeats))
         ratios.append(flops / runs[-1] / ((ceilings[-2] + ceilings[-1]) / 2))
     return {"runs_s": runs, "ceilings_flops_per_s": ceilings, "ratios": ratios}
