@@ -272,3 +272,24 @@ def test_bfloat16_products_stay_within_bfloat16_rounding(case):
     assert fast.dtype == torch.float32
     err = (fast - exact).abs().max().item()
     assert 0 < err < 4 * 2**-8
+
+
+@pytest.mark.parametrize("compute_dtype", [None, torch.bfloat16])
+def test_mirror_equals_flipping_the_crops_bit_for_bit(compute_dtype):
+    """Mirrored boxes (Hand4Whole's left hands) come back as torch.flip of the plain crop, bit for
+    bit, more boxes than one chunk (the in-place output) and with gradients (the training path)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 3, 64, 48, generator=g)
+    xy = torch.rand(37, 2, generator=g) * torch.tensor([40.0, 50.0])
+    rois = torch.cat([(torch.arange(37) % 3)[:, None].float(), xy, xy + 2 + torch.rand(37, 2, generator=g) * 20], 1)
+    mirror = torch.rand(37, generator=g) < 0.5
+    with torch.inference_mode():
+        plain = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype)
+        mirrored = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+    want = torch.where(mirror[:, None, None, None], plain.flip(3), plain)
+    assert mirror.any() and (~mirror).any() and torch.equal(mirrored, want)
+    xg = x.clone().requires_grad_()
+    out = roi_align(xg, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+    assert torch.equal(out.detach(), want)
+    out[mirror].sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0

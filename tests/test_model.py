@@ -11,7 +11,7 @@ import torch
 from wbcap.config import ModelConfig
 from wbcap.errors import CheckpointError
 from wbcap.model.checkpoint import load_network, read_checkpoint, save_checkpoint
-from wbcap.model.hand4whole import Hand4Whole, restore_bbox
+from wbcap.model.hand4whole import Hand4Whole, nearest_downsample, restore_bbox
 from wbcap.testing.checkpoints import make_state_dict, network_key_shapes, write_official_checkpoint
 
 
@@ -220,3 +220,14 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
             load_network(path)
         msg = str(info.value)
         assert needle in msg and str(path.name) in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("shape,size", [((2, 3, 512, 384), (256, 192)), ((1, 3, 384, 288), (128, 96)),
+                                        ((2, 3, 512, 384), (200, 150)), ((1, 3, 256, 192), (256, 192))])
+def test_nearest_downsample_is_interpolate_bit_for_bit(shape, size):
+    """The body input: a strided view for integer factors, F.interpolate's pixels exactly, in
+    either memory format; other factors go through F.interpolate itself."""
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xf = x.contiguous(memory_format=fmt)
+        assert torch.equal(nearest_downsample(xf, size), torch.nn.functional.interpolate(xf, size))

@@ -483,6 +483,30 @@ class _FusedBlock(nn.Module):
         return self.convs[-1](y, identity)
 
 
+def run_in_chunks(run, x: torch.Tensor, parts: Sequence[torch.Tensor], out_dtype: torch.dtype) -> torch.Tensor:
+    """``run`` on each of ``parts`` (consecutive slices of ``x`` along the batch), results
+    converted to ``out_dtype`` as they are copied into one output, in the memory format of the
+    first result (what ``torch.cat`` of them gives, bit for bit).
+
+    ``torch.cat`` of the converted chunks made a converted copy of each, then the output: two
+    passes over the largest activations, e.g. 13 ms of a 16-crop ``fast`` call for the box
+    network's (16, 256, 64, 48) maps on the 2-core Xeon.
+    """
+    if len(parts) == 1:
+        return run(x).to(out_dtype)
+    first = run(parts[0])
+    fmt = torch.channels_last if first.dim() == 4 and not first.is_contiguous() and first.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((x.shape[0], *first.shape[1:]), dtype=out_dtype, device=first.device, memory_format=fmt)
+    out[: len(first)].copy_(first)
+    i = len(first)
+    for part in parts[1:]:
+        y = run(part)
+        out[i : i + len(y)].copy_(y)
+        i += len(y)
+    return out
+
+
 def _chunk_plan(chunk: int | ChunkPlan) -> ChunkPlan:
     return chunk if isinstance(chunk, ChunkPlan) else ChunkPlan.fixed(chunk)
 
@@ -544,10 +568,7 @@ class FusedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        parts = self.chunks.split(x)
-        if len(parts) == 1:
-            return self._run(x).to(out_dtype)
-        return torch.cat([self._run(part).to(out_dtype) for part in parts])
+        return run_in_chunks(self._run, x, self.chunks.split(x), out_dtype)
 
 
 class FusedConvStack(nn.Module):
@@ -603,10 +624,7 @@ class FusedConvStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        parts = self.chunks.split(x)
-        if len(parts) == 1:
-            return self.layers(x).to(out_dtype)
-        return torch.cat([self.layers(part).to(out_dtype) for part in parts])
+        return run_in_chunks(self.layers, x, self.chunks.split(x), out_dtype)
 
 
 class RowwiseLinear(nn.Module):
