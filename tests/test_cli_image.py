@@ -221,13 +221,15 @@ def _bad_cases(tmp_path: Path, ckpt: Path, body_dir: Path):
         "no person": (["image", blank, *base], "no person"),
         "corrupt checkpoint": (["image", good, "--checkpoint", corrupt, "--body-models", body_dir], "corrupt.pth"),
         "missing body model": (["image", good, "--checkpoint", ckpt, "--body-models", tmp_path / "empty"], "SMPL-X"),
+        "missing checkpoint": (["image", good, "--checkpoint", tmp_path / "nope.pth", "--body-models", body_dir],
+                               "nope.pth"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
     ["missing file", "non-image", "truncated jpeg", "1x1 image", "box outside", "no person", "corrupt checkpoint",
-     "missing body model"],
+     "missing body model", "missing checkpoint"],
 )
 def test_bad_input_one_line_nonzero_no_output(tmp_path, micro_ckpt, body_dir, case):
     (tmp_path / "empty").mkdir()
@@ -239,6 +241,8 @@ def test_bad_input_one_line_nonzero_no_output(tmp_path, micro_ckpt, body_dir, ca
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle.lower() in errors[0].lower(), result.output
+    if case == "missing checkpoint":  # found before the detector is chosen: no HOG notice first
+        assert result.stderr.splitlines() == errors and "--checkpoint" in errors[0], result.stderr
     leftovers = [p for p in out.rglob("*")] if out.exists() else []
     assert leftovers == [], leftovers
 

@@ -157,6 +157,10 @@ def _run_images(job, pipeline, on_progress, on_stage, renderer) -> list[ImageRes
         _check_box_keys(paths, job.boxes_file)
     if pipeline is None:
         stage("loading model", None)
+        if job.pipeline.checkpoint is not None:  # a missing --checkpoint: its one line before any detector notice
+            from wbcap.weights import find_checkpoint
+
+            find_checkpoint(job.pipeline.checkpoint)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
         job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
         min_height_frac=job.min_height_frac, max_people=job.max_people, offline=job.offline)
