@@ -175,8 +175,9 @@ def paired_runs(fn: Callable[[], Any], flops: float, probe: CeilingProbe, repeat
 
     On a shared machine the FLOP/s available drift (on the project's 2-core Xeon by 2x within
     seconds, as other virtual machines' work on the same physical cores comes and goes); a ratio of
-    measurements taken a few tenths of a second apart cancels that, where one ceiling for a whole
-    row does not. Returns ``runs_s`` (the calls' seconds), ``ceilings_flops_per_s`` (``repeats``
+    measurements taken a few tenths of a second apart cancels most of that, where one ceiling for
+    a whole row does not. Not all: on that Xeon the bf16 (AMX) matmul gained 3x when the machine
+    was quiet and the network 2x, so a bf16 ratio still depends on the machine's load. Returns ``runs_s`` (the calls' seconds), ``ceilings_flops_per_s`` (``repeats``
     + 1 probes, in order) and ``ratios`` (one per call); their median is the row's paired ratio.
     """
     for _ in range(max(0, warmup)):

@@ -115,7 +115,8 @@ def _run(ctx, job, pipeline=None) -> None:
     quiet = is_quiet(ctx)
     total = len(iter_image_paths(job.paths))
     failed = []
-    unwritten: list[InputError | str] = []  # the first stdout failure, then the lines not tried
+    unwritten: list[InputError] = []  # the first stdout failure (the result lines after it are not tried)
+    lost = 0  # result lines not written after it
     # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
@@ -126,6 +127,7 @@ def _run(ctx, job, pipeline=None) -> None:
             progress.update(task, description=name if path is None else f"{path.name}: {name}")
 
         def report(result):
+            nonlocal lost
             progress.advance(task)
             if result.error:
                 failed.append(result)
@@ -135,7 +137,7 @@ def _run(ctx, job, pipeline=None) -> None:
                 if progress.live.is_started and sys.stdout.isatty():
                     console.print(line, markup=False, highlight=False)  # the same screen: above the bar
                 elif unwritten:
-                    unwritten.append(line)
+                    lost += 1
                 else:
                     try:
                         echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
@@ -144,7 +146,6 @@ def _run(ctx, job, pipeline=None) -> None:
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
     if unwritten:
-        first, more = unwritten[0], len(unwritten) - 1
-        raise InputError(f"{first}" + (f" (and {more} more result line(s), not written)" if more else ""))
+        raise InputError(f"{unwritten[0]}" + (f" (and {lost} more result line(s), not written)" if lost else ""))
     if failed:
         ctx.exit(2)
