@@ -327,6 +327,16 @@ def test_gl_probe_reports_a_broken_platform_as_unusable() -> None:
     assert _gl._probe("no-such-platform") is False
 
 
+@pytest.mark.slow  # two GL probes in child processes
+def test_gl_probe_ignores_a_stray_module_in_the_current_folder(tmp_path, monkeypatch, gl_platform) -> None:
+    """A `numpy.py` where the command runs must not make the probe fail (and cache "no GL")."""
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    (tmp_path / "numpy.py").write_text("raise ImportError('a stray numpy.py')\n")
+    monkeypatch.chdir(tmp_path)
+    assert _gl._probe(gl_platform) is True
+
+
 def test_staged_dir_under_a_file_is_a_user_error(tmp_path):
     from wbcap.atomic import staged_dir
     from wbcap.errors import InputError

@@ -37,7 +37,11 @@ ENV_PLATFORM = "PYOPENGL_PLATFORM"
 PYGLET = "pyglet"
 PROBE_TIMEOUT_S = 60.0
 
+#: Run by ``python -c``, which puts the current folder first on the module path: it leaves the
+#: path first, so a stray ``numpy.py`` there cannot fail the probe (and cache "no GL" for the machine).
 _PROBE_CODE = """
+import sys
+sys.path.pop(0)
 import numpy as np
 if not hasattr(np, "infty"):
     np.infty = np.inf

@@ -50,9 +50,10 @@ REPLY_TIMEOUT_S = 120.0
 _HEADER = 8
 #: Run by ``python -c``: the current folder leaves the module path (``-c`` puts it first, where a
 #: stray ``numpy.py`` would shadow the real one) and wbcap comes from where this process's does.
-_BOOT = """import importlib.util, os, runpy, sys
-root = sys.argv.pop(1)
+_BOOT = """import sys
 sys.path.pop(0)
+import importlib.util, os, runpy
+root = sys.argv.pop(1)
 spec = importlib.util.find_spec("wbcap")
 if spec is None or spec.origin is None or not spec.origin.startswith(root.rstrip(os.sep) + os.sep):
     sys.path.insert(0, root)
