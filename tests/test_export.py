@@ -370,6 +370,11 @@ def test_vertex_normals_match_trimesh_area_weighted(body_layer):
     used = np.unique(faces)
     assert ours.dtype == np.float32
     np.testing.assert_allclose(ours[used], ref[used], atol=1e-5)
+    # the same array object changed in place: the kept vertex-face matrix must not be reused
+    faces_var = np.array(faces, np.int64)[::-1].copy()  # the triangles listed in reverse: the same normals
+    np.testing.assert_allclose(vertex_normals(verts, faces_var)[used], ref[used], atol=1e-5)
+    faces_var[:] = np.roll(faces_var, 1, axis=0)  # listed in another order, in place
+    np.testing.assert_allclose(vertex_normals(verts, faces_var)[used], ref[used], atol=1e-5)
     # a unit right-angle corner: two faces in z=0 and x=0 meeting on the y axis
     corner = vertex_normals(np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1], [5, 5, 5.0]]),
                             np.array([[0, 2, 1], [0, 1, 3]]))

@@ -149,9 +149,17 @@ def test_no_child_where_it_saves_nothing_or_is_refused(monkeypatch):
     monkeypatch.setenv("WBCAP_RENDER_PROCESS", "yes")
     with pytest.raises(InputError, match="WBCAP_RENDER_PROCESS=yes"):
         RenderProcess.start_if_useful()
+    from wbcap.image_app import ImageJob, run_images
+
+    with pytest.raises(InputError, match="WBCAP_RENDER_PROCESS=yes"):  # also with a ready pipeline (no child)
+        run_images(ImageJob(paths=("never-read.jpg",), out="never-written"), pipeline=object())
     monkeypatch.setenv("WBCAP_RENDER_PROCESS", "1")
-    with RenderProcess.start_if_useful(sizes=[(8, 8)]) as proc:
-        assert proc.alive
+    monkeypatch.setenv("WBCAP_RENDERER", "auto")
+    image, meshes, faces = _scene()
+    with RenderProcess.start_if_useful(sizes=[(48, 64)]) as proc:
+        got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+        assert proc.alive  # drawn by the child, not here
+    np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="auto"))
 
 
 @pytest.mark.slow

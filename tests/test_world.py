@@ -273,14 +273,17 @@ def test_named_joints_are_the_smplx_ones():
 def test_feet_track_is_the_posed_mesh_in_batches(walk_stand, body_layer):
     """The soles, neck and hip axis of :func:`feet_track`, posed a few frames at a time, are the
     whole mesh's vertices and joints of each frame (one SMPL-X call for the whole track)."""
-    from wbcap.testing.world_scenes import track_mesh
     from wbcap.world.feet import feet_track
 
     scene, _, _ = walk_stand
     track = scene.people[0].noisy
     regions = SoleRegions.from_body(body_layer)
     feet = feet_track(track, body_layer, "cpu", regions, batch=32)  # 90 rows: calls of 32, 32, 26
-    verts, joints = track_mesh(body_layer, track)
+    with torch.no_grad():  # the reference: one direct SMPL-X call for the whole track, no wbcap posing helper
+        out = body_layer(**{name: torch.as_tensor(track.param(name), dtype=torch.float32)
+                            for name in ("betas", "global_orient", "body_pose", "left_hand_pose", "right_hand_pose",
+                                         "jaw_pose", "leye_pose", "reye_pose", "expression", "transl")})
+    verts, joints = out.vertices.numpy(), out.joints.numpy()
     assert feet.soles.shape == (len(track), *regions.vertices.shape, 3)
     np.testing.assert_allclose(feet.soles, verts[:, regions.vertices], atol=1e-5)
     np.testing.assert_allclose(feet.neck, joints[:, 12], atol=1e-5)

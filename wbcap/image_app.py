@@ -105,8 +105,10 @@ def run_images(
     render_process = None
     if job.render:
         from wbcap.export.render import check_renderer_setting
+        from wbcap.export.render_process import render_process_setting
 
         check_renderer_setting()
+        render_process_setting()  # refused here even when a ready pipeline means no render process
     if job.render and pipeline is None:
         from wbcap.export.render_process import RenderProcess
 

@@ -61,6 +61,20 @@ runpy.run_module("wbcap.export.render_process", run_name="__main__", alter_sys=T
 """
 
 
+def render_process_setting() -> str:
+    """``WBCAP_RENDER_PROCESS``: ``"1"`` (default: a render process where it saves time) or ``"0"``.
+
+    Raises:
+        InputError: any other value.
+    """
+    setting = os.environ.get(ENV_RENDER_PROCESS, "1").strip() or "1"
+    if setting not in ("0", "1"):
+        from wbcap.errors import InputError
+
+        raise InputError(f"{ENV_RENDER_PROCESS}={setting}: use 0 (render in this process) or 1 (a render process)")
+    return setting
+
+
 class RenderProcess:
     """A renderer child process; use as a context manager (or call :meth:`close`).
 
@@ -98,11 +112,7 @@ class RenderProcess:
         """
         from wbcap.export.render import requested_renderer
 
-        setting = os.environ.get(ENV_RENDER_PROCESS, "1").strip() or "1"
-        if setting not in ("0", "1"):
-            from wbcap.errors import InputError
-
-            raise InputError(f"{ENV_RENDER_PROCESS}={setting}: use 0 (render in this process) or 1 (a render process)")
+        setting = render_process_setting()
         if (setting == "0" or requested_renderer(backend) == "software" or "pyrender" in sys.modules
                 or sys.platform == "win32"):
             return None

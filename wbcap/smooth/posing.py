@@ -66,7 +66,7 @@ def pose_track(body: Any, track: SmoothedTrack, device: Any, rows: np.ndarray | 
     with torch.no_grad():
         for lo in range(0, n, step):
             part = rows[lo : lo + step]
-            out = body(**{name: torch.as_tensor(track.param(name)[part], device=device)
+            out = body(**{name: torch.as_tensor(track.param(name)[part], dtype=torch.float32, device=device)
                           for name in ("betas", *ROT_KEYS, "expression", "transl")})
             vertices[lo : lo + len(part)] = out.vertices[:, vsel].reshape(len(part), *vshape, 3).cpu().numpy()
             joints[lo : lo + len(part)] = out.joints[:, jsel].reshape(len(part), *jshape, 3).cpu().numpy()
