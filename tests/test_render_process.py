@@ -93,6 +93,25 @@ def test_a_child_that_takes_no_request_times_out(monkeypatch):
 
 
 @pytest.mark.slow  # a child process each
+def test_a_child_that_stops_half_way_through_a_reply_times_out(monkeypatch):
+    """The timeout covers the whole reply, not just its first byte."""
+    from wbcap.export import render_process
+
+    monkeypatch.setattr(render_process, "REPLY_TIMEOUT_S", 1.0)
+    image, meshes, faces = _scene()
+    proc = RenderProcess("software")
+    proc._proc.kill()
+    proc._proc.wait()
+    half = ("import sys, time; sys.stdout.buffer.write((1000).to_bytes(8, 'little') + b'x' * 10); "
+            "sys.stdout.buffer.flush(); time.sleep(600)")
+    stuck = subprocess.Popen([sys.executable, "-c", half], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc._proc = stuck
+    got = proc.render_meshes(image, meshes, faces, FOCAL, PRINCPT)
+    np.testing.assert_array_equal(got, render_meshes(image, meshes, faces, FOCAL, PRINCPT, backend="software"))
+    assert not proc.alive and stuck.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow  # a child process each
 def test_the_child_ignores_the_current_folder_and_the_terminal(tmp_path, monkeypatch):
     """A stray numpy.py where the command runs does not shadow the real one in the child, and the
     child has its own session (Ctrl-C in the terminal reaches only the command)."""

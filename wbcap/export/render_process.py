@@ -222,29 +222,34 @@ def _send(stream, arrays: dict[str, np.ndarray]) -> None:
 def _receive(stream, timeout: float | None = None) -> dict[str, np.ndarray] | None:
     """The next message as a dict of arrays; None when the stream ends or the message is empty.
 
-    Raises TimeoutError when nothing arrives within ``timeout`` seconds, ValueError for a
-    malformed message."""
-    if timeout is not None:
-        ready, _, _ = select.select([stream], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"no answer within {timeout:.0f} s")
-    head = _read_exactly(stream, _HEADER)
+    Raises TimeoutError when the whole message has not arrived within ``timeout`` seconds (a
+    child that stops half-way through a reply included), ValueError for a malformed message."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    head = _read_exactly(stream, _HEADER, deadline)
     if head is None:
         return None
     size = int.from_bytes(head, "little")
     if size == 0:
         return None
-    data = _read_exactly(stream, size)
+    data = _read_exactly(stream, size, deadline)
     if data is None:
         raise ValueError("message cut short")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
 
 
-def _read_exactly(stream, size: int) -> bytes | None:
+def _read_exactly(stream, size: int, deadline: float | None = None) -> bytes | None:
+    """``size`` bytes from ``stream``'s file descriptor (read directly, so that waiting for it
+    with ``select`` sees every byte not yet read), waiting until ``deadline``
+    (``time.monotonic()``) at most; None when the stream ends before the first byte."""
+    fd = stream.fileno()
     chunks, left = [], size
     while left:
-        chunk = stream.read(left)
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError("no complete answer in time")
+        chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             if left == size:
                 return None
