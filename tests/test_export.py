@@ -295,6 +295,78 @@ def test_render_occlusion_and_alpha(backend: str, gl_platform: str | None) -> No
     )
 
 
+def test_wbcap_shaders_draw_what_pyrenders_own_shaders_draw(gl_platform: str | None) -> None:
+    """wbcap draws all meshes as one primitive with their colours on the vertices, through its own
+    shaders (render._use_wbcap_shaders); pyrender's own shaders, one primitive and material per
+    mesh, under the same camera and lights, draw the same pixels to 1/255 (three overlapping
+    spheres at different depths, one sample per pixel)."""
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    from wbcap.export import render
+
+    spheres = [_sphere((-0.5, 0.0, 3.0), 0.6), _sphere((0.2, 0.1, 3.5), 0.7), _sphere((0.9, -0.3, 4.5), 0.9)]
+    meshes, faces = [v for v, _ in spheres], [f for _, f in spheres]
+    colors = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.3, 0.4, 0.95]])
+    image = np.full((H, W, 3), BG, np.uint8)
+    ours = render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, backend="pyrender", multisample=False)
+    cache = render._renderer._renderer._program_cache
+    assert type(cache).__name__ == "WbcapShaders"  # wbcap's shaders drew it
+    assert any("wbcap_mesh.frag" in str(p.fragment_shader) for p in cache._program_cache.values())
+
+    pyrender = _gl.import_pyrender()
+    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
+    for v, f, c in zip(meshes, faces, colors):
+        material = pyrender.MetallicRoughnessMaterial(metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE",
+                                                      baseColorFactor=(*c, 1.0))
+        scene.add(pyrender.Mesh([pyrender.Primitive(positions=v * (1.0, -1.0, -1.0),
+                                                    normals=render.vertex_normals(v * (1.0, -1.0, -1.0), f),
+                                                    indices=f, material=material)]))
+    scene.add(pyrender.IntrinsicsCamera(FOCAL[0], FOCAL[1], PRINCPT[0] + 0.5, PRINCPT[1] + 0.5, znear=render.ZNEAR,
+                                        zfar=render.ZFAR), pose=np.eye(4))
+    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=render._HEAD_LIGHT), pose=np.eye(4))
+    for side in (-0.5, 0.5):
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=render._SIDE_LIGHT),
+                  pose=render._light_pose(np.array([side, -0.6, -1.0])))
+    from pyrender.shader_program import ShaderProgramCache
+
+    renderer = render._renderer._renderer
+    renderer._program_cache = ShaderProgramCache()  # pyrender's own shaders, in the same context
+    try:
+        with render._render_lock:
+            rgba, _ = render._renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # one sample per pixel
+    finally:
+        renderer._program_cache.clear()
+        renderer._program_cache = cache
+    assert rgba[..., 3].any() and set(np.unique(rgba[..., 3])) <= {0, 255}
+    drawn = rgba[..., 3] == 255
+    np.testing.assert_array_equal((ours != image).any(-1), drawn)
+    assert drawn.sum() > 10000
+    np.testing.assert_allclose(ours[drawn], rgba[..., :3][drawn], atol=1)
+    np.testing.assert_array_equal(ours[~drawn], image[~drawn])
+
+
+def test_composite_is_porter_duff_over() -> None:
+    """Blending a render over the image: ``image * (1 - alpha * cover) + alpha * premultiplied``;
+    with one sample per pixel and full opacity, a copy of the covered pixels."""
+    from wbcap.export.render import _composite
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    straight = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    cover = np.zeros((H, W), np.uint8)
+    cover[50:150, 60:200] = rng.integers(0, 256, (100, 140), dtype=np.uint8)
+    premultiplied = np.rint(straight * (cover[..., None] / 255.0)).astype(np.uint8)
+    for alpha in (1.0, 0.6):
+        expected = image * (1.0 - alpha * cover[..., None] / 255.0) + alpha * premultiplied
+        got = _composite(image, premultiplied, cover, alpha)
+        assert np.abs(got.astype(float) - expected).max() <= 0.5 + 1e-3
+        assert (got[cover == 0] == image[cover == 0]).all()
+    binary = np.where(cover > 127, 255, 0).astype(np.uint8)
+    opaque = np.where(binary[..., None] > 0, straight, 0).astype(np.uint8)
+    np.testing.assert_array_equal(_composite(image, opaque, binary, 1.0), np.where(binary[..., None] > 0, straight, image))
+    np.testing.assert_array_equal(_composite(image, opaque, np.zeros_like(binary), 1.0), image)
+
+
 def test_render_edge_cases() -> None:
     image = np.full((20, 30, 3), BG, np.uint8)
     verts, faces = _sphere((0.0, 0.0, 3.0), 1.0)

@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ _SIDE_LIGHT = 0.5
 _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside int32
 
 _GL_TRIANGLES = 4  # OpenGL's GL_TRIANGLES (pyrender.Primitive's mode)
+_SHADER_DIR = Path(__file__).resolve().with_name("shaders")
 _FRAMEBUFFER_SETS = 4  # framebuffer sets (size, samples) an adapted renderer keeps
 
 _render_lock = threading.Lock()
@@ -200,12 +202,25 @@ def render_meshes(
             log.warning("OpenGL rendering failed (%s: %s); this process renders in software from now on, the next "
                         "run looks for a working platform again", type(exc).__name__, exc)
             rgb, cover = _render_software(*args)
+    return _composite(image, rgb, cover, alpha)
+
+
+def _composite(image: np.ndarray, premultiplied: np.ndarray, cover: np.ndarray, alpha: float) -> np.ndarray:
+    """``image`` (``(H, W, 3)`` uint8) under a render: ``premultiplied`` ``(H, W, 3)`` uint8 RGB
+    times coverage, ``cover`` ``(H, W)`` uint8 coverage (255: covered), at opacity ``alpha``:
+    ``image * (1 - alpha * cover) + alpha * premultiplied`` (Porter-Duff "over"), rounded.
+    Only the box holding the covered pixels is blended (whole frames cost ~20 ms), and fully
+    covered opaque pixels are copied."""
     out = image.copy()
     box = _covered_box(cover)
     if box is None:
         return out
-    weight = (cover[box] * alpha)[..., None]  # blend only where the meshes are: whole frames cost ~20 ms
-    blend = image[box].astype(np.float32) * (1.0 - weight) + rgb[box].astype(np.float32) * weight
+    cover_box = cover[box]
+    if alpha == 1.0 and not np.any((cover_box > 0) & (cover_box < 255)):  # one sample per pixel
+        np.copyto(out[box], premultiplied[box], where=(cover_box == 255)[..., None])
+        return out
+    weight = cover_box.astype(np.float32)[..., None] * np.float32(alpha / 255.0)
+    blend = image[box].astype(np.float32) * (1.0 - weight) + premultiplied[box].astype(np.float32) * np.float32(alpha)
     out[box] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
     return out
 
@@ -227,7 +242,8 @@ def _render_software(
     princpt: tuple[float, float],
     colors: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Painter's-algorithm raster -> ``(H, W, 3)`` uint8 RGB, ``(H, W)`` float32 coverage."""
+    """Painter's-algorithm raster -> ``(H, W, 3)`` uint8 RGB (black where uncovered, so also
+    premultiplied), ``(H, W)`` uint8 coverage (0 or 255)."""
     import cv2
 
     height, width = size
@@ -280,7 +296,7 @@ def _render_software(
     covered = face_id >= 0
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[covered] = np.clip(np.rint(shades[face_id[covered]] * 255.0), 0, 255).astype(np.uint8)
-    return rgb, covered.astype(np.float32)
+    return rgb, covered.astype(np.uint8) * np.uint8(255)
 
 
 def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
@@ -288,6 +304,7 @@ def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
     global _renderer
     if _renderer is None:
         _renderer = pyrender.OffscreenRenderer(width, height)
+        _use_wbcap_shaders(_renderer)
         _adapt_renderer(_renderer)
         atexit.register(_delete_renderer)
     elif (_renderer.viewport_width, _renderer.viewport_height) != (width, height):
@@ -295,6 +312,37 @@ def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
         _renderer.viewport_width = width
         _renderer.viewport_height = height
     return _renderer
+
+
+def _use_wbcap_shaders(offscreen: Any) -> bool:
+    """Make ``offscreen`` (a ``pyrender.OffscreenRenderer``) draw meshes with wbcap's shaders
+    (``shaders/wbcap_mesh.vert``, ``.frag``): pyrender's shading model for wbcap's scenes
+    (untextured metallic-roughness materials, directional lights) with the light loop bounded at
+    compile time. Other programs (depth, segmentation, flat) stay pyrender's. Returns whether it
+    could (a renderer without pyrender 0.1.45's program cache is left as it is).
+
+    Why: with Mesa's llvmpipe, pyrender's fragment shader, whose light loops are bounded by
+    uniforms, took ~25 of a ~40 ms 768x576 video frame of three bodies; this one draws the same
+    pixels (tested against pyrender's shader) in about half the time.
+    """
+    inner = getattr(offscreen, "_renderer", None)
+    if inner is None or not hasattr(inner, "_program_cache"):
+        log.debug("pyrender's renderer has no program cache: its own shaders are used")
+        return False
+    from pyrender.shader_program import ShaderProgramCache
+
+    vertex, fragment = (str(_SHADER_DIR / name) for name in ("wbcap_mesh.vert", "wbcap_mesh.frag"))
+
+    class WbcapShaders(ShaderProgramCache):  # defined here: pyrender is imported only when rendering
+        def get_program(self, vertex_shader: str, fragment_shader: str, geometry_shader: str | None = None,
+                        defines: dict | None = None) -> Any:
+            if geometry_shader is None and (vertex_shader, fragment_shader) == ("mesh.vert", "mesh.frag"):
+                vertex_shader, fragment_shader = vertex, fragment  # absolute: joined to no folder
+            return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+
+    inner._program_cache.clear()
+    inner._program_cache = WbcapShaders()
+    return True
 
 
 def _adapt_renderer(offscreen: Any) -> bool:
@@ -411,26 +459,28 @@ def _render_pyrender(
     samples: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
-    renderer could not be adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32
-    coverage in [0, 1]."""
+    renderer could not be adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB
+    premultiplied by coverage and ``(H, W)`` uint8 coverage (255: covered), views of one array."""
     pyrender = _gl.import_pyrender()
 
     height, width = size
     scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
-    cv_to_gl = np.array([1.0, -1.0, -1.0])  # OpenCV (x right, y down, z fwd) -> GL (y up, z back)
-    for verts, faces, color in zip(verts_list, faces_list, colors):
-        if faces.size == 0:
-            continue
-        gl_verts = (verts * cv_to_gl).astype(np.float32)
+    keep = [i for i, f in enumerate(faces_list) if f.size]
+    if keep:
+        # One primitive for every mesh (one buffer upload, one draw), each mesh's colour on its
+        # vertices: pyrender's per-primitive work was most of a video frame's drawing.
+        cv_to_gl = np.array([1.0, -1.0, -1.0], np.float32)  # OpenCV (x right, y down, z fwd) -> GL (y up, z back)
+        positions = np.concatenate([verts_list[i] for i in keep]).astype(np.float32) * cv_to_gl
+        counts = [len(verts_list[i]) for i in keep]
+        first = np.cumsum([0] + counts[:-1])
+        normals = np.concatenate([vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))])
+        indices = np.concatenate([faces_list[i] + o for i, o in zip(keep, first)]).astype(np.uint32)
+        color_0 = np.ones((len(positions), 4), np.float32)
+        color_0[:, :3] = np.repeat(colors[keep].astype(np.float32), counts, axis=0)
         material = pyrender.MetallicRoughnessMaterial(
-            metallicFactor=0.0,
-            roughnessFactor=0.7,
-            alphaMode="OPAQUE",
-            baseColorFactor=(float(color[0]), float(color[1]), float(color[2]), 1.0),
-        )
-        primitive = pyrender.Primitive(positions=gl_verts, normals=vertex_normals(gl_verts, faces),
-                                       indices=np.asarray(faces, np.uint32), material=material, mode=_GL_TRIANGLES)
-        scene.add(pyrender.Mesh([primitive]))
+            metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE", baseColorFactor=(1.0, 1.0, 1.0, 1.0))
+        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals, color_0=color_0,
+                                                     indices=indices, material=material, mode=_GL_TRIANGLES)]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
     far = max([ZFAR] + [2.0 * float(v[:, 2].max()) for v in verts_list if len(v)])
     camera = pyrender.IntrinsicsCamera(
@@ -447,23 +497,18 @@ def _render_pyrender(
         renderer._renderer._wbcap_samples = samples
         color, _no_depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     color = np.asarray(color)
-    cover = color[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
-    rgb = np.zeros((height, width, 3), np.uint8)
-    box = _covered_box(cover)
-    if box is not None:
-        # Multisampled edges come back premultiplied by coverage (background is transparent black).
-        straight = color[box][..., :3].astype(np.float32) / np.maximum(cover[box], 1.0 / 255.0)[..., None]
-        rgb[box] = np.clip(np.rint(straight), 0, 255).astype(np.uint8)
-    return rgb, cover
+    # Multisampled edges come back premultiplied by coverage (the background is transparent black).
+    return color[..., :3], color[..., 3]
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Smooth-shading normals: each vertex's unit normal is the sum of its faces' normals
-    weighted by their areas (the cross product's length is twice the area), by trimesh's
-    ``geometry.mean_vertex_normals`` without building a ``Trimesh`` (whose own
-    ``vertex_normals``, angle-weighted with caches, took ~12 ms per SMPL-X body per video frame),
-    with its vertex-face incidence matrix built once per face array (:func:`_incidence`: most
-    of the remaining ~4 ms per body).
+    weighted by their areas (the cross product's length is twice the area), as trimesh's
+    ``geometry.mean_vertex_normals`` (tested against it) without building a ``Trimesh`` (whose
+    own ``vertex_normals``, angle-weighted with caches, took ~12 ms per SMPL-X body per video
+    frame), with its vertex-face incidence matrix built once per face array (:func:`_incidence`).
+    ~0.7 ms per SMPL-X body here; bodies side by side in one call were slower per body (their
+    temporaries no longer fit in cache).
 
     Args:
         vertices: ``(V, 3)`` float; faces: ``(F, 3)`` int, counter-clockwise seen from outside.
@@ -471,22 +516,24 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     Returns:
         ``(V, 3)`` float32 unit normals (``+z`` for a vertex in no face or only in degenerate ones).
     """
-    from trimesh.geometry import mean_vertex_normals
-
-    v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
-    # (corner, F, xyz), each corner contiguous: np.take and contiguous differences were 4x and 3x
-    # faster than v[f[:, k]] and differences of strided slices
-    a, b, c = np.take(v, f.T.reshape(-1), axis=0).reshape(3, -1, 3)
-    e1, e2 = b - a, c - a
-    face_n = np.empty_like(e1)  # e1 x e2, written out: np.cross's axis handling cost more than the product
-    face_n[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
-    face_n[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
-    face_n[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    n = mean_vertex_normals(len(v), f, face_n, sparse=_incidence(len(v), f))
-    missing = np.einsum("ij,ij->i", n, n) < 0.25  # trimesh leaves them zero
+    # (xyz, V) rows, float32 (normals for shading): long contiguous passes, half the memory traffic
+    # of float64, ~1e-7 relative error.
+    coords = np.ascontiguousarray(np.asarray(vertices).T, dtype=np.float32)
+    # (xyz, corner, F): np.take and contiguous differences were 4x and 3x faster than v[f[:, k]]
+    # and differences of strided slices
+    a, b, c = np.take(coords, f.T.reshape(-1), axis=1).reshape(3, 3, len(f)).transpose(1, 0, 2)
+    e1, e2 = b - a, c - a  # (xyz, F)
+    face_n = np.empty((len(f), 3), np.float32)  # e1 x e2 written out: np.cross's axis handling cost more
+    face_n[:, 0] = e1[1] * e2[2] - e1[2] * e2[1]
+    face_n[:, 1] = e1[2] * e2[0] - e1[0] * e2[2]
+    face_n[:, 2] = e1[0] * e2[1] - e1[1] * e2[0]
+    summed = _incidence(coords.shape[1], f) @ face_n  # (V, xyz)
+    length = np.sqrt(np.einsum("vk,vk->v", summed, summed))
+    missing = length < 1e-20
+    n = summed / np.where(missing, 1.0, length)[:, None]
     n[missing] = (0.0, 0.0, 1.0)
-    return n.astype(np.float32)
+    return n.astype(np.float32, copy=False)
 
 
 def _incidence(vertex_count: int, faces: np.ndarray) -> Any:
