@@ -115,6 +115,30 @@ def test_weights_packed_apart_for_batch_sizes_oneDNN_lays_out_differently():
         torch.testing.assert_close(fused(x), ref)
 
 
+def test_every_batch_size_is_checked_on_its_first_call():
+    """A batch size nobody announced (the heads see as many images as the call has crops) is
+    packed for on its first call and kept apart exactly where add_packs would keep it (oneDNN
+    lays the weight out differently; on the Xeon this one differs at batch 1), so no call
+    reorders the packed weight every time; results equal the convolution's."""
+    from wbcap.model.fused import FusedConv
+
+    g = torch.Generator().manual_seed(4)
+    conv = nn.Conv2d(2048, 512, 1, bias=False)  # the body rotation net's hand-feature convolutions
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.02)
+    told = FusedConv(conv, None, True, torch.float32, [4, 2048, 8, 8], packed=True)
+    found = FusedConv(conv, None, True, torch.float32, [4, 2048, 8, 8], packed=True)
+    told.add_packs([1, 2, 3])
+    x = torch.randn(3, 2048, 8, 8, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for n in (1, 2, 3, 1):
+            torch.testing.assert_close(found(x[:n]), torch.relu(conv(x[:n])), rtol=1e-4, atol=1e-4)
+    assert set(found._by_batch) == set(told._by_batch) and found._same == told._same
+    assert set(found._by_batch) | found._same == {1, 2, 3}
+    weights = {n: found._weight_for(n) for n in (1, 2, 3)}  # kept: the same objects on later calls
+    assert all(found._weight_for(n) is w for n, w in weights.items())
+
+
 def test_known_packings_are_made_on_first_use():
     """A batch size known to need its own packing (the strategy cache) is packed on the first
     call with that many images, not at build: one photo never packs for batch 4."""
