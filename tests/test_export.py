@@ -298,51 +298,125 @@ def test_render_occlusion_and_alpha(backend: str, gl_platform: str | None) -> No
 def test_wbcap_shaders_draw_what_pyrenders_own_shaders_draw(gl_platform: str | None) -> None:
     """wbcap draws all meshes as one primitive with their colours on the vertices, through its own
     shaders (render._use_wbcap_shaders); pyrender's own shaders, one primitive and material per
-    mesh, under the same camera and lights, draw the same pixels to 1/255 (three overlapping
-    spheres at different depths, one sample per pixel)."""
+    mesh, under the same camera and lights, draw the same pixels to 1/255 (overlapping meshes of
+    different sizes and face arrays at different depths, an empty one among them, one sample per
+    pixel). A scene with more lights drawn in between leaves no trace (pyrender sets only the
+    lights a scene has)."""
     if gl_platform is None:
         skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    from pyrender.shader_program import ShaderProgramCache
+
     from wbcap.export import render
 
-    spheres = [_sphere((-0.5, 0.0, 3.0), 0.6), _sphere((0.2, 0.1, 3.5), 0.7), _sphere((0.9, -0.3, 4.5), 0.9)]
-    meshes, faces = [v for v, _ in spheres], [f for _, f in spheres]
-    colors = np.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.3, 0.4, 0.95]])
+    def sphere(centre, radius, subdivisions):
+        s = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+        return (np.asarray(s.vertices) + centre).astype(np.float32), np.asarray(s.faces)
+
+    box = trimesh.creation.box(extents=(0.8, 0.5, 0.6), transform=trimesh.transformations.rotation_matrix(
+        0.6, (1.0, 1.0, 0.0)))
+    parts = [sphere((-0.5, 0.0, 3.0), 0.6, 4), (np.zeros((3, 3), np.float32), np.zeros((0, 3), np.int64)),
+             (np.asarray(box.vertices) + (-0.2, 0.7, 3.6), np.asarray(box.faces)),
+             sphere((0.2, 0.1, 3.5), 0.7, 3), sphere((0.9, -0.3, 4.5), 0.9, 4)]
+    meshes, faces = [v for v, _ in parts], [f for _, f in parts]
+    colors = np.array([[0.9, 0.2, 0.2], [1.0, 1.0, 1.0], [0.95, 0.8, 0.2], [0.2, 0.8, 0.3], [0.3, 0.4, 0.95]])
     image = np.full((H, W, 3), BG, np.uint8)
-    ours = render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, backend="pyrender", multisample=False)
+
+    def draw() -> np.ndarray:
+        return render_meshes(image, meshes, faces, FOCAL, PRINCPT, colors=colors, backend="pyrender",
+                             multisample=False)
+
+    ours = draw()
     cache = render._renderer._renderer._program_cache
     assert type(cache).__name__ == "WbcapShaders"  # wbcap's shaders drew it
     assert any("wbcap_mesh.frag" in str(p.fragment_shader) for p in cache._program_cache.values())
 
     pyrender = _gl.import_pyrender()
-    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
-    for v, f, c in zip(meshes, faces, colors):
-        material = pyrender.MetallicRoughnessMaterial(metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE",
-                                                      baseColorFactor=(*c, 1.0))
-        scene.add(pyrender.Mesh([pyrender.Primitive(positions=v * (1.0, -1.0, -1.0),
-                                                    normals=render.vertex_normals(v * (1.0, -1.0, -1.0), f),
-                                                    indices=f, material=material)]))
-    scene.add(pyrender.IntrinsicsCamera(FOCAL[0], FOCAL[1], PRINCPT[0] + 0.5, PRINCPT[1] + 0.5, znear=render.ZNEAR,
-                                        zfar=render.ZFAR), pose=np.eye(4))
-    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=render._HEAD_LIGHT), pose=np.eye(4))
-    for side in (-0.5, 0.5):
-        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=render._SIDE_LIGHT),
-                  pose=render._light_pose(np.array([side, -0.6, -1.0])))
+
+    def scene_of(lights, vertex_colors=False):
+        scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
+        for v, f, c in zip(meshes, faces, colors):
+            if len(f):
+                material = pyrender.MetallicRoughnessMaterial(metallicFactor=0.0, roughnessFactor=0.7,
+                                                              alphaMode="OPAQUE", baseColorFactor=(*c, 1.0))
+                gl = v * (1.0, -1.0, -1.0)
+                extra = {"color_0": np.ones((len(v), 4), np.float32)} if vertex_colors else {}
+                scene.add(pyrender.Mesh([pyrender.Primitive(positions=gl, normals=render.vertex_normals(gl, f),
+                                                            indices=f, material=material, **extra)]))
+        scene.add(pyrender.IntrinsicsCamera(FOCAL[0], FOCAL[1], PRINCPT[0] + 0.5, PRINCPT[1] + 0.5,
+                                            znear=render.ZNEAR, zfar=render.ZFAR), pose=np.eye(4))
+        for intensity, pose in lights:
+            scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity), pose=pose)
+        return scene
+
+    wbcap_lights = [(render._HEAD_LIGHT, np.eye(4))] + [
+        (render._SIDE_LIGHT, render._light_pose(np.array([side, -0.6, -1.0]))) for side in (-0.5, 0.5)]
+
+    def draw_scene(scene):
+        with render._render_lock:
+            return render._premultiplied_and_cover(*render._renderer.render(scene, flags=pyrender.RenderFlags.RGBA))
+
+    inner = render._renderer._renderer
+    inner._program_cache = ShaderProgramCache()  # pyrender's own shaders, in the same context
+    try:
+        rgb, cover = draw_scene(scene_of(wbcap_lights))  # one sample per pixel, as ours
+    finally:
+        inner._program_cache.clear()
+        inner._program_cache = cache
+    assert set(np.unique(cover)) == {0, 255}
+    drawn = cover == 255
+    np.testing.assert_array_equal((ours != image).any(-1), drawn)
+    assert drawn.sum() > 10000 and (np.abs(ours[drawn].astype(int) - (240, 204, 51)).max(-1) < 60).any()  # the box
+    np.testing.assert_allclose(ours[drawn], rgb[drawn], atol=1)
+    np.testing.assert_array_equal(ours[~drawn], image[~drawn])
+
+    # four lights through the program wbcap draws with (vertex colours: the same defines), then
+    # wbcap's three again: the fourth must not linger
+    lit = draw_scene(scene_of(wbcap_lights + [(2.0, render._light_pose(np.array([1.0, 0.0, -0.2])))], True))[0]
+    assert np.abs(lit[drawn].astype(int) - ours[drawn]).max() > 20
+    np.testing.assert_array_equal(draw(), ours)
+
+
+def test_renders_without_framebuffer_objects_take_coverage_from_depth(monkeypatch) -> None:
+    """Platforms without framebuffer objects (OSMesa): pyrender gives RGB and depth, coverage is
+    where there is depth; and a size change re-creates the renderer here, with wbcap's shaders
+    (pyrender would re-create it inside ``render``, with its own)."""
+    import types
+
     from pyrender.shader_program import ShaderProgramCache
 
-    renderer = render._renderer._renderer
-    renderer._program_cache = ShaderProgramCache()  # pyrender's own shaders, in the same context
-    try:
-        with render._render_lock:
-            rgba, _ = render._renderer.render(scene, flags=pyrender.RenderFlags.RGBA)  # one sample per pixel
-    finally:
-        renderer._program_cache.clear()
-        renderer._program_cache = cache
-    assert rgba[..., 3].any() and set(np.unique(rgba[..., 3])) <= {0, 255}
-    drawn = rgba[..., 3] == 255
-    np.testing.assert_array_equal((ours != image).any(-1), drawn)
-    assert drawn.sum() > 10000
-    np.testing.assert_allclose(ours[drawn], rgba[..., :3][drawn], atol=1)
-    np.testing.assert_array_equal(ours[~drawn], image[~drawn])
+    from wbcap.export import render
+
+    rgb = np.full((4, 5, 3), 7, np.uint8)
+    depth = np.zeros((4, 5), np.float32)
+    depth[1:3, 2:4] = 2.5
+    premultiplied, cover = render._premultiplied_and_cover(rgb, depth)
+    assert cover.dtype == np.uint8 and (cover == np.where(depth > 0, 255, 0)).all()
+    assert (premultiplied[depth > 0] == 7).all() and (premultiplied[depth == 0] == 0).all()
+    rgba = np.dstack([rgb, (depth > 0) * np.uint8(255)])
+    got = render._premultiplied_and_cover(rgba, None)
+    assert (got[0] == rgb).all() and (got[1] == rgba[..., 3]).all()
+
+    made, deleted = [], []
+
+    class Offscreen:  # pyrender.OffscreenRenderer on a platform without framebuffer objects
+        def __init__(self, width, height):
+            self.viewport_width, self.viewport_height = width, height
+            self._platform = types.SimpleNamespace(supports_framebuffers=lambda: False)
+            self._renderer = types.SimpleNamespace(_program_cache=ShaderProgramCache())
+            made.append(self)
+
+        def delete(self):
+            deleted.append(self)
+
+    fake = types.SimpleNamespace(OffscreenRenderer=Offscreen)
+    monkeypatch.setattr(render, "_renderer", None)
+    first = render._get_renderer(fake, 64, 48)
+    assert render._get_renderer(fake, 64, 48) is first and not deleted
+    second = render._get_renderer(fake, 80, 60)
+    assert second is not first and deleted == [first] and made == [first, second]
+    assert (second.viewport_width, second.viewport_height) == (80, 60)
+    assert all(type(r._renderer._program_cache).__name__ == "WbcapShaders" for r in made)
+    monkeypatch.setattr(render, "_renderer", None)
 
 
 def test_composite_is_porter_duff_over() -> None:

@@ -65,6 +65,9 @@ _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside in
 
 _GL_TRIANGLES = 4  # OpenGL's GL_TRIANGLES (pyrender.Primitive's mode)
 _SHADER_DIR = Path(__file__).resolve().with_name("shaders")
+#: The shader defines pyrender sets for what wbcap draws, which wbcap's shaders handle.
+_WBCAP_SHADER_DEFINES = frozenset({"NORMAL_LOC", "COLOR_0_LOC", "INST_M_LOC", "MAX_DIRECTIONAL_LIGHTS",
+                                   "MAX_SPOT_LIGHTS", "MAX_POINT_LIGHTS", "USE_METALLIC_MATERIAL"})
 _FRAMEBUFFER_SETS = 4  # framebuffer sets (size, samples) an adapted renderer keeps
 
 _render_lock = threading.Lock()
@@ -300,17 +303,31 @@ def _render_software(
 
 
 def _get_renderer(pyrender: Any, width: int, height: int) -> Any:
-    """The process's offscreen renderer, resized to ``width`` x ``height`` (call under the lock)."""
+    """The process's offscreen renderer, resized to ``width`` x ``height`` (call under the lock).
+
+    On platforms with framebuffer objects pyrender reallocates its framebuffers when the
+    viewport size changes; on the others (OSMesa) it would delete and re-create its whole
+    renderer inside ``render``, with its own shaders, so it is re-created here instead.
+    """
     global _renderer
+    if _renderer is not None and (_renderer.viewport_width, _renderer.viewport_height) != (width, height):
+        platform = getattr(_renderer, "_platform", None)
+        if platform is not None and platform.supports_framebuffers():
+            _renderer.viewport_width = width
+            _renderer.viewport_height = height
+        else:
+            _delete_renderer_locked()
     if _renderer is None:
-        _renderer = pyrender.OffscreenRenderer(width, height)
-        _use_wbcap_shaders(_renderer)
-        _adapt_renderer(_renderer)
+        offscreen = pyrender.OffscreenRenderer(width, height)
+        try:
+            _use_wbcap_shaders(offscreen)
+            _adapt_renderer(offscreen)
+        except BaseException:
+            offscreen.delete()
+            raise
+        _renderer = offscreen
+        atexit.unregister(_delete_renderer)  # one exit hook, however often the renderer is re-created
         atexit.register(_delete_renderer)
-    elif (_renderer.viewport_width, _renderer.viewport_height) != (width, height):
-        # pyrender reallocates its framebuffers when the viewport size changes.
-        _renderer.viewport_width = width
-        _renderer.viewport_height = height
     return _renderer
 
 
@@ -324,6 +341,11 @@ def _use_wbcap_shaders(offscreen: Any) -> bool:
     Why: with Mesa's llvmpipe, pyrender's fragment shader, whose light loops are bounded by
     uniforms, took ~25 of a ~40 ms 768x576 video frame of three bodies; this one draws the same
     pixels (tested against pyrender's shader) in about half the time.
+
+    Only programs for what wbcap draws are swapped (:data:`_WBCAP_SHADER_DEFINES`: vertex
+    normals and colours, an untextured metallic-roughness material); anything else (textures,
+    shadows, glossy materials) gets pyrender's. Point and spot lights, which wbcap's scenes never
+    have, are not drawn by wbcap's shader.
     """
     inner = getattr(offscreen, "_renderer", None)
     if inner is None or not hasattr(inner, "_program_cache"):
@@ -336,7 +358,8 @@ def _use_wbcap_shaders(offscreen: Any) -> bool:
     class WbcapShaders(ShaderProgramCache):  # defined here: pyrender is imported only when rendering
         def get_program(self, vertex_shader: str, fragment_shader: str, geometry_shader: str | None = None,
                         defines: dict | None = None) -> Any:
-            if geometry_shader is None and (vertex_shader, fragment_shader) == ("mesh.vert", "mesh.frag"):
+            if (geometry_shader is None and (vertex_shader, fragment_shader) == ("mesh.vert", "mesh.frag")
+                    and set(defines or ()) <= _WBCAP_SHADER_DEFINES):
                 vertex_shader, fragment_shader = vertex, fragment  # absolute: joined to no folder
             return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
 
@@ -439,14 +462,19 @@ def _adapt_renderer(offscreen: Any) -> bool:
 
 
 def _delete_renderer() -> None:
-    global _renderer
     with _render_lock:
-        if _renderer is not None:
-            try:
-                _renderer.delete()
-            except Exception:
-                log.debug("could not delete the offscreen renderer", exc_info=True)
-            _renderer = None
+        _delete_renderer_locked()
+
+
+def _delete_renderer_locked() -> None:
+    """Free the process's offscreen renderer, if any (call under the lock)."""
+    global _renderer
+    if _renderer is not None:
+        try:
+            _renderer.delete()
+        except Exception:
+            log.debug("could not delete the offscreen renderer", exc_info=True)
+        _renderer = None
 
 
 def _render_pyrender(
@@ -468,7 +496,10 @@ def _render_pyrender(
     keep = [i for i, f in enumerate(faces_list) if f.size]
     if keep:
         # One primitive for every mesh (one buffer upload, one draw), each mesh's colour on its
-        # vertices: pyrender's per-primitive work was most of a video frame's drawing.
+        # vertices: pyrender's per-primitive work was most of a video frame's drawing. (wbcap's
+        # shader takes the vertex colour as the base colour, so this draws what one material per
+        # mesh drew; pyrender's own, used where wbcap's could not be installed, also tints the
+        # highlights by it: up to 3/255 apart.)
         cv_to_gl = np.array([1.0, -1.0, -1.0], np.float32)  # OpenCV (x right, y down, z fwd) -> GL (y up, z back)
         positions = np.concatenate([verts_list[i] for i in keep]).astype(np.float32) * cv_to_gl
         counts = [len(verts_list[i]) for i in keep]
@@ -495,10 +526,21 @@ def _render_pyrender(
     with _render_lock:
         renderer = _get_renderer(pyrender, width, height)
         renderer._renderer._wbcap_samples = samples
-        color, _no_depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+        color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+    return _premultiplied_and_cover(color, depth)
+
+
+def _premultiplied_and_cover(color: Any, depth: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What pyrender's render gave -> ``(H, W, 3)`` uint8 RGB premultiplied by coverage and
+    ``(H, W)`` uint8 coverage. RGBA (with framebuffer objects): multisampled edges come back
+    premultiplied by coverage, the background is transparent black. RGB (platforms without
+    framebuffer objects, e.g. OSMesa: pyrender reads the context's own buffer, which has no
+    alpha): covered where the depth buffer is (linear depth > 0), one sample per pixel."""
     color = np.asarray(color)
-    # Multisampled edges come back premultiplied by coverage (the background is transparent black).
-    return color[..., :3], color[..., 3]
+    if color.shape[-1] == 4:
+        return color[..., :3], color[..., 3]
+    covered = np.asarray(depth) > 0
+    return np.where(covered[..., None], color, np.uint8(0)), covered.astype(np.uint8) * np.uint8(255)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 #version 330 core
-// wbcap's fragment stage for pyrender's "mesh" program (wbcap.export.render._shader_cache).
+// wbcap's fragment stage for pyrender's "mesh" program (wbcap.export.render._use_wbcap_shaders).
 //
 // The shading model is pyrender's for an untextured metallic-roughness material lit by directional
 // lights, so pictures look as they did: the glTF 2.0 reference BRDF (glTF 2.0 specification,

@@ -1,5 +1,5 @@
 #version 330 core
-// wbcap's vertex stage for pyrender's "mesh" program (wbcap.export.render._shader_cache): world
+// wbcap's vertex stage for pyrender's "mesh" program (wbcap.export.render._use_wbcap_shaders): world
 // position and normal for the fragment stage. pyrender binds the attributes and sets the uniforms,
 // and replaces the *_LOC names and MAX_* counts with numbers before compiling.
 
