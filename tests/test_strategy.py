@@ -137,6 +137,12 @@ def test_every_batch_size_is_checked_on_its_first_call():
     assert set(found._by_batch) | found._same == {1, 2, 3}
     weights = {n: found._weight_for(n) for n in (1, 2, 3)}  # kept: the same objects on later calls
     assert all(found._weight_for(n) is w for n, w in weights.items())
+    # sizes from a cached measurement: the ones not packed apart are not checked again
+    from wbcap.model.fused import pack_for_batches
+
+    cached = FusedConv(conv, None, True, torch.float32, [4, 2048, 8, 8], packed=True)
+    pack_for_batches(nn.Sequential(cached), [1, 2, 3], known={0: sorted(told._by_batch)})
+    assert cached._same == told._same and cached._lazy == set(told._by_batch) and not cached._by_batch
 
 
 def test_known_packings_are_made_on_first_use():

@@ -44,7 +44,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -194,12 +194,17 @@ def pack_for_batches(module: nn.Module, batch_sizes: Sequence[int],
                      known: Mapping[int, Sequence[int]] | None = None) -> dict[int, tuple[int, ...]]:
     """Pack the weights of every :class:`FusedConv` in ``module`` (numbered in ``modules()``
     order) for the ``batch_sizes`` whose oneDNN layout differs from the main packing
-    (:meth:`FusedConv.add_packs`); with ``known`` (a former result) for those alone, without
-    comparing. Returns convolution number -> batch sizes packed apart."""
+    (:meth:`FusedConv.add_packs`); with ``known`` (a former result for the same sizes) for those
+    alone, without comparing, the other sizes taken as laid out like the main packing (so their
+    first call does not check them again). Returns convolution number -> batch sizes packed apart."""
     convs = [m for m in module.modules() if isinstance(m, FusedConv)]
     found = {}
     for i, conv in enumerate(convs):
-        kept = conv.add_packs(batch_sizes) if known is None else conv.add_packs(known.get(i, ()), check=False)
+        if known is None:
+            kept = conv.add_packs(batch_sizes)
+        else:
+            kept = conv.add_packs(known.get(i, ()), check=False)
+            conv.same_layout_for(set(batch_sizes) - set(known.get(i, ())))
         if kept:
             found[i] = kept
     return found
@@ -318,6 +323,12 @@ class FusedConv(nn.Module):
             else:
                 self._by_batch[n] = w
         return tuple(sorted(self._by_batch))
+
+    def same_layout_for(self, batch_sizes: Iterable[int]) -> None:
+        """Take ``batch_sizes`` as known to be laid out like the main packing (a measurement
+        made earlier, e.g. the strategy cache): their calls use it without a check."""
+        if self.packed:
+            self._same.update(int(v) for v in batch_sizes if int(v) != self.input_size[0] and int(v) not in self._by_batch)
 
     def _weight_for(self, n: int) -> torch.Tensor:
         """The packed weight for a call with ``n`` images: the main packing, or the one packed
