@@ -101,6 +101,8 @@ def run_images(
     there is nothing to hide them behind: the renderer is imported here, once per process).
     A bad ``$WBCAP_RENDERER`` or ``$WBCAP_RENDER_PROCESS`` raises InputError before anything else.
     """
+    from wbcap.io.images import iter_image_paths
+
     job.export.check_available()
     render_process = None
     if job.render:
@@ -109,47 +111,46 @@ def run_images(
 
         check_renderer_setting()
         render_process_setting()  # refused here even when a ready pipeline means no render process
+    paths = iter_image_paths(job.paths)  # once: the render size hint and the run share the list
+    if not paths:
+        raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
     if job.render and pipeline is None:
         from wbcap.export.render_process import RenderProcess
 
-        render_process = RenderProcess.start_if_useful(sizes=_render_sizes(job))
+        render_process = RenderProcess.start_if_useful(sizes=_render_sizes(job, paths[0]))
     try:
-        return _run_images(job, pipeline, on_progress, on_stage,
+        return _run_images(job, paths, pipeline, on_progress, on_stage,
                            None if render_process is None else render_process.render_meshes)
     finally:
         if render_process is not None:
             render_process.close()
 
 
-def _render_sizes(job: ImageJob) -> list[tuple[int, int]]:
+def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
     """``(height, width)`` of the crops and of the first image (from its headers): the sizes
     the renders will be drawn at, the first image's last (its overlay is drawn first). A hint
     for the render process: an image whose size cannot be read only goes without."""
-    from wbcap.io.images import image_size, iter_image_paths
+    from wbcap.io.images import image_size
 
     sizes = [tuple(job.pipeline.model.input_img_shape)]
     try:
-        paths = iter_image_paths(job.paths)
-        first = image_size(paths[0]) if paths else None
+        first = image_size(first_path)
     except Exception:  # a hint only: the image's own turn reports what is wrong with it
         log.debug("no render size hint from the first image", exc_info=True)
         first = None
     return sizes if first is None else [*sizes, first]
 
 
-def _run_images(job, pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
+def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
-    from wbcap.io.images import iter_image_paths, load_image
+    from wbcap.io.images import load_image
     from wbcap.pipeline import Pipeline, box_advice
 
     def stage(name: str, path: Path | None) -> None:
         if on_stage is not None:
             on_stage(name, path)
 
-    paths = iter_image_paths(job.paths)
-    if not paths:
-        raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
     out_root = Path(job.out).expanduser()
     names = output_names(paths)
     for name in names:

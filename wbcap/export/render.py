@@ -85,17 +85,23 @@ def requested_renderer(requested: str | None = None) -> str:
     return choice.strip().lower() or "auto"
 
 
-def check_renderer_setting(requested: str | None = None) -> None:
+def check_renderer_setting(requested: str | None = None) -> str:
     """Refuse an unknown renderer name before any work (``requested``, else ``WBCAP_RENDERER``);
-    whether OpenGL works is left to :func:`render_backend` when rendering starts.
+    whether OpenGL works is left to :func:`render_backend` when rendering starts. Returns the
+    choice (:func:`requested_renderer`).
 
     Raises:
         InputError: a value other than ``software``, ``pyrender`` or ``auto``.
     """
     choice = requested_renderer(requested)
     if choice not in ("software", "pyrender", "auto"):
-        where = f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
-        raise InputError(f"{where}: unknown renderer; use 'software', 'pyrender' or 'auto'")
+        raise InputError(f"{_setting_name(requested, choice)}: unknown renderer; use 'software', 'pyrender' or 'auto'")
+    return choice
+
+
+def _setting_name(requested: str | None, choice: str) -> str:
+    """How messages name the renderer setting: the environment variable, or the argument."""
+    return f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
 
 
 def render_backend(requested: str | None = None) -> str:
@@ -108,16 +114,14 @@ def render_backend(requested: str | None = None) -> str:
     Raises:
         InputError: an unknown value, or ``pyrender`` requested where no OpenGL platform works.
     """
-    check_renderer_setting(requested)
-    choice = requested_renderer(requested)
-    where = f"{ENV_RENDERER}={choice}" if requested is None else f"renderer {choice!r}"
+    choice = check_renderer_setting(requested)
     if choice == "software":
         return "software"
     platform = _gl.select_gl_platform()
     if platform is None:
         if choice == "pyrender":
             raise InputError(
-                f"{where}: no OpenGL platform works (EGL or OSMesa); install Mesa's EGL/OSMesa "
+                f"{_setting_name(requested, choice)}: no OpenGL platform works (EGL or OSMesa); install Mesa's EGL/OSMesa "
                 "libraries or use the software renderer"
             )
         global _warned_software
