@@ -419,6 +419,37 @@ def test_renders_without_framebuffer_objects_take_coverage_from_depth(monkeypatc
     monkeypatch.setattr(render, "_renderer", None)
 
 
+def test_an_image_too_large_for_opengl_is_drawn_in_software_alone(gl_platform, monkeypatch, caplog) -> None:
+    """An image larger than the GL platform's framebuffers (a panorama) is drawn in software,
+    that image only: the platform is neither forgotten nor given up for later images. And one
+    non-finite vertex does not hide the other meshes (it used to make the far plane infinite)."""
+    import logging
+
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    from wbcap.export import render
+
+    verts, faces = _sphere((0.0, 0.0, 3.0), 0.5)
+    small = np.full((48, 64, 3), BG, np.uint8)
+    smooth = render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender")
+    limit = render._renderer._wbcap_size_limit
+    forgotten = []
+    monkeypatch.setattr(_gl, "forget_cached_platform", lambda: forgotten.append(True))
+    wide = np.full((16, limit + 1, 3), BG, np.uint8)
+    with caplog.at_level(logging.WARNING):
+        out = render_meshes(wide, [verts + (0.0, 0.0, 30.0)], faces, (60.0, 60.0), (limit / 2, 8.0), backend="pyrender")
+    assert f"at most {limit} per side" in caplog.text and "drawn with the software renderer" in caplog.text
+    assert (out != wide).any() and not forgotten
+    assert render_backend("auto").startswith("pyrender")
+    np.testing.assert_array_equal(render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender"),
+                                  smooth)
+    broken = verts.copy()
+    broken[0] = (np.inf, 0.0, np.inf)
+    both = render_meshes(small, [broken + (0.0, 0.0, 1.0), verts], [faces, faces], (60.0, 60.0), (31.5, 23.5),
+                         backend="pyrender")
+    assert (both != small).any()
+
+
 def test_composite_is_porter_duff_over() -> None:
     """Blending a render over the image: ``image * (1 - alpha * cover) + alpha * premultiplied``;
     with one sample per pixel and full opacity, a copy of the covered pixels."""
@@ -452,7 +483,11 @@ def test_render_edge_cases() -> None:
         render_meshes(image.astype(np.float32), [verts], faces, (20, 20), (15, 10))
 
 
-def test_render_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_render_backend_selection(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    import logging
+
+    from wbcap.export import render
+
     monkeypatch.setenv("WBCAP_RENDERER", "software")
     assert render_backend() == "software"
     monkeypatch.setenv("WBCAP_RENDERER", "vulkan")
@@ -461,7 +496,11 @@ def test_render_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WBCAP_RENDERER")
     # Without any working GL platform, auto falls back to software and 'pyrender' is an error.
     monkeypatch.setattr(_gl, "select_gl_platform", lambda: None)
-    assert render_backend() == "software"
+    monkeypatch.setattr(render, "_warned_software", False)
+    with caplog.at_level(logging.WARNING):
+        assert render_backend() == "software"
+    # says where the answer is kept, so that a user who fixed the drivers can make it look again
+    assert f"kept in {_gl.cache_file()}: delete it to look again" in caplog.text
     assert render_backend("auto") == "software"
     with pytest.raises(InputError, match="no OpenGL platform works"):
         render_backend("pyrender")

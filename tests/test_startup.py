@@ -56,7 +56,7 @@ def probes(monkeypatch, tmp_path):
 def test_platform_is_probed_once_per_machine_then_read_from_disk(probes):
     calls, _ = probes
     assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa"]
-    assert json.loads(_gl._cache_file().read_text())["platform"] == "osmesa"
+    assert json.loads(_gl.cache_file().read_text())["platform"] == "osmesa"
     _gl._reset_for_tests()  # a new process: read from the disk cache, no probing child
     assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa"]
     assert os.environ[_gl.ENV_PLATFORM] == "osmesa"
@@ -68,27 +68,27 @@ def test_none_works_is_cached_too_and_a_broken_or_forgotten_cache_means_probing(
     assert _gl.select_gl_platform() is None and len(calls) == 2
     _gl._reset_for_tests()
     assert _gl.select_gl_platform() is None and len(calls) == 2  # "none" read back
-    _gl._cache_file().write_text("{not json")
+    _gl.cache_file().write_text("{not json")
     _gl._reset_for_tests()
     works["osmesa"] = True
     assert _gl.select_gl_platform() == "osmesa" and len(calls) == 4
     _gl.forget_cached_platform()
-    assert not _gl._cache_file().exists()
+    assert not _gl.cache_file().exists()
 
 
 def test_nothing_is_cached_after_an_unanswered_probe(probes):
     calls, works = probes
     works["egl"], works["osmesa"] = None, False  # egl timed out, osmesa said no
     assert _gl.select_gl_platform() is None and calls == ["egl", "osmesa"]
-    assert not _gl._cache_file().exists()
+    assert not _gl.cache_file().exists()
     _gl._reset_for_tests()  # egl timed out again; osmesa works: used, but not cached
     works["osmesa"] = True
     assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa", "egl", "osmesa"]
-    assert not _gl._cache_file().exists()
+    assert not _gl.cache_file().exists()
     _gl._reset_for_tests()  # the next process asks again, and egl answers this time: cached
     works["egl"] = True
     assert _gl.select_gl_platform() == "egl" and calls[-1] == "egl"
-    assert json.loads(_gl._cache_file().read_text())["platform"] == "egl"
+    assert json.loads(_gl.cache_file().read_text())["platform"] == "egl"
 
 
 def test_another_setup_is_another_key(probes, monkeypatch):
@@ -104,7 +104,7 @@ def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(pro
 
     render_backend = render_mod.render_backend
     _gl.select_gl_platform()
-    assert _gl._cache_file().exists()
+    assert _gl.cache_file().exists()
     monkeypatch.setattr(render_mod, "render_backend", lambda backend=None: "pyrender-osmesa")
     monkeypatch.setattr(render_mod, "_render_pyrender", lambda *a: (_ for _ in ()).throw(RuntimeError("no EGL")))
     image = np.zeros((40, 30, 3), np.uint8)
@@ -112,7 +112,7 @@ def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(pro
     out = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
     want = render_mod.render_meshes(image, [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0), backend="software")
     np.testing.assert_array_equal(out, want)
-    assert not _gl._cache_file().exists() and "renders in software from now on" in caplog.text
+    assert not _gl.cache_file().exists() and "renders in software from now on" in caplog.text
     # once per process: the next frame goes straight to software, without trying GL or warning again
     caplog.clear()
     assert _gl.select_gl_platform() is None

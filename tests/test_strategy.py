@@ -358,8 +358,9 @@ def test_measure_request_measures_again(micro_parts, tmp_path, measure):
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].parts["face_backbone"].form == "fused"
 
 
-def test_a_busy_machine_runs_the_default_and_caches_nothing(micro_parts, tmp_path, caplog, measure):
+def test_a_busy_machine_runs_the_default_and_caches_nothing(micro_parts, tmp_path, caplog, measure, monkeypatch):
     path = tmp_path / "cpu_strategy.json"
+    monkeypatch.setattr(strategy, "BUSY_WAIT_S", 0.3)
     with caplog.at_level(logging.WARNING):
         chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: True)
     assert chosen.source == "default" and built == {} and not path.exists() and measure.asked == []
@@ -371,6 +372,20 @@ def test_a_busy_machine_runs_the_default_and_caches_nothing(micro_parts, tmp_pat
     assert chosen.source == "measured+default" and set(built) == {"body_backbone", "hand_backbone"}
     assert chosen.parts["body_backbone"].form == "plain" and chosen.parts["box_net"].form == "fused"
     assert len(next(iter(json.loads(path.read_text())["machines"].values()))["parts"]) == 2
+
+
+def test_a_moment_of_load_is_waited_for(micro_parts, tmp_path, measure, monkeypatch):
+    """A machine busy for a moment (wbcap image's own render child starting) is measured once
+    it is quiet, within BUSY_WAIT_S; one busy for longer is not."""
+    answers = iter([True, True, True])
+    monkeypatch.setattr(strategy, "BUSY_WAIT_S", 5.0)
+    monkeypatch.setattr(strategy.time, "sleep", lambda s: None)
+    chosen, built = choose_cpu_strategy(micro_parts, FP32, path=tmp_path / "a.json", busy=lambda: next(answers, False))
+    assert chosen.source == "measured" and set(built) == set(micro_parts)
+    clock = iter(range(0, 1000))  # monotonic seconds: one per question
+    monkeypatch.setattr(strategy.time, "monotonic", lambda: float(next(clock)))
+    chosen, built = choose_cpu_strategy(micro_parts, FP32, path=tmp_path / "b.json", busy=lambda: True)
+    assert chosen.source == "default" and built == {}
 
 
 def test_time_interleaved_keeps_clean_calls_only(monkeypatch):

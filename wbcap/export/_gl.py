@@ -119,7 +119,8 @@ def select_gl_platform() -> str | None:
         return _selected  # type: ignore[return-value]
 
 
-def _cache_file():
+def cache_file():
+    """Where the probed platform is kept (``gl_platform.json`` in the user cache folder)."""
     from wbcap.paths import user_cache_dir
 
     return user_cache_dir() / "gl_platform.json"
@@ -151,7 +152,7 @@ def _read_cache(key: str) -> tuple[bool, str | None]:
     import json
 
     try:
-        entry = json.loads(_cache_file().read_text(encoding="utf-8"))
+        entry = json.loads(cache_file().read_text(encoding="utf-8"))
         if isinstance(entry, dict) and entry.get("key") == key:
             return True, entry.get("platform")
     except (OSError, ValueError):
@@ -165,7 +166,7 @@ def _write_cache(key: str, platform: str | None) -> None:
     from wbcap.atomic import atomic_write_text
 
     try:
-        path = _cache_file()
+        path = cache_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "platform": platform}))
     except OSError as exc:  # a read-only cache folder only costs the probe next time
@@ -183,7 +184,7 @@ def use_software_from_now() -> None:
 def forget_cached_platform() -> None:
     """Drop the disk cache (the cached platform failed after all): the next process probes again."""
     with contextlib.suppress(OSError):
-        _cache_file().unlink()
+        cache_file().unlink()
 
 
 def _select() -> str | None:

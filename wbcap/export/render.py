@@ -126,7 +126,8 @@ def render_backend(requested: str | None = None) -> str:
             )
         global _warned_software
         if not _warned_software:
-            log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer")
+            log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer (`wbcap doctor` says what "
+                        "to install; the answer is kept in %s: delete it to look again)", _gl.cache_file())
             _warned_software = True
         return "software"
     return f"pyrender-{platform}"
@@ -201,6 +202,10 @@ def render_meshes(
     else:
         try:
             rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0)
+        except _TooLargeForGL as exc:  # this image only: the platform works
+            log.warning("%dx%d pixels is more than OpenGL draws here (at most %d per side); this image is drawn "
+                        "with the software renderer", image.shape[1], image.shape[0], exc.limit)
+            rgb, cover = _render_software(*args)
         except Exception as exc:  # the machine's cached GL platform no longer works (drivers changed)
             _gl.forget_cached_platform()
             _gl.use_software_from_now()  # once per process: later frames do not try (and warn) again
@@ -210,6 +215,29 @@ def render_meshes(
                         "run looks for a working platform again", type(exc).__name__, exc)
             rgb, cover = _render_software(*args)
     return _composite(image, rgb, cover, alpha)
+
+
+class _TooLargeForGL(Exception):
+    """The image is larger than the GL platform's framebuffers can be (``limit`` pixels a side)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} pixels a side")
+        self.limit = limit
+
+
+def _gl_size_limit(offscreen: Any) -> int:
+    """The largest width and height ``offscreen`` can draw (its context's renderbuffer and
+    viewport limits), queried once and kept on it. Call under the lock."""
+    limit = getattr(offscreen, "_wbcap_size_limit", None)
+    if limit is None:
+        from OpenGL import GL
+
+        offscreen._platform.make_current()
+        sizes = [int(v) for v in np.ravel(GL.glGetIntegerv(GL.GL_MAX_VIEWPORT_DIMS))]
+        if offscreen._platform.supports_framebuffers():
+            sizes.append(int(GL.glGetIntegerv(GL.GL_MAX_RENDERBUFFER_SIZE)))
+        limit = offscreen._wbcap_size_limit = min(sizes)
+    return limit
 
 
 def _composite(image: np.ndarray, premultiplied: np.ndarray, cover: np.ndarray, alpha: float) -> np.ndarray:
@@ -517,7 +545,9 @@ def _render_pyrender(
         scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals, color_0=color_0,
                                                      indices=indices, material=material, mode=_GL_TRIANGLES)]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
-    far = max([ZFAR] + [2.0 * float(v[:, 2].max()) for v in verts_list if len(v)])
+    # Finite depths only: one non-finite vertex made the far plane infinite and hid every mesh.
+    depths = [v[:, 2][np.isfinite(v[:, 2])] for v in verts_list]
+    far = max([ZFAR] + [2.0 * float(z.max()) for z in depths if z.size])
     camera = pyrender.IntrinsicsCamera(
         fx=focal[0], fy=focal[1], cx=princpt[0] + 0.5, cy=princpt[1] + 0.5, znear=ZNEAR, zfar=far
     )
@@ -528,6 +558,11 @@ def _render_pyrender(
         pose = _light_pose(np.array([side, -0.6, -1.0]))
         scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_SIDE_LIGHT), pose=pose)
     with _render_lock:
+        # the size limit first, from a context of a size it can have (on OSMesa, where the context
+        # has the image's size, one too large could not be made)
+        limit = _gl_size_limit(_renderer or _get_renderer(pyrender, min(width, 64), min(height, 64)))
+        if max(width, height) > limit:
+            raise _TooLargeForGL(limit)
         renderer = _get_renderer(pyrender, width, height)
         renderer._renderer._wbcap_samples = samples
         color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)

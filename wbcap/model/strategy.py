@@ -86,6 +86,10 @@ CLEAN_SHARE = 0.8
 #: Another form (or the sub-pixel deconvolution) replaces the default only when it is faster by
 #: more than this share: differences within the timing noise keep the default.
 MARGIN = 0.1
+#: Seconds a busy machine is waited for before the parts go unmeasured: a moment of load passes
+#: (on the first ``wbcap image`` on a machine its own render child imports pyrender and probes the
+#: GL platforms while the model loads, and the strategy went unmeasured), a long job does not.
+BUSY_WAIT_S = 3.0
 
 #: ``(calls, rounds) -> seconds``: times every call ``rounds`` times, interleaved, and returns the
 #: least seconds of each (replaceable in tests); raises :class:`MachineBusy` when it cannot.
@@ -124,6 +128,16 @@ def time_interleaved(calls: Mapping[Hashable, Callable[[], Any]], rounds: int) -
         for key in todo:
             samples[key].append(_timed(calls[key], threads))
     return {k: min(_clean(v)) for k, v in samples.items()}
+
+
+def _quiet_within(busy: Callable[[], bool], wait_s: float, step_s: float = 0.25) -> bool:
+    """Whether ``busy()`` turns False within ``wait_s`` seconds (asked every ``step_s``)."""
+    deadline = time.monotonic() + wait_s
+    while busy():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step_s)
+    return True
 
 
 def machine_busy(seconds: float = 0.03, tries: int = 3) -> bool:
@@ -557,8 +571,8 @@ def choose_cpu_strategy(
     ``request``: see :class:`StrategyRequest` (default ``$WBCAP_CPU_STRATEGY``, else ``auto``).
     Parts not in the cache (``path``, default :func:`cache_path`) are measured
     (:func:`measure_part`) and added to it. When other processes keep the cores busy (``busy()``
-    before each part, or :class:`MachineBusy` from the measurement) the parts not measured yet run in the
-    default form (``fused``, :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call), not
+    before each part, waited on for up to :data:`BUSY_WAIT_S`, or :class:`MachineBusy` from the
+    measurement) the parts not measured yet run in the default form (``fused``, :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call), not
     cached, so that a later run measures them. Returns the strategy and the modules built while
     measuring (part name -> module, to be used as they are; empty for parts read or forced).
     ``timer`` and ``busy`` default to :func:`time_interleaved` and :func:`machine_busy`.
@@ -585,7 +599,7 @@ def choose_cpu_strategy(
         if cached is not None and len(cached.subpixel) == len(part.transposed_convs()):
             chosen[name] = cached
             continue
-        if not unmeasured and not busy():
+        if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
             if not new:
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
             try:
