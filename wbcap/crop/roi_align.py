@@ -252,8 +252,34 @@ def roi_align(
         # are the largest tensors here (32 hand crops: 25 MB in float32); concatenating the
         # chunks and dividing into a new tensor were two more passes over them.
         out = torch.empty((k, c, out_h, out_w), dtype=mm_dtype, device=input.device)
-        for s in chunks:
-            images = src[batch_idx[s : s + _CHUNK]]  # (k', C, H, W); 5x faster than index_select on CPU
-            rows = torch.matmul(a_y[s : s + _CHUNK, None], images)  # (k', C, oh, W)
-            torch.matmul(rows, a_x[s : s + _CHUNK, None].transpose(2, 3), out=out[s : s + _CHUNK])  # (k', C, oh, ow)
+        for s, e, first in _box_groups(batch_idx, _CHUNK):
+            # (k', C, H, W): a view when the boxes crop consecutive images, else gathered (5x
+            # faster than index_select on CPU)
+            images = src[first : first + e - s] if first is not None else src[batch_idx[s:e]]
+            rows = torch.matmul(a_y[s:e, None], images)  # (k', C, oh, W)
+            torch.matmul(rows, a_x[s:e, None].transpose(2, 3), out=out[s:e])  # (k', C, oh, ow)
         return out.to(dtype).div_(count[:, None, None, None])
+
+
+def _box_groups(batch_idx: Tensor, limit: int) -> list[tuple[int, int, int | None]]:
+    """Boxes ``batch_idx`` ``(K,)`` in groups of at most ``limit``, as ``(start, stop, first)``:
+    with ``first`` an image index, boxes ``start..stop`` crop images ``first, first + 1, ...``, whose
+    pixels are then a view of the input rather than a gathered copy (Hand4Whole's boxes: the left
+    hands of images 0..B-1, then the right hands; the faces of images 0..B-1); ``first`` is None
+    for a group to gather. Runs are followed on the CPU only, and only when every run has two
+    boxes or more (one-box runs would make many small products): reading the indices from a GPU
+    would synchronise it."""
+    k = int(batch_idx.shape[0])
+    fixed: list[tuple[int, int, int | None]] = [(s, min(s + limit, k), None) for s in range(0, k, limit)]
+    if batch_idx.device.type != "cpu":
+        return fixed
+    idx = batch_idx.tolist()
+    runs: list[tuple[int, int, int | None]] = []
+    s = 0
+    while s < k:
+        e = s + 1
+        while e < k and e - s < limit and idx[e] == idx[e - 1] + 1:
+            e += 1
+        runs.append((s, e, idx[s]))
+        s = e
+    return runs if len(runs) == 1 or all(e - s >= 2 for s, e, _ in runs) else fixed
