@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from host_reads import count_host_reads
 
 from wbcap.crop.roi_align import roi_align
 
@@ -235,11 +236,7 @@ def test_any_box_size_without_host_reads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("host read of a tensor inside roi_align")
 
-    from wbcap.crop import roi_align as module
-
     xt, bt = torch.from_numpy(x), torch.from_numpy(boxes)
-    groups = module._box_groups  # reads the box indices on the CPU only: here, as on a GPU, it must not
-    monkeypatch.setattr(module, "_box_groups", lambda idx, limit: groups(idx.to("meta"), limit))
     for name in ("item", "tolist", "__bool__", "__index__", "__int__", "__float__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     out = roi_align(xt, bt, (2, 2))
@@ -300,29 +297,27 @@ def test_mirror_equals_flipping_the_crops_bit_for_bit(compute_dtype):
 
 
 @pytest.mark.parametrize("compute_dtype", [None, torch.bfloat16])
-def test_boxes_of_consecutive_images_read_the_input_in_place_bit_for_bit(compute_dtype):
-    """Boxes that crop consecutive images (Hand4Whole's left then right hands of images 0..B-1,
-    its faces) take their images as a view of the input instead of a gathered copy; the crops
-    are the gathered path's (the training path gathers) bit for bit, also past one chunk of
-    boxes, and other orders (one box per image, arbitrary images) still gather."""
-    from wbcap.crop.roi_align import _CHUNK, _box_groups
+def test_boxes_in_runs_over_the_images_read_the_input_in_place_bit_for_bit(compute_dtype):
+    """``image_blocks``: boxes that come as runs over the images in order (Hand4Whole's left then
+    right hands of images 0..B-1, its faces) take their images as views of the input instead of
+    gathered copies, without reading the boxes (no host read); the crops are the gathered ones
+    bit for bit, also past one chunk of boxes. A count that does not match gathers."""
+    from wbcap.crop import roi_align as module
 
     g = torch.Generator().manual_seed(5)
-    for images, order, expect_view in ((8, list(range(8)) * 2, True), (20, list(range(20)) * 2, True),
-                                       (8, list(range(8)), True), (1, [0, 0], False), (4, [3, 1, 2, 2, 0, 1], False)):
+    for images, blocks in ((8, 2), (20, 2), (8, 1), (1, 2), (3, 1)):
         x = torch.rand(images, 3, 64, 48, generator=g).contiguous(memory_format=torch.channels_last)
-        k = len(order)
+        k = images * blocks
         xy = torch.rand(k, 2, generator=g) * torch.tensor([40.0, 50.0])
-        rois = torch.cat([torch.tensor(order, dtype=torch.float32)[:, None], xy,
-                          xy + 2 + torch.rand(k, 2, generator=g) * 20], 1)
+        rois = torch.cat([(torch.arange(k) % images).float()[:, None], xy, xy + 2 + torch.rand(k, 2, generator=g) * 20], 1)
         mirror = torch.arange(k) < k // 2
-        with torch.inference_mode():
-            got = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
-        gathered = roi_align(x.clone().requires_grad_(), rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
-        assert torch.equal(got, gathered.detach()), order
-        groups = _box_groups(torch.tensor(order), _CHUNK)
-        in_place = all(first is not None for _, _, first in groups)
-        assert in_place == expect_view, (order, groups)
-        assert [b for s, e, first in groups for b in range(s, e)] == list(range(k))
-        # off the CPU (here: the meta device, which cannot be read) the indices are not read
-        assert all(first is None for _, _, first in _box_groups(torch.tensor(order, device="meta"), _CHUNK))
+        gathered = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+        groups = module._box_groups(k, images, module._CHUNK, blocks)
+        with torch.inference_mode(), count_host_reads() as reads:
+            got = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, image_blocks=blocks)
+        assert torch.equal(got, gathered) and not reads, (images, blocks, dict(reads))
+        assert all(first is not None for _, _, first in groups)
+        assert [b for s, e, _ in groups for b in range(s, e)] == list(range(k))
+        assert [first + i for s, e, first in groups for i in range(e - s)] == (torch.arange(k) % images).tolist()
+    assert all(first is None for _, _, first in module._box_groups(5, 3, 16, 2))  # 5 boxes are not 2 runs of 3
+

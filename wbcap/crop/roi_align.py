@@ -159,6 +159,7 @@ def roi_align(
     use_torchvision: bool | None = None,
     compute_dtype: torch.dtype | None = None,
     mirror: Tensor | None = None,
+    image_blocks: int | None = None,
 ) -> Tensor:
     """RoIAlign with torchvision's compiled-kernel semantics (see module docstring).
 
@@ -189,6 +190,11 @@ def roi_align(
             reversed: ``torch.flip(crop, [2])``, bit for bit). wbcap's own reverses the rows of
             those boxes' column-interpolation matrices, so mirroring costs nothing (Hand4Whole's
             left hands, :class:`wbcap.model.hand4whole.HandRoI`).
+        image_blocks: the caller's promise that the boxes come as this many runs over the images
+            in order (box ``b * N + i`` crops image ``i``; Hand4Whole's hands: 2, its faces: 1).
+            wbcap's own then reads each run's images as a view of the input instead of gathering
+            a copy per box (bit for bit the same crops). The boxes' batch indices are not read
+            to check it (that would synchronise a GPU). Ignored when ``K != image_blocks * N``.
 
     Returns:
         ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``.
@@ -252,7 +258,7 @@ def roi_align(
         # are the largest tensors here (32 hand crops: 25 MB in float32); concatenating the
         # chunks and dividing into a new tensor were two more passes over them.
         out = torch.empty((k, c, out_h, out_w), dtype=mm_dtype, device=input.device)
-        for s, e, first in _box_groups(batch_idx, _CHUNK):
+        for s, e, first in _box_groups(k, n, _CHUNK, image_blocks):
             # (k', C, H, W): a view when the boxes crop consecutive images, else gathered (5x
             # faster than index_select on CPU)
             images = src[first : first + e - s] if first is not None else src[batch_idx[s:e]]
@@ -261,25 +267,13 @@ def roi_align(
         return out.to(dtype).div_(count[:, None, None, None])
 
 
-def _box_groups(batch_idx: Tensor, limit: int) -> list[tuple[int, int, int | None]]:
-    """Boxes ``batch_idx`` ``(K,)`` in groups of at most ``limit``, as ``(start, stop, first)``:
+def _box_groups(k: int, n: int, limit: int, blocks: int | None) -> list[tuple[int, int, int | None]]:
+    """``k`` boxes over ``n`` images in groups of at most ``limit``, as ``(start, stop, first)``:
     with ``first`` an image index, boxes ``start..stop`` crop images ``first, first + 1, ...``, whose
-    pixels are then a view of the input rather than a gathered copy (Hand4Whole's boxes: the left
-    hands of images 0..B-1, then the right hands; the faces of images 0..B-1); ``first`` is None
-    for a group to gather. Runs are followed on the CPU only, and only when every run has two
-    boxes or more (one-box runs would make many small products): reading the indices from a GPU
-    would synchronise it."""
-    k = int(batch_idx.shape[0])
-    fixed: list[tuple[int, int, int | None]] = [(s, min(s + limit, k), None) for s in range(0, k, limit)]
-    if batch_idx.device.type != "cpu":
-        return fixed
-    idx = batch_idx.tolist()
-    runs: list[tuple[int, int, int | None]] = []
-    s = 0
-    while s < k:
-        e = s + 1
-        while e < k and e - s < limit and idx[e] == idx[e - 1] + 1:
-            e += 1
-        runs.append((s, e, idx[s]))
-        s = e
-    return runs if len(runs) == 1 or all(e - s >= 2 for s, e, _ in runs) else fixed
+    pixels are then a view of the input rather than a gathered copy; ``first`` is None for a
+    group to gather by the boxes' own indices. ``blocks`` (see :func:`roi_align`): the boxes are
+    that many runs over images ``0..n-1``; None: nothing is known (gathered). Nothing is read
+    from the boxes (no host read, no GPU synchronisation)."""
+    if blocks is None or blocks * n != k:
+        return [(s, min(s + limit, k), None) for s in range(0, k, limit)]
+    return [(b * n + s, b * n + min(s + limit, n), s) for b in range(blocks) for s in range(0, n, limit)]

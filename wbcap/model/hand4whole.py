@@ -214,7 +214,8 @@ class HandRoI(nn.Module):
         b = img.shape[0]
         rois = torch.cat((_batch_rois(lhand_bbox, self._sx, self._sy), _batch_rois(rhand_bbox, self._sx, self._sy)))
         left = torch.arange(2 * b, device=img.device) < b  # mirrored by the crop itself: no flipped copy
-        return self.roi_align(img, rois, self._out, aligned=False, mirror=left)  # one call for both hands
+        # one call for both hands: the left hands of images 0..B-1, then their right hands
+        return self.roi_align(img, rois, self._out, aligned=False, mirror=left, image_blocks=2)
 
     def forward(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.crops(img, lhand_bbox, rhand_bbox))
@@ -232,7 +233,7 @@ class FaceRoI(nn.Module):
         self.roi_align = roi_align  # see HandRoI
 
     def crops(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
-        return self.roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False)
+        return self.roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False, image_blocks=1)
 
     def forward(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.crops(img, face_bbox))
