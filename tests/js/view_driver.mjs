@@ -140,8 +140,10 @@ async function usePage(page, spec, res) {
         await page.click('#play');
         await page.waitForTimeout(spec.play_ms);
         res.whilePlaying = await page.evaluate(() => window.wbcapView.state());
-        // pause (a toggle): only if still playing, since a short clip may have played to its end
-        if ((await page.evaluate(() => window.wbcapView.state())).playing) await page.click('#play');
+        // pause (a toggle): only if still playing, since a short clip may have played to its end.
+        // Checked and clicked in one turn of the page's event loop: checked from here, the clip
+        // could end between the check and the click (a loaded machine), and the click restarted it.
+        await page.evaluate(() => { if (window.wbcapView.state().playing) document.getElementById('play').click(); });
         await page.waitForFunction(() => { const s = window.wbcapView.state(); return !s.playing && !s.seeking; });
         res.afterPause = await page.evaluate(() => window.wbcapView.state());
       }
