@@ -432,7 +432,8 @@ def test_an_image_too_large_for_opengl_is_drawn_in_software_alone(gl_platform, m
     verts, faces = _sphere((0.0, 0.0, 3.0), 0.5)
     small = np.full((48, 64, 3), BG, np.uint8)
     smooth = render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender")
-    limit = render._renderer._wbcap_size_limit
+    with render._render_lock:
+        limit = render._gl_size_limit(render._renderer)
     forgotten = []
     monkeypatch.setattr(_gl, "forget_cached_platform", lambda: forgotten.append(True))
     wide = np.full((16, limit + 1, 3), BG, np.uint8)

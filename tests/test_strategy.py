@@ -194,6 +194,7 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts):
     choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(FUSED_WINS))
     assert choice.form == "fused" and module.stem.packed and module.chunks == choice.chunks
     assert choice.describe(3) == "fused 2+1"
+    assert choice.alternates is not None  # found against a packing for 4, the plan's largest size too
 
 
 def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
@@ -228,6 +229,20 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, c
         choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(PLAIN_WINS))
     assert choice.form == "fused" and "plain" not in choice.measured
     assert "plain form is off by" in caplog.text
+
+    class OffAtFour(OffByOne):
+        def forward(self, x):
+            return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
+
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None):
+        m = real_build(self, dtype, packed, chunk, subpixel)
+        return OffAtFour(m) if packed else m
+
+    # the largest size dropped: the sizes packed apart were found against a packing for it, not
+    # the one a rebuild makes (for 2), so none are passed on and the rebuild compares again
+    monkeypatch.setattr(type(part), "build", build_off_at_four)
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(FUSED_WINS))
+    assert choice.form == "fused" and choice.chunks.pack == 2 and choice.alternates is None
 
 
 # -- the cache -----------------------------------------------------------------------------------

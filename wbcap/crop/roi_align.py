@@ -194,7 +194,8 @@ def roi_align(
             in order (box ``b * N + i`` crops image ``i``; Hand4Whole's hands: 2, its faces: 1).
             wbcap's own then reads each run's images as a view of the input instead of gathering
             a copy per box (bit for bit the same crops). The boxes' batch indices are not read
-            to check it (that would synchronise a GPU). Ignored when ``K != image_blocks * N``.
+            to check it (that would synchronise a GPU). Ignored when ``K != image_blocks * N`` and
+            for ``boxes`` given as per-image lists.
 
     Returns:
         ``(K, C, oh, ow)`` tensor, same dtype and device as ``input``.
@@ -258,7 +259,9 @@ def roi_align(
         # are the largest tensors here (32 hand crops: 25 MB in float32); concatenating the
         # chunks and dividing into a new tensor were two more passes over them.
         out = torch.empty((k, c, out_h, out_w), dtype=mm_dtype, device=input.device)
-        for s, e, first in _box_groups(k, n, _CHUNK, image_blocks):
+        # (boxes given as per-image lists come image by image, not in blocks over the images)
+        blocks = image_blocks if isinstance(boxes, Tensor) else None
+        for s, e, first in _box_groups(k, n, _CHUNK, blocks):
             # (k', C, H, W): a view when the boxes crop consecutive images, else gathered (5x
             # faster than index_select on CPU)
             images = src[first : first + e - s] if first is not None else src[batch_idx[s:e]]

@@ -551,7 +551,11 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         measured.setdefault(f, {})[c] = t
     module = modules[form]
     module.chunks = plan  # the measured plan (its sizes were all packed for)
-    return PartChoice(form, plan, subpixel, part.per_crop, measured, dict(module.alternates)), module
+    # Which sizes are packed apart was found against a main packing for the largest candidate; a
+    # rebuild packs for the plan's largest size, against which they may differ: then it checks
+    # again (None) rather than take the others as laid out alike.
+    alternates = dict(module.alternates) if plan.pack == sizes[-1] else None
+    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates), module
 
 
 def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CHUNK) -> PartChoice:
