@@ -420,8 +420,9 @@ def test_renders_without_framebuffer_objects_take_coverage_from_depth(monkeypatc
 
 
 def test_an_image_too_large_for_opengl_is_drawn_in_software_alone(gl_platform, monkeypatch, caplog) -> None:
-    """An image larger than the GL platform's framebuffers (a panorama) is drawn in software,
-    that image only: the platform is neither forgotten nor given up for later images. And one
+    """An image larger than the GL platform's framebuffers (a panorama), or one GL has no memory
+    for, is drawn in software, that image only: the platform is neither forgotten nor given up
+    for later images. And one
     non-finite vertex does not hide the other meshes (it used to make the far plane infinite)."""
     import logging
 
@@ -442,6 +443,20 @@ def test_an_image_too_large_for_opengl_is_drawn_in_software_alone(gl_platform, m
     assert f"at most {limit} per side" in caplog.text and "drawn with the software renderer" in caplog.text
     assert (out != wide).any() and not forgotten
     assert render_backend("auto").startswith("pyrender")
+    np.testing.assert_array_equal(render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender"),
+                                  smooth)
+    # GL out of memory (a large photo's multisampled buffers): that image only, too
+    from OpenGL.error import GLError
+
+    def out_of_memory(*args, **kwargs):
+        raise GLError(err=0x0505, result=None, baseOperation="glRenderbufferStorageMultisample")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(render, "_render_pyrender", out_of_memory)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            out = render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender")
+    assert "ran out of memory" in caplog.text and (out != small).any() and not forgotten
     np.testing.assert_array_equal(render_meshes(small, [verts], faces, (60.0, 60.0), (31.5, 23.5), backend="pyrender"),
                                   smooth)
     broken = verts.copy()

@@ -64,6 +64,7 @@ _SIDE_LIGHT = 0.5
 _MAX_COORD = float(2 ** (30 - _SHIFT))  # keep fixed-point coordinates inside int32
 
 _GL_TRIANGLES = 4  # OpenGL's GL_TRIANGLES (pyrender.Primitive's mode)
+_GL_OUT_OF_MEMORY = 0x0505  # OpenGL's GL_OUT_OF_MEMORY error code
 _SHADER_DIR = Path(__file__).resolve().with_name("shaders")
 #: The shader defines pyrender sets for what wbcap draws, which wbcap's shaders handle.
 _WBCAP_SHADER_DEFINES = frozenset({"NORMAL_LOC", "COLOR_0_LOC", "INST_M_LOC", "MAX_DIRECTIONAL_LIGHTS",
@@ -206,7 +207,12 @@ def render_meshes(
             log.warning("%dx%d pixels is more than OpenGL draws here (at most %d per side); this image is drawn "
                         "with the software renderer", image.shape[1], image.shape[0], exc.limit)
             rgb, cover = _render_software(*args)
-        except Exception as exc:  # the machine's cached GL platform no longer works (drivers changed)
+        except Exception as exc:
+            if getattr(exc, "err", None) == _GL_OUT_OF_MEMORY:  # PyOpenGL's GLError: this image only
+                log.warning("OpenGL ran out of memory for this %dx%d image (%s); it is drawn with the software "
+                            "renderer", image.shape[1], image.shape[0], exc)
+                return _composite(image, *_render_software(*args), alpha)
+            # the machine's cached GL platform no longer works (drivers changed)
             _gl.forget_cached_platform()
             _gl.use_software_from_now()  # once per process: later frames do not try (and warn) again
             global _warned_software
