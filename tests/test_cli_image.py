@@ -98,9 +98,14 @@ def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir,
     assert params["format"] == FORMAT and len(params["body_pose"]) == 63
 
 
-def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir):
+def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir, monkeypatch):
+    import wbcap.io.images
+
     # heads as drawn (not upright), so poses and camera depend on the image
     args = ["--checkpoint", micro_ckpt_raw, "--body-models", body_dir]
+    expanded = []  # the inputs are expanded once per command (a folder of thousands: one listing)
+    real_expand = wbcap.io.images.iter_image_paths
+    monkeypatch.setattr(wbcap.io.images, "iter_image_paths", lambda p: expanded.append(p) or real_expand(p))
     img_path = write_rgb(tmp_path / "walker.jpg", person_image(480, 640, seed=2))
     params = {}
     for precision, quiet in (("exact", []), ("fast", ["-q"])):
@@ -109,6 +114,8 @@ def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir)
         assert r.exit_code == 0, r.output
         # the result line on stdout (the log on stderr), none with -q
         assert r.stdout == ("" if quiet else f"walker.jpg: 1 person(s) -> {out / 'walker'}\n")
+        assert len(expanded) == 1, expanded
+        expanded.clear()
         params[precision] = json.loads((out / "walker" / "person_0" / "smplx_param.json").read_text())
     diffs = {}
     for key in ("body_pose", "root_pose", "cam_trans", "lhand_bbox_xyxy", "face_bbox_xyxy"):

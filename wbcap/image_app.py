@@ -79,6 +79,7 @@ def run_images(
     pipeline=None,
     on_progress: Callable[[ImageResult], None] | None = None,
     on_stage: Callable[[str, Path | None], None] | None = None,
+    paths: list[Path] | None = None,
 ) -> list[ImageResult]:
     """Process every image of ``job``; a failing image is reported and the others go on.
 
@@ -91,6 +92,8 @@ def run_images(
         pipeline: a ready :class:`~wbcap.pipeline.Pipeline` (default: built from ``job.pipeline``).
         on_progress: called with each image's :class:`ImageResult` when it is done.
         on_stage: called with ``(stage, image path or None)`` when a stage starts (:data:`STAGES`).
+        paths: ``job.paths`` already expanded by :func:`wbcap.io.images.iter_image_paths` (the
+            command line does, to size its progress bar); default: expanded here.
 
     Returns one :class:`ImageResult` per input image (``error`` holds the one-line message).
     An unexpected (non-:class:`WbcapError`) exception propagates with a note naming the image.
@@ -111,7 +114,8 @@ def run_images(
 
         check_renderer_setting()
         render_process_setting()  # refused here even when a ready pipeline means no render process
-    paths = iter_image_paths(job.paths)  # once: the render size hint and the run share the list
+    if paths is None:  # once: the render size hint and the run share the list
+        paths = iter_image_paths(job.paths)
     if not paths:
         raise InputError(f"no images found in {', '.join(job.paths)}; pass image files, folders or globs")
     if job.render and pipeline is None:

@@ -113,7 +113,7 @@ def _run(ctx, job, pipeline=None) -> None:
     from wbcap.io.images import iter_image_paths
 
     quiet = is_quiet(ctx)
-    total = len(iter_image_paths(job.paths))
+    paths = iter_image_paths(job.paths)  # expanded once, here and for the run
     failed = []
     unwritten: list[InputError] = []  # the first stdout failure (the result lines after it are not tried)
     lost = 0  # result lines not written after it
@@ -121,7 +121,7 @@ def _run(ctx, job, pipeline=None) -> None:
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
     with display as progress:
-        task = progress.add_task("checking inputs", total=total)
+        task = progress.add_task("checking inputs", total=len(paths))
 
         def stage(name, path):
             progress.update(task, description=name if path is None else f"{path.name}: {name}")
@@ -144,7 +144,7 @@ def _run(ctx, job, pipeline=None) -> None:
                     except InputError as exc:  # the other images still run; reported at the end
                         unwritten.append(exc)
 
-        run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage)
+        run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
     if unwritten:
         raise InputError(f"{unwritten[0]}" + (f" (and {lost} more result line(s), not written)" if lost else ""))
     if failed:

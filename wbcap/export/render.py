@@ -203,14 +203,12 @@ def render_meshes(
     else:
         try:
             rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0)
-        except _TooLargeForGL as exc:  # this image only: the platform works
-            log.warning("%dx%d pixels is more than OpenGL draws here (at most %d per side); this image is drawn "
-                        "with the software renderer", image.shape[1], image.shape[0], exc.limit)
-            rgb, cover = _render_software(*args)
         except Exception as exc:
-            if getattr(exc, "err", None) == _GL_OUT_OF_MEMORY:  # PyOpenGL's GLError: this image only
-                log.warning("OpenGL ran out of memory for this %dx%d image (%s); it is drawn with the software "
-                            "renderer", image.shape[1], image.shape[0], exc)
+            # Too large for the platform's framebuffers, or GL out of memory (PyOpenGL's GLError:
+            # a large photo's multisampled buffers): this image only, the platform works.
+            if isinstance(exc, _TooLargeForGL) or getattr(exc, "err", None) == _GL_OUT_OF_MEMORY:
+                log.warning("OpenGL cannot draw this %dx%d image (%s); it is drawn with the software renderer",
+                            image.shape[1], image.shape[0], "out of memory" if getattr(exc, "err", None) else exc)
                 return _composite(image, *_render_software(*args), alpha)
             # the machine's cached GL platform no longer works (drivers changed)
             _gl.forget_cached_platform()
@@ -227,7 +225,7 @@ class _TooLargeForGL(Exception):
     """The image is larger than the GL platform's framebuffers can be (``limit`` pixels a side)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} pixels a side")
+        super().__init__(f"at most {limit} pixels a side here")
         self.limit = limit
 
 
