@@ -275,3 +275,12 @@ def test_registered_in_cli_group():
     assert cli.get_command(click.Context(cli), "bench") is bench
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0 and "bench" in result.output.split("Commands")[-1]
+
+
+def test_short_strategy_names_forms_and_the_rewritten_layers():
+    from wbcap.bench.report import short_strategy
+
+    parts = {"body_backbone": "fused 4 winograd 13/13", "hand_backbone": "fused 4+4", "face_backbone": "plain 1",
+             "box_net": "fused 2 subpixel 1/3"}
+    assert short_strategy(parts) == "fused 4w/4+4/p1/2s"
+    assert short_strategy(None) == "-"

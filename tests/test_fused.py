@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from net_helpers import close as _close
+from net_helpers import deterministic as _init
 from torch import nn
 
 from wbcap.model.fused import FusedConv, FusedConvStack, FusedResNet, fold_batchnorm
@@ -24,30 +26,6 @@ def _bn(ch: int, g: torch.Generator) -> nn.BatchNorm2d:
         bn.running_mean.copy_(torch.randn(ch, generator=g) * 0.1)
         bn.running_var.copy_(torch.rand(ch, generator=g) + 0.5)
     return bn
-
-
-def _init(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Deterministic He-like weights and non-trivial BatchNorm statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / fan_in**0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.3 + 0.3)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return module.eval()
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, rel: float) -> None:
-    err = (a.float() - b.float()).abs().max().item()
-    scale = b.float().abs().max().item()
-    assert err <= rel * max(scale, 1e-12), f"max abs error {err:.3g} vs scale {scale:.3g}"
 
 
 def test_fold_batchnorm_formula():
@@ -221,6 +199,39 @@ def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
         other = _arrays(pipe(img, boxes))
         for k in batched:
             np.testing.assert_allclose(other[k], batched[k], rtol=0, atol=1e-5, err_msg=f"{k} at batch size {bs}")
+
+
+@pytest.mark.slow  # full-size network
+def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_ckpt_raw, body_layer, fixed_input,
+                                                                       exact_people, monkeypatch):
+    """Every 3x3 stride-1 convolution of the float32 ResNets as a Winograd one (F(2x2, 3x3) for
+    calls of one to three images, F(4x4, 3x3) from four on): still within 1e-4 of the
+    module-by-module network, and within 1e-5 across batch sizes (which run different tiles)."""
+    import dataclasses
+
+    from wbcap.model import inference
+    from wbcap.model.fused import ConvByBatchSize
+
+    real = inference.choose_cpu_strategy
+
+    def with_winograd(parts, dtypes, request=None, **kwargs):
+        chosen, _ = real(parts, dtypes, request, **kwargs)
+        plans = {n: tuple(((1, 2), (4, 4)) for _ in p.winograd_convs()) for n, p in parts.items()}
+        return dataclasses.replace(chosen, parts={n: dataclasses.replace(c, winograd=plans[n])
+                                                  for n, c in chosen.parts.items()}), {}
+
+    monkeypatch.setattr(inference, "choose_cpu_strategy", with_winograd)
+    img, boxes = fixed_input
+    pipe = _pipeline(official_ckpt_raw, body_layer, "exact", batch_size=len(boxes))
+    assert sum(isinstance(m, ConvByBatchSize) for m in pipe.regressor.net.modules()) == 13 * 3
+    batched = _arrays(pipe(img, boxes))
+    exact, _ = exact_people
+    for k in exact:
+        np.testing.assert_allclose(batched[k], exact[k], rtol=0, atol=1e-4, err_msg=k)
+    pipe.batch_size = 1
+    single = _arrays(pipe(img, boxes))
+    for k in batched:
+        np.testing.assert_allclose(single[k], batched[k], rtol=0, atol=1e-5, err_msg=f"{k} at batch size 1")
 
 
 @pytest.mark.slow  # full-size network

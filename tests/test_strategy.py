@@ -52,17 +52,33 @@ def micro_parts():
     return tuned_parts(random_network(MICRO, seed=5))
 
 
-def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None = None):
-    """A timer answering from ``per_image`` ((form, chunk) -> seconds per image) and, for the
-    sub-pixel layer trials (keys False / True), ``subpixel_s``; records what it was asked."""
+def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None = None,
+               winograd_s: dict | None = None):
+    """A timer answering from ``per_image`` ((form, chunk) -> seconds per image), for the
+    sub-pixel layer trials (keys False / True) from ``subpixel_s`` and for the Winograd layer
+    trials (keys ("winograd", tile, chunk)) from ``winograd_s`` (tile -> seconds per image; by
+    default the direct convolution wins); records what it was asked (not the Winograd trials)."""
     subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
+    winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
+
+    def answer(k):
+        if isinstance(k, bool):
+            return subpixel_s[k]
+        if k[0] == "winograd":  # by tile, or by (tile, images per call)
+            return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
+        return per_image[k] * k[1]
 
     def timer(calls, rounds):
-        if log is not None:
+        if log is not None and not is_winograd_trial(calls):
             log.append(sorted(calls, key=str))
-        return {k: subpixel_s[k] if isinstance(k, bool) else per_image[k] * k[1] for k in calls}
+        return {k: answer(k) for k in calls}
 
     return timer
+
+
+def is_winograd_trial(calls) -> bool:
+    """Whether a timer was asked for the Winograd layer trials (their keys start with "winograd")."""
+    return any(isinstance(k, tuple) and k[0] == "winograd" for k in calls)
 
 
 def never(calls, rounds):
@@ -189,7 +205,8 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts):
     # its first rounds: timings only ever come out slower), the default stays
     answers = iter([PLAIN_WINS, {**PLAIN_WINS, ("fused", 1): 0.45, ("fused", 4): 0.35}])
     choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
-                                      timer=lambda calls, rounds: fake_timer(next(answers))(calls, rounds))
+                                      timer=lambda calls, rounds: fake_timer(
+                                          PLAIN_WINS if is_winograd_trial(calls) else next(answers))(calls, rounds))
     assert choice.form == "fused" and choice.chunks.per_image_s == ((1, 0.45), (2, 1.5), (4, 0.35))
     choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(FUSED_WINS))
     assert choice.form == "fused" and module.stem.packed and module.chunks == choice.chunks
@@ -208,6 +225,75 @@ def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
     assert choice.subpixel == (False, False, False) and not any(isinstance(m, SubpixelDeconv) for m in module.layers)
 
 
+# Seconds per image of a layer's candidates: Winograd loses at one image per call (F(2x2, 3x3)
+# is faster, but within MARGIN), F(2x2, 3x3) wins at two and F(4x4, 3x3) at four.
+WINOGRAD_WINS = {(0, 1): 1.0, (2, 1): 0.95, (4, 1): 1.5, (0, 2): 1.0, (2, 2): 0.7, (4, 2): 0.8, (0, 4): 1.0,
+                 (2, 4): 0.7, (4, 4): 0.5}
+
+
+def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
+    from wbcap.model.fused import ConvByBatchSize
+
+    part = micro_parts["body_backbone"]
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
+                                           timer=fake_timer(FUSED_WINS, winograd_s=WINOGRAD_WINS))
+    assert choice.winograd == (((2, 2), (4, 4)),) * 13
+    layers = [m for m in module.modules() if isinstance(m, ConvByBatchSize)]
+    assert len(layers) == 13 and all(m.plan == ((2, 2), (4, 4)) for m in layers)
+    assert choice.describe(4) == "fused 4 winograd 13/13"
+    assert PartChoice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice
+    # the measured plan really computes the part (checked against the module-by-module one)
+    x = torch.rand(3, *part.item_shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = part.module(x)
+        assert strategy._rel_error(module(x), ref) <= strategy.EXACT_TOLERANCE
+    # bfloat16 parts (the fast mode) keep their direct convolutions, untried
+    asked: list = []
+    choice, _ = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2),
+                                      timer=lambda calls, rounds: (asked.extend(calls), fake_timer(FUSED_WINS)(calls, rounds))[1])
+    assert choice.winograd == () and not is_winograd_trial(asked)
+
+
+def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monkeypatch, caplog):
+    from wbcap.model.winograd import WinogradConv
+
+    part = micro_parts["hand_backbone"]
+    real = WinogradConv.forward
+
+    def off_for_f4(self, x, residual=None):
+        y = real(self, x, residual)
+        return y + 1e-3 * y.abs().max() if self.tile == 4 else y
+
+    monkeypatch.setattr(WinogradConv, "forward", off_for_f4)
+    with caplog.at_level(logging.WARNING):
+        choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
+                                          timer=fake_timer(FUSED_WINS, winograd_s=WINOGRAD_WINS))
+    assert "Winograd F(4, 3)" in caplog.text
+    assert choice.winograd == (((2, 2),),) * 13  # F(2x2, 3x3) from two images on, F(4x4, 3x3) never
+
+
+def test_winograd_plans_checked_on_the_whole_part(micro_parts, monkeypatch, caplog):
+    """Per-layer rounding that passed could still add up: the whole part is checked at every
+    chunk size, and the plans fall back to F(2x2, 3x3), then to direct convolutions."""
+    from wbcap.model.winograd import WinogradConv
+
+    part = micro_parts["face_backbone"]
+    plans = (((1, 2), (2, 4)),) * 13
+    x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = part.module(x)
+        assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == plans
+        real = WinogradConv.forward
+        drift = {4: 2e-5, 2: 0.0}
+        monkeypatch.setattr(WinogradConv, "forward",
+                            lambda self, x, residual=None: real(self, x, residual) * (1 + drift[self.tile]))
+        with caplog.at_level(logging.WARNING):
+            assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 2)),) * 13
+        assert "trying fewer" in caplog.text
+        drift[2] = 2e-5
+        assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == ((),) * 13
+
+
 def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, caplog):
     part = micro_parts["face_backbone"]
     real_build = type(part).build
@@ -220,8 +306,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, c
         def forward(self, x):
             return self.inner(x) + 1.0
 
-    def build(self, dtype, packed, chunk, subpixel=None):
-        m = real_build(self, dtype, packed, chunk, subpixel)
+    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd)
         return m if packed else OffByOne(m)
 
     monkeypatch.setattr(type(part), "build", build)
@@ -234,8 +320,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, c
         def forward(self, x):
             return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
 
-    def build_off_at_four(self, dtype, packed, chunk, subpixel=None):
-        m = real_build(self, dtype, packed, chunk, subpixel)
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd)
         return OffAtFour(m) if packed else m
 
     # the largest size dropped: the sizes packed apart were found against a packing for it, not
@@ -262,7 +348,9 @@ class FakeMeasure:
         per_image = PLAIN_WINS if self.form == "plain" else FUSED_WINS
         plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == self.form)))
         sub = tuple(False for _ in part.transposed_convs())
-        return PartChoice(self.form, plan, sub, part.per_crop, {self.form: dict(plan.per_image_s)}), nn.Identity()
+        wino = tuple(((2, 2),) for _ in part.winograd_convs()) if dtype == torch.float32 else ()
+        return PartChoice(self.form, plan, sub, part.per_crop, {self.form: dict(plan.per_image_s)},
+                          winograd=wino), nn.Identity()
 
 
 @pytest.fixture()
@@ -309,7 +397,8 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 2, "machines": []}', '[1, 2]', "\udcff"])
+@pytest.mark.parametrize("content", ["{not json", f'{{"format": {strategy.CACHE_FORMAT}, "machines": []}}', '[1, 2]',
+                                     "\udcff"])
 def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog, measure, content):
     path = tmp_path / "cpu_strategy.json"
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
@@ -318,6 +407,21 @@ def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog
     assert chosen.source == "measured" and "ignoring the CPU strategy cache" in caplog.text
     assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT  # rewritten, readable again
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache"
+
+
+def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_parts, tmp_path, measure):
+    path = tmp_path / "cpu_strategy.json"
+    first, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert first.parts["hand_backbone"].winograd == (((2, 2),),) * 13
+    assert "Winograd 39/39" in first.summary(4) and first.parts["box_net"].winograd == ()
+    data = json.loads(path.read_text())
+    (slot,) = data["machines"].values()
+    (pid,) = [p for p in slot["parts"] if p.startswith("hand_backbone")]
+    slot["parts"][pid]["winograd"] = slot["parts"][pid]["winograd"][:-1]
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("hand_backbone", torch.float32)] and again.source == "cache+measured"
 
 
 def test_a_cache_of_an_older_format_is_measured_again_quietly(micro_parts, tmp_path, caplog, measure):

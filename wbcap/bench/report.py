@@ -68,7 +68,7 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
 def short_strategy(parts: dict[str, str] | None) -> str:
     """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
     parts, then each part's calls; ``p`` / ``f`` before a part in the other form, ``s`` after
-    one with sub-pixel deconvolutions); ``"-"`` without."""
+    one with sub-pixel deconvolutions, ``w`` after one with Winograd convolutions); ``"-"`` without."""
     if not parts:
         return "-"
     forms = [text.split()[0] for text in parts.values()]
@@ -76,7 +76,8 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     cells = []
     for text in parts.values():
         form, calls, *rest = text.split()
-        cells.append(("" if form == main else form[0]) + calls + ("s" if rest and rest[0] == "subpixel" else ""))
+        cells.append(("" if form == main else form[0]) + calls + ("s" if "subpixel" in rest else "")
+                     + ("w" if "winograd" in rest else ""))
     return f"{main} " + "/".join(cells)
 
 

@@ -54,6 +54,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from wbcap.model.precision import Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
+from wbcap.model.winograd import TILES, WinogradConv, winograd_applies
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +506,7 @@ def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False) -> tuple
 class _FusedBlock(nn.Module):
     """A residual block as fused convolutions; the last one adds the shortcut and applies ReLU."""
 
-    def __init__(self, convs: list[FusedConv], downsample: FusedConv | None) -> None:
+    def __init__(self, convs: list[nn.Module], downsample: FusedConv | None) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
         self.downsample = downsample
@@ -546,6 +547,100 @@ def _chunk_plan(chunk: int | ChunkPlan) -> ChunkPlan:
     return chunk if isinstance(chunk, ChunkPlan) else ChunkPlan.fixed(chunk)
 
 
+def _block_convs(blk: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """A residual block's (convolution, BatchNorm) pairs in order (the last adds the shortcut)."""
+    if isinstance(blk, Bottleneck):
+        return [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2), (blk.conv3, blk.bn3)]
+    if isinstance(blk, BasicBlock):
+        return [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)]
+    raise TypeError(f"unknown residual block {type(blk).__name__}")  # pragma: no cover - only these two exist
+
+
+#: When a 3x3 convolution runs as a Winograd one: ``((n, tile), ...)``, sorted by n: from ``n``
+#: images per call on, ``tile`` (0: the direct convolution) until the next entry; below the first
+#: entry, direct. ``()``: always direct; ``((1, 2),)``: always F(2x2, 3x3).
+TilePlan = tuple[tuple[int, int], ...]
+
+
+def tile_for(plan: TilePlan, n: int) -> int:
+    """The Winograd tile ``plan`` gives a call of ``n`` images (0: direct)."""
+    tile = 0
+    for size, t in plan:
+        if size > n:
+            break
+        tile = t
+    return tile
+
+
+def check_tile_plan(plan: Sequence[Sequence[int]]) -> TilePlan:
+    """``plan`` as a :data:`TilePlan`; ValueError when its sizes are not increasing positive
+    numbers or a tile is not 0 or one of :data:`~wbcap.model.winograd.TILES`."""
+    out = tuple((int(n), int(t)) for n, t in plan)
+    sizes = [n for n, _ in out]
+    if any(n < 1 for n in sizes) or sizes != sorted(set(sizes)) or any(t not in (0, *TILES) for _, t in out):
+        raise ValueError(f"Winograd tile plan {[list(e) for e in out]}: use (images, tile) pairs with increasing "
+                         f"image counts and tiles 0 or {' or '.join(map(str, TILES))}")
+    return out
+
+
+class ConvByBatchSize(nn.Module):
+    """A 3x3 stride-1 convolution that runs direct (:class:`FusedConv`) or as a Winograd
+    convolution of some tile (:class:`~wbcap.model.winograd.WinogradConv`) by the number of
+    images in the call, as its :data:`TilePlan` says (measured per machine: Winograd's matrix
+    products only pay off with enough tiles per call). Same forward as :class:`FusedConv`;
+    float32."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, input_size: Sequence[int],
+                 packed: bool, plan: TilePlan) -> None:
+        super().__init__()
+        self.plan = check_tile_plan(plan)
+        tiles = {t for _, t in self.plan}
+        if self.plan[0][0] > 1:
+            tiles.add(0)
+        self.direct = FusedConv(conv, bn, relu, torch.float32, input_size, packed) if 0 in tiles else None
+        weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
+        self.winograd = nn.ModuleDict({str(t): WinogradConv(weight, bias, relu, t) for t in sorted(tiles - {0})})
+        self.out_channels = int(conv.out_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (float32)."""
+        return torch.float32
+
+    def output_size(self, input_size: Sequence[int]) -> list[int]:
+        """(N, C_out, H, W) for an (N, C_in, H, W) input."""
+        n, _, h, w = input_size
+        return [int(n), self.out_channels, int(h), int(w)]
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        tile = tile_for(self.plan, int(x.shape[0]))
+        conv = self.direct if tile == 0 else self.winograd[str(tile)]
+        return conv(x, residual)
+
+
+def _conv3x3(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype, size: Sequence[int],
+             packed: bool, plan: TilePlan) -> tuple[nn.Module, list[int]]:
+    """The inference form of a 3x3 stride-1 convolution under ``plan`` (direct, Winograd, or by
+    batch size), and its output size."""
+    if not plan:
+        return _fused(conv, bn, relu, dtype, size, packed)
+    if dtype != torch.float32:
+        raise ValueError(f"Winograd convolutions run in float32, not {dtype}")
+    if len(plan) == 1 and plan[0][0] == 1 and plan[0][1]:
+        m: nn.Module = WinogradConv(*fold_batchnorm(conv.weight, conv.bias, bn, False), relu, plan[0][1])
+    else:
+        m = ConvByBatchSize(conv, bn, relu, size, packed, plan)
+    return m, m.output_size(size)
+
+
+def resnet_winograd_convs(backbone: ResNetBackbone) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """The (convolution, BatchNorm) pairs of ``backbone``'s residual blocks whose convolution
+    :class:`~wbcap.model.winograd.WinogradConv` can compute (3x3, stride 1), in network order:
+    what a ``winograd`` plan's entries refer to."""
+    return [(conv, bn) for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+            for blk in layer for conv, bn in _block_convs(blk) if winograd_applies(conv)]
+
+
 class FusedResNet(nn.Module):
     """Inference form of :class:`~wbcap.model.resnet.ResNetBackbone` (same input and output).
 
@@ -553,14 +648,21 @@ class FusedResNet(nn.Module):
     ``dtype`` (that of its convolutions) in calls of the sizes ``chunk`` chooses for B (an int:
     at most that many images; a :class:`ChunkPlan`: the measured best), channels_last. Weights
     are packed for the plan's largest size, and apart for its other sizes where oneDNN lays them
-    out differently (``alternates``: see :func:`pack_for_batches`).
+    out differently (``alternates``: see :func:`pack_for_batches`). ``winograd``: per convolution
+    of :func:`resnet_winograd_convs`, its :data:`TilePlan` (default: all direct); float32 only.
     """
 
     def __init__(
         self, backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.dtype = torch.float32,
         packed: bool = True, chunk: int | ChunkPlan = DEFAULT_CHUNK, alternates: Mapping[int, Sequence[int]] | None = None,
+        winograd: Sequence[Sequence[Sequence[int]]] | None = None,
     ) -> None:
         super().__init__()
+        n_eligible = len(resnet_winograd_convs(backbone))
+        plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * n_eligible
+        if len(plans) != n_eligible:
+            raise ValueError(f"winograd: {len(plans)} tile plans for {n_eligible} 3x3 stride-1 convolutions")
+        self.winograd = tuple(plans)
         self.chunks = _chunk_plan(chunk)
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
@@ -575,15 +677,12 @@ class FusedResNet(nn.Module):
                 down = None
                 if blk.downsample is not None:
                     down, _ = _fused(blk.downsample[0], blk.downsample[1], False, dtype, size, packed)
-                if isinstance(blk, Bottleneck):
-                    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2), (blk.conv3, blk.bn3)]
-                elif isinstance(blk, BasicBlock):
-                    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)]
-                else:  # pragma: no cover - ResNetBackbone only builds these two
-                    raise TypeError(f"unknown residual block {type(blk).__name__}")
-                convs = []
-                for conv, bn in pairs:
-                    f, size = _fused(conv, bn, True, dtype, size, packed)
+                convs: list[nn.Module] = []
+                for conv, bn in _block_convs(blk):
+                    if winograd_applies(conv):
+                        f, size = _conv3x3(conv, bn, True, dtype, size, packed, plans.pop(0))
+                    else:
+                        f, size = _fused(conv, bn, True, dtype, size, packed)
                     convs.append(f)
                 blocks.append(_FusedBlock(convs, down))
         self.blocks = nn.Sequential(*blocks)
@@ -719,13 +818,19 @@ class TunedPart:
     arch: str
 
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
-              alternates: Mapping[int, Sequence[int]] | None = None) -> nn.Module:
+              alternates: Mapping[int, Sequence[int]] | None = None,
+              winograd: Sequence[Sequence[Sequence[int]]] | None = None) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
-        those for the arguments)."""
+        those for the arguments; ``winograd`` applies to ResNets)."""
         if isinstance(self.module, ResNetBackbone):
-            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates)
+            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd)
         plan = _chunk_plan(chunk)
         return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates)
+
+    def winograd_convs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for
+        (:func:`resnet_winograd_convs`; none outside ResNets)."""
+        return resnet_winograd_convs(self.module) if isinstance(self.module, ResNetBackbone) else []
 
     def transposed_convs(self) -> list[nn.ConvTranspose2d]:
         """The part's transposed convolutions, in order (those a sub-pixel flag refers to)."""

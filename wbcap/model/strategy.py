@@ -12,7 +12,10 @@ cache sizes, the core count and the torch/oneDNN build:
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
 * for each 4x4 stride-2 transposed convolution of the box network: oneDNN's deconvolution or
-  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`).
+  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`);
+* for each 3x3 stride-1 convolution of a float32 ResNet (exact mode): the direct convolution or
+  Winograd's F(2x2, 3x3) or F(4x4, 3x3) (:class:`~wbcap.model.winograd.WinogradConv`), timed per
+  layer shape at every chunk size.
 
 :func:`choose_cpu_strategy` times these candidates once, on the part's real input shapes, with
 the trained weights (a few seconds for the released network on an idle machine), and keeps the
@@ -59,15 +62,26 @@ import torch
 from torch import nn
 
 from wbcap.errors import InputError
-from wbcap.model.fused import DEFAULT_CHUNK, ChunkPlan, TunedPart, subpixel_applies
+from wbcap.model.fused import (
+    DEFAULT_CHUNK,
+    ChunkPlan,
+    FusedConv,
+    TilePlan,
+    TunedPart,
+    check_tile_plan,
+    fold_batchnorm,
+    subpixel_applies,
+)
+from wbcap.model.winograd import TILES, WinogradConv
 
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
 FORMS = ("fused", "plain")
 CACHE_FILE = "cpu_strategy.json"
-#: Bumped when what a cached choice means changes (2: forms scored by predicted batch times).
-CACHE_FORMAT = 2
+#: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
+#: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions).
+CACHE_FORMAT = 3
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -202,7 +216,10 @@ class StrategyRequest:
 @dataclass(frozen=True)
 class PartChoice:
     """How one part runs: ``form`` (``fused`` or ``plain``), ``chunks`` (images per call by batch
-    size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``per_crop`` (the
+    size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``winograd`` (per 3x3
+    stride-1 convolution of a float32 ResNet, :meth:`TunedPart.winograd_convs
+    <wbcap.model.fused.TunedPart.winograd_convs>`: its :data:`~wbcap.model.fused.TilePlan`, the
+    Winograd tile by images per call; empty for other parts), ``per_crop`` (the
     part's inputs per person crop), ``measured`` (form -> chunk -> seconds per image, what the
     choice was made from; empty when forced), ``alternates`` (convolution number -> the batch
     sizes its weight is packed for apart, :func:`~wbcap.model.fused.pack_for_batches`; None: find
@@ -214,13 +231,17 @@ class PartChoice:
     per_crop: int = 1
     measured: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
     alternates: Mapping[int, tuple[int, ...]] | None = None
+    winograd: tuple[TilePlan, ...] = ()
 
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
-        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form."""
+        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form and
+        ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions."""
         text = f"{self.form} {self.chunks.describe(self.per_crop * max(1, batch_size))}"
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
+        if any(self.winograd):
+            text += f" winograd {sum(1 for p in self.winograd if any(t for _, t in p))}/{len(self.winograd)}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +253,7 @@ class PartChoice:
             "per_crop": self.per_crop,
             "measured": {f: {str(c): t for c, t in ts.items()} for f, ts in self.measured.items()},
             "alternates": None if self.alternates is None else {str(i): list(v) for i, v in self.alternates.items()},
+            "winograd": [[list(e) for e in p] for p in self.winograd],
         }
 
     @classmethod
@@ -242,9 +264,10 @@ class PartChoice:
             raise ValueError(f"unknown form {form!r}")
         table = tuple(sorted((int(c), float(t)) for c, t in d["per_image_s"].items()))
         alt = d.get("alternates")
+        winograd = tuple(check_tile_plan(p) for p in d.get("winograd", ()))
         return cls(form, ChunkPlan(table), tuple(bool(v) for v in d.get("subpixel", ())), int(d.get("per_crop", 1)),
                    {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
-                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()})
+                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd)
 
 
 @dataclass(frozen=True)
@@ -279,7 +302,10 @@ class CpuStrategy:
             calls = c.chunks.describe(c.per_crop * max(1, batch_size))
             items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
         sub = [v for c in self.parts.values() for v in c.subpixel]
-        tail = f" (sub-pixel {sum(sub)}/{len(sub)})" if any(sub) else ""
+        wino = [any(t for _, t in p) for c in self.parts.values() for p in c.winograd]
+        notes = ([f"sub-pixel {sum(sub)}/{len(sub)}"] if any(sub) else []) + (
+            [f"Winograd {sum(wino)}/{len(wino)}"] if any(wino) else [])
+        tail = f" ({', '.join(notes)})" if notes else ""
         return f"{main}: " + ", ".join(items) + tail
 
     def to_dict(self) -> dict[str, Any]:
@@ -491,6 +517,78 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
     return tuple(flags)
 
 
+def _choose_winograd(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequence[int], timer: Timer,
+                     rounds: int) -> tuple[TilePlan, ...]:
+    """Per 3x3 stride-1 convolution of a float32 ResNet ``part`` (:meth:`TunedPart.winograd_convs`):
+    its :data:`~wbcap.model.fused.TilePlan`, i.e. for each chunk size of ``sizes`` the Winograd
+    tile (:data:`~wbcap.model.winograd.TILES`) or 0 for the direct convolution (oneDNN's fused
+    one with ``onednn``, else ``F.conv2d``). Convolutions of one input shape are decided
+    together: the first one's candidates are run on its real input (``x``: the part's input,
+    ``sizes[-1]`` images), each checked against the module-by-module layer, and timed at every
+    size; at each size the fastest tile replaces the direct convolution when faster by more than
+    :data:`MARGIN`."""
+    pairs = part.winograd_convs()
+    if not pairs:
+        return ()
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [conv.register_forward_hook(lambda _m, args, _out, i=i: inputs.setdefault(i, args[0]))
+             for i, (conv, _) in enumerate(pairs)]
+    try:
+        part.module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (conv, _) in enumerate(pairs):
+        groups.setdefault((conv.in_channels, conv.out_channels, *inputs[i].shape[2:]), []).append(i)
+    plans: list[TilePlan] = [()] * len(pairs)
+    for members in groups.values():
+        conv, bn = pairs[members[0]]
+        h = inputs[members[0]]
+        ref = torch.relu(bn(conv(h)))
+        weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
+        cands: dict[int, nn.Module] = {0: FusedConv(conv, bn, True, torch.float32, list(h.shape), onednn)}
+        cands.update({t: WinogradConv(weight, bias, True, t) for t in TILES})
+        ok = []
+        for t, m in cands.items():
+            if t == 0 or _rel_error(m(h), ref) <= EXACT_TOLERANCE:
+                ok.append(t)
+            else:
+                log.warning("%s: Winograd F(%d, 3) of %s is off by more than rounding; not used", part.name, t, conv)
+        calls = {("winograd", t, c): (lambda m=cands[t], hc=h[:c]: m(hc)) for t in ok for c in sizes}
+        for call in calls.values():  # first calls pack weights for their batch size
+            call()
+        seconds = timer(calls, rounds)
+        chosen = []
+        for c in sizes:
+            best = min(ok, key=lambda t, c=c: seconds["winograd", t, c])
+            chosen.append(best if best and seconds["winograd", best, c] < (1 - MARGIN) * seconds["winograd", 0, c]
+                          else 0)
+        plan = tuple((c, t) for i, (c, t) in enumerate(zip(sizes, chosen)) if t != (chosen[i - 1] if i else 0))
+        for i in members:
+            plans[i] = plan
+    return tuple(plans)
+
+
+def _checked_winograd(part: TunedPart, onednn: bool, plans: tuple[TilePlan, ...], x: torch.Tensor,
+                      ref: torch.Tensor, sizes: Sequence[int], tol: float) -> tuple[TilePlan, ...]:
+    """``plans`` when the whole part built with them matches ``ref`` (the module-by-module part
+    on ``x``, ``sizes[-1]`` images) within ``tol`` at every chunk size of ``sizes``; else with
+    F(4, 3) replaced by F(2, 3), then without Winograd convolutions, with a warning: rounding
+    that is harmless per layer could add up over a deep network."""
+    fewer = tuple(tuple((n, 2 if t else 0) for n, t in p) for p in plans)
+    for cand in dict.fromkeys((plans, fewer)):
+        if not any(t for p in cand for _, t in p):
+            break
+        module = part.build(torch.float32, onednn, ChunkPlan(tuple((c, 1.0) for c in sizes)), None, None, cand)
+        err = max(_rel_error(module(x[:c]), ref[:c]) for c in sizes)
+        if err <= tol:
+            return cand
+        log.warning("%s: with Winograd convolutions the part is off by %.2g (> %.0e); trying fewer", part.name, err,
+                    tol)
+    return tuple(() for _ in plans)
+
+
 # Long (about 60 lines): build, check and time the candidates of one part in one place.
 def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequence[int] | None = None,
                  timer: Timer | None = None, rounds: int = ROUNDS) -> tuple[PartChoice, nn.Module]:
@@ -499,7 +597,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
 
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN); sub-pixel
-    deconvolutions decided first, layer by layer. Each is called once untimed (its output then
+    deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
+    (:func:`_choose_winograd`, then checked on the whole part). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
     when another form than the default wins, both are timed ``rounds`` times more before the
     choice is made.
@@ -513,10 +612,14 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         ref = part.module(base[:1])
         subpixel = (_choose_subpixel(part, dtype, onednn, base[:1], timer, rounds) if part.transposed_convs()
                     else ())
-        every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
-        modules = {f: part.build(dtype, f == "fused", every, subpixel or None) for f in forms}
-        wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
         tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
+        winograd: tuple[TilePlan, ...] = ()
+        if dtype == torch.float32 and part.winograd_convs():
+            winograd = _choose_winograd(part, onednn, base, sizes, timer, rounds)
+            winograd = _checked_winograd(part, onednn, winograd, base, part.module(base), sizes, tol)
+        every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
+        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None) for f in forms}
+        wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
         calls: dict[Hashable, Callable[[], Any]] = {}
         first: dict[str, torch.Tensor] = {}
         for f, c in wanted:
@@ -555,7 +658,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     # rebuild packs for the plan's largest size, against which they may differ: then it checks
     # again (None) rather than take the others as laid out alike.
     alternates = dict(module.alternates) if plan.pack == sizes[-1] else None
-    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates), module
+    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd), module
 
 
 def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CHUNK) -> PartChoice:
@@ -600,7 +703,8 @@ def choose_cpu_strategy(
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
-        if cached is not None and len(cached.subpixel) == len(part.transposed_convs()):
+        if cached is not None and len(cached.subpixel) == len(part.transposed_convs()) and len(cached.winograd) == (
+                len(part.winograd_convs()) if dtypes[name] == torch.float32 else 0):
             chosen[name] = cached
             continue
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):

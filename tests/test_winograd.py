@@ -1,0 +1,132 @@
+"""Winograd convolutions (wbcap.model.winograd) and the ResNets that use them by batch size
+(wbcap.model.fused.ConvByBatchSize): equal to the direct convolution in float64, batch-size
+invariant, and dispatched as their tile plans say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from net_helpers import close as _close
+from net_helpers import deterministic as _init
+from torch import nn
+from torch.nn import functional as F
+
+from wbcap.model.fused import ConvByBatchSize, FusedConv, FusedResNet, check_tile_plan, resnet_winograd_convs, tile_for
+from wbcap.model.resnet import ResNetBackbone
+from wbcap.model.winograd import TILES, WinogradConv, transformed_kernel, winograd_applies
+
+
+def _reference(x, weight, bias, residual, relu):
+    y = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+    if residual is not None:
+        y = y + residual.double()
+    return y.relu() if relu else y
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("shape", [(1, 3, 5, 1, 1), (2, 8, 16, 5, 7), (3, 64, 32, 8, 6), (2, 16, 24, 9, 12)])
+def test_winograd_equals_direct_convolution(tile, shape):
+    """(N, C_in, C_out, H, W): sizes that fill whole tiles, and ones that leave a partial last tile."""
+    n, c, k, h, w = shape
+    g = torch.Generator().manual_seed(n * 100 + h)
+    x = torch.randn(n, c, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(k, c, 3, 3, generator=g) / (9 * c) ** 0.5
+    bias = torch.randn(k, generator=g)
+    residual = torch.randn(n, k, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    for res in (None, residual):
+        for relu in (False, True):
+            out = WinogradConv(weight, bias, relu, tile)(x, res)
+            ref = _reference(x, weight, bias, res, relu)
+            assert out.shape == ref.shape and out.dtype == torch.float32
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            _close(out, ref, 1e-5)
+    # the input may come in any memory layout
+    _close(WinogradConv(weight, bias, True, tile)(x.contiguous()), _reference(x, weight, bias, None, True), 1e-5)
+
+
+def test_winograd_known_answer_and_rounding():
+    """All-ones 3x3 kernel on an all-ones image: 9 inside, 6 on edges, 4 in corners (zero padding);
+    F(2x2, 3x3)'s transforms are exact in float32 here, F(4x4, 3x3)'s nearly."""
+    x = torch.ones(1, 1, 5, 6)
+    weight = torch.ones(1, 1, 3, 3)
+    expected = torch.full((5, 6), 9.0)
+    expected[0, :] = expected[-1, :] = expected[:, 0] = expected[:, -1] = 6.0
+    expected[0, 0] = expected[0, -1] = expected[-1, 0] = expected[-1, -1] = 4.0
+    assert torch.equal(WinogradConv(weight, torch.zeros(1), False, 2)(x)[0, 0], expected)
+    torch.testing.assert_close(WinogradConv(weight, torch.zeros(1), False, 4)(x)[0, 0], expected, rtol=0, atol=1e-5)
+    assert transformed_kernel(weight, 2).shape == (16, 1, 1) and transformed_kernel(weight, 4).shape == (36, 1, 1)
+    with pytest.raises(ValueError, match="tile 3"):
+        transformed_kernel(weight, 3)
+
+
+@pytest.mark.parametrize("tile", TILES)
+def test_winograd_is_batch_size_invariant(tile):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 32, 12, 10, generator=g).contiguous(memory_format=torch.channels_last)
+    conv = WinogradConv(torch.randn(48, 32, 3, 3, generator=g) / 17, torch.randn(48, generator=g), True, tile)
+    batched = conv(x)
+    _close(torch.cat([conv(x[i : i + 1]) for i in range(5)]), batched, 1e-6)
+
+
+def test_which_convolutions_qualify():
+    assert winograd_applies(nn.Conv2d(4, 4, 3, padding=1))
+    assert winograd_applies(nn.Conv2d(4, 8, 3, padding=1, bias=False))
+    for conv in (nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3),
+                 nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 3, padding=1, groups=2),
+                 nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.ConvTranspose2d(4, 4, 3, padding=1)):
+        assert not winograd_applies(conv), conv
+    # ResNet-18: layer1's four, then three per later layer (the first block's first one has stride 2)
+    assert len(resnet_winograd_convs(ResNetBackbone(18))) == 13
+    assert len(resnet_winograd_convs(ResNetBackbone(50))) == 13  # one per bottleneck but the strided ones
+
+
+def test_tile_plans():
+    plan = check_tile_plan([[2, 2], [4, 4]])
+    assert [tile_for(plan, n) for n in (1, 2, 3, 4, 9)] == [0, 2, 2, 4, 4]
+    assert [tile_for((), n) for n in (1, 8)] == [0, 0]
+    for bad in ([[2, 2], [2, 4]], [[4, 2], [2, 4]], [[0, 2]], [[1, 3]]):
+        with pytest.raises(ValueError, match="tile plan"):
+            check_tile_plan(bad)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("packed", [True, False])
+def test_resnet_with_winograd_plans_equals_backbone(depth, packed, monkeypatch):
+    """Every 3x3 stride-1 convolution by batch size: direct for one image, F(2x2, 3x3) for two or
+    three, F(4x4, 3x3) from four; BasicBlocks (ResNet-18) fuse the residual into a Winograd one."""
+    backbone = _init(ResNetBackbone(depth), seed=depth + 1)
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    plan = ((2, 2), (4, 4))
+    with torch.inference_mode():
+        ref = backbone(x)
+        fused = FusedResNet(backbone, (64, 64), packed=packed, chunk=4, winograd=[plan] * 13)
+        layers = [m for m in fused.modules() if isinstance(m, ConvByBatchSize)]
+        assert len(layers) == 13 and all(m.plan == plan and isinstance(m.direct, FusedConv) for m in layers)
+        assert sorted(layers[0].winograd) == ["2", "4"]
+        used: list[int] = []
+        real = WinogradConv.forward
+        monkeypatch.setattr(WinogradConv, "forward", lambda self, *a: (used.append(self.tile), real(self, *a))[1])
+        out = fused(x)
+        assert used == [4] * 13
+        used.clear()
+        pairs = torch.cat([fused(x[:2]), fused(x[2:])])
+        assert used == [2] * 26
+        used.clear()
+        single = torch.cat([fused(x[i : i + 1]) for i in range(4)])
+        assert used == []
+    _close(out, ref, 1e-4)
+    _close(pairs, out, 1e-5)
+    _close(single, out, 1e-5)
+
+
+def test_one_tile_for_every_batch_size_needs_no_direct_convolution():
+    backbone = _init(ResNetBackbone(18), seed=9)
+    plans = [()] * 4 + [((1, 2),)] * 9  # layer1 direct, the rest always F(2x2, 3x3)
+    fused = FusedResNet(backbone, (32, 32), chunk=2, winograd=plans)
+    assert fused.winograd == tuple(check_tile_plan(p) for p in plans)
+    assert sum(isinstance(m, WinogradConv) for m in fused.modules()) == 9
+    assert not any(isinstance(m, ConvByBatchSize) for m in fused.modules())
+    with pytest.raises(ValueError, match="13 3x3"):
+        FusedResNet(backbone, (32, 32), winograd=plans[:-1])
+    with pytest.raises(ValueError, match="float32"):
+        FusedResNet(backbone, (32, 32), dtype=torch.bfloat16, winograd=plans)
