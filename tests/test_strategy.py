@@ -257,7 +257,7 @@ def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
 def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monkeypatch, caplog):
     from wbcap.model.winograd import WinogradConv
 
-    part = micro_parts["hand_backbone"]
+    part = micro_parts["face_backbone"]
     real = WinogradConv.forward
 
     def off_for_f4(self, x, residual=None):

@@ -89,8 +89,7 @@ def test_tile_plans():
             check_tile_plan(bad)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
-@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize(("depth", "packed"), [(18, False), (50, True)])
 def test_resnet_with_winograd_plans_equals_backbone(depth, packed, monkeypatch):
     """Every 3x3 stride-1 convolution by batch size: direct for one image, F(2x2, 3x3) for two or
     three, F(4x4, 3x3) from four; BasicBlocks (ResNet-18) fuse the residual into a Winograd one."""

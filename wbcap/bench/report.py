@@ -162,7 +162,7 @@ def print_report(report: dict[str, Any], console=None) -> None:
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p: that part plain, s: with "
-                      "sub-pixel deconvolutions)", highlight=False)
+                      "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:
             how = {"measured": f"measured now in {st['selection_s']:.1f} s", "cache": "measured earlier",
