@@ -29,8 +29,11 @@ On CPU, which form each tuned part (:data:`TUNED_PARTS`: the three ResNets and t
 deconvolutions) takes is chosen per machine by measurement (:mod:`wbcap.model.strategy`):
 oneDNN's fused pre-packed primitives or plain folded ``F.conv2d`` (weights reordered per call,
 elementwise steps apart), the chunk sizes, and for each transposed convolution the oneDNN
-deconvolution or its sub-pixel form (:class:`SubpixelDeconv`). Every form computes the same
-sums in float32 up to rounding (~1e-6 relative), and none depends on the batch size.
+deconvolution or its sub-pixel form (:class:`SubpixelDeconv`), and for each 3x3 stride-1
+convolution of a float32 ResNet, by the number of images in the call, the direct convolution or a
+Winograd one (:class:`ConvByBatchSize`, :mod:`wbcap.model.winograd`). Every form computes the
+same sums in float32 up to rounding (~1e-6 relative for whole ResNets); the forms a part uses at
+different batch sizes agree within 1e-5.
 
 Why not ``torch.compile``: it needs a C++ compiler at run time, imports ``torch._dynamo`` (~2 s)
 and compiled one ResNet-50 in 46 s on the 2-core Xeon, where the result ran 2x slower than
