@@ -56,15 +56,18 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
                winograd_s: dict | None = None):
     """A timer answering from ``per_image`` ((form, chunk) -> seconds per image), for the
     sub-pixel layer trials (keys False / True) from ``subpixel_s`` and for the Winograd layer
-    trials (keys ("winograd", tile, chunk)) from ``winograd_s`` (tile -> seconds per image; by
-    default the direct convolution wins); records what it was asked (not the Winograd trials)."""
+    trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
+    chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
+    convolution wins); records what it was asked (not the Winograd trials)."""
     subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
     winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
 
     def answer(k):
         if isinstance(k, bool):
             return subpixel_s[k]
-        if k[0] == "winograd":  # by tile, or by (tile, images per call)
+        if k[0] == "winograd":  # ("winograd", tile, images per call, layer shape)
+            if callable(winograd_s):
+                return winograd_s(*k[1:]) * k[2]
             return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
         return per_image[k] * k[1]
 
@@ -272,26 +275,46 @@ def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monk
     assert choice.winograd == (((2, 2),),) * 13  # F(2x2, 3x3) from two images on, F(4x4, 3x3) never
 
 
+def test_winograd_tiles_follow_each_layer_shape(micro_parts):
+    """Winograd made faster only for the layers with 256 or more input channels (ResNet-18:
+    layers 3 and 4, the last six 3x3 stride-1 convolutions): only those get a plan."""
+    part = micro_parts["body_backbone"]
+
+    def seconds(tile, chunk, shape):
+        return 0.5 if tile and shape[0] >= 256 else 1.0
+
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, winograd_s=seconds))
+    assert choice.winograd == ((),) * 7 + (((1, 2),),) * 6  # F(2x2, 3x3) first among equals
+
+
 def test_winograd_plans_checked_on_the_whole_part(micro_parts, monkeypatch, caplog):
-    """Per-layer rounding that passed could still add up: the whole part is checked at every
-    chunk size, and the plans fall back to F(2x2, 3x3), then to direct convolutions."""
+    """Per-layer rounding that passed could still add up, and call sizes that run other tiles
+    could differ by more than 1e-5: the whole part is checked at every chunk size, and the plans
+    are chosen again without F(4x4, 3x3) (from the timings: F(2x2, 3x3) only where it was faster
+    than direct), then direct convolutions."""
     from wbcap.model.winograd import WinogradConv
 
     part = micro_parts["face_backbone"]
-    plans = (((1, 2), (2, 4)),) * 13
+    # F(4x4, 3x3) fastest from two images on; F(2x2, 3x3) faster than direct only at one image
+    trial = {1: {0: 1.0, 2: 0.5, 4: 0.6}, 2: {0: 1.0, 2: 0.95, 4: 0.5}}
+    trials = [trial] * 13
     x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         ref = part.module(x)
-        assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == plans
+        assert strategy._choose_winograd(part, True, trials, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 4)),) * 13
         real = WinogradConv.forward
         drift = {4: 2e-5, 2: 0.0}
         monkeypatch.setattr(WinogradConv, "forward",
                             lambda self, x, residual=None: real(self, x, residual) * (1 + drift[self.tile]))
         with caplog.at_level(logging.WARNING):
-            assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 2)),) * 13
+            assert strategy._choose_winograd(part, True, trials, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 0)),) * 13
         assert "trying fewer" in caplog.text
         drift[2] = 2e-5
-        assert strategy._checked_winograd(part, True, plans, x, ref, (1, 2), 1e-4) == ((),) * 13
+        assert strategy._choose_winograd(part, True, trials, x, ref, (1, 2), 1e-4) == ((),) * 13
+        # within 1e-4 of the reference, but 1 image and 2 images per call differ by more than 1e-5
+        drift.update({4: 4e-6, 2: 0.0})
+        assert strategy._choose_winograd(part, True, trials, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 0)),) * 13
 
 
 def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, caplog):

@@ -13,7 +13,16 @@ from torch.nn import functional as F
 
 from wbcap.model.fused import ConvByBatchSize, FusedConv, FusedResNet, check_tile_plan, resnet_winograd_convs, tile_for
 from wbcap.model.resnet import ResNetBackbone
-from wbcap.model.winograd import TILES, WinogradConv, transformed_kernel, winograd_applies
+from wbcap.model.winograd import (
+    AT,
+    BT,
+    TILES,
+    WinogradConv,
+    input_transform,
+    output_transform,
+    transformed_kernel,
+    winograd_applies,
+)
 
 
 def _reference(x, weight, bias, residual, relu):
@@ -57,6 +66,22 @@ def test_winograd_known_answer_and_rounding():
     assert transformed_kernel(weight, 2).shape == (16, 1, 1) and transformed_kernel(weight, 4).shape == (36, 1, 1)
     with pytest.raises(ValueError, match="tile 3"):
         transformed_kernel(weight, 3)
+
+
+@pytest.mark.parametrize("tile", TILES)
+def test_factored_transforms_equal_the_papers_matrices(tile):
+    """The additions of strided views compute B^T d and A^T m with the tables of Lavin & Gray."""
+    a = tile + 2
+    g = torch.Generator().manual_seed(tile)
+    d = torch.randn(a, 3, 5, generator=g, dtype=torch.float64)
+    out = torch.empty_like(d)
+    input_transform(list(d), out)
+    torch.testing.assert_close(out, torch.einsum("ij,jkl->ikl", torch.tensor(BT[tile], dtype=torch.float64), d),
+                               rtol=1e-14, atol=1e-14)
+    half = torch.empty(tile, 3, 5, dtype=torch.float64)
+    output_transform(list(d), half)
+    torch.testing.assert_close(half, torch.einsum("ij,jkl->ikl", torch.tensor(AT[tile], dtype=torch.float64), d),
+                               rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("tile", TILES)
@@ -116,6 +141,14 @@ def test_resnet_with_winograd_plans_equals_backbone(depth, packed, monkeypatch):
     _close(out, ref, 1e-4)
     _close(pairs, out, 1e-5)
     _close(single, out, 1e-5)
+
+
+def test_an_empty_batch_gives_an_empty_result():
+    backbone = _init(ResNetBackbone(18), seed=10)
+    for plan in (((1, 2), (4, 4)), ((2, 2),)):  # without a direct convolution, and with one
+        fused = FusedResNet(backbone, (32, 32), chunk=4, winograd=[plan] * 13)
+        with torch.inference_mode():
+            assert fused(torch.rand(0, 3, 32, 32)).shape == (0, 512, 1, 1)
 
 
 def test_one_tile_for_every_batch_size_needs_no_direct_convolution():

@@ -587,11 +587,16 @@ def check_tile_plan(plan: Sequence[Sequence[int]]) -> TilePlan:
 
 
 class ConvByBatchSize(nn.Module):
-    """A 3x3 stride-1 convolution that runs direct (:class:`FusedConv`) or as a Winograd
-    convolution of some tile (:class:`~wbcap.model.winograd.WinogradConv`) by the number of
-    images in the call, as its :data:`TilePlan` says (measured per machine: Winograd's matrix
-    products only pay off with enough tiles per call). Same forward as :class:`FusedConv`;
-    float32."""
+    """A 3x3 stride-1 convolution (padding 1) that runs direct (:class:`FusedConv`) or as a
+    Winograd convolution of some tile (:class:`~wbcap.model.winograd.WinogradConv`) by the number
+    of images in the call, as its :data:`TilePlan` says (measured per machine: Winograd's matrix
+    products only pay off with enough tiles per call).
+
+    forward(x (N, C_in, H, W), residual (N, C_out, H, W) | None) -> (N, C_out, H, W) float32,
+    channels_last: ``act(conv(x) + b [+ residual])``, as :class:`FusedConv`. Holds the packed
+    direct weight only when the plan uses it, and one transformed kernel per tile it uses
+    ((t + 2)^2 / 9 times the weight's size: 1.8x for F(2x2, 3x3), 4x for F(4x4, 3x3)).
+    """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, input_size: Sequence[int],
                  packed: bool, plan: TilePlan) -> None:
@@ -607,8 +612,8 @@ class ConvByBatchSize(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Compute dtype (float32)."""
-        return torch.float32
+        """Compute dtype (float32; follows ``.to(dtype)``)."""
+        return self.direct.dtype if self.direct is not None else next(iter(self.winograd.values())).dtype
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H, W) for an (N, C_in, H, W) input."""
@@ -616,7 +621,7 @@ class ConvByBatchSize(nn.Module):
         return [int(n), self.out_channels, int(h), int(w)]
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        tile = tile_for(self.plan, int(x.shape[0]))
+        tile = tile_for(self.plan, max(1, int(x.shape[0])))  # (an empty batch: as one image)
         conv = self.direct if tile == 0 else self.winograd[str(tile)]
         return conv(x, residual)
 
@@ -661,11 +666,12 @@ class FusedResNet(nn.Module):
         winograd: Sequence[Sequence[Sequence[int]]] | None = None,
     ) -> None:
         super().__init__()
-        n_eligible = len(resnet_winograd_convs(backbone))
-        plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * n_eligible
-        if len(plans) != n_eligible:
-            raise ValueError(f"winograd: {len(plans)} tile plans for {n_eligible} 3x3 stride-1 convolutions")
+        eligible = resnet_winograd_convs(backbone)
+        plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * len(eligible)
+        if len(plans) != len(eligible):
+            raise ValueError(f"winograd: {len(plans)} tile plans for {len(eligible)} 3x3 stride-1 convolutions")
         self.winograd = tuple(plans)
+        plan_of = {id(conv): plan for (conv, _), plan in zip(eligible, plans)}
         self.chunks = _chunk_plan(chunk)
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
@@ -682,8 +688,8 @@ class FusedResNet(nn.Module):
                     down, _ = _fused(blk.downsample[0], blk.downsample[1], False, dtype, size, packed)
                 convs: list[nn.Module] = []
                 for conv, bn in _block_convs(blk):
-                    if winograd_applies(conv):
-                        f, size = _conv3x3(conv, bn, True, dtype, size, packed, plans.pop(0))
+                    if id(conv) in plan_of:
+                        f, size = _conv3x3(conv, bn, True, dtype, size, packed, plan_of[id(conv)])
                     else:
                         f, size = _fused(conv, bn, True, dtype, size, packed)
                     convs.append(f)

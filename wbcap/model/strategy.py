@@ -517,19 +517,20 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
     return tuple(flags)
 
 
-def _choose_winograd(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequence[int], timer: Timer,
-                     rounds: int) -> tuple[TilePlan, ...]:
-    """Per 3x3 stride-1 convolution of a float32 ResNet ``part`` (:meth:`TunedPart.winograd_convs`):
-    its :data:`~wbcap.model.fused.TilePlan`, i.e. for each chunk size of ``sizes`` the Winograd
-    tile (:data:`~wbcap.model.winograd.TILES`) or 0 for the direct convolution (oneDNN's fused
-    one with ``onednn``, else ``F.conv2d``). Convolutions of one input shape are decided
-    together: the first one's candidates are run on its real input (``x``: the part's input,
-    ``sizes[-1]`` images), each checked against the module-by-module layer, and timed at every
-    size; at each size the fastest tile replaces the direct convolution when faster by more than
-    :data:`MARGIN`."""
+#: Per 3x3 convolution of a part: images per call -> Winograd tile (0: direct) -> measured seconds,
+#: for the tiles that matched the module-by-module layer (:func:`_winograd_trials`).
+WinogradTrial = Mapping[int, Mapping[int, float]]
+
+
+def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequence[int], timer: Timer,
+                     rounds: int) -> list[WinogradTrial]:
+    """Time, per 3x3 stride-1 convolution of a float32 ResNet ``part`` (:meth:`TunedPart.winograd_convs`),
+    the direct convolution (oneDNN's fused one with ``onednn``, else ``F.conv2d``) against each
+    Winograd tile (:data:`~wbcap.model.winograd.TILES`) at every chunk size of ``sizes``, on the
+    layers' real inputs (``x``: the part's input, ``sizes[-1]`` images). Convolutions of one input
+    shape are timed once, on the first of them; a tile is tried only if it matches the
+    module-by-module layer (``<=`` :data:`EXACT_TOLERANCE`) for every one of them."""
     pairs = part.winograd_convs()
-    if not pairs:
-        return ()
     inputs: dict[int, torch.Tensor] = {}
     hooks = [conv.register_forward_hook(lambda _m, args, _out, i=i: inputs.setdefault(i, args[0]))
              for i, (conv, _) in enumerate(pairs)]
@@ -541,52 +542,68 @@ def _choose_winograd(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequ
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (conv, _) in enumerate(pairs):
         groups.setdefault((conv.in_channels, conv.out_channels, *inputs[i].shape[2:]), []).append(i)
-    plans: list[TilePlan] = [()] * len(pairs)
-    for members in groups.values():
+    trials: list[WinogradTrial] = [{} for _ in pairs]
+    for shape, members in groups.items():
+        ok = list(TILES)
+        for i in members:
+            conv, bn = pairs[i]
+            ref = torch.relu(bn(conv(inputs[i])))
+            weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
+            for t in list(ok):
+                if _rel_error(WinogradConv(weight, bias, True, t)(inputs[i]), ref) > EXACT_TOLERANCE:
+                    log.warning("%s: Winograd F(%d, 3) of %s is off by more than rounding; not used", part.name, t,
+                                conv)
+                    ok.remove(t)
         conv, bn = pairs[members[0]]
         h = inputs[members[0]]
-        ref = torch.relu(bn(conv(h)))
         weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
         cands: dict[int, nn.Module] = {0: FusedConv(conv, bn, True, torch.float32, list(h.shape), onednn)}
-        cands.update({t: WinogradConv(weight, bias, True, t) for t in TILES})
-        ok = []
-        for t, m in cands.items():
-            if t == 0 or _rel_error(m(h), ref) <= EXACT_TOLERANCE:
-                ok.append(t)
-            else:
-                log.warning("%s: Winograd F(%d, 3) of %s is off by more than rounding; not used", part.name, t, conv)
-        calls = {("winograd", t, c): (lambda m=cands[t], hc=h[:c]: m(hc)) for t in ok for c in sizes}
+        cands.update({t: WinogradConv(weight, bias, True, t) for t in ok})
+        calls = {("winograd", t, c, shape): (lambda m=m, hc=h[:c]: m(hc)) for t, m in cands.items() for c in sizes}
         for call in calls.values():  # first calls pack weights for their batch size
             call()
         seconds = timer(calls, rounds)
-        chosen = []
-        for c in sizes:
-            best = min(ok, key=lambda t, c=c: seconds["winograd", t, c])
-            chosen.append(best if best and seconds["winograd", best, c] < (1 - MARGIN) * seconds["winograd", 0, c]
-                          else 0)
-        plan = tuple((c, t) for i, (c, t) in enumerate(zip(sizes, chosen)) if t != (chosen[i - 1] if i else 0))
+        trial = {c: {t: seconds["winograd", t, c, shape] for t in cands} for c in sizes}
         for i in members:
-            plans[i] = plan
-    return tuple(plans)
+            trials[i] = trial
+    return trials
 
 
-def _checked_winograd(part: TunedPart, onednn: bool, plans: tuple[TilePlan, ...], x: torch.Tensor,
-                      ref: torch.Tensor, sizes: Sequence[int], tol: float) -> tuple[TilePlan, ...]:
-    """``plans`` when the whole part built with them matches ``ref`` (the module-by-module part
-    on ``x``, ``sizes[-1]`` images) within ``tol`` at every chunk size of ``sizes``; else with
-    F(4, 3) replaced by F(2, 3), then without Winograd convolutions, with a warning: rounding
-    that is harmless per layer could add up over a deep network."""
-    fewer = tuple(tuple((n, 2 if t else 0) for n, t in p) for p in plans)
-    for cand in dict.fromkeys((plans, fewer)):
-        if not any(t for p in cand for _, t in p):
+def _tile_plan(trial: WinogradTrial, tiles: Sequence[int]) -> TilePlan:
+    """The :data:`~wbcap.model.fused.TilePlan` a ``trial`` gives when only ``tiles`` may be used:
+    at each measured size the fastest of them, when faster than the direct convolution by more
+    than :data:`MARGIN`, else direct."""
+    chosen = []
+    for c in sorted(trial):
+        times = trial[c]
+        best = min((t for t in tiles if t in times), key=lambda t: times[t], default=0)
+        chosen.append(best if best and times[best] < (1 - MARGIN) * times[0] else 0)
+    sizes = sorted(trial)
+    return tuple((c, t) for i, (c, t) in enumerate(zip(sizes, chosen)) if t != (chosen[i - 1] if i else 0))
+
+
+def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTrial], x: torch.Tensor,
+                     ref: torch.Tensor, sizes: Sequence[int], tol: float) -> tuple[TilePlan, ...]:
+    """The part's tile plans from its ``trials`` (:func:`_winograd_trials`), checked on the whole
+    part: built with them, at every chunk size of ``sizes``, it must match ``ref`` (the
+    module-by-module part on ``x``, ``sizes[-1]`` images) within ``tol`` and its own result for
+    the same images at the largest size within :data:`INVARIANCE_TOLERANCE` (sizes may run other
+    tiles). Otherwise plans without F(4x4, 3x3) are tried, chosen again from the trials (rounding
+    that is harmless per layer could add up over a deep network), then direct convolutions."""
+    for tiles in ((2, 4), (2,)):
+        plans = tuple(_tile_plan(t, tiles) for t in trials)
+        if not any(t for p in plans for _, t in p):
             break
-        module = part.build(torch.float32, onednn, ChunkPlan(tuple((c, 1.0) for c in sizes)), None, None, cand)
-        err = max(_rel_error(module(x[:c]), ref[:c]) for c in sizes)
-        if err <= tol:
-            return cand
-        log.warning("%s: with Winograd convolutions the part is off by %.2g (> %.0e); trying fewer", part.name, err,
-                    tol)
-    return tuple(() for _ in plans)
+        module = part.build(torch.float32, onednn, ChunkPlan(tuple((c, 1.0) for c in sizes)), None, None, plans)
+        full = module(x)
+        outs = {c: module(x[:c]) for c in sizes[:-1]}
+        err = max([_rel_error(full, ref)] + [_rel_error(y, ref[: len(y)]) for y in outs.values()])
+        spread = max([_rel_error(y, full[: len(y)]) for y in outs.values()], default=0.0)
+        if err <= tol and spread <= INVARIANCE_TOLERANCE:
+            return plans
+        log.warning("%s: with Winograd tiles %s the part is off by %.2g (> %.0e) or differs by %.2g across batch "
+                    "sizes (> %.0e); trying fewer", part.name, list(tiles), err, tol, spread, INVARIANCE_TOLERANCE)
+    return tuple(() for _ in trials)
 
 
 # Long (about 60 lines): build, check and time the candidates of one part in one place.
@@ -598,7 +615,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
-    (:func:`_choose_winograd`, then checked on the whole part). Each is called once untimed (its output then
+    (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
     when another form than the default wins, both are timed ``rounds`` times more before the
     choice is made.
@@ -615,8 +632,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
         winograd: tuple[TilePlan, ...] = ()
         if dtype == torch.float32 and part.winograd_convs():
-            winograd = _choose_winograd(part, onednn, base, sizes, timer, rounds)
-            winograd = _checked_winograd(part, onednn, winograd, base, part.module(base), sizes, tol)
+            trials = _winograd_trials(part, onednn, base, sizes, timer, rounds)
+            winograd = _choose_winograd(part, onednn, trials, base, part.module(base), sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None) for f in forms}
         wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]

@@ -30,6 +30,7 @@ network there.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -38,20 +39,22 @@ from torch import nn
 TILES = (2, 4)
 
 # Lavin & Gray 2016, section 4.1 (F(2, 3)) and 4.2 (F(4, 3), interpolation points 0, +-1, +-2, oo).
-_G = {
+# G is applied as it stands (transformed_kernel); B^T and A^T are applied in the factored forms of
+# _input_transform / _output_transform, which tests/test_winograd.py checks against these tables.
+G = MappingProxyType({
     2: ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
     4: ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
         (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0)),
-}
-_BT = {
+})
+BT = MappingProxyType({
     2: ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
     4: ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
         (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
-}
-_AT = {
+})
+AT = MappingProxyType({
     2: ((1, 1, 1, 0), (0, 1, -1, -1)),
     4: ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
-}
+})
 
 
 def winograd_applies(conv: nn.Module) -> bool:
@@ -68,13 +71,13 @@ def transformed_kernel(weight: torch.Tensor, tile: int) -> torch.Tensor:
     computed in float64 (the bmm operand of :class:`WinogradConv`)."""
     if tile not in TILES:
         raise ValueError(f"Winograd tile {tile}: use one of {TILES}")
-    g = torch.tensor(_G[tile], dtype=torch.float64, device=weight.device)
+    g = torch.tensor(G[tile], dtype=torch.float64, device=weight.device)
     u = torch.einsum("ai,kcij,bj->abck", g, weight.detach().to(torch.float64), g)
     a = tile + 2
     return u.reshape(a * a, weight.shape[1], weight.shape[0]).to(torch.float32).contiguous()
 
 
-def _input_transform(d: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+def input_transform(d: Sequence[torch.Tensor], out: torch.Tensor) -> None:
     """``out[i] = sum_j B^T[i, j] d[j]`` for F(2, 3) (4 views) or F(4, 3) (6 views); ``d`` are
     views of equal shapes, ``out`` a tensor whose first dimension indexes i. The factored forms
     (common sub-expressions of the rows of B^T) take one pass per term pair."""
@@ -96,7 +99,7 @@ def _input_transform(d: Sequence[torch.Tensor], out: torch.Tensor) -> None:
     torch.add(d[5], d[1], alpha=4, out=out[5]).add_(d[3], alpha=-5)
 
 
-def _output_transform(m: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+def output_transform(m: Sequence[torch.Tensor], out: torch.Tensor) -> None:
     """``out[r] = sum_i A^T[r, i] m[i]`` for F(2, 3) (4 views in, 2 out) or F(4, 3) (6 in, 4 out)."""
     if len(m) == 4:
         torch.add(m[0], m[1], out=out[0]).add_(m[2])
@@ -165,18 +168,18 @@ class WinogradConv(nn.Module):
         xp[:, 1 : h + 1, w + 1 :].zero_()
         # B^T d B, rows then columns: (a, a, N, th, tw, C_in); tiles overlap by 2.
         rows = xn.new_empty(a, n, th, wp, c)
-        _input_transform([xp[:, i : i + m * th : m] for i in range(a)], rows)
+        input_transform([xp[:, i : i + m * th : m] for i in range(a)], rows)
         v = xn.new_empty(a, a, n, th, tw, c)
-        _input_transform([rows[:, :, :, j : j + m * tw : m] for j in range(a)], v.transpose(0, 1))
+        input_transform([rows[:, :, :, j : j + m * tw : m] for j in range(a)], v.transpose(0, 1))
         t = n * th * tw
         prod = torch.bmm(v.view(a * a, t, c), self.kernel)  # (a*a, tiles, C_out)
         prod[self._bias_slot].add_(self.bias)
         prod = prod.view(a, a, n, th, tw, k)
         # A^T M A, rows then columns, written straight into the tiles of the output.
         half = xn.new_empty(m, a, n, th, tw, k)
-        _output_transform(prod, half)
+        output_transform(prod, half)
         y = xn.new_empty(n, th, m, tw, m, k)
-        _output_transform(half.transpose(0, 1).permute(0, 2, 3, 1, 4, 5), y.permute(4, 0, 1, 2, 3, 5))
+        output_transform(half.transpose(0, 1).permute(0, 2, 3, 1, 4, 5), y.permute(4, 0, 1, 2, 3, 5))
         y = y.view(n, m * th, m * tw, k)
         if m * th != h or m * tw != w:
             y = y[:, :h, :w].contiguous()
