@@ -79,6 +79,17 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     return timer
 
 
+@pytest.fixture()
+def direct_layers(monkeypatch):
+    """Tests about something else than Winograd layers skip their trials: every 3x3 layer
+    measured as fastest direct, without running it (the trials' real work is a few layer
+    calls per shape and size; tests/test_winograd.py and the tests below cover them)."""
+    def trials(part, onednn, x, sizes, timer, rounds):
+        return [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()]
+
+    monkeypatch.setattr(strategy, "_winograd_trials", trials)
+
+
 def is_winograd_trial(calls) -> bool:
     """Whether a timer was asked for the Winograd layer trials (their keys start with "winograd")."""
     return any(isinstance(k, tuple) and k[0] == "winograd" for k in calls)
@@ -194,7 +205,7 @@ def test_selection_picks_the_faster_form_from_injected_timings():
     assert select_form(close)[0] == "fused"
 
 
-def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts):
+def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, direct_layers):
     part = micro_parts["body_backbone"]
     asked: list = []
     choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
@@ -237,7 +248,7 @@ WINOGRAD_WINS = {(0, 1): 1.0, (2, 1): 0.95, (4, 1): 1.5, (0, 2): 1.0, (2, 2): 0.
 def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
     from wbcap.model.fused import ConvByBatchSize
 
-    part = micro_parts["body_backbone"]
+    part = micro_parts["face_backbone"]
     choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4),
                                            timer=fake_timer(FUSED_WINS, winograd_s=WINOGRAD_WINS))
     assert choice.winograd == (((2, 2), (4, 4)),) * 13
@@ -257,6 +268,7 @@ def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
     assert choice.winograd == () and not is_winograd_trial(asked)
 
 
+@pytest.mark.slow  # builds and runs the part several times
 def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monkeypatch, caplog):
     from wbcap.model.winograd import WinogradConv
 
@@ -278,7 +290,7 @@ def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monk
 def test_winograd_tiles_follow_each_layer_shape(micro_parts):
     """Winograd made faster only for the layers with 256 or more input channels (ResNet-18:
     layers 3 and 4, the last six 3x3 stride-1 convolutions): only those get a plan."""
-    part = micro_parts["body_backbone"]
+    part = micro_parts["face_backbone"]
 
     def seconds(tile, chunk, shape):
         return 0.5 if tile and shape[0] >= 256 else 1.0
@@ -288,6 +300,7 @@ def test_winograd_tiles_follow_each_layer_shape(micro_parts):
     assert choice.winograd == ((),) * 7 + (((1, 2),),) * 6  # F(2x2, 3x3) first among equals
 
 
+@pytest.mark.slow  # builds and runs the part several times
 def test_winograd_plans_checked_on_the_whole_part(micro_parts, monkeypatch, caplog):
     """Per-layer rounding that passed could still add up, and call sizes that run other tiles
     could differ by more than 1e-5: the whole part is checked at every chunk size, and the plans
@@ -317,7 +330,7 @@ def test_winograd_plans_checked_on_the_whole_part(micro_parts, monkeypatch, capl
         assert strategy._choose_winograd(part, True, trials, x, ref, (1, 2), 1e-4) == (((1, 2), (2, 0)),) * 13
 
 
-def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, monkeypatch, caplog):
+def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers, monkeypatch, caplog):
     part = micro_parts["face_backbone"]
     real_build = type(part).build
 

@@ -17,6 +17,7 @@ from wbcap.model.winograd import (
     AT,
     BT,
     TILES,
+    G,
     WinogradConv,
     input_transform,
     output_transform,
@@ -64,6 +65,12 @@ def test_winograd_known_answer_and_rounding():
     assert torch.equal(WinogradConv(weight, torch.zeros(1), False, 2)(x)[0, 0], expected)
     torch.testing.assert_close(WinogradConv(weight, torch.zeros(1), False, 4)(x)[0, 0], expected, rtol=0, atol=1e-5)
     assert transformed_kernel(weight, 2).shape == (16, 1, 1) and transformed_kernel(weight, 4).shape == (36, 1, 1)
+    # (C_out, C_in, 3, 3) -> ((t + 2)^2, C_in, C_out): G g G^T per kernel, to float32 rounding
+    w = torch.randn(5, 3, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for tile in TILES:
+        g = torch.tensor(G[tile], dtype=torch.float64)
+        ref = torch.einsum("ai,kcij,bj->abck", g, w, g).reshape((tile + 2) ** 2, 3, 5)
+        torch.testing.assert_close(transformed_kernel(w, tile).double(), ref, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="tile 3"):
         transformed_kernel(weight, 3)
 
@@ -114,7 +121,7 @@ def test_tile_plans():
             check_tile_plan(bad)
 
 
-@pytest.mark.parametrize(("depth", "packed"), [(18, False), (50, True)])
+@pytest.mark.parametrize(("depth", "packed"), [(18, False), pytest.param(50, True, marks=pytest.mark.slow)])
 def test_resnet_with_winograd_plans_equals_backbone(depth, packed, monkeypatch):
     """Every 3x3 stride-1 convolution by batch size: direct for one image, F(2x2, 3x3) for two or
     three, F(4x4, 3x3) from four; BasicBlocks (ResNet-18) fuse the residual into a Winograd one."""
