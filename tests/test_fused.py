@@ -72,7 +72,7 @@ def test_fused_deconv_stack_equals_modules(packed):
     _close(out, ref, 1e-5)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("packed", PACKED)
 def test_fused_resnet_equals_backbone_in_chunks(depth, packed):
     backbone = _init(ResNetBackbone(depth), seed=depth)
