@@ -266,7 +266,9 @@ def roi_align(
             # faster than index_select on CPU)
             images = src[first : first + e - s] if first is not None else src[batch_idx[s:e]]
             rows = torch.matmul(a_y[s:e, None], images)  # (k', C, oh, W)
-            torch.matmul(rows, a_x[s:e, None].transpose(2, 3), out=out[s:e])  # (k', C, oh, ow)
+            # (k', C*oh, W) @ (k', W, ow): one product per box over all its channels (broadcasting
+            # a_x over the channels made matmul copy it C times: 2.8 of a 16-box call's ms)
+            torch.bmm(rows.view(e - s, c * out_h, w), a_x[s:e].transpose(1, 2), out=out[s:e].view(e - s, c * out_h, out_w))
         return out.to(dtype).div_(count[:, None, None, None])
 
 
