@@ -400,8 +400,11 @@ class Hand4Whole(nn.Module):
         rhand_bbox = restore_bbox(rc, rs, c, hand_ar, c.hand_box_extension).detach()
         face_bbox = restore_bbox(fc, fs, c, face_ar, c.face_box_extension).detach()
 
-        hand_feat = self.hand_roi_net(img, lhand_bbox, rhand_bbox)  # (2B, C, 8, 8)
-        face_feat = self.face_roi_net(img, face_bbox)
+        # RoIAlign reads (H, W) planes: the (channels_last) image is laid out as NCHW once for both
+        # (each did it on its own: 1.7 ms of a fast 8-crop call on the 2-core Xeon); no copy if it is
+        roi_img = img.contiguous()
+        hand_feat = self.hand_roi_net(roi_img, lhand_bbox, rhand_bbox)  # (2B, C, 8, 8)
+        face_feat = self.face_roi_net(roi_img, face_bbox)
 
         _, hand_joint_img = self.hand_position_net(hand_feat)  # (2B, 20, 3)
         hand_pose_6d = self.hand_rotation_net(hand_feat, hand_joint_img.detach())  # (2B, 90)
