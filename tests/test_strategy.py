@@ -440,7 +440,7 @@ def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
     with caplog.at_level(logging.WARNING):
         chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
-    assert chosen.source == "measured" and "ignoring the CPU strategy cache" in caplog.text
+    assert chosen.source == "measured" and caplog.text.count("ignoring the CPU strategy cache") == 1  # not again on write
     assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT  # rewritten, readable again
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache"
 
@@ -458,6 +458,38 @@ def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_
     measure.asked.clear()
     again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert measure.asked == [("hand_backbone", torch.float32)] and again.source == "cache+measured"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_cached_time_that_is_not_a_positive_number_is_measured_again(micro_parts, tmp_path, caplog, measure, bad):
+    """A NaN or infinite time (Python's json reads and writes them) left no way to split a batch:
+    splitting one image looped forever."""
+    with pytest.raises(ValueError, match="finite and > 0"):
+        ChunkPlan(((1, bad), (2, 0.1)))
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    (slot,) = data["machines"].values()
+    (pid,) = [p for p in slot["parts"] if p.startswith("face_backbone")]
+    slot["parts"][pid]["per_image_s"] = {"1": bad, "2": 0.1}
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    with caplog.at_level(logging.WARNING):
+        again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("face_backbone", torch.float32)] and "ignoring the cached CPU strategy" in caplog.text
+    assert again.parts["face_backbone"].chunks.calls(1) == (1,)
+
+
+def test_winograd_layers_are_counted_for_the_calls_of_each_batch_size():
+    """A plan using F(4x4, 3x3) from four images on: a batch of one or two crops runs none."""
+    plans = (((4, 4),),) * 5 + ((),) * 8
+    choice = PartChoice("fused", ChunkPlan(((1, 1.0), (2, 0.6), (4, 0.5))), winograd=plans)
+    assert choice.describe(1) == "fused 1" and choice.describe(2) == "fused 2"
+    assert choice.describe(4) == "fused 4 winograd 5/13" and choice.describe(5) == "fused 4+1 winograd 5/13"
+    assert choice.winograd_used() == 5
+    strategy_ = strategy.CpuStrategy({"body_backbone": choice, "face_backbone": PartChoice("fused", ChunkPlan.fixed(2))},
+                                     "cache", {})
+    assert strategy_.summary(1) == "fused: body 1, face 1" and strategy_.summary(8).endswith("(Winograd 5/13)")
 
 
 def test_a_cache_of_an_older_format_is_measured_again_quietly(micro_parts, tmp_path, caplog, measure):

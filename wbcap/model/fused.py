@@ -47,6 +47,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -88,6 +89,10 @@ class ChunkPlan:
         sizes = [c for c, _ in self.per_image_s]
         if not sizes or sizes != sorted(set(sizes)) or sizes[0] < 1:
             raise ValueError(f"chunk sizes must be increasing and >= 1, got {sizes}")
+        # (a NaN or infinite time, e.g. from an edited cache file, left no way to split a batch
+        # and the split looped forever)
+        if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for _, t in self.per_image_s):
+            raise ValueError(f"seconds per image must be finite and > 0, got {[t for _, t in self.per_image_s]}")
 
     @classmethod
     def fixed(cls, chunk: int) -> ChunkPlan:

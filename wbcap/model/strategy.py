@@ -71,6 +71,7 @@ from wbcap.model.fused import (
     check_tile_plan,
     fold_batchnorm,
     subpixel_applies,
+    tile_for,
 )
 from wbcap.model.winograd import TILES, WinogradConv
 
@@ -236,13 +237,23 @@ class PartChoice:
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
         with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form and
-        ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions."""
+        ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions in the calls
+        of that batch (:meth:`winograd_used`)."""
         text = f"{self.form} {self.chunks.describe(self.per_crop * max(1, batch_size))}"
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
-        if any(self.winograd):
-            text += f" winograd {sum(1 for p in self.winograd if any(t for _, t in p))}/{len(self.winograd)}"
+        used = self.winograd_used(batch_size)
+        if used:
+            text += f" winograd {used}/{len(self.winograd)}"
         return text
+
+    def winograd_used(self, batch_size: int | None = None) -> int:
+        """How many 3x3 convolutions run as Winograd ones in the calls for ``batch_size`` crops
+        (None: at any call size)."""
+        if batch_size is None:
+            return sum(1 for p in self.winograd if any(t for _, t in p))
+        calls = set(self.chunks.calls(self.per_crop * max(1, batch_size)))
+        return sum(1 for p in self.winograd if any(tile_for(p, c) for c in calls))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the cache's and ``wbcap bench``'s form)."""
@@ -302,9 +313,10 @@ class CpuStrategy:
             calls = c.chunks.describe(c.per_crop * max(1, batch_size))
             items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
         sub = [v for c in self.parts.values() for v in c.subpixel]
-        wino = [any(t for _, t in p) for c in self.parts.values() for p in c.winograd]
+        wino = sum(c.winograd_used(batch_size) for c in self.parts.values())
+        n_wino = sum(len(c.winograd) for c in self.parts.values())
         notes = ([f"sub-pixel {sum(sub)}/{len(sub)}"] if any(sub) else []) + (
-            [f"Winograd {sum(wino)}/{len(wino)}"] if any(wino) else [])
+            [f"Winograd {wino}/{n_wino}"] if wino else [])
         tail = f" ({', '.join(notes)})" if notes else ""
         return f"{main}: " + ", ".join(items) + tail
 
@@ -363,24 +375,24 @@ def cache_path() -> Path:
     return user_cache_dir() / CACHE_FILE
 
 
-def read_cache(path: Path) -> dict[str, Any]:
+def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
     """The cache file's machines table (machine id -> {"parts": {part id -> choice dict}});
-    empty when the file is missing, and when it cannot be read or parsed (with a warning: it
-    is then measured again and rewritten)."""
+    empty when the file is missing, and when it cannot be read or parsed (with a warning, unless
+    ``warn`` is False: it is then measured again and rewritten)."""
+    say = log.warning if warn else log.debug
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        log.warning("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
+        say("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
         return {}
     if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < CACHE_FORMAT:
         log.info("the CPU strategy cache %s was made by an older wbcap (format %d); measuring again", path,
                  data["format"])
         return {}
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
-        log.warning("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path,
-                    CACHE_FORMAT)
+        say("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path, CACHE_FORMAT)
         return {}
     return data["machines"]
 
@@ -391,7 +403,7 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     from wbcap import __version__
     from wbcap.atomic import atomic_write_text
 
-    machines = read_cache(path)
+    machines = read_cache(path, warn=False)  # (a broken file was reported when it was read first)
     mid = _machine_id(machine)
     slot = machines.get(mid)
     if not isinstance(slot, dict) or not isinstance(slot.get("parts"), dict):
@@ -744,7 +756,8 @@ def choose_cpu_strategy(
     if new:
         write_cache(path, machine, new)
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
-            f"{n} {c.form}" for n, c in chosen.items()))
+            f"{n} {c.form}" + (f" (Winograd {c.winograd_used()}/{len(c.winograd)})" if c.winograd_used() else "")
+            for n, c in chosen.items()))
     if unmeasured:
         log.warning("other processes keep the CPU busy: the inference strategy of %s is not measured now (%s, %d "
                     "images per call); a later run will measure it", ", ".join(unmeasured), default_form,
