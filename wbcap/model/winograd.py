@@ -135,6 +135,7 @@ class WinogradConv(nn.Module):
     The bias is added to the one transformed product whose output coefficients are all 1 (row
     and column 1 of A^T), i.e. once per output pixel, inside the bmm's result. Buffers (the
     transformed kernel and the bias) follow ``.to(device)``; computation is float32 on any device.
+    Raises ValueError for a kernel that is not 3x3 or a tile not in :data:`TILES`.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool, tile: int = 2) -> None:
