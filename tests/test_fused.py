@@ -99,6 +99,7 @@ def test_fused_resnet_bf16_is_close_not_equal():
     assert 1e-4 < err < 5e-2  # bfloat16 arithmetic really ran, and stayed close
 
 
+@pytest.mark.slow  # the fast loop has the same check on the MICRO network (test_strategy.py, every candidate)
 def test_optimize_small_network_matches_reference(small_config):
     from wbcap.testing.checkpoints import random_network
 

@@ -245,6 +245,7 @@ WINOGRAD_WINS = {(0, 1): 1.0, (2, 1): 0.95, (4, 1): 1.5, (0, 2): 1.0, (2, 2): 0.
                  (2, 4): 0.7, (4, 4): 0.5}
 
 
+@pytest.mark.slow  # measures a part for real (the measured candidate below covers Winograd in the fast loop)
 def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
     from wbcap.model.fused import ConvByBatchSize
 
@@ -664,11 +665,15 @@ def test_every_exact_candidate_equals_the_reference_and_is_batch_invariant(candi
         # a measured choice with every option taken (fake timings), through the real cache code
         per_image = PLAIN_WINS if "plain" in candidate else FUSED_WINS
         monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-        monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, {False: 2.0, True: 1.0}))
+        monkeypatch.setattr(strategy, "time_interleaved",
+                            fake_timer(per_image, {False: 2.0, True: 1.0}, winograd_s=WINOGRAD_WINS))
         monkeypatch.setattr(strategy, "machine_busy", lambda: False)
         monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
         net = optimize_for_inference(net, "cpu", "exact")
         assert net.cpu_strategy.source == "measured" and isinstance(net.box_net.deconv.layers[0], SubpixelDeconv)
+        # ... and Winograd layers from two images per call on: the 3 crops run as 2 + 1
+        from wbcap.model.fused import ConvByBatchSize
+        assert sum(isinstance(m, ConvByBatchSize) for m in net.modules()) == 39
     else:
         net = optimize_for_inference(net, "cpu", "exact", strategy=candidate)
     with torch.inference_mode():
