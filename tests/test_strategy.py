@@ -85,7 +85,7 @@ def direct_layers(monkeypatch):
     measured as fastest direct, without running it (the trials' real work is a few layer
     calls per shape and size; tests/test_winograd.py and the tests below cover them)."""
     def trials(part, onednn, x, sizes, timer, rounds):
-        return [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()]
+        return [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()], x.new_empty(0)  # (unused: no tile)
 
     monkeypatch.setattr(strategy, "_winograd_trials", trials)
 

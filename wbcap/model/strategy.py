@@ -535,19 +535,21 @@ WinogradTrial = Mapping[int, Mapping[int, float]]
 
 
 def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequence[int], timer: Timer,
-                     rounds: int) -> list[WinogradTrial]:
+                     rounds: int) -> tuple[list[WinogradTrial], torch.Tensor]:
     """Time, per 3x3 stride-1 convolution of a float32 ResNet ``part`` (:meth:`TunedPart.winograd_convs`),
     the direct convolution (oneDNN's fused one with ``onednn``, else ``F.conv2d``) against each
     Winograd tile (:data:`~wbcap.model.winograd.TILES`) at every chunk size of ``sizes``, on the
     layers' real inputs (``x``: the part's input, ``sizes[-1]`` images). Convolutions of one input
     shape are timed once, on the first of them; a tile is tried only if it matches the
-    module-by-module layer (``<=`` :data:`EXACT_TOLERANCE`) for every one of them."""
+    module-by-module layer (``<=`` :data:`EXACT_TOLERANCE`) for every one of them. Returns the
+    trials (one per convolution) and the module-by-module part's output on ``x`` (computed
+    anyway, to catch the layers' inputs)."""
     pairs = part.winograd_convs()
     inputs: dict[int, torch.Tensor] = {}
     hooks = [conv.register_forward_hook(lambda _m, args, _out, i=i: inputs.setdefault(i, args[0]))
              for i, (conv, _) in enumerate(pairs)]
     try:
-        part.module(x)
+        out = part.module(x)
     finally:
         for h in hooks:
             h.remove()
@@ -578,7 +580,7 @@ def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequ
         trial = {c: {t: seconds["winograd", t, c, shape] for t in cands} for c in sizes}
         for i in members:
             trials[i] = trial
-    return trials
+    return trials, out
 
 
 def _tile_plan(trial: WinogradTrial, tiles: Sequence[int]) -> TilePlan:
@@ -644,8 +646,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
         winograd: tuple[TilePlan, ...] = ()
         if dtype == torch.float32 and part.winograd_convs():
-            trials = _winograd_trials(part, onednn, base, sizes, timer, rounds)
-            winograd = _choose_winograd(part, onednn, trials, base, part.module(base), sizes, tol)
+            trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
+            winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None) for f in forms}
         wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
