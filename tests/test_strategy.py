@@ -288,6 +288,18 @@ def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monk
     assert choice.winograd == (((2, 2),),) * 13  # F(2x2, 3x3) from two images on, F(4x4, 3x3) never
 
 
+def test_winograd_trials_leave_the_part_as_it_computes():
+    """The trials catch each 3x3 layer's input with forward hooks, which must not change what the
+    layers return (a hook returning a value replaces the output); the part's output they return
+    is the module-by-module one, which the whole-part check compares with."""
+    part = tuned_parts(random_network(MICRO, seed=5))["face_backbone"]
+    x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        trials, out = strategy._winograd_trials(part, True, x, (1, 2), fake_timer(FUSED_WINS), 1)
+        assert torch.equal(out, part.module(x)) and len(trials) == 13
+        assert not any(m._forward_hooks for m in part.module.modules())
+
+
 def test_winograd_tiles_follow_each_layer_shape(micro_parts):
     """Winograd made faster only for the layers with 256 or more input channels (ResNet-18:
     layers 3 and 4, the last six 3x3 stride-1 convolutions): only those get a plan."""

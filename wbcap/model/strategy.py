@@ -546,8 +546,13 @@ def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequ
     anyway, to catch the layers' inputs)."""
     pairs = part.winograd_convs()
     inputs: dict[int, torch.Tensor] = {}
-    hooks = [conv.register_forward_hook(lambda _m, args, _out, i=i: inputs.setdefault(i, args[0]))
-             for i, (conv, _) in enumerate(pairs)]
+
+    def keep_input(i: int) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+            inputs.setdefault(i, args[0])  # (returns None: a forward hook's return value replaces the output)
+        return hook
+
+    hooks = [conv.register_forward_hook(keep_input(i)) for i, (conv, _) in enumerate(pairs)]
     try:
         out = part.module(x)
     finally:
