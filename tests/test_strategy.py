@@ -288,11 +288,11 @@ def test_a_winograd_tile_off_by_more_than_rounding_is_not_used(micro_parts, monk
     assert choice.winograd == (((2, 2),),) * 13  # F(2x2, 3x3) from two images on, F(4x4, 3x3) never
 
 
-def test_winograd_trials_leave_the_part_as_it_computes():
+def test_winograd_trials_leave_the_part_as_it_computes(micro_parts):
     """The trials catch each 3x3 layer's input with forward hooks, which must not change what the
     layers return (a hook returning a value replaces the output); the part's output they return
     is the module-by-module one, which the whole-part check compares with."""
-    part = tuned_parts(random_network(MICRO, seed=5))["face_backbone"]
+    part = micro_parts["face_backbone"]
     x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         trials, out = strategy._winograd_trials(part, True, x, (1, 2), fake_timer(FUSED_WINS), 1)
