@@ -182,10 +182,16 @@ def exact_people(official_ckpt_raw, body_layer, fixed_input):
     return _arrays(pipe(img, boxes)), pipe
 
 
-@pytest.mark.slow  # full-size network
-def test_exact_mode_equals_module_by_module_network(official_ckpt_raw, body_layer, fixed_input, exact_people):
+@pytest.fixture(scope="module")
+def module_by_module_people(official_ckpt_raw, body_layer, fixed_input):
+    """The unconverted (module-by-module) full-size network's results on the fixed input."""
     img, boxes = fixed_input
-    ref = _arrays(_pipeline(official_ckpt_raw, body_layer, "exact", optimize=False)(img, boxes))
+    return _arrays(_pipeline(official_ckpt_raw, body_layer, "exact", optimize=False)(img, boxes))
+
+
+@pytest.mark.slow  # full-size network
+def test_exact_mode_equals_module_by_module_network(exact_people, module_by_module_people):
+    ref = module_by_module_people
     exact, _ = exact_people
     for k in ref:
         np.testing.assert_allclose(exact[k], ref[k], rtol=0, atol=1e-4, err_msg=k)
@@ -204,7 +210,7 @@ def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
 
 @pytest.mark.slow  # full-size network
 def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_ckpt_raw, body_layer, fixed_input,
-                                                                       monkeypatch):
+                                                                       module_by_module_people, monkeypatch):
     """Every 3x3 stride-1 convolution of the float32 ResNets as a Winograd one (F(2x2, 3x3) for
     calls of one to three images, F(4x4, 3x3) from four on): still within 1e-4 of the
     module-by-module network, and within 1e-5 across batch sizes (which run different tiles)."""
@@ -226,7 +232,7 @@ def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_
     pipe = _pipeline(official_ckpt_raw, body_layer, "exact", batch_size=len(boxes))
     assert sum(isinstance(m, ConvByBatchSize) for m in pipe.regressor.net.modules()) == 13 * 3
     batched = _arrays(pipe(img, boxes))
-    ref = _arrays(_pipeline(official_ckpt_raw, body_layer, "exact", optimize=False)(img, boxes))
+    ref = module_by_module_people
     for k in ref:
         np.testing.assert_allclose(batched[k], ref[k], rtol=0, atol=1e-4, err_msg=k)
     pipe.batch_size = 1
