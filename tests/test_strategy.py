@@ -458,7 +458,7 @@ def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache"
 
 
-def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_parts, tmp_path, measure):
+def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_parts, tmp_path, measure, caplog):
     path = tmp_path / "cpu_strategy.json"
     first, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert first.parts["hand_backbone"].winograd == (((2, 2),),) * 13
@@ -469,8 +469,10 @@ def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_
     slot["parts"][pid]["winograd"] = slot["parts"][pid]["winograd"][:-1]
     path.write_text(json.dumps(data))
     measure.asked.clear()
-    again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    with caplog.at_level(logging.WARNING):
+        again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert measure.asked == [("hand_backbone", torch.float32)] and again.source == "cache+measured"
+    assert "12 Winograd plans for 13 3x3 layers" in caplog.text
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])

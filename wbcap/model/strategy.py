@@ -739,10 +739,14 @@ def choose_cpu_strategy(
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
-        if cached is not None and len(cached.subpixel) == len(part.transposed_convs()) and len(cached.winograd) == (
-                len(part.winograd_convs()) if dtypes[name] == torch.float32 else 0):
-            chosen[name] = cached
-            continue
+        if cached is not None:
+            wanted = (len(part.transposed_convs()), len(part.winograd_convs()) if dtypes[name] == torch.float32 else 0)
+            if (len(cached.subpixel), len(cached.winograd)) == wanted:
+                chosen[name] = cached
+                continue
+            log.warning("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d "
+                        "Winograd plans for %d 3x3 layers); measuring again", pid, len(cached.subpixel), wanted[0],
+                        len(cached.winograd), wanted[1])
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
             if not new:
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
