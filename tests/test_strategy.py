@@ -397,7 +397,7 @@ class FakeMeasure:
         per_image = PLAIN_WINS if self.form == "plain" else FUSED_WINS
         plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == self.form)))
         sub = tuple(False for _ in part.transposed_convs())
-        wino = tuple(((2, 2),) for _ in part.winograd_convs()) if dtype == torch.float32 else ()
+        wino = tuple(((2, 2),) for _ in part.winograd_convs(dtype))
         return PartChoice(self.form, plan, sub, part.per_crop, {self.form: dict(plan.per_image_s)},
                           winograd=wino), nn.Identity()
 

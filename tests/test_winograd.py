@@ -110,6 +110,12 @@ def test_which_convolutions_qualify():
     # ResNet-18: layer1's four, then three per later layer (the first block's first one has stride 2)
     assert len(resnet_winograd_convs(ResNetBackbone(18))) == 13
     assert len(resnet_winograd_convs(ResNetBackbone(50))) == 13  # one per bottleneck but the strided ones
+    # a part offers them in float32 only (exact mode), and only in ResNets
+    from wbcap.model.fused import TunedPart
+
+    resnet = TunedPart("body_backbone", ResNetBackbone(18), (3, 32, 32), 1, "resnet18 3x32x32")
+    assert len(resnet.winograd_convs()) == 13 and resnet.winograd_convs(torch.bfloat16) == []
+    assert TunedPart("box_net", nn.Sequential(nn.Conv2d(4, 4, 3, padding=1)), (4, 8, 8), 1, "x").winograd_convs() == []
 
 
 def test_tile_plans():

@@ -841,10 +841,13 @@ class TunedPart:
         plan = _chunk_plan(chunk)
         return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates)
 
-    def winograd_convs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-        """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for
-        (:func:`resnet_winograd_convs`; none outside ResNets)."""
-        return resnet_winograd_convs(self.module) if isinstance(self.module, ResNetBackbone) else []
+    def winograd_convs(self, dtype: torch.dtype = torch.float32) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for when it
+        computes in ``dtype`` (:func:`resnet_winograd_convs`): none outside ResNets, and none in
+        bfloat16 (Winograd's transforms would round in it; the fast mode's AMX products need no help)."""
+        if dtype != torch.float32 or not isinstance(self.module, ResNetBackbone):
+            return []
+        return resnet_winograd_convs(self.module)
 
     def transposed_convs(self) -> list[nn.ConvTranspose2d]:
         """The part's transposed convolutions, in order (those a sub-pixel flag refers to)."""

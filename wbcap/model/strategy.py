@@ -564,20 +564,23 @@ def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequ
     trials: list[WinogradTrial] = [{} for _ in pairs]
     for shape, members in groups.items():
         ok = list(TILES)
+        timed: dict[int, nn.Module] = {}  # the first member's Winograd layers, timed below
         for i in members:
             conv, bn = pairs[i]
             ref = torch.relu(bn(conv(inputs[i])))
             weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
             for t in list(ok):
-                if _rel_error(WinogradConv(weight, bias, True, t)(inputs[i]), ref) > EXACT_TOLERANCE:
+                layer = WinogradConv(weight, bias, True, t)
+                if _rel_error(layer(inputs[i]), ref) > EXACT_TOLERANCE:
                     log.warning("%s: Winograd F(%d, 3) of %s is off by more than rounding; not used", part.name, t,
                                 conv)
                     ok.remove(t)
+                elif i == members[0]:
+                    timed[t] = layer
         conv, bn = pairs[members[0]]
         h = inputs[members[0]]
-        weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
         cands: dict[int, nn.Module] = {0: FusedConv(conv, bn, True, torch.float32, list(h.shape), onednn)}
-        cands.update({t: WinogradConv(weight, bias, True, t) for t in ok})
+        cands.update({t: timed[t] for t in ok})
         calls = {("winograd", t, c, shape): (lambda m=m, hc=h[:c]: m(hc)) for t, m in cands.items() for c in sizes}
         for call in calls.values():  # first calls pack weights for their batch size
             call()
@@ -592,13 +595,14 @@ def _tile_plan(trial: WinogradTrial, tiles: Sequence[int]) -> TilePlan:
     """The :data:`~wbcap.model.fused.TilePlan` a ``trial`` gives when only ``tiles`` may be used:
     at each measured size the fastest of them, when faster than the direct convolution by more
     than :data:`MARGIN`, else direct."""
-    chosen = []
+    plan: list[tuple[int, int]] = []
     for c in sorted(trial):
         times = trial[c]
         best = min((t for t in tiles if t in times), key=lambda t: times[t], default=0)
-        chosen.append(best if best and times[best] < (1 - MARGIN) * times[0] else 0)
-    sizes = sorted(trial)
-    return tuple((c, t) for i, (c, t) in enumerate(zip(sizes, chosen)) if t != (chosen[i - 1] if i else 0))
+        tile = best if best and times[best] < (1 - MARGIN) * times[0] else 0
+        if tile != (plan[-1][1] if plan else 0):  # an entry where the tile changes
+            plan.append((c, tile))
+    return tuple(plan)
 
 
 def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTrial], x: torch.Tensor,
@@ -650,7 +654,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                     else ())
         tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
         winograd: tuple[TilePlan, ...] = ()
-        if dtype == torch.float32 and part.winograd_convs():
+        if part.winograd_convs(dtype):
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
@@ -740,7 +744,7 @@ def choose_cpu_strategy(
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
         if cached is not None:
-            wanted = (len(part.transposed_convs()), len(part.winograd_convs()) if dtypes[name] == torch.float32 else 0)
+            wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
             if (len(cached.subpixel), len(cached.winograd)) == wanted:
                 chosen[name] = cached
                 continue
