@@ -11,6 +11,7 @@ import logging
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import wbcap.model.strategy as strategy
 from wbcap.config import ModelConfig
@@ -19,6 +20,7 @@ from wbcap.model.fused import (
     ChunkPlan,
     FusedConvStack,
     FusedResNet,
+    GemmConv,
     SubpixelDeconv,
     tuned_parts,
 )
@@ -55,7 +57,9 @@ def micro_parts():
 def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None = None,
                winograd_s: dict | None = None):
     """A timer answering from ``per_image`` ((form, chunk) -> seconds per image), for the
-    sub-pixel layer trials (keys False / True) from ``subpixel_s`` and for the Winograd layer
+    deconvolution form trials from ``subpixel_s`` (seconds per image: False for oneDNN's
+    deconvolution, True for the sub-pixel convolution, "gemm" for that as one matrix product,
+    by default 3.0: never chosen) and for the Winograd layer
     trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
     chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
     convolution wins); records what it was asked (not the Winograd trials)."""
@@ -63,8 +67,9 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
 
     def answer(k):
-        if isinstance(k, bool):
-            return subpixel_s[k]
+        if k[0] == "deconv-form":  # ("deconv-form", form name, images per call)
+            sub, gemm = strategy.DECONV_FORMS[k[1]]
+            return subpixel_s.get("gemm" if gemm else sub, 3.0) * k[2]
         if k[0] == "winograd":  # ("winograd", tile, images per call, layer shape)
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
@@ -237,6 +242,68 @@ def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
     assert choice.describe(1) == "fused 1 subpixel 3/3"
     choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS))
     assert choice.subpixel == (False, False, False) and not any(isinstance(m, SubpixelDeconv) for m in module.layers)
+    assert choice.gemm == (False, False, False)
+
+
+def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts):
+    part = micro_parts["box_net"]
+    log = []
+    # the matrix product beats the sub-pixel convolution by more than MARGIN: taken
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                           timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.5}, log))
+    assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
+    assert all(isinstance(m, SubpixelDeconv) and isinstance(m.conv, GemmConv) for m in module.layers)
+    assert choice.describe(1) == "fused 1 subpixel 3/3 gemm 3"
+    # every form was timed at one image and at the largest chunk (2)
+    trials = [k for calls in log for k in calls if k[0] == "deconv-form"]
+    assert sorted(set(trials)) == sorted(("deconv-form", f, c) for f in strategy.DECONV_FORMS for c in (1, 2))
+    # within MARGIN of the sub-pixel convolution: not taken; faster than the deconvolution alone
+    # but not by MARGIN against the sub-pixel one either
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.95}))
+    assert choice.subpixel == (True, True, True) and choice.gemm == (False, False, False)
+    # the sub-pixel convolution no faster than the deconvolution, its matrix product is: taken
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, {False: 1.0, True: 1.0, "gemm": 0.5}))
+    assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
+
+
+def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, caplog):
+    part = micro_parts["box_net"]
+    real = GemmConv.forward
+    monkeypatch.setattr(GemmConv, "forward", lambda self, x: real(self, x) * 1.01)
+    with caplog.at_level(logging.WARNING, logger="wbcap.model.strategy"):
+        choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                          timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.1}))
+    assert choice.gemm == (False, False, False) and choice.subpixel == (True, True, True)
+    assert "the gemm form of" in caplog.text
+
+
+@pytest.mark.parametrize("kernel,padding", [((2, 2), (1, 1)), ((3, 3), (1, 1)), ((3, 1), (0, 2)), ((1, 1), (0, 0))])
+def test_gemm_conv_equals_the_convolution(kernel, padding):
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(24, 10, *kernel, generator=g, dtype=torch.float64)
+    b = torch.randn(24, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 10, 5, 4, generator=g, dtype=torch.float64)
+    for relu in (False, True):
+        ref = F.conv2d(x, w, b, padding=padding)
+        ref = ref.relu() if relu else ref
+        for packed in (True, False):
+            m = GemmConv(w, b, padding, relu, torch.float32, packed)
+            assert m.output_size(x.shape) == list(ref.shape)
+            xs = x.float().contiguous(memory_format=torch.channels_last)
+            out = m(xs)
+            assert out.shape == ref.shape and out.dtype == torch.float32
+            assert (out.double() - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+            # one image at a time: the same values to rounding (other row counts of the product)
+            alone = torch.cat([m(xs[i:i + 1]) for i in range(3)])
+            assert (alone - out).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        m = GemmConv(w, b, padding, True, torch.bfloat16, True)
+        out = m(x.bfloat16().contiguous(memory_format=torch.channels_last))
+        ref = F.conv2d(x, w, b, padding=padding).relu()
+        assert out.dtype == torch.bfloat16
+        assert (out.double() - ref).abs().max().item() <= 2e-2 * ref.abs().max().item()
 
 
 # Seconds per image of a layer's candidates: Winograd loses at one image per call (F(2x2, 3x3)
@@ -355,8 +422,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + 1.0
 
-    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd)
+    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
         return m if packed else OffByOne(m)
 
     monkeypatch.setattr(type(part), "build", build)
@@ -369,8 +436,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
 
-    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd)
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
         return OffAtFour(m) if packed else m
 
     # the largest size dropped: the sizes packed apart were found against a packing for it, not
@@ -679,12 +746,14 @@ def test_every_exact_candidate_equals_the_reference_and_is_batch_invariant(candi
         # a measured choice with every option taken (fake timings), through the real cache code
         per_image = PLAIN_WINS if "plain" in candidate else FUSED_WINS
         monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-        monkeypatch.setattr(strategy, "time_interleaved",
-                            fake_timer(per_image, {False: 2.0, True: 1.0}, winograd_s=WINOGRAD_WINS))
+        # fused: the sub-pixel convolutions as matrix products too
+        sub_s = {False: 2.0, True: 1.0, "gemm": 0.5 if "fused" in candidate else 3.0}
+        monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, sub_s, winograd_s=WINOGRAD_WINS))
         monkeypatch.setattr(strategy, "machine_busy", lambda: False)
         monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
         net = optimize_for_inference(net, "cpu", "exact")
         assert net.cpu_strategy.source == "measured" and isinstance(net.box_net.deconv.layers[0], SubpixelDeconv)
+        assert isinstance(net.box_net.deconv.layers[0].conv, GemmConv) == ("fused" in candidate)
         # ... and Winograd layers from two images per call on: the 3 crops run as 2 + 1
         from wbcap.model.fused import ConvByBatchSize
         assert sum(isinstance(m, ConvByBatchSize) for m in net.modules()) == 39
@@ -731,13 +800,17 @@ def test_fused_conv_stack_subpixel_equals_modules():
     with torch.inference_mode():
         ref = seq(x)
         for packed in (True, False):
-            stack = FusedConvStack(seq, [2, 40, 5, 3], packed=packed, subpixel=[True, False])
-            assert isinstance(stack.layers[0], SubpixelDeconv) and stack.subpixel == (True, False)
-            out = stack(x)
-            assert out.shape == ref.shape == (3, 24, 20, 12)
-            assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+            for gemm in ([False, False], [True, False]):
+                stack = FusedConvStack(seq, [2, 40, 5, 3], packed=packed, subpixel=[True, False], gemm=gemm)
+                assert isinstance(stack.layers[0], SubpixelDeconv) and stack.subpixel == (True, False)
+                assert stack.gemm == tuple(gemm) and isinstance(stack.layers[0].conv, GemmConv) == gemm[0]
+                out = stack(x)
+                assert out.shape == ref.shape == (3, 24, 20, 12)
+                assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     with pytest.raises(ValueError, match="flags"):
         FusedConvStack(seq, [2, 40, 5, 3], subpixel=[True])
+    with pytest.raises(ValueError, match="sub-pixel"):
+        FusedConvStack(seq, [2, 40, 5, 3], subpixel=[False, False], gemm=[True, False])
 
 
 def test_part_choice_round_trip():
@@ -745,6 +818,12 @@ def test_part_choice_round_trip():
                    {3: (1, 2)})
     assert PartChoice.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert c.describe(3) == "plain 4+1+1 subpixel 1/2"  # 6 hand images in calls of measured sizes
+    c = PartChoice("fused", ChunkPlan(((1, 0.5),)), (True, True), gemm=(False, True))
+    d = json.loads(json.dumps(c.to_dict()))
+    assert PartChoice.from_dict(d) == c and c.describe(1) == "fused 1 subpixel 2/2 gemm 1"
+    for bad in ({"gemm": [True, True], "subpixel": [False, True]}, {"gemm": [True]}, {"subpixel": [1, 0]}):
+        with pytest.raises(ValueError):
+            PartChoice.from_dict({**d, **bad})
 
 
 def test_cache_of_another_wbcap_or_malformed_parts_is_measured_again(micro_parts, tmp_path, measure):

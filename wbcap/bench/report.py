@@ -68,7 +68,8 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
 def short_strategy(parts: dict[str, str] | None) -> str:
     """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
     parts, then each part's calls; ``p`` / ``f`` before a part in the other form, ``s`` after
-    one with sub-pixel deconvolutions, ``w`` after one with Winograd convolutions); ``"-"`` without."""
+    one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
+    product, ``w`` after one with Winograd convolutions); ``"-"`` without."""
     if not parts:
         return "-"
     forms = [text.split()[0] for text in parts.values()]
@@ -77,7 +78,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     for text in parts.values():
         form, calls, *rest = text.split()
         cells.append(("" if form == main else form[0]) + calls + ("s" if "subpixel" in rest else "")
-                     + ("w" if "winograd" in rest else ""))
+                     + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else ""))
     return f"{main} " + "/".join(cells)
 
 

@@ -441,6 +441,95 @@ def subpixel_applies(conv: nn.Module) -> bool:
             and tuple(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
+class GemmConv(nn.Module):
+    """A stride-1 convolution with an already folded weight, run as one matrix product
+    (im2col): the kh x kw shifted views of the zero-padded input are gathered side by side along
+    the channels, (N * H' * W', kh * kw * C_in) in the input's channels_last memory, and
+    multiplied by the (kh * kw * C_in, C_out) weight, with the bias and optional ReLU.
+
+    Packed (CPU), the product is oneDNN's pre-packed linear primitive
+    (``mkldnn._linear_pointwise``, ReLU fused; the weight packed once per number of images the
+    calls have, kept apart only where oneDNN lays it out differently); else ``torch.addmm``.
+    Why: for the box network's first layer in its sub-pixel form (2248 -> 4 x 256 channels,
+    2x2 kernel, 9x7 outputs) oneDNN's bfloat16 convolution ran at fp32-like speed on the 2-core
+    Xeon with AMX (~200 GFLOP/s in the network), where the same products as one AMX matrix
+    product took 40 % less time for the whole box network at 4 images per call. The sums are
+    the convolution's, added in another order (float32: ~1e-6 relative); the strategy
+    (:mod:`wbcap.model.strategy`) measures it per layer and checks it like every other form.
+
+    forward(x (N, C_in, H, W)) -> (N, C_out, H', W'), channels_last memory, in the module's dtype.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: Sequence[int], relu: bool,
+                 dtype: torch.dtype, packed: bool) -> None:
+        super().__init__()
+        c_out, c_in, kh, kw = (int(v) for v in weight.shape)
+        self.kernel = (kh, kw)
+        self.padding = tuple(int(v) for v in padding)
+        self.relu = relu
+        self.packed = packed
+        self.out_channels = c_out
+        # Rows ordered (ky, kx, c_in), as the gathered columns are.
+        self.register_buffer("weight", weight.detach().float().permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in)
+                             .to(dtype).contiguous(), persistent=False)
+        self.register_buffer("bias", bias.detach().to(dtype), persistent=False)
+        self._packs: dict[tuple[int, torch.dtype], torch.Tensor] = {}  # (rows, dtype) -> packed weight
+        self._main: torch.Tensor | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
+        return self.weight.dtype
+
+    def output_size(self, input_size: Sequence[int]) -> list[int]:
+        """(N, C_out, H', W') for an (N, C_in, H, W) input."""
+        n, _, h, w = input_size
+        (kh, kw), (ph, pw) = self.kernel, self.padding
+        return [n, self.out_channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1]
+
+    def _packed_weight(self, rows: int) -> torch.Tensor:
+        """The weight packed by oneDNN for ``rows`` rows (the main packing where the layout is the same)."""
+        key = (rows, self.weight.dtype)
+        packed = self._packs.get(key)
+        if packed is None:
+            packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, rows)
+            main = self._main if self._main is not None and self._main.dtype == self.weight.dtype else None
+            if main is not None and _same_layout(packed, main):
+                packed = main
+            elif main is None:
+                self._main = packed
+            self._packs[key] = packed
+        return packed
+
+    def columns(self, x: torch.Tensor) -> torch.Tensor:
+        """(N * H' * W', kh * kw * C_in): each output pixel's receptive field, zeros outside the input."""
+        n, c, h, w = x.shape
+        (kh, kw), (ph, pw) = self.kernel, self.padding
+        ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+        src = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels_last memory
+        cols = x.new_zeros((n, ho, wo, kh, kw, c))
+        for ky in range(kh):
+            # output row i reads input row i + ky - ph
+            i0, i1 = max(0, ph - ky), min(ho, h + ph - ky)
+            for kx in range(kw):
+                j0, j1 = max(0, pw - kx), min(wo, w + pw - kx)
+                if i1 > i0 and j1 > j0:
+                    cols[:, i0:i1, j0:j1, ky, kx] = src[:, i0 + ky - ph:i1 + ky - ph, j0 + kx - pw:j1 + kx - pw]
+        return cols.view(n * ho * wo, kh * kw * c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, ho, wo = self.output_size(x.shape)
+        cols = self.columns(x)
+        if self.packed and cols.device.type == "cpu":
+            y = torch.ops.mkldnn._linear_pointwise(cols, self._packed_weight(cols.shape[0]), self.bias,
+                                                   "relu" if self.relu else "none", [], "")
+        else:
+            y = torch.addmm(self.bias, cols, self.weight.t())
+            if self.relu:
+                y = y.relu_()
+        return y.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+
+
 class SubpixelDeconv(nn.Module):
     """A 4x4, stride-2, padding-1 transposed convolution (BatchNorm folded, optional ReLU) run as
     one ordinary convolution: a 2x2 kernel over the input padded by 1, with 4 x C_out output
@@ -455,13 +544,14 @@ class SubpixelDeconv(nn.Module):
     32x24); but it runs as a regular oneDNN convolution, which for the box network's first layer
     (2248 -> 256 channels at 8x6) was 2x faster than oneDNN's deconvolution on the 2-core Xeon
     with AMX, in float32 and in bfloat16 (the later layers, 256 channels, were 10-20 % slower:
-    the choice is measured per layer, :mod:`wbcap.model.strategy`).
+    the choice is measured per layer, :mod:`wbcap.model.strategy`). With ``gemm`` that
+    convolution runs as one matrix product instead (:class:`GemmConv`).
 
     forward(x (N, C_in, H, W)) -> (N, C_out, 2H, 2W) channels_last, in the module's dtype.
     """
 
     def __init__(self, deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype,
-                 input_size: Sequence[int], packed: bool) -> None:
+                 input_size: Sequence[int], packed: bool, gemm: bool = False) -> None:
         super().__init__()
         if not subpixel_applies(deconv):
             raise ValueError("SubpixelDeconv needs a 4x4, stride 2, padding 1 transposed convolution")
@@ -477,7 +567,9 @@ class SubpixelDeconv(nn.Module):
         kernel = kernel.flip(1, 2).view(c_out, 2, 2, 2, 2, c_in)  # (out, a, parity y, b, parity x, in)
         kernel = kernel.permute(2, 4, 0, 1, 3, 5).contiguous().view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
         self.out_channels = c_out
-        self.conv = FusedConv.from_folded(kernel, b.repeat(4), (1, 1), relu, dtype, input_size, packed)
+        self.gemm = gemm
+        self.conv = (GemmConv(kernel, b.repeat(4), (1, 1), relu, dtype, packed) if gemm
+                     else FusedConv.from_folded(kernel, b.repeat(4), (1, 1), relu, dtype, input_size, packed))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -506,8 +598,10 @@ class SubpixelDeconv(nn.Module):
         return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
-def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False) -> tuple[nn.Module, list[int]]:
-    f = SubpixelDeconv(conv, bn, relu, dtype, size, packed) if subpixel else FusedConv(conv, bn, relu, dtype, size, packed)
+def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False, gemm: bool = False
+           ) -> tuple[nn.Module, list[int]]:
+    f = (SubpixelDeconv(conv, bn, relu, dtype, size, packed, gemm) if subpixel
+         else FusedConv(conv, bn, relu, dtype, size, packed))
     return f, f.output_size(size)
 
 
@@ -726,14 +820,15 @@ class FusedConvStack(nn.Module):
     the batch size of ``input_size``, which the weights are packed for; or a :class:`ChunkPlan`).
 
     ``subpixel``: one flag per transposed convolution, in order: run it as a
-    :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify). ``alternates``: as
-    for :class:`FusedResNet`.
+    :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify); ``gemm``: one flag
+    per transposed convolution: its sub-pixel convolution as one matrix product
+    (:class:`GemmConv`; only where ``subpixel``). ``alternates``: as for :class:`FusedResNet`.
     """
 
     def __init__(
         self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
         chunk: int | ChunkPlan | None = None, subpixel: Sequence[bool] | None = None,
-        alternates: Mapping[int, Sequence[int]] | None = None,
+        alternates: Mapping[int, Sequence[int]] | None = None, gemm: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         self.chunks = _chunk_plan(chunk if chunk is not None else int(input_size[0]))
@@ -741,8 +836,11 @@ class FusedConvStack(nn.Module):
         mods = list(seq)
         n_deconv = sum(isinstance(m, nn.ConvTranspose2d) for m in mods)
         flags = list(subpixel) if subpixel is not None else [False] * n_deconv
-        if len(flags) != n_deconv:
-            raise ValueError(f"subpixel: {len(flags)} flags for {n_deconv} transposed convolutions")
+        gemms = list(gemm) if gemm is not None else [False] * n_deconv
+        if len(flags) != n_deconv or len(gemms) != n_deconv:
+            raise ValueError(f"subpixel / gemm: {len(flags)} / {len(gemms)} flags for {n_deconv} transposed convolutions")
+        if any(g and not s for s, g in zip(flags, gemms)):
+            raise ValueError("gemm applies to sub-pixel deconvolutions only")
         layers: list[nn.Module] = []
         size = [self.chunk, *input_size[1:]]
         i = 0
@@ -753,15 +851,16 @@ class FusedConvStack(nn.Module):
             bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
             j = i + 1 + (bn is not None)
             relu = j < len(mods) and isinstance(mods[j], nn.ReLU)
-            sub = flags.pop(0) if isinstance(conv, nn.ConvTranspose2d) else False
+            sub, as_gemm = (flags.pop(0), gemms.pop(0)) if isinstance(conv, nn.ConvTranspose2d) else (False, False)
             if sub and not subpixel_applies(conv):
                 raise ValueError(f"layer {i} ({conv}) has no sub-pixel form")
-            f, size = _fused(conv, bn, relu, dtype, size, packed, sub)
+            f, size = _fused(conv, bn, relu, dtype, size, packed, sub, as_gemm)
             layers.append(f)
             i = j + relu
         self.layers = nn.Sequential(*layers)
-        self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in layers if isinstance(m, SubpixelDeconv)
-                              or (isinstance(m, FusedConv) and m.transposed))
+        deconvs = [m for m in layers if isinstance(m, SubpixelDeconv) or (isinstance(m, FusedConv) and m.transposed)]
+        self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in deconvs)
+        self.gemm = tuple(isinstance(m, SubpixelDeconv) and m.gemm for m in deconvs)
         self.alternates = pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
 
     @property
@@ -833,13 +932,16 @@ class TunedPart:
 
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
-              winograd: Sequence[Sequence[Sequence[int]]] | None = None) -> nn.Module:
+              winograd: Sequence[Sequence[Sequence[int]]] | None = None,
+              gemm: Sequence[bool] | None = None) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
-        those for the arguments; ``winograd`` applies to ResNets)."""
+        those for the arguments; ``winograd`` applies to ResNets, ``subpixel`` and ``gemm`` to
+        the box network)."""
         if isinstance(self.module, ResNetBackbone):
             return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd)
         plan = _chunk_plan(chunk)
-        return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates)
+        return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates,
+                              gemm)
 
     def winograd_convs(self, dtype: torch.dtype = torch.float32) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
         """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for when it

@@ -115,7 +115,8 @@ def optimize_for_inference(
             else:
                 choice = cpu_strategy.parts[name]
                 built[name] = part.build(plan[name], packed and choice.form == "fused", choice.chunks,
-                                         choice.subpixel or None, choice.alternates, choice.winograd or None)
+                                         choice.subpixel or None, choice.alternates, choice.winograd or None,
+                                         choice.gemm or None)
         net.backbone = built["body_backbone"]
         net.hand_roi_net.backbone = built["hand_backbone"]
         net.face_roi_net.backbone = built["face_backbone"]

@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -81,8 +82,9 @@ ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
 FORMS = ("fused", "plain")
 CACHE_FILE = "cpu_strategy.json"
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
-#: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions).
-CACHE_FORMAT = 3
+#: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
+#: matrix product, and the deconvolution forms timed at one image and at the largest chunk).
+CACHE_FORMAT = 4
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -217,7 +219,9 @@ class StrategyRequest:
 @dataclass(frozen=True)
 class PartChoice:
     """How one part runs: ``form`` (``fused`` or ``plain``), ``chunks`` (images per call by batch
-    size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``winograd`` (per 3x3
+    size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``gemm`` (per
+    transposed convolution: its sub-pixel convolution as one matrix product,
+    :class:`~wbcap.model.fused.GemmConv`; only where ``subpixel``), ``winograd`` (per 3x3
     stride-1 convolution of a float32 ResNet, :meth:`TunedPart.winograd_convs
     <wbcap.model.fused.TunedPart.winograd_convs>`: its :data:`~wbcap.model.fused.TilePlan`, the
     Winograd tile by images per call; empty for other parts), ``per_crop`` (the
@@ -233,15 +237,19 @@ class PartChoice:
     measured: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
     alternates: Mapping[int, tuple[int, ...]] | None = None
     winograd: tuple[TilePlan, ...] = ()
+    gemm: tuple[bool, ...] = ()
 
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
-        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form and
+        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form (``" gemm 1"``
+        when some of those run as one matrix product) and
         ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions in the calls
         of that batch (:meth:`winograd_used`)."""
         text = f"{self.form} {self.chunks.describe(self.per_crop * max(1, batch_size))}"
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
+        if any(self.gemm):
+            text += f" gemm {sum(self.gemm)}"
         used = self.winograd_used(batch_size)
         if used:
             text += f" winograd {used}/{len(self.winograd)}"
@@ -265,6 +273,7 @@ class PartChoice:
             "measured": {f: {str(c): t for c, t in ts.items()} for f, ts in self.measured.items()},
             "alternates": None if self.alternates is None else {str(i): list(v) for i, v in self.alternates.items()},
             "winograd": [[list(e) for e in p] for p in self.winograd],
+            "gemm": list(self.gemm),
         }
 
     @classmethod
@@ -276,9 +285,20 @@ class PartChoice:
         table = tuple(sorted((int(c), float(t)) for c, t in d["per_image_s"].items()))
         alt = d.get("alternates")
         winograd = tuple(check_tile_plan(p) for p in d.get("winograd", ()))
-        return cls(form, ChunkPlan(table), tuple(bool(v) for v in d.get("subpixel", ())), int(d.get("per_crop", 1)),
+        subpixel = tuple(_flag(v) for v in d.get("subpixel", ()))
+        gemm = tuple(_flag(v) for v in d.get("gemm", ()))
+        if gemm and (len(gemm) != len(subpixel) or any(g and not s for s, g in zip(subpixel, gemm))):
+            raise ValueError("gemm flags must match sub-pixel deconvolutions")
+        return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)),
                    {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
-                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd)
+                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm)
+
+
+def _flag(value: Any) -> bool:
+    """A cached true/false flag; ValueError for anything but a JSON boolean."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -313,9 +333,10 @@ class CpuStrategy:
             calls = c.chunks.describe(c.per_crop * max(1, batch_size))
             items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
         sub = [v for c in self.parts.values() for v in c.subpixel]
+        gemm = sum(v for c in self.parts.values() for v in c.gemm)
         wino = sum(c.winograd_used(batch_size) for c in self.parts.values())
         n_wino = sum(len(c.winograd) for c in self.parts.values())
-        notes = ([f"sub-pixel {sum(sub)}/{len(sub)}"] if any(sub) else []) + (
+        notes = ([f"sub-pixel {sum(sub)}/{len(sub)}" + (f" ({gemm} as GEMM)" if gemm else "")] if any(sub) else []) + (
             [f"Winograd {wino}/{n_wino}"] if wino else [])
         tail = f" ({', '.join(notes)})" if notes else ""
         return f"{main}: " + ", ".join(items) + tail
@@ -499,13 +520,28 @@ def _layer_groups(seq: nn.Sequential) -> list[nn.Sequential]:
     return groups
 
 
-def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch.Tensor, timer: Timer,
-                     rounds: int) -> tuple[bool, ...]:
-    """Per transposed convolution of ``part``: whether its sub-pixel form was faster (and as
-    correct) on one input, each layer timed alone on its real input."""
+#: The forms of a 4x4 stride-2 transposed convolution the strategy times (:func:`_choose_subpixel`):
+#: name -> (sub-pixel, as one matrix product).
+DECONV_FORMS: dict[str, tuple[bool, bool]] = {"deconv": (False, False), "subpixel": (True, False),
+                                              "gemm": (True, True)}
+
+
+def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch.Tensor, sizes: Sequence[int],
+                     timer: Timer, rounds: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """Per transposed convolution of ``part``: whether its sub-pixel form, and whether that
+    form's convolution as one matrix product (:class:`~wbcap.model.fused.GemmConv`), was faster
+    and as correct. Each layer is timed alone on its real input at one image per call and at
+    the largest of ``sizes`` (what one photo and a video's batches run; ``x`` has that many
+    images), scored by the sum of its seconds per image at the two; a form replaces the
+    transposed convolution (and the matrix product the sub-pixel convolution) only when
+    :data:`MARGIN` faster. Timer keys: ``("deconv-form", name, images)``, names from
+    :data:`DECONV_FORMS`. Returns (sub-pixel flags, matrix-product flags)."""
     from wbcap.model.fused import FusedConvStack
 
     flags: list[bool] = []
+    gemms: list[bool] = []
+    counts = sorted({1, int(x.shape[0])})
+    tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
     h = x
     for group in _layer_groups(part.module):
         conv = group[0]
@@ -515,18 +551,32 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
             continue
         if not subpixel_applies(conv):
             flags.append(False)
+            gemms.append(False)
             h = ref
             continue
-        size = list(h.shape)
-        cands = {sub: FusedConvStack(group, size, dtype, onednn, subpixel=[sub]) for sub in (False, True)}
-        ok = {sub: _rel_error(m(h), ref) <= (EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE)
-              for sub, m in cands.items()}
-        if not ok[True]:
-            log.warning("%s: the sub-pixel form of %s is off by more than rounding; not used", part.name, conv)
-        times = timer({sub: (lambda m=m, h=h: m(h)) for sub, m in cands.items()}, rounds)
-        flags.append(bool(ok[True] and times[True] < (1 - MARGIN) * times[False]))
+        size = [counts[-1], *h.shape[1:]]
+        cands = {name: FusedConvStack(group, size, dtype, onednn, subpixel=[sub], gemm=[mm])
+                 for name, (sub, mm) in DECONV_FORMS.items()}
+        ok = {}
+        for name, m in cands.items():
+            ok[name] = all(_rel_error(m(h[:c]), ref[:c]) <= tol for c in counts)
+            if not ok[name]:
+                log.warning("%s: the %s form of %s is off by more than rounding; not used", part.name, name, conv)
+        calls = {("deconv-form", name, c): (lambda m=m, v=h[:c]: m(v)) for name, m in cands.items() if ok[name]
+                 for c in counts}
+        seconds = timer(calls, rounds) if calls else {}
+        score = {name: sum(seconds[("deconv-form", name, c)] / c for c in counts) for name in cands if ok[name]}
+        log.debug("%s: %s, seconds per image by form: %s", part.name, conv, score)
+        names = list(DECONV_FORMS)
+        best = names[0]  # each later form must beat every one before it by MARGIN
+        for i, name in enumerate(names[1:], 1):
+            if name in score and score[name] < (1 - MARGIN) * min(score.get(n, math.inf) for n in names[:i]):
+                best = name
+        sub, mm = DECONV_FORMS[best]
+        flags.append(sub)
+        gemms.append(mm)
         h = ref
-    return tuple(flags)
+    return tuple(flags), tuple(gemms)
 
 
 #: Per 3x3 convolution of a part: images per call -> Winograd tile (0: direct) -> measured seconds,
@@ -650,15 +700,16 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         ref = part.module(base[:1])
-        subpixel = (_choose_subpixel(part, dtype, onednn, base[:1], timer, rounds) if part.transposed_convs()
-                    else ())
+        subpixel, gemm = (_choose_subpixel(part, dtype, onednn, base, sizes, timer, rounds) if part.transposed_convs()
+                          else ((), ()))
         tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
         winograd: tuple[TilePlan, ...] = ()
         if part.winograd_convs(dtype):
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
-        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None) for f in forms}
+        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
+                   for f in forms}
         wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
         calls: dict[Hashable, Callable[[], Any]] = {}
         first: dict[str, torch.Tensor] = {}
@@ -698,7 +749,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     # rebuild packs for the plan's largest size, against which they may differ: then it checks
     # again (None) rather than take the others as laid out alike.
     alternates = dict(module.alternates) if plan.pack == sizes[-1] else None
-    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd), module
+    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm), module
 
 
 def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CHUNK) -> PartChoice:
@@ -745,7 +796,7 @@ def choose_cpu_strategy(
         cached = _cached_choice(machines, machine, pid)
         if cached is not None:
             wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
-            if (len(cached.subpixel), len(cached.winograd)) == wanted:
+            if (len(cached.subpixel), len(cached.winograd)) == wanted and len(cached.gemm) in (0, wanted[0]):
                 chosen[name] = cached
                 continue
             log.warning("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d "
