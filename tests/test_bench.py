@@ -283,4 +283,5 @@ def test_short_strategy_names_forms_and_the_rewritten_layers():
     parts = {"body_backbone": "fused 4 winograd 13/13", "hand_backbone": "fused 4+4", "face_backbone": "plain 1",
              "box_net": "fused 2 subpixel 1/3"}
     assert short_strategy(parts) == "fused 4w/4+4/p1/2s"
+    assert short_strategy({**parts, "box_net": "fused 2 subpixel 2/3 gemm 1/3"}) == "fused 4w/4+4/p1/2sg"
     assert short_strategy(None) == "-"

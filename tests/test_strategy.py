@@ -253,7 +253,7 @@ def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts
                                            timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.5}, log))
     assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
     assert all(isinstance(m, SubpixelDeconv) and isinstance(m.conv, GemmConv) for m in module.layers)
-    assert choice.describe(1) == "fused 1 subpixel 3/3 gemm 3"
+    assert choice.describe(1) == "fused 1 subpixel 3/3 gemm 3/3"
     # every form was timed at one image and at the largest chunk (2)
     trials = [k for calls in log for k in calls if k[0] == "deconv-form"]
     assert sorted(set(trials)) == sorted(("deconv-form", f, c) for f in strategy.DECONV_FORMS for c in (1, 2))
@@ -266,6 +266,64 @@ def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts
     choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
                                       timer=fake_timer(FUSED_WINS, {False: 1.0, True: 1.0, "gemm": 0.5}))
     assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
+    # faster than the sub-pixel convolution but within MARGIN of the deconvolution: nothing taken
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, {False: 1.0, True: 2.0, "gemm": 0.95}))
+    assert choice.subpixel == (False, False, False) and choice.gemm == (False, False, False)
+
+
+def test_subpixel_gemm_taken_where_the_subpixel_convolution_is_wrong(micro_parts, monkeypatch):
+    part = micro_parts["box_net"]
+    real = SubpixelDeconv.forward
+    monkeypatch.setattr(SubpixelDeconv, "forward", lambda self, x: real(self, x) * (1.0 if self.gemm else 1.01))
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, {False: 2.0, True: 0.5, "gemm": 1.0}))
+    assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
+
+
+def test_a_deconvolution_form_wrong_only_for_several_images_is_not_chosen(micro_parts, monkeypatch):
+    part = micro_parts["box_net"]
+    real = GemmConv.forward
+    monkeypatch.setattr(GemmConv, "forward", lambda self, x: real(self, x) * (1.0 if x.shape[0] == 1 else 1.01))
+    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
+                                      timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.1}))
+    assert choice.gemm == (False, False, False) and choice.subpixel == (True, True, True)
+
+
+def test_subpixel_gemm_choice_is_rebuilt_from_the_cache(micro_net, tmp_path, monkeypatch):
+    """Measured once (every deconvolution as a matrix product), then read back: the converted
+    box network holds the same forms and gives the same result."""
+    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
+    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.5}))
+    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
+    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+    monkeypatch.setattr(strategy, "_winograd_trials", lambda part, onednn, x, sizes, timer, rounds: (
+        [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()], x.new_empty(0)))
+    x = torch.rand(2, 3, 256, 192, generator=torch.Generator().manual_seed(4))
+    outs = []
+    for source in ("measured", "cache"):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+        assert net.cpu_strategy.source == source and net.cpu_strategy.parts["box_net"].gemm == (True, True, True)
+        assert all(isinstance(m, SubpixelDeconv) and isinstance(m.conv, GemmConv) for m in net.box_net.deconv.layers)
+        assert "(sub-pixel 3/3, 3 as GEMM" in net.cpu_strategy.summary(1)
+        with torch.inference_mode():
+            outs.append(net(x).joint_img)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_gemm_conv_packings_follow_to():
+    """A packed GemmConv that has run, converted to bfloat16 and back: its packed product uses the
+    weight as it is now (bfloat16-rounded), not a packing kept from before."""
+    g = torch.Generator().manual_seed(12)
+    m = GemmConv(torch.randn(16, 8, 2, 2, generator=g), torch.randn(16, generator=g), (1, 1), False, torch.float32,
+                 True)
+    x = torch.randn(2, 8, 4, 3, generator=g).contiguous(memory_format=torch.channels_last)
+    before = m(x)
+    m.to(torch.bfloat16).to(torch.float32)
+    after = m(x)
+    expected = torch.addmm(m.bias, m.columns(x), m.weight.t()).view(2, 5, 4, 16).permute(0, 3, 1, 2)
+    assert (after - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
+    assert (after - before).abs().max().item() > 1e-4  # the weight did change
 
 
 def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, caplog):
@@ -820,7 +878,7 @@ def test_part_choice_round_trip():
     assert c.describe(3) == "plain 4+1+1 subpixel 1/2"  # 6 hand images in calls of measured sizes
     c = PartChoice("fused", ChunkPlan(((1, 0.5),)), (True, True), gemm=(False, True))
     d = json.loads(json.dumps(c.to_dict()))
-    assert PartChoice.from_dict(d) == c and c.describe(1) == "fused 1 subpixel 2/2 gemm 1"
+    assert PartChoice.from_dict(d) == c and c.describe(1) == "fused 1 subpixel 2/2 gemm 1/2"
     for bad in ({"gemm": [True, True], "subpixel": [False, True]}, {"gemm": [True]}, {"subpixel": [1, 0]}):
         with pytest.raises(ValueError):
             PartChoice.from_dict({**d, **bad})

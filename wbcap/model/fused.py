@@ -29,7 +29,8 @@ On CPU, which form each tuned part (:data:`TUNED_PARTS`: the three ResNets and t
 deconvolutions) takes is chosen per machine by measurement (:mod:`wbcap.model.strategy`):
 oneDNN's fused pre-packed primitives or plain folded ``F.conv2d`` (weights reordered per call,
 elementwise steps apart), the chunk sizes, and for each transposed convolution the oneDNN
-deconvolution or its sub-pixel form (:class:`SubpixelDeconv`), and for each 3x3 stride-1
+deconvolution, its sub-pixel form (:class:`SubpixelDeconv`) or that form's convolution as one
+matrix product (:class:`GemmConv`), and for each 3x3 stride-1
 convolution of a float32 ResNet, by the number of images in the call, the direct convolution or a
 Winograd one (:class:`ConvByBatchSize`, :mod:`wbcap.model.winograd`). Every form computes the
 same sums in float32 up to rounding (~1e-6 relative for whole ResNets); the forms a part uses at
@@ -443,21 +444,34 @@ def subpixel_applies(conv: nn.Module) -> bool:
 
 class GemmConv(nn.Module):
     """A stride-1 convolution with an already folded weight, run as one matrix product
-    (im2col): the kh x kw shifted views of the zero-padded input are gathered side by side along
-    the channels, (N * H' * W', kh * kw * C_in) in the input's channels_last memory, and
-    multiplied by the (kh * kw * C_in, C_out) weight, with the bias and optional ReLU.
+    (im2col): each output pixel's kh x kw receptive field in the zero-padded input is gathered
+    into one row of a new (N * H' * W', kh * kw * C_in) matrix (taps in (ky, kx) order, the input
+    channels of each contiguous), which is multiplied by the weight, with the bias and optional
+    ReLU.
 
     Packed (CPU), the product is oneDNN's pre-packed linear primitive
-    (``mkldnn._linear_pointwise``, ReLU fused; the weight packed once per number of images the
-    calls have, kept apart only where oneDNN lays it out differently); else ``torch.addmm``.
-    Why: for the box network's first layer in its sub-pixel form (2248 -> 4 x 256 channels,
-    2x2 kernel, 9x7 outputs) oneDNN's bfloat16 convolution ran at fp32-like speed on the 2-core
-    Xeon with AMX (~200 GFLOP/s in the network), where the same products as one AMX matrix
-    product took 40 % less time for the whole box network at 4 images per call. The sums are
-    the convolution's, added in another order (float32: ~1e-6 relative); the strategy
-    (:mod:`wbcap.model.strategy`) measures it per layer and checks it like every other form.
+    (``mkldnn._linear_pointwise``, ReLU fused; the weight is packed on the first call with a
+    given number of rows N * H' * W' and kept apart only where oneDNN lays it out differently
+    from the first packing); else (unpacked, or tensors off the CPU) ``torch.addmm``. Why: for
+    the box network's first layer in its sub-pixel form (2248 -> 4 x 256 channels, 2x2 kernel,
+    9x7 outputs) oneDNN's bfloat16 convolution ran at an fp32-like ~200 GFLOP/s inside the
+    network on the 2-core Xeon with AMX, where the same products as one AMX matrix product took
+    half the time (4.0 against 7.5 ms per call of 4 images). The sums are the convolution's,
+    added in another order (float32: ~1e-6 relative); the strategy (:mod:`wbcap.model.strategy`)
+    measures it per layer and checks it like every other form.
 
-    forward(x (N, C_in, H, W)) -> (N, C_out, H', W'), channels_last memory, in the module's dtype.
+    Args:
+        weight: ``(C_out, C_in, kh, kw)`` folded weight (BatchNorm already in it).
+        bias: ``(C_out,)``.
+        padding: ``(ph, pw)`` zero padding; the stride and dilation are 1.
+        relu: apply ReLU after the bias.
+        dtype: compute dtype (float32 or bfloat16); the weight is kept as ``(C_out, kh * kw * C_in)``.
+        packed: use oneDNN's pre-packed primitive on CPU.
+
+    ``.to()`` that changes the dtype or device drops the packings (packed again on the next CPU
+    call); like :class:`FusedConv`, not deep-copyable or saveable once a packing exists.
+
+    forward(x (N, C_in, H, W) in the module's dtype) -> (N, C_out, H', W'), channels_last memory.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: Sequence[int], relu: bool,
@@ -469,17 +483,25 @@ class GemmConv(nn.Module):
         self.relu = relu
         self.packed = packed
         self.out_channels = c_out
-        # Rows ordered (ky, kx, c_in), as the gathered columns are.
+        # Columns ordered (ky, kx, c_in), as the gathered rows are.
         self.register_buffer("weight", weight.detach().float().permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in)
                              .to(dtype).contiguous(), persistent=False)
         self.register_buffer("bias", bias.detach().to(dtype), persistent=False)
-        self._packs: dict[tuple[int, torch.dtype], torch.Tensor] = {}  # (rows, dtype) -> packed weight
-        self._main: torch.Tensor | None = None
+        self._packs: dict[int, torch.Tensor] = {}  # rows -> packed weight (of the current weight buffer)
+        self._main: torch.Tensor | None = None  # the first packing, which others are compared with
 
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
         return self.weight.dtype
+
+    def _apply(self, fn, recurse=True):
+        """Module.to / .cuda / .half ...: a change of device or dtype drops the packings, which
+        were made from the weight as it was."""
+        probe = fn(self.bias)
+        if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
+            self._packs, self._main = {}, None
+        return super()._apply(fn, recurse)
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H', W') for an (N, C_in, H, W) input."""
@@ -488,17 +510,15 @@ class GemmConv(nn.Module):
         return [n, self.out_channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1]
 
     def _packed_weight(self, rows: int) -> torch.Tensor:
-        """The weight packed by oneDNN for ``rows`` rows (the main packing where the layout is the same)."""
-        key = (rows, self.weight.dtype)
-        packed = self._packs.get(key)
+        """The weight packed by oneDNN for ``rows`` rows (the first packing where the layout is the same)."""
+        packed = self._packs.get(rows)
         if packed is None:
             packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, rows)
-            main = self._main if self._main is not None and self._main.dtype == self.weight.dtype else None
-            if main is not None and _same_layout(packed, main):
-                packed = main
-            elif main is None:
+            if self._main is None:
                 self._main = packed
-            self._packs[key] = packed
+            elif _same_layout(packed, self._main):
+                packed = self._main
+            self._packs[rows] = packed
         return packed
 
     def columns(self, x: torch.Tensor) -> torch.Tensor:
@@ -507,14 +527,21 @@ class GemmConv(nn.Module):
         (kh, kw), (ph, pw) = self.kernel, self.padding
         ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
         src = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels_last memory
-        cols = x.new_zeros((n, ho, wo, kh, kw, c))
+        cols = x.new_empty((n, ho, wo, kh, kw, c))
         for ky in range(kh):
-            # output row i reads input row i + ky - ph
-            i0, i1 = max(0, ph - ky), min(ho, h + ph - ky)
+            # output row i reads input row i + ky - ph; the rows and columns outside are zeroed
+            i0, i1 = min(ho, max(0, ph - ky)), max(0, min(ho, h + ph - ky))
             for kx in range(kw):
-                j0, j1 = max(0, pw - kx), min(wo, w + pw - kx)
-                if i1 > i0 and j1 > j0:
-                    cols[:, i0:i1, j0:j1, ky, kx] = src[:, i0 + ky - ph:i1 + ky - ph, j0 + kx - pw:j1 + kx - pw]
+                j0, j1 = min(wo, max(0, pw - kx)), max(0, min(wo, w + pw - kx))
+                tap = cols[:, :, :, ky, kx]
+                if i1 <= i0 or j1 <= j0:
+                    tap.zero_()
+                    continue
+                tap[:, :i0].zero_()
+                tap[:, i1:].zero_()
+                tap[:, i0:i1, :j0].zero_()
+                tap[:, i0:i1, j1:].zero_()
+                tap[:, i0:i1, j0:j1] = src[:, i0 + ky - ph:i1 + ky - ph, j0 + kx - pw:j1 + kx - pw]
         return cols.view(n * ho * wo, kh * kw * c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,10 @@ cache sizes, the core count and the torch/oneDNN build:
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
-* for each 4x4 stride-2 transposed convolution of the box network: oneDNN's deconvolution or
-  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`);
+* for each 4x4 stride-2 transposed convolution of the box network: oneDNN's deconvolution,
+  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`) or that form's convolution as
+  one matrix product (:class:`~wbcap.model.fused.GemmConv`), timed at one image and at the
+  largest chunk size;
 * for each 3x3 stride-1 convolution of a float32 ResNet (exact mode): the direct convolution or
   Winograd's F(2x2, 3x3) or F(4x4, 3x3) (:class:`~wbcap.model.winograd.WinogradConv`), timed per
   layer shape at every chunk size.
@@ -57,6 +59,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -241,7 +244,7 @@ class PartChoice:
 
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
-        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form (``" gemm 1"``
+        with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form (``" gemm 1/3"``
         when some of those run as one matrix product) and
         ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions in the calls
         of that batch (:meth:`winograd_used`)."""
@@ -249,7 +252,7 @@ class PartChoice:
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
         if any(self.gemm):
-            text += f" gemm {sum(self.gemm)}"
+            text += f" gemm {sum(self.gemm)}/{len(self.gemm)}"
         used = self.winograd_used(batch_size)
         if used:
             text += f" winograd {used}/{len(self.winograd)}"
@@ -336,7 +339,7 @@ class CpuStrategy:
         gemm = sum(v for c in self.parts.values() for v in c.gemm)
         wino = sum(c.winograd_used(batch_size) for c in self.parts.values())
         n_wino = sum(len(c.winograd) for c in self.parts.values())
-        notes = ([f"sub-pixel {sum(sub)}/{len(sub)}" + (f" ({gemm} as GEMM)" if gemm else "")] if any(sub) else []) + (
+        notes = ([f"sub-pixel {sum(sub)}/{len(sub)}" + (f", {gemm} as GEMM" if gemm else "")] if any(sub) else []) + (
             [f"Winograd {wino}/{n_wino}"] if wino else [])
         tail = f" ({', '.join(notes)})" if notes else ""
         return f"{main}: " + ", ".join(items) + tail
@@ -507,6 +510,11 @@ def _rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
 
 
+def _tolerance(dtype: torch.dtype) -> float:
+    """How far a candidate computing in ``dtype`` may be from the module-by-module float32 part."""
+    return EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
+
+
 def _layer_groups(seq: nn.Sequential) -> list[nn.Sequential]:
     """``[Conv, (BatchNorm, ReLU)]*`` split into one Sequential per convolution."""
     mods = list(seq)
@@ -522,8 +530,8 @@ def _layer_groups(seq: nn.Sequential) -> list[nn.Sequential]:
 
 #: The forms of a 4x4 stride-2 transposed convolution the strategy times (:func:`_choose_subpixel`):
 #: name -> (sub-pixel, as one matrix product).
-DECONV_FORMS: dict[str, tuple[bool, bool]] = {"deconv": (False, False), "subpixel": (True, False),
-                                              "gemm": (True, True)}
+DECONV_FORMS: Mapping[str, tuple[bool, bool]] = MappingProxyType(
+    {"deconv": (False, False), "subpixel": (True, False), "gemm": (True, True)})
 
 
 def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch.Tensor, sizes: Sequence[int],
@@ -531,18 +539,18 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
     """Per transposed convolution of ``part``: whether its sub-pixel form, and whether that
     form's convolution as one matrix product (:class:`~wbcap.model.fused.GemmConv`), was faster
     and as correct. Each layer is timed alone on its real input at one image per call and at
-    the largest of ``sizes`` (what one photo and a video's batches run; ``x`` has that many
-    images), scored by the sum of its seconds per image at the two; a form replaces the
-    transposed convolution (and the matrix product the sub-pixel convolution) only when
-    :data:`MARGIN` faster. Timer keys: ``("deconv-form", name, images)``, names from
+    the largest of ``sizes`` (what one photo and a video's batches run; ``x`` has at least that
+    many images), scored by the sum of its seconds per image at the two. Each form in
+    :data:`DECONV_FORMS` order replaces the ones before it only when :data:`MARGIN` faster than
+    every one of them, chosen or not (a form within the noise of another is not taken). Timer keys: ``("deconv-form", name, images)``, names from
     :data:`DECONV_FORMS`. Returns (sub-pixel flags, matrix-product flags)."""
     from wbcap.model.fused import FusedConvStack
 
     flags: list[bool] = []
     gemms: list[bool] = []
-    counts = sorted({1, int(x.shape[0])})
-    tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
-    h = x
+    counts = sorted({1, int(sizes[-1])})
+    tol = _tolerance(dtype)
+    h = x[:counts[-1]]
     for group in _layer_groups(part.module):
         conv = group[0]
         ref = group(h)
@@ -557,7 +565,7 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
         size = [counts[-1], *h.shape[1:]]
         cands = {name: FusedConvStack(group, size, dtype, onednn, subpixel=[sub], gemm=[mm])
                  for name, (sub, mm) in DECONV_FORMS.items()}
-        ok = {}
+        ok: dict[str, bool] = {}
         for name, m in cands.items():
             ok[name] = all(_rel_error(m(h[:c]), ref[:c]) <= tol for c in counts)
             if not ok[name]:
@@ -702,7 +710,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         ref = part.module(base[:1])
         subpixel, gemm = (_choose_subpixel(part, dtype, onednn, base, sizes, timer, rounds) if part.transposed_convs()
                           else ((), ()))
-        tol = EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
+        tol = _tolerance(dtype)
         winograd: tuple[TilePlan, ...] = ()
         if part.winograd_convs(dtype):
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
@@ -796,7 +804,7 @@ def choose_cpu_strategy(
         cached = _cached_choice(machines, machine, pid)
         if cached is not None:
             wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
-            if (len(cached.subpixel), len(cached.winograd)) == wanted and len(cached.gemm) in (0, wanted[0]):
+            if (len(cached.subpixel), len(cached.winograd)) == wanted:
                 chosen[name] = cached
                 continue
             log.warning("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d "
