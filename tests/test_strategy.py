@@ -272,24 +272,6 @@ def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts
     assert choice.subpixel == (False, False, False) and choice.gemm == (False, False, False)
 
 
-def test_subpixel_gemm_taken_where_the_subpixel_convolution_is_wrong(micro_parts, monkeypatch):
-    part = micro_parts["box_net"]
-    real = SubpixelDeconv.forward
-    monkeypatch.setattr(SubpixelDeconv, "forward", lambda self, x: real(self, x) * (1.0 if self.gemm else 1.01))
-    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
-                                      timer=fake_timer(FUSED_WINS, {False: 2.0, True: 0.5, "gemm": 1.0}))
-    assert choice.subpixel == (True, True, True) and choice.gemm == (True, True, True)
-
-
-def test_a_deconvolution_form_wrong_only_for_several_images_is_not_chosen(micro_parts, monkeypatch):
-    part = micro_parts["box_net"]
-    real = GemmConv.forward
-    monkeypatch.setattr(GemmConv, "forward", lambda self, x: real(self, x) * (1.0 if x.shape[0] == 1 else 1.01))
-    choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
-                                      timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.1}))
-    assert choice.gemm == (False, False, False) and choice.subpixel == (True, True, True)
-
-
 def test_subpixel_gemm_choice_is_rebuilt_from_the_cache(micro_net, tmp_path, monkeypatch):
     """Measured once (every deconvolution as a matrix product), then read back: the converted
     box network holds the same forms and gives the same result."""
@@ -326,15 +308,23 @@ def test_gemm_conv_packings_follow_to():
     assert (after - before).abs().max().item() > 1e-4  # the weight did change
 
 
-def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, caplog):
+@pytest.mark.parametrize("cls,wrong,timings,expected", [
+    # the matrix product off: the sub-pixel convolution kept
+    (GemmConv, lambda self, x: True, {False: 2.0, True: 1.0, "gemm": 0.1}, (True, False)),
+    # off only for several images (checked at every timed size too)
+    (GemmConv, lambda self, x: x.shape[0] > 1, {False: 2.0, True: 1.0, "gemm": 0.1}, (True, False)),
+    # the sub-pixel convolution off: its matrix product still taken
+    (SubpixelDeconv, lambda self, x: not self.gemm, {False: 2.0, True: 0.5, "gemm": 1.0}, (True, True)),
+])
+def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, caplog, cls, wrong, timings, expected):
     part = micro_parts["box_net"]
-    real = GemmConv.forward
-    monkeypatch.setattr(GemmConv, "forward", lambda self, x: real(self, x) * 1.01)
+    real = cls.forward
+    monkeypatch.setattr(cls, "forward", lambda self, x: real(self, x) * (1.01 if wrong(self, x) else 1.0))
     with caplog.at_level(logging.WARNING, logger="wbcap.model.strategy"):
         choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
-                                          timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.1}))
-    assert choice.gemm == (False, False, False) and choice.subpixel == (True, True, True)
-    assert "the gemm form of" in caplog.text
+                                          timer=fake_timer(FUSED_WINS, timings))
+    assert (choice.subpixel, choice.gemm) == ((expected[0],) * 3, (expected[1],) * 3)
+    assert f"the {'gemm' if cls is GemmConv else 'subpixel'} form of" in caplog.text
 
 
 @pytest.mark.parametrize("kernel,padding", [((2, 2), (1, 1)), ((3, 3), (1, 1)), ((3, 1), (0, 2)), ((1, 1), (0, 0))])
