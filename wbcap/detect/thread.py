@@ -8,16 +8,14 @@ thread when that overlaps the network's work on earlier frames without slowing i
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from wbcap.detect.base import Detection
 from wbcap.errors import setting
+from wbcap.io.background import Prefetch
 from wbcap.io.progress import timed
 
 log = logging.getLogger(__name__)
@@ -92,21 +90,6 @@ def _detections(frames: Iterable, detector: Any, skip_until: int,
         yield frame, dets
 
 
-def _detect_thread(
-    frames: Iterable, detector: Any, q: queue.Queue, stop: threading.Event, skip_until: int, timings: dict[str, float]
-) -> None:
-    """Producer (:func:`_detections` in a thread): puts (frame, detections) then None;
-    exceptions are forwarded."""
-    try:
-        for item in _detections(frames, detector, skip_until, timings):
-            if stop.is_set():
-                break
-            q.put(item)
-        q.put(None)
-    except BaseException as exc:  # re-raised in the consumer
-        q.put(exc)
-
-
 class DetectionThread:
     """``with DetectionThread(...) as d: for frame, dets in d: ...``: the detections of every
     frame of ``frames`` (an iterable of :class:`~wbcap.io.video_reader.Frame`), in order.
@@ -130,36 +113,21 @@ class DetectionThread:
         self.detector = detector
         self.background = background
         timings = {} if timings is None else timings
-        self._inline = None if background else _detections(frames, detector, skip_until, timings)
+        items = _detections(frames, detector, skip_until, timings)
+        self._inline = None if background else items
         self.max_people = max_people
         self.current: int | None = None
         self.seen: set[int] = set()
         self.over_limit = self.frames_over = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
-        self._stop = threading.Event()
-        # the worker runs in a copy of this thread's context (how messages name settings:
-        # wbcap.errors.setting)
-        self._worker = None if not background else threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(_detect_thread, frames, detector, self._queue, self._stop, skip_until, timings),
-            daemon=True)
+        self._worker = None if not background else Prefetch(items, maxsize=maxsize, name="wbcap-detect")
 
     def __enter__(self) -> DetectionThread:
-        if self.background:
-            self._worker.start()
+        if self._worker is not None:
+            self._worker.__enter__()
         return self
 
     def _items(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
-        if self._inline is not None:
-            yield from self._inline
-            return
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from self._inline if self._inline is not None else self._worker
 
     def __iter__(self) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
         for frame, dets in self._items():
@@ -175,12 +143,7 @@ class DetectionThread:
         if self._inline is not None:
             self._inline.close()
             return
-        self._stop.set()
-        while self._worker.is_alive():
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                self._worker.join(timeout=0.05)
+        self._worker.__exit__(exc_type, exc, tb)
 
     def report(self) -> None:
         """Warn about boxes dropped by ``max_people`` and box-file frames never processed."""

@@ -145,6 +145,7 @@ def render_meshes(
     *,
     backend: str | None = None,
     multisample: bool = True,
+    normals: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Draw shaded meshes over an image (module docstring for conventions and backends).
 
@@ -162,6 +163,11 @@ def render_meshes(
             sample per pixel, ~35 % faster with software OpenGL (``wbcap run``'s video frames),
             with 1-pixel stair-steps along the edges. The software backend, and pyrender on
             OSMesa (no framebuffer objects), draw one sample per pixel either way.
+        normals: per mesh, ``(V, 3)`` float unit vertex normals in the same OpenCV camera frame,
+            as :func:`vertex_normals` gives them for the mesh, for OpenGL's smooth shading;
+            None (default) computes them here. For callers that compute them in another
+            thread while an earlier frame is drawn (``wbcap run``'s ``render.mp4``). The
+            software backend shades each triangle flat and does not read them.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB: the image with the meshes blended on top.
@@ -193,6 +199,10 @@ def render_meshes(
     cols = np.asarray(colors, dtype=np.float64).reshape(-1, 3)
     if len(cols) != len(verts_list) or cols.min(initial=0) < 0 or cols.max(initial=0) > 1:
         raise ValueError("colors must be one RGB triple in [0, 1] per mesh")
+    if normals is not None:
+        normals = [np.asarray(n, dtype=np.float32) for n in normals]
+        if len(normals) != len(verts_list) or any(n.shape != v.shape for n, v in zip(normals, verts_list)):
+            raise ValueError("normals must be one (V, 3) array per mesh, shaped as its vertices")
     if not verts_list or alpha == 0.0:
         return image.copy()
 
@@ -202,7 +212,7 @@ def render_meshes(
         rgb, cover = _render_software(*args)
     else:
         try:
-            rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0)
+            rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0, normals=normals)
         except Exception as exc:
             # Too large for the platform's framebuffers, or GL out of memory (PyOpenGL's GLError:
             # a large photo's multisampled buffers): this image only, the platform works.
@@ -521,10 +531,13 @@ def _render_pyrender(
     princpt: tuple[float, float],
     colors: np.ndarray,
     samples: int = 4,
+    normals: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
-    renderer could not be adapted, :func:`_adapt_renderer`). Returns ``(H, W, 3)`` uint8 RGB
-    premultiplied by coverage and ``(H, W)`` uint8 coverage (255: covered), views of one array."""
+    renderer could not be adapted, :func:`_adapt_renderer`); ``normals``: per mesh, float32
+    unit vertex normals in the OpenCV frame (None: :func:`vertex_normals`). Returns
+    ``(H, W, 3)`` uint8 RGB premultiplied by coverage and ``(H, W)`` uint8 coverage (255:
+    covered), views of one array."""
     pyrender = _gl.import_pyrender()
 
     height, width = size
@@ -540,13 +553,17 @@ def _render_pyrender(
         positions = np.concatenate([verts_list[i] for i in keep]).astype(np.float32) * cv_to_gl
         counts = [len(verts_list[i]) for i in keep]
         first = np.cumsum([0] + counts[:-1])
-        normals = np.concatenate([vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))])
+        if normals is None:
+            gl_normals = [vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))]
+        else:  # the same rotation as the positions (det +1: normals turn as points do)
+            gl_normals = [normals[i] * cv_to_gl for i in keep]
+        normals_gl = np.concatenate(gl_normals)
         indices = np.concatenate([faces_list[i] + o for i, o in zip(keep, first)]).astype(np.uint32)
         color_0 = np.ones((len(positions), 4), np.float32)
         color_0[:, :3] = np.repeat(colors[keep].astype(np.float32), counts, axis=0)
         material = pyrender.MetallicRoughnessMaterial(
             metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE", baseColorFactor=(1.0, 1.0, 1.0, 1.0))
-        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals, color_0=color_0,
+        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals_gl, color_0=color_0,
                                                      indices=indices, material=material, mode=_GL_TRIANGLES)]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
     # Finite depths only: one non-finite vertex made the far plane infinite and hid every mesh.

@@ -3,8 +3,9 @@ over them, each frame at its source time (variable frame rates kept), the source
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,12 @@ from typing import Any
 import numpy as np
 
 from wbcap.export.colors import TRACK_COLORS
-from wbcap.io.progress import Progress, timed
+from wbcap.export.render import render_meshes
+from wbcap.io.progress import Progress
 from wbcap.smooth.track import SmoothedTrack
+
+#: Frames decoded and posed ahead of the one drawn, and drawn frames waiting for the encoder.
+_AHEAD = 2
 
 
 def render_video(
@@ -28,32 +33,88 @@ def render_video(
     per frame index (:func:`wbcap.smooth.track.rows_by_frame`) rendered under the video camera
     ``focal``, ``princpt`` (pixels). ``audio_from``: a file whose audio between
     ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio). Reports
-    ``("render", n, None)`` to ``progress``; ``timings`` gets ``render_decode``, ``render``
-    and ``encode`` seconds.
+    ``("render", n, None)`` to ``progress``.
+
+    Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames and poses
+    their people (:class:`~wbcap.export.track_meshes.TrackVertices`, with their vertex
+    normals), this one draws (:func:`~wbcap.export.render.render_meshes`, whose OpenGL context
+    stays in this thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile
+    (:func:`_one_blas_thread`). ``timings`` gets ``render_decode`` (decoding and posing),
+    ``render`` (drawing) and ``encode`` seconds, each its own thread's busy time, and
+    ``rendering``: the wall time of the whole stage.
     """
-    from wbcap.export.render import render_meshes
-    from wbcap.export.track_meshes import TrackVertices
+    from wbcap.io.background import BackgroundCalls, Prefetch
     from wbcap.io.video_writer import VideoWriter
 
     timings = {} if timings is None else timings
-    vertices = TrackVertices(tracks, body, device)
+    t0 = time.perf_counter()
     n = 0
-    with VideoWriter(path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start,
-                     audio_end=audio_end) as writer:
-        for frame in timed(frames, timings, "render_decode"):
-            t1 = time.perf_counter()
-            people = sorted(by_frame.get(frame.index, []))
-            image = frame.image
-            if people:
-                meshes = [vertices(tid, row) for tid, row in people]
-                colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
-                # One sample per pixel: 4x multisampling was a third of a frame's time (the photos keep it).
-                image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors, multisample=False)
-            t2 = time.perf_counter()
-            timings["render"] = timings.get("render", 0.0) + (t2 - t1)
-            writer.write(image, time=frame.time)  # each frame at its source time: VFR kept
-            timings["encode"] = timings.get("encode", 0.0) + (time.perf_counter() - t2)
-            n += 1
-            if progress:
-                progress("render", n, None)
+    with _one_blas_thread(), VideoWriter(path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start,
+                                         audio_end=audio_end) as writer:
+
+        def write(image: np.ndarray, at: float) -> None:
+            t = time.perf_counter()
+            writer.write(image, time=at)  # each frame at its source time: VFR kept
+            timings["encode"] = timings.get("encode", 0.0) + (time.perf_counter() - t)
+
+        people = _posed_frames(frames, tracks, by_frame, body, faces, device, timings)
+        with Prefetch(people, maxsize=_AHEAD, name="wbcap-render-pose") as ahead, \
+                BackgroundCalls(write, maxsize=_AHEAD, name="wbcap-render-encode") as encoder:
+            for frame, meshes, normals, colors in ahead:
+                t1 = time.perf_counter()
+                image = frame.image
+                if meshes:
+                    # One sample per pixel: 4x multisampling was a third of a frame's time (the photos keep it).
+                    image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors,
+                                          multisample=False, normals=normals)
+                timings["render"] = timings.get("render", 0.0) + (time.perf_counter() - t1)
+                encoder.put(image, frame.time)
+                n += 1
+                if progress:
+                    progress("render", n, None)
+    timings["rendering"] = timings.get("rendering", 0.0) + (time.perf_counter() - t0)
     return path
+
+
+def _posed_frames(
+    frames: Iterable, tracks: dict[int, SmoothedTrack], by_frame: dict[int, list[tuple[int, int]]], body: Any,
+    faces: np.ndarray, device: Any, timings: dict[str, float],
+) -> Iterator[tuple[Any, list[np.ndarray], list[np.ndarray], np.ndarray]]:
+    """``(frame, vertices, normals, colors)`` per frame: each visible person's ``(V, 3)`` float32
+    posed vertices and unit vertex normals (OpenCV camera frame, metres) and ``(P, 3)`` RGB
+    colours of their tracks (:data:`~wbcap.export.colors.TRACK_COLORS`), in track order; adds
+    the seconds to ``timings["render_decode"]``."""
+    from wbcap.export.render import vertex_normals
+    from wbcap.export.track_meshes import TrackVertices
+
+    vertices = TrackVertices(tracks, body, device)
+    busy = 0.0
+    try:
+        t = time.perf_counter()
+        for frame in frames:
+            people = sorted(by_frame.get(frame.index, []))
+            meshes = [vertices(tid, row) for tid, row in people]
+            normals = [vertex_normals(v, faces) for v in meshes]
+            colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
+            busy += time.perf_counter() - t
+            yield frame, meshes, normals, colors
+            t = time.perf_counter()
+        busy += time.perf_counter() - t
+    finally:
+        timings["render_decode"] = timings.get("render_decode", 0.0) + busy
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """NumPy's BLAS limited to one thread in this block (``threadpoolctl``).
+
+    pyrender inverts two 4x4 matrices per frame with ``np.linalg.inv``; OpenBLAS runs even that
+    on its thread pool, whose threads then spin in ``sched_yield`` for a while, in every frame: on
+    the 2-core Xeon they took ~1.8 of the 4.8 CPU seconds of a 60-frame ``render.mp4`` and a
+    quarter of each frame's drawing time, from the OpenGL and encoder threads. Torch's own
+    BLAS (MKL, inside ``libtorch_cpu``) is not a library threadpoolctl limits, so posing keeps
+    its threads."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -1,0 +1,159 @@
+"""wbcap.io.background: Prefetch and BackgroundCalls keep order, hand exceptions over, stop
+their thread when the block is left, and run in the caller's context."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+
+import pytest
+
+from wbcap.io.background import BackgroundCalls, Prefetch
+
+_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("_VAR", default="unset")
+
+
+def _threads(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_prefetch_yields_every_item_in_order_from_another_thread():
+    seen_in: list[str] = []
+
+    def items():
+        for i in range(20):
+            seen_in.append(threading.current_thread().name)
+            yield i
+
+    with Prefetch(items(), maxsize=2, name="test-prefetch-order") as it:
+        assert list(it) == list(range(20))
+    assert set(seen_in) == {"test-prefetch-order"}
+    assert not _threads("test-prefetch-order")
+
+
+def test_prefetch_stays_at_most_maxsize_ahead():
+    made: list[int] = []
+
+    def items():
+        for i in range(10):
+            made.append(i)
+            yield i
+
+    with Prefetch(items(), maxsize=2) as it:
+        first = next(iter(it))
+        time.sleep(0.3)  # the thread fills the queue, then waits
+        # the one handed over, two in the queue and one computed, waiting to be put
+        assert first == 0 and len(made) == 4
+
+
+def test_prefetch_raises_the_iterators_exception_after_the_items_before_it():
+    def items():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    got = []
+    with Prefetch(items(), maxsize=1) as it, pytest.raises(OSError, match="disk gone"):
+        for x in it:
+            got.append(x)
+    assert got == [1, 2]
+
+
+def test_prefetch_leaving_early_stops_the_thread_and_closes_the_generator():
+    closed = threading.Event()
+
+    def items():
+        try:
+            yield from range(10**9)
+        finally:
+            closed.set()
+
+    with Prefetch(items(), maxsize=2, name="test-prefetch-stop") as it:
+        for x in it:
+            if x == 3:
+                break
+    assert closed.is_set()
+    assert not _threads("test-prefetch-stop")
+
+
+def test_prefetch_runs_in_the_callers_context():
+    token = _VAR.set("caller")
+    try:
+        with Prefetch((_VAR.get() for _ in range(2)), maxsize=1) as it:
+            assert list(it) == ["caller", "caller"]
+    finally:
+        _VAR.reset(token)
+
+
+def test_maxsize_below_one_is_refused():
+    with pytest.raises(ValueError, match="maxsize"):
+        Prefetch([], maxsize=0)
+    with pytest.raises(ValueError, match="maxsize"):
+        BackgroundCalls(print, maxsize=0)
+
+
+def test_background_calls_run_in_order_in_one_thread_and_all_finish_at_exit():
+    done: list[tuple[int, str, str]] = []
+    token = _VAR.set("caller")
+    try:
+        def work(i: int) -> None:
+            time.sleep(0.002)
+            done.append((i, threading.current_thread().name, _VAR.get()))
+
+        with BackgroundCalls(work, maxsize=2, name="test-calls") as calls:
+            for i in range(15):
+                calls.put(i)
+    finally:
+        _VAR.reset(token)
+    assert [d[0] for d in done] == list(range(15))
+    assert {d[1:] for d in done} == {("test-calls", "caller")}
+    assert not _threads("test-calls")
+
+
+def test_background_calls_raise_a_calls_exception_at_the_next_put_and_run_no_later_call():
+    ran: list[int] = []
+    failed = threading.Event()
+
+    def work(i: int) -> None:
+        if i == 2:
+            failed.set()
+            raise ValueError("cannot encode frame 2")
+        ran.append(i)
+
+    with pytest.raises(ValueError, match="frame 2"), BackgroundCalls(work, maxsize=1) as calls:
+        for i in range(3):
+            calls.put(i)
+        failed.wait(5)
+        time.sleep(0.1)
+        calls.put(3)  # raises the failure
+    assert ran == [0, 1]
+
+
+def test_background_calls_raise_a_failure_of_the_last_call_when_the_block_ends():
+    def work(i: int) -> None:
+        raise RuntimeError(f"bad {i}")
+
+    with pytest.raises(RuntimeError, match="bad 0"), BackgroundCalls(work, maxsize=4) as calls:
+        calls.put(0)
+
+
+def test_background_calls_leaving_by_an_exception_drops_the_calls_not_started():
+    started = threading.Event()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def work(i: int) -> None:
+        started.set()
+        release.wait(5)
+        ran.append(i)
+
+    with pytest.raises(KeyError), BackgroundCalls(work, maxsize=3, name="test-calls-drop") as calls:
+        calls.put(0)
+        calls.put(1)
+        calls.put(2)
+        started.wait(5)
+        threading.Timer(0.1, release.set).start()
+        raise KeyError("the caller failed")
+    assert ran == [0]  # the running call finished, the waiting ones were dropped
+    assert not _threads("test-calls-drop")

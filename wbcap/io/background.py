@@ -1,0 +1,158 @@
+"""Work beside the calling thread, in order, with bounded queues: :class:`Prefetch` runs an
+iterator ahead of its consumer, :class:`BackgroundCalls` runs calls after their producer.
+
+Both run their thread in a copy of the caller's :mod:`contextvars` context (how messages name
+settings: :func:`wbcap.errors.setting`), forward the thread's exception to the caller, and stop
+the thread when the ``with`` block is left, whichever way. They pay off where the work in the
+thread releases the interpreter lock (decoding and encoding in FFmpeg, torch, large NumPy
+operations, OpenGL's drawing): ``wbcap run``'s pass 1 decodes and detects ahead of the network
+(:mod:`wbcap.detect.thread`), and its ``render.mp4`` decodes and poses the next frames and
+encodes the last ones while the current one is drawn (:mod:`wbcap.export.video_render`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+_END = object()
+_POLL_S = 0.05  # how often a blocked thread looks whether it was stopped
+
+
+class _Failed:
+    """An exception raised in the thread, handed over in the queue."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """``q.put(item)`` unless ``stop`` is set first; returns whether it was put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+class Prefetch(Generic[T]):
+    """``with Prefetch(items, maxsize=2) as it: for x in it: ...``: ``items`` iterated in a
+    thread, at most ``maxsize`` items ahead of the loop, yielded in order.
+
+    An exception raised while iterating ``items`` is raised by the loop, after the items before
+    it. Leaving the block stops the thread (an item it is computing is finished, then dropped)
+    and closes ``items`` when it is a generator (its ``finally`` blocks run there). ``name``
+    names the thread.
+    """
+
+    def __init__(self, items: Iterable[T], *, maxsize: int, name: str = "wbcap-prefetch") -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name=name,
+                                        daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not _put(self._queue, item, self._stop):
+                    break
+            else:
+                _put(self._queue, _END, self._stop)
+        except BaseException as exc:  # raised again by the consumer's loop
+            _put(self._queue, _Failed(exc), self._stop)
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Prefetch[T]:
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class BackgroundCalls:
+    """``with BackgroundCalls(fn, maxsize=2) as calls: calls.put(*args)``: ``fn(*args)`` in one
+    thread, in the order put, at most ``maxsize`` calls waiting.
+
+    The first exception ``fn`` raises is raised by the next :meth:`put`, or when the block is
+    left; no later call runs. Leaving the block normally waits for every call put; leaving it by
+    an exception drops the calls not yet started and waits only for the running one (so a
+    caller's file is not written after it was told to stop). ``name`` names the thread.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, maxsize: int, name: str = "wbcap-background") -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self._fn = fn
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name=name,
+                                        daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                args = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if args is _END or self._stop.is_set():
+                return
+            try:
+                self._fn(*args)
+            except BaseException as exc:  # raised again in the caller's thread
+                self._failed = exc
+                self._stop.set()
+                return
+
+    def __enter__(self) -> BackgroundCalls:
+        self._thread.start()
+        return self
+
+    def put(self, *args: Any) -> None:
+        """Queue ``fn(*args)`` (waits while ``maxsize`` calls wait).
+
+        Raises:
+            BaseException: what an earlier call raised.
+        """
+        self._raise_failure()
+        if not _put(self._queue, args, self._stop):
+            self._raise_failure()
+            raise RuntimeError("the background thread has stopped")
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            _put(self._queue, _END, self._stop)
+        else:
+            self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self._raise_failure()
