@@ -13,7 +13,9 @@ process's peak RSS. The run column must not grow with the length of the video. U
 arithmetic; ``--full-size`` for the released architecture, default all-ResNet-18 on CPU so the
 run takes minutes, not an hour).
 
-Each stage's share of the wall time is printed, and the network's crops/s in the run (person
+Each stage's share of the wall time is printed (``render_decode``, ``render`` and ``encode`` are
+the busy times of render.mp4's three overlapped threads; ``rendering`` is that whole stage's
+wall time, the share the README states), and the network's crops/s in the run (person
 frames / the ``regress`` stage's seconds) against ``wbcap bench``'s regressor rate at the same
 batch size measured in the same process right before and right after the run (the call made
 before the run also packs the batch size's weights, which the run would otherwise do in its
@@ -201,7 +203,8 @@ def main() -> None:
         stages = "  ".join(f"{k} {v:.1f}s ({r['frames'] / v:.1f}/s)" for k, v in r["timings_s"].items() if v > 0)
         print(f"{r['clip']:22s} {r['frames']:6d} {r['fps']:6.2f} {r['start_rss_mb']:13.0f} {r['run_rss_mb']:5.0f} "
               f"{r['peak_rss_mb']:5.0f}  {stages}")
-    print("\nshare of the wall time per stage (decode and detect run beside the network when 'overlapped'):")
+    print("\nshare of the wall time per stage (decode and detect run beside the network when 'overlapped'; "
+          "render_decode, render and encode beside each other, within 'rendering'):")
     for r in rows:
         shares = "  ".join(f"{k} {100 * v / r['wall_s']:.0f}%" for k, v in r["timings_s"].items() if v > 0)
         net = r["person_frames"] / r["timings_s"]["regress"] if r["timings_s"].get("regress") else float("nan")

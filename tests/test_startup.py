@@ -143,3 +143,29 @@ def test_fused_pipeline_skips_the_nhwc_copy_with_the_same_outputs(micro_ckpt, bo
     np.testing.assert_array_equal(a.vertices, b.vertices)
     for k, v in a.params.to_axis_angle().items():
         assert torch.equal(v, b.params.to_axis_angle()[k]), k
+
+
+@pytest.mark.slow  # fresh processes; fast loop kept under 2 minutes
+def test_the_renderer_is_imported_ahead_in_a_thread_unless_software_is_asked_for(tmp_path):
+    """wbcap run's pass 2 imports pyrender in a thread (render.import_renderer_in_background);
+    the software renderer needs no import; once imported there is nothing to do."""
+    code = """
+        import json, sys
+        from wbcap.export.render import import_renderer_in_background
+        thread = import_renderer_in_background()
+        if thread is not None:
+            thread.join(120)
+        again = import_renderer_in_background()
+        print(json.dumps([thread is not None, thread is not None and thread.name, "pyrender" in sys.modules,
+                          again is None]))
+    """
+    home = str(tmp_path / "home")
+    answers = {}
+    for renderer in ("auto", "software"):
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "WBCAP_HOME": home, "WBCAP_RENDERER": renderer})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        answers[renderer] = json.loads(proc.stdout.strip().splitlines()[-1])
+    gl = _gl.select_gl_platform() is not None
+    assert answers["auto"] == [True, "wbcap-import-renderer", gl, gl]
+    assert answers["software"] == [False, False, False, True]

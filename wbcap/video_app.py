@@ -192,6 +192,10 @@ def finalize(
 
     timings = {} if timings is None else timings
     t_start = time.perf_counter()
+    if job.render:  # beside this pass's work, which leaves a core free: the network has finished
+        from wbcap.export.render import import_renderer_in_background
+
+        import_renderer_in_background()
     out = Path(job.out).expanduser()
     body = pipeline.regressor.body
     dev = next(iter(body.buffers())).device

@@ -134,6 +134,37 @@ def render_backend(requested: str | None = None) -> str:
     return f"pyrender-{platform}"
 
 
+def import_renderer_in_background(requested: str | None = None) -> threading.Thread | None:
+    """Start choosing the OpenGL platform and importing pyrender (with PyOpenGL and trimesh) in
+    a daemon thread, so that a later :func:`render_meshes` does not wait for it: ~0.7 s on the
+    2-core Xeon, most of the first frame of ``wbcap run``'s ``render.mp4``, which starts it
+    when its second pass starts. No OpenGL context is made there (a context belongs to the thread
+    that draws). A failure is left for the render to meet and report.
+
+    Args:
+        requested: as :func:`render_backend` takes it (None: ``WBCAP_RENDERER``).
+
+    Returns:
+        The started thread; None when nothing is to be done (pyrender already imported, or the
+        software renderer asked for).
+    """
+    import sys
+
+    if "pyrender" in sys.modules or requested_renderer(requested) == "software":
+        return None
+
+    def run() -> None:
+        try:
+            if render_backend(requested) != "software":
+                _gl.import_pyrender()
+        except Exception as exc:  # the render itself reports it
+            log.debug("importing the renderer ahead failed: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=run, name="wbcap-import-renderer", daemon=True)
+    thread.start()
+    return thread
+
+
 def render_meshes(
     image: np.ndarray,
     meshes: Sequence[np.ndarray],
