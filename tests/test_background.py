@@ -42,9 +42,20 @@ def test_prefetch_stays_at_most_maxsize_ahead():
 
     with Prefetch(items(), maxsize=2) as it:
         first = next(iter(it))
-        time.sleep(0.3)  # the thread fills the queue, then waits
+        deadline = time.monotonic() + 10
+        while len(made) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # time enough to go further, were it allowed to
         # the one handed over, two in the queue and one computed, waiting to be put
         assert first == 0 and len(made) == 4
+
+
+def test_prefetch_is_iterated_inside_its_block_only():
+    with pytest.raises(RuntimeError, match="with"):
+        list(Prefetch([1, 2], maxsize=1))
+    with Prefetch([1, 2], maxsize=1) as it:
+        assert list(it) == [1, 2]
+        assert list(it) == []  # ended: a second loop ends at once
 
 
 def test_prefetch_raises_the_iterators_exception_after_the_items_before_it():
@@ -113,20 +124,19 @@ def test_background_calls_run_in_order_in_one_thread_and_all_finish_at_exit():
 
 def test_background_calls_raise_a_calls_exception_at_the_next_put_and_run_no_later_call():
     ran: list[int] = []
-    failed = threading.Event()
 
     def work(i: int) -> None:
         if i == 2:
-            failed.set()
             raise ValueError("cannot encode frame 2")
         ran.append(i)
 
-    with pytest.raises(ValueError, match="frame 2"), BackgroundCalls(work, maxsize=1) as calls:
-        for i in range(3):
-            calls.put(i)
-        failed.wait(5)
-        time.sleep(0.1)
-        calls.put(3)  # raises the failure
+    with pytest.raises(ValueError, match="frame 2"):  # raised again when the block ends
+        with BackgroundCalls(work, maxsize=1) as calls:
+            for i in range(3):
+                calls.put(i)
+            calls._thread.join(10)  # the thread stops at the failure
+            with pytest.raises(ValueError, match="frame 2"):
+                calls.put(3)
     assert ran == [0, 1]
 
 
@@ -140,20 +150,22 @@ def test_background_calls_raise_a_failure_of_the_last_call_when_the_block_ends()
 
 def test_background_calls_leaving_by_an_exception_drops_the_calls_not_started():
     started = threading.Event()
-    release = threading.Event()
     ran: list[int] = []
+    box: list[BackgroundCalls] = []
 
     def work(i: int) -> None:
         started.set()
-        release.wait(5)
+        deadline = time.monotonic() + 10
+        while not box[0]._stop.is_set() and time.monotonic() < deadline:  # until the caller has failed
+            time.sleep(0.005)
         ran.append(i)
 
     with pytest.raises(KeyError), BackgroundCalls(work, maxsize=3, name="test-calls-drop") as calls:
+        box.append(calls)
         calls.put(0)
         calls.put(1)
         calls.put(2)
-        started.wait(5)
-        threading.Timer(0.1, release.set).start()
+        started.wait(10)
         raise KeyError("the caller failed")
     assert ran == [0]  # the running call finished, the waiting ones were dropped
     assert not _threads("test-calls-drop")

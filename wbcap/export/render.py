@@ -154,8 +154,8 @@ def import_renderer_in_background(requested: str | None = None) -> threading.Thr
         return None
 
     def run() -> None:
-        try:
-            if render_backend(requested) != "software":
+        try:  # no warning from here: the render says what it uses when it starts
+            if _gl.select_gl_platform() is not None:
                 _gl.import_pyrender()
         except Exception as exc:  # the render itself reports it
             log.debug("importing the renderer ahead failed: %s: %s", type(exc).__name__, exc)
@@ -202,6 +202,12 @@ def render_meshes(
 
     Returns:
         ``(H, W, 3)`` uint8 RGB: the image with the meshes blended on top.
+
+    Raises:
+        ValueError: an argument of the wrong shape, type or range (image, meshes, faces, focal
+            lengths, colours, alpha, normals).
+        InputError: an unknown renderer, or ``pyrender`` asked for where no OpenGL platform
+            works (:func:`render_backend`).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -14,7 +14,7 @@ import numpy as np
 
 from wbcap.export.colors import TRACK_COLORS
 from wbcap.export.render import render_meshes
-from wbcap.io.progress import Progress
+from wbcap.io.progress import Progress, add_time
 from wbcap.smooth.track import SmoothedTrack
 
 #: Frames decoded and posed ahead of the one drawn, and drawn frames waiting for the encoder.
@@ -55,7 +55,7 @@ def render_video(
         def write(image: np.ndarray, at: float) -> None:
             t = time.perf_counter()
             writer.write(image, time=at)  # each frame at its source time: VFR kept
-            timings["encode"] = timings.get("encode", 0.0) + (time.perf_counter() - t)
+            add_time(timings, "encode", t)
 
         people = _posed_frames(frames, tracks, by_frame, body, faces, device, timings)
         with Prefetch(people, maxsize=_AHEAD, name="wbcap-render-pose") as ahead, \
@@ -67,12 +67,12 @@ def render_video(
                     # One sample per pixel: 4x multisampling was a third of a frame's time (the photos keep it).
                     image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors,
                                           multisample=False, normals=normals)
-                timings["render"] = timings.get("render", 0.0) + (time.perf_counter() - t1)
+                add_time(timings, "render", t1)
                 encoder.put(image, frame.time)
                 n += 1
                 if progress:
                     progress("render", n, None)
-    timings["rendering"] = timings.get("rendering", 0.0) + (time.perf_counter() - t0)
+    add_time(timings, "rendering", t0)
     return path
 
 
@@ -106,14 +106,15 @@ def _posed_frames(
 
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS limited to one thread in this block (``threadpoolctl``).
+    """NumPy's BLAS limited to one thread in this block (``threadpoolctl``; the limit is
+    process-wide, for every thread, and restored when the block ends).
 
     pyrender inverts two 4x4 matrices per frame with ``np.linalg.inv``; OpenBLAS runs even that
     on its thread pool, whose threads then spin in ``sched_yield`` for a while, in every frame: on
     the 2-core Xeon they took ~1.8 of the 4.8 CPU seconds of a 60-frame ``render.mp4`` and a
     quarter of each frame's drawing time, from the OpenGL and encoder threads. Torch's own
-    BLAS (MKL, inside ``libtorch_cpu``) is not a library threadpoolctl limits, so posing keeps
-    its threads."""
+    BLAS on x86 (MKL, inside ``libtorch_cpu``) is not a library threadpoolctl limits, so posing
+    keeps its threads there (a torch build on OpenBLAS would pose with one)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):

@@ -13,11 +13,13 @@ encodes the last ones while the current one is drawn (:mod:`wbcap.export.video_r
 from __future__ import annotations
 
 import contextvars
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _END = object()
 _POLL_S = 0.05  # how often a blocked thread looks whether it was stopped
@@ -28,6 +30,18 @@ class _Failed:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+def _join(thread: threading.Thread, stop: threading.Event) -> None:
+    """Wait for ``thread``; when the wait itself is interrupted (a second Ctrl-C), tell the thread
+    to stop and wait for it still, so that nothing it uses (a file being encoded) is closed under
+    it, then let the interruption go on."""
+    try:
+        thread.join()
+    except BaseException:
+        stop.set()
+        thread.join()
+        raise
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
@@ -47,8 +61,12 @@ class Prefetch(Generic[T]):
 
     An exception raised while iterating ``items`` is raised by the loop, after the items before
     it. Leaving the block stops the thread (an item it is computing is finished, then dropped)
-    and closes ``items`` when it is a generator (its ``finally`` blocks run there). ``name``
-    names the thread.
+    and closes ``items`` when it has a ``close`` method, in the thread (a generator's ``finally``
+    blocks run there). ``name`` names the thread.
+
+    Raises:
+        ValueError: ``maxsize`` below 1.
+        RuntimeError: iterating outside the ``with`` block.
     """
 
     def __init__(self, items: Iterable[T], *, maxsize: int, name: str = "wbcap-prefetch") -> None:
@@ -72,15 +90,26 @@ class Prefetch(Generic[T]):
         finally:
             close = getattr(self._items, "close", None)
             if close is not None:
-                close()
+                try:
+                    close()
+                except Exception as exc:  # the items were all handed over or dropped already
+                    log.debug("closing the prefetched items failed: %s: %s", type(exc).__name__, exc)
 
     def __enter__(self) -> Prefetch[T]:
         self._thread.start()
         return self
 
     def __iter__(self) -> Iterator[T]:
+        if self._thread.ident is None:
+            raise RuntimeError("iterate a Prefetch inside its 'with' block")
         while True:
-            item = self._queue.get()
+            alive = self._thread.is_alive()  # before the wait: an item put just before it ended is still seen
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if alive:
+                    continue
+                return  # ended (or stopped) and everything handed over already
             if item is _END:
                 return
             if isinstance(item, _Failed):
@@ -89,7 +118,7 @@ class Prefetch(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        _join(self._thread, self._stop)
 
 
 class BackgroundCalls:
@@ -97,9 +126,13 @@ class BackgroundCalls:
     thread, in the order put, at most ``maxsize`` calls waiting.
 
     The first exception ``fn`` raises is raised by the next :meth:`put`, or when the block is
-    left; no later call runs. Leaving the block normally waits for every call put; leaving it by
-    an exception drops the calls not yet started and waits only for the running one (so a
-    caller's file is not written after it was told to stop). ``name`` names the thread.
+    left normally; no later call runs. Leaving the block normally waits for every call put;
+    leaving it by an exception drops the calls not yet started and waits only for the running
+    one (so a caller's file is not written after it was told to stop), and that exception goes
+    on (one ``fn`` raised meanwhile is logged at debug level). ``name`` names the thread.
+
+    Raises:
+        ValueError: ``maxsize`` below 1.
     """
 
     def __init__(self, fn: Callable[..., Any], *, maxsize: int, name: str = "wbcap-background") -> None:
@@ -153,6 +186,8 @@ class BackgroundCalls:
             _put(self._queue, _END, self._stop)
         else:
             self._stop.set()
-        self._thread.join()
+        _join(self._thread, self._stop)
         if exc_type is None:
             self._raise_failure()
+        elif self._failed is not None:
+            log.debug("a background call failed too: %s: %s", type(self._failed).__name__, self._failed)
