@@ -514,6 +514,37 @@ def test_given_normals_draw_what_computed_ones_draw(backend: str, gl_platform: s
         render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend, normals=[normals[0], normals[0]])
 
 
+@pytest.mark.parametrize("backend", ["software", "pyrender"])
+def test_a_render_prepared_in_another_thread_draws_what_render_meshes_draws(backend: str,
+                                                                            gl_platform: str | None) -> None:
+    """prepare_render (no OpenGL: render.mp4 runs it in its posing thread) then draw_prepared
+    here gives render_meshes' pixels; the image must have the prepared size."""
+    import threading
+
+    from wbcap.export.render import draw_prepared, prepare_render
+
+    if backend == "pyrender" and gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    a, fa = _sphere((-0.5, 0.1, 3.0), 0.4)
+    b, fb = _sphere((0.6, -0.2, 4.0), 0.7)
+    image = np.full((H, W, 3), BG, np.uint8)
+    colors = [(0.9, 0.2, 0.2), (0.2, 0.3, 0.9)]
+    want = render_meshes(image, [a, b], [fa, fb], FOCAL, PRINCPT, colors=colors, backend=backend, multisample=False)
+    box = []
+    worker = threading.Thread(target=lambda: box.append(prepare_render(
+        (H, W), [a, b], [fa, fb], FOCAL, PRINCPT, colors=colors, backend=backend, multisample=False)))
+    worker.start()
+    worker.join()
+    prepared = box[0]
+    assert (prepared.scene is not None) == (backend == "pyrender")
+    np.testing.assert_array_equal(draw_prepared(image, prepared), want)
+    assert (want != image).any()
+    with pytest.raises(ValueError, match="prepared for"):
+        draw_prepared(np.zeros((H, W + 1, 3), np.uint8), prepared)
+    nobody = prepare_render((H, W), [], fa, FOCAL, PRINCPT, backend=backend)
+    np.testing.assert_array_equal(draw_prepared(image, nobody), image)
+
+
 def test_render_edge_cases() -> None:
     image = np.full((20, 30, 3), BG, np.uint8)
     verts, faces = _sphere((0.0, 0.0, 3.0), 1.0)

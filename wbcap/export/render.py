@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,8 @@ def render_meshes(
     multisample: bool = True,
     normals: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Draw shaded meshes over an image (module docstring for conventions and backends).
+    """Draw shaded meshes over an image (module docstring for conventions and backends):
+    :func:`prepare_render` then :func:`draw_prepared`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB background; not modified.
@@ -209,9 +211,52 @@ def render_meshes(
         InputError: an unknown renderer, or ``pyrender`` asked for where no OpenGL platform
             works (:func:`render_backend`).
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    image = _check_image(image)
+    prepared = prepare_render(image.shape[:2], meshes, faces, focal, princpt, colors, alpha, backend=backend,
+                              multisample=multisample, normals=normals)
+    return draw_prepared(image, prepared)
+
+
+@dataclass(frozen=True)
+class PreparedRender:
+    """One image's meshes made ready to draw by :func:`prepare_render`: checked, the backend
+    chosen and, for OpenGL, pyrender's scene built (no OpenGL call made yet, so any thread may
+    prepare). :func:`draw_prepared` draws it over an image of ``size`` ``(H, W)``."""
+
+    size: tuple[int, int]
+    #: ``(size, vertices, faces, focal, princpt, colours)`` as the backends take them: float64
+    #: ``(V, 3)`` vertices and int64 ``(F, 3)`` faces per mesh, ``(P, 3)`` float64 colours.
+    args: tuple
+    alpha: float
+    #: the renderer asked for (None: ``WBCAP_RENDERER``), resolved again when drawing
+    requested: str | None
+    samples: int
+    #: pyrender's scene when OpenGL was chosen and it could be built, else None
+    scene: Any = None
+    empty: bool = False
+
+
+def prepare_render(
+    size: tuple[int, int],
+    meshes: Sequence[np.ndarray],
+    faces: np.ndarray | Sequence[np.ndarray],
+    focal: tuple[float, float],
+    princpt: tuple[float, float],
+    colors: Sequence[tuple[float, float, float]] | None = None,
+    alpha: float = 1.0,
+    *,
+    backend: str | None = None,
+    multisample: bool = True,
+    normals: Sequence[np.ndarray] | None = None,
+) -> PreparedRender:
+    """The part of :func:`render_meshes` that needs no OpenGL context (same arguments, with
+    ``size`` ``(H, W)`` pixels instead of the image): the arguments checked and, where OpenGL
+    draws, pyrender's scene built (meshes in one primitive, camera, lights). ``wbcap run``'s
+    ``render.mp4`` prepares the next frames in another thread while one is drawn.
+
+    Raises:
+        ValueError, InputError: as :func:`render_meshes`.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     fx, fy = (float(f) for f in focal)
@@ -240,16 +285,41 @@ def render_meshes(
         normals = [np.asarray(n, dtype=np.float32) for n in normals]
         if len(normals) != len(verts_list) or any(n.shape != v.shape for n, v in zip(normals, verts_list)):
             raise ValueError("normals must be one (V, 3) array per mesh, shaped as its vertices")
+    size = (int(size[0]), int(size[1]))
+    args = (size, verts_list, faces_list, (fx, fy), (cx, cy), cols)
+    samples = 4 if multisample else 0
     if not verts_list or alpha == 0.0:
-        return image.copy()
+        return PreparedRender(size, args, float(alpha), backend, samples, empty=True)
+    scene = None
+    if render_backend(backend) != "software":
+        try:
+            scene = _pyrender_scene(_gl.import_pyrender(), *args[1:], normals=normals)
+        except Exception as exc:  # drawing builds it again, meets the error and reports it
+            log.debug("could not build the scene ahead: %s: %s", type(exc).__name__, exc)
+    return PreparedRender(size, args, float(alpha), backend, samples, scene)
 
-    name = render_backend(backend)
-    args = (image.shape[:2], verts_list, faces_list, (fx, fy), (cx, cy), cols)
+
+def draw_prepared(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
+    """Draw ``prepared`` (:func:`prepare_render`) over ``image`` (``(H, W, 3)`` uint8 RGB of its
+    size; not modified) and return the blended image, as :func:`render_meshes` does. OpenGL
+    runs in the calling thread (its context stays in the thread that made it).
+
+    Raises:
+        ValueError: ``image`` is not ``(H, W, 3)`` uint8 of the prepared size.
+    """
+    image = _check_image(image)
+    if image.shape[:2] != prepared.size:
+        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, prepared for "
+                         f"{prepared.size[1]}x{prepared.size[0]}")
+    if prepared.empty:
+        return image.copy()
+    args, alpha = prepared.args, prepared.alpha
+    name = render_backend(prepared.requested)  # software from now on, after a GL failure on an earlier frame
     if name == "software":
         rgb, cover = _render_software(*args)
     else:
         try:
-            rgb, cover = _render_pyrender(*args, samples=4 if multisample else 0, normals=normals)
+            rgb, cover = _render_pyrender(*args, samples=prepared.samples, scene=prepared.scene)
         except Exception as exc:
             # Too large for the platform's framebuffers, or GL out of memory (PyOpenGL's GLError:
             # a large photo's multisampled buffers): this image only, the platform works.
@@ -266,6 +336,13 @@ def render_meshes(
                         "run looks for a working platform again", type(exc).__name__, exc)
             rgb, cover = _render_software(*args)
     return _composite(image, rgb, cover, alpha)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    return image
 
 
 class _TooLargeForGL(Exception):
@@ -569,15 +646,40 @@ def _render_pyrender(
     colors: np.ndarray,
     samples: int = 4,
     normals: list[np.ndarray] | None = None,
+    scene: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
-    renderer could not be adapted, :func:`_adapt_renderer`); ``normals``: per mesh, float32
-    unit vertex normals in the OpenCV frame (None: :func:`vertex_normals`). Returns
-    ``(H, W, 3)`` uint8 RGB premultiplied by coverage and ``(H, W)`` uint8 coverage (255:
-    covered), views of one array."""
+    renderer could not be adapted, :func:`_adapt_renderer`) of ``scene`` (None: built here by
+    :func:`_pyrender_scene` from the other arguments; ``normals``: per mesh, float32 unit vertex
+    normals in the OpenCV frame, None: :func:`vertex_normals`). Returns ``(H, W, 3)`` uint8 RGB
+    premultiplied by coverage and ``(H, W)`` uint8 coverage (255: covered), views of one array."""
     pyrender = _gl.import_pyrender()
-
+    if scene is None:
+        scene = _pyrender_scene(pyrender, verts_list, faces_list, focal, princpt, colors, normals=normals)
     height, width = size
+    with _render_lock:
+        # the size limit first, from a context of a size it can have (on OSMesa, where the context
+        # has the image's size, one too large could not be made)
+        limit = _gl_size_limit(_renderer or _get_renderer(pyrender, min(width, 64), min(height, 64)))
+        if max(width, height) > limit:
+            raise _TooLargeForGL(limit)
+        renderer = _get_renderer(pyrender, width, height)
+        renderer._renderer._wbcap_samples = samples
+        color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
+    return _premultiplied_and_cover(color, depth)
+
+
+def _pyrender_scene(
+    pyrender: Any,
+    verts_list: list[np.ndarray],
+    faces_list: list[np.ndarray],
+    focal: tuple[float, float],
+    princpt: tuple[float, float],
+    colors: np.ndarray,
+    normals: list[np.ndarray] | None = None,
+) -> Any:
+    """pyrender's scene for the meshes (one primitive), the camera and the lights; no OpenGL
+    call, so any thread may build it."""
     scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
     keep = [i for i, f in enumerate(faces_list) if f.size]
     if keep:
@@ -615,16 +717,7 @@ def _render_pyrender(
     for side in (-0.5, 0.5):  # GL frame: travelling sideways, down (-y) and forward (-z)
         pose = _light_pose(np.array([side, -0.6, -1.0]))
         scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_SIDE_LIGHT), pose=pose)
-    with _render_lock:
-        # the size limit first, from a context of a size it can have (on OSMesa, where the context
-        # has the image's size, one too large could not be made)
-        limit = _gl_size_limit(_renderer or _get_renderer(pyrender, min(width, 64), min(height, 64)))
-        if max(width, height) > limit:
-            raise _TooLargeForGL(limit)
-        renderer = _get_renderer(pyrender, width, height)
-        renderer._renderer._wbcap_samples = samples
-        color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
-    return _premultiplied_and_cover(color, depth)
+    return scene
 
 
 def _premultiplied_and_cover(color: Any, depth: Any) -> tuple[np.ndarray, np.ndarray]:

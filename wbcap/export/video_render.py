@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.export.colors import TRACK_COLORS
-from wbcap.export.render import render_meshes
+from wbcap.export.render import PreparedRender, draw_prepared, prepare_render, vertex_normals
 from wbcap.io.progress import Progress, add_time
 from wbcap.smooth.track import SmoothedTrack
 
@@ -57,16 +57,12 @@ def render_video(
             writer.write(image, time=at)  # each frame at its source time: VFR kept
             add_time(timings, "encode", t)
 
-        people = _posed_frames(frames, tracks, by_frame, body, faces, device, timings)
+        people = _prepared_frames(frames, tracks, by_frame, body, faces, device, focal, princpt, timings)
         with Prefetch(people, maxsize=_AHEAD, name="wbcap-render-pose") as ahead, \
                 BackgroundCalls(write, maxsize=_AHEAD, name="wbcap-render-encode") as encoder:
-            for frame, meshes, normals, colors in ahead:
+            for frame, prepared in ahead:
                 t1 = time.perf_counter()
-                image = frame.image
-                if meshes:
-                    # One sample per pixel: 4x multisampling was a third of a frame's time (the photos keep it).
-                    image = render_meshes(image, meshes, faces, (focal, focal), princpt, colors=colors,
-                                          multisample=False, normals=normals)
+                image = frame.image if prepared is None else draw_prepared(frame.image, prepared)
                 add_time(timings, "render", t1)
                 encoder.put(image, frame.time)
                 n += 1
@@ -76,15 +72,17 @@ def render_video(
     return path
 
 
-def _posed_frames(
+def _prepared_frames(
     frames: Iterable, tracks: dict[int, SmoothedTrack], by_frame: dict[int, list[tuple[int, int]]], body: Any,
-    faces: np.ndarray, device: Any, timings: dict[str, float],
-) -> Iterator[tuple[Any, list[np.ndarray], list[np.ndarray], np.ndarray]]:
-    """``(frame, vertices, normals, colors)`` per frame: each visible person's ``(V, 3)`` float32
-    posed vertices and unit vertex normals (OpenCV camera frame, metres) and ``(P, 3)`` RGB
-    colours of their tracks (:data:`~wbcap.export.colors.TRACK_COLORS`), in track order; adds
-    the seconds to ``timings["render_decode"]``."""
-    from wbcap.export.render import vertex_normals
+    faces: np.ndarray, device: Any, focal: float, princpt: tuple[float, float], timings: dict[str, float],
+) -> Iterator[tuple[Any, PreparedRender | None]]:
+    """``(frame, prepared)`` per frame: its visible people posed
+    (:class:`~wbcap.export.track_meshes.TrackVertices`: float32 vertices, metres, OpenCV camera
+    frame) with their vertex normals, in their tracks' colours
+    (:data:`~wbcap.export.colors.TRACK_COLORS`), made ready to draw with one sample per pixel
+    (:func:`~wbcap.export.render.prepare_render`; 4x multisampling was a third of a frame's time,
+    the photos keep it); None for a frame with nobody. Adds the seconds to
+    ``timings["render_decode"]``."""
     from wbcap.export.track_meshes import TrackVertices
 
     vertices = TrackVertices(tracks, body, device)
@@ -93,11 +91,14 @@ def _posed_frames(
         t = time.perf_counter()
         for frame in frames:
             people = sorted(by_frame.get(frame.index, []))
-            meshes = [vertices(tid, row) for tid, row in people]
-            normals = [vertex_normals(v, faces) for v in meshes]
-            colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
+            prepared = None
+            if people:
+                meshes = [vertices(tid, row) for tid, row in people]
+                colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
+                prepared = prepare_render(frame.image.shape[:2], meshes, faces, (focal, focal), princpt, colors=colors,
+                                          multisample=False, normals=[vertex_normals(v, faces) for v in meshes])
             busy += time.perf_counter() - t
-            yield frame, meshes, normals, colors
+            yield frame, prepared
             t = time.perf_counter()
         busy += time.perf_counter() - t
     finally:
