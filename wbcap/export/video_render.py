@@ -35,11 +35,12 @@ def render_video(
     ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio). Reports
     ``("render", n, None)`` to ``progress``.
 
-    Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames and poses
+    Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
     their people (:class:`~wbcap.export.track_meshes.TrackVertices`, with their vertex
-    normals), this one draws (:func:`~wbcap.export.render.render_meshes`, whose OpenGL context
-    stays in this thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile
-    (:func:`_one_blas_thread`). ``timings`` gets ``render_decode`` (decoding and posing),
+    normals) and prepares each frame's scene (:func:`~wbcap.export.render.prepare_render`), this
+    one draws (:func:`~wbcap.export.render.draw_prepared`; the OpenGL context stays in this
+    thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile
+    (:func:`_one_blas_thread`). ``timings`` gets ``render_decode`` (decoding, posing, preparing),
     ``render`` (drawing) and ``encode`` seconds, each its own thread's busy time, and
     ``rendering``: the wall time of the whole stage.
     """
