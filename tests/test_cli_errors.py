@@ -173,3 +173,40 @@ def test_image_with_stdout_on_a_full_disk(tmp_path, micro_ckpt, body_dir):
     for name in ("walker", "xwalker"):  # both photos were still processed
         assert (tmp_path / "out" / name / "person_0" / "smplx_param.json").is_file()
     assert not (tmp_path / "home" / "logs").exists()
+
+
+@pytest.mark.parametrize("filename", ["tmp", "plain", None])
+def test_a_full_disk_is_one_error_line_naming_the_final_file(monkeypatch, tmp_path, filename):
+    """A write that finds the disk full (ENOSPC) is not a crash: one line naming the file being
+    written (its final name, not the hidden temporary it was written under) and the fix; exit 2,
+    no crash log."""
+    import errno
+
+    import wbcap.doctor
+    from wbcap.atomic import _temp_sibling
+
+    final = tmp_path / "out" / "render.mp4"
+    name = {"tmp": str(_temp_sibling(final)), "plain": str(final), None: None}[filename]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", full)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 2 and r.stdout == ""
+    where = f"cannot write {final} (No space left on device)" if filename else "cannot write (No space left on device)"
+    assert r.stderr.splitlines() == [f"error: {where}: free disk space or choose an output folder on another disk (-o)"]
+    assert not list((tmp_path / "home").rglob("crash-*.log"))
+
+
+def test_final_path_undoes_every_temporary_name():
+    from wbcap.atomic import _temp_sibling, final_path
+
+    for final in (Path("/a/render.mp4"), Path("/a/track_0.glb"), Path("b/out.tar.gz"), Path("/a/meshes"),
+                  Path("/a/.hidden.json")):
+        for kind in ("tmp", "staging"):
+            temp = _temp_sibling(final, kind)
+            assert temp != final and final_path(temp) == final and final_path(str(temp)) == final
+        assert final_path(final) == final
+    assert final_path("/a/.x.tmp-zz.mp4") == Path("/a/.x.tmp-zz.mp4")  # not one of ours

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -21,9 +22,22 @@ from pathlib import Path
 
 from wbcap.errors import InputError
 
+_TEMP_KINDS = ("tmp", "staging")
+_TEMP_NAME = re.compile(rf"^\.(?P<stem>.+)\.(?:{'|'.join(_TEMP_KINDS)})-[0-9a-f]{{8}}(?P<suffix>.*)$")
+
 
 def _temp_sibling(path: Path, kind: str = "tmp") -> Path:
+    assert kind in _TEMP_KINDS
     return path.with_name(f".{path.stem}.{kind}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def final_path(path: str | os.PathLike[str]) -> Path:
+    """The file or folder a temporary name of this module stands for (``.render.tmp-1a2b3c4d.mp4``
+    -> ``render.mp4`` in the same folder), for messages about a failed write; any other path as
+    it is."""
+    path = Path(path)
+    match = _TEMP_NAME.match(path.name)
+    return path.with_name(match["stem"] + match["suffix"]) if match else path
 
 
 @contextlib.contextmanager

@@ -6,13 +6,16 @@ while a subcommand runs, messages name settings by its flags (:func:`option_spel
 Any other exception (a bug, or a failure wbcap did not foresee) becomes one line on stderr,
 ``error: wbcap <command> failed: <Type>: <message> (<where>); full traceback in <log file>``,
 and exit status 1; the log file (:func:`crash_log_dir`) holds the traceback, which ``--debug``
-or ``-v`` also prints. Ctrl-C prints ``interrupted`` and exits with 130.
+or ``-v`` also prints. A write that finds the disk or quota full is not a crash: one ``error:``
+line naming the file (its final name) and the fix, exit status 2. Ctrl-C prints ``interrupted``
+and exits with 130.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import importlib
 import logging
 import os
@@ -69,10 +72,11 @@ class LazyGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # usage errors, --help, ctx.exit(): click reports them itself
         except OSError as exc:
-            import errno
-
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: click exits quietly
                 raise
+            if exc.errno in _DISK_FULL:  # not a crash: the user can act on it
+                click.echo(f"error: {_disk_full_message(exc)}", err=True)
+                ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
         except Exception as exc:
             _report_crash(ctx, exc)
@@ -98,6 +102,20 @@ def option_spelling(root: click.Context, name: str) -> str:
 
 #: Exit status of an unexpected failure (user errors exit with 2, Ctrl-C with 130).
 CRASH_EXIT_CODE = 1
+#: Exit status when the disk (or the user's quota) is full: an error the user fixes, as bad input.
+DISK_FULL_EXIT_CODE = 2
+#: errno values of a full disk or quota (``EDQUOT`` is missing on some platforms).
+_DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
+
+
+def _disk_full_message(exc: OSError) -> str:
+    """One line for a write that found the disk or quota full: the file it was writing (the
+    final name, not the temporary it was written under: :func:`wbcap.atomic.final_path`) and the fix."""
+    from wbcap.atomic import final_path
+
+    reason = exc.strerror or "no space left on device"
+    where = f"cannot write {final_path(exc.filename)} ({reason})" if exc.filename else f"cannot write ({reason})"
+    return f"{where}: free disk space or choose an output folder on another disk (-o)"
 
 
 def crash_log_dir() -> Path:
