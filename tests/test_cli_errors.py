@@ -205,7 +205,7 @@ def test_final_path_undoes_every_temporary_name():
 
     for final in (Path("/a/render.mp4"), Path("/a/track_0.glb"), Path("b/out.tar.gz"), Path("/a/meshes"),
                   Path("/a/.hidden.json")):
-        for kind in ("tmp", "staging"):
+        for kind in ("tmp", "staging", "old"):
             temp = _temp_sibling(final, kind)
             assert temp != final and final_path(temp) == final and final_path(str(temp)) == final
         assert final_path(final) == final

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from wbcap.errors import InputError
 
-_TEMP_KINDS = ("tmp", "staging")
+_TEMP_KINDS = ("tmp", "staging", "old")  # every kind _temp_sibling is called with
 _TEMP_NAME = re.compile(rf"^\.(?P<stem>.+)\.(?:{'|'.join(_TEMP_KINDS)})-[0-9a-f]{{8}}(?P<suffix>.*)$")
 
 
