@@ -16,7 +16,7 @@ from wbcap.errors import InputError
 from wbcap.export import _gl
 from wbcap.export.obj import read_obj, write_obj
 from wbcap.export.params_json import FORMAT, read_params_json, write_params_json
-from wbcap.export.render import render_backend, render_meshes, vertex_normals
+from wbcap.export.render import render_backend, render_meshes
 
 
 class Boom(RuntimeError):
@@ -488,30 +488,6 @@ def test_composite_is_porter_duff_over() -> None:
     opaque = np.where(binary[..., None] > 0, straight, 0).astype(np.uint8)
     np.testing.assert_array_equal(_composite(image, opaque, binary, 1.0), np.where(binary[..., None] > 0, straight, image))
     np.testing.assert_array_equal(_composite(image, opaque, np.zeros_like(binary), 1.0), image)
-
-
-@pytest.mark.parametrize("backend", ["software", "pyrender"])
-def test_given_normals_draw_what_computed_ones_draw(backend: str, gl_platform: str | None) -> None:
-    """Normals passed in (render.mp4 computes them in its decoding thread) give the very pixels
-    of normals computed in the render; wrong normals change the shading (OpenGL reads them)
-    but not the software raster (flat shading); mis-shaped ones are refused."""
-    if backend == "pyrender" and gl_platform is None:
-        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
-    a, fa = _sphere((-0.5, 0.1, 3.0), 0.4)
-    small = trimesh.creation.icosphere(subdivisions=3, radius=0.7)  # another vertex count
-    b, fb = (np.asarray(small.vertices) + (0.6, -0.2, 4.0)).astype(np.float32), np.asarray(small.faces)
-    faces = [fa, fb]
-    image = np.full((H, W, 3), BG, np.uint8)
-    computed = render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend)
-    normals = [vertex_normals(v, f) for v, f in zip((a, b), faces)]
-    given = render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend, normals=normals)
-    np.testing.assert_array_equal(given, computed)
-    flipped = render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend, normals=[-n for n in normals])
-    assert (flipped != computed).any() == (backend == "pyrender")
-    with pytest.raises(ValueError, match="normals"):
-        render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend, normals=normals[:1])
-    with pytest.raises(ValueError, match="normals"):
-        render_meshes(image, [a, b], faces, FOCAL, PRINCPT, backend=backend, normals=[normals[0], normals[0]])
 
 
 @pytest.mark.parametrize("backend", ["software", "pyrender"])

@@ -95,6 +95,6 @@ def test_an_encoding_failure_is_raised_and_leaves_no_video(tmp_path, body_layer,
     frames[4] = Frame(index=4, time=frames[4].time, image=np.zeros((H + 2, W, 3), np.uint8))  # not the video's size
 
     path = tmp_path / "render.mp4"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"frame must be \(120, 160, 3\) uint8 RGB, got \(122, 160, 3\)"):
         render_video(path, frames, (W, H), Fraction(10), {}, {}, body_layer, faces, "cpu", FOCAL, PRINCPT)
     assert list(tmp_path.iterdir()) == [] and _no_render_threads()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,8 +150,6 @@ def import_renderer_in_background(requested: str | None = None) -> threading.Thr
         The started thread; None when nothing is to be done (pyrender already imported, or the
         software renderer asked for).
     """
-    import sys
-
     if "pyrender" in sys.modules or requested_renderer(requested) == "software":
         return None
 
@@ -177,7 +176,6 @@ def render_meshes(
     *,
     backend: str | None = None,
     multisample: bool = True,
-    normals: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Draw shaded meshes over an image (module docstring for conventions and backends):
     :func:`prepare_render` then :func:`draw_prepared`.
@@ -196,24 +194,19 @@ def render_meshes(
             sample per pixel, ~35 % faster with software OpenGL (``wbcap run``'s video frames),
             with 1-pixel stair-steps along the edges. The software backend, and pyrender on
             OSMesa (no framebuffer objects), draw one sample per pixel either way.
-        normals: per mesh, ``(V, 3)`` float unit vertex normals in the same OpenCV camera frame,
-            as :func:`vertex_normals` gives them for the mesh, for OpenGL's smooth shading;
-            None (default) computes them here. For callers that compute them in another
-            thread while an earlier frame is drawn (``wbcap run``'s ``render.mp4``). The
-            software backend shades each triangle flat and does not read them.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB: the image with the meshes blended on top.
 
     Raises:
         ValueError: an argument of the wrong shape, type or range (image, meshes, faces, focal
-            lengths, colours, alpha, normals).
+            lengths, colours, alpha).
         InputError: an unknown renderer, or ``pyrender`` asked for where no OpenGL platform
             works (:func:`render_backend`).
     """
     image = _check_image(image)
     prepared = prepare_render(image.shape[:2], meshes, faces, focal, princpt, colors, alpha, backend=backend,
-                              multisample=multisample, normals=normals)
+                              multisample=multisample)
     return draw_prepared(image, prepared)
 
 
@@ -247,7 +240,6 @@ def prepare_render(
     *,
     backend: str | None = None,
     multisample: bool = True,
-    normals: Sequence[np.ndarray] | None = None,
 ) -> PreparedRender:
     """The part of :func:`render_meshes` that needs no OpenGL context (same arguments, with
     ``size`` ``(H, W)`` pixels instead of the image): the arguments checked and, where OpenGL
@@ -281,10 +273,6 @@ def prepare_render(
     cols = np.asarray(colors, dtype=np.float64).reshape(-1, 3)
     if len(cols) != len(verts_list) or cols.min(initial=0) < 0 or cols.max(initial=0) > 1:
         raise ValueError("colors must be one RGB triple in [0, 1] per mesh")
-    if normals is not None:
-        normals = [np.asarray(n, dtype=np.float32) for n in normals]
-        if len(normals) != len(verts_list) or any(n.shape != v.shape for n, v in zip(normals, verts_list)):
-            raise ValueError("normals must be one (V, 3) array per mesh, shaped as its vertices")
     size = (int(size[0]), int(size[1]))
     args = (size, verts_list, faces_list, (fx, fy), (cx, cy), cols)
     samples = 4 if multisample else 0
@@ -293,7 +281,7 @@ def prepare_render(
     scene = None
     if render_backend(backend) != "software":
         try:
-            scene = _pyrender_scene(_gl.import_pyrender(), *args[1:], normals=normals)
+            scene = _pyrender_scene(_gl.import_pyrender(), *args[1:])
         except Exception as exc:  # drawing builds it again, meets the error and reports it
             log.debug("could not build the scene ahead: %s: %s", type(exc).__name__, exc)
     return PreparedRender(size, args, float(alpha), backend, samples, scene)
@@ -550,7 +538,6 @@ def _adapt_renderer(offscreen: Any) -> bool:
     framebuffer objects (OSMesa: pyrender draws into the context's own buffer, one sample per
     pixel whatever is asked), is left as it is.
     """
-    import sys
     import types
 
     inner = getattr(offscreen, "_renderer", None)
@@ -645,17 +632,16 @@ def _render_pyrender(
     princpt: tuple[float, float],
     colors: np.ndarray,
     samples: int = 4,
-    normals: list[np.ndarray] | None = None,
     scene: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
-    renderer could not be adapted, :func:`_adapt_renderer`) of ``scene`` (None: built here by
-    :func:`_pyrender_scene` from the other arguments; ``normals``: per mesh, float32 unit vertex
-    normals in the OpenCV frame, None: :func:`vertex_normals`). Returns ``(H, W, 3)`` uint8 RGB
-    premultiplied by coverage and ``(H, W)`` uint8 coverage (255: covered), views of one array."""
+    renderer could not be adapted, :func:`_adapt_renderer`) of ``scene`` (None, when it could not
+    be built ahead: built here by :func:`_pyrender_scene` from the other arguments). Returns
+    ``(H, W, 3)`` uint8 RGB premultiplied by coverage and ``(H, W)`` uint8 coverage (255:
+    covered), views of one array."""
     pyrender = _gl.import_pyrender()
     if scene is None:
-        scene = _pyrender_scene(pyrender, verts_list, faces_list, focal, princpt, colors, normals=normals)
+        scene = _pyrender_scene(pyrender, verts_list, faces_list, focal, princpt, colors)
     height, width = size
     with _render_lock:
         # the size limit first, from a context of a size it can have (on OSMesa, where the context
@@ -676,7 +662,6 @@ def _pyrender_scene(
     focal: tuple[float, float],
     princpt: tuple[float, float],
     colors: np.ndarray,
-    normals: list[np.ndarray] | None = None,
 ) -> Any:
     """pyrender's scene for the meshes (one primitive), the camera and the lights; no OpenGL
     call, so any thread may build it."""
@@ -692,17 +677,13 @@ def _pyrender_scene(
         positions = np.concatenate([verts_list[i] for i in keep]).astype(np.float32) * cv_to_gl
         counts = [len(verts_list[i]) for i in keep]
         first = np.cumsum([0] + counts[:-1])
-        if normals is None:
-            gl_normals = [vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))]
-        else:  # the same rotation as the positions (det +1: normals turn as points do)
-            gl_normals = [normals[i] * cv_to_gl for i in keep]
-        normals_gl = np.concatenate(gl_normals)
+        normals = np.concatenate([vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))])
         indices = np.concatenate([faces_list[i] + o for i, o in zip(keep, first)]).astype(np.uint32)
         color_0 = np.ones((len(positions), 4), np.float32)
         color_0[:, :3] = np.repeat(colors[keep].astype(np.float32), counts, axis=0)
         material = pyrender.MetallicRoughnessMaterial(
             metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE", baseColorFactor=(1.0, 1.0, 1.0, 1.0))
-        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals_gl, color_0=color_0,
+        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals, color_0=color_0,
                                                      indices=indices, material=material, mode=_GL_TRIANGLES)]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
     # Finite depths only: one non-finite vertex made the far plane infinite and hid every mesh.

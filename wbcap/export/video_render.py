@@ -3,7 +3,6 @@ over them, each frame at its source time (variable frame rates kept), the source
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.export.colors import TRACK_COLORS
-from wbcap.export.render import PreparedRender, draw_prepared, prepare_render, vertex_normals
+from wbcap.export.render import PreparedRender, draw_prepared, prepare_render
 from wbcap.io.progress import Progress, add_time
 from wbcap.smooth.track import SmoothedTrack
 
@@ -36,22 +35,29 @@ def render_video(
     ``("render", n, None)`` to ``progress``.
 
     Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
-    their people (:class:`~wbcap.export.track_meshes.TrackVertices`, with their vertex
-    normals) and prepares each frame's scene (:func:`~wbcap.export.render.prepare_render`), this
+    their people (:class:`~wbcap.export.track_meshes.TrackVertices`) and prepares each frame's
+    scene with their vertex normals (:func:`~wbcap.export.render.prepare_render`), this
     one draws (:func:`~wbcap.export.render.draw_prepared`; the OpenGL context stays in this
-    thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile
-    (:func:`_one_blas_thread`). ``timings`` gets ``render_decode`` (decoding, posing, preparing),
+    thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile (below).
+    ``timings`` gets ``render_decode`` (decoding, posing, preparing),
     ``render`` (drawing) and ``encode`` seconds, each its own thread's busy time, and
     ``rendering``: the wall time of the whole stage.
     """
+    from threadpoolctl import threadpool_limits
+
     from wbcap.io.background import BackgroundCalls, Prefetch
     from wbcap.io.video_writer import VideoWriter
 
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     n = 0
-    with _one_blas_thread(), VideoWriter(path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start,
-                                         audio_end=audio_end) as writer:
+    # NumPy's BLAS on one thread (process-wide, restored after): pyrender inverts two 4x4 matrices
+    # per frame with np.linalg.inv, which OpenBLAS runs on its thread pool, whose threads then spin
+    # in sched_yield; on the 2-core Xeon that took ~1.8 of the 4.8 CPU seconds of a 60-frame
+    # render.mp4, from the OpenGL and encoder threads. Torch's MKL (inside libtorch_cpu on x86) is
+    # not a library threadpoolctl limits, so posing keeps its threads there.
+    with threadpool_limits(limits=1, user_api="blas"), VideoWriter(
+            path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start, audio_end=audio_end) as writer:
 
         def write(image: np.ndarray, at: float) -> None:
             t = time.perf_counter()
@@ -79,7 +85,7 @@ def _prepared_frames(
 ) -> Iterator[tuple[Any, PreparedRender | None]]:
     """``(frame, prepared)`` per frame: its visible people posed
     (:class:`~wbcap.export.track_meshes.TrackVertices`: float32 vertices, metres, OpenCV camera
-    frame) with their vertex normals, in their tracks' colours
+    frame) in their tracks' colours
     (:data:`~wbcap.export.colors.TRACK_COLORS`), made ready to draw with one sample per pixel
     (:func:`~wbcap.export.render.prepare_render`; 4x multisampling was a third of a frame's time,
     the photos keep it); None for a frame with nobody. Adds the seconds to
@@ -97,27 +103,10 @@ def _prepared_frames(
                 meshes = [vertices(tid, row) for tid, row in people]
                 colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
                 prepared = prepare_render(frame.image.shape[:2], meshes, faces, (focal, focal), princpt, colors=colors,
-                                          multisample=False, normals=[vertex_normals(v, faces) for v in meshes])
+                                          multisample=False)
             busy += time.perf_counter() - t
             yield frame, prepared
             t = time.perf_counter()
         busy += time.perf_counter() - t
     finally:
         timings["render_decode"] = timings.get("render_decode", 0.0) + busy
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS limited to one thread in this block (``threadpoolctl``; the limit is
-    process-wide, for every thread, and restored when the block ends).
-
-    pyrender inverts two 4x4 matrices per frame with ``np.linalg.inv``; OpenBLAS runs even that
-    on its thread pool, whose threads then spin in ``sched_yield`` for a while, in every frame: on
-    the 2-core Xeon they took ~1.8 of the 4.8 CPU seconds of a 60-frame ``render.mp4`` and a
-    quarter of each frame's drawing time, from the OpenGL and encoder threads. Torch's own
-    BLAS on x86 (MKL, inside ``libtorch_cpu``) is not a library threadpoolctl limits, so posing
-    keeps its threads there (a torch build on OpenBLAS would pose with one)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
