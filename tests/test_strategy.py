@@ -62,7 +62,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     by default 3.0: never chosen) and for the Winograd layer
     trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
     chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
-    convolution wins); records what it was asked (not the Winograd trials)."""
+    convolution wins); the onnxruntime form, when ``per_image`` has no time for it, is slowest; records what it was asked (not the Winograd trials)."""
     subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
     winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
 
@@ -74,6 +74,8 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
             return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
+        if k[0] == "onnxruntime" and k not in per_image:  # (by default never chosen)
+            return 10.0 * k[1]
         return per_image[k] * k[1]
 
     def timer(calls, rounds):
@@ -218,7 +220,9 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, di
     assert choice.form == "plain" and isinstance(module, FusedResNet) and not module.stem.packed
     assert choice.chunks.per_image_s == ((1, 0.5), (4, 0.4)) and choice.measured["fused"][2] == 1.5
     # plain won the first rounds: both forms timed again at their common sizes before the choice
-    assert asked == [sorted([("fused", 1), ("fused", 2), ("fused", 4), ("plain", 1), ("plain", 4)], key=str),
+    # (the onnxruntime form, a candidate for float32 ResNets, at every size in the first rounds)
+    ort = [("onnxruntime", c) for c in (1, 2, 4)] if part.onnxruntime_applies(torch.float32) else []
+    assert asked == [sorted([("fused", 1), ("fused", 2), ("fused", 4), ("plain", 1), ("plain", 4), *ort], key=str),
                      sorted([("fused", 1), ("fused", 4), ("plain", 1), ("plain", 4)], key=str)]
     # ... and when the default form, timed again, shows it was as fast (other processes had slowed
     # its first rounds: timings only ever come out slower), the default stays
@@ -231,6 +235,33 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, di
     assert choice.form == "fused" and module.stem.packed and module.chunks == choice.chunks
     assert choice.describe(3) == "fused 2+1"
     assert choice.alternates is not None  # found against a packing for 4, the plan's largest size too
+
+
+def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, direct_layers):
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    part = micro_parts["face_backbone"]
+    ort_wins = {**FUSED_WINS, ("onnxruntime", 1): 0.3, ("onnxruntime", 2): 0.2, ("onnxruntime", 4): 0.15}
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(ort_wins))
+    assert choice.form == "onnxruntime" and isinstance(module, OrtResNet) and module.chunks == choice.chunks
+    assert choice.describe(3) == "onnxruntime 2+1" and choice.alternates is None
+    assert choice.winograd == tuple(() for _ in part.winograd_convs())  # (no Winograd layers in it)
+    x = torch.rand(3, *part.item_shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = part.module(x)
+        assert (module(x) - ref).abs().max() <= 1e-5 * ref.abs().max()
+    # rebuilt from the cached choice: the same form
+    rebuilt = part.build(torch.float32, False, choice.chunks, onnxruntime=choice.form == "onnxruntime")
+    assert isinstance(rebuilt, OrtResNet) and rebuilt.chunks == choice.chunks
+    # not a candidate for bfloat16 parts (the fast mode) nor for the box network's deconvolutions
+    asked: list = []
+    strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(ort_wins, log=asked))
+    strategy.measure_part(micro_parts["box_net"], torch.float32, True, chunks=(1, 2),
+                          timer=fake_timer(ort_wins, log=asked))
+    assert not any(k[0] == "onnxruntime" for keys in asked for k in keys if isinstance(k, tuple))
+    with pytest.raises(ValueError, match="float32 ResNets only"):
+        micro_parts["box_net"].build(torch.float32, True, 2, onnxruntime=True)
 
 
 def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
@@ -470,9 +501,10 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + 1.0
 
-    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
-        return m if packed else OffByOne(m)
+    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None,
+              onnxruntime=False):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, onnxruntime)
+        return m if packed or onnxruntime else OffByOne(m)
 
     monkeypatch.setattr(type(part), "build", build)
     with caplog.at_level(logging.WARNING):
@@ -484,8 +516,9 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
 
-    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None,
+                          onnxruntime=False):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, onnxruntime)
         return OffAtFour(m) if packed else m
 
     # the largest size dropped: the sizes packed apart were found against a packing for it, not
@@ -541,14 +574,18 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert again.source == "cache" and built == {} and again.selection_s == 0 and measure.asked == []
     assert {n: c.to_dict() for n, c in again.parts.items()} == {n: c.to_dict() for n, c in first.parts.items()}
 
-    # another CPU model or another torch version: measured again, every machine kept
+    # another CPU model, another torch or onnxruntime version: measured again, every machine kept
+    assert slot["onnxruntime"] == strategy.onnxruntime_version()
     measure.form = "fused"
     monkeypatch.setattr(strategy, "cpu_model", lambda: "Another CPU (family 25)")
     other, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert other.source == "measured" and {c.form for c in other.parts.values()} == {"fused"}
     monkeypatch.setattr(torch, "__version__", "9.9.9")
     assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
-    assert len(json.loads(path.read_text())["machines"]) == 3
+    monkeypatch.setattr(strategy, "onnxruntime_version", lambda: "0.0.1")
+    assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
+    assert len(json.loads(path.read_text())["machines"]) == 4
+    monkeypatch.setattr(strategy, "onnxruntime_version", lambda: slot["onnxruntime"])
 
     # another dtype for one part (the fast mode): only that part is measured
     monkeypatch.setattr(torch, "__version__", slot["torch"])
@@ -722,6 +759,7 @@ def test_time_interleaved_keeps_clean_calls_only(monkeypatch):
 @pytest.mark.parametrize("text,expected", [
     (None, StrategyRequest("auto")), ("", StrategyRequest("auto")), ("measure", StrategyRequest("measure")),
     ("fused", StrategyRequest("forced", "fused", 4)), ("Plain:2", StrategyRequest("forced", "plain", 2)),
+    ("onnxruntime:3", StrategyRequest("forced", "onnxruntime", 3)),
 ])
 def test_strategy_request_parse(text, expected):
     assert StrategyRequest.parse(text) == expected
@@ -746,6 +784,20 @@ def test_forced_by_the_environment(monkeypatch, micro_net):
     # an explicit chunk forces fused convolutions of that size, whatever the environment says
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", chunk=3)
     assert net.backbone.stem.packed and net.backbone.chunks == ChunkPlan.fixed(3)
+    # onnxruntime: the float32 ResNets in that form, the box network fused; the fast mode's
+    # bfloat16 ResNets stay fused too
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "onnxruntime:2")
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
+    assert all(isinstance(b, OrtResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
+    assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+        assert not any(isinstance(m, OrtResNet) for m in net.modules())
+        assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
     monkeypatch.setenv(strategy.ENV_STRATEGY, "quick")
     net = copy.deepcopy(micro_net)
     with pytest.raises(InputError, match="WBCAP_CPU_STRATEGY"):
@@ -761,7 +813,7 @@ def _measured(form: str, subpixel: bool) -> str:
 
 # Chunk sizes: fused:4 runs the 3 crops in one call, plain:2 in calls of 2 + 1, the measured ones
 # by their plans (sizes 1 and 2); every one is compared with single crops too.
-CANDIDATES = ["fused:4", "plain:2", _measured("fused", True),
+CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", _measured("fused", True),
               pytest.param(_measured("plain", True), marks=pytest.mark.slow)]  # the forms: fused:4 and plain:2
 
 

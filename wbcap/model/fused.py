@@ -672,11 +672,12 @@ def run_in_chunks(run, x: torch.Tensor, parts: Sequence[torch.Tensor], out_dtype
     return out
 
 
-def _chunk_plan(chunk: int | ChunkPlan) -> ChunkPlan:
+def chunk_plan(chunk: int | ChunkPlan) -> ChunkPlan:
+    """``chunk`` as a :class:`ChunkPlan` (an int: :meth:`ChunkPlan.fixed`)."""
     return chunk if isinstance(chunk, ChunkPlan) else ChunkPlan.fixed(chunk)
 
 
-def _block_convs(blk: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+def block_convs(blk: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     """A residual block's (convolution, BatchNorm) pairs in order (the last adds the shortcut)."""
     if isinstance(blk, Bottleneck):
         return [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2), (blk.conv3, blk.bn3)]
@@ -772,7 +773,7 @@ def resnet_winograd_convs(backbone: ResNetBackbone) -> list[tuple[nn.Conv2d, nn.
     :class:`~wbcap.model.winograd.WinogradConv` can compute (3x3, stride 1), in network order:
     what a ``winograd`` plan's entries refer to."""
     return [(conv, bn) for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
-            for blk in layer for conv, bn in _block_convs(blk) if winograd_applies(conv)]
+            for blk in layer for conv, bn in block_convs(blk) if winograd_applies(conv)]
 
 
 class FusedResNet(nn.Module):
@@ -798,7 +799,7 @@ class FusedResNet(nn.Module):
             raise ValueError(f"winograd: {len(plans)} tile plans for {len(eligible)} 3x3 stride-1 convolutions")
         self.winograd = tuple(plans)
         plan_of = {id(conv): plan for (conv, _), plan in zip(eligible, plans)}
-        self.chunks = _chunk_plan(chunk)
+        self.chunks = chunk_plan(chunk)
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
@@ -813,7 +814,7 @@ class FusedResNet(nn.Module):
                 if blk.downsample is not None:
                     down, _ = _fused(blk.downsample[0], blk.downsample[1], False, dtype, size, packed)
                 convs: list[nn.Module] = []
-                for conv, bn in _block_convs(blk):
+                for conv, bn in block_convs(blk):
                     if id(conv) in plan_of:
                         f, size = _conv3x3(conv, bn, True, dtype, size, packed, plan_of[id(conv)])
                     else:
@@ -858,7 +859,7 @@ class FusedConvStack(nn.Module):
         alternates: Mapping[int, Sequence[int]] | None = None, gemm: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
-        self.chunks = _chunk_plan(chunk if chunk is not None else int(input_size[0]))
+        self.chunks = chunk_plan(chunk if chunk is not None else int(input_size[0]))
         self.chunk = self.chunks.pack
         mods = list(seq)
         n_deconv = sum(isinstance(m, nn.ConvTranspose2d) for m in mods)
@@ -960,13 +961,22 @@ class TunedPart:
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
               winograd: Sequence[Sequence[Sequence[int]]] | None = None,
-              gemm: Sequence[bool] | None = None) -> nn.Module:
+              gemm: Sequence[bool] | None = None, onnxruntime: bool = False) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
         those for the arguments; ``winograd`` applies to ResNets, ``subpixel`` and ``gemm`` to
-        the box network)."""
+        the box network); with ``onnxruntime`` an
+        :class:`~wbcap.model.ort_resnet.OrtResNet` (float32 ResNets only: :meth:`onnxruntime_applies`;
+        ``packed``, ``alternates`` and ``winograd`` do not apply). Raises ValueError for
+        ``onnxruntime`` on another part or dtype."""
+        if onnxruntime:
+            if not self.onnxruntime_applies(dtype):
+                raise ValueError(f"{self.name}: the onnxruntime form runs float32 ResNets only")
+            from wbcap.model.ort_resnet import OrtResNet
+
+            return OrtResNet(self.module, chunk)
         if isinstance(self.module, ResNetBackbone):
             return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd)
-        plan = _chunk_plan(chunk)
+        plan = chunk_plan(chunk)
         return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates,
                               gemm)
 
@@ -977,6 +987,13 @@ class TunedPart:
         if dtype != torch.float32 or not isinstance(self.module, ResNetBackbone):
             return []
         return resnet_winograd_convs(self.module)
+
+    def onnxruntime_applies(self, dtype: torch.dtype) -> bool:
+        """Whether the part can take the onnxruntime form (:mod:`wbcap.model.ort_resnet`): a
+        ResNet computed in float32, with ``onnxruntime`` and ``onnx`` installed."""
+        from wbcap.model.ort_resnet import ort_usable
+
+        return dtype == torch.float32 and isinstance(self.module, ResNetBackbone) and ort_usable()
 
     def transposed_convs(self) -> list[nn.ConvTranspose2d]:
         """The part's transposed convolutions, in order (those a sub-pixel flag refers to)."""

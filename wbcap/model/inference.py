@@ -54,8 +54,8 @@ def optimize_for_inference(
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
     (with a warning). Call after moving the network to ``device``.
 
-    On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, chunk sizes,
-    sub-pixel deconvolutions) is this machine's measured best
+    On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, a float32
+    ResNet as an onnxruntime session, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
     (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
     there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
     ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement
@@ -116,7 +116,7 @@ def optimize_for_inference(
                 choice = cpu_strategy.parts[name]
                 built[name] = part.build(plan[name], packed and choice.form == "fused", choice.chunks,
                                          choice.subpixel or None, choice.alternates, choice.winograd or None,
-                                         choice.gemm or None)
+                                         choice.gemm or None, onnxruntime=choice.form == "onnxruntime")
         net.backbone = built["body_backbone"]
         net.hand_roi_net.backbone = built["hand_backbone"]
         net.face_roi_net.backbone = built["face_backbone"]

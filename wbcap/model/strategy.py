@@ -8,6 +8,9 @@ cache sizes, the core count and the torch/oneDNN build:
 * form ``fused``: oneDNN primitives with pre-packed weights and ReLU / residual add fused
   (``torch.ops.mkldnn._convolution_pointwise``); ``plain``: the same folded weights through
   ``F.conv2d`` (oneDNN reorders the weights on every call) with the elementwise steps apart;
+  ``onnxruntime`` (float32 ResNets, when ``onnxruntime`` and ``onnx`` are installed): the
+  ResNet as an onnxruntime session, MLAS's blocked-layout convolutions
+  (:class:`~wbcap.model.ort_resnet.OrtResNet`);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -22,8 +25,8 @@ cache sizes, the core count and the torch/oneDNN build:
 :func:`choose_cpu_strategy` times these candidates once, on the part's real input shapes, with
 the trained weights (a few seconds for the released network on an idle machine), and keeps the
 result in ``<user cache>/wbcap/cpu_strategy.json``, keyed by the CPU (model name,
-family/model/stepping, the vector ISA flags), the torch version, the torch thread count and, per
-part, its architecture and dtype. Later runs read it back (a corrupt file is ignored with a
+family/model/stepping, the vector ISA flags), the torch and onnxruntime versions, the torch
+thread count and, per part, its architecture and dtype. Later runs read it back (a corrupt file is ignored with a
 warning and rewritten).
 
 Timings on a machine other processes share are unreliable (measured on the 2-core Xeon: with one
@@ -43,7 +46,8 @@ warning.
 ``$WBCAP_CPU_STRATEGY`` (or ``strategy=`` of :func:`~wbcap.model.inference.optimize_for_inference`)
 overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
-``fused:N`` / ``plain:N`` (N images per call), ``measure`` (measure again and update the cache),
+``onnxruntime`` (the float32 ResNets in that form, the other parts ``fused``),
+``fused:N`` / ``plain:N`` / ``onnxruntime:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
 
@@ -82,12 +86,13 @@ from wbcap.model.winograd import TILES, WinogradConv
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
-FORMS = ("fused", "plain")
+FORMS = ("fused", "plain", "onnxruntime")
 CACHE_FILE = "cpu_strategy.json"
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
-#: matrix product, and the deconvolution forms timed at one image and at the largest chunk).
-CACHE_FORMAT = 4
+#: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
+#: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key).
+CACHE_FORMAT = 5
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -194,7 +199,7 @@ class StrategyRequest:
 
     @classmethod
     def parse(cls, text: str | None) -> StrategyRequest:
-        """``None`` / ``""`` / ``auto``, ``measure``, ``fused``, ``plain``, ``fused:N``, ``plain:N``.
+        """``None`` / ``""`` / ``auto``, ``measure``, a form of :data:`FORMS`, or ``<form>:N``.
 
         Raises InputError (one line, naming the choices) for anything else.
         """
@@ -207,8 +212,8 @@ class StrategyRequest:
                 return cls("forced", form, DEFAULT_CHUNK)
             if chunk.isdigit() and int(chunk) >= 1:
                 return cls("forced", form, int(chunk))
-        raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, fused:N or "
-                         "plain:N (N images per convolution call)")
+        raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, "
+                         "or one of those as <form>:N (N images per convolution call)")
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> StrategyRequest:
@@ -221,7 +226,7 @@ class StrategyRequest:
 
 @dataclass(frozen=True)
 class PartChoice:
-    """How one part runs: ``form`` (``fused`` or ``plain``), ``chunks`` (images per call by batch
+    """How one part runs: ``form`` (one of :data:`FORMS`), ``chunks`` (images per call by batch
     size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``gemm`` (per
     transposed convolution: its sub-pixel convolution as one matrix product,
     :class:`~wbcap.model.fused.GemmConv`; only where ``subpixel``), ``winograd`` (per 3x3
@@ -379,13 +384,36 @@ def cpu_model() -> str:
 
 
 def machine_key() -> dict[str, Any]:
-    """What a cached choice is valid for: ``cpu`` (:func:`cpu_model`), ``torch`` (version) and
-    ``threads`` (``torch.get_num_threads()``)."""
-    return {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    """What a cached choice is valid for: ``cpu`` (:func:`cpu_model`), ``torch`` (version),
+    ``onnxruntime`` (its version when the onnxruntime form can be built,
+    :func:`~wbcap.model.ort_resnet.ort_usable`, else None) and ``threads``
+    (``torch.get_num_threads()``)."""
+    return {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": onnxruntime_version(),
+            "threads": torch.get_num_threads()}
+
+
+def onnxruntime_version() -> str | None:
+    """The installed onnxruntime's version when the onnxruntime form can be built
+    (:func:`~wbcap.model.ort_resnet.ort_usable`), else None (read from the package metadata: no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from wbcap.model.ort_resnet import ort_usable
+
+    if not ort_usable():
+        return None
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:  # (e.g. the onnxruntime-gpu distribution)
+        for dist in ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+            with contextlib.suppress(PackageNotFoundError):
+                return version(dist)
+        return "unknown"
 
 
 def _machine_id(machine: Mapping[str, Any]) -> str:
-    return f"{machine['cpu']} | torch {machine['torch']} | {machine['threads']} threads"
+    ort = machine.get("onnxruntime")
+    return (f"{machine['cpu']} | torch {machine['torch']} | onnxruntime {ort or 'none'} | "
+            f"{machine['threads']} threads")
 
 
 def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool) -> str:
@@ -694,7 +722,9 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     one, as a :class:`PartChoice` and the built module (weights packed for the largest chunk).
 
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
-    ``plain`` at the smallest and largest (only ``plain`` without oneDNN); sub-pixel
+    ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
+    size where it applies (:meth:`TunedPart.onnxruntime_applies
+    <wbcap.model.fused.TunedPart.onnxruntime_applies>`; Winograd tiles do not apply to it); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
     (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
@@ -703,7 +733,9 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     """
     timer = timer or time_interleaved
     sizes = sorted(set(chunks or chunk_candidates()))
-    forms = FORMS if onednn else ("plain",)
+    forms = ("fused", "plain") if onednn else ("plain",)
+    if part.onnxruntime_applies(dtype):
+        forms += ("onnxruntime",)
     g = torch.Generator().manual_seed(0)
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -716,9 +748,10 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
-        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
+        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None,
+                                 onnxruntime=f == "onnxruntime")
                    for f in forms}
-        wanted = [(f, c) for f in forms for c in (sizes if f == "fused" or not onednn else sorted({sizes[0], sizes[-1]}))]
+        wanted = [(f, c) for f in forms for c in (sizes if f != "plain" or not onednn else sorted({sizes[0], sizes[-1]}))]
         calls: dict[Hashable, Callable[[], Any]] = {}
         first: dict[str, torch.Tensor] = {}
         for f, c in wanted:
@@ -753,6 +786,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         measured.setdefault(f, {})[c] = t
     module = modules[form]
     module.chunks = plan  # the measured plan (its sizes were all packed for)
+    if form == "onnxruntime":  # (no oneDNN packings, no Winograd layers in it)
+        return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm), module
     # Which sizes are packed apart was found against a main packing for the largest candidate; a
     # rebuild packs for the plan's largest size, against which they may differ: then it checks
     # again (None) rather than take the others as laid out alike.
@@ -789,8 +824,14 @@ def choose_cpu_strategy(
     machine = machine_key()
     default_form = "fused" if onednn else "plain"
     if req.mode == "forced":
-        form = req.form if onednn else "plain"  # (optimize_for_inference has said oneDNN is missing)
-        choices = {name: default_choice(p, form, req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
+        form = req.form if onednn or req.form == "onnxruntime" else "plain"  # (optimize_for_inference has said oneDNN is missing)
+
+        def forced(name: str, part: TunedPart) -> str:
+            if form != "onnxruntime" or part.onnxruntime_applies(dtypes[name]):
+                return form
+            return default_form
+
+        choices = {name: default_choice(p, forced(name, p), req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     machines = read_cache(path) if req.mode == "auto" else {}
