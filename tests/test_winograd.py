@@ -19,8 +19,7 @@ from wbcap.model.winograd import (
     TILES,
     G,
     WinogradConv,
-    input_transform,
-    output_transform,
+    tile_transforms,
     transformed_kernel,
     winograd_applies,
 )
@@ -76,19 +75,19 @@ def test_winograd_known_answer_and_rounding():
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_factored_transforms_equal_the_papers_matrices(tile):
-    """The additions of strided views compute B^T d and A^T m with the tables of Lavin & Gray."""
+def test_tile_transforms_apply_the_papers_matrices_to_flattened_tiles(tile):
+    """kron(B^T, B^T) times a tile flattened row by row is B^T d B flattened alike (Lavin & Gray's
+    tables), and kron(A^T, A^T) does A^T M A: the layout the gathered tiles have in forward."""
     a = tile + 2
     g = torch.Generator().manual_seed(tile)
-    d = torch.randn(a, 3, 5, generator=g, dtype=torch.float64)
-    out = torch.empty_like(d)
-    input_transform(list(d), out)
-    torch.testing.assert_close(out, torch.einsum("ij,jkl->ikl", torch.tensor(BT[tile], dtype=torch.float64), d),
-                               rtol=1e-14, atol=1e-14)
-    half = torch.empty(tile, 3, 5, dtype=torch.float64)
-    output_transform(list(d), half)
-    torch.testing.assert_close(half, torch.einsum("ij,jkl->ikl", torch.tensor(AT[tile], dtype=torch.float64), d),
-                               rtol=1e-14, atol=1e-14)
+    d = torch.randn(a, a, generator=g, dtype=torch.float64)
+    bt, at = (torch.tensor(t[tile], dtype=torch.float64) for t in (BT, AT))
+    inp, out = tile_transforms(tile)
+    assert inp.dtype == out.dtype == torch.float32 and inp.shape == (a * a, a * a) and out.shape == (tile ** 2, a * a)
+    torch.testing.assert_close(inp.double() @ d.reshape(-1), (bt @ d @ bt.T).reshape(-1), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(out.double() @ d.reshape(-1), (at @ d @ at.T).reshape(-1), rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="tile 3"):
+        tile_transforms(3)
 
 
 @pytest.mark.parametrize("tile", TILES)
