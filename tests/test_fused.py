@@ -88,6 +88,39 @@ def test_fused_resnet_equals_backbone_in_chunks(depth, packed):
     _close(one_by_one, out, 1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_residual_add_written_into_the_residual_gives_the_same_result(dtype):
+    """inplace=True: oneDNN's in-place sum writes the result into a channels_last residual of the
+    compute dtype (no fresh output); other residuals are left alone; results are identical."""
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bfloat16 on this CPU")
+    g = torch.Generator().manual_seed(2)
+    conv = _init(nn.Conv2d(16, 32, 1, bias=False), seed=2)
+    fused = FusedConv(conv, _bn(32, g), True, dtype, [2, 16, 9, 7], True)
+    x = torch.randn(2, 16, 9, 7, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    r = torch.randn(2, 32, 9, 7, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = fused(x, r)
+        kept = r.clone()
+        out = fused(x, kept, inplace=True)
+        assert torch.equal(out, ref) and out.data_ptr() == kept.data_ptr()
+        nchw = r.contiguous()
+        out = fused(x, nchw, inplace=True)  # not in the layout the in-place primitive writes
+        assert torch.equal(out, ref) and torch.equal(nchw, r) and out.data_ptr() != nchw.data_ptr()
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_fused_resnet_leaves_its_input_alone(depth):
+    """The blocks write their last convolution into the block's input (in place): never the caller's."""
+    backbone = _init(ResNetBackbone(depth), seed=depth)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)).contiguous(
+        memory_format=torch.channels_last)
+    before = x.clone()
+    with torch.inference_mode():
+        FusedResNet(backbone, (32, 32), chunk=2)(x)
+    assert torch.equal(x, before)
+
+
 def test_fused_resnet_bf16_is_close_not_equal():
     backbone = _init(ResNetBackbone(18), seed=4)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

@@ -91,6 +91,26 @@ def test_tile_transforms_apply_the_papers_matrices_to_flattened_tiles(tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
+def test_winograd_residual_written_in_place_gives_the_same_result(tile):
+    g = torch.Generator().manual_seed(tile)
+    weight, bias = torch.randn(8, 8, 3, 3, generator=g) / 9, torch.randn(8, generator=g)
+    conv = WinogradConv(weight, bias, True, tile)
+    x = torch.randn(2, 8, 8, 12, generator=g).contiguous(memory_format=torch.channels_last)
+    r = torch.randn(2, 8, 8, 12, generator=g).contiguous(memory_format=torch.channels_last)
+    ref = conv(x, r)
+    kept = r.clone()
+    out = conv(x, kept, inplace=True)
+    assert torch.equal(out, ref) and out.data_ptr() == kept.data_ptr()
+    # a partial last tile, or a residual in another layout: a fresh output, the residual untouched
+    for xs, rs in ((x[:, :, :7, :11].contiguous(memory_format=torch.channels_last),
+                    r[:, :, :7, :11].contiguous(memory_format=torch.channels_last)), (x, r.contiguous())):
+        before = rs.clone()
+        out = conv(xs, rs, inplace=True)
+        _close(out, _reference(xs, weight, bias, before, True), 1e-5)
+        assert out.data_ptr() != rs.data_ptr() and torch.equal(rs, before)
+
+
+@pytest.mark.parametrize("tile", TILES)
 def test_winograd_is_batch_size_invariant(tile):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(5, 32, 12, 10, generator=g).contiguous(memory_format=torch.channels_last)

@@ -200,6 +200,15 @@ def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
         return True
 
 
+@functools.cache
+def _inplace_sum_available() -> bool:
+    """Whether this torch has oneDNN's in-place fused convolution + add (``mkldnn::_convolution_pointwise_``)."""
+    try:
+        return hasattr(torch.ops.mkldnn._convolution_pointwise_, "binary")
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without it
+        return False
+
+
 def pack_for_batches(module: nn.Module, batch_sizes: Sequence[int],
                      known: Mapping[int, Sequence[int]] | None = None) -> dict[int, tuple[int, ...]]:
     """Pack the weights of every :class:`FusedConv` in ``module`` (numbered in ``modules()``
@@ -405,7 +414,13 @@ class FusedConv(nn.Module):
                   zip((h, w), self.stride, self.padding, self.dilation, k)]
         return [n, self.out_channels, *hw]
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """``act(conv(x) + b [+ residual])``; with ``inplace`` the result may be written into
+        ``residual`` (returned; the caller must not read ``residual`` again): oneDNN's in-place sum
+        post-op, used when the module is packed and ``residual`` is channels_last in its dtype.
+        A fresh output costs page faults where the allocator hands back new pages (measured on
+        the Xeon: a 1x1 64 -> 256 convolution of 8 x 64 x 64 images 19.8 ms with a new 34 MB
+        output, 6.7 ms written into the residual)."""
         if self.packed:
             mk = torch.ops.mkldnn
             weight = self._weight_for(int(x.shape[0]))
@@ -420,6 +435,12 @@ class FusedConv(nn.Module):
                 return mk._convolution_pointwise(
                     x, weight, self.bias, self.padding, self.stride, self.dilation, 1,
                     "relu" if self.relu else "none", [], "",
+                )
+            if (inplace and residual.dtype == self.bias.dtype and residual.is_contiguous(memory_format=torch.channels_last)
+                    and _inplace_sum_available()):
+                return mk._convolution_pointwise_.binary(
+                    residual, x, weight, self.bias, self.padding, self.stride, self.dilation, 1,
+                    "add", 1.0, "relu" if self.relu else None, [], "",
                 )
             return mk._convolution_pointwise.binary(
                 x, residual, weight, self.bias, self.padding, self.stride, self.dilation, 1,
@@ -641,11 +662,12 @@ class _FusedBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(The block's input is only read here: the last convolution may write into it.)"""
         identity = x if self.downsample is None else self.downsample(x)
         y = x
         for conv in self.convs[:-1]:
             y = conv(y)
-        return self.convs[-1](y, identity)
+        return self.convs[-1](y, identity, inplace=True)
 
 
 def run_in_chunks(run, x: torch.Tensor, parts: Sequence[torch.Tensor], out_dtype: torch.dtype) -> torch.Tensor:
@@ -747,10 +769,10 @@ class ConvByBatchSize(nn.Module):
         n, _, h, w = input_size
         return [int(n), self.out_channels, int(h), int(w)]
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
         tile = tile_for(self.plan, max(1, int(x.shape[0])))  # (an empty batch: as one image)
         conv = self.direct if tile == 0 else self.winograd[str(tile)]
-        return conv(x, residual)
+        return conv(x, residual, inplace)
 
 
 def _conv3x3(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype, size: Sequence[int],

@@ -144,7 +144,10 @@ class WinogradConv(nn.Module):
         n, _, h, w = input_size
         return [int(n), self.out_channels, int(h), int(w)]
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """See the class; with ``inplace`` the result may be written into ``residual`` (returned;
+        the caller must not read ``residual`` again), as :meth:`FusedConv.forward
+        <wbcap.model.fused.FusedConv.forward>` does."""
         m, a = self.tile, self.tile + 2
         n, c, h, w = x.shape
         k = self.out_channels
@@ -168,12 +171,17 @@ class WinogradConv(nn.Module):
         # A^T M A of all tiles as one matrix product, then laid out as the output's pixels (with the
         # residual added on the way where the tiles cover the output exactly).
         out = torch.mm(self.output_matrix, prod.view(a * a, t * k)).view(m, m, n, th, tw, k).permute(2, 3, 0, 4, 1, 5)
-        y = xn.new_empty(n, th, m, tw, m, k)
         exact = m * th == h and m * tw == w
-        if residual is not None and exact:
+        if (residual is not None and exact and inplace and residual.dtype == xn.dtype
+                and residual.is_contiguous(memory_format=torch.channels_last)):
+            y = residual.permute(0, 2, 3, 1).view(n, th, m, tw, m, k).add_(out)
+            residual = None
+        elif residual is not None and exact:
+            y = xn.new_empty(n, th, m, tw, m, k)
             torch.add(out, residual.to(y.dtype).permute(0, 2, 3, 1).reshape(n, th, m, tw, m, k), out=y)
             residual = None
         else:
+            y = xn.new_empty(n, th, m, tw, m, k)
             y.copy_(out)
         y = y.view(n, m * th, m * tw, k)
         if not exact:
