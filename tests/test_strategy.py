@@ -784,8 +784,15 @@ def test_forced_by_the_environment(monkeypatch, micro_net):
     # an explicit chunk forces fused convolutions of that size, whatever the environment says
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", chunk=3)
     assert net.backbone.stem.packed and net.backbone.chunks == ChunkPlan.fixed(3)
-    # onnxruntime: the float32 ResNets in that form, the box network fused; the fast mode's
-    # bfloat16 ResNets stay fused too
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "quick")
+    net = copy.deepcopy(micro_net)
+    with pytest.raises(InputError, match="WBCAP_CPU_STRATEGY"):
+        optimize_for_inference(net, "cpu", "exact")
+
+
+def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
+    """The float32 ResNets in that form, the box network fused; the fast mode's bfloat16 ResNets
+    stay fused, with a warning that nothing took the form."""
     pytest.importorskip("onnx")
     from wbcap.model.ort_resnet import OrtResNet
 
@@ -795,13 +802,78 @@ def test_forced_by_the_environment(monkeypatch, micro_net):
     assert all(isinstance(b, OrtResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
     assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+        with caplog.at_level(logging.WARNING):
+            net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
         assert not any(isinstance(m, OrtResNet) for m in net.modules())
         assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
-    monkeypatch.setenv(strategy.ENV_STRATEGY, "quick")
-    net = copy.deepcopy(micro_net)
-    with pytest.raises(InputError, match="WBCAP_CPU_STRATEGY"):
-        optimize_for_inference(net, "cpu", "exact")
+        assert "runs float32 ResNets only" in caplog.text
+
+
+def _measure_with(monkeypatch, tmp_path, per_image):
+    """optimize_for_inference measures with fake timings (chunk sizes 1 and 2) into a cache in ``tmp_path``."""
+    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
+    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image))
+    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
+    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+
+
+def test_an_onnxruntime_choice_is_read_back_from_the_cache(micro_net, micro_reference, tmp_path, monkeypatch,
+                                                            direct_layers, caplog):
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    _measure_with(monkeypatch, tmp_path, {**FUSED_WINS, ("onnxruntime", 1): 0.3, ("onnxruntime", 2): 0.2})
+    first = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    again = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert first.cpu_strategy.source == "measured" and again.cpu_strategy.source == "cache"
+    for net in (first, again):
+        backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
+        assert all(isinstance(b, OrtResNet) for b in backbones) and not isinstance(net.box_net.deconv, OrtResNet)
+    x, ref = micro_reference
+    with torch.inference_mode():
+        out = _outputs(again(x))
+    for name, value in _outputs(ref).items():
+        assert (out[name] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), name
+    # onnxruntime broken since it was measured: the cached choice runs fused, with a warning
+    def broken(*args, **kwargs):
+        raise RuntimeError("onnxruntime went away")
+
+    monkeypatch.setattr(OrtResNet, "__init__", broken)
+    with caplog.at_level(logging.WARNING):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert isinstance(net.backbone, FusedResNet) and "could not be built (onnxruntime went away)" in caplog.text
+
+
+def test_an_onnxruntime_form_that_fails_is_not_a_candidate(micro_parts, direct_layers, monkeypatch, caplog):
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    def fails(self, x):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION\nmore")
+
+    monkeypatch.setattr(OrtResNet, "forward", fails)
+    ort_wins = {**FUSED_WINS, ("onnxruntime", 1): 0.1, ("onnxruntime", 2): 0.1, ("onnxruntime", 4): 0.1}
+    with caplog.at_level(logging.WARNING):
+        choice, module = strategy.measure_part(micro_parts["face_backbone"], torch.float32, True, chunks=(1, 2),
+                                               timer=fake_timer(ort_wins))
+    assert choice.form == "fused" and "onnxruntime" not in choice.measured and isinstance(module, FusedResNet)
+    assert "could not be built or run ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION); not used" in caplog.text
+
+
+def test_a_cached_onnxruntime_choice_where_it_does_not_apply_is_measured_again(micro_parts, tmp_path, measure,
+                                                                             caplog):
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    slot = next(iter(data["machines"].values()))
+    box = next(pid for pid in slot["parts"] if pid.startswith("box_net"))
+    slot["parts"][box]["form"] = "onnxruntime"  # an edited file: the box network has no such form
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("box_net", torch.float32)] and chosen.parts["box_net"].form == "plain"
+    assert "the onnxruntime form does not apply to it" in caplog.text
 
 
 # -- every exact candidate equals the module-by-module network, at every batch size ---------------

@@ -83,3 +83,10 @@ def add_note(exc: BaseException, note: str) -> None:
     else:  # pragma: no cover - Python 3.10
         with contextlib.suppress(AttributeError):
             exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``str(exc)`` (at most ``limit`` characters), else the
+    exception's type name: for one-line messages about errors from other libraries."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.detect.base import Detection, sort_by_score
-from wbcap.errors import InputError
+from wbcap.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +345,8 @@ class YOLOXDetector:
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{path}: cannot load as an ONNX model ({first[:200]}); {_FIX}") from exc
+            first = first_line(exc)
+            raise InputError(f"{path}: cannot load as an ONNX model ({first}); {_FIX}") from exc
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
             raise InputError(f"{path}: not a YOLOX detector: {len(inputs)} inputs, expected 1; {_FIX}")

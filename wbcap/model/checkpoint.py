@@ -29,7 +29,7 @@ import torch
 
 from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
-from wbcap.errors import CheckpointError
+from wbcap.errors import CheckpointError, first_line
 from wbcap.model.hand4whole import Hand4Whole
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             "the file is corrupt or truncated — re-download it"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc, 10_000)
         msg = msg.split(". ")[0]  # torch's first sentence says what failed; the rest is advice for its developers
         if len(msg) > 160:
             msg = msg[:157] + "..."

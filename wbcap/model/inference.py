@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import nn
 
-from wbcap.errors import setting
+from wbcap.errors import first_line, setting
 from wbcap.model.fused import (
     DEFAULT_CHUNK,
     GPU_CHUNK,
@@ -22,6 +22,7 @@ from wbcap.model.fused import (
     TUNED_PARTS,
     FusedConv,
     FusedConvStack,
+    TunedPart,
     bf16_supported,
     feat_hw,
     mkldnn_usable,
@@ -29,11 +30,26 @@ from wbcap.model.fused import (
     tuned_parts,
 )
 from wbcap.model.precision import PARTS, Precision
-from wbcap.model.strategy import CpuStrategy, choose_cpu_strategy
+from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
 
 __all__ = ["optimize_for_inference"]
 
 log = logging.getLogger(__name__)
+
+
+def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice) -> nn.Module:
+    """``part`` in the form ``choice`` names; an onnxruntime form that cannot be built here (onnx or
+    onnxruntime broken since it was measured) falls back to the fused form with a warning."""
+    if choice.form == "onnxruntime":
+        try:
+            return part.build(dtype, False, choice.chunks, onnxruntime=True)
+        except Exception as e:  # (onnxruntime raises its own exception types)
+            log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
+                        "(WBCAP_CPU_STRATEGY=measure measures again)", part.name,
+                        first_line(e))
+            return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
+    return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
+                      choice.alternates, choice.winograd or None, choice.gemm or None)
 
 
 # Long (about 90 lines): every part of the network is converted in one place, in the network's
@@ -114,9 +130,7 @@ def optimize_for_inference(
                 built[name] = part.build(plan[name], packed, n)
             else:
                 choice = cpu_strategy.parts[name]
-                built[name] = part.build(plan[name], packed and choice.form == "fused", choice.chunks,
-                                         choice.subpixel or None, choice.alternates, choice.winograd or None,
-                                         choice.gemm or None, onnxruntime=choice.form == "onnxruntime")
+                built[name] = _build_choice(part, plan[name], packed, choice)
         net.backbone = built["body_backbone"]
         net.hand_roi_net.backbone = built["hand_backbone"]
         net.face_roi_net.backbone = built["face_backbone"]

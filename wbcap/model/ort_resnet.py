@@ -4,19 +4,20 @@ onnxruntime's CPU provider runs convolutions with MLAS in a blocked channel layo
 channels in blocks of the vector width) kept from layer to layer, with the bias, the residual
 add and the ReLU fused into each convolution, and its weights reordered once when the session is
 made. Measured on the 2-core Xeon (family 6 model 207, AVX-512) against the same ResNets as
-:class:`~wbcap.model.fused.FusedResNet` (oneDNN, fused and pre-packed), interleaved in one
-process, as a share of the fp32 matmul ceiling: the hand ResNet-50 at 256x256 81 / 96 / 105 %
-at 1 / 4 / 8 images per call against 67-68 / 74-87 / 78-89 %; the body ResNet-50 at 256x192
-76 / 97 / 92 % against 63-66 / 73-83 / 65-78 %; the face ResNet-18 at 192x192 65 / 81 / 84 %
-against 61-73 / 66-82 / 62-80 %. Which is faster depends on the machine, so it is a candidate
-of :mod:`wbcap.model.strategy`, measured and checked like the others (float32 only: MLAS has no
-bfloat16 convolutions, and the fast mode's AMX products need no help).
+:class:`~wbcap.model.fused.FusedResNet` (oneDNN, fused and pre-packed, with the measured
+Winograd layers), interleaved in one process, each call against the fp32 matmul ceiling
+measured around it: the hand ResNet-50 at 256x256 71 / 80 / 86 / 76 % at 1 / 2 / 4 / 8 images
+per call against 69 / 76 / 88 / 80 %, the body ResNet-50 and the face ResNet-18 alike (a few
+points ahead at one or two images, behind from four on): not chosen there. Which is faster
+depends on the machine, so it is a candidate of :mod:`wbcap.model.strategy`, measured and
+checked like the others (float32 only: MLAS has no bfloat16 convolutions, and the fast mode's
+AMX products need no help).
 
 The graph is written from the folded weights (BatchNorm folded into each convolution as in
 :func:`~wbcap.model.fused.fold_batchnorm`) with the ``onnx`` package: ``Conv`` (with bias) ->
 ``Relu``, ``MaxPool``, ``Add`` -> ``Relu`` for the shortcuts; onnxruntime's own graph
-optimisation fuses them. The weights exist once more inside onnxruntime while the session is
-made (the serialised model), then only in its reordered form.
+optimisation fuses them. The weights are handed over beside the graph (not serialised into it);
+onnxruntime copies them in while the session is made, then keeps only its reordered form.
 
 Why not ``torch.onnx.export``: it traces through TorchScript (deprecated) or ``torch.export``
 (which imports ``torch._dynamo``, ~2 s); the ResNet's graph is a few node kinds, written
@@ -134,7 +135,10 @@ def make_session(model: bytes, weights: Mapping[str, np.ndarray], threads: int):
     """An onnxruntime CPU session of ``model`` with its external initializers ``weights`` (by
     name; copied by onnxruntime, they may be freed afterwards) on ``threads`` intra-op threads
     that sleep when idle (``allow_spinning`` 0: spinning threads would take the cores from
-    torch's, which run the rest of the network between calls), all graph optimisations on."""
+    torch's, which run the rest of the network between calls), all graph optimisations on, and
+    no memory arena (an arena keeps each session's largest activations for the life of the
+    process: +114 MB for the hand ResNet-50 after calls of up to 7 images, in each of the three
+    sessions; per-call times with and without it were within this machine's noise)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -144,6 +148,7 @@ def make_session(model: bytes, weights: Mapping[str, np.ndarray], threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False
     names = list(weights)
     opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(weights[n]) for n in names])
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])

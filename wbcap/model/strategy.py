@@ -46,7 +46,7 @@ warning.
 ``$WBCAP_CPU_STRATEGY`` (or ``strategy=`` of :func:`~wbcap.model.inference.optimize_for_inference`)
 overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
-``onnxruntime`` (the float32 ResNets in that form, the other parts ``fused``),
+``onnxruntime`` (the float32 ResNets in that form, the other parts in the default form),
 ``fused:N`` / ``plain:N`` / ``onnxruntime:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
@@ -69,7 +69,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, first_line
 from wbcap.model.fused import (
     DEFAULT_CHUNK,
     ChunkPlan,
@@ -315,7 +315,7 @@ class CpuStrategy:
 
     ``source``: ``measured`` (just now), ``cache`` (read back), ``forced`` (requested) or mixed
     (``cache+measured`` when some parts were missing from the cache); ``machine``: the cache key
-    (``cpu``, ``torch``, ``threads``); ``selection_s``: seconds spent measuring (0 when read or
+    (``cpu``, ``torch``, ``onnxruntime``, ``threads``); ``selection_s``: seconds spent measuring (0 when read or
     forced); ``cache_file``: where it is kept (None when forced).
     """
 
@@ -748,9 +748,16 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
-        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None,
-                                 onnxruntime=f == "onnxruntime")
-                   for f in forms}
+        modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
+                   for f in forms if f != "onnxruntime"}
+        if "onnxruntime" in forms:
+            try:  # (an optional form: whatever goes wrong in onnx or onnxruntime only drops it)
+                modules["onnxruntime"] = part.build(dtype, False, every, onnxruntime=True)
+                modules["onnxruntime"](base[:1])
+            except Exception as e:  # (onnxruntime raises its own exception types)
+                log.warning("%s: the onnxruntime form could not be built or run (%s); not used", part.name,
+                            first_line(e))
+                forms = tuple(f for f in forms if f != "onnxruntime")
         wanted = [(f, c) for f in forms for c in (sizes if f != "plain" or not onednn else sorted({sizes[0], sizes[-1]}))]
         calls: dict[Hashable, Callable[[], Any]] = {}
         first: dict[str, torch.Tensor] = {}
@@ -780,7 +787,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             again = [k for k in calls if k[0] in (form, forms[0]) and (form, k[1]) in calls and (forms[0], k[1]) in calls]
             more = timer({k: calls[k] for k in again}, rounds)
             per_image.update({k: min(per_image[k], more[k] / k[1]) for k in again})
-            form, plan = select_form(per_image, part.per_crop)
+            # between those two only: a third form timed once must not win on its first rounds
+            form, plan = select_form({k: t for k, t in per_image.items() if k[0] in (form, forms[0])}, part.per_crop)
     measured: dict[str, dict[int, float]] = {}
     for (f, c), t in per_image.items():
         measured.setdefault(f, {})[c] = t
@@ -832,6 +840,9 @@ def choose_cpu_strategy(
             return default_form
 
         choices = {name: default_choice(p, forced(name, p), req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
+        if form == "onnxruntime" and not any(c.form == form for c in choices.values()):
+            log.warning("%s=onnxruntime: the onnxruntime form runs float32 ResNets only (exact precision, with onnx "
+                        "and onnxruntime installed); every part runs %s", ENV_STRATEGY, default_form)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     machines = read_cache(path) if req.mode == "auto" else {}
@@ -843,6 +854,10 @@ def choose_cpu_strategy(
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
+        if cached is not None and cached.form == "onnxruntime" and not part.onnxruntime_applies(dtypes[name]):
+            log.warning("ignoring the cached CPU strategy for %s (the onnxruntime form does not apply to it); "
+                        "measuring again", pid)
+            cached = None
         if cached is not None:
             wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
             if (len(cached.subpixel), len(cached.winograd)) == wanted:
