@@ -107,18 +107,29 @@ def test_a_residual_add_written_into_the_residual_gives_the_same_result(dtype):
         nchw = r.contiguous()
         out = fused(x, nchw, inplace=True)  # not in the layout the in-place primitive writes
         assert torch.equal(out, ref) and torch.equal(nchw, r) and out.data_ptr() != nchw.data_ptr()
+    # a residual that is the input itself is not overwritten while the convolution reads it
+    square = FusedConv(_init(nn.Conv2d(16, 16, 1, bias=False), seed=3), None, True, dtype, [2, 16, 9, 7], True)
+    with torch.inference_mode():
+        ref = square(x, x.clone())
+        assert torch.equal(square(x, x, inplace=True), ref)
 
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_fused_resnet_leaves_its_input_alone(depth):
-    """The blocks write their last convolution into the block's input (in place): never the caller's."""
+    """The blocks write their last convolution into the block's input (in place, really): never
+    the caller's, in one call or in chunks (views of the caller's tensor)."""
     backbone = _init(ResNetBackbone(depth), seed=depth)
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)).contiguous(
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)).contiguous(
         memory_format=torch.channels_last)
     before = x.clone()
     with torch.inference_mode():
-        FusedResNet(backbone, (32, 32), chunk=2)(x)
-    assert torch.equal(x, before)
+        for chunk in (4, 1):
+            fused = FusedResNet(backbone, (32, 32), chunk=chunk)
+            fused(x)
+            assert torch.equal(x, before)
+        block = fused.blocks[1]  # no downsample: the shortcut is the block's input
+        h = torch.rand(1, block.convs[-1].out_channels, 8, 8).contiguous(memory_format=torch.channels_last)
+        assert block(h).data_ptr() == h.data_ptr()
 
 
 def test_fused_resnet_bf16_is_close_not_equal():

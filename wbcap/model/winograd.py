@@ -166,7 +166,9 @@ class WinogradConv(nn.Module):
         t = n * th * tw
         tiles = xp.as_strided((a, a, n, th, tw, c), (sh, sw, sn, m * sh, m * sw, 1)).reshape(a * a, t * c)
         v = torch.mm(self.input_matrix, tiles).view(a * a, t, c)
+        del tiles, xp  # (each 2-4x the input: freed before the products' memory is taken)
         prod = torch.bmm(v, self.kernel)  # (a*a, tiles, C_out)
+        del v
         prod[self._bias_slot].add_(self.bias)
         # A^T M A of all tiles as one matrix product, then laid out as the output's pixels (with the
         # residual added on the way where the tiles cover the output exactly).
