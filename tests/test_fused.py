@@ -114,7 +114,7 @@ def test_a_residual_add_written_into_the_residual_gives_the_same_result(dtype):
         assert torch.equal(square(x, x, inplace=True), ref)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 def test_fused_resnet_leaves_its_input_alone(depth):
     """The blocks write their last convolution into the block's input (in place, really): never
     the caller's, in one call or in chunks (views of the caller's tensor)."""

@@ -41,7 +41,7 @@ def resnet18():
     return _backbone(18, 1)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 def test_equals_the_module_by_module_resnet_at_every_batch_and_input_size(depth, resnet18):
     bb = resnet18 if depth == 18 else _backbone(50, 2)
     net = OrtResNet(bb, ChunkPlan(((1, 1.0), (2, 0.6))))
