@@ -25,6 +25,7 @@ from wbcap.model.fused import (
     tuned_parts,
 )
 from wbcap.model.inference import optimize_for_inference
+from wbcap.model.ort_resnet import ort_applies
 from wbcap.model.strategy import (
     CpuStrategy,
     MachineBusy,
@@ -221,7 +222,7 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, di
     assert choice.chunks.per_image_s == ((1, 0.5), (4, 0.4)) and choice.measured["fused"][2] == 1.5
     # plain won the first rounds: both forms timed again at their common sizes before the choice
     # (the onnxruntime form, a candidate for float32 ResNets, at every size in the first rounds)
-    ort = [("onnxruntime", c) for c in (1, 2, 4)] if part.onnxruntime_applies(torch.float32) else []
+    ort = [("onnxruntime", c) for c in (1, 2, 4)] if ort_applies(part.module, torch.float32) else []
     assert asked == [sorted([("fused", 1), ("fused", 2), ("fused", 4), ("plain", 1), ("plain", 4), *ort], key=str),
                      sorted([("fused", 1), ("fused", 4), ("plain", 1), ("plain", 4)], key=str)]
     # ... and when the default form, timed again, shows it was as fast (other processes had slowed
@@ -252,7 +253,9 @@ def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, di
         ref = part.module(x)
         assert (module(x) - ref).abs().max() <= 1e-5 * ref.abs().max()
     # rebuilt from the cached choice: the same form
-    rebuilt = part.build(torch.float32, False, choice.chunks, onnxruntime=choice.form == "onnxruntime")
+    from wbcap.model.inference import _build_choice
+
+    rebuilt = _build_choice(part, torch.float32, True, choice)
     assert isinstance(rebuilt, OrtResNet) and rebuilt.chunks == choice.chunks
     # not a candidate for bfloat16 parts (the fast mode) nor for the box network's deconvolutions
     asked: list = []
@@ -260,8 +263,7 @@ def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, di
     strategy.measure_part(micro_parts["box_net"], torch.float32, True, chunks=(1, 2),
                           timer=fake_timer(ort_wins, log=asked))
     assert not any(k[0] == "onnxruntime" for keys in asked for k in keys if isinstance(k, tuple))
-    with pytest.raises(ValueError, match="float32 ResNets only"):
-        micro_parts["box_net"].build(torch.float32, True, 2, onnxruntime=True)
+    assert not ort_applies(micro_parts["box_net"].module, torch.float32) and not ort_applies(part.module, torch.bfloat16)
 
 
 def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
@@ -501,10 +503,9 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + 1.0
 
-    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None,
-              onnxruntime=False):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, onnxruntime)
-        return m if packed or onnxruntime else OffByOne(m)
+    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
+        return m if packed else OffByOne(m)
 
     monkeypatch.setattr(type(part), "build", build)
     with caplog.at_level(logging.WARNING):
@@ -516,9 +517,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
 
-    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None,
-                          onnxruntime=False):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, onnxruntime)
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
         return OffAtFour(m) if packed else m
 
     # the largest size dropped: the sizes packed apart were found against a packing for it, not

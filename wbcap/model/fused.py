@@ -985,19 +985,11 @@ class TunedPart:
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
               winograd: Sequence[Sequence[Sequence[int]]] | None = None,
-              gemm: Sequence[bool] | None = None, onnxruntime: bool = False) -> nn.Module:
+              gemm: Sequence[bool] | None = None) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
         those for the arguments; ``winograd`` applies to ResNets, ``subpixel`` and ``gemm`` to
-        the box network); with ``onnxruntime`` an
-        :class:`~wbcap.model.ort_resnet.OrtResNet` (float32 ResNets only: :meth:`onnxruntime_applies`;
-        ``packed``, ``alternates`` and ``winograd`` do not apply). Raises ValueError for
-        ``onnxruntime`` on another part or dtype."""
-        if onnxruntime:
-            if not self.onnxruntime_applies(dtype):
-                raise ValueError(f"{self.name}: the onnxruntime form runs float32 ResNets only")
-            from wbcap.model.ort_resnet import OrtResNet
-
-            return OrtResNet(self.module, chunk)
+        the box network). (The onnxruntime form of a ResNet is
+        :class:`~wbcap.model.ort_resnet.OrtResNet` of :attr:`module`.)"""
         if isinstance(self.module, ResNetBackbone):
             return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd)
         plan = chunk_plan(chunk)
@@ -1011,13 +1003,6 @@ class TunedPart:
         if dtype != torch.float32 or not isinstance(self.module, ResNetBackbone):
             return []
         return resnet_winograd_convs(self.module)
-
-    def onnxruntime_applies(self, dtype: torch.dtype) -> bool:
-        """Whether the part can take the onnxruntime form (:mod:`wbcap.model.ort_resnet`): a
-        ResNet computed in float32, with ``onnxruntime`` and ``onnx`` installed."""
-        from wbcap.model.ort_resnet import ort_usable
-
-        return dtype == torch.float32 and isinstance(self.module, ResNetBackbone) and ort_usable()
 
     def transposed_convs(self) -> list[nn.ConvTranspose2d]:
         """The part's transposed convolutions, in order (those a sub-pixel flag refers to)."""

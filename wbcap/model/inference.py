@@ -29,6 +29,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
+from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
 
@@ -42,7 +43,9 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     onnxruntime broken since it was measured) falls back to the fused form with a warning."""
     if choice.form == "onnxruntime":
         try:
-            return part.build(dtype, False, choice.chunks, onnxruntime=True)
+            if not ort_applies(part.module, dtype):
+                raise ValueError("the onnxruntime form runs float32 ResNets only, with onnx and onnxruntime installed")
+            return OrtResNet(part.module, choice.chunks)
         except Exception as e:  # (onnxruntime raises its own exception types)
             log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
                         "(WBCAP_CPU_STRATEGY=measure measures again)", part.name,

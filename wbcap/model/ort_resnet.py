@@ -49,6 +49,12 @@ def ort_usable() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
+def ort_applies(module: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether a tuned part's ``module`` computed in ``dtype`` can take this form: a
+    :class:`~wbcap.model.resnet.ResNetBackbone` in float32, with :func:`ort_usable`."""
+    return dtype == torch.float32 and isinstance(module, ResNetBackbone) and ort_usable()
+
+
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
     w, b = fold_batchnorm(conv.weight, conv.bias, bn, False)
     return w.cpu().numpy().astype(np.float32, copy=False), b.cpu().numpy().astype(np.float32, copy=False)

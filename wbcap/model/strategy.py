@@ -81,6 +81,7 @@ from wbcap.model.fused import (
     subpixel_applies,
     tile_for,
 )
+from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
 
 log = logging.getLogger(__name__)
@@ -396,8 +397,6 @@ def onnxruntime_version() -> str | None:
     """The installed onnxruntime's version when the onnxruntime form can be built
     (:func:`~wbcap.model.ort_resnet.ort_usable`), else None (read from the package metadata: no import)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from wbcap.model.ort_resnet import ort_usable
 
     if not ort_usable():
         return None
@@ -723,8 +722,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
 
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
-    size where it applies (:meth:`TunedPart.onnxruntime_applies
-    <wbcap.model.fused.TunedPart.onnxruntime_applies>`; Winograd tiles do not apply to it); sub-pixel
+    size where it applies (:func:`~wbcap.model.ort_resnet.ort_applies`; Winograd tiles do not
+    apply to it); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
     (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
@@ -734,7 +733,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     timer = timer or time_interleaved
     sizes = sorted(set(chunks or chunk_candidates()))
     forms = ("fused", "plain") if onednn else ("plain",)
-    if part.onnxruntime_applies(dtype):
+    if ort_applies(part.module, dtype):
         forms += ("onnxruntime",)
     g = torch.Generator().manual_seed(0)
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
@@ -752,7 +751,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                    for f in forms if f != "onnxruntime"}
         if "onnxruntime" in forms:
             try:  # (an optional form: whatever goes wrong in onnx or onnxruntime only drops it)
-                modules["onnxruntime"] = part.build(dtype, False, every, onnxruntime=True)
+                modules["onnxruntime"] = OrtResNet(part.module, every)
                 modules["onnxruntime"](base[:1])
             except Exception as e:  # (onnxruntime raises its own exception types)
                 log.warning("%s: the onnxruntime form could not be built or run (%s); not used", part.name,
@@ -846,7 +845,7 @@ def choose_cpu_strategy(
         form = req.form if onednn or req.form == "onnxruntime" else "plain"  # (optimize_for_inference has said oneDNN is missing)
 
         def forced(name: str, part: TunedPart) -> str:
-            if form != "onnxruntime" or part.onnxruntime_applies(dtypes[name]):
+            if form != "onnxruntime" or ort_applies(part.module, dtypes[name]):
                 return form
             return default_form
 
@@ -865,7 +864,7 @@ def choose_cpu_strategy(
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
-        if cached is not None and cached.form == "onnxruntime" and not part.onnxruntime_applies(dtypes[name]):
+        if cached is not None and cached.form == "onnxruntime" and not ort_applies(part.module, dtypes[name]):
             log.warning("ignoring the cached CPU strategy for %s (the onnxruntime form does not apply to it); "
                         "measuring again", pid)
             cached = None
