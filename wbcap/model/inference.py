@@ -22,6 +22,7 @@ from wbcap.model.fused import (
     TUNED_PARTS,
     FusedConv,
     FusedConvStack,
+    GemmConv,
     TunedPart,
     bf16_supported,
     feat_hw,
@@ -32,6 +33,7 @@ from wbcap.model.fused import (
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
+from wbcap.model.winograd import WinogradConv
 
 __all__ = ["optimize_for_inference"]
 
@@ -164,8 +166,8 @@ def optimize_for_inference(
         # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
         # so the file's mapping, and the pages the conversion read through it, are released.
         for module in net.modules():
-            if isinstance(module, FusedConv):  # already fresh tensors
-                continue
+            if isinstance(module, (FusedConv, GemmConv, WinogradConv)):  # already fresh tensors (Winograd
+                continue  # kernels: 270 MiB in the exact network, 0.07 s of a load to copy again)
             for t in list(module._parameters.values()) + list(module._buffers.values()):
                 if t is not None:
                     t.data = t.data.clone()
