@@ -743,10 +743,13 @@ class ConvByBatchSize(nn.Module):
     of images in the call, as its :data:`TilePlan` says (measured per machine: Winograd's matrix
     products only pay off with enough tiles per call).
 
-    forward(x (N, C_in, H, W), residual (N, C_out, H, W) | None) -> (N, C_out, H, W) float32,
-    channels_last: ``act(conv(x) + b [+ residual])``, as :class:`FusedConv`. Holds the packed
-    direct weight only when the plan uses it, and one transformed kernel per tile it uses
-    ((t + 2)^2 / 9 times the weight's size: 1.8x for F(2x2, 3x3), 4x for F(4x4, 3x3)).
+    forward(x (N, C_in, H, W), residual (N, C_out, H, W) | None, inplace) -> (N, C_out, H, W)
+    float32, channels_last: ``act(conv(x) + b [+ residual])``, as :class:`FusedConv`. Holds the
+    packed direct weight only when the plan uses it. The Winograd layer of a tile (its
+    transformed kernel is (t + 2)^2 / 9 times the weight's size: 1.8x for F(2x2, 3x3), 4x for
+    F(4x4, 3x3)) is made on the first call that runs it, from the folded weight kept until every
+    tile of the plan exists: one photo (one image per call) never makes the F(4x4, 3x3) kernels a
+    video's calls of four use (measured on the released network's exact plan: 270 MiB of them).
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, input_size: Sequence[int],
@@ -758,22 +761,39 @@ class ConvByBatchSize(nn.Module):
             tiles.add(0)
         self.direct = FusedConv(conv, bn, relu, torch.float32, input_size, packed) if 0 in tiles else None
         weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
-        self.winograd = nn.ModuleDict({str(t): WinogradConv(weight, bias, relu, t) for t in sorted(tiles - {0})})
+        self.relu = relu
+        self.tiles = tuple(sorted(tiles - {0}))
+        self.winograd = nn.ModuleDict()  # tile -> WinogradConv, made on first use
+        self.register_buffer("folded_weight", weight, persistent=False)
+        self.register_buffer("folded_bias", bias, persistent=False)
         self.out_channels = int(conv.out_channels)
 
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype (float32; follows ``.to(dtype)``)."""
-        return self.direct.dtype if self.direct is not None else next(iter(self.winograd.values())).dtype
+        if self.direct is not None:
+            return self.direct.dtype
+        return self.folded_weight.dtype if self.folded_weight is not None else next(iter(self.winograd.values())).dtype
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H, W) for an (N, C_in, H, W) input."""
         n, _, h, w = input_size
         return [int(n), self.out_channels, int(h), int(w)]
 
+    def winograd_layer(self, tile: int) -> WinogradConv:
+        """The Winograd layer of ``tile`` (one of :attr:`tiles`), made now if it is not yet; the
+        folded weight is released once every tile exists."""
+        key = str(tile)
+        if key not in self.winograd:
+            self.winograd[key] = WinogradConv(self.folded_weight, self.folded_bias, self.relu, tile)
+            if len(self.winograd) == len(self.tiles):
+                self.folded_weight = None
+                self.folded_bias = None
+        return self.winograd[key]
+
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
         tile = tile_for(self.plan, max(1, int(x.shape[0])))  # (an empty batch: as one image)
-        conv = self.direct if tile == 0 else self.winograd[str(tile)]
+        conv = self.direct if tile == 0 else self.winograd_layer(tile)
         return conv(x, residual, inplace)
 
 
