@@ -124,6 +124,6 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     checks.append(Check("FBX export", has_bpy, f"Blender as a Python module (bpy {_version('bpy')})" if has_bpy
                         else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)",
                         "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
-    libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy"))
+    libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))
     return checks
