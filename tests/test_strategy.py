@@ -861,10 +861,13 @@ def test_an_onnxruntime_form_that_fails_is_not_a_candidate(micro_parts, direct_l
     pytest.importorskip("onnx")
     from wbcap.model.ort_resnet import OrtResNet
 
-    ok = OrtResNet.forward
+    ok, real_init = OrtResNet.forward, OrtResNet.__init__
 
     def fails(self, x):
         raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION\nmore")
+
+    def cannot_build(self, *args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : no session")
 
     monkeypatch.setattr(OrtResNet, "forward", fails)
     ort_wins = {**FUSED_WINS, ("onnxruntime", 1): 0.1, ("onnxruntime", 2): 0.1, ("onnxruntime", 4): 0.1}
@@ -872,7 +875,16 @@ def test_an_onnxruntime_form_that_fails_is_not_a_candidate(micro_parts, direct_l
         choice, module = strategy.measure_part(micro_parts["face_backbone"], torch.float32, True, chunks=(1, 2),
                                                timer=fake_timer(ort_wins))
     assert choice.form == "fused" and "onnxruntime" not in choice.measured and isinstance(module, FusedResNet)
-    assert "could not be built or run ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION); not used" in caplog.text
+    assert "failed on 1 images ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION); not used" in caplog.text
+    # ... and when its session cannot be made
+    monkeypatch.setattr(OrtResNet, "__init__", cannot_build)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        choice, _ = strategy.measure_part(micro_parts["face_backbone"], torch.float32, True, chunks=(1, 2),
+                                          timer=fake_timer(ort_wins))
+    assert choice.form == "fused" and "onnxruntime" not in choice.measured
+    assert "could not be built ([ONNXRuntimeError] : 1 : FAIL : no session); not used" in caplog.text
+    monkeypatch.setattr(OrtResNet, "__init__", real_init)
     # ... also when only a larger call fails
     def fails_on_two(self, x):
         if x.shape[0] > 1:

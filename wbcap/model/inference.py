@@ -44,15 +44,15 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     """``part`` in the form ``choice`` names; an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured) falls back to the fused form with a warning."""
     if choice.form == "onnxruntime":
+        why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:
-            if not ort_applies(part.module, dtype):
-                raise ValueError("the onnxruntime form runs float32 ResNets only, with onnx and onnxruntime installed")
-            return OrtResNet(part.module, choice.chunks)
+            if ort_applies(part.module, dtype):
+                return OrtResNet(part.module, choice.chunks)
         except Exception as e:  # (onnxruntime raises its own exception types)
-            log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
-                        "(WBCAP_CPU_STRATEGY=measure measures again)", part.name,
-                        first_line(e))
-            return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
+            why = first_line(e)
+        log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
+                    "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
+        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
     return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
                       choice.alternates, choice.winograd or None, choice.gemm or None)
 
