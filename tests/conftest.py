@@ -20,9 +20,7 @@ MICRO = dict(SMALL, input_img_shape=(256, 192), input_body_shape=(128, 96), outp
              input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4), input_face_shape=(96, 96))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    home = tmp_path_factory.mktemp("wbcap_home")
+def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("WBCAP_HOME", str(home))
     monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
     monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
@@ -38,6 +36,21 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     # imports behind loading a full-size model, but the tests' tiny models load in no time, so
     # every command would wait for it. tests/test_render_process.py lifts this.
     monkeypatch.setenv("WBCAP_RENDER_PROCESS", "0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory):
+    """The same isolation for module- and session-scoped fixtures, which pytest sets up before
+    any function-scoped one: without it a module fixture that runs the pipeline would measure
+    the CPU strategy into the developer's real ``~/.cache/wbcap``."""
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate(mp, tmp_path_factory.mktemp("wbcap_session_home"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))
     yield
 
 
