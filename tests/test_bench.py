@@ -95,6 +95,12 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
         assert b["ceiling_size"] >= 256
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
+    exact_rate = {b["batch_size"]: b["crops_per_s"] for b in rep["batches"] if b["precision"] == "exact"}
+    for b in rep["batches"]:  # the other precisions' speed-up over exact, batch size by batch size
+        if b["precision"] == "exact" or not exact_rate:
+            assert "vs_exact" not in b
+        else:
+            assert b["vs_exact"] == pytest.approx(b["crops_per_s"] / exact_rate[b["batch_size"]])
     first = [b for b in rep["batches"] if b["precision"] == precisions[0]]
     assert rep["stages"]["regressor"]["throughput"] == max(b["crops_per_s"] for b in first)
     assert sum(rep["flops"]["breakdown"].values()) == pytest.approx(per_crop)
@@ -222,7 +228,7 @@ def test_table_without_json_and_json_out(tmp_path, small_ckpt):
     text = result.stdout
     assert not text.lstrip().startswith("{")
     for word in ("Stages", *STAGES, "crops/s", "frames/s", "GFLOP/s", "% fp32", "% bf16", "Matmul ceiling",
-                 "fast vs exact", "max vertex distance",
+                 "fast vs exact", "max vertex distance", "x exact", "crops/s against exact's",
                  "hand backbone", "peak RSS", "synthetic SMPL-X"):
         assert word in text, word
     rep = json.loads(out.read_text())

@@ -138,6 +138,9 @@ def print_report(report: dict[str, Any], console=None) -> None:
     batches = Table(title=f"Regressor (network + SMPL-X, {report['flops']['per_crop'] / 1e9:.2f} GFLOP/crop)",
                     title_justify="left")
     cols = ["precision", "batch", "median / batch", "crops/s", "GFLOP/s", "% of ceiling", "paired %", "best %"]
+    speedups = any("vs_exact" in b for b in report["batches"])
+    if speedups:
+        cols.append("x exact")
     strategies = any(b.get("strategy") for b in report["batches"])
     if strategies:
         cols.append("CPU strategy")
@@ -151,6 +154,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                f"{b['flops_per_s'] / 1e9:.4g}", f"{100 * b['ratio']:.1f} % {b['ceiling_precision']}",
                f"{100 * b['ratio_paired']:.1f} %" if "ratio_paired" in b else "-",
                f"{100 * b['ratio_best']:.1f} %" if "ratio_best" in b else "-"]
+        if speedups:
+            row.append(f"{b['vs_exact']:.2f}x" if "vs_exact" in b else "-")
         if strategies:
             row.append(short_strategy(b.get("strategy_parts")))
         if cuda_mem:
@@ -161,6 +166,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                   "and after its last call; paired %: the median over the calls of each call against the ceilings "
                   "measured just before and after it; best %: the fastest call against the highest of those "
                   "ceilings", highlight=False)
+    if speedups:
+        console.print("x exact: crops/s against exact's at the same batch size in this run", highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f: that part plain / through "

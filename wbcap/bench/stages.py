@@ -233,6 +233,12 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             del x
         if best is None:
             best = prec_best
+    # Each other precision's speed-up over exact at the same batch size, in this run (rows timed
+    # minutes apart on a machine whose speed drifts: compare the paired ratios too).
+    exact_rate = {b["batch_size"]: b["crops_per_s"] for b in batches if b["precision"] == Precision.EXACT.value}
+    for b in batches:
+        if b["precision"] != Precision.EXACT.value and b["batch_size"] in exact_rate:
+            b["vs_exact"] = b["crops_per_s"] / exact_rate[b["batch_size"]]
     held.append(pipe)
     return batches, best, outputs
 
