@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -123,3 +124,49 @@ def test_doctor_says_each_missing_item_once(tmp_path):
     for prev, line in zip(lines, lines[1:]):
         if line.startswith("fix: "):
             assert not _near_duplicates(prev.split(": ", 1)[1], line[5:]), (prev, line)
+
+
+def test_doctor_names_the_cpu_inference_form(monkeypatch):
+    """Forced by the environment, not measured yet, or what was measured for this machine
+    (read from the strategy cache, for this wbcap and machine only; nothing is measured)."""
+    import torch
+
+    from wbcap.model import strategy
+    from wbcap.model.fused import ChunkPlan
+
+    def form_line() -> str:
+        r = run("doctor")
+        (line,) = [ln for ln in r.output.splitlines() if "CPU inference form" in ln]
+        return line
+
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "fused:2")  # (the tests' own setting is "fused")
+    assert form_line() == ("[ok  ] CPU inference form: forced by WBCAP_CPU_STRATEGY=fused:2 (every part fused, at "
+                           "most 2 images per convolution call)")
+    monkeypatch.delenv(strategy.ENV_STRATEGY)
+    path = strategy.cache_path()
+    assert not path.exists() and form_line().startswith("[ok  ] CPU inference form: not measured on this machine yet")
+    plans = (((1, 2),),) * 3 + ((),) * 10
+    body = strategy.PartChoice("fused", ChunkPlan(((1, 0.04), (4, 0.03))), (), 1, winograd=plans)
+    box = strategy.PartChoice("plain", ChunkPlan.fixed(2), (True, False, True), 1, gemm=(True, False, False))
+    strategy.write_cache(path, strategy.machine_key(), {"body_backbone: resnet50 3x256x192 float32": body,
+                                                        "box_net: deconv 2248-256-256-256 8x6 bfloat16": box})
+    line = form_line()
+    assert line.startswith("[ok  ] CPU inference form: measured on this machine: float32: body_backbone fused "
+                           "(Winograd 3/13); bfloat16: box_net plain (sub-pixel 2/3, matrix product 1/3)"), line
+    assert str(path) in line
+    # another machine's entry or another wbcap's is not this machine's choice
+    other = dict(strategy.machine_key(), threads=torch.get_num_threads() + 1)
+    path.unlink()
+    strategy.write_cache(path, other, {"body_backbone: resnet50 3x256x192 float32": body})
+    assert "not measured on this machine yet" in form_line()
+    strategy.write_cache(path, strategy.machine_key(), {"body_backbone: resnet50 3x256x192 float32": body})
+    assert "measured on this machine: float32: body_backbone" in form_line()
+    data = json.loads(path.read_text())
+    for slot in data["machines"].values():
+        for entry in slot["parts"].values():
+            entry["wbcap"] = "0.0.0-other"
+    path.write_text(json.dumps(data))
+    assert "not measured on this machine yet" in form_line()
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "bogus")
+    r = run("doctor")
+    assert "[MISS] CPU inference form: CPU strategy 'bogus'" in r.output and "unset WBCAP_CPU_STRATEGY" in r.output

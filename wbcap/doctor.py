@@ -82,8 +82,47 @@ def _detector_check() -> Check:
     return Check("person detector", True, f"auto uses {best.name} ({path}, {official}; {runtime}); installed: {', '.join(installed)}")
 
 
+def _cpu_strategy_check() -> Check:
+    """Which CPU inference form the network runs in here (:mod:`wbcap.model.strategy`): forced
+    by the environment, measured earlier (from the cache; nothing is measured now), or not yet."""
+    import os
+
+    from wbcap.errors import InputError
+    from wbcap.model import strategy
+
+    name = "CPU inference form"
+    raw = os.environ.get(strategy.ENV_STRATEGY)
+    try:
+        request = strategy.StrategyRequest.parse(raw)
+    except InputError as exc:
+        return Check(name, False, str(exc), f"unset {strategy.ENV_STRATEGY} or give it one of the values named")
+    if request.mode == "forced":
+        which = ("the float32 ResNets through onnxruntime, every other part fused" if request.form == "onnxruntime"
+                 else f"every part {request.form}")
+        return Check(name, True, f"forced by {strategy.ENV_STRATEGY}={raw} ({which}, at most {request.chunk} images "
+                                 "per convolution call)")
+    path = strategy.cache_path()
+    choices = strategy.cached_choices(path)
+    if not choices:
+        return Check(name, True, f"not measured on this machine yet: the first run of the network measures it once "
+                                 f"(2-20 s) and keeps it in {path}")
+    by_dtype: dict[str, list[str]] = {}
+    for pid, c in choices.items():
+        part, _, rest = pid.partition(": ")
+        dtype = rest.split()[-1] if rest.split() else "?"
+        extra = [f"{label} {sum(flags)}/{len(flags)}" for label, flags in (("sub-pixel", c.subpixel), ("matrix product", c.gemm))
+                 if any(flags)]
+        if c.winograd_used():
+            extra.append(f"Winograd {c.winograd_used()}/{len(c.winograd)}")
+        by_dtype.setdefault(dtype, []).append(f"{part} {c.form}" + (f" ({', '.join(extra)})" if extra else ""))
+    text = "; ".join(f"{dtype}: {', '.join(parts)}" for dtype, parts in sorted(by_dtype.items(), reverse=True))
+    return Check(name, True, f"measured on this machine: {text} (kept in {path}; "
+                             f"{strategy.ENV_STRATEGY}=measure measures again)")
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (body models, checkpoints, renderer, CUDA, libraries).
+    """Every check, in display order (body models, checkpoints, detector, renderer, CUDA or the
+    CPU inference form, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
     what to do, without repeating the detail.
@@ -113,6 +152,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     else:
         checks.append(Check("CUDA", False, f"not available (torch {torch.__version__}); running on CPU",
                             "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU", optional=True))
+    checks.append(_cpu_strategy_check())
     import cv2
 
     has_hog = hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")

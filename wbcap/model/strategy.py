@@ -488,6 +488,23 @@ def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid:
         return None
 
 
+def cached_choices(path: Path | None = None) -> dict[str, PartChoice]:
+    """The choices cached for this machine (:func:`machine_key`) that this wbcap would use, by
+    part id (``"<part>: <architecture> <dtype>"``), from ``path`` (default :func:`cache_path`);
+    empty when none. Reads the file only: nothing is measured, nothing is logged above debug."""
+    from wbcap import __version__
+
+    slot = read_cache(path or cache_path(), warn=False).get(_machine_id(machine_key()))
+    parts = slot.get("parts") if isinstance(slot, dict) else None
+    out: dict[str, PartChoice] = {}
+    for pid, entry in (parts.items() if isinstance(parts, dict) else ()):
+        if not isinstance(entry, dict) or entry.get("wbcap") != __version__:
+            continue
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            out[pid] = PartChoice.from_dict(entry)
+    return out
+
+
 # -- choosing --------------------------------------------------------------------------------------
 
 
