@@ -169,3 +169,28 @@ def test_the_renderer_is_imported_ahead_in_a_thread_unless_software_is_asked_for
     gl = _gl.select_gl_platform() is not None
     assert answers["auto"] == [True, "wbcap-import-renderer", gl, gl]
     assert answers["software"] == [False, False, False, True]
+
+
+@pytest.mark.slow  # fresh processes; fast loop kept under 2 minutes
+def test_vertex_normals_while_the_renderer_is_imported_ahead(tmp_path):
+    """wbcap run's main thread computes vertex normals (trimesh) for the GLB files while the
+    thread above imports pyrender (which imports trimesh): CPython 3.11 failed the second import
+    with KeyError: 'trimesh' in about two of three runs timed like this (found by a user's
+    --resume run), before both imports went under one lock (_gl.import_module)."""
+    code = """
+        import sys, time
+        import numpy as np
+        from wbcap.export.render import import_renderer_in_background, vertex_normals
+        thread = import_renderer_in_background()
+        if sys.argv[1] == "join" and thread is not None:
+            thread.join(120)  # (the GL platform is cached on disk once its probe ends)
+        time.sleep(0 if sys.argv[1] == "join" else float(sys.argv[1]))
+        n = vertex_normals(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32), np.array([[0, 1, 2]]))
+        print(n.tolist())
+    """
+    env = {**os.environ, "WBCAP_HOME": str(tmp_path / "home")}
+    for delay in ("join", 0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(delay)], capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == [[0.0, 0.0, 1.0]] * 3

@@ -18,11 +18,18 @@ Candidates, in order: the user's ``PYOPENGL_PLATFORM`` if set; then on Linux ``e
 drivers or Mesa) and ``osmesa`` (pure software Mesa), elsewhere pyrender's default window
 platform (``pyglet``). If ``OpenGL`` was already imported, only the platform it was imported
 with is tried.
+
+pyrender and trimesh are imported under one lock (:func:`import_pyrender`, :func:`import_module`):
+``wbcap run`` imports pyrender in a background thread while its main thread may import
+``trimesh.geometry`` for vertex normals, and CPython 3.11's import system can then fail the
+second import with ``KeyError: 'trimesh'`` (a package half imported by another thread; seen in
+a third of runs timed to collide).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import subprocess
@@ -55,6 +62,9 @@ print("wbcap-gl-ok")
 """
 
 _lock = threading.Lock()
+#: Held while pyrender or trimesh is imported (module docstring); re-entrant, as pyrender
+#: imports trimesh.
+_import_lock = threading.RLock()
 _UNSET = object()
 _selected: object = _UNSET
 
@@ -242,9 +252,18 @@ def import_pyrender() -> ModuleType:
     if platform is None:
         raise RuntimeError("no OpenGL platform (EGL, OSMesa) works; use the software renderer")
     patch_numpy()
-    import pyrender
+    with _import_lock:
+        import pyrender
 
     return pyrender
+
+
+def import_module(name: str) -> ModuleType:
+    """``importlib.import_module(name)`` under the lock pyrender is imported under: for the
+    packages pyrender imports too (trimesh), which another thread may be importing
+    (module docstring)."""
+    with _import_lock:
+        return importlib.import_module(name)
 
 
 def _reset_for_tests() -> None:

@@ -753,7 +753,7 @@ def _incidence(vertex_count: int, faces: np.ndarray) -> Any:
     """trimesh's ``(V, F)`` vertex-in-face matrix for ``faces`` (int64 ``(F, 3)``), in CSR form
     for the product; the last few are kept, each with a copy of its faces, found by value (~30 µs
     for SMPL-X's; a caller's array changed in place cannot match a stale matrix)."""
-    from trimesh.geometry import index_sparse
+    index_sparse = _gl.import_module("trimesh.geometry").index_sparse  # (pyrender may be importing trimesh)
 
     for kept_faces, kept_count, matrix in _INCIDENCE:
         if kept_count == vertex_count and np.array_equal(kept_faces, faces):
