@@ -208,9 +208,12 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
     evil = tmp_path / "evil.pth"
     torch.save({"network": small_net.state_dict(), "payload": Evil()}, evil)
 
+    passwd = tmp_path / "passwd.pth.tar"  # (torch's legacy reader failed on it with IndexError)
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
     cases = {
         tmp_path / "absent.pth": "not found",
-        text: "not a readable PyTorch checkpoint",
+        text: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
+        passwd: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
         truncated: "corrupt or truncated",
         missing_keys: "missing",
         evil: "weights_only",

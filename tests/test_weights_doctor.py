@@ -73,6 +73,14 @@ def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
     r = CliRunner().invoke(cli, ["weights", "import", "hand4whole", str(bad)])
     assert r.exit_code == 2 and r.output.startswith("error:") and "hand_only.pth" in r.output, r.output
     assert not (weights_dir() / "snapshot_6.pth.tar").exists()
+    # a text file (torch's legacy reader raised IndexError on this one: a crash report, before)
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    r = CliRunner().invoke(cli, ["weights", "import", "hand4whole", str(text)])
+    assert r.exit_code == 2 and r.output == (f"error: {text}: not a PyTorch checkpoint (neither of the formats "
+                                             "torch.save writes); pass the Hand4Whole snapshot (snapshot_6.pth.tar) "
+                                             "or a checkpoint written by wbcap\n"), r.output
+    assert not (weights_dir() / "snapshot_6.pth.tar").exists()
 
 
 def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt):

@@ -63,6 +63,46 @@ def _torch_load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """Whether ``path`` starts like a file ``torch.save`` writes: a zip archive (the default since
+    torch 1.6) or a pickle (the legacy format begins with a pickled magic number, opcode 0x80)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True  # (the caller's message about a file it could not read stands)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
+#: What torch.load raises on a file it cannot read (torch's legacy reader: IndexError / TypeError on
+#: some text files).
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+                IndexError, TypeError)
+
+
+def _load_error(path: Path, exc: Exception) -> CheckpointError:
+    """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
+    one holding other Python objects than tensors, or a corrupt or truncated one."""
+    if not _looks_like_torch_save(path):
+        return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); pass the "
+                               "Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")
+    if isinstance(exc, pickle.UnpicklingError):
+        text = str(exc)
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
+        if "Unsupported global" in detail:
+            return CheckpointError(
+                f"{path}: holds Python objects other than tensors ({detail[:120]}); wbcap loads checkpoints with "
+                "weights_only=True and will not unpickle them — re-save just the state_dict")
+        msg = detail[:120] or type(exc).__name__
+    else:
+        msg = first_line(exc, 10_000)
+        msg = msg.split(". ")[0]  # torch's first sentence says what failed; the rest is advice for its developers
+        if len(msg) > 160:
+            msg = msg[:157] + "..."
+    return CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); the file is corrupt or truncated — "
+                           "re-download it")
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file (official or wbcap format); raise CheckpointError on any problem."""
     path = Path(path).expanduser()
@@ -70,26 +110,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {path} (see `wbcap weights list` for where checkpoints go)")
     try:
         obj = _torch_load(path)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
-        if "Unsupported global" in detail:
-            raise CheckpointError(
-                f"{path}: holds Python objects other than tensors ({detail[:120]}); wbcap loads checkpoints with "
-                "weights_only=True and will not unpickle them — re-save just the state_dict"
-            ) from None
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({detail[:120] or type(exc).__name__}); "
-            "the file is corrupt or truncated — re-download it"
-        ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
-        msg = first_line(exc, 10_000)
-        msg = msg.split(". ")[0]  # torch's first sentence says what failed; the rest is advice for its developers
-        if len(msg) > 160:
-            msg = msg[:157] + "..."
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({msg}); the file is corrupt or truncated — re-download it"
-        ) from None
+    except _LOAD_ERRORS as exc:
+        raise _load_error(path, exc) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict with a 'network' state_dict, found {type(obj).__name__}")
     if "network" in obj and isinstance(obj["network"], dict):
@@ -221,8 +243,8 @@ def read_checkpoint_raw_keys(path: str | Path) -> list[str]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         obj = _torch_load(path)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError):
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint; the file is corrupt or truncated — re-download it") from None
+    except _LOAD_ERRORS as exc:
+        raise _load_error(path, exc) from None
     sd = obj.get("network", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: no 'network' state_dict in the file")
