@@ -164,6 +164,20 @@ def test_a_bad_renderer_setting_is_refused_before_any_work(tmp_path, base_args, 
     assert not (tmp_path / "img").exists()
 
 
+@pytest.mark.parametrize(("option", "value"), [("--sigma", "-1"), ("--min-cutoff", "0"), ("--beta", "-0.5"),
+                                               ("--iou-threshold", "7"), ("--focal", "-5"), ("--focal", "0")])
+def test_out_of_range_settings_are_refused_before_any_work(tmp_path, base_args, monkeypatch, option, value):
+    """Each once ended as a crash report after the network had run (or, --focal, after the
+    outputs had been written with it); --focal 0 was taken as the default."""
+    import wbcap.pipeline
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), option, value, *base_args])
+    assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_frames_with_nobody_are_handled(tmp_path, base_args):
     video = write_video(tmp_path / "empty.mp4", [np.full((120, 160, 3), 128, np.uint8)] * 4)
     out = tmp_path / "out"

@@ -117,7 +117,8 @@ def detector_options(video: bool):
         click.option("--min-height", "min_height_frac", type=click.FloatRange(0, 1), default=None,
                      help="Ignore people shorter than this fraction of the image height."),
         click.option("--max-people", type=click.IntRange(min=1), default=None,
-                     help="Track at most this many people." if video
+                     help="Track at most this many people per frame (matched tracks first, then new ones by "
+                          "score; a video may still hold more tracks in all)." if video
                      else "Keep at most this many people per image (highest scores)."),
         click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
                      help="Never download a detector model (also WBCAP_OFFLINE=1); auto then falls back to HOG."),
