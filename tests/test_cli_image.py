@@ -309,11 +309,29 @@ def test_demo_prints_results_on_stdout_and_nothing_with_q(tmp_path, monkeypatch)
     lines = r.stdout.splitlines()
     assert lines[0].startswith("detector: hog (the better YOLOX-nano is not installed")
     assert lines[1] == f"example.jpg: 2 person(s) -> {tmp_path / 'example'}"
-    assert "pipeline check" in r.stdout
+    assert "pipeline check" not in r.stdout  # (after a failure the error is the news, not "add two files")
     assert r.stderr == "error: bad.jpg: not an image; pass a JPEG or PNG\n"
     r = invoke("-q", "demo", "-o", tmp_path)
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr == "error: bad.jpg: not an image; pass a JPEG or PNG\n"
+
+
+def test_demo_lists_only_the_files_still_missing(tmp_path, monkeypatch, body_dir, small_ckpt):
+    import wbcap.demo
+    from wbcap.image_app import ImageResult
+
+    results = [ImageResult(Path("example.jpg"), tmp_path / "example", 1, None)]
+    monkeypatch.setattr(wbcap.demo, "run_demo", lambda out, **kw: (results, "hog"))
+    r = invoke("demo", "-o", tmp_path)
+    assert r.exit_code == 0 and "pipeline check" in r.stdout and "add two files" in r.stdout
+    assert "SMPLX_NEUTRAL.npz" in r.stdout and "wbcap weights import hand4whole" in r.stdout
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    r = invoke("demo", "-o", tmp_path)
+    assert "add one file:\n  1. SMPL-X model" in r.stdout and "wbcap weights import" not in r.stdout, r.stdout
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    r = invoke("demo", "-o", tmp_path)
+    assert r.stdout.splitlines()[-1] == ("The SMPL-X model and the checkpoint are installed: run wbcap image "
+                                         "your_photo.jpg -o out/"), r.stdout
 
 
 def test_logs_go_to_stderr_not_stdout():

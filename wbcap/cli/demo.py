@@ -16,8 +16,7 @@ from wbcap.cli.common import device_option, echo_result, image_result_line, is_q
 def demo(out, image, offline, device):
     """Run the whole image pipeline on a bundled example with a synthetic body model and
     untrained weights: a check that wbcap works here, not a real estimate."""
-    from wbcap.demo import REAL_THING, run_demo
-    from wbcap.paths import body_models_dir
+    from wbcap.demo import next_steps, run_demo
 
     results, detector = run_demo(out, device=device, image=image, offline=offline)
     quiet = is_quiet(click.get_current_context())
@@ -30,7 +29,7 @@ def demo(out, image, offline, device):
             click.echo(f"error: {r.error}", err=True)
         elif not quiet:
             echo_result(image_result_line(r))
-    if not quiet:
-        echo_result(REAL_THING.format(body_dir=body_models_dir() / "smplx"))
+    if not quiet and not failed:  # (after a failure the error line is the news)
+        echo_result(next_steps())
     if failed:
         raise click.exceptions.Exit(2)
