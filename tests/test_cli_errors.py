@@ -210,3 +210,53 @@ def test_final_path_undoes_every_temporary_name():
             assert temp != final and final_path(temp) == final and final_path(str(temp)) == final
         assert final_path(final) == final
     assert final_path("/a/.x.tmp-zz.mp4") == Path("/a/.x.tmp-zz.mp4")  # not one of ours
+    # a file inside a staging folder: every component
+    stage = _temp_sibling(Path("/out/photo"), "staging")
+    assert final_path(stage / "person_0" / _temp_sibling(Path("output.obj")).name) == Path("/out/photo/person_0/output.obj")
+
+
+@pytest.mark.parametrize("where", ["atomic_path", "staged_dir"])
+def test_a_full_disk_met_through_an_open_file_names_the_output(tmp_path, where):
+    """Libraries writing through an open file raise ENOSPC without a file name (seen: the OBJ
+    writer on a full tmpfs gave "cannot write (No space left on device)"); the atomic writers
+    name what they were writing, by its final name."""
+    import errno
+
+    from wbcap.atomic import atomic_path, final_path, staged_dir
+
+    target = tmp_path / "out" / "photo"
+    target.parent.mkdir()
+    block = atomic_path(target / "output.obj") if where == "atomic_path" else staged_dir(target)
+    if where == "atomic_path":
+        target.mkdir()
+    with pytest.raises(OSError) as info, block:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert final_path(info.value.filename) == (target / "output.obj" if where == "atomic_path" else target)
+    with pytest.raises(OSError) as info, atomic_path(tmp_path / "named.bin"):  # a named one keeps its name
+        raise OSError(errno.ENOSPC, "No space left on device", "/elsewhere/x")
+    assert info.value.filename == "/elsewhere/x"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["out", "photo"] if where == "atomic_path" else ["out"])
+
+
+def test_an_output_folder_that_cannot_be_written_in_says_so(tmp_path, monkeypatch):
+    """An existing folder on a read-only disk is not one that "cannot be created"."""
+    import errno
+
+    from wbcap.atomic import staged_dir
+    from wbcap.errors import InputError
+
+    real = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.name.startswith("."):  # the staging folder
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(InputError) as info, staged_dir(tmp_path / "photo"):
+        pass
+    assert str(info.value) == (f"{tmp_path}: cannot write in this folder (Read-only file system); "
+                               "choose another output folder")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="afile: cannot create the output folder"), staged_dir(tmp_path / "afile" / "photo"):
+        pass

@@ -32,12 +32,22 @@ def _temp_sibling(path: Path, kind: str = "tmp") -> Path:
 
 
 def final_path(path: str | os.PathLike[str]) -> Path:
-    """The file or folder a temporary name of this module stands for (``.render.tmp-1a2b3c4d.mp4``
-    -> ``render.mp4`` in the same folder), for messages about a failed write; any other path as
-    it is."""
-    path = Path(path)
-    match = _TEMP_NAME.match(path.name)
-    return path.with_name(match["stem"] + match["suffix"]) if match else path
+    """The file or folder a temporary name of this module stands for, in every component
+    (``.render.tmp-1a2b3c4d.mp4`` -> ``render.mp4``, ``out/.photo.staging-1a2b3c4d/person_0/x.obj``
+    -> ``out/photo/person_0/x.obj``), for messages about a failed write; any other path as it is."""
+    parts = []
+    for part in Path(path).parts:
+        match = _TEMP_NAME.match(part)
+        parts.append(match["stem"] + match["suffix"] if match else part)
+    return Path(*parts) if parts else Path(path)
+
+
+def _name_unnamed_write_error(exc: BaseException, path: Path) -> None:
+    """Give an ``OSError`` raised while writing under ``path`` that names no file (a full disk met
+    by a library writing through an open file) ``path`` as its file, so that its message can say
+    which output failed."""
+    if isinstance(exc, OSError) and exc.errno is not None and not exc.filename:
+        exc.filename = str(path)
 
 
 @contextlib.contextmanager
@@ -58,9 +68,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        _name_unnamed_write_error(exc, tmp)
         raise
 
 
@@ -96,12 +107,13 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
         stage = _temp_sibling(final, "staging")
         stage.mkdir()
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
-        raise InputError(f"{final.parent}: cannot create the output folder ({exc.strerror or exc}); "
-                         "choose another output folder") from None
+        what = "cannot write in this folder" if final.parent.is_dir() else "cannot create the output folder"
+        raise InputError(f"{final.parent}: {what} ({exc.strerror or exc}); choose another output folder") from None
     try:
         yield stage
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        _name_unnamed_write_error(exc, stage)
         raise
     old = None
     if final.exists():
