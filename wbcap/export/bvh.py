@@ -230,12 +230,12 @@ def write_bvh(path: str | os.PathLike[str], rig: Rig, clip: MotionClip) -> Path:
         InputError: the folder of ``path`` does not exist.
         ValueError: as :func:`bvh_text`.
     """
-    from wbcap.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text, final_path
 
     out = Path(path)
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
     text = bvh_text(rig, clip)
     atomic_write_text(out, text)
-    logger.debug("wrote %s (%d frames at %g fps)", out, len(clip), clip.fps)
+    logger.debug("wrote %s (%d frames at %g fps)", final_path(out), len(clip), clip.fps)
     return out

@@ -116,7 +116,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wbcap.atomic import atomic_path
+from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY
 
@@ -190,5 +190,5 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
             raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
                              f"see its log {log_path}")
     log_path.unlink(missing_ok=True)
-    logger.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
     return out

@@ -82,7 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wbcap.atomic import atomic_write_bytes
+from wbcap.atomic import atomic_write_bytes, final_path
 from wbcap.export.rig import Rig, lbs_vertices, skinning_transforms
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ def write_glb(
     gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
     gltf.set_binary_blob(blob.bytes())
     atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
-    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", path, n_rows, len(targets), path.stat().st_size)
+    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", final_path(path), n_rows, len(targets), path.stat().st_size)
     return path
 
 
