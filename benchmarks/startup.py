@@ -30,9 +30,9 @@ One photo (unless ``--no-image``), ``--image-repeats`` times each, alternating:
 * the same work in a child that calls :func:`wbcap.image_app.run_images` (what the command runs,
   without click and the progress display, ending the process as the console script does) and
   stamps each stage: ``python`` (interpreter start and exit: the parent's wall time minus the
-  child's own), ``imports`` (wbcap, the render process started, torch), ``load`` (the detector's
-  ONNX session and :meth:`Pipeline.from_config`), then per stage of
-  :data:`wbcap.image_app.STAGES`: ``read``, ``detect``, ``regress`` (crop, network at batch 1
+  child's own), ``imports`` (wbcap, the render process started, torch), then per stage of
+  :data:`wbcap.image_app.STAGES`: ``read`` (the photo, before the model), ``load`` (the
+  detector's ONNX session and :meth:`Pipeline.from_config`), ``detect``, ``regress`` (crop, network at batch 1
   for the first time in the process, SMPL-X, results to numpy), ``render`` (both JPEGs: waiting
   for the render process, rendering, encoding) and ``write`` (OBJ, JSON, files moved into place);
 * ``per_crop_s``: in that child afterwards (with a pipeline built again), the bench's regressor time (``wbcap bench``'s
@@ -59,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 #: Breakdown of one photo, in the order the work happens.
-IMAGE_PARTS = ("python", "imports", "load", "read", "detect", "regress", "render", "write")
+IMAGE_PARTS = ("python", "imports", "read", "load", "detect", "regress", "render", "write")
 _STAGE_PART = {"imports": "imports", "loading model": "load", "reading": "read", "detecting": "detect", "regressing": "regress", "rendering": "render",
                "writing": "write"}
 
@@ -93,8 +93,8 @@ def image_child(args: argparse.Namespace) -> None:
     job = ImageJob(paths=(args.image,), out=args.out, pipeline=cfg, max_people=1, offline=True,
                    detector_model=args.detector_model)
     stamps: list[tuple[str, float]] = [("imports", t0)]
-    # As the command: run_images starts the render process, imports torch, builds the detector
-    # and the pipeline ("loading model"), then works through the photo's stages.
+    # As the command: run_images starts the render process, reads the photo, imports torch, builds
+    # the detector and the pipeline ("loading model"), then works through the photo's stages.
     results = run_images(job, on_stage=lambda name, _path: stamps.append((name, time.perf_counter())))
     t3 = time.perf_counter()
     if not results or results[0].error or results[0].people != 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -439,7 +440,9 @@ def test_one_image_reports_stages_and_json_boxes_follow_person(tmp_path, micro_c
     job = ImageJob(paths=(str(img_path),), out=str(tmp_path / "out"), pipeline=cfg, boxes=(box,))
     (result,) = run_images(job, on_stage=lambda name, path: stages.append((name, path)))
     assert result.error is None and result.people == 1
-    assert stages == [("loading model", None)] + [(s, img_path) for s in ("reading", "regressing", "rendering", "writing")]
+    # the photo is read before the model is loaded (an unreadable one is refused at once)
+    assert stages == [("reading", img_path), ("loading model", None)] + [(s, img_path) for s in ("regressing", "rendering",
+                                                                                                 "writing")]
     job = ImageJob(paths=(str(img_path),), out=str(tmp_path / "out2"), pipeline=cfg, detector="full", render=False)
     pipe = Pipeline.from_config(cfg)
     stages.clear()
@@ -510,3 +513,27 @@ def test_boxes_file_refuses_two_inputs_with_one_file_name(tmp_path):
     with pytest.raises(InputError) as info:
         run_images(job)  # refused before the (absent) model is looked for
     assert str(a) in str(info.value) and str(b) in str(info.value) and "boxes.json" in str(info.value)
+
+
+def test_an_unreadable_photo_or_output_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """One photo that cannot be decoded, an output folder under a file, one in a folder that
+    cannot be written in: one line each, at once (they used to come after loading the model:
+    seconds, or tens of seconds on a machine's first run)."""
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a picture")
+    r = invoke("image", fake, "-o", tmp_path / "out", "--full-image")
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: {fake}: not an image") and r.stderr.count("\n") == 1
+    photo = write_rgb(tmp_path / "p.jpg", person_image(120, 160))
+    (tmp_path / "afile").write_text("x")
+    r = invoke("image", photo, "-o", tmp_path / "afile" / "out", "--full-image")
+    assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path / 'afile'}: is a file, so {tmp_path / 'afile' / 'out'} "
+                                             "cannot be created; choose another output folder\n"), r.stderr
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    r = invoke("image", photo, "-o", tmp_path / "out", "--full-image")
+    assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path}: cannot create {tmp_path / 'out'} in this folder "
+                                             "(read-only or no permission); choose another output folder\n"), r.stderr
+    assert not (tmp_path / "out").exists()

@@ -86,6 +86,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     atomic_write_bytes(path, text.encode(encoding))
 
 
+def check_writable_destination(path: str | os.PathLike[str]) -> None:
+    """Refuse early an output folder that could not be made or written in: the nearest folder of
+    ``path`` (itself, when it is one) must be writable (``os.access``, which also says no on a
+    read-only disk) and no component of it a file. Creates nothing.
+
+    Raises:
+        InputError: naming the folder and the fix.
+    """
+    p = Path(path).absolute()
+    nearest = next((a for a in (p, *p.parents) if a.exists()), None)
+    if nearest is None:
+        return
+    if not nearest.is_dir():
+        raise InputError(f"{nearest}: is a file, so {p} cannot be created; choose another output folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        what = "cannot write in this folder" if nearest == p else f"cannot create {p} in this folder"
+        raise InputError(f"{nearest}: {what} (read-only or no permission); choose another output folder")
+
+
 @contextlib.contextmanager
 def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Build an output folder under a temporary name; put it in place only if the block succeeds.

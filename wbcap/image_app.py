@@ -59,7 +59,7 @@ class ImageResult:
 #: Stages :func:`run_images` reports through ``on_stage``, in order: ``loading model`` once (when
 #: it builds the pipeline), then per image ``reading``, ``detecting`` (only when a detector
 #: runs), ``regressing``, ``rendering`` (unless ``render`` is off) and ``writing``.
-STAGES = ("loading model", "reading", "detecting", "regressing", "rendering", "writing")
+STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
 
 
 def _check_box_keys(paths: list[Path], boxes_file: str) -> None:
@@ -146,6 +146,7 @@ def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
 
 
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
+    from wbcap.atomic import check_writable_destination
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
     from wbcap.io.images import load_image
@@ -159,9 +160,25 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     names = output_names(paths)
     for name in names:
         check_output_folder(out_root / name, out_root)
+    check_writable_destination(out_root)
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job.boxes_file)
+    # The first image is read before the model is loaded: one unreadable photo is reported in
+    # a moment, not after the model (seconds; more on a machine's first run).
+    stage("reading", paths[0])
+    try:
+        first: object = load_image(paths[0])  # (the image array, or the error)
+    except WbcapError as exc:
+        first = exc
+        if len(paths) == 1:
+            result = ImageResult(paths[0], None, 0, str(exc))
+            if on_progress is not None:
+                on_progress(result)
+            return [result]
+    except Exception as exc:
+        add_note(exc, f"while processing {paths[0]}")
+        raise
     if pipeline is None:
         stage("loading model", None)
         if job.pipeline.checkpoint is not None:  # a missing --checkpoint: its one line before any detector notice
@@ -174,10 +191,15 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
     results = []
-    for path, name in zip(paths, names):
+    for i, (path, name) in enumerate(zip(paths, names)):
         try:
-            stage("reading", path)
-            image = load_image(path)
+            if i == 0:
+                if isinstance(first, WbcapError):
+                    raise first
+                image, first = first, None
+            else:
+                stage("reading", path)
+                image = load_image(path)
             if job.boxes is not None:
                 dets = [Detection(tuple(b), 1.0) for b in job.boxes]
             elif per_image_boxes is not None:
