@@ -299,7 +299,8 @@ def _one_line(exc: pytest.ExceptionInfo[ModelFileError]) -> str:
 @pytest.mark.parametrize(
     "case, needle",
     [
-        ("text", "not a readable .npz"),
+        ("text", "is not an .npz archive (neither a zip archive nor a NumPy file)"),  # (not NumPy's "pickled data")
+        ("truncated_zip", "not a readable .npz"),
         ("missing_key", "J_regressor"),
         ("bad_shape", "weights"),
         ("bad_faces", "faces"),
@@ -313,6 +314,9 @@ def test_bad_files_raise_one_line_model_file_error(
     path = tmp_path / "SMPLX_NEUTRAL.npz"
     if case == "text":
         path.write_text("this is not a model\n")
+    elif case == "truncated_zip":
+        _save(path, raw)
+        path.write_bytes(path.read_bytes()[:4000])
     elif case == "missing_key":
         _save(path, {k: v for k, v in raw.items() if k != "J_regressor"})
     elif case == "bad_shape":

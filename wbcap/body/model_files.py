@@ -155,6 +155,14 @@ def find_body_model(
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the required arrays of an npz without ever unpickling anything."""
     try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({_short(exc)})") from None
+    if not (head.startswith(b"PK") or head == b"\x93NUMPY"):  # (NumPy reads anything else as a pickle)
+        raise ModelFileError(f"{path} is not an .npz archive (neither a zip archive nor a NumPy file): "
+                             f"{_DOWNLOAD_HINT} again")
+    try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFileError(
@@ -212,8 +220,10 @@ def _read_pkl(path: Path) -> dict[str, np.ndarray]:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:120]
+    """The exception's text on one line, at most 120 characters, cut between words."""
+    import textwrap
+
+    return textwrap.shorten(str(exc), 120, placeholder="...") or type(exc).__name__
 
 
 def _validate(path: Path, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
