@@ -83,9 +83,19 @@ def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
     assert not (weights_dir() / "snapshot_6.pth.tar").exists()
 
 
-def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt):
+def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     assert find_checkpoint() == small_ckpt
+    # set to a file that is not there: an error, not silently the checkpoint found elsewhere
+    import shutil
+
+    weights_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(small_ckpt, weights_dir() / "snapshot_6.pth.tar")
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path / "nonexistent.pth.tar"))
+    with pytest.raises(CheckpointError, match=r"^WBCAP_WEIGHTS=.*nonexistent.pth.tar: no such file; point it at"):
+        find_checkpoint()
+    monkeypatch.delenv("WBCAP_WEIGHTS")
+    assert find_checkpoint() == weights_dir() / "snapshot_6.pth.tar"
 
 
 def test_doctor_reports_missing_files_with_fixes(body_dir):

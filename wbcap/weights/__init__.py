@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -97,6 +98,9 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
     env = env_path(ENV_WEIGHTS)
     if env is not None and env.is_file():
         return env
+    if env is not None:  # (set to a file that is not there: not silently another checkpoint)
+        raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file; point it at the checkpoint "
+                              f"or unset it (`wbcap weights list` shows where wbcap looks otherwise)")
     found = find_weights_file(item)
     if found is not None:
         return found
