@@ -340,3 +340,26 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     g = GLTF2().load_binary(str(out / "track_0.glb"))
     assert g.asset.extras["frame"] == "world"
     np.testing.assert_allclose(next(n for n in g.nodes if n.name == "source_camera").translation, [0, 1.5, 0])
+
+
+@pytest.mark.slow  # the demo's full-size untrained network on a few frames
+def test_demo_video_runs_the_video_pipeline_without_licensed_files(tmp_path):
+    """`wbcap demo --video`: wbcap run's outputs from a synthetic body model and untrained
+    weights (no SMPL-X file, no checkpoint in the isolated user folders), into OUT/video-<stem>/;
+    run again, it replaces its own earlier run."""
+    frames, _ = two_walkers(6)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    for _ in range(2):
+        r = CliRunner().invoke(cli, ["demo", "--video", str(video), "--max-frames", "4", "--offline", "-o",
+                                     str(tmp_path / "demo"), "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+    out = tmp_path / "demo" / "video-walk"
+    assert "4 frames" in r.stdout and str(out) in r.stdout and "pipeline check" in r.stdout
+    assert "wbcap run your_video.mp4" in r.stdout
+    rows = [json.loads(line) for line in (out / "params.jsonl").read_text().splitlines()]
+    assert sorted({row["frame"] for row in rows}) == [0, 1, 2, 3]
+    assert (out / "render.mp4").is_file() and list(out.glob("track_*.npz")) and list(out.glob("track_*.glb"))
+    r = CliRunner().invoke(cli, ["demo", "--video", str(video), "--image", str(video)])
+    assert r.exit_code == 2 and "exclude each other" in r.output
+    r = CliRunner().invoke(cli, ["demo", "--max-frames", "3"])
+    assert r.exit_code == 2 and "--max-frames applies to --video" in r.output

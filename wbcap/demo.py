@@ -25,10 +25,11 @@ _CHECKPOINT_STEP = ("Hand4Whole checkpoint snapshot_6.pth.tar (https://github.co
                     "     `wbcap weights import hand4whole snapshot_6.pth.tar`")
 
 
-def next_steps() -> str:
+def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     """What ``wbcap demo`` prints after a run that worked: that it was a pipeline check, and
     which of the two files for real results (the SMPL-X model, the released checkpoint) are still
-    missing, looked up as ``wbcap image`` would (nothing is read or downloaded)."""
+    missing, looked up as ``wbcap image`` would (nothing is read or downloaded), then ``command``
+    to run with them."""
     from wbcap.body.model_files import find_body_model
     from wbcap.errors import WbcapError
     from wbcap.paths import body_models_dir
@@ -44,12 +45,11 @@ def next_steps() -> str:
     except WbcapError:
         missing.append(_CHECKPOINT_STEP)
     if not missing:
-        return (f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run wbcap image your_photo.jpg "
-                "-o out/")
+        return f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run {command}"
     steps = "\n".join(f"  {i}. {text}" for i, text in enumerate(missing, 1))
     what = "two files" if len(missing) == 2 else "one file"
     return (f"{PIPELINE_CHECK}\nFor real results add {what}:\n{steps}\n"
-            "Then run: wbcap image your_photo.jpg -o out/   (`wbcap doctor` shows what is still missing)")
+            f"Then run: {command}   (`wbcap doctor` shows what is still missing)")
 
 
 def example_image_path() -> Path:
@@ -84,11 +84,8 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     windows there). Returns ``(results, detector name)``.
     """
     from wbcap.image_app import ImageJob, run_images
-    from wbcap.pipeline import Pipeline, synthetic_body_models_dir
 
-    # Always the synthetic body and untrained upright weights, even where the real files exist.
-    cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(synthetic_body_models_dir())), device=device)
-    pipe = Pipeline.from_config(cfg, weights="random", upright=True)
+    cfg, pipe = _demo_pipeline(device)
     detector = best_detector(offline)
     bundled = image is None
     yolox = detector.startswith("yolox")
@@ -96,3 +93,34 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
                    score_threshold=DEMO_YOLOX_THRESHOLD if bundled and yolox else None,
                    max_people=1 if bundled and not yolox else None, offline=True)
     return run_images(job, pipeline=pipe), detector
+
+
+#: Frames of a video the demo processes unless told otherwise (a check, not a job).
+DEMO_VIDEO_FRAMES = 60
+
+
+def _demo_pipeline(device: str):
+    """``(PipelineConfig, Pipeline)``: always the synthetic body and untrained upright weights,
+    even where the real files exist."""
+    from wbcap.pipeline import Pipeline, synthetic_body_models_dir
+
+    cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(synthetic_body_models_dir())), device=device)
+    return cfg, Pipeline.from_config(cfg, weights="random", upright=True)
+
+
+def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline: bool | None = None,
+               max_frames: int | None = DEMO_VIDEO_FRAMES):
+    """``(VideoJob, Pipeline, detector name)`` for ``wbcap run``'s whole video pipeline (detect,
+    track, regress, smooth, params.jsonl, track files, GLB animation, render.mp4) on ``video``
+    with the demo's synthetic body and untrained weights: the first ``max_frames`` frames (None:
+    all), detector :func:`best_detector`, written to ``out/video-<stem>/`` (an earlier demo run
+    there is replaced; files wbcap did not write are never deleted). Run it with
+    :func:`wbcap.video_app.run_video` (``pipeline=`` the returned one)."""
+    from wbcap.video_app import VideoJob
+
+    cfg, pipe = _demo_pipeline(device)
+    detector = best_detector(offline)
+    folder = Path(out) / f"video-{Path(video).stem}"
+    job = VideoJob(source=str(video), out=str(folder), pipeline=cfg, max_frames=max_frames, detector=detector,
+                   offline=True, overwrite=True)
+    return job, pipe, detector

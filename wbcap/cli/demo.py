@@ -10,16 +10,41 @@ from wbcap.cli.common import device_option, echo_result, image_result_line, is_q
 @click.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
+@click.option("--video", type=click.Path(dir_okay=False), default=None,
+              help="Run the video pipeline (as `wbcap run`: tracks, params.jsonl, GLB animation, render.mp4) on this "
+                   "video instead, with the same synthetic body model and untrained weights.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="With --video: frames to process (default 60).")
 @click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
               help="Never download the detector model (also WBCAP_OFFLINE=1); HOG is used when it is absent.")
 @device_option
-def demo(out, image, offline, device):
+@click.pass_context
+def demo(ctx, out, image, video, max_frames, offline, device):
     """Run the whole image pipeline on a bundled example with a synthetic body model and
-    untrained weights: a check that wbcap works here, not a real estimate."""
-    from wbcap.demo import next_steps, run_demo
+    untrained weights: a check that wbcap works here, not a real estimate. With --video, the
+    whole video pipeline on the first frames of that video."""
+    from wbcap.demo import DEMO_VIDEO_FRAMES, next_steps, run_demo, video_demo
+    from wbcap.errors import InputError
+
+    if video is not None:
+        if image is not None:
+            raise InputError("--image and --video exclude each other; pass one")
+        from wbcap.cli.run import execute
+
+        job, pipeline, detector = video_demo(video, out, device=device, offline=offline,
+                                             max_frames=max_frames or DEMO_VIDEO_FRAMES)
+        result = execute(ctx, job, pipeline=pipeline)
+        if not is_quiet(ctx):
+            echo_result(f"detector: {detector}")
+            echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames "
+                        f"-> {result.out}")
+            echo_result(next_steps("wbcap run your_video.mp4 -o out/"))
+        return
+    if max_frames is not None:
+        raise InputError("--max-frames applies to --video; pass a video or drop it")
 
     results, detector = run_demo(out, device=device, image=image, offline=offline)
-    quiet = is_quiet(click.get_current_context())
+    quiet = is_quiet(ctx)
     if not quiet:
         echo_result(f"detector: {detector}" + ("" if detector.startswith("yolox") else
                     " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)"))
