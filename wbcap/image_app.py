@@ -56,9 +56,10 @@ class ImageResult:
     error: str | None
 
 
-#: Stages :func:`run_images` reports through ``on_stage``, in order: ``loading model`` once (when
-#: it builds the pipeline), then per image ``reading``, ``detecting`` (only when a detector
-#: runs), ``regressing``, ``rendering`` (unless ``render`` is off) and ``writing``.
+#: Stages :func:`run_images` reports through ``on_stage``, in order: ``reading`` the first image,
+#: ``loading model`` once (when it builds the pipeline), then per image ``reading`` (but the
+#: first), ``detecting`` (only when a detector runs), ``regressing``, ``rendering`` (unless
+#: ``render`` is off) and ``writing``.
 STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
 
 
