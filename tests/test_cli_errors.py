@@ -235,6 +235,9 @@ def test_a_full_disk_met_through_an_open_file_names_the_output(tmp_path, where):
     with pytest.raises(OSError) as info, atomic_path(tmp_path / "named.bin"):  # a named one keeps its name
         raise OSError(errno.ENOSPC, "No space left on device", "/elsewhere/x")
     assert info.value.filename == "/elsewhere/x"
+    with pytest.raises(OSError) as info, atomic_path(tmp_path / "pipe.bin"):  # not a full disk: left alone
+        raise OSError(errno.EPIPE, "Broken pipe")
+    assert info.value.filename is None
     assert sorted(p.name for p in tmp_path.rglob("*")) == (["out", "photo"] if where == "atomic_path" else ["out"])
 
 

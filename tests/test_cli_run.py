@@ -165,7 +165,8 @@ def test_a_bad_renderer_setting_is_refused_before_any_work(tmp_path, base_args, 
 
 
 @pytest.mark.parametrize(("option", "value"), [("--sigma", "-1"), ("--min-cutoff", "0"), ("--beta", "-0.5"),
-                                               ("--iou-threshold", "7"), ("--focal", "-5"), ("--focal", "0")])
+                                               ("--iou-threshold", "7"), ("--focal", "-5"), ("--focal", "0"),
+                                               ("--sigma", "nan"), ("--focal", "inf"), ("--min-cutoff", "nan")])
 def test_out_of_range_settings_are_refused_before_any_work(tmp_path, base_args, monkeypatch, option, value):
     """Each once ended as a crash report after the network had run (or, --focal, after the
     outputs had been written with it); --focal 0 was taken as the default."""
@@ -363,3 +364,12 @@ def test_demo_video_runs_the_video_pipeline_without_licensed_files(tmp_path):
     assert r.exit_code == 2 and "exclude each other" in r.output
     r = CliRunner().invoke(cli, ["demo", "--max-frames", "3"])
     assert r.exit_code == 2 and "--max-frames applies to --video" in r.output
+
+
+def test_demo_video_refuses_a_missing_video_before_loading_the_model(tmp_path, monkeypatch):
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    r = CliRunner().invoke(cli, ["demo", "--video", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "demo")])
+    assert r.exit_code == 2 and r.stderr == f"error: {tmp_path / 'nope.mp4'}: no such file or folder; check the path\n"
+    assert not (tmp_path / "demo").exists()

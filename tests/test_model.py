@@ -191,7 +191,7 @@ def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_con
         assert torch.equal(small_net(x).smplx.body_pose, net(x).smplx.body_pose)
 
 
-def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
+def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
     text = tmp_path / "notes.pth.tar"
     text.write_text("not a checkpoint\n")
     good = save_checkpoint(tmp_path / "good.pth", small_net)
@@ -208,12 +208,15 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
     evil = tmp_path / "evil.pth"
     torch.save({"network": small_net.state_dict(), "payload": Evil()}, evil)
 
+    empty = tmp_path / "empty.pth.tar"  # (an interrupted download)
+    empty.write_bytes(b"")
     passwd = tmp_path / "passwd.pth.tar"  # (torch's legacy reader failed on it with IndexError)
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
     cases = {
         tmp_path / "absent.pth": "not found",
         text: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
         passwd: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
+        empty: "is empty (an interrupted download or copy?); re-download it",
         truncated: "corrupt or truncated",
         missing_keys: "missing",
         evil: "weights_only",
@@ -223,6 +226,17 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net):
             load_network(path)
         msg = str(info.value)
         assert needle in msg and str(path.name) in msg and "\n" not in msg, msg
+    # a file that cannot be opened (as root, permissions cannot show it: torch.load's error stands in)
+    import errno
+
+    import wbcap.model.checkpoint as ckpt
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(ckpt, "_torch_load", denied)
+    with pytest.raises(CheckpointError, match=r"good.pth: cannot be read \(Permission denied\); check that the file"):
+        load_network(good)
 
 
 @pytest.mark.parametrize("shape,size", [((2, 3, 512, 384), (256, 192)), ((1, 3, 384, 288), (128, 96)),

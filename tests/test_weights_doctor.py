@@ -92,10 +92,16 @@ def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     weights_dir().mkdir(parents=True, exist_ok=True)
     shutil.copy(small_ckpt, weights_dir() / "snapshot_6.pth.tar")
     monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path / "nonexistent.pth.tar"))
-    with pytest.raises(CheckpointError, match=r"^WBCAP_WEIGHTS=.*nonexistent.pth.tar: no such file; point it at"):
+    with pytest.raises(CheckpointError, match=r"^WBCAP_WEIGHTS=.*nonexistent.pth.tar: no such file or folder; point"):
         find_checkpoint()
     monkeypatch.delenv("WBCAP_WEIGHTS")
     assert find_checkpoint() == weights_dir() / "snapshot_6.pth.tar"
+    # a folder holding the checkpoint (README: "file or folder")
+    folder = tmp_path / "my_weights"
+    folder.mkdir()
+    shutil.copy(small_ckpt, folder / "snapshot_6.pth.tar")
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
+    assert find_checkpoint() == folder / "snapshot_6.pth.tar"
 
 
 def test_doctor_reports_missing_files_with_fixes(body_dir):
@@ -169,9 +175,14 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     strategy.write_cache(path, strategy.machine_key(), {"body_backbone: resnet50 3x256x192 float32": body,
                                                         "box_net: deconv 2248-256-256-256 8x6 bfloat16": box})
     line = form_line()
-    assert line.startswith("[ok  ] CPU inference form: measured on this machine: float32: body_backbone fused "
-                           "(Winograd 3/13); bfloat16: box_net plain (sub-pixel 2/3, matrix product 1/3)"), line
+    assert line.startswith("[ok  ] CPU inference form: measured on this machine: float32: body_backbone (resnet50 "
+                           "3x256x192) fused (Winograd 3/13); bfloat16: box_net (deconv 2248-256-256-256 8x6) plain "
+                           "(sub-pixel 2/3, matrix product 1/3)"), line
     assert str(path) in line
+    strategy.write_cache(path, strategy.machine_key(), {"face_backbone: resnet18 3x96x96 float32 no-onednn": body})
+    line = form_line()
+    assert "face_backbone (resnet18 3x96x96, no oneDNN) fused (Winograd 3/13)" in line and "no-onednn:" not in line
+    assert line.index("face_backbone") < line.index("bfloat16:")  # grouped with the float32 parts
     # another machine's entry or another wbcap's is not this machine's choice
     other = dict(strategy.machine_key(), threads=torch.get_num_threads() + 1)
     path.unlink()
@@ -185,6 +196,9 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
             entry["wbcap"] = "0.0.0-other"
     path.write_text(json.dumps(data))
     assert "not measured on this machine yet" in form_line()
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "measure")
+    assert form_line() == ("[ok  ] CPU inference form: WBCAP_CPU_STRATEGY=measure: the next run of the network "
+                           "measures it again (2-20 s)")
     monkeypatch.setenv(strategy.ENV_STRATEGY, "bogus")
     r = run("doctor")
     assert "[MISS] CPU inference form: CPU strategy 'bogus'" in r.output and "unset WBCAP_CPU_STRATEGY" in r.output

@@ -13,6 +13,7 @@ that choose the format from the extension (``cv2.imwrite``, trimesh) work on the
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -42,11 +43,15 @@ def final_path(path: str | os.PathLike[str]) -> Path:
     return Path(*parts) if parts else Path(path)
 
 
+#: errno values of a write that found no room (disk or quota full, file too large).
+_NO_ROOM = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+
+
 def _name_unnamed_write_error(exc: BaseException, path: Path) -> None:
-    """Give an ``OSError`` raised while writing under ``path`` that names no file (a full disk met
-    by a library writing through an open file) ``path`` as its file, so that its message can say
-    which output failed."""
-    if isinstance(exc, OSError) and exc.errno is not None and not exc.filename:
+    """Give an ``OSError`` of a write that found no room (:data:`_NO_ROOM`) raised under ``path``
+    and naming no file (a full disk met by a library writing through an open file) ``path`` as
+    its file, so that its message can say which output failed. Other errors are left alone."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM and not exc.filename:
         exc.filename = str(path)
 
 

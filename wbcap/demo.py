@@ -116,8 +116,10 @@ def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline
     all), detector :func:`best_detector`, written to ``out/video-<stem>/`` (an earlier demo run
     there is replaced; files wbcap did not write are never deleted). Run it with
     :func:`wbcap.video_app.run_video` (``pipeline=`` the returned one)."""
+    from wbcap.io.video_reader import open_frames
     from wbcap.video_app import VideoJob
 
+    open_frames(video, max_frames=max_frames)  # a missing or unreadable video: its one line before the model loads
     cfg, pipe = _demo_pipeline(device)
     detector = best_detector(offline)
     folder = Path(out) / f"video-{Path(video).stem}"

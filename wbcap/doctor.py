@@ -96,6 +96,9 @@ def _cpu_strategy_check() -> Check:
         request = strategy.StrategyRequest.parse(raw)
     except InputError as exc:
         return Check(name, False, str(exc), f"unset {strategy.ENV_STRATEGY} or give it one of the values named")
+    if request.mode == "measure":
+        return Check(name, True, f"{strategy.ENV_STRATEGY}=measure: the next run of the network measures it again "
+                                 "(2-20 s)")
     if request.mode == "forced":
         which = ("the float32 ResNets through onnxruntime, every other part fused" if request.form == "onnxruntime"
                  else f"every part {request.form}")
@@ -107,9 +110,13 @@ def _cpu_strategy_check() -> Check:
         return Check(name, True, f"not measured on this machine yet: the first run of the network measures it once "
                                  f"(2-20 s) and keeps it in {path}")
     by_dtype: dict[str, list[str]] = {}
-    for pid, c in choices.items():
+    for pid, c in choices.items():  # "<part>: <architecture> <dtype>[ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")
-        dtype = rest.split()[-1] if rest.split() else "?"
+        tokens = rest.split()
+        plain = bool(tokens) and tokens[-1] == "no-onednn"
+        tokens = tokens[:-1] if plain else tokens
+        dtype = tokens[-1] if tokens else "?"
+        part += f" ({' '.join(tokens[:-1])}{', no oneDNN' if plain else ''})"
         extra = [f"{label} {sum(flags)}/{len(flags)}" for label, flags in (("sub-pixel", c.subpixel), ("matrix product", c.gemm))
                  if any(flags)]
         if c.winograd_used():
@@ -121,8 +128,8 @@ def _cpu_strategy_check() -> Check:
 
 
 def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (body models, checkpoints, detector, renderer, CUDA or the
-    CPU inference form, HOG, FBX, libraries).
+    """Every check, in display order (body models, checkpoints, detector, renderer, CUDA, the CPU
+    inference form, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
     what to do, without repeating the detail.

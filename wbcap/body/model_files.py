@@ -158,7 +158,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with path.open("rb") as f:
             head = f.read(6)
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot be read ({_short(exc)})") from None
+        raise ModelFileError(f"{path}: cannot be read ({_short(exc)}); check that the file is readable") from None
     if not (head.startswith(b"PK") or head == b"\x93NUMPY"):  # (NumPy reads anything else as a pickle)
         raise ModelFileError(f"{path} is not an .npz archive (neither a zip archive nor a NumPy file): "
                              f"{_DOWNLOAD_HINT} again")
@@ -220,10 +220,12 @@ def _read_pkl(path: Path) -> dict[str, np.ndarray]:
 
 
 def _short(exc: BaseException) -> str:
-    """The exception's text on one line, at most 120 characters, cut between words."""
-    import textwrap
-
-    return textwrap.shorten(str(exc), 120, placeholder="...") or type(exc).__name__
+    """The exception's text on one line, at most 120 characters, cut between words where it can."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) <= 120:
+        return text
+    cut = text.rfind(" ", 0, 118)
+    return text[: cut if cut > 60 else 117] + "..."
 
 
 def _validate(path: Path, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

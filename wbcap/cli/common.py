@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 device_option = click.option(
@@ -41,6 +43,17 @@ precision_option = click.option(
          "about 1 mm of mesh difference, see the README's performance section); bf16/fp16: "
          "whole-network autocast, for comparison only. fp32 means exact.",
 )
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which pass its bounds: a
+    comparison with nan is false), as a usage error."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def is_quiet(ctx: click.Context) -> bool:

@@ -33,7 +33,7 @@ def demo(ctx, out, image, video, max_frames, offline, device):
 
         job, pipeline, detector = video_demo(video, out, device=device, offline=offline,
                                              max_frames=max_frames or DEMO_VIDEO_FRAMES)
-        result = execute(ctx, job, pipeline=pipeline)
+        result = execute(ctx, job, pipeline=pipeline, resume_hint=False)  # (demo has no --resume: it starts over)
         if not is_quiet(ctx):
             echo_result(f"detector: {detector}")
             echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames "

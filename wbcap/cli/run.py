@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import (
+    FiniteFloatRange,
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
@@ -27,17 +28,17 @@ from wbcap.cli.common import (
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
 @detector_options(video=True)
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
+@click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
 @click.option("--min-track", "min_length", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
-@click.option("--min-cutoff", type=click.FloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother).")
-@click.option("--beta", type=click.FloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion).")
-@click.option("--sigma", type=click.FloatRange(min=0), default=None, help="Gaussian: standard deviation in frames.")
-@click.option("--focal", type=click.FloatRange(min=0, min_open=True), default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
+@click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother).")
+@click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion).")
+@click.option("--sigma", type=FiniteFloatRange(min=0), default=None, help="Gaussian: standard deviation in frames.")
+@click.option("--focal", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it. "
                    "Gaps longer than --max-age frames end the track first.")
@@ -112,8 +113,9 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
                     f"{result.out}")
 
 
-def execute(ctx, job, pipeline=None):
-    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet."""
+def execute(ctx, job, pipeline=None, resume_hint: bool = True):
+    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet; on Ctrl-C, with
+    ``resume_hint``, say how to continue (the command has --resume)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -143,7 +145,7 @@ def execute(ctx, job, pipeline=None):
 
             from wbcap.io.run_folder import RAW_FILE, RUN_DIR
 
-            if (Path(job.out).expanduser() / RUN_DIR / RAW_FILE).is_file():
+            if resume_hint and (Path(job.out).expanduser() / RUN_DIR / RAW_FILE).is_file():
                 click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",
                            err=True)
             raise

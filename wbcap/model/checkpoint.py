@@ -70,7 +70,7 @@ def _looks_like_torch_save(path: Path) -> bool:
         with path.open("rb") as f:
             head = f.read(4)
     except OSError:
-        return True  # (the caller's message about a file it could not read stands)
+        return True  # (then not known: the message for a file torch could not read stands)
     return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
@@ -83,6 +83,10 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSEr
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # (e.g. no permission to read it)
+        return CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}); check that the file is readable")
+    if path.stat().st_size == 0:
+        return CheckpointError(f"{path}: is empty (an interrupted download or copy?); re-download it")
     if not _looks_like_torch_save(path):
         return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); pass the "
                                "Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")

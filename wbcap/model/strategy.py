@@ -439,8 +439,8 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
         say("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
         return {}
     if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < CACHE_FORMAT:
-        log.info("the CPU strategy cache %s was made by an older wbcap (format %d); measuring again", path,
-                 data["format"])
+        (log.info if warn else log.debug)("the CPU strategy cache %s was made by an older wbcap (format %d); "
+                                          "measuring again", path, data["format"])
         return {}
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
         say("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path, CACHE_FORMAT)

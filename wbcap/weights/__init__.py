@@ -98,9 +98,10 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
     env = env_path(ENV_WEIGHTS)
     if env is not None and env.is_file():
         return env
-    if env is not None:  # (set to a file that is not there: not silently another checkpoint)
-        raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file; point it at the checkpoint "
-                              f"or unset it (`wbcap weights list` shows where wbcap looks otherwise)")
+    if env is not None and not env.exists():  # (not silently another checkpoint; a folder is searched below)
+        raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file or folder; point it at the "
+                              "checkpoint or the folder that holds it, or unset it (`wbcap weights list` shows where "
+                              "wbcap looks otherwise)")
     found = find_weights_file(item)
     if found is not None:
         return found
