@@ -107,15 +107,22 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
                            "re-download it")
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint file (official or wbcap format); raise CheckpointError on any problem."""
+def load_checkpoint_file(path: str | Path) -> tuple[Path, Any]:
+    """``(path, object)``: the file ``torch.load`` read weights-only (memory-mapped where it can)
+    from ``path`` (``~`` expanded). Raises CheckpointError, one line naming the file and the fix,
+    for a missing file and for one it cannot read (:func:`_load_error`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (see `wbcap weights list` for where checkpoints go)")
     try:
-        obj = _torch_load(path)
+        return path, _torch_load(path)
     except _LOAD_ERRORS as exc:
         raise _load_error(path, exc) from None
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file (official or wbcap format); raise CheckpointError on any problem."""
+    path, obj = load_checkpoint_file(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict with a 'network' state_dict, found {type(obj).__name__}")
     if "network" in obj and isinstance(obj["network"], dict):
@@ -242,13 +249,7 @@ def save_checkpoint(
 
 def read_checkpoint_raw_keys(path: str | Path) -> list[str]:
     """Tensor names of any checkpoint's 'network' (prefix ``module.`` stripped), for validation."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = _torch_load(path)
-    except _LOAD_ERRORS as exc:
-        raise _load_error(path, exc) from None
+    path, obj = load_checkpoint_file(path)
     sd = obj.get("network", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: no 'network' state_dict in the file")

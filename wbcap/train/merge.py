@@ -18,7 +18,13 @@ from pathlib import Path
 import torch
 
 from wbcap.errors import CheckpointError
-from wbcap.model.checkpoint import OFFICIAL_PREFIX, _torch_load, check_state_dict, read_checkpoint, save_checkpoint
+from wbcap.model.checkpoint import (
+    OFFICIAL_PREFIX,
+    check_state_dict,
+    load_checkpoint_file,
+    read_checkpoint,
+    save_checkpoint,
+)
 from wbcap.model.hand4whole import Hand4Whole
 from wbcap.model.init import init_head_weights
 
@@ -53,13 +59,7 @@ def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch
 
 def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's network tensors with any ``module.`` prefix removed (no architecture check)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = _torch_load(path)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable weights-only PyTorch checkpoint ({type(exc).__name__})") from None
+    path, obj = load_checkpoint_file(path)
     sd = obj.get("network", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: no 'network' state_dict of tensors")

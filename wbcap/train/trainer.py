@@ -328,7 +328,7 @@ def train(
     ``on_step(epoch, step, total_loss)`` runs on rank 0 for every step, in order, but in bursts:
     losses are read from the device once per ``run.log_every`` steps (and at each epoch's end).
     """
-    from wbcap.model.checkpoint import _torch_load
+    from wbcap.model.checkpoint import load_checkpoint_file
     from wbcap.train.datasets import make_training_set
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
@@ -362,7 +362,7 @@ def train(
     start_epoch = 0
     if run.resume:
         last = _resume_point(out, d)
-        raw = _torch_load(last)
+        _, raw = load_checkpoint_file(last)
         net.load_state_dict(raw["network"], strict=True)
         optimizer.load_state_dict(raw["optimizer"])
         start_epoch = int(raw["epoch"]) + 1
