@@ -328,7 +328,9 @@ def test_demo_lists_only_the_files_still_missing(tmp_path, monkeypatch, body_dir
     assert "SMPLX_NEUTRAL.npz" in r.stdout and "wbcap weights import hand4whole" in r.stdout
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     r = invoke("demo", "-o", tmp_path)
-    assert "add one file:\n  1. SMPL-X model" in r.stdout and "wbcap weights import" not in r.stdout, r.stdout
+    assert "add one file:\n  1. SMPL-X neutral: SMPLX_NEUTRAL.npz not found in" in r.stdout, r.stdout
+    assert "register at https://smpl-x.is.tue.mpg.de" in r.stdout
+    assert "wbcap weights import" not in r.stdout
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
     r = invoke("demo", "-o", tmp_path)
     assert r.stdout.splitlines()[-1] == ("The SMPL-X model and the checkpoint are installed: run wbcap image "

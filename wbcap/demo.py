@@ -19,34 +19,20 @@ log = logging.getLogger(__name__)
 
 PIPELINE_CHECK = ("This was a pipeline check with a synthetic body model and untrained weights; the meshes are not "
                   "real estimates.")
-_BODY_STEP = ("SMPL-X model: register at https://smpl-x.is.tue.mpg.de, download the npz models, put SMPLX_NEUTRAL.npz in\n"
-              "     {body_dir} (or set WBCAP_BODY_MODELS)")
-_CHECKPOINT_STEP = ("Hand4Whole checkpoint snapshot_6.pth.tar (https://github.com/mks0601/Hand4Whole_RELEASE), then\n"
-                    "     `wbcap weights import hand4whole snapshot_6.pth.tar`")
 
 
 def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     """What ``wbcap demo`` prints after a run that worked: that it was a pipeline check, and
     which of the two files for real results (the SMPL-X model, the released checkpoint) are still
-    missing, looked up as ``wbcap image`` would (nothing is read or downloaded), then ``command``
-    to run with them."""
-    from wbcap.body.model_files import find_body_model
-    from wbcap.errors import WbcapError
-    from wbcap.paths import body_models_dir
-    from wbcap.weights import find_checkpoint
+    missing with how to get each (``wbcap doctor``'s checks: nothing is read or downloaded),
+    then ``command`` to run with them."""
+    from wbcap.doctor import body_model_check, checkpoint_check
+    from wbcap.weights import default_entry
 
-    missing = []
-    try:
-        find_body_model("neutral")
-    except WbcapError:
-        missing.append(_BODY_STEP.format(body_dir=body_models_dir() / "smplx"))
-    try:
-        find_checkpoint()
-    except WbcapError:
-        missing.append(_CHECKPOINT_STEP)
+    missing = [c for c in (body_model_check("neutral", None), checkpoint_check(default_entry())) if not c.ok]
     if not missing:
         return f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run {command}"
-    steps = "\n".join(f"  {i}. {text}" for i, text in enumerate(missing, 1))
+    steps = "\n".join(f"  {i}. {c.name}: {c.detail};\n     {c.fix}" for i, c in enumerate(missing, 1))
     what = "two files" if len(missing) == 2 else "one file"
     return (f"{PIPELINE_CHECK}\nFor real results add {what}:\n{steps}\n"
             f"Then run: {command}   (`wbcap doctor` shows what is still missing)")

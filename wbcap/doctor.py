@@ -24,7 +24,7 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def _body_model_check(gender: str, body_models: str | None) -> Check:
+def body_model_check(gender: str, body_models: str | None) -> Check:
     """One SMPL-X gender: found file, or what was missing where (detail) and what to do (fix)."""
     from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.errors import WbcapError
@@ -47,7 +47,8 @@ def _body_model_check(gender: str, body_models: str | None) -> Check:
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional)
 
 
-def _checkpoint_check(entry) -> Check:
+def checkpoint_check(entry) -> Check:
+    """One checkpoint of the weights manifest (``entry``): found, or where wbcap looked and how to get it."""
     from wbcap.errors import WbcapError
     from wbcap.weights import find_checkpoint, search_dirs
 
@@ -136,8 +137,8 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     """
     from wbcap.weights import manifest
 
-    checks: list[Check] = [_body_model_check(g, body_models) for g in ("neutral", "male", "female")]
-    checks += [_checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
+    checks: list[Check] = [body_model_check(g, body_models) for g in ("neutral", "male", "female")]
+    checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     from wbcap.export.render import render_backend
 

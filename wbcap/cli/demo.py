@@ -35,7 +35,7 @@ def demo(ctx, out, image, video, max_frames, offline, device):
                                              max_frames=max_frames or DEMO_VIDEO_FRAMES)
         result = execute(ctx, job, pipeline=pipeline, resume_hint=False)  # (demo has no --resume: it starts over)
         if not is_quiet(ctx):
-            echo_result(f"detector: {detector}")
+            echo_result(_detector_line(detector))
             echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames "
                         f"-> {result.out}")
             echo_result(next_steps("wbcap run your_video.mp4 -o out/"))
@@ -46,8 +46,7 @@ def demo(ctx, out, image, video, max_frames, offline, device):
     results, detector = run_demo(out, device=device, image=image, offline=offline)
     quiet = is_quiet(ctx)
     if not quiet:
-        echo_result(f"detector: {detector}" + ("" if detector.startswith("yolox") else
-                    " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)"))
+        echo_result(_detector_line(detector))
     failed = [r for r in results if r.error]
     for r in results:
         if r.error:
@@ -58,3 +57,8 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         echo_result(next_steps())
     if failed:
         raise click.exceptions.Exit(2)
+
+
+def _detector_line(detector: str) -> str:
+    return f"detector: {detector}" + ("" if detector.startswith("yolox") else
+                                      " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)")

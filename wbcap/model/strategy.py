@@ -469,40 +469,40 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
         log.warning("could not write the CPU strategy cache %s (%s); it will be measured again next time", path, e)
 
 
-def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str) -> PartChoice | None:
+def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | None:
+    """The :class:`PartChoice` a cache ``entry`` for part ``pid`` holds, or None when it was
+    written by another wbcap (which may build the parts otherwise, e.g. number their convolutions
+    differently) or is malformed; said at info / warning level unless ``quiet`` (then debug)."""
     from wbcap import __version__
 
-    slot = machines.get(_machine_id(machine))
-    parts = slot.get("parts") if isinstance(slot, dict) else None
-    entry = parts.get(pid) if isinstance(parts, dict) else None
-    if entry is None:
-        return None
     if isinstance(entry, dict) and entry.get("wbcap") != __version__:
-        # another wbcap may build the parts otherwise (e.g. number their convolutions differently)
-        log.info("the cached CPU strategy for %s was measured by wbcap %s; measuring again", pid, entry.get("wbcap"))
+        (log.debug if quiet else log.info)("the cached CPU strategy for %s was measured by wbcap %s; measuring again",
+                                           pid, entry.get("wbcap"))
         return None
     try:
         return PartChoice.from_dict(entry)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        log.warning("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
+        (log.debug if quiet else log.warning)("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
         return None
+
+
+def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str) -> PartChoice | None:
+    slot = machines.get(_machine_id(machine))
+    parts = slot.get("parts") if isinstance(slot, dict) else None
+    entry = parts.get(pid) if isinstance(parts, dict) else None
+    return None if entry is None else _choice_of_entry(pid, entry)
 
 
 def cached_choices(path: Path | None = None) -> dict[str, PartChoice]:
     """The choices cached for this machine (:func:`machine_key`) that this wbcap would use, by
     part id (``"<part>: <architecture> <dtype>"``), from ``path`` (default :func:`cache_path`);
     empty when none. Reads the file only: nothing is measured, nothing is logged above debug."""
-    from wbcap import __version__
-
     slot = read_cache(path or cache_path(), warn=False).get(_machine_id(machine_key()))
     parts = slot.get("parts") if isinstance(slot, dict) else None
-    out: dict[str, PartChoice] = {}
-    for pid, entry in (parts.items() if isinstance(parts, dict) else ()):
-        if not isinstance(entry, dict) or entry.get("wbcap") != __version__:
-            continue
-        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-            out[pid] = PartChoice.from_dict(entry)
-    return out
+    if not isinstance(parts, dict):
+        return {}
+    found = {pid: _choice_of_entry(pid, entry, quiet=True) for pid, entry in parts.items()}
+    return {pid: c for pid, c in found.items() if c is not None}
 
 
 # -- choosing --------------------------------------------------------------------------------------
