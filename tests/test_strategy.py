@@ -63,7 +63,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     by default 3.0: never chosen) and for the Winograd layer
     trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
     chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
-    convolution wins); the onnxruntime form, when ``per_image`` has no time for it, is slowest; records what it was asked (not the Winograd trials)."""
+    convolution wins); the onnxruntime and int8 forms, when ``per_image`` has no time for them, are slowest; records what it was asked (not the Winograd trials)."""
     subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
     winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
 
@@ -75,7 +75,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
             return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
-        if k[0] == "onnxruntime" and k not in per_image:  # (by default never chosen)
+        if k[0] in ("onnxruntime", "int8") and k not in per_image:  # (by default never chosen)
             return 10.0 * k[1]
         return per_image[k] * k[1]
 

@@ -30,6 +30,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
+from wbcap.model.int8 import INT8_TOLERANCE, build_int8_resnet, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
@@ -42,7 +43,19 @@ log = logging.getLogger(__name__)
 
 def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice) -> nn.Module:
     """``part`` in the form ``choice`` names; an onnxruntime form that cannot be built here (onnx or
-    onnxruntime broken since it was measured) falls back to the fused form with a warning."""
+    onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
+    for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning."""
+    if choice.form == "int8":
+        if int8_applies(part.module, dtype):
+            net, err = build_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
+            if net is not None:
+                return net
+            why = f"with these weights it is off by {err:.2g} (> {INT8_TOLERANCE:.0e}) on the calibration crops"
+        else:
+            why = "it runs the fast precision's ResNets only, with oneDNN's int8 convolutions"
+        log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,
+                    str(dtype).removeprefix("torch."))
+        return part.build(dtype, packed, choice.chunks)
     if choice.form == "onnxruntime":
         why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:

@@ -81,19 +81,21 @@ from wbcap.model.fused import (
     subpixel_applies,
     tile_for,
 )
+from wbcap.model.int8 import INT8_TOLERANCE, build_int8_resnet, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
 
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
-FORMS = ("fused", "plain", "onnxruntime")
+FORMS = ("fused", "plain", "onnxruntime", "int8")
 CACHE_FILE = "cpu_strategy.json"
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
-#: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key).
-CACHE_FORMAT = 5
+#: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
+#: 6: the int8 form of the fast mode's ResNets).
+CACHE_FORMAT = 6
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -213,7 +215,7 @@ class StrategyRequest:
                 return cls("forced", form, DEFAULT_CHUNK)
             if chunk.isdigit() and int(chunk) >= 1:
                 return cls("forced", form, int(chunk))
-        raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, "
+        raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, int8, "
                          "or one of those as <form>:N (N images per convolution call)")
 
     @classmethod
@@ -752,6 +754,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     forms = ("fused", "plain") if onednn else ("plain",)
     if ort_applies(part.module, dtype):
         forms += ("onnxruntime",)
+    if int8_applies(part.module, dtype):
+        forms += ("int8",)
     g = torch.Generator().manual_seed(0)
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -765,7 +769,15 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
-                   for f in forms if f != "onnxruntime"}
+                   for f in forms if f not in ("onnxruntime", "int8")}
+        if "int8" in forms:
+            q, q_err = build_int8_resnet(part.module, part.item_shape[1:], every)
+            if q is None:
+                log.warning("%s: the int8 form is off by %.2g (> %.0e) from the module-by-module part on the calibration "
+                            "crops; not used", part.name, q_err, INT8_TOLERANCE)
+                forms = tuple(f for f in forms if f != "int8")
+            else:
+                modules["int8"] = q
         if "onnxruntime" in forms:
             try:  # (an optional form: whatever goes wrong in onnx or onnxruntime only drops it; a
                 # failing call is caught below)
@@ -790,7 +802,9 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                 calls = {k: v for k, v in calls.items() if k[0] != f}
                 first.pop(f, None)
                 continue
-            err = _rel_error(out[:1], ref)
+            # (the int8 form was checked when built, on the calibration crops: its activation
+            # ranges are those of pictures, which uniform noise is not)
+            err = _rel_error(out[:1], ref) if f != "int8" else 0.0
             if err > tol:
                 log.warning("%s: the %s form is off by %.2g (> %.0e) from the module-by-module part; not used",
                             part.name, f, err, tol)
@@ -820,13 +834,31 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         measured.setdefault(f, {})[c] = t
     module = modules[form]
     module.chunks = plan  # the measured plan (its sizes were all packed for)
-    if form == "onnxruntime":  # (no oneDNN packings, no Winograd layers in it)
+    if form in ("onnxruntime", "int8"):  # (no oneDNN float packings, no Winograd layers in them)
         return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm), module
     # Which sizes are packed apart was found against a main packing for the largest candidate; a
     # rebuild packs for the plan's largest size, against which they may differ: then it checks
     # again (None) rather than take the others as laid out alike.
     alternates = dict(module.alternates) if plan.pack == sizes[-1] else None
     return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm), module
+
+
+#: The forms that apply to some parts only, and which (for messages).
+ONLY_FOR = MappingProxyType({
+    "onnxruntime": "float32 ResNets only (exact precision, with onnx and onnxruntime installed)",
+    "int8": "the fast precision's ResNets only (with oneDNN's int8 convolutions)",
+})
+
+
+def form_applies(form: str, module: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether a tuned part's ``module`` computed in ``dtype`` can take ``form``: the
+    onnxruntime form float32 ResNets (:func:`~wbcap.model.ort_resnet.ort_applies`), the int8
+    form bfloat16 ones (:func:`~wbcap.model.int8.int8_applies`), the others every part."""
+    if form == "onnxruntime":
+        return ort_applies(module, dtype)
+    if form == "int8":
+        return int8_applies(module, dtype)
+    return True
 
 
 def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CHUNK) -> PartChoice:
@@ -861,14 +893,12 @@ def choose_cpu_strategy(
         form = req.form if onednn or req.form == "onnxruntime" else "plain"  # (optimize_for_inference has said oneDNN is missing)
 
         def forced(name: str, part: TunedPart) -> str:
-            if form != "onnxruntime" or ort_applies(part.module, dtypes[name]):
-                return form
-            return default_form
+            return form if form_applies(form, part.module, dtypes[name]) else default_form
 
         choices = {name: default_choice(p, forced(name, p), req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
-        if form == "onnxruntime" and not any(c.form == form for c in choices.values()):
-            log.warning("%s=onnxruntime: the onnxruntime form runs float32 ResNets only (exact precision, with onnx "
-                        "and onnxruntime installed); every part runs %s", ENV_STRATEGY, default_form)
+        if form in ONLY_FOR and not any(c.form == form for c in choices.values()):
+            log.warning("%s=%s: the %s form runs %s; every part runs %s", ENV_STRATEGY, form, form, ONLY_FOR[form],
+                        default_form)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     machines = read_cache(path) if req.mode == "auto" else {}
@@ -880,9 +910,9 @@ def choose_cpu_strategy(
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn)
         cached = _cached_choice(machines, machine, pid)
-        if cached is not None and cached.form == "onnxruntime" and not ort_applies(part.module, dtypes[name]):
-            log.warning("ignoring the cached CPU strategy for %s (the onnxruntime form does not apply to it); "
-                        "measuring again", pid)
+        if cached is not None and not form_applies(cached.form, part.module, dtypes[name]):
+            log.warning("ignoring the cached CPU strategy for %s (the %s form does not apply to it); "
+                        "measuring again", pid, cached.form)
             cached = None
         if cached is not None:
             wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))

@@ -1,0 +1,270 @@
+"""An int8 ResNet for the ``fast`` precision: one more inference form the CPU strategy can choose.
+
+Where a CPU has no AMX (the AMD EPYC, AVX512-BF16 and AVX512-VNNI), the fast mode's bfloat16
+convolutions already run at that machine's bfloat16 ceiling, only about twice the float32 one,
+and its 1x1 convolutions are bound by memory traffic, so the fast mode stayed at 1.6-2.0x the
+exact one. Its VNNI units multiply int8 twice as fast as bfloat16 and an int8 activation is half
+the bytes. This form runs a :class:`~wbcap.model.resnet.ResNetBackbone` as oneDNN int8
+convolutions (``torch.ops.onednn.qconv2d_pointwise``: the ops PyTorch's own x86 int8 path,
+``X86InductorQuantizer``, lowers to; here called directly, without ``torch.compile``):
+
+* weights: BatchNorm folded in (:func:`~wbcap.model.fused.fold_batchnorm`), then int8,
+  symmetric, one scale per output channel (``max |w| / 127``); bias in float32;
+* activations: uint8, one scale and zero point per tensor, from the least and greatest value the
+  float32 module-by-module backbone produces there on fixed calibration crops
+  (:func:`calibration_images`, :func:`calibrate`): post-training static quantization with
+  min/max ranges (Jacob et al., CVPR 2018, sec. 2-3; Krishnamoorthi, arXiv:1806.08342, sec. 2);
+* ReLU and the residual sum (with its ReLU) run inside the convolutions; the last block
+  writes float32; the max-pool runs on the stem's uint8 values (exact: max commutes with the
+  monotone dequantisation).
+
+The arithmetic is integer, so results do not depend on the batch size (tested). How far it is
+from float32 depends on the weights and the pictures: on the tests' full-size network with
+deterministic weights the fast mode with int8 ResNets moves vertices by about 2-3 mm and hand /
+face boxes by thousandths of a pixel from ``exact`` (bfloat16: 1 mm), within the fast mode's
+1 cm / 0.5 px bounds (``tests/test_fused.py``); ``benchmarks/precision_error.py`` prints it for
+any checkpoint. Each build checks itself on the calibration crops against the float32 backbone
+(:func:`build_int8_resnet`): a checkpoint whose activations do not fit this scheme (error above
+:data:`INT8_TOLERANCE`) runs in bfloat16 instead. Which form is faster is measured per machine
+(:mod:`wbcap.model.strategy`); this one is a candidate only for the fast mode's ResNets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wbcap.model.fused import ChunkPlan, chunk_plan, fold_batchnorm, run_in_chunks
+from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
+
+__all__ = ["INT8_TOLERANCE", "Int8ResNet", "build_int8_resnet", "calibrate", "calibration_images", "int8_applies",
+           "int8_usable"]
+
+log = logging.getLogger(__name__)
+
+#: The int8 form vs the float32 module-by-module backbone on the calibration crops: max |difference|
+#: / max |reference| (the bfloat16 forms' sanity bound; measured 0.4-1.5 % on the tests' weights).
+INT8_TOLERANCE = 5e-2
+#: Calibration crops per ResNet: the whole example picture and three parts of it.
+CALIBRATION_CROPS = ((0.0, 0.0, 1.0, 1.0), (0.1, 0.05, 0.6, 0.8), (0.35, 0.2, 0.75, 0.7), (0.2, 0.45, 0.9, 1.0))
+
+Ranges = Mapping[str, tuple[float, float]]
+
+
+def int8_usable() -> bool:
+    """Whether this torch build has oneDNN's int8 convolution ops (the CPU builds do)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")
+
+
+def int8_applies(module: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether a tuned part's ``module`` computed in ``dtype`` can take the int8 form: a
+    :class:`~wbcap.model.resnet.ResNetBackbone` of the fast mode (bfloat16), with :func:`int8_usable`."""
+    return dtype == torch.bfloat16 and isinstance(module, ResNetBackbone) and int8_usable()
+
+
+def calibration_images(image_size: Sequence[int]) -> torch.Tensor:
+    """Fixed calibration crops: (N, 3, H, W) float32 RGB in 0..1, channels_last, N =
+    ``len(CALIBRATION_CROPS)``: parts of the bundled example picture
+    (:func:`wbcap.demo.example_image_path`, a generated figure on a textured background)
+    resized (bilinear, antialiased) to ``image_size`` (H, W)."""
+    from wbcap.demo import example_image_path  # (the demo module imports the pipeline)
+    from wbcap.io.images import load_image
+
+    img = torch.from_numpy(load_image(example_image_path())).permute(2, 0, 1).float().div_(255)
+    h, w = img.shape[1:]
+    crops = []
+    for x0, y0, x1, y1 in CALIBRATION_CROPS:
+        part = img[:, int(y0 * h): int(y1 * h), int(x0 * w): int(x1 * w)][None]
+        crops.append(F.interpolate(part, size=tuple(int(s) for s in image_size), mode="bilinear",
+                                   align_corners=False, antialias=True).clamp_(0, 1))
+    return torch.cat(crops).contiguous(memory_format=torch.channels_last)
+
+
+def _blocks(backbone: ResNetBackbone) -> list[tuple[str, BasicBlock | Bottleneck]]:
+    return [(f"layer{i}.{j}", blk) for i in range(1, 5) for j, blk in enumerate(getattr(backbone, f"layer{i}"))]
+
+
+def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """The (least, greatest) value of every activation the int8 form stores, from the float32
+    module-by-module ``backbone`` on ``images`` (N, 3, H, W), one image at a time.
+
+    Keys: ``input``; ``stem`` (after its ReLU); per block ``<layerI.J>.1`` (and ``.2`` in a
+    bottleneck: after the inner ReLUs), ``<layerI.J>.ds`` (the shortcut's convolution, no ReLU),
+    ``<layerI.J>`` (the block's output, after its ReLU). Ranges after a ReLU start at 0.
+    """
+    found: dict[str, tuple[float, float]] = {}
+
+    def record(name: str, relu: bool):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            lo, hi = (0.0, float(out.max().clamp_min(0))) if relu else (float(out.min()), float(out.max()))
+            old = found.get(name, (lo, hi))
+            found[name] = (min(old[0], lo), max(old[1], hi))
+        return hook
+
+    hooks = [backbone.bn1.register_forward_hook(record("stem", True))]
+    for name, blk in _blocks(backbone):
+        hooks.append(blk.register_forward_hook(record(name, True)))
+        hooks.append(blk.bn1.register_forward_hook(record(f"{name}.1", True)))
+        if isinstance(blk, Bottleneck):
+            hooks.append(blk.bn2.register_forward_hook(record(f"{name}.2", True)))
+        if blk.downsample is not None:
+            hooks.append(blk.downsample.register_forward_hook(record(f"{name}.ds", False)))
+    try:
+        with torch.no_grad():
+            for x in images:
+                backbone(x[None].float())
+    finally:
+        for h in hooks:
+            h.remove()
+    found["input"] = (min(0.0, float(images.min())), float(images.max()))
+    return found
+
+
+def _quant(lo: float, hi: float) -> tuple[float, int]:
+    """uint8 (scale, zero point) covering [lo, hi] (widened to include 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / 255.0
+    return scale, int(round(-lo / scale))
+
+
+class _Int8Conv:
+    """One convolution with its BatchNorm folded: int8 weights per output channel, packed by oneDNN
+    for each input shape met (:meth:`packed`: a packing for a shape other than the call's runs
+    about 5x slower)."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x_scale: float) -> None:
+        w, self.bias = fold_batchnorm(conv.weight, conv.bias, bn)
+        self.w_scale = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127.0
+        self.qweight = torch.round(w / self.w_scale[:, None, None, None]).clamp_(-127, 127).to(torch.int8)
+        self.w_zero = torch.zeros(len(self.w_scale), dtype=torch.int64)
+        self.x_scale = x_scale
+        self.geometry = (list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups)
+        self._packed: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def packed(self, shape: Sequence[int]) -> torch.Tensor:
+        key = tuple(shape)
+        if key not in self._packed:
+            self._packed[key] = torch.ops.onednn.qconv_prepack(self.qweight, self.w_scale, self.x_scale, 0,
+                                                               *self.geometry, list(key))
+        return self._packed[key]
+
+    def __call__(self, x: torch.Tensor, out_scale: float, out_zero: int, out_dtype: torch.dtype,
+                 relu: bool) -> torch.Tensor:
+        """``x`` uint8 (zero point 0, scale ``x_scale``) -> ``out_dtype`` (uint8 with
+        ``out_scale`` / ``out_zero``, or float: then 1.0 / 0)."""
+        return torch.ops.onednn.qconv2d_pointwise(
+            x, self.x_scale, 0, self.packed(x.shape), self.w_scale, self.w_zero, self.bias, *self.geometry,
+            out_scale, out_zero, out_dtype, "relu" if relu else "none", [None] if relu else [], "")
+
+    def add_relu(self, x: torch.Tensor, accum: torch.Tensor, accum_scale: float, accum_zero: int, out_scale: float,
+                 out_dtype: torch.dtype) -> torch.Tensor:
+        """``relu(conv(x) + accum)``; ``accum`` (uint8 with its scale / zero point, or float with
+        1.0 / 0) is overwritten."""
+        return torch.ops.onednn.qconv2d_pointwise.binary(
+            x, self.x_scale, 0, self.packed(x.shape), self.w_scale, self.w_zero, accum, self.bias, *self.geometry,
+            out_scale, 0, out_dtype, accum_scale, accum_zero, "sum", 1.0, "relu", [], "")
+
+
+class _Int8Block:
+    def __init__(self, blk: BasicBlock | Bottleneck, name: str, in_scale: float, ranges: Ranges) -> None:
+        self.convs: list[_Int8Conv] = []
+        self.scales: list[float] = []  # output scale of each inner convolution (after ReLU)
+        scale = in_scale
+        pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)] + ([(blk.conv3, blk.bn3)] if isinstance(blk, Bottleneck) else [])
+        for k, (conv, bn) in enumerate(pairs):
+            self.convs.append(_Int8Conv(conv, bn, scale))
+            if k < len(pairs) - 1:
+                scale = _quant(*ranges[f"{name}.{k + 1}"])[0]
+                self.scales.append(scale)
+        self.down = None if blk.downsample is None else _Int8Conv(blk.downsample[0], blk.downsample[1], in_scale)
+        self.down_q = _quant(*ranges[f"{name}.ds"]) if self.down is not None else (in_scale, 0)
+        self.out_scale = _quant(*ranges[name])[0]
+
+    def __call__(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        """``x`` uint8 -> uint8 (scale :attr:`out_scale`), or float32 when ``last``. ``x`` is
+        overwritten when the block has no shortcut convolution (the residual sum lands in it)."""
+        if self.down is not None:
+            identity = self.down(x, *self.down_q, torch.uint8, False)
+        else:
+            identity = x
+        y = x
+        for conv, scale in zip(self.convs[:-1], self.scales):
+            y = conv(y, scale, 0, torch.uint8, True)
+        if last:  # float32 out: the sum's other term in float32 too
+            acc = ((identity.float() - self.down_q[1]) * self.down_q[0]).contiguous(memory_format=torch.channels_last)
+            return self.convs[-1].add_relu(y, acc, 1.0, 0, 1.0, torch.float32)
+        return self.convs[-1].add_relu(y, identity, *self.down_q, self.out_scale, torch.uint8)
+
+
+class Int8ResNet(nn.Module):
+    """Int8 inference form of a :class:`~wbcap.model.resnet.ResNetBackbone` (same input and output).
+
+    forward(x (B, 3, H, W) float in 0..1) -> (B, feat_dim, H/32, W/32) float32 features in ``x``'s
+    dtype, channels_last, in calls of the sizes ``chunk`` chooses for B (see
+    :class:`~wbcap.model.fused.FusedResNet`). ``ranges``: :func:`calibrate`'s activation ranges
+    for this backbone. CPU only. The backbone is read, not kept.
+    """
+
+    def __init__(self, backbone: ResNetBackbone, ranges: Ranges, chunk: int | ChunkPlan = 4) -> None:
+        super().__init__()
+        self.chunks = chunk_plan(chunk)
+        self.chunk = self.chunks.pack
+        self.feat_dim = backbone.feat_dim
+        self.depth = backbone.depth
+        self.in_q = _quant(*ranges["input"])
+        self.stem = _Int8Conv(backbone.conv1, backbone.bn1, self.in_q[0])
+        self.stem_scale = _quant(*ranges["stem"])[0]
+        mp = backbone.maxpool
+        self.pool = (mp.kernel_size, mp.stride, mp.padding)
+        self.blocks: list[_Int8Block] = []
+        scale = self.stem_scale
+        for name, blk in _blocks(backbone):
+            self.blocks.append(_Int8Block(blk, name, scale, ranges))
+            scale = self.blocks[-1].out_scale
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the convolutions' inputs (uint8)."""
+        return torch.uint8
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        scale, zero = self.in_q
+        q = torch.round(x.float() * (1.0 / scale)).add_(zero).clamp_(0, 255).to(torch.uint8)
+        y = self.stem(q.contiguous(memory_format=torch.channels_last), self.stem_scale, 0, torch.uint8, True)
+        # (uint8 max-pooling has no vectorised kernel: 3x slower than float32's; the values are
+        # integers 0..255, exact in float32)
+        y = F.max_pool2d(y.float(), *self.pool).to(torch.uint8)
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            y = blk(y, i == last)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_in_chunks(self._run, x, self.chunks.split(x), x.dtype)
+
+
+def _rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
+
+
+def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int],
+                      chunk: int | ChunkPlan = 4) -> tuple[Int8ResNet | None, float]:
+    """Calibrate ``backbone`` on :func:`calibration_images` of ``image_size`` (H, W), build its
+    :class:`Int8ResNet` and check it there against the float32 module-by-module backbone.
+
+    Returns (the module, its error: max |difference| / max |reference| over the crops); the
+    module is None when the error is above :data:`INT8_TOLERANCE` (these weights do not quantize
+    well: the caller runs the part another way). About 0.1-0.3 s per ResNet-50 on 2 cores.
+    """
+    images = calibration_images(image_size)
+    ranges = calibrate(backbone, images)
+    net = Int8ResNet(backbone, ranges, chunk)
+    with torch.no_grad():
+        ref = torch.cat([backbone(x[None]) for x in images])
+        out = torch.cat([net(x[None]) for x in images])
+    err = _rel_error(out, ref)
+    return (net if err <= INT8_TOLERANCE else None), err
