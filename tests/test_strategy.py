@@ -897,20 +897,21 @@ def test_an_onnxruntime_form_that_fails_is_not_a_candidate(micro_parts, direct_l
     assert "the onnxruntime form failed on 2 images (out of memory); not used" in measured_without_onnxruntime()
 
 
-def test_a_cached_onnxruntime_choice_where_it_does_not_apply_is_measured_again(micro_parts, tmp_path, measure,
-                                                                             caplog):
+@pytest.mark.parametrize("form", ["onnxruntime", "int8"])
+def test_a_cached_choice_of_a_form_that_does_not_apply_is_measured_again(micro_parts, tmp_path, measure, caplog,
+                                                                        form):
     path = tmp_path / "cpu_strategy.json"
     choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     data = json.loads(path.read_text())
     slot = next(iter(data["machines"].values()))
     box = next(pid for pid in slot["parts"] if pid.startswith("box_net"))
-    slot["parts"][box]["form"] = "onnxruntime"  # an edited file: the box network has no such form
+    slot["parts"][box]["form"] = form  # an edited file: the box network has no such form
     path.write_text(json.dumps(data))
     measure.asked.clear()
     with caplog.at_level(logging.WARNING):
         chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert measure.asked == [("box_net", torch.float32)] and chosen.parts["box_net"].form == "plain"
-    assert "the onnxruntime form does not apply to it" in caplog.text
+    assert f"the {form} form does not apply to it" in caplog.text
 
 
 # -- every exact candidate equals the module-by-module network, at every batch size ---------------

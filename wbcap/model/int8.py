@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wbcap.model.fused import ChunkPlan, chunk_plan, fold_batchnorm, run_in_chunks
+from wbcap.model.fused import ChunkPlan, chunk_plan, feat_hw, fold_batchnorm, run_in_chunks
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
 __all__ = ["INT8_TOLERANCE", "Int8ResNet", "build_int8_resnet", "calibrate", "calibration_images", "int8_applies",
@@ -244,6 +244,9 @@ class Int8ResNet(nn.Module):
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 0:  # (oneDNN's fused sum refuses empty tensors)
+            h, w = feat_hw(x.shape[2:])
+            return x.new_empty((0, self.feat_dim, h, w)).contiguous(memory_format=torch.channels_last)
         return run_in_chunks(self._run, x, self.chunks.split(x), x.dtype)
 
 

@@ -1,0 +1,156 @@
+"""The int8 form of the fast mode's ResNets (wbcap.model.int8): its calibration ranges, its
+closeness to the module-by-module ResNet and batch-size invariance, and how the CPU strategy
+measures, forces, caches and refuses it."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import wbcap.model.int8 as int8
+import wbcap.model.strategy as strategy
+from net_helpers import deterministic
+from test_strategy import FUSED_WINS, MICRO, fake_timer
+from wbcap.model.fused import ChunkPlan, FusedResNet, tuned_parts
+from wbcap.model.inference import _build_choice, optimize_for_inference
+from wbcap.model.int8 import Int8ResNet, build_int8_resnet, calibrate, calibration_images
+from wbcap.model.resnet import ResNetBackbone
+from wbcap.testing.checkpoints import random_network
+
+pytestmark = pytest.mark.skipif(not int8.int8_usable(), reason="no oneDNN int8 convolutions in this torch build")
+
+SIZE = (64, 48)
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> ResNetBackbone:
+    return deterministic(ResNetBackbone(18), seed=3)
+
+
+def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a.float() - ref.float()).abs().max() / ref.float().abs().max())
+
+
+def test_quantisation_parameters_cover_the_range():
+    assert int8._quant(0.0, 2.55) == pytest.approx((0.01, 0))
+    scale, zero = int8._quant(-1.0, 1.55)  # signed: zero lands at 100
+    assert scale == pytest.approx(0.01) and zero == 100
+    assert int8._quant(0.5, 2.55) == pytest.approx((0.01, 0))  # widened to include 0
+
+
+def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
+    images = calibration_images(SIZE)
+    assert images.shape == (4, 3, *SIZE) and images.dtype == torch.float32 and 0 <= images.min() < images.max() <= 1
+    ranges = calibrate(resnet18, images)
+    blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    expected = {"input", "stem"} | set(blocks) | {f"{b}.1" for b in blocks} | {f"layer{i}.0.ds" for i in (2, 3, 4)}
+    assert set(ranges) == expected
+    with torch.no_grad():  # the same values by hand, one image at a time
+        stem = max(float(F.relu(resnet18.bn1(resnet18.conv1(x[None]))).max()) for x in images)
+        x = resnet18.layer1(resnet18.maxpool(F.relu(resnet18.bn1(resnet18.conv1(images)))))
+        ds = resnet18.layer2[0].downsample(x)
+    assert ranges["stem"] == (0.0, pytest.approx(stem, rel=1e-5))
+    assert ranges["layer2.0.ds"] == (pytest.approx(float(ds.min()), rel=1e-5), pytest.approx(float(ds.max()), rel=1e-5))
+    assert ranges["layer2.0.ds"][0] < 0 and ranges["input"] == (0.0, float(images.max()))
+
+
+def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant(resnet18):
+    net, err = build_int8_resnet(resnet18, SIZE, ChunkPlan(((1, 1.0), (2, 0.5))))
+    assert net is not None and 0 < err <= int8.INT8_TOLERANCE
+    # other pictures than the calibration crops: the generated person images, mirrored
+    from wbcap.testing.images import person_image
+
+    img = torch.from_numpy(person_image(96, 128, seed=5)).permute(2, 0, 1).float().div(255)
+    x = torch.stack([F.interpolate(img[None], size=SIZE, mode="bilinear", antialias=True)[0],
+                     torch.flip(F.interpolate(img[None, :, 20:100], size=SIZE, mode="bilinear")[0], [-1]),
+                     F.interpolate(img[None, :, 40:], size=SIZE, mode="bilinear")[0]]).clamp(0, 1)
+    with torch.no_grad():
+        ref = resnet18(x)
+        out = net(x)
+        alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert 0 < _rel(out, ref) <= int8.INT8_TOLERANCE  # a different computation, close to float32
+    assert torch.equal(alone, out)  # integer arithmetic: the same bits whatever the batch
+    assert net.dtype == torch.uint8
+    # every convolution was packed for the shapes of the calls met (1 and 2 images: 2 + 1)
+    assert {k[0] for k in net.stem._packed} == {1, 2}
+    with torch.no_grad():
+        assert net(x[:0]).shape == (0, *ref.shape[1:])
+
+
+def test_a_resnet_that_does_not_quantize_well_is_refused(resnet18, monkeypatch):
+    monkeypatch.setattr(int8, "INT8_TOLERANCE", 1e-4)
+    net, err = build_int8_resnet(resnet18, SIZE)
+    assert net is None and err > 1e-4
+
+
+@pytest.fixture(scope="module")
+def micro_parts():
+    return tuned_parts(random_network(MICRO, seed=5))
+
+
+def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
+    part = micro_parts["face_backbone"]
+    wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2, ("int8", 4): 0.15}
+    choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2, 4), timer=fake_timer(wins))
+    assert choice.form == "int8" and isinstance(module, Int8ResNet) and module.chunks == choice.chunks
+    assert choice.describe(3) == "int8 2+1" and choice.alternates is None
+    rebuilt = _build_choice(part, torch.bfloat16, True, choice)  # from a cached choice: the same form
+    assert isinstance(rebuilt, Int8ResNet) and rebuilt.chunks == choice.chunks
+    asked: list = []
+    strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(wins, log=asked))
+    strategy.measure_part(micro_parts["box_net"], torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(wins, log=asked))
+    assert asked and not any(k[0] == "int8" for keys in asked for k in keys if isinstance(k, tuple))
+    # ... and when it is slower it is measured, not chosen
+    choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS))
+    assert choice.form == "fused" and set(choice.measured) >= {"fused", "int8"} and isinstance(module, FusedResNet)
+
+
+def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts, monkeypatch, caplog):
+    part = micro_parts["face_backbone"]
+    monkeypatch.setattr(strategy, "build_int8_resnet", lambda *a, **k: (None, 0.2))
+    wins = {**FUSED_WINS, ("int8", 1): 0.1, ("int8", 2): 0.1}
+    with caplog.at_level(logging.WARNING):
+        choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(wins))
+    assert choice.form == "fused" and "int8" not in choice.measured and isinstance(module, FusedResNet)
+    assert "the int8 form is off by 0.2 (> 5e-02)" in caplog.text
+    # a cached int8 choice and a checkpoint it does not suit: fused, in bfloat16, with a warning
+    import wbcap.model.inference as inference
+
+    monkeypatch.setattr(inference, "build_int8_resnet", lambda *a, **k: (None, 0.3))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        built = _build_choice(part, torch.bfloat16, True, strategy.default_choice(part, "int8", 2))
+    assert isinstance(built, FusedResNet) and built.dtype == torch.bfloat16
+    assert "the int8 form chosen for this machine is not used (with these weights it is off by 0.3" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def micro_net():
+    return random_network(MICRO, seed=2)
+
+
+def test_forced_int8(monkeypatch, micro_net, caplog):
+    """Fast mode: the three ResNets int8, the box network fused; exact mode: nothing takes the
+    form (a warning says so)."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bfloat16 on this CPU: the fast mode runs float32")
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "int8:2")
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+    backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
+    assert all(isinstance(b, Int8ResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
+    assert net.cpu_strategy.summary(3) == "int8: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
+    x = torch.rand(3, 3, 256, 192, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ref = copy.deepcopy(micro_net)(x)
+        out = net(x)
+    err = (out.joint_img - ref.joint_img).abs().max().item()
+    assert 0 < err < 0.5, f"int8: joints moved by {err:.3g} heatmap cells"
+    with caplog.at_level(logging.WARNING):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
+    assert "the int8 form runs the fast precision's ResNets only" in caplog.text
