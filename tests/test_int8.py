@@ -5,6 +5,7 @@ measures, forces, caches and refuses it."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
@@ -45,7 +46,7 @@ def test_quantisation_parameters_cover_the_range():
 def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
     images = calibration_images(SIZE)
     assert images.shape == (4, 3, *SIZE) and images.dtype == torch.float32 and 0 <= images.min() < images.max() <= 1
-    ranges = calibrate(resnet18, images)
+    ranges, features = calibrate(resnet18, images)
     blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
     expected = {"input", "stem"} | set(blocks) | {f"{b}.1" for b in blocks} | {f"layer{i}.0.ds" for i in (2, 3, 4)}
     assert set(ranges) == expected
@@ -56,6 +57,38 @@ def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
     assert ranges["stem"] == (0.0, pytest.approx(stem, rel=1e-5))
     assert ranges["layer2.0.ds"] == (pytest.approx(float(ds.min()), rel=1e-5), pytest.approx(float(ds.max()), rel=1e-5))
     assert ranges["layer2.0.ds"][0] < 0 and ranges["input"] == (0.0, float(images.max()))
+    with torch.no_grad():
+        torch.testing.assert_close(features, resnet18(images), rtol=1e-5, atol=1e-5)
+
+
+def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "int8_calibration.json"
+    x = calibration_images(SIZE)[:2]
+    first, err = build_int8_resnet(resnet18, SIZE, cache=cache)
+    assert first is not None and cache.is_file()
+
+    def no_calibration(*args):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(int8, "calibrate", no_calibration)
+    again, err_again = build_int8_resnet(resnet18, SIZE, cache=cache)  # read back: the same module
+    assert err_again == err
+    with torch.no_grad():
+        assert torch.equal(again(x), first(x))
+    other = copy.deepcopy(resnet18)
+    with torch.no_grad():
+        other.layer3[1].conv2.weight[5, 7, 1, 1] += 0.01  # one weight: another fingerprint
+    assert int8.weights_fingerprint(other) != int8.weights_fingerprint(resnet18)
+    with pytest.raises(AssertionError, match="calibrated again"):
+        build_int8_resnet(other, SIZE, cache=cache)
+    with pytest.raises(AssertionError, match="calibrated again"):
+        build_int8_resnet(resnet18, (32, 32), cache=cache)  # another input size
+    monkeypatch.undo()
+    cache.write_text("{not json")  # a broken file: calibrated again, with a warning, and rewritten
+    with caplog.at_level(logging.WARNING):
+        net, _ = build_int8_resnet(resnet18, SIZE, cache=cache)
+    assert net is not None and "ignoring the int8 calibration cache" in caplog.text
+    assert int8._entry(json.loads(cache.read_text())["entries"].popitem()[1]) is not None
 
 
 def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant(resnet18):
