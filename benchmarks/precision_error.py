@@ -5,12 +5,13 @@
 Full-size network with the official key layout and deterministic values (heads as drawn, the
 tests' ``official_ckpt_raw``), the bundled example image with four person boxes (the input of
 ``tests/test_fused.py``), a synthetic SMPL-X model. For whole-network bf16 autocast, the
-``fast`` mode and a few alternative per-part plans it prints the largest vertex distance, hand /
+``fast`` mode (its ResNets in bfloat16, and in int8: :mod:`wbcap.model.int8`) and a few alternative per-part plans it prints the largest vertex distance, hand /
 face box-corner distance (image pixels) and camera-translation difference from ``exact``.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,8 +27,11 @@ def main() -> None:
     from wbcap.testing.checkpoints import write_official_checkpoint
 
     f32 = torch.float32
+    # (name -> precision, per-part dtypes, CPU strategy forced for the row: "fused" everywhere but
+    # the int8 row, so that each row is the computation it names whatever this machine measured)
     plans = {
-        "fast": ("fast", None),
+        "fast (bf16 ResNets)": ("fast", None),
+        "fast, int8 ResNets": ("fast", None, "int8"),
         "fast, box net fp32": ("fast", {"box_net": f32}),
         "fast, box net + heads fp32": ("fast", {"box_net": f32, "heads": f32}),
         "fast, body ResNet + box net + heads fp32": ("fast", {"body_backbone": f32, "box_net": f32, "heads": f32}),
@@ -41,7 +45,8 @@ def main() -> None:
         boxes = [(0, 0, w, h), (w * 0.1, h * 0.05, w * 0.5, h * 0.8), (w * 0.4, h * 0.2, w * 0.55, h * 0.7),
                  (w * 0.2, h * 0.3, w * 0.3, h * 0.4)]
 
-        def run(precision: str, plan=None):
+        def run(precision: str, plan=None, form: str = "fused"):
+            os.environ["WBCAP_CPU_STRATEGY"] = form
             pipe = Pipeline.from_config(PipelineConfig(body=body, checkpoint=str(ckpt), device="cpu", precision=precision),
                                         optimize=False)
             pipe.optimize(plan=plan)
@@ -52,8 +57,8 @@ def main() -> None:
 
         exact = run("exact")
         print(f"{'plan (vs exact)':44s} {'max vertex':>11s} {'max box corner':>15s} {'cam_trans':>10s}")
-        for name, (precision, plan) in plans.items():
-            v, b, t = run(precision, plan)
+        for name, (precision, plan, *form) in plans.items():
+            v, b, t = run(precision, plan, *form)
             dv = np.linalg.norm(v - exact[0], axis=-1).max() * 1000
             db = np.linalg.norm((b - exact[1]).reshape(-1, 2), axis=-1).max()
             dt = np.abs(t - exact[2]).max() * 1000
