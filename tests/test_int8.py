@@ -11,11 +11,11 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+from net_helpers import deterministic
+from test_strategy import FUSED_WINS, MICRO, fake_timer
 
 import wbcap.model.int8 as int8
 import wbcap.model.strategy as strategy
-from net_helpers import deterministic
-from test_strategy import FUSED_WINS, MICRO, fake_timer
 from wbcap.model.fused import ChunkPlan, FusedResNet, tuned_parts
 from wbcap.model.inference import _build_choice, optimize_for_inference
 from wbcap.model.int8 import Int8ResNet, build_int8_resnet, calibrate, calibration_images

@@ -101,8 +101,9 @@ def _cpu_strategy_check() -> Check:
         return Check(name, True, f"{strategy.ENV_STRATEGY}=measure: the next run of the network measures it again "
                                  "(2-20 s)")
     if request.mode == "forced":
-        which = ("the float32 ResNets through onnxruntime, every other part fused" if request.form == "onnxruntime"
-                 else f"every part {request.form}")
+        which = {"onnxruntime": "the float32 ResNets through onnxruntime, every other part fused",
+                 "int8": "the fast mode's ResNets in int8, every other part fused"}.get(request.form,
+                                                                                      f"every part {request.form}")
         return Check(name, True, f"forced by {strategy.ENV_STRATEGY}={raw} ({which}, at most {request.chunk} images "
                                  "per convolution call)")
     path = strategy.cache_path()

@@ -61,7 +61,7 @@ call of each part for that batch size) and ``strategy_parts`` (part -> form and 
 ``source`` ``measured`` / ``cache`` / ``forced`` / ``default``, the seconds per image it was
 chosen from, the time spent measuring, the cache file; null on CUDA). The first run on a machine
 measures it (a few seconds, counted in ``model.load_s``); ``WBCAP_CPU_STRATEGY=fused`` (or
-``plain``, ``onnxruntime``, ``fused:4``, ``measure``) forces a form or a new measurement.
+``plain``, ``onnxruntime``, ``int8``, ``fused:4``, ``measure``) forces a form or a new measurement.
 
 Defaults, chosen so that ``wbcap bench --config small`` finishes in well under 2 minutes on a
 2-core CPU: precisions exact,fast; CPU: batch sizes 1,2, 3 repeats, 1 warm-up; CUDA: batch

@@ -67,8 +67,8 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
 
 def short_strategy(parts: dict[str, str] | None) -> str:
     """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
-    parts, then each part's calls; ``p`` / ``o`` / ``f`` before a part in another form (plain,
-    onnxruntime, fused), ``s`` after
+    parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` before a part in another form (plain,
+    onnxruntime, fused, int8), ``s`` after
     one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
     product, ``w`` after one with Winograd convolutions); ``"-"`` without."""
     if not parts:
@@ -170,8 +170,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
         console.print("x exact: crops/s against exact's at the same batch size in this run", highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
-                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f: that part plain / through "
-                      "onnxruntime / fused, s: with "
+                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i: that part plain / through "
+                      "onnxruntime / fused / int8, s: with "
                       "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:

@@ -89,7 +89,7 @@ def optimize_for_inference(
     (with a warning). Call after moving the network to ``device``.
 
     On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, a float32
-    ResNet as an onnxruntime session, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
+    ResNet as an onnxruntime session, a bfloat16 one in int8, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
     (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
     there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
     ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement

@@ -10,7 +10,10 @@ cache sizes, the core count and the torch/oneDNN build:
   ``F.conv2d`` (oneDNN reorders the weights on every call) with the elementwise steps apart;
   ``onnxruntime`` (float32 ResNets, when ``onnxruntime`` and ``onnx`` are installed): the
   ResNet as an onnxruntime session, MLAS's blocked-layout convolutions
-  (:class:`~wbcap.model.ort_resnet.OrtResNet`);
+  (:class:`~wbcap.model.ort_resnet.OrtResNet`); ``int8`` (the fast mode's bfloat16 ResNets):
+  oneDNN's int8 convolutions with calibrated activation ranges
+  (:class:`~wbcap.model.int8.Int8ResNet`, checked when built on its calibration crops; random
+  noise is no picture, so the check below does not apply to it);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -47,7 +50,8 @@ warning.
 overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
 ``onnxruntime`` (the float32 ResNets in that form, the other parts in the default form),
-``fused:N`` / ``plain:N`` / ``onnxruntime:N`` (N images per call), ``measure`` (measure again and update the cache),
+``int8`` (the fast mode's ResNets in that form, the other parts in the default form),
+``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
 
