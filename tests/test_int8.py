@@ -56,7 +56,7 @@ def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
         ds = resnet18.layer2[0].downsample(x)
     assert ranges["stem"] == (0.0, pytest.approx(stem, rel=1e-5))
     assert ranges["layer2.0.ds"] == (pytest.approx(float(ds.min()), rel=1e-5), pytest.approx(float(ds.max()), rel=1e-5))
-    assert ranges["layer2.0.ds"][0] < 0 and ranges["input"] == (0.0, float(images.max()))
+    assert ranges["layer2.0.ds"][0] < 0 and ranges["input"] == (0.0, 1.0)  # (the picture's range, not the crops')
     with torch.no_grad():
         torch.testing.assert_close(features, resnet18(images), rtol=1e-5, atol=1e-5)
 
@@ -88,11 +88,25 @@ def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monk
     with caplog.at_level(logging.WARNING):
         net, _ = build_int8_resnet(resnet18, SIZE, cache=cache)
     assert net is not None and "ignoring the int8 calibration cache" in caplog.text
-    assert int8._entry(json.loads(cache.read_text())["entries"].popitem()[1]) is not None
+    entries = json.loads(cache.read_text())["entries"]
+    key, entry = entries.popitem()
+    assert int8._entry(entry, int8.range_names(resnet18)) is not None
+    # malformed entries (an edited file): calibrated again
+    calls = []
+    real = int8.calibrate
+    monkeypatch.setattr(int8, "calibrate", lambda *a: calls.append(1) or real(*a))
+    missing = {**entry, "ranges": {k: v for k, v in entry["ranges"].items() if k != "layer2.0.ds"}}
+    for bad in ({**entry, "ranges": [1, 2]}, missing, {**entry, "error": "nan"}, {"ranges": entry["ranges"]}):
+        cache.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": {key: bad}}))
+        net, _ = build_int8_resnet(resnet18, SIZE, cache=cache)
+        assert net is not None
+    assert len(calls) == 4
 
 
-def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant(resnet18):
-    net, err = build_int8_resnet(resnet18, SIZE, ChunkPlan(((1, 1.0), (2, 0.5))))
+@pytest.mark.parametrize("depth", [18, 50])
+def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant(depth, resnet18):
+    resnet = resnet18 if depth == 18 else deterministic(ResNetBackbone(50), seed=4)
+    net, err = build_int8_resnet(resnet, SIZE, ChunkPlan(((1, 1.0), (2, 0.5))))
     assert net is not None and 0 < err <= int8.INT8_TOLERANCE
     # other pictures than the calibration crops: the generated person images, mirrored
     from wbcap.testing.images import person_image
@@ -102,13 +116,17 @@ def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant
                      torch.flip(F.interpolate(img[None, :, 20:100], size=SIZE, mode="bilinear")[0], [-1]),
                      F.interpolate(img[None, :, 40:], size=SIZE, mode="bilinear")[0]]).clamp(0, 1)
     with torch.no_grad():
-        ref = resnet18(x)
+        ref = resnet(x)
         out = net(x)
         alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
     assert out.shape == ref.shape and out.dtype == torch.float32
     assert 0 < _rel(out, ref) <= int8.INT8_TOLERANCE  # a different computation, close to float32
     assert torch.equal(alone, out)  # integer arithmetic: the same bits whatever the batch
     assert net.dtype == torch.uint8
+    assert net.in_q == (pytest.approx(1 / 255), 0)  # the picture's whole range, not the crops' (< 0.93)
+    bright = (x * 1.6).clamp(0, 1)  # white areas beyond anything in the calibration crops
+    with torch.no_grad():
+        assert _rel(net(bright), resnet(bright)) <= int8.INT8_TOLERANCE
     # every convolution was packed for the shapes of the calls met (1 and 2 images: 2 + 1)
     assert {k[0] for k in net.stem._packed} == {1, 2}
     with torch.no_grad():
@@ -141,6 +159,41 @@ def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     # ... and when it is slower it is measured, not chosen
     choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS))
     assert choice.form == "fused" and set(choice.measured) >= {"fused", "int8"} and isinstance(module, FusedResNet)
+
+
+def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
+    """A failure in calibrating or in oneDNN's int8 primitives drops the form (measuring) or runs
+    the part fused in bfloat16 (a cached choice): one warning, no crash."""
+    import wbcap.model.inference as inference
+
+    part = micro_parts["face_backbone"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("could not create a primitive\nmore")
+
+    real_run = Int8ResNet._run
+
+    def fails_on_two(self, x):
+        return broken() if x.shape[0] > 1 else real_run(self, x)
+
+    wins = {**FUSED_WINS, ("int8", 1): 0.1, ("int8", 2): 0.1}
+    for target, name, fake, message in (
+            (strategy, "build_int8_resnet", broken, "the int8 form could not be built (could not create a primitive)"),
+            (Int8ResNet, "_run", fails_on_two, "the int8 form failed on 2 images (could not create a primitive)")):
+        with monkeypatch.context() as m:
+            m.setattr(target, name, fake)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2),
+                                                       timer=fake_timer(wins))
+            assert choice.form == "fused" and "int8" not in choice.measured and isinstance(module, FusedResNet)
+            assert message in caplog.text
+    monkeypatch.setattr(inference, "build_int8_resnet", broken)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        built = _build_choice(part, torch.bfloat16, True, strategy.default_choice(part, "int8", 2))
+    assert isinstance(built, FusedResNet) and built.dtype == torch.bfloat16
+    assert "is not used (could not create a primitive); running it fused in bfloat16" in caplog.text
 
 
 def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts, monkeypatch, caplog):

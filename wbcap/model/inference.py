@@ -47,10 +47,14 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning."""
     if choice.form == "int8":
         if int8_applies(part.module, dtype):
-            net, err = build_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
+            try:
+                net, err = build_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
+            except Exception as e:  # (calibration or oneDNN's int8 primitives: the part still runs, in bf16)
+                net, why = None, first_line(e)
+            else:
+                why = f"with these weights it is off by {err:.2g} (> {INT8_TOLERANCE:.0e}) on the calibration crops"
             if net is not None:
                 return net
-            why = f"with these weights it is off by {err:.2g} (> {INT8_TOLERANCE:.0e}) on the calibration crops"
         else:
             why = "it runs the fast precision's ResNets only, with oneDNN's int8 convolutions"
         log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,

@@ -10,10 +10,11 @@ convolutions (``torch.ops.onednn.qconv2d_pointwise``: the ops PyTorch's own x86 
 
 * weights: BatchNorm folded in (:func:`~wbcap.model.fused.fold_batchnorm`), then int8,
   symmetric, one scale per output channel (``max |w| / 127``); bias in float32;
-* activations: uint8, one scale and zero point per tensor, from the least and greatest value the
-  float32 module-by-module backbone produces there on fixed calibration crops
-  (:func:`calibration_images`, :func:`calibrate`): post-training static quantization with
-  min/max ranges (Jacob et al., CVPR 2018, sec. 2-3; Krishnamoorthi, arXiv:1806.08342, sec. 2);
+* activations: uint8, one scale and zero point per tensor: the input picture's 0..1 as 0..255;
+  every other one from the least and greatest value the float32 module-by-module backbone
+  produces there on fixed calibration crops (:func:`calibration_images`, :func:`calibrate`):
+  post-training static quantization with min/max ranges (Jacob et al., CVPR 2018, sec. 2-3;
+  Krishnamoorthi, arXiv:1806.08342, sec. 2);
 * ReLU and the residual sum (with its ReLU) run inside the convolutions; the last block
   writes float32; the max-pool runs on the stem's uint8 values (exact: max commutes with the
   monotone dequantisation).
@@ -23,10 +24,10 @@ from float32 depends on the weights and the pictures: on the tests' full-size ne
 deterministic weights the fast mode with int8 ResNets moves vertices by about 2-3 mm and hand /
 face boxes by thousandths of a pixel from ``exact`` (bfloat16: 1 mm), within the fast mode's
 1 cm / 0.5 px bounds (``tests/test_fused.py``); ``benchmarks/precision_error.py`` prints it for
-any checkpoint. Each build checks itself on the calibration crops against the float32 backbone
+any checkpoint. The calibration checks the int8 form on its crops against the float32 backbone
 (:func:`build_int8_resnet`): a checkpoint whose activations do not fit this scheme (error above
 :data:`INT8_TOLERANCE`) runs in bfloat16 instead. The ranges and that error are kept in
-``<user cache>/wbcap/int8_calibration.json`` by a fingerprint of the weights (the float32 passes
+``<user cache>/int8_calibration.json`` by a hash of the weights (the float32 passes
 took 0.7 s of a 2 s fast start-up for the three ResNets on the 2-core EPYC; read back, 0.2 s).
 Which form is faster is measured per machine (:mod:`wbcap.model.strategy`); this one is a
 candidate only for the fast mode's ResNets.
@@ -56,12 +57,21 @@ log = logging.getLogger(__name__)
 #: The int8 form vs the float32 module-by-module backbone on the calibration crops: max |difference|
 #: / max |reference| (the bfloat16 forms' sanity bound; measured 0.4-1.5 % on the tests' weights).
 INT8_TOLERANCE = 5e-2
-#: Calibration crops per ResNet: the whole example picture and three parts of it.
-CALIBRATION_CROPS = ((0.0, 0.0, 1.0, 1.0), (0.1, 0.05, 0.6, 0.8), (0.35, 0.2, 0.75, 0.7), (0.2, 0.45, 0.9, 1.0))
+#: Calibration crops per ResNet: (x0, y0, x1, y1) as shares of the example picture, and whether
+#: it is mirrored. Chosen on the tests' full-size network, fast mode with int8 ResNets against
+#: exact, largest vertex distance on the bundled picture / on ``messi5.jpg`` (a photo): these
+#: 1.5 / 1.7 mm; none mirrored 2.4 / 2.3 mm; two also contrast-stretched to 0..1 per channel
+#: (wider ranges, coarser steps) 2.9 / 4.4 mm.
+CALIBRATION_CROPS = (((0.0, 0.0, 1.0, 1.0), False), ((0.1, 0.05, 0.6, 0.8), False),
+                     ((0.35, 0.2, 0.75, 0.7), True), ((0.2, 0.45, 0.9, 1.0), True))
+#: Packings an :class:`_Int8Conv` keeps (input shapes met; the oldest is dropped beyond it).
+MAX_PACKINGS = 6
 
 #: The calibration cache: file name, format, entries kept (the most recent).
 CALIBRATION_FILE = "int8_calibration.json"
-CALIBRATION_FORMAT = 1
+#: (Bumped when the crops or the ranges change: 3: two crops mirrored, the input's range fixed
+#: at 0..1.)
+CALIBRATION_FORMAT = 3
 CALIBRATION_KEEP = 32
 
 Ranges = Mapping[str, tuple[float, float]]
@@ -82,21 +92,24 @@ def calibration_images(image_size: Sequence[int]) -> torch.Tensor:
     """Fixed calibration crops: (N, 3, H, W) float32 RGB in 0..1, channels_last, N =
     ``len(CALIBRATION_CROPS)``: parts of the bundled example picture
     (:func:`wbcap.demo.example_image_path`, a generated figure on a textured background)
-    resized (bilinear, antialiased) to ``image_size`` (H, W)."""
+    resized (bilinear, antialiased) to ``image_size`` (H, W), two of them mirrored
+    (:data:`CALIBRATION_CROPS`)."""
     from wbcap.demo import example_image_path  # (the demo module imports the pipeline)
     from wbcap.io.images import load_image
 
     img = torch.from_numpy(load_image(example_image_path())).permute(2, 0, 1).float().div_(255)
     h, w = img.shape[1:]
     crops = []
-    for x0, y0, x1, y1 in CALIBRATION_CROPS:
+    for (x0, y0, x1, y1), mirror in CALIBRATION_CROPS:
         part = img[:, int(y0 * h): int(y1 * h), int(x0 * w): int(x1 * w)][None]
-        crops.append(F.interpolate(part, size=tuple(int(s) for s in image_size), mode="bilinear",
-                                   align_corners=False, antialias=True).clamp_(0, 1))
+        crop = F.interpolate(part, size=tuple(int(s) for s in image_size), mode="bilinear", align_corners=False,
+                             antialias=True).clamp_(0, 1)
+        crops.append(crop.flip(-1) if mirror else crop)
     return torch.cat(crops).contiguous(memory_format=torch.channels_last)
 
 
 def _blocks(backbone: ResNetBackbone) -> list[tuple[str, BasicBlock | Bottleneck]]:
+    """The residual blocks by name (``layer<I>.<J>``), in order."""
     return [(f"layer{i}.{j}", blk) for i in range(1, 5) for j, blk in enumerate(getattr(backbone, f"layer{i}"))]
 
 
@@ -105,7 +118,7 @@ def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> tuple[dict[str,
     module-by-module ``backbone`` on ``images`` (N, 3, H, W), one image at a time; and the
     backbone's output features for them (N, C, h, w) float32.
 
-    Keys: ``input``; ``stem`` (after its ReLU); per block ``<layerI.J>.1`` (and ``.2`` in a
+    Keys: ``input`` (always 0..1: the picture's range); ``stem`` (after its ReLU); per block ``<layerI.J>.1`` (and ``.2`` in a
     bottleneck: after the inner ReLUs), ``<layerI.J>.ds`` (the shortcut's convolution, no ReLU),
     ``<layerI.J>`` (the block's output, after its ReLU). Ranges after a ReLU start at 0.
     """
@@ -132,8 +145,17 @@ def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> tuple[dict[str,
     finally:
         for h in hooks:
             h.remove()
-    found["input"] = (min(0.0, float(images.min())), float(images.max()))
+    found["input"] = (0.0, 1.0)  # (the picture's range: 0..255 in uint8, whatever the crops held)
     return found, features
+
+
+def range_names(backbone: ResNetBackbone) -> set[str]:
+    """The keys :func:`calibrate` gives for ``backbone`` (what a cached entry must hold)."""
+    names = {"input", "stem"}
+    for name, blk in _blocks(backbone):
+        names |= {name, f"{name}.1"} | ({f"{name}.2"} if isinstance(blk, Bottleneck) else set())
+        names |= {f"{name}.ds"} if blk.downsample is not None else set()
+    return names
 
 
 def _quant(lo: float, hi: float) -> tuple[float, int]:
@@ -160,6 +182,8 @@ class _Int8Conv:
     def packed(self, shape: Sequence[int]) -> torch.Tensor:
         key = tuple(shape)
         if key not in self._packed:
+            if len(self._packed) >= MAX_PACKINGS:  # (e.g. forced int8:N meets N shapes)
+                self._packed.pop(next(iter(self._packed)))
             self._packed[key] = torch.ops.onednn.qconv_prepack(self.qweight, self.w_scale, self.x_scale, 0,
                                                                *self.geometry, list(key))
         return self._packed[key]
@@ -182,6 +206,10 @@ class _Int8Conv:
 
 
 class _Int8Block:
+    """One residual block (basic or bottleneck) in int8: its convolutions with the output scale
+    of each (from ``ranges`` under the block's ``name``), the shortcut convolution's and the
+    block output's."""
+
     def __init__(self, blk: BasicBlock | Bottleneck, name: str, in_scale: float, ranges: Ranges) -> None:
         self.convs: list[_Int8Conv] = []
         self.scales: list[float] = []  # output scale of each inner convolution (after ReLU)
@@ -215,8 +243,8 @@ class _Int8Block:
 class Int8ResNet(nn.Module):
     """Int8 inference form of a :class:`~wbcap.model.resnet.ResNetBackbone` (same input and output).
 
-    forward(x (B, 3, H, W) float in 0..1) -> (B, feat_dim, H/32, W/32) float32 features in ``x``'s
-    dtype, channels_last, in calls of the sizes ``chunk`` chooses for B (see
+    forward(x (B, 3, H, W) float in 0..1) -> (B, feat_dim, H/32, W/32) features (computed in
+    float32) in ``x``'s dtype, channels_last, in calls of the sizes ``chunk`` chooses for B (see
     :class:`~wbcap.model.fused.FusedResNet`). ``ranges``: :func:`calibrate`'s activation ranges
     for this backbone. CPU only. The backbone is read, not kept.
     """
@@ -307,12 +335,14 @@ def _read_calibration(path: Path) -> dict[str, dict]:
     return data["entries"]
 
 
-def _entry(entry: object) -> tuple[dict[str, tuple[float, float]], float] | None:
-    """(ranges, error) of a cached entry; None when malformed."""
+def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float]], float] | None:
+    """(ranges, error) of a cached entry holding exactly the ranges ``names``; None when malformed."""
     try:
         ranges = {str(k): (float(v[0]), float(v[1])) for k, v in entry["ranges"].items()}  # type: ignore[index]
         err = float(entry["error"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+    if set(ranges) != names:
         return None
     if not math.isfinite(err) or not all(math.isfinite(a) and math.isfinite(b) and a <= b for a, b in ranges.values()):
         return None
@@ -342,14 +372,15 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
 
     Returns (the module, its error: max |difference| / max |reference| over the crops); the
     module is None when the error is above :data:`INT8_TOLERANCE` (these weights do not quantize
-    well: the caller runs the part another way). The ranges and the error are read from and
-    kept in ``cache`` (default :func:`calibration_cache_path`), keyed by
+    well: the caller runs the part another way). The ranges and the error are read from (the
+    check is then not repeated: the same weights, sizes and versions gave that error) and kept in
+    ``cache`` (default :func:`calibration_cache_path`), keyed by
     :func:`weights_fingerprint`, the input size and the wbcap and torch versions. Calibrating
     takes about 0.3 s per ResNet-50 on 2 cores; read back, building takes 0.03 s.
     """
     path = calibration_cache_path() if cache is None else cache
     key = _calibration_key(backbone, image_size)
-    cached = _entry(_read_calibration(path).get(key))
+    cached = _entry(_read_calibration(path).get(key), range_names(backbone))
     if cached is not None:
         ranges, err = cached
         return (Int8ResNet(backbone, ranges, chunk) if err <= INT8_TOLERANCE else None), err

@@ -775,10 +775,17 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
                    for f in forms if f not in ("onnxruntime", "int8")}
         if "int8" in forms:
-            q, q_err = build_int8_resnet(part.module, part.item_shape[1:], every)
+            try:  # (an optional form: whatever goes wrong in calibrating it or in oneDNN's int8
+                # primitives only drops it; a failing call is caught below)
+                q, q_err = build_int8_resnet(part.module, part.item_shape[1:], every)
+            except Exception as e:
+                log.warning("%s: the int8 form could not be built (%s); not used", part.name, first_line(e))
+                q = None
+            else:
+                if q is None:
+                    log.warning("%s: the int8 form is off by %.2g (> %.0e) from the module-by-module part on the "
+                                "calibration crops; not used", part.name, q_err, INT8_TOLERANCE)
             if q is None:
-                log.warning("%s: the int8 form is off by %.2g (> %.0e) from the module-by-module part on the calibration "
-                            "crops; not used", part.name, q_err, INT8_TOLERANCE)
                 forms = tuple(f for f in forms if f != "int8")
             else:
                 modules["int8"] = q
@@ -799,9 +806,9 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             try:
                 out = modules[f](x)
             except Exception as e:  # (onnxruntime raises its own exception types)
-                if f != "onnxruntime":
+                if f not in ("onnxruntime", "int8"):
                     raise
-                log.warning("%s: the onnxruntime form failed on %d images (%s); not used", part.name, c, first_line(e))
+                log.warning("%s: the %s form failed on %d images (%s); not used", part.name, f, c, first_line(e))
                 del modules[f]
                 calls = {k: v for k, v in calls.items() if k[0] != f}
                 first.pop(f, None)
