@@ -103,7 +103,7 @@ def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monk
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])  # (50: bottlenecks)
 def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant(depth, resnet18):
     resnet = resnet18 if depth == 18 else deterministic(ResNetBackbone(50), seed=4)
     net, err = build_int8_resnet(resnet, SIZE, ChunkPlan(((1, 1.0), (2, 0.5))))
