@@ -286,41 +286,31 @@ def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_
 
 
 @pytest.mark.slow  # full-size network
-def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people):
-    img, boxes = fixed_input
-    exact, _ = exact_people
-    fast_pipe = _pipeline(official_ckpt_raw, body_layer, "fast", batch_size=len(boxes))
-    backbones = [fast_pipe.regressor.net.backbone, fast_pipe.regressor.net.hand_roi_net.backbone]
-    assert all(isinstance(b, FusedResNet) and b.dtype == torch.bfloat16 for b in backbones)
-    fast = _arrays(fast_pipe(img, boxes))
-    vertex_dist = np.linalg.norm(fast["vertices"] - exact["vertices"], axis=-1).max()
-    box_dist = np.linalg.norm((fast["boxes"] - exact["boxes"]).reshape(-1, 2), axis=-1).max()
-    assert vertex_dist < 0.01, f"fast mode moved a vertex by {vertex_dist * 1000:.2f} mm"
-    assert box_dist < 0.5, f"fast mode moved a box corner by {box_dist:.3f} px"
-    # ... and it is a different computation (bfloat16 really ran)
-    assert np.abs(fast["body_pose"] - exact["body_pose"]).max() > 1e-6
-
-
-@pytest.mark.slow  # full-size network
-def test_fast_mode_with_int8_resnets_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input,
-                                                                          exact_people, monkeypatch):
-    """The fast mode where the CPU strategy chose the int8 form for the ResNets
-    (wbcap.model.int8): the same bounds as bfloat16, on the same input."""
+@pytest.mark.parametrize("form", ["fused", "int8"])
+def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people,
+                                                        monkeypatch, form):
+    """The fast mode with its ResNets in bfloat16 (fused) or, where the CPU strategy chose it,
+    in int8 (wbcap.model.int8): the same bounds, on the same input."""
     from wbcap.model.int8 import Int8ResNet, int8_usable
 
-    if not (int8_usable() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+    if form == "int8" and not (int8_usable() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         pytest.skip("no bfloat16 or no oneDNN int8 convolutions here")
     img, boxes = fixed_input
     exact, _ = exact_people
-    monkeypatch.setenv("WBCAP_CPU_STRATEGY", "int8")
-    pipe = _pipeline(official_ckpt_raw, body_layer, "fast", batch_size=len(boxes))
-    net = pipe.regressor.net
-    assert all(isinstance(b, Int8ResNet) for b in (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone))
-    fast = _arrays(pipe(img, boxes))
+    monkeypatch.setenv("WBCAP_CPU_STRATEGY", form)
+    fast_pipe = _pipeline(official_ckpt_raw, body_layer, "fast", batch_size=len(boxes))
+    net = fast_pipe.regressor.net
+    backbones = [net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone]
+    if form == "int8":
+        assert all(isinstance(b, Int8ResNet) for b in backbones)
+    else:
+        assert all(isinstance(b, FusedResNet) and b.dtype == torch.bfloat16 for b in backbones)
+    fast = _arrays(fast_pipe(img, boxes))
     vertex_dist = np.linalg.norm(fast["vertices"] - exact["vertices"], axis=-1).max()
     box_dist = np.linalg.norm((fast["boxes"] - exact["boxes"]).reshape(-1, 2), axis=-1).max()
-    assert vertex_dist < 0.01, f"int8 ResNets moved a vertex by {vertex_dist * 1000:.2f} mm"
-    assert box_dist < 0.5, f"int8 ResNets moved a box corner by {box_dist:.3f} px"
+    assert vertex_dist < 0.01, f"fast mode ({form}) moved a vertex by {vertex_dist * 1000:.2f} mm"
+    assert box_dist < 0.5, f"fast mode ({form}) moved a box corner by {box_dist:.3f} px"
+    # ... and it is a different computation (bfloat16 / int8 really ran)
     assert np.abs(fast["body_pose"] - exact["body_pose"]).max() > 1e-6
 
 
