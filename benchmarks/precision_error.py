@@ -21,8 +21,8 @@ import torch
 
 def main() -> None:
     from wbcap.config import BodyModelConfig, PipelineConfig
-    from wbcap.demo import example_image_path
     from wbcap.io.images import load_image
+    from wbcap.paths import example_image_path
     from wbcap.pipeline import Pipeline, synthetic_body_models_dir
     from wbcap.testing.checkpoints import write_official_checkpoint
 

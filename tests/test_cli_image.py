@@ -283,7 +283,7 @@ def test_image_help_documents_every_flag():
 
 @pytest.mark.slow  # full-size network
 def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path, body_layer):
-    from wbcap.demo import example_image_path
+    from wbcap.paths import example_image_path
 
     out = tmp_path / "demo"
     r = invoke("demo", "-o", out, "--device", "cpu")

@@ -200,8 +200,8 @@ def _pipeline(ckpt, body_layer, precision: str, optimize: bool = True, batch_siz
 @pytest.fixture(scope="module")
 def fixed_input():
     """One image and four person boxes (xywh): the bundled example image, whole and in parts."""
-    from wbcap.demo import example_image_path
     from wbcap.io.images import load_image
+    from wbcap.paths import example_image_path
 
     img = load_image(example_image_path())
     h, w = img.shape[:2]

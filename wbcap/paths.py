@@ -1,4 +1,5 @@
-"""Where wbcap looks for the files a user brings (body models, checkpoints).
+"""Where wbcap looks for the files a user brings (body models, checkpoints), and where its own
+bundled files are (:func:`example_image_path`).
 
 Search order for each kind of file: explicit argument -> environment variable -> the user data
 directory (``platformdirs``). ``WBCAP_HOME`` moves the whole user data directory (useful for
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 ENV_HOME = "WBCAP_HOME"
@@ -17,6 +19,13 @@ ENV_BODY_MODELS = "WBCAP_BODY_MODELS"
 ENV_WEIGHTS = "WBCAP_WEIGHTS"
 ENV_OFFLINE = "WBCAP_OFFLINE"
 ENV_MIRROR = "WBCAP_WEIGHTS_MIRROR"
+
+
+def example_image_path() -> Path:
+    """The bundled example picture (``wbcap/testing/data/example.jpg``, made with
+    :func:`wbcap.testing.images.person_image`): the demo's photo, the tests' fixed input and the
+    int8 form's calibration picture (:mod:`wbcap.model.int8`)."""
+    return Path(str(resources.files("wbcap.testing").joinpath("data/example.jpg")))
 
 
 def user_data_dir() -> Path:

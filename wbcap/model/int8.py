@@ -91,11 +91,11 @@ def int8_applies(module: nn.Module, dtype: torch.dtype) -> bool:
 def calibration_images(image_size: Sequence[int]) -> torch.Tensor:
     """Fixed calibration crops: (N, 3, H, W) float32 RGB in 0..1, channels_last, N =
     ``len(CALIBRATION_CROPS)``: parts of the bundled example picture
-    (:func:`wbcap.demo.example_image_path`, a generated figure on a textured background)
+    (:func:`wbcap.paths.example_image_path`, a generated figure on a textured background)
     resized (bilinear, antialiased) to ``image_size`` (H, W), two of them mirrored
     (:data:`CALIBRATION_CROPS`)."""
-    from wbcap.demo import example_image_path  # (the demo module imports the pipeline)
     from wbcap.io.images import load_image
+    from wbcap.paths import example_image_path
 
     img = torch.from_numpy(load_image(example_image_path())).permute(2, 0, 1).float().div_(255)
     h, w = img.shape[1:]
