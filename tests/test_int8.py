@@ -96,11 +96,22 @@ def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monk
     real = int8.calibrate
     monkeypatch.setattr(int8, "calibrate", lambda *a: calls.append(1) or real(*a))
     missing = {**entry, "ranges": {k: v for k, v in entry["ranges"].items() if k != "layer2.0.ds"}}
-    for bad in ({**entry, "ranges": [1, 2]}, missing, {**entry, "error": "nan"}, {"ranges": entry["ranges"]}):
+    huge = {**entry, "ranges": {**entry["ranges"], "stem": [0, 10**400]}}  # (json reads a 401-digit int)
+    scaled = {**entry, "ranges": {k: [a * 1e-3, b * 1e-3] for k, (a, b) in entry["ranges"].items()}}
+    bads = ({**entry, "ranges": [1, 2]}, missing, {**entry, "error": "nan"}, {"ranges": entry["ranges"]}, huge, scaled)
+    for bad in bads:
         cache.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": {key: bad}}))
-        net, _ = build_int8_resnet(resnet18, SIZE, cache=cache)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            net, _ = build_int8_resnet(resnet18, SIZE, cache=cache)
         assert net is not None
-    assert len(calls) == 4
+        # (edited ranges that still parse: their results differ from the recorded check value)
+        assert ("gives other results than when it was written" in caplog.text) == (bad is scaled)
+        assert int8._entry(json.loads(cache.read_text())["entries"][key], int8.range_names(resnet18)) is not None
+    cache.write_text("[" * 200_000)  # nesting too deep for json: ignored, like any broken file
+    with caplog.at_level(logging.WARNING):
+        assert build_int8_resnet(resnet18, SIZE, cache=cache)[0] is not None
+    assert len(calls) == len(bads) + 1
 
 
 @pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])  # (50: bottlenecks)
@@ -213,6 +224,12 @@ def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts,
         built = _build_choice(part, torch.bfloat16, True, strategy.default_choice(part, "int8", 2))
     assert isinstance(built, FusedResNet) and built.dtype == torch.bfloat16
     assert "the int8 form chosen for this machine is not used (with these weights it is off by 0.3" in caplog.text
+    # ... and the network's strategy (what bench and the logs report) says what runs
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        monkeypatch.setenv(strategy.ENV_STRATEGY, "int8:2")
+        net = optimize_for_inference(random_network(MICRO, seed=2), "cpu", "fast")
+        assert isinstance(net.backbone, FusedResNet)
+        assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
 
 
 @pytest.fixture(scope="module")

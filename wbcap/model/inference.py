@@ -8,6 +8,7 @@ Kept apart from both so that the pieces (``fused``) and the measurement that pic
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
@@ -30,7 +31,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
-from wbcap.model.int8 import INT8_TOLERANCE, build_int8_resnet, int8_applies
+from wbcap.model.int8 import INT8_TOLERANCE, Int8ResNet, build_int8_resnet, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
@@ -72,6 +73,16 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
         return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
     return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
                       choice.alternates, choice.winograd or None, choice.gemm or None)
+
+
+def _form_of(module: nn.Module, choice: PartChoice) -> str:
+    """The form ``module`` (built by :func:`_build_choice` for ``choice``) runs in: the chosen one,
+    or ``fused`` where an int8 or onnxruntime choice fell back."""
+    if isinstance(module, Int8ResNet):
+        return "int8"
+    if isinstance(module, OrtResNet):
+        return "onnxruntime"
+    return choice.form if choice.form in ("fused", "plain") else "fused"
 
 
 # Long (about 90 lines): every part of the network is converted in one place, in the network's
@@ -153,6 +164,10 @@ def optimize_for_inference(
             else:
                 choice = cpu_strategy.parts[name]
                 built[name] = _build_choice(part, plan[name], packed, choice)
+                ran = _form_of(built[name], choice)
+                if ran != choice.form:  # (fell back: the strategy reports what runs)
+                    cpu_strategy = dataclasses.replace(cpu_strategy, parts={
+                        **cpu_strategy.parts, name: dataclasses.replace(choice, form=ran, alternates=None)})
         net.backbone = built["body_backbone"]
         net.hand_roi_net.backbone = built["hand_backbone"]
         net.face_roi_net.backbone = built["face_backbone"]

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wbcap.errors import first_line
 from wbcap.model.fused import ChunkPlan, chunk_plan, feat_hw, fold_batchnorm, run_in_chunks
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
@@ -64,14 +65,18 @@ INT8_TOLERANCE = 5e-2
 #: (wider ranges, coarser steps) 2.9 / 4.4 mm.
 CALIBRATION_CROPS = (((0.0, 0.0, 1.0, 1.0), False), ((0.1, 0.05, 0.6, 0.8), False),
                      ((0.35, 0.2, 0.75, 0.7), True), ((0.2, 0.45, 0.9, 1.0), True))
+#: A cached calibration is used when the int8 form's mean |feature| on the first crop is within
+#: this share of the one recorded (integer products; the requantisation may round differently
+#: on another ISA).
+CHECK_TOLERANCE = 1e-3
 #: Packings an :class:`_Int8Conv` keeps (input shapes met; the oldest is dropped beyond it).
 MAX_PACKINGS = 6
 
 #: The calibration cache: file name, format, entries kept (the most recent).
 CALIBRATION_FILE = "int8_calibration.json"
 #: (Bumped when the crops or the ranges change: 3: two crops mirrored, the input's range fixed
-#: at 0..1.)
-CALIBRATION_FORMAT = 3
+#: at 0..1; 4: a check value per entry.)
+CALIBRATION_FORMAT = 4
 CALIBRATION_KEEP = 32
 
 Ranges = Mapping[str, tuple[float, float]]
@@ -255,7 +260,7 @@ class Int8ResNet(nn.Module):
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
-        self.in_q = _quant(*ranges["input"])
+        self.in_q = _quant(0.0, 1.0)  # (the picture's 0..1, whatever ``ranges`` holds for it)
         self.stem = _Int8Conv(backbone.conv1, backbone.bn1, self.in_q[0])
         self.stem_scale = _quant(*ranges["stem"])[0]
         mp = backbone.maxpool
@@ -320,14 +325,16 @@ def _calibration_key(backbone: ResNetBackbone, image_size: Sequence[int]) -> str
     return f"{weights_fingerprint(backbone)} {h}x{w} wbcap {__version__} torch {torch.__version__}"
 
 
-def _read_calibration(path: Path) -> dict[str, dict]:
-    """The cache's entries; empty (with a debug line) when missing, unreadable or not this format."""
+def _read_calibration(path: Path, warn: bool = True) -> dict[str, dict]:
+    """The cache's entries; empty when missing, unreadable (a warning unless ``warn`` is False)
+    or not this format (a debug line)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        log.warning("ignoring the int8 calibration cache %s (%s); calibrating again", path, e)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        (log.warning if warn else log.debug)("ignoring the int8 calibration cache %s (%s); calibrating again", path,
+                                             first_line(e) or type(e).__name__)
         return {}
     if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or not isinstance(data.get("entries"), dict):
         log.debug("ignoring the int8 calibration cache %s (not format %d)", path, CALIBRATION_FORMAT)
@@ -335,28 +342,30 @@ def _read_calibration(path: Path) -> dict[str, dict]:
     return data["entries"]
 
 
-def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float]], float] | None:
-    """(ranges, error) of a cached entry holding exactly the ranges ``names``; None when malformed."""
+def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float]], float, float] | None:
+    """(ranges, error, check) of a cached entry holding exactly the ranges ``names``; None when
+    malformed."""
     try:
         ranges = {str(k): (float(v[0]), float(v[1])) for k, v in entry["ranges"].items()}  # type: ignore[index]
-        err = float(entry["error"])  # type: ignore[index]
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        err, check = float(entry["error"]), float(entry["check"])  # type: ignore[index]
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, OverflowError):
         return None
     if set(ranges) != names:
         return None
-    if not math.isfinite(err) or not all(math.isfinite(a) and math.isfinite(b) and a <= b for a, b in ranges.values()):
+    if not all(math.isfinite(v) for v in (err, check)) or not all(
+            math.isfinite(a) and math.isfinite(b) and a <= b for a, b in ranges.values()):
         return None
-    return ranges, err
+    return ranges, err, check
 
 
-def _write_calibration(path: Path, key: str, ranges: Ranges, err: float) -> None:
+def _write_calibration(path: Path, key: str, ranges: Ranges, err: float, check: float) -> None:
     """Add one entry (re-read first, oldest dropped beyond :data:`CALIBRATION_KEEP`, written
     atomically); a failure to write is a warning (it is calibrated again next time)."""
     from wbcap.atomic import atomic_write_text
 
-    entries = _read_calibration(path)
+    entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
     entries.pop(key, None)
-    entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err}
+    entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
     entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,23 +381,39 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
 
     Returns (the module, its error: max |difference| / max |reference| over the crops); the
     module is None when the error is above :data:`INT8_TOLERANCE` (these weights do not quantize
-    well: the caller runs the part another way). The ranges and the error are read from (the
-    check is then not repeated: the same weights, sizes and versions gave that error) and kept in
-    ``cache`` (default :func:`calibration_cache_path`), keyed by
-    :func:`weights_fingerprint`, the input size and the wbcap and torch versions. Calibrating
-    takes about 0.3 s per ResNet-50 on 2 cores; read back, building takes 0.03 s.
+    well: the caller runs the part another way). The ranges, the error and the int8 form's mean
+    |feature| on the first crop are read from and kept in ``cache`` (default
+    :func:`calibration_cache_path`), keyed by :func:`weights_fingerprint`, the input size and
+    the wbcap and torch versions; read back, the module is run on that crop only and the entry is
+    used when it gives the same mean (within :data:`CHECK_TOLERANCE`: an edited or stale entry
+    is calibrated again, with a warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores;
+    read back, building and that check 0.03-0.07 s.
     """
     path = calibration_cache_path() if cache is None else cache
     key = _calibration_key(backbone, image_size)
+    images = calibration_images(image_size)
     cached = _entry(_read_calibration(path).get(key), range_names(backbone))
     if cached is not None:
-        ranges, err = cached
-        return (Int8ResNet(backbone, ranges, chunk) if err <= INT8_TOLERANCE else None), err
-    images = calibration_images(image_size)
+        ranges, err, check = cached
+        net = Int8ResNet(backbone, ranges, chunk)
+        if err > INT8_TOLERANCE:
+            return None, err
+        with torch.no_grad():
+            again = _check_value(net(images[:1]))
+        if abs(again - check) <= CHECK_TOLERANCE * abs(check):
+            return net, err
+        log.warning("the int8 calibration cache %s gives other results than when it was written (edited?); "
+                    "calibrating again", path)
     ranges, ref = calibrate(backbone, images)
     net = Int8ResNet(backbone, ranges, chunk)
     with torch.no_grad():
         out = torch.cat([net(x[None]) for x in images])
     err = _rel_error(out, ref)
-    _write_calibration(path, key, ranges, err)
+    _write_calibration(path, key, ranges, err, _check_value(out[:1]))
     return (net if err <= INT8_TOLERANCE else None), err
+
+
+def _check_value(features: torch.Tensor) -> float:
+    """Mean |feature| of the int8 form on the first calibration crop: what a cache entry is
+    checked against when read back."""
+    return float(features.float().abs().mean())
