@@ -746,7 +746,9 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
     size where it applies (:func:`~wbcap.model.ort_resnet.ort_applies`; Winograd tiles do not
-    apply to it); sub-pixel
+    apply to it), ``int8`` at every size for the fast mode's ResNets
+    (:func:`~wbcap.model.int8.int8_applies`; built and checked by
+    :func:`~wbcap.model.int8.build_int8_resnet`); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
     (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
