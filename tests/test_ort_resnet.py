@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from wbcap.model.fused import ChunkPlan, FusedResNet
+from wbcap.model.fused import rel_error as _rel
 from wbcap.model.resnet import ResNetBackbone
 
 pytest.importorskip("onnxruntime")
@@ -30,10 +31,6 @@ def _backbone(depth: int, seed: int) -> ResNetBackbone:
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
     return bb.eval()
-
-
-def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((a.float() - ref.float()).abs().max() / ref.float().abs().max())
 
 
 @pytest.fixture(scope="module")

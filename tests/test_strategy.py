@@ -22,6 +22,7 @@ from wbcap.model.fused import (
     FusedResNet,
     GemmConv,
     SubpixelDeconv,
+    rel_error,
     tuned_parts,
 )
 from wbcap.model.inference import optimize_for_inference
@@ -409,7 +410,7 @@ def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
     x = torch.rand(3, *part.item_shape, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = part.module(x)
-        assert strategy._rel_error(module(x), ref) <= strategy.EXACT_TOLERANCE
+        assert rel_error(module(x), ref) <= strategy.EXACT_TOLERANCE
     # bfloat16 parts (the fast mode) keep their direct convolutions, untried
     asked: list = []
     choice, _ = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2),
@@ -599,7 +600,7 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
 
 
 @pytest.mark.parametrize("content", ["{not json", f'{{"format": {strategy.CACHE_FORMAT}, "machines": []}}', '[1, 2]',
-                                     "\udcff"])
+                                     "\udcff", "[" * 200_000])  # (the last: nesting too deep for json)
 def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog, measure, content):
     path = tmp_path / "cpu_strategy.json"
     path.write_bytes(content.encode("utf-8", "surrogateescape"))

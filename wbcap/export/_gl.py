@@ -159,28 +159,20 @@ def _cache_key(candidates: list[str]) -> str:
 
 def _read_cache(key: str) -> tuple[bool, str | None]:
     """``(found, platform)`` from the disk cache; a missing or unreadable file: not found."""
-    import json
+    from wbcap.user_cache import read_json
 
-    try:
-        entry = json.loads(cache_file().read_text(encoding="utf-8"))
-        if isinstance(entry, dict) and entry.get("key") == key:
-            return True, entry.get("platform")
-    except (OSError, ValueError):
-        pass
+    entry, _ = read_json(cache_file())
+    if isinstance(entry, dict) and entry.get("key") == key:
+        return True, entry.get("platform")
     return False, None
 
 
 def _write_cache(key: str, platform: str | None) -> None:
-    import json
+    from wbcap.user_cache import write_json
 
-    from wbcap.atomic import atomic_write_text
-
-    try:
-        path = cache_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"key": key, "platform": platform}))
-    except OSError as exc:  # a read-only cache folder only costs the probe next time
-        log.debug("cannot cache the GL platform: %s", exc)
+    problem = write_json(cache_file(), {"key": key, "platform": platform})
+    if problem:  # a read-only cache folder only costs the probe next time
+        log.debug("cannot cache the GL platform: %s", problem)
 
 
 def use_software_from_now() -> None:

@@ -155,6 +155,12 @@ def _plan_calls(per_image_s: tuple[tuple[int, float], ...], n: int) -> tuple[int
     return tuple(sorted(calls, reverse=True))
 
 
+def rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    """How far an inference form's output ``a`` is from ``ref`` (any shape, compared in float32):
+    max |a - ref| / max |ref|."""
+    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
+
+
 def mkldnn_usable(device: torch.device) -> bool:
     """True when oneDNN fused, pre-packed convolutions can run on ``device``."""
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")

@@ -36,7 +36,6 @@ candidate only for the fast mode's ResNets.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -46,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wbcap.errors import first_line
-from wbcap.model.fused import ChunkPlan, chunk_plan, feat_hw, fold_batchnorm, run_in_chunks
+from wbcap.model.fused import ChunkPlan, chunk_plan, feat_hw, fold_batchnorm, rel_error, run_in_chunks
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
+from wbcap.user_cache import read_json, write_json
 
 __all__ = ["INT8_TOLERANCE", "Int8ResNet", "build_int8_resnet", "calibrate", "calibration_cache_path",
            "calibration_images", "int8_applies", "int8_usable", "weights_fingerprint"]
@@ -75,8 +74,8 @@ MAX_PACKINGS = 6
 #: The calibration cache: file name, format, entries kept (the most recent).
 CALIBRATION_FILE = "int8_calibration.json"
 #: (Bumped when the crops or the ranges change: 3: two crops mirrored, the input's range fixed
-#: at 0..1; 4: a check value per entry.)
-CALIBRATION_FORMAT = 4
+#: at 0..1; 4: a check value per entry; 5: no range kept for the input.)
+CALIBRATION_FORMAT = 5
 CALIBRATION_KEEP = 32
 
 Ranges = Mapping[str, tuple[float, float]]
@@ -123,7 +122,7 @@ def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> tuple[dict[str,
     module-by-module ``backbone`` on ``images`` (N, 3, H, W), one image at a time; and the
     backbone's output features for them (N, C, h, w) float32.
 
-    Keys: ``input`` (always 0..1: the picture's range); ``stem`` (after its ReLU); per block ``<layerI.J>.1`` (and ``.2`` in a
+    Keys: ``stem`` (after its ReLU); per block ``<layerI.J>.1`` (and ``.2`` in a
     bottleneck: after the inner ReLUs), ``<layerI.J>.ds`` (the shortcut's convolution, no ReLU),
     ``<layerI.J>`` (the block's output, after its ReLU). Ranges after a ReLU start at 0.
     """
@@ -150,13 +149,12 @@ def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> tuple[dict[str,
     finally:
         for h in hooks:
             h.remove()
-    found["input"] = (0.0, 1.0)  # (the picture's range: 0..255 in uint8, whatever the crops held)
     return found, features
 
 
 def range_names(backbone: ResNetBackbone) -> set[str]:
     """The keys :func:`calibrate` gives for ``backbone`` (what a cached entry must hold)."""
-    names = {"input", "stem"}
+    names = {"stem"}
     for name, blk in _blocks(backbone):
         names |= {name, f"{name}.1"} | ({f"{name}.2"} if isinstance(blk, Bottleneck) else set())
         names |= {f"{name}.ds"} if blk.downsample is not None else set()
@@ -260,7 +258,7 @@ class Int8ResNet(nn.Module):
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
-        self.in_q = _quant(0.0, 1.0)  # (the picture's 0..1, whatever ``ranges`` holds for it)
+        self.in_q = _quant(0.0, 1.0)  # (the picture's 0..1 as 0..255: not calibrated)
         self.stem = _Int8Conv(backbone.conv1, backbone.bn1, self.in_q[0])
         self.stem_scale = _quant(*ranges["stem"])[0]
         mp = backbone.maxpool
@@ -295,10 +293,6 @@ class Int8ResNet(nn.Module):
         return run_in_chunks(self._run, x, self.chunks.split(x), x.dtype)
 
 
-def _rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
-
-
 def weights_fingerprint(backbone: ResNetBackbone) -> str:
     """A hash of ``backbone``'s parameters and buffers (names, dtypes, shapes, every value): the
     calibration cache's key (SHA-1 as a checksum, not for security: 0.05 s for a ResNet-50's
@@ -328,13 +322,11 @@ def _calibration_key(backbone: ResNetBackbone, image_size: Sequence[int]) -> str
 def _read_calibration(path: Path, warn: bool = True) -> dict[str, dict]:
     """The cache's entries; empty when missing, unreadable (a warning unless ``warn`` is False)
     or not this format (a debug line)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+    data, problem = read_json(path)
+    if problem:
         (log.warning if warn else log.debug)("ignoring the int8 calibration cache %s (%s); calibrating again", path,
-                                             first_line(e) or type(e).__name__)
+                                             problem)
+    if data is None:
         return {}
     if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or not isinstance(data.get("entries"), dict):
         log.debug("ignoring the int8 calibration cache %s (not format %d)", path, CALIBRATION_FORMAT)
@@ -361,17 +353,14 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
 def _write_calibration(path: Path, key: str, ranges: Ranges, err: float, check: float) -> None:
     """Add one entry (re-read first, oldest dropped beyond :data:`CALIBRATION_KEEP`, written
     atomically); a failure to write is a warning (it is calibrated again next time)."""
-    from wbcap.atomic import atomic_write_text
-
     entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
     entries.pop(key, None)
     entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
     entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"format": CALIBRATION_FORMAT, "entries": entries}) + "\n")
-    except OSError as e:
-        log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time", path, e)
+    problem = write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
+    if problem:
+        log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time", path,
+                    problem)
 
 
 def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk: int | ChunkPlan = 4,
@@ -408,7 +397,7 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     net = Int8ResNet(backbone, ranges, chunk)
     with torch.no_grad():
         out = torch.cat([net(x[None]) for x in images])
-    err = _rel_error(out, ref)
+    err = rel_error(out, ref)
     _write_calibration(path, key, ranges, err, _check_value(out[:1]))
     return (net if err <= INT8_TOLERANCE else None), err
 

@@ -58,7 +58,6 @@ overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -82,12 +81,14 @@ from wbcap.model.fused import (
     TunedPart,
     check_tile_plan,
     fold_batchnorm,
+    rel_error,
     subpixel_applies,
     tile_for,
 )
 from wbcap.model.int8 import INT8_TOLERANCE, build_int8_resnet, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
+from wbcap.user_cache import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -437,12 +438,10 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
     empty when the file is missing, and when it cannot be read or parsed (with a warning, unless
     ``warn`` is False: it is then measured again and rewritten)."""
     say = log.warning if warn else log.debug
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        say("ignoring the CPU strategy cache %s (%s); measuring again", path, e)
+    data, problem = read_json(path)
+    if problem:
+        say("ignoring the CPU strategy cache %s (%s); measuring again", path, problem)
+    if data is None:
         return {}
     if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < CACHE_FORMAT:
         (log.info if warn else log.debug)("the CPU strategy cache %s was made by an older wbcap (format %d); "
@@ -458,7 +457,6 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first,
     written atomically); a failure to write is a warning (the choice is measured again next time)."""
     from wbcap import __version__
-    from wbcap.atomic import atomic_write_text
 
     machines = read_cache(path, warn=False)  # (a broken file was reported when it was read first)
     mid = _machine_id(machine)
@@ -468,11 +466,10 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wbcap": __version__}
     slot["parts"].update({pid: {**c.to_dict(), **stamp} for pid, c in entries.items()})
     machines[mid] = slot
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "machines": machines}, indent=1) + "\n")
-    except OSError as e:
-        log.warning("could not write the CPU strategy cache %s (%s); it will be measured again next time", path, e)
+    problem = write_json(path, {"format": CACHE_FORMAT, "machines": machines}, indent=1)
+    if problem:
+        log.warning("could not write the CPU strategy cache %s (%s); it will be measured again next time", path,
+                    problem)
 
 
 def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | None:
@@ -556,10 +553,6 @@ def chunk_candidates(threads: int | None = None) -> tuple[int, ...]:
     return (1, 2, 4, 8) if threads >= 4 else (1, 2, 4)
 
 
-def _rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
-
-
 def _tolerance(dtype: torch.dtype) -> float:
     """How far a candidate computing in ``dtype`` may be from the module-by-module float32 part."""
     return EXACT_TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE
@@ -617,7 +610,7 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
                  for name, (sub, mm) in DECONV_FORMS.items()}
         ok: dict[str, bool] = {}
         for name, m in cands.items():
-            ok[name] = all(_rel_error(m(h[:c]), ref[:c]) <= tol for c in counts)
+            ok[name] = all(rel_error(m(h[:c]), ref[:c]) <= tol for c in counts)
             if not ok[name]:
                 log.warning("%s: the %s form of %s is off by more than rounding; not used", part.name, name, conv)
         calls = {("deconv-form", name, c): (lambda m=m, v=h[:c]: m(v)) for name, m in cands.items() if ok[name]
@@ -679,7 +672,7 @@ def _winograd_trials(part: TunedPart, onednn: bool, x: torch.Tensor, sizes: Sequ
             weight, bias = fold_batchnorm(conv.weight, conv.bias, bn, False)
             for t in list(ok):
                 layer = WinogradConv(weight, bias, True, t)
-                if _rel_error(layer(inputs[i]), ref) > EXACT_TOLERANCE:
+                if rel_error(layer(inputs[i]), ref) > EXACT_TOLERANCE:
                     log.warning("%s: Winograd F(%d, 3) of %s is off by more than rounding; not used", part.name, t,
                                 conv)
                     ok.remove(t)
@@ -728,8 +721,8 @@ def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTri
         module = part.build(torch.float32, onednn, ChunkPlan(tuple((c, 1.0) for c in sizes)), None, None, plans)
         full = module(x)
         outs = {c: module(x[:c]) for c in sizes[:-1]}
-        err = max([_rel_error(full, ref)] + [_rel_error(y, ref[: len(y)]) for y in outs.values()])
-        spread = max([_rel_error(y, full[: len(y)]) for y in outs.values()], default=0.0)
+        err = max([rel_error(full, ref)] + [rel_error(y, ref[: len(y)]) for y in outs.values()])
+        spread = max([rel_error(y, full[: len(y)]) for y in outs.values()], default=0.0)
         if err <= tol and spread <= INVARIANCE_TOLERANCE:
             return plans
         log.warning("%s: with Winograd tiles %s the part is off by %.2g (> %.0e) or differs by %.2g across batch "
@@ -817,13 +810,13 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                 continue
             # (the int8 form was checked when built, on the calibration crops: its activation
             # ranges are those of pictures, which uniform noise is not)
-            err = _rel_error(out[:1], ref) if f != "int8" else 0.0
+            err = rel_error(out[:1], ref) if f != "int8" else 0.0
             if err > tol:
                 log.warning("%s: the %s form is off by %.2g (> %.0e) from the module-by-module part; not used",
                             part.name, f, err, tol)
                 continue
             if dtype == torch.float32:
-                if f in first and _rel_error(out[:1], first[f]) > INVARIANCE_TOLERANCE:
+                if f in first and rel_error(out[:1], first[f]) > INVARIANCE_TOLERANCE:
                     log.warning("%s: the %s form gives other results in calls of %d images; that size is not used",
                                 part.name, f, c)
                     continue

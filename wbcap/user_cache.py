@@ -1,0 +1,43 @@
+"""JSON files wbcap keeps in its user cache folder (:func:`wbcap.paths.user_cache_dir`): the CPU
+inference strategy (:mod:`wbcap.model.strategy`), the int8 calibration (:mod:`wbcap.model.int8`)
+and the probed OpenGL platform (:mod:`wbcap.export._gl`).
+
+A cache is only ever a shortcut: a file that is missing, unreadable or not JSON (including JSON
+nested too deep for Python's parser, or numbers too large for it) reads as nothing, and a write
+that fails only costs the work again next time. These two functions say what went wrong as one
+line; each caller words its own message (what it will do instead).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wbcap.errors import first_line
+
+__all__ = ["read_json", "write_json"]
+
+
+def read_json(path: Path) -> tuple[Any, str | None]:
+    """``(document, problem)``: the parsed file and None; ``(None, None)`` when it does not exist;
+    ``(None, reason)`` (one line) when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        return None, first_line(e) or type(e).__name__
+
+
+def write_json(path: Path, document: Any, indent: int | None = None) -> str | None:
+    """Write ``document`` to ``path`` atomically (:func:`wbcap.atomic.atomic_write_text`), making
+    its folder; None when written, else the reason (one line) it could not be."""
+    from wbcap.atomic import atomic_write_text
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(document, indent=indent) + "\n")
+    except OSError as e:
+        return first_line(e) or type(e).__name__
+    return None
