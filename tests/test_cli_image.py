@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from wbcap.cli import cli
+from wbcap.model.fused import bf16_supported
 from wbcap.testing.images import person_image
 
 FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg")
@@ -123,7 +124,10 @@ def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir,
         a, b = np.asarray(params["exact"][key]), np.asarray(params["fast"][key])
         diffs[key] = np.abs(a - b).max()
         assert diffs[key] < 0.05, key
-    assert diffs["body_pose"] > 1e-6 and diffs["cam_trans"] > 1e-7  # bfloat16 really ran
+    if bf16_supported():
+        assert diffs["body_pose"] > 1e-6 and diffs["cam_trans"] > 1e-7  # bfloat16 really ran
+    else:  # float32, exact's computation (the tests force the fused form: no int8)
+        assert diffs["body_pose"] == 0 and diffs["cam_trans"] == 0
     r = invoke("image", img_path, "-o", tmp_path / "bad", *args, "--precision", "int8")
     assert r.exit_code == 2 and "exact" in r.output
 

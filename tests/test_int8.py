@@ -16,7 +16,7 @@ from test_strategy import FUSED_WINS, MICRO, fake_timer
 
 import wbcap.model.int8 as int8
 import wbcap.model.strategy as strategy
-from wbcap.model.fused import ChunkPlan, FusedResNet, tuned_parts
+from wbcap.model.fused import ChunkPlan, FusedResNet, bf16_supported, tuned_parts
 from wbcap.model.fused import rel_error as _rel
 from wbcap.model.inference import _build_choice, optimize_for_inference
 from wbcap.model.int8 import Int8ResNet, build_int8_resnet, calibrate, calibration_images
@@ -26,6 +26,10 @@ from wbcap.testing.checkpoints import random_network
 pytestmark = pytest.mark.skipif(not int8.int8_usable(), reason="no oneDNN int8 convolutions in this torch build")
 
 SIZE = (64, 48)
+#: The fast mode's float dtype on this CPU (float32 where it has no bfloat16 instructions: the
+#: int8 form is a candidate for its ResNets there too).
+FAST = torch.bfloat16 if bf16_supported() else torch.float32
+FAST_NAME = str(FAST).removeprefix("torch.")
 
 
 @pytest.fixture(scope="module")
@@ -155,17 +159,17 @@ def micro_parts():
 def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     part = micro_parts["face_backbone"]
     wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2, ("int8", 4): 0.15}
-    choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2, 4), timer=fake_timer(wins))
+    choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2, 4), timer=fake_timer(wins), fast=True)
     assert choice.form == "int8" and isinstance(module, Int8ResNet) and module.chunks == choice.chunks
     assert choice.describe(3) == "int8 2+1" and choice.alternates is None
-    rebuilt = _build_choice(part, torch.bfloat16, True, choice)  # from a cached choice: the same form
+    rebuilt = _build_choice(part, FAST, True, choice, True)  # from a cached choice: the same form
     assert isinstance(rebuilt, Int8ResNet) and rebuilt.chunks == choice.chunks
     asked: list = []
     strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(wins, log=asked))
-    strategy.measure_part(micro_parts["box_net"], torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(wins, log=asked))
+    strategy.measure_part(micro_parts["box_net"], FAST, True, chunks=(1, 2), timer=fake_timer(wins, log=asked), fast=True)
     assert asked and not any(k[0] == "int8" for keys in asked for k in keys if isinstance(k, tuple))
     # ... and when it is slower it is measured, not chosen
-    choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS))
+    choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS), fast=True)
     assert choice.form == "fused" and set(choice.measured) >= {"fused", "int8"} and isinstance(module, FusedResNet)
 
 
@@ -192,16 +196,16 @@ def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
             m.setattr(target, name, fake)
             caplog.clear()
             with caplog.at_level(logging.WARNING):
-                choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2),
+                choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), fast=True,
                                                        timer=fake_timer(wins))
             assert choice.form == "fused" and "int8" not in choice.measured and isinstance(module, FusedResNet)
             assert message in caplog.text
     monkeypatch.setattr(inference, "build_int8_resnet", broken)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        built = _build_choice(part, torch.bfloat16, True, strategy.default_choice(part, "int8", 2))
-    assert isinstance(built, FusedResNet) and built.dtype == torch.bfloat16
-    assert "is not used (could not create a primitive); running it fused in bfloat16" in caplog.text
+        built = _build_choice(part, FAST, True, strategy.default_choice(part, "int8", 2), True)
+    assert isinstance(built, FusedResNet) and built.dtype == FAST
+    assert f"is not used (could not create a primitive); running it fused in {FAST_NAME}" in caplog.text
 
 
 def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts, monkeypatch, caplog):
@@ -209,7 +213,7 @@ def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts,
     monkeypatch.setattr(strategy, "build_int8_resnet", lambda *a, **k: (None, 0.2))
     wins = {**FUSED_WINS, ("int8", 1): 0.1, ("int8", 2): 0.1}
     with caplog.at_level(logging.WARNING):
-        choice, module = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(wins))
+        choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), fast=True, timer=fake_timer(wins))
     assert choice.form == "fused" and "int8" not in choice.measured and isinstance(module, FusedResNet)
     assert "the int8 form is off by 0.2 (> 5e-02)" in caplog.text
     # a cached int8 choice and a checkpoint it does not suit: fused, in bfloat16, with a warning
@@ -218,15 +222,14 @@ def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts,
     monkeypatch.setattr(inference, "build_int8_resnet", lambda *a, **k: (None, 0.3))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        built = _build_choice(part, torch.bfloat16, True, strategy.default_choice(part, "int8", 2))
-    assert isinstance(built, FusedResNet) and built.dtype == torch.bfloat16
+        built = _build_choice(part, FAST, True, strategy.default_choice(part, "int8", 2), True)
+    assert isinstance(built, FusedResNet) and built.dtype == FAST
     assert "the int8 form chosen for this machine is not used (with these weights it is off by 0.3" in caplog.text
     # ... and the network's strategy (what bench and the logs report) says what runs
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        monkeypatch.setenv(strategy.ENV_STRATEGY, "int8:2")
-        net = optimize_for_inference(random_network(MICRO, seed=2), "cpu", "fast")
-        assert isinstance(net.backbone, FusedResNet)
-        assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "int8:2")
+    net = optimize_for_inference(random_network(MICRO, seed=2), "cpu", "fast")
+    assert isinstance(net.backbone, FusedResNet) and net.backbone.dtype == FAST
+    assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
 
 
 @pytest.fixture(scope="module")
@@ -234,15 +237,22 @@ def micro_net():
     return random_network(MICRO, seed=2)
 
 
-def test_forced_int8(monkeypatch, micro_net, caplog):
-    """Fast mode: the three ResNets int8, the box network fused; exact mode: nothing takes the
-    form (a warning says so)."""
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        pytest.skip("no bfloat16 on this CPU: the fast mode runs float32")
+@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "no-bf16"])
+def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
+    """Fast mode: the three ResNets int8, the box network fused, in bfloat16 or, on a CPU
+    without bfloat16 instructions (made so here where it has them), float32; exact mode:
+    nothing takes the form (a warning says so)."""
+    import wbcap.model.inference as inference
+
+    if bf16 and not bf16_supported():
+        pytest.skip("no bfloat16 on this CPU")
+    if not bf16:
+        monkeypatch.setattr(inference, "bf16_supported", lambda: False)
     monkeypatch.setenv(strategy.ENV_STRATEGY, "int8:2")
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
     backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
     assert all(isinstance(b, Int8ResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
+    assert net.box_net.deconv.dtype == (torch.bfloat16 if bf16 else torch.float32)
     assert net.cpu_strategy.summary(3) == "int8: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
     x = torch.rand(3, 3, 256, 192, generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():

@@ -22,6 +22,7 @@ from wbcap.model.fused import (
     FusedResNet,
     GemmConv,
     SubpixelDeconv,
+    bf16_supported,
     rel_error,
     tuned_parts,
 )
@@ -256,11 +257,13 @@ def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, di
     # rebuilt from the cached choice: the same form
     from wbcap.model.inference import _build_choice
 
-    rebuilt = _build_choice(part, torch.float32, True, choice)
+    rebuilt = _build_choice(part, torch.float32, True, choice, False)
     assert isinstance(rebuilt, OrtResNet) and rebuilt.chunks == choice.chunks
-    # not a candidate for bfloat16 parts (the fast mode) nor for the box network's deconvolutions
+    # not a candidate for bfloat16 parts (the fast mode; where this CPU has them) nor for the box
+    # network's deconvolutions
     asked: list = []
-    strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(ort_wins, log=asked))
+    if bf16_supported():
+        strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2), timer=fake_timer(ort_wins, log=asked))
     strategy.measure_part(micro_parts["box_net"], torch.float32, True, chunks=(1, 2),
                           timer=fake_timer(ort_wins, log=asked))
     assert not any(k[0] == "onnxruntime" for keys in asked for k in keys if isinstance(k, tuple))
@@ -380,7 +383,7 @@ def test_gemm_conv_equals_the_convolution(kernel, padding):
             # one image at a time: the same values to rounding (other row counts of the product)
             alone = torch.cat([m(xs[i:i + 1]) for i in range(3)])
             assert (alone - out).abs().max().item() <= 1e-5 * ref.abs().max().item()
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if bf16_supported():
         m = GemmConv(w, b, padding, True, torch.bfloat16, True)
         out = m(x.bfloat16().contiguous(memory_format=torch.channels_last))
         ref = F.conv2d(x, w, b, padding=padding).relu()
@@ -411,11 +414,13 @@ def test_winograd_tiles_chosen_per_layer_shape_and_batch_size(micro_parts):
     with torch.inference_mode():
         ref = part.module(x)
         assert rel_error(module(x), ref) <= strategy.EXACT_TOLERANCE
-    # bfloat16 parts (the fast mode) keep their direct convolutions, untried
-    asked: list = []
-    choice, _ = strategy.measure_part(part, torch.bfloat16, True, chunks=(1, 2),
-                                      timer=lambda calls, rounds: (asked.extend(calls), fake_timer(FUSED_WINS)(calls, rounds))[1])
-    assert choice.winograd == () and not is_winograd_trial(asked)
+    # bfloat16 parts (the fast mode, where this CPU has them) keep their direct convolutions, untried
+    if bf16_supported():
+        asked: list = []
+        choice, _ = strategy.measure_part(
+            part, torch.bfloat16, True, chunks=(1, 2),
+            timer=lambda calls, rounds: (asked.extend(calls), fake_timer(FUSED_WINS)(calls, rounds))[1])
+        assert choice.winograd == () and not is_winograd_trial(asked)
 
 
 @pytest.mark.slow  # builds and runs the part several times
@@ -539,10 +544,10 @@ class FakeMeasure:
     def __init__(self, form: str = "plain", busy_after: int | None = None):
         self.form, self.busy_after, self.asked = form, busy_after, []
 
-    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2):
+    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2, fast=None):
         if self.busy_after is not None and len(self.asked) >= self.busy_after:
             raise MachineBusy("busy")
-        self.asked.append((part.name, dtype))
+        self.asked.append((part.name, dtype) if not fast or dtype == torch.bfloat16 else (part.name, dtype, "fast"))
         per_image = PLAIN_WINS if self.form == "plain" else FUSED_WINS
         plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == self.form)))
         sub = tuple(False for _ in part.transposed_convs())
@@ -597,6 +602,15 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert mixed.source == "cache+measured" and set(built) == {"body_backbone"}
     assert measure.asked == [("body_backbone", torch.bfloat16)]
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
+    # the fast mode on a CPU without bfloat16: its parts are float32 but not exact's (the int8
+    # form is a candidate for its ResNets): measured and kept apart from exact's, read back
+    measure.asked.clear()
+    fast = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, fast=set(micro_parts))[0]
+    assert fast.source == "measured" and sorted(measure.asked) == sorted((n, torch.float32, "fast") for n in micro_parts)
+    assert any("resnet18 3x128x128 float32(fast)" in pid for pid in json.loads(path.read_text())["machines"][machine_id]["parts"])
+    measure.asked.clear()
+    assert choose_cpu_strategy(micro_parts, FP32, path=path, fast=set(micro_parts))[0].source == "cache"
+    assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache" and measure.asked == []
 
 
 @pytest.mark.parametrize("content", ["{not json", f'{{"format": {strategy.CACHE_FORMAT}, "machines": []}}', '[1, 2]',
@@ -793,7 +807,8 @@ def test_forced_by_the_environment(monkeypatch, micro_net):
 
 def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
     """The float32 ResNets in that form, the box network fused; the fast mode's bfloat16 ResNets
-    stay fused, with a warning that nothing took the form."""
+    stay fused, with a warning that nothing took the form (where the CPU has no bfloat16, fast's
+    ResNets are float32 and take it)."""
     pytest.importorskip("onnx")
     from wbcap.model.ort_resnet import OrtResNet
 
@@ -802,12 +817,15 @@ def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
     backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
     assert all(isinstance(b, OrtResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
     assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        with caplog.at_level(logging.WARNING):
-            net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+    with caplog.at_level(logging.WARNING):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+    if bf16_supported():
         assert not any(isinstance(m, OrtResNet) for m in net.modules())
         assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
         assert "runs float32 ResNets only" in caplog.text
+    else:  # no bfloat16 here: fast's ResNets are float32 ones, which the form runs
+        assert "no bfloat16 instructions" in caplog.text
+        assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
 
 
 def _measure_with(monkeypatch, tmp_path, per_image):
@@ -984,7 +1002,7 @@ def test_every_exact_candidate_equals_the_reference_and_is_batch_invariant(candi
 
 @pytest.mark.parametrize("candidate", ["fused:2", "plain:2"])
 def test_fast_candidates_stay_close_and_really_run_bf16(candidate, micro_net, micro_reference):
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not bf16_supported():
         pytest.skip("no bfloat16 on this CPU")
     x, ref = micro_reference
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast", strategy=candidate)

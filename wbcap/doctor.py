@@ -112,7 +112,7 @@ def _cpu_strategy_check() -> Check:
         return Check(name, True, f"not measured on this machine yet: the first run of the network measures it once "
                                  f"(2-20 s) and keeps it in {path}")
     by_dtype: dict[str, list[str]] = {}
-    for pid, c in choices.items():  # "<part>: <architecture> <dtype>[ no-onednn]" (strategy._part_id)
+    for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")
         tokens = rest.split()
         plain = bool(tokens) and tokens[-1] == "no-onednn"

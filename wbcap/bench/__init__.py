@@ -42,7 +42,8 @@ costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dens
 per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
 bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
 the ceiling of its precision's main dtype (:data:`~wbcap.bench.ceiling.CEILING_OF`: exact -> fp32, fast and bf16 ->
-bf16, fp16 -> fp16) as the mean of its measurements right before the row's first timed call
+bf16, fp16 -> fp16; fast -> fp32 on a CPU without bfloat16 instructions, where fast runs float32
+and int8: :func:`~wbcap.bench.ceiling.row_ceiling`) as the mean of its measurements right before the row's first timed call
 and right after its last; ``ratios`` compares it with every ceiling of the ``ceilings`` table
 (cuDNN may run fp32 convolutions in TF32, so see ``ratios["tf32"]`` too). ``ratio_paired`` is
 the median over the row's calls of each call's FLOP/s against the mean of the ceilings measured

@@ -22,6 +22,19 @@ _DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "fl
 CEILING_OF = {"exact": "fp32", "fast": "bf16", "bf16": "bf16", "fp16": "fp16"}
 
 
+def row_ceiling(precision: str, device, measured) -> str:
+    """The ceiling a precision's rows are compared with: :data:`CEILING_OF`, if ``measured``
+    (names) has it; fp32 for ``fast`` on a CPU without bfloat16 instructions (fast then runs
+    float32 convolutions, its ResNets float32 or int8: :func:`wbcap.model.inference.optimize_for_inference`)
+    and for anything not measured."""
+    from wbcap.model.fused import bf16_supported
+
+    name = CEILING_OF.get(precision, precision)
+    if precision == "fast" and device.type == "cpu" and not bf16_supported():
+        return "fp32"
+    return name if name in measured else "fp32"
+
+
 def count_flops(regressor, device=None, batch: int = 1) -> dict[str, Any]:
     """FLOPs of one forward of ``regressor`` (a ``WholeBodyRegressor`` or a ``Hand4Whole``) on
     ``batch`` crops, per crop, with a breakdown by module group (:data:`FLOP_GROUPS`).

@@ -11,7 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wbcap.bench.ceiling import CEILING_OF, CeilingProbe, ceiling_precisions, count_flops, matmul_ceiling, paired_runs
+from wbcap.bench.ceiling import (
+    CEILING_OF,
+    CeilingProbe,
+    ceiling_precisions,
+    count_flops,
+    matmul_ceiling,
+    paired_runs,
+    row_ceiling,
+)
 from wbcap.bench.detect import bench_detectors
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
 from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call, versions
@@ -165,7 +173,11 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             del pipe, regressor
             pipe, _, _ = bench_pipeline(opts, device, prec, source=source)
             regressor = pipe.regressor
-        ceiling_name = CEILING_OF[prec] if CEILING_OF[prec] in report["ceilings"] else "fp32"
+        ceiling_name = row_ceiling(prec.value, device, report["ceilings"])
+        if ceiling_name != CEILING_OF[prec]:
+            report["notes"].append(f"{prec}: rows against the {ceiling_name} ceiling, not {CEILING_OF[prec]} "
+                                   + ("(this CPU has no bfloat16 instructions: fast runs float32, its ResNets float32 "
+                                      "or int8)" if prec == "fast" else "(not measured)"))
         strategy = getattr(regressor.net, "cpu_strategy", None)
         report.setdefault("strategies", {})[prec.value] = None if strategy is None else strategy.to_dict()
         if strategy is not None and "default" in strategy.source:

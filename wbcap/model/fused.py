@@ -847,6 +847,8 @@ class FusedResNet(nn.Module):
         plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * len(eligible)
         if len(plans) != len(eligible):
             raise ValueError(f"winograd: {len(plans)} tile plans for {len(eligible)} 3x3 stride-1 convolutions")
+        if dtype != torch.float32 and any(plans):  # (checked before any packing)
+            raise ValueError(f"Winograd convolutions run in float32, not {dtype}")
         self.winograd = tuple(plans)
         plan_of = {id(conv): plan for (conv, _), plan in zip(eligible, plans)}
         self.chunks = chunk_plan(chunk)

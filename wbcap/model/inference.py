@@ -42,15 +42,16 @@ __all__ = ["optimize_for_inference"]
 log = logging.getLogger(__name__)
 
 
-def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice) -> nn.Module:
-    """``part`` in the form ``choice`` names; an onnxruntime form that cannot be built here (onnx or
+def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool) -> nn.Module:
+    """``part`` in the form ``choice`` names (``fast``: the part is one of the fast precision's,
+    for which the int8 form applies); an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
     for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning."""
     if choice.form == "int8":
-        if int8_applies(part.module, dtype):
+        if int8_applies(part.module, dtype, fast):
             try:
                 net, err = build_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
-            except Exception as e:  # (calibration or oneDNN's int8 primitives: the part still runs, in bf16)
+            except Exception as e:  # (calibration or oneDNN's int8 primitives: the part still runs, fused)
                 net, why = None, first_line(e)
             else:
                 why = f"with these weights it is off by {err:.2g} (> {INT8_TOLERANCE:.0e}) on the calibration crops"
@@ -101,10 +102,11 @@ def optimize_for_inference(
     network keeps its forward signature and outputs, but can no longer be trained or saved.
     A network already converted for the same precision is returned as is; converting it for
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
-    (with a warning). Call after moving the network to ``device``.
+    (with a warning), the fast precision's ResNets in int8 where measured faster. Call after
+    moving the network to ``device``.
 
     On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, a float32
-    ResNet as an onnxruntime session, a bfloat16 one in int8, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
+    ResNet as an onnxruntime session, a fast one in int8, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
     (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
     there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
     ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement
@@ -134,10 +136,12 @@ def optimize_for_inference(
     packed = mkldnn_usable(device)
     if not packed and device.type == "cpu":
         log.warning("oneDNN is not available in this torch build; running folded convolutions without fusion")
-    if device.type == "cpu" and torch.bfloat16 in plan.values() and not bf16_supported():
+    fast = frozenset(name for name, dtype in plan.items() if dtype == torch.bfloat16)  # (the int8 candidates)
+    if device.type == "cpu" and fast and not bf16_supported():
         log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
-                    "%s %s runs in float32 (exact) instead", setting("precision"), precision)
-        plan = Precision.EXACT.plan
+                    "%s %s runs its convolutions in float32 instead, its ResNets in int8 where this CPU measures "
+                    "that faster", setting("precision"), precision)
+        plan = {name: torch.float32 if dtype == torch.bfloat16 else dtype for name, dtype in plan.items()}
     net.eval()
     c = net.config
     cpu = device.type == "cpu"
@@ -154,7 +158,7 @@ def optimize_for_inference(
         if cpu:
             cpu_strategy, built = choose_cpu_strategy(
                 parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
-                onednn=packed,
+                onednn=packed, fast=fast,
             )
         for name, part in parts.items():
             if name in built:
@@ -163,7 +167,7 @@ def optimize_for_inference(
                 built[name] = part.build(plan[name], packed, n)
             else:
                 choice = cpu_strategy.parts[name]
-                built[name] = _build_choice(part, plan[name], packed, choice)
+                built[name] = _build_choice(part, plan[name], packed, choice, name in fast)
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)
                     cpu_strategy = dataclasses.replace(cpu_strategy, parts={

@@ -26,11 +26,16 @@ face boxes by thousandths of a pixel from ``exact`` (bfloat16: 1 mm), within the
 1 cm / 0.5 px bounds (``tests/test_fused.py``); ``benchmarks/precision_error.py`` prints it for
 any checkpoint. The calibration checks the int8 form on its crops against the float32 backbone
 (:func:`build_int8_resnet`): a checkpoint whose activations do not fit this scheme (error above
-:data:`INT8_TOLERANCE`) runs in bfloat16 instead. The ranges and that error are kept in
+:data:`INT8_TOLERANCE`) runs in bfloat16 instead (float32 on a CPU without bfloat16
+instructions, where the fast mode's ResNets are float32 or int8). The ranges and that error are kept in
 ``<user cache>/int8_calibration.json`` by a hash of the weights (the float32 passes
 took 0.7 s of a 2 s fast start-up for the three ResNets on the 2-core EPYC; read back, 0.2 s).
 Which form is faster is measured per machine (:mod:`wbcap.model.strategy`); this one is a
-candidate only for the fast mode's ResNets.
+candidate only for the fast mode's ResNets. Without VNNI (AVX2 only: an AMD EPYC of the first
+Zen generation) oneDNN multiplies int8 with ``vpmaddubsw`` + ``vpmaddwd``, no faster than float32
+FMAs there: a body ResNet-50 took 120-134 ms per image against float32's 125-143, not the
+measurement's 10 % margin, so it is not chosen there; AVX-VNNI CPUs without bfloat16 (recent
+Intel desktop ones) are where it can pay off.
 """
 
 from __future__ import annotations
@@ -86,10 +91,14 @@ def int8_usable() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")
 
 
-def int8_applies(module: nn.Module, dtype: torch.dtype) -> bool:
+def int8_applies(module: nn.Module, dtype: torch.dtype, fast: bool | None = None) -> bool:
     """Whether a tuned part's ``module`` computed in ``dtype`` can take the int8 form: a
-    :class:`~wbcap.model.resnet.ResNetBackbone` of the fast mode (bfloat16), with :func:`int8_usable`."""
-    return dtype == torch.bfloat16 and isinstance(module, ResNetBackbone) and int8_usable()
+    :class:`~wbcap.model.resnet.ResNetBackbone` of the fast precision, with :func:`int8_usable`.
+    ``fast``: whether the part belongs to the fast precision; None: when ``dtype`` is bfloat16
+    (fast's dtype; on a CPU without bfloat16 instructions fast's parts run in float32 and the
+    caller says so)."""
+    fast = dtype == torch.bfloat16 if fast is None else fast
+    return fast and isinstance(module, ResNetBackbone) and int8_usable()
 
 
 def calibration_images(image_size: Sequence[int]) -> torch.Tensor:

@@ -10,7 +10,8 @@ cache sizes, the core count and the torch/oneDNN build:
   ``F.conv2d`` (oneDNN reorders the weights on every call) with the elementwise steps apart;
   ``onnxruntime`` (float32 ResNets, when ``onnxruntime`` and ``onnx`` are installed): the
   ResNet as an onnxruntime session, MLAS's blocked-layout convolutions
-  (:class:`~wbcap.model.ort_resnet.OrtResNet`); ``int8`` (the fast mode's bfloat16 ResNets):
+  (:class:`~wbcap.model.ort_resnet.OrtResNet`); ``int8`` (the fast mode's ResNets: bfloat16 ones,
+  or float32 ones on a CPU without bfloat16 instructions):
   oneDNN's int8 convolutions with calibrated activation ranges
   (:class:`~wbcap.model.int8.Int8ResNet`, checked when built on its calibration crops; random
   noise is no picture, so the check below does not apply to it);
@@ -63,7 +64,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -422,8 +423,10 @@ def _machine_id(machine: Mapping[str, Any]) -> str:
             f"{machine['threads']} threads")
 
 
-def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool) -> str:
-    return f"{part.name}: {part.arch} {str(dtype).removeprefix('torch.')}{'' if onednn else ' no-onednn'}"
+def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool) -> str:
+    # (a fast part in float32, on a CPU without bfloat16, is not an exact one: it has the int8 candidate)
+    extra = "(fast)" if fast and dtype != torch.bfloat16 else ""
+    return f"{part.name}: {part.arch} {str(dtype).removeprefix('torch.')}{extra}{'' if onednn else ' no-onednn'}"
 
 
 def cache_path() -> Path:
@@ -732,15 +735,17 @@ def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTri
 
 # Long (about 60 lines): build, check and time the candidates of one part in one place.
 def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequence[int] | None = None,
-                 timer: Timer | None = None, rounds: int = ROUNDS) -> tuple[PartChoice, nn.Module]:
+                 timer: Timer | None = None, rounds: int = ROUNDS, fast: bool | None = None,
+                 ) -> tuple[PartChoice, nn.Module]:
     """Time ``part``'s candidate forms on its real input shape and return the fastest correct
     one, as a :class:`PartChoice` and the built module (weights packed for the largest chunk).
 
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
     size where it applies (:func:`~wbcap.model.ort_resnet.ort_applies`; Winograd tiles do not
-    apply to it), ``int8`` at every size for the fast mode's ResNets
-    (:func:`~wbcap.model.int8.int8_applies`; built and checked by
+    apply to it), ``int8`` at every size for the fast mode's ResNets (``fast``: whether the
+    part is one of the fast precision's; None: when ``dtype`` is bfloat16; see
+    :func:`~wbcap.model.int8.int8_applies`; built and checked by
     :func:`~wbcap.model.int8.build_int8_resnet`); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
     (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
@@ -753,7 +758,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     forms = ("fused", "plain") if onednn else ("plain",)
     if ort_applies(part.module, dtype):
         forms += ("onnxruntime",)
-    if int8_applies(part.module, dtype):
+    if int8_applies(part.module, dtype, fast):
         forms += ("int8",)
     g = torch.Generator().manual_seed(0)
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
@@ -856,14 +861,15 @@ ONLY_FOR = MappingProxyType({
 })
 
 
-def form_applies(form: str, module: nn.Module, dtype: torch.dtype) -> bool:
+def form_applies(form: str, module: nn.Module, dtype: torch.dtype, fast: bool | None = None) -> bool:
     """Whether a tuned part's ``module`` computed in ``dtype`` can take ``form``: the
     onnxruntime form float32 ResNets (:func:`~wbcap.model.ort_resnet.ort_applies`), the int8
-    form bfloat16 ones (:func:`~wbcap.model.int8.int8_applies`), the others every part."""
+    form the fast precision's ones (:func:`~wbcap.model.int8.int8_applies`; ``fast`` as
+    there), the others every part."""
     if form == "onnxruntime":
         return ort_applies(module, dtype)
     if form == "int8":
-        return int8_applies(module, dtype)
+        return int8_applies(module, dtype, fast)
     return True
 
 
@@ -877,9 +883,13 @@ def default_choice(part: TunedPart, form: str = "fused", chunk: int = DEFAULT_CH
 def choose_cpu_strategy(
     parts: Mapping[str, TunedPart], dtypes: Mapping[str, torch.dtype], request: str | None = None,
     onednn: bool = True, timer: Timer | None = None, path: Path | None = None,
-    busy: Callable[[], bool] | None = None,
+    busy: Callable[[], bool] | None = None, fast: Collection[str] | None = None,
 ) -> tuple[CpuStrategy, dict[str, nn.Module]]:
     """The CPU strategy for ``parts`` computed in ``dtypes`` (part name -> dtype).
+
+    ``fast``: the names of the parts that belong to the fast precision (the int8 form is a
+    candidate for its ResNets); None: those in bfloat16. (On a CPU without bfloat16 instructions
+    the fast precision's parts are float32: its caller names them.)
 
     ``request``: see :class:`StrategyRequest` (default ``$WBCAP_CPU_STRATEGY``, else ``auto``).
     Parts not in the cache (``path``, default :func:`cache_path`) are measured
@@ -893,13 +903,17 @@ def choose_cpu_strategy(
     timer = timer or time_interleaved
     busy = busy or machine_busy
     req = StrategyRequest.from_env(request)
+
+    def is_fast(name: str) -> bool:
+        return dtypes[name] == torch.bfloat16 if fast is None else name in fast
+
     machine = machine_key()
     default_form = "fused" if onednn else "plain"
     if req.mode == "forced":
         form = req.form if onednn or req.form == "onnxruntime" else "plain"  # (optimize_for_inference has said oneDNN is missing)
 
         def forced(name: str, part: TunedPart) -> str:
-            return form if form_applies(form, part.module, dtypes[name]) else default_form
+            return form if form_applies(form, part.module, dtypes[name], is_fast(name)) else default_form
 
         choices = {name: default_choice(p, forced(name, p), req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
         if form in ONLY_FOR and not any(c.form == form for c in choices.values()):
@@ -914,9 +928,9 @@ def choose_cpu_strategy(
     unmeasured: list[str] = []
     t0 = time.perf_counter()
     for name, part in parts.items():
-        pid = _part_id(part, dtypes[name], onednn)
+        pid = _part_id(part, dtypes[name], onednn, is_fast(name))
         cached = _cached_choice(machines, machine, pid)
-        if cached is not None and not form_applies(cached.form, part.module, dtypes[name]):
+        if cached is not None and not form_applies(cached.form, part.module, dtypes[name], is_fast(name)):
             log.warning("ignoring the cached CPU strategy for %s (the %s form does not apply to it); "
                         "measuring again", pid, cached.form)
             cached = None
@@ -932,7 +946,7 @@ def choose_cpu_strategy(
             if not new:
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
             try:
-                chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer)
+                chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer, fast=is_fast(name))
             except MachineBusy:
                 pass
             else:
