@@ -142,11 +142,15 @@ def test_exact_mode_turns_tf32_off_in_its_scope_only(unfused_pipeline, monkeypat
 
 
 @pytest.fixture(scope="module")
-def training_regressor(small_config, body_layer):
+def training_regressor(body_layer):
+    """The MICRO network (256 x 192 input): bf16 autocast is emulated, and slow, on a CPU
+    without bfloat16 instructions."""
+    from test_strategy import MICRO
+
     from wbcap.model.regressor import WholeBodyRegressor
     from wbcap.testing.checkpoints import random_network
 
-    return WholeBodyRegressor(random_network(small_config, seed=5), body_layer).train()
+    return WholeBodyRegressor(random_network(MICRO, seed=5), body_layer).train()
 
 
 def test_smplx_stage_is_float32_under_bf16_autocast(training_regressor):
@@ -177,7 +181,7 @@ def test_training_forward_under_bf16_autocast_keeps_rotations_camera_and_mesh_fl
     from wbcap.body.rotations import rot6d_to_axis_angle
 
     reg = training_regressor
-    x = torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(2, 3, *reg.net.config.input_img_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = reg(x)
