@@ -139,8 +139,8 @@ def optimize_for_inference(
     fast = frozenset(name for name, dtype in plan.items() if dtype == torch.bfloat16)  # (the int8 candidates)
     if device.type == "cpu" and fast and not bf16_supported():
         log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
-                    "%s %s runs its convolutions in float32 instead, its ResNets in int8 where this CPU measures "
-                    "that faster", setting("precision"), precision)
+                    "%s %s runs its convolutions in float32 instead (its ResNets in int8 where this machine's "
+                    "measured strategy picks that form)", setting("precision"), precision)
         plan = {name: torch.float32 if dtype == torch.bfloat16 else dtype for name, dtype in plan.items()}
     net.eval()
     c = net.config

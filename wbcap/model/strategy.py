@@ -424,8 +424,9 @@ def _machine_id(machine: Mapping[str, Any]) -> str:
 
 
 def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool) -> str:
-    # (a fast part in float32, on a CPU without bfloat16, is not an exact one: it has the int8 candidate)
-    extra = "(fast)" if fast and dtype != torch.bfloat16 else ""
+    # (a fast ResNet in float32, on a CPU without bfloat16, is not an exact one: it has the int8
+    # candidate; a fast part without it computes what exact's does and shares its entry)
+    extra = "(fast)" if dtype != torch.bfloat16 and int8_applies(part.module, dtype, fast) else ""
     return f"{part.name}: {part.arch} {str(dtype).removeprefix('torch.')}{extra}{'' if onednn else ' no-onednn'}"
 
 
@@ -856,7 +857,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
 
 #: The forms that apply to some parts only, and which (for messages).
 ONLY_FOR = MappingProxyType({
-    "onnxruntime": "float32 ResNets only (exact precision, with onnx and onnxruntime installed)",
+    "onnxruntime": "float32 ResNets only (exact precision, or fast on a CPU without bfloat16; with onnx and "
+                   "onnxruntime installed)",
     "int8": "the fast precision's ResNets only (with oneDNN's int8 convolutions)",
 })
 
