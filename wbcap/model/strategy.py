@@ -423,7 +423,7 @@ def _machine_id(machine: Mapping[str, Any]) -> str:
             f"{machine['threads']} threads")
 
 
-def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool) -> str:
+def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool | None) -> str:
     # (a fast ResNet in float32, on a CPU without bfloat16, is not an exact one: it has the int8
     # candidate; a fast part without it computes what exact's does and shares its entry)
     extra = "(fast)" if dtype != torch.bfloat16 and int8_applies(part.module, dtype, fast) else ""
@@ -906,8 +906,8 @@ def choose_cpu_strategy(
     busy = busy or machine_busy
     req = StrategyRequest.from_env(request)
 
-    def is_fast(name: str) -> bool:
-        return dtypes[name] == torch.bfloat16 if fast is None else name in fast
+    def is_fast(name: str) -> bool | None:  # (None: int8_applies's default, bfloat16 parts)
+        return None if fast is None else name in fast
 
     machine = machine_key()
     default_form = "fused" if onednn else "plain"
