@@ -75,15 +75,15 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*staging*"))
 
 
-@pytest.mark.slow  # real video end to end (30 frames, up to 3 people a frame)
+@pytest.mark.slow  # real video end to end (15 frames, up to 3 people a frame)
 def test_run_vtest_first_frames(tmp_path, shared_dir, base_args):
     video = shared_dir / "media" / "vtest.avi"
     if not video.is_file():
         pytest.skip("vtest.avi absent")
     out = tmp_path / "out"
-    r = run("run", video, "-o", out, "--max-frames", "30", "--detector", "hog", "--max-people", "3", *base_args)
+    r = run("run", video, "-o", out, "--max-frames", "15", "--detector", "hog", "--max-people", "3", *base_args)
     assert r.exit_code == 0, r.output
-    assert decode_info(out / "render.mp4") == (30, 768, 576, Fraction(10))
+    assert decode_info(out / "render.mp4") == (15, 768, 576, Fraction(10))
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert lines, "no person tracked in vtest.avi"
     per_track = {}
