@@ -173,6 +173,44 @@ def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     assert choice.form == "fused" and set(choice.measured) >= {"fused", "int8"} and isinstance(module, FusedResNet)
 
 
+def test_a_fast_float32_resnet_times_only_int8_against_exacts_cached_choice(micro_parts):
+    """On a CPU without bfloat16 the fast precision's ResNets run float32 with the int8 candidate:
+    with exact's choice for the part cached (its float form, Winograd tiles), only that form and
+    the int8 one are timed (no other float form, no Winograd trial again), and the float one keeps
+    exact's tiles and results."""
+    part = micro_parts["face_backbone"]
+    if not int8.int8_applies(part.module, torch.float32, True):
+        pytest.skip("no oneDNN int8 convolutions here")
+    winograd = tuple(((1, 2),) for _ in part.winograd_convs(torch.float32))  # F(2x2, 3x3) in every call
+    assert winograd
+    exact = strategy.PartChoice("fused", ChunkPlan(((1, 1.0), (2, 1.0))), (), part.per_crop, winograd=winograd)
+    x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(1))
+    for wins, form in ((FUSED_WINS, "fused"), ({**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2}, "int8")):
+        timed: list = []
+        answer = fake_timer(wins)
+
+        def timer(calls, rounds, answer=answer, timed=timed):
+            timed.extend(calls)
+            return answer(calls, rounds)
+
+        choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=timer, fast=True,
+                                               baseline=exact)
+        assert {k[0] for k in timed} == {"fused", "int8"} and choice.form == form
+        assert set(choice.measured) == {"fused", "int8"}
+        if form == "fused":
+            assert choice.winograd == winograd and isinstance(module, FusedResNet)
+            with torch.inference_mode():
+                assert _rel(module(x), part.module(x)) < 1e-4
+        else:
+            assert isinstance(module, Int8ResNet)
+    # without it (nothing cached for exact) the float forms and Winograd tiles are measured too
+    timed = []
+    answer = fake_timer(FUSED_WINS)
+    strategy.measure_part(part, torch.float32, True, chunks=(1, 2), fast=True,
+                          timer=lambda calls, rounds: (timed.extend(calls), answer(calls, rounds))[1])
+    assert {"plain", "winograd"} <= {k[0] for k in timed}
+
+
 def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
     """A failure in calibrating or in oneDNN's int8 primitives drops the form (measuring) or runs
     the part fused in bfloat16 (a cached choice): one warning, no crash."""

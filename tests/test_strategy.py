@@ -542,12 +542,13 @@ class FakeMeasure:
     asked, raises MachineBusy from the ``busy_after``-th call on."""
 
     def __init__(self, form: str = "plain", busy_after: int | None = None):
-        self.form, self.busy_after, self.asked = form, busy_after, []
+        self.form, self.busy_after, self.asked, self.baselines = form, busy_after, [], []
 
-    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2, fast=None):
+    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2, fast=None, baseline=None):
         if self.busy_after is not None and len(self.asked) >= self.busy_after:
             raise MachineBusy("busy")
         self.asked.append((part.name, dtype) if not fast or dtype == torch.bfloat16 else (part.name, dtype, "fast"))
+        self.baselines.append(None if baseline is None else baseline.form)
         per_image = PLAIN_WINS if self.form == "plain" else FUSED_WINS
         plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == self.form)))
         sub = tuple(False for _ in part.transposed_convs())
@@ -604,11 +605,14 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
     # the fast mode on a CPU without bfloat16: its parts are float32, its ResNets not exact's
     # (the int8 form is a candidate for them): measured and kept apart from exact's, read back;
-    # the box network computes exact's and shares its entry
+    # the box network computes exact's and shares its entry; exact's cached choices ("plain")
+    # are the float forms the ResNets' int8 form is timed against
     measure.asked.clear()
+    measure.baselines.clear()
     fast = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, fast=set(micro_parts))[0]
     resnets = [n for n in micro_parts if n != "box_net"]
     assert fast.source == "cache+measured" and sorted(measure.asked) == sorted((n, torch.float32, "fast") for n in resnets)
+    assert measure.baselines == ["plain"] * len(resnets)
     assert any("resnet18 3x128x128 float32(fast)" in pid for pid in json.loads(path.read_text())["machines"][machine_id]["parts"])
     measure.asked.clear()
     assert choose_cpu_strategy(micro_parts, FP32, path=path, fast=set(micro_parts))[0].source == "cache"

@@ -737,7 +737,7 @@ def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTri
 # Long (about 60 lines): build, check and time the candidates of one part in one place.
 def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequence[int] | None = None,
                  timer: Timer | None = None, rounds: int = ROUNDS, fast: bool | None = None,
-                 ) -> tuple[PartChoice, nn.Module]:
+                 baseline: PartChoice | None = None) -> tuple[PartChoice, nn.Module]:
     """Time ``part``'s candidate forms on its real input shape and return the fastest correct
     one, as a :class:`PartChoice` and the built module (weights packed for the largest chunk).
 
@@ -753,6 +753,11 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
     when another form than the default wins, both are timed ``rounds`` times more before the
     choice is made.
+
+    ``baseline``: for a fast float32 ResNet (a CPU without bfloat16), exact's choice for the same
+    part on this machine, when cached: its float form was measured the fastest of the float ones
+    there, so only it (with its sub-pixel, matrix-product and Winograd choices) and the int8 form
+    are timed (on the Zen 1 EPYC, exact's measurement takes about 50 s).
     """
     timer = timer or time_interleaved
     sizes = sorted(set(chunks or chunk_candidates()))
@@ -761,15 +766,26 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         forms += ("onnxruntime",)
     if int8_applies(part.module, dtype, fast):
         forms += ("int8",)
+        if baseline is not None and baseline.form in forms and baseline.form != "int8":
+            forms = (baseline.form, "int8")
+        else:
+            baseline = None
+    else:
+        baseline = None
     g = torch.Generator().manual_seed(0)
     base = torch.rand(sizes[-1], *part.item_shape, generator=g).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         ref = part.module(base[:1])
-        subpixel, gemm = (_choose_subpixel(part, dtype, onednn, base, sizes, timer, rounds) if part.transposed_convs()
-                          else ((), ()))
+        if baseline is not None:
+            subpixel, gemm = baseline.subpixel, baseline.gemm
+        else:
+            subpixel, gemm = (_choose_subpixel(part, dtype, onednn, base, sizes, timer, rounds)
+                              if part.transposed_convs() else ((), ()))
         tol = _tolerance(dtype)
         winograd: tuple[TilePlan, ...] = ()
-        if part.winograd_convs(dtype):
+        if baseline is not None:
+            winograd = baseline.winograd
+        elif part.winograd_convs(dtype):
             trials, full_ref = _winograd_trials(part, onednn, base, sizes, timer, rounds)
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
@@ -929,26 +945,40 @@ def choose_cpu_strategy(
     new: dict[str, PartChoice] = {}
     unmeasured: list[str] = []
     t0 = time.perf_counter()
+    def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
+        cached = _cached_choice(machines, machine, pid)
+        say = log.warning if warn else log.debug
+        if cached is not None and not form_applies(cached.form, part.module, dtypes[name], fast_part):
+            say("ignoring the cached CPU strategy for %s (the %s form does not apply to it); measuring again", pid,
+                cached.form)
+            return None
+        wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
+        if cached is not None and (len(cached.subpixel), len(cached.winograd)) != wanted:
+            say("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d Winograd plans "
+                "for %d 3x3 layers); measuring again", pid, len(cached.subpixel), wanted[0], len(cached.winograd),
+                wanted[1])
+            return None
+        return cached
+
     for name, part in parts.items():
         pid = _part_id(part, dtypes[name], onednn, is_fast(name))
-        cached = _cached_choice(machines, machine, pid)
-        if cached is not None and not form_applies(cached.form, part.module, dtypes[name], is_fast(name)):
-            log.warning("ignoring the cached CPU strategy for %s (the %s form does not apply to it); "
-                        "measuring again", pid, cached.form)
-            cached = None
+        cached = usable(pid, name, part, is_fast(name))
         if cached is not None:
-            wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
-            if (len(cached.subpixel), len(cached.winograd)) == wanted:
-                chosen[name] = cached
-                continue
-            log.warning("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d "
-                        "Winograd plans for %d 3x3 layers); measuring again", pid, len(cached.subpixel), wanted[0],
-                        len(cached.winograd), wanted[1])
+            chosen[name] = cached
+            continue
+        # a fast part that is not exact's (a float32 ResNet with the int8 candidate): exact's
+        # cached choice spares measuring the float forms again
+        exact_pid = _part_id(part, dtypes[name], onednn, False)
+        baseline = usable(exact_pid, name, part, False, warn=False) if exact_pid != pid else None
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
             if not new:
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
+            if baseline is not None:
+                log.info("%s: timing the int8 form against the %s form cached for the exact precision", name,
+                         baseline.form)
             try:
-                chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer, fast=is_fast(name))
+                chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer, fast=is_fast(name),
+                                                         baseline=baseline)
             except MachineBusy:
                 pass
             else:
