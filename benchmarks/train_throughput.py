@@ -36,7 +36,7 @@ def main() -> None:
     from wbcap.train.data.synthetic import SyntheticWholeBody
     from wbcap.train.losses import hand4whole_losses
     from wbcap.train.stages import StageConfig
-    from wbcap.train.trainer import _channels_last, _cuda_training_settings, _to_tensors, build_model
+    from wbcap.train.trainer import _channels_last, _cuda_training_settings, _to_tensors, adam, build_model
 
     dev = resolve_device(args.device)
     cfg = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18) if args.small else ModelConfig()
@@ -46,7 +46,7 @@ def main() -> None:
     data = SyntheticWholeBody(body, args.batch_size, seed=0, config=cfg)
     batch = _to_tensors(default_collate([data[i] for i in range(args.batch_size)]), dev)
     model = build_model(StageConfig(model=cfg), body, dev).train()
-    opt = torch.optim.Adam([p for m in model.net.trainable_modules() for p in m.parameters()], lr=1e-4)
+    opt = adam([p for m in model.net.trainable_modules() for p in m.parameters()], 1e-4, dev)
     amp = dev.type == "cuda" and not args.no_amp
     if _channels_last(dev):  # as training does on CUDA
         model.net.to(memory_format=torch.channels_last)
