@@ -27,8 +27,13 @@ MICRO = dict(SMALL, input_img_shape=(256, 192), input_body_shape=(128, 96), outp
 MAX_WORKERS = 4
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@pytest.hookimpl(optionalhook=True)  # (pytest without xdist: -p no:xdist)
 def pytest_xdist_auto_num_workers(config) -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    return max(1, min(_cores(), MAX_WORKERS))
 
 
 def pytest_configure(config) -> None:
@@ -37,9 +42,9 @@ def pytest_configure(config) -> None:
     two threads each made the fast loop slower than one process (5:04 vs 3:43, OpenMP threads
     spinning against each other); with one thread each it took 2:44."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if not workers or "OMP_NUM_THREADS" in os.environ:
+    if not hasattr(config, "workerinput") or not workers or "OMP_NUM_THREADS" in os.environ:
         return
-    threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+    threads = max(1, _cores() // int(workers))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:  # (read by torch when it is imported; here only if a plugin did)
         sys.modules["torch"].set_num_threads(threads)
