@@ -38,6 +38,38 @@ def test_paper_schedule():
     assert load_stage("body", None, lr=3e-4, epochs=None).lr == 3e-4
 
 
+def test_training_adam_is_torchs_adam_update_fused_and_resumes_an_older_snapshots_state():
+    """wbcap.train.trainer.adam: the fused kernel on CPU, the same steps as torch's per-tensor
+    Adam; an optimizer state saved by the per-tensor form (older snapshots) loads and keeps on alike."""
+    from wbcap.train.trainer import adam
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+    grads = [[torch.randn(p.shape, generator=g) for p in start] for _ in range(3)]
+
+    def run(make, steps, params=None, state=None):
+        params = params or [torch.nn.Parameter(p.clone()) for p in start]
+        opt = make(params)
+        if state is not None:
+            opt.load_state_dict(state)
+        for step in steps:
+            for p, gr in zip(params, grads[step]):
+                p.grad = gr.clone()
+            opt.step()
+        return params, opt
+
+    fused, opt = run(lambda ps: adam(ps, 1e-2, torch.device("cpu")), range(3))
+    assert opt.param_groups[0]["fused"] is True
+    plain, _ = run(lambda ps: torch.optim.Adam(ps, lr=1e-2), range(3))
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        assert not torch.equal(a, torch.zeros_like(a))
+    older, older_opt = run(lambda ps: torch.optim.Adam(ps, lr=1e-2), range(2))
+    resumed, _ = run(lambda ps: adam(ps, 1e-2, torch.device("cpu")), [2], params=older, state=older_opt.state_dict())
+    for a, b in zip(resumed, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def _stage(**kw) -> StageConfig:
     base = StageConfig(stage="body", datasets=("synthetic",), lr=3e-4, lr_decay_epochs=(), epochs=1, batch_size=4,
                        num_workers=0, synthetic_length=8, amp=False, model=TINY)

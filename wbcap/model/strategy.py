@@ -493,11 +493,12 @@ def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | 
         return None
 
 
-def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str) -> PartChoice | None:
+def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str,
+                   quiet: bool = False) -> PartChoice | None:
     slot = machines.get(_machine_id(machine))
     parts = slot.get("parts") if isinstance(slot, dict) else None
     entry = parts.get(pid) if isinstance(parts, dict) else None
-    return None if entry is None else _choice_of_entry(pid, entry)
+    return None if entry is None else _choice_of_entry(pid, entry, quiet)
 
 
 def cached_choices(path: Path | None = None) -> dict[str, PartChoice]:
@@ -757,7 +758,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     ``baseline``: for a fast float32 ResNet (a CPU without bfloat16), exact's choice for the same
     part on this machine, when cached: its float form was measured the fastest of the float ones
     there, so only it (with its sub-pixel, matrix-product and Winograd choices) and the int8 form
-    are timed (on the Zen 1 EPYC, exact's measurement takes about 50 s).
+    are timed (on the Zen 1 EPYC exact's measurement took 33-49 s, fast's then 18.7 s).
     """
     timer = timer or time_interleaved
     sizes = sorted(set(chunks or chunk_candidates()))
@@ -947,8 +948,9 @@ def choose_cpu_strategy(
     new: dict[str, PartChoice] = {}
     unmeasured: list[str] = []
     t0 = time.perf_counter()
+
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
-        cached = _cached_choice(machines, machine, pid)
+        cached = _cached_choice(machines, machine, pid, quiet=not warn)  # (quiet: exact's entry, for fast)
         say = log.warning if warn else log.debug
         if cached is not None and not form_applies(cached.form, part.module, dtypes[name], fast_part):
             say("ignoring the cached CPU strategy for %s (the %s form does not apply to it); measuring again", pid,
