@@ -133,7 +133,10 @@ def test_int8_resnet_is_close_to_the_module_by_module_resnet_and_batch_invariant
         alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
     assert out.shape == ref.shape and out.dtype == torch.float32
     assert 0 < _rel(out, ref) <= int8.INT8_TOLERANCE  # a different computation, close to float32
-    assert torch.equal(alone, out)  # integer arithmetic: the same bits whatever the batch
+    # integer arithmetic whatever the batch; only the last block's float32 epilogue (scale, bias,
+    # the float32 shortcut) may round differently: 1 ulp on the AMX Xeon (a different kernel per
+    # batch), the same bits on the AVX-512 EPYC. One uint8 step anywhere would be ~1e-3.
+    assert _rel(alone, out) <= 1e-6
     assert net.dtype == torch.uint8
     assert net.in_q == (pytest.approx(1 / 255), 0)  # the picture's whole range, not the crops' (< 0.93)
     bright = (x * 1.6).clamp(0, 1)  # white areas beyond anything in the calibration crops
