@@ -736,13 +736,17 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     # (xyz, corner, F): np.take and contiguous differences were 4x and 3x faster than v[f[:, k]]
     # and differences of strided slices
     a, b, c = np.take(coords, f.T.reshape(-1), axis=1).reshape(3, 3, len(f)).transpose(1, 0, 2)
-    e1, e2 = b - a, c - a  # (xyz, F)
-    face_n = np.empty((len(f), 3), np.float32)  # e1 x e2 written out: np.cross's axis handling cost more
-    face_n[:, 0] = e1[1] * e2[2] - e1[2] * e2[1]
-    face_n[:, 1] = e1[2] * e2[0] - e1[0] * e2[2]
-    face_n[:, 2] = e1[0] * e2[1] - e1[1] * e2[0]
-    summed = _incidence(coords.shape[1], f) @ face_n  # (V, xyz)
-    length = np.sqrt(np.einsum("vk,vk->v", summed, summed))
+    # (A non-finite vertex gives its faces' normals non-finite values, silently: a NumPy warning
+    # for it, once per video frame, would tell a user nothing to act on; the other meshes are
+    # drawn as usual, tested in test_export.)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e1, e2 = b - a, c - a  # (xyz, F)
+        face_n = np.empty((len(f), 3), np.float32)  # e1 x e2 written out: np.cross's axis handling cost more
+        face_n[:, 0] = e1[1] * e2[2] - e1[2] * e2[1]
+        face_n[:, 1] = e1[2] * e2[0] - e1[0] * e2[2]
+        face_n[:, 2] = e1[0] * e2[1] - e1[1] * e2[0]
+        summed = _incidence(coords.shape[1], f) @ face_n  # (V, xyz)
+        length = np.sqrt(np.einsum("vk,vk->v", summed, summed))
     missing = length < 1e-20
     n = summed / np.where(missing, 1.0, length)[:, None]
     n[missing] = (0.0, 0.0, 1.0)
