@@ -489,7 +489,9 @@ def test_composite_is_porter_duff_over() -> None:
         assert (got[cover == 0] == image[cover == 0]).all()
     binary = np.where(cover > 127, 255, 0).astype(np.uint8)
     opaque = np.where(binary[..., None] > 0, straight, 0).astype(np.uint8)
+    before = image.copy()
     np.testing.assert_array_equal(_composite(image, opaque, binary, 1.0), np.where(binary[..., None] > 0, straight, image))
+    np.testing.assert_array_equal(image, before)  # (a new image: the caller's is not drawn on)
     np.testing.assert_array_equal(_composite(image, opaque, np.zeros_like(binary), 1.0), image)
 
 

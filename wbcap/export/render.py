@@ -362,13 +362,20 @@ def _composite(image: np.ndarray, premultiplied: np.ndarray, cover: np.ndarray, 
     ``image * (1 - alpha * cover) + alpha * premultiplied`` (Porter-Duff "over"), rounded.
     Only the box holding the covered pixels is blended (whole frames cost ~20 ms), and fully
     covered opaque pixels are copied."""
+    import cv2
+
     out = image.copy()
     box = _covered_box(cover)
     if box is None:
         return out
     cover_box = cover[box]
     if alpha == 1.0 and not np.any((cover_box > 0) & (cover_box < 255)):  # one sample per pixel
-        np.copyto(out[box], premultiplied[box], where=(cover_box == 255)[..., None])
+        # OpenCV's masked copy (the mask is 0 or 255 here): 0.09 against 1.0 ms for NumPy's
+        # copyto(where=) on three vtest.avi bodies' box, the same pixels
+        dst = out[box]
+        done = cv2.copyTo(premultiplied[box], cover_box, dst)
+        if not np.shares_memory(done, dst):  # (written into a new array rather than the view)
+            dst[...] = done
         return out
     weight = cover_box.astype(np.float32)[..., None] * np.float32(alpha / 255.0)
     blend = image[box].astype(np.float32) * (1.0 - weight) + premultiplied[box].astype(np.float32) * np.float32(alpha)
