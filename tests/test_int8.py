@@ -214,6 +214,36 @@ def test_a_fast_float32_resnet_times_only_int8_against_exacts_cached_choice(micr
     assert {"plain", "winograd"} <= {k[0] for k in timed}
 
 
+def test_a_fast_float32_resnet_whose_cached_exact_form_fails_here_is_measured_in_full(micro_parts, monkeypatch,
+                                                                                      caplog):
+    """Exact's cached form for the part (onnxruntime here) cannot be built on this machine any
+    more, nor can the int8 one: no candidate is left to time against it, so every float form is
+    measured, as with nothing cached (warnings only, a working choice)."""
+    from wbcap.model.ort_resnet import ort_applies
+
+    part = micro_parts["face_backbone"]
+    if not (int8.int8_applies(part.module, torch.float32, True) and ort_applies(part.module, torch.float32)):
+        pytest.skip("no oneDNN int8 convolutions or no onnxruntime here")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such provider")
+
+    monkeypatch.setattr(strategy, "OrtResNet", broken)
+    monkeypatch.setattr(strategy, "build_int8_resnet", broken)
+    exact = strategy.PartChoice("onnxruntime", ChunkPlan(((1, 1.0), (2, 1.0))), (), part.per_crop)
+    timed: list = []
+    answer = fake_timer(FUSED_WINS)
+    with caplog.at_level(logging.WARNING):
+        choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2), fast=True, baseline=exact,
+                                               timer=lambda calls, rounds: (timed.extend(calls), answer(calls, rounds))[1])
+    assert {"fused", "plain", "winograd"} <= {k[0] for k in timed}
+    assert choice.form == "fused" and isinstance(module, FusedResNet)
+    assert "the onnxruntime form could not be built" in caplog.text and "the int8 form could not be built" in caplog.text
+    x = torch.rand(2, *part.item_shape, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        assert _rel(module(x), part.module(x)) < 1e-4
+
+
 def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
     """A failure in calibrating or in oneDNN's int8 primitives drops the form (measuring) or runs
     the part fused in bfloat16 (a cached choice): one warning, no crash."""
