@@ -34,3 +34,12 @@ def count_host_reads():
     finally:
         for name, method in saved.items():
             setattr(torch.Tensor, name, method)
+
+
+def gpu_like_roi_align(monkeypatch) -> None:
+    """RoIAlign takes its GPU path (whole-image products, no host read) on the CPU too, for tests
+    that check on the CPU what would synchronise a GPU: its CPU default reads the boxes' extents
+    back (:func:`wbcap.crop.roi_align.roi_align`'s ``box_extent``), which costs nothing there."""
+    import wbcap.crop.roi_align as roi
+
+    monkeypatch.setattr(roi, "_in_extent_by_default", lambda input, grad: False)

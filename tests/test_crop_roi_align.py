@@ -139,11 +139,12 @@ def test_matches_torchvision_cpp_reference(roi_cases, name, size):
         ((2, 3), 2.0, 3, True),
     ],
 )
-def test_matches_scalar_reference(case, out_hw, scale, sampling_ratio, aligned):
+@pytest.mark.parametrize("box_extent", [False, True])  # (True: the CPU's default)
+def test_matches_scalar_reference(case, out_hw, scale, sampling_ratio, aligned, box_extent):
     x, boxes = case
     expected = _reference(x, boxes, out_hw, scale, sampling_ratio, aligned)
     out = roi_align(
-        torch.from_numpy(x), torch.from_numpy(boxes), out_hw, scale, sampling_ratio, aligned
+        torch.from_numpy(x), torch.from_numpy(boxes), out_hw, scale, sampling_ratio, aligned, box_extent=box_extent
     )
     assert out.dtype == torch.float64
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-10, rtol=0)
@@ -239,10 +240,12 @@ def test_any_box_size_without_host_reads(monkeypatch):
     xt, bt = torch.from_numpy(x), torch.from_numpy(boxes)
     for name in ("item", "tolist", "__bool__", "__index__", "__int__", "__float__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
-    out = roi_align(xt, bt, (2, 2))
+    out = roi_align(xt, bt, (2, 2), box_extent=False)  # (the GPUs' path, here on the CPU)
     monkeypatch.undo()
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-10, rtol=0)
     assert np.abs(expected[0]).sum() > 0
+    # the CPU's default reads the boxes' extents back (free there) and gives the same crops
+    np.testing.assert_allclose(roi_align(xt, bt, (2, 2)).numpy(), expected, atol=1e-10, rtol=0)
 
 
 def test_use_torchvision_flag(case):
@@ -276,21 +279,23 @@ def test_bfloat16_products_stay_within_bfloat16_rounding(case):
 
 
 @pytest.mark.parametrize("compute_dtype", [None, torch.bfloat16])
-def test_mirror_equals_flipping_the_crops_bit_for_bit(compute_dtype):
+@pytest.mark.parametrize("box_extent", [False, True])
+def test_mirror_equals_flipping_the_crops_bit_for_bit(compute_dtype, box_extent):
     """Mirrored boxes (Hand4Whole's left hands) come back as torch.flip of the plain crop, bit for
-    bit, more boxes than one chunk (the in-place output) and with gradients (the training path)."""
+    bit, more boxes than one chunk (the in-place output) and with gradients (the training path),
+    on the whole image or on each box's extent."""
     g = torch.Generator().manual_seed(4)
     x = torch.rand(3, 3, 64, 48, generator=g)
     xy = torch.rand(37, 2, generator=g) * torch.tensor([40.0, 50.0])
     rois = torch.cat([(torch.arange(37) % 3)[:, None].float(), xy, xy + 2 + torch.rand(37, 2, generator=g) * 20], 1)
     mirror = torch.rand(37, generator=g) < 0.5
     with torch.inference_mode():
-        plain = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype)
-        mirrored = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+        plain = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, box_extent=box_extent)
+        mirrored = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, box_extent=box_extent)
     want = torch.where(mirror[:, None, None, None], plain.flip(3), plain)
     assert mirror.any() and (~mirror).any() and torch.equal(mirrored, want)
     xg = x.clone().requires_grad_()
-    out = roi_align(xg, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+    out = roi_align(xg, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, box_extent=box_extent)
     assert torch.equal(out.detach(), want)
     out[mirror].sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0
@@ -311,13 +316,49 @@ def test_boxes_in_runs_over_the_images_read_the_input_in_place_bit_for_bit(compu
         xy = torch.rand(k, 2, generator=g) * torch.tensor([40.0, 50.0])
         rois = torch.cat([(torch.arange(k) % images).float()[:, None], xy, xy + 2 + torch.rand(k, 2, generator=g) * 20], 1)
         mirror = torch.arange(k) < k // 2
-        gathered = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror)
+        gathered = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, box_extent=False)
         groups = module._box_groups(k, images, module._CHUNK, blocks)
         with torch.inference_mode(), count_host_reads() as reads:
-            got = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, image_blocks=blocks)
+            got = roi_align(x, rois, (16, 12), compute_dtype=compute_dtype, mirror=mirror, image_blocks=blocks,
+                            box_extent=False)
         assert torch.equal(got, gathered) and not reads, (images, blocks, dict(reads))
         assert all(first is not None for _, _, first in groups)
         assert [b for s, e, _ in groups for b in range(s, e)] == list(range(k))
         assert [first + i for s, e, first in groups for i in range(e - s)] == (torch.arange(k) % images).tolist()
     assert all(first is None for _, _, first in module._box_groups(5, 3, 16, 2))  # 5 boxes are not 2 runs of 3
 
+
+
+@pytest.mark.parametrize("compute_dtype", [None, torch.bfloat16])
+def test_box_extents_give_the_whole_image_crops(case, compute_dtype):
+    """Each box's products on the pixels its samples read (the CPU's default) against the
+    whole-image products: the awkward boxes (outside, crossing, inverted, larger than the image)
+    and Hand4Whole-sized ones (80-pixel hands in 512 x 384 crops, 256 x 256 out), float32 to the
+    summation order's rounding, bfloat16 as exact as its products; gradients too."""
+    x, boxes = case
+    g = torch.Generator().manual_seed(6)
+    img = torch.rand(3, 3, 512, 384, generator=g).contiguous(memory_format=torch.channels_last)
+    xy = torch.rand(6, 2, generator=g) * torch.tensor([300.0, 420.0])
+    hands = torch.cat([(torch.arange(6) % 3).float()[:, None], xy, xy + 60 + 40 * torch.rand(6, 2, generator=g)], 1)
+    small = torch.from_numpy((x - x.min()) / (x.max() - x.min())).float()
+    for inp, rois, size in ((small, torch.from_numpy(boxes).float(), (6, 5)), (img, hands, (256, 256))):
+        with torch.inference_mode():
+            whole = roi_align(inp, rois, size, compute_dtype=compute_dtype, box_extent=False)
+            boxed = roi_align(inp, rois, size, compute_dtype=compute_dtype)  # (the default here)
+        assert boxed.dtype == whole.dtype == torch.float32 and boxed.shape == whole.shape
+        tol = 1e-6 if compute_dtype is None else 2**-8
+        assert (boxed - whole).abs().max().item() <= tol and whole.abs().sum() > 0
+        assert torch.equal(roi_align(inp, rois, size, compute_dtype=compute_dtype, box_extent=True), boxed)
+    # boxes that read no pixel are zeros, not left unwritten
+    assert torch.equal(boxed[0:0], whole[0:0]) and (roi_align(small, torch.from_numpy(boxes[3:5]).float(), (6, 5)) == 0).all()
+    # with a gradient (training) on the extents, the same crops and the same gradient
+    xg = small.clone().double().requires_grad_()
+    rois = torch.from_numpy(boxes)
+    outs, grads = [], []
+    for extent in (False, True):
+        out = roi_align(xg, rois, (6, 5), box_extent=extent)
+        (grad,) = torch.autograd.grad((out * torch.arange(out.numel()).view_as(out)).sum(), xg)
+        outs.append(out.detach())
+        grads.append(grad)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-9, rtol=0)

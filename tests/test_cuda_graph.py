@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import torch
+from host_reads import gpu_like_roi_align
 
 from wbcap.model import cuda_graph
 from wbcap.model.cuda_graph import CudaGraphRunner, capture_sizes, flatten_tensors, take_rows
@@ -152,6 +153,7 @@ def test_regressor_forward_reads_nothing_back(small_regressor, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("host read of a tensor inside the regressor's forward")
+    gpu_like_roi_align(monkeypatch)
 
     with torch.inference_mode():
         small_regressor(x)  # buffers moved once, first-call work done

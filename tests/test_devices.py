@@ -276,6 +276,7 @@ def test_converted_network_leaves_nothing_behind_on_to(small_config):
 
 SYNCS = host_reads.SYNCS
 count_host_reads = host_reads.count_host_reads
+gpu_like_roi_align = host_reads.gpu_like_roi_align
 
 
 def _jobs(pipe, n: int):
@@ -291,6 +292,7 @@ def test_one_host_read_per_batch(small_config, body_layer, precision, optimize, 
     and (exact) runs its network call with TF32 off."""
     pipe = _pipeline(small_config, body_layer, precision, optimize)
     seen_tf32 = []
+    gpu_like_roi_align(monkeypatch)
     forward = type(pipe.regressor).forward
     monkeypatch.setattr(type(pipe.regressor), "forward",
                         lambda self, img: (seen_tf32.append(dev.tf32_allowed()), forward(self, img))[1])
@@ -325,6 +327,7 @@ def test_params_only_regress_equals_full_regress(small_config, body_layer, monke
     pipe = _pipeline(small_config, body_layer, "exact", True)
     jobs = _jobs(pipe, 3)
     full = pipe.regress(jobs, first_index=5)
+    gpu_like_roi_align(monkeypatch)
     monkeypatch.setattr(type(pipe.regressor.body), "forward", lambda *a, **k: pytest.fail("SMPL-X ran"))
     with count_host_reads() as counts:
         lean = pipe.regress(jobs, first_index=5, mesh=False)
