@@ -262,14 +262,17 @@ def roi_align(
         in_extent = box_extent if box_extent is not None else _in_extent_by_default(input, grad)
         a_y = _axis_weights(start_y, bin_h, grid_h, out_h, h, sampling_ratio, extent=in_extent)  # (K, oh, H)
         a_x = _axis_weights(start_x, bin_w, grid_w, out_w, w, sampling_ratio, extent=in_extent)  # (K, ow, W)
-        if in_extent:
-            (a_y, y0, y1), (a_x, x0, x1) = a_y, a_x
-        if mirror is not None:  # output column j of a mirrored crop is column ow - 1 - j
-            a_x = torch.where(mirror.to(a_x.device)[:, None, None], a_x.flip(1), a_x)
         mm_dtype = dtype if compute_dtype is None else compute_dtype
         if in_extent:
-            out = _products_in_extents(input, batch_idx, a_y.to(mm_dtype), a_x.to(mm_dtype), (y0, y1, x0, x1), grad)
-            return out.to(dtype) / count[:, None, None, None] if grad else out.to(dtype).div_(count[:, None, None, None])
+            (a_y, y0, y1), (a_x, x0, x1) = a_y, a_x
+            out = _products_in_extents(input, batch_idx, a_y, a_x, (y0, y1, x0, x1), mirror, mm_dtype, grad).to(dtype)
+            if grad:
+                return out / count[:, None, None, None]
+            # (no pass over the crops where every box has one sample per bin: hands and faces
+            # smaller than their crops)
+            return out if bool((count == 1).all()) else out.div_(count[:, None, None, None])
+        if mirror is not None:  # output column j of a mirrored crop is column ow - 1 - j
+            a_x = torch.where(mirror.to(a_x.device)[:, None, None], a_x.flip(1), a_x)
         src = input.contiguous().to(mm_dtype)  # NCHW: each (H, W) plane is one matrix
         a_y, a_x = a_y.to(mm_dtype), a_x.to(mm_dtype)
         chunks = range(0, k, _CHUNK)
@@ -302,32 +305,37 @@ def _in_extent_by_default(input: Tensor, grad: bool) -> bool:
 
 
 def _products_in_extents(input: Tensor, batch_idx: Tensor, a_y: Tensor, a_x: Tensor,
-                         extents: tuple[Tensor, Tensor, Tensor, Tensor], grad: bool) -> Tensor:
+                         extents: tuple[Tensor, Tensor, Tensor, Tensor], mirror: Tensor | None,
+                         mm_dtype: torch.dtype, grad: bool) -> Tensor:
     """``A_y @ image @ A_x^T`` of each box on the pixels its samples read: ``(K, C, oh, ow)`` in
-    ``a_y``'s dtype (the compute dtype). ``extents``: ``(K,)`` first and end row, first and end
-    column of each box (:func:`_axis_weights`; its weights are 0 outside them), read to the host
-    here with the boxes' image indices. A box reading no pixel gives zeros. ``grad``: build the
-    result from differentiable operations (else written in place)."""
+    ``mm_dtype``. ``extents``: ``(K,)`` first and end row, first and end column of each box
+    (:func:`_axis_weights`; its weights are 0 outside them), read to the host here with the
+    boxes' image indices and ``mirror`` flags (see :func:`roi_align`); only those slices of the
+    weights are converted to ``mm_dtype`` and (mirrored boxes) reversed. A box reading no pixel
+    gives zeros. ``grad``: build the result from differentiable operations (else written in
+    place)."""
     k, out_h, _ = a_y.shape
     out_w, c = a_x.shape[1], input.shape[1]
-    bounds = torch.stack(extents, 1).tolist()
-    images = batch_idx.tolist()
-    out = None if grad else torch.empty((k, c, out_h, out_w), dtype=a_y.dtype, device=input.device)
+    flip = torch.zeros_like(batch_idx) if mirror is None else mirror.to(batch_idx.device, torch.int64)
+    rows_of = torch.stack((*extents, batch_idx, flip), 1).tolist()
+    out = None if grad else torch.empty((k, c, out_h, out_w), dtype=mm_dtype, device=input.device)
     crops = []
-    for i, ((y0, y1, x0, x1), b) in enumerate(zip(bounds, images)):
+    for i, (y0, y1, x0, x1, b, mirrored) in enumerate(rows_of):
         if y1 <= y0 or x1 <= x0:
             if grad:
-                crops.append(a_y.new_zeros((c, out_h, out_w)))
+                crops.append(input.new_zeros((c, out_h, out_w), dtype=mm_dtype))
             else:
                 out[i].zero_()
             continue
         # (C, y1 - y0, x1 - x0): a copy of the box's pixels in the compute dtype, NCHW
-        patch = input[b, :, y0:y1, x0:x1].to(a_y.dtype, memory_format=torch.contiguous_format)
-        rows = torch.matmul(a_y[i, :, y0:y1], patch)  # (C, oh, x1 - x0)
+        patch = input[b, :, y0:y1, x0:x1].to(mm_dtype, memory_format=torch.contiguous_format)
+        cols = a_x[i, :, x0:x1]
+        cols = (cols.flip(0) if mirrored else cols).to(mm_dtype)  # (output column j: row ow - 1 - j)
+        rows = torch.matmul(a_y[i, :, y0:y1].to(mm_dtype), patch)  # (C, oh, x1 - x0)
         if grad:
-            crops.append(torch.matmul(rows, a_x[i, :, x0:x1].t()))
+            crops.append(torch.matmul(rows, cols.t()))
         else:  # (C * oh, x1 - x0) @ (x1 - x0, ow) straight into the output
-            torch.mm(rows.view(c * out_h, x1 - x0), a_x[i, :, x0:x1].t(), out=out[i].view(c * out_h, out_w))
+            torch.mm(rows.view(c * out_h, x1 - x0), cols.t(), out=out[i].view(c * out_h, out_w))
     return torch.stack(crops) if grad else out
 
 
