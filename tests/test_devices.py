@@ -326,8 +326,8 @@ def test_params_only_regress_equals_full_regress(small_config, body_layer, monke
     read, and SMPL-X never runs."""
     pipe = _pipeline(small_config, body_layer, "exact", True)
     jobs = _jobs(pipe, 3)
+    gpu_like_roi_align(monkeypatch)  # (both runs on the path checked for host reads)
     full = pipe.regress(jobs, first_index=5)
-    gpu_like_roi_align(monkeypatch)
     monkeypatch.setattr(type(pipe.regressor.body), "forward", lambda *a, **k: pytest.fail("SMPL-X ran"))
     with count_host_reads() as counts:
         lean = pipe.regress(jobs, first_index=5, mesh=False)

@@ -327,7 +327,8 @@ def _products_in_extents(input: Tensor, batch_idx: Tensor, a_y: Tensor, a_x: Ten
             else:
                 out[i].zero_()
             continue
-        # (C, y1 - y0, x1 - x0): a copy of the box's pixels in the compute dtype, NCHW
+        # (C, y1 - y0, x1 - x0): the box's pixels in the compute dtype, a converted NCHW copy (a
+        # view of the image where it already has that dtype: matmul reads the strides)
         patch = input[b, :, y0:y1, x0:x1].to(mm_dtype, memory_format=torch.contiguous_format)
         cols = a_x[i, :, x0:x1]
         cols = (cols.flip(0) if mirrored else cols).to(mm_dtype)  # (output column j: row ow - 1 - j)
