@@ -175,11 +175,12 @@ def roi_align(
     On CUDA, ``torchvision.ops.roi_align`` (the kernel itself) is used when torchvision imports
     (``use_torchvision=None``, the default; ``False`` forces wbcap's own, ``True`` requires
     torchvision). wbcap's own computes each box as ``A_y @ image @ A_x^T`` with per-axis
-    interpolation matrices (:func:`_axis_weights`): vectorised over boxes, without
-    data-dependent control flow or host reads (no device synchronisation), for any box size;
-    equal to the kernel up to the float rounding of the summation order (~1e-7 relative in
-    float32). It computes in ``input``'s dtype (or ``compute_dtype`` for the two matrix
-    products, e.g. bfloat16 when the crops feed a bfloat16 network: ~2.4x faster on CPU) with
+    interpolation matrices (:func:`_axis_weights`): off the CPU vectorised over boxes, without
+    data-dependent control flow or host reads (no device synchronisation), for any box size; on
+    the CPU box by box on the pixels each reads (``box_extent``); equal to the kernel up to the
+    float rounding of the summation order (~1e-7 relative in float32). It computes in
+    ``input``'s dtype (or ``compute_dtype`` for the two matrix products, e.g. bfloat16 when the
+    crops feed a bfloat16 network, faster on CPU) with
     autocast disabled, and is differentiable w.r.t. ``input`` (not the boxes, as in
     torchvision). Non-finite pixels are not supported (0 * inf in the products).
 
