@@ -96,14 +96,15 @@ def print_report(report: dict[str, Any], console=None) -> None:
     console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)
     console.print(
         "[bold]versions[/]: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v), highlight=False)
+    # (lines holding paths are not wrapped: a path stays one piece to copy, and the line one to grep)
     if model is not None:
-        console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False)
+        console.print(f"[bold]model[/]: {describe_model(model)}", highlight=False, soft_wrap=True)
     src = report["input"]
     what = (f"precisions {', '.join(settings['precisions'])}; " if model is not None else "detectors only; ")
     console.print(
         f"[bold]input[/]: {'synthetic clip' if src['synthetic'] else src['video']} {src['width']}x{src['height']}, "
         f"{src['frames']} frame{'s' if src['frames'] != 1 else ''}; {what}median of {settings['repeats']} "
-        f"(+{settings['warmup']} warm-up)", highlight=False)
+        f"(+{settings['warmup']} warm-up)", highlight=False, soft_wrap=True)
 
     detectors = report.get("detectors") or {}
     stages = Table(title="Stages", title_justify="left")
