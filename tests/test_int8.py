@@ -44,6 +44,27 @@ def test_quantisation_parameters_cover_the_range():
     assert int8._quant(0.5, 2.55) == pytest.approx((0.01, 0))  # widened to include 0
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_max_pooling_equals_torchs(dtype):
+    """max_pool_3x3_s2 (the int8 ResNets' pooling) is F.max_pool2d(x, 3, 2, 1) value for value:
+    every parity of height and width, the 1- and 2-pixel sides where windows are cut, negative
+    values (the padding never enters a maximum), channels_last out."""
+    g = torch.Generator().manual_seed(9)
+    shapes = [(4, 64, 128, 128), (2, 64, 128, 96), (3, 5, 7, 9), (2, 8, 33, 26), (2, 3, 8, 6), (1, 3, 1, 5),
+              (1, 3, 5, 1), (1, 3, 1, 1), (2, 3, 2, 7), (2, 3, 3, 3), (1, 2, 4, 4)]
+    for shape in shapes:
+        if dtype == torch.uint8:
+            x = torch.randint(0, 256, shape, dtype=dtype, generator=g)
+        else:
+            x = torch.randn(shape, generator=g)
+        x = x.contiguous(memory_format=torch.channels_last)
+        got = int8.max_pool_3x3_s2(x)
+        want = F.max_pool2d(x.float(), 3, 2, 1).to(dtype)
+        assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last), shape
+        assert torch.equal(got, want), shape
+    assert torch.equal(int8.max_pool_3x3_s2(x.contiguous()), want)  # (NCHW in: the same, channels_last out)
+
+
 def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
     images = calibration_images(SIZE)
     assert images.shape == (4, 3, *SIZE) and images.dtype == torch.float32 and 0 <= images.min() < images.max() <= 1
