@@ -197,6 +197,8 @@ class SMPLXLayer(torch.nn.Module):
         buf("v_template", data["v_template"])
         buf("shapedirs", shapedirs[:, :, : self.num_betas])
         buf("expr_dirs", shapedirs[:, :, expr_start : expr_start + self.num_expression])
+        # (both, side by side, as every forward uses them: not concatenated again per call)
+        self.register_buffer("_shape_expr_dirs", torch.cat([self.shapedirs, self.expr_dirs], dim=-1), persistent=False)
         num_pose_basis = np.asarray(data["posedirs"]).shape[-1]
         buf("posedirs", np.reshape(data["posedirs"], (num_v * 3, num_pose_basis)).T)
         buf("J_regressor", data["J_regressor"])
@@ -338,7 +340,7 @@ class SMPLXLayer(torch.nn.Module):
             full_pose = self._hand_mean_matrices(params.full_pose())  # (B, 55, 3, 3)
 
         shape_components = torch.cat([betas, expression], dim=-1)
-        shapedirs = torch.cat([self.shapedirs, self.expr_dirs], dim=-1)
+        shapedirs = self._shape_expr_dirs
         vertices, joints = _lbs(
             shape_components,
             full_pose,
