@@ -16,9 +16,9 @@ wbcap's own implementation writes the kernel's sampling as two interpolation mat
 so over the whole image for every box: a fixed amount of work per box whatever its size, and no
 loops or host reads that depend on the boxes (so no device synchronisation). On the CPU, by
 default, each box's products cover only the pixels its samples read (``box_extent``): a
-Hand4Whole hand box is ~80 x 80 of the 512 x 384 crop, and 16 hand crops (256 x 256) took 7-12
-instead of 33 ms in float32, 7-8 instead of 12 in bfloat16 (2-core Xeon); the weights themselves
-are still built for the whole image. Either way it is 30x faster than sampling bin by bin for
+Hand4Whole hand box is ~80 x 80 of the 512 x 384 crop, and 16 hand crops (256 x 256) took 8
+instead of 43 ms in float32, 7 instead of 12 with bfloat16 products (2-core Xeon,
+``benchmarks/roi_align.py``); the weights themselves are still built for the whole image. Either way it is 30x faster than sampling bin by bin for
 boxes several times larger than the image.
 
 Kernel semantics (``roi_align_kernel.cpp``), per box ``[b, x1, y1, x2, y2]`` and output bin
