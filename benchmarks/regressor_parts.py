@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.batch_size < 1 or args.calls < 1:
+        ap.error("--batch-size and --calls must be at least 1")
 
     precision, bs = Precision(args.precision), args.batch_size
     opts = BenchOptions(config="full", batch_sizes=(bs,), precisions=(precision,))

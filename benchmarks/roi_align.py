@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.images < 1 or args.repeats < 1:
+        ap.error("--images and --repeats must be at least 1")
 
     g = torch.Generator().manual_seed(0)
     n = args.images

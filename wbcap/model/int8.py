@@ -286,11 +286,8 @@ class Int8ResNet(nn.Module):
         return torch.uint8
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        scale, zero = self.in_q
-        q = (x.float() * (1.0 / scale)).round_()  # (one new tensor, then in place)
-        if zero:
-            q.add_(zero)
-        q = q.clamp_(0, 255).to(torch.uint8)
+        scale, _ = self.in_q  # (zero point 0: the picture's 0..1 as 0..255)
+        q = (x.float() * (1.0 / scale)).round_().clamp_(0, 255).to(torch.uint8)  # (one new tensor, then in place)
         y = self.stem(q.contiguous(memory_format=torch.channels_last), self.stem_scale, 0, torch.uint8, True)
         if self.pool == (3, 2, 1):  # (every ResNet's)
             y = max_pool_3x3_s2(y)
