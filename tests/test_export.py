@@ -495,6 +495,30 @@ def test_composite_is_porter_duff_over() -> None:
     np.testing.assert_array_equal(_composite(image, opaque, np.zeros_like(binary), 1.0), image)
 
 
+def test_joined_indices_equal_the_meshes_faces_offset_by_their_vertices() -> None:
+    """One index buffer for meshes laid one after another: each mesh's faces plus the vertices
+    before it; the array kept for a video's same faces and counts never goes stale."""
+    from wbcap.export.render import _joined_indices
+
+    rng = np.random.default_rng(2)
+    faces = rng.integers(0, 50, (40, 3))
+    other = rng.integers(0, 30, (25, 3))
+
+    def expected(faces_list, counts):
+        offsets = np.cumsum([0] + counts[:-1])
+        return np.concatenate([f + o for f, o in zip(faces_list, offsets)]).astype(np.uint32)
+
+    for faces_list, counts in (([faces] * 3, [50] * 3), ([faces], [50]), ([faces] * 11, [50] * 11),
+                               ([faces] * 2, [50] * 2), ([faces, faces.copy()], [50, 50]),
+                               ([faces, other], [50, 30]), ([faces, faces], [50, 60])):
+        got = _joined_indices(faces_list, counts)
+        assert got.dtype == np.uint32
+        np.testing.assert_array_equal(got, expected(faces_list, counts))
+    assert not _joined_indices([faces] * 2, [50] * 2).flags.writeable  # a view of the kept array
+    faces[0] = (7, 8, 9)  # the caller's array changed in place: not the kept copy's values
+    np.testing.assert_array_equal(_joined_indices([faces] * 2, [50] * 2), expected([faces] * 2, [50, 50]))
+
+
 @pytest.mark.parametrize("backend", ["software", "pyrender"])
 def test_a_render_prepared_in_another_thread_draws_what_render_meshes_draws(backend: str,
                                                                             gl_platform: str | None) -> None:
