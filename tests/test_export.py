@@ -519,6 +519,52 @@ def test_joined_indices_equal_the_meshes_faces_offset_by_their_vertices() -> Non
     np.testing.assert_array_equal(_joined_indices([faces] * 2, [50] * 2), expected([faces] * 2, [50, 50]))
 
 
+@pytest.mark.parametrize("multisample", [False, True])
+def test_lean_drawing_draws_what_pyrenders_scene_draws(multisample, gl_platform, monkeypatch) -> None:
+    """render._draw_lean (one vertex array kept in the context, a camera-and-lights scene kept
+    per camera) draws what pyrender's render of the same meshes as a scene draws, render after
+    render: other cameras, far planes (a far mesh), index arrays (other topologies, other
+    numbers of meshes), an empty image, and back."""
+    from wbcap.export import render
+
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    a, fa = _sphere((-0.5, 0.1, 3.0), 0.4)
+    b, fb = _sphere((0.6, -0.2, 4.0), 0.7)
+    far, ff = _sphere((0.0, 0.0, 150.0), 20.0)  # beyond ZFAR: the far plane moves out for it
+    box = trimesh.creation.box(extents=(0.8, 0.5, 0.6), transform=trimesh.transformations.rotation_matrix(
+        0.6, (1.0, 1.0, 0.0)))
+    bv, bf = (np.asarray(box.vertices) + (-0.2, 0.7, 3.6)).astype(np.float32), np.asarray(box.faces)
+    other_camera = ((150.0, 150.0), (W / 2.0, H / 2.0))
+    scenes = [([a, b], [fa, fb], FOCAL, PRINCPT), ([a, a + (0.9, 0.0, 0.5)], [fa, fa], FOCAL, PRINCPT),
+              ([bv, a], [bf, fa], FOCAL, PRINCPT), ([far], [ff], FOCAL, PRINCPT), ([b], [fb], *other_camera),
+              ([a, a + (0.9, 0.0, 0.5), a + (0.0, 0.5, 1.0)], [fa] * 3, FOCAL, PRINCPT), ([], fa, FOCAL, PRINCPT),
+              ([a, b], [fa, fb], FOCAL, PRINCPT)]
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    colors = [(0.9, 0.2, 0.2), (0.2, 0.3, 0.9), (0.3, 0.8, 0.3)]
+
+    def draw_all():
+        return [render_meshes(image, m, f, fo, pp, colors=colors[: len(m)] or None, backend="pyrender",
+                              multisample=multisample) for m, f, fo, pp in scenes]
+
+    drawn = []
+    real = render._draw_lean
+    monkeypatch.setattr(render, "_draw_lean", lambda *args: drawn.append(1) or real(*args))
+    lean = draw_all()
+    inner = render._renderer._renderer
+    if getattr(inner, "_wbcap_lean", None) is None:
+        skip_or_fail("this GL platform (OSMesa) has no framebuffer objects: pyrender draws its scenes")
+    assert len(drawn) == len(scenes) - 1  # (the empty one is not drawn at all)
+    monkeypatch.setattr(inner, "_wbcap_lean", None)  # pyrender's render of _pyrender_scene's scene
+    stock = draw_all()
+    for i, (got, want) in enumerate(zip(lean, stock)):
+        assert (want != image).any() == (i != 6)
+        # the lights' order in a pyrender scene is a set's: sums of their terms may round apart
+        assert np.abs(got.astype(int) - want).max() <= 1, i
+        np.testing.assert_array_equal((got != image).any(-1), (want != image).any(-1))
+
+
 @pytest.mark.parametrize("backend", ["software", "pyrender"])
 def test_a_render_prepared_in_another_thread_draws_what_render_meshes_draws(backend: str,
                                                                             gl_platform: str | None) -> None:
@@ -541,7 +587,7 @@ def test_a_render_prepared_in_another_thread_draws_what_render_meshes_draws(back
     worker.start()
     worker.join()
     prepared = box[0]
-    assert (prepared.scene is not None) == (backend == "pyrender")
+    assert (prepared.mesh is not None) == (backend == "pyrender")
     np.testing.assert_array_equal(draw_prepared(image, prepared), want)
     assert (want != image).any()
     with pytest.raises(ValueError, match="prepared for"):

@@ -216,8 +216,8 @@ def render_meshes(
 @dataclass(frozen=True)
 class PreparedRender:
     """One image's meshes made ready to draw by :func:`prepare_render`: checked, the backend
-    chosen and, for OpenGL, pyrender's scene built (no OpenGL call made yet, so any thread may
-    prepare). :func:`draw_prepared` draws it over an image of ``size`` ``(H, W)``."""
+    chosen and, for OpenGL, the vertex and index data built (no OpenGL call made yet, so any
+    thread may prepare). :func:`draw_prepared` draws it over an image of ``size`` ``(H, W)``."""
 
     size: tuple[int, int]
     #: ``(size, vertices, faces, focal, princpt, colours)`` as the backends take them: float64
@@ -227,8 +227,8 @@ class PreparedRender:
     #: the renderer asked for (None: ``WBCAP_RENDERER``), resolved again when drawing
     requested: str | None
     samples: int
-    #: pyrender's scene when OpenGL was chosen and it could be built, else None
-    scene: Any = None
+    #: the meshes' OpenGL vertex and index data when OpenGL was chosen and it could be built, else None
+    mesh: MeshArrays | None = None
     empty: bool = False
 
 
@@ -246,7 +246,7 @@ def prepare_render(
 ) -> PreparedRender:
     """The part of :func:`render_meshes` that needs no OpenGL context (same arguments, with
     ``size`` ``(H, W)`` pixels instead of the image): the arguments checked and, where OpenGL
-    draws, pyrender's scene built (meshes in one primitive, camera, lights). ``wbcap run``'s
+    draws, the meshes' vertex and index data built (:func:`mesh_arrays`). ``wbcap run``'s
     ``render.mp4`` prepares the next frames in another thread while one is drawn.
 
     Raises:
@@ -285,13 +285,13 @@ def prepare_render(
     samples = 4 if multisample else 0
     if not verts_list or alpha == 0.0:
         return PreparedRender(size, args, float(alpha), backend, samples, empty=True)
-    scene = None
+    mesh = None
     if render_backend(backend) != "software":
         try:
-            scene = _pyrender_scene(_gl.import_pyrender(), *args[1:])
+            mesh = mesh_arrays(verts_list, faces_list, cols)
         except Exception as exc:  # drawing builds it again, meets the error and reports it
-            log.debug("could not build the scene ahead: %s: %s", type(exc).__name__, exc)
-    return PreparedRender(size, args, float(alpha), backend, samples, scene)
+            log.debug("could not build the meshes' data ahead: %s: %s", type(exc).__name__, exc)
+    return PreparedRender(size, args, float(alpha), backend, samples, mesh)
 
 
 def draw_prepared(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
@@ -314,7 +314,7 @@ def draw_prepared(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
         rgb, cover = _render_software(*args)
     else:
         try:
-            rgb, cover = _render_pyrender(*args, samples=prepared.samples, scene=prepared.scene)
+            rgb, cover = _render_pyrender(*args, samples=prepared.samples, mesh=prepared.mesh)
         except Exception as exc:
             # Too large for the platform's framebuffers, or GL out of memory (PyOpenGL's GLError:
             # a large photo's multisampled buffers): this image only, the platform works.
@@ -619,7 +619,105 @@ def _adapt_renderer(offscreen: Any) -> bool:
 
     inner._configure_main_framebuffer = types.MethodType(configure, inner)
     inner._read_main_framebuffer = types.MethodType(read, inner)
+    lean = ("_configure_forward_pass_viewport", "_get_camera_matrices", "_get_primitive_program", "_bind_lighting")
+    inner._wbcap_lean = {} if all(hasattr(inner, a) for a in lean) else None  # state of _draw_lean
     return True
+
+
+def _draw_lean(renderer: Any, mesh: MeshArrays, focal: tuple[float, float], princpt: tuple[float, float]) -> np.ndarray:
+    """Draw ``mesh`` with ``renderer`` (an adapted ``pyrender.OffscreenRenderer``,
+    :func:`_adapt_renderer`; call under the lock) as pyrender's ``render(scene, RGBA)`` draws
+    :func:`_pyrender_scene`'s scene, through the same program, uniforms, state and framebuffers
+    (tested against it), without building a scene graph for each image: the camera and lights
+    are a scene kept for the focal length and principal point (only the far plane changes),
+    and the vertices go into one vertex array kept in the context (the indices uploaded only
+    when they change). Returns the ``(H, W, 4)`` uint8 RGBA image (top row first).
+
+    Why: with 5-6 SMPL-X bodies on a 768 x 576 video frame, pyrender's scene (nodes, mesh,
+    primitive, its interleaving and buffers, and its per-frame traversal) took ~7 of the ~42 CPU
+    milliseconds a render.mp4 frame cost on a 2-core Xeon, most of it holding the interpreter
+    lock that the posing thread needs.
+    """
+    import ctypes
+
+    from OpenGL import GL
+    from pyrender.constants import ProgramFlags, RenderFlags
+
+    pyrender = _gl.import_pyrender()
+    inner, state = renderer._renderer, renderer._renderer._wbcap_lean
+    flags = RenderFlags.RGBA | RenderFlags.OFFSCREEN
+    key = (float(focal[0]), float(focal[1]), float(princpt[0]), float(princpt[1]))
+    if state.get("key") != key:
+        state["scene"], state["key"] = _scene_setting(pyrender, focal, princpt, mesh.far), key
+    scene = state["scene"]
+    camera_node = scene.main_camera_node
+    camera_node.camera.zfar = mesh.far
+    if "template" not in state:  # what selects the program: the attributes and the material
+        state["template"] = pyrender.Primitive(
+            positions=np.zeros((3, 3), np.float32), normals=np.zeros((3, 3), np.float32),
+            color_0=np.ones((3, 4), np.float32), indices=np.array([[0, 1, 2]], np.uint32), material=_material(pyrender),
+            mode=_GL_TRIANGLES)
+    template = state["template"]
+    platform = renderer._platform
+    platform.make_current()
+    try:
+        inner.viewport_width, inner.viewport_height = renderer.viewport_width, renderer.viewport_height
+        if "vao" not in state:  # this context's vertex array: vertex, model-matrix and index buffers
+            state["vao"] = GL.glGenVertexArrays(1)
+            GL.glBindVertexArray(state["vao"])
+            state["vbo"], model, state["ebo"] = GL.glGenBuffers(3)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, state["vbo"])
+            stride = 10 * 4
+            for loc, (size, offset) in enumerate(((3, 0), (3, 3), (4, 6))):  # position, NORMAL_LOC 1, COLOR_0_LOC 2
+                GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(4 * offset))
+                GL.glEnableVertexAttribArray(loc)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, model)  # INST_M_LOC 3..6: one instance, the identity
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, 64, np.eye(4, dtype=np.float32), GL.GL_STATIC_DRAW)
+            for i in range(4):
+                GL.glEnableVertexAttribArray(3 + i)
+                GL.glVertexAttribPointer(3 + i, 4, GL.GL_FLOAT, GL.GL_FALSE, 64, ctypes.c_void_p(16 * i))
+                GL.glVertexAttribDivisor(3 + i, 1)
+            GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, state["ebo"])
+            state["indices"] = None
+        # pyrender's forward pass (Renderer._forward_pass), for this one primitive
+        inner._configure_forward_pass_viewport(flags)
+        GL.glClearColor(0.0, 0.0, 0.0, 0.0)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        GL.glEnable(GL.GL_MULTISAMPLE)
+        if len(mesh.indices):
+            view, projection = inner._get_camera_matrices(scene)
+            program = inner._get_primitive_program(template, flags, ProgramFlags.USE_MATERIAL)
+            program._bind()
+            program.set_uniform("V", view)
+            program.set_uniform("P", projection)
+            program.set_uniform("cam_pos", scene.get_pose(camera_node)[:3, 3])
+            inner._bind_lighting(scene, program, camera_node, flags)
+            program.set_uniform("M", np.eye(4))  # (Renderer._bind_and_draw_primitive from here)
+            material = template.material
+            program.set_uniform("material.emissive_factor", material.emissiveFactor)
+            program.set_uniform("material.base_color_factor", material.baseColorFactor)
+            program.set_uniform("material.metallic_factor", material.metallicFactor)
+            program.set_uniform("material.roughness_factor", material.roughnessFactor)
+            GL.glEnable(GL.GL_BLEND)
+            GL.glBlendFunc(GL.GL_ONE, GL.GL_ZERO)
+            GL.glPolygonMode(GL.GL_FRONT_AND_BACK, GL.GL_FILL)
+            GL.glEnable(GL.GL_CULL_FACE)
+            GL.glCullFace(GL.GL_BACK)
+            GL.glDisable(GL.GL_PROGRAM_POINT_SIZE)
+            GL.glBindVertexArray(state["vao"])
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, state["vbo"])
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, mesh.vertices.nbytes, mesh.vertices, GL.GL_STREAM_DRAW)
+            if state["indices"] is not mesh.indices:  # (kept: the same array is never changed)
+                GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, mesh.indices.nbytes, mesh.indices, GL.GL_STATIC_DRAW)
+                state["indices"] = mesh.indices
+            GL.glDrawElementsInstanced(GL.GL_TRIANGLES, mesh.indices.size, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
+            GL.glBindVertexArray(0)
+            program._unbind()
+        GL.glFlush()
+        color, _ = inner._read_main_framebuffer(scene, flags)
+    finally:
+        platform.make_uncurrent()
+    return color
 
 
 def _delete_renderer() -> None:
@@ -646,16 +744,17 @@ def _render_pyrender(
     princpt: tuple[float, float],
     colors: np.ndarray,
     samples: int = 4,
-    scene: Any = None,
+    mesh: MeshArrays | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL render with ``samples`` per pixel (4 or 0: none; pyrender's own choice where the
-    renderer could not be adapted, :func:`_adapt_renderer`) of ``scene`` (None, when it could not
-    be built ahead: built here by :func:`_pyrender_scene` from the other arguments). Returns
-    ``(H, W, 3)`` uint8 RGB premultiplied by coverage and ``(H, W)`` uint8 coverage (255:
-    covered), views of one array."""
+    renderer could not be adapted, :func:`_adapt_renderer`) of ``mesh`` (None, when it could not
+    be built ahead: built here by :func:`mesh_arrays` from the other arguments), drawn by
+    :func:`_draw_lean` where the renderer was adapted, else as a pyrender scene
+    (:func:`_pyrender_scene`). Returns ``(H, W, 3)`` uint8 RGB premultiplied by coverage and
+    ``(H, W)`` uint8 coverage (255: covered), views of one array."""
     pyrender = _gl.import_pyrender()
-    if scene is None:
-        scene = _pyrender_scene(pyrender, verts_list, faces_list, focal, princpt, colors)
+    if mesh is None:
+        mesh = mesh_arrays(verts_list, faces_list, colors)
     height, width = size
     with _render_lock:
         # the size limit first, from a context of a size it can have (on OSMesa, where the context
@@ -665,22 +764,38 @@ def _render_pyrender(
             raise _TooLargeForGL(limit)
         renderer = _get_renderer(pyrender, width, height)
         renderer._renderer._wbcap_samples = samples
+        if getattr(renderer._renderer, "_wbcap_lean", None) is not None:
+            return _premultiplied_and_cover(_draw_lean(renderer, mesh, focal, princpt), None)
+        scene = _pyrender_scene(pyrender, mesh, focal, princpt)
         color, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     return _premultiplied_and_cover(color, depth)
 
 
-def _pyrender_scene(
-    pyrender: Any,
-    verts_list: list[np.ndarray],
-    faces_list: list[np.ndarray],
-    focal: tuple[float, float],
-    princpt: tuple[float, float],
-    colors: np.ndarray,
-) -> Any:
-    """pyrender's scene for the meshes (one primitive), the camera and the lights; no OpenGL
-    call, so any thread may build it."""
-    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
+@dataclass(frozen=True)
+class MeshArrays:
+    """Meshes as one OpenGL primitive (:func:`mesh_arrays`), in the GL camera frame (x right,
+    y up, z backwards; metres).
+
+    Attributes:
+        vertices: ``(N, 10)`` float32 rows: position (3), unit normal (3), RGBA colour (4):
+            pyrender's interleaved vertex layout for these attributes.
+        indices: ``(M, 3)`` uint32 triangles into the rows.
+        far: the far plane (metres): beyond the farthest finite vertex.
+    """
+
+    vertices: np.ndarray
+    indices: np.ndarray
+    far: float
+
+
+def mesh_arrays(verts_list: list[np.ndarray], faces_list: list[np.ndarray], colors: np.ndarray) -> MeshArrays:
+    """The meshes (``(V, 3)`` vertices, OpenCV camera frame, metres; ``(F, 3)`` int64 faces;
+    ``(P, 3)`` RGB colours in [0, 1], one per mesh) as one primitive: every mesh with faces,
+    its vertex normals (:func:`vertex_normals`) and its colour on its vertices, one after
+    another. No OpenGL call, so any thread may build it."""
     keep = [i for i, f in enumerate(faces_list) if f.size]
+    vertices = np.ones((sum(len(verts_list[i]) for i in keep), 10), np.float32)
+    indices = np.zeros((0, 3), np.uint32)
     if keep:
         # One primitive for every mesh (one buffer upload, one draw), each mesh's colour on its
         # vertices: pyrender's per-primitive work was most of a video frame's drawing. (wbcap's
@@ -688,26 +803,50 @@ def _pyrender_scene(
         # mesh drew; pyrender's own, used where wbcap's could not be installed, also tints the
         # highlights by it: up to 3/255 apart.)
         cv_to_gl = np.array([1.0, -1.0, -1.0], np.float32)  # OpenCV (x right, y down, z fwd) -> GL (y up, z back)
-        positions = np.concatenate([verts_list[i] for i in keep]).astype(np.float32) * cv_to_gl
         counts = [len(verts_list[i]) for i in keep]
-        first = np.cumsum([0] + counts[:-1])
-        normals = np.concatenate([vertex_normals(p, faces_list[i]) for i, p in zip(keep, np.split(positions, first[1:]))])
+        start = 0
+        for i, n in zip(keep, counts):
+            rows = vertices[start : start + n]
+            np.multiply(verts_list[i], cv_to_gl, out=rows[:, :3], casting="same_kind")
+            rows[:, 3:6] = vertex_normals(rows[:, :3], faces_list[i])
+            rows[:, 6:9] = colors[i]
+            start += n
         indices = _joined_indices([faces_list[i] for i in keep], counts)
-        color_0 = np.ones((len(positions), 4), np.float32)
-        color_0[:, :3] = np.repeat(colors[keep].astype(np.float32), counts, axis=0)
-        material = pyrender.MetallicRoughnessMaterial(
-            metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE", baseColorFactor=(1.0, 1.0, 1.0, 1.0))
-        scene.add(pyrender.Mesh([pyrender.Primitive(positions=positions, normals=normals, color_0=color_0,
-                                                     indices=indices, material=material, mode=_GL_TRIANGLES)]))
     # Far plane beyond the farthest mesh: people far from the camera (small boxes) stay visible.
     # Finite depths only: one non-finite vertex made the far plane infinite and hid every mesh.
     depths = [v[:, 2][np.isfinite(v[:, 2])] for v in verts_list]
     far = max([ZFAR] + [2.0 * float(z.max()) for z in depths if z.size])
+    return MeshArrays(vertices, indices, far)
+
+
+def _pyrender_scene(pyrender: Any, mesh: MeshArrays, focal: tuple[float, float], princpt: tuple[float, float]) -> Any:
+    """pyrender's scene for ``mesh`` (one primitive; none when it has no triangle), the camera
+    and the lights (:func:`_scene_setting`); no OpenGL call, so any thread may build it."""
+    scene = _scene_setting(pyrender, focal, princpt, mesh.far)
+    if len(mesh.indices):
+        v = mesh.vertices
+        scene.add(pyrender.Mesh([pyrender.Primitive(positions=v[:, :3], normals=v[:, 3:6], color_0=v[:, 6:],
+                                                     indices=mesh.indices, material=_material(pyrender),
+                                                     mode=_GL_TRIANGLES)]))
+    return scene
+
+
+def _material(pyrender: Any) -> Any:
+    """The material every wbcap mesh has: a rough dielectric, its colour on the vertices."""
+    return pyrender.MetallicRoughnessMaterial(
+        metallicFactor=0.0, roughnessFactor=0.7, alphaMode="OPAQUE", baseColorFactor=(1.0, 1.0, 1.0, 1.0))
+
+
+def _scene_setting(pyrender: Any, focal: tuple[float, float], princpt: tuple[float, float], far: float) -> Any:
+    """A pyrender scene with wbcap's camera (``focal``, ``princpt`` pixels, OpenCV convention:
+    pixel centres at integers; near plane :data:`ZNEAR`, far plane ``far``, at the origin) and
+    lights (a head light along the viewing direction plus two from above-left and
+    above-right), and no mesh."""
+    scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
     camera = pyrender.IntrinsicsCamera(
         fx=focal[0], fy=focal[1], cx=princpt[0] + 0.5, cy=princpt[1] + 0.5, znear=ZNEAR, zfar=far
     )
     scene.add(camera, pose=np.eye(4))
-    # Head light along the viewing direction plus two from above-left and above-right.
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=_HEAD_LIGHT), pose=np.eye(4))
     for side in (-0.5, 0.5):  # GL frame: travelling sideways, down (-y) and forward (-z)
         pose = _light_pose(np.array([side, -0.6, -1.0]))
