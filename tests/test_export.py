@@ -536,8 +536,10 @@ def test_lean_drawing_draws_what_pyrenders_scene_draws(multisample, gl_platform,
         0.6, (1.0, 1.0, 0.0)))
     bv, bf = (np.asarray(box.vertices) + (-0.2, 0.7, 3.6)).astype(np.float32), np.asarray(box.faces)
     other_camera = ((150.0, 150.0), (W / 2.0, H / 2.0))
+    shifted = (FOCAL, (PRINCPT[0] + 30.0, PRINCPT[1] - 20.0))  # the same focal length, another centre
     scenes = [([a, b], [fa, fb], FOCAL, PRINCPT), ([a, a + (0.9, 0.0, 0.5)], [fa, fa], FOCAL, PRINCPT),
-              ([bv, a], [bf, fa], FOCAL, PRINCPT), ([far], [ff], FOCAL, PRINCPT), ([b], [fb], *other_camera),
+              ([bv, a], [bf, fa], FOCAL, PRINCPT), ([a, bv], [fa, bf], FOCAL, PRINCPT),  # same shapes, other indices
+              ([far], [ff], FOCAL, PRINCPT), ([b], [fb], *other_camera), ([b], [fb], *shifted),
               ([a, a + (0.9, 0.0, 0.5), a + (0.0, 0.5, 1.0)], [fa] * 3, FOCAL, PRINCPT), ([], fa, FOCAL, PRINCPT),
               ([a, b], [fa, fb], FOCAL, PRINCPT)]
     rng = np.random.default_rng(4)
@@ -559,10 +561,35 @@ def test_lean_drawing_draws_what_pyrenders_scene_draws(multisample, gl_platform,
     monkeypatch.setattr(inner, "_wbcap_lean", None)  # pyrender's render of _pyrender_scene's scene
     stock = draw_all()
     for i, (got, want) in enumerate(zip(lean, stock)):
-        assert (want != image).any() == (i != 6)
+        assert (want != image).any() == (i != 8)
         # the lights' order in a pyrender scene is a set's: sums of their terms may round apart
         assert np.abs(got.astype(int) - want).max() <= 1, i
         np.testing.assert_array_equal((got != image).any(-1), (want != image).any(-1))
+
+
+def test_lean_drawing_uploads_a_videos_indices_once(gl_platform, monkeypatch) -> None:
+    """Frames with as many people of one topology share their index array
+    (:func:`render._joined_indices` hands out the same object), so the index buffer goes up on the
+    first frame only; another number of people uploads again."""
+    from OpenGL import GL
+
+    from wbcap.export import render
+
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    a, fa = _sphere((-0.5, 0.1, 3.0), 0.4)
+    image = np.zeros((H, W, 3), np.uint8)
+    render_meshes(image, [a], [fa], FOCAL, PRINCPT, backend="pyrender", multisample=False)  # (set up)
+    if getattr(render._renderer._renderer, "_wbcap_lean", None) is None:
+        skip_or_fail("this GL platform (OSMesa) has no framebuffer objects: pyrender draws its scenes")
+    uploads = []
+    real = GL.glBufferData
+    monkeypatch.setattr(GL, "glBufferData", lambda target, *args: uploads.append(target) or real(target, *args))
+    frames = [[a + (0.1 * k, 0.0, 0.0), a + (0.0, 0.1 * k, 0.5)] for k in range(3)] + [[a, a + (0.5, 0, 0), a + (0, 0.5, 0)]]
+    drawn = [render_meshes(image, m, fa, FOCAL, PRINCPT, backend="pyrender", multisample=False) for m in frames]
+    assert uploads.count(GL.GL_ELEMENT_ARRAY_BUFFER) == 2  # the first two-person frame, the three-person one
+    assert uploads.count(GL.GL_ARRAY_BUFFER) == 4  # the vertices, every frame
+    assert all((d != image).any() for d in drawn) and (drawn[0] != drawn[1]).any()
 
 
 @pytest.mark.parametrize("backend", ["software", "pyrender"])

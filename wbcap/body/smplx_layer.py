@@ -112,7 +112,8 @@ def _lbs(
     lbs_weights: torch.Tensor,
     pose2rot: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``smplx.lbs.lbs(..., pose2rot=pose2rot)`` (bit-equal results, tested), op for op up to the
+    """``smplx.lbs.lbs(..., pose2rot=pose2rot)`` (bit-equal results on the CPU, tested; on a GPU,
+    where its matmuls may fuse multiply-adds, within float32 rounding), op for op up to the
     skinning, with the kinematic chain of :func:`_batch_rigid_transform`. ``pose``:
     ``(B, J * 3)`` axis-angle with ``pose2rot``, else ``(B, J, 3, 3)`` rotation matrices.
     Returns vertices (B, V, 3) and joints (B, J, 3), metres."""
@@ -133,8 +134,8 @@ def _lbs(
     # Skinning, v = (sum_k w_k A_k) [v_posed; 1] (the paper's eq. 1; smplx.lbs): only the top
     # three rows of the joints' transforms are blended (the bottom one is [0 0 0 1]), and the
     # (B, V, 3, 4) result is applied as x R[:, 0] + y R[:, 1] + z R[:, 2] + t, separate products
-    # and sums in the order of smplx's one 4x4 @ 4x1 matmul per vertex: the same values (tested
-    # bit for bit), in about half the time on the CPU (33 poses: 10.7 against 19.5 ms on one
+    # and sums in the order of smplx's one 4x4 @ 4x1 matmul per vertex: the same values on the CPU
+    # (tested bit for bit), in about half the time (33 poses: 10.7 against 19.5 ms on one
     # thread; most of a video's posing for rendering). Fused multiply-adds (addcmul) were a
     # little faster but rounded differently where torch vectorised them, which varied by run.
     W = lbs_weights.unsqueeze(dim=0).expand([batch_size, -1, -1])

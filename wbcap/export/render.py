@@ -77,9 +77,9 @@ _render_lock = threading.Lock()
 #: (faces, vertex count, incidence matrix) of the last face arrays :func:`vertex_normals` saw:
 #: a cache of derived data only (never changes a result).
 _INCIDENCE: list[tuple[np.ndarray, int, Any]] = []
-#: (faces, vertex count, ``(n, F, 3)`` uint32 indices of n copies) for :func:`_joined_indices`:
-#: derived data too.
-_JOINED_FACES: list[tuple[np.ndarray, int, np.ndarray]] = []
+#: (faces, vertex count, ``(n, F, 3)`` uint32 indices of n copies, ``{count: (count * F, 3) view}``)
+#: for :func:`_joined_indices`: derived data too.
+_JOINED_FACES: list[tuple[np.ndarray, int, np.ndarray, dict[int, np.ndarray]]] = []
 _renderer: Any = None
 _warned_software = False
 
@@ -631,7 +631,10 @@ def _draw_lean(renderer: Any, mesh: MeshArrays, focal: tuple[float, float], prin
     (tested against it), without building a scene graph for each image: the camera and lights
     are a scene kept for the focal length and principal point (only the far plane changes),
     and the vertices go into one vertex array kept in the context (the indices uploaded only
-    when they change). Returns the ``(H, W, 4)`` uint8 RGBA image (top row first).
+    when they are another array than the last: a video's frames with as many people share
+    :func:`_joined_indices`' array). Returns the ``(H, W, 4)`` uint8 RGBA image (top row first).
+    (Renderers that could not be adapted, e.g. on OSMesa, draw a pyrender scene instead, built
+    in the drawing thread, :func:`_render_pyrender`.)
 
     Why: with 5-6 SMPL-X bodies on a 768 x 576 video frame, pyrender's scene (nodes, mesh,
     primitive, its interleaving and buffers, and its per-frame traversal) took ~7 of the ~42 CPU
@@ -663,10 +666,10 @@ def _draw_lean(renderer: Any, mesh: MeshArrays, focal: tuple[float, float], prin
     try:
         inner.viewport_width, inner.viewport_height = renderer.viewport_width, renderer.viewport_height
         if "vao" not in state:  # this context's vertex array: vertex, model-matrix and index buffers
-            state["vao"] = GL.glGenVertexArrays(1)
-            GL.glBindVertexArray(state["vao"])
-            state["vbo"], model, state["ebo"] = GL.glGenBuffers(3)
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, state["vbo"])
+            vao = GL.glGenVertexArrays(1)
+            GL.glBindVertexArray(vao)
+            vbo, model, ebo = GL.glGenBuffers(3)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
             stride = 10 * 4
             for loc, (size, offset) in enumerate(((3, 0), (3, 3), (4, 6))):  # position, NORMAL_LOC 1, COLOR_0_LOC 2
                 GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(4 * offset))
@@ -677,8 +680,10 @@ def _draw_lean(renderer: Any, mesh: MeshArrays, focal: tuple[float, float], prin
                 GL.glEnableVertexAttribArray(3 + i)
                 GL.glVertexAttribPointer(3 + i, 4, GL.GL_FLOAT, GL.GL_FALSE, 64, ctypes.c_void_p(16 * i))
                 GL.glVertexAttribDivisor(3 + i, 1)
-            GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, state["ebo"])
-            state["indices"] = None
+            GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, ebo)
+            GL.glBindVertexArray(0)
+            # (kept only once all of it is set up: a GL error half-way builds it again next time)
+            state.update(vao=vao, vbo=vbo, ebo=ebo, indices=None)
         # pyrender's forward pass (Renderer._forward_pass), for this one primitive
         inner._configure_forward_pass_viewport(flags)
         GL.glClearColor(0.0, 0.0, 0.0, 0.0)
@@ -707,7 +712,8 @@ def _draw_lean(renderer: Any, mesh: MeshArrays, focal: tuple[float, float], prin
             GL.glBindVertexArray(state["vao"])
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, state["vbo"])
             GL.glBufferData(GL.GL_ARRAY_BUFFER, mesh.vertices.nbytes, mesh.vertices, GL.GL_STREAM_DRAW)
-            if state["indices"] is not mesh.indices:  # (kept: the same array is never changed)
+            if state["indices"] is not mesh.indices:  # (the array kept: the same object is never changed)
+                state["indices"] = None
                 GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, mesh.indices.nbytes, mesh.indices, GL.GL_STATIC_DRAW)
                 state["indices"] = mesh.indices
             GL.glDrawElementsInstanced(GL.GL_TRIANGLES, mesh.indices.size, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
@@ -865,16 +871,19 @@ def _joined_indices(faces_list: list[np.ndarray], counts: list[int]) -> np.ndarr
     if len(set(counts)) != 1 or not all(f is f0 or np.array_equal(f, f0) for f in faces_list[1:]):
         first = np.cumsum([0] + counts[:-1])
         return np.concatenate([f + o for f, o in zip(faces_list, first)]).astype(np.uint32)
-    for kept_faces, kept_count, joined in _JOINED_FACES:
+    for kept_faces, kept_count, joined, views in _JOINED_FACES:
         if kept_count == counts[0] and len(joined) >= n and np.array_equal(kept_faces, f0):
-            return joined[:n].reshape(-1, 3)
-    offsets = np.arange(max(n, 8), dtype=np.uint32) * np.uint32(counts[0])
-    joined = f0.astype(np.uint32)[None] + offsets[:, None, None]  # (copies, F, 3)
-    joined.flags.writeable = False  # handed out as views
-    _JOINED_FACES[:] = [e for e in _JOINED_FACES if not (e[1] == counts[0] and np.array_equal(e[0], f0))]
-    _JOINED_FACES.insert(0, (f0.copy(), counts[0], joined))
-    del _JOINED_FACES[2:]
-    return joined[:n].reshape(-1, 3)
+            break
+    else:
+        offsets = np.arange(max(n, 8), dtype=np.uint32) * np.uint32(counts[0])
+        joined = f0.astype(np.uint32)[None] + offsets[:, None, None]  # (copies, F, 3)
+        joined.flags.writeable = False  # handed out as views
+        views = {}
+        _JOINED_FACES[:] = [e for e in _JOINED_FACES if not (e[1] == counts[0] and np.array_equal(e[0], f0))]
+        _JOINED_FACES.insert(0, (f0.copy(), counts[0], joined, views))
+        del _JOINED_FACES[2:]
+    # the same view object for the same count: _draw_lean uploads indices only when they are another object
+    return views.setdefault(n, joined[:n].reshape(-1, 3))
 
 
 def _premultiplied_and_cover(color: Any, depth: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ def render_video(
 
     Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
     their people (:class:`~wbcap.export.track_meshes.TrackVertices`) and prepares each frame's
-    scene with their vertex normals (:func:`~wbcap.export.render.prepare_render`), this
+    vertex data with their vertex normals (:func:`~wbcap.export.render.prepare_render`), this
     one draws (:func:`~wbcap.export.render.draw_prepared`; the OpenGL context stays in this
     thread), one encodes the drawn frames. NumPy's BLAS runs one thread meanwhile (below).
     ``timings`` gets ``render_decode`` (decoding, posing, preparing),
