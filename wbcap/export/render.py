@@ -871,17 +871,16 @@ def _joined_indices(faces_list: list[np.ndarray], counts: list[int]) -> np.ndarr
     if len(set(counts)) != 1 or not all(f is f0 or np.array_equal(f, f0) for f in faces_list[1:]):
         first = np.cumsum([0] + counts[:-1])
         return np.concatenate([f + o for f, o in zip(faces_list, first)]).astype(np.uint32)
-    for kept_faces, kept_count, joined, views in _JOINED_FACES:
-        if kept_count == counts[0] and len(joined) >= n and np.array_equal(kept_faces, f0):
-            break
-    else:
+    kept = next((e for e in _JOINED_FACES if e[1] == counts[0] and len(e[2]) >= n and np.array_equal(e[0], f0)), None)
+    if kept is None:
         offsets = np.arange(max(n, 8), dtype=np.uint32) * np.uint32(counts[0])
         joined = f0.astype(np.uint32)[None] + offsets[:, None, None]  # (copies, F, 3)
         joined.flags.writeable = False  # handed out as views
-        views = {}
+        kept = (f0.copy(), counts[0], joined, {})
         _JOINED_FACES[:] = [e for e in _JOINED_FACES if not (e[1] == counts[0] and np.array_equal(e[0], f0))]
-        _JOINED_FACES.insert(0, (f0.copy(), counts[0], joined, views))
+        _JOINED_FACES.insert(0, kept)
         del _JOINED_FACES[2:]
+    joined, views = kept[2], kept[3]
     # the same view object for the same count: _draw_lean uploads indices only when they are another object
     return views.setdefault(n, joined[:n].reshape(-1, 3))
 
