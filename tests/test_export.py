@@ -567,6 +567,45 @@ def test_lean_drawing_draws_what_pyrenders_scene_draws(multisample, gl_platform,
         np.testing.assert_array_equal((got != image).any(-1), (want != image).any(-1))
 
 
+def test_a_gl_error_while_setting_up_the_lean_vertex_array_costs_that_image_only(gl_platform, monkeypatch,
+                                                                                  caplog) -> None:
+    """Out of GL memory while _draw_lean builds its vertex array (a fresh renderer): that image
+    is drawn in software, the next one by OpenGL again, the vertex array built afresh."""
+    import logging
+
+    from OpenGL import GL
+    from OpenGL.error import GLError
+
+    from wbcap.export import render
+
+    if gl_platform is None:
+        skip_or_fail("no OpenGL platform (EGL/OSMesa) on this machine")
+    a, fa = _sphere((-0.5, 0.1, 3.0), 0.4)
+    image = np.zeros((H, W, 3), np.uint8)
+    want = render_meshes(image, [a], fa, FOCAL, PRINCPT, backend="pyrender", multisample=False)
+    if getattr(render._renderer._renderer, "_wbcap_lean", None) is None:
+        skip_or_fail("this GL platform (OSMesa) has no framebuffer objects: pyrender draws its scenes")
+    render._delete_renderer()  # a fresh renderer: its vertex array is built on its first draw
+    real, failed = GL.glGenBuffers, []
+
+    def out_of_memory_once(n):
+        if not failed:
+            failed.append(n)
+            raise GLError(err=0x0505, result=None, baseOperation="glGenBuffers")
+        return real(n)
+
+    monkeypatch.setattr(GL, "glGenBuffers", out_of_memory_once)
+    with caplog.at_level(logging.WARNING):
+        soft = render_meshes(image, [a], fa, FOCAL, PRINCPT, backend="pyrender", multisample=False)
+    assert failed and "drawn with the software renderer" in caplog.text and (soft != image).any()
+    assert render_backend("auto").startswith("pyrender")  # the platform is not given up
+    state = render._renderer._renderer._wbcap_lean
+    assert "vao" not in state  # nothing half-built kept
+    np.testing.assert_array_equal(render_meshes(image, [a], fa, FOCAL, PRINCPT, backend="pyrender",
+                                                multisample=False), want)
+    assert "vao" in state
+
+
 def test_lean_drawing_uploads_a_videos_indices_once(gl_platform, monkeypatch) -> None:
     """Frames with as many people of one topology share their index array
     (:func:`render._joined_indices` hands out the same object), so the index buffer goes up on the
