@@ -115,6 +115,30 @@ def test_nested_group_and_parent_options():
     assert r.output == "--data-root -v\n"
 
 
+def test_a_setting_of_another_command_is_named_by_that_commands_option():
+    """``wbcap demo`` has no ``--min-track``: its messages name ``wbcap run``'s option for the
+    setting (``min_length``), not a made-up ``--min-length``; a setting no command has keeps the
+    ``--`` + dashes form."""
+    r = CliRunner().invoke(cli, ["demo", "--help"])
+    assert r.exit_code == 0 and "--min-track" not in r.output
+    group = click.Group("g")
+
+    @group.command("run")
+    @click.option("--min-track", "min_length", type=int)
+    def run(min_length):
+        pass
+
+    @group.command("demo")
+    def demo():
+        ctx = click.get_current_context()
+        click.echo(f"{option_spelling(ctx, 'min_length')} {option_spelling(ctx, 'no_such_setting')}")
+
+    r = CliRunner().invoke(group, ["demo"], catch_exceptions=False)
+    assert r.output == "--min-track --no-such-setting\n"
+    with cli.make_context("wbcap", ["demo"]) as ctx:  # the real group: run's option
+        assert option_spelling(ctx, "min_length") == "--min-track"
+
+
 def test_log_lines_follow_the_same_rule(caplog):
     from wbcap.track.collect import Collected, report_losses
 

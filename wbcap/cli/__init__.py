@@ -87,16 +87,27 @@ def option_spelling(root: click.Context, name: str) -> str:
 
     The option whose parameter is ``name`` in the running (sub)command or the groups above it,
     as first declared (``min_height_frac`` -> ``--min-height``, ``boxes_file`` -> ``--boxes``,
-    ``out`` -> ``-o``); an argument's metavar (``source`` -> ``SOURCE``); else ``--`` + the name
-    with dashes (a setting of another command, e.g. ``--detector`` from ``wbcap doctor``).
-    ``root`` stands in off the main thread, where click has no current context.
+    ``out`` -> ``-o``); an argument's metavar (``source`` -> ``SOURCE``); else the option of
+    another command of the top group that sets it (``min_length`` -> ``--min-track`` of ``wbcap
+    run``, in ``wbcap demo``'s messages); else ``--`` + the name with dashes. ``root`` stands in
+    off the main thread, where click has no current context.
     """
     ctx: click.Context | None = click.get_current_context(silent=True) or root
+    top = ctx
     while ctx is not None:
         for param in ctx.command.params:
             if param.name == name:
                 return param.human_readable_name if isinstance(param, click.Argument) else param.opts[0]
-        ctx = ctx.parent
+        top, ctx = ctx, ctx.parent
+    groups = [top.command] if top is not None and isinstance(top.command, click.Group) else []
+    while groups:  # the other commands, in the group's order, subgroups after (wbcap's import lazily: ~40 ms)
+        group = groups.pop(0)
+        for command in filter(None, (group.get_command(top, n) for n in group.list_commands(top))):
+            if isinstance(command, click.Group):
+                groups.append(command)
+            for param in command.params:
+                if param.name == name and isinstance(param, click.Option):
+                    return param.opts[0]
     return "--" + name.replace("_", "-")
 
 
