@@ -131,6 +131,29 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(tmp_path, base_args):
+    """Two runs on one folder: the second is refused while the first holds it (before, both
+    appended to raw.jsonl and every later --resume failed); records that are not one run's
+    (frames out of order) get one line naming the file and --overwrite, not a traceback."""
+    from wbcap.io.run_folder import hold_folder
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--no-render", "--min-track", "1", *base_args]
+    with hold_folder(out):  # (flock is per open file: a second open in this process is another holder)
+        r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), *args])
+        assert r.exit_code == 2 and "in use by another wbcap process" in r.output, r.output
+        assert list(out.iterdir()) == []
+    assert run("run", video, "-o", out, *args).exit_code == 0  # released with the block
+    raw = out / ".wbcap" / "raw.jsonl"
+    lines = raw.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    raw.write_text(lines[0] + lines[2] + lines[1])
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *args])
+    assert r.exit_code == 2 and "raw.jsonl: frame 1 follows frame 2" in r.output and "--overwrite" in r.output, r.output
+    assert "Traceback" not in r.output
+
+
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])

@@ -49,6 +49,7 @@ from wbcap.io.run_folder import (
     PARAMS_FILE,
     RENDER_FILE,
     fingerprint,
+    hold_folder,
     prepare_output,
     raw_path,
     remove_stale_outputs,
@@ -303,20 +304,21 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     created = not out.exists()
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
-    prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite)
-    try:
-        timings: dict[str, float] = {}
-        frames = regress_frames(job, pipeline, source, progress, timings)
-    except BaseException:
-        # Nothing worth resuming: leave no half-made output folder behind.
-        if created and not any(read_raw(raw_path(out))):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    if frames == 0:
-        raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
-                         f"check {setting('start')}/{setting('end')}")
-    try:
-        return finalize(job, pipeline, info=source.info, progress=progress, timings=timings)
-    except Exception as exc:
-        add_note(exc, f"while writing the outputs of {job.source} to {out}")
-        raise
+    with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
+        prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite)
+        try:
+            timings: dict[str, float] = {}
+            frames = regress_frames(job, pipeline, source, progress, timings)
+        except BaseException:
+            # Nothing worth resuming: leave no half-made output folder behind.
+            if created and not any(read_raw(raw_path(out))):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        if frames == 0:
+            raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
+                             f"check {setting('start')}/{setting('end')}")
+        try:
+            return finalize(job, pipeline, info=source.info, progress=progress, timings=timings)
+        except Exception as exc:
+            add_note(exc, f"while writing the outputs of {job.source} to {out}")
+            raise

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from wbcap.errors import InputError, setting
 from wbcap.io.param_names import to_file_record
 
 
@@ -40,7 +41,12 @@ def read_raw(path: Path) -> Iterator[dict]:
 
 
 def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
-    """Drop a torn last line; return (number of records, last frame index or -1)."""
+    """Drop a torn last line; return (number of records, last frame index or -1).
+
+    Raises:
+        InputError: the frame indices do not increase (not one run's records: e.g. written by
+            two processes at once before runs locked their folder), so no resume can continue it.
+    """
     count, last, good_bytes = 0, -1, 0
     if not path.is_file():
         return 0, -1
@@ -49,9 +55,14 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
             if not line.endswith(b"\n"):
                 break
             try:
-                last = int(json.loads(line)["frame"])
+                frame = int(json.loads(line)["frame"])
             except (ValueError, KeyError):
                 break
+            if frame <= last:
+                raise InputError(
+                    f"{path}: frame {frame} follows frame {last}, so these records are not one run's (two runs "
+                    f"wrote the folder at once?); pass {setting('overwrite', api='overwrite=True')} to start over")
+            last = frame
             count += 1
             good_bytes += len(line)
     with open(path, "r+b") as f:

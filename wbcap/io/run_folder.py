@@ -22,8 +22,11 @@ when complete (:mod:`wbcap.atomic`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
@@ -95,6 +98,45 @@ def read_meta(out: Path) -> dict | None:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a wbcap meta.json ({exc}); "
                          f"resume its run ({setting('resume', api='resume=True')}) to rewrite it") from None
+
+
+@contextlib.contextmanager
+def hold_folder(out: Path) -> Iterator[Path]:
+    """Keep other wbcap processes out of OUT while this block writes it.
+
+    An exclusive advisory lock (``flock``) on the folder itself, not on a file in it (so
+    ``--overwrite`` deleting ``.wbcap/`` cannot hand out a second lock, and nothing is left
+    behind): the kernel releases it when the block ends or the process dies, also when it is
+    killed. Two ``wbcap run`` on one folder interleaved their frames in ``raw.jsonl`` before.
+    Creates OUT (and its parents) when missing. Where the platform has no ``flock`` (Windows),
+    nothing is locked.
+
+    Raises:
+        InputError: OUT is a file, cannot be created, or another process holds it.
+    """
+    other_out = setting("out", api="output")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; {setting('out')} must be a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
+                         f"choose another {other_out} folder") from None
+    try:
+        try:
+            import fcntl
+        except ImportError:  # (no flock on this platform)
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"{out} is in use by another wbcap process (a run still writing it); wait for it "
+                                 f"to finish or choose another {other_out} folder") from None
+        yield out
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
