@@ -97,6 +97,32 @@ def test_regular_clock_vfr_each_observation_used_once():
     np.testing.assert_allclose(np.diff(seg.times), 1 / 15)
 
 
+@pytest.mark.parametrize("max_gap", [0.0, 0.01, 0.1])
+def test_regular_clock_never_splits_a_track_seen_in_every_frame(max_gap):
+    """--max-gap is the time missed (filled rows), not the time between detections: a track seen in
+    every processed frame stays whole even with --max-gap 0 (also with timestamp jitter), and
+    one missed frame at 10 fps is 0.1 s missed."""
+    t = np.arange(6) / 10 + np.array([0, 3e-4, -2e-4, 1e-4, 0, 4e-4])  # ms-rounded timestamps
+    (seg,) = regular_clock(t, rate=10.0, max_gap=max_gap)
+    assert seg.valid.all() and len(seg.times) == 6
+    segs = regular_clock(np.array([0.0, 0.1, 0.3, 0.4]), rate=10.0, max_gap=max_gap)  # frame 2 missed
+    assert [len(s.times) for s in segs] == ([5] if max_gap >= 0.1 else [2, 2])
+
+
+def test_regular_clock_vfr_slow_stretch_is_not_missed():
+    """Variable frame rate on its average clock: a stretch slower than the average leaves rows no
+    frame falls on; with the frame indices (consecutive) it is not a missed stretch, so --max-gap 0
+    keeps the track whole; a real miss (a skipped index) still splits it."""
+    t = np.concatenate([np.arange(9) / 30, 0.3 + np.arange(1, 11) / 10])  # 30 fps, then 10 fps
+    frames = np.arange(t.size)
+    assert len(regular_clock(t, rate=15.0, max_gap=0.0)) > 1  # by times alone: filled rows
+    (seg,) = regular_clock(t, rate=15.0, max_gap=0.0, frames=frames)
+    assert seg.valid.sum() == len(set(seg.lo[seg.valid].tolist()))
+    missed = np.delete(np.arange(t.size), 12)
+    segs = regular_clock(t[missed], rate=15.0, max_gap=0.0, frames=frames[missed])
+    assert len(segs) == 2 and segs[1].times[0] == pytest.approx(t[13])
+
+
 def test_slerp_and_lerp_rows_known_answers():
     seg = regular_clock(np.array([0.0, 0.4]), rate=10.0, max_gap=1.0)[0]
     rot = np.zeros((2, 1, 3))

@@ -21,8 +21,9 @@ The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS r
   ``absolute = relative + hands_mean`` is exact.
 * **A regular clock.** Row ``k`` is the time ``times[0] + k / mocap_framerate``. A frame in which
   the tracker missed the person is filled by interpolation (spherical for rotations, linear for
-  translation and expression) and marked ``valid[k] = False``; a gap longer than ``max_gap``
-  seconds splits the track into several files instead.
+  translation and expression) and marked ``valid[k] = False``; a person missed for longer than
+  ``max_gap`` seconds (the filled rows, :func:`regular_clock`) splits the track into several
+  files instead.
 
 Keys written (``T`` rows): ``poses (T, 165)`` float32 axis-angle (root, 21 body, jaw, left eye,
 right eye, 15 left hand, 15 right hand), ``trans (T, 3)`` float32 metres, ``betas (10,)``
@@ -101,23 +102,36 @@ class ClockSegment:
     valid: np.ndarray
 
 
-def regular_clock(times: np.ndarray, rate: float, max_gap: float) -> list[ClockSegment]:
+def regular_clock(times: np.ndarray, rate: float, max_gap: float,
+                  frames: np.ndarray | None = None) -> list[ClockSegment]:
     """Lay a track's observation times on a regular clock of ``rate`` frames per second.
 
     A row is *valid* (copied from an observation) when an observation lies within half a period
-    of it; rows in between are interpolated; where two consecutive observations are more than
-    ``max_gap`` seconds apart the track is split into separate segments.
+    of it; rows in between are interpolated; where the person was missed for more than
+    ``max_gap`` seconds the track is split into separate segments.
+
+    The time *missed* between two consecutive observations is the time between the clock rows
+    they land on less one period: ``(round((t[i+1] - t[i]) * rate) - 1) / rate``, the rows that
+    have to be filled, in seconds. So two observations one period apart (consecutive processed
+    frames) missed nothing, and a track seen in every processed frame is never split, whatever
+    ``max_gap`` (also 0); timestamp jitter below half a period changes nothing. With
+    ``frames``, a pair of observations whose frame indices differ by the track's frame step
+    missed nothing either, however far apart in time: variable-frame-rate footage is laid on its
+    average rate, so a stretch slower than that leaves rows no frame falls on. The step is the
+    smallest frame-index difference of a pair that missed no row (``--every`` for a track seen
+    twice in a row); a track never seen in two consecutive rows has none.
 
     Args:
         times: ``(T,)`` observation times in seconds, strictly increasing, ``T >= 1``.
         rate: frames per second of the output clock, ``> 0``.
-        max_gap: longest gap (seconds between consecutive observations) that is filled.
+        max_gap: longest missed time (seconds, see above) that is filled; ``>= 0``.
+        frames: ``(T,)`` source frame indices of the observations, increasing, or None.
 
     Returns:
         Segments in time order (one when nothing is split).
 
     Raises:
-        ValueError: empty or non-increasing ``times``, or ``rate <= 0``.
+        ValueError: empty or non-increasing ``times``, ``frames`` of another length, or ``rate <= 0``.
     """
     t = np.asarray(times, np.float64)
     if t.ndim != 1 or t.size == 0:
@@ -126,8 +140,17 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float) -> list[ClockS
         raise ValueError("times must be strictly increasing")
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
+    if frames is not None and np.shape(frames) != t.shape:
+        raise ValueError(f"frames must have the shape of times {t.shape}, got {np.shape(frames)}")
     period = 1.0 / rate
-    cuts = np.flatnonzero(np.diff(t) > max_gap + 1e-9) + 1
+    missed_rows = np.maximum(np.floor(np.diff(t) * rate + 0.5) - 1, 0)
+    cut = missed_rows * period > max_gap + 1e-9
+    if frames is not None and cut.any():
+        steps = np.diff(np.asarray(frames, np.int64))
+        seen_in_a_row = steps[missed_rows == 0]
+        if seen_in_a_row.size:
+            cut &= steps > seen_in_a_row.min()
+    cuts = np.flatnonzero(cut) + 1
     segments = []
     for idx in np.split(np.arange(t.size), cuts):
         ts = t[idx]

@@ -1,5 +1,5 @@
 """A smoothed track of ``wbcap run`` written as AMASS files: ``track_<id>.npz``, or
-``track_<id>_part<k>.npz`` when gaps longer than ``--max-gap`` split it (format:
+``track_<id>_part<k>.npz`` when the person was missed for longer than ``--max-gap`` seconds (format:
 :mod:`wbcap.export.amass`)."""
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
                    gender: str, world: WorldFrame | None = None,
                    contact: np.ndarray | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Track ``tid`` laid on a regular clock as AMASS arrays: ``[(name, arrays), ...]``, one per
-    piece, named ``track_<id>`` or ``track_<id>_part<k>`` when gaps longer than ``max_gap`` split it.
+    piece, named ``track_<id>`` or ``track_<id>_part<k>`` when the person was missed for longer
+    than ``max_gap`` seconds.
 
     The clock has ``rate`` rows per second (:func:`~wbcap.export.amass.regular_clock`; rotations
-    slerped, translation and expression lerped over filled rows); ``max_gap``: seconds;
+    slerped, translation and expression lerped over filled rows); ``max_gap``: seconds missed
+    (the time between two observations' rows less one period, so a track seen in every
+    processed frame is never split, see :func:`~wbcap.export.amass.regular_clock`);
     ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on
     ``device``; ``gender``: written into the arrays. The animation writers
     (:mod:`wbcap.export.clip`) read the same arrays, so every format shows the same motion.
@@ -42,7 +45,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     with torch.no_grad():
         rest = body.rest_root(torch.as_tensor(tr.betas[None], device=device)).cpu().numpy()[0]
     hands_mean = body.hands_mean()
-    segments = regular_clock(tr.time, rate, max_gap)
+    segments = regular_clock(tr.time, rate, max_gap, frames=tr.frame)
     pieces = []
     for k, seg in enumerate(segments):
         rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
@@ -56,7 +59,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:
-        log.info("track %d has gaps longer than %s %g s: written as %d pieces (track_%d_part*)",
+        log.info("track %d was missed for longer than %s %g s: written as %d pieces (track_%d_part*)",
                  tid, setting("max_gap"), max_gap, len(segments), tid)
     return pieces
 
