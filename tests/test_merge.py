@@ -69,3 +69,32 @@ def test_hand_model_names_equal_reference(shared_dir):
     ref = json.loads((shared_dir / "reference" / "hand4whole_hand_checkpoint_keys.json").read_text())
     ours = [["module." + k, list(v.shape), str(v.dtype)] for k, v in HandModel(50).state_dict().items()]
     assert ours == ref["keys"]
+
+
+@pytest.fixture()
+def official_layout_small(tmp_path, small_net):
+    """The small whole-body network saved as the released file is ('module.' keys, no config)."""
+    path = tmp_path / "snapshot_6.pth.tar"
+    torch.save({"network": OrderedDict(("module." + k, v) for k, v in small_net.state_dict().items()), "epoch": 6}, path)
+    return path
+
+
+def test_merge_refuses_a_whole_body_checkpoint_as_the_hand_model(tmp_path, body, official_layout_small):
+    """A whole-body checkpoint holds a ResNet under 'backbone.' (the body's): it passed for the hand
+    model and its body ResNet was merged as the hand backbone. Now one line names the file and why."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    body_path, _ = body
+    for hand in (official_layout_small, body_path):  # the released layout and wbcap's own
+        with pytest.raises(CheckpointError) as info:
+            merge_hand_into_body(body_path, hand, tmp_path / "merged.pth")
+        msg = str(info.value)
+        assert msg.startswith(f"{hand}: a whole-body checkpoint (it has hand_roi_net, body_rotation_net, ..."), msg
+        assert "wbcap train hand" in msg and "\n" not in msg
+        assert not (tmp_path / "merged.pth").exists()
+    r = CliRunner().invoke(cli, ["train", "merge", "--body", str(body_path), "--hand", str(official_layout_small),
+                                 "-o", str(tmp_path / "m.pth.tar")])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and r.output.count("\n") == 1, r.output
+    assert "whole-body checkpoint" in r.output and not (tmp_path / "m.pth.tar").exists()

@@ -83,6 +83,28 @@ def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
     assert not (weights_dir() / "snapshot_6.pth.tar").exists()
 
 
+def test_import_hand_refuses_a_whole_body_checkpoint(tmp_path, small_net):
+    """`weights import hand4whole_hand` took the whole-body checkpoint (its body ResNet under
+    'backbone.' passed for the hand backbone) and doctor then said [ok]: the merge's check now."""
+    from collections import OrderedDict
+
+    import torch
+
+    whole = tmp_path / "snapshot_6.pth.tar"
+    torch.save({"network": OrderedDict(("module." + k, v) for k, v in small_net.state_dict().items())}, whole)
+    r = CliRunner().invoke(cli, ["weights", "import", "hand4whole_hand", str(whole)])
+    assert r.exit_code == 2 and r.output.startswith(f"error: {whole}: a whole-body checkpoint (it has hand_roi_net, "
+                                                    "body_rotation_net, ..."), r.output
+    assert r.output.count("\n") == 1 and not (weights_dir() / manifest()["hand4whole_hand"].file).exists()
+    # a hand-only model still imports
+    from wbcap.model.hand_model import HandModel
+
+    hand = tmp_path / "hand.pth.tar"
+    torch.save({"network": OrderedDict(("module." + k, v) for k, v in HandModel(18).state_dict().items())}, hand)
+    r = run("weights", "import", "hand4whole_hand", hand)
+    assert r.exit_code == 0 and "hand-backbone" in r.output, r.output
+
+
 def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     assert find_checkpoint() == small_ckpt

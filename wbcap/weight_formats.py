@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wbcap.errors import CheckpointError, InputError
+from wbcap.errors import InputError
 
 
 def _hand4whole(path: Path) -> str:
@@ -27,13 +27,10 @@ def _hand4whole(path: Path) -> str:
 
 
 def _hand4whole_hand(path: Path) -> str:
-    from wbcap.model.checkpoint import read_checkpoint_raw_keys
+    # the merge stage reads this file: its check (a whole-body checkpoint is refused there too)
+    from wbcap.train.merge import describe_hand_checkpoint
 
-    keys = read_checkpoint_raw_keys(path)
-    backbone = [k for k in keys if k.startswith(("backbone.", "hand_backbone."))]
-    if not backbone:
-        raise CheckpointError(f"{path}: no hand backbone tensors ('module.backbone.*' or 'module.hand_backbone.*')")
-    return f"{len(keys)} tensors ({len(backbone)} hand-backbone)"
+    return describe_hand_checkpoint(path)
 
 
 def _yolox(path: Path) -> str:

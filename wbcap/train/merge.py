@@ -8,11 +8,16 @@ the epoch is reset. Unlike upstream, which looks for one hard-coded prefix
 (the public hand code says ``module.backbone.``), tensors are matched *by module*: the hand
 checkpoint's backbone is whichever prefix holds a complete ResNet whose names and shapes equal
 the whole-body hand backbone's, and the merge fails loudly when there is none.
+
+What a hand-only checkpoint must hold is checked here, in :func:`read_hand_tensors`, for the merge
+and for ``wbcap weights import hand4whole_hand`` (:mod:`wbcap.weight_formats`): a whole-body
+checkpoint also holds a complete ResNet under ``backbone.`` (the body's) and is refused by name.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -32,6 +37,12 @@ log = logging.getLogger(__name__)
 
 HAND_BACKBONE = "hand_roi_net.backbone."
 HAND_HEADS = ("hand_position_net", "hand_rotation_net")
+#: Modules only the whole-body model has (the hand-only model holds ``backbone``,
+#: ``position_net`` and ``rotation_net``): tensors under these mark a whole-body checkpoint.
+WHOLE_BODY_MODULES = ("hand_roi_net", "body_rotation_net", "body_position_net", "box_net", "face_roi_net",
+                      "face_regressor")
+#: Where hand-only checkpoints keep their backbone: the public hand code, upstream's merge script.
+HAND_BACKBONE_PREFIXES = ("backbone.", "hand_backbone.")
 
 
 def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> str:
@@ -57,6 +68,49 @@ def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch
     )
 
 
+def check_hand_only(keys: Iterable[str], path: str | Path) -> None:
+    """Refuse a whole-body checkpoint given where a hand-only model is expected.
+
+    ``keys``: the checkpoint's tensor names (``module.`` removed). A whole-body checkpoint holds
+    a ResNet under ``backbone.`` too (the body's), so without this check it would pass for the
+    hand model and its body ResNet be merged as the hand backbone.
+
+    Raises:
+        CheckpointError: naming the file, the whole-body modules found and what to pass instead.
+    """
+    present = {k.split(".", 1)[0] for k in keys}
+    found = [m for m in WHOLE_BODY_MODULES if m in present]
+    if found:
+        more = ", ..." if len(found) > 2 else ""
+        raise CheckpointError(
+            f"{path}: a whole-body checkpoint (it has {', '.join(found[:2])}{more} tensors), not a hand-only model; "
+            "pass the hand stage's snapshot (`wbcap train hand`) or the released hand-only model "
+            "(snapshot_12_hand.pth.tar)"
+        )
+
+
+def read_hand_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A hand-only checkpoint's network tensors (``module.`` removed), checked to be one.
+
+    Raises:
+        CheckpointError: not a checkpoint, a whole-body checkpoint (:func:`check_hand_only`), or
+            no tensor under :data:`HAND_BACKBONE_PREFIXES`.
+    """
+    sd = read_network_tensors(path)
+    check_hand_only(sd, path)
+    if not any(k.startswith(HAND_BACKBONE_PREFIXES) for k in sd):
+        raise CheckpointError(f"{path}: no hand backbone tensors ('module.backbone.*' or 'module.hand_backbone.*'); "
+                              "is it a Hand4Whole hand-only model?")
+    return sd
+
+
+def describe_hand_checkpoint(path: str | Path) -> str:
+    """One-line summary of a valid hand-only checkpoint (:func:`read_hand_tensors`): tensor counts."""
+    sd = read_hand_tensors(path)
+    backbone = sum(k.startswith(HAND_BACKBONE_PREFIXES) for k in sd)
+    return f"{len(sd)} tensors ({backbone} hand-backbone)"
+
+
 def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's network tensors with any ``module.`` prefix removed (no architecture check)."""
     path, obj = load_checkpoint_file(path)
@@ -73,11 +127,12 @@ def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path, out: str 
     check_state_dict(net, body.state_dict, body.path)
     net.load_state_dict(body.state_dict, strict=True)
     reference = {k[len(HAND_BACKBONE):]: v for k, v in body.state_dict.items() if k.startswith(HAND_BACKBONE)}
+    hand = read_network_tensors(hand_ckpt)
+    check_hand_only(hand, hand_ckpt)
     try:
-        prefix = find_backbone_prefix(read_network_tensors(hand_ckpt), reference)
+        prefix = find_backbone_prefix(hand, reference)
     except CheckpointError as exc:
         raise CheckpointError(f"{hand_ckpt}: {exc}") from None
-    hand = read_network_tensors(hand_ckpt)
     net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)
     torch.manual_seed(seed)
     for name in HAND_HEADS:
