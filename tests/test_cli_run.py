@@ -131,6 +131,34 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
+    """--max-people 1: walker A is alone for two frames, then B comes with a box ranked before
+    A's (a box file gives every box score 1, so its order ranks them). The person already
+    tracked stays the one regressed (one track, every frame, A's boxes); keeping the top-ranked
+    box of each frame made two tracks of two frames' and four frames' length. A resumed run
+    (killed after frame 3) continues with A too."""
+    frames, walkers = two_walkers(6)
+    boxes = {str(i): ([walkers[str(i)][1], walkers[str(i)][0]] if i >= 2 else [walkers[str(i)][0]]) for i in range(6)}
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--max-people", "1", "--min-track", "1", "--no-render",
+            "--export", "none", *base_args]
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, *args)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert [(x["frame"], x["track"]) for x in rows] == [(i, 0) for i in range(6)]
+    raw = [json.loads(x) for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
+    assert [[p["box"] for p in rec["people"]] for rec in raw] == [[walkers[str(i)][0]] for i in range(6)]
+    # killed after frame 3: the resumed run goes on with A (its records fed to the choice first)
+    lines = (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
+    (out / ".wbcap" / "raw.jsonl").write_text("".join(lines[:4]))
+    (out / "params.jsonl").unlink()
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == lines
+
+
 def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(tmp_path, base_args):
     """Two runs on one folder: the second is refused while the first holds it (before, both
     appended to raw.jsonl and every later --resume failed); records that are not one run's

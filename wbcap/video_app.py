@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,7 +158,7 @@ def regress_frames(
     )
     total = expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
-                                 max_people=job.max_people, timings=timings,
+                                 max_people=job.max_people, select=_people_limit(job, raw, last_done), timings=timings,
                                  background=overlaps_network(pipeline.device))
     try:
         with detections, RawWriter(raw) as writer:
@@ -176,6 +176,23 @@ def regress_frames(
         add_note(exc, f"while processing {job.source}{near}")
         raise
     return processed
+
+
+def _people_limit(job: VideoJob, raw: Path, last_done: int):
+    """``--max-people``'s choice of boxes (:class:`~wbcap.track.iou_tracker.PeopleLimit`, with the
+    run's tracker settings), or None without a limit. A resumed run's kept boxes (frames up to
+    ``last_done``, from ``raw``) are fed to it first, so its tracks continue."""
+    if job.max_people is None:
+        return None
+    from wbcap.track.iou_tracker import PeopleLimit
+
+    limit = PeopleLimit(replace(job.tracker, max_people=job.max_people))
+    if last_done >= 0:
+        for rec in read_raw(raw):
+            people = rec["people"]
+            limit(int(rec["frame"]), np.array([p["box"] for p in people], dtype=np.float64).reshape(-1, 4),
+                  np.array([p["score"] for p in people], dtype=np.float64))
+    return limit
 
 
 # --------------------------------------------------------------------------- pass 2: finalize

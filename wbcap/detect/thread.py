@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from wbcap.detect.base import Detection
 from wbcap.errors import setting
 from wbcap.io.background import Prefetch
@@ -95,7 +97,9 @@ class DetectionThread:
     frame of ``frames`` (an iterable of :class:`~wbcap.io.video_reader.Frame`), in order.
 
     ``dets`` is a list of :class:`~wbcap.detect.base.Detection` (image pixels), at most
-    ``max_people`` of them (the detector's first, i.e. highest-scoring, ones), or ``None`` for a
+    ``max_people`` of them: those ``select`` keeps (``select(frame_index, boxes (N, 4) xywh,
+    scores (N,))`` -> kept indices, e.g. :class:`~wbcap.track.iou_tracker.PeopleLimit`), else
+    the detector's first, i.e. highest-scoring, ones; or ``None`` for a
     frame with index ``<= skip_until`` (done by an earlier run; not detected). An exception of
     the thread is raised by the iteration. Leaving the block stops the thread. ``maxsize``
     frames at most wait in the queue. ``timings`` gets ``decode`` and ``detect`` seconds.
@@ -108,7 +112,7 @@ class DetectionThread:
     """
 
     def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
-                 max_people: int | None = None, timings: dict[str, float] | None = None,
+                 max_people: int | None = None, select: Any = None, timings: dict[str, float] | None = None,
                  background: bool = True) -> None:
         self.detector = detector
         self.background = background
@@ -116,6 +120,7 @@ class DetectionThread:
         items = _detections(frames, detector, skip_until, timings)
         self._inline = None if background else items
         self.max_people = max_people
+        self.select = select
         self.current: int | None = None
         self.seen: set[int] = set()
         self.over_limit = self.frames_over = 0
@@ -133,7 +138,14 @@ class DetectionThread:
         for frame, dets in self._items():
             self.current = frame.index
             self.seen.add(frame.index)
-            if dets is not None and self.max_people is not None and len(dets) > self.max_people:
+            if dets is not None and self.select is not None:
+                boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+                kept = [dets[i] for i in self.select(frame.index, boxes, np.array([d.score for d in dets], dtype=np.float64))]
+                if len(kept) < len(dets):
+                    self.over_limit += len(dets) - len(kept)
+                    self.frames_over += 1
+                dets = kept
+            elif dets is not None and self.max_people is not None and len(dets) > self.max_people:
                 self.over_limit += len(dets) - self.max_people
                 self.frames_over += 1
                 dets = list(dets)[: self.max_people]
@@ -151,8 +163,10 @@ class DetectionThread:
 
         if self.over_limit:
             limit = setting("max_people")
-            log.warning("dropped %d detected box(es) beyond %s %d in %d frame(s) (the lowest-scoring ones); "
-                        "raise %s to keep them", self.over_limit, limit, self.max_people, self.frames_over, limit)
+            which = ("people already tracked first, then the highest-scoring" if self.select is not None
+                     else "the highest-scoring kept")
+            log.warning("dropped %d detected box(es) beyond %s %d in %d frame(s) (%s); raise %s to keep them",
+                        self.over_limit, limit, self.max_people, self.frames_over, which, limit)
         if isinstance(self.detector, BoxesFileDetector):
             outside = sorted(set(self.detector.by_frame) - self.seen)
             if outside:

@@ -318,6 +318,35 @@ class IoUTracker:
         ]
 
 
+class PeopleLimit:
+    """``--max-people`` in ``wbcap run``'s pass 1: which of a frame's detections are regressed.
+
+    Those that an :class:`IoUTracker` with the run's tracker config (``config.max_people`` set)
+    gives an id, by its rule: boxes continuing a track first (longer tracks, then higher
+    scores), then new ones by score. So a person already followed stays followed when a
+    higher-scoring one walks in; keeping the highest-scoring boxes of each frame instead
+    switched between people from frame to frame and cut every track into pieces. Pass 2 tracks
+    the kept boxes again with the same config.
+
+    ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,))`` -> the kept indices, in the
+    given order; frame indices must increase (a resumed run first feeds the frames it kept
+    before, from its records, so the tracks go on where they stopped).
+
+    Raises:
+        ValueError: ``config.max_people`` is None.
+    """
+
+    def __init__(self, config: TrackerConfig) -> None:
+        if config.max_people is None:
+            raise ValueError("PeopleLimit needs a TrackerConfig with max_people set")
+        self.max_people = int(config.max_people)
+        self._tracker = IoUTracker(config)
+
+    def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None) -> list[int]:
+        ids = self._tracker.update(frame_index, boxes, scores)
+        return [i for i, tid in enumerate(ids) if tid >= 0]
+
+
 def track_boxes(
     frames: Iterable[tuple[int, np.ndarray, np.ndarray | None]],
     config: TrackerConfig = TrackerConfig(),
