@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -263,3 +264,54 @@ def test_an_output_folder_that_cannot_be_written_in_says_so(tmp_path, monkeypatc
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match="afile: cannot create the output folder"), staged_dir(tmp_path / "afile" / "photo"):
         pass
+
+
+@pytest.mark.parametrize("errno_name", ["EROFS", "EACCES", "ENOENT"])
+def test_a_folder_refusing_the_output_file_is_one_error_line(tmp_path, monkeypatch, errno_name):
+    """The folder refusing the temporary file itself (read-only disk, no permission, a pseudo file
+    system such as /proc) is the user's choice of folder: one line naming it, no crash report.
+    Any other OSError inside the block stays what it is."""
+    import builtins
+    import errno
+
+    from wbcap.atomic import atomic_write_text
+    from wbcap.errors import InputError
+
+    real_open = builtins.open
+
+    def refusing(file, mode="r", *args, **kwargs):
+        if "x" in mode and Path(file).name.startswith(".ev.tmp-"):
+            raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    with pytest.raises(InputError) as info:
+        atomic_write_text(tmp_path / "ev.json", "{}")
+    assert str(info.value).startswith(f"{tmp_path}: cannot write ev.json in this folder (")
+    assert list(tmp_path.iterdir()) == []
+    from wbcap.atomic import atomic_path
+
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "ok.json"):  # not the temporary: left alone
+        real_open(tmp_path / "missing" / "x")
+
+
+def test_an_unwritable_eval_or_bench_output_is_refused_before_any_work(tmp_path):
+    """`wbcap eval --out` and `wbcap bench --json-out` into a folder that cannot exist (under a
+    file): one error line before loading anything (they crashed after the whole run before)."""
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "results.json"
+    for args in (["eval", "--dataset", "EHF", "--data-root", str(tmp_path / "nowhere"), "--out", str(target)],
+                 ["bench", "--detect-only", "--json-out", str(target)]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert f"{tmp_path / 'afile'}: is a file" in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")
+def test_an_output_in_proc_is_one_error_line():
+    """A real folder that refuses files: /proc (ENOENT for any new name)."""
+    from wbcap.atomic import atomic_write_text
+    from wbcap.errors import InputError
+
+    with pytest.raises(InputError, match=r"^/proc: cannot write wbcap-test\.json in this folder"):
+        atomic_write_text("/proc/wbcap-test.json", "{}")

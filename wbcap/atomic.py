@@ -77,7 +77,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         _name_unnamed_write_error(exc, tmp)
+        if _refused_here(exc, tmp):
+            raise InputError(f"{final.parent}: cannot write {final.name} in this folder ({exc.strerror}); "
+                             "choose another output folder") from None
         raise
+
+
+#: errno values of a folder that refuses new files (no permission, read-only disk, immutable, a
+#: pseudo file system such as /proc).
+_REFUSED = frozenset(getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOENT") if hasattr(errno, name))
+
+
+def _refused_here(exc: BaseException, tmp: Path) -> bool:
+    """Whether ``exc`` is the folder refusing the temporary file ``tmp`` itself (creating or
+    renaming it), not a failure elsewhere: then the writer gets one line, not a crash report."""
+    return (isinstance(exc, OSError) and exc.errno in _REFUSED and exc.filename is not None
+            and Path(exc.filename) == tmp and not tmp.exists())
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -108,6 +123,19 @@ def check_writable_destination(path: str | os.PathLike[str]) -> None:
     if not os.access(nearest, os.W_OK | os.X_OK):
         what = "cannot write in this folder" if nearest == p else f"cannot create {p} in this folder"
         raise InputError(f"{nearest}: {what} (read-only or no permission); choose another output folder")
+
+
+def check_writable_file(path: str | os.PathLike[str]) -> None:
+    """Refuse early an output file that could not be written: ``path`` must not be a folder, and
+    its folder must be writable or creatable (:func:`check_writable_destination`). Creates nothing.
+
+    Raises:
+        InputError: naming the path and the fix.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; give a file name for this output")
+    check_writable_destination(p.parent)
 
 
 @contextlib.contextmanager

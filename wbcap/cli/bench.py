@@ -103,6 +103,10 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
+    if json_out:
+        from wbcap.atomic import check_writable_file
+
+        check_writable_file(json_out)  # (one line now, not after minutes of timing)
     quiet = is_quiet(ctx)
     err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(
@@ -125,7 +129,10 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     if json_out:
         from pathlib import Path
 
-        Path(json_out).write_text(text + "\n")
+        from wbcap.atomic import atomic_write_text
+
+        Path(json_out).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(json_out).expanduser(), text + "\n")
     if as_json:
         click.echo(text)
     else:

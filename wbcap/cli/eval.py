@@ -75,6 +75,10 @@ def eval_cmd(
     from wbcap.pipeline import Pipeline
 
     name = canonical_dataset(dataset)
+    if out is not None:
+        from wbcap.atomic import check_writable_file
+
+        check_writable_file(out)  # (one line now, not after the whole evaluation)
     cfg = PipelineConfig(
         body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
         checkpoint=checkpoint,
