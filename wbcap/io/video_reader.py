@@ -41,7 +41,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 from wbcap.io.frame_times import (
     _EPS,
     REORDER_WINDOW,
@@ -485,18 +485,25 @@ def _video_path_of(spec: object) -> Path | None:
     raise InputError(f"{p}: no such file or folder; check the path")
 
 
+def _as_given(name: str, value: object) -> str:
+    """``name=value`` as Python passes a setting, ``--name value`` as a wbcap command does
+    (:func:`wbcap.errors.setting`)."""
+    text = setting(name)
+    return f"{text} {value}" if text.startswith("-") else f"{text}={value}"
+
+
 def _check_selection(start: float, end: float | None, every: int, max_frames: int | None,
                      image_fps: float) -> None:
+    omit = "leave it out" if setting("end").startswith("-") else "None"
     if not math.isfinite(start) or start < 0:
-        raise InputError(f"start={start}: must be a time in seconds >= 0; pass e.g. start=0")
+        raise InputError(f"{_as_given('start', start)}: must be a time in seconds >= 0; pass e.g. {_as_given('start', 0)}")
     if end is not None and (not math.isfinite(end) or end <= start):
-        raise InputError(f"end={end}: must be a time in seconds after start={start}; "
-                         "pass a later end, or None for the end of the video")
+        raise InputError(f"{_as_given('end', end)}: must be a time in seconds after {_as_given('start', start)}; "
+                         f"pass a later {setting('end')}, or {omit} for the end of the video")
     if int(every) != every or every < 1:
-        raise InputError(f"every={every}: must be a whole number >= 1; pass every=1 for all frames")
+        raise InputError(f"{_as_given('every', every)}: must be a whole number >= 1; pass {_as_given('every', 1)} for all frames")
     if max_frames is not None and (int(max_frames) != max_frames or max_frames < 0):
-        raise InputError(f"max_frames={max_frames}: must be a whole number >= 0, or None for "
-                         "no limit")
+        raise InputError(f"{_as_given('max_frames', max_frames)}: must be a whole number >= 0, or {omit} for no limit")
     if not math.isfinite(image_fps) or image_fps <= 0:
         raise InputError(f"image_fps={image_fps}: must be > 0 frames per second; pass e.g. 30")
 
