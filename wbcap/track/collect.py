@@ -150,7 +150,9 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
         return
     if col.detections == 0:
         if detector.startswith("boxes:"):
-            advice = f"the box file {detector[len('boxes:'):]} gives no box for the processed frames; check its keys"
+            # (no key for these frames, or boxes that all fell outside the image: both leave no detection)
+            advice = (f"the box file {detector[len('boxes:'):]} gives no box inside the image for the processed "
+                      "frames; check its keys, and that its boxes are (x, y, w, h) in these frames' pixels")
         elif detector == "full":
             advice = f"check {setting('start')}/{setting('end')}"
         else:
