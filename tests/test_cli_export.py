@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +91,9 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     [
         (["--format", "obj"], "--format obj: unknown format obj"),
         (["--track", "7"], "track 7: not in"),
+        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx"),
+        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx"),
+        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx"),
     ],
 )
 def test_export_bad_options_one_line(finished_run, tmp_path, body_dir, args, expected):
@@ -96,7 +101,84 @@ def test_export_bad_options_one_line(finished_run, tmp_path, body_dir, args, exp
     assert r.exit_code == 2
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert len(lines) == 1 and expected in lines[0], r.output
-    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+    assert not (tmp_path / "x").exists()  # refused before anything is created
+
+
+def copy_run(run, dest, drop: tuple[int, int] | None = None):
+    """A copy of a run folder; ``drop=(track, frame)`` removes that person-frame from its params.jsonl
+    (the person missed in that frame, which export then fills or splits at)."""
+    shutil.copytree(run, dest)
+    if drop is not None:
+        lines = (dest / "params.jsonl").read_text().splitlines()
+        kept = [x for x in lines if (json.loads(x)["track"], json.loads(x)["frame"]) != drop]
+        assert len(kept) == len(lines) - 1
+        (dest / "params.jsonl").write_text("\n".join(kept) + "\n")
+    return dest
+
+
+def test_export_max_gap_0_keeps_tracks_seen_in_every_frame_whole(finished_run, tmp_path, body_dir):
+    """--max-gap is the time missed: 0 splits no track that was seen in every frame."""
+    r = invoke("export", finished_run, "--format", "npz", "--max-gap", "0", "--dest", tmp_path / "d",
+               "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["track_0.npz", "track_1.npz"]
+    assert len(np.load(tmp_path / "d" / "track_0.npz")["poses"]) == 6
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_export_smaller_max_gap_replaces_the_unsplit_files(finished_run, tmp_path, body_dir, in_place):
+    """Track 0 missed in frame 2, exported again with a --max-gap below one frame (0.1 s): its parts
+    replace track_0.npz/.glb (no stale unsplit file beside them); in the run folder meta.json records
+    the new --max-gap. Exporting again with the run's --max-gap puts the whole file back."""
+    run = copy_run(finished_run, tmp_path / "run", drop=(0, 2))
+    dest = run if in_place else tmp_path / "dest"
+    if not in_place:
+        r = invoke("export", run, "--format", "glb,npz", "--dest", dest, "--body-models", body_dir)
+        assert r.exit_code == 0, r.output
+    r = invoke("export", run, "--format", "glb,npz", "--max-gap", "0.05", "--body-models", body_dir,
+               *([] if in_place else ["--dest", dest]))
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in dest.glob("track_*"))
+    assert names == ["track_0_part1.glb", "track_0_part1.npz", "track_0_part2.glb", "track_0_part2.npz",
+                     "track_1.glb", "track_1.npz"], r.output
+    assert [len(np.load(dest / f"track_0_part{k}.npz")["poses"]) for k in (1, 2)] == [2, 3]
+    if in_place:
+        assert json.loads((run / "meta.json").read_text())["max_gap"] == 0.05
+    r = invoke("export", run, "--format", "glb,npz", "--max-gap", "1", "--body-models", body_dir,
+               *([] if in_place else ["--dest", dest]))
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dest.glob("track_*")) == ["track_0.glb", "track_0.npz", "track_1.glb", "track_1.npz"]
+    if in_place:
+        assert json.loads((run / "meta.json").read_text())["max_gap"] == 1.0
+
+
+def test_export_refuses_another_runs_folder(finished_run, tmp_path, body_dir):
+    """--dest naming another run's folder: refused in one line, that run untouched."""
+    other = copy_run(finished_run, tmp_path / "other", drop=(1, 3))
+    before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    r = invoke("export", finished_run, "--format", "npz", "--dest", other, "--body-models", body_dir)
+    assert r.exit_code == 2
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and f"{other} holds another wbcap run (e.g. params.jsonl)" in lines[0], r.output
+    assert "choose a new or empty --dest folder" in lines[0]
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+
+
+def test_export_unwritable_dest_is_one_line_before_any_work(finished_run, tmp_path, body_dir, monkeypatch):
+    """A --dest that cannot be written in (read-only or no permission; os.access says so, also when
+    the tests run as root): `error:` in one line, exit 2, nothing written, no crash log."""
+    import os
+
+    immut = tmp_path / "immut"
+    immut.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: not (Path(p) == immut and mode & os.W_OK) and real_access(p, mode, **kw))
+    r = invoke("export", finished_run, "--dest", immut, "--body-models", body_dir)
+    assert r.exit_code == 2, r.output
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and f"{immut}: cannot write in this folder" in lines[0], r.output
+    assert not any(immut.iterdir())
 
 
 def test_export_not_a_run_folder(tmp_path, body_dir):

@@ -10,14 +10,19 @@ from wbcap.cli.common import allow_pickle_option, body_models_option
 @click.command("export")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz",
-              help="Files to write per track (comma-separated): glb (glTF 2.0, skinned and animated), bvh "
-                   "(centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS).")
+              help="Files to write per track (comma-separated, at least one): glb (glTF 2.0, skinned and animated), "
+                   "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
-@click.option("--dest", type=click.Path(file_okay=False), default=None, help="Write here instead of RUN.")
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Write here instead of RUN (created when missing; not another run's folder). The exported tracks' "
+                   "files of these formats replace those already there, stale pieces removed.")
 @click.option("--track", "tracks", type=int, multiple=True, help="Only this track id (repeatable).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=None,
-              help="Seconds a track may be missed and stay one file (default: the run's).")
+              help="Seconds a track may be missed (the filled rows: time between two detections less one frame "
+                   "interval of the clock) and stay one file (default: the run's); longer misses split it into "
+                   "track_<id>_part<k> files. A track seen in every frame is never split. In RUN itself, meta.json "
+                   "records it.")
 @click.option("--world", is_flag=True,
               help="Estimate the ground from the feet of all tracks (static camera) and write the files in its world, "
                    "planted feet kept still (as `wbcap run --world`); falls back to the camera frame with a warning.")

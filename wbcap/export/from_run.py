@@ -7,13 +7,28 @@ are the ones ``wbcap run`` writes with the same settings (``track_<id>.npz`` byt
 on the same regular clock (:func:`wbcap.export.track_npz.track_segments`). With ``--world`` the
 ground is estimated from all the run's tracks, as ``wbcap run --world`` does, so a run made
 without it can be grounded afterwards (and a run made with it, on the CPU, gives the same files again); each
-file says its frame itself (the npz's ``frame`` and camera pose, the GLB's extras and camera node),
-``meta.json`` is not changed.
+file says its frame itself (the npz's ``frame`` and camera pose, the GLB's extras and camera node).
+
+Where the files go (``--dest``, default the run folder itself):
+
+* the run folder: its track files of the exported formats and tracks that this export does not
+  write again are removed (as ``wbcap run``'s pass 2 does, :func:`wbcap.io.run_folder.track_files`),
+  so ``track_2.glb`` never stays beside the ``track_2_part1.glb`` of a smaller ``--max-gap``; and
+  ``meta.json`` follows the files (:func:`_update_meta`: ``max_gap``, ``frame``, ``world``);
+* another folder: created when missing; an earlier export there (of this run or another) is
+  replaced in the same way, file by file: the exported tracks' files of the exported formats are
+  written and their stale pieces removed, any other file is left alone. A folder holding another
+  ``wbcap run`` (``params.jsonl``, ``meta.json`` or ``.wbcap/``) is refused: its track files belong
+  to its own parameters (export into it with ``wbcap export`` of that folder instead).
+
+Bad input is refused before anything is written or created: no format to write (``--format
+none``), a destination that cannot be written in, another run's folder.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wbcap.errors import InputError, setting
-from wbcap.export.animation import AnimationExport
+from wbcap.export.animation import FORMATS, AnimationExport
 
 if TYPE_CHECKING:
     from wbcap.world.estimate import WorldConfig
@@ -71,21 +86,31 @@ def export_run(job: ExportJob) -> list[Path]:
     """Write the per-track files of ``job``; returns them.
 
     Raises:
-        InputError: not a run folder, an empty ``params.jsonl``, an unknown track id, a missing
-            SMPL-X model (each one line naming the file and the fix).
+        InputError: no format to write, not a run folder, a destination that is another run's
+            folder or cannot be written in, an empty ``params.jsonl``, an unknown track id, a
+            missing SMPL-X model (each one line naming the file and the fix).
     """
     import torch
 
+    from wbcap.atomic import check_writable_destination
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
     from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta
 
+    if not job.export.formats:  # `--format none`, "" or ",": nothing would be written
+        raise InputError(f"{setting('formats', api='export.formats')}: no format to write; "
+                         f"choose one or more of {', '.join(FORMATS)}")
     job.export.check_available()
     run = Path(job.run).expanduser()
     if not run.is_dir():
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
+    dest = Path(job.dest).expanduser() if job.dest else run
+    in_place = dest.exists() and dest.resolve() == run.resolve()
+    if not in_place:
+        _refuse_other_run(dest)
+    check_writable_destination(dest)
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
     if not tracks:
@@ -106,7 +131,6 @@ def export_run(job: ExportJob) -> list[Path]:
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body = SMPLXLayer.from_file(find_body_model(gender, job.body_models, allow_pickle=job.allow_pickle),
                                 allow_pickle=job.allow_pickle)
-    dest = Path(job.dest).expanduser() if job.dest else run
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -123,26 +147,76 @@ def export_run(job: ExportJob) -> list[Path]:
     with torch.no_grad():
         written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
                                     world=frame, contacts=contacts)
-    if dest.resolve() == run.resolve() and meta is not None:
-        _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None)
+    _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
+    if in_place and meta is not None:
+        _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None,
+                     max_gap=max_gap)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), dest)
     return sorted(written)
 
 
-def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool) -> None:
-    """Files rewritten in the run folder: ``meta.json``'s ``frame`` (and ``world``) follow them
-    (``grounded``: the :class:`~wbcap.world.estimate.WorldResult`, None without ``--world``).
-    When only some tracks were rewritten into another frame, meta.json is left and a warning
-    says so (each npz and GLB names its own frame)."""
+def _refuse_other_run(dest: Path) -> None:
+    """Refuse a destination that is another ``wbcap run``'s folder (it has its own ``params.jsonl``,
+    ``meta.json`` or ``.wbcap/``): export files there would replace that run's track files with
+    files of other parameters, beside its own ``params.jsonl`` and ``meta.json``.
+
+    Raises:
+        InputError: naming the file found and the fix.
+    """
+    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, RUN_DIR
+
+    found = next((name for name in (PARAMS_FILE, META_FILE, RUN_DIR) if (dest / name).exists()), None)
+    if found is not None:
+        raise InputError(f"{dest} holds another wbcap run (e.g. {found}); choose a new or empty {setting('dest')} "
+                         f"folder (or export that run itself: wbcap export {dest})")
+
+
+def _track_id(path: Path) -> int | None:
+    """The track id of a per-track file name (``track_3.glb``, ``track_3_part2.npz`` -> 3), else None."""
+    match = re.fullmatch(r"track_(\d+)(?:_part\d+)?", path.stem)
+    return int(match[1]) if match else None
+
+
+def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], formats: tuple[str, ...]) -> None:
+    """Delete the per-track files in ``dest`` (:func:`wbcap.io.run_folder.track_files`) of the
+    exported ``tracks`` in the exported ``formats`` that this export did not write: an earlier
+    file of another split (``track_2.glb`` beside ``track_2_part1.glb`` after a smaller
+    ``--max-gap``, or the reverse). Other tracks' and formats' files are left alone; a file of
+    another format whose pieces differ from this export's is named in a warning."""
+    from wbcap.io.run_folder import track_files
+
+    suffixes = {f".{f}" for f in formats}
+    stems = {p.stem for p in written}
+    for stale in track_files(dest):
+        if stale in written or _track_id(stale) not in tracks:
+            continue
+        if stale.suffix in suffixes:
+            log.info("removed %s (not written by this export)", stale)
+            stale.unlink()
+        elif stale.stem not in stems:
+            log.warning("%s keeps an earlier split of its track (its format was not exported); add %s to %s to "
+                        "rewrite it", stale, stale.suffix[1:], setting("formats", api="export.formats"))
+
+
+def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool, max_gap: float) -> None:
+    """Files rewritten in the run folder: ``meta.json``'s ``frame`` (and ``world``) and
+    ``max_gap`` follow them (``grounded``: the :class:`~wbcap.world.estimate.WorldResult`, None
+    without ``--world``; ``max_gap``: the seconds the files were split at). When only some
+    tracks were rewritten into another frame or at another ``max_gap``, meta.json is left and a
+    warning says so (each npz and GLB names its own frame; its file names show its pieces)."""
     from wbcap.io.run_folder import write_meta
 
     frame = "world" if grounded is not None and grounded.frame is not None else "camera"
+    old_gap = float(meta.get("max_gap", 1.0))
     if not all_tracks:
         if meta.get("frame", "camera") != frame:
             log.warning("%s: the rewritten tracks are in the %s frame, the others in the %s frame; each track's npz "
                         "and GLB say which", run, frame, meta.get("frame", "camera"))
+        if old_gap != max_gap:
+            log.warning("%s: the rewritten tracks are split at %s %g s, the others (and meta.json) at %g s",
+                        run, setting("max_gap"), max_gap, old_gap)
         return
-    meta = {**meta, "frame": frame}
+    meta = {**meta, "frame": frame, "max_gap": max_gap}
     if grounded is not None:
         meta["world"] = grounded.to_meta()
     else:
