@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -35,6 +36,48 @@ def test_list_shows_every_entry_and_how_to_get_it():
     assert "present:  no — run `wbcap weights import hand4whole FILE`" in r.output  # no URL: import
     assert "present:  no — run `wbcap weights fetch yolox-nano`" in r.output  # a URL: fetch
     assert str(weights_dir()) in r.output.split("search order:")[1]
+
+
+def _block(output: str, name: str) -> list[str]:
+    """The lines `weights list` prints about ``name`` (its header to the next entry's)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:") or line.startswith(f"{name} ("))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return lines[start:end]
+
+
+def test_list_shows_the_file_present_and_whether_it_is_the_official_one(tmp_path, monkeypatch):
+    """After importing a re-export, `list` showed the official size and sha256 as if present (only
+    verify and doctor said otherwise): now the file present, from its import record (not re-hashed)."""
+    import wbcap.weights as weights
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    assert run("weights", "import", "yolox-nano", model).exit_code == 0
+    size, digest = model.stat().st_size, hashlib.sha256(model.read_bytes()).hexdigest()
+
+    def no_hashing(path, *args, **kwargs):
+        raise AssertionError(f"re-hashed {path}")
+
+    monkeypatch.setattr(weights, "sha256_file", no_hashing)  # the import's record says it
+    r = run("weights", "list")
+    assert r.exit_code == 0, r.output
+    nano = "\n".join(_block(r.output, "yolox-nano"))
+    official = manifest()["yolox-nano"]
+    assert f"present:  {weights_dir() / 'yolox_nano.onnx'} ({size:,} bytes; not the official file (a re-export))" in nano
+    assert f"sha256:   {digest} (the official file: {official.sha256}, {official.size:,} bytes)" in nano
+    assert f"file:     yolox_nano.onnx ({official.size:,}" not in nano, nano
+    # the official file is said to be it (a manifest that publishes this file's hash)
+    monkeypatch.setattr(weights, "manifest", lambda real=weights.manifest: {
+        **real(), "yolox-nano": dataclasses.replace(real()["yolox-nano"], sha256=digest, size=size)})
+    nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
+    assert f"({size:,} bytes; the official file)" in nano and f"sha256:   {digest}" in nano, nano
+
+
+def test_weights_help_says_detectors_too():
+    for command in ("list", "verify"):
+        text = " ".join(run("weights", command, "--help").output.split())
+        assert "checkpoints and person detectors" in text, text
 
 
 def test_missing_checkpoint_message_names_places_and_fix():

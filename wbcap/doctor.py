@@ -65,22 +65,23 @@ def checkpoint_check(entry) -> Check:
 
 def _detector_check() -> Check:
     """Which detector ``--detector auto`` uses here (no download is attempted)."""
-    from wbcap.weights import default_entry, find_weights_file, manifest, search_dirs, sha256_file
+    from wbcap.weights import default_entry, find_weights_file, installed, manifest, search_dirs
 
     best = default_entry("yolox")
-    installed = [e.name for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
+    names = [e.name for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
     runtime = f"onnxruntime {_version('onnxruntime')}" if _version("onnxruntime") != "not installed" else "OpenCV dnn"
-    path = find_weights_file(best)
-    if path is None:
+    present = installed(best)  # (as `wbcap weights list` says it: the import record when current)
+    if present is None:
         path_places = " or ".join(f"{d}/" for d in search_dirs())
         detector = setting("detector")
-        others = f"; installed: {', '.join(installed)} (use {detector} NAME)" if installed else ""
+        others = f"; installed: {', '.join(names)} (use {detector} NAME)" if names else ""
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`; `{detector} auto` also downloads it once on first use",
                      optional=True)
-    official = "official file" if sha256_file(path) == best.sha256 else "a re-export, not the official file"
-    return Check("person detector", True, f"auto uses {best.name} ({path}, {official}; {runtime}); installed: {', '.join(installed)}")
+    official = {True: "official file", False: "a re-export, not the official file", None: "no published hash"}[present.official]
+    return Check("person detector", True,
+                 f"auto uses {best.name} ({present.path}, {official}; {runtime}); installed: {', '.join(names)}")
 
 
 def _cpu_strategy_check() -> Check:

@@ -13,16 +13,27 @@ def weights():
 
 @weights.command("list")
 def list_cmd():
-    """Show every known checkpoint, where it is expected and whether it is present."""
-    from wbcap.weights import find_weights_file, manifest, search_dirs
+    """Show every known weights file (checkpoints and person detectors), where it is expected and
+    whether it is present: the size of the file present and whether it is the official one."""
+    from wbcap.weights import installed, manifest, search_dirs
 
     for e in manifest().values():
-        found = find_weights_file(e)
+        present = installed(e)
         how = f"`wbcap weights fetch {e.name}`" if e.url else f"`wbcap weights import {e.name} FILE`"
         click.echo(f"{e.name}{' (default)' if e.default else ''}: {e.description}")
-        click.echo(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else ""))
-        click.echo(f"  present:  {found if found else 'no — run ' + how}")
-        click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
+        if present is None:
+            click.echo(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else ""))
+            click.echo(f"  present:  no — run {how}")
+            click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
+        else:
+            which = {True: "; the official file", False: "; not the official file (a re-export)", None: ""}[present.official]
+            click.echo(f"  file:     {e.file}")
+            click.echo(f"  present:  {present.path} ({present.size:,} bytes{which})")
+            if present.official is False:
+                click.echo(f"  sha256:   {present.sha256} (the official file: {e.sha256}"
+                           + (f", {e.size:,} bytes)" if e.size else ")"))
+            else:
+                click.echo(f"  sha256:   {present.sha256 or 'not published; none recorded (`wbcap weights verify` computes it)'}")
         if e.url:
             click.echo(f"  url:      {e.url}")
         click.echo(f"  source:   {e.source}")
@@ -86,7 +97,8 @@ def import_cmd(name, file):
 
 @weights.command("verify")
 def verify_cmd():
-    """Check present checkpoints' sha256 against the published or recorded hashes."""
+    """Check the sha256 of every present weights file (checkpoints and person detectors) against
+    the hash recorded at import or download, else the published one."""
     from wbcap.weights import verify
 
     bad = False

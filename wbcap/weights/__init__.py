@@ -253,6 +253,47 @@ def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
         return None
 
 
+def recorded_sha256(path: Path) -> str:
+    """The sha256 recorded beside ``path`` when it was imported or fetched (``<file>.sha256``),
+    or "" when there is no record."""
+    record = path.with_name(path.name + ".sha256")
+    if not record.is_file():
+        return ""
+    words = record.read_text(encoding="utf-8", errors="replace").split()
+    return words[0].lower() if words else ""
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    """A weights file found where wbcap looks (:func:`installed`).
+
+    ``size`` in bytes; ``sha256``: the hash recorded at import/fetch when the record is not
+    older than the file, else computed now when there is a published hash to compare with, else
+    "" (unknown); ``official``: whether it equals the published hash (None when either is unknown).
+    """
+
+    path: Path
+    size: int
+    sha256: str
+    official: bool | None
+
+
+def installed(item: WeightsEntry) -> InstalledFile | None:
+    """The file of ``item`` that wbcap would use (:func:`find_weights_file`), described without
+    re-hashing it when its import/fetch record is current (a checkpoint is 0.3 GB); None when absent.
+    :func:`verify` always hashes."""
+    found = find_weights_file(item)
+    if found is None:
+        return None
+    stat = found.stat()
+    record = found.with_name(found.name + ".sha256")
+    digest = recorded_sha256(found) if record.is_file() and record.stat().st_mtime >= stat.st_mtime else ""
+    if not digest and item.sha256:
+        digest = sha256_file(found)
+    official = (digest == item.sha256.lower()) if digest and item.sha256 else None
+    return InstalledFile(found, stat.st_size, digest, official)
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     name: str
@@ -275,9 +316,7 @@ def verify() -> list[VerifyResult]:
             results.append(VerifyResult(item.name, None, "missing", f"run `wbcap weights {how} {item.name}{'' if item.url else ' FILE'}`"))
             continue
         digest = sha256_file(found)
-        recorded_file = found.with_name(found.name + ".sha256")
-        recorded = recorded_file.read_text().split()[0] if recorded_file.is_file() else ""
-        expected = recorded or item.sha256
+        expected = recorded_sha256(found) or item.sha256
         if not expected:
             results.append(VerifyResult(item.name, found, "unverified", f"sha256 {digest} (no published or recorded hash)"))
         elif digest == expected:
