@@ -21,8 +21,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -298,9 +300,11 @@ def test_blender_failure_names_the_log(blender, tmp_path):
         write_fbx(bad, tmp_path / "broken.fbx", fps=25.0)
     message = str(info.value)
     assert "\n" not in message
-    log_path = tmp_path / "broken.fbx.blender.log"
-    assert str(log_path) in message and log_path.stat().st_size > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.fbx.blender.log", "broken.glb"]
+    log_path = Path(message.rsplit("see its log ", 1)[1])  # kept outside the output folder
+    assert log_path.name == "broken.fbx.blender.log" and log_path.parent.parent == Path(tempfile.gettempdir())
+    assert log_path.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.glb"]
+    shutil.rmtree(log_path.parent)
 
 
 def test_wrong_fps_is_an_error(blender, setup):
@@ -311,9 +315,10 @@ def test_wrong_fps_is_an_error(blender, setup):
     out = setup["dir"] / "wrong_fps"
     out.mkdir()
     glb = write_glb(out / "a.glb", setup["rig"], setup["clips"]["25"])
-    with pytest.raises(WbcapError, match=r"keys are up to 0\.400 frame off a 30 fps grid; pass the clip's own fps"):
+    with pytest.raises(WbcapError, match=r"keys are up to 0\.400 frame off a 30 fps grid; pass the clip's own fps") as info:
         write_fbx(glb, out / "a.fbx", fps=30.0)
-    assert sorted(p.name for p in out.iterdir()) == ["a.fbx.blender.log", "a.glb"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.glb"]  # the log is in the temporary folder
+    shutil.rmtree(Path(str(info.value).rsplit("see its log ", 1)[1]).parent)
 
 
 def test_without_bpy_says_how_to_install(tmp_path, monkeypatch):

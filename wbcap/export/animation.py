@@ -117,7 +117,9 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             if "glb" in wanted:
                 written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps))
             else:
-                with tempfile.TemporaryDirectory(prefix=".wbcap-fbx-", dir=out) as tmp:
+                # a temporary name of wbcap.atomic's kind (`.track_3.tmp-*`), which the run folder's check
+                # counts as wbcap's own if a killed process leaves it
+                with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=out) as tmp:
                     glb = write_glb(Path(tmp) / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact)
                     written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps))
     if "bvh" in wanted:

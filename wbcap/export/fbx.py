@@ -3,7 +3,8 @@
 :func:`write_fbx` runs Blender's Python module (``bpy``, the optional extra
 ``pip install "wbcap[blender]"``: bpy 5.0.1, Python 3.11 only, about 1 GB) in a subprocess of
 ``sys.executable`` with the script :mod:`wbcap.export.blender_fbx`: bpy is large, keeps global
-state and prints a lot, so it never loads into wbcap's process and its output goes to a log file.
+state and prints a lot, so it never loads into wbcap's process and its output goes to a log file (in
+the temporary folder; kept only when Blender fails).
 Blender imports the GLB of :func:`wbcap.export.gltf.write_glb` with its glTF importer and writes
 FBX 7.4 binary with its FBX exporter (``io_scene_gltf2`` and ``io_scene_fbx`` bundled with
 Blender 5.0.1). Why FBX through Blender: no maintained Python FBX writer exists (Autodesk's FBX
@@ -112,8 +113,10 @@ import importlib.util
 import logging
 import math
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
@@ -164,8 +167,11 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
     Raises:
         InputError: no such GLB, or ``fps`` not a positive finite number.
         WbcapError: ``bpy`` is not installed (one line with :data:`INSTALL_HINT`), or Blender
-            failed (one line with the reason and the path of Blender's log,
-            ``<fbx_path>.blender.log``, which is kept; on success it is deleted).
+            failed (one line with the reason and the path of Blender's log, kept for it:
+            ``<temp folder>/wbcap-fbx-*/<name>.fbx.blender.log``). The log is written in a new
+            folder of the system's temporary folder (``tempfile``), never beside the FBX, and
+            deleted on success and on any other exit (Ctrl-C included), so an interrupted export
+            leaves nothing in the output folder.
     """
     glb = Path(glb_path)
     out = Path(fbx_path)
@@ -175,20 +181,27 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
         raise InputError(f"{out}: fps must be a positive number of rows per second, got {fps!r}")
     if not blender_available():
         raise WbcapError(f"{out}: FBX export needs Blender's Python module; {INSTALL_HINT}")
-    log_path = out.with_name(out.name + ".blender.log")
-    with atomic_path(out) as tmp:
-        cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps))]
-        logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                  cwd=str(out.parent.resolve()), check=False)
-        if proc.returncode == EXIT_NO_BPY:
-            reason = _reason(log_path)
-            log_path.unlink(missing_ok=True)
-            raise WbcapError(f"{out}: Blender's Python module does not import ({reason}); {INSTALL_HINT}")
-        if proc.returncode != 0 or not tmp.is_file():
-            raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
-                             f"see its log {log_path}")
-    log_path.unlink(missing_ok=True)
+    # The log lives outside the output folder (which then holds only finished files and wbcap's
+    # temporaries): removed on success and on any interruption, kept only for the message of a failure.
+    log_dir = Path(tempfile.mkdtemp(prefix="wbcap-fbx-"))
+    log_path = log_dir / f"{final_path(out).name}.blender.log"
+    keep_log = False
+    try:
+        with atomic_path(out) as tmp:
+            cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps))]
+            logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                      cwd=str(out.parent.resolve()), check=False)
+            if proc.returncode == EXIT_NO_BPY:
+                raise WbcapError(f"{out}: Blender's Python module does not import ({_reason(log_path)}); "
+                                 f"{INSTALL_HINT}")
+            if proc.returncode != 0 or not tmp.is_file():
+                keep_log = True
+                raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
+                                 f"see its log {log_path}")
+    finally:
+        if not keep_log:
+            shutil.rmtree(log_dir, ignore_errors=True)
     logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
     return out

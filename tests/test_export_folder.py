@@ -1,0 +1,86 @@
+"""What the FBX export leaves in the output folder when Blender fails or the user presses Ctrl-C:
+Blender's log lives in the system's temporary folder, is deleted on an interruption and kept
+(and named in the one-line error) only when Blender fails. Blender itself is stood in for by a
+fake ``subprocess.run``, so these run without ``bpy`` and in the fast loop (the real Blender
+runs are in ``tests/test_export_blender.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+
+import pytest
+from test_cli_export import finished_run, invoke  # noqa: F401  (finished_run: a module fixture)
+
+from wbcap.errors import WbcapError
+
+
+@pytest.fixture()
+def fake_blender(tmp_path, monkeypatch):
+    """``bpy`` "installed", the temporary folder under tmp_path; returns a setter for what the
+    Blender subprocess does (a function of the open log file)."""
+    import wbcap.export.fbx as fbx
+
+    monkeypatch.setattr(fbx, "blender_available", lambda: True)
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+
+    def use(behaviour):
+        def run(cmd, *, stdout, **kwargs):
+            return behaviour(stdout, cmd)
+
+        monkeypatch.setattr(subprocess, "run", run)
+
+    return systmp, use
+
+
+def interrupted(log_file, cmd):
+    raise KeyboardInterrupt  # Ctrl-C while Blender runs (its log still empty)
+
+
+def failing(log_file, cmd):
+    log_file.write(b"Blender chatter\nwbcap: the GLB holds no skin\n")
+    return subprocess.CompletedProcess(cmd, 1)
+
+
+def test_interrupted_fbx_leaves_no_log(tmp_path, fake_blender):
+    from wbcap.export.fbx import write_fbx
+
+    systmp, use = fake_blender
+    use(interrupted)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "track_3.glb").write_bytes(b"glTF")
+    with pytest.raises(KeyboardInterrupt):
+        write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
+    assert sorted(p.name for p in out.iterdir()) == ["track_3.glb"]
+    assert not any(systmp.iterdir())
+
+
+def test_failed_fbx_keeps_the_log_it_names_outside_the_folder(tmp_path, fake_blender):
+    from wbcap.export.fbx import write_fbx
+
+    systmp, use = fake_blender
+    use(failing)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "track_3.glb").write_bytes(b"glTF")
+    with pytest.raises(WbcapError, match=r"Blender could not convert track_3\.glb to FBX \(the GLB holds no skin\)"
+                                         r"; see its log ") as info:
+        write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
+    assert sorted(p.name for p in out.iterdir()) == ["track_3.glb"]
+    (log,) = systmp.glob("wbcap-fbx-*/track_3.fbx.blender.log")
+    assert str(info.value).endswith(f"see its log {log}") and "Blender chatter" in log.read_text()
+
+
+def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_dir, fake_blender):  # noqa: F811
+    """`wbcap export RUN --format fbx --dest D` and Ctrl-C during Blender: exit 130, nothing of the
+    FBX step in D (no Blender log, no GLB made for it), no log in the temporary folder."""
+    systmp, use = fake_blender
+    use(interrupted)
+    dest = tmp_path / "d"
+    r = invoke("export", finished_run, "--format", "fbx", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 130, r.output
+    assert [p.name for p in dest.iterdir()] == []
+    assert not any(systmp.iterdir())
