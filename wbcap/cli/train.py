@@ -6,21 +6,40 @@ import click
 
 STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
 
+#: What each stage's --datasets and --data-root take (wbcap.train.stages.STAGE_DATASETS, which a
+#: test keeps equal to these; spelled out here so that `--help` imports no training code).
+DATASETS_HELP = {
+    "body": "Comma-separated training sets: Human36M,MSCOCO (the default), or synthetic (no data needed).",
+    "hand": "Training set: FreiHAND (the default and the only one this stage takes).",
+    "finetune": "Comma-separated training sets: Human36M,MSCOCO (the default), or synthetic (no data needed).",
+}
+DATA_ROOT_HELP = {
+    "body": "Folder holding Human36M/ and MSCOCO/.",
+    "hand": "Folder holding FreiHAND/.",
+    "finetune": "Folder holding Human36M/ and MSCOCO/.",
+}
+INIT_HELP = {
+    "body": "Start from this whole-body checkpoint.",
+    "hand": "Not for this stage (the hand model starts from --imagenet-weights or at random).",
+    "finetune": "The whole-body checkpoint to fine-tune (required): the merged one of `wbcap train merge`.",
+}
+
 
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
-    @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder holding Human36M/, MSCOCO/, FreiHAND/ ...")
-    @click.option("--datasets", default=None, help="Comma-separated training sets (e.g. Human36M,MSCOCO or synthetic).")
-    @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run folder (checkpoints, scalars).")
+    @click.option("--data-root", type=click.Path(file_okay=False), default=None, help=DATA_ROOT_HELP[stage])
+    @click.option("--datasets", default=None, help=DATASETS_HELP[stage])
+    @click.option("-o", "--out", type=click.Path(file_okay=False), required=True,
+                  help="Run folder (snapshots, scalars): a new or empty one, unless --resume or --overwrite.")
     @click.option("--lr", type=float, default=None, help="Base learning rate.")
     @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
     @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size per GPU/process.")
-    @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help="Data-loading workers per process.")
+    @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
+                  help="Data-loading workers per process (default: the recipe's 4, at most the CPUs available).")
     @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None, help="Stop each epoch after this many steps.")
     @click.option("--seed", type=int, default=None, help="Random seed.")
-    @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False), default=None,
-                  help="Start from this checkpoint (finetune: the merged one).")
+    @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False), default=None, help=INIT_HELP[stage])
     @click.option("--imagenet-weights", type=click.Path(file_okay=False), default=None,
                   help="Folder with torchvision resnet18/50 ImageNet .pth files to initialise the backbones.")
     @click.option("--gpus", default=None, help="GPU ids for this node, e.g. 0,1,2,3 (several -> torchrun, one process per GPU).")
@@ -29,19 +48,22 @@ def _stage_command(stage: str, doc: str):
     @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
     @click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
     @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUT.")
+    @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
     @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
     @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (single process).")
     @click.pass_context
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
-                keep_last, body_models, device, **overrides):
+                overwrite, keep_last, body_models, device, **overrides):
         from wbcap.train.launch import run_stage
 
+        if resume and overwrite:
+            raise click.UsageError("use either --resume or --overwrite")
         if datasets:
             overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
         run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models, device=device,
-                  resume=resume, keep_last=keep_last, gpus=gpus, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
-                  master_port=master_port)
+                  resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes, node_rank=node_rank,
+                  master_addr=master_addr, master_port=master_port)
 
     return command
 
@@ -53,7 +75,7 @@ def train():
 
 train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody)."))
 train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND)."))
-train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5)."))
+train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init."))
 
 
 @train.command()
@@ -62,7 +84,11 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Merged checkpoint to write.")
 def merge(body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads."""
+    from pathlib import Path
+
+    from wbcap.atomic import check_writable_destination
     from wbcap.train.merge import merge_hand_into_body
 
+    check_writable_destination(Path(out).expanduser().absolute().parent)  # before the (slow) merge
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
     click.echo(f"merged -> {path}")

@@ -4,9 +4,11 @@ or nodes (one process per GPU; ``python -m wbcap.train.launch RUN.json`` is what
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -17,25 +19,78 @@ from wbcap.errors import InputError, setting
 log = logging.getLogger(__name__)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, e.g. a
+    container's or ``taskset``'s limit), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
-              keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int, master_addr: str, master_port: int) -> None:
-    """Resolve the stage config and train, directly or through torchrun."""
+              overwrite: bool = False, keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int,
+              master_addr: str, master_port: int) -> None:
+    """Resolve the stage config and train, directly or through torchrun.
+
+    Everything that can be checked without training is checked first, before the run folder
+    is touched: the training sets, the start checkpoint, the SMPL-X file, that ``out`` can be
+    written and that it holds no previous run (unless ``resume`` or ``overwrite``:
+    :func:`~wbcap.train.trainer.prepare_run_folder`). A run that fails before its first snapshot
+    leaves ``out`` as it found it: removed when this call made it, else emptied of the run's files. Without a ``num_workers`` override, the
+    recipe's data-loading workers are capped at :func:`available_cpus`.
+    """
+    from wbcap.atomic import check_writable_destination
     from wbcap.train.stages import load_stage
-    from wbcap.train.trainer import RunConfig, train
+    from wbcap.train.trainer import (
+        RunConfig,
+        check_run_inputs,
+        latest_checkpoint,
+        prepare_run_folder,
+        train,
+        training_outputs,
+    )
 
     cfg = load_stage(stage, config_file, **overrides)
+    if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():
+        log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)",
+                 available_cpus(), cfg.num_workers, setting("num_workers"))
+        cfg = dataclasses.replace(cfg, num_workers=available_cpus())
     run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last)
     gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
+    if nnodes > 1 and not gpu_ids:
+        raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
+    check_run_inputs(cfg, run)
+    folder = Path(out).expanduser()
+    check_writable_destination(folder)
+    if node_rank == 0:
+        created = prepare_run_folder(folder, resume=resume, overwrite=overwrite)
+    else:  # node 0 checks the shared folder; here it may already hold node 0's first files
+        created = False
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                master_port=master_port, train=train)
+    except BaseException:
+        if node_rank == 0 and latest_checkpoint(folder) is None:  # (so nothing was resumed either)
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info("removed %s (made by this run, which failed before its first snapshot)", folder)
+            else:  # the folder was empty or emptied (prepare_run_folder): empty again
+                for p in training_outputs(folder):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+
+
+def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master_addr: str, master_port: int,
+            train) -> None:
+    """Train in this process (one GPU or none), or start one process per GPU under torchrun."""
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
         with training_progress(cfg) as on_step:
             train(cfg, run, on_step=on_step)
         return
-    if not gpu_ids:
-        raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    spec = Path(out) / f"launch_node{node_rank}.json"
+    spec = Path(run.out).expanduser() / f"launch_node{node_rank}.json"
     spec.write_text(json.dumps({"stage": cfg.to_dict(), "run": asdict(run)}))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)}
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={len(gpu_ids)}", f"--nnodes={nnodes}",

@@ -73,6 +73,12 @@ STAGES: dict[str, StageConfig] = {
 }
 
 
+#: The training sets each stage accepts (``datasets``); ``synthetic`` needs no data. The hand
+#: stage trains the hand-only model on hand crops; the whole-body sets train the others.
+WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "synthetic")
+STAGE_DATASETS: dict[str, tuple[str, ...]] = {"body": WHOLE_BODY_SETS, "hand": ("FreiHAND",), "finetune": WHOLE_BODY_SETS}
+
+
 def load_stage(stage: str, config_file: str | Path | None = None, **overrides: Any) -> StageConfig:
     """Built-in stage, then a TOML file's values, then non-None ``overrides`` (flags)."""
     if stage not in STAGES:

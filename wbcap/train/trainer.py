@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -236,6 +237,96 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.
 # --------------------------------------------------------------------------- checkpoints
 
 
+# --------------------------------------------------------------------------- run folder and inputs
+
+STAGE_FILE = "stage.json"
+SCALARS_FILE = "scalars.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def training_outputs(out: Path) -> list[Path]:
+    """What a training run writes in ``out``: ``stage.json``, the snapshots (and the temporaries
+    of one being written when the run was killed), the scalars, :func:`spawn_local`'s final
+    weights. The launcher's ``launch_node<i>.json`` are not included: every node of a job
+    rewrites its own as it starts (see :func:`prepare_run_folder`)."""
+    found = [out / n for n in (STAGE_FILE, SCALARS_FILE, TENSORBOARD_DIR) if (out / n).exists()]
+    patterns = ("snapshot_*.pth.tar", ".snapshot_*.tmp-*", "rank*_final.pt")
+    return found + sorted(p for pattern in patterns for p in out.glob(pattern))
+
+
+def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Make the run folder ``out`` ready; True when this call created it.
+
+    A folder holding a previous training run is refused unless ``resume`` (it must hold a
+    snapshot) or ``overwrite`` (deletes only what a training run wrote, :func:`training_outputs`);
+    a folder holding files wbcap did not write is refused either way, except to resume.
+    ``launch_node<i>.json`` are neither: on a folder shared by several nodes, another node may
+    have written its own a moment ago.
+
+    Raises:
+        InputError: one line saying what the folder holds and what to pass instead.
+    """
+    other_out = setting("out", api="out")
+    resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; {setting('out')} must be a folder")
+    if resume:
+        if not out.is_dir() or latest_checkpoint(out) is None:
+            raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
+        return False
+    existing = sorted(p for p in out.iterdir() if not p.name.startswith("launch_node")) if out.is_dir() else []
+    if existing:
+        ours = training_outputs(out)
+        others = [p for p in existing if p not in ours]
+        if others:
+            # overwrite only ever deletes what a training run wrote: never advise it here.
+            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
+                             f"choose another {other_out} folder (a new or empty one)")
+        if not overwrite:
+            example = latest_checkpoint(out) or ours[0]
+            raise InputError(f"{out} holds a previous training run (e.g. {example.name}); pass {overwrite_} to "
+                             f"replace it, {resume_} to continue it, or choose another {other_out} folder")
+        for p in ours:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        log.info("removed the previous training run in %s (%d files)", out, len(ours))
+        return False
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
+                         f"choose another {other_out} folder") from None
+    return created
+
+
+def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True) -> None:
+    """Check, before any work or file is written, what a stage reads: its training sets
+    (``datasets``: names and folders, :func:`wbcap.train.datasets.check_datasets`), its start
+    checkpoint (finetune needs one) and, for the whole-body stages, the SMPL-X file
+    (``body_model``).
+
+    Raises:
+        InputError, CheckpointError, ModelFileError: one line naming the file or setting.
+    """
+    if datasets:
+        from wbcap.train.datasets import check_datasets
+
+        check_datasets(stage, run)
+    init = setting("init_checkpoint")
+    if stage.stage == "finetune" and not stage.init_checkpoint:
+        raise InputError(f"the finetune stage starts from a whole-body checkpoint: pass {init} CHECKPOINT (the "
+                         "merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)")
+    if stage.stage == "hand" and stage.init_checkpoint:  # (build_hand_model has no use for it)
+        raise InputError(f"the hand stage does not start from a checkpoint ({init} is for the whole-body stages); "
+                         f"drop {init}, or continue a hand run with {setting('resume', api='resume=True')}")
+    if stage.init_checkpoint and not Path(stage.init_checkpoint).expanduser().is_file():
+        raise CheckpointError(f"{init} {stage.init_checkpoint}: no such file")
+    if body_model and stage.stage != "hand":
+        from wbcap.body.model_files import find_body_model
+
+        find_body_model("neutral", run.body_models)
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = []
     for p in out.glob("snapshot_*.pth.tar"):
@@ -333,6 +424,7 @@ def train(
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
 
+    check_run_inputs(stage, run, datasets=dataset is None, body_model=body_layer is None)
     hand = stage.stage == "hand"
     d = dist_info_from_env()
     device = _device(run, d)
@@ -340,7 +432,7 @@ def train(
     out = Path(run.out).expanduser()
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "stage.json").write_text(json.dumps(stage.to_dict(), indent=1))
+        (out / STAGE_FILE).write_text(json.dumps(stage.to_dict(), indent=1))
     if hand:
         model = build_hand_model(stage, device)
         net = model
@@ -499,7 +591,7 @@ def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
     try:
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(out / "tensorboard"))
+        tb = SummaryWriter(str(out / TENSORBOARD_DIR))
 
         def write(step, scalars):
             if step is None:
@@ -510,8 +602,8 @@ def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
 
         return write
     except Exception:
-        log.info("tensorboard not installed; scalars go to %s", out / "scalars.jsonl")
-        f = open(out / "scalars.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open across calls, closed by write(None)
+        log.info("tensorboard not installed; scalars go to %s", out / SCALARS_FILE)
+        f = open(out / SCALARS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open across calls, closed by write(None)
 
         def write(step, scalars):
             if step is None:

@@ -1,0 +1,208 @@
+"""`wbcap train`: its run folder and inputs are checked before any work (a fresh-user trial).
+
+A run folder holding a previous run is refused unless --resume or --overwrite; bad inputs
+(datasets, a stage without its start checkpoint, missing body models, an unwritable output) are
+one `error:` line (exit 2) and leave no folder behind; a run that fails before its first
+snapshot removes the folder it made. Most tests replace the training loop by a stand-in that
+writes what a run writes (the checks happen before it); one runs the real loop end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(r) -> str:
+    """The one `error:` line of a refused command (exit 2, no traceback; log lines aside)."""
+    lines = [line for line in r.output.splitlines() if line.strip() and not line.startswith("INFO ")]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    return lines[0] + "\n"
+
+
+@pytest.fixture()
+def trained(monkeypatch):
+    """Replace the training loop: record each call and write what a one-epoch run writes."""
+    import wbcap.train.trainer as trainer
+
+    calls = []
+
+    def fake_train(stage, run, on_step=None, **kwargs):
+        calls.append((stage, run))
+        out = Path(run.out)
+        out.mkdir(parents=True, exist_ok=True)  # (as the real loop does)
+        (out / "stage.json").write_text(json.dumps({"stage": stage.stage}))
+        with open(out / "scalars.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": 0}) + "\n")
+        (out / "snapshot_0.pth.tar").write_bytes(b"new")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    return calls
+
+
+@pytest.fixture()
+def args(body_dir):
+    def make(stage="body", *extra):
+        return ["train", stage, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2", "--workers", "0",
+                "--body-models", body_dir, "--device", "cpu", *extra]
+
+    return make
+
+
+def _previous_run(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "stage.json").write_text("{}")
+    (folder / "scalars.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(4)))
+    (folder / "snapshot_1.pth.tar").write_bytes(b"old")
+
+
+def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, args, trained):
+    out = tmp_path / "r"
+    _previous_run(out)
+    r = invoke(*args("body"), "-o", out)
+    assert one_error_line(r) == (f"error: {out} holds a previous training run (e.g. snapshot_1.pth.tar); pass --overwrite to "
+                                 "replace it, --resume to continue it, or choose another -o folder\n")
+    assert not trained and (out / "snapshot_1.pth.tar").read_bytes() == b"old"
+    # --overwrite: the previous run's files go (no stale snapshot_1, scalars start again)
+    r = invoke(*args("body"), "-o", out, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+    assert (out / "scalars.jsonl").read_text() == '{"step": 0}\n'
+    # --resume continues it (the folder as it is)
+    assert invoke(*args("body"), "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
+    r = invoke(*args("body"), "-o", out, "--resume", "--overwrite")
+    assert r.exit_code == 2 and "use either --resume or --overwrite" in r.output, r.output
+
+
+def test_files_wbcap_did_not_write_are_never_overwritten(tmp_path, args, trained):
+    out = tmp_path / "mine"
+    _previous_run(out)
+    (out / "notes.txt").write_text("keep me")
+    r = invoke(*args("body"), "-o", out, "--overwrite")
+    assert one_error_line(r) == (f"error: {out} holds files wbcap did not write (e.g. notes.txt); choose another -o "
+                                 "folder (a new or empty one)\n")
+    assert (out / "notes.txt").exists() and (out / "snapshot_1.pth.tar").exists() and not trained
+    # nothing to resume from: said before any work, and no folder is made
+    r = invoke(*args("body"), "-o", tmp_path / "new", "--resume")
+    assert one_error_line(r) == f"error: {tmp_path / 'new'}: no snapshot_*.pth.tar to resume from; drop --resume\n"
+    assert not (tmp_path / "new").exists()
+
+
+def test_finetune_needs_init(tmp_path, args, trained):
+    r = invoke(*args("finetune"), "-o", tmp_path / "f")
+    assert one_error_line(r) == ("error: the finetune stage starts from a whole-body checkpoint: pass --init CHECKPOINT "
+                                 "(the merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)\n")
+    r = invoke(*args("finetune"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
+    assert one_error_line(r) == f"error: --init {tmp_path / 'merged.pth.tar'}: no such file\n"
+    r = invoke(*args("hand"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
+    assert r.exit_code == 2 and "the hand stage" in r.output, r.output
+    assert not (tmp_path / "f").exists() and not trained
+
+
+def test_default_workers_are_at_most_the_cpus_available(tmp_path, args, trained, monkeypatch):
+    """The recipe's 4 workers on a 2-CPU machine made torch warn ("suggested max 2"); an explicit
+    --workers is kept as given."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    no_workers = [a for a in args("body") if a not in ("--workers", "0")]
+    assert invoke(*no_workers, "-o", tmp_path / "a").exit_code == 0
+    assert trained[-1][0].num_workers == 2
+    assert invoke(*no_workers, "-o", tmp_path / "b", "--workers", "4").exit_code == 0
+    assert trained[-1][0].num_workers == 4
+
+
+def test_stage_help_lists_what_each_stage_accepts(args, tmp_path):
+    from wbcap.train.stages import STAGE_DATASETS
+
+    for stage, accepted in STAGE_DATASETS.items():
+        text = " ".join(invoke("train", stage, "--help").output.split())
+        datasets_help = text.split("--datasets TEXT")[1].split(" -o, --out")[0]
+        for name in accepted:
+            assert name in datasets_help, (stage, datasets_help)
+        assert ("synthetic" in datasets_help) == ("synthetic" in accepted), (stage, datasets_help)
+    r = invoke(*args("hand"), "-o", tmp_path / "h")
+    assert one_error_line(r) == "error: the hand stage trains on FreiHAND, not synthetic\n"
+    assert not (tmp_path / "h").exists()  # (it held stage.json before)
+
+
+def test_bad_inputs_leave_no_folder(tmp_path, args, trained):
+    r = invoke(*[a for a in args("body") if a not in ("--datasets", "synthetic")], "-o", tmp_path / "x",
+               "--data-root", tmp_path / "data")
+    assert one_error_line(r).startswith(f"error: {tmp_path / 'data' / 'Human36M'} missing; expected layout: ")
+    r = invoke(*args("body"), "-o", tmp_path / "x", "--body-models", tmp_path / "no_models")
+    assert one_error_line(r).startswith("error: SMPL-X model file SMPLX_NEUTRAL.npz not found")
+    assert not (tmp_path / "x").exists() and not trained
+
+
+def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_path, args, monkeypatch):
+    import wbcap.train.trainer as trainer
+    from wbcap.errors import InputError
+
+    def failing(stage, run, **kwargs):
+        Path(run.out).mkdir(parents=True, exist_ok=True)
+        (Path(run.out) / "stage.json").write_text("{}")
+        raise InputError("bad sample")
+
+    monkeypatch.setattr(trainer, "train", failing)
+    assert one_error_line(invoke(*args("body"), "-o", tmp_path / "runs" / "x")) == "error: bad sample\n"
+    assert not (tmp_path / "runs" / "x").exists() and (tmp_path / "runs").is_dir()
+    (tmp_path / "empty").mkdir()  # a folder the user made is kept, and left empty (so a rerun is not refused)
+    assert invoke(*args("body"), "-o", tmp_path / "empty").exit_code == 2
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, args, trained, small_ckpt, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    r = invoke(*args("body"), "-o", a_file / "r")
+    assert one_error_line(r) == (f"error: {a_file}: is a file, so {a_file / 'r'} cannot be created; choose another "
+                                 "output folder\n")
+    immut = tmp_path / "immut"
+    immut.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != immut and real_access(p, mode, **kw))
+    r = invoke(*args("body"), "-o", immut / "r")
+    assert one_error_line(r).startswith(f"error: {immut}: cannot create {immut / 'r'} in this folder (read-only")
+    assert not trained
+
+    import wbcap.train.merge as merge
+
+    monkeypatch.setattr(merge, "merge_hand_into_body", lambda *a: pytest.fail("merged before checking -o"))
+    r = invoke("train", "merge", "--body", small_ckpt, "--hand", small_ckpt, "-o", immut / "m.pth.tar")
+    assert one_error_line(r).startswith(f"error: {immut}: cannot write in this folder (read-only")
+    r = invoke("train", "merge", "--body", small_ckpt, "--hand", small_ckpt, "-o", a_file / "m.pth.tar")
+    assert one_error_line(r).startswith(f"error: {a_file}: is a file")
+
+
+@pytest.mark.slow  # the real loop, twice (tiny network, one step)
+def test_overwrite_end_to_end(tmp_path, body_dir):
+    """The trial's case with the real loop: a second run into the folder is refused; --overwrite
+    leaves no stale snapshot and restarts the scalars."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('synthetic_length = 4\namp = false\n[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\n'
+                   'face_backbone_depth = 18\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
+                   'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
+                   'input_face_shape = [96, 96]\n')
+    out = tmp_path / "r"
+    base = ["train", "body", "--config", cfg, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2",
+            "--workers", "0", "--body-models", body_dir, "--device", "cpu", "-o", out]
+    r = invoke(*base, "--epochs", "2", "--keep-last", "1")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_1.pth.tar"]
+    assert one_error_line(invoke(*base, "--epochs", "1")).startswith(f"error: {out} holds a previous training run")
+    r = invoke(*base, "--epochs", "1", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_0.pth.tar"]
+    assert [json.loads(line)["step"] for line in (out / "scalars.jsonl").read_text().splitlines()] == [0]
