@@ -40,7 +40,8 @@ from wbcap.cli.common import (
 @click.option("--sigma", type=FiniteFloatRange(min=0), default=None, help="Gaussian: standard deviation in frames.")
 @click.option("--focal", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it. "
+              help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
+                   "(the time between two detections less one frame interval: a track seen in every frame is never split). "
                    "Gaps longer than --max-age frames end the track first.")
 @export_options(default="glb")
 @click.option("--world", is_flag=True,
