@@ -226,3 +226,38 @@ def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, bo
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert len(lines) == 1 and 'pip install "wbcap[blender]"' in lines[0], r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_export_finds_the_body_model_the_run_used(finished_run, tmp_path, body_dir, monkeypatch):
+    """Without --body-models (and none in the environment or the user folder), `wbcap export`
+    uses the SMPL-X model recorded in the run's .wbcap/run.json (an absolute path): the same
+    files as with the flag."""
+    from wbcap.paths import ENV_BODY_MODELS, ENV_HOME
+
+    monkeypatch.delenv(ENV_BODY_MODELS, raising=False)
+    monkeypatch.setenv(ENV_HOME, str(tmp_path / "empty_home"))
+    dest = tmp_path / "recorded"
+    r = invoke("export", finished_run, "--format", "npz", "--dest", dest)
+    assert r.exit_code == 0, r.output
+    for tid in (0, 1):
+        a, b = np.load(finished_run / f"track_{tid}.npz"), np.load(dest / f"track_{tid}.npz")
+        np.testing.assert_array_equal(a["poses"], b["poses"])
+    run_json = finished_run / ".wbcap" / "run.json"
+    saved = run_json.read_text()
+    try:  # a relative path meant the run's working folder: not used (the usual search then fails here)
+        run_json.write_text(saved.replace(json.dumps(str(body_dir)), json.dumps("bm")))
+        r = CliRunner().invoke(cli, ["export", str(finished_run), "--format", "npz", "--dest", str(tmp_path / "rel")])
+        assert r.exit_code == 2 and "SMPL-X" in r.output, r.output
+    finally:
+        run_json.write_text(saved)
+
+
+def test_export_into_a_run_folder_a_run_is_writing_is_refused(finished_run, body_dir):
+    """In place, export waits for nobody: a folder a `wbcap run` holds is refused, untouched."""
+    from wbcap.io.run_folder import hold_folder
+
+    before = {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()}
+    with hold_folder(finished_run):
+        r = CliRunner().invoke(cli, ["export", str(finished_run), "--format", "npz", "--body-models", str(body_dir)])
+    assert r.exit_code == 2 and "in use by another wbcap process" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()} == before

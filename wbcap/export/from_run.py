@@ -27,6 +27,7 @@ none``), a destination that cannot be written in, another run's folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -90,14 +91,8 @@ def export_run(job: ExportJob) -> list[Path]:
             folder or cannot be written in, an empty ``params.jsonl``, an unknown track id, a
             missing SMPL-X model (each one line naming the file and the fix).
     """
-    import torch
-
     from wbcap.atomic import check_writable_destination
-    from wbcap.body.model_files import find_body_model
-    from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.export.animation import write_track_files
-    from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
-    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta
+    from wbcap.io.run_folder import hold_folder
 
     if not job.export.formats:  # `--format none`, "" or ",": nothing would be written
         raise InputError(f"{setting('formats', api='export.formats')}: no format to write; "
@@ -111,6 +106,20 @@ def export_run(job: ExportJob) -> list[Path]:
     if not in_place:
         _refuse_other_run(dest)
     check_writable_destination(dest)
+    with hold_folder(run) if in_place else contextlib.nullcontext():  # (not while a run writes it)
+        return _export_into(job, run, dest, in_place)
+
+
+def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[Path]:
+    """:func:`export_run` once ``run`` and ``dest`` are checked (and ``run`` held when ``in_place``)."""
+    import torch
+
+    from wbcap.body.model_files import find_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.export.animation import write_track_files
+    from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
+    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta, recorded_body_models
+
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
     if not tracks:
@@ -129,7 +138,8 @@ def export_run(job: ExportJob) -> list[Path]:
                          f"{setting('world')} needs; rewrite them with a current `wbcap run --resume`")
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
-    body = SMPLXLayer.from_file(find_body_model(gender, job.body_models, allow_pickle=job.allow_pickle),
+    body_models = job.body_models if job.body_models is not None else recorded_body_models(run)
+    body = SMPLXLayer.from_file(find_body_model(gender, body_models, allow_pickle=job.allow_pickle),
                                 allow_pickle=job.allow_pickle)
     try:
         dest.mkdir(parents=True, exist_ok=True)

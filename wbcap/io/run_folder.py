@@ -75,6 +75,20 @@ def track_files(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("track_*") if p.suffix in TRACK_SUFFIXES and p.is_file())
 
 
+def recorded_body_models(out: Path) -> str | None:
+    """The SMPL-X file or folder the run in OUT was made with (``--body-models``, recorded in
+    ``.wbcap/run.json``) when it was given as an absolute path that still exists, else None
+    (then the usual search applies; a relative one meant the run's working folder, unknown
+    here): ``wbcap export`` and ``wbcap view`` use it when not given one."""
+    try:
+        path = json.loads((out / RUN_DIR / RUN_FILE).read_text())["body"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(path, str) or not Path(path).expanduser().is_absolute():
+        return None
+    return path if Path(path).expanduser().exists() else None
+
+
 def write_meta(out: Path, meta: dict) -> Path:
     """Write ``OUT/meta.json`` atomically: JSON-able ``meta`` (keys documented by the writer,
     :func:`wbcap.video_app.run_meta`)."""
