@@ -153,6 +153,30 @@ def hold_folder(out: Path) -> Iterator[Path]:
         os.close(fd)  # (releases the lock)
 
 
+def replace_previous(out: Path, existing: list[Path], ours: list[Path], example: Path, *, what: str,
+                     overwrite: bool) -> None:
+    """The rule for an output folder that is not empty (``existing``: its entries), shared by
+    ``wbcap run`` and ``wbcap train``: files wbcap did not write (not in ``ours``) are refused
+    always; a previous result (``what``, e.g. "a previous wbcap run", named by ``example``) is
+    deleted with ``overwrite`` (only ``ours``), else refused with the flags that would do.
+
+    Raises:
+        InputError: one line saying what the folder holds and what to pass instead.
+    """
+    other_out = setting("out", api="output")
+    others = [p for p in existing if p not in ours]
+    if others:
+        # overwrite only ever deletes what wbcap wrote: never advise it here.
+        raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
+                         f"choose another {other_out} folder (a new or empty one)")
+    if not overwrite:
+        raise InputError(f"{out} holds {what} (e.g. {example.name}); pass {setting('overwrite', api='overwrite=True')} "
+                         f"to replace it, {setting('resume', api='resume=True')} to continue it, or choose another "
+                         f"{other_out} folder")
+    for p in ours:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
     """Create/check OUT: refuse a folder holding another run unless ``overwrite`` or ``resume``.
 
@@ -176,19 +200,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Pat
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
                                  f"use {overwrite_} to start over")
             return out
-        ours = _our_outputs(out)
-        others = [p for p in existing if p not in ours]
-        if others:
-            # --overwrite only ever deletes what a wbcap run wrote: never advise it here.
-            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
-                             f"choose another {other_out} folder (a new or empty one)")
-        if not overwrite:
-            raise InputError(
-                f"{out} holds a previous wbcap run (e.g. {existing[0].name}); pass {overwrite_} to replace it, "
-                f"{resume_} to continue it, or choose another {other_out} folder"
-            )
-        for p in ours:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
+                         overwrite=overwrite)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...

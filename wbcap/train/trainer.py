@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,7 +266,7 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
         InputError: one line saying what the folder holds and what to pass instead.
     """
     other_out = setting("out", api="out")
-    resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
+    resume_ = setting("resume", api="resume=True")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; {setting('out')} must be a folder")
     if resume:
@@ -276,18 +275,11 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
         return False
     existing = sorted(p for p in out.iterdir() if not p.name.startswith("launch_node")) if out.is_dir() else []
     if existing:
+        from wbcap.io.run_folder import replace_previous
+
         ours = training_outputs(out)
-        others = [p for p in existing if p not in ours]
-        if others:
-            # overwrite only ever deletes what a training run wrote: never advise it here.
-            raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
-                             f"choose another {other_out} folder (a new or empty one)")
-        if not overwrite:
-            example = latest_checkpoint(out) or ours[0]
-            raise InputError(f"{out} holds a previous training run (e.g. {example.name}); pass {overwrite_} to "
-                             f"replace it, {resume_} to continue it, or choose another {other_out} folder")
-        for p in ours:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        replace_previous(out, existing, ours, latest_checkpoint(out) or (ours or existing)[0],
+                         what="a previous training run", overwrite=overwrite)
         log.info("removed the previous training run in %s (%d files)", out, len(ours))
         return False
     created = not out.exists()
