@@ -237,9 +237,12 @@ def test_frame_selection_errors_in_python_use_parameter_names(tmp_path):
 def test_a_box_file_whose_boxes_are_all_outside_the_image_says_so(tmp_path, base_args):
     """Not only "check its keys" (the keys were right): the boxes must lie inside the frames."""
     video = write_video(tmp_path / "v.mp4", 2)
-    boxes = box_file(tmp_path, {"0": [[5000, 5000, 80, 200]], "1": [[5000, 5000, 80, 200]]})
+    # right of and below the frame, and (moved onto the border by upstream's sanitising before)
+    # wholly left of and above it
+    boxes = box_file(tmp_path, {"0": [[5000, 5000, 80, 200], [-500, 10, 50, 100]], "1": [[10, -300, 50, 100]]})
     r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{boxes}", *base_args)
     out = text(r)
     assert "skipped box(es) outside the 160x120 image" in out, out
+    assert "-500,10,50,100" in out and "10,-300,50,100" in out, out
     assert (f"the box file {boxes} gives no box inside the image for the processed frames; check its keys, and that "
             "its boxes are (x, y, w, h) in these frames' pixels") in out, out

@@ -33,6 +33,7 @@ from wbcap.camera import crop_to_image_camera_np
 from wbcap.config import PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
+from wbcap.detect.boxes import box_outside_image
 from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError, setting
 from wbcap.model.checkpoint import load_network
 from wbcap.model.device import resolve_device
@@ -469,7 +470,11 @@ class Pipeline:
         aspect = cfg.input_img_shape[1] / cfg.input_img_shape[0]
         jobs, skipped = [], []
         for det in detections:
-            crop_box = process_bbox(np.asarray(det.box, dtype=np.float32), w, h, aspect_ratio=aspect, scale=self.box_scale)
+            # (upstream's box sanitising moves a box wholly left of or above the image onto its
+            # border, where it would be regressed: such a box is skipped like one right or below)
+            outside = box_outside_image(tuple(float(v) for v in det.box), w, h)
+            crop_box = None if outside else process_bbox(np.asarray(det.box, dtype=np.float32), w, h,
+                                                         aspect_ratio=aspect, scale=self.box_scale)
             if crop_box is None:
                 skipped.append(det.box)
                 continue
