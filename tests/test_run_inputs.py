@@ -246,3 +246,10 @@ def test_a_box_file_whose_boxes_are_all_outside_the_image_says_so(tmp_path, base
     assert "-500,10,50,100" in out and "10,-300,50,100" in out, out
     assert (f"the box file {boxes} gives no box inside the image for the processed frames; check its keys, and that "
             "its boxes are (x, y, w, h) in these frames' pixels") in out, out
+
+
+def test_a_start_past_the_end_names_the_options(tmp_path, base_args):
+    video = write_video(tmp_path / "v.mp4", 3)
+    r = invoke("run", video, "-o", tmp_path / "out", "--detector", "full", "--start", "100", *base_args)
+    assert r.exit_code == 2 and "no frame in the selected range (--start 100 s to the end of the video; " in text(r), text(r)
+    assert "check --start/--end" in text(r), text(r)

@@ -146,8 +146,8 @@ def hold_folder(out: Path) -> Iterator[Path]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise InputError(f"{out} is in use by another wbcap process (a run still writing it); wait for it "
-                                 f"to finish or choose another {other_out} folder") from None
+                raise InputError(f"{out} is in use by another wbcap process (one still writing it); wait for it "
+                                 "to finish or choose another folder") from None
         yield out
     finally:
         os.close(fd)  # (releases the lock)

@@ -247,9 +247,8 @@ class FrameSource:
             yield Frame(index=i, time=t, image=image)
         if yielded == 0 and self.max_frames != 0:
             raise InputError(
-                f"{self.info.path}: no image in the selected range (start={self.start:g} s, "
-                f"end={_fmt_end(self.end)}; {len(paths)} images at {fps:g} fps = "
-                f"{len(paths) / fps:g} s); check start/end"
+                f"{self.info.path}: no image in the selected range ({_range_text(self.start, self.end)}; {len(paths)} images at {fps:g} fps = "
+                f"{len(paths) / fps:g} s); check {setting('start')}/{setting('end')}"
             )
 
     # -- video -----------------------------------------------------------------------------
@@ -351,9 +350,8 @@ class FrameSource:
                     )
             if yielded == 0 and self.max_frames != 0:
                 raise InputError(
-                    f"{p}: no frame in the selected range (start={self.start:g} s, "
-                    f"end={_fmt_end(self.end)}; the video has "
-                    f"{_fmt_duration(info.duration, prev_time)}); check start/end"
+                    f"{p}: no frame in the selected range ({_range_text(self.start, self.end)}; the video has "
+                    f"{_fmt_duration(info.duration, prev_time)}); check {setting('start')}/{setting('end')}"
                 )
         finally:
             container.close()
@@ -512,8 +510,11 @@ def _fmt_time(t: float | None) -> str:
     return "an unknown time" if t is None else f"{t:.3f} s"
 
 
-def _fmt_end(end: float | None) -> str:
-    return "end of video" if end is None else f"{end:g} s"
+def _range_text(start: float, end: float | None) -> str:
+    """The selected range in a message, in the caller's spelling (``--start 5 s to the end of
+    the video``; ``start=5 s to end=7 s``)."""
+    until = "the end of the video" if end is None else f"{_as_given('end', f'{end:g}')} s"
+    return f"{_as_given('start', f'{start:g}')} s to {until}"
 
 
 def _fmt_duration(duration: float | None, last_time: float | None) -> str:
