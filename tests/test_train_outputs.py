@@ -206,3 +206,38 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_0.pth.tar"]
     assert [json.loads(line)["step"] for line in (out / "scalars.jsonl").read_text().splitlines()] == [0]
+
+
+def test_a_folder_another_training_run_is_writing_is_refused(tmp_path, args, trained):
+    """Two `wbcap train` on one folder (the second with --overwrite deleted the first's files
+    while it ran): the second is refused while the first holds the folder, which it does for
+    the whole run."""
+    from wbcap.io.run_folder import hold_folder
+
+    out = tmp_path / "busy"
+    _previous_run(out)
+    with hold_folder(out):  # (flock is per open file: a second open in this process is another holder)
+        r = invoke(*args("body"), "-o", out, "--overwrite")
+    assert "is in use by another wbcap process" in one_error_line(r)
+    assert not trained and (out / "snapshot_1.pth.tar").read_bytes() == b"old"
+    assert invoke(*args("body"), "-o", out, "--overwrite").exit_code == 0  # released when that one ends
+
+
+def test_the_folder_is_held_while_training_runs(tmp_path, args, monkeypatch):
+    import wbcap.train.trainer as trainer
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import hold_folder
+
+    seen = []
+
+    def train_checking_the_hold(stage, run, on_step=None, **kwargs):
+        try:
+            with hold_folder(Path(run.out)):
+                seen.append("free")
+        except InputError as exc:
+            seen.append(str(exc))
+        (Path(run.out) / "snapshot_0.pth.tar").write_bytes(b"new")
+
+    monkeypatch.setattr(trainer, "train", train_checking_the_hold)
+    assert invoke(*args("body"), "-o", tmp_path / "r").exit_code == 0
+    assert len(seen) == 1 and "in use by another wbcap process" in seen[0]

@@ -40,6 +40,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     recipe's data-loading workers are capped at :func:`available_cpus`.
     """
     from wbcap.atomic import check_writable_destination
+    from wbcap.io.run_folder import hold_folder
     from wbcap.train.stages import load_stage
     from wbcap.train.trainer import (
         RunConfig,
@@ -62,23 +63,32 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     check_run_inputs(cfg, run)
     folder = Path(out).expanduser()
     check_writable_destination(folder)
-    if node_rank == 0:
-        created = prepare_run_folder(folder, resume=resume, overwrite=overwrite)
-    else:  # node 0 checks the shared folder; here it may already hold node 0's first files
-        created = False
+    created = not folder.exists()
+    if node_rank == 0:  # held while training (and torchrun's processes) run: a second run is refused
+        hold = hold_folder(folder)
+    else:  # node 0 checks and holds the shared folder; here it may already hold node 0's first files
         folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
-                master_port=master_port, train=train)
-    except BaseException:
-        if node_rank == 0 and latest_checkpoint(folder) is None:  # (so nothing was resumed either)
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
-                log.info("removed %s (made by this run, which failed before its first snapshot)", folder)
-            else:  # the folder was empty or emptied (prepare_run_folder): empty again
-                for p in training_outputs(folder):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        raise
+        hold = contextlib.nullcontext(folder)
+    with hold:
+        if node_rank == 0:
+            try:
+                prepare_run_folder(folder, resume=resume, overwrite=overwrite)
+            except BaseException:
+                if created:  # (made by hold_folder a moment ago: nothing of anyone's in it)
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
+        try:
+            _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                    master_port=master_port, train=train)
+        except BaseException:
+            if node_rank == 0 and latest_checkpoint(folder) is None:  # (so nothing was resumed either)
+                if created:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    log.info("removed %s (made by this run, which failed before its first snapshot)", folder)
+                else:  # the folder was empty or emptied (prepare_run_folder): empty again
+                    for p in training_outputs(folder):
+                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            raise
 
 
 def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master_addr: str, master_port: int,
