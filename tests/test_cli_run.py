@@ -159,6 +159,19 @@ def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == lines
 
 
+def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path, base_args):
+    """A bad detector model is found before --overwrite deletes anything (it emptied the folder)."""
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "out"
+    assert run("run", video, "-o", out, "--detector", "full", "--no-render", "--min-track", "1", *base_args).exit_code == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (tmp_path / "bogus.onnx").write_bytes(b"not a model")
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--detector", f"yolox:{tmp_path / 'bogus.onnx'}",
+                                 "--no-render", "--overwrite", *base_args])
+    assert r.exit_code == 2 and "bogus.onnx" in r.output, r.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(tmp_path, base_args):
     """Two runs on one folder: the second is refused while the first holds it (before, both
     appended to raw.jsonl and every later --resume failed); records that are not one run's

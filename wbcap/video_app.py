@@ -34,7 +34,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,7 +136,8 @@ def _fingerprint(job: VideoJob) -> dict:
 
 
 def regress_frames(
-    job: VideoJob, pipeline, source, progress: Progress | None = None, timings: dict[str, float] | None = None
+    job: VideoJob, pipeline, source, progress: Progress | None = None, timings: dict[str, float] | None = None,
+    detector: Any = None,
 ) -> int:
     """Pass 1. Returns the number of processed frames in the raw file.
 
@@ -144,7 +145,7 @@ def regress_frames(
     network when that does not slow it: :func:`wbcap.detect.thread.overlaps_network`),
     crop, regress, write.
     """
-    from wbcap.detect.thread import DetectionThread, open_detector, overlaps_network
+    from wbcap.detect.thread import DetectionThread, overlaps_network
     from wbcap.model.batching import regress_in_batches
 
     timings = {} if timings is None else timings
@@ -152,10 +153,8 @@ def regress_frames(
     processed, last_done = start_raw(raw, job.resume)
     if last_done >= 0:
         log.info("resuming after frame %d (%d frames already done)", last_done, processed)
-    detector = open_detector(
-        job.detector, job.source, source.info, model=job.detector_model, device=pipeline.device,
-        score_threshold=job.score_threshold, min_height_frac=job.min_height_frac, offline=job.offline,
-    )
+    if detector is None:
+        detector = _open_detector(job, pipeline, source)
     total = expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
                                  max_people=job.max_people, select=_people_limit(job, raw, last_done), timings=timings,
@@ -176,6 +175,16 @@ def regress_frames(
         add_note(exc, f"while processing {job.source}{near}")
         raise
     return processed
+
+
+def _open_detector(job: VideoJob, pipeline, source) -> Any:
+    """The run's person detector for ``source`` (:func:`wbcap.detect.thread.open_detector`)."""
+    from wbcap.detect.thread import open_detector
+
+    return open_detector(
+        job.detector, job.source, source.info, model=job.detector_model, device=pipeline.device,
+        score_threshold=job.score_threshold, min_height_frac=job.min_height_frac, offline=job.offline,
+    )
 
 
 def _people_limit(job: VideoJob, raw: Path, last_done: int):
@@ -321,11 +330,12 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     created = not out.exists()
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
+    detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite)
         try:
             timings: dict[str, float] = {}
-            frames = regress_frames(job, pipeline, source, progress, timings)
+            frames = regress_frames(job, pipeline, source, progress, timings, detector=detector)
         except BaseException:
             # Nothing worth resuming: leave no half-made output folder behind.
             if created and not any(read_raw(raw_path(out))):
