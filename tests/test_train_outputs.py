@@ -109,6 +109,13 @@ def test_finetune_needs_init(tmp_path, args, trained):
     r = invoke(*args("hand"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
     assert r.exit_code == 2 and "the hand stage" in r.output, r.output
     assert not (tmp_path / "f").exists() and not trained
+    # a file that is no checkpoint: found before --overwrite deletes the previous run
+    out = tmp_path / "prev"
+    _previous_run(out)
+    (tmp_path / "bogus.pth.tar").write_text("not a checkpoint")
+    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", tmp_path / "bogus.pth.tar")
+    assert "bogus.pth.tar: not a PyTorch checkpoint" in one_error_line(r)
+    assert (out / "snapshot_1.pth.tar").read_bytes() == b"old" and not trained
 
 
 def test_default_workers_are_at_most_the_cpus_available(tmp_path, args, trained, monkeypatch):

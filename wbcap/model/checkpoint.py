@@ -80,6 +80,19 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSEr
                 IndexError, TypeError)
 
 
+def check_checkpoint_file(path: str | Path) -> None:
+    """Refuse, from its first bytes and without loading it, a file that cannot be a checkpoint
+    (empty, or neither of torch.save's formats), with the message loading it would give: for
+    checks made before any work (``wbcap train --init``).
+
+    Raises:
+        CheckpointError: one line naming the file and the fix.
+    """
+    path = Path(path).expanduser()
+    if path.stat().st_size == 0 or not _looks_like_torch_save(path):
+        raise _load_error(path, ValueError("not a torch.save file"))
+
+
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""

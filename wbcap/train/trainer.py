@@ -313,6 +313,10 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
                          f"drop {init}, or continue a hand run with {setting('resume', api='resume=True')}")
     if stage.init_checkpoint and not Path(stage.init_checkpoint).expanduser().is_file():
         raise CheckpointError(f"{init} {stage.init_checkpoint}: no such file")
+    if stage.init_checkpoint:  # (before --overwrite deletes a previous run)
+        from wbcap.model.checkpoint import check_checkpoint_file
+
+        check_checkpoint_file(stage.init_checkpoint)
     if body_model and stage.stage != "hand":
         from wbcap.body.model_files import find_body_model
 
