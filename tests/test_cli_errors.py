@@ -304,7 +304,12 @@ def test_an_unwritable_eval_or_bench_output_is_refused_before_any_work(tmp_path)
                  ["bench", "--detect-only", "--json-out", str(target)]):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2, (args, r.output)
-        assert f"{tmp_path / 'afile'}: is a file" in r.output and "Traceback" not in r.output, r.output
+        assert (f"{tmp_path / 'afile'}: is a file, so {target} cannot be written" in r.output
+                and "Traceback" not in r.output), r.output
+    if Path("/proc/self").is_dir():  # os.access says yes to root there, but no file can be made
+        r = CliRunner().invoke(cli, ["bench", "--detect-only", "--json-out", "/proc/wbcap-bench.json"])
+        assert r.exit_code == 2 and "/proc: cannot write wbcap-bench.json in this folder" in r.output, r.output
+        assert "bench:" not in r.output  # (refused before any timing)
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")

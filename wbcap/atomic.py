@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,28 +107,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     atomic_write_bytes(path, text.encode(encoding))
 
 
-def check_writable_destination(path: str | os.PathLike[str]) -> None:
+def check_writable_destination(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> None:
     """Refuse early an output folder that could not be made or written in: the nearest folder of
     ``path`` (itself, when it is one) must be writable (``os.access``, which also says no on a
-    read-only disk) and no component of it a file. Creates nothing.
+    read-only disk) and no component of it a file, and must take a new file: one hidden probe
+    file is created there and removed at once (``os.access`` says yes to root everywhere, also
+    on /proc, where no file can be made). ``output``: the file the caller will write, for the
+    message (default ``path``).
 
     Raises:
         InputError: naming the folder and the fix.
     """
     p = Path(path).absolute()
+    shown = Path(output).absolute() if output is not None else p
     nearest = next((a for a in (p, *p.parents) if a.exists()), None)
     if nearest is None:
         return
     if not nearest.is_dir():
-        raise InputError(f"{nearest}: is a file, so {p} cannot be created; choose another output folder")
+        raise InputError(f"{nearest}: is a file, so {shown} cannot be {'written' if output else 'created'}; "
+                         "choose another output folder")
+    if nearest != p:
+        what = f"cannot create {shown} in this folder"
+    else:
+        what = "cannot write in this folder" if output is None else f"cannot write {shown.name} in this folder"
     if not os.access(nearest, os.W_OK | os.X_OK):
-        what = "cannot write in this folder" if nearest == p else f"cannot create {p} in this folder"
         raise InputError(f"{nearest}: {what} (read-only or no permission); choose another output folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".wbcap-probe-", dir=nearest)
+    except OSError as exc:
+        raise InputError(f"{nearest}: {what} ({exc.strerror or exc}); choose another output folder") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def check_writable_file(path: str | os.PathLike[str]) -> None:
     """Refuse early an output file that could not be written: ``path`` must not be a folder, and
-    its folder must be writable or creatable (:func:`check_writable_destination`). Creates nothing.
+    its folder must be writable or creatable (:func:`check_writable_destination`).
 
     Raises:
         InputError: naming the path and the fix.
@@ -135,7 +151,7 @@ def check_writable_file(path: str | os.PathLike[str]) -> None:
     p = Path(path).expanduser()
     if p.is_dir():
         raise InputError(f"{p}: is a folder; give a file name for this output")
-    check_writable_destination(p.parent)
+    check_writable_destination(p.parent, output=p)
 
 
 @contextlib.contextmanager

@@ -86,9 +86,9 @@ def merge(body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads."""
     from pathlib import Path
 
-    from wbcap.atomic import check_writable_destination
+    from wbcap.atomic import check_writable_file
     from wbcap.train.merge import merge_hand_into_body
 
-    check_writable_destination(Path(out).expanduser().absolute().parent)  # before the (slow) merge
+    check_writable_file(Path(out).expanduser().absolute())  # before the (slow) merge
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
     click.echo(f"merged -> {path}")
