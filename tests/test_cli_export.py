@@ -162,6 +162,11 @@ def test_export_refuses_another_runs_folder(finished_run, tmp_path, body_dir):
     assert len(lines) == 1 and f"{other} holds another wbcap run (e.g. params.jsonl)" in lines[0], r.output
     assert "choose a new or empty --dest folder" in lines[0]
     assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+    # nor into a run's .wbcap/ folder (it holds no params.jsonl of its own)
+    hidden = sorted(p.name for p in (other / ".wbcap").iterdir())
+    r = invoke("export", finished_run, "--format", "npz", "--dest", other / ".wbcap", "--body-models", body_dir)
+    assert r.exit_code == 2 and "lies in a wbcap run's .wbcap/ folder" in r.output, r.output
+    assert sorted(p.name for p in (other / ".wbcap").iterdir()) == hidden
 
 
 def test_export_unwritable_dest_is_one_line_before_any_work(finished_run, tmp_path, body_dir, monkeypatch):

@@ -175,6 +175,9 @@ def _refuse_other_run(dest: Path) -> None:
     """
     from wbcap.io.run_folder import META_FILE, PARAMS_FILE, RUN_DIR
 
+    if RUN_DIR in dest.absolute().parts:  # (a run's own bookkeeping folder, or a folder inside one)
+        raise InputError(f"{dest}: lies in a wbcap run's {RUN_DIR}/ folder; choose a new or empty {setting('dest')} "
+                         "folder elsewhere")
     found = next((name for name in (PARAMS_FILE, META_FILE, RUN_DIR) if (dest / name).exists()), None)
     if found is not None:
         raise InputError(f"{dest} holds another wbcap run (e.g. {found}); choose a new or empty {setting('dest')} "
