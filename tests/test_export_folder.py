@@ -6,8 +6,11 @@ runs are in ``tests/test_export_blender.py``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from test_cli_export import finished_run, invoke  # noqa: F401  (finished_run: a module fixture)
@@ -84,3 +87,35 @@ def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_d
     assert r.exit_code == 130, r.output
     assert [p.name for p in dest.iterdir()] == []
     assert not any(systmp.iterdir())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_blender_dies_with_a_killed_wbcap(tmp_path):
+    """The FBX script asks the kernel to end it with its parent: a wbcap killed with SIGKILL no
+    longer leaves a Blender running that later writes into the output folder."""
+    import signal
+    import subprocess
+    import time
+
+    from wbcap.export import blender_fbx
+
+    child = ("import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('b', sys.argv[1]); "
+             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); m.die_with_parent(); time.sleep(60)")
+    parent = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]]); "
+              "print(p.pid, flush=True); p.wait()")
+    proc = subprocess.Popen([sys.executable, "-c", parent, child, blender_fbx.__file__], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    time.sleep(1.0)  # (the child has made its request)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            break  # (a zombie: dead, waiting for init to reap it)
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the child outlived its killed parent")
