@@ -119,3 +119,26 @@ def test_blender_dies_with_a_killed_wbcap(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the child outlived its killed parent")
+
+
+def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch):
+    """trimesh's import catches BaseException around its optional imports: a Ctrl-C inside it
+    became a half-imported module and a TypeError (a crash report) instead of "interrupted"."""
+    import importlib
+    import signal
+
+    from wbcap.export import _gl
+
+    def swallowing_import(name):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # (Ctrl-C while the module imports)
+            for _ in range(1000):  # (let the handler run inside the import)
+                pass
+        except BaseException:  # (as trimesh does)
+            pass
+        return sys
+
+    monkeypatch.setattr(importlib, "import_module", swallowing_import)
+    with pytest.raises(KeyboardInterrupt):
+        _gl.import_module("trimesh")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -32,9 +32,11 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 
 log = logging.getLogger(__name__)
@@ -250,11 +252,31 @@ def import_pyrender() -> ModuleType:
     return pyrender
 
 
+@contextlib.contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives in the block until it ends, then raise it: trimesh's
+    import catches ``BaseException`` around its optional imports, so an interrupt inside it left
+    a half-imported module and a ``TypeError`` later instead of "interrupted". Only in the main
+    thread (where Python handles signals), and only while SIGINT has Python's default handler."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
 def import_module(name: str) -> ModuleType:
     """``importlib.import_module(name)`` under the lock pyrender is imported under: for the
     packages pyrender imports too (trimesh), which another thread may be importing
-    (module docstring)."""
-    with _import_lock:
+    (module docstring). A Ctrl-C during the import is raised when it is done (:func:`_ctrl_c_after`)."""
+    with _import_lock, _ctrl_c_after():
         return importlib.import_module(name)
 
 
