@@ -439,3 +439,29 @@ def test_demo_video_refuses_a_missing_video_before_loading_the_model(tmp_path, m
     r = CliRunner().invoke(cli, ["demo", "--video", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "demo")])
     assert r.exit_code == 2 and r.stderr == f"error: {tmp_path / 'nope.mp4'}: no such file or folder; check the path\n"
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_file_system_without_flock_on_folders_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+    """NFS and some cluster file systems refuse flock on a folder (EBADF, ENOLCK...): a warning,
+    not a crash report; "already held" stays a refusal."""
+    import errno
+    import fcntl
+    import logging
+
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import hold_folder
+
+    def refusing(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refusing)
+    with caplog.at_level(logging.WARNING), hold_folder(tmp_path / "nfs") as out:
+        assert out.is_dir()
+    assert "cannot lock the folder (No locks available)" in caplog.text
+
+    def held(fd, op):
+        raise BlockingIOError(errno.EWOULDBLOCK, "busy")
+
+    monkeypatch.setattr(fcntl, "flock", held)
+    with pytest.raises(InputError, match="in use by another wbcap process"), hold_folder(tmp_path / "nfs"):
+        pass

@@ -142,3 +142,23 @@ def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _gl.import_module("trimesh")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_wins_over_the_error_of_the_import_it_broke(monkeypatch):
+    import importlib
+    import signal
+
+    from wbcap.export import _gl
+
+    def breaking_import(name):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+        except BaseException:  # (as trimesh does)
+            pass
+        raise ImportError("half-imported")
+
+    monkeypatch.setattr(importlib, "import_module", breaking_import)
+    with pytest.raises(KeyboardInterrupt):
+        _gl.import_module("trimesh")

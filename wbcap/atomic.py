@@ -92,8 +92,9 @@ _REFUSED = frozenset(getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS
 def _refused_here(exc: BaseException, tmp: Path) -> bool:
     """Whether ``exc`` is the folder refusing the temporary file ``tmp`` itself (creating or
     renaming it), not a failure elsewhere: then the writer gets one line, not a crash report."""
+    # (ENOENT with the folder missing is the caller's error: atomic_path wants an existing folder)
     return (isinstance(exc, OSError) and exc.errno in _REFUSED and exc.filename is not None
-            and Path(exc.filename) == tmp and not tmp.exists())
+            and Path(exc.filename) == tmp and (exc.errno != errno.ENOENT or tmp.parent.is_dir()))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -246,7 +246,7 @@ def import_pyrender() -> ModuleType:
     if platform is None:
         raise RuntimeError("no OpenGL platform (EGL, OSMesa) works; use the software renderer")
     patch_numpy()
-    with _import_lock:
+    with _import_lock, _ctrl_c_after():  # (pyrender imports trimesh)
         import pyrender
 
     return pyrender
@@ -268,8 +268,8 @@ def _ctrl_c_after() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if held:
-        raise KeyboardInterrupt
+        if held:  # (also over an error the interrupted import raised: the user asked to stop)
+            raise KeyboardInterrupt
 
 
 def import_module(name: str) -> ModuleType:

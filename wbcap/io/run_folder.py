@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
+
+log = logging.getLogger(__name__)
 
 RUN_DIR = ".wbcap"
 RAW_FILE = "raw.jsonl"
@@ -122,8 +125,9 @@ def hold_folder(out: Path) -> Iterator[Path]:
     ``--overwrite`` deleting ``.wbcap/`` cannot hand out a second lock, and nothing is left
     behind): the kernel releases it when the block ends or the process dies, also when it is
     killed. Two ``wbcap run`` on one folder interleaved their frames in ``raw.jsonl`` before.
-    Creates OUT (and its parents) when missing. Where the platform has no ``flock`` (Windows),
-    nothing is locked.
+    Creates OUT (and its parents) when missing. Where the platform has no ``flock``, or the file
+    system refuses it on a folder (NFS, some cluster file systems), nothing is locked (with a
+    warning in the second case).
 
     Raises:
         InputError: OUT is a file, cannot be created, or another process holds it.
@@ -148,6 +152,9 @@ def hold_folder(out: Path) -> Iterator[Path]:
             except BlockingIOError:
                 raise InputError(f"{out} is in use by another wbcap process (one still writing it); wait for it "
                                  "to finish or choose another folder") from None
+            except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
+                log.warning("%s: cannot lock the folder (%s), so another wbcap process writing it at the same time "
+                            "would not be noticed", out, exc.strerror or exc)
         yield out
     finally:
         os.close(fd)  # (releases the lock)
