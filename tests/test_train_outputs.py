@@ -251,3 +251,15 @@ def test_the_folder_is_held_while_training_runs(tmp_path, args, monkeypatch):
     monkeypatch.setattr(trainer, "train", train_checking_the_hold)
     assert invoke(*args("body"), "-o", tmp_path / "r").exit_code == 0
     assert len(seen) == 1 and "in use by another wbcap process" in seen[0]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_and_imagenet_weights_are_checked_before_overwrite_deletes(tmp_path, args, trained):
+    out = tmp_path / "prev"
+    _previous_run(out)
+    for extra, message in ((["--device", "cuda"], "CUDA is not available"),
+                           (["--imagenet-weights", tmp_path / "nope"], "no torchvision resnet")):
+        a = [x for x in args("body") if x not in ("--device", "cpu")]
+        r = invoke(*a, "-o", out, "--overwrite", *extra)
+        assert message in one_error_line(r)
+        assert (out / "snapshot_1.pth.tar").read_bytes() == b"old" and not trained

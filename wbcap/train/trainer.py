@@ -291,11 +291,12 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     return created
 
 
-def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True) -> None:
+def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True,
+                     device: bool = True) -> None:
     """Check, before any work or file is written, what a stage reads: its training sets
     (``datasets``: names and folders, :func:`wbcap.train.datasets.check_datasets`), its start
-    checkpoint (finetune needs one) and, for the whole-body stages, the SMPL-X file
-    (``body_model``).
+    checkpoint (finetune needs one), the ImageNet weights it starts its ResNets from, the
+    device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``).
 
     Raises:
         InputError, CheckpointError, ModelFileError: one line naming the file or setting.
@@ -317,6 +318,18 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         from wbcap.model.checkpoint import check_checkpoint_file
 
         check_checkpoint_file(stage.init_checkpoint)
+    if stage.imagenet_weights:  # (the files the model builders read)
+        folder = Path(stage.imagenet_weights).expanduser()
+        m = stage.model
+        depths = ([m.hand_backbone_depth] if stage.stage == "hand"
+                  else [m.backbone_depth, m.hand_backbone_depth, m.face_backbone_depth])
+        for depth in sorted(set(depths)):
+            if not any(folder.glob(f"resnet{depth}-*.pth")):
+                raise InputError(f"no torchvision resnet{depth}-*.pth in {folder} (imagenet_weights)")
+    if device:
+        from wbcap.model.device import resolve_device
+
+        resolve_device(run.device)  # (e.g. cuda asked on a machine without it)
     if body_model and stage.stage != "hand":
         from wbcap.body.model_files import find_body_model
 
