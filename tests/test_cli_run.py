@@ -159,6 +159,25 @@ def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == lines
 
 
+def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracker_settings(tmp_path, base_args):
+    """A box wholly outside the frame, ranked first, takes no --max-people place (the pipeline
+    skips it): the person inside is regressed. The tracker settings that chose pass 1's boxes
+    are part of the run's settings: --resume with another --max-age is refused."""
+    frames, walkers = two_walkers(3)
+    boxes = {str(i): [[-500, 10, 50, 100], walkers[str(i)][0]] for i in range(3)}
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--max-people", "1", "--min-track", "1", "--no-render",
+            "--export", "none", *base_args]
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, *args)
+    assert r.exit_code == 0, r.output
+    raw = [json.loads(x) for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
+    assert [[p["box"] for p in rec["people"]] for rec in raw] == [[walkers[str(i)][0]] for i in range(3)]
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])
+    assert r.exit_code == 2 and "different settings (people_limit)" in r.output, r.output
+
+
 def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path, base_args):
     """A bad detector model is found before --overwrite deletes anything (it emptied the folder)."""
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])

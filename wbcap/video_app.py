@@ -122,13 +122,16 @@ def _fingerprint(job: VideoJob) -> dict:
     from wbcap.pipeline import normalize_precision
 
     p = job.pipeline
+    # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too.
+    chooser = {} if job.max_people is None else {"people_limit": {
+        k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}}
     return fingerprint(job.source, {
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
         "detector": job.detector, "detector_model": job.detector_model, "score_threshold": job.score_threshold,
         "min_height_frac": job.min_height_frac, "max_people": job.max_people,
         "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(),
         "precision": normalize_precision(p.precision),
-        "box_scale": p.box_scale,
+        "box_scale": p.box_scale, **chooser,
     })
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.detect.base import Detection
+from wbcap.detect.boxes import box_outside_image
 from wbcap.errors import setting
 from wbcap.io.background import Prefetch
 from wbcap.io.progress import timed
@@ -139,12 +140,16 @@ class DetectionThread:
             self.current = frame.index
             self.seen.add(frame.index)
             if dets is not None and self.select is not None:
-                boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
-                kept = [dets[i] for i in self.select(frame.index, boxes, np.array([d.score for d in dets], dtype=np.float64))]
-                if len(kept) < len(dets):
-                    self.over_limit += len(dets) - len(kept)
+                # (boxes wholly outside the image take no place: the pipeline skips them, with its warning)
+                h, w = frame.image.shape[:2]
+                outside = [d for d in dets if box_outside_image(d.box, w, h)]
+                inside = [d for d in dets if not box_outside_image(d.box, w, h)]
+                boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
+                kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64))]
+                if len(kept) < len(inside):
+                    self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1
-                dets = kept
+                dets = kept + outside
             elif dets is not None and self.max_people is not None and len(dets) > self.max_people:
                 self.over_limit += len(dets) - self.max_people
                 self.frames_over += 1
