@@ -288,3 +288,16 @@ def test_photo_through_run_gives_one_track(tmp_path, micro_ckpt, body_dir):
     assert r.exit_code == 0, r.output
     assert "1 frames, 1 track(s), 1 person-frames" in r.output
     assert len((out / "params.jsonl").read_text().splitlines()) == 1
+
+
+def test_regular_clock_vfr_track_seen_only_in_a_slow_stretch_with_the_runs_step():
+    """A track seen only where the footage runs slower than the clock has no pair of its own one
+    row apart; the run's frame step (--every) keeps it whole: 10 frames at 15 fps on a 30 fps
+    clock, --max-gap 0 (one-row pieces before); a skipped index still splits it."""
+    t = 5.0 + np.arange(10) / 15
+    frames = 100 + np.arange(10)
+    assert len(regular_clock(t, rate=30.0, max_gap=0.0, frames=frames)) == 10  # no step of its own
+    (seg,) = regular_clock(t, rate=30.0, max_gap=0.0, frames=frames, frame_step=1)
+    assert seg.valid.sum() == 10
+    gap = np.delete(np.arange(10), 4)
+    assert len(regular_clock(t[gap], rate=30.0, max_gap=0.0, frames=frames[gap], frame_step=1)) == 2

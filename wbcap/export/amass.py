@@ -103,7 +103,7 @@ class ClockSegment:
 
 
 def regular_clock(times: np.ndarray, rate: float, max_gap: float,
-                  frames: np.ndarray | None = None) -> list[ClockSegment]:
+                  frames: np.ndarray | None = None, frame_step: int | None = None) -> list[ClockSegment]:
     """Lay a track's observation times on a regular clock of ``rate`` frames per second.
 
     A row is *valid* (copied from an observation) when an observation lies within half a period
@@ -126,6 +126,9 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
         rate: frames per second of the output clock, ``> 0``.
         max_gap: longest missed time (seconds, see above) that is filled; ``>= 0``.
         frames: ``(T,)`` source frame indices of the observations, increasing, or None.
+        frame_step: the step between processed frames (``--every``; with ``frames``): pairs
+            that far apart missed nothing. Default: the track's own step as above (a track seen
+            only in a stretch slower than ``rate`` has none: give it).
 
     Returns:
         Segments in time order (one when nothing is split).
@@ -148,7 +151,9 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     if frames is not None and cut.any():
         steps = np.diff(np.asarray(frames, np.int64))
         seen_in_a_row = steps[missed_rows == 0]
-        if seen_in_a_row.size:
+        if frame_step is not None:
+            cut &= steps > frame_step
+        elif seen_in_a_row.size:
             cut &= steps > seen_in_a_row.min()
     cuts = np.flatnonzero(cut) + 1
     segments = []

@@ -149,8 +149,12 @@ def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: flo
     from wbcap.export.track_npz import track_segments
 
     written: set[Path] = set()
+    # The run's frame step (--every): the smallest frame-index step of any track's consecutive
+    # detections, so that a track seen only in a stretch slower than the clock is not split.
+    steps = [int(np.diff(np.asarray(tr.frame)).min()) for tr in tracks.values() if len(tr.frame) > 1]
+    frame_step = min(steps) if steps else None
     for tid, tr in tracks.items():
         contact = None if world is None or contacts is None else contacts.get(tid)
-        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact):
+        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact, frame_step=frame_step):
             written.update(write_animations(out, name, arrays, body, export, camera))
     return written

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
                    gender: str, world: WorldFrame | None = None,
-                   contact: np.ndarray | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
+                   contact: np.ndarray | None = None,
+                   frame_step: int | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Track ``tid`` laid on a regular clock as AMASS arrays: ``[(name, arrays), ...]``, one per
     piece, named ``track_<id>`` or ``track_<id>_part<k>`` when the person was missed for longer
     than ``max_gap`` seconds.
@@ -30,6 +31,8 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     slerped, translation and expression lerped over filled rows); ``max_gap``: seconds missed
     (the time between two observations' rows less one period, so a track seen in every
     processed frame is never split, see :func:`~wbcap.export.amass.regular_clock`);
+    ``frame_step``: the run's step between processed frames (``--every``), for that rule on a
+    variable frame rate (default: this track's own);
     ``body``: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` (rest pelvis, hand mean) on
     ``device``; ``gender``: written into the arrays. The animation writers
     (:mod:`wbcap.export.clip`) read the same arrays, so every format shows the same motion.
@@ -45,7 +48,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     with torch.no_grad():
         rest = body.rest_root(torch.as_tensor(tr.betas[None], device=device)).cpu().numpy()[0]
     hands_mean = body.hands_mean()
-    segments = regular_clock(tr.time, rate, max_gap, frames=tr.frame)
+    segments = regular_clock(tr.time, rate, max_gap, frames=tr.frame, frame_step=frame_step)
     pieces = []
     for k, seg in enumerate(segments):
         rot = {key: slerp_rows(tr.param(key).reshape(len(tr.time), -1, 3), seg).reshape(len(seg.times), -1)
