@@ -27,6 +27,17 @@ def available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def end_with_parent() -> None:
+    """``preexec_fn`` for torchrun (Linux): the kernel sends it SIGTERM when this launcher dies,
+    also when killed with SIGKILL (torchrun's agent then stops its workers), so no training goes
+    on writing a run folder whose lock went with the launcher."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
               overwrite: bool = False, keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int,
               master_addr: str, master_port: int) -> None:
@@ -107,7 +118,7 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
            f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
            "-m", "wbcap.train.launch", str(spec)]
     log.info("launching: %s", " ".join(cmd))
-    rc = subprocess.call(cmd, env=env)
+    rc = subprocess.call(cmd, env=env, preexec_fn=end_with_parent if sys.platform.startswith("linux") else None)
     if rc != 0:
         raise InputError(f"torchrun exited with status {rc}; see the log above")
 
