@@ -361,6 +361,31 @@ def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
 
 
+def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
+    """--fps: image k is at k / FPS s (it was 30 fps with no way to say otherwise): times,
+    --start, the AMASS rate and render.mp4 follow it; a video keeps its own, with a warning."""
+    cv2 = pytest.importorskip("cv2")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"f{i + 1}.png"), person_image(120, 160, seed=i)[:, :, ::-1])
+    out = tmp_path / "out"
+    r = run("run", folder, "-o", out, "--fps", "10", "--start", "0.1", "--detector", "full", "--min-track", "1",
+            "--export", "none", *base_args)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [1, 2, 3, 4]
+    assert [x["time"] for x in lines] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert json.loads((out / "meta.json").read_text())["fps"] == 10.0
+    assert float(np.load(out / "track_0.npz")["mocap_framerate"]) == 10.0
+    n, _, _, rate = decode_info(out / "render.mp4")
+    assert n == 4 and rate == 10
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "v"), "--fps", "10", "--detector", "full",
+                                 "--no-render", "--min-track", "1", *base_args])
+    assert r.exit_code == 0 and "a video keeps its own frame rate (--fps is for image folders" in " ".join(r.output.split())
+
+
 def test_run_world_falls_back_and_says_why(tmp_path, base_args):
     """`--world` on footage it cannot ground (6 frames of a random network: too few planted feet):
     camera-frame files, the reason in meta.json, no contacts in params.jsonl; `wbcap export

@@ -69,7 +69,8 @@ class VideoJob:
     """What ``wbcap run`` was asked to do (built once by the CLI).
 
     start/end: seconds of the source to process; every: keep every N-th frame; max_frames:
-    stop after this many processed frames. detector: a name
+    stop after this many processed frames; image_fps: frames per second of an image folder or
+    glob (image k at k / image_fps seconds; a video keeps its own rate). detector: a name
     :func:`wbcap.detect.factory.make_detector` takes (``auto``, ``hog``, ``yolox-nano``, ...,
     ``boxes:FILE`` with FILE a JSON ``{"<frame index>": [[x, y, w, h], ...]}``); detector_model:
     a YOLOX ONNX file; offline: never download a detector. focal: focal length
@@ -89,6 +90,7 @@ class VideoJob:
     end: float | None = None
     every: int = 1
     max_frames: int | None = None
+    image_fps: float = 30.0
     detector: str = "auto"
     detector_model: str | None = None
     score_threshold: float | None = None
@@ -132,6 +134,7 @@ def _fingerprint(job: VideoJob) -> dict:
         "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(),
         "precision": normalize_precision(p.precision),
         "box_scale": p.box_scale, **chooser,
+        **({"image_fps": job.image_fps} if job.image_fps != 30.0 else {}),  # (runs before --fps: 30)
     })
 
 
@@ -303,7 +306,7 @@ def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, 
     last = frame_times[-1] + 1.0 / rate if frame_times else job.start
     audio_end = last if job.end is None else min(job.end, last)
     frames = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
-                         warn_retimed=False)  # pass 1 reported the retimed frames already
+                         image_fps=job.image_fps, warn_retimed=False)  # pass 1 reported the retimed frames already
     fps = info.fps_fraction / max(1, job.every) if info.fps_fraction else 30
     audio = None if frames.info.is_image_sequence or not frames.info.has_audio else Path(job.source)
     return render_video(
@@ -328,7 +331,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         from wbcap.export.render import check_renderer_setting
 
         check_renderer_setting()  # a bad $WBCAP_RENDERER: one line now, not after pass 1
-    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames)
+    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
+                         image_fps=job.image_fps)
+    if job.image_fps != 30.0 and not source.info.is_image_sequence:
+        log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
+                    setting("image_fps"))
     out = Path(job.out).expanduser()
     created = not out.exists()
     if pipeline is None:

@@ -27,6 +27,9 @@ from wbcap.cli.common import (
 @click.option("--end", type=float, default=None, help="Stop at this second of the source.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
+@click.option("--fps", "image_fps", type=FiniteFloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Frame rate of an image folder or glob (image k is at k / FPS seconds: --start/--end, times, the "
+                   "AMASS rate and animation keys follow it); a video keeps its own.")
 @detector_options(video=True)
 @click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
@@ -61,7 +64,7 @@ from wbcap.cli.common import (
 @precision_option
 @click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
 @click.pass_context
-def run(ctx, source, out, start, end, every, max_frames, detector, detector_model, score_threshold, min_height_frac,
+def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
         iou_threshold, max_age, min_length, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, world,
         write_obj, no_render, resume, overwrite,
@@ -100,7 +103,7 @@ def run(ctx, source, out, start, end, every, max_frames, detector, detector_mode
         precision=precision,
     )
     job = VideoJob(
-        source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames,
+        source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames, image_fps=image_fps,
         detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
         max_people=max_people, offline=offline,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length, max_people=max_people,
