@@ -266,3 +266,19 @@ def test_export_into_a_run_folder_a_run_is_writing_is_refused(finished_run, body
         r = CliRunner().invoke(cli, ["export", str(finished_run), "--format", "npz", "--body-models", str(body_dir)])
     assert r.exit_code == 2 and "in use by another wbcap process" in r.output, r.output
     assert {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()} == before
+
+
+def test_a_record_with_a_short_pose_is_one_error_line(finished_run, tmp_path, body_dir):
+    """A params.jsonl line whose body_pose lost values (hand-edited, damaged): one line naming the
+    track, frame and key (it was a crash report)."""
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    lines = (run_dir / "params.jsonl").read_text().splitlines()
+    rec = json.loads(lines[3])
+    rec["body_pose"] = rec["body_pose"][:10]
+    lines[3] = json.dumps(rec)
+    (run_dir / "params.jsonl").write_text("\n".join(lines) + "\n")
+    r = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "npz", "--dest", str(tmp_path / "x"),
+                                 "--body-models", str(body_dir)])
+    assert r.exit_code == 2, r.output
+    assert (f"a damaged record (track {rec['track']}, frame {rec['frame']}: body_pose" in r.output
+            and "where the others have 63 numbers" in r.output), r.output

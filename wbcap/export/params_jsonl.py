@@ -114,8 +114,16 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     for tid, recs in sorted(rows.items()):
         recs.sort(key=lambda r: r["frame"])
 
-        def col(key: str, dtype=np.float32, recs=recs) -> np.ndarray:
-            return np.asarray([r[key] for r in recs], dtype)
+        def col(key: str, dtype=np.float32, recs=recs, tid=tid) -> np.ndarray:
+            try:
+                return np.asarray([r[key] for r in recs], dtype)
+            except (TypeError, ValueError):  # (a record with another number of values, or not numbers)
+                sizes = [len(r[key]) if isinstance(r[key], list) else -1 for r in recs]
+                common = max(set(sizes), key=sizes.count)
+                bad = next((r for r, n in zip(recs, sizes) if n != common), recs[0])
+                raise InputError(f"{path}: a damaged record (track {tid}, frame {bad['frame']}: {key} "
+                                 f"{json.dumps(bad[key])[:60]}, where the others have {common} numbers); resume its "
+                                 f"run ({setting('resume', api='resume=True')}) to rewrite it") from None
 
         tracks[tid] = SmoothedTrack(
             frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
