@@ -861,3 +861,17 @@ def test_world_run_without_glb_gets_them_made_in_its_world(world_runs, tmp_path,
         (part,) = track["parts"]
         assert part["src"] == f"media/generated/track_{track['id']}.glb" and part["frame"] == "world"
         assert (files / part["src"]).read_bytes() == (world_runs.world / f"track_{track['id']}.glb").read_bytes()
+
+
+def test_the_page_is_not_written_inside_the_folder_it_shows(tmp_path):
+    """`--html OUT/page.html` put page files into the run folder, which `wbcap run --overwrite` then
+    refused as files wbcap did not write: refused, with where to write it instead."""
+    from wbcap.errors import InputError
+    from wbcap.view.site import ViewJob, write_html
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for page in (run / "page.html", run / "sub" / "page.html"):
+        with pytest.raises(InputError, match=r"inside the folder it shows .*; write the page beside it, e\.g\. html "):
+            write_html(ViewJob(out=str(run), html=str(page)))
+    assert list(run.iterdir()) == []

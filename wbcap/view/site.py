@@ -157,14 +157,19 @@ def write_html(job: ViewJob) -> Path:
     wrote it); returns the page's path.
 
     Raises:
-        InputError: ``job.html`` does not end in ``.html``, or ``<stem>_files/`` exists and was
-            not written by ``wbcap view``.
+        InputError: ``job.html`` does not end in ``.html`` or lies inside ``job.out``, or
+            ``<stem>_files/`` exists and was not written by ``wbcap view``.
     """
     from wbcap.atomic import atomic_write_text, staged_dir
 
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{setting('html')} {page}: must name an .html file (e.g. view.html)")
+    out = Path(job.out).expanduser().resolve()
+    if out == page.parent.resolve() or out in page.parent.resolve().parents:
+        # (its files would then be files wbcap run does not know: the run could no longer be replaced)
+        raise InputError(f"{setting('html')} {page}: inside the folder it shows ({job.out}); write the page beside "
+                         f"it, e.g. {setting('html')} {Path(job.out).expanduser().parent / (out.name + '.html')}")
     files = page.with_name(f"{page.stem}_files")
     if files.exists() and not (files / MARKER).is_file():
         raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
