@@ -543,3 +543,18 @@ def test_an_unreadable_photo_or_output_folder_is_refused_before_the_model_loads(
     assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path}: cannot create {tmp_path / 'out'} in this folder "
                                              "(read-only or no permission); choose another output folder\n"), r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt, body_dir):
+    """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'")."""
+    import json
+
+    from wbcap.testing.images import person_image
+
+    img = write_rgb(tmp_path / "pic.png", person_image(96, 128, seed=1))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"pic.png": []}))
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes),
+                                 "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"])
+    text = " ".join(r.output.split())
+    assert r.exit_code != 0 and f"its entry in {boxes} lists no box" in text and "no entry for" not in text, text

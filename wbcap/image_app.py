@@ -205,9 +205,12 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
                 dets = [Detection(tuple(b), 1.0) for b in job.boxes]
             elif per_image_boxes is not None:
                 dets = per_image_boxes.get(path.name)
-                if not dets:
+                if dets is None:
                     raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; "
                                      f"add its boxes or drop {setting('boxes_file')}")
+                if not dets:  # (an entry with no box: nobody to reconstruct in this image)
+                    raise NoPersonError(f"{path}: its entry in {job.boxes_file} lists no box; add the person "
+                                        f"boxes (x, y, w, h) to reconstruct")
             else:
                 stage("detecting", path)
                 dets = detector(image)
