@@ -1,6 +1,6 @@
 """Run wbcap on a folder of images and save one OBJ per person, from Python.
 
-    python examples/export_meshes.py photos/ out/ [--detector hog|full|auto]
+    python examples/export_meshes.py photos/ out/ [--detector hog|full|auto] [--checkpoint F] [--body-models F]
 
 Writes ``out/<name>_person<k>.obj``; ``<name>`` is the image's stem, or its path under the
 inputs' folder when two images share a stem (the rule of ``wbcap image``).
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="image file, folder or glob")
     parser.add_argument("dst", help="output folder (created if missing)")
     parser.add_argument("--detector", default="hog", help="person detector: hog, full or auto (default: hog)")
+    parser.add_argument("--checkpoint", default=None, help="Hand4Whole checkpoint (default: as `wbcap doctor` finds it)")
+    parser.add_argument("--body-models", default=None, help="SMPL-X file or folder (default: as `wbcap doctor` finds it)")
     args = parser.parse_args(argv)
 
     # Check everything cheap before the slow part: inputs, names, output folder.
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{dst}: exists and is not a folder; pass a folder")
     dst.mkdir(parents=True, exist_ok=True)
 
-    pipe = Pipeline.from_files()  # files found as `wbcap doctor` shows
+    try:  # (files found as `wbcap doctor` shows, unless given)
+        pipe = Pipeline.from_files(checkpoint=args.checkpoint, body_models=args.body_models)
+    except WbcapError as exc:  # a missing or unreadable model file: one line, how to get it
+        parser.error(str(exc))
     written, failed = 0, 0
     for path, name in zip(paths, names):
         try:

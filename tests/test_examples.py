@@ -62,3 +62,16 @@ def test_export_meshes_checks_arguments_before_loading_the_model(tmp_path, monke
         module.main([str(tmp_path / "a.jpg"), str(tmp_path / "file")])
     assert info.value.code == 2 and "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_meshes_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
+    """No SMPL-X model or checkpoint anywhere: one usage error naming what is missing, not a
+    traceback (Pipeline.from_files was outside the script's try)."""
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    _write(tmp_path / "a.jpg", 64, 48, seed=1)
+    with pytest.raises(SystemExit) as info:
+        _load("export_meshes").main([str(tmp_path / "a.jpg"), str(tmp_path / "out"), "--body-models", str(tmp_path / "no")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err and "error:" in err, err
