@@ -875,3 +875,26 @@ def test_the_page_is_not_written_inside_the_folder_it_shows(tmp_path):
         with pytest.raises(InputError, match=r"inside the folder it shows .*; write the page beside it, e\.g\. html "):
             write_html(ViewJob(out=str(run), html=str(page)))
     assert list(run.iterdir()) == []
+
+
+@pytest.mark.slow  # the image_run fixture, and a served process
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(image_run, tmp_path, sig):
+    """Only Ctrl-C cleaned up before: kill (SIGTERM) and a closed terminal (SIGHUP) left
+    /tmp/wbcap-view-* behind."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    py = [sys.executable, "-c", "import sys; from wbcap.cli import main; main(sys.argv[1:])"]
+    proc = subprocess.Popen([*py, "view", str(image_run), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TMPDIR": str(temp), "NO_PROXY": "127.0.0.1"})
+    try:
+        _read_url(proc)
+        assert any(temp.iterdir())  # (the served folder)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    assert list(temp.iterdir()) == []

@@ -32,13 +32,26 @@ def view(out, html, port, open_browser, body_models, allow_pickle):
     if html:
         click.echo(str(write_html(job)))
         return
-    with serve_view(job) as server:
-        click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
-        if open_browser:
-            import webbrowser
+    import signal
+    import threading
 
-            webbrowser.open(server.url)
-        try:
-            server.wait()
-        except KeyboardInterrupt:
-            click.echo("stopped", err=True)
+    def stop(signum, frame):  # SIGTERM (kill, systemd) and SIGHUP (a closed terminal) stop it as Ctrl-C
+        raise KeyboardInterrupt
+
+    stops = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+    main = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's only)
+    before = {sig: signal.signal(sig, stop) for sig in stops} if main else {}
+    try:
+        with serve_view(job) as server:  # (its temporary folder goes when the block ends)
+            try:
+                click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
+                if open_browser:
+                    import webbrowser
+
+                    webbrowser.open(server.url)
+                server.wait()
+            except KeyboardInterrupt:
+                click.echo("stopped", err=True)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
