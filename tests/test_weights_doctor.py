@@ -267,3 +267,26 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     monkeypatch.setenv(strategy.ENV_STRATEGY, "bogus")
     r = run("doctor")
     assert "[MISS] CPU inference form: CPU strategy 'bogus'" in r.output and "unset WBCAP_CPU_STRATEGY" in r.output
+
+
+def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
+    """Truncated after `wbcap weights import`: doctor said [ok] (a re-export) and list showed it
+    as present while verify said mismatch and every run failed to load it."""
+    import os
+    import time
+
+    from wbcap.doctor import _detector_check
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    assert run("weights", "import", "yolox-nano", model).exit_code == 0
+    assert _detector_check().ok
+    installed = weights_dir() / "yolox_nano.onnx"
+    later = time.time() + 5
+    with open(installed, "r+b") as f:
+        f.truncate(installed.stat().st_size // 2)
+    os.utime(installed, (later, later))  # (written after the record, as a truncation is)
+    check = _detector_check()
+    assert not check.ok and "changed since it was imported or fetched" in check.detail, check
+    nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
+    assert "CHANGED since its import or download" in nano, nano

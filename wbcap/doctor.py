@@ -79,6 +79,11 @@ def _detector_check() -> Check:
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`; `{detector} auto` also downloads it once on first use",
                      optional=True)
+    if present.changed:
+        return Check("person detector", False,
+                     f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
+                     "one: damaged, e.g. truncated, or replaced)",
+                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
     official = {True: "official file", False: "a re-export, not the official file", None: "no published hash"}[present.official]
     return Check("person detector", True,
                  f"auto uses {best.name} ({present.path}, {official}; {runtime}); installed: {', '.join(names)}")

@@ -269,13 +269,16 @@ class InstalledFile:
 
     ``size`` in bytes; ``sha256``: the hash recorded at import/fetch when the record is not
     older than the file, else computed now when there is a published hash to compare with, else
-    "" (unknown); ``official``: whether it equals the published hash (None when either is unknown).
+    "" (unknown); ``official``: whether it equals the published hash (None when either is unknown);
+    ``changed``: the file was written after its import/fetch record and no longer has the recorded
+    hash (damaged, e.g. truncated, or replaced by hand).
     """
 
     path: Path
     size: int
     sha256: str
     official: bool | None
+    changed: bool = False
 
 
 def installed(item: WeightsEntry) -> InstalledFile | None:
@@ -287,11 +290,14 @@ def installed(item: WeightsEntry) -> InstalledFile | None:
         return None
     stat = found.stat()
     record = found.with_name(found.name + ".sha256")
-    digest = recorded_sha256(found) if record.is_file() and record.stat().st_mtime >= stat.st_mtime else ""
-    if not digest and item.sha256:
+    recorded = recorded_sha256(found) if record.is_file() else ""
+    current = bool(recorded) and record.stat().st_mtime >= stat.st_mtime
+    digest = recorded if current else ""
+    if not digest and (item.sha256 or recorded):  # (a stale record: what is the file now?)
         digest = sha256_file(found)
     official = (digest == item.sha256.lower()) if digest and item.sha256 else None
-    return InstalledFile(found, stat.st_size, digest, official)
+    changed = bool(recorded) and not current and digest != recorded
+    return InstalledFile(found, stat.st_size, digest, official, changed)
 
 
 @dataclass(frozen=True)
