@@ -299,3 +299,12 @@ def test_run_uses_imported_yolox_by_default(nano_imported, shared_dir, tmp_path,
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     per_frame = {f: sum(1 for x in lines if x["frame"] == f) for f in (200, 201, 202)}
     assert min(per_frame.values()) >= 7, per_frame  # HOG finds about half the people here
+
+
+def test_fetch_while_offline_is_one_line_without_network():
+    """WBCAP_OFFLINE=1 (the tests' environment) forbids `wbcap weights fetch` too: it tried the
+    network and failed on the host name before."""
+    r = CliRunner().invoke(cli, ["weights", "fetch", "yolox-nano"])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "yolox-nano: WBCAP_OFFLINE is set, so nothing is downloaded" in text and "resolve" not in text, text

@@ -23,7 +23,16 @@ from pathlib import Path
 import tomllib
 
 from wbcap.errors import CheckpointError, InputError, setting
-from wbcap.paths import ENV_WEIGHTS, download_url, env_path, search_folders, weights_dir
+from wbcap.paths import (
+    ENV_MIRROR,
+    ENV_OFFLINE,
+    ENV_WEIGHTS,
+    download_url,
+    env_path,
+    offline_from_env,
+    search_folders,
+    weights_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +216,9 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
                          f"{item.source} and run `wbcap weights import {name} FILE`")
     dest = weights_dir() / item.file
     url = download_url(item.file, item.url)
+    if offline_from_env() and not url.startswith("file:"):  # (a mirror folder on a shared drive is no download)
+        raise InputError(f"{name}: {ENV_OFFLINE} is set, so nothing is downloaded; unset it, set {ENV_MIRROR} to a "
+                         f"file:// folder holding {item.file}, or `wbcap weights import {name} FILE`")
     summaries: list[str] = []
     digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
                       timeout=timeout, check=lambda tmp: summaries.append(validate(tmp)))
@@ -230,7 +242,7 @@ def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     """
     item = entry(name)
     found = find_weights_file(item)
-    if found is not None or offline or not item.url:
+    if found is not None or offline or offline_from_env() or not item.url:
         return found
     from wbcap.weights.download import DownloadError
     dest = weights_dir() / item.file
