@@ -131,6 +131,23 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+def _max_people_run(tmp_path, base_args, frames, boxes) -> tuple[Path, Path, list[str]]:
+    """`wbcap run --max-people 1` of ``frames`` with the box file ``boxes``: (video, out, args)."""
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--max-people", "1", "--min-track", "1", "--no-render",
+            "--export", "none", *base_args]
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, *args)
+    assert r.exit_code == 0, r.output
+    return video, out, args
+
+
+def raw_boxes(out: Path) -> list[list[list[float]]]:
+    """The boxes of each record of a run's raw.jsonl."""
+    return [[p["box"] for p in json.loads(x)["people"]] for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
+
+
 def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     """--max-people 1: walker A is alone for two frames, then B comes with a box ranked before
     A's (a box file gives every box score 1, so its order ranks them). The person already
@@ -139,17 +156,10 @@ def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     (killed after frame 3) continues with A too."""
     frames, walkers = two_walkers(6)
     boxes = {str(i): ([walkers[str(i)][1], walkers[str(i)][0]] if i >= 2 else [walkers[str(i)][0]]) for i in range(6)}
-    video = write_video(tmp_path / "walk.mp4", frames)
-    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
-    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--max-people", "1", "--min-track", "1", "--no-render",
-            "--export", "none", *base_args]
-    out = tmp_path / "out"
-    r = run("run", video, "-o", out, *args)
-    assert r.exit_code == 0, r.output
+    video, out, args = _max_people_run(tmp_path, base_args, frames, boxes)
     rows = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert [(x["frame"], x["track"]) for x in rows] == [(i, 0) for i in range(6)]
-    raw = [json.loads(x) for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
-    assert [[p["box"] for p in rec["people"]] for rec in raw] == [[walkers[str(i)][0]] for i in range(6)]
+    assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(6)]
     # killed after frame 3: the resumed run goes on with A (its records fed to the choice first)
     lines = (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
     (out / ".wbcap" / "raw.jsonl").write_text("".join(lines[:4]))
@@ -165,15 +175,8 @@ def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracke
     are part of the run's settings: --resume with another --max-age is refused."""
     frames, walkers = two_walkers(3)
     boxes = {str(i): [[-500, 10, 50, 100], walkers[str(i)][0]] for i in range(3)}
-    video = write_video(tmp_path / "walk.mp4", frames)
-    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
-    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--max-people", "1", "--min-track", "1", "--no-render",
-            "--export", "none", *base_args]
-    out = tmp_path / "out"
-    r = run("run", video, "-o", out, *args)
-    assert r.exit_code == 0, r.output
-    raw = [json.loads(x) for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
-    assert [[p["box"] for p in rec["people"]] for rec in raw] == [[walkers[str(i)][0]] for i in range(3)]
+    video, out, args = _max_people_run(tmp_path, base_args, frames, boxes)
+    assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(3)]
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])
     assert r.exit_code == 2 and "different settings (people_limit)" in r.output, r.output
 

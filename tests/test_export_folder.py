@@ -47,14 +47,21 @@ def failing(log_file, cmd):
     return subprocess.CompletedProcess(cmd, 1)
 
 
+def _folder_with_a_glb(tmp_path: Path) -> Path:
+    """An output folder holding only ``track_3.glb`` (the FBX converter's input; its content is
+    not read by the stand-in Blender)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "track_3.glb").write_bytes(b"glTF")
+    return out
+
+
 def test_interrupted_fbx_leaves_no_log(tmp_path, fake_blender):
     from wbcap.export.fbx import write_fbx
 
     systmp, use = fake_blender
     use(interrupted)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "track_3.glb").write_bytes(b"glTF")
+    out = _folder_with_a_glb(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
     assert sorted(p.name for p in out.iterdir()) == ["track_3.glb"]
@@ -66,9 +73,7 @@ def test_failed_fbx_keeps_the_log_it_names_outside_the_folder(tmp_path, fake_ble
 
     systmp, use = fake_blender
     use(failing)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "track_3.glb").write_bytes(b"glTF")
+    out = _folder_with_a_glb(tmp_path)
     with pytest.raises(WbcapError, match=r"Blender could not convert track_3\.glb to FBX \(the GLB holds no skin\)"
                                          r"; see its log ") as info:
         write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
@@ -87,38 +92,6 @@ def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_d
     assert r.exit_code == 130, r.output
     assert [p.name for p in dest.iterdir()] == []
     assert not any(systmp.iterdir())
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_blender_dies_with_a_killed_wbcap(tmp_path):
-    """The FBX script asks the kernel to end it with its parent: a wbcap killed with SIGKILL no
-    longer leaves a Blender running that later writes into the output folder."""
-    import signal
-    import subprocess
-    import time
-
-    from wbcap.export import blender_fbx
-
-    child = ("import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('b', sys.argv[1]); "
-             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); m.die_with_parent(); time.sleep(60)")
-    parent = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]]); "
-              "print(p.pid, flush=True); p.wait()")
-    proc = subprocess.Popen([sys.executable, "-c", parent, child, blender_fbx.__file__], stdout=subprocess.PIPE, text=True)
-    pid = int(proc.stdout.readline())
-    time.sleep(1.0)  # (the child has made its request)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        if Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            break  # (a zombie: dead, waiting for init to reap it)
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        pytest.fail("the child outlived its killed parent")
 
 
 def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch):

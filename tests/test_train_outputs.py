@@ -263,29 +263,3 @@ def test_device_and_imagenet_weights_are_checked_before_overwrite_deletes(tmp_pa
         r = invoke(*a, "-o", out, "--overwrite", *extra)
         assert message in one_error_line(r)
         assert (out / "snapshot_1.pth.tar").read_bytes() == b"old" and not trained
-
-
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_torchrun_ends_with_a_killed_launcher():
-    """The launcher starts torchrun with end_with_parent: killed with SIGKILL, it takes torchrun
-    (SIGTERM) with it, so no training outlives the lock on its folder."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    parent = ("import subprocess, sys; from wbcap.train.launch import end_with_parent; "
-              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], preexec_fn=end_with_parent); "
-              "print(p.pid, flush=True); p.wait()")
-    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
-    pid = int(proc.stdout.readline())
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for _ in range(50):
-        stat = Path(f"/proc/{pid}/stat")
-        if not stat.is_file() or stat.read_text().split()[2] == "Z":
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        pytest.fail("torchrun's stand-in outlived its killed launcher")

@@ -43,7 +43,7 @@ from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.io.progress import Progress, add_time, expected_frames
-from wbcap.io.raw_records import RawWriter, read_raw, start_raw
+from wbcap.io.raw_records import RawWriter, read_raw, record_boxes, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
@@ -204,9 +204,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     limit = PeopleLimit(replace(job.tracker, max_people=job.max_people))
     if last_done >= 0:
         for rec in read_raw(raw):
-            people = rec["people"]
-            limit(int(rec["frame"]), np.array([p["box"] for p in people], dtype=np.float64).reshape(-1, 4),
-                  np.array([p["score"] for p in people], dtype=np.float64))
+            limit(int(rec["frame"]), *record_boxes(rec))
     return limit
 
 

@@ -270,31 +270,12 @@ def convert(glb: str, fbx: str, fps: float) -> None:
                 scene.render.fps, scene.render.fps_base, len(arm.data.bones), [m.name for m in meshes])
 
 
-def die_with_parent() -> None:
-    """On Linux, have the kernel end this process (SIGKILL) when the process that started it
-    dies. A wbcap killed with SIGKILL cannot stop its Blender, which then went on and wrote its
-    FBX into a folder a new run owned. Elsewhere, or where ``prctl`` is missing, nothing. Exits
-    at once (status 1) when that parent is already gone."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import os
-    import signal
-
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1 (linux/prctl.h)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # (the parent died before the request: nobody to write for)
-        sys.exit(1)
-
-
 def main(argv: list[str]) -> int:
     """Command line: ``IN.glb OUT.fbx FPS``; returns the exit status. Messages go to stderr as
     ``wbcap: <message>`` lines (the caller quotes the last one when Blender fails)."""
-    die_with_parent()
+    from wbcap.subprocesses import end_with_parent
+
+    end_with_parent()  # (a wbcap killed with SIGKILL could not stop this conversion)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("wbcap: %(message)s"))
     logger.addHandler(handler)

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wbcap.errors import InputError, setting
 from wbcap.io.param_names import to_file_record
 
@@ -38,6 +40,14 @@ def read_raw(path: Path) -> Iterator[dict]:
             if not line.endswith("\n"):
                 break
             yield json.loads(line)
+
+
+def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A record's detections as the tracker takes them: ``(N, 4)`` float64 ``(x, y, w, h)``
+    pixels and ``(N,)`` float64 scores."""
+    people = rec["people"]
+    return (np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4),
+            np.asarray([p["score"] for p in people], np.float64))
 
 
 def truncate_to_complete_lines(path: Path) -> tuple[int, int]:

@@ -185,16 +185,15 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
-    """Create/check OUT: refuse a folder holding another run unless ``overwrite`` or ``resume``.
+    """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
+    holding another run unless ``overwrite`` or ``resume``.
 
     ``fp`` is the run's :func:`fingerprint`: written to ``.wbcap/run.json``; with ``resume`` the
     one there must equal it. ``overwrite`` deletes only what a wbcap run wrote.
     """
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; {setting('out')} must be a folder")
-    existing = [p for p in out.iterdir()] if out.is_dir() else []
+    existing = list(out.iterdir())
     if existing:
         resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
         if resume:

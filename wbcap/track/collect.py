@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import read_raw
+from wbcap.io.raw_records import read_raw, record_boxes
 from wbcap.track.iou_tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
     for rec in read_raw(raw_path):
         people = rec["people"]
-        boxes = np.asarray([p["box"] for p in people], np.float64).reshape(-1, 4)
-        scores = np.asarray([p["score"] for p in people], np.float64)
-        ids = tracker.update(rec["frame"], boxes, scores)
+        ids = tracker.update(rec["frame"], *record_boxes(rec))
         col.detections += len(people)
         for pid, person in zip(ids, people):
             if pid < 0:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
+from wbcap.subprocesses import end_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +28,6 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
-
-
-def end_with_parent() -> None:
-    """``preexec_fn`` for torchrun (Linux): the kernel sends it SIGTERM when this launcher dies,
-    also when killed with SIGKILL (torchrun's agent then stops its workers), so no training goes
-    on writing a run folder whose lock went with the launcher."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
@@ -118,7 +110,9 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
            f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
            "-m", "wbcap.train.launch", str(spec)]
     log.info("launching: %s", " ".join(cmd))
-    rc = subprocess.call(cmd, env=env, preexec_fn=end_with_parent if sys.platform.startswith("linux") else None)
+    # torchrun gets SIGTERM (its agent then stops the workers) when this launcher dies, also when
+    # killed: no training goes on writing a folder whose lock went with the launcher
+    rc = subprocess.call(cmd, env=env, preexec_fn=functools.partial(end_with_parent, signal.SIGTERM))
     if rc != 0:
         raise InputError(f"torchrun exited with status {rc}; see the log above")
 
