@@ -131,6 +131,38 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+def test_resume_accepts_another_spelling_of_the_same_files(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """--body-models and --checkpoint given relative are recorded absolute in run.json (`wbcap
+    export`/`view` reuse the body models only when absolute), and --resume with another spelling
+    of the same folder is accepted: it was refused as "different settings (body)". A run recorded
+    before (the paths as typed) still resumes, with the same or the absolute spelling; another
+    folder is still refused."""
+    import os
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out, other = tmp_path / "out", tmp_path / "other_models"
+    shutil.copytree(body_dir, other)
+    monkeypatch.chdir(tmp_path)
+    rel = ["--checkpoint", os.path.relpath(micro_ckpt), "--body-models", os.path.relpath(body_dir)]
+    absolute = ["--checkpoint", str(micro_ckpt), "--body-models", f"{body_dir}/"]
+    args = ["--detector", "full", "--no-render", "--export", "none", "--min-track", "1", "--device", "cpu"]
+    assert run("run", video, "-o", out, *rel, *args).exit_code == 0
+    run_json = out / ".wbcap" / "run.json"
+    recorded = json.loads(run_json.read_text())
+    assert (recorded["body"]["path"], recorded["checkpoint"]) == (str(body_dir), str(micro_ckpt)), recorded
+    r = run("run", video, "-o", out, "--resume", *absolute, *args)
+    assert r.exit_code == 0, r.output
+    older = dict(recorded, checkpoint=rel[1], body=dict(recorded["body"], path=rel[3]))  # as typed
+    for spelling in (absolute, rel):
+        run_json.write_text(json.dumps(older))
+        r = run("run", video, "-o", out, "--resume", *spelling, *args)
+        assert r.exit_code == 0, r.output
+        assert json.loads(run_json.read_text()) == recorded  # rewritten absolute, for export and view
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *rel[:2], "--body-models", str(other),
+                                 *args])
+    assert r.exit_code == 2 and "different settings (body)" in r.output, r.output
+
+
 def _max_people_run(tmp_path, base_args, frames, boxes) -> tuple[Path, Path, list[str]]:
     """`wbcap run --max-people 1` of ``frames`` with the box file ``boxes``: (video, out, args)."""
     video = write_video(tmp_path / "walk.mp4", frames)

@@ -48,6 +48,7 @@ from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
     RENDER_FILE,
+    absolute_path,
     fingerprint,
     hold_folder,
     prepare_output,
@@ -119,8 +120,16 @@ class VideoResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _typed_paths(job: VideoJob) -> dict[str, str | None]:
+    """The files and folders of :func:`_fingerprint` as the user typed them (it records them
+    absolute), by their keys there: for :func:`wbcap.io.run_folder.prepare_output`."""
+    p = job.pipeline
+    return {"detector_model": job.detector_model, "checkpoint": p.checkpoint, "body.path": p.body.path}
+
+
 def _fingerprint(job: VideoJob) -> dict:
-    """What pass 1's results depend on (a resumed run must match it)."""
+    """What pass 1's results depend on (a resumed run must match it); the files and folders the
+    user named as absolute paths (:func:`wbcap.io.run_folder.absolute_path`)."""
     from wbcap.pipeline import normalize_precision
 
     p = job.pipeline
@@ -129,9 +138,10 @@ def _fingerprint(job: VideoJob) -> dict:
         k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}}
     return fingerprint(job.source, {
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
-        "detector": job.detector, "detector_model": job.detector_model, "score_threshold": job.score_threshold,
-        "min_height_frac": job.min_height_frac, "max_people": job.max_people,
-        "checkpoint": p.checkpoint, "body": asdict(p.body), "model": p.model.to_dict(),
+        "detector": job.detector, "detector_model": absolute_path(job.detector_model),
+        "score_threshold": job.score_threshold, "min_height_frac": job.min_height_frac, "max_people": job.max_people,
+        "checkpoint": absolute_path(p.checkpoint), "body": {**asdict(p.body), "path": absolute_path(p.body.path)},
+        "model": p.model.to_dict(),
         "precision": normalize_precision(p.precision),
         "box_scale": p.box_scale, **chooser,
         **({"image_fps": job.image_fps} if job.image_fps != 30.0 else {}),  # (runs before --fps: 30)
@@ -340,7 +350,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         pipeline = Pipeline.from_config(job.pipeline)
     detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
-        prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite)
+        prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
+                       typed_paths=_typed_paths(job))
         try:
             timings: dict[str, float] = {}
             frames = regress_frames(job, pipeline, source, progress, timings, detector=detector)

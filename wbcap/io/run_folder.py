@@ -78,11 +78,50 @@ def track_files(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("track_*") if p.suffix in TRACK_SUFFIXES and p.is_file())
 
 
+def absolute_path(path: str | None) -> str | None:
+    """A file or folder the user named, as ``run.json`` records it: absolute (``~`` expanded,
+    from the current folder when relative; links kept as spelled), so that ``wbcap export``,
+    ``wbcap view`` and ``--resume`` from another folder read it as the run did. None stays None."""
+    return None if path is None else os.path.abspath(Path(path).expanduser())
+
+
+def same_path(recorded: object, typed: str | None, now: str | None) -> bool:
+    """Whether the path ``recorded`` in a run's ``run.json`` names what is given now: spelled
+    ``typed`` on the command line, ``now`` as :func:`absolute_path` records it.
+
+    Runs before wbcap recorded absolute paths hold the spelling as typed, relative to a working
+    folder that is no longer known: such a path matches when it equals ``typed``, or when it
+    resolves from the current folder to the same file or folder as ``now`` (links followed).
+    """
+    if recorded == now:
+        return True
+    if not isinstance(recorded, str) or now is None:
+        return False
+    return recorded == typed or Path(recorded).expanduser().resolve() == Path(now).resolve()
+
+
+def _as_given(previous: dict, fp: dict, typed_paths: dict[str, str | None]) -> dict:
+    """``previous`` (a ``run.json``) with each path setting of ``typed_paths`` (``"body.path"``:
+    the key, dotted into nested settings, and the path as typed) that :func:`same_path` finds
+    naming what ``fp`` names replaced by ``fp``'s value."""
+    result = json.loads(json.dumps(previous))  # (a deep copy)
+    for key, typed in typed_paths.items():
+        *parents, last = key.split(".")
+        old, new = result, fp
+        for name in parents:
+            old = old.get(name) if isinstance(old, dict) else None
+            new = new[name]
+        if isinstance(old, dict) and last in old and same_path(old[last], typed, new[last]):
+            old[last] = new[last]
+    return result
+
+
 def recorded_body_models(out: Path) -> str | None:
     """The SMPL-X file or folder the run in OUT was made with (``--body-models``, recorded in
-    ``.wbcap/run.json``) when it was given as an absolute path that still exists, else None
-    (then the usual search applies; a relative one meant the run's working folder, unknown
-    here): ``wbcap export`` and ``wbcap view`` use it when not given one."""
+    ``.wbcap/run.json``, absolute: :func:`absolute_path`) when that path is absolute and still
+    exists, else None (then the usual search applies; a relative one, recorded by an older run,
+    meant that run's working folder, unknown here): ``wbcap export`` and ``wbcap view`` use it
+    when not given one."""
     try:
         path = json.loads((out / RUN_DIR / RUN_FILE).read_text())["body"]["path"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -184,12 +223,18 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Path:
+def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
+                   typed_paths: dict[str, str | None] | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
     ``fp`` is the run's :func:`fingerprint`: written to ``.wbcap/run.json``; with ``resume`` the
-    one there must equal it. ``overwrite`` deletes only what a wbcap run wrote.
+    one there must equal it, but for the path settings named in ``typed_paths`` (key in ``fp``,
+    dotted into nested settings, e.g. ``"body.path"``, and the path as the user typed it; ``fp``
+    holds it as :func:`absolute_path` makes it), which must name the same file or folder
+    (:func:`same_path`: a run recorded before paths were absolute holds them as typed); its
+    ``run.json`` is then rewritten with ``fp``'s absolute paths. ``overwrite`` deletes only what
+    a wbcap run wrote.
     """
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
@@ -201,10 +246,15 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool) -> Pat
             if not run_file.is_file():
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
             previous = json.loads(run_file.read_text())
-            if previous != fp:
-                diff = sorted(k for k in fp if previous.get(k) != fp.get(k))
+            matched = _as_given(previous, fp, typed_paths or {})
+            if matched != fp:
+                diff = sorted(k for k in fp if matched.get(k) != fp.get(k))
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
                                  f"use {overwrite_} to start over")
+            if previous != fp:  # (paths an older run recorded as typed: absolute now, for export and view)
+                from wbcap.atomic import atomic_write_text
+
+                atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
             return out
         replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
                          overwrite=overwrite)
