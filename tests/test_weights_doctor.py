@@ -169,6 +169,22 @@ def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     assert find_checkpoint() == folder / "snapshot_6.pth.tar"
 
 
+def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_verify_alike(monkeypatch, small_ckpt):
+    """$WBCAP_WEIGHTS naming a file: `wbcap doctor` reported it as both checkpoints (whole-body
+    and hand-only) while `weights list` and `verify` called both missing. One rule for all three
+    and for loading: the file is the default (whole-body) checkpoint, and no other weights file."""
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    assert find_checkpoint() == small_ckpt
+    doctor = run("doctor").output
+    assert f"[ok  ] checkpoint hand4whole: {small_ckpt}\n" in doctor, doctor
+    assert "[warn] checkpoint hand4whole_hand: snapshot_12_hand.pth.tar not found" in doctor, doctor
+    listed = run("weights", "list").output
+    assert f"  present:  {small_ckpt} (" in "\n".join(_block(listed, "hand4whole")), listed
+    assert "  present:  no — run `wbcap weights import hand4whole_hand FILE`" in _block(listed, "hand4whole_hand"), listed
+    verified = {line.split()[0]: line.split()[1:3] for line in run("weights", "verify").output.splitlines()}
+    assert verified["hand4whole"] == ["unverified", str(small_ckpt)] and verified["hand4whole_hand"][0] == "missing"
+
+
 def test_doctor_reports_missing_files_with_fixes(body_dir):
     r = run("doctor")
     assert r.exit_code == 1

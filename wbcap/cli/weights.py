@@ -15,7 +15,7 @@ def weights():
 def list_cmd():
     """Show every known weights file (checkpoints and person detectors), where it is expected and
     whether it is present: the size of the file present and whether it is the official one."""
-    from wbcap.weights import installed, manifest, search_dirs
+    from wbcap.weights import default_entry, installed, manifest, search_dirs
 
     for e in manifest().values():
         present = installed(e)
@@ -40,8 +40,8 @@ def list_cmd():
             click.echo(f"  url:      {e.url}")
         click.echo(f"  source:   {e.source}")
         click.echo(f"  licence:  {e.licence}")
-    click.echo("search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS, "
-               + ", ".join(str(d) for d in search_dirs()))
+    click.echo(f"search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS (a folder; a file is the "
+               f"{default_entry().name} checkpoint), " + ", ".join(str(d) for d in search_dirs()))
 
 
 @weights.command("fetch")

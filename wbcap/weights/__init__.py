@@ -3,8 +3,10 @@
 ``manifest.toml`` (package data) lists every network file wbcap knows (the Hand4Whole
 checkpoints and the YOLOX person detectors): file name, download URL, size and sha256 where
 known, source, licence and architecture. Files are found by: explicit path -> the
-``WBCAP_WEIGHTS`` environment variable (a file, or a folder holding the manifest's file names) ->
-``<user data>/weights``. Entries with a URL are downloaded by :func:`fetch` into
+``WBCAP_WEIGHTS`` environment variable (a folder holding the manifest's file names; or a file,
+which is the default whole-body checkpoint and no other weights file) -> ``<user data>/weights``
+(:func:`find_weights_file`, the one rule behind loading, ``wbcap weights list|verify`` and
+``wbcap doctor``). Entries with a URL are downloaded by :func:`fetch` into
 ``<user data>/weights`` (``$WBCAP_WEIGHTS_MIRROR`` replaces the official host).
 """
 
@@ -84,9 +86,21 @@ def entry(name: str) -> WeightsEntry:
     return entries[name]
 
 
+def weights_candidates(item: WeightsEntry) -> list[Path]:
+    """Where the file of ``item`` may be when none is named, in order: ``$WBCAP_WEIGHTS`` when it
+    names a file and ``item`` is the default checkpoint (:func:`default_entry`: the network
+    loaded without ``--checkpoint``), then ``item.file`` in each of :func:`search_dirs`."""
+    env = env_path(ENV_WEIGHTS)
+    own = [env] if env is not None and env.is_file() and item.name == default_entry().name else []
+    return own + [d / item.file for d in search_dirs()]
+
+
 def find_weights_file(item: WeightsEntry) -> Path | None:
-    """The first ``item.file`` in :func:`search_dirs`, or None."""
-    return next((d / item.file for d in search_dirs() if (d / item.file).is_file()), None)
+    """The file of ``item`` wbcap uses when none is named: the first of
+    :func:`weights_candidates` that exists, or None. Loading the network (:func:`find_checkpoint`),
+    ``wbcap weights list|verify`` (:func:`installed`, :func:`verify`) and ``wbcap doctor`` all
+    find files here, so they agree."""
+    return next((p for p in weights_candidates(item) if p.is_file()), None)
 
 
 def search_dirs() -> list[Path]:
@@ -96,7 +110,9 @@ def search_dirs() -> list[Path]:
 
 
 def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> Path:
-    """Resolve the checkpoint to use; raise CheckpointError listing every place looked."""
+    """The checkpoint to use: ``path`` when given, else the file of manifest entry ``name``
+    (default: the default checkpoint) that :func:`find_weights_file` finds; raise
+    CheckpointError listing every place looked (or naming a ``$WBCAP_WEIGHTS`` that does not exist)."""
     if path is not None:
         p = Path(path).expanduser()
         if p.is_file():
@@ -105,8 +121,6 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
                               "(`wbcap weights list` shows where wbcap looks)")
     item = manifest()[name] if name else default_entry()
     env = env_path(ENV_WEIGHTS)
-    if env is not None and env.is_file():
-        return env
     if env is not None and not env.exists():  # (not silently another checkpoint; a folder is searched below)
         raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file or folder; point it at the "
                               "checkpoint or the folder that holds it, or unset it (`wbcap weights list` shows where "
@@ -114,7 +128,7 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
     found = find_weights_file(item)
     if found is not None:
         return found
-    looked = ", ".join(str(d / item.file) for d in search_dirs())
+    looked = ", ".join(str(p) for p in weights_candidates(item))
     raise CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
         f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting('checkpoint')} FILE)"
