@@ -23,6 +23,8 @@ from wbcap.camera import (
     rotate_points,
     rotate_root,
     rotate_root_np,
+    shared_camera_offset,
+    shared_camera_offset_np,
     shared_camera_translation,
     shared_camera_translation_np,
     to_shared_camera,
@@ -164,6 +166,37 @@ def test_pelvis_keeps_its_pixel_and_apparent_size_under_the_translation():
     # and it is the point map evaluated at the pelvis
     pelvis = to_shared_camera((root + transl)[:, None], focal_k, princpt_k, focal, princpt)[:, 0]
     torch.testing.assert_close(root + new, pelvis, rtol=0, atol=1e-12)
+
+
+def test_shared_camera_offset_is_the_crop_to_full_translation():
+    # the hand-computed example above: the anchor goes to (0.02, -0.36, 2.0), so the body moves by
+    # 4 ((300 - 320) / 1000, (200 - 240) / 1000, 500 / 1000 - 1)
+    q = torch.tensor([[0.1, -0.2, 4.0]], dtype=F64)
+    focal_k, princpt_k = torch.tensor([1000.0], dtype=F64), torch.tensor([[300.0, 200.0]], dtype=F64)
+    delta = shared_camera_offset(q, focal_k, princpt_k, 500.0, (320.0, 240.0))
+    torch.testing.assert_close(delta, torch.tensor([[-0.08, -0.16, -2.0]], dtype=F64), rtol=0, atol=1e-12)
+    # 4D-Humans' cam_crop_to_full with the box camera (f_k, c_k) and the shared (f, c):
+    # t_z' = t_z f / f_k, t_x' = t_x + (c_k,x - c_x) t_z' / f (likewise y)
+    focal_k, princpt_k, points = random_cameras(6, seed=11)
+    t = points[:, 0]
+    focal, princpt = 2202.9, torch.tensor([960.0, 540.0], dtype=F64)
+    tz = t[:, 2] * focal / focal_k
+    want = torch.stack([t[:, 0] + (princpt_k[:, 0] - princpt[0]) * tz / focal,
+                        t[:, 1] + (princpt_k[:, 1] - princpt[1]) * tz / focal, tz], -1)
+    torch.testing.assert_close(t + shared_camera_offset(t, focal_k, princpt_k, focal, princpt), want, rtol=0, atol=1e-9)
+    # the body moves rigidly; its anchor keeps its pixel, nearby points their apparent size
+    moved = points + shared_camera_offset(t, focal_k, princpt_k, focal, princpt)[:, None]
+    torch.testing.assert_close(torch.cdist(moved, moved), torch.cdist(points, points), rtol=0, atol=1e-12)
+    torch.testing.assert_close(project(moved[:, :1], focal, princpt), project(points[:, :1], focal_k, princpt_k),
+                               rtol=0, atol=1e-9)
+    # the video's translation is this offset at the posed pelvis; numpy wrapper; same camera: no move
+    root = torch.tensor([0.003, -0.35, 0.01], dtype=F64)
+    assert torch.equal(shared_camera_translation(t - root, root, focal_k, princpt_k, focal, princpt),
+                       (t - root) + shared_camera_offset((t - root) + root, focal_k, princpt_k, focal, princpt))
+    np.testing.assert_array_equal(shared_camera_offset_np(t.numpy(), focal_k.numpy(), princpt_k.numpy(), focal, princpt.tolist()),
+                                  shared_camera_offset(t, focal_k, princpt_k, focal, princpt).numpy())
+    torch.testing.assert_close(shared_camera_offset(t, focal_k, princpt_k, focal_k, princpt_k), torch.zeros_like(t),
+                               rtol=0, atol=1e-12)
 
 
 def test_same_camera_is_the_identity():

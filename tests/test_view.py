@@ -10,7 +10,7 @@ read back from the page (``window.wbcapView``) the video's time and pixels, ever
 vertices, the parameters shown and a screenshot of the 3D view through the source camera, and
 compare them with wbcap's own files: render.mp4 decoded by PyAV, the LBS mesh of each track's npz
 (:func:`wbcap.export.rig.lbs_vertices`, what the GLB holds), its projection by the run's camera,
-params.jsonl, and the image people's OBJs moved into the overlay's camera. Needs node,
+params.jsonl, and the image people's OBJs placed rigidly in the overlay's camera. Needs node,
 ``npm ci --prefix tests/js`` and ``/usr/bin/chromium``; those tests skip without them.
 """
 
@@ -259,30 +259,151 @@ def test_manifest_of_world_frame_files(tmp_path):
     assert content.manifest["world"] == {"frame": "camera", "reason": "x"}
 
 
-def test_manifest_of_a_photo_folder_moves_people_into_the_overlays_camera(tmp_path):
+# --------------------------------------------------------------------------- photo folders: people in the overlay's camera
+
+PHOTO_SIZE = (1280, 720)
+#: Three people of one photo as Hand4Whole sees them: their 3:4 crop boxes (xywh, pixels), large to
+#: small, and cam_trans (metres, each in its own camera). The small one is the nearest in its own
+#: camera and the farthest in the overlay's, whose depths are scaled by f / f_k (1, 2.4 and 6).
+PHOTO_PEOPLE = (([100.0, 150.0, 360.0, 480.0], [0.05, 0.3, 45.0]),
+                ([700.0, 300.0, 150.0, 200.0], [-0.1, 0.25, 38.0]),
+                ([1100.0, 400.0, 60.0, 80.0], [0.02, 0.35, 35.0]))
+REST_PELVIS = np.array([0.003, -0.35, 0.012])  # a rest pelvis: the posed pelvis is cam_trans + this (SMPL-X)
+
+
+def _write_photo(out: Path, people=PHOTO_PEOPLE) -> dict[int, dict]:
+    """A `wbcap image` folder ``out/photo/person_<k>/`` of ``people`` ((crop box, cam_trans) each):
+    smplx_param.json with the camera :func:`wbcap.camera.crop_to_image_camera` gives the box,
+    output.obj a body-sized cloud (1.6-1.7 m tall, 0.5-0.9 m deep), turned about its pelvis; returns
+    ``{k: {"verts": the OBJ's vertices as read back, "camera": ImageCamera, "cam_trans", "pelvis"}}``."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.camera import ImageCamera, crop_to_image_camera_np
+    from wbcap.export.obj import read_obj, write_obj
+
+    rng = np.random.default_rng(0)
+    written = {}
+    for k, (crop, trans) in enumerate(people):
+        (focal,), (princpt,) = crop_to_image_camera_np((5000.0, 5000.0), (96.0, 128.0), np.array([crop]), (256, 192))
+        pelvis = REST_PELVIS + trans
+        body = np.clip(rng.normal(size=(600, 3)), -3, 3) * [0.15, 0.3, 0.08]
+        verts = Rotation.from_euler("yx", [70.0 * k - 60.0, 10.0 - 8.0 * k], degrees=True).apply(body) + pelvis
+        d = out / "photo" / f"person_{k}"
+        d.mkdir(parents=True)
+        write_obj(d / "output.obj", verts, np.arange(600).reshape(-1, 3))
+        camera = ImageCamera(focal=tuple(focal.tolist()), princpt=tuple(princpt.tolist()), image_size=PHOTO_SIZE)
+        (d / "smplx_param.json").write_text(json.dumps({
+            "camera": {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(PHOTO_SIZE)},
+            "crop_bbox_xywh": crop, "cam_trans": trans}))
+        (d / "render_original_img.jpg").write_bytes(b"jpg")
+        written[k] = {"verts": read_obj(d / "output.obj")[0], "camera": camera, "cam_trans": np.array(trans),
+                      "pelvis": pelvis}
+    return written
+
+
+def _in_view(person: dict, points: np.ndarray) -> np.ndarray:
+    """``points`` of a person's OBJ where the page puts them (its ``matrix``), in the overlay's
+    camera with OpenCV axes (the page's y-up world is x, -y, -z)."""
+    m = np.asarray(person["matrix"], np.float64).reshape(4, 4).T  # column-major
+    return (points @ m[:3, :3].T + m[:3, 3]) * [1.0, -1.0, -1.0]
+
+
+def _overlay(written: dict, points: np.ndarray, shared) -> np.ndarray:
+    """Where render_original_img.jpg draws a person's ``points``: moved into the largest box's
+    camera by :func:`wbcap.camera.to_shared_camera` (export.image_outputs.to_common_camera) and
+    projected, pixels."""
     from wbcap.camera import to_shared_camera_np
+
+    cam = written["camera"]
+    moved = to_shared_camera_np(points[None], np.array([cam.focal[0]]), np.array([cam.princpt]),
+                                shared.focal[0], shared.princpt)[0]
+    return shared.project(moved)
+
+
+def test_manifest_of_a_photo_folder(tmp_path):
     from wbcap.export.render import PALETTE
     from wbcap.view.manifest import _hex, read_output
 
-    cams = {0: ([500.0, 500.0], [80.0, 60.0], [0, 0, 40, 40]), 1: ([900.0, 900.0], [150.0, 70.0], [0, 0, 90, 120])}
-    for k, (focal, princpt, crop) in cams.items():
-        d = tmp_path / "out" / "photo" / f"person_{k}"
-        d.mkdir(parents=True)
-        (d / "smplx_param.json").write_text(json.dumps({"camera": {"focal": focal, "princpt": princpt, "image_size": [320, 240]},
-                                                        "crop_bbox_xywh": crop}))
-        (d / "output.obj").write_text("v 0 0 1\nf 1 1 1\n")
-        (d / "render_original_img.jpg").write_bytes(b"jpg")
-    m = read_output(tmp_path / "out").manifest
-    (image,) = m["images"]
+    written = _write_photo(tmp_path / "out")
+    (image,) = read_output(tmp_path / "out").manifest["images"]
     assert image["name"] == "photo" and image["overlay"] == "media/photo/person_0/render_original_img.jpg"
-    assert image["camera"] == {"focal": [900.0, 900.0], "princpt": [150.0, 70.0], "image_size": [320, 240]}  # largest box
-    assert [p["color"] for p in image["people"]] == [_hex(PALETTE[0]), _hex(PALETTE[1])]  # the overlay's colours
-    points = np.random.default_rng(0).normal(0, 0.5, (50, 3)) + [0, 0, 4]
-    for p, (focal, princpt, _) in zip(image["people"], cams.values()):
-        matrix = np.asarray(p["matrix"]).reshape(4, 4).T  # column-major
-        got = points @ matrix[:3, :3].T + matrix[:3, 3]
-        want = to_shared_camera_np(points[None], np.array([focal[0]]), np.array([princpt]), 900.0, (150.0, 70.0))[0]
-        np.testing.assert_allclose(got, want * [1, -1, -1], atol=1e-12)
+    largest = written[0]["camera"]  # the overlay's camera: the largest box's
+    assert image["camera"] == {"focal": list(largest.focal), "princpt": list(largest.princpt), "image_size": [1280, 720]}
+    assert image["camera"]["focal"] == [9375.0, 9375.0] and image["camera"]["princpt"] == [280.0, 390.0]
+    assert [p["color"] for p in image["people"]] == [_hex(PALETTE[k]) for k in range(3)]  # the overlay's colours
+    assert [p["obj"] for p in image["people"]] == [f"media/photo/person_{k}/output.obj" for k in range(3)]
+
+
+def test_photo_people_keep_their_shape_in_3d(tmp_path):
+    """Each body is its OBJ moved rigidly (the y-up turn and a translation): every distance between
+    its vertices is kept, where the overlay's point map stretched the smaller people along depth."""
+    from scipy.spatial.distance import pdist
+
+    from wbcap.view.manifest import read_output
+
+    written = _write_photo(tmp_path / "out")
+    (image,) = read_output(tmp_path / "out").manifest["images"]
+    for person in image["people"]:
+        verts = written[person["id"]]["verts"]
+        m = np.asarray(person["matrix"]).reshape(4, 4).T
+        np.testing.assert_array_equal(m[:3, :3], np.diag([1.0, -1.0, -1.0]))  # no scale, no shear
+        np.testing.assert_array_equal(m[3], [0.0, 0.0, 0.0, 1.0])
+        placed = _in_view(person, verts)
+        np.testing.assert_allclose(pdist(placed), pdist(verts), rtol=0, atol=1e-9)
+        assert np.ptp(placed[:, 2]) == pytest.approx(np.ptp(verts[:, 2]), abs=1e-9)  # its own depth extent, 0.5-0.9 m
+
+
+def test_photo_people_land_on_the_overlay(tmp_path):
+    """In the overlay's camera each body projects where render_original_img.jpg draws it: its
+    cam_trans exactly, its pelvis and mean vertex within 0.25 px, every vertex within the depth
+    parallax of a body (2.5 px here); people keep the overlay's depth order."""
+    from wbcap.view.manifest import read_output
+
+    written = _write_photo(tmp_path / "out")
+    (image,) = read_output(tmp_path / "out").manifest["images"]
+    shared = written[0]["camera"]
+    depths = {}
+    for person in image["people"]:
+        w = written[person["id"]]
+        anchor, pelvis, mean = w["cam_trans"], w["pelvis"], w["verts"].mean(0)
+        points = np.stack([anchor, pelvis, mean])
+        got = shared.project(_in_view(person, points))
+        want = _overlay(w, points, shared)
+        # the overlay keeps each point's pixel in the person's own camera
+        np.testing.assert_allclose(want, w["camera"].project(points), rtol=0, atol=1e-6)
+        assert np.linalg.norm(got[0] - want[0]) < 1e-6, (person["id"], got[0], want[0])
+        assert np.linalg.norm(got[1:] - want[1:], axis=1).max() < 0.25, (person["id"], got, want)
+        err = np.linalg.norm(shared.project(_in_view(person, w["verts"])) - _overlay(w, w["verts"], shared), axis=1)
+        assert err.max() < 2.5, (person["id"], err.max())
+        # the anchor's depth is the overlay's, cam_trans z * f / f_k: 45 m, 91.2 m, 210 m
+        z = _in_view(person, anchor[None])[0, 2]
+        assert z == pytest.approx(anchor[2] * shared.focal[0] / w["camera"].focal[0], rel=1e-12)
+        depths[person["id"]] = (_in_view(person, w["verts"])[:, 2].mean(), _overlay_depth(w, w["verts"], shared))
+    assert [depths[k][0] for k in range(3)] == pytest.approx([45.0, 91.2, 210.0], abs=0.05)
+    assert sorted(depths, key=lambda k: depths[k][0]) == sorted(depths, key=lambda k: depths[k][1]) == [0, 1, 2]
+
+
+def _overlay_depth(written: dict, points: np.ndarray, shared) -> float:
+    """Mean depth of a person's ``points`` in the overlay's render (metres)."""
+    from wbcap.camera import to_shared_camera_np
+
+    cam = written["camera"]
+    return float(to_shared_camera_np(points[None], np.array([cam.focal[0]]), np.array([cam.princpt]),
+                                     shared.focal[0], shared.princpt)[0, :, 2].mean())
+
+
+def test_photo_of_one_person_is_shown_as_its_obj(tmp_path):
+    """One person: the overlay's camera is the person's own, the page shows the OBJ unmoved (only
+    turned to y up), as before the rigid placement."""
+    from wbcap.view.manifest import read_output
+
+    written = _write_photo(tmp_path / "out", PHOTO_PEOPLE[1:2])
+    (image,) = read_output(tmp_path / "out").manifest["images"]
+    (person,) = image["people"]
+    cam = written[0]["camera"]
+    assert image["camera"] == {"focal": list(cam.focal), "princpt": list(cam.princpt), "image_size": [1280, 720]}
+    np.testing.assert_allclose(person["matrix"], [1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_in_view(person, written[0]["verts"]), written[0]["verts"], rtol=0, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- generated outputs
@@ -604,7 +725,7 @@ def test_3d_view_through_the_source_camera_shows_the_bodies_where_they_project(b
 
 @pytest.mark.slow
 def test_photo_page_shows_every_person_in_the_overlays_camera(browsed, image_run):
-    from wbcap.camera import ImageCamera, to_shared_camera_np
+    from wbcap.camera import ImageCamera, shared_camera_offset_np
     from wbcap.export.obj import read_obj
 
     page = browsed.pages["image"]
@@ -623,8 +744,8 @@ def test_photo_page_shows_every_person_in_the_overlays_camera(browsed, image_run
     want = np.zeros_like(shot)
     for k, rec in records.items():
         verts, faces = read_obj(image_run / "pic" / f"person_{k}" / "output.obj")
-        moved = to_shared_camera_np(verts[None], np.array([rec["camera"]["focal"][0]]), np.array([rec["camera"]["princpt"]]),
-                                    shared.focal[0], shared.princpt)[0]
+        moved = verts + shared_camera_offset_np(np.array([rec["cam_trans"]]), np.array([rec["camera"]["focal"][0]]),
+                                                np.array([rec["camera"]["princpt"]]), shared.focal[0], shared.princpt)
         got = np.fromfile(sample["vertices"][str(k)], "<f4").astype(np.float64).reshape(-1, 3)
         np.testing.assert_allclose(got, moved * [1, -1, -1], atol=1e-4)  # the render's camera, y up
         want |= _silhouette(shared.project(moved) * scale, faces, (w, h))

@@ -30,8 +30,9 @@ The cameras of one person
    so the same mesh projects onto the full image with the crop camera rescaled to the box:
    :func:`crop_to_image_camera` (``Person.focal`` / ``Person.princpt``).
 3. **Shared camera.** Each box has its own image camera; to put several people (image outputs)
-   or one person over many frames (video) into one camera, :func:`to_shared_camera` /
-   :func:`shared_camera_translation`.
+   or one person over many frames (video) into one camera, :func:`to_shared_camera` (every
+   point keeps its pixel: for drawing) / :func:`shared_camera_offset` and
+   :func:`shared_camera_translation` (the body moves rigidly: for 3D).
 
 World frames (:func:`frame_rotation`)
 -------------------------------------
@@ -70,6 +71,8 @@ __all__ = [
     "rotate_points",
     "rotate_root",
     "rotate_root_np",
+    "shared_camera_offset",
+    "shared_camera_offset_np",
     "shared_camera_translation",
     "shared_camera_translation_np",
     "to_shared_camera",
@@ -228,7 +231,9 @@ def to_shared_camera(
       body from frame to frame.
 
     Both move the pelvis to the same point: the video translation is this map evaluated at
-    the pelvis; the image outputs apply it to every vertex instead of only the pelvis.
+    the pelvis; the image outputs apply it to every vertex instead of only the pelvis. The map
+    is not a rigid motion (it scales depth by ``f / f_k`` and shears x, y with depth): it is for
+    drawing; to place bodies in 3D (``wbcap view``) use :func:`shared_camera_offset`.
 
     Args:
         points: ``(B, N, 3)`` metres, OpenCV axes (x right, y down, z forward), camera ``k`` of
@@ -253,6 +258,52 @@ def to_shared_camera(
     return torch.stack(((u - c[..., 0]) * z_new / f, (v - c[..., 1]) * z_new / f, z_new), -1)
 
 
+def shared_camera_offset(
+    anchor: torch.Tensor,
+    focal_k: torch.Tensor,
+    princpt_k: torch.Tensor,
+    focal: float | torch.Tensor,
+    princpt: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """The translation that moves a rigid body from camera ``k`` into the shared camera.
+
+    :func:`to_shared_camera` keeps every point's pixel by a projective map that scales depth by
+    ``f / f_k``: a body whose box differs in size from the shared camera's is stretched along
+    the view (5-8x for a small person in a photo with a large one). For 3D, a body keeps its
+    exact shape and is only translated: the translation is that map evaluated at one
+    ``anchor`` point of the body (the pelvis, or the SMPL-X origin ``cam_trans``), ``delta =
+    to_shared_camera(anchor) - anchor``, in closed form (``q = anchor``)::
+
+        delta = q_z ((c_k,x - c_x) / f_k,  (c_k,y - c_y) / f_k,  f / f_k - 1)
+
+    Every point ``p`` of the body goes to ``p + delta``: the anchor keeps its pixel and its
+    apparent size exactly (its depth becomes ``q_z f / f_k``, as under the point map, so people
+    keep their depth order); another point lands off its pixel in camera ``k`` by depth
+    parallax only, which grows with its depth offset ``p_z - q_z`` from the anchor (not
+    scaled, unlike under the point map) and vanishes when camera ``k`` is the shared camera
+    (then ``delta = 0``).
+
+    This is the standard crop-camera -> full-image-camera translation conversion: 4D-Humans'
+    ``cam_crop_to_full`` (``hmr2/utils/renderer.py``: ``tz = 2 f / (b s)``,
+    ``tx = 2 (c_x,box - W / 2) / (b s) + t_x``, i.e. ``t_x' = t_x + (c_box - c) t_z' / f``, the
+    formula above with ``t_z' = t_z f / f_k``; CLIFF's ``cam_crop2full`` is the same), with the
+    box's camera ``(f_k, c_k)`` (:func:`crop_to_image_camera`: ``c_k`` is the crop box's centre)
+    in place of the crop's weak-perspective camera and the shared ``(f, c)`` in place of the full
+    image's.
+
+    Args:
+        anchor: ``(B, 3)`` the point each body is anchored at, metres, OpenCV axes (x right,
+            y down, z forward, ``z > 0``), camera ``k`` of each batch row.
+        focal_k, princpt_k, focal, princpt: as in :func:`to_shared_camera` (pixels; ``(B,)``,
+            ``(B, 2)``, a float or ``(B,)``, ``(2,)`` or ``(B, 2)``).
+
+    Returns:
+        ``(B, 3)`` metres, OpenCV axes: add it to every point (or to ``cam_trans``) of row
+        ``b``'s body to place it in the shared camera; the promoted dtype of the inputs.
+    """
+    return to_shared_camera(anchor[:, None, :], focal_k, princpt_k, focal, princpt)[:, 0] - anchor
+
+
 def shared_camera_translation(
     transl: torch.Tensor,
     root: torch.Tensor,
@@ -261,7 +312,7 @@ def shared_camera_translation(
     focal: float | torch.Tensor,
     princpt: Sequence[float] | torch.Tensor,
 ) -> torch.Tensor:
-    """Move a person's translation into the shared camera: :func:`to_shared_camera` at the pelvis.
+    """Move a person's translation into the shared camera: :func:`shared_camera_offset` at the pelvis.
 
     The posed pelvis ``p = root + transl`` (SMPL-X rotates the body about its rest pelvis, so
     the posed pelvis does not depend on the pose) goes to ``p'`` by :func:`to_shared_camera`; the
@@ -279,9 +330,7 @@ def shared_camera_translation(
     Returns:
         ``(B, 3)`` translation in the shared camera, metres, OpenCV axes.
     """
-    p = root + transl  # the posed pelvis, in the inputs' dtype
-    p_new = to_shared_camera(p[:, None, :], focal_k, princpt_k, focal, princpt)[:, 0]
-    return transl + (p_new - p)
+    return transl + shared_camera_offset(root + transl, focal_k, princpt_k, focal, princpt)  # at the posed pelvis
 
 
 def to_shared_camera_np(
@@ -298,6 +347,28 @@ def to_shared_camera_np(
     """
     out = to_shared_camera(
         _tensor(points),
+        _tensor(focal_k),
+        _tensor(princpt_k),
+        float(focal),
+        [float(v) for v in princpt],
+    )
+    return out.numpy()
+
+
+def shared_camera_offset_np(
+    anchor: np.ndarray,
+    focal_k: np.ndarray,
+    princpt_k: np.ndarray,
+    focal: float,
+    princpt: Sequence[float],
+) -> np.ndarray:
+    """:func:`shared_camera_offset` on numpy arrays (shapes, units and axes as there).
+
+    Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
+    ``princpt`` ``(cx, cy)``. Returns ``(B, 3)`` in the promoted dtype.
+    """
+    out = shared_camera_offset(
+        _tensor(anchor),
         _tensor(focal_k),
         _tensor(princpt_k),
         float(focal),

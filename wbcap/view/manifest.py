@@ -43,7 +43,9 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
       images         [{"name", "overlay": JPEG URL | null, "camera": the shared camera (the largest
                      box's, as render_original_img.jpg), "people": [{"id", "color", "obj": URL,
                      "params": URL, "matrix": 16 numbers, column-major: the person's OBJ (OpenCV
-                     axes, its own camera) -> the shared camera's y-up world}]}]
+                     axes, its own camera) -> the shared camera's y-up world, a rigid motion (the
+                     body translated by :func:`wbcap.camera.shared_camera_offset` at its
+                     ``cam_trans``, then turned to y up)}]}]
 """
 
 from __future__ import annotations
@@ -366,16 +368,28 @@ def _match_frames(times: list[float], by_time: list[tuple[float, int]], tol: flo
 # --------------------------------------------------------------------------- image runs
 
 
-def _shared_matrix(person: dict, shared: dict) -> list[float]:
-    """Column-major 4x4: a point of the person's OBJ (OpenCV axes, the person's camera) into the
-    shared camera's y-up world (x, -y, -z), by :func:`wbcap.camera.to_shared_camera`'s linear map
-    ``x' = x + z (c_k,x - c_x) / f_k``, ``y' = y + z (c_k,y - c_y) / f_k``, ``z' = z f / f_k``."""
-    fk, (ckx, cky) = float(person["focal"][0]), person["princpt"]
-    f, (cx, cy) = float(shared["focal"][0]), shared["princpt"]
-    a, b, s = (float(ckx) - float(cx)) / fk, (float(cky) - float(cy)) / fk, f / fk
-    # y-up = D opencv, D = diag(1, -1, -1); the map in y-up is D M D, applied to D x: D M
-    rows = [[1.0, 0.0, a, 0.0], [0.0, -1.0, -b, 0.0], [0.0, 0.0, -s, 0.0], [0.0, 0.0, 0.0, 1.0]]
-    return [rows[r][c] for c in range(4) for r in range(4)]
+def _shared_matrices(people: list[dict[str, Any]], shared: dict[str, Any]) -> list[list[float]]:
+    """Column-major 4x4 per person: a point of the person's OBJ (OpenCV axes, the person's camera)
+    into the shared camera's y-up world (x, -y, -z), rigidly: every vertex moves by
+    :func:`wbcap.camera.shared_camera_offset` at the person's ``cam_trans`` (the body keeps its
+    shape; its ``cam_trans`` keeps its pixel and apparent size on the overlay), then the axes turn
+    to y up. ``people``: ``{"focal", "princpt", "cam_trans"}`` each; ``shared``: the overlay's
+    ``{"focal", "princpt"}``."""
+    import numpy as np
+
+    from wbcap.camera import shared_camera_offset_np
+
+    offsets = shared_camera_offset_np(np.array([p["cam_trans"] for p in people], np.float64),
+                                      np.array([p["focal"][0] for p in people], np.float64),
+                                      np.array([p["princpt"] for p in people], np.float64),
+                                      float(shared["focal"][0]), [float(v) for v in shared["princpt"]])
+    flip = np.array([1.0, -1.0, -1.0])  # y-up = D opencv, D = diag(1, -1, -1): x -> D (x + offset)
+    matrices = []
+    for offset in offsets:
+        m = np.diag([*flip, 1.0])
+        m[:3, 3] = flip * offset
+        matrices.append([float(v) for v in m.T.reshape(-1)])  # column-major
+    return matrices
 
 
 def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
@@ -394,9 +408,12 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
         for k, p in people:
             try:
                 rec = json.loads(p.read_text(encoding="utf-8"))
-                cam = rec["camera"]
+                cam, trans = rec["camera"], [float(v) for v in rec["cam_trans"]]
+                if len(trans) != 3:
+                    raise ValueError(f"cam_trans holds {len(trans)} numbers, not 3")
                 records.append((k, p, {"focal": cam["focal"], "princpt": cam["princpt"],
-                                       "image_size": cam["image_size"], "crop": rec["crop_bbox_xywh"]}))
+                                       "image_size": cam["image_size"], "crop": rec["crop_bbox_xywh"],
+                                       "cam_trans": trans}))
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{p}: not a wbcap smplx_param.json ({type(exc).__name__}: {exc}); "
                                  f"run `wbcap image` on that photo again") from None
@@ -404,7 +421,8 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
         shared = max(records, key=lambda r: r[2]["crop"][2] * r[2]["crop"][3])[2]
         entry: dict[str, Any] = {"name": name, "overlay": None,
                                  "camera": {k: shared[k] for k in ("focal", "princpt", "image_size")}, "people": []}
-        for i, (k, p, cam) in enumerate(records):
+        matrices = _shared_matrices([cam for _, _, cam in records], shared)
+        for i, (k, p, _) in enumerate(records):
             obj = p.parent / "output.obj"
             if not obj.is_file():
                 raise InputError(f"{obj}: missing; run `wbcap image` on that photo again")
@@ -416,7 +434,7 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
                 entry["overlay"] = f"{base}/render_original_img.jpg"
                 content.files[entry["overlay"]] = overlay
             entry["people"].append({"id": k, "color": _hex(PALETTE[i % len(PALETTE)]), "obj": f"{base}/output.obj",
-                                    "params": f"{base}/smplx_param.json", "matrix": _shared_matrix(cam, shared)})
+                                    "params": f"{base}/smplx_param.json", "matrix": matrices[i]})
         images.append(entry)
     manifest["images"] = images
     content.manifest = manifest
