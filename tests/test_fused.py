@@ -72,6 +72,47 @@ def test_fused_deconv_stack_equals_modules(packed):
     _close(out, ref, 1e-5)
 
 
+@pytest.mark.skipif(not bf16_supported(), reason="no bfloat16 on this CPU")
+def test_conv_stack_out_dtype_keeps_the_compute_dtype():
+    """out_dtype=bfloat16: the same values as the float32 result (which is their widening), with
+    no float32 copy; out_dtype=None still returns the input's dtype."""
+    from wbcap.model.layers import make_deconv_layers
+
+    seq = _init(make_deconv_layers([40, 24, 24]))
+    x = torch.randn(2, 40, 4, 3, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        stack = FusedConvStack(seq, [2, 40, 4, 3], dtype=torch.bfloat16)
+        widened = stack(x)
+        stack.out_dtype = torch.bfloat16
+        kept = stack(x)
+    assert widened.dtype == torch.float32 and kept.dtype == torch.bfloat16
+    assert torch.equal(kept.float(), widened)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_joint_features_of_half_precision_maps_are_float32_grid_samples(memory_format):
+    """A bfloat16 map's features at joint positions (inside, on the border, between the last
+    cell and the edge, outside, NaN) are grid_sample's of its float32 widening, in float32."""
+    from wbcap.model.layers import sample_joint_features
+
+    g = torch.Generator().manual_seed(4)
+    feat = torch.randn(3, 16, 8, 6, generator=g).to(torch.bfloat16).contiguous(memory_format=memory_format)
+    xy = torch.rand(3, 7, 2, generator=g) * torch.tensor([5.0, 7.0])
+    xy[0, :5] = torch.tensor([[5.0, 7.0], [0.0, 0.0], [-0.3, 3.2], [5.4, 7.9], [9.0, -4.0]])
+    xy[1, 0] = float("nan")
+    widened = feat.float()
+    ref = torch.nn.functional.grid_sample(
+        widened, torch.stack((xy[..., 0] / 5 * 2 - 1, xy[..., 1] / 7 * 2 - 1), -1)[:, :, None],
+        align_corners=True)[..., 0].permute(0, 2, 1)
+    out = sample_joint_features(feat, xy)
+    assert out.dtype == torch.float32 and out.shape == (3, 7, 16)
+    torch.testing.assert_close(out[1, 1:], ref[1, 1:], rtol=0, atol=2e-6)
+    torch.testing.assert_close(out[[0, 2]], ref[[0, 2]], rtol=0, atol=2e-6)
+    assert (out[0, 4] == 0).all() and (out[1, 0] == 0).all()  # outside the map, and NaN: zeros
+    assert (out[0, 2] != 0).all()  # partly outside: the inside neighbours count
+    torch.testing.assert_close(sample_joint_features(widened, xy)[[0, 2]], out[[0, 2]], rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("packed", PACKED)
 def test_fused_resnet_equals_backbone_in_chunks(depth, packed):
@@ -182,7 +223,23 @@ def test_fast_falls_back_to_float32_without_bf16_instructions(small_config, monk
     monkeypatch.setattr(inference, "bf16_supported", lambda: False)
     net = optimize_for_inference(random_network(small_config), "cpu", "fast")
     assert net.backbone.dtype == torch.float32 and net.box_net.deconv.dtype == torch.float32
+    assert net.box_net.deconv.out_dtype == torch.float32
     assert "no bfloat16 instructions" in caplog.text
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="no bfloat16 on this CPU")
+def test_fast_box_network_keeps_its_features_in_bfloat16(small_config):
+    """The box network's upsampled maps stay bfloat16 between its layers (no float32 round
+    trip); its centre heatmaps and sampled features, which the float32 heads read, are float32."""
+    from wbcap.testing.checkpoints import random_network
+
+    net = optimize_for_inference(random_network(small_config), "cpu", "fast")
+    box = net.box_net
+    assert box.deconv.dtype == box.deconv.out_dtype == torch.bfloat16
+    assert box.bbox_center.out_dtype == torch.float32
+    with torch.inference_mode():
+        out = net(torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(2)))
+    assert out.lhand_bbox.dtype == torch.float32 and torch.isfinite(out.lhand_bbox).all()
 
 
 # -- the released architecture, official key layout, deterministic weights ----------------------

@@ -177,8 +177,9 @@ def optimize_for_inference(
         net.face_roi_net.backbone = built["face_backbone"]
         box = net.box_net
         box.deconv = built["box_net"]
+        box.deconv.out_dtype = box.deconv.dtype  # (read in that dtype again: see FusedConvStack)
         up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
-        box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed)
+        box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed, out_dtype=torch.float32)
         heads = plan["heads"]
         net.body_position_net.conv = FusedConvStack(net.body_position_net.conv, [n, body_dim, *body_hw], heads, packed)
         net.hand_position_net.conv = FusedConvStack(net.hand_position_net.conv, [2 * n, hand_dim, *hand_hw], heads, packed)

@@ -80,11 +80,44 @@ def soft_argmax_3d(heatmap: torch.Tensor) -> torch.Tensor:
 def sample_joint_features(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample feature vectors at joint positions (align_corners=True, zero padding).
 
-    feat: (B, C, H, W); joint_xy: (B, J, 2) in feature cells (x, y). Returns (B, J, C).
+    feat: (B, C, H, W); joint_xy: (B, J, 2) in feature cells (x, y). Returns (B, J, C), float32
+    for a bfloat16 or float16 ``feat``: the values ``F.grid_sample`` gives for ``feat.float()``
+    (within float32 rounding), read from the four neighbours of each point only, without a
+    float32 copy of the whole map (see :func:`_sample_widened`); else in ``feat``'s dtype, by
+    ``F.grid_sample`` (as upstream's ``sample_joint_features``).
     """
+    if feat.dtype in (torch.bfloat16, torch.float16):
+        return _sample_widened(feat, joint_xy)
     h, w = feat.shape[2:]
     x = joint_xy[:, :, 0] / (w - 1) * 2 - 1
     y = joint_xy[:, :, 1] / (h - 1) * 2 - 1
     grid = torch.stack((x, y), dim=2)[:, :, None, :]
     sampled = F.grid_sample(feat, grid, align_corners=True)[:, :, :, 0]
     return sampled.permute(0, 2, 1).contiguous()
+
+
+def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_joint_features` of a half-precision ``feat``, in float32: each point's four
+    neighbours (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1) gathered, widened and
+    weighted by (1 - fx)(1 - fy), fx(1 - fy), (1 - fx)fy, fx fy, neighbours outside the map
+    (and points with non-finite coordinates) counting zero: ``grid_sample``'s bilinear,
+    ``align_corners=True``, zero padding, whose normalised grid maps cell x to x exactly.
+
+    feat (B, C, H, W) any memory format; joint_xy (B, J, 2) cells -> (B, J, C) float32.
+    """
+    b, c, h, w = feat.shape
+    j = joint_xy.shape[1]
+    xy = joint_xy.float()
+    xy = torch.where(xy.isfinite(), xy, torch.full_like(xy, -2.0))  # (outside: zeros)
+    x, y = xy.unbind(-1)  # (B, J)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    xs = torch.stack((x0, x0 + 1, x0, x0 + 1), -1)  # (B, J, 4)
+    ys = torch.stack((y0, y0, y0 + 1, y0 + 1), -1)
+    weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), -1)
+    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+    weights = weights * inside
+    index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().view(b, 1, j * 4)
+    flat = feat.flatten(2)  # (B, C, H * W): a view in NCHW and channels_last memory alike
+    values = torch.gather(flat, 2, index.expand(b, c, j * 4)).float().view(b, c, j, 4)
+    return (values * weights.unsqueeze(1)).sum(-1).permute(0, 2, 1).contiguous()
