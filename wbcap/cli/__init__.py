@@ -237,7 +237,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wbcap")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only warnings and errors: no progress bars, no result lines. doctor then prints only what is "
+                   "missing or warned about; bench, weights list|verify and view (a served page's address) still "
+                   "print what they are run for.")
 @click.option("--debug", is_flag=True,
               help="On an unexpected failure also print the Python traceback (it is always saved to a crash log).")
 @click.pass_context

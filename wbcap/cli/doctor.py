@@ -7,12 +7,21 @@ import click
 
 @click.command()
 @click.option("--body-models", type=click.Path(), default=None, help="Also check this SMPL-X file or folder.")
-def doctor(body_models):
-    """Report body models, checkpoints, rendering backend, CUDA and library versions."""
+@click.pass_context
+def doctor(ctx, body_models):
+    """Report body models, checkpoints, rendering backend, CUDA and library versions.
+
+    Exits with status 1 when a required item is missing. With `wbcap -q doctor` only the items
+    missing or warned about are printed, with their fixes (nothing when all is well).
+    """
+    from wbcap.cli.common import is_quiet
     from wbcap.doctor import run_checks
 
+    quiet = is_quiet(ctx)
     problems = 0
     for check in run_checks(body_models):
+        if check.ok and quiet:
+            continue
         mark = "ok  " if check.ok else ("warn" if check.optional else "MISS")
         click.echo(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok and check.fix:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option
+from wbcap.cli.common import allow_pickle_option, body_models_option, echo_result, is_quiet
 
 
 @click.command("export")
@@ -30,9 +30,10 @@ from wbcap.cli.common import allow_pickle_option, body_models_option
 @click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
-def export_cmd(run, formats, exact, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
+@click.pass_context
+def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
-    no video is decoded and no network runs."""
+    no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
     from wbcap.world.estimate import WorldConfig
@@ -43,5 +44,6 @@ def export_cmd(run, formats, exact, dest, tracks, max_gap, world, body_models, g
         world=WorldConfig() if world else None,
     )
     written = export_run(job)
-    for path in written:
-        click.echo(str(path))
+    if not is_quiet(ctx):
+        for path in written:
+            echo_result(str(path))

@@ -82,13 +82,17 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 @click.option("--body", "body_ckpt", type=click.Path(dir_okay=False), required=True, help="Whole-body checkpoint.")
 @click.option("--hand", "hand_ckpt", type=click.Path(dir_okay=False), required=True, help="Hand-only checkpoint.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Merged checkpoint to write.")
-def merge(body_ckpt, hand_ckpt, out):
-    """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads."""
+@click.pass_context
+def merge(ctx, body_ckpt, hand_ckpt, out):
+    """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.
+    Prints the merged file's path (not with `wbcap -q`)."""
     from pathlib import Path
 
     from wbcap.atomic import check_writable_file
+    from wbcap.cli.common import echo_result, is_quiet
     from wbcap.train.merge import merge_hand_into_body
 
     check_writable_file(Path(out).expanduser().absolute())  # before the (slow) merge
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
-    click.echo(f"merged -> {path}")
+    if not is_quiet(ctx):
+        echo_result(f"merged -> {path}")

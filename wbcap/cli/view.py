@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option
+from wbcap.cli.common import allow_pickle_option, echo_result, is_quiet
 
 
 @click.command("view")
@@ -20,17 +20,21 @@ from wbcap.cli.common import allow_pickle_option
                    "made from params.jsonl as `wbcap export` makes them (default: $WBCAP_BODY_MODELS, then the user "
                    "data folder).")
 @allow_pickle_option
-def view(out, html, port, open_browser, body_models, allow_pickle):
+@click.pass_context
+def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
     """Look at a finished `wbcap run` or `wbcap image` folder (OUT) in a web browser: the overlay video or
     photo, every track's body in 3D (in the frame its GLB files are in: the source camera's, or with
     --world the estimated ground's, seen through the source camera where the files place it), the
     tracks and their per-frame parameters. Serves the page on 127.0.0.1 until Ctrl-C (nothing leaves
-    this machine), or writes it with --html."""
+    this machine), or writes it with --html and prints its path (not with `wbcap -q`; the address
+    of a served page is always printed)."""
     from wbcap.view.site import ViewJob, serve_view, write_html
 
     job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)
     if html:
-        click.echo(str(write_html(job)))
+        page = write_html(job)
+        if not is_quiet(ctx):
+            echo_result(str(page))
         return
     import signal
     import threading

@@ -14,7 +14,8 @@ def weights():
 @weights.command("list")
 def list_cmd():
     """Show every known weights file (checkpoints and person detectors), where it is expected and
-    whether it is present: the size of the file present and whether it is the official one."""
+    whether it is present: the size of the file present and whether it is the official one.
+    The list is printed with `wbcap -q` too (it is what the command is for)."""
     from wbcap.weights import default_entry, installed, manifest, search_dirs
 
     for e in manifest().values():
@@ -52,11 +53,12 @@ def fetch_cmd(ctx, names):
 
     The file is written under a temporary name and renamed only once it checks out; a failed
     or interrupted download leaves nothing behind. $WBCAP_WEIGHTS_MIRROR=URL fetches
-    URL/<file> instead of the official address (a site mirror or a file:// folder).
+    URL/<file> instead of the official address (a site mirror or a file:// folder). Prints
+    one line per file fetched (not with `wbcap -q`).
     """
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from wbcap.cli.common import progress_display
+    from wbcap.cli.common import echo_result, is_quiet, progress_display
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, fetch
 
@@ -72,35 +74,42 @@ def fetch_cmd(ctx, names):
                 bar.update(task, completed=done, total=total)
 
             result = fetch(name, validator(entry(name).architecture), progress=progress)
-        click.echo(f"{name}: {result.summary} -> {result.path} (sha256 {result.sha256[:12]}…"
-                   f"{', matches the published hash' if result.official else ', recorded'})")
+        if not is_quiet(ctx):
+            echo_result(f"{name}: {result.summary} -> {result.path} (sha256 {result.sha256[:12]}…"
+                        f"{', matches the published hash' if result.official else ', recorded'})")
 
 
 @weights.command("import")
 @click.argument("name")
 @click.argument("file", type=click.Path())
-def import_cmd(name, file):
+@click.pass_context
+def import_cmd(ctx, name, file):
     """Check that FILE is a valid NAME file (checkpoint or detector) and copy it into the user
-    weights folder, recording its sha256 (for machines without internet)."""
+    weights folder, recording its sha256 (for machines without internet). With `wbcap -q` only
+    the note that a detector is not the official file is printed."""
     from pathlib import Path
 
+    from wbcap.cli.common import is_quiet
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, import_weights
 
     result = import_weights(name, Path(file), validator(entry(name).architecture))
-    click.echo(f"imported {name}: {result.summary} -> {result.path}")
+    quiet = is_quiet(ctx)
+    if not quiet:
+        click.echo(f"imported {name}: {result.summary} -> {result.path}")
     if result.official is False:
         click.echo(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "
                    "it has the right inputs and outputs and is used as is")
-    elif result.official is None:
+    elif result.official is None and not quiet:
         click.echo(f"sha256 {result.sha256} recorded (no published hash to compare)")
 
 
 @weights.command("verify")
 def verify_cmd():
     """Check the sha256 of every present weights file (checkpoints and person detectors) against
-    the hash recorded at import or download, else the published one."""
+    the hash recorded at import or download, else the published one; exit status 1 on a mismatch.
+    The report is printed with `wbcap -q` too (it is what the command is for)."""
     from wbcap.weights import verify
 
     bad = False

@@ -1,0 +1,46 @@
+"""`wbcap -q`: only warnings and errors. Result lines go (`wbcap image`, `run`, `demo`, `export`,
+`view --html`, `weights fetch|import`, `train merge`); `wbcap doctor` prints only what is missing
+or warned about; `bench`, `weights list|verify` and a served `view` keep what they are run for."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_quiet_silences_the_result_lines_of_view_html_and_export(tmp_path, micro_ckpt, body_dir):
+    """`wbcap -q view --html` printed the page's path (found by a user trial), as `export` its files."""
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "run"
+    r = run("-q", "run", video, "-o", out, "--detector", "full", "--no-render", "--min-track", "1",
+            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 0 and r.stdout == "", r.output
+    page = tmp_path / "page.html"
+    r = run("view", out, "--html", page)
+    assert r.exit_code == 0 and r.stdout == f"{page}\n", r.output
+    r = run("-q", "view", out, "--html", tmp_path / "quiet.html")
+    assert r.exit_code == 0 and r.stdout == "" and (tmp_path / "quiet.html").is_file(), r.output
+    r = run("export", out, "--format", "bvh", "--dest", tmp_path / "loud")
+    assert r.exit_code == 0 and r.stdout == f"{tmp_path / 'loud' / 'track_0.bvh'}\n", r.output
+    r = run("-q", "export", out, "--format", "bvh", "--dest", tmp_path / "quiet")
+    assert r.exit_code == 0 and r.stdout == "" and (tmp_path / "quiet" / "track_0.bvh").is_file(), r.output
+
+
+def test_quiet_doctor_prints_only_what_needs_attention_and_weights_list_its_list(body_dir):
+    loud = run("doctor", "--body-models", body_dir)
+    quiet = run("-q", "doctor", "--body-models", body_dir)
+    assert quiet.exit_code == loud.exit_code == 1, quiet.output  # (no checkpoint installed)
+    assert "[ok  ] SMPL-X neutral" in loud.stdout and "[ok  ]" not in quiet.stdout, quiet.output
+    assert "[MISS] checkpoint hand4whole: " in quiet.stdout and "       fix: " in quiet.stdout, quiet.output
+    assert quiet.stdout.splitlines()[-1] == loud.stdout.splitlines()[-1] == (
+        "1 required item(s) missing; `wbcap demo` still runs without them.")
+    assert set(quiet.stdout.splitlines()) < set(loud.stdout.splitlines())
+    listed = run("weights", "list")
+    assert listed.exit_code == 0 and run("-q", "weights", "list").stdout == listed.stdout != ""
