@@ -545,6 +545,23 @@ def test_an_unreadable_photo_or_output_folder_is_refused_before_the_model_loads(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_image_too_small_for_any_box_is_one_line_without_contradictory_advice(tmp_path, monkeypatch):
+    """A 1-pixel-high image with --full-image said its box lay outside or was empty and to pass
+    --full-image (found by a user trial): no box fits such an image, so one line says that, for
+    every way of giving boxes, before the model loads."""
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    for hw in ((1, 1), (1, 50), (50, 1)):
+        img = write_rgb(tmp_path / f"thin{hw[0]}x{hw[1]}.png", np.zeros((*hw, 3), np.uint8))
+        for how in (["--full-image"], ["--bbox", "0,0,1,1"], ["--detector", "hog"]):
+            r = invoke("image", img, "-o", tmp_path / "out", *how)
+            assert r.exit_code == 2 and r.stderr == (
+                f"error: {img}: the image is {hw[1]}x{hw[0]} pixels, too small to hold a person box (it needs at "
+                "least 2 pixels a side); use a larger image\n"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt, body_dir):
     """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'")."""
     import json

@@ -146,6 +146,22 @@ def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
     return sizes if first is None else [*sizes, first]
 
 
+def _check_size(path: Path, image) -> None:
+    """Refuse an image in which no person box can be cropped (a side of one pixel: the crop's
+    own rule, :func:`wbcap.crop.bbox.sanitize_bbox` on the whole image), before any detector or
+    box: no box, the whole image's included, would do, so advice to pass one would mislead.
+
+    Raises:
+        InputError: naming the image, its size and the fix.
+    """
+    from wbcap.crop.bbox import sanitize_bbox
+
+    h, w = image.shape[:2]
+    if sanitize_bbox((0.0, 0.0, float(w), float(h)), w, h) is None:
+        raise InputError(f"{path}: the image is {w}x{h} pixels, too small to hold a person box (it needs at least 2 "
+                         "pixels a side); use a larger image")
+
+
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.atomic import check_writable_destination
     from wbcap.detect.boxes import load_boxes_json
@@ -170,6 +186,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     stage("reading", paths[0])
     try:
         first: object = load_image(paths[0])  # (the image array, or the error)
+        _check_size(paths[0], first)
     except WbcapError as exc:
         first = exc
         if len(paths) == 1:
@@ -201,6 +218,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
             else:
                 stage("reading", path)
                 image = load_image(path)
+                _check_size(path, image)
             if job.boxes is not None:
                 dets = [Detection(tuple(b), 1.0) for b in job.boxes]
             elif per_image_boxes is not None:
