@@ -562,6 +562,22 @@ def test_an_image_too_small_for_any_box_is_one_line_without_contradictory_advice
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bbox_beyond_any_image_is_refused_naming_bbox(tmp_path, monkeypatch):
+    """`--bbox 0,0,1e39,10` ran with a numpy overflow warning (float32) (found by a user trial): a
+    number beyond 2**24 pixels is a usage error naming --bbox, before anything loads."""
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    img = write_rgb(tmp_path / "p.png", person_image(96, 128, seed=1))
+    for box in ("0,0,1e39,10", "-1e20,0,10,10", "0,0,10,16777217"):
+        r = invoke("image", img, "-o", tmp_path / "out", "--bbox", "0,0,10,10", "--bbox", box)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.splitlines()[-1] == (f"Error: Invalid value for '--bbox': box '{box}': every number must be "
+                                             "within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in "
+                                             "the image's pixels)"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt, body_dir):
     """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'")."""
     import json
