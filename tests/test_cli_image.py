@@ -578,6 +578,25 @@ def test_a_bbox_beyond_any_image_is_refused_naming_bbox(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["image", "run"])
+def test_export_none_with_other_formats_says_none_stands_alone(tmp_path, monkeypatch, command):
+    """`--export none,glb` said "unknown format none" (found by a user trial): one line saying
+    none stands alone, before anything loads; `none,none` is none."""
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    img = write_rgb(tmp_path / "p.png", person_image(96, 128, seed=1))
+    for formats in ("none,glb", "bvh, NONE"):
+        r = invoke(command, img, "-o", tmp_path / "out", "--export", formats)
+        assert r.exit_code == 2 and r.stderr == (f"error: --export {formats}: none means no animation files and cannot "
+                                                 "be combined with formats; give none alone or only the formats "
+                                                 "wanted\n"), r.stderr
+    assert not (tmp_path / "out").exists()
+    from wbcap.cli.common import parse_export
+
+    assert parse_export("none,none", exact=False).formats == ()
+
+
 def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt, body_dir):
     """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'")."""
     import json

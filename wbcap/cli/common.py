@@ -148,9 +148,25 @@ def detector_options(video: bool):
 
 def export_options(default: str):
     """``--export FORMATS`` (default ``default``) and ``--exact`` (``wbcap run``, ``wbcap image``);
-    the command receives ``export`` (the text) and ``exact``;
-    :meth:`wbcap.export.animation.AnimationExport.parse` reads them."""
+    the command receives ``export`` (the text) and ``exact``; :func:`parse_export` reads them."""
     return lambda f: _export_options(f, default)
+
+
+def parse_export(text: str, exact: bool):
+    """``--export`` and ``--exact`` (:func:`export_options`) as an
+    :class:`~wbcap.export.animation.AnimationExport` (its ``parse``), ``none`` only alone.
+
+    Raises:
+        InputError: ``none`` with other formats (it was called an unknown format), or an unknown format.
+    """
+    from wbcap.errors import InputError
+    from wbcap.export.animation import AnimationExport
+
+    names = {t.strip().lower() for t in text.split(",") if t.strip()}
+    if "none" in names and len(names) > 1:
+        raise InputError(f"--export {text}: none means no animation files and cannot be combined with formats; "
+                         "give none alone or only the formats wanted")
+    return AnimationExport.parse("none" if names == {"none"} else text, exact=exact, option="--export")
 
 
 def _export_options(f, default: str):

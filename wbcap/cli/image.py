@@ -17,6 +17,7 @@ from wbcap.cli.common import (
     gender_option,
     image_result_line,
     is_quiet,
+    parse_export,
     precision_option,
     progress_display,
 )
@@ -87,7 +88,6 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
     refused, never deleted.
     """
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
-    from wbcap.export.animation import AnimationExport
     from wbcap.image_app import ImageJob
 
     if sum(x is not None and x is not False for x in (boxes, boxes_file, full_image or None)) > 1:
@@ -104,7 +104,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         paths=tuple(paths), out=out, pipeline=cfg, boxes=boxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
-        export=AnimationExport.parse(export, exact=exact, option="--export"),
+        export=parse_export(export, exact),
     )
     _run(ctx, job)
 

@@ -15,6 +15,7 @@ from wbcap.cli.common import (
     export_options,
     gender_option,
     is_quiet,
+    parse_export,
     precision_option,
     progress_display,
 )
@@ -81,7 +82,6 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     import dataclasses
 
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
-    from wbcap.export.animation import AnimationExport
     from wbcap.model.device import resolve_device
     from wbcap.smooth.sequence import SmoothConfig
     from wbcap.track.iou_tracker import TrackerConfig
@@ -90,7 +90,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
-    animation = AnimationExport.parse(export, exact=exact, option="--export")
+    animation = parse_export(export, exact)
     animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)
     smooth_cfg = SmoothConfig(method=smooth)
