@@ -429,6 +429,29 @@ def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, micr
     assert (mine / "notes.txt").read_text() == "keep me\n" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
+def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, micro_args):
+    """A rerun into the same -o that fails for an image leaves that image's earlier result in
+    place: its error line says so, naming the folder, so the old files are not taken for new
+    ones (found by a user trial); also when the one image cannot be read (refused early)."""
+    img = write_rgb(tmp_path / "pair.png", person_image(160, 120, seed=2, people=2))
+    other = write_rgb(tmp_path / "other.png", person_image(160, 120, seed=3))
+    out = tmp_path / "out"
+    assert invoke("image", img, "-o", out, "--full-image", "--no-render", *micro_args).exit_code == 0
+    before = {p: p.read_bytes() for p in (out / "pair").rglob("*") if p.is_file()}
+    r = invoke("image", img, other, "-o", out, "--bbox", "5000,5000,50,100", "--no-render", *micro_args)
+    lines = r.stderr.splitlines()
+    assert r.exit_code == 2 and len(lines) == 2, r.stderr
+    assert lines[0].startswith(f"error: {img}: box 5000,5000,50,100") and lines[0].endswith(
+        f"; its earlier result in {out / 'pair'} was left unchanged"), r.stderr
+    assert lines[1].startswith(f"error: {other}:") and "earlier result" not in lines[1], r.stderr  # (none there)
+    img.write_text("not a picture any more")
+    r = invoke("image", img, "-o", out, "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 2 and r.stderr == (f"error: {img}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, "
+                                             f"TIFF or WebP file; its earlier result in {out / 'pair'} was left "
+                                             "unchanged\n"), r.stderr
+    assert {p: p.read_bytes() for p in (out / "pair").rglob("*") if p.is_file()} == before
+
+
 # -- stages and smplx_param.json fields -----------------------------------------------------------
 
 

@@ -162,6 +162,14 @@ def _check_size(path: Path, image) -> None:
                          "pixels a side); use a larger image")
 
 
+def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:
+    """The result of an image that failed with ``exc``: its one line, which says so when an
+    earlier result of the image stays in its output folder ``out_dir`` (a failed image writes
+    nothing), so that it is not taken for this run's."""
+    note = f"; its earlier result in {out_dir} was left unchanged" if out_dir.is_dir() else ""
+    return ImageResult(path, None, 0, f"{exc}{note}")
+
+
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.atomic import check_writable_destination
     from wbcap.detect.boxes import load_boxes_json
@@ -190,7 +198,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     except WbcapError as exc:
         first = exc
         if len(paths) == 1:
-            result = ImageResult(paths[0], None, 0, str(exc))
+            result = _failed(paths[0], out_root / names[0], exc)
             if on_progress is not None:
                 on_progress(result)
             return [result]
@@ -245,7 +253,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:
-            result = ImageResult(path, None, 0, str(exc))
+            result = _failed(path, out_root / name, exc)
         except Exception as exc:
             add_note(exc, f"while processing {path}")
             raise
