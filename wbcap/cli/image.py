@@ -84,8 +84,8 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         extension (cam1/0001.jpg, cam2/0001.jpg -> OUT/cam1/0001/, OUT/cam2/0001/);
       - files that differ only in the extension keep it (a.jpg, a.png -> OUT/a.jpg/, OUT/a.png/);
       - a clash that remains is refused before any work.
-    An earlier result in OUT/<name>/ is replaced; a folder there that wbcap did not write is
-    refused, never deleted.
+    An earlier result in OUT/<name>/ is replaced; an image that fails leaves it as it was (its
+    error line says so); a folder there that wbcap did not write is refused, never deleted.
     """
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
     from wbcap.image_app import ImageJob
