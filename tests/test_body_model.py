@@ -17,6 +17,7 @@ from smplx.vertex_ids import vertex_ids
 
 from wbcap.body import joints as J
 from wbcap.body.model_files import find_body_model, load_body_model_data
+from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer, SMPLXOutput, joints137
 from wbcap.errors import ModelFileError
 from wbcap.testing.synthetic_body import make_smplx_params, write_synthetic_smplx
@@ -180,6 +181,31 @@ def test_layer_with_body_pose_as_joints_and_float64(body_layer: SMPLXLayer, mode
     out64 = _forward(layer64, {k: v.double() for k, v in params.items()})
     assert out64.vertices.dtype == torch.float64 and layer64.faces_tensor.dtype == torch.long
     torch.testing.assert_close(out64.vertices.float(), ours.vertices, atol=2e-5, rtol=0)
+
+
+def test_pose_product_replaces_only_the_pose_corrective_product(body_layer: SMPLXLayer) -> None:
+    """pose_product gets the (B, 486) pose features and its result is the offsets: the same
+    product given back gives the same mesh bit for bit; a changed one moves the mesh by exactly
+    its change (the skinning is linear in the offsets at fixed pose)."""
+    params = make_smplx_params(3, seed=5)
+    ours = _forward(body_layer, params)
+    seen = []
+
+    def same(features: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(features.shape))
+        return torch.matmul(features, body_layer.posedirs)
+
+    def scaled(features: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(features, body_layer.posedirs) * 1.01
+
+    with torch.no_grad():
+        p = SMPLXParams(**params)
+        again = body_layer(p, pose_product=same)
+        moved = body_layer(p, pose_product=scaled)
+    assert seen == [(3, 486)]
+    torch.testing.assert_close(again.vertices, ours.vertices, atol=0, rtol=0)
+    shift = (moved.vertices - ours.vertices).norm(dim=-1)
+    assert 1e-5 < shift.max() < 2e-3  # 1 % of the pose correctives (millimetres at most)
 
 
 def test_layer_has_only_buffers_and_transl(body_layer: SMPLXLayer, raw: dict[str, np.ndarray]) -> None:

@@ -113,6 +113,61 @@ def test_joint_features_of_half_precision_maps_are_float32_grid_samples(memory_f
     torch.testing.assert_close(sample_joint_features(widened, xy)[[0, 2]], out[[0, 2]], rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_linear_is_the_product_in_its_dtype(dtype):
+    """PackedLinear: x @ W.T computed in ``dtype`` (bfloat16: within its rounding of the float32
+    product; float32: to float32 rounding), float32 out, for each number of rows, packings kept
+    per rows and dropped by .to()."""
+    from wbcap.model.fused import PackedLinear
+
+    if dtype == torch.bfloat16 and not bf16_supported():
+        pytest.skip("no bfloat16 on this CPU")
+    g = torch.Generator().manual_seed(6)
+    weight = torch.randn(300, 70, generator=g) * 0.1
+    lin = PackedLinear(weight, dtype)
+    for rows in (1, 2, 5, 1):
+        x = torch.randn(rows, 70, generator=g)
+        y = lin(x)
+        ref = x @ weight.T
+        assert y.dtype == torch.float32 and y.shape == (rows, 300)
+        if dtype == torch.float32:
+            torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+        else:
+            rounded = (x.bfloat16().float() @ weight.bfloat16().float().T).bfloat16().float()
+            torch.testing.assert_close(y, rounded, rtol=1e-2, atol=1e-3)
+            assert 0 < (y - ref).abs().max() < 0.05  # really bfloat16, and close
+    if torch.backends.mkldnn.is_available():
+        assert sorted(lin._packs._by_rows) == [1, 2, 5]
+    lin.to(torch.float64)
+    assert lin._packs._by_rows == {}
+
+
+def test_fast_regressor_computes_pose_correctives_in_bfloat16_exact_in_float32(small_config, body_layer):
+    """optimize_regressor_body: fast on a bfloat16 CPU sets a bfloat16 pose product, whose mesh
+    is within 0.5 mm of the float32 one; exact sets none; the shared SMPL-X layer is untouched."""
+    from wbcap.model.fused import PackedLinear
+    from wbcap.model.inference import optimize_regressor_body
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.testing.checkpoints import random_network
+
+    reg = WholeBodyRegressor(random_network(small_config, seed=4), body_layer).eval()
+    optimize_regressor_body(reg, "cpu", "exact")
+    assert reg.pose_product is None
+    x = torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        ref = reg(x)
+        optimize_regressor_body(reg, "cpu", "fast")
+        if not bf16_supported():
+            assert reg.pose_product is None
+            return
+        assert isinstance(reg.pose_product, PackedLinear) and reg.pose_product.weight.dtype == torch.bfloat16
+        out = reg(x)
+        plain = body_layer(ref.params.smplx)  # the layer itself still float32
+    err = (out.vertices - ref.vertices).norm(dim=-1).max()
+    assert 0 < err < 5e-4, f"{err * 1000:.3f} mm"
+    torch.testing.assert_close(plain.vertices, ref.vertices, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("packed", PACKED)
 def test_fused_resnet_equals_backbone_in_chunks(depth, packed):

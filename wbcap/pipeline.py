@@ -252,9 +252,10 @@ class Pipeline:
         already converted for this precision is left as it is."""
         self._graphed.clear()  # graphs captured the network before its conversion
         if self.precision.fused:
-            from wbcap.model.inference import optimize_for_inference
+            from wbcap.model.inference import optimize_for_inference, optimize_regressor_body
 
             optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan)
+            optimize_regressor_body(self.regressor, self.device, self.precision)
             # A convolution the conversion left as it was runs NHWC like the unfused network (the
             # constructor skips that copy for the weights the conversion replaces anyway).
             for module in self.regressor.net.modules():

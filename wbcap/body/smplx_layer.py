@@ -22,6 +22,7 @@ It reads nothing back from the device (no GPU synchronisation): see :func:`_lbs`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,14 @@ def _lbs(
     parents_host: tuple[int, ...],
     lbs_weights: torch.Tensor,
     pose2rot: bool = True,
+    pose_product: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``smplx.lbs.lbs(..., pose2rot=pose2rot)`` (bit-equal results on the CPU, tested; on a GPU,
     where its matmuls may fuse multiply-adds, within float32 rounding), op for op up to the
     skinning, with the kinematic chain of :func:`_batch_rigid_transform`. ``pose``:
     ``(B, J * 3)`` axis-angle with ``pose2rot``, else ``(B, J, 3, 3)`` rotation matrices.
+    ``pose_product``: the pose features ``(B, 9 (J - 1))`` times ``posedirs`` another way
+    (see :meth:`SMPLXLayer.forward`); None: ``torch.matmul`` as smplx.
     Returns vertices (B, V, 3) and joints (B, J, 3), metres."""
     batch_size = max(betas.shape[0], pose.shape[0])
     device, dtype = betas.device, betas.dtype
@@ -128,7 +132,8 @@ def _lbs(
     else:
         pose_feature = (pose[:, 1:].view(batch_size, -1, 3, 3) - ident).view([batch_size, -1])
         rot_mats = pose.view(batch_size, -1, 3, 3)
-    pose_offsets = torch.matmul(pose_feature, posedirs).view(batch_size, -1, 3)
+    pose_offsets = (torch.matmul(pose_feature, posedirs) if pose_product is None
+                    else pose_product(pose_feature)).view(batch_size, -1, 3)
     v_posed = pose_offsets + v_shaped
     J_transformed, A = _batch_rigid_transform(rot_mats, J, parents, parents_host)
     # Skinning, v = (sum_k w_k A_k) [v_posed; 1] (the paper's eq. 1; smplx.lbs): only the top
@@ -284,6 +289,8 @@ class SMPLXLayer(torch.nn.Module):
         leye_pose: torch.Tensor | None = None,
         reye_pose: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
+        *,
+        pose_product: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> SMPLXOutput:
         """Pose and shape the model: ``body(params)`` or ``body(betas=..., global_orient=..., ...)``.
 
@@ -304,6 +311,12 @@ class SMPLXLayer(torch.nn.Module):
             leye_pose: ``(B, 3)`` left eyeball rotation, zeros when None.
             reye_pose: ``(B, 3)`` right eyeball rotation, zeros when None.
             transl: ``(B, 3)`` translation in metres added to vertices and joints, zeros if None.
+            pose_product: how the pose-corrective blend shapes are computed: a callable taking
+                the pose features ``(B, 486)`` (each non-root joint's rotation matrix minus the
+                identity, flattened; the layer's dtype) to the offsets ``(B, 3 V)`` in the
+                layer's dtype, i.e. ``features @ self.posedirs``. None (default): that product
+                in the layer's dtype, as smplx. The fast precision's regressor passes a
+                bfloat16 one (:attr:`wbcap.model.regressor.WholeBodyRegressor.pose_product`).
 
         Returns:
             :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,
@@ -323,7 +336,7 @@ class SMPLXLayer(torch.nn.Module):
                 raise TypeError(f"missing SMPL-X parameters: {', '.join(missing)}")
             params = SMPLXParams(**required, leye_pose=leye_pose, reye_pose=reye_pose, transl=transl)
         with float32_region(self.v_template):
-            return self._forward(params.to(self.v_template.dtype))
+            return self._forward(params.to(self.v_template.dtype), pose_product)
 
     def _hand_mean_matrices(self, rot_mats: torch.Tensor) -> torch.Tensor:
         """(B, 55, 3, 3) relative rotations -> the same with the hand mean added to the 30 finger
@@ -336,7 +349,8 @@ class SMPLXLayer(torch.nn.Module):
         hands = batch_rodrigues(hands.view(-1, 3)).view(b, -1, 3, 3)
         return torch.cat((rot_mats[:, :first_hand], hands), 1)
 
-    def _forward(self, params: SMPLXParams) -> SMPLXOutput:
+    def _forward(self, params: SMPLXParams,
+                 pose_product: Callable[[torch.Tensor], torch.Tensor] | None = None) -> SMPLXOutput:
         batch = params.batch_size
         betas = _check("betas", params.betas, batch, self.num_betas)
         expression = _check("expression", params.expression, batch, self.num_expression)
@@ -359,6 +373,7 @@ class SMPLXLayer(torch.nn.Module):
             self._parents_host,
             self.lbs_weights,
             pose2rot=pose2rot,
+            pose_product=pose_product,
         )
 
         lmk_faces_idx = self.lmk_faces_idx.unsqueeze(0).expand(batch, -1)

@@ -206,6 +206,76 @@ def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
         return True
 
 
+class LinearPacks:
+    """oneDNN-packed copies of one ``(N, K)`` linear weight, by the number of rows ``M`` of the
+    products they serve (``mkldnn._reorder_linear_weight`` packs for an M); a copy is kept apart
+    only where oneDNN lays it out differently from the first packing (:func:`_same_layout`),
+    so a weight usually costs its size once. Holds packings of one weight: :meth:`clear` when the
+    weight changes (device, dtype)."""
+
+    def __init__(self) -> None:
+        self._by_rows: dict[int, torch.Tensor] = {}
+        self._main: torch.Tensor | None = None
+
+    def get(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
+        """``weight`` ``(N, K)`` packed for products of ``rows`` rows (made on the first request)."""
+        packed = self._by_rows.get(rows)
+        if packed is None:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+            if self._main is None:
+                self._main = packed
+            elif _same_layout(packed, self._main):
+                packed = self._main
+            self._by_rows[rows] = packed
+        return packed
+
+    def clear(self) -> None:
+        """Forget every packing (the weight they were made from changed)."""
+        self._by_rows, self._main = {}, None
+
+
+class PackedLinear(nn.Module):
+    """``x @ weight.T``: a linear map without bias, its weight kept in ``dtype`` (float32 or
+    bfloat16), the product computed in that dtype (bfloat16: inputs rounded to it, sums
+    accumulated in float32 by oneDNN, the result rounded to bfloat16) and returned in
+    ``out_dtype``; on the CPU with oneDNN's pre-packed primitive (:class:`LinearPacks`), else
+    ``F.linear``.
+
+    Why: a skinny product with a large weight reads the whole weight from memory per call.
+    SMPL-X's pose-corrective blend shapes (``posedirs``: 486 -> 31 425, 61 MB in float32) are
+    one per regressor call; in the fast precision they run here in bfloat16, half the bytes
+    (:func:`wbcap.model.inference.optimize_regressor_body`).
+
+    Args:
+        weight: ``(N, K)`` float weight (copied into ``dtype``).
+        dtype: compute and storage dtype.
+        out_dtype: dtype of the result (default float32).
+
+    forward(x (M, K) float) -> (M, N) ``out_dtype``.
+    """
+
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16,
+                 out_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().to(dtype).contiguous(), persistent=False)
+        self.out_dtype = out_dtype
+        self._packs = LinearPacks()
+
+    def _apply(self, fn, recurse=True):
+        """A change of device or dtype drops the packings (made from the weight as it was)."""
+        self._packs.clear()
+        return super()._apply(fn, recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.weight.dtype)
+        if x.device.type == "cpu" and x.dim() == 2 and torch.backends.mkldnn.is_available():
+            y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), self._packs.get(self.weight, x.shape[0]), None,
+                                                   "none", [], "")
+        else:
+            y = F.linear(x, self.weight)
+        return y.to(self.out_dtype)
+
+
 @functools.cache
 def _inplace_sum_available() -> bool:
     """Whether this torch has oneDNN's in-place fused convolution + add (``mkldnn::_convolution_pointwise_``)."""
@@ -516,8 +586,7 @@ class GemmConv(nn.Module):
         self.register_buffer("weight", weight.detach().float().permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in)
                              .to(dtype).contiguous(), persistent=False)
         self.register_buffer("bias", bias.detach().to(dtype), persistent=False)
-        self._packs: dict[int, torch.Tensor] = {}  # rows -> packed weight (of the current weight buffer)
-        self._main: torch.Tensor | None = None  # the first packing, which others are compared with
+        self._packs = LinearPacks()  # of the current weight buffer
 
     @property
     def dtype(self) -> torch.dtype:
@@ -529,7 +598,7 @@ class GemmConv(nn.Module):
         were made from the weight as it was."""
         probe = fn(self.bias)
         if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
-            self._packs, self._main = {}, None
+            self._packs.clear()
         return super()._apply(fn, recurse)
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
@@ -540,15 +609,7 @@ class GemmConv(nn.Module):
 
     def _packed_weight(self, rows: int) -> torch.Tensor:
         """The weight packed by oneDNN for ``rows`` rows (the first packing where the layout is the same)."""
-        packed = self._packs.get(rows)
-        if packed is None:
-            packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, rows)
-            if self._main is None:
-                self._main = packed
-            elif _same_layout(packed, self._main):
-                packed = self._main
-            self._packs[rows] = packed
-        return packed
+        return self._packs.get(self.weight, rows)
 
     def columns(self, x: torch.Tensor) -> torch.Tensor:
         """(N * H' * W', kh * kw * C_in): each output pixel's receptive field, zeros outside the input."""

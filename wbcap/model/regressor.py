@@ -54,6 +54,10 @@ class WholeBodyRegressor(nn.Module):
         super().__init__()
         self.net = net
         self.body = body
+        #: How SMPL-X's pose-corrective product is computed in :meth:`body_forward` (the layer's
+        #: ``pose_product``): None (float32, as smplx), or the fast precision's bfloat16
+        #: :class:`~wbcap.model.fused.PackedLinear` (:func:`wbcap.model.inference.optimize_regressor_body`).
+        self.pose_product: nn.Module | None = None
         device = next(net.parameters(), torch.empty(0)).device
         c = net.config
         sx = c.input_img_shape[1] / c.input_body_shape[1]
@@ -84,7 +88,7 @@ class WholeBodyRegressor(nn.Module):
         """SMPL-X with the predicted parameters (``p.smplx`` of a NetworkOutput; eyes at rest),
         translation included. Returns vertices (B,V,3), joints (B,144,3), metres, in the body
         layer's dtype (float32), also under autocast."""
-        out = self.body(p.smplx if isinstance(p, NetworkOutput) else p)
+        out = self.body(p.smplx if isinstance(p, NetworkOutput) else p, pose_product=self.pose_product)
         return out.vertices, out.joints
 
     def forward(self, img: torch.Tensor) -> RegressorOutput:
