@@ -601,6 +601,36 @@ def test_a_bbox_beyond_any_image_is_refused_naming_bbox(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+#: Box files with a number no box may hold (JSON text: json.loads reads NaN, Infinity and 1e400
+#: as floats, a 400-digit integer as an int that no float holds).
+OUT_OF_RANGE_BOXES = {"1e39": "[0, 0, 1e39, 10]", "nan": "[NaN, 0, 10, 10]", "inf": "[0, 0, 10, Infinity]",
+                      "-1e400": "[-1e400, 0, 10, 10]", "400 digits": f"[0, 0, 10, 1{'0' * 400}]",
+                      "2**24 + 1": "[0, 0, 16777217, 10]"}
+BOX_RANGE_RULE = ("every number must be within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in the "
+                  "image's pixels); fix the box file")
+
+
+@pytest.mark.parametrize("number", OUT_OF_RANGE_BOXES)
+def test_a_box_file_number_beyond_any_image_is_one_line_naming_the_file(tmp_path, monkeypatch, number):
+    """`--boxes` with 1e39 ran with a numpy float32 overflow warning while --bbox was refused:
+    the box file follows --bbox's rule (wbcap.detect.boxes), in one line naming the file, the
+    entry and the box, before the model loads, with no warning and nothing written."""
+    import warnings
+
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    img = write_rgb(tmp_path / "p.png", person_image(96, 128, seed=1))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text('{"p.png": [[10, 10, 40, 60], ' + OUT_OF_RANGE_BOXES[number] + "]}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = invoke("image", img, "-o", tmp_path / "out", "--boxes", boxes)
+    assert r.exit_code == 2 and r.stderr == f"error: {boxes}: entry 'p.png' box 1: {BOX_RANGE_RULE}\n", r.stderr
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    assert "overflow" not in r.output.lower() and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("command", ["image", "run"])
 def test_export_none_with_other_formats_says_none_stands_alone(tmp_path, monkeypatch, command):
     """`--export none,glb` said "unknown format none" (found by a user trial): one line saying

@@ -95,6 +95,31 @@ def test_run_box_file_matching_nothing_fails_at_once(tmp_path, base_args):
     assert not out.exists() or not list(out.glob("*.jsonl"))
 
 
+@pytest.mark.parametrize("number", ["1e39", "NaN", "Infinity", "-1e400", "1" + "0" * 400])
+def test_run_box_file_number_beyond_any_image_is_one_line_naming_file_and_frame(tmp_path, base_args, monkeypatch,
+                                                                                number):
+    """`--detector boxes:FILE` with 1e39 ran with numpy float32 overflow warnings (the crop, the
+    tracker's boxes): the box file follows --bbox's rule (wbcap.detect.boxes), in one line naming
+    the file, the frame's entry and the box, before the model loads, with no warning and no output."""
+    import warnings
+
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    video = write_video(tmp_path / "v.mp4", 3)
+    f = tmp_path / "boxes.json"
+    f.write_text('{"0": [[30, 10, 90, 100]], "2": [[30, 10, 90, 100], [30, ' + number + ", 90, 100]]}")
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = invoke("run", video, "-o", out, "--detector", f"boxes:{f}", *base_args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr == (f"error: {f}: entry '2' box 1: every number must be within 16,777,216 pixels (x,y: the "
+                        "top-left corner, w,h: the size, in the image's pixels); fix the box file\n"), r.stderr
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    assert "overflow" not in r.output.lower() and not out.exists()
+
+
 def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args, caplog):
     video = write_video(tmp_path / "v.mp4", 6)
     # one person in all 6 frames, a second box only in frame 0 (a 1-frame track)

@@ -194,11 +194,13 @@ def regress_frames(
 
 
 def _open_detector(job: VideoJob, pipeline, source) -> Any:
-    """The run's person detector for ``source`` (:func:`wbcap.detect.thread.open_detector`)."""
+    """The run's person detector for ``source`` (:func:`wbcap.detect.thread.open_detector`), on
+    ``pipeline``'s device (``pipeline`` None: a box file, which needs none)."""
     from wbcap.detect.thread import open_detector
 
     return open_detector(
-        job.detector, job.source, source.info, model=job.detector_model, device=pipeline.device,
+        job.detector, job.source, source.info, model=job.detector_model,
+        device="cpu" if pipeline is None else pipeline.device,
         score_threshold=job.score_threshold, min_height_frac=job.min_height_frac, offline=job.offline,
     )
 
@@ -346,9 +348,13 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                     setting("image_fps"))
     out = Path(job.out).expanduser()
     created = not out.exists()
+    # A box file is read, checked and bound to the frames before the model loads (its one line in a
+    # moment); a detector network after it, on the model's device.
+    detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline)
-    detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
+    if detector is None:
+        detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                        typed_paths=_typed_paths(job))

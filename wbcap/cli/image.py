@@ -22,28 +22,19 @@ from wbcap.cli.common import (
     progress_display,
 )
 
-#: The largest number a --bbox may hold, in pixels: 2**24, up to which the crop's float32
-#: arithmetic holds every whole pixel (no image has a side this long; 1e39 overflowed float32
-#: with a numpy warning).
-MAX_BOX_PIXELS = 2**24
-
 
 def _parse_bboxes(ctx, param, values):
-    from wbcap.errors import InputError
-
+    """``--bbox`` values as boxes (:func:`wbcap.detect.boxes.parse_bbox`: its rules, the range
+    included, are those of every box a user gives); a bad one is a usage error naming --bbox."""
     if not values:
         return None
     from wbcap.detect.boxes import parse_bbox
+    from wbcap.errors import InputError
 
     try:
-        boxes = tuple(tuple(parse_bbox(v)) for v in values)
+        return tuple(tuple(parse_bbox(v)) for v in values)
     except InputError as exc:
         raise click.BadParameter(str(exc)) from None
-    for text, box in zip(values, boxes):
-        if max(abs(v) for v in box) > MAX_BOX_PIXELS:
-            raise click.BadParameter(f"box {text!r}: every number must be within {MAX_BOX_PIXELS:,} pixels "
-                                     "(x,y: the top-left corner, w,h: the size, in the image's pixels)")
-    return boxes
 
 
 @click.command()

@@ -16,8 +16,10 @@ with folders, ``"run1/0001.jpg"``, is reduced to its file name, which must then 
     }
 
 Each box is a list of 4 numbers or an object with ``"bbox"`` and an optional ``"score"``
-(default 1.0). ``w`` and ``h`` must be > 0. An empty list means "no person in this image";
-an image with no key is not covered by the file (the caller decides: run a detector or skip).
+(default 1.0). ``w`` and ``h`` must be > 0, and every number within +-:data:`MAX_BOX_PIXELS`
+(:func:`check_box_range`, the rule for every box a user gives). An empty list means "no person
+in this image"; an image with no key is not covered by the file (the caller decides: run a
+detector or skip).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,29 @@ from wbcap.detect.base import Detection, sort_by_score
 from wbcap.errors import InputError
 
 Box = tuple[float, float, float, float]
+
+#: The largest size any number of a user's box may have, in pixels: 2**24, up to which the crop's
+#: float32 arithmetic holds every whole pixel (no image has a side this long; 1e39 overflowed
+#: float32 with a numpy warning).
+MAX_BOX_PIXELS = 2**24
+
+_RANGE_RULE = (f"every number must be within {MAX_BOX_PIXELS:,} pixels "
+               "(x,y: the top-left corner, w,h: the size, in the image's pixels)")
+
+
+def check_box_range(box: Sequence[float]) -> None:
+    """The range rule of every box a user gives (``wbcap image --bbox`` through :func:`parse_bbox`,
+    ``--boxes FILE`` and ``wbcap run --detector boxes:FILE`` through :func:`load_boxes_json`):
+    each number within +-:data:`MAX_BOX_PIXELS` (NaN and infinities are not).
+
+    ``box``: ``(x, y, w, h)`` numbers (Python ints of any size are compared exactly, never
+    converted).
+
+    Raises:
+        ValueError: a number out of range; its message says the rule, to follow ``"box ...: "``.
+    """
+    if not all(abs(v) <= MAX_BOX_PIXELS for v in box):  # (False for NaN)
+        raise ValueError(_RANGE_RULE)
 
 
 class FullImageDetector:
@@ -55,7 +80,8 @@ def parse_bbox(text: str) -> Box:
     """Parse ``"x,y,w,h"`` (pixels; commas and/or spaces) into a float tuple.
 
     Raises:
-        InputError: not 4 finite numbers, or ``w``/``h`` not > 0.
+        InputError: not 4 finite numbers, a number out of range (:func:`check_box_range`), or
+            ``w``/``h`` not > 0.
     """
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
     try:
@@ -66,6 +92,10 @@ def parse_bbox(text: str) -> Box:
         raise InputError(
             f"box {text!r}: expected 4 numbers 'x,y,w,h' in pixels, e.g. '10,20,200,400'"
         )
+    try:
+        check_box_range(values)
+    except ValueError as exc:
+        raise InputError(f"box {text!r}: {exc}") from None
     if values[2] <= 0 or values[3] <= 0:
         raise InputError(f"box {text!r}: width and height must be > 0; give 'x,y,w,h', not corners")
     return values  # type: ignore[return-value]
@@ -78,8 +108,8 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
         ``{file name: detections sorted by score, highest first}``.
 
     Raises:
-        InputError: the file is missing or not valid JSON, or an entry is malformed (the message
-            names the file and the entry).
+        InputError: the file is missing or not valid JSON, or an entry is malformed or has a number
+            out of range (:func:`check_box_range`; the message names the file, the entry and the box).
     """
     p = Path(path)
     try:
@@ -129,7 +159,10 @@ def _parse_entry(entry: object) -> Detection:
         score_val = entry.get("score", 1.0)
         if isinstance(score_val, bool) or not isinstance(score_val, (int, float)):
             raise ValueError('"score" must be a number')
-        score = float(score_val)
+        try:
+            score = float(score_val)
+        except OverflowError:  # (a JSON integer too long for a float)
+            score = math.inf
         if not math.isfinite(score):
             raise ValueError('"score" must be finite')
         entry = entry["bbox"]
@@ -137,7 +170,8 @@ def _parse_entry(entry: object) -> Detection:
 
 
 def _check_box(value: object, what: str) -> Box:
-    """Validate ``[x, y, w, h]`` (4 finite numbers, w, h > 0); raise ValueError otherwise."""
+    """Validate ``[x, y, w, h]`` (4 numbers within :func:`check_box_range`, w, h > 0); raise
+    ValueError otherwise."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if (
@@ -146,9 +180,8 @@ def _check_box(value: object, what: str) -> Box:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         raise ValueError(f"{what} must be 4 numbers [x, y, w, h]")
+    check_box_range(value)  # (before float(): a JSON integer of 400 digits does not fit one)
     box = tuple(float(v) for v in value)
-    if not all(math.isfinite(v) for v in box):
-        raise ValueError(f"{what} must be finite numbers")
     if box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"{what} width and height must be > 0")
     return box  # type: ignore[return-value]
