@@ -194,8 +194,8 @@ def test_export_not_a_run_folder(tmp_path, body_dir):
 
 
 def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, body_dir):
-    """`wbcap image --export glb,bvh --exact`: person_<k>/output.glb is the OBJ's mesh turned y up
-    (x, -y, -z), with the person's camera; the BVH has one frame."""
+    """`wbcap image --export glb,bvh,npz --exact`: person_<k>/output.glb is the OBJ's mesh turned y up
+    (x, -y, -z), with the person's camera; the BVH has one frame; the npz is AMASS's (one row)."""
     from test_cli_image import read_obj_counts, write_rgb
     from test_export_gltf import Reader
 
@@ -203,11 +203,13 @@ def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, 
 
     img = write_rgb(tmp_path / "pic.png", person_image(320, 240, seed=3))
     out = tmp_path / "out"
-    r = invoke("image", img, "-o", out, "--bbox", "100,20,120,200", "--export", "glb,bvh", "--exact", "--no-render",
+    r = invoke("image", img, "-o", out, "--bbox", "100,20,120,200", "--export", "glb,bvh,npz", "--exact", "--no-render",
                "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code == 0, r.output
     folder = out / "pic" / "person_0"
-    assert {p.name for p in folder.iterdir()} >= {"output.obj", "output.glb", "output.bvh", "smplx_param.json"}
+    assert {p.name for p in folder.iterdir()} >= {"output.obj", "output.glb", "output.bvh", "output.npz", "smplx_param.json"}
+    with np.load(folder / "output.npz") as npz:
+        assert npz["poses"].shape[0] == 1
     obj_v, _ = read_obj_counts(folder / "output.obj")
     glb = Reader(folder / "output.glb")
     np.testing.assert_allclose(glb.vertices(None), obj_v * np.array([1.0, -1.0, -1.0]), atol=1e-4)

@@ -757,3 +757,40 @@ def test_vertex_normals_match_trimesh_area_weighted(body_layer):
     np.testing.assert_allclose(corner[3], [1, 0, 0], atol=1e-7)  # (y, z) counter-clockwise: +x
     np.testing.assert_allclose(corner[0], np.array([1, 0, 1]) / np.sqrt(2), atol=1e-6)
     np.testing.assert_allclose(corner[4], [0, 0, 1])  # in no face
+
+
+# ---------------------------------------------------------------- animation formats
+
+
+def test_animation_export_parse_none_stands_alone_in_the_api_too() -> None:
+    """`none` with formats was refused only by the CLI (wbcap.cli.common): the Python API took
+    "none,glb" for an unknown format none. AnimationExport.parse holds the rule; the CLI calls it."""
+    from wbcap.export.animation import AnimationExport
+
+    for text in ("none,glb", "bvh, NONE"):
+        with pytest.raises(InputError) as err:
+            AnimationExport.parse(text)
+        assert str(err.value) == (f"formats {text}: none means no animation files and cannot be combined with formats; "
+                                  "give none alone or only the formats wanted")
+    with pytest.raises(InputError, match=r"^--export none,glb: none means no animation files"):
+        AnimationExport.parse("none,glb", option="--export")
+    assert AnimationExport.parse("none").formats == () and AnimationExport.parse(" none, NONE ").formats == ()
+    assert AnimationExport.parse("bvh,GLB, npz", exact=True) == AnimationExport(formats=("npz", "glb", "bvh"), exact=True)
+    with pytest.raises(InputError, match=r"^formats gltf: unknown format gltf; choose from npz, glb, bvh, fbx$"):
+        AnimationExport.parse("gltf")
+
+
+@pytest.mark.parametrize("command", ["image", "run"])
+def test_export_option_names_the_formats_its_errors_list(command) -> None:
+    """`--export`'s metavar said glb,bvh,fbx|none while an unknown format's error listed npz too
+    (which `--export npz` takes): the metavar names FORMATS, the list the errors give."""
+    import importlib
+
+    import click
+
+    from wbcap.export.animation import FORMATS
+
+    cmd = getattr(importlib.import_module(f"wbcap.cli.{command}"), command)
+    (option,) = [p for p in cmd.params if isinstance(p, click.Option) and "--export" in p.opts]
+    assert option.metavar == ",".join(FORMATS) + "|none"
+    assert all(f"{f} (" in option.help for f in FORMATS), option.help

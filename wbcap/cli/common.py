@@ -154,19 +154,14 @@ def export_options(default: str):
 
 def parse_export(text: str, exact: bool):
     """``--export`` and ``--exact`` (:func:`export_options`) as an
-    :class:`~wbcap.export.animation.AnimationExport` (its ``parse``), ``none`` only alone.
+    :class:`~wbcap.export.animation.AnimationExport`: its ``parse``, whose messages name ``--export``.
 
     Raises:
-        InputError: ``none`` with other formats (it was called an unknown format), or an unknown format.
+        InputError: an unknown format, or ``none`` with formats.
     """
-    from wbcap.errors import InputError
     from wbcap.export.animation import AnimationExport
 
-    names = {t.strip().lower() for t in text.split(",") if t.strip()}
-    if "none" in names and len(names) > 1:
-        raise InputError(f"--export {text}: none means no animation files and cannot be combined with formats; "
-                         "give none alone or only the formats wanted")
-    return AnimationExport.parse("none" if names == {"none"} else text, exact=exact, option="--export")
+    return AnimationExport.parse(text, exact=exact, option="--export")
 
 
 def _export_options(f, default: str):
@@ -175,9 +170,11 @@ def _export_options(f, default: str):
         help="GLB/FBX: add the pose-corrective and expression-joint part of SMPL-X as per-frame morph targets, so "
              "the mesh equals wbcap's SMPL-X mesh (bigger files; see the README's animation section).",
     )(f)
+    # The metavar names wbcap.export.animation.FORMATS, which its errors list (not imported here: --help
+    # loads no numpy; tests/test_export.py keeps the two the same).
     return click.option(
-        "--export", "export", default=default, show_default=True, metavar="glb,bvh,fbx|none",
-        help="Animation files per person: glb (glTF 2.0, skinned, animated, with the source camera), bvh "
-             "(skeleton, centimetres), fbx (Unity/Unreal, through Blender: pip install \"wbcap[blender]\"); "
-             "comma-separated, or none.",
+        "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx|none",
+        help="Animation files per person: npz (AMASS SMPL-X, z up; wbcap run writes it in any case), glb (glTF 2.0, "
+             "skinned, animated, with the source camera), bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
+             "Blender: pip install \"wbcap[blender]\"); comma-separated, or none alone.",
     )(f)

@@ -50,13 +50,19 @@ class AnimationExport:
 
     @classmethod
     def parse(cls, text: str, exact: bool = False, option: str = "formats") -> AnimationExport:
-        """From a comma-separated list (``"glb,bvh"``; ``"none"`` for nothing).
+        """From a comma-separated list (``"glb,bvh"``; case and spaces ignored), or ``"none"``
+        alone for nothing (``"none,none"`` too).
 
         Raises:
-            InputError: an unknown format (the message starts with ``option``, e.g. the CLI's flag).
+            InputError: ``none`` with formats (``"none,glb"``: none means no animation files), or an
+                unknown format; one line starting with ``option`` and ``text``
+                (``option``: the CLI's flag, e.g. ``--export``).
         """
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
-        if names == ["none"]:
+        if "none" in names:
+            if set(names) != {"none"}:
+                raise InputError(f"{option} {text}: none means no animation files and cannot be combined with "
+                                 "formats; give none alone or only the formats wanted")
             return cls(formats=(), exact=exact)
         unknown = [n for n in names if n not in FORMATS]
         if unknown:
