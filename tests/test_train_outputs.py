@@ -9,6 +9,7 @@ writes what a run writes (the checks happen before it); one runs the real loop e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from wbcap.cli import cli
+from wbcap.errors import ModelFileError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -151,6 +153,29 @@ def test_bad_inputs_leave_no_folder(tmp_path, args, trained):
     r = invoke(*args("body"), "-o", tmp_path / "x", "--body-models", tmp_path / "no_models")
     assert one_error_line(r).startswith("error: SMPL-X model file SMPLX_NEUTRAL.npz not found")
     assert not (tmp_path / "x").exists() and not trained
+
+
+def test_synthetic_training_without_smplx_uses_the_synthetic_model(tmp_path, args, trained):
+    """The README's no-data smoke run (`--datasets synthetic`, no SMPL-X anywhere) trains with the
+    synthetic SMPL-X model (as `wbcap demo` does), saying so; real data still needs the real
+    file, and a --body-models folder without it is still refused."""
+    from wbcap.pipeline import synthetic_body_models_dir
+    from wbcap.train.stages import STAGES
+    from wbcap.train.trainer import RunConfig, body_model_path
+
+    full = args("body")
+    at = full.index("--body-models")
+    no_models = full[:at] + full[at + 2:]
+    r = invoke(*no_models, "-o", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    assert "synthetic SMPL-X model" in r.output and len(trained) == 1
+    stage, run = trained[0]
+    assert body_model_path(stage, run) == synthetic_body_models_dir() / "smplx" / "SMPLX_NEUTRAL.npz"
+    real = dataclasses.replace(STAGES["body"], datasets=("Human36M",))
+    with pytest.raises(ModelFileError, match="SMPLX_NEUTRAL.npz not found"):
+        body_model_path(real, RunConfig(out=str(tmp_path / "o")))
+    with pytest.raises(ModelFileError, match="SMPLX_NEUTRAL.npz not found"):
+        body_model_path(stage, RunConfig(out=str(tmp_path / "o"), body_models=str(tmp_path / "none")))
 
 
 def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_path, args, monkeypatch):

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from wbcap.errors import CheckpointError, InputError, setting
+from wbcap.errors import CheckpointError, InputError, ModelFileError, setting
 from wbcap.train.rng import restore_rng, rng_state, seed_process
 from wbcap.train.stages import StageConfig
 
@@ -331,9 +331,31 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
 
         resolve_device(run.device)  # (e.g. cuda asked on a machine without it)
     if body_model and stage.stage != "hand":
-        from wbcap.body.model_files import find_body_model
+        body_model_path(stage, run)
 
-        find_body_model("neutral", run.body_models)
+
+def body_model_path(stage: StageConfig, run: RunConfig) -> Path:
+    """The neutral SMPL-X file a whole-body stage trains with: ``run.body_models`` or the usual
+    search (:func:`~wbcap.body.model_files.find_body_model`). A stage that trains on the
+    ``synthetic`` set only, with no ``body_models`` given and none found, uses the synthetic
+    SMPL-X model (:func:`wbcap.pipeline.synthetic_body_models_dir`, as ``wbcap demo`` does), with a
+    warning: the no-data smoke run needs no licensed file.
+
+    Raises:
+        ModelFileError: not found (and the stage reads real data or a folder was given).
+    """
+    from wbcap.body.model_files import find_body_model
+
+    try:
+        return find_body_model("neutral", run.body_models)
+    except ModelFileError:
+        if run.body_models is not None or not stage.datasets or set(stage.datasets) != {"synthetic"}:
+            raise
+    from wbcap.pipeline import synthetic_body_models_dir
+
+    log.warning("no SMPL-X model file found (see `wbcap doctor`); training on the synthetic set with a synthetic "
+                "SMPL-X model of the same size (not a human body: for trying the training, not for real weights)")
+    return find_body_model("neutral", synthetic_body_models_dir())
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -447,10 +469,9 @@ def train(
         net = model
     else:
         if body_layer is None:
-            from wbcap.body.model_files import find_body_model
             from wbcap.body.smplx_layer import SMPLXLayer
 
-            body_layer = SMPLXLayer.from_file(find_body_model("neutral", run.body_models))
+            body_layer = SMPLXLayer.from_file(body_model_path(stage, run))
         model = build_model(stage, body_layer, device)
         net = model.net
     if _channels_last(device):
