@@ -75,3 +75,15 @@ def test_export_meshes_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
         _load("export_meshes").main([str(tmp_path / "a.jpg"), str(tmp_path / "out"), "--body-models", str(tmp_path / "no")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback" not in err and "error:" in err, err
+
+
+def test_image_to_params_without_anybody_is_one_line(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+    """A photo with nobody in it: one error line naming the photo and how to give boxes, exit
+    status 1 (the trial's traceback); the pipeline says the detector found nobody."""
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    assert _load("image_to_params").main([str(blank), "--device", "cpu"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert err == [f"error: {blank}: no person found by the hog detector; pass boxes x,y,w,h or detector='full'"]

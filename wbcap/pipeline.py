@@ -418,7 +418,9 @@ class Pipeline:
         """Run on one (H, W, 3) uint8 RGB image. Boxes are xywh pixels or Detections; without
         boxes the detector finds people: a detector object, or a name ``wbcap run --detector``
         takes (``"hog"``, ``"torchvision"``, ``"auto"``, ``"full"``; built once and kept).
-        Default: the whole image as one box."""
+        Default: the whole image as one box.
+
+        Raises NoPersonError when the detector finds nobody, or no usable box remains."""
         if boxes is None:
             if detector is None:
                 h, w = image.shape[:2]
@@ -427,6 +429,9 @@ class Pipeline:
                 if isinstance(detector, str):
                     detector = self.detector(detector)
                 boxes = detector(image)
+                if not len(boxes):
+                    name = getattr(detector, "name", type(detector).__name__)
+                    raise NoPersonError(f"image: no person found by the {name} detector; {box_advice()}")
         dets = [b if isinstance(b, Detection) else Detection(tuple(float(v) for v in b), 1.0) for b in boxes]
         return self.predict(image, dets)
 
