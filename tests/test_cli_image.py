@@ -596,7 +596,7 @@ def test_a_bbox_beyond_any_image_is_refused_naming_bbox(tmp_path, monkeypatch):
         r = invoke("image", img, "-o", tmp_path / "out", "--bbox", "0,0,10,10", "--bbox", box)
         assert r.exit_code == 2, r.output
         assert r.stderr.splitlines()[-1] == (f"Error: Invalid value for '--bbox': box '{box}': every number must be "
-                                             "within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in "
+                                             "finite and within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in "
                                              "the image's pixels)"), r.stderr
     assert not (tmp_path / "out").exists()
 
@@ -606,7 +606,7 @@ def test_a_bbox_beyond_any_image_is_refused_naming_bbox(tmp_path, monkeypatch):
 OUT_OF_RANGE_BOXES = {"1e39": "[0, 0, 1e39, 10]", "nan": "[NaN, 0, 10, 10]", "inf": "[0, 0, 10, Infinity]",
                       "-1e400": "[-1e400, 0, 10, 10]", "400 digits": f"[0, 0, 10, 1{'0' * 400}]",
                       "2**24 + 1": "[0, 0, 16777217, 10]"}
-BOX_RANGE_RULE = ("every number must be within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in the "
+BOX_RANGE_RULE = ("every number must be finite and within 16,777,216 pixels (x,y: the top-left corner, w,h: the size, in the "
                   "image's pixels); fix the box file")
 
 

@@ -46,8 +46,8 @@ def test_parse_bbox_good(text: str, expected: tuple[float, ...]) -> None:
         ("1,2,nan,4", "expected 4 numbers"),
         ("10,20,0,40", "must be > 0"),
         ("10,20,30,-1", "must be > 0"),
-        ("0,0,1e39,10", "every number must be within 16,777,216 pixels"),
-        ("0,0,-1e39,10", "every number must be within 16,777,216 pixels"),  # (the range before the size)
+        ("0,0,1e39,10", "every number must be finite and within 16,777,216 pixels"),
+        ("0,0,-1e39,10", "every number must be finite and within 16,777,216 pixels"),  # (the range before the size)
     ],
 )
 def test_parse_bbox_bad(text: str, message: str) -> None:
@@ -88,9 +88,9 @@ def test_load_boxes_json_both_entry_forms(tmp_path: Path) -> None:
         ('{"a.jpg": [[1, 2, 0, 4]]}', "width and height must be > 0"),
         ('{"a.jpg": [{"score": 1}]}', 'without "bbox"'),
         ('{"a.jpg": [{"bbox": [1, 2, 3, 4], "score": "high"}]}', '"score" must be a number'),
-        ('{"a.jpg": [[1, 2, 3, 4], [1, 2, 1e39, 4]]}', "'a.jpg' box 1: every number must be within 16,777,216 pixels"),
-        ('{"a.jpg": [[NaN, 2, 3, 4]]}', "'a.jpg' box 0: every number must be within 16,777,216 pixels"),
-        ('{"a.jpg": [[1, 2, 3, 1' + "0" * 400 + "]]}", "'a.jpg' box 0: every number must be within"),
+        ('{"a.jpg": [[1, 2, 3, 4], [1, 2, 1e39, 4]]}', "'a.jpg' box 1: every number must be finite and within 16,777,216 pixels"),
+        ('{"a.jpg": [[NaN, 2, 3, 4]]}', "'a.jpg' box 0: every number must be finite and within 16,777,216 pixels"),
+        ('{"a.jpg": [[1, 2, 3, 1' + "0" * 400 + "]]}", "'a.jpg' box 0: every number must be finite and within"),
         ('{"a.jpg": [{"bbox": [1, 2, 3, 4], "score": 1' + "0" * 400 + "}]}", '"score" must be finite'),
         ('{"a.jpg": {"bbox": [1, 2, 3, 4]}}', "must be a list of boxes"),
         ('{"x/a.jpg": [], "y/a.jpg": []}', "two entries for file name 'a.jpg'"),

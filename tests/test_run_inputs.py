@@ -114,7 +114,7 @@ def test_run_box_file_number_beyond_any_image_is_one_line_naming_file_and_frame(
         warnings.simplefilter("always")
         r = invoke("run", video, "-o", out, "--detector", f"boxes:{f}", *base_args)
     assert r.exit_code == 2, r.output
-    assert r.stderr == (f"error: {f}: entry '2' box 1: every number must be within 16,777,216 pixels (x,y: the "
+    assert r.stderr == (f"error: {f}: entry '2' box 1: every number must be finite and within 16,777,216 pixels (x,y: the "
                         "top-left corner, w,h: the size, in the image's pixels); fix the box file\n"), r.stderr
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
     assert "overflow" not in r.output.lower() and not out.exists()

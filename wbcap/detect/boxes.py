@@ -43,7 +43,7 @@ Box = tuple[float, float, float, float]
 #: float32 with a numpy warning).
 MAX_BOX_PIXELS = 2**24
 
-_RANGE_RULE = (f"every number must be within {MAX_BOX_PIXELS:,} pixels "
+_RANGE_RULE = (f"every number must be finite and within {MAX_BOX_PIXELS:,} pixels "
                "(x,y: the top-left corner, w,h: the size, in the image's pixels)")
 
 

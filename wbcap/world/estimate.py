@@ -353,8 +353,8 @@ def _check(fit: GroundFit, points: np.ndarray, times: np.ndarray, config: WorldC
         return "the camera would stand below the fitted ground"
     offset = _window_offset(fit.plane.height(points), times, config.window_s)
     if offset > config.max_window_offset:
-        return (f"the ground under the feet moves by {offset:.2f} m between {config.window_s:g}-second windows: "
-                "the camera moves")
+        return (f"the ground under the feet moves by {offset * 100:.1f} cm between {config.window_s:g}-second windows "
+                f"(more than {config.max_window_offset * 100:g} cm): the camera moves")
     return None
 
 
