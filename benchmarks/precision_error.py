@@ -11,6 +11,7 @@ face box-corner distance (image pixels) and camera-translation difference from `
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.io.images import load_image
     from wbcap.paths import example_image_path
