@@ -285,6 +285,42 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     assert "[MISS] CPU inference form: CPU strategy 'bogus'" in r.output and "unset WBCAP_CPU_STRATEGY" in r.output
 
 
+def test_a_detector_without_an_import_record_is_described_alike_by_doctor_list_and_verify(tmp_path, monkeypatch):
+    """A non-official detector dropped into a $WBCAP_WEIGHTS folder (never imported): doctor said
+    "a re-export" and [ok], list "a re-export", verify a bare mismatch (found by a user trial).
+    All three now say it is not the official file and has no import record, and how to record
+    it; once imported, it is a re-export for all three, and a truncated import is not called one."""
+    import os
+    import time
+
+    from wbcap.doctor import _detector_check
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    model = write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
+    how = "no import record (if it is a re-export, `wbcap weights import yolox-nano FILE` records it)"
+    check = _detector_check()
+    assert check.ok and how in check.detail and "a re-export, not the official" not in check.detail, check
+    r = run("weights", "verify")
+    line = next(x for x in r.output.splitlines() if x.startswith("yolox-nano"))
+    assert r.exit_code == 1 and "mismatch" in line and "`wbcap weights import yolox-nano FILE` records it" in line, line
+    monkeypatch.delenv("WBCAP_WEIGHTS")
+    assert run("weights", "import", "yolox-nano", model).exit_code == 0
+    check = _detector_check()
+    assert check.ok and "not the official file (a re-export)" in check.detail, check
+    installed = weights_dir() / "yolox_nano.onnx"
+    later = time.time() + 5
+    with open(installed, "r+b") as f:
+        f.truncate(installed.stat().st_size // 2)
+    os.utime(installed, (later, later))
+    from wbcap.weights import installed as present
+
+    described = present(manifest()["yolox-nano"]).provenance("yolox-nano")
+    assert described.startswith("CHANGED") and "re-export" not in described
+
+
 def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
     """Truncated after `wbcap weights import`: doctor said [ok] (a re-export) and list showed it
     as present while verify said mismatch and every run failed to load it."""

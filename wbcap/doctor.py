@@ -84,9 +84,9 @@ def _detector_check() -> Check:
                      f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
                      "one: damaged, e.g. truncated, or replaced)",
                      f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
-    official = {True: "official file", False: "a re-export, not the official file", None: "no published hash"}[present.official]
+    what = present.provenance(best.name) or "no published hash"
     return Check("person detector", True,
-                 f"auto uses {best.name} ({present.path}, {official}; {runtime}); installed: {', '.join(names)}")
+                 f"auto uses {best.name} ({present.path}, {what}; {runtime}); installed: {', '.join(names)}")
 
 
 def _cpu_strategy_check() -> Check:

@@ -297,7 +297,8 @@ class InstalledFile:
     older than the file, else computed now when there is a published hash to compare with, else
     "" (unknown); ``official``: whether it equals the published hash (None when either is unknown);
     ``changed``: the file was written after its import/fetch record and no longer has the recorded
-    hash (damaged, e.g. truncated, or replaced by hand).
+    hash (damaged, e.g. truncated, or replaced by hand); ``recorded``: an import/fetch record
+    holds this file's hash (so a non-official file is a re-export someone imported).
     """
 
     path: Path
@@ -305,6 +306,23 @@ class InstalledFile:
     sha256: str
     official: bool | None
     changed: bool = False
+    recorded: bool = False
+
+    def provenance(self, name: str) -> str:
+        """What the file is, in the words ``wbcap weights list`` and ``wbcap doctor`` both use
+        (``name``: its manifest entry, for the fix): "the official file", "not the official file
+        (a re-export)" (recorded at import), "not the official file; no import record ...", ""
+        (no published hash to compare with), or that it changed since its import or download."""
+        if self.changed:
+            return "CHANGED since its import or download: damaged or replaced, see `wbcap weights verify`"
+        if self.official is None:
+            return ""
+        if self.official:
+            return "the official file"
+        if self.recorded:
+            return "not the official file (a re-export)"
+        return (f"not the official file, and no import record (if it is a re-export, `wbcap weights import {name} "
+                "FILE` records it)")
 
 
 def installed(item: WeightsEntry) -> InstalledFile | None:
@@ -323,7 +341,7 @@ def installed(item: WeightsEntry) -> InstalledFile | None:
         digest = sha256_file(found)
     official = (digest == item.sha256.lower()) if digest and item.sha256 else None
     changed = bool(recorded) and not current and digest != recorded
-    return InstalledFile(found, stat.st_size, digest, official, changed)
+    return InstalledFile(found, stat.st_size, digest, official, changed, recorded=bool(recorded) and digest == recorded)
 
 
 @dataclass(frozen=True)
@@ -354,6 +372,10 @@ def verify() -> list[VerifyResult]:
         elif digest == expected:
             note = " (not the official file: a re-export)" if item.sha256 and digest != item.sha256 else ""
             results.append(VerifyResult(item.name, found, "ok", f"sha256 {digest}{note}"))
+        elif expected == item.sha256 and not recorded_sha256(found):
+            results.append(VerifyResult(item.name, found, "mismatch", (
+                f"sha256 {digest} is not the official file's ({expected}), and no import record says what it should be: "
+                f"if it is a re-export, `wbcap weights import {item.name} FILE` records it")))
         else:
             results.append(VerifyResult(item.name, found, "mismatch", f"sha256 {digest} != expected {expected}"))
     return results
