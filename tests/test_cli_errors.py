@@ -125,57 +125,6 @@ def test_real_process_exit_status_and_stderr(tmp_path):
     assert log.parent == tmp_path / "home" / "logs" and "KeyError: 'gender'" in log.read_text()
 
 
-def test_a_stdout_that_cannot_be_written_is_one_error_line(monkeypatch):
-    """`wbcap image x.jpg > /dev/full`: one error line with the result, exit 2, no crash log; a
-    closed pipe stays click's quiet exit."""
-    import errno
-
-    import click
-
-    from wbcap.cli.common import echo_result
-    from wbcap.errors import InputError
-
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(click, "echo", full)
-    with pytest.raises(InputError, match=r"^could not write to standard output \(No space left on device\); "
-                                         r"the result was: a.jpg: 1 person\(s\) -> out/a$"):
-        echo_result("a.jpg: 1 person(s) -> out/a")
-
-    def closed(*a, **k):
-        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
-
-    monkeypatch.setattr(click, "echo", closed)
-    with pytest.raises(BrokenPipeError):
-        echo_result("a.jpg: 1 person(s) -> out/a")
-
-
-@pytest.mark.slow  # a fresh process
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-def test_image_with_stdout_on_a_full_disk(tmp_path, micro_ckpt, body_dir):
-    import cv2
-
-    from wbcap.testing.images import person_image
-
-    photo, other = tmp_path / "walker.png", tmp_path / "xwalker.png"  # in this order
-    cv2.imwrite(str(photo), person_image(160, 200)[:, :, ::-1])
-    cv2.imwrite(str(other), person_image(160, 200, seed=3)[:, :, ::-1])
-    env = {**__import__("os").environ, "WBCAP_HOME": str(tmp_path / "home")}
-    with open("/dev/full", "w") as full:
-        res = subprocess.run([sys.executable, "-c", "from wbcap.cli import console_main; console_main()", "image",
-                              str(photo), str(other), "-o", str(tmp_path / "out"),
-                              "--bbox", "40,20,80,150", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
-                              "--device", "cpu", "--no-render"], stdout=full, stderr=subprocess.PIPE, text=True, env=env)
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.splitlines()[-1] == (f"error: could not write to standard output (No space left on device); "
-                                           f"the result was: walker.png: 1 person(s) -> {tmp_path / 'out' / 'walker'} "
-                                           f"(and 1 more result line(s), not written)")
-    for name in ("walker", "xwalker"):  # both photos were still processed
-        assert (tmp_path / "out" / name / "person_0" / "smplx_param.json").is_file()
-    assert not (tmp_path / "home" / "logs").exists()
-
-
 @pytest.mark.parametrize("filename", ["tmp", "plain", None])
 def test_a_full_disk_is_one_error_line_naming_the_final_file(monkeypatch, tmp_path, filename):
     """A write that finds the disk full (ENOSPC) is not a crash: one line naming the file being

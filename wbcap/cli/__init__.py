@@ -7,8 +7,10 @@ Any other exception (a bug, or a failure wbcap did not foresee) becomes one line
 ``error: wbcap <command> failed: <Type>: <message> (<where>); full traceback in <log file>``,
 and exit status 1; the log file (:func:`crash_log_dir`) holds the traceback, which ``--debug``
 or ``-v`` also prints. A write that finds the disk or quota full is not a crash: one ``error:``
-line naming the file (its final name) and the fix, exit status 2. Ctrl-C prints ``interrupted``
-and exits with 130.
+line naming the file (its final name) and the fix, exit status 2. Neither is a stdout that
+cannot be written (``> /dev/full``), whatever the command: one ``error:`` line when the command
+ends, repeating what it printed (:mod:`wbcap.cli.stdout`). Ctrl-C prints ``interrupted`` and
+exits with 130.
 """
 
 from __future__ import annotations
@@ -56,6 +58,30 @@ class LazyGroup(click.Group):
         rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        """click's ``main`` with stdout behind a :class:`~wbcap.cli.stdout.StdoutGuard`: a
+        failed write to it (help and usage text included) ends as one ``error:`` line that
+        repeats what was to be written, exit status the command's own or 2."""
+        from wbcap.cli.stdout import UNWRITTEN_EXIT_CODE, guarded_stdout
+
+        with guarded_stdout() as guard:
+            try:
+                rv = super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            except SystemExit as exc:  # (standalone mode: how every command ends)
+                if guard is None or not guard.failed:
+                    raise
+                code = exc.code if isinstance(exc.code, int) and exc.code else UNWRITTEN_EXIT_CODE
+            else:  # (standalone_mode=False: the command's return value, or its exit status)
+                if guard is None or not guard.failed:
+                    return rv
+                code = rv if isinstance(rv, int) and rv else UNWRITTEN_EXIT_CODE
+            guard.reported = True
+            with contextlib.suppress(OSError):  # (stderr on the same full disk: nothing left to say it on)
+                click.echo(f"error: {guard.message()}", err=True)
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
     def invoke(self, ctx: click.Context):
         from wbcap.errors import WbcapError, spelling

@@ -69,23 +69,11 @@ def image_result_line(result) -> str:
 
 
 def echo_result(line: str) -> None:
-    """Write one result line to stdout.
-
-    Raises:
-        InputError: stdout cannot be written (a full disk: ``wbcap image x.jpg > /dev/full``),
-            naming the reason and the line, instead of a crash report; the outputs are on disk.
-            A closed pipe (``| head``) is left to click, which exits quietly.
-    """
-    import errno
-
-    from wbcap.errors import InputError
-
-    try:
-        click.echo(line)
-    except OSError as exc:
-        if exc.errno == errno.EPIPE:
-            raise
-        raise InputError(f"could not write to standard output ({exc.strerror or exc}); the result was: {line}") from exc
+    """Write one result line to stdout. A stdout that cannot be written (a full disk:
+    ``wbcap image x.jpg > /dev/full``) is the ``wbcap`` group's to report, once the command has
+    done its work, repeating the lines (:mod:`wbcap.cli.stdout`); a closed pipe (``| head``)
+    is click's quiet exit."""
+    click.echo(line)
 
 
 def progress_display(ctx: click.Context, *columns):

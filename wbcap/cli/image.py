@@ -109,15 +109,12 @@ def _run(ctx, job, pipeline=None) -> None:
         TimeRemainingColumn,
     )
 
-    from wbcap.errors import InputError
     from wbcap.image_app import run_images
     from wbcap.io.images import iter_image_paths
 
     quiet = is_quiet(ctx)
     paths = iter_image_paths(job.paths)  # expanded once, here and for the run
     failed = []
-    unwritten: list[InputError] = []  # the first stdout failure (the result lines after it are not tried)
-    lost = 0  # result lines not written after it
     # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
@@ -128,7 +125,6 @@ def _run(ctx, job, pipeline=None) -> None:
             progress.update(task, description=name if path is None else f"{path.name}: {name}")
 
         def report(result):
-            nonlocal lost
             progress.advance(task)
             if result.error:
                 failed.append(result)
@@ -137,16 +133,9 @@ def _run(ctx, job, pipeline=None) -> None:
                 line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty():
                     console.print(line, markup=False, highlight=False)  # the same screen: above the bar
-                elif unwritten:
-                    lost += 1
                 else:
-                    try:
-                        echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
-                    except InputError as exc:  # the other images still run; reported at the end
-                        unwritten.append(exc)
+                    echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
-    if unwritten:
-        raise InputError(f"{unwritten[0]}" + (f" (and {lost} more result line(s), not written)" if lost else ""))
     if failed:
         ctx.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import allow_pickle_option, echo_result, is_quiet
+from wbcap.cli.stdout import check_stdout
 
 
 @click.command("view")
@@ -49,6 +50,7 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
         with serve_view(job) as server:  # (its temporary folder goes when the block ends)
             try:
                 click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
+                check_stdout()  # (the address unwritten: stop now, not at Ctrl-C)
                 if open_browser:
                     import webbrowser
 

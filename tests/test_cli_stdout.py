@@ -1,0 +1,172 @@
+"""A stdout that cannot be written (a full disk: `wbcap ... > /dev/full`) is one `error:` line on
+stderr that says so and repeats every line the command wrote or was to write, whatever the
+command, help and version included; never a traceback, never the advice to change -o
+(wbcap.cli.stdout)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from wbcap.cli import main
+
+FULL = "error: could not write to standard output (No space left on device)"
+no_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+
+
+class _Unwritable:
+    """A text stdout whose writes fail with ``err`` (all of them, or once ``after`` lines are written)."""
+
+    encoding, errors = "utf-8", "strict"
+
+    def __init__(self, err: int = errno.ENOSPC, after: int = 0):
+        self.err, self.after, self.written = err, after, []
+
+    def write(self, text):
+        if text and "".join(self.written).count("\n") >= self.after:
+            raise OSError(self.err, os.strerror(self.err))
+        self.written.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def _main(capsys, args, stdout) -> tuple[int, str]:
+    """``wbcap ARGS`` in this process with ``stdout``: (exit status, stderr)."""
+    capsys.readouterr()
+    captured = sys.stdout
+    sys.stdout = stdout
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+    finally:
+        sys.stdout = captured
+    return exit_.value.code, capsys.readouterr().err
+
+
+def _stub_export(monkeypatch, tmp_path, written: list[Path], more=None):
+    import wbcap.export.from_run
+
+    def export_run(job):
+        if more:
+            more()
+        return written
+
+    monkeypatch.setattr(wbcap.export.from_run, "export_run", export_run)
+
+
+def test_every_line_is_repeated_and_the_command_finishes_its_work(monkeypatch, capsys, tmp_path):
+    """The first write fails; the command still does all it would (here: the export returns)
+    and the one line lists every result line, the ones after the failure too; exit status 2."""
+    files = [tmp_path / f"track_{i}.bvh" for i in range(4)]
+    done = []
+    _stub_export(monkeypatch, tmp_path, files, more=lambda: done.append(True))
+    code, err = _main(capsys, ["export", str(tmp_path), "--format", "bvh"], _Unwritable())
+    assert code == 2 and done
+    assert err == f"{FULL}; the result was: {' | '.join(map(str, files))}\n"
+    # a stdout that fails part way: the lines already written are repeated as well
+    _stub_export(monkeypatch, tmp_path, files)
+    stdout = _Unwritable(after=2)
+    code, err = _main(capsys, ["export", str(tmp_path), "--format", "bvh"], stdout)
+    assert code == 2 and "".join(stdout.written) == f"{files[0]}\n{files[1]}\n"
+    assert err == f"{FULL}; the result was: {' | '.join(map(str, files))}\n"
+
+
+def test_other_write_errors_name_their_reason_and_a_closed_pipe_stays_quiet(monkeypatch, capsys, tmp_path):
+    _stub_export(monkeypatch, tmp_path, [tmp_path / "a.glb"])
+    code, err = _main(capsys, ["export", str(tmp_path)], _Unwritable(errno.EIO))
+    assert code == 2 and err == (f"error: could not write to standard output (Input/output error); "
+                                 f"the result was: {tmp_path / 'a.glb'}\n")
+    code, err = _main(capsys, ["export", str(tmp_path)], _Unwritable(errno.EPIPE))  # `| head`
+    assert code == 1 and err == ""
+
+
+def test_a_served_view_stops_when_its_address_cannot_be_written(monkeypatch, capsys, tmp_path):
+    """`wbcap view OUT` serves until Ctrl-C: without its address on stdout it stops at once."""
+    import contextlib
+
+    import wbcap.view.site
+
+    @contextlib.contextmanager
+    def serve_view(job):
+        yield SimpleNamespace(url="http://127.0.0.1:8123/", wait=lambda: pytest.fail("served on"))
+
+    monkeypatch.setattr(wbcap.view.site, "serve_view", serve_view)
+    code, err = _main(capsys, ["view", str(tmp_path)], _Unwritable())
+    assert code == 2 and err == f"{FULL}; the result was: wbcap view: http://127.0.0.1:8123/  (Ctrl-C to stop)\n"
+
+
+def _wbcap_to_dev_full(tmp_path, *args, setup: str = "") -> subprocess.CompletedProcess:
+    """``wbcap ARGS > /dev/full`` as the console script runs it, after the Python ``setup``."""
+    code = f"{setup}\nfrom wbcap.cli import console_main\nconsole_main()"
+    env = {**os.environ, "WBCAP_HOME": str(tmp_path / "home")}
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-c", code, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=env)
+
+
+@no_dev_full
+@pytest.mark.parametrize("args", [("--help",), ("image", "--help"), ("--version",), ("weights", "list"),
+                                  ("weights", "verify"), ("doctor",)], ids=" ".join)
+def test_commands_with_stdout_on_a_full_disk(tmp_path, args):
+    """Each is one line that says stdout could not be written and repeats the output, exit status
+    non-zero (doctor's 1 for its missing items), no crash log; not the -o advice of a full
+    output folder."""
+    res = _wbcap_to_dev_full(tmp_path, *args)
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"{FULL}; the result was: "), res.stderr
+    first = {"--help": "Usage: wbcap [OPTIONS] COMMAND", "image": "Usage: wbcap image [OPTIONS] PATHS...",
+             "--version": "wbcap, version ", "weights": "hand4whole", "doctor": "[MISS] SMPL-X neutral:"}[args[0]]
+    assert line.split("; the result was: ", 1)[1].startswith(first), line
+    assert res.returncode == (1 if args == ("doctor",) else 2)
+    if args == ("weights", "list"):
+        assert " | search order: " in line  # (its last line)
+    assert not (tmp_path / "home" / "logs").exists()
+
+
+@no_dev_full
+def test_demo_with_stdout_on_a_full_disk_repeats_its_result_lines(tmp_path):
+    """`wbcap demo -o D > /dev/full` repeated its first line (the detector) only: now all of
+    them, the result line and the next steps included (the pipeline stubbed: the demo's own
+    tests run it)."""
+    setup = ("from pathlib import Path\nimport wbcap.demo\nfrom wbcap.image_app import ImageResult\n"
+             f"r = [ImageResult(Path('example.jpg'), Path({str(tmp_path / 'D' / 'example')!r}), 1, None)]\n"
+             "wbcap.demo.run_demo = lambda out, **kw: (r, 'yolox-nano')\n")
+    res = _wbcap_to_dev_full(tmp_path, "demo", "-o", str(tmp_path / "D"), setup=setup)
+    assert res.returncode == 2, res.stderr
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"{FULL}; the result was: detector: yolox-nano | example.jpg: 1 person(s) -> "
+                           f"{tmp_path / 'D' / 'example'} | This was a pipeline check"), line
+    assert line.endswith("(`wbcap doctor` shows what is still missing)"), line
+
+
+@pytest.mark.slow  # a fresh process that runs the pipeline
+@no_dev_full
+def test_image_with_stdout_on_a_full_disk(tmp_path, micro_ckpt, body_dir):
+    import cv2
+
+    from wbcap.testing.images import person_image
+
+    photo, other = tmp_path / "walker.png", tmp_path / "xwalker.png"  # in this order
+    cv2.imwrite(str(photo), person_image(160, 200)[:, :, ::-1])
+    cv2.imwrite(str(other), person_image(160, 200, seed=3)[:, :, ::-1])
+    res = _wbcap_to_dev_full(tmp_path, "image", str(photo), str(other), "-o", str(tmp_path / "out"),
+                             "--bbox", "40,20,80,150", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
+                             "--device", "cpu", "--no-render")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines()[-1] == (f"{FULL}; the result was: walker.png: 1 person(s) -> "
+                                           f"{tmp_path / 'out' / 'walker'} | xwalker.png: 1 person(s) -> "
+                                           f"{tmp_path / 'out' / 'xwalker'}")
+    for name in ("walker", "xwalker"):  # both photos were still processed
+        assert (tmp_path / "out" / name / "person_0" / "smplx_param.json").is_file()
+    assert not (tmp_path / "home" / "logs").exists()
