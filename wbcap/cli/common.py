@@ -6,10 +6,25 @@ import math
 
 import click
 
+
+def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Callback of every ``--device`` option: a device other than auto and cpu is checked as the
+    option is read, before anything else runs (a model, a detector, a download), with
+    :func:`wbcap.model.device.resolve_device`'s one line (``--device cuda: CUDA is not available
+    on this machine; ...``). Returns ``value`` as given (auto and cpu import no torch here)."""
+    if value is None or ctx.resilient_parsing or value.strip().lower() in ("", "auto", "cpu"):
+        return value
+    from wbcap.model.device import resolve_device
+
+    resolve_device(value)
+    return value
+
+
 device_option = click.option(
     "--device",
     default="auto",
     show_default=True,
+    callback=check_device,
     help="Where the network runs: auto (CUDA if available), cpu, cuda or cuda:N.",
 )
 body_models_option = click.option(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from wbcap.cli.common import check_device
+
 STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
 
 #: What each stage's --datasets and --data-root take (wbcap.train.stages.STAGE_DATASETS, which a
@@ -51,7 +53,8 @@ def _stage_command(stage: str, doc: str):
     @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
     @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
     @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
-    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (single process).")
+    @click.option("--device", default="auto", show_default=True, callback=check_device,
+                  help="auto, cpu, cuda (single process).")
     @click.pass_context
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
                 overwrite, keep_last, body_models, device, **overrides):
