@@ -251,12 +251,51 @@ def test_export_finds_the_body_model_the_run_used(finished_run, tmp_path, body_d
         np.testing.assert_array_equal(a["poses"], b["poses"])
     run_json = finished_run / ".wbcap" / "run.json"
     saved = run_json.read_text()
-    try:  # a relative path meant the run's working folder: not used (the usual search then fails here)
-        run_json.write_text(saved.replace(json.dumps(str(body_dir)), json.dumps("bm")))
+    try:  # a relative path (an older run: no body_model_file either) meant the run's working folder: not used
+        older = json.loads(saved)
+        older.pop("body_model_file")
+        run_json.write_text(json.dumps(dict(older, body=dict(older["body"], path="bm"))))
         r = CliRunner().invoke(cli, ["export", str(finished_run), "--format", "npz", "--dest", str(tmp_path / "rel")])
         assert r.exit_code == 2 and "SMPL-X" in r.output, r.output
     finally:
         run_json.write_text(saved)
+
+
+def test_export_and_view_find_the_body_model_the_run_found_in_the_environment(tmp_path, micro_ckpt, body_dir,
+                                                                               monkeypatch):
+    """A run whose SMPL-X model came from $WBCAP_BODY_MODELS (no --body-models) records the file
+    it used in run.json: `wbcap export` and `wbcap view` without the variable use it (they said
+    "SMPLX_NEUTRAL.npz not found"). Once that file is gone the usual search applies, and its
+    error names the recorded file and --body-models; another --gender searches as usual."""
+    from wbcap.paths import ENV_BODY_MODELS
+
+    frames, boxes = two_walkers(3)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    models = tmp_path / "models"
+    shutil.copytree(body_dir, models)
+    monkeypatch.setenv(ENV_BODY_MODELS, str(models))
+    r = invoke("run", video, "-o", out, "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--min-track",
+               "2", "--no-render", "--export", "none", "--checkpoint", micro_ckpt, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    monkeypatch.delenv(ENV_BODY_MODELS)
+    r = invoke("export", out, "--format", "glb", "--dest", tmp_path / "exported")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["track_0.glb", "track_1.glb"]
+    r = invoke("view", out, "--html", tmp_path / "v.html")  # (no GLB in the run: the view makes them)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["export", str(out), "--format", "glb", "--dest", str(tmp_path / "x"), "--gender", "male"])
+    assert r.exit_code == 2 and "SMPLX_MALE.npz not found" in r.output and "was made with" not in r.output, r.output
+    shutil.rmtree(models)
+    r = CliRunner().invoke(cli, ["export", str(out), "--format", "glb", "--dest", str(tmp_path / "gone")])
+    model_file = models / "smplx" / "SMPLX_NEUTRAL.npz"
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert f"was made with the SMPL-X model {model_file}" in lines[0] and "no longer exists" in lines[0], r.output
+    assert "--body-models" in lines[0] and not (tmp_path / "gone").exists(), r.output
+    r = invoke("export", out, "--format", "glb", "--dest", tmp_path / "given", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
 
 
 def test_export_into_a_run_folder_a_run_is_writing_is_refused(finished_run, body_dir):

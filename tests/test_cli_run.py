@@ -163,6 +163,44 @@ def test_resume_accepts_another_spelling_of_the_same_files(tmp_path, micro_ckpt,
     assert r.exit_code == 2 and "different settings (body)" in r.output, r.output
 
 
+def test_resume_finds_or_names_the_body_model_the_run_was_made_with(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """run.json records the SMPL-X file the run used (body_model_file), also one found through
+    $WBCAP_BODY_MODELS, beside the settings. A --resume without --body-models of a run made with
+    it, where the usual places hold no model, names the recorded folder and the flag (it was the
+    bare not-found line); the same file found through $WBCAP_BODY_MODELS, or the recorded file
+    given as --body-models, resumes; a run.json of before the record resumes and gains it."""
+    from wbcap.paths import ENV_BODY_MODELS
+
+    BODY_MODEL_FILE = "body_model_file"  # (wbcap.io.run_folder.BODY_MODEL_FILE: run.json's key, a file format)
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--no-render", "--export", "none", "--min-track", "1", "--device", "cpu",
+            "--checkpoint", str(micro_ckpt)]
+    model_file = str(body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert run("run", video, "-o", out, "--body-models", body_dir, *args).exit_code == 0
+    run_json = out / ".wbcap" / "run.json"
+    recorded = json.loads(run_json.read_text())
+    assert recorded[BODY_MODEL_FILE] == model_file and recorded["body"]["path"] == str(body_dir), recorded
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *args])
+    assert r.exit_code == 2, r.output
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and f"was made with the SMPL-X model {body_dir}" in lines[0], r.output
+    assert f"resume with --body-models {body_dir}" in lines[0], r.output
+    monkeypatch.setenv(ENV_BODY_MODELS, str(body_dir))  # the same file found another way
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(run_json.read_text()) == dict(recorded, body=dict(recorded["body"], path=None)), r.output
+    monkeypatch.delenv(ENV_BODY_MODELS)
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *args])
+    assert r.exit_code == 2 and f"resume with --body-models {model_file}" in r.output, r.output
+    assert run("run", video, "-o", out, "--resume", "--body-models", model_file, *args).exit_code == 0
+    older = {k: v for k, v in recorded.items() if k != BODY_MODEL_FILE}  # a run.json of before the record
+    run_json.write_text(json.dumps(older))
+    r = run("run", video, "-o", out, "--resume", "--body-models", body_dir, *args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(run_json.read_text()) == recorded
+
+
 def _max_people_run(tmp_path, base_args, frames, boxes) -> tuple[Path, Path, list[str]]:
     """`wbcap run --max-people 1` of ``frames`` with the box file ``boxes``: (video, out, args)."""
     video = write_video(tmp_path / "walk.mp4", frames)

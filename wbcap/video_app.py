@@ -51,6 +51,7 @@ from wbcap.io.run_folder import (
     absolute_path,
     fingerprint,
     hold_folder,
+    missing_body_model,
     prepare_output,
     raw_path,
     remove_stale_outputs,
@@ -146,6 +147,28 @@ def _fingerprint(job: VideoJob) -> dict:
         "box_scale": p.box_scale, **chooser,
         **({"image_fps": job.image_fps} if job.image_fps != 30.0 else {}),  # (runs before --fps: 30)
     })
+
+
+def _body_model_file(pipeline) -> str | None:
+    """The SMPL-X model file ``pipeline`` was built from, wherever it was found, as ``run.json``
+    records it (:data:`wbcap.io.run_folder.BODY_MODEL_FILE`); None for one not built from files."""
+    source = getattr(pipeline, "source", None)
+    return None if source is None else absolute_path(str(source.body_model))
+
+
+def _load_pipeline(job: VideoJob, out: Path):
+    """:meth:`wbcap.pipeline.Pipeline.from_config` of ``job``; a ``--resume`` without
+    ``--body-models`` whose SMPL-X model the usual places do not hold names the model the run
+    was made with (:func:`wbcap.io.run_folder.missing_body_model`)."""
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.pipeline import Pipeline
+
+    try:
+        return Pipeline.from_config(job.pipeline)
+    except BodyModelNotFoundError as exc:
+        if not job.resume or job.pipeline.body.path is not None:
+            raise
+        raise missing_body_model(exc, out, resume=True) from None
 
 
 # --------------------------------------------------------------------------- pass 1: regress
@@ -332,7 +355,6 @@ def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, 
 def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) -> VideoResult:
     """Run both passes for ``job`` (see the module docstring)."""
     from wbcap.io.video_reader import open_frames
-    from wbcap.pipeline import Pipeline
 
     job.export.check_available()
     if job.every < 1:
@@ -352,12 +374,12 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     # moment); a detector network after it, on the model's device.
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if pipeline is None:
-        pipeline = Pipeline.from_config(job.pipeline)
+        pipeline = _load_pipeline(job, out)
     if detector is None:
         detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
-                       typed_paths=_typed_paths(job))
+                       typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline))
         try:
             timings: dict[str, float] = {}
             frames = regress_frames(job, pipeline, source, progress, timings, detector=detector)

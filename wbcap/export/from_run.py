@@ -52,7 +52,9 @@ class ExportJob:
     Attributes:
         run: a finished ``wbcap run`` folder (holds ``params.jsonl``).
         export: formats and the exact option.
-        body_models: SMPL-X file or folder (None: the usual places, :func:`wbcap.body.model_files.find_body_model`).
+        body_models: SMPL-X file or folder (None: the model the run was made with while it exists,
+            :func:`wbcap.io.run_folder.recorded_body_models`, else the usual places,
+            :func:`wbcap.body.model_files.find_body_model`).
         gender: None = the run's (``meta.json``).
         allow_pickle: also accept a ``.pkl`` model file.
         dest: where to write (default: the run folder).
@@ -114,11 +116,11 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     """:func:`export_run` once ``run`` and ``dest`` are checked (and ``run`` held when ``in_place``)."""
     import torch
 
-    from wbcap.body.model_files import find_body_model
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
-    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta, recorded_body_models
+    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, missing_body_model, read_meta, recorded_body_models
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
@@ -138,9 +140,14 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
                          f"{setting('world')} needs; rewrite them with a current `wbcap run --resume`")
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
-    body_models = job.body_models if job.body_models is not None else recorded_body_models(run)
-    body = SMPLXLayer.from_file(find_body_model(gender, body_models, allow_pickle=job.allow_pickle),
-                                allow_pickle=job.allow_pickle)
+    body_models = job.body_models if job.body_models is not None else recorded_body_models(run, gender)
+    try:
+        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle)
+    except BodyModelNotFoundError as exc:
+        if body_models is not None:
+            raise
+        raise missing_body_model(exc, run, resume=False) from None
+    body = SMPLXLayer.from_file(body_file, allow_pickle=job.allow_pickle)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -3,7 +3,8 @@ match, and making it ready for a run.
 
 Layout::
 
-    OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`)
+    OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`) and the
+                              SMPL-X model file it used (:data:`BODY_MODEL_FILE`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
                               --world also the planted feet)
@@ -43,6 +44,11 @@ META_FILE = "meta.json"
 TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
+#: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found
+#: (``--body-models``, ``$WBCAP_BODY_MODELS`` or the user data folder), as :func:`absolute_path`
+#: makes it: for ``wbcap export`` and ``wbcap view`` (:func:`recorded_body_models`). It records,
+#: it does not ask: not one of the settings a resumed run must match (:func:`prepare_output`).
+BODY_MODEL_FILE = "body_model_file"
 
 
 def raw_path(out: Path) -> Path:
@@ -116,19 +122,71 @@ def _as_given(previous: dict, fp: dict, typed_paths: dict[str, str | None]) -> d
     return result
 
 
-def recorded_body_models(out: Path) -> str | None:
-    """The SMPL-X file or folder the run in OUT was made with (``--body-models``, recorded in
-    ``.wbcap/run.json``, absolute: :func:`absolute_path`) when that path is absolute and still
-    exists, else None (then the usual search applies; a relative one, recorded by an older run,
-    meant that run's working folder, unknown here): ``wbcap export`` and ``wbcap view`` use it
-    when not given one."""
+def _read_run_file(out: Path) -> dict:
+    """``OUT/.wbcap/run.json``, or {} when missing or unreadable (a record to use when it is there)."""
     try:
-        path = json.loads((out / RUN_DIR / RUN_FILE).read_text())["body"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(path, str) or not Path(path).expanduser().is_absolute():
-        return None
-    return path if Path(path).expanduser().exists() else None
+        run = json.loads((out / RUN_DIR / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def _recorded_body(out: Path) -> tuple[str | None, str | None, str | None]:
+    """What ``OUT/.wbcap/run.json`` records of the SMPL-X model: (``--body-models``, the file
+    used (:data:`BODY_MODEL_FILE`), the gender); each None when absent or not a usable record (a
+    relative path, written by an older wbcap, meant that run's working folder, unknown here)."""
+    run = _read_run_file(out)
+    body = run.get("body") if isinstance(run.get("body"), dict) else {}
+
+    def absolute(path: object) -> str | None:
+        return path if isinstance(path, str) and Path(path).expanduser().is_absolute() else None
+
+    gender = body.get("gender")
+    return absolute(body.get("path")), absolute(run.get(BODY_MODEL_FILE)), gender if isinstance(gender, str) else None
+
+
+def recorded_body_models(out: Path, gender: str | None = None) -> str | None:
+    """The SMPL-X file or folder for the run in OUT when the user names none (``wbcap export``,
+    ``wbcap view``): the ``--body-models`` it was made with when that still exists, else the model
+    file it used (:data:`BODY_MODEL_FILE`: also one found through ``$WBCAP_BODY_MODELS`` or the
+    user data folder) when that still exists and ``gender`` (None: the run's) is the run's; else
+    None (the usual search applies)."""
+    given, used, run_gender = _recorded_body(out)
+    if given is not None and Path(given).expanduser().exists():
+        return given
+    same_gender = gender is None or run_gender is None or gender.lower() == run_gender.lower()
+    if used is not None and same_gender and Path(used).expanduser().is_file():
+        return used
+    return None
+
+
+def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
+    """The error for an SMPL-X model of the run in OUT that the usual search did not find
+    (``exc``, a :class:`~wbcap.body.model_files.BodyModelNotFoundError`), for a ``--resume`` of
+    it (``resume``) or for ``wbcap export``/``wbcap view``: when ``run.json`` records the model
+    of that gender the run was made with (:func:`_recorded_body`) and it is of use here (for a
+    resume: when the usual places no longer hold it; else once it no longer exists, as
+    :func:`recorded_body_models` uses it while it does), one line naming it and the fix; else
+    ``exc`` itself."""
+    from wbcap.errors import ModelFileError
+
+    given, used, run_gender = _recorded_body(out)
+    recorded = given or used
+    gender = getattr(exc, "gender", None)
+    if recorded is None or (gender is not None and run_gender is not None and gender != run_gender.lower()):
+        return exc
+    exists = Path(recorded).expanduser().exists()
+    if exists and not resume:
+        return exc
+    body_models = setting("body_models")
+    looked = ", ".join(str(p) for p in getattr(exc, "looked", ()))
+    found = f"SMPL-X model file {getattr(exc, 'file_name', '')} not found" + (f" (looked for {looked})" if looked else "")
+    made = f"{out / RUN_DIR / RUN_FILE} says the run was made with the SMPL-X model {recorded}"
+    if exists:
+        return ModelFileError(f"{found}; {made}: resume with {body_models} {recorded}")
+    fix = (f"put it back there, or start over with {setting('overwrite', api='overwrite=True')}" if resume
+           else f"pass {body_models} naming the folder that holds it now")
+    return ModelFileError(f"{found}; {made}, which no longer exists: {fix}")
 
 
 def write_meta(out: Path, meta: dict) -> Path:
@@ -223,21 +281,30 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def _same_file(a: object, b: object) -> bool:
+    """Whether the paths ``a`` and ``b`` (None or anything else: no) name one file (links followed)."""
+    return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
-                   typed_paths: dict[str, str | None] | None = None) -> Path:
+                   typed_paths: dict[str, str | None] | None = None, body_model_file: str | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
-    ``fp`` is the run's :func:`fingerprint`: written to ``.wbcap/run.json``; with ``resume`` the
-    one there must equal it, but for the path settings named in ``typed_paths`` (key in ``fp``,
-    dotted into nested settings, e.g. ``"body.path"``, and the path as the user typed it; ``fp``
-    holds it as :func:`absolute_path` makes it), which must name the same file or folder
-    (:func:`same_path`: a run recorded before paths were absolute holds them as typed); its
-    ``run.json`` is then rewritten with ``fp``'s absolute paths. ``overwrite`` deletes only what
-    a wbcap run wrote.
+    ``fp`` is the run's :func:`fingerprint`: written to ``.wbcap/run.json``, with
+    ``body_model_file`` (the SMPL-X model file the run uses, absolute, under
+    :data:`BODY_MODEL_FILE`; None: not recorded); with ``resume`` the one there must equal it,
+    but for the path settings named in ``typed_paths`` (key in ``fp``, dotted into nested
+    settings, e.g. ``"body.path"``, and the path as the user typed it; ``fp`` holds it as
+    :func:`absolute_path` makes it), which must name the same file or folder (:func:`same_path`:
+    a run recorded before paths were absolute holds them as typed). ``body.path`` (how the model
+    was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
+    recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``.
+    ``overwrite`` deletes only what a wbcap run wrote.
     """
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
+    record = {**fp, BODY_MODEL_FILE: body_model_file} if body_model_file is not None else fp
     existing = list(out.iterdir())
     if existing:
         resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
@@ -246,15 +313,20 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             if not run_file.is_file():
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
             previous = json.loads(run_file.read_text())
-            matched = _as_given(previous, fp, typed_paths or {})
+            settings = {k: v for k, v in previous.items() if k != BODY_MODEL_FILE}
+            matched = _as_given(settings, fp, typed_paths or {})
+            body, now = matched.get("body"), fp.get("body")
+            if (isinstance(body, dict) and isinstance(now, dict) and "path" in body
+                    and _same_file(previous.get(BODY_MODEL_FILE), body_model_file)):
+                body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
                 diff = sorted(k for k in fp if matched.get(k) != fp.get(k))
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
                                  f"use {overwrite_} to start over")
-            if previous != fp:  # (paths an older run recorded as typed: absolute now, for export and view)
+            if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
-                atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
+                atomic_write_text(run_file, json.dumps(record, indent=1, sort_keys=True))
             return out
         replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
                          overwrite=overwrite)
@@ -265,7 +337,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                          f"choose another {other_out} folder") from None
     from wbcap.atomic import atomic_write_text
 
-    atomic_write_text(run_dir / RUN_FILE, json.dumps(fp, indent=1, sort_keys=True))
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
     return out
 
 

@@ -56,7 +56,8 @@ class ViewJob:
         html: write the page here (``.html``) with its files in ``<stem>_files/``; None: serve.
         port: the port to serve on (0: a free one).
         body_models: SMPL-X file or folder, only needed for a run without GLB files (they are
-            then made from ``params.jsonl`` as ``wbcap export`` does); None: the usual places.
+            then made from ``params.jsonl`` as ``wbcap export`` does); None: as ``wbcap export`` (the
+            model the run was made with while it exists, else the usual places).
         allow_pickle: also accept a ``.pkl`` body model.
     """
 
