@@ -135,3 +135,48 @@ def test_ctrl_c_wins_over_the_error_of_the_import_it_broke(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", breaking_import)
     with pytest.raises(KeyboardInterrupt):
         _gl.import_module("trimesh")
+
+
+def converted(log_file, cmd):
+    Path(cmd[3]).write_bytes(b"Kaydara FBX Binary")  # (the stand-in's FBX: the temporary file it is given)
+    return subprocess.CompletedProcess(cmd, 0)
+
+
+def test_log_lines_name_the_files_as_they_end_up(finished_run, tmp_path, body_dir, micro_ckpt, fake_blender, caplog):  # noqa: F811
+    """What the log says was written is named as it ends up, never by a temporary name: FBX alone
+    logged the GLB it is made from (`wrote D/.track_0.tmp-k2j8x_q1/track_0.glb`, by `wbcap export`
+    and `wbcap image`; an 8-letter hex one even read `D/track_0/track_0.glb`), and `wbcap view
+    --html` the folder it builds (`to .v_files.staging-1a2b3c4d/media/generated`)."""
+    import logging
+    import shutil
+
+    from test_cli_image import write_rgb
+
+    from wbcap.testing.images import person_image
+
+    _, use = fake_blender
+    use(converted)
+
+    def info_lines(*args) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="wbcap"):
+            r = invoke(*args)
+        assert r.exit_code == 0, r.output
+        lines = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.INFO]
+        assert not [x for x in lines if ".tmp-" in x or ".staging-" in x or ".old-" in x], lines
+        return lines
+
+    dest = tmp_path / "d"
+    lines = info_lines("export", finished_run, "--format", "fbx", "--dest", dest, "--body-models", body_dir)
+    assert sorted(p.name for p in dest.iterdir()) == ["track_0.fbx", "track_1.fbx"]
+    assert [x.split(" (")[0] for x in lines if x.startswith("wrote ")] == [
+        f"wrote {dest / 'track_0.fbx'}", f"wrote {dest / 'track_1.fbx'}", f"wrote 2 file(s) for 2 track(s) to {dest}"]
+    img = write_rgb(tmp_path / "pic.png", person_image(320, 240, seed=3))
+    lines = info_lines("image", img, "-o", tmp_path / "out", "--bbox", "100,20,120,200", "--export", "fbx", "--no-render",
+                       "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert [x.split(" (")[0] for x in lines if x.startswith("wrote ")] == [
+        f"wrote {tmp_path / 'out' / 'pic' / 'person_0' / 'output.fbx'}"], lines
+    bare = tmp_path / "bare"  # (a run without GLBs: the view makes them)
+    shutil.copytree(finished_run, bare, ignore=shutil.ignore_patterns("track_*"))
+    lines = info_lines("view", bare, "--html", tmp_path / "v.html", "--body-models", body_dir)
+    assert f"wrote 2 file(s) for 2 track(s) to {tmp_path / 'v_files' / 'media' / 'generated'}" in lines, lines

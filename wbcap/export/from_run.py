@@ -116,6 +116,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     """:func:`export_run` once ``run`` and ``dest`` are checked (and ``run`` held when ``in_place``)."""
     import torch
 
+    from wbcap.atomic import final_path
     from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_track_files
@@ -168,7 +169,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     if in_place and meta is not None:
         _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None,
                      max_gap=max_gap)
-    log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), dest)
+    log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), final_path(dest))
     return sorted(written)
 
 

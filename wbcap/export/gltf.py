@@ -304,6 +304,7 @@ def write_glb(
     *,
     camera: ImageCamera | None = None,
     exact_vertices: np.ndarray | None = None,
+    intermediate: bool = False,
 ) -> Path:
     """Write one clip as a skinned, animated ``.glb`` (see the module docstring), atomically.
 
@@ -318,6 +319,8 @@ def write_glb(
         exact_vertices: ``(T, V, 3)`` metres, the SMPL-X mesh of each row in the world of the
             ``clip`` given (``clip.up``; :func:`smplx_vertices` ``(body, clip)``): adds the
             per-row morph targets that make the file show it exactly at each key.
+        intermediate: a file that is no output, only read by the next step and deleted (the GLB
+            an FBX is made from, in a temporary folder): its "wrote" line is logged at DEBUG.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -360,7 +363,8 @@ def write_glb(
     gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
     gltf.set_binary_blob(blob.bytes())
     atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
-    logger.info("wrote %s (%d rows, %d morph targets, %d bytes)", final_path(path), n_rows, len(targets), path.stat().st_size)
+    logger.log(logging.DEBUG if intermediate else logging.INFO, "wrote %s (%d rows, %d morph targets, %d bytes)",
+               final_path(path), n_rows, len(targets), path.stat().st_size)
     return path
 
 
