@@ -93,17 +93,34 @@ def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline
                max_frames: int | None = DEMO_VIDEO_FRAMES):
     """``(VideoJob, Pipeline, detector name)`` for ``wbcap run``'s whole video pipeline (detect,
     track, regress, smooth, params.jsonl, track files, GLB animation, render.mp4) on ``video``
-    with the demo's synthetic body and untrained weights: the first ``max_frames`` frames (None:
-    all), detector :func:`best_detector`, written to ``out/video-<stem>/`` (an earlier demo run
-    there is replaced; files wbcap did not write are never deleted). Run it with
-    :func:`wbcap.video_app.run_video` (``pipeline=`` the returned one)."""
+    (what ``wbcap run`` takes: a video, an image folder or a glob, read by
+    :func:`wbcap.io.video_reader.open_frames`) with the demo's synthetic body and untrained
+    weights: the first ``max_frames`` frames (None: all), detector :func:`best_detector`, written
+    to ``out/video-<name>/`` (:func:`source_name`; an earlier demo run there is replaced; files
+    wbcap did not write are never deleted). Run it with :func:`wbcap.video_app.run_video`
+    (``pipeline=`` the returned one)."""
     from wbcap.io.video_reader import open_frames
     from wbcap.video_app import VideoJob
 
     open_frames(video, max_frames=max_frames)  # a missing or unreadable video: its one line before the model loads
     cfg, pipe = _demo_pipeline(device)
     detector = best_detector(offline)
-    folder = Path(out) / f"video-{Path(video).stem}"
+    folder = Path(out) / f"video-{source_name(video)}"
     job = VideoJob(source=str(video), out=str(folder), pipeline=cfg, max_frames=max_frames, detector=detector,
                    offline=True, overwrite=True)
     return job, pipe, detector
+
+
+def source_name(source: str | Path) -> str:
+    """A name for the frames of ``source`` (as :func:`video_demo` takes it): a video's or an
+    image's file stem (``walk.mp4`` -> ``walk``), a folder's name (``shots/take.2/`` ->
+    ``take.2``), a glob's last folder before its first wildcard (``shots/*.png`` -> ``shots``;
+    ``*.png`` -> the current folder's name)."""
+    import glob
+
+    parts = Path(source).expanduser().parts
+    wild = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    path = Path(*parts[:wild]) if wild is not None else Path(*parts)
+    if wild is not None or path.is_dir():
+        return path.resolve().name or "frames"
+    return path.stem or "frames"

@@ -10,9 +10,10 @@ from wbcap.cli.common import device_option, echo_result, image_result_line, is_q
 @click.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
-@click.option("--video", type=click.Path(dir_okay=False), default=None,
+@click.option("--video", metavar="SOURCE", default=None,
               help="Run the video pipeline (as `wbcap run`: tracks, params.jsonl, GLB animation, render.mp4) on this "
-                   "video instead, with the same synthetic body model and untrained weights.")
+                   "video, image folder or glob (what `wbcap run` takes) instead, with the same synthetic body model "
+                   "and untrained weights; into OUT/video-<name>/.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="With --video: frames to process (default 60).")
 @click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",

@@ -1,0 +1,63 @@
+"""`wbcap demo --video SOURCE` takes what `wbcap run` takes: a video, a folder of frames or a glob
+(the pipeline stubbed here: tests/test_cli_run.py runs the demo's for real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.testing.images import person_image
+
+
+@pytest.fixture()
+def demo_jobs(monkeypatch):
+    """The jobs `wbcap demo --video` runs (neither a model nor the pipeline: stubs)."""
+    import wbcap.cli.run
+    import wbcap.demo
+
+    jobs = []
+
+    def execute(ctx, job, pipeline=None, resume_hint=True):
+        jobs.append(job)
+        return SimpleNamespace(frames=2, tracks=[0], person_frames=2, out=job.out)
+
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device: (None, None))
+    monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
+    monkeypatch.setattr(wbcap.cli.run, "execute", execute)
+    return jobs
+
+
+@pytest.mark.parametrize("form", ["folder", "folder/", "glob"])
+def test_demo_video_takes_a_folder_of_frames_or_a_glob(tmp_path, demo_jobs, form):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), person_image(80, 60, seed=i)[:, :, ::-1])
+    source = {"folder": str(frames), "folder/": f"{frames}/", "glob": str(frames / "f*.png")}[form]
+    r = CliRunner().invoke(cli, ["demo", "--video", source, "-o", str(tmp_path / "D"), "--max-frames", "2"])
+    assert r.exit_code == 0, r.output
+    (job,) = demo_jobs
+    assert job.source == source and job.max_frames == 2 and Path(job.out) == tmp_path / "D" / "video-frames"
+    assert f"2 frames, 1 track(s), 2 person-frames -> {tmp_path / 'D' / 'video-frames'}" in r.stdout
+
+
+def test_demo_video_names_its_output_folder_after_the_source(tmp_path, monkeypatch):
+    from wbcap.demo import source_name
+
+    (tmp_path / "take.2").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert [source_name(s) for s in ("walk.mp4", "clips/walk.mp4", "take.2", "take.2/", "shots/*.png",
+                                     "shots/c[12]/*.png")] == ["walk", "walk", "take.2", "take.2", "shots", "shots"]
+    assert source_name("*.png") == tmp_path.name
+
+
+def test_demo_video_refuses_an_empty_folder_naming_it(tmp_path, demo_jobs):
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["demo", "--video", str(tmp_path / "empty"), "-o", str(tmp_path / "D")])
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: {tmp_path / 'empty'}"), r.output
+    assert len(r.stderr.splitlines()) == 1 and not demo_jobs
