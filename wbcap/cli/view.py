@@ -52,12 +52,28 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
                 click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
                 check_stdout()  # (the address unwritten: stop now, not at Ctrl-C)
                 if open_browser:
-                    import webbrowser
-
-                    webbrowser.open(server.url)
+                    _open_browser(server.url)
                 server.wait()
             except KeyboardInterrupt:
                 click.echo("stopped", err=True)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def _open_browser(url: str) -> None:
+    """Open ``url`` in the default web browser; where none can be (a server without a desktop,
+    no browser installed), a one-line warning with the address."""
+    import logging
+    import webbrowser
+    from urllib.parse import urlsplit
+
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        port = urlsplit(url).port
+        logging.getLogger(__name__).warning(
+            "--open: no web browser could be opened on this machine; open %s in one (from another machine: "
+            "ssh -L %d:127.0.0.1:%d <this machine>, then the same address there)", url, port, port)
