@@ -323,3 +323,25 @@ def test_a_record_with_a_short_pose_is_one_error_line(finished_run, tmp_path, bo
     assert r.exit_code == 2, r.output
     assert (f"a damaged record (track {rec['track']}, frame {rec['frame']}: body_pose" in r.output
             and "where the others have 63 numbers" in r.output), r.output
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("fps", "abc"), ("fps", 0), ("max_gap", -1), pytest.param("max_gap", 10**400, id="max_gap-400-digits"), ("gender", 5), ("camera", {"focal": [1.0]}),
+    ("frame", "sky"), ("world", "up"), ("source", ["x"]), (None, [1, 2]),
+])
+def test_a_damaged_meta_json_is_one_error_line(finished_run, tmp_path, key, value):
+    """A meta.json value of the wrong kind (hand-edited, damaged): `wbcap export` and `wbcap view`
+    give one line naming the file and the key and the fix, exit 2, nothing written (`"fps": "abc"`
+    was a crash report, exit 1). ``key`` None: the whole file is ``value``."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir, ignore=shutil.ignore_patterns("track_*"))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    (run_dir / "meta.json").write_text(json.dumps(value if key is None else {**meta, key: value}))
+    for args, made in ((["export", run_dir, "--format", "npz", "--dest", tmp_path / "x"], tmp_path / "x"),
+                       (["view", run_dir, "--html", tmp_path / "v.html"], tmp_path / "v.html")):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert f"{run_dir / 'meta.json'}: " in lines[0] and "--resume" in lines[0] and "--overwrite" in lines[0], r.output
+        assert (f"a damaged {key} (" if key else "not a wbcap meta.json") in lines[0], r.output
+        assert not made.exists() and not (tmp_path / "v_files").exists()

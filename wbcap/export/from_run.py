@@ -121,7 +121,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
-    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, missing_body_model, read_meta, recorded_body_models
+    from wbcap.io.run_folder import PARAMS_FILE, missing_body_model, read_meta, recorded_body_models
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
@@ -131,11 +131,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
             raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
-    if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does
-        try:
-            camera = camera_from_dict(meta["camera"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{run / META_FILE}: a damaged camera ({exc}); resume its run to rewrite it") from None
+    if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
+        camera = camera_from_dict(meta["camera"])
     if job.world is not None and camera is None:
         raise InputError(f"{run / PARAMS_FILE}: neither its lines nor meta.json hold the video camera, which "
                          f"{setting('world')} needs; rewrite them with a current `wbcap run --resume`")

@@ -26,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
@@ -198,20 +199,72 @@ def write_meta(out: Path, meta: dict) -> Path:
     return out / META_FILE
 
 
+def _number(value: object, low: float, *, above: bool) -> bool:
+    """Whether ``value`` is a finite JSON number (not a boolean) above ``low`` (``above``) or at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # (an integer of 400 digits)
+        return False
+    return math.isfinite(number) and (number > low if above else number >= low)
+
+
+def _camera_ok(value: object) -> bool:
+    from wbcap.export.params_jsonl import camera_from_dict
+
+    try:
+        camera_from_dict(value)  # (the one reader of the camera meta.json and params.jsonl hold)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _gender_ok(value: object) -> bool:
+    from wbcap.body.model_files import GENDERS
+
+    return isinstance(value, str) and value.lower() in GENDERS
+
+
+#: The keys of ``meta.json`` that ``wbcap export`` and ``wbcap view`` read, each with a check of
+#: its value and what it should be (for the message); :func:`wbcap.video_app.run_meta` writes them.
+_META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "fps": (lambda v: _number(v, 0.0, above=True), "a number of frames per second above 0"),
+    "max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
+    "gender": (_gender_ok, "neutral, male or female"),
+    "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each"),
+    "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
+    "world": (lambda v: isinstance(v, dict), "an object"),
+    "source": (lambda v: isinstance(v, str), "the source's path"),
+}
+
+
 def read_meta(out: Path) -> dict | None:
-    """``OUT/meta.json`` as a dict, or None when the run predates it.
+    """``OUT/meta.json`` as a dict, or None when the run predates it. The keys that ``wbcap
+    export`` and ``wbcap view`` read (:data:`_META_KEYS`) are checked: each, when present, holds
+    a value of its kind.
 
     Raises:
-        InputError: the file is not JSON.
+        InputError: the file is not JSON, not an object, or holds a damaged value (one line
+            naming the file, the key and the fix: the run's ``--resume`` or ``--overwrite``).
     """
     path = out / META_FILE
     if not path.is_file():
         return None
+    rewrite = (f"rerun its `wbcap run` with {setting('resume', api='resume=True')} to rewrite it (or with "
+               f"{setting('overwrite', api='overwrite=True')} to start over)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a wbcap meta.json ({exc}); "
-                         f"resume its run ({setting('resume', api='resume=True')}) to rewrite it") from None
+        raise InputError(f"{path}: not a wbcap meta.json ({exc}); {rewrite}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not a wbcap meta.json (a JSON {type(meta).__name__}, not an object); {rewrite}")
+    for key, (ok, expected) in _META_KEYS.items():
+        if key in meta and not ok(meta[key]):
+            shown = json.dumps(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise InputError(f"{path}: a damaged {key} ({shown}, where wbcap writes {expected}); {rewrite}")
+    return meta
 
 
 @contextlib.contextmanager
