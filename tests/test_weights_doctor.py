@@ -303,6 +303,8 @@ def test_a_detector_without_an_import_record_is_described_alike_by_doctor_list_a
     how = "no import record (if it is a re-export, `wbcap weights import yolox-nano FILE` records it)"
     check = _detector_check()
     assert check.ok and how in check.detail and "a re-export, not the official" not in check.detail, check
+    nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
+    assert f"({model.stat().st_size:,} bytes; not the official file, and {how})" in nano, nano
     r = run("weights", "verify")
     line = next(x for x in r.output.splitlines() if x.startswith("yolox-nano"))
     assert r.exit_code == 1 and "mismatch" in line and "`wbcap weights import yolox-nano FILE` records it" in line, line

@@ -27,9 +27,8 @@ def list_cmd():
             click.echo(f"  present:  no — run {how}")
             click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
         else:
-            which = {True: "; the official file", False: "; not the official file (a re-export)", None: ""}[present.official]
-            if present.changed:
-                which += "; CHANGED since its import or download: damaged or replaced, see `wbcap weights verify`"
+            what = present.provenance(e.name)
+            which = f"; {what}" if what else ""
             click.echo(f"  file:     {e.file}")
             click.echo(f"  present:  {present.path} ({present.size:,} bytes{which})")
             if present.official is False:
