@@ -246,3 +246,19 @@ def test_acceleration_error_known_answers() -> None:
     assert acceleration_error(alt, np.zeros_like(alt)) == pytest.approx(4.0)
     with pytest.raises(ValueError):
         acceleration_error(quad[:2])
+
+
+def test_run_help_states_the_smoothing_defaults_smoothconfig_has() -> None:
+    """`wbcap run --help` gave no defaults for --min-cutoff, --beta, --sigma (found by a user
+    trial); the CLI keeps them None (unset) and SmoothConfig decides, so the help must say its
+    values."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.smooth.sequence import SmoothConfig
+
+    text = " ".join(CliRunner().invoke(cli, ["run", "--help"]).output.split())
+    cfg = SmoothConfig()
+    assert f"lower = smoother; default {cfg.min_cutoff})" in text, text
+    assert f"less lag on fast motion; default {cfg.beta})" in text
+    assert f"standard deviation in frames (default {cfg.sigma})" in text

@@ -39,9 +39,9 @@ from wbcap.cli.common import (
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
-@click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother).")
-@click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion).")
-@click.option("--sigma", type=FiniteFloatRange(min=0), default=None, help="Gaussian: standard deviation in frames.")
+@click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother; default 2.0).")
+@click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion; default 0.5).")
+@click.option("--sigma", type=FiniteFloatRange(min=0), default=None, help="Gaussian: standard deviation in frames (default 2.0).")
 @click.option("--focal", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
