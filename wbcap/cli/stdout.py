@@ -28,6 +28,10 @@ from collections.abc import Iterator
 #: Exit status when stdout could not be written and the command itself succeeded (as bad input).
 UNWRITTEN_EXIT_CODE = 2
 
+#: The most characters of unwritten output repeated in the error line (whole lines; a long
+#: listing or table ends with how many lines were left out).
+REPEATED_CHARS = 2000
+
 
 class StdoutGuard:
     """A text stream in front of ``stream`` (the real stdout) that keeps what is written to it
@@ -94,13 +98,24 @@ class StdoutGuard:
         return self.error is not None and not self.reported
 
     def message(self) -> str:
-        """The one line (without ``error:``) for a failed write: the reason, then every
-        non-blank line written or to be written, stripped, joined by `` | ``."""
+        """The one line (without ``error:``) for a failed write: the reason, then the non-blank
+        lines written or to be written, stripped, joined by `` | `` (as many whole lines as fit
+        in :data:`REPEATED_CHARS`, then how many were left out); for click's help text (it
+        starts with ``Usage:``) only that the help was not written."""
         assert self.error is not None
-        lines = [line.strip() for line in "".join(self._text).splitlines()]
-        result = " | ".join(line for line in lines if line)
         text = f"could not write to standard output ({self.error.strerror or self.error})"
-        return text + (f"; the result was: {result}" if result else "")
+        lines = [line.strip() for line in "".join(self._text).splitlines() if line.strip()]
+        if not lines:
+            return text
+        if lines[0].startswith("Usage:"):
+            return f"{text}; the help ({len(lines)} lines) was not written"
+        shown: list[str] = []
+        for line in lines:
+            if shown and sum(len(x) + 3 for x in shown) + len(line) > REPEATED_CHARS:
+                break
+            shown.append(line)
+        rest = len(lines) - len(shown)
+        return f"{text}; the result was: {' | '.join(shown)}" + (f" | ... ({rest} more lines)" if rest else "")
 
 
 @contextlib.contextmanager
