@@ -345,3 +345,23 @@ def test_a_damaged_meta_json_is_one_error_line(finished_run, tmp_path, key, valu
         assert f"{run_dir / 'meta.json'}: " in lines[0] and "--resume" in lines[0] and "--overwrite" in lines[0], r.output
         assert (f"a damaged {key} (" if key else "not a wbcap meta.json") in lines[0], r.output
         assert not made.exists() and not (tmp_path / "v_files").exists()
+
+
+@pytest.mark.parametrize("text", ["garbage", "[1]", '{"start": "x"}'])
+def test_a_damaged_run_json_is_one_error_line(finished_run, tmp_path, micro_ckpt, body_dir, text):
+    """A damaged .wbcap/run.json: `wbcap run --resume` and `wbcap view` give one line naming the file
+    and --overwrite, exit 2 (JSONDecodeError/AttributeError crash reports, exit 1; a bad start crashed
+    the view of a run with render.mp4)."""
+    settings = json.loads((finished_run / ".wbcap" / "run.json").read_text())
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir, ignore=shutil.ignore_patterns("track_*"))
+    (run_dir / ".wbcap" / "run.json").write_text(text)
+    (run_dir / "render.mp4").write_bytes(b"")  # (the view reads start for the video only)
+    resume = ["run", settings["source"], "-o", run_dir, "--resume", "--detector", settings["detector"], "--min-track", "2",
+              "--no-render", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu"]
+    for args in (resume, ["view", run_dir, "--html", tmp_path / "v.html"]):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert lines[0].startswith(f"error: {run_dir / '.wbcap' / 'run.json'}: ") and "--overwrite" in lines[0], r.output
+    assert (run_dir / ".wbcap" / "run.json").read_text() == text

@@ -123,13 +123,37 @@ def _as_given(previous: dict, fp: dict, typed_paths: dict[str, str | None]) -> d
     return result
 
 
-def _read_run_file(out: Path) -> dict:
-    """``OUT/.wbcap/run.json``, or {} when missing or unreadable (a record to use when it is there)."""
+def read_run_file(out: Path) -> dict | None:
+    """``OUT/.wbcap/run.json`` (the settings of :func:`prepare_output`) as a dict, or None when
+    there is none; its ``start`` (which ``wbcap view`` reads) is checked.
+
+    Raises:
+        InputError: the file is not JSON, not an object, or its ``start`` not a number of
+            seconds (one line: start the run over).
+    """
+    path = out / RUN_DIR / RUN_FILE
+    if not path.is_file():
+        return None
     try:
-        run = json.loads((out / RUN_DIR / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"not a wbcap run.json ({exc})"
+    else:
+        if not isinstance(run, dict):
+            problem = f"not a wbcap run.json (a JSON {type(run).__name__}, not an object)"
+        elif "start" in run and not _number(run["start"], 0.0, above=False):
+            problem = f"a damaged start ({json.dumps(run['start'])[:60]}, where wbcap writes a number of seconds)"
+        else:
+            return run
+    raise InputError(f"{path}: {problem}; start its run over with {setting('overwrite', api='overwrite=True')}")
+
+
+def _read_run_file(out: Path) -> dict:
+    """:func:`read_run_file`, {} when there is none or it is damaged (a record to use when it is there)."""
+    try:
+        return read_run_file(out) or {}
+    except (InputError, OSError):
         return {}
-    return run if isinstance(run, dict) else {}
 
 
 def _recorded_body(out: Path) -> tuple[str | None, str | None, str | None]:
@@ -363,9 +387,9 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
         resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
         if resume:
             run_file = run_dir / RUN_FILE
-            if not run_file.is_file():
+            previous = read_run_file(out)
+            if previous is None:
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
-            previous = json.loads(run_file.read_text())
             settings = {k: v for k, v in previous.items() if k != BODY_MODEL_FILE}
             matched = _as_given(settings, fp, typed_paths or {})
             body, now = matched.get("body"), fp.get("body")

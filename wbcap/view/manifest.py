@@ -289,7 +289,7 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
 
 
 def _video_content(out: Path) -> SiteContent:
-    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, RUN_DIR, RUN_FILE, read_meta
+    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file
 
     meta = read_meta(out) or {}
     per_track = _read_lines(out / PARAMS_FILE)
@@ -297,8 +297,7 @@ def _video_content(out: Path) -> SiteContent:
         raise InputError(f"{out / PARAMS_FILE}: holds no person; there is nothing to view")
     first = json.loads(next(iter(per_track.values()))[0][2])
     camera = meta.get("camera") or {k: first["camera"][k] for k in ("focal", "princpt", "image_size")}
-    run_file = out / RUN_DIR / RUN_FILE
-    run = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    run = read_run_file(out) or {}
     source = str(meta.get("source") or run.get("source") or out.name)
     frames = {f: t for rows in per_track.values() for f, t, _ in rows}
     params_times = sorted(set(frames.values()))
