@@ -208,3 +208,27 @@ def test_empty_frames_and_bad_input() -> None:
         tracker.update(4, np.zeros((2, 4)), np.ones(3))
     with pytest.raises(ValueError):
         TrackerConfig(iou_threshold=1.5)
+
+
+def test_a_damaged_raw_record_is_dropped_with_what_follows_and_said(tmp_path, caplog):
+    """A resumed run keeps the records before a damaged complete line of raw.jsonl and redoes the
+    rest: it said only "resuming after frame 1" (found by a user trial); now a warning names the
+    line and how many lines after it are dropped. A torn last line (an interrupted run) is cut
+    silently, as before."""
+    import json
+    import logging
+
+    from wbcap.io.raw_records import truncate_to_complete_lines
+
+    raw = tmp_path / "raw.jsonl"
+    good = [json.dumps({"frame": i, "people": []}) + "\n" for i in range(4)]
+    raw.write_text(good[0] + good[1] + "{not json\n" + good[3])
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.raw_records"):
+        assert truncate_to_complete_lines(raw) == (2, 1)
+    assert raw.read_text() == good[0] + good[1]
+    assert "raw.jsonl: line 3 is damaged" in caplog.text and "the 1 line(s) after it are dropped" in caplog.text
+    caplog.clear()
+    raw.write_text(good[0] + good[1] + '{"frame": 2, "peo')
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.raw_records"):
+        assert truncate_to_complete_lines(raw) == (2, 1)
+    assert raw.read_text() == good[0] + good[1] and not caplog.text

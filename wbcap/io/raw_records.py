@@ -20,6 +20,7 @@ module is the file edge of the raw records: the names come from :mod:`wbcap.io.p
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 
 from wbcap.errors import InputError, setting
 from wbcap.io.param_names import to_file_record
+
+log = logging.getLogger(__name__)
 
 
 def read_raw(path: Path) -> Iterator[dict]:
@@ -51,7 +54,9 @@ def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
-    """Drop a torn last line; return (number of records, last frame index or -1).
+    """Drop a torn last line; return (number of records, last frame index or -1). A damaged
+    complete line (not JSON, or no ``frame``) ends the kept records too, with a warning naming
+    it and how many lines after it are dropped (their frames are regressed again).
 
     Raises:
         InputError: the frame indices do not increase (not one run's records: e.g. written by
@@ -66,7 +71,10 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
                 break
             try:
                 frame = int(json.loads(line)["frame"])
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
+                after = sum(1 for _ in f)
+                log.warning("%s: line %d is damaged (not a record wbcap wrote); it and the %d line(s) after it are "
+                            "dropped, and their frames are regressed again", path, count + 1, after)
                 break
             if frame <= last:
                 raise InputError(
