@@ -175,3 +175,37 @@ def test_image_with_stdout_on_a_full_disk(tmp_path, micro_ckpt, body_dir):
     for name in ("walker", "xwalker"):  # both photos were still processed
         assert (tmp_path / "out" / name / "person_0" / "smplx_param.json").is_file()
     assert not (tmp_path / "home" / "logs").exists()
+
+
+def test_result_lines_go_to_stdout_while_a_progress_bar_runs_on_a_terminal(monkeypatch, capsys):
+    """With stderr a terminal, a command's progress bar is live while it prints its results;
+    rich's stdout redirect sent them (through the guard, which has no ``buffer``) to the bar's
+    terminal, so `wbcap image a.jpg > list.txt` left the file empty (found by a review). They go
+    to stdout, also when it cannot be written (then the one error line)."""
+    import click
+    from rich.console import Console
+
+    from wbcap.cli.common import progress_display
+    from wbcap.cli.stdout import guarded_stdout
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    ctx = click.Context(click.Command("image"), obj={})
+    for stdout in (None, _Unwritable()):
+        capsys.readouterr()
+        captured = sys.stdout
+        if stdout is not None:
+            sys.stdout = stdout
+        try:
+            with guarded_stdout() as guard:
+                progress, _ = progress_display(ctx)
+                assert not progress.disable
+                with progress:
+                    click.echo("a.jpg: 1 person(s) -> out/a")
+        finally:
+            sys.stdout = captured
+        out, err = capsys.readouterr()
+        assert "1 person(s)" not in err, err
+        if stdout is None:
+            assert out == "a.jpg: 1 person(s) -> out/a\n"
+        else:
+            assert guard.failed and guard.message().endswith("the result was: a.jpg: 1 person(s) -> out/a")

@@ -96,6 +96,9 @@ def progress_display(ctx: click.Context, *columns):
 
     Off with ``-q`` and when stderr is not a terminal (a log file or a pipe gets the log lines
     only, not bar redraws or the blank line a finished bar leaves), so an error stays one line.
+    Standard output is left alone while the bar runs (no rich redirect): result lines go where
+    stdout goes (a file, a pipe) through the command's stdout guard (:mod:`wbcap.cli.stdout`),
+    not to the bar's terminal.
     Returns ``(progress, console)``; use ``progress`` as a context manager.
     """
     from rich.console import Console
@@ -103,7 +106,7 @@ def progress_display(ctx: click.Context, *columns):
 
     console = Console(stderr=True, soft_wrap=True)
     disabled = is_quiet(ctx) or not console.is_terminal
-    return Progress(*columns, console=console, disable=disabled, transient=True), console
+    return Progress(*columns, console=console, disable=disabled, transient=True, redirect_stdout=False), console
 
 
 _DETECTOR_HELP = (
