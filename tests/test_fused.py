@@ -138,6 +138,9 @@ def test_packed_linear_is_the_product_in_its_dtype(dtype):
             assert 0 < (y - ref).abs().max() < 0.05  # really bfloat16, and close
     if torch.backends.mkldnn.is_available():
         assert sorted(lin._packs._by_rows) == [1, 2, 5]
+        for rows in (3, 8, 16, 4):  # (a copy per batch size would be one each: 7)
+            lin(torch.randn(rows, 70, generator=g))
+        assert 1 <= lin._packs.copies <= 2, lin._packs.copies  # one layout for one row, one for more
     lin.to(torch.float64)
     assert lin._packs._by_rows == {}
 

@@ -208,30 +208,37 @@ def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 class LinearPacks:
     """oneDNN-packed copies of one ``(N, K)`` linear weight, by the number of rows ``M`` of the
-    products they serve (``mkldnn._reorder_linear_weight`` packs for an M); a copy is kept apart
-    only where oneDNN lays it out differently from the first packing (:func:`_same_layout`),
-    so a weight usually costs its size once. Holds packings of one weight: :meth:`clear` when the
-    weight changes (device, dtype)."""
+    products they serve (``mkldnn._reorder_linear_weight`` packs for an M); a new packing that
+    oneDNN lays out like one already kept (:func:`_same_layout`: same bytes) is dropped for it,
+    so a weight costs its size once per distinct layout (e.g. one for a single row and one for
+    all larger counts), not once per batch size. Holds packings of one weight: :meth:`clear`
+    when the weight changes (device, dtype)."""
 
     def __init__(self) -> None:
         self._by_rows: dict[int, torch.Tensor] = {}
-        self._main: torch.Tensor | None = None
+        self._distinct: list[torch.Tensor] = []
 
     def get(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
         """``weight`` ``(N, K)`` packed for products of ``rows`` rows (made on the first request)."""
         packed = self._by_rows.get(rows)
         if packed is None:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
-            if self._main is None:
-                self._main = packed
-            elif _same_layout(packed, self._main):
-                packed = self._main
+            same = next((kept for kept in self._distinct if _same_layout(packed, kept)), None)
+            if same is None:
+                self._distinct.append(packed)
+            else:
+                packed = same
             self._by_rows[rows] = packed
         return packed
 
+    @property
+    def copies(self) -> int:
+        """Distinct packed copies kept (what the packings cost: this many times the weight)."""
+        return len(self._distinct)
+
     def clear(self) -> None:
         """Forget every packing (the weight they were made from changed)."""
-        self._by_rows, self._main = {}, None
+        self._by_rows, self._distinct = {}, []
 
 
 class PackedLinear(nn.Module):

@@ -221,9 +221,9 @@ def optimize_regressor_body(regressor: nn.Module, device: torch.device | str,
     (:attr:`~wbcap.model.regressor.WholeBodyRegressor.pose_product`).
 
     ``fast`` on a CPU with bfloat16 instructions: a :class:`~wbcap.model.fused.PackedLinear`
-    in bfloat16 (the 486 x 31 425 ``posedirs`` as a 30 MB packed copy; inputs and result rounded
-    to bfloat16, sums in float32: vertices move by ~0.1 mm against float32, far inside the fast
-    mode's 1 cm bound). The product reads the whole matrix on every call, so on the 2-core Xeon
+    in bfloat16 (the 486 x 31 425 ``posedirs`` packed: 30 MB per layout oneDNN uses, one for a
+    single row and one for more; inputs and result rounded to bfloat16, sums in float32:
+    vertices move by ~0.3 mm against float32, far inside the fast mode's 1 cm bound). The product reads the whole matrix on every call, so on the 2-core Xeon
     (model 167) it was 2 ms of a fast one-crop call in float32. Elsewhere (``exact``, GPUs,
     CPUs without bfloat16): None, the float32 product, so ``exact`` keeps smplx's results. The
     layer itself is left alone (other users of it, posing for export, stay float32).
