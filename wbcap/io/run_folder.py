@@ -100,11 +100,12 @@ def same_path(recorded: object, typed: str | None, now: str | None) -> bool:
     folder that is no longer known: such a path matches when it equals ``typed``, or when it
     resolves from the current folder to the same file or folder as ``now`` (links followed).
     """
-    if recorded == now:
-        return True
-    if not isinstance(recorded, str) or now is None:
-        return False
-    return recorded == typed or Path(recorded).expanduser().resolve() == Path(now).resolve()
+    return recorded == now or (typed is not None and recorded == typed) or _same_file(recorded, now)
+
+
+def _same_file(a: object, b: object) -> bool:
+    """Whether the paths ``a`` and ``b`` (None or anything else: no) name one file (links followed)."""
+    return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _as_given(previous: dict, fp: dict, typed_paths: dict[str, str | None]) -> dict:
@@ -356,11 +357,6 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
                          f"{other_out} folder")
     for p in ours:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-
-
-def _same_file(a: object, b: object) -> bool:
-    """Whether the paths ``a`` and ``b`` (None or anything else: no) name one file (links followed)."""
-    return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
