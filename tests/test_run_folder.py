@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 
-from wbcap.io.run_folder import absolute_path, same_path
+import pytest
+
+from wbcap.errors import InputError
+from wbcap.io.run_folder import absolute_path, prepare_output, read_run_file, same_path
 
 
 def test_same_path_matches_the_same_file_by_any_spelling_and_an_older_record_as_typed(tmp_path, monkeypatch):
@@ -25,3 +30,33 @@ def test_same_path_matches_the_same_file_by_any_spelling_and_an_older_record_as_
     assert same_path(None, None, None)
     assert not same_path(None, "models", now) and not same_path(str(tmp_path / "models"), None, None)
     assert not same_path(7, "models", now)
+
+
+def test_a_yolox_file_detector_is_recorded_absolute_and_resumed_by_any_spelling(tmp_path, monkeypatch):
+    """--detector yolox:FILE follows the path rule of --detector-model: recorded absolute, resumed
+    by another spelling of the file, refused when the same text names another file."""
+    from wbcap.video_app import VideoJob, _fingerprint, _typed_paths
+
+    def prepare(job):
+        return prepare_output(tmp_path / "out", _fingerprint(job), resume=job.resume, overwrite=False,
+                              typed_paths=_typed_paths(job))
+
+    (tmp_path / "other").mkdir()
+    for folder in (tmp_path, tmp_path / "other"):
+        (folder / "m.onnx").write_bytes(b"onnx")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    job = VideoJob(source="v.mp4", out="out", detector="yolox:m.onnx")
+    prepare(job)
+    assert read_run_file(tmp_path / "out")["detector"] == f"yolox:{tmp_path / 'm.onnx'}"
+    prepare(replace(job, detector="yolox:./m.onnx", resume=True))
+    run_json = tmp_path / "out" / ".wbcap" / "run.json"
+    recorded = read_run_file(tmp_path / "out")
+    run_json.write_text(json.dumps(dict(recorded, detector="yolox:m.onnx")))  # as an older wbcap wrote it
+    prepare(replace(job, detector="yolox:./m.onnx", resume=True))  # (resolves here to the same file)
+    assert read_run_file(tmp_path / "out") == recorded
+    with pytest.raises(InputError, match=r"different settings \(detector\)"):
+        prepare(replace(job, detector="boxes:m.onnx", resume=True))  # (another kind of detector)
+    monkeypatch.chdir(tmp_path / "other")
+    with pytest.raises(InputError, match=r"different settings \(detector\)"):
+        prepare(replace(job, resume=True))

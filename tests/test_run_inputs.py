@@ -95,6 +95,35 @@ def test_run_box_file_matching_nothing_fails_at_once(tmp_path, base_args):
     assert not out.exists() or not list(out.glob("*.jsonl"))
 
 
+def test_resume_with_a_box_file_follows_the_path_rule(tmp_path, base_args, monkeypatch):
+    """--detector boxes:FILE is recorded with FILE absolute, as the other paths: --resume with
+    another spelling of the file is accepted (it was refused as "different settings (detector)"),
+    the same text typed in another folder, naming another file, is refused (it was accepted); a
+    run recorded as typed (an older wbcap) resumes with that spelling from its folder."""
+    video = write_video(tmp_path / "v.mp4", 2)
+    boxes = {str(i): [[30, 10, 90, 100]] for i in range(2)}
+    box_file(tmp_path, boxes)
+    (tmp_path / "elsewhere").mkdir()
+    box_file(tmp_path / "elsewhere", boxes)
+    out, run_json = tmp_path / "out", tmp_path / "out" / ".wbcap" / "run.json"
+    args = ["-o", out, "--export", "none", "--min-track", "1", *base_args]
+    monkeypatch.chdir(tmp_path)
+    r = invoke("run", video, "--detector", "boxes:boxes.json", *args)
+    assert r.exit_code == 0, r.output
+    recorded = json.loads(run_json.read_text())
+    assert recorded["detector"] == f"boxes:{tmp_path / 'boxes.json'}"
+    r = invoke("run", video, "--detector", "boxes:./boxes.json", "--resume", *args)
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = invoke("run", video, "--detector", "boxes:boxes.json", "--resume", *args)
+    assert r.exit_code == 2 and "holds a run with different settings (detector)" in r.output, r.output
+    monkeypatch.chdir(tmp_path)
+    run_json.write_text(json.dumps(dict(recorded, detector="boxes:boxes.json")))  # as an older wbcap wrote it
+    r = invoke("run", video, "--detector", "boxes:boxes.json", "--resume", *args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(run_json.read_text()) == recorded  # rewritten absolute
+
+
 @pytest.mark.parametrize("number", ["1e39", "NaN", "Infinity", "-1e400", "1" + "0" * 400])
 def test_run_box_file_number_beyond_any_image_is_one_line_naming_file_and_frame(tmp_path, base_args, monkeypatch,
                                                                                 number):

@@ -48,6 +48,7 @@ from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
     RENDER_FILE,
+    TypedPath,
     absolute_path,
     fingerprint,
     hold_folder,
@@ -121,11 +122,31 @@ class VideoResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _typed_paths(job: VideoJob) -> dict[str, str | None]:
+#: The ``--detector`` forms that name a file (``boxes:FILE``, ``yolox:FILE``): ``run.json``
+#: records the file absolute, as the other paths (:func:`_detector_setting`).
+_FILE_DETECTORS = ("boxes:", "yolox:")
+
+
+def _detector_file(detector: str) -> tuple[str, str] | None:
+    """``(prefix, file)`` of a ``--detector`` naming a file (:data:`_FILE_DETECTORS`), else None."""
+    prefix = next((p for p in _FILE_DETECTORS if detector.startswith(p)), None)
+    return None if prefix is None else (prefix, detector[len(prefix):])
+
+
+def _detector_setting(detector: str) -> str:
+    """``--detector`` as ``run.json`` records it: the file of ``boxes:FILE`` or ``yolox:FILE``
+    absolute (:func:`wbcap.io.run_folder.absolute_path`), a name as it is."""
+    named = _detector_file(detector)
+    return detector if named is None else named[0] + absolute_path(named[1])
+
+
+def _typed_paths(job: VideoJob) -> dict[str, TypedPath]:
     """The files and folders of :func:`_fingerprint` as the user typed them (it records them
     absolute), by their keys there: for :func:`wbcap.io.run_folder.prepare_output`."""
     p = job.pipeline
-    return {"detector_model": job.detector_model, "checkpoint": p.checkpoint, "body.path": p.body.path}
+    detector = _detector_file(job.detector)
+    return {"detector_model": job.detector_model, "checkpoint": p.checkpoint, "body.path": p.body.path,
+            **({"detector": detector} if detector is not None else {})}
 
 
 def _fingerprint(job: VideoJob) -> dict:
@@ -139,7 +160,7 @@ def _fingerprint(job: VideoJob) -> dict:
         k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}}
     return fingerprint(job.source, {
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
-        "detector": job.detector, "detector_model": absolute_path(job.detector_model),
+        "detector": _detector_setting(job.detector), "detector_model": absolute_path(job.detector_model),
         "score_threshold": job.score_threshold, "min_height_frac": job.min_height_frac, "max_people": job.max_people,
         "checkpoint": absolute_path(p.checkpoint), "body": {**asdict(p.body), "path": absolute_path(p.body.path)},
         "model": p.model.to_dict(),

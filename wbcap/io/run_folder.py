@@ -108,18 +108,33 @@ def _same_file(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def _as_given(previous: dict, fp: dict, typed_paths: dict[str, str | None]) -> dict:
+#: A path setting as the user typed it, for :func:`prepare_output`: the path, or ``(prefix,
+#: path)`` for a setting whose value is a fixed prefix followed by a path (``("boxes:", "b.json")``
+#: for ``--detector boxes:b.json``); None: not given.
+TypedPath = str | tuple[str, str] | None
+
+
+def _as_given(previous: dict, fp: dict, typed_paths: dict[str, TypedPath]) -> dict:
     """``previous`` (a ``run.json``) with each path setting of ``typed_paths`` (``"body.path"``:
     the key, dotted into nested settings, and the path as typed) that :func:`same_path` finds
-    naming what ``fp`` names replaced by ``fp``'s value."""
+    naming what ``fp`` names replaced by ``fp``'s value. A setting with a prefix matches only
+    when both values start with it; the paths after it are compared."""
     result = json.loads(json.dumps(previous))  # (a deep copy)
     for key, typed in typed_paths.items():
+        prefix, typed = typed if isinstance(typed, tuple) else ("", typed)
         *parents, last = key.split(".")
         old, new = result, fp
         for name in parents:
             old = old.get(name) if isinstance(old, dict) else None
             new = new[name]
-        if isinstance(old, dict) and last in old and same_path(old[last], typed, new[last]):
+        if not isinstance(old, dict) or last not in old:
+            continue
+        recorded, now = old[last], new[last]
+        if prefix:
+            if not all(isinstance(v, str) and v.startswith(prefix) for v in (recorded, now)):
+                continue
+            recorded, now = recorded[len(prefix):], now[len(prefix):]
+        if same_path(recorded, typed, now):
             old[last] = new[last]
     return result
 
@@ -360,7 +375,7 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
-                   typed_paths: dict[str, str | None] | None = None, body_model_file: str | None = None) -> Path:
+                   typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -368,8 +383,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     ``body_model_file`` (the SMPL-X model file the run uses, absolute, under
     :data:`BODY_MODEL_FILE`; None: not recorded); with ``resume`` the one there must equal it,
     but for the path settings named in ``typed_paths`` (key in ``fp``, dotted into nested
-    settings, e.g. ``"body.path"``, and the path as the user typed it; ``fp`` holds it as
-    :func:`absolute_path` makes it), which must name the same file or folder (:func:`same_path`:
+    settings, e.g. ``"body.path"``, and the path as the user typed it, :data:`TypedPath`; ``fp``
+    holds it as :func:`absolute_path` makes it), which must name the same file or folder (:func:`same_path`:
     a run recorded before paths were absolute holds them as typed). ``body.path`` (how the model
     was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
     recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``.
