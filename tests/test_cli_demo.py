@@ -56,6 +56,23 @@ def test_demo_video_names_its_output_folder_after_the_source(tmp_path, monkeypat
     assert source_name("*.png") == tmp_path.name
 
 
+def test_demo_video_names_a_video_with_wildcard_characters_as_the_reader_reads_it(tmp_path, monkeypatch):
+    """A video whose name holds `[`, `*` or `?` is that file for the video reader (it looks for
+    the file before taking the name as a glob); its demo folder was named as a glob's, after the
+    folder holding it (video-<that folder>)."""
+    from wbcap.demo import source_name
+    from wbcap.io.images import path_kind, pattern_root
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("take[1].mp4", "best*.mp4", "what?.mp4"):
+        (tmp_path / "clips").mkdir(exist_ok=True)
+        (tmp_path / "clips" / name).write_bytes(b"")
+        assert path_kind(f"clips/{name}") == "file"
+        assert source_name(f"clips/{name}") == Path(name).stem
+    assert (path_kind("clips/take[2].mp4"), path_kind("clips"), path_kind("nope.mp4")) == ("pattern", "folder", "missing")
+    assert pattern_root("clips/c[12]/*.png") == Path("clips") and pattern_root("*.png") == Path(".")
+
+
 def test_demo_video_refuses_an_empty_folder_naming_it(tmp_path, demo_jobs):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(cli, ["demo", "--video", str(tmp_path / "empty"), "-o", str(tmp_path / "D")])

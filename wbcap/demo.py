@@ -112,15 +112,15 @@ def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline
 
 
 def source_name(source: str | Path) -> str:
-    """A name for the frames of ``source`` (as :func:`video_demo` takes it): a video's or an
-    image's file stem (``walk.mp4`` -> ``walk``), a folder's name (``shots/take.2/`` ->
-    ``take.2``), a glob's last folder before its first wildcard (``shots/*.png`` -> ``shots``;
-    ``*.png`` -> the current folder's name)."""
-    import glob
+    """A name for the frames of ``source`` (as :func:`video_demo` takes it), read as the video
+    reader reads it (:func:`wbcap.io.images.path_kind`): a video's or an image's file stem
+    (``walk.mp4`` -> ``walk``, ``take[1].mp4`` -> ``take[1]`` when that file exists), a folder's
+    name (``shots/take.2/`` -> ``take.2``), a glob's last folder before its first wildcard
+    (``shots/*.png`` -> ``shots``; ``*.png`` -> the current folder's name)."""
+    from wbcap.io.images import path_kind, pattern_root
 
-    parts = Path(source).expanduser().parts
-    wild = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
-    path = Path(*parts[:wild]) if wild is not None else Path(*parts)
-    if wild is not None or path.is_dir():
+    kind = path_kind(source)
+    path = pattern_root(source) if kind == "pattern" else Path(source).expanduser()
+    if kind in ("pattern", "folder"):
         return path.resolve().name or "frames"
     return path.stem or "frames"

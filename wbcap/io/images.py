@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -49,6 +50,27 @@ _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def path_kind(path: str | os.PathLike[str]) -> Literal["folder", "file", "pattern", "missing"]:
+    """How the readers of frames (:func:`iter_image_paths`, :func:`wbcap.io.video_reader.open_frames`)
+    take ``path`` (``~`` expanded), in this order: an existing ``"folder"``; an existing
+    ``"file"`` (also one whose name holds ``*``, ``?`` or ``[``); a glob ``"pattern"`` (``*``,
+    ``?`` or ``[`` in it); else ``"missing"``."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return "folder"
+    if p.exists():
+        return "file"
+    return "pattern" if _GLOB_CHARS.search(str(path)) else "missing"
+
+
+def pattern_root(pattern: str | os.PathLike[str]) -> Path:
+    """The folder a glob ``pattern`` searches (``~`` expanded): its parts before the first one
+    holding a wildcard (``shots/c[12]/*.png`` -> ``shots``; ``*.png`` -> ``.``)."""
+    parts = Path(pattern).expanduser().parts
+    wild = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
+    return Path(*parts[:wild])
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -169,7 +191,8 @@ def iter_image_paths(
 
     for item in paths:
         p = Path(item).expanduser()
-        if p.is_dir():
+        kind = path_kind(item)
+        if kind == "folder":
             files = sorted(
                 (f for f in p.iterdir() if _is_image_name(f) and f.is_file()), key=_natural_key
             )
@@ -179,9 +202,9 @@ def iter_image_paths(
                     "point to a folder of images"
                 )
             add(files)
-        elif p.exists():
+        elif kind == "file":
             add([p])
-        elif _GLOB_CHARS.search(str(item)):
+        elif kind == "pattern":
             matches = sorted(
                 (Path(m) for m in glob.glob(str(p), recursive=True)),
                 key=_natural_key,

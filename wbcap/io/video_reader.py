@@ -34,7 +34,6 @@ import itertools
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Frame", "FrameSource", "open_frames"]
-
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -467,17 +464,16 @@ def _to_rgb(frame: Any) -> np.ndarray:
 
 def _video_path_of(spec: object) -> Path | None:
     """The video file ``spec`` names, or None when it names images (file, folder, pattern, list)."""
-    from wbcap.io.images import IMAGE_EXTENSIONS
+    from wbcap.io.images import IMAGE_EXTENSIONS, path_kind
 
     if not isinstance(spec, (str, os.PathLike)):
         return None
     p = Path(spec).expanduser()
-    if p.is_dir():
+    kind = path_kind(spec)
+    if kind in ("folder", "pattern"):
         return None
-    if p.exists():
+    if kind == "file":
         return None if p.suffix.lower() in IMAGE_EXTENSIONS else p
-    if _GLOB_CHARS.search(str(spec)):
-        return None
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return None  # let iter_image_paths report the missing image
     raise InputError(f"{p}: no such file or folder; check the path")
