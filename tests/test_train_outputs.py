@@ -157,25 +157,52 @@ def test_bad_inputs_leave_no_folder(tmp_path, args, trained):
 
 def test_synthetic_training_without_smplx_uses_the_synthetic_model(tmp_path, args, trained):
     """The README's no-data smoke run (`--datasets synthetic`, no SMPL-X anywhere) trains with the
-    synthetic SMPL-X model (as `wbcap demo` does), saying so; real data still needs the real
-    file, and a --body-models folder without it is still refused."""
+    synthetic SMPL-X model (as `wbcap demo` does), saying so once; the checks before training
+    decide it without writing the model (69 MB, written when training starts); real data still
+    needs the real file, and a --body-models folder without it is still refused."""
+    from wbcap.paths import user_cache_dir
     from wbcap.pipeline import synthetic_body_models_dir
     from wbcap.train.stages import STAGES
-    from wbcap.train.trainer import RunConfig, body_model_path
+    from wbcap.train.trainer import SYNTHETIC_BODY_MODEL, RunConfig, body_model_file, body_model_path
 
-    full = args("body")
-    at = full.index("--body-models")
-    no_models = full[:at] + full[at + 2:]
-    r = invoke(*no_models, "-o", tmp_path / "s")
+    r = invoke(*_without_body_models(args("body")), "-o", tmp_path / "s")
     assert r.exit_code == 0, r.output
-    assert "synthetic SMPL-X model" in r.output and len(trained) == 1
+    assert r.output.count("no SMPL-X model file found") == 1 and len(trained) == 1, r.output
     stage, run = trained[0]
-    assert body_model_path(stage, run) == synthetic_body_models_dir() / "smplx" / "SMPLX_NEUTRAL.npz"
+    assert run.body_model == SYNTHETIC_BODY_MODEL  # (decided once, passed down to the training loop)
+    assert not list(user_cache_dir().rglob("*.npz"))  # (the checks wrote no model)
+    assert body_model_file(run.body_model) == synthetic_body_models_dir() / "smplx" / "SMPLX_NEUTRAL.npz"
     real = dataclasses.replace(STAGES["body"], datasets=("Human36M",))
     with pytest.raises(ModelFileError, match="SMPLX_NEUTRAL.npz not found"):
         body_model_path(real, RunConfig(out=str(tmp_path / "o")))
     with pytest.raises(ModelFileError, match="SMPLX_NEUTRAL.npz not found"):
         body_model_path(stage, RunConfig(out=str(tmp_path / "o"), body_models=str(tmp_path / "none")))
+
+
+def _without_body_models(argv: list) -> list:
+    at = argv.index("--body-models")
+    return argv[:at] + argv[at + 2:]
+
+
+def test_the_training_loop_warns_of_the_synthetic_model_once_and_writes_it(tmp_path, args, monkeypatch):
+    """The real loop, stopped once it has its SMPL-X layer: the synthetic-model warning was given
+    three times (the launcher's check, the loop's check, the loading) and the check wrote the
+    model; now once, and the loop loads the synthetic model it writes."""
+    import wbcap.train.trainer as trainer
+    from wbcap.errors import InputError
+    from wbcap.pipeline import synthetic_body_models_dir
+
+    layers = []
+
+    def stop(stage, body_layer, device):
+        layers.append(body_layer)
+        raise InputError("stopped once the SMPL-X layer was built")
+
+    monkeypatch.setattr(trainer, "build_model", stop)
+    r = invoke(*_without_body_models(args("body")), "-o", tmp_path / "s")
+    assert r.exit_code == 2 and "error: stopped once the SMPL-X layer was built" in r.output, r.output
+    assert r.output.count("no SMPL-X model file found") == 1, r.output
+    assert len(layers) == 1 and (synthetic_body_models_dir() / "smplx" / "SMPLX_NEUTRAL.npz").is_file()
 
 
 def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_path, args, monkeypatch):

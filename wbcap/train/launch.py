@@ -63,7 +63,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
-    check_run_inputs(cfg, run)
+    run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
     folder = Path(out).expanduser()
     check_writable_destination(folder)
     created = not folder.exists()

@@ -25,7 +25,7 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class RunConfig:
     log_every: int = 20  # steps between log lines; step losses are read from the device once per interval
     quiet: bool = False
     keep_last: int | None = None  # keep only this many newest snapshots (None: all, as upstream)
+    # The SMPL-X file a whole-body stage trains with, decided once (check_run_inputs, by the entry
+    # point) and passed down: a path, or SYNTHETIC_BODY_MODEL; None: not decided yet.
+    body_model: str | None = None
 
 
 @dataclass
@@ -292,11 +295,16 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
 
 
 def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True,
-                     device: bool = True) -> None:
+                     device: bool = True) -> RunConfig:
     """Check, before any work or file is written, what a stage reads: its training sets
     (``datasets``: names and folders, :func:`wbcap.train.datasets.check_datasets`), its start
     checkpoint (finetune needs one), the ImageNet weights it starts its ResNets from, the
     device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``).
+
+    Returns ``run``, for a whole-body stage whose ``run.body_model`` is None (and ``body_model``)
+    with it decided (:func:`body_model_path`): the one decision the run passes down (a warning
+    about the synthetic model is given once). Writes nothing (the synthetic model is written when
+    training starts: :func:`body_model_file`).
 
     Raises:
         InputError, CheckpointError, ModelFileError: one line naming the file or setting.
@@ -330,16 +338,21 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         from wbcap.model.device import resolve_device
 
         resolve_device(run.device)  # (e.g. cuda asked on a machine without it)
-    if body_model and stage.stage != "hand":
-        body_model_path(stage, run)
+    if body_model and stage.stage != "hand" and run.body_model is None:
+        run = replace(run, body_model=body_model_path(stage, run))
+    return run
 
 
-def body_model_path(stage: StageConfig, run: RunConfig) -> Path:
+#: :attr:`RunConfig.body_model` naming the synthetic SMPL-X model (:func:`body_model_path`).
+SYNTHETIC_BODY_MODEL = "synthetic"
+
+
+def body_model_path(stage: StageConfig, run: RunConfig) -> str:
     """The neutral SMPL-X file a whole-body stage trains with: ``run.body_models`` or the usual
     search (:func:`~wbcap.body.model_files.find_body_model`). A stage that trains on the
     ``synthetic`` set only, with no ``body_models`` given and none found, uses the synthetic
-    SMPL-X model (:func:`wbcap.pipeline.synthetic_body_models_dir`, as ``wbcap demo`` does), with a
-    warning: the no-data smoke run needs no licensed file.
+    SMPL-X model (:data:`SYNTHETIC_BODY_MODEL`; as ``wbcap demo`` does), with a warning: the
+    no-data smoke run needs no licensed file. Writes nothing (:func:`body_model_file` does).
 
     Raises:
         ModelFileError: not found (and the stage reads real data or a folder was given).
@@ -347,14 +360,23 @@ def body_model_path(stage: StageConfig, run: RunConfig) -> Path:
     from wbcap.body.model_files import find_body_model
 
     try:
-        return find_body_model("neutral", run.body_models)
+        return str(find_body_model("neutral", run.body_models))
     except ModelFileError:
         if run.body_models is not None or not stage.datasets or set(stage.datasets) != {"synthetic"}:
             raise
-    from wbcap.pipeline import synthetic_body_models_dir
-
     log.warning("no SMPL-X model file found (see `wbcap doctor`); training on the synthetic set with a synthetic "
                 "SMPL-X model of the same size (not a human body: for trying the training, not for real weights)")
+    return SYNTHETIC_BODY_MODEL
+
+
+def body_model_file(body_model: str) -> Path:
+    """The file of a :attr:`RunConfig.body_model`: :data:`SYNTHETIC_BODY_MODEL` is the synthetic
+    model in the user cache, written there on first use (:func:`wbcap.pipeline.synthetic_body_models_dir`)."""
+    if body_model != SYNTHETIC_BODY_MODEL:
+        return Path(body_model)
+    from wbcap.body.model_files import find_body_model
+    from wbcap.pipeline import synthetic_body_models_dir
+
     return find_body_model("neutral", synthetic_body_models_dir())
 
 
@@ -455,7 +477,7 @@ def train(
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
 
-    check_run_inputs(stage, run, datasets=dataset is None, body_model=body_layer is None)
+    run = check_run_inputs(stage, run, datasets=dataset is None, body_model=body_layer is None)
     hand = stage.stage == "hand"
     d = dist_info_from_env()
     device = _device(run, d)
@@ -471,7 +493,7 @@ def train(
         if body_layer is None:
             from wbcap.body.smplx_layer import SMPLXLayer
 
-            body_layer = SMPLXLayer.from_file(body_model_path(stage, run))
+            body_layer = SMPLXLayer.from_file(body_model_file(run.body_model))
         model = build_model(stage, body_layer, device)
         net = model.net
     if _channels_last(device):
