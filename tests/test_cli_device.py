@@ -38,11 +38,16 @@ def test_device_without_cuda_is_the_first_and_only_line(tmp_path, monkeypatch, a
     assert r.stdout == "" and not (tmp_path / "out").exists()
 
 
-def test_auto_and_cpu_import_no_torch_while_parsing():
-    """(`wbcap image --device cpu --help` stays instant: the check imports torch for CUDA only.)"""
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_auto_and_cpu_import_no_torch_while_parsing(device):
+    """(`wbcap image --device cpu` stays instant: the check imports torch for CUDA only.) The
+    command is refused for its missing PATHS, which click reads after the --device typed before
+    it: the check has run (`--help` would have ended the parsing before it)."""
     import subprocess
     import sys
 
-    code = ("import sys\nfrom wbcap.cli import main\ntry:\n    main(['image', '--device', 'cpu', '--help'])\n"
-            "except SystemExit:\n    pass\nassert 'torch' not in sys.modules\n")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    code = ("import sys\nfrom wbcap.cli import main\ntry:\n"
+            f"    main(['image', '--device', {device!r}])\n"
+            "except SystemExit as exc:\n    assert exc.code == 2, exc.code\nassert 'torch' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "Missing argument 'PATHS...'" in r.stderr, r.stderr
