@@ -15,6 +15,9 @@ from scipy.spatial.transform import Rotation
 from wbcap.camera import (
     YUP_FROM_OPENCV,
     ZUP_FROM_OPENCV,
+    ImageCamera,
+    camera_from_dict,
+    camera_to_dict,
     change_frame,
     crop_to_image_camera,
     crop_to_image_camera_np,
@@ -331,3 +334,18 @@ def test_rotate_root_turns_the_posed_body(body_layer, frame):
     # rotating global_orient alone moves the mesh (the pelvis is not at the origin)
     naive = mesh(go_w.float(), (transl.double() @ frame_rotation(frame).T).float())
     assert (naive - rotate_points(mesh(go, transl), m)).abs().max() > 1e-3
+
+
+def test_camera_dict_round_trip_and_damaged_records():
+    """The one stored form of the video camera (params.jsonl lines, meta.json): written by
+    camera_to_dict, read back by camera_from_dict; a damaged record raises."""
+    import json
+
+    camera = ImageCamera(focal=(1100.5, 1100.5), princpt=(320.0, 240.25), image_size=(640, 480))
+    stored = json.loads(json.dumps(camera_to_dict(camera)))
+    assert stored == {"focal": [1100.5, 1100.5], "princpt": [320.0, 240.25], "image_size": [640, 480]}
+    assert camera_from_dict(stored) == camera
+    for damaged, error in (({**stored, "focal": [1.0]}, ValueError), ({**stored, "princpt": "ab"}, ValueError),
+                           ({"focal": [1, 1]}, KeyError), ({**stored, "image_size": [float("inf"), 1]}, OverflowError)):
+        with pytest.raises(error):
+            camera_from_dict(damaged)

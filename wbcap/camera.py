@@ -522,3 +522,22 @@ class ImageCamera:
         z = p[..., 2:3]
         return np.concatenate([self.focal[0] * p[..., :1] / z + self.princpt[0],
                                self.focal[1] * p[..., 1:2] / z + self.princpt[1]], -1)
+
+
+def camera_to_dict(camera: ImageCamera) -> dict:
+    """``camera`` as ``params.jsonl`` lines and ``meta.json`` store it (JSON-able): ``focal``,
+    ``princpt`` and ``image_size`` lists; read back by :func:`camera_from_dict`."""
+    return {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(camera.image_size)}
+
+
+def camera_from_dict(cam: dict) -> ImageCamera:
+    """The camera :func:`camera_to_dict` stored (``params.jsonl`` lines, ``meta.json``).
+
+    Raises:
+        KeyError, TypeError, ValueError, OverflowError: a damaged record.
+    """
+    camera = ImageCamera(focal=tuple(float(v) for v in cam["focal"]), princpt=tuple(float(v) for v in cam["princpt"]),
+                         image_size=tuple(int(v) for v in cam["image_size"]))
+    if len(camera.focal) != 2 or len(camera.princpt) != 2 or len(camera.image_size) != 2:
+        raise ValueError(f"camera {cam!r}: focal, princpt and image_size need 2 numbers each")
+    return camera

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wbcap.camera import ImageCamera
+from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
@@ -341,7 +341,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``params.jsonl``."""
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
-        "camera": {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(camera.image_size)},
+        "camera": camera_to_dict(camera),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
         "frame": "world" if world is not None and world.frame is not None else "camera",
     }

@@ -119,8 +119,9 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     from wbcap.atomic import final_path
     from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.camera import camera_from_dict
     from wbcap.export.animation import write_track_files
-    from wbcap.export.params_jsonl import camera_from_dict, read_params_jsonl
+    from wbcap.export.params_jsonl import read_params_jsonl
     from wbcap.io.run_folder import PARAMS_FILE, missing_body_model, read_meta, recorded_body_models
 
     meta = read_meta(run)

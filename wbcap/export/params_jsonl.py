@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wbcap.camera import ImageCamera
+from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
 from wbcap.errors import setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
@@ -39,7 +39,7 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
     """
     from wbcap.atomic import atomic_path
 
-    camera = {"focal": [focal, focal], "princpt": list(princpt), "image_size": list(size)}
+    camera = camera_to_dict(ImageCamera(focal=(focal, focal), princpt=tuple(princpt), image_size=tuple(size)))
     zeros = [0.0, 0.0, 0.0]
     n_lines = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -58,16 +58,6 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
                 f.write(json.dumps(rec) + "\n")
                 n_lines += 1
     return n_lines
-
-
-def camera_from_dict(cam: dict) -> ImageCamera:
-    """The video camera as ``params.jsonl`` lines and ``meta.json`` store it (``focal``,
-    ``princpt``, ``image_size``). Raises KeyError/TypeError/ValueError for a damaged record."""
-    camera = ImageCamera(focal=tuple(float(v) for v in cam["focal"]), princpt=tuple(float(v) for v in cam["princpt"]),
-                         image_size=tuple(int(v) for v in cam["image_size"]))
-    if len(camera.focal) != 2 or len(camera.princpt) != 2 or len(camera.image_size) != 2:
-        raise ValueError(f"camera {cam!r}: focal, princpt and image_size need 2 numbers each")
-    return camera
 
 
 def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:

@@ -251,7 +251,7 @@ def _number(value: object, low: float, *, above: bool) -> bool:
 
 
 def _camera_ok(value: object) -> bool:
-    from wbcap.export.params_jsonl import camera_from_dict
+    from wbcap.camera import camera_from_dict
 
     try:
         camera_from_dict(value)  # (the one reader of the camera meta.json and params.jsonl hold)
