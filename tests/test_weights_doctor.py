@@ -307,11 +307,14 @@ def test_a_detector_without_an_import_record_is_described_alike_by_doctor_list_a
     assert f"({model.stat().st_size:,} bytes; not the official file, and {how})" in nano, nano
     r = run("weights", "verify")
     line = next(x for x in r.output.splitlines() if x.startswith("yolox-nano"))
-    assert r.exit_code == 1 and "mismatch" in line and "`wbcap weights import yolox-nano FILE` records it" in line, line
+    assert r.exit_code == 1 and "mismatch" in line and f"not the official file, and {how}" in line, line
     monkeypatch.delenv("WBCAP_WEIGHTS")
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     check = _detector_check()
     assert check.ok and "not the official file (a re-export)" in check.detail, check
+    r = run("weights", "verify")
+    line = next(x for x in r.output.splitlines() if x.startswith("yolox-nano"))
+    assert r.exit_code == 0 and line.split()[1] == "ok" and line.endswith(": not the official file (a re-export)"), line
     installed = weights_dir() / "yolox_nano.onnx"
     later = time.time() + 5
     with open(installed, "r+b") as f:

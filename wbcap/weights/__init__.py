@@ -325,22 +325,22 @@ class InstalledFile:
                 "FILE` records it)")
 
 
-def installed(item: WeightsEntry) -> InstalledFile | None:
+def installed(item: WeightsEntry, *, rehash: bool = False) -> InstalledFile | None:
     """The file of ``item`` that wbcap would use (:func:`find_weights_file`), described without
-    re-hashing it when its import/fetch record is current (a checkpoint is 0.3 GB); None when absent.
-    :func:`verify` always hashes."""
+    re-hashing it when its import/fetch record is current (a checkpoint is 0.3 GB) unless
+    ``rehash`` (:func:`verify`); None when absent."""
     found = find_weights_file(item)
     if found is None:
         return None
     stat = found.stat()
     record = found.with_name(found.name + ".sha256")
     recorded = recorded_sha256(found) if record.is_file() else ""
-    current = bool(recorded) and record.stat().st_mtime >= stat.st_mtime
+    current = not rehash and bool(recorded) and record.stat().st_mtime >= stat.st_mtime
     digest = recorded if current else ""
-    if not digest and (item.sha256 or recorded):  # (a stale record: what is the file now?)
+    if not digest and (rehash or item.sha256 or recorded):  # (a stale record: what is the file now?)
         digest = sha256_file(found)
     official = (digest == item.sha256.lower()) if digest and item.sha256 else None
-    changed = bool(recorded) and not current and digest != recorded
+    changed = bool(recorded) and digest != recorded
     return InstalledFile(found, stat.st_size, digest, official, changed, recorded=bool(recorded) and digest == recorded)
 
 
@@ -355,27 +355,25 @@ class VerifyResult:
 def verify() -> list[VerifyResult]:
     """Check every present file against the hash recorded at import/fetch, else the published one.
 
-    A detector imported from a re-export (not the official file) verifies against its record
-    and says so.
+    A file that is not the official one is described as ``wbcap weights list`` and ``wbcap
+    doctor`` describe it (:meth:`InstalledFile.provenance`): a re-export when its import record
+    holds its hash, else with how to record it.
     """
     results = []
     for item in manifest().values():
-        found = find_weights_file(item)
-        if found is None:
+        present = installed(item, rehash=True)
+        if present is None:
             how = "fetch" if item.url else "import"
             results.append(VerifyResult(item.name, None, "missing", f"run `wbcap weights {how} {item.name}{'' if item.url else ' FILE'}`"))
             continue
-        digest = sha256_file(found)
-        expected = recorded_sha256(found) or item.sha256
+        digest = present.sha256
+        expected = recorded_sha256(present.path) or item.sha256.lower()
         if not expected:
-            results.append(VerifyResult(item.name, found, "unverified", f"sha256 {digest} (no published or recorded hash)"))
-        elif digest == expected:
-            note = " (not the official file: a re-export)" if item.sha256 and digest != item.sha256 else ""
-            results.append(VerifyResult(item.name, found, "ok", f"sha256 {digest}{note}"))
-        elif expected == item.sha256 and not recorded_sha256(found):
-            results.append(VerifyResult(item.name, found, "mismatch", (
-                f"sha256 {digest} is not the official file's ({expected}), and no import record says what it should be: "
-                f"if it is a re-export, `wbcap weights import {item.name} FILE` records it")))
+            results.append(VerifyResult(item.name, present.path, "unverified", f"sha256 {digest} (no published or recorded hash)"))
+        elif present.changed:
+            results.append(VerifyResult(item.name, present.path, "mismatch", f"sha256 {digest} != expected {expected}"))
         else:
-            results.append(VerifyResult(item.name, found, "mismatch", f"sha256 {digest} != expected {expected}"))
+            about = f": {present.provenance(item.name)}" if present.official is False else ""
+            results.append(VerifyResult(item.name, present.path, "ok" if digest == expected else "mismatch",
+                                        f"sha256 {digest}{about}"))
     return results
