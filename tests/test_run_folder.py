@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from wbcap.errors import InputError
-from wbcap.io.run_folder import absolute_path, prepare_output, read_run_file, same_path
+from wbcap.io.run_folder import BODY_MODEL_FILE, absolute_path, prepare_output, read_run_file, same_path
 
 
 def test_same_path_matches_the_same_file_by_any_spelling_and_an_older_record_as_typed(tmp_path, monkeypatch):
@@ -60,3 +60,19 @@ def test_a_yolox_file_detector_is_recorded_absolute_and_resumed_by_any_spelling(
     monkeypatch.chdir(tmp_path / "other")
     with pytest.raises(InputError, match=r"different settings \(detector\)"):
         prepare(replace(job, resume=True))
+
+
+def test_a_resume_without_a_model_file_keeps_the_one_the_run_recorded(tmp_path, monkeypatch):
+    """A resume through the Python API with a pipeline not built from files (no ``source``, so no
+    model file to record) rewrote run.json without its body_model_file, which `wbcap export` and
+    `wbcap view` use; it is kept, also when an older record's paths are rewritten absolute."""
+    out, model = tmp_path / "out", str(tmp_path / "models" / "smplx" / "SMPLX_NEUTRAL.npz")
+    out.mkdir()
+    monkeypatch.chdir(tmp_path)
+    fp = {"source": "v.mp4", "checkpoint": absolute_path("c.pth")}
+    prepare_output(out, fp, resume=False, overwrite=False, body_model_file=model)
+    prepare_output(out, fp, resume=True, overwrite=False, body_model_file=None)
+    assert read_run_file(out) == {**fp, BODY_MODEL_FILE: model}
+    (out / ".wbcap" / "run.json").write_text(json.dumps({**fp, "checkpoint": "c.pth", BODY_MODEL_FILE: model}))
+    prepare_output(out, fp, resume=True, overwrite=False, typed_paths={"checkpoint": "c.pth"}, body_model_file=None)
+    assert read_run_file(out) == {**fp, BODY_MODEL_FILE: model}

@@ -387,7 +387,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     holds it as :func:`absolute_path` makes it), which must name the same file or folder (:func:`same_path`:
     a run recorded before paths were absolute holds them as typed). ``body.path`` (how the model
     was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
-    recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``.
+    recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``
+    (None: the one it recorded is kept).
     ``overwrite`` deletes only what a wbcap run wrote.
     """
     run_dir = out / RUN_DIR
@@ -411,6 +412,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                 diff = sorted(k for k in fp if matched.get(k) != fp.get(k))
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
                                  f"use {overwrite_} to start over")
+            if body_model_file is None and BODY_MODEL_FILE in previous:  # (a pipeline not built from files)
+                record = {**fp, BODY_MODEL_FILE: previous[BODY_MODEL_FILE]}
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
