@@ -325,6 +325,20 @@ def test_a_record_with_a_short_pose_is_one_error_line(finished_run, tmp_path, bo
             and "where the others have 63 numbers" in r.output), r.output
 
 
+def test_a_record_with_an_infinite_frame_is_one_error_line(finished_run, tmp_path, body_dir):
+    """`"frame": Infinity` in a params.jsonl line (int() of it overflows): one line naming the
+    file and line, exit 2 (it was a crash report; found by a review)."""
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    lines = (run_dir / "params.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace(f'"frame": {json.loads(lines[2])["frame"]},', '"frame": Infinity,', 1)
+    assert "Infinity" in lines[2]
+    (run_dir / "params.jsonl").write_text("\n".join(lines) + "\n")
+    r = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "npz", "--dest", str(tmp_path / "x"),
+                                 "--body-models", str(body_dir)])
+    assert r.exit_code == 2, r.output
+    assert f"{run_dir / 'params.jsonl'}:3: a damaged record (OverflowError" in r.output, r.output
+
+
 @pytest.mark.parametrize(("key", "value"), [
     ("fps", "abc"), ("fps", 0), ("max_gap", -1), pytest.param("max_gap", 10**400, id="max_gap-400-digits"), ("gender", 5), ("camera", {"focal": [1.0]}),
     ("frame", "sky"), ("world", "up"), ("source", ["x"]), (None, [1, 2]),

@@ -97,7 +97,7 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
             rows.setdefault(int(rec["track"]), []).append(rec)
             if camera is None and "camera" in rec:
                 camera = camera_from_dict(rec["camera"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"{path}:{n}: a damaged record ({type(exc).__name__}: {exc}); resume its run "
                              f"({setting('resume', api='resume=True')}) to rewrite it") from None
     tracks = {}
