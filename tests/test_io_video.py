@@ -390,6 +390,43 @@ def test_apply_rotation_convention() -> None:
         apply_rotation(img, 45)
 
 
+def _still_then_video(path: Path, n: int = 8) -> Path:
+    """A one-frame 64x64 MJPEG stream (a cover whose attached-picture flag is lost: a stream of
+    its own, muxed first) followed by the n-frame W x H H.264 video."""
+    c = av.open(str(path), "w")
+    still = c.add_stream("mjpeg", rate=10)
+    still.width, still.height, still.pix_fmt = 64, 64, "yuvj420p"
+    video = c.add_stream("libx264", rate=10)
+    video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+    for s, images in ((still, [np.full((64, 64, 3), 200, np.uint8)]),
+                      (video, [draw(i) for i in range(n)])):
+        for i, img in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    c.close()
+    return path
+
+
+# Matroska declares no frame counts: FFmpeg's choice (more frames seen while probing); MP4 flags
+# the first stream default, so FFmpeg would take the still there: the declared counts decide.
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_main_video_stream_not_the_first(tmp_path: Path, suffix: str) -> None:
+    path = _still_then_video(tmp_path / f"cover{suffix}")
+    info = probe_video(path)
+    assert (info.width, info.height, info.codec) == (W, H, "h264")
+    frames = list(open_frames(path))
+    assert [f.index for f in frames] == list(range(8))
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(8)])
+    for f in frames:
+        assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + SQ / 2 - 0.5, abs=1)
+    sel = list(open_frames(path, start=0.35))  # seek and demux-only count on the same stream
+    assert [f.index for f in sel] == [4, 5, 6, 7]
+
+
 # --------------------------------------------------------------------------------------------
 # Image sequences
 

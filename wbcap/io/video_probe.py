@@ -230,20 +230,40 @@ def _open_input(p: Path) -> Any:
 
 
 def _video_stream(p: Path, container: Any) -> Any:
-    """The first video stream, checked to be decodable."""
-    videos = [s for s in container.streams.video if not _is_cover_art(s)]
-    if not videos:
+    """The file's main video stream (:func:`_main_video_stream`), checked to be decodable."""
+    stream = _main_video_stream(container)
+    if stream is None:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise InputError(
             f"{p}: has no video stream (streams: {', '.join(kinds)}); pass a video file"
         )
-    stream = videos[0]
     if stream.codec_context is None:
         raise InputError(
             f"{p}: unsupported codec (this FFmpeg build has no decoder for its video stream); "
             "re-encode it to H.264, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
         )
     return stream
+
+
+def _main_video_stream(container: Any) -> Any | None:
+    """The video stream wbcap reads from a file with several (None when it has none).
+
+    Never an attached picture (cover art). Among the others: the one with the most frames the
+    container declares; among equals (Matroska and MPEG-TS declare none), FFmpeg's choice
+    (``av_find_best_stream``, what ``container.streams.best("video")`` returns: the stream
+    flagged default, then the one with more frames seen while probing, then the higher
+    bitrate); then the first. So a still picture muxed as a stream of its own before the video
+    (a cover whose attached-picture flag was lost) is not taken for the video. Every reader of
+    a file (probe, decode, time origin) takes this one stream.
+    """
+    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    if len(videos) <= 1:
+        return videos[0] if videos else None
+    try:
+        best = container.streams.best("video")
+    except Exception:
+        best = None
+    return max(videos, key=lambda s: (int(s.frames or 0), s is best))
 
 
 def _is_cover_art(stream: Any) -> bool:
@@ -313,18 +333,18 @@ def _time_origin(container: Any) -> Fraction:
     """Seconds subtracted from every timestamp of the file: where its time starts.
 
     The container's ``start_time`` (the origin ``ffmpeg -ss`` uses), or the earliest timestamp
-    among the first ``2 * REORDER_WINDOW + 2`` packets of the first video stream when that is
-    earlier: Matroska takes ``start_time`` from the first packet, which is not the earliest when
-    presentation times are permuted against decode order. Demuxes those packets, so the
+    among the first ``2 * REORDER_WINDOW + 2`` packets of the main video stream
+    (:func:`_main_video_stream`) when that is earlier: Matroska takes ``start_time`` from the
+    first packet, which is not the earliest when presentation times are permuted against
+    decode order. Demuxes those packets, so the
     container must be seeked or reopened before further reading.
     """
     import av
 
     start = container.start_time
     origin = None if start is None else Fraction(int(start), _AV_TIME_BASE)
-    videos = [s for s in container.streams.video if not _is_cover_art(s)]
-    if videos and videos[0].time_base is not None:
-        stream = videos[0]
+    stream = _main_video_stream(container)
+    if stream is not None and stream.time_base is not None:
         tb = Fraction(stream.time_base)
         with contextlib.suppress(av.FFmpegError):
             container.seek(0)
