@@ -363,6 +363,58 @@ def test_display_matrix_rotation(tmp_path: Path, ccw: int, clockwise: int, corne
         assert _marker_corner(f.image) == corner  # stored top-left, turned `clockwise` degrees
 
 
+def _set_tkhd_matrix(src: Path, dst: Path, a: int, b: int, c: int, d: int) -> Path:
+    """Copy the MP4 ``src`` to ``dst`` with its video track's display matrix (tkhd) set to
+    ``[a b 0; c d 0; 0 0 1]``: a stored pixel (x, y) is shown at (a x + c y, b x + d y) + shift."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    i = data.find(b"tkhd")
+    assert i > 0
+    # 'tkhd', version + flags, times/ids/duration (v0: 20 bytes), reserved 8, layer, group,
+    # volume, reserved: 2 bytes each; then the 3x3 matrix (16.16, 2.30 for the last column).
+    off = i + 8 + (20 if data[i + 4] == 0 else 32) + 16
+    one = 0x10000
+    data[off:off + 36] = struct.pack(">9i", a * one, b * one, 0, c * one, d * one, 0, 0, 0,
+                                     0x40000000)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _shown(stored: np.ndarray, a: int, b: int, c: int, d: int) -> np.ndarray:
+    """What a display matrix shows (the rule :func:`_set_tkhd_matrix` states), pixel by pixel."""
+    h, w = stored.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    x2, y2 = a * xs + c * ys, b * xs + d * ys
+    x2, y2 = x2 - x2.min(), y2 - y2.min()
+    out = np.zeros((y2.max() + 1, x2.max() + 1, 3), stored.dtype)
+    out[y2, x2] = stored[ys, xs]
+    return out
+
+
+# Display matrices that mirror (determinant -1): FFmpeg's av_display_rotation_get() reads a
+# left-right mirror as a half turn; they are applied in full, as ffmpeg's autorotate does.
+@pytest.mark.parametrize(("matrix", "clockwise", "mirrored"), [
+    ((-1, 0, 0, 1), 0, True),  # left-right mirror (an editor's "flip horizontal")
+    ((1, 0, 0, -1), 180, True),  # upside-down mirror: a half turn, then left-right
+    ((0, 1, 1, 0), 90, True),  # transpose
+    ((0, -1, -1, 0), 270, True),  # the other diagonal
+    ((0, 1, -1, 0), 90, False),  # a plain quarter turn clockwise, for reference
+])
+def test_display_matrix_mirror(tmp_path: Path, matrix: tuple[int, int, int, int], clockwise: int,
+                               mirrored: bool) -> None:
+    plain = make_video(tmp_path / "plain.mp4", n=4, w=64, h=48)
+    path = _set_tkhd_matrix(plain, tmp_path / "mirror.mp4", *matrix)
+    info = probe_video(path)
+    assert (info.rotation, info.mirrored) == (clockwise, mirrored)
+    stored = [f.image for f in open_frames(plain)]
+    shown = [f.image for f in open_frames(path)]
+    assert len(shown) == 4
+    for s, f in zip(stored, shown):
+        assert f.shape == (info.height, info.width, 3)
+        assert np.array_equal(f, _shown(s, *matrix))
+
+
 def test_legacy_rotate_tag(tmp_path: Path) -> None:
     # Matroska keeps a free-form ROTATE tag (what older FFmpeg exported from phone MP4s).
     path = make_video(tmp_path / "tag.mkv", n=3, w=64, h=48, metadata={"rotate": "90"})
@@ -386,6 +438,8 @@ def test_apply_rotation_convention() -> None:
     assert apply_rotation(img, 90).tolist() == [[4, 1], [5, 2], [6, 3]]  # clockwise
     assert apply_rotation(img, 180).tolist() == [[6, 5, 4], [3, 2, 1]]
     assert apply_rotation(img, 270).tolist() == [[3, 6], [2, 5], [1, 4]]
+    assert apply_rotation(img, 0, mirrored=True).tolist() == [[3, 2, 1], [6, 5, 4]]
+    assert apply_rotation(img, 90, mirrored=True).tolist() == [[1, 4], [2, 5], [3, 6]]
     with pytest.raises(ValueError):
         apply_rotation(img, 45)
 

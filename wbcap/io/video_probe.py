@@ -11,7 +11,9 @@
   convention: the degrees (0, 90, 180, 270) the stored picture is turned **clockwise** for
   display, i.e. minus ``av_display_rotation_get()`` (which, like PyAV's
   ``VideoFrame.rotation``, counts counter-clockwise). A portrait iPhone clip has ``rotate=90``,
-  display matrix angle -90. Flips in a display matrix are ignored (no camera writes them).
+  display matrix angle -90. A display matrix that mirrors (negative determinant: front
+  cameras, editors' "flip horizontal") is applied in full, as ``ffmpeg`` does:
+  ``VideoInfo.mirrored``, a left-right flip after the rotation (:func:`orientation_of`).
 
 User mistakes (missing file, a folder, an empty or non-video file, no video stream, a codec this
 FFmpeg cannot decode) raise :class:`wbcap.errors.InputError` with one line naming the file and
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoInfo", "apply_rotation", "probe_video", "rotation_of"]
+__all__ = ["VideoInfo", "apply_rotation", "orientation_of", "probe_video", "rotation_of"]
 
 _AV_TIME_BASE = 1_000_000  # FFmpeg's AV_TIME_BASE: container start_time/duration are in µs
 
@@ -60,6 +64,8 @@ class VideoInfo:
             image sequences.
         has_audio: the file has at least one audio stream.
         is_image_sequence: frames come from image files rather than a video.
+        mirrored: the display matrix also flips the picture left-right (after ``rotation``; see
+            :func:`orientation_of`); already applied to every frame.
     """
 
     path: Path
@@ -73,22 +79,29 @@ class VideoInfo:
     codec: str
     has_audio: bool
     is_image_sequence: bool
+    mirrored: bool = False
 
 
 # --------------------------------------------------------------------------------------------
 # Rotation
 
 
-def rotation_of(stream: Any, frame: Any | None = None) -> int:
-    """Clockwise display rotation of a video stream, in degrees: 0, 90, 180 or 270.
+def orientation_of(stream: Any, frame: Any | None = None) -> tuple[int, bool]:
+    """How a video stream's stored picture is turned for display: ``(clockwise, mirrored)``.
 
-    Sources, first found wins:
+    The stored picture is rotated ``clockwise`` degrees (0, 90, 180 or 270), then, when
+    ``mirrored``, flipped left-right: together any of the 8 ways a display matrix can turn a
+    picture, applied as ``ffmpeg`` (autorotate) and players do. Sources, first found wins:
 
     1. the display matrix (``DISPLAYMATRIX`` side data) of ``frame``, a decoded
-       ``av.VideoFrame`` of the stream (FFmpeg attaches the container's matrix to every frame);
-       PyAV reports it counter-clockwise (``VideoFrame.rotation``), so it is negated;
-    2. the stream's legacy ``rotate`` metadata tag (already clockwise; older FFmpeg builds
-       exported it and some Matroska files carry it).
+       ``av.VideoFrame`` of the stream (FFmpeg attaches the container's matrix to every frame).
+       A matrix with a negative determinant mirrors the picture; the rotation is what is left
+       once that mirror is taken out. (PyAV's ``VideoFrame.rotation``,
+       ``av_display_rotation_get()``, counter-clockwise, ignores the mirror and reports a
+       left-right mirror as a half turn, so the matrix itself is read; ``frame.rotation`` only
+       where the side data cannot be read, then without a mirror.)
+    2. the stream's legacy ``rotate`` metadata tag (clockwise; older FFmpeg builds exported it
+       and some Matroska files carry it); it never mirrors.
 
     When ``frame`` is not given, the first frame of the stream is decoded to read its matrix and
     the container is seeked back to its start (a side effect on ``stream.container``).
@@ -99,34 +112,83 @@ def rotation_of(stream: Any, frame: Any | None = None) -> int:
         frame: optionally, an ``av.VideoFrame`` already decoded from that stream.
 
     Returns:
-        Degrees to rotate the stored picture clockwise for display; :func:`apply_rotation`
-        does it.
+        ``(clockwise, mirrored)``; :func:`apply_rotation` turns a stored picture with them.
     """
     if frame is None:
         frame = _first_frame(stream.container, stream)
     if frame is not None:
-        ccw = float(frame.rotation or 0)
-        if ccw:
-            return _snap_rotation(-ccw, stream)
+        matrix = _display_matrix(frame)
+        if matrix is not None:
+            clockwise, mirrored = _matrix_orientation(matrix)
+            if clockwise or mirrored:
+                return _snap_rotation(clockwise, stream), mirrored
+        else:
+            ccw = float(getattr(frame, "rotation", 0) or 0)
+            if ccw:
+                return _snap_rotation(-ccw, stream), False
     for key, value in (stream.metadata or {}).items():
         if key.lower() == "rotate":
             try:
-                return _snap_rotation(float(value), stream)
+                return _snap_rotation(float(value), stream), False
             except ValueError:
                 log.warning("ignoring unreadable rotate tag %r", value)
-    return 0
+    return 0, False
 
 
-def apply_rotation(image: np.ndarray, degrees: int) -> np.ndarray:
-    """Turn a stored picture into the displayed one: rotate it ``degrees`` clockwise.
+def rotation_of(stream: Any, frame: Any | None = None) -> int:
+    """The clockwise rotation of :func:`orientation_of` (0, 90, 180 or 270 degrees), alone.
 
-    ``degrees`` follows :func:`rotation_of` (FFmpeg's ``rotate`` tag): 90 turns the picture a
-    quarter turn clockwise (``np.rot90(image, k=-1)``: the stored top-left corner ends up at the
-    top-right), 180 turns it upside down, 270 a quarter turn counter-clockwise (``k=1``).
+    It is the whole display transform unless the stream is also mirrored (``orientation_of``
+    says so); a left-right mirror alone has rotation 0.
+    """
+    return orientation_of(stream, frame)[0]
+
+
+def _display_matrix(frame: Any) -> tuple[int, ...] | None:
+    """The frame's 3x3 display matrix (FFmpeg's nine native-endian ``int32``, row-major: ``a b u;
+    c d v; x y w``, ``a b c d x y`` in 16.16 fixed point), or None when it has none or PyAV
+    cannot hand it over."""
+    import struct
+
+    try:
+        side = frame.side_data.get("DISPLAYMATRIX")
+        if side is None:
+            return None
+        raw = bytes(side)
+    except Exception:
+        return None
+    if len(raw) != 36:
+        return None
+    return struct.unpack("=9i", raw)
+
+
+def _matrix_orientation(matrix: Sequence[int]) -> tuple[float, bool]:
+    """``(clockwise degrees, mirrored)`` of a display matrix: a pixel ``(x, y)`` (y down) is
+    shown at ``(a x + c y, b x + d y)`` plus a shift; that is a clockwise rotation followed,
+    when ``a d - b c < 0``, by a left-right mirror (which negates ``a`` and ``c``)."""
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    mirrored = a * d - b * c < 0
+    if mirrored:
+        a, c = -a, -c
+    scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)
+    if not scale_x or not scale_y:
+        return 0.0, False  # a degenerate matrix: shown as stored
+    return math.degrees(math.atan2(b / scale_y, a / scale_x)), mirrored
+
+
+def apply_rotation(image: np.ndarray, degrees: int, mirrored: bool = False) -> np.ndarray:
+    """Turn a stored picture into the displayed one: rotate it ``degrees`` clockwise, then,
+    when ``mirrored``, flip it left-right.
+
+    ``degrees`` and ``mirrored`` follow :func:`orientation_of` (``degrees`` FFmpeg's ``rotate``
+    tag): 90 turns the picture a quarter turn clockwise (``np.rot90(image, k=-1)``: the stored
+    top-left corner ends up at the top-right), 180 turns it upside down, 270 a quarter turn
+    counter-clockwise (``k=1``); ``mirrored`` then reverses the columns.
 
     Args:
         image: ``(H, W, ...)`` array, any dtype.
         degrees: 0, 90, 180 or 270 (other multiples of 90 are taken modulo 360).
+        mirrored: flip left-right after the rotation.
 
     Returns:
         A view of ``image``: ``(H, W, ...)`` for 0/180, ``(W, H, ...)`` for 90/270.
@@ -139,9 +201,9 @@ def apply_rotation(image: np.ndarray, degrees: int) -> np.ndarray:
     if degrees % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {degrees}")
     quarter_turns_cw = (degrees // 90) % 4
-    if quarter_turns_cw == 0:
-        return image
-    return np.rot90(image, k=-quarter_turns_cw)
+    if quarter_turns_cw:
+        image = np.rot90(image, k=-quarter_turns_cw)
+    return image[:, ::-1] if mirrored else image
 
 
 def _snap_rotation(clockwise: float, stream: Any) -> int:
@@ -296,7 +358,7 @@ def _first_frame(container: Any, stream: Any) -> Any | None:
 
 
 def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> VideoInfo:
-    rotation = rotation_of(stream, first)
+    rotation, mirrored = orientation_of(stream, first)
     width = int(stream.codec_context.width or first.width)
     height = int(stream.codec_context.height or first.height)
     if rotation in (90, 270):
@@ -325,7 +387,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> Video
     return VideoInfo(
         path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
         frame_count=frame_count, duration=duration, rotation=rotation, codec=codec,
-        has_audio=has_audio, is_image_sequence=False,
+        has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
     )
 
 

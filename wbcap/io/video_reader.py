@@ -2,8 +2,9 @@
 
 * Decoding is FFmpeg's, through PyAV (``stream.thread_type = "AUTO"``). Every frame comes out as
   wbcap's one pixel convention: ``(H, W, 3)`` ``uint8`` **RGB**, row 0 at the top of the upright
-  picture (the display rotation applied, see :mod:`wbcap.io.video_probe`), C-contiguous. The
-  YUV -> RGB conversion uses the frame's own colour matrix and range.
+  picture (the display rotation, and a display matrix's mirror, applied: see
+  :mod:`wbcap.io.video_probe`), C-contiguous. The YUV -> RGB conversion uses the frame's own
+  colour matrix and range.
 * **Time.** ``Frame.time`` is the frame's presentation time in seconds, measured from the start
   of the file (the origin ``ffmpeg -ss`` uses: the container's ``start_time``, or the earliest
   video timestamp among the first packets when that is earlier), so variable-frame-rate video
@@ -98,7 +99,7 @@ class Frame:
               count.
 
             Image sequences: ``index / image_fps``.
-        image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, rotation applied.
+        image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, display rotation (and mirror) applied.
     """
 
     index: int
@@ -322,8 +323,8 @@ class FrameSource:
                 if not keep:
                     continue
                 image = _to_rgb(av_frame)
-                if info.rotation:
-                    image = apply_rotation(image, info.rotation)
+                if info.rotation or info.mirrored:
+                    image = apply_rotation(image, info.rotation, info.mirrored)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
                 yielded += 1
                 if self.max_frames is not None and yielded >= self.max_frames:
