@@ -142,6 +142,35 @@ def test_garbage_timestamps_never_crash(tmp_path: Path, caplog: pytest.LogCaptur
             [(f.index, f.time) for f in frames if f.time >= start - 1e-6]
 
 
+def test_cut_mid_gop_indices_do_not_depend_on_start(tmp_path: Path) -> None:
+    """An MPEG-TS whose first bytes are cut off starts in the middle of a GOP: its first packets
+    never decode. Frame indices count decoded frames, with or without ``start``."""
+    n, fps = 16, 10
+    whole = tmp_path / "whole.ts"
+    with av.open(str(whole), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.options = {"bf": "0", "g": "6", "sc_threshold": "0"}  # key frames at 0, 6, 12
+        for i in range(n):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(draw(i), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    data = whole.read_bytes()
+    path = tmp_path / "cut.ts"
+    path.write_bytes(data[len(data) // 4 // 188 * 188:])  # whole 188-byte TS packets
+
+    frames = list(open_frames(path))
+    pictures = [picture_number(f.image) for f in frames]
+    assert pictures[0] % 6 == 0 and pictures[0] > 0  # starts at a key frame after the cut...
+    assert pictures == list(range(pictures[0], n))  # ...and every picture from there decodes
+    assert [f.index for f in frames] == list(range(len(frames)))
+    for start in (0.01, frames[1].time, frames[4].time - 0.05, frames[7].time):
+        later = list(open_frames(path, start=start))
+        assert [(f.index, f.time, picture_number(f.image)) for f in later] == \
+            [(f.index, f.time, p) for f, p in zip(frames, pictures) if f.time >= start - 1e-6], start
+
+
 # --------------------------------------------------------------------------------------------
 # Reading: AVI (packed B-frames, ordinary B-frames, dropped chunks)
 

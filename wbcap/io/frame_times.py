@@ -7,7 +7,8 @@
   missing, repeated or backward time becomes the previous time plus one nominal frame interval.
 * :func:`retime` applies that rule to a list of times already recorded (``wbcap run --resume``).
 * :func:`_count_packets_before` counts, demuxing only, the frames before a start time (the
-  frame indices of a reader that seeks stay exact).
+  frame indices of a reader that seeks stay exact; leading packets that never decode are left
+  out).
 * :func:`_as_fraction` turns a frame rate into an exact fraction (``29.97`` -> ``30000/1001``).
 
 Importing this module imports neither PyAV nor numpy.
@@ -136,13 +137,17 @@ def _own_time(tb: Fraction, origin: Fraction, by_chunk: bool) -> Any:
 
 
 def _count_packets_before(container: Any, stream: Any, start: Fraction, origin: Fraction,
-                          step: Fraction, by_chunk: bool = False) -> tuple[int, bool]:
+                          step: Fraction, by_chunk: bool = False,
+                          skip: int = 0) -> tuple[int, bool]:
     """Number of video frames whose :attr:`Frame.time` is < ``start`` (seconds), demuxing only.
 
     Applies the rule of :attr:`Frame.time` to the packets' timestamps, with
     ``4 * REORDER_WINDOW`` packets of look-ahead to turn decode order into display order, and
     repeated or missing times repaired as when decoding; stops at the first time >= ``start``.
-    Leaves the container wherever it stopped (callers seek or reopen afterwards).
+    The first ``skip`` packets are no frames: a file cut in the middle of a GOP starts with
+    packets that refer to pictures it lacks and never decode, and frame indices count decoded
+    frames (the reader finds how many by decoding the file's start). Leaves the container
+    wherever it stopped (callers seek or reopen afterwards).
 
     Returns:
         ``(count, broken)``: ``broken`` when some time up to there had to be repaired (missing,
@@ -151,17 +156,22 @@ def _count_packets_before(container: Any, stream: Any, start: Fraction, origin: 
     import av
 
     limit = start - Fraction(_EPS)
+    own = _own_time(Fraction(stream.time_base), origin, by_chunk)
 
     def packets() -> Iterator[Any]:
+        left_out = 0
         try:
             for packet in container.demux(stream):
-                if packet.size and not packet.is_discard:
-                    yield packet
+                if not packet.size or packet.is_discard:
+                    continue
+                if left_out < skip:
+                    left_out += 1
+                    continue
+                yield packet
         except av.FFmpegError as exc:
             log.debug("%s: demux stopped while counting frames: %s", container.name, exc)
 
     count = 0
-    own = _own_time(Fraction(stream.time_base), origin, by_chunk)
     stats = _RetimeStats()
     for _, t in _retime(packets(), own, step, stats, window=4 * REORDER_WINDOW):
         if t >= limit:

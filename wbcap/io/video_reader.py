@@ -20,7 +20,9 @@
 * **Ranges.** ``start``/``end`` select ``start <= time < end`` (seconds). A start past 0 seeks to
   the key frame at least ``REORDER_WINDOW`` frames before it and decodes from there; frame
   indices stay exact because a demux-only pass (no decoding, fast) counts the packets before
-  ``start``.
+  ``start``, from the first frame that decodes on (a file cut in the middle of a GOP starts
+  with packets that never decode: decoded frames are what is counted, however the range is
+  selected).
 * **Damaged files.** A truncated or corrupt video yields every frame that decodes, logs one
   warning where decoding stopped and ends; :class:`InputError` only if no frame decodes at all.
 
@@ -268,9 +270,11 @@ class FrameSource:
             step = 1 / info.fps_fraction  # nominal frame interval, s
             index = 0  # index the next frame at or after `start` gets
             seeked = False
+            own_time = _own_time(tb, origin, by_chunk=False)  # AVI packets carry dts as pts
             if self.start > 0:
                 index, broken = _count_packets_before(container, stream, Fraction(self.start),
-                                                      origin, step, by_chunk)
+                                                      origin, step, by_chunk,
+                                                      skip=_undecodable_lead(p, origin))
                 # Seek REORDER_WINDOW frames early: the key frame reached is then shown before
                 # `start` even in an open GOP, whose leading B-frames the decoder drops.
                 lead = Fraction(REORDER_WINDOW) / info.fps_fraction
@@ -289,7 +293,6 @@ class FrameSource:
                     container.close()
                     container, stream = _open_decoding(p)
 
-            own_time = _own_time(tb, origin, by_chunk=False)  # AVI packets carry dts as pts
             state = _DecodeState(by_chunk=by_chunk, quiet_if_empty=seeked)
             timed = _retime(_decode(container, stream, state), own_time, step, retimed,
                             count_reorder=not by_chunk)
@@ -361,6 +364,46 @@ class FrameSource:
                 )
 
 
+def _undecodable_lead(p: Path, origin: Fraction) -> int:
+    """How many packets ``p`` starts with (in decode order) that decode to no frame.
+
+    A file cut in the middle of a GOP starts with packets that refer to pictures it lacks; the
+    decoder drops them, so frame indices (which count decoded frames) do not count them, and
+    neither must the demux-only count of a reader that seeks
+    (:func:`~wbcap.io.frame_times._count_packets_before`). Decodes the start of the file as
+    :meth:`FrameSource._iter_video` does, ``2 * REORDER_WINDOW + 1`` frames, and returns the
+    number of packets before the first one whose timestamp a decoded frame carries (0 when
+    none does: nothing is left out on a guess). Packets that are empty or flagged discard are
+    not counted, as there.
+    """
+    container, stream = _open_decoding(p)
+    try:
+        by_chunk = _is_avi(container)
+        own_packet = _own_time(Fraction(stream.time_base), origin, by_chunk)
+        own_frame = _own_time(Fraction(stream.time_base), origin, by_chunk=False)
+        fed: list[Fraction | None] = []  # own times of the packets given to the decoder
+
+        class _Recording:  # the container, as _decode reads it, noting each packet fed
+            name = container.name
+
+            @staticmethod
+            def demux(s: Any) -> Iterator[Any]:
+                for packet in container.demux(s):
+                    if packet.size and not packet.is_discard:
+                        fed.append(own_packet(packet))  # (before _decode sets an AVI pts)
+                    yield packet
+
+        decoded: set[Fraction | None] = set()
+        state = _DecodeState(by_chunk=by_chunk, quiet=True)  # the reading itself reports damage
+        for frame in itertools.islice(_decode(_Recording(), stream, state),
+                                      2 * REORDER_WINDOW + 1):
+            decoded.add(own_frame(frame))
+        decoded.discard(None)
+        return next((i for i, t in enumerate(fed) if t in decoded), 0)
+    finally:
+        container.close()
+
+
 def _open_decoding(p: Path) -> tuple[Any, Any]:
     """Open ``p`` for decoding: ``(container, video stream)``, frame/slice threads on."""
     container = _open_input(p)
@@ -382,11 +425,13 @@ class _DecodeState:
     their own, so the decoder needs no packed-bitstream marker (absent after a seek).
     """
 
-    def __init__(self, by_chunk: bool = False, quiet_if_empty: bool = False) -> None:
+    def __init__(self, by_chunk: bool = False, quiet_if_empty: bool = False,
+                 quiet: bool = False) -> None:
         self.decoded = 0
         self.error: Exception | None = None
         self.by_chunk = by_chunk
         self.quiet_if_empty = quiet_if_empty  # no warning when nothing decoded (caller retries)
+        self.quiet = quiet  # no warning at all (the damage is or was reported elsewhere)
 
 
 def _unpack_filter(stream: Any) -> Any | None:
@@ -442,7 +487,7 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
             last_time = frame.time
             yield frame
     # Damaged data: deliver what the decoder still holds, then stop.
-    (log.debug if state.quiet_if_empty and state.decoded == 0 else log.warning)(
+    (log.debug if state.quiet or (state.quiet_if_empty and state.decoded == 0) else log.warning)(
         "%s: decoding stopped after %d frames (last at %s) on damaged data (%s); the file is "
         "truncated or corrupt", container.name, state.decoded, _fmt_time(last_time), state.error,
     )
