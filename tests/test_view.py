@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, skip_or_fail
+from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, node_packages_missing, skip_or_fail
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
@@ -191,6 +191,81 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     assert chunk == {"src": "params/track_3/00000.json", "t0": 2.1, "t1": pytest.approx(2.3), "rows": 3}
     assert json.loads(content.generated[chunk["src"]]) == lines[:3]
     assert len(m["joint_names"]) == 55 and m["joint_names"][0] == "pelvis"
+
+
+#: Frame times (ms) of a variable-frame-rate clip (a user trial's): bursts of frames 33 ms apart,
+#: 12 frames in about a second, so half the average interval (42 ms) reaches the next frame of a burst.
+VFR_MS = (0, 33, 66, 200, 233, 266, 500, 533, 566, 600, 800, 1000)
+VFR_FPS = 12.0
+
+
+def test_manifest_matches_vfr_frames_to_the_nearest_record(tmp_path):
+    """A variable-frame-rate run: render.mp4's frame times (1/90000 s ticks) lie a tick before or
+    after params.jsonl's times; frame_index is the nearest record's frame (not the first within
+    half the average interval: the frame before), and -1 where the record is missing though a
+    neighbouring frame's lies within half the average interval."""
+    from fractions import Fraction
+
+    from wbcap.testing.videos import make_vfr_with_audio
+    from wbcap.view import manifest as vm
+
+    run = tmp_path / "run"
+    (run / ".wbcap").mkdir(parents=True)
+    ticks = [90 * ms + (0 if ms == 0 else -1 if k % 2 else 1) for k, ms in enumerate(VFR_MS)]  # odd: a tick early
+    make_vfr_with_audio(run / "render.mp4", ticks, 90 * 33, Fraction(1, 90000))
+    (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/x/vfr.mp4"}))
+    (run / "meta.json").write_text(json.dumps({"fps": VFR_FPS, "source": "/x/vfr.mp4", "camera": _line(0, 0, 0)["camera"]}))
+    missing = {4, 9}  # 233 ms (neighbours 33 ms away), 600 ms (34 ms after frame 8)
+    lines = [_line(k, ms / 1000, 0) for k, ms in enumerate(VFR_MS) if k not in missing]
+    (run / "params.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    video = vm.read_output(run).manifest["video"]
+    assert video["frame_times"] == pytest.approx([t / 90000 for t in ticks], abs=1e-9)
+    assert video["frame_index"] == [k if k not in missing else -1 for k in range(len(VFR_MS))]
+    # the tolerance: half the gap to the nearer neighbour; the fallback for a lone frame
+    assert [vm.frame_tolerance([ms / 1000 for ms in VFR_MS], k, 0.5 / VFR_FPS) for k in (0, 3, 9, 10, 11)] == \
+        pytest.approx([0.0165, 0.0165, 0.017, 0.1, 0.1])
+    assert vm.frame_tolerance([2.0], 0, 0.05) == 0.05
+    # the nearest within the tolerance, not the first: a lone frame (the fallback, 50 ms) between two records
+    assert vm._match_frames([1.0], [(0.97, 5), (1.001, 6)], 0.05) == [6]
+
+
+def _timeline_js(calls: list) -> list:
+    """Results of the viewer page's timeline.js functions (``[[name, args], ...]``), run in node."""
+    reason = node_packages_missing()
+    if reason:
+        skip_or_fail(reason)
+    proc = subprocess.run(["node", str(JS / "timeline_eval.mjs"), json.dumps(calls)], cwd=JS, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_page_shows_the_nearest_params_record_of_a_vfr_frame():
+    """The page's lookups (app.js showParams through timeline.js) on the VFR timeline: at each
+    frame's time (render.mp4's, a tick before the record's), the chunk and record nearest within
+    half the gap to the nearer neighbouring frame; none where the frame's record is missing."""
+    frames = [ms / 1000 - 1 / 90000 for ms in VFR_MS]  # what view.json's frame_times hold: a tick early
+    missing = {4, 9}
+    rows = [{"time": ms / 1000, "frame": k} for k, ms in enumerate(VFR_MS) if k not in missing]
+    chunks = [{"t0": rows[a]["time"], "t1": rows[b - 1]["time"]} for a, b in ((0, 2), (2, 6), (6, len(rows)))]
+    n = len(frames)
+    tols = _timeline_js([["frameTolerance", [frames, k, 0.5 / VFR_FPS]] for k in range(n)])
+    assert tols == pytest.approx([0.0165, 0.0165, 0.0165, 0.0165, 0.0165, 0.0165, 0.0165, 0.0165, 0.0165, 0.017,
+                                  0.1, 0.1])
+    found = _timeline_js([["nearestIndex", [rows, frames[k], tols[k], "time"]] for k in range(n)])
+    assert [rows[i]["frame"] if i >= 0 else -1 for i in found] == [-1 if k in missing else k for k in range(n)]
+    # the chunk holding the nearest record, not the first whose range reaches t (66 and 533 ms: the
+    # chunk before ends 33 ms earlier)
+    spans = _timeline_js([["nearestSpan", [chunks, frames[k], tols[k]]] for k in range(n)])
+    assert spans == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]
+    # between chunks: the nearer one within tol, none beyond it
+    assert _timeline_js([["nearestSpan", [chunks, 0.045, 0.02]], ["nearestSpan", [chunks, 0.045, 0.01]],
+                         ["nearestSpan", [chunks, 0.058, 0.02]]]) == [0, -1, 1]
+    # a tolerance that reaches the chunk before (the old 0.5 / fps): still the chunk that holds t
+    assert _timeline_js([["nearestSpan", [chunks, frames[k], 0.5 / VFR_FPS]] for k in (2, 7)]) == [1, 2]
+    assert _timeline_js([["floorIndex", [frames, 0.5]], ["floorIndex", [frames, 0.4]]]) == [6, 5]
+    # the nearest within the tolerance, not the first (a lone frame's fallback, 50 ms, reaches two records)
+    assert _timeline_js([["nearestIndex", [rows, 0.033, 0.05, "time"]], ["nearestIndex", [[0.97, 1.001], 1.0, 0.05]]]) == [1, 1]
 
 
 def _write_glb_json(path: Path, gltf: dict) -> Path:
@@ -768,6 +843,45 @@ def test_copied_folder_says_how_to_serve_it_when_opened_as_a_file(browsed):
 
 WORLD_T = 0.5  # the time the world pages are compared at (frame 5 of the two walkers)
 SCENE_TIMES = (1.0, 2.0)
+
+
+@pytest.mark.slow  # makes a GLB with the SMPL-X layer, and a Chromium process
+def test_vfr_page_shows_each_frames_own_source_index_and_params(tmp_path, body_dir):
+    """A variable-frame-rate run in the browser: at every frame of render.mp4 (times a tick off
+    params.jsonl's), the page's source frame index and parameters are that frame's, and none where
+    the track has no record (a user trial found frame k-1's on 5 of 12 frames)."""
+    from fractions import Fraction
+
+    from wbcap.testing.videos import make_vfr_with_audio
+    from wbcap.view.site import ViewJob, serve_view
+
+    reason = browser_missing()
+    if reason:
+        skip_or_fail(reason)
+    run = tmp_path / "run"
+    (run / ".wbcap").mkdir(parents=True)
+    ticks = [90 * ms + (0 if ms == 0 else -1 if k % 2 else 1) for k, ms in enumerate(VFR_MS)]
+    make_vfr_with_audio(run / "render.mp4", ticks, 90 * 33, Fraction(1, 90000))
+    (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/x/vfr.mp4"}))
+    (run / "meta.json").write_text(json.dumps({"fps": VFR_FPS, "source": "/x/vfr.mp4", "camera": _line(0, 0, 0)["camera"]}))
+    missing = {4, 9}
+    lines = [_line(k, ms / 1000, 0) for k, ms in enumerate(VFR_MS) if k not in missing]
+    (run / "params.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with serve_view(ViewJob(out=str(run), body_models=str(body_dir))) as server:
+        job = {"executable": str(CHROMIUM), "result": str(tmp_path / "result.json"), "out": str(tmp_path),
+               "pages": [{"name": "vfr", "url": server.url, "kind": "video", "times": [t / 90000 for t in ticks]}]}
+        (tmp_path / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run(["node", str(JS / "view_driver.mjs"), str(tmp_path / "job.json")], cwd=JS,
+                              capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "HOME": str(tmp_path), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    (page,) = json.loads((tmp_path / "result.json").read_text())["pages"]
+    assert not page.get("fatal") and _problems(page) == [], (page.get("fatal"), page["errors"], page["warnings"])
+    want = [-1 if k in missing else k for k in range(len(VFR_MS))]
+    assert [s["state"]["frame"] for s in page["samples"]] == list(range(len(VFR_MS)))
+    assert [s["state"]["frameIndex"] for s in page["samples"]] == want
+    assert [s["params"]["frame"] if s["params"] else -1 for s in page["samples"]] == want
+    assert all(s["params"] == lines[[x["frame"] for x in lines].index(k)] for s, k in zip(page["samples"], want) if k >= 0)
 
 
 def _known_world_stage(mp: pytest.MonkeyPatch) -> None:

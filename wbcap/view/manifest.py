@@ -31,8 +31,9 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
       fps            the run's clock (rows per second of the animation files)
       video          {"src": URL, "offset": s, "frame_times": [s, ...], "frame_index": [i | -1, ...]}
                      or null (a run made with --no-render): render.mp4's frame k is shown at video
-                     time frame_times[k] - offset; frame_index: the source frame index of frame k
-                     where params.jsonl has it
+                     time frame_times[k] - offset; frame_index: the source frame index of the
+                     params.jsonl record nearest frame k's time, within half the gap to frame k's
+                     nearer neighbour (:func:`frame_tolerance`; variable frame rates), else -1
       frame_times    the times the timeline steps through (the video's frames, else params.jsonl's)
       tracks         [{"id", "color": "#rrggbb" (render.mp4's), "first", "last" (s), "rows" (lines in
                      params.jsonl), "parts": [{"src": GLB URL, "t0", "t1", "rows", "frame", "source_camera"
@@ -348,19 +349,28 @@ def _video_content(out: Path) -> SiteContent:
     return content
 
 
-def _match_frames(times: list[float], by_time: list[tuple[float, int]], tol: float) -> list[int]:
-    """For each of ``times`` (sorted), the frame index of ``by_time`` (sorted ``(time, index)``)
-    within ``tol`` seconds, else -1."""
-    out, j = [], 0
-    for t in times:
-        while j + 1 < len(by_time) and by_time[j + 1][0] <= t:
-            j += 1
-        best = -1
-        for k in (j, j + 1):
-            if k < len(by_time) and abs(by_time[k][0] - t) <= tol:
-                best = by_time[k][1]
-                break
-        out.append(best)
+def frame_tolerance(times: list[float], k: int, fallback: float) -> float:
+    """How far (s) a time may lie from ``times[k]`` (sorted frame times) and still be that frame:
+    half the gap to its nearer neighbour. A variable-frame-rate video has frames much closer than
+    its average interval, so half of that (``0.5 / fps``) would take a neighbour for the frame;
+    ``fallback`` for a frame with no other (app.js ``frameTolerance`` is the same rule)."""
+    gaps = [g for g in (times[k] - times[k - 1] if k > 0 else 0.0,
+                        times[k + 1] - times[k] if k + 1 < len(times) else 0.0) if g > 0]
+    return 0.5 * min(gaps) if gaps else fallback
+
+
+def _match_frames(times: list[float], by_time: list[tuple[float, int]], fallback: float) -> list[int]:
+    """For each of ``times`` (sorted frame times), the frame index of the ``by_time`` entry
+    (sorted ``(time, index)``) nearest to it, if within :func:`frame_tolerance` of it, else -1."""
+    import bisect
+
+    keys = [t for t, _ in by_time]
+    out = []
+    for k, t in enumerate(times):
+        j = bisect.bisect_left(keys, t)
+        near = min((i for i in (j - 1, j) if 0 <= i < len(keys)), key=lambda i: abs(keys[i] - t), default=None)
+        ok = near is not None and abs(keys[near] - t) <= frame_tolerance(times, k, fallback)
+        out.append(by_time[near][1] if ok else -1)
     return out
 
 

@@ -2,7 +2,7 @@
 
 A site is a plain folder::
 
-    index.html  app.js  style.css     the page (wbcap/view/static)
+    index.html  app.js  timeline.js  style.css   the page (wbcap/view/static)
     vendor/three/...                  three.js r187, unmodified (wbcap.view.vendor)
     view.json                         the manifest (wbcap.view.manifest)
     media/...                         the output folder's files the page shows (render.mp4, GLBs,
@@ -44,7 +44,7 @@ __all__ = ["ViewJob", "build_site", "serve_view", "static_dir", "write_html"]
 
 #: Name of the file that marks a folder written by :func:`write_html` (so it may be replaced).
 MARKER = "view.json"
-_PAGE_FILES = ("app.js", "style.css")
+_PAGE_FILES = ("app.js", "timeline.js", "style.css")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ViewJob:
 
 
 def static_dir() -> Path:
-    """The page's own files (``index.html``, ``app.js``, ``style.css``, ``vendor/``) in the package."""
+    """The page's own files (``index.html``, ``app.js``, ``timeline.js``, ``style.css``, ``vendor/``) in the package."""
     return Path(__file__).resolve().parent / "static"
 
 

@@ -19,22 +19,11 @@
 import * as THREE from 'three';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { floorIndex, frameTolerance, nearestIndex, nearestSpan } from './timeline.js';
 
 const $ = (id) => document.getElementById(id);
 const LOADERS_AT_ONCE = 3;
 const GROUND_SAMPLES = 12;
-
-/** Largest k with values[k] <= t (+ a microsecond), else 0; values sorted. */
-function floorIndex(values, t) {
-  let lo = 0;
-  let hi = values.length - 1;
-  if (hi < 0 || t < values[0]) return 0;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (values[mid] <= t + 1e-6) lo = mid; else hi = mid - 1;
-  }
-  return lo;
-}
 
 function base64(typed) {
   const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
@@ -573,7 +562,6 @@ class VideoViewer extends Viewer {
   constructor(manifest) {
     super(manifest);
     this.frames = manifest.frame_times;
-    this.half = 0.5 / manifest.fps;
     this.loader = new GLTFLoader();
     this.tracks = manifest.tracks.map((spec) => ({ ...spec }));
     const display = poseMatrix(manifest.source_camera);
@@ -701,13 +689,14 @@ class VideoViewer extends Viewer {
     const tr = this.tracks.find((x) => x.id === this.selected);
     if (!tr) return;
     const t = this.t;
-    const spec = tr.chunks.find((c) => c.t0 - this.half <= t && t <= c.t1 + this.half);
+    const tol = this.half;
+    const spec = tr.chunks[nearestSpan(tr.chunks, t, tol)]; // the chunk that holds the record nearest t
     const title = `Parameters: track ${tr.id}`;
     let rec = null;
     if (spec) {
       const rows = await this.chunk(spec);
       if (t !== this.t || this.selected !== tr.id) return; // moved on meanwhile
-      rec = rows.find((r) => Math.abs(r.time - t) <= this.half) || null;
+      rec = rows[nearestIndex(rows, t, tol, (r) => r.time)] || null;
     }
     const note = rec ? `params.jsonl, frame ${rec.frame}, t = ${rec.time.toFixed(3)} s` :
       `track ${tr.id} is not in params.jsonl at t = ${t.toFixed(3)} s` +
@@ -773,6 +762,15 @@ class VideoViewer extends Viewer {
       return this.seek(this.video.currentTime + this.offset); // settle video and bodies on one frame
     }
     return this.state();
+  }
+
+  /**
+   * How far from t (the time of frame k) a params.jsonl record or a file's first or last key still
+   * counts as frame k: half the gap to the nearer neighbouring frame (timeline.js; a variable frame
+   * rate puts frames closer than half the average interval, 0.5 / fps).
+   */
+  get half() {
+    return frameTolerance(this.frames, this.k, 0.5 / this.m.fps);
   }
 
   part(id) {
