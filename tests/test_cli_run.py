@@ -368,10 +368,15 @@ def _bad(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "zero length": (empty, "empty.mp4"),
         "truncated": (trunc, "trunc.mp4"),
         "no video stream": (audio, "tone.m4a"),
+        # a glob is an image sequence: matching videos (good, empty, notes, trunc) is named as such
+        "glob of videos": (tmp_path / "*.mp4", "no image file but 4 other files (empty.mp4, good.mp4, "
+                           "notes.mp4, ...); a pattern is read as an image sequence: for a video, pass one "
+                           "video file"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "text as mp4", "zero length", "truncated", "no video stream"])
+@pytest.mark.parametrize("case", ["missing", "text as mp4", "zero length", "truncated", "no video stream",
+                                  "glob of videos"])
 def test_bad_video_inputs(tmp_path, base_args, case):
     path, needle = _bad(tmp_path)[case]
     out = tmp_path / "out"

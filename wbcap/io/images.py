@@ -211,11 +211,23 @@ def iter_image_paths(
             )
             files = [m for m in matches if m.is_file() and _is_image_name(m)]
             if not files:
-                raise InputError(f"{item}: pattern matches no image file; check the pattern")
+                raise InputError(_no_image_match(item, [m for m in matches if m.is_file()]))
             add(files)
         else:
             raise InputError(f"{p}: no such file or folder; check the path")
     return out
+
+
+def _no_image_match(pattern: object, others: list[Path]) -> str:
+    """The message for a pattern that matches no image file; ``others``: the files it matches
+    (videos, most likely: a glob is read as an image sequence, never as several videos)."""
+    if not others:
+        return f"{pattern}: pattern matches no image file; check the pattern"
+    names = ", ".join(f.name for f in others[:3]) + (", ..." if len(others) > 3 else "")
+    count = f"{len(others)} other file" + ("s" if len(others) > 1 else "")
+    return (f"{pattern}: pattern matches no image file but {count} ({names}); a "
+            "pattern is read as an image sequence: for a video, pass one video file (its path, "
+            "not a pattern)")
 
 
 def _is_image_name(path: Path) -> bool:
