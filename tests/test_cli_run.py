@@ -424,6 +424,29 @@ def test_render_keeps_source_audio(tmp_path, base_args):
     assert decode_info(out / "render.mp4")[0] == 5
 
 
+def test_what_is_wrong_with_a_video_is_said_once_per_run(tmp_path, base_args):
+    """Pass 1 and the render pass both read the video: a rotation rounded to 0 degrees and a
+    video shorter than its header are each one warning."""
+    video = tmp_path / "odd.mp4"
+    with av.open(str(video), "w", options={"movflags": "+faststart"}) as c:  # index up front
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.options = 160, 120, "yuv420p", {"g": "2"}
+        s.set_display_rotation(-45)  # 45 degrees clockwise
+        for i in range(12):
+            for p in s.encode(av.VideoFrame.from_ndarray(person_image(160, 120, seed=i), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])  # frames 6..11 cut off
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", "full", "--min-track", "1", *base_args)
+    assert r.exit_code == 0, r.output
+    assert (out / "render.mp4").exists()
+    assert r.stderr.count("display rotation 45.0 degrees is not a multiple of 90") == 1, r.stderr
+    assert r.stderr.count("of the 12 frames its header declares") == 1, r.stderr
+
+
 def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -614,6 +614,12 @@ def test_truncated_video_yields_what_decodes(tmp_path: Path,
         assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
     assert any("cut.mp4" in r.getMessage() and "truncated" in r.getMessage()
                for r in caplog.records if r.levelno == logging.WARNING)
+    caplog.clear()  # a second pass over the file (wbcap run's render): said already
+    with caplog.at_level(logging.DEBUG, logger="wbcap.io"):
+        again = list(open_frames(cut, warn_retimed=False))
+    assert [f.index for f in again] == [f.index for f in frames]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("truncated" in r.getMessage() for r in caplog.records)  # at debug level
 
 
 def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:

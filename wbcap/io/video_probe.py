@@ -114,6 +114,11 @@ def orientation_of(stream: Any, frame: Any | None = None) -> tuple[int, bool]:
     Returns:
         ``(clockwise, mirrored)``; :func:`apply_rotation` turns a stored picture with them.
     """
+    return _orientation(stream, frame, log.warning)
+
+
+def _orientation(stream: Any, frame: Any | None, warn: Any) -> tuple[int, bool]:
+    """:func:`orientation_of`, its warnings logged with ``warn`` (``log.warning``/``log.debug``)."""
     if frame is None:
         frame = _first_frame(stream.container, stream)
     if frame is not None:
@@ -121,17 +126,17 @@ def orientation_of(stream: Any, frame: Any | None = None) -> tuple[int, bool]:
         if matrix is not None:
             clockwise, mirrored = _matrix_orientation(matrix)
             if clockwise or mirrored:
-                return _snap_rotation(clockwise, stream), mirrored
+                return _snap_rotation(clockwise, stream, warn), mirrored
         else:
             ccw = float(getattr(frame, "rotation", 0) or 0)
             if ccw:
-                return _snap_rotation(-ccw, stream), False
+                return _snap_rotation(-ccw, stream, warn), False
     for key, value in (stream.metadata or {}).items():
         if key.lower() == "rotate":
             try:
-                return _snap_rotation(float(value), stream), False
+                return _snap_rotation(float(value), stream, warn), False
             except ValueError:
-                log.warning("ignoring unreadable rotate tag %r", value)
+                warn("%s: ignoring unreadable rotate tag %r", _container_name(stream), value)
     return 0, False
 
 
@@ -206,10 +211,10 @@ def apply_rotation(image: np.ndarray, degrees: int, mirrored: bool = False) -> n
     return image[:, ::-1] if mirrored else image
 
 
-def _snap_rotation(clockwise: float, stream: Any) -> int:
+def _snap_rotation(clockwise: float, stream: Any, warn: Any) -> int:
     snapped = int(round(clockwise / 90.0)) * 90 % 360
     if abs((clockwise - snapped + 180.0) % 360.0 - 180.0) > 1.0:
-        log.warning(
+        warn(
             "%s: display rotation %.1f degrees is not a multiple of 90; using %d",
             _container_name(stream), clockwise, snapped,
         )
@@ -246,8 +251,12 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     return _probe(Path(path).expanduser())[0]
 
 
-def _probe(p: Path) -> tuple[VideoInfo, Fraction]:
-    """:func:`probe_video`, plus the file's time origin in seconds (see :func:`_time_origin`)."""
+def _probe(p: Path, warn: bool = True) -> tuple[VideoInfo, Fraction]:
+    """:func:`probe_video`, plus the file's time origin in seconds (see :func:`_time_origin`).
+
+    ``warn=False``: what is odd about the file (a rotation rounded to a multiple of 90 degrees,
+    an unknown frame rate) is logged at debug level, for a file probed again in one run.
+    """
     container = _open_input(p)
     try:
         stream = _video_stream(p, container)
@@ -257,7 +266,7 @@ def _probe(p: Path) -> tuple[VideoInfo, Fraction]:
                 f"{p}: no video frame could be decoded (truncated or corrupt); re-download or "
                 "re-encode it"
             )
-        info = _info_from_stream(p, container, stream, first)
+        info = _info_from_stream(p, container, stream, first, warn)
         return info, _time_origin(container)
     finally:
         container.close()
@@ -357,8 +366,9 @@ def _first_frame(container: Any, stream: Any) -> Any | None:
     return frame
 
 
-def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> VideoInfo:
-    rotation, mirrored = orientation_of(stream, first)
+def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
+                      warn: bool = True) -> VideoInfo:
+    rotation, mirrored = _orientation(stream, first, log.warning if warn else log.debug)
     width = int(stream.codec_context.width or first.width)
     height = int(stream.codec_context.height or first.height)
     if rotation in (90, 270):
@@ -379,7 +389,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any) -> Video
     if rate is None and frame_count and duration:
         rate = Fraction(frame_count / duration).limit_denominator(1001)
     if rate is None:
-        log.warning("%s: frame rate unknown; assuming 30 fps", p)
+        (log.warning if warn else log.debug)("%s: frame rate unknown; assuming 30 fps", p)
         rate = Fraction(30)
 
     has_audio = len(container.streams.audio) > 0

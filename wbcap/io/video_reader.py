@@ -134,8 +134,11 @@ def open_frames(
         every: keep every ``every``-th frame of the range, counted from the first kept one.
         max_frames: stop after this many frames; ``None`` for no limit.
         image_fps: frame rate assigned to image sequences (their ``time = index / image_fps``).
-        warn_retimed: log the count of retimed frames as a warning (else at debug level, for a
-            second pass over a file whose timing was already reported).
+        warn_retimed: log what reading the file found wrong as warnings: retimed frames, a
+            video that ends before the frames its header declares, damaged data where decoding
+            stopped, a display rotation rounded to a multiple of 90 degrees. False: at debug
+            level, for a later pass over a file whose reading was already reported (``wbcap
+            run``'s render pass), so that each is said once per run.
 
     Returns:
         A :class:`FrameSource`; nothing is decoded until it is iterated (a video's first frame
@@ -184,7 +187,7 @@ class FrameSource:
         self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
         video = _video_path_of(spec)
         if video is not None:
-            self.info, self._origin = _probe(video)
+            self.info, self._origin = _probe(video, warn=self.warn_retimed)
         else:
             from wbcap.io.images import iter_image_paths
 
@@ -293,7 +296,8 @@ class FrameSource:
                     container.close()
                     container, stream = _open_decoding(p)
 
-            state = _DecodeState(by_chunk=by_chunk, quiet_if_empty=seeked)
+            quiet = not self.warn_retimed
+            state = _DecodeState(by_chunk=by_chunk, quiet_if_empty=seeked, quiet=quiet)
             timed = _retime(_decode(container, stream, state), own_time, step, retimed,
                             count_reorder=not by_chunk)
             first = next(timed, None)
@@ -302,7 +306,7 @@ class FrameSource:
                           state.error)
                 container.close()
                 container, stream = _open_decoding(p)
-                state = _DecodeState(by_chunk=by_chunk)
+                state = _DecodeState(by_chunk=by_chunk, quiet=quiet)
                 timed = _retime(_decode(container, stream, state), own_time, step, retimed,
                                 count_reorder=not by_chunk)
                 first = next(timed, None)
@@ -345,7 +349,7 @@ class FrameSource:
                     done = max(index, round(prev_time * info.fps) + 1)
                 missing = info.frame_count - done
                 if missing > max(2, info.frame_count // 100):
-                    log.warning(
+                    (log.warning if self.warn_retimed else log.debug)(
                         "%s: video ended after %d of the %d frames its header declares; the "
                         "file may be truncated", p, index, info.frame_count,
                     )
