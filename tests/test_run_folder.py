@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -76,3 +78,57 @@ def test_a_resume_without_a_model_file_keeps_the_one_the_run_recorded(tmp_path, 
     (out / ".wbcap" / "run.json").write_text(json.dumps({**fp, "checkpoint": "c.pth", BODY_MODEL_FILE: model}))
     prepare_output(out, fp, resume=True, overwrite=False, typed_paths={"checkpoint": "c.pth"}, body_model_file=None)
     assert read_run_file(out) == {**fp, BODY_MODEL_FILE: model}
+
+
+def _previous_run(out):
+    """A finished run's files in ``out`` (what --overwrite sets aside), by name and text."""
+    files = {".wbcap/run.json": '{"source": "old"}', ".wbcap/raw.jsonl": '{"frame": 0}\n', "params.jsonl": "old\n",
+             "track_0.npz": "old", "meta.json": "{}"}
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    return files
+
+
+def _state(out):
+    return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_sets_the_previous_run_aside_until_the_new_one_has_frames(tmp_path, caplog):
+    """prepare_output with overwrite moves the previous run into .wbcap-previous/; restore_previous
+    puts it back (the new run's files gone), discard_previous drops it; an --overwrite killed in
+    between (SIGKILL) is settled by the next run on the folder: the previous run put back when
+    the new run has no frame, else dropped."""
+    from wbcap.io.run_folder import PREVIOUS_DIR, discard_previous, restore_previous
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = _previous_run(out)
+    fp = {"source": "new"}
+    prepare_output(out, fp, resume=False, overwrite=True)
+    assert _state(out) == {".wbcap/run.json": json.dumps(fp, indent=1, sort_keys=True),
+                           **{f"{PREVIOUS_DIR}/{k}": v for k, v in old.items()}}
+    restore_previous(out)
+    assert _state(out) == old
+
+    prepare_output(out, fp, resume=False, overwrite=True)
+    (out / ".wbcap" / "raw.jsonl").write_text('{"frame": 0, "people": []}\n')
+    discard_previous(out)
+    assert sorted(_state(out)) == [".wbcap/raw.jsonl", ".wbcap/run.json"]
+
+    # killed before its first frames: the next run puts the previous run back, then refuses the folder as usual
+    for name in list(out.iterdir()):
+        shutil.rmtree(name)
+    _previous_run(out)
+    prepare_output(out, fp, resume=False, overwrite=True)
+    (out / ".wbcap" / "raw.jsonl").write_text('{"frame": 0, "peo')  # (a torn line: no frame)
+    with caplog.at_level(logging.WARNING), pytest.raises(InputError, match="holds a previous wbcap run"):
+        prepare_output(out, fp, resume=False, overwrite=False)
+    assert _state(out) == old
+    assert f"put back the previous run that an interrupted --overwrite had set aside in {PREVIOUS_DIR}" in caplog.text
+    # killed after them: the new run is kept, the previous one dropped
+    prepare_output(out, fp, resume=False, overwrite=True)
+    (out / ".wbcap" / "raw.jsonl").write_text('{"frame": 0, "people": []}\n')
+    prepare_output(out, fp, resume=True, overwrite=False)
+    assert sorted(_state(out)) == [".wbcap/raw.jsonl", ".wbcap/run.json"]
+

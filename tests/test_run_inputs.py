@@ -307,3 +307,132 @@ def test_a_start_past_the_end_names_the_options(tmp_path, base_args):
     r = invoke("run", video, "-o", tmp_path / "out", "--detector", "full", "--start", "100", *base_args)
     assert r.exit_code == 2 and "no frame in the selected range (--start 100 s to the end of the video; " in text(r), text(r)
     assert "check --start/--end" in text(r), text(r)
+
+
+def write_images(folder: Path, n: int, w: int = 160, h: int = 120) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), person_image(w, h, seed=i)[:, :, ::-1])
+    return folder
+
+
+def folder_state(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` with its bytes (hidden ones included)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def corrupt_inside(png: Path) -> None:
+    """Damage a PNG's pixel data, keeping its header and its IEND end marker whole (what a check
+    of headers and end markers cannot see)."""
+    import zlib
+
+    data = bytearray(png.read_bytes())
+    i = data.index(b"IDAT")
+    length = int.from_bytes(data[i - 4:i], "big")
+    data[i + 40:i + 240] = bytes(200)
+    data[i + 4 + length:i + 8 + length] = zlib.crc32(data[i:i + 4 + length]).to_bytes(4, "big")  # (a chunk whole)
+    png.write_bytes(bytes(data))
+
+
+def test_overwrite_refuses_a_bad_range_or_image_before_the_model_loads_and_keeps_the_previous_run(
+        tmp_path, base_args, monkeypatch):
+    """--overwrite with an input pass 1 would refuse (an empty range; an image of another size,
+    a truncated one) is refused before the model loads, and the previous run stays whole (it was
+    deleted, then the input refused)."""
+    frames = write_images(tmp_path / "frames", 4)
+    out = tmp_path / "out"
+    assert invoke("run", frames, "-o", out, "--detector", "full", "--min-track", "1", *base_args).exit_code == 0
+    before = folder_state(out)
+    assert "params.jsonl" in before and ".wbcap/raw.jsonl" in before
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr("wbcap.video_app._load_pipeline", no_model)
+    r = invoke("run", frames, "-o", out, "--detector", "full", "--overwrite", "--start", "5", *base_args)
+    assert r.exit_code == 2 and "no image in the selected range (--start 5 s to the end of the video" in text(r), text(r)
+    assert folder_state(out) == before
+
+    odd = write_images(tmp_path / "odd", 4)
+    cv2.imwrite(str(odd / "0002.png"), person_image(80, 60, seed=2)[:, :, ::-1])
+    r = invoke("run", odd, "-o", out, "--detector", "full", "--overwrite", *base_args)
+    assert r.exit_code == 2, text(r)
+    assert f"{odd / '0002.png'}: image is 80x60, the sequence's first image is 160x120" in text(r), text(r)
+    assert folder_state(out) == before
+    # outside the selected range it is never read: not refused (here: the model, stubbed, is reached)
+    r = invoke("run", odd, "-o", out, "--detector", "full", "--overwrite", "--end", "0.05", *base_args)
+    assert r.exit_code == 1 and "the model was loaded" in text(r), text(r)
+
+    cut = write_images(tmp_path / "cut", 4)
+    data = (cut / "0003.png").read_bytes()
+    (cut / "0003.png").write_bytes(data[: len(data) // 2])
+    r = invoke("run", cut, "-o", out, "--detector", "full", "--overwrite", *base_args)
+    assert r.exit_code == 2 and f"{cut / '0003.png'}: image file is truncated or corrupt" in text(r), text(r)
+    assert folder_state(out) == before
+
+
+@pytest.mark.parametrize("when", ["before its first frames", "after its first frames"])
+def test_overwrite_keeps_the_previous_run_until_the_new_one_has_frames(tmp_path, base_args, monkeypatch, when):
+    """--overwrite sets the previous run aside: a run stopped before its first frames are written
+    (Ctrl-C here) puts it back whole; once they are, it is gone and the new frames are kept."""
+    import wbcap.model.batching as batching
+
+    video = write_video(tmp_path / "v.mp4", 4)
+    out = tmp_path / "out"
+    assert invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", *base_args).exit_code == 0
+    before = folder_state(out)
+    real = batching.regress_in_batches
+
+    def stopped(*args, **kwargs):
+        if when == "after its first frames":
+            yield next(real(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batching, "regress_in_batches", stopped)
+    r = invoke("run", video, "-o", out, "--detector", "full", "--overwrite", "--batch-size", "1", "--every", "2",
+               *base_args)
+    assert r.exit_code == 130, text(r)
+    if when == "before its first frames":
+        assert folder_state(out) == before
+        assert "--resume" not in text(r), text(r)
+    else:
+        assert sorted(p.name for p in out.iterdir()) == [".wbcap"]  # (the previous outputs gone, none set aside)
+        raw = (out / ".wbcap" / "raw.jsonl").read_text().splitlines()
+        assert [json.loads(line)["frame"] for line in raw] == [0]
+        assert json.loads((out / ".wbcap" / "run.json").read_text())["every"] == 2
+        assert f"the frames done so far are kept in {out}: add --resume" in text(r), text(r)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (300, 1)])
+def test_a_video_or_image_sequence_too_small_for_a_person_box_is_refused_before_the_model(
+        tmp_path, base_args, monkeypatch, size):
+    """wbcap image's rule (a side of 1 pixel holds no person box) for videos and image folders:
+    one line naming the file and its size, before the model loads, nothing written."""
+    import av
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("wbcap.video_app._load_pipeline", no_model)
+    w, h = size
+    video = tmp_path / "tiny.mkv"
+    with av.open(str(video), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv444p"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((h, w, 3), 40 * i, np.uint8))
+    for source, what, fix in [(video, "video's picture", "use a larger video"),
+                              (folder, "sequence's first image", "use larger images")]:
+        out = tmp_path / f"out_{source.name}"
+        r = invoke("run", source, "-o", out, "--detector", "full", *base_args)
+        assert r.exit_code == 2, text(r)
+        assert text(r) == (f"error: {source}: the {what} is {w}x{h} pixels, too small to hold a person box (it needs "
+                           f"at least 2 pixels a side); {fix}"), text(r)
+        assert not out.exists()

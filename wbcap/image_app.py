@@ -146,20 +146,27 @@ def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
     return sizes if first is None else [*sizes, first]
 
 
-def _check_size(path: Path, image) -> None:
-    """Refuse an image in which no person box can be cropped (a side of one pixel: the crop's
-    own rule, :func:`wbcap.crop.bbox.sanitize_bbox` on the whole image), before any detector or
-    box: no box, the whole image's included, would do, so advice to pass one would mislead.
+def check_size(path: Path | str, width: int, height: int, what: str = "image", fix: str = "use a larger image") -> None:
+    """Refuse pictures in which no person box can be cropped (a side of one pixel: the crop's own
+    rule, :func:`wbcap.crop.bbox.sanitize_bbox` on the whole picture), before any detector or
+    box: no box, the whole picture's included, would do, so advice to pass one would mislead.
+    The one rule of ``wbcap image`` (``what`` "image") and ``wbcap run`` (a video's frames, an
+    image sequence's images: :func:`wbcap.video_app.run_video`).
 
     Raises:
-        InputError: naming the image, its size and the fix.
+        InputError: naming ``path``, ``what`` is ``width`` x ``height`` pixels, and ``fix``.
     """
     from wbcap.crop.bbox import sanitize_bbox
 
+    if sanitize_bbox((0.0, 0.0, float(width), float(height)), width, height) is None:
+        raise InputError(f"{path}: the {what} is {width}x{height} pixels, too small to hold a person box (it needs at "
+                         f"least 2 pixels a side); {fix}")
+
+
+def _check_size(path: Path, image) -> None:
+    """:func:`check_size` of a loaded ``(H, W, 3)`` image."""
     h, w = image.shape[:2]
-    if sanitize_bbox((0.0, 0.0, float(w), float(h)), w, h) is None:
-        raise InputError(f"{path}: the image is {w}x{h} pixels, too small to hold a person box (it needs at least 2 "
-                         "pixels a side); use a larger image")
+    check_size(path, w, h)
 
 
 def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,12 +51,14 @@ from wbcap.io.run_folder import (
     RENDER_FILE,
     TypedPath,
     absolute_path,
+    discard_previous,
     fingerprint,
     hold_folder,
     missing_body_model,
     prepare_output,
     raw_path,
     remove_stale_outputs,
+    restore_previous,
     write_meta,
 )
 from wbcap.smooth.sequence import SmoothConfig
@@ -197,9 +200,10 @@ def _load_pipeline(job: VideoJob, out: Path):
 
 def regress_frames(
     job: VideoJob, pipeline, source, progress: Progress | None = None, timings: dict[str, float] | None = None,
-    detector: Any = None,
+    detector: Any = None, on_first_frames: Callable[[], None] | None = None,
 ) -> int:
-    """Pass 1. Returns the number of processed frames in the raw file.
+    """Pass 1. Returns the number of processed frames in the raw file. ``on_first_frames`` (if
+    given) is called once the first frames this call regressed are in the raw file.
 
     ``timings`` (if given) accumulates seconds per stage: decode, detect (in a thread beside the
     network when that does not slow it: :func:`wbcap.detect.thread.overlaps_network`),
@@ -226,6 +230,9 @@ def regress_frames(
                 t0 = time.perf_counter()
                 writer.append(batch)
                 add_time(timings, "write", t0)
+                if on_first_frames is not None:
+                    on_first_frames()
+                    on_first_frames = None
                 processed += len(batch)
                 if progress:
                     progress("regress", processed, total)
@@ -374,7 +381,16 @@ def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, 
 
 
 def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) -> VideoResult:
-    """Run both passes for ``job`` (see the module docstring)."""
+    """Run both passes for ``job`` (see the module docstring).
+
+    What can be refused is refused before the model loads and before OUT is touched: the
+    frame size (:func:`wbcap.image_app.check_size`), an image sequence's selected files (their
+    headers: :func:`wbcap.io.images.check_image_files`) and the selected range (its first frame
+    is decoded: :func:`_check_selection`). With ``overwrite`` the previous run is only set aside
+    (:func:`wbcap.io.run_folder.prepare_output`) and dropped once this run's first frames are in
+    ``raw.jsonl``; a run that ends before them, by an error, Ctrl-C or a stop signal, leaves OUT
+    as it found it (the previous run put back, a folder it made removed).
+    """
     from wbcap.io.video_reader import open_frames
 
     job.export.check_available()
@@ -389,6 +405,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if job.image_fps != 30.0 and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
+    _check_selection(job, source)
     out = Path(job.out).expanduser()
     created = not out.exists()
     # A box file is read, checked and bound to the frames before the model loads (its one line in a
@@ -399,21 +416,98 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if detector is None:
         detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
-        prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
-                       typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline))
         try:
-            timings: dict[str, float] = {}
-            frames = regress_frames(job, pipeline, source, progress, timings, detector=detector)
+            prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
+                           typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline))
         except BaseException:
-            # Nothing worth resuming: leave no half-made output folder behind.
-            if created and not any(read_raw(raw_path(out))):
+            if created:
                 shutil.rmtree(out, ignore_errors=True)
             raise
-        if frames == 0:
-            raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
-                             f"check {setting('start')}/{setting('end')}")
+        try:
+            timings: dict[str, float] = {}
+            frames = regress_frames(job, pipeline, source, progress, timings, detector=detector,
+                                    on_first_frames=lambda: discard_previous(out))
+            if frames == 0:  # (_check_selection found a frame: the file changed since)
+                raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
+                                 f"check {setting('start')}/{setting('end')}")
+        except BaseException:
+            if any(read_raw(raw_path(out))):
+                pass  # (frames to resume)
+            elif created:  # nothing worth resuming: leave no half-made output folder behind
+                shutil.rmtree(out, ignore_errors=True)
+            elif not job.resume:  # OUT as it was: empty, or the previous run --overwrite set aside
+                restore_previous(out)
+            raise
         try:
             return finalize(job, pipeline, info=source.info, progress=progress, timings=timings)
         except Exception as exc:
             add_note(exc, f"while writing the outputs of {job.source} to {out}")
             raise
+
+
+def resumable(job: VideoJob) -> bool:
+    """Whether ``job.out`` holds frames that ``job`` with ``resume`` would continue: a ``raw.jsonl``
+    with a complete record and a ``run.json`` of ``job``'s settings (after a run stopped before
+    its first frames, OUT holds what it held before: nothing, or a previous run, maybe of other settings)."""
+    from wbcap.io.run_folder import BODY_MODEL_FILE, read_run_file
+
+    out = Path(job.out).expanduser()
+    try:
+        run = read_run_file(out)
+        return (run is not None and {k: v for k, v in run.items() if k != BODY_MODEL_FILE} == _fingerprint(job)
+                and any(read_raw(raw_path(out))))
+    except (InputError, OSError, ValueError):
+        return False
+
+
+def _check_selection(job: VideoJob, source) -> None:
+    """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
+    them (when ``--overwrite`` had already set the previous run aside): frames too small for a
+    person box (:func:`wbcap.image_app.check_size`); a selected image file of an image sequence
+    that is damaged or of another size, as far as its headers tell
+    (:func:`wbcap.io.images.check_image_files`); and a selected range without a frame (the first
+    selected frame is decoded: :class:`~wbcap.io.video_reader.FrameSource` raises the one line
+    naming ``--start``/``--end``)."""
+    import copy
+
+    from wbcap.image_app import check_size
+
+    info = source.info
+    if info.is_image_sequence:
+        check_size(info.path, info.width, info.height, what="sequence's first image",
+                   fix="use larger images")
+        from wbcap.io.images import check_image_files
+
+        check_image_files(_selected_images(job.source, source), (info.height, info.width))
+    else:
+        check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
+    quiet = copy.copy(source)
+    quiet.warn_retimed = False  # (pass 1 reports retimed frames)
+    frames = iter(quiet)
+    try:
+        first = next(frames, None)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    if first is None:  # (max_frames 0)
+        raise InputError(f"{job.source}: no frame in the selected range; check {setting('start')}/{setting('end')} "
+                         f"and {setting('max_frames')}")
+
+
+def _selected_images(spec: str, source) -> list[Path]:
+    """The image files of the image sequence ``spec`` (opened as ``source``) that its iteration reads: times
+    ``index / fps`` in ``[start, end)``, every ``every``-th from the first, at most
+    ``max_frames`` (the selection of :class:`~wbcap.io.video_reader.FrameSource`)."""
+    import math
+
+    from wbcap.io.frame_times import _EPS
+    from wbcap.io.images import iter_image_paths
+
+    paths = iter_image_paths(spec)
+    fps = source.info.fps
+    first = max(0, math.ceil(source.start * fps - _EPS * fps))
+    last = len(paths) if source.end is None else min(len(paths), max(first, math.ceil(source.end * fps - _EPS * fps)))
+    chosen = paths[first:last:source.every]
+    return chosen if source.max_frames is None else chosen[:source.max_frames]
+

@@ -145,11 +145,9 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
         try:
             return run_video(job, pipeline=pipeline, progress=progress)
         except KeyboardInterrupt:
-            from pathlib import Path
+            from wbcap.video_app import resumable
 
-            from wbcap.io.run_folder import RAW_FILE, RUN_DIR
-
-            if resume_hint and (Path(job.out).expanduser() / RUN_DIR / RAW_FILE).is_file():
+            if resume_hint and resumable(job):
                 click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",
                            err=True)
             raise

@@ -123,6 +123,63 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return (int(width), int(height)) if orientation in (5, 6, 7, 8) else (int(height), int(width))
 
 
+def check_image_files(paths: Iterable[str | os.PathLike[str]], size: tuple[int, int]) -> None:
+    """Check, before a run reads them, that the image files of a sequence are what
+    :func:`load_image` will accept, all ``size`` ``(H, W)`` (the sequence's first image),
+    cheaply: each file's size from its headers (:func:`_header_size`) and, for JPEG and PNG, that
+    it ends with its end marker. A file whose headers give no size or another size, or whose end
+    marker is missing, is read whole by :func:`load_image`, which settles it (a format Pillow
+    does not read, an orientation tag after a PNG's pixels, bytes after the end, or its one-line
+    error). A file damaged inside intact headers and end marker is only found when the run reads it.
+
+    Raises:
+        InputError: a file :func:`load_image` refuses (its message), or one of another size
+            (naming it, both sizes and the fix).
+    """
+    height, width = size
+    for path in paths:
+        p = Path(path)
+        found = _header_size(p) if _ends_whole(p) else None
+        if found != (height, width):  # (or no answer): the whole file settles it
+            found = load_image(p).shape[:2]
+        if tuple(found) != (height, width):
+            raise InputError(f"{p}: image is {found[1]}x{found[0]}, the sequence's first image is {width}x{height}; "
+                             "resize the images to one size")
+
+
+def _header_size(p: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of the upright picture from the file's first bytes only (Pillow's headers; a
+    PNG's EXIF orientation only when its ``eXIf`` chunk comes before the pixels, as
+    :func:`image_size` would decode the whole PNG to find one after them), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            width, height = im.size
+            orientation = _orientation_tag(im) if im.format != "PNG" or "exif" in im.info else None
+    except Exception:
+        return None
+    return (int(width), int(height)) if orientation in (5, 6, 7, 8) else (int(height), int(width))
+
+
+def _ends_whole(p: Path) -> bool:
+    """Whether the file ``p`` is no JPEG or PNG, or one that ends with its end marker (the fast
+    path of :func:`_check_complete`), from its first and last bytes; False when it cannot be read."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(_PNG_SIGNATURE))
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64))
+            tail = f.read().rstrip(b"\x00")
+    except OSError:
+        return False
+    if head.startswith(_JPEG_SOI):
+        return tail.endswith(_JPEG_EOI)
+    if head.startswith(_PNG_SIGNATURE):
+        return tail.endswith(_PNG_IEND)
+    return bool(head)
+
+
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn an image as stored into the upright picture its EXIF orientation tag describes.
 

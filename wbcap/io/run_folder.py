@@ -19,6 +19,13 @@ Layout::
 
 Every output file is written under a hidden temporary name (``.params.tmp-*``...) and renamed
 when complete (:mod:`wbcap.atomic`).
+
+``--overwrite`` never loses a previous run to a new run that fails at once: :func:`prepare_output`
+moves the previous run's files into ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`), the new run
+drops them (:func:`discard_previous`) once its first frames are in ``raw.jsonl``, and a run that
+ends before that, by an error or a signal, puts them back (:func:`restore_previous`). A process
+killed in between (SIGKILL) leaves the folder for the next ``wbcap run`` on it, which puts the
+previous run back when the new one has no frame yet, else drops it (:func:`_settle_previous`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from wbcap.errors import InputError, setting
 log = logging.getLogger(__name__)
 
 RUN_DIR = ".wbcap"
+#: Where ``--overwrite`` keeps the previous run's files until the new run has its first frames
+#: (see the module docstring).
+PREVIOUS_DIR = ".wbcap-previous"
 RAW_FILE = "raw.jsonl"
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
@@ -74,7 +84,7 @@ def fingerprint(source: str, settings: dict) -> dict:
 
 def _our_outputs(out: Path) -> list[Path]:
     """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
-    names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, MESHES_DIR]
+    names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, MESHES_DIR, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
     temps = [p for stem in ("params", "meta", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
     return found + track_files(out) + sorted(temps)
@@ -351,11 +361,12 @@ def hold_folder(out: Path) -> Iterator[Path]:
 
 
 def replace_previous(out: Path, existing: list[Path], ours: list[Path], example: Path, *, what: str,
-                     overwrite: bool) -> None:
+                     overwrite: bool, aside: Path | None = None) -> None:
     """The rule for an output folder that is not empty (``existing``: its entries), shared by
     ``wbcap run`` and ``wbcap train``: files wbcap did not write (not in ``ours``) are refused
     always; a previous result (``what``, e.g. "a previous wbcap run", named by ``example``) is
-    deleted with ``overwrite`` (only ``ours``), else refused with the flags that would do.
+    deleted with ``overwrite`` (only ``ours``; moved into the folder ``aside`` instead when
+    given), else refused with the flags that would do.
 
     Raises:
         InputError: one line saying what the folder holds and what to pass instead.
@@ -370,8 +381,66 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         raise InputError(f"{out} holds {what} (e.g. {example.name}); pass {setting('overwrite', api='overwrite=True')} "
                          f"to replace it, {setting('resume', api='resume=True')} to continue it, or choose another "
                          f"{other_out} folder")
+    if aside is not None:
+        from wbcap.stop_signals import held_stop_signals
+
+        with held_stop_signals():  # (a Ctrl-C in between would leave the run half here, half aside)
+            aside.mkdir()
+            for p in ours:
+                p.rename(aside / p.name)
+        return
     for p in ours:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _has_frames(out: Path) -> bool:
+    """Whether ``OUT/.wbcap/raw.jsonl`` holds a complete record (a damaged line counts as one)."""
+    from wbcap.io.raw_records import read_raw
+
+    try:
+        return next(read_raw(raw_path(out)), None) is not None
+    except (ValueError, UnicodeDecodeError, OSError):
+        return True
+
+
+def discard_previous(out: Path) -> None:
+    """Delete the previous run that ``--overwrite`` set aside in ``OUT/.wbcap-previous/``
+    (:data:`PREVIOUS_DIR`), if any: call it once the new run has its first frames."""
+    previous = out / PREVIOUS_DIR
+    if previous.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
+        log.debug("%s: removed the previous run set aside by --overwrite", out)
+
+
+def restore_previous(out: Path) -> None:
+    """Undo a run that ends before its first frame: delete what it wrote in OUT (:func:`_our_outputs`,
+    the set-aside folder excepted) and move the previous run's files that ``--overwrite`` set
+    aside (:data:`PREVIOUS_DIR`) back, so OUT is as the run found it."""
+    from wbcap.stop_signals import held_stop_signals
+
+    previous = out / PREVIOUS_DIR
+    with held_stop_signals():
+        for p in _our_outputs(out):
+            if p != previous:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if previous.is_dir():
+            for p in sorted(previous.iterdir()):
+                p.rename(out / p.name)
+            previous.rmdir()
+
+
+def _settle_previous(out: Path) -> None:
+    """A previous run set aside by an ``--overwrite`` killed before it dropped it (SIGKILL, a
+    power cut): put back when the new run got no frame (:func:`restore_previous`), else dropped
+    (:func:`discard_previous`). Call it holding the folder (:func:`hold_folder`)."""
+    if not (out / PREVIOUS_DIR).is_dir():
+        return
+    if _has_frames(out):
+        discard_previous(out)
+    else:
+        restore_previous(out)
+        log.warning("%s: put back the previous run that an interrupted --overwrite had set aside in %s", out,
+                    PREVIOUS_DIR)
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
@@ -389,11 +458,16 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
     recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``
     (None: the one it recorded is kept).
-    ``overwrite`` deletes only what a wbcap run wrote.
+    ``overwrite`` touches only what a wbcap run wrote, and keeps it aside in
+    ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`) until the new run has its first frames: the
+    caller then calls :func:`discard_previous`, or :func:`restore_previous` when the run ends
+    before them. A set-aside run an ``--overwrite`` killed by SIGKILL left is settled first
+    (:func:`_settle_previous`).
     """
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
     record = {**fp, BODY_MODEL_FILE: body_model_file} if body_model_file is not None else fp
+    _settle_previous(out)
     existing = list(out.iterdir())
     if existing:
         resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
@@ -420,7 +494,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                 atomic_write_text(run_file, json.dumps(record, indent=1, sort_keys=True))
             return out
         replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
-                         overwrite=overwrite)
+                         overwrite=overwrite, aside=out / PREVIOUS_DIR)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
