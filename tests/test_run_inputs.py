@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -401,6 +402,30 @@ def test_overwrite_keeps_the_previous_run_until_the_new_one_has_frames(tmp_path,
         assert [json.loads(line)["frame"] for line in raw] == [0]
         assert json.loads((out / ".wbcap" / "run.json").read_text())["every"] == 2
         assert f"the frames done so far are kept in {out}: add --resume" in text(r), text(r)
+
+
+def test_a_bad_image_met_mid_run_says_how_to_start_over(tmp_path, base_args):
+    """An image damaged where only decoding sees it stops the run after the frames before it;
+    its line says to fix or remove it and start over with --overwrite (--resume cannot continue
+    once the folder changed, and says so, naming --overwrite)."""
+    frames = write_images(tmp_path / "frames", 6)
+    corrupt_inside(frames / "0004.png")
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--batch-size", "1", "--min-track", "1", *base_args]
+    r = invoke("run", frames, "-o", out, *args)
+    assert r.exit_code == 2, text(r)
+    assert (f"{frames / '0004.png'}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file (or "
+            f"remove it); then run the same command with --overwrite to start over ({out} holds the frames done so "
+            "far, but --resume cannot continue once the images change)") in text(r), text(r)
+    assert len((out / ".wbcap" / "raw.jsonl").read_text().splitlines()) == 4
+    (frames / "0004.png").unlink()
+    os.utime(frames, (1, 1))  # (the folder changed: another mtime, whatever the clock's resolution)
+    r = invoke("run", frames, "-o", out, "--resume", *args)
+    assert r.exit_code == 2, text(r)
+    assert (f"{out}: holds a run with different settings (source_mtime); its source changed since that run began, "
+            "and a run continues only from the source it began with; use --overwrite to start over") in text(r)
+    r = invoke("run", frames, "-o", out, "--overwrite", *args)
+    assert r.exit_code == 0 and "5 frames" in r.stdout, text(r)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (300, 1)])

@@ -430,9 +430,10 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             if frames == 0:  # (_check_selection found a frame: the file changed since)
                 raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
                                  f"check {setting('start')}/{setting('end')}")
-        except BaseException:
+        except BaseException as exc:
             if any(read_raw(raw_path(out))):
-                pass  # (frames to resume)
+                if isinstance(exc, InputError) and source.info.is_image_sequence:
+                    raise _start_over(exc, job, out) from None
             elif created:  # nothing worth resuming: leave no half-made output folder behind
                 shutil.rmtree(out, ignore_errors=True)
             elif not job.resume:  # OUT as it was: empty, or the previous run --overwrite set aside
@@ -511,3 +512,10 @@ def _selected_images(spec: str, source) -> list[Path]:
     chosen = paths[first:last:source.every]
     return chosen if source.max_frames is None else chosen[:source.max_frames]
 
+
+def _start_over(exc: InputError, job: VideoJob, out: Path) -> InputError:
+    """``exc``, a bad image met after frames were regressed, with the way out: the folder is
+    about to change, so ``--resume`` cannot continue the run (its source changed): start over."""
+    overwrite, resume = setting("overwrite", api="overwrite=True"), setting("resume", api="resume=True")
+    return InputError(f"{exc} (or remove it); then run the same command with {overwrite} to start over ({out} holds "
+                      f"the frames done so far, but {resume} cannot continue once the images change)")

@@ -484,7 +484,10 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                 body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
                 diff = sorted(k for k in fp if matched.get(k) != fp.get(k))
-                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}); "
+                changed = "" if {"source_size", "source_mtime"}.isdisjoint(diff) else (
+                    "; its source changed since that run began, and a run continues only from the source it began "
+                    "with")
+                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}){changed}; "
                                  f"use {overwrite_} to start over")
             if body_model_file is None and BODY_MODEL_FILE in previous:  # (a pipeline not built from files)
                 record = {**fp, BODY_MODEL_FILE: previous[BODY_MODEL_FILE]}
