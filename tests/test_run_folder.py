@@ -132,3 +132,19 @@ def test_overwrite_sets_the_previous_run_aside_until_the_new_one_has_frames(tmp_
     prepare_output(out, fp, resume=True, overwrite=False)
     assert sorted(_state(out)) == [".wbcap/raw.jsonl", ".wbcap/run.json"]
 
+
+def test_temporary_files_of_a_killed_pass_2_are_found_and_removed(tmp_path):
+    """What a killed pass 2 leaves (.render.tmp-*.mp4, .params.tmp-*, a .track_3.tmp-* folder) is
+    the run's own (--overwrite may delete it) and remove_temporary_files deletes it, nothing else."""
+    from wbcap.io.run_folder import remove_temporary_files, temporary_files
+
+    out = tmp_path / "out"
+    (out / ".track_3.tmp-0badc0de").mkdir(parents=True)
+    (out / ".track_3.tmp-0badc0de" / "track_3.glb").write_text("x")
+    for name in (".render.tmp-1a2b3c4d.mp4", ".params.tmp-00000000.jsonl", ".meta.tmp-12345678.json", "render.mp4",
+                 "notes.txt"):
+        (out / name).write_text("x")
+    assert [p.name for p in temporary_files(out)] == [".meta.tmp-12345678.json", ".params.tmp-00000000.jsonl",
+                                                      ".render.tmp-1a2b3c4d.mp4", ".track_3.tmp-0badc0de"]
+    remove_temporary_files(out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "render.mp4"]

@@ -58,6 +58,7 @@ from wbcap.io.run_folder import (
     prepare_output,
     raw_path,
     remove_stale_outputs,
+    remove_temporary_files,
     restore_previous,
     write_meta,
 )
@@ -291,6 +292,7 @@ def finalize(
 
         import_renderer_in_background()
     out = Path(job.out).expanduser()
+    remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
     body = pipeline.regressor.body
     dev = next(iter(body.buffers())).device
     size = (info.width, info.height)

@@ -92,9 +92,11 @@ class LazyGroup(click.Group):
         except WbcapError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # (Ctrl-C; SIGTERM or SIGHUP where a command takes them so)
+            from wbcap.stop_signals import exit_status, stop_message
+
+            click.echo(stop_message(exc), err=True)
+            ctx.exit(exit_status(exc))
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # usage errors, --help, ctx.exit(): click reports them itself
         except OSError as exc:

@@ -118,8 +118,9 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
 
 
 def execute(ctx, job, pipeline=None, resume_hint: bool = True):
-    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet; on Ctrl-C, with
-    ``resume_hint``, say how to continue (the command has --resume)."""
+    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet; on Ctrl-C, SIGTERM
+    or SIGHUP (:func:`wbcap.stop_signals.stop_as_ctrl_c`), with ``resume_hint``, say how to
+    continue (the command has --resume)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -142,8 +143,11 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             speed = task.speed
             bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
 
+        from wbcap.stop_signals import stop_as_ctrl_c
+
         try:
-            return run_video(job, pipeline=pipeline, progress=progress)
+            with stop_as_ctrl_c():  # (timeout, docker stop, a closed terminal: cleaned up as Ctrl-C)
+                return run_video(job, pipeline=pipeline, progress=progress)
         except KeyboardInterrupt:
             from wbcap.video_app import resumable
 

@@ -37,28 +37,17 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
         if not is_quiet(ctx):
             echo_result(str(page))
         return
-    import signal
-    import threading
+    from wbcap.stop_signals import stop_as_ctrl_c
 
-    def stop(signum, frame):  # SIGTERM (kill, systemd) and SIGHUP (a closed terminal) stop it as Ctrl-C
-        raise KeyboardInterrupt
-
-    stops = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
-    main = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's only)
-    before = {sig: signal.signal(sig, stop) for sig in stops} if main else {}
-    try:
-        with serve_view(job) as server:  # (its temporary folder goes when the block ends)
-            try:
-                click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
-                check_stdout()  # (the address unwritten: stop now, not at Ctrl-C)
-                if open_browser:
-                    _open_browser(server.url)
-                server.wait()
-            except KeyboardInterrupt:
-                click.echo("stopped", err=True)
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+    with stop_as_ctrl_c(), serve_view(job) as server:  # (its temporary folder goes when the block ends)
+        try:
+            click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
+            check_stdout()  # (the address unwritten: stop now, not at Ctrl-C)
+            if open_browser:
+                _open_browser(server.url)
+            server.wait()
+        except KeyboardInterrupt:  # (also SIGTERM: kill, systemd; SIGHUP: a closed terminal)
+            click.echo("stopped", err=True)
 
 
 def _open_browser(url: str) -> None:

@@ -32,12 +32,12 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from types import ModuleType
+
+from wbcap.stop_signals import held_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -246,37 +246,19 @@ def import_pyrender() -> ModuleType:
     if platform is None:
         raise RuntimeError("no OpenGL platform (EGL, OSMesa) works; use the software renderer")
     patch_numpy()
-    with _import_lock, _ctrl_c_after():  # (pyrender imports trimesh)
+    with _import_lock, held_stop_signals():  # (pyrender imports trimesh)
         import pyrender
 
     return pyrender
 
 
-@contextlib.contextmanager
-def _ctrl_c_after() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) that arrives in the block until it ends, then raise it: trimesh's
-    import catches ``BaseException`` around its optional imports, so an interrupt inside it left
-    a half-imported module and a ``TypeError`` later instead of "interrupted". Only in the main
-    thread (where Python handles signals), and only while SIGINT has Python's default handler."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-    held: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if held:  # (also over an error the interrupted import raised: the user asked to stop)
-            raise KeyboardInterrupt
-
-
 def import_module(name: str) -> ModuleType:
     """``importlib.import_module(name)`` under the lock pyrender is imported under: for the
     packages pyrender imports too (trimesh), which another thread may be importing
-    (module docstring). A Ctrl-C during the import is raised when it is done (:func:`_ctrl_c_after`)."""
-    with _import_lock, _ctrl_c_after():
+    (module docstring). A Ctrl-C during the import is raised when it is done (:func:`wbcap.stop_signals.held_stop_signals`:
+    trimesh's import catches ``BaseException`` around its optional imports, so an interrupt inside it left a
+    half-imported module and a ``TypeError`` later instead of "interrupted")."""
+    with _import_lock, held_stop_signals():
         return importlib.import_module(name)
 
 

@@ -86,8 +86,25 @@ def _our_outputs(out: Path) -> list[Path]:
     """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, MESHES_DIR, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
-    temps = [p for stem in ("params", "meta", "render", "track_*") for p in out.glob(f".{stem}.tmp-*")]
-    return found + track_files(out) + sorted(temps)
+    return found + track_files(out) + temporary_files(out)
+
+
+#: The hidden temporary names of pass 2's files (``.<stem>.tmp-*``, :mod:`wbcap.atomic`; the
+#: render's ``.render.tmp-*.mp4``), which a killed run leaves behind.
+_TEMP_STEMS = ("params", "meta", "render", "track_*")
+
+
+def temporary_files(out: Path) -> list[Path]:
+    """The temporaries of pass 2's files in ``out`` (:data:`_TEMP_STEMS`) that a killed run left, sorted."""
+    return sorted(p for stem in _TEMP_STEMS for p in out.glob(f".{stem}.tmp-*"))
+
+
+def remove_temporary_files(out: Path) -> None:
+    """Delete what :func:`temporary_files` finds (a pass 2 that ended holds none of its own:
+    call it when this process writes none, e.g. after pass 2)."""
+    for p in temporary_files(out):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def track_files(out: Path) -> list[Path]:

@@ -1,0 +1,107 @@
+"""SIGTERM and SIGHUP (timeout, docker stop, a closed terminal) stop `wbcap run` as Ctrl-C does:
+the same cleanup, the same advice, the shell's exit status for the signal (wbcap.stop_signals)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.stop_signals import Stopped, exit_status, held_stop_signals, stop_as_ctrl_c
+from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+
+
+@pytest.fixture()
+def base_args(micro_ckpt, body_dir):
+    return ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--detector", "full",
+            "--min-track", "1"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def text(result) -> str:
+    return " ".join(result.output.split())
+
+
+def signal_self(sig: int) -> None:
+    """Send ``sig`` to this process and give Python the moment to run its handler."""
+    os.kill(os.getpid(), sig)
+    time.sleep(0.5)  # (the handler runs at the next bytecode of the main thread)
+
+
+def state(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_stop_signals_raise_as_ctrl_c_and_are_held_over_a_step_that_must_not_be_cut():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Stopped) as caught, stop_as_ctrl_c():
+        signal_self(signal.SIGTERM)
+    assert isinstance(caught.value, KeyboardInterrupt) and exit_status(caught.value) == 143
+    assert exit_status(KeyboardInterrupt()) == 130
+    done = []
+    with pytest.raises(Stopped) as caught, stop_as_ctrl_c(), held_stop_signals():
+        signal_self(signal.SIGHUP)
+        done.append("the whole step")
+    assert done == ["the whole step"] and exit_status(caught.value) == 129
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_before_the_first_frames_leaves_the_folder_as_it_was(tmp_path, base_args, monkeypatch, sig):
+    """Stopped before any frame: a new folder is removed, and an --overwrite puts the previous
+    run back, as after Ctrl-C (SIGTERM left an empty run a plain rerun refused); exit 128 + signal."""
+    import wbcap.model.batching as batching
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)], 10)
+    previous = tmp_path / "previous"
+    assert invoke("run", video, "-o", previous, "--no-render", *base_args).exit_code == 0
+    before = state(previous)
+
+    def stopped(*args, **kwargs):
+        signal_self(sig)
+        yield from ()
+
+    monkeypatch.setattr(batching, "regress_in_batches", stopped)
+    for out, extra in [(tmp_path / "new", []), (previous, ["--overwrite", "--every", "2"])]:
+        r = invoke("run", video, "-o", out, "--no-render", *extra, *base_args)
+        assert r.exit_code == 128 + sig, text(r)
+        assert text(r).endswith(f"stopped by {signal.Signals(sig).name}") and "--resume" not in text(r), text(r)
+    assert not (tmp_path / "new").exists()
+    assert state(previous) == before
+
+
+def test_a_stop_signal_while_rendering_keeps_the_frames_and_resume_leaves_no_temporary(tmp_path, base_args,
+                                                                                        monkeypatch):
+    """SIGTERM in pass 2: the half-written render is removed, the frames are kept with the
+    --resume advice; a --resume then finishes and removes temporaries a killed run left."""
+    from wbcap.io.video_writer import VideoWriter
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)], 10)
+    out = tmp_path / "out"
+    write = VideoWriter.write
+
+    def stopped(self, *args, **kwargs):
+        write(self, *args, **kwargs)
+        signal_self(signal.SIGTERM)
+
+    monkeypatch.setattr(VideoWriter, "write", stopped)
+    r = invoke("run", video, "-o", out, *base_args)
+    assert r.exit_code == 143, text(r)
+    assert f"the frames done so far are kept in {out}: add --resume to the same command to continue" in text(r)
+    assert not list(out.glob(".*tmp-*")) and not (out / "render.mp4").exists()
+    monkeypatch.setattr(VideoWriter, "write", write)
+    (out / ".render.tmp-0badc0de.mp4").write_bytes(b"left by a SIGKILL")
+    r = invoke("run", video, "-o", out, "--resume", *base_args)
+    assert r.exit_code == 0, text(r)
+    assert (out / "render.mp4").is_file() and not list(out.glob(".*tmp-*")), sorted(p.name for p in out.iterdir())
