@@ -514,6 +514,12 @@ def test_image_folder_glob_and_list(tmp_path: Path) -> None:
 
     sel = open_frames(tmp_path / "seq", start=0.25, end=0.8, every=2, image_fps=10.0)
     assert [(f.index, f.time) for f in sel] == [(3, 0.3), (5, 0.5), (7, 0.7)]
+    # the selection without reading an image (the up-front checks of wbcap run) is the one iterated
+    for kw in ({}, {"start": 0.25, "end": 0.8, "every": 2}, {"every": 5, "max_frames": 2}, {"start": 0.55},
+               {"end": 0.05}, {"start": 0.3, "every": 4, "max_frames": 1}):
+        src = open_frames(tmp_path / "seq", image_fps=10.0, **kw)
+        assert [i for i, _ in src.selected_images()] == [f.index for f in src], kw
+        assert all(path == paths[i] for i, path in src.selected_images())
     single = open_frames(paths[0])
     assert [f.index for f in single] == [0] and single.info.frame_count == 1
 

@@ -481,7 +481,7 @@ def _check_selection(job: VideoJob, source) -> None:
                    fix="use larger images")
         from wbcap.io.images import check_image_files
 
-        check_image_files(_selected_images(job.source, source), (info.height, info.width))
+        check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
     quiet = copy.copy(source)
@@ -496,23 +496,6 @@ def _check_selection(job: VideoJob, source) -> None:
     if first is None:  # (max_frames 0)
         raise InputError(f"{job.source}: no frame in the selected range; check {setting('start')}/{setting('end')} "
                          f"and {setting('max_frames')}")
-
-
-def _selected_images(spec: str, source) -> list[Path]:
-    """The image files of the image sequence ``spec`` (opened as ``source``) that its iteration reads: times
-    ``index / fps`` in ``[start, end)``, every ``every``-th from the first, at most
-    ``max_frames`` (the selection of :class:`~wbcap.io.video_reader.FrameSource`)."""
-    import math
-
-    from wbcap.io.frame_times import _EPS
-    from wbcap.io.images import iter_image_paths
-
-    paths = iter_image_paths(spec)
-    fps = source.info.fps
-    first = max(0, math.ceil(source.start * fps - _EPS * fps))
-    last = len(paths) if source.end is None else min(len(paths), max(first, math.ceil(source.end * fps - _EPS * fps)))
-    chosen = paths[first:last:source.every]
-    return chosen if source.max_frames is None else chosen[:source.max_frames]
 
 
 def _start_over(exc: InputError, job: VideoJob, out: Path) -> InputError:

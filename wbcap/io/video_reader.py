@@ -224,25 +224,34 @@ class FrameSource:
             rotation=0, codec="image", has_audio=False, is_image_sequence=True,
         )
 
+    def selected_images(self) -> list[tuple[int, Path]]:
+        """An image sequence's selected frames as ``(index, file)``, in order: times ``index /
+        fps`` in ``[start, end)``, every ``every``-th from the first, at most ``max_frames`` (what
+        iterating yields, without reading an image; ``[]`` for a video)."""
+        if self._image_paths is None:
+            return []
+        fps = self.info.fps
+        first = max(0, math.ceil(self.start * fps - _EPS * fps))
+        chosen: list[tuple[int, Path]] = []
+        for i in range(first, len(self._image_paths), self.every):
+            if self.end is not None and i / fps >= self.end - _EPS:
+                break
+            if self.max_frames is not None and len(chosen) >= self.max_frames:
+                break
+            chosen.append((i, self._image_paths[i]))
+        return chosen
+
     def _iter_images(self, paths: list[Path]) -> Iterator[Frame]:
         from wbcap.io.images import load_image
 
         fps = self.info.fps
-        first = max(0, math.ceil(self.start * fps - _EPS * fps))
         yielded = 0
-        for i in range(first, len(paths)):
+        for i, path in self.selected_images():
             t = i / fps
-            if self.end is not None and t >= self.end - _EPS:
-                break
-            if self.max_frames is not None and yielded >= self.max_frames:
-                break
-            keep = (i - first) % self.every == 0
-            if not keep:
-                continue
-            image = load_image(paths[i])
+            image = load_image(path)
             if image.shape[:2] != (self.info.height, self.info.width):
                 raise InputError(
-                    f"{paths[i]}: image is {image.shape[1]}x{image.shape[0]}, the sequence's "
+                    f"{path}: image is {image.shape[1]}x{image.shape[0]}, the sequence's "
                     f"first image is {self.info.width}x{self.info.height}; resize the images to "
                     "one size"
                 )
