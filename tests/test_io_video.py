@@ -520,6 +520,8 @@ def test_image_folder_glob_and_list(tmp_path: Path) -> None:
         src = open_frames(tmp_path / "seq", image_fps=10.0, **kw)
         assert [i for i, _ in src.selected_images()] == [f.index for f in src], kw
         assert all(path == paths[i] for i, path in src.selected_images())
+    with pytest.raises(InputError, match="start=5 s to the end of the sequence; 12 images at 10 fps"):
+        list(open_frames(tmp_path / "seq", start=5.0, image_fps=10.0))
     single = open_frames(paths[0])
     assert [f.index for f in single] == [0] and single.info.frame_count == 1
 
@@ -637,6 +639,11 @@ def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:
         list(open_frames(media.basic, start=100.0))
     assert_one_line_naming(err, media.basic)
     assert "start" in str(err.value)
+    # a range between two frames: where the next frame is, not how long the video is (a user
+    # trial's "--end 0.3 ... the video has frames up to 0.500 s" for a video starting at 0.5 s)
+    with pytest.raises(InputError) as err:
+        list(open_frames(media.basic, start=0.02, end=0.05))
+    assert "its first frame at or after start=0.02 s is at 0.100 s" in str(err.value), err.value
 
 
 # --------------------------------------------------------------------------------------------

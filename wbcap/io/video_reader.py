@@ -259,7 +259,7 @@ class FrameSource:
             yield Frame(index=i, time=t, image=image)
         if yielded == 0 and self.max_frames != 0:
             raise InputError(
-                f"{self.info.path}: no image in the selected range ({_range_text(self.start, self.end)}; {len(paths)} images at {fps:g} fps = "
+                f"{self.info.path}: no image in the selected range ({_range_text(self.start, self.end, 'the sequence')}; {len(paths)} images at {fps:g} fps = "
                 f"{len(paths) / fps:g} s); check {setting('start')}/{setting('end')}"
             )
 
@@ -363,9 +363,12 @@ class FrameSource:
                         "file may be truncated", p, index, info.frame_count,
                     )
             if yielded == 0 and self.max_frames != 0:
+                has = (f"its first frame at or after {_as_given('start', f'{self.start:g}')} s is at {prev_time:.3f} s"
+                       if stopped_early and prev_time is not None else
+                       f"the video has {_fmt_duration(info.duration, prev_time)}")
                 raise InputError(
-                    f"{p}: no frame in the selected range ({_range_text(self.start, self.end)}; the video has "
-                    f"{_fmt_duration(info.duration, prev_time)}); check {setting('start')}/{setting('end')}"
+                    f"{p}: no frame in the selected range ({_range_text(self.start, self.end)}; {has}); "
+                    f"check {setting('start')}/{setting('end')}"
                 )
         finally:
             container.close()
@@ -565,10 +568,10 @@ def _fmt_time(t: float | None) -> str:
     return "an unknown time" if t is None else f"{t:.3f} s"
 
 
-def _range_text(start: float, end: float | None) -> str:
+def _range_text(start: float, end: float | None, what: str = "the video") -> str:
     """The selected range in a message, in the caller's spelling (``--start 5 s to the end of
-    the video``; ``start=5 s to end=7 s``)."""
-    until = "the end of the video" if end is None else f"{_as_given('end', f'{end:g}')} s"
+    the video``; ``start=5 s to end=7 s``); ``what``: the input's name for "the end of ..."."""
+    until = f"the end of {what}" if end is None else f"{_as_given('end', f'{end:g}')} s"
     return f"{_as_given('start', f'{start:g}')} s to {until}"
 
 
