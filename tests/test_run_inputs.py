@@ -351,7 +351,7 @@ def test_overwrite_refuses_a_bad_range_or_image_before_the_model_loads_and_keeps
 
     monkeypatch.setattr("wbcap.video_app._load_pipeline", no_model)
     r = invoke("run", frames, "-o", out, "--detector", "full", "--overwrite", "--start", "5", *base_args)
-    assert r.exit_code == 2 and "no image in the selected range (--start 5 s to the end of the video" in text(r), text(r)
+    assert r.exit_code == 2 and "no image in the selected range (--start 5 s to the end of the sequence" in text(r), text(r)
     assert folder_state(out) == before
 
     odd = write_images(tmp_path / "odd", 4)
