@@ -148,3 +148,24 @@ def test_temporary_files_of_a_killed_pass_2_are_found_and_removed(tmp_path):
                                                       ".render.tmp-1a2b3c4d.mp4", ".track_3.tmp-0badc0de"]
     remove_temporary_files(out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "render.mp4"]
+
+
+def test_export_and_view_of_a_folder_an_overwrite_left_aside_say_where_the_previous_run_is(tmp_path):
+    """A `wbcap run --overwrite` killed before its first frames leaves the previous run in
+    .wbcap-previous/ until the next run on the folder: `wbcap export` said "is this a finished
+    run folder?" and `wbcap view` "finish it with --resume" (found by a user trial); both name
+    the set-aside run and how to get it back."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.io.run_folder import PREVIOUS_DIR
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _previous_run(out)
+    prepare_output(out, {"source": "new"}, resume=False, overwrite=True)  # (then killed: no frame)
+    for args in (["export", str(out), "--format", "npz"], ["view", str(out), "--html", str(tmp_path / "v.html")]):
+        r = CliRunner().invoke(cli, args)
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert f"set the previous run aside in {out / PREVIOUS_DIR}: any `wbcap run` on {out}" in lines[0], lines[0]

@@ -80,7 +80,10 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file; is this a finished `wbcap run` folder?") from None
+        from wbcap.io.run_folder import set_aside_note
+
+        aside = set_aside_note(path.parent)
+        raise InputError(f"{path}: no such file{aside or '; is this a finished `wbcap run` folder?'}") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -446,6 +446,16 @@ def restore_previous(out: Path) -> None:
             previous.rmdir()
 
 
+def set_aside_note(out: Path) -> str:
+    """``""``, or, where an ``--overwrite`` killed before its first frames left the previous run
+    set aside in ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`), the end of a message saying
+    so and how to get it back (for ``wbcap export`` / ``wbcap view`` of such a folder)."""
+    if not (out / PREVIOUS_DIR).is_dir():
+        return ""
+    return (f"; an interrupted `wbcap run --overwrite` set the previous run aside in {out / PREVIOUS_DIR}: "
+            f"any `wbcap run` on {out} (the same command, or with --overwrite) first puts it back")
+
+
 def _settle_previous(out: Path) -> None:
     """A previous run set aside by an ``--overwrite`` killed before it dropped it (SIGKILL, a
     power cut): put back when the new run got no frame (:func:`restore_previous`), else dropped

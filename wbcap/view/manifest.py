@@ -129,6 +129,11 @@ def read_output(out: Path) -> SiteContent:
     if people:
         return _image_content(out, people)
     if (out / ".wbcap").is_dir():
+        from wbcap.io.run_folder import set_aside_note
+
+        aside = set_aside_note(out)
+        if aside:
+            raise InputError(f"{out}: the run has no {PARAMS_FILE}{aside}")
         raise InputError(f"{out}: the run has no {PARAMS_FILE} yet (interrupted?); finish it with "
                          f"`wbcap run SOURCE -o {out} --resume`")
     raise _not_a_run(out)
