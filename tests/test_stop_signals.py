@@ -77,6 +77,8 @@ def test_a_stop_signal_before_the_first_frames_leaves_the_folder_as_it_was(tmp_p
         r = invoke("run", video, "-o", out, "--no-render", *extra, *base_args)
         assert r.exit_code == 128 + sig, text(r)
         assert text(r).endswith(f"stopped by {signal.Signals(sig).name}") and "--resume" not in text(r), text(r)
+        kept = f"stopped before the first frames: the previous run in {out} is left as it was"
+        assert (kept in text(r)) == bool(extra), text(r)  # (said where there was a previous run)
     assert not (tmp_path / "new").exists()
     assert state(previous) == before
 

@@ -463,6 +463,16 @@ def resumable(job: VideoJob) -> bool:
         return False
 
 
+def previous_run_kept(job: VideoJob) -> bool:
+    """Whether ``job.out`` holds a run (its ``.wbcap/`` or ``params.jsonl``): where
+    :func:`resumable` says no after an ``--overwrite`` run stopped before its first frames,
+    that is the previous run, put back as it was."""
+    from wbcap.io.run_folder import PARAMS_FILE, RUN_DIR
+
+    out = Path(job.out).expanduser()
+    return (out / RUN_DIR).is_dir() or (out / PARAMS_FILE).is_file()
+
+
 def _check_selection(job: VideoJob, source) -> None:
     """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
     them (when ``--overwrite`` had already set the previous run aside): frames too small for a

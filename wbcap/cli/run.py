@@ -149,9 +149,11 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             with stop_as_ctrl_c():  # (timeout, docker stop, a closed terminal: cleaned up as Ctrl-C)
                 return run_video(job, pipeline=pipeline, progress=progress)
         except KeyboardInterrupt:
-            from wbcap.video_app import resumable
+            from wbcap.video_app import previous_run_kept, resumable
 
             if resume_hint and resumable(job):
                 click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",
                            err=True)
+            elif job.overwrite and previous_run_kept(job):
+                click.echo(f"stopped before the first frames: the previous run in {job.out} is left as it was", err=True)
             raise
