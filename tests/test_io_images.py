@@ -234,3 +234,26 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
         iter_image_paths([tmp_path / "missing.jpg"])
     with pytest.raises(InputError, match="no image files"):
         iter_image_paths([empty])
+
+
+def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
+    """An APNG or animated WebP ran silently as its first frame (found by a user trial): a
+    warning says so; still images (PNG, WebP, lossy and lossless) do not warn."""
+    import logging
+
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 200)]
+    animated = {"a.png": {}, "a.webp": {"lossless": True}}
+    still = {"s.png": {}, "s.webp": {"lossless": True}, "l.webp": {"quality": 80}}
+    for name, kw in animated.items():
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100, **kw)
+    for name, kw in still.items():
+        frames[0].save(tmp_path / name, **kw)
+    for name in (*animated, *still):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+            image = load_image(tmp_path / name)
+        assert image.shape == (20, 30, 3) and abs(int(image[0, 0, 0]) - 10) <= 3  # the first frame
+        said = f"{tmp_path / name}: an animated image; only its first frame is used" in caplog.text
+        assert said == (name in animated), (name, caplog.text)

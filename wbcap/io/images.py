@@ -101,11 +101,26 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         )
     _check_complete(p, data)
 
+    if _animated(data):
+        log.warning("%s: an animated image; only its first frame is used (for all of them, convert it to a video "
+                    "and use `wbcap run`)", p)
     rgb = _to_rgb8(p, decoded)
     orientation = _exif_orientation(data)
     if orientation not in (None, 1):
         rgb = apply_exif_orientation(rgb, orientation)
     return np.ascontiguousarray(rgb)
+
+
+def _animated(data: bytes) -> bool:
+    """Whether an image file's bytes hold an animation OpenCV decodes only the first frame of:
+    an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension) or an
+    animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        idat = data.find(b"IDAT")
+        return b"acTL" in data[: idat if idat > 0 else len(data)]
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
+        return b"ANIM" in data[12:64]
+    return False
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
