@@ -345,14 +345,7 @@ def to_shared_camera_np(
     Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
     ``princpt`` ``(cx, cy)``. Returns a numpy array in the promoted dtype.
     """
-    out = to_shared_camera(
-        _tensor(points),
-        _tensor(focal_k),
-        _tensor(princpt_k),
-        float(focal),
-        [float(v) for v in princpt],
-    )
-    return out.numpy()
+    return _shared_on_numpy(to_shared_camera, (points,), focal_k, princpt_k, focal, princpt)
 
 
 def shared_camera_offset_np(
@@ -367,14 +360,7 @@ def shared_camera_offset_np(
     Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
     ``princpt`` ``(cx, cy)``. Returns ``(B, 3)`` in the promoted dtype.
     """
-    out = shared_camera_offset(
-        _tensor(anchor),
-        _tensor(focal_k),
-        _tensor(princpt_k),
-        float(focal),
-        [float(v) for v in princpt],
-    )
-    return out.numpy()
+    return _shared_on_numpy(shared_camera_offset, (anchor,), focal_k, princpt_k, focal, princpt)
 
 
 def shared_camera_translation_np(
@@ -390,15 +376,15 @@ def shared_camera_translation_np(
     Arrays keep their dtypes into torch: float32 ``transl``/``root`` are summed in float32 and
     the rest follows numpy/torch promotion (float64 with float64 cameras). Returns ``(B, 3)``.
     """
-    out = shared_camera_translation(
-        _tensor(transl),
-        _tensor(root),
-        _tensor(focal_k),
-        _tensor(princpt_k),
-        float(focal),
-        [float(v) for v in princpt],
-    )
-    return out.numpy()
+    return _shared_on_numpy(shared_camera_translation, (transl, root), focal_k, princpt_k, focal, princpt)
+
+
+def _shared_on_numpy(fn, arrays: Sequence[np.ndarray], focal_k: np.ndarray, princpt_k: np.ndarray, focal: float,
+                     princpt: Sequence[float]) -> np.ndarray:
+    """``fn(*arrays, focal_k, princpt_k, focal, princpt)`` (one of the shared-camera maps) on
+    numpy arrays: each array into torch with its dtype (:func:`_tensor`), the result back."""
+    return fn(*(_tensor(a) for a in arrays), _tensor(focal_k), _tensor(princpt_k), float(focal),
+              [float(v) for v in princpt]).numpy()
 
 
 # --------------------------------------------------------------------------- world frames
