@@ -99,12 +99,17 @@ def temporary_files(out: Path) -> list[Path]:
     return sorted(p for stem in _TEMP_STEMS for p in out.glob(f".{stem}.tmp-*"))
 
 
+def _remove(path: Path) -> None:
+    """Delete ``path``, a file or a folder with what it holds."""
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def remove_temporary_files(out: Path) -> None:
     """Delete what :func:`temporary_files` finds (a pass 2 that ended holds none of its own:
     call it when this process writes none, e.g. after pass 2)."""
     for p in temporary_files(out):
         with contextlib.suppress(OSError):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            _remove(p)
 
 
 def track_files(out: Path) -> list[Path]:
@@ -407,7 +412,7 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
                 p.rename(aside / p.name)
         return
     for p in ours:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        _remove(p)
 
 
 def _has_frames(out: Path) -> bool:
@@ -439,7 +444,7 @@ def restore_previous(out: Path) -> None:
     with held_stop_signals():
         for p in _our_outputs(out):
             if p != previous:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                _remove(p)
         if previous.is_dir():
             for p in sorted(previous.iterdir()):
                 p.rename(out / p.name)
