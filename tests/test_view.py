@@ -152,6 +152,20 @@ def test_viewer_colours_come_without_torch():
     assert out == ["8", "False"]
 
 
+def test_page_of_a_photo_folder_is_made_without_torch(image_run, tmp_path):
+    """`wbcap view --html` of a `wbcap image` folder places its people in numpy (wbcap.camera's
+    `_np` maps) and never imports torch (~1 s of its start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom wbcap.cli import main\n"
+            f"argv = ['view', {str(image_run)!r}, '--html', {str(tmp_path / 'p.html')!r}]\n"
+            "try:\n    main(argv)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr.split()[-1] == "False" and (tmp_path / "p_files" / "view.json").is_file()
+
+
 def _line(frame: int, time: float, track: int) -> dict:
     rec = {"frame": frame, "time": time, "track": track, "box": [1.0, 2.0, 3.0, 4.0]}
     for key, n in (("root_pose", 3), ("body_pose", 63), ("lhand_pose", 45), ("rhand_pose", 45), ("jaw_pose", 3),

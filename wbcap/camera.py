@@ -1,8 +1,10 @@
 """Cameras and coordinate frames of wbcap, in one place.
 
-Every function here is pure and batched (torch; a ``_np`` wrapper exists where a numpy caller
-needs one) and computes in the dtype torch's type promotion gives its inputs: pass float64
-for exact geometry.
+Every function here is pure and batched (torch; a ``_np`` variant exists where a numpy caller
+needs one) and computes in the dtype type promotion gives its inputs: pass float64 for exact
+geometry. Importing this module does not import torch, and the camera maps' ``_np`` variants
+(:func:`crop_to_image_camera_np` and the shared-camera ones) evaluate the same formula in numpy,
+so a numpy-only caller (``wbcap view`` of a photo folder) never loads it (~1 s).
 
 Conventions
 -----------
@@ -52,12 +54,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
-import torch
 
-from wbcap.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "YUP_FROM_OPENCV",
@@ -80,7 +82,7 @@ __all__ = [
 ]
 
 Frame = Literal["zup", "yup"]
-ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+ArrayT = TypeVar("ArrayT", "torch.Tensor", np.ndarray)
 
 #: Rotation (row-major 3x3) taking OpenCV camera coordinates (x right, y down, z forward) to the
 #: z-up world of AMASS (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a
@@ -98,6 +100,8 @@ _FRAMES = {"zup": ZUP_FROM_OPENCV, "yup": YUP_FROM_OPENCV}
 def _tensor(array: np.ndarray | Sequence, dtype: np.dtype | None = None) -> torch.Tensor:
     """A CPU tensor sharing ``array``'s memory when it is writable (else a copy), same dtype
     unless ``dtype`` is given."""
+    import torch
+
     return torch.from_numpy(np.require(np.asarray(array, dtype), requirements=["W"]))
 
 
@@ -109,6 +113,8 @@ def _width_height(hw: Sequence[int], like: ArrayT) -> ArrayT:
     or a numpy array of its dtype."""
     if isinstance(like, np.ndarray):
         return np.array((float(hw[1]), float(hw[0])), dtype=like.dtype)
+    import torch
+
     return torch.tensor((float(hw[1]), float(hw[0])), dtype=like.dtype, device=like.device)
 
 
@@ -187,11 +193,28 @@ def crop_to_image_camera_np(
 # --------------------------------------------------------------------------- per-box -> shared
 
 
-def _per_row(value: float | torch.Tensor) -> float | torch.Tensor:
-    """A per-batch-row ``(B,)`` tensor as ``(B, 1)`` (to broadcast over points); scalars as is."""
-    if isinstance(value, torch.Tensor) and value.ndim >= 1:
+def _per_row(value: float | ArrayT) -> float | ArrayT:
+    """A per-batch-row ``(B,)`` tensor or array as ``(B, 1)`` (to broadcast over points); scalars
+    as is."""
+    if getattr(value, "ndim", 0) >= 1:
         return value[..., None]
     return value
+
+
+def _to_shared(points: ArrayT, focal_k: ArrayT, princpt_k: ArrayT, focal: float | ArrayT, princpt: ArrayT,
+               stack) -> ArrayT:
+    """The formula of :func:`to_shared_camera` for torch tensors or numpy arrays alike
+    (``princpt`` already an array of ``princpt_k``'s kind; ``stack``: ``torch.stack`` or
+    ``np.stack``)."""
+    c = princpt[..., None, :]  # (1 | B, 1, 2)
+    ck = princpt_k[..., None, :]  # (B, 1, 2)
+    fk = focal_k[..., None]  # (B, 1)
+    f = _per_row(focal)
+    z = points[..., 2]  # (B, N)
+    u = points[..., 0] / z * fk + ck[..., 0]  # pixels in camera k
+    v = points[..., 1] / z * fk + ck[..., 1]
+    z_new = z * f / fk
+    return stack(((u - c[..., 0]) * z_new / f, (v - c[..., 1]) * z_new / f, z_new), -1)
 
 
 def to_shared_camera(
@@ -247,15 +270,10 @@ def to_shared_camera(
         ``(B, N, 3)`` metres, OpenCV axes, shared camera; the promoted dtype of the inputs
         (float32 points with float64 cameras give float64).
     """
-    c = torch.as_tensor(princpt, dtype=princpt_k.dtype, device=princpt_k.device)[..., None, :]  # (1 | B, 1, 2)
-    ck = princpt_k[..., None, :]  # (B, 1, 2)
-    fk = focal_k[..., None]  # (B, 1)
-    f = _per_row(focal)
-    z = points[..., 2]  # (B, N)
-    u = points[..., 0] / z * fk + ck[..., 0]  # pixels in camera k
-    v = points[..., 1] / z * fk + ck[..., 1]
-    z_new = z * f / fk
-    return torch.stack(((u - c[..., 0]) * z_new / f, (v - c[..., 1]) * z_new / f, z_new), -1)
+    import torch
+
+    c = torch.as_tensor(princpt, dtype=princpt_k.dtype, device=princpt_k.device)
+    return _to_shared(points, focal_k, princpt_k, focal, c, torch.stack)
 
 
 def shared_camera_offset(
@@ -301,7 +319,16 @@ def shared_camera_offset(
         ``(B, 3)`` metres, OpenCV axes: add it to every point (or to ``cam_trans``) of row
         ``b``'s body to place it in the shared camera; the promoted dtype of the inputs.
     """
-    return to_shared_camera(anchor[:, None, :], focal_k, princpt_k, focal, princpt)[:, 0] - anchor
+    import torch
+
+    c = torch.as_tensor(princpt, dtype=princpt_k.dtype, device=princpt_k.device)
+    return _offset(anchor, focal_k, princpt_k, focal, c, torch.stack)
+
+
+def _offset(anchor: ArrayT, focal_k: ArrayT, princpt_k: ArrayT, focal: float | ArrayT, princpt: ArrayT,
+            stack) -> ArrayT:
+    """The formula of :func:`shared_camera_offset` (arguments as :func:`_to_shared`'s)."""
+    return _to_shared(anchor[:, None, :], focal_k, princpt_k, focal, princpt, stack)[:, 0] - anchor
 
 
 def shared_camera_translation(
@@ -333,6 +360,12 @@ def shared_camera_translation(
     return transl + shared_camera_offset(root + transl, focal_k, princpt_k, focal, princpt)  # at the posed pelvis
 
 
+def _translation(transl: ArrayT, root: ArrayT, focal_k: ArrayT, princpt_k: ArrayT, focal: float | ArrayT,
+                 princpt: ArrayT, stack) -> ArrayT:
+    """The formula of :func:`shared_camera_translation` (arguments as :func:`_to_shared`'s)."""
+    return transl + _offset(root + transl, focal_k, princpt_k, focal, princpt, stack)
+
+
 def to_shared_camera_np(
     points: np.ndarray,
     focal_k: np.ndarray,
@@ -342,10 +375,11 @@ def to_shared_camera_np(
 ) -> np.ndarray:
     """:func:`to_shared_camera` on numpy arrays (shapes, units and axes as there).
 
-    Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
-    ``princpt`` ``(cx, cy)``. Returns a numpy array in the promoted dtype.
+    The same formula in numpy (no torch); arrays keep their dtypes (float64 for exact
+    results), ``princpt`` takes ``princpt_k``'s; ``focal`` is a float, ``princpt`` ``(cx, cy)``.
+    Returns a numpy array in the promoted dtype.
     """
-    return _shared_on_numpy(to_shared_camera, (points,), focal_k, princpt_k, focal, princpt)
+    return _shared_on_numpy(_to_shared, (points,), focal_k, princpt_k, focal, princpt)
 
 
 def shared_camera_offset_np(
@@ -357,10 +391,11 @@ def shared_camera_offset_np(
 ) -> np.ndarray:
     """:func:`shared_camera_offset` on numpy arrays (shapes, units and axes as there).
 
-    Arrays keep their dtypes into torch (float64 for exact results); ``focal`` is a float,
-    ``princpt`` ``(cx, cy)``. Returns ``(B, 3)`` in the promoted dtype.
+    The same formula in numpy (no torch); arrays keep their dtypes (float64 for exact
+    results), ``princpt`` takes ``princpt_k``'s; ``focal`` is a float, ``princpt`` ``(cx, cy)``.
+    Returns ``(B, 3)`` in the promoted dtype.
     """
-    return _shared_on_numpy(shared_camera_offset, (anchor,), focal_k, princpt_k, focal, princpt)
+    return _shared_on_numpy(_offset, (anchor,), focal_k, princpt_k, focal, princpt)
 
 
 def shared_camera_translation_np(
@@ -373,38 +408,43 @@ def shared_camera_translation_np(
 ) -> np.ndarray:
     """:func:`shared_camera_translation` on numpy arrays (shapes, units and axes as there).
 
-    Arrays keep their dtypes into torch: float32 ``transl``/``root`` are summed in float32 and
-    the rest follows numpy/torch promotion (float64 with float64 cameras). Returns ``(B, 3)``.
+    The same formula in numpy (no torch); arrays keep their dtypes: float32 ``transl``/``root``
+    are summed in float32 and the rest follows numpy's promotion (float64 with float64
+    cameras). Returns ``(B, 3)``.
     """
-    return _shared_on_numpy(shared_camera_translation, (transl, root), focal_k, princpt_k, focal, princpt)
+    return _shared_on_numpy(_translation, (transl, root), focal_k, princpt_k, focal, princpt)
 
 
 def _shared_on_numpy(fn, arrays: Sequence[np.ndarray], focal_k: np.ndarray, princpt_k: np.ndarray, focal: float,
                      princpt: Sequence[float]) -> np.ndarray:
-    """``fn(*arrays, focal_k, princpt_k, focal, princpt)`` (one of the shared-camera maps) on
-    numpy arrays: each array into torch with its dtype (:func:`_tensor`), the result back."""
-    return fn(*(_tensor(a) for a in arrays), _tensor(focal_k), _tensor(princpt_k), float(focal),
-              [float(v) for v in princpt]).numpy()
+    """``fn(*arrays, focal_k, princpt_k, focal, princpt, np.stack)`` (the formula of one of the
+    shared-camera maps) on numpy arrays, each with its dtype; ``princpt`` in ``princpt_k``'s."""
+    princpt_k = np.asarray(princpt_k)
+    c = np.asarray([float(v) for v in princpt], dtype=princpt_k.dtype)
+    return fn(*(np.asarray(a) for a in arrays), np.asarray(focal_k), princpt_k, float(focal), c, np.stack)
 
 
 # --------------------------------------------------------------------------- world frames
 
 
 def frame_rotation(
-    frame: Frame, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    frame: Frame, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """The ``(3, 3)`` rotation taking OpenCV camera coordinates to ``frame``.
 
     Args:
         frame: ``"zup"`` (AMASS: x right, y forward, z up; :data:`ZUP_FROM_OPENCV`) or ``"yup"``
             (glTF: x right, y up, z towards the camera; :data:`YUP_FROM_OPENCV`).
+        dtype: the matrix's dtype (default float64); device: its device.
 
     Returns:
         ``(3, 3)`` rotation matrix ``M`` (``v_world = M @ v_opencv``); its transpose goes back.
     """
+    import torch
+
     if frame not in _FRAMES:
         raise ValueError(f"frame must be one of {sorted(_FRAMES)}, got {frame!r}")
-    return torch.tensor(_FRAMES[frame], dtype=dtype, device=device)
+    return torch.tensor(_FRAMES[frame], dtype=torch.float64 if dtype is None else dtype, device=device)
 
 
 def rotate_points(points: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -443,6 +483,8 @@ def rotate_root(
         ``(global_orient', transl')``, ``(B, 3)`` each, target frame, the inputs' promoted dtype
         (use float64: the axis-angle conversion is then exact to ~1e-15).
     """
+    from wbcap.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
     m = rotation.to(global_orient.dtype)
     go = matrix_to_axis_angle(m @ axis_angle_to_matrix(global_orient))
     j0 = rest_root.to(transl.dtype)
