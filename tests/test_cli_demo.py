@@ -19,17 +19,22 @@ def demo_jobs(monkeypatch):
     """The jobs `wbcap demo --video` runs (neither a model nor the pipeline: stubs)."""
     import wbcap.cli.run
     import wbcap.demo
+    from wbcap.errors import setting
 
     jobs = []
 
     def execute(ctx, job, pipeline=None, resume_hint=True):
         jobs.append(job)
+        spelled.extend(setting(name) for name in ("min_length", "score_threshold", "max_frames", "out"))
         return SimpleNamespace(frames=2, tracks=[0], person_frames=2, out=job.out)
 
     monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device: (None, None))
     monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
     monkeypatch.setattr(wbcap.cli.run, "execute", execute)
     return jobs
+
+
+spelled: list[str] = []  # how the stubbed pipeline's messages name four settings (demo_jobs)
 
 
 @pytest.mark.parametrize("form", ["folder", "folder/", "glob"])
@@ -78,3 +83,16 @@ def test_demo_video_refuses_an_empty_folder_naming_it(tmp_path, demo_jobs):
     r = CliRunner().invoke(cli, ["demo", "--video", str(tmp_path / "empty"), "-o", str(tmp_path / "D")])
     assert r.exit_code == 2 and r.stderr.startswith(f"error: {tmp_path / 'empty'}"), r.output
     assert len(r.stderr.splitlines()) == 1 and not demo_jobs
+
+
+def test_demo_video_advice_names_wbcap_runs_flags(tmp_path, demo_jobs):
+    """`wbcap demo --video` has no --min-track or --score-threshold: its messages name `wbcap
+    run`'s (whose pipeline it runs; `wbcap image` also takes --score-threshold), its own flags
+    as they are."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f0.png"), person_image(80, 60, seed=0)[:, :, ::-1])
+    spelled.clear()
+    r = CliRunner().invoke(cli, ["demo", "--video", str(frames), "-o", str(tmp_path / "D")], prog_name="wbcap")
+    assert r.exit_code == 0, r.output
+    assert spelled == ["wbcap run --min-track", "wbcap run --score-threshold", "--max-frames", "-o"]

@@ -117,8 +117,8 @@ def test_nested_group_and_parent_options():
 
 def test_a_setting_of_another_command_is_named_by_that_commands_option():
     """``wbcap demo`` has no ``--min-track``: its messages name ``wbcap run``'s option for the
-    setting (``min_length``), not a made-up ``--min-length``; a setting no command has keeps the
-    ``--`` + dashes form."""
+    setting (``min_length``) with the command that takes it (``wbcap run --min-track``), not a
+    made-up ``--min-length``; a setting no command has keeps the ``--`` + dashes form."""
     r = CliRunner().invoke(cli, ["demo", "--help"])
     assert r.exit_code == 0 and "--min-track" not in r.output
     group = click.Group("g")
@@ -134,9 +134,11 @@ def test_a_setting_of_another_command_is_named_by_that_commands_option():
         click.echo(f"{option_spelling(ctx, 'min_length')} {option_spelling(ctx, 'no_such_setting')}")
 
     r = CliRunner().invoke(group, ["demo"], catch_exceptions=False)
-    assert r.output == "--min-track --no-such-setting\n"
+    assert r.output == "g run --min-track --no-such-setting\n"
     with cli.make_context("wbcap", ["demo"]) as ctx:  # the real group: run's option
-        assert option_spelling(ctx, "min_length") == "--min-track"
+        assert option_spelling(ctx, "min_length") == "wbcap run --min-track"
+        assert option_spelling(ctx, "score_threshold") == "wbcap image --score-threshold"  # (the first to take it)
+        assert option_spelling(ctx, "score_threshold", first="run") == "wbcap run --score-threshold"
 
 
 def test_log_lines_follow_the_same_rule(caplog):
@@ -149,8 +151,8 @@ def test_log_lines_follow_the_same_rule(caplog):
         with spelling(flags.__getitem__):
             report_losses(col, 1, "in.mp4", "auto")
     python, cli_lines = caplog.messages[:2], caplog.messages[2:]
-    assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than min_length 3 frames; "
-                      "lower min_length to keep them", "4 detected box(es) got no track (beyond max_people 1 or not matched)"]
+    assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (min_length); "
+                      "lower it to keep them", "4 detected box(es) got no track (beyond max_people 1 or not matched)"]
     assert cli_lines == [m.replace("min_length", "--min-track").replace("max_people", "--max-people") for m in python]
 
 

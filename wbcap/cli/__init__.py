@@ -110,15 +110,17 @@ class LazyGroup(click.Group):
             _report_crash(ctx, exc)
 
 
-def option_spelling(root: click.Context, name: str) -> str:
+def option_spelling(root: click.Context, name: str, first: str | None = None) -> str:
     """How messages name the setting ``name`` (:func:`wbcap.errors.setting`) in this command line.
 
     The option whose parameter is ``name`` in the running (sub)command or the groups above it,
     as first declared (``min_height_frac`` -> ``--min-height``, ``boxes_file`` -> ``--boxes``,
     ``out`` -> ``-o``); an argument's metavar (``source`` -> ``SOURCE``); else the option of
-    another command of the top group that sets it (``min_length`` -> ``--min-track`` of ``wbcap
-    run``, in ``wbcap demo``'s messages); else ``--`` + the name with dashes. ``root`` stands in
-    off the main thread, where click has no current context.
+    another command of the top group that sets it, with that command's name (``min_length`` ->
+    ``wbcap run --min-track`` in ``wbcap demo``'s messages, which has no such flag), looked for
+    in the command named ``first`` before the others (the one the running command stands in for:
+    ``wbcap demo --video`` runs ``wbcap run``'s pipeline); else ``--`` + the name with dashes.
+    ``root`` stands in off the main thread, where click has no current context.
     """
     ctx: click.Context | None = click.get_current_context(silent=True) or root
     top = ctx
@@ -127,15 +129,16 @@ def option_spelling(root: click.Context, name: str) -> str:
             if param.name == name:
                 return param.human_readable_name if isinstance(param, click.Argument) else param.opts[0]
         top, ctx = ctx, ctx.parent
-    groups = [top.command] if top is not None and isinstance(top.command, click.Group) else []
+    groups = [(top.command, top.info_name or "wbcap")] if top is not None and isinstance(top.command, click.Group) else []
     while groups:  # the other commands, in the group's order, subgroups after (wbcap's import lazily: ~40 ms)
-        group = groups.pop(0)
-        for command in filter(None, (group.get_command(top, n) for n in group.list_commands(top))):
+        group, path = groups.pop(0)
+        for n in sorted(group.list_commands(top), key=lambda n: n != first):  # (stable: `first`, then in order)
+            command = group.get_command(top, n)
             if isinstance(command, click.Group):
-                groups.append(command)
-            for param in command.params:
+                groups.append((command, f"{path} {n}"))
+            for param in getattr(command, "params", ()):
                 if param.name == name and isinstance(param, click.Option):
-                    return param.opts[0]
+                    return f"{path} {n} {param.opts[0]}"
     return "--" + name.replace("_", "-")
 
 

@@ -24,8 +24,9 @@ def demo(ctx, out, image, video, max_frames, offline, device):
     """Run the whole image pipeline on a bundled example with a synthetic body model and
     untrained weights: a check that wbcap works here, not a real estimate. With --video, the
     whole video pipeline on the first frames of that video."""
+    from wbcap.cli import option_spelling
     from wbcap.demo import DEMO_VIDEO_FRAMES, next_steps, run_demo, video_demo
-    from wbcap.errors import InputError
+    from wbcap.errors import InputError, spelling
 
     if video is not None:
         if image is not None:
@@ -34,7 +35,8 @@ def demo(ctx, out, image, video, max_frames, offline, device):
 
         job, pipeline, detector = video_demo(video, out, device=device, offline=offline,
                                              max_frames=max_frames or DEMO_VIDEO_FRAMES)
-        result = execute(ctx, job, pipeline=pipeline, resume_hint=False)  # (demo has no --resume: it starts over)
+        with spelling(lambda name: option_spelling(ctx, name, first="run")):  # (advice names `wbcap run`'s flags)
+            result = execute(ctx, job, pipeline=pipeline, resume_hint=False)  # (demo has no --resume: it starts over)
         if not is_quiet(ctx):
             echo_result(_detector_line(detector))
             echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames "
@@ -44,7 +46,8 @@ def demo(ctx, out, image, video, max_frames, offline, device):
     if max_frames is not None:
         raise InputError("--max-frames applies to --video; pass a video or drop it")
 
-    results, detector = run_demo(out, device=device, image=image, offline=offline)
+    with spelling(lambda name: option_spelling(ctx, name, first="image")):
+        results, detector = run_demo(out, device=device, image=image, offline=offline)
     quiet = is_quiet(ctx)
     if not quiet:
         echo_result(_detector_line(detector))

@@ -124,10 +124,9 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
     """One warning per kind of dropped data, with counts and advice true for the flags used
     (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept)."""
     if col.dropped:
-        min_length = setting("min_length")
         log.warning(
-            "dropped %d short track(s) (%d person-frames) seen in fewer than %s %d frames; lower %s to keep them",
-            len(col.dropped), sum(col.dropped.values()), min_length, col.min_length, min_length,
+            "dropped %d short track(s) (%d person-frames) seen in fewer than %d frames (%s); lower it to keep them",
+            len(col.dropped), sum(col.dropped.values()), col.min_length, setting("min_length"),
         )
     if col.static:
         from wbcap.track.static_filter import StaticFilterConfig
