@@ -477,7 +477,8 @@ def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == [1, 2, 3, 4]
     assert [x["time"] for x in lines] == pytest.approx([0.1, 0.2, 0.3, 0.4])
-    assert json.loads((out / "meta.json").read_text())["fps"] == 10.0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["fps"] == 10.0 and meta["display"] == {"rotation": 0, "mirrored": False}
     assert float(np.load(out / "track_0.npz")["mocap_framerate"]) == 10.0
     n, _, _, rate = decode_info(out / "render.mp4")
     assert n == 4 and rate == 10
@@ -485,6 +486,21 @@ def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "v"), "--fps", "10", "--detector", "full",
                                  "--no-render", "--min-track", "1", *base_args])
     assert r.exit_code == 0 and "a video keeps its own frame rate (--fps is for image folders" in " ".join(r.output.split())
+
+
+def test_meta_records_how_the_source_was_turned_for_display(tmp_path, base_args):
+    """A video whose display matrix transposes its picture (a quarter turn clockwise, then a
+    left-right mirror): meta.json says so, and its camera is of the picture as displayed."""
+    from test_io_video import _set_tkhd_matrix
+
+    plain = write_video(tmp_path / "plain.mp4", [person_image(160, 120, seed=i) for i in range(3)], fps=10)
+    video = _set_tkhd_matrix(plain, tmp_path / "turned.mp4", 0, 1, 1, 0)
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", "--export", "none",
+            *base_args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["display"] == {"rotation": 90, "mirrored": True} and meta["camera"]["image_size"] == [120, 160]
 
 
 def test_run_world_falls_back_and_says_why(tmp_path, base_args):

@@ -66,6 +66,7 @@ from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.iou_tracker import TrackerConfig
 
 if TYPE_CHECKING:
+    from wbcap.io.video_probe import VideoInfo
     from wbcap.world.estimate import WorldConfig, WorldResult
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def finalize(
     by_frame = rows_by_frame(tracks)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
                                  contacts=world.contacts if grounded else None)
-    write_meta(out, run_meta(job, rate, camera, tracks, world))
+    write_meta(out, run_meta(job, rate, camera, tracks, world, info))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
@@ -339,9 +340,13 @@ def finalize(
     )
 
 
-def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None) -> dict:
+def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
+             info: VideoInfo | None = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
+    ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
+    turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
+    matrix asks; every pixel wbcap writes is of the picture so turned),
     ``gender``, ``max_gap`` (seconds), ``tracks`` (ids), ``smooth`` (the smoothing settings),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
@@ -351,6 +356,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
         "camera": camera_to_dict(camera),
+        **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
         "frame": "world" if world is not None and world.frame is not None else "camera",
     }
