@@ -8,6 +8,11 @@ does not promise durability across a power cut.
 
 Temporary names are hidden and keep the final suffix (``.name.tmp-1a2b3c4d.obj``), so writers
 that choose the format from the extension (``cv2.imwrite``, trimesh) work on them.
+
+A final name that is a symbolic link is written through: the file it points to is replaced and
+the link kept, as ``open(path, "w")`` would. A final name that exists but is no regular file (a
+device such as ``/dev/null``, a FIFO, a socket) is refused: renaming over it would replace the
+device node itself (as root, ``-o /dev/null`` turned /dev/null into a 300 MB file).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,20 +62,43 @@ def _name_unnamed_write_error(exc: BaseException, path: Path) -> None:
         exc.filename = str(path)
 
 
+def _written_file(path: Path) -> Path:
+    """The file a write to ``path`` replaces: ``path``, or the file a symbolic link there points
+    to (resolved; it may not exist yet).
+
+    Raises:
+        InputError: ``path`` (or the file it points to) exists and is no regular file or folder.
+    """
+    final = path.resolve() if path.is_symlink() else path
+    with contextlib.suppress(OSError):
+        mode = final.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file")
+            shown = path if final == path else f"{path} (-> {final})"
+            raise InputError(f"{shown}: is {kind}, not a file; give a file name for this output")
+    return final
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` when the block succeeds.
 
     The temporary file does not exist when yielded; the block must create it. On an exception
     (including ``KeyboardInterrupt``) the temporary is removed and ``path`` is untouched. The
-    parent folder must exist.
+    parent folder must exist. A symbolic link at ``path`` is written through (the file it points
+    to is replaced, the link kept).
 
     Example::
 
         with atomic_path(out / "frame.png") as tmp:
             cv2.imwrite(str(tmp), image_bgr)
+
+    Raises:
+        InputError: ``path`` exists and is a device, FIFO or socket (not replaced), or its folder
+            refuses new files.
     """
-    final = Path(path)
+    final = _written_file(Path(path))
     tmp = _temp_sibling(final)
     try:
         yield tmp
@@ -142,9 +171,13 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
         os.unlink(probe)
 
 
-def check_writable_file(path: str | os.PathLike[str]) -> None:
-    """Refuse early an output file that could not be written: ``path`` must not be a folder, and
-    its folder must be writable or creatable (:func:`check_writable_destination`).
+def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os.PathLike[str] | None] | None = None
+                        ) -> None:
+    """Refuse early an output file that could not be written: ``path`` must not be a folder, a
+    device, FIFO or socket (:func:`atomic_path` would not replace it), nor one of the command's
+    ``inputs`` (``{how the message names it: path}``, e.g. ``{"--checkpoint": ck}``; the same file
+    by any path or link), and its folder must be writable or creatable
+    (:func:`check_writable_destination`).
 
     Raises:
         InputError: naming the path and the fix.
@@ -152,7 +185,19 @@ def check_writable_file(path: str | os.PathLike[str]) -> None:
     p = Path(path).expanduser()
     if p.is_dir():
         raise InputError(f"{p}: is a folder; give a file name for this output")
-    check_writable_destination(p.parent, output=p)
+    final = _written_file(p)
+    for name, given in (inputs or {}).items():
+        if given is not None and final.exists() and _same_file(final, Path(given).expanduser()):
+            raise InputError(f"{p}: is also the input {name} ({given}) and would be overwritten; "
+                             "give another file name for this output")
+    check_writable_destination(final.parent, output=p)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

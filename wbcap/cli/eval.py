@@ -77,8 +77,9 @@ def eval_cmd(
     name = canonical_dataset(dataset)
     if out is not None:
         from wbcap.atomic import check_writable_file
+        from wbcap.errors import setting
 
-        check_writable_file(out)  # (one line now, not after the whole evaluation)
+        check_writable_file(out, inputs={setting("checkpoint"): checkpoint})  # (one line now, not after the evaluation)
     cfg = PipelineConfig(
         body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
         checkpoint=checkpoint,

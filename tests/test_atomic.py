@@ -1,0 +1,74 @@
+"""wbcap.atomic's writes onto what is already at the final name: a symbolic link is written
+through, a device, FIFO or socket is refused (renaming over it would replace the node itself),
+and an output that is one of the command's inputs is refused before any work."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.atomic import atomic_path, atomic_write_text, check_writable_file
+from wbcap.cli import cli
+from wbcap.errors import InputError
+
+
+def test_a_symbolic_link_is_written_through(tmp_path):
+    target = tmp_path / "data" / "result.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # (no temporary left)
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "data" / "later.json")
+    atomic_write_text(dangling, "made")
+    assert dangling.is_symlink() and (tmp_path / "data" / "later.json").read_text() == "made"
+
+
+def test_a_fifo_is_refused_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe\.json: is a FIFO, not a file; give a file name"):
+        check_writable_file(fifo)
+    with pytest.raises(InputError, match="is a FIFO"), atomic_path(fifo) as tmp:
+        tmp.write_text("x")
+    link = tmp_path / "to_pipe.json"
+    link.symlink_to(fifo)
+    with pytest.raises(InputError, match=r"to_pipe\.json \(-> .*pipe\.json\): is a FIFO"):
+        atomic_write_text(link, "x")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.json", "to_pipe.json"]
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="no /dev/null device here")
+def test_a_device_is_refused_before_any_write():
+    with pytest.raises(InputError, match="/dev/null: is a device, not a file"):
+        check_writable_file("/dev/null")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    ck = tmp_path / "snapshot_6.pth.tar"
+    ck.write_bytes(b"checkpoint")
+    alias = tmp_path / "alias.pth.tar"
+    alias.symlink_to(ck)
+    for out in (ck, alias, tmp_path / "." / "snapshot_6.pth.tar"):
+        with pytest.raises(InputError, match=r"is also the input --checkpoint \(.*\) and would be overwritten"):
+            check_writable_file(out, inputs={"--checkpoint": ck})
+    check_writable_file(tmp_path / "other.json", inputs={"--checkpoint": ck, "--body-models": None})
+
+
+def test_merge_refuses_to_write_over_its_own_input(tmp_path):
+    body, hand = tmp_path / "body.pth.tar", tmp_path / "hand.pth.tar"
+    body.write_bytes(b"body")
+    hand.write_bytes(b"hand")
+    r = CliRunner().invoke(cli, ["train", "merge", "--body", str(body), "--hand", str(hand), "-o", str(body)])
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {body}: is also the input --body ({body}) and would be overwritten; give another file name for this output")
+    assert body.read_bytes() == b"body"
