@@ -133,6 +133,23 @@ def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_la
     assert other.losses != one.losses
 
 
+@pytest.mark.slow  # the real loop: two epochs of one step
+def test_the_loop_drops_the_set_aside_run_at_its_first_snapshot(tmp_path, body_layer, fixed_batch_set):
+    """What --overwrite set aside in OUT/.wbcap-previous stays while the first epoch trains and is
+    gone once its snapshot is written (the launcher puts it back if the run ends before)."""
+    from wbcap.train.trainer import train
+
+    run = _run(tmp_path, "r")
+    previous = Path(run.out) / ".wbcap-previous"
+    previous.mkdir(parents=True)
+    (previous / "snapshot_5.pth.tar").write_bytes(b"old")
+    seen = []
+    stage = _stage(epochs=2, batch_size=2, model=MICRO, max_steps_per_epoch=1)
+    train(stage, run, dataset=fixed_batch_set, body_layer=body_layer,
+          on_step=lambda epoch, step, loss: seen.append((epoch, previous.is_dir())))
+    assert seen == [(0, True), (1, False)]
+
+
 def _synthetic_factory(body_layer):
     from wbcap.train.data.synthetic import SyntheticWholeBody
 

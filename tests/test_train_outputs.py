@@ -147,6 +147,7 @@ def test_stage_help_lists_what_each_stage_accepts(args, tmp_path):
 
 
 def test_bad_inputs_leave_no_folder(tmp_path, args, trained):
+    (tmp_path / "data").mkdir()
     r = invoke(*[a for a in args("body") if a not in ("--datasets", "synthetic")], "-o", tmp_path / "x",
                "--data-root", tmp_path / "data")
     assert one_error_line(r).startswith(f"error: {tmp_path / 'data' / 'Human36M'} missing; expected layout: ")
@@ -267,6 +268,7 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
     r = invoke(*base, "--epochs", "1", "--overwrite")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_0.pth.tar"]
+    assert not (out / ".wbcap-previous").exists()  # (set aside until the first snapshot, then deleted)
     assert [json.loads(line)["step"] for line in (out / "scalars.jsonl").read_text().splitlines()] == [0]
 
 

@@ -49,7 +49,8 @@ def _stage_command(stage: str, doc: str):
     @click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True, help="This machine's rank.")
     @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
     @click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
-    @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUT.")
+    @click.option("--resume", is_flag=True,
+                  help="Continue from the newest snapshot in OUT, with the run's recorded settings as the defaults.")
     @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
     @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
     @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
@@ -58,15 +59,19 @@ def _stage_command(stage: str, doc: str):
     @click.pass_context
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
                 overwrite, keep_last, body_models, device, **overrides):
+        from wbcap.stop_signals import stop_as_ctrl_c
         from wbcap.train.launch import run_stage
 
         if resume and overwrite:
             raise click.UsageError("use either --resume or --overwrite")
         if datasets:
             overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
-        run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models, device=device,
-                  resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes, node_rank=node_rank,
-                  master_addr=master_addr, master_port=master_port)
+        # SIGTERM and SIGHUP (timeout, a batch scheduler, a closed terminal) clean up as Ctrl-C does:
+        # a run stopped before its first snapshot leaves -o as it found it
+        with stop_as_ctrl_c():
+            run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
+                      device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
+                      node_rank=node_rank, master_addr=master_addr, master_port=master_port)
 
     return command
 

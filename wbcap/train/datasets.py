@@ -38,7 +38,12 @@ def check_datasets(stage: StageConfig, run) -> None:
         if run.data_root is None:
             raise InputError(f"dataset {name} needs {setting('data_root')} (the folder holding {name}/)"
                              + (f"; or train on {setting('datasets')} synthetic" if "synthetic" in accepted else ""))
-        folder = Path(run.data_root).expanduser() / name
+        root = Path(run.data_root).expanduser()
+        if not root.is_dir():
+            raise InputError(f"{setting('data_root')} {run.data_root}: "
+                             + ("not a folder" if root.exists() else "no such folder")
+                             + f"; pass the folder holding {', '.join(n + '/' for n in stage.datasets if n != 'synthetic')}")
+        folder = root / name
         if not folder.is_dir():
             import importlib
 

@@ -36,11 +36,17 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     """Resolve the stage config and train, directly or through torchrun.
 
     Everything that can be checked without training is checked first, before the run folder
-    is touched: the training sets, the start checkpoint, the SMPL-X file, that ``out`` can be
-    written and that it holds no previous run (unless ``resume`` or ``overwrite``:
-    :func:`~wbcap.train.trainer.prepare_run_folder`). A run that fails before its first snapshot
-    leaves ``out`` as it found it: removed when this call made it, else emptied of the run's files. Without a ``num_workers`` override, the
-    recipe's data-loading workers are capped at :func:`available_cpus`.
+    is touched: every setting's value (:func:`~wbcap.train.stages.load_stage`), ``gpus`` (CUDA
+    GPUs), the training sets, the start checkpoint (read whole and checked against the model),
+    the SMPL-X file, that ``out`` can be written and that it holds no previous run (unless
+    ``resume`` or ``overwrite``: :func:`~wbcap.train.trainer.prepare_run_folder`). With
+    ``resume`` the run's recorded settings are the defaults (:func:`recorded_stage`; then
+    ``config_file``, then ``overrides``): other model settings are refused, other training
+    settings are named in a warning, and a complete run is said so and not started. A run that
+    fails or is stopped before its first snapshot leaves ``out`` as it found it: removed when
+    this call made it, else emptied of the run's files, with a previous run that ``overwrite``
+    set aside put back. Without a ``num_workers`` override, the recipe's data-loading workers are
+    capped at :func:`available_cpus`.
     """
     from wbcap.atomic import check_writable_destination
     from wbcap.io.run_folder import hold_folder
@@ -48,23 +54,29 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     from wbcap.train.trainer import (
         RunConfig,
         check_run_inputs,
+        discard_previous_run,
         latest_checkpoint,
         prepare_run_folder,
+        restore_previous_run,
         train,
-        training_outputs,
     )
 
-    cfg = load_stage(stage, config_file, **overrides)
+    folder = Path(out).expanduser()
+    gpu_ids = _gpu_ids(gpus)
+    recorded = recorded_stage(folder, stage) if resume else None
+    cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
     if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():
         log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)",
                  available_cpus(), cfg.num_workers, setting("num_workers"))
         cfg = dataclasses.replace(cfg, num_workers=available_cpus())
+    if recorded is not None:
+        _compare_resumed(folder, *recorded, cfg)
+        if _already_complete(folder, cfg):
+            return
     run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last)
-    gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
-    folder = Path(out).expanduser()
     check_writable_destination(folder)
     created = not folder.exists()
     if node_rank == 0:  # held while training (and torchrun's processes) run: a second run is refused
@@ -83,15 +95,115 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         try:
             _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                     master_port=master_port, train=train)
-        except BaseException:
+        except BaseException:  # (also Ctrl-C, and SIGTERM or SIGHUP: the CLI raises them as Ctrl-C)
             if node_rank == 0 and latest_checkpoint(folder) is None:  # (so nothing was resumed either)
                 if created:
                     shutil.rmtree(folder, ignore_errors=True)
                     log.info("removed %s (made by this run, which failed before its first snapshot)", folder)
-                else:  # the folder was empty or emptied (prepare_run_folder): empty again
-                    for p in training_outputs(folder):
-                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                else:  # the folder was empty or held a previous run, now set aside: as it was again
+                    if restore_previous_run(folder):
+                        log.info("put the previous training run in %s back (this run ended before its first "
+                                 "snapshot)", folder)
             raise
+        if node_rank == 0:
+            discard_previous_run(folder)  # (the training loop did so at its first snapshot; a run with none)
+
+
+def _gpu_ids(gpus: str | None) -> list[str]:
+    """The ids of ``--gpus`` (none: []), refused unless they are GPU ids and CUDA has GPUs here."""
+    if gpus is None:
+        return []
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        raise InputError(f"{setting('gpus')} {gpus}: expected GPU ids (whole numbers), e.g. 0 or 0,1,2,3")
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise InputError(f"{setting('gpus')} {gpus} needs CUDA GPUs, and there are none here ({why}); train on the "
+                         f"CPU with {setting('device')} cpu without {setting('gpus')}")
+    return ids
+
+
+def recorded_stage(folder: Path, stage: str):
+    """The settings the run in ``folder`` trained with, for ``--resume``: ``(StageConfig, source)``
+    from its newest snapshot (what its weights match) or else its ``stage.json``; None when
+    neither records them (nothing to resume from is said later).
+
+    Raises:
+        InputError: the run is of another stage, or a recorded value is damaged (one line naming the file).
+    """
+    from wbcap.errors import CheckpointError
+    from wbcap.model.checkpoint import load_checkpoint_file
+    from wbcap.train.stages import STAGES, check_stage_values
+    from wbcap.train.trainer import STAGE_FILE, latest_checkpoint
+
+    if not folder.is_dir():
+        return None
+    data, source = None, None
+    last = latest_checkpoint(folder)
+    if last is not None:
+        try:
+            _, raw = load_checkpoint_file(last)
+        except CheckpointError:
+            raw = None
+        if isinstance(raw, dict) and isinstance(raw.get("stage"), dict):
+            data, source = raw["stage"], last
+    if data is None and (folder / STAGE_FILE).is_file():
+        try:
+            data, source = json.loads((folder / STAGE_FILE).read_text(encoding="utf-8")), folder / STAGE_FILE
+        except (ValueError, UnicodeDecodeError, OSError):
+            data = None
+    if not isinstance(data, dict):
+        return None
+    given = data.get("stage", stage)
+    if given != stage:
+        raise InputError(f"{folder} holds a `wbcap train {given}` run (says {source.name}), not a {stage} one; "
+                         f"resume it with `wbcap train {given} {setting('resume', api='--resume')}`")
+    values = check_stage_values(data, str(source))
+    model = values.pop("model", None)
+    cfg = STAGES[stage]
+    if model is not None:
+        from wbcap.config import ModelConfig
+
+        cfg = dataclasses.replace(cfg, model=ModelConfig.from_dict({**cfg.model.to_dict(), **model}))
+    return dataclasses.replace(cfg, **values), source
+
+
+def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
+    """Refuse model settings other than the run's (its snapshots would not load); warn, naming
+    each, of training settings other than the run's (the resumed run is then not the run it continues)."""
+    from wbcap.train.trainer import model_differences
+
+    diff = model_differences(recorded.model.to_dict(), cfg.model.to_dict())
+    if diff:
+        raise InputError(f"{folder}: the run trained a model with other settings ({source.name} says [model] "
+                         f"{'; '.join(diff)}); resume with the run's model settings, or start a new run "
+                         f"({setting('overwrite', api='overwrite=True')} or another {setting('out')} folder)")
+    old, new = recorded.to_dict(), cfg.to_dict()
+    changed = [f"{k} {_shown(old[k])} -> {_shown(new[k])}" for k in old if k not in ("model", "stage") and old[k] != new[k]]
+    if changed:
+        log.warning("resuming %s with settings other than its run's (%s): %s; the result will differ from an "
+                    "uninterrupted run", folder, source.name, ", ".join(changed))
+
+
+def _shown(value) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def _already_complete(folder: Path, cfg) -> bool:
+    """Whether the run's newest snapshot is of the last epoch (or later), said in a warning."""
+    from wbcap.train.trainer import latest_checkpoint
+
+    last = latest_checkpoint(folder)
+    if last is None:
+        return False
+    done = int(last.name[len("snapshot_"):-len(".pth.tar")]) + 1
+    if done < cfg.epochs:
+        return False
+    log.warning("%s: the run is already complete (%s: %d of %d epochs); nothing to train — raise %s to train on",
+                folder, last.name, done, cfg.epochs, setting("epochs"))
+    return True
 
 
 def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master_addr: str, master_port: int,

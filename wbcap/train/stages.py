@@ -9,14 +9,17 @@ edit (``wbcap train body --config my.toml``); a test keeps the two identical. Fl
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from wbcap.config import ModelConfig
-from wbcap.errors import InputError
+from wbcap.config import RESNET_DEPTHS, ModelConfig
+from wbcap.errors import InputError, setting
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class StageConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}")
+            raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}; the valid ones are "
+                             f"{', '.join(sorted(names))}")
         if "model" in data:
             data["model"] = ModelConfig.from_dict(dict(data["model"]))
         for k in ("datasets", "lr_decay_epochs"):
@@ -79,25 +83,207 @@ WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "synthetic")
 STAGE_DATASETS: dict[str, tuple[str, ...]] = {"body": WHOLE_BODY_SETS, "hand": ("FreiHAND",), "finetune": WHOLE_BODY_SETS}
 
 
-def load_stage(stage: str, config_file: str | Path | None = None, **overrides: Any) -> StageConfig:
-    """Built-in stage, then a TOML file's values, then non-None ``overrides`` (flags)."""
+# --------------------------------------------------------------------------- checking values
+#
+# Every value a --config file, a run's stage.json or a flag gives is checked here, before any
+# work, and refused in one line naming where it came from, the key, the value given and what
+# the key takes (a TOML file's ``epochs = "two"`` crashed once the model was built).
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return _number(v) and math.isfinite(float(v))
+
+
+def _whole(low: int, high: int | None = None) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+    return ok, (f"a whole number from {low} to {high}" if high is not None else f"a whole number of {low} or more")
+
+
+def _positive() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _finite(v) and float(v) > 0), "a number above 0"
+
+
+def _sizes(n: int, *, whole: bool = True) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return (isinstance(v, (list, tuple)) and len(v) == n
+                and all((isinstance(x, int) and not isinstance(x, bool)) if whole else _finite(x) for x in v)
+                and all(x > 0 for x in v))
+
+    return ok, f"a list of {n} {'whole numbers' if whole else 'numbers'} above 0"
+
+
+def _boolean() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, bool)), "true or false"
+
+
+def _text() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, str) and v.strip() != ""), "a path (a string)"
+
+
+def _names() -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x.strip() for x in v)
+
+    return ok, 'a list of training set names, e.g. ["Human36M", "MSCOCO"] or ["synthetic"]'
+
+
+#: The check and the words for what each training setting takes (``model``: :data:`_MODEL_VALUES`).
+_STAGE_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stage": ((lambda v: v in ("body", "hand", "finetune")), '"body", "hand" or "finetune"'),
+    "datasets": _names(),
+    "lr": _positive(),
+    "lr_decay_epochs": ((lambda v: isinstance(v, (list, tuple)) and all(_whole(0)[0](x) for x in v)),
+                        "a list of epoch numbers (whole numbers of 0 or more), e.g. [4, 6]"),
+    "lr_decay_factor": _positive(),
+    "epochs": _whole(1),
+    "batch_size": _whole(1),
+    "num_workers": _whole(0),
+    "seed": _whole(0, 2**32 - 1),
+    "amp": _boolean(),
+    "init_checkpoint": _text(),
+    "imagenet_weights": _text(),
+    "max_steps_per_epoch": _whole(1),
+    "synthetic_length": _whole(1),
+}
+_MODEL_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
+    "hand_backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
+    "face_backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
+    "input_img_shape": _sizes(2),
+    "input_body_shape": _sizes(2),
+    "output_hm_shape": _sizes(3),
+    "input_hand_shape": _sizes(2),
+    "output_hand_hm_shape": _sizes(3),
+    "input_face_shape": _sizes(2),
+    "focal": _sizes(2, whole=False),
+    "camera_3d_size": _positive(),
+    "num_betas": _whole(1),
+    "num_expression": _whole(1),
+    "hand_box_extension": _positive(),
+    "face_box_extension": _positive(),
+    "fix_left_hand_flip": _boolean(),
+}
+#: Settings that may be unset (None in a run's ``stage.json``; TOML has no null: leave the key out).
+_OPTIONAL = {"init_checkpoint", "imagenet_weights", "max_steps_per_epoch"}
+_FLOATS = {"lr", "lr_decay_factor", "camera_3d_size", "hand_box_extension", "face_box_extension"}
+
+
+def _shown(value: Any) -> str:
+    """``value`` as TOML spells it (near enough: strings quoted, true/false, lists in brackets)."""
+    try:
+        text = json.dumps(list(value) if isinstance(value, tuple) else value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _checked(table: dict[str, Any], rules: dict[str, tuple[Callable[[Any], bool], str]], where: Callable[[str], str],
+             unknown_hint: str, flags: bool = False) -> dict[str, Any]:
+    """``table`` with each value checked against ``rules`` (floats made float, lists tuples).
+    ``where(key)``: how the message names the key (``FILE: lr``, ``--lr``); ``flags``: the
+    values come from flags (shown as typed: ``--lr nan``), not a file (``lr = "fast"``)."""
+    result = {}
+    for key, value in table.items():
+        if key not in rules:
+            raise InputError(f"{where(key)}: unknown setting; {unknown_hint.format(', '.join(rules))}")
+        ok, expected = rules[key]
+        if value is None and key in _OPTIONAL:  # (a run's stage.json: not set)
+            result[key] = None
+            continue
+        if not ok(value):
+            shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)) if flags else None
+            raise InputError(f"{where(key)} {shown}: expected {expected}" if flags
+                             else f"{where(key)} = {_shown(value)}: expected {expected}")
+        if key == "focal":
+            value = tuple(float(x) for x in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif key in _FLOATS:
+            value = float(value)
+        result[key] = value
+    return result
+
+
+def check_stage_values(data: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """``data`` (training settings, and a ``model`` table) checked: each key known, each value of
+    its kind (:data:`_STAGE_VALUES`, :data:`_MODEL_VALUES`); returned with lists made tuples and
+    the float settings float. ``source``: the file the values come from (the message names it
+    with the key); None: flags (the message names the flag, :func:`~wbcap.errors.setting`).
+
+    Raises:
+        InputError: one line naming the file and key (or the flag), the value given and what it takes.
+    """
+    def where(key: str, model: bool = False) -> str:
+        if source is None:
+            return setting(key)
+        return f"{source}: " + (f"[model] {key}" if model else key)
+
+    data = dict(data)
+    model = data.pop("model", None)
+    result = _checked(data, _STAGE_VALUES, where, "the valid keys are {} and a [model] table", source is None)
+    if model is not None:
+        if not isinstance(model, dict):
+            raise InputError(f"{where('model')} = {_shown(model)}: expected a [model] table of model settings")
+        result["model"] = _checked(model, _MODEL_VALUES, lambda k: where(k, True), "the valid [model] keys are {}")
+    return result
+
+
+def read_stage_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML recipe (:func:`check_stage_values`, the file named in every message).
+
+    Raises:
+        InputError: the file is missing, unreadable, not UTF-8, not TOML, or holds a bad key or value.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"training config not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "save the TOML file as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc}); pass a readable TOML file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return check_stage_values(data, str(path))
+
+
+def load_stage(stage: str, config_file: str | Path | None = None, *, base: StageConfig | None = None,
+               **overrides: Any) -> StageConfig:
+    """Built-in stage (or ``base``: a resumed run's recorded settings), then a TOML file's values,
+    then non-None ``overrides`` (flags); every value checked (:func:`check_stage_values`). A
+    file's ``stage`` key must name ``stage`` (the subcommand).
+
+    Raises:
+        InputError: one line naming the file and key or the flag, the value and what it takes.
+    """
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
-    cfg = STAGES[stage]
+    cfg = STAGES[stage] if base is None else base
     if config_file is not None:
         path = Path(config_file).expanduser()
+        data = read_stage_file(path)
+        given = data.pop("stage", stage)
+        if given != stage:
+            raise InputError(f'{path}: stage = "{given}" makes it a recipe for `wbcap train {given}`, not `wbcap train '
+                             f'{stage}`; run `wbcap train {given}`, or set stage = "{stage}" in it (or drop the key)')
+        model = {**cfg.model.to_dict(), **data.pop("model", {})}
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"training config not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: not valid TOML ({exc})") from None
-        merged = cfg.to_dict()
-        model = {**merged.pop("model"), **data.pop("model", {})}
-        merged.update(data)
-        merged["model"] = model
-        cfg = StageConfig.from_dict(merged)
+            cfg = dataclasses.replace(cfg, **data, model=ModelConfig.from_dict(model))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: {exc}") from None
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "model" in changes:
         raise InputError("override model settings in a TOML file")
+    changes = check_stage_values(changes, None)
     return dataclasses.replace(cfg, **changes)
+

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -170,6 +171,45 @@ def _seed_worker(worker_id: int) -> None:
 # --------------------------------------------------------------------------- model
 
 
+def model_differences(recorded: dict, requested: dict) -> list[str]:
+    """The model settings (``ModelConfig`` dicts) that differ, as ``key recorded (requested: x)``
+    (lists and tuples compare alike)."""
+    def norm(v):
+        return json.loads(json.dumps(list(v) if isinstance(v, tuple) else v))
+
+    keys = sorted(set(recorded) | set(requested))
+    return [f"{k} {json.dumps(norm(recorded.get(k)))} (requested: {json.dumps(norm(requested.get(k)))})"
+            for k in keys if norm(recorded.get(k)) != norm(requested.get(k))]
+
+
+def _check_init_fits(ckpt, stage: StageConfig) -> None:
+    """Refuse a start checkpoint (read) whose model settings are not the stage's, naming them."""
+    if ckpt.config != stage.model:
+        diff = model_differences(ckpt.config.to_dict(), stage.model.to_dict())
+        raise CheckpointError(f"{setting('init_checkpoint')} {ckpt.path}: its model has {'; '.join(diff)}; set the "
+                              "checkpoint's values under [model] in a --config TOML, or start from another checkpoint")
+
+
+def check_init_checkpoint(stage: StageConfig) -> None:
+    """Read the stage's start checkpoint as training will (weights-only, memory-mapped: no copy of
+    the weights) and check that it fits the stage's model: its settings and every tensor's name and
+    shape (against the network built on the ``meta`` device: no memory, no initialisation).
+
+    Raises:
+        CheckpointError: one line naming the file: not a checkpoint, corrupt or truncated, or not
+            this model's.
+    """
+    from wbcap.model.checkpoint import check_checkpoint_file, check_state_dict, read_checkpoint
+    from wbcap.model.hand4whole import Hand4Whole
+
+    check_checkpoint_file(stage.init_checkpoint)  # (the quick look first: a text file is not read whole)
+    ckpt = read_checkpoint(stage.init_checkpoint)
+    _check_init_fits(ckpt, stage)
+    with torch.device("meta"):
+        net = Hand4Whole(stage.model)
+    check_state_dict(net, ckpt.state_dict, ckpt.path)
+
+
 def build_model(stage: StageConfig, body_layer, device: torch.device):
     """The whole-body regressor with the recipe's initialisation (or the init checkpoint), on ``device``.
 
@@ -197,8 +237,7 @@ def build_model(stage: StageConfig, body_layer, device: torch.device):
             load_imagenet_backbone(backbone, files[0])
     if stage.init_checkpoint:
         ckpt = read_checkpoint(stage.init_checkpoint)
-        if ckpt.config != stage.model:
-            raise CheckpointError(f"{ckpt.path}: its architecture differs from the stage's model settings")
+        _check_init_fits(ckpt, stage)
         check_state_dict(net, ckpt.state_dict, ckpt.path)
         net.load_state_dict(ckpt.state_dict)
     return WholeBodyRegressor(net.to(device), body_layer_copy(body_layer, device))
@@ -256,14 +295,62 @@ def training_outputs(out: Path) -> list[Path]:
     return found + sorted(p for pattern in patterns for p in out.glob(pattern))
 
 
+def _previous_dir(out: Path) -> Path:
+    from wbcap.io.run_folder import PREVIOUS_DIR
+
+    return out / PREVIOUS_DIR
+
+
+def discard_previous_run(out: Path) -> None:
+    """Delete the previous run that ``overwrite`` set aside in ``OUT/.wbcap-previous/``
+    (:func:`prepare_run_folder`), if any: once the new run has written its first snapshot."""
+    previous = _previous_dir(out)
+    if previous.is_dir():
+        shutil.rmtree(previous, ignore_errors=True)
+        log.info("removed the previous training run in %s (set aside until this run's first snapshot)", out)
+
+
+def restore_previous_run(out: Path) -> bool:
+    """Undo a run that ended before its first snapshot: delete what it wrote in ``out``
+    (:func:`training_outputs`) and move the previous run that ``overwrite`` set aside back
+    (True when there was one)."""
+    from wbcap.stop_signals import held_stop_signals
+
+    previous = _previous_dir(out)
+    with held_stop_signals():
+        for p in training_outputs(out):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if previous.is_dir():
+            for p in sorted(previous.iterdir()):
+                p.rename(out / p.name)
+            previous.rmdir()
+            return True
+    return False
+
+
+def _settle_previous_run(out: Path) -> None:
+    """A previous run set aside by an ``overwrite`` that was killed (SIGKILL, a power cut) before
+    it could drop or restore it: dropped when the new run wrote a snapshot, else put back."""
+    if not _previous_dir(out).is_dir():
+        return
+    if latest_checkpoint(out) is not None:
+        discard_previous_run(out)
+    else:
+        restore_previous_run(out)
+        log.warning("%s: put back the previous training run that an interrupted --overwrite had set aside", out)
+
+
 def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     """Make the run folder ``out`` ready; True when this call created it.
 
     A folder holding a previous training run is refused unless ``resume`` (it must hold a
-    snapshot) or ``overwrite`` (deletes only what a training run wrote, :func:`training_outputs`);
-    a folder holding files wbcap did not write is refused either way, except to resume.
-    ``launch_node<i>.json`` are neither: on a folder shared by several nodes, another node may
-    have written its own a moment ago.
+    snapshot) or ``overwrite``, which touches only what a training run wrote
+    (:func:`training_outputs`) and deletes none of it here: it moves it into
+    ``OUT/.wbcap-previous/``, which the new run deletes once it has written its first snapshot
+    (:func:`discard_previous_run`) and a run that ends before that moves back
+    (:func:`restore_previous_run`). A folder holding files wbcap did not write is refused either
+    way, except to resume. ``launch_node<i>.json`` are neither: on a folder shared by several
+    nodes, another node may have written its own a moment ago.
 
     Raises:
         InputError: one line saying what the folder holds and what to pass instead.
@@ -272,6 +359,8 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     resume_ = setting("resume", api="resume=True")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; {setting('out')} must be a folder")
+    if out.is_dir():
+        _settle_previous_run(out)
     if resume:
         if not out.is_dir() or latest_checkpoint(out) is None:
             raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
@@ -282,8 +371,9 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
 
         ours = training_outputs(out)
         replace_previous(out, existing, ours, latest_checkpoint(out) or (ours or existing)[0],
-                         what="a previous training run", overwrite=overwrite)
-        log.info("removed the previous training run in %s (%d files)", out, len(ours))
+                         what="a previous training run", overwrite=overwrite, aside=_previous_dir(out))
+        log.info("set the previous training run in %s aside (%d files, in %s): deleted once this run writes its "
+                 "first snapshot, put back if it ends before", out, len(ours), _previous_dir(out).name)
         return False
     created = not out.exists()
     try:
@@ -295,11 +385,13 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
 
 
 def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True,
-                     device: bool = True) -> RunConfig:
+                     device: bool = True, init: bool = True) -> RunConfig:
     """Check, before any work or file is written, what a stage reads: its training sets
     (``datasets``: names and folders, :func:`wbcap.train.datasets.check_datasets`), its start
     checkpoint (finetune needs one), the ImageNet weights it starts its ResNets from, the
-    device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``).
+    device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``). The start
+    checkpoint is read and checked against the model (``init``: :func:`check_init_checkpoint`;
+    else only its first bytes); a resumed run (``run.resume``) starts from its snapshot and needs none.
 
     Returns ``run``, for a whole-body stage whose ``run.body_model`` is None (and ``body_model``)
     with it decided (:func:`body_model_path`): the one decision the run passes down (a warning
@@ -313,19 +405,24 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         from wbcap.train.datasets import check_datasets
 
         check_datasets(stage, run)
-    init = setting("init_checkpoint")
-    if stage.stage == "finetune" and not stage.init_checkpoint:
-        raise InputError(f"the finetune stage starts from a whole-body checkpoint: pass {init} CHECKPOINT (the "
+    init_ = setting("init_checkpoint")
+    if run.resume:  # (the snapshot replaces the start checkpoint's weights)
+        stage = replace(stage, init_checkpoint=None)
+    if stage.stage == "finetune" and not stage.init_checkpoint and not run.resume:
+        raise InputError(f"the finetune stage starts from a whole-body checkpoint: pass {init_} CHECKPOINT (the "
                          "merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)")
     if stage.stage == "hand" and stage.init_checkpoint:  # (build_hand_model has no use for it)
-        raise InputError(f"the hand stage does not start from a checkpoint ({init} is for the whole-body stages); "
-                         f"drop {init}, or continue a hand run with {setting('resume', api='resume=True')}")
+        raise InputError(f"the hand stage does not start from a checkpoint ({init_} is for the whole-body stages); "
+                         f"drop {init_}, or continue a hand run with {setting('resume', api='resume=True')}")
     if stage.init_checkpoint and not Path(stage.init_checkpoint).expanduser().is_file():
-        raise CheckpointError(f"{init} {stage.init_checkpoint}: no such file")
-    if stage.init_checkpoint:  # (before --overwrite deletes a previous run)
-        from wbcap.model.checkpoint import check_checkpoint_file
+        raise CheckpointError(f"{init_} {stage.init_checkpoint}: no such file")
+    if stage.init_checkpoint:  # (before --overwrite sets a previous run aside)
+        if init:
+            check_init_checkpoint(stage)
+        else:
+            from wbcap.model.checkpoint import check_checkpoint_file
 
-        check_checkpoint_file(stage.init_checkpoint)
+            check_checkpoint_file(stage.init_checkpoint)
     if stage.imagenet_weights:  # (the files the model builders read)
         folder = Path(stage.imagenet_weights).expanduser()
         m = stage.model
@@ -477,7 +574,8 @@ def train(
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.losses import hand4whole_losses
 
-    run = check_run_inputs(stage, run, datasets=dataset is None, body_model=body_layer is None)
+    # (the launcher read the start checkpoint whole; build_model reads it again and checks it as it loads)
+    run = check_run_inputs(stage, run, datasets=dataset is None, body_model=body_layer is None, init=False)
     hand = stage.stage == "hand"
     d = dist_info_from_env()
     device = _device(run, d)
@@ -494,7 +592,7 @@ def train(
             from wbcap.body.smplx_layer import SMPLXLayer
 
             body_layer = SMPLXLayer.from_file(body_model_file(run.body_model))
-        model = build_model(stage, body_layer, device)
+        model = build_model(replace(stage, init_checkpoint=None) if run.resume else stage, body_layer, device)
         net = model.net
     if _channels_last(device):
         net.to(memory_format=torch.channels_last)
@@ -507,7 +605,11 @@ def train(
     if run.resume:
         last = _resume_point(out, d)
         _, raw = load_checkpoint_file(last)
-        net.load_state_dict(raw["network"], strict=True)
+        try:
+            net.load_state_dict(raw["network"], strict=True)
+        except RuntimeError as exc:  # (the launcher compares the settings first; a snapshot from elsewhere)
+            raise CheckpointError(f"{last}: its tensors do not fit the model of these settings "
+                                  f"({str(exc).splitlines()[0][:120]}); resume with the run's model settings") from None
         optimizer.load_state_dict(raw["optimizer"])
         start_epoch = int(raw["epoch"]) + 1
         restore_rng(raw["rng"], d, device, stage.seed, start_epoch)
@@ -515,6 +617,9 @@ def train(
             saved = len(raw["rng"]) if isinstance(raw["rng"], list) else 1
             log.info("resuming from %s (epoch %d done; written by %d process(es), resumed by %d)",
                      last, raw["epoch"], saved, d.world_size)
+        if d.is_main and start_epoch >= stage.epochs:
+            log.warning("%s: the run is already complete (%d of %d epochs); nothing to train (raise %s to train on)",
+                        out, start_epoch, stage.epochs, setting("epochs"))
     else:
         seed_process(stage.seed + 1000 * d.rank, stage.seed + d.rank)
 
@@ -584,6 +689,7 @@ def train(
             if d.is_main:
                 path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
                 history.checkpoints.append(path)
+                discard_previous_run(out)  # (what --overwrite set aside: this run has its first snapshot)
                 if run.keep_last is not None:
                     for old in history.checkpoints[: -run.keep_last]:
                         old.unlink(missing_ok=True)

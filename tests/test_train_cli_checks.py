@@ -1,0 +1,351 @@
+"""`wbcap train`: what a fresh-user trial found, each checked before any work or file is written.
+
+* ``--init`` is read whole (weights-only) and checked against the model before ``-o`` is
+  touched; ``--overwrite`` sets the previous run aside (``-o/.wbcap-previous/``) and deletes it
+  only once the new run has its first snapshot: a run that fails or is stopped (Ctrl-C, SIGTERM)
+  before that puts it back;
+* every ``--config`` value (and ``--lr``...) is checked: one line naming the file, the key, the
+  value and what it takes; a file's ``stage`` must be the subcommand's;
+* ``--resume`` takes the run's recorded settings as defaults, refuses other model settings
+  before writing anything, names changed training settings, says when the run is complete;
+* ``--gpus`` needs CUDA; a ``--data-root`` that does not exist is said so.
+
+The training loop is replaced by a stand-in that writes what a run writes (the checks happen
+before it runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(r) -> str:
+    """The one `error:` line of a refused command (exit 2, no traceback; INFO log lines aside)."""
+    lines = [line for line in r.output.splitlines() if line.strip() and not line.startswith("INFO ")]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    return lines[0] + "\n"
+
+
+@pytest.fixture()
+def trained(monkeypatch):
+    """Replace the training loop: record each call (and what -o held then), write what a run writes."""
+    import wbcap.train.trainer as trainer
+
+    calls = []
+
+    def fake_train(stage, run, on_step=None, **kwargs):
+        out = Path(run.out)
+        calls.append((stage, run, _listing(out)))
+        (out / "stage.json").write_text(json.dumps(stage.to_dict()))
+        (out / "scalars.jsonl").write_text(json.dumps({"step": 0}) + "\n")
+        (out / "snapshot_0.pth.tar").write_bytes(b"new")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    return calls
+
+
+@pytest.fixture()
+def args(body_dir):
+    def make(stage="body", *extra):
+        return ["train", stage, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2", "--workers", "0",
+                "--body-models", body_dir, "--device", "cpu", *extra]
+
+    return make
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes): what a test compares before and after."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _previous_run(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True)
+    (folder / "stage.json").write_text("{}")
+    (folder / "scalars.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(4)))
+    (folder / "snapshot_1.pth.tar").write_bytes(b"old")
+    (folder / "snapshot_2.pth.tar").write_bytes(b"old2")
+    return _listing(folder)
+
+
+def _model_toml(path: Path, model: dict, **top) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()] + ["[model]"]
+    lines += [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in model.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- 1: --init, --overwrite
+
+
+def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_path, args, trained, small_ckpt):
+    from conftest import SMALL
+
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    data = small_ckpt.read_bytes()
+    trunc = tmp_path / "trunc.pth.tar"
+    trunc.write_bytes(data[: len(data) // 2])  # (starts as a torch.save zip: the first-bytes look passes it)
+    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", trunc)
+    line = one_error_line(r)
+    assert line.startswith(f"error: {trunc}: not a readable PyTorch checkpoint (") and "re-download it" in line, line
+    assert _listing(out) == before and not trained
+    # a checkpoint of another model (ResNet-18s; the recipe's are ResNet-50s): named, before any work
+    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)
+    line = one_error_line(r)
+    assert line.startswith(f"error: --init {small_ckpt}: its model has backbone_depth 18 (requested: 50); "), line
+    assert "hand_backbone_depth 18 (requested: 50)" in line and "under [model] in a --config TOML" in line
+    assert _listing(out) == before and not trained
+    # the same checkpoint with its model settings: taken
+    cfg = _model_toml(tmp_path / "small.toml", SMALL)
+    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", cfg)
+    assert r.exit_code == 0, r.output
+    assert len(trained) == 1 and trained[0][0].init_checkpoint == str(small_ckpt)
+
+
+def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, args, trained):
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    r = invoke(*args("body"), "-o", out, "--overwrite")
+    assert r.exit_code == 0, r.output
+    # while the new run trained, the previous one was kept, aside
+    assert trained[0][2] == {f".wbcap-previous/{name}": data for name, data in before.items()}
+    # once it wrote its snapshot, the previous run is gone
+    assert sorted(_listing(out)) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+    assert not (out / ".wbcap-previous").exists()
+
+
+@pytest.mark.parametrize("how, code, said", [("error", 2, "error: bad sample"), ("ctrl-c", 130, "interrupted"),
+                                             ("sigterm", 143, "stopped by SIGTERM")])
+def test_a_run_ending_before_its_first_snapshot_puts_the_previous_run_back(tmp_path, args, monkeypatch, how, code,
+                                                                            said):
+    import wbcap.train.trainer as trainer
+    from wbcap.errors import InputError
+
+    def failing(stage, run, **kwargs):
+        out = Path(run.out)
+        (out / "stage.json").write_text(json.dumps(stage.to_dict()))
+        (out / "scalars.jsonl").write_text('{"step": 0}\n')
+        (out / ".snapshot_0.pth.tar.tmp-1").write_bytes(b"half")
+        if how == "error":
+            raise InputError("bad sample")
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("SIGTERM did not stop the run")
+
+    def not_taken(signum, frame):  # (what SIGTERM meets when the command does not take it as Ctrl-C)
+        pytest.fail("SIGTERM was not taken as Ctrl-C")
+
+    monkeypatch.setattr(trainer, "train", failing)
+    previous_handler = signal.signal(signal.SIGTERM, not_taken)
+    try:
+        out = tmp_path / "r"
+        before = _previous_run(out)
+        r = invoke(*args("body"), "-o", out, "--overwrite")
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    assert r.exit_code == code and said in r.output, r.output
+    assert _listing(out) == before and not (out / ".wbcap-previous").exists()
+    # an empty folder the user made is left empty
+    (tmp_path / "empty").mkdir()
+    assert invoke(*args("body"), "-o", tmp_path / "empty").exit_code == code
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, args, trained):
+    """SIGKILL between setting the previous run aside and the first snapshot: the next run on the
+    folder puts it back (no snapshot yet) or drops it (the new run has one)."""
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    (out / ".wbcap-previous").mkdir()
+    for name in before:
+        (out / name).rename(out / ".wbcap-previous" / name)
+    (out / "stage.json").write_text('{"stage": "body"}')  # (the killed run's)
+    r = invoke(*args("body"), "-o", out)
+    assert r.exit_code == 2 and [line for line in r.output.splitlines() if line.strip()] == [
+        f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside",
+        f"error: {out} holds a previous training run (e.g. snapshot_2.pth.tar); pass --overwrite to replace it, "
+        "--resume to continue it, or choose another -o folder"], r.output
+    assert _listing(out) == before
+    (out / ".wbcap-previous").mkdir()
+    (out / "snapshot_1.pth.tar").rename(out / ".wbcap-previous" / "snapshot_1.pth.tar")
+    (out / "snapshot_2.pth.tar").write_bytes(b"killed run's")
+    assert invoke(*args("body"), "-o", out, "--overwrite").exit_code == 0
+    assert sorted(_listing(out)) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+
+
+# --------------------------------------------------------------------------- 2, 3: --config values
+
+
+BAD_VALUES = [
+    ('epochs = "two"', 'epochs = "two": expected a whole number of 1 or more'),
+    ('lr = "fast"', 'lr = "fast": expected a number above 0'),
+    ("lr = nan", "lr = NaN: expected a number above 0"),
+    ("batch_size = 0", "batch_size = 0: expected a whole number of 1 or more"),
+    ("max_steps_per_epoch = 0", "max_steps_per_epoch = 0: expected a whole number of 1 or more"),
+    ('amp = "yes"', 'amp = "yes": expected true or false'),
+    ("seed = true", "seed = true: expected a whole number from 0 to 4294967295"),
+    ('datasets = "synthetic"',
+     'datasets = "synthetic": expected a list of training set names, e.g. ["Human36M", "MSCOCO"] or ["synthetic"]'),
+    ("lr_decay_epochs = 4", "lr_decay_epochs = 4: expected a list of epoch numbers (whole numbers of 0 or more), "
+                            "e.g. [4, 6]"),
+    ("[model]\ninput_img_shape = [512]", "[model] input_img_shape = [512]: expected a list of 2 whole numbers above 0"),
+    ("[model]\nbackbone_depth = 20", "[model] backbone_depth = 20: expected one of 18, 34, 50, 101, 152"),
+    ("[model]\nfocal = [5000, -1]", "[model] focal = [5000, -1]: expected a list of 2 numbers above 0"),
+    ("model = 3", "model = 3: expected a [model] table of model settings"),
+    ("epoch = 2", "epoch: unknown setting; the valid keys are stage, datasets, lr, lr_decay_epochs, lr_decay_factor, "
+                  "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, "
+                  "max_steps_per_epoch, synthetic_length and a [model] table"),
+    ("[model]\ndepth = 18", "[model] depth: unknown setting; the valid [model] keys are backbone_depth, "
+                            "hand_backbone_depth, face_backbone_depth, input_img_shape, input_body_shape, "
+                            "output_hm_shape, input_hand_shape, output_hand_hm_shape, input_face_shape, focal, "
+                            "camera_3d_size, num_betas, num_expression, hand_box_extension, face_box_extension, "
+                            "fix_left_hand_flip"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_VALUES, ids=[t for t, _ in BAD_VALUES])
+def test_every_config_value_is_checked_before_any_work(tmp_path, args, trained, text, message):
+    cfg = tmp_path / "my.toml"
+    cfg.write_text(text + "\n")
+    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", cfg)
+    assert one_error_line(r) == f"error: {cfg}: {message}\n"
+    assert not (tmp_path / "r").exists() and not trained
+
+
+def test_flag_values_and_unreadable_configs_are_refused(tmp_path, args, trained):
+    for flag, value, expected in (("--lr", "-1", "a number above 0"), ("--lr", "nan", "a number above 0"),
+                                  ("--seed", "-3", "a whole number from 0 to 4294967295")):
+        r = invoke(*args("body"), "-o", tmp_path / "r", flag, value)
+        assert one_error_line(r) == f"error: {flag} {float(value) if flag == '--lr' else value}: expected {expected}\n"
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes("# réglages\nlr = 0.001\n".encode("latin-1"))
+    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", latin)
+    assert one_error_line(r) == f"error: {latin}: not UTF-8 text (byte 0xe9 at offset 3); save the TOML file as UTF-8\n"
+    assert not (tmp_path / "r").exists() and not trained
+
+
+def test_a_config_of_another_stage_is_refused(tmp_path, args, trained, small_ckpt):
+    repo = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "copy_of_body.toml"
+    copy.write_text((repo / "train" / "configs" / "body.toml").read_text())
+    r = invoke(*args("finetune"), "-o", tmp_path / "r", "--config", copy)
+    assert one_error_line(r) == (f'error: {copy}: stage = "body" makes it a recipe for `wbcap train body`, not `wbcap '
+                                 'train finetune`; run `wbcap train body`, or set stage = "finetune" in it (or drop '
+                                 "the key)\n")
+    assert not (tmp_path / "r").exists() and not trained
+    # the stage's own recipe is taken as it is (its stage key names the subcommand)
+    assert invoke(*args("body"), "-o", tmp_path / "r", "--config", copy).exit_code == 0
+    assert trained[-1][0].stage == "body" and trained[-1][0].epochs == 7
+
+
+# --------------------------------------------------------------------------- 4: --resume
+
+
+def _recorded_run(folder: Path, epochs_done: int, **settings) -> None:
+    from wbcap.config import ModelConfig
+    from wbcap.train.stages import STAGES
+
+    stage = dataclasses.replace(STAGES["body"], datasets=("synthetic",), batch_size=2, num_workers=0,
+                                max_steps_per_epoch=1, model=ModelConfig(backbone_depth=18), **settings)
+    folder.mkdir(parents=True)
+    (folder / "stage.json").write_text(json.dumps(stage.to_dict(), indent=1))
+    for e in range(epochs_done):
+        (folder / f"snapshot_{e}.pth.tar").write_bytes(b"old")
+
+
+def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body_dir, trained):
+    out = tmp_path / "r"
+    _recorded_run(out, 2)
+    before = _listing(out)
+    resume = ["train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume"]
+    # another model (the recipe's ResNet-50 body): refused before anything is written
+    cfg = _model_toml(tmp_path / "deeper.toml", {"backbone_depth": 50})
+    r = invoke(*resume, "--config", cfg)
+    assert one_error_line(r) == (f"error: {out}: the run trained a model with other settings (stage.json says [model] "
+                                 "backbone_depth 18 (requested: 50)); resume with the run's model settings, or start "
+                                 "a new run (--overwrite or another -o folder)\n")
+    assert _listing(out) == before and not trained
+    # no flags repeated: the run's settings
+    r = invoke(*resume)
+    assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+    stage, run, _ = trained[-1]
+    assert run.resume and stage.model.backbone_depth == 18 and stage.datasets == ("synthetic",)
+    assert (stage.batch_size, stage.num_workers, stage.max_steps_per_epoch) == (2, 0, 1)
+    # changed training settings: named, old -> new
+    r = invoke(*resume, "--lr", "0.001", "--batch-size", "4")
+    assert r.exit_code == 0, r.output
+    warnings = [line for line in r.output.splitlines() if line.startswith("WARNING")]
+    assert warnings == [f"WARNING  resuming {out} with settings other than its run's (stage.json): lr 0.0001 -> 0.001, "
+                        "batch_size 2 -> 4; the result will differ from an uninterrupted run"], r.output
+    assert (trained[-1][0].lr, trained[-1][0].batch_size) == (0.001, 4)
+
+
+def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
+    out = tmp_path / "r"
+    _recorded_run(out, 7)
+    before = _listing(out)
+    r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    assert r.exit_code == 0 and not trained, r.output
+    assert [line for line in r.output.splitlines() if line.strip()] == [
+        f"WARNING  {out}: the run is already complete (snapshot_6.pth.tar: 7 of 7 epochs); nothing to train — raise "
+        "--epochs to train on"]
+    assert _listing(out) == before
+    assert invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume",
+                  "--epochs", "8").exit_code == 0
+    assert trained[-1][0].epochs == 8
+
+
+def test_resume_of_another_stages_run_is_refused(tmp_path, body_dir, trained):
+    out = tmp_path / "r"
+    _recorded_run(out, 1)
+    r = invoke("train", "finetune", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    assert one_error_line(r) == (f"error: {out} holds a `wbcap train body` run (says stage.json), not a finetune one; "
+                                 "resume it with `wbcap train body --resume`\n")
+    assert not trained
+
+
+# --------------------------------------------------------------------------- 5, 6: --gpus, --data-root
+
+
+def test_gpus_need_cuda(tmp_path, args, trained, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    cpu = [a for a in args("body") if a not in ("--device", "cpu")]
+    for gpus in ("0,1", "0"):
+        r = invoke(*cpu, "-o", out, "--overwrite", "--gpus", gpus)
+        assert one_error_line(r) == (f"error: --gpus {gpus} needs CUDA GPUs, and there are none here (torch is built "
+                                     "without CUDA); train on the CPU with --device cpu without --gpus\n")
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    r = invoke(*cpu, "-o", out, "--overwrite", "--gpus", "0")
+    assert "(no CUDA device is visible)" in one_error_line(r)
+    r = invoke(*cpu, "-o", out, "--overwrite", "--gpus", "0,x")
+    assert one_error_line(r) == "error: --gpus 0,x: expected GPU ids (whole numbers), e.g. 0 or 0,1,2,3\n"
+    assert _listing(out) == before and not trained
+
+
+def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, args, trained):
+    real = [a for a in args("hand") if a not in ("--datasets", "synthetic")]
+    r = invoke(*real, "-o", tmp_path / "h", "--data-root", tmp_path / "nonexist")
+    assert one_error_line(r) == (f"error: --data-root {tmp_path / 'nonexist'}: no such folder; pass the folder holding "
+                                 "FreiHAND/\n")
+    assert not (tmp_path / "h").exists() and not trained
