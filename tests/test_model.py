@@ -205,8 +205,20 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
         def __reduce__(self):
             return (print, ("pwned",))
 
+    class Evil2:  # (a blocked module: torch words its refusal otherwise)
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
     evil = tmp_path / "evil.pth"
     torch.save({"network": small_net.state_dict(), "payload": Evil()}, evil)
+    evil_os = tmp_path / "evil_os.pth"
+    torch.save({"payload": Evil2()}, evil_os, _use_new_zipfile_serialization=False)
+    pickle4 = tmp_path / "plain.pth.tar"  # (pickle.dump, protocol 4: torch also warned about it)
+    import pickle
+
+    pickle4.write_bytes(pickle.dumps({"network": {"a": 1}}, protocol=4))
 
     empty = tmp_path / "empty.pth.tar"  # (an interrupted download)
     empty.write_bytes(b"")
@@ -219,13 +231,20 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
         empty: "is empty (an interrupted download or copy?); re-download it",
         truncated: "corrupt or truncated",
         missing_keys: "missing",
-        evil: "weights_only",
+        evil: "holds Python objects other than tensors (it asks for print); wbcap loads checkpoints with "
+              "weights_only=True",
+        evil_os: "holds Python objects other than tensors (it asks for posix.system)",
+        pickle4: "a Python pickle that torch.save does not write, not a PyTorch checkpoint; pass the Hand4Whole",
     }
+    import warnings
+
     for path, needle in cases.items():
-        with pytest.raises(CheckpointError) as info:
+        with pytest.raises(CheckpointError) as info, warnings.catch_warnings():
+            warnings.simplefilter("error")  # (torch's warnings are not for wbcap's users)
             load_network(path)
         msg = str(info.value)
         assert needle in msg and str(path.name) in msg and "\n" not in msg, msg
+    assert not (tmp_path / "PWNED").exists()
     # a file that cannot be opened (as root, permissions cannot show it: torch.load's error stands in)
     import errno
 

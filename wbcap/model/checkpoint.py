@@ -54,13 +54,17 @@ class Checkpoint:
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc) and "zip" not in str(exc):
-            raise
-    # Legacy (pre-zip) serialisation cannot be memory-mapped.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    import warnings
+
+    with warnings.catch_warnings():  # (a plain pickle of protocol 3+: torch warns, then the error says it)
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc) and "zip" not in str(exc):
+                raise
+        # Legacy (pre-zip) serialisation cannot be memory-mapped.
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _looks_like_torch_save(path: Path) -> bool:
@@ -93,6 +97,12 @@ def check_checkpoint_file(path: str | Path) -> None:
         raise _load_error(path, ValueError("not a torch.save file"))
 
 
+#: The Python object a weights-only load refused, in torch's messages (2.6-2.13 word it two ways).
+_BLOCKED_GLOBAL = re.compile(r"unsupported global:?\s+(?:GLOBAL\s+)?(?P<name>[\w.]+)", re.IGNORECASE)
+#: A pickle opcode the weights-only reader does not take (protocol 4's FRAME, 149, and later ones).
+_BAD_OPCODE = re.compile(r"Unsupported operand \d+")
+
+
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
@@ -105,11 +115,15 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
                                "Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")
     if isinstance(exc, pickle.UnpicklingError):
         text = str(exc)
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
-        if "Unsupported global" in detail:
+        blocked = _BLOCKED_GLOBAL.search(text)
+        if blocked:  # (torch words it "Unsupported global: GLOBAL m.f ..." or "unsupported GLOBAL m.f whose module ...")
             return CheckpointError(
-                f"{path}: holds Python objects other than tensors ({detail[:120]}); wbcap loads checkpoints with "
-                "weights_only=True and will not unpickle them — re-save just the state_dict")
+                f"{path}: holds Python objects other than tensors (it asks for {blocked['name'][:100]}); wbcap loads "
+                "checkpoints with weights_only=True and will not unpickle them — re-save just the state_dict")
+        if _BAD_OPCODE.search(text):
+            return CheckpointError(f"{path}: a Python pickle that torch.save does not write, not a PyTorch checkpoint; "
+                                   "pass the Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
         msg = detail[:120] or type(exc).__name__
     else:
         msg = first_line(exc, 10_000)
