@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,15 +214,31 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     data = json.loads(out.read_text())
     assert data["num_samples"] == 3 and len(data["per_sample"]) == 3
     assert all(np.isfinite(v) and v > 0 for v in data["metrics"].values())
+    # what was evaluated is recorded with the numbers
+    assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
+                             "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),
+                             "body_model_synthetic": False, "precision": "exact"}
 
 
-def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt):
+def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch):
+    """Missing inputs are said before the network is built (which took 7-35 s with a real checkpoint)."""
     from click.testing import CliRunner
 
+    import wbcap.pipeline
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the network was built before the inputs were checked")
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", no_build)
     folder = _bare_models(tmp_path, body_dir)
     args = ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
             "--body-models", str(folder), "--device", "cpu"]  # fmt: skip
     res = CliRunner().invoke(cli, args)
-    assert res.exit_code == 2
+    assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "SMPLX_to_J14" in lines[0]
+    for root, says in ((tmp_path / "nowhere", "is not a folder: pass the folder holding EHF/"),
+                       (tmp_path, "holds no EHF/ folder: pass the folder holding EHF/")):
+        args[4] = str(root)
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and f"error: --data-root {root} {says}" in res.output, res.output

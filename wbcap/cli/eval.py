@@ -71,10 +71,11 @@ def eval_cmd(
     from rich.table import Table
 
     from wbcap.config import BodyModelConfig, PipelineConfig
-    from wbcap.eval.evaluate import canonical_dataset, evaluate, write_results
+    from wbcap.eval.evaluate import canonical_dataset, check_inputs, evaluate, write_results
     from wbcap.pipeline import Pipeline
 
     name = canonical_dataset(dataset)
+    check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
     if out is not None:
         from wbcap.atomic import check_writable_file
         from wbcap.errors import setting

@@ -114,13 +114,16 @@ class EvalResult:
 
     metrics: mean over samples of each metric, mm (nan-samples skipped). per_sample: one dict per
     sample: ``index``, the dataset's ids (``image``, ``ann_id``, ``subject``...) and every metric
-    in mm. files: the extra files used.
+    in mm. files: the extra files used. model: what was evaluated (for a
+    :class:`~wbcap.pipeline.Pipeline`: ``weights``, ``checkpoint``, ``body_model`` and
+    ``precision``, paths absolute; else ``{"model": its type's name}``).
     """
 
     dataset: str
     metrics: dict[str, float]
     per_sample: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -134,6 +137,7 @@ class EvalResult:
             "num_samples": self.num_samples,
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
             "files": dict(self.files),
+            "model": dict(self.model),
             "per_sample": [{k: _json_float(v) for k, v in s.items()} for s in self.per_sample],
         }
 
@@ -284,6 +288,62 @@ def _collate(items: list[_Item]) -> tuple[list[int], torch.Tensor, torch.Tensor,
     return idx, img, gt, [it[3] for it in items]
 
 
+#: The folder of each dataset under ``data_root`` (the loaders' upstream layout).
+_DATASET_DIRS = {"EHF": "EHF", "PW3D": "PW3D", "Human36M": "Human36M"}
+
+
+def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
+                 allow_pickle: bool = False) -> Path:
+    """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
+    built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
+    are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
+    regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL model and both H36M
+    regressors). Returns ``data_root`` (``~`` expanded).
+
+    Raises:
+        InputError: an unknown dataset, no such folder. ModelFileError: a missing extra file
+            (one line: where it looked, where to get it).
+    """
+    from wbcap.eval.smpl import find_smpl_model
+
+    name = canonical_dataset(dataset_name)
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{setting('data_root')} {root} is not a folder: pass the folder holding {name}/")
+    if not (root / _DATASET_DIRS[name]).is_dir():
+        raise InputError(f"{setting('data_root')} {root} holds no {_DATASET_DIRS[name]}/ folder: pass the folder "
+                         f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout)")
+    if name == "EHF":
+        for kind in ("j14", "hand_ids", "face_ids"):
+            find_extra_file(kind, body_models, allow_pickle)
+    elif name == "Human36M":
+        find_extra_file("h36m_smplx", body_models, allow_pickle, [root / "Human36M"])
+    else:
+        try:
+            find_smpl_model("neutral", body_models, allow_pickle)
+        except ModelFileError as exc:
+            raise ModelFileError(f"3DPW ground truth needs the SMPL model: {exc}") from None
+        for kind in ("h36m_smplx", "h36m_smpl"):
+            find_extra_file(kind, body_models, allow_pickle)
+    return root
+
+
+def _model_record(model: Any) -> dict[str, Any]:
+    """:attr:`EvalResult.model` for ``model``."""
+    from wbcap.pipeline import Pipeline
+
+    source = model.source if isinstance(model, Pipeline) else None
+    if source is None:
+        return {"model": type(model).__name__}
+    return {
+        "weights": source.weights,
+        "checkpoint": None if source.checkpoint is None else str(Path(source.checkpoint).absolute()),
+        "body_model": str(Path(source.body_model).absolute()),
+        "body_model_synthetic": bool(source.body_model_synthetic),
+        "precision": str(model.precision),
+    }
+
+
 def _resolve_model(
     model: Any, device: torch.device | str | None, body_models: Any, allow_pickle: bool
 ) -> tuple[Callable[[EvalBatch], torch.Tensor], SMPLXLayer]:
@@ -341,13 +401,12 @@ def evaluate(
         :class:`EvalResult` with mean metrics (mm) and per-sample errors.
 
     Raises:
-        ModelFileError: a needed extra file / SMPL model is missing (checked before inference).
+        ModelFileError: a needed extra file / SMPL model is missing (:func:`check_inputs`, before
+            anything else).
         InputError: unknown dataset, dataset layout problems, or no samples.
     """
     name = canonical_dataset(dataset_name)
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise InputError(f"{setting('data_root')} {root} is not a folder: pass the folder holding {name}/")
+    root = check_inputs(name, data_root, body_models, allow_pickle)
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     task = _TASKS[name](root, layer, body_models, allow_pickle)
     total = len(task.dataset)
@@ -382,4 +441,4 @@ def evaluate(
             values = torch.cat(columns[key])
             metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
     logger.debug("%s: %d samples evaluated", name, done)
-    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=task.files)
+    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=task.files, model=_model_record(model))
