@@ -3,12 +3,15 @@
     python examples/export_meshes.py photos/ out/ [--detector hog|full|auto] [--checkpoint F] [--body-models F]
 
 Writes ``out/<name>_person<k>.obj``; ``<name>`` is the image's stem, or its path under the
-inputs' folder when two images share a stem (the rule of ``wbcap image``).
+inputs' folder when two images share a stem (the rule of ``wbcap image``). An image's meshes from
+an earlier run into the same folder are replaced as a whole (a rerun that finds fewer people
+leaves none of the old extra files).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", help="image file, folder or glob")
     parser.add_argument("dst", help="output folder (created if missing)")
-    parser.add_argument("--detector", default="hog", help="person detector: hog, full or auto (default: hog)")
+    parser.add_argument("--detector", default="hog", choices=("hog", "full", "auto"),
+                        help="person detector (default: hog)")
     parser.add_argument("--checkpoint", default=None, help="Hand4Whole checkpoint (default: as `wbcap doctor` finds it)")
     parser.add_argument("--body-models", default=None, help="SMPL-X file or folder (default: as `wbcap doctor` finds it)")
     args = parser.parse_args(argv)
@@ -51,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
+        stem = dst / f"{name}_person"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        earlier = re.compile(re.escape(stem.name) + r"\d+\.obj")
+        for old in [p for p in stem.parent.iterdir() if earlier.fullmatch(p.name)]:  # (an earlier run's)
+            old.unlink()
         for person in people:
-            out = dst / f"{name}_person{person.index}.obj"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_obj(out, person.vertices, pipe.faces)
+            write_obj(f"{stem}{person.index}.obj", person.vertices, pipe.faces)
             written += 1
     print(f"{written} mesh(es) written to {dst}" + (f"; {failed} image(s) skipped" if failed else ""))
     return 1 if failed else 0

@@ -41,6 +41,13 @@ def test_export_meshes_creates_missing_output_folder(tmp_path, monkeypatch, smal
     verts, faces = read_obj(dst / objs[0])
     assert verts.shape == (10475, 3) and faces.shape == (20908, 3) and np.isfinite(verts).all()
     assert "2 mesh(es) written" in capsys.readouterr().out
+    # a rerun replaces an image's meshes as a whole: an earlier run's extra person goes, other files stay
+    for extra in ("cam1/0001_person1.obj", "cam1/0001_person12.obj", "cam1/0001_person1_person0.obj", "notes.txt"):
+        (dst / extra).write_text("earlier")
+    assert _load("export_meshes").main([str(tmp_path / "in" / "cam1" / "0001.jpg"), str(dst / "cam1"),
+                                        "--detector", "full"]) == 0  # (one input: named by its stem)
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == [
+        "cam1/0001_person0.obj", "cam1/0001_person1_person0.obj", "cam2/0001_person0.obj", "notes.txt"]
 
 
 def test_export_meshes_checks_arguments_before_loading_the_model(tmp_path, monkeypatch, capsys):
@@ -61,6 +68,9 @@ def test_export_meshes_checks_arguments_before_loading_the_model(tmp_path, monke
     with pytest.raises(SystemExit) as info:
         module.main([str(tmp_path / "a.jpg"), str(tmp_path / "file")])
     assert info.value.code == 2 and "not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # (it was said once per image, after loading the model)
+        module.main([str(tmp_path / "a.jpg"), str(tmp_path / "out"), "--detector", "yolo"])
+    assert info.value.code == 2 and "invalid choice: 'yolo'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
