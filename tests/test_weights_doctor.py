@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -176,7 +177,7 @@ def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_ver
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     assert find_checkpoint() == small_ckpt
     doctor = run("doctor").output
-    assert f"[ok  ] checkpoint hand4whole: {small_ckpt}\n" in doctor, doctor
+    assert f"[ok  ] checkpoint hand4whole: {small_ckpt} (" in doctor, doctor
     assert "[warn] checkpoint hand4whole_hand: snapshot_12_hand.pth.tar not found" in doctor, doctor
     listed = run("weights", "list").output
     assert f"  present:  {small_ckpt} (" in "\n".join(_block(listed, "hand4whole")), listed
@@ -347,3 +348,63 @@ def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
     assert not check.ok and "changed since it was imported or fetched" in check.detail, check
     nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
     assert "CHANGED since its import or download" in nano, nano
+
+
+def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypatch, body_dir, small_ckpt):
+    """Found is not usable: doctor said [ok] for a zero-byte or truncated SMPL-X file, a
+    1.3 kB foreign checkpoint and a random yolox_nano.onnx, and every run then failed. It now
+    reads each as wbcap reads it."""
+    import shutil
+
+    from wbcap.doctor import _detector_check, body_model_check, checkpoint_check
+
+    good = next(Path(body_dir).rglob("SMPLX_NEUTRAL.npz"))
+    for name, data in (("empty", b""), ("truncated", good.read_bytes()[: good.stat().st_size // 2])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "SMPLX_NEUTRAL.npz").write_bytes(data)
+        check = body_model_check("neutral", str(folder))
+        assert not check.ok and str(folder / "SMPLX_NEUTRAL.npz") in check.detail, check
+        assert "download the SMPL-X npz models again" in check.fix and "\n" not in check.detail
+    assert body_model_check("neutral", str(body_dir)).ok
+    hand4whole = manifest()["hand4whole"]
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    check = checkpoint_check(hand4whole)
+    assert check.ok and check.detail.startswith(f"{small_ckpt} (") and "tensors" in check.detail, check
+    garbage = tmp_path / "snapshot_6.pth.tar"
+    garbage.write_bytes(b"PK\x03\x04" + bytes(1300))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(garbage))
+    check = checkpoint_check(hand4whole)
+    assert not check.ok and str(garbage) in check.detail and "wbcap weights import hand4whole FILE" in check.fix, check
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "yolox_nano.onnx").write_bytes(bytes(range(256)) * 20)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
+    check = _detector_check()
+    assert not check.ok and "auto would use yolox-nano, but" in check.detail and "yolox_nano.onnx" in check.detail, check
+    shutil.rmtree(folder)
+    r = run("doctor", "--body-models", str(tmp_path / "empty"))
+    assert r.exit_code == 1 and "[MISS] SMPL-X neutral: " in r.output, r.output
+
+
+def test_a_copy_that_keeps_the_old_time_is_not_taken_for_the_imported_file(tmp_path):
+    """`cp -p garbage yolox_nano.onnx` over an imported detector keeps a modification time older
+    than the import record: doctor and list trusted the record ("a re-export"), verify said
+    mismatch. The file's status-change time shows the copy."""
+    import os
+
+    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.weights import installed
+
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    assert run("weights", "import", "yolox-nano", model).exit_code == 0
+    target = weights_dir() / "yolox_nano.onnx"
+    record_time = (target.parent / "yolox_nano.onnx.sha256").stat().st_mtime
+    stale = tmp_path / "garbage.onnx"
+    stale.write_bytes(b"garbage" * 100)
+    os.utime(stale, (record_time - 3600, record_time - 3600))
+    os.replace(stale, target)  # (as `cp -p` leaves it: old mtime, new ctime)
+    assert target.stat().st_mtime < record_time
+    found = installed(manifest()["yolox-nano"])
+    assert found.changed and found.provenance("yolox-nano").startswith("CHANGED"), found
+

@@ -25,14 +25,16 @@ def _version(pkg: str) -> str:
 
 
 def body_model_check(gender: str, body_models: str | None) -> Check:
-    """One SMPL-X gender: found file, or what was missing where (detail) and what to do (fix)."""
-    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
+    """One SMPL-X gender: the file found, read and checked as wbcap reads it (a damaged,
+    truncated or foreign file fails here, not in the next run), or what was missing where
+    (detail) and what to do (fix)."""
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model, load_body_model_data
     from wbcap.errors import WbcapError
 
     name = f"SMPL-X {gender}"
     optional = gender != "neutral"
     try:
-        return Check(name, True, str(find_body_model(gender, body_models)))
+        path = find_body_model(gender, body_models)
     except BodyModelNotFoundError as exc:
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
         return Check(
@@ -45,22 +47,39 @@ def body_model_check(gender: str, body_models: str | None) -> Check:
         text = str(exc)
         detail, _, fix = text.partition(": ")
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional)
+    try:
+        load_body_model_data(path)
+    except WbcapError as exc:
+        return Check(name, False, str(exc), "download the SMPL-X npz models again from https://smpl-x.is.tue.mpg.de "
+                     f"and replace {path.name}", optional=optional)
+    return Check(name, True, str(path))
 
 
 def checkpoint_check(entry) -> Check:
-    """One checkpoint of the weights manifest (``entry``): found, or where wbcap looked and how to get it."""
+    """One checkpoint of the weights manifest (``entry``): found and read as wbcap reads it
+    (:func:`wbcap.weight_formats.validate_weights_file`: a damaged or foreign file fails here), or
+    where wbcap looked and how to get it."""
     from wbcap.errors import WbcapError
-    from wbcap.weights import find_checkpoint, search_dirs
+    from wbcap.weight_formats import validate_weights_file
+    from wbcap.weights import find_checkpoint, installed, search_dirs
 
     name = f"checkpoint {entry.name}"
     try:
-        return Check(name, True, str(find_checkpoint(name=entry.name)))
+        path = find_checkpoint(name=entry.name)
     except WbcapError:
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
             f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
             optional=not entry.default,
         )
+    fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"
+    try:
+        summary = validate_weights_file(entry.architecture, path)
+    except WbcapError as exc:
+        return Check(name, False, str(exc), fix, optional=not entry.default)
+    present = installed(entry)
+    what = present.provenance(entry.name) if present is not None and present.path == path else ""
+    return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})")
 
 
 def _detector_check() -> Check:
@@ -83,6 +102,14 @@ def _detector_check() -> Check:
         return Check("person detector", False,
                      f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
                      "one: damaged, e.g. truncated, or replaced)",
+                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
+    from wbcap.errors import WbcapError
+    from wbcap.weight_formats import validate_weights_file
+
+    try:
+        validate_weights_file(best.architecture, present.path)
+    except WbcapError as exc:
+        return Check("person detector", False, f"auto would use {best.name}, but {exc}",
                      f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
     what = present.provenance(best.name) or "no published hash"
     return Check("person detector", True,

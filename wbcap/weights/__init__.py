@@ -294,7 +294,7 @@ class InstalledFile:
     """A weights file found where wbcap looks (:func:`installed`).
 
     ``size`` in bytes; ``sha256``: the hash recorded at import/fetch when the record is not
-    older than the file, else computed now when there is a published hash to compare with, else
+    older than the file's last change (modification or status change), else computed now when there is a published hash to compare with, else
     "" (unknown); ``official``: whether it equals the published hash (None when either is unknown);
     ``changed``: the file was written after its import/fetch record and no longer has the recorded
     hash (damaged, e.g. truncated, or replaced by hand); ``recorded``: an import/fetch record
@@ -335,7 +335,9 @@ def installed(item: WeightsEntry, *, rehash: bool = False) -> InstalledFile | No
     stat = found.stat()
     record = found.with_name(found.name + ".sha256")
     recorded = recorded_sha256(found) if record.is_file() else ""
-    current = not rehash and bool(recorded) and record.stat().st_mtime >= stat.st_mtime
+    # The record is current when written after the file last changed: its status-change time
+    # too, which a copy that keeps the old modification time (`cp -p`, `rsync -t`) cannot keep.
+    current = not rehash and bool(recorded) and record.stat().st_mtime >= max(stat.st_mtime, stat.st_ctime)
     digest = recorded if current else ""
     if not digest and (rehash or item.sha256 or recorded):  # (a stale record: what is the file now?)
         digest = sha256_file(found)
