@@ -198,6 +198,7 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
     r = CliRunner().invoke(cli, ["train", "body", "--config", str(cfg), "-o", str(out), "--body-models", str(body_dir),
                                  "--device", "cpu", "--max-steps", "1"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    assert r.stdout == f"trained -> {out / 'snapshot_0.pth.tar'}\n"  # (the result line; logs go to stderr)
     from wbcap.model.checkpoint import read_checkpoint
 
     ck = read_checkpoint(out / "snapshot_0.pth.tar")

@@ -59,6 +59,7 @@ def _stage_command(stage: str, doc: str):
     @click.pass_context
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
                 overwrite, keep_last, body_models, device, **overrides):
+        from wbcap.cli.common import echo_result, is_quiet
         from wbcap.stop_signals import stop_as_ctrl_c
         from wbcap.train.launch import run_stage
 
@@ -72,6 +73,14 @@ def _stage_command(stage: str, doc: str):
             run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
                       device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
                       node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+        if node_rank == 0 and not is_quiet(ctx):  # (the result, on stdout, as the other commands print theirs)
+            from pathlib import Path
+
+            from wbcap.train.trainer import latest_checkpoint
+
+            newest = latest_checkpoint(Path(out).expanduser())
+            if newest is not None:
+                echo_result(f"trained -> {newest}")
 
     return command
 
