@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -155,16 +156,28 @@ def glb_json(path: Path) -> dict[str, Any]:
     """The JSON chunk of a ``.glb`` (glTF 2.0 spec, section 4.4: 12-byte header, then the JSON chunk).
 
     Raises:
-        InputError: not a GLB file.
+        InputError: not a GLB file, or a damaged one (shorter than its header says, a JSON chunk
+            that is not a JSON object); naming the file and ``wbcap export <its folder>`` as the fix.
     """
+    fix = f"write it again with `wbcap export {path.parent}`"
     with open(path, "rb") as fh:
         head = fh.read(20)
         if len(head) < 20:
-            raise InputError(f"{path}: not a GLB file (too short); write it again with `wbcap export`")
-        magic, _version, _length, size, kind = struct.unpack("<4sIIII", head)
+            raise InputError(f"{path}: not a GLB file (too short); {fix}")
+        magic, _version, length, size, kind = struct.unpack("<4sIIII", head)
         if magic != b"glTF" or kind != 0x4E4F534A:  # "JSON"
-            raise InputError(f"{path}: not a GLB file; write it again with `wbcap export`")
-        return json.loads(fh.read(size))
+            raise InputError(f"{path}: not a GLB file; {fix}")
+        actual = os.fstat(fh.fileno()).st_size
+        if actual != length or 20 + size > length:
+            raise InputError(f"{path}: a damaged GLB file ({actual} bytes, where its header says {length}: cut "
+                             f"short?); {fix}")
+        try:
+            g = json.loads(fh.read(size))
+        except ValueError as exc:
+            raise InputError(f"{path}: a damaged GLB file (its JSON: {exc}); {fix}") from None
+    if not isinstance(g, dict):
+        raise InputError(f"{path}: a damaged GLB file (its JSON is not an object); {fix}")
+    return g
 
 
 def glb_time_range(path: Path, g: dict[str, Any] | None = None) -> tuple[float, float, int]:
@@ -241,10 +254,19 @@ def camera_pose_info(pose: dict[str, list[float]]) -> dict[str, float]:
 
 
 def part_entry(url: str, path: Path) -> dict[str, Any]:
-    """A manifest ``parts`` entry for the GLB ``path`` shown at ``url``."""
+    """A manifest ``parts`` entry for the GLB ``path`` shown at ``url``.
+
+    Raises:
+        InputError: not a wbcap GLB, or a damaged one (:func:`glb_json`; an animation or camera
+            node that cannot be read), naming the file and the fix.
+    """
     g = glb_json(path)
-    t0, t1, n = glb_time_range(path, g)
-    frame, pose = glb_frame(g)
+    try:
+        t0, t1, n = glb_time_range(path, g)
+        frame, pose = glb_frame(g)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path}: a damaged GLB file ({type(exc).__name__}: {exc}); write it again with "
+                         f"`wbcap export {path.parent}`") from None
     return {"src": url, "t0": t0, "t1": t1, "rows": n, "frame": frame, "source_camera": pose}
 
 
@@ -263,14 +285,26 @@ def set_view_frame(manifest: dict[str, Any]) -> None:
         manifest["source_camera"] = dict(parts[0]["source_camera"] if parts else ORIGIN_POSE)
 
 
-def video_frame_times(path: Path) -> list[float]:
-    """Presentation times (s) of every frame of ``path``, from its packets (nothing is decoded)."""
+def video_frame_times(path: Path, fix: str = "write it again") -> list[float]:
+    """Presentation times (s) of every frame of ``path``, from its packets (nothing is decoded).
+
+    Raises:
+        InputError: a file that is not a video PyAV can read, has no video stream or no frame (an
+            empty or damaged ``render.mp4``): one line naming it, ending with ``fix``.
+    """
     import av
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        base = stream.time_base
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None]
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            base = stream.time_base
+            pts = [p.pts for p in container.demux(stream) if p.pts is not None]
+    except (av.FFmpegError, ValueError, OSError) as exc:  # (av's errors are OSError or ValueError too)
+        raise InputError(f"{path}: not a video wbcap can read ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
+    if not pts or base is None:
+        raise InputError(f"{path}: a video without frames; {fix}")
     return [float(p * base) for p in sorted(pts)]
 
 
@@ -318,7 +352,10 @@ def _video_content(out: Path) -> SiteContent:
     video = out / RENDER_FILE
     if video.is_file():
         offset = float(run.get("start") or 0.0)
-        times = [t + offset for t in video_frame_times(video)]
+        given = run.get("source") or meta.get("source")
+        again = f"`wbcap run {given} -o {out} --resume`" if given else "its `wbcap run` with --resume"
+        times = [t + offset for t in video_frame_times(
+            video, f"write it again with {again}, or move it away to view the run without its video")]
         by_time = sorted((t, f) for f, t in frames.items())
         manifest["video"] = {"src": f"media/{RENDER_FILE}", "offset": offset, "frame_times": times,
                              "frame_index": _match_frames(times, by_time, 0.5 / fps)}

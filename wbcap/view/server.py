@@ -8,7 +8,10 @@ RFC 9110 section 14), and Chromium then cannot seek in a video (``currentTime`` 
 This handler answers ``Range: bytes=a-b`` with ``206 Partial Content``, serves only files under
 its folder (no directory listings, symbolic links followed as the operating system does), sends
 the content types the page needs (``.js``/``.mjs`` as JavaScript for ES modules, ``.glb``) and
-binds to the loopback interface only.
+binds to the loopback interface only. It answers only requests addressed to it by a loopback
+name (``Host: 127.0.0.1:PORT``, ``localhost:PORT`` or ``[::1]:PORT``), others with ``403``: a web
+page elsewhere cannot read the served files by pointing a name of its own at 127.0.0.1 (DNS
+rebinding).
 """
 
 from __future__ import annotations
@@ -95,6 +98,14 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
+    def _host_allowed(self) -> bool:
+        """Whether the request's ``Host`` names this server by a loopback name and its port (a
+        missing port means 80)."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        port = int(self.server.server_address[1])
+        names = ("127.0.0.1", "localhost", "[::1]")
+        return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
+
     def _allowed(self) -> bool:
         if not self.only:
             return True
@@ -102,6 +113,11 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.only)
 
     def send_head(self) -> Any:
+        if not self._host_allowed():
+            port = self.server.server_address[1]
+            self.send_error(HTTPStatus.FORBIDDEN, "Wrong host",
+                            f"This server answers only requests to http://127.0.0.1:{port}/ (or localhost:{port})")
+            return None
         if not self._allowed():
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
