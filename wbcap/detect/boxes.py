@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -108,8 +109,10 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
         ``{file name: detections sorted by score, highest first}``.
 
     Raises:
-        InputError: the file is missing or not valid JSON, or an entry is malformed or has a number
-            out of range (:func:`check_box_range`; the message names the file, the entry and the box).
+        InputError: the file is missing or not valid JSON (also: a number longer than Python's
+            integer-digit limit, 4300, or nesting deeper than its recursion limit), or an entry is
+            malformed or has a number out of range (:func:`check_box_range`; the message names the
+            file, the entry and the box).
     """
     p = Path(path)
     try:
@@ -121,6 +124,12 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise InputError(f"{p}: not valid JSON{where}; fix the box file") from None
+    except ValueError:  # (Python's integer-digit limit: a JSON number thousands of digits long)
+        raise InputError(f"{p}: holds a number over {sys.get_int_max_str_digits()} digits long; "
+                         "fix the box file (boxes are pixel numbers)") from None
+    except RecursionError:
+        raise InputError(f"{p}: lists or objects nested too deeply for a box file; fix the box file "
+                         '({"image.jpg": [[x, y, w, h], ...]})') from None
     if not isinstance(raw, Mapping):
         raise InputError(
             f'{p}: box file must be a JSON object {{"image.jpg": [[x, y, w, h], ...]}}; fix it'

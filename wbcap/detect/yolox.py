@@ -68,13 +68,15 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     Returns:
         ``(blob, r)``: ``blob`` ``(1, 3, S, S)`` float32, channels **B, G, R**, values 0-255
         (unscaled); ``r = min(S / H, S / W)`` the resize ratio (input px per image px).
-        Source: ``yolox/data/data_augment.py:preproc`` (image there is already BGR).
+        Source: ``yolox/data/data_augment.py:preproc`` (image there is already BGR). A side that
+        would shrink below one pixel (a 20000 x 20 panorama: ``20 r = 0.4``) is kept at one
+        (``int`` there would give 0, which OpenCV's resize refuses).
     """
     import cv2
 
     height, width = image.shape[:2]
     r = min(size / height, size / width)
-    new_w, new_h = int(width * r), int(height * r)
+    new_w, new_h = max(1, int(width * r)), max(1, int(height * r))
     canvas = np.full((size, size, 3), PAD_VALUE, np.uint8)
     resized = image if (new_w, new_h) == (width, height) else cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
