@@ -221,7 +221,7 @@ def test_a_damaged_raw_record_is_dropped_with_what_follows_and_said(tmp_path, ca
     from wbcap.io.raw_records import truncate_to_complete_lines
 
     raw = tmp_path / "raw.jsonl"
-    good = [json.dumps({"frame": i, "people": []}) + "\n" for i in range(4)]
+    good = [json.dumps({"frame": i, "time": i / 10, "people": []}) + "\n" for i in range(4)]
     raw.write_text(good[0] + good[1] + "{not json\n" + good[3])
     with caplog.at_level(logging.WARNING, logger="wbcap.io.raw_records"):
         assert truncate_to_complete_lines(raw) == (2, 1)

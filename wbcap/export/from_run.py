@@ -22,7 +22,9 @@ Where the files go (``--dest``, default the run folder itself):
   to its own parameters (export into it with ``wbcap export`` of that folder instead).
 
 Bad input is refused before anything is written or created: no format to write (``--format
-none``), a destination that cannot be written in, another run's folder.
+none``), a destination that cannot be written in, another run's folder, a folder in it where a
+track file goes, a damaged ``params.jsonl`` (:func:`~wbcap.export.params_jsonl.read_params_jsonl`:
+a line whose values are missing, of another length, not finite, repeated or out of time order).
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ def export_run(job: ExportJob) -> list[Path]:
 
     Raises:
         InputError: no format to write, not a run folder, a destination that is another run's
-            folder or cannot be written in, an empty ``params.jsonl``, an unknown track id, a
-            missing SMPL-X model (each one line naming the file and the fix).
+            folder or cannot be written in or holds a folder named as a track file it writes, a
+            damaged or empty ``params.jsonl``, an unknown track id, a missing SMPL-X model (each
+            one line naming the file and the fix); all before any file is written.
     """
     from wbcap.atomic import check_writable_destination
     from wbcap.io.run_folder import hold_folder
@@ -132,6 +135,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
             raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
+    _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats)
     if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
         camera = camera_from_dict(meta["camera"])
     if job.world is not None and camera is None:
@@ -188,6 +192,22 @@ def _refuse_other_run(dest: Path) -> None:
     if found is not None:
         raise InputError(f"{dest} holds another wbcap run (e.g. {found}); choose a new or empty {setting('dest')} "
                          f"folder (or export that run itself: wbcap export {dest})")
+
+
+def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str, ...]) -> None:
+    """Refuse, before anything is written, a folder in ``dest`` named as a file this export writes
+    or replaces (``track_<id>.<format>`` or ``track_<id>_part<k>.<format>`` of an exported track
+    and format): no file can take its place, and the files written before it would be left
+    beside the old ones.
+
+    Raises:
+        InputError: naming the folder and the fix.
+    """
+    suffixes = {f".{f}" for f in formats}
+    for path in sorted(dest.glob("track_*")) if dest.is_dir() else ():
+        if path.suffix in suffixes and _track_id(path) in tracks and path.is_dir():
+            raise InputError(f"{path}: is a folder, where `wbcap export` writes track {_track_id(path)}'s "
+                             f"{path.suffix[1:]} file; move or remove it, or choose another {setting('dest')} folder")
 
 
 def _track_id(path: Path) -> int | None:

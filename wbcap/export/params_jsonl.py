@@ -69,14 +69,23 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
         the first line (None for an empty file).
 
     Raises:
-        InputError: a line that is not JSON or lacks a field (names the file and line).
+        InputError: a line that is not JSON, lacks a field, holds a field of another length or a
+            number that is not finite (NaN, Infinity), repeats another line's track and frame, or
+            whose time does not follow the times of the frames before it (or differs from another
+            line's time of its frame); one line naming the file, the line and the field.
     """
     from wbcap.errors import InputError
+    from wbcap.io.raw_records import PARAM_SIZES, damaged_numbers
 
     frames: dict[int, float] = {}
     rows: dict[int, list[dict]] = {}
+    line_of: dict[tuple[int, int], int] = {}  # (track, frame) -> line
+    frame_line: dict[int, int] = {}  # frame -> the first line that gave its time
     camera = None
     keys = ("frame", "time", "track", "box", *NETWORK_FILE_KEYS)
+    sizes = {"time": 0, "box": 4, **PARAM_SIZES}
+    seen: dict[str, int] = {}
+    resume = f"resume its run ({setting('resume', api='resume=True')}) to rewrite it"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -89,20 +98,37 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
             continue
         try:
             rec = json.loads(line)
-            missing = [k for k in keys if k not in rec]
+            missing = [k for k in keys if k not in rec] if isinstance(rec, dict) else ["everything (not an object)"]
         except ValueError as exc:
             raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: resume its run "
                              f"({setting('resume', api='resume=True')}) to rewrite it") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
+        why = damaged_numbers(rec, sizes, seen)
+        if why:
+            raise InputError(f"{path}:{n}: a damaged record ({why}); {resume}")
         try:
-            frames.setdefault(int(rec["frame"]), float(rec["time"]))
-            rows.setdefault(int(rec["track"]), []).append(rec)
+            frame, track, ftime = int(rec["frame"]), int(rec["track"]), float(rec["time"])
+            if not (0 <= frame < 2**63 and 0 <= track < 2**63):
+                raise ValueError(f"frame {frame}, track {track}: not a frame index and a track id")
             if camera is None and "camera" in rec:
                 camera = camera_from_dict(rec["camera"])
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise InputError(f"{path}:{n}: a damaged record ({type(exc).__name__}: {exc}); resume its run "
-                             f"({setting('resume', api='resume=True')}) to rewrite it") from None
+            raise InputError(f"{path}:{n}: a damaged record ({type(exc).__name__}: {exc}); {resume}") from None
+        if (track, frame) in line_of:
+            raise InputError(f"{path}:{n}: repeats track {track}, frame {frame} of line {line_of[track, frame]}; "
+                             f"the file is damaged: {resume}")
+        if frames.setdefault(frame, ftime) != ftime:
+            raise InputError(f"{path}:{n}: a damaged record (time {ftime:g} s, where line {frame_line[frame]} gives "
+                             f"frame {frame} the time {frames[frame]:g} s); {resume}")
+        frame_line.setdefault(frame, n)
+        line_of[track, frame] = n
+        rows.setdefault(track, []).append(rec)
+    ordered = sorted(frames)
+    for before, frame in zip(ordered, ordered[1:]):  # (the clock of the track files needs increasing times)
+        if not frames[frame] > frames[before]:
+            raise InputError(f"{path}:{frame_line[frame]}: a damaged record (frame {frame} at {frames[frame]:g} s is not "
+                             f"after frame {before} at {frames[before]:g} s, line {frame_line[before]}); {resume}")
     tracks = {}
     for tid, recs in sorted(rows.items()):
         recs.sort(key=lambda r: r["frame"])

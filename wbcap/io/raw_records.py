@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,91 @@ from wbcap.io.param_names import to_file_record
 log = logging.getLogger(__name__)
 
 
+#: Numbers of each SMPL-X parameter in a record (a raw record person's ``params``, a line of
+#: ``params.jsonl``); None: the network's own count (``shape``, ``expr``: 10 for Hand4Whole), the
+#: same in every record of a file.
+PARAM_SIZES: Mapping[str, int | None] = {"root_pose": 3, "body_pose": 63, "lhand_pose": 45, "rhand_pose": 45,
+                                         "jaw_pose": 3, "shape": None, "expr": None, "cam_trans": 3}
+#: The numbers of a raw record person besides its ``params`` (0: one number, k: a list of k).
+PERSON_SIZES: Mapping[str, int] = {"box": 4, "score": 0, "focal": 2, "princpt": 2}
+
+
+def damaged_numbers(rec: Mapping, sizes: Mapping[str, int | None], seen: dict[str, int] | None = None) -> str | None:
+    """What is wrong with the number fields of one record, in words (``"body_pose holds 5 numbers,
+    not 63"``, ``"root_pose holds NaN"``, ``"no time"``), or None when nothing is.
+
+    ``sizes``: ``{key: 0}`` for one finite number, ``{key: k}`` for a list of ``k`` finite
+    numbers, ``{key: None}`` for a non-empty list whose length is the one ``seen[key]`` holds
+    (``seen`` is filled from the first record that has the key: pass the same dict for every
+    record of a file).
+    """
+    seen = {} if seen is None else seen
+    for key, size in sizes.items():
+        if not isinstance(rec, Mapping) or key not in rec:
+            return f"no {key}"
+        value = rec[key]
+        values = [value] if size == 0 else value
+        if size != 0 and not isinstance(value, list):
+            return f"{key} is {json.dumps(value)[:40]}, not a list of numbers"
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+        if bad is not None:
+            return f"{key} holds {json.dumps(bad)[:40]}, not a number"
+        bad = next((v for v in values if not _finite(v)), None)
+        if bad is not None:
+            return f"{key} holds {json.dumps(bad)[:40]}, not a finite number"
+        if size != 0:
+            if not values:
+                return f"{key} holds no numbers"
+            want = seen.setdefault(key, len(values)) if size is None else size
+            if len(values) != want:
+                return f"{key} holds {len(values)} numbers, not {want}"
+    return None
+
+
+#: The largest magnitude a record's number may have: float32's (the values are float32's, and
+#: are read back into float32 arrays, where a larger one would become infinite).
+_LARGEST = float(np.finfo(np.float32).max)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value) and abs(value) <= _LARGEST
+    except OverflowError:  # (an int too large for a float)
+        return False
+
+
+def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_params: bool = True) -> str | None:
+    """What is wrong with a raw record (the module docstring's fields that pass 2 reads: ``frame``,
+    ``time``, and each person's ``box``, ``score``, ``focal``, ``princpt`` and ``params``), in
+    words, or None when nothing is; ``seen``: as :func:`damaged_numbers`; without ``all_params``
+    only the parameters a person has are checked (a missing one is not damage)."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    if isinstance(rec.get("frame"), bool) or not isinstance(rec.get("frame"), int):
+        return "no frame" if "frame" not in rec else f"frame {json.dumps(rec['frame'])[:40]}, not a whole number"
+    why = damaged_numbers(rec, {"time": 0})
+    if why:
+        return why
+    people = rec.get("people")
+    if not isinstance(people, list):
+        return "no people" if "people" not in rec else "people is not a list"
+    for k, person in enumerate(people):
+        why = damaged_numbers(person, PERSON_SIZES)
+        if why is None:
+            params = person.get("params")
+            if not isinstance(params, dict):
+                why = "no params"
+            else:
+                sizes = {key: n for key, n in PARAM_SIZES.items() if all_params or key in params}
+                why = damaged_numbers(params, sizes, seen)
+        if why:
+            return f"person {k}: {why}"
+    return None
+
+
 def read_raw(path: Path) -> Iterator[dict]:
-    """Complete records of a raw file (a torn last line from an interrupted run is skipped)."""
+    """Complete records of a raw file (a torn last line from an interrupted run is skipped), as
+    parsed: nothing is checked (:func:`read_checked_raw` checks them)."""
     if not path.is_file():
         return
     with open(path, encoding="utf-8") as f:
@@ -43,6 +127,42 @@ def read_raw(path: Path) -> Iterator[dict]:
             if not line.endswith("\n"):
                 break
             yield json.loads(line)
+
+
+def read_checked_raw(path: Path) -> Iterator[dict]:
+    """Complete records of a raw file, each checked (:func:`damaged_raw_record`; of the parameters,
+    those a person has), for pass 2. Pass 1 (:func:`start_raw`) has dropped the damaged records of
+    an earlier run (there all the parameters must be there), so one met here was damaged since.
+
+    Raises:
+        InputError: a line that is not JSON or a damaged record, naming the file, the line and
+            what is wrong, with ``--resume`` as the fix (it drops that line and what follows, and
+            regresses their frames again).
+    """
+    seen: dict[str, int] = {}
+    for n, line in enumerate(_complete_lines(path), 1):
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            why: str | None = f"not JSON: {exc}"
+        else:
+            why = damaged_raw_record(rec, seen, all_params=False)
+        if why:
+            raise InputError(f"{path}:{n}: a damaged record ({why}); rerun its `wbcap run` with "
+                             f"{setting('resume', api='resume=True')}, which regresses the frames from that line on "
+                             "again")
+        yield rec
+
+
+def _complete_lines(path: Path) -> Iterator[bytes]:
+    """The lines of ``path`` that end in a newline, up to the first that does not (none when absent)."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            yield line
 
 
 def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -55,14 +175,16 @@ def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
     """Drop a torn last line; return (number of records, last frame index or -1). A damaged
-    complete line (not JSON, or no ``frame``) ends the kept records too, with a warning naming
-    it and how many lines after it are dropped (their frames are regressed again).
+    complete line (not JSON, or a record with a field missing, of another length or not finite:
+    :func:`damaged_raw_record`) ends the kept records too, with a warning naming it, what is wrong
+    and how many lines after it are dropped (their frames are regressed again).
 
     Raises:
         InputError: the frame indices do not increase (not one run's records: e.g. written by
             two processes at once before runs locked their folder), so no resume can continue it.
     """
     count, last, good_bytes = 0, -1, 0
+    seen: dict[str, int] = {}
     if not path.is_file():
         return 0, -1
     with open(path, "rb") as f:
@@ -70,12 +192,17 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
             if not line.endswith(b"\n"):
                 break
             try:
-                frame = int(json.loads(line)["frame"])
-            except (ValueError, KeyError, TypeError):
+                rec = json.loads(line)
+            except ValueError:
+                why: str | None = "not JSON"
+            else:
+                why = damaged_raw_record(rec, seen)
+            if why:
                 after = sum(1 for _ in f)
-                log.warning("%s: line %d is damaged (not a record wbcap wrote); it and the %d line(s) after it are "
-                            "dropped, and their frames are regressed again", path, count + 1, after)
+                log.warning("%s: line %d is damaged (%s; not a record wbcap wrote); it and the %d line(s) after it "
+                            "are dropped, and their frames are regressed again", path, count + 1, why, after)
                 break
+            frame = rec["frame"]
             if frame <= last:
                 raise InputError(
                     f"{path}: frame {frame} follows frame {last}, so these records are not one run's (two runs "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import read_raw, record_boxes
+from wbcap.io.raw_records import read_checked_raw, record_boxes
 from wbcap.track.iou_tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,14 @@ def frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
 
     Runs from this version record repaired times already; a raw file of an older run may hold
     repeated or backward times, which get the decoder's rule (:func:`wbcap.io.frame_times.retime`).
+
+    Raises:
+        InputError: a damaged record (:func:`wbcap.io.raw_records.read_checked_raw`).
     """
     from wbcap.io.frame_times import retime
 
     index, times = [], []
-    for rec in read_raw(raw_path):
+    for rec in read_checked_raw(raw_path):
         index.append(int(rec["frame"]))
         times.append(float(rec["time"]))
     fixed_t, fixed = retime(times, fps)
@@ -85,6 +88,9 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     (:mod:`wbcap.track.static_filter`: long, low mean score, never moving) are removed from
     ``kept`` and listed in ``static``; boxes the user gave (``detector`` ``boxes:FILE`` or
     ``full``) are not judged.
+
+    Raises:
+        InputError: a damaged record (:func:`wbcap.io.raw_records.read_checked_raw`).
     """
     from wbcap.track.iou_tracker import IoUTracker
     from wbcap.track.static_filter import static_false_positives
@@ -94,7 +100,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     min_length = min(tracker_config.min_length, max(1, len(frames)))
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
-    for rec in read_raw(raw_path):
+    for rec in read_checked_raw(raw_path):
         people = rec["people"]
         ids = tracker.update(rec["frame"], *record_boxes(rec))
         col.detections += len(people)
