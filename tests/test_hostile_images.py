@@ -108,3 +108,114 @@ def test_box_file_json_limits_on_the_command_line(tmp_path, micro_args, command)
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith(f"error: {path}: lists or objects nested too deeply") and r.stderr.count("\n") == 1, r.stderr
     assert not out.exists()
+
+
+# -- 2. images too large to decode -------------------------------------------------------------------
+def _png_header_only(path, width, height):
+    """A PNG whose header says ``width`` x ``height`` (8-bit RGB) and whose pixel data is a few
+    bytes: a decompression bomb's shape without its size (a decoder that ignores the header
+    allocates the whole picture before it finds the data short)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_too_many_pixels_is_refused_from_the_header(tmp_path, recwarn):
+    from wbcap.errors import InputError
+    from wbcap.io.images import MAX_IMAGE_PIXELS, image_size, load_image
+
+    assert MAX_IMAGE_PIXELS == 16384 * 16384
+    big = _png_header_only(tmp_path / "big.png", 16385, 16385)  # one pixel past it a side (805 MB decoded)
+    with pytest.raises(InputError) as info:
+        load_image(big)
+    assert str(info.value) == (f"{big}: the image is 16385x16385 pixels (268 megapixels), more than wbcap's limit of "
+                               "268,435,456 (268 megapixels, e.g. 16384x16384); scale it down first")
+    bomb = _png_header_only(tmp_path / "bomb.png", 50000, 50000)
+    with pytest.raises(InputError, match=r"bomb\.png: the image is 50000x50000 pixels \(2,500 megapixels\)"):
+        load_image(bomb)
+    assert image_size(bomb) == (50000, 50000)  # (a hint: from the header, nothing decoded)
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]  # Pillow's, on stderr
+
+
+def test_a_200_megapixel_photo_keeps_its_orientation(tmp_path, recwarn):
+    """Pillow refuses headers of more than 179 megapixels (its bomb check): a 200 MP phone photo
+    (16320 x 12240) lost its EXIF orientation and Pillow printed a warning. Its headers only:
+    the SOF of a small JPEG rewritten to that size."""
+    from PIL import Image
+
+    from wbcap.io.images import _exif_orientation, image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (16, 8)).save(path, exif=exif.tobytes())
+    data = path.read_bytes()
+    sof = data.index(b"\xff\xc0")
+    data = data[: sof + 5] + (12240).to_bytes(2, "big") + (16320).to_bytes(2, "big") + data[sof + 9:]
+    path.write_bytes(data)
+    assert image_size(path) == (16320, 12240) and _exif_orientation(data) == 6  # upright: portrait
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+@pytest.mark.parametrize("command", ["image", "run"])
+def test_too_many_pixels_on_the_command_line(tmp_path, micro_args, command):
+    big = _png_header_only(tmp_path / "big.png", 50000, 50000)
+    out = tmp_path / "out"
+    r = invoke(command, big, "-o", out, "--full-image" if command == "image" else "--no-render", *micro_args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr == (f"error: {big}: the image is 50000x50000 pixels (2,500 megapixels), more than wbcap's limit of "
+                        "268,435,456 (268 megapixels, e.g. 16384x16384); scale it down first\n")
+    assert not out.exists()
+
+
+def _grid_mesh(n=40):
+    """A wavy ``n`` x ``n`` grid, 0.6 x 1.0 m, 2 m in front of the camera: ``(V, 3)``, ``(F, 3)``."""
+    u, v = np.meshgrid(np.linspace(-0.3, 0.3, n), np.linspace(-0.5, 0.5, n))
+    verts = np.stack([u.ravel(), v.ravel(), 2.0 + 0.1 * np.cos(4.0 * u.ravel())], axis=1)
+    i = (np.arange(n - 1)[:, None] * n + np.arange(n - 1)[None, :]).ravel()
+    return verts, np.concatenate([np.stack([i, i + n, i + 1], 1), np.stack([i + 1, i + n, i + n + 1], 1)])
+
+
+def test_a_large_image_is_drawn_in_the_meshes_window_only(monkeypatch):
+    """Over WINDOW_PIXELS the meshes are drawn in the window holding them: the same pixels as a
+    full-size software render (one mesh in view, one cut by the image's edge), and the renderer
+    is only asked for the window's size."""
+    from wbcap.export import render
+
+    size = (4100, 4200)  # 17.2 megapixels > 2**24
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), np.uint8)
+    verts, faces = _grid_mesh()
+    meshes = [verts, verts + [0.55, 0.0, 0.0]]  # the second reaches past the right edge
+    focal, princpt = (2000.0, 2000.0), (3500.0, 2000.0)  # (u of the second: up to ~4400)
+    asked = []
+    real = render._render_software
+    monkeypatch.setattr(render, "_render_software", lambda *a: asked.append(a[0]) or real(*a))
+    got = render.render_meshes(image, meshes, faces, focal, princpt, backend="software")
+    h, w = asked[0]
+    assert 950 < h < 1050 and 950 < w < 1050, (h, w)  # (the window: the meshes span ~990 x ~1000 pixels of it)
+    full = render._composite(image, *real(size, [np.asarray(m, np.float64) for m in meshes], [faces] * 2, focal, princpt,
+                                          np.asarray(render.PALETTE[:2])), 1.0)
+    assert (full != image).any(axis=2).sum() > 100_000
+    np.testing.assert_array_equal(got, full)
+
+
+def test_running_out_of_memory_while_drawing_is_one_line(monkeypatch):
+    from wbcap.errors import InputError
+    from wbcap.export import render
+
+    def no_memory(*args):
+        raise MemoryError
+    monkeypatch.setattr(render, "_render_software", no_memory)
+    verts, faces = _grid_mesh(4)
+    with pytest.raises(InputError) as info:
+        render.render_meshes(np.zeros((4100, 4200, 3), np.uint8), [verts], faces, (2000.0, 2000.0), (2100.0, 2050.0),
+                             backend="software")
+    assert str(info.value) == ("not enough memory to draw the meshes on this 4200x4100 image; scale it down, or pass "
+                               "render=False")

@@ -125,16 +125,33 @@ def run_images(
         render_process = RenderProcess.start_if_useful(sizes=_render_sizes(job, paths[0]))
     try:
         return _run_images(job, paths, pipeline, on_progress, on_stage,
-                           None if render_process is None else render_process.render_meshes)
+                           None if render_process is None else _here_when_large(render_process.render_meshes))
     finally:
         if render_process is not None:
             render_process.close()
 
 
+def _here_when_large(remote: Callable[..., object]) -> Callable[..., object]:
+    """``remote`` (the render process's ``render_meshes``), but an image of more than
+    :data:`wbcap.export.render.WINDOW_PIXELS` is drawn in this process: sending it there and its
+    result back copies it several times over (a 100-megapixel photo: 1.8 GB more at the peak)."""
+    from wbcap.export.render import WINDOW_PIXELS, render_meshes
+
+    def render(image, *args, **kwargs):
+        if image.shape[0] * image.shape[1] > WINDOW_PIXELS:
+            return render_meshes(image, *args, **kwargs)
+        return remote(image, *args, **kwargs)
+
+    return render
+
+
 def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
     """``(height, width)`` of the crops and of the first image (from its headers): the sizes
     the renders will be drawn at, the first image's last (its overlay is drawn first). A hint
-    for the render process: an image whose size cannot be read only goes without."""
+    for the render process: an image whose size cannot be read only goes without, and so does
+    one of more than :data:`wbcap.export.render.WINDOW_PIXELS`, drawn in this process
+    (:func:`_here_when_large`)."""
+    from wbcap.export.render import WINDOW_PIXELS
     from wbcap.io.images import image_size
 
     sizes = [tuple(job.pipeline.model.input_img_shape)]
@@ -143,7 +160,7 @@ def _render_sizes(job: ImageJob, first_path: Path) -> list[tuple[int, int]]:
     except Exception:  # a hint only: the image's own turn reports what is wrong with it
         log.debug("no render size hint from the first image", exc_info=True)
         first = None
-    return sizes if first is None else [*sizes, first]
+    return sizes if first is None or first[0] * first[1] > WINDOW_PIXELS else [*sizes, first]
 
 
 def check_size(path: Path | str, width: int, height: int, what: str = "image", fix: str = "use a larger image") -> None:

@@ -25,11 +25,18 @@ Backends (:func:`render_backend`):
   each other); edges are not anti-aliased.
 
 ``WBCAP_RENDERER=software|pyrender`` forces a backend (``auto`` or unset: pyrender when it works).
+
+Large images (more than :data:`WINDOW_PIXELS`, 16.7 megapixels): the meshes are drawn only in the
+window of the image that holds them (their projected vertices, 2 pixels of margin), so memory
+follows the people's size, not the photo's; a window of more than :data:`GL_MAX_PIXELS` is drawn
+by the software renderer (about 9 bytes per pixel of the window; OpenGL's 4x multisampled
+buffers take about 40). Running out of memory all the same is an :class:`~wbcap.errors.InputError`.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import sys
@@ -41,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.errors import InputError
+from wbcap.errors import InputError, setting
 from wbcap.export import _gl
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,11 @@ _SHADER_DIR = Path(__file__).resolve().with_name("shaders")
 _WBCAP_SHADER_DEFINES = frozenset({"NORMAL_LOC", "COLOR_0_LOC", "INST_M_LOC", "MAX_DIRECTIONAL_LIGHTS",
                                    "MAX_SPOT_LIGHTS", "MAX_POINT_LIGHTS", "USE_METALLIC_MATERIAL"})
 _FRAMEBUFFER_SETS = 4  # framebuffer sets (size, samples) an adapted renderer keeps
+#: Images of more pixels than this (4096 x 4096) are drawn in the window holding the meshes only.
+WINDOW_PIXELS = 2**24
+#: The most pixels OpenGL draws in one image (8K UHD, 7680 x 4320, is 33.2 million); a larger
+#: window is drawn in software.
+GL_MAX_PIXELS = 2**25
 
 _render_lock = threading.Lock()
 #: (faces, vertex count, incidence matrix) of the last face arrays :func:`vertex_normals` saw:
@@ -299,8 +311,12 @@ def draw_prepared(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
     size; not modified) and return the blended image, as :func:`render_meshes` does. OpenGL
     runs in the calling thread (its context stays in the thread that made it).
 
+    Large images are drawn in the window holding the meshes (module docstring).
+
     Raises:
         ValueError: ``image`` is not ``(H, W, 3)`` uint8 of the prepared size.
+        InputError: not enough memory to draw on so large an image (naming its size and the way
+            to go without the render).
     """
     image = _check_image(image)
     if image.shape[:2] != prepared.size:
@@ -308,8 +324,56 @@ def draw_prepared(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
                          f"{prepared.size[1]}x{prepared.size[0]}")
     if prepared.empty:
         return image.copy()
+    try:
+        if image.shape[0] * image.shape[1] <= WINDOW_PIXELS:
+            return _draw(image, prepared)
+        rows, cols = _mesh_window(prepared)
+        out = image.copy()
+        if rows.stop > rows.start and cols.stop > cols.start:
+            _, verts, faces, focal, (cx, cy), colours = prepared.args
+            size = (rows.stop - rows.start, cols.stop - cols.start)
+            window = dataclasses.replace(  # (the window's own camera: the principal point moves with it)
+                prepared, size=size, args=(size, verts, faces, focal, (cx - cols.start, cy - rows.start), colours))
+            out[rows, cols] = _draw(image[rows, cols], window)
+        return out
+    except MemoryError:
+        raise InputError(f"not enough memory to draw the meshes on this {image.shape[1]}x{image.shape[0]} image; "
+                         f"scale it down, or pass {setting('no_render', api='render=False')}") from None
+
+
+def _mesh_window(prepared: PreparedRender) -> tuple[slice, slice]:
+    """``(rows, cols)`` of the prepared image holding every mesh (their projected vertices and 2
+    pixels of margin, clipped to the image; possibly empty), or the whole image when a vertex
+    lies nearer than :data:`ZNEAR` (OpenGL clips its triangles at the near plane: they may reach
+    any pixel)."""
+    (height, width), verts_list, _, (fx, fy), (cx, cy), _ = prepared.args
+    everything = (slice(0, height), slice(0, width))
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    for verts in verts_list:
+        if len(verts) == 0:
+            continue
+        z = verts[:, 2]
+        if not (z > ZNEAR).all():
+            return everything
+        uv = np.stack([fx * verts[:, 0] / z + cx, fy * verts[:, 1] / z + cy], axis=1)
+        lo, hi = np.minimum(lo, uv.min(axis=0)), np.maximum(hi, uv.max(axis=0))
+    if lo[0] == np.inf:  # (no vertex)
+        return slice(0, 0), slice(0, 0)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return everything
+    x0, y0 = (int(np.clip(np.floor(v) - 2, 0, n)) for v, n in zip(lo, (width, height)))
+    x1, y1 = (int(np.clip(np.ceil(v) + 3, 0, n)) for v, n in zip(hi, (width, height)))
+    return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+
+
+def _draw(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
+    """:func:`draw_prepared` on the whole of ``image`` (checked, of the prepared size)."""
     args, alpha = prepared.args, prepared.alpha
     name = render_backend(prepared.requested)  # software from now on, after a GL failure on an earlier frame
+    if name != "software" and image.shape[0] * image.shape[1] > GL_MAX_PIXELS:
+        log.info("the meshes' %dx%d window is drawn in software (OpenGL draws at most %d pixels here)",
+                 image.shape[1], image.shape[0], GL_MAX_PIXELS)
+        name = "software"
     if name == "software":
         rgb, cover = _render_software(*args)
     else:

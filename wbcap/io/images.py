@@ -16,18 +16,22 @@ file holds into that:
   carries one (JPEG in practice). The reference implementation ignores it and so sees phone
   photos sideways; users expect the upright picture they see in every viewer.
 * A truncated JPEG or PNG is an error (OpenCV returns a partly grey image with only a warning).
+* An image of more than :data:`MAX_IMAGE_PIXELS` pixels is refused from its headers, before it
+  is decoded (a 2.5 MB PNG can hold 50000 x 50000 pixels: 7.5 GB decoded).
 
-User mistakes (missing file, a folder, not an image, truncated or empty file) raise
+User mistakes (missing file, a folder, not an image, truncated or empty file, too many pixels) raise
 :class:`wbcap.errors.InputError` with one line naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -50,6 +54,14 @@ _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+#: The most pixels (width x height) :func:`load_image` takes: 2**28 = 268,435,456, a 16384 x 16384
+#: picture. It admits every ordinary photo: 100-megapixel medium format, 200 MP phones (16320 x
+#: 12240), 240 MP pixel-shift composites (19008 x 12672); decoded, such a picture already takes
+#: 805 MB and drawing the overlay on it about 4 times that. Bigger ones (stitched panoramas,
+#: 400 MP multi-shot composites, decompression bombs) are refused: scale them down first.
+MAX_IMAGE_PIXELS = 2**28
+_PILLOW_LOCK = threading.Lock()
 
 
 def path_kind(path: str | os.PathLike[str]) -> Literal["folder", "file", "pattern", "missing"]:
@@ -84,16 +96,26 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         (after the EXIF orientation, so a portrait phone photo has ``H > W``).
 
     Raises:
-        InputError: the file is missing, a folder, empty, not a readable image, truncated, or
-            has a pixel type other than 8- or 16-bit integers.
+        InputError: the file is missing, a folder, empty, not a readable image, truncated, has
+            more than :data:`MAX_IMAGE_PIXELS` pixels (read from its headers, before decoding),
+            or has a pixel type other than 8- or 16-bit integers.
     """
     p = Path(path)
     data = _read_bytes(p)
+    header = _header_size(io.BytesIO(data))
+    if header is not None:
+        check_pixel_count(p, header[1], header[0])
     buf = np.frombuffer(data, dtype=np.uint8)
 
     import cv2
 
-    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # (e.g. more pixels than OpenCV's own limit, in a format Pillow cannot size)
+        log.debug("OpenCV cannot decode %s: %s", p, exc)
+        decoded = None
+    if decoded is not None and decoded.size:
+        check_pixel_count(p, decoded.shape[1], decoded.shape[0])
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         raise InputError(
@@ -111,6 +133,36 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def check_pixel_count(path: str | os.PathLike[str], width: int, height: int) -> None:
+    """Refuse a ``width`` x ``height`` picture of more than :data:`MAX_IMAGE_PIXELS` pixels.
+
+    Raises:
+        InputError: naming ``path``, its size, the limit and the fix.
+    """
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path}: the image is {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels), "
+                         f"more than wbcap's limit of {MAX_IMAGE_PIXELS:,} ({MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, "
+                         "e.g. 16384x16384); scale it down first")
+
+
+@contextlib.contextmanager
+def _open_pillow(source):
+    """``PIL.Image.open(source)`` (lazy: headers only) without Pillow's decompression-bomb check,
+    whose limit (a warning printed above 89 megapixels, an error above 179) is below
+    :data:`MAX_IMAGE_PIXELS`, which wbcap applies itself (:func:`check_pixel_count`). The check is
+    off only while the headers are parsed, under a lock."""
+    from PIL import Image
+
+    with _PILLOW_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            im = Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    with im:
+        yield im
+
+
 def _animated(data: bytes) -> bool:
     """Whether an image file's bytes hold an animation OpenCV decodes only the first frame of:
     an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension) or an
@@ -126,12 +178,13 @@ def _animated(data: bytes) -> bool:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(H, W)`` pixels of the upright picture :func:`load_image` would return, from the file's
     headers only (Pillow; no decoding), or None when Pillow cannot tell (the file is then
-    checked by :func:`load_image` when it is read)."""
-    from PIL import Image
-
+    checked by :func:`load_image` when it is read). A picture of more than
+    :data:`MAX_IMAGE_PIXELS` (which :func:`load_image` refuses) gets its size as stored."""
     try:
-        with Image.open(Path(path)) as im:  # lazy: parses headers only
+        with _open_pillow(Path(path)) as im:  # lazy: parses headers only
             width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:  # (a PNG's orientation could mean decoding it)
+                return (int(height), int(width))
             orientation = _orientation_tag(im)
     except Exception:
         return None
@@ -162,14 +215,12 @@ def check_image_files(paths: Iterable[str | os.PathLike[str]], size: tuple[int, 
                              "resize the images to one size")
 
 
-def _header_size(p: Path) -> tuple[int, int] | None:
-    """``(H, W)`` of the upright picture from the file's first bytes only (Pillow's headers; a
-    PNG's EXIF orientation only when its ``eXIf`` chunk comes before the pixels, as
-    :func:`image_size` would decode the whole PNG to find one after them), or None."""
-    from PIL import Image
-
+def _header_size(p: Path | io.BytesIO) -> tuple[int, int] | None:
+    """``(H, W)`` of the upright picture from the file's (or the bytes') first bytes only
+    (Pillow's headers; a PNG's EXIF orientation only when its ``eXIf`` chunk comes before the
+    pixels, as :func:`image_size` would decode the whole PNG to find one after them), or None."""
     try:
-        with Image.open(p) as im:
+        with _open_pillow(p) as im:
             width, height = im.size
             orientation = _orientation_tag(im) if im.format != "PNG" or "exif" in im.info else None
     except Exception:
@@ -341,12 +392,12 @@ def _check_complete(p: Path, data: bytes) -> None:
             return
     else:
         return
-    from PIL import Image, ImageFile
+    from PIL import ImageFile
 
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # a global another library may have set
         log.debug("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncation check may be weaker")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _open_pillow(io.BytesIO(data)) as im:  # (load_image checked its pixel count)
             im.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad streams
         log.debug("Pillow rejects %s: %s", p, exc)
@@ -376,10 +427,10 @@ def _to_rgb8(p: Path, img: np.ndarray) -> np.ndarray:
 
 def _exif_orientation(data: bytes) -> int | None:
     """The EXIF orientation tag of an encoded image, or None (no tag, or Pillow can't parse it)."""
-    from PIL import Image
-
+    if data.startswith(_PNG_SIGNATURE) and b"eXIf" not in data:  # (Pillow would decode the PNG to look for one)
+        return None
     try:
-        with Image.open(io.BytesIO(data)) as im:  # lazy: parses headers only
+        with _open_pillow(io.BytesIO(data)) as im:  # lazy: parses headers only
             return _orientation_tag(im)
     except Exception:
         return None
