@@ -30,6 +30,7 @@ layout: :mod:`wbcap.io.run_folder`).
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
+from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, read_raw, record_boxes, start_raw
 from wbcap.io.run_folder import (
@@ -57,7 +59,7 @@ from wbcap.io.run_folder import (
     missing_body_model,
     prepare_output,
     raw_path,
-    remove_stale_outputs,
+    remove_outputs,
     remove_temporary_files,
     restore_previous,
     write_meta,
@@ -71,6 +73,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The largest ``focal`` (pixels) taken: a field of view of 0.006 degrees across 1000 pixels, past
+#: any lens; far larger ones overflow the camera translation into NaN.
+MAX_FOCAL = 1e7
+
 
 @dataclass(frozen=True)
 class VideoJob:
@@ -82,11 +88,12 @@ class VideoJob:
     :func:`wbcap.detect.factory.make_detector` takes (``auto``, ``hog``, ``yolox-nano``, ...,
     ``boxes:FILE`` with FILE a JSON ``{"<frame index>": [[x, y, w, h], ...]}``); detector_model:
     a YOLOX ONNX file; offline: never download a detector. focal: focal length
-    in pixels of the one camera results are expressed in (default ``sqrt(W^2 + H^2)``, a ~53°
-    diagonal field of view, the usual guess when the real camera is unknown). max_gap: seconds
-    a track may be missed and still be one AMASS file (filled by interpolation, ``valid`` False);
-    a longer gap splits it into ``track_<id>_part<k>.npz``. export: the per-track files
-    (``npz`` always; ``glb`` by default, ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
+    in pixels of the one camera results are expressed in, above 0 and at most :data:`MAX_FOCAL`
+    (default ``sqrt(W^2 + H^2)``, a ~53° diagonal field of view, the usual guess when the real
+    camera is unknown). max_gap: seconds (finite, >= 0) a track may be missed and still be one
+    AMASS file (filled by interpolation, ``valid`` False); a longer gap splits it into
+    ``track_<id>_part<k>.npz``. export: the per-track files (``npz`` always; ``glb`` by default,
+    ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
     world: estimate the ground and plant the feet (:mod:`wbcap.world`) and write the per-track
     files in that world; None: the camera's frame.
     """
@@ -303,6 +310,11 @@ def finalize(
 
     col = collect_tracks(raw_path(out), rate, job.tracker, job.detector)
     rate = clock_rate(list(col.frames.values()), rate)
+    if rate > MAX_FPS:  # (the clock of the track files: meta.json refuses a faster one)
+        every = math.ceil(job.every * rate / MAX_FPS)
+        raise InputError(f"{job.source}: its frames come {rate:g} times a second, above the {MAX_FPS:g} wbcap writes "
+                         f"track files for; run it again with {setting('every')} {every} and "
+                         f"{setting('overwrite', api='overwrite=True')}")
     tracks = {tid: smoothed_track(col.per_track[tid], job.smooth, body, dev, focal, princpt)
               for tid in sorted(col.per_track) if tid in col.kept}
     report_losses(col, len(tracks), job.source, job.detector)
@@ -317,15 +329,15 @@ def finalize(
         timings["world"] = time.perf_counter() - t0
     grounded = world is not None and world.frame is not None
     by_frame = rows_by_frame(tracks)
+    remove_outputs(out)  # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
-    written = write_track_files(out, shown, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera,
-                                world=world.frame if grounded else None, contacts=world.contacts if grounded else None)
-    remove_stale_outputs(out, written, job.render)  # of an earlier --resume with other settings
+    write_track_files(out, shown, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera,
+                      world=world.frame if grounded else None, contacts=world.contacts if grounded else None)
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
@@ -404,6 +416,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     job.export.check_available()
     if job.every < 1:
         raise InputError(f"{setting('every')} {job.every}: must be >= 1")
+    if job.focal is not None and not (math.isfinite(job.focal) and 0 < job.focal <= MAX_FOCAL):
+        raise InputError(f"{setting('focal')} {job.focal}: must be a focal length in pixels above 0 and at most "
+                         f"{MAX_FOCAL:g}; leave it out for sqrt(W^2+H^2)")
+    if not (math.isfinite(job.max_gap) and job.max_gap >= 0):
+        raise InputError(f"{setting('max_gap')} {job.max_gap}: must be a finite number of seconds, 0 or more")
     if job.render:
         from wbcap.export.render import check_renderer_setting
 

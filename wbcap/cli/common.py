@@ -132,9 +132,9 @@ def detector_options(video: bool):
                      help=_DETECTOR_HELP + boxes + "."),
         click.option("--detector-model", type=click.Path(dir_okay=False), default=None,
                      help="A YOLOX ONNX export to detect people with (any size; raw or decoded outputs)."),
-        click.option("--score-threshold", type=float, default=None,
+        click.option("--score-threshold", type=FiniteFloatRange(), default=None,
                      help="Minimum detector score (default: YOLOX 0.3 of [0, 1]; HOG 0.0, an SVM margin)."),
-        click.option("--min-height", "min_height_frac", type=click.FloatRange(0, 1), default=None,
+        click.option("--min-height", "min_height_frac", type=FiniteFloatRange(0, 1), default=None,
                      help="Ignore people shorter than this fraction of the image height."),
         click.option("--max-people", type=click.IntRange(min=1), default=None,
                      help="Track at most this many people per frame (matched tracks first, then new ones by "

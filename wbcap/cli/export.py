@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from wbcap.cli.common import allow_pickle_option, body_models_option, echo_result, is_quiet
+from wbcap.cli.common import FiniteFloatRange, allow_pickle_option, body_models_option, echo_result, is_quiet
 
 
 @click.command("export")
@@ -15,10 +17,11 @@ from wbcap.cli.common import allow_pickle_option, body_models_option, echo_resul
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
 @click.option("--dest", type=click.Path(file_okay=False), default=None,
-              help="Write here instead of RUN (created when missing; not another run's folder). The exported tracks' "
+              help="Write here instead of RUN (created when missing; not another run's folder, nor a folder inside "
+                   "RUN or another run). The exported tracks' "
                    "files of these formats replace those already there, stale pieces removed.")
 @click.option("--track", "tracks", type=int, multiple=True, help="Only this track id (repeatable).")
-@click.option("--max-gap", type=click.FloatRange(min=0), default=None,
+@click.option("--max-gap", type=FiniteFloatRange(min=0), default=None,
               help="Seconds a track may be missed (the filled rows: time between two detections less one frame "
                    "interval of the clock) and stay one file (default: the run's); longer misses split it into "
                    "track_<id>_part<k> files. A track seen in every frame is never split. In RUN itself, meta.json "
@@ -38,6 +41,8 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     from wbcap.export.from_run import ExportJob, export_run
     from wbcap.world.estimate import WorldConfig
 
+    if dest is not None:
+        _refuse_dest_in_a_run(Path(run), Path(dest))
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format"), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
@@ -47,3 +52,26 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     if not is_quiet(ctx):
         for path in written:
             echo_result(str(path))
+
+
+def _refuse_dest_in_a_run(run: Path, dest: Path) -> None:
+    """Refuse a ``--dest`` inside ``run`` or inside another run's folder (one holding
+    ``.wbcap/run.json``): that run's ``wbcap run --overwrite``, which replaces only what ``wbcap
+    run`` wrote, would then refuse the whole folder. ``run`` itself is a fine ``--dest`` (the
+    same as none); another run's own folder, or a folder in a ``.wbcap/``, is
+    :func:`wbcap.export.from_run.export_run`'s to refuse.
+
+    Raises:
+        InputError: one line naming ``--dest``, the run folder it lies in and the fix.
+    """
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import RUN_DIR, RUN_FILE
+
+    target, own = dest.expanduser().resolve(), run.expanduser().resolve()
+    if target == own or RUN_DIR in dest.expanduser().absolute().parts:  # (export_run: its own line for .wbcap/)
+        return
+    for folder in target.parents:
+        if folder == own or (folder / RUN_DIR / RUN_FILE).is_file():
+            raise InputError(f"--dest {dest}: lies inside the wbcap run folder {folder} (whose `wbcap run "
+                             f"--overwrite` would then refuse it); choose a folder outside it, or leave --dest out "
+                             f"to write into {run}")

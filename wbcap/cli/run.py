@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from wbcap.cli.common import (
@@ -19,16 +21,25 @@ from wbcap.cli.common import (
     precision_option,
     progress_display,
 )
+from wbcap.io.frame_times import MAX_FPS
+from wbcap.io.video_reader import MIN_IMAGE_FPS
+
+#: wbcap.smooth.sequence.MAX_SIGMA and wbcap.video_app.MAX_FOCAL, whose modules load numpy and
+#: torch (tests/test_hostile_options.py keeps them the same): refused as the options are read.
+MAX_SIGMA = 1000.0
+MAX_FOCAL = 1e7
 
 
 @click.command()
 @click.argument("source")
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_run", show_default=True, help="Output folder.")
-@click.option("--start", type=float, default=0.0, show_default=True, help="First second of the source to process.")
-@click.option("--end", type=float, default=None, help="Stop at this second of the source.")
-@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Process every N-th frame.")
+@click.option("--start", type=float, default=0.0, show_default=True,
+              help="First second of the source to process (0 to 1e7).")
+@click.option("--end", type=float, default=None, help="Stop at this second of the source (at most 1e7).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Process every N-th frame (at most 1000000).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
-@click.option("--fps", "image_fps", type=FiniteFloatRange(min=0, min_open=True), default=30.0, show_default=True,
+@click.option("--fps", "image_fps", type=FiniteFloatRange(MIN_IMAGE_FPS, MAX_FPS), default=30.0, show_default=True,
               help="Frame rate of an image folder or glob (image k is at k / FPS seconds: --start/--end, times, the "
                    "AMASS rate and animation keys follow it); a video keeps its own.")
 @detector_options(video=True)
@@ -41,9 +52,11 @@ from wbcap.cli.common import (
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
 @click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother; default 2.0).")
 @click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion; default 0.5).")
-@click.option("--sigma", type=FiniteFloatRange(min=0), default=None, help="Gaussian: standard deviation in frames (default 2.0).")
-@click.option("--focal", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
-@click.option("--max-gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--sigma", type=FiniteFloatRange(0, MAX_SIGMA), default=None,
+              help="Gaussian: standard deviation in frames (default 2.0).")
+@click.option("--focal", type=FiniteFloatRange(0, MAX_FOCAL, min_open=True), default=None,
+              help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
+@click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
                    "(the time between two detections less one frame interval: a track seen in every frame is never split). "
                    "Gaps longer than --max-age frames end the track first.")
@@ -145,15 +158,36 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
 
         from wbcap.stop_signals import stop_as_ctrl_c
 
+        before = _raw_stamp(job)
         try:
             with stop_as_ctrl_c():  # (timeout, docker stop, a closed terminal: cleaned up as Ctrl-C)
                 return run_video(job, pipeline=pipeline, progress=progress)
         except KeyboardInterrupt:
             from wbcap.video_app import previous_run_kept, resumable
 
-            if resume_hint and resumable(job):
-                click.echo(f"the frames done so far are kept in {job.out}: add --resume to the same command to continue",
+            # --resume and --overwrite do not go together: after --overwrite, --resume replaces it.
+            add = "add --resume to the same command in place of --overwrite" if job.overwrite else (
+                "add --resume to the same command")
+            hint = resume_hint and resumable(job)
+            if job.overwrite and previous_run_kept(job) and _raw_stamp(job) == before:  # (put back as it was)
+                fits = f" (its frames fit this command: {add} to use them)" if hint else ""
+                click.echo(f"stopped before the first frames: the previous run in {job.out} is left as it was{fits}",
                            err=True)
-            elif job.overwrite and previous_run_kept(job):
-                click.echo(f"stopped before the first frames: the previous run in {job.out} is left as it was", err=True)
+            elif hint:
+                click.echo(f"the frames done so far are kept in {job.out}: {add} to continue", err=True)
             raise
+
+
+def _raw_stamp(job) -> tuple[int, int, int, int] | None:
+    """Which ``OUT/.wbcap/raw.jsonl`` is there (device, inode, size, mtime), None when none: the
+    same before and after a run stopped by Ctrl-C when ``--overwrite`` put the previous run back
+    untouched (its files are moved aside and back, not copied)."""
+    import os
+
+    from wbcap.io.run_folder import raw_path
+
+    try:
+        st = os.stat(raw_path(Path(job.out).expanduser()))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

@@ -28,6 +28,12 @@ from wbcap.errors import InputError
 
 log = logging.getLogger(__name__)
 
+#: The highest frame rate (frames, or rows of a regular clock, per second) wbcap takes: an image
+#: sequence's ``image_fps``, a run's clock (``meta.json``'s ``fps``). The fastest cameras people
+#: film with (960 fps slow motion) stay below it, and a clock is laid over the whole time a track
+#: spans, so a damaged rate far above it would make ``wbcap export`` fill rows beyond any memory.
+MAX_FPS = 1000.0
+
 __all__ = ["retime"]
 
 _EPS = 1e-6  # seconds: tolerance when comparing frame times with start/end
@@ -185,7 +191,12 @@ def _count_packets_before(container: Any, stream: Any, start: Fraction, origin: 
 
 
 def _as_fraction(fps: Fraction | float | int) -> Fraction:
-    """A frame rate as an exact fraction; 29.97-style floats become ``30000/1001``."""
+    """A frame rate as an exact fraction; 29.97-style floats become ``30000/1001``, a rate below
+    1/2002 fps one over its period so made (``1e-05`` -> ``1/100000``), never 0.
+
+    Raises:
+        InputError: ``fps`` not a finite number > 0.
+    """
     value = float(fps)
     if not math.isfinite(value) or value <= 0:
         raise InputError(f"fps={fps}: must be a frame rate > 0; pass e.g. 30")
@@ -194,4 +205,8 @@ def _as_fraction(fps: Fraction | float | int) -> Fraction:
     ntsc = round(value * 1.001)
     if ntsc in (24, 30, 48, 60, 120, 240) and abs(value - ntsc / 1.001) < 5e-4:
         return Fraction(ntsc * 1000, 1001)
-    return Fraction(value).limit_denominator(1001)
+    rate = Fraction(value).limit_denominator(1001)
+    if rate == 0:  # (below 1/2002 fps, e.g. --every 1000000 of a 10 fps video: a whole period, 100000 s, instead)
+        period = 1.0 / value
+        rate = 1 / Fraction(period).limit_denominator(1001) if math.isfinite(period) else Fraction(value)
+    return rate

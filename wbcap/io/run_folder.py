@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
+from wbcap.io.frame_times import MAX_FPS
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def _gender_ok(value: object) -> bool:
 #: The keys of ``meta.json`` that ``wbcap export`` and ``wbcap view`` read, each with a check of
 #: its value and what it should be (for the message); :func:`wbcap.video_app.run_meta` writes them.
 _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "fps": (lambda v: _number(v, 0.0, above=True), "a number of frames per second above 0"),
+    "fps": (lambda v: _number(v, 0.0, above=True) and v <= MAX_FPS,
+            f"a number of frames per second above 0 and at most {MAX_FPS:g}"),
     "max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
     "gender": (_gender_ok, "neutral, male or female"),
     "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each"),
@@ -323,7 +325,7 @@ def read_meta(out: Path) -> dict | None:
     path = out / META_FILE
     if not path.is_file():
         return None
-    rewrite = (f"rerun its `wbcap run` with {setting('resume', api='resume=True')} to rewrite it (or with "
+    rewrite = (f"rerun its run with {setting('resume', api='resume=True')} to rewrite it (or with "
                f"{setting('overwrite', api='overwrite=True')} to start over)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -541,14 +543,14 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     return out
 
 
-def remove_stale_outputs(out: Path, written: set[Path], render: bool) -> None:
-    """After pass 2 wrote ``params.jsonl`` and the ``written`` track files: delete what an earlier
-    pass 2 of this folder (``--resume`` with other settings) left that this one does not
-    rewrite: other track files (:func:`track_files`), ``meshes/`` (rewritten afterwards with
-    --obj) and, without ``render``, ``render.mp4``."""
-    for stale in sorted(set(track_files(out)) - written):
-        stale.unlink()
-    if (out / MESHES_DIR).is_dir():
-        shutil.rmtree(out / MESHES_DIR)
-    if not render and (out / RENDER_FILE).exists():
-        (out / RENDER_FILE).unlink()
+def remove_outputs(out: Path) -> None:
+    """Before pass 2 writes OUT's outputs: delete those an earlier pass 2 of this folder wrote
+    (``--resume`` with other smoothing, --export or --obj): ``params.jsonl``, ``meta.json``, the
+    track files (:func:`track_files`), ``meshes/`` and ``render.mp4``. A pass 2 stopped part way
+    (Ctrl-C, a full disk) then leaves only its own files beside the frames, never a mix of two
+    settings (the old sigma's render.mp4 beside the new sigma's tracks); ``--resume`` writes them all."""
+    for path in [out / PARAMS_FILE, out / META_FILE, *track_files(out), out / MESHES_DIR, out / RENDER_FILE]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from wbcap.errors import InputError, setting
 from wbcap.io.frame_times import (
     _EPS,
+    MAX_FPS,
     REORDER_WINDOW,
     _as_fraction,
     _count_packets_before,
@@ -128,7 +129,7 @@ def open_frames(
         spec: a video file; an image file; a folder of images; a glob pattern (``"shots/*.png"``);
             or a list of image files/folders/patterns (see
             :func:`wbcap.io.images.iter_image_paths`, natural order ``f2`` before ``f10``).
-        start: first time to deliver, seconds (inclusive).
+        start: first time to deliver, seconds (inclusive), at most :data:`MAX_SECONDS`.
         end: time to stop at, seconds (exclusive: frames with ``start <= time < end``); ``None``
             for the end of the video.
         every: keep every ``every``-th frame of the range, counted from the first kept one.
@@ -146,7 +147,9 @@ def open_frames(
 
     Raises:
         InputError: a bad path or file (see :func:`probe_video` and ``iter_image_paths``), or a
-            bad argument (negative start, ``end <= start``, ``every < 1``...).
+            bad argument (negative start, ``end <= start``, ``every < 1``, a value past its limit:
+            :data:`MAX_SECONDS`, :data:`MAX_EVERY`, ``image_fps`` from :data:`MIN_IMAGE_FPS` to
+            :data:`~wbcap.io.frame_times.MAX_FPS`...).
     """
     return FrameSource(spec, start=start, end=end, every=every, max_frames=max_frames,
                        image_fps=image_fps, warn_retimed=warn_retimed)
@@ -548,20 +551,49 @@ def _as_given(name: str, value: object) -> str:
     return f"{text} {value}" if text.startswith("-") else f"{text}={value}"
 
 
+#: The latest ``start``/``end`` taken, seconds (about 116 days: beyond any video; a larger time
+#: overflows the seek and the frame count).
+MAX_SECONDS = 1e7
+#: The largest ``every`` taken (more than the frames of a day of 10 fps video; beyond it only
+#: the first frame is kept anyway).
+MAX_EVERY = 1_000_000
+#: The lowest ``image_fps`` taken (an image every 1000 s; times below 1e7 s for 10 000 images).
+MIN_IMAGE_FPS = 0.001
+
+
 def _check_selection(start: float, end: float | None, every: int, max_frames: int | None,
                      image_fps: float) -> None:
+    """Refuse a selection :func:`open_frames` cannot use, before anything is decoded: ``start``
+    (seconds) outside ``[0, MAX_SECONDS]``, ``end`` (seconds) not after it or above
+    :data:`MAX_SECONDS`, ``every`` not a whole number in ``[1, MAX_EVERY]``, ``max_frames`` not a
+    whole number >= 0, ``image_fps`` outside ``[MIN_IMAGE_FPS, MAX_FPS]``
+    (:data:`wbcap.io.frame_times.MAX_FPS`).
+
+    Raises:
+        InputError: one line naming the setting as the caller spells it (``--every``, ``every=``).
+    """
     omit = "leave it out" if setting("end").startswith("-") else "None"
     if not math.isfinite(start) or start < 0:
         raise InputError(f"{_as_given('start', start)}: must be a time in seconds >= 0; pass e.g. {_as_given('start', 0)}")
+    if start > MAX_SECONDS:
+        raise InputError(f"{_as_given('start', start)}: must be at most {MAX_SECONDS:g} seconds (about 116 days, past "
+                         f"the end of any video); pass the time of a frame")
     if end is not None and (not math.isfinite(end) or end <= start):
         raise InputError(f"{_as_given('end', end)}: must be a time in seconds after {_as_given('start', start)}; "
                          f"pass a later {setting('end')}, or {omit} for the end of the video")
+    if end is not None and end > MAX_SECONDS:
+        raise InputError(f"{_as_given('end', end)}: must be at most {MAX_SECONDS:g} seconds; {omit} for the end of "
+                         "the video")
     if int(every) != every or every < 1:
         raise InputError(f"{_as_given('every', every)}: must be a whole number >= 1; pass {_as_given('every', 1)} for all frames")
+    if every > MAX_EVERY:
+        raise InputError(f"{_as_given('every', every)}: must be at most {MAX_EVERY} (more than the frames of a day of "
+                         f"10 fps video); pass {_as_given('max_frames', 1)} for the first frame only")
     if max_frames is not None and (int(max_frames) != max_frames or max_frames < 0):
         raise InputError(f"{_as_given('max_frames', max_frames)}: must be a whole number >= 0, or {omit} for no limit")
-    if not math.isfinite(image_fps) or image_fps <= 0:
-        raise InputError(f"image_fps={image_fps}: must be > 0 frames per second; pass e.g. 30")
+    if not math.isfinite(image_fps) or not MIN_IMAGE_FPS <= image_fps <= MAX_FPS:
+        raise InputError(f"{_as_given('image_fps', image_fps)}: must be from {MIN_IMAGE_FPS:g} to {MAX_FPS:g} frames "
+                         "per second; pass e.g. 30")
 
 
 def _fmt_time(t: float | None) -> str:

@@ -36,6 +36,10 @@ __all__ = [
 
 SmoothMethod = Literal["none", "oneeuro", "gaussian"]
 
+#: The largest Gaussian ``sigma`` in frames (:class:`SmoothConfig`): far past any useful
+#: smoothing (33 s at 30 fps), and the filter's time grows with it (:func:`wbcap.smooth.filters.gaussian`).
+MAX_SIGMA = 1000.0
+
 
 @dataclass(frozen=True)
 class SmoothConfig:
@@ -67,7 +71,7 @@ class SmoothConfig:
         beta: 1€ speed coefficient, Hz per (units/s).
         d_cutoff: 1€ cutoff of the speed estimate, Hz.
         bidirectional: 1€ forwards then backwards (zero lag) instead of causal only.
-        sigma: Gaussian standard deviation in frames.
+        sigma: Gaussian standard deviation in frames, 0 to :data:`MAX_SIGMA`.
         betas_trim: fraction of frames cut from *each* end (per coefficient) before averaging
             the shape betas; ``0`` is the plain mean, ``>= 0.5`` the median.
     """
@@ -83,8 +87,10 @@ class SmoothConfig:
     def __post_init__(self) -> None:
         if self.method not in ("none", "oneeuro", "gaussian"):
             raise ValueError(f"unknown smoothing method {self.method!r}")
-        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0 and self.sigma >= 0):
-            raise ValueError("need min_cutoff > 0, d_cutoff > 0, beta >= 0, sigma >= 0")
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0 and 0 <= self.sigma <= MAX_SIGMA):
+            raise ValueError(f"need min_cutoff > 0, d_cutoff > 0, beta >= 0, 0 <= sigma <= {MAX_SIGMA:g}")
+        if not all(np.isfinite([self.min_cutoff, self.beta, self.d_cutoff])):
+            raise ValueError("need finite min_cutoff, beta and d_cutoff")
         if not self.betas_trim >= 0:
             raise ValueError(f"betas_trim must be >= 0, got {self.betas_trim}")
 

@@ -1,0 +1,279 @@
+"""`wbcap run` and `wbcap export` refuse hostile option values up front (nan, inf, values past
+their documented limits) in one line, a run folder's damaged meta.json `fps` is reported, a
+--dest inside a run is refused, Ctrl-C after --overwrite gives advice that works, and a pass 2
+stopped part way leaves no mix of two settings' outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.errors import InputError
+from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, prog_name="wbcap")
+
+
+def text(r) -> str:
+    """What the command printed, stdout and stderr."""
+    return r.output
+
+
+def state(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def base_args(micro_ckpt, body_dir):
+    return ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """3 frames of one person, 160x120, 10 fps."""
+    return write_video(tmp_path_factory.mktemp("hostile") / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, video, micro_ckpt, body_dir):
+    """A finished `wbcap run` (no render) of ``video``."""
+    out = tmp_path_factory.mktemp("hostile_run") / "run"
+    r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", "--checkpoint",
+               micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 0, text(r)
+    return out
+
+
+# --------------------------------------------------------------------------- defect 1: --max-gap nan/inf
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_export_refuses_a_max_gap_that_is_not_finite(finished_run, body_dir, value):
+    before = state(finished_run)
+    r = invoke("export", finished_run, "--max-gap", value, "--format", "bvh", "--body-models", body_dir)
+    assert r.exit_code == 2, text(r)
+    assert f"Invalid value for '--max-gap': '{value}' is not a finite number." in text(r), text(r)
+    assert state(finished_run) == before  # (no bvh, meta.json as it was)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_run_refuses_a_max_gap_that_is_not_finite(tmp_path, video, base_args, value):
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", "--max-gap", value, *base_args)
+    assert r.exit_code == 2, text(r)
+    assert f"Invalid value for '--max-gap': '{value}' is not a finite number." in text(r), text(r)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value", [("--score-threshold", "nan"), ("--min-height", "nan")])
+def test_run_refuses_detector_settings_that_are_not_finite(tmp_path, video, base_args, option, value):
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", option, value, *base_args)
+    assert r.exit_code == 2, text(r)
+    assert f"Invalid value for '{option}': '{value}' is not a finite number." in text(r), text(r)
+    assert not out.exists()
+
+
+def test_a_damaged_max_gap_names_wbcap_run_once(finished_run, tmp_path, body_dir):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "max_gap": float("inf")}))
+    r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 2, text(r)
+    assert r.stderr == (f"error: {run / 'meta.json'}: a damaged max_gap (Infinity, where wbcap writes a number of "
+                       "seconds, 0 or more); rerun its run with wbcap run --resume to rewrite it (or with wbcap run "
+                       "--overwrite to start over)\n")
+
+
+# --------------------------------------------------------------------------- defect 2: extreme values
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "1e308"], "error: --start 1e+308: must be at most 1e+07 seconds (about 116 days, past the end of "
+                           "any video); pass the time of a frame\n"),
+    (["--end", "1e308"], "error: --end 1e+308: must be at most 1e+07 seconds; leave it out for the end of the video\n"),
+    (["--every", "1000000000000000000000"],
+     "error: --every 1000000000000000000000: must be at most 1000000 (more than the frames of a day of 10 fps "
+     "video); pass --max-frames 1 for the first frame only\n"),
+    (["--smooth", "gaussian", "--sigma", "1e308"], "Invalid value for '--sigma': 1e+308 is not in the range 0<=x<=1000."),
+    (["--focal", "1e300"], "Invalid value for '--focal': 1e+300 is not in the range 0<x<=10000000.0."),
+    (["--fps", "1e300"], "Invalid value for '--fps': 1e+300 is not in the range 0.001<=x<=1000.0."),
+    (["--fps", "1e-300"], "Invalid value for '--fps': 1e-300 is not in the range 0.001<=x<=1000.0."),
+], ids=["start", "end", "every", "sigma", "focal", "fps-high", "fps-low"])
+def test_run_refuses_extreme_values_before_any_work(tmp_path, video, base_args, args, message):
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", *args, *base_args)
+    assert r.exit_code == 2, text(r)
+    assert (r.stderr == message) if message.startswith("error:") else (message in r.stderr), text(r)
+    assert not out.exists()
+
+
+def test_the_largest_every_runs(tmp_path, video, base_args):
+    """--every at its limit keeps the first frame (its clock rate, 1e-5 fps, was a ZeroDivisionError)."""
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--every", "1000000", "--no-render",
+               *base_args)
+    assert r.exit_code == 0, text(r)
+    assert r.stdout == f"1 frames, 1 track(s), 1 person-frames -> {out}\n"
+    assert json.loads((out / "meta.json").read_text())["fps"] == pytest.approx(1e-5)
+
+
+def test_library_limits(video):
+    """The same limits hold for the Python API (and the CLI's copies of them are the library's)."""
+    from wbcap.cli import run as cli_run
+    from wbcap.io.frame_times import _as_fraction, retime
+    from wbcap.io.video_reader import open_frames
+    from wbcap.smooth.filters import gaussian
+    from wbcap.smooth.sequence import MAX_SIGMA, SmoothConfig
+    from wbcap.video_app import MAX_FOCAL, VideoJob, run_video
+
+    assert (cli_run.MAX_SIGMA, cli_run.MAX_FOCAL) == (MAX_SIGMA, MAX_FOCAL)
+    with pytest.raises(InputError, match=r"^every=1000001: must be at most 1000000 "):
+        open_frames(video, every=1_000_001)
+    with pytest.raises(InputError, match=r"^start=1e\+308: must be at most 1e\+07 seconds"):
+        open_frames(video, start=1e308)
+    with pytest.raises(InputError, match=r"^image_fps=2000: must be from 0.001 to 1000 frames per second"):
+        open_frames(video, image_fps=2000)
+    with pytest.raises(ValueError, match=r"0 <= sigma <= 1000"):
+        SmoothConfig(method="gaussian", sigma=1e308)
+    with pytest.raises(ValueError, match=r"need finite min_cutoff, beta and d_cutoff"):
+        SmoothConfig(beta=float("inf"))
+    with pytest.raises(ValueError, match=r"sigma_frames must be a finite number >= 0, got inf"):
+        gaussian(np.zeros((4, 2)), float("inf"))
+    assert _as_fraction(1e-5) > 0 and retime([0.0, None], 1e-5) == ([0.0, 100000.0], 1)
+    for job, message in [(VideoJob(str(video), "o", focal=1e300), "focal 1e+300: must be a focal length in pixels"),
+                         (VideoJob(str(video), "o", max_gap=float("nan")), "max_gap nan: must be a finite number")]:
+        with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+            run_video(job)
+
+
+# --------------------------------------------------------------------------- defect 3: meta.json fps
+
+
+def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
+    from wbcap.io.run_folder import read_meta
+
+    (tmp_path / "meta.json").write_text(json.dumps({"fps": 1e9}))
+    with pytest.raises(InputError, match=r"a damaged fps \(1000000000\.0, where wbcap writes a number of frames per "
+                                         r"second above 0 and at most 1000\)"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"fps": 1000}))
+    assert read_meta(tmp_path) == {"fps": 1000}
+
+
+def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "fps": 1001.0}))
+    before = state(run)
+    r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 2, text(r)
+    assert r.stderr == (f"error: {run / 'meta.json'}: a damaged fps (1001.0, where wbcap writes a number of frames per "
+                       "second above 0 and at most 1000); rerun its run with wbcap run --resume to rewrite it (or with "
+                       "wbcap run --overwrite to start over)\n")
+    assert state(run) == before
+
+
+def test_run_refuses_frames_faster_than_the_limit(tmp_path, base_args):
+    """A video whose frames come 2000 times a second: refused before pass 2 writes anything
+    (meta.json would hold an fps that export refuses)."""
+    video = write_video(tmp_path / "fast.mp4", [person_image(160, 120, seed=i) for i in range(3)], fps=2000)
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *base_args)
+    assert r.exit_code == 2, text(r)
+    assert r.stderr == (f"error: {video}: its frames come 2000 times a second, above the 1000 wbcap writes track "
+                       "files for; run it again with --every 2 and --overwrite\n")
+    assert sorted(p.name for p in out.iterdir()) == [".wbcap"]
+
+
+# --------------------------------------------------------------------------- defect 4: --dest inside a run
+
+
+@pytest.mark.parametrize("inside", ["own", "other"])
+def test_export_refuses_a_dest_inside_a_run(finished_run, tmp_path, body_dir, inside):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    other = tmp_path / "other"
+    shutil.copytree(finished_run, other)
+    holder = run if inside == "own" else other
+    dest = holder / "sub"
+    before = state(holder)
+    r = invoke("export", run, "--format", "bvh", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 2, text(r)
+    assert r.stderr == (f"error: --dest {dest}: lies inside the wbcap run folder {holder.resolve()} (whose `wbcap run "
+                       f"--overwrite` would then refuse it); choose a folder outside it, or leave --dest out to write "
+                       f"into {run}\n")
+    assert not dest.exists() and state(holder) == before
+    r = invoke("export", run, "--format", "bvh", "--dest", run, "--body-models", body_dir)  # (RUN itself: fine)
+    assert r.exit_code == 0 and (run / "track_0.bvh").is_file(), text(r)
+
+
+# --------------------------------------------------------------------------- defect 5: Ctrl-C after --overwrite
+
+
+def test_ctrl_c_after_overwrite_gives_advice_that_works(tmp_path, video, base_args, monkeypatch):
+    """Stopped before its first frames, an --overwrite with new smoothing leaves the previous run
+    (of the same pass 1 settings) as it was and says to use --resume in place of --overwrite;
+    that command then works."""
+    import wbcap.model.batching as batching
+
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--min-track", "1", "--no-render", *base_args]
+    assert invoke("run", video, "-o", out, *args).exit_code == 0
+    before = state(out)
+    real = batching.regress_in_batches
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+        yield  # (a generator, as the real one)
+
+    monkeypatch.setattr(batching, "regress_in_batches", stopped)
+    r = invoke("run", video, "-o", out, "--overwrite", "--smooth", "gaussian", *args)
+    assert r.exit_code == 130, text(r)
+    assert (f"stopped before the first frames: the previous run in {out} is left as it was (its frames fit this "
+            "command: add --resume to the same command in place of --overwrite to use them)") in text(r), text(r)
+    assert state(out) == before
+    monkeypatch.setattr(batching, "regress_in_batches", real)
+    r = invoke("run", video, "-o", out, "--resume", "--smooth", "gaussian", *args)
+    assert r.exit_code == 0, text(r)
+    assert json.loads((out / "meta.json").read_text())["smooth"]["method"] == "gaussian"
+
+
+# --------------------------------------------------------------------------- defect 6: pass 2 stopped part way
+
+
+def test_a_resume_stopped_in_pass_2_leaves_no_output_of_the_earlier_settings(tmp_path, video, base_args, monkeypatch):
+    """--resume --sigma 5 over a sigma 2 run, stopped while rendering: the sigma 2 render.mp4 is
+    gone (not left beside sigma 5 tracks); a --resume then writes everything."""
+    from wbcap.io.video_writer import VideoWriter
+
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--min-track", "1", "--smooth", "gaussian", *base_args]
+    assert invoke("run", video, "-o", out, "--sigma", "2", *args).exit_code == 0
+    assert (out / "render.mp4").is_file()
+    write = VideoWriter.write
+
+    def stopped(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoWriter, "write", stopped)
+    r = invoke("run", video, "-o", out, "--resume", "--sigma", "5", *args)
+    assert r.exit_code == 130, text(r)
+    assert json.loads((out / "meta.json").read_text())["smooth"]["sigma"] == 5.0
+    assert not (out / "render.mp4").exists(), sorted(p.name for p in out.iterdir())
+    assert not list(out.glob(".*tmp-*"))
+    monkeypatch.setattr(VideoWriter, "write", write)
+    assert invoke("run", video, "-o", out, "--resume", "--sigma", "5", *args).exit_code == 0
+    assert (out / "render.mp4").is_file() and (out / "track_0.npz").is_file()
