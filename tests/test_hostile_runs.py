@@ -261,7 +261,7 @@ def test_pass_2_names_a_damaged_raw_record(tmp_path, damaged, why):
     _write_lines(raw, [_raw(0), _raw(1), damaged(2), _raw(3)])
     with pytest.raises(InputError) as err:
         collect_tracks(raw, 10.0, TrackerConfig(min_length=1), "full")
-    assert str(err.value) == (f"{raw}:3: a damaged record ({why}); rerun its `wbcap run` with resume=True, which "
+    assert str(err.value) == (f"{raw}:3: a damaged record ({why}); rerun the run with resume=True, which "
                               "regresses the frames from that line on again")
     _write_lines(raw, [_raw(0), _raw(1), _raw(2), _raw(3)])  # (undamaged: one track of 4 frames)
     col = collect_tracks(raw, 10.0, TrackerConfig(min_length=1), "full")

@@ -148,7 +148,7 @@ def read_checked_raw(path: Path) -> Iterator[dict]:
         else:
             why = damaged_raw_record(rec, seen, all_params=False)
         if why:
-            raise InputError(f"{path}:{n}: a damaged record ({why}); rerun its `wbcap run` with "
+            raise InputError(f"{path}:{n}: a damaged record ({why}); rerun the run with "
                              f"{setting('resume', api='resume=True')}, which regresses the frames from that line on "
                              "again")
         yield rec
