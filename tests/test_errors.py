@@ -137,8 +137,9 @@ def test_a_setting_of_another_command_is_named_by_that_commands_option():
     assert r.output == "g run --min-track --no-such-setting\n"
     with cli.make_context("wbcap", ["demo"]) as ctx:  # the real group: run's option
         assert option_spelling(ctx, "min_length") == "wbcap run --min-track"
-        assert option_spelling(ctx, "score_threshold") == "wbcap image --score-threshold"  # (the first to take it)
-        assert option_spelling(ctx, "score_threshold", first="run") == "wbcap run --score-threshold"
+        assert option_spelling(ctx, "score_threshold") == "wbcap run --score-threshold"  # (run, image, then the rest)
+        assert option_spelling(ctx, "score_threshold", first="image") == "wbcap image --score-threshold"
+        assert option_spelling(ctx, "out") == "wbcap run -o"  # (not `wbcap bench`'s or `wbcap demo`'s)
 
 
 def test_log_lines_follow_the_same_rule(caplog):

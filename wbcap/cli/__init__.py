@@ -110,6 +110,16 @@ class LazyGroup(click.Group):
             _report_crash(ctx, exc)
 
 
+#: The commands :func:`option_spelling` looks in first for a setting the running command lacks, in order.
+_MAIN_COMMANDS = ("run", "image")
+
+
+def _search_order(first: str | None):
+    """Sort key of command names: ``first``, then :data:`_MAIN_COMMANDS` in order, then the rest (stable)."""
+    order = (first, *_MAIN_COMMANDS)
+    return lambda name: order.index(name) if name in order else len(order)
+
+
 def option_spelling(root: click.Context, name: str, first: str | None = None) -> str:
     """How messages name the setting ``name`` (:func:`wbcap.errors.setting`) in this command line.
 
@@ -119,7 +129,9 @@ def option_spelling(root: click.Context, name: str, first: str | None = None) ->
     another command of the top group that sets it, with that command's name (``min_length`` ->
     ``wbcap run --min-track`` in ``wbcap demo``'s messages, which has no such flag), looked for
     in the command named ``first`` before the others (the one the running command stands in for:
-    ``wbcap demo --video`` runs ``wbcap run``'s pipeline); else ``--`` + the name with dashes.
+    ``wbcap demo --video`` runs ``wbcap run``'s pipeline), then in ``wbcap run`` and ``wbcap
+    image`` (the commands whose settings the others' messages are about), then in the group's
+    order; else ``--`` + the name with dashes.
     ``root`` stands in off the main thread, where click has no current context.
     """
     ctx: click.Context | None = click.get_current_context(silent=True) or root
@@ -132,7 +144,7 @@ def option_spelling(root: click.Context, name: str, first: str | None = None) ->
     groups = [(top.command, top.info_name or "wbcap")] if top is not None and isinstance(top.command, click.Group) else []
     while groups:  # the other commands, in the group's order, subgroups after (wbcap's import lazily: ~40 ms)
         group, path = groups.pop(0)
-        for n in sorted(group.list_commands(top), key=lambda n: n != first):  # (stable: `first`, then in order)
+        for n in sorted(group.list_commands(top), key=_search_order(first)):
             command = group.get_command(top, n)
             if isinstance(command, click.Group):
                 groups.append((command, f"{path} {n}"))
