@@ -219,3 +219,30 @@ def test_running_out_of_memory_while_drawing_is_one_line(monkeypatch):
                              backend="software")
     assert str(info.value) == ("not enough memory to draw the meshes on this 4200x4100 image; scale it down, or pass "
                                "render=False")
+
+
+def test_frames_too_large_for_render_mp4_are_refused_before_any_work(tmp_path, micro_ckpt, body_dir):
+    """A folder of 20000x20 images: pass 1 ran, then libx264 refused render.mp4 (a crash report,
+    exit 1, meta.json and params.jsonl left). Now one line before the model loads, naming
+    --no-render; with it, the run goes through."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.errors import InputError
+    from wbcap.io.video_writer import MAX_SIDE, VideoWriter
+
+    folder = tmp_path / "strips"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"f{i}.png"), np.full((20, MAX_SIDE + 2, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    args = ["run", str(folder), "-o", str(out), "--detector", "full", "--checkpoint", str(micro_ckpt),
+            "--body-models", str(body_dir), "--device", "cpu", "--export", "none"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == (
+        f"error: {folder}: render.mp4: frames of {MAX_SIDE + 2}x20 pixels are larger than an H.264 video can be "
+        f"(libx264: at most {MAX_SIDE} pixels a side); pass --no-render (then no render.mp4)"), r.output
+    assert not out.exists()
+    with pytest.raises(InputError, match="at most 16384 pixels a side"):
+        VideoWriter(tmp_path / "x.mp4", MAX_SIDE + 1, 16, 10)
+    VideoWriter(tmp_path / "y.mp4", MAX_SIDE, 16, 10).abort()

@@ -499,7 +499,8 @@ def previous_run_kept(job: VideoJob) -> bool:
 def _check_selection(job: VideoJob, source) -> None:
     """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
     them (when ``--overwrite`` had already set the previous run aside): frames too small for a
-    person box (:func:`wbcap.image_app.check_size`); a selected image file of an image sequence
+    person box (:func:`wbcap.image_app.check_size`) or, with ``render``, too large for
+    ``render.mp4`` (:func:`wbcap.io.video_writer.check_frame_size`); a selected image file of an image sequence
     that is damaged or of another size, as far as its headers tell
     (:func:`wbcap.io.images.check_image_files`); and a selected range without a frame (the first
     selected frame is decoded: :class:`~wbcap.io.video_reader.FrameSource` raises the one line
@@ -517,6 +518,11 @@ def _check_selection(job: VideoJob, source) -> None:
         check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
+    if job.render:
+        from wbcap.io.video_writer import check_frame_size
+
+        check_frame_size(info.width, info.height, f"{job.source}: render.mp4",
+                         f"pass {setting('no_render', api='render=False')} (then no render.mp4)")
     quiet = copy.copy(source)
     quiet.warn_retimed = False  # (pass 1 reports retimed frames)
     frames = iter(quiet)

@@ -41,6 +41,23 @@ VIDEO_OUTPUT_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".m
 WRITER_TIME_BASE: Fraction = Fraction(1, 90_000)
 
 
+#: The largest width or height libx264 encodes (x264's limit; a 16386x20 frame fails to open the
+#: encoder, 16384x20 and 16x16384 encode).
+MAX_SIDE = 16384
+
+
+def check_frame_size(width: int, height: int, what: str, fix: str) -> None:
+    """Refuse a frame size :class:`VideoWriter` cannot encode (a side over :data:`MAX_SIDE` after
+    padding to even), in one line: ``what`` names the frames, ``fix`` says what to do instead.
+
+    Raises:
+        InputError: the size is too large.
+    """
+    if max(width + width % 2, height + height % 2) > MAX_SIDE:
+        raise InputError(f"{what}: frames of {width}x{height} pixels are larger than an H.264 video can be "
+                         f"(libx264: at most {MAX_SIDE} pixels a side); {fix}")
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 video, atomically, optionally with the source's audio.
 
@@ -109,6 +126,7 @@ class VideoWriter:
         if self.width < 1 or self.height < 1 or self.width != width or self.height != height:
             raise InputError(f"{self.path}: frame size {width}x{height} is invalid; pass whole "
                              "numbers >= 1")
+        check_frame_size(self.width, self.height, str(self.path), "scale the frames down")
         if not 0 <= int(crf) <= 51:
             raise InputError(f"crf={crf}: must be 0..51 (lower = better quality); pass e.g. 20")
         if self.path.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS:
