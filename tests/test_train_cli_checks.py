@@ -304,7 +304,7 @@ def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
     assert r.exit_code == 0 and not trained, r.output
     assert [line for line in r.output.splitlines() if line.strip()] == [
         f"WARNING  {out}: the run is already complete (snapshot_6.pth.tar: 7 of 7 epochs); nothing to train — raise "
-        "--epochs to train on"]
+        "--epochs to train on", f"trained -> {out / 'snapshot_6.pth.tar'}"]  # (the run's result, on stdout)
     assert _listing(out) == before
     assert invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume",
                   "--epochs", "8").exit_code == 0

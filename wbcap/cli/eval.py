@@ -75,12 +75,12 @@ def eval_cmd(
     from wbcap.pipeline import Pipeline
 
     name = canonical_dataset(dataset)
-    check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
     if out is not None:
         from wbcap.atomic import check_writable_file
         from wbcap.errors import setting
 
         check_writable_file(out, inputs={setting("checkpoint"): checkpoint})  # (one line now, not after the evaluation)
+    check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
     cfg = PipelineConfig(
         body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
         checkpoint=checkpoint,
