@@ -281,9 +281,10 @@ def _get(url: str, host: str | None = None, headers: dict | None = None) -> tupl
 
 
 def test_view_server_answers_only_requests_addressed_to_it(tmp_path):
-    """Host headers other than 127.0.0.1:PORT, localhost:PORT, [::1]:PORT (any web page whose name
+    """Host headers naming another host than 127.0.0.1, localhost, [::1] (any web page whose name
     a DNS rebinding points at 127.0.0.1) get 403 and no file: `Host: attacker.example:18790` got 200.
-    Ranges and the folder's bounds stay as they were."""
+    Any port is taken (a tunnel forwarding another local port sends it). Ranges and the folder's
+    bounds stay as they were."""
     from wbcap.view.server import ViewServer
 
     site = tmp_path / "site"
@@ -293,10 +294,11 @@ def test_view_server_answers_only_requests_addressed_to_it(tmp_path):
     with ViewServer(site) as server:
         port = server.port
         url = f"http://127.0.0.1:{port}/view.json"
-        for host in (None, f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}"):
+        for host in (None, f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}", "127.0.0.1",
+                     "localhost:8000", "[::1]"):
             assert _get(url, host) == (200, b'{"tracks": []}'), host
-        for host in ("attacker.example:18790", f"attacker.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}",
-                     f"localhost.attacker.example:{port}"):
+        for host in ("attacker.example:18790", f"attacker.example:{port}", f"localhost.attacker.example:{port}",
+                     "127.0.0.1.nip.io", "localhost:http", "[::1]x:80"):
             status, body = _get(url, host)
             assert status == 403 and b"view.json" not in body and b"tracks" not in body, host
             assert f"only requests to http://127.0.0.1:{port}/".encode() in body, body

@@ -99,12 +99,13 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
     def _host_allowed(self) -> bool:
-        """Whether the request's ``Host`` names this server by a loopback name and its port (a
-        missing port means 80)."""
+        """Whether the request's ``Host`` names a loopback host (``127.0.0.1``, ``localhost``,
+        ``[::1]``), with any port: a page of another site that a DNS rebinding points at this
+        server still sends its own host name, while a tunnel or editor forwarding another local
+        port (``ssh -L 8000:127.0.0.1:PORT``) sends ``localhost:8000``."""
         host = (self.headers.get("Host") or "").strip().lower()
-        port = int(self.server.server_address[1])
-        names = ("127.0.0.1", "localhost", "[::1]")
-        return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
+        name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() and not host.endswith("]") else host
+        return name in ("127.0.0.1", "localhost", "[::1]")
 
     def _allowed(self) -> bool:
         if not self.only:
@@ -116,7 +117,7 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         if not self._host_allowed():
             port = self.server.server_address[1]
             self.send_error(HTTPStatus.FORBIDDEN, "Wrong host",
-                            f"This server answers only requests to http://127.0.0.1:{port}/ (or localhost:{port})")
+                            f"This server answers only requests to http://127.0.0.1:{port}/ (or localhost, [::1])")
             return None
         if not self._allowed():
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
