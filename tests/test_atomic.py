@@ -72,3 +72,15 @@ def test_merge_refuses_to_write_over_its_own_input(tmp_path):
     assert r.exit_code == 2 and r.stderr.strip() == (
         f"error: {body}: is also the input --body ({body}) and would be overwritten; give another file name for this output")
     assert body.read_bytes() == b"body"
+
+
+def test_a_loop_of_links_is_one_line(tmp_path):
+    loop = tmp_path / "a.json"
+    loop.symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(loop)
+    with pytest.raises(InputError, match=r"a\.json: a symbolic link that leads nowhere \(.*\); give a file name"):
+        check_writable_file(loop)
+    with pytest.raises(InputError, match="leads nowhere"):
+        atomic_write_text(loop, "x")
+    assert loop.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+

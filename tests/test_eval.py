@@ -132,6 +132,18 @@ def test_pw3d_without_vertex_map_reports_joints_only(tmp_path, models, data_root
     assert "smplx_to_smpl" not in result.files
 
 
+def test_pw3d_takes_a_gendered_smpl_model_alone(tmp_path, models, data_root):
+    """The original SMPL release has only SMPL_MALE and SMPL_FEMALE: the check before the
+    network is built wanted SMPL_NEUTRAL (the evaluation itself stands one gender in for another)."""
+    from wbcap.eval.evaluate import check_inputs
+
+    folder = tmp_path / "m"
+    shutil.copytree(models, folder, symlinks=True)
+    neutral = next(folder.rglob("SMPL_NEUTRAL.npz"))
+    neutral.rename(neutral.with_name("SMPL_MALE.npz"))
+    assert check_inputs("PW3D", data_root, folder) == data_root
+
+
 def test_pw3d_without_smpl_names_the_missing_file(tmp_path, body_dir, data_root):
     folder = write_eval_extra_files(tmp_path / "m", body_dir / "smplx" / "SMPLX_NEUTRAL.npz", smpl=False)
     with pytest.raises(ModelFileError) as exc:

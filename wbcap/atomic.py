@@ -69,7 +69,10 @@ def _written_file(path: Path) -> Path:
     Raises:
         InputError: ``path`` (or the file it points to) exists and is no regular file or folder.
     """
-    final = path.resolve() if path.is_symlink() else path
+    try:
+        final = path.resolve() if path.is_symlink() else path
+    except (RuntimeError, OSError) as exc:  # (a loop of links: RuntimeError on Python < 3.13)
+        raise InputError(f"{path}: a symbolic link that leads nowhere ({exc}); give a file name for this output") from None
     with contextlib.suppress(OSError):
         mode = final.stat().st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):

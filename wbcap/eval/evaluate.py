@@ -319,10 +319,15 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     elif name == "Human36M":
         find_extra_file("h36m_smplx", body_models, allow_pickle, [root / "Human36M"])
     else:
-        try:
-            find_smpl_model("neutral", body_models, allow_pickle)
-        except ModelFileError as exc:
-            raise ModelFileError(f"3DPW ground truth needs the SMPL model: {exc}") from None
+        errors = []
+        for gender in ("neutral", "male", "female"):  # (any will do: load_smpl_layers stands one in for another)
+            try:
+                find_smpl_model(gender, body_models, allow_pickle)
+                break
+            except ModelFileError as exc:
+                errors.append(exc)
+        else:
+            raise ModelFileError(f"3DPW ground truth needs the SMPL model: {errors[0]}") from None
         for kind in ("h36m_smplx", "h36m_smpl"):
             find_extra_file(kind, body_models, allow_pickle)
     return root
