@@ -64,6 +64,7 @@ from wbcap.io.run_folder import (
     restore_previous,
     write_meta,
 )
+from wbcap.limits import MAX_FOCAL
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.iou_tracker import TrackerConfig
 
@@ -73,9 +74,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The largest ``focal`` (pixels) taken: a field of view of 0.006 degrees across 1000 pixels, past
-#: any lens; far larger ones overflow the camera translation into NaN.
-MAX_FOCAL = 1e7
 
 
 @dataclass(frozen=True)

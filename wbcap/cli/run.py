@@ -23,11 +23,7 @@ from wbcap.cli.common import (
 )
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
-
-#: wbcap.smooth.sequence.MAX_SIGMA and wbcap.video_app.MAX_FOCAL, whose modules load numpy and
-#: torch (tests/test_hostile_options.py keeps them the same): refused as the options are read.
-MAX_SIGMA = 1000.0
-MAX_FOCAL = 1e7
+from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 
 
 @click.command()

@@ -23,6 +23,7 @@ from wbcap.body.rotations import (
     matrix_to_rot6d,
     rot6d_to_matrix,
 )
+from wbcap.limits import MAX_SIGMA
 from wbcap.smooth.filters import gaussian, one_euro
 
 __all__ = [
@@ -36,9 +37,6 @@ __all__ = [
 
 SmoothMethod = Literal["none", "oneeuro", "gaussian"]
 
-#: The largest Gaussian ``sigma`` in frames (:class:`SmoothConfig`): far past any useful
-#: smoothing (33 s at 30 fps), and the filter's time grows with it (:func:`wbcap.smooth.filters.gaussian`).
-MAX_SIGMA = 1000.0
 
 
 @dataclass(frozen=True)

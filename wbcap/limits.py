@@ -1,0 +1,14 @@
+"""Ranges of numeric settings checked in more than one place: the command line refuses them as
+it reads its options, the library where the setting is used. This module imports nothing, so
+the command line can read it without loading numpy or torch."""
+
+from __future__ import annotations
+
+#: The largest Gaussian ``sigma`` in frames (:class:`wbcap.smooth.sequence.SmoothConfig`): far
+#: past any useful smoothing (33 s at 30 fps), and the filter's time grows with it
+#: (:func:`wbcap.smooth.filters.gaussian`).
+MAX_SIGMA = 1000.0
+
+#: The largest ``focal`` (pixels) taken (``wbcap run --focal``): a field of view of 0.006 degrees
+#: across 1000 pixels, past any lens; far larger ones overflow the camera translation into NaN.
+MAX_FOCAL = 1e7
