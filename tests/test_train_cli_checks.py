@@ -8,7 +8,9 @@
   value and what it takes; a file's ``stage`` must be the subcommand's;
 * ``--resume`` takes the run's recorded settings as defaults, refuses other model settings
   before writing anything, names changed training settings, says when the run is complete;
-* ``--gpus`` needs CUDA; a ``--data-root`` that does not exist is said so.
+* ``--gpus`` needs CUDA; a ``--data-root`` that does not exist is said so;
+* a stopped ``--gpus`` launch passes the stop to torchrun's agent and waits for it (and so for
+  its workers) before it puts the previous run back (a fake agent and worker stand in).
 
 The training loop is replaced by a stand-in that writes what a run writes (the checks happen
 before it runs).
@@ -349,3 +351,157 @@ def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, args, trained):
     assert one_error_line(r) == (f"error: --data-root {tmp_path / 'nonexist'}: no such folder; pass the folder holding "
                                  "FreiHAND/\n")
     assert not (tmp_path / "h").exists() and not trained
+
+
+# --------------------------------------------------------------------------- 7: stopping a torchrun launch
+
+
+# torchrun's agent as far as stopping goes: it starts its worker in a session of its own, passes a
+# SIGTERM/SIGINT on to it and waits for it ("deaf": it ignores them, as a hung agent would).
+_FAKE_AGENT = """
+import signal, subprocess, sys
+worker = subprocess.Popen([sys.executable, *sys.argv[1:4]], start_new_session=True)
+class Stop(Exception):
+    pass
+def stop(signum, frame):
+    if sys.argv[4] != "deaf":
+        worker.send_signal(signum)
+        raise Stop
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+try:
+    sys.exit(worker.wait())
+except Stop:
+    worker.wait()
+    sys.exit(1)
+"""
+# A GPU worker: writes in -o as a run does; stopped, it finishes its step (0.5 s), writes a
+# snapshot's temporary and says by which signal it stopped.
+_FAKE_WORKER = """
+import os, signal, sys, time
+from pathlib import Path
+marks, out = Path(sys.argv[1]), Path(sys.argv[2])
+def stop(signum, frame):
+    time.sleep(0.5)
+    (out / ".snapshot_0.pth.tar.tmp-1").write_bytes(b"half")
+    (marks / "worker_stopped").write_text(signal.Signals(signum).name)
+    sys.exit(1)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+(out / "stage.json").write_text("{}")
+(marks / "pid.tmp").write_text(str(os.getpid()))
+(marks / "pid.tmp").rename(marks / "worker.pid")
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2:].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("sig, agent, code, said, stopped", [
+    (signal.SIGTERM, "forwarding", 143, "stopped by SIGTERM", "SIGTERM"),
+    (signal.SIGHUP, "forwarding", 129, "stopped by SIGHUP", "SIGTERM"),
+    (signal.SIGINT, "forwarding", 130, "interrupted", "SIGINT"),
+    (signal.SIGTERM, "deaf", 143, "stopped by SIGTERM", None)])
+def test_a_stopped_torchrun_launch_ends_its_workers_before_the_previous_run_is_put_back(
+        tmp_path, args, monkeypatch, caplog, sig, agent, code, said, stopped):
+    """SIGTERM, SIGHUP or Ctrl-C of a --gpus launch: torchrun's agent is sent SIGTERM (Ctrl-C:
+    SIGINT) and waited for, so its workers (in sessions of their own) have stopped when the
+    previous run is put back; an agent that does not stop is killed with its workers."""
+    import sys
+    import threading
+    import time
+
+    import torch
+
+    import wbcap.train.launch as launch
+    import wbcap.train.trainer as trainer
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "agent.py").write_text(_FAKE_AGENT)
+    (tmp_path / "worker.py").write_text(_FAKE_WORKER)
+    started = []
+
+    def fake_torchrun(spec, nproc, **kwargs):
+        started.append(nproc)
+        return [sys.executable, str(tmp_path / "agent.py"), str(tmp_path / "worker.py"), str(marks), str(spec.parent),
+                agent]
+
+    seen_at_restore = []
+
+    def restore(out):
+        pid = int((marks / "worker.pid").read_text())
+        stop_mark = marks / "worker_stopped"
+        seen_at_restore.append((stop_mark.read_text() if stop_mark.exists() else None, _alive(pid)))
+        return restore_previous_run(out)
+
+    def stop_once_the_worker_runs():
+        for _ in range(200):
+            if (marks / "worker.pid").exists():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), sig)
+
+    restore_previous_run = trainer.restore_previous_run
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(launch, "torchrun_command", fake_torchrun)
+    monkeypatch.setattr(launch, "TORCHRUN_STOP_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(trainer, "restore_previous_run", restore)
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (Ctrl-C's, whatever the test runner set)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, lambda signum, frame: pytest.fail(f"{signum} was not taken as Ctrl-C"))
+    stopper = threading.Thread(target=stop_once_the_worker_runs)
+    try:
+        stopper.start()
+        with caplog.at_level("INFO"):
+            r = invoke(*args("body"), "-o", out, "--overwrite", "--gpus", "0,1")
+    finally:
+        stopper.join()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        if (marks / "worker.pid").exists() and _alive(pid := int((marks / "worker.pid").read_text())):
+            os.kill(pid, signal.SIGKILL)
+    assert started == [2] and r.exit_code == code and said in r.output, r.output
+    # when the previous run was put back, the worker had stopped (by the signal the agent passed on)
+    assert seen_at_restore == [(stopped, False)]
+    assert {k: v for k, v in _listing(out).items() if k != "launch_node0.json"} == before
+    if agent == "deaf":
+        assert "torchrun did not stop within 1 s of SIGTERM; killed it and its 1 worker(s)" in caplog.text
+
+
+def test_torchrun_runs_in_a_session_of_its_own_and_ends_with_the_launcher(tmp_path, monkeypatch):
+    """The agent gets a stop once, from the launcher (a terminal's Ctrl-C reaches the launcher
+    only), and SIGTERM when the launcher dies (also by SIGKILL)."""
+    import wbcap.train.launch as launch
+    from wbcap.train.stages import load_stage
+    from wbcap.train.trainer import RunConfig
+
+    started = []
+
+    class Agent:
+        def __init__(self, cmd, **kwargs):
+            started.append((cmd, kwargs))
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", Agent)
+    launch._launch(load_stage("body", None), RunConfig(out=str(tmp_path)), ["0", "1"], nnodes=1, node_rank=0,
+                   master_addr="127.0.0.1", master_port=29500, train=None)
+    ((cmd, kwargs),) = started
+    assert cmd[cmd.index("torch.distributed.run") + 1:] == [
+        "--nproc_per_node=2", "--nnodes=1", "--node_rank=0", "--master_addr=127.0.0.1", "--master_port=29500", "-m",
+        "wbcap.train.launch", str(tmp_path / "launch_node0.json")]
+    assert kwargs["start_new_session"] is True and kwargs["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+    hook = kwargs["preexec_fn"]
+    assert hook.func is launch.end_with_parent and hook.args == (signal.SIGTERM,)

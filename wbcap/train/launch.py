@@ -218,15 +218,111 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     spec = Path(run.out).expanduser() / f"launch_node{node_rank}.json"
     spec.write_text(json.dumps({"stage": cfg.to_dict(), "run": asdict(run)}))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={len(gpu_ids)}", f"--nnodes={nnodes}",
-           f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
-           "-m", "wbcap.train.launch", str(spec)]
+    cmd = torchrun_command(spec, len(gpu_ids), nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                           master_port=master_port)
     log.info("launching: %s", " ".join(cmd))
-    # torchrun gets SIGTERM (its agent then stops the workers) when this launcher dies, also when
-    # killed: no training goes on writing a folder whose lock went with the launcher
-    rc = subprocess.call(cmd, env=env, preexec_fn=functools.partial(end_with_parent, signal.SIGTERM))
+    rc = run_torchrun(cmd, env)
     if rc != 0:
         raise InputError(f"torchrun exited with status {rc}; see the log above")
+
+
+def torchrun_command(spec: Path, nproc: int, *, nnodes: int, node_rank: int, master_addr: str,
+                     master_port: int) -> list[str]:
+    """The torchrun command line that starts ``nproc`` workers of this node, each training ``spec``."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--nnodes={nnodes}",
+            f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
+            "-m", "wbcap.train.launch", str(spec)]
+
+
+#: Seconds a stopped launcher waits for torchrun's agent to stop its workers and exit before it
+#: kills the agent: longer than the agent's own wait for its workers (30 s, then SIGKILL).
+TORCHRUN_STOP_TIMEOUT_S = 60.0
+
+
+def run_torchrun(cmd: list[str], env: dict) -> int:
+    """Run torchrun's agent (``cmd``) until it exits; its exit status.
+
+    Stopped (Ctrl-C, or SIGTERM/SIGHUP that the CLI raises as Ctrl-C), this process passes the
+    stop on, SIGINT for Ctrl-C and SIGTERM otherwise, to the agent, which passes it to its
+    workers (each in a session of its own) and waits for them; this process waits for the agent
+    (:data:`TORCHRUN_STOP_TIMEOUT_S`, then SIGKILL), and only then re-raises, so that no worker
+    writes the run folder while the caller cleans it up or puts a previous run back. The agent
+    has a session of its own, so that it gets the stop once, from here (a terminal's Ctrl-C
+    reaches this process only; a second signal would cut the agent's wait for its workers
+    short), and SIGTERM when this process dies (also when killed: :func:`end_with_parent`).
+    """
+    from wbcap.stop_signals import held_stop_signals
+
+    agent = None
+    try:
+        with held_stop_signals():  # (a stop while it starts is acted on once it is known: below)
+            agent = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                     preexec_fn=functools.partial(end_with_parent, signal.SIGTERM))
+        return agent.wait()
+    except KeyboardInterrupt as exc:
+        if agent is not None:
+            _stop_agent(agent, signal.SIGTERM if getattr(exc, "signum", None) else signal.SIGINT)
+        raise
+
+
+def _stop_agent(agent: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to torchrun's agent and wait for it to exit. Further stops while it waits are
+    waited out (the agent is stopping its workers). An agent still running after
+    :data:`TORCHRUN_STOP_TIMEOUT_S` is killed (SIGKILL), and so are its workers' process groups
+    (Linux: the agent's children, found in ``/proc``), as the agent would have killed them."""
+    import time
+
+    if agent.poll() is not None:
+        return
+    log.info("stopping torchrun and its workers (%s)", signal.Signals(sig).name)
+    with contextlib.suppress(ProcessLookupError):
+        agent.send_signal(sig)
+    deadline = time.monotonic() + TORCHRUN_STOP_TIMEOUT_S
+    while True:
+        try:
+            agent.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except subprocess.TimeoutExpired:
+            break
+        except KeyboardInterrupt:  # (asked again: the agent is already stopping its workers)
+            log.info("still waiting for torchrun to stop its workers (at most %.0f s more)",
+                     max(0.0, deadline - time.monotonic()))
+    workers = _child_pids(agent.pid)
+    agent.kill()
+    agent.wait()
+    for pid in workers:  # (each torchrun worker leads a process group of its own: with its data loaders)
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(OSError):
+                kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        if not any(_running(pid) for pid in workers):
+            break
+        time.sleep(0.1)
+    log.warning("torchrun did not stop within %.0f s of %s; killed it and its %d worker(s)",
+                TORCHRUN_STOP_TIMEOUT_S, signal.Signals(sig).name, len(workers))
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; elsewhere none are found)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()  # (after the command name, which may hold spaces)
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2:].split()[:1] != ["Z"]
 
 
 @contextlib.contextmanager
