@@ -7,7 +7,9 @@
 * every ``--config`` value (and ``--lr``...) is checked: one line naming the file, the key, the
   value and what it takes; a file's ``stage`` must be the subcommand's;
 * ``--resume`` takes the run's recorded settings as defaults, refuses other model settings
-  before writing anything, names changed training settings, says when the run is complete;
+  before writing anything, names changed training settings, says when the run is complete; a
+  run an ``--overwrite`` killed before its first snapshot set aside is put back first, and its
+  settings (not the killed run's) are the ones resumed;
 * ``--gpus`` needs CUDA; a ``--data-root`` that does not exist is said so;
 * a stopped ``--gpus`` launch passes the stop to torchrun's agent and waits for it (and so for
   its workers) before it puts the previous run back (a fake agent and worker stand in).
@@ -320,6 +322,64 @@ def test_resume_of_another_stages_run_is_refused(tmp_path, body_dir, trained):
     assert one_error_line(r) == (f"error: {out} holds a `wbcap train body` run (says stage.json), not a finetune one; "
                                  "resume it with `wbcap train body --resume`\n")
     assert not trained
+
+
+def _killed_overwrite(out: Path, epochs_done: int = 2, **dead) -> dict[str, bytes]:
+    """A run (``epochs_done`` snapshots) that an --overwrite with the ``dead`` settings set aside in
+    .wbcap-previous/ and was killed before its first snapshot, after writing its stage.json;
+    the previous run's files."""
+    _recorded_run(out / ".wbcap-previous", epochs_done)
+    previous = _listing(out / ".wbcap-previous")
+    stage = json.loads(previous["stage.json"])
+    (out / "stage.json").write_text(json.dumps({**stage, **dead, "model": {**stage["model"], **dead.get("model", {})}}))
+    (out / "scalars.jsonl").write_text('{"step": 0}\n')
+    return previous
+
+
+@pytest.mark.parametrize("dead", [{"lr": 0.001, "batch_size": 4}, {"model": {"backbone_depth": 50}}],
+                         ids=["training settings", "model settings"])
+def test_resume_after_a_killed_overwrite_takes_the_put_back_runs_settings(tmp_path, body_dir, trained, dead):
+    """--overwrite --lr 1e-3 killed after its stage.json, before its first snapshot: --resume puts
+    the previous run back first and resumes it with its own settings (not the dead run's: no
+    warning of changed settings, no refusal of model settings nobody passed)."""
+    out = tmp_path / "r"
+    previous = _killed_overwrite(out, **dead)
+    r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    assert r.exit_code == 0, r.output
+    assert [line for line in r.output.splitlines() if line.startswith(("WARNING", "error"))] == [
+        f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside"], r.output
+    stage, run, listing = trained[-1]
+    assert run.resume and listing == previous  # (trained on the run put back)
+    assert (stage.lr, stage.batch_size, stage.model.backbone_depth) == (0.0001, 2, 18)
+
+
+def test_resuming_a_complete_run_after_a_killed_overwrite_puts_it_back_first(tmp_path, body_dir, trained):
+    out = tmp_path / "r"
+    previous = _killed_overwrite(out, 7, lr=0.001)
+    r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    assert r.exit_code == 0 and not trained, r.output
+    assert [line for line in r.output.splitlines() if line.strip()] == [
+        f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside",
+        f"WARNING  {out}: the run is already complete (snapshot_6.pth.tar: 7 of 7 epochs); nothing to train — raise "
+        "--epochs to train on", f"trained -> {out / 'snapshot_6.pth.tar'}"]
+    assert _listing(out) == previous
+
+
+def test_recorded_settings_are_read_from_a_set_aside_run_that_settling_puts_back(tmp_path):
+    """What another node (which does not settle the shared folder) reads before node 0 settles it."""
+    from wbcap.train.launch import _already_complete, recorded_stage
+
+    out = tmp_path / "r"
+    previous = _killed_overwrite(out, lr=0.001)
+    stage, source = recorded_stage(out, "body")
+    assert (stage.lr, source) == (0.0001, out / ".wbcap-previous" / "stage.json")
+    assert _already_complete(out, dataclasses.replace(stage, epochs=2))  # (its snapshot_1: 2 of 2 epochs)
+    assert _listing(out / ".wbcap-previous") == previous  # (read, not moved)
+    # the killed run wrote a snapshot: settling drops the set-aside run, so the new run's are read
+    (out / "stage.json").write_text(json.dumps({**json.loads(previous["stage.json"]), "lr": 0.001}))
+    (out / "snapshot_0.pth.tar").write_bytes(b"new")
+    stage, source = recorded_stage(out, "body")
+    assert (stage.lr, source) == (0.001, out / "stage.json")
 
 
 # --------------------------------------------------------------------------- 5, 6: --gpus, --data-root

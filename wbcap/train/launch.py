@@ -41,8 +41,10 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     the SMPL-X file, that ``out`` can be written and that it holds no previous run (unless
     ``resume`` or ``overwrite``: :func:`~wbcap.train.trainer.prepare_run_folder`). With
     ``resume`` the run's recorded settings are the defaults (:func:`recorded_stage`; then
-    ``config_file``, then ``overrides``): other model settings are refused, other training
-    settings are named in a warning, and a complete run is said so and not started. A run that
+    ``config_file``, then ``overrides``), read once a previous run that an ``overwrite`` killed
+    before its first snapshot had set aside is put back (node 0, holding ``out``): other model
+    settings are refused, other training settings are named in a warning, and a complete run is
+    said so and not started. A run that
     fails or is stopped before its first snapshot leaves ``out`` as it found it: removed when
     this call made it, else emptied of the run's files, with a previous run that ``overwrite``
     set aside put back. Without a ``num_workers`` override, the recipe's data-loading workers are
@@ -58,11 +60,15 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         latest_checkpoint,
         prepare_run_folder,
         restore_previous_run,
+        settled_run_folder,
         train,
     )
 
     folder = Path(out).expanduser()
     gpu_ids = _gpu_ids(gpus)
+    if resume and node_rank == 0 and folder.is_dir() and settled_run_folder(folder) != folder:
+        with hold_folder(folder):  # (the run an interrupted --overwrite set aside: back, before its settings are read)
+            prepare_run_folder(folder, resume=True, overwrite=False)
     recorded = recorded_stage(folder, stage) if resume else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
     if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():
@@ -136,12 +142,13 @@ def recorded_stage(folder: Path, stage: str):
     from wbcap.errors import CheckpointError
     from wbcap.model.checkpoint import load_checkpoint_file
     from wbcap.train.stages import STAGES, check_stage_values
-    from wbcap.train.trainer import STAGE_FILE, latest_checkpoint
+    from wbcap.train.trainer import STAGE_FILE, latest_checkpoint, settled_run_folder
 
     if not folder.is_dir():
         return None
+    run = settled_run_folder(folder)  # (a run an interrupted --overwrite set aside, which is put back)
     data, source = None, None
-    last = latest_checkpoint(folder)
+    last = latest_checkpoint(run)
     if last is not None:
         try:
             _, raw = load_checkpoint_file(last)
@@ -149,9 +156,9 @@ def recorded_stage(folder: Path, stage: str):
             raw = None
         if isinstance(raw, dict) and isinstance(raw.get("stage"), dict):
             data, source = raw["stage"], last
-    if data is None and (folder / STAGE_FILE).is_file():
+    if data is None and (run / STAGE_FILE).is_file():
         try:
-            data, source = json.loads((folder / STAGE_FILE).read_text(encoding="utf-8")), folder / STAGE_FILE
+            data, source = json.loads((run / STAGE_FILE).read_text(encoding="utf-8")), run / STAGE_FILE
         except (ValueError, UnicodeDecodeError, OSError):
             data = None
     if not isinstance(data, dict):
@@ -193,9 +200,9 @@ def _shown(value) -> str:
 
 def _already_complete(folder: Path, cfg) -> bool:
     """Whether the run's newest snapshot is of the last epoch (or later), said in a warning."""
-    from wbcap.train.trainer import latest_checkpoint
+    from wbcap.train.trainer import latest_checkpoint, settled_run_folder
 
-    last = latest_checkpoint(folder)
+    last = latest_checkpoint(settled_run_folder(folder))
     if last is None:
         return False
     done = int(last.name[len("snapshot_"):-len(".pth.tar")]) + 1

@@ -328,12 +328,22 @@ def restore_previous_run(out: Path) -> bool:
     return False
 
 
+def settled_run_folder(out: Path) -> Path:
+    """Where the run that ``out`` holds once settled (:func:`_settle_previous_run`) has its files
+    now: ``OUT/.wbcap-previous/`` when an ``overwrite`` killed before its first snapshot set a
+    previous run aside there (settling puts it back), else ``out``. What ``resume`` reads the
+    run's settings from before it holds the folder (on another node, before node 0 settles it)."""
+    previous = _previous_dir(out)
+    return previous if previous.is_dir() and latest_checkpoint(out) is None else out
+
+
 def _settle_previous_run(out: Path) -> None:
     """A previous run set aside by an ``overwrite`` that was killed (SIGKILL, a power cut) before
-    it could drop or restore it: dropped when the new run wrote a snapshot, else put back."""
+    it could drop or restore it: dropped when the new run wrote a snapshot, else put back
+    (:func:`settled_run_folder`). Call it holding the folder."""
     if not _previous_dir(out).is_dir():
         return
-    if latest_checkpoint(out) is not None:
+    if settled_run_folder(out) == out:
         discard_previous_run(out)
     else:
         restore_previous_run(out)
