@@ -304,9 +304,10 @@ def _previous_dir(out: Path) -> Path:
 def discard_previous_run(out: Path) -> None:
     """Delete the previous run that ``overwrite`` set aside in ``OUT/.wbcap-previous/``
     (:func:`prepare_run_folder`), if any: once the new run has written its first snapshot."""
-    previous = _previous_dir(out)
-    if previous.is_dir():
-        shutil.rmtree(previous, ignore_errors=True)
+    from wbcap.io.run_folder import discard_previous
+
+    if _previous_dir(out).is_dir():
+        discard_previous(out)
         log.info("removed the previous training run in %s (set aside until this run's first snapshot)", out)
 
 
