@@ -63,7 +63,15 @@ def test_the_fbx_script_and_the_launcher_ask_for_it(monkeypatch, tmp_path):
     assert blender_fbx.main([]) == 2  # (a usage error, after the request)
     assert calls == [()]
     started = []
-    monkeypatch.setattr(launch.subprocess, "call", lambda cmd, **kw: started.append(kw) or 0)
+
+    class Agent:  # (torchrun's agent, not started)
+        def __init__(self, cmd, **kw):
+            started.append(kw)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", Agent)
     launch._launch(load_stage("body", None), RunConfig(out=str(tmp_path)), ["0", "1"], nnodes=1, node_rank=0,
                    master_addr="127.0.0.1", master_port=29500, train=None)
     (kw,) = started
