@@ -289,8 +289,9 @@ def test_bad_options():
         run_bench(BenchOptions(config="small", checkpoint="x.pth", device="cpu"))
     result = CliRunner().invoke(bench, ["--config", "small", "--batch-sizes", "0"])
     assert result.exit_code == 2 and "batch sizes" in result.output
-    result = CliRunner().invoke(bench, ["--config", "small", "--frame-size", "big"])
-    assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
+    for size in ("big", "8x8", "100000x100000", "17000x16", "4097x16"):  # (the large ones: MemoryError / libx264)
+        result = CliRunner().invoke(bench, ["--config", "small", "--frame-size", size])
+        assert result.exit_code == 2 and "use WIDTHxHEIGHT, e.g. 320x240 (16 to 4096 each)" in result.output, size
     assert parse_precisions("fast, exact,fp32,fast") == ("fast", "exact")
     for bad in ("", ",", "int8", "exact,fp64"):
         with pytest.raises(ValueError):

@@ -35,13 +35,20 @@ def _precisions(ctx, param, value):
 
 
 def _frame_size(ctx, param, value):
+    """``WxH`` of the synthetic clip: 16 to 4096 pixels a side (a clip is made in memory and
+    encoded to H.264, whose encoder takes at most 16384 a side; 4096 is past any camera's frames
+    wbcap's network crops from, and keeps the clip's frames at most 50 MB each)."""
     try:
         w, h = (int(v) for v in value.lower().split("x"))
-        if w < 16 or h < 16:
+        if not (16 <= w <= MAX_FRAME_SIDE and 16 <= h <= MAX_FRAME_SIDE):
             raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use WIDTHxHEIGHT, e.g. 320x240 (>= 16 each)") from None
+        raise click.BadParameter(f"{value!r}: use WIDTHxHEIGHT, e.g. 320x240 (16 to {MAX_FRAME_SIDE} each)") from None
     return w, h
+
+
+#: The largest side of ``--frame-size`` (:func:`_frame_size`).
+MAX_FRAME_SIDE = 4096
 
 
 @click.command()
