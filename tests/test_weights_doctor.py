@@ -408,3 +408,25 @@ def test_a_copy_that_keeps_the_old_time_is_not_taken_for_the_imported_file(tmp_p
     found = installed(manifest()["yolox-nano"])
     assert found.changed and found.provenance("yolox-nano").startswith("CHANGED"), found
 
+
+
+def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path, monkeypatch, small_ckpt):
+    """WBCAP_WEIGHTS naming nothing: `wbcap run` refused it, while doctor said the checkpoint was
+    "not found in <that path> or <user data>" and `weights list|verify` used the user data
+    folder's files silently. All now give the run's reason."""
+    import shutil
+
+    from wbcap.doctor import checkpoint_check
+
+    weights_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(small_ckpt, weights_dir() / "snapshot_6.pth.tar")  # (found, were the variable not set)
+    missing = tmp_path / "missing_x"
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(missing))
+    said = f"WBCAP_WEIGHTS={missing}: no such file or folder"
+    check = checkpoint_check(manifest()["hand4whole"])
+    assert not check.ok and check.detail == said and check.fix.startswith("point it at the checkpoint"), check
+    for args in (("weights", "list"), ("weights", "verify")):
+        r = run(*args)
+        assert r.exit_code == 2 and r.output.startswith(f"error: {said}; point it at"), (args, r.output)
+    monkeypatch.delenv("WBCAP_WEIGHTS")
+    assert checkpoint_check(manifest()["hand4whole"]).ok and run("weights", "verify").exit_code == 0

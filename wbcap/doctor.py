@@ -61,12 +61,15 @@ def checkpoint_check(entry) -> Check:
     where wbcap looked and how to get it."""
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validate_weights_file
-    from wbcap.weights import find_checkpoint, installed, search_dirs
+    from wbcap.weights import ENV_WEIGHTS, find_checkpoint, installed, search_dirs
 
     name = f"checkpoint {entry.name}"
     try:
         path = find_checkpoint(name=entry.name)
-    except WbcapError:
+    except WbcapError as exc:
+        if str(exc).startswith(f"{ENV_WEIGHTS}="):  # (the reason a run gives: $WBCAP_WEIGHTS names nothing)
+            detail, _, fix = str(exc).partition("; ")
+            return Check(name, False, detail, fix, optional=not entry.default)
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
             f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",

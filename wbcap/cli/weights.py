@@ -16,8 +16,9 @@ def list_cmd():
     """Show every known weights file (checkpoints and person detectors), where it is expected and
     whether it is present: the size of the file present and whether it is the official one.
     The list is printed with `wbcap -q` too (it is what the command is for)."""
-    from wbcap.weights import default_entry, installed, manifest, search_dirs
+    from wbcap.weights import check_weights_env, default_entry, installed, manifest, search_dirs
 
+    check_weights_env()
     for e in manifest().values():
         present = installed(e)
         how = f"`wbcap weights fetch {e.name}`" if e.url else f"`wbcap weights import {e.name} FILE`"
@@ -109,8 +110,9 @@ def verify_cmd():
     """Check the sha256 of every present weights file (checkpoints and person detectors) against
     the hash recorded at import or download, else the published one; exit status 1 on a mismatch.
     The report is printed with `wbcap -q` too (it is what the command is for)."""
-    from wbcap.weights import verify
+    from wbcap.weights import check_weights_env, verify
 
+    check_weights_env()
     bad = False
     for r in verify():
         click.echo(f"{r.name:18s} {r.status:10s} {r.path or '-'}  {r.detail}")

@@ -109,6 +109,21 @@ def search_dirs() -> list[Path]:
     return [d for d in search_folders(None, ENV_WEIGHTS, weights_dir()) if not d.is_file()]
 
 
+def check_weights_env() -> None:
+    """Refuse a ``$WBCAP_WEIGHTS`` that names nothing: loading the network, ``wbcap doctor`` and
+    ``wbcap weights list|verify`` all refuse it alike, rather than silently using (or listing) the
+    files found elsewhere.
+
+    Raises:
+        CheckpointError: one line naming the variable, its value and the fix.
+    """
+    env = env_path(ENV_WEIGHTS)
+    if env is not None and not env.exists():
+        raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file or folder; point it at the "
+                              "checkpoint or the folder that holds it, or unset it (`wbcap weights list` shows where "
+                              "wbcap looks otherwise)")
+
+
 def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> Path:
     """The checkpoint to use: ``path`` when given, else the file of manifest entry ``name``
     (default: the default checkpoint) that :func:`find_weights_file` finds; raise
@@ -120,11 +135,7 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing file to {setting('checkpoint')} "
                               "(`wbcap weights list` shows where wbcap looks)")
     item = manifest()[name] if name else default_entry()
-    env = env_path(ENV_WEIGHTS)
-    if env is not None and not env.exists():  # (not silently another checkpoint; a folder is searched below)
-        raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file or folder; point it at the "
-                              "checkpoint or the folder that holds it, or unset it (`wbcap weights list` shows where "
-                              "wbcap looks otherwise)")
+    check_weights_env()
     found = find_weights_file(item)
     if found is not None:
         return found
