@@ -246,3 +246,15 @@ def test_frames_too_large_for_render_mp4_are_refused_before_any_work(tmp_path, m
     with pytest.raises(InputError, match="at most 16384 pixels a side"):
         VideoWriter(tmp_path / "x.mp4", MAX_SIDE + 1, 16, 10)
     VideoWriter(tmp_path / "y.mp4", MAX_SIDE, 16, 10).abort()
+
+
+def test_a_box_with_a_one_pixel_side_is_said_to_be_too_small(tmp_path, micro_ckpt, body_dir):
+    """A given box 1 pixel wide was called "outside the image" while it lay inside it."""
+    from test_cli_image import write_rgb
+
+    img = write_rgb(tmp_path / "pic.png", person_image(160, 120, seed=1))
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--bbox", "10,10,1,100",
+                                 "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    assert ("box 10,10,1,100 (x,y,w,h) lies outside the 160x120 image or has a side under 2 pixels there"
+            in r.output), r.output

@@ -489,11 +489,12 @@ class Pipeline:
         box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
         if skipped and not jobs and strict:
             raise NoPersonError(
-                f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or is empty; "
+                f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or has a side under 2 pixels there; "
                 f"pass a box inside the image or {setting('full_image', api=_FULL_IMAGE)}"
             )
         if skipped:
-            log.warning("%s: skipped box(es) outside the %dx%d image: %s", source, w, h, box_text)
+            log.warning("%s: skipped box(es) outside the %dx%d image or with a side under 2 pixels there: %s",
+                        source, w, h, box_text)
         return jobs
 
     def regress(self, jobs: Sequence[CropJob], first_index: int = 0, *, mesh: bool = True) -> list[Person]:
