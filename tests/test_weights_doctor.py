@@ -430,3 +430,40 @@ def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path,
         assert r.exit_code == 2 and r.output.startswith(f"error: {said}; point it at"), (args, r.output)
     monkeypatch.delenv("WBCAP_WEIGHTS")
     assert checkpoint_check(manifest()["hand4whole"]).ok and run("weights", "verify").exit_code == 0
+
+
+def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeypatch):
+    """`weights import` into a read-only weights folder said "choose another output folder" (it
+    has no such option) and `weights fetch` "free disk space": both now name the folder and what
+    fixes it, before hashing or downloading anything."""
+    import errno
+    import tempfile
+
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    weights_dir().mkdir(parents=True, exist_ok=True)
+    real = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == weights_dir():
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    said = (f"error: {weights_dir()}: wbcap's weights folder cannot be written (Read-only file system); fix its "
+            "permissions, or set WBCAP_HOME to a writable folder")
+    r = run("weights", "import", "yolox-nano", model)
+    assert r.exit_code == 2 and r.output.startswith(said), r.output
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "yolox_m.onnx").write_bytes(b"garbage" * 100)
+    monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", mirror.as_uri())
+    r = run("weights", "fetch", "yolox-m")
+    assert r.exit_code == 2 and said in r.output, r.output
+    assert list(weights_dir().iterdir()) == []
+    monkeypatch.setattr(tempfile, "mkstemp", real)
+    r = run("weights", "fetch", "yolox-m")  # (the folder writable again: a garbage download is named by its URL)
+    line = next(x for x in r.output.splitlines() if x.startswith("error:"))
+    assert r.exit_code != 0 and f"{(mirror / 'yolox_m.onnx').as_uri()} (downloaded): cannot load" in line, line
+    assert ".tmp-" not in line and list(weights_dir().iterdir()) == []

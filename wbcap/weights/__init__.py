@@ -24,8 +24,9 @@ from pathlib import Path
 
 import tomllib
 
-from wbcap.errors import CheckpointError, InputError, setting
+from wbcap.errors import CheckpointError, InputError, WbcapError, setting
 from wbcap.paths import (
+    ENV_HOME,
     ENV_MIRROR,
     ENV_OFFLINE,
     ENV_WEIGHTS,
@@ -194,6 +195,7 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
     source = Path(source).expanduser()
     if not source.is_file():
         raise InputError(f"{source}: no such file")
+    _check_weights_folder()
     digest = sha256_file(source)
     summary = validate(source)
     official = (digest == item.sha256.lower()) if item.sha256 else None
@@ -205,6 +207,24 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
         shutil.copyfile(source, tmp)
     _write_record(dest, digest)
     return ImportResult(name, dest, digest, summary, official)
+
+
+def _check_weights_folder() -> None:
+    """Refuse, before any work, a user weights folder that cannot take a new file (read-only,
+    no permission, immutable), naming what fixes it (there is no output option to change).
+
+    Raises:
+        InputError: one line naming the folder.
+    """
+    from wbcap.atomic import check_writable_destination
+
+    folder = weights_dir()
+    try:
+        check_writable_destination(folder)
+    except InputError as exc:
+        reason = str(exc).rpartition(" (")[2].partition(")")[0] or "read-only or no permission"
+        raise InputError(f"{folder}: wbcap's weights folder cannot be written ({reason}); fix its permissions, or "
+                         f"set {ENV_HOME} to a writable folder (weights go in $WBCAP_HOME/weights)") from None
 
 
 def _write_record(dest: Path, digest: str) -> None:
@@ -240,13 +260,21 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
         raise InputError(f"{name} cannot be downloaded by wbcap ({item.licence}); download {item.file} from "
                          f"{item.source} and run `wbcap weights import {name} FILE`")
     dest = weights_dir() / item.file
+    _check_weights_folder()
     url = download_url(item.file, item.url)
     if offline_from_env() and not url.startswith("file:"):  # (a mirror folder on a shared drive is no download)
         raise InputError(f"{name}: {ENV_OFFLINE} is set, so nothing is downloaded; unset it, set {ENV_MIRROR} to a "
                          f"file:// folder holding {item.file}, or `wbcap weights import {name} FILE`")
     summaries: list[str] = []
+
+    def check(tmp: Path) -> None:  # (its errors name what was downloaded, not the temporary file it is in)
+        try:
+            summaries.append(validate(tmp))
+        except WbcapError as exc:
+            raise type(exc)(str(exc).replace(str(tmp), f"{url} (downloaded)")) from None
+
     digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
-                      timeout=timeout, check=lambda tmp: summaries.append(validate(tmp)))
+                      timeout=timeout, check=check)
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
