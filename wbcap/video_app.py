@@ -54,6 +54,7 @@ from wbcap.io.run_folder import (
     TypedPath,
     absolute_path,
     discard_previous,
+    file_identity,
     fingerprint,
     hold_folder,
     missing_body_model,
@@ -185,6 +186,21 @@ def _body_model_file(pipeline) -> str | None:
     records it (:data:`wbcap.io.run_folder.BODY_MODEL_FILE`); None for one not built from files."""
     source = getattr(pipeline, "source", None)
     return None if source is None else absolute_path(str(source.body_model))
+
+
+def _files(job: VideoJob, pipeline) -> dict[str, dict | None]:
+    """:func:`wbcap.io.run_folder.file_identity` of each file pass 1 reads, by role (as
+    :data:`wbcap.io.run_folder.FILE_IDENTITY` records them): the checkpoint loaded (also one found
+    without ``--checkpoint``), the SMPL-X model file, ``--detector-model`` and the file of
+    ``--detector boxes:FILE`` / ``yolox:FILE``; None where there is none (random weights, a
+    pipeline not built from files, a detector by name)."""
+    source = getattr(pipeline, "source", None)
+    checkpoint = getattr(source, "checkpoint", None) if getattr(source, "weights", None) == "checkpoint" else None
+    detector = _detector_file(job.detector)
+    return {"checkpoint": file_identity(checkpoint),
+            "body_model_file": file_identity(_body_model_file(pipeline)),
+            "detector_model": file_identity(job.detector_model),
+            "detector": file_identity(detector[1] if detector is not None else None)}
 
 
 def _load_pipeline(job: VideoJob, out: Path):
@@ -441,7 +457,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
-                           typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline))
+                           typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
+                           files=_files(job, pipeline))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
@@ -473,12 +490,13 @@ def resumable(job: VideoJob) -> bool:
     """Whether ``job.out`` holds frames that ``job`` with ``resume`` would continue: a ``raw.jsonl``
     with a complete record and a ``run.json`` of ``job``'s settings (after a run stopped before
     its first frames, OUT holds what it held before: nothing, or a previous run, maybe of other settings)."""
-    from wbcap.io.run_folder import BODY_MODEL_FILE, read_run_file
+    from wbcap.io.run_folder import BODY_MODEL_FILE, FILE_IDENTITY, read_run_file
 
     out = Path(job.out).expanduser()
     try:
         run = read_run_file(out)
-        return (run is not None and {k: v for k, v in run.items() if k != BODY_MODEL_FILE} == _fingerprint(job)
+        return (run is not None
+                and {k: v for k, v in run.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)} == _fingerprint(job)
                 and any(read_raw(raw_path(out))))
     except (InputError, OSError, ValueError):
         return False

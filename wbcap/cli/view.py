@@ -29,17 +29,27 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
     tracks and their per-frame parameters. Serves the page on 127.0.0.1 until Ctrl-C (nothing leaves
     this machine), or writes it with --html and prints its path (not with `wbcap -q`; the address
     of a served page is always printed)."""
+    import contextlib
+    from pathlib import Path
+
+    from wbcap.io.run_folder import reading_folder
     from wbcap.view.site import ViewJob, serve_view, write_html
 
     job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)
+    # The page is built holding OUT shared: refused while a `wbcap run` or `wbcap export` writes it (pass 2
+    # removes render.mp4 and rewrites the GLBs: a page of missing and mixed files), and none starts meanwhile.
+    reading = reading_folder(Path(out).expanduser(), then="view it again")
     if html:
-        page = write_html(job)
+        with reading:
+            page = write_html(job)
         if not is_quiet(ctx):
             echo_result(str(page))
         return
     from wbcap.stop_signals import stop_as_ctrl_c
 
-    with stop_as_ctrl_c(), serve_view(job) as server:  # (its temporary folder goes when the block ends)
+    with stop_as_ctrl_c(), contextlib.ExitStack() as serving:
+        with reading:  # (released once built: a served page keeps no later `wbcap run --resume` out)
+            server = serving.enter_context(serve_view(job))  # (its temporary folder goes when the block ends)
         try:
             click.echo(f"wbcap view: {server.url}  (Ctrl-C to stop)")
             check_stdout()  # (the address unwritten: stop now, not at Ctrl-C)

@@ -29,7 +29,6 @@ a line whose values are missing, of another length, not finite, repeated or out 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ def export_run(job: ExportJob) -> list[Path]:
             one line naming the file and the fix); all before any file is written.
     """
     from wbcap.atomic import check_writable_destination
-    from wbcap.io.run_folder import hold_folder
+    from wbcap.io.run_folder import hold_folder, reading_folder
 
     if not job.export.formats:  # `--format none`, "" or ",": nothing would be written
         raise InputError(f"{setting('formats', api='export.formats')}: no format to write; "
@@ -108,10 +107,11 @@ def export_run(job: ExportJob) -> list[Path]:
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
     dest = Path(job.dest).expanduser() if job.dest else run
     in_place = dest.exists() and dest.resolve() == run.resolve()
-    if not in_place:
-        _refuse_other_run(dest)
-    check_writable_destination(dest)
-    with hold_folder(run) if in_place else contextlib.nullcontext():  # (not while a run writes it)
+    # Not while a run (or an export in place) writes RUN: its pass 2 removes and rewrites the files read here.
+    with hold_folder(run) if in_place else reading_folder(run, then="export it again"):
+        if not in_place:
+            _refuse_other_run(dest)
+        check_writable_destination(dest)
         return _export_into(job, run, dest, in_place)
 
 

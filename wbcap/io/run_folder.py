@@ -3,8 +3,9 @@ match, and making it ready for a run.
 
 Layout::
 
-    OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`) and the
-                              SMPL-X model file it used (:data:`BODY_MODEL_FILE`)
+    OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`), the
+                              SMPL-X model file it used (:data:`BODY_MODEL_FILE`) and the size and
+                              mtime of each file it read (:data:`FILE_IDENTITY`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
                               --world also the planted feet)
@@ -36,8 +37,10 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from stat import S_ISREG
 
 from wbcap.errors import InputError, setting
 from wbcap.io.frame_times import MAX_FPS
@@ -61,6 +64,16 @@ MESHES_DIR = "meshes"
 #: makes it: for ``wbcap export`` and ``wbcap view`` (:func:`recorded_body_models`). It records,
 #: it does not ask: not one of the settings a resumed run must match (:func:`prepare_output`).
 BODY_MODEL_FILE = "body_model_file"
+#: The key of ``run.json`` recording what each file pass 1 read was when the run began
+#: (:func:`file_identity`, by role: ``checkpoint``, ``body_model_file``, ``detector_model``,
+#: ``detector`` for the file of ``boxes:FILE``/``yolox:FILE``): a ``--resume`` whose file at the
+#: same path has another size or mtime is refused (:func:`prepare_output`), as one of another
+#: source is. Like :data:`BODY_MODEL_FILE`, not one of the settings compared key by key; a run
+#: recorded without it (an older wbcap) resumes unchecked and gains it.
+FILE_IDENTITY = "file_identity"
+#: What the roles of :data:`FILE_IDENTITY` are called in messages.
+_FILE_ROLES = {"checkpoint": "--checkpoint", "body_model_file": "SMPL-X model", "detector_model": "--detector-model",
+               "detector": "--detector"}
 
 
 def raw_path(out: Path) -> Path:
@@ -81,6 +94,58 @@ def fingerprint(source: str, settings: dict) -> dict:
         **settings,
     }
     return json.loads(json.dumps(fp))
+
+
+def file_identity(path: str | os.PathLike | None) -> dict | None:
+    """What :data:`FILE_IDENTITY` records of a file: ``path`` (absolute, :func:`absolute_path`),
+    ``size`` (bytes) and ``mtime`` (whole seconds), as :func:`fingerprint` records the source.
+    Not the ctime nor the inode: a file put back from a copy (``cp -p``, ``rsync -a``, a backup)
+    keeps its size and mtime but gets a new ctime and inode, and is the same file for a resumed
+    run. None for None or what is not a file."""
+    if path is None:
+        return None
+    try:
+        st = Path(path).expanduser().stat()
+    except (OSError, ValueError):
+        return None
+    if not S_ISREG(st.st_mode):
+        return None
+    return {"path": absolute_path(str(path)), "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def _when(mtime: object) -> str:
+    """An mtime of :func:`file_identity` as local time, for a message."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return json.dumps(mtime)[:30]
+
+
+def _check_same_files(out: Path, recorded: object, now: dict | None) -> None:
+    """Refuse a ``--resume`` whose files (``now``: :func:`file_identity` by role) are not the ones
+    the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`): another size or mtime at the same
+    path, e.g. a checkpoint replaced by another network's (its results would be mixed with the
+    first network's). Roles either side lacks are not checked (a run of an older wbcap records none).
+
+    Raises:
+        InputError: one line naming the file, what changed and the fix.
+    """
+    if not isinstance(recorded, dict) or not now:
+        return
+    for role, new in now.items():
+        old = recorded.get(role)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        changed = []
+        if old.get("size") != new["size"]:
+            changed.append(f"size {old.get('size')} -> {new['size']} bytes")
+        if old.get("mtime") != new["mtime"]:
+            changed.append(f"modified {_when(old.get('mtime'))} -> {_when(new['mtime'])}")
+        if changed:
+            raise InputError(
+                f"{new['path']}: the {_FILE_ROLES.get(role, role)} file changed since the run in {out} began "
+                f"({', '.join(changed)}); a run continues only with the files it began with: put back the file "
+                f"it was made with, or start over with {setting('overwrite', api='overwrite=True')}")
 
 
 def _our_outputs(out: Path) -> list[Path]:
@@ -341,6 +406,27 @@ def read_meta(out: Path) -> dict | None:
     return meta
 
 
+def _lock(fd: int, out: Path, shared: bool, fix: str) -> None:
+    """``flock`` ``fd`` (OUT opened), exclusive or ``shared``, without waiting.
+
+    Raises:
+        InputError: another process holds OUT in a way that excludes this lock (``fix``: the
+            end of the message).
+    """
+    try:
+        import fcntl
+    except ImportError:  # (no flock on this platform)
+        return
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = "one still writing it" if shared else "one still writing or reading it"  # (readers: shared)
+        raise InputError(f"{out} is in use by another wbcap process ({holder}); wait for it to finish{fix}") from None
+    except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
+        log.warning("%s: cannot lock the folder (%s), so another wbcap process writing it at the same time "
+                    "would not be noticed", out, exc.strerror or exc)
+
+
 @contextlib.contextmanager
 def hold_folder(out: Path) -> Iterator[Path]:
     """Keep other wbcap processes out of OUT while this block writes it.
@@ -349,9 +435,10 @@ def hold_folder(out: Path) -> Iterator[Path]:
     ``--overwrite`` deleting ``.wbcap/`` cannot hand out a second lock, and nothing is left
     behind): the kernel releases it when the block ends or the process dies, also when it is
     killed. Two ``wbcap run`` on one folder interleaved their frames in ``raw.jsonl`` before.
-    Creates OUT (and its parents) when missing. Where the platform has no ``flock``, or the file
-    system refuses it on a folder (NFS, some cluster file systems), nothing is locked (with a
-    warning in the second case).
+    Processes that only read OUT take it shared (:func:`reading_folder`), so neither waits for
+    the other. Creates OUT (and its parents) when missing. Where the platform has no ``flock``, or
+    the file system refuses it on a folder (NFS, some cluster file systems), nothing is locked
+    (with a warning in the second case).
 
     Raises:
         InputError: OUT is a file, cannot be created, or another process holds it.
@@ -366,22 +453,37 @@ def hold_folder(out: Path) -> Iterator[Path]:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
                          f"choose another {other_out} folder") from None
     try:
-        try:
-            import fcntl
-        except ImportError:  # (no flock on this platform)
-            fcntl = None
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(f"{out} is in use by another wbcap process (one still writing it); wait for it "
-                                 "to finish or choose another folder") from None
-            except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
-                log.warning("%s: cannot lock the folder (%s), so another wbcap process writing it at the same time "
-                            "would not be noticed", out, exc.strerror or exc)
+        _lock(fd, out, False, " or choose another folder")
         yield out
     finally:
         os.close(fd)  # (releases the lock)
+
+
+@contextlib.contextmanager
+def reading_folder(out: Path, then: str) -> Iterator[Path]:
+    """Read OUT (``wbcap view``, ``wbcap export --dest``) while no wbcap process writes it.
+
+    A shared ``flock`` on the folder (see :func:`hold_folder`) for the block: a run or an export
+    in place holding OUT (its pass 2 removes and rewrites the outputs, so the files read would
+    be a mix of two, or missing) refuses this one, and none can start in the block; readers
+    share it. Release it before a long wait (a served page): a later ``wbcap run --resume`` on
+    OUT must not be refused for it. OUT that is no folder or cannot be opened is not locked
+    (what reads it says what is wrong); nor where ``flock`` is missing or refused (a warning).
+
+    Raises:
+        InputError: another wbcap process holds OUT (one line; ``then``: what to do once it
+            has finished, e.g. "view it again").
+    """
+    try:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield out
+        return
+    try:
+        _lock(fd, out, True, f", then {then}")
+        yield out
+    finally:
+        os.close(fd)
 
 
 def replace_previous(out: Path, existing: list[Path], ours: list[Path], example: Path, *, what: str,
@@ -478,7 +580,8 @@ def _settle_previous(out: Path) -> None:
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
-                   typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None) -> Path:
+                   typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
+                   files: dict[str, dict | None] | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -490,8 +593,11 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     holds it as :func:`absolute_path` makes it), which must name the same file or folder (:func:`same_path`:
     a run recorded before paths were absolute holds them as typed). ``body.path`` (how the model
     was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
-    recorded. ``run.json`` is then rewritten with ``fp``'s absolute paths and ``body_model_file``
-    (None: the one it recorded is kept).
+    recorded. ``files`` (:func:`file_identity` of each file pass 1 reads, by role; None values
+    skipped) is recorded under :data:`FILE_IDENTITY`; with ``resume`` each must be what the run
+    recorded (:func:`_check_same_files`: a file replaced at the same path is refused). ``run.json``
+    is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
+    ones it recorded are kept).
     ``overwrite`` touches only what a wbcap run wrote, and keeps it aside in
     ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`) until the new run has its first frames: the
     caller then calls :func:`discard_previous`, or :func:`restore_previous` when the run ends
@@ -500,7 +606,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     """
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
-    record = {**fp, BODY_MODEL_FILE: body_model_file} if body_model_file is not None else fp
+    files = {role: ident for role, ident in (files or {}).items() if ident is not None}
+    record = _record(fp, body_model_file, files)
     _settle_previous(out)
     existing = list(out.iterdir())
     if existing:
@@ -510,7 +617,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             previous = read_run_file(out)
             if previous is None:
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
-            settings = {k: v for k, v in previous.items() if k != BODY_MODEL_FILE}
+            settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
             matched = _as_given(settings, fp, typed_paths or {})
             body, now = matched.get("body"), fp.get("body")
             if (isinstance(body, dict) and isinstance(now, dict) and "path" in body
@@ -523,8 +630,11 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                     "with")
                 raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}){changed}; "
                                  f"use {overwrite_} to start over")
-            if body_model_file is None and BODY_MODEL_FILE in previous:  # (a pipeline not built from files)
-                record = {**fp, BODY_MODEL_FILE: previous[BODY_MODEL_FILE]}
+            _check_same_files(out, previous.get(FILE_IDENTITY), files)
+            recorded_files = previous.get(FILE_IDENTITY)
+            # (a pipeline not built from files: what the run recorded is kept)
+            record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
+                             {**(recorded_files if isinstance(recorded_files, dict) else {}), **files})
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
@@ -541,6 +651,13 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
 
     atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
     return out
+
+
+def _record(fp: dict, body_model_file: object, files: dict) -> dict:
+    """``run.json``: the settings ``fp``, the SMPL-X model file (:data:`BODY_MODEL_FILE`) and the
+    files' identities (:data:`FILE_IDENTITY`), each of the last two when there is one."""
+    return {**fp, **({BODY_MODEL_FILE: body_model_file} if body_model_file is not None else {}),
+            **({FILE_IDENTITY: files} if files else {})}
 
 
 def remove_outputs(out: Path) -> None:

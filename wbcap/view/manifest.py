@@ -117,13 +117,26 @@ def read_output(out: Path) -> SiteContent:
     """The viewer content of ``out``, a ``wbcap run`` folder (holds ``params.jsonl``) or a
     ``wbcap image`` folder (holds ``<name>/person_<k>/smplx_param.json``).
 
+    A run folder another wbcap process writes (a ``wbcap run`` in pass 2, ``wbcap export`` in
+    place: :func:`wbcap.io.run_folder.hold_folder`) is refused; it is read holding it shared
+    (:func:`wbcap.io.run_folder.reading_folder`).
+
     Raises:
-        InputError: ``out`` is neither (or is damaged), naming the folder or file and the fix.
+        InputError: ``out`` is neither (or is damaged), naming the folder or file and the fix; or
+            another wbcap process writes it.
     """
-    from wbcap.io.run_folder import PARAMS_FILE
+    from wbcap.io.run_folder import reading_folder
 
     if not out.is_dir():
         raise InputError(f"{out}: no such folder; pass the -o folder of a finished `wbcap run` or `wbcap image`")
+    with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
+        return _output_content(out)
+
+
+def _output_content(out: Path) -> SiteContent:
+    """:func:`read_output` of the folder ``out`` (held)."""
+    from wbcap.io.run_folder import PARAMS_FILE
+
     if (out / PARAMS_FILE).is_file():
         return _video_content(out)
     people = sorted(p for p in out.rglob("smplx_param.json") if _PERSON_DIR.fullmatch(p.parent.name))
