@@ -424,7 +424,8 @@ def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path,
     monkeypatch.setenv("WBCAP_WEIGHTS", str(missing))
     said = f"WBCAP_WEIGHTS={missing}: no such file or folder"
     check = checkpoint_check(manifest()["hand4whole"])
-    assert not check.ok and check.detail == said and check.fix.startswith("point it at the checkpoint"), check
+    assert not check.ok and check.detail.startswith(said + "; point it at the checkpoint"), check
+    assert check.fix == "point WBCAP_WEIGHTS at the checkpoint or its folder, or unset it", check
     for args in (("weights", "list"), ("weights", "verify")):
         r = run(*args)
         assert r.exit_code == 2 and r.output.startswith(f"error: {said}; point it at"), (args, r.output)
@@ -451,8 +452,8 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    said = (f"error: {weights_dir()}: wbcap's weights folder cannot be written (Read-only file system); fix its "
-            "permissions, or set WBCAP_HOME to a writable folder")
+    said = (f"error: wbcap's weights folder cannot be made or written ({weights_dir()}: cannot write in this folder "
+            "(Read-only file system)); fix that, or set WBCAP_HOME to a writable folder")
     r = run("weights", "import", "yolox-nano", model)
     assert r.exit_code == 2 and r.output.startswith(said), r.output
     mirror = tmp_path / "mirror"
@@ -462,6 +463,12 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
     r = run("weights", "fetch", "yolox-m")
     assert r.exit_code == 2 and said in r.output, r.output
     assert list(weights_dir().iterdir()) == []
+    # `--detector auto` fetching on first use falls back (to HOG) instead of stopping the run
+    from wbcap.weights import auto_fetch
+
+    monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", mirror.as_uri())
+    (mirror / "yolox_nano.onnx").write_bytes(model.read_bytes())
+    assert auto_fetch("yolox-nano", offline=False, validate=lambda p: "ok") is None
     monkeypatch.setattr(tempfile, "mkstemp", real)
     r = run("weights", "fetch", "yolox-m")  # (the folder writable again: a garbage download is named by its URL)
     line = next(x for x in r.output.splitlines() if x.startswith("error:"))

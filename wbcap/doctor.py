@@ -61,15 +61,17 @@ def checkpoint_check(entry) -> Check:
     where wbcap looked and how to get it."""
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validate_weights_file
-    from wbcap.weights import ENV_WEIGHTS, find_checkpoint, installed, search_dirs
+    from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, search_dirs
 
     name = f"checkpoint {entry.name}"
     try:
+        check_weights_env()
+    except WbcapError as exc:  # (the reason a run gives: $WBCAP_WEIGHTS names nothing)
+        return Check(name, False, str(exc), f"point {ENV_WEIGHTS} at the checkpoint or its folder, or unset it",
+                     optional=not entry.default)
+    try:
         path = find_checkpoint(name=entry.name)
-    except WbcapError as exc:
-        if str(exc).startswith(f"{ENV_WEIGHTS}="):  # (the reason a run gives: $WBCAP_WEIGHTS names nothing)
-            detail, _, fix = str(exc).partition("; ")
-            return Check(name, False, detail, fix, optional=not entry.default)
+    except WbcapError:
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
             f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",

@@ -221,10 +221,10 @@ def _check_weights_folder() -> None:
     folder = weights_dir()
     try:
         check_writable_destination(folder)
-    except InputError as exc:
-        reason = str(exc).rpartition(" (")[2].partition(")")[0] or "read-only or no permission"
-        raise InputError(f"{folder}: wbcap's weights folder cannot be written ({reason}); fix its permissions, or "
-                         f"set {ENV_HOME} to a writable folder (weights go in $WBCAP_HOME/weights)") from None
+    except InputError as exc:  # (its own advice, another output folder, is no option here)
+        reason = str(exc).removesuffix("; choose another output folder")
+        raise InputError(f"wbcap's weights folder cannot be made or written ({reason}); fix that, or set {ENV_HOME} "
+                         "to a writable folder (weights go in $WBCAP_HOME/weights)") from None
 
 
 def _write_record(dest: Path, digest: str) -> None:
@@ -294,11 +294,17 @@ def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     warning naming the command that fixes it. Returns None when the file is still absent.
     """
     item = entry(name)
+    check_weights_env()
     found = find_weights_file(item)
     if found is not None or offline or offline_from_env() or not item.url:
         return found
     from wbcap.weights.download import DownloadError
     dest = weights_dir() / item.file
+    try:
+        _check_weights_folder()
+    except InputError as exc:  # (nowhere to keep it: the caller falls back, as without a download)
+        log.warning("%s: not downloaded: %s", name, exc)
+        return None
     marker = _failure_marker(dest)
     try:
         if time.time() - marker.stat().st_mtime < AUTO_RETRY_SECONDS:
