@@ -32,6 +32,7 @@ previous run back when the new one has no frame yet, else drops it (:func:`_sett
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -72,8 +73,10 @@ BODY_MODEL_FILE = "body_model_file"
 #: recorded without it (an older wbcap) resumes unchecked and gains it.
 FILE_IDENTITY = "file_identity"
 #: What the roles of :data:`FILE_IDENTITY` are called in messages.
-_FILE_ROLES = {"checkpoint": "--checkpoint", "body_model_file": "SMPL-X model", "detector_model": "--detector-model",
+_FILE_ROLES = {"checkpoint": "checkpoint", "body_model_file": "SMPL-X model", "detector_model": "detector model",
                "detector": "--detector"}
+#: :func:`file_identity`'s content sample: this many pieces of this many bytes, evenly spread.
+_SAMPLE_PIECES, _SAMPLE_BYTES = 16, 1 << 16
 
 
 def raw_path(out: Path) -> Path:
@@ -98,19 +101,28 @@ def fingerprint(source: str, settings: dict) -> dict:
 
 def file_identity(path: str | os.PathLike | None) -> dict | None:
     """What :data:`FILE_IDENTITY` records of a file: ``path`` (absolute, :func:`absolute_path`),
-    ``size`` (bytes) and ``mtime`` (whole seconds), as :func:`fingerprint` records the source.
-    Not the ctime nor the inode: a file put back from a copy (``cp -p``, ``rsync -a``, a backup)
-    keeps its size and mtime but gets a new ctime and inode, and is the same file for a resumed
-    run. None for None or what is not a file."""
+    ``size`` (bytes), ``mtime`` (whole seconds) and ``sample``, the sha256 of 16 pieces of 64 kB
+    spread evenly over it (1 MB read whatever its size: two checkpoints of one network differ
+    in every piece of tensor data, while a ``touch``, a re-import or a copy of the same file
+    leaves them). Not the ctime nor the inode, which every copy changes. None for None or what
+    is not a readable file."""
     if path is None:
         return None
+    p = Path(path).expanduser()
     try:
-        st = Path(path).expanduser().stat()
+        st = p.stat()
+        if not S_ISREG(st.st_mode):
+            return None
+        sample = hashlib.sha256()
+        with p.open("rb") as f:
+            last = max(0, st.st_size - _SAMPLE_BYTES)
+            for i in range(_SAMPLE_PIECES):
+                f.seek(last * i // (_SAMPLE_PIECES - 1))
+                sample.update(f.read(_SAMPLE_BYTES))
     except (OSError, ValueError):
         return None
-    if not S_ISREG(st.st_mode):
-        return None
-    return {"path": absolute_path(str(path)), "size": st.st_size, "mtime": int(st.st_mtime)}
+    return {"path": absolute_path(str(path)), "size": st.st_size, "mtime": int(st.st_mtime),
+            "sample": sample.hexdigest()}
 
 
 def _when(mtime: object) -> str:
@@ -123,12 +135,14 @@ def _when(mtime: object) -> str:
 
 def _check_same_files(out: Path, recorded: object, now: dict | None) -> None:
     """Refuse a ``--resume`` whose files (``now``: :func:`file_identity` by role) are not the ones
-    the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`): another size or mtime at the same
-    path, e.g. a checkpoint replaced by another network's (its results would be mixed with the
-    first network's). Roles either side lacks are not checked (a run of an older wbcap records none).
+    the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`), e.g. a checkpoint replaced by another
+    network's (its results would be mixed with the first network's). A file is the same when its
+    size is and either its path and mtime are or its content sample is (a ``touch``, a
+    re-import, a copy elsewhere). Roles either side lacks are not checked (a run of an older
+    wbcap records none; one recorded without ``sample`` is compared by path and mtime).
 
     Raises:
-        InputError: one line naming the file, what changed and the fix.
+        InputError: one line naming the file(s), what changed and the fix.
     """
     if not isinstance(recorded, dict) or not now:
         return
@@ -136,16 +150,19 @@ def _check_same_files(out: Path, recorded: object, now: dict | None) -> None:
         old = recorded.get(role)
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue
-        changed = []
-        if old.get("size") != new["size"]:
-            changed.append(f"size {old.get('size')} -> {new['size']} bytes")
-        if old.get("mtime") != new["mtime"]:
-            changed.append(f"modified {_when(old.get('mtime'))} -> {_when(new['mtime'])}")
-        if changed:
-            raise InputError(
-                f"{new['path']}: the {_FILE_ROLES.get(role, role)} file changed since the run in {out} began "
-                f"({', '.join(changed)}); a run continues only with the files it began with: put back the file "
-                f"it was made with, or start over with {setting('overwrite', api='overwrite=True')}")
+        same_place = old.get("path") == new["path"] and old.get("mtime") == new["mtime"]
+        same_bytes = old.get("sample") is not None and old.get("sample") == new.get("sample")
+        if old.get("size") == new["size"] and (same_place or same_bytes):
+            continue
+        what = _FILE_ROLES.get(role, role)
+        if old.get("path") != new["path"]:
+            where = f"the run in {out} used the {what} {old.get('path')}; this finds {new['path']}, another file"
+        else:
+            changed = [f"size {old.get('size')} -> {new['size']} bytes"] if old.get("size") != new["size"] else []
+            changed.append(f"modified {_when(old.get('mtime'))} -> {_when(new['mtime'])}, other content")
+            where = f"{new['path']}: the {what} file changed since the run in {out} began ({', '.join(changed)})"
+        raise InputError(f"{where}; a run continues only with the files it began with: put back the file it was "
+                         f"made with, or start over with {setting('overwrite', api='overwrite=True')}")
 
 
 def _our_outputs(out: Path) -> list[Path]:
