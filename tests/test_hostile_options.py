@@ -214,6 +214,12 @@ def test_export_refuses_a_dest_inside_a_run(finished_run, tmp_path, body_dir, in
                        f"--overwrite` would then refuse it); choose a folder outside it, or leave --dest out to write "
                        f"into {run}\n")
     assert not dest.exists() and state(holder) == before
+    from wbcap.export.animation import AnimationExport
+    from wbcap.export.from_run import ExportJob, export_run
+
+    with pytest.raises(InputError, match=r"^dest .*/sub: lies inside the wbcap run folder .*leave dest out"):
+        export_run(ExportJob(run=run, export=AnimationExport.parse("bvh"), dest=dest, body_models=body_dir))  # (API too)
+    assert not dest.exists() and state(holder) == before
     r = invoke("export", run, "--format", "bvh", "--dest", run, "--body-models", body_dir)  # (RUN itself: fine)
     assert r.exit_code == 0 and (run / "track_0.bvh").is_file(), text(r)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from wbcap.cli.common import FiniteFloatRange, allow_pickle_option, body_models_option, echo_result, is_quiet
@@ -41,8 +39,6 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     from wbcap.export.from_run import ExportJob, export_run
     from wbcap.world.estimate import WorldConfig
 
-    if dest is not None:
-        _refuse_dest_in_a_run(Path(run), Path(dest))
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format"), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
@@ -52,26 +48,3 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     if not is_quiet(ctx):
         for path in written:
             echo_result(str(path))
-
-
-def _refuse_dest_in_a_run(run: Path, dest: Path) -> None:
-    """Refuse a ``--dest`` inside ``run`` or inside another run's folder (one holding
-    ``.wbcap/run.json``): that run's ``wbcap run --overwrite``, which replaces only what ``wbcap
-    run`` wrote, would then refuse the whole folder. ``run`` itself is a fine ``--dest`` (the
-    same as none); another run's own folder, or a folder in a ``.wbcap/``, is
-    :func:`wbcap.export.from_run.export_run`'s to refuse.
-
-    Raises:
-        InputError: one line naming ``--dest``, the run folder it lies in and the fix.
-    """
-    from wbcap.errors import InputError
-    from wbcap.io.run_folder import RUN_DIR, RUN_FILE
-
-    target, own = dest.expanduser().resolve(), run.expanduser().resolve()
-    if target == own or RUN_DIR in dest.expanduser().absolute().parts:  # (export_run: its own line for .wbcap/)
-        return
-    for folder in target.parents:
-        if folder == own or (folder / RUN_DIR / RUN_FILE).is_file():
-            raise InputError(f"--dest {dest}: lies inside the wbcap run folder {folder} (whose `wbcap run "
-                             f"--overwrite` would then refuse it); choose a folder outside it, or leave --dest out "
-                             f"to write into {run}")

@@ -110,6 +110,7 @@ def export_run(job: ExportJob) -> list[Path]:
     # Not while a run (or an export in place) writes RUN: its pass 2 removes and rewrites the files read here.
     with hold_folder(run) if in_place else reading_folder(run, then="export it again"):
         if not in_place:
+            _refuse_dest_in_a_run(run, dest)
             _refuse_other_run(dest)
         check_writable_destination(dest)
         return _export_into(job, run, dest, in_place)
@@ -173,6 +174,28 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
                      max_gap=max_gap)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), final_path(dest))
     return sorted(written)
+
+
+def _refuse_dest_in_a_run(run: Path, dest: Path) -> None:
+    """Refuse a ``--dest`` inside ``run`` or inside another run's folder (one holding
+    ``.wbcap/run.json``): that run's ``wbcap run --overwrite``, which replaces only what ``wbcap
+    run`` wrote, would then refuse the whole folder. ``run`` itself is a fine ``--dest`` (the
+    same as none); another run's own folder, or a folder in a ``.wbcap/``, is
+    :func:`_refuse_other_run`'s to refuse.
+
+    Raises:
+        InputError: one line naming ``--dest``, the run folder it lies in and the fix.
+    """
+    from wbcap.io.run_folder import RUN_DIR, RUN_FILE
+
+    target, own = dest.expanduser().resolve(), run.expanduser().resolve()
+    if target == own or RUN_DIR in dest.expanduser().absolute().parts:  # (export_run: its own line for .wbcap/)
+        return
+    for folder in target.parents:
+        if folder == own or (folder / RUN_DIR / RUN_FILE).is_file():
+            raise InputError(f"{setting('dest')} {dest}: lies inside the wbcap run folder {folder} (whose `wbcap run "
+                             f"--overwrite` would then refuse it); choose a folder outside it, or leave "
+                             f"{setting('dest')} out to write into {run}")
 
 
 def _refuse_other_run(dest: Path) -> None:
