@@ -65,7 +65,7 @@ def replace(path: Path, data: bytes) -> None:
     os.utime(path, (st.st_atime, st.st_mtime + 60))
 
 
-@pytest.mark.parametrize("role", ["checkpoint", "boxes"])
+@pytest.mark.parametrize("role", ["checkpoint", pytest.param("boxes", marks=pytest.mark.slow)])
 def test_resume_refuses_a_file_replaced_at_the_same_path(made_run, micro_ckpt_raw, role):
     video, out, args, files = made_run
     kept = interrupt(out)
@@ -91,6 +91,7 @@ def test_resume_refuses_a_file_replaced_at_the_same_path(made_run, micro_ckpt_ra
     assert len((out / ".wbcap" / "raw.jsonl").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow  # (a run and a resume; the fast loop keeps the refusal and the touched file)
 def test_run_json_records_each_file_and_an_older_one_resumes_unchecked(made_run, micro_ckpt_raw):
     video, out, args, files = made_run
     run_json = out / ".wbcap" / "run.json"
@@ -169,6 +170,7 @@ def test_a_served_page_does_not_keep_a_later_run_out(finished, monkeypatch):
     assert r.exit_code == 0 and taken == ["taken"], (r.output, taken)
 
 
+@pytest.mark.slow  # (a run; view's refusal, in the fast loop, takes the same lock)
 def test_export_dest_of_a_folder_a_run_writes_is_refused(finished, tmp_path, body_dir):
     from wbcap.io.run_folder import hold_folder
 

@@ -46,6 +46,7 @@ def test_a_child_ends_with_its_killed_parent(how):
     assert _child_ends_with_its_killed_parent(parent, child), f"the child outlived its killed parent ({how})"
 
 
+@pytest.mark.slow  # (6 s of waiting: the check that the test above can fail)
 def test_a_child_without_the_request_outlives_its_parent():
     """The check above can fail: without end_with_parent the child lives on."""
     assert not _child_ends_with_its_killed_parent(_PARENT.format(extra=""), _SLEEP)
