@@ -185,11 +185,21 @@ def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
 
 
 def test_run_refuses_frames_faster_than_the_limit(tmp_path, base_args):
-    """A video whose frames come 2000 times a second: refused before pass 2 writes anything
-    (meta.json would hold an fps that export refuses)."""
+    """A video whose frames come 2000 times a second: refused before any work when its header
+    says so consistently (frame count, duration and rate agree), else before pass 2 writes
+    anything (meta.json would hold an fps that export refuses)."""
     video = write_video(tmp_path / "fast.mp4", [person_image(160, 120, seed=i) for i in range(3)], fps=2000)
     out = tmp_path / "out"
     r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *base_args)
+    assert r.exit_code == 2, text(r)
+    assert r.stderr == (f"error: {video}: its frames come 2000 times a second, above the 1000 wbcap writes track "
+                       "files for; pass --every 2\n")
+    assert not out.exists()
+    import wbcap.video_app
+
+    with pytest.MonkeyPatch.context() as mp:  # (a header whose rate cannot be trusted: pass 1 finds it out)
+        mp.setattr(wbcap.video_app, "_declared_rate", lambda info: 0.0)
+        r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *base_args)
     assert r.exit_code == 2, text(r)
     assert r.stderr == (f"error: {video}: its frames come 2000 times a second, above the 1000 wbcap writes track "
                        "files for; run it again with --every 2 and --overwrite\n")

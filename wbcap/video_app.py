@@ -512,6 +512,17 @@ def previous_run_kept(job: VideoJob) -> bool:
     return (out / RUN_DIR).is_dir() or (out / PARAMS_FILE).is_file()
 
 
+def _declared_rate(info) -> float:
+    """A video's frame rate as its header gives it, when its frame count and duration agree
+    with it (a rate between ``(n - 1) / duration`` and ``(n + 1) / duration``, 1 % either side):
+    then it can be trusted before decoding. Else 0 (image sequences; files whose header rate is
+    a time base, as some Matroska files' 1000)."""
+    n, duration, fps = info.frame_count, info.duration, info.fps
+    if info.is_image_sequence or not n or n < 2 or not duration or duration <= 0 or not fps:
+        return 0.0
+    return float(fps) if 0.99 * (n - 1) / duration <= fps <= 1.01 * (n + 1) / duration else 0.0
+
+
 def _check_selection(job: VideoJob, source) -> None:
     """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
     them (when ``--overwrite`` had already set the previous run aside): frames too small for a
@@ -534,6 +545,10 @@ def _check_selection(job: VideoJob, source) -> None:
         check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
+    if _declared_rate(info) / max(1, job.every) > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
+        every = math.ceil(job.every * _declared_rate(info) / MAX_FPS)
+        raise InputError(f"{job.source}: its frames come {_declared_rate(info):g} times a second, above the {MAX_FPS:g} "
+                         f"wbcap writes track files for; pass {setting('every')} {every}")
     if job.render:
         from wbcap.io.video_writer import check_frame_size
 
