@@ -201,3 +201,26 @@ def test_the_same_file_touched_or_copied_afresh_resumes(made_run):
         assert r.exit_code == 0, (role, r.output)
         assert len((out / ".wbcap" / "raw.jsonl").read_text().splitlines()) == 4
 
+
+
+def test_a_folder_that_cannot_be_locked_is_warned_about_by_its_writer_only(tmp_path, monkeypatch, caplog):
+    """On a file system without flock (NFS) one `wbcap view` warned up to three times, once per
+    read of the folder; the run writing it warns, readers only in the debug log."""
+    import errno
+    import fcntl
+    import logging
+
+    from wbcap.io.run_folder import hold_folder, reading_folder
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with caplog.at_level(logging.DEBUG, logger="wbcap.io.run_folder"):
+        for _ in range(3):
+            with reading_folder(tmp_path, then="view it again"):
+                pass
+        with hold_folder(tmp_path):
+            pass
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "cannot lock the folder" in r.getMessage()]
+    assert [level for level, _ in said] == [logging.DEBUG] * 3 + [logging.WARNING], said

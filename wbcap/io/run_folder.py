@@ -440,8 +440,11 @@ def _lock(fd: int, out: Path, shared: bool, fix: str) -> None:
         holder = "one still writing it" if shared else "one still writing or reading it"  # (readers: shared)
         raise InputError(f"{out} is in use by another wbcap process ({holder}); wait for it to finish{fix}") from None
     except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
-        log.warning("%s: cannot lock the folder (%s), so another wbcap process writing it at the same time "
-                    "would not be noticed", out, exc.strerror or exc)
+        # (a writer says so once; a reader, which may take the lock several times in one command,
+        # only in the debug log: the writer of that folder said it when it ran)
+        (log.debug if shared else log.warning)(
+            "%s: cannot lock the folder (%s), so another wbcap process writing it at the same time would not be "
+            "noticed", out, exc.strerror or exc)
 
 
 @contextlib.contextmanager
@@ -485,7 +488,8 @@ def reading_folder(out: Path, then: str) -> Iterator[Path]:
     be a mix of two, or missing) refuses this one, and none can start in the block; readers
     share it. Release it before a long wait (a served page): a later ``wbcap run --resume`` on
     OUT must not be refused for it. OUT that is no folder or cannot be opened is not locked
-    (what reads it says what is wrong); nor where ``flock`` is missing or refused (a warning).
+    (what reads it says what is wrong); nor where ``flock`` is missing or refused (in the debug
+    log only: one ``wbcap view`` reads OUT up to three times, and the run writing it warned).
 
     Raises:
         InputError: another wbcap process holds OUT (one line; ``then``: what to do once it
