@@ -150,24 +150,38 @@ def test_view_of_a_folder_a_run_writes_is_refused(finished, tmp_path, monkeypatc
 
 
 def test_a_served_page_does_not_keep_a_later_run_out(finished, monkeypatch):
-    """The page is built holding the folder shared and serves after letting it go."""
+    """The page is built holding the folder shared and serves after letting it go; it keeps
+    serving the files it was built from when a later run rewrites the run's (it served the new
+    ones beside its old manifest: symbolic links). Here the served folder and the run share a
+    file system, so the page holds hard links."""
+    import urllib.request
+
     from wbcap.errors import InputError
     from wbcap.io.run_folder import hold_folder
 
-    taken = []
+    assert run("export", finished, "--format", "glb").exit_code == 0  # (the run's GLBs, which the page links)
+    taken, served = [], []
+    glb = next(finished.glob("track_*.glb"))
+    before = glb.read_bytes()
 
     def take_it(server):
         try:
             with hold_folder(finished):  # what `wbcap run --resume` takes
                 taken.append("taken")
+                glb.unlink()  # (its pass 2 removes the outputs, then writes new ones)
+                glb.write_bytes(b"new")
         except InputError as exc:
             taken.append(str(exc))
+        url = server.url.rsplit("/", 1)[0] + "/" + next(str(p.relative_to(server.folder)) for p in server.folder.rglob(glb.name))
+        with urllib.request.urlopen(url) as resp:
+            served.append(resp.read())
 
     import wbcap.view.server
 
     monkeypatch.setattr(wbcap.view.server.ViewServer, "wait", take_it)
     r = CliRunner().invoke(cli, ["view", str(finished)])
     assert r.exit_code == 0 and taken == ["taken"], (r.output, taken)
+    assert served == [before]
 
 
 @pytest.mark.slow  # (a run; view's refusal, in the fast loop, takes the same lock)

@@ -74,9 +74,16 @@ def static_dir() -> Path:
 
 
 def _place(src: Path, dst: Path, link: bool) -> None:
+    """``src`` at ``dst``: with ``link`` (a site served from here) a hard link where the two
+    share a file system, so that the page keeps the files it was built from when a later
+    ``wbcap run --resume`` removes and rewrites the run's (they are the same file until then),
+    else a symbolic link; without (a folder to send) a hard link or a copy."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
-        os.symlink(src.resolve(), dst)
+        try:
+            os.link(src, dst)
+        except OSError:
+            os.symlink(src.resolve(), dst)
         return
     try:
         os.link(src, dst)  # same file system: no copy, and the folder still copies as plain files
@@ -124,8 +131,9 @@ def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
 def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
     """Write the site of ``job.out`` into the empty folder ``site``; returns the manifest.
 
-    ``link``: symbolic links to the output folder's files and the package's page files (a site
-    to serve from here); else hard links or copies (a folder to send).
+    ``link``: hard links (or, across file systems, symbolic links) to the output folder's files
+    and the package's page files (a site to serve from here); else hard links or copies (a
+    folder to send).
 
     Raises:
         InputError: ``job.out`` is not an output folder (see :func:`wbcap.view.manifest.read_output`).
