@@ -565,3 +565,14 @@ def test_torchrun_runs_in_a_session_of_its_own_and_ends_with_the_launcher(tmp_pa
     assert kwargs["start_new_session"] is True and kwargs["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
     hook = kwargs["preexec_fn"]
     assert hook.func is launch.end_with_parent and hook.args == (signal.SIGTERM,)
+
+
+def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp_path, args, trained):
+    """`[model] output_hm_shape` that is not the body input / 32 built a network whose heatmaps
+    did not reshape: a crash at the first step. Now one line naming the file and the fit."""
+    cfg = _model_toml(tmp_path / "bad.toml", {"output_hm_shape": (8, 8, 8)})
+    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", cfg)
+    assert one_error_line(r) == (
+        f"error: {cfg}: output_hm_shape [8, 8, 8] does not fit input_body_shape [256, 192]: the ResNet's heatmaps "
+        "are the input's height and width / 32 (input sides multiples of 32), so output_hm_shape = [depth, 8, 6]\n")
+    assert not (tmp_path / "r").exists() and not trained

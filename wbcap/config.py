@@ -42,9 +42,19 @@ class ModelConfig:
     fix_left_hand_flip: bool = False
 
     def __post_init__(self) -> None:
+        """Raises ValueError: a backbone depth wbcap has no ResNet for, or heatmap shapes that
+        are not what the ResNets give for the input shapes (height and width / 32: the body's
+        ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``)."""
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
+        for out_name, in_name in (("output_hm_shape", "input_body_shape"), ("output_hand_hm_shape", "input_hand_shape")):
+            out, inp = tuple(getattr(self, out_name)), tuple(getattr(self, in_name))
+            if len(out) != 3 or len(inp) != 2 or any(v % 32 for v in inp) or out[1:] != (inp[0] // 32, inp[1] // 32):
+                raise ValueError(f"{out_name} {list(out)} does not fit {in_name} {list(inp)}: the ResNet's heatmaps "
+                                 f"are the input's height and width / 32 (input sides multiples of 32), so "
+                                 f"{out_name} = [depth, {inp[0] // 32 if len(inp) == 2 else 'H/32'}, "
+                                 f"{inp[1] // 32 if len(inp) == 2 else 'W/32'}]")
 
     @property
     def princpt(self) -> tuple[float, float]:
