@@ -25,6 +25,7 @@ from wbcap.errors import InputError  # noqa: E402
 from wbcap.io.video_probe import VideoInfo, apply_rotation, probe_video, rotation_of  # noqa: E402
 from wbcap.io.video_reader import Frame, FrameSource, open_frames  # noqa: E402
 from wbcap.io.video_writer import VideoWriter  # noqa: E402
+from wbcap.testing.videos import encode_all  # noqa: E402
 
 W, H = 160, 120
 SQ = 16  # square side
@@ -321,15 +322,15 @@ def test_grey_h264_colour_range(tmp_path: Path, color_range: int, bg: int, fg: i
         s = c.add_stream("libx264", rate=10)
         s.width, s.height, s.pix_fmt = W, H, "gray"
         s.codec_context.color_range = color_range
-        for i in range(3):
+
+        def frame(i: int):
             grey = np.full((H, W), 60, np.uint8)
             grey[20:20 + SQ, square_x(i):square_x(i) + SQ] = 220
-            frame = av.VideoFrame.from_ndarray(grey, format="gray")
-            frame.color_range = color_range
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+            f = av.VideoFrame.from_ndarray(grey, format="gray")
+            f.color_range = color_range
+            return f
+
+        encode_all(c, s, (frame(i) for i in range(3)))
     frames = list(open_frames(path))
     assert [(f.index, f.time) for f in frames] == [(0, 0.0), (1, 0.1), (2, pytest.approx(0.2))]
     for f in frames:
@@ -452,15 +453,14 @@ def _still_then_video(path: Path, n: int = 8) -> Path:
     still.width, still.height, still.pix_fmt = 64, 64, "yuvj420p"
     video = c.add_stream("libx264", rate=10)
     video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-    for s, images in ((still, [np.full((64, 64, 3), 200, np.uint8)]),
-                      (video, [draw(i) for i in range(n)])):
+    def frames(images):
         for i, img in enumerate(images):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+            yield frame
+
+    encode_all(c, still, frames([np.full((64, 64, 3), 200, np.uint8)]))
+    encode_all(c, video, frames([draw(i) for i in range(n)]))
     c.close()
     return path
 

@@ -27,22 +27,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from wbcap.cli import cli
+from test_train_outputs import invoke, one_error_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(r) -> str:
-    """The one `error:` line of a refused command (exit 2, no traceback; INFO log lines aside)."""
-    lines = [line for line in r.output.splitlines() if line.strip() and not line.startswith("INFO ")]
-    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
-    return lines[0] + "\n"
 
 
 @pytest.fixture()

@@ -22,16 +22,22 @@ import numpy as np
 W, H = 64, 48
 
 
+def encode_all(container, stream, frames) -> None:
+    """Encode every PyAV frame of ``frames`` (video or audio) with ``stream``, then flush the
+    encoder, muxing each packet into ``container``."""
+    for frame in frames:
+        for pkt in stream.encode(frame):
+            container.mux(pkt)
+    for pkt in stream.encode():
+        container.mux(pkt)
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     """H.264 (yuv420p) at a constant ``fps`` from ``(H, W, 3)`` uint8 RGB frames (even sizes)."""
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for img in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
+        encode_all(c, s, (av.VideoFrame.from_ndarray(img, format="rgb24") for img in frames))
     return path
 
 
@@ -143,13 +149,13 @@ def make_vfr_with_audio(path: Path, ticks: list[int], last: int, tb: Fraction) -
     sr = 44100
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(sr * (ticks[-1] + last) * tb)) / sr))
     x = x.astype(np.float32)
-    for k in range(0, len(x), 1024):
+
+    def audio_frame(k: int):
         f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
         f.sample_rate, f.pts = sr, k
-        for p in a.encode(f):
-            c.mux(p)
-    for p in a.encode():
-        c.mux(p)
+        return f
+
+    encode_all(c, a, (audio_frame(k) for k in range(0, len(x), 1024)))
     c.close()
     return path
 
