@@ -452,8 +452,8 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    said = (f"error: wbcap's weights folder cannot be made or written ({weights_dir()}: cannot write in this folder "
-            "(Read-only file system)); fix that, or set WBCAP_HOME to a writable folder")
+    said = (f"error: {weights_dir()}: cannot write in this folder (Read-only file system); this is wbcap's weights "
+            "folder: fix that, or set WBCAP_HOME to a writable folder")
     r = run("weights", "import", "yolox-nano", model)
     assert r.exit_code == 2 and r.output.startswith(said), r.output
     mirror = tmp_path / "mirror"

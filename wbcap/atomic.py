@@ -140,13 +140,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     atomic_write_bytes(path, text.encode(encoding))
 
 
-def check_writable_destination(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> None:
+def check_writable_destination(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
+                               fix: str = "choose another output folder") -> None:
     """Refuse early an output folder that could not be made or written in: the nearest folder of
     ``path`` (itself, when it is one) must be writable (``os.access``, which also says no on a
     read-only disk) and no component of it a file, and must take a new file: one hidden probe
     file is created there and removed at once (``os.access`` says yes to root everywhere, also
     on /proc, where no file can be made). ``output``: the file the caller will write, for the
-    message (default ``path``).
+    message (default ``path``); ``fix``: the end of the message (what the user can do).
 
     Raises:
         InputError: naming the folder and the fix.
@@ -157,18 +158,17 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
     if nearest is None:
         return
     if not nearest.is_dir():
-        raise InputError(f"{nearest}: is a file, so {shown} cannot be {'written' if output else 'created'}; "
-                         "choose another output folder")
+        raise InputError(f"{nearest}: is a file, so {shown} cannot be {'written' if output else 'created'}; {fix}")
     if nearest != p:
         what = f"cannot create {shown} in this folder"
     else:
         what = "cannot write in this folder" if output is None else f"cannot write {shown.name} in this folder"
     if not os.access(nearest, os.W_OK | os.X_OK):
-        raise InputError(f"{nearest}: {what} (read-only or no permission); choose another output folder")
+        raise InputError(f"{nearest}: {what} (read-only or no permission); {fix}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".wbcap-probe-", dir=nearest)
     except OSError as exc:
-        raise InputError(f"{nearest}: {what} ({exc.strerror or exc}); choose another output folder") from None
+        raise InputError(f"{nearest}: {what} ({exc.strerror or exc}); {fix}") from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)

@@ -218,13 +218,8 @@ def _check_weights_folder() -> None:
     """
     from wbcap.atomic import check_writable_destination
 
-    folder = weights_dir()
-    try:
-        check_writable_destination(folder)
-    except InputError as exc:  # (its own advice, another output folder, is no option here)
-        reason = str(exc).removesuffix("; choose another output folder")
-        raise InputError(f"wbcap's weights folder cannot be made or written ({reason}); fix that, or set {ENV_HOME} "
-                         "to a writable folder (weights go in $WBCAP_HOME/weights)") from None
+    check_writable_destination(weights_dir(), fix=f"this is wbcap's weights folder: fix that, or set {ENV_HOME} to a "
+                               "writable folder (weights go in $WBCAP_HOME/weights)")
 
 
 def _write_record(dest: Path, digest: str) -> None:
