@@ -559,21 +559,24 @@ def discard_previous(out: Path) -> None:
         log.debug("%s: removed the previous run set aside by --overwrite", out)
 
 
-def restore_previous(out: Path) -> None:
-    """Undo a run that ends before its first frame: delete what it wrote in OUT (:func:`_our_outputs`,
-    the set-aside folder excepted) and move the previous run's files that ``--overwrite`` set
-    aside (:data:`PREVIOUS_DIR`) back, so OUT is as the run found it."""
+def restore_previous(out: Path, outputs: Callable[[Path], list[Path]] | None = None) -> bool:
+    """Undo a run that ends before its first frame (or snapshot): delete what it wrote in OUT
+    (``outputs(out)``, default :func:`_our_outputs`: ``wbcap run``'s; the set-aside folder
+    excepted) and move the previous run's files that ``--overwrite`` set aside
+    (:data:`PREVIOUS_DIR`) back, so OUT is as the run found it. True when there was one."""
     from wbcap.stop_signals import held_stop_signals
 
     previous = out / PREVIOUS_DIR
     with held_stop_signals():
-        for p in _our_outputs(out):
+        for p in (outputs or _our_outputs)(out):
             if p != previous:
                 _remove(p)
-        if previous.is_dir():
-            for p in sorted(previous.iterdir()):
-                p.rename(out / p.name)
-            previous.rmdir()
+        if not previous.is_dir():
+            return False
+        for p in sorted(previous.iterdir()):
+            p.rename(out / p.name)
+        previous.rmdir()
+        return True
 
 
 def set_aside_note(out: Path) -> str:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -314,19 +313,10 @@ def discard_previous_run(out: Path) -> None:
 def restore_previous_run(out: Path) -> bool:
     """Undo a run that ended before its first snapshot: delete what it wrote in ``out``
     (:func:`training_outputs`) and move the previous run that ``overwrite`` set aside back
-    (True when there was one)."""
-    from wbcap.stop_signals import held_stop_signals
+    (True when there was one): :func:`wbcap.io.run_folder.restore_previous` with training's outputs."""
+    from wbcap.io.run_folder import restore_previous
 
-    previous = _previous_dir(out)
-    with held_stop_signals():
-        for p in training_outputs(out):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        if previous.is_dir():
-            for p in sorted(previous.iterdir()):
-                p.rename(out / p.name)
-            previous.rmdir()
-            return True
-    return False
+    return restore_previous(out, training_outputs)
 
 
 def settled_run_folder(out: Path) -> Path:
