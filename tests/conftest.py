@@ -101,6 +101,17 @@ def body_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture()
+def train_args(body_dir):
+    """``train_args(stage, *extra)``: the arguments of a one-step synthetic `wbcap train STAGE` on the CPU."""
+
+    def make(stage="body", *extra):
+        return ["train", stage, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2", "--workers", "0",
+                "--body-models", body_dir, "--device", "cpu", *extra]
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def body_layer(body_dir):
     from wbcap.body.model_files import find_body_model

@@ -50,15 +50,6 @@ def trained(monkeypatch):
     return calls
 
 
-@pytest.fixture()
-def args(body_dir):
-    def make(stage="body", *extra):
-        return ["train", stage, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2", "--workers", "0",
-                "--body-models", body_dir, "--device", "cpu", *extra]
-
-    return make
-
-
 def _listing(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes): what a test compares before and after."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -83,7 +74,7 @@ def _model_toml(path: Path, model: dict, **top) -> Path:
 # --------------------------------------------------------------------------- 1: --init, --overwrite
 
 
-def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_path, args, trained, small_ckpt):
+def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_path, train_args, trained, small_ckpt):
     from conftest import SMALL
 
     out = tmp_path / "r"
@@ -91,27 +82,27 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
     data = small_ckpt.read_bytes()
     trunc = tmp_path / "trunc.pth.tar"
     trunc.write_bytes(data[: len(data) // 2])  # (starts as a torch.save zip: the first-bytes look passes it)
-    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", trunc)
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", trunc)
     line = one_error_line(r)
     assert line.startswith(f"error: {trunc}: not a readable PyTorch checkpoint (") and "re-download it" in line, line
     assert _listing(out) == before and not trained
     # a checkpoint of another model (ResNet-18s; the recipe's are ResNet-50s): named, before any work
-    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)
     line = one_error_line(r)
     assert line.startswith(f"error: --init {small_ckpt}: its model has backbone_depth 18 (requested: 50); "), line
     assert "hand_backbone_depth 18 (requested: 50)" in line and "under [model] in a --config TOML" in line
     assert _listing(out) == before and not trained
     # the same checkpoint with its model settings: taken
     cfg = _model_toml(tmp_path / "small.toml", SMALL)
-    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", cfg)
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", cfg)
     assert r.exit_code == 0, r.output
     assert len(trained) == 1 and trained[0][0].init_checkpoint == str(small_ckpt)
 
 
-def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, args, trained):
+def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, train_args, trained):
     out = tmp_path / "r"
     before = _previous_run(out)
-    r = invoke(*args("body"), "-o", out, "--overwrite")
+    r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert r.exit_code == 0, r.output
     # while the new run trained, the previous one was kept, aside
     assert trained[0][2] == {f".wbcap-previous/{name}": data for name, data in before.items()}
@@ -122,7 +113,7 @@ def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path
 
 @pytest.mark.parametrize("how, code, said", [("error", 2, "error: bad sample"), ("ctrl-c", 130, "interrupted"),
                                              ("sigterm", 143, "stopped by SIGTERM")])
-def test_a_run_ending_before_its_first_snapshot_puts_the_previous_run_back(tmp_path, args, monkeypatch, how, code,
+def test_a_run_ending_before_its_first_snapshot_puts_the_previous_run_back(tmp_path, train_args, monkeypatch, how, code,
                                                                             said):
     import wbcap.train.trainer as trainer
     from wbcap.errors import InputError
@@ -147,18 +138,18 @@ def test_a_run_ending_before_its_first_snapshot_puts_the_previous_run_back(tmp_p
     try:
         out = tmp_path / "r"
         before = _previous_run(out)
-        r = invoke(*args("body"), "-o", out, "--overwrite")
+        r = invoke(*train_args("body"), "-o", out, "--overwrite")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     assert r.exit_code == code and said in r.output, r.output
     assert _listing(out) == before and not (out / ".wbcap-previous").exists()
     # an empty folder the user made is left empty
     (tmp_path / "empty").mkdir()
-    assert invoke(*args("body"), "-o", tmp_path / "empty").exit_code == code
+    assert invoke(*train_args("body"), "-o", tmp_path / "empty").exit_code == code
     assert list((tmp_path / "empty").iterdir()) == []
 
 
-def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, args, trained):
+def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, train_args, trained):
     """SIGKILL between setting the previous run aside and the first snapshot: the next run on the
     folder puts it back (no snapshot yet) or drops it (the new run has one)."""
     out = tmp_path / "r"
@@ -167,7 +158,7 @@ def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, args, trained):
     for name in before:
         (out / name).rename(out / ".wbcap-previous" / name)
     (out / "stage.json").write_text('{"stage": "body"}')  # (the killed run's)
-    r = invoke(*args("body"), "-o", out)
+    r = invoke(*train_args("body"), "-o", out)
     assert r.exit_code == 2 and [line for line in r.output.splitlines() if line.strip()] == [
         f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside",
         f"error: {out} holds a previous training run (e.g. snapshot_2.pth.tar); pass --overwrite to replace it, "
@@ -176,7 +167,7 @@ def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, args, trained):
     (out / ".wbcap-previous").mkdir()
     (out / "snapshot_1.pth.tar").rename(out / ".wbcap-previous" / "snapshot_1.pth.tar")
     (out / "snapshot_2.pth.tar").write_bytes(b"killed run's")
-    assert invoke(*args("body"), "-o", out, "--overwrite").exit_code == 0
+    assert invoke(*train_args("body"), "-o", out, "--overwrite").exit_code == 0
     assert sorted(_listing(out)) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
 
 
@@ -211,37 +202,37 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("text, message", BAD_VALUES, ids=[t for t, _ in BAD_VALUES])
-def test_every_config_value_is_checked_before_any_work(tmp_path, args, trained, text, message):
+def test_every_config_value_is_checked_before_any_work(tmp_path, train_args, trained, text, message):
     cfg = tmp_path / "my.toml"
     cfg.write_text(text + "\n")
-    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", cfg)
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", cfg)
     assert one_error_line(r) == f"error: {cfg}: {message}\n"
     assert not (tmp_path / "r").exists() and not trained
 
 
-def test_flag_values_and_unreadable_configs_are_refused(tmp_path, args, trained):
+def test_flag_values_and_unreadable_configs_are_refused(tmp_path, train_args, trained):
     for flag, value, expected in (("--lr", "-1", "a number above 0"), ("--lr", "nan", "a number above 0"),
                                   ("--seed", "-3", "a whole number from 0 to 4294967295")):
-        r = invoke(*args("body"), "-o", tmp_path / "r", flag, value)
+        r = invoke(*train_args("body"), "-o", tmp_path / "r", flag, value)
         assert one_error_line(r) == f"error: {flag} {float(value) if flag == '--lr' else value}: expected {expected}\n"
     latin = tmp_path / "latin1.toml"
     latin.write_bytes("# réglages\nlr = 0.001\n".encode("latin-1"))
-    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", latin)
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", latin)
     assert one_error_line(r) == f"error: {latin}: not UTF-8 text (byte 0xe9 at offset 3); save the TOML file as UTF-8\n"
     assert not (tmp_path / "r").exists() and not trained
 
 
-def test_a_config_of_another_stage_is_refused(tmp_path, args, trained, small_ckpt):
+def test_a_config_of_another_stage_is_refused(tmp_path, train_args, trained, small_ckpt):
     repo = Path(__file__).resolve().parents[1]
     copy = tmp_path / "copy_of_body.toml"
     copy.write_text((repo / "train" / "configs" / "body.toml").read_text())
-    r = invoke(*args("finetune"), "-o", tmp_path / "r", "--config", copy)
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", copy)
     assert one_error_line(r) == (f'error: {copy}: stage = "body" makes it a recipe for `wbcap train body`, not `wbcap '
                                  'train finetune`; run `wbcap train body`, or set stage = "finetune" in it (or drop '
                                  "the key)\n")
     assert not (tmp_path / "r").exists() and not trained
     # the stage's own recipe is taken as it is (its stage key names the subcommand)
-    assert invoke(*args("body"), "-o", tmp_path / "r", "--config", copy).exit_code == 0
+    assert invoke(*train_args("body"), "-o", tmp_path / "r", "--config", copy).exit_code == 0
     assert trained[-1][0].stage == "body" and trained[-1][0].epochs == 7
 
 
@@ -372,14 +363,14 @@ def test_recorded_settings_are_read_from_a_set_aside_run_that_settling_puts_back
 # --------------------------------------------------------------------------- 5, 6: --gpus, --data-root
 
 
-def test_gpus_need_cuda(tmp_path, args, trained, monkeypatch):
+def test_gpus_need_cuda(tmp_path, train_args, trained, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)
     out = tmp_path / "r"
     before = _previous_run(out)
-    cpu = [a for a in args("body") if a not in ("--device", "cpu")]
+    cpu = [a for a in train_args("body") if a not in ("--device", "cpu")]
     for gpus in ("0,1", "0"):
         r = invoke(*cpu, "-o", out, "--overwrite", "--gpus", gpus)
         assert one_error_line(r) == (f"error: --gpus {gpus} needs CUDA GPUs, and there are none here (torch is built "
@@ -392,8 +383,8 @@ def test_gpus_need_cuda(tmp_path, args, trained, monkeypatch):
     assert _listing(out) == before and not trained
 
 
-def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, args, trained):
-    real = [a for a in args("hand") if a not in ("--datasets", "synthetic")]
+def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, train_args, trained):
+    real = [a for a in train_args("hand") if a not in ("--datasets", "synthetic")]
     r = invoke(*real, "-o", tmp_path / "h", "--data-root", tmp_path / "nonexist")
     assert one_error_line(r) == (f"error: --data-root {tmp_path / 'nonexist'}: no such folder; pass the folder holding "
                                  "FreiHAND/\n")
@@ -457,7 +448,7 @@ def _alive(pid: int) -> bool:
     (signal.SIGINT, "forwarding", 130, "interrupted", "SIGINT"),
     (signal.SIGTERM, "deaf", 143, "stopped by SIGTERM", None)])
 def test_a_stopped_torchrun_launch_ends_its_workers_before_the_previous_run_is_put_back(
-        tmp_path, args, monkeypatch, caplog, sig, agent, code, said, stopped):
+        tmp_path, train_args, monkeypatch, caplog, sig, agent, code, said, stopped):
     """SIGTERM, SIGHUP or Ctrl-C of a --gpus launch: torchrun's agent is sent SIGTERM (Ctrl-C:
     SIGINT) and waited for, so its workers (in sessions of their own) have stopped when the
     previous run is put back; an agent that does not stop is killed with its workers."""
@@ -511,7 +502,7 @@ def test_a_stopped_torchrun_launch_ends_its_workers_before_the_previous_run_is_p
     try:
         stopper.start()
         with caplog.at_level("INFO"):
-            r = invoke(*args("body"), "-o", out, "--overwrite", "--gpus", "0,1")
+            r = invoke(*train_args("body"), "-o", out, "--overwrite", "--gpus", "0,1")
     finally:
         stopper.join()
         for s, handler in handlers.items():
@@ -554,11 +545,11 @@ def test_torchrun_runs_in_a_session_of_its_own_and_ends_with_the_launcher(tmp_pa
     assert hook.func is launch.end_with_parent and hook.args == (signal.SIGTERM,)
 
 
-def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp_path, args, trained):
+def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp_path, train_args, trained):
     """`[model] output_hm_shape` that is not the body input / 32 built a network whose heatmaps
     did not reshape: a crash at the first step. Now one line naming the file and the fit."""
     cfg = _model_toml(tmp_path / "bad.toml", {"output_hm_shape": (8, 8, 8)})
-    r = invoke(*args("body"), "-o", tmp_path / "r", "--config", cfg)
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", cfg)
     assert one_error_line(r) == (
         f"error: {cfg}: output_hm_shape [8, 8, 8] does not fit input_body_shape [256, 192]: the ResNet's heatmaps "
         "are the input's height and width / 32 (input sides multiples of 32), so output_hm_shape = [depth, 8, 6]\n")

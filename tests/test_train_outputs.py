@@ -54,15 +54,6 @@ def trained(monkeypatch):
     return calls
 
 
-@pytest.fixture()
-def args(body_dir):
-    def make(stage="body", *extra):
-        return ["train", stage, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2", "--workers", "0",
-                "--body-models", body_dir, "--device", "cpu", *extra]
-
-    return make
-
-
 def _previous_run(folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "stage.json").write_text("{}")
@@ -70,69 +61,69 @@ def _previous_run(folder: Path) -> None:
     (folder / "snapshot_1.pth.tar").write_bytes(b"old")
 
 
-def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, args, trained):
+def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, train_args, trained):
     out = tmp_path / "r"
     _previous_run(out)
-    r = invoke(*args("body"), "-o", out)
+    r = invoke(*train_args("body"), "-o", out)
     assert one_error_line(r) == (f"error: {out} holds a previous training run (e.g. snapshot_1.pth.tar); pass --overwrite to "
                                  "replace it, --resume to continue it, or choose another -o folder\n")
     assert not trained and (out / "snapshot_1.pth.tar").read_bytes() == b"old"
     # --overwrite: the previous run's files go (no stale snapshot_1, scalars start again)
-    r = invoke(*args("body"), "-o", out, "--overwrite")
+    r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
     assert (out / "scalars.jsonl").read_text() == '{"step": 0}\n'
     # --resume continues it (the folder as it is)
-    assert invoke(*args("body"), "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
-    r = invoke(*args("body"), "-o", out, "--resume", "--overwrite")
+    assert invoke(*train_args("body"), "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
+    r = invoke(*train_args("body"), "-o", out, "--resume", "--overwrite")
     assert r.exit_code == 2 and "use either --resume or --overwrite" in r.output, r.output
 
 
-def test_files_wbcap_did_not_write_are_never_overwritten(tmp_path, args, trained):
+def test_files_wbcap_did_not_write_are_never_overwritten(tmp_path, train_args, trained):
     out = tmp_path / "mine"
     _previous_run(out)
     (out / "notes.txt").write_text("keep me")
-    r = invoke(*args("body"), "-o", out, "--overwrite")
+    r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert one_error_line(r) == (f"error: {out} holds files wbcap did not write (e.g. notes.txt); choose another -o "
                                  "folder (a new or empty one)\n")
     assert (out / "notes.txt").exists() and (out / "snapshot_1.pth.tar").exists() and not trained
     # nothing to resume from: said before any work, and no folder is made
-    r = invoke(*args("body"), "-o", tmp_path / "new", "--resume")
+    r = invoke(*train_args("body"), "-o", tmp_path / "new", "--resume")
     assert one_error_line(r) == f"error: {tmp_path / 'new'}: no snapshot_*.pth.tar to resume from; drop --resume\n"
     assert not (tmp_path / "new").exists()
 
 
-def test_finetune_needs_init(tmp_path, args, trained):
-    r = invoke(*args("finetune"), "-o", tmp_path / "f")
+def test_finetune_needs_init(tmp_path, train_args, trained):
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "f")
     assert one_error_line(r) == ("error: the finetune stage starts from a whole-body checkpoint: pass --init CHECKPOINT "
                                  "(the merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)\n")
-    r = invoke(*args("finetune"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
     assert one_error_line(r) == f"error: --init {tmp_path / 'merged.pth.tar'}: no such file\n"
-    r = invoke(*args("hand"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
+    r = invoke(*train_args("hand"), "-o", tmp_path / "f", "--init", tmp_path / "merged.pth.tar")
     assert r.exit_code == 2 and "the hand stage" in r.output, r.output
     assert not (tmp_path / "f").exists() and not trained
     # a file that is no checkpoint: found before --overwrite deletes the previous run
     out = tmp_path / "prev"
     _previous_run(out)
     (tmp_path / "bogus.pth.tar").write_text("not a checkpoint")
-    r = invoke(*args("finetune"), "-o", out, "--overwrite", "--init", tmp_path / "bogus.pth.tar")
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", tmp_path / "bogus.pth.tar")
     assert "bogus.pth.tar: not a PyTorch checkpoint" in one_error_line(r)
     assert (out / "snapshot_1.pth.tar").read_bytes() == b"old" and not trained
 
 
-def test_default_workers_are_at_most_the_cpus_available(tmp_path, args, trained, monkeypatch):
+def test_default_workers_are_at_most_the_cpus_available(tmp_path, train_args, trained, monkeypatch):
     """The recipe's 4 workers on a 2-CPU machine made torch warn ("suggested max 2"); an explicit
     --workers is kept as given."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    no_workers = [a for a in args("body") if a not in ("--workers", "0")]
+    no_workers = [a for a in train_args("body") if a not in ("--workers", "0")]
     assert invoke(*no_workers, "-o", tmp_path / "a").exit_code == 0
     assert trained[-1][0].num_workers == 2
     assert invoke(*no_workers, "-o", tmp_path / "b", "--workers", "4").exit_code == 0
     assert trained[-1][0].num_workers == 4
 
 
-def test_stage_help_lists_what_each_stage_accepts(args, tmp_path):
+def test_stage_help_lists_what_each_stage_accepts(train_args, tmp_path):
     from wbcap.train.stages import STAGE_DATASETS
 
     for stage, accepted in STAGE_DATASETS.items():
@@ -141,22 +132,22 @@ def test_stage_help_lists_what_each_stage_accepts(args, tmp_path):
         for name in accepted:
             assert name in datasets_help, (stage, datasets_help)
         assert ("synthetic" in datasets_help) == ("synthetic" in accepted), (stage, datasets_help)
-    r = invoke(*args("hand"), "-o", tmp_path / "h")
+    r = invoke(*train_args("hand"), "-o", tmp_path / "h")
     assert one_error_line(r) == "error: the hand stage trains on FreiHAND, not synthetic\n"
     assert not (tmp_path / "h").exists()  # (it held stage.json before)
 
 
-def test_bad_inputs_leave_no_folder(tmp_path, args, trained):
+def test_bad_inputs_leave_no_folder(tmp_path, train_args, trained):
     (tmp_path / "data").mkdir()
-    r = invoke(*[a for a in args("body") if a not in ("--datasets", "synthetic")], "-o", tmp_path / "x",
+    r = invoke(*[a for a in train_args("body") if a not in ("--datasets", "synthetic")], "-o", tmp_path / "x",
                "--data-root", tmp_path / "data")
     assert one_error_line(r).startswith(f"error: {tmp_path / 'data' / 'Human36M'} missing; expected layout: ")
-    r = invoke(*args("body"), "-o", tmp_path / "x", "--body-models", tmp_path / "no_models")
+    r = invoke(*train_args("body"), "-o", tmp_path / "x", "--body-models", tmp_path / "no_models")
     assert one_error_line(r).startswith("error: SMPL-X model file SMPLX_NEUTRAL.npz not found")
     assert not (tmp_path / "x").exists() and not trained
 
 
-def test_synthetic_training_without_smplx_uses_the_synthetic_model(tmp_path, args, trained):
+def test_synthetic_training_without_smplx_uses_the_synthetic_model(tmp_path, train_args, trained):
     """The README's no-data smoke run (`--datasets synthetic`, no SMPL-X anywhere) trains with the
     synthetic SMPL-X model (as `wbcap demo` does), saying so once; the checks before training
     decide it without writing the model (69 MB, written when training starts); real data still
@@ -166,7 +157,7 @@ def test_synthetic_training_without_smplx_uses_the_synthetic_model(tmp_path, arg
     from wbcap.train.stages import STAGES
     from wbcap.train.trainer import SYNTHETIC_BODY_MODEL, RunConfig, body_model_file, body_model_path
 
-    r = invoke(*_without_body_models(args("body")), "-o", tmp_path / "s")
+    r = invoke(*_without_body_models(train_args("body")), "-o", tmp_path / "s")
     assert r.exit_code == 0, r.output
     assert r.output.count("no SMPL-X model file found") == 1 and len(trained) == 1, r.output
     stage, run = trained[0]
@@ -185,7 +176,7 @@ def _without_body_models(argv: list) -> list:
     return argv[:at] + argv[at + 2:]
 
 
-def test_the_training_loop_warns_of_the_synthetic_model_once_and_writes_it(tmp_path, args, monkeypatch):
+def test_the_training_loop_warns_of_the_synthetic_model_once_and_writes_it(tmp_path, train_args, monkeypatch):
     """The real loop, stopped once it has its SMPL-X layer: the synthetic-model warning was given
     three times (the launcher's check, the loop's check, the loading) and the check wrote the
     model; now once, and the loop loads the synthetic model it writes."""
@@ -200,13 +191,13 @@ def test_the_training_loop_warns_of_the_synthetic_model_once_and_writes_it(tmp_p
         raise InputError("stopped once the SMPL-X layer was built")
 
     monkeypatch.setattr(trainer, "build_model", stop)
-    r = invoke(*_without_body_models(args("body")), "-o", tmp_path / "s")
+    r = invoke(*_without_body_models(train_args("body")), "-o", tmp_path / "s")
     assert r.exit_code == 2 and "error: stopped once the SMPL-X layer was built" in r.output, r.output
     assert r.output.count("no SMPL-X model file found") == 1, r.output
     assert len(layers) == 1 and (synthetic_body_models_dir() / "smplx" / "SMPLX_NEUTRAL.npz").is_file()
 
 
-def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_path, args, monkeypatch):
+def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_path, train_args, monkeypatch):
     import wbcap.train.trainer as trainer
     from wbcap.errors import InputError
 
@@ -216,24 +207,24 @@ def test_a_run_failing_before_its_first_snapshot_removes_the_folder_it_made(tmp_
         raise InputError("bad sample")
 
     monkeypatch.setattr(trainer, "train", failing)
-    assert one_error_line(invoke(*args("body"), "-o", tmp_path / "runs" / "x")) == "error: bad sample\n"
+    assert one_error_line(invoke(*train_args("body"), "-o", tmp_path / "runs" / "x")) == "error: bad sample\n"
     assert not (tmp_path / "runs" / "x").exists() and (tmp_path / "runs").is_dir()
     (tmp_path / "empty").mkdir()  # a folder the user made is kept, and left empty (so a rerun is not refused)
-    assert invoke(*args("body"), "-o", tmp_path / "empty").exit_code == 2
+    assert invoke(*train_args("body"), "-o", tmp_path / "empty").exit_code == 2
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
 
 
-def test_unwritable_outputs_are_refused_before_any_work(tmp_path, args, trained, small_ckpt, monkeypatch):
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, train_args, trained, small_ckpt, monkeypatch):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    r = invoke(*args("body"), "-o", a_file / "r")
+    r = invoke(*train_args("body"), "-o", a_file / "r")
     assert one_error_line(r) == (f"error: {a_file}: is a file, so {a_file / 'r'} cannot be created; choose another "
                                  "output folder\n")
     immut = tmp_path / "immut"
     immut.mkdir()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != immut and real_access(p, mode, **kw))
-    r = invoke(*args("body"), "-o", immut / "r")
+    r = invoke(*train_args("body"), "-o", immut / "r")
     assert one_error_line(r).startswith(f"error: {immut}: cannot create {immut / 'r'} in this folder (read-only")
     assert not trained
 
@@ -272,7 +263,7 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
     assert [json.loads(line)["step"] for line in (out / "scalars.jsonl").read_text().splitlines()] == [0]
 
 
-def test_a_folder_another_training_run_is_writing_is_refused(tmp_path, args, trained):
+def test_a_folder_another_training_run_is_writing_is_refused(tmp_path, train_args, trained):
     """Two `wbcap train` on one folder (the second with --overwrite deleted the first's files
     while it ran): the second is refused while the first holds the folder, which it does for
     the whole run."""
@@ -281,13 +272,13 @@ def test_a_folder_another_training_run_is_writing_is_refused(tmp_path, args, tra
     out = tmp_path / "busy"
     _previous_run(out)
     with hold_folder(out):  # (flock is per open file: a second open in this process is another holder)
-        r = invoke(*args("body"), "-o", out, "--overwrite")
+        r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert "is in use by another wbcap process" in one_error_line(r)
     assert not trained and (out / "snapshot_1.pth.tar").read_bytes() == b"old"
-    assert invoke(*args("body"), "-o", out, "--overwrite").exit_code == 0  # released when that one ends
+    assert invoke(*train_args("body"), "-o", out, "--overwrite").exit_code == 0  # released when that one ends
 
 
-def test_the_folder_is_held_while_training_runs(tmp_path, args, monkeypatch):
+def test_the_folder_is_held_while_training_runs(tmp_path, train_args, monkeypatch):
     import wbcap.train.trainer as trainer
     from wbcap.errors import InputError
     from wbcap.io.run_folder import hold_folder
@@ -303,17 +294,17 @@ def test_the_folder_is_held_while_training_runs(tmp_path, args, monkeypatch):
         (Path(run.out) / "snapshot_0.pth.tar").write_bytes(b"new")
 
     monkeypatch.setattr(trainer, "train", train_checking_the_hold)
-    assert invoke(*args("body"), "-o", tmp_path / "r").exit_code == 0
+    assert invoke(*train_args("body"), "-o", tmp_path / "r").exit_code == 0
     assert len(seen) == 1 and "in use by another wbcap process" in seen[0]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_and_imagenet_weights_are_checked_before_overwrite_deletes(tmp_path, args, trained):
+def test_device_and_imagenet_weights_are_checked_before_overwrite_deletes(tmp_path, train_args, trained):
     out = tmp_path / "prev"
     _previous_run(out)
     for extra, message in ((["--device", "cuda"], "CUDA is not available"),
                            (["--imagenet-weights", tmp_path / "nope"], "no torchvision resnet")):
-        a = [x for x in args("body") if x not in ("--device", "cpu")]
+        a = [x for x in train_args("body") if x not in ("--device", "cpu")]
         r = invoke(*a, "-o", out, "--overwrite", *extra)
         assert message in one_error_line(r)
         assert (out / "snapshot_1.pth.tar").read_bytes() == b"old" and not trained
