@@ -75,7 +75,8 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
             line's time of its frame); one line naming the file, the line and the field.
     """
     from wbcap.errors import InputError
-    from wbcap.io.raw_records import PARAM_SIZES, damaged_numbers
+    from wbcap.io.param_names import NETWORK_FILE_SIZES
+    from wbcap.io.raw_records import damaged_numbers
 
     frames: dict[int, float] = {}
     rows: dict[int, list[dict]] = {}
@@ -83,7 +84,7 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     frame_line: dict[int, int] = {}  # frame -> the first line that gave its time
     camera = None
     keys = ("frame", "time", "track", "box", *NETWORK_FILE_KEYS)
-    sizes = {"time": 0, "box": 4, **PARAM_SIZES}
+    sizes = {"time": 0, "box": 4, **NETWORK_FILE_SIZES}
     seen: dict[str, int] = {}
     resume = f"resume its run ({setting('resume', api='resume=True')}) to rewrite it"
     try:

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from wbcap.body.params import SMPLXParams
+from wbcap.body.params import POSE_JOINTS, SMPLXParams
 
-__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "from_file_record", "to_file_record"]
+__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "from_file_record", "to_file_record"]
 
 #: SMPL-X field -> file key, in the order the files list them.
 FILE_KEYS: Mapping[str, str] = MappingProxyType({
@@ -49,6 +49,14 @@ FILE_KEYS: Mapping[str, str] = MappingProxyType({
 #: The file keys of what the network estimates (:data:`FILE_KEYS` without the eyes): the
 #: ``params`` of a raw record.
 NETWORK_FILE_KEYS: tuple[str, ...] = tuple(v for k, v in FILE_KEYS.items() if k not in ("leye_pose", "reye_pose"))
+
+#: How many numbers each of :data:`NETWORK_FILE_KEYS` holds in one record: 3 per joint of a
+#: rotation (axis-angle), 3 for ``cam_trans``; None for ``shape`` and ``expr``, whose count is the
+#: network's own (10 for Hand4Whole), the same in every record of a file.
+NETWORK_FILE_SIZES: Mapping[str, int | None] = MappingProxyType({
+    key: 3 * POSE_JOINTS[field] if field in POSE_JOINTS else 3 if field == "transl" else None
+    for field, key in FILE_KEYS.items() if key in NETWORK_FILE_KEYS
+})
 
 _FIELD_OF = {v: k for k, v in FILE_KEYS.items()}
 

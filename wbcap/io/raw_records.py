@@ -30,16 +30,11 @@ from typing import Any
 import numpy as np
 
 from wbcap.errors import InputError, setting
-from wbcap.io.param_names import to_file_record
+from wbcap.io.param_names import NETWORK_FILE_SIZES, to_file_record
 
 log = logging.getLogger(__name__)
 
 
-#: Numbers of each SMPL-X parameter in a record (a raw record person's ``params``, a line of
-#: ``params.jsonl``); None: the network's own count (``shape``, ``expr``: 10 for Hand4Whole), the
-#: same in every record of a file.
-PARAM_SIZES: Mapping[str, int | None] = {"root_pose": 3, "body_pose": 63, "lhand_pose": 45, "rhand_pose": 45,
-                                         "jaw_pose": 3, "shape": None, "expr": None, "cam_trans": 3}
 #: The numbers of a raw record person besides its ``params`` (0: one number, k: a list of k).
 PERSON_SIZES: Mapping[str, int] = {"box": 4, "score": 0, "focal": 2, "princpt": 2}
 
@@ -110,7 +105,7 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
             if not isinstance(params, dict):
                 why = "no params"
             else:
-                sizes = {key: n for key, n in PARAM_SIZES.items() if all_params or key in params}
+                sizes = {key: n for key, n in NETWORK_FILE_SIZES.items() if all_params or key in params}
                 why = damaged_numbers(params, sizes, seen)
         if why:
             return f"person {k}: {why}"
