@@ -255,6 +255,9 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
     r = invoke(*base, "--epochs", "2", "--keep-last", "1")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_1.pth.tar"]
+    # --keep-last counts the snapshots a resumed run found too (it used to prune only its own)
+    assert invoke(*base, "--epochs", "3", "--keep-last", "1", "--resume").exit_code == 0
+    assert sorted(p.name for p in out.glob("snapshot_*")) == ["snapshot_2.pth.tar"]
     assert one_error_line(invoke(*base, "--epochs", "1")).startswith(f"error: {out} holds a previous training run")
     r = invoke(*base, "--epochs", "1", "--overwrite")
     assert r.exit_code == 0, r.output

@@ -478,14 +478,22 @@ def body_model_file(body_model: str) -> Path:
     return find_body_model("neutral", synthetic_body_models_dir())
 
 
-def latest_checkpoint(out: Path) -> Path | None:
+def snapshots(out: Path) -> list[Path]:
+    """The snapshots in run folder ``out`` (``snapshot_<epoch>.pth.tar``, whichever run wrote
+    them), oldest epoch first."""
     found = []
     for p in out.glob("snapshot_*.pth.tar"):
         try:
             found.append((int(p.name[len("snapshot_"):-len(".pth.tar")]), p))
         except ValueError:
             continue
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest snapshot in ``out`` (highest epoch), or None."""
+    found = snapshots(out)
+    return found[-1] if found else None
 
 
 # --------------------------------------------------------------------------- loop
@@ -691,8 +699,8 @@ def train(
                 path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
                 history.checkpoints.append(path)
                 discard_previous_run(out)  # (what --overwrite set aside: this run has its first snapshot)
-                if run.keep_last is not None:
-                    for old in history.checkpoints[: -run.keep_last]:
+                if run.keep_last is not None:  # (the folder's: a resumed run's earlier snapshots count)
+                    for old in snapshots(out)[: -run.keep_last]:
                         old.unlink(missing_ok=True)
             if d.enabled:
                 dist.barrier()
