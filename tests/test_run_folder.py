@@ -169,3 +169,16 @@ def test_export_and_view_of_a_folder_an_overwrite_left_aside_say_where_the_previ
         lines = [x for x in r.output.splitlines() if x.strip()]
         assert r.exit_code == 2 and len(lines) == 1, r.output
         assert f"set the previous run aside in {out / PREVIOUS_DIR}: any `wbcap run` on {out}" in lines[0], lines[0]
+
+
+def test_a_setting_only_the_recorded_run_has_is_named(tmp_path, monkeypatch):
+    """`--fps 25` is recorded (as ``image_fps``) only when it is not the default: resuming without
+    it was refused as "different settings ()", naming nothing."""
+    from wbcap.video_app import VideoJob, _fingerprint
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    job = VideoJob(source="frames/*.png", out="out", image_fps=25.0)
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=False, overwrite=False)
+    with pytest.raises(InputError, match=r"different settings \(image_fps\); use "):
+        prepare_output(tmp_path / "out", _fingerprint(replace(job, image_fps=30.0)), resume=True, overwrite=False)

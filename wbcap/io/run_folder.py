@@ -648,7 +648,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                     and _same_file(previous.get(BODY_MODEL_FILE), body_model_file)):
                 body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
-                diff = sorted(k for k in fp if matched.get(k) != fp.get(k))
+                diff = sorted(k for k in {*fp, *matched} if matched.get(k) != fp.get(k))  # (a key only one records too)
                 changed = "" if {"source_size", "source_mtime"}.isdisjoint(diff) else (
                     "; its source changed since that run began, and a run continues only from the source it began "
                     "with")
