@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -146,8 +147,31 @@ def test_a_full_disk_is_one_error_line_naming_the_final_file(monkeypatch, tmp_pa
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.exit_code == 2 and r.stdout == ""
     where = f"cannot write {final} (No space left on device)" if filename else "cannot write (No space left on device)"
-    assert r.stderr.splitlines() == [f"error: {where}: free disk space or choose an output folder on another disk (-o)"]
+    assert r.stderr.splitlines() == [f"error: {where}: free disk space"]  # (doctor has no output option to name)
     assert not list((tmp_path / "home").rglob("crash-*.log"))
+
+
+@pytest.mark.parametrize("command, option", [(["image", "x.jpg"], "-o"), (["export", "run"], "--dest"),
+                                             (["view", "run"], "--html"), (["eval", "--dataset", "EHF"], "--out"),
+                                             (["bench"], "--json-out"), (["train", "merge"], "-o"),
+                                             (["weights", "list"], None)])
+def test_a_full_disk_names_the_running_commands_output_option(monkeypatch, tmp_path, command, option):
+    """The fix names the running command's own output option (it said -o to every command;
+    `wbcap export` has --dest, `wbcap view` --html); a file in wbcap's own folder names WBCAP_HOME."""
+    import errno
+
+    from wbcap.cli import _disk_full_message
+
+    ctx = click.Context(cli, info_name="wbcap")
+    ctx.invoked_subcommand = command[0]
+    out = tmp_path / "out.bin"
+    message = _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(out)), ctx)
+    fix = "free disk space" + (f" or choose an output folder on another disk ({option})" if option else "")
+    assert message == f"cannot write {out} (No space left on device): {fix}"
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    own = tmp_path / "home" / "weights" / "w.pth"
+    assert _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(own)), ctx) == (
+        f"cannot write {own} (No space left on device): free disk space or set WBCAP_HOME to a folder on another disk")
 
 
 def test_final_path_undoes_every_temporary_name():

@@ -166,6 +166,33 @@ def test_page_of_a_photo_folder_is_made_without_torch(image_run, tmp_path):
     assert proc.stderr.split()[-1] == "False" and (tmp_path / "p_files" / "view.json").is_file()
 
 
+def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_path, monkeypatch):
+    """The viewer's own script files (``vendor/``) were copied with ``shutil.copytree``, which
+    gathers a full disk into ``shutil.Error``: a crash report. Now the usual one line, exit 2,
+    naming --html, and no page left behind."""
+    import errno
+    import os
+
+    real_copy = shutil.copyfile
+
+    def full(src, dst, *args, **kwargs):
+        if "vendor" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_copy(src, dst, *args, **kwargs)
+
+    def no_link(src, dst, *args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    monkeypatch.setattr(os, "link", no_link)
+    r = CliRunner().invoke(cli, ["view", str(image_run), "--html", str(tmp_path / "p.html")])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith("error: cannot write ") and lines[0].endswith(
+        "(No space left on device): free disk space or choose an output folder on another disk (--html)"), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def _line(frame: int, time: float, track: int) -> dict:
     rec = {"frame": frame, "time": time, "track": track, "box": [1.0, 2.0, 3.0, 4.0]}
     for key, n in (("root_pose", 3), ("body_pose", 63), ("lhand_pose", 45), ("rhand_pose", 45), ("jaw_pose", 3),

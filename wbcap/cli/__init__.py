@@ -103,7 +103,7 @@ class LazyGroup(click.Group):
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: click exits quietly
                 raise
             if exc.errno in _DISK_FULL:  # not a crash: the user can act on it
-                click.echo(f"error: {_disk_full_message(exc)}", err=True)
+                click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
         except Exception as exc:
@@ -162,14 +162,47 @@ DISK_FULL_EXIT_CODE = 2
 _DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
 
 
-def _disk_full_message(exc: OSError) -> str:
+#: Parameter names of the options that name a command's output (``-o``, ``--dest``, ``--html``,
+#: ``--json-out``): the full-disk message names the running command's.
+_OUTPUT_PARAMS = ("out", "dest", "html", "json_out")
+
+
+def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
     """One line for a write that found the disk or quota full: the file it was writing (the
-    final name, not the temporary it was written under: :func:`wbcap.atomic.final_path`) and the fix."""
+    final name, not the temporary it was written under: :func:`wbcap.atomic.final_path`) and the
+    fix: for a file in wbcap's own folder (weights, the synthetic SMPL-X model) ``WBCAP_HOME`` on
+    another disk, else the output option of the command ``ctx`` runs, if it has one."""
     from wbcap.atomic import final_path
+    from wbcap.paths import ENV_HOME, user_data_dir
 
     reason = exc.strerror or "no space left on device"
-    where = f"cannot write {final_path(exc.filename)} ({reason})" if exc.filename else f"cannot write ({reason})"
-    return f"{where}: free disk space or choose an output folder on another disk (-o)"
+    path = final_path(exc.filename) if exc.filename else None
+    where = f"cannot write {path} ({reason})" if path else f"cannot write ({reason})"
+    if path is not None and _is_within(Path(path), user_data_dir()):
+        return f"{where}: free disk space or set {ENV_HOME} to a folder on another disk"
+    option = _output_option(ctx)
+    return f"{where}: free disk space" + (f" or choose an output folder on another disk ({option})" if option else "")
+
+
+def _output_option(ctx: click.Context | None) -> str | None:
+    """The output option (:data:`_OUTPUT_PARAMS`, as first declared) of the command the group
+    context ``ctx`` ran; for a subgroup (``train``, ``weights``) the one all its commands share.
+    None when there is none (``doctor``, ``weights``)."""
+    if ctx is None or not isinstance(ctx.command, click.Group) or ctx.invoked_subcommand is None:
+        return None
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+    leaves = ([command.get_command(ctx, n) for n in command.list_commands(ctx)] if isinstance(command, click.Group)
+              else [command])
+    found = {next((p.opts[0] for p in leaf.params if isinstance(p, click.Option) and p.name in _OUTPUT_PARAMS), None)
+             for leaf in leaves if leaf is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def crash_log_dir() -> Path:

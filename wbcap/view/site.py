@@ -146,8 +146,9 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
         _place(static / name, site / name, link)
     if link:
         os.symlink(static / "vendor", site / "vendor", target_is_directory=True)
-    else:
-        shutil.copytree(static / "vendor", site / "vendor")
+    else:  # (file by file: copytree gathers its errors into shutil.Error, so a full disk was a crash report)
+        for src in sorted(p for p in (static / "vendor").rglob("*") if p.is_file()):
+            _place(src, site / src.relative_to(static), link=False)
     for url, path in content.files.items():
         _place(path, site / url, link)
     for url, data in content.generated.items():
