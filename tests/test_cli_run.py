@@ -264,6 +264,25 @@ def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch):
+    """Forgetting --overwrite (the commonest mistake) is said before the model and the detector
+    load, which took seconds (and a measurement of the CPU strategy on a first run)."""
+    import wbcap.video_app
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "out"
+    assert run("run", video, "-o", out, "--detector", "full", "--no-render", "--min-track", "1", *base_args).exit_code == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(wbcap.video_app, "_load_pipeline", no_load)
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--detector", "full", "--no-render", *base_args])
+    assert r.exit_code == 2 and f"{out} holds a previous wbcap run" in r.output and "--overwrite" in r.output, r.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(tmp_path, base_args):
     """Two runs on one folder: the second is refused while the first holds it (before, both
     appended to raw.jsonl and every later --resume failed); records that are not one run's

@@ -60,6 +60,7 @@ from wbcap.io.run_folder import (
     missing_body_model,
     prepare_output,
     raw_path,
+    refuse_taken_output,
     remove_outputs,
     remove_temporary_files,
     restore_previous,
@@ -447,6 +448,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     _check_selection(job, source)
     out = Path(job.out).expanduser()
     created = not out.exists()
+    if not (job.resume or job.overwrite):
+        refuse_taken_output(out)  # (a folder holding a run: one line now, not after the model loads)
     # A box file is read, checked and bound to the frames before the model loads (its one line in a
     # moment); a detector network after it, on the model's device.
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None

@@ -603,6 +603,24 @@ def _settle_previous(out: Path) -> None:
                     PREVIOUS_DIR)
 
 
+def refuse_taken_output(out: Path) -> None:
+    """The check :func:`prepare_output` makes of a folder without ``resume`` or ``overwrite``,
+    made early (before the model and the detector load, seconds) and without holding or
+    changing the folder: an output folder that is not empty is refused, in the same words.
+    Forgetting ``--overwrite`` is the commonest mistake; :func:`prepare_output` checks again
+    under the folder's lock.
+
+    Raises:
+        InputError: see :func:`replace_previous`.
+    """
+    try:
+        existing = sorted(out.iterdir()) if out.is_dir() else []
+    except OSError:
+        return  # (prepare_output says what is wrong with it)
+    if existing:
+        replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run", overwrite=False)
+
+
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                    typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
                    files: dict[str, dict | None] | None = None) -> Path:
