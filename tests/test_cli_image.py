@@ -663,3 +663,26 @@ def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt
                                  "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"])
     text = " ".join(r.output.split())
     assert r.exit_code != 0 and f"its entry in {boxes} lists no box" in text and "no entry for" not in text, text
+
+
+def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir):
+    """`wbcap image --detector boxes:FILE` (wbcap run's spelling, which image's detector list
+    names) crashed with "'BoxesFileDetector' object is not callable"; it is --boxes FILE, and
+    with --bbox as well it is one line."""
+    import json
+
+    from wbcap.testing.images import person_image
+
+    img = write_rgb(tmp_path / "pic.png", person_image(96, 128, seed=1))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"pic.png": [[10, 10, 60, 100]]}))
+    model = ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
+    for name, how in (("a", ["--boxes", str(boxes)]), ("b", ["--detector", f"boxes:{boxes}"])):
+        r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / name), *how, *model])
+        assert r.exit_code == 0, r.output
+    read = [json.loads((tmp_path / n / "pic" / "person_0" / "smplx_param.json").read_text()) for n in "ab"]
+    assert read[0] == read[1] and not (tmp_path / "a" / "pic" / "person_1").exists()
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "c"), "--detector", f"boxes:{boxes}",
+                                 "--bbox", "1,1,20,20", *model])
+    assert r.exit_code == 2 and r.stderr == (f"error: --detector boxes:{boxes} and --bbox both give the boxes; "
+                                             "keep one\n"), r.output

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wbcap.config import PipelineConfig
@@ -107,6 +107,7 @@ def run_images(
     """
     from wbcap.io.images import iter_image_paths
 
+    job = _boxes_spec_as_file(job)
     job.export.check_available()
     render_process = None
     if job.render:
@@ -192,6 +193,21 @@ def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:
     nothing), so that it is not taken for this run's."""
     note = f"; its earlier result in {out_dir} was left unchanged" if out_dir.is_dir() else ""
     return ImageResult(path, None, 0, f"{exc}{note}")
+
+
+def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
+    """``detector="boxes:FILE"`` (``wbcap run``'s spelling of a box file, which ``wbcap image``'s
+    detector list names too) as ``boxes_file=FILE``, the same JSON keyed by image file name.
+
+    Raises:
+        InputError: boxes given another way as well.
+    """
+    if not job.detector.startswith("boxes:"):
+        return job
+    if job.boxes is not None or job.boxes_file is not None:
+        given = setting("boxes") if job.boxes is not None else setting("boxes_file")
+        raise InputError(f"{setting('detector')} {job.detector} and {given} both give the boxes; keep one")
+    return replace(job, boxes_file=job.detector[len("boxes:"):], detector="auto")
 
 
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
