@@ -88,6 +88,25 @@ def test_without_yolox_the_report_says_how_to_get_it():
     assert "wbcap weights fetch yolox-nano" in lines[0] and "--detector-model FILE" in lines[0]
 
 
+def test_a_weights_variable_naming_nothing_is_refused_before_any_timing(tmp_path, monkeypatch, tiny_onnx):
+    """`WBCAP_WEIGHTS=/nothing wbcap bench` timed the YOLOX installed elsewhere (or said none was
+    installed); it is refused in the one line every command gives, unless --detector-model names the file."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.paths import weights_dir
+
+    weights_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_onnx, weights_dir() / "yolox_nano.onnx")
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path / "nothing"))
+    for extra in ((), ("--detect-only",)):
+        r = CliRunner().invoke(cli, ["bench", *extra, "--repeats", "1", "--warmup", "0", "--device", "cpu"])
+        assert r.exit_code == 2 and r.stderr.startswith(f"error: WBCAP_WEIGHTS={tmp_path / 'nothing'}: no such file "
+                                                        "or folder; point it at"), r.output
+        assert "\n" not in r.stderr.rstrip("\n")
+    assert "detect.yolox" in invoke(*FAST, "--detector-model", tiny_onnx)
+
+
 def test_installed_default_is_found_without_download(tiny_onnx):
     from wbcap.paths import weights_dir
 

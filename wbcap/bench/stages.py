@@ -260,9 +260,16 @@ def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str
 
     Raises:
         InputError: no precision, ``frames`` < 1, ``repeats`` < 1, ``warmup`` < 0 or a batch size < 1.
+        CheckpointError: no ``detector_model`` and a ``$WBCAP_WEIGHTS`` that names nothing (the
+            installed YOLOX is looked for there: refused now, as every command refuses it, not
+            after minutes of timing nor by timing the one elsewhere).
     """
     from wbcap.errors import InputError
     from wbcap.model.precision import Precision
+    from wbcap.weights import check_weights_env
+
+    if opts.detector_model is None:
+        check_weights_env()
 
     precisions = tuple(dict.fromkeys(Precision.parse(p) for p in opts.precisions))
     if not precisions:
