@@ -57,10 +57,11 @@ def test_a_yolox_file_detector_is_recorded_absolute_and_resumed_by_any_spelling(
     run_json.write_text(json.dumps(dict(recorded, detector="yolox:m.onnx")))  # as an older wbcap wrote it
     prepare(replace(job, detector="yolox:./m.onnx", resume=True))  # (resolves here to the same file)
     assert read_run_file(tmp_path / "out") == recorded
-    with pytest.raises(InputError, match=r"different settings \(detector\)"):
+    with pytest.raises(InputError, match=r"different settings \(detector: \"yolox:.*m\.onnx\" in the run, "
+                                         r"\"boxes:.*m\.onnx\" now\); give the run's own settings to continue it"):
         prepare(replace(job, detector="boxes:m.onnx", resume=True))  # (another kind of detector)
     monkeypatch.chdir(tmp_path / "other")
-    with pytest.raises(InputError, match=r"different settings \(detector\)"):
+    with pytest.raises(InputError, match=r"different settings \(detector: "):
         prepare(replace(job, resume=True))
 
 
@@ -180,5 +181,5 @@ def test_a_setting_only_the_recorded_run_has_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = VideoJob(source="frames/*.png", out="out", image_fps=25.0)
     prepare_output(tmp_path / "out", _fingerprint(job), resume=False, overwrite=False)
-    with pytest.raises(InputError, match=r"different settings \(image_fps\); use "):
+    with pytest.raises(InputError, match=r"different settings \(image_fps: 25\.0 in the run, not set now\); give "):
         prepare_output(tmp_path / "out", _fingerprint(replace(job, image_fps=30.0)), resume=True, overwrite=False)

@@ -117,7 +117,10 @@ def test_resume_with_a_box_file_follows_the_path_rule(tmp_path, base_args, monke
     assert r.exit_code == 0, r.output
     monkeypatch.chdir(tmp_path / "elsewhere")
     r = invoke("run", video, "--detector", "boxes:boxes.json", "--resume", *args)
-    assert r.exit_code == 2 and "holds a run with different settings (detector)" in r.output, r.output
+    assert r.exit_code == 2 and (f'holds a run with different settings (--detector: "boxes:{tmp_path / "boxes.json"}" '
+                                 f'in the run, "boxes:{tmp_path / "elsewhere" / "boxes.json"}" now); give the run\'s '
+                                 "own settings to continue it, or use --overwrite to start over") in " ".join(
+                                     r.output.split()), r.output
     monkeypatch.chdir(tmp_path)
     run_json.write_text(json.dumps(dict(recorded, detector="boxes:boxes.json")))  # as an older wbcap wrote it
     r = invoke("run", video, "--detector", "boxes:boxes.json", "--resume", *args)
@@ -461,3 +464,23 @@ def test_a_video_or_image_sequence_too_small_for_a_person_box_is_refused_before_
         assert text(r) == (f"error: {source}: the {what} is {w}x{h} pixels, too small to hold a person box (it needs "
                            f"at least 2 pixels a side); {fix}"), text(r)
         assert not out.exists()
+
+
+def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_args):
+    """A resume that forgot `--precision fast` was told only "different settings (precision);
+    use --overwrite", whose fix throws the work away: each setting is named as its option with
+    the run's value and this one's. A run.json value of another kind than the setting's (edited
+    by hand) is called damaged, naming the file."""
+    video = write_video(tmp_path / "v.mp4", 2)
+    out, run_json = tmp_path / "out", tmp_path / "out" / ".wbcap" / "run.json"
+    args = ["-o", out, "--detector", "full", "--export", "none", "--no-render", "--min-track", "1", *base_args]
+    assert invoke("run", video, "--precision", "fast", "--every", "1", *args).exit_code == 0
+    r = invoke("run", video, "--resume", "--every", "2", *args)
+    assert r.exit_code == 2 and r.stderr == (
+        f'error: {out}: holds a run with different settings (--every: 1 in the run, 2 now; --precision: "fast" in '
+        'the run, "exact" now); give the run\'s own settings to continue it, or use --overwrite to start over\n'), r.output
+    assert invoke("run", video, "--resume", "--precision", "fast", *args).exit_code == 0
+    run_json.write_text(json.dumps(dict(json.loads(run_json.read_text()), every="x")))
+    r = invoke("run", video, "--resume", "--precision", "fast", *args)
+    assert r.exit_code == 2 and r.stderr == (f'error: {run_json}: a damaged every ("x", where wbcap writes a number); '
+                                             "start its run over with --overwrite\n"), r.output

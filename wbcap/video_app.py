@@ -161,6 +161,12 @@ def _typed_paths(job: VideoJob) -> dict[str, TypedPath]:
             **({"detector": detector} if detector is not None else {})}
 
 
+#: The keys of :func:`_fingerprint` that a ``wbcap run`` option of that parameter name sets
+#: (:func:`wbcap.errors.setting`): a refused resume spells them as the options.
+_OPTION_KEYS = ("start", "end", "every", "max_frames", "detector", "detector_model", "score_threshold",
+                "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")
+
+
 def _fingerprint(job: VideoJob) -> dict:
     """What pass 1's results depend on (a resumed run must match it); the files and folders the
     user named as absolute paths (:func:`wbcap.io.run_folder.absolute_path`)."""
@@ -461,7 +467,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
-                           files=_files(job, pipeline))
+                           files=_files(job, pipeline), options=_OPTION_KEYS)
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)

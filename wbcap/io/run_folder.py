@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from stat import S_ISREG
 
@@ -623,7 +623,7 @@ def refuse_taken_output(out: Path) -> None:
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                    typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
-                   files: dict[str, dict | None] | None = None) -> Path:
+                   files: dict[str, dict | None] | None = None, options: Collection[str] = ()) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -640,6 +640,10 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     recorded (:func:`_check_same_files`: a file replaced at the same path is refused). ``run.json``
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
     ones it recorded are kept).
+    A resume with other settings is refused naming each with both values (``options``: the
+    keys of ``fp`` that a user option of that name sets, spelled as the option:
+    :func:`wbcap.errors.setting`); a recorded value of another kind than the setting's (a
+    string for a number) is called damaged.
     ``overwrite`` touches only what a wbcap run wrote, and keeps it aside in
     ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`) until the new run has its first frames: the
     caller then calls :func:`discard_previous`, or :func:`restore_previous` when the run ends
@@ -666,12 +670,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                     and _same_file(previous.get(BODY_MODEL_FILE), body_model_file)):
                 body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
-                diff = sorted(k for k in {*fp, *matched} if matched.get(k) != fp.get(k))  # (a key only one records too)
-                changed = "" if {"source_size", "source_mtime"}.isdisjoint(diff) else (
-                    "; its source changed since that run began, and a run continues only from the source it began "
-                    "with")
-                raise InputError(f"{out}: holds a run with different settings ({', '.join(diff)}){changed}; "
-                                 f"use {overwrite_} to start over")
+                _refuse_other_settings(out, run_file, matched, fp, options, overwrite_)
             _check_same_files(out, previous.get(FILE_IDENTITY), files)
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
@@ -693,6 +692,48 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
 
     atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
     return out
+
+
+_ABSENT = object()
+
+
+def _kind(value: object) -> str:
+    """A JSON value's kind, numbers as one (an int recorded for a float setting is no damage)."""
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, options: Collection[str],
+                           overwrite_: str) -> None:
+    """Raise the one line of a resume whose settings ``fp`` differ from the run's ``recorded``
+    ones (see :func:`prepare_output`): each setting with the run's value and this one's (scalars;
+    the name alone for a group of settings such as ``body``), then how to go on; a recorded
+    value of another kind than the setting's is named as damage in ``run_file``."""
+    diff = sorted(k for k in {*fp, *recorded} if recorded.get(k, _ABSENT) != fp.get(k, _ABSENT))
+    for key in diff:
+        then, now = recorded.get(key), fp.get(key)
+        if then is not None and now is not None and _kind(then) != _kind(now):
+            raise InputError(f"{run_file}: a damaged {key} ({json.dumps(then)[:60]}, where wbcap writes a "
+                             f"{_kind(now)}); start its run over with {overwrite_}")
+
+    def value(v: object) -> str:
+        text = "not set" if v is _ABSENT or v is None else json.dumps(v)
+        return text if len(text) <= 300 else text[:297] + "..."
+
+    scalar = (str, int, float, bool, type(None))
+    parts = []
+    for key in diff:
+        name = setting(key) if key in options else key
+        then, now = recorded.get(key, _ABSENT), fp.get(key, _ABSENT)
+        if key in ("source_size", "source_mtime") or not all(v is _ABSENT or isinstance(v, scalar) for v in (then, now)):
+            parts.append(name)
+        else:
+            parts.append(f"{name}: {value(then)} in the run, {value(now)} now")
+    if not {"source_size", "source_mtime"}.isdisjoint(diff):
+        raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); its source changed since "
+                         f"that run began, and a run continues only from the source it began with; use {overwrite_} "
+                         "to start over")
+    raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); give the run's own settings "
+                     f"to continue it, or use {overwrite_} to start over")
 
 
 def _record(fp: dict, body_model_file: object, files: dict) -> dict:
