@@ -85,8 +85,8 @@ def fetch_cmd(ctx, names):
 @click.pass_context
 def import_cmd(ctx, name, file):
     """Check that FILE is a valid NAME file (checkpoint or detector) and copy it into the user
-    weights folder, recording its sha256 (for machines without internet). With `wbcap -q` only
-    the note that a detector is not the official file is printed."""
+    weights folder, recording its sha256 (for machines without internet). The note that a detector
+    is not the official file goes to stderr, also with `wbcap -q`."""
     from pathlib import Path
 
     from wbcap.cli.common import is_quiet
@@ -100,7 +100,7 @@ def import_cmd(ctx, name, file):
     if result.official is False:
         click.echo(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "
-                   "it has the right inputs and outputs and is used as is")
+                   "it has the right inputs and outputs and is used as is", err=True)  # (a note: stderr, as warnings)
     elif result.official is None and not quiet:
         click.echo(f"sha256 {result.sha256} recorded (no published hash to compare)")
 
