@@ -560,6 +560,10 @@ def test_an_unreadable_photo_or_output_folder_is_refused_before_the_model_loads(
     r = invoke("image", photo, "-o", tmp_path / "afile" / "out", "--full-image")
     assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path / 'afile'}: is a file, so {tmp_path / 'afile' / 'out'} "
                                              "cannot be created; choose another output folder\n"), r.stderr
+    if Path("/dev/null").exists():  # (a device is not called a file)
+        r = invoke("image", photo, "-o", "/dev/null", "--full-image")
+        assert r.exit_code == 2 and r.stderr == ("error: /dev/null: is not a folder, so /dev/null cannot be created; "
+                                                 "choose another output folder\n"), r.stderr
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     r = invoke("image", photo, "-o", tmp_path / "out", "--full-image")

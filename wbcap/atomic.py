@@ -158,7 +158,8 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
     if nearest is None:
         return
     if not nearest.is_dir():
-        raise InputError(f"{nearest}: is a file, so {shown} cannot be {'written' if output else 'created'}; {fix}")
+        kind = "a file" if nearest.is_file() else "not a folder"  # (a device, a FIFO...)
+        raise InputError(f"{nearest}: is {kind}, so {shown} cannot be {'written' if output else 'created'}; {fix}")
     if nearest != p:
         what = f"cannot create {shown} in this folder"
     else:

@@ -465,7 +465,7 @@ def hold_folder(out: Path) -> Iterator[Path]:
     """
     other_out = setting("out", api="output")
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; {setting('out')} must be a folder")
+        raise InputError(f"{out} is {'a file' if out.is_file() else 'not a folder'}; {setting('out')} must be a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
