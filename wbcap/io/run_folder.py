@@ -724,7 +724,8 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
     for key in diff:
         name = setting(key) if key in options else key
         then, now = recorded.get(key, _ABSENT), fp.get(key, _ABSENT)
-        if key in ("source_size", "source_mtime") or not all(v is _ABSENT or isinstance(v, scalar) for v in (then, now)):
+        if (key in ("source_size", "source_mtime") or value(then) == value(now)  # (null recorded, absent now)
+                or not all(v is _ABSENT or isinstance(v, scalar) for v in (then, now))):
             parts.append(name)
         else:
             parts.append(f"{name}: {value(then)} in the run, {value(now)} now")
