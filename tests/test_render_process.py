@@ -281,6 +281,8 @@ def test_console_script_exits_as_click_does(tmp_path):
     assert proc.returncode == 2 and "No such option" in proc.stderr
 
 
+# (pyrender's own read-back, the reference here, calls PyOpenGL's deprecated tostring())
+@pytest.mark.filterwarnings("ignore:tostring\\(\\) is deprecated:DeprecationWarning")
 def test_colour_only_readback_reads_what_pyrender_reads():
     """wbcap's renderer skips pyrender's depth read-back; the colour it reads is pyrender's."""
     if "pyrender" not in _backends():
