@@ -266,8 +266,11 @@ def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path,
 
 def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch):
     """Forgetting --overwrite (the commonest mistake) is said before the model and the detector
-    load, which took seconds (and a measurement of the CPU strategy on a first run)."""
+    load, which took seconds (and a measurement of the CPU strategy on a first run); a folder
+    another process writes is refused as that, and a run an --overwrite set aside is still put
+    back by the next run."""
     import wbcap.video_app
+    from wbcap.io.run_folder import PREVIOUS_DIR, hold_folder
 
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
     out = tmp_path / "out"
@@ -278,8 +281,24 @@ def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(wbcap.video_app, "_load_pipeline", no_load)
-    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--detector", "full", "--no-render", *base_args])
+    args = ["run", str(video), "-o", str(out), "--detector", "full", "--no-render", *base_args]
+    r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2 and f"{out} holds a previous wbcap run" in r.output and "--overwrite" in r.output, r.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    with hold_folder(out):  # another process writing it: that is the answer, not advice to --overwrite it
+        r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "in use by another wbcap process" in r.output and "--overwrite" not in r.output, r.output
+    # A run an --overwrite killed by SIGKILL set aside: the next run on the folder puts it back, then refuses
+    aside = out / PREVIOUS_DIR
+    aside.mkdir()
+    for p in list(out.iterdir()):
+        if p != aside:
+            p.rename(aside / p.name)
+    (out / ".wbcap").mkdir()
+    (out / ".wbcap" / "raw.jsonl").write_text("")
+    monkeypatch.undo()
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and f"{out} holds a previous wbcap run" in r.output, r.output
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 

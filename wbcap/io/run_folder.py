@@ -608,17 +608,23 @@ def refuse_taken_output(out: Path) -> None:
     made early (before the model and the detector load, seconds) and without holding or
     changing the folder: an output folder that is not empty is refused, in the same words.
     Forgetting ``--overwrite`` is the commonest mistake; :func:`prepare_output` checks again
-    under the folder's lock.
+    under the folder's lock. The folder is held for the check (one another process is writing
+    is refused as that, not as one to overwrite); one holding a run an ``--overwrite`` set aside
+    is left to :func:`prepare_output`, which puts that run back first.
 
     Raises:
-        InputError: see :func:`replace_previous`.
+        InputError: see :func:`replace_previous` and :func:`hold_folder`.
     """
-    try:
-        existing = sorted(out.iterdir()) if out.is_dir() else []
-    except OSError:
-        return  # (prepare_output says what is wrong with it)
-    if existing:
-        replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run", overwrite=False)
+    if not out.is_dir() or (out / PREVIOUS_DIR).exists():
+        return
+    with hold_folder(out):
+        try:
+            existing = sorted(out.iterdir())
+        except OSError:
+            return  # (prepare_output says what is wrong with it)
+        if existing:
+            replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
+                             overwrite=False)
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
