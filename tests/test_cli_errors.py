@@ -172,6 +172,10 @@ def test_a_full_disk_names_the_running_commands_output_option(monkeypatch, tmp_p
     own = tmp_path / "home" / "weights" / "w.pth"
     assert _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(own)), ctx) == (
         f"cannot write {own} (No space left on device): free disk space or set WBCAP_HOME to a folder on another disk")
+    # a copy (`wbcap weights import`): shutil names the source first, the file being written second
+    copy = OSError(errno.ENOSPC, "No space left on device", "/media/yolox_nano.onnx", None, str(own))
+    assert _disk_full_message(copy, ctx).startswith(f"cannot write {own} (No space left on device): free disk space "
+                                                     "or set WBCAP_HOME")
 
 
 def test_final_path_undoes_every_temporary_name():

@@ -176,8 +176,8 @@ def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_
     real_copy = shutil.copyfile
 
     def full(src, dst, *args, **kwargs):
-        if "vendor" in str(dst):
-            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        if "vendor" in str(dst):  # (as shutil's copy names them: the source first, then the file written)
+            raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
         return real_copy(src, dst, *args, **kwargs)
 
     def no_link(src, dst, *args, **kwargs):
@@ -188,7 +188,7 @@ def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_
     r = CliRunner().invoke(cli, ["view", str(image_run), "--html", str(tmp_path / "p.html")])
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert r.exit_code == 2 and len(lines) == 1, r.output
-    assert lines[0].startswith("error: cannot write ") and lines[0].endswith(
+    assert lines[0].startswith(f"error: cannot write {tmp_path / 'p_files' / 'vendor'}") and lines[0].endswith(
         "(No space left on device): free disk space or choose an output folder on another disk (--html)"), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
