@@ -671,8 +671,9 @@ def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt
 
 def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir):
     """`wbcap image --detector boxes:FILE` (wbcap run's spelling, which image's detector list
-    names) crashed with "'BoxesFileDetector' object is not callable"; it is --boxes FILE, and
-    with --bbox as well it is one line."""
+    names) crashed with "'BoxesFileDetector' object is not callable"; it is --boxes FILE, one of
+    the ways to give boxes (with another, a usage error: --full-image won silently), its messages
+    name it, and `boxes:` with no file is refused (it ran the default detector)."""
     import json
 
     from wbcap.testing.images import person_image
@@ -686,7 +687,24 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
         assert r.exit_code == 0, r.output
     read = [json.loads((tmp_path / n / "pic" / "person_0" / "smplx_param.json").read_text()) for n in "ab"]
     assert read[0] == read[1] and not (tmp_path / "a" / "pic" / "person_1").exists()
-    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "c"), "--detector", f"boxes:{boxes}",
-                                 "--bbox", "1,1,20,20", *model])
-    assert r.exit_code == 2 and r.stderr == (f"error: --detector boxes:{boxes} and --bbox both give the boxes; "
-                                             "keep one\n"), r.output
+    for other in (["--bbox", "1,1,20,20"], ["--full-image"], ["--boxes", str(boxes)]):  # (--full-image won, silently)
+        r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "c"), "--detector", f"boxes:{boxes}",
+                                     *other, *model])
+        assert r.exit_code == 2 and r.stderr.endswith(
+            "Error: use only one of --bbox, --boxes, --detector boxes:FILE and --full-image\n"), r.output
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "c"), "--detector", "boxes:", *model])
+    assert r.exit_code == 2 and r.stderr == ("error: --detector boxes:: names no file; give boxes:FILE, a JSON of "
+                                             "person boxes per image file name\n"), r.output  # (it ran a detector)
+    other = tmp_path / "other.png"
+    write_rgb(other, person_image(96, 128, seed=2))
+    r = CliRunner().invoke(cli, ["image", str(other), "-o", str(tmp_path / "c"), "--detector", f"boxes:{boxes}",
+                                 *model])
+    assert r.exit_code == 2 and f"no entry for 'other.png' in {boxes}; add its boxes or drop --detector boxes:FILE" in (
+        " ".join(r.output.split())), r.output
+    assert not (tmp_path / "c").exists()
+    from wbcap.errors import InputError
+    from wbcap.image_app import ImageJob, run_images
+
+    with pytest.raises(InputError, match="both give the boxes; keep one"):  # (the API has no usage check)
+        run_images(ImageJob(paths=(str(img),), out=str(tmp_path / "d"), boxes=((1, 1, 20, 20),),
+                            detector=f"boxes:{boxes}"))

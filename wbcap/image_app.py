@@ -63,16 +63,22 @@ class ImageResult:
 STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
 
 
-def _check_box_keys(paths: list[Path], boxes_file: str) -> None:
+def _check_box_keys(paths: list[Path], job: ImageJob) -> None:
     """A boxes file is keyed by file name: two inputs with one name would get the same boxes."""
     seen: dict[str, Path] = {}
     for path in paths:
         if path.name in seen:
             raise InputError(
-                f"{seen[path.name]} and {path} share the file name '{path.name}', by which {boxes_file} "
-                f"gives boxes; process them in separate runs, each with its own {setting('boxes_file')} file"
+                f"{seen[path.name]} and {path} share the file name '{path.name}', by which {job.boxes_file} "
+                f"gives boxes; process them in separate runs, each with its own {_box_file_option(job)} file"
             )
         seen[path.name] = path
+
+
+def _box_file_option(job: ImageJob) -> str:
+    """How messages name the setting that gave ``job``'s box file: ``--boxes``, or ``--detector
+    boxes:FILE`` when it came that way (:func:`_boxes_spec_as_file`)."""
+    return f"{setting('detector')} boxes:FILE" if job.detector.startswith("boxes:") else setting("boxes_file")
 
 
 def run_images(
@@ -197,17 +203,22 @@ def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:
 
 def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
     """``detector="boxes:FILE"`` (``wbcap run``'s spelling of a box file, which ``wbcap image``'s
-    detector list names too) as ``boxes_file=FILE``, the same JSON keyed by image file name.
+    detector list names too) as ``boxes_file=FILE``, the same JSON keyed by image file name
+    (``detector`` stays, for the messages: no detector is built where a box file gives the boxes).
 
     Raises:
-        InputError: boxes given another way as well.
+        InputError: no FILE; boxes given another way as well.
     """
     if not job.detector.startswith("boxes:"):
         return job
+    file = job.detector[len("boxes:"):]
+    if not file.strip():
+        raise InputError(f"{setting('detector')} {job.detector}: names no file; give boxes:FILE, a JSON of person "
+                         "boxes per image file name")
     if job.boxes is not None or job.boxes_file is not None:
         given = setting("boxes") if job.boxes is not None else setting("boxes_file")
         raise InputError(f"{setting('detector')} {job.detector} and {given} both give the boxes; keep one")
-    return replace(job, boxes_file=job.detector[len("boxes:"):], detector="auto")
+    return replace(job, boxes_file=file)
 
 
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
@@ -228,7 +239,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     check_writable_destination(out_root)
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
-        _check_box_keys(paths, job.boxes_file)
+        _check_box_keys(paths, job)
     # The first image is read before the model is loaded: one unreadable photo is reported in
     # a moment, not after the model (seconds; more on a machine's first run).
     stage("reading", paths[0])
@@ -273,7 +284,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
                 dets = per_image_boxes.get(path.name)
                 if dets is None:
                     raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; "
-                                     f"add its boxes or drop {setting('boxes_file')}")
+                                     f"add its boxes or drop {_box_file_option(job)}")
                 if not dets:  # (an entry with no box: nobody to reconstruct in this image)
                     raise NoPersonError(f"{path}: its entry in {job.boxes_file} lists no box; add the person "
                                         f"boxes (x, y, w, h) to reconstruct")

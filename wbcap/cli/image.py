@@ -81,8 +81,9 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
     from wbcap.image_app import ImageJob
 
-    if sum(x is not None and x is not False for x in (boxes, boxes_file, full_image or None)) > 1:
-        raise click.UsageError("use only one of --bbox, --boxes and --full-image")
+    if sum(x is not None and x is not False for x in (boxes, boxes_file, full_image or None,
+                                                      detector.startswith("boxes:") or None)) > 1:
+        raise click.UsageError("use only one of --bbox, --boxes, --detector boxes:FILE and --full-image")
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
         body=BodyModelConfig(path=body_models, gender=gender, allow_pickle=allow_pickle),
