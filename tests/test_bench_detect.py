@@ -105,6 +105,10 @@ def test_a_weights_variable_naming_nothing_is_refused_before_any_timing(tmp_path
                                                         "or folder; point it at"), r.output
         assert "\n" not in r.stderr.rstrip("\n")
     assert "detect.yolox" in invoke(*FAST, "--detector-model", tiny_onnx)
+    # the regressor's checkpoint is looked for there too (it went on with random weights and a warning)
+    r = CliRunner().invoke(cli, ["bench", "--detector-model", str(tiny_onnx), "--repeats", "1", "--warmup", "0",
+                                 "--device", "cpu"])
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: WBCAP_WEIGHTS={tmp_path / 'nothing'}: no such"), r.output
 
 
 def test_installed_default_is_found_without_download(tiny_onnx):

@@ -260,15 +260,16 @@ def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str
 
     Raises:
         InputError: no precision, ``frames`` < 1, ``repeats`` < 1, ``warmup`` < 0 or a batch size < 1.
-        CheckpointError: no ``detector_model`` and a ``$WBCAP_WEIGHTS`` that names nothing (the
-            installed YOLOX is looked for there: refused now, as every command refuses it, not
-            after minutes of timing nor by timing the one elsewhere).
+        CheckpointError: a ``$WBCAP_WEIGHTS`` that names nothing while weights are looked for
+            there: the installed YOLOX (no ``detector_model``) or the checkpoint (no
+            ``checkpoint`` nor ``config``, unless ``detect_only``). Refused now, as every command
+            refuses it, not after minutes of timing nor by timing other weights.
     """
     from wbcap.errors import InputError
     from wbcap.model.precision import Precision
     from wbcap.weights import check_weights_env
 
-    if opts.detector_model is None:
+    if opts.detector_model is None or (not opts.detect_only and opts.checkpoint is None and opts.config is None):
         check_weights_env()
 
     precisions = tuple(dict.fromkeys(Precision.parse(p) for p in opts.precisions))
