@@ -90,7 +90,8 @@ def test_without_yolox_the_report_says_how_to_get_it():
 
 def test_a_weights_variable_naming_nothing_is_refused_before_any_timing(tmp_path, monkeypatch, tiny_onnx):
     """`WBCAP_WEIGHTS=/nothing wbcap bench` timed the YOLOX installed elsewhere (or said none was
-    installed); it is refused in the one line every command gives, unless --detector-model names the file."""
+    installed; with --detector-model it went on with random weights); it is refused in the one
+    line every command gives, unless --detect-only --detector-model names every file used."""
     from click.testing import CliRunner
 
     from wbcap.cli import cli
