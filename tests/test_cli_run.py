@@ -160,7 +160,7 @@ def test_resume_accepts_another_spelling_of_the_same_files(tmp_path, micro_ckpt,
         assert json.loads(run_json.read_text()) == recorded  # rewritten absolute, for export and view
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *rel[:2], "--body-models", str(other),
                                  *args])
-    assert r.exit_code == 2 and "different settings (body)" in r.output, r.output
+    assert r.exit_code == 2 and "different settings (--body-models: " in r.output, r.output
 
 
 def test_resume_finds_or_names_the_body_model_the_run_was_made_with(tmp_path, micro_ckpt, body_dir, monkeypatch):
@@ -248,7 +248,7 @@ def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracke
     video, out, args = _max_people_run(tmp_path, base_args, frames, boxes)
     assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(3)]
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])
-    assert r.exit_code == 2 and "different settings (people_limit)" in r.output, r.output
+    assert r.exit_code == 2 and "different settings (--max-age: 5 in the run, 9 now)" in r.output, r.output
 
 
 def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path, base_args):

@@ -469,8 +469,9 @@ def test_a_video_or_image_sequence_too_small_for_a_person_box_is_refused_before_
 def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_args):
     """A resume that forgot `--precision fast` was told only "different settings (precision);
     use --overwrite", whose fix throws the work away: each setting is named as its option with
-    the run's value and this one's. A run.json value of another kind than the setting's (edited
-    by hand) is called damaged, naming the file."""
+    the run's value and this one's (a group's, such as the model's, one by one). A run.json
+    value of another kind than the setting's (edited by hand), or a damaged file record (which
+    skipped the check of the files), is called damaged, naming the file."""
     video = write_video(tmp_path / "v.mp4", 2)
     out, run_json = tmp_path / "out", tmp_path / "out" / ".wbcap" / "run.json"
     args = ["-o", out, "--detector", "full", "--export", "none", "--no-render", "--min-track", "1", *base_args]
@@ -480,7 +481,14 @@ def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_arg
         f'error: {out}: holds a run with different settings (--every: 1 in the run, 2 now; --precision: "fast" in '
         'the run, "exact" now); give the run\'s own settings to continue it, or use --overwrite to start over\n'), r.output
     assert invoke("run", video, "--resume", "--precision", "fast", *args).exit_code == 0
-    run_json.write_text(json.dumps(dict(json.loads(run_json.read_text()), every="x")))
-    r = invoke("run", video, "--resume", "--precision", "fast", *args)
-    assert r.exit_code == 2 and r.stderr == (f'error: {run_json}: a damaged every ("x", where wbcap writes a number); '
-                                             "start its run over with --overwrite\n"), r.output
+    r = invoke("run", video, "--resume", "--precision", "fast", "--fix-left-hand-flip", *args)  # (in a group)
+    assert r.exit_code == 2 and "different settings (--fix-left-hand-flip: false in the run, true now); " in r.stderr, (
+        r.output)
+    good = json.loads(run_json.read_text())
+    for key, bad, said in (("every", "x", '"x", where wbcap writes a number'),
+                           ("file_identity", "x", '"x", where wbcap writes a group of file records'),
+                           ("body_model_file", 3, "3, where wbcap writes a file path")):
+        run_json.write_text(json.dumps(dict(good, **{key: bad})))
+        r = invoke("run", video, "--resume", "--precision", "fast", *args)
+        assert r.exit_code == 2 and r.stderr == (f"error: {run_json}: a damaged {key} ({said}); start its run over "
+                                                 "with --overwrite\n"), r.output

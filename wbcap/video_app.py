@@ -161,10 +161,15 @@ def _typed_paths(job: VideoJob) -> dict[str, TypedPath]:
             **({"detector": detector} if detector is not None else {})}
 
 
-#: The keys of :func:`_fingerprint` that a ``wbcap run`` option of that parameter name sets
-#: (:func:`wbcap.errors.setting`): a refused resume spells them as the options.
-_OPTION_KEYS = ("start", "end", "every", "max_frames", "detector", "detector_model", "score_threshold",
-                "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")
+#: The ``wbcap run`` option (by its parameter name) that sets each key of :func:`_fingerprint`,
+#: dotted into its groups: a refused resume names them so (:func:`wbcap.errors.setting`).
+_OPTION_KEYS = {
+    **{k: k for k in ("start", "end", "every", "max_frames", "detector", "detector_model", "score_threshold",
+                      "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")},
+    "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
+    "model.fix_left_hand_flip": "fix_left_hand_flip",
+    "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
+}
 
 
 def _fingerprint(job: VideoJob) -> dict:

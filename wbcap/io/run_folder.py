@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISREG
 
@@ -629,7 +629,7 @@ def refuse_taken_output(out: Path) -> None:
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                    typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
-                   files: dict[str, dict | None] | None = None, options: Collection[str] = ()) -> Path:
+                   files: dict[str, dict | None] | None = None, options: Mapping[str, str] | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -647,9 +647,10 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
     ones it recorded are kept).
     A resume with other settings is refused naming each with both values (``options``: the
-    keys of ``fp`` that a user option of that name sets, spelled as the option:
-    :func:`wbcap.errors.setting`); a recorded value of another kind than the setting's (a
-    string for a number) is called damaged.
+    option that sets each key of ``fp``, dotted into groups (``"body.gender": "gender"``), by
+    its parameter name, spelled as :func:`wbcap.errors.setting` does); a recorded value of
+    another kind than the setting's (text for a number), or a damaged file record, is called
+    damage in ``run.json``.
     ``overwrite`` touches only what a wbcap run wrote, and keeps it aside in
     ``OUT/.wbcap-previous/`` (:data:`PREVIOUS_DIR`) until the new run has its first frames: the
     caller then calls :func:`discard_previous`, or :func:`restore_previous` when the run ends
@@ -669,6 +670,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             previous = read_run_file(out)
             if previous is None:
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
+            _check_file_records(run_file, previous, overwrite_)
             settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
             matched = _as_given(settings, fp, typed_paths or {})
             body, now = matched.get("body"), fp.get("body")
@@ -676,7 +678,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                     and _same_file(previous.get(BODY_MODEL_FILE), body_model_file)):
                 body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
-                _refuse_other_settings(out, run_file, matched, fp, options, overwrite_)
+                _refuse_other_settings(out, run_file, matched, fp, options or {}, overwrite_)
             _check_same_files(out, previous.get(FILE_IDENTITY), files)
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
@@ -702,24 +704,41 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
 
 _ABSENT = object()
 
+#: How a refusal words the kinds of JSON value a setting takes (:func:`_kind`).
+_KIND_WORDS = {"number": "a number", "str": "text", "bool": "true or false", "dict": "a group of settings",
+               "list": "a list"}
+
 
 def _kind(value: object) -> str:
     """A JSON value's kind, numbers as one (an int recorded for a float setting is no damage)."""
     return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
-def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, options: Collection[str],
+def _flat(settings: dict) -> dict:
+    """``settings`` with each group (a dict value) spread into dotted keys (``body.gender``)."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update({f"{key}.{sub}": v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, options: Mapping[str, str],
                            overwrite_: str) -> None:
     """Raise the one line of a resume whose settings ``fp`` differ from the run's ``recorded``
-    ones (see :func:`prepare_output`): each setting with the run's value and this one's (scalars;
-    the name alone for a group of settings such as ``body``), then how to go on; a recorded
-    value of another kind than the setting's is named as damage in ``run_file``."""
-    diff = sorted(k for k in {*fp, *recorded} if recorded.get(k, _ABSENT) != fp.get(k, _ABSENT))
+    ones (see :func:`prepare_output`): each setting, a group's (``body``, ``model``) one by one,
+    named as its option where ``options`` gives one, with the run's value and this one's, then
+    how to go on; a recorded value of another kind than the setting's is named as damage in
+    ``run_file``."""
+    then_all, now_all = _flat(recorded), _flat(fp)
+    diff = sorted(k for k in {*then_all, *now_all} if then_all.get(k, _ABSENT) != now_all.get(k, _ABSENT))
     for key in diff:
-        then, now = recorded.get(key), fp.get(key)
+        then, now = then_all.get(key), now_all.get(key)
         if then is not None and now is not None and _kind(then) != _kind(now):
-            raise InputError(f"{run_file}: a damaged {key} ({json.dumps(then)[:60]}, where wbcap writes a "
-                             f"{_kind(now)}); start its run over with {overwrite_}")
+            raise InputError(f"{run_file}: a damaged {key} ({json.dumps(then)[:60]}, where wbcap writes "
+                             f"{_KIND_WORDS.get(_kind(now), _kind(now))}); start its run over with {overwrite_}")
 
     def value(v: object) -> str:
         text = "not set" if v is _ABSENT or v is None else json.dumps(v)
@@ -728,8 +747,8 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
     scalar = (str, int, float, bool, type(None))
     parts = []
     for key in diff:
-        name = setting(key) if key in options else key
-        then, now = recorded.get(key, _ABSENT), fp.get(key, _ABSENT)
+        name = setting(options[key]) if key in options else key
+        then, now = then_all.get(key, _ABSENT), now_all.get(key, _ABSENT)
         if (key in ("source_size", "source_mtime") or value(then) == value(now)  # (null recorded, absent now)
                 or not all(v is _ABSENT or isinstance(v, scalar) for v in (then, now))):
             parts.append(name)
@@ -741,6 +760,23 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
                          "to start over")
     raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); give the run's own settings "
                      f"to continue it, or use {overwrite_} to start over")
+
+
+def _check_file_records(run_file: Path, previous: dict, overwrite_: str) -> None:
+    """Refuse a ``run.json`` whose model-file or file-identity record (:data:`BODY_MODEL_FILE`,
+    :data:`FILE_IDENTITY`) is not what wbcap writes: a damaged one would skip the check that a
+    resumed run uses the files it began with."""
+    body = previous.get(BODY_MODEL_FILE)
+    files = previous.get(FILE_IDENTITY)
+    if body is not None and not isinstance(body, str):
+        bad, what = BODY_MODEL_FILE, "a file path"
+    elif files is not None and not (isinstance(files, dict) and all(v is None or isinstance(v, dict)
+                                                                      for v in files.values())):
+        bad, what = FILE_IDENTITY, "a group of file records"
+    else:
+        return
+    raise InputError(f"{run_file}: a damaged {bad} ({json.dumps(previous[bad])[:60]}, where wbcap writes {what}); "
+                     f"start its run over with {overwrite_}")
 
 
 def _record(fp: dict, body_model_file: object, files: dict) -> dict:
