@@ -172,6 +172,13 @@ def test_a_full_disk_names_the_running_commands_output_option(monkeypatch, tmp_p
     own = tmp_path / "home" / "weights" / "w.pth"
     assert _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(own)), ctx) == (
         f"cannot write {own} (No space left on device): free disk space or set WBCAP_HOME to a folder on another disk")
+    monkeypatch.delenv("WBCAP_HOME")  # the cache too, which is apart from the data folder then
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg_data"))
+    cached = tmp_path / "xdg_cache" / "wbcap" / "demo_body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
+    assert _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(cached)), ctx).endswith(
+        "free disk space or set WBCAP_HOME to a folder on another disk")
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
     # a copy (`wbcap weights import`): shutil names the source first, the file being written second
     copy = OSError(errno.ENOSPC, "No space left on device", "/media/yolox_nano.onnx", None, str(own))
     assert _disk_full_message(copy, ctx).startswith(f"cannot write {own} (No space left on device): free disk space "
@@ -308,3 +315,21 @@ def test_a_missing_folder_is_the_callers_error_not_the_users(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         atomic_write_text(tmp_path / "nodir" / "x.json", "{}")
     assert not isinstance(info.value, InputError)
+
+
+def test_a_full_disk_while_the_synthetic_model_is_written_names_it(tmp_path, monkeypatch):
+    """numpy's zip writer gave a full disk no file name: `wbcap demo` said "cannot write (No space
+    left on device) ... (-o)", though -o was not on the full disk. The model file is named."""
+    import errno
+
+    import wbcap.testing.synthetic_body
+    from wbcap.pipeline import synthetic_body_models_dir
+
+    def full(folder, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(wbcap.testing.synthetic_body, "write_synthetic_smplx", full)
+    with pytest.raises(OSError) as info:
+        synthetic_body_models_dir()
+    assert info.value.filename == str(tmp_path / "home" / "cache" / "demo_body_models" / "smplx" / "SMPLX_NEUTRAL.npz")

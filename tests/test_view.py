@@ -69,6 +69,10 @@ def test_html_must_be_an_html_file_and_never_replaces_foreign_folders(tmp_path):
     (run / "params.jsonl").write_text("")
     r = invoke("view", run, "--html", tmp_path / "page.txt")
     assert r.exit_code == 2 and "--html" in r.output and "must name an .html file" in r.output, r.output
+    (tmp_path / "afile").write_text("x")  # (it said "cannot create the output folder (File exists)")
+    r = invoke("view", run, "--html", tmp_path / "afile" / "v.html")
+    assert r.exit_code == 2 and r.output == (f"error: {tmp_path / 'afile'}: is a file, so {tmp_path / 'afile' / 'v.html'} "
+                                             "cannot be written; choose another --html file\n"), r.output
     (tmp_path / "page_files").mkdir()
     (tmp_path / "page_files" / "mine.txt").write_text("keep")
     r = invoke("view", run, "--html", tmp_path / "page.html")

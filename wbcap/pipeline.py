@@ -78,8 +78,13 @@ def synthetic_body_models_dir() -> Path:
     if not target.is_file():
         log.info("writing the synthetic SMPL-X model to %s", folder)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".writing-") as tmp:
-            os.replace(write_synthetic_smplx(tmp) / "smplx" / target.name, target)
+        try:
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".writing-") as tmp:
+                os.replace(write_synthetic_smplx(tmp) / "smplx" / target.name, target)
+        except OSError as exc:  # (numpy's zip writer gives a full disk no file name: name what was written)
+            if exc.filename is None:
+                exc.filename = str(target)
+            raise
     return folder
 
 

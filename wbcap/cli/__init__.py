@@ -171,17 +171,17 @@ def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
     """One line for a write that found the disk or quota full: the file it was writing (the
     error's second file name when it has two, as a copy's has; the final name, not the temporary
     it was written under: :func:`wbcap.atomic.final_path`) and the
-    fix: for a file in wbcap's own folder (weights, the synthetic SMPL-X model) ``WBCAP_HOME`` on
-    another disk, else the output option of the command ``ctx`` runs, if it has one."""
+    fix: for a file in wbcap's own folders (weights; the synthetic SMPL-X model in the cache)
+    ``WBCAP_HOME`` on another disk, else the output option of the command ``ctx`` runs, if it has one."""
     from wbcap.atomic import final_path
-    from wbcap.paths import ENV_HOME, user_data_dir
+    from wbcap.paths import ENV_HOME, user_cache_dir, user_data_dir
 
     reason = exc.strerror or "no space left on device"
     # (a copy's error names the source first and the file being written second: shutil.copyfile)
     written = exc.filename2 or exc.filename
     path = final_path(written) if written else None
     where = f"cannot write {path} ({reason})" if path else f"cannot write ({reason})"
-    if path is not None and _is_within(Path(path), user_data_dir()):
+    if path is not None and any(_is_within(Path(path), own) for own in (user_data_dir(), user_cache_dir())):
         return f"{where}: free disk space or set {ENV_HOME} to a folder on another disk"
     option = _output_option(ctx)
     return f"{where}: free disk space" + (f" or choose an output folder on another disk ({option})" if option else "")

@@ -170,11 +170,13 @@ def write_html(job: ViewJob) -> Path:
         InputError: ``job.html`` does not end in ``.html`` or lies inside ``job.out``, or
             ``<stem>_files/`` exists and was not written by ``wbcap view``.
     """
-    from wbcap.atomic import atomic_write_text, staged_dir
+    from wbcap.atomic import atomic_write_text, check_writable_destination, staged_dir
 
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{setting('html')} {page}: must name an .html file (e.g. view.html)")
+    # (under a file or a device: one line naming --html, not "cannot create the output folder (File exists)")
+    check_writable_destination(page.parent, output=page, fix=f"choose another {setting('html')} file")
     out = Path(job.out).expanduser().resolve()
     if out == page.parent.resolve() or out in page.parent.resolve().parents:
         # (its files would then be files wbcap run does not know: the run could no longer be replaced)
