@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,8 +126,13 @@ def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_la
     one = train(replace(stage, epochs=1), _run(tmp_path, "part"), dataset=fixed_batch_set, body_layer=body_layer)
     assert len(one.checkpoints) == 1
     assert one.losses == full.losses[:1]  # same seed, same losses
+    # stopped part way through epoch 1 (one step an epoch here): what it logged of that epoch, a torn line
+    with open(tmp_path / "part" / "scalars.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": 1, "loss/total": 99.0}) + '\n{"step": 2, "loss')
     resumed = train(stage, _run(tmp_path, "part", resume=True), dataset=fixed_batch_set, body_layer=body_layer)
     assert resumed.losses == full.losses[1:]
+    # each step logged once, as the uninterrupted run logged it (the stopped epoch's lines were logged twice)
+    assert (tmp_path / "part" / "scalars.jsonl").read_text() == (tmp_path / "full" / "scalars.jsonl").read_text()
     for (k, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), k
     other = train(replace(stage, epochs=1, seed=1), _run(tmp_path, "c"), dataset=fixed_batch_set, body_layer=body_layer)
@@ -148,6 +154,23 @@ def test_the_loop_drops_the_set_aside_run_at_its_first_snapshot(tmp_path, body_l
     train(stage, run, dataset=fixed_batch_set, body_layer=body_layer,
           on_step=lambda epoch, step, loss: seen.append((epoch, previous.is_dir())))
     assert seen == [(0, True), (1, False)]
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """The scalars an interrupted run logged from the resumed run's first step on (its unfinished
+    epoch, which is trained again) are dropped; a torn last line and foreign lines go too."""
+    from wbcap.train.trainer import SCALARS_FILE, _scalar_writer
+
+    lines = [json.dumps({"step": k, "loss/total": float(k)}) + "\n" for k in range(6)]
+    (tmp_path / SCALARS_FILE).write_text("".join(lines) + "not json\n" + '{"step": 7, "lo')
+    write = _scalar_writer(tmp_path, resumed_at=4)
+    write(4, {"loss/total": 40.0})
+    write(None, None)
+    assert (tmp_path / SCALARS_FILE).read_text() == "".join(lines[:4]) + json.dumps({"step": 4, "loss/total": 40.0}) + "\n"
+    write = _scalar_writer(tmp_path)  # (a run that is not resumed appends)
+    write(5, {"loss/total": 5.0})
+    write(None, None)
+    assert (tmp_path / SCALARS_FILE).read_text().count("\n") == 6
 
 
 def _synthetic_factory(body_layer):

@@ -637,7 +637,11 @@ def train(
         dataset = make_training_set(stage, run, body_layer)
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
-    writer = _scalar_writer(out) if d.is_main else None
+    # (steps an epoch: the loop's own count, before any loader is built; what a resumed run logs
+    # again begins at its first epoch's first step)
+    per_epoch = len(sampler) // stage.batch_size
+    per_epoch = per_epoch if stage.max_steps_per_epoch is None else min(per_epoch, stage.max_steps_per_epoch)
+    writer = _scalar_writer(out, start_epoch * per_epoch if run.resume else None) if d.is_main else None
     history = TrainHistory()
     use_amp = stage.amp and device.type == "cuda"
     losses_log = StepLossLog(run.log_every)
@@ -753,12 +757,17 @@ def build_hand_model(stage: StageConfig, device: torch.device):
     return model.to(device)
 
 
-def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
-    """TensorBoard scalars when tensorboard is installed, else ``scalars.jsonl`` (one line a step)."""
+def _scalar_writer(out: Path, resumed_at: int | None = None) -> Callable[[int | None, dict | None], None]:
+    """TensorBoard scalars when tensorboard is installed, else ``scalars.jsonl`` (one line a step).
+
+    ``resumed_at``: the first step a resumed run logs; what an interrupted run had logged from
+    there on (the part of its last epoch it did not finish, which is trained again) is dropped:
+    TensorBoard's ``purge_step``, or the lines of ``scalars.jsonl`` from that step on (rewritten
+    atomically), so no step is logged twice."""
     try:
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(out / TENSORBOARD_DIR))
+        tb = SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=resumed_at)
 
         def write(step, scalars):
             if step is None:
@@ -770,6 +779,8 @@ def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
         return write
     except Exception:
         log.info("tensorboard not installed; scalars go to %s", out / SCALARS_FILE)
+        if resumed_at is not None:
+            _drop_scalars_from(out / SCALARS_FILE, resumed_at)
         f = open(out / SCALARS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open across calls, closed by write(None)
 
         def write(step, scalars):
@@ -780,6 +791,25 @@ def _scalar_writer(out: Path) -> Callable[[int | None, dict | None], None]:
             f.flush()
 
         return write
+
+
+def _drop_scalars_from(path: Path, first: int) -> None:
+    """Keep the lines of ``scalars.jsonl`` before step ``first`` (a torn last line and lines
+    that are not a record with a whole-number ``step`` go too)."""
+    if not path.is_file():
+        return
+    from wbcap.atomic import atomic_write_text
+
+    kept = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, TypeError, KeyError):
+                continue
+            if isinstance(step, int) and step < first and line.endswith("\n"):
+                kept.append(line)
+    atomic_write_text(path, "".join(kept))
 
 
 # --------------------------------------------------------------------------- local multi-process
