@@ -105,9 +105,11 @@ def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path
     r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert r.exit_code == 0, r.output
     # while the new run trained, the previous one was kept, aside
-    assert trained[0][2] == {f".wbcap-previous/{name}": data for name, data in before.items()}
+    seen = dict(trained[0][2])
+    assert json.loads(seen.pop("run_settings.json"))["keep_last"] is None  # (this run's, written as it began)
+    assert seen == {f".wbcap-previous/{name}": data for name, data in before.items()}
     # once it wrote its snapshot, the previous run is gone
-    assert sorted(_listing(out)) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+    assert sorted(_listing(out)) == ["run_settings.json", "scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
     assert not (out / ".wbcap-previous").exists()
 
 
@@ -168,7 +170,7 @@ def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, train_args, tra
     (out / "snapshot_1.pth.tar").rename(out / ".wbcap-previous" / "snapshot_1.pth.tar")
     (out / "snapshot_2.pth.tar").write_bytes(b"killed run's")
     assert invoke(*train_args("body"), "-o", out, "--overwrite").exit_code == 0
-    assert sorted(_listing(out)) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+    assert sorted(_listing(out)) == ["run_settings.json", "scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
 
 
 # --------------------------------------------------------------------------- 2, 3: --config values
@@ -278,6 +280,43 @@ def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body
     assert (trained[-1][0].lr, trained[-1][0].batch_size) == (0.001, 4)
 
 
+def test_resume_takes_the_runs_data_root_body_models_and_keep_last(tmp_path, body_dir, train_args, trained,
+                                                                      monkeypatch):
+    """--data-root, --body-models and --keep-last were not recorded: a resume without them failed
+    for the data or the model, or silently kept every snapshot again. They are recorded (absolute)
+    in run_settings.json and are the resume's defaults; one given again wins."""
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r"
+    assert invoke(*train_args("body"), "-o", "r", "--data-root", "data", "--keep-last", "2").exit_code == 0
+    assert json.loads((out / "run_settings.json").read_text()) == {
+        "data_root": str(tmp_path / "data"), "body_models": str(body_dir), "keep_last": 2}
+    monkeypatch.chdir(tmp_path / "data")  # (from another folder)
+    r = invoke("train", "body", "--device", "cpu", "-o", out, "--resume")
+    assert r.exit_code == 0, r.output
+    run = trained[-1][1]
+    assert (run.data_root, run.body_models, run.keep_last) == (str(tmp_path / "data"), str(body_dir), 2)
+    assert "resuming with the run's --keep-last 2" in r.output
+    r = invoke("train", "body", "--device", "cpu", "-o", out, "--resume", "--keep-last", "5")
+    assert r.exit_code == 0 and trained[-1][1].keep_last == 5, r.output
+    assert json.loads((out / "run_settings.json").read_text())["keep_last"] == 5  # (the resumed run's, from now on)
+
+
+def test_a_config_files_path_that_names_nothing_names_the_file_and_key(tmp_path, train_args, trained, monkeypatch):
+    """`init_checkpoint = "../runs/merged.pth.tar"` in a --config file was reported as
+    "--init ../runs/merged.pth.tar: no such file", a flag the user never passed."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text('stage = "finetune"\ninit_checkpoint = "../runs/merged.pth.tar"\n')
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", cfg)
+    assert one_error_line(r) == (f'error: {cfg}: init_checkpoint = "../runs/merged.pth.tar": no such file; a relative '
+                                 f"path is read from the current folder, {tmp_path}\n")
+    cfg.write_text(f'stage = "finetune"\nimagenet_weights = "{tmp_path / "nowhere"}"\ninit_checkpoint = "x.pth"\n')
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", cfg, "--init", tmp_path / "given.pth")
+    assert one_error_line(r) == f'error: {cfg}: imagenet_weights = "{tmp_path / "nowhere"}": no such folder\n'
+    assert not trained and not (tmp_path / "r").exists()
+
+
 def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
     out = tmp_path / "r"
     _recorded_run(out, 7)
@@ -327,7 +366,7 @@ def test_resume_after_a_killed_overwrite_takes_the_put_back_runs_settings(tmp_pa
     assert [line for line in r.output.splitlines() if line.startswith(("WARNING", "error"))] == [
         f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside"], r.output
     stage, run, listing = trained[-1]
-    assert run.resume and listing == previous  # (trained on the run put back)
+    assert run.resume and {k: v for k, v in listing.items() if k != "run_settings.json"} == previous  # (put back)
     assert (stage.lr, stage.batch_size, stage.model.backbone_depth) == (0.0001, 2, 18)
 
 

@@ -71,7 +71,8 @@ def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, train_ar
     # --overwrite: the previous run's files go (no stale snapshot_1, scalars start again)
     r = invoke(*train_args("body"), "-o", out, "--overwrite")
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["run_settings.json", "scalars.jsonl", "snapshot_0.pth.tar",
+                                                     "stage.json"]
     assert (out / "scalars.jsonl").read_text() == '{"step": 0}\n'
     # --resume continues it (the folder as it is)
     assert invoke(*train_args("body"), "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume

@@ -79,9 +79,13 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         _compare_resumed(folder, *recorded, cfg)
         if _already_complete(folder, cfg):
             return
+    if resume:
+        data_root, body_models, keep_last = _recorded_run_settings(folder, data_root, body_models, keep_last)
     run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last)
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
+    if not resume:
+        _check_config_paths(config_file, cfg, overrides)
     run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
     check_writable_destination(folder)
     created = not folder.exists()
@@ -98,6 +102,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                 if created:  # (made by hold_folder a moment ago: nothing of anyone's in it)
                     shutil.rmtree(folder, ignore_errors=True)
                 raise
+            _record_run_settings(folder, run)
         try:
             _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                     master_port=master_port, train=train)
@@ -114,6 +119,74 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
             raise
         if node_rank == 0:
             discard_previous_run(folder)  # (the training loop did so at its first snapshot; a run with none)
+
+
+def _check_config_paths(config_file, cfg, overrides: dict) -> None:
+    """Refuse a path a ``--config`` file gives (``init_checkpoint``, ``imagenet_weights``) that
+    names nothing, in one line naming the file and the key (it was named as the flag, which the
+    user never passed). A relative path is read from the current folder, as the flags' are.
+
+    Raises:
+        InputError: naming the file, the key, the value and the folder relative paths start from.
+    """
+    if config_file is None:
+        return
+    import tomllib
+
+    try:
+        with open(Path(config_file).expanduser(), "rb") as f:
+            given = tomllib.load(f)
+    except (OSError, ValueError):
+        return  # (load_stage read it a moment ago; nothing to add)
+    for key, kind in (("init_checkpoint", "file"), ("imagenet_weights", "folder")):
+        value = getattr(cfg, key)
+        if value is None or overrides.get(key) is not None or given.get(key) != value:
+            continue
+        path = Path(value).expanduser()
+        if not (path.is_file() if kind == "file" else path.is_dir()):
+            where = "" if path.is_absolute() else f"; a relative path is read from the current folder, {os.getcwd()}"
+            raise InputError(f"{config_file}: {key} = {json.dumps(value)}: no such {kind}{where}")
+
+
+def _record_run_settings(folder: Path, run) -> None:
+    """Write ``run``'s settings that the stage does not hold (``--data-root``, ``--body-models``,
+    ``--keep-last``; paths absolute) to :data:`~wbcap.train.trainer.RUN_SETTINGS_FILE`."""
+    from wbcap.atomic import atomic_write_text
+    from wbcap.io.run_folder import absolute_path
+    from wbcap.train.trainer import RUN_SETTINGS_FILE
+
+    record = {"data_root": absolute_path(run.data_root), "body_models": absolute_path(run.body_models),
+              "keep_last": run.keep_last}
+    atomic_write_text(folder / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
+    """``(data_root, body_models, keep_last)`` for a ``--resume``: each given one, else the one
+    the run recorded (:func:`_record_run_settings`; said in a log line). A run of an older
+    wbcap records none; a value of the wrong kind is skipped with a warning."""
+    from wbcap.train.trainer import RUN_SETTINGS_FILE
+
+    path = folder / RUN_SETTINGS_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return data_root, body_models, keep_last
+    except (OSError, ValueError) as exc:
+        log.warning("%s: not read (%s); give --data-root, --body-models and --keep-last again if the run used them",
+                    path, exc)
+        return data_root, body_models, keep_last
+    given = {"data_root": data_root, "body_models": body_models, "keep_last": keep_last}
+    kinds = {"data_root": str, "body_models": str, "keep_last": int}
+    for key, kind in kinds.items():
+        value = recorded.get(key) if isinstance(recorded, dict) else None
+        if given[key] is not None or value is None:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
+            log.warning("%s: %s %s is not a setting wbcap writes; not used", path, key, json.dumps(value)[:60])
+            continue
+        given[key] = value
+        log.info("resuming with the run's %s %s", setting(key), value)
+    return given["data_root"], given["body_models"], given["keep_last"]
 
 
 def _gpu_ids(gpus: str | None) -> list[str]:

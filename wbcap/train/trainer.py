@@ -282,14 +282,17 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.
 STAGE_FILE = "stage.json"
 SCALARS_FILE = "scalars.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+#: The run's settings that are not the stage's (``--data-root``, ``--body-models``, ``--keep-last``),
+#: recorded so that ``--resume`` takes them as defaults (:func:`wbcap.train.launch.run_stage`).
+RUN_SETTINGS_FILE = "run_settings.json"
 
 
 def training_outputs(out: Path) -> list[Path]:
-    """What a training run writes in ``out``: ``stage.json``, the snapshots (and the temporaries
+    """What a training run writes in ``out``: ``stage.json``, ``run_settings.json``, the snapshots (and the temporaries
     of one being written when the run was killed), the scalars, :func:`spawn_local`'s final
     weights. The launcher's ``launch_node<i>.json`` are not included: every node of a job
     rewrites its own as it starts (see :func:`prepare_run_folder`)."""
-    found = [out / n for n in (STAGE_FILE, SCALARS_FILE, TENSORBOARD_DIR) if (out / n).exists()]
+    found = [out / n for n in (STAGE_FILE, RUN_SETTINGS_FILE, SCALARS_FILE, TENSORBOARD_DIR) if (out / n).exists()]
     patterns = ("snapshot_*.pth.tar", ".snapshot_*.tmp-*", "rank*_final.pt")
     return found + sorted(p for pattern in patterns for p in out.glob(pattern))
 
