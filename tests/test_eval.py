@@ -192,14 +192,15 @@ def test_pickled_extra_file_needs_opt_in_or_conversion(tmp_path, body_dir, model
 # ------------------------------------------------------------------------------------------------
 # results.json and the CLI
 # ------------------------------------------------------------------------------------------------
-def test_results_json_round_trip(models, data_root, tmp_path):
-    result = evaluate("EHF", data_root, lambda b: b.gt, body_models=models, limit=2)
+def test_results_json_round_trip(models, data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(models).parent)  # (a relative body-models folder: the record is absolute, read anywhere)
+    result = evaluate("EHF", data_root, lambda b: b.gt, body_models=Path(models).name, limit=2)
     path = write_results(result, tmp_path / "sub" / "results.json")
     data = json.loads(path.read_text())
     assert data["dataset"] == "EHF" and data["units"] == "mm" and data["num_samples"] == 2
     assert set(data["metrics"]) == set(WHOLE_BODY_METRICS)
     assert len(data["per_sample"]) == 2 and data["per_sample"][1]["index"] == 1
-    assert data["files"]["j14"].endswith("SMPLX_to_J14.npy")
+    assert data["files"]["j14"].endswith("SMPLX_to_J14.npy") and Path(data["files"]["j14"]).is_absolute()
 
 
 @pytest.fixture

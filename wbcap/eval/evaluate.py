@@ -28,6 +28,7 @@ import copy
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ class EvalResult:
 
     metrics: mean over samples of each metric, mm (nan-samples skipped). per_sample: one dict per
     sample: ``index``, the dataset's ids (``image``, ``ann_id``, ``subject``...) and every metric
-    in mm. files: the extra files used. model: what was evaluated (for a
+    in mm. files: the extra files used (absolute paths). model: what was evaluated (for a
     :class:`~wbcap.pipeline.Pipeline`: ``weights``, ``checkpoint``, ``body_model`` and
     ``precision``, paths absolute; else ``{"model": its type's name}``).
     """
@@ -446,4 +447,5 @@ def evaluate(
             values = torch.cat(columns[key])
             metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
     logger.debug("%s: %d samples evaluated", name, done)
-    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=task.files, model=_model_record(model))
+    files = {k: os.path.abspath(v) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
+    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model))
