@@ -682,9 +682,12 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"pic.png": [[10, 10, 60, 100]]}))
     model = ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
+    other = write_rgb(tmp_path / "other.png", person_image(96, 128, seed=2))  # (no entry in the file)
     for name, how in (("a", ["--boxes", str(boxes)]), ("b", ["--detector", f"boxes:{boxes}"])):
-        r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / name), *how, *model])
-        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(cli, ["image", str(img), str(other), "-o", str(tmp_path / name), *how, *model])
+        assert r.exit_code != 0 and (tmp_path / name / "pic" / "person_0").is_dir(), r.output
+    assert f"no entry for 'other.png' in {boxes}; add its boxes or drop --detector boxes:FILE" in " ".join(
+        r.output.split()), r.output
     read = [json.loads((tmp_path / n / "pic" / "person_0" / "smplx_param.json").read_text()) for n in "ab"]
     assert read[0] == read[1] and not (tmp_path / "a" / "pic" / "person_1").exists()
     for other in (["--bbox", "1,1,20,20"], ["--full-image"], ["--boxes", str(boxes)]):  # (--full-image won, silently)
@@ -695,12 +698,6 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
     r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "c"), "--detector", "boxes:", *model])
     assert r.exit_code == 2 and r.stderr == ("error: --detector boxes:: names no file; give boxes:FILE, a JSON of "
                                              "person boxes per image file name\n"), r.output  # (it ran a detector)
-    other = tmp_path / "other.png"
-    write_rgb(other, person_image(96, 128, seed=2))
-    r = CliRunner().invoke(cli, ["image", str(other), "-o", str(tmp_path / "c"), "--detector", f"boxes:{boxes}",
-                                 *model])
-    assert r.exit_code == 2 and f"no entry for 'other.png' in {boxes}; add its boxes or drop --detector boxes:FILE" in (
-        " ".join(r.output.split())), r.output
     assert not (tmp_path / "c").exists()
     from wbcap.errors import InputError
     from wbcap.image_app import ImageJob, run_images

@@ -119,7 +119,8 @@ def _wbcap_to_dev_full(tmp_path, *args, setup: str = "") -> subprocess.Completed
 
 @no_dev_full
 @pytest.mark.parametrize("args", [("--help",), ("image", "--help"), ("--version",), ("weights", "list"),
-                                  ("weights", "verify"), ("doctor",)], ids=" ".join)
+                                  ("weights", "verify"), pytest.param(("doctor",), marks=pytest.mark.slow)],
+                         ids=" ".join)  # (doctor: 2.4 s, its checks import torch; the fast loop keeps under 2 minutes)
 def test_commands_with_stdout_on_a_full_disk(tmp_path, args):
     """Each is one line that says stdout could not be written and repeats the output, exit status
     non-zero (doctor's 1 for its missing items), no crash log; not the -o advice of a full

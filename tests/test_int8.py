@@ -329,7 +329,7 @@ def micro_net():
     return random_network(MICRO, seed=2)
 
 
-@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "no-bf16"])
+@pytest.mark.parametrize("bf16", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["bf16", "no-bf16"])
 def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
     """Fast mode: the three ResNets int8, the box network fused, in bfloat16 or, on a CPU
     without bfloat16 instructions (made so here where it has them), float32; exact mode:

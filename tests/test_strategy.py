@@ -954,7 +954,7 @@ def _measured(form: str, subpixel: bool) -> str:
 
 # Chunk sizes: fused:4 runs the 3 crops in one call, plain:2 in calls of 2 + 1, the measured ones
 # by their plans (sizes 1 and 2); every one is compared with single crops too.
-CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", _measured("fused", True),
+CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", pytest.param(_measured("fused", True), marks=pytest.mark.slow),
               pytest.param(_measured("plain", True), marks=pytest.mark.slow)]  # the forms: fused:4 and plain:2
 
 
