@@ -166,7 +166,7 @@ def test_a_full_disk_names_the_running_commands_output_option(monkeypatch, tmp_p
     ctx.invoked_subcommand = command[0]
     out = tmp_path / "out.bin"
     message = _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(out)), ctx)
-    fix = "free disk space" + (f" or choose an output folder on another disk ({option})" if option else "")
+    fix = "free disk space" + (f" or point {option} to another disk" if option else "")
     assert message == f"cannot write {out} (No space left on device): {fix}"
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
     own = tmp_path / "home" / "weights" / "w.pth"

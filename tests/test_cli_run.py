@@ -249,6 +249,11 @@ def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracke
     assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(3)]
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])
     assert r.exit_code == 2 and "different settings (--max-age: 5 in the run, 9 now)" in r.output, r.output
+    # without --max-people: that, not the tracker settings recorded with it (which nobody changed)
+    i = args.index("--max-people")
+    no_limit = args[:i] + args[i + 2:]
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *no_limit])
+    assert r.exit_code == 2 and "different settings (--max-people: 1 in the run, not set now); give" in r.output, r.output
 
 
 def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path, base_args):

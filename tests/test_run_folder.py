@@ -183,3 +183,26 @@ def test_a_setting_only_the_recorded_run_has_is_named(tmp_path, monkeypatch):
     prepare_output(tmp_path / "out", _fingerprint(job), resume=False, overwrite=False)
     with pytest.raises(InputError, match=r"different settings \(image_fps: 25\.0 in the run, not set now\); give "):
         prepare_output(tmp_path / "out", _fingerprint(replace(job, image_fps=30.0)), resume=True, overwrite=False)
+
+
+def test_the_early_check_of_a_folder_says_nothing_of_locks_twice(tmp_path, monkeypatch, caplog):
+    """Where flock is refused on folders (NFS), the early taken-folder check, which holds the
+    folder a moment, said "cannot lock the folder" a second time: only the real hold says it."""
+    import errno
+    import fcntl
+    import logging
+
+    from wbcap.io.run_folder import hold_folder, refuse_taken_output
+
+    def refused(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    (tmp_path / "out").mkdir()
+    with caplog.at_level(logging.WARNING):
+        refuse_taken_output(tmp_path / "out")
+        with hold_folder(tmp_path / "out"):
+            pass
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{tmp_path / 'out'}: cannot lock the folder (No locks available), so another wbcap process writing it at the "
+        "same time would not be noticed") == 1

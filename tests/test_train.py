@@ -115,8 +115,16 @@ def test_loss_halves_on_synthetic_set(tmp_path, body_layer, fixed_batch_set):
     assert min(h.losses[-3:]) <= 0.5 * h.losses[0], h.losses
 
 
+@pytest.fixture()
+def no_tensorboard(monkeypatch):
+    """Scalars go to scalars.jsonl, as where tensorboard is not installed (the `train` extra has it)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+
+
 @pytest.mark.slow  # five training runs, five 0.5 GB snapshots
-def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_layer, fixed_batch_set):
+def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_layer, fixed_batch_set, no_tensorboard):
     """Bit for bit on CPU: two runs from one seed, and a run stopped after epoch 0 then resumed."""
     from wbcap.train.trainer import train
 
@@ -156,7 +164,27 @@ def test_the_loop_drops_the_set_aside_run_at_its_first_snapshot(tmp_path, body_l
     assert seen == [(0, True), (1, False)]
 
 
-def test_a_resumed_run_logs_each_step_once(tmp_path):
+@pytest.mark.slow  # two training runs
+def test_a_resumed_run_numbers_its_steps_on_from_the_snapshot(tmp_path, body_layer, fixed_batch_set, no_tensorboard):
+    """Resumed with another batch size (so other steps an epoch), the run numbers its scalars on
+    from the steps its snapshot records: the finished epochs' lines stay (they were dropped from
+    this run's epoch x steps on), the stopped epoch's go."""
+    from wbcap.train.trainer import train
+
+    stage = _stage(epochs=2, batch_size=1, model=MICRO)  # two samples: 2 steps an epoch
+    train(stage, _run(tmp_path, "r", keep_last=None), dataset=fixed_batch_set, body_layer=body_layer)
+    scalars = tmp_path / "r" / "scalars.jsonl"
+    before = scalars.read_text()
+    with open(scalars, "a", encoding="utf-8") as f:  # (stopped in epoch 2)
+        f.write(json.dumps({"step": 4, "loss/total": 99.0}) + "\n")
+    train(replace(stage, epochs=3, batch_size=2), _run(tmp_path, "r", resume=True, keep_last=None),
+          dataset=fixed_batch_set, body_layer=body_layer)  # 1 step an epoch now
+    lines = [json.loads(line) for line in scalars.read_text().splitlines()]
+    assert scalars.read_text().startswith(before) and [r["step"] for r in lines] == [0, 1, 2, 3, 4]
+    assert lines[-1]["loss/total"] != 99.0
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path, no_tensorboard):
     """The scalars an interrupted run logged from the resumed run's first step on (its unfinished
     epoch, which is trained again) are dropped; a torn last line and foreign lines go too."""
     from wbcap.train.trainer import SCALARS_FILE, _scalar_writer

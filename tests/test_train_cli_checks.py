@@ -302,6 +302,39 @@ def test_resume_takes_the_runs_data_root_body_models_and_keep_last(tmp_path, bod
     assert json.loads((out / "run_settings.json").read_text())["keep_last"] == 5  # (the resumed run's, from now on)
 
 
+def test_run_settings_come_from_the_run_a_killed_overwrite_set_aside(tmp_path):
+    """Other nodes read the settings of the run that is resumed, the one set aside, before node 0
+    has put it back (not the killed run's, in the folder)."""
+    from wbcap.train.launch import _recorded_run_settings
+
+    out = tmp_path / "r"
+    (out / ".wbcap-previous").mkdir(parents=True)
+    (out / ".wbcap-previous" / "snapshot_3.pth.tar").write_bytes(b"old")
+    (out / ".wbcap-previous" / "run_settings.json").write_text(json.dumps({"data_root": "/data/previous"}))
+    (out / "run_settings.json").write_text(json.dumps({"data_root": "/data/killed"}))
+    assert _recorded_run_settings(out, None, None, None) == ("/data/previous", None, None)
+
+
+def test_a_run_whose_settings_cannot_be_recorded_leaves_the_folder_as_found(tmp_path, train_args, trained,
+                                                                           monkeypatch):
+    """A full disk while run_settings.json is written (before training): the previous run that
+    --overwrite set aside is put back, a folder this run made is removed."""
+    import errno
+
+    import wbcap.train.launch
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", "run_settings.json")
+
+    monkeypatch.setattr(wbcap.train.launch, "_record_run_settings", full)
+    out = tmp_path / "r"
+    before = _previous_run(out)
+    r = invoke(*train_args("body"), "-o", out, "--overwrite")
+    assert r.exit_code == 2 and _listing(out) == before and not trained, r.output
+    r = invoke(*train_args("body"), "-o", tmp_path / "new")
+    assert r.exit_code == 2 and not (tmp_path / "new").exists(), r.output
+
+
 def test_a_config_files_path_that_names_nothing_names_the_file_and_key(tmp_path, train_args, trained, monkeypatch):
     """`init_checkpoint = "../runs/merged.pth.tar"` in a --config file was reported as
     "--init ../runs/merged.pth.tar: no such file", a flag the user never passed."""

@@ -193,7 +193,7 @@ def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert r.exit_code == 2 and len(lines) == 1, r.output
     assert lines[0].startswith(f"error: cannot write {tmp_path / 'p_files' / 'vendor'}") and lines[0].endswith(
-        "(No space left on device): free disk space or choose an output folder on another disk (--html)"), r.output
+        "(No space left on device): free disk space or point --html to another disk"), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -184,7 +184,7 @@ def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
     if path is not None and any(_is_within(Path(path), own) for own in (user_data_dir(), user_cache_dir())):
         return f"{where}: free disk space or set {ENV_HOME} to a folder on another disk"
     option = _output_option(ctx)
-    return f"{where}: free disk space" + (f" or choose an output folder on another disk ({option})" if option else "")
+    return f"{where}: free disk space" + (f" or point {option} to another disk" if option else "")
 
 
 def _output_option(ctx: click.Context | None) -> str | None:

@@ -423,8 +423,9 @@ def read_meta(out: Path) -> dict | None:
     return meta
 
 
-def _lock(fd: int, out: Path, shared: bool, fix: str) -> None:
-    """``flock`` ``fd`` (OUT opened), exclusive or ``shared``, without waiting.
+def _lock(fd: int, out: Path, shared: bool, fix: str, quiet: bool = False) -> None:
+    """``flock`` ``fd`` (OUT opened), exclusive or ``shared``, without waiting; ``quiet``: a
+    file system without ``flock`` is said in the debug log only (a check the real hold repeats).
 
     Raises:
         InputError: another process holds OUT in a way that excludes this lock (``fix``: the
@@ -442,13 +443,13 @@ def _lock(fd: int, out: Path, shared: bool, fix: str) -> None:
     except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
         # (a writer says so once; a reader, which may take the lock several times in one command,
         # only in the debug log: the writer of that folder said it when it ran)
-        (log.debug if shared else log.warning)(
+        (log.debug if shared or quiet else log.warning)(
             "%s: cannot lock the folder (%s), so another wbcap process writing it at the same time would not be "
             "noticed", out, exc.strerror or exc)
 
 
 @contextlib.contextmanager
-def hold_folder(out: Path) -> Iterator[Path]:
+def hold_folder(out: Path, quiet: bool = False) -> Iterator[Path]:
     """Keep other wbcap processes out of OUT while this block writes it.
 
     An exclusive advisory lock (``flock``) on the folder itself, not on a file in it (so
@@ -459,6 +460,8 @@ def hold_folder(out: Path) -> Iterator[Path]:
     the other. Creates OUT (and its parents) when missing. Where the platform has no ``flock``, or
     the file system refuses it on a folder (NFS, some cluster file systems), nothing is locked
     (with a warning in the second case).
+
+    ``quiet``: see :func:`_lock` (for a brief hold before the real one).
 
     Raises:
         InputError: OUT is a file, cannot be created, or another process holds it.
@@ -473,7 +476,7 @@ def hold_folder(out: Path) -> Iterator[Path]:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
                          f"choose another {other_out} folder") from None
     try:
-        _lock(fd, out, False, " or choose another folder")
+        _lock(fd, out, False, " or choose another folder", quiet)
         yield out
     finally:
         os.close(fd)  # (releases the lock)
@@ -617,7 +620,7 @@ def refuse_taken_output(out: Path) -> None:
     """
     if not out.is_dir() or (out / PREVIOUS_DIR).exists():
         return
-    with hold_folder(out):
+    with hold_folder(out, quiet=True):
         try:
             existing = sorted(out.iterdir())
         except OSError:
@@ -714,11 +717,13 @@ def _kind(value: object) -> str:
     return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
-def _flat(settings: dict) -> dict:
-    """``settings`` with each group (a dict value) spread into dotted keys (``body.gender``)."""
+def _flat(settings: dict, other: dict) -> dict:
+    """``settings`` with each group (a dict value) that ``other`` has as a group too spread into
+    dotted keys (``body.gender``). A group only one side has (``people_limit``, recorded with
+    ``--max-people`` only) stays whole: the setting that makes it is what differs."""
     out = {}
     for key, value in settings.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and isinstance(other.get(key), dict):
             out.update({f"{key}.{sub}": v for sub, v in value.items()})
         else:
             out[key] = value
@@ -732,8 +737,10 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
     named as its option where ``options`` gives one, with the run's value and this one's, then
     how to go on; a recorded value of another kind than the setting's is named as damage in
     ``run_file``."""
-    then_all, now_all = _flat(recorded), _flat(fp)
+    then_all, now_all = _flat(recorded, fp), _flat(fp, recorded)
     diff = sorted(k for k in {*then_all, *now_all} if then_all.get(k, _ABSENT) != now_all.get(k, _ABSENT))
+    named = [k for k in diff if not isinstance(then_all.get(k, now_all.get(k)), dict)]
+    diff = named or diff  # (a group on one side only is named when nothing else differs)
     for key in diff:
         then, now = then_all.get(key), now_all.get(key)
         if then is not None and now is not None and _kind(then) != _kind(now):

@@ -102,8 +102,9 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                 if created:  # (made by hold_folder a moment ago: nothing of anyone's in it)
                     shutil.rmtree(folder, ignore_errors=True)
                 raise
-            _record_run_settings(folder, run)
         try:
+            if node_rank == 0:
+                _record_run_settings(folder, run)  # (in the try: a failure here also leaves -o as found)
             _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                     master_port=master_port, train=train)
         except BaseException:  # (also Ctrl-C, and SIGTERM or SIGHUP: the CLI raises them as Ctrl-C)
@@ -164,9 +165,11 @@ def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
     """``(data_root, body_models, keep_last)`` for a ``--resume``: each given one, else the one
     the run recorded (:func:`_record_run_settings`; said in a log line). A run of an older
     wbcap records none; a value of the wrong kind is skipped with a warning."""
-    from wbcap.train.trainer import RUN_SETTINGS_FILE
+    from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
 
-    path = folder / RUN_SETTINGS_FILE
+    # (the run an interrupted --overwrite set aside is the one resumed: node 0 puts it back, other
+    # nodes may read before it has)
+    path = settled_run_folder(folder) / RUN_SETTINGS_FILE
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

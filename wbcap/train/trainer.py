@@ -614,6 +614,7 @@ def train(
     optimizer = adam(params, stage.lr, device)
 
     start_epoch = 0
+    logged = None  # (a resumed run: the steps its snapshot says were logged before it)
     if run.resume:
         last = _resume_point(out, d)
         _, raw = load_checkpoint_file(last)
@@ -624,6 +625,7 @@ def train(
                                   f"({str(exc).splitlines()[0][:120]}); resume with the run's model settings") from None
         optimizer.load_state_dict(raw["optimizer"])
         start_epoch = int(raw["epoch"]) + 1
+        logged = raw.get("step") if isinstance(raw.get("step"), int) and not isinstance(raw.get("step"), bool) else None
         restore_rng(raw["rng"], d, device, stage.seed, start_epoch)
         if d.is_main:
             saved = len(raw["rng"]) if isinstance(raw["rng"], list) else 1
@@ -640,11 +642,15 @@ def train(
         dataset = make_training_set(stage, run, body_layer)
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
-    # (steps an epoch: the loop's own count, before any loader is built; what a resumed run logs
-    # again begins at its first epoch's first step)
+    # Scalars are logged by global step. Steps an epoch: the loop's own count, before any loader is
+    # built. A resumed run numbers on from the steps its snapshot records (they were counted with
+    # the stopped run's steps an epoch, which --batch-size, --max-steps or the process count may
+    # change; a snapshot of an older wbcap records none: this run's count stands in), and what
+    # the stopped run logged from there on (its unfinished epoch, trained again) is dropped.
     per_epoch = len(sampler) // stage.batch_size
     per_epoch = per_epoch if stage.max_steps_per_epoch is None else min(per_epoch, stage.max_steps_per_epoch)
-    writer = _scalar_writer(out, start_epoch * per_epoch if run.resume else None) if d.is_main else None
+    first_step = (logged if logged is not None else start_epoch * per_epoch) if run.resume else 0
+    writer = _scalar_writer(out, first_step if run.resume else None) if d.is_main else None
     history = TrainHistory()
     use_amp = stage.amp and device.type == "cuda"
     losses_log = StepLossLog(run.log_every)
@@ -654,7 +660,7 @@ def train(
         for epoch_, step_, (total, *terms) in rows:
             history.losses.append(total)
             if writer is not None:
-                writer(epoch_ * steps + step_, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
+                writer(first_step + (epoch_ - start_epoch) * steps + step_, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
             if on_step is not None:
                 on_step(epoch_, step_, total)
             if step_ % losses_log.every == 0:
@@ -703,7 +709,8 @@ def train(
                 dist.all_gather_object(gathered, rng)
                 rng = gathered
             if d.is_main:
-                path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng)
+                path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng,
+                             step=first_step + (epoch + 1 - start_epoch) * per_epoch)
                 history.checkpoints.append(path)
                 discard_previous_run(out)  # (what --overwrite set aside: this run has its first snapshot)
                 if run.keep_last is not None:  # (the folder's: a resumed run's earlier snapshots count)
@@ -717,13 +724,14 @@ def train(
     return history
 
 
-def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng) -> Path:
+def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step: int) -> Path:
     """Whole-body: a wbcap checkpoint (config inside). Hand: ``wbcap-hand-checkpoint/1`` with the
-    public hand model's tensor names (what ``wbcap train merge`` reads)."""
+    public hand model's tensor names (what ``wbcap train merge`` reads). Both record ``step``,
+    the global steps logged up to the end of ``epoch`` (where a resumed run's numbering goes on)."""
     from wbcap.atomic import atomic_path
     from wbcap.model.checkpoint import save_checkpoint
 
-    extra = {"rng": rng, "stage": stage.to_dict()}
+    extra = {"rng": rng, "stage": stage.to_dict(), "step": step}
     if stage.stage != "hand":
         return save_checkpoint(path, net, epoch=epoch, optimizer=optimizer.state_dict(), extra=extra)
     payload = {
