@@ -26,6 +26,7 @@ def _write(path: Path, h: int, w: int, seed: int) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(person_image(w, h, seed=seed), cv2.COLOR_RGB2BGR))
 
 
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
 def test_export_meshes_creates_missing_output_folder(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))

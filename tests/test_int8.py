@@ -83,6 +83,7 @@ def test_calibration_ranges_are_those_of_the_float32_resnet(resnet18):
         torch.testing.assert_close(features, resnet18(images), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
 def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monkeypatch, caplog):
     cache = tmp_path / "int8_calibration.json"
     x = calibration_images(SIZE)[:2]

@@ -153,6 +153,7 @@ def test_the_childs_log_records_keep_their_logger_names(caplog, monkeypatch):
     assert not [n for n in names if n[0].startswith("OpenGL")]
 
 
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
 def test_no_child_where_it_saves_nothing_or_is_refused(monkeypatch):
     from wbcap.errors import InputError
 

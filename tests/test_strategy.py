@@ -309,6 +309,7 @@ def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts
     assert choice.subpixel == (False, False, False) and choice.gemm == (False, False, False)
 
 
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
 def test_subpixel_gemm_choice_is_rebuilt_from_the_cache(micro_net, tmp_path, monkeypatch):
     """Measured once (every deconvolution as a matrix product), then read back: the converted
     box network holds the same forms and gives the same result."""
