@@ -192,8 +192,9 @@ def test_view_of_an_empty_render_mp4_is_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "v.html")])
     line = _one_error_line(r)
     assert line.startswith(f"error: {run / 'render.mp4'}: not a video wbcap can read ("), line
-    assert line.endswith(f"write it again with `wbcap run /clips/walk.mp4 -o {run} --resume`, or move it away to "
-                         "view the run without its video"), line
+    assert line.endswith(f"write it again with `wbcap run /clips/walk.mp4 -o {run} --resume` and the run's pass-1 "
+                         f"flags (recorded in {run / '.wbcap' / 'run.json'}; a resume with others names each), or "
+                         "move it away to view the run without its video"), line  # (the bare command was refused)
     assert not (tmp_path / "v.html").exists() and not (tmp_path / "v_files").exists()
     (run / "render.mp4").unlink()  # moved away: the page without the video
     r = CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "v.html")])

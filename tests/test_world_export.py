@@ -204,15 +204,22 @@ def _copy_run(run_folder, tmp_path):
 @pytest.mark.slow  # two ground estimates
 def test_export_into_the_run_folder_keeps_meta_json_in_step(run_folder, tmp_path, body_dir):
     """Rewriting every track in the run folder makes meta.json name their frame (and the ground);
-    rewriting them back in the camera frame drops the ground again."""
+    rewriting them back in the camera frame drops the ground again; files of formats not
+    exported that stay in the other frame are named in a warning."""
     run = _copy_run(run_folder, tmp_path)
     r = invoke("export", run, "--world", "--format", "npz", "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     meta = json.loads((run / "meta.json").read_text())
     assert meta["frame"] == "world" and meta["world"]["camera_height_m"] == pytest.approx(1.4, abs=0.02)
     assert str(np.load(run / "track_0.npz")["frame"]) == "world"
-    r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
-    assert r.exit_code == 0, r.output
+    # back in the camera frame, GLBs only (the default --format): the npz files that stay in the
+    # world frame are named (they were left so silently)
+    r = invoke("export", run, "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0 and (f"WARNING {run}: 2 file(s) of these tracks stay in the world frame (their formats "
+                                 "were not exported; e.g. track_0.npz) while those written are in the camera frame; "
+                                 "add npz to --format to rewrite them") in " ".join(r.output.split()), r.output
+    r = invoke("export", run, "--format", "npz,glb", "--body-models", body_dir)
+    assert r.exit_code == 0 and "stay in the" not in r.output, r.output
     meta = json.loads((run / "meta.json").read_text())
     assert meta["frame"] == "camera" and "world" not in meta
     assert str(np.load(run / "track_0.npz")["frame"]) == "camera"

@@ -169,6 +169,9 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
                                     world=frame, contacts=contacts)
     _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
+    if in_place:
+        _warn_other_frame(dest, written, set(tracks), (meta or {}).get("frame", "camera"),
+                          "world" if frame is not None else "camera")
     if in_place and meta is not None:
         _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None,
                      max_gap=max_gap)
@@ -258,6 +261,23 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
         elif stale.stem not in stems:
             log.warning("%s keeps an earlier split of its track (its format was not exported); add %s to %s to "
                         "rewrite it", stale, stale.suffix[1:], setting("formats", api="export.formats"))
+
+
+def _warn_other_frame(run: Path, written: set[Path], tracks: set[int], before: str, now: str) -> None:
+    """After an export in place into another frame (``--world``, or back to the camera's): name
+    in one warning the exported tracks' files of the formats not exported, which stay in the
+    ``before`` frame beside files in the ``now`` one (the default ``--format`` is glb alone, and a
+    run has npz files too), with the formats to add."""
+    from wbcap.io.run_folder import track_files
+
+    if before == now:
+        return
+    kept = [p for p in track_files(run) if p not in written and _track_id(p) in tracks]
+    if kept:
+        formats = ",".join(sorted({p.suffix[1:] for p in kept}))
+        log.warning("%s: %d file(s) of these tracks stay in the %s frame (their formats were not exported; e.g. %s) "
+                    "while those written are in the %s frame; add %s to %s to rewrite them", run, len(kept), before,
+                    kept[0].name, now, formats, setting("formats", api="export.formats"))
 
 
 def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool, max_gap: float) -> None:

@@ -366,7 +366,9 @@ def _video_content(out: Path) -> SiteContent:
     if video.is_file():
         offset = float(run.get("start") or 0.0)
         given = run.get("source") or meta.get("source")
-        again = f"`wbcap run {given} -o {out} --resume`" if given else "its `wbcap run` with --resume"
+        again = (f"`wbcap run {given} -o {out} --resume` and the run's pass-1 flags (recorded in "
+                 f"{out / '.wbcap' / 'run.json'}; a resume with others names each)" if given
+                 else "its `wbcap run` with --resume")
         times = [t + offset for t in video_frame_times(
             video, f"write it again with {again}, or move it away to view the run without its video")]
         by_time = sorted((t, f) for f, t in frames.items())
