@@ -192,17 +192,21 @@ def test_run_refuses_frames_faster_than_the_limit(tmp_path, base_args):
     out = tmp_path / "out"
     r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *base_args)
     assert r.exit_code == 2, text(r)
-    assert r.stderr == (f"error: {video}: its frames come 2000 times a second, above the 1000 wbcap writes track "
-                       "files for; pass --every 2\n")
+    assert r.stderr == (f"error: {video}: the frames kept come 2000 times a second, above the 1000 wbcap writes "
+                       "track files for; run it with --every 2\n")
     assert not out.exists()
+    faster = write_video(tmp_path / "faster.mp4", [person_image(160, 120, seed=i) for i in range(3)], fps=3000)
+    r = invoke("run", faster, "-o", out, "--every", "2", "--detector", "full", "--no-render", *base_args)
+    assert r.exit_code == 2 and r.stderr == (f"error: {faster}: the frames kept come 1500 times a second, above the "
+                                             "1000 wbcap writes track files for; run it with --every 3\n"), text(r)
     import wbcap.video_app
 
     with pytest.MonkeyPatch.context() as mp:  # (a header whose rate cannot be trusted: pass 1 finds it out)
         mp.setattr(wbcap.video_app, "_declared_rate", lambda info: 0.0)
         r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *base_args)
     assert r.exit_code == 2, text(r)
-    assert r.stderr == (f"error: {video}: its frames come 2000 times a second, above the 1000 wbcap writes track "
-                       "files for; run it again with --every 2 and --overwrite\n")
+    assert r.stderr == (f"error: {video}: the frames kept come 2000 times a second, above the 1000 wbcap writes "
+                       "track files for; run it with --every 2 and --overwrite\n")
     assert sorted(p.name for p in out.iterdir()) == [".wbcap"]
 
 

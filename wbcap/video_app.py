@@ -77,7 +77,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class VideoJob:
     """What ``wbcap run`` was asked to do (built once by the CLI).
@@ -337,10 +336,7 @@ def finalize(
     col = collect_tracks(raw_path(out), rate, job.tracker, job.detector)
     rate = clock_rate(list(col.frames.values()), rate)
     if rate > MAX_FPS:  # (the clock of the track files: meta.json refuses a faster one)
-        every = math.ceil(job.every * rate / MAX_FPS)
-        raise InputError(f"{job.source}: its frames come {rate:g} times a second, above the {MAX_FPS:g} wbcap writes "
-                         f"track files for; run it again with {setting('every')} {every} and "
-                         f"{setting('overwrite', api='overwrite=True')}")
+        raise _too_fast(job, rate, f" and {setting('overwrite', api='overwrite=True')}")
     tracks = {tid: smoothed_track(col.per_track[tid], job.smooth, body, dev, focal, princpt)
               for tid in sorted(col.per_track) if tid in col.kept}
     report_losses(col, len(tracks), job.source, job.detector)
@@ -526,6 +522,15 @@ def previous_run_kept(job: VideoJob) -> bool:
     return (out / RUN_DIR).is_dir() or (out / PARAMS_FILE).is_file()
 
 
+def _too_fast(job: VideoJob, kept_rate: float, then: str = "") -> InputError:
+    """The error for frames kept ``kept_rate`` times a second (after ``--every``), above
+    :data:`~wbcap.io.frame_times.MAX_FPS`: with the ``--every`` that brings them under it
+    (``then``: what else the command needs)."""
+    every = math.ceil(job.every * kept_rate / MAX_FPS)
+    return InputError(f"{job.source}: the frames kept come {kept_rate:g} times a second, above the {MAX_FPS:g} wbcap "
+                      f"writes track files for; run it with {setting('every')} {every}{then}")
+
+
 def _declared_rate(info) -> float:
     """A video's frame rate as its header gives it, when its frame count and duration agree
     with it (a rate between ``(n - 1) / duration`` and ``(n + 1) / duration``, 1 % either side):
@@ -559,10 +564,9 @@ def _check_selection(job: VideoJob, source) -> None:
         check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
-    if _declared_rate(info) / max(1, job.every) > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
-        every = math.ceil(job.every * _declared_rate(info) / MAX_FPS)
-        raise InputError(f"{job.source}: its frames come {_declared_rate(info):g} times a second, above the {MAX_FPS:g} "
-                         f"wbcap writes track files for; pass {setting('every')} {every}")
+    kept_rate = _declared_rate(info) / max(1, job.every)
+    if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
+        raise _too_fast(job, kept_rate)
     if job.render:
         from wbcap.io.video_writer import check_frame_size
 

@@ -152,9 +152,11 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             speed = task.speed
             bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
 
+        from wbcap.io.run_folder import raw_stamp
         from wbcap.stop_signals import stop_as_ctrl_c
 
-        before = _raw_stamp(job)
+        out = Path(job.out).expanduser()
+        before = raw_stamp(out)
         try:
             with stop_as_ctrl_c():  # (timeout, docker stop, a closed terminal: cleaned up as Ctrl-C)
                 return run_video(job, pipeline=pipeline, progress=progress)
@@ -165,7 +167,7 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             add = "add --resume to the same command in place of --overwrite" if job.overwrite else (
                 "add --resume to the same command")
             hint = resume_hint and resumable(job)
-            if job.overwrite and previous_run_kept(job) and _raw_stamp(job) == before:  # (put back as it was)
+            if job.overwrite and previous_run_kept(job) and raw_stamp(out) == before:  # (put back as it was)
                 fits = f" (its frames fit this command: {add} to use them)" if hint else ""
                 click.echo(f"stopped before the first frames: the previous run in {job.out} is left as it was{fits}",
                            err=True)
@@ -173,17 +175,3 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
                 click.echo(f"the frames done so far are kept in {job.out}: {add} to continue", err=True)
             raise
 
-
-def _raw_stamp(job) -> tuple[int, int, int, int] | None:
-    """Which ``OUT/.wbcap/raw.jsonl`` is there (device, inode, size, mtime), None when none: the
-    same before and after a run stopped by Ctrl-C when ``--overwrite`` put the previous run back
-    untouched (its files are moved aside and back, not copied)."""
-    import os
-
-    from wbcap.io.run_folder import raw_path
-
-    try:
-        st = os.stat(raw_path(Path(job.out).expanduser()))
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

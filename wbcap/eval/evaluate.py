@@ -28,7 +28,6 @@ import copy
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,5 +446,5 @@ def evaluate(
             values = torch.cat(columns[key])
             metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
     logger.debug("%s: %d samples evaluated", name, done)
-    files = {k: os.path.abspath(v) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
+    files = {k: str(Path(v).absolute()) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
     return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model))

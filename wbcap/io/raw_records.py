@@ -115,13 +115,8 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
 def read_raw(path: Path) -> Iterator[dict]:
     """Complete records of a raw file (a torn last line from an interrupted run is skipped), as
     parsed: nothing is checked (:func:`read_checked_raw` checks them)."""
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            yield json.loads(line)
+    for line in _complete_lines(path):
+        yield json.loads(line)
 
 
 def read_checked_raw(path: Path) -> Iterator[dict]:

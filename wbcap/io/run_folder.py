@@ -84,6 +84,17 @@ def raw_path(out: Path) -> Path:
     return out / RUN_DIR / RAW_FILE
 
 
+def raw_stamp(out: Path) -> tuple[int, int, int, int] | None:
+    """Which ``OUT/.wbcap/raw.jsonl`` is there (device, inode, size, mtime), None when none: the
+    same before and after a run stopped by Ctrl-C when ``--overwrite`` put the previous run back
+    untouched (its files are moved aside and back, not copied)."""
+    try:
+        st = os.stat(raw_path(out))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def fingerprint(source: str, settings: dict) -> dict:
     """What pass 1's results depend on: the source file (resolved path, size in bytes, mtime
     in whole seconds; the path as given when it is no file, e.g. a glob) and ``settings``

@@ -38,7 +38,6 @@ __all__ = [
 SmoothMethod = Literal["none", "oneeuro", "gaussian"]
 
 
-
 @dataclass(frozen=True)
 class SmoothConfig:
     """How a track is smoothed.

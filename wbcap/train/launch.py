@@ -132,13 +132,9 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
     """
     if config_file is None:
         return
-    import tomllib
+    from wbcap.train.stages import read_stage_file
 
-    try:
-        with open(Path(config_file).expanduser(), "rb") as f:
-            given = tomllib.load(f)
-    except (OSError, ValueError):
-        return  # (load_stage read it a moment ago; nothing to add)
+    given = read_stage_file(config_file)  # (load_stage read and checked it a moment ago)
     for key, kind in (("init_checkpoint", "file"), ("imagenet_weights", "folder")):
         value = getattr(cfg, key)
         if value is None or overrides.get(key) is not None or given.get(key) != value:
@@ -257,6 +253,7 @@ def recorded_stage(folder: Path, stage: str):
 def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
     """Refuse model settings other than the run's (its snapshots would not load); warn, naming
     each, of training settings other than the run's (the resumed run is then not the run it continues)."""
+    from wbcap.train.stages import shown_setting
     from wbcap.train.trainer import model_differences
 
     diff = model_differences(recorded.model.to_dict(), cfg.model.to_dict())
@@ -265,24 +262,20 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
                          f"{'; '.join(diff)}); resume with the run's model settings, or start a new run "
                          f"({setting('overwrite', api='overwrite=True')} or another {setting('out')} folder)")
     old, new = recorded.to_dict(), cfg.to_dict()
-    changed = [f"{k} {_shown(old[k])} -> {_shown(new[k])}" for k in old if k not in ("model", "stage") and old[k] != new[k]]
+    changed = [f"{k} {shown_setting(old[k])} -> {shown_setting(new[k])}" for k in old if k not in ("model", "stage") and old[k] != new[k]]
     if changed:
         log.warning("resuming %s with settings other than its run's (%s): %s; the result will differ from an "
                     "uninterrupted run", folder, source.name, ", ".join(changed))
 
 
-def _shown(value) -> str:
-    return json.dumps(list(value) if isinstance(value, tuple) else value)
-
-
 def _already_complete(folder: Path, cfg) -> bool:
     """Whether the run's newest snapshot is of the last epoch (or later), said in a warning."""
-    from wbcap.train.trainer import latest_checkpoint, settled_run_folder
+    from wbcap.train.trainer import latest_checkpoint, settled_run_folder, snapshot_epoch
 
     last = latest_checkpoint(settled_run_folder(folder))
     if last is None:
         return False
-    done = int(last.name[len("snapshot_"):-len(".pth.tar")]) + 1
+    done = snapshot_epoch(last) + 1
     if done < cfg.epochs:
         return False
     log.warning("%s: the run is already complete (%s: %d of %d epochs); nothing to train — raise %s to train on",

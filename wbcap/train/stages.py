@@ -174,7 +174,7 @@ _OPTIONAL = {"init_checkpoint", "imagenet_weights", "max_steps_per_epoch"}
 _FLOATS = {"lr", "lr_decay_factor", "camera_3d_size", "hand_box_extension", "face_box_extension"}
 
 
-def _shown(value: Any) -> str:
+def shown_setting(value: Any) -> str:
     """``value`` as TOML spells it (near enough: strings quoted, true/false, lists in brackets)."""
     try:
         text = json.dumps(list(value) if isinstance(value, tuple) else value)
@@ -199,7 +199,7 @@ def _checked(table: dict[str, Any], rules: dict[str, tuple[Callable[[Any], bool]
         if not ok(value):
             shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)) if flags else None
             raise InputError(f"{where(key)} {shown}: expected {expected}" if flags
-                             else f"{where(key)} = {_shown(value)}: expected {expected}")
+                             else f"{where(key)} = {shown_setting(value)}: expected {expected}")
         if key == "focal":
             value = tuple(float(x) for x in value)
         elif isinstance(value, list):
@@ -229,7 +229,7 @@ def check_stage_values(data: dict[str, Any], source: str | None) -> dict[str, An
     result = _checked(data, _STAGE_VALUES, where, "the valid keys are {} and a [model] table", source is None)
     if model is not None:
         if not isinstance(model, dict):
-            raise InputError(f"{where('model')} = {_shown(model)}: expected a [model] table of model settings")
+            raise InputError(f"{where('model')} = {shown_setting(model)}: expected a [model] table of model settings")
         result["model"] = _checked(model, _MODEL_VALUES, lambda k: where(k, True), "the valid [model] keys are {}")
     return result
 

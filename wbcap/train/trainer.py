@@ -481,16 +481,22 @@ def body_model_file(body_model: str) -> Path:
     return find_body_model("neutral", synthetic_body_models_dir())
 
 
+def snapshot_epoch(path: Path) -> int | None:
+    """The epoch of a snapshot's file name (``snapshot_<epoch>.pth.tar``), None for another name."""
+    name = path.name
+    if not (name.startswith("snapshot_") and name.endswith(".pth.tar")):
+        return None
+    try:
+        return int(name[len("snapshot_"):-len(".pth.tar")])
+    except ValueError:
+        return None
+
+
 def snapshots(out: Path) -> list[Path]:
     """The snapshots in run folder ``out`` (``snapshot_<epoch>.pth.tar``, whichever run wrote
     them), oldest epoch first."""
-    found = []
-    for p in out.glob("snapshot_*.pth.tar"):
-        try:
-            found.append((int(p.name[len("snapshot_"):-len(".pth.tar")]), p))
-        except ValueError:
-            continue
-    return [p for _, p in sorted(found)]
+    found = [(snapshot_epoch(p), p) for p in out.glob("snapshot_*.pth.tar")]
+    return [p for _, p in sorted((e, p) for e, p in found if e is not None)]
 
 
 def latest_checkpoint(out: Path) -> Path | None:

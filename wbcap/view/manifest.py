@@ -165,6 +165,11 @@ def _base_manifest(kind: str, title: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- video runs
 
 
+def _glb_fix(path: Path) -> str:
+    """The fix of a damaged track GLB: writing it again from its run folder."""
+    return f"write it again with `wbcap export {path.parent}`"
+
+
 def glb_json(path: Path) -> dict[str, Any]:
     """The JSON chunk of a ``.glb`` (glTF 2.0 spec, section 4.4: 12-byte header, then the JSON chunk).
 
@@ -172,7 +177,7 @@ def glb_json(path: Path) -> dict[str, Any]:
         InputError: not a GLB file, or a damaged one (shorter than its header says, a JSON chunk
             that is not a JSON object); naming the file and ``wbcap export <its folder>`` as the fix.
     """
-    fix = f"write it again with `wbcap export {path.parent}`"
+    fix = _glb_fix(path)
     with open(path, "rb") as fh:
         head = fh.read(20)
         if len(head) < 20:
@@ -278,8 +283,7 @@ def part_entry(url: str, path: Path) -> dict[str, Any]:
         t0, t1, n = glb_time_range(path, g)
         frame, pose = glb_frame(g)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"{path}: a damaged GLB file ({type(exc).__name__}: {exc}); write it again with "
-                         f"`wbcap export {path.parent}`") from None
+        raise InputError(f"{path}: a damaged GLB file ({type(exc).__name__}: {exc}); {_glb_fix(path)}") from None
     return {"src": url, "t0": t0, "t1": t1, "rows": n, "frame": frame, "source_camera": pose}
 
 
@@ -342,7 +346,7 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
 
 
 def _video_content(out: Path) -> SiteContent:
-    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file
+    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, RUN_DIR, RUN_FILE, read_meta, read_run_file
 
     meta = read_meta(out) or {}
     per_track = _read_lines(out / PARAMS_FILE)
@@ -367,7 +371,7 @@ def _video_content(out: Path) -> SiteContent:
         offset = float(run.get("start") or 0.0)
         given = run.get("source") or meta.get("source")
         again = (f"`wbcap run {given} -o {out} --resume` and the run's pass-1 flags (recorded in "
-                 f"{out / '.wbcap' / 'run.json'}; a resume with others names each)" if given
+                 f"{out / RUN_DIR / RUN_FILE}; a resume with others names each)" if given
                  else "its `wbcap run` with --resume")
         times = [t + offset for t in video_frame_times(
             video, f"write it again with {again}, or move it away to view the run without its video")]
