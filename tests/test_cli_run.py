@@ -131,6 +131,7 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_resume_accepts_another_spelling_of_the_same_files(tmp_path, micro_ckpt, body_dir, monkeypatch):
     """--body-models and --checkpoint given relative are recorded absolute in run.json (`wbcap
     export`/`view` reuse the body models only when absolute), and --resume with another spelling

@@ -241,6 +241,7 @@ def test_export_refuses_a_dest_inside_a_run(finished_run, tmp_path, body_dir, in
 # --------------------------------------------------------------------------- defect 5: Ctrl-C after --overwrite
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_ctrl_c_after_overwrite_gives_advice_that_works(tmp_path, video, base_args, monkeypatch):
     """Stopped before its first frames, an --overwrite with new smoothing leaves the previous run
     (of the same pass 1 settings) as it was and says to use --resume in place of --overwrite;
@@ -272,6 +273,7 @@ def test_ctrl_c_after_overwrite_gives_advice_that_works(tmp_path, video, base_ar
 # --------------------------------------------------------------------------- defect 6: pass 2 stopped part way
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_a_resume_stopped_in_pass_2_leaves_no_output_of_the_earlier_settings(tmp_path, video, base_args, monkeypatch):
     """--resume --sigma 5 over a sigma 2 run, stopped while rendering: the sigma 2 render.mp4 is
     gone (not left beside sigma 5 tracks); a --resume then writes everything."""

@@ -204,6 +204,7 @@ def test_export_dest_of_a_folder_a_run_writes_is_refused(finished, tmp_path, bod
     assert r.exit_code == 0 and sorted(p.name for p in dest.iterdir()) == ["track_0.glb", "track_1.glb"], r.output
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_the_same_file_touched_or_copied_afresh_resumes(made_run):
     """A newer mtime alone is no other file: a `touch` or a fresh copy of the same file (`wbcap
     weights import` of the same release, a regenerated model cache) resumes. It was refused."""

@@ -375,7 +375,8 @@ def test_overwrite_refuses_a_bad_range_or_image_before_the_model_loads_and_keeps
     assert folder_state(out) == before
 
 
-@pytest.mark.parametrize("when", ["before its first frames", "after its first frames"])
+@pytest.mark.parametrize("when", ["before its first frames",
+                                  pytest.param("after its first frames", marks=pytest.mark.slow)])
 def test_overwrite_keeps_the_previous_run_until_the_new_one_has_frames(tmp_path, base_args, monkeypatch, when):
     """--overwrite sets the previous run aside: a run stopped before its first frames are written
     (Ctrl-C here) puts it back whole; once they are, it is gone and the new frames are kept."""
@@ -407,6 +408,7 @@ def test_overwrite_keeps_the_previous_run_until_the_new_one_has_frames(tmp_path,
         assert f"the frames done so far are kept in {out}: add --resume" in text(r), text(r)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_a_bad_image_met_mid_run_says_how_to_start_over(tmp_path, base_args):
     """An image damaged where only decoding sees it stops the run after the frames before it;
     its line says to fix or remove it and start over with --overwrite (--resume cannot continue
@@ -466,6 +468,7 @@ def test_a_video_or_image_sequence_too_small_for_a_person_box_is_refused_before_
         assert not out.exists()
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_args):
     """A resume that forgot `--precision fast` was told only "different settings (precision);
     use --overwrite", whose fix throws the work away: each setting is named as its option with

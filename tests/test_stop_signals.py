@@ -57,7 +57,7 @@ def test_stop_signals_raise_as_ctrl_c_and_are_held_over_a_step_that_must_not_be_
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_a_stop_signal_before_the_first_frames_leaves_the_folder_as_it_was(tmp_path, base_args, monkeypatch, sig):
     """Stopped before any frame: a new folder is removed, and an --overwrite puts the previous
     run back, as after Ctrl-C (SIGTERM left an empty run a plain rerun refused); exit 128 + signal."""
@@ -83,6 +83,7 @@ def test_a_stop_signal_before_the_first_frames_leaves_the_folder_as_it_was(tmp_p
     assert state(previous) == before
 
 
+@pytest.mark.slow  # fast loop under 2 minutes
 def test_a_stop_signal_while_rendering_keeps_the_frames_and_resume_leaves_no_temporary(tmp_path, base_args,
                                                                                         monkeypatch):
     """SIGTERM in pass 2: the half-written render is removed, the frames are kept with the

@@ -34,7 +34,8 @@ def _child_ends_with_its_killed_parent(parent_code: str, child_code: str) -> boo
     return False
 
 
-@pytest.mark.parametrize("how", ["preexec_fn SIGTERM (torchrun)", "first thing in the child (Blender's script)"])
+@pytest.mark.parametrize("how", ["preexec_fn SIGTERM (torchrun)",
+                                 pytest.param("first thing in the child (Blender's script)", marks=pytest.mark.slow)])
 def test_a_child_ends_with_its_killed_parent(how):
     if how.startswith("preexec_fn"):
         parent = _PARENT.format(extra=", preexec_fn=__import__('functools').partial("

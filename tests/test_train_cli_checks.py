@@ -516,9 +516,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
 @pytest.mark.parametrize("sig, agent, code, said, stopped", [
     (signal.SIGTERM, "forwarding", 143, "stopped by SIGTERM", "SIGTERM"),
-    (signal.SIGHUP, "forwarding", 129, "stopped by SIGHUP", "SIGTERM"),
+    pytest.param(signal.SIGHUP, "forwarding", 129, "stopped by SIGHUP", "SIGTERM", marks=pytest.mark.slow),
     (signal.SIGINT, "forwarding", 130, "interrupted", "SIGINT"),
-    (signal.SIGTERM, "deaf", 143, "stopped by SIGTERM", None)])
+    pytest.param(signal.SIGTERM, "deaf", 143, "stopped by SIGTERM", None, marks=pytest.mark.slow)])
 def test_a_stopped_torchrun_launch_ends_its_workers_before_the_previous_run_is_put_back(
         tmp_path, train_args, monkeypatch, caplog, sig, agent, code, said, stopped):
     """SIGTERM, SIGHUP or Ctrl-C of a --gpus launch: torchrun's agent is sent SIGTERM (Ctrl-C:
