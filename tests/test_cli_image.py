@@ -219,6 +219,11 @@ def _bad_cases(tmp_path: Path, ckpt: Path, body_dir: Path):
     notimg.write_text("hello\n")
     trunc = tmp_path / "trunc.jpg"
     trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    damaged = tmp_path / "damaged.jpg"
+    data = good.read_bytes()
+    scan = data.index(b"\xff\xda") + 2
+    middle = scan + (len(data) - scan) // 2
+    damaged.write_bytes(data[:middle] + b"\xff\xd0" + data[middle + 2:])  # a stray marker mid-scan
     tiny = write_rgb(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8))
     blank = write_rgb(tmp_path / "blank.png", np.full((320, 240, 3), 128, np.uint8))
     corrupt = tmp_path / "corrupt.pth"
@@ -228,6 +233,7 @@ def _bad_cases(tmp_path: Path, ckpt: Path, body_dir: Path):
         "missing file": (["image", tmp_path / "nope.jpg", *base], "nope.jpg"),
         "non-image": (["image", notimg, *base], "notes.png"),
         "truncated jpeg": (["image", trunc, *base], "trunc.jpg"),
+        "damaged jpeg": (["image", damaged, *base], "damaged.jpg: image file is truncated or corrupt"),
         "1x1 image": (["image", tiny, *base], "tiny.png"),
         "box outside": (["image", good, "--bbox", "5000,5000,50,100", *base], "outside"),
         "no person": (["image", blank, *base], "no person"),
@@ -240,7 +246,7 @@ def _bad_cases(tmp_path: Path, ckpt: Path, body_dir: Path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "non-image", "truncated jpeg", "1x1 image", "box outside", "no person", "corrupt checkpoint",
+    ["missing file", "non-image", "truncated jpeg", "damaged jpeg", "1x1 image", "box outside", "no person", "corrupt checkpoint",
      "missing body model", "missing checkpoint"],
 )
 def test_bad_input_one_line_nonzero_no_output(tmp_path, micro_ckpt, body_dir, case):

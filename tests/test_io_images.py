@@ -173,6 +173,54 @@ def test_truncation_caught_when_opencv_returns_a_partial_image(
         load_image(path)
 
 
+def _smooth(h: int, w: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB gradients: small entropy-coded data, no pixel at exactly (128, 128, 128)."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([40 + 150 * x / w, 30 + 180 * y / h, 200 - 60 * (x + y) / (h + w)], -1)
+    img[np.abs(img - 128) < 1] = 130
+    return img.astype(np.uint8)
+
+
+def _with_stray_marker(data: bytes) -> bytes:
+    """The JPEG ``data`` with a restart marker written over two bytes in the middle of its scan."""
+    scan = data.index(b"\xff\xda") + 2
+    middle = scan + (len(data) - scan) // 2
+    return data[:middle] + b"\xff\xd0" + data[middle + 2:]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_jpeg_damaged_mid_scan_is_an_input_error_before_opencv_prints(tmp_path: Path, capfd, mode: str) -> None:
+    rgb = _smooth(96, 128)
+    path = tmp_path / f"damaged_{mode}.jpg"
+    Image.fromarray(rgb).convert(mode).save(path, quality=90)
+    whole = load_image(path)  # (the undamaged file loads, in every colour space)
+    expected = np.asarray(Image.fromarray(rgb).convert(mode).convert("RGB"), float)
+    np.testing.assert_allclose(whole.astype(float), expected, atol=12)
+    path.write_bytes(_with_stray_marker(path.read_bytes()))
+    if mode == "RGB":  # why: OpenCV decodes the rest of the scan grey, with a warning on stderr only
+        grey = (cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR) == 128).all(-1)
+        assert grey.mean() > 0.2, grey.mean()
+        assert "Corrupt JPEG data" in capfd.readouterr().err
+    with pytest.raises(InputError) as err:
+        load_image(path)
+    said = str(err.value)
+    assert said.startswith(f"{path}: image file is truncated or corrupt (libjpeg: premature end of data segment"), said
+    assert said.endswith("re-download or re-export it") and "\n" not in said
+    assert capfd.readouterr().err == ""  # refused before OpenCV decodes it
+
+
+def test_jpeg_with_extraneous_bytes_before_a_marker_still_loads(tmp_path: Path) -> None:
+    """Some cameras and editors write a few bytes too many between two markers: libjpeg warns
+    ("2 extraneous bytes before marker 0xda") and loses no pixel."""
+    path = tmp_path / "extra.jpg"
+    Image.fromarray(_smooth(32, 48)).save(path, quality=90)
+    data = path.read_bytes()
+    expected = load_image(path)
+    scan = data.index(b"\xff\xda")
+    path.write_bytes(data[:scan] + b"\x00\x00" + data[scan:])
+    np.testing.assert_array_equal(load_image(path), expected)
+
+
 def test_jpeg_with_trailing_bytes_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "trailer.jpg"
     Image.fromarray(_pattern(16, 16)).save(path, quality=90)
