@@ -465,3 +465,43 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
     msg = _one_line(exc)
     assert msg.endswith(f"put SMPLX_FEMALE.npz in {given / 'smplx'}/ or {given}/ (the folder WBCAP_BODY_MODELS names)")
     assert str(body_models_dir() / "SMPLX_FEMALE.npz") in msg  # still listed as searched
+
+
+def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--body-models .../SMPLX_MALE.npz`` is the male model: the gender outputs record follows
+    the file used, and a --gender that contradicts the file's name is refused."""
+    from wbcap.body.model_files import model_file_gender, resolve_gender
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    assert [model_file_gender(n) for n in ("SMPLX_MALE.npz", "smplx-female-2020.pkl", "SMPLX_NEUTRAL.npz",
+                                           "body.npz", "male_and_female.npz", "SMPLX_MALEX.npz")] == \
+        ["male", "female", "neutral", None, None, None]
+    male = _touch(tmp_path / "m" / "SMPLX_MALE.npz")
+    plain = _touch(tmp_path / "p" / "my_body.npz")
+    assert resolve_gender(None, male) == resolve_gender("male", male) == resolve_gender("MALE", str(male)) == "male"
+    assert resolve_gender(None, plain) == "neutral" and resolve_gender("female", plain) == "female"
+    assert resolve_gender(None, tmp_path / "m") == "neutral"  # a folder: the gender asked for, as before
+    with pytest.raises(ModelFileError) as exc:
+        resolve_gender("neutral", male)
+    assert _one_line(exc).startswith(f"{male} is the male SMPL-X model (by its name), not the neutral one ")
+    with pytest.raises(ModelFileError, match="is the male SMPL-X model by its name, not the neutral one needed here"):
+        find_body_model("neutral", male)  # (eval and training ask for neutral)
+    assert find_body_model("male", male) == male and find_body_model("female", plain) == plain
+    # $WBCAP_BODY_MODELS may name a file too: it is used, as its name's gender
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(male))
+    _touch(tmp_path / "home" / "body_models" / "smplx" / "SMPLX_MALE.npz")  # (not taken instead)
+    assert resolve_gender(None) == "male" and find_body_model("male") == male
+    with pytest.raises(ModelFileError, match="WBCAP_BODY_MODELS"):
+        find_body_model("neutral")
+    # a model file's path that does not exist: "no such file", not "put it in the folder <file>/"
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "m" / "SMPLX_MAEL.npz"))
+    with pytest.raises(ModelFileError) as exc:
+        find_body_model("male")
+    assert _one_line(exc).startswith(f"{tmp_path / 'm' / 'SMPLX_MAEL.npz'}: no such file (named by WBCAP_BODY_MODELS)")
+    monkeypatch.delenv("WBCAP_BODY_MODELS")
+    typo = tmp_path / "m" / "SMPLX_NEUTRL.npz"
+    for call in (lambda: find_body_model("neutral", typo), lambda: resolve_gender(None, typo)):
+        with pytest.raises(ModelFileError) as exc:
+            call()
+        assert _one_line(exc).startswith(f"{typo}: no such file (named by model_path); check the path"), exc.value

@@ -711,3 +711,35 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
     with pytest.raises(InputError, match="both give the boxes; keep one"):  # (the API has no usage check)
         run_images(ImageJob(paths=(str(img),), out=str(tmp_path / "d"), boxes=((1, 1, 20, 20),),
                             detector=f"boxes:{boxes}"))
+
+
+def test_a_body_model_file_named_by_path_is_recorded_as_its_gender(tmp_path, micro_ckpt):
+    """``--body-models .../SMPLX_MALE.npz`` without --gender: the male model, and smplx_param.json
+    (and the AMASS npz) say male, so a reader rebuilds the mesh from the model that made it; a
+    --gender the file's name contradicts is one error line, before anything is written."""
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+    models = write_synthetic_smplx(tmp_path / "models", genders=("neutral", "male"))
+    male = models / "smplx" / "SMPLX_MALE.npz"
+    photo = write_rgb(tmp_path / "p.jpg", person_image(240, 320, seed=4))
+    out = tmp_path / "out"
+    r = invoke("image", photo, "--full-image", "--no-render", "--export", "npz", "--checkpoint", micro_ckpt,
+               "--body-models", male, "-o", out)
+    assert r.exit_code == 0, r.output
+    person = out / "p" / "person_0"
+    params = json.loads((person / "smplx_param.json").read_text())
+    assert params["gender"] == "male" and str(np.load(person / "output.npz")["gender"]) == "male"
+    verts, _ = read_obj_counts(person / "output.obj")
+    from wbcap.io.param_names import from_file_record
+
+    with torch.no_grad():
+        for layer_file, same in ((male, True), (models / "smplx" / "SMPLX_NEUTRAL.npz", False)):
+            mesh = SMPLXLayer.from_file(layer_file)(from_file_record(params)).vertices[0].numpy()
+            assert (np.abs(mesh - verts).max() <= 1e-5) == same, layer_file  # (cam_trans is transl)
+    r = CliRunner().invoke(cli, ["image", str(photo), "--full-image", "--checkpoint", str(micro_ckpt),
+                                 "--body-models", str(male), "--gender", "neutral", "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        f"error: {male} is the male SMPL-X model (by its name), not the neutral one --gender asks for: leave out "
+        f"--gender, or name SMPLX_NEUTRAL.npz or the folder that holds it"], r.output
+    assert not (tmp_path / "o2").exists()

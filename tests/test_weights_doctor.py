@@ -474,3 +474,17 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
     line = next(x for x in r.output.splitlines() if x.startswith("error:"))
     assert r.exit_code != 0 and f"{(mirror / 'yolox_m.onnx').as_uri()} (downloaded): cannot load" in line, line
     assert ".tmp-" not in line and list(weights_dir().iterdir()) == []
+
+
+def test_doctor_of_a_named_model_file_checks_that_file_as_its_gender(tmp_path):
+    from wbcap.doctor import run_checks
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+    male = write_synthetic_smplx(tmp_path / "models", genders=("male",)) / "smplx" / "SMPLX_MALE.npz"
+    body = [c for c in run_checks(str(male)) if c.name.startswith("SMPL-X")]
+    assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X male", True, str(male))]
+    typo = tmp_path / "models" / "SMPLX_MAEL.npz"
+    body = [c for c in run_checks(str(typo)) if c.name.startswith("SMPL-X")]
+    assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X neutral", False, f"{typo}: no such file (named by "
+                                                                                 f"model_path)")]
+    assert body[0].fix == "check the path, or name the folder that holds SMPLX_NEUTRAL.npz"

@@ -82,6 +82,15 @@ class BodyModelConfig:
     gender: str = "neutral"
     allow_pickle: bool = False
 
+    @classmethod
+    def given(cls, path: str | None, gender: str | None, allow_pickle: bool = False) -> BodyModelConfig:
+        """The config of what the user gave: ``gender`` None takes the one the name of the file
+        they named says, else neutral (:func:`wbcap.body.model_files.resolve_gender`, which
+        raises ModelFileError for a file named as another gender than ``gender``)."""
+        from wbcap.body.model_files import resolve_gender
+
+        return cls(path=path, gender=resolve_gender(gender, path), allow_pickle=allow_pickle)
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

@@ -43,9 +43,9 @@ def body_model_check(gender: str, body_models: str | None) -> Check:
             f"copy {exc.file_name} to {exc.target}/",
             optional=optional,
         )
-    except WbcapError as exc:  # only a .pkl was found: the message says which and what to do
-        text = str(exc)
-        detail, _, fix = text.partition(": ")
+    except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do
+        text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
+        detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional)
     try:
         load_body_model_data(path)
@@ -167,6 +167,19 @@ def _cpu_strategy_check() -> Check:
                              f"{strategy.ENV_STRATEGY}=measure measures again)")
 
 
+def _genders_to_check(body_models: str | None) -> tuple[str, ...]:
+    """All three SMPL-X genders; where ``--body-models`` (or ``$WBCAP_BODY_MODELS``) names a file,
+    only the gender that file is used as (:func:`wbcap.body.model_files.resolve_gender`), since
+    it is the one file used whatever the gender (a path that is no file: one check, which says so)."""
+    from wbcap.body.model_files import GENDERS, named_model_file, resolve_gender
+    from wbcap.errors import WbcapError
+
+    try:
+        return GENDERS if named_model_file(body_models) is None else (resolve_gender(None, body_models),)
+    except WbcapError:
+        return ("neutral",)
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (body models, checkpoints, detector, renderer, CUDA, the CPU
     inference form, HOG, FBX, libraries).
@@ -176,7 +189,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     """
     from wbcap.weights import manifest
 
-    checks: list[Check] = [body_model_check(g, body_models) for g in ("neutral", "male", "female")]
+    checks: list[Check] = [body_model_check(g, body_models) for g in _genders_to_check(body_models)]
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     from wbcap.export.render import render_backend

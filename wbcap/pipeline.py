@@ -398,16 +398,17 @@ class Pipeline:
         cls,
         checkpoint: str | Path | None = None,
         body_models: str | Path | None = None,
-        gender: str = "neutral",
+        gender: str | None = None,
         device: str = "auto",
         batch_size: int | None = None,
     ) -> Pipeline:
         """Convenience constructor for notebooks (:meth:`from_config`; ``batch_size`` None: the
-        device's default)."""
+        device's default; ``gender`` None: the one the name of a ``body_models`` file says, else
+        neutral, :meth:`BodyModelConfig.given <wbcap.config.BodyModelConfig.given>`)."""
         from wbcap.config import BodyModelConfig
 
         cfg = PipelineConfig(
-            body=BodyModelConfig(path=None if body_models is None else str(body_models), gender=gender),
+            body=BodyModelConfig.given(None if body_models is None else str(body_models), gender),
             checkpoint=None if checkpoint is None else str(checkpoint),
             device=device,
             batch_size=batch_size,

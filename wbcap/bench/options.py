@@ -38,7 +38,7 @@ class BenchOptions:
     checkpoint: str | None = None
     config: str | None = None
     body_models: str | None = None
-    gender: str = "neutral"
+    gender: str | None = None
     allow_pickle: bool = False
     device: str = "auto"
     precisions: tuple[Precision | str, ...] = DEFAULT_PRECISIONS  # Precisions or their names

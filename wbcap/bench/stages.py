@@ -47,7 +47,7 @@ def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, s
         raise InputError(f"config {opts.config!r}: use one of {', '.join(CONFIGS)}")
     cfg = PipelineConfig(
         model=ModelConfig(**SMALL_DEPTHS) if opts.config == "small" else ModelConfig(),
-        body=BodyModelConfig(path=opts.body_models, gender=opts.gender, allow_pickle=opts.allow_pickle),
+        body=BodyModelConfig.given(opts.body_models, opts.gender, opts.allow_pickle),
         checkpoint=opts.checkpoint, device=str(device), batch_size=max(opts.batch_sizes or (1,)), precision=precision,
     )
     random = opts.config is not None

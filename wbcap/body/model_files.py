@@ -8,15 +8,18 @@ hold pickled object arrays such as ``joint2num``/``part2num``; they are never re
 CLI ``--allow-pickle``).
 
 Search order of :func:`find_body_model`: the explicit ``model_path`` (file or folder; when given,
-only it is searched) -> ``$WBCAP_BODY_MODELS`` -> ``wbcap.paths.body_models_dir()``. When nothing
-is found, the error tells the user to put the file in the first folder searched (the one they
-named, else ``$WBCAP_BODY_MODELS``, else the default), never in a folder they did not choose.
+only it is searched) -> ``$WBCAP_BODY_MODELS`` (file or folder) -> ``wbcap.paths.body_models_dir()``.
+When nothing is found, the error tells the user to put the file in the first folder searched (the
+one they named, else ``$WBCAP_BODY_MODELS``, else the default), never in a folder they did not
+choose. A file named by its path is the gender its name says (``SMPLX_MALE.npz``: male;
+:func:`resolve_gender`), so outputs never record another model's gender than the one used.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.errors import ModelFileError, setting
-from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
+from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path, find_first, search_folders
 
 __all__ = [
     "GENDERS",
@@ -34,6 +37,9 @@ __all__ = [
     "body_model_search_folders",
     "find_body_model",
     "load_body_model_data",
+    "model_file_gender",
+    "named_model_file",
+    "resolve_gender",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +115,64 @@ class BodyModelNotFoundError(ModelFileError):
         )
 
 
+_MODEL_SUFFIXES = (".npz", ".pkl")
+
+
+def model_file_gender(path: str | Path) -> str | None:
+    """The gender an SMPL-X file's name says: the one word of ``neutral``, ``male`` and
+    ``female`` among the words of its stem (``SMPLX_MALE.npz``, ``smplx-female-2020.npz``;
+    case-insensitive); None when it says none or more than one."""
+    words = set(re.split(r"[^a-z]+", Path(path).stem.lower()))
+    said = [g for g in GENDERS if g in words]
+    return said[0] if len(said) == 1 else None
+
+
+def named_model_file(model_path: str | Path | None = None) -> tuple[Path, str] | None:
+    """The SMPL-X file the user named by its path, and how they named it (for messages): the
+    ``model_path`` given (``--body-models``), else ``$WBCAP_BODY_MODELS``; None when that names a
+    folder (or nothing).
+
+    Raises:
+        ModelFileError: it names no existing thing but looks like a model file's path (an
+            ``.npz``/``.pkl`` name): one line, "no such file" (not advice to put the model into a
+            folder of that name).
+    """
+    if model_path is not None:
+        path, how = Path(model_path).expanduser(), setting("body_models", api="model_path")
+    else:
+        path, how = env_path(ENV_BODY_MODELS), ENV_BODY_MODELS
+        if path is None:
+            return None
+    if path.is_file():
+        return path, how
+    if not path.exists() and path.suffix.lower() in _MODEL_SUFFIXES:
+        raise ModelFileError(f"{path}: no such file (named by {how}); check the path, or name the folder "
+                             f"that holds SMPLX_NEUTRAL.npz")
+    return None
+
+
+def resolve_gender(gender: str | None, model_path: str | Path | None = None) -> str:
+    """The SMPL-X gender a command uses: ``gender`` when given, else the one the name of the
+    file the user named says (:func:`named_model_file`, :func:`model_file_gender`), else
+    ``neutral`` (the released network was trained with it).
+
+    Raises:
+        ModelFileError: ``gender`` was given and the named file's name says another one; or
+            :func:`named_model_file`'s "no such file"; or an unknown ``gender``.
+    """
+    named = named_model_file(model_path)
+    said = model_file_gender(named[0]) if named is not None else None
+    if gender is None:
+        return said or "neutral"
+    g = _normalise_gender(gender)
+    if said is not None and said != g:
+        raise ModelFileError(
+            f"{named[0]} is the {said} SMPL-X model (by its name), not the {g} one "
+            f"{setting('gender')} asks for: leave out {setting('gender')}, or name SMPLX_{g.upper()}.npz or the folder "
+            f"that holds it")
+    return g
+
+
 def body_model_search_folders(model_path: str | Path | None = None) -> list[Path]:
     """The folders :func:`find_body_model` searches, in order (without an explicit file)."""
     return search_folders(model_path, ENV_BODY_MODELS, body_models_dir())
@@ -122,7 +186,8 @@ def find_body_model(
     Args:
         gender: ``'neutral'``, ``'male'`` or ``'female'`` (case-insensitive).
         model_path: an explicit model file, or a folder holding ``smplx/SMPLX_{GENDER}.npz`` or
-            ``SMPLX_{GENDER}.npz``. When given, only this place is searched.
+            ``SMPLX_{GENDER}.npz``. When given, only this place is searched. Without it,
+            ``$WBCAP_BODY_MODELS`` may name a file too.
         allow_pickle: also accept ``SMPLX_{GENDER}.pkl`` (npz is still preferred in each folder).
 
     Returns:
@@ -132,15 +197,21 @@ def find_body_model(
         BodyModelNotFoundError: nothing found (one line listing every place looked and naming
             the folder to put the file in: the one given, else ``$WBCAP_BODY_MODELS``, else
             the default).
-        ModelFileError: only a ``.pkl`` was found without ``allow_pickle``.
+        ModelFileError: only a ``.pkl`` was found without ``allow_pickle``; the file named by
+            its path is another gender's by its name (:func:`model_file_gender`), or does not
+            exist (:func:`named_model_file`).
     """
     g = _normalise_gender(gender)
-    if model_path is not None:
-        explicit = Path(model_path).expanduser()
-        if explicit.is_file():
-            if explicit.suffix.lower() == ".pkl" and not allow_pickle:
-                raise _pickle_refused(explicit)
-            return explicit
+    named = named_model_file(model_path)
+    if named is not None:
+        explicit, how = named
+        said = model_file_gender(explicit)
+        if said is not None and said != g:
+            raise ModelFileError(f"{explicit} (named by {how}) is the {said} SMPL-X model by its name, not the {g} one "
+                                 f"needed here: name SMPLX_{g.upper()}.npz or the folder that holds it")
+        if explicit.suffix.lower() == ".pkl" and not allow_pickle:
+            raise _pickle_refused(explicit)
+        return explicit
     folders = body_model_search_folders(model_path)
 
     found = find_first((c for folder in folders for c in _candidates(folder, g)), allow_pickle)

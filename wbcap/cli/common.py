@@ -34,8 +34,9 @@ body_models_option = click.option(
     help="SMPL-X file or folder (default: $WBCAP_BODY_MODELS, then the user data folder; see `wbcap doctor`).",
 )
 gender_option = click.option(
-    "--gender", type=click.Choice(["neutral", "male", "female"]), default="neutral", show_default=True,
-    help="Which SMPL-X model to use (the released network was trained with the neutral one).",
+    "--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
+    help="Which SMPL-X model to use (default: the one a --body-models file's name says, else neutral, "
+         "which the released network was trained with).",
 )
 allow_pickle_option = click.option(
     "--allow-pickle",

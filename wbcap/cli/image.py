@@ -86,7 +86,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         raise click.UsageError("use only one of --bbox, --boxes, --detector boxes:FILE and --full-image")
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
-        body=BodyModelConfig(path=body_models, gender=gender, allow_pickle=allow_pickle),
+        body=BodyModelConfig.given(body_models, gender, allow_pickle),
         checkpoint=checkpoint,
         device=device,
         batch_size=batch_size,
