@@ -552,3 +552,50 @@ def test_read_binary_ply(tmp_path):
     rows["x"], rows["y"], rows["z"] = verts.T
     (tmp_path / "m.ply").write_bytes(header + rows.tobytes())
     np.testing.assert_array_equal(read_ply_vertices(tmp_path / "m.ply"), verts)
+
+
+# Crops of half the side: the body's heatmap keeps its cells (so its cells are twice as coarse in
+# crop pixels, and a joint's cell is the released geometry's), the hands' get half the cells.
+_HALF_GEOMETRY = dict(input_img_shape=(256, 192), input_body_shape=(256, 192), output_hm_shape=(8, 8, 6),
+                      input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4))
+
+
+@pytest.mark.parametrize("name", ["Human36M", "MSCOCO", "FreiHAND", "EHF", "PW3D"])
+def test_samples_follow_the_model_geometry(name, h36m_root, coco_root, frei_root, tmp_path, body_layer):
+    """A network of other input and heatmap sizes (the config's ``[model]`` table) gets crops of
+    its size and targets in its heatmap cells: the released geometry's, scaled by the ratio of the
+    cells (crop pixels scale with the crop, so a joint's cell scales with the heatmap alone)."""
+    from wbcap.config import ModelConfig
+
+    micro = ModelConfig(**_HALF_GEOMETRY)
+    aug = Augmentation(scale=1.1, rot=20.0, flip=name not in ("FreiHAND", "EHF", "PW3D"))
+    make = {
+        "Human36M": lambda model: Human36M(h36m_root, "train", body_layer, model=model),
+        "MSCOCO": lambda model: COCOWholeBody(coco_root, "train", body_layer, model=model),
+        "FreiHAND": lambda model: FreiHAND(frei_root, "train", model=model),
+        "EHF": lambda model: EHF(fx.write_ehf_fixture(tmp_path), model=model),
+        "PW3D": lambda model: PW3D(fx.write_pw3d_fixture(tmp_path, splits=("test",)), "test", model=model),
+    }[name]
+    (inputs, targets, meta), (small_in, small_t, small_m) = make(None).get(0, aug), make(micro).get(0, aug)
+    hand = name == "FreiHAND"
+    crop = micro.input_hand_shape if hand else micro.input_img_shape
+    assert inputs["img"].shape[1:] == (crop[0] * 2, crop[1] * 2) and small_in["img"].shape[1:] == tuple(crop)
+    # the same picture at half the resolution (area-averaged 2x2 blocks ~ the half-size warp)
+    half = inputs["img"].reshape(3, crop[0], 2, crop[1], 2).mean((2, 4))
+    assert np.abs(half - small_in["img"]).mean() < 0.02
+    side = 0.5 if hand else 1.0  # (cells of the heatmap's width and height against the released ones)
+    ratio = np.array([side, side, 1.0], np.float32)  # (x, y, depth)
+    checked = 0
+    for key in ("joint_img", "smplx_joint_img"):
+        if key in targets and np.abs(targets[key][:, :2]).max() > 0.5:
+            np.testing.assert_allclose(small_t[key], targets[key] * ratio, atol=2e-3, err_msg=key)
+            checked += 1
+    for part in ("lhand", "rhand", "face"):
+        if f"{part}_bbox_center" in targets:
+            np.testing.assert_allclose(small_t[f"{part}_bbox_center"], targets[f"{part}_bbox_center"], atol=2e-3)
+            np.testing.assert_allclose(small_t[f"{part}_bbox_size"], targets[f"{part}_bbox_size"], atol=2e-3)
+            checked += 1
+    assert checked >= (0 if name == "PW3D" else 1), name  # (3DPW's test samples carry meshes, no cells)
+    for key in ("joint_trunc", "smplx_joint_trunc"):
+        if key in meta:
+            np.testing.assert_array_equal(small_m[key], meta[key], err_msg=key)

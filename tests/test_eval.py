@@ -255,3 +255,19 @@ def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir
         args[4] = str(root)
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 2 and f"error: --data-root {root} {says}" in res.output, res.output
+
+
+def test_a_checkpoint_of_other_input_sizes_is_fed_crops_of_its_own(models, data_root, micro_ckpt):
+    """The MICRO checkpoint (256x192 crops) gets 256x192 crops from the evaluation loaders (they
+    were 512x384 whatever the checkpoint, and its hand and face boxes then landed elsewhere)."""
+    from wbcap.pipeline import Pipeline
+    from wbcap.train.data.ehf import EHF
+
+    pipeline = Pipeline.from_files(checkpoint=micro_ckpt, body_models=models, device="cpu")
+    assert tuple(pipeline.regressor.config.input_img_shape) == (256, 192)
+    seen = []
+    pipeline.regressor.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    result = evaluate("EHF", data_root, pipeline, body_models=models, batch_size=3)
+    assert [tuple(x.shape) for x in seen] == [(3, 3, 256, 192)] and len(result.per_sample) == 3
+    crops = np.stack([EHF(data_root, model=pipeline.regressor.config)[i][0]["img"] for i in range(3)])
+    np.testing.assert_array_equal(seen[0].numpy(), crops)

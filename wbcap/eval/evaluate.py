@@ -39,6 +39,7 @@ import torch
 from wbcap.atomic import atomic_write_text
 from wbcap.body.model_files import find_body_model
 from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.config import ModelConfig
 from wbcap.errors import InputError, ModelFileError, setting
 from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
@@ -176,12 +177,12 @@ class _Task:
     files: dict[str, str]
 
 
-def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
     from wbcap.train.data.ehf import EHF
 
     protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
     files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
-    ds = EHF(data_root)
+    ds = EHF(data_root, model=geometry)
 
     def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
         return np.asarray(targets["smplx_mesh_cam"], np.float32)
@@ -192,12 +193,12 @@ def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle
     return _Task(ds, gt, ids, protocol, files)
 
 
-def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
     from wbcap.train.data.human36m import Human36M
 
     num_v = layer.num_vertices
     reg, reg_path = load_regressor("h36m_smplx", num_v, body_models, allow_pickle, [data_root / "Human36M"])
-    ds = Human36M(data_root, "test", body_layer=layer, augment=None)
+    ds = Human36M(data_root, "test", body_layer=layer, augment=None, model=geometry)
 
     # The loader's samples hold the H36M joints mapped into the 137-joint set, which has no
     # Head_top; the protocol needs all 17, so they are read from its records (camera frame, mm).
@@ -219,7 +220,7 @@ def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     return _Task(ds, gt, ids, score, {"h36m_smplx": str(reg_path)})
 
 
-def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool) -> _Task:
+def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
     from wbcap.eval.smpl import SMPL_NUM_VERTICES, load_smpl_layers
     from wbcap.train.data.pw3d import PW3D
 
@@ -240,7 +241,7 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
         to_smpl, path_m = load_smplx_to_smpl(num_v, SMPL_NUM_VERTICES, body_models, allow_pickle)
         files["smplx_to_smpl"] = str(path_m)
     smpl_jreg = smpl_layers["neutral"].J_regressor.double()
-    ds = PW3D(data_root, "test", smpl_model=smpl_layers)
+    ds = PW3D(data_root, "test", smpl_model=smpl_layers, model=geometry)
 
     def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
         if "smpl_mesh_cam" not in targets:  # pragma: no cover - the loader got a model above
@@ -366,6 +367,19 @@ def _resolve_model(
     raise TypeError(f"model must be a Pipeline, a WholeBodyRegressor or a Predictor, got {type(model).__name__}")
 
 
+def _geometry(model: Any) -> ModelConfig:
+    """The network geometry the crops are made for: a Pipeline's or regressor's config (its
+    ``input_img_shape`` crops; a checkpoint of other input sizes is fed crops of its own), else
+    (any other predictor) the released network's."""
+    from wbcap.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return model.regressor.config
+    if isinstance(model, WholeBodyRegressor):
+        return model.config
+    return ModelConfig()
+
+
 def _cpu_layer(layer: SMPLXLayer) -> SMPLXLayer:
     if layer.v_template.device.type == "cpu":
         return layer
@@ -413,7 +427,7 @@ def evaluate(
     name = canonical_dataset(dataset_name)
     root = check_inputs(name, data_root, body_models, allow_pickle)
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
-    task = _TASKS[name](root, layer, body_models, allow_pickle)
+    task = _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model))
     total = len(task.dataset)
     if limit is not None:
         total = min(total, max(0, int(limit)))

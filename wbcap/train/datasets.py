@@ -53,7 +53,8 @@ def check_datasets(stage: StageConfig, run) -> None:
 
 
 def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
-    """The concatenation of ``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's)."""
+    """The concatenation of ``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's),
+    each made for ``stage.model``'s geometry (crop size, heatmap cells)."""
     check_datasets(stage, run)
     parts = []
     for name in stage.datasets:
@@ -66,13 +67,13 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
         if name == "Human36M":
             from wbcap.train.data.human36m import Human36M
 
-            parts.append(Human36M(root, "train", body_layer=body_layer, seed=stage.seed))
+            parts.append(Human36M(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
         elif name == "FreiHAND":
             from wbcap.train.data.freihand import FreiHAND
 
-            parts.append(FreiHAND(root, "train", seed=stage.seed))
+            parts.append(FreiHAND(root, "train", seed=stage.seed, model=stage.model))
         else:  # MSCOCO (check_datasets allows nothing else)
             from wbcap.train.data.cocowb import COCOWholeBody
 
-            parts.append(COCOWholeBody(root, "train", body_layer=body_layer, seed=stage.seed))
+            parts.append(COCOWholeBody(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
@@ -126,12 +127,13 @@ class COCOWholeBody(AugmentedDataset):
         body_layer: SMPLXLayer | None = None,
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         seed: int = 0,
+        model: ModelConfig | None = None,
     ) -> None:
         if split not in _SPLITS:
             raise ValueError(f"COCOWholeBody split must be 'train' or 'val', got {split!r}")
         if body_layer is None:
             raise ValueError("COCOWholeBody needs body_layer (an SMPLXLayer) for its SMPL-X targets")
-        super().__init__(augment, seed)
+        super().__init__(augment, seed, model)
         self.split = split
         self.train = split == "train"
         self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
@@ -189,10 +191,12 @@ class COCOWholeBody(AugmentedDataset):
         rec = self.records[idx]
         img_shape = rec["img_shape"]
         img = read_image(rec["img_path"], LAYOUT)
-        patch, img2bb, _ = crop_and_augment(img, rec["bbox"], aug)
+        shape, cells = tuple(self.model.input_img_shape), tuple(self.model.output_hm_shape)
+        patch, img2bb, _ = crop_and_augment(img, rec["bbox"], aug, shape)
 
         boxes = {
-            part: process_part_bbox(rec[f"{part}_bbox"], aug, img_shape, img2bb) for part in ("lhand", "rhand", "face")
+            part: process_part_bbox(rec[f"{part}_bbox"], aug, img_shape, img2bb, input_shape=shape, hm_shape=cells)
+            for part in ("lhand", "rhand", "face")
         }
         if aug.flip:
             boxes["lhand"], boxes["rhand"] = boxes["rhand"], boxes["lhand"]
@@ -208,9 +212,12 @@ class COCOWholeBody(AugmentedDataset):
             COCO_FLIP_PAIRS,
             img2bb,
             COCO_JOINT_NAMES,
+            input_shape=shape,
+            hm_shape=cells,
         )
         if rec["smplx_param"] is not None:
-            smplx = process_smplx_output(rec["smplx_param"], rec["cam_param"], aug, img_shape, img2bb, self.body_layer)
+            smplx = process_smplx_output(rec["smplx_param"], rec["cam_param"], aug, img_shape, img2bb, self.body_layer,
+                                         input_shape=shape, hm_shape=cells)
             shape_valid = True
         else:
             smplx, shape_valid = empty_smplx_targets(), False

@@ -419,12 +419,16 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     Subclasses fill ``self.records`` and implement :meth:`get` (the sample for a given
     augmentation). ``augment=None`` disables augmentation; it is applied only when ``train``.
+    ``model``: the network geometry samples are made for (``input_img_shape`` crops and
+    ``output_hm_shape`` joint targets; the hand set's ``input_hand_shape`` and
+    ``output_hand_hm_shape``); None: the released network's (512x384, 8x8x6).
     """
 
     train: bool = False
 
-    def __init__(self, augment: AugmentConfig | None, seed: int) -> None:
+    def __init__(self, augment: AugmentConfig | None, seed: int, model: ModelConfig | None = None) -> None:
         self.augment = augment
+        self.model = model if model is not None else ModelConfig()
         self.seed = int(seed)
         self.epoch = 0
         self.records: list[dict[str, Any]] = []

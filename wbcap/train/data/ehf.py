@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     Augmentation,
@@ -113,8 +114,8 @@ class EHF(AugmentedDataset):
             when read).
     """
 
-    def __init__(self, data_root: str | Path) -> None:
-        super().__init__(None, 0)
+    def __init__(self, data_root: str | Path, model: ModelConfig | None = None) -> None:
+        super().__init__(None, 0, model)
         self.split = "test"
         self.root = Path(data_root).expanduser() / "EHF" / "data"
         R, _ = cv2.Rodrigues(np.asarray(EHF_CAMERA_ROTVEC, np.float64))
@@ -141,12 +142,14 @@ class EHF(AugmentedDataset):
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]
         img = read_image(rec["img_path"], LAYOUT)
-        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug)
+        shape, cells = tuple(self.model.input_img_shape), tuple(self.model.output_hm_shape)
+        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, shape)
         mesh = read_ply_vertices(rec["mesh_path"])
         targets: dict[str, Any] = {"smplx_mesh_cam": (mesh @ self.camera_R.T).astype(_F32)}
         meta: dict[str, Any] = {"bbox": np.asarray(rec["bbox"], _F32), "bb2img_trans": bb2img.astype(_F32)}
         for part in ("lhand", "rhand", "face"):
-            center, size, valid = process_part_bbox(rec[f"{part}_bbox"], aug, rec["img_shape"], img2bb)
+            center, size, valid = process_part_bbox(rec[f"{part}_bbox"], aug, rec["img_shape"], img2bb,
+                                                    input_shape=shape, hm_shape=cells)
             targets[f"{part}_bbox_center"] = center
             targets[f"{part}_bbox_size"] = size
             meta[f"{part}_bbox_valid"] = valid

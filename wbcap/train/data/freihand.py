@@ -68,9 +68,6 @@ LAYOUT = (
     "<root>/FreiHAND/data/{training,evaluation}/rgb/<image>, "
     "<root>/FreiHAND/rootnet_output/bbox_root_freihand_output.json (eval)"
 )
-_MODEL = ModelConfig()
-HAND_INPUT_SHAPE: tuple[int, int] = tuple(_MODEL.input_hand_shape)  # type: ignore[assignment]
-HAND_HM_SHAPE: tuple[int, int, int] = tuple(_MODEL.output_hand_hm_shape)  # type: ignore[assignment]
 _F32 = np.float32
 
 
@@ -93,10 +90,11 @@ class FreiHAND(AugmentedDataset):
         split: str = "train",
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         seed: int = 0,
+        model: ModelConfig | None = None,
     ) -> None:
         if split not in ("train", "eval"):
             raise ValueError(f"FreiHAND split must be 'train' or 'eval', got {split!r}")
-        super().__init__(augment, seed)
+        super().__init__(augment, seed, model)
         self.split = split
         self.train = split == "train"
         self.root = Path(data_root).expanduser() / "FreiHAND"
@@ -145,7 +143,8 @@ class FreiHAND(AugmentedDataset):
         rec = self.records[idx]
         aug = dataclasses.replace(aug, flip=False)  # right hands only
         img = read_image(rec["img_path"], LAYOUT)
-        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, HAND_INPUT_SHAPE)
+        shape, cells = tuple(self.model.input_hand_shape), tuple(self.model.output_hand_hm_shape)
+        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, shape)
         inputs = {"img": patch}
         if not self.train:
             targets = {
@@ -163,9 +162,9 @@ class FreiHAND(AugmentedDataset):
         joint_cam = rec["joint_cam"].copy()
         joint_img = cam2pixel(joint_cam, cam["focal"], cam["princpt"])
         joint_cam = joint_cam - joint_cam[0:1]
-        joint_img[:, 2] = depth_to_hm(joint_cam[:, 2], HAND_3D_SIZE, HAND_HM_SHAPE[0])
-        joint_img[:, :2] = to_heatmap(joint_img[:, :2], img2bb, HAND_INPUT_SHAPE, HAND_HM_SHAPE)
-        joint_trunc = in_volume(joint_img, HAND_HM_SHAPE)
+        joint_img[:, 2] = depth_to_hm(joint_cam[:, 2], HAND_3D_SIZE, cells[0])
+        joint_img[:, :2] = to_heatmap(joint_img[:, :2], img2bb, shape, cells)
+        joint_trunc = in_volume(joint_img, cells)
         rot = rot_aug_matrix(aug.rot)
         joint_cam = joint_cam @ rot.T
 

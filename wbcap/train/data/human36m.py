@@ -29,6 +29,7 @@ import numpy as np
 
 from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     BODY_3D_SIZE,
@@ -79,6 +80,8 @@ class Human36M(AugmentedDataset):
         augment: augmentation ranges (used for ``train`` only); None disables augmentation.
         seed: augmentation seed (see :class:`~wbcap.train.data.common.AugmentedDataset`).
         subjects: override the protocol's subjects (e.g. a subset); the sampling rule stays.
+        model: the network geometry the samples are for (crop size, heatmap cells); None: the
+            released network's.
 
     Raises:
         DatasetLayoutError: an annotation file is missing or unreadable (one line naming it).
@@ -92,12 +95,13 @@ class Human36M(AugmentedDataset):
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         seed: int = 0,
         subjects: Sequence[int] | None = None,
+        model: ModelConfig | None = None,
     ) -> None:
         if split not in _SPLITS:
             raise ValueError(f"Human36M split must be 'train' or 'test', got {split!r}")
         if body_layer is None:
             raise ValueError("Human36M needs body_layer (an SMPLXLayer) for its SMPL-X targets")
-        super().__init__(augment, seed)
+        super().__init__(augment, seed, model)
         self.split = split
         self.train = split == "train"
         self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
@@ -168,19 +172,22 @@ class Human36M(AugmentedDataset):
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]
         img = read_image(rec["img_path"], LAYOUT)
-        patch, img2bb, _ = crop_and_augment(img, rec["bbox"], aug)
+        shape, cells = tuple(self.model.input_img_shape), tuple(self.model.output_hm_shape)
+        patch, img2bb, _ = crop_and_augment(img, rec["bbox"], aug, shape)
 
         joint_cam = rec["joint_cam"]
         joint_cam = (joint_cam - joint_cam[H36M_ROOT_IDX, None]) / 1000.0
-        joint_img = np.concatenate([rec["joint_img"], depth_to_hm(joint_cam[:, 2:], BODY_3D_SIZE)], 1)
+        joint_img = np.concatenate([rec["joint_img"], depth_to_hm(joint_cam[:, 2:], BODY_3D_SIZE, cells[0])], 1)
         joint_valid = np.ones((len(H36M_JOINT_NAMES), 1), np.float32)
         joint = process_db_coord(
-            joint_img, joint_cam, joint_valid, aug, rec["img_shape"], H36M_FLIP_PAIRS, img2bb, H36M_JOINT_NAMES
+            joint_img, joint_cam, joint_valid, aug, rec["img_shape"], H36M_FLIP_PAIRS, img2bb, H36M_JOINT_NAMES,
+            input_shape=shape, hm_shape=cells,
         )
 
         if rec["smplx_param"] is not None:
             smplx = process_smplx_output(
-                rec["smplx_param"], rec["cam_param"], aug, rec["img_shape"], img2bb, self.body_layer
+                rec["smplx_param"], rec["cam_param"], aug, rec["img_shape"], img2bb, self.body_layer,
+                input_shape=shape, hm_shape=cells,
             )
             for name in _INVALID_POSE:
                 smplx["pose_valid"][J.ORIG_JOINT_NAMES.index(name)] = 0

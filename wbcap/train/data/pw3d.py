@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import Augmentation, AugmentedDataset, crop_and_augment, load_json, read_image
 
@@ -56,10 +57,11 @@ class PW3D(AugmentedDataset):
         data_root: str | Path,
         split: str = "test",
         smpl_model: Callable[..., Any] | Mapping[str, Callable[..., Any]] | None = None,
+        model: ModelConfig | None = None,
     ) -> None:
         if split not in ("train", "validation", "test"):
             raise ValueError(f"PW3D split must be 'train', 'validation' or 'test', got {split!r}")
-        super().__init__(None, 0)
+        super().__init__(None, 0, model)
         self.split = split
         self.smpl_model = smpl_model
         self.root = Path(data_root).expanduser() / "PW3D" / "data"
@@ -95,7 +97,7 @@ class PW3D(AugmentedDataset):
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]
         img = read_image(rec["img_path"], LAYOUT)
-        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug)
+        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, tuple(self.model.input_img_shape))
         p = rec["smpl_param"]
         pose = np.asarray(p["pose"], _F32).reshape(72)
         shape = np.asarray(p["shape"], _F32).reshape(10)
