@@ -626,3 +626,26 @@ def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp
         f"error: {cfg}: output_hm_shape [8, 8, 8] does not fit input_body_shape [256, 192]: the ResNet's heatmaps "
         "are the input's height and width / 32 (input sides multiples of 32), so output_hm_shape = [depth, 8, 6]\n")
     assert not (tmp_path / "r").exists() and not trained
+
+
+def test_recorded_settings_are_the_latest_launchs_with_the_snapshots_model(tmp_path):
+    """A resume with --epochs 4 stopped before its first snapshot wrote stage.json (epochs 4) over
+    a run whose newest snapshot says 3: a plain --resume goes on to 4 (it stopped at 3, "already
+    complete", with exit 0); the model settings stay the snapshot's, which its weights match."""
+    import torch
+
+    from wbcap.train.launch import recorded_stage
+
+    out = tmp_path / "r"
+    _recorded_run(out, 0, epochs=4)
+    stage_json = json.loads((out / "stage.json").read_text())
+    assert (stage_json["epochs"], stage_json["model"]["backbone_depth"]) == (4, 18)
+    snapshot = {**stage_json, "epochs": 3, "lr": 0.5, "model": {**stage_json["model"], "backbone_depth": 34}}
+    torch.save({"network": {}, "epoch": 2, "stage": snapshot}, out / "snapshot_2.pth.tar")
+    stage, source = recorded_stage(out, "body")
+    assert (stage.epochs, stage.lr, stage.model.backbone_depth, source) == (4, stage_json["lr"], 34, out / "stage.json")
+    # without a readable stage.json (or one of another stage's launch): the snapshot's settings
+    for damaged in ("{", json.dumps({**stage_json, "stage": "hand"})):
+        (out / "stage.json").write_text(damaged)
+        stage, source = recorded_stage(out, "body")
+        assert (stage.epochs, stage.lr, stage.model.backbone_depth, source) == (3, 0.5, 34, out / "snapshot_2.pth.tar")

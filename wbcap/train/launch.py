@@ -206,8 +206,11 @@ def _gpu_ids(gpus: str | None) -> list[str]:
 
 def recorded_stage(folder: Path, stage: str):
     """The settings the run in ``folder`` trained with, for ``--resume``: ``(StageConfig, source)``
-    from its newest snapshot (what its weights match) or else its ``stage.json``; None when
-    neither records them (nothing to resume from is said later).
+    from its ``stage.json`` (written by each launch that started training: the latest settings,
+    also those of a resume stopped before its first snapshot, such as a raised ``--epochs``),
+    with the model settings of its newest snapshot (which its weights match); from the snapshot
+    alone without a readable ``stage.json``; None when neither records them (nothing to resume
+    from is said later).
 
     Raises:
         InputError: the run is of another stage, or a recorded value is damaged (one line naming the file).
@@ -220,7 +223,7 @@ def recorded_stage(folder: Path, stage: str):
     if not folder.is_dir():
         return None
     run = settled_run_folder(folder)  # (a run an interrupted --overwrite set aside, which is put back)
-    data, source = None, None
+    data, source, snapshot = None, None, None
     last = latest_checkpoint(run)
     if last is not None:
         try:
@@ -228,12 +231,16 @@ def recorded_stage(folder: Path, stage: str):
         except CheckpointError:
             raw = None
         if isinstance(raw, dict) and isinstance(raw.get("stage"), dict):
-            data, source = raw["stage"], last
-    if data is None and (run / STAGE_FILE).is_file():
+            snapshot = raw["stage"]
+    if (run / STAGE_FILE).is_file():
         try:
             data, source = json.loads((run / STAGE_FILE).read_text(encoding="utf-8")), run / STAGE_FILE
         except (ValueError, UnicodeDecodeError, OSError):
             data = None
+    if not isinstance(data, dict) or data.get("stage", stage) != (snapshot or data).get("stage", stage):
+        data, source = snapshot, last  # (no stage.json, a damaged one, or one of another stage's launch)
+    elif snapshot is not None and "model" in snapshot:
+        data = {**data, "model": snapshot["model"]}
     if not isinstance(data, dict):
         return None
     given = data.get("stage", stage)
