@@ -599,3 +599,47 @@ def test_samples_follow_the_model_geometry(name, h36m_root, coco_root, frei_root
     for key in ("joint_trunc", "smplx_joint_trunc"):
         if key in meta:
             np.testing.assert_array_equal(small_m[key], meta[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["Human36M", "MSCOCO", "FreiHAND", "EHF", "PW3D"])
+def test_an_annotation_file_without_a_field_is_one_line_naming_it(name, tmp_path, body_layer):
+    """A renamed field (``annotations`` -> ``annotation``) in an annotation file: one line naming
+    the file and the field (it was a KeyError crash, "wbcap train failed")."""
+    make = {
+        "Human36M": (lambda r: fx.write_human36m_fixture(r, subjects=(1,)),
+                     "Human36M/annotations/Human36M_subject1_data.json",
+                     lambda r: Human36M(r, "train", body_layer, subjects=(1,))),
+        "MSCOCO": (fx.write_cocowb_fixture, "MSCOCO/annotations/coco_wholebody_train_v1.0.json",
+                   lambda r: COCOWholeBody(r, "train", body_layer)),
+        "FreiHAND": (fx.write_freihand_fixture, "FreiHAND/data/freihand_train_coco.json", lambda r: FreiHAND(r, "train")),
+        "EHF": (fx.write_ehf_fixture, "EHF/data/EHF.json", EHF),
+        "PW3D": (lambda r: fx.write_pw3d_fixture(r, splits=("test",)), "PW3D/data/3DPW_test.json",
+                 lambda r: PW3D(r, "test")),
+    }
+    write, file, load = make[name]
+    root = write(tmp_path)
+    path = root / file
+    db = json.loads(path.read_text())
+    db["annotation"] = db.pop("annotations")
+    path.write_text(json.dumps(db))
+    with pytest.raises(DatasetLayoutError) as err:
+        load(root)
+    said = str(err.value)
+    assert "\n" not in said and "no 'annotations' field" in said and "expected layout" in said, said
+    assert said.startswith(str(path) if name in ("EHF", "PW3D") else "one of "), said  # (the files read together)
+    assert str(path) in said
+
+
+def test_coco_keypoints_without_the_whole_body_fields_are_refused(tmp_path, body_layer):
+    """COCO's own person_keypoints annotations (no hand or face keypoints) under the
+    COCO-WholeBody name: refused, not trained on with every hand and face joint unlabelled."""
+    root = fx.write_cocowb_fixture(tmp_path)
+    path = root / "MSCOCO/annotations/coco_wholebody_train_v1.0.json"
+    db = json.loads(path.read_text())
+    for ann in db["annotations"]:
+        for key in ("lefthand_kpts", "righthand_kpts", "face_kpts", "foot_kpts"):
+            ann.pop(key)
+    path.write_text(json.dumps(db))
+    with pytest.raises(DatasetLayoutError, match=r"coco_wholebody_train_v1.0.json: annotation \d+ has no 'lefthand_kpts': "
+                                                 r"not a COCO-WholeBody file"):
+        COCOWholeBody(root, "train", body_layer)

@@ -39,6 +39,7 @@ from wbcap.train.data.common import (
     cpu_body_layer,
     crop_and_augment,
     load_json,
+    parsing,
     process_db_coord,
     process_part_bbox,
     read_image,
@@ -85,10 +86,7 @@ def merge_keypoints(ann: dict[str, Any]) -> np.ndarray:
     """One annotation's keypoints -> ``(134, 3)`` ``[x, y, score]`` in :data:`COCO_JOINT_NAMES` order."""
 
     def kpts(key: str, n: int) -> np.ndarray:
-        v = ann.get(key)
-        if v is None:
-            return np.zeros((n, 3), np.float32)
-        return np.asarray(v, np.float32).reshape(n, 3)
+        return np.asarray(ann[key], np.float32).reshape(n, 3)  # (KeyError: not COCO-WholeBody's annotation)
 
     body = kpts("keypoints", 17)
     lhip, rhip = body[11], body[12]
@@ -149,42 +147,47 @@ class COCOWholeBody(AugmentedDataset):
                 raise DatasetLayoutError.missing(path, LAYOUT)
         db = load_json(ann_path, LAYOUT)
         smplx_params = load_json(smplx_path, LAYOUT) if self.train else {}
-        images = {img["id"]: img for img in db["images"]}
-        names = COCO_JOINT_NAMES
-        records = []
-        for ann in db["annotations"]:
-            if self.train and (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0):
-                continue
-            img = images[ann["image_id"]]
-            bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
-            if bbox is None:
-                continue
-            joint_img = merge_keypoints(ann)
-            joint_valid = (joint_img[:, 2:3] > 0).astype(np.float32)
-            joint_img[:, 2] = 0
-            for body_name, part_name in _FALLBACK:
-                b, p = names.index(body_name), names.index(part_name)
-                if joint_valid[p, 0] == 0:
-                    joint_img[p] = joint_img[b]
-                    joint_valid[p] = joint_valid[b]
-            fit = smplx_params.get(str(ann["id"]))
-            records.append(
-                {
-                    "img_path": self.root / "images" / img_folder / img["file_name"],
-                    "img_shape": (int(img["height"]), int(img["width"])),
-                    "bbox": bbox,
-                    "joint_img": joint_img,
-                    "joint_valid": joint_valid,
-                    "smplx_param": None if fit is None else fit["smplx_param"],
-                    "cam_param": None if fit is None else fit["cam_param"],
-                    "lhand_bbox": xywh_to_xyxy_or_none(ann.get("lefthand_box"), bool(ann.get("lefthand_valid", False))),
-                    "rhand_bbox": xywh_to_xyxy_or_none(
-                        ann.get("righthand_box"), bool(ann.get("righthand_valid", False))
-                    ),
-                    "face_bbox": xywh_to_xyxy_or_none(ann.get("face_box"), bool(ann.get("face_valid", False))),
-                    "ann_id": ann["id"],
-                }
-            )
+        with parsing((ann_path, smplx_path) if self.train else ann_path, LAYOUT):
+            images = {img["id"]: img for img in db["images"]}
+            names = COCO_JOINT_NAMES
+            records = []
+            for ann in db["annotations"]:
+                if self.train and (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0):
+                    continue
+                img = images[ann["image_id"]]
+                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
+                if bbox is None:
+                    continue
+                if "lefthand_kpts" not in ann:  # (COCO's own person_keypoints file: body joints only)
+                    raise DatasetLayoutError(f"{ann_path}: annotation {ann.get('id')} has no 'lefthand_kpts': not a "
+                                             f"COCO-WholeBody file (COCO's person_keypoints has body joints only); use "
+                                             f"{_SPLITS[self.split][0]} from COCO-WholeBody; expected layout: {LAYOUT}")
+                joint_img = merge_keypoints(ann)
+                joint_valid = (joint_img[:, 2:3] > 0).astype(np.float32)
+                joint_img[:, 2] = 0
+                for body_name, part_name in _FALLBACK:
+                    b, p = names.index(body_name), names.index(part_name)
+                    if joint_valid[p, 0] == 0:
+                        joint_img[p] = joint_img[b]
+                        joint_valid[p] = joint_valid[b]
+                fit = smplx_params.get(str(ann["id"]))
+                records.append(
+                    {
+                        "img_path": self.root / "images" / img_folder / img["file_name"],
+                        "img_shape": (int(img["height"]), int(img["width"])),
+                        "bbox": bbox,
+                        "joint_img": joint_img,
+                        "joint_valid": joint_valid,
+                        "smplx_param": None if fit is None else fit["smplx_param"],
+                        "cam_param": None if fit is None else fit["cam_param"],
+                        "lhand_bbox": xywh_to_xyxy_or_none(ann.get("lefthand_box"), bool(ann.get("lefthand_valid", False))),
+                        "rhand_bbox": xywh_to_xyxy_or_none(
+                            ann.get("righthand_box"), bool(ann.get("righthand_valid", False))
+                        ),
+                        "face_bbox": xywh_to_xyxy_or_none(ann.get("face_box"), bool(ann.get("face_valid", False))),
+                        "ann_id": ann["id"],
+                    }
+                )
         return records
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

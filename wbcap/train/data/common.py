@@ -48,10 +48,11 @@ sample in any process or worker order (no global ``random`` / ``np.random`` stat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ __all__ = [
     "flip_smplx_pose",
     "in_volume",
     "load_json",
+    "parsing",
     "process_db_coord",
     "process_part_bbox",
     "read_image",
@@ -122,6 +124,28 @@ class DatasetLayoutError(InputError):
     @classmethod
     def missing(cls, path: str | Path, layout: str) -> DatasetLayoutError:
         return cls(f"{path} missing; expected layout: {layout}")
+
+
+@contextlib.contextmanager
+def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[None]:
+    """Within the block, annotation files ``paths`` (already loaded) are read: a field they lack
+    (``KeyError``) or one of another kind (``TypeError``, ``ValueError``, ``IndexError``) becomes a
+    :class:`DatasetLayoutError` naming the file(s) and the field, instead of a crash.
+
+    Raises:
+        DatasetLayoutError: one line: the file (or "one of" the files), the field, the fix.
+    """
+    files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    where = str(files[0]) if len(files) == 1 else f"one of {', '.join(str(f) for f in files)}"
+    try:
+        yield
+    except KeyError as exc:
+        raise DatasetLayoutError(f"{where}: no {exc.args[0]!r} field, which the dataset's annotation files have; "
+                                 f"use the original files (re-download them); expected layout: {layout}") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetLayoutError(f"{where}: a field of another kind than the dataset's ({type(exc).__name__}: {msg}); "
+                                 f"use the original files (re-download them); expected layout: {layout}") from None
 
 
 def load_json(path: str | Path, layout: str) -> Any:

@@ -37,6 +37,7 @@ from wbcap.train.data.common import (
     DatasetLayoutError,
     crop_and_augment,
     load_json,
+    parsing,
     process_part_bbox,
     read_image,
     xywh_to_xyxy_or_none,
@@ -121,23 +122,24 @@ class EHF(AugmentedDataset):
         R, _ = cv2.Rodrigues(np.asarray(EHF_CAMERA_ROTVEC, np.float64))
         self.camera_R = R.astype(_F32)
         db = load_json(self.root / "EHF.json", LAYOUT)
-        images = {img["id"]: img for img in db["images"]}
-        for ann in db["annotations"]:
-            img = images[ann["image_id"]]
-            bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"])
-            if bbox is None:
-                continue
-            self.records.append(
-                {
-                    "img_path": self.root / img["file_name"],
-                    "img_shape": (int(img["height"]), int(img["width"])),
-                    "bbox": bbox,
-                    "lhand_bbox": xywh_to_xyxy_or_none(ann["lefthand_bbox"]),
-                    "rhand_bbox": xywh_to_xyxy_or_none(ann["righthand_bbox"]),
-                    "face_bbox": xywh_to_xyxy_or_none(ann["face_bbox"]),
-                    "mesh_path": self.root / (img["file_name"].split("_")[0] + "_align.ply"),
-                }
-            )
+        with parsing(self.root / "EHF.json", LAYOUT):
+            images = {img["id"]: img for img in db["images"]}
+            for ann in db["annotations"]:
+                img = images[ann["image_id"]]
+                bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"])
+                if bbox is None:
+                    continue
+                self.records.append(
+                    {
+                        "img_path": self.root / img["file_name"],
+                        "img_shape": (int(img["height"]), int(img["width"])),
+                        "bbox": bbox,
+                        "lhand_bbox": xywh_to_xyxy_or_none(ann["lefthand_bbox"]),
+                        "rhand_bbox": xywh_to_xyxy_or_none(ann["righthand_bbox"]),
+                        "face_bbox": xywh_to_xyxy_or_none(ann["face_bbox"]),
+                        "mesh_path": self.root / (img["file_name"].split("_")[0] + "_align.ply"),
+                    }
+                )
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]

@@ -52,6 +52,7 @@ from wbcap.train.data.common import (
     depth_to_hm,
     in_volume,
     load_json,
+    parsing,
     read_image,
     rot_aug_matrix,
     rotate_root_pose,
@@ -111,32 +112,33 @@ class FreiHAND(AugmentedDataset):
                 raise DatasetLayoutError.missing(path, LAYOUT)
         db = load_json(coco_path, LAYOUT)
         data = load_json(data_path, LAYOUT)
-        rootnet = {}
-        if not self.train:
-            rootnet = {str(r["image_id"]): r for r in load_json(rootnet_path, LAYOUT)}
-        images = {img["id"]: img for img in db["images"]}
-        records = []
-        for ann in db["annotations"]:
-            img = images[ann["image_id"]]
-            entry = data[str(img["db_idx"])]
-            rec: dict[str, Any] = {
-                "img_path": data_dir / img["file_name"],
-                "img_shape": (int(img["height"]), int(img["width"])),
-                "cam_param": entry["cam_param"],
-                "image_id": img["id"],
-            }
-            if self.train:
-                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=1.0)
-                if bbox is None:
-                    continue
-                rec["bbox"] = bbox
-                rec["mano_param"] = entry["mano_param"]
-                rec["joint_cam"] = np.asarray(entry["joint_3d"], np.float32).reshape(21, 3)
-            else:
-                found = rootnet[str(img["id"])]
-                rec["bbox"] = np.asarray(found["bbox"], np.float32).reshape(4)
-                rec["root_depth"] = float(np.asarray(found["root_cam"]).reshape(3)[2])
-            records.append(rec)
+        with parsing((coco_path, data_path, rootnet_path) if not self.train else (coco_path, data_path), LAYOUT):
+            rootnet = {}
+            if not self.train:
+                rootnet = {str(r["image_id"]): r for r in load_json(rootnet_path, LAYOUT)}
+            images = {img["id"]: img for img in db["images"]}
+            records = []
+            for ann in db["annotations"]:
+                img = images[ann["image_id"]]
+                entry = data[str(img["db_idx"])]
+                rec: dict[str, Any] = {
+                    "img_path": data_dir / img["file_name"],
+                    "img_shape": (int(img["height"]), int(img["width"])),
+                    "cam_param": entry["cam_param"],
+                    "image_id": img["id"],
+                }
+                if self.train:
+                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=1.0)
+                    if bbox is None:
+                        continue
+                    rec["bbox"] = bbox
+                    rec["mano_param"] = entry["mano_param"]
+                    rec["joint_cam"] = np.asarray(entry["joint_3d"], np.float32).reshape(21, 3)
+                else:
+                    found = rootnet[str(img["id"])]
+                    rec["bbox"] = np.asarray(found["bbox"], np.float32).reshape(4)
+                    rec["root_depth"] = float(np.asarray(found["root_cam"]).reshape(3)[2])
+                records.append(rec)
         return records
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

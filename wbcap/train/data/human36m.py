@@ -44,6 +44,7 @@ from wbcap.train.data.common import (
     depth_to_hm,
     dummy_boxes,
     load_json,
+    parsing,
     process_db_coord,
     read_image,
     whole_body_sample,
@@ -129,43 +130,44 @@ class Human36M(AugmentedDataset):
             cameras = load_json(names["camera"], LAYOUT)
             joints = load_json(names["joint_3d"], LAYOUT)
             smplx = load_json(names["SMPLX_NeuralAnnot"], LAYOUT)
-            images = {img["id"]: img for img in data["images"]}
-            for ann in data["annotations"]:
-                img = images[ann["image_id"]]
-                frame = int(img["frame_idx"])
-                if frame % self.sampling_ratio != 0:
-                    continue
-                cam_idx = str(img["cam_idx"])
-                if self.split == "test" and cam_idx != _TEST_CAMERA:
-                    continue
-                a, sa, f = str(img["action_idx"]), str(img["subaction_idx"]), str(frame)
-                cam = cameras[cam_idx]
-                R = np.asarray(cam["R"], np.float32).reshape(3, 3)
-                t = np.asarray(cam["t"], np.float32).reshape(3)
-                focal = np.asarray(cam["f"], np.float32).reshape(2)
-                princpt = np.asarray(cam["c"], np.float32).reshape(2)
-                joint_world = np.asarray(joints[a][sa][f], np.float32).reshape(-1, 3)
-                joint_cam = joint_world @ R.T + t[None]
-                joint_img = cam2pixel(joint_cam, focal, princpt)[:, :2]
-                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
-                if bbox is None:
-                    continue
-                smplx_param = smplx.get(a, {}).get(sa, {}).get(f)
-                records.append(
-                    {
-                        "img_path": self.root / "images" / img["file_name"],
-                        "img_shape": (int(img["height"]), int(img["width"])),
-                        "bbox": bbox,
-                        "joint_img": joint_img,
-                        "joint_cam": joint_cam,  # camera frame, mm
-                        "smplx_param": smplx_param,
-                        "cam_param": {"R": R, "t": t / 1000.0, "focal": focal, "princpt": princpt},
-                        "subject": s,
-                        "image_id": img["id"],
-                        "frame_idx": frame,
-                        "cam_idx": int(cam_idx),
-                    }
-                )
+            with parsing(names.values(), LAYOUT):
+                images = {img["id"]: img for img in data["images"]}
+                for ann in data["annotations"]:
+                    img = images[ann["image_id"]]
+                    frame = int(img["frame_idx"])
+                    if frame % self.sampling_ratio != 0:
+                        continue
+                    cam_idx = str(img["cam_idx"])
+                    if self.split == "test" and cam_idx != _TEST_CAMERA:
+                        continue
+                    a, sa, f = str(img["action_idx"]), str(img["subaction_idx"]), str(frame)
+                    cam = cameras[cam_idx]
+                    R = np.asarray(cam["R"], np.float32).reshape(3, 3)
+                    t = np.asarray(cam["t"], np.float32).reshape(3)
+                    focal = np.asarray(cam["f"], np.float32).reshape(2)
+                    princpt = np.asarray(cam["c"], np.float32).reshape(2)
+                    joint_world = np.asarray(joints[a][sa][f], np.float32).reshape(-1, 3)
+                    joint_cam = joint_world @ R.T + t[None]
+                    joint_img = cam2pixel(joint_cam, focal, princpt)[:, :2]
+                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
+                    if bbox is None:
+                        continue
+                    smplx_param = smplx.get(a, {}).get(sa, {}).get(f)
+                    records.append(
+                        {
+                            "img_path": self.root / "images" / img["file_name"],
+                            "img_shape": (int(img["height"]), int(img["width"])),
+                            "bbox": bbox,
+                            "joint_img": joint_img,
+                            "joint_cam": joint_cam,  # camera frame, mm
+                            "smplx_param": smplx_param,
+                            "cam_param": {"R": R, "t": t / 1000.0, "focal": focal, "princpt": princpt},
+                            "subject": s,
+                            "image_id": img["id"],
+                            "frame_idx": frame,
+                            "cam_idx": int(cam_idx),
+                        }
+                    )
         return records
 
     # ------------------------------------------------------------------------------------------

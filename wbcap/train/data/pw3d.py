@@ -32,7 +32,7 @@ import torch
 
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
-from wbcap.train.data.common import Augmentation, AugmentedDataset, crop_and_augment, load_json, read_image
+from wbcap.train.data.common import Augmentation, AugmentedDataset, crop_and_augment, load_json, parsing, read_image
 
 __all__ = ["LAYOUT", "PW3D"]
 
@@ -66,22 +66,23 @@ class PW3D(AugmentedDataset):
         self.smpl_model = smpl_model
         self.root = Path(data_root).expanduser() / "PW3D" / "data"
         db = load_json(self.root / f"3DPW_{split}.json", LAYOUT)
-        images = {img["id"]: img for img in db["images"]}
-        for ann in db["annotations"]:
-            img = images[ann["image_id"]]
-            bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
-            if bbox is None:
-                continue
-            self.records.append(
-                {
-                    "img_path": self.root / "imageFiles" / img["sequence"] / img["file_name"],
-                    "img_shape": (int(img["height"]), int(img["width"])),
-                    "bbox": bbox,
-                    "cam_param": {k: np.asarray(v, _F32) for k, v in img["cam_param"].items()},
-                    "smpl_param": ann["smpl_param"],
-                    "ann_id": ann["id"],
-                }
-            )
+        with parsing(self.root / f"3DPW_{split}.json", LAYOUT):
+            images = {img["id"]: img for img in db["images"]}
+            for ann in db["annotations"]:
+                img = images[ann["image_id"]]
+                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
+                if bbox is None:
+                    continue
+                self.records.append(
+                    {
+                        "img_path": self.root / "imageFiles" / img["sequence"] / img["file_name"],
+                        "img_shape": (int(img["height"]), int(img["width"])),
+                        "bbox": bbox,
+                        "cam_param": {k: np.asarray(v, _F32) for k, v in img["cam_param"].items()},
+                        "smpl_param": ann["smpl_param"],
+                        "ann_id": ann["id"],
+                    }
+                )
 
     def _mesh(self, pose: np.ndarray, shape: np.ndarray, trans: np.ndarray, gender: str) -> np.ndarray:
         model = self.smpl_model
