@@ -98,3 +98,27 @@ def test_merge_refuses_a_whole_body_checkpoint_as_the_hand_model(tmp_path, body,
                                  "-o", str(tmp_path / "m.pth.tar")])
     assert r.exit_code == 2 and r.output.startswith("error: ") and r.output.count("\n") == 1, r.output
     assert "whole-body checkpoint" in r.output and not (tmp_path / "m.pth.tar").exists()
+
+
+def test_a_hand_only_model_where_a_whole_body_checkpoint_goes_says_merge_it(tmp_path, body, body_dir):
+    """The reverse mistake (a hand snapshot as merge's --body, eval's --checkpoint or an --init):
+    the line says what the file is and how to make a whole-body checkpoint of it."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    body_path, _ = body
+    hand = tmp_path / "snapshot_1.pth.tar"
+    _hand_ckpt(hand, "backbone.")
+    said = (f"error: {hand}: a hand-only model (its tensors are backbone, position_net and rotation_net: `wbcap "
+            f"train hand`'s), not a whole-body checkpoint; `wbcap train merge --body BODY --hand snapshot_1.pth.tar "
+            f"-o OUT` makes a whole-body one of it and a body model's\n")
+    r = CliRunner().invoke(cli, ["train", "merge", "--body", str(hand), "--hand", str(hand), "-o", str(tmp_path / "m")])
+    assert (r.exit_code, r.output) == (2, said) and not (tmp_path / "m").exists()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "x.jpg"), np.full((64, 48, 3), 90, np.uint8))
+    r = CliRunner().invoke(cli, ["image", str(tmp_path / "x.jpg"), "--checkpoint", str(hand), "--full-image",
+                                 "--body-models", str(body_dir), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and said in r.output, r.output

@@ -200,6 +200,12 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
         num_betas = int(sd["body_rotation_net.shape_out.0.weight"].shape[0])
         num_expr = int(sd["face_regressor.expr_out.0.weight"].shape[0])
     except KeyError as exc:
+        modules = {k.split(".", 1)[0] for k in sd}
+        if {"position_net", "rotation_net"} <= modules and not modules & {"body_rotation_net", "hand_roi_net"}:
+            raise CheckpointError(
+                f"{path}: a hand-only model (its tensors are backbone, position_net and rotation_net: `wbcap train "
+                f"hand`'s), not a whole-body checkpoint; `wbcap train merge --body BODY --hand {path.name} -o OUT` "
+                f"makes a whole-body one of it and a body model's") from None
         raise CheckpointError(f"{path}: missing tensor {exc.args[0]!r} — not a Hand4Whole whole-body checkpoint") from None
     return ModelConfig(
         backbone_depth=_backbone_depth(sd, "backbone.", path),
