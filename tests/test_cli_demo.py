@@ -96,3 +96,24 @@ def test_demo_video_advice_names_wbcap_runs_flags(tmp_path, demo_jobs):
     r = CliRunner().invoke(cli, ["demo", "--video", str(frames), "-o", str(tmp_path / "D")], prog_name="wbcap")
     assert r.exit_code == 0, r.output
     assert spelled == ["wbcap run --min-track", "wbcap run --score-threshold", "--max-frames", "-o"]
+
+
+@pytest.mark.parametrize("home", ["a file", "under /proc"])
+def test_demo_with_an_unusable_wbcap_home_is_one_line_naming_it(tmp_path, monkeypatch, home):
+    """The README's first command with WBCAP_HOME a file (or where no folder can be made): exit 2,
+    one line naming the cache folder and WBCAP_HOME (it was "wbcap demo failed: FileNotFoundError")."""
+    if home == "a file":
+        (tmp_path / "home").write_text("")
+        where = tmp_path / "home"
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc")
+        where = Path("/proc/wbcap-test-home")
+    monkeypatch.setenv("WBCAP_HOME", str(where))
+    r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "D")])
+    cache = where / "cache" / "demo_body_models" / "smplx"
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("error: "), r.output
+    assert str(cache) in r.output and r.output.endswith(
+        "this is wbcap's cache folder: fix that, or set WBCAP_HOME to a writable folder (the cache goes in "
+        "$WBCAP_HOME/cache)\n"), r.output
+    assert not (tmp_path / "D").exists()

@@ -69,13 +69,21 @@ def default_batch_size(device: torch.device) -> int:
 def synthetic_body_models_dir() -> Path:
     """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
     :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
-    not a human body), in the user cache folder; written on first use (atomically)."""
+    not a human body), in the user cache folder; written on first use (atomically).
+
+    Raises:
+        InputError: the cache folder cannot be made or written in (naming it and ``WBCAP_HOME``)."""
     from wbcap.paths import user_cache_dir
     from wbcap.testing.synthetic_body import write_synthetic_smplx
 
     folder = user_cache_dir() / "demo_body_models"
     target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
     if not target.is_file():
+        from wbcap.atomic import check_writable_destination
+        from wbcap.paths import ENV_HOME
+
+        check_writable_destination(target.parent, fix=f"this is wbcap's cache folder: fix that, or set {ENV_HOME} to a "
+                                   "writable folder (the cache goes in $WBCAP_HOME/cache)")
         log.info("writing the synthetic SMPL-X model to %s", folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
