@@ -6,6 +6,7 @@ runs are in ``tests/test_export_blender.py``)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -180,3 +181,31 @@ def test_log_lines_name_the_files_as_they_end_up(finished_run, tmp_path, body_di
     shutil.copytree(finished_run, bare, ignore=shutil.ignore_patterns("track_*"))
     lines = info_lines("view", bare, "--html", tmp_path / "v.html", "--body-models", body_dir)
     assert f"wrote 2 file(s) for 2 track(s) to {tmp_path / 'v_files' / 'media' / 'generated'}" in lines, lines
+
+
+def test_a_full_disk_met_by_blender_is_the_one_full_disk_line(tmp_path, fake_blender):
+    """Blender's FBX writer found the disk full: the command's full-disk line naming the FBX as it
+    ends up (it was "Blender could not convert" with Blender's whole traceback and a staging path)."""
+    import click
+
+    from wbcap.cli import _disk_full_message, cli
+    from wbcap.export.fbx import write_fbx
+
+    def disk_full(log_file, cmd):
+        log_file.write(b'Error: Python: Traceback (most recent call last):\n  File "encode_bin.py", line 416\n'
+                       b"OSError: [Errno 28] No space left on device\n")
+        return subprocess.CompletedProcess(cmd, 1)
+
+    systmp, use = fake_blender
+    use(disk_full)
+    out = _folder_with_a_glb(tmp_path)
+    staged = out / ".photo.staging-1a2b3c4d" / "person_0"
+    staged.mkdir(parents=True)
+    (staged / "output.glb").write_bytes(b"glTF")
+    with pytest.raises(OSError) as info:
+        write_fbx(staged / "output.glb", staged / "output.fbx", fps=25.0)
+    assert info.value.errno == errno.ENOSPC and not any(systmp.iterdir())  # (no log kept)
+    ctx = click.Context(cli, info_name="wbcap")
+    ctx.invoked_subcommand = "image"
+    assert _disk_full_message(info.value, ctx) == (f"cannot write {out / 'photo' / 'person_0' / 'output.fbx'} (No "
+                                                   "space left on device): free disk space or point -o to another disk")

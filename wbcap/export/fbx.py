@@ -109,9 +109,11 @@ with ``fps_base = 1``, and :mod:`wbcap.export.blender_fbx` handles fractional ra
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -149,6 +151,21 @@ def _reason(log_path: Path) -> str:
     ours = [ln.removeprefix("wbcap: ") for ln in lines if ln.startswith("wbcap: ")]
     errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", ln)]
     return (ours or errors or lines or ["empty log"])[-1]
+
+
+def _no_room(log_path: Path) -> int | None:
+    """``errno.ENOSPC`` or ``errno.EDQUOT`` when a failed Blender run's log says it found the disk
+    or the quota full (Blender's FBX writer raises ``OSError: [Errno 28] No space left on
+    device``), else None."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    for name in ("ENOSPC", "EDQUOT"):
+        code = getattr(errno, name, None)
+        if code is not None and (f"[Errno {code}]" in text or os.strerror(code) in text):
+            return code
+    return None
 
 
 def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path:
@@ -197,6 +214,9 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
                 raise WbcapError(f"{out}: Blender's Python module does not import ({_reason(log_path)}); "
                                  f"{INSTALL_HINT}")
             if proc.returncode != 0 or not tmp.is_file():
+                no_room = _no_room(log_path)
+                if no_room is not None:  # (the disk or quota filled while Blender wrote: the one full-disk line)
+                    raise OSError(no_room, os.strerror(no_room), str(out))
                 keep_log = True
                 raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
                                  f"see its log {log_path}")
