@@ -743,3 +743,18 @@ def test_a_body_model_file_named_by_path_is_recorded_as_its_gender(tmp_path, mic
         f"error: {male} is the male SMPL-X model (by its name), not the neutral one --gender asks for: leave out "
         f"--gender, or name SMPLX_NEUTRAL.npz or the folder that holds it"], r.output
     assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("flags", [["--detector", "full"], ["--detector", "hog"], ["--detector", "auto"],
+                                   ["--score-threshold", "0.9"], ["--min-height", "0.5"]])
+@pytest.mark.parametrize("boxes", ["--bbox", "--full-image"])
+def test_a_detector_flag_with_boxes_given_is_a_usage_error(tmp_path, flags, boxes):
+    """--bbox or --full-image with a detector (or one of its settings): no detector runs, so the
+    flag was ignored without a word (--full-image --bbox was already refused)."""
+    img = write_rgb(tmp_path / "pic.png", person_image(96, 128, seed=1))
+    given = ["--bbox", "1,1,20,20"] if boxes == "--bbox" else ["--full-image"]
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "o"), *given, *flags])
+    assert r.exit_code == 2 and r.stderr.endswith(
+        f"Error: {flags[0]} chooses or tunes the person detector, and {boxes} gives the boxes instead of one (no "
+        f"detector runs): use one of them\n"), r.output
+    assert not (tmp_path / "o").exists()

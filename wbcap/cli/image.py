@@ -81,9 +81,21 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
     from wbcap.image_app import ImageJob
 
-    if sum(x is not None and x is not False for x in (boxes, boxes_file, full_image or None,
-                                                      detector.startswith("boxes:") or None)) > 1:
+    given = [flag for flag, on in (("--bbox", bool(boxes)), ("--boxes", boxes_file is not None),
+                                   ("--detector boxes:FILE", detector.startswith("boxes:")), ("--full-image", full_image))
+             if on]
+    if len(given) > 1:
         raise click.UsageError("use only one of --bbox, --boxes, --detector boxes:FILE and --full-image")
+    if given:  # (boxes given: no detector runs, so a detector's flag would be ignored without a word)
+        from click.core import ParameterSource
+
+        tuned = [flag for name, flag in (("detector", "--detector"), ("detector_model", "--detector-model"),
+                                         ("score_threshold", "--score-threshold"), ("min_height_frac", "--min-height"))
+                 if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+                 and not (name == "detector" and detector.startswith("boxes:"))]
+        if tuned:
+            raise click.UsageError(f"{tuned[0]} chooses or tunes the person detector, and {given[0]} gives the boxes "
+                                   f"instead of one (no detector runs): use one of them")
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
         body=BodyModelConfig.given(body_models, gender, allow_pickle),
