@@ -306,3 +306,30 @@ def test_view_server_answers_only_requests_addressed_to_it(tmp_path):
         assert _get(f"http://127.0.0.1:{port}/video.mp4", headers={"Range": "bytes=10-19"}) == (206, bytes(range(10, 20)))
         assert _get(f"http://127.0.0.1:{port}/video.mp4", "evil:1", {"Range": "bytes=10-19"})[0] == 403
         assert _get(f"http://127.0.0.1:{port}/%2e%2e/site/view.json")[0] == 404
+
+
+def test_a_render_mp4_cut_after_its_index_is_refused(tmp_path):
+    """An MP4 whose index (moov, written first) survives a cut: the frames after the cut are
+    listed but absent, so the page's video would not play; one line says how many there are."""
+    import av
+    import numpy as np
+
+    from wbcap.errors import InputError
+    from wbcap.view.manifest import video_frame_times
+
+    path = tmp_path / "render.mp4"
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert video_frame_times(path) == pytest.approx([i / 10 for i in range(12)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(InputError) as err:
+        video_frame_times(path, "write it again")
+    said = str(err.value)
+    assert said.startswith(f"{path}: cut short (its index lists 12 frames, the file holds ") and said.endswith(
+        "); write it again"), said

@@ -306,8 +306,9 @@ def video_frame_times(path: Path, fix: str = "write it again") -> list[float]:
     """Presentation times (s) of every frame of ``path``, from its packets (nothing is decoded).
 
     Raises:
-        InputError: a file that is not a video PyAV can read, has no video stream or no frame (an
-            empty or damaged ``render.mp4``): one line naming it, ending with ``fix``.
+        InputError: a file that is not a video PyAV can read, has no video stream or no frame, or
+            holds fewer frames than its index lists (an empty, damaged or cut-off ``render.mp4``):
+            one line naming it, ending with ``fix``.
     """
     import av
 
@@ -317,11 +318,14 @@ def video_frame_times(path: Path, fix: str = "write it again") -> list[float]:
                 raise ValueError("no video stream")
             stream = container.streams.video[0]
             base = stream.time_base
+            indexed = int(stream.frames or 0)  # (an MP4's sample table; 0 where the container has none)
             pts = [p.pts for p in container.demux(stream) if p.pts is not None]
     except (av.FFmpegError, ValueError, OSError) as exc:  # (av's errors are OSError or ValueError too)
         raise InputError(f"{path}: not a video wbcap can read ({getattr(exc, 'strerror', None) or exc}); {fix}") from None
     if not pts or base is None:
         raise InputError(f"{path}: a video without frames; {fix}")
+    if len(pts) < indexed:  # (cut short after its index: the missing frames would not play)
+        raise InputError(f"{path}: cut short (its index lists {indexed} frames, the file holds {len(pts)}); {fix}")
     return [float(p * base) for p in sorted(pts)]
 
 
