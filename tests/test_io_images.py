@@ -305,3 +305,22 @@ def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
         assert image.shape == (20, 30, 3) and abs(int(image[0, 0, 0]) - 10) <= 3  # the first frame
         said = f"{tmp_path / name}: an animated image; only its first frame is used" in caplog.text
         assert said == (name in animated), (name, caplog.text)
+
+
+def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
+    """GIF, HEIC or raw files in a folder input are skipped (OpenCV reads none of them) with one
+    warning naming them; other files (notes, box files) and hidden ones are skipped quietly."""
+    for name in ["a1.jpg", "pal.gif", "IMG_2.HEIC", "c.gif", "d.gif", "e.CR2", "boxes.json", ".x.gif"]:
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="wbcap.io.images"):
+        assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{tmp_path}: skipped c.gif, d.gif, e.CR2 and 2 more: pictures of a kind "
+                                          "wbcap does not read (it reads .bmp .dib .jp2 .jpe .jpeg .jpg"), record.getMessage()
+    assert record.getMessage().endswith("; convert them to JPEG or PNG")
+    caplog.clear()
+    for name in ["pal.gif", "IMG_2.HEIC", "c.gif", "d.gif", "e.CR2"]:
+        (tmp_path / name).unlink()
+    with caplog.at_level("WARNING", logger="wbcap.io.images"):
+        iter_image_paths(tmp_path)
+    assert caplog.records == []

@@ -53,6 +53,13 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
      ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
 )
 
+#: Picture file endings (lower case) wbcap does not read (OpenCV decodes none of them): a folder
+#: input skips them with a warning (:func:`iter_image_paths`), rather than silently as other files.
+UNREAD_PICTURE_EXTENSIONS: frozenset[str] = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
+     ".arw", ".orf", ".rw2", ".raf"}
+)
+
 _EXIF_ORIENTATION_TAG = 0x0112
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -291,7 +298,9 @@ def iter_image_paths(
 
     * A file is kept as given, whatever its extension (:func:`load_image` judges it).
     * A folder contributes its image files (:data:`IMAGE_EXTENSIONS`, case-insensitive; not
-      recursive; hidden ``.name`` files skipped) in natural order (``f2.jpg`` before ``f10.jpg``).
+      recursive; hidden ``.name`` files skipped) in natural order (``f2.jpg`` before ``f10.jpg``);
+      pictures of kinds wbcap does not read (:data:`UNREAD_PICTURE_EXTENSIONS`: GIF, HEIC, raw
+      files...) are skipped with one warning naming them.
     * A pattern with ``*``, ``?`` or ``[`` (when no file has that literal name) contributes the
       matching image files, ``**`` recursive, in natural order.
 
@@ -322,9 +331,10 @@ def iter_image_paths(
         p = Path(item).expanduser()
         kind = path_kind(item)
         if kind == "folder":
-            files = sorted(
-                (f for f in p.iterdir() if _is_image_name(f) and f.is_file()), key=_natural_key
-            )
+            entries = sorted(p.iterdir(), key=_natural_key)
+            files = [f for f in entries if _is_image_name(f) and f.is_file()]
+            _warn_unread_pictures(p, [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
+                                      and not f.name.startswith(".") and f.is_file()])
             if not files:
                 raise InputError(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
@@ -345,6 +355,17 @@ def iter_image_paths(
         else:
             raise InputError(f"{p}: no such file or folder; check the path")
     return out
+
+
+def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
+    """One warning for the pictures in ``folder`` that wbcap does not read (by their names:
+    :data:`UNREAD_PICTURE_EXTENSIONS`), which a folder input skips: say so rather than leave a
+    user wondering where they went."""
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        log.warning("%s: skipped %s%s: pictures of a kind wbcap does not read (it reads %s); convert them to JPEG "
+                    "or PNG", folder, ", ".join(f.name for f in skipped[:3]), more,
+                    " ".join(sorted(IMAGE_EXTENSIONS)))
 
 
 def _no_image_match(pattern: object, others: list[Path]) -> str:
