@@ -670,3 +670,20 @@ def test_a_file_system_without_flock_on_folders_warns_and_goes_on(tmp_path, monk
     monkeypatch.setattr(fcntl, "flock", held)
     with pytest.raises(InputError, match="in use by another wbcap process"), hold_folder(tmp_path / "nfs"):
         pass
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--sigma", "3"], "--sigma sets the gaussian smoothing, and --smooth is oneeuro: drop --sigma, or pass --smooth gaussian"),
+    (["--smooth", "gaussian", "--beta", "1"],
+     "--beta sets the oneeuro smoothing, and --smooth is gaussian: drop --beta, or pass --smooth oneeuro"),
+    (["--smooth", "none", "--min-cutoff", "1"],
+     "--min-cutoff sets the oneeuro smoothing, and --smooth is none: drop --min-cutoff, or pass --smooth oneeuro")])
+def test_a_setting_of_another_smoothing_is_a_usage_error(tmp_path, base_args, monkeypatch, flags, said):
+    """`--sigma 3` with the default One-Euro smoothing was ignored without a word."""
+    import wbcap.pipeline
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), *flags, *base_args])
+    assert r.exit_code == 2 and r.stderr.endswith(f"Error: {said}\n"), r.output
+    assert not (tmp_path / "out").exists()

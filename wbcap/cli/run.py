@@ -102,6 +102,11 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     animation = parse_export(export, exact)
     animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)
+    for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
+                                ("--sigma", sigma, "gaussian")):
+        if value is not None and smooth != method:  # (it would be ignored without a word)
+            raise click.UsageError(f"{flag} sets the {method} smoothing, and --smooth is {smooth}: drop {flag}, or "
+                                   f"pass --smooth {method}")
     smooth_cfg = SmoothConfig(method=smooth)
     overrides = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta), ("sigma", sigma)) if v is not None}
     smooth_cfg = dataclasses.replace(smooth_cfg, **overrides)
