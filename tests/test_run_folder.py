@@ -206,3 +206,20 @@ def test_the_early_check_of_a_folder_says_nothing_of_locks_twice(tmp_path, monke
     assert [r.getMessage() for r in caplog.records].count(
         f"{tmp_path / 'out'}: cannot lock the folder (No locks available), so another wbcap process writing it at the "
         "same time would not be noticed") == 1
+
+
+def test_a_resume_with_another_source_names_the_source_not_its_file_stamps(tmp_path, monkeypatch):
+    """The refusal listed the internal keys source_mtime and source_size beside the source."""
+    from wbcap.video_app import VideoJob, _fingerprint
+
+    (tmp_path / "out").mkdir()
+    for name, size in (("a.mp4", 10), ("b.mp4", 20)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    monkeypatch.chdir(tmp_path)
+    job = VideoJob(source="a.mp4", out="out")
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=False, overwrite=False)
+    with pytest.raises(InputError) as err:
+        prepare_output(tmp_path / "out", _fingerprint(replace(job, source="b.mp4")), resume=True, overwrite=False)
+    said = str(err.value)
+    assert f'different settings (source: "{tmp_path / "a.mp4"}" in the run, "{tmp_path / "b.mp4"}" now); its source ' \
+           "changed since that run began" in said and "source_" not in said, said

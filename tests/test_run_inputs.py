@@ -427,7 +427,8 @@ def test_a_bad_image_met_mid_run_says_how_to_start_over(tmp_path, base_args):
     os.utime(frames, (1, 1))  # (the folder changed: another mtime, whatever the clock's resolution)
     r = invoke("run", frames, "-o", out, "--resume", *args)
     assert r.exit_code == 2, text(r)
-    assert (f"{out}: holds a run with different settings (source_mtime); its source changed since that run began, "
+    assert (f"{out}: holds a run with different settings (the source file's size or modification time); its source "
+            "changed since that run began, "
             "and a run continues only from the source it began with; use --overwrite to start over") in text(r)
     r = invoke("run", frames, "-o", out, "--overwrite", *args)
     assert r.exit_code == 0 and "5 frames" in r.stdout, text(r)

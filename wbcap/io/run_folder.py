@@ -764,15 +764,20 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
 
     scalar = (str, int, float, bool, type(None))
     parts = []
+    stamps = {"source_size", "source_mtime"}  # (the source file's identity: named in words, once)
     for key in diff:
+        if key in stamps:
+            continue
         name = setting(options[key]) if key in options else key
         then, now = then_all.get(key, _ABSENT), now_all.get(key, _ABSENT)
-        if (key in ("source_size", "source_mtime") or value(then) == value(now)  # (null recorded, absent now)
+        if (value(then) == value(now)  # (null recorded, absent now)
                 or not all(v is _ABSENT or isinstance(v, scalar) for v in (then, now))):
             parts.append(name)
         else:
             parts.append(f"{name}: {value(then)} in the run, {value(now)} now")
-    if not {"source_size", "source_mtime"}.isdisjoint(diff):
+    if not stamps.isdisjoint(diff) and "source" not in diff:
+        parts.append("the source file's size or modification time")
+    if not stamps.isdisjoint(diff):
         raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); its source changed since "
                          f"that run began, and a run continues only from the source it began with; use {overwrite_} "
                          "to start over")
