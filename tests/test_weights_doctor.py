@@ -488,3 +488,14 @@ def test_doctor_of_a_named_model_file_checks_that_file_as_its_gender(tmp_path):
     assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X neutral", False, f"{typo}: no such file (named by "
                                                                                  f"model_path)")]
     assert body[0].fix == "check the path, or name the folder that holds SMPLX_NEUTRAL.npz"
+
+
+def test_doctors_detector_fix_offers_no_download_when_offline(monkeypatch):
+    """With WBCAP_OFFLINE set, `--detector auto` downloads nothing: the fix does not say it would."""
+    from wbcap.doctor import _detector_check
+
+    monkeypatch.setenv("WBCAP_OFFLINE", "1")
+    check = _detector_check()
+    assert not check.ok and check.fix.endswith("`wbcap weights import yolox-nano FILE`"), check.fix
+    monkeypatch.setenv("WBCAP_OFFLINE", "0")
+    assert _detector_check().fix.endswith("also downloads it once on first use")

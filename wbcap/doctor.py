@@ -88,7 +88,9 @@ def checkpoint_check(entry) -> Check:
 
 
 def _detector_check() -> Check:
-    """Which detector ``--detector auto`` uses here (no download is attempted)."""
+    """Which detector ``--detector auto`` uses here (no download is attempted; with
+    ``WBCAP_OFFLINE`` set, the fix does not offer the download ``auto`` would not make)."""
+    from wbcap.paths import offline_from_env
     from wbcap.weights import default_entry, find_weights_file, installed, manifest, search_dirs
 
     best = default_entry("yolox")
@@ -101,7 +103,8 @@ def _detector_check() -> Check:
         others = f"; installed: {', '.join(names)} (use {detector} NAME)" if names else ""
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
-                     f"`wbcap weights import {best.name} FILE`; `{detector} auto` also downloads it once on first use",
+                     f"`wbcap weights import {best.name} FILE`"
+                     + ("" if offline_from_env() else f"; `{detector} auto` also downloads it once on first use"),
                      optional=True)
     if present.changed:
         return Check("person detector", False,
