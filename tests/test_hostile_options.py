@@ -297,3 +297,31 @@ def test_a_resume_stopped_in_pass_2_leaves_no_output_of_the_earlier_settings(tmp
     monkeypatch.setattr(VideoWriter, "write", write)
     assert invoke("run", video, "-o", out, "--resume", "--sigma", "5", *args).exit_code == 0
     assert (out / "render.mp4").is_file() and (out / "track_0.npz").is_file()
+
+
+@pytest.mark.slow  # three runs; tests/test_run_folder.py checks the mark in the fast loop
+def test_a_run_stopped_in_pass_2_is_said_unfinished_by_export_and_view(tmp_path, video, base_args, monkeypatch):
+    """Stopped while rendering, a run's folder holds params.jsonl, meta.json and track files but
+    no render.mp4: export and view took it for finished; they now warn, until a --resume ends it."""
+    from wbcap.io.video_writer import VideoWriter
+
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--min-track", "1", *base_args]
+    write = VideoWriter.write
+
+    def stopped(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoWriter, "write", stopped)
+    assert invoke("run", video, "-o", out, *args).exit_code == 130
+    assert (out / "params.jsonl").is_file() and not (out / "render.mp4").exists()
+    said = (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
+            f"files); finish them with `wbcap run {video} -o {out} --resume` and the run's pass-1 flags")
+    for command in (["export", out, "--format", "bvh", "--dest", tmp_path / "e"], ["view", out, "--html", tmp_path / "v.html"]):
+        r = CliRunner().invoke(cli, [str(a) for a in command])
+        assert r.exit_code == 0 and said in " ".join(r.output.split()), r.output
+    monkeypatch.setattr(VideoWriter, "write", write)
+    assert invoke("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert (out / "render.mp4").is_file() and not (out / ".wbcap" / "writing").exists()
+    r = CliRunner().invoke(cli, ["view", str(out), "--html", str(tmp_path / "w.html")])
+    assert r.exit_code == 0 and "stopped while writing" not in r.output, r.output

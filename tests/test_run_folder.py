@@ -223,3 +223,19 @@ def test_a_resume_with_another_source_names_the_source_not_its_file_stamps(tmp_p
     said = str(err.value)
     assert f'different settings (source: "{tmp_path / "a.mp4"}" in the run, "{tmp_path / "b.mp4"}" now); its source ' \
            "changed since that run began" in said and "source_" not in said, said
+
+
+def test_a_pass_2_mark_says_the_outputs_may_be_missing_until_it_is_done(tmp_path):
+    from wbcap.io.run_folder import done_writing, start_writing, unfinished_outputs_note
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert unfinished_outputs_note(out) is None
+    start_writing(out)
+    assert unfinished_outputs_note(out) == (
+        f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation files); "
+        f"finish them with `wbcap run SOURCE -o {out} --resume` and the run's pass-1 flags")
+    (out / ".wbcap" / "run.json").write_text(json.dumps({"source": "/clips/walk.mp4"}))
+    assert f"`wbcap run /clips/walk.mp4 -o {out} --resume`" in unfinished_outputs_note(out)
+    done_writing(out)
+    assert unfinished_outputs_note(out) is None and not (out / ".wbcap" / "writing").exists()

@@ -54,6 +54,7 @@ from wbcap.io.run_folder import (
     TypedPath,
     absolute_path,
     discard_previous,
+    done_writing,
     file_identity,
     fingerprint,
     hold_folder,
@@ -64,6 +65,7 @@ from wbcap.io.run_folder import (
     remove_outputs,
     remove_temporary_files,
     restore_previous,
+    start_writing,
     write_meta,
 )
 from wbcap.limits import MAX_FOCAL
@@ -351,6 +353,7 @@ def finalize(
         timings["world"] = time.perf_counter() - t0
     grounded = world is not None and world.frame is not None
     by_frame = rows_by_frame(tracks)
+    start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     remove_outputs(out)  # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
                                  contacts=world.contacts if grounded else None)
@@ -369,6 +372,7 @@ def finalize(
     if job.render:
         render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, pipeline.faces, dev,
                               focal, princpt, progress, timings)
+    done_writing(out)
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )

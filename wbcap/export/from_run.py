@@ -96,7 +96,7 @@ def export_run(job: ExportJob) -> list[Path]:
             one line naming the file and the fix); all before any file is written.
     """
     from wbcap.atomic import check_writable_destination
-    from wbcap.io.run_folder import hold_folder, reading_folder
+    from wbcap.io.run_folder import hold_folder, reading_folder, unfinished_outputs_note
 
     if not job.export.formats:  # `--format none`, "" or ",": nothing would be written
         raise InputError(f"{setting('formats', api='export.formats')}: no format to write; "
@@ -109,6 +109,9 @@ def export_run(job: ExportJob) -> list[Path]:
     in_place = dest.exists() and dest.resolve() == run.resolve()
     # Not while a run (or an export in place) writes RUN: its pass 2 removes and rewrites the files read here.
     with hold_folder(run) if in_place else reading_folder(run, then="export it again"):
+        note = unfinished_outputs_note(run)
+        if note is not None:
+            log.warning("%s", note)
         if not in_place:
             _refuse_dest_in_a_run(run, dest)
             _refuse_other_run(dest)

@@ -809,6 +809,37 @@ def _record(fp: dict, body_model_file: object, files: dict) -> dict:
             **({FILE_IDENTITY: files} if files else {})}
 
 
+#: ``OUT/.wbcap/writing``: there while pass 2 writes OUT's outputs (made before it removes an
+#: earlier pass 2's, removed when it has written them all): a run stopped in pass 2 leaves it,
+#: so ``wbcap export`` and ``wbcap view`` can say that some outputs are missing.
+WRITING_FILE = "writing"
+
+
+def start_writing(out: Path) -> None:
+    """Mark OUT as having its outputs written (:data:`WRITING_FILE`), before pass 2 touches them."""
+    (out / RUN_DIR).mkdir(parents=True, exist_ok=True)
+    (out / RUN_DIR / WRITING_FILE).write_bytes(b"")
+
+
+def done_writing(out: Path) -> None:
+    """Pass 2 has written every output of OUT: drop the mark of :func:`start_writing`."""
+    (out / RUN_DIR / WRITING_FILE).unlink(missing_ok=True)
+
+
+def unfinished_outputs_note(out: Path) -> str | None:
+    """The warning for a run folder whose pass 2 was stopped (:data:`WRITING_FILE` left): its
+    outputs may lack files (``render.mp4``, animation files); None for a finished one."""
+    if not (out / RUN_DIR / WRITING_FILE).is_file():
+        return None
+    try:
+        run = read_run_file(out)
+    except InputError:  # (a damaged run.json: said by the commands that need it)
+        run = None
+    source = (run or {}).get("source") or "SOURCE"
+    return (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
+            f"files); finish them with `wbcap run {source} -o {out} --resume` and the run's pass-1 flags")
+
+
 def remove_outputs(out: Path) -> None:
     """Before pass 2 writes OUT's outputs: delete those an earlier pass 2 of this folder wrote
     (``--resume`` with other smoothing, --export or --obj): ``params.jsonl``, ``meta.json``, the

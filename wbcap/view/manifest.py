@@ -135,9 +135,12 @@ def read_output(out: Path) -> SiteContent:
 
 def _output_content(out: Path) -> SiteContent:
     """:func:`read_output` of the folder ``out`` (held)."""
-    from wbcap.io.run_folder import PARAMS_FILE
+    from wbcap.io.run_folder import PARAMS_FILE, unfinished_outputs_note
 
     if (out / PARAMS_FILE).is_file():
+        note = unfinished_outputs_note(out)
+        if note is not None:
+            log.warning("%s", note)
         return _video_content(out)
     people = sorted(p for p in out.rglob("smplx_param.json") if _PERSON_DIR.fullmatch(p.parent.name))
     if people:
