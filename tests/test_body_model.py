@@ -467,9 +467,10 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
     assert str(body_models_dir() / "SMPLX_FEMALE.npz") in msg  # still listed as searched
 
 
-def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog) -> None:
     """``--body-models .../SMPLX_MALE.npz`` is the male model: the gender outputs record follows
-    the file used, and a --gender that contradicts the file's name is refused."""
+    the file used; a --gender that contradicts the file's name is kept, with a warning."""
     from wbcap.body.model_files import model_file_gender, resolve_gender
 
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
@@ -482,18 +483,25 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
     assert resolve_gender(None, male) == resolve_gender("male", male) == resolve_gender("MALE", str(male)) == "male"
     assert resolve_gender(None, plain) == "neutral" and resolve_gender("female", plain) == "female"
     assert resolve_gender(None, tmp_path / "m") == "neutral"  # a folder: the gender asked for, as before
-    with pytest.raises(ModelFileError) as exc:
-        resolve_gender("neutral", male)
-    assert _one_line(exc).startswith(f"{male} is the male SMPL-X model (by its name), not the neutral one ")
-    with pytest.raises(ModelFileError, match="is the male SMPL-X model by its name, not the neutral one needed here"):
-        find_body_model("neutral", male)  # (eval and training ask for neutral)
-    assert find_body_model("male", male) == male and find_body_model("female", plain) == plain
+    # a gender given against the name is kept (runs made before recorded the default with such a
+    # file, and resume with it), with a warning where the file is handed out
+    assert resolve_gender("neutral", male) == "neutral"
+    with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
+        assert find_body_model("neutral", male) == male  # (eval and training ask for neutral)
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{male} (named by model_path) is the male SMPL-X model by its name, used as "
+                                          "the neutral one asked for here;"), record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
+        assert find_body_model("male", male) == male and find_body_model("female", plain) == plain
+    assert caplog.records == []
     # $WBCAP_BODY_MODELS may name a file too: it is used, as its name's gender
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(male))
     _touch(tmp_path / "home" / "body_models" / "smplx" / "SMPLX_MALE.npz")  # (not taken instead)
     assert resolve_gender(None) == "male" and find_body_model("male") == male
-    with pytest.raises(ModelFileError, match="WBCAP_BODY_MODELS"):
-        find_body_model("neutral")
+    with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
+        assert find_body_model("neutral") == male
+    assert "(named by WBCAP_BODY_MODELS) is the male SMPL-X model" in caplog.text
     # a model file's path that does not exist: "no such file", not "put it in the folder <file>/"
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "m" / "SMPLX_MAEL.npz"))
     with pytest.raises(ModelFileError) as exc:

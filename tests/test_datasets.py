@@ -643,3 +643,27 @@ def test_coco_keypoints_without_the_whole_body_fields_are_refused(tmp_path, body
     with pytest.raises(DatasetLayoutError, match=r"coco_wholebody_train_v1.0.json: annotation \d+ has no 'lefthand_kpts': "
                                                  r"not a COCO-WholeBody file"):
         COCOWholeBody(root, "train", body_layer)
+
+
+def test_an_annotation_that_refers_to_a_missing_image_says_so(tmp_path):
+    root = fx.write_ehf_fixture(tmp_path)
+    path = root / "EHF/data/EHF.json"
+    db = json.loads(path.read_text())
+    db["annotations"][1]["image_id"] = 999
+    path.write_text(json.dumps(db))
+    with pytest.raises(DatasetLayoutError) as err:
+        EHF(root)
+    assert str(err.value).startswith(f"{path}: an entry refers to 999, which is not there (an image id, index or "
+                                     "frame another entry names); use the original files"), err.value
+
+
+def test_body_boxes_take_the_models_crop_aspect(tmp_path):
+    """A square body crop (input_img_shape 384x384): the loaders widen person boxes to 1:1 as
+    inference does, not to the recipe's 3:4 (stretched crops against the network's)."""
+    from wbcap.config import ModelConfig
+
+    root = fx.write_ehf_fixture(tmp_path)
+    square = ModelConfig(input_img_shape=(384, 384), input_body_shape=(256, 256), output_hm_shape=(8, 8, 8))
+    for model, aspect in ((None, 0.75), (square, 1.0)):
+        box = EHF(root, model=model).records[0]["bbox"]
+        assert box[2] / box[3] == pytest.approx(aspect), (model, box)

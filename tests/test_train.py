@@ -283,3 +283,36 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
     backbone = {k[len("backbone."):]: v for k, v in hand.items() if k.startswith("backbone.")}
     assert len(backbone) == sum(k.startswith("hand_roi_net.backbone.") for k in msd) > 0  # every tensor of it
     assert all(torch.equal(msd["hand_roi_net.backbone." + k], v) for k, v in backbone.items())
+
+
+def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path):
+    """[model] input_hand_shape 128x128 (heatmaps 8x4x4): FreiHAND's crops and targets follow it,
+    and so does the hand model's heatmap (it stayed 8x8x8: a grid_sampler batch-size crash)."""
+    from wbcap.testing.dataset_fixtures import write_freihand_fixture
+    from wbcap.train.trainer import RunConfig, train
+
+    root = tmp_path / "data"
+    write_freihand_fixture(root, num_train=2, num_eval=1)
+    small = replace(TINY, input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4))
+    stage = replace(STAGES["hand"], epochs=1, batch_size=2, num_workers=0, amp=False, max_steps_per_epoch=1, model=small)
+    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu"))
+    assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
+
+
+def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_path, body_layer, fixed_batch_set,
+                                                                             no_tensorboard):
+    """A --resume with other flags whose training set is refused (a damaged annotation file) wrote
+    stage.json first; the next plain --resume then trained with the refused launch's settings."""
+    from wbcap.errors import InputError
+    from wbcap.testing.dataset_fixtures import write_cocowb_fixture
+    from wbcap.train.trainer import train
+
+    stage = _stage(epochs=2, batch_size=2, model=MICRO, max_steps_per_epoch=1)
+    train(replace(stage, epochs=1), _run(tmp_path, "r"), dataset=fixed_batch_set, body_layer=body_layer)
+    before = (tmp_path / "r" / "stage.json").read_bytes()
+    root = write_cocowb_fixture(tmp_path / "coco")
+    (root / "MSCOCO" / "annotations" / "coco_wholebody_train_v1.0.json").write_text('{"images": []}')
+    with pytest.raises(InputError, match="no 'annotations' field"):
+        train(replace(stage, datasets=("MSCOCO",), lr=0.5), _run(tmp_path, "r", resume=True, data_root=str(root)),
+              body_layer=body_layer)
+    assert (tmp_path / "r" / "stage.json").read_bytes() == before

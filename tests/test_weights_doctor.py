@@ -483,6 +483,11 @@ def test_doctor_of_a_named_model_file_checks_that_file_as_its_gender(tmp_path):
     male = write_synthetic_smplx(tmp_path / "models", genders=("male",)) / "smplx" / "SMPLX_MALE.npz"
     body = [c for c in run_checks(str(male)) if c.name.startswith("SMPL-X")]
     assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X male", True, str(male))]
+    broken = tmp_path / "broken" / "SMPLX_FEMALE.npz"  # (the one file every command would use: required)
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x00" * 64)
+    body = [c for c in run_checks(str(broken)) if c.name.startswith("SMPL-X")]
+    assert [(c.name, c.ok, c.optional) for c in body] == [("SMPL-X female", False, False)], body
     typo = tmp_path / "models" / "SMPLX_MAEL.npz"
     body = [c for c in run_checks(str(typo)) if c.name.startswith("SMPL-X")]
     assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X neutral", False, f"{typo}: no such file (named by "

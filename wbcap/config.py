@@ -57,6 +57,12 @@ class ModelConfig:
                                  f"{inp[1] // 32 if len(inp) == 2 else 'W/32'}]")
 
     @property
+    def body_aspect_ratio(self) -> float:
+        """Width / height of the body crop (``input_img_shape``; 0.75 in the recipe): the aspect
+        person boxes are widened to before cropping, at inference and in the training loaders."""
+        return self.input_img_shape[1] / self.input_img_shape[0]
+
+    @property
     def princpt(self) -> tuple[float, float]:
         """Virtual principal point (x, y) of the body-input camera, in body-input pixels."""
         return (self.input_body_shape[1] / 2, self.input_body_shape[0] / 2)

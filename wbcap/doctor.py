@@ -24,7 +24,7 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def body_model_check(gender: str, body_models: str | None) -> Check:
+def body_model_check(gender: str, body_models: str | None, required: bool = False) -> Check:
     """One SMPL-X gender: the file found, read and checked as wbcap reads it (a damaged,
     truncated or foreign file fails here, not in the next run), or what was missing where
     (detail) and what to do (fix)."""
@@ -32,7 +32,7 @@ def body_model_check(gender: str, body_models: str | None) -> Check:
     from wbcap.errors import WbcapError
 
     name = f"SMPL-X {gender}"
-    optional = gender != "neutral"
+    optional = gender != "neutral" and not required  # (required: the one file a path names, used for every gender)
     try:
         path = find_body_model(gender, body_models)
     except BodyModelNotFoundError as exc:
@@ -192,7 +192,8 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     """
     from wbcap.weights import manifest
 
-    checks: list[Check] = [body_model_check(g, body_models) for g in _genders_to_check(body_models)]
+    genders = _genders_to_check(body_models)
+    checks: list[Check] = [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     from wbcap.export.render import render_backend

@@ -487,7 +487,7 @@ class Pipeline:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
         cfg = self.regressor.config
-        aspect = cfg.input_img_shape[1] / cfg.input_img_shape[0]
+        aspect = cfg.body_aspect_ratio
         jobs, skipped = [], []
         for det in detections:
             # (upstream's box sanitising moves a box wholly left of or above the image onto its

@@ -12,7 +12,7 @@ only it is searched) -> ``$WBCAP_BODY_MODELS`` (file or folder) -> ``wbcap.paths
 When nothing is found, the error tells the user to put the file in the first folder searched (the
 one they named, else ``$WBCAP_BODY_MODELS``, else the default), never in a folder they did not
 choose. A file named by its path is the gender its name says (``SMPLX_MALE.npz``: male;
-:func:`resolve_gender`), so outputs never record another model's gender than the one used.
+:func:`resolve_gender`) unless a gender is given, so outputs record the model that was used.
 """
 
 from __future__ import annotations
@@ -156,21 +156,16 @@ def resolve_gender(gender: str | None, model_path: str | Path | None = None) -> 
     file the user named says (:func:`named_model_file`, :func:`model_file_gender`), else
     ``neutral`` (the released network was trained with it).
 
+    A ``gender`` the file's name contradicts is kept (the user asked for it; runs made before
+    wbcap read genders from file names recorded the default one with such a file and resume with
+    it): :func:`find_body_model` warns when it hands out that file.
+
     Raises:
-        ModelFileError: ``gender`` was given and the named file's name says another one; or
-            :func:`named_model_file`'s "no such file"; or an unknown ``gender``.
+        ModelFileError: :func:`named_model_file`'s "no such file"; or an unknown ``gender``.
     """
     named = named_model_file(model_path)
     said = model_file_gender(named[0]) if named is not None else None
-    if gender is None:
-        return said or "neutral"
-    g = _normalise_gender(gender)
-    if said is not None and said != g:
-        raise ModelFileError(
-            f"{named[0]} is the {said} SMPL-X model (by its name), not the {g} one "
-            f"{setting('gender')} asks for: leave out {setting('gender')}, or name SMPLX_{g.upper()}.npz or the folder "
-            f"that holds it")
-    return g
+    return said or "neutral" if gender is None else _normalise_gender(gender)
 
 
 def body_model_search_folders(model_path: str | Path | None = None) -> list[Path]:
@@ -198,8 +193,8 @@ def find_body_model(
             the folder to put the file in: the one given, else ``$WBCAP_BODY_MODELS``, else
             the default).
         ModelFileError: only a ``.pkl`` was found without ``allow_pickle``; the file named by
-            its path is another gender's by its name (:func:`model_file_gender`), or does not
-            exist (:func:`named_model_file`).
+            its path does not exist (:func:`named_model_file`). (One another gender's by its name,
+            :func:`model_file_gender`, is used with a warning.)
     """
     g = _normalise_gender(gender)
     named = named_model_file(model_path)
@@ -207,8 +202,9 @@ def find_body_model(
         explicit, how = named
         said = model_file_gender(explicit)
         if said is not None and said != g:
-            raise ModelFileError(f"{explicit} (named by {how}) is the {said} SMPL-X model by its name, not the {g} one "
-                                 f"needed here: name SMPLX_{g.upper()}.npz or the folder that holds it")
+            logger.warning("%s (named by %s) is the %s SMPL-X model by its name, used as the %s one asked for here; "
+                           "if that is not what you want, name SMPLX_%s.npz or the folder that holds it (or leave out "
+                           "%s)", explicit, how, said, g, g.upper(), setting("gender"))
         if explicit.suffix.lower() == ".pkl" and not allow_pickle:
             raise _pickle_refused(explicit)
         return explicit

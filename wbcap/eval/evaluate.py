@@ -377,6 +377,8 @@ def _geometry(model: Any) -> ModelConfig:
         return model.regressor.config
     if isinstance(model, WholeBodyRegressor):
         return model.config
+    if isinstance(model, RegressorPredictor):
+        return model.regressor.config
     return ModelConfig()
 
 

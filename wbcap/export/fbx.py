@@ -157,10 +157,7 @@ def _no_room(log_path: Path) -> int | None:
     """``errno.ENOSPC`` or ``errno.EDQUOT`` when a failed Blender run's log says it found the disk
     or the quota full (Blender's FBX writer raises ``OSError: [Errno 28] No space left on
     device``), else None."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return None
+    text = _reason(log_path)  # (the failure's own line: not a full disk mentioned by the way)
     for name in ("ENOSPC", "EDQUOT"):
         code = getattr(errno, name, None)
         if code is not None and (f"[Errno {code}]" in text or os.strerror(code) in text):

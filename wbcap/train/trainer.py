@@ -601,7 +601,6 @@ def train(
     out = Path(run.out).expanduser()
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / STAGE_FILE).write_text(json.dumps(stage.to_dict(), indent=1))
     if hand:
         model = build_hand_model(stage, device)
         net = model
@@ -646,6 +645,8 @@ def train(
     ddp = wrap_ddp(model, device) if d.enabled else model
     if dataset is None:
         dataset = make_training_set(stage, run, body_layer)
+    if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves it)
+        (out / STAGE_FILE).write_text(json.dumps(stage.to_dict(), indent=1))
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
     # Scalars are logged by global step. Steps an epoch: the loop's own count, before any loader is
@@ -761,7 +762,7 @@ def build_hand_model(stage: StageConfig, device: torch.device):
     from wbcap.train.hand_losses import HAND_UNSUPERVISED_MODULES
 
     torch.manual_seed(stage.seed)
-    model = HandModel(stage.model.hand_backbone_depth)
+    model = HandModel(stage.model.hand_backbone_depth, tuple(stage.model.output_hand_hm_shape))
     init_head_weights(model.position_net)
     init_head_weights(model.rotation_net)
     if stage.imagenet_weights:

@@ -155,7 +155,7 @@ class COCOWholeBody(AugmentedDataset):
                 if self.train and (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0):
                     continue
                 img = images[ann["image_id"]]
-                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
+                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
                 if bbox is None:
                     continue
                 if "lefthand_kpts" not in ann:  # (COCO's own person_keypoints file: body joints only)

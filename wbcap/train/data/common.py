@@ -140,8 +140,12 @@ def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[N
     try:
         yield
     except KeyError as exc:
-        raise DatasetLayoutError(f"{where}: no {exc.args[0]!r} field, which the dataset's annotation files have; "
-                                 f"use the original files (re-download them); expected layout: {layout}") from None
+        key = exc.args[0] if exc.args else None
+        what = (f"no {key!r} field, which the dataset's annotation files have"
+                if isinstance(key, str) and not key.isdigit() else
+                f"an entry refers to {key!r}, which is not there (an image id, index or frame another entry names)")
+        raise DatasetLayoutError(f"{where}: {what}; use the original files (re-download them); expected layout: "
+                                 f"{layout}") from None
     except (TypeError, ValueError, IndexError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetLayoutError(f"{where}: a field of another kind than the dataset's ({type(exc).__name__}: {msg}); "

@@ -126,7 +126,7 @@ class EHF(AugmentedDataset):
             images = {img["id"]: img for img in db["images"]}
             for ann in db["annotations"]:
                 img = images[ann["image_id"]]
-                bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"])
+                bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
                 if bbox is None:
                     continue
                 self.records.append(

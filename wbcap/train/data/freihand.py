@@ -128,7 +128,8 @@ class FreiHAND(AugmentedDataset):
                     "image_id": img["id"],
                 }
                 if self.train:
-                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=1.0)
+                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"],
+                                        aspect_ratio=self.model.input_hand_shape[1] / self.model.input_hand_shape[0])
                     if bbox is None:
                         continue
                     rec["bbox"] = bbox

@@ -149,7 +149,7 @@ class Human36M(AugmentedDataset):
                     joint_world = np.asarray(joints[a][sa][f], np.float32).reshape(-1, 3)
                     joint_cam = joint_world @ R.T + t[None]
                     joint_img = cam2pixel(joint_cam, focal, princpt)[:, :2]
-                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"])
+                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
                     if bbox is None:
                         continue
                     smplx_param = smplx.get(a, {}).get(sa, {}).get(f)
