@@ -131,6 +131,7 @@ def test_synthetic_body_is_human_shaped(raw: dict[str, np.ndarray]) -> None:
         assert abs(v[VIDS[side + "SmallToe"], 0]) > abs(toe[0])  # big toe is medial
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_synthetic_model_is_deterministic(tmp_path: Path, model_file: Path) -> None:
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
     again = write_synthetic_smplx(tmp_path / "a") / "smplx" / "SMPLX_NEUTRAL.npz"
@@ -253,6 +254,7 @@ def test_flat_hand_mean_equals_smplx(body_dir: Path, model_file: Path) -> None:
     torch.testing.assert_close(ours.joints, theirs.joints, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_full_expression_space_equals_smplx(tmp_path: Path) -> None:
     """A v1.1-style model (400 components): expression dirs come from components 300..309."""
     folder = write_synthetic_smplx(tmp_path, num_components=400, seed=3)

@@ -261,6 +261,7 @@ def test_export_finds_the_body_model_the_run_used(finished_run, tmp_path, body_d
         run_json.write_text(saved)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_export_and_view_find_the_body_model_the_run_found_in_the_environment(tmp_path, micro_ckpt, body_dir,
                                                                                monkeypatch):
     """A run whose SMPL-X model came from $WBCAP_BODY_MODELS (no --body-models) records the file

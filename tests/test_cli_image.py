@@ -100,6 +100,7 @@ def test_image_end_to_end_official_checkpoint(tmp_path, official_ckpt, body_dir,
     assert params["format"] == FORMAT and len(params["body_pose"]) == 63
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_image_fast_precision_close_to_exact(tmp_path, micro_ckpt_raw, body_dir, monkeypatch):
     import wbcap.io.images
 
@@ -435,6 +436,7 @@ def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, micr
     assert (mine / "notes.txt").read_text() == "keep me\n" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, micro_args):
     """A rerun into the same -o that fails for an image leaves that image's earlier result in
     place: its error line says so, naming the folder, so the old files are not taken for new
@@ -461,6 +463,7 @@ def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, mic
 # -- stages and smplx_param.json fields -----------------------------------------------------------
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_one_image_reports_stages_and_json_boxes_follow_person(tmp_path, micro_ckpt, body_dir):
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.export.params_json import FORMAT, read_params_json
@@ -713,6 +716,7 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
                             detector=f"boxes:{boxes}"))
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_body_model_file_named_by_path_is_recorded_as_its_gender(tmp_path, micro_ckpt):
     """``--body-models .../SMPLX_MALE.npz`` without --gender: the male model, and smplx_param.json
     (and the AMASS npz) say male, so a reader rebuilds the mesh from the model that made it; a

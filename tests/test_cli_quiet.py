@@ -4,6 +4,7 @@ or warned about; `bench`, `weights list|verify` and a served `view` keep what th
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from wbcap.cli import cli
@@ -15,6 +16,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_quiet_silences_the_result_lines_of_view_html_and_export(tmp_path, micro_ckpt, body_dir):
     """`wbcap -q view --html` printed the page's path (found by a user trial), as `export` its files."""
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])

@@ -164,6 +164,7 @@ def test_resume_accepts_another_spelling_of_the_same_files(tmp_path, micro_ckpt,
     assert r.exit_code == 2 and "different settings (--body-models: " in r.output, r.output
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_resume_finds_or_names_the_body_model_the_run_was_made_with(tmp_path, micro_ckpt, body_dir, monkeypatch):
     """run.json records the SMPL-X file the run used (body_model_file), also one found through
     $WBCAP_BODY_MODELS, beside the settings. A --resume without --body-models of a run made with
@@ -219,6 +220,7 @@ def raw_boxes(out: Path) -> list[list[list[float]]]:
     return [[p["box"] for p in json.loads(x)["people"]] for x in (out / ".wbcap" / "raw.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     """--max-people 1: walker A is alone for two frames, then B comes with a box ranked before
     A's (a box file gives every box score 1, so its order ranks them). The person already
@@ -257,6 +259,7 @@ def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracke
     assert r.exit_code == 2 and "different settings (--max-people: 1 in the run, not set now); give" in r.output, r.output
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path, base_args):
     """A bad detector model is found before --overwrite deletes anything (it emptied the folder)."""
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
@@ -270,6 +273,7 @@ def test_overwrite_keeps_the_previous_run_when_the_detector_is_refused(tmp_path,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch):
     """Forgetting --overwrite (the commonest mistake) is said before the model and the detector
     load, which took seconds (and a measurement of the CPU strategy on a first run); a folder
@@ -308,6 +312,7 @@ def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(tmp_path, base_args):
     """Two runs on one folder: the second is refused while the first holds it (before, both
     appended to raw.jsonl and every later --resume failed); records that are not one run's
@@ -454,6 +459,7 @@ def write_video_with_audio(path: Path, frames: list[np.ndarray], fps: int = 10, 
     return path
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_render_keeps_source_audio(tmp_path, base_args):
     video = write_video_with_audio(tmp_path / "talk.mp4", [person_image(160, 120, seed=i) for i in range(5)])  # 0.5 s
     out = tmp_path / "out"
@@ -468,6 +474,7 @@ def test_render_keeps_source_audio(tmp_path, base_args):
     assert decode_info(out / "render.mp4")[0] == 5
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_what_is_wrong_with_a_video_is_said_once_per_run(tmp_path, base_args):
     """Pass 1 and the render pass both read the video: a rotation rounded to 0 degrees and a
     video shorter than its header are each one warning."""
@@ -506,6 +513,7 @@ def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
     """--fps: image k is at k / FPS s (it was 30 fps with no way to say otherwise): times,
     --start, the AMASS rate and render.mp4 follow it; a video keeps its own, with a warning."""
@@ -547,6 +555,7 @@ def test_meta_records_how_the_source_was_turned_for_display(tmp_path, base_args)
     assert meta["display"] == {"rotation": 90, "mirrored": True} and meta["camera"]["image_size"] == [120, 160]
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_run_world_falls_back_and_says_why(tmp_path, base_args):
     """`--world` on footage it cannot ground (6 frames of a random network: too few planted feet):
     camera-frame files, the reason in meta.json, no contacts in params.jsonl; `wbcap export

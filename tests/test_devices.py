@@ -286,6 +286,7 @@ def _jobs(pipe, n: int):
     return pipe.crop(img, [Detection((10.0 + 40 * i, 20.0, 300.0, 400.0), 1.0) for i in range(n)])
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("precision,optimize", [("exact", True), pytest.param("fast", False, marks=pytest.mark.slow)])
 def test_one_host_read_per_batch(small_config, body_layer, precision, optimize, monkeypatch):
     """One Pipeline.regress batch reads the device once (the results), whatever the batch size,
@@ -321,6 +322,7 @@ def test_upload_equals_float_stack(unfused_pipeline):
     assert torch.equal(x, ref)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_params_only_regress_equals_full_regress(small_config, body_layer, monkeypatch):
     """`wbcap run`'s pass 1 (mesh=False): the same parameters and cameras bit for bit, one host
     read, and SMPL-X never runs."""

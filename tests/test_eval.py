@@ -257,6 +257,7 @@ def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir
         assert res.exit_code == 2 and f"error: --data-root {root} {says}" in res.output, res.output
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_checkpoint_of_other_input_sizes_is_fed_crops_of_its_own(models, data_root, micro_ckpt):
     """The MICRO checkpoint (256x192 crops) gets 256x192 crops from the evaluation loaders (they
     were 512x384 whatever the checkpoint, and its hand and face boxes then landed elsewhere)."""

@@ -244,6 +244,7 @@ def test_run_npz_is_amass_with_gaps_filled(tmp_path, micro_ckpt, body_dir, body_
     assert np.all(verts[:, :, 2].max(1) > d["trans"][:, 2])
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_run_long_gap_splits_the_track(tmp_path, micro_ckpt, body_dir):
     frames = [person_image(160, 120, seed=i) for i in range(12)]
     video = write_video(tmp_path / "clip.mp4", frames)

@@ -83,6 +83,7 @@ def test_failed_fbx_keeps_the_log_it_names_outside_the_folder(tmp_path, fake_ble
     assert str(info.value).endswith(f"see its log {log}") and "Blender chatter" in log.read_text()
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_dir, fake_blender):  # noqa: F811
     """`wbcap export RUN --format fbx --dest D` and Ctrl-C during Blender: exit 130, nothing of the
     FBX step in D (no Blender log, no GLB made for it), no log in the temporary folder."""

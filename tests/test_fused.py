@@ -145,6 +145,7 @@ def test_packed_linear_is_the_product_in_its_dtype(dtype):
     assert lin._packs._by_rows == {}
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_fast_regressor_computes_pose_correctives_in_bfloat16_exact_in_float32(small_config, body_layer):
     """optimize_regressor_body: fast on a bfloat16 CPU sets a bfloat16 pose product, whose mesh
     is within 0.5 mm of the float32 one; exact sets none; the shared SMPL-X layer is untouched."""

@@ -183,6 +183,7 @@ def _grid_mesh(n=40):
     return verts, np.concatenate([np.stack([i, i + n, i + 1], 1), np.stack([i + 1, i + n, i + n + 1], 1)])
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_large_image_is_drawn_in_the_meshes_window_only(monkeypatch):
     """Over WINDOW_PIXELS the meshes are drawn in the window holding them: the same pixels as a
     full-size software render (one mesh in view, one cut by the image's edge), and the renderer

@@ -181,6 +181,7 @@ def micro_parts():
     return tuned_parts(random_network(MICRO, seed=5))
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     part = micro_parts["face_backbone"]
     wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2, ("int8", 4): 0.15}
@@ -198,6 +199,7 @@ def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     assert choice.form == "fused" and set(choice.measured) >= {"fused", "int8"} and isinstance(module, FusedResNet)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_fast_float32_resnet_times_only_int8_against_exacts_cached_choice(micro_parts):
     """On a CPU without bfloat16 the fast precision's ResNets run float32 with the int8 candidate:
     with exact's choice for the part cached (its float form, Winograd tiles), only that form and
@@ -330,6 +332,7 @@ def micro_net():
     return random_network(MICRO, seed=2)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("bf16", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["bf16", "no-bf16"])
 def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
     """Fast mode: the three ResNets int8, the box network fused, in bfloat16 or, on a CPU

@@ -79,6 +79,7 @@ def official_layout_small(tmp_path, small_net):
     return path
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_merge_refuses_a_whole_body_checkpoint_as_the_hand_model(tmp_path, body, official_layout_small):
     """A whole-body checkpoint holds a ResNet under 'backbone.' (the body's): it passed for the hand
     model and its body ResNet was merged as the hand backbone. Now one line names the file and why."""

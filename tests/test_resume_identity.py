@@ -65,6 +65,7 @@ def replace(path: Path, data: bytes) -> None:
     os.utime(path, (st.st_atime, st.st_mtime + 60))
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("role", ["checkpoint", pytest.param("boxes", marks=pytest.mark.slow)])
 def test_resume_refuses_a_file_replaced_at_the_same_path(made_run, micro_ckpt_raw, role):
     video, out, args, files = made_run

@@ -96,6 +96,7 @@ def test_run_box_file_matching_nothing_fails_at_once(tmp_path, base_args):
     assert not out.exists() or not list(out.glob("*.jsonl"))
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_resume_with_a_box_file_follows_the_path_rule(tmp_path, base_args, monkeypatch):
     """--detector boxes:FILE is recorded with FILE absolute, as the other paths: --resume with
     another spelling of the file is accepted (it was refused as "different settings (detector)"),
@@ -187,7 +188,7 @@ def test_used_folder_advice_matches_what_overwrite_does(tmp_path, base_args):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.slow  # test_run_timing resumes out-of-order times in the fast loop
+@pytest.mark.slow  # test_run_timing resumes out-of-order times (the full suite)
 def test_resume_repairs_out_of_order_times_of_an_older_raw_file(tmp_path, base_args, caplog):
     """A raw file written before times were repaired at decode (pairs swapped, one repeated):
     --resume redoes the outputs without failing in smoothing, times strictly increasing."""
@@ -375,6 +376,7 @@ def test_overwrite_refuses_a_bad_range_or_image_before_the_model_loads_and_keeps
     assert folder_state(out) == before
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("when", ["before its first frames",
                                   pytest.param("after its first frames", marks=pytest.mark.slow)])
 def test_overwrite_keeps_the_previous_run_until_the_new_one_has_frames(tmp_path, base_args, monkeypatch, when):

@@ -45,6 +45,7 @@ def times_of(out: Path) -> list[float]:
     return [json.loads(x)["time"] for x in (out / "params.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("kind", ["mp4", pytest.param("mkv", marks=pytest.mark.slow), pytest.param("avi", marks=pytest.mark.slow)])
 def test_out_of_order_timestamps_run_and_resume(tmp_path, base_args, kind):
     if kind == "avi":
@@ -84,6 +85,7 @@ def check_render(src: Path, render: Path) -> None:
     return audio
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_variable_frame_rate_render_keeps_source_times_and_audio(tmp_path, base_args):
     src = make_vfr_with_audio(tmp_path / "vfr.mp4", VFR_TICKS, 30, Fraction(1, 300))
     out = tmp_path / "out"

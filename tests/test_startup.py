@@ -123,6 +123,7 @@ def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(pro
     _gl._reset_for_tests()
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_fused_pipeline_skips_the_nhwc_copy_with_the_same_outputs(micro_ckpt, body_dir):
     """Building the fused form straight from the checkpoint's weights (no channels_last copy
     first) gives bit for bit the network of the old order (NHWC copy, then fusing)."""

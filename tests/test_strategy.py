@@ -240,6 +240,7 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, di
     assert choice.alternates is not None  # found against a packing for 4, the plan's largest size too
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, direct_layers):
     pytest.importorskip("onnx")
     from wbcap.model.ort_resnet import OrtResNet
@@ -282,6 +283,7 @@ def test_subpixel_deconvolution_chosen_layer_by_layer(micro_parts):
     assert choice.gemm == (False, False, False)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts):
     part = micro_parts["box_net"]
     log = []
@@ -849,6 +851,7 @@ def _measure_with(monkeypatch, tmp_path, per_image):
     monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_an_onnxruntime_choice_is_read_back_from_the_cache(micro_net, micro_reference, tmp_path, monkeypatch,
                                                             direct_layers, caplog):
     pytest.importorskip("onnx")

@@ -299,6 +299,7 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path):
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_path, body_layer, fixed_batch_set,
                                                                              no_tensorboard):
     """A --resume with other flags whose training set is refused (a damaged annotation file) wrote

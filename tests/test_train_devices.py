@@ -104,6 +104,7 @@ def test_model_owns_its_body_layer_and_forked_workers_still_make_targets(tmp_pat
 # --------------------------------------------------------------------------- 2 + 5: hand stage, DDP, resume
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_every_trainable_hand_parameter_gets_a_gradient_under_ddp(frei_root, single_process_group):
     """Two DDP steps with find_unused_parameters=False (a missed parameter fails the second one)."""
     from torch.utils.data import default_collate
@@ -283,6 +284,7 @@ def _count_trainer_syncs(monkeypatch) -> list[str]:
     return seen
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("log_every, reads", [(2, 2), pytest.param(4, 1, marks=pytest.mark.slow)])
 def test_one_host_read_per_logging_interval(tmp_path, frei_root, monkeypatch, log_every, reads):
     from wbcap.train.hand_losses import HAND_LOSS_NAMES

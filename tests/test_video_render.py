@@ -48,6 +48,7 @@ def scene(body_layer):
     return tracks, rows_by_frame(tracks), np.asarray(body_layer.faces, np.int64)
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_render_video_equals_drawing_and_encoding_frame_by_frame(tmp_path, body_layer, scene):
     tracks, by_frame, faces = scene
     frames = _frames(10)
