@@ -497,6 +497,10 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
     with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
         assert find_body_model("male", male) == male and find_body_model("female", plain) == plain
     assert caplog.records == []
+    with caplog.at_level("WARNING", logger="wbcap.body.model_files"):  # (export: the path a run recorded)
+        find_body_model("neutral", male, named_by="the run's record")
+    assert f"{male} (named by the run's record) is the male SMPL-X model" in caplog.text
+    caplog.clear()
     # $WBCAP_BODY_MODELS may name a file too: it is used, as its name's gender
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(male))
     _touch(tmp_path / "home" / "body_models" / "smplx" / "SMPLX_MALE.npz")  # (not taken instead)

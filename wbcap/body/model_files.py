@@ -127,9 +127,10 @@ def model_file_gender(path: str | Path) -> str | None:
     return said[0] if len(said) == 1 else None
 
 
-def named_model_file(model_path: str | Path | None = None) -> tuple[Path, str] | None:
+def named_model_file(model_path: str | Path | None = None, named_by: str | None = None) -> tuple[Path, str] | None:
     """The SMPL-X file the user named by its path, and how they named it (for messages): the
-    ``model_path`` given (``--body-models``), else ``$WBCAP_BODY_MODELS``; None when that names a
+    ``model_path`` given (``--body-models``, or ``named_by`` where the caller took the path from
+    elsewhere, such as a run's record), else ``$WBCAP_BODY_MODELS``; None when that names a
     folder (or nothing).
 
     Raises:
@@ -138,7 +139,7 @@ def named_model_file(model_path: str | Path | None = None) -> tuple[Path, str] |
             folder of that name).
     """
     if model_path is not None:
-        path, how = Path(model_path).expanduser(), setting("body_models", api="model_path")
+        path, how = Path(model_path).expanduser(), named_by or setting("body_models", api="model_path")
     else:
         path, how = env_path(ENV_BODY_MODELS), ENV_BODY_MODELS
         if path is None:
@@ -174,7 +175,8 @@ def body_model_search_folders(model_path: str | Path | None = None) -> list[Path
 
 
 def find_body_model(
-    gender: str = "neutral", model_path: str | Path | None = None, allow_pickle: bool = False
+    gender: str = "neutral", model_path: str | Path | None = None, allow_pickle: bool = False,
+    named_by: str | None = None,
 ) -> Path:
     """Locate the SMPL-X model file for ``gender``.
 
@@ -184,6 +186,8 @@ def find_body_model(
             ``SMPLX_{GENDER}.npz``. When given, only this place is searched. Without it,
             ``$WBCAP_BODY_MODELS`` may name a file too.
         allow_pickle: also accept ``SMPLX_{GENDER}.pkl`` (npz is still preferred in each folder).
+        named_by: how messages say ``model_path`` was named when it was not the user's option
+            (e.g. "the run's record"); default: the ``--body-models`` option.
 
     Returns:
         Path of an existing model file (not yet validated; see :func:`load_body_model_data`).
@@ -197,7 +201,7 @@ def find_body_model(
             :func:`model_file_gender`, is used with a warning.)
     """
     g = _normalise_gender(gender)
-    named = named_model_file(model_path)
+    named = named_model_file(model_path, named_by)
     if named is not None:
         explicit, how = named
         said = model_file_gender(explicit)

@@ -149,7 +149,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body_models = job.body_models if job.body_models is not None else recorded_body_models(run, gender)
     try:
-        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle)
+        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle,
+                                    named_by=None if job.body_models is not None else "the run's record")
     except BodyModelNotFoundError as exc:
         if body_models is not None:
             raise
