@@ -49,9 +49,9 @@ def demo(ctx, out, image, video, max_frames, offline, device):
     with spelling(lambda name: option_spelling(ctx, name, first="image")):
         results, detector = run_demo(out, device=device, image=image, offline=offline)
     quiet = is_quiet(ctx)
-    if not quiet:
-        echo_result(_detector_line(detector))
     failed = [r for r in results if r.error]
+    if not quiet and not failed:  # (after a failure the error line is the news)
+        echo_result(_detector_line(detector))
     for r in results:
         if r.error:
             click.echo(f"error: {r.error}", err=True)
