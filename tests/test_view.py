@@ -1178,3 +1178,17 @@ def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(imag
             proc.wait()
     assert proc.returncode == 0, proc.stderr.read()[-2000:]
     assert list(temp.iterdir()) == []
+
+
+def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
+    """`wbcap view OUT/pic/person_1` crashed (ValueError of relative_to): the page of that person."""
+    r = invoke("view", image_run / "pic" / "person_1", "--html", tmp_path / "one.html")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "one_files" / "view.json").read_text())
+    whole = invoke("view", image_run, "--html", tmp_path / "all.html")
+    assert whole.exit_code == 0, whole.output
+    everyone = json.loads((tmp_path / "all_files" / "view.json").read_text())
+    (image,) = manifest["images"]
+    (same,) = [i for i in everyone["images"] if i["name"] == image["name"]]
+    keep = lambda person: {k: person[k] for k in ("id", "obj", "params")}
+    assert image["name"] == "pic" and len(image["people"]) == 1 and keep(image["people"][0]) == keep(same["people"][1])

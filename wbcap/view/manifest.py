@@ -477,9 +477,11 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
     by_image: dict[Path, list[tuple[int, Path]]] = {}
     for p in param_files:
         by_image.setdefault(p.parent.parent, []).append((int(_PERSON_DIR.fullmatch(p.parent.name).group(1)), p))
+    # (``out`` may be one person's folder, OUT/<name>/person_<k>: its image is then named from OUT)
+    root = out.parent.parent if any(p.parent == out for p in param_files) else out
     images = []
     for folder, people in sorted(by_image.items()):
-        name = folder.relative_to(out).as_posix()
+        name = folder.relative_to(root).as_posix()
         people.sort()
         records = []
         for k, p in people:
