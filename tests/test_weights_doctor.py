@@ -504,3 +504,25 @@ def test_doctors_detector_fix_offers_no_download_when_offline(monkeypatch):
     assert not check.ok and check.fix.endswith("`wbcap weights import yolox-nano FILE`"), check.fix
     monkeypatch.setenv("WBCAP_OFFLINE", "0")
     assert _detector_check().fix.endswith("also downloads it once on first use")
+
+
+def test_doctor_does_not_recommend_a_detector_changed_since_its_import(tmp_path):
+    """A yolox-l damaged after its import was offered as "installed: yolox-l (use --detector NAME)"."""
+    from wbcap.doctor import _detector_check
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    model = write_tiny_yolox(tmp_path / "yolox_l.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    assert run("weights", "import", "yolox-l", model).exit_code == 0
+    assert "installed: yolox-l (use" in _detector_check().detail
+    import os
+    import time
+
+    installed = weights_dir() / "yolox_l.onnx"
+    with open(installed, "r+b") as f:
+        f.truncate(installed.stat().st_size // 2)
+    later = time.time() + 5  # (as a later write: a change is looked for when the file's time moved)
+    os.utime(installed, (later, later))
+    check = _detector_check()
+    assert not check.ok and "installed: yolox-l" not in check.detail, check.detail
+    assert check.detail.endswith("; yolox-l changed since its import or download (damaged or replaced: `wbcap weights "
+                                 "fetch NAME` again)"), check.detail

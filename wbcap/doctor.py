@@ -94,13 +94,18 @@ def _detector_check() -> Check:
     from wbcap.weights import default_entry, find_weights_file, installed, manifest, search_dirs
 
     best = default_entry("yolox")
-    names = [e.name for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
+    found = [e for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
+    changed = [e.name for e in found if (record := installed(e)) is not None and record.changed]
+    names = [e.name for e in found if e.name not in changed]  # (a file changed since its download is no advice)
     runtime = f"onnxruntime {_version('onnxruntime')}" if _version("onnxruntime") != "not installed" else "OpenCV dnn"
     present = installed(best)  # (as `wbcap weights list` says it: the import record when current)
     if present is None:
         path_places = " or ".join(f"{d}/" for d in search_dirs())
         detector = setting("detector")
         others = f"; installed: {', '.join(names)} (use {detector} NAME)" if names else ""
+        if changed:
+            others += (f"; {', '.join(changed)} changed since its import or download (damaged or replaced: "
+                       f"`wbcap weights fetch NAME` again)")
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`"
