@@ -526,3 +526,8 @@ def test_doctor_does_not_recommend_a_detector_changed_since_its_import(tmp_path)
     assert not check.ok and "installed: yolox-l" not in check.detail, check.detail
     assert check.detail.endswith("; yolox-l changed since its import or download (damaged or replaced: `wbcap weights "
                                  "fetch NAME` again)"), check.detail
+
+
+def test_importing_a_folder_says_it_is_a_folder(tmp_path):
+    r = run("weights", "import", "yolox-nano", tmp_path)
+    assert r.exit_code == 2 and f"error: {tmp_path}: a folder, not a weights file; pass the file" in r.output, r.output

@@ -194,7 +194,8 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
     item = entry(name)
     source = Path(source).expanduser()
     if not source.is_file():
-        raise InputError(f"{source}: no such file")
+        raise InputError(f"{source}: " + ("a folder, not a weights file; pass the file" if source.is_dir()
+                                            else "no such file"))
     _check_weights_folder()
     digest = sha256_file(source)
     summary = validate(source)
