@@ -1192,3 +1192,18 @@ def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
     (same,) = [i for i in everyone["images"] if i["name"] == image["name"]]
     keep = lambda person: {k: person[k] for k in ("id", "obj", "params")}
     assert image["name"] == "pic" and len(image["people"]) == 1 and keep(image["people"][0]) == keep(same["people"][1])
+
+
+def test_an_html_folder_holds_copies_of_wbcaps_own_page_files(image_run, tmp_path):
+    """The page's app.js, style and three.js were hard links to the installed files: editing a
+    shared page in place changed wbcap and every other page."""
+    from wbcap.view.site import static_dir
+
+    r = invoke("view", image_run, "--html", tmp_path / "p.html")
+    assert r.exit_code == 0, r.output
+    static = static_dir()
+    own = [p for p in static.rglob("*") if p.is_file() and (tmp_path / "p_files" / p.relative_to(static)).is_file()]
+    assert len(own) >= 3 and any(p.name == "app.js" for p in own)
+    for src in own:
+        dst = tmp_path / "p_files" / src.relative_to(static)
+        assert not os.path.samefile(src, dst) and dst.read_bytes() == src.read_bytes(), dst

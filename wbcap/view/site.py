@@ -142,13 +142,20 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
     out = Path(job.out).expanduser()
     content = read_output(out)
     static = static_dir()
+    # wbcap's own page files: linked into a served site (gone with it), copied into an --html
+    # folder (a hard link there would be the installed file itself: a page edited in place
+    # would change wbcap and every other page)
     for name in _PAGE_FILES:
-        _place(static / name, site / name, link)
+        if link:
+            _place(static / name, site / name, link)
+        else:
+            shutil.copyfile(static / name, site / name)
     if link:
         os.symlink(static / "vendor", site / "vendor", target_is_directory=True)
     else:  # (file by file: copytree gathers its errors into shutil.Error, so a full disk was a crash report)
         for src in sorted(p for p in (static / "vendor").rglob("*") if p.is_file()):
-            _place(src, site / src.relative_to(static), link=False)
+            (site / src.relative_to(static)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, site / src.relative_to(static))
     for url, path in content.files.items():
         _place(path, site / url, link)
     for url, data in content.generated.items():
