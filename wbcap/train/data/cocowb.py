@@ -29,7 +29,6 @@ import numpy as np
 
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
-from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
     Augmentation,
@@ -155,7 +154,7 @@ class COCOWholeBody(AugmentedDataset):
                 if self.train and (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0):
                     continue
                 img = images[ann["image_id"]]
-                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
+                bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
                     continue
                 if "lefthand_kpts" not in ann:  # (COCO's own person_keypoints file: body joints only)

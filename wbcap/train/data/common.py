@@ -64,7 +64,7 @@ import torch
 from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
-from wbcap.crop.bbox import crop_image
+from wbcap.crop.bbox import crop_image, process_bbox
 from wbcap.errors import InputError
 
 __all__ = [
@@ -460,6 +460,14 @@ class AugmentedDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.records: list[dict[str, Any]] = []
+
+    def person_box(self, xywh: Sequence[float], img: Mapping[str, Any]) -> np.ndarray | None:
+        """An annotation's person box ``[x, y, w, h]`` (image pixels) in the image record ``img``
+        (``width``, ``height``) as the crop box :func:`~wbcap.crop.bbox.process_bbox` makes of
+        it at inference: widened to the model's crop aspect (``body_aspect_ratio``); None for
+        a box it drops (empty, or outside the image)."""
+        return process_bbox(np.asarray(xywh, np.float64), img["width"], img["height"],
+                            aspect_ratio=self.model.body_aspect_ratio)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch`` (call before each epoch)."""

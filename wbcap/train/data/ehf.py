@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 
 from wbcap.config import ModelConfig
-from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     Augmentation,
     AugmentedDataset,
@@ -126,7 +125,7 @@ class EHF(AugmentedDataset):
             images = {img["id"]: img for img in db["images"]}
             for ann in db["annotations"]:
                 img = images[ann["image_id"]]
-                bbox = process_bbox(np.asarray(ann["body_bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
+                bbox = self.person_box(ann["body_bbox"], img)
                 if bbox is None:
                     continue
                 self.records.append(

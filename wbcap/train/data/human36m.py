@@ -30,7 +30,6 @@ import numpy as np
 from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
-from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     BODY_3D_SIZE,
     DEFAULT_AUGMENT,
@@ -149,7 +148,7 @@ class Human36M(AugmentedDataset):
                     joint_world = np.asarray(joints[a][sa][f], np.float32).reshape(-1, 3)
                     joint_cam = joint_world @ R.T + t[None]
                     joint_img = cam2pixel(joint_cam, focal, princpt)[:, :2]
-                    bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
+                    bbox = self.person_box(ann["bbox"], img)
                     if bbox is None:
                         continue
                     smplx_param = smplx.get(a, {}).get(sa, {}).get(f)

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from wbcap.config import ModelConfig
-from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import Augmentation, AugmentedDataset, crop_and_augment, load_json, parsing, read_image
 
 __all__ = ["LAYOUT", "PW3D"]
@@ -70,7 +69,7 @@ class PW3D(AugmentedDataset):
             images = {img["id"]: img for img in db["images"]}
             for ann in db["annotations"]:
                 img = images[ann["image_id"]]
-                bbox = process_bbox(np.asarray(ann["bbox"], np.float64), img["width"], img["height"], aspect_ratio=self.model.body_aspect_ratio)
+                bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
                     continue
                 self.records.append(
