@@ -105,12 +105,17 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
         assert b["ceiling_size"] >= 256
         for p, c in ceilings.items():
             assert math.isclose(b["ratios"][p], b["flops_per_s"] / c["flops_per_s"], rel_tol=1e-9)
-    exact_rate = {b["batch_size"]: b["crops_per_s"] for b in rep["batches"] if b["precision"] == "exact"}
+    exact_rows = {b["batch_size"]: b for b in rep["batches"] if b["precision"] == "exact"}
     for b in rep["batches"]:  # the other precisions' speed-up over exact, batch size by batch size
-        if b["precision"] == "exact" or not exact_rate:
-            assert "vs_exact" not in b
+        if b["precision"] == "exact" or not exact_rows:
+            assert "vs_exact" not in b and "vs_exact_paired" not in b
+            continue
+        ref = exact_rows[b["batch_size"]]
+        assert b["vs_exact"] == pytest.approx(b["crops_per_s"] / ref["crops_per_s"])
+        if b["ceiling_precision"] == ref["ceiling_precision"]:  # (same probe: drift cancelled)
+            assert b["vs_exact_paired"] == pytest.approx(b["ratio_paired"] / ref["ratio_paired"])
         else:
-            assert b["vs_exact"] == pytest.approx(b["crops_per_s"] / exact_rate[b["batch_size"]])
+            assert "vs_exact_paired" not in b
     first = [b for b in rep["batches"] if b["precision"] == precisions[0]]
     assert rep["stages"]["regressor"]["throughput"] == max(b["crops_per_s"] for b in first)
     assert sum(rep["flops"]["breakdown"].values()) == pytest.approx(per_crop)
@@ -321,3 +326,23 @@ def test_short_strategy_names_forms_and_the_rewritten_layers():
     assert short_strategy(parts) == "fused 4w/4+4/p1/2s"
     assert short_strategy({**parts, "box_net": "fused 2 subpixel 2/3 gemm 1/3"}) == "fused 4w/4+4/p1/2sg"
     assert short_strategy(None) == "-"
+
+
+def test_speedups_over_exact_paired_only_against_the_same_ceiling():
+    from wbcap.bench.stages import add_speedups_over_exact
+
+    def row(prec, bs, crops, paired, ceiling="fp32", size=2048):
+        return {"precision": prec, "batch_size": bs, "crops_per_s": crops, "ratio_paired": paired,
+                "ceiling_precision": ceiling, "ceiling_size": size}
+
+    rows = [row("exact", 1, 2.0, 0.9), row("exact", 8, 3.0, 1.0),
+            row("fast", 1, 4.0, 1.7), row("fast", 8, 5.0, 1.8), row("fast", 4, 5.0, 1.8),  # (no exact row at 4)
+            row("bf16", 1, 6.0, 0.4, "bf16"), row("fp16", 8, 6.0, 0.5, "fp32", 512)]
+    add_speedups_over_exact(rows)
+    by = {(r["precision"], r["batch_size"]): r for r in rows}
+    assert "vs_exact" not in by["exact", 1] and "vs_exact_paired" not in by["exact", 8]
+    assert by["fast", 1]["vs_exact"] == pytest.approx(2.0) and by["fast", 1]["vs_exact_paired"] == pytest.approx(1.7 / 0.9)
+    assert by["fast", 8]["vs_exact"] == pytest.approx(5 / 3) and by["fast", 8]["vs_exact_paired"] == pytest.approx(1.8)
+    assert "vs_exact" not in by["fast", 4]
+    assert by["bf16", 1]["vs_exact"] == pytest.approx(3.0) and "vs_exact_paired" not in by["bf16", 1]
+    assert by["fp16", 8]["vs_exact"] == pytest.approx(2.0) and "vs_exact_paired" not in by["fp16", 8]  # other size

@@ -156,7 +156,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                f"{100 * b['ratio_paired']:.1f} %" if "ratio_paired" in b else "-",
                f"{100 * b['ratio_best']:.1f} %" if "ratio_best" in b else "-"]
         if speedups:
-            row.append(f"{b['vs_exact']:.2f}x" if "vs_exact" in b else "-")
+            row.append("-" if "vs_exact" not in b else f"{b['vs_exact']:.2f}x"
+                       if "vs_exact_paired" not in b else f"{b['vs_exact']:.2f}/{b['vs_exact_paired']:.2f}x")
         if strategies:
             row.append(short_strategy(b.get("strategy_parts")))
         if cuda_mem:
@@ -168,7 +169,10 @@ def print_report(report: dict[str, Any], console=None) -> None:
                   "measured just before and after it; best %: the fastest call against the highest of those "
                   "ceilings", highlight=False)
     if speedups:
-        console.print("x exact: crops/s against exact's at the same batch size in this run", highlight=False)
+        console.print("x exact: crops/s against exact's at the same batch size in this run"
+                      + ("; a/b: a that, b paired % against exact's paired % (both rows against the same ceiling: "
+                         "the machine's drift between them cancelled)"
+                         if any("vs_exact_paired" in b for b in report["batches"]) else ""), highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i: that part plain / through "

@@ -247,12 +247,26 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             best = prec_best
     # Each other precision's speed-up over exact at the same batch size, in this run (rows timed
     # minutes apart on a machine whose speed drifts: compare the paired ratios too).
-    exact_rate = {b["batch_size"]: b["crops_per_s"] for b in batches if b["precision"] == Precision.EXACT.value}
-    for b in batches:
-        if b["precision"] != Precision.EXACT.value and b["batch_size"] in exact_rate:
-            b["vs_exact"] = b["crops_per_s"] / exact_rate[b["batch_size"]]
+    add_speedups_over_exact(batches)
     held.append(pipe)
     return batches, best, outputs
+
+
+def add_speedups_over_exact(batches: list[dict[str, Any]]) -> None:
+    """Add to each row of a precision other than exact its speed-up over exact's row of the same
+    batch size, if there is one: ``vs_exact``, crops/s against exact's (rows timed minutes apart
+    on a machine whose speed drifts); and, where both rows are against the same ceiling (dtype
+    and size: on a CPU without bfloat16 instructions fast's rows are against fp32's, as exact's),
+    ``vs_exact_paired``, the row's ``ratio_paired`` against exact's: the same speed-up with the
+    drift between the two rows cancelled by the ceilings measured around each call."""
+    exact_rows = {b["batch_size"]: b for b in batches if b["precision"] == "exact"}
+    for b in batches:
+        ref = exact_rows.get(b["batch_size"])
+        if b["precision"] == "exact" or ref is None:
+            continue
+        b["vs_exact"] = b["crops_per_s"] / ref["crops_per_s"]
+        if (b["ceiling_precision"], b["ceiling_size"]) == (ref["ceiling_precision"], ref["ceiling_size"]):
+            b["vs_exact_paired"] = b["ratio_paired"] / ref["ratio_paired"]
 
 
 def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str, Any]]:
