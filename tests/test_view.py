@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,6 +107,9 @@ def test_server_answers_byte_ranges_and_serves_only_its_folder(tmp_path):
         assert get(f"{base}/video.mp4", {"Range": "bytes=10000-"})[2] == data[10000:]
         assert get(f"{base}/video.mp4", {"Range": "bytes=-16"})[2] == data[-16:]
         assert get(f"{base}/video.mp4", {"Range": f"bytes={len(data)}-"})[0] == 416
+        # an invalid (reversed) range is ignored (RFC 9110 sec. 14.2): the whole file, not 416
+        status, headers, body = get(f"{base}/video.mp4", {"Range": "bytes=200-100"})
+        assert (status, body) == (200, data) and "Content-Range" not in headers
         status, headers, body = get(f"{base}/video.mp4")
         assert status == 200 and body == data
         assert get(f"{base}/sub/")[0] == 404  # no listings
@@ -1158,17 +1162,18 @@ def test_the_page_is_not_written_inside_the_folder_it_shows(tmp_path):
 
 
 @pytest.mark.slow  # the image_run fixture, and a served process
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
-def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(image_run, tmp_path, sig):
+@pytest.mark.parametrize("sig, quiet", [("SIGTERM", False), ("SIGHUP", False), ("SIGTERM", True)])
+def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(image_run, tmp_path, sig, quiet):
     """Only Ctrl-C cleaned up before: kill (SIGTERM) and a closed terminal (SIGHUP) left
-    /tmp/wbcap-view-* behind."""
+    /tmp/wbcap-view-* behind. It says "stopped", except with `wbcap -q` (which printed it too)."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     py = [sys.executable, "-c", "import sys; from wbcap.cli import main; main(sys.argv[1:])"]
-    proc = subprocess.Popen([*py, "view", str(image_run), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*py, *(["-q"] if quiet else []), "view", str(image_run), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "TMPDIR": str(temp), "NO_PROXY": "127.0.0.1"})
     try:
-        _read_url(proc)
+        _read_url(proc)  # (the address is printed with -q too)
         assert any(temp.iterdir())  # (the served folder)
         proc.send_signal(getattr(signal, sig))
         proc.wait(20)
@@ -1176,8 +1181,44 @@ def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(imag
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err[-2000:]
     assert list(temp.iterdir()) == []
+    assert err == "" if quiet else err.strip().splitlines()[-1] == "stopped"
+
+
+@pytest.mark.slow  # the image_run fixture, and the page's own server in a process
+def test_a_page_named_with_url_characters_loads_through_its_serve_py(image_run, tmp_path):
+    """A page named "take#2 50%.html": its <base href> and the address serve.py prints were not
+    percent-encoded, so the browser asked for "take" (the rest an anchor) and nothing loaded."""
+    import html.parser
+
+    r = invoke("view", image_run, "--html", tmp_path / "take#2 50%.html")
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "take#2 50%.html").read_text()
+
+    class Base(html.parser.HTMLParser):
+        href = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "base":
+                Base.href = dict(attrs)["href"]
+
+    Base().feed(page)
+    assert Base.href == "take%232%2050%25_files/"
+    # the command the page and README.txt give, as a shell reads it
+    assert "python3 'take#2 50%_files/serve.py'" in (tmp_path / "take#2 50%_files" / "README.txt").read_text()
+    proc = _start([sys.executable, str(tmp_path / "take#2 50%_files" / "serve.py")])
+    try:
+        url = _read_url(proc)
+        assert url.endswith("/take%232%2050%25.html")
+        with urllib.request.urlopen(url, timeout=10) as resp:  # the page itself, as the browser asks for it
+            assert resp.read().decode() == page
+        for name in ("app.js", "view.json"):  # and what it loads, resolved against <base href> as a browser does
+            with urllib.request.urlopen(urllib.parse.urljoin(url, Base.href + name), timeout=10) as resp:
+                assert resp.read() == (tmp_path / "take#2 50%_files" / name).read_bytes(), name
+    finally:
+        _stop(proc)
 
 
 def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
@@ -1207,3 +1248,28 @@ def test_an_html_folder_holds_copies_of_wbcaps_own_page_files(image_run, tmp_pat
     for src in own:
         dst = tmp_path / "p_files" / src.relative_to(static)
         assert not os.path.samefile(src, dst) and dst.read_bytes() == src.read_bytes(), dst
+
+
+def test_html_never_replaces_a_page_or_files_wbcap_did_not_write(image_run, tmp_path):
+    """`view --html` replaced an existing page that wbcap did not write, and deleted files a user had
+    added inside the `_files` folder of a page it wrote, without a word."""
+    page, files = tmp_path / "p.html", tmp_path / "p_files"
+    page.write_text("<html><body>my own notes</body></html>")
+    r = invoke("view", image_run, "--html", page)
+    assert r.exit_code == 2 and r.output == (f"error: {page}: exists and was not written by `wbcap view`; move it away "
+                                             "or choose another --html file\n"), r.output
+    assert page.read_text() == "<html><body>my own notes</body></html>" and not files.exists()
+    page.unlink()
+    assert invoke("view", image_run, "--html", page).exit_code == 0
+    listed = (files / ".wbcap-files").read_text().splitlines()
+    assert "view.json" in listed and "serve.py" in listed and "app.js" in listed
+    assert sorted(listed) == sorted(p.relative_to(files).as_posix() for p in files.rglob("*")
+                                    if p.is_file() and p.name != ".wbcap-files")
+    assert invoke("view", image_run, "--html", page).exit_code == 0  # its own page and files: replaced
+    (files / "media" / "notes.txt").write_text("keep")
+    r = invoke("view", image_run, "--html", page)
+    assert r.exit_code == 2 and r.output.startswith(f"error: {files / 'media' / 'notes.txt'}: added to a page folder "
+                                                    "`wbcap view` wrote"), r.output
+    assert (files / "media" / "notes.txt").read_text() == "keep"
+    (files / "media" / "notes.txt").unlink()
+    assert invoke("view", image_run, "--html", page).exit_code == 0

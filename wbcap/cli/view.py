@@ -57,7 +57,8 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
                 _open_browser(server.url)
             server.wait()
         except KeyboardInterrupt:  # (also SIGTERM: kill, systemd; SIGHUP: a closed terminal)
-            click.echo("stopped", err=True)
+            if not is_quiet(ctx):
+                click.echo("stopped", err=True)
 
 
 def _open_browser(url: str) -> None:

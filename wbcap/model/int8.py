@@ -31,11 +31,12 @@ instructions, where the fast mode's ResNets are float32 or int8). The ranges and
 ``<user cache>/int8_calibration.json`` by a hash of the weights (the float32 passes
 took 0.7 s of a 2 s fast start-up for the three ResNets on the 2-core EPYC; read back, 0.2 s).
 Which form is faster is measured per machine (:mod:`wbcap.model.strategy`); this one is a
-candidate only for the fast mode's ResNets. Without VNNI (AVX2 only: an AMD EPYC of the first
-Zen generation) oneDNN multiplies int8 with ``vpmaddubsw`` + ``vpmaddwd``, no faster than float32
-FMAs there: a body ResNet-50 took 120-134 ms per image against float32's 125-143, not the
-measurement's 10 % margin, so it is not chosen there; AVX-VNNI CPUs without bfloat16 (recent
-Intel desktop ones) are where it can pay off.
+candidate only for the fast mode's ResNets. Without VNNI (AVX2 only) oneDNN multiplies int8 with
+``vpmaddubsw`` + ``vpmaddwd``, and what that gains depends on the core: on an AMD EPYC of the first
+Zen generation nothing (a body ResNet-50 took 120-134 ms per image against float32's 125-143, not
+the measurement's 10 % margin, so it is not chosen there); on a third-generation one (Zen 3)
+about twice float32 (body ResNet-50 34-44 against 64-82 ms, ``benchmarks/conv_ceilings.py``
+1.85-1.99x on single layers), so it is chosen there.
 """
 
 from __future__ import annotations

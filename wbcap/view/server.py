@@ -137,6 +137,9 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         if not match or (not first and not last):
             fh.close()
             return super().send_head()  # a form this server does not handle: the whole file
+        if first and last and int(last) < int(first):
+            fh.close()  # (an invalid range, which RFC 9110 sec. 14.2 says to ignore: the whole file)
+            return super().send_head()
         if first:
             start, end = int(first), min(int(last), size - 1) if last else size - 1
         else:  # a suffix: the last N bytes
@@ -177,7 +180,7 @@ class ViewServer:
         self.server.daemon_threads = True
         self.folder = Path(folder)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}/{page}"
+        self.url = f"http://127.0.0.1:{self.port}/{urllib.parse.quote(page)}"  # (a page named "a#1.html")
         self._thread: threading.Thread | None = None
 
     def start(self) -> ViewServer:

@@ -23,9 +23,11 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
@@ -44,6 +46,11 @@ __all__ = ["ViewJob", "build_site", "serve_view", "static_dir", "write_html"]
 
 #: Name of the file that marks a folder written by :func:`write_html` (so it may be replaced).
 MARKER = "view.json"
+#: In that folder: the files :func:`write_html` wrote there, one relative path per line (a file
+#: not listed was added by someone else, and is not deleted without asking).
+WRITTEN_LIST = ".wbcap-files"
+#: What marks a page written by :func:`write_html` (``static/index.html``'s own meta tag).
+PAGE_MARK = '<meta name="generator" content="wbcap view">'
 _PAGE_FILES = ("app.js", "timeline.js", "style.css")
 
 
@@ -93,7 +100,8 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 
 def _page(base: str | None, serve_command: str) -> str:
     html = (static_dir() / "index.html").read_text(encoding="utf-8")
-    html = html.replace("<!--BASE-->", f'<base href="{escape(base)}">' if base else "")
+    # (percent-encoded: a folder named "take#2_files/" or "50%_files/" is otherwise read as an anchor or an escape)
+    html = html.replace("<!--BASE-->", f'<base href="{escape(urllib.parse.quote(base))}">' if base else "")
     return html.replace("{{SERVE_COMMAND}}", escape(serve_command))
 
 
@@ -193,17 +201,49 @@ def write_html(job: ViewJob) -> Path:
     if files.exists() and not (files / MARKER).is_file():
         raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
                          f"another {setting('html')} file")
+    _check_replaceable(page, files)
+    serve = f"python3 {shlex.quote(files.name + '/serve.py')}"  # (a shell command: "my take_files/" quoted)
     with staged_dir(files) as stage:
         build_site(job, stage, link=False)
         shutil.copyfile(Path(__file__).resolve().parent / "server.py", stage / "serve.py")
         (stage / "README.txt").write_text(
-            f"wbcap viewer for {Path(job.out).name}. Open it with:\n\n    python3 {files.name}/serve.py\n\n"
+            f"wbcap viewer for {Path(job.out).name}. Open it with:\n\n    {serve}\n\n"
             f"in the folder holding {page.name} (Python 3.10+, nothing else to install), then open the address "
             "it prints.\nBrowsers do not run this page from a file:// address (ES modules and fetch need http).\n",
             encoding="utf-8")
-    atomic_write_text(page, _page(f"{files.name}/", f"python3 {files.name}/serve.py"))
+        written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+        (stage / WRITTEN_LIST).write_text("".join(f"{name}\n" for name in written), encoding="utf-8")
+    atomic_write_text(page, _page(f"{files.name}/", serve))
     log.info("wrote %s and %s/", page, files)
     return page
+
+
+def _check_replaceable(page: Path, files: Path) -> None:
+    """Refuse to replace a page or files that an earlier :func:`write_html` did not write: a
+    ``page`` without :data:`PAGE_MARK`, or in ``files`` (which holds :data:`MARKER`) a file
+    missing from its :data:`WRITTEN_LIST` (a folder from before that list: not checked).
+
+    Raises:
+        InputError: naming the page or the first such file.
+    """
+    fix = f"move it away or choose another {setting('html')} file"
+    if page.is_file():
+        try:
+            head = page.read_text(encoding="utf-8", errors="replace")[:4096]
+        except OSError as exc:
+            raise InputError(f"{page}: cannot be read to check that `wbcap view` wrote it ({exc.strerror or exc}); "
+                             f"{fix}") from None
+        if PAGE_MARK not in head:
+            raise InputError(f"{page}: exists and was not written by `wbcap view`; {fix}")
+    listed = files / WRITTEN_LIST
+    if not listed.is_file():
+        return
+    known = set(listed.read_text(encoding="utf-8", errors="replace").splitlines()) | {WRITTEN_LIST}
+    foreign = sorted(p for p in files.rglob("*") if p.is_file() and p.relative_to(files).as_posix() not in known)
+    if foreign:
+        raise InputError(f"{foreign[0]}: added to a page folder `wbcap view` wrote, which this page would replace "
+                         f"({len(foreign)} such file{'s' if len(foreign) > 1 else ''}); move "
+                         f"{'them' if len(foreign) > 1 else 'it'} away or choose another {setting('html')} file")
 
 
 @contextlib.contextmanager
