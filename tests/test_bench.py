@@ -326,6 +326,8 @@ def test_short_strategy_names_forms_and_the_rewritten_layers():
     assert short_strategy(parts) == "fused 4w/4+4/p1/2s"
     assert short_strategy({**parts, "box_net": "fused 2 subpixel 2/3 gemm 1/3"}) == "fused 4w/4+4/p1/2sg"
     assert short_strategy(None) == "-"
+    one = {**parts, "hand_backbone": "fused 2+1+1 winograd 7/13 single onnxruntime"}  # (one-image calls: onnxruntime)
+    assert short_strategy(one) == "fused 4w/2+1+1w(o1)/p1/2s"
 
 
 def test_speedups_over_exact_paired_only_against_the_same_ceiling():

@@ -169,6 +169,8 @@ def _cpu_strategy_check() -> Check:
                  if any(flags)]
         if c.winograd_used():
             extra.append(f"Winograd {c.winograd_used()}/{len(c.winograd)}")
+        if c.single:
+            extra.append(f"one-image calls {c.single}")
         by_dtype.setdefault(dtype, []).append(f"{part} {c.form}" + (f" ({', '.join(extra)})" if extra else ""))
     text = "; ".join(f"{dtype}: {', '.join(parts)}" for dtype, parts in sorted(by_dtype.items(), reverse=True))
     return Check(name, True, f"measured on this machine: {text} (kept in {path}; "

@@ -70,7 +70,8 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` before a part in another form (plain,
     onnxruntime, fused, int8), ``s`` after
     one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
-    product, ``w`` after one with Winograd convolutions); ``"-"`` without."""
+    product, ``w`` after one with Winograd convolutions, ``(o1)`` after one whose calls of one image
+    run in another form, by its letter); ``"-"`` without."""
     if not parts:
         return "-"
     forms = [text.split()[0] for text in parts.values()]
@@ -78,8 +79,10 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     cells = []
     for text in parts.values():
         form, calls, *rest = text.split()
+        single = rest[rest.index("single") + 1] if "single" in rest[:-1] else None
         cells.append(("" if form == main else form[0]) + calls + ("s" if "subpixel" in rest else "")
-                     + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else ""))
+                     + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else "")
+                     + (f"({single[0]}1)" if single else ""))
     return f"{main} " + "/".join(cells)
 
 
@@ -177,7 +180,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i: that part plain / through "
                       "onnxruntime / fused / int8, s: with "
-                      "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions)", highlight=False)
+                      "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
+                      "onnxruntime)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:
             how = {"measured": f"measured now in {st['selection_s']:.1f} s", "cache": "measured earlier",

@@ -25,6 +25,7 @@ from wbcap.model.fused import (
     FusedConvStack,
     GemmConv,
     PackedLinear,
+    SingleImageForm,
     TunedPart,
     bf16_supported,
     feat_hw,
@@ -47,7 +48,23 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     """``part`` in the form ``choice`` names (``fast``: the part is one of the fast precision's,
     for which the int8 form applies); an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
-    for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning."""
+    for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning.
+    With :attr:`~wbcap.model.strategy.PartChoice.single`, calls of one image run in that form
+    (:class:`~wbcap.model.fused.SingleImageForm`), unless either form fell back."""
+    main = _build_form(part, dtype, packed, choice, fast)
+    if choice.single is None:
+        return main
+    alone = dataclasses.replace(choice, form=choice.single, single=None)
+    single = _build_form(part, dtype, packed, alone, fast) if _form_of(main, choice) == choice.form else None
+    if single is None or _form_of(single, alone) != choice.single:  # (the plan's time for one image is not main's)
+        main.chunks = dataclasses.replace(choice.chunks, per_image_s=tuple(
+            (c, choice.measured.get(choice.form, {}).get(c, t)) for c, t in choice.chunks.per_image_s))
+        return main
+    return SingleImageForm(main, single, choice.chunks)
+
+
+def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool) -> nn.Module:
+    """:func:`_build_choice` for ``choice.form`` alone."""
     if choice.form == "int8":
         if int8_applies(part.module, dtype, fast):
             try:
@@ -80,6 +97,8 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
 def _form_of(module: nn.Module, choice: PartChoice) -> str:
     """The form ``module`` (built by :func:`_build_choice` for ``choice``) runs in: the chosen one,
     or ``fused`` where an int8 or onnxruntime choice fell back."""
+    if isinstance(module, SingleImageForm):
+        return _form_of(module.main, choice)
     if isinstance(module, Int8ResNet):
         return "int8"
     if isinstance(module, OrtResNet):

@@ -78,6 +78,7 @@ from wbcap.model.fused import (
     DEFAULT_CHUNK,
     ChunkPlan,
     FusedConv,
+    SingleImageForm,
     TilePlan,
     TunedPart,
     check_tile_plan,
@@ -100,8 +101,8 @@ CACHE_FILE = "cpu_strategy.json"
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
-#: 6: the int8 form of the fast mode's ResNets).
-CACHE_FORMAT = 6
+#: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image).
+CACHE_FORMAT = 7
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -245,7 +246,10 @@ class PartChoice:
     part's inputs per person crop), ``measured`` (form -> chunk -> seconds per image, what the
     choice was made from; empty when forced), ``alternates`` (convolution number -> the batch
     sizes its weight is packed for apart, :func:`~wbcap.model.fused.pack_for_batches`; None: find
-    them when building)."""
+    them when building), ``single`` (another form that runs the calls of one image, measured
+    faster there and equal to ``form``'s results to float32 rounding; ``chunks`` then holds its
+    time for one image: :class:`~wbcap.model.fused.SingleImageForm`; None: every call in
+    ``form``)."""
 
     form: str
     chunks: ChunkPlan
@@ -255,14 +259,18 @@ class PartChoice:
     alternates: Mapping[int, tuple[int, ...]] | None = None
     winograd: tuple[TilePlan, ...] = ()
     gemm: tuple[bool, ...] = ()
+    single: str | None = None
 
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
         with ``" subpixel 1/3"`` when some deconvolutions run in the sub-pixel form (``" gemm 1/3"``
         when some of those run as one matrix product) and
         ``" winograd 10/13"`` when some 3x3 convolutions run as Winograd convolutions in the calls
-        of that batch (:meth:`winograd_used`)."""
+        of that batch (:meth:`winograd_used`), and ``" single onnxruntime"`` when calls of one image
+        run in another form (:attr:`single`) in that batch."""
         text = f"{self.form} {self.chunks.describe(self.per_crop * max(1, batch_size))}"
+        if self.single_used(batch_size):
+            text += f" single {self.single}"
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
         if any(self.gemm):
@@ -271,6 +279,10 @@ class PartChoice:
         if used:
             text += f" winograd {used}/{len(self.winograd)}"
         return text
+
+    def single_used(self, batch_size: int) -> bool:
+        """Whether a call of one image, in the :attr:`single` form, runs for ``batch_size`` crops."""
+        return self.single is not None and 1 in self.chunks.calls(self.per_crop * max(1, batch_size))
 
     def winograd_used(self, batch_size: int | None = None) -> int:
         """How many 3x3 convolutions run as Winograd ones in the calls for ``batch_size`` crops
@@ -291,6 +303,7 @@ class PartChoice:
             "alternates": None if self.alternates is None else {str(i): list(v) for i, v in self.alternates.items()},
             "winograd": [[list(e) for e in p] for p in self.winograd],
             "gemm": list(self.gemm),
+            "single": self.single,
         }
 
     @classmethod
@@ -306,9 +319,13 @@ class PartChoice:
         gemm = tuple(_flag(v) for v in d.get("gemm", ()))
         if gemm and (len(gemm) != len(subpixel) or any(g and not s for s, g in zip(subpixel, gemm))):
             raise ValueError("gemm flags must match sub-pixel deconvolutions")
+        single = d.get("single")
+        if single is not None and (single not in FORMS or single == form or table[0][0] != 1):
+            raise ValueError(f"single-image form {single!r} with form {form!r} and call sizes {[c for c, _ in table]}")
         return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)),
                    {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
-                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm)
+                   None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm,
+                   single)
 
 
 def _flag(value: Any) -> bool:
@@ -348,6 +365,7 @@ class CpuStrategy:
         for name, c in self.parts.items():
             label = short.get(name, name)
             calls = c.chunks.describe(c.per_crop * max(1, batch_size))
+            calls += f" (1 image: {c.single})" if c.single_used(batch_size) else ""
             items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
         sub = [v for c in self.parts.values() for v in c.subpixel]
         gemm = sum(v for c in self.parts.values() for v in c.gemm)
@@ -860,18 +878,47 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             per_image.update({k: min(per_image[k], more[k] / k[1]) for k in again})
             # between those two only: a third form timed once must not win on its first rounds
             form, plan = select_form({k: t for k, t in per_image.items() if k[0] in (form, forms[0])}, part.per_crop)
+        single, _ = single_image_form(form, plan, per_image, first)
+        if single is not None:  # (as above: both timed again before a form timed once takes the one-image calls)
+            pair = [(form, 1), (single, 1)]
+            more = timer({k: calls[k] for k in pair}, rounds)
+            per_image.update({k: min(per_image[k], more[k]) for k in pair})
+            plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == form)))
+            single, plan = single_image_form(form, plan, per_image, first)
     measured: dict[str, dict[int, float]] = {}
     for (f, c), t in per_image.items():
         measured.setdefault(f, {})[c] = t
-    module = modules[form]
-    module.chunks = plan  # the measured plan (its sizes were all packed for)
+    main = modules[form]
+    main.chunks = plan  # the measured plan (its sizes were all packed for)
+    module = main if single is None else SingleImageForm(main, modules[single], plan)
     if form in ("onnxruntime", "int8"):  # (no oneDNN float packings, no Winograd layers in them)
-        return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm), module
+        return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm,
+                          single), module
     # Which sizes are packed apart was found against a main packing for the largest candidate; a
     # rebuild packs for the plan's largest size, against which they may differ: then it checks
     # again (None) rather than take the others as laid out alike.
-    alternates = dict(module.alternates) if plan.pack == sizes[-1] else None
-    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm), module
+    alternates = dict(main.alternates) if plan.pack == sizes[-1] else None
+    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm, single), module
+
+
+def single_image_form(form: str, plan: ChunkPlan, per_image: Mapping[tuple[str, int], float],
+                      first: Mapping[str, torch.Tensor]) -> tuple[str | None, ChunkPlan]:
+    """Whether calls of one image should run in another form than the chosen ``form``: the
+    fastest other form measured at one image per call (``per_image``: ``(form, images per call)
+    -> seconds per image``) when faster than ``form``'s one-image calls by more than
+    :data:`MARGIN` and equal to ``form``'s result on the same image within
+    :data:`INVARIANCE_TOLERANCE` (``first``: each form's output on it; float32 forms only, so
+    results still do not depend on the batch size). Returns ``(that form or None, the plan with
+    its time for one image)``: the plan then splits batches with it (e.g. a hand network's two
+    crops of one person as two one-image calls)."""
+    if (form, 1) not in per_image or form not in first:
+        return None, plan
+    alts = {f: t for (f, c), t in per_image.items()
+            if c == 1 and f != form and f in first and rel_error(first[f], first[form]) <= INVARIANCE_TOLERANCE}
+    best = min(alts, key=alts.__getitem__, default=None)
+    if best is None or alts[best] >= (1 - MARGIN) * per_image[form, 1]:
+        return None, plan
+    return best, ChunkPlan(tuple((c, alts[best] if c == 1 else t) for c, t in plan.per_image_s))
 
 
 #: The forms that apply to some parts only, and which (for messages).
