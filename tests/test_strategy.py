@@ -1170,15 +1170,57 @@ def test_a_single_image_form_must_be_faster_by_the_margin_and_give_the_same_valu
     y = torch.rand(1, 8, 2, 2)
     same = {"fused": y, "onnxruntime": y.clone(), "plain": y.clone()}
     times = {("fused", 1): 1.0, ("fused", 2): 0.6, ("onnxruntime", 1): 0.8, ("plain", 1): 0.7}
-    assert strategy.single_image_form("fused", plan, times, same) == ("plain", ChunkPlan(((1, 0.7), (2, 0.6))))
+    # (onnxruntime only: plain, faster still, has packings and tiles of its own to keep)
+    assert strategy.single_image_form("fused", plan, times, same) == ("onnxruntime", ChunkPlan(((1, 0.8), (2, 0.6))))
+    assert strategy.single_image_form("plain", plan, {**times, ("plain", 1): 1.0}, same)[0] == "onnxruntime"
+    assert strategy.single_image_form("onnxruntime", plan, times, same) == (None, plan)  # (nothing beside it)
     # faster by less than the margin: none
-    assert strategy.single_image_form("fused", plan, {**times, ("onnxruntime", 1): 0.95, ("plain", 1): 0.91},
-                                      same) == (None, plan)
+    assert strategy.single_image_form("fused", plan, {**times, ("onnxruntime", 1): 0.91}, same) == (None, plan)
     # values apart by more than float32 rounding (int8 beside float32, say): not mixed by batch size
-    off = {**same, "plain": y * (1 + 5e-5)}
-    assert strategy.single_image_form("fused", plan, times, off) == ("onnxruntime", ChunkPlan(((1, 0.8), (2, 0.6))))
+    off = {**same, "onnxruntime": y * (1 + 5e-5)}
+    assert strategy.single_image_form("fused", plan, times, off) == (None, plan)
     assert strategy.single_image_form("fused", plan, times, {"fused": y}) == (None, plan)  # (bfloat16: none kept)
     d = PartChoice("fused", ChunkPlan(((1, 0.8), (2, 0.6))), single="onnxruntime").to_dict()
-    for bad in ({"single": "fused"}, {"single": "fast"}, {"per_image_s": {"2": 0.6}}):
+    assert PartChoice.from_dict(d).single == "onnxruntime"
+    for bad in ({"single": "plain"}, {"single": "fast"}, {"form": "onnxruntime"}, {"form": "int8"},
+                {"per_image_s": {"2": 0.6}}):
         with pytest.raises(ValueError):
             PartChoice.from_dict({**d, **bad})
+
+
+def test_a_cached_single_image_form_that_does_not_apply_is_measured_again(micro_parts, tmp_path, measure, caplog):
+    """A box network cached with one-image calls through onnxruntime (an edited file): its
+    deconvolutions have no such form, and wrapped they lost the attributes the network reads."""
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    slot = next(iter(data["machines"].values()))
+    box = next(pid for pid in slot["parts"] if pid.startswith("box_net"))
+    slot["parts"][box]["single"] = "onnxruntime"
+    slot["parts"][box]["form"] = "fused"
+    slot["parts"][box]["per_image_s"] = {"1": 0.5, "2": 0.4}
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("box_net", torch.float32)] and chosen.parts["box_net"].single is None
+    assert "the onnxruntime form does not apply to it" in caplog.text
+
+
+def test_a_single_image_form_that_cannot_be_built_is_not_reported(micro_net, tmp_path, monkeypatch, direct_layers,
+                                                                   caplog):
+    """onnxruntime broken since the one-image calls were measured through it: they run in the part's
+    own form, and the strategy (bench, doctor) says so, with that form's own time for one image."""
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    _measure_with(monkeypatch, tmp_path, SINGLE_WINS)
+    measured = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact").cpu_strategy
+    assert measured.parts["face_backbone"].single == "onnxruntime"
+    monkeypatch.setattr(OrtResNet, "__init__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("gone")))
+    with caplog.at_level(logging.WARNING):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert isinstance(net.face_roi_net.backbone, FusedResNet) and "could not be built (gone); they run fused" in caplog.text
+    face = net.cpu_strategy.parts["face_backbone"]
+    assert net.cpu_strategy.source == "cache" and face.single is None and face.form == "fused"
+    assert face.chunks.per_image_s == ((1, 1.0), (2, 0.6)) and face.describe(1) == "fused 1"

@@ -1219,6 +1219,16 @@ def test_a_page_named_with_url_characters_loads_through_its_serve_py(image_run, 
                 assert resp.read() == (tmp_path / "take#2 50%_files" / name).read_bytes(), name
     finally:
         _stop(proc)
+    # a page ending in .HTM (accepted by --html): its serve.py finds it
+    assert invoke("view", image_run, "--html", tmp_path / "Q.HTM").exit_code == 0
+    proc = _start([sys.executable, str(tmp_path / "Q_files" / "serve.py")])
+    try:
+        url = _read_url(proc)
+        assert url.endswith("/Q.HTM")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.read() == (tmp_path / "Q.HTM").read_bytes()
+    finally:
+        _stop(proc)
 
 
 def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
@@ -1273,3 +1283,16 @@ def test_html_never_replaces_a_page_or_files_wbcap_did_not_write(image_run, tmp_
     assert (files / "media" / "notes.txt").read_text() == "keep"
     (files / "media" / "notes.txt").unlink()
     assert invoke("view", image_run, "--html", page).exit_code == 0
+    for extra in ("a folder", "a link"):  # (not only files: an added folder or link is the user's too)
+        target = files / "mine"
+        target.mkdir() if extra == "a folder" else target.symlink_to(tmp_path / "elsewhere")
+        r = invoke("view", image_run, "--html", page)
+        assert r.exit_code == 2 and r.output.startswith(f"error: {target}: added to a page folder"), (extra, r.output)
+        target.rmdir() if extra == "a folder" else target.unlink()
+    # a name a shell would read as an option; one that is not UTF-8 (no web address names it)
+    assert invoke("view", image_run, "--html", tmp_path / "-x.html").exit_code == 0
+    assert "python3 ./-x_files/serve.py" in (tmp_path / "-x_files" / "README.txt").read_text()
+    bad = tmp_path / os.fsdecode(b"take\xff.html")
+    r = invoke("view", image_run, "--html", bad)
+    assert r.exit_code == 2 and "its name is not valid UTF-8 text" in r.output and "take\\xff.html" in r.output, r.output
+    assert not any(p.name.startswith("take") for p in tmp_path.iterdir())

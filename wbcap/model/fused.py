@@ -786,7 +786,7 @@ class SingleImageForm(nn.Module):
 
     def __init__(self, main: nn.Module, single: nn.Module, chunks: ChunkPlan) -> None:
         super().__init__()
-        self.main, self.single = main, single
+        self.single, self.main = single, main  # (single first: an onnxruntime one refuses .to() before main moves)
         self.chunks = chunks
         self.main.chunks = chunks
         self.chunk = chunks.pack

@@ -50,13 +50,20 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
     for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning.
     With :attr:`~wbcap.model.strategy.PartChoice.single`, calls of one image run in that form
-    (:class:`~wbcap.model.fused.SingleImageForm`), unless either form fell back."""
+    (:class:`~wbcap.model.fused.SingleImageForm`); where it cannot be built, in ``choice.form``
+    too (with a warning)."""
     main = _build_form(part, dtype, packed, choice, fast)
     if choice.single is None:
         return main
-    alone = dataclasses.replace(choice, form=choice.single, single=None)
-    single = _build_form(part, dtype, packed, alone, fast) if _form_of(main, choice) == choice.form else None
-    if single is None or _form_of(single, alone) != choice.single:  # (the plan's time for one image is not main's)
+    single, why = None, "it runs float32 ResNets only, with onnx and onnxruntime installed"
+    try:  # (strategy.SINGLE_FORMS: onnxruntime only)
+        if choice.single == "onnxruntime" and ort_applies(part.module, dtype):
+            single = OrtResNet(part.module, 1)
+    except Exception as e:  # (onnxruntime raises its own exception types)
+        why = first_line(e)
+    if single is None:  # (the plan's time for one image was the other form's: main's own again)
+        log.warning("%s: its calls of one image were measured faster through %s, which could not be built (%s); "
+                    "they run %s too", part.name, choice.single, why, choice.form)
         main.chunks = dataclasses.replace(choice.chunks, per_image_s=tuple(
             (c, choice.measured.get(choice.form, {}).get(c, t)) for c, t in choice.chunks.per_image_s))
         return main
@@ -190,8 +197,11 @@ def optimize_for_inference(
                 built[name] = _build_choice(part, plan[name], packed, choice, name in fast)
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)
-                    cpu_strategy = dataclasses.replace(cpu_strategy, parts={
-                        **cpu_strategy.parts, name: dataclasses.replace(choice, form=ran, alternates=None)})
+                    choice = dataclasses.replace(choice, form=ran, alternates=None)
+                if choice.single is not None and not isinstance(built[name], SingleImageForm):  # (its form fell back)
+                    choice = dataclasses.replace(choice, single=None, chunks=built[name].chunks)
+                if choice is not cpu_strategy.parts[name]:
+                    cpu_strategy = dataclasses.replace(cpu_strategy, parts={**cpu_strategy.parts, name: choice})
         net.backbone = built["body_backbone"]
         net.hand_roi_net.backbone = built["hand_backbone"]
         net.face_roi_net.backbone = built["face_backbone"]

@@ -97,6 +97,11 @@ log = logging.getLogger(__name__)
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
 FORMS = ("fused", "plain", "onnxruntime", "int8")
 CACHE_FILE = "cpu_strategy.json"
+#: Forms a part's calls of one image may run in beside its own (:attr:`PartChoice.single`), and the
+#: forms that may have them: onnxruntime has no choices of its own to keep (Winograd tiles,
+#: packings), so a fused or plain ResNet's one-image calls can go through it as measured.
+SINGLE_FORMS = ("onnxruntime",)
+SINGLE_BESIDE = ("fused", "plain")
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
@@ -320,7 +325,7 @@ class PartChoice:
         if gemm and (len(gemm) != len(subpixel) or any(g and not s for s, g in zip(subpixel, gemm))):
             raise ValueError("gemm flags must match sub-pixel deconvolutions")
         single = d.get("single")
-        if single is not None and (single not in FORMS or single == form or table[0][0] != 1):
+        if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or table[0][0] != 1):
             raise ValueError(f"single-image form {single!r} with form {form!r} and call sizes {[c for c, _ in table]}")
         return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)),
                    {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
@@ -903,18 +908,18 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
 
 def single_image_form(form: str, plan: ChunkPlan, per_image: Mapping[tuple[str, int], float],
                       first: Mapping[str, torch.Tensor]) -> tuple[str | None, ChunkPlan]:
-    """Whether calls of one image should run in another form than the chosen ``form``: the
-    fastest other form measured at one image per call (``per_image``: ``(form, images per call)
+    """Whether calls of one image should run in another form than the chosen ``form`` (one of
+    :data:`SINGLE_BESIDE`): the fastest of :data:`SINGLE_FORMS` measured at one image per call (``per_image``: ``(form, images per call)
     -> seconds per image``) when faster than ``form``'s one-image calls by more than
     :data:`MARGIN` and equal to ``form``'s result on the same image within
     :data:`INVARIANCE_TOLERANCE` (``first``: each form's output on it; float32 forms only, so
     results still do not depend on the batch size). Returns ``(that form or None, the plan with
     its time for one image)``: the plan then splits batches with it (e.g. a hand network's two
     crops of one person as two one-image calls)."""
-    if (form, 1) not in per_image or form not in first:
+    if (form, 1) not in per_image or form not in first or form not in SINGLE_BESIDE:
         return None, plan
-    alts = {f: t for (f, c), t in per_image.items()
-            if c == 1 and f != form and f in first and rel_error(first[f], first[form]) <= INVARIANCE_TOLERANCE}
+    alts = {f: t for (f, c), t in per_image.items() if c == 1 and f in SINGLE_FORMS and f in first
+            and rel_error(first[f], first[form]) <= INVARIANCE_TOLERANCE}
     best = min(alts, key=alts.__getitem__, default=None)
     if best is None or alts[best] >= (1 - MARGIN) * per_image[form, 1]:
         return None, plan
@@ -999,10 +1004,11 @@ def choose_cpu_strategy(
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
         cached = _cached_choice(machines, machine, pid, quiet=not warn)  # (quiet: exact's entry, for fast)
         say = log.warning if warn else log.debug
-        if cached is not None and not form_applies(cached.form, part.module, dtypes[name], fast_part):
-            say("ignoring the cached CPU strategy for %s (the %s form does not apply to it); measuring again", pid,
-                cached.form)
-            return None
+        for form in (cached.form, cached.single) if cached is not None else ():
+            if form is not None and not form_applies(form, part.module, dtypes[name], fast_part):
+                say("ignoring the cached CPU strategy for %s (the %s form does not apply to it); measuring again", pid,
+                    form)
+                return None
         wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
         if cached is not None and (len(cached.subpixel), len(cached.winograd)) != wanted:
             say("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d Winograd plans "
@@ -1046,7 +1052,7 @@ def choose_cpu_strategy(
         write_cache(path, machine, new)
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
             f"{n} {c.form}" + (f" (Winograd {c.winograd_used()}/{len(c.winograd)})" if c.winograd_used() else "")
-            for n, c in chosen.items()))
+            + (f" (one-image calls {c.single})" if c.single else "") for n, c in chosen.items()))
     if unmeasured:
         log.warning("other processes keep the CPU busy: the inference strategy of %s is not measured now (%s, %d "
                     "images per call); a later run will measure it", ", ".join(unmeasured), default_form,

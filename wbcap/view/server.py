@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent
     root = here.parent
-    page = args.page or next((p.name for p in sorted(root.glob("*.html")) if (root / f"{p.stem}_files") == here),
-                             "index.html")
+    page = args.page or next((p.name for p in sorted(root.iterdir()) if p.suffix.lower() in (".html", ".htm")
+                              and (root / f"{p.stem}_files") == here), "index.html")
     # the page and its folder only: whatever else is beside them stays private
     server = ViewServer(root, args.port, page, only=(f"/{page}", f"/{here.name}/")).start()
     sys.stdout.write(f"{server.url}\n")

@@ -31,7 +31,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from wbcap.errors import InputError, setting
@@ -190,6 +190,12 @@ def write_html(job: ViewJob) -> Path:
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{setting('html')} {page}: must name an .html file (e.g. view.html)")
+    try:  # (a name from bytes that are not UTF-8: no address can name it)
+        page.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(str(page)).decode("utf-8", "backslashreplace")
+        raise InputError(f"{setting('html')} {shown}: its name is not valid UTF-8 text, which a web address needs; "
+                         "choose another name") from None
     # (under a file or a device: one line naming --html, not "cannot create the output folder (File exists)")
     check_writable_destination(page.parent, output=page, fix=f"choose another {setting('html')} file")
     out = Path(job.out).expanduser().resolve()
@@ -202,7 +208,8 @@ def write_html(job: ViewJob) -> Path:
         raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
                          f"another {setting('html')} file")
     _check_replaceable(page, files)
-    serve = f"python3 {shlex.quote(files.name + '/serve.py')}"  # (a shell command: "my take_files/" quoted)
+    # (a shell command: "my take_files/" quoted, "-x_files/" not read as an option)
+    serve = f"python3 {shlex.quote(('./' if files.name.startswith('-') else '') + files.name + '/serve.py')}"
     with staged_dir(files) as stage:
         build_site(job, stage, link=False)
         shutil.copyfile(Path(__file__).resolve().parent / "server.py", stage / "serve.py")
@@ -239,7 +246,10 @@ def _check_replaceable(page: Path, files: Path) -> None:
     if not listed.is_file():
         return
     known = set(listed.read_text(encoding="utf-8", errors="replace").splitlines()) | {WRITTEN_LIST}
-    foreign = sorted(p for p in files.rglob("*") if p.is_file() and p.relative_to(files).as_posix() not in known)
+    folders = {parent.as_posix() for name in known for parent in PurePosixPath(name).parents}
+    # (anything else: a file, a folder holding none of its files, a link, a pipe; links are not followed)
+    foreign = sorted(p for p in files.rglob("*") if p.relative_to(files).as_posix() not in known
+                     and (p.is_symlink() or not p.is_dir() or p.relative_to(files).as_posix() not in folders))
     if foreign:
         raise InputError(f"{foreign[0]}: added to a page folder `wbcap view` wrote, which this page would replace "
                          f"({len(foreign)} such file{'s' if len(foreign) > 1 else ''}); move "
