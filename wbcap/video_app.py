@@ -61,6 +61,7 @@ from wbcap.io.run_folder import (
     missing_body_model,
     prepare_output,
     raw_path,
+    refuse_other_resume,
     refuse_taken_output,
     remove_outputs,
     remove_temporary_files,
@@ -464,6 +465,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     # A box file is read, checked and bound to the frames before the model loads (its one line in a
     # moment); a detector network after it, on the model's device.
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
+    if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
+        refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
     if pipeline is None:
         pipeline = _load_pipeline(job, out)
     if detector is None:

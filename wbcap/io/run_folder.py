@@ -716,6 +716,36 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     return out
 
 
+def refuse_other_resume(out: Path, fp: dict, *, typed_paths: dict[str, TypedPath] | None = None,
+                        options: Mapping[str, str] | None = None) -> None:
+    """Before the model loads, what :func:`prepare_output` with ``resume`` would refuse from
+    ``run.json`` alone: nothing to resume, damaged file records, settings other than ``fp``'s
+    (same arguments as there). ``body.path`` is left to :func:`prepare_output` (it may differ
+    when the run's model file is found another way, which only the loaded model says), and so
+    are the files' identities. Nothing is checked in a folder that is empty, missing, or holds
+    a run an ``--overwrite`` set aside (:data:`PREVIOUS_DIR`): :func:`prepare_output` settles it.
+
+    Raises:
+        InputError: the line :func:`prepare_output` would give.
+    """
+    if not out.is_dir() or (out / PREVIOUS_DIR).exists() or not any(out.iterdir()):
+        return
+    resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
+    run_file = out / RUN_DIR / RUN_FILE
+    previous = read_run_file(out)
+    if previous is None:
+        raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
+    _check_file_records(run_file, previous, overwrite_)
+    settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
+    matched = _as_given(settings, fp, typed_paths or {})
+    now = dict(fp)
+    for both in (matched, now):
+        if isinstance(both.get("body"), dict):
+            both["body"] = {k: v for k, v in both["body"].items() if k != "path"}
+    if matched != now:
+        _refuse_other_settings(out, run_file, matched, now, options or {}, overwrite_)
+
+
 _ABSENT = object()
 
 #: How a refusal words the kinds of JSON value a setting takes (:func:`_kind`).
