@@ -490,6 +490,14 @@ def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_arg
     r = invoke("run", video, "--resume", "--precision", "fast", "--fix-left-hand-flip", *args)  # (in a group)
     assert r.exit_code == 2 and "different settings (--fix-left-hand-flip: false in the run, true now); " in r.stderr, (
         r.output)
+    # another model folder and another setting: both named in the first refusal (the model folder's
+    # is only known once the model is read, so that one comes after it)
+    from wbcap.testing.synthetic_body import write_synthetic_smplx
+
+    other = write_synthetic_smplx(tmp_path / "body2")
+    moved = [str(other) if i and args[i - 1] == "--body-models" else a for i, a in enumerate(args)]
+    r = invoke("run", video, "--resume", "--every", "2", "--precision", "fast", *moved)
+    assert r.exit_code == 2 and "--body-models: " in r.stderr and "--every: 1 in the run, 2 now" in r.stderr, r.output
     # ... all before the model loads (a CPU without bfloat16 said so first; an unmeasured machine
     # measured its inference form for half a minute before refusing)
     import wbcap.video_app
@@ -501,6 +509,12 @@ def test_a_refused_resume_names_each_setting_with_both_values(tmp_path, base_arg
     r = invoke("run", video, "--resume", "--every", "2", "--precision", "fast", *args)
     assert r.exit_code == 2 and r.stderr.startswith(f"error: {out}: holds a run with different settings (--every: 1"), (
         r.output)
+    # another wbcap writing the folder: said as that, not as other settings to --overwrite
+    from wbcap.io.run_folder import hold_folder
+
+    with hold_folder(out):
+        r = invoke("run", video, "--resume", "--every", "2", "--precision", "fast", *args)
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: {out} is in use by another wbcap process"), r.output
     good = json.loads(run_json.read_text())
     for key, bad, said in (("every", "x", '"x", where wbcap writes a number'),
                            ("file_identity", "x", '"x", where wbcap writes a group of file records'),

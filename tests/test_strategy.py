@@ -712,14 +712,19 @@ def test_selection_scores_the_batches_a_part_sees():
     assert select_form(slow_single, per_crop=2)[0] == "fused" and select_form(slow_single, per_crop=1)[0] == "plain"
 
 
-def test_a_malformed_entry_is_measured_again(micro_parts, tmp_path, caplog, measure):
+@pytest.mark.parametrize("edit", [{"form": "winograd"},
+                                  # (crashed every load and `wbcap doctor`: IndexError, OverflowError)
+                                  {"form": "fused", "single": "onnxruntime", "per_image_s": {}},
+                                  {"per_crop": 1e999}, {"alternates": {"0": [1e999]}}])
+def test_a_malformed_entry_is_measured_again(micro_parts, tmp_path, caplog, measure, edit):
     path = tmp_path / "cpu_strategy.json"
     choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     data = json.loads(path.read_text())
     slot = next(iter(data["machines"].values()))
     body = next(pid for pid in slot["parts"] if pid.startswith("body_backbone"))
-    slot["parts"][body]["form"] = "winograd"
+    slot["parts"][body].update(edit)
     path.write_text(json.dumps(data))
+    assert body not in strategy.cached_choices(path)  # (what `wbcap doctor` reads)
     measure.asked.clear()
     measure.form = "fused"
     with caplog.at_level(logging.WARNING):

@@ -1289,6 +1289,14 @@ def test_html_never_replaces_a_page_or_files_wbcap_did_not_write(image_run, tmp_
         r = invoke("view", image_run, "--html", page)
         assert r.exit_code == 2 and r.output.startswith(f"error: {target}: added to a page folder"), (extra, r.output)
         target.rmdir() if extra == "a folder" else target.unlink()
+    # a page or folder that is a link, dangling or not (a crash, or a stray link left behind)
+    for link in (tmp_path / "dl.html", tmp_path / "dl_files"):
+        link.symlink_to(tmp_path / "nowhere")
+        r = invoke("view", image_run, "--html", tmp_path / "dl.html")
+        assert r.exit_code == 2 and r.output == (f"error: {link}: is a link, which `wbcap view` did not write; move it "
+                                                 "away or choose another --html file\n"), r.output
+        link.unlink()
+    assert not (tmp_path / "dl_files").exists()
     # a name a shell would read as an option; one that is not UTF-8 (no web address names it)
     assert invoke("view", image_run, "--html", tmp_path / "-x.html").exit_code == 0
     assert "python3 ./-x_files/serve.py" in (tmp_path / "-x_files" / "README.txt").read_text()

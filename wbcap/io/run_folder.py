@@ -720,16 +720,28 @@ def refuse_other_resume(out: Path, fp: dict, *, typed_paths: dict[str, TypedPath
                         options: Mapping[str, str] | None = None) -> None:
     """Before the model loads, what :func:`prepare_output` with ``resume`` would refuse from
     ``run.json`` alone: nothing to resume, damaged file records, settings other than ``fp``'s
-    (same arguments as there). ``body.path`` is left to :func:`prepare_output` (it may differ
-    when the run's model file is found another way, which only the loaded model says), and so
-    are the files' identities. Nothing is checked in a folder that is empty, missing, or holds
-    a run an ``--overwrite`` set aside (:data:`PREVIOUS_DIR`): :func:`prepare_output` settles it.
+    (same arguments as there), with the folder held for the check (one another process is
+    writing is refused as that). Where ``body.path`` differs the whole comparison is left to
+    :func:`prepare_output` (the run's model file may be found another way, which only the loaded
+    model says; and a refusal names every setting that differs at once), and so are the files'
+    identities. Nothing is checked in a folder that is empty, missing, or holds a run an
+    ``--overwrite`` set aside (:data:`PREVIOUS_DIR`): :func:`prepare_output` settles it.
 
     Raises:
         InputError: the line :func:`prepare_output` would give.
     """
-    if not out.is_dir() or (out / PREVIOUS_DIR).exists() or not any(out.iterdir()):
+    if not out.is_dir() or (out / PREVIOUS_DIR).exists():
         return
+    with hold_folder(out, quiet=True):
+        _refuse_other_resume(out, fp, typed_paths or {}, options or {})
+
+
+def _refuse_other_resume(out: Path, fp: dict, typed_paths: dict[str, TypedPath], options: Mapping[str, str]) -> None:
+    try:
+        if not any(out.iterdir()):
+            return
+    except OSError:
+        return  # (prepare_output says what is wrong with it)
     resume_, overwrite_ = setting("resume", api="resume=True"), setting("overwrite", api="overwrite=True")
     run_file = out / RUN_DIR / RUN_FILE
     previous = read_run_file(out)
@@ -737,13 +749,12 @@ def refuse_other_resume(out: Path, fp: dict, *, typed_paths: dict[str, TypedPath
         raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
     _check_file_records(run_file, previous, overwrite_)
     settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
-    matched = _as_given(settings, fp, typed_paths or {})
-    now = dict(fp)
-    for both in (matched, now):
-        if isinstance(both.get("body"), dict):
-            both["body"] = {k: v for k, v in both["body"].items() if k != "path"}
-    if matched != now:
-        _refuse_other_settings(out, run_file, matched, now, options or {}, overwrite_)
+    matched = _as_given(settings, fp, typed_paths)
+    body, now = matched.get("body"), fp.get("body")
+    if isinstance(body, dict) and isinstance(now, dict) and body.get("path") != now.get("path"):
+        return
+    if matched != fp:
+        _refuse_other_settings(out, run_file, matched, fp, options, overwrite_)
 
 
 _ABSENT = object()

@@ -325,7 +325,8 @@ class PartChoice:
         if gemm and (len(gemm) != len(subpixel) or any(g and not s for s, g in zip(subpixel, gemm))):
             raise ValueError("gemm flags must match sub-pixel deconvolutions")
         single = d.get("single")
-        if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or table[0][0] != 1):
+        if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or not table
+                                   or table[0][0] != 1):
             raise ValueError(f"single-image form {single!r} with form {form!r} and call sizes {[c for c, _ in table]}")
         return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)),
                    {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
@@ -511,7 +512,7 @@ def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | 
         return None
     try:
         return PartChoice.from_dict(entry)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:  # (an edited file)
         (log.debug if quiet else log.warning)("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
         return None
 

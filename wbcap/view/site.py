@@ -204,6 +204,10 @@ def write_html(job: ViewJob) -> Path:
         raise InputError(f"{setting('html')} {page}: inside the folder it shows ({job.out}); write the page beside "
                          f"it, e.g. {setting('html')} {Path(job.out).expanduser().parent / (out.name + '.html')}")
     files = page.with_name(f"{page.stem}_files")
+    for path in (page, files):  # (wbcap writes no links: one there, dangling or not, is someone else's)
+        if path.is_symlink():
+            raise InputError(f"{path}: is a link, which `wbcap view` did not write; move it away or choose another "
+                             f"{setting('html')} file")
     if files.exists() and not (files / MARKER).is_file():
         raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
                          f"another {setting('html')} file")
