@@ -333,3 +333,25 @@ def test_a_full_disk_while_the_synthetic_model_is_written_names_it(tmp_path, mon
     with pytest.raises(OSError) as info:
         synthetic_body_models_dir()
     assert info.value.filename == str(tmp_path / "home" / "cache" / "demo_body_models" / "smplx" / "SMPLX_NEUTRAL.npz")
+
+
+def test_a_path_of_an_unknown_users_home_is_one_line(tmp_path, monkeypatch):
+    """`--html '~x.html'` (and `-o '~x/out'`) crashed in Path.expanduser(): "~x" is the home folder
+    of a user x, whom this machine does not have, and pathlib reads "./~x.html" so too."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    name = "~nosuchuser-wbcap"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.jsonl").write_text("")
+    for args in (["view", str(run), "--html", f"{name}.html"], ["view", str(run), f"--html=./{name}.html"]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, r.output
+        typed = args[-1] if args[-1].startswith("~") else args[-1].partition("=")[2]
+        assert r.output == (f"error: {typed}: there is no user 'nosuchuser-wbcap.html' on this machine, whose home "
+                            f"folder ~nosuchuser-wbcap.html would be; give that path in full (e.g. "
+                            f"{tmp_path / name}.html)\n"), r.output
+    assert list(tmp_path.iterdir()) == [run]

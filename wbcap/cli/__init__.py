@@ -83,6 +83,11 @@ class LazyGroup(click.Group):
             sys.exit(code)
         return code
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        ctx = super().make_context(info_name, list(args), parent, **extra)
+        ctx.meta.setdefault("wbcap.args", tuple(args))  # (the words typed: see _unknown_home)
+        return ctx
+
     def invoke(self, ctx: click.Context):
         from wbcap.errors import WbcapError, spelling
 
@@ -106,8 +111,33 @@ class LazyGroup(click.Group):
                 click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
+        except RuntimeError as exc:
+            line = _unknown_home(ctx, exc)
+            if line is None:
+                _report_crash(ctx, exc)
+            click.echo(f"error: {line}", err=True)
+            ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+def _unknown_home(ctx: click.Context, exc: RuntimeError) -> str | None:
+    """The line for pathlib's ``Path.expanduser()`` failing on a path typed as ``~name...``
+    where this machine has no user ``name`` (``~name`` means that user's home folder, and
+    pathlib reads ``./~name`` as ``~name`` too), naming the first such word typed; None for
+    any other RuntimeError."""
+    if "home directory" not in str(exc):
+        return None
+    for word in ctx.meta.get("wbcap.args", ()):
+        path = str(word).partition("=")[2] if str(word).startswith("-") else str(word)
+        bare = path
+        while bare.startswith("./"):  # (as pathlib reads it)
+            bare = bare[2:].lstrip("/")
+        if bare.startswith("~") and os.path.expanduser(bare) == bare:
+            user = bare[1:].split("/", 1)[0]
+            return (f"{path}: there is no user {user!r} on this machine, whose home folder ~{user} would be; give "
+                    f"that path in full (e.g. {os.path.join(os.getcwd(), bare)})")
+    return None
 
 
 #: The commands :func:`option_spelling` looks in first for a setting the running command lacks, in order.
