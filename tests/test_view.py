@@ -1297,6 +1297,11 @@ def test_html_never_replaces_a_page_or_files_wbcap_did_not_write(image_run, tmp_
                                                  "away or choose another --html file\n"), r.output
         link.unlink()
     assert not (tmp_path / "dl_files").exists()
+    # a name too long for the folder written beside it (errno 36 half-way): one line, nothing written
+    r = invoke("view", image_run, "--html", tmp_path / ("v" * 240 + ".html"))
+    assert r.exit_code == 2 and "the name is too long for the folder written beside it (at most 231 bytes" in r.output
+    assert not any(p.name.startswith(("v", ".v")) for p in tmp_path.iterdir()), r.output
+    assert invoke("view", image_run, "--html", tmp_path / ("w" * 231 + ".html")).exit_code == 0
     # a name a shell would read as an option; one that is not UTF-8 (no web address names it)
     assert invoke("view", image_run, "--html", tmp_path / "-x.html").exit_code == 0
     assert "python3 ./-x_files/serve.py" in (tmp_path / "-x_files" / "README.txt").read_text()

@@ -190,6 +190,7 @@ def write_html(job: ViewJob) -> Path:
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{setting('html')} {page}: must name an .html file (e.g. view.html)")
+    _check_name_length(page)
     try:  # (a name from bytes that are not UTF-8: no address can name it)
         page.name.encode("utf-8")
     except UnicodeEncodeError:
@@ -227,6 +228,27 @@ def write_html(job: ViewJob) -> Path:
     atomic_write_text(page, _page(f"{files.name}/", serve))
     log.info("wrote %s and %s/", page, files)
     return page
+
+
+def _check_name_length(page: Path) -> None:
+    """Refuse a page name whose longest name beside it, its folder's staging name
+    (``.<stem>_files.staging-xxxxxxxx``, :mod:`wbcap.atomic`), is longer than the file system
+    takes (``NAME_MAX``, 255 bytes where it cannot be asked); it failed half-way with errno 36.
+
+    Raises:
+        InputError: naming the longest stem allowed.
+    """
+    where = page.parent
+    while not where.is_dir() and where != where.parent:
+        where = where.parent
+    try:
+        name_max = os.pathconf(where, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (no pathconf here, or no answer)
+        name_max = 255
+    extra = len(".") + len("_files.staging-00000000")
+    if len(os.fsencode(page.stem)) + extra > name_max:
+        raise InputError(f"{setting('html')} {page}: the name is too long for the folder written beside it (at most "
+                         f"{name_max - extra} bytes before {page.suffix} here); choose a shorter name")
 
 
 def _check_replaceable(page: Path, files: Path) -> None:
