@@ -3,7 +3,9 @@ bfloat16) ResNets can gain over exact's float32 ones here.
 
     python benchmarks/conv_ceilings.py [--repeats 7] [--json out.json]
 
-Times, interleaved in one process (median of ``--repeats`` calls after two untimed ones), the
+Times, interleaved in one process (the least time of ``--repeats`` rounds, calls the other processes
+did not interrupt only, as the CPU strategy times its candidates:
+``wbcap.model.strategy.time_interleaved``), the
 convolution forms the regressor's ResNets run, on compute-bound ResNet-50 layer shapes at batch 4:
 float32 through oneDNN's fused, pre-packed primitive (``wbcap.model.fused.FusedConv``, exact's
 form), int8 through oneDNN's int8 convolution (``wbcap.model.int8``'s, fast's form where the
@@ -19,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 #: (name, C_in, C_out, kernel, H = W): ResNet-50 layer shapes that keep the cores busy at batch 4.
 SHAPES = (("1x1 1024->256, 16x16", 1024, 256, 1, 16), ("1x1 256->1024, 16x16", 256, 1024, 1, 16),
@@ -33,6 +33,7 @@ def main() -> None:
 
     from wbcap.model.fused import FusedConv, bf16_supported
     from wbcap.model.int8 import _Int8Conv, int8_usable
+    from wbcap.model.strategy import time_interleaved
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
@@ -43,19 +44,8 @@ def main() -> None:
         ap.error("--repeats and --batch must be at least 1")
     torch.manual_seed(0)
 
-    def median_s(fns: dict, repeats: int) -> dict[str, float]:
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for fn in fns.values():
-            fn(), fn()
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                t = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t)
-        return {k: statistics.median(v) for k, v in times.items()}
-
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    matmul = 2 * 2048**3 / median_s({"mm": lambda: a @ b}, args.repeats)["mm"]
+    matmul = 2 * 2048**3 / time_interleaved({"mm": lambda: a @ b}, args.repeats)["mm"]
     rows = []
     with torch.inference_mode():
         for name, cin, cout, k, hw in SHAPES:
@@ -71,7 +61,9 @@ def main() -> None:
                 xb = x.to(torch.bfloat16)
                 fns["bf16"] = lambda c=FusedConv(conv, None, True, torch.bfloat16, shape, True), xb=xb: c(xb)
             ops = 2 * args.batch * cin * cout * k * k * hw * hw
-            rate = {kind: ops / s for kind, s in median_s(fns, args.repeats).items()}
+            for fn in fns.values():  # (first calls pack the weights)
+                fn()
+            rate = {kind: ops / s for kind, s in time_interleaved(fns, args.repeats).items()}
             rows.append({"shape": name, "ops_per_s": rate})
             print(f"{name}: " + ", ".join(f"{kind} {r / 1e9:.0f} G/s" for kind, r in rate.items())
                   + (f"; int8 / fp32 {rate['int8'] / rate['fp32']:.2f}" if "int8" in rate else "")

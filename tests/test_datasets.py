@@ -667,3 +667,14 @@ def test_body_boxes_take_the_models_crop_aspect(tmp_path):
     for model, aspect in ((None, 0.75), (square, 1.0)):
         box = EHF(root, model=model).records[0]["bbox"]
         assert box[2] / box[3] == pytest.approx(aspect), (model, box)
+
+
+def test_annotated_images_pairs_each_annotation_with_its_image_in_order():
+    from wbcap.train.data.common import annotated_images
+
+    db = {"images": [{"id": 7, "file_name": "a.jpg"}, {"id": 3, "file_name": "b.jpg"}],
+          "annotations": [{"id": 1, "image_id": 3}, {"id": 2, "image_id": 7}, {"id": 4, "image_id": 3}]}
+    assert [(ann["id"], img["file_name"]) for ann, img in annotated_images(db)] == [(1, "b.jpg"), (2, "a.jpg"),
+                                                                                     (4, "b.jpg")]
+    with pytest.raises(KeyError, match="99"):  # (a dangling id: parsing() names it)
+        list(annotated_images({**db, "annotations": [{"image_id": 99}]}))

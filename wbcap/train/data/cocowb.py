@@ -35,6 +35,7 @@ from wbcap.train.data.common import (
     AugmentConfig,
     AugmentedDataset,
     DatasetLayoutError,
+    annotated_images,
     cpu_body_layer,
     crop_and_augment,
     load_json,
@@ -147,13 +148,11 @@ class COCOWholeBody(AugmentedDataset):
         db = load_json(ann_path, LAYOUT)
         smplx_params = load_json(smplx_path, LAYOUT) if self.train else {}
         with parsing((ann_path, smplx_path) if self.train else ann_path, LAYOUT):
-            images = {img["id"]: img for img in db["images"]}
             names = COCO_JOINT_NAMES
             records = []
-            for ann in db["annotations"]:
+            for ann, img in annotated_images(db):
                 if self.train and (ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0):
                     continue
-                img = images[ann["image_id"]]
                 bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
                     continue

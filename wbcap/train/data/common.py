@@ -78,6 +78,7 @@ __all__ = [
     "Augmentation",
     "AugmentedDataset",
     "DatasetLayoutError",
+    "annotated_images",
     "body_layer_copy",
     "cam2pixel",
     "cpu_body_layer",
@@ -150,6 +151,15 @@ def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[N
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetLayoutError(f"{where}: a field of another kind than the dataset's ({type(exc).__name__}: {msg}); "
                                  f"use the original files (re-download them); expected layout: {layout}") from None
+
+
+def annotated_images(db: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """``(annotation, its image record)`` for each of a COCO-layout file's ``annotations``, in
+    order, joined on ``image_id`` (the layout every loader's annotation file has). Read it within
+    :func:`parsing`: a missing field or a dangling ``image_id`` raises ``KeyError`` there."""
+    images = {img["id"]: img for img in db["images"]}
+    for ann in db["annotations"]:
+        yield ann, images[ann["image_id"]]
 
 
 def load_json(path: str | Path, layout: str) -> Any:

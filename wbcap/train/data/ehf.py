@@ -34,6 +34,7 @@ from wbcap.train.data.common import (
     Augmentation,
     AugmentedDataset,
     DatasetLayoutError,
+    annotated_images,
     crop_and_augment,
     load_json,
     parsing,
@@ -122,9 +123,7 @@ class EHF(AugmentedDataset):
         self.camera_R = R.astype(_F32)
         db = load_json(self.root / "EHF.json", LAYOUT)
         with parsing(self.root / "EHF.json", LAYOUT):
-            images = {img["id"]: img for img in db["images"]}
-            for ann in db["annotations"]:
-                img = images[ann["image_id"]]
+            for ann, img in annotated_images(db):
                 bbox = self.person_box(ann["body_bbox"], img)
                 if bbox is None:
                     continue

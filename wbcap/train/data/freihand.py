@@ -47,6 +47,7 @@ from wbcap.train.data.common import (
     AugmentConfig,
     AugmentedDataset,
     DatasetLayoutError,
+    annotated_images,
     cam2pixel,
     crop_and_augment,
     depth_to_hm,
@@ -116,10 +117,8 @@ class FreiHAND(AugmentedDataset):
             rootnet = {}
             if not self.train:
                 rootnet = {str(r["image_id"]): r for r in load_json(rootnet_path, LAYOUT)}
-            images = {img["id"]: img for img in db["images"]}
             records = []
-            for ann in db["annotations"]:
-                img = images[ann["image_id"]]
+            for ann, img in annotated_images(db):
                 entry = data[str(img["db_idx"])]
                 rec: dict[str, Any] = {
                     "img_path": data_dir / img["file_name"],

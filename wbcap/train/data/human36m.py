@@ -37,6 +37,7 @@ from wbcap.train.data.common import (
     AugmentConfig,
     AugmentedDataset,
     DatasetLayoutError,
+    annotated_images,
     cam2pixel,
     cpu_body_layer,
     crop_and_augment,
@@ -130,9 +131,7 @@ class Human36M(AugmentedDataset):
             joints = load_json(names["joint_3d"], LAYOUT)
             smplx = load_json(names["SMPLX_NeuralAnnot"], LAYOUT)
             with parsing(names.values(), LAYOUT):
-                images = {img["id"]: img for img in data["images"]}
-                for ann in data["annotations"]:
-                    img = images[ann["image_id"]]
+                for ann, img in annotated_images(data):
                     frame = int(img["frame_idx"])
                     if frame % self.sampling_ratio != 0:
                         continue

@@ -31,7 +31,15 @@ import numpy as np
 import torch
 
 from wbcap.config import ModelConfig
-from wbcap.train.data.common import Augmentation, AugmentedDataset, crop_and_augment, load_json, parsing, read_image
+from wbcap.train.data.common import (
+    Augmentation,
+    AugmentedDataset,
+    annotated_images,
+    crop_and_augment,
+    load_json,
+    parsing,
+    read_image,
+)
 
 __all__ = ["LAYOUT", "PW3D"]
 
@@ -66,9 +74,7 @@ class PW3D(AugmentedDataset):
         self.root = Path(data_root).expanduser() / "PW3D" / "data"
         db = load_json(self.root / f"3DPW_{split}.json", LAYOUT)
         with parsing(self.root / f"3DPW_{split}.json", LAYOUT):
-            images = {img["id"]: img for img in db["images"]}
-            for ann in db["annotations"]:
-                img = images[ann["image_id"]]
+            for ann, img in annotated_images(db):
                 bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
                     continue
