@@ -875,20 +875,22 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             raise RuntimeError(f"{part.name}: no inference form matched the module-by-module network")
         seconds = timer(calls, rounds)
         per_image = {k: seconds[k] / k[1] for k in calls}
+
+        def time_again(keys: list[tuple[str, int]]) -> None:
+            """Time ``keys`` again and keep the least of all their calls, so that one lucky round
+            does not decide a change of form."""
+            more = timer({k: calls[k] for k in keys}, rounds)
+            per_image.update({k: min(per_image[k], more[k] / k[1]) for k in keys})
+
         form, plan = select_form(per_image, part.per_crop)
-        if form != forms[0]:
-            # Leaving the default form: time both again at the sizes they share, and keep the
-            # least of all calls, so that one lucky round does not decide.
-            again = [k for k in calls if k[0] in (form, forms[0]) and (form, k[1]) in calls and (forms[0], k[1]) in calls]
-            more = timer({k: calls[k] for k in again}, rounds)
-            per_image.update({k: min(per_image[k], more[k] / k[1]) for k in again})
+        if form != forms[0]:  # leaving the default form: both again, at the sizes they share
+            time_again([k for k in calls if k[0] in (form, forms[0]) and (form, k[1]) in calls
+                        and (forms[0], k[1]) in calls])
             # between those two only: a third form timed once must not win on its first rounds
             form, plan = select_form({k: t for k, t in per_image.items() if k[0] in (form, forms[0])}, part.per_crop)
         single, _ = single_image_form(form, plan, per_image, first)
-        if single is not None:  # (as above: both timed again before a form timed once takes the one-image calls)
-            pair = [(form, 1), (single, 1)]
-            more = timer({k: calls[k] for k in pair}, rounds)
-            per_image.update({k: min(per_image[k], more[k]) for k in pair})
+        if single is not None:  # (likewise before another form takes the one-image calls)
+            time_again([(form, 1), (single, 1)])
             plan = ChunkPlan(tuple(sorted((c, t) for (f, c), t in per_image.items() if f == form)))
             single, plan = single_image_form(form, plan, per_image, first)
     measured: dict[str, dict[int, float]] = {}
