@@ -407,8 +407,8 @@ def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_
 def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people,
                                                         monkeypatch, form):
     """The fast mode with its ResNets in bfloat16 (fused) or, where the CPU strategy chose it,
-    in int8 (wbcap.model.int8): the same bounds, on the same input."""
-    from wbcap.model.int8 import Int8ResNet, int8_usable
+    its ResNets and box network in int8 (wbcap.model.int8): the same bounds, on the same input."""
+    from wbcap.model.int8 import Int8DeconvStack, Int8ResNet, int8_usable
 
     if form == "int8" and not int8_usable():
         pytest.skip("no oneDNN int8 convolutions in this torch build")
@@ -421,7 +421,7 @@ def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_
     net = fast_pipe.regressor.net
     backbones = [net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone]
     if form == "int8":
-        assert all(isinstance(b, Int8ResNet) for b in backbones)
+        assert all(isinstance(b, Int8ResNet) for b in backbones) and isinstance(net.box_net.deconv, Int8DeconvStack)
     else:
         assert all(isinstance(b, FusedResNet) and b.dtype == torch.bfloat16 for b in backbones)
     fast = _arrays(fast_pipe(img, boxes))

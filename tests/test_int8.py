@@ -19,7 +19,7 @@ import wbcap.model.strategy as strategy
 from wbcap.model.fused import ChunkPlan, FusedResNet, bf16_supported, tuned_parts
 from wbcap.model.fused import rel_error as _rel
 from wbcap.model.inference import _build_choice, optimize_for_inference
-from wbcap.model.int8 import Int8ResNet, build_int8_resnet, calibrate, calibration_images
+from wbcap.model.int8 import Int8DeconvStack, Int8ResNet, build_int8, build_int8_resnet, calibrate, calibration_images
 from wbcap.model.resnet import ResNetBackbone
 from wbcap.testing.checkpoints import random_network
 
@@ -181,8 +181,103 @@ def micro_parts():
     return tuned_parts(random_network(MICRO, seed=5))
 
 
+def _counting(calibration):
+    """``calibration`` whose ``make`` counts its calls (the upstream passes a calibration runs)."""
+    import dataclasses
+
+    made: list[int] = []
+
+    def make():
+        made.append(1)
+        return calibration.make()
+    return dataclasses.replace(calibration, make=make), made
+
+
+def test_int8_box_network_is_close_to_the_module_by_module_one_and_batch_invariant(micro_parts, tmp_path):
+    part = micro_parts["box_net"]
+    assert int8.int8_applies(part.module, FAST, True) and not int8.int8_applies(part.module, FAST, False)
+    net, err = build_int8(part, ChunkPlan(((1, 1.0), (2, 0.5))), cache=tmp_path / "c.json")
+    assert isinstance(net, Int8DeconvStack) and 0 < err <= int8.INT8_TOLERANCE
+    # its inputs: the body ResNet's features (a calibrated range) and the joints' heatmaps (0..1,
+    # their own scale: on the features' they would round to a few steps)
+    groups = part.calibration.groups
+    assert [g[1] for g in groups] == [None, (0.0, 1.0)] and sum(g[0] for g in groups) == part.module[0].in_channels
+    feat_dim = groups[0][0]
+    assert net.group_q[1] == (groups[1][0], pytest.approx(1 / 255)) and len(net.first) == 2  # a convolution each
+    inputs = part.calibration.make()
+    assert inputs.shape[1:] == part.item_shape and float(inputs[:, :feat_dim].min()) >= 0
+    # other inputs than the calibration's: the crops' features reordered and dimmed, and each
+    # joint's heatmap (a softmax over its depth x height x width cells) peaked at up to ~0.7 where
+    # the random weights give the crops' ~0.01 everywhere (surer joints than any in the crops)
+    from wbcap.model.hand4whole import NUM_BODY_POS_JOINTS
+
+    g = torch.Generator().manual_seed(3)
+    x = inputs[torch.tensor([2, 0, 3])].clone()
+    x[:, :feat_dim] *= torch.rand(3, feat_dim, 1, 1, generator=g) * 0.8 + 0.2
+    logits = torch.randn(3, NUM_BODY_POS_JOINTS, groups[1][0] // NUM_BODY_POS_JOINTS * x[0, 0].numel(), generator=g)
+    x[:, feat_dim:] = torch.softmax(logits * 1.5, -1).view(3, -1, *part.item_shape[1:])
+    with torch.no_grad():
+        ref = part.module(x)
+        out = net(x)
+        alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
+    assert out.shape == ref.shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
+    assert 0 < _rel(out, ref) <= int8.INT8_TOLERANCE
+    assert torch.equal(alone, out)  # integer products, then per-element float steps: any batch alike
+    with torch.no_grad():
+        assert net(x[:0]).shape == (0, *ref.shape[1:])
+
+
+def test_int8_box_network_calibration_is_kept_by_its_weights_and_its_inputs_sources(micro_parts, tmp_path, caplog):
+    import dataclasses
+
+    part = micro_parts["box_net"]
+    cache = tmp_path / "c.json"
+    calibration, made = _counting(part.calibration)
+    counted = dataclasses.replace(part, calibration=calibration)
+    first, err = build_int8(counted, cache=cache)
+    again, err_again = build_int8(counted, cache=cache)
+    assert len(made) == 1 and err_again == err  # read back: no upstream pass
+    x = part.calibration.make()[:2]
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
+    # another body ResNet (what makes the inputs) is another entry
+    other_backbone = copy.deepcopy(part.calibration.upstream[0])
+    with torch.no_grad():
+        next(other_backbone.parameters()).mul_(1.01)
+    other = dataclasses.replace(calibration, upstream=(other_backbone, *part.calibration.upstream[1:]))
+    build_int8(dataclasses.replace(part, calibration=other), cache=cache)
+    assert len(made) == 2
+    entries = json.loads(cache.read_text())["entries"]
+    assert len(entries) == 2
+    # an edited entry (its ranges halved) gives other results than recorded: calibrated again
+    key = next(iter(entries))
+    entries[key]["ranges"] = {k: [lo, hi / 2] for k, (lo, hi) in entries[key]["ranges"].items()}
+    cache.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": entries}))
+    with caplog.at_level(logging.WARNING):
+        build_int8(counted, cache=cache)
+    assert len(made) == 3 and "gives other results than when it was written" in caplog.text
+
+
+def test_int8_box_network_is_measured_and_rebuilt(micro_parts):
+    part = micro_parts["box_net"]
+    wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2}
+    choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), timer=fake_timer(wins), fast=True)
+    assert choice.form == "int8" and isinstance(module, Int8DeconvStack) and module.chunks == choice.chunks
+    assert len(choice.subpixel) == 3  # (the float forms' choice, kept: the part's cache entry has it)
+    rebuilt = _build_choice(part, FAST, True, choice, True)
+    assert isinstance(rebuilt, Int8DeconvStack) and rebuilt.chunks == choice.chunks
+    # a part without its inputs' source (a stack on its own) has no int8 form: measured without it
+    import dataclasses
+
+    bare = dataclasses.replace(part, calibration=None)
+    with pytest.raises(ValueError, match="has no int8 form"):
+        build_int8(bare)
+    choice, module = strategy.measure_part(bare, FAST, True, chunks=(1, 2), timer=fake_timer(wins), fast=True)
+    assert choice.form == "fused" and "int8" not in choice.measured
+
+
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
-def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
+def test_int8_is_a_candidate_for_the_fast_modes_parts_only(micro_parts):
     part = micro_parts["face_backbone"]
     wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2, ("int8", 4): 0.15}
     choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2, 4), timer=fake_timer(wins), fast=True)
@@ -192,7 +287,8 @@ def test_int8_is_a_candidate_for_the_fast_modes_resnets_only(micro_parts):
     assert isinstance(rebuilt, Int8ResNet) and rebuilt.chunks == choice.chunks
     asked: list = []
     strategy.measure_part(part, torch.float32, True, chunks=(1, 2), timer=fake_timer(wins, log=asked))
-    strategy.measure_part(micro_parts["box_net"], FAST, True, chunks=(1, 2), timer=fake_timer(wins, log=asked), fast=True)
+    strategy.measure_part(micro_parts["box_net"], torch.float32, True, chunks=(1, 2), timer=fake_timer(wins, log=asked),
+                          fast=False)
     assert asked and not any(k[0] == "int8" for keys in asked for k in keys if isinstance(k, tuple))
     # ... and when it is slower it is measured, not chosen
     choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), timer=fake_timer(FUSED_WINS), fast=True)
@@ -253,7 +349,7 @@ def test_a_fast_float32_resnet_whose_cached_exact_form_fails_here_is_measured_in
         raise RuntimeError("no such provider")
 
     monkeypatch.setattr(strategy, "OrtResNet", broken)
-    monkeypatch.setattr(strategy, "build_int8_resnet", broken)
+    monkeypatch.setattr(strategy, "build_int8", broken)
     exact = strategy.PartChoice("onnxruntime", ChunkPlan(((1, 1.0), (2, 1.0))), (), part.per_crop)
     timed: list = []
     answer = fake_timer(FUSED_WINS)
@@ -285,7 +381,7 @@ def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
 
     wins = {**FUSED_WINS, ("int8", 1): 0.1, ("int8", 2): 0.1}
     for target, name, fake, message in (
-            (strategy, "build_int8_resnet", broken, "the int8 form could not be built (could not create a primitive)"),
+            (strategy, "build_int8", broken, "the int8 form could not be built (could not create a primitive)"),
             (Int8ResNet, "_run", fails_on_two, "the int8 form failed on 2 images (could not create a primitive)")):
         with monkeypatch.context() as m:
             m.setattr(target, name, fake)
@@ -295,7 +391,7 @@ def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
                                                        timer=fake_timer(wins))
             assert choice.form == "fused" and "int8" not in choice.measured and isinstance(module, FusedResNet)
             assert message in caplog.text
-    monkeypatch.setattr(inference, "build_int8_resnet", broken)
+    monkeypatch.setattr(inference, "build_int8", broken)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         built = _build_choice(part, FAST, True, strategy.default_choice(part, "int8", 2), True)
@@ -305,7 +401,7 @@ def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
 
 def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts, monkeypatch, caplog):
     part = micro_parts["face_backbone"]
-    monkeypatch.setattr(strategy, "build_int8_resnet", lambda *a, **k: (None, 0.2))
+    monkeypatch.setattr(strategy, "build_int8", lambda *a, **k: (None, 0.2))
     wins = {**FUSED_WINS, ("int8", 1): 0.1, ("int8", 2): 0.1}
     with caplog.at_level(logging.WARNING):
         choice, module = strategy.measure_part(part, FAST, True, chunks=(1, 2), fast=True, timer=fake_timer(wins))
@@ -314,7 +410,7 @@ def test_weights_that_do_not_quantize_well_run_fused_with_a_warning(micro_parts,
     # a cached int8 choice and a checkpoint it does not suit: fused, in bfloat16, with a warning
     import wbcap.model.inference as inference
 
-    monkeypatch.setattr(inference, "build_int8_resnet", lambda *a, **k: (None, 0.3))
+    monkeypatch.setattr(inference, "build_int8", lambda *a, **k: (None, 0.3))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         built = _build_choice(part, FAST, True, strategy.default_choice(part, "int8", 2), True)
@@ -335,7 +431,7 @@ def micro_net():
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("bf16", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["bf16", "no-bf16"])
 def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
-    """Fast mode: the three ResNets int8, the box network fused, in bfloat16 or, on a CPU
+    """Fast mode: the three ResNets and the box network int8, the heads in bfloat16 or, on a CPU
     without bfloat16 instructions (made so here where it has them), float32; exact mode:
     nothing takes the form (a warning says so)."""
     import wbcap.model.inference as inference
@@ -348,8 +444,9 @@ def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
     backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
     assert all(isinstance(b, Int8ResNet) and b.chunks == ChunkPlan.fixed(2) for b in backbones)
-    assert net.box_net.deconv.dtype == (torch.bfloat16 if bf16 else torch.float32)
-    assert net.cpu_strategy.summary(3) == "int8: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
+    assert isinstance(net.box_net.deconv, Int8DeconvStack) and net.box_net.deconv.chunks == ChunkPlan.fixed(2)
+    assert net.box_net.bbox_center.dtype == (torch.bfloat16 if bf16 else torch.float32)
+    assert net.cpu_strategy.summary(3) == "int8: body 2+1, hand 2+2+2, face 2+1, box 2+1"
     x = torch.rand(3, 3, 256, 192, generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():
         ref = copy.deepcopy(micro_net)(x)
@@ -359,4 +456,4 @@ def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
     with caplog.at_level(logging.WARNING):
         net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
     assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
-    assert "the int8 form runs the fast precision's ResNets only" in caplog.text
+    assert "the int8 form runs the fast precision's ResNets and box network only" in caplog.text

@@ -5,6 +5,7 @@ to the module-by-module network and independent of the batch size."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 
@@ -607,17 +608,22 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert mixed.source == "cache+measured" and set(built) == {"body_backbone"}
     assert measure.asked == [("body_backbone", torch.bfloat16)]
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
-    # the fast mode on a CPU without bfloat16: its parts are float32, its ResNets not exact's
-    # (the int8 form is a candidate for them): measured and kept apart from exact's, read back;
-    # the box network computes exact's and shares its entry; exact's cached choices ("plain")
-    # are the float forms the ResNets' int8 form is timed against
+    # the fast mode on a CPU without bfloat16: its parts are float32, but not exact's (the int8
+    # form is a candidate for them): measured and kept apart from exact's, read back; exact's
+    # cached choices ("plain") are the float forms the int8 form is timed against. A part
+    # without the int8 form computes exact's and shares its entry
     measure.asked.clear()
     measure.baselines.clear()
     fast = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, fast=set(micro_parts))[0]
-    resnets = [n for n in micro_parts if n != "box_net"]
-    assert fast.source == "cache+measured" and sorted(measure.asked) == sorted((n, torch.float32, "fast") for n in resnets)
-    assert measure.baselines == ["plain"] * len(resnets)
-    assert any("resnet18 3x128x128 float32(fast)" in pid for pid in json.loads(path.read_text())["machines"][machine_id]["parts"])
+    assert fast.source == "measured" and sorted(measure.asked) == sorted((n, torch.float32, "fast") for n in micro_parts)
+    assert measure.baselines == ["plain"] * len(micro_parts)
+    fast_ids = [pid for pid in json.loads(path.read_text())["machines"][machine_id]["parts"] if pid.endswith("(fast)")]
+    assert any("resnet18 3x128x128 float32(fast)" in pid for pid in fast_ids) and any("deconv" in p for p in fast_ids)
+    box = micro_parts["box_net"]
+    no_int8 = {**micro_parts, "box_net": dataclasses.replace(box, module=nn.Sequential(*list(box.module)[:-1]))}
+    measure.asked.clear()  # (a stack ending without its ReLU is no int8 stack: exact's entry, same architecture)
+    assert choose_cpu_strategy(no_int8, FP32, path=path, busy=lambda: False, fast=set(micro_parts))[0].source == "cache"
+    assert measure.asked == []
     measure.asked.clear()
     assert choose_cpu_strategy(micro_parts, FP32, path=path, fast=set(micro_parts))[0].source == "cache"
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache" and measure.asked == []

@@ -49,7 +49,7 @@ import ctypes
 import functools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -679,21 +679,12 @@ class SubpixelDeconv(nn.Module):
         super().__init__()
         if not subpixel_applies(deconv):
             raise ValueError("SubpixelDeconv needs a 4x4, stride 2, padding 1 transposed convolution")
-        w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, 4, 4)
-        # Kernel taps (3, 1) for parity 0 and (2, 0) for parity 1 are, with the kernel flipped
-        # (k -> 3 - k), k = 2a + parity for a = 0, 1. The weight is built straight into the
-        # channels_last layout the convolution takes, (parity y, parity x, out, a, b, in): a 2-D
-        # transpose puts the input channels last, then the flip and the regrouping copy whole
-        # rows of them: 0.06 s for the 2248 -> 256 layer, where gathering the taps per group and
-        # concatenating the transposed groups took 0.2 s of every load.
-        c_in, c_out = int(w.shape[0]), int(w.shape[1])
-        kernel = w.reshape(c_in, c_out * 16).t().contiguous().view(c_out, 4, 4, c_in)  # (out, ky, kx, in)
-        kernel = kernel.flip(1, 2).view(c_out, 2, 2, 2, 2, c_in)  # (out, a, parity y, b, parity x, in)
-        kernel = kernel.permute(2, 4, 0, 1, 3, 5).contiguous().view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
+        kernel, bias = subpixel_kernel(deconv, bn)
+        c_out = int(kernel.shape[0]) // 4
         self.out_channels = c_out
         self.gemm = gemm
-        self.conv = (GemmConv(kernel, b.repeat(4), (1, 1), relu, dtype, packed) if gemm
-                     else FusedConv.from_folded(kernel, b.repeat(4), (1, 1), relu, dtype, input_size, packed))
+        self.conv = (GemmConv(kernel, bias, (1, 1), relu, dtype, packed) if gemm
+                     else FusedConv.from_folded(kernel, bias, (1, 1), relu, dtype, input_size, packed))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -711,15 +702,41 @@ class SubpixelDeconv(nn.Module):
         return [n, self.out_channels, 2 * h, 2 * w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        c = self.out_channels
-        y = self.conv(x).permute(0, 2, 3, 1)  # (N, H+1, W+1, 4C): channels_last memory, no copy
-        y = y.reshape(n, h + 1, w + 1, 2, 2, c)
-        out = torch.empty((n, h, 2, w, 2, c), dtype=y.dtype, device=y.device)
-        for py in (0, 1):
-            for px in (0, 1):
-                out[:, :, py, :, px] = y[:, py:py + h, px:px + w, py, px]
-        return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+        return interleave_phases(self.conv(x))
+
+
+def subpixel_kernel(deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ordinary convolution :class:`SubpixelDeconv` runs for a 4x4, stride-2, padding-1
+    ``deconv`` (:func:`subpixel_applies`) with ``bn`` folded in: ``(kernel (4 * C_out, C_in, 2,
+    2) float32 in channels_last memory, bias (4 * C_out,))``, to be applied with padding 1 and
+    its output interleaved by :func:`interleave_phases`. Output channel group ``2 * py + px``
+    holds output phase (row parity ``py``, column parity ``px``)."""
+    w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, 4, 4)
+    # Kernel taps (3, 1) for parity 0 and (2, 0) for parity 1 are, with the kernel flipped
+    # (k -> 3 - k), k = 2a + parity for a = 0, 1. The weight is built straight into the
+    # channels_last layout the convolution takes, (parity y, parity x, out, a, b, in): a 2-D
+    # transpose puts the input channels last, then the flip and the regrouping copy whole
+    # rows of them: 0.06 s for the 2248 -> 256 layer, where gathering the taps per group and
+    # concatenating the transposed groups took 0.2 s of every load.
+    c_in, c_out = int(w.shape[0]), int(w.shape[1])
+    kernel = w.reshape(c_in, c_out * 16).t().contiguous().view(c_out, 4, 4, c_in)  # (out, ky, kx, in)
+    kernel = kernel.flip(1, 2).view(c_out, 2, 2, 2, 2, c_in)  # (out, a, parity y, b, parity x, in)
+    kernel = kernel.permute(2, 4, 0, 1, 3, 5).contiguous().view(4 * c_out, 2, 2, c_in).permute(0, 3, 1, 2)
+    return kernel, b.repeat(4)
+
+
+def interleave_phases(y: torch.Tensor) -> torch.Tensor:
+    """The transposed convolution's output from that of :func:`subpixel_kernel`'s convolution:
+    ``(N, 4 * C, H + 1, W + 1)`` channels_last (any dtype) -> ``(N, C, 2H, 2W)`` channels_last, the
+    same dtype; output pixel ``(2m + py, 2k + px)`` is channel group ``(py, px)`` at ``(m + py, k + px)``."""
+    n, c4, h1, w1 = y.shape
+    c, h, w = c4 // 4, h1 - 1, w1 - 1
+    y = y.permute(0, 2, 3, 1).reshape(n, h1, w1, 2, 2, c)  # (channels_last memory: no copy)
+    out = torch.empty((n, h, 2, w, 2, c), dtype=y.dtype, device=y.device)
+    for py in (0, 1):
+        for px in (0, 1):
+            out[:, :, py, :, px] = y[:, py:py + h, px:px + w, py, px]
+    return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
 def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False, gemm: bool = False
@@ -1110,13 +1127,32 @@ TUNED_PARTS = ("body_backbone", "hand_backbone", "face_backbone", "box_net")
 
 
 @dataclass(frozen=True)
+class CalibrationInputs:
+    """What a tuned part other than a ResNet is calibrated on for its int8 form
+    (:func:`wbcap.model.int8.build_int8_deconv`).
+
+    ``make()`` -> ``(N, C, H, W)`` float32: the part's inputs as the network computes them (module by
+    module, float32) for the calibration crops (:func:`wbcap.model.int8.calibration_images`);
+    ``upstream``: the modules they come from (their weights are in the calibration's cache key);
+    ``groups``: the input's channel groups in order, each ``(channels, (lo, hi) or None)``: each
+    group is quantised with its own scale, over that fixed range or (None) the calibrated one.
+    """
+
+    make: Callable[[], torch.Tensor]
+    upstream: tuple[nn.Module, ...]
+    groups: tuple[tuple[int, tuple[float, float] | None], ...]
+
+
+@dataclass(frozen=True)
 class TunedPart:
     """One part of a Hand4Whole whose inference form is chosen per machine.
 
     ``module``: the trained module (a :class:`~wbcap.model.resnet.ResNetBackbone`, or the box
     network's deconvolution Sequential); ``item_shape``: (C, H, W) of one of its inputs;
     ``per_crop``: inputs per person crop (2 for the hand backbone: both hands); ``arch``: what
-    it computes, e.g. ``"resnet50 3x256x256"`` (part of the strategy cache key).
+    it computes, e.g. ``"resnet50 3x256x256"`` (part of the strategy cache key);
+    ``calibration``: where its int8 form's calibration inputs come from (None for a ResNet, which
+    is calibrated on pictures, and for a part without an int8 form).
     """
 
     name: str
@@ -1124,6 +1160,7 @@ class TunedPart:
     item_shape: tuple[int, int, int]
     per_crop: int
     arch: str
+    calibration: CalibrationInputs | None = None
 
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
@@ -1167,10 +1204,26 @@ def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
     def resnet(name: str, backbone: ResNetBackbone, hw: Sequence[int], per_crop: int) -> TunedPart:
         return TunedPart(name, backbone, (3, int(hw[0]), int(hw[1])), per_crop, f"resnet{backbone.depth} 3x{hw[0]}x{hw[1]}")
 
+    backbone, position = net.backbone, net.body_position_net
+
+    def box_inputs() -> torch.Tensor:
+        """The box network's input for the calibration crops: the body ResNet's features and the
+        body joints' heatmaps (softmax probabilities), as BoxNet concatenates them."""
+        from wbcap.model.int8 import calibration_images  # (int8 builds on this module)
+
+        with torch.no_grad():
+            feat = torch.cat([backbone(x[None]) for x in calibration_images(c.input_body_shape)]).float()
+            heatmaps, _ = position(feat)
+            return torch.cat((feat, heatmaps.reshape(len(feat), -1, *body_hw).float()), 1)
+
+    # The heatmaps are probabilities, mostly far below the features' values: their own scale, over
+    # their whole range 0..1 (a picture with a surer joint than the crops' is not clipped)
+    box_calibration = CalibrationInputs(box_inputs, (backbone, position),
+                                        ((backbone.feat_dim, None), (widths[0] - backbone.feat_dim, (0.0, 1.0))))
     return {
         "body_backbone": resnet("body_backbone", net.backbone, c.input_body_shape, 1),
         "hand_backbone": resnet("hand_backbone", net.hand_roi_net.backbone, c.input_hand_shape, 2),
         "face_backbone": resnet("face_backbone", net.face_roi_net.backbone, c.input_face_shape, 1),
         "box_net": TunedPart("box_net", deconv, (widths[0], *body_hw), 1,
-                             f"deconv {'-'.join(str(w) for w in widths)} {body_hw[0]}x{body_hw[1]}"),
+                             f"deconv {'-'.join(str(w) for w in widths)} {body_hw[0]}x{body_hw[1]}", box_calibration),
     }

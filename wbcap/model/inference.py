@@ -33,7 +33,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
-from wbcap.model.int8 import INT8_TOLERANCE, Int8ResNet, build_int8_resnet, int8_applies
+from wbcap.model.int8 import INT8_TOLERANCE, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
@@ -48,7 +48,7 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     """``part`` in the form ``choice`` names (``fast``: the part is one of the fast precision's,
     for which the int8 form applies); an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
-    for (:func:`~wbcap.model.int8.build_int8_resnet`), falls back to the fused form with a warning.
+    for (:func:`~wbcap.model.int8.build_int8`), falls back to the fused form with a warning.
     With :attr:`~wbcap.model.strategy.PartChoice.single`, calls of one image run in that form
     (:class:`~wbcap.model.fused.SingleImageForm`); where it cannot be built, in ``choice.form``
     too (with a warning)."""
@@ -75,7 +75,7 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
     if choice.form == "int8":
         if int8_applies(part.module, dtype, fast):
             try:
-                net, err = build_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
+                net, err = build_int8(part, choice.chunks)
             except Exception as e:  # (calibration or oneDNN's int8 primitives: the part still runs, fused)
                 net, why = None, first_line(e)
             else:
@@ -83,7 +83,7 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
             if net is not None:
                 return net
         else:
-            why = "it runs the fast precision's ResNets only, with oneDNN's int8 convolutions"
+            why = "it runs the fast precision's ResNets and box network only, with oneDNN's int8 convolutions"
         log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,
                     str(dtype).removeprefix("torch."))
         return part.build(dtype, packed, choice.chunks)
@@ -106,7 +106,7 @@ def _form_of(module: nn.Module, choice: PartChoice) -> str:
     or ``fused`` where an int8 or onnxruntime choice fell back."""
     if isinstance(module, SingleImageForm):
         return _form_of(module.main, choice)
-    if isinstance(module, Int8ResNet):
+    if isinstance(module, (Int8ResNet, Int8DeconvStack)):
         return "int8"
     if isinstance(module, OrtResNet):
         return "onnxruntime"
@@ -129,7 +129,7 @@ def optimize_for_inference(
     network keeps its forward signature and outputs, but can no longer be trained or saved.
     A network already converted for the same precision is returned as is; converting it for
     another raises ValueError. On a CPU without bfloat16 support, bfloat16 parts run in float32
-    (with a warning), the fast precision's ResNets in int8 where measured faster. Call after
+    (with a warning), the fast precision's ResNets and box network in int8 where measured faster. Call after
     moving the network to ``device``.
 
     On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, a float32
@@ -166,7 +166,7 @@ def optimize_for_inference(
     fast = frozenset(name for name, dtype in plan.items() if dtype == torch.bfloat16)  # (the int8 candidates)
     if device.type == "cpu" and fast and not bf16_supported():
         log.warning("this CPU has no bfloat16 instructions (oneDNN needs AVX512-BF16/AVX512BW or AVX-NE-CONVERT); "
-                    "%s %s runs its convolutions in float32 instead (its ResNets in int8 where this machine's "
+                    "%s %s runs its convolutions in float32 instead (its ResNets and box network in int8 where this machine's "
                     "measured strategy picks that form)", setting("precision"), precision)
         plan = {name: torch.float32 if dtype == torch.bfloat16 else dtype for name, dtype in plan.items()}
     net.eval()
@@ -207,8 +207,11 @@ def optimize_for_inference(
         net.face_roi_net.backbone = built["face_backbone"]
         box = net.box_net
         box.deconv = built["box_net"]
-        box.deconv.out_dtype = box.deconv.dtype  # (read in that dtype again: see FusedConvStack)
-        up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
+        if isinstance(box.deconv, FusedConvStack):
+            box.deconv.out_dtype = box.deconv.dtype  # (read in that dtype again: see FusedConvStack)
+            up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
+        else:  # (int8: float32 out)
+            up = [n, box.deconv.out_channels, body_hw[0] * 8, body_hw[1] * 8]
         box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed, out_dtype=torch.float32)
         heads = plan["heads"]
         net.body_position_net.conv = FusedConvStack(net.body_position_net.conv, [n, body_dim, *body_hw], heads, packed)

@@ -44,19 +44,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wbcap.model.fused import ChunkPlan, chunk_plan, feat_hw, fold_batchnorm, rel_error, run_in_chunks
+from wbcap.model.fused import (
+    CalibrationInputs,
+    ChunkPlan,
+    TunedPart,
+    chunk_plan,
+    feat_hw,
+    fold_batchnorm,
+    interleave_phases,
+    rel_error,
+    run_in_chunks,
+    subpixel_applies,
+    subpixel_kernel,
+)
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 from wbcap.user_cache import read_json, write_json
 
-__all__ = ["INT8_TOLERANCE", "Int8ResNet", "build_int8_resnet", "calibrate", "calibration_cache_path",
-           "calibration_images", "int8_applies", "int8_usable", "max_pool_3x3_s2", "weights_fingerprint"]
+__all__ = ["INT8_TOLERANCE", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv", "build_int8_resnet",
+           "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images", "deconv_int8_applies",
+           "int8_applies", "int8_usable", "max_pool_3x3_s2", "weights_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +107,14 @@ def int8_usable() -> bool:
 
 def int8_applies(module: nn.Module, dtype: torch.dtype, fast: bool | None = None) -> bool:
     """Whether a tuned part's ``module`` computed in ``dtype`` can take the int8 form: a
-    :class:`~wbcap.model.resnet.ResNetBackbone` of the fast precision, with :func:`int8_usable`.
-    ``fast``: whether the part belongs to the fast precision; None: when ``dtype`` is bfloat16
-    (fast's dtype; on a CPU without bfloat16 instructions fast's parts run in float32 and the
-    caller says so)."""
+    :class:`~wbcap.model.resnet.ResNetBackbone` (:class:`Int8ResNet`) or a deconvolution stack
+    like the box network's (:func:`deconv_int8_applies`, :class:`Int8DeconvStack`) of the fast
+    precision, with :func:`int8_usable`. ``fast``: whether the part belongs to the fast
+    precision; None: when ``dtype`` is bfloat16 (fast's dtype; on a CPU without bfloat16
+    instructions fast's parts run in float32 and the caller says so)."""
     fast = dtype == torch.bfloat16 if fast is None else fast
-    return fast and isinstance(module, ResNetBackbone) and int8_usable()
+    return (fast and (isinstance(module, ResNetBackbone) or deconv_int8_applies(module))
+            and int8_usable())
 
 
 def calibration_images(image_size: Sequence[int]) -> torch.Tensor:
@@ -184,12 +199,25 @@ class _Int8Conv:
     about 5x slower)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, x_scale: float) -> None:
-        w, self.bias = fold_batchnorm(conv.weight, conv.bias, bn)
+        w, bias = fold_batchnorm(conv.weight, conv.bias, bn)
+        self._setup(w, bias, x_scale, (list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups))
+
+    @classmethod
+    def folded(cls, w: torch.Tensor, bias: torch.Tensor, x_scale: float, padding: Sequence[int]) -> _Int8Conv:
+        """A stride-1 convolution of an already folded weight ``w`` (C_out, C_in, kh, kw), ``bias`` (C_out,)."""
+        conv = cls.__new__(cls)
+        conv._setup(w, bias, x_scale, ([1, 1], [int(v) for v in padding], [1, 1], 1))
+        return conv
+
+    def _setup(self, w: torch.Tensor, bias: torch.Tensor, x_scale: float, geometry: tuple) -> None:
+        self.bias = bias.detach().float()
+        w = w.detach().float()
         self.w_scale = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127.0
-        self.qweight = torch.round(w / self.w_scale[:, None, None, None]).clamp_(-127, 127).to(torch.int8)
+        # (one new tensor, then in place: a load quantises the box network's 9.2 M first-layer weights)
+        self.qweight = torch.div(w, self.w_scale[:, None, None, None]).round_().clamp_(-127, 127).to(torch.int8)
         self.w_zero = torch.zeros(len(self.w_scale), dtype=torch.int64)
         self.x_scale = x_scale
-        self.geometry = (list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups)
+        self.geometry = geometry
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
     def packed(self, shape: Sequence[int]) -> torch.Tensor:
@@ -306,6 +334,150 @@ class Int8ResNet(nn.Module):
         return run_in_chunks(self._run, x, self.chunks.split(x), x.dtype)
 
 
+def deconv_int8_applies(module: nn.Module) -> bool:
+    """Whether ``module`` is a stack :class:`Int8DeconvStack` can run: an ``nn.Sequential`` of
+    (4x4, stride-2, padding-1 transposed convolution (:func:`~wbcap.model.fused.subpixel_applies`),
+    BatchNorm, ReLU) triples, like the box network's."""
+    if not isinstance(module, nn.Sequential) or len(module) == 0 or len(module) % 3:
+        return False
+    mods = list(module)
+    return all(subpixel_applies(mods[i]) and isinstance(mods[i + 1], nn.BatchNorm2d) and isinstance(mods[i + 2], nn.ReLU)
+               for i in range(0, len(mods), 3))
+
+
+def deconv_range_names(stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]]) -> set[str]:
+    """The keys :func:`calibrate_deconv` gives: ``in.<k>`` per calibrated input group, ``<i>`` for
+    the output of every layer but the last (1-based)."""
+    layers = len(stack) // 3
+    return {f"in.{k}" for k, (_, fixed) in enumerate(groups) if fixed is None} | {str(i) for i in range(1, layers)}
+
+
+def calibrate_deconv(stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]],
+                     inputs: torch.Tensor) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+    """:func:`calibrate` for a stack of :func:`deconv_int8_applies`: the (least, greatest) value of
+    each calibrated input group (``groups``, in channel order) and of each layer's output but the
+    last (after its ReLU) for ``inputs`` (N, C, H, W) float32, run one at a time through the
+    float32 module-by-module ``stack``; and its outputs (N, C', 8H, 8W) float32."""
+    found: dict[str, tuple[float, float]] = {}
+    start = 0
+    for k, (channels, fixed) in enumerate(groups):
+        if fixed is None:
+            part = inputs[:, start:start + channels]
+            found[f"in.{k}"] = (float(part.min()), float(part.max()))
+        start += channels
+    if start != inputs.shape[1]:
+        raise ValueError(f"the input groups hold {start} channels, the inputs {inputs.shape[1]}")
+    relus = [m for m in stack if isinstance(m, nn.ReLU)][:-1]
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            hi = float(out.max().clamp_min(0))
+            found[name] = (0.0, max(found.get(name, (0.0, 0.0))[1], hi))
+        return hook
+
+    hooks = [relu.register_forward_hook(record(str(i + 1))) for i, relu in enumerate(relus)]
+    try:
+        with torch.no_grad():
+            out = torch.cat([stack(x[None].float()) for x in inputs])
+    finally:
+        for h in hooks:
+            h.remove()
+    return found, out
+
+
+class Int8DeconvStack(nn.Module):
+    """Int8 inference form of a stack of (4x4 stride-2 transposed convolution, BatchNorm, ReLU)
+    layers (:func:`deconv_int8_applies`; the box network's): same input and output.
+
+    Each layer is its sub-pixel convolution (:func:`~wbcap.model.fused.subpixel_kernel`: a 2x2
+    convolution with 4 x C_out channels, then :func:`~wbcap.model.fused.interleave_phases`) as a
+    oneDNN int8 convolution (weights int8 per output channel, BatchNorm folded; activations uint8
+    after the ReLUs, scales from ``ranges``, as in :class:`Int8ResNet`); the last layer writes
+    float32. The first layer's input is quantised per channel group (``groups``: ``(channels,
+    fixed (lo, hi) or None for ranges["in.<k>"])``): one convolution per group, each with its
+    own input scale, added in float32 before the bias's ReLU (the box network's heatmaps,
+    probabilities, would round to nothing on the features' scale). Every input value must be
+    >= 0 (zero point 0: ReLU features, probabilities); a calibrated range below 0 raises
+    ValueError. Integer products, so the result does not depend on the batch size.
+
+    forward(x (B, C, H, W) float) -> (B, C_out, 8H, 8W) for three layers, float32 computed, in
+    ``x``'s dtype, channels_last; in calls of the sizes ``chunk`` chooses (see
+    :class:`~wbcap.model.fused.FusedResNet`). CPU only. The stack is read, not kept.
+    """
+
+    def __init__(self, stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]], ranges: Ranges,
+                 chunk: int | ChunkPlan = 4) -> None:
+        super().__init__()
+        if not deconv_int8_applies(stack):
+            raise ValueError("Int8DeconvStack needs (4x4 stride-2 transposed convolution, BatchNorm, ReLU) layers")
+        self.chunks = chunk_plan(chunk)
+        self.chunk = self.chunks.pack
+        mods = list(stack)
+        self.group_q: list[tuple[int, float]] = []  # (channels, input scale) per group
+        for k, (channels, fixed) in enumerate(groups):
+            lo, hi = fixed if fixed is not None else ranges[f"in.{k}"]
+            if lo < 0:
+                raise ValueError(f"input channel group {k} has values below 0 ({lo:.3g}): no zero point here")
+            self.group_q.append((int(channels), _quant(lo, hi)[0]))
+        kernel, bias = subpixel_kernel(mods[0], mods[1])
+        self.first: list[_Int8Conv] = []
+        start = 0
+        for k, (channels, scale) in enumerate(self.group_q):
+            w = kernel[:, start:start + channels]
+            self.first.append(_Int8Conv.folded(w, bias if k == 0 else torch.zeros_like(bias), scale, (1, 1)))
+            start += channels
+        if start != kernel.shape[1]:
+            raise ValueError(f"the input groups hold {start} channels, the first layer {kernel.shape[1]}")
+        self.convs: list[_Int8Conv] = []  # the later layers
+        self.scales: list[float] = []  # output scale of every layer but the last
+        for i in range(len(mods) // 3):
+            self.scales.append(_quant(*ranges[str(i + 1)])[0] if i < len(mods) // 3 - 1 else 1.0)
+            if i > 0:
+                kernel, bias = subpixel_kernel(mods[3 * i], mods[3 * i + 1])
+                self.convs.append(_Int8Conv.folded(kernel, bias, self.scales[i - 1], (1, 1)))
+        self.out_channels = int(mods[-3].out_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the convolutions' inputs (uint8)."""
+        return torch.uint8
+
+    def _first_layer(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        """The first layer's sub-pixel convolution (before interleaving): uint8 (scale
+        ``scales[0]``), or float32 when it is the only layer."""
+        start, acc = 0, None
+        out_scale, out_dtype = (1.0, torch.float32) if last else (self.scales[0], torch.uint8)
+        for k, ((channels, scale), conv) in enumerate(zip(self.group_q, self.first)):
+            q = (x[:, start:start + channels].float() * (1.0 / scale)).round_().clamp_(0, 255).to(torch.uint8)
+            q = q.contiguous(memory_format=torch.channels_last)
+            start += channels
+            if len(self.first) == 1:
+                return conv(q, out_scale, 0, out_dtype, True)
+            if k < len(self.first) - 1:  # float32, no ReLU: the groups' sum comes first
+                y = conv(q, 1.0, 0, torch.float32, False)
+                acc = y if acc is None else acc.add_(y)
+            else:
+                acc = conv.add_relu(q, acc, 1.0, 0, 1.0, torch.float32)
+        if last:
+            return acc
+        return acc.mul_(1.0 / out_scale).round_().clamp_(0, 255).to(torch.uint8)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        y = interleave_phases(self._first_layer(x, not self.convs))
+        for i, conv in enumerate(self.convs):
+            last = i == len(self.convs) - 1
+            y = interleave_phases(conv(y.contiguous(memory_format=torch.channels_last), self.scales[i + 1], 0,
+                                       torch.float32 if last else torch.uint8, True))
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 0:
+            h, w = x.shape[2:]
+            scale = 2 ** (len(self.convs) + 1)
+            return x.new_empty((0, self.out_channels, h * scale, w * scale)).contiguous(memory_format=torch.channels_last)
+        return run_in_chunks(self._run, x, self.chunks.split(x), x.dtype)
+
+
 def max_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 3, 2, 1)`` of a ``(N, C, H, W)`` channels_last tensor (any dtype; the
     int8 ResNets' uint8 activations), the same values, channels_last out.
@@ -344,7 +516,7 @@ def _max_3_s2_along(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def weights_fingerprint(backbone: ResNetBackbone) -> str:
+def weights_fingerprint(backbone: nn.Module) -> str:
     """A hash of ``backbone``'s parameters and buffers (names, dtypes, shapes, every value): the
     calibration cache's key (SHA-1 as a checksum, not for security: 0.05 s for a ResNet-50's
     100 MB on the 2-core EPYC; a sample of the values missed a single edited weight)."""
@@ -429,28 +601,85 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     is calibrated again, with a warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores;
     read back, building and that check 0.03-0.07 s.
     """
-    path = calibration_cache_path() if cache is None else cache
     key = _calibration_key(backbone, image_size)
     images = calibration_images(image_size)
-    cached = _entry(_read_calibration(path).get(key), range_names(backbone))
+
+    def measure() -> tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]:
+        ranges, ref = calibrate(backbone, images)
+        return ranges, images, ref
+
+    return _build_calibrated(cache, key, range_names(backbone), lambda ranges: Int8ResNet(backbone, ranges, chunk),
+                             measure, images[:1])
+
+
+def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, chunk: int | ChunkPlan = 4,
+                      cache: Path | None = None) -> tuple[Int8DeconvStack | None, float]:
+    """:func:`build_int8_resnet` for a stack of :func:`deconv_int8_applies` (the box network's),
+    calibrated on ``calibration.make()`` (its inputs for the calibration crops) and checked there
+    against the float32 module-by-module stack; kept in the same cache, keyed by the weights of the
+    stack and of ``calibration.upstream`` (what makes its inputs), the groups and the versions. Read
+    back, the check runs the stack on a fixed pseudo-random input (no upstream pass at load)."""
+    from wbcap import __version__
+
+    groups = calibration.groups
+    prints = " ".join(weights_fingerprint(m) for m in (stack, *calibration.upstream))
+    key = (f"{prints} deconv {'+'.join(f'{c}:{r}' for c, r in groups)} wbcap {__version__} "
+           f"torch {torch.__version__}")
+    channels = sum(c for c, _ in groups)
+    inputs: list[torch.Tensor] = []
+
+    def measure() -> tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]:
+        inputs.append(calibration.make())
+        ranges, ref = calibrate_deconv(stack, groups, inputs[0])
+        return ranges, inputs[0], ref
+
+    # The check input: the calibration inputs' shape (known only after making them) is not
+    # needed; 8x6 cells, like the box network's
+    probe = torch.rand(1, channels, 8, 6, generator=torch.Generator().manual_seed(0))
+    return _build_calibrated(cache, key, deconv_range_names(stack, groups),
+                             lambda ranges: Int8DeconvStack(stack, groups, ranges, chunk), measure, probe)
+
+
+def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Callable[[Ranges], nn.Module],
+                      measure: Callable[[], tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]],
+                      probe: torch.Tensor) -> tuple[nn.Module | None, float]:
+    """The int8 module ``make(ranges)`` and its error, from the cache entry ``key`` (holding exactly
+    the ranges ``names``) when there is one that ``probe`` (its check input) confirms; else from
+    ``measure()`` -> (ranges, calibration inputs, the float32 module's outputs for them): the error is
+    the int8 module's on those inputs (run one at a time), and a new entry is written. None in
+    place of the module when the error is above :data:`INT8_TOLERANCE`."""
+    path = calibration_cache_path() if cache is None else cache
+    cached = _entry(_read_calibration(path).get(key), names)
     if cached is not None:
         ranges, err, check = cached
-        net = Int8ResNet(backbone, ranges, chunk)
+        net = make(ranges)
         if err > INT8_TOLERANCE:
             return None, err
         with torch.no_grad():
-            again = _check_value(net(images[:1]))
+            again = _check_value(net(probe))
         if abs(again - check) <= CHECK_TOLERANCE * abs(check):
             return net, err
         log.warning("the int8 calibration cache %s gives other results than when it was written (edited?); "
                     "calibrating again", path)
-    ranges, ref = calibrate(backbone, images)
-    net = Int8ResNet(backbone, ranges, chunk)
+    ranges, inputs, ref = measure()
+    net = make(ranges)
     with torch.no_grad():
-        out = torch.cat([net(x[None]) for x in images])
+        out = torch.cat([net(x[None]) for x in inputs])
+        check = _check_value(net(probe))
     err = rel_error(out, ref)
-    _write_calibration(path, key, ranges, err, _check_value(out[:1]))
+    _write_calibration(path, key, ranges, err, check)
     return (net if err <= INT8_TOLERANCE else None), err
+
+
+def build_int8(part: TunedPart, chunk: int | ChunkPlan = 4, cache: Path | None = None) -> tuple[nn.Module | None, float]:
+    """A tuned part's int8 form and its error: :func:`build_int8_resnet` for a ResNet,
+    :func:`build_int8_deconv` for a deconvolution stack with :attr:`~wbcap.model.fused.TunedPart.calibration`
+    inputs; ValueError for another part."""
+    if isinstance(part.module, ResNetBackbone):
+        return build_int8_resnet(part.module, part.item_shape[1:], chunk, cache)
+    if deconv_int8_applies(part.module) and part.calibration is not None:
+        return build_int8_deconv(part.module, part.calibration, chunk, cache)
+    raise ValueError(f"{part.name} has no int8 form")
 
 
 def _check_value(features: torch.Tensor) -> float:

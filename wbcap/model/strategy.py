@@ -10,11 +10,12 @@ cache sizes, the core count and the torch/oneDNN build:
   ``F.conv2d`` (oneDNN reorders the weights on every call) with the elementwise steps apart;
   ``onnxruntime`` (float32 ResNets, when ``onnxruntime`` and ``onnx`` are installed): the
   ResNet as an onnxruntime session, MLAS's blocked-layout convolutions
-  (:class:`~wbcap.model.ort_resnet.OrtResNet`); ``int8`` (the fast mode's ResNets: bfloat16 ones,
-  or float32 ones on a CPU without bfloat16 instructions):
+  (:class:`~wbcap.model.ort_resnet.OrtResNet`); ``int8`` (the fast mode's ResNets and box
+  network: bfloat16 ones, or float32 ones on a CPU without bfloat16 instructions):
   oneDNN's int8 convolutions with calibrated activation ranges
-  (:class:`~wbcap.model.int8.Int8ResNet`, checked when built on its calibration crops; random
-  noise is no picture, so the check below does not apply to it);
+  (:class:`~wbcap.model.int8.Int8ResNet`, :class:`~wbcap.model.int8.Int8DeconvStack`, checked
+  when built on the calibration crops; random noise is no picture, so the check below does not
+  apply to it);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -51,7 +52,7 @@ warning.
 overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part in that form,
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
 ``onnxruntime`` (the float32 ResNets in that form, the other parts in the default form),
-``int8`` (the fast mode's ResNets in that form, the other parts in the default form),
+``int8`` (the fast mode's ResNets and box network in that form, the other parts in the default form),
 ``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
@@ -87,7 +88,7 @@ from wbcap.model.fused import (
     subpixel_applies,
     tile_for,
 )
-from wbcap.model.int8 import INT8_TOLERANCE, build_int8_resnet, int8_applies
+from wbcap.model.int8 import INT8_TOLERANCE, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
 from wbcap.user_cache import read_json, write_json
@@ -106,8 +107,9 @@ SINGLE_BESIDE = ("fused", "plain")
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
-#: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image).
-CACHE_FORMAT = 7
+#: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image; 8: the
+#: int8 form of the fast mode's box network).
+CACHE_FORMAT = 8
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -769,10 +771,10 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
     size where it applies (:func:`~wbcap.model.ort_resnet.ort_applies`; Winograd tiles do not
-    apply to it), ``int8`` at every size for the fast mode's ResNets (``fast``: whether the
+    apply to it), ``int8`` at every size for the fast mode's ResNets and box network (``fast``: whether the
     part is one of the fast precision's; None: when ``dtype`` is bfloat16; see
     :func:`~wbcap.model.int8.int8_applies`; built and checked by
-    :func:`~wbcap.model.int8.build_int8_resnet`); sub-pixel
+    :func:`~wbcap.model.int8.build_int8`); sub-pixel
     deconvolutions and (float32 ResNets) Winograd tiles decided first, layer by layer
     (:func:`_winograd_trials`, then checked on the whole part: :func:`_choose_winograd`). Each is called once untimed (its output then
     checked, see the module docstring), then timed ``rounds`` times, interleaved, by ``timer``;
@@ -819,7 +821,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         if "int8" in forms:
             try:  # (an optional form: whatever goes wrong in calibrating it or in oneDNN's int8
                 # primitives only drops it; a failing call is caught below)
-                q, q_err = build_int8_resnet(part.module, part.item_shape[1:], every)
+                q, q_err = build_int8(part, every)
             except Exception as e:
                 log.warning("%s: the int8 form could not be built (%s); not used", part.name, first_line(e))
                 q = None
@@ -933,7 +935,7 @@ def single_image_form(form: str, plan: ChunkPlan, per_image: Mapping[tuple[str, 
 ONLY_FOR = MappingProxyType({
     "onnxruntime": "float32 ResNets only (exact precision, or fast on a CPU without bfloat16; with onnx and "
                    "onnxruntime installed)",
-    "int8": "the fast precision's ResNets only (with oneDNN's int8 convolutions)",
+    "int8": "the fast precision's ResNets and box network only (with oneDNN's int8 convolutions)",
 })
 
 
