@@ -5,7 +5,7 @@
 Full-size network with the official key layout and deterministic values (heads as drawn, the
 tests' ``official_ckpt_raw``), the bundled example image with four person boxes (the input of
 ``tests/test_fused.py``), a synthetic SMPL-X model. For whole-network bf16 autocast, the
-``fast`` mode (its ResNets in bfloat16, and in int8: :mod:`wbcap.model.int8`) and a few alternative per-part plans it prints the largest vertex distance, hand /
+``fast`` mode (its ResNets in bfloat16, and its ResNets and box network in int8: :mod:`wbcap.model.int8`) and a few alternative per-part plans it prints the largest vertex distance, hand /
 face box-corner distance (image pixels) and camera-translation difference from ``exact``.
 """
 
@@ -33,7 +33,7 @@ def main() -> None:
     # the int8 row, so that each row is the computation it names whatever this machine measured)
     plans = {
         "fast (bf16 ResNets)": ("fast", None),
-        "fast, int8 ResNets": ("fast", None, "int8"),
+        "fast, int8 ResNets + box net": ("fast", None, "int8"),
         "fast, box net fp32": ("fast", {"box_net": f32}),
         "fast, box net + heads fp32": ("fast", {"box_net": f32, "heads": f32}),
         "fast, body ResNet + box net + heads fp32": ("fast", {"body_backbone": f32, "box_net": f32, "heads": f32}),

@@ -198,12 +198,11 @@ def test_int8_box_network_is_close_to_the_module_by_module_one_and_batch_invaria
     assert int8.int8_applies(part.module, FAST, True) and not int8.int8_applies(part.module, FAST, False)
     net, err = build_int8(part, ChunkPlan(((1, 1.0), (2, 0.5))), cache=tmp_path / "c.json")
     assert isinstance(net, Int8DeconvStack) and 0 < err <= int8.INT8_TOLERANCE
-    # its inputs: the body ResNet's features (a calibrated range) and the joints' heatmaps (0..1,
-    # their own scale: on the features' they would round to a few steps)
-    groups = part.calibration.groups
-    assert [g[1] for g in groups] == [None, (0.0, 1.0)] and sum(g[0] for g in groups) == part.module[0].in_channels
-    feat_dim = groups[0][0]
-    assert net.group_q[1] == (groups[1][0], pytest.approx(1 / 255)) and len(net.first) == 2  # a convolution each
+    # its inputs: the body ResNet's features (quantised, a calibrated range) and the joints'
+    # heatmaps (probabilities, most under one uint8 step: float32)
+    hm_channels = part.calibration.float_channels
+    feat_dim = part.module[0].in_channels - hm_channels
+    assert hm_channels == 25 * MICRO.output_hm_shape[0] and net.quantised == feat_dim and net.tail is not None
     inputs = part.calibration.make()
     assert inputs.shape[1:] == part.item_shape and float(inputs[:, :feat_dim].min()) >= 0
     # other inputs than the calibration's: the crops' features reordered and dimmed, and each
@@ -214,7 +213,7 @@ def test_int8_box_network_is_close_to_the_module_by_module_one_and_batch_invaria
     g = torch.Generator().manual_seed(3)
     x = inputs[torch.tensor([2, 0, 3])].clone()
     x[:, :feat_dim] *= torch.rand(3, feat_dim, 1, 1, generator=g) * 0.8 + 0.2
-    logits = torch.randn(3, NUM_BODY_POS_JOINTS, groups[1][0] // NUM_BODY_POS_JOINTS * x[0, 0].numel(), generator=g)
+    logits = torch.randn(3, NUM_BODY_POS_JOINTS, hm_channels // NUM_BODY_POS_JOINTS * x[0, 0].numel(), generator=g)
     x[:, feat_dim:] = torch.softmax(logits * 1.5, -1).view(3, -1, *part.item_shape[1:])
     with torch.no_grad():
         ref = part.module(x)
@@ -222,7 +221,15 @@ def test_int8_box_network_is_close_to_the_module_by_module_one_and_batch_invaria
         alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
     assert out.shape == ref.shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
     assert 0 < _rel(out, ref) <= int8.INT8_TOLERANCE
-    assert torch.equal(alone, out)  # integer products, then per-element float steps: any batch alike
+    # integer products, per-element float steps and one float32 convolution: at most a requantised
+    # value one step apart where oneDNN's float32 kernel rounds otherwise for another batch size
+    assert _rel(alone, out) <= 1e-3
+    # the heatmaps' share is float32: with the features at 0 (exactly 0 in uint8) one layer of
+    # the int8 form is the float32 layer itself (quantised heatmaps would be ~1e-2 off)
+    first = Int8DeconvStack(part.module[:3], {"in": (0.0, 1.0)}, part.item_shape[1:], 2, hm_channels)
+    x[:, :feat_dim] = 0
+    with torch.no_grad():
+        assert _rel(first(x), part.module[:3](x)) <= 1e-5
     with torch.no_grad():
         assert net(x[:0]).shape == (0, *ref.shape[1:])
 
@@ -247,15 +254,19 @@ def test_int8_box_network_calibration_is_kept_by_its_weights_and_its_inputs_sour
     other = dataclasses.replace(calibration, upstream=(other_backbone, *part.calibration.upstream[1:]))
     build_int8(dataclasses.replace(part, calibration=other), cache=cache)
     assert len(made) == 2
+    # ... and so are other input sizes (another body input shape: other feature maps)
+    c, h, w = part.item_shape
+    build_int8(dataclasses.replace(counted, item_shape=(c, h + 1, w)), cache=cache)
+    assert len(made) == 3
     entries = json.loads(cache.read_text())["entries"]
-    assert len(entries) == 2
+    assert len(entries) == 3
     # an edited entry (its ranges halved) gives other results than recorded: calibrated again
     key = next(iter(entries))
     entries[key]["ranges"] = {k: [lo, hi / 2] for k, (lo, hi) in entries[key]["ranges"].items()}
     cache.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": entries}))
     with caplog.at_level(logging.WARNING):
         build_int8(counted, cache=cache)
-    assert len(made) == 3 and "gives other results than when it was written" in caplog.text
+    assert len(made) == 4 and "gives other results than when it was written" in caplog.text
 
 
 def test_int8_box_network_is_measured_and_rebuilt(micro_parts):

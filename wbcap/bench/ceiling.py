@@ -25,7 +25,7 @@ CEILING_OF = {"exact": "fp32", "fast": "bf16", "bf16": "bf16", "fp16": "fp16"}
 def row_ceiling(precision: str, device, measured) -> str:
     """The ceiling a precision's rows are compared with: :data:`CEILING_OF`, if ``measured``
     (names) has it; fp32 for ``fast`` on a CPU without bfloat16 instructions (fast then runs
-    float32 convolutions, its ResNets float32 or int8: :func:`wbcap.model.inference.optimize_for_inference`)
+    float32 convolutions, its ResNets and box network float32 or int8: :func:`wbcap.model.inference.optimize_for_inference`)
     and for anything not measured."""
     from wbcap.model.fused import bf16_supported
 

@@ -176,8 +176,8 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
         ceiling_name = row_ceiling(prec.value, device, report["ceilings"])
         if ceiling_name != CEILING_OF[prec]:
             report["notes"].append(f"{prec}: rows against the {ceiling_name} ceiling, not {CEILING_OF[prec]} "
-                                   + ("(this CPU has no bfloat16 instructions: fast runs float32, its ResNets float32 "
-                                      "or int8)" if prec == "fast" else "(not measured)"))
+                                   + ("(this CPU has no bfloat16 instructions: fast runs float32, its ResNets and box "
+                                      "network float32 or int8)" if prec == "fast" else "(not measured)"))
         strategy = getattr(regressor.net, "cpu_strategy", None)
         report.setdefault("strategies", {})[prec.value] = None if strategy is None else strategy.to_dict()
         if strategy is not None and "default" in strategy.source:

@@ -1134,13 +1134,12 @@ class CalibrationInputs:
     ``make()`` -> ``(N, C, H, W)`` float32: the part's inputs as the network computes them (module by
     module, float32) for the calibration crops (:func:`wbcap.model.int8.calibration_images`);
     ``upstream``: the modules they come from (their weights are in the calibration's cache key);
-    ``groups``: the input's channel groups in order, each ``(channels, (lo, hi) or None)``: each
-    group is quantised with its own scale, over that fixed range or (None) the calibrated one.
+    ``float_channels``: how many of the input's last channels stay float32 (not quantised).
     """
 
     make: Callable[[], torch.Tensor]
     upstream: tuple[nn.Module, ...]
-    groups: tuple[tuple[int, tuple[float, float] | None], ...]
+    float_channels: int = 0
 
 
 @dataclass(frozen=True)
@@ -1216,10 +1215,8 @@ def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
             heatmaps, _ = position(feat)
             return torch.cat((feat, heatmaps.reshape(len(feat), -1, *body_hw).float()), 1)
 
-    # The heatmaps are probabilities, mostly far below the features' values: their own scale, over
-    # their whole range 0..1 (a picture with a surer joint than the crops' is not clipped)
-    box_calibration = CalibrationInputs(box_inputs, (backbone, position),
-                                        ((backbone.feat_dim, None), (widths[0] - backbone.feat_dim, (0.0, 1.0))))
+    # The heatmaps are probabilities, mostly under one uint8 step even of their own 0..1: float32
+    box_calibration = CalibrationInputs(box_inputs, (backbone, position), widths[0] - backbone.feat_dim)
     return {
         "body_backbone": resnet("body_backbone", net.backbone, c.input_body_shape, 1),
         "hand_backbone": resnet("hand_backbone", net.hand_roi_net.backbone, c.input_hand_shape, 2),

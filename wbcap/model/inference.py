@@ -86,7 +86,9 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
             why = "it runs the fast precision's ResNets and box network only, with oneDNN's int8 convolutions"
         log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,
                     str(dtype).removeprefix("torch."))
-        return part.build(dtype, packed, choice.chunks)
+        # (with the float forms' deconvolution choices the measurement kept; Winograd plans are
+        # float32 only and an int8 choice has none)
+        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
     if choice.form == "onnxruntime":
         why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:
@@ -133,7 +135,7 @@ def optimize_for_inference(
     moving the network to ``device``.
 
     On CPU the form of each of :data:`~wbcap.model.fused.TUNED_PARTS` (fused or plain convolutions, a float32
-    ResNet as an onnxruntime session, a fast one in int8, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
+    ResNet as an onnxruntime session, a fast ResNet or box network in int8, chunk sizes, sub-pixel deconvolutions) is this machine's measured best
     (:func:`wbcap.model.strategy.choose_cpu_strategy`: read from the user cache, or measured
     there in a few seconds the first time); ``strategy`` (default: ``$WBCAP_CPU_STRATEGY``, else
     ``auto``) can force one (``fused``, ``plain``, ``fused:4`` ...) or a new measurement
@@ -210,7 +212,7 @@ def optimize_for_inference(
         if isinstance(box.deconv, FusedConvStack):
             box.deconv.out_dtype = box.deconv.dtype  # (read in that dtype again: see FusedConvStack)
             up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
-        else:  # (int8: float32 out)
+        else:  # (int8: out in its input's dtype, the body features')
             up = [n, box.deconv.out_channels, body_hw[0] * 8, body_hw[1] * 8]
         box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed, out_dtype=torch.float32)
         heads = plan["heads"]

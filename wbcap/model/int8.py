@@ -1,4 +1,4 @@
-"""An int8 ResNet for the ``fast`` precision: one more inference form the CPU strategy can choose.
+"""Int8 ResNets and box network for the ``fast`` precision: one more inference form the CPU strategy can choose.
 
 Where a CPU has no AMX (the AMD EPYC, AVX512-BF16 and AVX512-VNNI), the fast mode's bfloat16
 convolutions already run at that machine's bfloat16 ceiling, only about twice the float32 one,
@@ -31,8 +31,22 @@ instructions, where the fast mode's ResNets are float32 or int8). The ranges and
 ``<user cache>/int8_calibration.json`` by a hash of the weights (the float32 passes
 took 0.7 s of a 2 s fast start-up for the three ResNets on the 2-core EPYC; read back, 0.2 s).
 Which form is faster is measured per machine (:mod:`wbcap.model.strategy`); this one is a
-candidate only for the fast mode's ResNets. Without VNNI (AVX2 only) oneDNN multiplies int8 with
-``vpmaddubsw`` + ``vpmaddwd``, and what that gains depends on the core: on an AMD EPYC of the first
+candidate only for the fast mode's ResNets and box network.
+
+The box network's three 4x4 stride-2 transposed convolutions (:class:`Int8DeconvStack`) take
+the same scheme in their sub-pixel form (:func:`~wbcap.model.fused.subpixel_kernel`: one 2x2
+convolution each, its four output phases interleaved after). Their input joins the body
+ResNet's features and the body joints' heatmaps (softmax probabilities over 384 cells, mostly
+under 0.01 where the features reach units, so under one uint8 step even of their own 0..1): the
+features are quantised, the heatmaps' share of the first layer stays a float32 convolution
+(about 7 % of that layer's products), the two summed before the ReLU. Its ranges are calibrated on its inputs for the
+calibration crops (the float32 body ResNet and position head run on them, 0.7 s on the Zen 3
+EPYC the first time; the cache key holds the hashes of those modules too). On the Zen 3 EPYC
+(AVX2) it took the box network from 25.6 to 15.0 ms per crop in 8-crop fast calls
+(``benchmarks/regressor_parts.py``), and the tests' full-size fast network, int8 ResNets and box
+network, lies 2.0 mm / 0.0018 px from exact (``tests/test_fused.py``).
+
+Without VNNI (AVX2 only) oneDNN multiplies int8 with ``vpmaddubsw`` + ``vpmaddwd``, and what that gains depends on the core: on an AMD EPYC of the first
 Zen generation nothing (a body ResNet-50 took 120-134 ms per image against float32's 125-143, not
 the measurement's 10 % margin, so it is not chosen there); on a third-generation one (Zen 3)
 about twice float32 (body ResNet-50 34-44 against 64-82 ms, ``benchmarks/conv_ceilings.py``
@@ -54,6 +68,7 @@ from torch import nn
 from wbcap.model.fused import (
     CalibrationInputs,
     ChunkPlan,
+    FusedConv,
     TunedPart,
     chunk_plan,
     feat_hw,
@@ -345,28 +360,20 @@ def deconv_int8_applies(module: nn.Module) -> bool:
                for i in range(0, len(mods), 3))
 
 
-def deconv_range_names(stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]]) -> set[str]:
-    """The keys :func:`calibrate_deconv` gives: ``in.<k>`` per calibrated input group, ``<i>`` for
+def deconv_range_names(stack: nn.Sequential) -> set[str]:
+    """The keys :func:`calibrate_deconv` gives: ``in`` (the quantised input channels), ``<i>`` for
     the output of every layer but the last (1-based)."""
-    layers = len(stack) // 3
-    return {f"in.{k}" for k, (_, fixed) in enumerate(groups) if fixed is None} | {str(i) for i in range(1, layers)}
+    return {"in"} | {str(i) for i in range(1, len(stack) // 3)}
 
 
-def calibrate_deconv(stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]],
-                     inputs: torch.Tensor) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+def calibrate_deconv(stack: nn.Sequential, inputs: torch.Tensor,
+                     float_channels: int = 0) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
     """:func:`calibrate` for a stack of :func:`deconv_int8_applies`: the (least, greatest) value of
-    each calibrated input group (``groups``, in channel order) and of each layer's output but the
-    last (after its ReLU) for ``inputs`` (N, C, H, W) float32, run one at a time through the
-    float32 module-by-module ``stack``; and its outputs (N, C', 8H, 8W) float32."""
-    found: dict[str, tuple[float, float]] = {}
-    start = 0
-    for k, (channels, fixed) in enumerate(groups):
-        if fixed is None:
-            part = inputs[:, start:start + channels]
-            found[f"in.{k}"] = (float(part.min()), float(part.max()))
-        start += channels
-    if start != inputs.shape[1]:
-        raise ValueError(f"the input groups hold {start} channels, the inputs {inputs.shape[1]}")
+    the quantised input channels (all but the last ``float_channels``) and of each layer's output
+    but the last (after its ReLU) for ``inputs`` (N, C, H, W) float32, run one at a time through
+    the float32 module-by-module ``stack``; and its outputs (N, C', 8H, 8W) float32 (three layers)."""
+    quantised = inputs[:, :inputs.shape[1] - float_channels]
+    found: dict[str, tuple[float, float]] = {"in": (float(quantised.min()), float(quantised.max()))}
     relus = [m for m in stack if isinstance(m, nn.ReLU)][:-1]
 
     def record(name: str):
@@ -387,54 +394,55 @@ def calibrate_deconv(stack: nn.Sequential, groups: Sequence[tuple[int, tuple[flo
 
 class Int8DeconvStack(nn.Module):
     """Int8 inference form of a stack of (4x4 stride-2 transposed convolution, BatchNorm, ReLU)
-    layers (:func:`deconv_int8_applies`; the box network's): same input and output.
+    layers (:func:`deconv_int8_applies`; the box network's) with inputs of ``input_size`` (H, W)
+    cells: same input and output.
 
     Each layer is its sub-pixel convolution (:func:`~wbcap.model.fused.subpixel_kernel`: a 2x2
     convolution with 4 x C_out channels, then :func:`~wbcap.model.fused.interleave_phases`) as a
-    oneDNN int8 convolution (weights int8 per output channel, BatchNorm folded; activations uint8
-    after the ReLUs, scales from ``ranges``, as in :class:`Int8ResNet`); the last layer writes
-    float32. The first layer's input is quantised per channel group (``groups``: ``(channels,
-    fixed (lo, hi) or None for ranges["in.<k>"])``): one convolution per group, each with its
-    own input scale, added in float32 before the bias's ReLU (the box network's heatmaps,
-    probabilities, would round to nothing on the features' scale). Every input value must be
-    >= 0 (zero point 0: ReLU features, probabilities); a calibrated range below 0 raises
-    ValueError. Integer products, so the result does not depend on the batch size.
+    oneDNN int8 convolution (weights int8 per output channel, BatchNorm folded; activations uint8,
+    zero point 0, scales from ``ranges``: ``in`` for the input, ``<i>`` for layer i's output after
+    its ReLU; as in :class:`Int8ResNet`); the last layer writes float32. The last
+    ``float_channels`` input channels (the box network's joint heatmaps: probabilities, mostly
+    under one uint8 step of 0..1 and far under one of the features' scale) are not quantised:
+    their share of the first layer is a float32 convolution (oneDNN, packed), added to the int8
+    one's before the ReLU, and the sum is quantised for the next layer. The quantised input must
+    be >= 0 (ReLU features); a calibrated range below 0 raises ValueError.
 
     forward(x (B, C, H, W) float) -> (B, C_out, 8H, 8W) for three layers, float32 computed, in
     ``x``'s dtype, channels_last; in calls of the sizes ``chunk`` chooses (see
-    :class:`~wbcap.model.fused.FusedResNet`). CPU only. The stack is read, not kept.
+    :class:`~wbcap.model.fused.FusedResNet`). Integer products and per-element float steps, so
+    the result does not depend on the batch size, up to the float32 convolution's rounding
+    (where oneDNN picks another kernel for another batch, a requantised value may move one step).
+    CPU only. The stack is read, not kept.
     """
 
-    def __init__(self, stack: nn.Sequential, groups: Sequence[tuple[int, tuple[float, float] | None]], ranges: Ranges,
-                 chunk: int | ChunkPlan = 4) -> None:
+    def __init__(self, stack: nn.Sequential, ranges: Ranges, input_size: Sequence[int], chunk: int | ChunkPlan = 4,
+                 float_channels: int = 0) -> None:
         super().__init__()
         if not deconv_int8_applies(stack):
             raise ValueError("Int8DeconvStack needs (4x4 stride-2 transposed convolution, BatchNorm, ReLU) layers")
         self.chunks = chunk_plan(chunk)
         self.chunk = self.chunks.pack
         mods = list(stack)
-        self.group_q: list[tuple[int, float]] = []  # (channels, input scale) per group
-        for k, (channels, fixed) in enumerate(groups):
-            lo, hi = fixed if fixed is not None else ranges[f"in.{k}"]
-            if lo < 0:
-                raise ValueError(f"input channel group {k} has values below 0 ({lo:.3g}): no zero point here")
-            self.group_q.append((int(channels), _quant(lo, hi)[0]))
+        layers = len(mods) // 3
+        lo, hi = ranges["in"]
+        if lo < 0:
+            raise ValueError(f"the quantised input has values below 0 ({lo:.3g}): no zero point here")
+        self.in_scale = _quant(lo, hi)[0]
+        self.scales = [_quant(*ranges[str(i)])[0] for i in range(1, layers)] + [1.0]  # each layer's output
         kernel, bias = subpixel_kernel(mods[0], mods[1])
-        self.first: list[_Int8Conv] = []
-        start = 0
-        for k, (channels, scale) in enumerate(self.group_q):
-            w = kernel[:, start:start + channels]
-            self.first.append(_Int8Conv.folded(w, bias if k == 0 else torch.zeros_like(bias), scale, (1, 1)))
-            start += channels
-        if start != kernel.shape[1]:
-            raise ValueError(f"the input groups hold {start} channels, the first layer {kernel.shape[1]}")
-        self.convs: list[_Int8Conv] = []  # the later layers
-        self.scales: list[float] = []  # output scale of every layer but the last
-        for i in range(len(mods) // 3):
-            self.scales.append(_quant(*ranges[str(i + 1)])[0] if i < len(mods) // 3 - 1 else 1.0)
-            if i > 0:
-                kernel, bias = subpixel_kernel(mods[3 * i], mods[3 * i + 1])
-                self.convs.append(_Int8Conv.folded(kernel, bias, self.scales[i - 1], (1, 1)))
+        c_in = int(kernel.shape[1])
+        self.quantised = c_in - int(float_channels)
+        if not 0 < self.quantised <= c_in:
+            raise ValueError(f"{float_channels} float32 input channels of {c_in}")
+        self.first = _Int8Conv.folded(kernel[:, :self.quantised], bias, self.in_scale, (1, 1))
+        self.tail = None if float_channels == 0 else FusedConv.from_folded(
+            kernel[:, self.quantised:], torch.zeros_like(bias), (1, 1), False, torch.float32,
+            [self.chunk, int(float_channels), *(int(v) for v in input_size)], True)
+        self.convs = []  # the later layers
+        for i in range(1, layers):
+            kernel, bias = subpixel_kernel(mods[3 * i], mods[3 * i + 1])
+            self.convs.append(_Int8Conv.folded(kernel, bias, self.scales[i - 1], (1, 1)))
         self.out_channels = int(mods[-3].out_channels)
 
     @property
@@ -442,28 +450,23 @@ class Int8DeconvStack(nn.Module):
         """Compute dtype of the convolutions' inputs (uint8)."""
         return torch.uint8
 
-    def _first_layer(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+    def _first_layer(self, x: torch.Tensor) -> torch.Tensor:
         """The first layer's sub-pixel convolution (before interleaving): uint8 (scale
         ``scales[0]``), or float32 when it is the only layer."""
-        start, acc = 0, None
-        out_scale, out_dtype = (1.0, torch.float32) if last else (self.scales[0], torch.uint8)
-        for k, ((channels, scale), conv) in enumerate(zip(self.group_q, self.first)):
-            q = (x[:, start:start + channels].float() * (1.0 / scale)).round_().clamp_(0, 255).to(torch.uint8)
-            q = q.contiguous(memory_format=torch.channels_last)
-            start += channels
-            if len(self.first) == 1:
-                return conv(q, out_scale, 0, out_dtype, True)
-            if k < len(self.first) - 1:  # float32, no ReLU: the groups' sum comes first
-                y = conv(q, 1.0, 0, torch.float32, False)
-                acc = y if acc is None else acc.add_(y)
-            else:
-                acc = conv.add_relu(q, acc, 1.0, 0, 1.0, torch.float32)
-        if last:
-            return acc
-        return acc.mul_(1.0 / out_scale).round_().clamp_(0, 255).to(torch.uint8)
+        q = (x[:, :self.quantised].float() * (1.0 / self.in_scale)).round_().clamp_(0, 255).to(torch.uint8)
+        q = q.contiguous(memory_format=torch.channels_last)
+        out_scale = self.scales[0]
+        out_dtype = torch.float32 if not self.convs else torch.uint8
+        if self.tail is None:
+            return self.first(q, out_scale, 0, out_dtype, True)
+        acc = self.tail(x[:, self.quantised:].float().contiguous(memory_format=torch.channels_last))
+        y = self.first.add_relu(q, acc, 1.0, 0, 1.0, torch.float32)  # relu(int8 part + bias + float part)
+        if not self.convs:
+            return y
+        return y.mul_(1.0 / out_scale).round_().clamp_(0, 255).to(torch.uint8)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        y = interleave_phases(self._first_layer(x, not self.convs))
+        y = interleave_phases(self._first_layer(x))
         for i, conv in enumerate(self.convs):
             last = i == len(self.convs) - 1
             y = interleave_phases(conv(y.contiguous(memory_format=torch.channels_last), self.scales[i + 1], 0,
@@ -612,32 +615,31 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
                              measure, images[:1])
 
 
-def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, chunk: int | ChunkPlan = 4,
-                      cache: Path | None = None) -> tuple[Int8DeconvStack | None, float]:
-    """:func:`build_int8_resnet` for a stack of :func:`deconv_int8_applies` (the box network's),
-    calibrated on ``calibration.make()`` (its inputs for the calibration crops) and checked there
-    against the float32 module-by-module stack; kept in the same cache, keyed by the weights of the
-    stack and of ``calibration.upstream`` (what makes its inputs), the groups and the versions. Read
-    back, the check runs the stack on a fixed pseudo-random input (no upstream pass at load)."""
+def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, input_size: Sequence[int],
+                      chunk: int | ChunkPlan = 4, cache: Path | None = None) -> tuple[Int8DeconvStack | None, float]:
+    """:func:`build_int8_resnet` for a stack of :func:`deconv_int8_applies` (the box network's) with
+    inputs of ``input_size`` (H, W) cells, calibrated on ``calibration.make()`` (its inputs for the
+    calibration crops) and checked there against the float32 module-by-module stack; kept in the
+    same cache, keyed by the weights of the stack and of ``calibration.upstream`` (what makes its
+    inputs), the input size, the float32 channels and the versions. Read back, the check runs the
+    stack on a fixed pseudo-random input (no upstream pass at load)."""
     from wbcap import __version__
 
-    groups = calibration.groups
+    h, w = (int(v) for v in input_size)
     prints = " ".join(weights_fingerprint(m) for m in (stack, *calibration.upstream))
-    key = (f"{prints} deconv {'+'.join(f'{c}:{r}' for c, r in groups)} wbcap {__version__} "
+    key = (f"{prints} deconv {h}x{w} float {calibration.float_channels} wbcap {__version__} "
            f"torch {torch.__version__}")
-    channels = sum(c for c, _ in groups)
     inputs: list[torch.Tensor] = []
 
     def measure() -> tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]:
         inputs.append(calibration.make())
-        ranges, ref = calibrate_deconv(stack, groups, inputs[0])
+        ranges, ref = calibrate_deconv(stack, inputs[0], calibration.float_channels)
         return ranges, inputs[0], ref
 
-    # The check input: the calibration inputs' shape (known only after making them) is not
-    # needed; 8x6 cells, like the box network's
-    probe = torch.rand(1, channels, 8, 6, generator=torch.Generator().manual_seed(0))
-    return _build_calibrated(cache, key, deconv_range_names(stack, groups),
-                             lambda ranges: Int8DeconvStack(stack, groups, ranges, chunk), measure, probe)
+    probe = torch.rand(1, stack[0].in_channels, h, w, generator=torch.Generator().manual_seed(0))
+    return _build_calibrated(cache, key, deconv_range_names(stack),
+                             lambda ranges: Int8DeconvStack(stack, ranges, (h, w), chunk, calibration.float_channels),
+                             measure, probe)
 
 
 def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Callable[[Ranges], nn.Module],
@@ -678,11 +680,11 @@ def build_int8(part: TunedPart, chunk: int | ChunkPlan = 4, cache: Path | None =
     if isinstance(part.module, ResNetBackbone):
         return build_int8_resnet(part.module, part.item_shape[1:], chunk, cache)
     if deconv_int8_applies(part.module) and part.calibration is not None:
-        return build_int8_deconv(part.module, part.calibration, chunk, cache)
+        return build_int8_deconv(part.module, part.calibration, part.item_shape[1:], chunk, cache)
     raise ValueError(f"{part.name} has no int8 form")
 
 
 def _check_value(features: torch.Tensor) -> float:
-    """Mean |feature| of the int8 form on the first calibration crop: what a cache entry is
-    checked against when read back."""
+    """Mean |feature| of the int8 form on its probe (a ResNet's first calibration crop, the box
+    network's fixed pseudo-random input): what a cache entry is checked against when read back."""
     return float(features.float().abs().mean())

@@ -450,7 +450,7 @@ def _machine_id(machine: Mapping[str, Any]) -> str:
 
 
 def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool | None) -> str:
-    # (a fast ResNet in float32, on a CPU without bfloat16, is not an exact one: it has the int8
+    # (a fast ResNet or box network in float32, on a CPU without bfloat16, is not an exact one: it has the int8
     # candidate; a fast part without it computes what exact's does and shares its entry)
     extra = "(fast)" if dtype != torch.bfloat16 and int8_applies(part.module, dtype, fast) else ""
     return f"{part.name}: {part.arch} {str(dtype).removeprefix('torch.')}{extra}{'' if onednn else ' no-onednn'}"
@@ -966,7 +966,7 @@ def choose_cpu_strategy(
     """The CPU strategy for ``parts`` computed in ``dtypes`` (part name -> dtype).
 
     ``fast``: the names of the parts that belong to the fast precision (the int8 form is a
-    candidate for its ResNets); None: those in bfloat16. (On a CPU without bfloat16 instructions
+    candidate for its ResNets and box network); None: those in bfloat16. (On a CPU without bfloat16 instructions
     the fast precision's parts are float32: its caller names them.)
 
     ``request``: see :class:`StrategyRequest` (default ``$WBCAP_CPU_STRATEGY``, else ``auto``).
@@ -1028,7 +1028,7 @@ def choose_cpu_strategy(
         if cached is not None:
             chosen[name] = cached
             continue
-        # a fast part that is not exact's (a float32 ResNet with the int8 candidate): exact's
+        # a fast part that is not exact's (a float32 part with the int8 candidate): exact's
         # cached choice spares measuring the float forms again
         exact_pid = _part_id(part, dtypes[name], onednn, False)
         baseline = usable(exact_pid, name, part, False, warn=False) if exact_pid != pid else None
