@@ -468,3 +468,23 @@ def test_forced_int8(monkeypatch, micro_net, caplog, bf16):
         net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
     assert {c.form for c in net.cpu_strategy.parts.values()} == {"fused"}
     assert "the int8 form runs the fast precision's ResNets and box network only" in caplog.text
+
+
+def test_a_cached_int8_box_choice_that_cannot_be_built_keeps_its_deconvolution_forms(micro_parts, monkeypatch,
+                                                                                     caplog):
+    """The int8 box network falls back to the fused form with the sub-pixel and matrix-product
+    choices measured beside it (kept in its choice), not oneDNN's deconvolutions everywhere."""
+    import dataclasses
+
+    import wbcap.model.inference as inference
+    from wbcap.model.fused import FusedConvStack
+
+    part = micro_parts["box_net"]
+    monkeypatch.setattr(inference, "build_int8", lambda *a, **k: (None, 0.3))
+    choice = dataclasses.replace(strategy.default_choice(part, "int8", 2), subpixel=(True, False, True),
+                                 gemm=(False, False, True))
+    with caplog.at_level(logging.WARNING):
+        built = _build_choice(part, FAST, True, choice, True)
+    assert isinstance(built, FusedConvStack) and built.subpixel == (True, False, True)
+    assert built.gemm == (False, False, True) and built.dtype == FAST
+    assert "box_net: the int8 form chosen for this machine is not used (with these weights it is off by 0.3" in caplog.text
