@@ -30,11 +30,10 @@ def main() -> None:
 
     f32 = torch.float32
     # (name -> precision, per-part dtypes, CPU strategy forced for the row: "fused" everywhere but
-    # the int8 rows, so that each row is the computation it names whatever this machine measured)
+    # the int8 row, so that each row is the computation it names whatever this machine measured)
     plans = {
         "fast (bf16 ResNets)": ("fast", None),
         "fast, int8 ResNets + box net": ("fast", None, "int8"),
-        "fast, int8 ResNets through onnxruntime": ("fast", None, "onnxruntime-int8"),
         "fast, box net fp32": ("fast", {"box_net": f32}),
         "fast, box net + heads fp32": ("fast", {"box_net": f32, "heads": f32}),
         "fast, body ResNet + box net + heads fp32": ("fast", {"body_backbone": f32, "box_net": f32, "heads": f32}),

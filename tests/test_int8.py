@@ -32,13 +32,6 @@ FAST = torch.bfloat16 if bf16_supported() else torch.float32
 FAST_NAME = str(FAST).removeprefix("torch.")
 
 
-@pytest.fixture(autouse=True)
-def _no_onnxruntime_int8(monkeypatch):
-    """The strategy's other int8 candidate, onnxruntime's (tests/test_ort_resnet.py), left out
-    here: these tests are about oneDNN's, and it would quantise each ResNet again."""
-    monkeypatch.setattr(strategy, "ort_int8_applies", lambda *args, **kwargs: False)
-
-
 @pytest.fixture(scope="module")
 def resnet18() -> ResNetBackbone:
     return deterministic(ResNetBackbone(18), seed=3)

@@ -79,7 +79,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
             return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
-        if k[0] in ("onnxruntime", "int8", "onnxruntime-int8") and k not in per_image:  # (by default never chosen)
+        if k[0] in ("onnxruntime", "int8") and k not in per_image:  # (by default never chosen)
             return 10.0 * k[1]
         return per_image[k] * k[1]
 

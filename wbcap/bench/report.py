@@ -65,10 +65,6 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: The letter of a form in :func:`short_strategy` (its first, where not named here).
-LETTERS = {"onnxruntime-int8": "q"}
-
-
 def short_strategy(parts: dict[str, str] | None) -> str:
     """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
     parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` before a part in another form (plain,
@@ -84,7 +80,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     for text in parts.values():
         form, calls, *rest = text.split()
         single = rest[rest.index("single") + 1] if "single" in rest[:-1] else None
-        cells.append(("" if form == main else LETTERS.get(form, form[0])) + calls + ("s" if "subpixel" in rest else "")
+        cells.append(("" if form == main else form[0]) + calls + ("s" if "subpixel" in rest else "")
                      + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else "")
                      + (f"({single[0]}1)" if single else ""))
     return f"{main} " + "/".join(cells)
@@ -182,8 +178,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                          if any("vs_exact_paired" in b for b in report["batches"]) else ""), highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
-                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i / q: that part plain / "
-                      "through onnxruntime / fused / int8 / int8 through onnxruntime, s: with "
+                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i: that part plain / through "
+                      "onnxruntime / fused / int8, s: with "
                       "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
                       "onnxruntime)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():

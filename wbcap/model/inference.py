@@ -34,7 +34,7 @@ from wbcap.model.fused import (
     tuned_parts,
 )
 from wbcap.model.int8 import INT8_TOLERANCE, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
-from wbcap.model.ort_resnet import OrtResNet, build_ort_int8_resnet, ort_applies, ort_int8_applies
+from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
 from wbcap.model.winograd import WinogradConv
@@ -89,19 +89,6 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
         # (with the float forms' deconvolution choices the measurement kept; Winograd plans are
         # float32 only and an int8 choice has none)
         return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
-    if choice.form == "onnxruntime-int8":
-        why = "it runs the fast precision's ResNets only, with onnx and onnxruntime installed"
-        try:
-            if ort_int8_applies(part.module, dtype, fast):
-                net, err = build_ort_int8_resnet(part.module, part.item_shape[1:], choice.chunks)
-                if net is not None:
-                    return net
-                why = f"with these weights it is off by {err:.2g} (> {INT8_TOLERANCE:.0e}) on the calibration crops"
-        except Exception as e:  # (onnx and onnxruntime raise their own exception types)
-            why = first_line(e)
-        log.warning("%s: the onnxruntime-int8 form chosen for this machine is not used (%s); running it fused in %s",
-                    part.name, why, str(dtype).removeprefix("torch."))
-        return part.build(dtype, packed, choice.chunks)
     if choice.form == "onnxruntime":
         why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:
@@ -124,7 +111,7 @@ def _form_of(module: nn.Module, choice: PartChoice) -> str:
     if isinstance(module, (Int8ResNet, Int8DeconvStack)):
         return "int8"
     if isinstance(module, OrtResNet):
-        return "onnxruntime-int8" if module.int8 else "onnxruntime"
+        return "onnxruntime"
     return choice.form if choice.form in ("fused", "plain") else "fused"
 
 

@@ -22,18 +22,6 @@ onnxruntime copies them in while the session is made, then keeps only its reorde
 Why not ``torch.onnx.export``: it traces through TorchScript (deprecated) or ``torch.export``
 (which imports ``torch._dynamo``, ~2 s); the ResNet's graph is a few node kinds, written
 directly from the modules.
-
-The fast mode's ResNets have an int8 variant here too (the ``onnxruntime-int8`` form,
-:func:`build_ort_int8_resnet`): that graph quantised by onnxruntime's own post-training
-quantiser (``quantize_static``: QDQ, int8 weights per output channel, uint8 activations with
-min/max ranges on :func:`wbcap.model.int8.calibration_images`, the input picture's 0..1 fixed),
-which onnxruntime's graph optimiser turns into its int8 convolutions (MLAS). On the Zen 3 EPYC
-(AVX2, no VNNI) the hand ResNet-50 ran 11-21 % faster so than oneDNN's int8 form
-(:class:`wbcap.model.int8.Int8ResNet`). It is less close to float32: each residual sum is
-requantised apart from its convolution (oneDNN fuses it), so the tests' full-size fast network
-moved vertices by 5.1 mm against 2.0 mm with oneDNN's form, inside the fast mode's 1 cm. The
-quantised model (24 MB for a ResNet-50) is kept per checkpoint in the user cache; quantising
-takes a few seconds per ResNet-50 the first time.
 """
 
 from __future__ import annotations
@@ -149,8 +137,8 @@ def resnet_onnx(backbone: ResNetBackbone) -> tuple[bytes, dict[str, np.ndarray]]
     return model.SerializeToString(), weights
 
 
-def make_session(model: bytes | str, weights: Mapping[str, np.ndarray], threads: int):
-    """An onnxruntime CPU session of ``model`` (serialised, or a file's path) with its external initializers ``weights`` (by
+def make_session(model: bytes, weights: Mapping[str, np.ndarray], threads: int):
+    """An onnxruntime CPU session of ``model`` with its external initializers ``weights`` (by
     name; copied by onnxruntime, they may be freed afterwards) on ``threads`` intra-op threads
     that sleep when idle (``allow_spinning`` 0: spinning threads would take the cores from
     torch's, which run the rest of the network between calls), all graph optimisations on, and
@@ -182,22 +170,17 @@ class OrtResNet(nn.Module):
     outputs are handed to onnxruntime by pointer (no copies beyond the float32 contiguous input
     and the output). ``threads``: onnxruntime's intra-op threads (default: torch's thread count
     when built). CPU only: ``.to()`` another device or dtype raises ValueError. Not saveable.
-    Raises RuntimeError (from onnxruntime) when a call fails. ``model``: the path of another
-    ONNX model of the backbone to run instead (the int8 one of :func:`build_ort_int8_resnet`:
-    :attr:`int8` is then True); the backbone then gives only its shapes.
+    Raises RuntimeError (from onnxruntime) when a call fails.
     """
 
-    def __init__(self, backbone: ResNetBackbone, chunk: int | ChunkPlan, threads: int | None = None,
-                 model=None) -> None:
+    def __init__(self, backbone: ResNetBackbone, chunk: int | ChunkPlan, threads: int | None = None) -> None:
         super().__init__()
         self.chunks = chunk_plan(chunk)
         self.chunk = self.chunks.pack
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         self.threads = int(threads or torch.get_num_threads())
-        self.int8 = model is not None
-        self._session = make_session(*resnet_onnx(backbone), self.threads) if model is None else make_session(
-            str(model), {}, self.threads)
+        self._session = make_session(*resnet_onnx(backbone), self.threads)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -236,140 +219,3 @@ class OrtResNet(nn.Module):
             self._run(part.contiguous(), out[i : i + n])
             i += n
         return out.to(out_dtype)
-
-
-#: The onnxruntime int8 ResNets kept in the user cache: folder name, files kept (the most recent).
-INT8_FOLDER = "onnxruntime_int8"
-INT8_KEEP = 8
-
-
-def ort_int8_applies(module: nn.Module, dtype: torch.dtype, fast: bool | None = None) -> bool:
-    """Whether a tuned part's ``module`` computed in ``dtype`` can take the ``onnxruntime-int8``
-    form: a :class:`~wbcap.model.resnet.ResNetBackbone` of the fast precision (``fast`` as in
-    :func:`~wbcap.model.int8.int8_applies`), with :func:`ort_usable`."""
-    fast = dtype == torch.bfloat16 if fast is None else fast
-    return fast and isinstance(module, ResNetBackbone) and ort_usable()
-
-
-def _embedded(model: bytes, weights: Mapping[str, np.ndarray]):
-    """The ``onnx.ModelProto`` of :func:`resnet_onnx`'s ``model`` with its weights inside (what
-    onnxruntime's quantiser reads)."""
-    import onnx
-
-    proto = onnx.load_from_string(model)
-    for t in proto.graph.initializer:
-        t.data_location = onnx.TensorProto.DEFAULT
-        del t.external_data[:]
-        t.raw_data = np.ascontiguousarray(weights[t.name]).tobytes()
-    return proto
-
-
-def _quantize(backbone: ResNetBackbone, images: torch.Tensor, path) -> None:
-    """Write ``backbone`` as an int8 ONNX model to ``path``: onnxruntime's post-training static
-    quantisation (``onnxruntime.quantization.quantize_static``: QDQ format, int8 weights per
-    output channel, uint8 activations, min/max ranges from ``images``, the calibration crops)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    crops = images.float().contiguous().numpy()
-
-    class Crops(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.left = iter(range(len(crops)))
-
-        def get_next(self):
-            i = next(self.left, None)
-            return None if i is None else {"x": crops[i:i + 1]}
-
-    def advice(record: logging.LogRecord) -> bool:  # (its advice to pre-process, on the root logger: the graph
-        return "pre-process" not in record.getMessage()  # is already folded and its shapes are all it needs)
-
-    root = logging.getLogger()
-    root.addFilter(advice)
-    try:
-        # the input picture's whole 0..1 as 0..255, not the crops' range (a brighter picture
-        # would be clipped: 5.2 against 2.1 mm on the tests' full-size fast network)
-        picture = {"x": [{"scale": np.array(1.0 / 255.0, np.float32), "zero_point": np.array(0, np.uint8)}]}
-        quantize_static(_embedded(*resnet_onnx(backbone)), str(path), Crops(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        extra_options={"TensorQuantOverrides": picture})
-    finally:
-        root.removeFilter(advice)
-
-
-# Long (about 60 lines): the cache file, its check and the calibration read as one story here.
-def build_ort_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk: int | ChunkPlan = 4,
-                          folder=None, threads: int | None = None) -> tuple[OrtResNet | None, float]:
-    """``backbone`` as an int8 onnxruntime session (the ``onnxruntime-int8`` form): quantised by
-    onnxruntime (:func:`_quantize`) on :func:`~wbcap.model.int8.calibration_images` of
-    ``image_size`` (H, W), checked there against the float32 module-by-module backbone.
-
-    Returns (the module, its error: max |difference| / max |reference| over the crops); None in
-    place of the module when the error is above :data:`~wbcap.model.int8.INT8_TOLERANCE`. The
-    quantised model is kept in ``folder`` (default ``<user cache>/onnxruntime_int8``) as
-    ``<hash of the key>.onnx``, the key being the weights' hash (:func:`~wbcap.model.int8.weights_fingerprint`),
-    the input size and the wbcap, torch and onnxruntime versions; its error and its mean
-    |feature| on the first crop are in the model's metadata. Read back (onnxruntime loads it; it
-    is not unpickled), it is run on that crop and used when it gives that mean (within
-    :data:`~wbcap.model.int8.CHECK_TOLERANCE`), else quantised again with a warning. Quantising
-    takes a few seconds per ResNet-50; reading back 0.1-0.2 s. The :data:`INT8_KEEP` most
-    recent files are kept. Raises what onnx or onnxruntime raise when it cannot be built.
-    """
-    import hashlib
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import onnxruntime as ort
-
-    from wbcap import __version__
-    from wbcap.model.fused import rel_error
-    from wbcap.model.int8 import CHECK_TOLERANCE, INT8_TOLERANCE, calibration_images, weights_fingerprint
-    from wbcap.paths import user_cache_dir
-
-    folder = Path(folder) if folder is not None else user_cache_dir() / INT8_FOLDER
-    h, w = (int(v) for v in image_size)
-    key = (f"{weights_fingerprint(backbone)} {h}x{w} wbcap {__version__} torch {torch.__version__} "
-           f"onnxruntime {ort.__version__}")
-    path = folder / f"resnet{backbone.depth}-{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}.onnx"
-    images = calibration_images((h, w))
-    if path.is_file():
-        try:
-            net = OrtResNet(backbone, chunk, threads, model=path)
-            meta = net._session.get_modelmeta().custom_metadata_map
-            err, check = float(meta["wbcap.error"]), float(meta["wbcap.check"])
-            if meta.get("wbcap.key") != key:
-                raise ValueError("another key")
-        except Exception as e:  # (a damaged or foreign file: quantised again)
-            log.warning("ignoring the onnxruntime int8 model %s (%s); quantising again", path, str(e).splitlines()[0])
-        else:
-            if err > INT8_TOLERANCE:
-                return None, err
-            with torch.no_grad():
-                again = float(net(images[:1]).abs().mean())
-            if abs(again - check) <= CHECK_TOLERANCE * abs(check):
-                os.utime(path)  # (the most recent are kept)
-                return net, err
-            log.warning("the onnxruntime int8 model %s gives other results than when it was written; quantising "
-                        "again", path)
-    import onnx
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        raw = Path(tmp) / "quantised.onnx"
-        _quantize(backbone, images, raw)
-        net = OrtResNet(backbone, chunk, threads, model=raw)
-        with torch.no_grad():
-            out = torch.cat([net(x[None]) for x in images])
-            ref = torch.cat([backbone(x[None].float()) for x in images])
-        err = rel_error(out, ref)
-        proto = onnx.load(str(raw))
-        for k, v in (("wbcap.key", key), ("wbcap.error", repr(err)), ("wbcap.check", repr(float(out[:1].abs().mean())))):
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = k, v
-        done = Path(tmp) / "done.onnx"
-        onnx.save(proto, str(done))
-        os.replace(done, path)  # (same folder: atomic)
-    kept = sorted(folder.glob("resnet*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in kept[INT8_KEEP:]:
-        old.unlink(missing_ok=True)
-    return (net if err <= INT8_TOLERANCE else None), err

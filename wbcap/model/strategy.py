@@ -15,10 +15,7 @@ cache sizes, the core count and the torch/oneDNN build:
   oneDNN's int8 convolutions with calibrated activation ranges
   (:class:`~wbcap.model.int8.Int8ResNet`, :class:`~wbcap.model.int8.Int8DeconvStack`, checked
   when built on the calibration crops; random noise is no picture, so the check below does not
-  apply to it); ``onnxruntime-int8`` (the fast mode's ResNets, with onnxruntime installed): the
-  ResNet quantised by onnxruntime's own post-training quantiser and run by it
-  (:func:`~wbcap.model.ort_resnet.build_ort_int8_resnet`, kept per checkpoint in the user cache,
-  checked like ``int8``);
+  apply to it);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -56,8 +53,7 @@ overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
 ``onnxruntime`` (the float32 ResNets in that form, the other parts in the default form),
 ``int8`` (the fast mode's ResNets and box network in that form, the other parts in the default form),
-``onnxruntime-int8`` (the fast mode's ResNets in that form, the other parts in the default form),
-``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` / ``onnxruntime-int8:N`` (N images per call), ``measure`` (measure again and update the cache),
+``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
 
@@ -93,18 +89,14 @@ from wbcap.model.fused import (
     tile_for,
 )
 from wbcap.model.int8 import INT8_TOLERANCE, build_int8, int8_applies
-from wbcap.model.ort_resnet import OrtResNet, build_ort_int8_resnet, ort_applies, ort_int8_applies, ort_usable
+from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
 from wbcap.user_cache import read_json, write_json
 
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
-FORMS = ("fused", "plain", "onnxruntime", "int8", "onnxruntime-int8")
-#: The forms that are not oneDNN float convolutions (no packings, Winograd layers or output check on noise).
-OPAQUE_FORMS = ("onnxruntime", "int8", "onnxruntime-int8")
-#: The int8 forms (checked on the calibration crops when built, not on random noise).
-INT8_FORMS = ("int8", "onnxruntime-int8")
+FORMS = ("fused", "plain", "onnxruntime", "int8")
 CACHE_FILE = "cpu_strategy.json"
 #: Forms a part's calls of one image may run in beside its own (:attr:`PartChoice.single`), and the
 #: forms that may have them: onnxruntime has no choices of its own to keep (Winograd tiles,
@@ -116,8 +108,8 @@ SINGLE_BESIDE = ("fused", "plain")
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
 #: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image; 8: the
-#: int8 form of the fast mode's box network; 9: the onnxruntime-int8 form of its ResNets).
-CACHE_FORMAT = 9
+#: int8 form of the fast mode's box network).
+CACHE_FORMAT = 8
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -238,7 +230,7 @@ class StrategyRequest:
             if chunk.isdigit() and int(chunk) >= 1:
                 return cls("forced", form, int(chunk))
         raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, int8, "
-                         "onnxruntime-int8, or one of those as <form>:N (N images per convolution call)")
+                         "or one of those as <form>:N (N images per convolution call)")
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> StrategyRequest:
@@ -801,10 +793,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         forms += ("onnxruntime",)
     if int8_applies(part.module, dtype, fast):
         forms += ("int8",)
-        if ort_int8_applies(part.module, dtype, fast):
-            forms += ("onnxruntime-int8",)
-        if baseline is not None and baseline.form in forms and baseline.form not in INT8_FORMS:
-            forms = (baseline.form, *(f for f in forms if f in INT8_FORMS))
+        if baseline is not None and baseline.form in forms and baseline.form != "int8":
+            forms = (baseline.form, "int8")
         else:
             baseline = None
     else:
@@ -827,22 +817,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
-                   for f in forms if f not in OPAQUE_FORMS}
-        if "onnxruntime-int8" in forms:
-            try:  # (an optional form, as the others below)
-                q, q_err = build_ort_int8_resnet(part.module, part.item_shape[1:], every)
-            except Exception as e:  # (onnx and onnxruntime raise their own exception types)
-                log.warning("%s: the onnxruntime-int8 form could not be built (%s); not used", part.name,
-                            first_line(e))
-                q = None
-            else:
-                if q is None:
-                    log.warning("%s: the onnxruntime-int8 form is off by %.2g (> %.0e) from the module-by-module part "
-                                "on the calibration crops; not used", part.name, q_err, INT8_TOLERANCE)
-            if q is None:
-                forms = tuple(f for f in forms if f != "onnxruntime-int8")
-            else:
-                modules["onnxruntime-int8"] = q
+                   for f in forms if f not in ("onnxruntime", "int8")}
         if "int8" in forms:
             try:  # (an optional form: whatever goes wrong in calibrating it or in oneDNN's int8
                 # primitives only drops it; a failing call is caught below)
@@ -875,7 +850,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             try:
                 out = modules[f](x)
             except Exception as e:  # (onnxruntime raises its own exception types)
-                if f not in OPAQUE_FORMS:
+                if f not in ("onnxruntime", "int8"):
                     raise
                 log.warning("%s: the %s form failed on %d images (%s); not used", part.name, f, c, first_line(e))
                 del modules[f]
@@ -884,7 +859,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                 continue
             # (the int8 form was checked when built, on the calibration crops: its activation
             # ranges are those of pictures, which uniform noise is not)
-            err = rel_error(out[:1], ref) if f not in INT8_FORMS else 0.0
+            err = rel_error(out[:1], ref) if f != "int8" else 0.0
             if err > tol:
                 log.warning("%s: the %s form is off by %.2g (> %.0e) from the module-by-module part; not used",
                             part.name, f, err, tol)
@@ -926,7 +901,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     main = modules[form]
     main.chunks = plan  # the measured plan (its sizes were all packed for)
     module = main if single is None else SingleImageForm(main, modules[single], plan)
-    if form in OPAQUE_FORMS:  # (no oneDNN float packings, no Winograd layers in them)
+    if form in ("onnxruntime", "int8"):  # (no oneDNN float packings, no Winograd layers in them)
         return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm,
                           single), module
     # Which sizes are packed apart was found against a main packing for the largest candidate; a
@@ -961,7 +936,6 @@ ONLY_FOR = MappingProxyType({
     "onnxruntime": "float32 ResNets only (exact precision, or fast on a CPU without bfloat16; with onnx and "
                    "onnxruntime installed)",
     "int8": "the fast precision's ResNets and box network only (with oneDNN's int8 convolutions)",
-    "onnxruntime-int8": "the fast precision's ResNets only (with onnx and onnxruntime installed)",
 })
 
 
@@ -974,8 +948,6 @@ def form_applies(form: str, module: nn.Module, dtype: torch.dtype, fast: bool | 
         return ort_applies(module, dtype)
     if form == "int8":
         return int8_applies(module, dtype, fast)
-    if form == "onnxruntime-int8":
-        return ort_int8_applies(module, dtype, fast)
     return True
 
 
