@@ -267,6 +267,20 @@ def test_int8_box_network_calibration_is_kept_by_its_weights_and_its_inputs_sour
     with caplog.at_level(logging.WARNING):
         build_int8(counted, cache=cache)
     assert len(made) == 4 and "gives other results than when it was written" in caplog.text
+    # ... so does the input's range alone, narrowed or widened (the check's input follows it: its
+    # features would otherwise all be clipped, or its heatmaps outweigh them), and a range this
+    # form cannot take (below 0: no zero point) is calibrated again too, not refused on every load
+    for edit, message in (((0.0, 0.3), "gives other results"), ((0.0, 3.0), "gives other results"),
+                          ((-1.0, 1.0), "holds ranges this form cannot take")):
+        entries = json.loads(cache.read_text())["entries"]
+        lo, hi = entries[key]["ranges"]["in"]
+        entries[key]["ranges"]["in"] = [edit[0], hi * edit[1]]
+        cache.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": entries}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            net, _ = build_int8(counted, cache=cache)
+        assert isinstance(net, Int8DeconvStack) and message in caplog.text, edit
+    assert len(made) == 7
 
 
 def test_int8_box_network_is_measured_and_rebuilt(micro_parts):

@@ -796,12 +796,14 @@ def test_time_interleaved_keeps_clean_calls_only(monkeypatch):
     (None, StrategyRequest("auto")), ("", StrategyRequest("auto")), ("measure", StrategyRequest("measure")),
     ("fused", StrategyRequest("forced", "fused", 4)), ("Plain:2", StrategyRequest("forced", "plain", 2)),
     ("onnxruntime:3", StrategyRequest("forced", "onnxruntime", 3)),
+    (f"int8:{strategy.MAX_FORCED_CHUNK}", StrategyRequest("forced", "int8", strategy.MAX_FORCED_CHUNK)),
 ])
 def test_strategy_request_parse(text, expected):
     assert StrategyRequest.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["fast", "fused:0", "plain:x", "fused:2:3"])
+@pytest.mark.parametrize("text", ["fast", "fused:0", "plain:x", "fused:2:3", "int8:100000000000",
+                                  "fused:99999999999999999999", f"fused:{strategy.MAX_FORCED_CHUNK + 1}"])
 def test_strategy_request_refuses_other_values_in_one_line(text):
     with pytest.raises(InputError, match="use auto, measure, fused, plain") as e:
         StrategyRequest.parse(text)

@@ -612,7 +612,7 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
         return ranges, images, ref
 
     return _build_calibrated(cache, key, range_names(backbone), lambda ranges: Int8ResNet(backbone, ranges, chunk),
-                             measure, images[:1])
+                             measure, lambda ranges: images[:1])
 
 
 def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, input_size: Sequence[int],
@@ -622,7 +622,9 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
     calibration crops) and checked there against the float32 module-by-module stack; kept in the
     same cache, keyed by the weights of the stack and of ``calibration.upstream`` (what makes its
     inputs), the input size, the float32 channels and the versions. Read back, the check runs the
-    stack on a fixed pseudo-random input (no upstream pass at load)."""
+    stack on a fixed pseudo-random input (no upstream pass at load): features uniform over the
+    calibrated input range, so that an edited range changes the result, and heatmap-sized values
+    (under 0.02) in the float32 channels, so that they do not outweigh the features."""
     from wbcap import __version__
 
     h, w = (int(v) for v in input_size)
@@ -636,7 +638,13 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
         ranges, ref = calibrate_deconv(stack, inputs[0], calibration.float_channels)
         return ranges, inputs[0], ref
 
-    probe = torch.rand(1, stack[0].in_channels, h, w, generator=torch.Generator().manual_seed(0))
+    def probe(ranges: Ranges) -> torch.Tensor:
+        x = torch.rand(1, stack[0].in_channels, h, w, generator=torch.Generator().manual_seed(0))
+        quantised = x.shape[1] - calibration.float_channels
+        x[:, :quantised] *= max(ranges["in"][1], 0.0)
+        x[:, quantised:] *= 0.02
+        return x
+
     return _build_calibrated(cache, key, deconv_range_names(stack),
                              lambda ranges: Int8DeconvStack(stack, ranges, (h, w), chunk, calibration.float_channels),
                              measure, probe)
@@ -644,30 +652,37 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
 
 def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Callable[[Ranges], nn.Module],
                       measure: Callable[[], tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]],
-                      probe: torch.Tensor) -> tuple[nn.Module | None, float]:
+                      probe: Callable[[Ranges], torch.Tensor]) -> tuple[nn.Module | None, float]:
     """The int8 module ``make(ranges)`` and its error, from the cache entry ``key`` (holding exactly
-    the ranges ``names``) when there is one that ``probe`` (its check input) confirms; else from
+    the ranges ``names``) when there is one that ``probe(ranges)`` (its check input) confirms; else from
     ``measure()`` -> (ranges, calibration inputs, the float32 module's outputs for them): the error is
     the int8 module's on those inputs (run one at a time), and a new entry is written. None in
-    place of the module when the error is above :data:`INT8_TOLERANCE`."""
+    place of the module when the error is above :data:`INT8_TOLERANCE`. A cached entry whose
+    ranges the module refuses (ValueError, e.g. an edited range below 0 where it has no zero point)
+    is calibrated again, with a warning, like one that fails the check."""
     path = calibration_cache_path() if cache is None else cache
     cached = _entry(_read_calibration(path).get(key), names)
     if cached is not None:
         ranges, err, check = cached
-        net = make(ranges)
-        if err > INT8_TOLERANCE:
-            return None, err
-        with torch.no_grad():
-            again = _check_value(net(probe))
-        if abs(again - check) <= CHECK_TOLERANCE * abs(check):
-            return net, err
-        log.warning("the int8 calibration cache %s gives other results than when it was written (edited?); "
-                    "calibrating again", path)
+        try:
+            net = make(ranges)
+        except ValueError as e:
+            log.warning("the int8 calibration cache %s holds ranges this form cannot take (%s); calibrating again",
+                        path, e)
+        else:
+            if err > INT8_TOLERANCE:
+                return None, err
+            with torch.no_grad():
+                again = _check_value(net(probe(ranges)))
+            if abs(again - check) <= CHECK_TOLERANCE * abs(check):
+                return net, err
+            log.warning("the int8 calibration cache %s gives other results than when it was written (edited?); "
+                        "calibrating again", path)
     ranges, inputs, ref = measure()
     net = make(ranges)
     with torch.no_grad():
         out = torch.cat([net(x[None]) for x in inputs])
-        check = _check_value(net(probe))
+        check = _check_value(net(probe(ranges)))
     err = rel_error(out, ref)
     _write_calibration(path, key, ranges, err, check)
     return (net if err <= INT8_TOLERANCE else None), err

@@ -96,6 +96,9 @@ from wbcap.user_cache import read_json, write_json
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
+#: The most images per convolution call a forced ``<form>:N`` takes (oneDNN cannot lay out the
+#: weights of a convolution packed for ~1e11 images: such an N failed at the first call).
+MAX_FORCED_CHUNK = 4096
 FORMS = ("fused", "plain", "onnxruntime", "int8")
 CACHE_FILE = "cpu_strategy.json"
 #: Forms a part's calls of one image may run in beside its own (:attr:`PartChoice.single`), and the
@@ -227,10 +230,10 @@ class StrategyRequest:
         if form in FORMS:
             if not chunk:
                 return cls("forced", form, DEFAULT_CHUNK)
-            if chunk.isdigit() and int(chunk) >= 1:
+            if chunk.isdigit() and 1 <= int(chunk) <= MAX_FORCED_CHUNK:
                 return cls("forced", form, int(chunk))
         raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, int8, "
-                         "or one of those as <form>:N (N images per convolution call)")
+                         f"or one of those as <form>:N (N images per convolution call, 1 to {MAX_FORCED_CHUNK})")
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> StrategyRequest:
