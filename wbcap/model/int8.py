@@ -36,8 +36,8 @@ candidate only for the fast mode's ResNets and box network.
 The box network's three 4x4 stride-2 transposed convolutions (:class:`Int8DeconvStack`) take
 the same scheme in their sub-pixel form (:func:`~wbcap.model.fused.subpixel_kernel`: one 2x2
 convolution each, its four output phases interleaved after). Their input joins the body
-ResNet's features and the body joints' heatmaps (softmax probabilities over 384 cells, mostly
-under 0.01 where the features reach units, so under one uint8 step even of their own 0..1): the
+ResNet's features and the body joints' heatmaps (softmax probabilities over 384 cells, ~0.003
+each where a joint is unsure and the features reach units: under one uint8 step even of their own 0..1): the
 features are quantised, the heatmaps' share of the first layer stays a float32 convolution
 (about 7 % of that layer's products), the two summed before the ReLU. Its ranges are calibrated on its inputs for the
 calibration crops (the float32 body ResNet and position head run on them, 0.7 s on the Zen 3
