@@ -209,11 +209,11 @@ def optimize_for_inference(
         net.face_roi_net.backbone = built["face_backbone"]
         box = net.box_net
         box.deconv = built["box_net"]
-        if isinstance(box.deconv, FusedConvStack):
+        fused_box = isinstance(box.deconv, FusedConvStack)  # (else int8: out in its input's dtype, the features')
+        if fused_box:
             box.deconv.out_dtype = box.deconv.dtype  # (read in that dtype again: see FusedConvStack)
-            up = [n, box.deconv.layers[-1].out_channels, body_hw[0] * 8, body_hw[1] * 8]
-        else:  # (int8: out in its input's dtype, the body features')
-            up = [n, box.deconv.out_channels, body_hw[0] * 8, body_hw[1] * 8]
+        width = box.deconv.layers[-1].out_channels if fused_box else box.deconv.out_channels
+        up = [n, width, body_hw[0] * 8, body_hw[1] * 8]
         box.bbox_center = FusedConvStack(box.bbox_center, up, plan["box_net"], packed, out_dtype=torch.float32)
         heads = plan["heads"]
         net.body_position_net.conv = FusedConvStack(net.body_position_net.conv, [n, body_dim, *body_hw], heads, packed)

@@ -166,30 +166,37 @@ def calibrate(backbone: ResNetBackbone, images: torch.Tensor) -> tuple[dict[str,
     bottleneck: after the inner ReLUs), ``<layerI.J>.ds`` (the shortcut's convolution, no ReLU),
     ``<layerI.J>`` (the block's output, after its ReLU). Ranges after a ReLU start at 0.
     """
-    found: dict[str, tuple[float, float]] = {}
+    watched: list[tuple[nn.Module, str, bool]] = [(backbone.bn1, "stem", True)]
+    for name, blk in _blocks(backbone):
+        watched += [(blk, name, True), (blk.bn1, f"{name}.1", True)]
+        if isinstance(blk, Bottleneck):
+            watched.append((blk.bn2, f"{name}.2", True))
+        if blk.downsample is not None:
+            watched.append((blk.downsample, f"{name}.ds", False))
+    return _ranges_while(backbone, watched, images, {})
+
+
+def _ranges_while(module: nn.Module, watched: Sequence[tuple[nn.Module, str, bool]], inputs: torch.Tensor,
+                  found: dict[str, tuple[float, float]]) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+    """Run ``module`` (float32, module by module) on ``inputs`` one at a time and add to ``found``
+    the (least, greatest) output of each ``(submodule, name, relu)`` of ``watched`` (``relu``: the
+    value after a ReLU, whose range starts at 0). Returns ``found`` and the outputs, concatenated."""
 
     def record(name: str, relu: bool):
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        def hook(sub: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             lo, hi = (0.0, float(out.max().clamp_min(0))) if relu else (float(out.min()), float(out.max()))
             old = found.get(name, (lo, hi))
             found[name] = (min(old[0], lo), max(old[1], hi))
         return hook
 
-    hooks = [backbone.bn1.register_forward_hook(record("stem", True))]
-    for name, blk in _blocks(backbone):
-        hooks.append(blk.register_forward_hook(record(name, True)))
-        hooks.append(blk.bn1.register_forward_hook(record(f"{name}.1", True)))
-        if isinstance(blk, Bottleneck):
-            hooks.append(blk.bn2.register_forward_hook(record(f"{name}.2", True)))
-        if blk.downsample is not None:
-            hooks.append(blk.downsample.register_forward_hook(record(f"{name}.ds", False)))
+    hooks = [sub.register_forward_hook(record(name, relu)) for sub, name, relu in watched]
     try:
         with torch.no_grad():
-            features = torch.cat([backbone(x[None].float()) for x in images])
+            out = torch.cat([module(x[None].float()) for x in inputs])
     finally:
         for h in hooks:
             h.remove()
-    return found, features
+    return found, out
 
 
 def range_names(backbone: ResNetBackbone) -> set[str]:
@@ -373,23 +380,9 @@ def calibrate_deconv(stack: nn.Sequential, inputs: torch.Tensor,
     but the last (after its ReLU) for ``inputs`` (N, C, H, W) float32, run one at a time through
     the float32 module-by-module ``stack``; and its outputs (N, C', 8H, 8W) float32 (three layers)."""
     quantised = inputs[:, :inputs.shape[1] - float_channels]
-    found: dict[str, tuple[float, float]] = {"in": (float(quantised.min()), float(quantised.max()))}
     relus = [m for m in stack if isinstance(m, nn.ReLU)][:-1]
-
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            hi = float(out.max().clamp_min(0))
-            found[name] = (0.0, max(found.get(name, (0.0, 0.0))[1], hi))
-        return hook
-
-    hooks = [relu.register_forward_hook(record(str(i + 1))) for i, relu in enumerate(relus)]
-    try:
-        with torch.no_grad():
-            out = torch.cat([stack(x[None].float()) for x in inputs])
-    finally:
-        for h in hooks:
-            h.remove()
-    return found, out
+    return _ranges_while(stack, [(relu, str(i + 1), True) for i, relu in enumerate(relus)], inputs,
+                         {"in": (float(quantised.min()), float(quantised.max()))})
 
 
 class Int8DeconvStack(nn.Module):
@@ -631,12 +624,11 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
     prints = " ".join(weights_fingerprint(m) for m in (stack, *calibration.upstream))
     key = (f"{prints} deconv {h}x{w} float {calibration.float_channels} wbcap {__version__} "
            f"torch {torch.__version__}")
-    inputs: list[torch.Tensor] = []
 
     def measure() -> tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]:
-        inputs.append(calibration.make())
-        ranges, ref = calibrate_deconv(stack, inputs[0], calibration.float_channels)
-        return ranges, inputs[0], ref
+        inputs = calibration.make()
+        ranges, ref = calibrate_deconv(stack, inputs, calibration.float_channels)
+        return ranges, inputs, ref
 
     def probe(ranges: Ranges) -> torch.Tensor:
         x = torch.rand(1, stack[0].in_channels, h, w, generator=torch.Generator().manual_seed(0))
