@@ -258,13 +258,21 @@ def optimize_regressor_body(regressor: nn.Module, device: torch.device | str,
     in bfloat16 (the 486 x 31 425 ``posedirs`` packed: 30 MB per layout oneDNN uses, one for a
     single row and one for more; inputs and result rounded to bfloat16, sums in float32:
     vertices move by ~0.3 mm against float32, far inside the fast mode's 1 cm bound). The product reads the whole matrix on every call, so on the 2-core Xeon
-    (model 167) it was 2 ms of a fast one-crop call in float32. Elsewhere (``exact``, GPUs,
-    CPUs without bfloat16): None, the float32 product, so ``exact`` keeps smplx's results. The
-    layer itself is left alone (other users of it, posing for export, stay float32).
+    (model 167) it was 2 ms of a fast one-crop call in float32. Other CPU cases (``exact``, or
+    no bfloat16 instructions): the float32 product by oneDNN on the layer's own ``posedirs``
+    (``PackedLinear(..., torch.float32, pack=False)``: no copy), where smplx's ``torch.matmul``
+    reads the transposed matrix slowly; on the Zen 3 EPYC the layer's forward went from 14.6 to
+    9.3 ms for one pose and from 29.3 to 20.7 ms for 8. The same products summed in another order:
+    vertices within float32 rounding of smplx's (1.2e-7 m there), not bit for bit. GPUs (and
+    CPU builds without oneDNN): None, smplx's product. The layer itself is left alone (other
+    users of it, posing for export, keep smplx's results bit for bit).
     """
     precision = Precision(precision)
     device = torch.device(device)
-    if precision is Precision.FAST and device.type == "cpu" and bf16_supported():
-        regressor.pose_product = PackedLinear(regressor.body.posedirs.t(), torch.bfloat16).to(device)
-    else:
+    posedirs = regressor.body.posedirs.t()  # (3 V, 486): the layer's storage, contiguous
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         regressor.pose_product = None
+    elif precision is Precision.FAST and bf16_supported():
+        regressor.pose_product = PackedLinear(posedirs, torch.bfloat16).to(device)
+    else:
+        regressor.pose_product = PackedLinear(posedirs, torch.float32, pack=False)

@@ -55,8 +55,9 @@ class WholeBodyRegressor(nn.Module):
         self.net = net
         self.body = body
         #: How SMPL-X's pose-corrective product is computed in :meth:`body_forward` (the layer's
-        #: ``pose_product``): None (float32, as smplx), or the fast precision's bfloat16
-        #: :class:`~wbcap.model.fused.PackedLinear` (:func:`wbcap.model.inference.optimize_regressor_body`).
+        #: ``pose_product``): None (float32, smplx's ``torch.matmul``), or on the CPU in the inference
+        #: form a :class:`~wbcap.model.fused.PackedLinear` by oneDNN, float32 or the fast precision's
+        #: bfloat16 (:func:`wbcap.model.inference.optimize_regressor_body`).
         self.pose_product: nn.Module | None = None
         device = next(net.parameters(), torch.empty(0)).device
         c = net.config
