@@ -763,3 +763,28 @@ def test_a_detector_flag_with_boxes_given_is_a_usage_error(tmp_path, flags, boxe
         f"Error: {flags[0]} chooses or tunes the person detector, and {boxes} gives the boxes instead of one (no "
         f"detector runs): use one of them\n"), r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
+    """run_images builds its pipeline with ``few_calls`` for up to FEW_PHOTOS photos (the forms that
+    cost more to build than they save over a few calls skipped), not for more."""
+    from wbcap import image_app
+    from wbcap.pipeline import Pipeline
+
+    class Built(Exception):
+        pass
+
+    seen = []
+
+    def from_config(config, **kwargs):
+        seen.append(kwargs.get("few_calls"))
+        raise Built
+
+    monkeypatch.setattr(Pipeline, "from_config", staticmethod(from_config))
+    photos = [write_rgb(tmp_path / f"p{i}.png", person_image(64, 48, seed=i)) for i in range(image_app.FEW_PHOTOS + 1)]
+    for n in (1, image_app.FEW_PHOTOS, image_app.FEW_PHOTOS + 1):
+        job = image_app.ImageJob(paths=tuple(str(p) for p in photos[:n]), out=str(tmp_path / f"out{n}"),
+                                 boxes=((1, 1, 20, 20),), render=False)
+        with pytest.raises(Built):
+            image_app.run_images(job)
+    assert seen == [True, True, False]

@@ -893,6 +893,48 @@ def test_an_onnxruntime_choice_is_read_back_from_the_cache(micro_net, micro_refe
     assert isinstance(net.backbone, FusedResNet) and "could not be built (onnxruntime went away)" in caplog.text
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
+def test_few_calls_run_the_cached_onnxruntime_choices_fused(micro_net, micro_reference, tmp_path, monkeypatch,
+                                                           direct_layers):
+    """Built for a few calls (`wbcap image` of a few photos), a cached onnxruntime choice runs in
+    the fused form measured with it, with that form's measured times (a session costs more to
+    build than it saves there); net.cpu_strategy says what runs; the outputs equal the reference."""
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    _measure_with(monkeypatch, tmp_path, {**FUSED_WINS, ("onnxruntime", 1): 0.3, ("onnxruntime", 2): 0.2})
+    many = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")  # measured and cached
+    few = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=True)
+    assert few.cpu_strategy.source == "cache"
+    for name, backbone in (("body_backbone", few.backbone), ("hand_backbone", few.hand_roi_net.backbone),
+                           ("face_backbone", few.face_roi_net.backbone)):
+        cached = many.cpu_strategy.parts[name]
+        assert cached.form == "onnxruntime" and isinstance(backbone, FusedResNet), name
+        choice = few.cpu_strategy.parts[name]
+        assert choice.form == "fused" and choice.chunks.per_image_s == ((1, 1.0), (2, 0.6)), (name, choice)
+    x, ref = micro_reference
+    with torch.inference_mode():
+        out = _outputs(few(x))
+    for name, value in _outputs(ref).items():
+        assert (out[name] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), name
+    assert not any(isinstance(m, OrtResNet) for m in few.modules())
+
+
+def test_for_few_calls_gives_the_calls_of_one_image_back_to_the_main_form():
+    """A fused choice whose one-image calls go through onnxruntime keeps them fused, at the fused
+    form's own measured time for one image; forms that are cheap to build are left as they are."""
+    single = PartChoice("fused", ChunkPlan(((1, 0.05), (2, 0.09))), per_crop=2, single="onnxruntime",
+                        measured={"fused": {1: 0.1, 2: 0.09}, "onnxruntime": {1: 0.05}}, alternates={3: (1,)})
+    few = single.for_few_calls()
+    assert few.form == "fused" and few.single is None and few.chunks.per_image_s == ((1, 0.1), (2, 0.09))
+    assert few.alternates == {3: (1,)}  # (the fused form's own packings, measured with it, kept)
+    for form in ("fused", "plain", "int8"):
+        cheap = PartChoice(form, ChunkPlan(((1, 0.1), (4, 0.05))), measured={form: {1: 0.1, 4: 0.05}, "fused": {1: 0.2}})
+        assert cheap.for_few_calls() is cheap
+    unmeasured = PartChoice("onnxruntime", ChunkPlan.fixed(4))  # (forced: no fused time to run by)
+    assert unmeasured.for_few_calls() is unmeasured
+
+
 def test_after_timing_again_the_choice_is_between_the_default_and_the_winner(micro_parts, direct_layers):
     """plain wins the first rounds (onnxruntime within the margin of it); timed again, fused
     comes close to plain, and onnxruntime, not timed again, would now beat fused by the margin:

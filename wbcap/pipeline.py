@@ -214,6 +214,8 @@ class Pipeline:
     is converted **in place** to its inference form (:meth:`optimize`); it can then no longer
     be trained or saved. Pass ``optimize=False`` to run the network module by module.
     ``batch_size``: person crops per network call; None: :func:`default_batch_size` for ``device``.
+    ``few_calls``: the pipeline will run a few network calls only (a few photos): see
+    :meth:`optimize`.
 
     ``precision`` is the requested mode (a :class:`~wbcap.model.precision.Precision` or its
     name); :attr:`precision` the Precision that runs on ``device``
@@ -232,8 +234,12 @@ class Pipeline:
         channels_last: bool = True,
         optimize: bool = True,
         cuda_graphs: bool = True,
+        few_calls: bool = False,
     ):
         precision = Precision.parse(precision).resolve(device)
+        #: The network will run a few calls only: the inference form skips forms that cost more to
+        #: build than they save there (:func:`~wbcap.model.inference.optimize_for_inference`).
+        self.few_calls = few_calls
         #: On CUDA the fused network runs from CUDA graphs captured per batch size (:meth:`_forward`).
         self.cuda_graphs = cuda_graphs
         self._graphed: dict[str, Any] = {}
@@ -260,14 +266,16 @@ class Pipeline:
     def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:
         """Convert the network in place to its inference form for :attr:`precision`
         (:func:`wbcap.model.inference.optimize_for_inference`: BatchNorm folded, convolutions fused and
-        pre-packed, per-part dtypes; ``plan`` overrides some, for experiments). Nothing for the
-        autocast modes (``bf16``, ``fp16``), which run the network module by module; a network
-        already converted for this precision is left as it is."""
+        pre-packed, per-part dtypes; ``plan`` overrides some, for experiments; with
+        :attr:`few_calls`, no form that costs more to build than it saves over a few calls).
+        Nothing for the autocast modes (``bf16``, ``fp16``), which run the network module by
+        module; a network already converted for this precision is left as it is."""
         self._graphed.clear()  # graphs captured the network before its conversion
         if self.precision.fused:
             from wbcap.model.inference import optimize_for_inference, optimize_regressor_body
 
-            optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan)
+            optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan,
+                                   few_calls=self.few_calls)
             optimize_regressor_body(self.regressor, self.device, self.precision)
             # A convolution the conversion left as it was runs NHWC like the unfused network (the
             # constructor skips that copy for the weights the conversion replaces anyway).
@@ -322,6 +330,7 @@ class Pipeline:
         fallback: Fallback = "none",
         upright: bool = False,
         optimize: bool = True,
+        few_calls: bool = False,
     ) -> Pipeline:
         """Build the pipeline ``config`` describes: the one way to build one from files.
 
@@ -344,7 +353,8 @@ class Pipeline:
         synthetic one (:func:`synthetic_body_models_dir`; same size and format, not a human body),
         the checkpoint by random weights as above. A file the config names must exist.
 
-        ``optimize``: convert the network to its inference form now (see the class). The result's
+        ``optimize``: convert the network to its inference form now (see the class);
+        ``few_calls``: for a few network calls only (see the class). The result's
         :attr:`source` says which files (or stand-ins) were used.
         """
         if fallback not in ("none", "synthetic"):
@@ -396,7 +406,7 @@ class Pipeline:
 
             net = random_network(config.model, seed=0, upright=upright)
         pipe = cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale, precision,
-                   optimize=optimize)
+                   optimize=optimize, few_calls=few_calls)
         pipe.source = ModelSource(weights=kind, checkpoint=ckpt, body_model=Path(body_path),
                                   body_model_synthetic=synthetic_body)
         return pipe

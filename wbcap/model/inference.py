@@ -119,7 +119,7 @@ def _form_of(module: nn.Module, choice: PartChoice) -> str:
 # order, so each part's input shape and dtype choice reads next to its conversion.
 def optimize_for_inference(
     net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
-    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None,
+    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None, few_calls: bool = False,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
@@ -146,7 +146,11 @@ def optimize_for_inference(
     (default: the strategy's measured sizes on CPU, :data:`~wbcap.model.fused.GPU_CHUNK` elsewhere). ``plan``:
     per-part dtypes overriding the precision's plan (same keys,
     :data:`~wbcap.model.precision.PARTS`; for experiments such as
-    ``benchmarks/precision_error.py``). Returns ``net``.
+    ``benchmarks/precision_error.py``). ``few_calls``: the network will run a few calls only
+    (``wbcap image`` of a few photos): cached choices of forms that cost more to build than they
+    save there run another measured form (:meth:`PartChoice.for_few_calls
+    <wbcap.model.strategy.PartChoice.for_few_calls>`; ``net.cpu_strategy`` says what runs).
+    Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
         raise ValueError(f"precision must be one of {sorted(PRECISION_PLANS)}, got {precision!r}")
@@ -195,7 +199,7 @@ def optimize_for_inference(
             if cpu_strategy is None:
                 built[name] = part.build(plan[name], packed, n)
             else:
-                choice = cpu_strategy.parts[name]
+                choice = cpu_strategy.parts[name].for_few_calls() if few_calls else cpu_strategy.parts[name]
                 built[name] = _build_choice(part, plan[name], packed, choice, name in fast)
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)

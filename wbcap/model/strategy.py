@@ -66,7 +66,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -106,6 +106,13 @@ CACHE_FILE = "cpu_strategy.json"
 #: packings), so a fused or plain ResNet's one-image calls can go through it as measured.
 SINGLE_FORMS = ("onnxruntime",)
 SINGLE_BESIDE = ("fused", "plain")
+#: Forms whose build costs more than they save over a few network calls
+#: (:meth:`PartChoice.for_few_calls`): an onnxruntime session is made from a graph written for it
+#: and copies the weights into its own layout. On the Zen 3 EPYC (2 threads) the exact network's
+#: two sessions (the body ResNet-50, and the hand ResNet-50's one-image calls) made its load
+#: 1.17 s against 1.01 s with the fused forms instead (medians of 6 paired runs) and held 280 MB
+#: more, and saved ~45 ms per one-person photo.
+COSTLY_BUILD_FORMS = ("onnxruntime",)
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
@@ -289,6 +296,25 @@ class PartChoice:
         if used:
             text += f" winograd {used}/{len(self.winograd)}"
         return text
+
+    def for_few_calls(self) -> PartChoice:
+        """This choice for a run of a few network calls (``wbcap image`` of a few photos), where
+        building a form counts as much as running it: a form of :data:`COSTLY_BUILD_FORMS`
+        for the calls of one image (:attr:`single`) gives them back to the main form, with its own
+        measured time for one image; a main form of them gives way to the fused form measured
+        with it, with the fused form's measured chunk plan (its packings found when built, no
+        Winograd layers: an onnxruntime choice keeps none). Returns ``self`` when nothing changes
+        (or the fused form was not measured)."""
+        choice = self
+        if choice.single in COSTLY_BUILD_FORMS:
+            own = choice.measured.get(choice.form, {})
+            choice = replace(choice, single=None, chunks=ChunkPlan(
+                tuple((c, own.get(c, t)) for c, t in choice.chunks.per_image_s)))
+        fused = choice.measured.get("fused")
+        if choice.form in COSTLY_BUILD_FORMS and fused:
+            choice = replace(choice, form="fused", chunks=ChunkPlan(tuple(sorted(fused.items()))), alternates=None,
+                             winograd=tuple(() for _ in choice.winograd))
+        return choice
 
     def single_used(self, batch_size: int) -> bool:
         """Whether a call of one image, in the :attr:`single` form, runs for ``batch_size`` crops."""
