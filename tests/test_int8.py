@@ -502,3 +502,29 @@ def test_a_cached_int8_box_choice_that_cannot_be_built_keeps_its_deconvolution_f
     assert isinstance(built, FusedConvStack) and built.subpixel == (True, False, True)
     assert built.gemm == (False, False, True) and built.dtype == FAST
     assert "box_net: the int8 form chosen for this machine is not used (with these weights it is off by 0.3" in caplog.text
+
+
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
+def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(resnet18, tmp_path, monkeypatch, caplog):
+    """The parts of one conversion share a CalibrationCache: a cache path that is a folder is
+    one warning for reading and one for writing, not two per part; what was calibrated is kept
+    in memory for the others (read back there, not calibrated again)."""
+    folder = tmp_path / "int8_calibration.json"
+    folder.mkdir()
+    other = copy.deepcopy(resnet18)
+    with torch.no_grad():
+        other.layer3[1].conv2.weight[5, 7, 1, 1] += 0.01
+    store = int8.CalibrationCache(folder)
+    with caplog.at_level(logging.WARNING):
+        for net in (resnet18, other):
+            assert build_int8_resnet(net, SIZE, cache=store)[0] is not None
+    assert caplog.text.count("ignoring the int8 calibration cache") == 1, caplog.text
+    assert caplog.text.count("could not write the int8 calibration cache") == 1, caplog.text
+
+    def no_calibration(*args):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(int8, "calibrate", no_calibration)
+    assert build_int8_resnet(other, SIZE, cache=store)[0] is not None  # (from memory)
+    with pytest.raises(AssertionError, match="calibrated again"):  # a new cache object reads the file again: none
+        build_int8_resnet(other, SIZE, cache=int8.CalibrationCache(folder))

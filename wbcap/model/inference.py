@@ -33,7 +33,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
-from wbcap.model.int8 import INT8_TOLERANCE, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
+from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
@@ -44,15 +44,17 @@ __all__ = ["optimize_for_inference", "optimize_regressor_body"]
 log = logging.getLogger(__name__)
 
 
-def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool) -> nn.Module:
+def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
+                  calibrations: CalibrationCache | None = None) -> nn.Module:
     """``part`` in the form ``choice`` names (``fast``: the part is one of the fast precision's,
     for which the int8 form applies); an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
     for (:func:`~wbcap.model.int8.build_int8`), falls back to the fused form with a warning.
     With :attr:`~wbcap.model.strategy.PartChoice.single`, calls of one image run in that form
     (:class:`~wbcap.model.fused.SingleImageForm`); where it cannot be built, in ``choice.form``
-    too (with a warning)."""
-    main = _build_form(part, dtype, packed, choice, fast)
+    too (with a warning). ``calibrations``: the int8 calibration cache the network's parts share
+    (default: the user cache's file, read for this part alone)."""
+    main = _build_form(part, dtype, packed, choice, fast, calibrations)
     if choice.single is None:
         return main
     single, why = None, "it runs float32 ResNets only, with onnx and onnxruntime installed"
@@ -70,12 +72,13 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     return SingleImageForm(main, single, choice.chunks)
 
 
-def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool) -> nn.Module:
+def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
+                calibrations: CalibrationCache | None = None) -> nn.Module:
     """:func:`_build_choice` for ``choice.form`` alone."""
     if choice.form == "int8":
         if int8_applies(part.module, dtype, fast):
             try:
-                net, err = build_int8(part, choice.chunks)
+                net, err = build_int8(part, choice.chunks, calibrations)
             except Exception as e:  # (calibration or oneDNN's int8 primitives: the part still runs, fused)
                 net, why = None, first_line(e)
             else:
@@ -188,6 +191,7 @@ def optimize_for_inference(
     cpu_strategy: CpuStrategy | None = None
     with torch.inference_mode(False), torch.no_grad():
         built: dict[str, nn.Module] = {}
+        calibrations = CalibrationCache()  # (read once for all the int8 parts, when the first one asks)
         if cpu:
             cpu_strategy, built = choose_cpu_strategy(
                 parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
@@ -200,7 +204,7 @@ def optimize_for_inference(
                 built[name] = part.build(plan[name], packed, n)
             else:
                 choice = cpu_strategy.parts[name].for_few_calls() if few_calls else cpu_strategy.parts[name]
-                built[name] = _build_choice(part, plan[name], packed, choice, name in fast)
+                built[name] = _build_choice(part, plan[name], packed, choice, name in fast, calibrations)
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)
                     choice = dataclasses.replace(choice, form=ran, alternates=None)

@@ -82,7 +82,7 @@ from wbcap.model.fused import (
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 from wbcap.user_cache import read_json, write_json
 
-__all__ = ["INT8_TOLERANCE", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv", "build_int8_resnet",
+__all__ = ["INT8_TOLERANCE", "CalibrationCache", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv", "build_int8_resnet",
            "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images", "deconv_int8_applies",
            "int8_applies", "int8_usable", "max_pool_3x3_s2", "weights_fingerprint"]
 
@@ -569,29 +569,70 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
     return ranges, err, check
 
 
-def _write_calibration(path: Path, key: str, ranges: Ranges, err: float, check: float) -> None:
-    """Add one entry (re-read first, oldest dropped beyond :data:`CALIBRATION_KEEP`, written
-    atomically); a failure to write is a warning (it is calibrated again next time)."""
+def _write_calibration(path: Path, key: str, ranges: Ranges, err: float, check: float) -> str | None:
+    """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
+    :data:`CALIBRATION_KEEP`; written atomically). Returns None, or why it could not be written."""
     entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
     entries.pop(key, None)
     entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
     entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
-    problem = write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
-    if problem:
-        log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time", path,
-                    problem)
+    return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
+
+
+class CalibrationCache:
+    """The int8 calibration cache file (``path``, default :func:`calibration_cache_path`) as one
+    conversion of a network uses it for all its parts: read once, so that a file that cannot be
+    read is one warning however many parts it serves, and written through as each part is
+    calibrated, a file that cannot be written being one warning too (its parts are then
+    calibrated again next time). Without it each part read and wrote the file on its own: a
+    cache path that was a folder gave 8 warnings per fast start-up."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._entries: dict[str, dict] | None = None
+        self._unwritable = False
+
+    @property
+    def path(self) -> Path:
+        """The file (the default resolved when first asked for)."""
+        if self._path is None:
+            self._path = calibration_cache_path()
+        return self._path
+
+    def get(self, key: str) -> object:
+        """The raw entry under ``key`` (None when absent; the file read on the first call)."""
+        if self._entries is None:
+            self._entries = _read_calibration(self.path)
+        return self._entries.get(key)
+
+    def put(self, key: str, ranges: Ranges, err: float, check: float) -> None:
+        """Keep an entry, here and in the file (unless it could not be written before)."""
+        if self._entries is None:
+            self._entries = _read_calibration(self.path, warn=False)
+        self._entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
+        if self._unwritable:
+            return
+        problem = _write_calibration(self.path, key, ranges, err, check)
+        if problem:
+            self._unwritable = True
+            log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time",
+                        self.path, problem)
+
+
+def _store(cache: Path | CalibrationCache | None) -> CalibrationCache:
+    return cache if isinstance(cache, CalibrationCache) else CalibrationCache(cache)
 
 
 def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk: int | ChunkPlan = 4,
-                      cache: Path | None = None) -> tuple[Int8ResNet | None, float]:
+                      cache: Path | CalibrationCache | None = None) -> tuple[Int8ResNet | None, float]:
     """Calibrate ``backbone`` on :func:`calibration_images` of ``image_size`` (H, W), build its
     :class:`Int8ResNet` and check it there against the float32 module-by-module backbone.
 
     Returns (the module, its error: max |difference| / max |reference| over the crops); the
     module is None when the error is above :data:`INT8_TOLERANCE` (these weights do not quantize
     well: the caller runs the part another way). The ranges, the error and the int8 form's mean
-    |feature| on the first crop are read from and kept in ``cache`` (default
-    :func:`calibration_cache_path`), keyed by :func:`weights_fingerprint`, the input size and
+    |feature| on the first crop are read from and kept in ``cache`` (a file, default
+    :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts), keyed by :func:`weights_fingerprint`, the input size and
     the wbcap and torch versions; read back, the module is run on that crop only and the entry is
     used when it gives the same mean (within :data:`CHECK_TOLERANCE`: an edited or stale entry
     is calibrated again, with a warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores;
@@ -609,7 +650,8 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
 
 
 def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, input_size: Sequence[int],
-                      chunk: int | ChunkPlan = 4, cache: Path | None = None) -> tuple[Int8DeconvStack | None, float]:
+                      chunk: int | ChunkPlan = 4,
+                      cache: Path | CalibrationCache | None = None) -> tuple[Int8DeconvStack | None, float]:
     """:func:`build_int8_resnet` for a stack of :func:`deconv_int8_applies` (the box network's) with
     inputs of ``input_size`` (H, W) cells, calibrated on ``calibration.make()`` (its inputs for the
     calibration crops) and checked there against the float32 module-by-module stack; kept in the
@@ -642,7 +684,8 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
                              measure, probe)
 
 
-def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Callable[[Ranges], nn.Module],
+def _build_calibrated(cache: Path | CalibrationCache | None, key: str, names: set[str],
+                      make: Callable[[Ranges], nn.Module],
                       measure: Callable[[], tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]],
                       probe: Callable[[Ranges], torch.Tensor]) -> tuple[nn.Module | None, float]:
     """The int8 module ``make(ranges)`` and its error, from the cache entry ``key`` (holding exactly
@@ -652,15 +695,15 @@ def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Calla
     place of the module when the error is above :data:`INT8_TOLERANCE`. A cached entry whose
     ranges the module refuses (ValueError, e.g. an edited range below 0 where it has no zero point)
     is calibrated again, with a warning, like one that fails the check."""
-    path = calibration_cache_path() if cache is None else cache
-    cached = _entry(_read_calibration(path).get(key), names)
+    store = _store(cache)
+    cached = _entry(store.get(key), names)
     if cached is not None:
         ranges, err, check = cached
         try:
             net = make(ranges)
         except ValueError as e:
             log.warning("the int8 calibration cache %s holds ranges this form cannot take (%s); calibrating again",
-                        path, e)
+                        store.path, e)
         else:
             if err > INT8_TOLERANCE:
                 return None, err
@@ -669,18 +712,19 @@ def _build_calibrated(cache: Path | None, key: str, names: set[str], make: Calla
             if abs(again - check) <= CHECK_TOLERANCE * abs(check):
                 return net, err
             log.warning("the int8 calibration cache %s gives other results than when it was written (edited?); "
-                        "calibrating again", path)
+                        "calibrating again", store.path)
     ranges, inputs, ref = measure()
     net = make(ranges)
     with torch.no_grad():
         out = torch.cat([net(x[None]) for x in inputs])
         check = _check_value(net(probe(ranges)))
     err = rel_error(out, ref)
-    _write_calibration(path, key, ranges, err, check)
+    store.put(key, ranges, err, check)
     return (net if err <= INT8_TOLERANCE else None), err
 
 
-def build_int8(part: TunedPart, chunk: int | ChunkPlan = 4, cache: Path | None = None) -> tuple[nn.Module | None, float]:
+def build_int8(part: TunedPart, chunk: int | ChunkPlan = 4,
+               cache: Path | CalibrationCache | None = None) -> tuple[nn.Module | None, float]:
     """A tuned part's int8 form and its error: :func:`build_int8_resnet` for a ResNet,
     :func:`build_int8_deconv` for a deconvolution stack with :attr:`~wbcap.model.fused.TunedPart.calibration`
     inputs; ValueError for another part."""
