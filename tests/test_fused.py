@@ -164,7 +164,11 @@ def test_fast_regressor_computes_pose_correctives_in_bfloat16_exact_in_float32(s
         exact_product = reg.pose_product
         assert isinstance(exact_product, PackedLinear) and exact_product.weight.dtype == torch.float32
         assert exact_product.weight.data_ptr() == body_layer.posedirs.data_ptr()  # in place, not copied
+        calls = []
+        hook = exact_product.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
         ref = reg(x)
+        hook.remove()
+        assert calls == [(2, body_layer.posedirs.shape[1])]  # (the regressor's mesh went through it)
         plain = body_layer(ref.params.smplx)  # the layer itself still smplx's product
         optimize_regressor_body(reg, "cpu", "fast")
         out = reg(x)
@@ -178,6 +182,30 @@ def test_fast_regressor_computes_pose_correctives_in_bfloat16_exact_in_float32(s
     assert isinstance(reg.pose_product, PackedLinear) and reg.pose_product.weight.dtype == torch.bfloat16
     err = (out.vertices - ref.vertices).norm(dim=-1).max()
     assert 0 < err < 5e-4, f"{err * 1000:.3f} mm"
+
+
+def test_pose_product_off_the_cpu_or_without_onednn_is_smplxs_and_survives_a_dtype_move(small_config, body_layer,
+                                                                                           monkeypatch):
+    """Without oneDNN (and on GPUs) the regressor keeps smplx's matmul (None); a oneDNN product
+    moved to float64 afterwards runs F.linear (oneDNN has no float64 products) and still equals
+    the float64 matmul."""
+    from wbcap.model.fused import PackedLinear
+    from wbcap.model.inference import optimize_regressor_body
+    from wbcap.model.regressor import WholeBodyRegressor
+    from wbcap.testing.checkpoints import random_network
+
+    reg = WholeBodyRegressor(random_network(small_config, seed=4), body_layer).eval()
+    with monkeypatch.context() as m:
+        m.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+        optimize_regressor_body(reg, "cpu", "exact")
+        assert reg.pose_product is None
+    lin = PackedLinear(torch.randn(40, 30, generator=torch.Generator().manual_seed(1)), torch.float32, pack=False)
+    x = torch.randn(3, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    lin.double()
+    with torch.inference_mode():
+        y = lin(x)
+    assert y.dtype == torch.float32  # (out_dtype)
+    torch.testing.assert_close(y, (x @ lin.weight.t()).float())
 
 
 @pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])

@@ -904,8 +904,10 @@ def test_few_calls_run_the_cached_onnxruntime_choices_fused(micro_net, micro_ref
 
     _measure_with(monkeypatch, tmp_path, {**FUSED_WINS, ("onnxruntime", 1): 0.3, ("onnxruntime", 2): 0.2})
     many = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")  # measured and cached
+    written = (tmp_path / "cpu_strategy.json").read_bytes()
     few = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=True)
     assert few.cpu_strategy.source == "cache"
+    assert (tmp_path / "cpu_strategy.json").read_bytes() == written  # (what runs for a few calls is not cached)
     for name, backbone in (("body_backbone", few.backbone), ("hand_backbone", few.hand_roi_net.backbone),
                            ("face_backbone", few.face_roi_net.backbone)):
         cached = many.cpu_strategy.parts[name]
@@ -920,6 +922,29 @@ def test_few_calls_run_the_cached_onnxruntime_choices_fused(micro_net, micro_ref
     assert not any(isinstance(m, OrtResNet) for m in few.modules())
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
+def test_few_calls_run_one_image_calls_in_the_main_form(micro_net, micro_reference, tmp_path, monkeypatch,
+                                                        direct_layers):
+    """A cached choice whose one-image calls go through onnxruntime, built for a few calls: no
+    session and no SingleImageForm is built, the plan's one-image time is the main form's own,
+    and the outputs equal the reference."""
+    pytest.importorskip("onnx")
+    from wbcap.model.ort_resnet import OrtResNet
+
+    _measure_with(monkeypatch, tmp_path, SINGLE_WINS)
+    many = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert any(c.single == "onnxruntime" for c in many.cpu_strategy.parts.values())
+    few = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=True)
+    assert not any(isinstance(m, (OrtResNet, SingleImageForm)) for m in few.modules())
+    for name, choice in few.cpu_strategy.parts.items():
+        assert choice.single is None and choice.chunks.per_image_s[0] == (1, 1.0), (name, choice)
+    x, ref = micro_reference
+    with torch.inference_mode():
+        out = _outputs(few(x))
+    for name, value in _outputs(ref).items():
+        assert (out[name] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), name
+
+
 def test_for_few_calls_gives_the_calls_of_one_image_back_to_the_main_form():
     """A fused choice whose one-image calls go through onnxruntime keeps them fused, at the fused
     form's own measured time for one image; forms that are cheap to build are left as they are."""
@@ -931,8 +956,16 @@ def test_for_few_calls_gives_the_calls_of_one_image_back_to_the_main_form():
     for form in ("fused", "plain", "int8"):
         cheap = PartChoice(form, ChunkPlan(((1, 0.1), (4, 0.05))), measured={form: {1: 0.1, 4: 0.05}, "fused": {1: 0.2}})
         assert cheap.for_few_calls() is cheap
-    unmeasured = PartChoice("onnxruntime", ChunkPlan.fixed(4))  # (forced: no fused time to run by)
+    unmeasured = PartChoice("onnxruntime", ChunkPlan.fixed(4))  # (forced: no other form's time to run by)
     assert unmeasured.for_few_calls() is unmeasured
+    # fast on a CPU without bfloat16 measures its baseline and int8 only: the best of the others
+    fast = PartChoice("onnxruntime", ChunkPlan(((1, 0.2), (2, 0.15))), winograd=((), ()),
+                      measured={"onnxruntime": {1: 0.2, 2: 0.15}, "int8": {1: 0.3, 2: 0.25, 4: 0.2}})
+    few = fast.for_few_calls()
+    assert few.form == "int8" and few.chunks.per_image_s == ((1, 0.3), (2, 0.25), (4, 0.2)) and few.alternates is None
+    both = PartChoice("onnxruntime", ChunkPlan(((1, 0.2),)), measured={
+        "onnxruntime": {1: 0.2}, "fused": {1: 1.0, 2: 0.9}, "plain": {1: 0.5, 2: 0.45}})
+    assert both.for_few_calls().form == "plain"  # (select_form: plain beats fused by more than the margin)
 
 
 def test_after_timing_again_the_choice_is_between_the_default_and_the_winner(micro_parts, direct_layers):

@@ -315,8 +315,9 @@ class SMPLXLayer(torch.nn.Module):
                 the pose features ``(B, 486)`` (each non-root joint's rotation matrix minus the
                 identity, flattened; the layer's dtype) to the offsets ``(B, 3 V)`` in the
                 layer's dtype, i.e. ``features @ self.posedirs``. None (default): that product
-                in the layer's dtype, as smplx. The fast precision's regressor passes a
-                bfloat16 one (:attr:`wbcap.model.regressor.WholeBodyRegressor.pose_product`).
+                in the layer's dtype, as smplx. The regressor's inference form on a CPU passes
+                oneDNN's float32 product, or the fast precision's bfloat16 one
+                (:attr:`wbcap.model.regressor.WholeBodyRegressor.pose_product`).
 
         Returns:
             :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,

@@ -255,14 +255,15 @@ class PackedLinear(nn.Module):
 
     With ``pack=False`` the product runs on the weight as it is laid out (oneDNN's own blocking
     per call, no packed copy): for float32 where memory counts more than the last few per cent.
-    SMPL-X's float32 pose correctives take that form in both precisions on CPUs without bfloat16
-    (a float32 ``(N, K)`` weight that is already contiguous is used in place, not copied).
+    SMPL-X's float32 pose correctives take that form (exact on every CPU with oneDNN, fast where
+    there is no bfloat16 product); a weight already contiguous in ``dtype`` is used in place.
     Measured on the Zen 3 EPYC (AVX2, 2 threads) in the SMPL-X layer's whole forward: 14.6 / 29.3
     / 76.3 ms for 1 / 8 / 32 poses with ``torch.matmul`` as smplx, 9.3 / 20.7 / 44.7 ms here
     unpacked (17.7 ms packed at 8 poses, for 61 MB more per layout), vertices 1.2e-7 m apart.
 
     Args:
-        weight: ``(N, K)`` float weight (copied into ``dtype``).
+        weight: ``(N, K)`` float weight (copied into ``dtype`` unless it is already a contiguous
+            ``dtype`` tensor).
         dtype: compute and storage dtype.
         out_dtype: dtype of the result (default float32).
         pack: keep oneDNN-packed copies per layout (default) or run on ``weight`` as it is.
@@ -285,7 +286,10 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.weight.dtype)
-        if x.device.type == "cpu" and x.dim() == 2 and torch.backends.mkldnn.is_available():
+        # (oneDNN's products take float32, and bfloat16 where the CPU has it: a module moved to
+        # another dtype afterwards, e.g. by ``.double()``, runs F.linear)
+        if (x.device.type == "cpu" and x.dim() == 2 and torch.backends.mkldnn.is_available()
+                and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16_supported()))):
             weight = self._packs.get(self.weight, x.shape[0]) if self.pack else self.weight
             y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, None, "none", [], "")
         else:

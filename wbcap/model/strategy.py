@@ -301,18 +301,22 @@ class PartChoice:
         """This choice for a run of a few network calls (``wbcap image`` of a few photos), where
         building a form counts as much as running it: a form of :data:`COSTLY_BUILD_FORMS`
         for the calls of one image (:attr:`single`) gives them back to the main form, with its own
-        measured time for one image; a main form of them gives way to the fused form measured
-        with it, with the fused form's measured chunk plan (its packings found when built, no
-        Winograd layers: an onnxruntime choice keeps none). Returns ``self`` when nothing changes
-        (or the fused form was not measured)."""
+        measured time for one image; a main form of them gives way to the best of the other
+        forms measured with it (:func:`select_form` among them: fused or plain for exact, int8
+        for fast on a CPU without bfloat16), with that form's measured chunk plan (its packings
+        found when built; no Winograd layers, which a choice of these forms does not keep).
+        Returns ``self`` when nothing changes (or no other form was measured).
+        """
         choice = self
         if choice.single in COSTLY_BUILD_FORMS:
             own = choice.measured.get(choice.form, {})
             choice = replace(choice, single=None, chunks=ChunkPlan(
                 tuple((c, own.get(c, t)) for c, t in choice.chunks.per_image_s)))
-        fused = choice.measured.get("fused")
-        if choice.form in COSTLY_BUILD_FORMS and fused:
-            choice = replace(choice, form="fused", chunks=ChunkPlan(tuple(sorted(fused.items()))), alternates=None,
+        others = {(f, c): t for f, ts in choice.measured.items() if f in FORMS and f not in COSTLY_BUILD_FORMS
+                  for c, t in ts.items()}
+        if choice.form in COSTLY_BUILD_FORMS and others:
+            form, plan = select_form(others, choice.per_crop)
+            choice = replace(choice, form=form, chunks=plan, alternates=None,
                              winograd=tuple(() for _ in choice.winograd))
         return choice
 
