@@ -12,7 +12,9 @@ the tests' fixture) and a synthetic SMPL-X model of the real size to a temporary
 * ``import_s``: importing torch and the pipeline;
 * ``load_s``: building the network from the checkpoint (meta device, memory-mapped tensors), the
   SMPL-X layer from its .npz, and the Pipeline (conversion to the inference form: BatchNorm
-  folded, weights packed), i.e. everything before the first frame;
+  folded, weights packed), i.e. everything before the first frame (built for many calls, as
+  `wbcap run` builds it; `wbcap image` of a few photos builds for a few calls,
+  :meth:`~wbcap.model.strategy.PartChoice.for_few_calls`: the stamped child's ``load`` below);
 * ``start_rss_mb``: the process's peak RSS at that point; ``rss_after_start_mb``: its RSS then
   (Linux), i.e. what the loaded pipeline keeps.
 
