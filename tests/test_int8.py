@@ -528,3 +528,19 @@ def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(
     assert build_int8_resnet(other, SIZE, cache=store)[0] is not None  # (from memory)
     with pytest.raises(AssertionError, match="calibrated again"):  # a new cache object reads the file again: none
         build_int8_resnet(other, SIZE, cache=int8.CalibrationCache(folder))
+
+
+def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeypatch):
+    """One conversion's CalibrationCache fingerprints a module once (the box network's key holds
+    the body ResNet's fingerprint, which the ResNet's own key computed), another module apart."""
+    hashed = []
+    real = int8.weights_fingerprint
+    monkeypatch.setattr(int8, "weights_fingerprint", lambda m: hashed.append(m) or real(m))
+    store = int8.CalibrationCache(tmp_path / "c.json")
+    other = copy.deepcopy(resnet18)
+    with torch.no_grad():
+        other.conv1.weight[0, 0, 0, 0] += 0.01
+    first = store.fingerprint(resnet18)
+    assert store.fingerprint(resnet18) == first == real(resnet18)
+    assert store.fingerprint(other) != first
+    assert hashed == [resnet18, other]
