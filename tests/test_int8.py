@@ -544,3 +544,25 @@ def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeyp
     assert store.fingerprint(resnet18) == first == real(resnet18)
     assert store.fingerprint(other) != first
     assert hashed == [resnet18, other]
+
+
+@pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
+def test_measuring_the_fast_strategy_reports_an_unusable_calibration_cache_once(micro_parts, tmp_path, monkeypatch,
+                                                                                caplog):
+    """When the fast precision's strategy is measured (a machine's first fast run), its int8
+    candidates share the conversion's CalibrationCache too: a folder at the cache's path is one
+    warning for reading and one for writing, not two per part."""
+    folder = tmp_path / "int8_calibration.json"
+    folder.mkdir()
+    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
+    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
+    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+    wins = {**FUSED_WINS, ("int8", 1): 0.3, ("int8", 2): 0.2}
+    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(wins))
+    parts = {name: micro_parts[name] for name in ("body_backbone", "face_backbone")}
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = strategy.choose_cpu_strategy(parts, {name: FAST for name in parts}, "auto", busy=lambda: False,
+                                                 fast=set(parts), calibrations=int8.CalibrationCache(folder))
+    assert all(c.form == "int8" for c in chosen.parts.values()), caplog.text
+    assert caplog.text.count("ignoring the int8 calibration cache") == 1, caplog.text
+    assert caplog.text.count("could not write the int8 calibration cache") == 1, caplog.text

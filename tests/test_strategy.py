@@ -549,7 +549,8 @@ class FakeMeasure:
     def __init__(self, form: str = "plain", busy_after: int | None = None):
         self.form, self.busy_after, self.asked, self.baselines = form, busy_after, [], []
 
-    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2, fast=None, baseline=None):
+    def __call__(self, part, dtype, onednn, chunks=None, timer=None, rounds=2, fast=None, baseline=None,
+                 calibrations=None):
         if self.busy_after is not None and len(self.asked) >= self.busy_after:
             raise MachineBusy("busy")
         self.asked.append((part.name, dtype) if not fast or dtype == torch.bfloat16 else (part.name, dtype, "fast"))
@@ -656,6 +657,28 @@ def test_a_cached_choice_without_a_plan_per_convolution_is_measured_again(micro_
         again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert measure.asked == [("hand_backbone", torch.float32)] and again.source == "cache+measured"
     assert "12 Winograd plans for 13 3x3 layers" in caplog.text
+
+
+@pytest.mark.parametrize("measured", [{"fused": {"0": 0.05, "1": 0.05}}, {"fused": {"1": 0.0, "2": 0.1}},
+                                      {"onnxruntime": {"1": float("nan")}}])
+def test_cached_measurements_that_make_no_chunk_plan_are_measured_again(micro_parts, tmp_path, caplog, measure,
+                                                                         measured):
+    """The measured times a choice keeps become a chunk plan for a few calls
+    (PartChoice.for_few_calls): an edited one that could not (a chunk of 0 images, a time that is
+    not a positive number) makes the entry malformed, measured again, instead of crashing a
+    few-photo `wbcap image` while more photos ran."""
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    (slot,) = data["machines"].values()
+    (pid,) = [p for p in slot["parts"] if p.startswith("body_backbone")]
+    slot["parts"][pid]["measured"] = measured
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    with caplog.at_level(logging.WARNING):
+        again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("body_backbone", torch.float32)] and "ignoring the cached CPU strategy" in caplog.text
+    again.parts["body_backbone"].for_few_calls()
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])

@@ -195,7 +195,7 @@ def optimize_for_inference(
         if cpu:
             cpu_strategy, built = choose_cpu_strategy(
                 parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
-                onednn=packed, fast=fast,
+                onednn=packed, fast=fast, calibrations=calibrations,
             )
         for name, part in parts.items():
             if name in built:

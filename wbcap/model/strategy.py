@@ -88,7 +88,7 @@ from wbcap.model.fused import (
     subpixel_applies,
     tile_for,
 )
-from wbcap.model.int8 import INT8_TOLERANCE, build_int8, int8_applies
+from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
 from wbcap.user_cache import read_json, write_json
@@ -363,8 +363,11 @@ class PartChoice:
         if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or not table
                                    or table[0][0] != 1):
             raise ValueError(f"single-image form {single!r} with form {form!r} and call sizes {[c for c, _ in table]}")
-        return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)),
-                   {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()},
+        measured = {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()}
+        for f, ts in measured.items():  # (a chunk plan is made of them for a few calls: for_few_calls)
+            if any(c < 1 or not math.isfinite(t) or t <= 0 for c, t in ts.items()):
+                raise ValueError(f"measured times of {f!r} must be for chunks >= 1 and finite and > 0, got {ts}")
+        return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)), measured,
                    None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm,
                    single)
 
@@ -797,7 +800,8 @@ def _choose_winograd(part: TunedPart, onednn: bool, trials: Sequence[WinogradTri
 # Long (about 60 lines): build, check and time the candidates of one part in one place.
 def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequence[int] | None = None,
                  timer: Timer | None = None, rounds: int = ROUNDS, fast: bool | None = None,
-                 baseline: PartChoice | None = None) -> tuple[PartChoice, nn.Module]:
+                 baseline: PartChoice | None = None,
+                 calibrations: CalibrationCache | None = None) -> tuple[PartChoice, nn.Module]:
     """Time ``part``'s candidate forms on its real input shape and return the fastest correct
     one, as a :class:`PartChoice` and the built module (weights packed for the largest chunk).
 
@@ -854,7 +858,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         if "int8" in forms:
             try:  # (an optional form: whatever goes wrong in calibrating it or in oneDNN's int8
                 # primitives only drops it; a failing call is caught below)
-                q, q_err = build_int8(part, every)
+                q, q_err = build_int8(part, every, calibrations)
             except Exception as e:
                 log.warning("%s: the int8 form could not be built (%s); not used", part.name, first_line(e))
                 q = None
@@ -905,7 +909,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
                 first.setdefault(f, out[:1])
             calls[f, c] = (lambda m=modules[f], x=x: m(x))
         if not calls and baseline is not None:  # (exact's cached form failed here: every form is measured)
-            return measure_part(part, dtype, onednn, chunks, timer, rounds, fast)
+            return measure_part(part, dtype, onednn, chunks, timer, rounds, fast, calibrations=calibrations)
         if not calls:
             raise RuntimeError(f"{part.name}: no inference form matched the module-by-module network")
         seconds = timer(calls, rounds)
@@ -995,6 +999,7 @@ def choose_cpu_strategy(
     parts: Mapping[str, TunedPart], dtypes: Mapping[str, torch.dtype], request: str | None = None,
     onednn: bool = True, timer: Timer | None = None, path: Path | None = None,
     busy: Callable[[], bool] | None = None, fast: Collection[str] | None = None,
+    calibrations: CalibrationCache | None = None,
 ) -> tuple[CpuStrategy, dict[str, nn.Module]]:
     """The CPU strategy for ``parts`` computed in ``dtypes`` (part name -> dtype).
 
@@ -1010,6 +1015,8 @@ def choose_cpu_strategy(
     cached, so that a later run measures them. Returns the strategy and the modules built while
     measuring (part name -> module, to be used as they are; empty for parts read or forced).
     ``timer`` and ``busy`` default to :func:`time_interleaved` and :func:`machine_busy`.
+    ``calibrations``: the int8 calibration cache the parts' int8 candidates share (one per
+    conversion: the file read once, a broken one reported once).
     """
     timer = timer or time_interleaved
     busy = busy or machine_busy
@@ -1073,7 +1080,7 @@ def choose_cpu_strategy(
                          baseline.form)
             try:
                 chosen[name], built[name] = measure_part(part, dtypes[name], onednn, timer=timer, fast=is_fast(name),
-                                                         baseline=baseline)
+                                                         baseline=baseline, calibrations=calibrations)
             except MachineBusy:
                 pass
             else:
