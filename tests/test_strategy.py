@@ -816,7 +816,8 @@ def test_time_interleaved_keeps_clean_calls_only(monkeypatch):
 
 
 @pytest.mark.parametrize("text,expected", [
-    (None, StrategyRequest("auto")), ("", StrategyRequest("auto")), ("measure", StrategyRequest("measure")),
+    (None, StrategyRequest("auto")), ("", StrategyRequest("auto")), (" ", StrategyRequest("auto")),
+    ("measure", StrategyRequest("measure")),
     ("fused", StrategyRequest("forced", "fused", 4)), ("Plain:2", StrategyRequest("forced", "plain", 2)),
     ("onnxruntime:3", StrategyRequest("forced", "onnxruntime", 3)),
     (f"int8:{strategy.MAX_FORCED_CHUNK}", StrategyRequest("forced", "int8", strategy.MAX_FORCED_CHUNK)),

@@ -226,11 +226,12 @@ class StrategyRequest:
 
     @classmethod
     def parse(cls, text: str | None) -> StrategyRequest:
-        """``None`` / ``""`` / ``auto``, ``measure``, a form of :data:`FORMS`, or ``<form>:N``.
+        """``None`` / ``""`` (or blanks) / ``auto``, ``measure``, a form of :data:`FORMS`, or
+        ``<form>:N``.
 
         Raises InputError (one line, naming the choices) for anything else.
         """
-        value = (text or "auto").strip().lower()
+        value = (text or "").strip().lower() or "auto"  # (a blank value is unset, as an empty one)
         if value in ("auto", "measure"):
             return cls(value)
         form, _, chunk = value.partition(":")
