@@ -569,12 +569,12 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
     return ranges, err, check
 
 
-def _write_calibration(path: Path, key: str, ranges: Ranges, err: float, check: float) -> str | None:
+def _write_calibration(path: Path, key: str, entry: dict) -> str | None:
     """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
     :data:`CALIBRATION_KEEP`; written atomically). Returns None, or why it could not be written."""
     entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
     entries.pop(key, None)
-    entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
+    entries[key] = entry
     entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
     return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
 
@@ -585,8 +585,9 @@ class CalibrationCache:
     read is one warning however many parts it serves, and written through as each part is
     calibrated, a file that cannot be written being one warning too (its parts are then
     calibrated again next time); the weights' fingerprints its keys hold are computed once per
-    module (:meth:`fingerprint`), so use one object per conversion, while the weights stay. Without it each part read and wrote the file on its own: a
-    cache path that was a folder gave 8 warnings per fast start-up."""
+    module (:meth:`fingerprint`), so use one object per conversion, while the weights stay.
+    Without it each part read and wrote the file on its own: a cache path that was a folder gave
+    8 warnings per fast start-up."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._path = path
@@ -621,10 +622,10 @@ class CalibrationCache:
         """Keep an entry, here and in the file (unless it could not be written before)."""
         if self._entries is None:
             self._entries = _read_calibration(self.path, warn=False)
-        self._entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
+        entry = self._entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
         if self._unwritable:
             return
-        problem = _write_calibration(self.path, key, ranges, err, check)
+        problem = _write_calibration(self.path, key, entry)
         if problem:
             self._unwritable = True
             log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time",
@@ -644,8 +645,8 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     module is None when the error is above :data:`INT8_TOLERANCE` (these weights do not quantize
     well: the caller runs the part another way). The ranges, the error and the int8 form's mean
     |feature| on the first crop are read from and kept in ``cache`` (a file, default
-    :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts), keyed by :func:`weights_fingerprint`, the input size and
-    the wbcap and torch versions; read back, the module is run on that crop only and the entry is
+    :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts),
+    keyed by :func:`weights_fingerprint`, the input size and the wbcap and torch versions; read back, the module is run on that crop only and the entry is
     used when it gives the same mean (within :data:`CHECK_TOLERANCE`: an edited or stale entry
     is calibrated again, with a warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores;
     read back, building and that check 0.03-0.07 s.
@@ -673,13 +674,10 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
     stack on a fixed pseudo-random input (no upstream pass at load): features uniform over the
     calibrated input range, so that an edited range changes the result, and heatmap-sized values
     (under 0.02) in the float32 channels, so that they do not outweigh the features."""
-    from wbcap import __version__
-
     h, w = (int(v) for v in input_size)
     store = _store(cache)
     prints = " ".join(store.fingerprint(m) for m in (stack, *calibration.upstream))
-    key = (f"{prints} deconv {h}x{w} float {calibration.float_channels} wbcap {__version__} "
-           f"torch {torch.__version__}")
+    key = _calibration_key(f"{prints} deconv float {calibration.float_channels}", (h, w))
 
     def measure() -> tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]:
         inputs = calibration.make()
@@ -698,8 +696,7 @@ def build_int8_deconv(stack: nn.Sequential, calibration: CalibrationInputs, inpu
                              measure, probe)
 
 
-def _build_calibrated(cache: Path | CalibrationCache | None, key: str, names: set[str],
-                      make: Callable[[Ranges], nn.Module],
+def _build_calibrated(store: CalibrationCache, key: str, names: set[str], make: Callable[[Ranges], nn.Module],
                       measure: Callable[[], tuple[dict[str, tuple[float, float]], torch.Tensor, torch.Tensor]],
                       probe: Callable[[Ranges], torch.Tensor]) -> tuple[nn.Module | None, float]:
     """The int8 module ``make(ranges)`` and its error, from the cache entry ``key`` (holding exactly
@@ -709,7 +706,6 @@ def _build_calibrated(cache: Path | CalibrationCache | None, key: str, names: se
     place of the module when the error is above :data:`INT8_TOLERANCE`. A cached entry whose
     ranges the module refuses (ValueError, e.g. an edited range below 0 where it has no zero point)
     is calibrated again, with a warning, like one that fails the check."""
-    store = _store(cache)
     cached = _entry(store.get(key), names)
     if cached is not None:
         ranges, err, check = cached
