@@ -488,3 +488,27 @@ def test_fused_resnet_runs_a_measured_chunk_plan_and_stays_batch_invariant(monke
             _close(out, ref, 1e-4)
             _close(one_by_one, out, 1e-5)
     assert sizes[:3] == [2, 2, 1]  # 5 images: 2 + 2 + 1 (predicted 4 * 0.4 + 1.0 < 4 * 0.45 + 1.0 for 4 + 1)
+
+
+def test_a_resnet_packed_on_use_packs_only_the_sizes_it_runs():
+    """pack_on_use (a build for a few calls, no known packings): the weights are packed for the
+    plan's smallest size only, nothing is packed or compared for the other sizes at build, a call
+    of another size packs for it then, and the results equal the build that packs every size."""
+    from wbcap.model.fused import ChunkPlan
+
+    backbone = _init(ResNetBackbone(18), seed=7)
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    plan = ChunkPlan(((1, 1.0), (2, 0.4), (4, 0.45)))
+    with torch.inference_mode():
+        eager = FusedResNet(backbone, (64, 64), chunk=plan)
+        few = FusedResNet(backbone, (64, 64), chunk=plan, pack_on_use=True)
+        convs = [m for m in few.modules() if isinstance(m, FusedConv)]
+        assert few.chunk == 1 and few.alternates is None and eager.alternates is not None
+        assert all(c.input_size[0] == 1 and not (c._by_batch or c._same or c._lazy) for c in convs)
+        _close(few(x[:1]), eager(x[:1]), 1e-5)
+        assert all(not (c._by_batch or c._same) for c in convs)  # (batch 1: the main packing)
+        _close(few(x), eager(x), 1e-5)  # calls of 2, 2, 1
+        assert all(set(c._by_batch) | c._same == {2} for c in convs)
+        _close(few(x), backbone(x), 1e-4)
+    with pytest.raises(ValueError, match="no alternates"):
+        FusedResNet(backbone, (64, 64), chunk=plan, alternates={}, pack_on_use=True)

@@ -972,14 +972,19 @@ class FusedResNet(nn.Module):
     are packed for the plan's largest size, and apart for its other sizes where oneDNN lays them
     out differently (``alternates``: see :func:`pack_for_batches`). ``winograd``: per convolution
     of :func:`resnet_winograd_convs`, its :data:`TilePlan` (default: all direct); float32 only.
+    ``pack_on_use`` (a build for a few calls, without ``alternates``): weights packed for the
+    plan's smallest size only, each other size packed (and kept apart where laid out differently)
+    when a call first has it; :attr:`alternates` is then None (not known).
     """
 
     def __init__(
         self, backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.dtype = torch.float32,
         packed: bool = True, chunk: int | ChunkPlan = DEFAULT_CHUNK, alternates: Mapping[int, Sequence[int]] | None = None,
-        winograd: Sequence[Sequence[Sequence[int]]] | None = None,
+        winograd: Sequence[Sequence[Sequence[int]]] | None = None, pack_on_use: bool = False,
     ) -> None:
         super().__init__()
+        if pack_on_use and alternates is not None:
+            raise ValueError("pack_on_use finds the layouts on first use: give no alternates")
         eligible = resnet_winograd_convs(backbone)
         plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * len(eligible)
         if len(plans) != len(eligible):
@@ -989,7 +994,7 @@ class FusedResNet(nn.Module):
         self.winograd = tuple(plans)
         plan_of = {id(conv): plan for (conv, _), plan in zip(eligible, plans)}
         self.chunks = chunk_plan(chunk)
-        self.chunk = self.chunks.pack
+        self.chunk = self.chunks.sizes[0] if pack_on_use else self.chunks.pack  # (what the weights are packed for)
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         size = [self.chunk, 3, *image_size]
@@ -1012,8 +1017,9 @@ class FusedResNet(nn.Module):
                 blocks.append(_FusedBlock(convs, down))
         self.blocks = nn.Sequential(*blocks)
         #: convolution number -> batch sizes its weight is also packed for (:func:`pack_for_batches`;
-        #: ``alternates``: a former result, else found by comparing the plan's sizes).
-        self.alternates = pack_for_batches(self, self.chunks.sizes, alternates)
+        #: ``alternates``: a former result, else found by comparing the plan's sizes); None with
+        #: ``pack_on_use`` (found on first use).
+        self.alternates = None if pack_on_use else pack_for_batches(self, self.chunks.sizes, alternates)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -1046,19 +1052,22 @@ class FusedConvStack(nn.Module):
     ``subpixel``: one flag per transposed convolution, in order: run it as a
     :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify); ``gemm``: one flag
     per transposed convolution: its sub-pixel convolution as one matrix product
-    (:class:`GemmConv`; only where ``subpixel``). ``alternates``: as for :class:`FusedResNet`.
+    (:class:`GemmConv`; only where ``subpixel``). ``alternates``, ``pack_on_use``: as for
+    :class:`FusedResNet`.
     """
 
     def __init__(
         self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
         chunk: int | ChunkPlan | None = None, subpixel: Sequence[bool] | None = None,
         alternates: Mapping[int, Sequence[int]] | None = None, gemm: Sequence[bool] | None = None,
-        out_dtype: torch.dtype | None = None,
+        out_dtype: torch.dtype | None = None, pack_on_use: bool = False,
     ) -> None:
         super().__init__()
+        if pack_on_use and alternates is not None:
+            raise ValueError("pack_on_use finds the layouts on first use: give no alternates")
         self.out_dtype = out_dtype
         self.chunks = chunk_plan(chunk if chunk is not None else int(input_size[0]))
-        self.chunk = self.chunks.pack
+        self.chunk = self.chunks.sizes[0] if pack_on_use else self.chunks.pack  # (what the weights are packed for)
         mods = list(seq)
         n_deconv = sum(isinstance(m, nn.ConvTranspose2d) for m in mods)
         flags = list(subpixel) if subpixel is not None else [False] * n_deconv
@@ -1087,7 +1096,7 @@ class FusedConvStack(nn.Module):
         deconvs = [m for m in layers if isinstance(m, SubpixelDeconv) or (isinstance(m, FusedConv) and m.transposed)]
         self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in deconvs)
         self.gemm = tuple(isinstance(m, SubpixelDeconv) and m.gemm for m in deconvs)
-        self.alternates = pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
+        self.alternates = None if pack_on_use else pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
 
     @property
     def dtype(self) -> torch.dtype:
@@ -1178,16 +1187,17 @@ class TunedPart:
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
               winograd: Sequence[Sequence[Sequence[int]]] | None = None,
-              gemm: Sequence[bool] | None = None) -> nn.Module:
+              gemm: Sequence[bool] | None = None, pack_on_use: bool = False) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
         those for the arguments; ``winograd`` applies to ResNets, ``subpixel`` and ``gemm`` to
         the box network). (The onnxruntime form of a ResNet is
         :class:`~wbcap.model.ort_resnet.OrtResNet` of :attr:`module`.)"""
         if isinstance(self.module, ResNetBackbone):
-            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd)
+            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd,
+                               pack_on_use)
         plan = chunk_plan(chunk)
         return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates,
-                              gemm)
+                              gemm, pack_on_use=pack_on_use)
 
     def winograd_convs(self, dtype: torch.dtype = torch.float32) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
         """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for when it

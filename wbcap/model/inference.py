@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
-                  calibrations: CalibrationCache | None = None) -> nn.Module:
+                  calibrations: CalibrationCache | None = None, few_calls: bool = False) -> nn.Module:
     """``part`` in the form ``choice`` names (``fast``: the part is one of the fast precision's,
     for which the int8 form applies); an onnxruntime form that cannot be built here (onnx or
     onnxruntime broken since it was measured), or an int8 form these weights do not quantize well
@@ -53,8 +53,11 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     With :attr:`~wbcap.model.strategy.PartChoice.single`, calls of one image run in that form
     (:class:`~wbcap.model.fused.SingleImageForm`); where it cannot be built, in ``choice.form``
     too (with a warning). ``calibrations``: the int8 calibration cache the network's parts share
-    (default: the user cache's file, read for this part alone)."""
-    main = _build_form(part, dtype, packed, choice, fast, calibrations)
+    (default: the user cache's file, read for this part alone). ``few_calls``: a fused form
+    whose packings for other batch sizes are not known packs for each size on first use only
+    (``pack_on_use``: one photo packs only what it runs; 0.19 s of the exact body ResNet's 0.6 s
+    conversion on the Zen 3 EPYC went to packing and comparing its sizes 1 and 2 beside 4)."""
+    main = _build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
     single, why = None, "it runs float32 ResNets only, with onnx and onnxruntime installed"
@@ -73,8 +76,9 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
 
 
 def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
-                calibrations: CalibrationCache | None = None) -> nn.Module:
+                calibrations: CalibrationCache | None = None, few_calls: bool = False) -> nn.Module:
     """:func:`_build_choice` for ``choice.form`` alone."""
+    on_use = few_calls and packed  # (FusedResNet's pack_on_use, where no packings are known)
     if choice.form == "int8":
         if int8_applies(part.module, dtype, fast):
             try:
@@ -91,7 +95,8 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
                     str(dtype).removeprefix("torch."))
         # (with the float forms' deconvolution choices the measurement kept; Winograd plans are
         # float32 only and an int8 choice has none)
-        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
+        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None,
+                          pack_on_use=on_use)
     if choice.form == "onnxruntime":
         why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:
@@ -101,9 +106,11 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
             why = first_line(e)
         log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
                     "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
-        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None)
-    return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
-                      choice.alternates, choice.winograd or None, choice.gemm or None)
+        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None,
+                          pack_on_use=on_use)
+    fused = packed and choice.form == "fused"
+    return part.build(dtype, fused, choice.chunks, choice.subpixel or None, choice.alternates,
+                      choice.winograd or None, choice.gemm or None, pack_on_use=on_use and fused and choice.alternates is None)
 
 
 def _form_of(module: nn.Module, choice: PartChoice) -> str:
@@ -204,7 +211,7 @@ def optimize_for_inference(
                 built[name] = part.build(plan[name], packed, n)
             else:
                 choice = cpu_strategy.parts[name].for_few_calls() if few_calls else cpu_strategy.parts[name]
-                built[name] = _build_choice(part, plan[name], packed, choice, name in fast, calibrations)
+                built[name] = _build_choice(part, plan[name], packed, choice, name in fast, calibrations, few_calls)
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)
                     choice = dataclasses.replace(choice, form=ran, alternates=None)
