@@ -490,10 +490,14 @@ def test_fused_resnet_runs_a_measured_chunk_plan_and_stays_batch_invariant(monke
     assert sizes[:3] == [2, 2, 1]  # 5 images: 2 + 2 + 1 (predicted 4 * 0.4 + 1.0 < 4 * 0.45 + 1.0 for 4 + 1)
 
 
-def test_a_resnet_packed_on_use_packs_only_the_sizes_it_runs():
-    """pack_on_use (a build for a few calls, no known packings): the weights are packed for the
-    plan's smallest size only, nothing is packed or compared for the other sizes at build, a call
-    of another size packs for it then, and the results equal the build that packs every size."""
+def _convs(module: nn.Module) -> list[FusedConv]:
+    return [m for m in module.modules() if isinstance(m, FusedConv)]
+
+
+def test_a_resnet_built_for_a_few_calls_packs_only_the_sizes_it_runs():
+    """first_call (a build for a few calls, no known packings): the weights are packed for that
+    many images only, nothing is packed or compared for the other sizes at build, a call of
+    another size packs for it then, and the results equal the build that packs every size."""
     from wbcap.model.fused import ChunkPlan
 
     backbone = _init(ResNetBackbone(18), seed=7)
@@ -501,8 +505,8 @@ def test_a_resnet_packed_on_use_packs_only_the_sizes_it_runs():
     plan = ChunkPlan(((1, 1.0), (2, 0.4), (4, 0.45)))
     with torch.inference_mode():
         eager = FusedResNet(backbone, (64, 64), chunk=plan)
-        few = FusedResNet(backbone, (64, 64), chunk=plan, pack_on_use=True)
-        convs = [m for m in few.modules() if isinstance(m, FusedConv)]
+        few = FusedResNet(backbone, (64, 64), chunk=plan, first_call=1)
+        convs = _convs(few)
         assert few.chunk == 1 and few.alternates is None and eager.alternates is not None
         assert all(c.input_size[0] == 1 and not (c._by_batch or c._same or c._lazy) for c in convs)
         _close(few(x[:1]), eager(x[:1]), 1e-5)
@@ -511,4 +515,32 @@ def test_a_resnet_packed_on_use_packs_only_the_sizes_it_runs():
         assert all(set(c._by_batch) | c._same == {2} for c in convs)
         _close(few(x), backbone(x), 1e-4)
     with pytest.raises(ValueError, match="no alternates"):
-        FusedResNet(backbone, (64, 64), chunk=plan, alternates={}, pack_on_use=True)
+        FusedResNet(backbone, (64, 64), chunk=plan, alternates={}, first_call=1)
+
+
+@pytest.mark.parametrize("subpixel", [False, True])
+def test_a_deconvolution_stack_built_for_a_few_calls_packs_for_its_first_call(subpixel):
+    """The box network's form built for a few calls (TunedPart.build with few_calls, e.g. a fast
+    int8 choice fallen back to fused): packed for one crop's call only, the other sizes on first
+    use; the hand ResNet's first call has two images (per_crop 2), so it is packed for 2; with
+    known packings (the strategy cache's), as many calls as before. Results equal the modules'."""
+    from wbcap.model.fused import ChunkPlan, TunedPart
+    from wbcap.model.layers import make_deconv_layers
+
+    seq = _init(make_deconv_layers([40, 24, 24])).eval()
+    plan = ChunkPlan(((1, 1.0), (2, 0.4), (4, 0.45)))
+    part = TunedPart("box_net", seq, (40, 5, 4), 1, "deconv")
+    x = torch.rand(3, 40, 5, 4, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        few = part.build(torch.float32, True, plan, [subpixel, subpixel], few_calls=True)
+        assert few.chunk == 1 and few.alternates is None
+        assert all(c.input_size[0] == 1 and not (c._by_batch or c._same) for c in _convs(few))
+        _close(few(x), seq(x), 1e-4)  # calls of 2 and 1
+        assert all(set(c._by_batch) | c._same == {2} for c in _convs(few))
+        known = part.build(torch.float32, True, plan, [subpixel, subpixel], alternates={}, few_calls=True)
+        assert known.chunk == 4 and known.alternates == {}  # (the strategy cache's: as for many calls)
+        _close(known(x), seq(x), 1e-4)
+    hands = TunedPart("hand_backbone", _init(ResNetBackbone(18), seed=8), (3, 32, 32), 2, "resnet18")
+    with torch.inference_mode():
+        assert hands.build(torch.float32, True, plan, few_calls=True).chunk == 2
+        assert hands.build(torch.float32, False, plan, few_calls=True).alternates == {}  # (unpacked: nothing to pack)

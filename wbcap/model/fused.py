@@ -79,8 +79,8 @@ class ChunkPlan:
     ``per_image_s``: ``((chunk, seconds per image), ...)``, increasing chunk sizes, as measured
     on this machine (:mod:`wbcap.model.strategy`): a batch of ``n`` runs in the calls of those
     sizes whose predicted time (the sum of ``chunk * seconds per image``) is least, so every call
-    has a measured size, for which the weights were packed (a batch smaller than the smallest
-    size runs in one call). :meth:`fixed` has one entry: calls of that many images, the last one
+    has a measured size, for which the weights are packed (at build, or on its first call in a
+    build for a few calls; a batch smaller than the smallest size runs in one call). :meth:`fixed` has one entry: calls of that many images, the last one
     with the rest. :attr:`pack` is the largest size.
     """
 
@@ -324,6 +324,19 @@ def pack_for_batches(module: nn.Module, batch_sizes: Sequence[int],
         if kept:
             found[i] = kept
     return found
+
+
+def main_pack_size(chunks: ChunkPlan, first_call: int | None, alternates: Mapping | None) -> int:
+    """How many images a part's weights are packed for: the plan's largest size, or with
+    ``first_call`` (a build for a few calls: :class:`FusedResNet`) that many; ValueError for a
+    ``first_call`` with ``alternates`` (those are relative to the largest size's packing)."""
+    if first_call is None:
+        return chunks.pack
+    if alternates is not None:
+        raise ValueError("first_call finds the other sizes' layouts on first use: give no alternates")
+    if int(first_call) < 1:
+        raise ValueError(f"first_call must be >= 1, got {first_call}")
+    return int(first_call)
 
 
 class FusedConv(nn.Module):
@@ -972,19 +985,18 @@ class FusedResNet(nn.Module):
     are packed for the plan's largest size, and apart for its other sizes where oneDNN lays them
     out differently (``alternates``: see :func:`pack_for_batches`). ``winograd``: per convolution
     of :func:`resnet_winograd_convs`, its :data:`TilePlan` (default: all direct); float32 only.
-    ``pack_on_use`` (a build for a few calls, without ``alternates``): weights packed for the
-    plan's smallest size only, each other size packed (and kept apart where laid out differently)
-    when a call first has it; :attr:`alternates` is then None (not known).
+    ``first_call`` (a build for a few calls, without ``alternates``): weights packed for calls
+    of that many images only (the size the first call will have), each other size packed (and
+    kept apart where laid out differently) when a call first has it; :attr:`alternates` is then
+    None (not known).
     """
 
     def __init__(
         self, backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.dtype = torch.float32,
         packed: bool = True, chunk: int | ChunkPlan = DEFAULT_CHUNK, alternates: Mapping[int, Sequence[int]] | None = None,
-        winograd: Sequence[Sequence[Sequence[int]]] | None = None, pack_on_use: bool = False,
+        winograd: Sequence[Sequence[Sequence[int]]] | None = None, first_call: int | None = None,
     ) -> None:
         super().__init__()
-        if pack_on_use and alternates is not None:
-            raise ValueError("pack_on_use finds the layouts on first use: give no alternates")
         eligible = resnet_winograd_convs(backbone)
         plans = [check_tile_plan(p) for p in winograd] if winograd is not None else [()] * len(eligible)
         if len(plans) != len(eligible):
@@ -994,7 +1006,7 @@ class FusedResNet(nn.Module):
         self.winograd = tuple(plans)
         plan_of = {id(conv): plan for (conv, _), plan in zip(eligible, plans)}
         self.chunks = chunk_plan(chunk)
-        self.chunk = self.chunks.sizes[0] if pack_on_use else self.chunks.pack  # (what the weights are packed for)
+        self.chunk = main_pack_size(self.chunks, first_call, alternates)  # (what the weights are packed for)
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         size = [self.chunk, 3, *image_size]
@@ -1018,8 +1030,8 @@ class FusedResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         #: convolution number -> batch sizes its weight is also packed for (:func:`pack_for_batches`;
         #: ``alternates``: a former result, else found by comparing the plan's sizes); None with
-        #: ``pack_on_use`` (found on first use).
-        self.alternates = None if pack_on_use else pack_for_batches(self, self.chunks.sizes, alternates)
+        #: ``first_call`` (found on first use).
+        self.alternates = None if first_call is not None else pack_for_batches(self, self.chunks.sizes, alternates)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -1052,7 +1064,7 @@ class FusedConvStack(nn.Module):
     ``subpixel``: one flag per transposed convolution, in order: run it as a
     :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify); ``gemm``: one flag
     per transposed convolution: its sub-pixel convolution as one matrix product
-    (:class:`GemmConv`; only where ``subpixel``). ``alternates``, ``pack_on_use``: as for
+    (:class:`GemmConv`; only where ``subpixel``). ``alternates``, ``first_call``: as for
     :class:`FusedResNet`.
     """
 
@@ -1060,14 +1072,12 @@ class FusedConvStack(nn.Module):
         self, seq: nn.Sequential, input_size: Sequence[int], dtype: torch.dtype = torch.float32, packed: bool = True,
         chunk: int | ChunkPlan | None = None, subpixel: Sequence[bool] | None = None,
         alternates: Mapping[int, Sequence[int]] | None = None, gemm: Sequence[bool] | None = None,
-        out_dtype: torch.dtype | None = None, pack_on_use: bool = False,
+        out_dtype: torch.dtype | None = None, first_call: int | None = None,
     ) -> None:
         super().__init__()
-        if pack_on_use and alternates is not None:
-            raise ValueError("pack_on_use finds the layouts on first use: give no alternates")
         self.out_dtype = out_dtype
         self.chunks = chunk_plan(chunk if chunk is not None else int(input_size[0]))
-        self.chunk = self.chunks.sizes[0] if pack_on_use else self.chunks.pack  # (what the weights are packed for)
+        self.chunk = main_pack_size(self.chunks, first_call, alternates)  # (what the weights are packed for)
         mods = list(seq)
         n_deconv = sum(isinstance(m, nn.ConvTranspose2d) for m in mods)
         flags = list(subpixel) if subpixel is not None else [False] * n_deconv
@@ -1096,7 +1106,7 @@ class FusedConvStack(nn.Module):
         deconvs = [m for m in layers if isinstance(m, SubpixelDeconv) or (isinstance(m, FusedConv) and m.transposed)]
         self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in deconvs)
         self.gemm = tuple(isinstance(m, SubpixelDeconv) and m.gemm for m in deconvs)
-        self.alternates = None if pack_on_use else pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
+        self.alternates = None if first_call is not None else pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
 
     @property
     def dtype(self) -> torch.dtype:
@@ -1187,17 +1197,22 @@ class TunedPart:
     def build(self, dtype: torch.dtype, packed: bool, chunk: int | ChunkPlan, subpixel: Sequence[bool] | None = None,
               alternates: Mapping[int, Sequence[int]] | None = None,
               winograd: Sequence[Sequence[Sequence[int]]] | None = None,
-              gemm: Sequence[bool] | None = None, pack_on_use: bool = False) -> nn.Module:
+              gemm: Sequence[bool] | None = None, few_calls: bool = False) -> nn.Module:
         """The part's inference form (:class:`FusedResNet` or :class:`FusedConvStack`; see
         those for the arguments; ``winograd`` applies to ResNets, ``subpixel`` and ``gemm`` to
-        the box network). (The onnxruntime form of a ResNet is
+        the box network). ``few_calls`` (`wbcap image` of a few photos), where no ``alternates``
+        are known and the weights are packed: packed for the first call of one crop's images
+        only (:attr:`per_crop`: the hand ResNet's two hands), the other sizes on their first
+        call (``first_call``), so one photo packs only what it runs: 0.19 s of the exact body
+        ResNet's 0.6 s conversion on the Zen 3 EPYC went to packing and comparing its sizes 1
+        and 2 beside 4. (The onnxruntime form of a ResNet is
         :class:`~wbcap.model.ort_resnet.OrtResNet` of :attr:`module`.)"""
-        if isinstance(self.module, ResNetBackbone):
-            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, chunk, alternates, winograd,
-                               pack_on_use)
         plan = chunk_plan(chunk)
+        first = plan.calls(self.per_crop)[0] if few_calls and packed and alternates is None else None
+        if isinstance(self.module, ResNetBackbone):
+            return FusedResNet(self.module, self.item_shape[1:], dtype, packed, plan, alternates, winograd, first)
         return FusedConvStack(self.module, [plan.pack, *self.item_shape], dtype, packed, plan, subpixel, alternates,
-                              gemm, pack_on_use=pack_on_use)
+                              gemm, first_call=first)
 
     def winograd_convs(self, dtype: torch.dtype = torch.float32) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
         """The part's (convolution, BatchNorm) pairs a Winograd tile can be chosen for when it

@@ -54,9 +54,8 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     (:class:`~wbcap.model.fused.SingleImageForm`); where it cannot be built, in ``choice.form``
     too (with a warning). ``calibrations``: the int8 calibration cache the network's parts share
     (default: the user cache's file, read for this part alone). ``few_calls``: a fused form
-    whose packings for other batch sizes are not known packs for each size on first use only
-    (``pack_on_use``: one photo packs only what it runs; 0.19 s of the exact body ResNet's 0.6 s
-    conversion on the Zen 3 EPYC went to packing and comparing its sizes 1 and 2 beside 4)."""
+    (chosen, or fallen back to) is built for a few calls (:meth:`TunedPart.build
+    <wbcap.model.fused.TunedPart.build>`: packed for the sizes it runs only)."""
     main = _build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
@@ -78,7 +77,13 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
 def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
                 calibrations: CalibrationCache | None = None, few_calls: bool = False) -> nn.Module:
     """:func:`_build_choice` for ``choice.form`` alone."""
-    on_use = few_calls and packed  # (FusedResNet's pack_on_use, where no packings are known)
+
+    def fused_instead() -> nn.Module:
+        # (with the float forms' deconvolution choices the measurement kept; Winograd plans are
+        # float32 only and an int8 choice has none, nor does an onnxruntime one)
+        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None,
+                          few_calls)
+
     if choice.form == "int8":
         if int8_applies(part.module, dtype, fast):
             try:
@@ -93,10 +98,7 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
             why = "it runs the fast precision's ResNets and box network only, with oneDNN's int8 convolutions"
         log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,
                     str(dtype).removeprefix("torch."))
-        # (with the float forms' deconvolution choices the measurement kept; Winograd plans are
-        # float32 only and an int8 choice has none)
-        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None,
-                          pack_on_use=on_use)
+        return fused_instead()
     if choice.form == "onnxruntime":
         why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
         try:
@@ -106,11 +108,9 @@ def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartC
             why = first_line(e)
         log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
                     "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
-        return part.build(dtype, packed, choice.chunks, choice.subpixel or None, None, None, choice.gemm or None,
-                          pack_on_use=on_use)
-    fused = packed and choice.form == "fused"
-    return part.build(dtype, fused, choice.chunks, choice.subpixel or None, choice.alternates,
-                      choice.winograd or None, choice.gemm or None, pack_on_use=on_use and fused and choice.alternates is None)
+        return fused_instead()
+    return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
+                      choice.alternates, choice.winograd or None, choice.gemm or None, few_calls)
 
 
 def _form_of(module: nn.Module, choice: PartChoice) -> str:

@@ -234,8 +234,9 @@ class _Int8Conv:
     def _setup(self, w: torch.Tensor, bias: torch.Tensor, x_scale: float, geometry: tuple) -> None:
         self.bias = bias.detach().float()
         w = w.detach().float()
-        # (max |w| per output channel without a copy of |w|: 0.02 s less of a fast start-up)
-        self.w_scale = torch.linalg.vector_norm(w.flatten(1), float("inf"), dim=1).clamp_min(1e-12) / 127.0
+        # (max |w| per output channel without a copy of |w|, in any memory format: 0.02 s less of
+        # a fast start-up)
+        self.w_scale = torch.linalg.vector_norm(w, float("inf"), dim=(1, 2, 3)).clamp_min(1e-12) / 127.0
         # (one new tensor, then in place: a load quantises the box network's 9.2 M first-layer weights)
         self.qweight = torch.div(w, self.w_scale[:, None, None, None]).round_().clamp_(-127, 127).to(torch.int8)
         self.w_zero = torch.zeros(len(self.w_scale), dtype=torch.int64)

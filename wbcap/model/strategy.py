@@ -264,7 +264,7 @@ class PartChoice:
     part's inputs per person crop), ``measured`` (form -> chunk -> seconds per image, what the
     choice was made from; empty when forced), ``alternates`` (convolution number -> the batch
     sizes its weight is packed for apart, :func:`~wbcap.model.fused.pack_for_batches`; None: find
-    them when building), ``single`` (another form that runs the calls of one image, measured
+    them when building, or in a build for a few calls on each size's first call), ``single`` (another form that runs the calls of one image, measured
     faster there and equal to ``form``'s results to float32 rounding; ``chunks`` then holds its
     time for one image: :class:`~wbcap.model.fused.SingleImageForm`; None: every call in
     ``form``)."""
@@ -305,7 +305,9 @@ class PartChoice:
         measured time for one image; a main form of them gives way to the best of the other
         forms measured with it (:func:`select_form` among them: fused or plain for exact, int8
         for fast on a CPU without bfloat16), with that form's measured chunk plan (its packings
-        found when built; no Winograd layers, which a choice of these forms does not keep).
+        not known: made as calls first need them, :meth:`TunedPart.build
+        <wbcap.model.fused.TunedPart.build>` with ``few_calls``; no Winograd layers, which a
+        choice of these forms does not keep).
         Returns ``self`` when nothing changes (or no other form was measured).
         """
         choice = self
