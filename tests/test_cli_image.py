@@ -766,8 +766,9 @@ def test_a_detector_flag_with_boxes_given_is_a_usage_error(tmp_path, flags, boxe
 
 
 def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
-    """run_images builds its pipeline with ``few_calls`` for up to FEW_PHOTOS photos (the forms that
-    cost more to build than they save over a few calls skipped), not for more."""
+    """run_images builds its pipeline with ``few_calls`` = the number of photos for up to
+    FEW_PHOTOS photos (the forms that cost more to build than they save over that many calls
+    skipped), 0 (many calls) for more."""
     from wbcap import image_app
     from wbcap.pipeline import Pipeline
 
@@ -787,4 +788,4 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
                                  boxes=((1, 1, 20, 20),), render=False)
         with pytest.raises(Built):
             image_app.run_images(job)
-    assert seen == [True, True, False]
+    assert seen == [1, image_app.FEW_PHOTOS, 0]

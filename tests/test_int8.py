@@ -528,6 +528,15 @@ def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(
     assert build_int8_resnet(other, SIZE, cache=store)[0] is not None  # (from memory)
     with pytest.raises(AssertionError, match="calibrated again"):  # a new cache object reads the file again: none
         build_int8_resnet(other, SIZE, cache=int8.CalibrationCache(folder))
+    # fresh(): what the strategy times a few-call build with: the entries kept, not read or
+    # written again (no more warnings), the weights fingerprinted again
+    hashed = []
+    real = int8.weights_fingerprint
+    monkeypatch.setattr(int8, "weights_fingerprint", lambda m: hashed.append(m) or real(m))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert build_int8_resnet(other, SIZE, cache=store.fresh())[0] is not None
+    assert hashed == [other] and not caplog.text
 
 
 def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeypatch):

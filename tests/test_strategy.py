@@ -514,8 +514,8 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + 1.0
 
-    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
+    def build(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None, few_calls=False):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, few_calls)
         return m if packed else OffByOne(m)
 
     monkeypatch.setattr(type(part), "build", build)
@@ -528,8 +528,9 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(micro_parts, direct_layers,
         def forward(self, x):
             return self.inner(x) + (1.0 if x.shape[0] == 4 else 0.0)
 
-    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None):
-        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm)
+    def build_off_at_four(self, dtype, packed, chunk, subpixel=None, alternates=None, winograd=None, gemm=None,
+                          few_calls=False):
+        m = real_build(self, dtype, packed, chunk, subpixel, alternates, winograd, gemm, few_calls)
         return OffAtFour(m) if packed else m
 
     # the largest size dropped: the sizes packed apart were found against a packing for it, not
@@ -881,8 +882,12 @@ def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
     assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
 
 
-def _measure_with(monkeypatch, tmp_path, per_image):
-    """optimize_for_inference measures with fake timings (chunk sizes 1 and 2) into a cache in ``tmp_path``."""
+def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False):
+    """optimize_for_inference measures with fake timings (chunk sizes 1 and 2) into a cache in
+    ``tmp_path``; without ``build_times`` no build times are kept (real ones, weighed against the
+    fake call times, would choose the forms of a few calls at random)."""
+    if not build_times:
+        monkeypatch.setattr(strategy, "few_call_build_times", lambda *args, **kwargs: {})
     monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
     monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image))
     monkeypatch.setattr(strategy, "machine_busy", lambda: False)
@@ -992,6 +997,69 @@ def test_for_few_calls_gives_the_calls_of_one_image_back_to_the_main_form():
     both = PartChoice("onnxruntime", ChunkPlan(((1, 0.2),)), measured={
         "onnxruntime": {1: 0.2}, "fused": {1: 1.0, 2: 0.9}, "plain": {1: 0.5, 2: 0.45}})
     assert both.for_few_calls().form == "plain"  # (select_form: plain beats fused by more than the margin)
+
+
+def test_for_few_calls_weighs_the_measured_build_times():
+    """With build times (build_s: the build and the first call), a few calls run the form whose
+    build and calls together are predicted cheapest: the fast int8 form that builds 0.6 s slower
+    and saves 0.1 s a crop gives way to fused for 1-5 crops and stays from 6 on (where fused is
+    no longer cheaper by the 10 % margin); without build times nothing changes."""
+    int8 = PartChoice("int8", ChunkPlan(((1, 0.05), (2, 0.04))), per_crop=2, winograd=((), ()),
+                      measured={"int8": {1: 0.05, 2: 0.04}, "fused": {1: 0.1, 2: 0.09}},
+                      build_s={"int8": 0.8, "fused": 0.2})
+    # one crop = two hand images in a call of 2, after the first: int8 0.8 + 2 x 0.04 = 0.88 s, fused
+    # 0.2 + 2 x 0.09 = 0.38 s
+    assert int8.few_call_cost("int8", 2) == pytest.approx(0.88) and int8.few_call_cost("fused", 2) == pytest.approx(0.38)
+    assert int8.few_call_cost("int8", 1) == pytest.approx(0.8)
+    for calls, form in ((1, "fused"), (5, "fused"), (6, "int8"), (8, "int8")):
+        few = int8.for_few_calls(calls)
+        assert few.form == form, calls
+        if form == "fused":
+            assert few.chunks.per_image_s == ((1, 0.1), (2, 0.09)) and few.alternates is None and few.winograd == ((), ())
+        else:
+            assert few is int8
+    assert dataclasses.replace(int8, build_s={}).for_few_calls(1).form == "int8"  # (not measured: as before)
+    assert dataclasses.replace(int8, build_s={"int8": 0.8}).for_few_calls(1).form == "int8"  # (fused's unknown)
+    # a fused choice keeps its Winograd plan and packings when it stays
+    fused = PartChoice("fused", ChunkPlan(((1, 0.1),)), winograd=(((1, 4),),), alternates={0: (2,)},
+                       measured={"fused": {1: 0.1}, "plain": {1: 0.3}}, build_s={"fused": 0.2, "plain": 0.35})
+    assert fused.for_few_calls(1) is fused and fused.for_few_calls(1).winograd == (((1, 4),),)
+    # round trip through the cache's form; malformed build times are refused
+    assert PartChoice.from_dict(int8.to_dict()) == int8
+    for bad in ({"int8": -1.0}, {"int8": float("nan")}, {"gpu": 1.0}):
+        with pytest.raises(ValueError, match="build times"):
+            PartChoice.from_dict({**int8.to_dict(), "build_s": bad})
+
+
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
+def test_measured_build_times_decide_the_form_of_a_few_calls(micro_net, micro_reference, tmp_path, monkeypatch,
+                                                            direct_layers):
+    """A measurement keeps each measured form's build time; read back with build times that make
+    plain cheaper over one call (edited here: plain builds in no time, fused in 5 s), a build for
+    one call runs plain (its results equal the reference), one for many calls fused; nothing is
+    written to the cache by either."""
+    _measure_with(monkeypatch, tmp_path, FUSED_WINS, build_times=True)
+    many = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    for name, choice in many.cpu_strategy.parts.items():
+        assert set(choice.build_s) == set(choice.measured) - {"onnxruntime"}, name
+        assert all(0 < t < 60 for t in choice.build_s.values()), (name, choice.build_s)
+    path = tmp_path / "cpu_strategy.json"
+    data = json.loads(path.read_text())
+    for machine in data["machines"].values():
+        for entry in machine["parts"].values():
+            entry["build_s"] = {"fused": 5.0, "plain": 0.0}
+    path.write_text(json.dumps(data))
+    written = path.read_bytes()
+    one = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=1)
+    assert {c.form for c in one.cpu_strategy.parts.values()} == {"plain"}
+    x, ref = micro_reference
+    with torch.inference_mode():
+        out = _outputs(one(x))
+    for name, value in _outputs(ref).items():
+        assert (out[name] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), name
+    lots = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=10**6)
+    assert {c.form for c in lots.cpu_strategy.parts.values()} == {"fused"}
+    assert path.read_bytes() == written
 
 
 def test_after_timing_again_the_choice_is_between_the_default_and_the_winner(micro_parts, direct_layers):

@@ -61,8 +61,8 @@ class ImageResult:
 #: first), ``detecting`` (only when a detector runs), ``regressing``, ``rendering`` (unless
 #: ``render`` is off) and ``writing``.
 STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
-#: Up to this many photos the pipeline is built for a few network calls (:class:`Pipeline`'s
-#: ``few_calls``). On the Zen 3 EPYC (exact, one person) that took the load and first call from
+#: Up to this many photos the pipeline is built for a few network calls, one per photo
+#: (:class:`Pipeline`'s ``few_calls``). On the Zen 3 EPYC (exact, one person) that took the load and first call from
 #: 1.49 to 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the
 #: onnxruntime sessions it skips save ~45 ms per one-person photo once built, so they are worth
 #: building from a few more photos on. Counted in photos, not people (the model loads before the
@@ -275,7 +275,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
         job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
         min_height_frac=job.min_height_frac, max_people=job.max_people, offline=job.offline)
     if pipeline is None:
-        pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) <= FEW_PHOTOS)
+        pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) if len(paths) <= FEW_PHOTOS else 0)
     results = []
     for i, (path, name) in enumerate(zip(paths, names)):
         try:

@@ -214,8 +214,8 @@ class Pipeline:
     is converted **in place** to its inference form (:meth:`optimize`); it can then no longer
     be trained or saved. Pass ``optimize=False`` to run the network module by module.
     ``batch_size``: person crops per network call; None: :func:`default_batch_size` for ``device``.
-    ``few_calls``: the pipeline will run a few network calls only (a few photos): see
-    :meth:`optimize`.
+    ``few_calls``: the pipeline will run that many network calls of one crop only (a few
+    photos; 0: many; True counts as 1): see :meth:`optimize`.
 
     ``precision`` is the requested mode (a :class:`~wbcap.model.precision.Precision` or its
     name); :attr:`precision` the Precision that runs on ``device``
@@ -234,7 +234,7 @@ class Pipeline:
         channels_last: bool = True,
         optimize: bool = True,
         cuda_graphs: bool = True,
-        few_calls: bool = False,
+        few_calls: int = 0,
     ):
         precision = Precision.parse(precision).resolve(device)
         #: The network will run a few calls only: the inference form skips forms that cost more to
@@ -330,7 +330,7 @@ class Pipeline:
         fallback: Fallback = "none",
         upright: bool = False,
         optimize: bool = True,
-        few_calls: bool = False,
+        few_calls: int = 0,
     ) -> Pipeline:
         """Build the pipeline ``config`` describes: the one way to build one from files.
 

@@ -129,7 +129,7 @@ def _form_of(module: nn.Module, choice: PartChoice) -> str:
 # order, so each part's input shape and dtype choice reads next to its conversion.
 def optimize_for_inference(
     net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
-    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None, few_calls: bool = False,
+    plan: dict[str, torch.dtype] | None = None, strategy: str | None = None, few_calls: int = 0,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
@@ -156,10 +156,11 @@ def optimize_for_inference(
     (default: the strategy's measured sizes on CPU, :data:`~wbcap.model.fused.GPU_CHUNK` elsewhere). ``plan``:
     per-part dtypes overriding the precision's plan (same keys,
     :data:`~wbcap.model.precision.PARTS`; for experiments such as
-    ``benchmarks/precision_error.py``). ``few_calls``: the network will run a few calls only
-    (``wbcap image`` of a few photos): cached choices of forms that cost more to build than they
-    save there run another measured form (:meth:`PartChoice.for_few_calls
-    <wbcap.model.strategy.PartChoice.for_few_calls>`; ``net.cpu_strategy`` says what runs).
+    ``benchmarks/precision_error.py``). ``few_calls``: the network will run that many calls
+    of one crop only (``wbcap image`` of a few photos; 0, the default: many; True counts as 1):
+    cached choices of forms that cost more to build than they save there run another measured
+    form (:meth:`PartChoice.for_few_calls <wbcap.model.strategy.PartChoice.for_few_calls>`;
+    ``net.cpu_strategy`` says what runs).
     Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
@@ -210,8 +211,10 @@ def optimize_for_inference(
             if cpu_strategy is None:
                 built[name] = part.build(plan[name], packed, n)
             else:
-                choice = cpu_strategy.parts[name].for_few_calls() if few_calls else cpu_strategy.parts[name]
-                built[name] = _build_choice(part, plan[name], packed, choice, name in fast, calibrations, few_calls)
+                choice = cpu_strategy.parts[name]
+                choice = choice.for_few_calls(int(few_calls)) if few_calls else choice
+                built[name] = _build_choice(part, plan[name], packed, choice, name in fast, calibrations,
+                                            bool(few_calls))
                 ran = _form_of(built[name], choice)
                 if ran != choice.form:  # (fell back: the strategy reports what runs)
                     choice = dataclasses.replace(choice, form=ran, alternates=None)

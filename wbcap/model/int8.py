@@ -614,6 +614,15 @@ class CalibrationCache:
             self._path = calibration_cache_path()
         return self._path
 
+    def fresh(self) -> CalibrationCache:
+        """A cache object as the next conversion would make it: the same file and entries (the
+        file is not read again, a file that could not be written is not tried again), no
+        fingerprints yet (what :func:`~wbcap.model.strategy.few_call_build_times` times)."""
+        again = CalibrationCache(self._path)
+        again._entries = None if self._entries is None else dict(self._entries)
+        again._unwritable = self._unwritable
+        return again
+
     def get(self, key: str) -> object:
         """The raw entry under ``key`` (None when absent; the file read on the first call)."""
         if self._entries is None:

@@ -267,7 +267,10 @@ class PartChoice:
     them when building, or in a build for a few calls on each size's first call), ``single`` (another form that runs the calls of one image, measured
     faster there and equal to ``form``'s results to float32 rounding; ``chunks`` then holds its
     time for one image: :class:`~wbcap.model.fused.SingleImageForm`; None: every call in
-    ``form``)."""
+    ``form``), ``build_s`` (form -> seconds to build it for a few calls and run its first call
+    of one crop's images, measured with it (:func:`few_call_build_times`): :meth:`for_few_calls`
+    weighs them; empty when not measured, e.g. forced or cached before
+    wbcap measured them: ``WBCAP_CPU_STRATEGY=measure`` adds them)."""
 
     form: str
     chunks: ChunkPlan
@@ -278,6 +281,7 @@ class PartChoice:
     winograd: tuple[TilePlan, ...] = ()
     gemm: tuple[bool, ...] = ()
     single: str | None = None
+    build_s: Mapping[str, float] = field(default_factory=dict)
 
     def describe(self, batch_size: int) -> str:
         """E.g. ``"fused 2"`` or ``"plain 4+4"`` (form, then the calls for ``batch_size`` crops),
@@ -298,14 +302,20 @@ class PartChoice:
             text += f" winograd {used}/{len(self.winograd)}"
         return text
 
-    def for_few_calls(self) -> PartChoice:
-        """This choice for a run of a few network calls (``wbcap image`` of a few photos), where
-        building a form counts as much as running it: a form of :data:`COSTLY_BUILD_FORMS`
+    def for_few_calls(self, calls: int = 1) -> PartChoice:
+        """This choice for a run of a few network calls (``wbcap image`` of a few photos:
+        ``calls`` calls of one crop's images), where building a form counts as much as running it:
+        a form of :data:`COSTLY_BUILD_FORMS`
         for the calls of one image (:attr:`single`) gives them back to the main form, with its own
         measured time for one image; a main form of them gives way to the best of the other
         forms measured with it (:func:`select_form` among them: fused or plain for exact, int8
-        for fast on a CPU without bfloat16), with that form's measured chunk plan (its packings
-        not known: made as calls first need them, :meth:`TunedPart.build
+        for fast on a CPU without bfloat16). Then, where build times were measured
+        (:attr:`build_s`), the form with the least :meth:`few_call_cost` for ``calls`` runs
+        (when less than the chosen form's by more than :data:`MARGIN`): on
+        the Zen 3 EPYC (AVX2, no VNNI) the fast mode's int8 forms took ~0.6 s more to build than
+        its float32 fused ones and saved ~0.17 s per one-person photo, so one or two photos run
+        fused there. A form switched to runs with its measured chunk plan (its packings not
+        known: made as calls first need them, :meth:`TunedPart.build
         <wbcap.model.fused.TunedPart.build>` with ``few_calls``; no Winograd layers, which a
         choice of these forms does not keep).
         Returns ``self`` when nothing changes (or no other form was measured).
@@ -321,7 +331,26 @@ class PartChoice:
             form, plan = select_form(others, choice.per_crop)
             choice = replace(choice, form=form, chunks=plan, alternates=None,
                              winograd=tuple(() for _ in choice.winograd))
+        costs = {f: cost for f in choice.build_s if f not in COSTLY_BUILD_FORMS
+                 and (cost := choice.few_call_cost(f, calls)) is not None}
+        if choice.form in costs:
+            best = min(costs, key=costs.__getitem__)
+            if costs[best] < (1 - MARGIN) * costs[choice.form]:  # (as select_form: not on noise alone)
+                choice = replace(choice, form=best, chunks=ChunkPlan(tuple(sorted(choice.measured[best].items()))),
+                                 alternates=None, winograd=tuple(() for _ in choice.winograd))
         return choice
+
+    def few_call_cost(self, form: str, calls: int) -> float | None:
+        """Predicted seconds to build ``form`` for a few calls and run ``calls`` (>= 1) calls of
+        one crop's images (:attr:`per_crop`) in it: its :attr:`build_s` (the build and the first
+        call, whose primitives and packings are made then) plus ``calls - 1`` times what its
+        measured times predict for one crop (:func:`predicted_per_image`). None when either was
+        not measured."""
+        build, times = self.build_s.get(form), self.measured.get(form)
+        if build is None or not times:
+            return None
+        plan = ChunkPlan(tuple(sorted(times.items())))
+        return build + max(0, int(calls) - 1) * self.per_crop * predicted_per_image(plan, self.per_crop)
 
     def single_used(self, batch_size: int) -> bool:
         """Whether a call of one image, in the :attr:`single` form, runs for ``batch_size`` crops."""
@@ -347,6 +376,7 @@ class PartChoice:
             "winograd": [[list(e) for e in p] for p in self.winograd],
             "gemm": list(self.gemm),
             "single": self.single,
+            "build_s": dict(self.build_s),
         }
 
     @classmethod
@@ -370,9 +400,12 @@ class PartChoice:
         for f, ts in measured.items():  # (a chunk plan is made of them for a few calls: for_few_calls)
             if any(c < 1 or not math.isfinite(t) or t <= 0 for c, t in ts.items()):
                 raise ValueError(f"measured times of {f!r} must be for chunks >= 1 and finite and > 0, got {ts}")
+        build_s = {str(f): float(t) for f, t in d.get("build_s", {}).items()}
+        if any(f not in FORMS or not math.isfinite(t) or t < 0 for f, t in build_s.items()):
+            raise ValueError(f"build times must be of known forms, finite and >= 0, got {build_s}")
         return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)), measured,
                    None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm,
-                   single)
+                   single, build_s)
 
 
 def _flag(value: Any) -> bool:
@@ -942,13 +975,48 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     main.chunks = plan  # the measured plan (its sizes were all packed for)
     module = main if single is None else SingleImageForm(main, modules[single], plan)
     if form in ("onnxruntime", "int8"):  # (no oneDNN float packings, no Winograd layers in them)
-        return PartChoice(form, plan, subpixel, part.per_crop, measured, None, tuple(() for _ in winograd), gemm,
-                          single), module
-    # Which sizes are packed apart was found against a main packing for the largest candidate; a
-    # rebuild packs for the plan's largest size, against which they may differ: then it checks
-    # again (None) rather than take the others as laid out alike.
-    alternates = dict(main.alternates) if plan.pack == sizes[-1] else None
-    return PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm, single), module
+        alternates, winograd = None, tuple(() for _ in winograd)
+    else:
+        # Which sizes are packed apart was found against a main packing for the largest candidate; a
+        # rebuild packs for the plan's largest size, against which they may differ: then it checks
+        # again (None) rather than take the others as laid out alike.
+        alternates = dict(main.alternates) if plan.pack == sizes[-1] else None
+    choice = PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm, single)
+    return replace(choice, build_s=few_call_build_times(part, dtype, choice, calibrations)), module
+
+
+def few_call_build_times(part: TunedPart, dtype: torch.dtype, choice: PartChoice,
+                         calibrations: CalibrationCache | None = None) -> dict[str, float]:
+    """Seconds to build each form ``choice`` measured (but those of :data:`COSTLY_BUILD_FORMS`)
+    as a start-up for a few calls builds it (:meth:`PartChoice.for_few_calls`) and run its first
+    call, on one crop's images (whose oneDNN primitives, and packings for that size, are made
+    then): ``choice.form`` with its own Winograd plan and packings, the others with their
+    measured chunk plans and without; the int8 form from the calibration cache
+    (``calibrations``' file, its weights fingerprinted again and its entry checked on a crop:
+    what a load does; calibrated again, and slow, where that cache could not keep its entry, as
+    every load there is). One build each, right after the measurement: ~0.15 s for a fused
+    ResNet-50, ~0.3 s for an int8 one on the Zen 3 EPYC."""
+    times: dict[str, float] = {}
+    x = torch.rand(choice.per_crop, *part.item_shape, generator=torch.Generator().manual_seed(1)).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode(False), torch.no_grad():
+        for f, ts in choice.measured.items():
+            if f in COSTLY_BUILD_FORMS or f not in FORMS:
+                continue
+            own = f == choice.form
+            plan = choice.chunks if own else ChunkPlan(tuple(sorted(ts.items())))
+            t0 = time.perf_counter()
+            if f == "int8":
+                module, _ = build_int8(part, plan, calibrations.fresh() if calibrations is not None else None)
+            else:
+                module = part.build(dtype, f == "fused", plan, choice.subpixel or None,
+                                    choice.alternates if own else None, (choice.winograd or None) if own else None,
+                                    choice.gemm or None, few_calls=True)
+            if module is not None:
+                with torch.inference_mode():
+                    module(x)
+                times[f] = time.perf_counter() - t0
+    return times
 
 
 def single_image_form(form: str, plan: ChunkPlan, per_image: Mapping[tuple[str, int], float],
