@@ -509,6 +509,7 @@ def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(
     """The parts of one conversion share a CalibrationCache: a cache path that is a folder is
     one warning for reading and one for writing, not two per part; what was calibrated is kept
     in memory for the others (read back there, not calibrated again)."""
+    real_calibrate = int8.calibrate
     folder = tmp_path / "int8_calibration.json"
     folder.mkdir()
     other = copy.deepcopy(resnet18)
@@ -534,9 +535,16 @@ def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(
     real = int8.weights_fingerprint
     monkeypatch.setattr(int8, "weights_fingerprint", lambda m: hashed.append(m) or real(m))
     caplog.clear()
+    calibrated = []  # (calibrating allowed again, counted)
+    monkeypatch.setattr(int8, "calibrate", lambda *a: calibrated.append(1) or real_calibrate(*a))
     with caplog.at_level(logging.WARNING):
         assert build_int8_resnet(other, SIZE, cache=store.fresh())[0] is not None
-    assert hashed == [other] and not caplog.text
+    # (the entry was never written: the next conversion calibrates again, as the fresh one does)
+    assert hashed == [other] and calibrated == [1] and not caplog.text
+    writable = int8.CalibrationCache(tmp_path / "ok.json")
+    assert build_int8_resnet(other, SIZE, cache=writable)[0] is not None
+    calibrated.clear()
+    assert build_int8_resnet(other, SIZE, cache=writable.fresh())[0] is not None and calibrated == []
 
 
 def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeypatch):

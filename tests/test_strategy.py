@@ -1020,10 +1020,14 @@ def test_for_few_calls_weighs_the_measured_build_times():
             assert few is int8
     assert dataclasses.replace(int8, build_s={}).for_few_calls(1).form == "int8"  # (not measured: as before)
     assert dataclasses.replace(int8, build_s={"int8": 0.8}).for_few_calls(1).form == "int8"  # (fused's unknown)
-    # a fused choice keeps its Winograd plan and packings when it stays
+    # a fused choice keeps its Winograd plan and packings when it stays; switched to plain, it
+    # runs plain's measured plan without them (they were chosen for the fused form)
     fused = PartChoice("fused", ChunkPlan(((1, 0.1),)), winograd=(((1, 4),),), alternates={0: (2,)},
-                       measured={"fused": {1: 0.1}, "plain": {1: 0.3}}, build_s={"fused": 0.2, "plain": 0.35})
+                       measured={"fused": {1: 0.1}, "plain": {1: 0.3, 2: 0.2}}, build_s={"fused": 0.2, "plain": 0.35})
     assert fused.for_few_calls(1) is fused and fused.for_few_calls(1).winograd == (((1, 4),),)
+    plain = dataclasses.replace(fused, build_s={"fused": 1.0, "plain": 0.1}).for_few_calls(1)
+    assert plain.form == "plain" and plain.chunks.per_image_s == ((1, 0.3), (2, 0.2))
+    assert plain.alternates is None and plain.winograd == ((),)
     # round trip through the cache's form; malformed build times are refused
     assert PartChoice.from_dict(int8.to_dict()) == int8
     for bad in ({"int8": -1.0}, {"int8": float("nan")}, {"gpu": 1.0}):
@@ -1060,6 +1064,50 @@ def test_measured_build_times_decide_the_form_of_a_few_calls(micro_net, micro_re
     lots = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=10**6)
     assert {c.form for c in lots.cpu_strategy.parts.values()} == {"fused"}
     assert path.read_bytes() == written
+
+
+def test_build_times_are_taken_as_a_load_builds_each_form(micro_parts, monkeypatch, caplog):
+    """few_call_build_times builds each measured form but onnxruntime as a few-call load does
+    (build_form with few_calls): the chosen form with its own Winograd plan and packings, the
+    others switched to (their measured plans, none of those), the int8 form with a fresh
+    calibration cache object, each then called once on one crop's images; a form whose build
+    fails is left out with a warning, the others still timed."""
+    from wbcap.model import inference
+
+    part = micro_parts["hand_backbone"]  # (two images per crop)
+    calls = []
+
+    class Called(nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return x
+
+    def build_form(part_, dtype, packed, choice, fast, calibrations=None, few_calls=False):
+        built.append((choice, calibrations, few_calls))
+        if choice.form == "plain":
+            raise RuntimeError("no plain today")
+        return Called()
+
+    monkeypatch.setattr(inference, "build_form", build_form)
+    shared = strategy.CalibrationCache(None)
+    choice = PartChoice("fused", ChunkPlan(((1, 0.3), (2, 0.2))), per_crop=2, winograd=(((1, 4),),),
+                        alternates={0: (1,)}, single="onnxruntime",
+                        measured={"fused": {1: 0.3, 2: 0.2}, "plain": {1: 0.5}, "int8": {1: 0.1, 4: 0.05},
+                                  "onnxruntime": {1: 0.25}})
+    built: list = []
+    with caplog.at_level(logging.WARNING):
+        times = strategy.few_call_build_times(part, torch.float32, choice, True, True, shared)
+    assert set(times) == {"fused", "int8"} and all(t >= 0 for t in times.values())
+    assert "timing the plain form's build failed (no plain today)" in caplog.text
+    specs = {c.form: (c, cache, few) for c, cache, few in built}
+    assert set(specs) == {"fused", "plain", "int8"} and all(few for _, _, few in specs.values())
+    own = specs["fused"][0]
+    assert own.winograd == (((1, 4),),) and own.alternates == {0: (1,)} and own.single is None
+    assert own.chunks == choice.chunks
+    int8_spec, int8_cache, _ = specs["int8"]
+    assert int8_spec.chunks.per_image_s == ((1, 0.1), (4, 0.05)) and int8_spec.alternates is None
+    assert int8_spec.winograd == ((),) and isinstance(int8_cache, strategy.CalibrationCache) and int8_cache is not shared
+    assert calls == [(2, *part.item_shape)] * 2  # (fused and int8: one call of one crop's two hands each)
 
 
 def test_after_timing_again_the_choice_is_between_the_default_and_the_winner(micro_parts, direct_layers):

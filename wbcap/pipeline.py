@@ -237,8 +237,9 @@ class Pipeline:
         few_calls: int = 0,
     ):
         precision = Precision.parse(precision).resolve(device)
-        #: The network will run a few calls only: the inference form skips forms that cost more to
-        #: build than they save there (:func:`~wbcap.model.inference.optimize_for_inference`).
+        #: The network will run this many calls of one crop only (0: many): the inference form
+        #: skips forms that cost more to build than they save there
+        #: (:func:`~wbcap.model.inference.optimize_for_inference`).
         self.few_calls = few_calls
         #: On CUDA the fused network runs from CUDA graphs captured per batch size (:meth:`_forward`).
         self.cuda_graphs = cuda_graphs

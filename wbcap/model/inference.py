@@ -39,7 +39,7 @@ from wbcap.model.precision import PARTS, Precision
 from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
 from wbcap.model.winograd import WinogradConv
 
-__all__ = ["optimize_for_inference", "optimize_regressor_body"]
+__all__ = ["build_form", "optimize_for_inference", "optimize_regressor_body"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     (default: the user cache's file, read for this part alone). ``few_calls``: a fused form
     (chosen, or fallen back to) is built for a few calls (:meth:`TunedPart.build
     <wbcap.model.fused.TunedPart.build>`: packed for the sizes it runs only)."""
-    main = _build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
+    main = build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
     single, why = None, "it runs float32 ResNets only, with onnx and onnxruntime installed"
@@ -74,9 +74,10 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     return SingleImageForm(main, single, choice.chunks)
 
 
-def _build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
-                calibrations: CalibrationCache | None = None, few_calls: bool = False) -> nn.Module:
-    """:func:`_build_choice` for ``choice.form`` alone."""
+def build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool | None,
+               calibrations: CalibrationCache | None = None, few_calls: bool = False) -> nn.Module:
+    """``part`` in ``choice.form`` alone (:func:`_build_choice` without the one-image form):
+    what a load builds, and what :func:`~wbcap.model.strategy.few_call_build_times` times."""
 
     def fused_instead() -> nn.Module:
         # (with the float forms' deconvolution choices the measurement kept; Winograd plans are

@@ -595,6 +595,7 @@ class CalibrationCache:
         self._path = path
         self._entries: dict[str, dict] | None = None
         self._unwritable = False
+        self._unsaved: set[str] = set()  # entries kept in memory only (the file could not be written)
         self._prints: dict[int, tuple[nn.Module, str]] = {}
 
     def fingerprint(self, module: nn.Module) -> str:
@@ -615,11 +616,14 @@ class CalibrationCache:
         return self._path
 
     def fresh(self) -> CalibrationCache:
-        """A cache object as the next conversion would make it: the same file and entries (the
-        file is not read again, a file that could not be written is not tried again), no
-        fingerprints yet (what :func:`~wbcap.model.strategy.few_call_build_times` times)."""
+        """A cache object as the next conversion would make it: the same file and the entries it
+        holds (not read again; those kept here but not written, the file being unwritable, left
+        out: the next conversion calibrates them again; such a file is not tried again, so no
+        warning repeats), no fingerprints yet (what
+        :func:`~wbcap.model.strategy.few_call_build_times` times)."""
         again = CalibrationCache(self._path)
-        again._entries = None if self._entries is None else dict(self._entries)
+        if self._entries is not None:
+            again._entries = {k: v for k, v in self._entries.items() if k not in self._unsaved}
         again._unwritable = self._unwritable
         return again
 
@@ -635,10 +639,12 @@ class CalibrationCache:
             self._entries = _read_calibration(self.path, warn=False)
         entry = self._entries[key] = {"ranges": {k: list(v) for k, v in ranges.items()}, "error": err, "check": check}
         if self._unwritable:
+            self._unsaved.add(key)
             return
         problem = _write_calibration(self.path, key, entry)
         if problem:
             self._unwritable = True
+            self._unsaved.add(key)
             log.warning("could not write the int8 calibration cache %s (%s); it is calibrated again next time",
                         self.path, problem)
 

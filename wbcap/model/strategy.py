@@ -328,17 +328,25 @@ class PartChoice:
         others = {(f, c): t for f, ts in choice.measured.items() if f in FORMS and f not in COSTLY_BUILD_FORMS
                   for c, t in ts.items()}
         if choice.form in COSTLY_BUILD_FORMS and others:
-            form, plan = select_form(others, choice.per_crop)
-            choice = replace(choice, form=form, chunks=plan, alternates=None,
-                             winograd=tuple(() for _ in choice.winograd))
+            choice = choice.switched_to(select_form(others, choice.per_crop)[0])
         costs = {f: cost for f in choice.build_s if f not in COSTLY_BUILD_FORMS
                  and (cost := choice.few_call_cost(f, calls)) is not None}
         if choice.form in costs:
             best = min(costs, key=costs.__getitem__)
             if costs[best] < (1 - MARGIN) * costs[choice.form]:  # (as select_form: not on noise alone)
-                choice = replace(choice, form=best, chunks=ChunkPlan(tuple(sorted(choice.measured[best].items()))),
-                                 alternates=None, winograd=tuple(() for _ in choice.winograd))
+                choice = choice.switched_to(best)
         return choice
+
+    def measured_plan(self, form: str) -> ChunkPlan:
+        """``form``'s measured times (:attr:`measured`) as a chunk plan; KeyError when not measured."""
+        return ChunkPlan(tuple(sorted(self.measured[form].items())))
+
+    def switched_to(self, form: str) -> PartChoice:
+        """This part run in another measured ``form``: its measured chunk plan, its packings not
+        known (found as it is built or called), no Winograd layers (chosen for this choice's form)
+        and no one-image form; the deconvolution choices (measured for every float form) kept."""
+        return replace(self, form=form, chunks=self.measured_plan(form), alternates=None,
+                       winograd=tuple(() for _ in self.winograd), single=None)
 
     def few_call_cost(self, form: str, calls: int) -> float | None:
         """Predicted seconds to build ``form`` for a few calls and run ``calls`` (>= 1) calls of
@@ -346,11 +354,11 @@ class PartChoice:
         call, whose primitives and packings are made then) plus ``calls - 1`` times what its
         measured times predict for one crop (:func:`predicted_per_image`). None when either was
         not measured."""
-        build, times = self.build_s.get(form), self.measured.get(form)
-        if build is None or not times:
+        build = self.build_s.get(form)
+        if build is None or not self.measured.get(form):
             return None
-        plan = ChunkPlan(tuple(sorted(times.items())))
-        return build + max(0, int(calls) - 1) * self.per_crop * predicted_per_image(plan, self.per_crop)
+        return build + max(0, int(calls) - 1) * self.per_crop * predicted_per_image(self.measured_plan(form),
+                                                                                  self.per_crop)
 
     def single_used(self, batch_size: int) -> bool:
         """Whether a call of one image, in the :attr:`single` form, runs for ``batch_size`` crops."""
@@ -982,40 +990,44 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
         # again (None) rather than take the others as laid out alike.
         alternates = dict(main.alternates) if plan.pack == sizes[-1] else None
     choice = PartChoice(form, plan, subpixel, part.per_crop, measured, alternates, winograd, gemm, single)
-    return replace(choice, build_s=few_call_build_times(part, dtype, choice, calibrations)), module
+    return replace(choice, build_s=few_call_build_times(part, dtype, choice, onednn, fast, calibrations)), module
 
 
-def few_call_build_times(part: TunedPart, dtype: torch.dtype, choice: PartChoice,
-                         calibrations: CalibrationCache | None = None) -> dict[str, float]:
+def few_call_build_times(part: TunedPart, dtype: torch.dtype, choice: PartChoice, onednn: bool = True,
+                         fast: bool | None = None, calibrations: CalibrationCache | None = None) -> dict[str, float]:
     """Seconds to build each form ``choice`` measured (but those of :data:`COSTLY_BUILD_FORMS`)
     as a start-up for a few calls builds it (:meth:`PartChoice.for_few_calls`) and run its first
     call, on one crop's images (whose oneDNN primitives, and packings for that size, are made
     then): ``choice.form`` with its own Winograd plan and packings, the others with their
-    measured chunk plans and without; the int8 form from the calibration cache
+    measured chunk plans and without (:meth:`PartChoice.switched_to`), each as a load builds it
+    (:func:`~wbcap.model.inference.build_form`); the int8 form from the calibration cache
     (``calibrations``' file, its weights fingerprinted again and its entry checked on a crop:
     what a load does; calibrated again, and slow, where that cache could not keep its entry, as
-    every load there is). One build each, right after the measurement: ~0.15 s for a fused
-    ResNet-50, ~0.3 s for an int8 one on the Zen 3 EPYC."""
+    every load there is; the box network's key hashes the body ResNet too, as a load where that
+    ResNet does not run int8 does). A form whose build or call fails is left out, with a warning
+    (a few calls then run as without build times). One build each, right after the
+    measurement: ~0.15 s for a fused ResNet-50, ~0.3 s for an int8 one on the Zen 3 EPYC."""
+    from wbcap.model.inference import build_form  # (the inference form builds on this module)
+
     times: dict[str, float] = {}
     x = torch.rand(choice.per_crop, *part.item_shape, generator=torch.Generator().manual_seed(1)).contiguous(
         memory_format=torch.channels_last)
     with torch.inference_mode(False), torch.no_grad():
-        for f, ts in choice.measured.items():
+        for f in choice.measured:
             if f in COSTLY_BUILD_FORMS or f not in FORMS:
                 continue
-            own = f == choice.form
-            plan = choice.chunks if own else ChunkPlan(tuple(sorted(ts.items())))
+            spec = replace(choice, single=None) if f == choice.form else choice.switched_to(f)
             t0 = time.perf_counter()
-            if f == "int8":
-                module, _ = build_int8(part, plan, calibrations.fresh() if calibrations is not None else None)
-            else:
-                module = part.build(dtype, f == "fused", plan, choice.subpixel or None,
-                                    choice.alternates if own else None, (choice.winograd or None) if own else None,
-                                    choice.gemm or None, few_calls=True)
-            if module is not None:
+            try:
+                module = build_form(part, dtype, onednn, spec, fast,
+                                    calibrations.fresh() if calibrations is not None else None, few_calls=True)
                 with torch.inference_mode():
                     module(x)
-                times[f] = time.perf_counter() - t0
+            except Exception as e:  # (only a few calls' choice depends on it: the measurement stands)
+                log.warning("%s: timing the %s form's build failed (%s); a few calls run without its build time",
+                            part.name, f, first_line(e))
+                continue
+            times[f] = time.perf_counter() - t0
     return times
 
 
