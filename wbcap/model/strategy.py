@@ -264,13 +264,14 @@ class PartChoice:
     part's inputs per person crop), ``measured`` (form -> chunk -> seconds per image, what the
     choice was made from; empty when forced), ``alternates`` (convolution number -> the batch
     sizes its weight is packed for apart, :func:`~wbcap.model.fused.pack_for_batches`; None: find
-    them when building, or in a build for a few calls on each size's first call), ``single`` (another form that runs the calls of one image, measured
-    faster there and equal to ``form``'s results to float32 rounding; ``chunks`` then holds its
-    time for one image: :class:`~wbcap.model.fused.SingleImageForm`; None: every call in
-    ``form``), ``build_s`` (form -> seconds to build it for a few calls and run its first call
-    of one crop's images, measured with it (:func:`few_call_build_times`): :meth:`for_few_calls`
-    weighs them; empty when not measured, e.g. forced or cached before
-    wbcap measured them: ``WBCAP_CPU_STRATEGY=measure`` adds them)."""
+    them when building, or in a build for a few calls on each size's first call), ``single``
+    (another form that runs the calls of one image, measured faster there and equal to
+    ``form``'s results to float32 rounding; ``chunks`` then holds its time for one image:
+    :class:`~wbcap.model.fused.SingleImageForm`; None: every call in ``form``), ``build_s``
+    (form -> seconds to build it for a few calls and run its first call of one crop's images,
+    measured with it (:func:`few_call_build_times`): :meth:`for_few_calls` weighs them; empty
+    when not measured, e.g. forced or cached before wbcap measured them:
+    ``WBCAP_CPU_STRATEGY=measure`` adds them)."""
 
     form: str
     chunks: ChunkPlan
@@ -311,14 +312,13 @@ class PartChoice:
         forms measured with it (:func:`select_form` among them: fused or plain for exact, int8
         for fast on a CPU without bfloat16). Then, where build times were measured
         (:attr:`build_s`), the form with the least :meth:`few_call_cost` for ``calls`` runs
-        (when less than the chosen form's by more than :data:`MARGIN`): on
-        the Zen 3 EPYC (AVX2, no VNNI) the fast mode's int8 forms took ~0.6 s more to build than
-        its float32 fused ones and saved ~0.17 s per one-person photo, so one or two photos run
-        fused there. A form switched to runs with its measured chunk plan (its packings not
-        known: made as calls first need them, :meth:`TunedPart.build
-        <wbcap.model.fused.TunedPart.build>` with ``few_calls``; no Winograd layers, which a
-        choice of these forms does not keep).
-        Returns ``self`` when nothing changes (or no other form was measured).
+        (when less than the chosen form's by more than :data:`MARGIN`): on the Zen 3 EPYC (AVX2,
+        no VNNI) the fast mode's int8 ResNets and box network took 0.06-0.26 s more each to
+        build and call once than their float32 forms, and saved 0.01-0.09 s a crop, so one photo
+        runs them in float32 there. A form switched to runs as :meth:`switched_to` says (its
+        packings made as calls first need them: :meth:`TunedPart.build
+        <wbcap.model.fused.TunedPart.build>` with ``few_calls``). Returns ``self`` when nothing
+        changes (or no other form was measured).
         """
         choice = self
         if choice.single in COSTLY_BUILD_FORMS:
