@@ -313,8 +313,8 @@ class PartChoice:
         for fast on a CPU without bfloat16). Then, where build times were measured
         (:attr:`build_s`), the form with the least :meth:`few_call_cost` for ``calls`` runs
         (when less than the chosen form's by more than :data:`MARGIN`): on the Zen 3 EPYC (AVX2,
-        no VNNI) the fast mode's int8 ResNets and box network took 0.06-0.26 s more each to
-        build and call once than their float32 forms, and saved 0.01-0.09 s a crop, so one photo
+        no VNNI) the fast mode's int8 ResNets and box network took 0.07-0.26 s more each to
+        build and call once than their float32 forms, and saved 0.01-0.10 s a crop, so one photo
         runs them in float32 there. A form switched to runs as :meth:`switched_to` says (its
         packings made as calls first need them: :meth:`TunedPart.build
         <wbcap.model.fused.TunedPart.build>` with ``few_calls``). Returns ``self`` when nothing
