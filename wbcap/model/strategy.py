@@ -408,12 +408,23 @@ class PartChoice:
         for f, ts in measured.items():  # (a chunk plan is made of them for a few calls: for_few_calls)
             if any(c < 1 or not math.isfinite(t) or t <= 0 for c, t in ts.items()):
                 raise ValueError(f"measured times of {f!r} must be for chunks >= 1 and finite and > 0, got {ts}")
-        build_s = {str(f): float(t) for f, t in d.get("build_s", {}).items()}
-        if any(f not in FORMS or not math.isfinite(t) or t < 0 for f, t in build_s.items()):
-            raise ValueError(f"build times must be of known forms, finite and >= 0, got {build_s}")
         return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)), measured,
                    None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm,
-                   single, build_s)
+                   single, _build_times(d.get("build_s")))
+
+
+def _build_times(value: Any) -> dict[str, float]:
+    """Cached :attr:`PartChoice.build_s`: form -> seconds, of known forms, finite and >= 0; an
+    absent or malformed value (a debug line) reads as none: build times only refine a few calls'
+    choice, so an edited one must not cost the entry (a new measurement, minutes)."""
+    try:
+        times = {str(f): float(t) for f, t in (value or {}).items()}
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        times = None
+    if times is None or any(f not in FORMS or not math.isfinite(t) or t < 0 for f, t in times.items()):
+        log.debug("ignoring malformed cached build times %r", value)
+        return {}
+    return times
 
 
 def _flag(value: Any) -> bool:
