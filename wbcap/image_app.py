@@ -62,13 +62,15 @@ class ImageResult:
 #: ``render`` is off) and ``writing``.
 STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
 #: Up to this many photos the pipeline is built for a few network calls, one per photo
-#: (:class:`Pipeline`'s ``few_calls``). On the Zen 3 EPYC (exact, one person) that took the load and first call from
-#: 1.49 to 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the
-#: onnxruntime sessions it skips save ~45 ms per one-person photo once built, so they are worth
-#: building from a few more photos on. Counted in photos, not people (the model loads before the
-#: first detection): a photo of several people gains little from them, its body crops going in
-#: calls of 2-4, where the fused body ResNet measured as fast as the session there (72 against 78 ms
-#: per image at 4 per call), and its hand crops in the hand network's main form anyway.
+#: (:class:`Pipeline`'s ``few_calls``: each part in the form whose measured build time and calls
+#: cost least, :meth:`~wbcap.model.strategy.PartChoice.for_few_calls`; onnxruntime never). On the
+#: Zen 3 EPYC (exact, one person) skipping onnxruntime took the load and first call from 1.49 to
+#: 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the onnxruntime
+#: sessions it skips save ~45 ms per one-person photo once built, so they are worth building from
+#: a few more photos on. Counted in photos, not people (the model loads before the first
+#: detection): a photo of several people gains little from them, its body crops going in calls of
+#: 2-4, where the fused body ResNet measured as fast as the session there (72 against 78 ms per
+#: image at 4 per call), and its hand crops in the hand network's main form anyway.
 FEW_PHOTOS = 4
 
 

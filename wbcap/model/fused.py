@@ -80,8 +80,9 @@ class ChunkPlan:
     on this machine (:mod:`wbcap.model.strategy`): a batch of ``n`` runs in the calls of those
     sizes whose predicted time (the sum of ``chunk * seconds per image``) is least, so every call
     has a measured size, for which the weights are packed (at build, or on its first call in a
-    build for a few calls; a batch smaller than the smallest size runs in one call). :meth:`fixed` has one entry: calls of that many images, the last one
-    with the rest. :attr:`pack` is the largest size.
+    build for a few calls; a batch smaller than the smallest size runs in one call).
+    :meth:`fixed` has one entry: calls of that many images, the last one with the rest.
+    :attr:`pack` is the largest size.
     """
 
     per_image_s: tuple[tuple[int, float], ...]
@@ -1106,7 +1107,8 @@ class FusedConvStack(nn.Module):
         deconvs = [m for m in layers if isinstance(m, SubpixelDeconv) or (isinstance(m, FusedConv) and m.transposed)]
         self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in deconvs)
         self.gemm = tuple(isinstance(m, SubpixelDeconv) and m.gemm for m in deconvs)
-        self.alternates = None if first_call is not None else pack_for_batches(self, self.chunks.sizes, alternates)  # as in FusedResNet
+        # (as in FusedResNet)
+        self.alternates = None if first_call is not None else pack_for_batches(self, self.chunks.sizes, alternates)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -82,9 +82,9 @@ from wbcap.model.fused import (
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
 from wbcap.user_cache import read_json, write_json
 
-__all__ = ["INT8_TOLERANCE", "CalibrationCache", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv", "build_int8_resnet",
-           "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images", "deconv_int8_applies",
-           "int8_applies", "int8_usable", "max_pool_3x3_s2", "weights_fingerprint"]
+__all__ = ["INT8_TOLERANCE", "CalibrationCache", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv",
+           "build_int8_resnet", "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images",
+           "deconv_int8_applies", "int8_applies", "int8_usable", "max_pool_3x3_s2", "weights_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -663,10 +663,11 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     well: the caller runs the part another way). The ranges, the error and the int8 form's mean
     |feature| on the first crop are read from and kept in ``cache`` (a file, default
     :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts),
-    keyed by :func:`weights_fingerprint`, the input size and the wbcap and torch versions; read back, the module is run on that crop only and the entry is
-    used when it gives the same mean (within :data:`CHECK_TOLERANCE`: an edited or stale entry
-    is calibrated again, with a warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores;
-    read back, building and that check 0.03-0.07 s.
+    keyed by :func:`weights_fingerprint`, the input size and the wbcap and torch versions; read
+    back, the module is run on that crop only and the entry is used when it gives the same mean
+    (within :data:`CHECK_TOLERANCE`: an edited or stale entry is calibrated again, with a
+    warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores; read back, building and
+    that check 0.03-0.07 s.
     """
     store = _store(cache)
     key = _calibration_key(store.fingerprint(backbone), image_size)
