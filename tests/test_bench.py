@@ -193,7 +193,44 @@ def test_matmul_ceiling_and_the_dtypes_measured(monkeypatch):
     assert ceiling_precisions(torch.device("cuda"), ("exact",)) == ("fp32", "tf32", "bf16", "fp16")
     c = matmul_ceiling(cpu, "fp32", size=256, repeats=2, warmup=0)
     assert (c["size"], c["repeats"], c["dtype"]) == (256, 2, "torch.float32")
+    assert c["kernel"] in ("matmul", "onednn")
     assert c["median_s"] > 0 and c["flops_per_s"] == pytest.approx(2 * 256**3 / c["median_s"])
+
+
+def test_the_cpu_ceiling_is_the_faster_gemm_library(monkeypatch):
+    """MKL's float32 ``a @ b`` runs AVX2 code on AMD CPUs (half of a Zen 5's AVX-512 rate): the
+    probe times oneDNN's inner product too and keeps the faster, for float32 and bfloat16 only;
+    both compute the same product."""
+    import wbcap.bench.ceiling as ceiling_mod
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
+    with torch.inference_mode():
+        torch.testing.assert_close(ceiling_mod._gemm("onednn", a, b)(), a @ b.T, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(ceiling_mod._gemm("matmul", a, b)(), a @ b)
+    seconds = {"matmul": 2.0, "onednn": 1.0}
+    monkeypatch.setattr(ceiling_mod, "_gemm", lambda kernel, a, b: kernel)
+    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [seconds[fn]] * repeats)
+    assert ceiling_mod._fastest_cpu_kernel(a, b) == "onednn"
+    assert ceiling_mod._fastest_cpu_kernel(a.bfloat16(), b.bfloat16()) == "onednn"
+    assert ceiling_mod._fastest_cpu_kernel(a.half(), b.half()) == "matmul"  # no oneDNN fp16 GEMM asked for
+    seconds["matmul"] = 0.5
+    assert ceiling_mod._fastest_cpu_kernel(a, b) == "matmul"
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    seconds["matmul"] = 2.0
+    assert ceiling_mod._fastest_cpu_kernel(a, b) == "matmul"
+
+
+def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
+    """The probe's timed calls run the kernel chosen at set-up, which the ceiling reports."""
+    import wbcap.bench.ceiling as ceiling_mod
+
+    used = []
+    monkeypatch.setattr(ceiling_mod, "_fastest_cpu_kernel", lambda a, b: "onednn")
+    real = ceiling_mod._gemm
+    monkeypatch.setattr(ceiling_mod, "_gemm", lambda kernel, a, b: used.append(kernel) or real(kernel, a, b))
+    c = matmul_ceiling(torch.device("cpu"), "fp32", size=256, repeats=2, warmup=0)
+    assert c["kernel"] == "onednn" and used == ["onednn"]
 
 
 def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):

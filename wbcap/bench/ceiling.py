@@ -122,6 +122,14 @@ class CeilingProbe:
     On CPU the size is halved (down to 256) while a first small probe predicts more than
     ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
     CPUs) does not take minutes; :attr:`size` is the size used.
+
+    On CPU the ceiling is the faster of two GEMM libraries, both in the torch wheel
+    (:attr:`kernel` says which): ``matmul`` (``a @ b``: MKL for float32, oneDNN for bfloat16) and
+    ``onednn`` (oneDNN's inner product, ``torch.ops.mkldnn._linear_pointwise``, as the network's
+    convolutions and its fused linear layers run). MKL's float32 GEMM runs its AVX2 code on AMD
+    CPUs: on an EPYC Zen 5 (full-width AVX-512) ``a @ b`` reached 200 GFLOP/s where oneDNN reached
+    460 and the network's convolutions 400, so ``a @ b`` alone was no ceiling there (ratios of
+    140-200 %).
     """
 
     def __init__(self, device, precision: str, size: int = 2048, max_seconds_per_matmul: float = 0.4) -> None:
@@ -147,6 +155,10 @@ class CeilingProbe:
         g = torch.Generator(device="cpu").manual_seed(0)
         self._a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
         self._b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+        #: Which GEMM the probe times: ``matmul`` or ``onednn`` (see the class docstring).
+        self.kernel = "matmul"
+        if device.type == "cpu":
+            self.kernel = _fastest_cpu_kernel(self._a, self._b)
 
     @property
     def flops(self) -> int:
@@ -160,9 +172,9 @@ class CeilingProbe:
         tf32_ctx = contextlib.nullcontext()
         if self.device.type == "cuda":
             tf32_ctx = _cuda_matmul_tf32(self.precision == "tf32")
-        a, b = self._a, self._b
+        fn = _gemm(self.kernel, self._a, self._b)
         with tf32_ctx, torch.inference_mode():
-            return time_call(lambda: a @ b, repeats, warmup, self._sync)
+            return time_call(fn, repeats, warmup, self._sync)
 
     def __call__(self, repeats: int = 3) -> float:
         """The ceiling now: FLOP/s of the median of ``repeats`` matmuls (no warm-up)."""
@@ -177,7 +189,36 @@ def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, w
     runs = probe.runs(repeats, warmup)
     med = statistics.median(runs)
     return {"size": probe.size, "median_s": med, "min_s": min(runs), "repeats": len(runs),
-            "flops_per_s": probe.flops / med, "best_flops_per_s": probe.flops / min(runs), "dtype": str(probe.dtype)}
+            "flops_per_s": probe.flops / med, "best_flops_per_s": probe.flops / min(runs), "dtype": str(probe.dtype),
+            "kernel": probe.kernel}
+
+
+def _gemm(kernel: str, a, b) -> Callable[[], Any]:
+    """A call of one ``a`` x ``b`` product (2 n^3 FLOPs for n x n) through ``kernel``: ``matmul``
+    (``a @ b``) or ``onednn`` (``a @ b.T`` as oneDNN's inner product: the same FLOPs)."""
+    if kernel == "onednn":
+        import torch
+
+        linear = torch.ops.mkldnn._linear_pointwise
+        return lambda: linear(a, b, None, "none", [], "")
+    return lambda: a @ b
+
+
+def _fastest_cpu_kernel(a, b, repeats: int = 3) -> str:
+    """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its fastest of
+    ``repeats`` runs beats ``a @ b``'s, else ``matmul``."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available() or a.dtype not in (torch.float32, torch.bfloat16):
+        return "matmul"
+    best = {}
+    with torch.inference_mode():
+        for kernel in ("matmul", "onednn"):
+            try:
+                best[kernel] = min(time_call(_gemm(kernel, a, b), repeats, 1))
+            except RuntimeError:  # no oneDNN primitive for this dtype on this CPU
+                continue
+    return min(best, key=best.get)
 
 
 def paired_runs(fn: Callable[[], Any], flops: float, probe: CeilingProbe, repeats: int, warmup: int,

@@ -193,12 +193,12 @@ def print_report(report: dict[str, Any], console=None) -> None:
                       f"max box corner distance {e['max_box_corner_distance_px']:.3g} px", highlight=False)
 
     ceil = Table(title="Matmul ceiling (measured once, before the regressor rows)", title_justify="left")
-    for col in ("dtype", "size", "median", "GFLOP/s", "best achieved / this ceiling"):
+    for col in ("dtype", "size", "kernel", "median", "GFLOP/s", "best achieved / this ceiling"):
         ceil.add_column(col, justify="right")
     for p, c in report["ceilings"].items():
         rows = [b for b in report["batches"] if b["ceiling_precision"] == p]
         best = max(rows, key=lambda b: b["flops_per_s"]) if rows else None
-        ceil.add_row(p, f"{c['size']}", _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
+        ceil.add_row(p, f"{c['size']}", c.get("kernel", "matmul"), _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
                      f"{100 * best['ratios'][p]:.1f} % ({best['precision']}, batch {best['batch_size']})" if best else "-")
     console.print(ceil)
 
