@@ -206,19 +206,19 @@ def test_the_cpu_ceiling_is_the_faster_gemm_library(monkeypatch):
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
     with torch.inference_mode():
-        torch.testing.assert_close(ceiling_mod._gemm("onednn", a, b)(), a @ b.T, rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(ceiling_mod._gemm("matmul", a, b)(), a @ b)
+        torch.testing.assert_close(ceiling_mod.gemm_call("onednn", a, b)(), a @ b.T, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(ceiling_mod.gemm_call("matmul", a, b)(), a @ b)
     seconds = {"matmul": 2.0, "onednn": 1.0}
-    monkeypatch.setattr(ceiling_mod, "_gemm", lambda kernel, a, b: kernel)
+    monkeypatch.setattr(ceiling_mod, "gemm_call", lambda kernel, a, b: kernel)
     monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [seconds[fn]] * repeats)
-    assert ceiling_mod._fastest_cpu_kernel(a, b) == "onednn"
-    assert ceiling_mod._fastest_cpu_kernel(a.bfloat16(), b.bfloat16()) == "onednn"
-    assert ceiling_mod._fastest_cpu_kernel(a.half(), b.half()) == "matmul"  # no oneDNN fp16 GEMM asked for
+    assert ceiling_mod.fastest_cpu_kernel(a, b) == "onednn"
+    assert ceiling_mod.fastest_cpu_kernel(a.bfloat16(), b.bfloat16()) == "onednn"
+    assert ceiling_mod.fastest_cpu_kernel(a.half(), b.half()) == "matmul"  # no oneDNN fp16 GEMM asked for
     seconds["matmul"] = 0.5
-    assert ceiling_mod._fastest_cpu_kernel(a, b) == "matmul"
+    assert ceiling_mod.fastest_cpu_kernel(a, b) == "matmul"
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     seconds["matmul"] = 2.0
-    assert ceiling_mod._fastest_cpu_kernel(a, b) == "matmul"
+    assert ceiling_mod.fastest_cpu_kernel(a, b) == "matmul"
 
 
 def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
@@ -226,9 +226,9 @@ def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
     import wbcap.bench.ceiling as ceiling_mod
 
     used = []
-    monkeypatch.setattr(ceiling_mod, "_fastest_cpu_kernel", lambda a, b: "onednn")
-    real = ceiling_mod._gemm
-    monkeypatch.setattr(ceiling_mod, "_gemm", lambda kernel, a, b: used.append(kernel) or real(kernel, a, b))
+    monkeypatch.setattr(ceiling_mod, "fastest_cpu_kernel", lambda a, b: "onednn")
+    real = ceiling_mod.gemm_call
+    monkeypatch.setattr(ceiling_mod, "gemm_call", lambda kernel, a, b: used.append(kernel) or real(kernel, a, b))
     c = matmul_ceiling(torch.device("cpu"), "fp32", size=256, repeats=2, warmup=0)
     assert c["kernel"] == "onednn" and used == ["onednn"]
 

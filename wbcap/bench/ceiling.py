@@ -17,6 +17,8 @@ _NET_GROUPS = {
     "face_backbone": ("face_roi_net",),
     "box_net": ("box_net",),
 }
+#: The GEMM libraries a CPU ceiling may be measured with (:func:`gemm_call`).
+GEMM_KERNELS = ("matmul", "onednn")
 _DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: The matmul dtype each network precision is compared with.
 CEILING_OF = {"exact": "fp32", "fast": "bf16", "bf16": "bf16", "fp16": "fp16"}
@@ -155,10 +157,10 @@ class CeilingProbe:
         g = torch.Generator(device="cpu").manual_seed(0)
         self._a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
         self._b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-        #: Which GEMM the probe times: ``matmul`` or ``onednn`` (see the class docstring).
+        #: Which GEMM the probe times: ``matmul`` or ``onednn`` (see the class docstring: :data:`GEMM_KERNELS`).
         self.kernel = "matmul"
         if device.type == "cpu":
-            self.kernel = _fastest_cpu_kernel(self._a, self._b)
+            self.kernel = fastest_cpu_kernel(self._a, self._b)
 
     @property
     def flops(self) -> int:
@@ -172,7 +174,7 @@ class CeilingProbe:
         tf32_ctx = contextlib.nullcontext()
         if self.device.type == "cuda":
             tf32_ctx = _cuda_matmul_tf32(self.precision == "tf32")
-        fn = _gemm(self.kernel, self._a, self._b)
+        fn = gemm_call(self.kernel, self._a, self._b)
         with tf32_ctx, torch.inference_mode():
             return time_call(fn, repeats, warmup, self._sync)
 
@@ -193,7 +195,7 @@ def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, w
             "kernel": probe.kernel}
 
 
-def _gemm(kernel: str, a, b) -> Callable[[], Any]:
+def gemm_call(kernel: str, a, b) -> Callable[[], Any]:
     """A call of one ``a`` x ``b`` product (2 n^3 FLOPs for n x n) through ``kernel``: ``matmul``
     (``a @ b``) or ``onednn`` (``a @ b.T`` as oneDNN's inner product: the same FLOPs)."""
     if kernel == "onednn":
@@ -204,7 +206,7 @@ def _gemm(kernel: str, a, b) -> Callable[[], Any]:
     return lambda: a @ b
 
 
-def _fastest_cpu_kernel(a, b, repeats: int = 3) -> str:
+def fastest_cpu_kernel(a, b, repeats: int = 3) -> str:
     """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its fastest of
     ``repeats`` runs beats ``a @ b``'s, else ``matmul``."""
     import torch
@@ -213,9 +215,9 @@ def _fastest_cpu_kernel(a, b, repeats: int = 3) -> str:
         return "matmul"
     best = {}
     with torch.inference_mode():
-        for kernel in ("matmul", "onednn"):
+        for kernel in GEMM_KERNELS:
             try:
-                best[kernel] = min(time_call(_gemm(kernel, a, b), repeats, 1))
+                best[kernel] = min(time_call(gemm_call(kernel, a, b), repeats, 1))
             except RuntimeError:  # no oneDNN primitive for this dtype on this CPU
                 continue
     return min(best, key=best.get)
