@@ -246,6 +246,28 @@ def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):
     assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp16", 2048).size == 256
 
 
+def test_a_probe_times_its_matmuls_after_untimed_ones(monkeypatch):
+    """Right after other work the first two matmuls map fresh memory for their results (page
+    faults, ~10 % slower): a probe's timed matmuls come after two untimed ones, so the ceiling is
+    the steady one the network is compared with."""
+    import wbcap.bench.ceiling as ceiling_mod
+
+    probe = ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 256)
+    calls = []
+    monkeypatch.setattr(ceiling_mod, "gemm_call", lambda kernel, a, b: "gemm")
+
+    def fake_time_call(fn, repeats, warmup, sync=None):
+        calls.append((repeats, warmup))
+        # a faulting first two (slow) and steady ones after them
+        seconds = [2.0, 2.0] + [1.0] * repeats
+        return seconds[warmup:warmup + repeats]
+
+    monkeypatch.setattr(ceiling_mod, "time_call", fake_time_call)
+    assert ceiling_mod.WARMUP_AFTER_OTHER_WORK == 2
+    assert probe(3) == pytest.approx(probe.flops / 1.0)
+    assert calls == [(3, 2)]
+
+
 def test_paired_runs_pair_each_call_with_the_ceilings_around_it(monkeypatch):
     """A fake clock: the call and the matmuls take known times, the machine halves its speed
     after the second timed call; each call's ratio uses the two probes around it only."""

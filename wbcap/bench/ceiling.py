@@ -17,6 +17,13 @@ _NET_GROUPS = {
     "face_backbone": ("face_roi_net",),
     "box_net": ("box_net",),
 }
+#: Untimed matmuls before a probe's timed ones (:meth:`CeilingProbe.__call__`). Right after other
+#: work (a network call between two probes) the first two 2048 x 2048 float32 products each took
+#: 4096 minor page faults (their 16 MB result freshly mapped: the allocator had returned the
+#: memory the network freed) and ran ~10 % slower, in one phase of the Zen 5 EPYC's host ~40 %;
+#: the third had none. The network's own calls take no page faults in steady state, so a ceiling
+#: measured through those faults made the ratios read high (run 2 of the Zen 5 table: 124 %).
+WARMUP_AFTER_OTHER_WORK = 2
 #: The GEMM libraries a CPU ceiling may be measured with (:func:`gemm_call`).
 GEMM_KERNELS = ("matmul", "onednn")
 _DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -178,9 +185,10 @@ class CeilingProbe:
         with tf32_ctx, torch.inference_mode():
             return time_call(fn, repeats, warmup, self._sync)
 
-    def __call__(self, repeats: int = 3) -> float:
-        """The ceiling now: FLOP/s of the median of ``repeats`` matmuls (no warm-up)."""
-        return self.flops / statistics.median(self.runs(repeats))
+    def __call__(self, repeats: int = 3, warmup: int = WARMUP_AFTER_OTHER_WORK) -> float:
+        """The ceiling now: FLOP/s of the median of ``repeats`` matmuls after ``warmup`` untimed
+        ones (:data:`WARMUP_AFTER_OTHER_WORK`)."""
+        return self.flops / statistics.median(self.runs(repeats, warmup))
 
 
 def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, warmup: int = 2,
