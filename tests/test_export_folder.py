@@ -96,7 +96,19 @@ def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_d
     assert not any(systmp.iterdir())
 
 
-def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raising ``KeyboardInterrupt`` (Python's own handler) in the test, whatever the test
+    runner set: a runner started in the background of a non-interactive shell (CI scripts, ``cmd
+    &``) inherits SIGINT ignored, and these tests then saw no Ctrl-C at all."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch, ctrl_c_raises):
     """trimesh's import catches BaseException around its optional imports: a Ctrl-C inside it
     became a half-imported module and a TypeError (a crash report) instead of "interrupted"."""
     import importlib
@@ -119,7 +131,7 @@ def test_ctrl_c_during_an_import_that_swallows_it_is_raised_after(monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_wins_over_the_error_of_the_import_it_broke(monkeypatch):
+def test_ctrl_c_wins_over_the_error_of_the_import_it_broke(monkeypatch, ctrl_c_raises):
     import importlib
     import signal
 
