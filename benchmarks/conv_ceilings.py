@@ -31,7 +31,7 @@ def main() -> None:
     import torch
     from torch import nn
 
-    from wbcap.bench.ceiling import GEMM_KERNELS, gemm_call
+    from wbcap.bench.ceiling import CeilingProbe
     from wbcap.model.fused import FusedConv, bf16_supported
     from wbcap.model.int8 import _Int8Conv, int8_usable
     from wbcap.model.strategy import time_interleaved
@@ -45,11 +45,10 @@ def main() -> None:
         ap.error("--repeats and --batch must be at least 1")
     torch.manual_seed(0)
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    with torch.inference_mode():  # the faster GEMM library, as `wbcap bench` takes (wbcap.bench.ceiling)
-        gemm = time_interleaved({k: gemm_call(k, a, b) for k in GEMM_KERNELS}, args.repeats)
-    kernel = min(gemm, key=gemm.get)
-    matmul = 2 * 2048**3 / gemm[kernel]
+    probe = CeilingProbe(torch.device("cpu"), "fp32", 2048)  # wbcap bench's ceiling (its GEMM library)
+    kernel = probe.kernel
+    with torch.inference_mode():
+        matmul = probe.flops / time_interleaved({"mm": probe.gemm}, args.repeats)["mm"]
     rows = []
     with torch.inference_mode():
         for name, cin, cout, k, hw in SHAPES:

@@ -91,6 +91,8 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
         assert math.isclose(b["flops_per_s"], b["crops_per_s"] * per_crop, rel_tol=1e-9)
         no_bf16 = b["precision"] == "fast" and not bf16_supported()  # (fast runs float32 and int8 there)
         assert b["ceiling_precision"] == ("fp32" if no_bf16 else CEILING_OF[b["precision"]])
+        # a row's probes use the GEMM library its ceiling in the table was measured with
+        assert b["ceiling_kernel"] == ceilings[b["ceiling_precision"]]["kernel"]
         assert b["ceiling_flops_per_s"] == pytest.approx(sum(b["ceiling_before_after_flops_per_s"]) / 2)
         assert min(b["ceiling_before_after_flops_per_s"]) > 0
         assert math.isclose(b["ratio"], b["flops_per_s"] / b["ceiling_flops_per_s"], rel_tol=1e-9)
@@ -199,51 +201,84 @@ def test_matmul_ceiling_and_the_dtypes_measured(monkeypatch):
 
 def test_the_cpu_ceiling_is_the_faster_gemm_library(monkeypatch):
     """MKL's float32 ``a @ b`` runs AVX2 code on AMD CPUs (half of a Zen 5's AVX-512 rate): the
-    probe times oneDNN's inner product too and keeps the faster, for float32 and bfloat16 only;
-    both compute the same product."""
+    probe times oneDNN's packed inner product too, interleaved, and keeps the faster, for float32
+    and bfloat16 only; both compute the same product, the oneDNN one through oneDNN."""
     import wbcap.bench.ceiling as ceiling_mod
+    import wbcap.model.fused as fused
+    import wbcap.model.strategy as strategy
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
+    onednn = ceiling_mod.gemm_call("onednn", a, b)
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        torch.testing.assert_close(onednn(), a @ b.T, rtol=1e-5, atol=1e-4)
+    assert "mkldnn::_linear_pointwise" in {e.key for e in prof.key_averages()}
     with torch.inference_mode():
-        torch.testing.assert_close(ceiling_mod.gemm_call("onednn", a, b)(), a @ b.T, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(ceiling_mod.gemm_call("matmul", a, b)(), a @ b)
+
     seconds = {"matmul": 2.0, "onednn": 1.0}
-    monkeypatch.setattr(ceiling_mod, "gemm_call", lambda kernel, a, b: kernel)
-    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [seconds[fn]] * repeats)
+    timed = []
+
+    def fake_interleaved(calls, rounds):
+        timed.append(sorted(calls))
+        return dict(seconds)
+
+    monkeypatch.setattr(strategy, "time_interleaved", fake_interleaved)
+    monkeypatch.setattr(fused, "bf16_supported", lambda: True)
     assert ceiling_mod.fastest_cpu_kernel(a, b) == "onednn"
-    assert ceiling_mod.fastest_cpu_kernel(a.bfloat16(), b.bfloat16()) == "onednn"
-    assert ceiling_mod.fastest_cpu_kernel(a.half(), b.half()) == "matmul"  # no oneDNN fp16 GEMM asked for
+    assert timed == [["matmul", "onednn"]]
     seconds["matmul"] = 0.5
     assert ceiling_mod.fastest_cpu_kernel(a, b) == "matmul"
-    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     seconds["matmul"] = 2.0
+    assert ceiling_mod.fastest_cpu_kernel(a.half(), b.half()) == "matmul"  # no oneDNN fp16 product asked for
+    monkeypatch.setattr(fused, "bf16_supported", lambda: False)  # PackedLinear would run F.linear
+    assert ceiling_mod.fastest_cpu_kernel(a.bfloat16(), b.bfloat16()) == "matmul"
+    monkeypatch.setattr(fused, "bf16_supported", lambda: True)
+    real_gemm = ceiling_mod.gemm_call
+
+    def no_onednn(kernel, a, b):
+        if kernel == "onednn":
+            raise RuntimeError("could not create a primitive descriptor")
+        return real_gemm(kernel, a, b)
+
+    monkeypatch.setattr(ceiling_mod, "gemm_call", no_onednn)
     assert ceiling_mod.fastest_cpu_kernel(a, b) == "matmul"
+    monkeypatch.setattr(ceiling_mod, "gemm_call", real_gemm)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert ceiling_mod.fastest_cpu_kernel(a, b) == "matmul"
+    assert len(timed) == 2  # the cases without a oneDNN product timed nothing
 
 
 def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
-    """The probe's timed calls run the kernel chosen at set-up, which the ceiling reports."""
+    """The probe's timed calls run the kernel chosen at set-up, which the ceiling reports; a probe
+    given a kernel (a row's, from the run's ceiling table) uses it without choosing again."""
     import wbcap.bench.ceiling as ceiling_mod
 
     used = []
     monkeypatch.setattr(ceiling_mod, "fastest_cpu_kernel", lambda a, b: "onednn")
     real = ceiling_mod.gemm_call
-    monkeypatch.setattr(ceiling_mod, "gemm_call", lambda kernel, a, b: used.append(kernel) or real(kernel, a, b))
+
+    def recording(kernel, a, b):
+        call = real(kernel, a, b)
+
+        def run():
+            used.append(kernel)
+            return call()
+
+        return run
+
+    monkeypatch.setattr(ceiling_mod, "gemm_call", recording)
     c = matmul_ceiling(torch.device("cpu"), "fp32", size=256, repeats=2, warmup=0)
-    assert c["kernel"] == "onednn" and used == ["onednn"]
+    assert c["kernel"] == "onednn" and used == ["onednn"] * 2
 
+    def not_again(a, b):
+        raise AssertionError("chose again")
 
-def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):
-    """The size is chosen from the fastest of several small matmuls: one stalled timing (another
-    process on the core) kept the 2048 matmul; a dtype slow throughout (fp16 without hardware
-    support) still gets a smaller one."""
-    import wbcap.bench.ceiling as ceiling_mod
-
-    small = 2 * 256**3
-    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [3.0] + [small / 300e9] * (repeats - 1))
-    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 2048).size == 2048
-    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [small / 1e8] * repeats)
-    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp16", 2048).size == 256
+    monkeypatch.setattr(ceiling_mod, "fastest_cpu_kernel", not_again)
+    used.clear()
+    probe = ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 256, kernel="matmul")
+    probe(1, warmup=0)
+    assert probe.kernel == "matmul" and used == ["matmul"]
 
 
 def test_a_probe_times_its_matmuls_after_untimed_ones(monkeypatch):

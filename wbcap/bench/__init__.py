@@ -40,7 +40,10 @@ FLOPs (``flops``) are counted with ``torch.utils.flop_counter.FlopCounterMode`` 
 (network + SMPL-X; 2 FLOPs per multiply-add), with a breakdown by module. The full-size model
 costs about 35.75 GFLOPs per crop. ``ceilings`` holds the device's measured dense matmul rate
 per dtype (fp32 and bf16 on CPU, plus fp16 when that is a precision asked for; fp32, tf32,
-bf16 and fp16 on CUDA). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
+bf16 and fp16 on CUDA), each with the ``kernel`` it was measured with: on CPU the faster of
+``matmul`` (``a @ b``, MKL for float32) and ``onednn`` (oneDNN's inner product; MKL runs AVX2
+code on AMD CPUs), :class:`~wbcap.bench.ceiling.CeilingProbe`; a row's probes use the same
+(``ceiling_kernel``). Every row gets ``ratio`` = achieved FLOP/s / ``ceiling_flops_per_s``,
 the ceiling of its precision's main dtype (:data:`~wbcap.bench.ceiling.CEILING_OF`: exact -> fp32, fast and bf16 ->
 bf16, fp16 -> fp16; fast -> fp32 on a CPU without bfloat16 instructions, where fast runs float32
 and int8: :func:`~wbcap.bench.ceiling.row_ceiling`) as the mean of its measurements right before the row's first timed call

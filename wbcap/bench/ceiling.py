@@ -134,14 +134,16 @@ class CeilingProbe:
 
     On CPU the ceiling is the faster of two GEMM libraries, both in the torch wheel
     (:attr:`kernel` says which): ``matmul`` (``a @ b``: MKL for float32, oneDNN for bfloat16) and
-    ``onednn`` (oneDNN's inner product, ``torch.ops.mkldnn._linear_pointwise``, as the network's
-    convolutions and its fused linear layers run). MKL's float32 GEMM runs its AVX2 code on AMD
+    ``onednn`` (oneDNN's inner product on a pre-packed weight,
+    :class:`~wbcap.model.fused.PackedLinear`, as the network's fused linear layers run; its
+    convolutions are oneDNN's too). MKL's float32 GEMM runs its AVX2 code on AMD
     CPUs: on an EPYC Zen 5 (full-width AVX-512) ``a @ b`` reached 200 GFLOP/s where oneDNN reached
     460 and the network's convolutions 400, so ``a @ b`` alone was no ceiling there (ratios of
     140-200 %).
     """
 
-    def __init__(self, device, precision: str, size: int = 2048, max_seconds_per_matmul: float = 0.4) -> None:
+    def __init__(self, device, precision: str, size: int = 2048, max_seconds_per_matmul: float = 0.4,
+                 kernel: str | None = None) -> None:
         import torch
 
         self.device = device
@@ -164,10 +166,14 @@ class CeilingProbe:
         g = torch.Generator(device="cpu").manual_seed(0)
         self._a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
         self._b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-        #: Which GEMM the probe times: ``matmul`` or ``onednn`` (see the class docstring: :data:`GEMM_KERNELS`).
+        #: Which GEMM the probe times (:data:`GEMM_KERNELS`): ``kernel`` when given (the one an
+        #: earlier probe chose, so that a run's ceilings all come from one library), else on CPU
+        #: the faster (:func:`fastest_cpu_kernel`); ``matmul`` on other devices.
         self.kernel = "matmul"
         if device.type == "cpu":
-            self.kernel = fastest_cpu_kernel(self._a, self._b)
+            self.kernel = kernel if kernel in GEMM_KERNELS else fastest_cpu_kernel(self._a, self._b)
+        #: One product of the probe's matrices through :attr:`kernel` (:func:`gemm_call`).
+        self.gemm = gemm_call(self.kernel, self._a, self._b)
 
     @property
     def flops(self) -> int:
@@ -181,9 +187,8 @@ class CeilingProbe:
         tf32_ctx = contextlib.nullcontext()
         if self.device.type == "cuda":
             tf32_ctx = _cuda_matmul_tf32(self.precision == "tf32")
-        fn = gemm_call(self.kernel, self._a, self._b)
         with tf32_ctx, torch.inference_mode():
-            return time_call(fn, repeats, warmup, self._sync)
+            return time_call(self.gemm, repeats, warmup, self._sync)
 
     def __call__(self, repeats: int = 3, warmup: int = WARMUP_AFTER_OTHER_WORK) -> float:
         """The ceiling now: FLOP/s of the median of ``repeats`` matmuls after ``warmup`` untimed
@@ -204,31 +209,53 @@ def matmul_ceiling(device, precision: str, size: int = 2048, repeats: int = 5, w
 
 
 def gemm_call(kernel: str, a, b) -> Callable[[], Any]:
-    """A call of one ``a`` x ``b`` product (2 n^3 FLOPs for n x n) through ``kernel``: ``matmul``
-    (``a @ b``) or ``onednn`` (``a @ b.T`` as oneDNN's inner product: the same FLOPs)."""
+    """A call of one product of the square ``n x n`` matrices ``a`` and ``b`` (2 n^3 FLOPs) through
+    ``kernel`` (:data:`GEMM_KERNELS`): ``matmul`` is ``a @ b``; ``onednn`` is ``a @ b.T``, ``b``
+    taken as the ``(n, n)`` weight of oneDNN's inner product, packed once here (a
+    :class:`~wbcap.model.fused.PackedLinear`, run once so the packing is not in any timing).
+    Raises RuntimeError where oneDNN has no product for the dtype or shapes."""
     if kernel == "onednn":
         import torch
 
-        linear = torch.ops.mkldnn._linear_pointwise
-        return lambda: linear(a, b, None, "none", [], "")
+        from wbcap.model.fused import PackedLinear
+
+        linear = PackedLinear(b, dtype=b.dtype, out_dtype=b.dtype)
+        with torch.inference_mode():
+            linear(a)
+        return lambda: linear(a)
     return lambda: a @ b
 
 
-def fastest_cpu_kernel(a, b, repeats: int = 3) -> str:
-    """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its fastest of
-    ``repeats`` runs beats ``a @ b``'s, else ``matmul``."""
+def _onednn_product_available(dtype) -> bool:
+    """Whether oneDNN's packed inner product can run in ``dtype`` here (float32; bfloat16 where the
+    CPU has it): else :class:`~wbcap.model.fused.PackedLinear` would fall back to ``F.linear``."""
     import torch
 
-    if not torch.backends.mkldnn.is_available() or a.dtype not in (torch.float32, torch.bfloat16):
+    from wbcap.model.fused import bf16_supported
+
+    ops = ("_linear_pointwise", "_reorder_linear_weight")
+    if not torch.backends.mkldnn.is_available() or not all(hasattr(torch.ops.mkldnn, op) for op in ops):
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bf16_supported())
+
+
+def fastest_cpu_kernel(a, b, rounds: int = 3) -> str:
+    """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its least time
+    over ``rounds`` interleaved rounds (:func:`wbcap.model.strategy.time_interleaved`, as the CPU
+    strategy times its candidates) beats ``a @ b``'s, else ``matmul``."""
+    from wbcap.model.strategy import time_interleaved
+
+    if not _onednn_product_available(a.dtype):
         return "matmul"
-    best = {}
+    import torch
+
+    try:
+        onednn = gemm_call("onednn", a, b)
+    except RuntimeError:  # no oneDNN product for these shapes or this dtype on this CPU
+        return "matmul"
     with torch.inference_mode():
-        for kernel in GEMM_KERNELS:
-            try:
-                best[kernel] = min(time_call(gemm_call(kernel, a, b), repeats, 1))
-            except RuntimeError:  # no oneDNN primitive for this dtype on this CPU
-                continue
-    return min(best, key=best.get)
+        seconds = time_interleaved({"matmul": gemm_call("matmul", a, b), "onednn": onednn}, rounds)
+    return "onednn" if seconds["onednn"] < seconds["matmul"] else "matmul"
 
 
 def paired_runs(fn: Callable[[], Any], flops: float, probe: CeilingProbe, repeats: int, warmup: int,

@@ -188,7 +188,8 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             outputs[prec.value] = {"vertices": out.vertices.float().cpu(),
                              "boxes": torch.stack((out.lhand_bbox, out.rhand_bbox, out.face_bbox), 1).float().cpu()}
         prec_best: Timing | None = None
-        probe = CeilingProbe(device, ceiling_name, opts.matmul_size)
+        probe = CeilingProbe(device, ceiling_name, opts.matmul_size,
+                             kernel=report["ceilings"].get(ceiling_name, {}).get("kernel"))
         if probe.size < opts.matmul_size:
             report["notes"].append(f"{prec}: its rows' {ceiling_name} ceiling measured at {probe.size}x{probe.size}, "
                                    f"not {opts.matmul_size}")
@@ -226,6 +227,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
                 "flops_per_s": achieved,
                 "ceiling_precision": ceiling_name,
                 "ceiling_size": probe.size,
+                "ceiling_kernel": probe.kernel,
                 "ceiling_flops_per_s": ceiling,
                 "ceiling_before_after_flops_per_s": [probes[0], probes[-1]],
                 "ceiling_probes_flops_per_s": probes,
