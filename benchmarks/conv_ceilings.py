@@ -11,8 +11,8 @@ float32 through oneDNN's fused, pre-packed primitive (``wbcap.model.fused.FusedC
 form), int8 through oneDNN's int8 convolution (``wbcap.model.int8``'s, fast's form where the
 strategy picks int8: uint8 activations, int8 weights per output channel, ReLU fused), and, where
 the CPU has bfloat16 instructions, the fused form in bfloat16; and the float32 matmul ceiling
-``wbcap bench`` measures (2048 x 2048, the faster of MKL's ``a @ b`` and oneDNN's inner product). Each rate counts a multiply-add as two operations. The
-int8 / float32 quotient bounds fast's speed-up over exact on a CPU whose fast mode runs int8
+``wbcap bench`` measures (2048 x 2048, the faster of MKL's ``a @ b`` and oneDNN's inner
+product). Each rate counts a multiply-add as two operations. The int8 / float32 quotient bounds fast's speed-up over exact on a CPU whose fast mode runs int8
 ResNets and float32 elsewhere (with no bfloat16 instructions, such as AVX2-only ones): the
 ResNets can gain at most that, the rest of the network (box network, heads, SMPL-X) nothing.
 """
@@ -77,8 +77,9 @@ def main() -> None:
           + f"; {torch.get_num_threads()} threads, torch {torch.__version__}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"matmul_fp32_flops_per_s": matmul, "matmul_kernel": kernel, "batch": args.batch, "rows": rows, "best": best,
-                       "threads": torch.get_num_threads(), "torch": torch.__version__}, f, indent=1)
+            json.dump({"matmul_fp32_flops_per_s": matmul, "matmul_kernel": kernel, "batch": args.batch,
+                       "rows": rows, "best": best, "threads": torch.get_num_threads(), "torch": torch.__version__},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

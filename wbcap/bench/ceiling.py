@@ -243,12 +243,12 @@ def fastest_cpu_kernel(a, b, rounds: int = 3) -> str:
     """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its least time
     over ``rounds`` interleaved rounds (:func:`wbcap.model.strategy.time_interleaved`, as the CPU
     strategy times its candidates) beats ``a @ b``'s, else ``matmul``."""
+    import torch
+
     from wbcap.model.strategy import time_interleaved
 
     if not _onednn_product_available(a.dtype):
         return "matmul"
-    import torch
-
     try:
         onednn = gemm_call("onednn", a, b)
     except RuntimeError:  # no oneDNN product for these shapes or this dtype on this CPU

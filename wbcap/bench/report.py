@@ -198,7 +198,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
     for p, c in report["ceilings"].items():
         rows = [b for b in report["batches"] if b["ceiling_precision"] == p]
         best = max(rows, key=lambda b: b["flops_per_s"]) if rows else None
-        ceil.add_row(p, f"{c['size']}", c.get("kernel", "matmul"), _ms(c["median_s"]), f"{c['flops_per_s'] / 1e9:.4g}",
+        ceil.add_row(p, f"{c['size']}", c.get("kernel", "matmul"), _ms(c["median_s"]),
+                     f"{c['flops_per_s'] / 1e9:.4g}",
                      f"{100 * best['ratios'][p]:.1f} % ({best['precision']}, batch {best['batch_size']})" if best else "-")
     console.print(ceil)
 
