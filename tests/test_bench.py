@@ -281,6 +281,19 @@ def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
     assert probe.kernel == "matmul" and used == ["matmul"]
 
 
+def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):
+    """The size is chosen from the fastest of several small matmuls: one stalled timing (another
+    process on the core) kept the 2048 matmul; a dtype slow throughout (fp16 without hardware
+    support) still gets a smaller one."""
+    import wbcap.bench.ceiling as ceiling_mod
+
+    small = 2 * 256**3
+    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [3.0] + [small / 300e9] * (repeats - 1))
+    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 2048, kernel="matmul").size == 2048
+    monkeypatch.setattr(ceiling_mod, "time_call", lambda fn, repeats, warmup, sync=None: [small / 1e8] * repeats)
+    assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp16", 2048).size == 256
+
+
 def test_a_probe_times_its_matmuls_after_untimed_ones(monkeypatch):
     """Right after other work the first two matmuls map fresh memory for their results (page
     faults, ~10 % slower): a probe's timed matmuls come after two untimed ones, so the ceiling is
