@@ -279,6 +279,8 @@ def test_the_ceiling_probe_times_its_chosen_kernel(monkeypatch):
     probe = ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 256, kernel="matmul")
     probe(1, warmup=0)
     assert probe.kernel == "matmul" and used == ["matmul"]
+    with pytest.raises(ValueError, match="kernel 'mkl'"):
+        ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 256, kernel="mkl")
 
 
 def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):

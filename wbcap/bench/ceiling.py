@@ -139,7 +139,8 @@ class CeilingProbe:
     convolutions are oneDNN's too). MKL's float32 GEMM runs its AVX2 code on AMD
     CPUs: on an EPYC Zen 5 (full-width AVX-512) ``a @ b`` reached 200 GFLOP/s where oneDNN reached
     460 and the network's convolutions 400, so ``a @ b`` alone was no ceiling there (ratios of
-    140-200 %).
+    140-200 %). ``kernel``: one of :data:`GEMM_KERNELS` to use without choosing (ValueError for
+    another name), None to choose.
     """
 
     def __init__(self, device, precision: str, size: int = 2048, max_seconds_per_matmul: float = 0.4,
@@ -169,9 +170,11 @@ class CeilingProbe:
         #: Which GEMM the probe times (:data:`GEMM_KERNELS`): ``kernel`` when given (the one an
         #: earlier probe chose, so that a run's ceilings all come from one library), else on CPU
         #: the faster (:func:`fastest_cpu_kernel`); ``matmul`` on other devices.
+        if kernel is not None and kernel not in GEMM_KERNELS:
+            raise ValueError(f"kernel {kernel!r}: use one of {', '.join(GEMM_KERNELS)} (or None: the faster)")
         self.kernel = "matmul"
         if device.type == "cpu":
-            self.kernel = kernel if kernel in GEMM_KERNELS else fastest_cpu_kernel(self._a, self._b)
+            self.kernel = kernel or fastest_cpu_kernel(self._a, self._b)
         #: One product of the probe's matrices through :attr:`kernel` (:func:`gemm_call`).
         self.gemm = gemm_call(self.kernel, self._a, self._b)
 
@@ -226,28 +229,16 @@ def gemm_call(kernel: str, a, b) -> Callable[[], Any]:
     return lambda: a @ b
 
 
-def _onednn_product_available(dtype) -> bool:
-    """Whether oneDNN's packed inner product can run in ``dtype`` here (float32; bfloat16 where the
-    CPU has it): else :class:`~wbcap.model.fused.PackedLinear` would fall back to ``F.linear``."""
-    import torch
-
-    from wbcap.model.fused import bf16_supported
-
-    ops = ("_linear_pointwise", "_reorder_linear_weight")
-    if not torch.backends.mkldnn.is_available() or not all(hasattr(torch.ops.mkldnn, op) for op in ops):
-        return False
-    return dtype == torch.float32 or (dtype == torch.bfloat16 and bf16_supported())
-
-
 def fastest_cpu_kernel(a, b, rounds: int = 3) -> str:
     """``onednn`` where oneDNN's inner product is available for ``a``'s dtype and its least time
     over ``rounds`` interleaved rounds (:func:`wbcap.model.strategy.time_interleaved`, as the CPU
     strategy times its candidates) beats ``a @ b``'s, else ``matmul``."""
     import torch
 
+    from wbcap.model.fused import onednn_linear_usable
     from wbcap.model.strategy import time_interleaved
 
-    if not _onednn_product_available(a.dtype):
+    if not onednn_linear_usable(a.dtype):  # (else PackedLinear would run F.linear)
         return "matmul"
     try:
         onednn = gemm_call("onednn", a, b)

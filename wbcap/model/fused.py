@@ -175,6 +175,17 @@ def bf16_supported() -> bool:
         return False
 
 
+def onednn_linear_usable(dtype: torch.dtype) -> bool:
+    """True when oneDNN's pre-packed linear primitive (``mkldnn._reorder_linear_weight`` +
+    ``mkldnn._linear_pointwise``) can run a CPU product in ``dtype``: float32, or bfloat16 where
+    the CPU has it (:func:`bf16_supported`)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if not all(hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight")):
+        return False  # pragma: no cover - torch builds without them
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bf16_supported())
+
+
 def fold_batchnorm(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,8 +300,7 @@ class PackedLinear(nn.Module):
         x = x.to(self.weight.dtype)
         # (oneDNN's products take float32, and bfloat16 where the CPU has it: a module moved to
         # another dtype afterwards, e.g. by ``.double()``, runs F.linear)
-        if (x.device.type == "cpu" and x.dim() == 2 and torch.backends.mkldnn.is_available()
-                and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16_supported()))):
+        if x.device.type == "cpu" and x.dim() == 2 and onednn_linear_usable(x.dtype):
             weight = self._packs.get(self.weight, x.shape[0]) if self.pack else self.weight
             y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, None, "none", [], "")
         else:
