@@ -796,9 +796,14 @@ class _FusedBlock(nn.Module):
         """(The block's input is only read here: the last convolution may write into it.)"""
         identity = x if self.downsample is None else self.downsample(x)
         y = x
-        for conv in self.convs[:-1]:
+        last = len(self.convs) - 1
+        # (not ``self.convs[:-1]``: slicing a ModuleList builds a new one, 40 per exact batch-1
+        # call, ~0.3 ms of it on the Zen 5 EPYC)
+        for i, conv in enumerate(self.convs):
+            if i == last:
+                return conv(y, identity, inplace=True)
             y = conv(y)
-        return self.convs[-1](y, identity, inplace=True)
+        raise AssertionError("a residual block without convolutions")
 
 
 def run_in_chunks(run, x: torch.Tensor, parts: Sequence[torch.Tensor], out_dtype: torch.dtype) -> torch.Tensor:
