@@ -28,6 +28,7 @@ from wbcap.model.fused import (
     rel_error,
     tuned_parts,
 )
+from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.inference import optimize_for_inference
 from wbcap.model.ort_resnet import ort_applies
 from wbcap.model.strategy import (
@@ -67,7 +68,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     by default 3.0: never chosen) and for the Winograd layer
     trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
     chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
-    convolution wins); the onnxruntime and int8 forms, when ``per_image`` has no time for them, are slowest; records what it was asked (not the Winograd trials)."""
+    convolution wins); the onnxruntime, int8 and oneDNN Graph forms, when ``per_image`` has no time for them, are slowest; records what it was asked (not the Winograd trials)."""
     subpixel_s = subpixel_s or {False: 1.0, True: 2.0}
     winograd_s = winograd_s or {0: 1.0, 2: 2.0, 4: 2.0}
 
@@ -79,7 +80,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
             return winograd_s.get((k[1], k[2]), winograd_s.get(k[1])) * k[2]
-        if k[0] in ("onnxruntime", "int8") and k not in per_image:  # (by default never chosen)
+        if k[0] in strategy.OWN_BUILD_FORMS and k not in per_image:  # (by default never chosen)
             return 10.0 * k[1]
         return per_image[k] * k[1]
 
@@ -225,8 +226,9 @@ def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, di
     assert choice.form == "plain" and isinstance(module, FusedResNet) and not module.stem.packed
     assert choice.chunks.per_image_s == ((1, 0.5), (4, 0.4)) and choice.measured["fused"][2] == 1.5
     # plain won the first rounds: both forms timed again at their common sizes before the choice
-    # (the onnxruntime form, a candidate for float32 ResNets, at every size in the first rounds)
+    # (the onnxruntime and oneDNN Graph forms, candidates for float32 ResNets, at every size in the first rounds)
     ort = [("onnxruntime", c) for c in (1, 2, 4)] if ort_applies(part.module, torch.float32) else []
+    ort += [("graph", c) for c in (1, 2, 4)] if graph_applies(part.module, torch.float32) else []
     assert asked == [sorted([("fused", 1), ("fused", 2), ("fused", 4), ("plain", 1), ("plain", 4), *ort], key=str),
                      sorted([("fused", 1), ("fused", 4), ("plain", 1), ("plain", 4)], key=str)]
     # ... and when the default form, timed again, shows it was as fast (other processes had slowed
@@ -882,6 +884,73 @@ def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
     assert net.cpu_strategy.summary(3) == "onnxruntime: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
 
 
+def test_forced_graph(monkeypatch, micro_net):
+    """The ResNets compiled by oneDNN Graph, in float32 (exact) and bfloat16 (fast, where the CPU
+    has it), the box network fused (not a candidate: oneDNN Graph's deconvolutions were 4x slower)."""
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "graph:2")
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)
+    assert all(isinstance(b, GraphResNet) and b.chunks == ChunkPlan.fixed(2) and b.dtype == torch.float32
+               for b in backbones)
+    assert net.cpu_strategy.summary(3) == "graph: body 2+1, hand 2+2+2, face 2+1, box fused 2+1"
+    assert not graph_applies(tuned_parts(micro_net)["box_net"].module, torch.float32)
+    if bf16_supported():
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "fast")
+        assert all(isinstance(b, GraphResNet) and b.dtype == torch.bfloat16
+                   for b in (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone))
+
+
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
+def test_graph_form_chosen_for_resnets_when_faster_and_read_back_from_the_cache(micro_net, micro_reference, tmp_path,
+                                                                               monkeypatch, caplog):
+    x, ref = micro_reference
+    graph_wins = {**FUSED_WINS, ("graph", 1): 0.3, ("graph", 2): 0.2}
+    _measure_with(monkeypatch, tmp_path, graph_wins)
+    net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert net.cpu_strategy.source == "measured"
+    for name in ("body_backbone", "hand_backbone", "face_backbone"):
+        choice = net.cpu_strategy.parts[name]
+        assert choice.form == "graph" and choice.alternates is None and not choice.winograd_used(), name
+    assert isinstance(net.backbone, GraphResNet) and net.cpu_strategy.parts["box_net"].form == "fused"
+    with torch.inference_mode():
+        out = _outputs(net(x))
+    for key, value in _outputs(ref).items():
+        assert (out[key] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), key
+    # read back: the same forms, nothing measured
+    monkeypatch.setattr(strategy, "time_interleaved", never)
+    again = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert again.cpu_strategy.source == "cache" and isinstance(again.hand_roi_net.backbone, GraphResNet)
+    assert again.hand_roi_net.backbone.chunks == net.cpu_strategy.parts["hand_backbone"].chunks
+    # a few calls (one photo) do not pay its tracing and compiling: the best other measured form
+    few = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=1)
+    assert isinstance(few.backbone, FusedResNet) and few.cpu_strategy.parts["body_backbone"].form == "fused"
+    # TorchScript or oneDNN Graph broken since it was measured: fused, with a warning
+    import wbcap.model.inference as inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fuser here")
+
+    monkeypatch.setattr(inference.GraphResNet, "__init__", broken)
+    with caplog.at_level(logging.WARNING):
+        fallen = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+    assert isinstance(fallen.backbone, FusedResNet) and fallen.cpu_strategy.parts["body_backbone"].form == "fused"
+    assert "oneDNN Graph form chosen for this machine could not be built (no fuser here)" in caplog.text
+
+
+def test_graph_form_dropped_when_it_cannot_be_built(micro_parts, direct_layers, monkeypatch, caplog):
+    """Whatever goes wrong in TorchScript only drops the form (a warning), as for onnxruntime."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracing failed")
+
+    monkeypatch.setattr(strategy.GraphResNet, "__init__", broken)
+    graph_wins = {**FUSED_WINS, ("graph", 1): 0.3, ("graph", 2): 0.2, ("graph", 4): 0.1}
+    with caplog.at_level(logging.WARNING):
+        choice, module = strategy.measure_part(micro_parts["face_backbone"], torch.float32, True, chunks=(1, 2),
+                                               timer=fake_timer(graph_wins))
+    assert choice.form == "fused" and isinstance(module, FusedResNet) and "graph" not in choice.measured
+    assert "the oneDNN Graph form could not be built (tracing failed); not used" in caplog.text
+
+
 def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False):
     """optimize_for_inference measures with fake timings (chunk sizes 1 and 2) into a cache in
     ``tmp_path``; without ``build_times`` no build times are kept (real ones, weighed against the
@@ -1046,7 +1115,7 @@ def test_measured_build_times_decide_the_form_of_a_few_calls(micro_net, micro_re
     _measure_with(monkeypatch, tmp_path, FUSED_WINS, build_times=True)
     many = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
     for name, choice in many.cpu_strategy.parts.items():
-        assert set(choice.build_s) == set(choice.measured) - {"onnxruntime"}, name
+        assert set(choice.build_s) == set(choice.measured) - set(strategy.COSTLY_BUILD_FORMS), name
         assert all(0 < t < 60 for t in choice.build_s.values()), (name, choice.build_s)
     path = tmp_path / "cpu_strategy.json"
     data = json.loads(path.read_text())
@@ -1195,7 +1264,7 @@ def _measured(form: str, subpixel: bool) -> str:
 
 # Chunk sizes: fused:4 runs the 3 crops in one call, plain:2 in calls of 2 + 1, the measured ones
 # by their plans (sizes 1 and 2); every one is compared with single crops too.
-CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", pytest.param(_measured("fused", True), marks=pytest.mark.slow),
+CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", "graph:2", pytest.param(_measured("fused", True), marks=pytest.mark.slow),
               pytest.param(_measured("plain", True), marks=pytest.mark.slow),  # the forms: fused:4 and plain:2
               pytest.param("measured-single", marks=pytest.mark.slow)]  # one-image calls through onnxruntime
 #: Fused is the faster form, but onnxruntime is faster at one image per call (the hand ResNet-50

@@ -65,10 +65,15 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: A part's form in a short strategy, where it is not the row's main form (the oneDNN Graph form's
+#: letter is not its initial: ``g`` after a part says some of its deconvolutions run as one product).
+FORM_LETTERS = {"plain": "p", "onnxruntime": "o", "fused": "f", "int8": "i", "graph": "G"}
+
+
 def short_strategy(parts: dict[str, str] | None) -> str:
     """A row's ``strategy_parts`` in a few characters: ``"fused 1/2/1/1s"`` (the form of most
-    parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` before a part in another form (plain,
-    onnxruntime, fused, int8), ``s`` after
+    parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` / ``G`` before a part in another form
+    (plain, onnxruntime, fused, int8, oneDNN Graph), ``s`` after
     one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
     product, ``w`` after one with Winograd convolutions, ``(o1)`` after one whose calls of one image
     run in another form, by its letter); ``"-"`` without."""
@@ -80,7 +85,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     for text in parts.values():
         form, calls, *rest = text.split()
         single = rest[rest.index("single") + 1] if "single" in rest[:-1] else None
-        cells.append(("" if form == main else form[0]) + calls + ("s" if "subpixel" in rest else "")
+        cells.append(("" if form == main else FORM_LETTERS.get(form, form[0])) + calls + ("s" if "subpixel" in rest else "")
                      + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else "")
                      + (f"({single[0]}1)" if single else ""))
     return f"{main} " + "/".join(cells)
@@ -178,8 +183,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                          if any("vs_exact_paired" in b for b in report["batches"]) else ""), highlight=False)
     if strategies:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
-                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i: that part plain / through "
-                      "onnxruntime / fused / int8, s: with "
+                      "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i / G: that part plain / through "
+                      "onnxruntime / fused / int8 / compiled by oneDNN Graph, s: with "
                       "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
                       "onnxruntime)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():

@@ -33,6 +33,7 @@ from wbcap.model.fused import (
     rowwise_linears,
     tuned_parts,
 )
+from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
@@ -110,19 +111,31 @@ def build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartCh
         log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
                     "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
         return fused_instead()
+    if choice.form == "graph":
+        why = "it runs the ResNets only, with TorchScript's oneDNN Graph fuser"
+        try:
+            if packed and graph_applies(part.module, dtype):
+                return GraphResNet(part.module, part.item_shape[1:], dtype, choice.chunks)
+        except Exception as e:  # (TorchScript's and oneDNN Graph's own exception types)
+            why = first_line(e)
+        log.warning("%s: the oneDNN Graph form chosen for this machine could not be built (%s); running it fused "
+                    "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
+        return fused_instead()
     return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
                       choice.alternates, choice.winograd or None, choice.gemm or None, few_calls)
 
 
 def _form_of(module: nn.Module, choice: PartChoice) -> str:
     """The form ``module`` (built by :func:`_build_choice` for ``choice``) runs in: the chosen one,
-    or ``fused`` where an int8 or onnxruntime choice fell back."""
+    or ``fused`` where an int8, onnxruntime or oneDNN Graph choice fell back."""
     if isinstance(module, SingleImageForm):
         return _form_of(module.main, choice)
     if isinstance(module, (Int8ResNet, Int8DeconvStack)):
         return "int8"
     if isinstance(module, OrtResNet):
         return "onnxruntime"
+    if isinstance(module, GraphResNet):
+        return "graph"
     return choice.form if choice.form in ("fused", "plain") else "fused"
 
 

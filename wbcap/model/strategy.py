@@ -15,7 +15,8 @@ cache sizes, the core count and the torch/oneDNN build:
   oneDNN's int8 convolutions with calibrated activation ranges
   (:class:`~wbcap.model.int8.Int8ResNet`, :class:`~wbcap.model.int8.Int8DeconvStack`, checked
   when built on the calibration crops; random noise is no picture, so the check below does not
-  apply to it);
+  apply to it); ``graph`` (the ResNets, float32 or bfloat16): the ResNet frozen by TorchScript and
+  compiled by oneDNN Graph, one partition per stage (:class:`~wbcap.model.graph_resnet.GraphResNet`);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -53,7 +54,8 @@ overrides the choice for reproducible timings: ``fused`` / ``plain`` (every part
 :data:`~wbcap.model.fused.DEFAULT_CHUNK` images per call, no sub-pixel deconvolutions),
 ``onnxruntime`` (the float32 ResNets in that form, the other parts in the default form),
 ``int8`` (the fast mode's ResNets and box network in that form, the other parts in the default form),
-``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` (N images per call), ``measure`` (measure again and update the cache),
+``graph`` (the ResNets in that form, the box network in the default form),
+``fused:N`` / ``plain:N`` / ``onnxruntime:N`` / ``int8:N`` / ``graph:N`` (N images per call), ``measure`` (measure again and update the cache),
 ``auto`` (default: the cached choice, measured when missing).
 """
 
@@ -88,6 +90,7 @@ from wbcap.model.fused import (
     subpixel_applies,
     tile_for,
 )
+from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
@@ -99,8 +102,12 @@ ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
 #: The most images per convolution call a forced ``<form>:N`` takes (oneDNN cannot lay out the
 #: weights of a convolution packed for ~1e11 images: such an N failed at the first call).
 MAX_FORCED_CHUNK = 4096
-FORMS = ("fused", "plain", "onnxruntime", "int8")
+FORMS = ("fused", "plain", "onnxruntime", "int8", "graph")
 CACHE_FILE = "cpu_strategy.json"
+#: Forms built by their own classes rather than :meth:`TunedPart.build
+#: <wbcap.model.fused.TunedPart.build>` (no oneDNN float packings or Winograd layers of their own
+#: to keep), and optional: one that fails to build or run while measured is dropped.
+OWN_BUILD_FORMS = ("onnxruntime", "int8", "graph")
 #: Forms a part's calls of one image may run in beside its own (:attr:`PartChoice.single`), and the
 #: forms that may have them: onnxruntime has no choices of its own to keep (Winograd tiles,
 #: packings), so a fused or plain ResNet's one-image calls can go through it as measured.
@@ -111,15 +118,17 @@ SINGLE_BESIDE = ("fused", "plain")
 #: and copies the weights into its own layout. On the Zen 3 EPYC (2 threads) the exact network's
 #: two sessions (the body ResNet-50, and the hand ResNet-50's one-image calls) made its load
 #: 1.17 s against 1.01 s with the fused forms instead (medians of 6 paired runs) and held 280 MB
-#: more, and saved ~45 ms per one-person photo.
-COSTLY_BUILD_FORMS = ("onnxruntime",)
+#: more, and saved ~45 ms per one-person photo. A oneDNN Graph form is traced and frozen, and
+#: compiled on its first calls of each size (the body ResNet-50's first call of one image: 0.2 s
+#: against 20 ms at full speed on the Zen 5 EPYC).
+COSTLY_BUILD_FORMS = ("onnxruntime", "graph")
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
 #: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image; 8: the
-#: int8 form of the fast mode's box network).
-CACHE_FORMAT = 8
+#: int8 form of the fast mode's box network; 9: the oneDNN Graph form of the ResNets).
+CACHE_FORMAT = 9
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -241,7 +250,7 @@ class StrategyRequest:
             if chunk.isdigit() and 1 <= int(chunk) <= MAX_FORCED_CHUNK:
                 return cls("forced", form, int(chunk))
         raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, int8, "
-                         f"or one of those as <form>:N (N images per convolution call, 1 to {MAX_FORCED_CHUNK})")
+                         f"graph, or one of those as <form>:N (N images per convolution call, 1 to {MAX_FORCED_CHUNK})")
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> StrategyRequest:
@@ -863,7 +872,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     Candidates: ``fused`` at every size of ``chunks`` (default :func:`chunk_candidates`),
     ``plain`` at the smallest and largest (only ``plain`` without oneDNN), ``onnxruntime`` at every
     size where it applies (:func:`~wbcap.model.ort_resnet.ort_applies`; Winograd tiles do not
-    apply to it), ``int8`` at every size for the fast mode's ResNets and box network (``fast``: whether the
+    apply to it), ``graph`` at every size where it applies
+    (:func:`~wbcap.model.graph_resnet.graph_applies`; nor to it), ``int8`` at every size for the fast mode's ResNets and box network (``fast``: whether the
     part is one of the fast precision's; None: when ``dtype`` is bfloat16; see
     :func:`~wbcap.model.int8.int8_applies`; built and checked by
     :func:`~wbcap.model.int8.build_int8`); sub-pixel
@@ -883,6 +893,8 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     forms = ("fused", "plain") if onednn else ("plain",)
     if ort_applies(part.module, dtype):
         forms += ("onnxruntime",)
+    if onednn and graph_applies(part.module, dtype):
+        forms += ("graph",)
     if int8_applies(part.module, dtype, fast):
         forms += ("int8",)
         if baseline is not None and baseline.form in forms and baseline.form != "int8":
@@ -909,7 +921,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             winograd = _choose_winograd(part, onednn, trials, base, full_ref, sizes, tol)
         every = ChunkPlan(tuple((c, 1.0) for c in sizes))  # packed for the largest, apart where needed
         modules = {f: part.build(dtype, f == "fused", every, subpixel or None, None, winograd or None, gemm or None)
-                   for f in forms if f not in ("onnxruntime", "int8")}
+                   for f in forms if f not in OWN_BUILD_FORMS}
         if "int8" in forms:
             try:  # (an optional form: whatever goes wrong in calibrating it or in oneDNN's int8
                 # primitives only drops it; a failing call is caught below)
@@ -932,6 +944,13 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             except Exception as e:  # (onnxruntime raises its own exception types)
                 log.warning("%s: the onnxruntime form could not be built (%s); not used", part.name, first_line(e))
                 forms = tuple(f for f in forms if f != "onnxruntime")
+        if "graph" in forms:
+            try:  # (an optional form: whatever goes wrong in TorchScript or oneDNN Graph only drops it;
+                # a failing call, where it compiles, is caught below)
+                modules["graph"] = GraphResNet(part.module, part.item_shape[1:], dtype, every)
+            except Exception as e:
+                log.warning("%s: the oneDNN Graph form could not be built (%s); not used", part.name, first_line(e))
+                forms = tuple(f for f in forms if f != "graph")
         wanted = [(f, c) for f in forms for c in (sizes if f != "plain" or not onednn else sorted({sizes[0], sizes[-1]}))]
         calls: dict[Hashable, Callable[[], Any]] = {}
         first: dict[str, torch.Tensor] = {}
@@ -942,7 +961,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
             try:
                 out = modules[f](x)
             except Exception as e:  # (onnxruntime raises its own exception types)
-                if f not in ("onnxruntime", "int8"):
+                if f not in OWN_BUILD_FORMS:
                     raise
                 log.warning("%s: the %s form failed on %d images (%s); not used", part.name, f, c, first_line(e))
                 del modules[f]
@@ -993,7 +1012,7 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     main = modules[form]
     main.chunks = plan  # the measured plan (its sizes were all packed for)
     module = main if single is None else SingleImageForm(main, modules[single], plan)
-    if form in ("onnxruntime", "int8"):  # (no oneDNN float packings, no Winograd layers in them)
+    if form in OWN_BUILD_FORMS:  # (no oneDNN float packings, no Winograd layers in them)
         alternates, winograd = None, tuple(() for _ in winograd)
     else:
         # Which sizes are packed apart was found against a main packing for the largest candidate; a
@@ -1067,6 +1086,8 @@ ONLY_FOR = MappingProxyType({
     "onnxruntime": "float32 ResNets only (exact precision, or fast on a CPU without bfloat16; with onnx and "
                    "onnxruntime installed)",
     "int8": "the fast precision's ResNets and box network only (with oneDNN's int8 convolutions)",
+    "graph": "ResNets only (float32, or bfloat16 on a CPU with bfloat16 instructions; with TorchScript's oneDNN Graph "
+             "fuser in torch)",
 })
 
 
@@ -1074,11 +1095,14 @@ def form_applies(form: str, module: nn.Module, dtype: torch.dtype, fast: bool | 
     """Whether a tuned part's ``module`` computed in ``dtype`` can take ``form``: the
     onnxruntime form float32 ResNets (:func:`~wbcap.model.ort_resnet.ort_applies`), the int8
     form the fast precision's ones (:func:`~wbcap.model.int8.int8_applies`; ``fast`` as
-    there), the others every part."""
+    there), the oneDNN Graph form the ResNets (:func:`~wbcap.model.graph_resnet.graph_applies`),
+    the others every part."""
     if form == "onnxruntime":
         return ort_applies(module, dtype)
     if form == "int8":
         return int8_applies(module, dtype, fast)
+    if form == "graph":
+        return graph_applies(module, dtype)
     return True
 
 

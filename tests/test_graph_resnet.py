@@ -1,0 +1,113 @@
+"""The oneDNN Graph form of the ResNets (wbcap.model.graph_resnet): the same features as the
+module-by-module ResNet, whatever the chunk plan, really compiled by oneDNN Graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wbcap.model.fused import ChunkPlan, bf16_supported, rel_error
+from wbcap.model.graph_resnet import WARM_CALLS, GraphResNet, graph_applies, graph_usable
+from wbcap.model.resnet import ResNetBackbone
+from wbcap.model.strategy import BF16_TOLERANCE, EXACT_TOLERANCE, INVARIANCE_TOLERANCE
+
+pytestmark = pytest.mark.skipif(not graph_usable(), reason="this torch has no TorchScript oneDNN Graph fuser")
+
+
+def _resnet(depth: int, seed: int) -> ResNetBackbone:
+    """A ResNet with BatchNorm statistics away from the identity (so that folding them matters)."""
+    torch.manual_seed(seed)
+    net = ResNetBackbone(depth).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+            elif isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
+    return net
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_equals_the_module_by_module_resnet_in_any_chunk_plan(depth):
+    net = _resnet(depth, seed=depth)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.rand(5, 3, 96, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = net(x)
+        plan = ChunkPlan(((1, 1.0), (2, 0.6)))  # 5 images: 2 + 2 + 1
+        g = GraphResNet(net, (96, 64), torch.float32, plan)
+        y = g(x)
+        assert y.shape == ref.shape and y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
+        assert rel_error(y, ref) <= EXACT_TOLERANCE
+        # another plan on the same graph, and one image at a time: the same features per image
+        g.chunks = ChunkPlan.fixed(4)
+        assert rel_error(g(x), y) <= INVARIANCE_TOLERANCE
+        alone = torch.cat([g(x[i:i + 1]) for i in range(5)])
+        assert rel_error(alone, y) <= INVARIANCE_TOLERANCE
+        # the dtype of the input comes back; no image, no call
+        assert g(x.double()).dtype == torch.float64
+        assert g(x[:0]).shape == (0, net.feat_dim, 3, 2)
+    # oneDNN Graph compiled it: the executed graph holds its fusion groups, one per stage
+    graph = str(torch.jit.last_executed_optimized_graph())
+    assert graph.count("prim::oneDNNFusionGroup_") >= 4, graph[:2000]
+    # the trained backbone is read, not changed
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="no bfloat16 instructions on this CPU")
+def test_bfloat16_within_the_bfloat16_bound():
+    net = _resnet(18, seed=3)
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        g = GraphResNet(net, (64, 64), torch.bfloat16, 2)
+        y = g(x)
+        assert y.dtype == torch.float32 and g.dtype == torch.bfloat16
+        err = rel_error(y, net(x))
+    assert 0 < err <= BF16_TOLERANCE  # (bfloat16 rounding: not float32's result)
+    assert graph_applies(net, torch.bfloat16)
+
+
+def test_a_new_call_size_is_compiled_on_its_first_call_only():
+    """Its first call runs the graph WARM_CALLS times (the profiling executor's record, then
+    oneDNN Graph's compilation), later calls once."""
+    net = _resnet(18, seed=4)
+    g = GraphResNet(net, (64, 64), torch.float32, ChunkPlan(((1, 1.0), (2, 0.6))))
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, graph):
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, x):
+            calls.append(int(x.shape[0]))
+            return self.graph(x)
+
+    g._graph = Counting(g._graph)
+    x = torch.rand(3, 3, 64, 64)
+    with torch.inference_mode():
+        g(x)  # 2 + 1
+        assert sorted(calls) == sorted([2] * WARM_CALLS + [1] * WARM_CALLS)
+        calls.clear()
+        g(x)
+        assert sorted(calls) == [1, 2]
+
+
+def test_what_it_refuses():
+    net = _resnet(18, seed=5)
+    g = GraphResNet(net, (64, 64), torch.float32, 2)
+    with pytest.raises(ValueError, match="in the dtype it was built for"):
+        g.to(torch.float64)
+    with pytest.raises(ValueError, match="on the CPU"):
+        g.to("meta")
+    with pytest.raises(ValueError, match="on the CPU"):
+        g(torch.rand(1, 3, 64, 64, device="meta"))
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        GraphResNet(net, (64, 64), torch.float16, 2)
+    with pytest.raises(ValueError, match="eval mode"):
+        GraphResNet(_resnet(18, seed=5).train(), (64, 64), torch.float32, 2)
+    assert not graph_applies(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)), torch.float32)
+    assert not graph_applies(net, torch.float16)
