@@ -41,7 +41,8 @@ descheduled second thread). So a busy machine (:func:`machine_busy`, checked bef
 torch's threads ran less than :data:`CLEAN_SHARE` of three 30 ms probes) is not measured: its
 parts run in the default form and nothing is cached, so that a later run measures. Candidates
 are timed in interleaved rounds, keeping the least time of the clean calls. Another form
-replaces the default only when faster by more than :data:`MARGIN`.
+replaces the default only when faster by more than :data:`FORM_MARGIN` (a layer's choice,
+:data:`MARGIN`).
 
 Every candidate computes the same sums in float32 (or bfloat16 in the fast mode's parts) up to
 rounding: in float32 each is checked, when measured, against the module-by-module part
@@ -144,9 +145,18 @@ EXTRA_ROUNDS = 2
 #: steps keep some candidates below 1 on an idle machine), and, for :func:`machine_busy`'s probe
 #: of matrix products on every thread, of the wall time itself.
 CLEAN_SHARE = 0.8
-#: Another form (or the sub-pixel deconvolution) replaces the default only when it is faster by
-#: more than this share: differences within the timing noise keep the default.
+#: A sub-pixel deconvolution, a Winograd tile or a form for one-image calls beside the part's
+#: own replaces the default only when it is faster by more than this share (a layer's calls are
+#: short and noisier, and a one-image form keeps a second copy of the weights), as does a form
+#: that costs less to build and run over a few calls: differences within the noise keep it.
 MARGIN = 0.1
+#: Another form of a whole part replaces the default when its score (:func:`select_form`) is
+#: lower by more than this share. Whole-part calls are timed interleaved, the least of the
+#: clean rounds kept, and a change of form timed again before it is made; in such paired
+#: timings on the Zen 5 EPYC the least and the median times agreed within 1.5 %, while the
+#: oneDNN Graph form was 2-13 % faster than the fused one (the same results, bit for bit),
+#: which a 10 % margin left unused for all three ResNets.
+FORM_MARGIN = 0.03
 #: Seconds a busy machine is waited for before the parts go unmeasured: a moment of load passes
 #: (on the first ``wbcap image`` on a machine its own render child imports pyrender and probes the
 #: GL platforms while the model loads, and the strategy went unmeasured), a long job does not.
@@ -664,7 +674,7 @@ def select_form(per_image_s: Mapping[tuple[str, int], float], per_crop: int = 1)
     takes both hands), so a size the plan never uses (e.g. one image per call for the hands)
     does not count, and small and large batches weigh alike. The first form of :data:`FORMS`
     that was measured is the default; another replaces it only when its score is lower by more
-    than :data:`MARGIN`.
+    than :data:`FORM_MARGIN`.
     """
     forms = [f for f in FORMS if any(k[0] == f for k in per_image_s)]
     if not forms:
@@ -673,7 +683,7 @@ def select_form(per_image_s: Mapping[tuple[str, int], float], per_crop: int = 1)
     score = {f: sum(predicted_per_image(plans[f], b * per_crop) for b in SCORE_BATCHES) for f in forms}
     best = forms[0]
     for f in forms[1:]:
-        if score[f] < (1 - MARGIN) * score[best]:
+        if score[f] < (1 - FORM_MARGIN) * score[best]:
             best = f
     return best, plans[best]
 
