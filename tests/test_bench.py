@@ -396,9 +396,10 @@ def test_video_bf16(shared_dir):
 
 def test_bad_options():
     assert parse_batch_sizes("4, 1,2,2") == (1, 2, 4)
-    for bad in ("", "0", "a,b", "1,-2"):
+    for bad in ("", "0", "a,b", "1,-2", "1025", "99999999999999999999"):  # (the large: OverflowError, MemoryError)
         with pytest.raises(ValueError):
             parse_batch_sizes(bad)
+    assert parse_batch_sizes("1024") == (1024,)
     with pytest.raises(InputError, match="exclude"):
         run_bench(BenchOptions(config="small", checkpoint="x.pth", device="cpu"))
     result = CliRunner().invoke(bench, ["--config", "small", "--batch-sizes", "0"])
@@ -412,6 +413,24 @@ def test_bad_options():
             parse_precisions(bad)
     result = CliRunner().invoke(bench, ["--config", "small", "--precision", "int8"])
     assert result.exit_code == 2 and "exact, fast, bf16, fp16" in result.output
+
+
+def test_json_out_is_never_an_input(tmp_path):
+    """--json-out naming the checkpoint, the video or the detector model (by any path) is refused
+    in one line before anything is timed, and the file is left as it was."""
+    ckpt = tmp_path / "ck.pth.tar"
+    ckpt.write_bytes(b"weights")
+    link = tmp_path / "other-name.pth.tar"
+    link.symlink_to(ckpt)
+    from wbcap.cli import cli
+
+    for flag in ("--checkpoint", "--video", "--detector-model"):
+        result = CliRunner().invoke(cli, ["bench", flag, str(ckpt), "--json-out", str(link), "--device", "cpu"])
+        assert result.exit_code == 2, (flag, result.output)
+        assert f"is also the input {flag}" in result.output and "Traceback" not in result.output, flag
+        assert ckpt.read_bytes() == b"weights"
+    result = CliRunner().invoke(cli, ["bench", "--config", "small", "--json-out", ""])
+    assert result.exit_code == 2 and "is a folder" in result.output
 
 
 def test_registered_in_cli_group():

@@ -547,6 +547,18 @@ def test_a_calibration_cache_that_cannot_be_read_or_written_is_one_warning_each(
     assert build_int8_resnet(other, SIZE, cache=writable.fresh())[0] is not None and calibrated == []
 
 
+def test_a_newer_wbcaps_calibration_cache_is_left_as_it_is(tmp_path):
+    path = tmp_path / "int8_calibration.json"
+    path.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT + 1, "entries": {"k": {}}}))
+    before = path.read_bytes()
+    problem = int8._write_calibration(path, "key", {"ranges": {}, "error": 0.0, "check": 0.0})
+    assert problem == f"a newer wbcap's (format {int8.CALIBRATION_FORMAT + 1}), left as it is"
+    assert path.read_bytes() == before
+    path.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": {}}))  # this wbcap's: written
+    assert int8._write_calibration(path, "key", {"ranges": {}, "error": 0.0, "check": 0.0}) is None
+    assert list(json.loads(path.read_text())["entries"]) == ["key"]
+
+
 def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeypatch):
     """One conversion's CalibrationCache fingerprints a module once (the box network's key holds
     the body ResNet's fingerprint, which the ResNet's own key computed), another module apart."""

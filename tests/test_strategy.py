@@ -730,6 +730,52 @@ def test_a_cache_of_an_older_format_is_measured_again_quietly(micro_parts, tmp_p
     assert json.loads(path.read_text())["format"] == strategy.CACHE_FORMAT
 
 
+def test_a_newer_wbcaps_cache_is_left_as_it_is(micro_parts, tmp_path, caplog, measure):
+    """A cache written by a newer wbcap (a later format) is not used here, and not overwritten:
+    its measurements are that wbcap's to keep; doctor says why it is not used."""
+    path = tmp_path / "cpu_strategy.json"
+    path.write_text(json.dumps({"format": strategy.CACHE_FORMAT + 1, "machines": {"other": {"parts": {}}}}))
+    before = path.read_bytes()
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured" and path.read_bytes() == before
+    assert "newer wbcap: format" in caplog.text and "left as it is" in caplog.text
+    assert strategy.cache_problem(path) == f"made by a newer wbcap: format {strategy.CACHE_FORMAT + 1}"
+
+
+@pytest.mark.parametrize("make", ["fifo", "huge", "refusing folder"])
+def test_a_cache_path_that_cannot_serve_is_passed_by(micro_parts, tmp_path, caplog, measure, monkeypatch, make):
+    """A FIFO where the cache should be is not read (the read would wait forever), nor a file
+    larger than any cache; a folder that refuses new files (EPERM, EACCES: an InputError from the
+    atomic write) costs the measurement next time, with a warning: the run goes on."""
+    import os
+
+    import wbcap.user_cache as user_cache
+
+    path = tmp_path / "cpu_strategy.json"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "huge":
+        monkeypatch.setattr(user_cache, "MAX_BYTES", 10)
+        path.write_text(json.dumps({"format": strategy.CACHE_FORMAT, "machines": {}}))
+    else:
+        import wbcap.atomic as atomic
+
+        def refuse(*args, **kwargs):
+            raise InputError(f"{path.parent}: cannot write cpu_strategy.json in this folder (Operation not permitted)")
+
+        monkeypatch.setattr(atomic, "atomic_write_text", refuse)
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured"
+    if make == "refusing folder":
+        assert "could not write the CPU strategy cache" in caplog.text and "Operation not permitted" in caplog.text
+    else:
+        assert "ignoring the CPU strategy cache" in caplog.text
+        problem = strategy.cache_problem(path)
+        assert problem == "not a regular file" if make == "fifo" else problem.endswith("more than a cache of wbcap's holds")
+
+
 def test_selection_scores_the_batches_a_part_sees():
     """The hand network takes two images per crop: a form slow only at one image per call is not
     penalised for it (measured on the 2-core Xeon, fp32 hand ResNet-50, ms per image: fused

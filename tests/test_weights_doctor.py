@@ -251,6 +251,11 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     monkeypatch.delenv(strategy.ENV_STRATEGY)
     path = strategy.cache_path()
     assert not path.exists() and form_line().startswith("[ok  ] CPU inference form: not measured on this machine yet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")  # an unusable cache is named, not taken for a missing one
+    assert form_line().startswith(f"[ok  ] CPU inference form: not measured on this machine yet (its cache {path} "
+                                  "cannot be used: Expecting property name")
+    path.unlink()
     plans = (((1, 2),),) * 3 + ((),) * 10
     body = strategy.PartChoice("fused", ChunkPlan(((1, 0.04), (4, 0.03))), (), 1, winograd=plans, single="onnxruntime")
     box = strategy.PartChoice("plain", ChunkPlan.fixed(2), (True, False, True), 1, gemm=(True, False, False))

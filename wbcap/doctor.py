@@ -155,8 +155,10 @@ def _cpu_strategy_check() -> Check:
     path = strategy.cache_path()
     choices = strategy.cached_choices(path)
     if not choices:
-        return Check(name, True, f"not measured on this machine yet: the first run of the network measures it once "
-                                 f"(2-20 s) and keeps it in {path}")
+        problem = strategy.cache_problem(path)
+        unusable = f" (its cache {path} cannot be used: {problem})" if problem else ""
+        return Check(name, True, f"not measured on this machine yet{unusable}: the first run of the network measures "
+                                 f"it once (2-20 s) and keeps it in {path}")
     by_dtype: dict[str, list[str]] = {}
     for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")

@@ -11,18 +11,30 @@ line; each caller words its own message (what it will do instead).
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
-from wbcap.errors import first_line
+from wbcap.errors import InputError, first_line
 
 __all__ = ["read_json", "write_json"]
 
 
+#: A cache file larger than this is not read (wbcap's are a few kB to a few hundred kB; reading
+#: an 800 MB one whole held 1.9 GB).
+MAX_BYTES = 64 * 1024 * 1024
+
+
 def read_json(path: Path) -> tuple[Any, str | None]:
     """``(document, problem)``: the parsed file and None; ``(None, None)`` when it does not exist;
-    ``(None, reason)`` (one line) when it cannot be read or parsed."""
+    ``(None, reason)`` (one line) when it cannot be read or parsed, is no regular file (a FIFO
+    there would block the read forever) or is larger than :data:`MAX_BYTES`."""
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file"
+        if st.st_size > MAX_BYTES:
+            return None, f"{st.st_size} bytes, more than a cache of wbcap's holds"
         return json.loads(path.read_text(encoding="utf-8")), None
     except FileNotFoundError:
         return None, None
@@ -38,6 +50,6 @@ def write_json(path: Path, document: Any, indent: int | None = None) -> str | No
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=indent) + "\n")
-    except OSError as e:
+    except (OSError, InputError) as e:  # (InputError: a folder that refuses new files, a link that loops...)
         return first_line(e) or type(e).__name__
     return None

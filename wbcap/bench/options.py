@@ -53,14 +53,22 @@ class BenchOptions:
     detect_only: bool = False
 
 
+#: The largest regressor batch ``--batch-sizes`` takes: its crops alone are 2.4 GB of float32
+#: (512 x 384 RGB each), and a network call holds several times that (8x the largest batch
+#: measured on the H200, 128). A larger number was an OverflowError or a MemoryError traceback.
+MAX_BATCH_SIZE = 1024
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """``"1,2,4,8"`` -> (1, 2, 4, 8); ValueError on anything else."""
+    """``"1,2,4,8"`` -> (1, 2, 4, 8); ValueError on anything else, and on a size above
+    :data:`MAX_BATCH_SIZE`."""
     try:
         sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
         raise ValueError(f"batch sizes {text!r}: use comma-separated whole numbers, e.g. 1,2,4,8") from None
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"batch sizes {text!r}: use comma-separated whole numbers >= 1, e.g. 1,2,4,8")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH_SIZE:
+        raise ValueError(f"batch sizes {text!r}: use comma-separated whole numbers from 1 to {MAX_BATCH_SIZE}, "
+                         "e.g. 1,2,4,8")
     return tuple(sorted(set(sizes)))
 
 

@@ -110,10 +110,12 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
-    if json_out:
+    if json_out is not None:
         from wbcap.atomic import check_writable_file
 
-        check_writable_file(json_out)  # (one line now, not after minutes of timing)
+        # (one line now, not after minutes of timing; never one of the files the bench reads)
+        check_writable_file(json_out, inputs={"--checkpoint": checkpoint, "--video": video,
+                                              "--detector-model": detector_model})
     quiet = is_quiet(ctx)
     err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(
@@ -133,15 +135,17 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
         report = run_bench(opts, progress=progress)
     text = json.dumps(report, indent=2)
-    if json_out:
+    # The report first: a --json-out that cannot be written after all (a disk filled meanwhile)
+    # does not cost the minutes of timing it holds.
+    if as_json:
+        click.echo(text)
+    else:
+        print_report(report)
+    if json_out is not None:
         from pathlib import Path
 
         from wbcap.atomic import atomic_write_text
 
         Path(json_out).expanduser().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(json_out).expanduser(), text + "\n")
-    if as_json:
-        click.echo(text)
-    else:
-        print_report(report)
 

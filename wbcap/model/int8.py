@@ -574,6 +574,10 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
 def _write_calibration(path: Path, key: str, entry: dict) -> str | None:
     """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
     :data:`CALIBRATION_KEEP`; written atomically). Returns None, or why it could not be written."""
+    data, _ = read_json(path)
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > CALIBRATION_FORMAT:
+        return f"a newer wbcap's (format {fmt}), left as it is"  # (its entries are that wbcap's to keep)
     entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
     entries.pop(key, None)
     entries[key] = entry

@@ -573,24 +573,45 @@ def cache_path() -> Path:
     return user_cache_dir() / CACHE_FILE
 
 
+def _cache_document(path: Path) -> tuple[dict[str, Any], str | None, int | None]:
+    """``path`` as the CPU strategy cache: (its machines table, why it cannot be used (one line;
+    None when it can, or does not exist), its format where that is an int other than
+    :data:`CACHE_FORMAT`)."""
+    data, problem = read_json(path)
+    if problem:
+        return {}, problem, None
+    if data is None:
+        return {}, None, None
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt != CACHE_FORMAT:
+        return {}, f"made by {'a newer' if fmt > CACHE_FORMAT else 'an older'} wbcap: format {fmt}", fmt
+    if not isinstance(data, dict) or fmt != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
+        return {}, f"not a format-{CACHE_FORMAT} strategy cache", None
+    return data["machines"], None, None
+
+
+def cache_problem(path: Path | None = None) -> str | None:
+    """Why the CPU strategy cache ``path`` (default :func:`cache_path`) cannot be used, as one
+    line (what ``wbcap doctor`` says); None when it can, or does not exist. Reads the file only."""
+    return _cache_document(path or cache_path())[1]
+
+
 def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
     """The cache file's machines table (machine id -> {"parts": {part id -> choice dict}});
     empty when the file is missing, and when it cannot be read or parsed (with a warning, unless
-    ``warn`` is False: it is then measured again and rewritten)."""
+    ``warn`` is False: it is then measured again and rewritten; a newer wbcap's file is left as
+    it is: :func:`write_cache`)."""
     say = log.warning if warn else log.debug
-    data, problem = read_json(path)
-    if problem:
-        say("ignoring the CPU strategy cache %s (%s); measuring again", path, problem)
-    if data is None:
-        return {}
-    if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < CACHE_FORMAT:
+    machines, problem, fmt = _cache_document(path)
+    if fmt is not None and fmt < CACHE_FORMAT:
         (log.info if warn else log.debug)("the CPU strategy cache %s was made by an older wbcap (format %d); "
-                                          "measuring again", path, data["format"])
-        return {}
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
-        say("ignoring the CPU strategy cache %s (not a format-%d strategy cache); measuring again", path, CACHE_FORMAT)
-        return {}
-    return data["machines"]
+                                          "measuring again", path, fmt)
+    elif fmt is not None:
+        say("ignoring the CPU strategy cache %s (made by a newer wbcap: format %d); measuring again, and leaving "
+            "the file as it is", path, fmt)
+    elif problem:
+        say("ignoring the CPU strategy cache %s (%s); measuring again", path, problem)
+    return machines
 
 
 def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice]) -> None:
@@ -598,7 +619,11 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     written atomically); a failure to write is a warning (the choice is measured again next time)."""
     from wbcap import __version__
 
-    machines = read_cache(path, warn=False)  # (a broken file was reported when it was read first)
+    machines, _, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
+    if fmt is not None and fmt > CACHE_FORMAT:  # (its choices are the newer wbcap's to keep)
+        log.warning("the CPU strategy cache %s is a newer wbcap's (format %d): left as it is, so this machine's "
+                    "choice is measured again next time", path, fmt)
+        return
     mid = _machine_id(machine)
     slot = machines.get(mid)
     if not isinstance(slot, dict) or not isinstance(slot.get("parts"), dict):
