@@ -148,9 +148,11 @@ def _cpu_strategy_check() -> Check:
                                  "(2-20 s)")
     if request.mode == "forced":
         which = {"onnxruntime": "the float32 ResNets through onnxruntime, every other part fused",
-                 "int8": "the fast mode's ResNets and box network in int8, every other part fused"}.get(request.form,
-                                                                                      f"every part {request.form}")
-        return Check(name, True, f"forced by {strategy.ENV_STRATEGY}={raw} ({which}, at most {request.chunk} images "
+                 "int8": "the fast mode's ResNets and box network in int8, every other part fused",
+                 "graph": "the ResNets compiled by oneDNN Graph, the box network fused"}.get(request.form,
+                                                                                     f"every part {request.form}")
+        images = "image" if request.chunk == 1 else "images"
+        return Check(name, True, f"forced by {strategy.ENV_STRATEGY}={raw} ({which}, at most {request.chunk} {images} "
                                  "per convolution call)")
     path = strategy.cache_path()
     choices = strategy.cached_choices(path)

@@ -1188,8 +1188,11 @@ def choose_cpu_strategy(
 
         choices = {name: default_choice(p, forced(name, p), req.chunk or DEFAULT_CHUNK) for name, p in parts.items()}
         if form in ONLY_FOR and not any(c.form == form for c in choices.values()):
-            log.warning("%s=%s: the %s form runs %s; every part runs %s", ENV_STRATEGY, form, form, ONLY_FOR[form],
-                        default_form)
+            given = (request if request is not None else os.environ.get(ENV_STRATEGY, "")).strip()
+            precision = "these parts' precision" if not dtypes else ", ".join(
+                sorted({str(d).removeprefix("torch.") for d in dtypes.values()}))
+            log.warning("%s=%s: the %s form runs %s; every part of this network (%s) runs %s", ENV_STRATEGY, given,
+                        form, ONLY_FOR[form], precision, default_form)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     machines = read_cache(path) if req.mode == "auto" else {}
