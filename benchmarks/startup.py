@@ -78,9 +78,12 @@ def child(args: argparse.Namespace) -> None:
                                                device="cpu", precision=args.precision))
     t2 = time.perf_counter()
     rss_now = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    strategy = getattr(getattr(pipe.regressor, "net", None), "cpu_strategy", None)
     print(json.dumps({"rss_after_start_mb": rss_now,
         "import_s": t1 - t0, "load_s": t2 - t1, "start_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "precision": pipe.precision.value, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        # (a load on a machine seen for the first time measures the CPU strategy: selection_s of it)
+        "strategy_source": getattr(strategy, "source", None), "strategy_selection_s": getattr(strategy, "selection_s", 0.0),
     }))
 
 
@@ -244,6 +247,11 @@ def main() -> None:
           f"{med['load_s']:.2f} s; peak RSS at start {med['start_rss_mb']:.0f} MB, RSS after start "
           f"{med['rss_after_start_mb']:.0f} MB (medians of {args.repeats}, "
           f"torch {report['torch']}, {report['threads']} threads)")
+    measured = [r for r in rows if "measured" in (r.get("strategy_source") or "")]
+    if measured:
+        print(f"  ({len(measured)} of those loads measured the CPU inference strategy for this machine, "
+              f"{max(r['strategy_selection_s'] for r in measured):.1f} s at most, once per machine and wbcap; "
+              "the others read it from the user cache)")
     if image is not None:
         parts = ", ".join(f"{p} {s:.2f}" for p, s in image["image_parts_s"].items())
         print(f"wbcap image, one person, rendering included: {image['image_s']:.2f} s wall = "

@@ -933,7 +933,7 @@ def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
 
 def test_forced_graph(monkeypatch, micro_net):
     """The ResNets compiled by oneDNN Graph, in float32 (exact) and bfloat16 (fast, where the CPU
-    has it), the box network fused (not a candidate: oneDNN Graph's deconvolutions were 4x slower)."""
+    has it), the box network fused (not a candidate: oneDNN Graph's deconvolutions were 2.8x slower)."""
     monkeypatch.setenv(strategy.ENV_STRATEGY, "graph:2")
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
     backbones = (net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone)

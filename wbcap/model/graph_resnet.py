@@ -8,14 +8,16 @@ max-pooling and each of the four stages: six partitions for a ResNet-50) is comp
 partition, whose convolutions, residual adds and ReLUs oneDNN Graph runs with activations in the
 memory layout of its choice and buffers it plans itself. :class:`~wbcap.model.fused.FusedResNet`
 calls one oneDNN primitive per convolution instead, each handing a channels_last tensor to the
-next. Measured on the 2-core Zen 5 EPYC (family 26 model 2), one process, the two forms' calls
-interleaved, least of 25: the body ResNet-50 at 256x192 took 18.4 against 20.6 ms for one image
-(11 % less), 35.6 against 38.8 for two; the hand ResNet-50 at 256x256 47.0 against 51.2 for two
-images; the face ResNet-18 at 192x192 6.3 against 7.1 for one; the outputs equal bit for bit.
-Which is faster depends on the machine, so it is a candidate of :mod:`wbcap.model.strategy`,
+next. Measured on the 2-core Zen 5 EPYC (family 26 model 2), the full-size parts with the
+bench's random weights, one process, the two forms' calls interleaved, least of 20, ms per image
+at 1 / 2 / 4 images per call: the body ResNet-50 at 256x192 18.6 / 17.8 / 17.4 against fused
+21.3 / 19.4 / 18.5, the hand ResNet-50 at 256x256 23.8 / 23.4 / 23.8 against 26.1 / 25.0 / 24.6,
+the face ResNet-18 at 192x192 6.30 / 6.21 / 5.84 against 7.18 / 6.57 / 5.93; the outputs equal bit
+for bit. Which is faster depends on the machine, so it is a candidate of :mod:`wbcap.model.strategy`,
 measured and checked like the others, for the ResNets in float32 and (where oneDNN has bfloat16
 instructions) bfloat16. The box network's transposed convolutions are not offered: oneDNN
-Graph ran them 4x slower than oneDNN's own deconvolution primitive there.
+Graph ran them 2.8x slower than oneDNN's own deconvolution primitive there (23.6 against 8.4 ms
+for one image).
 
 Why TorchScript, which torch deprecates: it is how torch hands a graph to oneDNN Graph; its
 successor for this, ``torch.compile`` (inductor, freezing), imports ``torch._dynamo`` (~2 s),
@@ -24,8 +26,9 @@ compiled for 46 s and ran 2x slower (see the README). Where a torch without it i
 
 Process-wide: the fuser is a switch of TorchScript's executor, which building this form turns on
 (wbcap runs no other TorchScript). Memory: the frozen graph holds its own folded weights, and
-oneDNN Graph its reordered copy for each input shape compiled (~90 MB more for a float32
-ResNet-50 per shape, measured).
+oneDNN Graph a reordered copy for each input shape it compiled: the exact network with its body
+and hand ResNet-50s in this form held 1465 MB after calls of 1, 2, 8 and 3 crops against 988 MB
+all fused (Zen 5 EPYC).
 """
 
 from __future__ import annotations
