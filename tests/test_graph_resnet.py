@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wbcap.model.fused import ChunkPlan, bf16_supported, rel_error
+from wbcap.model.fused import ChunkPlan, FusedResNet, bf16_supported, rel_error
 from wbcap.model.graph_resnet import WARM_CALLS, GraphResNet, graph_applies, graph_usable
 from wbcap.model.resnet import ResNetBackbone
 from wbcap.model.strategy import BF16_TOLERANCE, EXACT_TOLERANCE, INVARIANCE_TOLERANCE
@@ -58,16 +58,31 @@ def test_equals_the_module_by_module_resnet_in_any_chunk_plan(depth):
 
 
 @pytest.mark.skipif(not bf16_supported(), reason="no bfloat16 instructions on this CPU")
-def test_bfloat16_within_the_bfloat16_bound():
+def test_bfloat16_as_close_as_the_fused_bfloat16_form():
+    """BatchNorm folded in float32, then rounded once (as the fused form does): folded in
+    bfloat16 the ResNet-50 was 1.85x further from float32 than the fused bfloat16 form."""
     net = _resnet(18, seed=3)
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         g = GraphResNet(net, (64, 64), torch.bfloat16, 2)
         y = g(x)
         assert y.dtype == torch.float32 and g.dtype == torch.bfloat16
-        err = rel_error(y, net(x))
-    assert 0 < err <= BF16_TOLERANCE  # (bfloat16 rounding: not float32's result)
+        ref = net(x)
+        err, fused_err = rel_error(y, ref), rel_error(FusedResNet(net, (64, 64), torch.bfloat16, True, 2)(x), ref)
+    assert 1e-3 < err <= min(BF16_TOLERANCE, 1.1 * fused_err), (err, fused_err)  # (bfloat16's rounding, no more)
     assert graph_applies(net, torch.bfloat16)
+
+
+def test_forms_of_the_same_weights_share_one_graph():
+    """TorchScript keeps every traced graph for the life of the process: one per weights (by
+    value), dtype and image size, so building a part again costs no more memory."""
+    net = _resnet(18, seed=6)
+    with torch.inference_mode():
+        a = GraphResNet(net, (64, 64), torch.float32, 2)
+        b = GraphResNet(_resnet(18, seed=6), (64, 64), torch.float32, 4)  # (another module, equal weights)
+        assert a._graph is b._graph
+        assert GraphResNet(net, (96, 64), torch.float32, 2)._graph is not a._graph
+        assert GraphResNet(_resnet(18, seed=7), (64, 64), torch.float32, 2)._graph is not a._graph
 
 
 def test_a_new_call_size_is_compiled_on_its_first_call_only():
@@ -76,24 +91,21 @@ def test_a_new_call_size_is_compiled_on_its_first_call_only():
     net = _resnet(18, seed=4)
     g = GraphResNet(net, (64, 64), torch.float32, ChunkPlan(((1, 1.0), (2, 0.6))))
     calls = []
-
-    class Counting(torch.nn.Module):
-        def __init__(self, graph):
-            super().__init__()
-            self.graph = graph
-
-        def forward(self, x):
-            calls.append(int(x.shape[0]))
-            return self.graph(x)
-
-    g._graph = Counting(g._graph)
-    x = torch.rand(3, 3, 64, 64)
+    run = g._graph.run
+    g._graph.run = lambda x: (calls.append(int(x.shape[0])), run(x))[1]
+    x = torch.rand(7, 3, 64, 64)
     with torch.inference_mode():
-        g(x)  # 2 + 1
+        g(x[:3])  # 2 + 1
         assert sorted(calls) == sorted([2] * WARM_CALLS + [1] * WARM_CALLS)
         calls.clear()
-        g(x)
+        g(x[:3])
         assert sorted(calls) == [1, 2]
+        # a call size neither of the plan's nor a power of two is split into powers of two
+        # (TorchScript keeps a dozen shape specialisations; later ones ran unfused)
+        g.chunks = ChunkPlan.fixed(8)  # (7 images: one call of 7, neither 8 nor a power of two)
+        calls.clear()
+        y = g(x)
+        assert calls == [4] * WARM_CALLS + [2, 1] and rel_error(y, net(x)) <= EXACT_TOLERANCE
 
 
 def test_what_it_refuses():

@@ -1,14 +1,14 @@
 """A ResNet compiled by oneDNN Graph: one more inference form the CPU strategy can choose.
 
 torch's TorchScript executor hands chains of operators to oneDNN Graph (LLGA) once that fuser
-is on (``torch.jit.enable_onednn_fusion``): the ResNet is traced, then frozen
-(``torch.jit.freeze`` folds each BatchNorm into its convolution and makes the weights
-constants), and on the first calls of each input shape every stage of it (the stem, the
-max-pooling and each of the four stages: six partitions for a ResNet-50) is compiled as one
-partition, whose convolutions, residual adds and ReLUs oneDNN Graph runs with activations in the
-memory layout of its choice and buffers it plans itself. :class:`~wbcap.model.fused.FusedResNet`
-calls one oneDNN primitive per convolution instead, each handing a channels_last tensor to the
-next. Measured on the 2-core Zen 5 EPYC (family 26 model 2), the full-size parts with the
+is on (``torch.jit.enable_onednn_fusion``): the ResNet's forward, with each BatchNorm folded into
+its convolution as the fused form folds it (in float32, then rounded to the compute dtype), is
+traced with the folded weights as constants, and on the first calls of each input shape every
+stage of it (the stem, the max-pooling and each of the four stages: six partitions for a
+ResNet-50) is compiled as one partition, whose convolutions, residual adds and ReLUs oneDNN Graph
+runs with activations in the memory layout of its choice and buffers it plans itself.
+:class:`~wbcap.model.fused.FusedResNet` calls one oneDNN primitive per convolution instead, each
+handing a channels_last tensor to the next. Measured on the 2-core Zen 5 EPYC (family 26 model 2), the full-size parts with the
 bench's random weights, one process, the two forms' calls interleaved, least of 20, ms per image
 at 1 / 2 / 4 images per call: the body ResNet-50 at 256x192 18.6 / 17.8 / 17.4 against fused
 21.3 / 19.4 / 18.5, the hand ResNet-50 at 256x256 23.8 / 23.4 / 23.8 against 26.1 / 25.0 / 24.6,
@@ -25,22 +25,35 @@ compiled for 46 s and ran 2x slower (see the README). Where a torch without it i
 (:func:`graph_usable`), the form is no candidate.
 
 Process-wide: the fuser is a switch of TorchScript's executor, which building this form turns on
-(wbcap runs no other TorchScript). Memory: the frozen graph holds its own folded weights, and
-oneDNN Graph a reordered copy for each input shape it compiled: the exact network with its body
-and hand ResNet-50s in this form held 1465 MB after calls of 1, 2, 8 and 3 crops against 988 MB
-all fused (Zen 5 EPYC).
+(wbcap runs no other TorchScript); and TorchScript keeps every traced graph, with its constants,
+until the process ends, so the graphs are kept here by weights, dtype and image size and built
+once each (``_GRAPHS``). Memory: a graph holds its folded weights, and oneDNN Graph a reordered
+copy for each input shape it compiled: the exact network with its body and hand ResNet-50s in
+this form held 1465 MB after calls of 1, 2, 8 and 3 crops against 988 MB all fused (Zen 5 EPYC).
+
 """
 
 from __future__ import annotations
 
-import copy
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from wbcap.model.fused import DEFAULT_CHUNK, ChunkPlan, bf16_supported, chunk_plan, run_in_chunks
+from wbcap.model.fused import (
+    DEFAULT_CHUNK,
+    ChunkPlan,
+    bf16_supported,
+    block_convs,
+    chunk_plan,
+    fold_batchnorm,
+    run_in_chunks,
+)
+from wbcap.model.int8 import weights_fingerprint
 from wbcap.model.resnet import ResNetBackbone
 
 #: Calls of an input shape new to the graph before its compiled partitions run: TorchScript's
@@ -48,6 +61,12 @@ from wbcap.model.resnet import ResNetBackbone
 #: (measured: the third call of a shape is the first at full speed). :class:`GraphResNet` makes
 #: them on a shape's first call, so that no later call pays for it.
 WARM_CALLS = 3
+#: TorchScript keeps a dozen shape specialisations of a graph (its default fusion strategy: 2
+#: static, 10 dynamic); later shapes ran its unfused fallback, slower than the plain module (a
+#: reviewer measured it). So a graph runs calls of its plan's sizes and of powers of two only
+#: (a call of another size is split into those): a measured plan's sizes are powers of two, and a
+#: forced one adds one size.
+POWERS_OF_TWO = tuple(2 ** k for k in range(13))
 
 
 def graph_usable() -> bool:
@@ -63,23 +82,84 @@ def graph_applies(module: nn.Module, dtype: torch.dtype) -> bool:
             and (dtype == torch.float32 or (dtype == torch.bfloat16 and bf16_supported())))
 
 
+@dataclass
+class _Graph:
+    """One traced ResNet and the call sizes it has been compiled for (shared by the forms built
+    from the same weights)."""
+
+    run: Callable[[torch.Tensor], torch.Tensor]
+    warm: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# Why state that outlives a GraphResNet: TorchScript keeps every traced graph, with the weights
+# it holds as constants, in its global compilation unit for the life of the process (its own
+# ``_compilation_unit`` is ignored for functions; ~100 MB more for each ResNet-50 built, found
+# by a reviewer). Keeping each graph for its weights, dtype and image size, and building it
+# again from here, bounds that to one per distinct part (the strategy's measurement and a
+# network loaded twice in one process build the same part twice).
+_GRAPHS: dict[tuple[str, str, tuple[int, int]], _Graph] = {}
+_GRAPHS_LOCK = threading.Lock()
+
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, dtype: torch.dtype) -> tuple:
+    """(weight, bias, stride, padding) of ``conv`` with ``bn`` folded in float32
+    (:func:`~wbcap.model.fused.fold_batchnorm`, as the fused form folds), then in ``dtype``."""
+    w, b = fold_batchnorm(conv.weight, conv.bias, bn, False)
+    return (w.detach().to(dtype).contiguous(memory_format=torch.channels_last), b.detach().to(dtype),
+            tuple(int(v) for v in conv.stride), tuple(int(v) for v in conv.padding))
+
+
+def _trace(backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.dtype) -> _Graph:
+    """The backbone as a traced function of its input, the folded weights its constants."""
+    stem = _folded(backbone.conv1, backbone.bn1, dtype)
+    pool = backbone.maxpool
+    pool_args = tuple(int(v if isinstance(v, int) else v[0]) for v in (pool.kernel_size, pool.stride, pool.padding))
+    blocks = []
+    for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
+        for blk in layer:
+            down = None if blk.downsample is None else _folded(blk.downsample[0], blk.downsample[1], dtype)
+            blocks.append((down, [_folded(conv, bn, dtype) for conv, bn in block_convs(blk)]))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # ResNetBackbone.forward, BatchNorm folded
+        w, b, stride, padding = stem
+        x = F.max_pool2d(F.relu(F.conv2d(x, w, b, stride, padding)), *pool_args)
+        for down, convs in blocks:
+            identity = x if down is None else F.conv2d(x, down[0], down[1], down[2], down[3])
+            y = x
+            for w, b, stride, padding in convs[:-1]:
+                y = F.relu(F.conv2d(y, w, b, stride, padding))
+            w, b, stride, padding = convs[-1]
+            x = F.relu(F.conv2d(y, w, b, stride, padding) + identity)
+        return x
+
+    example = torch.zeros((1, 3, *image_size), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # (TorchScript's deprecation notices, on every trace)
+        return _Graph(torch.jit.trace(forward, example, check_trace=False))
+
+
 class GraphResNet(nn.Module):
-    """A :class:`~wbcap.model.resnet.ResNetBackbone` (eval mode) as a frozen TorchScript graph
-    that oneDNN Graph compiles: the same contract as :class:`~wbcap.model.fused.FusedResNet`.
+    """A :class:`~wbcap.model.resnet.ResNetBackbone` (eval mode) traced by TorchScript, its
+    BatchNorm folded, and compiled by oneDNN Graph: the same contract as
+    :class:`~wbcap.model.fused.FusedResNet`.
 
     forward(x (B, 3, H, W) float, CPU) -> (B, feat_dim, ceil(H / 32), ceil(W / 32)) in ``x``'s
     dtype, channels_last, computed in ``dtype`` (float32 or bfloat16) in calls of the sizes
     ``chunk`` chooses for B (an int: at most that many images; a
-    :class:`~wbcap.model.fused.ChunkPlan`: the measured best). The first call with a given
-    number of images runs the graph :data:`WARM_CALLS` times (the compilation). The backbone is
-    read, not changed or kept. CPU only: ``.to()`` another device or dtype raises ValueError.
-    Not saveable.
+    :class:`~wbcap.model.fused.ChunkPlan`: the measured best); a call of a size that is neither
+    one of the plan's nor a power of two is split into powers of two (:data:`POWERS_OF_TWO`).
+    The first call with a given number of images runs the graph :data:`WARM_CALLS` times (the
+    compilation). The weights are folded as :class:`~wbcap.model.fused.FusedResNet` folds them
+    (in float32, then rounded to ``dtype``); the backbone is read, not changed or kept. Forms
+    built from the same weights (by value), dtype and image size share one graph (see
+    ``_GRAPHS``). CPU only: ``.to()`` another device or dtype raises ValueError. Not saveable.
 
     Raises:
         ValueError: the backbone is in training mode, or ``dtype`` is neither float32 nor
             bfloat16.
         RuntimeError: this torch has no oneDNN Graph fuser (:func:`graph_usable`), or
-            TorchScript fails to trace or freeze the backbone.
+            TorchScript fails to trace the backbone.
     """
 
     def __init__(self, backbone: ResNetBackbone, image_size: Sequence[int], dtype: torch.dtype = torch.float32,
@@ -96,15 +176,14 @@ class GraphResNet(nn.Module):
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         self._dtype = dtype
-        self._warm: set[int] = set()  # images per call the graph has been compiled for
         torch.jit.enable_onednn_fusion(True)  # (process-wide: see the module docstring)
-        # A copy only where the dtype changes: tracing reads the module, and freezing clones what it keeps.
-        module = backbone if dtype == torch.float32 else copy.deepcopy(backbone).to(dtype)
-        example = torch.zeros((1, 3, *(int(v) for v in image_size)), dtype=dtype).contiguous(
-            memory_format=torch.channels_last)
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # (TorchScript's deprecation notices, on every trace)
-            self._graph = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+        size = (int(image_size[0]), int(image_size[1]))
+        key = (weights_fingerprint(backbone), str(dtype), size)
+        with _GRAPHS_LOCK:
+            graph = _GRAPHS.get(key)
+            if graph is None:
+                graph = _GRAPHS[key] = _trace(backbone, size, dtype)
+        self._graph = graph
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,13 +202,21 @@ class GraphResNet(nn.Module):
         n, _, h, w = input_size
         return [int(n), self.feat_dim, (int(h) + 31) // 32, (int(w) + 31) // 32]
 
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        n, graph = int(x.shape[0]), self._graph
+        with graph.lock:
+            fresh = n not in graph.warm
+            graph.warm.add(n)
+        for _ in range(WARM_CALLS - 1 if fresh else 0):
+            graph.run(x)
+        return graph.run(x)
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])
-        if n not in self._warm:
-            for _ in range(WARM_CALLS - 1):
-                self._graph(x)
-            self._warm.add(n)
-        return self._graph(x)
+        if n in self.chunks.sizes or n in POWERS_OF_TWO:
+            return self._call(x)
+        sizes = [p for p in reversed(POWERS_OF_TWO) if n & p]  # (binary: n = 5 -> 4 + 1)
+        return run_in_chunks(self._call, x, x.split(sizes), x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":

@@ -15,8 +15,8 @@ cache sizes, the core count and the torch/oneDNN build:
   oneDNN's int8 convolutions with calibrated activation ranges
   (:class:`~wbcap.model.int8.Int8ResNet`, :class:`~wbcap.model.int8.Int8DeconvStack`, checked
   when built on the calibration crops; random noise is no picture, so the check below does not
-  apply to it); ``graph`` (the ResNets, float32 or bfloat16): the ResNet frozen by TorchScript and
-  compiled by oneDNN Graph, one partition per stage (:class:`~wbcap.model.graph_resnet.GraphResNet`);
+  apply to it); ``graph`` (the ResNets, float32 or bfloat16): the ResNet, BatchNorm folded, traced by
+  TorchScript and compiled by oneDNN Graph, one partition per stage (:class:`~wbcap.model.graph_resnet.GraphResNet`);
 * chunk sizes: how many images one convolution call takes (1, 2, 4; 8 with 4 or more threads):
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
@@ -119,8 +119,8 @@ SINGLE_BESIDE = ("fused", "plain")
 #: and copies the weights into its own layout. On the Zen 3 EPYC (2 threads) the exact network's
 #: two sessions (the body ResNet-50, and the hand ResNet-50's one-image calls) made its load
 #: 1.17 s against 1.01 s with the fused forms instead (medians of 6 paired runs) and held 280 MB
-#: more, and saved ~45 ms per one-person photo. A oneDNN Graph form is traced and frozen, and
-#: compiled on its first calls of each size (the body ResNet-50's first call of one image: 0.2 s
+#: more, and saved ~45 ms per one-person photo. A oneDNN Graph form is traced (its weights hashed
+#: to find a graph built before), and compiled on its first calls of each size (the body ResNet-50's first call of one image: 0.2 s
 #: against 20 ms at full speed on the Zen 5 EPYC).
 COSTLY_BUILD_FORMS = ("onnxruntime", "graph")
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
