@@ -120,8 +120,8 @@ SINGLE_BESIDE = ("fused", "plain")
 #: two sessions (the body ResNet-50, and the hand ResNet-50's one-image calls) made its load
 #: 1.17 s against 1.01 s with the fused forms instead (medians of 6 paired runs) and held 280 MB
 #: more, and saved ~45 ms per one-person photo. A oneDNN Graph form is traced (its weights hashed
-#: to find a graph built before), and compiled on its first calls of each size (the body ResNet-50's first call of one image: 0.2 s
-#: against 20 ms at full speed on the Zen 5 EPYC).
+#: to find a graph built before), and compiled on its first calls of each size (the body
+#: ResNet-50's first call of one image: 0.2 s against 20 ms at full speed on the Zen 5 EPYC).
 COSTLY_BUILD_FORMS = ("onnxruntime", "graph")
 #: Bumped when what a cached choice means changes (2: forms scored by predicted batch times;
 #: 3: Winograd tiles of the float32 ResNets' 3x3 convolutions; 4: sub-pixel deconvolutions as one
