@@ -439,17 +439,21 @@ def test_exact_mode_with_winograd_convolutions_equals_module_by_module(official_
 
 
 @pytest.mark.slow  # full-size network
-@pytest.mark.parametrize("form", ["fused", "int8"])
+@pytest.mark.parametrize("form", ["fused", "int8", "graph"])
 def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_layer, fixed_input, exact_people,
                                                         monkeypatch, form):
-    """The fast mode with its ResNets in bfloat16 (fused) or, where the CPU strategy chose it,
-    its ResNets and box network in int8 (wbcap.model.int8): the same bounds, on the same input."""
+    """The fast mode with its ResNets in bfloat16 (fused, or compiled by oneDNN Graph) or, where
+    the CPU strategy chose it, its ResNets and box network in int8 (wbcap.model.int8): the same
+    bounds, on the same input."""
+    from wbcap.model.graph_resnet import GraphResNet, graph_usable
     from wbcap.model.int8 import Int8DeconvStack, Int8ResNet, int8_usable
 
     if form == "int8" and not int8_usable():
         pytest.skip("no oneDNN int8 convolutions in this torch build")
-    if form == "fused" and not bf16_supported():
-        pytest.skip("no bfloat16 on this CPU: fast's fused ResNets are exact's float32 ones")
+    if form in ("fused", "graph") and not bf16_supported():
+        pytest.skip("no bfloat16 on this CPU: fast's ResNets are exact's float32 ones")
+    if form == "graph" and not graph_usable():
+        pytest.skip("this torch has no TorchScript oneDNN Graph fuser")
     img, boxes = fixed_input
     exact, _ = exact_people
     monkeypatch.setenv("WBCAP_CPU_STRATEGY", form)
@@ -458,6 +462,8 @@ def test_fast_mode_within_1cm_and_half_a_pixel_of_exact(official_ckpt_raw, body_
     backbones = [net.backbone, net.hand_roi_net.backbone, net.face_roi_net.backbone]
     if form == "int8":
         assert all(isinstance(b, Int8ResNet) for b in backbones) and isinstance(net.box_net.deconv, Int8DeconvStack)
+    elif form == "graph":
+        assert all(isinstance(b, GraphResNet) and b.dtype == torch.bfloat16 for b in backbones)
     else:
         assert all(isinstance(b, FusedResNet) and b.dtype == torch.bfloat16 for b in backbones)
     fast = _arrays(fast_pipe(img, boxes))
