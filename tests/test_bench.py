@@ -433,6 +433,27 @@ def test_json_out_is_never_an_input(tmp_path):
     assert result.exit_code == 2 and "is a folder" in result.output
 
 
+def test_the_report_is_printed_before_json_out_is_written(tmp_path, monkeypatch):
+    """A --json-out that fails when written (the disk filled during the timing) costs no
+    measurement: the report is on stdout first, then one line names the file, exit 2."""
+    import errno
+
+    import wbcap.atomic as atomic
+    import wbcap.bench.stages as stages
+    from wbcap.cli import cli
+
+    monkeypatch.setattr(stages, "run_bench", lambda opts, progress=None: {"timed": "minutes of it"})
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(atomic, "atomic_write_text", full)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["bench", "--config", "small", "--json", "--json-out", str(out)])
+    assert result.exit_code == 2 and '"timed": "minutes of it"' in result.stdout, result.output
+    assert "No space left on device" in result.output and "--json-out" in result.output and not out.exists()
+
+
 def test_registered_in_cli_group():
     import click
 

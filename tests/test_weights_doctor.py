@@ -248,6 +248,9 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     monkeypatch.setenv(strategy.ENV_STRATEGY, "fused:2")  # (the tests' own setting is "fused")
     assert form_line() == ("[ok  ] CPU inference form: forced by WBCAP_CPU_STRATEGY=fused:2 (every part fused, at "
                            "most 2 images per convolution call)")
+    monkeypatch.setenv(strategy.ENV_STRATEGY, "graph:1")  # a form for some parts: which, from strategy.ONLY_FOR
+    assert form_line() == (f"[ok  ] CPU inference form: forced by WBCAP_CPU_STRATEGY=graph:1 (graph for the "
+                           f"{strategy.ONLY_FOR['graph']}, every other part fused, at most 1 image per convolution call)")
     monkeypatch.delenv(strategy.ENV_STRATEGY)
     path = strategy.cache_path()
     assert not path.exists() and form_line().startswith("[ok  ] CPU inference form: not measured on this machine yet")

@@ -147,10 +147,9 @@ def _cpu_strategy_check() -> Check:
         return Check(name, True, f"{strategy.ENV_STRATEGY}=measure: the next run of the network measures it again "
                                  "(2-20 s)")
     if request.mode == "forced":
-        which = {"onnxruntime": "the float32 ResNets through onnxruntime, every other part fused",
-                 "int8": "the fast mode's ResNets and box network in int8, every other part fused",
-                 "graph": "the ResNets compiled by oneDNN Graph, the box network fused"}.get(request.form,
-                                                                                     f"every part {request.form}")
+        form = request.form
+        which = (f"{form} for the {strategy.ONLY_FOR[form]}, every other part fused" if form in strategy.ONLY_FOR
+                 else f"every part {form}")
         images = "image" if request.chunk == 1 else "images"
         return Check(name, True, f"forced by {strategy.ENV_STRATEGY}={raw} ({which}, at most {request.chunk} {images} "
                                  "per convolution call)")

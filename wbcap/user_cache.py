@@ -17,7 +17,7 @@ from typing import Any
 
 from wbcap.errors import InputError, first_line
 
-__all__ = ["read_json", "write_json"]
+__all__ = ["format_of", "read_json", "write_json"]
 
 
 #: A cache file larger than this is not read (wbcap's are a few kB to a few hundred kB; reading
@@ -40,6 +40,14 @@ def read_json(path: Path) -> tuple[Any, str | None]:
         return None, None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         return None, first_line(e) or type(e).__name__
+
+
+def format_of(document: Any) -> int | None:
+    """The ``"format"`` number of a cache ``document`` (a JSON object), None where it has none.
+    A format above the caller's own is a newer wbcap's file: its entries are that wbcap's to
+    keep, so the file is left as it is."""
+    fmt = document.get("format") if isinstance(document, dict) else None
+    return fmt if isinstance(fmt, int) and not isinstance(fmt, bool) else None
 
 
 def write_json(path: Path, document: Any, indent: int | None = None) -> str | None:

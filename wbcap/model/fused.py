@@ -795,15 +795,13 @@ class _FusedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(The block's input is only read here: the last convolution may write into it.)"""
         identity = x if self.downsample is None else self.downsample(x)
+        # (unpacked, not ``self.convs[:-1]``: slicing a ModuleList builds a new one, 40 per exact
+        # batch-1 call, ~0.3 ms of it on the Zen 5 EPYC)
+        *first, last = self.convs
         y = x
-        last = len(self.convs) - 1
-        # (not ``self.convs[:-1]``: slicing a ModuleList builds a new one, 40 per exact batch-1
-        # call, ~0.3 ms of it on the Zen 5 EPYC)
-        for i, conv in enumerate(self.convs):
-            if i == last:
-                return conv(y, identity, inplace=True)
+        for conv in first:
             y = conv(y)
-        raise AssertionError("a residual block without convolutions")
+        return last(y, identity, inplace=True)
 
 
 def run_in_chunks(run, x: torch.Tensor, parts: Sequence[torch.Tensor], out_dtype: torch.dtype) -> torch.Tensor:

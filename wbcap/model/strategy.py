@@ -95,7 +95,7 @@ from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
-from wbcap.user_cache import read_json, write_json
+from wbcap.user_cache import format_of, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -575,15 +575,15 @@ def cache_path() -> Path:
 
 def _cache_document(path: Path) -> tuple[dict[str, Any], str | None, int | None]:
     """``path`` as the CPU strategy cache: (its machines table, why it cannot be used (one line;
-    None when it can, or does not exist), its format where that is an int other than
-    :data:`CACHE_FORMAT`)."""
+    None when it can, or does not exist), its format where that is a number other than
+    :data:`CACHE_FORMAT` (:func:`~wbcap.user_cache.format_of`))."""
     data, problem = read_json(path)
     if problem:
         return {}, problem, None
     if data is None:
         return {}, None, None
-    fmt = data.get("format") if isinstance(data, dict) else None
-    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt != CACHE_FORMAT:
+    fmt = format_of(data)
+    if fmt is not None and fmt != CACHE_FORMAT:
         return {}, f"made by {'a newer' if fmt > CACHE_FORMAT else 'an older'} wbcap: format {fmt}", fmt
     if not isinstance(data, dict) or fmt != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
         return {}, f"not a format-{CACHE_FORMAT} strategy cache", None
@@ -603,12 +603,10 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
     it is: :func:`write_cache`)."""
     say = log.warning if warn else log.debug
     machines, problem, fmt = _cache_document(path)
-    if fmt is not None and fmt < CACHE_FORMAT:
-        (log.info if warn else log.debug)("the CPU strategy cache %s was made by an older wbcap (format %d); "
-                                          "measuring again", path, fmt)
-    elif fmt is not None:
-        say("ignoring the CPU strategy cache %s (made by a newer wbcap: format %d); measuring again, and leaving "
-            "the file as it is", path, fmt)
+    if fmt is not None and fmt < CACHE_FORMAT:  # (expected after an upgrade: no warning)
+        (log.info if warn else log.debug)("the CPU strategy cache %s was %s; measuring again", path, problem)
+    elif fmt is not None:  # (a newer wbcap's: see format_of)
+        say("ignoring the CPU strategy cache %s (%s); measuring again, and leaving the file as it is", path, problem)
     elif problem:
         say("ignoring the CPU strategy cache %s (%s); measuring again", path, problem)
     return machines
@@ -620,7 +618,7 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     from wbcap import __version__
 
     machines, _, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
-    if fmt is not None and fmt > CACHE_FORMAT:  # (its choices are the newer wbcap's to keep)
+    if fmt is not None and fmt > CACHE_FORMAT:
         log.warning("the CPU strategy cache %s is a newer wbcap's (format %d): left as it is, so this machine's "
                     "choice is measured again next time", path, fmt)
         return
