@@ -19,6 +19,7 @@ from wbcap.config import ModelConfig
 from wbcap.errors import InputError
 from wbcap.model.fused import (
     ChunkPlan,
+    Col2imDeconv,
     FusedConvStack,
     FusedResNet,
     GemmConv,
@@ -65,7 +66,7 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     """A timer answering from ``per_image`` ((form, chunk) -> seconds per image), for the
     deconvolution form trials from ``subpixel_s`` (seconds per image: False for oneDNN's
     deconvolution, True for the sub-pixel convolution, "gemm" for that as one matrix product,
-    by default 3.0: never chosen) and for the Winograd layer
+    "col2im" for the deconvolution as one matrix product and a col2im; by default 3.0: never chosen) and for the Winograd layer
     trials (keys ("winograd", tile, chunk, layer shape)) from ``winograd_s`` (tile or (tile,
     chunk) -> seconds per image, or a function of (tile, chunk, shape); by default the direct
     convolution wins); the onnxruntime, int8 and oneDNN Graph forms, when ``per_image`` has no time for them, are slowest; records what it was asked (not the Winograd trials)."""
@@ -75,7 +76,8 @@ def fake_timer(per_image: dict, subpixel_s: dict | None = None, log: list | None
     def answer(k):
         if k[0] == "deconv-form":  # ("deconv-form", form name, images per call)
             sub, gemm = strategy.DECONV_FORMS[k[1]]
-            return subpixel_s.get("gemm" if gemm else sub, 3.0) * k[2]
+            key = "col2im" if gemm and not sub else "gemm" if gemm else sub
+            return subpixel_s.get(key, 3.0) * k[2]
         if k[0] == "winograd":  # ("winograd", tile, images per call, layer shape)
             if callable(winograd_s):
                 return winograd_s(*k[1:]) * k[2]
@@ -338,6 +340,35 @@ def test_subpixel_gemm_choice_is_rebuilt_from_the_cache(micro_net, tmp_path, mon
     assert torch.equal(outs[0], outs[1])
 
 
+def test_col2im_choice_is_measured_rebuilt_from_the_cache_and_float32_only(micro_net, micro_parts, tmp_path,
+                                                                             monkeypatch):
+    """The col2im form, when faster: chosen per layer, read back from the cache into the same
+    modules with the same result, and described; never a candidate for a bfloat16 part."""
+    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
+    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(FUSED_WINS, {False: 2.0, True: 1.5, "col2im": 1.0}))
+    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
+    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+    monkeypatch.setattr(strategy, "_winograd_trials", lambda part, onednn, x, sizes, timer, rounds: (
+        [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()], x.new_empty(0)))
+    x = torch.rand(2, 3, 256, 192, generator=torch.Generator().manual_seed(4))
+    outs = []
+    for source in ("measured", "cache"):
+        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
+        box = net.cpu_strategy.parts["box_net"]
+        assert net.cpu_strategy.source == source and (box.subpixel, box.gemm) == ((False,) * 3, (True,) * 3)
+        assert all(isinstance(m, Col2imDeconv) for m in net.box_net.deconv.layers)
+        assert "col2im 3/3" in net.cpu_strategy.summary(1) and "col2im 3/3" in box.describe(1)
+        with torch.inference_mode():
+            outs.append(net(x).joint_img)
+    assert torch.equal(outs[0], outs[1])
+    if bf16_supported():
+        log: list = []
+        strategy.measure_part(micro_parts["box_net"], torch.bfloat16, True, chunks=(1, 2),
+                              timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.5, "col2im": 1.0}, log=log))
+        forms = {k[1] for calls in log for k in calls if k[0] == "deconv-form"}
+        assert forms == {"deconv", "subpixel", "gemm"}
+
+
 def test_gemm_conv_packings_follow_to():
     """A packed GemmConv that has run, converted to bfloat16 and back: its packed product uses the
     weight as it is now (bfloat16-rounded), not a packing kept from before."""
@@ -360,6 +391,8 @@ def test_gemm_conv_packings_follow_to():
     (GemmConv, lambda self, x: x.shape[0] > 1, {False: 2.0, True: 1.0, "gemm": 0.1}, (True, False)),
     # the sub-pixel convolution off: its matrix product still taken
     (SubpixelDeconv, lambda self, x: not self.gemm, {False: 2.0, True: 0.5, "gemm": 1.0}, (True, True)),
+    # the col2im form off: the fastest of the others taken
+    (Col2imDeconv, lambda self, x: True, {False: 2.0, True: 1.0, "gemm": 3.0, "col2im": 0.1}, (True, False)),
 ])
 def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, caplog, cls, wrong, timings, expected):
     part = micro_parts["box_net"]
@@ -369,7 +402,8 @@ def test_a_wrong_deconvolution_form_is_not_chosen(micro_parts, monkeypatch, capl
         choice, _ = strategy.measure_part(part, torch.float32, True, chunks=(1, 2),
                                           timer=fake_timer(FUSED_WINS, timings))
     assert (choice.subpixel, choice.gemm) == ((expected[0],) * 3, (expected[1],) * 3)
-    assert f"the {'gemm' if cls is GemmConv else 'subpixel'} form of" in caplog.text
+    name = {GemmConv: "gemm", SubpixelDeconv: "subpixel", Col2imDeconv: "col2im"}[cls]
+    assert f"the {name} form of" in caplog.text
 
 
 @pytest.mark.parametrize("kernel,padding", [((2, 2), (1, 1)), ((3, 3), (1, 1)), ((3, 1), (0, 2)), ((1, 1), (0, 0))])
@@ -1427,8 +1461,61 @@ def test_fused_conv_stack_subpixel_equals_modules():
                 assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
     with pytest.raises(ValueError, match="flags"):
         FusedConvStack(seq, [2, 40, 5, 3], subpixel=[True])
-    with pytest.raises(ValueError, match="sub-pixel"):
-        FusedConvStack(seq, [2, 40, 5, 3], subpixel=[False, False], gemm=[True, False])
+    # a matrix product without the sub-pixel form: the deconvolution and a col2im
+    stack = FusedConvStack(seq, [2, 40, 5, 3], subpixel=[False, False], gemm=[True, False])
+    assert isinstance(stack.layers[0], Col2imDeconv) and (stack.subpixel, stack.gemm) == ((False, False), (True, False))
+    with torch.inference_mode():
+        out = stack(x)
+    assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2), (4, 2, 0)])
+def test_col2im_deconvolution_equals_the_transposed_convolution(kernel, stride, padding):
+    """Col2imDeconv (BatchNorm folded, ReLU) against the module-by-module layers for several
+    kernels, strides and paddings, packed and not: float32 within 1e-5 of the largest value, the
+    same at one image per call as at three (1e-6), channels_last output."""
+    g = torch.Generator().manual_seed(kernel * 10 + stride + padding)
+    seq = nn.Sequential(nn.ConvTranspose2d(24, 16, kernel, stride, padding), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    with torch.no_grad():
+        seq[0].weight.copy_(torch.randn(seq[0].weight.shape, generator=g) / 24**0.5)
+        seq[1].running_mean.copy_(torch.randn(16, generator=g) * 0.1)
+        seq[1].running_var.copy_(torch.rand(16, generator=g) + 0.5)
+        seq[1].weight.copy_(torch.randn(16, generator=g))
+    x = torch.randn(3, 24, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ref = seq(x)
+        scale = ref.abs().max().item()
+        for packed in (True, False):
+            stack = FusedConvStack(seq, list(x.shape), torch.float32, packed, subpixel=[False], gemm=[True])
+            assert isinstance(stack.layers[0], Col2imDeconv)
+            out = stack(x)
+            assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+            assert (out - ref).abs().max().item() <= 1e-5 * scale
+            one_by_one = torch.cat([stack(x[i:i + 1]) for i in range(3)])
+            assert (one_by_one - out).abs().max().item() <= 1e-6 * scale
+
+
+def test_col2im_deconvolution_refusals_and_packings_follow_to():
+    """No col2im form with output padding or groups; a packed one that has run, converted to
+    bfloat16 and back, computes with the weight as it is now (bfloat16-rounded)."""
+    with pytest.raises(ValueError, match="col2im"):
+        FusedConvStack(nn.Sequential(nn.ConvTranspose2d(8, 8, 3, 2, 1, output_padding=1)), [1, 8, 4, 4],
+                       subpixel=[False], gemm=[True])
+    with pytest.raises(ValueError, match="groups"):
+        Col2imDeconv(nn.ConvTranspose2d(8, 8, 4, 2, 1, groups=2), None, False, torch.float32, True)
+    g = torch.Generator().manual_seed(13)
+    deconv = nn.ConvTranspose2d(8, 16, 4, 2, 1)
+    with torch.no_grad():
+        deconv.weight.copy_(torch.randn(deconv.weight.shape, generator=g))
+    m = Col2imDeconv(deconv, None, False, torch.float32, True)
+    x = torch.randn(2, 8, 4, 3, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        before = m(x)
+        m.to(torch.bfloat16).to(torch.float32)
+        after = m(x)
+        expected = F.conv_transpose2d(x, m.weight.view(4, 4, 16, 8).permute(3, 2, 0, 1), m.bias, 2, 1)
+    assert (after - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
+    assert (after - before).abs().max().item() > 1e-4  # the weight did change
 
 
 def test_part_choice_round_trip():
@@ -1439,7 +1526,10 @@ def test_part_choice_round_trip():
     c = PartChoice("fused", ChunkPlan(((1, 0.5),)), (True, True), gemm=(False, True))
     d = json.loads(json.dumps(c.to_dict()))
     assert PartChoice.from_dict(d) == c and c.describe(1) == "fused 1 subpixel 2/2 gemm 1/2"
-    for bad in ({"gemm": [True, True], "subpixel": [False, True]}, {"gemm": [True]}, {"subpixel": [1, 0]}):
+    c2 = PartChoice("fused", ChunkPlan(((1, 0.5),)), (False, True, False), gemm=(True, True, False))
+    assert PartChoice.from_dict(json.loads(json.dumps(c2.to_dict()))) == c2
+    assert c2.describe(1) == "fused 1 subpixel 1/3 gemm 1/3 col2im 1/3"
+    for bad in ({"gemm": [True, True, True], "subpixel": [False, True]}, {"gemm": [True]}, {"subpixel": [1, 0]}):
         with pytest.raises(ValueError):
             PartChoice.from_dict({**d, **bad})
 

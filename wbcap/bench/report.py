@@ -75,7 +75,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` / ``G`` before a part in another form
     (plain, onnxruntime, fused, int8, oneDNN Graph), ``s`` after
     one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
-    product, ``w`` after one with Winograd convolutions, ``(o1)`` after one whose calls of one image
+    product, ``c`` after one with deconvolutions as one matrix product and a col2im, ``w`` after one with Winograd convolutions, ``(o1)`` after one whose calls of one image
     run in another form, by its letter); ``"-"`` without."""
     if not parts:
         return "-"
@@ -86,7 +86,8 @@ def short_strategy(parts: dict[str, str] | None) -> str:
         form, calls, *rest = text.split()
         single = rest[rest.index("single") + 1] if "single" in rest[:-1] else None
         cells.append(("" if form == main else FORM_LETTERS.get(form, form[0])) + calls + ("s" if "subpixel" in rest else "")
-                     + ("g" if "gemm" in rest else "") + ("w" if "winograd" in rest else "")
+                     + ("g" if "gemm" in rest else "") + ("c" if "col2im" in rest else "")
+                     + ("w" if "winograd" in rest else "")
                      + (f"({single[0]}1)" if single else ""))
     return f"{main} " + "/".join(cells)
 
@@ -185,7 +186,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
         console.print("CPU strategy: form, then images per convolution call of the body / hand / face ResNets and the "
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i / G: that part plain / through "
                       "onnxruntime / fused / int8 / compiled by oneDNN Graph, s: with "
-                      "sub-pixel deconvolutions, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
+                      "sub-pixel deconvolutions (g: some as one matrix product), c: with deconvolutions as one matrix product "
+                      "and a col2im, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
                       "onnxruntime)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:

@@ -30,7 +30,8 @@ deconvolutions) takes is chosen per machine by measurement (:mod:`wbcap.model.st
 oneDNN's fused pre-packed primitives or plain folded ``F.conv2d`` (weights reordered per call,
 elementwise steps apart), the chunk sizes, and for each transposed convolution the oneDNN
 deconvolution, its sub-pixel form (:class:`SubpixelDeconv`) or that form's convolution as one
-matrix product (:class:`GemmConv`), and for each 3x3 stride-1
+matrix product (:class:`GemmConv`) or the deconvolution itself as one matrix product and a col2im
+(:class:`Col2imDeconv`), and for each 3x3 stride-1
 convolution of a float32 ResNet, by the number of images in the call, the direct convolution or a
 Winograd one (:class:`ConvByBatchSize`, :mod:`wbcap.model.winograd`). Every form computes the
 same sums in float32 up to rounding (~1e-6 relative for whole ResNets); the forms a part uses at
@@ -743,6 +744,105 @@ class SubpixelDeconv(nn.Module):
         return interleave_phases(self.conv(x))
 
 
+def col2im_applies(conv: nn.Module) -> bool:
+    """True for the transposed convolutions :class:`Col2imDeconv` can run: no output padding or
+    dilation, one group, zero padding."""
+    return (isinstance(conv, nn.ConvTranspose2d) and tuple(conv.output_padding) == (0, 0)
+            and tuple(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+class Col2imDeconv(nn.Module):
+    """A transposed convolution (BatchNorm folded, optional ReLU) as one matrix product and a
+    col2im: every input pixel's ``C_in`` values times the ``(C_in, kh * kw * C_out)`` weight give
+    its ``kh x kw`` patch of output contributions, and the patches are added into the output at
+    the stride (the definition of the transposed convolution: input pixel ``(i, j)`` adds
+    ``W[:, :, ky, kx]`` times its values to output pixel ``(s i - p + ky, s j - p + kx)``).
+
+    Why: for the box network's first layer (2248 -> 256 channels, 4x4 kernel, stride 2, from
+    8x6) oneDNN's deconvolution ran at ~290 GFLOP/s on the 2-core Zen 5 EPYC, where the same
+    products as one oneDNN matrix product (48 rows per image, 4096 columns) and the 16 strided
+    additions took 2.45 against 2.99 ms for one image and 8.0 against 11.6 ms for four. The
+    multiply-adds are the transposed convolution's (the sub-pixel form, :class:`SubpixelDeconv`,
+    computes 1.31x as many at 8x6); the sums are added in another order: bias, then the taps in
+    (ky, kx) order (float32: ~1e-6 relative). The strategy (:mod:`wbcap.model.strategy`)
+    measures it per float32 layer and checks it like every other form; in bfloat16 (which adds
+    the taps in float32) the products are rounded to bfloat16 before they are added, 1.6x the
+    error of oneDNN's bfloat16 deconvolution in a test, so the strategy does not offer it there.
+
+    Packed (CPU), the product is oneDNN's pre-packed linear primitive (the weight packed per
+    number of rows on first use, as :class:`GemmConv`); else ``torch.mm``. ``.to()`` that
+    changes the dtype or device drops the packings.
+
+    forward(x (N, C_in, H, W) in the module's dtype) -> (N, C_out, s (H - 1) - 2 p + k, ...),
+    channels_last memory, the module's dtype.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype,
+                 packed: bool) -> None:
+        super().__init__()
+        if not col2im_applies(deconv):
+            raise ValueError(f"Col2imDeconv needs a transposed convolution without output padding, dilation or "
+                             f"groups, got {deconv}")
+        w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, kh, kw)
+        c_in, c_out, kh, kw = (int(v) for v in w.shape)
+        self.kernel = (kh, kw)
+        self.stride = tuple(int(v) for v in deconv.stride)
+        self.padding = tuple(int(v) for v in deconv.padding)
+        self.relu = relu
+        self.packed = packed
+        self.out_channels = c_out
+        # Rows ordered (ky, kx, c_out): one image row's product is its (kh, kw, C_out) patch.
+        self.register_buffer("weight", w.permute(2, 3, 1, 0).reshape(kh * kw * c_out, c_in).to(dtype).contiguous(),
+                             persistent=False)
+        self.register_buffer("bias", b.to(dtype), persistent=False)
+        self._packs = LinearPacks()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
+        return self.weight.dtype
+
+    def _apply(self, fn, recurse=True):
+        """(as :meth:`GemmConv._apply`: a change of device or dtype drops the packings)"""
+        probe = fn(self.bias)
+        if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
+            self._packs.clear()
+        return super()._apply(fn, recurse)
+
+    def output_size(self, input_size: Sequence[int]) -> list[int]:
+        """(N, C_out, H', W') for an (N, C_in, H, W) input."""
+        n, _, h, w = input_size
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return [n, self.out_channels, (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c_in, h, w = x.shape
+        _, c, ho, wo = self.output_size(x.shape)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c_in)  # (a view of channels_last memory)
+        if self.packed and rows.device.type == "cpu":
+            cols = torch.ops.mkldnn._linear_pointwise(rows, self._packs.get(self.weight, rows.shape[0]), None,
+                                                      "none", [], "")
+        else:
+            cols = torch.mm(rows, self.weight.t())
+        cols = cols.view(n, h, w, kh, kw, c)
+        acc = torch.float32 if self.dtype in (torch.bfloat16, torch.float16) else self.dtype
+        out = cols.new_empty((n, ho, wo, c), dtype=acc).copy_(self.bias)  # (N, H', W', C), the bias in each pixel
+        for ky in range(kh):
+            # input rows i land on output rows s i - p + ky; keep those inside [0, H')
+            i0, i1 = max(0, -((ky - ph) // sh)), min(h, (ho - 1 + ph - ky) // sh + 1)
+            for kx in range(kw):
+                j0, j1 = max(0, -((kx - pw) // sw)), min(w, (wo - 1 + pw - kx) // sw + 1)
+                if i1 <= i0 or j1 <= j0:
+                    continue
+                r0, c0 = i0 * sh - ph + ky, j0 * sw - pw + kx
+                out[:, r0:r0 + (i1 - i0 - 1) * sh + 1:sh, c0:c0 + (j1 - j0 - 1) * sw + 1:sw].add_(
+                    cols[:, i0:i1, j0:j1, ky, kx])
+        if self.relu:
+            out = out.relu_()
+        return out.to(self.dtype).permute(0, 3, 1, 2)
+
+
 def subpixel_kernel(deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ordinary convolution :class:`SubpixelDeconv` runs for a 4x4, stride-2, padding-1
     ``deconv`` (:func:`subpixel_applies`) with ``bn`` folded in: ``(kernel (4 * C_out, C_in, 2,
@@ -779,8 +879,12 @@ def interleave_phases(y: torch.Tensor) -> torch.Tensor:
 
 def _fused(conv, bn, relu, dtype, size, packed, subpixel: bool = False, gemm: bool = False
            ) -> tuple[nn.Module, list[int]]:
-    f = (SubpixelDeconv(conv, bn, relu, dtype, size, packed, gemm) if subpixel
-         else FusedConv(conv, bn, relu, dtype, size, packed))
+    if subpixel:
+        f = SubpixelDeconv(conv, bn, relu, dtype, size, packed, gemm)
+    elif gemm:  # (a transposed convolution as one matrix product without the sub-pixel form)
+        f = Col2imDeconv(conv, bn, relu, dtype, packed)
+    else:
+        f = FusedConv(conv, bn, relu, dtype, size, packed)
     return f, f.output_size(size)
 
 
@@ -1077,9 +1181,9 @@ class FusedConvStack(nn.Module):
 
     ``subpixel``: one flag per transposed convolution, in order: run it as a
     :class:`SubpixelDeconv` (default: none; only 4x4 stride-2 ones qualify); ``gemm``: one flag
-    per transposed convolution: its sub-pixel convolution as one matrix product
-    (:class:`GemmConv`; only where ``subpixel``). ``alternates``, ``first_call``: as for
-    :class:`FusedResNet`.
+    per transposed convolution: as one matrix product, i.e. with ``subpixel`` its sub-pixel
+    convolution (:class:`GemmConv`), without it the transposed convolution and a col2im
+    (:class:`Col2imDeconv`). ``alternates``, ``first_call``: as for :class:`FusedResNet`.
     """
 
     def __init__(
@@ -1098,8 +1202,6 @@ class FusedConvStack(nn.Module):
         gemms = list(gemm) if gemm is not None else [False] * n_deconv
         if len(flags) != n_deconv or len(gemms) != n_deconv:
             raise ValueError(f"subpixel / gemm: {len(flags)} / {len(gemms)} flags for {n_deconv} transposed convolutions")
-        if any(g and not s for s, g in zip(flags, gemms)):
-            raise ValueError("gemm applies to sub-pixel deconvolutions only")
         layers: list[nn.Module] = []
         size = [self.chunk, *input_size[1:]]
         i = 0
@@ -1113,13 +1215,16 @@ class FusedConvStack(nn.Module):
             sub, as_gemm = (flags.pop(0), gemms.pop(0)) if isinstance(conv, nn.ConvTranspose2d) else (False, False)
             if sub and not subpixel_applies(conv):
                 raise ValueError(f"layer {i} ({conv}) has no sub-pixel form")
+            if as_gemm and not sub and not col2im_applies(conv):
+                raise ValueError(f"layer {i} ({conv}) has no col2im form")
             f, size = _fused(conv, bn, relu, dtype, size, packed, sub, as_gemm)
             layers.append(f)
             i = j + relu
         self.layers = nn.Sequential(*layers)
-        deconvs = [m for m in layers if isinstance(m, SubpixelDeconv) or (isinstance(m, FusedConv) and m.transposed)]
+        deconvs = [m for m in layers if isinstance(m, (SubpixelDeconv, Col2imDeconv))
+                   or (isinstance(m, FusedConv) and m.transposed)]
         self.subpixel = tuple(isinstance(m, SubpixelDeconv) for m in deconvs)
-        self.gemm = tuple(isinstance(m, SubpixelDeconv) and m.gemm for m in deconvs)
+        self.gemm = tuple(isinstance(m, Col2imDeconv) or (isinstance(m, SubpixelDeconv) and m.gemm) for m in deconvs)
         # (as in FusedResNet)
         self.alternates = None if first_call is not None else pack_for_batches(self, self.chunks.sizes, alternates)
 

@@ -21,6 +21,7 @@ from wbcap.model.fused import (
     GPU_CHUNK,
     PRECISION_PLANS,
     TUNED_PARTS,
+    Col2imDeconv,
     FusedConv,
     FusedConvStack,
     GemmConv,
@@ -270,7 +271,7 @@ def optimize_for_inference(
         # The remaining (head) tensors may still be views of a memory-mapped checkpoint: copy them
         # so the file's mapping, and the pages the conversion read through it, are released.
         for module in net.modules():
-            if isinstance(module, (FusedConv, GemmConv, WinogradConv)):  # already fresh tensors (Winograd
+            if isinstance(module, (FusedConv, GemmConv, Col2imDeconv, WinogradConv)):  # already fresh tensors (Winograd
                 continue  # kernels: 270 MiB in the exact network, 0.07 s of a load to copy again)
             for t in list(module._parameters.values()) + list(module._buffers.values()):
                 if t is not None:

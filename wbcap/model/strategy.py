@@ -21,8 +21,9 @@ cache sizes, the core count and the torch/oneDNN build:
   a :class:`~wbcap.model.fused.ChunkPlan` holding the measured seconds per image of each, from
   which the size for any batch is predicted;
 * for each 4x4 stride-2 transposed convolution of the box network: oneDNN's deconvolution,
-  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`) or that form's convolution as
-  one matrix product (:class:`~wbcap.model.fused.GemmConv`), timed at one image and at the
+  its sub-pixel form (:class:`~wbcap.model.fused.SubpixelDeconv`), that form's convolution as
+  one matrix product (:class:`~wbcap.model.fused.GemmConv`) or the deconvolution as one matrix
+  product and a col2im (:class:`~wbcap.model.fused.Col2imDeconv`), timed at one image and at the
   largest chunk size;
 * for each 3x3 stride-1 convolution of a float32 ResNet (exact mode): the direct convolution or
   Winograd's F(2x2, 3x3) or F(4x4, 3x3) (:class:`~wbcap.model.winograd.WinogradConv`), timed per
@@ -86,6 +87,7 @@ from wbcap.model.fused import (
     TilePlan,
     TunedPart,
     check_tile_plan,
+    col2im_applies,
     fold_batchnorm,
     rel_error,
     subpixel_applies,
@@ -128,8 +130,9 @@ COSTLY_BUILD_FORMS = ("onnxruntime", "graph")
 #: matrix product, and the deconvolution forms timed at one image and at the largest chunk;
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
 #: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image; 8: the
-#: int8 form of the fast mode's box network; 9: the oneDNN Graph form of the ResNets).
-CACHE_FORMAT = 9
+#: int8 form of the fast mode's box network; 9: the oneDNN Graph form of the ResNets; 10: the
+#: deconvolutions as one matrix product and a col2im).
+CACHE_FORMAT = 10
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
@@ -275,8 +278,9 @@ class StrategyRequest:
 class PartChoice:
     """How one part runs: ``form`` (one of :data:`FORMS`), ``chunks`` (images per call by batch
     size), ``subpixel`` (per transposed convolution: the sub-pixel form), ``gemm`` (per
-    transposed convolution: its sub-pixel convolution as one matrix product,
-    :class:`~wbcap.model.fused.GemmConv`; only where ``subpixel``), ``winograd`` (per 3x3
+    transposed convolution: as one matrix product: where ``subpixel`` its sub-pixel convolution,
+    :class:`~wbcap.model.fused.GemmConv`, elsewhere the transposed convolution and a col2im,
+    :class:`~wbcap.model.fused.Col2imDeconv`), ``winograd`` (per 3x3
     stride-1 convolution of a float32 ResNet, :meth:`TunedPart.winograd_convs
     <wbcap.model.fused.TunedPart.winograd_convs>`: its :data:`~wbcap.model.fused.TilePlan`, the
     Winograd tile by images per call; empty for other parts), ``per_crop`` (the
@@ -315,8 +319,12 @@ class PartChoice:
             text += f" single {self.single}"
         if any(self.subpixel):
             text += f" subpixel {sum(self.subpixel)}/{len(self.subpixel)}"
-        if any(self.gemm):
-            text += f" gemm {sum(self.gemm)}/{len(self.gemm)}"
+        sub_gemm = sum(g and s for s, g in zip(self.subpixel, self.gemm))
+        if sub_gemm:
+            text += f" gemm {sub_gemm}/{len(self.gemm)}"
+        col2im = sum(g and not s for s, g in zip(self.subpixel, self.gemm))
+        if col2im:
+            text += f" col2im {col2im}/{len(self.gemm)}"
         used = self.winograd_used(batch_size)
         if used:
             text += f" winograd {used}/{len(self.winograd)}"
@@ -417,8 +425,8 @@ class PartChoice:
         winograd = tuple(check_tile_plan(p) for p in d.get("winograd", ()))
         subpixel = tuple(_flag(v) for v in d.get("subpixel", ()))
         gemm = tuple(_flag(v) for v in d.get("gemm", ()))
-        if gemm and (len(gemm) != len(subpixel) or any(g and not s for s, g in zip(subpixel, gemm))):
-            raise ValueError("gemm flags must match sub-pixel deconvolutions")
+        if gemm and len(gemm) != len(subpixel):
+            raise ValueError("gemm flags must match the transposed convolutions")
         single = d.get("single")
         if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or not table
                                    or table[0][0] != 1):
@@ -486,11 +494,12 @@ class CpuStrategy:
             calls += f" (1 image: {c.single})" if c.single_used(batch_size) else ""
             items.append(f"{label} {calls}" if c.form == main else f"{label} {c.form} {calls}")
         sub = [v for c in self.parts.values() for v in c.subpixel]
-        gemm = sum(v for c in self.parts.values() for v in c.gemm)
+        gemm = sum(g and s for c in self.parts.values() for s, g in zip(c.subpixel, c.gemm))
+        col2im = sum(g and not s for c in self.parts.values() for s, g in zip(c.subpixel, c.gemm))
         wino = sum(c.winograd_used(batch_size) for c in self.parts.values())
         n_wino = sum(len(c.winograd) for c in self.parts.values())
         notes = ([f"sub-pixel {sum(sub)}/{len(sub)}" + (f", {gemm} as GEMM" if gemm else "")] if any(sub) else []) + (
-            [f"Winograd {wino}/{n_wino}"] if wino else [])
+            [f"col2im {col2im}/{len(sub)}"] if col2im else []) + ([f"Winograd {wino}/{n_wino}"] if wino else [])
         tail = f" ({', '.join(notes)})" if notes else ""
         return f"{main}: " + ", ".join(items) + tail
 
@@ -738,14 +747,15 @@ def _layer_groups(seq: nn.Sequential) -> list[nn.Sequential]:
 #: The forms of a 4x4 stride-2 transposed convolution the strategy times (:func:`_choose_subpixel`):
 #: name -> (sub-pixel, as one matrix product).
 DECONV_FORMS: Mapping[str, tuple[bool, bool]] = MappingProxyType(
-    {"deconv": (False, False), "subpixel": (True, False), "gemm": (True, True)})
+    {"deconv": (False, False), "subpixel": (True, False), "gemm": (True, True), "col2im": (False, True)})
 
 
 def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch.Tensor, sizes: Sequence[int],
                      timer: Timer, rounds: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
     """Per transposed convolution of ``part``: whether its sub-pixel form, and whether that
-    form's convolution as one matrix product (:class:`~wbcap.model.fused.GemmConv`), was faster
-    and as correct. Each layer is timed alone on its real input at one image per call and at
+    form's convolution as one matrix product (:class:`~wbcap.model.fused.GemmConv`), or without
+    the sub-pixel form the transposed convolution as one (:class:`~wbcap.model.fused.Col2imDeconv`;
+    float32 only), was faster and as correct. Each layer is timed alone on its real input at one image per call and at
     the largest of ``sizes`` (what one photo and a video's batches run; ``x`` has at least that
     many images), scored by the sum of its seconds per image at the two. Each form in
     :data:`DECONV_FORMS` order replaces the ones before it only when :data:`MARGIN` faster than
@@ -764,14 +774,16 @@ def _choose_subpixel(part: TunedPart, dtype: torch.dtype, onednn: bool, x: torch
         if not isinstance(conv, nn.ConvTranspose2d):
             h = ref
             continue
-        if not subpixel_applies(conv):
+        forms = {name: (sub, mm) for name, (sub, mm) in DECONV_FORMS.items()
+                 if (subpixel_applies(conv) if sub else (not mm or (col2im_applies(conv) and dtype == torch.float32)))}
+        if len(forms) < 2:
             flags.append(False)
             gemms.append(False)
             h = ref
             continue
         size = [counts[-1], *h.shape[1:]]
         cands = {name: FusedConvStack(group, size, dtype, onednn, subpixel=[sub], gemm=[mm])
-                 for name, (sub, mm) in DECONV_FORMS.items()}
+                 for name, (sub, mm) in forms.items()}
         ok: dict[str, bool] = {}
         for name, m in cands.items():
             ok[name] = all(rel_error(m(h[:c]), ref[:c]) <= tol for c in counts)
