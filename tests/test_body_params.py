@@ -196,8 +196,24 @@ def test_own_lbs_on_matrices_equals_smplx_lbs_bit_for_bit(body_layer):
     shapedirs = torch.cat([L.shapedirs, L.expr_dirs], dim=-1)
     args = (betas, mats, L.v_template, shapedirs, L.posedirs, L.J_regressor)
     v_ref, j_ref = lbs(*args, L.parents, L.lbs_weights, pose2rot=False)
-    v, j = _lbs(*args, L.parents, L._parents_host, L.lbs_weights, pose2rot=False)
+    v, j = _lbs(*args, L.parents, (L.chain_order, L.chain_parents, L._chain_bounds), L.lbs_weights, pose2rot=False)
     assert torch.equal(v, v_ref) and torch.equal(j, j_ref)
+
+
+def test_chain_levels_group_the_joints_by_depth(body_layer):
+    """SMPL-X's 54 non-root joints in 10 depths (pelvis children first, finger tips last), each
+    joint after its parent's depth; a tree whose parent comes after its child is refused."""
+    from wbcap.body.smplx_layer import chain_levels
+
+    parents = body_layer.parents.tolist()
+    order, order_parents, bounds = chain_levels(parents)
+    assert sorted(order) == list(range(1, 55)) and len(bounds) == 10 and bounds[-1] == 54
+    assert order[:3] == [1, 2, 3] and order_parents == [parents[i] for i in order]
+    level = {j: d for d, (a, b) in enumerate(zip((0, *bounds[:-1]), bounds)) for j in order[a:b]}
+    assert all(level.get(parents[j], -1) == level[j] - 1 for j in order)
+    assert body_layer.chain_order.tolist() == order and body_layer._chain_bounds == bounds
+    with pytest.raises(ValueError, match="parent"):
+        chain_levels([-1, 2, 0])
 
 
 def test_layer_call_forms(body_layer):

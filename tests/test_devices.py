@@ -215,7 +215,7 @@ def test_own_lbs_equals_smplx_lbs_bit_for_bit(body_layer):
     shapedirs = torch.cat([L.shapedirs, L.expr_dirs], dim=-1)
     args = (betas, pose, L.v_template, shapedirs, L.posedirs, L.J_regressor)
     v_ref, j_ref = lbs(*args, L.parents, L.lbs_weights, pose2rot=True)
-    v, j = _lbs(*args, L.parents, L._parents_host, L.lbs_weights)
+    v, j = _lbs(*args, L.parents, (L.chain_order, L.chain_parents, L._chain_bounds), L.lbs_weights)
     assert torch.equal(v, v_ref) and torch.equal(j, j_ref)
 
 

@@ -22,7 +22,7 @@ It reads nothing back from the device (no GPU synchronisation): see :func:`_lbs`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,16 +74,36 @@ class SMPLXOutput:
     full_pose: torch.Tensor
 
 
-def _batch_rigid_transform(
-    rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor, parents_host: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``smplx.lbs.batch_rigid_transform``, op for op, walking the chain with host-side parents.
+#: A kinematic tree's joints by depth (:func:`chain_levels`): ``(order, order_parents, bounds)``,
+#: the non-root joints sorted by depth and their parents (int64 tensors on the model's device),
+#: and the Python bounds of each depth's run in them.
+ChainLevels = tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]
 
-    smplx indexes its Python list of transforms with elements of the ``parents`` tensor
-    (``transform_chain[parents[i]]``): one device -> host read, i.e. one GPU synchronisation, per
-    joint (54 per SMPL-X call). ``parents_host`` holds the same indices as Python ints.
-    rot_mats (B, J, 3, 3), joints (B, J, 3), parents (J,) int64 on the device -> posed joints
-    (B, J, 3) and relative transforms (B, J, 4, 4).
+
+def chain_levels(parents: Sequence[int]) -> tuple[list[int], list[int], tuple[int, ...]]:
+    """The non-root joints of a kinematic tree (``parents[i]`` the parent of joint ``i``, -1 for
+    the root, parents before children) sorted by depth, their parents, and where each depth's
+    run ends: the joints one :func:`_batch_rigid_transform` step composes together."""
+    depth = [0] * len(parents)
+    for i in range(1, len(parents)):
+        if not 0 <= parents[i] < i:
+            raise ValueError(f"joint {i}'s parent {parents[i]} does not come before it")
+        depth[i] = depth[parents[i]] + 1
+    order = sorted(range(1, len(parents)), key=lambda i: (depth[i], i))
+    bounds = tuple(sum(1 for i in order if depth[i] <= d) for d in range(1, max(depth, default=0) + 1))
+    return order, [int(parents[i]) for i in order], bounds
+
+
+def _batch_rigid_transform(
+    rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor, levels: ChainLevels
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``smplx.lbs.batch_rigid_transform`` bit for bit (tested), composing the chain one depth at
+    a time: the same 4x4 products (each child's world transform = its parent's times its own
+    local one), one batched product per depth (10 for SMPL-X) instead of one per joint (54), and
+    no host read (smplx indexes its Python list of transforms with elements of the ``parents``
+    tensor: one device -> host read, i.e. one GPU synchronisation, per joint).
+    rot_mats (B, J, 3, 3), joints (B, J, 3), parents (J,) int64 on the device, ``levels`` from
+    :func:`chain_levels` -> posed joints (B, J, 3) and relative transforms (B, J, 4, 4).
     """
     joints = torch.unsqueeze(joints, dim=-1)
     rel_joints = joints.clone()
@@ -91,10 +111,14 @@ def _batch_rigid_transform(
     transforms_mat = transform_mat(rot_mats.reshape(-1, 3, 3), rel_joints.reshape(-1, 3, 1)).reshape(
         -1, joints.shape[1], 4, 4
     )
-    transform_chain = [transforms_mat[:, 0]]
-    for i in range(1, len(parents_host)):
-        transform_chain.append(torch.matmul(transform_chain[parents_host[i]], transforms_mat[:, i]))
-    transforms = torch.stack(transform_chain, dim=1)
+    order, order_parents, bounds = levels
+    transforms = torch.empty_like(transforms_mat)
+    transforms[:, 0] = transforms_mat[:, 0]
+    start = 0
+    for end in bounds:
+        idx = order[start:end]
+        transforms[:, idx] = torch.matmul(transforms[:, order_parents[start:end]], transforms_mat[:, idx])
+        start = end
     posed_joints = transforms[:, :, :3, 3]
     joints_homogen = F.pad(joints, [0, 0, 0, 1])
     rel_transforms = transforms - F.pad(torch.matmul(transforms, joints_homogen), [3, 0, 0, 0, 0, 0, 0, 0])
@@ -109,7 +133,7 @@ def _lbs(
     posedirs: torch.Tensor,
     J_regressor: torch.Tensor,
     parents: torch.Tensor,
-    parents_host: tuple[int, ...],
+    levels: ChainLevels,
     lbs_weights: torch.Tensor,
     pose2rot: bool = True,
     pose_product: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -135,7 +159,7 @@ def _lbs(
     pose_offsets = (torch.matmul(pose_feature, posedirs) if pose_product is None
                     else pose_product(pose_feature)).view(batch_size, -1, 3)
     v_posed = pose_offsets + v_shaped
-    J_transformed, A = _batch_rigid_transform(rot_mats, J, parents, parents_host)
+    J_transformed, A = _batch_rigid_transform(rot_mats, J, parents, levels)
     # Skinning, v = (sum_k w_k A_k) [v_posed; 1] (the paper's eq. 1; smplx.lbs): only the top
     # three rows of the joints' transforms are blended (the bottom one is [0 0 0 1]), and the
     # (B, V, 3, 4) result is applied as x R[:, 0] + y R[:, 1] + z R[:, 2] + t, separate products
@@ -218,7 +242,9 @@ class SMPLXLayer(torch.nn.Module):
         parents = np.asarray(data["kintree_table"][0]).astype(np.int64)
         parents[0] = -1
         buf("parents", parents, torch.long)
-        self._parents_host: tuple[int, ...] = tuple(int(v) for v in parents)
+        order, order_parents, self._chain_bounds = chain_levels(parents.tolist())
+        buf("chain_order", order, torch.long)
+        buf("chain_parents", order_parents, torch.long)
 
         self.faces: np.ndarray = np.asarray(data["f"]).astype(np.int64)
         buf("faces_tensor", self.faces, torch.long)
@@ -371,7 +397,7 @@ class SMPLXLayer(torch.nn.Module):
             self.posedirs,
             self.J_regressor,
             self.parents,
-            self._parents_host,
+            (self.chain_order, self.chain_parents, self._chain_bounds),
             self.lbs_weights,
             pose2rot=pose2rot,
             pose_product=pose_product,

@@ -46,12 +46,13 @@ from wbcap.body.rotations import (
 from wbcap.config import ModelConfig
 from wbcap.crop.roi_align import roi_align, roi_input
 from wbcap.model.layers import (
+    expected_position_3d,
     make_conv_layers,
     make_deconv_layers,
     make_linear_layers,
     sample_joint_features,
     soft_argmax_2d,
-    soft_argmax_3d,
+    softmax_3d,
 )
 from wbcap.model.resnet import ResNetBackbone
 
@@ -81,10 +82,8 @@ class PositionNet(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d, h, w = self.hm_shape
-        hm = self.conv(feat).reshape(-1, self.joint_num, d, h, w)
-        coord = soft_argmax_3d(hm)
-        hm = F.softmax(hm.reshape(-1, self.joint_num, d * h * w), dim=2).reshape(-1, self.joint_num, d, h, w)
-        return hm, coord
+        hm = softmax_3d(self.conv(feat).reshape(-1, self.joint_num, d, h, w))  # (softmax once: soft_argmax_3d's)
+        return hm, expected_position_3d(hm)
 
 
 class BodyRotationNet(nn.Module):

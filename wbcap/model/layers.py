@@ -66,8 +66,19 @@ def soft_argmax_3d(heatmap: torch.Tensor) -> torch.Tensor:
 
     heatmap: (B, J, D, H, W) logits. Returns (B, J, 3) in heatmap cells.
     """
+    return expected_position_3d(softmax_3d(heatmap))
+
+
+def softmax_3d(heatmap: torch.Tensor) -> torch.Tensor:
+    """(B, J, D, H, W) logits -> the same shape, each joint's map softmax-normalised over its D*H*W cells."""
     b, j, d, h, w = heatmap.shape
-    prob = F.softmax(heatmap.reshape(b, j, d * h * w), dim=2).reshape(b, j, d, h, w)
+    return F.softmax(heatmap.reshape(b, j, d * h * w), dim=2).reshape(b, j, d, h, w)
+
+
+def expected_position_3d(prob: torch.Tensor) -> torch.Tensor:
+    """Expected (x, y, z) of (B, J, D, H, W) probabilities (:func:`softmax_3d`'s) -> (B, J, 3) in
+    heatmap cells (upstream's ``soft_argmax_3d`` after its softmax)."""
+    d, h, w = prob.shape[2:]
     xs = torch.arange(w, dtype=prob.dtype, device=prob.device)
     ys = torch.arange(h, dtype=prob.dtype, device=prob.device)
     zs = torch.arange(d, dtype=prob.dtype, device=prob.device)
