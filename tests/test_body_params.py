@@ -200,6 +200,31 @@ def test_own_lbs_on_matrices_equals_smplx_lbs_bit_for_bit(body_layer):
     assert torch.equal(v, v_ref) and torch.equal(j, j_ref)
 
 
+def test_joint_basis_equals_the_joint_regressor_on_the_shaped_mesh(body_layer):
+    """The layer's rest joints from its precomputed basis (template and shape directions through
+    the joint regressor) equal smplx's regressor on the shaped mesh within 1e-6 m, for shape and
+    expression coefficients alike; the regressor itself is not used then."""
+    from wbcap.body.smplx_layer import _lbs
+
+    L = body_layer
+    g = torch.Generator().manual_seed(5)
+    betas = torch.randn(4, L.num_betas + L.num_expression, generator=g) * 2
+    mats = axis_angle_to_matrix(torch.randn(4, 55, 3, generator=g) * 0.4)
+    levels = (L.chain_order, L.chain_parents, L._chain_bounds)
+    shapedirs = torch.cat([L.shapedirs, L.expr_dirs], dim=-1)
+    ref = _lbs(betas, mats, L.v_template, shapedirs, L.posedirs, L.J_regressor, L.parents, levels, L.lbs_weights,
+               pose2rot=False)
+    basis = _lbs(betas, mats, L.v_template, shapedirs, L.posedirs, torch.zeros_like(L.J_regressor), L.parents,
+                 levels, L.lbs_weights, pose2rot=False, joint_basis=(L.J_template, L.J_shapedirs))
+    for a, b in zip(ref, basis):
+        assert (a - b).abs().max().item() <= 1e-6
+    assert (ref[1] - ref[1][:, :1]).abs().max().item() > 0.5  # (joints far apart: a real skeleton)
+    root = L.rest_root(betas[:, : L.num_betas])
+    rest = torch.einsum("jv,bvc->bjc", L.J_regressor, L.v_template + torch.einsum(
+        "bl,vcl->bvc", betas[:, : L.num_betas], L.shapedirs))
+    assert (root - rest[:, 0]).abs().max().item() <= 1e-6
+
+
 def test_chain_levels_group_the_joints_by_depth(body_layer):
     """SMPL-X's 54 non-root joints in 10 depths (pelvis children first, finger tips last), each
     joint after its parent's depth; a tree whose parent comes after its child is refused."""
