@@ -113,6 +113,62 @@ def test_joint_features_of_half_precision_maps_are_float32_grid_samples(memory_f
     torch.testing.assert_close(sample_joint_features(widened, xy)[[0, 2]], out[[0, 2]], rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_conv_at_points_samples_the_convolution_it_computes_only_there(packed, memory_format):
+    """ConvAtPoints.sample == sample_joint_features(conv(feat), points) for points inside, on the
+    border, between the last cell and the edge, outside and NaN (float32, 1e-5 of the largest
+    value; bfloat16 within bfloat16 rounding of that), forward == the convolution; the body
+    rotation network of a converted network holds it for its hand convolutions; other
+    convolutions are refused."""
+    from wbcap.model.fused import ConvAtPoints
+    from wbcap.model.layers import make_conv_layers, sample_conv_features, sample_joint_features
+
+    g = torch.Generator().manual_seed(7)
+    seq = make_conv_layers([32, 24], kernel=1, padding=0).eval()
+    _init(seq, 8)
+    feat = torch.randn(3, 32, 8, 6, generator=g).contiguous(memory_format=memory_format)
+    xy = torch.rand(3, 5, 2, generator=g) * torch.tensor([5.0, 7.0])
+    xy[0] = torch.tensor([[5.0, 7.0], [0.0, 0.0], [-0.3, 3.2], [5.4, 7.9], [9.0, -4.0]])
+    xy[1, 0] = float("nan")
+    with torch.inference_mode():
+        ref = sample_joint_features(seq(feat), xy)
+        full = seq(feat)
+        m = ConvAtPoints(seq, torch.float32, packed)
+        out = m.sample(feat, xy)
+        assert out.dtype == torch.float32 and out.shape == ref.shape == (3, 5, 24)
+        ref[1, 0] = 0  # (a NaN point: grid_sample's NaN, zeros here as in the half-precision path)
+        scale = ref.abs().max().item()
+        assert (out - ref).abs().max().item() <= 1e-5 * scale
+        assert (out[0, 4] == 0).all() and (out[1, 0] == 0).all() and (out[0, 2] != 0).any()
+        assert torch.equal(sample_conv_features(m, feat, xy), out)
+        assert torch.equal(sample_conv_features(seq, feat[[0, 2]], xy[[0, 2]]), ref[[0, 2]])  # (no sample: the whole map)
+        assert (m(feat) - full).abs().max().item() <= 1e-5 * full.abs().max().item()
+        if bf16_supported():
+            half = ConvAtPoints(seq, torch.bfloat16, packed).sample(feat, xy)
+            assert 1e-6 * scale < (half - ref).abs().max().item() <= 2e-2 * scale and (half[1, 0] == 0).all()
+    with pytest.raises(ValueError, match="1x1"):
+        ConvAtPoints(make_conv_layers([32, 24], kernel=3, padding=1))
+
+
+def test_converted_network_computes_its_hand_convolutions_at_the_joints(small_config):
+    from wbcap.model.fused import ConvAtPoints
+    from wbcap.testing.checkpoints import random_network
+
+    net = optimize_for_inference(random_network(small_config, seed=3), "cpu", "exact")
+    rot = net.body_rotation_net
+    assert isinstance(rot.lhand_conv, ConvAtPoints) and isinstance(rot.rhand_conv, ConvAtPoints)
+    calls = []
+    real = ConvAtPoints.sample
+    try:
+        ConvAtPoints.sample = lambda self, f, xy: calls.append(tuple(xy.shape)) or real(self, f, xy)
+        with torch.inference_mode():
+            net(torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(2)))
+    finally:
+        ConvAtPoints.sample = real
+    assert calls == [(2, 4, 2), (2, 4, 2)]  # the four MCP joints of each hand
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_packed_linear_is_the_product_in_its_dtype(dtype):
     """PackedLinear: x @ W.T computed in ``dtype`` (bfloat16: within its rounding of the float32

@@ -50,6 +50,7 @@ from wbcap.model.layers import (
     make_conv_layers,
     make_deconv_layers,
     make_linear_layers,
+    sample_conv_features,
     sample_joint_features,
     soft_argmax_2d,
     softmax_3d,
@@ -117,12 +118,10 @@ class BodyRotationNet(nn.Module):
         shape = self.shape_out(pooled)
         cam = self.cam_out(pooled)
         body = torch.cat((sample_joint_features(self.body_conv(img_feat), joint_img[:, :, :2]), joint_img), 2)
-        lhand = torch.cat(
-            (sample_joint_features(self.lhand_conv(lhand_feat), lhand_joint_img[:, :, :2]), lhand_joint_img), 2
-        )
-        rhand = torch.cat(
-            (sample_joint_features(self.rhand_conv(rhand_feat), rhand_joint_img[:, :, :2]), rhand_joint_img), 2
-        )
+        lhand = torch.cat((sample_conv_features(self.lhand_conv, lhand_feat, lhand_joint_img[:, :, :2]),
+                           lhand_joint_img), 2)
+        rhand = torch.cat((sample_conv_features(self.rhand_conv, rhand_feat, rhand_joint_img[:, :, :2]),
+                           rhand_joint_img), 2)
         feat = torch.cat((body, lhand, rhand), 1).view(b, -1)
         return self.root_pose_out(feat), self.body_pose_out(feat), shape, cam
 

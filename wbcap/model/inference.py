@@ -22,6 +22,7 @@ from wbcap.model.fused import (
     PRECISION_PLANS,
     TUNED_PARTS,
     Col2imDeconv,
+    ConvAtPoints,
     FusedConv,
     FusedConvStack,
     GemmConv,
@@ -253,8 +254,9 @@ def optimize_for_inference(
         net.hand_position_net.conv = FusedConvStack(net.hand_position_net.conv, [2 * n, hand_dim, *hand_hw], heads, packed)
         rot = net.body_rotation_net
         rot.body_conv = FusedConvStack(rot.body_conv, [n, body_dim, *body_hw], heads, packed)
-        rot.lhand_conv = FusedConvStack(rot.lhand_conv, [n, hand_dim, *hand_hw], heads, packed)
-        rot.rhand_conv = FusedConvStack(rot.rhand_conv, [n, hand_dim, *hand_hw], heads, packed)
+        # (read at 4 joints each: computed at those joints' neighbours only, see ConvAtPoints)
+        rot.lhand_conv = ConvAtPoints(rot.lhand_conv, heads, packed)
+        rot.rhand_conv = ConvAtPoints(rot.rhand_conv, heads, packed)
         net.hand_rotation_net.hand_conv = FusedConvStack(
             net.hand_rotation_net.hand_conv, [2 * n, hand_dim, *hand_hw], heads, packed
         )

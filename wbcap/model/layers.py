@@ -107,17 +107,15 @@ def sample_joint_features(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.T
     return sampled.permute(0, 2, 1).contiguous()
 
 
-def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
-    """:func:`sample_joint_features` of a half-precision ``feat``, in float32: each point's four
-    neighbours (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1) gathered, widened and
-    weighted by (1 - fx)(1 - fy), fx(1 - fy), (1 - fx)fy, fx fy, neighbours outside the map
-    (and points with non-finite coordinates) counting zero: ``grid_sample``'s bilinear,
-    ``align_corners=True``, zero padding, whose normalised grid maps cell x to x exactly.
+def joint_neighbours(joint_xy: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four neighbours of each point on an ``h x w`` map and their bilinear weights, as
+    ``F.grid_sample`` (``align_corners=True``, zero padding) weighs them: (x0, y0), (x0 + 1, y0),
+    (x0, y0 + 1), (x0 + 1, y0 + 1) by (1 - fx)(1 - fy), fx(1 - fy), (1 - fx)fy, fx fy; neighbours
+    outside the map (and points with non-finite coordinates) weigh zero.
 
-    feat (B, C, H, W) any memory format; joint_xy (B, J, 2) cells -> (B, J, C) float32.
+    joint_xy (B, J, 2) in cells (x, y) -> (flat index ``y * w + x`` (B, J * 4) int64, clamped
+    inside the map; weights (B, J, 4) float32).
     """
-    b, c, h, w = feat.shape
-    j = joint_xy.shape[1]
     xy = joint_xy.float()
     xy = torch.where(xy.isfinite(), xy, torch.full_like(xy, -2.0))  # (outside: zeros)
     x, y = xy.unbind(-1)  # (B, J)
@@ -127,8 +125,31 @@ def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
     ys = torch.stack((y0, y0, y0 + 1, y0 + 1), -1)
     weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), -1)
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    weights = weights * inside
-    index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().view(b, 1, j * 4)
+    index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().flatten(1)
+    return index, weights * inside
+
+
+def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_joint_features` of a half-precision ``feat``, in float32: each point's four
+    neighbours (:func:`joint_neighbours`) gathered, widened and weighted: ``grid_sample``'s
+    bilinear, ``align_corners=True``, zero padding, whose normalised grid maps cell x to x exactly.
+
+    feat (B, C, H, W) any memory format; joint_xy (B, J, 2) cells -> (B, J, C) float32.
+    """
+    b, c, h, w = feat.shape
+    j = joint_xy.shape[1]
+    index, weights = joint_neighbours(joint_xy, h, w)
     flat = feat.flatten(2)  # (B, C, H * W): a view in NCHW and channels_last memory alike
-    values = torch.gather(flat, 2, index.expand(b, c, j * 4)).float().view(b, c, j, 4)
+    values = torch.gather(flat, 2, index.view(b, 1, j * 4).expand(b, c, j * 4)).float().view(b, c, j, 4)
     return (values * weights.unsqueeze(1)).sum(-1).permute(0, 2, 1).contiguous()
+
+
+def sample_conv_features(conv: nn.Module, feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
+    """``sample_joint_features(conv(feat), joint_xy)``: through ``conv.sample`` where the
+    inference form gives the convolution one (:class:`~wbcap.model.fused.ConvAtPoints`: a 1x1
+    convolution computed on the sampled points' neighbours only), else on the whole map.
+
+    feat (B, C, H, W); joint_xy (B, J, 2) in cells -> (B, J, C_out) as :func:`sample_joint_features`.
+    """
+    sample = getattr(conv, "sample", None)
+    return sample(feat, joint_xy) if sample is not None else sample_joint_features(conv(feat), joint_xy)
