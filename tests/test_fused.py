@@ -147,6 +147,13 @@ def test_conv_at_points_samples_the_convolution_it_computes_only_there(packed, m
         if bf16_supported():
             half = ConvAtPoints(seq, torch.bfloat16, packed).sample(feat, xy)
             assert 1e-6 * scale < (half - ref).abs().max().item() <= 2e-2 * scale and (half[1, 0] == 0).all()
+        # a non-finite pixel on the edge: the point outside beside it still reads zeros (as
+        # grid_sample's zero padding), in float32 and in the half-precision sampling alike
+        bad = feat.clone()
+        bad[0, :, 0, 5] = float("inf")
+        edge = torch.tensor([[[9.0, -4.0], [7.0, -3.0]]]).expand(3, 2, 2)  # (outside: clamped onto that pixel)
+        assert torch.equal(m.sample(bad, edge)[0], torch.zeros(2, 24))
+        assert torch.equal(sample_joint_features(bad.to(torch.bfloat16), edge)[0], torch.zeros(2, 32))
     with pytest.raises(ValueError, match="1x1"):
         ConvAtPoints(make_conv_layers([32, 24], kernel=3, padding=1))
 

@@ -1355,7 +1355,8 @@ def _measured(form: str, subpixel: bool) -> str:
 # by their plans (sizes 1 and 2); every one is compared with single crops too.
 CANDIDATES = ["fused:4", "plain:2", "onnxruntime:2", "graph:2", pytest.param(_measured("fused", True), marks=pytest.mark.slow),
               pytest.param(_measured("plain", True), marks=pytest.mark.slow),  # the forms: fused:4 and plain:2
-              pytest.param("measured-single", marks=pytest.mark.slow)]  # one-image calls through onnxruntime
+              pytest.param("measured-single", marks=pytest.mark.slow),  # one-image calls through onnxruntime
+              pytest.param("measured-fused-col2im", marks=pytest.mark.slow)]  # the deconvolutions as col2im
 #: Fused is the faster form, but onnxruntime is faster at one image per call (the hand ResNet-50
 #: on the Zen 3 EPYC): with sizes 1 and 2, a batch of 3 runs as 2 (fused) + 1 (onnxruntime).
 SINGLE_WINS = {**FUSED_WINS, ("onnxruntime", 1): 0.85, ("onnxruntime", 2): 0.9, ("onnxruntime", 4): 0.9}
@@ -1398,14 +1399,21 @@ def test_every_exact_candidate_equals_the_reference_and_is_batch_invariant(candi
         # a measured choice with every option taken (fake timings), through the real cache code
         per_image = PLAIN_WINS if "plain" in candidate else FUSED_WINS
         monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-        # fused: the sub-pixel convolutions as matrix products too
-        sub_s = {False: 2.0, True: 1.0, "gemm": 0.5 if "fused" in candidate else 3.0}
+        # fused: the sub-pixel convolutions as matrix products too; col2im: the deconvolutions as
+        # one matrix product and a col2im
+        col2im = candidate.endswith("col2im")
+        sub_s = ({False: 2.0, True: 3.0, "gemm": 3.0, "col2im": 0.5} if col2im
+                 else {False: 2.0, True: 1.0, "gemm": 0.5 if "fused" in candidate else 3.0})
         monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, sub_s, winograd_s=WINOGRAD_WINS))
         monkeypatch.setattr(strategy, "machine_busy", lambda: False)
         monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
         net = optimize_for_inference(net, "cpu", "exact")
-        assert net.cpu_strategy.source == "measured" and isinstance(net.box_net.deconv.layers[0], SubpixelDeconv)
-        assert isinstance(net.box_net.deconv.layers[0].conv, GemmConv) == ("fused" in candidate)
+        layers = net.box_net.deconv.layers
+        assert net.cpu_strategy.source == "measured"
+        if col2im:
+            assert all(isinstance(m, Col2imDeconv) for m in layers)
+        else:
+            assert isinstance(layers[0], SubpixelDeconv) and isinstance(layers[0].conv, GemmConv) == ("fused" in candidate)
         # ... and Winograd layers from two images per call on: the 3 crops run as 2 + 1
         from wbcap.model.fused import ConvByBatchSize
         assert sum(isinstance(m, ConvByBatchSize) for m in net.modules()) == 39
@@ -1516,6 +1524,9 @@ def test_col2im_deconvolution_refusals_and_packings_follow_to():
         expected = F.conv_transpose2d(x, m.weight.view(4, 4, 16, 8).permute(3, 2, 0, 1), m.bias, 2, 1)
     assert (after - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
     assert (after - before).abs().max().item() > 1e-4  # the weight did change
+    with torch.inference_mode():  # (float64: no oneDNN product, torch's)
+        double = m.double()(x.double())
+    assert double.dtype == torch.float64 and (double.float() - after).abs().max().item() <= 1e-5 * after.abs().max()
 
 
 def test_part_choice_round_trip():

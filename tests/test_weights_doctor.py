@@ -261,13 +261,13 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     path.unlink()
     plans = (((1, 2),),) * 3 + ((),) * 10
     body = strategy.PartChoice("fused", ChunkPlan(((1, 0.04), (4, 0.03))), (), 1, winograd=plans, single="onnxruntime")
-    box = strategy.PartChoice("plain", ChunkPlan.fixed(2), (True, False, True), 1, gemm=(True, False, False))
+    box = strategy.PartChoice("plain", ChunkPlan.fixed(2), (True, False, True), 1, gemm=(True, True, False))
     strategy.write_cache(path, strategy.machine_key(), {"body_backbone: resnet50 3x256x192 float32": body,
                                                         "box_net: deconv 2248-256-256-256 8x6 bfloat16": box})
     line = form_line()
     assert line.startswith("[ok  ] CPU inference form: measured on this machine: float32: body_backbone (resnet50 "
                            "3x256x192) fused (Winograd 3/13, one-image calls onnxruntime); bfloat16: box_net (deconv 2248-256-256-256 8x6) plain "
-                           "(sub-pixel 2/3, matrix product 1/3)"), line
+                           "(sub-pixel 2/3, matrix product 1/3, col2im 1/3)"), line
     assert str(path) in line
     strategy.write_cache(path, strategy.machine_key(), {"face_backbone: resnet18 3x96x96 float32 no-onednn": body})
     line = form_line()

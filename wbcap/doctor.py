@@ -168,8 +168,10 @@ def _cpu_strategy_check() -> Check:
         tokens = tokens[:-1] if plain else tokens
         dtype = tokens[-1] if tokens else "?"
         part += f" ({' '.join(tokens[:-1])}{', no oneDNN' if plain else ''})"
-        extra = [f"{label} {sum(flags)}/{len(flags)}" for label, flags in (("sub-pixel", c.subpixel), ("matrix product", c.gemm))
-                 if any(flags)]
+        sub_gemm = tuple(s and g for s, g in zip(c.subpixel, c.gemm))
+        col2im = tuple(g and not s for s, g in zip(c.subpixel, c.gemm))
+        extra = [f"{label} {sum(flags)}/{len(flags)}" for label, flags in (
+            ("sub-pixel", c.subpixel), ("matrix product", sub_gemm), ("col2im", col2im)) if any(flags)]
         if c.winograd_used():
             extra.append(f"Winograd {c.winograd_used()}/{len(c.winograd)}")
         if c.single:

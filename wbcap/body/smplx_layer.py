@@ -3,7 +3,9 @@
 :class:`SMPLXLayer` is constructed from the validated arrays of
 :func:`wbcap.body.model_files.load_body_model_data`, so building it never unpickles anything.
 It reproduces ``smplx.create(folder, 'smplx', use_pca=False, use_face_contour=True,
-flat_hand_mean=False, num_betas=10, num_expression_coeffs=10)`` exactly, without per-instance
+flat_hand_mean=False, num_betas=10, num_expression_coeffs=10)`` to float32 rounding (its rest
+joints come from a basis computed once, see ``_lbs``'s ``joint_basis``: within ~4e-7 m of
+smplx's; ``_lbs`` without it is smplx's computation bit for bit), without per-instance
 parameters: every array is a (non-persistent) buffer, so ``.to(device)`` moves it and a network
 ``state_dict`` never carries (licensed) body-model data.
 

@@ -300,7 +300,7 @@ def optimize_regressor_body(regressor: nn.Module, device: torch.device | str,
     9.3 ms for one pose and from 29.3 to 20.7 ms for 8. The same products summed in another order:
     vertices within float32 rounding of smplx's (1.2e-7 m there), not bit for bit. GPUs (and
     CPU builds without oneDNN): None, smplx's product. The layer itself is left alone (other
-    users of it, posing for export, keep smplx's results bit for bit).
+    users of it, posing for export, keep its own product, smplx's ``torch.matmul``).
     """
     precision = Precision(precision)
     device = torch.device(device)

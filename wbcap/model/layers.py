@@ -114,7 +114,9 @@ def joint_neighbours(joint_xy: torch.Tensor, h: int, w: int) -> tuple[torch.Tens
     outside the map (and points with non-finite coordinates) weigh zero.
 
     joint_xy (B, J, 2) in cells (x, y) -> (flat index ``y * w + x`` (B, J * 4) int64, clamped
-    inside the map; weights (B, J, 4) float32).
+    inside the map; weights (B, J, 4) float32; inside (B, J, 4) bool: the neighbour is on the
+    map, i.e. its index is its own, not a clamped one, whose value the caller must zero rather
+    than weigh by 0: a non-finite pixel there would give NaN).
     """
     xy = joint_xy.float()
     xy = torch.where(xy.isfinite(), xy, torch.full_like(xy, -2.0))  # (outside: zeros)
@@ -126,7 +128,7 @@ def joint_neighbours(joint_xy: torch.Tensor, h: int, w: int) -> tuple[torch.Tens
     weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), -1)
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
     index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().flatten(1)
-    return index, weights * inside
+    return index, weights * inside, inside
 
 
 def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
@@ -138,16 +140,18 @@ def _sample_widened(feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
     """
     b, c, h, w = feat.shape
     j = joint_xy.shape[1]
-    index, weights = joint_neighbours(joint_xy, h, w)
+    index, weights, inside = joint_neighbours(joint_xy, h, w)
     flat = feat.flatten(2)  # (B, C, H * W): a view in NCHW and channels_last memory alike
     values = torch.gather(flat, 2, index.view(b, 1, j * 4).expand(b, c, j * 4)).float().view(b, c, j, 4)
-    return (values * weights.unsqueeze(1)).sum(-1).permute(0, 2, 1).contiguous()
+    weighed = torch.where(inside.unsqueeze(1), values * weights.unsqueeze(1), 0.0)  # (see joint_neighbours)
+    return weighed.sum(-1).permute(0, 2, 1).contiguous()
 
 
 def sample_conv_features(conv: nn.Module, feat: torch.Tensor, joint_xy: torch.Tensor) -> torch.Tensor:
     """``sample_joint_features(conv(feat), joint_xy)``: through ``conv.sample`` where the
     inference form gives the convolution one (:class:`~wbcap.model.fused.ConvAtPoints`: a 1x1
-    convolution computed on the sampled points' neighbours only), else on the whole map.
+    convolution computed on the sampled points' neighbours only; the same values to float32
+    rounding, except zeros for a point with non-finite coordinates), else on the whole map.
 
     feat (B, C, H, W); joint_xy (B, J, 2) in cells -> (B, J, C_out) as :func:`sample_joint_features`.
     """
