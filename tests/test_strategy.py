@@ -319,35 +319,12 @@ def test_subpixel_gemm_chosen_only_when_faster_than_both_other_forms(micro_parts
 
 
 @pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
-def test_subpixel_gemm_choice_is_rebuilt_from_the_cache(micro_net, tmp_path, monkeypatch):
-    """Measured once (every deconvolution as a matrix product), then read back: the converted
-    box network holds the same forms and gives the same result."""
-    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(FUSED_WINS, {False: 2.0, True: 1.0, "gemm": 0.5}))
-    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
-    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
-    monkeypatch.setattr(strategy, "_winograd_trials", lambda part, onednn, x, sizes, timer, rounds: (
-        [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()], x.new_empty(0)))
-    x = torch.rand(2, 3, 256, 192, generator=torch.Generator().manual_seed(4))
-    outs = []
-    for source in ("measured", "cache"):
-        net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
-        assert net.cpu_strategy.source == source and net.cpu_strategy.parts["box_net"].gemm == (True, True, True)
-        assert all(isinstance(m, SubpixelDeconv) and isinstance(m.conv, GemmConv) for m in net.box_net.deconv.layers)
-        assert "(sub-pixel 3/3, 3 as GEMM" in net.cpu_strategy.summary(1)
-        with torch.inference_mode():
-            outs.append(net(x).joint_img)
-    assert torch.equal(outs[0], outs[1])
-
-
-def test_col2im_choice_is_measured_rebuilt_from_the_cache_and_float32_only(micro_net, micro_parts, tmp_path,
-                                                                             monkeypatch):
-    """The col2im form, when faster: chosen per layer, read back from the cache into the same
-    modules with the same result, and described; never a candidate for a bfloat16 part."""
-    monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(FUSED_WINS, {False: 2.0, True: 1.5, "col2im": 1.0}))
-    monkeypatch.setattr(strategy, "machine_busy", lambda: False)
-    monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+@pytest.mark.parametrize("form", ["gemm", "col2im"])
+def test_deconvolutions_as_matrix_products_are_rebuilt_from_the_cache(form, micro_net, tmp_path, monkeypatch):
+    """Measured once (every deconvolution as a matrix product: the sub-pixel convolution's, or the
+    deconvolution's own and a col2im), then read back: the converted box network holds the same
+    forms, describes them and gives the same result."""
+    _measure_with(monkeypatch, tmp_path, FUSED_WINS, subpixel_s={False: 2.0, True: 1.5, form: 0.5})
     monkeypatch.setattr(strategy, "_winograd_trials", lambda part, onednn, x, sizes, timer, rounds: (
         [{c: {0: 1.0} for c in sizes} for _ in part.winograd_convs()], x.new_empty(0)))
     x = torch.rand(2, 3, 256, 192, generator=torch.Generator().manual_seed(4))
@@ -355,18 +332,26 @@ def test_col2im_choice_is_measured_rebuilt_from_the_cache_and_float32_only(micro
     for source in ("measured", "cache"):
         net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
         box = net.cpu_strategy.parts["box_net"]
-        assert net.cpu_strategy.source == source and (box.subpixel, box.gemm) == ((False,) * 3, (True,) * 3)
-        assert all(isinstance(m, Col2imDeconv) for m in net.box_net.deconv.layers)
-        assert "col2im 3/3" in net.cpu_strategy.summary(1) and "col2im 3/3" in box.describe(1)
+        assert net.cpu_strategy.source == source and box.gemm == (True, True, True)
+        if form == "gemm":
+            assert box.subpixel == (True, True, True)
+            assert all(isinstance(m, SubpixelDeconv) and isinstance(m.conv, GemmConv) for m in net.box_net.deconv.layers)
+            assert "(sub-pixel 3/3, 3 as GEMM" in net.cpu_strategy.summary(1)
+        else:
+            assert box.subpixel == (False, False, False)
+            assert all(isinstance(m, Col2imDeconv) for m in net.box_net.deconv.layers)
+            assert "col2im 3/3" in net.cpu_strategy.summary(1) and "col2im 3/3" in box.describe(1)
         with torch.inference_mode():
             outs.append(net(x).joint_img)
     assert torch.equal(outs[0], outs[1])
-    if bf16_supported():
-        log: list = []
-        strategy.measure_part(micro_parts["box_net"], torch.bfloat16, True, chunks=(1, 2),
-                              timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.5, "col2im": 1.0}, log=log))
-        forms = {k[1] for calls in log for k in calls if k[0] == "deconv-form"}
-        assert forms == {"deconv", "subpixel", "gemm"}
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="no bfloat16 instructions")
+def test_col2im_is_no_candidate_for_a_bfloat16_part(micro_parts):
+    log: list = []
+    strategy.measure_part(micro_parts["box_net"], torch.bfloat16, True, chunks=(1, 2),
+                          timer=fake_timer(FUSED_WINS, {False: 2.0, True: 1.5, "col2im": 1.0}, log=log))
+    assert {k[1] for calls in log for k in calls if k[0] == "deconv-form"} == {"deconv", "subpixel", "gemm"}
 
 
 def test_gemm_conv_packings_follow_to():
@@ -1032,14 +1017,15 @@ def test_graph_form_dropped_when_it_cannot_be_built(micro_parts, direct_layers, 
     assert "the oneDNN Graph form could not be built (tracing failed); not used" in caplog.text
 
 
-def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False):
-    """optimize_for_inference measures with fake timings (chunk sizes 1 and 2) into a cache in
-    ``tmp_path``; without ``build_times`` no build times are kept (real ones, weighed against the
-    fake call times, would choose the forms of a few calls at random)."""
+def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False, subpixel_s: dict | None = None):
+    """optimize_for_inference measures with fake timings (chunk sizes 1 and 2; the deconvolution
+    forms' from ``subpixel_s``, see :func:`fake_timer`) into a cache in ``tmp_path``; without
+    ``build_times`` no build times are kept (real ones, weighed against the fake call times, would
+    choose the forms of a few calls at random)."""
     if not build_times:
         monkeypatch.setattr(strategy, "few_call_build_times", lambda *args, **kwargs: {})
     monkeypatch.setattr(strategy, "cache_path", lambda: tmp_path / "cpu_strategy.json")
-    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image))
+    monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, subpixel_s))
     monkeypatch.setattr(strategy, "machine_busy", lambda: False)
     monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
 

@@ -657,7 +657,53 @@ def subpixel_applies(conv: nn.Module) -> bool:
             and tuple(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
-class GemmConv(nn.Module):
+class _MatrixProductLayer(nn.Module):
+    """What :class:`GemmConv` and :class:`Col2imDeconv` share: a ``(N, K)`` weight and a ``(N,)``
+    bias in the compute dtype (buffers), oneDNN packings of the weight per number of rows
+    (:class:`LinearPacks`, dropped by a ``.to()`` that changes the dtype or device), and the
+    product of ``(M, K)`` rows with it: oneDNN's pre-packed linear primitive on the CPU where
+    ``packed`` and the dtype allows, else ``torch.addmm`` / ``torch.mm``."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool, dtype: torch.dtype,
+                 packed: bool) -> None:
+        super().__init__()
+        self.relu = relu
+        self.packed = packed
+        self.register_buffer("weight", weight.detach().to(dtype).contiguous(), persistent=False)
+        self.register_buffer("bias", bias.detach().to(dtype), persistent=False)
+        self._packs = LinearPacks()  # of the current weight buffer
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
+        return self.weight.dtype
+
+    def _apply(self, fn, recurse=True):
+        """Module.to / .cuda / .half ...: a change of device or dtype drops the packings, which
+        were made from the weight as it was."""
+        probe = fn(self.bias)
+        if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
+            self._packs.clear()
+        return super()._apply(fn, recurse)
+
+    def _packed_weight(self, rows: int) -> torch.Tensor:
+        """The weight packed by oneDNN for ``rows`` rows (the first packing where the layout is the same)."""
+        return self._packs.get(self.weight, rows)
+
+    def product(self, rows: torch.Tensor, with_bias: bool) -> torch.Tensor:
+        """``rows (M, K) @ weight^T`` ``(M, N)`` in the compute dtype, with the bias and ReLU
+        (:attr:`relu`) when ``with_bias``, else the bare product."""
+        if self.packed and rows.device.type == "cpu" and onednn_linear_usable(rows.dtype):
+            return torch.ops.mkldnn._linear_pointwise(rows, self._packed_weight(rows.shape[0]),
+                                                      self.bias if with_bias else None,
+                                                      "relu" if with_bias and self.relu else "none", [], "")
+        if not with_bias:
+            return torch.mm(rows, self.weight.t())
+        y = torch.addmm(self.bias, rows, self.weight.t())
+        return y.relu_() if self.relu else y
+
+
+class GemmConv(_MatrixProductLayer):
     """A stride-1 convolution with an already folded weight, run as one matrix product
     (im2col): each output pixel's kh x kw receptive field in the zero-padded input is gathered
     into one row of a new (N * H' * W', kh * kw * C_in) matrix (taps in (ky, kx) order, the input
@@ -691,41 +737,19 @@ class GemmConv(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: Sequence[int], relu: bool,
                  dtype: torch.dtype, packed: bool) -> None:
-        super().__init__()
         c_out, c_in, kh, kw = (int(v) for v in weight.shape)
+        # Columns ordered (ky, kx, c_in), as the gathered rows are.
+        super().__init__(weight.detach().float().permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in), bias, relu,
+                         dtype, packed)
         self.kernel = (kh, kw)
         self.padding = tuple(int(v) for v in padding)
-        self.relu = relu
-        self.packed = packed
         self.out_channels = c_out
-        # Columns ordered (ky, kx, c_in), as the gathered rows are.
-        self.register_buffer("weight", weight.detach().float().permute(0, 2, 3, 1).reshape(c_out, kh * kw * c_in)
-                             .to(dtype).contiguous(), persistent=False)
-        self.register_buffer("bias", bias.detach().to(dtype), persistent=False)
-        self._packs = LinearPacks()  # of the current weight buffer
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
-        return self.weight.dtype
-
-    def _apply(self, fn, recurse=True):
-        """Module.to / .cuda / .half ...: a change of device or dtype drops the packings, which
-        were made from the weight as it was."""
-        probe = fn(self.bias)
-        if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
-            self._packs.clear()
-        return super()._apply(fn, recurse)
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H', W') for an (N, C_in, H, W) input."""
         n, _, h, w = input_size
         (kh, kw), (ph, pw) = self.kernel, self.padding
         return [n, self.out_channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1]
-
-    def _packed_weight(self, rows: int) -> torch.Tensor:
-        """The weight packed by oneDNN for ``rows`` rows (the first packing where the layout is the same)."""
-        return self._packs.get(self.weight, rows)
 
     def columns(self, x: torch.Tensor) -> torch.Tensor:
         """(N * H' * W', kh * kw * C_in): each output pixel's receptive field, zeros outside the input."""
@@ -752,14 +776,7 @@ class GemmConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, ho, wo = self.output_size(x.shape)
-        cols = self.columns(x)
-        if self.packed and cols.device.type == "cpu" and onednn_linear_usable(cols.dtype):
-            y = torch.ops.mkldnn._linear_pointwise(cols, self._packed_weight(cols.shape[0]), self.bias,
-                                                   "relu" if self.relu else "none", [], "")
-        else:
-            y = torch.addmm(self.bias, cols, self.weight.t())
-            if self.relu:
-                y = y.relu_()
+        y = self.product(self.columns(x), with_bias=True)
         return y.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
 
 
@@ -821,7 +838,7 @@ def col2im_applies(conv: nn.Module) -> bool:
             and tuple(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
-class Col2imDeconv(nn.Module):
+class Col2imDeconv(_MatrixProductLayer):
     """A transposed convolution (BatchNorm folded, optional ReLU) as one matrix product and a
     col2im: every input pixel's ``C_in`` values times the ``(C_in, kh * kw * C_out)`` weight give
     its ``kh x kw`` patch of output contributions, and the patches are added into the output at
@@ -849,35 +866,17 @@ class Col2imDeconv(nn.Module):
 
     def __init__(self, deconv: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool, dtype: torch.dtype,
                  packed: bool) -> None:
-        super().__init__()
         if not col2im_applies(deconv):
             raise ValueError(f"Col2imDeconv needs a transposed convolution without output padding, dilation or "
                              f"groups, got {deconv}")
         w, b = fold_batchnorm(deconv.weight, deconv.bias, bn, transposed=True)  # (in, out, kh, kw)
         c_in, c_out, kh, kw = (int(v) for v in w.shape)
+        # Rows ordered (ky, kx, c_out): one image row's product is its (kh, kw, C_out) patch.
+        super().__init__(w.permute(2, 3, 1, 0).reshape(kh * kw * c_out, c_in), b, relu, dtype, packed)
         self.kernel = (kh, kw)
         self.stride = tuple(int(v) for v in deconv.stride)
         self.padding = tuple(int(v) for v in deconv.padding)
-        self.relu = relu
-        self.packed = packed
         self.out_channels = c_out
-        # Rows ordered (ky, kx, c_out): one image row's product is its (kh, kw, C_out) patch.
-        self.register_buffer("weight", w.permute(2, 3, 1, 0).reshape(kh * kw * c_out, c_in).to(dtype).contiguous(),
-                             persistent=False)
-        self.register_buffer("bias", b.to(dtype), persistent=False)
-        self._packs = LinearPacks()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Compute dtype (that of the weight; follows ``.to(dtype)``)."""
-        return self.weight.dtype
-
-    def _apply(self, fn, recurse=True):
-        """(as :meth:`GemmConv._apply`: a change of device or dtype drops the packings)"""
-        probe = fn(self.bias)
-        if probe.device != self.bias.device or probe.dtype != self.bias.dtype:
-            self._packs.clear()
-        return super()._apply(fn, recurse)
 
     def output_size(self, input_size: Sequence[int]) -> list[int]:
         """(N, C_out, H', W') for an (N, C_in, H, W) input."""
@@ -890,12 +889,7 @@ class Col2imDeconv(nn.Module):
         _, c, ho, wo = self.output_size(x.shape)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c_in)  # (a view of channels_last memory)
-        if self.packed and rows.device.type == "cpu" and onednn_linear_usable(rows.dtype):
-            cols = torch.ops.mkldnn._linear_pointwise(rows, self._packs.get(self.weight, rows.shape[0]), None,
-                                                      "none", [], "")
-        else:
-            cols = torch.mm(rows, self.weight.t())
-        cols = cols.view(n, h, w, kh, kw, c)
+        cols = self.product(rows, with_bias=False).view(n, h, w, kh, kw, c)  # (the bias and ReLU come after the sums)
         acc = torch.float32 if self.dtype in (torch.bfloat16, torch.float16) else self.dtype
         out = cols.new_empty((n, ho, wo, c), dtype=acc).copy_(self.bias)  # (N, H', W', C), the bias in each pixel
         for ky in range(kh):
