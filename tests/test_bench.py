@@ -477,6 +477,8 @@ def test_short_strategy_names_forms_and_the_rewritten_layers():
     assert short_strategy(None) == "-"
     one = {**parts, "hand_backbone": "fused 2+1+1 winograd 7/13 single onnxruntime"}  # (one-image calls: onnxruntime)
     assert short_strategy(one) == "fused 4w/2+1+1w(o1)/p1/2s"
+    graph = {**parts, "face_backbone": "fused 1 single graph"}  # (one-image calls: oneDNN Graph; g is gemm)
+    assert short_strategy(graph) == "fused 4w/4+4/1(G1)/2s"
 
 
 def test_speedups_over_exact_paired_only_against_the_same_ceiling():

@@ -29,7 +29,7 @@ from wbcap.model.fused import (
     rel_error,
     tuned_parts,
 )
-from wbcap.model.graph_resnet import GraphResNet, graph_applies
+from wbcap.model.graph_resnet import GraphResNet, graph_applies, graph_usable
 from wbcap.model.inference import optimize_for_inference
 from wbcap.model.ort_resnet import ort_applies
 from wbcap.model.strategy import (
@@ -1113,13 +1113,15 @@ def test_few_calls_run_one_image_calls_in_the_main_form(micro_net, micro_referen
 
 
 def test_for_few_calls_gives_the_calls_of_one_image_back_to_the_main_form():
-    """A fused choice whose one-image calls go through onnxruntime keeps them fused, at the fused
-    form's own measured time for one image; forms that are cheap to build are left as they are."""
-    single = PartChoice("fused", ChunkPlan(((1, 0.05), (2, 0.09))), per_crop=2, single="onnxruntime",
-                        measured={"fused": {1: 0.1, 2: 0.09}, "onnxruntime": {1: 0.05}}, alternates={3: (1,)})
-    few = single.for_few_calls()
-    assert few.form == "fused" and few.single is None and few.chunks.per_image_s == ((1, 0.1), (2, 0.09))
-    assert few.alternates == {3: (1,)}  # (the fused form's own packings, measured with it, kept)
+    """A fused choice whose one-image calls go through onnxruntime (or a oneDNN Graph) keeps them
+    fused, at the fused form's own measured time for one image; forms that are cheap to build are
+    left as they are."""
+    for other in strategy.SINGLE_FORMS:
+        single = PartChoice("fused", ChunkPlan(((1, 0.05), (2, 0.09))), per_crop=2, single=other,
+                            measured={"fused": {1: 0.1, 2: 0.09}, other: {1: 0.05}}, alternates={3: (1,)})
+        few = single.for_few_calls()
+        assert few.form == "fused" and few.single is None and few.chunks.per_image_s == ((1, 0.1), (2, 0.09))
+        assert few.alternates == {3: (1,)}  # (the fused form's own packings, measured with it, kept)
     for form in ("fused", "plain", "int8"):
         cheap = PartChoice(form, ChunkPlan(((1, 0.1), (4, 0.05))), measured={form: {1: 0.1, 4: 0.05}, "fused": {1: 0.2}})
         assert cheap.for_few_calls() is cheap
@@ -1571,38 +1573,48 @@ def test_a_bad_strategy_value_is_refused_before_anything_loads(monkeypatch, tmp_
         Pipeline.from_config(config)
 
 
-def test_calls_of_one_image_run_in_the_form_measured_faster_there(micro_parts, direct_layers, monkeypatch):
+@pytest.mark.parametrize("single", ["onnxruntime", "graph"])
+def test_calls_of_one_image_run_in_the_form_measured_faster_there(single, micro_parts, direct_layers, monkeypatch):
     """The hand ResNet-50 on the Zen 3 EPYC: fused was the faster form (from four images per call),
-    onnxruntime 20 % faster at one image per call, which one person's two hands run as."""
-    pytest.importorskip("onnx")
+    onnxruntime 20 % faster at one image per call, which one person's two hands run as (the face
+    ResNet-18 there: a oneDNN Graph 20 % faster at one image, fused from two)."""
     from wbcap.model.inference import _build_choice
     from wbcap.model.ort_resnet import OrtResNet
 
+    if single == "onnxruntime":
+        pytest.importorskip("onnx")
+        single_class = OrtResNet
+    elif not graph_usable():
+        pytest.skip("no oneDNN Graph fuser in this torch build")
+    else:
+        single_class = GraphResNet
     part = micro_parts["face_backbone"]
-    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(SINGLE_WINS))
-    assert (choice.form, choice.single) == ("fused", "onnxruntime")
-    assert choice.chunks.per_image_s == ((1, 0.85), (2, 0.6), (4, 0.5))  # (one image: onnxruntime's time)
-    assert choice.measured["fused"][1] == 1.0 and choice.measured["onnxruntime"][1] == 0.85
-    assert [choice.describe(n) for n in (1, 2, 5)] == ["fused 1 single onnxruntime", "fused 2",
-                                                       "fused 4+1 single onnxruntime"]
+    wins = {**FUSED_WINS, (single, 1): 0.85, (single, 2): 0.9, (single, 4): 0.9}
+    choice, module = strategy.measure_part(part, torch.float32, True, chunks=(1, 2, 4), timer=fake_timer(wins))
+    assert (choice.form, choice.single) == ("fused", single)
+    assert choice.chunks.per_image_s == ((1, 0.85), (2, 0.6), (4, 0.5))  # (one image: the single form's time)
+    assert choice.measured["fused"][1] == 1.0 and choice.measured[single][1] == 0.85
+    assert [choice.describe(n) for n in (1, 2, 5)] == [f"fused 1 single {single}", "fused 2",
+                                                       f"fused 4+1 single {single}"]
     assert PartChoice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice
     rebuilt = _build_choice(part, torch.float32, True, choice, False)
     x = torch.rand(5, *part.item_shape, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = part.module(x)
         for m in (module, rebuilt):
-            assert isinstance(m, SingleImageForm) and isinstance(m.single, OrtResNet) and isinstance(m.main, FusedResNet)
+            assert isinstance(m, SingleImageForm) and isinstance(m.single, single_class)
+            assert isinstance(m.main, FusedResNet)
             sizes: dict[str, list[int]] = {"main": [], "single": []}
             for name in sizes:
                 getattr(m, name).register_forward_pre_hook(lambda _m, a, name=name, sizes=sizes: sizes[name].append(len(a[0])))
             out = m(x)
-            assert sizes == {"main": [4], "single": [1]}  # 5 images: 4 fused + 1 through onnxruntime
+            assert sizes == {"main": [4], "single": [1]}  # 5 images: 4 fused + 1 in the single form
             assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
-            alone = torch.cat([m(x[i:i + 1]) for i in range(5)])  # all through onnxruntime
+            alone = torch.cat([m(x[i:i + 1]) for i in range(5)])  # all in the single form
             assert (alone - out).abs().max() <= 1e-5 * ref.abs().max()
             assert m(x[:0]).shape == (0, *out.shape[1:])
-    # onnxruntime broken since it was measured: fused alone, with fused's own time for one image
-    monkeypatch.setattr(OrtResNet, "__init__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("gone")))
+    # the single form broken since it was measured: fused alone, with fused's own time for one image
+    monkeypatch.setattr(single_class, "__init__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("gone")))
     alone = _build_choice(part, torch.float32, True, choice, False)
     assert isinstance(alone, FusedResNet) and alone.chunks.per_image_s == ((1, 1.0), (2, 0.6), (4, 0.5))
 
@@ -1616,6 +1628,10 @@ def test_a_single_image_form_must_be_faster_by_the_margin_and_give_the_same_valu
     assert strategy.single_image_form("fused", plan, times, same) == ("onnxruntime", ChunkPlan(((1, 0.8), (2, 0.6))))
     assert strategy.single_image_form("plain", plan, {**times, ("plain", 1): 1.0}, same)[0] == "onnxruntime"
     assert strategy.single_image_form("onnxruntime", plan, times, same) == (None, plan)  # (nothing beside it)
+    # the oneDNN Graph form too, the faster of the two
+    assert strategy.single_image_form("fused", plan, {**times, ("graph", 1): 0.75}, {**same, "graph": y.clone()}) == (
+        "graph", ChunkPlan(((1, 0.75), (2, 0.6))))
+    assert strategy.single_image_form("graph", plan, {**times, ("graph", 1): 1.0}, same) == (None, plan)
     # faster by less than the margin: none
     assert strategy.single_image_form("fused", plan, {**times, ("onnxruntime", 1): 0.91}, same) == (None, plan)
     # values apart by more than float32 rounding (int8 beside float32, say): not mixed by batch size

@@ -75,7 +75,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
     parts, then each part's calls; ``p`` / ``o`` / ``f`` / ``i`` / ``G`` before a part in another form
     (plain, onnxruntime, fused, int8, oneDNN Graph), ``s`` after
     one with sub-pixel deconvolutions, ``g`` after one where some of those run as one matrix
-    product, ``c`` after one with deconvolutions as one matrix product and a col2im, ``w`` after one with Winograd convolutions, ``(o1)`` after one whose calls of one image
+    product, ``c`` after one with deconvolutions as one matrix product and a col2im, ``w`` after one with Winograd convolutions, ``(o1)`` / ``(G1)`` after one whose calls of one image
     run in another form, by its letter); ``"-"`` without."""
     if not parts:
         return "-"
@@ -88,7 +88,7 @@ def short_strategy(parts: dict[str, str] | None) -> str:
         cells.append(("" if form == main else FORM_LETTERS.get(form, form[0])) + calls + ("s" if "subpixel" in rest else "")
                      + ("g" if "gemm" in rest else "") + ("c" if "col2im" in rest else "")
                      + ("w" if "winograd" in rest else "")
-                     + (f"({single[0]}1)" if single else ""))
+                     + (f"({FORM_LETTERS.get(single, single[0])}1)" if single else ""))
     return f"{main} " + "/".join(cells)
 
 
@@ -187,8 +187,8 @@ def print_report(report: dict[str, Any], console=None) -> None:
                       "box network (a+b: calls of a and b images; NxC: N calls of C; p / o / f / i / G: that part plain / through "
                       "onnxruntime / fused / int8 / compiled by oneDNN Graph, s: with "
                       "sub-pixel deconvolutions (g: some as one matrix product), c: with deconvolutions as one matrix product "
-                      "and a col2im, w: with Winograd 3x3 convolutions, (o1): its calls of one image through "
-                      "onnxruntime)", highlight=False)
+                      "and a col2im, w: with Winograd 3x3 convolutions, (o1) / (G1): its calls of one image through "
+                      "onnxruntime / compiled by oneDNN Graph)", highlight=False)
     for prec, st in (report.get("strategies") or {}).items():
         if st:
             how = {"measured": f"measured now in {st['selection_s']:.1f} s", "cache": "measured earlier",

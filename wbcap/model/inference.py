@@ -39,7 +39,7 @@ from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
-from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
+from wbcap.model.strategy import ONLY_FOR, CpuStrategy, PartChoice, choose_cpu_strategy
 from wbcap.model.winograd import WinogradConv
 
 __all__ = ["build_form", "optimize_for_inference", "optimize_regressor_body"]
@@ -62,11 +62,13 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     main = build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
-    single, why = None, "it runs float32 ResNets only, with onnx and onnxruntime installed"
-    try:  # (strategy.SINGLE_FORMS: onnxruntime only)
+    single, why = None, f"it runs {ONLY_FOR.get(choice.single, 'the calls of other forms only')}"
+    try:  # (strategy.SINGLE_FORMS)
         if choice.single == "onnxruntime" and ort_applies(part.module, dtype):
             single = OrtResNet(part.module, 1)
-    except Exception as e:  # (onnxruntime raises its own exception types)
+        elif choice.single == "graph" and packed and graph_applies(part.module, dtype):
+            single = GraphResNet(part.module, part.item_shape[1:], dtype, 1)
+    except Exception as e:  # (onnxruntime's, TorchScript's and oneDNN Graph's own exception types)
         why = first_line(e)
     if single is None:  # (the plan's time for one image was the other form's: main's own again)
         log.warning("%s: its calls of one image were measured faster through %s, which could not be built (%s); "

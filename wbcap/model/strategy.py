@@ -112,9 +112,11 @@ CACHE_FILE = "cpu_strategy.json"
 #: to keep), and optional: one that fails to build or run while measured is dropped.
 OWN_BUILD_FORMS = ("onnxruntime", "int8", "graph")
 #: Forms a part's calls of one image may run in beside its own (:attr:`PartChoice.single`), and the
-#: forms that may have them: onnxruntime has no choices of its own to keep (Winograd tiles,
-#: packings), so a fused or plain ResNet's one-image calls can go through it as measured.
-SINGLE_FORMS = ("onnxruntime",)
+#: forms that may have them: onnxruntime and oneDNN Graph have no choices of their own to keep
+#: (Winograd tiles, packings), so a fused or plain ResNet's one-image calls can go through them as
+#: measured (on the Zen 3 EPYC the face ResNet-18 took 16.7 ms for one image as a oneDNN Graph
+#: against 20.8 fused, while fused was the faster form from two images per call).
+SINGLE_FORMS = ("onnxruntime", "graph")
 SINGLE_BESIDE = ("fused", "plain")
 #: Forms whose build costs more than they save over a few network calls
 #: (:meth:`PartChoice.for_few_calls`): an onnxruntime session is made from a graph written for it
