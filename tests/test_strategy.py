@@ -1574,7 +1574,8 @@ def test_a_bad_strategy_value_is_refused_before_anything_loads(monkeypatch, tmp_
 
 
 @pytest.mark.parametrize("single", ["onnxruntime", "graph"])
-def test_calls_of_one_image_run_in_the_form_measured_faster_there(single, micro_parts, direct_layers, monkeypatch):
+def test_calls_of_one_image_run_in_the_form_measured_faster_there(single, micro_parts, direct_layers, monkeypatch,
+                                                                   caplog):
     """The hand ResNet-50 on the Zen 3 EPYC: fused was the faster form (from four images per call),
     onnxruntime 20 % faster at one image per call, which one person's two hands run as (the face
     ResNet-18 there: a oneDNN Graph 20 % faster at one image, fused from two)."""
@@ -1615,8 +1616,10 @@ def test_calls_of_one_image_run_in_the_form_measured_faster_there(single, micro_
             assert m(x[:0]).shape == (0, *out.shape[1:])
     # the single form broken since it was measured: fused alone, with fused's own time for one image
     monkeypatch.setattr(single_class, "__init__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("gone")))
-    alone = _build_choice(part, torch.float32, True, choice, False)
+    with caplog.at_level(logging.WARNING):
+        alone = _build_choice(part, torch.float32, True, choice, False)
     assert isinstance(alone, FusedResNet) and alone.chunks.per_image_s == ((1, 1.0), (2, 0.6), (4, 0.5))
+    assert f"measured faster in the {single} form, which could not be built (gone); they run fused too" in caplog.text
 
 
 def test_a_single_image_form_must_be_faster_by_the_margin_and_give_the_same_values():

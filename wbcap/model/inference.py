@@ -39,12 +39,18 @@ from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, Int8DeconvStack, Int8ResNet, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies
 from wbcap.model.precision import PARTS, Precision
-from wbcap.model.strategy import ONLY_FOR, CpuStrategy, PartChoice, choose_cpu_strategy
+from wbcap.model.strategy import CpuStrategy, PartChoice, choose_cpu_strategy
 from wbcap.model.winograd import WinogradConv
 
 __all__ = ["build_form", "optimize_for_inference", "optimize_regressor_body"]
 
 log = logging.getLogger(__name__)
+
+
+#: What each one-image form (:data:`~wbcap.model.strategy.SINGLE_FORMS`) needs, for the warning
+#: where it cannot be built.
+_SINGLE_NEEDS = {"onnxruntime": "it runs float32 ResNets only, with onnx and onnxruntime installed",
+                 "graph": "it runs float32 ResNets only, with oneDNN and TorchScript's oneDNN Graph fuser"}
 
 
 def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
@@ -62,7 +68,7 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     main = build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
-    single, why = None, f"it runs {ONLY_FOR.get(choice.single, 'the calls of other forms only')}"
+    single, why = None, _SINGLE_NEEDS.get(choice.single, "it is not a form for calls of one image")
     try:  # (strategy.SINGLE_FORMS)
         if choice.single == "onnxruntime" and ort_applies(part.module, dtype):
             single = OrtResNet(part.module, 1)
@@ -71,7 +77,7 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     except Exception as e:  # (onnxruntime's, TorchScript's and oneDNN Graph's own exception types)
         why = first_line(e)
     if single is None:  # (the plan's time for one image was the other form's: main's own again)
-        log.warning("%s: its calls of one image were measured faster through %s, which could not be built (%s); "
+        log.warning("%s: its calls of one image were measured faster in the %s form, which could not be built (%s); "
                     "they run %s too", part.name, choice.single, why, choice.form)
         main.chunks = dataclasses.replace(choice.chunks, per_image_s=tuple(
             (c, choice.measured.get(choice.form, {}).get(c, t)) for c, t in choice.chunks.per_image_s))

@@ -133,8 +133,9 @@ COSTLY_BUILD_FORMS = ("onnxruntime", "graph")
 #: 5: the onnxruntime form of the float32 ResNets, and the onnxruntime version in the key;
 #: 6: the int8 form of the fast mode's ResNets; 7: another form for calls of one image; 8: the
 #: int8 form of the fast mode's box network; 9: the oneDNN Graph form of the ResNets; 10: the
-#: deconvolutions as one matrix product and a col2im).
-CACHE_FORMAT = 10
+#: deconvolutions as one matrix product and a col2im; 11: the oneDNN Graph form for calls of one
+#: image).
+CACHE_FORMAT = 11
 #: float32 candidates vs the module-by-module part: max |difference| / max |reference|.
 EXACT_TOLERANCE = 1e-4
 #: float32 candidates across chunk sizes (batch-size invariance), same measure.
