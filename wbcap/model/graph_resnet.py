@@ -15,7 +15,9 @@ at 1 / 2 / 4 images per call: the body ResNet-50 at 256x192 18.6 / 17.8 / 17.4 a
 the face ResNet-18 at 192x192 6.30 / 6.21 / 5.84 against 7.18 / 6.57 / 5.93; the outputs equal bit
 for bit. Which is faster depends on the machine, so it is a candidate of :mod:`wbcap.model.strategy`,
 measured and checked like the others, for the ResNets in float32 and (where oneDNN has bfloat16
-instructions) bfloat16. The box network's transposed convolutions are not offered: oneDNN
+instructions) bfloat16, and in float32 for the calls of one image of a fused or plain ResNet
+(:data:`~wbcap.model.strategy.SINGLE_FORMS`: on the Zen 3 EPYC the face ResNet-18 at one image was
+7-20 % faster this way, fused as fast or faster from two images per call). The box network's transposed convolutions are not offered: oneDNN
 Graph ran them 2.8x slower than oneDNN's own deconvolution primitive there (23.6 against 8.4 ms
 for one image).
 
