@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--body-models", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.repeats < 1 or args.image_repeats < 1 or args.image_warmup < 0:
+        ap.error("--repeats and --image-repeats must be at least 1 and --image-warmup at least 0 "
+                 "(--no-image skips the photo)")
     if args.child:
         child(args)
         return
