@@ -21,6 +21,7 @@ from wbcap.model.fused import (
     GPU_CHUNK,
     PRECISION_PLANS,
     TUNED_PARTS,
+    ChunkPlan,
     Col2imDeconv,
     ConvAtPoints,
     FusedConv,
@@ -47,10 +48,27 @@ __all__ = ["build_form", "optimize_for_inference", "optimize_regressor_body"]
 log = logging.getLogger(__name__)
 
 
-#: What each one-image form (:data:`~wbcap.model.strategy.SINGLE_FORMS`) needs, for the warning
-#: where it cannot be built.
-_SINGLE_NEEDS = {"onnxruntime": "it runs float32 ResNets only, with onnx and onnxruntime installed",
-                 "graph": "it runs float32 ResNets only, with oneDNN and TorchScript's oneDNN Graph fuser"}
+#: The forms built as a whole ResNet of their own (a main form, or the one for calls of one image,
+#: :data:`~wbcap.model.strategy.SINGLE_FORMS`): their names in messages, and what each needs.
+_WHOLE_FORMS = {"onnxruntime": ("onnxruntime", "it runs float32 ResNets only, with onnx and onnxruntime installed"),
+                "graph": ("oneDNN Graph", "it runs the ResNets only, with oneDNN and TorchScript's oneDNN Graph fuser")}
+
+
+def _whole_form(part: TunedPart, form: str, dtype: torch.dtype, packed: bool,
+                chunks: int | ChunkPlan) -> tuple[nn.Module | None, str]:
+    """``part`` as an :class:`~wbcap.model.ort_resnet.OrtResNet` or a
+    :class:`~wbcap.model.graph_resnet.GraphResNet` (``form``, one of :data:`_WHOLE_FORMS`) calling
+    in ``chunks``: ``(the module, "")``, or ``(None, why not)`` where it does not apply here or
+    fails to build (onnx / onnxruntime, TorchScript or oneDNN Graph broken since it was measured)."""
+    why = _WHOLE_FORMS[form][1]
+    try:
+        if form == "onnxruntime" and ort_applies(part.module, dtype):
+            return OrtResNet(part.module, chunks), ""
+        if form == "graph" and packed and graph_applies(part.module, dtype):
+            return GraphResNet(part.module, part.item_shape[1:], dtype, chunks), ""
+    except Exception as e:  # (onnxruntime's, TorchScript's and oneDNN Graph's own exception types)
+        why = first_line(e)
+    return None, why
 
 
 def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartChoice, fast: bool,
@@ -68,17 +86,10 @@ def _build_choice(part: TunedPart, dtype: torch.dtype, packed: bool, choice: Par
     main = build_form(part, dtype, packed, choice, fast, calibrations, few_calls)
     if choice.single is None:
         return main
-    single, why = None, _SINGLE_NEEDS.get(choice.single, "it is not a form for calls of one image")
-    try:  # (strategy.SINGLE_FORMS)
-        if choice.single == "onnxruntime" and ort_applies(part.module, dtype):
-            single = OrtResNet(part.module, 1)
-        elif choice.single == "graph" and packed and graph_applies(part.module, dtype):
-            single = GraphResNet(part.module, part.item_shape[1:], dtype, 1)
-    except Exception as e:  # (onnxruntime's, TorchScript's and oneDNN Graph's own exception types)
-        why = first_line(e)
+    single, why = _whole_form(part, choice.single, dtype, packed, 1)
     if single is None:  # (the plan's time for one image was the other form's: main's own again)
         log.warning("%s: its calls of one image were measured faster in the %s form, which could not be built (%s); "
-                    "they run %s too", part.name, choice.single, why, choice.form)
+                    "they run %s too", part.name, _WHOLE_FORMS[choice.single][0], why, choice.form)
         main.chunks = dataclasses.replace(choice.chunks, per_image_s=tuple(
             (c, choice.measured.get(choice.form, {}).get(c, t)) for c, t in choice.chunks.per_image_s))
         return main
@@ -111,25 +122,12 @@ def build_form(part: TunedPart, dtype: torch.dtype, packed: bool, choice: PartCh
         log.warning("%s: the int8 form chosen for this machine is not used (%s); running it fused in %s", part.name, why,
                     str(dtype).removeprefix("torch."))
         return fused_instead()
-    if choice.form == "onnxruntime":
-        why = "it runs float32 ResNets only, with onnx and onnxruntime installed"
-        try:
-            if ort_applies(part.module, dtype):
-                return OrtResNet(part.module, choice.chunks)
-        except Exception as e:  # (onnxruntime raises its own exception types)
-            why = first_line(e)
-        log.warning("%s: the onnxruntime form chosen for this machine could not be built (%s); running it fused "
-                    "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
-        return fused_instead()
-    if choice.form == "graph":
-        why = "it runs the ResNets only, with TorchScript's oneDNN Graph fuser"
-        try:
-            if packed and graph_applies(part.module, dtype):
-                return GraphResNet(part.module, part.item_shape[1:], dtype, choice.chunks)
-        except Exception as e:  # (TorchScript's and oneDNN Graph's own exception types)
-            why = first_line(e)
-        log.warning("%s: the oneDNN Graph form chosen for this machine could not be built (%s); running it fused "
-                    "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, why)
+    if choice.form in _WHOLE_FORMS:
+        net, why = _whole_form(part, choice.form, dtype, packed, choice.chunks)
+        if net is not None:
+            return net
+        log.warning("%s: the %s form chosen for this machine could not be built (%s); running it fused "
+                    "(WBCAP_CPU_STRATEGY=measure measures again)", part.name, _WHOLE_FORMS[choice.form][0], why)
         return fused_instead()
     return part.build(dtype, packed and choice.form == "fused", choice.chunks, choice.subpixel or None,
                       choice.alternates, choice.winograd or None, choice.gemm or None, few_calls)
