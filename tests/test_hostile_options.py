@@ -75,6 +75,17 @@ def test_run_refuses_a_max_gap_that_is_not_finite(tmp_path, video, base_args, va
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["image", "run"])
+def test_help_shows_an_unbounded_finite_option_as_a_plain_float(command):
+    """--score-threshold has no bounds of its own (the detector's scale decides): its help line
+    says FLOAT, not click's "FLOAT RANGE ... [x<=None]"; bounded ones keep their range."""
+    r = invoke(command, "--help")
+    assert r.exit_code == 0, text(r)
+    assert re.search(r"--score-threshold FLOAT\s", text(r)), text(r)
+    assert "None]" not in text(r), text(r)
+    assert re.search(r"--min-height FLOAT RANGE", text(r)), text(r)
+
+
 @pytest.mark.parametrize("option, value", [("--score-threshold", "nan"), ("--min-height", "nan")])
 def test_run_refuses_detector_settings_that_are_not_finite(tmp_path, video, base_args, option, value):
     out = tmp_path / "out"

@@ -181,11 +181,12 @@ def _smooth(h: int, w: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def _with_stray_marker(data: bytes) -> bytes:
-    """The JPEG ``data`` with a restart marker written over two bytes in the middle of its scan."""
+def _with_stray_marker(data: bytes, marker: bytes = b"\xff\xd0") -> bytes:
+    """The JPEG ``data`` with ``marker`` (a restart marker by default) written over two bytes in
+    the middle of its scan."""
     scan = data.index(b"\xff\xda") + 2
     middle = scan + (len(data) - scan) // 2
-    return data[:middle] + b"\xff\xd0" + data[middle + 2:]
+    return data[:middle] + marker + data[middle + 2:]
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
@@ -207,6 +208,23 @@ def test_jpeg_damaged_mid_scan_is_an_input_error_before_opencv_prints(tmp_path: 
     assert said.startswith(f"{path}: image file is truncated or corrupt (libjpeg: premature end of data segment"), said
     assert said.endswith("re-download or re-export it") and "\n" not in said
     assert capfd.readouterr().err == ""  # refused before OpenCV decodes it
+
+
+def test_jpeg_with_an_undefined_marker_mid_scan_is_an_input_error(tmp_path: Path, capfd) -> None:
+    """A byte pair 0xFF 0x17 inside the scan (found in a photo damaged in the middle): OpenCV
+    decodes the rest grey with a warning; libjpeg's strict decode stops at "Unsupported marker
+    type 0x17", which is damage too."""
+    path = tmp_path / "stray.jpg"
+    Image.fromarray(_smooth(96, 128)).save(path, quality=90)
+    path.write_bytes(_with_stray_marker(path.read_bytes(), b"\xff\x17"))
+    grey = (cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR) == 128).all(-1)
+    assert grey.mean() > 0.2, grey.mean()  # (why it must be refused)
+    capfd.readouterr()
+    with pytest.raises(InputError) as err:
+        load_image(path)
+    said = str(err.value)
+    assert said.startswith(f"{path}: image file is truncated or corrupt (libjpeg: Unsupported marker type 0x17"), said
+    assert capfd.readouterr().err == ""
 
 
 def test_jpeg_with_extraneous_bytes_before_a_marker_still_loads(tmp_path: Path) -> None:

@@ -64,7 +64,18 @@ precision_option = click.option(
 
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which pass its bounds: a
-    comparison with nan is false), as a usage error."""
+    comparison with nan is false), as a usage error. Without bounds, ``--help`` shows a plain
+    ``FLOAT`` (click's own would say ``FLOAT RANGE [x<=None]``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.min is None and self.max is None:
+            self.name = "float"
+
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:
+            return ""  # (click leaves the range out of the help when this is empty)
+        return super()._describe_range()
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)

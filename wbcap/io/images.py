@@ -435,7 +435,10 @@ def _check_complete(p: Path, data: bytes) -> None:
 
 #: libjpeg-turbo's warnings (``jerror.h``) after which part of the picture is decoded grey:
 #: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_JPEG_EOF.
-_LOST_PIXELS = ("premature end of data segment", "bad huffman code", "premature end of jpeg file")
+# libjpeg's messages for damage that loses pixels: its corrupt-data warnings, and the error for a
+# marker no JPEG defines met where a scan's data was expected (a stray byte pair 0xFF 0x01-0xBF)
+_LOST_PIXELS = ("premature end of data segment", "bad huffman code", "premature end of jpeg file",
+                "unsupported marker type")
 
 
 def _check_jpeg_data(p: Path, data: bytes) -> None:
