@@ -795,6 +795,33 @@ def test_a_cache_path_that_cannot_serve_is_passed_by(micro_parts, tmp_path, capl
         assert problem == "not a regular file" if make == "fifo" else problem.endswith("more than a cache of wbcap's holds")
 
 
+@pytest.mark.parametrize("content, said", [("null", "not a format-"), ("machine is a string", "no table of parts"),
+                                           ("parts are a list", "no table of parts")])
+def test_doctor_says_why_a_damaged_cache_is_not_used(micro_parts, tmp_path, measure, monkeypatch, content, said):
+    """A cache file holding ``null``, or whose entry for this machine is not a table of parts, is
+    measured again like a missing one, and `wbcap doctor` says why it is not used (it said "not
+    measured on this machine yet" as for no file)."""
+    from wbcap.doctor import _cpu_strategy_check
+
+    path = tmp_path / "cpu_strategy.json"
+    assert strategy.cache_problem(path) is None  # (no file: nothing to say)
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert strategy.cache_problem(path) is None  # (a good file)
+    data = json.loads(path.read_text())
+    mid = next(iter(data["machines"]))
+    if content == "null":
+        path.write_text("null")
+    else:
+        data["machines"][mid] = "fused" if content == "machine is a string" else {"parts": [1, 2, 3]}
+        path.write_text(json.dumps(data))
+    assert strategy.cached_choices(path) == {}
+    assert said in strategy.cache_problem(path)
+    monkeypatch.delenv(strategy.ENV_STRATEGY, raising=False)
+    monkeypatch.setattr(strategy, "cache_path", lambda: path)
+    check = _cpu_strategy_check()
+    assert check.ok and f"its cache {path} cannot be used: " in check.detail and said in check.detail, check.detail
+
+
 def test_selection_scores_the_batches_a_part_sees():
     """The hand network takes two images per crop: a form slow only at one image per call is not
     penalised for it (measured on the 2-core Xeon, fp32 hand ResNet-50, ms per image: fused
@@ -823,6 +850,8 @@ def test_a_malformed_entry_is_measured_again(micro_parts, tmp_path, caplog, meas
     slot["parts"][body].update(edit)
     path.write_text(json.dumps(data))
     assert body not in strategy.cached_choices(path)  # (what `wbcap doctor` reads)
+    problem = strategy.cache_problem(path)  # (what it says of it)
+    assert problem.startswith(f"its entry for {body} cannot be read (") and "\n" not in problem, problem
     measure.asked.clear()
     measure.form = "fused"
     with caplog.at_level(logging.WARNING):

@@ -592,7 +592,7 @@ def _cache_document(path: Path) -> tuple[dict[str, Any], str | None, int | None]
     data, problem = read_json(path)
     if problem:
         return {}, problem, None
-    if data is None:
+    if data is None and not path.exists():
         return {}, None, None
     fmt = format_of(data)
     if fmt is not None and fmt != CACHE_FORMAT:
@@ -604,8 +604,25 @@ def _cache_document(path: Path) -> tuple[dict[str, Any], str | None, int | None]
 
 def cache_problem(path: Path | None = None) -> str | None:
     """Why the CPU strategy cache ``path`` (default :func:`cache_path`) cannot be used, as one
-    line (what ``wbcap doctor`` says); None when it can, or does not exist. Reads the file only."""
-    return _cache_document(path or cache_path())[1]
+    line (what ``wbcap doctor`` says): the file's own problem, or, for this machine
+    (:func:`machine_key`), an entry that is no table of parts or the first part entry this wbcap
+    cannot read (an edited file; another wbcap's entries are expected and not a problem); None
+    when it can be used, or does not exist. Reads the file only."""
+    machines, problem, _ = _cache_document(path or cache_path())
+    if problem:
+        return problem
+    mid = _machine_id(machine_key())
+    if mid not in machines:
+        return None
+    slot = machines[mid]
+    parts = slot.get("parts") if isinstance(slot, dict) else None
+    if not isinstance(parts, dict):
+        return "this machine's entry holds no table of parts"
+    for pid, entry in parts.items():
+        why = _entry_problem(entry)
+        if why:
+            return f"its entry for {pid} cannot be read ({why})"
+    return None
 
 
 def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
@@ -647,6 +664,24 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
                     problem)
 
 
+#: What :meth:`PartChoice.from_dict` raises for an edited or damaged cache entry.
+_ENTRY_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why this wbcap cannot read the cache ``entry`` of one part (one line), None when it can
+    or when another wbcap wrote it (measured again, as after an upgrade)."""
+    from wbcap import __version__
+
+    if isinstance(entry, dict) and entry.get("wbcap") != __version__:
+        return None
+    try:
+        PartChoice.from_dict(entry)
+    except _ENTRY_ERRORS as e:
+        return first_line(e) or type(e).__name__
+    return None
+
+
 def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | None:
     """The :class:`PartChoice` a cache ``entry`` for part ``pid`` holds, or None when it was
     written by another wbcap (which may build the parts otherwise, e.g. number their convolutions
@@ -659,7 +694,7 @@ def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | 
         return None
     try:
         return PartChoice.from_dict(entry)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:  # (an edited file)
+    except _ENTRY_ERRORS as e:  # (an edited file)
         (log.debug if quiet else log.warning)("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
         return None
 
