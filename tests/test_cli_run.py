@@ -694,5 +694,5 @@ def test_a_setting_of_another_smoothing_is_a_usage_error(tmp_path, base_args, mo
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
     monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the model was loaded"))
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), *flags, *base_args])
-    assert r.exit_code == 2 and r.stderr.endswith(f"Error: {said}\n"), r.output
+    assert r.exit_code == 2 and r.stderr == f"error: {said} (see 'cli run --help')\n", r.output
     assert not (tmp_path / "out").exists()

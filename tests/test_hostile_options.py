@@ -62,7 +62,7 @@ def test_export_refuses_a_max_gap_that_is_not_finite(finished_run, body_dir, val
     before = state(finished_run)
     r = invoke("export", finished_run, "--max-gap", value, "--format", "bvh", "--body-models", body_dir)
     assert r.exit_code == 2, text(r)
-    assert f"Invalid value for '--max-gap': '{value}' is not a finite number." in text(r), text(r)
+    assert f"Invalid value for '--max-gap': '{value}' is not a finite number (see '" in text(r), text(r)
     assert state(finished_run) == before  # (no bvh, meta.json as it was)
 
 
@@ -71,8 +71,27 @@ def test_run_refuses_a_max_gap_that_is_not_finite(tmp_path, video, base_args, va
     out = tmp_path / "out"
     r = invoke("run", video, "-o", out, "--detector", "full", "--max-gap", value, *base_args)
     assert r.exit_code == 2, text(r)
-    assert f"Invalid value for '--max-gap': '{value}' is not a finite number." in text(r), text(r)
+    assert f"Invalid value for '--max-gap': '{value}' is not a finite number (see '" in text(r), text(r)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, said", [
+    (["image", "x.jpg", "--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in the range x>=1"),
+    (["image", "x.jpg", "--precision", "bogus"], "Invalid value for '--precision': 'bogus' is not one of"),
+    (["run"], "Missing argument 'SOURCE'"),
+    (["bench", "--batch-sizes", "0"], "Invalid value for '--batch-sizes'"),
+    (["imgae"], "No such command 'imgae'")])
+def test_a_bad_option_value_is_one_error_line(tmp_path, args, said):
+    """A value click refuses (out of range, not a choice, missing) was click's four-line usage
+    block ("Usage: ...", "Try ...", "", "Error: ..."); it is one `error:` line like wbcap's own
+    input errors, pointing at the command's help, exit status 2, nothing written."""
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, text(r)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {said}"), r.stderr
+    command = "cli" if args[0] == "imgae" else f"cli {args[0]}"
+    assert lines[0].endswith(f" (see '{command} --help')"), r.stderr
+    assert r.stdout == ""
 
 
 @pytest.mark.parametrize("command", ["image", "run"])
@@ -91,7 +110,7 @@ def test_run_refuses_detector_settings_that_are_not_finite(tmp_path, video, base
     out = tmp_path / "out"
     r = invoke("run", video, "-o", out, "--detector", "full", option, value, *base_args)
     assert r.exit_code == 2, text(r)
-    assert f"Invalid value for '{option}': '{value}' is not a finite number." in text(r), text(r)
+    assert f"Invalid value for '{option}': '{value}' is not a finite number (see '" in text(r), text(r)
     assert not out.exists()
 
 
@@ -117,10 +136,10 @@ def test_a_damaged_max_gap_names_wbcap_run_once(finished_run, tmp_path, body_dir
     (["--every", "1000000000000000000000"],
      "error: --every 1000000000000000000000: must be at most 1000000 (more than the frames of a day of 10 fps "
      "video); pass --max-frames 1 for the first frame only\n"),
-    (["--smooth", "gaussian", "--sigma", "1e308"], "Invalid value for '--sigma': 1e+308 is not in the range 0<=x<=1000."),
-    (["--focal", "1e300"], "Invalid value for '--focal': 1e+300 is not in the range 0<x<=10000000.0."),
-    (["--fps", "1e300"], "Invalid value for '--fps': 1e+300 is not in the range 0.001<=x<=1000.0."),
-    (["--fps", "1e-300"], "Invalid value for '--fps': 1e-300 is not in the range 0.001<=x<=1000.0."),
+    (["--smooth", "gaussian", "--sigma", "1e308"], "Invalid value for '--sigma': 1e+308 is not in the range 0<=x<=1000.0 (see 'wbcap run --help')"),
+    (["--focal", "1e300"], "Invalid value for '--focal': 1e+300 is not in the range 0<x<=10000000.0 (see 'wbcap run --help')"),
+    (["--fps", "1e300"], "Invalid value for '--fps': 1e+300 is not in the range 0.001<=x<=1000.0 (see 'wbcap run --help')"),
+    (["--fps", "1e-300"], "Invalid value for '--fps': 1e-300 is not in the range 0.001<=x<=1000.0 (see 'wbcap run --help')"),
 ], ids=["start", "end", "every", "sigma", "focal", "fps-high", "fps-low"])
 def test_run_refuses_extreme_values_before_any_work(tmp_path, video, base_args, args, message):
     out = tmp_path / "out"

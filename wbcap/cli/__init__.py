@@ -102,8 +102,14 @@ class LazyGroup(click.Group):
 
             click.echo(stop_message(exc), err=True)
             ctx.exit(exit_status(exc))
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # (a command given nothing: click shows its help)
+        except click.UsageError as exc:  # a bad option value or argument of a command: one line
+            if isinstance(exc, OneLineUsageError):
+                raise
+            raise OneLineUsageError(exc.format_message(), exc.ctx) from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # usage errors, --help, ctx.exit(): click reports them itself
+            raise  # --help, ctx.exit(): click reports them itself
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: click exits quietly
                 raise
@@ -119,6 +125,16 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+class OneLineUsageError(click.UsageError):
+    """A command's usage error (an option value out of range, a missing argument, options that
+    exclude each other) shown as wbcap's other input errors are: one ``error: ...`` line, which
+    points at the command's ``--help``, instead of click's usage block; exit status 2."""
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {self.format_message().removesuffix('.')}{where}", err=True, file=file)
 
 
 def _unknown_home(ctx: click.Context, exc: RuntimeError) -> str | None:
