@@ -758,8 +758,26 @@ def test_a_newer_wbcaps_cache_is_left_as_it_is(micro_parts, tmp_path, caplog, me
     with caplog.at_level(logging.WARNING):
         chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert chosen.source == "measured" and path.read_bytes() == before
-    assert "newer wbcap: format" in caplog.text and "left as it is" in caplog.text
+    assert "newer wbcap: format" in caplog.text and "leaving the file as it is" in caplog.text
+    assert len(caplog.records) == 1, caplog.text  # (once: it was said again when the write was left out)
     assert strategy.cache_problem(path) == f"made by a newer wbcap: format {strategy.CACHE_FORMAT + 1}"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # re-measuring on request: the write still says why it leaves the file
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(strategy.ENV_STRATEGY, "measure")
+            choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert len(caplog.records) == 1 and "is a newer wbcap's" in caplog.text, caplog.text
+    assert path.read_bytes() == before
+
+
+def test_a_folder_at_the_cache_path_is_one_warning(micro_parts, tmp_path, caplog, measure):
+    """A folder where cpu_strategy.json should be: read and write both fail; said once."""
+    path = tmp_path / "cpu_strategy.json"
+    path.mkdir()
+    with caplog.at_level(logging.WARNING):
+        chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert chosen.source == "measured" and path.is_dir()
+    assert len(caplog.records) == 1 and "(not a regular file)" in caplog.text, caplog.text
 
 
 @pytest.mark.parametrize("make", ["fifo", "huge", "refusing folder"])

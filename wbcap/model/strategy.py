@@ -641,15 +641,20 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
     return machines
 
 
-def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice]) -> None:
+def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice],
+                read_warned: bool = False) -> None:
     """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first,
-    written atomically); a failure to write is a warning (the choice is measured again next time)."""
+    written atomically); a failure to write is a warning (the choice is measured again next time).
+    ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
+    file it reported (a newer wbcap's, a folder at its path) is not said a second time when the
+    write is left out or fails because of it (one warning per damaged cache)."""
     from wbcap import __version__
 
-    machines, _, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
+    machines, problem, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
+    said = log.debug if read_warned and problem else log.warning
     if fmt is not None and fmt > CACHE_FORMAT:
-        log.warning("the CPU strategy cache %s is a newer wbcap's (format %d): left as it is, so this machine's "
-                    "choice is measured again next time", path, fmt)
+        said("the CPU strategy cache %s is a newer wbcap's (format %d): left as it is, so this machine's "
+             "choice is measured again next time", path, fmt)
         return
     mid = _machine_id(machine)
     slot = machines.get(mid)
@@ -660,8 +665,7 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     machines[mid] = slot
     problem = write_json(path, {"format": CACHE_FORMAT, "machines": machines}, indent=1)
     if problem:
-        log.warning("could not write the CPU strategy cache %s (%s); it will be measured again next time", path,
-                    problem)
+        said("could not write the CPU strategy cache %s (%s); it will be measured again next time", path, problem)
 
 
 #: What :meth:`PartChoice.from_dict` raises for an edited or damaged cache entry.
@@ -1298,7 +1302,7 @@ def choose_cpu_strategy(
         chosen[name] = default_choice(part, default_form)
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
     if new:
-        write_cache(path, machine, new)
+        write_cache(path, machine, new, read_warned=req.mode == "auto")
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
             f"{n} {c.form}" + (f" (Winograd {c.winograd_used()}/{len(c.winograd)})" if c.winograd_used() else "")
             + (f" (one-image calls {c.single})" if c.single else "") for n, c in chosen.items()))
