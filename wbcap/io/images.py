@@ -433,10 +433,9 @@ def _check_complete(p: Path, data: bytes) -> None:
         ) from None
 
 
-#: libjpeg-turbo's warnings (``jerror.h``) after which part of the picture is decoded grey:
-#: JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_JPEG_EOF.
-# libjpeg's messages for damage that loses pixels: its corrupt-data warnings, and the error for a
-# marker no JPEG defines met where a scan's data was expected (a stray byte pair 0xFF 0x01-0xBF)
+#: libjpeg-turbo's messages (``jerror.h``) after which part of the picture is decoded grey: the
+#: warnings JWRN_HIT_MARKER, JWRN_HUFF_BAD_CODE, JWRN_JPEG_EOF, and JERR_UNKNOWN_MARKER, a marker no
+#: JPEG defines met inside the scan (a stray byte pair 0xFF 0x01-0xBF: the strict decode stops there).
 _LOST_PIXELS = ("premature end of data segment", "bad huffman code", "premature end of jpeg file",
                 "unsupported marker type")
 
