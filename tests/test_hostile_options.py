@@ -81,10 +81,10 @@ def test_run_refuses_a_max_gap_that_is_not_finite(tmp_path, video, base_args, va
     (["run"], "Missing argument 'SOURCE'"),
     (["bench", "--batch-sizes", "0"], "Invalid value for '--batch-sizes'"),
     (["imgae"], "No such command 'imgae'")])
-def test_a_bad_option_value_is_one_error_line(tmp_path, args, said):
+def test_a_bad_option_value_is_one_error_line(args, said):
     """A value click refuses (out of range, not a choice, missing) was click's four-line usage
     block ("Usage: ...", "Try ...", "", "Error: ..."); it is one `error:` line like wbcap's own
-    input errors, pointing at the command's help, exit status 2, nothing written."""
+    input errors, pointing at the command's help, exit status 2, nothing on stdout."""
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2, text(r)
     lines = r.stderr.splitlines()

@@ -619,9 +619,9 @@ def cache_problem(path: Path | None = None) -> str | None:
     if not isinstance(parts, dict):
         return "this machine's entry holds no table of parts"
     for pid, entry in parts.items():
-        why = _entry_problem(entry)
-        if why:
-            return f"its entry for {pid} cannot be read ({why})"
+        parsed = _parse_entry(entry)
+        if isinstance(parsed, str):
+            return f"its entry for {pid} cannot be read ({parsed})"
     return None
 
 
@@ -668,39 +668,34 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
         said("could not write the CPU strategy cache %s (%s); it will be measured again next time", path, problem)
 
 
-#: What :meth:`PartChoice.from_dict` raises for an edited or damaged cache entry.
-_ENTRY_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
-
-
-def _entry_problem(entry: Any) -> str | None:
-    """Why this wbcap cannot read the cache ``entry`` of one part (one line), None when it can
-    or when another wbcap wrote it (measured again, as after an upgrade)."""
+def _parse_entry(entry: Any) -> PartChoice | str | None:
+    """A part's cache ``entry`` as this wbcap reads it: its :class:`PartChoice`; why it cannot be
+    read (one line: an edited or damaged entry); or None when another wbcap wrote it (which may
+    build the parts otherwise, e.g. number their convolutions differently: measured again, as
+    after an upgrade)."""
     from wbcap import __version__
 
     if isinstance(entry, dict) and entry.get("wbcap") != __version__:
-        return None
-    try:
-        PartChoice.from_dict(entry)
-    except _ENTRY_ERRORS as e:
-        return first_line(e) or type(e).__name__
-    return None
-
-
-def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | None:
-    """The :class:`PartChoice` a cache ``entry`` for part ``pid`` holds, or None when it was
-    written by another wbcap (which may build the parts otherwise, e.g. number their convolutions
-    differently) or is malformed; said at info / warning level unless ``quiet`` (then debug)."""
-    from wbcap import __version__
-
-    if isinstance(entry, dict) and entry.get("wbcap") != __version__:
-        (log.debug if quiet else log.info)("the cached CPU strategy for %s was measured by wbcap %s; measuring again",
-                                           pid, entry.get("wbcap"))
         return None
     try:
         return PartChoice.from_dict(entry)
-    except _ENTRY_ERRORS as e:  # (an edited file)
-        (log.debug if quiet else log.warning)("ignoring the cached CPU strategy for %s (%s); measuring again", pid, e)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:  # (an edited file)
+        return first_line(e) or type(e).__name__
+
+
+def _choice_of_entry(pid: str, entry: Any, quiet: bool = False) -> PartChoice | None:
+    """The :class:`PartChoice` a cache ``entry`` for part ``pid`` holds (:func:`_parse_entry`), or
+    None when another wbcap wrote it or it is malformed; said at info / warning level unless
+    ``quiet`` (then debug)."""
+    parsed = _parse_entry(entry)
+    if parsed is None:
+        (log.debug if quiet else log.info)("the cached CPU strategy for %s was measured by wbcap %s; measuring again",
+                                           pid, entry.get("wbcap"))
+    elif isinstance(parsed, str):
+        (log.debug if quiet else log.warning)("ignoring the cached CPU strategy for %s (%s); measuring again", pid,
+                                              parsed)
         return None
+    return parsed
 
 
 def _cached_choice(machines: Mapping[str, Any], machine: Mapping[str, Any], pid: str,
