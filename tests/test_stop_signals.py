@@ -108,3 +108,35 @@ def test_a_stop_signal_while_rendering_keeps_the_frames_and_resume_leaves_no_tem
     r = invoke("run", video, "-o", out, "--resume", *base_args)
     assert r.exit_code == 0, text(r)
     assert (out / "render.mp4").is_file() and not list(out.glob(".*tmp-*")), sorted(p.name for p in out.iterdir())
+
+
+def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
+    """SIGTERM during `wbcap weights import` left its half-copied ``.name.tmp-*`` file in the
+    weights folder (only run, train and view took the signal as Ctrl-C): now every command does,
+    so the temporary goes as after Ctrl-C; exit 143, ``stopped by SIGTERM``."""
+    import shutil
+
+    import wbcap.weights as weights
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    model = write_tiny_yolox(tmp_path / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79})
+
+    def half_copied(source, dest):
+        Path(dest).write_bytes(Path(source).read_bytes()[:100])
+        signal_self(signal.SIGTERM)
+        return shutil.copyfile(source, dest)
+
+    def not_taken(signum, frame):  # (what SIGTERM meets when the command does not take it as Ctrl-C)
+        raise AssertionError("SIGTERM was not taken as Ctrl-C")
+
+    monkeypatch.setattr(weights.shutil, "copyfile", half_copied)
+    before = signal.signal(signal.SIGTERM, not_taken)
+    try:
+        r = invoke("weights", "import", "yolox-nano", model)
+        assert signal.getsignal(signal.SIGTERM) == not_taken  # (the handler before the command is back)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert r.exit_code == 143 and text(r).endswith("stopped by SIGTERM"), text(r)
+    folder = tmp_path / "home" / "weights"
+    assert folder.is_dir() and sorted(p.name for p in folder.iterdir()) == []

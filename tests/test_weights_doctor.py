@@ -149,6 +149,47 @@ def test_import_hand_refuses_a_whole_body_checkpoint(tmp_path, small_net):
     assert r.exit_code == 0 and "hand-backbone" in r.output, r.output
 
 
+def test_a_checkpoint_with_nan_values_is_refused_at_import_and_at_load(tmp_path, small_net, micro_ckpt, body_dir):
+    """A diverged training run's checkpoint (a NaN in one head's bias) was imported ("438
+    tensors"), then `wbcap image` crashed writing NaN vertices (leaving an empty output folder)
+    and `wbcap eval` in its SVD: now one line naming the file and the tensor, exit 2, nothing written."""
+    from collections import OrderedDict
+
+    import cv2
+    import torch
+
+    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.model.hand_model import HandModel
+    from wbcap.testing.images import person_image
+
+    net = torch.load(micro_ckpt, weights_only=True)["network"]
+    net["body_rotation_net.root_pose_out.0.bias"][0] = float("nan")
+    bad = tmp_path / "diverged.pth"
+    torch.save({**torch.load(micro_ckpt, weights_only=True), "network": net}, bad)
+    said = f"error: {bad}: tensor body_rotation_net.root_pose_out.0.bias holds NaN or infinite values"
+    r = run("weights", "import", "hand4whole", bad)
+    assert r.exit_code == 2 and r.output.startswith(said) and r.output.count("\n") == 1, r.output
+    assert not (weights_dir() / "snapshot_6.pth.tar").exists()
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), person_image(96, 128)[:, :, ::-1])
+    r = run("image", photo, "--checkpoint", bad, "--body-models", body_dir, "--device", "cpu", "--full-image",
+            "--no-render", "-o", tmp_path / "out")
+    assert r.exit_code == 2 and r.output.startswith(said), r.output
+    assert not (tmp_path / "out").exists()
+    # an infinity in a hand-only model (the merge's input), one whose values sum past float32's range still loads
+    hand = OrderedDict(("module." + k, v.clone()) for k, v in HandModel(18).state_dict().items())
+    hand["module.backbone.conv1.weight"][0, 0, 0, 0] = float("-inf")
+    torch.save({"network": hand}, tmp_path / "hand.pth.tar")
+    r = run("weights", "import", "hand4whole_hand", tmp_path / "hand.pth.tar")
+    assert r.exit_code == 2 and "tensor module.backbone.conv1.weight holds NaN or infinite values" in r.output
+    big = dict(small_net.state_dict())
+    big["body_rotation_net.root_pose_out.0.bias"] = torch.full_like(big["body_rotation_net.root_pose_out.0.bias"], 3e38)
+    net = type(small_net)(small_net.config)
+    net.load_state_dict(big)
+    r = run("weights", "import", "hand4whole", save_checkpoint(tmp_path / "large.pth", net.eval(), epoch=1))
+    assert r.exit_code == 0, r.output
+
+
 def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     assert find_checkpoint() == small_ckpt

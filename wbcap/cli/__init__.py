@@ -10,7 +10,8 @@ or ``-v`` also prints. A write that finds the disk or quota full is not a crash:
 line naming the file (its final name) and the fix, exit status 2. Neither is a stdout that
 cannot be written (``> /dev/full``), whatever the command: one ``error:`` line when the command
 ends, repeating what it printed (:mod:`wbcap.cli.stdout`). Ctrl-C prints ``interrupted`` and
-exits with 130.
+exits with 130; SIGTERM and SIGHUP are taken as Ctrl-C (:func:`wbcap.stop_signals.stop_as_ctrl_c`:
+the same cleanup), ``stopped by SIGTERM``, exit status 143 (129).
 """
 
 from __future__ import annotations
@@ -90,14 +91,17 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from wbcap.errors import WbcapError, spelling
+        from wbcap.stop_signals import stop_as_ctrl_c
 
         try:
-            with spelling(lambda name: option_spelling(ctx, name)):
+            # SIGTERM and SIGHUP (timeout, docker stop, a batch scheduler, a closed terminal) end every
+            # command as Ctrl-C does: its temporary files removed, its output left as it was
+            with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
                 return super().invoke(ctx)
         except WbcapError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:  # (Ctrl-C; SIGTERM or SIGHUP where a command takes them so)
+        except KeyboardInterrupt as exc:  # (Ctrl-C, SIGTERM, SIGHUP)
             from wbcap.stop_signals import exit_status, stop_message
 
             click.echo(stop_message(exc), err=True)

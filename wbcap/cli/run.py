@@ -158,14 +158,12 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
 
         from wbcap.io.run_folder import raw_stamp
-        from wbcap.stop_signals import stop_as_ctrl_c
 
         out = Path(job.out).expanduser()
         before = raw_stamp(out)
         try:
-            with stop_as_ctrl_c():  # (timeout, docker stop, a closed terminal: cleaned up as Ctrl-C)
-                return run_video(job, pipeline=pipeline, progress=progress)
-        except KeyboardInterrupt:
+            return run_video(job, pipeline=pipeline, progress=progress)
+        except KeyboardInterrupt:  # (also SIGTERM and SIGHUP: see wbcap.cli)
             from wbcap.video_app import previous_run_kept, resumable
 
             # --resume and --overwrite do not go together: after --overwrite, --resume replaces it.

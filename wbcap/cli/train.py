@@ -60,19 +60,17 @@ def _stage_command(stage: str, doc: str):
     def command(ctx, config_file, data_root, datasets, out, gpus, nnodes, node_rank, master_addr, master_port, resume,
                 overwrite, keep_last, body_models, device, **overrides):
         from wbcap.cli.common import echo_result, is_quiet
-        from wbcap.stop_signals import stop_as_ctrl_c
         from wbcap.train.launch import run_stage
 
         if resume and overwrite:
             raise click.UsageError("use either --resume or --overwrite")
         if datasets:
             overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
-        # SIGTERM and SIGHUP (timeout, a batch scheduler, a closed terminal) clean up as Ctrl-C does:
-        # a run stopped before its first snapshot leaves -o as it found it
-        with stop_as_ctrl_c():
-            run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
-                      device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
-                      node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+        # (SIGTERM and SIGHUP clean up as Ctrl-C does, see wbcap.cli: a run stopped before its first
+        # snapshot leaves -o as it found it)
+        run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
+                  device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
+                  node_rank=node_rank, master_addr=master_addr, master_port=master_port)
         if node_rank == 0 and not is_quiet(ctx):  # (the result, on stdout, as the other commands print theirs)
             from pathlib import Path
 

@@ -45,9 +45,7 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
         if not is_quiet(ctx):
             echo_result(str(page))
         return
-    from wbcap.stop_signals import stop_as_ctrl_c
-
-    with stop_as_ctrl_c(), contextlib.ExitStack() as serving:
+    with contextlib.ExitStack() as serving:  # (SIGTERM and SIGHUP stop it as Ctrl-C: see wbcap.cli)
         with reading:  # (released once built: a served page keeps no later `wbcap run --resume` out)
             server = serving.enter_context(serve_view(job))  # (its temporary folder goes when the block ends)
         try:

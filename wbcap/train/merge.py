@@ -25,6 +25,7 @@ import torch
 from wbcap.errors import CheckpointError
 from wbcap.model.checkpoint import (
     OFFICIAL_PREFIX,
+    check_finite,
     check_state_dict,
     load_checkpoint_file,
     read_checkpoint,
@@ -117,6 +118,7 @@ def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     sd = obj.get("network", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: no 'network' state_dict of tensors")
+    check_finite(sd, path)
     return {k[len(OFFICIAL_PREFIX):] if k.startswith(OFFICIAL_PREFIX) else k: v for k, v in sd.items()}
 
 
