@@ -159,6 +159,17 @@ def test_the_largest_every_runs(tmp_path, video, base_args):
     assert json.loads((out / "meta.json").read_text())["fps"] == pytest.approx(1e-5)
 
 
+def test_every_nth_frame_keeps_the_tracks(tmp_path, base_args):
+    """`--every 7` (more than --max-age + 1 source frames between processed frames) kept no track:
+    the skipped frames aged every track past --max-age; now processed frames count."""
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i % 3) for i in range(22)])
+    out = tmp_path / "out"
+    r = invoke("run", video, "-o", out, "--detector", "full", "--every", "7", "--no-render", "--export", "none",
+               *base_args)
+    assert r.exit_code == 0, text(r)
+    assert r.stdout == f"4 frames, 1 track(s), 4 person-frames -> {out}\n", text(r)
+
+
 def test_library_limits(video):
     """The same limits hold for the Python API as for the command line (wbcap.limits)."""
     from wbcap.io.frame_times import _as_fraction, retime

@@ -98,6 +98,24 @@ def test_short_gap_keeps_id_long_gap_new_id() -> None:
         assert track_boxes(fr, cfg)[-1] == [expected]
 
 
+def test_a_frame_stride_ages_tracks_by_processed_frames() -> None:
+    """With every 10th frame processed (`wbcap run --every 10`) a person seen in every processed
+    frame kept no track (each gap of 9 source frames was beyond max_age 5): ages now count
+    processed frames, ``frame_stride`` source frames each, with the same boundary as stride 1."""
+    def walker(f: int) -> tuple[float, float, float, float]:  # (0.5 px a frame: IoU 0.82 over 10 frames)
+        return (10.0 + 0.5 * f, 20.0, 50.0, 120.0)
+
+    strided = [(f, np.array([walker(f)]), None) for f in range(0, 200, 10)]
+    assert track_boxes(strided, TrackerConfig(max_age=5)) == [[-1]] * 20  # (frame indices: every frame a new track)
+    cfg = TrackerConfig(max_age=5, frame_stride=10)
+    assert track_boxes(strided, cfg) == [[0]] * 20
+    for missing, expected in ((5, 0), (6, 1)):  # processed frames missed
+        fr = [(f, np.array([walker(f)]), None) for f in range(0, 300, 10) if not 50 <= f < 50 + 10 * missing]
+        assert track_boxes(fr, cfg)[-1] == [expected]
+    with pytest.raises(ValueError, match="frame_stride must be >= 1"):
+        TrackerConfig(frame_stride=0)
+
+
 def test_gap_needs_prediction_for_fast_motion() -> None:
     """A box moving 20 px/frame, missing for 3 frames: only the predicted box still overlaps."""
 

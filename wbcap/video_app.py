@@ -293,6 +293,12 @@ def _open_detector(job: VideoJob, pipeline, source) -> Any:
     )
 
 
+def _tracker_config(job: VideoJob) -> TrackerConfig:
+    """The run's tracker settings with its frame stride (``--every``): missed processed frames
+    age a track, not the source frames skipped between them."""
+    return replace(job.tracker, frame_stride=max(1, int(job.every)))
+
+
 def _people_limit(job: VideoJob, raw: Path, last_done: int):
     """``--max-people``'s choice of boxes (:class:`~wbcap.track.iou_tracker.PeopleLimit`, with the
     run's tracker settings), or None without a limit. A resumed run's kept boxes (frames up to
@@ -301,7 +307,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
         return None
     from wbcap.track.iou_tracker import PeopleLimit
 
-    limit = PeopleLimit(replace(job.tracker, max_people=job.max_people))
+    limit = PeopleLimit(replace(_tracker_config(job), max_people=job.max_people))
     if last_done >= 0:
         for rec in read_raw(raw):
             limit(int(rec["frame"]), *record_boxes(rec))
@@ -336,7 +342,7 @@ def finalize(
     princpt = (size[0] / 2.0, size[1] / 2.0)
     rate = float(info.fps) / max(1, job.every) if info.fps else 30.0
 
-    col = collect_tracks(raw_path(out), rate, job.tracker, job.detector)
+    col = collect_tracks(raw_path(out), rate, _tracker_config(job), job.detector)
     rate = clock_rate(list(col.frames.values()), rate)
     if rate > MAX_FPS:  # (the clock of the track files: meta.json refuses a faster one)
         raise _too_fast(job, rate, f" and {setting('overwrite', api='overwrite=True')}")

@@ -40,7 +40,7 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
                    "AMASS rate and animation keys follow it); a video keeps its own.")
 @detector_options(video=True)
 @click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
-@click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: frames a person may be missed.")
+@click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
 @click.option("--min-track", "min_length", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")

@@ -6,7 +6,8 @@ or frames where the detector ran but nothing was found, pass the frame's true in
 
 Algorithm, per frame:
 
-1. Tracks whose last match is more than ``max_age`` frames old end (never matched again).
+1. Tracks whose last match is more than ``max_age`` processed frames old (``frame_stride``
+   source frames each) end (never matched again).
 2. Every live track predicts its box for this frame. With ``motion='constant_velocity'``
    (default) the box centre moves by the track's velocity (pixels per frame, an exponential
    moving average of the centre displacement between its matches) times the frames elapsed;
@@ -54,9 +55,12 @@ class TrackerConfig:
     Attributes:
         iou_threshold: smallest IoU between a detection and a track's predicted box for them to
             be matched, in ``[0, 1]``.
-        max_age: frames a track survives unmatched: a track last matched at frame ``f`` can be
-            matched again up to frame ``f + max_age + 1`` (frame indices, so with a stride the
-            skipped frames count).
+        max_age: processed frames a track survives unmatched: a track last matched at frame
+            ``f`` can be matched again up to frame ``f + (max_age + 1) * frame_stride``.
+        frame_stride: source frames from one processed frame to the next (``wbcap run
+            --every``), so that the frames skipped in between do not age tracks: with ages
+            counted in frame indices, ``--every 10`` ended every track at every processed frame
+            (a miss of 9 frames beyond the default ``max_age`` of 5) and a run kept no track.
         min_length: tracks matched in fewer frames than this are dropped at the end.
         max_people: at most this many boxes get an id per frame (``None``: no limit).
         motion: ``'constant_velocity'`` predicts each track's box from its velocity,
@@ -73,6 +77,7 @@ class TrackerConfig:
     max_age: int = 5
     min_length: int = 3
     max_people: int | None = None
+    frame_stride: int = 1
     motion: Literal["constant_velocity", "static"] = "constant_velocity"
     velocity_smoothing: float = 0.5
     drop_static: bool = True
@@ -82,6 +87,8 @@ class TrackerConfig:
             raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if self.max_age < 0 or self.min_length < 0:
             raise ValueError("max_age and min_length must be >= 0")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         if self.max_people is not None and self.max_people < 0:
             raise ValueError(f"max_people must be >= 0 or None, got {self.max_people}")
         if self.motion not in ("constant_velocity", "static"):
@@ -192,9 +199,9 @@ class IoUTracker:
             raise ValueError(f"scores must have shape ({n},), got {scores.shape}")
         self._last_frame = frame_index
 
-        # 1. End tracks unmatched for more than max_age frames.
+        # 1. End tracks unmatched for more than max_age processed frames.
         self._tracks = [
-            tr for tr in self._tracks if frame_index - tr.last_frame - 1 <= cfg.max_age
+            tr for tr in self._tracks if frame_index - tr.last_frame <= (cfg.max_age + 1) * cfg.frame_stride
         ]
 
         # Detections in priority order: score descending, then index (stable).
