@@ -141,7 +141,7 @@ def test_pw3d_takes_a_gendered_smpl_model_alone(tmp_path, models, data_root):
     shutil.copytree(models, folder, symlinks=True)
     neutral = next(folder.rglob("SMPL_NEUTRAL.npz"))
     neutral.rename(neutral.with_name("SMPL_MALE.npz"))
-    assert check_inputs("PW3D", data_root, folder) == data_root
+    assert check_inputs("PW3D", data_root, folder).root == data_root
 
 
 def test_pw3d_without_smpl_names_the_missing_file(tmp_path, body_dir, data_root):
@@ -231,6 +231,43 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
                              "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),
                              "body_model_synthetic": False, "precision": "exact"}
+
+
+def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_root, small_ckpt, tmp_path,
+                                                              monkeypatch):
+    """`--out` / `--json-out` naming a file the command found without an option (the checkpoint
+    through $WBCAP_WEIGHTS, the SMPL-X model, an extra file, a file of the dataset) turned it
+    into JSON, exit 0: refused now, one line, the file as it was."""
+    from click.testing import CliRunner
+
+    import wbcap.pipeline
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the network was built before the output was checked")
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", no_build)
+    ckpt = tmp_path / "snap.pth"
+    ckpt.write_bytes(small_ckpt.read_bytes())
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(ckpt))
+    smplx = Path(models) / "smplx" / "SMPLX_NEUTRAL.npz"
+    cases = [(ckpt, f"is also the input --checkpoint ({ckpt})"), (smplx, f"is also the input the SMPL-X model ({smplx})"),
+             (Path(models) / "smplx" / "SMPLX_to_J14.npy", "is also the input SMPL-X -> 14 body joints regressor"),
+             (data_root / "EHF" / "data" / "EHF.json", f"is a file of the EHF dataset ({data_root / 'EHF'}), which this "
+                                                       "command reads, and would be overwritten")]
+    for target, says in cases:
+        before = target.read_bytes()
+        r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--body-models",
+                                     str(models), "--device", "cpu", "--out", str(target)])
+        assert r.exit_code == 2 and r.output.startswith(f"error: {target}: {says}") and r.output.count("\n") == 1, r.output
+        assert target.read_bytes() == before
+    for target, says in cases[:2]:
+        r = CliRunner().invoke(cli, ["bench", "--body-models", str(models), "--device", "cpu", "--batch-sizes", "1",
+                                     "--json-out", str(target)])
+        assert r.exit_code == 2 and r.output.startswith(f"error: {target}: {says}") and r.output.count("\n") == 1, r.output
+    # a new file in the dataset's folder is no input
+    r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--body-models",
+                                 str(models), "--device", "cpu", "--out", str(data_root / "EHF" / "results.json")])
+    assert r.exit_code == 1 and "the network was built before the output was checked" in r.output, r.output
 
 
 def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch):

@@ -175,12 +175,14 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
         os.unlink(probe)
 
 
-def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os.PathLike[str] | None] | None = None
-                        ) -> None:
+def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os.PathLike[str] | None] | None = None,
+                        input_folders: dict[str, str | os.PathLike[str] | None] | None = None) -> None:
     """Refuse early an output file that could not be written: ``path`` must not be a folder, a
     device, FIFO or socket (:func:`atomic_path` would not replace it), nor one of the command's
-    ``inputs`` (``{how the message names it: path}``, e.g. ``{"--checkpoint": ck}``; the same file
-    by any path or link), and its folder must be writable or creatable
+    ``inputs`` (``{how the message names it: path}``, e.g. ``{"--checkpoint": ck}``, also the
+    files found without an option: the checkpoint in the weights folder, the SMPL-X model; the
+    same file by any path or link), nor a file already inside one of its ``input_folders`` (the
+    same form: a dataset, whose files it reads), and its folder must be writable or creatable
     (:func:`check_writable_destination`).
 
     Raises:
@@ -194,6 +196,10 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
         if given is not None and final.exists() and _same_file(final, Path(given).expanduser()):
             raise InputError(f"{p}: is also the input {name} ({given}) and would be overwritten; "
                              "give another file name for this output")
+    for name, folder in (input_folders or {}).items():
+        if folder is not None and final.is_file() and final.resolve().is_relative_to(Path(folder).expanduser().resolve()):
+            raise InputError(f"{p}: is a file of {name} ({folder}), which this command reads, and would be "
+                             "overwritten; give a file name outside that folder for this output")
     check_writable_destination(final.parent, output=p)
 
 

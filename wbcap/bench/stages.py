@@ -20,7 +20,7 @@ from wbcap.bench.ceiling import (
     paired_runs,
     row_ceiling,
 )
-from wbcap.bench.detect import bench_detectors
+from wbcap.bench.detect import bench_detectors, find_yolox_model
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
 from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call, versions
 
@@ -269,6 +269,33 @@ def add_speedups_over_exact(batches: list[dict[str, Any]]) -> None:
         b["vs_exact"] = b["crops_per_s"] / ref["crops_per_s"]
         if (b["ceiling_precision"], b["ceiling_size"]) == (ref["ceiling_precision"], ref["ceiling_size"]):
             b["vs_exact_paired"] = b["ratio_paired"] / ref["ratio_paired"]
+
+
+def bench_inputs(opts: BenchOptions) -> dict[str, Path | None]:
+    """The files a bench with ``opts`` reads (how a message names each -> path, None where there
+    is none), found as the bench finds them, also those no option names: the checkpoint (unless
+    ``config``), the SMPL-X model (when found: a synthetic one stands in otherwise), the video,
+    the YOLOX model (``detector_model``, else the installed one). For refusing an output over
+    one of them (a ``--json-out`` that named the checkpoint found through ``$WBCAP_WEIGHTS``
+    turned it into JSON)."""
+    from wbcap.body.model_files import find_body_model, resolve_gender
+    from wbcap.errors import WbcapError, setting
+    from wbcap.weights import find_checkpoint
+
+    def found(find: Callable[[], Path | None]) -> Path | None:
+        try:
+            return find()
+        except WbcapError:  # (nothing there: the bench says so itself, or stands something in)
+            return None
+
+    inputs: dict[str, Path | None] = {setting("video"): None if opts.video is None else Path(opts.video).expanduser()}
+    inputs[setting("detector_model")] = found(lambda: find_yolox_model(opts.detector_model)[0])
+    if not opts.detect_only:
+        if opts.config is None:
+            inputs[setting("checkpoint")] = found(lambda: find_checkpoint(opts.checkpoint))
+        inputs["the SMPL-X model"] = found(lambda: find_body_model(resolve_gender(opts.gender, opts.body_models),
+                                                                   opts.body_models, opts.allow_pickle))
+    return inputs
 
 
 def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str, Any]]:

@@ -110,20 +110,20 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
-    if json_out is not None:
-        from wbcap.atomic import check_writable_file
-
-        # (one line now, not after minutes of timing; never one of the files the bench reads)
-        check_writable_file(json_out, inputs={"--checkpoint": checkpoint, "--video": video,
-                                              "--detector-model": detector_model})
-    quiet = is_quiet(ctx)
-    err = Console(stderr=True, soft_wrap=True)
     opts = BenchOptions(
         checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         device=device, precisions=precisions, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
         frames=frames, frame_size=frame_size, matmul_size=matmul_size, detector_model=detector_model,
         detect_only=detect_only,
     )
+    if json_out is not None:
+        from wbcap.atomic import check_writable_file
+        from wbcap.bench.stages import bench_inputs
+
+        # (one line now, not after minutes of timing; never one of the files the bench reads)
+        check_writable_file(json_out, inputs=bench_inputs(opts))
+    quiet = is_quiet(ctx)
+    err = Console(stderr=True, soft_wrap=True)
     live = not quiet and err.is_terminal
     with err.status("benchmarking", spinner="dots") if live else contextlib.nullcontext() as status:
 

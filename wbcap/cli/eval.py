@@ -70,17 +70,21 @@ def eval_cmd(
     )
     from rich.table import Table
 
+    from wbcap.atomic import check_writable_file
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.eval.evaluate import canonical_dataset, check_inputs, evaluate, write_results
     from wbcap.pipeline import Pipeline
 
     name = canonical_dataset(dataset)
     if out is not None:
-        from wbcap.atomic import check_writable_file
+        check_writable_file(out)  # (one line now, not after the evaluation)
+    reads = check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
+    if out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.errors import setting
+        from wbcap.weights import find_checkpoint
 
-        check_writable_file(out, inputs={setting("checkpoint"): checkpoint})  # (one line now, not after the evaluation)
-    check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
+        check_writable_file(out, inputs={setting("checkpoint"): find_checkpoint(checkpoint), **reads.files},
+                            input_folders={f"the {name} dataset": reads.dataset})
     cfg = PipelineConfig(
         body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
         checkpoint=checkpoint,

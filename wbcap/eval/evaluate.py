@@ -28,7 +28,7 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from wbcap.atomic import atomic_write_text
-from wbcap.body.model_files import find_body_model
+from wbcap.body.model_files import find_body_model, resolve_gender
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
 from wbcap.errors import InputError, ModelFileError, setting
-from wbcap.eval.extra_files import find_extra_file, load_regressor, load_smplx_to_smpl
+from wbcap.eval.extra_files import EXTRA_FILES, find_extra_file, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
 from wbcap.model.precision import Precision
@@ -293,17 +293,29 @@ def _collate(items: list[_Item]) -> tuple[list[int], torch.Tensor, torch.Tensor,
 _DATASET_DIRS = {"EHF": "EHF", "PW3D": "PW3D", "Human36M": "Human36M"}
 
 
+@dataclass(frozen=True)
+class EvalInputs:
+    """What an evaluation reads besides the checkpoint (:func:`check_inputs`): ``root`` the data
+    root (``~`` expanded), ``dataset`` the dataset's folder in it (``root/EHF`` ...), ``files``
+    the model files found for it (how a message names each -> path: the SMPL-X model, the
+    protocol's extra files)."""
+
+    root: Path
+    dataset: Path
+    files: Mapping[str, Path]
+
+
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
-                 allow_pickle: bool = False) -> Path:
+                 allow_pickle: bool = False) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
-    built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
-    are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
-    regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL model and both H36M
-    regressors). Returns ``data_root`` (``~`` expanded).
+    built): ``data_root`` and its dataset folder exist, and the SMPL-X model and the extra files
+    the protocol reads are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids;
+    Human36M: the H36M regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL
+    model and both H36M regressors). Returns them (an output must not overwrite any).
 
     Raises:
-        InputError: an unknown dataset, no such folder. ModelFileError: a missing extra file
-            (one line: where it looked, where to get it).
+        InputError: an unknown dataset, no such folder. ModelFileError: a missing model or extra
+            file (one line: where it looked, where to get it).
     """
     from wbcap.eval.smpl import find_smpl_model
 
@@ -314,24 +326,26 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if not (root / _DATASET_DIRS[name]).is_dir():
         raise InputError(f"{setting('data_root')} {root} holds no {_DATASET_DIRS[name]}/ folder: pass the folder "
                          f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout)")
+    files = {"the SMPL-X model": find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)}
     if name == "EHF":
         for kind in ("j14", "hand_ids", "face_ids"):
-            find_extra_file(kind, body_models, allow_pickle)
+            files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
     elif name == "Human36M":
-        find_extra_file("h36m_smplx", body_models, allow_pickle, [root / "Human36M"])
+        files[EXTRA_FILES["h36m_smplx"].what] = find_extra_file("h36m_smplx", body_models, allow_pickle,
+                                                               [root / "Human36M"])
     else:
         errors = []
         for gender in ("neutral", "male", "female"):  # (any will do: load_smpl_layers stands one in for another)
             try:
-                find_smpl_model(gender, body_models, allow_pickle)
+                files["the SMPL model"] = find_smpl_model(gender, body_models, allow_pickle)
                 break
             except ModelFileError as exc:
                 errors.append(exc)
         else:
             raise ModelFileError(f"3DPW ground truth needs the SMPL model: {errors[0]}") from None
         for kind in ("h36m_smplx", "h36m_smpl"):
-            find_extra_file(kind, body_models, allow_pickle)
-    return root
+            files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
+    return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
 def _model_record(model: Any) -> dict[str, Any]:
@@ -427,7 +441,7 @@ def evaluate(
         InputError: unknown dataset, dataset layout problems, or no samples.
     """
     name = canonical_dataset(dataset_name)
-    root = check_inputs(name, data_root, body_models, allow_pickle)
+    root = check_inputs(name, data_root, body_models, allow_pickle).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     task = _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model))
     total = len(task.dataset)
