@@ -678,3 +678,80 @@ def test_annotated_images_pairs_each_annotation_with_its_image_in_order():
                                                                                      (4, "b.jpg")]
     with pytest.raises(KeyError, match="99"):  # (a dangling id: parsing() names it)
         list(annotated_images({**db, "annotations": [{"image_id": 99}]}))
+
+
+def test_damaged_evaluation_files_are_one_line_errors_and_dropped_boxes_are_said(tmp_path, body_layer, caplog):
+    """A break-it session's damaged evaluation files: a PLY of another mesh or with a NaN, a
+    truncated JPEG, Human3.6M joints cut to 16 or null, a 3DPW pose of 69 numbers crashed `wbcap
+    eval` in a broadcast, a reshape or its SVD, or were scored (the grey half of the JPEG); an EHF
+    box of NaN dropped its frame without a word. Now one DatasetLayoutError naming the file, and
+    a warning with the count dropped."""
+    import logging
+
+    root = fx.write_ehf_fixture(tmp_path / "ehf", num_frames=3)
+    data = root / "EHF" / "data"
+    sample = EHF(root)[1]  # (as written, the fixture reads)
+    assert sample[1]["smplx_mesh_cam"].shape == (10475, 3)
+    fx.write_ply(data / "02_align.ply", np.random.default_rng(0).random((10000, 3)))
+    with pytest.raises(DatasetLayoutError, match=r"02_align.ply: 10000 vertices, not SMPL-X's 10475 .*re-download"):
+        EHF(root)[1]
+    verts = np.random.default_rng(0).random((10475, 3))
+    verts[5, 1] = np.nan
+    fx.write_ply(data / "02_align.ply", verts)
+    with pytest.raises(DatasetLayoutError, match=r"02_align.ply: a vertex with a NaN or infinite coordinate"):
+        EHF(root)[1]
+    jpeg = (data / "03_img.jpg").read_bytes()
+    (data / "03_img.jpg").write_bytes(jpeg[: len(jpeg) * 7 // 10])
+    with pytest.raises(DatasetLayoutError, match=r"03_img.jpg: image file is truncated or corrupt .*re-download"):
+        EHF(root)[2]
+    path = data / "EHF.json"
+    db = json.loads(path.read_text())
+    db["annotations"][1]["body_bbox"] = [float("nan"), 0, 10, 10]
+    path.write_text(json.dumps(db))
+    with caplog.at_level(logging.WARNING, logger="wbcap.train.data.common"):
+        assert len(EHF(root)) == 2
+    assert f"{path}: 1 of its annotations has no usable person box" in caplog.text and "2 sample(s) kept" in caplog.text
+
+    h36m = fx.write_human36m_fixture(tmp_path / "h36m", subjects=(9, 11), frames=(0, 64), cameras=(4,))
+    joints_file = h36m / "Human36M" / "annotations" / "Human36M_subject9_joint_3d.json"
+    joints = json.loads(joints_file.read_text())
+    good = json.dumps(joints)
+    first = joints["2"]["1"]["0"]
+    for damage in (first[:16], [[None, None, None]] + first[1:]):
+        joints["2"]["1"]["0"] = damage
+        joints_file.write_text(json.dumps(joints))
+        with pytest.raises(DatasetLayoutError, match=r"^\S*Human36M_subject9_joint_3d.json: .*subject 9's joints of action 2, "
+                                                     r"subaction 1, frame 0 (has 48 numbers, not 51 \(17 x 3\)|holds a NaN)"):
+            Human36M(h36m, "test", body_layer)
+    joints_file.write_text(good)
+    assert len(Human36M(h36m, "test", body_layer)) == 4
+
+    pw3d = fx.write_pw3d_fixture(tmp_path / "pw3d", splits=("test",), num_frames=2)
+    ann_file = pw3d / "PW3D" / "data" / "3DPW_test.json"
+    db = json.loads(ann_file.read_text())
+    db["annotations"][0]["smpl_param"]["pose"] = db["annotations"][0]["smpl_param"]["pose"][:69]
+    ann_file.write_text(json.dumps(db))
+    with pytest.raises(DatasetLayoutError, match=r"3DPW_test.json: .*SMPL pose has 69 numbers, not 72\); use the original files"):
+        PW3D(pw3d, "test")
+
+
+def test_a_dataset_error_in_a_loader_worker_keeps_its_one_line_message():
+    """With DataLoader workers (`wbcap eval --workers 2`, training) a damaged file's error came as
+    torch's "Caught DatasetLayoutError in DataLoader worker process 0" and the worker's traceback:
+    worker_errors raises it again as the same class with the file's one line."""
+    from wbcap.train.data.common import worker_errors
+
+    class Damaged(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise DatasetLayoutError(f"/data/{i}.ply: 3 vertices, not SMPL-X's 10475; re-download it")
+
+    loader = torch.utils.data.DataLoader(Damaged(), batch_size=1, num_workers=1)
+    with pytest.raises(DatasetLayoutError) as raw:
+        next(iter(loader))
+    assert str(raw.value).startswith("Caught DatasetLayoutError in DataLoader worker process 0")  # (what it fixes)
+    with pytest.raises(DatasetLayoutError) as caught, worker_errors():
+        next(iter(loader))
+    assert str(caught.value) == "/data/0.ply: 3 vertices, not SMPL-X's 10475; re-download it"

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 GENDERS = ("neutral", "male", "female")
 NUM_MODEL_JOINTS = 55
 NUM_POSE_BASIS = (NUM_MODEL_JOINTS - 1) * 9  # 486
+NUM_VERTICES = 10475  # SMPL-X's mesh (the model files' v_template rows)
 _DOWNLOAD_HINT = "download SMPL-X (npz) from https://smpl-x.is.tue.mpg.de"
 
 # Arrays read from a model file, and whether each holds floats (else integers).

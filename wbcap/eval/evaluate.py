@@ -46,6 +46,7 @@ from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
 from wbcap.model.precision import Precision
 from wbcap.model.regressor import WholeBodyRegressor
+from wbcap.train.data.common import worker_errors
 
 __all__ = [
     "DATASETS",
@@ -456,20 +457,21 @@ def evaluate(
     per_sample: list[dict[str, Any]] = []
     columns: dict[str, list[torch.Tensor]] = {}
     done = 0
-    for indices, img, gt, ids in loader:
-        pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
-        if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
-            got = getattr(pred, "shape", type(pred))
-            raise ValueError(f"predictor returned {got}, expected ({len(indices)}, V, 3) vertices")
-        scores = task.score(pred.detach().cpu(), gt)
-        for key, value in scores.items():
-            columns.setdefault(key, []).append(value.detach().cpu().double())
-        rows = {k: v.detach().cpu().double().tolist() for k, v in scores.items()}
-        for j, idx in enumerate(indices):
-            per_sample.append({"index": int(idx), **ids[j], **{k: float(v[j]) for k, v in rows.items()}})
-        done += len(indices)
-        if progress is not None:
-            progress(done, total)
+    with worker_errors():  # (a damaged file read in a worker: its own one-line message)
+        for indices, img, gt, ids in loader:
+            pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
+            if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
+                got = getattr(pred, "shape", type(pred))
+                raise ValueError(f"predictor returned {got}, expected ({len(indices)}, V, 3) vertices")
+            scores = task.score(pred.detach().cpu(), gt)
+            for key, value in scores.items():
+                columns.setdefault(key, []).append(value.detach().cpu().double())
+            rows = {k: v.detach().cpu().double().tolist() for k, v in scores.items()}
+            for j, idx in enumerate(indices):
+                per_sample.append({"index": int(idx), **ids[j], **{k: float(v[j]) for k, v in rows.items()}})
+            done += len(indices)
+            if progress is not None:
+                progress(done, total)
     metrics: dict[str, float] = {}
     for key in METRICS[name]:
         if key in columns:

@@ -97,15 +97,18 @@ def pattern_root(pattern: str | os.PathLike[str]) -> Path:
     return Path(*parts[:wild])
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], orientation: bool = True) -> np.ndarray:
     """Read one image file as an upright RGB picture.
 
     Args:
         path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...).
+        orientation: turn the picture upright by its EXIF orientation; False: the pixels as
+            stored (a dataset's annotations refer to them).
 
     Returns:
         ``(H, W, 3)`` ``uint8`` array, RGB, C-contiguous, ``H``/``W`` of the upright picture
-        (after the EXIF orientation, so a portrait phone photo has ``H > W``).
+        (after the EXIF orientation, so a portrait phone photo has ``H > W``; as stored
+        without ``orientation``).
 
     Raises:
         InputError: the file is missing, a folder, empty, not a readable image, truncated, has
@@ -140,9 +143,9 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         log.warning("%s: an animated image; only its first frame is used (for all of them, convert it to a video "
                     "and use `wbcap run`)", p)
     rgb = _to_rgb8(p, decoded)
-    orientation = _exif_orientation(data)
-    if orientation not in (None, 1):
-        rgb = apply_exif_orientation(rgb, orientation)
+    turn = _exif_orientation(data) if orientation else None
+    if turn not in (None, 1):
+        rgb = apply_exif_orientation(rgb, turn)
     return np.ascontiguousarray(rgb)
 
 

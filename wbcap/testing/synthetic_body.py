@@ -24,10 +24,10 @@ from numpy.lib import format as npy_format
 from scipy.spatial import cKDTree
 
 from wbcap.body.joints import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from wbcap.body.model_files import NUM_VERTICES
 
 __all__ = ["NUM_FACES", "NUM_VERTICES", "make_smplx_params", "write_synthetic_smplx"]
 
-NUM_VERTICES = 10475
 NUM_FACES = 20908
 _NUM_JOINTS = 55
 _ROOT_PARENT = 4294967295  # how the real kintree_table marks the root (uint32 -1)

@@ -673,7 +673,10 @@ def train(
             if step_ % losses_log.every == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch_, step_, steps, total)
 
-    with _cuda_training_settings(device):
+    from wbcap.train.data.common import worker_errors
+
+    # (a damaged file read in a DataLoader worker: its own one-line message, as without workers)
+    with _cuda_training_settings(device), worker_errors():
         for epoch in range(start_epoch, stage.epochs):
             for g in optimizer.param_groups:
                 g["lr"] = stage.lr_at(epoch)

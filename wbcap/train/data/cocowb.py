@@ -137,6 +137,7 @@ class COCOWholeBody(AugmentedDataset):
         self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
         self.root = Path(data_root).expanduser() / "MSCOCO"
         self.records = self._load()
+        self.say_dropped(self.root / "annotations" / _SPLITS[self.split][0])
 
     def _load(self) -> list[dict[str, Any]]:
         ann_name, img_folder = _SPLITS[self.split]

@@ -52,6 +52,7 @@ import contextlib
 import copy
 import itertools
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,8 @@ FACE_3D_SIZE = 0.3
 
 F32 = np.float32
 
+log = logging.getLogger(__name__)
+
 
 # ----------------------------------------------------------------------------------------------
 # errors and file access
@@ -153,6 +156,25 @@ def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[N
                                  f"use the original files (re-download them); expected layout: {layout}") from None
 
 
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """Around the loop over a ``DataLoader`` with worker processes: a wbcap error a worker raised
+    (a damaged dataset file) reaches this process as the same class with torch's text around its
+    message ("Caught DatasetLayoutError in DataLoader worker process 0", the worker's traceback):
+    it is raised again here with its own one-line message, as without workers."""
+    from wbcap.errors import WbcapError
+
+    try:
+        yield
+    except WbcapError as exc:
+        text = str(exc)
+        if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+            _, said, message = text.rstrip().splitlines()[-1].partition(f"{type(exc).__name__}: ")
+            if said:
+                raise type(exc)(message) from None
+        raise
+
+
 def annotated_images(db: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
     """``(annotation, its image record)`` for each of a COCO-layout file's ``annotations``, in
     order, joined on ``image_id`` (the layout every loader's annotation file has). Read it within
@@ -176,18 +198,41 @@ def load_json(path: str | Path, layout: str) -> Any:
 
 
 def read_image(path: str | Path, layout: str = "") -> np.ndarray:
-    """A dataset image as ``(H, W, 3)`` uint8 RGB, pixels as stored (EXIF orientation ignored).
+    """A dataset image as ``(H, W, 3)`` uint8 RGB, pixels as stored (EXIF orientation ignored:
+    annotations refer to the stored pixel grid, as upstream's ``cv2.imread(IMREAD_COLOR |
+    IMREAD_IGNORE_ORIENTATION)``), read by :func:`wbcap.io.images.load_image`, whose checks
+    ``wbcap image`` has: a truncated or corrupt file (which ``cv2.imread`` decoded partly grey,
+    so ``wbcap eval`` scored it with one libjpeg line on stderr) is refused.
 
-    Annotations refer to the stored pixel grid, so this is upstream's ``cv2.imread(IMREAD_COLOR |
-    IMREAD_IGNORE_ORIENTATION)`` (not :func:`wbcap.io.images.load_image`, which applies EXIF).
+    Raises:
+        DatasetLayoutError: the file is missing, not an image, truncated or corrupt (one line
+            naming it).
     """
+    from wbcap.io.images import load_image
+
     p = Path(path)
     if not p.is_file():
         raise DatasetLayoutError.missing(p, layout or "see the dataset's documentation")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise DatasetLayoutError(f"{p}: not a readable image; re-download the dataset's images")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    try:
+        return load_image(p, orientation=False)
+    except InputError as exc:
+        raise DatasetLayoutError(f"{exc} (one of the dataset's images)") from None
+
+
+def checked_array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """An annotation's numbers as a float32 array of ``shape``, all finite. Raises ``ValueError``
+    saying ``what`` is wrong (read within :func:`parsing`: one line naming the file) for another
+    count of numbers or a NaN, an infinity or a ``null``; such values crashed later, in a
+    broadcast, a reshape or the evaluation's SVD."""
+    arr = np.asarray(value, dtype=np.float32)
+    n = int(np.prod(shape))
+    if arr.size != n:
+        raise ValueError(f"{what} has {arr.size} numbers, not {n}" + (f" ({' x '.join(map(str, shape))})"
+                                                                     if len(shape) > 1 else ""))
+    arr = arr.reshape(shape)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds a NaN, an infinity or a null")
+    return arr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,14 +515,29 @@ class AugmentedDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.records: list[dict[str, Any]] = []
+        self.dropped_boxes = 0  # annotations person_box dropped
 
     def person_box(self, xywh: Sequence[float], img: Mapping[str, Any]) -> np.ndarray | None:
         """An annotation's person box ``[x, y, w, h]`` (image pixels) in the image record ``img``
         (``width``, ``height``) as the crop box :func:`~wbcap.crop.bbox.process_bbox` makes of
         it at inference: widened to the model's crop aspect (``body_aspect_ratio``); None for
-        a box it drops (empty, or outside the image)."""
-        return process_bbox(np.asarray(xywh, np.float64), img["width"], img["height"],
-                            aspect_ratio=self.model.body_aspect_ratio)
+        a box it drops (empty, not finite, or outside the image), counted in ``dropped_boxes``
+        for :meth:`say_dropped`."""
+        box = process_bbox(np.asarray(xywh, np.float64), img["width"], img["height"],
+                           aspect_ratio=self.model.body_aspect_ratio)
+        self.dropped_boxes += box is None
+        return box
+
+    def say_dropped(self, annotations: str | Path) -> None:
+        """Say how many of ``annotations``' samples :meth:`person_box` dropped: a warning for an
+        evaluation split (its metrics are over fewer samples than the protocol's: EHF's 100
+        frames, say, without a word), a debug line for training (COCO's tiny boxes are routine)."""
+        if self.dropped_boxes:
+            kept = len(self.records)
+            (log.debug if self.train else log.warning)(
+                "%s: %d of its annotations ha%s no usable person box (empty, not finite, or outside its image) and "
+                "%s left out; %d sample(s) kept", annotations, self.dropped_boxes, "s" if self.dropped_boxes == 1 else "ve",
+                "is" if self.dropped_boxes == 1 else "are", kept)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch`` (call before each epoch)."""

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wbcap.body.model_files import NUM_VERTICES
 from wbcap.config import ModelConfig
 from wbcap.train.data.common import (
     Augmentation,
@@ -138,6 +139,7 @@ class EHF(AugmentedDataset):
                         "mesh_path": self.root / (img["file_name"].split("_")[0] + "_align.ply"),
                     }
                 )
+        self.say_dropped(self.root / "EHF.json")
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]
@@ -145,6 +147,11 @@ class EHF(AugmentedDataset):
         shape, cells = tuple(self.model.input_img_shape), tuple(self.model.output_hm_shape)
         patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, shape)
         mesh = read_ply_vertices(rec["mesh_path"])
+        if mesh.shape != (NUM_VERTICES, 3) or not np.isfinite(mesh).all():
+            what = (f"{len(mesh)} vertices, not SMPL-X's {NUM_VERTICES}" if len(mesh) != NUM_VERTICES
+                    else "a vertex with a NaN or infinite coordinate")
+            raise DatasetLayoutError(f"{rec['mesh_path']}: {what} (EHF's ground truth is an SMPL-X mesh); re-download "
+                                     "the EHF meshes")
         targets: dict[str, Any] = {"smplx_mesh_cam": (mesh @ self.camera_R.T).astype(_F32)}
         meta: dict[str, Any] = {"bbox": np.asarray(rec["bbox"], _F32), "bb2img_trans": bb2img.astype(_F32)}
         for part in ("lhand", "rhand", "face"):

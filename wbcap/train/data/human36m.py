@@ -39,6 +39,7 @@ from wbcap.train.data.common import (
     DatasetLayoutError,
     annotated_images,
     cam2pixel,
+    checked_array,
     cpu_body_layer,
     crop_and_augment,
     depth_to_hm,
@@ -110,6 +111,7 @@ class Human36M(AugmentedDataset):
         default_subjects, self.sampling_ratio = _SPLITS[split]
         self.subjects = tuple(int(s) for s in (default_subjects if subjects is None else subjects))
         self.records = self._load()
+        self.say_dropped(self.root / "annotations")
 
     # ------------------------------------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:
@@ -144,7 +146,9 @@ class Human36M(AugmentedDataset):
                     t = np.asarray(cam["t"], np.float32).reshape(3)
                     focal = np.asarray(cam["f"], np.float32).reshape(2)
                     princpt = np.asarray(cam["c"], np.float32).reshape(2)
-                    joint_world = np.asarray(joints[a][sa][f], np.float32).reshape(-1, 3)
+                    with parsing(names["joint_3d"], LAYOUT):  # (this file alone named)
+                        joint_world = checked_array(joints[a][sa][f], (len(H36M_JOINT_NAMES), 3),
+                                                    f"subject {s}'s joints of action {a}, subaction {sa}, frame {f}")
                     joint_cam = joint_world @ R.T + t[None]
                     joint_img = cam2pixel(joint_cam, focal, princpt)[:, :2]
                     bbox = self.person_box(ann["bbox"], img)

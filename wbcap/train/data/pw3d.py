@@ -35,6 +35,7 @@ from wbcap.train.data.common import (
     Augmentation,
     AugmentedDataset,
     annotated_images,
+    checked_array,
     crop_and_augment,
     load_json,
     parsing,
@@ -78,16 +79,21 @@ class PW3D(AugmentedDataset):
                 bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
                     continue
+                smpl = ann["smpl_param"]
+                what = f"annotation {ann['id']}'s"
                 self.records.append(
                     {
                         "img_path": self.root / "imageFiles" / img["sequence"] / img["file_name"],
                         "img_shape": (int(img["height"]), int(img["width"])),
                         "bbox": bbox,
-                        "cam_param": {k: np.asarray(v, _F32) for k, v in img["cam_param"].items()},
-                        "smpl_param": ann["smpl_param"],
+                        "cam_param": {k: checked_array(img["cam_param"][k], (2,), f"image {img['id']}'s camera {k}")
+                                      for k in ("focal", "princpt")},
+                        "smpl_param": {**smpl, **{k: checked_array(smpl[k], (n,), f"{what} SMPL {k}")
+                                                  for k, n in (("pose", 72), ("shape", 10), ("trans", 3))}},
                         "ann_id": ann["id"],
                     }
                 )
+        self.say_dropped(self.root / f"3DPW_{split}.json")
 
     def _mesh(self, pose: np.ndarray, shape: np.ndarray, trans: np.ndarray, gender: str) -> np.ndarray:
         model = self.smpl_model
