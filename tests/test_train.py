@@ -317,3 +317,24 @@ def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_p
         train(replace(stage, datasets=("MSCOCO",), lr=0.5), _run(tmp_path, "r", resume=True, data_root=str(root)),
               body_layer=body_layer)
     assert (tmp_path / "r" / "stage.json").read_bytes() == before
+
+
+def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer, fixed_batch_set):
+    """A damaged newest snapshot of one's own run got "the file is corrupt or truncated — re-download
+    it" (one's own snapshot cannot be downloaded) and no word of the intact one before it."""
+    from wbcap.errors import CheckpointError
+    from wbcap.train.trainer import train
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "snapshot_0.pth.tar").write_bytes(b"PK\x03\x04 intact, say")
+    (out / "snapshot_1.pth.tar").write_bytes(b"PK\x03\x04 cut short")
+    stage = _stage(epochs=3, batch_size=2, model=MICRO)
+    with pytest.raises(CheckpointError) as err:
+        train(stage, _run(tmp_path, "r", resume=True), dataset=fixed_batch_set, body_layer=body_layer)
+    said = str(err.value)
+    assert said.startswith(f"{out / 'snapshot_1.pth.tar'}: the newest snapshot of this run cannot be read (")
+    assert said.endswith("; delete it to resume from snapshot_0.pth.tar, the one before") and "download" not in said
+    (out / "snapshot_0.pth.tar").unlink()
+    with pytest.raises(CheckpointError, match=r"; start the run again with overwrite=True in place of resume=True$"):
+        train(stage, _run(tmp_path, "r", resume=True), dataset=fixed_batch_set, body_layer=body_layer)

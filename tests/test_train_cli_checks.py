@@ -365,6 +365,27 @@ def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
     assert trained[-1][0].epochs == 8
 
 
+def test_resume_after_a_run_killed_before_its_first_snapshot_says_to_start_again(tmp_path, body_dir, trained):
+    """SIGKILL before the first snapshot left stage.json and a half-written snapshot: --resume said
+    "drop --resume", and without it the folder "holds a previous training run ... pass --resume":
+    now --resume says to start again with --overwrite, which does. A resume that finds a killed
+    snapshot's temporary beside its snapshots removes it."""
+    out = tmp_path / "r"
+    _recorded_run(out, 0)
+    (out / ".snapshot_0.pth.tmp-0badc0de.tar").write_bytes(b"half")
+    args = ["train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out]
+    r = invoke(*args, "--resume")
+    assert one_error_line(r) == (f"error: {out}: the training run there stopped before its first snapshot, so there "
+                                 "is nothing to resume; start it again with --overwrite in place of --resume\n")
+    assert not trained
+    assert invoke(*args, "--overwrite", "--datasets", "synthetic").exit_code == 0 and len(trained) == 1
+    stale = out / ".snapshot_1.pth.tmp-0badc0de.tar"
+    stale.write_bytes(b"half")
+    r = invoke(*args, "--resume")
+    assert r.exit_code == 0 and len(trained) == 2, r.output
+    assert not stale.exists()
+
+
 def test_resume_of_another_stages_run_is_refused(tmp_path, body_dir, trained):
     out = tmp_path / "r"
     _recorded_run(out, 1)

@@ -366,8 +366,14 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     if out.is_dir():
         _settle_previous_run(out)
     if resume:
+        if out.is_dir() and latest_checkpoint(out) is None and training_outputs(out):
+            raise InputError(f"{out}: the training run there stopped before its first snapshot, so there is nothing "
+                             f"to resume; start it again with {setting('overwrite', api='overwrite=True')} in place "
+                             f"of {resume_}")
         if not out.is_dir() or latest_checkpoint(out) is None:
             raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
+        for tmp in out.glob(".snapshot_*.tmp-*"):  # (a snapshot being written when the run was killed)
+            tmp.unlink(missing_ok=True)
         return False
     existing = sorted(p for p in out.iterdir() if not p.name.startswith("launch_node")) if out.is_dir() else []
     if existing:
@@ -622,7 +628,15 @@ def train(
     logged = None  # (a resumed run: the steps its snapshot says were logged before it)
     if run.resume:
         last = _resume_point(out, d)
-        _, raw = load_checkpoint_file(last)
+        try:
+            _, raw = load_checkpoint_file(last)
+        except CheckpointError as exc:  # (the run's own file: not one to download again)
+            earlier = [p for p in snapshots(out) if p != last]
+            detail = str(exc).removeprefix(f"{last}: ").rsplit("; ", 1)[0]
+            fix = (f"delete it to resume from {earlier[-1].name}, the one before" if earlier else
+                   f"start the run again with {setting('overwrite', api='overwrite=True')} in place of "
+                   f"{setting('resume', api='resume=True')}")
+            raise CheckpointError(f"{last}: the newest snapshot of this run cannot be read ({detail}); {fix}") from None
         try:
             net.load_state_dict(raw["network"], strict=True)
         except RuntimeError as exc:  # (the launcher compares the settings first; a snapshot from elsewhere)
