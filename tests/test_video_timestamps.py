@@ -292,6 +292,24 @@ def test_writer_sparse_frames(tmp_path: Path, ext: str) -> None:
     assert audio is None
 
 
+def test_frames_hours_apart_are_written_in_a_coarser_time_base(tmp_path: Path) -> None:
+    """`wbcap run --every 500000` on 10 fps footage renders frames 50 000 s apart: in 1/90000 s
+    ticks a frame's duration passed MP4's 32 bits and the muxer failed (EINVAL) on every try."""
+    from fractions import Fraction
+
+    from wbcap.io.video_writer import timed_time_base
+
+    assert timed_time_base(Fraction(25)) == WRITER_TIME_BASE
+    assert timed_time_base(Fraction(1, 50_000)) == Fraction(1, 1_000)
+    assert timed_time_base(Fraction(1, 10**9)) == Fraction(1, 1)
+    for name, times in (("apart.mp4", [0.0, 50_000.0, 100_000.0]), ("one.mp4", [3.0])):
+        with VideoWriter(tmp_path / name, W, H, Fraction(1, 50_000)) as w:
+            for i, t in enumerate(times):
+                w.write(draw(i), time=t)
+        got, duration, _ = stream_times(tmp_path / name)
+        assert got == pytest.approx(times) and duration == pytest.approx(times[-1] - times[0] + 50_000.0)
+
+
 def test_writer_time_rules(tmp_path: Path) -> None:
     with VideoWriter(tmp_path / "one.mp4", W, H, 25) as w:
         w.write(draw(0), time=0.0)

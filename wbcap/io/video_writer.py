@@ -39,6 +39,21 @@ VIDEO_OUTPUT_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".m
 #: Time base of the timestamps :class:`VideoWriter` writes for timed frames (the MPEG 90 kHz
 #: clock: about 11 µs resolution; Matroska rounds it to its own 1 ms).
 WRITER_TIME_BASE: Fraction = Fraction(1, 90_000)
+#: Coarser time bases for timed frames whose nominal interval is too long for it: MP4 keeps a
+#: frame's duration in 32 bits, so 1/90000 s held at most ~13 h (``wbcap run --every 500000``
+#: on 10 fps footage, 50 000 s between frames, failed in the muxer with EINVAL); the first of
+#: these whose ticks keep 4 nominal intervals under 2^32 is taken.
+_COARSER_TIME_BASES: tuple[Fraction, ...] = (Fraction(1, 1_000), Fraction(1, 1))
+
+
+def timed_time_base(fps: Fraction) -> Fraction:
+    """The time base of a timed :class:`VideoWriter` at nominal rate ``fps``: :data:`WRITER_TIME_BASE`,
+    or the first of :data:`_COARSER_TIME_BASES` in which four frame intervals fit MP4's 32-bit
+    durations (the coarsest beyond them)."""
+    for base in (WRITER_TIME_BASE, *_COARSER_TIME_BASES):
+        if 4 / (fps * base) < 2**32:
+            return base
+    return _COARSER_TIME_BASES[-1]
 
 
 #: The largest width or height libx264 encodes (x264's limit; a 16386x20 frame fails to open the
@@ -78,7 +93,8 @@ class VideoWriter:
       shown at ``t - audio_start`` in the output, so ``audio_start`` is the output's time origin
       for video as for audio (pass the ``start`` the frames were read with, and the output plays
       in sync with the copied audio). The stream is variable-frame-rate: timestamps in
-      :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms), each frame lasting until the
+      :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms; a coarser one for a nominal
+      rate under ~1 frame in 3.3 hours, :func:`timed_time_base`), each frame lasting until the
       next one, the last as long as the interval before it (``1/fps`` for a single frame), so
       the file is as long as the source span it covers, within one frame. Times must increase;
       two that round to the same tick are one tick apart. Written without B-frames: with them,
@@ -151,6 +167,7 @@ class VideoWriter:
         self._prev_pts: int | None = None  # timed mode: pts of the frame before the held one
         self._last_time: float | None = None
         self._durations: dict[int, int] = {}  # timed mode: pts -> duration, for the packets
+        self._time_base = timed_time_base(self.fps)  # timed mode's ticks
         self._container: Any = None
         self._stream: Any = None
         self._audio_in: Any = None
@@ -218,13 +235,13 @@ class VideoWriter:
             self.frames_written += 1
             self._mux_audio_until(Fraction(self.frames_written) / self.fps)
             return
-        frame.time_base = WRITER_TIME_BASE
+        frame.time_base = self._time_base
         if self._held is not None:
             self._encode_held(pts - self._held.pts)
         self._held = frame
         self._last_time = float(time)  # type: ignore[arg-type]
         self.frames_written += 1
-        self._mux_audio_until(pts * WRITER_TIME_BASE)
+        self._mux_audio_until(pts * self._time_base)
 
     def close(self) -> None:
         """Finish the file and move it into place (idempotent).
@@ -243,7 +260,7 @@ class VideoWriter:
                 if self._prev_pts is not None:
                     last = self._held.pts - self._prev_pts
                 else:
-                    last = max(1, round(1 / (self.fps * WRITER_TIME_BASE)))
+                    last = max(1, round(1 / (self.fps * self._time_base)))
                 self._encode_held(last)
             self._encode(None)
             self._mux_audio_until(None)
@@ -304,12 +321,12 @@ class VideoWriter:
     def _use_frame_times(self) -> None:
         """Switch the (not yet opened) encoder and stream to timed frames: fine time base, no
         B-frames (see the class docstring)."""
-        self._stream.codec_context.time_base = WRITER_TIME_BASE
-        self._stream.time_base = WRITER_TIME_BASE
+        self._stream.codec_context.time_base = self._time_base
+        self._stream.time_base = self._time_base
         self._stream.options = {**self._options, "bf": "0"}
 
     def _pts_of(self, time: float) -> int:
-        """Timed mode: the output pts (in WRITER_TIME_BASE) of a frame at source time ``time``."""
+        """Timed mode: the output pts (in its time base) of a frame at source time ``time``."""
         if not math.isfinite(time):
             raise ValueError(f"{self.path}: frame time {time} is not a number of seconds")
         if time < self._origin - Fraction(_EPS):
@@ -318,7 +335,7 @@ class VideoWriter:
         if self._last_time is not None and time <= self._last_time:
             raise ValueError(f"{self.path}: frame time {time:.6f} s is not after the previous "
                              f"frame's {self._last_time:.6f} s; times must increase")
-        pts = max(0, round((Fraction(time) - self._origin) / WRITER_TIME_BASE))
+        pts = max(0, round((Fraction(time) - self._origin) / self._time_base))
         if self._held is not None and pts <= self._held.pts:
             pts = self._held.pts + 1  # distinct times closer than one tick
         return pts
