@@ -630,6 +630,26 @@ def test_truncated_video_yields_what_decodes(tmp_path: Path,
     assert any("truncated" in r.getMessage() for r in caplog.records)  # at debug level
 
 
+def test_a_truncated_matroska_file_is_said_by_its_declared_length(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Matroska declares no frame count, only a length: a file cut to 60 % gave its first frames
+    and no word (the frame-count check above had nothing to compare). The whole file: none."""
+    full = make_video(tmp_path / "full.mkv", noise=True)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    assert probe_video(cut).frame_count is None and probe_video(cut).duration == pytest.approx(4.0)
+    for path, said in ((full, False), (cut, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+            frames = list(open_frames(path))
+        assert (len(frames) < 40) == said
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        ended = (frames[-1].time + 0.1)
+        assert warned == ([f"{path}: video ended at {ended:.2f} s of the 4.00 s its header declares; the file may be "
+                           "truncated"] if said else []), warned
+
+
 def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:
     for kwargs in (dict(start=-1.0), dict(start=2.0, end=1.0), dict(every=0),
                    dict(max_frames=-1), dict(image_fps=0.0)):
