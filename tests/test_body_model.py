@@ -519,3 +519,51 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
         with pytest.raises(ModelFileError) as exc:
             call()
         assert _one_line(exc).startswith(f"{typo}: no such file (named by model_path); check the path"), exc.value
+
+
+class _Runs:
+    """What a crafted pickle looks like: loading it calls ``os.system``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.ndarray]) -> None:
+    """Opting in to a pickle (--allow-pickle, `python -m wbcap.eval.extra_files`) unpickled it
+    whole: a crafted SMPLX_NEUTRAL.pkl or SMPLX_to_J14.pkl ran its code (a break-it session's
+    created a file), and the converter wrote `array(0)` as the regressor. Now only the globals
+    plain arrays need are allowed; any other is refused, never imported or called."""
+    from wbcap.eval.extra_files import convert_pickle, main
+    from wbcap.pickles import load_data_pickle
+
+    marker = tmp_path / "ran"
+    evil = {**{k: v for k, v in raw.items() if v.dtype != object}, "J_regressor": _Runs(marker)}
+    for name in ("SMPLX_NEUTRAL.pkl", "SMPLX_to_J14.pkl"):
+        pkl = tmp_path / name
+        pkl.write_bytes(pickle.dumps(evil if name.startswith("SMPLX_N") else _Runs(marker)))
+        for read in (lambda p: load_body_model_data(p, allow_pickle=True), convert_pickle):
+            with pytest.raises(ModelFileError) as exc:
+                read(pkl)
+            assert _one_line(exc).startswith(f"{pkl}: refused: it names posix.system, which no model data needs")
+        assert main([str(pkl)]) == 2
+    assert not marker.exists() and not (tmp_path / "SMPLX_to_J14.npy").exists()
+    # what the releases hold still reads, in every protocol (numpy, scipy sparse, scalars, OrderedDict)
+    import collections
+
+    data = collections.OrderedDict(a=np.arange(6.0).reshape(2, 3), b=scipy.sparse.csc_matrix(np.eye(3)), c=np.int64(3),
+                                   d="text", e=np.float32(1.5))
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        (tmp_path / "ok.pkl").write_bytes(pickle.dumps(data, protocol=protocol))
+        got = load_data_pickle(tmp_path / "ok.pkl", "re-download it")
+        assert list(got) == list(data) and (got["b"] != data["b"]).nnz == 0 and got["c"] == 3
+        np.testing.assert_array_equal(got["a"], data["a"])
+    # a pickle of no matrix is refused, not written as one
+    (tmp_path / "SMPLX_to_J14.pkl").write_bytes(pickle.dumps(np.array(0)))
+    with pytest.raises(ModelFileError, match=r"SMPLX_to_J14.pkl: holds no 2-D numeric matrix \(int64 \(\)\)"):
+        convert_pickle(tmp_path / "SMPLX_to_J14.pkl")
+    assert not (tmp_path / "SMPLX_to_J14.npy").exists()

@@ -18,7 +18,6 @@ choose. A file named by its path is the gender its name says (``SMPLX_MALE.npz``
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -273,13 +272,9 @@ def _to_ndarray(value: Any) -> np.ndarray:
 
 
 def _read_pkl(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh, encoding="latin1")
-    except Exception as exc:  # unpickling can fail in many ways (opted in explicitly)
-        raise ModelFileError(
-            f"{path} could not be unpickled ({_short(exc)}): use the SMPL-X .npz release instead"
-        ) from None
+    from wbcap.pickles import load_data_pickle
+
+    data = load_data_pickle(path, "use the SMPL-X .npz release instead")  # (only plain arrays allowed)
     if not isinstance(data, dict):
         raise ModelFileError(f"{path} does not hold an SMPL-X model dict: {_DOWNLOAD_HINT}")
     missing = [k for k in REQUIRED_KEYS if k not in data]

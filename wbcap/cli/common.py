@@ -41,7 +41,7 @@ gender_option = click.option(
 allow_pickle_option = click.option(
     "--allow-pickle",
     is_flag=True,
-    help="Also accept .pkl body models. Pickles can run code when loaded: only for files you trust.",
+    help="Also accept .pkl body models (read as plain arrays only: a pickle naming other Python objects is refused).",
 )
 checkpoint_option = click.option(
     "--checkpoint",

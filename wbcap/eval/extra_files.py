@@ -38,7 +38,6 @@ writes ``SMPLX_to_J14.npy`` beside it (``MANO_SMPLX_vertex_ids.pkl`` -> ``.npz``
 from __future__ import annotations
 
 import logging
-import pickle
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -188,11 +187,10 @@ def _short(exc: BaseException) -> str:
 
 
 def _unpickle(path: Path) -> Any:
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
-    except Exception as exc:  # opted in explicitly; unpickling fails in many ways
-        raise ModelFileError(f"{path} could not be unpickled ({_short(exc)}): re-download it") from None
+    """The data of a (opted-in) pickle, only plain arrays allowed (:func:`wbcap.pickles.load_data_pickle`)."""
+    from wbcap.pickles import load_data_pickle
+
+    return load_data_pickle(path, "re-download it from its source")
 
 
 def _dense(value: Any) -> np.ndarray:
@@ -348,34 +346,56 @@ def load_smplx_to_smpl(
 
 
 # ----------------------------------------------------------------------------------------------
-# one-off conversion of trusted pickles
+# one-off conversion of the releases' pickles
 # ----------------------------------------------------------------------------------------------
+def _ids(src: Path, value: Any, side: str) -> np.ndarray:
+    ids = np.asarray(value)
+    if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu" or ids.min() < 0:
+        raise ModelFileError(f"{src}: '{side}' is not a list of vertex indices ({ids.dtype} {ids.shape}); re-download "
+                             "it from its source")
+    return ids
+
+
 def convert_pickle(path: str | Path) -> Path:
-    """Convert a (trusted) extra-file pickle into its numpy form beside it; returns the new path.
+    """Convert an extra-file pickle into its numpy form beside it; returns the new path.
 
     ``SMPLX_to_J14.pkl`` -> ``SMPLX_to_J14.npy``; ``MANO_SMPLX_vertex_ids.pkl`` -> ``.npz``
     (``left_hand``, ``right_hand``); ``smplx2smpl_deftrafo_setup.pkl`` -> ``SMPLX_to_SMPL.npz``
-    (CSR, vertex half of ``mtx``); any other pickle of one matrix -> ``<stem>.npy``.
+    (CSR, vertex half of ``mtx``); any other pickle of one matrix -> ``<stem>.npy``. The pickle
+    is read with only plain arrays allowed (:func:`wbcap.pickles.load_data_pickle`: one naming
+    any other Python object is refused, never run), what it holds is checked (a 2-D numeric
+    matrix, 1-D vertex indices), and the result is written atomically.
+
+    Raises:
+        ModelFileError: one line naming the file: missing, refused, or not holding such data.
     """
+    import scipy.sparse
+
+    from wbcap.atomic import atomic_path
+
     src = Path(path).expanduser()
     if not src.is_file():
         raise ModelFileError(f"{src} does not exist: pass the .pkl file to convert")
     obj = _unpickle(src)
     name = src.name
     if name.startswith("MANO_SMPLX_vertex_ids"):
-        if not isinstance(obj, dict):
+        if not isinstance(obj, dict) or not {"left_hand", "right_hand"} <= set(obj):
             raise ModelFileError(f"{src}: expected a dict with 'left_hand'/'right_hand'")
         dst = src.with_suffix(".npz")
-        np.savez(dst, left_hand=np.asarray(obj["left_hand"]), right_hand=np.asarray(obj["right_hand"]))
+        arrays = {side: _ids(src, obj[side], side) for side in ("left_hand", "right_hand")}
+        with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
+            np.savez(fh, **arrays)
         return dst
     if name.startswith("smplx2smpl") or (isinstance(obj, dict) and "mtx" in obj):
-        import scipy.sparse
-
-        mat = scipy.sparse.csr_matrix(obj["mtx"] if isinstance(obj, dict) else obj)
+        mat = obj["mtx"] if isinstance(obj, dict) else obj
+        if not (scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray)) or len(mat.shape) != 2:
+            raise ModelFileError(f"{src}: its 'mtx' is not a 2-D matrix; re-download it from its source")
+        mat = scipy.sparse.csr_matrix(mat)
         if mat.shape[1] % 2 == 0 and mat.shape[1] // 2 in (10475,):
             mat = mat[:, : mat.shape[1] // 2]
         dst = src.with_name("SMPLX_to_SMPL.npz")
-        scipy.sparse.save_npz(dst, scipy.sparse.csr_matrix(mat), compressed=True)
+        with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
+            scipy.sparse.save_npz(fh, scipy.sparse.csr_matrix(mat), compressed=True)
         return dst
     mat = obj
     if isinstance(obj, dict):
@@ -383,16 +403,24 @@ def convert_pickle(path: str | Path) -> Path:
         if not keys:
             raise ModelFileError(f"{src}: a dict pickle without 'regressor'/'matrix'; nothing to convert")
         mat = obj[keys[0]]
+    dense = _dense(mat) if scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray) else None
+    if dense is None or dense.ndim != 2 or dense.dtype.kind not in "fiu" or dense.size == 0:
+        got = type(mat).__name__ if dense is None else f"{dense.dtype} {dense.shape}"
+        raise ModelFileError(f"{src}: holds no 2-D numeric matrix ({got}); re-download it from its source")
     dst = src.with_suffix(".npy")
-    np.save(dst, _dense(mat))
+    with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
+        np.save(fh, dense)
     return dst
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wbcap.eval.extra_files FILE.pkl ...``: convert trusted pickles to npy/npz."""
+    """``python -m wbcap.eval.extra_files FILE.pkl ...``: convert the releases' pickles to npy/npz."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m wbcap.eval.extra_files FILE.pkl [FILE.pkl ...]\n")
+        sys.stderr.write("usage: python -m wbcap.eval.extra_files FILE.pkl [FILE.pkl ...]\n"
+                         "Converts SMPLX_to_J14.pkl, MANO_SMPLX_vertex_ids.pkl and smplx2smpl_deftrafo_setup.pkl to the "
+                         "numpy files `wbcap eval` reads, beside them. Only plain arrays are read from a pickle: one "
+                         "naming any other Python object is refused, never run.\n")
         return 0 if args else 2
     for arg in args:
         try:

@@ -1,0 +1,64 @@
+"""Reading the body-model releases' pickles without running code a pickle could carry.
+
+The SMPL-X and SMPL ``.pkl`` releases and the evaluation's extra files (``SMPLX_to_J14.pkl``,
+``MANO_SMPLX_vertex_ids.pkl``, ``smplx2smpl_deftrafo_setup.pkl``) are pickles, which may name
+any Python callable to run while loading (``pickle.load`` of a crafted file runs
+``os.system``). Those releases hold only numpy arrays and scalars, scipy sparse matrices, dicts
+and strings (and, in SMPL's 2015 files, chumpy arrays), so :func:`load_data_pickle` unpickles
+with an allowlist of exactly the globals such data needs (:data:`ALLOWED_GLOBALS`, checked
+against the globals numpy and scipy write with every pickle protocol) and refuses any other
+with one line naming the file and the global: nothing else is ever imported or called.
+(``torch.load(weights_only=True)`` does the same for checkpoints: :mod:`wbcap.model.checkpoint`.)
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from wbcap.errors import ModelFileError, first_line
+
+__all__ = ["ALLOWED_GLOBALS", "load_data_pickle"]
+
+_SPARSE = ("csc_matrix", "csr_matrix", "coo_matrix")
+
+#: ``(module, name)`` pairs a data pickle may name, as a pickle names them (Python 2 pickles:
+#: ``copy_reg``, ``__builtin__``; numpy 1 and 2 module paths; scipy's old and new sparse modules).
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    [(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")]
+    + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"), ("_codecs", "encode")]
+    + [(m, "_reconstructor") for m in ("copy_reg", "copyreg")]
+    + [(m, n) for m in ("__builtin__", "builtins") for n in ("object", "set", "frozenset", "complex", "slice")]
+    + [(f"scipy.sparse.{kind}", f"{kind}_matrix") for kind in ("csc", "csr", "coo")]
+    + [(f"scipy.sparse._{kind}", f"{kind}_matrix") for kind in ("csc", "csr", "coo")]
+)
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # chumpy (SMPL's 2015 arrays): a library the user installed, used only when importable
+        if (module, name) in ALLOWED_GLOBALS or (module == "chumpy" or module.startswith("chumpy.")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which no model data needs")
+
+
+def load_data_pickle(path: str | Path, fix: str) -> Any:
+    """Unpickle ``path`` (``latin1`` for Python 2 pickles) allowing only :data:`ALLOWED_GLOBALS`.
+
+    Raises:
+        ModelFileError: one line naming the file: unreadable, not a pickle, or naming another
+            global (refused before it is imported), then ``fix``.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            return _DataUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        if "which no model data needs" in str(exc):
+            raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
+                                 f"plain model data); {fix}") from None
+        raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
+    except Exception as exc:  # unpickling a damaged file fails in many ways
+        raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
