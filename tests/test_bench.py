@@ -378,6 +378,34 @@ def test_table_without_json_and_json_out(tmp_path, small_ckpt):
     assert str(small_ckpt) in model_line and model_line.endswith("synthetic SMPL-X (real model not found)")
 
 
+def test_a_row_far_above_its_ceiling_says_the_ceiling_was_mismeasured(small_ckpt, monkeypatch):
+    """`--matmul-size 64 --warmup 0` reported "30727 %" of the ceiling without a word: a row over
+    IMPLAUSIBLE_RATIO of its ceiling now has a note saying the matmul measured overheads."""
+    import wbcap.bench.stages as stages
+
+    paired = stages.paired_runs
+
+    def mismeasured(*args, **kwargs):
+        out = paired(*args, **kwargs)
+        return {**out, "ratios": [r * 300 for r in out["ratios"]]}
+
+    from wbcap.cli import cli
+
+    args = ["bench", "--checkpoint", str(small_ckpt), "--device", "cpu", "--batch-sizes", "1", "--precision", "exact",
+            "--repeats", "1", "--warmup", "0", "--frames", "1", "--json", *MATMUL]
+
+    def report() -> dict:
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    monkeypatch.setattr(stages, "paired_runs", mismeasured)
+    notes = report()["notes"]
+    assert any(n.startswith("exact, batch size 1: ") and "of the fp32 ceiling, more than the device can do: its "
+               "256x256 matmul measured overheads" in n and n.endswith("--matmul-size 2048 (the default) or more")
+               for n in notes), notes
+
+
 @pytest.mark.slow  # real video end to end
 def test_video_bf16(shared_dir):
     video = shared_dir / "media" / "vtest.avi"

@@ -157,6 +157,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
     import torch
 
     from wbcap.crop.bbox import crops_to_tensor
+    from wbcap.errors import setting
     from wbcap.model.precision import Precision
 
     precisions: tuple[Precision, ...] = opts.precisions
@@ -241,6 +242,11 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             }
             if cuda:
                 row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+            if row["ratio_paired"] > IMPLAUSIBLE_RATIO:  # (Winograd layers reach ~1.05 of a good ceiling)
+                report["notes"].append(
+                    f"{prec}, batch size {bs}: {row['ratio_paired']:.0%} of the {ceiling_name} ceiling, more than the "
+                    f"device can do: its {probe.size}x{probe.size} matmul measured overheads, not the device's rate; "
+                    f"measure it with {setting('matmul_size')} 2048 (the default) or more")
             batches.append(row)
             if prec_best is None or t.items / t.median_s > prec_best.items / prec_best.median_s:
                 prec_best = t
@@ -252,6 +258,10 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
     add_speedups_over_exact(batches)
     held.append(pipe)
     return batches, best, outputs
+
+
+#: A row above this share of its ceiling says the ceiling was mismeasured (a small ``matmul_size``).
+IMPLAUSIBLE_RATIO = 1.5
 
 
 def add_speedups_over_exact(batches: list[dict[str, Any]]) -> None:
