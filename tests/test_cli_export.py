@@ -190,7 +190,14 @@ def test_export_not_a_run_folder(tmp_path, body_dir):
     (tmp_path / "empty").mkdir()
     r = invoke("export", tmp_path / "empty", "--body-models", body_dir)
     assert r.exit_code == 2
-    assert "params.jsonl: no such file" in r.output and len(r.output.strip().splitlines()) == 1
+    assert "params.jsonl: no such file; is this a finished `wbcap run` folder?" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    # a run interrupted in pass 1 (its .wbcap/ records, no params.jsonl yet): how to finish it, as view says
+    (tmp_path / "empty" / ".wbcap").mkdir()
+    r = invoke("export", tmp_path / "empty", "--body-models", body_dir)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert (f"params.jsonl: no such file yet (interrupted?); finish it with `wbcap run SOURCE -o {tmp_path / 'empty'} "
+            "--resume`") in r.output, r.output
 
 
 def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, body_dir):
