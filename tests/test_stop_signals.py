@@ -121,11 +121,12 @@ def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
     model = write_tiny_yolox(tmp_path / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79})
+    copyfile = shutil.copyfile  # (weights.shutil is this module: patched below)
 
     def half_copied(source, dest):
         Path(dest).write_bytes(Path(source).read_bytes()[:100])
         signal_self(signal.SIGTERM)
-        return shutil.copyfile(source, dest)
+        return copyfile(source, dest)
 
     def not_taken(signum, frame):  # (what SIGTERM meets when the command does not take it as Ctrl-C)
         raise AssertionError("SIGTERM was not taken as Ctrl-C")
@@ -140,3 +141,13 @@ def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
     assert r.exit_code == 143 and text(r).endswith("stopped by SIGTERM"), text(r)
     folder = tmp_path / "home" / "weights"
     assert folder.is_dir() and sorted(p.name for p in folder.iterdir()) == []
+    # under nohup (SIGHUP ignored) a closed terminal does not stop it
+    monkeypatch.setattr(weights.shutil, "copyfile", lambda source, dest: (signal_self(signal.SIGHUP),
+                                                                          copyfile(source, dest))[1])
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        r = invoke("weights", "import", "yolox-nano", model)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
+    assert r.exit_code == 0 and (folder / "yolox_nano.onnx").is_file(), text(r)

@@ -53,8 +53,10 @@ def _main_thread() -> bool:
 @contextlib.contextmanager
 def stop_as_ctrl_c() -> Iterator[None]:
     """Inside the block SIGTERM and SIGHUP raise :class:`Stopped` (a ``KeyboardInterrupt``) as
-    Ctrl-C raises ``KeyboardInterrupt``; the handlers before it are put back when it ends."""
-    before = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS} if _main_thread() else {}
+    Ctrl-C raises ``KeyboardInterrupt``; the handlers before it are put back when it ends. A
+    signal set to be ignored stays ignored (``nohup wbcap ...`` goes on when its terminal closes)."""
+    before = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS
+              if signal.getsignal(sig) is not signal.SIG_IGN} if _main_thread() else {}
     try:
         yield
     finally:
