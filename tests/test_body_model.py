@@ -567,3 +567,48 @@ def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.n
     with pytest.raises(ModelFileError, match=r"SMPLX_to_J14.pkl: holds no 2-D numeric matrix \(int64 \(\)\)"):
         convert_pickle(tmp_path / "SMPLX_to_J14.pkl")
     assert not (tmp_path / "SMPLX_to_J14.npy").exists()
+
+
+def test_a_pickle_cannot_reach_code_through_a_dotted_name_or_chumpy(tmp_path: Path) -> None:
+    """A review found the first allowlist passed every `chumpy.*` name to find_class, which
+    follows dotted names: `chumpy.ch` / `os.system` ran a command where chumpy was installed.
+    Dotted names are refused, and chumpy's `Ch` becomes a stub holding its values, chumpy unused."""
+    from wbcap.pickles import ChumpyArray, load_data_pickle
+
+    def proto4(module: str, name: str, arg: str) -> bytes:  # STACK_GLOBAL module name, called with (arg,)
+        enc = [pickle.PROTO + b"\x04"]
+        for text in (module, name):
+            enc.append(pickle.SHORT_BINUNICODE + bytes([len(text)]) + text.encode())
+        enc += [pickle.STACK_GLOBAL, pickle.SHORT_BINUNICODE + bytes([len(arg)]) + arg.encode(), pickle.TUPLE1,
+                pickle.REDUCE, pickle.STOP]
+        return b"".join(enc)
+
+    marker = tmp_path / "ran"
+    for module, name in (("chumpy.ch", "os.system"), ("numpy", "core.os.system"), ("chumpy", "ch")):
+        (tmp_path / "evil.pkl").write_bytes(proto4(module, name, f"touch {marker}"))
+        with pytest.raises(ModelFileError, match=rf"refused: it names {module}.{name}, which no model data needs"):
+            load_data_pickle(tmp_path / "evil.pkl", "re-download it")
+    assert not marker.exists()
+    # a pickled chumpy Ch (its __dict__ as state), written by a stand-in module that is gone when read
+    import sys
+    import types
+
+    fake = types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __getstate__(self):
+            return {"x": np.arange(6.0).reshape(2, 3), "_dirty_vars": set()}
+
+    Ch.__module__, Ch.__qualname__, fake.Ch = "chumpy.ch", "Ch", Ch
+    package = types.ModuleType("chumpy")
+    package.ch = fake
+    sys.modules.update({"chumpy": package, "chumpy.ch": fake})
+    try:
+        pickled = [pickle.dumps({"shapedirs": Ch()}, protocol=p) for p in (0, 2, 4)]
+    finally:
+        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
+    for data in pickled:
+        (tmp_path / "ch.pkl").write_bytes(data)
+        got = load_data_pickle(tmp_path / "ch.pkl", "re-download it")["shapedirs"]
+        assert isinstance(got, ChumpyArray) and np.array_equal(got.r, np.arange(6.0).reshape(2, 3))
+    assert "chumpy" not in sys.modules and "chumpy.ch" not in sys.modules

@@ -4,10 +4,12 @@ The SMPL-X and SMPL ``.pkl`` releases and the evaluation's extra files (``SMPLX_
 ``MANO_SMPLX_vertex_ids.pkl``, ``smplx2smpl_deftrafo_setup.pkl``) are pickles, which may name
 any Python callable to run while loading (``pickle.load`` of a crafted file runs
 ``os.system``). Those releases hold only numpy arrays and scalars, scipy sparse matrices, dicts
-and strings (and, in SMPL's 2015 files, chumpy arrays), so :func:`load_data_pickle` unpickles
-with an allowlist of exactly the globals such data needs (:data:`ALLOWED_GLOBALS`, checked
-against the globals numpy and scipy write with every pickle protocol) and refuses any other
-with one line naming the file and the global: nothing else is ever imported or called.
+and strings (and, in SMPL's 2015 files, chumpy ``Ch`` arrays), so :func:`load_data_pickle`
+unpickles with an allowlist of exactly the globals such data needs (:data:`ALLOWED_GLOBALS`,
+checked against the globals numpy and scipy write with every pickle protocol) and refuses any
+other with one line naming the file and the global: nothing else is ever imported or called.
+A chumpy ``Ch`` becomes a :class:`ChumpyArray` holding its state (chumpy itself, whose modules
+import ``os``, is never imported: a dotted name such as ``chumpy.ch`` / ``os.system`` would reach it).
 (``torch.load(weights_only=True)`` does the same for checkpoints: :mod:`wbcap.model.checkpoint`.)
 """
 
@@ -19,9 +21,7 @@ from typing import Any
 
 from wbcap.errors import ModelFileError, first_line
 
-__all__ = ["ALLOWED_GLOBALS", "load_data_pickle"]
-
-_SPARSE = ("csc_matrix", "csr_matrix", "coo_matrix")
+__all__ = ["ALLOWED_GLOBALS", "ChumpyArray", "load_data_pickle"]
 
 #: ``(module, name)`` pairs a data pickle may name, as a pickle names them (Python 2 pickles:
 #: ``copy_reg``, ``__builtin__``; numpy 1 and 2 module paths; scipy's old and new sparse modules).
@@ -36,12 +36,32 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+class ChumpyArray:
+    """What a pickled chumpy ``Ch`` (SMPL's 2015 arrays) becomes, without chumpy: its pickled
+    state (``Ch.__getstate__``: its ``__dict__``) and, for a ``Ch`` of values, those values as
+    ``r`` (chumpy's name for them; its ``x``). One without ``x`` has no ``r``, so a reader that
+    takes ``.r`` where there is one sees an object, not an array, and says the file is not
+    model data."""
+
+    def __setstate__(self, state: Any) -> None:
+        import numpy as np
+
+        self.state = state
+        if isinstance(state, dict) and "x" in state:
+            self.r = np.asarray(state["x"])
+
+
+class _Refused(pickle.UnpicklingError):
+    """A global :data:`ALLOWED_GLOBALS` does not hold."""
+
+
 class _DataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        # chumpy (SMPL's 2015 arrays): a library the user installed, used only when importable
-        if (module, name) in ALLOWED_GLOBALS or (module == "chumpy" or module.startswith("chumpy.")):
+        if (module, name) == ("chumpy.ch", "Ch"):
+            return ChumpyArray
+        if (module, name) in ALLOWED_GLOBALS:  # (no name with a dot: find_class would follow it)
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it names {module}.{name}, which no model data needs")
+        raise _Refused(f"it names {module}.{name}, which no model data needs")
 
 
 def load_data_pickle(path: str | Path, fix: str) -> Any:
@@ -55,10 +75,8 @@ def load_data_pickle(path: str | Path, fix: str) -> Any:
     try:
         with open(p, "rb") as fh:
             return _DataUnpickler(fh, encoding="latin1").load()
-    except pickle.UnpicklingError as exc:
-        if "which no model data needs" in str(exc):
-            raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
-                                 f"plain model data); {fix}") from None
-        raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
+    except _Refused as exc:
+        raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
+                             f"plain model data); {fix}") from None
     except Exception as exc:  # unpickling a damaged file fails in many ways
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
