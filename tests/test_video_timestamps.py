@@ -302,12 +302,16 @@ def test_frames_hours_apart_are_written_in_a_coarser_time_base(tmp_path: Path) -
     assert timed_time_base(Fraction(25)) == WRITER_TIME_BASE
     assert timed_time_base(Fraction(1, 50_000)) == Fraction(1, 1_000)
     assert timed_time_base(Fraction(1, 10**9)) == Fraction(1, 1)
-    for name, times in (("apart.mp4", [0.0, 50_000.0, 100_000.0]), ("one.mp4", [3.0])):
-        with VideoWriter(tmp_path / name, W, H, Fraction(1, 50_000)) as w:
-            for i, t in enumerate(times):
-                w.write(draw(i), time=t)
-        got, duration, _ = stream_times(tmp_path / name)
-        assert got == pytest.approx(times) and duration == pytest.approx(times[-1] - times[0] + 50_000.0)
+    # (200 000 s apart failed too: MP4 doubled a 1/1000 timescale to 1/16000; `--every 1000000` on 5 fps)
+    for interval in (50_000, 200_000, 10**9):
+        for name, times in (("apart.mp4", [0.0, interval, 2.0 * interval]), ("one.mp4", [3.0]),
+                            ("apart.mkv", [0.0, interval])):
+            with VideoWriter(tmp_path / name, W, H, Fraction(1, interval)) as w:
+                for i, t in enumerate(times):
+                    w.write(draw(i), time=t)
+            got, duration, _ = stream_times(tmp_path / name)
+            assert got == pytest.approx(times), (interval, name)
+            assert duration == pytest.approx(times[-1] - times[0] + interval), (interval, name)
 
 
 def test_writer_time_rules(tmp_path: Path) -> None:

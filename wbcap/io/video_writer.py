@@ -48,10 +48,12 @@ _COARSER_TIME_BASES: tuple[Fraction, ...] = (Fraction(1, 1_000), Fraction(1, 1))
 
 def timed_time_base(fps: Fraction) -> Fraction:
     """The time base of a timed :class:`VideoWriter` at nominal rate ``fps``: :data:`WRITER_TIME_BASE`,
-    or the first of :data:`_COARSER_TIME_BASES` in which four frame intervals fit MP4's 32-bit
-    durations (the coarsest beyond them)."""
+    or the first of :data:`_COARSER_TIME_BASES` in which four frame intervals fit the muxer's
+    signed 32-bit durations (the coarsest beyond them). A coarser one is also the MP4 track's
+    timescale (its ``video_track_timescale``: the muxer would otherwise double a timescale under
+    10 000 until it is not, 1/1000 s becoming 1/16000 s)."""
     for base in (WRITER_TIME_BASE, *_COARSER_TIME_BASES):
-        if 4 / (fps * base) < 2**32:
+        if 4 / (fps * base) < 2**31:
             return base
     return _COARSER_TIME_BASES[-1]
 
@@ -304,6 +306,8 @@ class VideoWriter:
         import av
 
         options = {"movflags": "+faststart"} if self.path.suffix.lower() != ".mkv" else {}
+        if options and self._time_base != WRITER_TIME_BASE:  # (MP4/MOV: see timed_time_base)
+            options["video_track_timescale"] = str(self._time_base.denominator)
         try:
             self._container = av.open(str(self._tmp), mode="w", options=options)
             stream = self._container.add_stream("libx264", rate=self.fps)
