@@ -648,6 +648,28 @@ def test_a_truncated_matroska_file_is_said_by_its_declared_length(tmp_path: Path
         ended = (frames[-1].time + 0.1)
         assert warned == ([f"{path}: video ended at {ended:.2f} s of the 4.00 s its header declares; the file may be "
                            "truncated"] if said else []), warned
+    # whole, with audio running 3 s past the video (the container's length is the audio's): no word
+    longer = tmp_path / "longer_audio.mkv"
+    with av.open(str(longer), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=44100)
+        a.layout = "mono"
+        encode_all(c, v, (av.VideoFrame.from_ndarray(draw(i), format="rgb24") for i in range(20)))
+        x = np.zeros(5 * 44100, np.float32)
+        for k in range(0, len(x), 1024):
+            f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = 44100, k
+            for packet in a.encode(f):
+                c.mux(packet)
+        for packet in a.encode():
+            c.mux(packet)
+    info = probe_video(longer)
+    assert info.duration == pytest.approx(5.0, abs=0.1) and info.video_duration == pytest.approx(2.0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+        assert len(list(open_frames(longer))) == 20
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
 
 
 def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -58,6 +59,9 @@ class VideoInfo:
         frame_count: number of frames the container declares, ``None`` when it declares none
             (Matroska/WebM, streams). For image sequences: the number of images.
         duration: length in seconds, ``None`` when unknown.
+        video_duration: the video stream's own length in seconds (its duration, or the
+            ``DURATION`` tag Matroska writers give each stream), ``None`` when unknown: a
+            container's ``duration`` covers its audio too, which may run on after the video.
         rotation: degrees (0, 90, 180, 270) the stored picture is rotated **clockwise** for
             display (FFmpeg's ``rotate`` tag convention); already applied to every frame.
         codec: FFmpeg decoder name (``"h264"``, ``"hevc"``, ``"msmpeg4"``...); ``"image"`` for
@@ -80,6 +84,7 @@ class VideoInfo:
     has_audio: bool
     is_image_sequence: bool
     mirrored: bool = False
+    video_duration: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +371,22 @@ def _first_frame(container: Any, stream: Any) -> Any | None:
     return frame
 
 
+_DURATION_TAG = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
+
+
+def _stream_duration(stream: Any) -> float | None:
+    """The video stream's own length in seconds: its ``duration``, else its ``DURATION`` tag
+    (``HH:MM:SS.nnnnnnnnn``, as mkvmerge and FFmpeg write it in Matroska), else None."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    tag = next((v for k, v in (stream.metadata or {}).items() if k.upper() == "DURATION"), None)
+    match = _DURATION_TAG.match(str(tag).strip()) if tag is not None else None
+    if match is None:
+        return None
+    seconds = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    return seconds if seconds > 0 else None
+
+
 def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
                       warn: bool = True) -> VideoInfo:
     rotation, mirrored = _orientation(stream, first, log.warning if warn else log.debug)
@@ -380,6 +401,8 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
         duration = float(stream.duration * stream.time_base)
     elif container.duration is not None and container.duration > 0:
         duration = container.duration / _AV_TIME_BASE
+
+    video_duration = _stream_duration(stream)
 
     rate: Fraction | None = None
     for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
@@ -396,7 +419,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     codec = str(stream.codec_context.name)
     return VideoInfo(
         path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
-        frame_count=frame_count, duration=duration, rotation=rotation, codec=codec,
+        frame_count=frame_count, duration=duration, video_duration=video_duration, rotation=rotation, codec=codec,
         has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
     )
 

@@ -365,14 +365,15 @@ class FrameSource:
                         "%s: video ended after %d of the %d frames its header declares; the "
                         "file may be truncated", p, index, info.frame_count,
                     )
-            elif not stopped_early and state.error is None and info.duration and prev_time is not None:
-                # (Matroska and WebM declare no frame count, only a length: a file cut short, or with
-                # a damaged middle the demuxer stops at, ended without a word)
-                ended = prev_time + 1 / info.fps
-                if ended < info.duration - max(2 / info.fps, 0.5, info.duration / 50):
+            elif not stopped_early and state.error is None and info.video_duration and prev_time is not None:
+                # (Matroska and WebM declare no frame count, only lengths: a file cut short, or with
+                # a damaged middle the demuxer stops at, ended without a word; the video's own
+                # length, as audio may run on after it)
+                ended, length = prev_time + 1 / info.fps, info.video_duration
+                if ended < length - max(2 / info.fps, 0.5, length / 50):
                     (log.warning if self.warn_retimed else log.debug)(
                         "%s: video ended at %.2f s of the %.2f s its header declares; the file may be truncated",
-                        p, ended, info.duration,
+                        p, ended, length,
                     )
             if yielded == 0 and self.max_frames != 0:
                 has = (f"its first frame at or after {_as_given('start', f'{self.start:g}')} s is at {prev_time:.3f} s"
