@@ -252,8 +252,8 @@ def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_
     smplx = Path(models) / "smplx" / "SMPLX_NEUTRAL.npz"
     cases = [(ckpt, f"is also the input --checkpoint ({ckpt})"), (smplx, f"is also the input the SMPL-X model ({smplx})"),
              (Path(models) / "smplx" / "SMPLX_to_J14.npy", "is also the input SMPL-X -> 14 body joints regressor"),
-             (data_root / "EHF" / "data" / "EHF.json", f"is a file of the EHF dataset ({data_root / 'EHF'}), which this "
-                                                       "command reads, and would be overwritten")]
+             (data_root / "EHF" / "data" / "EHF.json", f"is in the folder of the EHF dataset ({data_root / 'EHF'}), "
+                                                       "which this command reads; give a file name outside")]
     for target, says in cases:
         before = target.read_bytes()
         r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--body-models",
@@ -264,10 +264,12 @@ def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_
         r = CliRunner().invoke(cli, ["bench", "--body-models", str(models), "--device", "cpu", "--batch-sizes", "1",
                                      "--json-out", str(target)])
         assert r.exit_code == 2 and r.output.startswith(f"error: {target}: {says}") and r.output.count("\n") == 1, r.output
-    # a new file in the dataset's folder is no input
-    r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--body-models",
-                                 str(models), "--device", "cpu", "--out", str(data_root / "EHF" / "results.json")])
-    assert r.exit_code == 1 and "the network was built before the output was checked" in r.output, r.output
+    # a new file in the dataset's folder too (a rerun would find it there), not one beside it
+    for target, refused in ((data_root / "EHF" / "results.json", True), (data_root / "results.json", False)):
+        r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--body-models",
+                                     str(models), "--device", "cpu", "--out", str(target)])
+        assert (r.exit_code, "is in the folder of the EHF dataset" in r.output) == ((2, True) if refused else (1, False))
+        assert refused or "the network was built before the output was checked" in r.output, r.output
 
 
 def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch):

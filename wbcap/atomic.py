@@ -181,9 +181,10 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
     device, FIFO or socket (:func:`atomic_path` would not replace it), nor one of the command's
     ``inputs`` (``{how the message names it: path}``, e.g. ``{"--checkpoint": ck}``, also the
     files found without an option: the checkpoint in the weights folder, the SMPL-X model; the
-    same file by any path or link), nor a file already inside one of its ``input_folders`` (the
-    same form: a dataset, whose files it reads), and its folder must be writable or creatable
-    (:func:`check_writable_destination`).
+    same file by any path or link), nor inside one of its ``input_folders`` (the same form: a
+    dataset, whose files it reads: a file there may be one of them, and a result written there
+    on a first run would be refused as one on the next), and its folder must be writable or
+    creatable (:func:`check_writable_destination`).
 
     Raises:
         InputError: naming the path and the fix.
@@ -197,9 +198,9 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
             raise InputError(f"{p}: is also the input {name} ({given}) and would be overwritten; "
                              "give another file name for this output")
     for name, folder in (input_folders or {}).items():
-        if folder is not None and final.is_file() and final.resolve().is_relative_to(Path(folder).expanduser().resolve()):
-            raise InputError(f"{p}: is a file of {name} ({folder}), which this command reads, and would be "
-                             "overwritten; give a file name outside that folder for this output")
+        if folder is not None and final.resolve().is_relative_to(Path(folder).expanduser().resolve()):
+            raise InputError(f"{p}: is in the folder of {name} ({folder}), which this command reads; give a file "
+                             "name outside that folder for this output")
     check_writable_destination(final.parent, output=p)
 
 
