@@ -681,11 +681,11 @@ def test_annotated_images_pairs_each_annotation_with_its_image_in_order():
 
 
 def test_damaged_evaluation_files_are_one_line_errors_and_dropped_boxes_are_said(tmp_path, body_layer, caplog):
-    """A break-it session's damaged evaluation files: a PLY of another mesh or with a NaN, a
-    truncated JPEG, Human3.6M joints cut to 16 or null, a 3DPW pose of 69 numbers crashed `wbcap
-    eval` in a broadcast, a reshape or its SVD, or were scored (the grey half of the JPEG); an EHF
-    box of NaN dropped its frame without a word. Now one DatasetLayoutError naming the file, and
-    a warning with the count dropped."""
+    """A break-it session's damaged evaluation files: a PLY of another mesh or with a NaN,
+    Human3.6M joints cut to 16 or null, a 3DPW pose of 69 numbers crashed `wbcap eval` in a
+    broadcast, a reshape or its SVD; a truncated JPEG was scored without a word (its grey half),
+    and an EHF box of NaN dropped its frame without one. Now one DatasetLayoutError naming the
+    file, a warning naming the JPEG (used as decoded, as upstream), one with the count dropped."""
     import logging
 
     root = fx.write_ehf_fixture(tmp_path / "ehf", num_frames=3)
@@ -702,8 +702,14 @@ def test_damaged_evaluation_files_are_one_line_errors_and_dropped_boxes_are_said
         EHF(root)[1]
     jpeg = (data / "03_img.jpg").read_bytes()
     (data / "03_img.jpg").write_bytes(jpeg[: len(jpeg) * 7 // 10])
-    with pytest.raises(DatasetLayoutError, match=r"03_img.jpg: image file is truncated or corrupt .*re-download"):
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        EHF(root)[2]  # (used as OpenCV decodes it, as upstream did: named in a warning)
+    assert "03_img.jpg: image file is truncated or corrupt" in caplog.text and "(used as decoded)" in caplog.text
+    caplog.clear()
+    (data / "03_img.jpg").write_bytes(b"\xff\xd8 not a picture")
+    with pytest.raises(DatasetLayoutError, match=r"03_img.jpg: .*\(one of the dataset's images\)$"):
         EHF(root)[2]
+    (data / "03_img.jpg").write_bytes(jpeg)
     path = data / "EHF.json"
     db = json.loads(path.read_text())
     db["annotations"][1]["body_bbox"] = [float("nan"), 0, 10, 10]

@@ -37,7 +37,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -97,13 +97,18 @@ def pattern_root(pattern: str | os.PathLike[str]) -> Path:
     return Path(*parts[:wild])
 
 
-def load_image(path: str | os.PathLike[str], orientation: bool = True) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: Literal["refuse", "warn"] = "refuse"
+               ) -> np.ndarray:
     """Read one image file as an upright RGB picture.
 
     Args:
         path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...).
         orientation: turn the picture upright by its EXIF orientation; False: the pixels as
             stored (a dataset's annotations refer to them).
+        damaged: what a truncated or corrupt file that still decodes gets: ``"refuse"`` (an
+            InputError), or ``"warn"``: the message as a warning, and the pixels as decoded
+            (the part lost grey), as OpenCV gives them (a dataset's image: one such image in a
+            training set must not end a run of days, and upstream evaluated what OpenCV decoded).
 
     Returns:
         ``(H, W, 3)`` ``uint8`` array, RGB, C-contiguous, ``H``/``W`` of the upright picture
@@ -120,7 +125,7 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True) -> np.nda
     header = _header_size(io.BytesIO(data))
     if header is not None:
         check_pixel_count(p, header[1], header[0])
-    _check_jpeg_data(p, data)  # (before OpenCV, which prints libjpeg's warnings to stderr)
+    damage = _damage(p, damaged, _check_jpeg_data, data)  # (before OpenCV, which prints libjpeg's warnings to stderr)
     buf = np.frombuffer(data, dtype=np.uint8)
 
     import cv2
@@ -132,12 +137,19 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True) -> np.nda
         decoded = None
     if decoded is not None and decoded.size:
         check_pixel_count(p, decoded.shape[1], decoded.shape[0])
+    if (decoded is None or decoded.size == 0) and damage is not None:
+        # ("warn": imdecode gives up on a cut JPEG that imread decodes in part; its size was checked
+        # from the header above)
+        decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         raise InputError(
             f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
         )
-    _check_complete(p, data)
+    if damage is None:
+        damage = _damage(p, damaged, _check_complete, data)
+    if damage is not None:
+        log.warning("%s (used as decoded)", damage)
 
     if _animated(data):
         log.warning("%s: an animated image; only its first frame is used (for all of them, convert it to a video "
@@ -147,6 +159,18 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True) -> np.nda
     if turn not in (None, 1):
         rgb = apply_exif_orientation(rgb, turn)
     return np.ascontiguousarray(rgb)
+
+
+def _damage(p: Path, damaged: str, check: Callable[[Path, bytes], None], data: bytes) -> str | None:
+    """``check(p, data)``'s InputError raised (``damaged="refuse"``) or returned as its message
+    (``"warn"``); None when the check passes."""
+    try:
+        check(p, data)
+    except InputError as exc:
+        if damaged != "warn":
+            raise
+        return str(exc)
+    return None
 
 
 def check_pixel_count(path: str | os.PathLike[str], width: int, height: int) -> None:

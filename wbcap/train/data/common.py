@@ -200,12 +200,14 @@ def load_json(path: str | Path, layout: str) -> Any:
 def read_image(path: str | Path, layout: str = "") -> np.ndarray:
     """A dataset image as ``(H, W, 3)`` uint8 RGB, pixels as stored (EXIF orientation ignored:
     annotations refer to the stored pixel grid, as upstream's ``cv2.imread(IMREAD_COLOR |
-    IMREAD_IGNORE_ORIENTATION)``), read by :func:`wbcap.io.images.load_image`, whose checks
-    ``wbcap image`` has: a truncated or corrupt file (which ``cv2.imread`` decoded partly grey,
-    so ``wbcap eval`` scored it with one libjpeg line on stderr) is refused.
+    IMREAD_IGNORE_ORIENTATION)``), read by :func:`wbcap.io.images.load_image` with the checks
+    ``wbcap image`` has, except that a truncated or corrupt file that still decodes is used as
+    decoded with a warning naming it (``cv2.imread`` decoded it partly grey with one libjpeg line
+    on stderr and ``wbcap eval`` scored it without a word; refused, one such image in a training
+    set would end a run of days, and upstream trained and evaluated on what OpenCV decodes).
 
     Raises:
-        DatasetLayoutError: the file is missing, not an image, truncated or corrupt (one line
+        DatasetLayoutError: the file is missing or not an image OpenCV can decode (one line
             naming it).
     """
     from wbcap.io.images import load_image
@@ -214,7 +216,7 @@ def read_image(path: str | Path, layout: str = "") -> np.ndarray:
     if not p.is_file():
         raise DatasetLayoutError.missing(p, layout or "see the dataset's documentation")
     try:
-        return load_image(p, orientation=False)
+        return load_image(p, orientation=False, damaged="warn")
     except InputError as exc:
         raise DatasetLayoutError(f"{exc} (one of the dataset's images)") from None
 
