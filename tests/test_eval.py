@@ -272,6 +272,24 @@ def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_
         assert refused or "the network was built before the output was checked" in r.output, r.output
 
 
+def test_evaluating_a_model_of_ones_own_needs_no_smplx_file(models, data_root, tmp_path):
+    """check_inputs looks for the SMPL-X model only for `wbcap eval` (its pipeline loads it): a
+    model passed to evaluate() brings its own body layer (a review found the lookup made every
+    evaluate() call need the neutral file)."""
+    import shutil
+
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.eval.evaluate import check_inputs
+
+    folder = tmp_path / "models"
+    shutil.copytree(models, folder)
+    (folder / "smplx" / "SMPLX_NEUTRAL.npz").unlink()
+    assert check_inputs("EHF", data_root, folder).files.keys() == {
+        "SMPL-X -> 14 body joints regressor", "MANO <-> SMPL-X hand vertex ids", "FLAME <-> SMPL-X face vertex ids"}
+    with pytest.raises(BodyModelNotFoundError):
+        check_inputs("EHF", data_root, folder, body_model=True)
+
+
 def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch):
     """Missing inputs are said before the network is built (which took 7-35 s with a real checkpoint)."""
     from click.testing import CliRunner

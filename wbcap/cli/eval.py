@@ -78,7 +78,8 @@ def eval_cmd(
     name = canonical_dataset(dataset)
     if out is not None:
         check_writable_file(out)  # (one line now, not after the evaluation)
-    reads = check_inputs(name, data_root, body_models, allow_pickle)  # (in a moment, not after building the network)
+    # (in a moment, not after building the network)
+    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True)
     if out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.errors import setting
         from wbcap.weights import find_checkpoint

@@ -307,12 +307,14 @@ class EvalInputs:
 
 
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
-                 allow_pickle: bool = False) -> EvalInputs:
+                 allow_pickle: bool = False, body_model: bool = False) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
-    built): ``data_root`` and its dataset folder exist, and the SMPL-X model and the extra files
-    the protocol reads are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids;
-    Human36M: the H36M regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL
-    model and both H36M regressors). Returns them (an output must not overwrite any).
+    built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
+    are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
+    regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL model and both H36M
+    regressors), with ``body_model`` also the SMPL-X model a pipeline built from
+    ``body_models`` loads (``wbcap eval``'s; a model passed to :func:`evaluate` brings its own).
+    Returns them (an output must not overwrite any).
 
     Raises:
         InputError: an unknown dataset, no such folder. ModelFileError: a missing model or extra
@@ -327,7 +329,9 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if not (root / _DATASET_DIRS[name]).is_dir():
         raise InputError(f"{setting('data_root')} {root} holds no {_DATASET_DIRS[name]}/ folder: pass the folder "
                          f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout)")
-    files = {"the SMPL-X model": find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)}
+    files: dict[str, Path] = {}
+    if body_model:
+        files["the SMPL-X model"] = find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)
     if name == "EHF":
         for kind in ("j14", "hand_ids", "face_ids"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)

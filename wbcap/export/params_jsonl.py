@@ -90,12 +90,10 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        from wbcap.io.run_folder import set_aside_note
+        from wbcap.io.run_folder import unfinished_run_note
 
-        aside = set_aside_note(path.parent)
-        if not aside and (path.parent / ".wbcap").is_dir():  # (pass 1 ran: an interrupted run, as view says)
-            aside = f" yet (interrupted?); finish it with `wbcap run SOURCE -o {path.parent} --resume`"
-        raise InputError(f"{path}: no such file{aside or '; is this a finished `wbcap run` folder?'}") from None
+        note = unfinished_run_note(path.parent)
+        raise InputError(f"{path}: no such file{note or '; is this a finished `wbcap run` folder?'}") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

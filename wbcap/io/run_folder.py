@@ -603,6 +603,17 @@ def set_aside_note(out: Path) -> str:
             f"any `wbcap run` on {out} (the same command, or with --overwrite) first puts it back")
 
 
+def unfinished_run_note(out: Path) -> str:
+    """The end of a message about a run folder ``out`` without ``params.jsonl`` (``wbcap export``,
+    ``wbcap view``): where an ``--overwrite`` set the previous run aside (:func:`set_aside_note`),
+    or, for a run whose pass 1 began (``OUT/.wbcap/``), that it is unfinished and how to finish
+    it; ``""`` for a folder no run wrote."""
+    aside = set_aside_note(out)
+    if aside or not (out / RUN_DIR).is_dir():
+        return aside
+    return f" yet (interrupted?); finish it with `wbcap run SOURCE -o {out} --resume`"
+
+
 def _settle_previous(out: Path) -> None:
     """A previous run set aside by an ``--overwrite`` killed before it dropped it (SIGKILL, a
     power cut): put back when the new run got no frame (:func:`restore_previous`), else dropped

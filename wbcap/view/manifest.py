@@ -145,14 +145,11 @@ def _output_content(out: Path) -> SiteContent:
     people = sorted(p for p in out.rglob("smplx_param.json") if _PERSON_DIR.fullmatch(p.parent.name))
     if people:
         return _image_content(out, people)
-    if (out / ".wbcap").is_dir():
-        from wbcap.io.run_folder import set_aside_note
+    from wbcap.io.run_folder import unfinished_run_note
 
-        aside = set_aside_note(out)
-        if aside:
-            raise InputError(f"{out}: the run has no {PARAMS_FILE}{aside}")
-        raise InputError(f"{out}: the run has no {PARAMS_FILE} yet (interrupted?); finish it with "
-                         f"`wbcap run SOURCE -o {out} --resume`")
+    note = unfinished_run_note(out)
+    if note:
+        raise InputError(f"{out}: the run has no {PARAMS_FILE}{note}")
     raise _not_a_run(out)
 
 
