@@ -9,7 +9,8 @@ and exit status 1; the log file (:func:`crash_log_dir`) holds the traceback, whi
 or ``-v`` also prints. A write that finds the disk or quota full is not a crash: one ``error:``
 line naming the file (its final name) and the fix, exit status 2. Neither is a stdout that
 cannot be written (``> /dev/full``), whatever the command: one ``error:`` line when the command
-ends, repeating what it printed (:mod:`wbcap.cli.stdout`). Ctrl-C prints ``interrupted`` and
+ends, repeating what it printed (:mod:`wbcap.cli.stdout`), except a closed pipe (``| head``): quiet,
+status 141. Ctrl-C prints ``interrupted`` and
 exits with 130; SIGTERM and SIGHUP are taken as Ctrl-C (:func:`wbcap.stop_signals.stop_as_ctrl_c`:
 the same cleanup), ``stopped by SIGTERM``, exit status 143 (129).
 """
@@ -115,8 +116,11 @@ class LazyGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # --help, ctx.exit(): click reports them itself
         except OSError as exc:
-            if exc.errno == errno.EPIPE:  # `wbcap ... | head`: click exits quietly
-                raise
+            if exc.errno == errno.EPIPE:  # `wbcap ... | head`: quietly, as a shell tool the pipe killed
+                # (what is left unwritten goes to /dev/null at exit, as Python's documentation advises)
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                ctx.exit(CLOSED_PIPE_EXIT_CODE)
             if exc.errno in _DISK_FULL:  # not a crash: the user can act on it
                 click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
@@ -129,6 +133,12 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+#: A command whose standard output was a pipe its reader closed (``wbcap weights list | head -1``)
+#: ends quietly with this status, 128 + SIGPIPE, as a shell tool the signal ends (click's own is 1,
+#: which the README reserves for unexpected failures).
+CLOSED_PIPE_EXIT_CODE = 141
 
 
 class OneLineUsageError(click.UsageError):
