@@ -39,7 +39,7 @@ SUBCOMMANDS = {
     "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW or Human3.6M with the standard protocols."),
     "bench": ("wbcap.cli.bench", "bench", "Time every stage, FLOPs and memory on this device."),
     "demo": ("wbcap.cli.demo", "demo", "Run the image pipeline on a bundled example (pipeline check)."),
-    "weights": ("wbcap.cli.weights", "weights", "List, import and verify network checkpoints."),
+    "weights": ("wbcap.cli.weights", "weights", "List, download, import and verify weights: checkpoints, detectors."),
     "doctor": ("wbcap.cli.doctor", "doctor", "Report what is installed and what is missing, with fixes."),
 }
 
