@@ -39,10 +39,10 @@ VIDEO_OUTPUT_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".m
 #: Time base of the timestamps :class:`VideoWriter` writes for timed frames (the MPEG 90 kHz
 #: clock: about 11 µs resolution; Matroska rounds it to its own 1 ms).
 WRITER_TIME_BASE: Fraction = Fraction(1, 90_000)
-#: Coarser time bases for timed frames whose nominal interval is too long for it: MP4 keeps a
-#: frame's duration in 32 bits, so 1/90000 s held at most ~13 h (``wbcap run --every 500000``
-#: on 10 fps footage, 50 000 s between frames, failed in the muxer with EINVAL); the first of
-#: these whose ticks keep 4 nominal intervals under 2^32 is taken.
+#: Coarser time bases for timed frames whose nominal interval is too long for it: the muxer keeps
+#: a frame's duration in signed 32 bits, so 1/90000 s holds at most ~6.6 h (``wbcap run --every
+#: 500000`` on 10 fps footage, 50 000 s between frames, failed in the MP4 muxer with EINVAL); the
+#: first of these whose ticks keep 4 nominal intervals under 2^31 is taken (:func:`timed_time_base`).
 _COARSER_TIME_BASES: tuple[Fraction, ...] = (Fraction(1, 1_000), Fraction(1, 1))
 
 
@@ -96,7 +96,7 @@ class VideoWriter:
       for video as for audio (pass the ``start`` the frames were read with, and the output plays
       in sync with the copied audio). The stream is variable-frame-rate: timestamps in
       :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms; a coarser one for a nominal
-      rate under ~1 frame in 3.3 hours, :func:`timed_time_base`), each frame lasting until the
+      rate under ~1 frame in 1.7 hours, :func:`timed_time_base`), each frame lasting until the
       next one, the last as long as the interval before it (``1/fps`` for a single frame), so
       the file is as long as the source span it covers, within one frame. Times must increase;
       two that round to the same tick are one tick apart. Written without B-frames: with them,

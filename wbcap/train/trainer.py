@@ -287,13 +287,18 @@ TENSORBOARD_DIR = "tensorboard"
 RUN_SETTINGS_FILE = "run_settings.json"
 
 
+#: The temporary names of snapshots being written (:func:`wbcap.atomic.atomic_path`'s), which a
+#: run killed then leaves.
+SNAPSHOT_TEMPORARIES = ".snapshot_*.tmp-*"
+
+
 def training_outputs(out: Path) -> list[Path]:
     """What a training run writes in ``out``: ``stage.json``, ``run_settings.json``, the snapshots (and the temporaries
     of one being written when the run was killed), the scalars, :func:`spawn_local`'s final
     weights. The launcher's ``launch_node<i>.json`` are not included: every node of a job
     rewrites its own as it starts (see :func:`prepare_run_folder`)."""
     found = [out / n for n in (STAGE_FILE, RUN_SETTINGS_FILE, SCALARS_FILE, TENSORBOARD_DIR) if (out / n).exists()]
-    patterns = ("snapshot_*.pth.tar", ".snapshot_*.tmp-*", "rank*_final.pt")
+    patterns = ("snapshot_*.pth.tar", SNAPSHOT_TEMPORARIES, "rank*_final.pt")
     return found + sorted(p for pattern in patterns for p in out.glob(pattern))
 
 
@@ -372,7 +377,7 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
                              f"of {resume_}")
         if not out.is_dir() or latest_checkpoint(out) is None:
             raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
-        for tmp in out.glob(".snapshot_*.tmp-*"):  # (a snapshot being written when the run was killed)
+        for tmp in out.glob(SNAPSHOT_TEMPORARIES):  # (a snapshot being written when the run was killed)
             tmp.unlink(missing_ok=True)
         return False
     existing = sorted(p for p in out.iterdir() if not p.name.startswith("launch_node")) if out.is_dir() else []
