@@ -626,10 +626,16 @@ def test_demo_video_runs_the_video_pipeline_without_licensed_files(tmp_path):
     """`wbcap demo --video`: wbcap run's outputs from a synthetic body model and untrained
     weights (no SMPL-X file, no checkpoint in the isolated user folders), into OUT/video-<stem>/;
     run again, it replaces its own earlier run."""
-    frames, _ = two_walkers(4)
+    # One small figure moving right: HOG finds two people in each frame (eleven in two_walkers'),
+    # each a full-size network crop. (Few frames for the same reason.)
+    figure = cv2.resize(person_image(160, 240, seed=1), (80, 120))
+    frames = []
+    for i in range(2):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[60:180, 120 + 4 * i : 200 + 4 * i] = figure
+        frames.append(frame)
     video = write_video(tmp_path / "walk.mp4", frames)
     out = tmp_path / "demo" / "video-walk"
-    # (few frames: HOG finds about seven people in each of these, each a full-size network crop)
     for max_frames in (2, 1):
         r = CliRunner().invoke(cli, ["demo", "--video", str(video), "--max-frames", str(max_frames), "--offline", "-o",
                                      str(tmp_path / "demo"), "--device", "cpu"])

@@ -692,8 +692,12 @@ def browsed(video_run, image_run, tmp_path_factory):
 
 
 def _problems(page: dict) -> list[str]:
-    """Console errors and warnings, less the software GL driver's notes on pixel read-backs."""
-    return page["errors"] + [w for w in page["warnings"] if "GL Driver Message" not in w]
+    """Console errors and warnings, less the software GL driver's notes on pixel read-backs, and
+    the layout's faults at the page's window size: wider than the window, or a control covered."""
+    layout = page["layout"] if page["kind"] != "file" else {"scrollWidth": 0, "innerWidth": 0, "hidden": []}
+    wide = [f"page {layout['scrollWidth']} px wide in a {layout['innerWidth']} px window"
+            ] if layout["scrollWidth"] > layout["innerWidth"] else []
+    return page["errors"] + [w for w in page["warnings"] if "GL Driver Message" not in w] + wide + layout["hidden"]
 
 
 @pytest.fixture(scope="module")
@@ -1001,7 +1005,10 @@ def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
     """The camera-frame run, its world-frame and mixed twins and the synthetic scene's two exports,
     each served by :func:`wbcap.view.site.serve_view` and read back in one Chromium run: per page
     the state, each body's vertices, pelvis and pixels through the page's source camera, the
-    header's frame text and a screenshot through the source camera."""
+    header's frame text and a screenshot through the source camera. In a small window, 640 x 360
+    (the other pages' is 1280 x 720): the pages' layout is checked at both sizes (:func:`_problems`;
+    at this one the 3D view's tools had slid under its canvas, and the world page's header had
+    widened the page past the window)."""
     import contextlib
 
     reason = browser_missing()
@@ -1020,7 +1027,7 @@ def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
             pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times,
                           "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
         job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
-               "viewport": [1280, 720], "pages": pages}
+               "viewport": [640, 360], "pages": pages}
         (tmp / "job.json").write_text(json.dumps(job))
         proc = subprocess.run(["node", str(JS / "view_driver.mjs"), str(tmp / "job.json")], cwd=JS,
                               capture_output=True, text=True, timeout=240,

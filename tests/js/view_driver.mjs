@@ -14,7 +14,8 @@
 //                       "screenshot": {"time": s | null, "source_camera": bool, "grid": bool}: the 3D canvas,
 //                       "page_screenshot": {"time": s | null, "select": track id | null}: the whole page, last}]}
 // Writes <out>/<name>_t<i>_track<id>.f32 (vertices, float32 LE), <out>/<name>_t<i>_video.rgba,
-// <out>/<name>_view.png (the 3D canvas), <out>/<name>_page.png and the result JSON: per page the load time, the states,
+// <out>/<name>_view.png (the 3D canvas), <out>/<name>_page.png and the result JSON: per page the load time, the
+// layout (the page's width against the window's, any control covered by another element), the states,
 // parameters and file names, the header's frame text, and every console error/warning, page error,
 // failed, HTTP >= 400 or non-local request. A "file" page is opened as is (a file:// address) and only checked for
 // the message that says how to serve it.
@@ -104,6 +105,21 @@ async function usePage(page, spec, res) {
     res.loadMs = Date.now() - t0;
     res.manifest = await page.evaluate(() => window.wbcapView.manifest);
     res.frameText = await page.textContent('#frame-info');
+    // the layout at this window size: as wide as the window, and every visible control the topmost
+    // element at its centre (one line of tools had slid under the 3D canvas in a 640 px window)
+    res.layout = await page.evaluate(() => {
+      const hidden = [];
+      for (const el of document.querySelectorAll('header, main, footer, #view-tools input, #view-tools button, footer button, footer input')) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0) continue; // (not shown in this kind of page)
+        const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        if (el.tagName !== 'HEADER' && el.tagName !== 'MAIN' && el.tagName !== 'FOOTER' && !(top === el || el.contains(top))) {
+          hidden.push(`#${el.id || el.tagName} under ${top ? top.id || top.tagName : 'nothing'}`);
+        }
+        if (r.right > window.innerWidth + 0.5) hidden.push(`${el.id || el.tagName} ends at ${r.right} px`);
+      }
+      return { scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, hidden };
+    });
     res.samples = [];
     if (spec.kind === 'video') {
       for (const [i, t] of (spec.times || []).entries()) {

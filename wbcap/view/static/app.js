@@ -432,6 +432,7 @@ class Viewer {
 
   status(text) {
     $('status').textContent = text;
+    $('status').title = text; // (cut off with an ellipsis in a narrow window)
   }
 
   /** The frame the 3D view shows, in words (the page's header). */
@@ -990,7 +991,7 @@ async function start() {
 
 if (location.protocol !== 'file:') {
   start().catch((err) => {
-    $('status').textContent = `error: ${err.message || err}`;
+    $('status').textContent = $('status').title = `error: ${err.message || err}`;
     console.error(`wbcap view: ${err.stack || err}`);
   });
 }
