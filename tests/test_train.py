@@ -214,7 +214,8 @@ def test_two_process_ddp_ranks_agree(tmp_path, body_dir):
 
     run = _run(tmp_path, "ddp")
     Path(run.out).mkdir(parents=True)
-    spawn_local(_stage(epochs=1, batch_size=2, model=MICRO), run, 2, str(find_body_model("neutral", body_dir)), _synthetic_factory,
+    spawn_local(_stage(epochs=1, batch_size=2, model=MICRO, max_steps_per_epoch=1), run, 2,
+                str(find_body_model("neutral", body_dir)), _synthetic_factory,
                 port=29533)
     a = torch.load(Path(run.out) / "rank0_final.pt", weights_only=True)
     b = torch.load(Path(run.out) / "rank1_final.pt", weights_only=True)

@@ -46,7 +46,7 @@ from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
 from wbcap.model.precision import Precision
 from wbcap.model.regressor import WholeBodyRegressor
-from wbcap.train.data.common import worker_errors
+from wbcap.train.data.common import loader_batches
 
 __all__ = [
     "DATASETS",
@@ -461,8 +461,8 @@ def evaluate(
     per_sample: list[dict[str, Any]] = []
     columns: dict[str, list[torch.Tensor]] = {}
     done = 0
-    with worker_errors():  # (a damaged file read in a worker: its own one-line message)
-        for indices, img, gt, ids in loader:
+    with loader_batches(loader) as batches:  # (a damaged file read in a worker: its own one-line message)
+        for indices, img, gt, ids in batches:
             pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
             if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
                 got = getattr(pred, "shape", type(pred))

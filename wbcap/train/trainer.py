@@ -692,10 +692,9 @@ def train(
             if step_ % losses_log.every == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch_, step_, steps, total)
 
-    from wbcap.train.data.common import worker_errors
+    from wbcap.train.data.common import loader_batches
 
-    # (a damaged file read in a DataLoader worker: its own one-line message, as without workers)
-    with _cuda_training_settings(device), worker_errors():
+    with _cuda_training_settings(device):
         for epoch in range(start_epoch, stage.epochs):
             for g in optimizer.param_groups:
                 g["lr"] = stage.lr_at(epoch)
@@ -709,22 +708,26 @@ def train(
             model.train()
             steps = len(loader) if stage.max_steps_per_epoch is None else min(len(loader), stage.max_steps_per_epoch)
             names: list[str] = []
-            for step, (inputs, targets, meta) in enumerate(loader):
-                if step >= steps:
-                    break
-                inputs, targets, meta = (_to_tensors(x, device) for x in (inputs, targets, meta))
-                img = inputs["img"].contiguous(memory_format=memory_format)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out_ = ddp(img)
-                losses = hand_losses(out_, targets, meta) if hand else hand4whole_losses(out_, targets, meta, stage.model)
-                loss = sum(losses.values())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if d.is_main:
-                    names = list(losses)
-                    if losses_log.add(epoch, step, loss, losses):
-                        report(losses_log.flush(), names, steps)
+            # (a damaged file read in a DataLoader worker: its own one-line message, as without
+            # workers; the workers end with the epoch's loop, also when it stops at --max-steps)
+            with loader_batches(loader) as batches:
+                for step, (inputs, targets, meta) in enumerate(batches):
+                    if step >= steps:
+                        break
+                    inputs, targets, meta = (_to_tensors(x, device) for x in (inputs, targets, meta))
+                    img = inputs["img"].contiguous(memory_format=memory_format)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        out_ = ddp(img)
+                    losses = (hand_losses(out_, targets, meta) if hand
+                              else hand4whole_losses(out_, targets, meta, stage.model))
+                    loss = sum(losses.values())
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if d.is_main:
+                        names = list(losses)
+                        if losses_log.add(epoch, step, loss, losses):
+                            report(losses_log.flush(), names, steps)
             if d.is_main:
                 report(losses_log.flush(), names, steps)
             if d.enabled:

@@ -53,7 +53,7 @@ import copy
 import itertools
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ __all__ = [
     "flip_smplx_pose",
     "in_volume",
     "load_json",
+    "loader_batches",
     "parsing",
     "process_db_coord",
     "process_part_bbox",
@@ -157,15 +158,23 @@ def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[N
 
 
 @contextlib.contextmanager
-def worker_errors() -> Iterator[None]:
-    """Around the loop over a ``DataLoader`` with worker processes: a wbcap error a worker raised
-    (a damaged dataset file) reaches this process as the same class with torch's text around its
-    message ("Caught DatasetLayoutError in DataLoader worker process 0", the worker's traceback):
-    it is raised again here with its own one-line message, as without workers."""
+def loader_batches(loader: Iterable[Any]) -> Iterator[Iterator[Any]]:
+    """``with loader_batches(loader) as batches: for batch in batches: ...``: the loop over a
+    ``torch.utils.data.DataLoader``, which with worker processes
+
+    - raises a wbcap error a worker raised (a damaged dataset file) as the same class with its own
+      one-line message, as without workers. It reaches this process with torch's text around its
+      message ("Caught DatasetLayoutError in DataLoader worker process 0", the worker's traceback);
+    - ends the workers when the block ends, also when it ends early (``break``, an error). Left to
+      the iterator's garbage collection after an error (the error's traceback holds it), torch's
+      shutdown waited 5 s for each worker (measured on torch 2.13: its queues were finalized first,
+      so no worker heard it must stop), wherever the collection came.
+    """
     from wbcap.errors import WbcapError
 
+    batches = iter(loader)
     try:
-        yield
+        yield batches
     except WbcapError as exc:
         text = str(exc)
         if text.startswith("Caught ") and "\nOriginal Traceback" in text:
@@ -173,6 +182,11 @@ def worker_errors() -> Iterator[None]:
             if said:
                 raise type(exc)(message) from None
         raise
+    finally:
+        # (torch has no public call for it: the one its iterator makes when it is exhausted or deleted)
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def annotated_images(db: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
