@@ -300,6 +300,12 @@ def test_resume_takes_the_runs_data_root_body_models_and_keep_last(tmp_path, bod
     r = invoke("train", "body", "--device", "cpu", "-o", out, "--resume", "--keep-last", "5")
     assert r.exit_code == 0 and trained[-1][1].keep_last == 5, r.output
     assert json.loads((out / "run_settings.json").read_text())["keep_last"] == 5  # (the resumed run's, from now on)
+    # the recorded folder deleted since: the error says where that folder came from (it said "the folder you gave")
+    settings = json.loads((out / "run_settings.json").read_text())
+    (out / "run_settings.json").write_text(json.dumps({**settings, "body_models": str(tmp_path / "gone")}))
+    r = invoke("train", "body", "--device", "cpu", "-o", out, "--resume")
+    assert one_error_line(r).endswith(f"or {tmp_path / 'gone'}/ (the folder the run's record (run_settings.json) "
+                                      "names, which does not exist yet)\n"), r.output
 
 
 def test_run_settings_come_from_the_run_a_killed_overwrite_set_aside(tmp_path):

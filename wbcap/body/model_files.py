@@ -92,10 +92,12 @@ class BodyModelNotFoundError(ModelFileError):
 
     Attributes: ``gender``; ``folders`` (searched, in order); ``looked`` (every file name tried);
     ``target``: the folder the file should go in (the first searched: the one the user named,
-    else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``.
+    else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``. ``named_by``: how the
+    message says an ``explicit`` folder was named when not by the user's option (a run's record).
     """
 
-    def __init__(self, gender: str, folders: list[Path], looked: list[Path], explicit: bool) -> None:
+    def __init__(self, gender: str, folders: list[Path], looked: list[Path], explicit: bool,
+                 named_by: str | None = None) -> None:
         self.gender = gender
         self.folders = folders
         self.looked = looked
@@ -104,7 +106,8 @@ class BodyModelNotFoundError(ModelFileError):
         first = folders[0]
         if explicit:
             missing = "" if first.exists() else ", which does not exist yet"
-            where = f"{self.target}/ or {first}/ (the folder you gave{missing})"
+            who = "you gave" if named_by is None else f"{named_by} names"
+            where = f"{self.target}/ or {first}/ (the folder {who}{missing})"
         elif len(folders) > 1:  # $WBCAP_BODY_MODELS is set: that is where the user wants it
             where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names)"
         else:
@@ -220,7 +223,7 @@ def find_body_model(
         return found.path
     if found.pickle is not None:
         raise _pickle_refused(found.pickle)
-    raise BodyModelNotFoundError(g, folders, list(found.looked), explicit=model_path is not None)
+    raise BodyModelNotFoundError(g, folders, list(found.looked), explicit=model_path is not None, named_by=named_by)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -54,6 +54,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     from wbcap.io.run_folder import hold_folder
     from wbcap.train.stages import load_stage
     from wbcap.train.trainer import (
+        RUN_SETTINGS_FILE,
         RunConfig,
         check_run_inputs,
         discard_previous_run,
@@ -79,9 +80,12 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         _compare_resumed(folder, *recorded, cfg)
         if _already_complete(folder, cfg):
             return
+    given_body_models = body_models
     if resume:
         data_root, body_models, keep_last = _recorded_run_settings(folder, data_root, body_models, keep_last)
-    run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last)
+    recorded_models = given_body_models is None and body_models is not None
+    run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last,
+                    body_models_named_by=f"the run's record ({RUN_SETTINGS_FILE})" if recorded_models else None)
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     if not resume:

@@ -59,6 +59,9 @@ class RunConfig:
     # The SMPL-X file a whole-body stage trains with, decided once (check_run_inputs, by the entry
     # point) and passed down: a path, or SYNTHETIC_BODY_MODEL; None: not decided yet.
     body_model: str | None = None
+    # How messages say body_models was named when it was not by --body-models ("the run's record":
+    # a resumed run's run_settings.json); None: the option.
+    body_models_named_by: str | None = None
 
 
 @dataclass
@@ -472,7 +475,7 @@ def body_model_path(stage: StageConfig, run: RunConfig) -> str:
     from wbcap.body.model_files import find_body_model
 
     try:
-        return str(find_body_model("neutral", run.body_models))
+        return str(find_body_model("neutral", run.body_models, named_by=run.body_models_named_by))
     except ModelFileError:
         if run.body_models is not None or not stage.datasets or set(stage.datasets) != {"synthetic"}:
             raise
