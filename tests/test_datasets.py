@@ -767,7 +767,7 @@ def test_a_dataset_error_in_a_loader_worker_keeps_its_one_line_message_and_the_w
         for _ in plain:
             pass
     assert str(raw.value).startswith("Caught DatasetLayoutError in DataLoader worker process 0")  # (what it fixes)
-    plain._shutdown_workers()  # (not left to the collector: the 10 s below)
+    plain._shutdown_workers()  # (not left to the collector, which would wait 5 s for each worker)
 
     seen = []
     with pytest.raises(DatasetLayoutError) as caught, loader_batches(loader) as batches:
