@@ -57,7 +57,7 @@ precision_option = click.option(
     help="exact: float32, the reference numbers; fast: convolutions in bfloat16 (the ResNets and box "
          "network in int8 where this CPU measured that faster), linear layers, soft-argmax, rotations and SMPL-X "
          "in float32 (2-3x the speed on AVX512 CPUs; a few mm of mesh difference, see the README's "
-         "performance section); bf16/fp16: "
+         "Precision modes); bf16/fp16: "
          "whole-network autocast, for comparison only. fp32 means exact.",
 )
 

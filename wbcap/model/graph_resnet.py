@@ -23,7 +23,7 @@ for one image).
 
 Why TorchScript, which torch deprecates: it is how torch hands a graph to oneDNN Graph; its
 successor for this, ``torch.compile`` (inductor, freezing), imports ``torch._dynamo`` (~2 s),
-compiled for 46 s and ran 2x slower (see the README). Where a torch without it is installed
+compiled for 46 s and ran 2x slower (docs/performance.md). Where a torch without it is installed
 (:func:`graph_usable`), the form is no candidate.
 
 Process-wide: the fuser is a switch of TorchScript's executor, which building this form turns on
