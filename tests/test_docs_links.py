@@ -1,0 +1,57 @@
+"""The README's and docs/'s links to files and sections of the repository lead somewhere.
+
+A section anchor is GitHub's: the heading in lower case, without punctuation but ``-`` and
+``_``, spaces as ``-`` (``### World-grounded motion (`--world`)`` -> ``world-grounded-motion---world``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: ``[text](target)`` outside code spans; web addresses are not checked (no network in tests).
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading's text."""
+    text = heading.strip().lower().replace("`", "")
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """The section anchors of a Markdown file (headings outside fenced code)."""
+    found, fenced = set(), False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"#{1,6} (.+)", line)):
+            found.add(anchor(m.group(1)))
+    return found
+
+
+def test_anchor_follows_githubs_rule():
+    assert anchor("World-grounded motion (`--world`)") == "world-grounded-motion---world"
+    assert anchor("CPU inference form, chosen per machine") == "cpu-inference-form-chosen-per-machine"
+    assert anchor("Animation files: GLB, BVH, FBX") == "animation-files-glb-bvh-fbx"
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_lead_to_a_file_and_section(doc: Path):
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    broken = []
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file_part, _, section = target.partition("#")
+        linked = (doc.parent / file_part).resolve() if file_part else doc
+        if not linked.is_file():
+            broken.append(f"{target}: no file {linked}")
+        elif section and linked.suffix == ".md" and section not in anchors(linked):
+            broken.append(f"{target}: no section '{section}' in {linked.name}")
+    assert not broken, f"{doc.name}: " + "; ".join(broken)
