@@ -665,11 +665,32 @@ def test_a_truncated_matroska_file_is_said_by_its_declared_length(tmp_path: Path
         for packet in a.encode():
             c.mux(packet)
     info = probe_video(longer)
-    assert info.duration == pytest.approx(5.0, abs=0.1) and info.video_duration == pytest.approx(2.0)
+    assert info.duration == pytest.approx(5.0, abs=0.1) and info.video_end == pytest.approx(2.0)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         assert len(list(open_frames(longer))) == 20
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
+
+
+def test_a_matroska_file_starting_after_zero_is_measured_from_its_own_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A whole Matroska file whose timestamps start at 3 s (a remuxed TS, a copy-cut clip): its
+    DURATION tag says where it ends on its own clock (6 s), not how long it is, so reading it
+    gave "video ended at 3.00 s of the 6.00 s its header declares" for a complete file (a
+    review). Cut to 60 %, it is still said, with both times from its start."""
+    whole = make_video(tmp_path / "late.mkv", n=30, noise=True, pts_ms=[3000 + 100 * i for i in range(30)])
+    assert probe_video(whole).video_end == pytest.approx(6.0, abs=0.05)
+    data = whole.read_bytes()
+    cut = tmp_path / "late_cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    for path, said in ((whole, False), (cut, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+            frames = list(open_frames(path))
+        assert frames[0].time == pytest.approx(0.0) and (len(frames) == 30) != said
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warned == ([f"{path}: video ended at {frames[-1].time + 0.1:.2f} s of the 3.00 s its header "
+                           "declares; the file may be truncated"] if said else []), warned
 
 
 def test_bad_arguments_and_empty_range(media: SimpleNamespace) -> None:

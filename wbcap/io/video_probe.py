@@ -59,9 +59,11 @@ class VideoInfo:
         frame_count: number of frames the container declares, ``None`` when it declares none
             (Matroska/WebM, streams). For image sequences: the number of images.
         duration: length in seconds, ``None`` when unknown.
-        video_duration: the video stream's own length in seconds (its duration, or the
-            ``DURATION`` tag Matroska writers give each stream), ``None`` when unknown: a
-            container's ``duration`` covers its audio too, which may run on after the video.
+        video_end: where the video stream declares it ends, in seconds on the file's own
+            clock (its timestamps, before the time origin is subtracted): the stream's start
+            plus its duration, or the ``DURATION`` tag FFmpeg's Matroska muxer gives each stream
+            (the end of its last frame on that clock); ``None`` when unknown. A container's
+            ``duration`` covers its audio too, which may run on after the video.
         rotation: degrees (0, 90, 180, 270) the stored picture is rotated **clockwise** for
             display (FFmpeg's ``rotate`` tag convention); already applied to every frame.
         codec: FFmpeg decoder name (``"h264"``, ``"hevc"``, ``"msmpeg4"``...); ``"image"`` for
@@ -84,7 +86,7 @@ class VideoInfo:
     has_audio: bool
     is_image_sequence: bool
     mirrored: bool = False
-    video_duration: float | None = None
+    video_end: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,11 +376,15 @@ def _first_frame(container: Any, stream: Any) -> Any | None:
 _DURATION_TAG = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
 
 
-def _stream_duration(stream: Any) -> float | None:
-    """The video stream's own length in seconds: its ``duration``, else its ``DURATION`` tag
-    (``HH:MM:SS.nnnnnnnnn``, as mkvmerge and FFmpeg write it in Matroska), else None."""
+def _stream_end(stream: Any) -> float | None:
+    """Where the video stream declares it ends, in seconds on the file's clock: its
+    ``start_time`` (0 when unknown) plus its ``duration``, else its ``DURATION`` tag
+    (``HH:MM:SS.nnnnnnnnn``, as FFmpeg's Matroska muxer writes it: the end of the track's last
+    frame on the file's clock, so a file whose timestamps start at 3 s and run 3 s says 6 s),
+    else None."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
+        start = stream.start_time if stream.start_time is not None else 0
+        return float((start + stream.duration) * stream.time_base)
     tag = next((v for k, v in (stream.metadata or {}).items() if k.upper() == "DURATION"), None)
     match = _DURATION_TAG.match(str(tag).strip()) if tag is not None else None
     if match is None:
@@ -402,7 +408,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     elif container.duration is not None and container.duration > 0:
         duration = container.duration / _AV_TIME_BASE
 
-    video_duration = _stream_duration(stream)
+    video_end = _stream_end(stream)
 
     rate: Fraction | None = None
     for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
@@ -419,7 +425,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     codec = str(stream.codec_context.name)
     return VideoInfo(
         path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
-        frame_count=frame_count, duration=duration, video_duration=video_duration, rotation=rotation, codec=codec,
+        frame_count=frame_count, duration=duration, video_end=video_end, rotation=rotation, codec=codec,
         has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
     )
 

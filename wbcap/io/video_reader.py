@@ -365,11 +365,11 @@ class FrameSource:
                         "%s: video ended after %d of the %d frames its header declares; the "
                         "file may be truncated", p, index, info.frame_count,
                     )
-            elif not stopped_early and state.error is None and info.video_duration and prev_time is not None:
+            elif not stopped_early and state.error is None and info.video_end and prev_time is not None:
                 # (Matroska and WebM declare no frame count, only lengths: a file cut short, or with
                 # a damaged middle the demuxer stops at, ended without a word; the video's own
-                # length, as audio may run on after it)
-                ended, length = prev_time + 1 / info.fps, info.video_duration
+                # end, as audio may run on after it, from the origin as the frames' times are)
+                ended, length = prev_time + 1 / info.fps, info.video_end - float(self._origin)
                 if ended < length - max(2 / info.fps, 0.5, length / 50):
                     (log.warning if self.warn_retimed else log.debug)(
                         "%s: video ended at %.2f s of the %.2f s its header declares; the file may be truncated",
