@@ -320,9 +320,11 @@ def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_p
     assert (tmp_path / "r" / "stage.json").read_bytes() == before
 
 
-def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer, fixed_batch_set):
+def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer, fixed_batch_set, monkeypatch):
     """A damaged newest snapshot of one's own run got "the file is corrupt or truncated — re-download
-    it" (one's own snapshot cannot be downloaded) and no word of the intact one before it."""
+    it" (one's own snapshot cannot be downloaded) and no word of the intact one before it. One the
+    system would not read (no permission: files a container wrote as root) may be whole: it is
+    not to be deleted, only made readable (a review found it told to delete it)."""
     from wbcap.errors import CheckpointError
     from wbcap.train.trainer import train
 
@@ -336,6 +338,17 @@ def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer
     said = str(err.value)
     assert said.startswith(f"{out / 'snapshot_1.pth.tar'}: the newest snapshot of this run cannot be read (")
     assert said.endswith("; delete it to resume from snapshot_0.pth.tar, the one before") and "download" not in said
+    import wbcap.model.checkpoint as checkpoint
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "_torch_load", refused)
+        with pytest.raises(CheckpointError) as err:
+            train(stage, _run(tmp_path, "r", resume=True), dataset=fixed_batch_set, body_layer=body_layer)
+    assert str(err.value) == (f"{out / 'snapshot_1.pth.tar'}: cannot be read (Permission denied); check that the file "
+                              "is readable")
     (out / "snapshot_0.pth.tar").unlink()
     with pytest.raises(CheckpointError, match=r"; start the run again with overwrite=True in place of resume=True$"):
         train(stage, _run(tmp_path, "r", resume=True), dataset=fixed_batch_set, body_layer=body_layer)

@@ -69,6 +69,11 @@ class CheckpointError(WbcapError):
     """A network checkpoint that is missing, corrupt or has the wrong tensors."""
 
 
+class CheckpointUnreadableError(CheckpointError):
+    """A checkpoint the operating system would not read (no permission, an I/O error): the file
+    itself may be intact, so the fix is not to replace it."""
+
+
 class NoPersonError(WbcapError):
     """No person was found in an input."""
 

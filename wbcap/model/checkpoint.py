@@ -30,7 +30,7 @@ import torch
 
 from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
-from wbcap.errors import CheckpointError, first_line
+from wbcap.errors import CheckpointError, CheckpointUnreadableError, first_line
 from wbcap.model.hand4whole import Hand4Whole
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
     if isinstance(exc, OSError) and exc.errno is not None:  # (e.g. no permission to read it)
-        return CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}); check that the file is readable")
+        return CheckpointUnreadableError(f"{path}: cannot be read ({exc.strerror or exc}); check that the file is "
+                                         "readable")
     if path.stat().st_size == 0:
         return CheckpointError(f"{path}: is empty (an interrupted download or copy?); re-download it")
     if not _looks_like_torch_save(path):

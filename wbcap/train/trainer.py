@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from wbcap.errors import CheckpointError, InputError, ModelFileError, setting
+from wbcap.errors import CheckpointError, CheckpointUnreadableError, InputError, ModelFileError, setting
 from wbcap.train.rng import restore_rng, rng_state, seed_process
 from wbcap.train.stages import StageConfig
 
@@ -638,6 +638,8 @@ def train(
         last = _resume_point(out, d)
         try:
             _, raw = load_checkpoint_file(last)
+        except CheckpointUnreadableError:  # (no permission, an I/O error: the file may be whole)
+            raise
         except CheckpointError as exc:  # (the run's own file: not one to download again)
             earlier = [p for p in snapshots(out) if p != last]
             detail = str(exc).removeprefix(f"{last}: ").rsplit("; ", 1)[0]
