@@ -105,3 +105,38 @@ def test_sparse_variable_frame_rate_render_lasts_as_long_as_the_source(tmp_path,
     invoke("run", src, "-o", out, *base_args)
     check_render(src, out / "render.mp4")
     assert stream_times(out / "render.mp4")[1] == pytest.approx(5.0, abs=0.35)
+
+
+@pytest.mark.slow  # the other variable-rate test runs in the fast loop
+def test_a_source_paused_for_hours_renders_and_splits_its_tracks(tmp_path, base_args):
+    """A variable-frame-rate recording paused for 8 hours between two stretches (a motion-triggered
+    camera): render.mp4's 1/90000 s ticks could not hold the gap (the MP4 muxer's "Invalid
+    argument", a crash report at the end of the run), and the track's files filled the pause with
+    300 000 interpolated rows. Now the render takes a time base that holds the longest gap, and
+    the track is split at the pause (a review)."""
+    import av
+
+    from wbcap.testing.videos import draw
+
+    times_ms = [0, 100, 200, 30_000_000, 30_000_100, 30_000_200]
+    src = tmp_path / "paused.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    out = tmp_path / "out"
+    invoke("run", src, "-o", out, "--export", "npz", *base_args)
+    expected = [t / 1000 for t in times_ms]
+    assert stream_times(out / "render.mp4")[0] == pytest.approx(expected, abs=1e-3)
+    parts = sorted(p.name for p in out.glob("track_*.npz"))
+    assert parts == ["track_0_part1.npz", "track_0_part2.npz"], parts
+    for name, first in zip(parts, (0.0, 30_000.0)):
+        with np.load(out / name) as f:
+            assert f["times"].shape == (3,) and f["valid"].all() and f["times"][0] == pytest.approx(first)

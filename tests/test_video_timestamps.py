@@ -314,6 +314,34 @@ def test_frames_hours_apart_are_written_in_a_coarser_time_base(tmp_path: Path) -
             assert duration == pytest.approx(times[-1] - times[0] + interval), (interval, name)
 
 
+def test_a_gap_longer_than_the_time_base_holds_is_one_line_or_fits_when_announced(tmp_path: Path) -> None:
+    """Frames of a 30 fps source 30 000 s apart (a variable-frame-rate recording with a pause of
+    8 hours): the nominal rate chose 1/90000 s, where the gap passes the muxer's 32 bits, and the
+    MP4 muxer failed at the end with "Invalid argument" (a review). Now the write says so in one
+    line and leaves no file; given the longest gap ahead (as ``wbcap run`` does from its frame
+    times), the writer takes a time base that holds it."""
+    from wbcap.errors import InputError
+    from wbcap.io.video_writer import timed_time_base
+
+    times = [0.0, 1 / 30, 30_000.0, 30_000.0 + 1 / 30]
+    out = tmp_path / "gap.mp4"
+    with pytest.raises(InputError) as err, VideoWriter(out, W, H, 30) as w:
+        for i, t in enumerate(times):
+            w.write(draw(i), time=t)
+    assert str(err.value) == (f"{out}: frames 30000 s apart (at 0.033 and 30000.000 s) do not fit the video's time base "
+                              "of 1/90000 s; give the writer the longest interval between frames (longest_interval=)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no temporary
+    assert timed_time_base(Fraction(30), longest_interval=23_000.0) == WRITER_TIME_BASE  # (2.07e9 ticks)
+    assert timed_time_base(Fraction(30), longest_interval=30_000.0) == Fraction(1, 1_000)
+    assert timed_time_base(Fraction(30), longest_interval=3e6) == Fraction(1, 1)  # 35 days
+    for name in ("gap.mp4", "gap.mkv"):
+        with VideoWriter(tmp_path / name, W, H, 30, longest_interval=30_000.0) as w:
+            for i, t in enumerate(times):
+                w.write(draw(i), time=t)
+        got, _, _ = stream_times(tmp_path / name)
+        assert got == pytest.approx(times, abs=1e-3), name
+
+
 def test_writer_time_rules(tmp_path: Path) -> None:
     with VideoWriter(tmp_path / "one.mp4", W, H, 25) as w:
         w.write(draw(0), time=0.0)

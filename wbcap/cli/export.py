@@ -22,7 +22,8 @@ from wbcap.cli.common import FiniteFloatRange, allow_pickle_option, body_models_
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=None,
               help="Seconds a track may be missed (the filled rows: time between two detections less one frame "
                    "interval of the clock) and stay one file (default: the run's); longer misses split it into "
-                   "track_<id>_part<k> files. A track seen in every frame is never split. In RUN itself, meta.json "
+                   "track_<id>_part<k> files. A track seen in every frame is never split, unless the source itself has "
+                   "no frame for over 2 s. In RUN itself, meta.json "
                    "records it.")
 @click.option("--world", is_flag=True,
               help="Estimate the ground from the feet of all tracks (static camera) and write the files in its world, "

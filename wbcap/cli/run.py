@@ -54,7 +54,8 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
               help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
-                   "(the time between two detections less one frame interval: a track seen in every frame is never split). "
+                   "(the time between two detections less one frame interval: a track seen in every frame is never split, "
+                   "unless the source itself has no frame for over 2 s). "
                    "Gaps longer than --max-age frames end the track first.")
 @export_options(default="glb")
 @click.option("--world", is_flag=True,

@@ -62,7 +62,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:
-        log.info("track %d was missed for longer than %s %g s: written as %d pieces (track_%d_part*)",
+        log.info("track %d was missed, or the source had no frame, for longer than %s %g s: written as %d pieces (track_%d_part*)",
                  tid, setting("max_gap"), max_gap, len(segments), tid)
     return pieces
 

@@ -25,13 +25,15 @@ def render_video(
     tracks: dict[int, SmoothedTrack], by_frame: dict[int, list[tuple[int, int]]], body: Any, faces: np.ndarray,
     device: Any, focal: float, princpt: tuple[float, float], *, audio_from: Path | None = None,
     audio_start: float = 0.0, audio_end: float | None = None, progress: Progress | None = None,
-    timings: dict[str, float] | None = None,
+    timings: dict[str, float] | None = None, longest_interval: float = 0.0,
 ) -> Path:
     """Write ``path`` from ``frames`` (:class:`~wbcap.io.video_reader.Frame` objects, ``size``
     ``(W, H)`` pixels, nominal ``fps``), with the rows of ``tracks`` that ``by_frame`` lists
     per frame index (:func:`wbcap.smooth.track.rows_by_frame`) rendered under the video camera
     ``focal``, ``princpt`` (pixels). ``audio_from``: a file whose audio between
-    ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio). Reports
+    ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio).
+    ``longest_interval``: the longest gap between two of the frames' times, in seconds, when
+    known (for the video's time base: :func:`wbcap.io.video_writer.timed_time_base`). Reports
     ``("render", n, None)`` to ``progress``.
 
     Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
@@ -57,7 +59,8 @@ def render_video(
     # render.mp4, from the OpenGL and encoder threads. Torch's MKL (inside libtorch_cpu on x86) is
     # not a library threadpoolctl limits, so posing keeps its threads there.
     with threadpool_limits(limits=1, user_api="blas"), VideoWriter(
-            path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start, audio_end=audio_end) as writer:
+            path, size[0], size[1], fps, audio_from=audio_from, audio_start=audio_start, audio_end=audio_end,
+            longest_interval=longest_interval) as writer:
 
         def write(image: np.ndarray, at: float) -> None:
             t = time.perf_counter()

@@ -39,21 +39,24 @@ VIDEO_OUTPUT_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".m
 #: Time base of the timestamps :class:`VideoWriter` writes for timed frames (the MPEG 90 kHz
 #: clock: about 11 µs resolution; Matroska rounds it to its own 1 ms).
 WRITER_TIME_BASE: Fraction = Fraction(1, 90_000)
-#: Coarser time bases for timed frames whose nominal interval is too long for it: the muxer keeps
-#: a frame's duration in signed 32 bits, so 1/90000 s holds at most ~6.6 h (``wbcap run --every
-#: 500000`` on 10 fps footage, 50 000 s between frames, failed in the MP4 muxer with EINVAL); the
-#: first of these whose ticks keep 4 nominal intervals under 2^31 is taken (:func:`timed_time_base`).
+#: Coarser time bases for timed frames whose intervals are too long for it: the muxer keeps the
+#: interval between two frames in signed 32 bits, so 1/90000 s holds at most ~6.6 h (``wbcap run
+#: --every 500000`` on 10 fps footage, 50 000 s between frames, failed in the MP4 muxer with
+#: EINVAL); the first of these that holds them is taken (:func:`timed_time_base`).
 _COARSER_TIME_BASES: tuple[Fraction, ...] = (Fraction(1, 1_000), Fraction(1, 1))
+#: The most ticks between two frames the muxers take (signed 32 bits).
+_MAX_TICKS = 2**31 - 1
 
 
-def timed_time_base(fps: Fraction) -> Fraction:
+def timed_time_base(fps: Fraction, longest_interval: float = 0.0) -> Fraction:
     """The time base of a timed :class:`VideoWriter` at nominal rate ``fps``: :data:`WRITER_TIME_BASE`,
-    or the first of :data:`_COARSER_TIME_BASES` in which four frame intervals fit the muxer's
-    signed 32-bit durations (the coarsest beyond them). A coarser one is also the MP4 track's
-    timescale (its ``video_track_timescale``: the muxer would otherwise double a timescale under
-    10 000 until it is not, 1/1000 s becoming 1/16000 s)."""
+    or the first of :data:`_COARSER_TIME_BASES` in which four nominal frame intervals and
+    ``longest_interval`` (seconds: the longest gap between two frames, when the caller knows it
+    ahead) fit the muxer's signed 32-bit intervals (the coarsest beyond them). A coarser one is
+    also the MP4 track's timescale (its ``video_track_timescale``: the muxer would otherwise
+    double a timescale under 10 000 until it is not, 1/1000 s becoming 1/16000 s)."""
     for base in (WRITER_TIME_BASE, *_COARSER_TIME_BASES):
-        if 4 / (fps * base) < 2**31:
+        if 4 / (fps * base) < _MAX_TICKS and longest_interval / base + 2 < _MAX_TICKS:
             return base
     return _COARSER_TIME_BASES[-1]
 
@@ -96,7 +99,8 @@ class VideoWriter:
       for video as for audio (pass the ``start`` the frames were read with, and the output plays
       in sync with the copied audio). The stream is variable-frame-rate: timestamps in
       :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms; a coarser one for a nominal
-      rate under ~1 frame in 1.7 hours, :func:`timed_time_base`), each frame lasting until the
+      rate under ~1 frame in 1.7 hours, or for a ``longest_interval`` between frames over ~6.6
+      hours, :func:`timed_time_base`), each frame lasting until the
       next one, the last as long as the interval before it (``1/fps`` for a single frame), so
       the file is as long as the source span it covers, within one frame. Times must increase;
       two that round to the same tick are one tick apart. Written without B-frames: with them,
@@ -136,6 +140,7 @@ class VideoWriter:
         audio_end: float | None = None,
         crf: int = 20,
         preset: str = "veryfast",
+        longest_interval: float = 0.0,
     ) -> None:
         self.path = Path(path).expanduser()
         self.width = int(width)
@@ -169,7 +174,7 @@ class VideoWriter:
         self._prev_pts: int | None = None  # timed mode: pts of the frame before the held one
         self._last_time: float | None = None
         self._durations: dict[int, int] = {}  # timed mode: pts -> duration, for the packets
-        self._time_base = timed_time_base(self.fps)  # timed mode's ticks
+        self._time_base = timed_time_base(self.fps, longest_interval)  # timed mode's ticks
         self._container: Any = None
         self._stream: Any = None
         self._audio_in: Any = None
@@ -206,6 +211,8 @@ class VideoWriter:
             ValueError: wrong shape or dtype; the writer is closed; ``time`` given for some
                 frames only, not finite, before ``audio_start`` or not after the previous
                 frame's.
+            InputError: ``time`` further from the previous frame's than the time base holds
+                (a gap over ~6.6 hours at 1/90000 s: give ``longest_interval``).
         """
         import av
         import numpy as np
@@ -342,6 +349,10 @@ class VideoWriter:
         pts = max(0, round((Fraction(time) - self._origin) / self._time_base))
         if self._held is not None and pts <= self._held.pts:
             pts = self._held.pts + 1  # distinct times closer than one tick
+        if self._held is not None and pts - self._held.pts > _MAX_TICKS:  # (the muxer's EINVAL, at close)
+            raise InputError(f"{self.path}: frames {time - self._last_time:.0f} s apart (at {self._last_time:.3f} and "
+                             f"{time:.3f} s) do not fit the video's time base of 1/{self._time_base.denominator} s; "
+                             "give the writer the longest interval between frames (longest_interval=)")
         return pts
 
     def _encode_held(self, duration: int) -> None:
