@@ -567,6 +567,23 @@ def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.n
     with pytest.raises(ModelFileError, match=r"SMPLX_to_J14.pkl: holds no 2-D numeric matrix \(int64 \(\)\)"):
         convert_pickle(tmp_path / "SMPLX_to_J14.pkl")
     assert not (tmp_path / "SMPLX_to_J14.npy").exists()
+    # the SMPL-X -> SMPL map without its 'mtx', or with one of Python objects: one line, no traceback
+    # (KeyError, scipy's ValueError before; a review), and no SMPLX_to_SMPL.npz
+    deftrafo = tmp_path / "smplx2smpl_deftrafo_setup.pkl"
+    for held, got in (({"other": np.eye(2)}, "NoneType"), ({"mtx": np.array([[1, "a"]], object)}, "object (1, 2)"),
+                      ({"mtx": np.zeros((0, 4))}, "float64 (0, 4)")):
+        deftrafo.write_bytes(pickle.dumps(held))
+        with pytest.raises(ModelFileError) as exc:
+            convert_pickle(deftrafo)
+        assert _one_line(exc) == (f"{deftrafo}: its 'mtx' is not a 2-D numeric matrix ({got}); re-download it from "
+                                  "its source")
+        assert main([str(deftrafo)]) == 2
+    assert not (tmp_path / "SMPLX_to_SMPL.npz").exists()
+    # the release's shape: the vertex half of (6890, 2 x 10475) is kept
+    mtx = scipy.sparse.random(6890, 2 * 10475, density=1e-5, format="csr", random_state=0)
+    deftrafo.write_bytes(pickle.dumps({"mtx": mtx}))
+    kept = scipy.sparse.load_npz(convert_pickle(deftrafo))
+    assert kept.shape == (6890, 10475) and (kept != mtx[:, :10475]).nnz == 0
 
 
 def test_a_pickle_cannot_reach_code_through_a_dotted_name_or_chumpy(tmp_path: Path) -> None:

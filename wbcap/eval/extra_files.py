@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.body.model_files import NUM_VERTICES
 from wbcap.errors import ModelFileError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first
 from wbcap.paths import search_folders as user_search_folders
@@ -387,12 +388,14 @@ def convert_pickle(path: str | Path) -> Path:
             np.savez(fh, **arrays)
         return dst
     if name.startswith("smplx2smpl") or (isinstance(obj, dict) and "mtx" in obj):
-        mat = obj["mtx"] if isinstance(obj, dict) else obj
-        if not (scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray)) or len(mat.shape) != 2:
-            raise ModelFileError(f"{src}: its 'mtx' is not a 2-D matrix; re-download it from its source")
+        mat = obj.get("mtx") if isinstance(obj, dict) else obj
+        if (not (scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray)) or len(mat.shape) != 2
+                or mat.dtype.kind not in "fiub" or 0 in mat.shape):
+            got = type(mat).__name__ if mat is None or not hasattr(mat, "dtype") else f"{mat.dtype} {mat.shape}"
+            raise ModelFileError(f"{src}: its 'mtx' is not a 2-D numeric matrix ({got}); re-download it from its source")
         mat = scipy.sparse.csr_matrix(mat)
-        if mat.shape[1] % 2 == 0 and mat.shape[1] // 2 in (10475,):
-            mat = mat[:, : mat.shape[1] // 2]
+        if mat.shape[1] == 2 * NUM_VERTICES:  # (the release's vertex half, then its other half)
+            mat = mat[:, :NUM_VERTICES]
         dst = src.with_name("SMPLX_to_SMPL.npz")
         with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
             scipy.sparse.save_npz(fh, scipy.sparse.csr_matrix(mat), compressed=True)
