@@ -91,6 +91,23 @@ def test_other_write_errors_name_their_reason_and_a_closed_pipe_stays_quiet(monk
                                  f"the result was: {tmp_path / 'a.glb'}\n")
     code, err = _main(capsys, ["export", str(tmp_path)], _Unwritable(errno.EPIPE))  # `| head`: as a shell tool
     assert code == 141 and err == ""  # (128 + SIGPIPE; 1 says an unexpected failure)
+    # the top level's help and version too (click made them 1: a review)
+    for args in (["--help"], ["--version"], ["weights", "--help"]):
+        assert _main(capsys, args, _Unwritable(errno.EPIPE)) == (141, ""), args
+
+
+def test_a_closed_pipe_ends_the_top_levels_help_with_141_in_a_real_process():
+    """`wbcap --help | head -0`: the write fails with EPIPE in a process of its own, its buffer goes
+    to /dev/null (no second error at exit), status 141, nothing on stderr."""
+    for args in (["--help"], ["--version"]):
+        read, write = os.pipe()
+        os.close(read)  # (the reader is gone before the first write)
+        try:
+            r = subprocess.run([sys.executable, "-c", "from wbcap.cli import console_main\nconsole_main()", *args],
+                               stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write)
+        assert (r.returncode, r.stderr) == (141, ""), args
 
 
 def test_a_served_view_stops_when_its_address_cannot_be_written(monkeypatch, capsys, tmp_path):

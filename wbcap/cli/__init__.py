@@ -86,7 +86,13 @@ class LazyGroup(click.Group):
         return code
 
     def make_context(self, info_name, args, parent=None, **extra):
-        ctx = super().make_context(info_name, list(args), parent, **extra)
+        try:
+            ctx = super().make_context(info_name, list(args), parent, **extra)
+        except OSError as exc:  # `wbcap --help | head`: the top level's help and version are written here
+            if exc.errno != errno.EPIPE:
+                raise
+            _quiet_closed_stdout()
+            raise click.exceptions.Exit(CLOSED_PIPE_EXIT_CODE) from None
         ctx.meta.setdefault("wbcap.args", tuple(args))  # (the words typed: see _unknown_home)
         return ctx
 
@@ -117,9 +123,7 @@ class LazyGroup(click.Group):
             raise  # --help, ctx.exit(): click reports them itself
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: quietly, as a shell tool the pipe killed
-                # (what is left unwritten goes to /dev/null at exit, as Python's documentation advises)
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
             if exc.errno in _DISK_FULL:  # not a crash: the user can act on it
                 click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
@@ -133,6 +137,18 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+def _quiet_closed_stdout() -> None:
+    """After a write to a closed pipe: what is left unwritten in stdout's buffer goes to
+    /dev/null at exit, as Python's documentation advises (else a second BrokenPipeError at
+    interpreter exit)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(fd, sys.stdout.fileno())
+        finally:
+            os.close(fd)
 
 
 #: A command whose standard output was a pipe its reader closed (``wbcap weights list | head -1``)
