@@ -444,10 +444,21 @@ def test_json_out_is_never_an_input(tmp_path):
     from wbcap.cli import cli
 
     for flag in ("--checkpoint", "--video", "--detector-model"):
-        result = CliRunner().invoke(cli, ["bench", flag, str(ckpt), "--json-out", str(link), "--device", "cpu"])
-        assert result.exit_code == 2, (flag, result.output)
-        assert f"is also the input {flag}" in result.output and "Traceback" not in result.output, flag
-        assert ckpt.read_bytes() == b"weights"
+        for mode in ([], ["--detect-only"]):  # (--detect-only overwrote the checkpoint: a user trial)
+            result = CliRunner().invoke(cli, ["bench", flag, str(ckpt), "--json-out", str(link), "--device", "cpu",
+                                              *mode])
+            assert result.exit_code == 2, (flag, mode, result.output)
+            assert f"is also the input {flag}" in result.output and "Traceback" not in result.output, (flag, mode)
+            assert ckpt.read_bytes() == b"weights"
+    # the SMPL-X model of --body-models, and the checkpoint $WBCAP_WEIGHTS names, with --detect-only too
+    model = tmp_path / "bm" / "smplx" / "SMPLX_NEUTRAL.npz"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"model")
+    for args, env, kept in ((["--body-models", str(tmp_path / "bm"), "--json-out", str(model)], {}, model),
+                            (["--json-out", str(link)], {"WBCAP_WEIGHTS": str(ckpt)}, ckpt)):
+        result = CliRunner().invoke(cli, ["bench", "--detect-only", "--device", "cpu", *args], env=env)
+        assert result.exit_code == 2 and "would be overwritten" in result.output, (args, result.output)
+        assert kept.read_bytes() in (b"model", b"weights")
     result = CliRunner().invoke(cli, ["bench", "--config", "small", "--json-out", ""])
     assert result.exit_code == 2 and "is a folder" in result.output
 

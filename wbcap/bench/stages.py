@@ -300,9 +300,10 @@ def bench_inputs(opts: BenchOptions) -> dict[str, Path | None]:
     """The files a bench with ``opts`` reads (how a message names each -> path, None where there
     is none), found as the bench finds them, also those no option names: the checkpoint (unless
     ``config``), the SMPL-X model (when found: a synthetic one stands in otherwise), the video,
-    the YOLOX model (``detector_model``, else the installed one). For refusing an output over
-    one of them (a ``--json-out`` that named the checkpoint found through ``$WBCAP_WEIGHTS``
-    turned it into JSON)."""
+    the YOLOX model (``detector_model``, else the installed one), with ``detect_only`` too. For
+    refusing an output over one of them (a ``--json-out`` that named the checkpoint found through
+    ``$WBCAP_WEIGHTS`` turned it into JSON; with ``--detect-only``, the checkpoint and SMPL-X
+    model given were overwritten)."""
     from wbcap.body.model_files import find_body_model, resolve_gender
     from wbcap.errors import WbcapError, setting
     from wbcap.weights import find_checkpoint
@@ -315,11 +316,12 @@ def bench_inputs(opts: BenchOptions) -> dict[str, Path | None]:
 
     inputs: dict[str, Path | None] = {setting("video"): None if opts.video is None else Path(opts.video).expanduser()}
     inputs[setting("detector_model")] = found(lambda: find_yolox_model(opts.detector_model)[0])
-    if not opts.detect_only:
-        if opts.config is None:
-            inputs[setting("checkpoint")] = found(lambda: find_checkpoint(opts.checkpoint))
-        inputs["the SMPL-X model"] = found(lambda: find_body_model(resolve_gender(opts.gender, opts.body_models),
-                                                                   opts.body_models, opts.allow_pickle))
+    # (with --detect-only too: the network's files are not read then, but a --json-out over one
+    # the command names or finds would still destroy it)
+    if opts.config is None:
+        inputs[setting("checkpoint")] = found(lambda: find_checkpoint(opts.checkpoint))
+    inputs["the SMPL-X model"] = found(lambda: find_body_model(resolve_gender(opts.gender, opts.body_models),
+                                                               opts.body_models, opts.allow_pickle))
     return inputs
 
 
