@@ -84,3 +84,20 @@ def test_a_loop_of_links_is_one_line(tmp_path):
         atomic_write_text(loop, "x")
     assert loop.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
+
+
+def test_an_output_named_with_a_trailing_slash_is_a_folder_not_a_file(tmp_path):
+    """`--out results/` (a folder that does not exist yet) wrote a file named `results`: Path drops
+    the slash (a user trial: eval --out, bench --json-out). Refused in one line, nothing made."""
+    body, hand = tmp_path / "body.pth.tar", tmp_path / "hand.pth.tar"
+    body.write_bytes(b"body")
+    hand.write_bytes(b"hand")
+    out = f"{tmp_path / 'results'}/"
+    expected = f"error: {out}: ends with /, so it names a folder; give a file name for this output (e.g. {out}result.json)"
+    for args in (["train", "merge", "--body", str(body), "--hand", str(hand), "-o", out],
+                 ["bench", "--detect-only", "--device", "cpu", "--json-out", out],
+                 ["eval", "--dataset", "EHF", "--data-root", str(tmp_path), "--out", out]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and r.stderr.strip() == expected, (args, r.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["body.pth.tar", "hand.pth.tar"]
+    check_writable_file(tmp_path / "results" / "r.json")  # (a file in it is fine)

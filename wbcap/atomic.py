@@ -187,8 +187,14 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
     creatable (:func:`check_writable_destination`).
 
     Raises:
-        InputError: naming the path and the fix.
+        InputError: naming the path and the fix (also for a path given with a trailing ``/``,
+            which names a folder: ``Path`` drops the slash, and a file named like the folder was
+            written).
     """
+    given = os.fspath(path)
+    if given.endswith(tuple({"/", os.sep})) and given.rstrip("/" + os.sep):
+        raise InputError(f"{given}: ends with {os.sep}, so it names a folder; give a file name for this output "
+                         f"(e.g. {given}result.json)")
     p = Path(path).expanduser()
     if p.is_dir():
         raise InputError(f"{p}: is a folder; give a file name for this output")

@@ -101,14 +101,13 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 def merge(ctx, body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.
     Prints the merged file's path (not with `wbcap -q`)."""
-    from pathlib import Path
 
     from wbcap.atomic import check_writable_file
     from wbcap.cli.common import echo_result, is_quiet
     from wbcap.errors import setting
     from wbcap.train.merge import merge_hand_into_body
 
-    check_writable_file(Path(out).expanduser().absolute(),  # before the (slow) merge
+    check_writable_file(out,  # before the (slow) merge
                         inputs={setting("body_ckpt"): body_ckpt, setting("hand_ckpt"): hand_ckpt})
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
     if not is_quiet(ctx):
