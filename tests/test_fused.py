@@ -458,6 +458,32 @@ def test_exact_mode_equals_module_by_module_network(exact_people, module_by_modu
 
 
 @pytest.mark.slow  # full-size network
+def test_boxes_given_to_the_pipeline_follow_the_rule_of_every_box_a_user_gives(fixed_input, exact_people):
+    """pipe(image, boxes=...) regressed a box of width inf or 1e30 (which `wbcap image --bbox`
+    refuses), called a NaN box "outside the image" and a 3-number box a bare unpacking error
+    (a user trial). Each is one InputError line naming boxes[i] and the rule, before any work;
+    numpy numbers and Detections are taken as before."""
+    from wbcap.detect.base import Detection
+    from wbcap.detect.boxes import MAX_BOX_PIXELS
+    from wbcap.errors import InputError
+
+    img, boxes = fixed_input
+    pipe = exact_people[1]
+    rule = f"every number must be finite and within {MAX_BOX_PIXELS:,} pixels"
+    for box, said in (((0, 0, np.inf, 100), f"boxes[1]: {rule}"), ((0, 0, 1e30, 1e30), f"boxes[1]: {rule}"),
+                      ((np.nan, 0, 100, 100), f"boxes[1]: {rule}"), ((1, 2, 3), "boxes[1] must be 4 numbers [x, y, w, h]"),
+                      ((0, 0, -5, 10), "boxes[1] width and height must be > 0"),
+                      (Detection((0.0, 0.0, 10.0, 10.0), float("nan")), "boxes[1] score must be finite")):
+        with pytest.raises(InputError) as err:
+            pipe(img, boxes=[boxes[0], box])
+        assert str(err.value).startswith(said) and str(err.value).endswith("; pass (x, y, w, h) in the image's pixels")
+    people = pipe(img, boxes=[np.asarray(boxes[1], np.float32), tuple(np.float32(v) for v in boxes[1]),
+                              Detection(tuple(float(v) for v in boxes[1]), 0.5)])
+    assert len(people) == 3
+    for other in people[1:]:  # (the same box: equal within exact's batch invariance)
+        np.testing.assert_allclose(other.vertices, people[0].vertices, atol=1e-4)
+
+
 def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
     img, boxes = fixed_input
     batched, pipe = exact_people

@@ -204,6 +204,28 @@ def box_advice() -> str:
     return f"pass {setting('boxes')} x,y,w,h or {setting('full_image', api=_FULL_IMAGE)}"
 
 
+
+def _given_box(box: object, index: int) -> Detection | tuple[float, float, float, float]:
+    """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
+    by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`).
+
+    Raises:
+        InputError: one line naming ``boxes[index]`` and the rule.
+    """
+    from wbcap.detect.boxes import check_box
+
+    try:
+        if isinstance(box, Detection):
+            check_box(box.box, f"boxes[{index}]")
+            if not math.isfinite(box.score):
+                raise ValueError(f"boxes[{index}] score must be finite")
+            return box
+        return check_box(box, f"boxes[{index}]")
+    except ValueError as exc:
+        shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
+        text = str(exc) if str(exc).startswith(f"boxes[{index}]") else f"boxes[{index}]: {exc}"
+        raise InputError(f"{text} (got {shown}); pass (x, y, w, h) in the image's pixels") from None
+
 class Pipeline:
     """Crops + batched regression for images; holds the network and the SMPL-X layer.
 
@@ -445,7 +467,11 @@ class Pipeline:
         takes (``"hog"``, ``"torchvision"``, ``"auto"``, ``"full"``; built once and kept).
         Default: the whole image as one box.
 
-        Raises NoPersonError when the detector finds nobody, or no usable box remains."""
+        Raises NoPersonError when the detector finds nobody, or no usable box remains;
+        InputError for a box given that is not 4 finite numbers within the range every box a user
+        gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image --bbox``'s rule)."""
+        if boxes is not None:
+            boxes = [_given_box(b, i) for i, b in enumerate(boxes)]
         if boxes is None:
             if detector is None:
                 h, w = image.shape[:2]
@@ -457,7 +483,7 @@ class Pipeline:
                 if not len(boxes):
                     name = getattr(detector, "name", type(detector).__name__)
                     raise NoPersonError(f"image: no person found by the {name} detector; {box_advice()}")
-        dets = [b if isinstance(b, Detection) else Detection(tuple(float(v) for v in b), 1.0) for b in boxes]
+        dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
         return self.predict(image, dets)
 
     def detector(self, name: str) -> Detector:

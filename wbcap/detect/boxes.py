@@ -175,14 +175,21 @@ def _parse_entry(entry: object) -> Detection:
         if not math.isfinite(score):
             raise ValueError('"score" must be finite')
         entry = entry["bbox"]
-    return Detection(_check_box(entry, "bbox"), score)
+    return Detection(check_box(entry, "bbox"), score)
 
 
-def _check_box(value: object, what: str) -> Box:
-    """Validate ``[x, y, w, h]`` (4 numbers within :func:`check_box_range`, w, h > 0); raise
-    ValueError otherwise."""
+def check_box(value: object, what: str) -> Box:
+    """``[x, y, w, h]`` (pixels: 4 numbers within :func:`check_box_range`, w, h > 0; a list,
+    tuple or 1-D array, numpy numbers included) as a float tuple: the rule of every box a user
+    gives, in a file or to :class:`wbcap.pipeline.Pipeline`.
+
+    Raises:
+        ValueError: what is wrong, beginning with ``what`` (e.g. ``"bbox"``).
+    """
     if isinstance(value, np.ndarray):
         value = value.tolist()
+    elif isinstance(value, (list, tuple)):  # (numpy numbers: np.float32 is no Python float)
+        value = [v.item() if isinstance(v, np.generic) else v for v in value]
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 4
