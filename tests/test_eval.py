@@ -152,6 +152,47 @@ def test_pw3d_without_smpl_names_the_missing_file(tmp_path, body_dir, data_root)
     assert "SMPL_NEUTRAL" in msg and "smpl.is.tue.mpg.de" in msg and "\n" not in msg
 
 
+def test_pw3d_smpl_model_missing_or_unreadable_is_one_warning_naming_it_and_the_stand_in(tmp_path, models, caplog):
+    """Only SMPL_NEUTRAL usable: each gendered model's warning names the file and why it is not
+    used ("SMPL_FEMALE not found" for a file that was there but not an SMPL model) and the stand-in."""
+    import logging
+
+    from wbcap.eval.smpl import find_smpl_model, load_smpl_layers
+
+    folder = tmp_path / "m"
+    shutil.copytree(models, folder, symlinks=True)
+    (folder / "smpl" / "SMPL_MALE.npz").unlink()
+    np.savez(folder / "smpl" / "SMPL_FEMALE.npz", v_template=np.zeros((6890, 3)))
+    with pytest.raises(ModelFileError) as missing:
+        find_smpl_model("male", folder)
+    assert str(missing.value).startswith(f"SMPL model SMPL_MALE not found (looked in: {folder}/smpl/SMPL_MALE.npz, ")
+    with caplog.at_level(logging.WARNING, logger="wbcap.eval.smpl"):
+        layers = load_smpl_layers(folder)
+    assert layers["male"] is layers["neutral"] and layers["female"] is layers["neutral"]
+    tail = "ground truth uses {} instead, so the numbers are not comparable with published ones".format(
+        folder / "smpl" / "SMPL_NEUTRAL.npz")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"3DPW: {missing.value}; until then the male samples' {tail}",
+        f"3DPW: {folder / 'smpl' / 'SMPL_FEMALE.npz'} is not an SMPL model (missing: shapedirs, posedirs, J_regressor, "
+        f"weights, kintree_table, f): download SMPL from https://smpl.is.tue.mpg.de; until then the female samples' {tail}",
+    ]
+
+
+def test_pw3d_gender_not_3dpws_stops_evaluate_with_one_line(tmp_path, models):
+    from wbcap.train.data.common import DatasetLayoutError
+
+    root = write_pw3d_fixture(tmp_path, splits=("test",), num_frames=1)
+    path = root / "PW3D" / "data" / "3DPW_test.json"
+    db = json.loads(path.read_text())
+    db["annotations"][0]["smpl_param"]["gender"] = "robot"
+    path.write_text(json.dumps(db))
+    with pytest.raises(DatasetLayoutError) as err:
+        evaluate("3DPW", root, lambda b: b.gt, body_models=models)
+    assert str(err.value) == (f"{path}: annotation 0 (image 0, downtown_walking_00/image_00000.jpg) has SMPL gender "
+                              "'robot', not 'male', 'female' or 'neutral'; set it to the person's gender or use the "
+                              "original files (re-download them)")
+
+
 # ------------------------------------------------------------------------------------------------
 # extra files
 # ------------------------------------------------------------------------------------------------

@@ -154,28 +154,32 @@ class SMPLLayer(torch.nn.Module):
 
 
 def load_smpl_layers(body_models: str | Path | None = None, allow_pickle: bool = False) -> dict[str, SMPLLayer]:
-    """SMPL layers by gender for 3DPW's gendered ground truth.
+    """SMPL layers by gender (``'neutral'``, ``'male'``, ``'female'``) for 3DPW's gendered ground truth.
 
-    Missing gendered models fall back to the neutral one (with a warning: the numbers are then
-    not comparable with published ones). Raises ModelFileError naming the missing file when no
-    SMPL model at all is found.
+    A gendered model that is missing (or cannot be read) is stood in for by the neutral one (by
+    another one when the neutral is missing), with one warning naming the file, why it was not
+    used and the stand-in: the numbers are then not comparable with published ones. Raises
+    ModelFileError naming the missing file when no SMPL model at all is found.
     """
     layers: dict[str, SMPLLayer] = {}
+    paths: dict[str, Path] = {}
     errors: dict[str, ModelFileError] = {}
     for gender in ("neutral", "male", "female"):
         try:
-            layers[gender] = SMPLLayer.from_file(find_smpl_model(gender, body_models, allow_pickle), allow_pickle)
+            paths[gender] = find_smpl_model(gender, body_models, allow_pickle)
+            layers[gender] = SMPLLayer.from_file(paths[gender], allow_pickle)
         except ModelFileError as exc:
             errors[gender] = exc
     if not layers:
         raise errors["neutral"]
     for gender in ("male", "female"):
         if gender not in layers:
-            fallback = layers.get("neutral") or next(iter(layers.values()))
+            stand_in = "neutral" if "neutral" in layers else next(iter(layers))
             logger.warning(
-                "3DPW: SMPL_%s not found; its ground truth uses another SMPL model (not comparable)", gender.upper()
-            )
-            layers[gender] = fallback
+                "3DPW: %s; until then the %s samples' ground truth uses %s instead, so the numbers are not comparable "
+                "with published ones", errors[gender], gender, paths[stand_in],
+            )  # fmt: skip
+            layers[gender] = layers[stand_in]
     if "neutral" not in layers:
         layers["neutral"] = layers["male"]
     return layers

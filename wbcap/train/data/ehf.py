@@ -61,51 +61,84 @@ def read_ply_vertices(path: str | Path) -> np.ndarray:
     """The ``x, y, z`` of a PLY file's ``vertex`` element as ``(N, 3)`` float32 (ASCII or binary).
 
     Raises:
-        DatasetLayoutError: missing file or a PLY this reader cannot parse.
+        DatasetLayoutError: missing file or a PLY this reader cannot parse (one line naming the
+            file: a header cut short or with a count or type PLY does not have, a body with fewer
+            vertices than the header says, an ASCII vertex that is not numbers).
     """
     p = Path(path)
     if not p.is_file():
         raise DatasetLayoutError.missing(p, LAYOUT)
     data = p.read_bytes()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
+    if not data.startswith(b"ply"):
         raise DatasetLayoutError(f"{p}: not a PLY file; re-download the EHF meshes")
-    body_start = data.index(b"\n", end) + 1
-    fmt, elements = None, []  # [(name, count, [(prop, type)] or 'list')]
+    end = data.find(b"end_header")
+    if end < 0:
+        raise DatasetLayoutError(f"{p}: PLY header without its end_header line (the file is cut short?); re-download it")
+    newline = data.find(b"\n", end)
+    body_start = len(data) if newline < 0 else newline + 1
+    fmt, elements = None, []  # [(name, count, [(prop, type)]; type 'list' for a list property)]
     for line in data[:end].decode("ascii", "replace").splitlines():
         words = line.split()
-        if not words:
+        if not words or words[0] not in ("format", "element", "property"):
             continue
+        if len(words) < {"format": 2, "element": 3}.get(words[0], 5 if words[1:2] == ["list"] else 3):
+            raise DatasetLayoutError(f"{p}: PLY header line {line.strip()!r} is incomplete; re-download it")
         if words[0] == "format":
             fmt = words[1]
         elif words[0] == "element":
+            if not (words[2].isascii() and words[2].isdigit()):
+                raise DatasetLayoutError(f"{p}: PLY header's {words[1]} count {words[2]!r} is not a whole number; "
+                                         "re-download it")
             elements.append((words[1], int(words[2]), []))
-        elif words[0] == "property" and elements:
+        elif elements:
+            types = words[2:4] if words[1] == "list" else words[1:2]
+            unknown = [t for t in types if t not in _PLY_TYPES]
+            if unknown:
+                raise DatasetLayoutError(f"{p}: PLY property type {unknown[0]} is not a PLY type (char, uchar, short, "
+                                         "ushort, int, uint, float, double or int8 ... float64); re-download it")
             elements[-1][2].append(("list", words[-1]) if words[1] == "list" else (words[2], words[1]))
     names = [e[0] for e in elements]
     if "vertex" not in names:
-        raise DatasetLayoutError(f"{p}: PLY without a vertex element")
+        raise DatasetLayoutError(f"{p}: PLY without a vertex element; re-download it")
     vi = names.index("vertex")
     _, count, props = elements[vi]
     prop_names = [n for n, _ in props]
     try:
         cols = [prop_names.index(a) for a in ("x", "y", "z")]
     except ValueError:
-        raise DatasetLayoutError(f"{p}: PLY vertices lack x, y, z") from None
+        raise DatasetLayoutError(f"{p}: PLY vertices lack x, y, z; re-download it") from None
+    short = DatasetLayoutError(f"{p}: PLY has fewer vertices than its header says; re-download it")
     if fmt == "ascii":
         lines = data[body_start:].decode("ascii", "replace").splitlines()
         skip = sum(e[1] for e in elements[:vi])
         rows = [ln.split() for ln in lines[skip : skip + count]]
         if len(rows) != count:
-            raise DatasetLayoutError(f"{p}: PLY has fewer vertices than its header says; re-download it")
-        arr = np.asarray([[float(r[c]) for c in cols] for r in rows], np.float64)
+            raise short
+        try:
+            arr = np.asarray([[float(r[c]) for c in cols] for r in rows], np.float64).reshape(count, 3)
+        except (ValueError, IndexError):
+            i = next(i for i, r in enumerate(rows) if not _numbers(r, cols))
+            raise DatasetLayoutError(f"{p}: PLY vertex {i}'s x, y, z are not numbers ({' '.join(rows[i])[:60]!r}); "
+                                     "re-download it") from None
         return arr.astype(_F32)
     if fmt not in ("binary_little_endian", "binary_big_endian") or vi != 0 or any(t == "list" for t, _ in props):
         raise DatasetLayoutError(f"{p}: unsupported PLY layout (format {fmt}); convert it to ASCII PLY")
+    if len(set(prop_names)) != len(prop_names):
+        raise DatasetLayoutError(f"{p}: PLY vertex properties named twice ({', '.join(prop_names)}); re-download it")
     order = "<" if fmt == "binary_little_endian" else ">"
     dtype = np.dtype([(n, order + _PLY_TYPES[t]) for n, t in props])
+    if len(data) - body_start < count * dtype.itemsize:
+        raise short
     verts = np.frombuffer(data, dtype=dtype, count=count, offset=body_start)
     return np.stack([verts["x"], verts["y"], verts["z"]], 1).astype(_F32)
+
+
+def _numbers(words: list[str], cols: list[int]) -> bool:
+    try:
+        [float(words[c]) for c in cols]
+    except (ValueError, IndexError):
+        return False
+    return True
 
 
 class EHF(AugmentedDataset):

@@ -18,11 +18,19 @@ Sample ``(inputs, targets, meta_info)`` (float32 unless noted), no augmentation:
 The ground-truth mesh needs the (licensed) SMPL model, which wbcap does not ship: pass
 ``smpl_model`` -- a callable such as ``smplx.SMPL`` taking ``betas (1, 10)``,
 ``global_orient (1, 3)``, ``body_pose (1, 69)``, ``transl (1, 3)`` tensors and returning an object
-with ``.vertices``, or a mapping ``{gender: callable}`` (``'neutral'`` is the fallback).
+with ``.vertices``, or a mapping ``{gender: callable}`` (a gender the mapping lacks uses its
+``'neutral'`` model, with one warning).
+
+Each person's ``smpl_param.gender`` picks the SMPL model of the ground-truth mesh, as upstream:
+it must be one of :data:`GENDERS` (3DPW's annotations give ``'male'`` or ``'female'`` for every
+person), compared ignoring case and surrounding spaces (``'Male'`` is ``'male'``); another value,
+or none, is a :class:`~wbcap.train.data.common.DatasetLayoutError` naming the file and the
+annotation (it silently used the neutral model: another ground truth).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,7 @@ from wbcap.config import ModelConfig
 from wbcap.train.data.common import (
     Augmentation,
     AugmentedDataset,
+    DatasetLayoutError,
     annotated_images,
     checked_array,
     crop_and_augment,
@@ -42,10 +51,33 @@ from wbcap.train.data.common import (
     read_image,
 )
 
-__all__ = ["LAYOUT", "PW3D"]
+__all__ = ["GENDERS", "LAYOUT", "PW3D"]
+
+log = logging.getLogger(__name__)
 
 LAYOUT = "<root>/PW3D/data/3DPW_{train,validation,test}.json, <root>/PW3D/data/imageFiles/<sequence>/<file_name>"
 _F32 = np.float32
+GENDERS: tuple[str, ...] = ("male", "female", "neutral")
+"""The values of 3DPW's ``smpl_param.gender`` (its annotations use the first two)."""
+
+
+def _gender(smpl: Mapping[str, Any], ann: Mapping[str, Any], img: Mapping[str, Any], path: Path) -> str:
+    """``smpl``'s gender as one of :data:`GENDERS` (case and surrounding spaces ignored).
+
+    Raises:
+        DatasetLayoutError: no gender, or one that is not 3DPW's (one line naming the file, the
+            annotation and its image).
+    """
+    where = f"{path}: annotation {ann['id']} (image {img['id']}, {img['sequence']}/{img['file_name']})"
+    if "gender" not in smpl:
+        raise DatasetLayoutError(f"{where} has no SMPL gender (smpl_param's 'gender', which picks its ground truth's "
+                                 "SMPL model); use the original files (re-download them)")
+    value = smpl["gender"]
+    gender = value.strip().lower() if isinstance(value, str) else None
+    if gender is None or gender not in GENDERS:
+        raise DatasetLayoutError(f"{where} has SMPL gender {value!r}, not 'male', 'female' or 'neutral'; set it to the "
+                                 "person's gender or use the original files (re-download them)")
+    return gender
 
 
 class PW3D(AugmentedDataset):
@@ -72,9 +104,11 @@ class PW3D(AugmentedDataset):
         super().__init__(None, 0, model)
         self.split = split
         self.smpl_model = smpl_model
+        self._stood_in: set[str] = set()  # genders whose missing model was warned about
         self.root = Path(data_root).expanduser() / "PW3D" / "data"
-        db = load_json(self.root / f"3DPW_{split}.json", LAYOUT)
-        with parsing(self.root / f"3DPW_{split}.json", LAYOUT):
+        path = self.root / f"3DPW_{split}.json"
+        db = load_json(path, LAYOUT)
+        with parsing(path, LAYOUT):
             for ann, img in annotated_images(db):
                 bbox = self.person_box(ann["bbox"], img)
                 if bbox is None:
@@ -89,18 +123,24 @@ class PW3D(AugmentedDataset):
                         "cam_param": {k: checked_array(img["cam_param"][k], (2,), f"image {img['id']}'s camera {k}")
                                       for k in ("focal", "princpt")},
                         "smpl_param": {**smpl, **{k: checked_array(smpl[k], (n,), f"{what} SMPL {k}")
-                                                  for k, n in (("pose", 72), ("shape", 10), ("trans", 3))}},
+                                                  for k, n in (("pose", 72), ("shape", 10), ("trans", 3))},
+                                       "gender": _gender(smpl, ann, img, path)},
                         "ann_id": ann["id"],
                     }
                 )
-        self.say_dropped(self.root / f"3DPW_{split}.json")
+        self.say_dropped(path)
 
     def _mesh(self, pose: np.ndarray, shape: np.ndarray, trans: np.ndarray, gender: str) -> np.ndarray:
         model = self.smpl_model
         if isinstance(model, Mapping):
+            if gender not in model:
+                if model.get("neutral") is None:
+                    raise ValueError(f"no SMPL model for gender {gender!r} (and no 'neutral')")
+                if gender not in self._stood_in:
+                    self._stood_in.add(gender)
+                    log.warning("3DPW: smpl_model has no %r SMPL model; the %s samples' ground truth uses the 'neutral' "
+                                "one instead, so the numbers are not comparable with published ones", gender, gender)
             model = model.get(gender, model.get("neutral"))
-            if model is None:
-                raise ValueError(f"no SMPL model for gender {gender!r} (and no 'neutral')")
         t = lambda x: torch.as_tensor(np.asarray(x, _F32)).reshape(1, -1)  # noqa: E731
         with torch.no_grad():
             out = model(betas=t(shape), global_orient=t(pose[:3]), body_pose=t(pose[3:]), transl=t(trans))
@@ -114,7 +154,7 @@ class PW3D(AugmentedDataset):
         pose = np.asarray(p["pose"], _F32).reshape(72)
         shape = np.asarray(p["shape"], _F32).reshape(10)
         trans = np.asarray(p["trans"], _F32).reshape(3)
-        gender = str(p.get("gender", "neutral"))
+        gender = p["gender"]
         targets: dict[str, Any] = {"smpl_pose": pose, "smpl_shape": shape, "smpl_trans": trans}
         if self.smpl_model is not None:
             targets["smpl_mesh_cam"] = self._mesh(pose, shape, trans, gender)
