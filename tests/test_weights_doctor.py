@@ -630,3 +630,24 @@ def test_a_damaged_import_record_is_said_and_no_hash_is_taken_from_it(tmp_path):
     assert run("weights", "import", "yolox-nano", model).exit_code == 0  # (the fix it names)
     r = run("weights", "verify")
     assert next(x for x in r.output.splitlines() if x.startswith("yolox-nano")).split()[1] == "ok"
+
+
+def test_doctor_says_first_when_wbcap_home_is_a_file(tmp_path, monkeypatch):
+    """WBCAP_HOME naming a file: doctor listed SMPL-X and checkpoints "not found" with fixes to
+    copy them into <the file>/body_models/, called the CPU form [ok] while it could never be kept
+    (measured again on every run), and said `wbcap demo` still runs (it does not; a user trial).
+    Now its first item says the folder is a file, with the fix, and the summary puts it first."""
+    home = tmp_path / "afile"
+    home.write_text("hi")
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    r = CliRunner().invoke(cli, ["doctor"])
+    lines = r.output.splitlines()
+    assert r.exit_code == 1 and lines[:2] == [
+        f"[MISS] user folders: {home} is a file, where wbcap keeps its files",
+        f"       fix: set WBCAP_HOME to a writable folder (it is {home}), or unset it"], lines[:3]
+    assert lines[-1].endswith("missing; fix the user folders first: nothing runs without them, `wbcap demo` included.")
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "new" / "home"))  # (a folder to be made: fine, and not made)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.output.splitlines()[0] == (f"[ok  ] user folders: data {tmp_path / 'new' / 'home'}, cache "
+                                        f"{tmp_path / 'new' / 'home' / 'cache'}")
+    assert not (tmp_path / "new").exists() and r.output.splitlines()[-1].endswith("`wbcap demo` still runs without them.")

@@ -195,9 +195,49 @@ def _genders_to_check(body_models: str | None) -> tuple[str, ...]:
         return ("neutral",)
 
 
+#: The name of the check of wbcap's own folders (:func:`user_folders_check`): without them
+#: nothing runs, ``wbcap demo`` included.
+USER_FOLDERS = "user folders"
+
+
+def user_folders_check() -> Check:
+    """Whether wbcap can keep files in its user data folder (body models, weights) and its cache
+    folder (the CPU inference form, calibrations, the demo's files): each must be a folder, or
+    creatable, and take a new file (:func:`wbcap.atomic.check_writable_destination`: one probe
+    file made and removed). A ``$WBCAP_HOME`` naming a file was only seen as "not found" items
+    with fixes that could not work, and a CPU form measured again on every run."""
+    import os
+
+    from wbcap.atomic import check_writable_destination
+    from wbcap.errors import InputError
+    from wbcap.paths import ENV_HOME, user_cache_dir, user_data_dir
+
+    folders = {"data": user_data_dir(), "cache": user_cache_dir()}
+    problems: list[str] = []
+    for folder in folders.values():
+        nearest = next((a for a in (folder, *folder.parents) if a.exists()), None)
+        if nearest is not None and not nearest.is_dir():  # ($WBCAP_HOME a file: one line for both)
+            problem = f"{nearest} is {'a file' if nearest.is_file() else 'not a folder'}, where wbcap keeps its files"
+        else:
+            try:
+                check_writable_destination(folder, fix="")
+                continue
+            except InputError as exc:
+                problem = str(exc).removesuffix("; ")
+        if problem not in problems:
+            problems.append(problem)
+    shown = ", ".join(f"{what} {folder}" for what, folder in folders.items())
+    if not problems:
+        return Check(USER_FOLDERS, True, shown)
+    home = os.environ.get(ENV_HOME)
+    fix = (f"set {ENV_HOME} to a writable folder (it is {home}), or unset it" if home else
+           f"make them writable, or set {ENV_HOME} to a writable folder")
+    return Check(USER_FOLDERS, False, "; ".join(problems), fix)
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (body models, checkpoints, detector, renderer, CUDA, the CPU
-    inference form, HOG, FBX, libraries).
+    """Every check, in display order (wbcap's user folders, body models, checkpoints, detector,
+    renderer, CUDA, the CPU inference form, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
     what to do, without repeating the detail.
@@ -205,7 +245,8 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     from wbcap.weights import manifest
 
     genders = _genders_to_check(body_models)
-    checks: list[Check] = [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
+    checks: list[Check] = [user_folders_check()]
+    checks += [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     from wbcap.export.render import render_backend

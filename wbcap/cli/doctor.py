@@ -15,11 +15,12 @@ def doctor(ctx, body_models):
     missing or warned about are printed, with their fixes (nothing when all is well).
     """
     from wbcap.cli.common import is_quiet
-    from wbcap.doctor import run_checks
+    from wbcap.doctor import USER_FOLDERS, run_checks
 
     quiet = is_quiet(ctx)
     problems = 0
-    for check in run_checks(body_models):
+    checks = run_checks(body_models)
+    for check in checks:
         if check.ok and quiet:
             continue
         mark = "ok  " if check.ok else ("warn" if check.optional else "MISS")
@@ -28,5 +29,7 @@ def doctor(ctx, body_models):
             click.echo(f"       fix: {check.fix}")
         problems += (not check.ok) and not check.optional
     if problems:
-        click.echo(f"{problems} required item(s) missing; `wbcap demo` still runs without them.")
+        homeless = any(c.name == USER_FOLDERS and not c.ok for c in checks)
+        click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
+                   "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
         raise click.exceptions.Exit(1)
