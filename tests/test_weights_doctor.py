@@ -651,3 +651,20 @@ def test_doctor_says_first_when_wbcap_home_is_a_file(tmp_path, monkeypatch):
     assert r.output.splitlines()[0] == (f"[ok  ] user folders: data {tmp_path / 'new' / 'home'}, cache "
                                         f"{tmp_path / 'new' / 'home' / 'cache'}")
     assert not (tmp_path / "new").exists() and r.output.splitlines()[-1].endswith("`wbcap demo` still runs without them.")
+
+
+def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
+    """WBCAP_RENDERER=bogus ended the whole report (exit 2), WBCAP_RENDER_PROCESS=maybe was [ok]
+    while `wbcap image` refuses it (a user trial): each is the renderer item's [MISS], the rest of
+    the report as before."""
+    for name, value, said in (("WBCAP_RENDERER", "bogus", "unknown renderer; use 'software', 'pyrender' or 'auto'"),
+                              ("WBCAP_RENDER_PROCESS", "maybe", "use 0 (render in this process) or 1 (a render process)")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            r = CliRunner().invoke(cli, ["doctor"])
+        lines = r.output.splitlines()
+        at = next(i for i, line in enumerate(lines) if "] renderer: " in line)
+        assert r.exit_code == 1 and lines[at:at + 2] == [
+            f"[MISS] renderer: {name}={value}: {said} (every render refuses it)",
+            f"       fix: unset {name}, or set it as said"], lines
+        assert any(line.startswith("[ok  ] libraries: ") for line in lines)

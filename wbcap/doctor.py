@@ -235,6 +235,25 @@ def user_folders_check() -> Check:
     return Check(USER_FOLDERS, False, "; ".join(problems), fix)
 
 
+def _renderer_check() -> Check:
+    """The renderer the photos' and videos' renders use here, as they choose it (``WBCAP_RENDERER``
+    and ``WBCAP_RENDER_PROCESS`` read as they read them: a value they refuse is [MISS] with the
+    fix, not an end of the whole report, nor [ok] while every render refuses it)."""
+    from wbcap.errors import InputError
+    from wbcap.export.render import render_backend
+    from wbcap.export.render_process import ENV_RENDER_PROCESS, render_process_setting
+
+    try:
+        backend = render_backend()
+        render_process_setting()
+    except InputError as exc:
+        named = ENV_RENDER_PROCESS if str(exc).startswith(ENV_RENDER_PROCESS) else "WBCAP_RENDERER"
+        return Check("renderer", False, f"{exc} (every render refuses it)", f"unset {named}, or set it as said")
+    return Check("renderer", backend != "software", backend,
+                 "for faster, nicer renders install EGL or OSMesa (Debian/Ubuntu: apt-get install libegl1 "
+                 "libgl1-mesa-dri, or libosmesa6)", optional=True)
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (wbcap's user folders, body models, checkpoints, detector,
     renderer, CUDA, the CPU inference form, HOG, FBX, libraries).
@@ -249,18 +268,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     checks += [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
-    from wbcap.export.render import render_backend
-
-    backend = render_backend()
-    checks.append(
-        Check(
-            "renderer",
-            backend != "software",
-            backend,
-            "for faster, nicer renders install EGL or OSMesa (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri, or libosmesa6)",
-            optional=True,
-        )
-    )
+    checks.append(_renderer_check())
     import torch
 
     if torch.cuda.is_available():
