@@ -55,6 +55,15 @@ def test_ehf_exact_prediction_scores_zero(models, data_root):
     assert [s["image"] for s in result.per_sample] == ["01_img.jpg", "02_img.jpg", "03_img.jpg"]
 
 
+def test_no_samples_says_why(models, data_root):
+    """"(empty split or --limit 0)" was said whatever the cause, and the CLI refuses --limit 0 (a
+    user trial): a limit of 0 is named only when given."""
+    from wbcap.errors import InputError
+
+    with pytest.raises(InputError, match=r"EHF under .*: no samples to evaluate \(limit=0\)$"):
+        evaluate("EHF", data_root, lambda b: b.gt, body_models=models, limit=0)
+
+
 def test_ehf_hand_offset_known_answers(models, data_root):
     left = np.load(models / "smplx" / "MANO_SMPLX_vertex_ids.npz")["left_hand"]
     offset = torch.tensor([0.0, 0.006, 0.008])  # 10 mm
@@ -291,7 +300,7 @@ def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_
     ckpt.write_bytes(small_ckpt.read_bytes())
     monkeypatch.setenv("WBCAP_WEIGHTS", str(ckpt))
     smplx = Path(models) / "smplx" / "SMPLX_NEUTRAL.npz"
-    cases = [(ckpt, f"is also the input --checkpoint ({ckpt})"), (smplx, f"is also the input the SMPL-X model ({smplx})"),
+    cases = [(ckpt, f"is also the input --checkpoint ({ckpt})"), (smplx, f"is also the SMPL-X model ({smplx})"),
              (Path(models) / "smplx" / "SMPLX_to_J14.npy", "is also the input SMPL-X -> 14 body joints regressor"),
              (data_root / "EHF" / "data" / "EHF.json", f"is in the folder of the EHF dataset ({data_root / 'EHF'}), "
                                                        "which this command reads; give a file name outside")]

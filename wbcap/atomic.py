@@ -201,7 +201,8 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
     final = _written_file(p)
     for name, given in (inputs or {}).items():
         if given is not None and final.exists() and _same_file(final, Path(given).expanduser()):
-            raise InputError(f"{p}: is also the input {name} ({given}) and would be overwritten; "
+            what = name if name.startswith("the ") else f"the input {name}"  # ("the SMPL-X model", "--checkpoint")
+            raise InputError(f"{p}: is also {what} ({given}) and would be overwritten; "
                              "give another file name for this output")
     for name, folder in (input_folders or {}).items():
         if folder is not None and final.resolve().is_relative_to(Path(folder).expanduser().resolve()):

@@ -114,7 +114,7 @@ def eval_cmd(
             progress=report,
         )
 
-    table = Table(title=f"{name}: {result.num_samples} samples")
+    table = Table(title=f"{name}: {result.num_samples} sample{'' if result.num_samples == 1 else 's'}")
     table.add_column("metric")
     table.add_column("mm", justify="right")
     for key, value in result.metrics.items():

@@ -453,7 +453,8 @@ def evaluate(
     if limit is not None:
         total = min(total, max(0, int(limit)))
     if total == 0:
-        raise InputError(f"{name} under {root}: no samples to evaluate (empty split or {setting('limit')} 0)")
+        why = f"{setting('limit')} 0" if limit is not None and int(limit) <= 0 else "its split has none"
+        raise InputError(f"{name} under {root}: no samples to evaluate ({why})")
     loader = torch.utils.data.DataLoader(
         _EvalView(task, range(total)), batch_size=max(1, int(batch_size)), shuffle=False,
         num_workers=int(num_workers), collate_fn=_collate,
