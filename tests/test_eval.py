@@ -60,7 +60,7 @@ def test_no_samples_says_why(models, data_root):
     user trial): a limit of 0 is named only when given."""
     from wbcap.errors import InputError
 
-    with pytest.raises(InputError, match=r"EHF under .*: no samples to evaluate \(limit=0\)$"):
+    with pytest.raises(InputError, match=r"EHF under .*: no samples to evaluate \(limit 0\)$"):
         evaluate("EHF", data_root, lambda b: b.gt, body_models=models, limit=0)
 
 
