@@ -121,6 +121,9 @@ def test_pw3d_exact_and_offset(models, data_root):
     assert set(result.metrics) == {"mpjpe", "pa_mpjpe", "mpvpe", "pa_mpvpe"}
     assert all(v < 1e-3 for v in result.metrics.values()), result.metrics
     assert {s["gender"] for s in result.per_sample} == {"male", "female"}
+    # the SMPL model of each gender's ground truth is recorded with the numbers (a user trial)
+    assert {k: Path(v).name for k, v in result.files.items() if k.startswith("smpl_")} == {
+        "smpl_neutral": "SMPL_NEUTRAL.npz", "smpl_male": "SMPL_MALE.npz", "smpl_female": "SMPL_FEMALE.npz"}
     delta = torch.zeros(17, 3, dtype=torch.float64)
     delta[1:] = torch.tensor([0.0, -0.010, 0.0], dtype=torch.float64)
 

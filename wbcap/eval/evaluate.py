@@ -233,6 +233,9 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     reg_x, path_x = load_regressor("h36m_smplx", num_v, body_models, allow_pickle)
     reg_s, path_s = load_regressor("h36m_smpl", SMPL_NUM_VERTICES, body_models, allow_pickle)
     files = {"h36m_smplx": str(path_x), "h36m_smpl": str(path_s)}
+    # the SMPL model of each gender's ground truth (a stand-in's file where one was missing)
+    files.update({f"smpl_{g}": str(smpl_layers[g].source) for g in ("neutral", "male", "female")
+                  if smpl_layers[g].source is not None})
     to_smpl: Any = None  # scipy CSR (6890, V); regress() applies it sparsely
     try:
         find_extra_file("smplx_to_smpl", body_models, allow_pickle)

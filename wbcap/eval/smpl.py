@@ -123,13 +123,19 @@ class SMPLLayer(torch.nn.Module):
         self.register_buffer("parents", torch.as_tensor(parents), persistent=False)
         self.faces = np.asarray(data["f"]).astype(np.int64)
 
+    #: The file the layer was read from (:meth:`from_file`), None otherwise: what an evaluation
+    #: records as the source of its ground truth.
+    source: Path | None = None
+
     @classmethod
     def from_file(cls, path: str | Path, allow_pickle: bool = False) -> SMPLLayer:
         p = Path(path)
         if p.suffix.lower() == ".pkl" and not allow_pickle:
             raise ModelFileError(f"{p} is a pickle: save its arrays as {p.stem}.npz, "
                                  f"or pass {setting('allow_pickle', api='allow_pickle=True')}")
-        return cls(_read(p))
+        layer = cls(_read(p))
+        layer.source = p
+        return layer
 
     def forward(
         self,
