@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -586,7 +587,7 @@ def test_importing_a_folder_says_it_is_a_folder(tmp_path):
     assert r.exit_code == 2 and f"error: {tmp_path}: a folder, not a weights file; pass the file" in r.output, r.output
 
 
-def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crashed_on(tmp_path):
+def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crashed_on(tmp_path, caplog):
     """A folder at <weights>/yolox_nano.onnx: list/verify said "missing, run `wbcap weights fetch`",
     and the import they led to failed with IsADirectoryError (a crash report; a user trial). Verify
     names the folder; import and fetch refuse it in one line, before any work, and leave it."""
@@ -604,6 +605,17 @@ def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crash
         r = CliRunner().invoke(cli, ["weights", *map(str, args)], env={"WBCAP_WEIGHTS_MIRROR": f"file://{tmp_path}"})
         assert r.exit_code == 2 and r.stderr.strip() == said, (args, r.output)
     assert in_the_way.is_dir() and sorted(p.name for p in weights_dir().iterdir()) == ["yolox_nano.onnx"]
+    # `--detector auto` fetching on first use falls back (to HOG) with one warning, as for a read-only folder
+    from wbcap.weights import auto_fetch
+
+    (tmp_path / "yolox_nano.onnx").write_bytes(model.read_bytes())
+    with pytest.MonkeyPatch.context() as m, caplog.at_level(logging.WARNING, logger="wbcap.weights"):
+        m.setenv("WBCAP_WEIGHTS_MIRROR", tmp_path.as_uri())
+        assert auto_fetch("yolox-nano", offline=False, validate=lambda p: "ok") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"yolox-nano: not downloaded: {in_the_way}: is a folder, where the yolox-nano file goes; move or delete it, "
+        "then run this again"]
+    assert in_the_way.is_dir()
 
 
 def test_a_damaged_import_record_is_said_and_no_hash_is_taken_from_it(tmp_path):

@@ -101,7 +101,6 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 def merge(ctx, body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.
     Prints the merged file's path (not with `wbcap -q`)."""
-
     from wbcap.atomic import check_writable_file
     from wbcap.cli.common import echo_result, is_quiet
     from wbcap.errors import setting

@@ -307,6 +307,7 @@ def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     dest = weights_dir() / item.file
     try:
         _check_weights_folder()
+        _check_not_a_folder(dest, item)
     except InputError as exc:  # (nowhere to keep it: the caller falls back, as without a download)
         log.warning("%s: not downloaded: %s", name, exc)
         return None
