@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -521,8 +520,13 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
     from wbcap.weights import auto_fetch
 
     monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", mirror.as_uri())
+    monkeypatch.delenv("WBCAP_OFFLINE")  # (the tests' isolation sets it: auto_fetch would try nothing)
     (mirror / "yolox_nano.onnx").write_bytes(model.read_bytes())
+    warned = []
+    monkeypatch.setattr("wbcap.weights.log.warning", lambda msg, *a: warned.append(msg % a))
     assert auto_fetch("yolox-nano", offline=False, validate=lambda p: "ok") is None
+    assert len(warned) == 1 and warned[0].startswith(f"yolox-nano: not downloaded: {said.removeprefix('error: ')}"), warned
+    assert not (weights_dir() / "yolox_nano.onnx").exists()
     monkeypatch.setattr(tempfile, "mkstemp", real)
     r = run("weights", "fetch", "yolox-m")  # (the folder writable again: a garbage download is named by its URL)
     line = next(x for x in r.output.splitlines() if x.startswith("error:"))
@@ -587,7 +591,7 @@ def test_importing_a_folder_says_it_is_a_folder(tmp_path):
     assert r.exit_code == 2 and f"error: {tmp_path}: a folder, not a weights file; pass the file" in r.output, r.output
 
 
-def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crashed_on(tmp_path, caplog):
+def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crashed_on(tmp_path):
     """A folder at <weights>/yolox_nano.onnx: list/verify said "missing, run `wbcap weights fetch`",
     and the import they led to failed with IsADirectoryError (a crash report; a user trial). Verify
     names the folder; import and fetch refuse it in one line, before any work, and leave it."""
@@ -609,10 +613,13 @@ def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crash
     from wbcap.weights import auto_fetch
 
     (tmp_path / "yolox_nano.onnx").write_bytes(model.read_bytes())
-    with pytest.MonkeyPatch.context() as m, caplog.at_level(logging.WARNING, logger="wbcap.weights"):
+    warned = []
+    with pytest.MonkeyPatch.context() as m:
         m.setenv("WBCAP_WEIGHTS_MIRROR", tmp_path.as_uri())
+        m.delenv("WBCAP_OFFLINE")  # (the tests' isolation sets it: nothing would be tried)
+        m.setattr("wbcap.weights.log.warning", lambda msg, *a: warned.append(msg % a))
         assert auto_fetch("yolox-nano", offline=False, validate=lambda p: "ok") is None
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warned == [
         f"yolox-nano: not downloaded: {in_the_way}: is a folder, where the yolox-nano file goes; move or delete it, "
         "then run this again"]
     assert in_the_way.is_dir()
