@@ -24,7 +24,7 @@ from wbcap.body.rotations import (
     rot6d_to_matrix,
 )
 from wbcap.limits import MAX_SIGMA
-from wbcap.smooth.filters import gaussian, one_euro
+from wbcap.smooth.filters import gaussian, gaussian_at_times, one_euro
 
 __all__ = [
     "SmoothConfig",
@@ -56,10 +56,13 @@ class SmoothConfig:
     * ``d_cutoff = 1.0`` Hz: Casiez et al.'s recommended value for the speed estimate.
     * ``bidirectional = True``: the 1€ filter is causal and lags by about ``1 / (2 pi fc)``
       (80 ms at 2 Hz, enough to double the error on 1 Hz motion); video is processed offline, so
-      the filter runs forwards, then backwards over the result (zero phase, like ``filtfilt``).
+      the filter runs forwards, then backwards over the result (zero phase, like ``filtfilt``;
+      like it, on the signal extended at both ends, :func:`smooth_signal`).
       Set ``False`` for the standard causal (streaming) filter.
     * ``sigma = 2.0`` frames for ``method='gaussian'`` (zero phase; at 30 fps removes more jitter
-      than the 1€ default for a similar error, but is in frames, so heavier at low frame rates).
+      than the 1€ default for a similar error, but is in frames, so heavier at low frame rates;
+      frames of the track's own interval, over the frames' times where some were missed,
+      :func:`smooth_signal`).
 
     Attributes:
         method: ``'none'`` (copy), ``'oneeuro'`` (:func:`wbcap.smooth.filters.one_euro`) or
@@ -121,12 +124,62 @@ def _out_dtype(x: np.ndarray) -> np.dtype:
     return x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
 
 
+#: How far the ends of a track are extended before a zero-phase filter runs
+#: (:func:`_extended`): the Gaussian's reach (4 sigma), or this many 1€ time constants at the
+#: zero-speed cutoff, ``1 / (2 pi min_cutoff)`` (80 ms at 2 Hz: its start-up has decayed to e^-5).
+_ONE_EURO_SETTLE = 5.0
+
+
+def _frame_interval(t: np.ndarray) -> float:
+    """The track's own frame interval, seconds: its median time step (a processed frame apart
+    where the person is seen in consecutive ones; ``--every N`` makes it N source frames)."""
+    return float(np.median(np.diff(t)))
+
+
+def _extended(x: np.ndarray, t: np.ndarray, seconds: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """``x`` and ``t`` with both ends extended by ``seconds`` (at most ``T - 1`` samples): the
+    first and last samples' times mirrored about the end, their values those of the
+    least-squares line through the end samples at those times. A zero-phase filter then sees
+    the motion go on at each end instead of stopping there: with the ends held (Gaussian's
+    ``mode='nearest'``) or left open (1€ started at the first sample), a person walking at 1.5
+    m/s had the first and last frames of every track pulled back by 4-6 cm (a review). A line,
+    not the samples reflected about the end one, so one noisy end frame is not copied into the
+    padding. Returns ``(x_ext, t_ext, n)``: ``n`` samples added at each end."""
+    steps = np.diff(t)
+    n = int(min(len(t) - 1, np.searchsorted(np.cumsum(steps), seconds, side="left") + 1))
+    n_tail = int(min(len(t) - 1, np.searchsorted(np.cumsum(steps[::-1]), seconds, side="left") + 1))
+    n = max(n, n_tail)
+    if n < 1:
+        return x, t, 0
+
+    def line(ts: np.ndarray, xs: np.ndarray, at: np.ndarray) -> np.ndarray:
+        a = np.stack([np.ones_like(ts), ts - ts.mean()], 1)
+        coef, *_ = np.linalg.lstsq(a, xs, rcond=None)
+        return coef[0] + (at - ts.mean())[:, None] * coef[1]
+
+    head_t = 2 * t[0] - t[n:0:-1]
+    tail_t = 2 * t[-1] - t[-2:-n - 2:-1]
+    head = line(t[: n + 1], x[: n + 1], head_t)
+    tail = line(t[-n - 1:], x[-n - 1:], tail_t)
+    return np.concatenate([head, x, tail]), np.concatenate([head_t, t, tail_t]), n
+
+
 def smooth_signal(x: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndarray:
-    """Filter a Euclidean per-frame signal with ``config``'s method.
+    """Filter a Euclidean per-frame signal with ``config``'s method, zero phase.
+
+    The Gaussian's ``sigma`` is in frames of the track's own frame interval (its median time
+    step). On evenly spaced samples it is :func:`~wbcap.smooth.filters.gaussian`; where frames
+    were missed, a Gaussian-weighted local line over the samples' own times
+    (:func:`~wbcap.smooth.filters.gaussian_at_times`): samples across a missed stretch are as
+    far apart as their times say, and the rows beside it are not pulled towards the other side.
+    Otherwise both methods run on the signal extended at each end along the line its end
+    samples follow (:func:`_extended`), so motion at a track's first and last frames is not
+    pulled back towards standing still. A constant signal comes back unchanged, and so does a
+    straight motion under the Gaussian (under the 1€ filter, within its lag where it speeds up).
 
     Args:
         x: ``(T, D)`` (or ``(T,)``) float signal, any units.
-        t: ``(T,)`` timestamps, seconds, strictly increasing (used by the 1€ filter only).
+        t: ``(T,)`` timestamps, seconds, strictly increasing.
         config: the smoothing parameters.
 
     Returns:
@@ -136,17 +189,27 @@ def smooth_signal(x: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndar
     dtype = _out_dtype(x)
     xf = x.astype(np.float64)
     t = _check_t(t, xf.shape[0])
-    if config.method == "none" or xf.shape[0] < 2:
-        out = xf.copy()
-    elif config.method == "gaussian":
-        out = gaussian(xf, config.sigma, axis=0)
+    if config.method == "none" or xf.shape[0] < 2 or (config.method == "gaussian" and config.sigma == 0):
+        return xf.copy().astype(dtype, copy=False)
+    flat = xf.reshape(xf.shape[0], -1)
+    if config.method == "gaussian":
+        interval = _frame_interval(t)
+        steps = np.diff(t)
+        if np.ptp(steps) <= 1e-6 * interval:  # evenly spaced: scipy's kernel in frames, the ends extended
+            ext, t_ext, n = _extended(flat, t, 4.0 * config.sigma * interval)
+            out = gaussian(ext, config.sigma, axis=0)
+        else:  # missed frames: a local line over the samples' own times (ends included)
+            out, n = gaussian_at_times(flat, t, config.sigma * interval), 0
     else:
-        out = one_euro(xf, t, config.min_cutoff, config.beta, config.d_cutoff)
+        settle = _ONE_EURO_SETTLE / (2.0 * np.pi * config.min_cutoff) if config.bidirectional else 0.0
+        ext, t_ext, n = _extended(flat, t, settle) if config.bidirectional else (flat, t, 0)
+        out = one_euro(ext, t_ext, config.min_cutoff, config.beta, config.d_cutoff)
         if config.bidirectional:
             # Backwards in time: reversed samples at increasing times -t[::-1].
-            back = one_euro(out[::-1], -t[::-1], config.min_cutoff, config.beta, config.d_cutoff)
-            out = back[::-1].copy()
-    return out.astype(dtype, copy=False)
+            back = one_euro(out[::-1], -t_ext[::-1], config.min_cutoff, config.beta, config.d_cutoff)
+            out = back[::-1]
+    out = out[n: len(out) - n] if n else out
+    return np.ascontiguousarray(out).reshape(xf.shape).astype(dtype, copy=False)
 
 
 def smooth_rotations(poses_aa: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndarray:
