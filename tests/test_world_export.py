@@ -245,3 +245,34 @@ def test_export_world_without_a_usable_camera_is_one_line_and_writes_nothing(run
     assert "\n" not in msg and "Traceback" not in msg and "params.jsonl" in msg, msg
     assert ("camera" in msg) if damage == "no camera anywhere" else ("params.jsonl:1" in msg)
     assert not dest.exists()
+
+
+def test_export_of_one_track_splits_it_as_the_run_did(scene, tmp_path, body_dir):
+    """With --max-gap 0, a person seen every other frame beside one seen in every frame: `wbcap run`
+    split the first into 10 pieces (its step of 1), `wbcap export --track` of it alone guessed the
+    step from that track (2) and wrote one piece (a review). The run's step is now meta.json's
+    frame_step, or for a run written before it the step of all of params.jsonl's frames."""
+    from wbcap.export.params_jsonl import write_params_jsonl
+    from wbcap.io.run_folder import write_meta
+    from wbcap.smooth.track import SmoothedTrack, rows_by_frame
+
+    def rows(tr: SmoothedTrack, keep: np.ndarray) -> SmoothedTrack:
+        return SmoothedTrack(**{k: (v if k == "betas" else np.asarray(v)[keep]) for k, v in vars(tr).items()})
+
+    n = 20
+    tracks = {0: rows(scene.people[0].noisy, np.arange(n)), 1: rows(scene.people[1].noisy, np.arange(0, n, 2))}
+    cam = scene.camera
+    for with_step in (True, False):
+        run = tmp_path / f"run_{with_step}"
+        run.mkdir()
+        write_params_jsonl(run / "params.jsonl", {i: float(scene.times[i]) for i in range(n)}, tracks,
+                           rows_by_frame(tracks), cam.focal[0], cam.princpt, cam.image_size)
+        write_meta(run, {"source": "synthetic", "fps": 30.0, "gender": "neutral", "max_gap": 0.0, "tracks": [0, 1],
+                         "camera": {"focal": list(cam.focal), "princpt": list(cam.princpt),
+                                    "image_size": list(cam.image_size)}, "frame": "camera",
+                         **({"frame_step": 1} if with_step else {})})
+        for args in ((), ("--track", "1")):
+            dest = tmp_path / f"out_{with_step}_{len(args)}"
+            r = invoke("export", run, *args, "--format", "npz", "--dest", dest, "--body-models", body_dir)
+            assert r.exit_code == 0, r.output
+            assert len(list(dest.glob("track_1_part*.npz"))) == 10, (with_step, args, sorted(p.name for p in dest.iterdir()))

@@ -370,7 +370,8 @@ def finalize(
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
     write_track_files(out, shown, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera,
-                      world=world.frame if grounded else None, contacts=world.contacts if grounded else None)
+                      world=world.frame if grounded else None, contacts=world.contacts if grounded else None,
+                      frame_step=max(1, int(job.every)))
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
@@ -393,7 +394,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
     turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
     matrix asks; every pixel wbcap writes is of the picture so turned),
-    ``gender``, ``max_gap`` (seconds), ``tracks`` (ids), ``smooth`` (the smoothing settings),
+    ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
+    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -401,7 +403,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``params.jsonl``."""
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
-        "camera": camera_to_dict(camera),
+        "frame_step": max(1, int(job.every)), "camera": camera_to_dict(camera),
         **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
         "frame": "world" if world is not None and world.frame is not None else "camera",

@@ -138,7 +138,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
 def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,
                       export: AnimationExport, camera: Any = None, world: Any = None,
-                      contacts: dict[int, np.ndarray] | None = None) -> set[Path]:
+                      contacts: dict[int, np.ndarray] | None = None, frame_step: int | None = None) -> set[Path]:
     """Each track's pieces on the regular clock (:func:`wbcap.export.track_npz.track_segments`)
     written by :func:`write_animations` in the formats of ``export``; returns the files written.
 
@@ -152,14 +152,18 @@ def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: flo
             are then the corrected ones of :func:`wbcap.world.estimate.ground_tracks`), or None
             for the camera's frame.
         contacts: ``{track id: (N, 2) bool}`` planted (left, right) foot (with ``world``).
+        frame_step: source frames between two processed ones (``--every``, meta.json's
+            ``frame_step``), for the split rule of :func:`wbcap.export.amass.regular_clock`; None:
+            the smallest frame-index step of any of ``tracks``' consecutive detections (a guess:
+            a run whose every person was seen only every other frame guesses 2, and `wbcap export
+            --track` of such a person alone split it otherwise than `wbcap run`; a review).
     """
     from wbcap.export.track_npz import track_segments
 
     written: set[Path] = set()
-    # The run's frame step (--every): the smallest frame-index step of any track's consecutive
-    # detections, so that a track seen only in a stretch slower than the clock is not split.
-    steps = [int(np.diff(np.asarray(tr.frame)).min()) for tr in tracks.values() if len(tr.frame) > 1]
-    frame_step = min(steps) if steps else None
+    if frame_step is None:
+        steps = [int(np.diff(np.asarray(tr.frame)).min()) for tr in tracks.values() if len(tr.frame) > 1]
+        frame_step = min(steps) if steps else None
     for tid, tr in tracks.items():
         contact = None if world is None or contacts is None else contacts.get(tid)
         for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact, frame_step=frame_step):

@@ -171,7 +171,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         tracks = {t: tracks[t] for t in job.tracks}
     with torch.no_grad():
         written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
-                                    world=frame, contacts=contacts)
+                                    world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
     _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
     if in_place:
         _warn_other_frame(dest, written, set(tracks), (meta or {}).get("frame", "camera"),
@@ -282,6 +282,18 @@ def _warn_other_frame(run: Path, written: set[Path], tracks: set[int], before: s
         log.warning("%s: %d file(s) of these tracks stay in the %s frame (their formats were not exported; e.g. %s) "
                     "while those written are in the %s frame; add %s to %s to rewrite them", run, len(kept), before,
                     kept[0].name, now, formats, setting("formats", api="export.formats"))
+
+
+
+def _frame_step(meta: dict | None, frames: dict[int, float]) -> int | None:
+    """The run's frame step (source frames between two processed ones): meta.json's
+    ``frame_step``; for a run written before it, the smallest step between the frames of
+    ``params.jsonl`` that hold anyone (every track's, not only the ``--track`` ones exported);
+    None with fewer than two such frames."""
+    if meta and "frame_step" in meta:
+        return int(meta["frame_step"])
+    steps = np.diff(np.asarray(sorted(frames), np.int64))
+    return int(steps.min()) if steps.size else None
 
 
 def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool, max_gap: float) -> None:

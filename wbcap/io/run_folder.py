@@ -398,6 +398,8 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "fps": (lambda v: _number(v, 0.0, above=True) and v <= MAX_FPS,
             f"a number of frames per second above 0 and at most {MAX_FPS:g}"),
     "max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
+    "frame_step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "a whole number of source frames, 1 or more"),
     "gender": (_gender_ok, "neutral, male or female"),
     "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each"),
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
