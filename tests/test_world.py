@@ -127,7 +127,10 @@ def test_gaps_and_short_tracks(walk_stand, body_layer):
     result = ground_tracks(tracks, body_layer, "cpu", scene.camera, WorldConfig())
     assert result.frame is not None, result.reason
     assert np.degrees(np.arccos(result.frame.ground.normal @ full.frame.ground.normal)) < 0.5
-    assert result.frame.camera_height == pytest.approx(full.frame.camera_height, abs=0.02)
+    # (the camera is 1.4 m up; 12 of the walker's frames fewer: 2.2 cm under the full estimate, both
+    # nearer 1.4 m since the smoothing stopped pulling the tracks' ends back: 1.372 / 1.394, 1.369 / 1.388 before)
+    assert result.frame.camera_height == pytest.approx(1.4, abs=0.03)
+    assert result.frame.camera_height == pytest.approx(full.frame.camera_height, abs=0.025)
     for tid, tr in tracks.items():
         assert len(result.tracks[tid]) == len(tr) and np.isfinite(result.tracks[tid].transl).all()
         assert result.contacts[tid].shape == (len(tr), 2)
