@@ -192,6 +192,9 @@ BAD_VALUES = [
     ("[model]\nbackbone_depth = 20", "[model] backbone_depth = 20: expected one of 18, 34, 50, 101, 152"),
     ("[model]\nfocal = [5000, -1]", "[model] focal = [5000, -1]: expected a list of 2 numbers above 0"),
     ("model = 3", "model = 3: expected a [model] table of model settings"),
+    ("[model]\nnum_betas = 300", "[model] num_betas = 300: expected 10 (the SMPL-X betas training uses, as Hand4Whole)"),
+    ("[model]\nnum_expression = 50",
+     "[model] num_expression = 50: expected 10 (the SMPL-X expression coefficients training uses, as Hand4Whole)"),
     ("epoch = 2", "epoch: unknown setting; the valid keys are stage, datasets, lr, lr_decay_epochs, lr_decay_factor, "
                   "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, "
                   "max_steps_per_epoch, synthetic_length and a [model] table"),
@@ -217,6 +220,10 @@ def test_flag_values_and_unreadable_configs_are_refused(tmp_path, train_args, tr
                                   ("--seed", "-3", "a whole number from 0 to 4294967295")):
         r = invoke(*train_args("body"), "-o", tmp_path / "r", flag, value)
         assert one_error_line(r) == f"error: {flag} {float(value) if flag == '--lr' else value}: expected {expected}\n"
+    # a node rank of no node (it trained as a non-zero rank: no run record, no result line; a user trial)
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--nnodes", "1", "--node-rank", "3")
+    assert one_error_line(r) == ("error: --node-rank 3: must be below --nnodes 1 (machines are numbered 0 to 0; node 0 "
+                                 "writes the run's record)\n")
     latin = tmp_path / "latin1.toml"
     latin.write_bytes("# réglages\nlr = 0.001\n".encode("latin-1"))
     r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", latin)

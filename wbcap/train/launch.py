@@ -66,6 +66,9 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     )
 
     folder = Path(out).expanduser()
+    if not 0 <= node_rank < nnodes:  # (rank 3 of 1 node trained as a non-zero rank: no run record, no result line)
+        raise InputError(f"{setting('node_rank')} {node_rank}: must be below {setting('nnodes')} {nnodes} (machines "
+                         f"are numbered 0 to {nnodes - 1}; node 0 writes the run's record)")
     gpu_ids = _gpu_ids(gpus)
     if resume and node_rank == 0 and folder.is_dir() and settled_run_folder(folder) != folder:
         with hold_folder(folder):  # (the run an interrupted --overwrite set aside: back, before its settings are read)

@@ -163,8 +163,11 @@ _MODEL_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "input_face_shape": _sizes(2),
     "focal": _sizes(2, whole=False),
     "camera_3d_size": _positive(),
-    "num_betas": _whole(1),
-    "num_expression": _whole(1),
+    # (the SMPL-X layer training poses takes 10 of each, as Hand4Whole: 300 passed here and failed
+    # at the first step, "betas must have shape (1, 10)")
+    "num_betas": ((lambda v: v == 10 and not isinstance(v, bool)), "10 (the SMPL-X betas training uses, as Hand4Whole)"),
+    "num_expression": ((lambda v: v == 10 and not isinstance(v, bool)),
+                       "10 (the SMPL-X expression coefficients training uses, as Hand4Whole)"),
     "hand_box_extension": _positive(),
     "face_box_extension": _positive(),
     "fix_left_hand_flip": _boolean(),
