@@ -228,3 +228,30 @@ def test_crops_to_tensor():
     assert torch.all(t[0, 0] == 1.0) and torch.all(t[0, 1:] == 0.0)
     torch.testing.assert_close(t[1], torch.full((3, 4, 3), 0.2))
     torch.testing.assert_close(crops_to_tensor(np.stack([a, b])), t)
+
+
+def test_a_crop_of_an_image_over_32766_pixels_a_side(monkeypatch):
+    """OpenCV's warp refuses images of SHRT_MAX pixels a side: a 40000 x 342 panorama was a crash
+    report (a user trial). The crop now warps only the part of the image its patch samples: the
+    same pixels as the whole-image warp (checked with the limit lowered, rotated and mirrored
+    boxes too, and boxes partly outside); a box itself that wide is area-averaged first."""
+    import wbcap.crop.bbox as bbox
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (342, 4000, 3), dtype=np.uint8)
+    cases = [dict(bbox_xywh=[2059.3, 58.2, 415.0, 277.5]), dict(bbox_xywh=[-50, -20, 300, 300]),
+             dict(bbox_xywh=[3900, 100, 400, 300], flip=True), dict(bbox_xywh=[1000, 50, 200, 250], rot_deg=30.0, scale=1.2),
+             dict(bbox_xywh=[9000, 50, 100, 100])]  # (wholly outside: zeros)
+    whole = [crop_image(img, **c) for c in cases]
+    monkeypatch.setattr(bbox, "_CV_MAX_SIDE", 1000)
+    for c, (patch, trans, _) in zip(cases, whole):
+        got = crop_image(img, **c)
+        np.testing.assert_array_equal(got[0], patch, err_msg=str(c))
+        np.testing.assert_array_equal(got[1], trans)
+    monkeypatch.undo()
+    wide = np.full((64, 33000, 3), 90, np.uint8)
+    wide[:, 20000:20400] = 200
+    patch, _, _ = crop_image(wide, [20100, 4, 200, 56])
+    assert patch.shape == (512, 384, 3) and patch.min() == patch.max() == 200  # (all of it in the bright part)
+    full, _, _ = crop_image(wide, [0, 0, 33000, 64])  # (wider than the limit itself: shrunk first)
+    assert full.shape == (512, 384, 3) and 150 < full[:, 230:240].max() <= 200 and full.max() <= 200

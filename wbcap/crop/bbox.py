@@ -264,11 +264,49 @@ def crop_image(
         c_x = img_w - c_x - 1
     out_h, out_w = int(out_shape[0]), int(out_shape[1])
     trans = get_affine_transform(c_x, c_y, bw, bh, out_w, out_h, scale, rot_deg)
-    patch = cv2.warpAffine(img, trans, (out_w, out_h), flags=cv2.INTER_LINEAR)
+    inv_trans = get_affine_transform(c_x, c_y, bw, bh, out_w, out_h, scale, rot_deg, inv=True)
+    if max(img.shape[:2]) < _CV_MAX_SIDE:
+        patch = cv2.warpAffine(img, trans, (out_w, out_h), flags=cv2.INTER_LINEAR)
+    else:
+        patch = _warp_from_footprint(img, trans, inv_trans, (out_w, out_h))
     if patch.ndim == 2:  # cv2 drops a singleton channel axis
         patch = patch[:, :, None]
-    inv_trans = get_affine_transform(c_x, c_y, bw, bh, out_w, out_h, scale, rot_deg, inv=True)
     return (patch if dtype is None else patch.astype(dtype)), trans, inv_trans
+
+
+#: OpenCV's remap (inside warpAffine) takes images under ``SHRT_MAX`` pixels a side: a 40000 x 342
+#: panorama failed its assertion (a crash report; a user trial), within wbcap's 268 MP limit.
+_CV_MAX_SIDE = 32767
+
+
+def _warp_from_footprint(img: np.ndarray, trans: np.ndarray, inv_trans: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.warpAffine(img, trans, size, INTER_LINEAR)`` for an image OpenCV's remap refuses
+    (:data:`_CV_MAX_SIDE`): the same warp from the part of ``img`` the patch samples (its corners
+    mapped back by ``inv_trans``, 2 pixels more for the bilinear taps, clipped to the image), the
+    transform shifted to that part's origin. The same pixels: outside the image both see the
+    constant-0 border. A part still too large (a box itself over 32766 pixels wide, as
+    ``--full-image`` on a panorama) is first shrunk by area averaging (``cv2.INTER_AREA``) to
+    fit, the transform scaled to match. ``size``: ``(width, height)`` of the patch."""
+    out_w, out_h = size
+    corners = np.array([[0, 0, 1], [out_w, 0, 1], [0, out_h, 1], [out_w, out_h, 1]], np.float64)
+    xy = corners @ np.asarray(inv_trans, np.float64).T
+    h, w = img.shape[:2]
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in xy.min(0))
+    x1, y1 = min(w, int(np.ceil(xy[:, 0].max())) + 3), min(h, int(np.ceil(xy[:, 1].max())) + 3)
+    if x1 <= x0 or y1 <= y0:  # (the patch lies wholly outside the image)
+        return np.zeros((out_h, out_w, *img.shape[2:]), img.dtype)
+    shifted = np.asarray(trans, np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    part = np.ascontiguousarray(img[y0:y1, x0:x1])
+    if max(part.shape[:2]) >= _CV_MAX_SIDE:  # (a box itself that wide, e.g. --full-image: area-averaged first)
+        f = (_CV_MAX_SIDE - 1) / max(part.shape[:2])
+        small = (max(1, round(part.shape[1] * f)), max(1, round(part.shape[0] * f)))
+        fx, fy = small[0] / part.shape[1], small[1] / part.shape[0]
+        part = cv2.resize(part, small, interpolation=cv2.INTER_AREA)
+        # a pixel x of the part is (x + 0.5) * fx - 0.5 of the resized one (cv2.resize's centres)
+        a = shifted[:, :2] / np.array([fx, fy])
+        shifted = np.concatenate([a, (shifted[:, 2] + shifted[:, :2] @ np.array([0.5 / fx - 0.5, 0.5 / fy - 0.5]))[:, None]], 1)
+    return cv2.warpAffine(part, shifted, (out_w, out_h), flags=cv2.INTER_LINEAR)
 
 
 def crops_to_tensor(
