@@ -458,6 +458,27 @@ def test_manifest_of_a_photo_folder(tmp_path):
     assert [p["obj"] for p in image["people"]] == [f"media/photo/person_{k}/output.obj" for k in range(3)]
 
 
+def test_photo_names_with_url_characters_are_fetched_whole(tmp_path):
+    """A photo named `photo #1 100%.jpg`: view.json held its files' paths as they are, and the page
+    cut `media/photo #1 .../output.obj` at the `#` and got the server's 404 page for the mesh and
+    the parameters (a user trial). The URLs are percent-encoded; the server serves each file."""
+    import urllib.request
+
+    from wbcap.view.manifest import read_output
+    from wbcap.view.site import ViewJob, serve_view
+
+    _write_photo(tmp_path / "out")
+    (tmp_path / "out" / "photo").rename(tmp_path / "out" / "photo #1 100%")
+    (image,) = read_output(tmp_path / "out").manifest["images"]
+    base = "media/photo%20%231%20100%25/person_0"
+    assert image["overlay"] == f"{base}/render_original_img.jpg" and image["people"][0]["obj"] == f"{base}/output.obj"
+    with serve_view(ViewJob(out=str(tmp_path / "out"))) as server:
+        for url, local in ((image["people"][0]["obj"], "output.obj"), (image["people"][0]["params"], "smplx_param.json"),
+                           (image["overlay"], "render_original_img.jpg")):
+            with urllib.request.urlopen(server.url.rsplit("/", 1)[0] + "/" + url) as r:
+                assert r.read() == (tmp_path / "out" / "photo #1 100%" / "person_0" / local).read_bytes(), url
+
+
 def test_photo_people_keep_their_shape_in_3d(tmp_path):
     """Each body is its OBJ moved rigidly (the y-up turn and a translation): every distance between
     its vertices is kept, where the overlay's point map stretched the smaller people along depth."""

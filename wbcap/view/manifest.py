@@ -399,7 +399,7 @@ def _video_content(out: Path) -> SiteContent:
         for _, path in sorted(glbs.get(tid, [])):
             url = f"media/{path.name}"
             content.files[url] = path
-            entry["parts"].append(part_entry(url, path))
+            entry["parts"].append(part_entry(_url(url), path))
         if not entry["parts"]:
             content.missing_glb[tid] = f"media/generated/track_{tid}"
         for c in range(0, len(rows), CHUNK_ROWS):
@@ -412,6 +412,16 @@ def _video_content(out: Path) -> SiteContent:
     set_view_frame(manifest)
     content.manifest = manifest
     return content
+
+
+def _url(path: str) -> str:
+    """A site path (a key of :attr:`SiteContent.files`, as the files are named) as the manifest's
+    URL: each segment percent-encoded, so that an image named ``photo #1.jpg`` is fetched whole
+    (the browser cut ``media/photo #1/...`` at the ``#``: the page got a 404 page for the
+    person's parameters and mesh; a user trial). The servers decode it back."""
+    import urllib.parse
+
+    return urllib.parse.quote(path, safe="/")
 
 
 def frame_tolerance(times: list[float], k: int, fallback: float) -> float:
@@ -507,10 +517,10 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
             content.files[f"{base}/smplx_param.json"] = p
             overlay = p.parent / "render_original_img.jpg"
             if entry["overlay"] is None and overlay.is_file():
-                entry["overlay"] = f"{base}/render_original_img.jpg"
-                content.files[entry["overlay"]] = overlay
-            entry["people"].append({"id": k, "color": _hex(PALETTE[i % len(PALETTE)]), "obj": f"{base}/output.obj",
-                                    "params": f"{base}/smplx_param.json", "matrix": matrices[i]})
+                content.files[f"{base}/render_original_img.jpg"] = overlay
+                entry["overlay"] = _url(f"{base}/render_original_img.jpg")
+            entry["people"].append({"id": k, "color": _hex(PALETTE[i % len(PALETTE)]), "obj": _url(f"{base}/output.obj"),
+                                    "params": _url(f"{base}/smplx_param.json"), "matrix": matrices[i]})
         images.append(entry)
     manifest["images"] = images
     content.manifest = manifest
