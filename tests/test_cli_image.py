@@ -790,3 +790,16 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
         with pytest.raises(Built):
             image_app.run_images(job)
     assert seen == [1, image_app.FEW_PHOTOS, 0]
+
+
+def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args):
+    """--max-people dropped boxes without a word (a user trial; `wbcap run` counts them): it says
+    how many it kept of how many, which, and the flag."""
+    img_path = write_rgb(tmp_path / "pair.png", person_image(640, 480, seed=2, people=2))
+    out = tmp_path / "out"
+    r = invoke("image", img_path, "-o", out, "--bbox", "60,40,220,420", "--bbox", "360,40,220,420", "--max-people", "1",
+               "--no-render", *micro_args)
+    assert r.exit_code == 0, r.output
+    assert f"{img_path}: kept 1 of 2 person boxes (the first given); raise --max-people to keep more" in r.output
+    assert sorted(p.name for p in (out / "pair").iterdir()) == ["person_0"]
+    assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [60, 40, 220, 420]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wbcap.config import PipelineConfig
-from wbcap.detect.base import Detection
+from wbcap.detect.base import Detection, sort_by_score
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport
@@ -275,7 +275,7 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
             find_checkpoint(job.pipeline.checkpoint)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
         job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
-        min_height_frac=job.min_height_frac, max_people=job.max_people, offline=job.offline)
+        min_height_frac=job.min_height_frac, offline=job.offline)  # (max_people below: said when it drops)
     if pipeline is None:
         pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) if len(paths) <= FEW_PHOTOS else 0)
     results = []
@@ -304,8 +304,13 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
                 dets = detector(image)
                 if not dets:
                     raise NoPersonError(f"{path}: no person found by the {detector.name} detector; {box_advice()}")
-            if job.max_people is not None:
-                dets = list(dets)[: job.max_people]
+            if job.max_people is not None and len(dets) > job.max_people:
+                given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
+                kept = list(dets) if given else sort_by_score(list(dets))
+                log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
+                            len(dets), "the first given" if given else "the highest-scoring",
+                            setting("max_people"))
+                dets = kept[: job.max_people]
             stage("regressing", path)
             people = pipeline.predict(image, dets, source=str(path))
             out_dir = write_image_outputs(
