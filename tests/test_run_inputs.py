@@ -272,8 +272,8 @@ def test_clock_rate_nominal_unless_the_frames_say_otherwise():
 
 @pytest.mark.parametrize("args, message", [
     (["--start", "5", "--end", "2"],
-     "--end 2.0: must be a time in seconds after --start 5.0; pass a later --end, or leave it out for the end of the video"),
-    (["--start", "-3"], "--start -3.0: must be a time in seconds >= 0; pass e.g. --start 0"),
+     "--end 2.0: must be a finite time in seconds after --start 5.0; pass a later --end, or leave it out for the end of the video"),
+    (["--start", "-3"], "--start -3.0: must be a finite time in seconds >= 0; pass e.g. --start 0"),
 ])
 def test_frame_selection_errors_name_the_command_options(tmp_path, base_args, args, message):
     """The CLI's spelling of --start/--end (the Python API's start=/end= before), before any work."""
@@ -287,7 +287,7 @@ def test_frame_selection_errors_in_python_use_parameter_names(tmp_path):
     from wbcap.io.video_reader import open_frames
 
     video = write_video(tmp_path / "v.mp4", 3)
-    with pytest.raises(InputError, match=r"^end=1: must be a time in seconds after start=2; pass a later end, or None"):
+    with pytest.raises(InputError, match=r"^end=1: must be a finite time in seconds after start=2; pass a later end, or None"):
         open_frames(str(video), start=2, end=1)
     with pytest.raises(InputError, match=r"^every=0: must be a whole number >= 1; pass every=1 for all frames$"):
         open_frames(str(video), every=0)

@@ -584,12 +584,13 @@ def _check_selection(start: float, end: float | None, every: int, max_frames: in
     """
     omit = "leave it out" if setting("end").startswith("-") else "None"
     if not math.isfinite(start) or start < 0:
-        raise InputError(f"{_as_given('start', start)}: must be a time in seconds >= 0; pass e.g. {_as_given('start', 0)}")
+        raise InputError(f"{_as_given('start', start)}: must be a finite time in seconds >= 0; pass e.g. "
+                         f"{_as_given('start', 0)}")
     if start > MAX_SECONDS:
         raise InputError(f"{_as_given('start', start)}: must be at most {MAX_SECONDS:g} seconds (about 116 days, past "
                          f"the end of any video); pass the time of a frame")
     if end is not None and (not math.isfinite(end) or end <= start):
-        raise InputError(f"{_as_given('end', end)}: must be a time in seconds after {_as_given('start', start)}; "
+        raise InputError(f"{_as_given('end', end)}: must be a finite time in seconds after {_as_given('start', start)}; "
                          f"pass a later {setting('end')}, or {omit} for the end of the video")
     if end is not None and end > MAX_SECONDS:
         raise InputError(f"{_as_given('end', end)}: must be at most {MAX_SECONDS:g} seconds; {omit} for the end of "
