@@ -168,8 +168,8 @@ def smooth_signal(x: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndar
     """Filter a Euclidean per-frame signal with ``config``'s method, zero phase.
 
     The Gaussian's ``sigma`` is in frames of the track's own frame interval (its median time
-    step). On evenly spaced samples it is :func:`~wbcap.smooth.filters.gaussian`; where frames
-    were missed, a Gaussian-weighted local line over the samples' own times
+    step). On evenly spaced samples (steps within 10 % of each other: timestamp rounding) it is
+    :func:`~wbcap.smooth.filters.gaussian`; where frames were missed, or the frame rate varies, a Gaussian-weighted local line over the samples' own times
     (:func:`~wbcap.smooth.filters.gaussian_at_times`): samples across a missed stretch are as
     far apart as their times say, and the rows beside it are not pulled towards the other side.
     Otherwise both methods run on the signal extended at each end along the line its end
@@ -195,7 +195,7 @@ def smooth_signal(x: np.ndarray, t: np.ndarray, config: SmoothConfig) -> np.ndar
     if config.method == "gaussian":
         interval = _frame_interval(t)
         steps = np.diff(t)
-        if np.ptp(steps) <= 1e-6 * interval:  # evenly spaced: scipy's kernel in frames, the ends extended
+        if np.ptp(steps) <= 0.1 * interval:  # evenly spaced (up to timestamp rounding): scipy's kernel in frames
             ext, t_ext, n = _extended(flat, t, 4.0 * config.sigma * interval)
             out = gaussian(ext, config.sigma, axis=0)
         else:  # missed frames: a local line over the samples' own times (ends included)
