@@ -175,10 +175,15 @@ def parse_export(text: str, exact: bool):
     :class:`~wbcap.export.animation.AnimationExport`: its ``parse``, whose messages name ``--export``.
 
     Raises:
-        InputError: an unknown format, or ``none`` with formats.
+        InputError: an unknown format, ``none`` with formats, or no name at all (``--export ''``,
+            taken for none without a word before).
     """
-    from wbcap.export.animation import AnimationExport
+    from wbcap.errors import InputError
+    from wbcap.export.animation import FORMATS, AnimationExport
 
+    if not text.replace(",", "").strip():
+        raise InputError(f"--export {text!r}: names no format; give formats ({', '.join(FORMATS)}, comma-separated) "
+                         "or none")
     return AnimationExport.parse(text, exact=exact, option="--export")
 
 

@@ -54,14 +54,11 @@ class AnimationExport:
         alone for nothing (``"none,none"`` too).
 
         Raises:
-            InputError: ``none`` with formats (``"none,glb"``: none means no animation files), no
-                name at all (``""``), or an unknown format; one line starting with ``option`` and ``text``
+            InputError: ``none`` with formats (``"none,glb"``: none means no animation files), or an
+                unknown format; one line starting with ``option`` and ``text``
                 (``option``: the CLI's flag, e.g. ``--export``).
         """
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
-        if not names:  # ("" or ","; it meant none without saying so)
-            raise InputError(f"{option} {text!r}: names no format; give formats ({', '.join(FORMATS)}, "
-                             "comma-separated) or none")
         if "none" in names:
             if set(names) != {"none"}:
                 raise InputError(f"{option} {text}: none means no animation files and cannot be combined with "
