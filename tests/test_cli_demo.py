@@ -117,3 +117,18 @@ def test_demo_with_an_unusable_wbcap_home_is_one_line_naming_it(tmp_path, monkey
         "this is wbcap's cache folder: fix that, or set WBCAP_HOME to a writable folder (the cache goes in "
         "$WBCAP_HOME/cache)\n"), r.output
     assert not (tmp_path / "D").exists()
+
+
+def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_dir):
+    """With WBCAP_BODY_MODELS at the demo's cached synthetic model (as the Quick start lets one try
+    `wbcap run`), the demo said "The SMPL-X model and the checkpoint are installed" (a user trial):
+    that model is listed as still to get; a model elsewhere is found as before."""
+    from wbcap.demo import next_steps
+    from wbcap.pipeline import synthetic_body_models_dir
+
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(synthetic_body_models_dir()))
+    text = next_steps()
+    assert "is the demo's synthetic model (not a human body)" in text and "installed" not in text, text
+    assert "point WBCAP_BODY_MODELS (or --body-models) at them" in text
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    assert "demo's synthetic model" not in next_steps()

@@ -25,16 +25,33 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     which of the two files for real results (the SMPL-X model, the released checkpoint) are still
     missing with how to get each (``wbcap doctor``'s checks: nothing is read or downloaded),
     then ``command`` to run with them."""
-    from wbcap.doctor import body_model_check, checkpoint_check
+    from wbcap.doctor import Check, body_model_check, checkpoint_check
     from wbcap.weights import default_entry
 
-    missing = [c for c in (body_model_check("neutral", None), checkpoint_check(default_entry())) if not c.ok]
+    body = body_model_check("neutral", None)
+    if body.ok and _is_demo_model(body.detail):  # ($WBCAP_BODY_MODELS at the demo's own model: not installed)
+        body = Check(body.name, False, f"{body.detail} is the demo's synthetic model (not a human body)",
+                     "register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
+                     "WBCAP_BODY_MODELS (or --body-models) at them")
+    missing = [c for c in (body, checkpoint_check(default_entry())) if not c.ok]
     if not missing:
         return f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run {command}"
     steps = "\n".join(f"  {i}. {c.name}: {c.detail};\n     {c.fix}" for i, c in enumerate(missing, 1))
     what = "two files" if len(missing) == 2 else "one file"
     return (f"{PIPELINE_CHECK}\nFor real results add {what}:\n{steps}\n"
             f"Then run: {command}   (`wbcap doctor` shows what is still missing)")
+
+
+def _is_demo_model(found: str) -> bool:
+    """Whether the SMPL-X file ``wbcap doctor`` found (its check's detail: the path) is the demo's
+    cached synthetic model (:func:`wbcap.pipeline.synthetic_body_models_dir`): the Quick start
+    lets a user point ``WBCAP_BODY_MODELS`` at it, and the demo then called it installed."""
+    from wbcap.paths import user_cache_dir
+
+    try:
+        return Path(found).resolve().is_relative_to((user_cache_dir() / "demo_body_models").resolve())
+    except (OSError, ValueError):
+        return False
 
 
 #: The bundled drawing scores 0.24 as a person with YOLOX-nano, under its 0.3 default made for
