@@ -44,12 +44,12 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
 
 def _is_demo_model(found: str) -> bool:
     """Whether the SMPL-X file ``wbcap doctor`` found (its check's detail: the path) is the demo's
-    cached synthetic model (:func:`wbcap.pipeline.synthetic_body_models_dir`): the Quick start
+    cached synthetic model (:func:`wbcap.pipeline.synthetic_body_models_folder`): the Quick start
     lets a user point ``WBCAP_BODY_MODELS`` at it, and the demo then called it installed."""
-    from wbcap.paths import user_cache_dir
+    from wbcap.pipeline import synthetic_body_models_folder
 
     try:
-        return Path(found).resolve().is_relative_to((user_cache_dir() / "demo_body_models").resolve())
+        return Path(found).resolve().is_relative_to(synthetic_body_models_folder().resolve())
     except (OSError, ValueError):
         return False
 

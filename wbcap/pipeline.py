@@ -66,6 +66,14 @@ def default_batch_size(device: torch.device) -> int:
     return DEFAULT_BATCH_SIZES.get(device.type, DEFAULT_BATCH_SIZES["cpu"])
 
 
+def synthetic_body_models_folder() -> Path:
+    """Where :func:`synthetic_body_models_dir` keeps the demo's synthetic SMPL-X model
+    (``<user cache>/demo_body_models``), written or not."""
+    from wbcap.paths import user_cache_dir
+
+    return user_cache_dir() / "demo_body_models"
+
+
 def synthetic_body_models_dir() -> Path:
     """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
     :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
@@ -73,10 +81,9 @@ def synthetic_body_models_dir() -> Path:
 
     Raises:
         InputError: the cache folder cannot be made or written in (naming it and ``WBCAP_HOME``)."""
-    from wbcap.paths import user_cache_dir
     from wbcap.testing.synthetic_body import write_synthetic_smplx
 
-    folder = user_cache_dir() / "demo_body_models"
+    folder = synthetic_body_models_folder()
     target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
     if not target.is_file():
         from wbcap.atomic import check_writable_destination

@@ -126,6 +126,12 @@ class VideoJob:
     resume: bool = False
     overwrite: bool = False
 
+    @property
+    def frame_step(self) -> int:
+        """Source frames between two processed ones (``every``, at least 1): the tracker's stride,
+        the clock's divisor and meta.json's ``frame_step``."""
+        return max(1, int(self.every))
+
 
 @dataclass(frozen=True)
 class VideoResult:
@@ -297,7 +303,7 @@ def _open_detector(job: VideoJob, pipeline, source) -> Any:
 def _tracker_config(job: VideoJob) -> TrackerConfig:
     """The run's tracker settings with its frame stride (``--every``): missed processed frames
     age a track, not the source frames skipped between them."""
-    return replace(job.tracker, frame_stride=max(1, int(job.every)))
+    return replace(job.tracker, frame_stride=job.frame_step)
 
 
 def _people_limit(job: VideoJob, raw: Path, last_done: int):
@@ -341,7 +347,7 @@ def finalize(
     size = (info.width, info.height)
     focal = float(job.focal) if job.focal else float(np.hypot(*size))  # pixels
     princpt = (size[0] / 2.0, size[1] / 2.0)
-    rate = float(info.fps) / max(1, job.every) if info.fps else 30.0
+    rate = float(info.fps) / job.frame_step if info.fps else 30.0
 
     col = collect_tracks(raw_path(out), rate, _tracker_config(job), job.detector)
     rate = clock_rate(list(col.frames.values()), rate)
@@ -371,7 +377,7 @@ def finalize(
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
     write_track_files(out, shown, body, dev, rate, job.max_gap, job.pipeline.body.gender, job.export, camera,
                       world=world.frame if grounded else None, contacts=world.contacts if grounded else None,
-                      frame_step=max(1, int(job.every)))
+                      frame_step=job.frame_step)
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
@@ -403,7 +409,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``params.jsonl``."""
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
-        "frame_step": max(1, int(job.every)), "camera": camera_to_dict(camera),
+        "frame_step": job.frame_step, "camera": camera_to_dict(camera),
         **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
         "frame": "world" if world is not None and world.frame is not None else "camera",
@@ -424,7 +430,7 @@ def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, 
     audio_end = last if job.end is None else min(job.end, last)
     frames = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
                          image_fps=job.image_fps, warn_retimed=False)  # pass 1 reported the retimed frames already
-    fps = info.fps_fraction / max(1, job.every) if info.fps_fraction else 30
+    fps = info.fps_fraction / job.frame_step if info.fps_fraction else 30
     audio = None if frames.info.is_image_sequence or not frames.info.has_audio else Path(job.source)
     return render_video(
         Path(job.out).expanduser() / RENDER_FILE, frames, (info.width, info.height), fps, tracks, by_frame, body, faces,
@@ -580,7 +586,7 @@ def _check_selection(job: VideoJob, source) -> None:
         check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")
-    kept_rate = _declared_rate(info) / max(1, job.every)
+    kept_rate = _declared_rate(info) / job.frame_step
     if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
         raise _too_fast(job, kept_rate)
     if job.render:
