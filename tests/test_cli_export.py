@@ -198,6 +198,11 @@ def test_export_not_a_run_folder(tmp_path, body_dir):
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert (f"params.jsonl: no such file yet (interrupted?); finish it with `wbcap run SOURCE -o {tmp_path / 'empty'} "
             "--resume`") in r.output, r.output
+    # with its run.json: the source it records (it said SOURCE), quoted for a shell
+    (tmp_path / "empty" / ".wbcap" / "run.json").write_text(json.dumps({"source": "/clips/my walk.mp4"}))
+    r = invoke("export", tmp_path / "empty", "--body-models", body_dir)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert f"finish it with `wbcap run '/clips/my walk.mp4' -o {tmp_path / 'empty'} --resume`" in r.output, r.output
 
 
 def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, body_dir):

@@ -270,6 +270,27 @@ def test_exact_fbx_at_29_97_fps_equals_smplx(blender, setup):
     assert err <= MM
 
 
+def test_fbx_of_a_clip_starting_between_frames_says_how_far_its_keys_moved(blender, setup, caplog):
+    """`wbcap run --start 0.1 --every 2` of a 10 fps source: a 5 fps clip whose rows are at 0.1,
+    0.3, ... s. FBX keys whole frames of 5 fps, so its keys were 0.1 s early with no word (found
+    by a user trial): now one warning with the shift, which is what the FBX holds."""
+    from wbcap.export.fbx import grid_shift, write_fbx
+    from wbcap.export.gltf import write_glb
+
+    assert grid_shift(0.1, 5.0) == pytest.approx(-0.1) and grid_shift(2.0, 10 / 3) == pytest.approx(0.1)
+    assert grid_shift(0.2, 5.0) == 0.0 and grid_shift(3.0, FPS) == 0.0
+    clip = setup["clips"]["25"]
+    clip = replace(clip, fps=5.0, times=0.1 + np.arange(len(clip.times)) / 5.0)
+    glb = write_glb(setup["dir"] / "off_grid.glb", setup["rig"], clip)
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.fbx"):
+        fbx_path = write_fbx(glb, setup["dir"] / "off_grid.fbx", fps=clip.fps, first_time=float(clip.times[0]))
+    assert [r.getMessage() for r in caplog.records if r.name == "wbcap.export.fbx" and r.levelno >= logging.WARNING] == [
+        "off_grid.fbx: FBX keys lie on whole frames of 5 fps and the clip's first row (0.1 s) falls between two, so its "
+        "keys are 0.1 s earlier than the GLB's and the npz's (a --start on the --every grid keeps them)"]
+    result, _, _ = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_off_grid")
+    np.testing.assert_allclose(result["key_times"], clip.times - 0.1, atol=1e-6)
+
+
 @pytest.mark.slow  # ~3-5 s, keeps the file's fast part under 20 s
 def test_fbx_of_a_photo_is_static(blender, setup):
     """A one-row clip (a photo): the GLB has no animation, the FBX no take, the pose is kept."""

@@ -134,6 +134,29 @@ def test_overwrite_sets_the_previous_run_aside_until_the_new_one_has_frames(tmp_
     assert sorted(_state(out)) == [".wbcap/raw.jsonl", ".wbcap/run.json"]
 
 
+def test_a_folder_of_exports_is_not_offered_a_resume(tmp_path):
+    """`wbcap run -o DIR` where DIR holds a `wbcap export --dest` (outputs, no .wbcap/run.json)
+    said "holds a previous wbcap run ...; pass --overwrite ..., --resume to continue it", and
+    --resume then found nothing to resume. A run's folder is still offered both."""
+    from wbcap.io.run_folder import refuse_taken_output
+
+    exports, run = tmp_path / "exports", tmp_path / "run"
+    exports.mkdir()
+    run.mkdir()
+    (exports / "track_0.bvh").write_text("HIERARCHY\n")
+    _previous_run(run)
+    for check in (lambda out: refuse_taken_output(out), lambda out: prepare_output(out, {}, resume=False, overwrite=False)):
+        with pytest.raises(InputError) as err:
+            check(exports)
+        assert str(err.value) == (f"{exports} holds wbcap outputs (e.g. track_0.bvh); pass overwrite=True to replace "
+                                  "it, or choose another output folder")  # (the Python API's words; the CLI's: --overwrite)
+        with pytest.raises(InputError) as err:
+            check(run)
+        head, _, tail = str(err.value).partition(" (e.g. ")
+        assert head == f"{run} holds a previous wbcap run" and tail.endswith(
+            "); pass overwrite=True to replace it, resume=True to continue it, or choose another output folder")
+
+
 def test_temporary_files_of_a_killed_pass_2_are_found_and_removed(tmp_path):
     """What a killed pass 2 leaves (.render.tmp-*.mp4, .params.tmp-*, a .track_3.tmp-* folder) is
     the run's own (--overwrite may delete it) and remove_temporary_files deletes it, nothing else."""

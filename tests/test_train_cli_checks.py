@@ -662,6 +662,19 @@ def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp
     assert not (tmp_path / "r").exists() and not trained
 
 
+def test_inputs_too_small_for_a_heatmap_between_cells_are_refused():
+    """A 64x32 body input fits its [8, 2, 1] heatmaps but samples joint features at x / (W - 1):
+    every `wbcap run` record was NaN. Refused when the config is made."""
+    from wbcap.config import ModelConfig
+
+    with pytest.raises(ValueError, match=r"input_body_shape \[64, 32\] gives heatmaps 2x1: the ResNet needs input sides of "
+                                         r"at least 64 \(heatmaps 2 or more a side\)"):
+        ModelConfig(input_body_shape=(64, 32), output_hm_shape=(8, 2, 1))
+    with pytest.raises(ValueError, match=r"input_hand_shape \[32, 64\] gives heatmaps 1x2"):
+        ModelConfig(input_hand_shape=(32, 64), output_hand_hm_shape=(8, 1, 2))
+    assert ModelConfig(input_body_shape=(64, 64), output_hm_shape=(8, 2, 2)).output_hm_shape == (8, 2, 2)
+
+
 def test_recorded_settings_are_the_latest_launchs_with_the_snapshots_model(tmp_path):
     """A resume with --epochs 4 stopped before its first snapshot wrote stage.json (epochs 4) over
     a run whose newest snapshot says 3: a plain --resume goes on to 4 (it stopped at 3, "already

@@ -42,9 +42,10 @@ class ModelConfig:
     fix_left_hand_flip: bool = False
 
     def __post_init__(self) -> None:
-        """Raises ValueError: a backbone depth wbcap has no ResNet for, or heatmap shapes that
-        are not what the ResNets give for the input shapes (height and width / 32: the body's
-        ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``)."""
+        """Raises ValueError: a backbone depth wbcap has no ResNet for, heatmap shapes that are
+        not what the ResNets give for the input shapes (height and width / 32: the body's
+        ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``), or
+        an input side under 64 (a heatmap one cell wide: NaN joint coordinates)."""
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
@@ -55,6 +56,9 @@ class ModelConfig:
                                  f"are the input's height and width / 32 (input sides multiples of 32), so "
                                  f"{out_name} = [depth, {inp[0] // 32 if len(inp) == 2 else 'H/32'}, "
                                  f"{inp[1] // 32 if len(inp) == 2 else 'W/32'}]")
+            if min(out[1:]) < 2:  # (joint features are sampled with align_corners: (x / (W - 1)) is NaN for W = 1)
+                raise ValueError(f"{in_name} {list(inp)} gives heatmaps {out[1]}x{out[2]}: the ResNet needs input sides "
+                                 f"of at least 64 (heatmaps 2 or more a side) to place joints between cells")
 
     @property
     def body_aspect_ratio(self) -> float:

@@ -67,7 +67,8 @@ def raw_fbx(path: str) -> dict[str, Any]:
     for e in objects:
         if e.id == b"AnimationStack":
             p = _props(e)
-            stacks.append([_name(e), p["LocalStart"][0] / FBX_KTIME, p["LocalStop"][0] / FBX_KTIME])
+            # (a property at its default is left out: a take starting at 0 s has no LocalStart)
+            stacks.append([_name(e), p.get("LocalStart", [0])[0] / FBX_KTIME, p["LocalStop"][0] / FBX_KTIME])
     key_times = set()
     curves = {}
     for e in objects:

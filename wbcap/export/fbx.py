@@ -123,7 +123,7 @@ from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
-from wbcap.export.blender_fbx import EXIT_NO_BPY
+from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE
 
 __all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
 
@@ -165,7 +165,18 @@ def _no_room(log_path: Path) -> int | None:
     return None
 
 
-def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path:
+def grid_shift(first_time: float, fps: float) -> float:
+    """Seconds an FBX's keys lie after the GLB's (negative: before) for a clip whose first row is
+    at ``first_time`` s at ``fps`` rows per second: Blender's FBX exporter keys whole frames of
+    the scene's rate, so :mod:`wbcap.export.blender_fbx` (step 2) moves a clip starting between
+    two frames onto the nearer one (e.g. ``--every 2`` from 0.1 s at 5 fps: 0.1 s earlier). 0.0
+    within :data:`~wbcap.export.blender_fbx.GRID_TOLERANCE` frame."""
+    frames = first_time * fps
+    shift = round(frames) - frames
+    return shift / fps if abs(shift) > GRID_TOLERANCE else 0.0
+
+
+def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_time: float | None = None) -> Path:
     """Convert a GLB of :func:`wbcap.export.gltf.write_glb` to FBX with Blender (see the module
     docstring), atomically.
 
@@ -174,6 +185,8 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
         fbx_path: the ``.fbx`` to write (its folder must exist; replaced if present).
         fps: the clip's rows per second (``clip.fps``, e.g. 25 or 30000/1001); the GLB's keys
             must lie on its grid (``times[0] + k / fps``).
+        first_time: the clip's ``times[0]`` (seconds): when it lies between two frames of ``fps``
+            the FBX's keys move onto the nearer one (:func:`grid_shift`), said in one warning.
 
     Returns:
         ``fbx_path`` as a :class:`~pathlib.Path`.
@@ -221,4 +234,9 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float) -> Path
         if not keep_log:
             shutil.rmtree(log_dir, ignore_errors=True)
     logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
+    shift = 0.0 if first_time is None else grid_shift(first_time, fps)
+    if shift:
+        logger.warning("%s: FBX keys lie on whole frames of %g fps and the clip's first row (%.4g s) falls between two, "
+                       "so its keys are %.4g s %s than the GLB's and the npz's (a --start on the --every grid keeps them)",
+                       final_path(out).name, fps, first_time, abs(shift), "later" if shift > 0 else "earlier")
     return out

@@ -524,12 +524,13 @@ def reading_folder(out: Path, then: str) -> Iterator[Path]:
 
 
 def replace_previous(out: Path, existing: list[Path], ours: list[Path], example: Path, *, what: str,
-                     overwrite: bool, aside: Path | None = None) -> None:
+                     overwrite: bool, aside: Path | None = None, resumable: bool = True) -> None:
     """The rule for an output folder that is not empty (``existing``: its entries), shared by
     ``wbcap run`` and ``wbcap train``: files wbcap did not write (not in ``ours``) are refused
     always; a previous result (``what``, e.g. "a previous wbcap run", named by ``example``) is
     deleted with ``overwrite`` (only ``ours``; moved into the folder ``aside`` instead when
-    given), else refused with the flags that would do.
+    given), else refused with the flags that would do (``resumable``: whether a resume would
+    find what it continues, else it is not offered).
 
     Raises:
         InputError: one line saying what the folder holds and what to pass instead.
@@ -541,9 +542,9 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
                          f"choose another {other_out} folder (a new or empty one)")
     if not overwrite:
+        resume = f"{setting('resume', api='resume=True')} to continue it, " if resumable else ""
         raise InputError(f"{out} holds {what} (e.g. {example.name}); pass {setting('overwrite', api='overwrite=True')} "
-                         f"to replace it, {setting('resume', api='resume=True')} to continue it, or choose another "
-                         f"{other_out} folder")
+                         f"to replace it, {resume}or choose another {other_out} folder")
     if aside is not None:
         from wbcap.stop_signals import held_stop_signals
 
@@ -609,11 +610,25 @@ def unfinished_run_note(out: Path) -> str:
     """The end of a message about a run folder ``out`` without ``params.jsonl`` (``wbcap export``,
     ``wbcap view``): where an ``--overwrite`` set the previous run aside (:func:`set_aside_note`),
     or, for a run whose pass 1 began (``OUT/.wbcap/``), that it is unfinished and how to finish
-    it; ``""`` for a folder no run wrote."""
+    it (:func:`_resume_command`); ``""`` for a folder no run wrote."""
     aside = set_aside_note(out)
     if aside or not (out / RUN_DIR).is_dir():
         return aside
-    return f" yet (interrupted?); finish it with `wbcap run SOURCE -o {out} --resume`"
+    return f" yet (interrupted?); finish it with `{_resume_command(out)}`"
+
+
+def _resume_command(out: Path) -> str:
+    """``wbcap run SOURCE -o OUT --resume`` for the run folder ``out``: SOURCE the source its
+    ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that
+    need it say so), both quoted for a shell where they need it."""
+    import shlex
+
+    try:
+        source = (read_run_file(out) or {}).get("source")
+    except InputError:
+        source = None
+    source = shlex.quote(source) if isinstance(source, str) and source else "SOURCE"
+    return f"wbcap run {source} -o {shlex.quote(str(out))} --resume"
 
 
 def _settle_previous(out: Path) -> None:
@@ -650,8 +665,16 @@ def refuse_taken_output(out: Path) -> None:
         except OSError:
             return  # (prepare_output says what is wrong with it)
         if existing:
-            replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
-                             overwrite=False)
+            _replace_previous_run(out, existing, overwrite=False)
+
+
+def _replace_previous_run(out: Path, existing: list[Path], *, overwrite: bool, aside: Path | None = None) -> None:
+    """:func:`replace_previous` for a ``wbcap run`` output folder: a run (``.wbcap/run.json``) may
+    be resumed; outputs without one (a `wbcap export --dest` folder) are "wbcap outputs"."""
+    resumable = (out / RUN_DIR / RUN_FILE).is_file()
+    replace_previous(out, existing, _our_outputs(out), existing[0],
+                     what="a previous wbcap run" if resumable else "wbcap outputs", overwrite=overwrite, aside=aside,
+                     resumable=resumable)
 
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
@@ -716,8 +739,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
 
                 atomic_write_text(run_file, json.dumps(record, indent=1, sort_keys=True))
             return out
-        replace_previous(out, existing, _our_outputs(out), existing[0], what="a previous wbcap run",
-                         overwrite=overwrite, aside=out / PREVIOUS_DIR)
+        _replace_previous_run(out, existing, overwrite=overwrite, aside=out / PREVIOUS_DIR)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
@@ -885,13 +907,8 @@ def unfinished_outputs_note(out: Path) -> str | None:
     outputs may lack files (``render.mp4``, animation files); None for a finished one."""
     if not (out / RUN_DIR / WRITING_FILE).is_file():
         return None
-    try:
-        run = read_run_file(out)
-    except InputError:  # (a damaged run.json: said by the commands that need it)
-        run = None
-    source = (run or {}).get("source") or "SOURCE"
     return (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
-            f"files); finish them with `wbcap run {source} -o {out} --resume` and the run's pass-1 flags")
+            f"files); finish them with `{_resume_command(out)}` and the run's pass-1 flags")
 
 
 def remove_outputs(out: Path) -> None:

@@ -388,8 +388,10 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
         from wbcap.io.run_folder import replace_previous
 
         ours = training_outputs(out)
-        replace_previous(out, existing, ours, latest_checkpoint(out) or (ours or existing)[0],
-                         what="a previous training run", overwrite=overwrite, aside=_previous_dir(out))
+        latest = latest_checkpoint(out)
+        replace_previous(out, existing, ours, latest or (ours or existing)[0],
+                         what="a previous training run", overwrite=overwrite, aside=_previous_dir(out),
+                         resumable=latest is not None)
         log.info("set the previous training run in %s aside (%d files, in %s): deleted once this run writes its "
                  "first snapshot, put back if it ends before", out, len(ours), _previous_dir(out).name)
         return False
