@@ -336,6 +336,34 @@ def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(
     assert "Traceback" not in r.output
 
 
+def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):
+    """`wbcap export` of a run whose --resume was loading its model said "no such file yet
+    (interrupted?); finish it with `wbcap run ... --resume`", the command already running (found
+    by a user trial): the resume took the folder only after the model loaded."""
+    import wbcap.video_app as video_app
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import reading_folder
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--no-render", "--min-track", "1", *base_args]
+    assert run("run", video, "-o", out, *args).exit_code == 0
+    seen = []
+    load = video_app._load_pipeline
+
+    def loading(job, folder):
+        try:
+            with reading_folder(folder, "export it again"):
+                seen.append("free")
+        except InputError as exc:
+            seen.append(str(exc))
+        return load(job, folder)
+
+    monkeypatch.setattr(video_app, "_load_pipeline", loading)
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert len(seen) == 1 and "in use by another wbcap process" in seen[0], seen
+
+
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])

@@ -170,7 +170,7 @@ def test_demo_with_stdout_on_a_full_disk_repeats_its_result_lines(tmp_path):
     (line,) = res.stderr.splitlines()
     assert line.startswith(f"{FULL}; the result was: detector: yolox-nano | example.jpg: 1 person(s) -> "
                            f"{tmp_path / 'D' / 'example'} | This was a pipeline check"), line
-    assert line.endswith("(`wbcap doctor` shows what is still missing)"), line
+    assert "(`wbcap doctor` shows what is still missing) | To try wbcap image" in line and line.endswith("-o try_ckpt`"), line
 
 
 @pytest.mark.slow  # a fresh process that runs the pipeline

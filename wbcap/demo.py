@@ -39,7 +39,14 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     steps = "\n".join(f"  {i}. {c.name}: {c.detail};\n     {c.fix}" for i, c in enumerate(missing, 1))
     what = "two files" if len(missing) == 2 else "one file"
     return (f"{PIPELINE_CHECK}\nFor real results add {what}:\n{steps}\n"
-            f"Then run: {command}   (`wbcap doctor` shows what is still missing)")
+            f"Then run: {command}   (`wbcap doctor` shows what is still missing)\n{TRY_WITHOUT_FILES}")
+
+
+#: How to try `wbcap image`, `run`, `export` and `view` before the licensed files (README: Quick
+#: start): the demo's synthetic model and a checkpoint trained a few steps on synthetic data.
+TRY_WITHOUT_FILES = ("To try wbcap image, run, export and view before then (meshes as meaningless as the demo's): "
+                     "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
+                     "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`")
 
 
 def _is_demo_model(found: str) -> bool:

@@ -29,6 +29,7 @@ layout: :mod:`wbcap.io.run_folder`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -482,10 +483,15 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
         refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
-    if pipeline is None:
-        pipeline = _load_pipeline(job, out)
-    if detector is None:
-        detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
+    # A resume holds its folder while the model loads (seconds): `wbcap export` / `view` of it say
+    # it is in use, where they said it was unfinished and to start the resume already starting.
+    # (Released and taken again below: the kernel's lock is per open file, held by one block at a
+    # time; quiet: a file system that refuses the lock is said once, there.)
+    with hold_folder(out, quiet=True) if job.resume and out.is_dir() else contextlib.nullcontext():
+        if pipeline is None:
+            pipeline = _load_pipeline(job, out)
+        if detector is None:
+            detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
