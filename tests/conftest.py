@@ -17,8 +17,8 @@ SMALL = dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
 # SMALL with smaller network inputs (96x64 body, 64 px hands and face; the crops stay 256x192, the
 # recipe's 3:4) for the end-to-end tests of `wbcap run` and `wbcap image` whose claims (timing,
 # tracking, resume, outputs, errors) do not depend on the crop size. The pipeline takes the
-# geometry from the checkpoint's config; same tensor shapes as SMALL. (The smallest inputs the
-# ResNets allow with heatmaps of 2 or more a side: 1 a side gives NaN soft-argmax coordinates.)
+# geometry from the checkpoint's config; same tensor shapes as SMALL. (64 px is the smallest side
+# ModelConfig takes: heatmaps 2 cells a side; 1 gave NaN joint coordinates.)
 MICRO = dict(SMALL, input_img_shape=(256, 192), input_body_shape=(96, 64), output_hm_shape=(8, 3, 2),
              input_hand_shape=(64, 64), output_hand_hm_shape=(8, 2, 2), input_face_shape=(64, 64))
 
