@@ -484,6 +484,7 @@ def test_boxes_given_to_the_pipeline_follow_the_rule_of_every_box_a_user_gives(f
         np.testing.assert_allclose(other.vertices, people[0].vertices, atol=1e-4)
 
 
+@pytest.mark.slow  # full-size network (the fast loop checks batch invariance on MICRO: test_strategy.py, every candidate)
 def test_exact_mode_is_stable_across_batch_sizes(fixed_input, exact_people):
     img, boxes = fixed_input
     batched, pipe = exact_people

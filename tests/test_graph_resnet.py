@@ -30,7 +30,7 @@ def _resnet(depth: int, seed: int) -> ResNetBackbone:
     return net
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])  # (50: the full suite)
 def test_equals_the_module_by_module_resnet_in_any_chunk_plan(depth):
     net = _resnet(depth, seed=depth)
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -234,6 +234,7 @@ def test_int8_box_network_is_close_to_the_module_by_module_one_and_batch_invaria
         assert net(x[:0]).shape == (0, *ref.shape[1:])
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_int8_box_network_calibration_is_kept_by_its_weights_and_its_inputs_sources(micro_parts, tmp_path, caplog):
     import dataclasses
 
@@ -389,6 +390,7 @@ def test_a_fast_float32_resnet_whose_cached_exact_form_fails_here_is_measured_in
         assert _rel(module(x), part.module(x)) < 1e-4
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_an_int8_form_that_fails_is_not_used(micro_parts, monkeypatch, caplog):
     """A failure in calibrating or in oneDNN's int8 primitives drops the form (measuring) or runs
     the part fused in bfloat16 (a cached choice): one warning, no crash."""

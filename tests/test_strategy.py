@@ -1716,6 +1716,7 @@ def test_a_cached_single_image_form_that_does_not_apply_is_measured_again(micro_
     assert "the onnxruntime form does not apply to it" in caplog.text
 
 
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_a_single_image_form_that_cannot_be_built_is_not_reported(micro_net, tmp_path, monkeypatch, direct_layers,
                                                                    caplog):
     """onnxruntime broken since the one-image calls were measured through it: they run in the part's
