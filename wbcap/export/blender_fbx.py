@@ -153,6 +153,13 @@ def scene_rate(fps: float) -> tuple[int, float]:
     return n, n / fps
 
 
+def grid_offset(first_frame: float) -> float:
+    """Frames a clip moves so that its first key, at frame ``first_frame`` of the FBX's rate,
+    lies on a whole frame (step 2 of the module docstring): ``round(first_frame) - first_frame``
+    (also :func:`wbcap.export.fbx.grid_shift`, which says it)."""
+    return round(first_frame) - first_frame
+
+
 def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
     """Steps 2 and 4 of the module docstring: keys on whole frames at ``fps``; returns the frame
     range ``(first, last)`` or None for a file without animation.
@@ -170,7 +177,7 @@ def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
         return None
     scale = fps / rate
     first = frames[0] * scale
-    offset = round(first) - first
+    offset = grid_offset(first)
     if abs(offset) > GRID_TOLERANCE:
         logger.warning("first key at frame %.6f: the clip moves by %+.6f frame onto the frame grid", first, offset)
     off_grid = max(abs(f * scale + offset - round(f * scale + offset)) for f in frames)

@@ -123,7 +123,7 @@ from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
-from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE
+from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE, grid_offset
 
 __all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
 
@@ -171,8 +171,7 @@ def grid_shift(first_time: float, fps: float) -> float:
     the scene's rate, so :mod:`wbcap.export.blender_fbx` (step 2) moves a clip starting between
     two frames onto the nearer one (e.g. ``--every 2`` from 0.1 s at 5 fps: 0.1 s earlier). 0.0
     within :data:`~wbcap.export.blender_fbx.GRID_TOLERANCE` frame."""
-    frames = first_time * fps
-    shift = round(frames) - frames
+    shift = grid_offset(first_time * fps)
     return shift / fps if abs(shift) > GRID_TOLERANCE else 0.0
 
 

@@ -284,7 +284,6 @@ def _warn_other_frame(run: Path, written: set[Path], tracks: set[int], before: s
                     kept[0].name, now, formats, setting("formats", api="export.formats"))
 
 
-
 def _frame_step(meta: dict | None, frames: dict[int, float]) -> int | None:
     """The run's frame step (source frames between two processed ones): meta.json's
     ``frame_step``; for a run written before it, the smallest step between the frames of
