@@ -131,7 +131,7 @@ def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_
     assert "is the demo's synthetic model (not a human body)" in text and "installed" not in text, text
     assert "point WBCAP_BODY_MODELS (or --body-models) at them" in text
     # and how to try the commands meanwhile (a user trial found no pointer to the README's recipe)
-    assert text.endswith("\nTo try wbcap image, run, export and view before then (meshes as meaningless as the demo's): "
+    assert text.endswith("\nTo try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
                          "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
                          "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`"), text
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))

@@ -227,13 +227,28 @@ def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_ver
     assert verified["hand4whole"] == ["unverified", str(small_ckpt)] and verified["hand4whole_hand"][0] == "missing"
 
 
-def test_doctor_reports_missing_files_with_fixes(body_dir):
+def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypatch):
+    """Each missing file with its fix; while the SMPL-X model or the checkpoint is missing, the
+    last line is how to try the commands without them (the README's recipe: a user trial found
+    only `wbcap demo` pointing to it); with both found, exit 0 and no such line."""
+    from wbcap.demo import TRY_WITHOUT_FILES
+
     r = run("doctor")
     assert r.exit_code == 1
     assert "SMPL-X neutral" in r.output and "smpl-x.is.tue.mpg.de" in r.output
     assert "wbcap weights import hand4whole" in r.output and "renderer" in r.output
+    assert r.output.splitlines()[-2:] == ["2 required item(s) missing; `wbcap demo` still runs without them.",
+                                          TRY_WITHOUT_FILES], r.output
+    assert "README, Quick start" in TRY_WITHOUT_FILES and "wbcap train body --datasets synthetic" in TRY_WITHOUT_FILES
     r = run("doctor", "--body-models", body_dir)
     assert "[ok  ] SMPL-X neutral" in r.output, r.output
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == TRY_WITHOUT_FILES, r.output  # (the checkpoint still missing)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    r = run("doctor", "--body-models", body_dir)
+    assert r.exit_code == 0 and "missing" not in r.output.splitlines()[-1] and "To try" not in r.output, r.output
+    monkeypatch.setenv("WBCAP_CPU_STRATEGY", "nonsense")  # (a required item, not a licensed file: no such line)
+    r = run("doctor", "--body-models", body_dir)
+    assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("1 required item(s) missing"), r.output
 
 
 def _near_duplicates(a: str, b: str) -> bool:
@@ -669,7 +684,7 @@ def test_doctor_says_first_when_wbcap_home_is_a_file(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.output.splitlines()[0] == (f"[ok  ] user folders: data {tmp_path / 'new' / 'home'}, cache "
                                         f"{tmp_path / 'new' / 'home' / 'cache'}")
-    assert not (tmp_path / "new").exists() and r.output.splitlines()[-1].endswith("`wbcap demo` still runs without them.")
+    assert not (tmp_path / "new").exists() and r.output.splitlines()[-2].endswith("`wbcap demo` still runs without them.")
 
 
 def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):

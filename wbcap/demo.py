@@ -44,7 +44,7 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
 
 #: How to try `wbcap image`, `run`, `export` and `view` before the licensed files (README: Quick
 #: start): the demo's synthetic model and a checkpoint trained a few steps on synthetic data.
-TRY_WITHOUT_FILES = ("To try wbcap image, run, export and view before then (meshes as meaningless as the demo's): "
+TRY_WITHOUT_FILES = ("To try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
                      "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
                      "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`")
 

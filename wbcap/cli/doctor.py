@@ -12,9 +12,12 @@ def doctor(ctx, body_models):
     """Report body models, checkpoints, rendering backend, CUDA and library versions.
 
     Exits with status 1 when a required item is missing. With `wbcap -q doctor` only the items
-    missing or warned about are printed, with their fixes (nothing when all is well).
+    missing or warned about are printed, with their fixes (nothing when all is well). While the
+    SMPL-X model or the checkpoint is missing, the last line says how to try the commands without
+    them (README: Quick start).
     """
     from wbcap.cli.common import is_quiet
+    from wbcap.demo import TRY_WITHOUT_FILES
     from wbcap.doctor import USER_FOLDERS, run_checks
 
     quiet = is_quiet(ctx)
@@ -32,4 +35,6 @@ def doctor(ctx, body_models):
         homeless = any(c.name == USER_FOLDERS and not c.ok for c in checks)
         click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
                    "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
+        if not homeless and any(c.licensed and not (c.ok or c.optional) for c in checks):
+            click.echo(TRY_WITHOUT_FILES)
         raise click.exceptions.Exit(1)
