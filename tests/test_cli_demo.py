@@ -136,3 +136,48 @@ def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_
                          "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`"), text
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
     assert "is the demo's synthetic model" not in next_steps()
+
+
+def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_every_run(monkeypatch, micro_ckpt, body_dir,
+                                                                                      caplog):
+    """WBCAP_BODY_MODELS left at the demo's synthetic model (the Quick start's recipe) is found
+    before the real model installed later in wbcap's body_models folder: doctor said "[ok  ]"
+    and runs with a trained checkpoint said nothing (a user trial). Doctor now lists the SMPL-X
+    model missing, with the fix, and building a pipeline with a checkpoint warns; the demo's own
+    pipeline (random weights) and a model elsewhere do not."""
+    import logging
+
+    from wbcap.config import ModelConfig, PipelineConfig
+    from wbcap.paths import body_models_dir
+    from wbcap.pipeline import Pipeline, synthetic_body_models_dir
+
+    demo_models = synthetic_body_models_dir()
+    demo_file = demo_models / "smplx" / "SMPLX_NEUTRAL.npz"
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(demo_models))
+    installed = body_models_dir() / "smplx"  # (where step 1 of the README puts the real file)
+    installed.mkdir(parents=True)
+    (installed / "SMPLX_NEUTRAL.npz").write_bytes((body_dir / "smplx" / "SMPLX_NEUTRAL.npz").read_bytes())
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 1, r.output
+    assert (f"[MISS] SMPL-X neutral: {demo_file} is the demo's synthetic model (not a human body)\n"
+            "       fix: register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
+            "WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they are in wbcap's "
+            "body_models folder\n") in r.output, r.output
+    config = PipelineConfig(model=ModelConfig(), checkpoint=str(micro_ckpt), device="cpu")
+    with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):
+        pipe = Pipeline.from_config(config, optimize=False)
+    assert pipe.source.body_model == demo_file and pipe.source.body_model_synthetic
+    said = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert said == [f"{demo_file} is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and "
+                    "metric is meaningless; register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models "
+                    "and point WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they "
+                    "are in wbcap's body_models folder"], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):
+        Pipeline.from_config(PipelineConfig(model=ModelConfig(), device="cpu"), weights="random", optimize=False)
+        monkeypatch.delenv("WBCAP_BODY_MODELS")  # (the real file in its folder: found, and no word)
+        pipe = Pipeline.from_config(config, optimize=False)
+    assert not caplog.records and pipe.source.body_model == installed / "SMPLX_NEUTRAL.npz"
+    assert not pipe.source.body_model_synthetic
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert f"[ok  ] SMPL-X neutral: {installed / 'SMPLX_NEUTRAL.npz'}" in r.output, r.output

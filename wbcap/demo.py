@@ -25,14 +25,10 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     which of the two files for real results (the SMPL-X model, the released checkpoint) are still
     missing with how to get each (``wbcap doctor``'s checks: nothing is read or downloaded),
     then ``command`` to run with them."""
-    from wbcap.doctor import Check, body_model_check, checkpoint_check
+    from wbcap.doctor import body_model_check, checkpoint_check
     from wbcap.weights import default_entry
 
-    body = body_model_check("neutral", None)
-    if body.ok and _is_demo_model(body.detail):  # ($WBCAP_BODY_MODELS at the demo's own model: not installed)
-        body = Check(body.name, False, f"{body.detail} is the demo's synthetic model (not a human body)",
-                     "register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
-                     "WBCAP_BODY_MODELS (or --body-models) at them")
+    body = body_model_check("neutral", None)  # (the demo's own model, found through $WBCAP_BODY_MODELS, is missing)
     missing = [c for c in (body, checkpoint_check(default_entry())) if not c.ok]
     if not missing:
         return f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run {command}"
@@ -47,18 +43,6 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
 TRY_WITHOUT_FILES = ("To try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
                      "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
                      "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`")
-
-
-def _is_demo_model(found: str) -> bool:
-    """Whether the SMPL-X file ``wbcap doctor`` found (its check's detail: the path) is the demo's
-    cached synthetic model (:func:`wbcap.pipeline.synthetic_body_models_folder`): the Quick start
-    lets a user point ``WBCAP_BODY_MODELS`` at it, and the demo then called it installed."""
-    from wbcap.pipeline import synthetic_body_models_folder
-
-    try:
-        return Path(found).resolve().is_relative_to(synthetic_body_models_folder().resolve())
-    except (OSError, ValueError):
-        return False
 
 
 #: The bundled drawing scores 0.24 as a person with YOLOX-nano, under its 0.3 default made for

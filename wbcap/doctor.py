@@ -50,6 +50,11 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
         detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional, licensed=True)
+    from wbcap.pipeline import REAL_BODY_MODEL_FIX, is_demo_body_model
+
+    if is_demo_body_model(path):  # ($WBCAP_BODY_MODELS left at the Quick start's stand-in: found before a real one)
+        return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", REAL_BODY_MODEL_FIX,
+                     optional=optional, licensed=True)
     try:
         load_body_model_data(path)
     except WbcapError as exc:

@@ -74,6 +74,25 @@ def synthetic_body_models_folder() -> Path:
     return user_cache_dir() / "demo_body_models"
 
 
+def is_demo_body_model(path: str | Path) -> bool:
+    """Whether the SMPL-X file at ``path`` is the demo's cached synthetic model (in
+    :func:`synthetic_body_models_folder`; not a human body). The README's Quick start points
+    ``WBCAP_BODY_MODELS`` at it to try the commands; left set, it is found before a real model
+    installed later, so :meth:`Pipeline.from_config` warns and ``wbcap doctor`` reports it
+    missing. (The file's path decides, not its content: the tests' synthetic models elsewhere are
+    models like any other.)"""
+    try:
+        return Path(path).resolve().is_relative_to(synthetic_body_models_folder().resolve())
+    except (OSError, ValueError):
+        return False
+
+
+#: How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's warning).
+REAL_BODY_MODEL_FIX = ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
+                       "WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they are "
+                       "in wbcap's body_models folder")
+
+
 def synthetic_body_models_dir() -> Path:
     """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
     :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
@@ -409,6 +428,7 @@ class Pipeline:
                         "same size (%s)", type(exc).__name__)
             body_path = find_body_model("neutral", synthetic_body_models_dir())
             synthetic_body = True
+        synthetic_body = synthetic_body or is_demo_body_model(body_path)
         body = SMPLXLayer.from_file(body_path, allow_pickle=body_cfg.allow_pickle)
         ckpt = None
         if net is not None:
@@ -429,6 +449,9 @@ class Pipeline:
                             "the same FLOPs and speed, meaningless results)", str(exc).split(";")[0],
                             m.backbone_depth, m.hand_backbone_depth, m.face_backbone_depth)
                 kind = "random"
+        if kind == "checkpoint" and synthetic_body and fallback == "none":  # (a trained network, a fake body)
+            log.warning("%s is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and metric "
+                        "is meaningless; %s", body_path, REAL_BODY_MODEL_FIX)
         if kind == "checkpoint":
             net = load_network(ckpt, device, fix_left_hand_flip=config.model.fix_left_hand_flip)
         elif kind == "random":
