@@ -4,6 +4,7 @@ through the CLI, resume, refusing a used output folder, bad inputs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -119,6 +120,9 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
     assert r.exit_code == 0, r.output
     resumed = (part / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
     assert resumed[:3] == raw[:3] and len(resumed) == 6  # done frames kept, the rest redone
+    # run.json records the command that began the run (for the hint to finish one), and a resume keeps it
+    command = json.loads((part / ".wbcap" / "run.json").read_text())["command"]
+    assert command == {"argv": ["run", str(video), "-o", str(full), *map(str, args)], "cwd": os.getcwd()}
     a = [json.loads(x) for x in (full / "params.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (part / "params.jsonl").read_text().splitlines()]
     assert len(a) == len(b) == 12

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 
 import numpy as np
@@ -356,8 +357,9 @@ def test_a_run_stopped_in_pass_2_is_said_unfinished_by_export_and_view(tmp_path,
     monkeypatch.setattr(VideoWriter, "write", stopped)
     assert invoke("run", video, "-o", out, *args).exit_code == 130
     assert (out / "params.jsonl").is_file() and not (out / "render.mp4").exists()
+    finish = shlex.join(["wbcap", "run", str(video), "-o", str(out), *map(str, args), "--resume"])  # (its pass-1 flags)
     said = (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
-            f"files); finish them with `wbcap run {video} -o {out} --resume` and the run's pass-1 flags")
+            f"files); finish them with `{finish}`")
     for command in (["export", out, "--format", "bvh", "--dest", tmp_path / "e"], ["view", out, "--html", tmp_path / "v.html"]):
         r = CliRunner().invoke(cli, [str(a) for a in command])
         assert r.exit_code == 0 and said in " ".join(r.output.split()), r.output

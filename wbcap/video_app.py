@@ -33,6 +33,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -99,7 +100,10 @@ class VideoJob:
     ``track_<id>_part<k>.npz``. export: the per-track files (``npz`` always; ``glb`` by default,
     ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
     world: estimate the ground and plant the feet (:mod:`wbcap.world`) and write the per-track
-    files in that world; None: the camera's frame.
+    files in that world; None: the camera's frame. command: the words ``wbcap`` was run with,
+    after ``wbcap`` (the CLI's; empty from the Python API): ``run.json`` records them with the
+    working folder (:data:`wbcap.io.run_folder.COMMAND`) so that an interrupted run's hints give
+    the whole command; not a setting.
     """
 
     source: str
@@ -126,6 +130,7 @@ class VideoJob:
     render: bool = True
     resume: bool = False
     overwrite: bool = False
+    command: tuple[str, ...] = ()
 
     @property
     def frame_step(self) -> int:
@@ -201,6 +206,15 @@ def _fingerprint(job: VideoJob) -> dict:
         "box_scale": p.box_scale, **chooser,
         **({"image_fps": job.image_fps} if job.image_fps != 30.0 else {}),  # (runs before --fps: 30)
     })
+
+
+def _command(job: VideoJob) -> dict | None:
+    """What ``run.json`` records of the command (:data:`wbcap.io.run_folder.COMMAND`): its words
+    and working folder; None from the Python API, or in a working folder that no longer exists."""
+    try:
+        return {"argv": list(job.command), "cwd": os.getcwd()} if job.command else None
+    except OSError:
+        return None
 
 
 def _body_model_file(pipeline) -> str | None:
@@ -496,7 +510,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
-                           files=_files(job, pipeline), options=_OPTION_KEYS)
+                           files=_files(job, pipeline), options=_OPTION_KEYS,
+                           command=_command(job))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
@@ -528,13 +543,13 @@ def resumable(job: VideoJob) -> bool:
     """Whether ``job.out`` holds frames that ``job`` with ``resume`` would continue: a ``raw.jsonl``
     with a complete record and a ``run.json`` of ``job``'s settings (after a run stopped before
     its first frames, OUT holds what it held before: nothing, or a previous run, maybe of other settings)."""
-    from wbcap.io.run_folder import BODY_MODEL_FILE, FILE_IDENTITY, read_run_file
+    from wbcap.io.run_folder import read_run_file, recorded_settings
 
     out = Path(job.out).expanduser()
     try:
         run = read_run_file(out)
         return (run is not None
-                and {k: v for k, v in run.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)} == _fingerprint(job)
+                and recorded_settings(run) == _fingerprint(job)
                 and any(read_raw(raw_path(out))))
     except (InputError, OSError, ValueError):
         return False

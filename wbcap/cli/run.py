@@ -125,6 +125,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
                               drop_static=not keep_static),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+        command=tuple(ctx.meta.get("wbcap.args", ())),
     )
     result = execute(ctx, job)
     if not is_quiet(ctx):

@@ -4,8 +4,9 @@ match, and making it ready for a run.
 Layout::
 
     OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`), the
-                              SMPL-X model file it used (:data:`BODY_MODEL_FILE`) and the size and
-                              mtime of each file it read (:data:`FILE_IDENTITY`)
+                              SMPL-X model file it used (:data:`BODY_MODEL_FILE`), the size and
+                              mtime of each file it read (:data:`FILE_IDENTITY`) and the command
+                              that began it (:data:`COMMAND`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
                               --world also the planted feet)
@@ -72,6 +73,19 @@ BODY_MODEL_FILE = "body_model_file"
 #: source is. Like :data:`BODY_MODEL_FILE`, not one of the settings compared key by key; a run
 #: recorded without it (an older wbcap) resumes unchecked and gains it.
 FILE_IDENTITY = "file_identity"
+#: The key of ``run.json`` recording the command that began the run: ``{"argv": the words after
+#: ``wbcap``, "cwd": its working folder}`` (``wbcap run``; none from the Python API), so that the
+#: hints saying how to finish an interrupted run give the whole command (:func:`_resume_command`),
+#: its pass-1 flags included. Kept by a resume; like :data:`BODY_MODEL_FILE`, not a setting.
+COMMAND = "command"
+#: run.json's keys that record rather than ask: not compared by a resume.
+_RECORDS = (BODY_MODEL_FILE, FILE_IDENTITY, COMMAND)
+
+
+def recorded_settings(run: Mapping) -> dict:
+    """The settings of a ``run.json`` (:func:`read_run_file`): what a resume must match, without
+    the records (:data:`BODY_MODEL_FILE`, :data:`FILE_IDENTITY`, :data:`COMMAND`)."""
+    return {k: v for k, v in run.items() if k not in _RECORDS}
 #: What the roles of :data:`FILE_IDENTITY` are called in messages.
 _FILE_ROLES = {"checkpoint": "checkpoint", "body_model_file": "SMPL-X model", "detector_model": "detector model",
                "detector": "--detector"}
@@ -614,21 +628,35 @@ def unfinished_run_note(out: Path) -> str:
     aside = set_aside_note(out)
     if aside or not (out / RUN_DIR).is_dir():
         return aside
-    return f" yet (interrupted?); finish it with `{_resume_command(out)}`"
+    return f" yet (interrupted?); finish it with {_resume_command(out)}"
 
 
 def _resume_command(out: Path) -> str:
-    """``wbcap run SOURCE -o OUT --resume`` for the run folder ``out``: SOURCE the source its
-    ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that
-    need it say so), both quoted for a shell where they need it."""
+    """The command that finishes the run in ``out``, quoted for a shell: the one that began it
+    (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, after ``cd`` to its working
+    folder when that is not this process's. For a run recorded without it (an older wbcap, the
+    Python API): ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the
+    source ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands
+    that need it say so)."""
     import shlex
 
     try:
-        source = (read_run_file(out) or {}).get("source")
+        run = read_run_file(out) or {}
     except InputError:
-        source = None
+        run = {}
+    command = run.get(COMMAND)
+    argv, cwd = (command.get("argv"), command.get("cwd")) if isinstance(command, dict) else (None, None)
+    if (isinstance(argv, list) and argv and all(isinstance(w, str) for w in argv) and isinstance(cwd, str)
+            and Path(cwd).is_absolute()):
+        words = shlex.join(["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")), "--resume"])
+        try:
+            here = os.path.samefile(cwd, os.getcwd())
+        except OSError:
+            here = False
+        return f"`{words}`" if here else f"`cd {shlex.quote(cwd)} && {words}`"
+    source = run.get("source")
     source = shlex.quote(source) if isinstance(source, str) and source else "SOURCE"
-    return f"wbcap run {source} -o {shlex.quote(str(out))} --resume"
+    return f"`wbcap run {source} -o {shlex.quote(str(out))} --resume` and the run's pass-1 flags"
 
 
 def _settle_previous(out: Path) -> None:
@@ -679,7 +707,8 @@ def _replace_previous_run(out: Path, existing: list[Path], *, overwrite: bool, a
 
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                    typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
-                   files: dict[str, dict | None] | None = None, options: Mapping[str, str] | None = None) -> Path:
+                   files: dict[str, dict | None] | None = None, options: Mapping[str, str] | None = None,
+                   command: dict | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -695,7 +724,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     skipped) is recorded under :data:`FILE_IDENTITY`; with ``resume`` each must be what the run
     recorded (:func:`_check_same_files`: a file replaced at the same path is refused). ``run.json``
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
-    ones it recorded are kept).
+    ones it recorded are kept). ``command`` (:data:`COMMAND`: the words after ``wbcap`` and the
+    working folder) is recorded by a new run, and by a resume of a run recorded without one.
     A resume with other settings is refused naming each with both values (``options``: the
     option that sets each key of ``fp``, dotted into groups (``"body.gender": "gender"``), by
     its parameter name, spelled as :func:`wbcap.errors.setting` does); a recorded value of
@@ -710,7 +740,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
     files = {role: ident for role, ident in (files or {}).items() if ident is not None}
-    record = _record(fp, body_model_file, files)
+    record = _record(fp, body_model_file, files, command)
     _settle_previous(out)
     existing = list(out.iterdir())
     if existing:
@@ -721,7 +751,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             if previous is None:
                 raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
             _check_file_records(run_file, previous, overwrite_)
-            settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
+            settings = recorded_settings(previous)
             matched = _as_given(settings, fp, typed_paths or {})
             body, now = matched.get("body"), fp.get("body")
             if (isinstance(body, dict) and isinstance(now, dict) and "path" in body
@@ -733,7 +763,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
-                             {**(recorded_files if isinstance(recorded_files, dict) else {}), **files})
+                             {**(recorded_files if isinstance(recorded_files, dict) else {}), **files},
+                             previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else command)
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
@@ -783,7 +814,7 @@ def _refuse_other_resume(out: Path, fp: dict, typed_paths: dict[str, TypedPath],
     if previous is None:
         raise InputError(f"{out}: nothing to resume (no {RUN_DIR}/{RUN_FILE}); drop {resume_} or use {overwrite_}")
     _check_file_records(run_file, previous, overwrite_)
-    settings = {k: v for k, v in previous.items() if k not in (BODY_MODEL_FILE, FILE_IDENTITY)}
+    settings = recorded_settings(previous)
     matched = _as_given(settings, fp, typed_paths)
     body, now = matched.get("body"), fp.get("body")
     if isinstance(body, dict) and isinstance(now, dict) and body.get("path") != now.get("path"):
@@ -878,11 +909,12 @@ def _check_file_records(run_file: Path, previous: dict, overwrite_: str) -> None
                      f"start its run over with {overwrite_}")
 
 
-def _record(fp: dict, body_model_file: object, files: dict) -> dict:
-    """``run.json``: the settings ``fp``, the SMPL-X model file (:data:`BODY_MODEL_FILE`) and the
-    files' identities (:data:`FILE_IDENTITY`), each of the last two when there is one."""
+def _record(fp: dict, body_model_file: object, files: dict, command: dict | None = None) -> dict:
+    """``run.json``: the settings ``fp``, the SMPL-X model file (:data:`BODY_MODEL_FILE`), the
+    files' identities (:data:`FILE_IDENTITY`) and the command (:data:`COMMAND`), each of the last
+    three when there is one."""
     return {**fp, **({BODY_MODEL_FILE: body_model_file} if body_model_file is not None else {}),
-            **({FILE_IDENTITY: files} if files else {})}
+            **({FILE_IDENTITY: files} if files else {}), **({COMMAND: command} if command else {})}
 
 
 #: ``OUT/.wbcap/writing``: there while pass 2 writes OUT's outputs (made before it removes an
@@ -908,7 +940,7 @@ def unfinished_outputs_note(out: Path) -> str | None:
     if not (out / RUN_DIR / WRITING_FILE).is_file():
         return None
     return (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
-            f"files); finish them with `{_resume_command(out)}` and the run's pass-1 flags")
+            f"files); finish them with {_resume_command(out)}")
 
 
 def remove_outputs(out: Path) -> None:
