@@ -197,6 +197,58 @@ def test_bad_model_files(tmp_path):
     assert _check_signature(junk, [1, 3, 416, 416], [[1, 3549, 85]]) == 416
 
 
+def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to_coco_s_limit(tiny_model, caplog):
+    """A user trial: --score-threshold -3 (or 5) was taken, and at 0 or below YOLOX-nano kept
+    1093 boxes of a vtest frame, each a network crop: one frame ran for minutes. A threshold
+    outside [0, 1] is refused in one line; more than MAX_DETECTIONS (100) boxes in an image keep
+    the 100 highest-scoring, said once; --max-people under it is what it was."""
+    import logging
+
+    from wbcap.detect.yolox import MAX_DETECTIONS
+
+    for bad in (-3.0, 5.0, float("nan")):
+        with pytest.raises(InputError) as info:
+            YOLOXDetector(tiny_model, score_threshold=bad)
+        assert str(info.value).startswith(f"score_threshold {bad:g} is outside [0, 1], where YOLOX's scores lie")
+    assert MAX_DETECTIONS == 100
+    det = YOLOXDetector(tiny_model, score_threshold=0.0, decoded=True)
+    # 150 decoded boxes apart from each other (no NMS between them), scores 0.05 ... 0.80
+    pred = np.zeros((150, 85), np.float32)
+    pred[:, 0] = 4 + 16 * (np.arange(150) % 15)
+    pred[:, 1] = 8 + 32 * (np.arange(150) // 15)
+    pred[:, 2:4] = (8, 16)
+    pred[:, 4] = 1.0
+    pred[:, 5] = np.linspace(0.05, 0.8, 150)
+    det.raw_output = lambda image: (pred, 1.0)
+    image = np.zeros((320, 240, 3), np.uint8)
+    with caplog.at_level(logging.WARNING, logger="wbcap.detect.yolox"):
+        found = det(image)
+        assert det(image) == found
+    assert len(found) == 100 and [d.score for d in found] == pytest.approx(np.linspace(0.05, 0.8, 150)[::-1][:100])
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["YOLOX found 150 people over score_threshold 0 in one image; keeping the 100 highest-scoring in "
+                    "each image (COCO's limit): raise score_threshold, or set max_people"], said
+    few = YOLOXDetector(tiny_model, score_threshold=0.0, decoded=True, max_people=3)
+    few.raw_output = det.raw_output
+    assert [d.score for d in few(image)] == [d.score for d in found[:3]]
+
+
+def test_cli_refuses_a_score_threshold_outside_0_1_in_one_line(tmp_path, tiny_model, micro_ckpt, body_dir):
+    import cv2
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), _blue())
+    r = CliRunner().invoke(cli, ["image", str(photo), "-o", str(tmp_path / "out"), "--detector", f"yolox:{tiny_model}",
+                                 "--score-threshold", "-3", "--checkpoint", str(micro_ckpt), "--body-models",
+                                 str(body_dir), "--device", "cpu"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith("error: --score-threshold -3 is outside [0, 1], where YOLOX's scores lie"), r.output
+    assert not (tmp_path / "out").exists()
+
+
 # -- the real yolox_nano.onnx ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def nano(shared_dir):
@@ -226,6 +278,7 @@ def test_nano_vtest_frame_200(nano, shared_dir):
     found = YOLOXDetector(nano)(frame.image)
     assert len(found) >= 7
     assert all(d.score >= 0.3 for d in found)
+    assert len(YOLOXDetector(nano, score_threshold=0.0)(frame.image)) == 100  # (over a thousand before the cut)
 
 
 @pytest.mark.slow  # real video end to end

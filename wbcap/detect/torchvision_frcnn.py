@@ -44,6 +44,12 @@ class TorchvisionDetector:
     name = "torchvision"
 
     def __init__(self, device="cpu", score_threshold: float = 0.5, min_height_frac: float = 0.0, max_people: int | None = None):
+        """Raises InputError for ``score_threshold`` outside [0, 1] (its scores are probabilities)."""
+        if not 0.0 <= score_threshold <= 1.0:
+            from wbcap.errors import InputError, setting
+
+            raise InputError(f"{setting('score_threshold')} {score_threshold:g} is outside [0, 1], where Faster R-CNN's "
+                             "scores lie (default 0.5): give one between 0 and 1, higher for fewer boxes")
         import torch
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.detect.base import Detection, sort_by_score
-from wbcap.errors import InputError, first_line
+from wbcap.errors import InputError, first_line, setting
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ STRIDES = (8, 16, 32)
 NUM_OUTPUTS = 85  # x, y, w, h, objectness, 80 COCO classes
 PAD_VALUE = 114
 PERSON_CLASS = 0
+#: Boxes kept per image at most (highest scores first): COCO's per-image detection limit, which
+#: torchvision's detectors apply too. A score threshold near 0 keeps every anchor NMS leaves
+#: (over a thousand on vtest at 0.0), each a network crop: a frame took minutes (a user trial).
+MAX_DETECTIONS = 100
 _FIX = ("use the release's yolox_nano.onnx (`wbcap weights fetch yolox-nano`) or another YOLOX ONNX export "
         "(github.com/Megvii-BaseDetection/YOLOX, tools/export_onnx.py)")
 
@@ -261,7 +265,8 @@ class YOLOXDetector:
 
     Args:
         model_path: the ``.onnx`` file (e.g. the release's ``yolox_nano.onnx``).
-        score_threshold: minimum ``objectness * person`` score of a kept box, in [0, 1].
+        score_threshold: minimum ``objectness * person`` score of a kept box, in [0, 1]; at most
+            :data:`MAX_DETECTIONS` boxes are kept per image (one warning when more pass it).
         nms_iou: boxes overlapping a higher-scoring box with IoU above this are dropped.
         min_height_frac: drop boxes shorter than this fraction of the image height (0 keeps all).
         max_people: keep at most this many boxes (highest scores); None keeps all.
@@ -275,7 +280,8 @@ class YOLOXDetector:
             forces it.
 
     Raises:
-        InputError: the model file is missing, unreadable or not a YOLOX COCO detector.
+        InputError: ``score_threshold`` outside [0, 1]; the model file is missing, unreadable or
+            not a YOLOX COCO detector.
     """
 
     name = "yolox"
@@ -297,6 +303,10 @@ class YOLOXDetector:
             raise ValueError(f"min_height_frac must be in [0, 1], got {min_height_frac}")
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be >= 1 or None, got {max_people}")
+        if not 0.0 <= score_threshold <= 1.0:  # (also NaN)
+            raise InputError(f"{setting('score_threshold')} {score_threshold:g} is outside [0, 1], where YOLOX's scores "
+                             "lie (objectness x person probability; default 0.3): give one between 0 and 1, higher "
+                             "for fewer boxes")
         if runtime not in ("auto", "onnxruntime", "opencv"):
             raise ValueError(f"runtime must be 'auto', 'onnxruntime' or 'opencv', got {runtime!r}")
         if threads < 1:
@@ -309,6 +319,7 @@ class YOLOXDetector:
         self.device = device
         self.threads = int(threads)
         self.decoded = decoded
+        self._said_too_many = False
         path = self.model_path
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"
@@ -433,6 +444,13 @@ class YOLOXDetector:
             if b[2] > 0 and b[3] > 0 and b[3] >= min_h
         ]
         dets = sort_by_score(dets)
+        if len(dets) > MAX_DETECTIONS and (self.max_people is None or self.max_people > MAX_DETECTIONS):
+            if not self._said_too_many:
+                log.warning("YOLOX found %d people over %s %g in one image; keeping the %d highest-scoring in each "
+                            "image (COCO's limit): raise %s, or set %s", len(dets), setting("score_threshold"),
+                            self.score_threshold, MAX_DETECTIONS, setting("score_threshold"), setting("max_people"))
+                self._said_too_many = True
+            dets = dets[:MAX_DETECTIONS]
         if self.max_people is not None:
             dets = dets[: self.max_people]
         log.debug("YOLOX: %d people", len(dets))
