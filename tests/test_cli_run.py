@@ -734,3 +734,21 @@ def test_a_setting_of_another_smoothing_is_a_usage_error(tmp_path, base_args, mo
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), *flags, *base_args])
     assert r.exit_code == 2 and r.stderr == f"error: {said} (see 'cli run --help')\n", r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_inside_another_run_is_refused(tmp_path, base_args):
+    """`wbcap run -o RUN/sub` was written, and then RUN's `--overwrite` said RUN "holds files wbcap
+    did not write (e.g. sub)" (a user trial). Refused now in one line before anything loads, as
+    `wbcap export --dest` inside a run is; beside a run, or the run's own folder, is as before."""
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=0)])
+    held = tmp_path / "run1"
+    (held / ".wbcap").mkdir(parents=True)
+    (held / ".wbcap" / "run.json").write_text("{}")
+    for out in (held / "sub", held / "a" / "b"):
+        r = run("run", video, "-o", out, *base_args)
+        assert r.exit_code == 2 and r.stderr == (f"error: -o {out}: lies inside the wbcap run folder {held} (whose "
+                                                 "`wbcap run --overwrite` would then refuse it); choose a folder "
+                                                 "outside it\n"), r.output
+        assert not out.exists()
+    r = run("run", video, "-o", held, *base_args)  # (the run's own folder: what it always said)
+    assert r.exit_code == 2 and "holds a previous wbcap run" in r.stderr, r.output

@@ -65,6 +65,7 @@ from wbcap.io.run_folder import (
     prepare_output,
     raw_path,
     refuse_other_resume,
+    refuse_output_inside_a_run,
     refuse_taken_output,
     remove_outputs,
     remove_temporary_files,
@@ -490,6 +491,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     _check_selection(job, source)
     out = Path(job.out).expanduser()
     created = not out.exists()
+    if not job.resume:
+        refuse_output_inside_a_run(out)
     if not (job.resume or job.overwrite):
         refuse_taken_output(out)  # (a folder holding a run: one line now, not after the model loads)
     # A box file is read, checked and bound to the frames before the model loads (its one line in a

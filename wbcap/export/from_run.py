@@ -193,16 +193,16 @@ def _refuse_dest_in_a_run(run: Path, dest: Path) -> None:
     Raises:
         InputError: one line naming ``--dest``, the run folder it lies in and the fix.
     """
-    from wbcap.io.run_folder import RUN_DIR, RUN_FILE
+    from wbcap.io.run_folder import RUN_DIR, enclosing_run
 
     target, own = dest.expanduser().resolve(), run.expanduser().resolve()
     if target == own or RUN_DIR in dest.expanduser().absolute().parts:  # (export_run: its own line for .wbcap/)
         return
-    for folder in target.parents:
-        if folder == own or (folder / RUN_DIR / RUN_FILE).is_file():
-            raise InputError(f"{setting('dest')} {dest}: lies inside the wbcap run folder {folder} (whose `wbcap run "
-                             f"--overwrite` would then refuse it); choose a folder outside it, or leave "
-                             f"{setting('dest')} out to write into {run}")
+    folder = own if own in target.parents else enclosing_run(target)
+    if folder is not None:
+        raise InputError(f"{setting('dest')} {dest}: lies inside the wbcap run folder {folder} (whose `wbcap run "
+                         f"--overwrite` would then refuse it); choose a folder outside it, or leave "
+                         f"{setting('dest')} out to write into {run}")
 
 
 def _refuse_other_run(dest: Path) -> None:

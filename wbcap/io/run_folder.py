@@ -673,6 +673,25 @@ def _settle_previous(out: Path) -> None:
                     PREVIOUS_DIR)
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The nearest folder above ``path`` (resolved) holding a wbcap run (``.wbcap/run.json``),
+    or None: a run's ``--overwrite`` replaces only what that run wrote, so it refuses a folder
+    holding another output inside it (``wbcap run -o``, ``wbcap export --dest``)."""
+    return next((f for f in path.expanduser().resolve().parents if (f / RUN_DIR / RUN_FILE).is_file()), None)
+
+
+def refuse_output_inside_a_run(out: Path) -> None:
+    """Refuse a new run's folder ``out`` inside another run's folder (:func:`enclosing_run`).
+
+    Raises:
+        InputError: one line naming ``-o``, the run folder it lies in and the fix.
+    """
+    holder = enclosing_run(out)
+    if holder is not None:
+        raise InputError(f"{setting('out', api='output')} {out}: lies inside the wbcap run folder {holder} (whose "
+                         "`wbcap run --overwrite` would then refuse it); choose a folder outside it")
+
+
 def refuse_taken_output(out: Path) -> None:
     """The check :func:`prepare_output` makes of a folder without ``resume`` or ``overwrite``,
     made early (before the model and the detector load, seconds) and without holding or
