@@ -355,3 +355,24 @@ def test_a_path_of_an_unknown_users_home_is_one_line(tmp_path, monkeypatch):
                             f"folder ~nosuchuser-wbcap.html would be; give that path in full (e.g. "
                             f"{tmp_path / name}.html)\n"), r.output
     assert list(tmp_path.iterdir()) == [run]
+
+
+@pytest.mark.parametrize("args, name", [
+    (["run", "", "-o", "{tmp}/o"], "'SOURCE'"), (["run", "{tmp}/v.mp4", "-o", ""], "'-o' / '--out'"),
+    (["image", "{tmp}/a.jpg", "", "-o", "{tmp}/o"], "'PATHS...'"), (["export", ""], "'RUN'"),
+    (["export", "{tmp}", "--dest", " "], "'--dest'"), (["view", ""], "'OUT'"),
+    (["weights", "import", "yolox-nano", ""], "'FILE'"), (["doctor", "--body-models", ""], "'--body-models'"),
+    (["train", "body", "-o", ""], "'-o' / '--out'"),
+])
+def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name):
+    """`wbcap run ""` read the current folder as its source (its images, had it held some), and
+    `-o ""` would write there (a user trial): every file or folder of the CLI refuses an empty
+    (or blank) one in one line, before anything is read or written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(b"")
+    r = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args], prog_name="wbcap")
+    command = " ".join(a for a in args[:2] if a in ("run", "image", "export", "view", "weights", "import", "doctor",
+                                                    "train", "body"))
+    assert r.exit_code == 2 and r.stderr == (f"error: Invalid value for {name}: an empty path; name a file or folder "
+                                             f"(see 'wbcap {command} --help')\n"), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import (
+    NonEmptyPath,
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
@@ -69,7 +70,7 @@ MAX_FRAME_SIDE = 4096
               help="Timed runs per measurement; medians are reported [default: 3 on CPU, 10 on CUDA].")
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="Untimed runs before each measurement [default: 1 on CPU, 3 on CUDA].")
-@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--video", type=NonEmptyPath(exists=True, dir_okay=False), default=None,
               help="Video to decode, detect and render on [default: a generated synthetic clip].")
 @click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames decoded and encoded per run.")
@@ -77,13 +78,13 @@ MAX_FRAME_SIDE = 4096
               help="Size of the synthetic clip (ignored with --video).")
 @click.option("--matmul-size", type=click.IntRange(min=64), default=2048, show_default=True,
               help="Square matmul size for the device's FLOP/s ceiling.")
-@click.option("--detector-model", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--detector-model", type=NonEmptyPath(exists=True, dir_okay=False), default=None,
               help="A YOLOX ONNX export to time beside HOG [default: the installed yolox-nano, if any; "
                    "the benchmark never downloads: `wbcap weights fetch yolox-nano` installs it].")
 @click.option("--detect-only", is_flag=True,
               help="Time only the person detectors (HOG and YOLOX) on the first frame: no network, no ceiling.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout instead of tables.")
-@click.option("--json-out", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--json-out", type=NonEmptyPath(dir_okay=False, writable=True), default=None,
               help="Also write the JSON report to this file.")
 @click.pass_context
 def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, device, precisions, batch_sizes, repeats,

@@ -7,6 +7,17 @@ import math
 import click
 
 
+class NonEmptyPath(click.Path):
+    """``click.Path`` refusing an empty value in one line: ``wbcap run ""`` read the current
+    folder as SOURCE, ``-o ""`` wrote into it (a user trial). The type of every file or folder
+    argument and option of the CLI."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; name a file or folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Callback of every ``--device`` option: a device other than auto and cpu is checked as the
     option is read, before anything else runs (a model, a detector, a download), with
@@ -29,7 +40,7 @@ device_option = click.option(
 )
 body_models_option = click.option(
     "--body-models",
-    type=click.Path(),
+    type=NonEmptyPath(),
     default=None,
     help="SMPL-X file or folder (default: $WBCAP_BODY_MODELS, then the user data folder; see `wbcap doctor`).",
 )
@@ -45,7 +56,7 @@ allow_pickle_option = click.option(
 )
 checkpoint_option = click.option(
     "--checkpoint",
-    type=click.Path(),
+    type=NonEmptyPath(),
     default=None,
     help="Network checkpoint (default: $WBCAP_WEIGHTS, then the user weights folder; see `wbcap weights list`).",
 )
@@ -142,7 +153,7 @@ def detector_options(video: bool):
         click.option("--detector", default="auto", show_default=True,
                      metavar="auto|yolox-nano|…|hog|torchvision|full|yolox:FILE" + ("|boxes:FILE" if video else ""),
                      help=_DETECTOR_HELP + boxes + "."),
-        click.option("--detector-model", type=click.Path(dir_okay=False), default=None,
+        click.option("--detector-model", type=NonEmptyPath(dir_okay=False), default=None,
                      help="A YOLOX ONNX export to detect people with (any size; raw or decoded outputs)."),
         click.option("--score-threshold", type=FiniteFloatRange(), default=None,
                      help="Minimum detector score (default: YOLOX 0.3, in [0, 1]; torchvision 0.5, in [0, 1]; HOG 0.0, an "

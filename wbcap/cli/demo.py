@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import device_option, echo_result, image_result_line, is_quiet
+from wbcap.cli.common import NonEmptyPath, device_option, echo_result, image_result_line, is_quiet
 
 
 @click.command()
-@click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
-@click.option("--image", type=click.Path(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
+@click.option("-o", "--out", type=NonEmptyPath(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
+@click.option("--image", type=NonEmptyPath(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
 @click.option("--video", metavar="SOURCE", default=None,
               help="Run the video pipeline (as `wbcap run`: tracks, params.jsonl, GLB animation, render.mp4) on this "
                    "video, image folder or glob (what `wbcap run` takes) instead, with the same synthetic body model "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from wbcap.cli.common import NonEmptyPath
+
 
 @click.command()
-@click.option("--body-models", type=click.Path(), default=None, help="Also check this SMPL-X file or folder.")
+@click.option("--body-models", type=NonEmptyPath(), default=None, help="Also check this SMPL-X file or folder.")
 @click.pass_context
 def doctor(ctx, body_models):
     """Report body models, checkpoints, rendering backend, CUDA and library versions.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import (
+    NonEmptyPath,
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
@@ -26,7 +27,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 )
 @click.option(
     "--data-root",
-    type=click.Path(file_okay=False),
+    type=NonEmptyPath(file_okay=False),
     required=True,
     help="Folder holding EHF/, PW3D/ or Human36M/ in the upstream Hand4Whole layout.",
 )
@@ -46,7 +47,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N samples.")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=NonEmptyPath(dir_okay=False),
     default=None,
     help="Write mean and per-sample errors (mm) to this JSON file.",
 )

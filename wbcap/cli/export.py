@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import FiniteFloatRange, allow_pickle_option, body_models_option, echo_result, is_quiet
+from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option, body_models_option, echo_result, is_quiet
 
 
 @click.command("export")
-@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("run", type=NonEmptyPath(file_okay=False))
 @click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz",
               help="Files to write per track (comma-separated, at least one): glb (glTF 2.0, skinned and animated), "
                    "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
-@click.option("--dest", type=click.Path(file_okay=False), default=None,
+@click.option("--dest", type=NonEmptyPath(file_okay=False), default=None,
               help="Write here instead of RUN (created when missing; not another run's folder, nor a folder inside "
                    "RUN or another run). The exported tracks' "
                    "files of these formats replace those already there, stale pieces removed.")

@@ -7,6 +7,7 @@ import sys
 import click
 
 from wbcap.cli.common import (
+    NonEmptyPath,
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
@@ -38,12 +39,12 @@ def _parse_bboxes(ctx, param, values):
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True)
-@click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_out", show_default=True,
+@click.argument("paths", nargs=-1, required=True, type=NonEmptyPath())
+@click.option("-o", "--out", type=NonEmptyPath(file_okay=False), default="wbcap_out", show_default=True,
               help="Output folder; results go to OUT/<name>/person_<k>/ (<name>: see above).")
 @click.option("--bbox", "boxes", multiple=True, callback=_parse_bboxes, metavar="X,Y,W,H",
               help="Person box in pixels (repeat for several people); used for every image, no detector.")
-@click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), default=None,
+@click.option("--boxes", "boxes_file", type=NonEmptyPath(dir_okay=False), default=None,
               help='JSON file of boxes per image name: {"img.jpg": [[x, y, w, h], ...]}.')
 @click.option("--full-image", is_flag=True, help="Treat the whole image as one person's box (no detector).")
 @detector_options(video=False)

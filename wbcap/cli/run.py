@@ -8,6 +8,7 @@ import click
 
 from wbcap.cli.common import (
     FiniteFloatRange,
+    NonEmptyPath,
     allow_pickle_option,
     body_models_option,
     checkpoint_option,
@@ -27,8 +28,8 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 
 
 @click.command()
-@click.argument("source")
-@click.option("-o", "--out", type=click.Path(file_okay=False), default="wbcap_run", show_default=True, help="Output folder.")
+@click.argument("source", type=NonEmptyPath())
+@click.option("-o", "--out", type=NonEmptyPath(file_okay=False), default="wbcap_run", show_default=True, help="Output folder.")
 @click.option("--start", type=float, default=0.0, show_default=True,
               help="First second of the source to process (0 to 1e7).")
 @click.option("--end", type=float, default=None, help="Stop at this second of the source (at most 1e7).")

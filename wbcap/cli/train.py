@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import check_device
+from wbcap.cli.common import NonEmptyPath, check_device
 
 STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
 
@@ -29,10 +29,10 @@ INIT_HELP = {
 
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
-    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
-    @click.option("--data-root", type=click.Path(file_okay=False), default=None, help=DATA_ROOT_HELP[stage])
+    @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
+    @click.option("--data-root", type=NonEmptyPath(file_okay=False), default=None, help=DATA_ROOT_HELP[stage])
     @click.option("--datasets", default=None, help=DATASETS_HELP[stage])
-    @click.option("-o", "--out", type=click.Path(file_okay=False), required=True,
+    @click.option("-o", "--out", type=NonEmptyPath(file_okay=False), required=True,
                   help="Run folder (snapshots, scalars): a new or empty one, unless --resume or --overwrite.")
     @click.option("--lr", type=float, default=None, help="Base learning rate.")
     @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
@@ -41,8 +41,8 @@ def _stage_command(stage: str, doc: str):
                   help="Data-loading workers per process (default: the recipe's 4, at most the CPUs available).")
     @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None, help="Stop each epoch after this many steps.")
     @click.option("--seed", type=int, default=None, help="Random seed.")
-    @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False), default=None, help=INIT_HELP[stage])
-    @click.option("--imagenet-weights", type=click.Path(file_okay=False), default=None,
+    @click.option("--init", "init_checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help=INIT_HELP[stage])
+    @click.option("--imagenet-weights", type=NonEmptyPath(file_okay=False), default=None,
                   help="Folder with torchvision resnet18/50 ImageNet .pth files to initialise the backbones.")
     @click.option("--gpus", default=None, help="GPU ids for this node, e.g. 0,1,2,3 (several -> torchrun, one process per GPU).")
     @click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of machines.")
@@ -53,7 +53,7 @@ def _stage_command(stage: str, doc: str):
                   help="Continue from the newest snapshot in OUT, with the run's recorded settings as the defaults.")
     @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
     @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
-    @click.option("--body-models", type=click.Path(), default=None, help="SMPL-X file or folder.")
+    @click.option("--body-models", type=NonEmptyPath(), default=None, help="SMPL-X file or folder.")
     @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto, cpu, cuda (single process).")
     @click.pass_context
@@ -94,9 +94,9 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 
 
 @train.command()
-@click.option("--body", "body_ckpt", type=click.Path(dir_okay=False), required=True, help="Whole-body checkpoint.")
-@click.option("--hand", "hand_ckpt", type=click.Path(dir_okay=False), required=True, help="Hand-only checkpoint.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Merged checkpoint to write.")
+@click.option("--body", "body_ckpt", type=NonEmptyPath(dir_okay=False), required=True, help="Whole-body checkpoint.")
+@click.option("--hand", "hand_ckpt", type=NonEmptyPath(dir_okay=False), required=True, help="Hand-only checkpoint.")
+@click.option("-o", "--out", type=NonEmptyPath(dir_okay=False), required=True, help="Merged checkpoint to write.")
 @click.pass_context
 def merge(ctx, body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.

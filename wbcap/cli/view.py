@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import allow_pickle_option, echo_result, is_quiet
+from wbcap.cli.common import NonEmptyPath, allow_pickle_option, echo_result, is_quiet
 from wbcap.cli.stdout import check_stdout
 
 
 @click.command("view")
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--html", type=click.Path(dir_okay=False), default=None,
+@click.argument("out", type=NonEmptyPath(file_okay=False))
+@click.option("--html", type=NonEmptyPath(dir_okay=False), default=None,
               help="Write the page to this .html file, its files to <name>_files/ beside it (a folder to copy or "
                    "send; open it with python3 <name>_files/serve.py), instead of serving it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port on 127.0.0.1 to serve on (0: a free one).")
 @click.option("--open", "open_browser", is_flag=True, help="Also open the page in the default web browser.")
-@click.option("--body-models", type=click.Path(), default=None,
+@click.option("--body-models", type=NonEmptyPath(), default=None,
               help="SMPL-X file or folder; only for a run without GLB files (--export none), whose bodies are then "
                    "made from params.jsonl as `wbcap export` makes them (default: $WBCAP_BODY_MODELS, then the user "
                    "data folder).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from wbcap.cli.common import NonEmptyPath
+
 
 @click.group()
 def weights():
@@ -81,7 +83,7 @@ def fetch_cmd(ctx, names):
 
 @weights.command("import")
 @click.argument("name")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=NonEmptyPath())
 @click.pass_context
 def import_cmd(ctx, name, file):
     """Check that FILE is a valid NAME file (checkpoint or detector) and copy it into the user
