@@ -47,3 +47,15 @@ def test_quiet_doctor_prints_only_what_needs_attention_and_weights_list_its_list
     assert set(quiet.stdout.splitlines()) < set(loud.stdout.splitlines())
     listed = run("weights", "list")
     assert listed.exit_code == 0 and run("-q", "weights", "list").stdout == listed.stdout != ""
+
+
+@pytest.mark.parametrize("option", ["-q", "--quiet", "--verbose", "--debug"])
+def test_an_option_of_wbcap_given_after_the_command_says_where_it_goes(option):
+    """`wbcap run X -q` said "No such option '-q'" (a user trial; `--verbose` with click's guesses
+    of other options): one line saying that it goes before the command."""
+    r = CliRunner().invoke(cli, ["run", "clip.mp4", option], prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: No such option '{option}': {option} is an option of wbcap itself, given before the command "
+        f"(wbcap {option} run ...) (see 'wbcap run --help')\n"), r.output
+    r = CliRunner().invoke(cli, ["run", "clip.mp4", "--bogus"], prog_name="wbcap")
+    assert r.exit_code == 2 and "itself" not in r.stderr, r.output

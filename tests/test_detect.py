@@ -83,7 +83,7 @@ def test_load_boxes_json_both_entry_forms(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("{not json", "not valid JSON"),
-        ("[[1, 2, 3, 4]]", "must be a JSON object"),
+        ("[[1, 2, 3, 4]]", r'must be a JSON object \{"photo.jpg": .*\(wbcap image\) or \{"<frame index>": .*\(wbcap run\); fix it'),
         ('{"a.jpg": [[1, 2, 3]]}', "'a.jpg' box 0: bbox must be 4 numbers"),
         ('{"a.jpg": [[1, 2, 0, 4]]}', "width and height must be > 0"),
         ('{"a.jpg": [{"score": 1}]}', 'without "bbox"'),

@@ -91,7 +91,8 @@ def test_box_file_json_limits_are_one_line(tmp_path, what):
     else:  # past the recursion limit (RecursionError)
         path.write_text("[" * 100_000 + "]" * 100_000)
         expected = (f"{path}: lists or objects nested too deeply for a box file; fix the box file "
-                    '({"image.jpg": [[x, y, w, h], ...]})')
+                    '({"photo.jpg": [[x, y, w, h], ...]} (wbcap image) or {"<frame index>": [[x, y, w, h], ...]} '
+                    "(wbcap run))")
     with pytest.raises(InputError) as info:
         load_boxes_json(path)
     assert str(info.value) == expected

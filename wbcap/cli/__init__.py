@@ -118,7 +118,11 @@ class LazyGroup(click.Group):
         except click.UsageError as exc:  # a bad option value or argument of a command: one line
             if isinstance(exc, OneLineUsageError):
                 raise
-            raise OneLineUsageError(exc.format_message(), exc.ctx) from None
+            message = exc.format_message()
+            if isinstance(exc, click.NoSuchOption) and exc.option_name in _TOP_OPTIONS:  # (`wbcap run X -q`)
+                message = (f"No such option '{exc.option_name}': {exc.option_name} is an option of wbcap itself, "
+                           f"given before the command (wbcap {exc.option_name} {ctx.invoked_subcommand or 'COMMAND'} ...)")
+            raise OneLineUsageError(message, exc.ctx) from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # --help, ctx.exit(): click reports them itself
         except OSError as exc:
@@ -155,6 +159,11 @@ def _quiet_closed_stdout() -> None:
 #: ends quietly with this status, 128 + SIGPIPE, as a shell tool the signal ends (click's own is 1,
 #: which the README reserves for unexpected failures).
 CLOSED_PIPE_EXIT_CODE = 141
+
+
+#: The options of ``wbcap`` itself, given before the command (``wbcap -q run ...``): one given
+#: after it is "No such option" with where it goes (a user trial typed ``wbcap run X -q``).
+_TOP_OPTIONS = ("-v", "--verbose", "-vv", "-q", "--quiet", "--debug")
 
 
 class OneLineUsageError(click.UsageError):

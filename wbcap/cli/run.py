@@ -32,7 +32,7 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 @click.option("-o", "--out", type=NonEmptyPath(file_okay=False), default="wbcap_run", show_default=True, help="Output folder.")
 @click.option("--start", type=float, default=0.0, show_default=True,
               help="First second of the source to process (0 to 1e7).")
-@click.option("--end", type=float, default=None, help="Stop at this second of the source (at most 1e7).")
+@click.option("--end", type=float, default=None, help="Stop before this second of the source: frames at START <= t < END (at most 1e7).")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Process every N-th frame (at most 1000000).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")

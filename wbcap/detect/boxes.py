@@ -102,6 +102,11 @@ def parse_bbox(text: str) -> Box:
     return values  # type: ignore[return-value]
 
 
+#: A box file's form in messages: keyed by image file name (`wbcap image`) or by frame index
+#: (`wbcap run` of a video); only the first was named, to a user of a video (a user trial).
+_FORM = '{"photo.jpg": [[x, y, w, h], ...]} (wbcap image) or {"<frame index>": [[x, y, w, h], ...]} (wbcap run)'
+
+
 def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
     """Read a box file (format in the module docstring).
 
@@ -129,11 +134,9 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
                          "fix the box file (boxes are pixel numbers)") from None
     except RecursionError:
         raise InputError(f"{p}: lists or objects nested too deeply for a box file; fix the box file "
-                         '({"image.jpg": [[x, y, w, h], ...]})') from None
+                         f"({_FORM})") from None
     if not isinstance(raw, Mapping):
-        raise InputError(
-            f'{p}: box file must be a JSON object {{"image.jpg": [[x, y, w, h], ...]}}; fix it'
-        )
+        raise InputError(f"{p}: box file must be a JSON object {_FORM}; fix it")
     table: dict[str, list[Detection]] = {}
     for key, entries in raw.items():
         name = Path(key).name
