@@ -62,8 +62,7 @@ def main() -> None:
 
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.export.clip import clip_from_amass
-    from wbcap.export.gltf import smplx_vertices
+    from wbcap.export.clip import clip_from_amass, smplx_rows
     from wbcap.export.rig import build_rig, lbs_vertices, top_k_weights
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +79,7 @@ def main() -> None:
     all_j, all_w, _ = top_k_weights(body.lbs_weights.double().numpy(), k=body.lbs_weights.shape[1])
     rig_all = replace(rig, skin_joints=all_j, skin_weights=all_w)
 
-    exact = smplx_vertices(body, clip)
+    exact = smplx_rows(body, clip)
     file_v = lbs_vertices(rig, clip.poses, clip.transl, clip.expression)
     full_w = lbs_vertices(rig_all, clip.poses, clip.transl, clip.expression)
     print(f"model {path.name} ({'yours' if args.body_models else 'synthetic'}), motion "

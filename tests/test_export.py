@@ -776,14 +776,14 @@ def test_animation_export_parse_none_stands_alone_in_the_api_too() -> None:
         AnimationExport.parse("none,glb", option="--export")
     assert AnimationExport.parse("none").formats == () and AnimationExport.parse(" none, NONE ").formats == ()
     assert AnimationExport.parse("bvh,GLB, npz", exact=True) == AnimationExport(formats=("npz", "glb", "bvh"), exact=True)
-    with pytest.raises(InputError, match=r"^formats gltf: unknown format gltf; choose from npz, glb, bvh, fbx$"):
+    with pytest.raises(InputError, match=r"^formats gltf: unknown format gltf; choose from npz, glb, bvh, fbx, csv$"):
         AnimationExport.parse("gltf")
     from wbcap.cli.common import parse_export
 
     for text in ("", " , "):  # (wbcap image/run took it for none without a word: a user trial's `--export ''`)
         with pytest.raises(InputError) as err:
             parse_export(text, exact=False)
-        assert str(err.value) == f"--export {text!r}: names no format; give formats (npz, glb, bvh, fbx, comma-separated) or none"
+        assert str(err.value) == f"--export {text!r}: names no format; give formats (npz, glb, bvh, fbx, csv, comma-separated) or none"
 
 
 @pytest.mark.parametrize("command", ["image", "run"])

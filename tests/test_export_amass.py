@@ -5,6 +5,7 @@ npz, rebuilds wbcap's own camera-frame mesh after the documented world rotation.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def reader(body_dir: Path, batch: int) -> torch.nn.Module:
 
 
 def mesh_from_npz(body_dir: Path, d) -> np.ndarray:
+    return smplx_from_npz(body_dir, d).vertices.numpy()
+
+
+def smplx_from_npz(body_dir: Path, d):
+    """Plain smplx's output for a track npz's rows (``flat_hand_mean=True``: the file's hands are absolute)."""
     p = torch.as_tensor(np.asarray(d["poses"]), dtype=torch.float32)
     n = p.shape[0]
     with torch.no_grad():
@@ -38,7 +44,7 @@ def mesh_from_npz(body_dir: Path, d) -> np.ndarray:
             expression=torch.as_tensor(np.asarray(d["expression"])).float(),
             transl=torch.as_tensor(np.asarray(d["trans"])).float(),
         )
-    return out.vertices.numpy()
+    return out
 
 
 def wbcap_mesh(body_layer, rows: dict[str, np.ndarray]) -> np.ndarray:
@@ -236,11 +242,29 @@ def test_run_npz_is_amass_with_gaps_filled(tmp_path, micro_ckpt, body_dir, body_
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
-        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
+        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--export", "npz,csv",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     d = np.load(out / "track_0.npz")
     assert d["poses"].shape == (8, 165) and d["trans"].shape == (8, 3)
+    # --export csv: the npz's rows as 76 joints (a user trial: no joints anywhere), plain smplx's from the npz
+    from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
+
+    with open(out / "track_0.csv", newline="") as f:
+        table = list(csv.reader(f))
+    header = table[0]
+    assert header[:3] == ["time", "frame_index", "valid"] and len(header) == 3 + 76 * 3
+    assert header[3:] == [f"{n}_{a}" for n in SMPLX_OUTPUT_JOINT_NAMES[:76] for a in "xyz"]
+    assert header[3:6] == ["Pelvis_x", "Pelvis_y", "Pelvis_z"] and header[-1] == "R_Pinky_4_z"
+    rows = np.asarray(table[1:], np.float64)
+    assert rows.shape == (8, 3 + 228)
+    np.testing.assert_allclose(rows[:, 0], d["times"], atol=1e-6)
+    assert rows[:, 1].astype(int).tolist() == d["frame_indices"].tolist() and rows[:, 2].astype(bool).tolist() == d["valid"].tolist()
+    plain = smplx_from_npz(body_dir, d).joints.numpy()[:, :76]
+    np.testing.assert_allclose(rows[:, 3:].reshape(8, 76, 3), plain, atol=2e-6)
+    r = CliRunner().invoke(cli, ["export", str(out), "--format", "csv", "--dest", str(tmp_path / "again"),
+                                 "--body-models", str(body_dir)])
+    assert r.exit_code == 0 and (tmp_path / "again" / "track_0.csv").read_bytes() == (out / "track_0.csv").read_bytes()
     assert d["valid"].tolist() == [True, True, True, False, False, True, True, True]
     assert d["frame_indices"].tolist() == [0, 1, 2, -1, -1, 5, 6, 7]
     np.testing.assert_allclose(d["times"], np.arange(8) / 10, atol=1e-6)

@@ -84,14 +84,14 @@ def setup(body_layer, tmp_path_factory):
     """The rig, a 25 fps clip starting at 3 s, a 29.97 fps clip starting at frame 100, their
     LBS references and SMPL-X meshes, and a folder."""
     pytest.importorskip("wbcap.export.gltf", reason="wbcap.export.gltf (write_glb) is not there yet")
-    from wbcap.export.gltf import smplx_vertices
+    from wbcap.export.clip import smplx_rows
     from wbcap.export.rig import build_rig, lbs_vertices
 
     rng = np.random.default_rng(7)
     rig = build_rig(body_layer, rng.normal(0.0, 1.0, 10))
     clips = {"25": _smooth_clip(rig, FPS, 75, seed=3), "ntsc": _smooth_clip(rig, FPS_NTSC, 100, seed=4)}
     lbs = {k: lbs_vertices(rig, c.poses, c.transl, c.expression) for k, c in clips.items()}
-    exact = {k: smplx_vertices(body_layer, c) for k, c in clips.items()}
+    exact = {k: smplx_rows(body_layer, c) for k, c in clips.items()}
     return {"rig": rig, "clips": clips, "lbs": lbs, "exact": exact, "dir": tmp_path_factory.mktemp("blender")}
 
 

@@ -18,8 +18,8 @@ import torch
 from clients import node_packages_missing, skip_or_fail
 
 from wbcap.camera import ImageCamera
-from wbcap.export.clip import YUP_FROM_ZUP, MotionClip
-from wbcap.export.gltf import CAMERA_NODE_NAME, MESH_NODE_NAME, smplx_vertices, write_glb
+from wbcap.export.clip import YUP_FROM_ZUP, MotionClip, smplx_rows
+from wbcap.export.gltf import CAMERA_NODE_NAME, MESH_NODE_NAME, write_glb
 from wbcap.export.rig import JOINT_NAMES_55, build_rig, lbs_vertices, posed_joints
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def setup(body_layer, tmp_path_factory):
     rig = build_rig(body_layer, betas)
     clip = _clip(betas, rig.rest_joints[0])
     folder = tmp_path_factory.mktemp("glb")
-    exact = smplx_vertices(body_layer, clip)
+    exact = smplx_rows(body_layer, clip)
     photo = replace(clip, times=clip.times[:1], poses=clip.poses[:1], transl=clip.transl[:1],
                     expression=clip.expression[:1], valid=clip.valid[:1], frame_indices=clip.frame_indices[:1])
     files = {
@@ -278,11 +278,11 @@ def test_z_up_clip_gives_the_same_file(setup, tmp_path, body_layer):
     np.testing.assert_allclose(b.vertices(t), a.vertices(t), atol=1e-5)
     # exact vertices are taken in the given clip's world
     z = clip.in_world("z")
-    path = write_glb(tmp_path / "z_exact.glb", rig, z, exact_vertices=smplx_vertices(body_layer, z))
+    path = write_glb(tmp_path / "z_exact.glb", rig, z, exact_vertices=smplx_rows(body_layer, z))
     np.testing.assert_allclose(Reader(path).vertices(t), exact[5], atol=1e-4)
 
 
-def test_smplx_vertices_is_smplx(setup, body_dir, body_layer):
+def test_smplx_rows_is_smplx(setup, body_dir, body_layer):
     from wbcap.body.model_files import find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
 
@@ -296,8 +296,13 @@ def test_smplx_vertices_is_smplx(setup, body_dir, body_layer):
                   right_hand_pose=p[:, 120:165], expression=torch.as_tensor(clip.expression),
                   transl=torch.as_tensor(clip.transl)).vertices.numpy()
     np.testing.assert_allclose(exact, direct, atol=2e-5)  # float32 layer vs float64 layer
+    joints = flat(betas=torch.as_tensor(np.tile(clip.betas, (n, 1))), global_orient=p[:, :3], body_pose=p[:, 3:66],
+                  jaw_pose=p[:, 66:69], leye_pose=p[:, 69:72], reye_pose=p[:, 72:75], left_hand_pose=p[:, 75:120],
+                  right_hand_pose=p[:, 120:165], expression=torch.as_tensor(clip.expression),
+                  transl=torch.as_tensor(clip.transl)).joints.numpy()
+    np.testing.assert_allclose(smplx_rows(body_layer, clip, joints=True, batch=3), joints, atol=2e-5)  # (the csv's)
     # the world: the z-up clip's mesh is the y-up mesh turned back
-    z = smplx_vertices(body_layer, clip.in_world("z"))
+    z = smplx_rows(body_layer, clip.in_world("z"))
     np.testing.assert_allclose(z @ YUP_FROM_ZUP.T, exact, atol=2e-5)
 
 

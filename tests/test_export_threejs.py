@@ -2,7 +2,7 @@
 headless Chromium, its animation played by an ``AnimationMixer`` at every keyframe time and between
 keyframes, and every skinned, morphed vertex read back (``SkinnedMesh.getVertexPosition`` +
 ``localToWorld``) and compared with our references: :func:`wbcap.export.rig.lbs_vertices` for the
-LBS file, the SMPL-X mesh (:func:`wbcap.export.gltf.smplx_vertices`) for the exact file.
+LBS file, the SMPL-X mesh (:func:`wbcap.export.clip.smplx_rows`) for the exact file.
 
 One browser launch for the whole module: the GLBs, ``tests/js/threejs_sample.html`` and
 ``tests/js/node_modules/three`` are served from a temporary folder on 127.0.0.1 (no CDN, the page
@@ -79,8 +79,8 @@ def sampled(body_layer, tmp_path_factory) -> Iterator[SimpleNamespace]:
     if reason:
         skip_or_fail(reason)
     from wbcap.camera import ImageCamera
-    from wbcap.export.clip import MotionClip
-    from wbcap.export.gltf import smplx_vertices, write_glb
+    from wbcap.export.clip import MotionClip, smplx_rows
+    from wbcap.export.gltf import write_glb
     from wbcap.export.rig import build_rig
 
     a = _synthetic_clip_arrays()
@@ -91,7 +91,7 @@ def sampled(body_layer, tmp_path_factory) -> Iterator[SimpleNamespace]:
         frame_indices=np.arange(ROWS, dtype=np.int64) + round(START * FPS), up="y", rest_root=rig.rest_joints[0],
     )
     camera = ImageCamera(focal=(1000.0, 1000.0), princpt=(640.0, 360.0), image_size=(1280, 720))
-    exact = smplx_vertices(body_layer, clip)
+    exact = smplx_rows(body_layer, clip)
 
     tmp = tmp_path_factory.mktemp("threejs")
     site = tmp / "site"

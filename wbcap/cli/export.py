@@ -9,9 +9,10 @@ from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option
 
 @click.command("export")
 @click.argument("run", type=NonEmptyPath(file_okay=False))
-@click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz",
+@click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv",
               help="Files to write per track (comma-separated, at least one): glb (glTF 2.0, skinned and animated), "
-                   "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS).")
+                   "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS), csv (3D "
+                   "positions of 76 joints per row, metres).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
 @click.option("--dest", type=NonEmptyPath(file_okay=False), default=None,

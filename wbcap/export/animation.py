@@ -15,6 +15,8 @@ which; BVH has no place for it (see :mod:`wbcap.export.bvh`).
 * ``bvh``: y up, centimetres (:mod:`wbcap.export.bvh`).
 * ``fbx``: made by Blender from the GLB, for Unity/Unreal (:mod:`wbcap.export.fbx`; needs
   ``pip install "wbcap[blender]"``).
+* ``csv``: the 3D positions of 76 joints per row, z up, metres, in the npz's frame
+  (:mod:`wbcap.export.joints_csv`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from wbcap.errors import InputError, WbcapError
 log = logging.getLogger(__name__)
 
 #: The formats, in the order they are written (fbx is made from a glb).
-FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx")
+FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv")
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,21 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     written: list[Path] = []
     if "npz" in export.formats:
         written.append(write_amass_npz(out / f"{name}.npz", arrays))
-    wanted = set(export.formats) - {"npz"}
+    if "csv" in export.formats:
+        from wbcap.export.joints_csv import write_joints_csv
+
+        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, _rest_root(body, arrays), name,
+                                                                                  up="z")))
+    wanted = set(export.formats) - {"npz", "csv"}
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
     clip = clip_from_amass(arrays, rig.rest_joints[0], name, up="y")
     if wanted & {"glb", "fbx"}:
-        from wbcap.export.gltf import smplx_vertices, write_glb
+        from wbcap.export.clip import smplx_rows
+        from wbcap.export.gltf import write_glb
 
-        exact = smplx_vertices(body, clip) if export.exact else None
+        exact = smplx_rows(body, clip) if export.exact else None
         if "glb" in wanted:
             written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact))
         if "fbx" in wanted:
@@ -134,6 +142,18 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
         written.append(write_bvh(out / f"{name}.bvh", rig, clip))
     return written
+
+
+def _rest_root(body: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``(3,)`` rest pelvis of the body of ``arrays``' betas (``SMPLXLayer.rest_root``), metres."""
+    import torch
+
+    b = np.zeros(body.num_betas)
+    betas = np.asarray(arrays["betas"], np.float64).reshape(-1)[: body.num_betas]
+    b[: betas.size] = betas
+    device, dtype = body.v_template.device, body.v_template.dtype
+    with torch.no_grad():
+        return body.rest_root(torch.as_tensor(b[None], dtype=dtype, device=device))[0].double().cpu().numpy()
 
 
 def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,

@@ -21,13 +21,13 @@ the origin at ``camera_position``, turned by ``camera_rotation``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np
 
-__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass"]
+__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "smplx_rows"]
 
 Up = Literal["y", "z"]
 
@@ -138,3 +138,63 @@ def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: 
         camera_position=np.asarray(arrays["camera_position"], np.float64) if "camera_position" in arrays else None,
     )
     return clip.in_world(up)
+
+
+def smplx_rows(body: Any, clip: MotionClip, *, joints: bool = False, batch: int = 64) -> np.ndarray:
+    """SMPL-X evaluated at each row of ``clip`` in the clip's own world (``clip.up``): the full
+    mesh (pose correctives, expression, expression-dependent joints), or its joints.
+
+    The root rotation and ``transl`` are given in that world, so the layer's output is already
+    there (SMPL-X turns the body about its rest pelvis, which is how :class:`MotionClip` defines
+    them). Hands are absolute in the clip; a layer with ``flat_hand_mean=False`` gets them
+    relative to its mean (``absolute - body.hands_mean()``). For a z-up clip of a track npz this
+    is what ``smplx.create(..., flat_hand_mean=True)`` gives from the file's ``poses``, ``trans``,
+    ``betas`` and ``expression``.
+
+    Args:
+        body: a :class:`wbcap.body.smplx_layer.SMPLXLayer` (its device and dtype are used).
+        clip: the motion.
+        joints: the joints (``SMPLXOutput.joints``, named by
+            :data:`wbcap.body.joints.SMPLX_OUTPUT_JOINT_NAMES`) instead of the vertices.
+        batch: rows per layer call.
+
+    Returns:
+        ``(T, V, 3)`` vertices, or ``(T, 144, 3)`` joints, float64, metres.
+    """
+    import torch
+
+    left, right = body.hands_mean()
+    device, dtype = body.v_template.device, body.v_template.dtype
+    n = len(clip)
+    e_layer = body.num_expression
+    expr = np.zeros((n, e_layer))
+    e_clip = np.asarray(clip.expression, np.float64).reshape(n, -1)
+    expr[:, : min(e_layer, e_clip.shape[1])] = e_clip[:, :e_layer]
+    betas = np.zeros(body.num_betas)
+    b = np.asarray(clip.betas, np.float64).reshape(-1)[: body.num_betas]
+    betas[: b.size] = b
+    p = np.asarray(clip.poses, np.float64).reshape(n, 165)
+    out: np.ndarray | None = None
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            r = p[s : s + batch]
+            m = r.shape[0]
+            res = body(
+                betas=tensor(np.tile(betas, (m, 1))), global_orient=tensor(r[:, 0:3]), body_pose=tensor(r[:, 3:66]),
+                jaw_pose=tensor(r[:, 66:69]), leye_pose=tensor(r[:, 69:72]), reye_pose=tensor(r[:, 72:75]),
+                left_hand_pose=tensor(r[:, 75:120] - left), right_hand_pose=tensor(r[:, 120:165] - right),
+                expression=tensor(expr[s : s + batch]), transl=tensor(clip.transl[s : s + batch]),
+            )
+            rows = (res.joints if joints else res.vertices).detach().cpu().double().numpy()
+            if out is None:
+                out = np.empty((n, *rows.shape[1:]))
+            out[s : s + m] = rows
+    if out is None:  # (an empty clip)
+        from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NUM
+
+        out = np.empty((0, SMPLX_OUTPUT_JOINT_NUM if joints else body.num_vertices, 3))
+    return out

@@ -53,7 +53,7 @@ expression morphs), not the SMPL-X mesh.
 
 The exact option
 ----------------
-``write_glb(..., exact_vertices=smplx_vertices(body, clip))`` adds one morph target per row
+``write_glb(..., exact_vertices=smplx_rows(body, clip))`` (:func:`wbcap.export.clip.smplx_rows`) adds one morph target per row
 ``t``: the rest-space residual ``d = (sum_k w_k R_k)^-1 (v_exact - v_lbs)``
 (``R_k`` the rotation part of the vertex's 4 skinning matrices at key ``t``; skinning is affine
 in the rest position, so ``d`` moves the skinned vertex by exactly ``v_exact - v_lbs``), so
@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from wbcap.camera import ImageCamera
     from wbcap.export.clip import MotionClip
 
-__all__ = ["CAMERA_NODE_NAME", "MESH_NODE_NAME", "smplx_vertices", "write_glb"]
+__all__ = ["CAMERA_NODE_NAME", "MESH_NODE_NAME", "write_glb"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _checked(rig: Rig, clip: MotionClip, exact_vertices: np.ndarray | None, path
     if exact_vertices is not None:
         shape = (t, rig.rest_vertices.shape[0], 3)
         if np.shape(exact_vertices) != shape:
-            raise ValueError(f"{path}: exact_vertices must be {shape} (smplx_vertices(body, clip)), "
+            raise ValueError(f"{path}: exact_vertices must be {shape} (wbcap.export.clip.smplx_rows(body, clip)), "
                              f"got {np.shape(exact_vertices)}")
     return times, expr
 
@@ -317,7 +317,7 @@ def write_glb(
             ``source_camera`` (origin, no rotation, ``yfov``/``aspectRatio`` from it, ``znear``
             0.01 m, no ``zfar``).
         exact_vertices: ``(T, V, 3)`` metres, the SMPL-X mesh of each row in the world of the
-            ``clip`` given (``clip.up``; :func:`smplx_vertices` ``(body, clip)``): adds the
+            ``clip`` given (``clip.up``; :func:`wbcap.export.clip.smplx_rows` ``(body, clip)``): adds the
             per-row morph targets that make the file show it exactly at each key.
         intermediate: a file that is no output, only read by the next step and deleted (the GLB
             an FBX is made from, in a temporary folder): its "wrote" line is logged at DEBUG.
@@ -485,52 +485,3 @@ def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarra
     if weights is not None:
         channel(mesh_node, "weights", weights.reshape(-1))
     gltf.animations.append(pygltflib.Animation(name=name, samplers=samplers, channels=channels))
-
-
-def smplx_vertices(body: Any, clip: MotionClip, batch: int = 64) -> np.ndarray:
-    """The full SMPL-X mesh (pose correctives, expression, expression-dependent joints) of each
-    row, in the clip's own world (``clip.up``).
-
-    The root rotation and ``transl`` are given in that world, so the layer's output is already
-    there (SMPL-X turns the body about its rest pelvis, which is how :class:`MotionClip` defines
-    them). Hands are absolute in the clip; a layer with ``flat_hand_mean=False`` gets them
-    relative to its mean (``absolute - body.hands_mean()``).
-
-    Args:
-        body: a :class:`wbcap.body.smplx_layer.SMPLXLayer` (its device and dtype are used).
-        clip: the motion.
-        batch: rows per layer call.
-
-    Returns:
-        ``(T, V, 3)`` float64 vertices, metres.
-    """
-    import torch
-
-    left, right = body.hands_mean()
-    device, dtype = body.v_template.device, body.v_template.dtype
-    n = len(clip)
-    e_layer = body.num_expression
-    expr = np.zeros((n, e_layer))
-    e_clip = np.asarray(clip.expression, np.float64).reshape(n, -1)
-    expr[:, : min(e_layer, e_clip.shape[1])] = e_clip[:, :e_layer]
-    betas = np.zeros(body.num_betas)
-    b = np.asarray(clip.betas, np.float64).reshape(-1)[: body.num_betas]
-    betas[: b.size] = b
-    p = np.asarray(clip.poses, np.float64).reshape(n, 165)
-    out = np.empty((n, body.num_vertices, 3))
-
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
-
-    with torch.no_grad():
-        for s in range(0, n, batch):
-            r = p[s : s + batch]
-            m = r.shape[0]
-            res = body(
-                betas=tensor(np.tile(betas, (m, 1))), global_orient=tensor(r[:, 0:3]), body_pose=tensor(r[:, 3:66]),
-                jaw_pose=tensor(r[:, 66:69]), leye_pose=tensor(r[:, 69:72]), reye_pose=tensor(r[:, 72:75]),
-                left_hand_pose=tensor(r[:, 75:120] - left), right_hand_pose=tensor(r[:, 120:165] - right),
-                expression=tensor(expr[s : s + batch]), transl=tensor(clip.transl[s : s + batch]),
-            )
-            out[s : s + m] = res.vertices.detach().cpu().double().numpy()
-    return out

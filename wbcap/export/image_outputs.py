@@ -80,7 +80,7 @@ from wbcap.io.param_names import to_file_record
 
 #: Files of one person's folder.
 RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg",
-                "output.glb", "output.bvh", "output.fbx", "output.npz")
+                "output.glb", "output.bvh", "output.fbx", "output.npz", "output.csv")
 _PERSON_DIR = re.compile(r"person_\d+")
 
 

@@ -58,7 +58,7 @@ RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
 #: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
-TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx")
+TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found

@@ -1,0 +1,68 @@
+"""One person's 3D joint positions per row as CSV (``--export csv``): for analysis in a
+spreadsheet, pandas, MATLAB or OpenSim-style tools, without SMPL-X.
+
+``track_<id>.csv`` (``output.csv`` for a photo): one header line, then one line per row of the
+track's AMASS file (:mod:`wbcap.export.amass`: the same regular clock, filled short gaps and
+split at long gaps)::
+
+    time,frame_index,valid,Pelvis_x,Pelvis_y,Pelvis_z,L_Hip_x,...,R_Pinky_4_z
+
+* ``time``: seconds of the source (the npz's ``times``); ``frame_index``: the source frame of the
+  row, -1 for a filled row; ``valid``: 1 where the person was seen, 0 where the row was filled.
+* :data:`JOINT_NAMES`: the 55 joints of SMPL-X's kinematic tree (``smplx.joint_names.JOINT_NAMES[:55]``)
+  and its 21 vertex joints (nose, eyes, ears, big and small toes, heels, finger tips), as
+  ``smplx`` outputs them (its first 76 joints), 3 columns each.
+* Positions in **metres**, in the track npz's frame: z up (AMASS's), the camera's frame or, with
+  ``wbcap run --world``, the ground's (:mod:`wbcap.export.clip`). They are SMPL-X's own joints of
+  the row's parameters (:func:`wbcap.export.clip.smplx_rows`): ``smplx.create(...,
+  flat_hand_mean=True)`` fed the npz's ``poses``, ``trans``, ``betas`` and ``expression`` gives
+  the same numbers.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.export.clip import MotionClip, smplx_rows
+
+#: Joints in the CSV: ``smplx``'s first 76 output joints (55 model joints, 21 vertex joints).
+JOINT_COUNT = 76
+
+
+def joint_names() -> tuple[str, ...]:
+    """The :data:`JOINT_COUNT` joint names of the CSV's columns, in order."""
+    from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
+
+    return SMPLX_OUTPUT_JOINT_NAMES[:JOINT_COUNT]
+
+
+def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
+    """Write ``clip``'s joints (module docstring) to ``path``, atomically.
+
+    Args:
+        path: the ``.csv`` to write (replaced if present).
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
+        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
+            ``up="z"``): the npz's frame.
+
+    Raises:
+        ValueError: a clip that is not z up.
+    """
+    from wbcap.atomic import atomic_write_text
+
+    if clip.up != "z":
+        raise ValueError(f"write_joints_csv writes the npz's z-up frame; got a clip with up={clip.up!r}")
+    joints = smplx_rows(body, clip, joints=True)[:, :JOINT_COUNT]
+    header = ["time", "frame_index", "valid", *(f"{n}_{a}" for n in joint_names() for a in "xyz")]
+    buf = io.StringIO()
+    buf.write(",".join(header) + "\n")
+    table = np.concatenate([np.asarray(clip.times, np.float64)[:, None], joints.reshape(len(clip), -1)], 1)
+    for row, frame, valid in zip(table, np.asarray(clip.frame_indices), np.asarray(clip.valid)):
+        values = ",".join(f"{v:.6f}" for v in row[1:])
+        buf.write(f"{row[0]:.6f},{int(frame)},{int(bool(valid))},{values}\n")
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
