@@ -461,7 +461,7 @@ def test_json_out_is_never_an_input(tmp_path):
         assert result.exit_code == 2 and "would be overwritten" in result.output, (args, result.output)
         assert kept.read_bytes() in (b"model", b"weights")
     result = CliRunner().invoke(cli, ["bench", "--config", "small", "--json-out", ""])
-    assert result.exit_code == 2 and "is a folder" in result.output
+    assert result.exit_code == 2 and "'--json-out': an empty path; name a file or folder" in result.output
 
 
 def test_the_report_is_printed_before_json_out_is_written(tmp_path, monkeypatch):

@@ -120,9 +120,10 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
     assert r.exit_code == 0, r.output
     resumed = (part / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
     assert resumed[:3] == raw[:3] and len(resumed) == 6  # done frames kept, the rest redone
-    # run.json records the command that began the run (for the hint to finish one), and a resume keeps it
+    # run.json records the last command that ran it (for the hint to finish a run)
     command = json.loads((part / ".wbcap" / "run.json").read_text())["command"]
-    assert command == {"argv": ["run", str(video), "-o", str(full), *map(str, args)], "cwd": os.getcwd()}
+    assert command == {"argv": ["run", str(video), "-o", str(part), "--resume", *map(str, args)], "cwd": os.getcwd(),
+                       "out": str(part.resolve())}
     a = [json.loads(x) for x in (full / "params.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (part / "params.jsonl").read_text().splitlines()]
     assert len(a) == len(b) == 12

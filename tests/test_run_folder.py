@@ -264,12 +264,13 @@ def test_a_pass_2_mark_says_the_outputs_may_be_missing_until_it_is_done(tmp_path
     assert unfinished_outputs_note(out) is None and not (out / ".wbcap" / "writing").exists()
 
 
-def test_the_hint_to_finish_a_run_gives_the_command_that_began_it(tmp_path, monkeypatch):
+def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, monkeypatch):
     """`wbcap export` / `view` of an interrupted run said "finish it with `wbcap run SOURCE -o OUT
     --resume`", which a resume then refused for want of the run's pass-1 flags (a user trial).
-    run.json records the command's words and working folder (a resume keeps them; they are no
-    setting to match): the hint is that command, without --overwrite, with --resume, after a `cd`
-    when run elsewhere; a damaged record gives the old hint."""
+    run.json records the last command's words, working folder and output folder (no setting to
+    match): the hint is that command, without --overwrite, with --resume, after a `cd` when run
+    elsewhere; a resume from the Python API keeps it; a folder moved or copied since, or a damaged
+    record, gives the old hint (a review: the words named the old folder)."""
     import shlex
 
     from wbcap.io.run_folder import prepare_output, unfinished_outputs_note, unfinished_run_note
@@ -281,12 +282,15 @@ def test_the_hint_to_finish_a_run_gives_the_command_that_began_it(tmp_path, monk
     out.mkdir()
     words = ["-q", "run", "my clip.mp4", "-o", "out", "--max-frames", "200", "--overwrite"]
     fp = _fingerprint(VideoJob(source="my clip.mp4", out="out", max_frames=200))
-    prepare_output(out, fp, resume=False, overwrite=False, command={"argv": words, "cwd": str(tmp_path)})
+    command = {"argv": words, "cwd": str(tmp_path), "out": str(out)}
+    prepare_output(out, fp, resume=False, overwrite=False, command=command)
     finish = "wbcap -q run 'my clip.mp4' -o out --max-frames 200 --resume"
     assert unfinished_run_note(out) == f" yet (interrupted?); finish it with `{finish}`"
-    prepare_output(out, fp, resume=True, overwrite=False,  # (another command: resumed, and the first kept)
-                   command={"argv": ["run", "my clip.mp4", "-o", "out", "--max-frames", "200", "--resume", "--sigma", "3"],
-                            "cwd": str(tmp_path)})
+    prepare_output(out, fp, resume=True, overwrite=False)  # (the Python API's resume: the command kept)
+    assert unfinished_run_note(out) == f" yet (interrupted?); finish it with `{finish}`"
+    resumed = ["run", "my clip.mp4", "-o", "out", "--max-frames", "200", "--resume", "--sigma", "3"]
+    prepare_output(out, fp, resume=True, overwrite=False, command={**command, "argv": resumed})
+    finish = "wbcap run 'my clip.mp4' -o out --max-frames 200 --sigma 3 --resume"  # (its pass-2 flags too)
     assert unfinished_run_note(out) == f" yet (interrupted?); finish it with `{finish}`"
     elsewhere = tmp_path / "other place"
     elsewhere.mkdir()
@@ -294,8 +298,12 @@ def test_the_hint_to_finish_a_run_gives_the_command_that_began_it(tmp_path, monk
     assert unfinished_run_note(out) == f" yet (interrupted?); finish it with `cd {shlex.quote(str(tmp_path))} && {finish}`"
     (out / ".wbcap" / "writing").write_bytes(b"")
     assert unfinished_outputs_note(out).endswith(f"finish them with `cd {shlex.quote(str(tmp_path))} && {finish}`")
+    old_hint = (f" yet (interrupted?); finish it with `wbcap run {shlex.quote(str(tmp_path / 'my clip.mp4'))} -o {{}} "
+                "--resume` and the run's pass-1 flags")
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # (its command names out)
+    assert unfinished_run_note(copy) == old_hint.format(copy)
     run_json = out / ".wbcap" / "run.json"
-    damaged = {**json.loads(run_json.read_text()), "command": {"argv": "run x", "cwd": str(tmp_path)}}
+    damaged = {**json.loads(run_json.read_text()), "command": {"argv": "run x", "cwd": str(tmp_path), "out": str(out)}}
     run_json.write_text(json.dumps(damaged))
-    assert unfinished_run_note(out) == (f" yet (interrupted?); finish it with `wbcap run {shlex.quote(str(tmp_path / 'my clip.mp4'))} "
-                                        f"-o {out} --resume` and the run's pass-1 flags")
+    assert unfinished_run_note(out) == old_hint.format(out)

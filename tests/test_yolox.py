@@ -197,7 +197,8 @@ def test_bad_model_files(tmp_path):
     assert _check_signature(junk, [1, 3, 416, 416], [[1, 3549, 85]]) == 416
 
 
-def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to_coco_s_limit(tiny_model, caplog):
+def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to_coco_s_limit(tiny_model, caplog,
+                                                                                              monkeypatch):
     """A user trial: --score-threshold -3 (or 5) was taken, and at 0 or below YOLOX-nano kept
     1093 boxes of a vtest frame, each a network crop: one frame ran for minutes. A threshold
     outside [0, 1] is refused in one line; more than MAX_DETECTIONS (100) boxes in an image keep
@@ -211,6 +212,14 @@ def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to
             YOLOXDetector(tiny_model, score_threshold=bad)
         assert str(info.value).startswith(f"score_threshold {bad:g} is outside [0, 1], where YOLOX's scores lie")
     assert MAX_DETECTIONS == 100
+    import wbcap.weights
+    from wbcap.detect.factory import make_detector
+
+    # a named YOLOX (or torchvision) refuses it before any download
+    monkeypatch.setattr(wbcap.weights, "auto_fetch", lambda *a, **k: pytest.fail("fetched before the check"))
+    for spec in ("yolox-nano", "yolox-s", f"yolox:{tiny_model}", "torchvision"):
+        with pytest.raises(InputError, match=r"^score_threshold 5 is outside \[0, 1\], where "):
+            make_detector(spec, score_threshold=5.0)
     det = YOLOXDetector(tiny_model, score_threshold=0.0, decoded=True)
     # 150 decoded boxes apart from each other (no NMS between them), scores 0.05 ... 0.80
     pred = np.zeros((150, 85), np.float32)
@@ -225,9 +234,9 @@ def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to
         found = det(image)
         assert det(image) == found
     assert len(found) == 100 and [d.score for d in found] == pytest.approx(np.linspace(0.05, 0.8, 150)[::-1][:100])
-    said = [r.getMessage() for r in caplog.records]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert said == ["YOLOX found 150 people over score_threshold 0 in one image; keeping the 100 highest-scoring in "
-                    "each image (COCO's limit): raise score_threshold, or set max_people"], said
+                    "each image (COCO's limit): raise score_threshold for fewer"], said
     few = YOLOXDetector(tiny_model, score_threshold=0.0, decoded=True, max_people=3)
     few.raw_output = det.raw_output
     assert [d.score for d in few(image)] == [d.score for d in found[:3]]

@@ -210,10 +210,12 @@ def _fingerprint(job: VideoJob) -> dict:
 
 
 def _command(job: VideoJob) -> dict | None:
-    """What ``run.json`` records of the command (:data:`wbcap.io.run_folder.COMMAND`): its words
-    and working folder; None from the Python API, or in a working folder that no longer exists."""
+    """What ``run.json`` records of the command (:data:`wbcap.io.run_folder.COMMAND`): its words,
+    working folder and output folder (resolved); None from the Python API, or in a working folder
+    that no longer exists."""
     try:
-        return {"argv": list(job.command), "cwd": os.getcwd()} if job.command else None
+        return {"argv": list(job.command), "cwd": os.getcwd(),
+                "out": str(Path(job.out).expanduser().resolve())} if job.command else None
     except OSError:
         return None
 

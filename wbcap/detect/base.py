@@ -64,3 +64,24 @@ class Detector(Protocol):
 def sort_by_score(detections: list[Detection]) -> list[Detection]:
     """Detections ordered by score, highest first (stable for equal scores)."""
     return sorted(detections, key=lambda d: -d.score)
+
+
+#: What the detectors whose scores are probabilities call them (:func:`check_probability_threshold`).
+YOLOX_SCORES = "YOLOX's scores lie (objectness x person probability; default 0.3)"
+FRCNN_SCORES = "Faster R-CNN's scores lie (default 0.5)"
+
+
+def check_probability_threshold(value: float, scores: str) -> None:
+    """Refuse a score threshold outside [0, 1] (NaN too) for a detector whose scores are
+    probabilities (YOLOX, Faster R-CNN; HOG's are SVM margins): -3 or 5 were taken, and a
+    threshold at or under 0 kept every box (a user trial). ``scores``: :data:`YOLOX_SCORES` or
+    :data:`FRCNN_SCORES`.
+
+    Raises:
+        InputError: one line naming the setting (``--score-threshold`` in the CLI) and the range.
+    """
+    if not 0.0 <= value <= 1.0:
+        from wbcap.errors import InputError, setting
+
+        raise InputError(f"{setting('score_threshold')} {value:g} is outside [0, 1], where {scores}: give one between "
+                         "0 and 1, higher for fewer boxes")

@@ -140,6 +140,13 @@ def make_detector(
     yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
+    if score_threshold is not None:  # (before a download: a value the detector named would refuse)
+        from wbcap.detect.base import FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
+
+        if model is not None or is_yolox_name or spec.startswith("yolox:"):
+            check_probability_threshold(score_threshold, YOLOX_SCORES)
+        elif spec == "torchvision":
+            check_probability_threshold(score_threshold, FRCNN_SCORES)
     if model is not None:
         if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
             raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wbcap.detect.base import Detection
+from wbcap.detect.base import FRCNN_SCORES, Detection, check_probability_threshold
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,7 @@ class TorchvisionDetector:
 
     def __init__(self, device="cpu", score_threshold: float = 0.5, min_height_frac: float = 0.0, max_people: int | None = None):
         """Raises InputError for ``score_threshold`` outside [0, 1] (its scores are probabilities)."""
-        if not 0.0 <= score_threshold <= 1.0:
-            from wbcap.errors import InputError, setting
-
-            raise InputError(f"{setting('score_threshold')} {score_threshold:g} is outside [0, 1], where Faster R-CNN's "
-                             "scores lie (default 0.5): give one between 0 and 1, higher for fewer boxes")
+        check_probability_threshold(score_threshold, FRCNN_SCORES)
         import torch
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.detect.base import Detection, sort_by_score
+from wbcap.detect.base import YOLOX_SCORES, Detection, check_probability_threshold, sort_by_score
 from wbcap.errors import InputError, first_line, setting
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,8 @@ class YOLOXDetector:
             :data:`MAX_DETECTIONS` boxes are kept per image (one warning when more pass it).
         nms_iou: boxes overlapping a higher-scoring box with IoU above this are dropped.
         min_height_frac: drop boxes shorter than this fraction of the image height (0 keeps all).
-        max_people: keep at most this many boxes (highest scores); None keeps all.
+        max_people: keep at most this many boxes (highest scores); None keeps all (at most
+            :data:`MAX_DETECTIONS`). (``wbcap run`` and ``image`` leave it None and choose people later.)
         device: ``"cpu"`` or ``"cuda"``/``"cuda:N"`` (onnxruntime's CUDA provider when it is
             available, else CPU with a warning).
         threads: onnxruntime intra-op threads (default 1: detection runs in its own thread
@@ -303,10 +304,7 @@ class YOLOXDetector:
             raise ValueError(f"min_height_frac must be in [0, 1], got {min_height_frac}")
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be >= 1 or None, got {max_people}")
-        if not 0.0 <= score_threshold <= 1.0:  # (also NaN)
-            raise InputError(f"{setting('score_threshold')} {score_threshold:g} is outside [0, 1], where YOLOX's scores "
-                             "lie (objectness x person probability; default 0.3): give one between 0 and 1, higher "
-                             "for fewer boxes")
+        check_probability_threshold(score_threshold, YOLOX_SCORES)
         if runtime not in ("auto", "onnxruntime", "opencv"):
             raise ValueError(f"runtime must be 'auto', 'onnxruntime' or 'opencv', got {runtime!r}")
         if threads < 1:
@@ -447,8 +445,8 @@ class YOLOXDetector:
         if len(dets) > MAX_DETECTIONS and (self.max_people is None or self.max_people > MAX_DETECTIONS):
             if not self._said_too_many:
                 log.warning("YOLOX found %d people over %s %g in one image; keeping the %d highest-scoring in each "
-                            "image (COCO's limit): raise %s, or set %s", len(dets), setting("score_threshold"),
-                            self.score_threshold, MAX_DETECTIONS, setting("score_threshold"), setting("max_people"))
+                            "image (COCO's limit): raise %s for fewer", len(dets), setting("score_threshold"),
+                            self.score_threshold, MAX_DETECTIONS, setting("score_threshold"))
                 self._said_too_many = True
             dets = dets[:MAX_DETECTIONS]
         if self.max_people is not None:

@@ -73,10 +73,12 @@ BODY_MODEL_FILE = "body_model_file"
 #: source is. Like :data:`BODY_MODEL_FILE`, not one of the settings compared key by key; a run
 #: recorded without it (an older wbcap) resumes unchecked and gains it.
 FILE_IDENTITY = "file_identity"
-#: The key of ``run.json`` recording the command that began the run: ``{"argv": the words after
-#: ``wbcap``, "cwd": its working folder}`` (``wbcap run``; none from the Python API), so that the
-#: hints saying how to finish an interrupted run give the whole command (:func:`_resume_command`),
-#: its pass-1 flags included. Kept by a resume; like :data:`BODY_MODEL_FILE`, not a setting.
+#: The key of ``run.json`` recording the last command that ran the run: ``{"argv": the words after
+#: ``wbcap``, "cwd": its working folder, "out": the run folder it named, resolved}`` (``wbcap
+#: run``, a resume included; none from the Python API, whose resume keeps the one there), so that
+#: the hints saying how to finish an interrupted run give the whole command
+#: (:func:`_resume_command`), its pass-1 flags and a resume's pass-2 ones included. Like
+#: :data:`BODY_MODEL_FILE`, not a setting.
 COMMAND = "command"
 #: run.json's keys that record rather than ask: not compared by a resume.
 _RECORDS = (BODY_MODEL_FILE, FILE_IDENTITY, COMMAND)
@@ -632,12 +634,13 @@ def unfinished_run_note(out: Path) -> str:
 
 
 def _resume_command(out: Path) -> str:
-    """The command that finishes the run in ``out``, quoted for a shell: the one that began it
+    """The command that finishes the run in ``out``, quoted for a shell: the last one that ran it
     (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, after ``cd`` to its working
     folder when that is not this process's. For a run recorded without it (an older wbcap, the
-    Python API): ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the
-    source ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands
-    that need it say so)."""
+    Python API), or whose folder was moved or copied since (the command names another folder):
+    ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the source
+    ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that need
+    it say so)."""
     import shlex
 
     try:
@@ -645,9 +648,10 @@ def _resume_command(out: Path) -> str:
     except InputError:
         run = {}
     command = run.get(COMMAND)
-    argv, cwd = (command.get("argv"), command.get("cwd")) if isinstance(command, dict) else (None, None)
+    argv, cwd, named = ((command.get("argv"), command.get("cwd"), command.get("out")) if isinstance(command, dict)
+                        else (None, None, None))
     if (isinstance(argv, list) and argv and all(isinstance(w, str) for w in argv) and isinstance(cwd, str)
-            and Path(cwd).is_absolute()):
+            and Path(cwd).is_absolute() and _same_file(named, str(out))):
         words = shlex.join(["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")), "--resume"])
         try:
             here = os.path.samefile(cwd, os.getcwd())
@@ -743,8 +747,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     skipped) is recorded under :data:`FILE_IDENTITY`; with ``resume`` each must be what the run
     recorded (:func:`_check_same_files`: a file replaced at the same path is refused). ``run.json``
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
-    ones it recorded are kept). ``command`` (:data:`COMMAND`: the words after ``wbcap`` and the
-    working folder) is recorded by a new run, and by a resume of a run recorded without one.
+    ones it recorded are kept). ``command`` (:data:`COMMAND`: the words after ``wbcap``, the
+    working folder and the folder named) is recorded; None keeps the one recorded.
     A resume with other settings is refused naming each with both values (``options``: the
     option that sets each key of ``fp``, dotted into groups (``"body.gender": "gender"``), by
     its parameter name, spelled as :func:`wbcap.errors.setting` does); a recorded value of
@@ -783,7 +787,8 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
                              {**(recorded_files if isinstance(recorded_files, dict) else {}), **files},
-                             previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else command)
+                             command if command else previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict)
+                             else None)
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
