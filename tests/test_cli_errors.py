@@ -362,7 +362,7 @@ def test_a_path_of_an_unknown_users_home_is_one_line(tmp_path, monkeypatch):
     (["image", "{tmp}/a.jpg", "", "-o", "{tmp}/o"], "'PATHS...'"), (["export", ""], "'RUN'"),
     (["export", "{tmp}", "--dest", " "], "'--dest'"), (["view", ""], "'OUT'"),
     (["weights", "import", "yolox-nano", ""], "'FILE'"), (["doctor", "--body-models", ""], "'--body-models'"),
-    (["train", "body", "-o", ""], "'-o' / '--out'"),
+    (["train", "body", "-o", ""], "'-o' / '--out'"), (["demo", "--video", ""], "'--video'"),
 ])
 def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name):
     """`wbcap run ""` read the current folder as its source (its images, had it held some), and
@@ -372,7 +372,7 @@ def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name)
     (tmp_path / "a.jpg").write_bytes(b"")
     r = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args], prog_name="wbcap")
     command = " ".join(a for a in args[:2] if a in ("run", "image", "export", "view", "weights", "import", "doctor",
-                                                    "train", "body"))
+                                                    "train", "body", "demo"))
     assert r.exit_code == 2 and r.stderr == (f"error: Invalid value for {name}: an empty path; name a file or folder "
                                              f"(see 'wbcap {command} --help')\n"), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]

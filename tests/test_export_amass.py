@@ -248,14 +248,14 @@ def test_run_npz_is_amass_with_gaps_filled(tmp_path, micro_ckpt, body_dir, body_
     d = np.load(out / "track_0.npz")
     assert d["poses"].shape == (8, 165) and d["trans"].shape == (8, 3)
     # --export csv: the npz's rows as 76 joints (a user trial: no joints anywhere), plain smplx's from the npz
-    from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
+    from smplx.joint_names import JOINT_NAMES
 
     with open(out / "track_0.csv", newline="") as f:
         table = list(csv.reader(f))
     header = table[0]
     assert header[:3] == ["time", "frame_index", "valid"] and len(header) == 3 + 76 * 3
-    assert header[3:] == [f"{n}_{a}" for n in SMPLX_OUTPUT_JOINT_NAMES[:76] for a in "xyz"]
-    assert header[3:6] == ["Pelvis_x", "Pelvis_y", "Pelvis_z"] and header[-1] == "R_Pinky_4_z"
+    assert header[3:] == [f"{n}_{a}" for n in JOINT_NAMES[:76] for a in "xyz"]  # (the GLB's and BVH's names)
+    assert header[3:6] == ["pelvis_x", "pelvis_y", "pelvis_z"] and header[-1] == "right_pinky_z"
     rows = np.asarray(table[1:], np.float64)
     assert rows.shape == (8, 3 + 228)
     np.testing.assert_allclose(rows[:, 0], d["times"], atol=1e-6)

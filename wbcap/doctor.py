@@ -18,6 +18,9 @@ class Check:
     #: a file the user brings under its own licence (the SMPL-X model, a checkpoint): while one
     #: is missing, ``wbcap doctor`` also says how to try the commands without it
     licensed: bool = False
+    #: the file found is the demo's stand-in for a licensed one (``$WBCAP_BODY_MODELS`` at the
+    #: demo's model): the user is trying the commands already, so no hint on how to
+    stand_in: bool = False
 
 
 def _version(pkg: str) -> str:
@@ -54,7 +57,7 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
 
     if is_demo_body_model(path):  # ($WBCAP_BODY_MODELS left at the Quick start's stand-in: found before a real one)
         return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", REAL_BODY_MODEL_FIX,
-                     optional=optional, licensed=True)
+                     optional=optional, licensed=True, stand_in=True)
     try:
         load_body_model_data(path)
     except WbcapError as exc:

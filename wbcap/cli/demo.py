@@ -10,7 +10,7 @@ from wbcap.cli.common import NonEmptyPath, device_option, echo_result, image_res
 @click.command()
 @click.option("-o", "--out", type=NonEmptyPath(file_okay=False), default="wbcap_demo", show_default=True, help="Output folder.")
 @click.option("--image", type=NonEmptyPath(dir_okay=False), default=None, help="Use this image instead of the bundled example.")
-@click.option("--video", metavar="SOURCE", default=None,
+@click.option("--video", metavar="SOURCE", type=NonEmptyPath(), default=None,
               help="Run the video pipeline (as `wbcap run`: tracks, params.jsonl, GLB animation, render.mp4) on this "
                    "video, image folder or glob (what `wbcap run` takes) instead, with the same synthetic body model "
                    "and untrained weights; into OUT/video-<name>/.")

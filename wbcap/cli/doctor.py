@@ -37,6 +37,7 @@ def doctor(ctx, body_models):
         homeless = any(c.name == USER_FOLDERS and not c.ok for c in checks)
         click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
                    "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
-        if not homeless and any(c.licensed and not (c.ok or c.optional) for c in checks):
+        trying = any(c.stand_in for c in checks)  # (already trying them: the hint would say to do what it did)
+        if not homeless and not trying and any(c.licensed and not (c.ok or c.optional) for c in checks):
             click.echo(TRY_WITHOUT_FILES)
         raise click.exceptions.Exit(1)

@@ -33,7 +33,7 @@ from wbcap.errors import InputError, WbcapError
 
 log = logging.getLogger(__name__)
 
-#: The formats, in the order they are written (fbx is made from a glb).
+#: The formats (fbx is made from a glb); :func:`write_animations` writes npz and csv first.
 FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv")
 
 

@@ -5,13 +5,14 @@ spreadsheet, pandas, MATLAB or OpenSim-style tools, without SMPL-X.
 track's AMASS file (:mod:`wbcap.export.amass`: the same regular clock, filled short gaps and
 split at long gaps)::
 
-    time,frame_index,valid,Pelvis_x,Pelvis_y,Pelvis_z,L_Hip_x,...,R_Pinky_4_z
+    time,frame_index,valid,pelvis_x,pelvis_y,pelvis_z,left_hip_x,...,right_pinky_z
 
 * ``time``: seconds of the source (the npz's ``times``); ``frame_index``: the source frame of the
   row, -1 for a filled row; ``valid``: 1 where the person was seen, 0 where the row was filled.
-* :data:`JOINT_NAMES`: the 55 joints of SMPL-X's kinematic tree (``smplx.joint_names.JOINT_NAMES[:55]``)
-  and its 21 vertex joints (nose, eyes, ears, big and small toes, heels, finger tips), as
-  ``smplx`` outputs them (its first 76 joints), 3 columns each.
+* :func:`joint_names`: the 55 joints of SMPL-X's kinematic tree and its 21 vertex joints (nose,
+  eyes, ears, big and small toes, heels, finger tips), as ``smplx`` outputs and names them (its
+  first 76 joints, ``smplx.joint_names.JOINT_NAMES[:76]``; the GLB's and BVH's joints are its
+  first 55), 3 columns each.
 * Positions in **metres**, in the track npz's frame: z up (AMASS's), the camera's frame or, with
   ``wbcap run --world``, the ground's (:mod:`wbcap.export.clip`). They are SMPL-X's own joints of
   the row's parameters (:func:`wbcap.export.clip.smplx_rows`): ``smplx.create(...,
@@ -34,10 +35,12 @@ JOINT_COUNT = 76
 
 
 def joint_names() -> tuple[str, ...]:
-    """The :data:`JOINT_COUNT` joint names of the CSV's columns, in order."""
-    from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
+    """The :data:`JOINT_COUNT` joint names of the CSV's columns, in order: ``smplx``'s
+    (``smplx.joint_names.JOINT_NAMES``: ``pelvis``, ``left_hip``, …, ``right_pinky``), as the GLB's
+    and BVH's joints are named."""
+    from smplx.joint_names import JOINT_NAMES
 
-    return SMPLX_OUTPUT_JOINT_NAMES[:JOINT_COUNT]
+    return tuple(JOINT_NAMES[:JOINT_COUNT])
 
 
 def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
