@@ -5,8 +5,8 @@ Layout::
 
     OUT/.wbcap/run.json       settings fingerprint of pass 1 (:func:`fingerprint`), the
                               SMPL-X model file it used (:data:`BODY_MODEL_FILE`), the size and
-                              mtime of each file it read (:data:`FILE_IDENTITY`) and the command
-                              that began it (:data:`COMMAND`)
+                              mtime of each file it read (:data:`FILE_IDENTITY`) and the last
+                              command that ran it (:data:`COMMAND`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
                               --world also the planted feet)
@@ -88,6 +88,8 @@ def recorded_settings(run: Mapping) -> dict:
     """The settings of a ``run.json`` (:func:`read_run_file`): what a resume must match, without
     the records (:data:`BODY_MODEL_FILE`, :data:`FILE_IDENTITY`, :data:`COMMAND`)."""
     return {k: v for k, v in run.items() if k not in _RECORDS}
+
+
 #: What the roles of :data:`FILE_IDENTITY` are called in messages.
 _FILE_ROLES = {"checkpoint": "checkpoint", "body_model_file": "SMPL-X model", "detector_model": "detector model",
                "detector": "--detector"}
