@@ -164,6 +164,10 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
             "WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they are in wbcap's "
             "body_models folder\n") in r.output, r.output
     assert "To try" not in r.output  # (the try-out hint would say to set what the line above says to unset)
+    male = [line for line in r.output.splitlines() if "SMPLX_MALE.npz" in line]  # (not into the demo's folder)
+    assert male[-1] == (f"       fix: register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, copy "
+                        f"SMPLX_MALE.npz to {installed}/ and unset WBCAP_BODY_MODELS (it names the demo's model "
+                        "folder)"), r.output
     config = PipelineConfig(model=ModelConfig(), checkpoint=str(micro_ckpt), device="cpu")
     with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):
         pipe = Pipeline.from_config(config, optimize=False)

@@ -761,3 +761,17 @@ def test_an_output_folder_inside_another_run_is_refused(tmp_path, base_args):
         assert not out.exists()
     r = run("run", video, "-o", held, *base_args)  # (the run's own folder: what it always said)
     assert r.exit_code == 2 and "holds a previous wbcap run" in r.stderr, r.output
+    photo = tmp_path / "p.png"  # wbcap image -o: neither the run's folder nor one inside it (a second trial)
+    cv2.imwrite(str(photo), person_image(96, 128, seed=1))
+    r = run("image", photo, "-o", held / "img", *base_args)
+    assert r.exit_code == 2 and r.stderr == (f"error: -o {held / 'img'}: lies inside the wbcap run folder {held} (whose "
+                                             "`wbcap run --overwrite` would then refuse it); choose a folder "
+                                             "outside it\n"), r.output
+    r = run("image", photo, "-o", held, *base_args)
+    assert r.exit_code == 2 and r.stderr == (f"error: -o {held}: is a wbcap run folder, whose `wbcap run --overwrite` "
+                                             "would then refuse it; choose a folder outside it\n"), r.output
+    assert sorted(p.name for p in held.iterdir()) == [".wbcap"]
+    for spec in ("boxes:", "yolox:", "boxes: "):  # (`boxes:` read the current folder)
+        r = run("run", video, "-o", tmp_path / "o", "--detector", spec, *base_args)
+        assert r.exit_code == 2 and r.stderr == f"error: --detector {spec}: names no file; give {spec.strip()}FILE\n"
+        assert not (tmp_path / "o").exists()

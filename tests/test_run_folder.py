@@ -269,8 +269,9 @@ def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, m
     --resume`", which a resume then refused for want of the run's pass-1 flags (a user trial).
     run.json records the last command's words, working folder and output folder (no setting to
     match): the hint is that command, without --overwrite, with --resume, after a `cd` when run
-    elsewhere; a resume from the Python API keeps it; a folder moved or copied since, or a damaged
-    record, gives the old hint (a review: the words named the old folder)."""
+    elsewhere; a resume from the Python API keeps it; a folder moved or copied since gets its own
+    -o (a review, then a second trial: the words named the old folder); a damaged record gives the
+    old hint."""
     import shlex
 
     from wbcap.io.run_folder import prepare_output, unfinished_outputs_note, unfinished_run_note
@@ -301,8 +302,16 @@ def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, m
     old_hint = (f" yet (interrupted?); finish it with `wbcap run {shlex.quote(str(tmp_path / 'my clip.mp4'))} -o {{}} "
                 "--resume` and the run's pass-1 flags")
     copy = tmp_path / "copy"
-    shutil.copytree(out, copy)  # (its command names out)
-    assert unfinished_run_note(copy) == old_hint.format(copy)
+    shutil.copytree(out, copy)  # (its command names out: -o names the copy now)
+    assert unfinished_run_note(copy) == (f" yet (interrupted?); finish it with `cd {shlex.quote(str(tmp_path))} && "
+                                         f"wbcap run 'my clip.mp4' -o {copy} --max-frames 200 --sigma 3 --resume`")
+    from wbcap.io.run_folder import _with_out
+
+    for words, now in ((["run", "a.mp4", "--out", "x"], ["run", "a.mp4", "--out", "/n"]),
+                       (["run", "a.mp4", "--out=x"], ["run", "a.mp4", "--out=/n"]),
+                       (["run", "a.mp4", "-ox", "--every", "2"], ["run", "a.mp4", "-o/n", "--every", "2"]),
+                       (["-q", "run", "a.mp4"], ["-q", "run", "a.mp4", "-o", "/n"])):  # (the default folder)
+        assert _with_out(words, "/n") == now
     run_json = out / ".wbcap" / "run.json"
     damaged = {**json.loads(run_json.read_text()), "command": {"argv": "run x", "cwd": str(tmp_path), "out": str(out)}}
     run_json.write_text(json.dumps(damaged))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from wbcap.errors import setting
 
@@ -42,11 +43,17 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     try:
         path = find_body_model(gender, body_models)
     except BodyModelNotFoundError as exc:
+        from wbcap.paths import body_models_dir
+        from wbcap.pipeline import is_demo_body_model
+
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
+        target = f"{exc.target}/"
+        if is_demo_body_model(Path(exc.target) / exc.file_name):  # (not into the demo's folder: a user trial)
+            target = f"{body_models_dir() / 'smplx'}/ and unset WBCAP_BODY_MODELS (it names the demo's model folder)"
         return Check(
             name, False, f"{exc.file_name} not found in {places}",
             f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
-            f"copy {exc.file_name} to {exc.target}/",
+            f"copy {exc.file_name} to {target}",
             optional=optional, licensed=True,
         )
     except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do

@@ -209,7 +209,7 @@ def _export_options(f, default: str):
     # loads no numpy; tests/test_export.py keeps the two the same).
     return click.option(
         "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv|none",
-        help="Animation files per person: npz (AMASS SMPL-X, z up; wbcap run writes it in any case), glb (glTF 2.0, "
+        help="Animation files per person: npz (AMASS SMPL-X, z up; wbcap run always writes it), glb (glTF 2.0, "
              "skinned, animated, with the source camera), bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
              "Blender: pip install \"wbcap[blender]\"), csv (3D positions of 76 joints per row, metres, the npz's "
              "frame); comma-separated, or none alone.",

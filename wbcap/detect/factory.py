@@ -154,6 +154,9 @@ def make_detector(
         from pathlib import Path
 
         return _yolox(model, f"yolox ({Path(model).name})", **yolox_kw)
+    for prefix in ("boxes:", "yolox:"):  # (`boxes:` alone read the current folder: a user trial)
+        if spec.startswith(prefix) and not spec[len(prefix):].strip():
+            raise InputError(f"{setting('detector')} {spec}: names no file; give {prefix}FILE")
     if spec.startswith("boxes:"):
         return BoxesFileDetector(spec[len("boxes:"):])
     if spec.startswith("yolox:"):

@@ -638,8 +638,8 @@ def unfinished_run_note(out: Path) -> str:
 def _resume_command(out: Path) -> str:
     """The command that finishes the run in ``out``, quoted for a shell: the last one that ran it
     (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, after ``cd`` to its working
-    folder when that is not this process's. For a run recorded without it (an older wbcap, the
-    Python API), or whose folder was moved or copied since (the command names another folder):
+    folder when that is not this process's; for a run folder moved or copied since, its ``-o``
+    names ``out`` (absolute). For a run recorded without it (an older wbcap, the Python API):
     ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the source
     ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that need
     it say so)."""
@@ -653,7 +653,9 @@ def _resume_command(out: Path) -> str:
     argv, cwd, named = ((command.get("argv"), command.get("cwd"), command.get("out")) if isinstance(command, dict)
                         else (None, None, None))
     if (isinstance(argv, list) and argv and all(isinstance(w, str) for w in argv) and isinstance(cwd, str)
-            and Path(cwd).is_absolute() and _same_file(named, str(out))):
+            and Path(cwd).is_absolute() and isinstance(named, str)):
+        if not _same_file(named, str(out)):  # (the folder moved or copied since: -o names it now)
+            argv = _with_out(argv, str(out.expanduser().resolve()))
         words = shlex.join(["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")), "--resume"])
         try:
             here = os.path.samefile(cwd, os.getcwd())
@@ -663,6 +665,24 @@ def _resume_command(out: Path) -> str:
     source = run.get("source")
     source = shlex.quote(source) if isinstance(source, str) and source else "SOURCE"
     return f"`wbcap run {source} -o {shlex.quote(str(out))} --resume` and the run's pass-1 flags"
+
+
+def _with_out(argv: list[str], out: str) -> list[str]:
+    """``argv`` (a ``wbcap run`` command's words) with its output folder ``out``: the value of
+    ``-o`` / ``--out`` (``-o DIR``, ``--out DIR``, ``--out=DIR``, ``-oDIR``) replaced, or
+    ``-o OUT`` added where it had none (the default folder)."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        if word in ("-o", "--out") and i + 1 < len(words):
+            words[i + 1] = out
+            return words
+        if word.startswith("--out="):
+            words[i] = f"--out={out}"
+            return words
+        if word.startswith("-o") and len(word) > 2:
+            words[i] = f"-o{out}"
+            return words
+    return [*words, "-o", out]
 
 
 def _settle_previous(out: Path) -> None:
