@@ -103,6 +103,8 @@ def test_a_stop_signal_while_rendering_keeps_the_frames_and_resume_leaves_no_tem
     assert r.exit_code == 143, text(r)
     assert f"the frames done so far are kept in {out}: add --resume to the same command to continue" in text(r)
     assert not list(out.glob(".*tmp-*")) and not (out / "render.mp4").exists()
+    r = invoke("run", video, "-o", out, "--resume", *base_args)  # (a resume stopped too: it has its --resume)
+    assert r.exit_code == 143 and f"kept in {out}: run the same command again to continue" in text(r), text(r)
     monkeypatch.setattr(VideoWriter, "write", write)
     (out / ".render.tmp-0badc0de.mp4").write_bytes(b"left by a SIGKILL")
     r = invoke("run", video, "-o", out, "--resume", *base_args)

@@ -42,7 +42,7 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     from wbcap.world.estimate import WorldConfig
 
     job = ExportJob(
-        run=run, export=AnimationExport.parse(formats, exact=exact, option="--format"), dest=dest,
+        run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         world=WorldConfig() if world else None,
     )

@@ -51,9 +51,10 @@ class AnimationExport:
     exact: bool = False
 
     @classmethod
-    def parse(cls, text: str, exact: bool = False, option: str = "formats") -> AnimationExport:
+    def parse(cls, text: str, exact: bool = False, option: str = "formats", none_alone: bool = True) -> AnimationExport:
         """From a comma-separated list (``"glb,bvh"``; case and spaces ignored), or ``"none"``
-        alone for nothing (``"none,none"`` too).
+        alone for nothing (``"none,none"`` too). ``none_alone``: whether the refusal of ``none``
+        among formats may offer ``none`` alone (not for ``wbcap export``, which needs a format).
 
         Raises:
             InputError: ``none`` with formats (``"none,glb"``: none means no animation files), or an
@@ -63,8 +64,9 @@ class AnimationExport:
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
         if "none" in names:
             if set(names) != {"none"}:
+                alone = "none alone or " if none_alone else ""
                 raise InputError(f"{option} {text}: none means no animation files and cannot be combined with "
-                                 "formats; give none alone or only the formats wanted")
+                                 f"formats; give {alone}only the formats wanted")
             return cls(formats=(), exact=exact)
         unknown = [n for n in names if n not in FORMATS]
         if unknown:
