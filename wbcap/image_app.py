@@ -244,12 +244,9 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
             on_stage(name, path)
 
     out_root = Path(job.out).expanduser()
-    from wbcap.io.run_folder import RUN_DIR, RUN_FILE, refuse_output_inside_a_run
+    from wbcap.io.run_folder import refuse_output_inside_a_run
 
-    if (out_root / RUN_DIR / RUN_FILE).is_file():  # (a run's folder: its --overwrite would refuse the photos')
-        raise InputError(f"{setting('out', api='output')} {out_root}: is a wbcap run folder, whose `wbcap run "
-                         "--overwrite` would then refuse it; choose a folder outside it")
-    refuse_output_inside_a_run(out_root)
+    refuse_output_inside_a_run(out_root, itself=True)  # (a run's --overwrite would refuse the photos' folders)
     names = output_names(paths)
     for name in names:
         check_output_folder(out_root / name, out_root)

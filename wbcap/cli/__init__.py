@@ -163,7 +163,7 @@ CLOSED_PIPE_EXIT_CODE = 141
 
 #: The options of ``wbcap`` itself, given before the command (``wbcap -q run ...``): one given
 #: after it is "No such option" with where it goes (a user trial typed ``wbcap run X -q``).
-_TOP_OPTIONS = ("-v", "--verbose", "-vv", "-q", "--quiet", "--debug")
+_TOP_OPTIONS = ("-v", "--verbose", "-q", "--quiet", "--debug")  # (click names -vv "-v")
 
 
 class OneLineUsageError(click.UsageError):

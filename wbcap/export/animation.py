@@ -109,15 +109,18 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     written: list[Path] = []
     if "npz" in export.formats:
         written.append(write_amass_npz(out / f"{name}.npz", arrays))
-    if "csv" in export.formats:
-        from wbcap.export.joints_csv import write_joints_csv
-
-        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, _rest_root(body, arrays), name,
-                                                                                  up="z")))
-    wanted = set(export.formats) - {"npz", "csv"}
+    wanted = set(export.formats) - {"npz"}
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
+    if "csv" in wanted:
+        from wbcap.export.joints_csv import write_joints_csv
+
+        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, rig.rest_joints[0], name,
+                                                                                  up="z")))
+        wanted.discard("csv")
+        if not wanted:
+            return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], name, up="y")
     if wanted & {"glb", "fbx"}:
         from wbcap.export.clip import smplx_rows
@@ -144,18 +147,6 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
         written.append(write_bvh(out / f"{name}.bvh", rig, clip))
     return written
-
-
-def _rest_root(body: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """``(3,)`` rest pelvis of the body of ``arrays``' betas (``SMPLXLayer.rest_root``), metres."""
-    import torch
-
-    b = np.zeros(body.num_betas)
-    betas = np.asarray(arrays["betas"], np.float64).reshape(-1)[: body.num_betas]
-    b[: betas.size] = betas
-    device, dtype = body.v_template.device, body.v_template.dtype
-    with torch.no_grad():
-        return body.rest_root(torch.as_tensor(b[None], dtype=dtype, device=device))[0].double().cpu().numpy()
 
 
 def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,

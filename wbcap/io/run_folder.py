@@ -706,12 +706,16 @@ def enclosing_run(path: Path) -> Path | None:
     return next((f for f in path.expanduser().resolve().parents if (f / RUN_DIR / RUN_FILE).is_file()), None)
 
 
-def refuse_output_inside_a_run(out: Path) -> None:
-    """Refuse a new run's folder ``out`` inside another run's folder (:func:`enclosing_run`).
+def refuse_output_inside_a_run(out: Path, *, itself: bool = False) -> None:
+    """Refuse a new output folder ``out`` inside another run's folder (:func:`enclosing_run`);
+    with ``itself`` (``wbcap image``, whose outputs are no run's) also a run's folder itself.
 
     Raises:
-        InputError: one line naming ``-o``, the run folder it lies in and the fix.
+        InputError: one line naming ``-o``, the run folder it is or lies in and the fix.
     """
+    if itself and (out.expanduser() / RUN_DIR / RUN_FILE).is_file():
+        raise InputError(f"{setting('out', api='output')} {out}: is a wbcap run folder, whose `wbcap run --overwrite` "
+                         "would then refuse it; choose a folder outside it")
     holder = enclosing_run(out)
     if holder is not None:
         raise InputError(f"{setting('out', api='output')} {out}: lies inside the wbcap run folder {holder} (whose "
@@ -809,8 +813,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
                              {**(recorded_files if isinstance(recorded_files, dict) else {}), **files},
-                             command if command else previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict)
-                             else None)
+                             command or (previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else None))
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
