@@ -37,7 +37,24 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(_cores(), MAX_WORKERS))
 
 
+def _take_ctrl_c() -> None:
+    """SIGINT handled (Python's Ctrl-C) where pytest was started with it ignored, as a shell
+    starts a background job (`pytest ... &` in a script): the servers and runs the tests start
+    inherit an ignored SIGINT, so the tests' Ctrl-C to them did nothing and each stop waited for
+    its timeout (measured: four waits of 10 s in tests/test_view.py alone). A
+    handled signal is set back to its default in a child, which Python takes as Ctrl-C."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_configure(config) -> None:
+    _take_ctrl_c()
+    _share_cores(config)
+
+
+def _share_cores(config) -> None:
     """In an xdist worker: the cores shared out between the workers (torch's intra-op threads,
     and OpenMP's in the processes tests start). Measured on a 2-core Zen 1 EPYC: two workers with
     two threads each made the fast loop slower than one process (5:04 vs 3:43, OpenMP threads
