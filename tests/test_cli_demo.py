@@ -168,6 +168,17 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
     assert male[-1] == (f"       fix: register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, copy "
                         f"SMPLX_MALE.npz to {installed}/ and unset WBCAP_BODY_MODELS (it names the demo's model "
                         "folder)"), r.output
+    # and so does a run's own line for it (it named the demo's folder: the second trial)
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
+
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("male")
+    assert exc.value.target == installed and exc.value.demo
+    assert str(exc.value).endswith(f"and put SMPLX_MALE.npz in {installed}/ and unset WBCAP_BODY_MODELS "
+                                   f"(WBCAP_BODY_MODELS names {demo_models}, the demo's synthetic model folder)"), exc.value
+    with pytest.raises(BodyModelNotFoundError, match=f"in {installed}/ and name that folder instead "
+                       f"\\(body_models names {demo_models}, the demo's synthetic model folder\\)$"):
+        find_body_model("female", demo_models)
     config = PipelineConfig(model=ModelConfig(), checkpoint=str(micro_ckpt), device="cpu")
     with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):
         pipe = Pipeline.from_config(config, optimize=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
 from wbcap.errors import setting
 
@@ -35,21 +34,25 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     """One SMPL-X gender: the file found, read and checked as wbcap reads it (a damaged,
     truncated or foreign file fails here, not in the next run), or what was missing where
     (detail) and what to do (fix)."""
-    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model, load_body_model_data
+    from wbcap.body.model_files import (
+        REAL_BODY_MODEL_FIX,
+        BodyModelNotFoundError,
+        find_body_model,
+        is_demo_body_model,
+        load_body_model_data,
+    )
     from wbcap.errors import WbcapError
+    from wbcap.paths import ENV_BODY_MODELS
 
     name = f"SMPL-X {gender}"
     optional = gender != "neutral" and not required  # (required: the one file a path names, used for every gender)
     try:
         path = find_body_model(gender, body_models)
     except BodyModelNotFoundError as exc:
-        from wbcap.paths import body_models_dir
-        from wbcap.pipeline import is_demo_body_model
-
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
         target = f"{exc.target}/"
-        if is_demo_body_model(Path(exc.target) / exc.file_name):  # (not into the demo's folder: a user trial)
-            target = f"{body_models_dir() / 'smplx'}/ and unset WBCAP_BODY_MODELS (it names the demo's model folder)"
+        if exc.demo:  # (wbcap's folder, not the demo's: BodyModelNotFoundError.target)
+            target += f" and unset {ENV_BODY_MODELS} (it names the demo's model folder)"
         return Check(
             name, False, f"{exc.file_name} not found in {places}",
             f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
@@ -60,8 +63,6 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
         detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional, licensed=True)
-    from wbcap.pipeline import REAL_BODY_MODEL_FIX, is_demo_body_model
-
     if is_demo_body_model(path):  # ($WBCAP_BODY_MODELS left at the Quick start's stand-in: found before a real one)
         return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", REAL_BODY_MODEL_FIX,
                      optional=optional, licensed=True, stand_in=True)

@@ -49,6 +49,13 @@ def user_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
 
 
+def demo_body_models_dir() -> Path:
+    """Where the demo keeps its synthetic SMPL-X model, written or not
+    (``<user cache>/demo_body_models``; written by :func:`wbcap.pipeline.synthetic_body_models_dir`
+    on first use): the real file's format, not a human body."""
+    return user_cache_dir() / "demo_body_models"
+
+
 def body_models_dir() -> Path:
     """Default folder for body-model files: ``<user data>/body_models``."""
     return user_data_dir() / "body_models"

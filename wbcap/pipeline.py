@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from wbcap.body.model_files import find_body_model
+from wbcap.body.model_files import REAL_BODY_MODEL_FIX, find_body_model, is_demo_body_model
 from wbcap.body.params import FIELDS as SMPLX_FIELDS
 from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
@@ -40,6 +40,7 @@ from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
 from wbcap.model.precision import Precision
 from wbcap.model.regressor import WholeBodyRegressor
+from wbcap.paths import demo_body_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +67,6 @@ def default_batch_size(device: torch.device) -> int:
     return DEFAULT_BATCH_SIZES.get(device.type, DEFAULT_BATCH_SIZES["cpu"])
 
 
-def synthetic_body_models_folder() -> Path:
-    """Where :func:`synthetic_body_models_dir` keeps the demo's synthetic SMPL-X model
-    (``<user cache>/demo_body_models``), written or not."""
-    from wbcap.paths import user_cache_dir
-
-    return user_cache_dir() / "demo_body_models"
-
-
-def is_demo_body_model(path: str | Path) -> bool:
-    """Whether the SMPL-X file at ``path`` is the demo's cached synthetic model (in
-    :func:`synthetic_body_models_folder`; not a human body). The README's Quick start points
-    ``WBCAP_BODY_MODELS`` at it to try the commands; left set, it is found before a real model
-    installed later, so :meth:`Pipeline.from_config` warns and ``wbcap doctor`` reports it
-    missing. (The file's path decides, not its content: the tests' synthetic models elsewhere are
-    models like any other.)"""
-    try:
-        return Path(path).resolve().is_relative_to(synthetic_body_models_folder().resolve())
-    except (OSError, ValueError):
-        return False
-
-
-#: How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's warning).
-REAL_BODY_MODEL_FIX = ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
-                       "WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they are "
-                       "in wbcap's body_models folder")
-
-
 def synthetic_body_models_dir() -> Path:
     """A body-models folder holding the cached synthetic SMPL-X model (``smplx/SMPLX_NEUTRAL.npz``,
     :func:`wbcap.testing.synthetic_body.write_synthetic_smplx`: the real file's size and format,
@@ -102,7 +76,7 @@ def synthetic_body_models_dir() -> Path:
         InputError: the cache folder cannot be made or written in (naming it and ``WBCAP_HOME``)."""
     from wbcap.testing.synthetic_body import write_synthetic_smplx
 
-    folder = synthetic_body_models_folder()
+    folder = demo_body_models_dir()
     target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
     if not target.is_file():
         from wbcap.atomic import check_writable_destination

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.errors import ModelFileError, setting
-from wbcap.paths import ENV_BODY_MODELS, body_models_dir, env_path, find_first, search_folders
+from wbcap.paths import ENV_BODY_MODELS, body_models_dir, demo_body_models_dir, env_path, find_first, search_folders
 
 __all__ = [
     "GENDERS",
@@ -87,12 +87,34 @@ def _pickle_refused(path: Path) -> ModelFileError:
     )
 
 
+def is_demo_body_model(path: str | Path) -> bool:
+    """Whether ``path`` is the demo's cached synthetic SMPL-X model, or a file or folder in its
+    folder (:func:`wbcap.paths.demo_body_models_dir`; not a human body). The README's Quick start
+    points ``WBCAP_BODY_MODELS`` at it to try the commands; left set, it is found before a real
+    model installed later, so :meth:`wbcap.pipeline.Pipeline.from_config` warns, ``wbcap doctor``
+    reports it missing, and :class:`BodyModelNotFoundError` sends a missing gender's file to wbcap's
+    ``body_models`` folder instead. (The path decides, not the content: the tests' synthetic
+    models elsewhere are models like any other.)"""
+    try:
+        return Path(path).resolve().is_relative_to(demo_body_models_dir().resolve())
+    except (OSError, ValueError):
+        return False
+
+
+#: How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's warning).
+REAL_BODY_MODEL_FIX = ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
+                       f"{ENV_BODY_MODELS} (or --body-models) at them, or unset {ENV_BODY_MODELS} where they are "
+                       "in wbcap's body_models folder")
+
+
 class BodyModelNotFoundError(ModelFileError):
     """No SMPL-X file for a gender in the folders searched.
 
     Attributes: ``gender``; ``folders`` (searched, in order); ``looked`` (every file name tried);
     ``target``: the folder the file should go in (the first searched: the one the user named,
-    else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``. ``named_by``: how the
+    else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``; wbcap's default
+    ``<folder>/smplx`` when the first is the demo's synthetic model folder (``demo``: a real file
+    put there would be taken for the demo's, :func:`is_demo_body_model`). ``named_by``: how the
     message says an ``explicit`` folder was named when not by the user's option (a run's record).
     """
 
@@ -104,7 +126,13 @@ class BodyModelNotFoundError(ModelFileError):
         self.target = folders[0] / "smplx"
         self.file_name = f"SMPLX_{gender.upper()}.npz"
         first = folders[0]
-        if explicit:
+        self.demo = is_demo_body_model(first)
+        if self.demo:  # (not into the demo's folder: a user trial)
+            self.target = body_models_dir() / "smplx"
+            how = (named_by or setting("body_models")) if explicit else ENV_BODY_MODELS
+            where = (f"{self.target}/ and {'name that folder instead' if explicit else 'unset ' + how} ({how} names "
+                     f"{first}, the demo's synthetic model folder)")
+        elif explicit:
             missing = "" if first.exists() else ", which does not exist yet"
             who = "you gave" if named_by is None else f"{named_by} names"
             where = f"{self.target}/ or {first}/ (the folder {who}{missing})"
