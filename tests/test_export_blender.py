@@ -202,6 +202,7 @@ def _check_fbx_file(fbx: dict, clip, rig, shapes: list[str]) -> None:
     name, start, stop = fbx["stacks"][0]
     assert name == clip.name
     np.testing.assert_allclose([start, stop], clip.times[[0, -1]], atol=1e-6)
+    np.testing.assert_allclose(fbx["time_span"], clip.times[[0, -1]], atol=1e-6)  # (Blender's own: 0 and 1 s)
     assert len(fbx["key_times"]) == 1, "all curves share one key time array"
     np.testing.assert_allclose(fbx["key_times"][0], clip.times, atol=1e-6)
 

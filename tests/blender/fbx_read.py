@@ -45,6 +45,7 @@ def raw_fbx(path: str) -> dict[str, Any]:
 
     Returns a dict: ``channels`` (:func:`_channels`), ``global`` (``UpAxis``, ``UpAxisSign``, ``FrontAxis``, ``FrontAxisSign``,
     ``CoordAxis``, ``CoordAxisSign``, ``UnitScaleFactor``, ``TimeMode``, ``CustomFrameRate``),
+    ``time_span`` (``TimeSpanStart``, ``TimeSpanStop``: seconds),
     ``models`` [[name, type, Lcl Translation, Lcl Rotation (degrees), Lcl Scaling]], ``shapes``
     (Shape geometry names), ``stacks`` [[name, LocalStart s, LocalStop s]], ``key_times`` (the
     distinct KeyTime arrays of all animation curves, seconds), ``num_curves``.
@@ -79,6 +80,7 @@ def raw_fbx(path: str) -> dict[str, Any]:
     return {
         "channels": _channels(top, objects, curves),
         "global": {k: settings[k][0] for k in wanted if k in settings},
+        "time_span": [settings[k][0] / FBX_KTIME for k in ("TimeSpanStart", "TimeSpanStop")],
         "models": models,
         "shapes": [_name(e) for e in objects if e.id == b"Geometry" and e.props[2] == b"Shape"],
         "stacks": stacks,

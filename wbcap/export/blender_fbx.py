@@ -32,14 +32,17 @@ options and their reasons are in :mod:`wbcap.export.fbx`):
    also -90 degrees about x) cancels the object rotation: the FBX root nodes have identity
    transforms, the data is y up (the GLB's frame), and joints keep identity rest rotations;
 7. export FBX to ``OUT.fbx`` with :data:`FBX_OPTIONS` (the caller gives a temporary name and
-   renames it when this succeeds).
+   renames it when this succeeds), with ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
+   set to the take's first and last key (:func:`_time_span`; Blender writes 0 and 1 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger("wbcap.blender_fbx")
@@ -249,6 +252,34 @@ def _identity_roots(bpy: Any, arm: Any, meshes: list[Any]) -> None:
     bpy.context.view_layer.update()
 
 
+@contextlib.contextmanager
+def _time_span(start_s: float, stop_s: float) -> Iterator[None]:
+    """Inside the block Blender's FBX exporter writes ``GlobalSettings``' ``TimeSpanStart`` and
+    ``TimeSpanStop`` as ``start_s`` and ``stop_s`` seconds (FBX KTime). Its
+    ``fbx_header_elements`` (``io_scene_fbx/export_fbx_bin.py``) writes 0 and one second whatever
+    the animation, and the FBX SDK gives that span as the scene's default timeline
+    (``FbxGlobalSettings::GetTimelineDefaultTimeSpan``), so a 10 s take showed a 1 s scene there.
+    Done by wrapping the module's ``elem_props_set`` (which the function looks up when it runs)
+    for these two names; put back when the block ends. The seconds are computed as the exporter
+    computes the take's ``LocalStart`` / ``LocalStop`` (frame / scene rate), so the two spans agree."""
+    from io_scene_fbx import export_fbx_bin
+
+    span = {b"TimeSpanStart": int(export_fbx_bin.convert_sec_to_ktime(start_s)),
+            b"TimeSpanStop": int(export_fbx_bin.convert_sec_to_ktime(stop_s))}
+    original = export_fbx_bin.elem_props_set
+
+    def elem_props_set(elem: Any, ptype: str, name: bytes, value: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if ptype == "p_timestamp" and name in span:
+            value = span[name]
+        return original(elem, ptype, name, value, *args, **kwargs)
+
+    export_fbx_bin.elem_props_set = elem_props_set
+    try:
+        yield
+    finally:
+        export_fbx_bin.elem_props_set = original
+
+
 def convert(glb: str, fbx: str, fps: float) -> None:
     """GLB -> FBX (the steps of the module docstring)."""
     import bpy
@@ -271,8 +302,11 @@ def convert(glb: str, fbx: str, fps: float) -> None:
     scene.frame_set(scene.frame_start)
     _identity_roots(bpy, arm, meshes)
     options = dict(FBX_OPTIONS, bake_anim=frame_range is not None)
-    if bpy.ops.export_scene.fbx(filepath=fbx, **options) != {"FINISHED"}:
-        raise RuntimeError(f"Blender's FBX exporter did not finish on {fbx}")
+    rate = scene.render.fps / scene.render.fps_base
+    span = _time_span(scene.frame_start / rate, scene.frame_end / rate) if frame_range else contextlib.nullcontext()
+    with span:
+        if bpy.ops.export_scene.fbx(filepath=fbx, **options) != {"FINISHED"}:
+            raise RuntimeError(f"Blender's FBX exporter did not finish on {fbx}")
     logger.info("wrote %s: frames %d..%d at %d/%r fps, %d bones, meshes %s", fbx, scene.frame_start, scene.frame_end,
                 scene.render.fps, scene.render.fps_base, len(arm.data.bones), [m.name for m in meshes])
 

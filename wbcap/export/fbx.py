@@ -25,7 +25,8 @@ What the FBX holds
 * One take (``AnimationStack``) named after the clip, keyed on every row: key ``k`` at the
   GLB's time ``times[k]`` (seconds on the source's clock, so the take may start after 0 s),
   sampled at the clip's rate (FBX ``TimeMode``: the matching standard rate such as 25 or
-  29.97 fps, else ``CustomFrameRate``).
+  29.97 fps, else ``CustomFrameRate``). ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
+  (the FBX SDK's default timeline) span the take too (Blender's exporter alone writes 0 and 1 s).
 * World: the GLB's y-up frame (metres; x right, y up, the body faces +z). The file says so in
   ``GlobalSettings`` (``UpAxis`` +Y, ``FrontAxis`` +Z, ``CoordAxis`` +X, ``UnitScaleFactor``
   100: one unit is a metre).
