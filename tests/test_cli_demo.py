@@ -166,8 +166,8 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
     assert "To try" not in r.output  # (the try-out hint would say to set what the line above says to unset)
     male = [line for line in r.output.splitlines() if "SMPLX_MALE.npz" in line]  # (not into the demo's folder)
     assert male[-1] == (f"       fix: register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, copy "
-                        f"SMPLX_MALE.npz to {installed}/ and unset WBCAP_BODY_MODELS (it names the demo's model "
-                        "folder)"), r.output
+                        f"SMPLX_MALE.npz to {installed}/ and unset WBCAP_BODY_MODELS (WBCAP_BODY_MODELS names "
+                        f"{demo_models}, the demo's synthetic model folder)"), r.output
     # and so does a run's own line for it (it named the demo's folder: the second trial)
     from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
 

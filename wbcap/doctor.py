@@ -42,7 +42,6 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         load_body_model_data,
     )
     from wbcap.errors import WbcapError
-    from wbcap.paths import ENV_BODY_MODELS
 
     name = f"SMPL-X {gender}"
     optional = gender != "neutral" and not required  # (required: the one file a path names, used for every gender)
@@ -50,9 +49,7 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         path = find_body_model(gender, body_models)
     except BodyModelNotFoundError as exc:
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
-        target = f"{exc.target}/"
-        if exc.demo:  # (wbcap's folder, not the demo's: BodyModelNotFoundError.target)
-            target += f" and unset {ENV_BODY_MODELS} (it names the demo's model folder)"
+        target = f"{exc.target}/ {exc.demo_fix}".rstrip()  # (wbcap's folder, not the demo's, when that was searched)
         return Check(
             name, False, f"{exc.file_name} not found in {places}",
             f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "

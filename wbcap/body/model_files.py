@@ -114,7 +114,8 @@ class BodyModelNotFoundError(ModelFileError):
     ``target``: the folder the file should go in (the first searched: the one the user named,
     else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``; wbcap's default
     ``<folder>/smplx`` when the first is the demo's synthetic model folder (``demo``: a real file
-    put there would be taken for the demo's, :func:`is_demo_body_model`). ``named_by``: how the
+    put there would be taken for the demo's, :func:`is_demo_body_model`; ``demo_fix``: what else
+    to do then, "and unset ..."; empty otherwise). ``named_by``: how the
     message says an ``explicit`` folder was named when not by the user's option (a run's record).
     """
 
@@ -127,11 +128,13 @@ class BodyModelNotFoundError(ModelFileError):
         self.file_name = f"SMPLX_{gender.upper()}.npz"
         first = folders[0]
         self.demo = is_demo_body_model(first)
+        self.demo_fix = ""
         if self.demo:  # (not into the demo's folder: a user trial)
             self.target = body_models_dir() / "smplx"
             how = (named_by or setting("body_models")) if explicit else ENV_BODY_MODELS
-            where = (f"{self.target}/ and {'name that folder instead' if explicit else 'unset ' + how} ({how} names "
-                     f"{first}, the demo's synthetic model folder)")
+            step = "name that folder instead" if explicit else f"unset {how}"
+            self.demo_fix = f"and {step} ({how} names {first}, the demo's synthetic model folder)"
+            where = f"{self.target}/ {self.demo_fix}"
         elif explicit:
             missing = "" if first.exists() else ", which does not exist yet"
             who = "you gave" if named_by is None else f"{named_by} names"
