@@ -280,6 +280,10 @@ def test_fbx_of_a_clip_starting_between_frames_says_how_far_its_keys_moved(blend
 
     assert grid_shift(0.1, 5.0) == pytest.approx(-0.1) and grid_shift(2.0, 10 / 3) == pytest.approx(0.1)
     assert grid_shift(0.2, 5.0) == 0.0 and grid_shift(3.0, FPS) == 0.0
+    # every track of one such run moves the same way (half way: earlier), float32 times too; round()
+    # took 0.5 frame down and 1.5 and 5.5 up: tracks starting at 0.1 s and 0.3 s came out 2 frames apart
+    for first in (0.1, 0.3, 1.1, 21.7, *(float(np.float32(t)) for t in (0.1, 0.3, 1.1, 21.7))):
+        assert grid_shift(first, 5.0) == pytest.approx(-0.1, abs=1e-6), first
     clip = setup["clips"]["25"]
     clip = replace(clip, fps=5.0, times=0.1 + np.arange(len(clip.times)) / 5.0)
     glb = write_glb(setup["dir"] / "off_grid.glb", setup["rig"], clip)

@@ -158,9 +158,15 @@ def scene_rate(fps: float) -> tuple[int, float]:
 
 def grid_offset(first_frame: float) -> float:
     """Frames a clip moves so that its first key, at frame ``first_frame`` of the FBX's rate,
-    lies on a whole frame (step 2 of the module docstring): ``round(first_frame) - first_frame``
-    (also :func:`wbcap.export.fbx.grid_shift`, which says it)."""
-    return round(first_frame) - first_frame
+    lies on a whole frame (step 2 of the module docstring; also :func:`wbcap.export.fbx.grid_shift`,
+    which says it): onto the nearer frame, and from half way between two (within
+    :data:`GRID_TOLERANCE`, the float32 times' jitter) onto the earlier one. The tracks of one run
+    share one grid, so they all move the same way; Python's ``round`` takes a half to the even
+    frame (0.5 to 0 but 1.5 to 2), which put the FBXs of one ``--every 2`` run a frame out of step
+    with each other (a user trial)."""
+    below = math.floor(first_frame)
+    part = first_frame - below
+    return -part if part <= 0.5 + GRID_TOLERANCE else 1.0 - part
 
 
 def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
