@@ -185,6 +185,11 @@ def test_log_lines_name_the_files_as_they_end_up(finished_run, tmp_path, body_di
     assert sorted(p.name for p in dest.iterdir()) == ["track_0.fbx", "track_1.fbx"]
     assert [x.split(" (")[0] for x in lines if x.startswith("wrote ")] == [
         f"wrote {dest / 'track_0.fbx'}", f"wrote {dest / 'track_1.fbx'}", f"wrote 2 file(s) for 2 track(s) to {dest}"]
+    # every format says each file it wrote (BVH, CSV and npz said nothing: the animator trial)
+    every = tmp_path / "every"
+    lines = info_lines("export", finished_run, "--format", "npz,csv,glb,bvh", "--dest", every, "--body-models", body_dir)
+    wrote = [x.split(" (")[0].removeprefix("wrote ") for x in lines if x.startswith("wrote ")]
+    assert sorted(wrote[:-1]) == sorted(str(p) for p in every.iterdir()) and len(wrote) == 9, lines
     img = write_rgb(tmp_path / "pic.png", person_image(320, 240, seed=3))
     lines = info_lines("image", img, "-o", tmp_path / "out", "--bbox", "100,20,120,200", "--export", "fbx", "--no-render",
                        "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")

@@ -50,6 +50,7 @@ use_pca=False)`` called with ``global_orient=poses[:, :3]``, ``body_pose=poses[:
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from wbcap.world.estimate import WorldFrame
@@ -342,4 +345,5 @@ def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray])
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+    logger.info("wrote %s (%d rows)", path, len(arrays["trans"]))
     return Path(path)

@@ -23,12 +23,15 @@ split at long gaps)::
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wbcap.export.clip import MotionClip, smplx_rows
+
+logger = logging.getLogger(__name__)
 
 #: Joints in the CSV: ``smplx``'s first 76 output joints (55 model joints, 21 vertex joints).
 JOINT_COUNT = 76
@@ -68,4 +71,5 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
         values = ",".join(f"{v:.6f}" for v in row[1:])
         buf.write(f"{row[0]:.6f},{int(frame)},{int(bool(valid))},{values}\n")
     atomic_write_text(path, buf.getvalue())
+    logger.info("wrote %s (%d rows, %d joints)", path, len(clip), JOINT_COUNT)
     return Path(path)
