@@ -34,7 +34,9 @@ a moving camera); the ground's height under the feet changing by more than ``max
 between ``window_s`` time windows (the camera moves: on the synthetic scenes a static camera
 gives 1-2 mm, a camera bobbing by 6 cm or tilting by 0.5 deg/s 2-3 cm or fewer inliers; a slow
 tilt while a single person walks across the view is not seen, as it looks like a sloping floor); the contact points spanning less than
-``min_spread`` (nothing to fit a plane to); the camera below the fitted ground. A single person
+``min_spread`` (nothing to fit a plane to); the camera below the fitted ground; the feet of every
+track sliding across the view (:func:`ground_feet`: such a track, beside others that stand or
+walk, is left out of the ground instead). A single person
 standing still gives only the plane of their two soles: its tilt is good to about a degree, so the
 ground under them is right but the camera's height, far from them, is less so (4.6 cm at 4.5 m on
 the synthetic body; benchmarks/world_grounding.py).
@@ -56,7 +58,7 @@ from wbcap.world.correct import Weights, hold_in_image, solve_correction
 from wbcap.world.feet import REGION_FOOT, FeetTrack, SoleRegions, feet_track
 from wbcap.world.ground import GroundFit, GroundPlane, fit_ground, world_from_ground
 
-__all__ = ["WorldConfig", "WorldFrame", "WorldResult", "ground_feet", "ground_tracks"]
+__all__ = ["WorldConfig", "WorldFrame", "WorldResult", "depth_change", "ground_feet", "ground_tracks"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ class WorldConfig:
         weights: the correction's standard deviations (:class:`wbcap.world.correct.Weights`).
         iterations: rounds of correction, contacts, ground.
         max_reprojection_px: pixels the pelvis may move in the image.
+        max_depth_change: fraction of a track's distance from the camera; a track whose
+            correction moves it further along the camera ray (median over its frames) is taken to
+            slide its feet (a gliding body, a cyclist, the network's foot skating) and is left out
+            of the ground (:func:`ground_feet`).
     """
 
     speed_on: float = 0.3
@@ -116,6 +122,7 @@ class WorldConfig:
     weights: Weights = field(default_factory=Weights)
     iterations: int = 2
     max_reprojection_px: float = 2.0
+    max_depth_change: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -268,9 +275,30 @@ def _contact_points(feet: dict[int, FeetTrack], labels: dict[int, np.ndarray], c
     return np.concatenate(pts), np.concatenate(times)
 
 
+def depth_change(feet: FeetTrack, correction: np.ndarray) -> float:
+    """The median over a track's frames of ``|correction . ray| / distance``: how far the
+    correction ``(N, 3)`` moves the pelvis along its camera ray, as a fraction of its distance."""
+    distance = np.linalg.norm(feet.pelvis, axis=1)
+    along = np.einsum("nk,nk->n", correction, feet.pelvis) / np.maximum(distance, 1e-9)
+    return float(np.median(np.abs(along) / np.maximum(distance, 1e-9))) if distance.size else 0.0
+
+
 def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig = WorldConfig()
                 ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Steps 2-6 of the module docstring on the soles of each track.
+    """Steps 2-6 of the module docstring on the soles of each track, leaving out of the ground
+    the tracks whose feet slide.
+
+    A body whose feet slide across the view (a gliding body, a cyclist, foot skating; across the
+    ray, so the pelvis's distance cannot explain it) still has slow soles *relative to each
+    other*, so they count as planted, and the correction keeps them still the only way a
+    translation along the ray can: by pulling the body towards the camera until its sideways
+    motion shrinks (a user trial: 7 m to 2.8 m for a slide at 0.5 m/s, the camera height 1.12 m
+    instead of 1.42 m, with no word). Such a correction changes the body's image size, which the
+    network measured: the track whose correction moves it along the ray by more than
+    ``max_depth_change`` of its distance (median over its frames; :func:`depth_change`), the
+    worst first, is left out (no planted feet; said in one warning) and the ground fitted again
+    without it; the others' steps stay. A track left out is corrected by the priors only
+    (its depth and pixels kept), so it is moved into the world frame as the network placed it.
 
     Args:
         feet: ``{track id: FeetTrack}`` camera frame (:func:`wbcap.world.feet.feet_track`).
@@ -279,8 +307,34 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
     Returns:
         ``(frame, reason, corrections, labels)``: the world frame (None on fallback, then
         ``reason`` says why and the rest is empty), ``{track id: (N, 3)}`` corrections (metres,
-        camera frame), ``{track id: (N, R)}`` planted sole regions.
+        camera frame), ``{track id: (N, R)}`` planted sole regions (none for a track left out).
     """
+    left_out: dict[int, float] = {}
+    while True:
+        frame, reason, corr, labels = _ground_once(feet, camera, config, set(left_out))
+        if frame is None:
+            if left_out:
+                reason += f" (with the track(s) whose feet slide left out: {', '.join(map(str, left_out))})"
+            return frame, reason, corr, labels
+        changes = {tid: depth_change(f, corr[tid]) for tid, f in feet.items() if tid not in left_out}
+        worst = max(changes, key=changes.get, default=None)
+        if worst is None or changes[worst] <= config.max_depth_change:
+            return frame, reason, corr, labels
+        if len(changes) == 1:  # (nobody left to stand on the ground)
+            left_out[worst] = changes[worst]
+            slide = ", ".join(f"track {tid} {100 * c:.0f}%" for tid, c in left_out.items())
+            return None, (f"the feet slide across the view: keeping them still would move each person along the "
+                          f"camera ray by more than {100 * config.max_depth_change:.0f}% of their distance ({slide}): "
+                          "a gliding body, or a moving camera"), {}, {}
+        log.warning("%s: keeping track %d's feet still would move it %.0f%% of its distance along the camera ray "
+                    "(more than %.0f%%): its feet slide (a gliding body, a cyclist?); the ground is fitted without "
+                    "it", setting("world"), worst, 100 * changes[worst], 100 * config.max_depth_change)
+        left_out[worst] = changes[worst]
+
+
+def _ground_once(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig, left_out: set[int]
+                 ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """:func:`ground_feet` with the tracks of ``left_out`` given no planted feet."""
     rng = np.random.default_rng(config.seed)
     w = config.weights
     if not feet:
@@ -289,7 +343,7 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
     if not any(s.any() for s in seen.values()):
         return None, "no feet in the image", {}, {}
     up = _people_up(feet)
-    labels = {tid: _first_contacts(f, up, seen[tid], config) for tid, f in feet.items()}
+    labels = {tid: _first_contacts(f, up, seen[tid], config) & (tid not in left_out) for tid, f in feet.items()}
     n_contacts = sum(int(lab.any(1).sum()) for lab in labels.values())
     if n_contacts < config.min_contacts:
         seen_frames = sum(int(s.any(1).sum()) for s in seen.values())
@@ -322,7 +376,7 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
         for tid, f in feet.items():
             moved = f.moved(corr[tid])
             labels[tid] = _labels(f, corr[tid], plane.height(moved.lowest(plane.normal)), seen[tid], config,
-                                  (config.speed_on, config.speed_off))
+                                  (config.speed_on, config.speed_off)) & (tid not in left_out)
     plane = fit.plane
     bound = config.max_reprojection_px - 1e-3  # a milli-pixel for the float32 the translation is stored in
     for tid, f in feet.items():
