@@ -191,10 +191,11 @@ def test_log_lines_name_the_files_as_they_end_up(finished_run, tmp_path, body_di
     wrote = [x.split(" (")[0].removeprefix("wrote ") for x in lines if x.startswith("wrote ")]
     assert sorted(wrote[:-1]) == sorted(str(p) for p in every.iterdir()) and len(wrote) == 9, lines
     img = write_rgb(tmp_path / "pic.png", person_image(320, 240, seed=3))
-    lines = info_lines("image", img, "-o", tmp_path / "out", "--bbox", "100,20,120,200", "--export", "fbx", "--no-render",
-                       "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
-    assert [x.split(" (")[0] for x in lines if x.startswith("wrote ")] == [
-        f"wrote {tmp_path / 'out' / 'pic' / 'person_0' / 'output.fbx'}"], lines
+    lines = info_lines("image", img, "-o", tmp_path / "out", "--bbox", "100,20,120,200", "--export", "fbx,npz,csv",
+                       "--no-render", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    person = tmp_path / "out" / "pic" / "person_0"
+    assert sorted(x.split(" (")[0] for x in lines if x.startswith("wrote ")) == [
+        f"wrote {person / 'output.csv'}", f"wrote {person / 'output.fbx'}", f"wrote {person / 'output.npz'}"], lines
     bare = tmp_path / "bare"  # (a run without GLBs: the view makes them)
     shutil.copytree(finished_run, bare, ignore=shutil.ignore_patterns("track_*"))
     lines = info_lines("view", bare, "--html", tmp_path / "v.html", "--body-models", body_dir)

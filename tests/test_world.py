@@ -144,6 +144,9 @@ FALLBACKS = {
     "feet never slow": ([Glide(start=(-2.0, 5.0), heading_deg=10)], SceneCamera(), "never slow"),
     # slow enough to count as planted: the correction pulled the body from 7 m to 2.8 m (a user trial)
     "feet sliding": ([Glide(start=(-0.6, 7.0), heading_deg=0, speed=0.5)], SceneCamera(), "the feet slide"),
+    # (and beside someone whose feet are never seen: one line, the slide's, not "feet never slow")
+    "feet sliding, others unseen": ([Glide(start=(-0.6, 7.0), heading_deg=0, speed=0.5),
+                                     Walk(start=(-0.5, 1.6), heading_deg=5)], SceneCamera(), "the feet slide"),
     "no feet visible": ([Walk(start=(-0.5, 1.6), heading_deg=5)], SceneCamera(), "no feet in the image"),
     "two ground levels": pytest.param([Stand(position=(-0.8, 5.0)), Stand(position=(0.8, 5.0), ground_z=0.5)],
                                       SceneCamera(), "several ground levels", marks=pytest.mark.slow),

@@ -32,9 +32,11 @@ __all__ = [
     "GENDERS",
     "NUM_MODEL_JOINTS",
     "NUM_POSE_BASIS",
+    "REAL_BODY_MODEL_FIX",
     "BodyModelNotFoundError",
     "body_model_search_folders",
     "find_body_model",
+    "is_demo_body_model",
     "load_body_model_data",
     "model_file_gender",
     "named_model_file",
@@ -131,8 +133,9 @@ class BodyModelNotFoundError(ModelFileError):
         self.demo_fix = ""
         if self.demo:  # (not into the demo's folder: a user trial)
             self.target = body_models_dir() / "smplx"
-            how = (named_by or setting("body_models")) if explicit else ENV_BODY_MODELS
-            step = "name that folder instead" if explicit else f"unset {how}"
+            option = setting("body_models", api="model_path")
+            how = (named_by or option) if explicit else ENV_BODY_MODELS
+            step = f"give {option} {self.target.parent}" if explicit else f"unset {how}"
             self.demo_fix = f"and {step} ({how} names {first}, the demo's synthetic model folder)"
             where = f"{self.target}/ {self.demo_fix}"
         elif explicit:

@@ -340,10 +340,10 @@ def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray])
 
     No object arrays: the file loads with ``np.load(path)`` (``allow_pickle=False``).
     """
-    from wbcap.atomic import atomic_write_bytes
+    from wbcap.atomic import atomic_write_bytes, final_path
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-    logger.info("wrote %s (%d rows)", path, len(arrays["trans"]))
+    logger.info("wrote %s (%d rows)", final_path(path), len(arrays["trans"]))
     return Path(path)

@@ -58,7 +58,7 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
     Raises:
         ValueError: a clip that is not z up.
     """
-    from wbcap.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text, final_path
 
     if clip.up != "z":
         raise ValueError(f"write_joints_csv writes the npz's z-up frame; got a clip with up={clip.up!r}")
@@ -71,5 +71,5 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
         values = ",".join(f"{v:.6f}" for v in row[1:])
         buf.write(f"{row[0]:.6f},{int(frame)},{int(bool(valid))},{values}\n")
     atomic_write_text(path, buf.getvalue())
-    logger.info("wrote %s (%d rows, %d joints)", path, len(clip), JOINT_COUNT)
+    logger.info("wrote %s (%d rows, %d joints)", final_path(path), len(clip), JOINT_COUNT)
     return Path(path)
