@@ -277,6 +277,10 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     for key in WHOLE_BODY_METRICS:
         assert key in res.output
     assert "EHF: 3 samples" in res.output
+    assert f"per-sample errors -> {out}" in res.stderr
+    # -q: warnings and errors only on stderr (a user trial saw this line under -q); the table stays
+    quiet = CliRunner().invoke(cli, ["-q", *args[:-1], str(tmp_path / "quiet.json")])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "EHF: 3 samples" in quiet.stdout, quiet.output
     data = json.loads(out.read_text())
     assert data["num_samples"] == 3 and len(data["per_sample"]) == 3
     assert all(np.isfinite(v) and v > 0 for v in data["metrics"].values())

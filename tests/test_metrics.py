@@ -29,6 +29,20 @@ def _rotations(batch: int, seed: int = 1) -> torch.Tensor:
     return torch.from_numpy(Rotation.random(batch, random_state=seed).as_matrix())
 
 
+def test_a_sample_with_a_nan_is_aligned_to_nan_and_the_others_as_alone():
+    """One NaN vertex in one sample made the batch's SVD raise, ending a whole evaluation (a user
+    trial); that sample now gets NaN errors (skipped by the means), the others their own."""
+    gt = _points(3, 30)
+    rot = _rotations(3)
+    pred = 1.3 * torch.einsum("bij,bnj->bni", rot, gt) + 0.2
+    pred[1, 4, 0] = float("nan")
+    pred[2, 7, 2] = float("inf")
+    aligned = procrustes_align(pred, gt)
+    assert torch.isnan(aligned[1:]).all() and torch.allclose(aligned[0], procrustes_align(pred[:1], gt[:1])[0])
+    errors = pa_mpjpe(pred, gt)
+    assert errors[0] < 1e-4 and torch.isnan(errors[1:]).all()
+
+
 def test_similarity_copy_has_zero_pa_and_the_expected_mpjpe():
     gt = _points(4, 30)
     rot = _rotations(4)

@@ -10,6 +10,7 @@ from wbcap.cli.common import (
     body_models_option,
     checkpoint_option,
     device_option,
+    is_quiet,
     precision_option,
     progress_display,
 )
@@ -123,4 +124,5 @@ def eval_cmd(
     Console(soft_wrap=True).print(table)
     if out is not None:
         path = write_results(result, out)
-        err.print(f"per-sample errors -> {path}", markup=False, highlight=False)
+        if not is_quiet(ctx):  # (-q: warnings and errors only; the table is the result, on stdout)
+            err.print(f"per-sample errors -> {path}", markup=False, highlight=False)

@@ -1,7 +1,7 @@
 """Evaluate a whole-body regressor on EHF, 3DPW or Human3.6M with the standard protocols.
 
 >>> from wbcap import Pipeline                                              # doctest: +SKIP
->>> from wbcap.eval import evaluate, write_results                          # doctest: +SKIP
+>>> from wbcap.eval.evaluate import evaluate, write_results                 # doctest: +SKIP
 >>> result = evaluate("EHF", "data/", Pipeline.from_files("snapshot_6.pth.tar"))  # doctest: +SKIP
 >>> result.metrics["mpvpe_all"]                                             # doctest: +SKIP
 

@@ -85,7 +85,8 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
         scale: fit the scale ``s`` (similarity); False: rotation and translation only.
 
     Returns:
-        ``(B, N, 3)`` aligned ``pred``, in ``pred``'s dtype and device.
+        ``(B, N, 3)`` aligned ``pred``, in ``pred``'s dtype and device; all NaN for a sample whose
+        valid points hold a NaN or an infinity (so its PA errors are NaN, skipped by the means).
     """
     p = _points(pred, "pred")
     g = _points(gt, "gt").to(device=p.device)
@@ -99,6 +100,10 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
     x = p64 - mu_p[:, None]
     y = g64 - mu_g[:, None]
     cov = torch.einsum("bn,bni,bnj->bij", w, x, y)  # (B, 3, 3) = sum w x y^T
+    # a sample with a NaN or an infinity (a prediction gone wrong) is aligned to NaN; the SVD would
+    # refuse the whole batch (a user trial: one NaN vertex ended an evaluation)
+    bad = ~torch.isfinite(cov).all(2).all(1)
+    cov = torch.where(bad[:, None, None], torch.eye(3, dtype=cov.dtype, device=cov.device), cov)
     u, s, vh = torch.linalg.svd(cov)
     v = vh.transpose(1, 2)
     d = torch.sign(torch.linalg.det(v @ u.transpose(1, 2)))
@@ -113,6 +118,7 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
         factor = torch.ones_like(s[:, 0])
     trans = mu_g - factor[:, None] * torch.einsum("bij,bj->bi", rot, mu_p)
     aligned = factor[:, None, None] * torch.einsum("bij,bnj->bni", rot, p64) + trans[:, None]
+    aligned = torch.where(bad[:, None, None], torch.full_like(aligned, float("nan")), aligned)
     return aligned.to(p.dtype)
 
 
