@@ -55,6 +55,23 @@ def test_ehf_exact_prediction_scores_zero(models, data_root):
     assert [s["image"] for s in result.per_sample] == ["01_img.jpg", "02_img.jpg", "03_img.jpg"]
 
 
+def test_a_sample_predicted_nan_is_skipped_by_the_means(models, data_root):
+    """EvalResult's means skip NaN samples: one NaN vertex in one sample's prediction had ended the
+    whole evaluation in the Procrustes SVD (a user trial)."""
+    shift = torch.tensor([0.3, -0.1, 4.0])
+
+    def predictor(batch: EvalBatch) -> torch.Tensor:
+        pred = batch.gt + shift
+        pred[0, 5] = float("nan")  # the first sample of every batch
+        return pred
+
+    result = evaluate("EHF", data_root, predictor, body_models=models, batch_size=2)
+    assert result.num_samples == 3
+    assert all(np.isnan(result.per_sample[i]["pa_mpvpe_all"]) for i in (0, 2))
+    assert result.per_sample[1]["pa_mpvpe_all"] < 1e-3
+    assert all(value < 1e-3 for value in result.metrics.values()), result.metrics  # sample 1's
+
+
 def test_no_samples_says_why(models, data_root):
     """"(empty split or --limit 0)" was said whatever the cause, and the CLI refuses --limit 0 (a
     user trial): a limit of 0 is named only when given."""
