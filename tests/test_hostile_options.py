@@ -106,6 +106,19 @@ def test_help_shows_an_unbounded_finite_option_as_a_plain_float(command):
     assert re.search(r"--min-height FLOAT RANGE", text(r)), text(r)
 
 
+@pytest.mark.parametrize(("command", "option", "words"), [
+    ("run", "--every", "is not a whole number"), ("image", "--max-people", "is not a whole number"),
+    ("train", "--epochs", "is not a whole number"), ("run", "--min-height", "is not a number"),
+    ("run", "--score-threshold", "is not a number")])
+def test_a_word_for_a_number_is_named_as_such(tmp_path, command, option, words):
+    """click said "'abc' is not a valid integer range" (its type's name) for `--every abc` (a user trial)."""
+    args = [command, *(["body"] if command == "train" else [str(tmp_path / "x.mp4")]), option, "abc"]
+    r = invoke(*args)
+    assert r.exit_code == 2, text(r)
+    assert f"Invalid value for '{option}': 'abc' {words} (see '" in text(r), text(r)
+    assert "range" not in text(r).split("(see")[0], text(r)
+
+
 @pytest.mark.parametrize("option, value", [("--score-threshold", "nan"), ("--min-height", "nan")])
 def test_run_refuses_detector_settings_that_are_not_finite(tmp_path, video, base_args, option, value):
     out = tmp_path / "out"

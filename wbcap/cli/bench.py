@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import (
+    IntRange,
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
@@ -66,17 +67,17 @@ MAX_FRAME_SIDE = 4096
                                      "(see `wbcap run --help`); with exact and another, their output difference is reported.")
 @click.option("--batch-sizes", callback=_batch_sizes, default=None, metavar="N,N,...",
               help="Regressor batch sizes [default: 1,2 on CPU, 1,2,4,8,16 on CUDA].")
-@click.option("--repeats", type=click.IntRange(min=1), default=None,
+@click.option("--repeats", type=IntRange(min=1), default=None,
               help="Timed runs per measurement; medians are reported [default: 3 on CPU, 10 on CUDA].")
-@click.option("--warmup", type=click.IntRange(min=0), default=None,
+@click.option("--warmup", type=IntRange(min=0), default=None,
               help="Untimed runs before each measurement [default: 1 on CPU, 3 on CUDA].")
 @click.option("--video", type=NonEmptyPath(exists=True, dir_okay=False), default=None,
               help="Video to decode, detect and render on [default: a generated synthetic clip].")
-@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--frames", type=IntRange(min=1), default=16, show_default=True,
               help="Frames decoded and encoded per run.")
 @click.option("--frame-size", callback=_frame_size, default="320x240", show_default=True, metavar="WxH",
               help="Size of the synthetic clip (ignored with --video).")
-@click.option("--matmul-size", type=click.IntRange(min=64), default=2048, show_default=True,
+@click.option("--matmul-size", type=IntRange(min=64), default=2048, show_default=True,
               help="Square matmul size for the device's FLOP/s ceiling.")
 @click.option("--detector-model", type=NonEmptyPath(exists=True, dir_okay=False), default=None,
               help="A YOLOX ONNX export to time beside HOG [default: the installed yolox-nano, if any; "

@@ -73,6 +73,19 @@ precision_option = click.option(
 )
 
 
+class IntRange(click.IntRange):
+    """``click.IntRange`` whose refusal of a word that is no number says so: click's reads
+    "'abc' is not a valid integer range" (its type's name), as if a range had been asked for."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            try:
+                int(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which pass its bounds: a
     comparison with nan is false), as a usage error. Without bounds, ``--help`` shows a plain
@@ -89,6 +102,11 @@ class FiniteFloatRange(click.FloatRange):
         return super()._describe_range()
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:  # (click's: "'abc' is not a valid float range")
+                self.fail(f"{value!r} is not a number.", param, ctx)
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
@@ -160,7 +178,7 @@ def detector_options(video: bool):
                           "SVM margin, any number)."),
         click.option("--min-height", "min_height_frac", type=FiniteFloatRange(0, 1), default=None,
                      help="Ignore people shorter than this fraction of the image height."),
-        click.option("--max-people", type=click.IntRange(min=1), default=None,
+        click.option("--max-people", type=IntRange(min=1), default=None,
                      help="Track at most this many people per frame (matched tracks first, then new ones by "
                           "score; a video may still hold more tracks in all)." if video
                      else "Keep at most this many people per image (highest scores)."),

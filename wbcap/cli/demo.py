@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import NonEmptyPath, device_option, echo_result, image_result_line, is_quiet
+from wbcap.cli.common import IntRange, NonEmptyPath, device_option, echo_result, image_result_line, is_quiet
 
 
 @click.command()
@@ -14,7 +14,7 @@ from wbcap.cli.common import NonEmptyPath, device_option, echo_result, image_res
               help="Run the video pipeline (as `wbcap run`: tracks, params.jsonl, GLB animation, render.mp4) on this "
                    "video, image folder or glob (what `wbcap run` takes) instead, with the same synthetic body model "
                    "and untrained weights; into OUT/video-<name>/.")
-@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+@click.option("--max-frames", type=IntRange(min=1), default=None,
               help="With --video: frames to process (default 60).")
 @click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
               help="Never download the detector model (also WBCAP_OFFLINE=1); HOG is used when it is absent.")

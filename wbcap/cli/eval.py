@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import (
+    IntRange,
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
@@ -37,15 +38,15 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
 @allow_pickle_option
 @device_option
 @precision_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per network call.")
+@click.option("--batch-size", type=IntRange(min=1), default=8, show_default=True, help="Crops per network call.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=0),
+    type=IntRange(min=0),
     default=0,
     show_default=True,
     help="DataLoader worker processes (Linux: fork).",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N samples.")
+@click.option("--limit", type=IntRange(min=1), default=None, help="Evaluate only the first N samples.")
 @click.option(
     "--out",
     type=NonEmptyPath(dir_okay=False),

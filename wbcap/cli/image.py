@@ -7,6 +7,7 @@ import sys
 import click
 
 from wbcap.cli.common import (
+    IntRange,
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
@@ -54,7 +55,7 @@ def _parse_bboxes(ctx, param, values):
 @allow_pickle_option
 @device_option
 @precision_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+@click.option("--batch-size", type=IntRange(min=1), default=None,
               help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
 @export_options(default="none")

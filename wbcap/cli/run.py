@@ -8,6 +8,7 @@ import click
 
 from wbcap.cli.common import (
     FiniteFloatRange,
+    IntRange,
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
@@ -33,16 +34,16 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 @click.option("--start", type=float, default=0.0, show_default=True,
               help="First second of the source to process (0 to 1e7).")
 @click.option("--end", type=float, default=None, help="Stop before this second of the source: frames at START <= t < END (at most 1e7).")
-@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--every", type=IntRange(min=1), default=1, show_default=True,
               help="Process every N-th frame (at most 1000000).")
-@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many processed frames.")
+@click.option("--max-frames", type=IntRange(min=1), default=None, help="Stop after this many processed frames.")
 @click.option("--fps", "image_fps", type=FiniteFloatRange(MIN_IMAGE_FPS, MAX_FPS), default=30.0, show_default=True,
               help="Frame rate of an image folder or glob (image k is at k / FPS seconds: --start/--end, times, the "
                    "AMASS rate and animation keys follow it); a video keeps its own.")
 @detector_options(video=True)
 @click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
-@click.option("--max-age", type=click.IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
-@click.option("--min-track", "min_length", type=click.IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
+@click.option("--max-age", type=IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
+@click.option("--min-track", "min_length", type=IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
@@ -72,7 +73,7 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 @gender_option
 @allow_pickle_option
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
+@click.option("--batch-size", type=IntRange(min=1), default=None, help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @precision_option
 @click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
 @click.pass_context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import NonEmptyPath, check_device
+from wbcap.cli.common import IntRange, NonEmptyPath, check_device
 
 STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
 
@@ -35,24 +35,24 @@ def _stage_command(stage: str, doc: str):
     @click.option("-o", "--out", type=NonEmptyPath(file_okay=False), required=True,
                   help="Run folder (snapshots, scalars): a new or empty one, unless --resume or --overwrite.")
     @click.option("--lr", type=float, default=None, help="Base learning rate.")
-    @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size per GPU/process.")
-    @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
+    @click.option("--epochs", type=IntRange(min=1), default=None, help="Number of epochs.")
+    @click.option("--batch-size", type=IntRange(min=1), default=None, help="Batch size per GPU/process.")
+    @click.option("--workers", "num_workers", type=IntRange(min=0), default=None,
                   help="Data-loading workers per process (default: the recipe's 4, at most the CPUs available).")
-    @click.option("--max-steps", "max_steps_per_epoch", type=click.IntRange(min=1), default=None, help="Stop each epoch after this many steps.")
+    @click.option("--max-steps", "max_steps_per_epoch", type=IntRange(min=1), default=None, help="Stop each epoch after this many steps.")
     @click.option("--seed", type=int, default=None, help="Random seed.")
     @click.option("--init", "init_checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help=INIT_HELP[stage])
     @click.option("--imagenet-weights", type=NonEmptyPath(file_okay=False), default=None,
                   help="Folder with torchvision resnet18/50 ImageNet .pth files to initialise the backbones.")
     @click.option("--gpus", default=None, help="GPU ids for this node, e.g. 0,1,2,3 (several -> torchrun, one process per GPU).")
-    @click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True, help="Number of machines.")
-    @click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True, help="This machine's rank.")
+    @click.option("--nnodes", type=IntRange(min=1), default=1, show_default=True, help="Number of machines.")
+    @click.option("--node-rank", type=IntRange(min=0), default=0, show_default=True, help="This machine's rank.")
     @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
     @click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
     @click.option("--resume", is_flag=True,
                   help="Continue from the newest snapshot in OUT, with the run's recorded settings as the defaults.")
     @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
-    @click.option("--keep-last", type=click.IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
+    @click.option("--keep-last", type=IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
     @click.option("--body-models", type=NonEmptyPath(), default=None, help="SMPL-X file or folder.")
     @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto, cpu, cuda (single process).")

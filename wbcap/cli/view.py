@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import NonEmptyPath, allow_pickle_option, echo_result, is_quiet
+from wbcap.cli.common import IntRange, NonEmptyPath, allow_pickle_option, echo_result, is_quiet
 from wbcap.cli.stdout import check_stdout
 
 
@@ -13,7 +13,7 @@ from wbcap.cli.stdout import check_stdout
 @click.option("--html", type=NonEmptyPath(dir_okay=False), default=None,
               help="Write the page to this .html file, its files to <name>_files/ beside it (a folder to copy or "
                    "send; open it with python3 <name>_files/serve.py), instead of serving it.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+@click.option("--port", type=IntRange(0, 65535), default=0, show_default=True,
               help="Port on 127.0.0.1 to serve on (0: a free one).")
 @click.option("--open", "open_browser", is_flag=True, help="Also open the page in the default web browser.")
 @click.option("--body-models", type=NonEmptyPath(), default=None,
