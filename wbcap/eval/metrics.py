@@ -86,7 +86,8 @@ def procrustes_align(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = N
 
     Returns:
         ``(B, N, 3)`` aligned ``pred``, in ``pred``'s dtype and device; all NaN for a sample whose
-        valid points hold a NaN or an infinity (so its PA errors are NaN, skipped by the means).
+        points hold a NaN or an infinity, masked or not (so its PA errors are NaN, skipped by the
+        means).
     """
     p = _points(pred, "pred")
     g = _points(gt, "gt").to(device=p.device)
