@@ -6,6 +6,7 @@ import hashlib
 import operator
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +317,50 @@ def test_loaded_arrays_and_dtypes(model_file: Path, raw: dict[str, np.ndarray]) 
               dict(raw, posedirs=raw["posedirs"].reshape(-1, 486)))
     )  # fmt: skip
     np.testing.assert_array_equal(flat["posedirs"], data["posedirs"])
+
+
+def test_every_npz_layout_reads_as_numpy_reads_it(tmp_path: Path, raw: dict[str, np.ndarray],
+                                                   model_file: Path) -> None:
+    """The npz reader (stored members read in place, :func:`wbcap.body.model_files._read_member`)
+    gives what ``np.load`` gives, for stored and compressed members, Fortran-ordered and
+    big-endian arrays, and a version 2.0 header; its CRC check finds a changed byte."""
+    from wbcap.body.model_files import REQUIRED_KEYS, _read_npz
+
+    unusual = dict(raw, posedirs=np.asfortranarray(raw["posedirs"]), v_template=raw["v_template"].astype(">f8"),
+                   J_regressor=np.asfortranarray(raw["J_regressor"].astype(">f4")))
+    stored, packed = tmp_path / "stored" / "SMPLX_NEUTRAL.npz", tmp_path / "packed" / "SMPLX_NEUTRAL.npz"
+    _save(stored, unusual)
+    packed.parent.mkdir()
+    np.savez_compressed(packed, **unusual)
+    for path in (stored, packed):
+        got = _read_npz(path)
+        with np.load(path) as z:
+            for key, value in got.items():
+                assert value.dtype == z[key].dtype and value.flags.f_contiguous == z[key].flags.f_contiguous, key
+                np.testing.assert_array_equal(value, z[key], err_msg=key)
+        for key, value in load_body_model_data(path).items():  # and validated as the plain file is
+            np.testing.assert_array_equal(value, load_body_model_data(model_file)[key], err_msg=key)
+    # a version 2.0 .npy header (written for headers over 64 KiB; here asked for)
+    v2 = tmp_path / "v2" / "SMPLX_NEUTRAL.npz"
+    v2.parent.mkdir()
+    with zipfile.ZipFile(v2, "w") as zf:
+        for key in REQUIRED_KEYS:
+            with zf.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, raw[key], version=(2, 0), allow_pickle=False)
+    for key, value in _read_npz(v2).items():
+        np.testing.assert_array_equal(value, raw[key], err_msg=key)
+    # one byte changed inside an array's data: the CRC says so, naming the array
+    data = bytearray(stored.read_bytes())
+    with zipfile.ZipFile(stored) as zf:
+        info = zf.getinfo("weights.npy")
+    at = info.header_offset + 30 + len(info.filename) + 200 + 1000
+    data[at] ^= 0x40
+    broken = tmp_path / "broken" / "SMPLX_NEUTRAL.npz"
+    broken.parent.mkdir()
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"unreadable array 'weights' \(Bad CRC-32") as exc:
+        load_body_model_data(broken)
+    assert str(broken) in _one_line(exc)
 
 
 def _one_line(exc: pytest.ExceptionInfo[ModelFileError]) -> str:

@@ -10,6 +10,7 @@ import torch
 from net_helpers import close as _close
 from net_helpers import deterministic as _init
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from wbcap.model.fused import FusedConv, FusedConvStack, FusedResNet, bf16_supported, fold_batchnorm
 from wbcap.model.inference import optimize_for_inference
@@ -36,6 +37,14 @@ def test_fold_batchnorm_formula():
     s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     torch.testing.assert_close(w, conv.weight * s[:, None, None, None])
     torch.testing.assert_close(b, (conv.bias - bn.running_mean) * s + bn.bias)
+    # folded straight into channels_last (what FusedConv packs from): torch's values to the bit
+    for transposed, layer in ((False, nn.Conv2d(16, 8, 3)), (True, nn.ConvTranspose2d(16, 8, 4))):
+        bn = _bn(8, g)
+        want_w, want_b = fuse_conv_bn_weights(layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps,
+                                              bn.weight, bn.bias, transpose=transposed)
+        w, b = fold_batchnorm(layer.weight, layer.bias, bn, transposed, torch.channels_last)
+        assert w.is_contiguous(memory_format=torch.channels_last) and not w.requires_grad
+        assert torch.equal(w, want_w) and torch.equal(b, want_b), transposed
 
 
 @pytest.mark.parametrize("packed", PACKED)

@@ -257,7 +257,7 @@ class SMPLXLayer(torch.nn.Module):
                                np.asarray(shapedirs[:, :, expr_start : expr_start + self.num_expression],
                                           dtype=np.float64)], axis=-1)
         buf("J_template", j_reg @ np.asarray(data["v_template"], dtype=np.float64))
-        buf("J_shapedirs", np.einsum("jv,vcl->jcl", j_reg, dirs).reshape(j_reg.shape[0] * 3, -1))
+        buf("J_shapedirs", (j_reg @ dirs.reshape(num_v, -1)).reshape(j_reg.shape[0] * 3, -1))  # (J, 3 * L) -> (J * 3, L)
         buf("lbs_weights", data["weights"])
         parents = np.asarray(data["kintree_table"][0]).astype(np.int64)
         parents[0] = -1

@@ -189,23 +189,35 @@ def onednn_linear_usable(dtype: torch.dtype) -> bool:
 
 
 def fold_batchnorm(
-    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None, transposed: bool = False
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None, transposed: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold eval-mode BatchNorm into a convolution (torch's ``fuse_conv_bn_weights``; a conv
+    """Fold eval-mode BatchNorm into a convolution: torch's ``fuse_conv_bn_weights`` (a conv
     without bias gets a zero one first). Returns (weight, bias), float32, without autograd.
 
     weight: (out, in, kh, kw), or (in, out, kh, kw) when ``transposed``; bias: (out,) or None.
+    ``memory_format``: the returned weight's (``torch.channels_last``: what oneDNN packs from,
+    written so by the fold itself instead of copied afterwards, a pass over the weights fewer
+    per build). With BatchNorm the weight is torch's formula computed in the same order
+    (``w * (gamma * rsqrt(var + eps))``), so the values are ``fuse_conv_bn_weights``' to the bit.
     """
     w = weight.detach().float()
     out_ch = w.shape[1] if transposed else w.shape[0]
     b = torch.zeros(out_ch, dtype=torch.float32, device=w.device) if bias is None else bias.detach().float()
     if bn is None:
-        return w.clone(), b.clone()
-    w, b = fuse_conv_bn_weights(
-        w, b, bn.running_mean.detach().float(), bn.running_var.detach().float(), bn.eps,
-        bn.weight.detach().float(), bn.bias.detach().float(), transpose=transposed,
-    )
-    return w.detach(), b.detach()
+        return w.clone(memory_format=memory_format), b.clone()
+    if memory_format is torch.contiguous_format:
+        w, b = fuse_conv_bn_weights(
+            w, b, bn.running_mean.detach().float(), bn.running_var.detach().float(), bn.eps,
+            bn.weight.detach().float(), bn.bias.detach().float(), transpose=transposed,
+        )
+        return w.detach(), b.detach()
+    gamma = bn.weight.detach().float()
+    var_rsqrt = torch.rsqrt(bn.running_var.detach().float() + bn.eps)
+    shape = [1, -1] if transposed else [-1, 1]
+    folded = torch.empty_like(w, memory_format=memory_format)
+    torch.mul(w, (gamma * var_rsqrt).reshape(shape + [1] * (w.dim() - 2)), out=folded)
+    return folded, (b - bn.running_mean.detach().float()) * var_rsqrt * gamma + bn.bias.detach().float()
 
 
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -459,7 +471,7 @@ class FusedConv(nn.Module):
         transposed = isinstance(conv, nn.ConvTranspose2d)
         if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("FusedConv supports groups=1, zero padding given as numbers")
-        w, b = fold_batchnorm(conv.weight, conv.bias, bn, transposed)
+        w, b = fold_batchnorm(conv.weight, conv.bias, bn, transposed, torch.channels_last)
         self._setup(w, b, transposed, conv.padding, conv.stride, conv.dilation,
                     conv.output_padding if transposed else (0, 0), relu, dtype, input_size, packed)
 
