@@ -1,10 +1,9 @@
 """Finding and safely reading SMPL-X body-model files.
 
 The SMPL-X model cannot be redistributed; users download it from https://smpl-x.is.tue.mpg.de.
-wbcap reads only the numeric arrays it needs from the ``.npz`` release, as
-``np.load(..., allow_pickle=False)`` reads them (object arrays refused), so a model file can never
-run code on load (real SMPL-X npz files also hold pickled object arrays such as
-``joint2num``/``part2num``; they are never read). The legacy
+wbcap reads the ``.npz`` release with ``np.load(..., allow_pickle=False)`` and touches only the
+numeric arrays it needs, so a model file can never run code on load (real SMPL-X npz files also
+hold pickled object arrays such as ``joint2num``/``part2num``; they are never read). The legacy
 ``.pkl`` release needs unpickling and is only read after an explicit opt-in (``allow_pickle=True``,
 CLI ``--allow-pickle``).
 
@@ -21,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -263,107 +261,42 @@ def find_body_model(
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read the required arrays of an npz without ever unpickling anything (:func:`_read_member`)."""
+    """Read the required arrays of an npz without ever unpickling anything."""
     try:
-        f = path.open("rb")
-        head = f.read(6)
+        with path.open("rb") as f:
+            head = f.read(6)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({_short(exc)}); check that the file is readable") from None
-    with f:
-        return _read_open_npz(path, f, head)
-
-
-def _read_open_npz(path: Path, f: Any, head: bytes) -> dict[str, np.ndarray]:
-    """:func:`_read_npz` of the file open as ``f``, whose first bytes are ``head``."""
-    if head == b"\x93NUMPY":
-        raise ModelFileError(
-            f"{path} holds a single .npy array, not an SMPL-X .npz archive: {_DOWNLOAD_HINT}"
-        )
-    if not head.startswith(b"PK"):  # (NumPy reads anything else as a pickle)
+    if not (head.startswith(b"PK") or head == b"\x93NUMPY"):  # (NumPy reads anything else as a pickle)
         raise ModelFileError(f"{path} is not an .npz archive (neither a zip archive nor a NumPy file): "
                              f"{_DOWNLOAD_HINT} again")
     try:
-        archive = zipfile.ZipFile(f)
+        archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFileError(
             f"{path} is not a readable .npz archive ({_short(exc)}): {_DOWNLOAD_HINT} again"
         ) from None
-    with archive:
-        return _read_required(path, f, archive)
-
-
-def _read_required(path: Path, f: Any, archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
-    """The :data:`REQUIRED_KEYS` arrays of the open npz ``archive`` (``f``: its file)."""
-    # (np.load's names: a member's file name without ".npy")
-    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-    missing = [k for k in REQUIRED_KEYS if k not in members]
-    if missing:
+    if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ModelFileError(
-            f"{path} is not an SMPL-X model (missing arrays: {', '.join(missing)}): "
-            f"{_DOWNLOAD_HINT}"
+            f"{path} holds a single .npy array, not an SMPL-X .npz archive: {_DOWNLOAD_HINT}"
         )
-    out: dict[str, np.ndarray] = {}
-    for key in REQUIRED_KEYS:
-        try:
-            out[key] = _read_member(f, archive, members[key])  # only the arrays we need; never a pickle
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    with archive:
+        missing = [k for k in REQUIRED_KEYS if k not in archive.files]
+        if missing:
             raise ModelFileError(
-                f"{path} has an unreadable array {key!r} ({_short(exc)}): "
-                f"{_DOWNLOAD_HINT} again"
-            ) from None
+                f"{path} is not an SMPL-X model (missing arrays: {', '.join(missing)}): "
+                f"{_DOWNLOAD_HINT}"
+            )
+        out: dict[str, np.ndarray] = {}
+        for key in REQUIRED_KEYS:
+            try:
+                out[key] = archive[key]  # only the arrays we need; allow_pickle stays False
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+                raise ModelFileError(
+                    f"{path} has an unreadable array {key!r} ({_short(exc)}): "
+                    f"{_DOWNLOAD_HINT} again"
+                ) from None
     return out
-
-
-#: A zip local file header's fixed part (the name's and extra field's lengths are its last 4 bytes).
-_LOCAL_HEADER = 30
-
-
-def _read_member(f: Any, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """One array of an npz, as ``np.load(..., allow_pickle=False)[key]`` reads it, object
-    arrays refused (ValueError).
-
-    A member stored uncompressed (``np.savez``: the SMPL-X release and the synthetic model) is
-    read straight from the file into the array, its CRC-32 checked: ``np.load`` reads it through
-    ``zipfile`` in 256 KiB pieces, each copied twice. Measured on the 2-core Zen 3 EPYC, for
-    the synthetic model's 69 MB: 0.16 s with ``np.load``, of a 0.9 s pipeline build of the
-    tests' small network. A compressed member (``np.savez_compressed``) or an unusual header
-    goes through NumPy's reader.
-
-    Raises ValueError, EOFError or ``zipfile.BadZipFile`` for an unreadable member."""
-    fmt = np.lib.format
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        with archive.open(info) as member:
-            return fmt.read_array(member, allow_pickle=False)
-    f.seek(info.header_offset)
-    local = f.read(_LOCAL_HEADER)
-    if len(local) != _LOCAL_HEADER or local[:4] != b"PK\x03\x04":
-        raise zipfile.BadZipFile(f"bad local file header of {info.filename!r}")
-    name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
-    start = info.header_offset + _LOCAL_HEADER + name_len + extra_len
-    f.seek(start)
-    version = fmt.read_magic(f)
-    if version == (1, 0):
-        shape, fortran_order, dtype = fmt.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran_order, dtype = fmt.read_array_header_2_0(f)
-    else:  # (a newer header: NumPy's reader knows it)
-        with archive.open(info) as member:
-            return fmt.read_array(member, allow_pickle=False)
-    if dtype.hasobject:
-        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
-    header_size = f.tell() - start
-    array = np.empty(shape[::-1] if fortran_order else shape, dtype)
-    if header_size + array.nbytes != info.file_size:
-        raise ValueError(f"{info.filename!r} holds {info.file_size - header_size} bytes of data for "
-                         f"{array.nbytes} bytes of a {dtype} array of shape {shape}")
-    f.seek(start)
-    crc = zlib.crc32(f.read(header_size))
-    data = array.reshape(-1).view(np.uint8)  # (the array's own bytes)
-    if f.readinto(data) != array.nbytes:
-        raise EOFError(f"the file ends inside {info.filename!r}")
-    if zlib.crc32(data, crc) != info.CRC:
-        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
-    return array.T if fortran_order else array
 
 
 def _to_ndarray(value: Any) -> np.ndarray:
@@ -467,8 +400,8 @@ def _validate(path: Path, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def load_body_model_data(path: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
     """Read and validate the arrays of an SMPL-X model file.
 
-    ``.npz`` files: only the required numeric arrays are read, as ``np.load(path,
-    allow_pickle=False)`` reads them (:func:`_read_member`). ``.pkl`` files are unpickled only when ``allow_pickle`` is True.
+    ``.npz`` files are opened with ``np.load(path, allow_pickle=False)`` and only the required
+    numeric arrays are read. ``.pkl`` files are unpickled only when ``allow_pickle`` is True.
 
     Args:
         path: the model file (``SMPLX_{GENDER}.npz``, or ``.pkl`` with ``allow_pickle``).
