@@ -164,6 +164,7 @@ def test_layer_equals_smplx(body_layer: SMPLXLayer, reference: torch.nn.Module, 
     torch.testing.assert_close(ours.vertices, ref.vertices, atol=1e-5, rtol=0)
     torch.testing.assert_close(ours.joints, ref.joints, atol=1e-5, rtol=0)
     torch.testing.assert_close(ours.full_pose, ref.full_pose, atol=1e-6, rtol=0)
+    torch.testing.assert_close(joints137(ref), joints137(ours), atol=1e-5, rtol=0)  # (smplx's output taken too)
     # the comparison is not trivial: the poses move the mesh and every part of the model is used
     rest = _rest(body_layer, batch)
     assert (ours.vertices - rest.vertices).norm(dim=-1).mean() > 0.1
@@ -511,7 +512,7 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
     with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
         assert find_body_model("neutral", male) == male  # (eval and training ask for neutral)
     (record,) = caplog.records
-    assert record.getMessage().startswith(f"{male} (named by model_path) is the male SMPL-X model by its name, used as "
+    assert record.getMessage().startswith(f"{male} (named by body_models) is the male SMPL-X model by its name, used as "
                                           "the neutral one asked for here;"), record.getMessage()
     caplog.clear()
     with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
@@ -538,7 +539,7 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
     for call in (lambda: find_body_model("neutral", typo), lambda: resolve_gender(None, typo)):
         with pytest.raises(ModelFileError) as exc:
             call()
-        assert _one_line(exc).startswith(f"{typo}: no such file (named by model_path); check the path"), exc.value
+        assert _one_line(exc).startswith(f"{typo}: no such file (named by body_models); check the path"), exc.value
 
 
 class _Runs:

@@ -85,13 +85,30 @@ def test_bad_shapes_raise(change, match):
         SMPLXParams.from_mapping({**make_smplx_params(1), "root_pose": np.zeros(3)})
 
 
+def test_a_tensor_of_the_fields_shape_is_kept_as_given():
+    """A rotation given in its field's shape is stored as it is (the same tensor: a leaf stays
+    a leaf, so it can go to an optimiser and gets its gradient); other shapes are reshaped."""
+    leaf = torch.zeros(2, 63, requires_grad=True)
+    hand = torch.zeros(2, 15, 3, 3) + torch.eye(3)
+    p = dataclasses.replace(_params(2), body_pose=leaf)
+    assert p.body_pose is leaf and p.body_pose.is_leaf
+    torch.optim.Adam([p.body_pose, p.betas.requires_grad_()])  # (refused a view: "can't optimize a non-leaf Tensor")
+    m = dataclasses.replace(p.to_matrix(), left_hand_pose=hand)
+    assert m.left_hand_pose is hand
+    assert dataclasses.replace(p, body_pose=leaf.detach().reshape(2, 21, 3)).body_pose.shape == (2, 63)
+
+
 def test_rows_to_detach_numpy():
     p = _params(4, seed=2)
-    for rows, want in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), ([0, 2], [0, 2]), (torch.tensor([3, 0]), [3, 0])):
+    for rows, want in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), ([0, 2], [0, 2]), (torch.tensor([3, 0]), [3, 0]),
+                       (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3])):
         sub = p[rows]
         assert sub.batch_size == len(want) and sub.rotation == p.rotation
         for k in FIELDS:
             assert torch.equal(sub[k], p[k][want]), (rows, k)
+    for outside in (4, -5, np.int64(10), torch.tensor(7)):  # (not torch's "index 0 is out of bounds for ... size 0")
+        with pytest.raises(IndexError, match=f"row {int(outside)} is outside the batch of 4"):
+            p[outside]
     m = p.to_matrix()
     assert m.index([2]).body_pose.shape == (1, 21, 3, 3)
     d = p.to(torch.float64)

@@ -178,7 +178,7 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
                                    f"(WBCAP_BODY_MODELS names {demo_models}, the demo's synthetic model folder)"), exc.value
     with pytest.raises(BodyModelNotFoundError) as exc:
         find_body_model("female", demo_models)
-    assert str(exc.value).endswith(f"in {installed}/ and give model_path {installed.parent} (model_path names "
+    assert str(exc.value).endswith(f"in {installed}/ and give body_models {installed.parent} (body_models names "
                                    f"{demo_models}, the demo's synthetic model folder)"), exc.value
     config = PipelineConfig(model=ModelConfig(), checkpoint=str(micro_ckpt), device="cpu")
     with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):

@@ -536,6 +536,35 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
         pipe(image, detector="nope")
     with pytest.raises(InputError, match="boxes="):
         pipe(image, detector="boxes:b.json")
+    # what a user's PyTorch code meets (a user trial): the parameters are ordinary tensors, not
+    # inference-mode ones, so they can be edited and start an optimisation
+    params = person.params
+    assert not any(t.is_inference() for t in params.values())
+    params.body_pose.requires_grad_()
+    params.transl[0, 2] += 1.0
+    # a torch tensor for the boxes is 4 numbers like a list; for the image a clear refusal
+    import torch
+
+    (same,) = pipe(image, boxes=torch.tensor([[0.0, 0.0, 120.0, 160.0]]))
+    assert torch.equal(same.params.betas, person.params.betas)
+    with pytest.raises(InputError, match=r"expected a numpy array \(H, W, 3\) uint8 RGB, got a Tensor; a torch tensor: "
+                                         r"pass tensor.cpu\(\).numpy\(\)"):
+        pipe(torch.from_numpy(image), boxes=[(0, 0, 120, 160)])
+    # a detector object's boxes follow the rule of boxes given; boxes and a detector exclude each other
+    import math
+
+    from wbcap.detect.base import Detection
+
+    with pytest.raises(InputError, match=r"box 0 of the <lambda> detector must be 4 numbers .* returns "
+                                         r"wbcap.detect.base.Detection\(\(x, y, w, h\), score\)"):
+        pipe(image, detector=lambda im: [(0, 0, 10, 10, 0.9)])
+    with pytest.raises(InputError, match="box 0 of the <lambda> detector"):
+        pipe(image, detector=lambda im: [Detection((0.0, 0.0, math.inf, 10.0), 0.9)])
+    with pytest.raises(InputError, match="give the boxes or a detector to find them, not both"):
+        pipe(image, boxes=[(0, 0, 120, 160)], detector="full")
+    for bad in (0, -3):  # (ran one crop a call, unsaid)
+        with pytest.raises(InputError, match=f"batch_size must be a whole number of 1 or more, got {bad}"):
+            PipelineConfig(batch_size=bad)
 
 
 def test_boxes_file_refuses_two_inputs_with_one_file_name(tmp_path):

@@ -564,7 +564,7 @@ def test_doctor_of_a_named_model_file_checks_that_file_as_its_gender(tmp_path):
     typo = tmp_path / "models" / "SMPLX_MAEL.npz"
     body = [c for c in run_checks(str(typo)) if c.name.startswith("SMPL-X")]
     assert [(c.name, c.ok, c.detail) for c in body] == [("SMPL-X neutral", False, f"{typo}: no such file (named by "
-                                                                                 f"model_path)")]
+                                                                                 f"body_models)")]
     assert body[0].fix == "check the path, or name the folder that holds SMPLX_NEUTRAL.npz"
 
 

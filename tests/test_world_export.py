@@ -172,6 +172,8 @@ def test_params_jsonl_contacts_written_and_read_back(tmp_path, scene):
                                   "right": bool(contacts[rec["track"]][rec["frame"], 1])}
     _, back, _ = read_params_jsonl(tmp_path / "params.jsonl")
     np.testing.assert_array_equal(back[0].transl, tracks[0].transl)
+    _, again, _ = read_params_jsonl(str(tmp_path / "params.jsonl"))  # (a str path too: a user trial)
+    np.testing.assert_array_equal(again[0].transl, back[0].transl)
 
 
 def test_camera_to_world_moves_every_vertex_rigidly(body_layer):

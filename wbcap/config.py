@@ -119,3 +119,11 @@ class PipelineConfig:
     batch_size: int | None = None
     box_scale: float = 1.25
     precision: str = "exact"
+
+    def __post_init__(self) -> None:
+        """Raises InputError for a ``batch_size`` under 1 (it ran one crop a call, unsaid; the
+        CLI's ``--batch-size`` refuses it too)."""
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or int(self.batch_size) < 1):
+            from wbcap.errors import InputError, setting
+
+            raise InputError(f"{setting('batch_size')} must be a whole number of 1 or more, got {self.batch_size!r}")

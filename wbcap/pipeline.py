@@ -144,7 +144,8 @@ class Person(PersonEstimate):
     """One person's result in one image (no batch dimension but in ``params``).
 
     params: the SMPL-X parameters, an :class:`~wbcap.body.params.SMPLXParams` holding a batch of
-        one: float32 CPU tensors, axis-angle rotations (radians); hands relative to the SMPL-X
+        one: ordinary float32 CPU tensors (not inference-mode ones: they can be edited in place or
+        start an optimisation with ``requires_grad_()``), axis-angle rotations (radians); hands relative to the SMPL-X
         file's hand mean (``flat_hand_mean=False``, as the released model was trained); eyes at
         rest; ``transl`` (1, 3) metres, the body in the person's camera (Hand4Whole's
         ``cam_trans``). ``body(person.params)`` rebuilds ``vertices`` (to float rounding).
@@ -205,26 +206,37 @@ def box_advice() -> str:
 
 
 
-def _given_box(box: object, index: int) -> Detection | tuple[float, float, float, float]:
+def _given_box(box: object, index: int, given_by: str | None = None) -> Detection | tuple[float, float, float, float]:
     """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
-    by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`).
+    by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
+    ``given_by`` (a detector object's name) one that detector returned.
 
     Raises:
-        InputError: one line naming ``boxes[index]`` and the rule.
+        InputError: one line naming ``boxes[index]`` (or the detector's box) and the rule.
     """
     from wbcap.detect.boxes import check_box
 
+    what = f"boxes[{index}]" if given_by is None else f"box {index} of the {given_by} detector"
+    fix = ("pass (x, y, w, h) in the image's pixels" if given_by is None else
+           "a detector returns wbcap.detect.base.Detection((x, y, w, h), score) objects, in the image's pixels")
     try:
         if isinstance(box, Detection):
-            check_box(box.box, f"boxes[{index}]")
+            check_box(box.box, what)
             if not math.isfinite(box.score):
-                raise ValueError(f"boxes[{index}] score must be finite")
+                raise ValueError(f"{what} score must be finite")
             return box
-        return check_box(box, f"boxes[{index}]")
+        return check_box(box, what)
     except ValueError as exc:
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
-        text = str(exc) if str(exc).startswith(f"boxes[{index}]") else f"boxes[{index}]: {exc}"
-        raise InputError(f"{text} (got {shown}); pass (x, y, w, h) in the image's pixels") from None
+        text = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
+        raise InputError(f"{text} (got {shown}); {fix}") from None
+
+def _check_image_array(image: object, source: str = "image") -> None:
+    """Raises InputError unless ``image`` is a numpy array (a torch tensor's message says how)."""
+    if not isinstance(image, np.ndarray):
+        how = "; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor) else ""
+        raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got a {type(image).__name__}{how}")
+
 
 class Pipeline:
     """Crops + batched regression for images; holds the network and the SMPL-X layer.
@@ -472,8 +484,13 @@ class Pipeline:
         Default: the whole image as one box.
 
         Raises NoPersonError when the detector finds nobody, or no usable box remains;
-        InputError for a box given that is not 4 finite numbers within the range every box a user
-        gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image --bbox``'s rule)."""
+        InputError for an image that is not a numpy array, for both ``boxes`` and ``detector``, and
+        for a box given (or returned by a detector object) that is not 4 finite numbers within the
+        range every box a user gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image
+        --bbox``'s rule)."""
+        _check_image_array(image)
+        if boxes is not None and detector is not None:
+            raise InputError("pipe(image, boxes=..., detector=...): give the boxes or a detector to find them, not both")
         if boxes is not None:
             boxes = [_given_box(b, i) for i, b in enumerate(boxes)]
         if boxes is None:
@@ -483,9 +500,9 @@ class Pipeline:
             else:
                 if isinstance(detector, str):
                     detector = self.detector(detector)
-                boxes = detector(image)
+                name = getattr(detector, "name", None) or getattr(detector, "__name__", type(detector).__name__)
+                boxes = [_given_box(b, i, name) for i, b in enumerate(detector(image))]
                 if not len(boxes):
-                    name = getattr(detector, "name", type(detector).__name__)
                     raise NoPersonError(f"image: no person found by the {name} detector; {box_advice()}")
         dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
         return self.predict(image, dets)
@@ -524,6 +541,7 @@ class Pipeline:
         Boxes outside the image are skipped; with ``strict`` an image whose every box was
         skipped raises NoPersonError naming the box.
         """
+        _check_image_array(image, source)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
@@ -575,13 +593,13 @@ class Pipeline:
         )
         return img_focal.tolist(), img_princpt.tolist()
 
-    @torch.inference_mode()
     def _run_batch_params(self, jobs: list, first_index: int) -> list[PersonEstimate]:
-        batch = self._upload(jobs)
-        with self.inference_context():
-            out = self._forward("net", batch)
-        p = out.smplx.to_axis_angle()
-        host = _to_host({name: p[name] for name in SMPLX_FIELDS})
+        with torch.inference_mode():  # (the results are built outside it: ordinary tensors, see Person)
+            batch = self._upload(jobs)
+            with self.inference_context():
+                out = self._forward("net", batch)
+            p = out.smplx.to_axis_angle()
+            host = _to_host({name: p[name] for name in SMPLX_FIELDS})
         img_focal, img_princpt = self._image_cameras(jobs)
         return [
             PersonEstimate(
@@ -615,23 +633,23 @@ class Pipeline:
         x = x.permute(0, 3, 1, 2).float().div_(255)  # channels_last strides, as the stack was NHWC
         return x.contiguous(memory_format=self.memory_format)
 
-    @torch.inference_mode()
     def _run_batch(self, jobs: list, first_index: int) -> list[Person]:
-        batch = self._upload(jobs)
-        with self.inference_context():
-            out = self._forward("full", batch)
-        # Axis-angle only here, where the parameters leave the network for users and files.
-        p = out.params.smplx.to_axis_angle()
-        fields = {
-            **{name: p[name] for name in SMPLX_FIELDS},
-            "vertices": out.vertices,
-            "joints": out.joints,
-            "joints_proj": out.joints_proj,
-            "lhand_bbox": out.lhand_bbox,
-            "rhand_bbox": out.rhand_bbox,
-            "face_bbox": out.face_bbox,
-        }
-        host = _to_host(fields)
+        with torch.inference_mode():  # (the results are built outside it: ordinary tensors, see Person)
+            batch = self._upload(jobs)
+            with self.inference_context():
+                out = self._forward("full", batch)
+            # Axis-angle only here, where the parameters leave the network for users and files.
+            p = out.params.smplx.to_axis_angle()
+            fields = {
+                **{name: p[name] for name in SMPLX_FIELDS},
+                "vertices": out.vertices,
+                "joints": out.joints,
+                "joints_proj": out.joints_proj,
+                "lhand_bbox": out.lhand_bbox,
+                "rhand_bbox": out.rhand_bbox,
+                "face_bbox": out.face_bbox,
+            }
+            host = _to_host(fields)
         verts, joints, proj = host.pop("vertices"), host.pop("joints"), host.pop("joints_proj")
         boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
         params = host  # the SMPL-X fields, axis-angle

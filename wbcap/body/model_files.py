@@ -133,7 +133,7 @@ class BodyModelNotFoundError(ModelFileError):
         self.demo_fix = ""
         if self.demo:  # (not into the demo's folder: a user trial)
             self.target = body_models_dir() / "smplx"
-            option = setting("body_models", api="model_path")
+            option = setting("body_models")
             how = (named_by or option) if explicit else ENV_BODY_MODELS
             step = f"give {option} {self.target.parent}" if explicit else f"unset {how}"
             self.demo_fix = f"and {step} ({how} names {first}, the demo's synthetic model folder)"
@@ -176,7 +176,7 @@ def named_model_file(model_path: str | Path | None = None, named_by: str | None 
             folder of that name).
     """
     if model_path is not None:
-        path, how = Path(model_path).expanduser(), named_by or setting("body_models", api="model_path")
+        path, how = Path(model_path).expanduser(), named_by or setting("body_models")
     else:
         path, how = env_path(ENV_BODY_MODELS), ENV_BODY_MODELS
         if path is None:

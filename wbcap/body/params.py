@@ -33,6 +33,7 @@ The file spellings of these parameters (Hand4Whole's ``root_pose``, ``lhand_pose
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -188,9 +189,17 @@ class SMPLXParams:
     # -- batch rows -----------------------------------------------------------------------------
 
     def index(self, rows: int | slice | Sequence[int] | torch.Tensor) -> SMPLXParams:
-        """The batch rows ``rows`` (an int keeps the batch dimension: a batch of one)."""
-        if isinstance(rows, int):
-            rows = slice(rows, rows + 1 if rows != -1 else None)
+        """The batch rows ``rows`` (an int keeps the batch dimension: a batch of one). An int is
+        any integer (``np.int64``, a 0-d integer tensor too); IndexError, naming the batch size,
+        for one outside it."""
+        if isinstance(rows, torch.Tensor) and rows.ndim == 0 and not rows.is_floating_point() and rows.dtype != torch.bool:
+            rows = int(rows)
+        if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
+            i, b = operator.index(rows), self.batch_size
+            if not -b <= i < b:
+                raise IndexError(f"row {i} is outside the batch of {b}")
+            i %= b
+            rows = slice(i, i + 1)
         elif not isinstance(rows, (slice, torch.Tensor)):
             rows = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         return self._map(lambda t: t[rows])
@@ -265,7 +274,10 @@ def _pose(name: str, value: Any, batch: int, joints: int, rotation: Rotation) ->
     if rotation == "axis_angle":
         if value[0].numel() != 3 * joints or (value.ndim > 2 and value.shape[-1] != 3):
             raise ValueError(f"{name} (axis-angle) must have shape ({batch}, {3 * joints}), got {tuple(value.shape)}")
-        return value.reshape(batch, 3 * joints)
-    if value.shape[-2:] != (3, 3) or value[0].numel() != 9 * joints:
-        raise ValueError(f"{name} (matrices) must have shape ({batch}, {joints}, 3, 3), got {tuple(value.shape)}")
-    return value.reshape(batch, joints, 3, 3)
+        shape: tuple[int, ...] = (batch, 3 * joints)
+    else:
+        if value.shape[-2:] != (3, 3) or value[0].numel() != 9 * joints:
+            raise ValueError(f"{name} (matrices) must have shape ({batch}, {joints}, 3, 3), got {tuple(value.shape)}")
+        shape = (batch, joints, 3, 3)
+    # (a tensor of that shape is kept as it is: a leaf given stays the leaf, for an optimiser)
+    return value if tuple(value.shape) == shape else value.reshape(shape)

@@ -448,12 +448,13 @@ def joints137(output: SMPLXOutput | torch.Tensor) -> torch.Tensor:
     """The Hand4Whole 137-joint supervision set from a layer output.
 
     Args:
-        output: an :class:`SMPLXOutput` or its ``joints`` tensor ``(B, 144, D)``.
+        output: an :class:`SMPLXOutput`, the official ``smplx`` package's output (with face
+            contour: 144 joints), or such a ``joints`` tensor ``(B, 144, D)``.
 
     Returns:
         ``(B, 137, D)`` tensor in ``wbcap.body.joints.JOINT_NAMES`` order (metres for 3D).
     """
-    joints = output.joints if isinstance(output, SMPLXOutput) else output
+    joints = output if isinstance(output, torch.Tensor) else output.joints
     if joints.ndim != 3 or joints.shape[1] != SMPLX_OUTPUT_JOINT_NUM:
         raise ValueError(
             f"expected joints of shape (B, {SMPLX_OUTPUT_JOINT_NUM}, D), got {tuple(joints.shape)}"

@@ -183,13 +183,13 @@ def _parse_entry(entry: object) -> Detection:
 
 def check_box(value: object, what: str) -> Box:
     """``[x, y, w, h]`` (pixels: 4 numbers within :func:`check_box_range`, w, h > 0; a list,
-    tuple or 1-D array, numpy numbers included) as a float tuple: the rule of every box a user
+    tuple, 1-D array or 1-D torch tensor, numpy numbers included) as a float tuple: the rule of every box a user
     gives, in a file or to :class:`wbcap.pipeline.Pipeline`.
 
     Raises:
         ValueError: what is wrong, beginning with ``what`` (e.g. ``"bbox"``).
     """
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):  # (a tensor's numbers too)
         value = value.tolist()
     elif isinstance(value, (list, tuple)):  # (numpy numbers: np.float32 is no Python float)
         value = [v.item() if isinstance(v, np.generic) else v for v in value]

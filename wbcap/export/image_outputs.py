@@ -51,8 +51,9 @@ metres; rotations are axis-angle vectors in radians)::
     person           int     k of person_<k>
     score            float   detector score (1.0 for given boxes; HOG: SVM margin)
     bbox_xywh        (4,)    person box given or detected: x, y (top-left corner), width, height
-    crop_bbox_xywh   (4,)    the box cropped for the network: bbox_xywh clipped to the image
-                             (upstream's convention: x2 = x + w - 1), made 3:4 (w:h) and
+    crop_bbox_xywh   (4,)    the box cropped for the network: bbox_xywh sanitised as upstream does
+                             (x1 = max(0, x), x2 = min(W - 1, x1 + w - 1): moved onto the
+                             left or top edge, not cut there), made 3:4 (w:h) and
                              enlarged 1.25x about its centre; x, y, width, height (may extend
                              past the image)
     lhand_bbox_xyxy  (4,)    left-hand box predicted by the network: x1, y1, x2, y2 corners

@@ -60,8 +60,8 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
     return n_lines
 
 
-def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:
-    """Read back a ``params.jsonl`` written by :func:`write_params_jsonl`.
+def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:
+    """Read back a ``params.jsonl`` written by :func:`write_params_jsonl` (``path``: the file).
 
     Returns:
         ``(frames, tracks, camera)``: ``{frame index: time}`` of the frames that hold a person,
@@ -87,6 +87,7 @@ def read_params_jsonl(path: Path) -> tuple[dict[int, float], dict[int, SmoothedT
     sizes = {"time": 0, "box": 4, **NETWORK_FILE_SIZES}
     seen: dict[str, int] = {}
     resume = f"resume its run ({setting('resume', api='resume=True')}) to rewrite it"
+    path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
