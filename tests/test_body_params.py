@@ -106,6 +106,8 @@ def test_rows_to_detach_numpy():
         assert sub.batch_size == len(want) and sub.rotation == p.rotation
         for k in FIELDS:
             assert torch.equal(sub[k], p[k][want]), (rows, k)
+    with pytest.raises(TypeError, match="rows must be an int, slice, index list or tensor, got bool"):
+        p[True]  # (took row 1)
     for outside in (4, -5, np.int64(10), torch.tensor(7)):  # (not torch's "index 0 is out of bounds for ... size 0")
         with pytest.raises(IndexError, match=f"row {int(outside)} is outside the batch of 4"):
             p[outside]

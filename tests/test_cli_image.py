@@ -560,11 +560,20 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
         pipe(image, detector=lambda im: [(0, 0, 10, 10, 0.9)])
     with pytest.raises(InputError, match="box 0 of the <lambda> detector"):
         pipe(image, detector=lambda im: [Detection((0.0, 0.0, math.inf, 10.0), 0.9)])
+    # (an empty box from a detector is skipped with the others, as before: not refused)
+    (kept,) = pipe(image, detector=lambda im: [Detection((5.0, 5.0, 0.0, 10.0), 0.9), Detection((0.0, 0.0, 120.0, 160.0), 0.8)])
+    assert tuple(kept.box) == (0.0, 0.0, 120.0, 160.0)
     with pytest.raises(InputError, match="give the boxes or a detector to find them, not both"):
         pipe(image, boxes=[(0, 0, 120, 160)], detector="full")
-    for bad in (0, -3):  # (ran one crop a call, unsaid)
-        with pytest.raises(InputError, match=f"batch_size must be a whole number of 1 or more, got {bad}"):
+    for bad in (0, -3, 2.5, "3", True):  # (0 ran one crop a call, unsaid)
+        with pytest.raises(InputError, match=f"batch_size must be a whole number of 1 or more, got {bad!r}"):
             PipelineConfig(batch_size=bad)
+    # a Detection holding a tensor box (one that requires grad too) and a tensor score
+    grad_box = torch.tensor([0.0, 0.0, 120.0, 160.0], requires_grad=True)
+    (from_tensor,) = pipe(image, boxes=[Detection(grad_box, torch.tensor(0.7))])
+    assert tuple(from_tensor.box) == (0.0, 0.0, 120.0, 160.0) and from_tensor.score == pytest.approx(0.7)
+    with pytest.raises(InputError, match=r"boxes\[0\] score must be a finite number"):
+        pipe(image, boxes=[Detection((0.0, 0.0, 120.0, 160.0), None)])
 
 
 def test_boxes_file_refuses_two_inputs_with_one_file_name(tmp_path):

@@ -109,6 +109,25 @@ def test_load_boxes_json_missing(tmp_path: Path) -> None:
         load_boxes_json(tmp_path / "no_such.json")
 
 
+def test_check_box_takes_lists_arrays_and_tensors() -> None:
+    """Every form of 4 numbers a user's code holds: list, tuple, array, tensor, torch.Size (a
+    tuple); a tensor of another length gets the rule's one line; a size of 0 only when allowed."""
+    import torch
+
+    from wbcap.detect.boxes import check_box
+
+    want = (0.0, 0.0, 120.0, 160.0)
+    for value in ([0, 0, 120, 160], (0, 0, 120, 160), np.array(want, np.float32), torch.tensor(want),
+                  torch.tensor(want, requires_grad=True), torch.Size([0, 0, 120, 160])):
+        got = check_box(value, "box")
+        assert got == want and all(type(v) is float for v in got), type(value)
+    with pytest.raises(ValueError, match=r"box must be 4 numbers \[x, y, w, h\]"):
+        check_box(torch.zeros(5), "box")
+    with pytest.raises(ValueError, match="box width and height must be > 0"):
+        check_box([0, 0, 0, 10], "box")
+    assert check_box([0, 0, 0, 10], "box", positive_size=False) == (0.0, 0.0, 0.0, 10.0)
+
+
 def test_box_outside_image() -> None:
     assert not box_outside_image((10, 10, 5, 5), 100, 50)
     assert not box_outside_image((-10, -10, 15, 15), 100, 50)  # partly inside

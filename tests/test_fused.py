@@ -482,7 +482,7 @@ def test_boxes_given_to_the_pipeline_follow_the_rule_of_every_box_a_user_gives(f
     for box, said in (((0, 0, np.inf, 100), f"boxes[1]: {rule}"), ((0, 0, 1e30, 1e30), f"boxes[1]: {rule}"),
                       ((np.nan, 0, 100, 100), f"boxes[1]: {rule}"), ((1, 2, 3), "boxes[1] must be 4 numbers [x, y, w, h]"),
                       ((0, 0, -5, 10), "boxes[1] width and height must be > 0"),
-                      (Detection((0.0, 0.0, 10.0, 10.0), float("nan")), "boxes[1] score must be finite")):
+                      (Detection((0.0, 0.0, 10.0, 10.0), float("nan")), "boxes[1] score must be a finite number")):
         with pytest.raises(InputError) as err:
             pipe(img, boxes=[boxes[0], box])
         assert str(err.value).startswith(said) and str(err.value).endswith("; pass (x, y, w, h) in the image's pixels")

@@ -8,6 +8,7 @@ model can be rebuilt from the file alone. Defaults are the released model's valu
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,13 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         """Raises InputError for a ``batch_size`` under 1 (it ran one crop a call, unsaid; the
         CLI's ``--batch-size`` refuses it too)."""
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or int(self.batch_size) < 1):
+        if self.batch_size is None:
+            return
+        try:
+            whole = not isinstance(self.batch_size, bool) and operator.index(self.batch_size) >= 1
+        except TypeError:
+            whole = False
+        if not whole:
             from wbcap.errors import InputError, setting
 
             raise InputError(f"{setting('batch_size')} must be a whole number of 1 or more, got {self.batch_size!r}")

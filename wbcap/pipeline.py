@@ -209,7 +209,8 @@ def box_advice() -> str:
 def _given_box(box: object, index: int, given_by: str | None = None) -> Detection | tuple[float, float, float, float]:
     """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
     by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
-    ``given_by`` (a detector object's name) one that detector returned.
+    ``given_by`` (a detector object's name) one that detector returned (a width or height of
+    0 or less allowed there: the crop skips such a box, with a warning).
 
     Raises:
         InputError: one line naming ``boxes[index]`` (or the detector's box) and the rule.
@@ -219,13 +220,15 @@ def _given_box(box: object, index: int, given_by: str | None = None) -> Detectio
     what = f"boxes[{index}]" if given_by is None else f"box {index} of the {given_by} detector"
     fix = ("pass (x, y, w, h) in the image's pixels" if given_by is None else
            "a detector returns wbcap.detect.base.Detection((x, y, w, h), score) objects, in the image's pixels")
+    positive = given_by is None  # (a detector's empty box is skipped by the crop, as before)
     try:
-        if isinstance(box, Detection):
-            check_box(box.box, what)
-            if not math.isfinite(box.score):
-                raise ValueError(f"{what} score must be finite")
-            return box
-        return check_box(box, what)
+        if isinstance(box, Detection):  # (its box as Python floats too: a tensor's would reach NumPy)
+            checked = check_box(box.box, what, positive)
+            score = box.score.item() if hasattr(box.score, "item") else box.score
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+                raise ValueError(f"{what} score must be a finite number")
+            return Detection(checked, float(score))
+        return check_box(box, what, positive)
     except ValueError as exc:
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
         text = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"

@@ -194,7 +194,9 @@ class SMPLXParams:
         for one outside it."""
         if isinstance(rows, torch.Tensor) and rows.ndim == 0 and not rows.is_floating_point() and rows.dtype != torch.bool:
             rows = int(rows)
-        if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
+        if isinstance(rows, (bool, np.bool_)):
+            raise TypeError(f"rows must be an int, slice, index list or tensor, got {type(rows).__name__}")
+        if isinstance(rows, (int, np.integer)):
             i, b = operator.index(rows), self.batch_size
             if not -b <= i < b:
                 raise IndexError(f"row {i} is outside the batch of {b}")

@@ -181,15 +181,19 @@ def _parse_entry(entry: object) -> Detection:
     return Detection(check_box(entry, "bbox"), score)
 
 
-def check_box(value: object, what: str) -> Box:
+def check_box(value: object, what: str, positive_size: bool = True) -> Box:
     """``[x, y, w, h]`` (pixels: 4 numbers within :func:`check_box_range`, w, h > 0; a list,
     tuple, 1-D array or 1-D torch tensor, numpy numbers included) as a float tuple: the rule of every box a user
     gives, in a file or to :class:`wbcap.pipeline.Pipeline`.
 
+    ``positive_size`` False lets a width or height of 0 or less through (a detector's box that
+    the crop then skips as outside the image, with a warning).
+
     Raises:
         ValueError: what is wrong, beginning with ``what`` (e.g. ``"bbox"``).
     """
-    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):  # (a tensor's numbers too)
+    torch = sys.modules.get("torch")  # (a tensor's numbers too, without importing torch for it)
+    if isinstance(value, np.ndarray) or (torch is not None and isinstance(value, torch.Tensor)):
         value = value.tolist()
     elif isinstance(value, (list, tuple)):  # (numpy numbers: np.float32 is no Python float)
         value = [v.item() if isinstance(v, np.generic) else v for v in value]
@@ -201,6 +205,6 @@ def check_box(value: object, what: str) -> Box:
         raise ValueError(f"{what} must be 4 numbers [x, y, w, h]")
     check_box_range(value)  # (before float(): a JSON integer of 400 digits does not fit one)
     box = tuple(float(v) for v in value)
-    if box[2] <= 0 or box[3] <= 0:
+    if positive_size and (box[2] <= 0 or box[3] <= 0):
         raise ValueError(f"{what} width and height must be > 0")
     return box  # type: ignore[return-value]

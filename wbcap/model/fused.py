@@ -196,16 +196,16 @@ def fold_batchnorm(
     without bias gets a zero one first). Returns (weight, bias), float32, without autograd.
 
     weight: (out, in, kh, kw), or (in, out, kh, kw) when ``transposed``; bias: (out,) or None.
-    ``memory_format``: the returned weight's (``torch.channels_last``: what oneDNN packs from,
-    written so by the fold itself instead of copied afterwards, a pass over the weights fewer
-    per build). With BatchNorm the weight is torch's formula computed in the same order
+    ``memory_format``: ``torch.channels_last`` returns the weight in that layout (what oneDNN
+    packs from, written so by the fold itself instead of copied afterwards, a pass over the
+    weights fewer per build); the default returns it as torch's function does. With BatchNorm the weight is torch's formula computed in the same order
     (``w * (gamma * rsqrt(var + eps))``), so the values are ``fuse_conv_bn_weights``' to the bit.
     """
     w = weight.detach().float()
     out_ch = w.shape[1] if transposed else w.shape[0]
     b = torch.zeros(out_ch, dtype=torch.float32, device=w.device) if bias is None else bias.detach().float()
     if bn is None:
-        return w.clone(memory_format=memory_format), b.clone()
+        return (w.clone() if memory_format is torch.contiguous_format else w.clone(memory_format=memory_format)), b.clone()
     if memory_format is torch.contiguous_format:
         w, b = fuse_conv_bn_weights(
             w, b, bn.running_mean.detach().float(), bn.running_var.detach().float(), bn.eps,
