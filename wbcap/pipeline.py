@@ -145,10 +145,11 @@ class Person(PersonEstimate):
 
     params: the SMPL-X parameters, an :class:`~wbcap.body.params.SMPLXParams` holding a batch of
         one: ordinary float32 CPU tensors (not inference-mode ones: they can be edited in place or
-        start an optimisation with ``requires_grad_()``), axis-angle rotations (radians); hands relative to the SMPL-X
-        file's hand mean (``flat_hand_mean=False``, as the released model was trained); eyes at
-        rest; ``transl`` (1, 3) metres, the body in the person's camera (Hand4Whole's
-        ``cam_trans``). ``body(person.params)`` rebuilds ``vertices`` (to float rounding).
+        start an optimisation with ``requires_grad_()``), axis-angle rotations (radians); hands
+        relative to the SMPL-X file's hand mean (``flat_hand_mean=False``, as the released model
+        was trained); eyes at rest; ``transl`` (1, 3) metres, the body in the person's camera
+        (Hand4Whole's ``cam_trans``). ``body(person.params)`` rebuilds ``vertices`` (to float
+        rounding).
     vertices: (10475, 3) float32 metres in the person's camera (OpenCV axes: x right, y down, z
         forward). Projected with ``focal``/``princpt`` they land on the original image; with
         ``crop_focal``/``crop_princpt`` on ``crop``.
@@ -233,6 +234,7 @@ def _given_box(box: object, index: int, given_by: str | None = None) -> Detectio
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
         text = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
         raise InputError(f"{text} (got {shown}); {fix}") from None
+
 
 def _check_image_array(image: object, source: str = "image") -> None:
     """Raises InputError unless ``image`` is a numpy array (a torch tensor's message says how)."""
