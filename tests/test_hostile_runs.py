@@ -123,6 +123,25 @@ def test_export_refuses_a_damaged_params_line_before_writing(tmp_path, body_dir,
     assert _files(tmp_path) == before
 
 
+def test_reading_another_json_file_as_params_jsonl_says_what_it_is_not(tmp_path):
+    """An image's smplx_param.json (indented JSON) given as a params.jsonl: one line saying the
+    file is not one (it said "the file is damaged: resume its run"; a user trial); a bad line
+    after good ones is still damage."""
+    from wbcap.errors import InputError
+    from wbcap.export.params_jsonl import read_params_jsonl
+
+    other = tmp_path / "smplx_param.json"
+    other.write_text(json.dumps({"root_pose": [0.0] * 3, "shape": [0.0] * 10}, indent=1))
+    with pytest.raises(InputError, match=r"smplx_param.json:1: not JSON \(.*\): not a wbcap params.jsonl \(one JSON "
+                                         r"record a line, written by `wbcap run`\), or damaged from its start"):
+        read_params_jsonl(other)
+    run = _run(tmp_path / "run", [_line(f) for f in range(3)])
+    with (run / "params.jsonl").open("a") as f:
+        f.write('{"frame": 3, "ti\n')
+    with pytest.raises(InputError, match=r"params.jsonl:4: not JSON \(.*\); the file is damaged: resume its run"):
+        read_params_jsonl(run / "params.jsonl")
+
+
 def test_export_of_the_undamaged_hand_made_run_works(tmp_path, body_dir):
     """(The hand-made run above is one export takes: only the damage is refused.)"""
     run = _run(tmp_path / "run")

@@ -102,6 +102,9 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             rec = json.loads(line)
             missing = [k for k in keys if k not in rec] if isinstance(rec, dict) else ["everything (not an object)"]
         except ValueError as exc:
+            if not line_of:  # (the first record: another file given for it, e.g. an image's smplx_param.json)
+                raise InputError(f"{path}:{n}: not JSON ({exc}): not a wbcap params.jsonl (one JSON record a line, "
+                                 f"written by `wbcap run`), or damaged from its start: {resume}") from None
             raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: resume its run "
                              f"({setting('resume', api='resume=True')}) to rewrite it") from None
         if missing:
