@@ -314,5 +314,6 @@ def test_file_record_round_trip():
     torch.testing.assert_close(torch.tensor(to_file_record(p.to_matrix())["body_pose"]), p.body_pose[0], atol=1e-6, rtol=0)
     batch = from_file_record({key: p[f].numpy() for f, key in FILE_KEYS.items() if f not in ("transl", "leye_pose", "reye_pose")})
     assert batch.batch_size == 2 and torch.equal(batch.transl, torch.zeros(2, 3))
-    with pytest.raises(KeyError, match="expr"):
+    with pytest.raises(KeyError, match="expr") as exc:
         from_file_record({k: v for k, v in rec.items() if k != "expr"})
+    assert str(exc.value) == "not SMPL-X parameters of a wbcap file: missing expr"  # (not in quotes)

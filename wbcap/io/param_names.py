@@ -30,7 +30,8 @@ import torch
 
 from wbcap.body.params import POSE_JOINTS, SMPLXParams
 
-__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "from_file_record", "to_file_record"]
+__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "MissingParametersError", "from_file_record",
+           "to_file_record"]
 
 #: SMPL-X field -> file key, in the order the files list them.
 FILE_KEYS: Mapping[str, str] = MappingProxyType({
@@ -74,14 +75,23 @@ def to_file_record(params: SMPLXParams, row: int = 0, eyes: bool = True) -> dict
     return out
 
 
+class MissingParametersError(KeyError):
+    """A record without the SMPL-X parameters of a wbcap file (a KeyError, as before, whose text
+    reads as a sentence: a KeyError's own shows its message in quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> SMPLXParams:
     """The SMPL-X parameters of a file record (a ``smplx_param.json``, a raw record person's
     ``params``): file keys as in the module docstring, flat lists (one person: a batch of one) or
     ``(N, k)`` arrays (a batch of N). Other keys are ignored; missing eyes are at rest, missing
-    ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` on the CPU."""
+    ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` on the CPU.
+    Raises :class:`MissingParametersError` (a KeyError) naming the missing keys."""
     missing = [k for k in NETWORK_FILE_KEYS[:-1] if k not in record]
     if missing:
-        raise KeyError(f"not SMPL-X parameters of a wbcap file: missing {', '.join(missing)}")
+        raise MissingParametersError(f"not SMPL-X parameters of a wbcap file: missing {', '.join(missing)}")
     values = {}
     for key, name in _FIELD_OF.items():
         if key in record and record[key] is not None:
