@@ -305,8 +305,8 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
     upright whatever their feet do; measured on the synthetic glide beside a standing person, the
     camera height is 0.5 cm off with them and 5.5 cm without, as for one person standing alone);
     one warning per track left out once a ground is found; when no track with planted feet is
-    left, the fallback names them. A track left out has no planted feet: its correction only keeps it near where
-    the network placed it (the priors) with its soles not below the ground.
+    left, the fallback names them. A track left out has no planted feet: its correction only
+    keeps it near where the network placed it (the priors) with its soles not below the ground.
 
     Args:
         feet: ``{track id: FeetTrack}`` camera frame (:func:`wbcap.world.feet.feet_track`).
