@@ -133,15 +133,16 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             from wbcap.export.fbx import write_fbx
 
             glb = out / f"{name}.glb"
+            span = {"first_time": float(clip.times[0]), "last_time": float(clip.times[-1])}
             if "glb" in wanted:
-                written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, first_time=float(clip.times[0])))
+                written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, **span))
             else:
                 # a temporary name of wbcap.atomic's kind (`.track_3.tmp-*`), which the run folder's check
                 # counts as wbcap's own if a killed process leaves it
                 with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=out) as tmp:
                     glb = write_glb(Path(tmp) / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
                                     intermediate=True)
-                    written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, first_time=float(clip.times[0])))
+                    written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, **span))
     if "bvh" in wanted:
         from wbcap.export.bvh import write_bvh
 

@@ -1,23 +1,28 @@
 """GLB -> FBX inside Blender's Python (``bpy``): the script :func:`wbcap.export.fbx.write_fbx` runs
 in a subprocess, never imported into wbcap's own process (bpy is large and keeps global state).
 
-Usage: ``python blender_fbx.py IN.glb OUT.fbx FPS`` (``FPS`` the clip's rows per second, e.g.
-``25`` or ``29.97002997``). Exit status 0 on success, :data:`EXIT_NO_BPY` when ``bpy`` cannot be
-imported, 1 on any other failure (traceback on stderr). Blender's chatter goes to stdout/stderr;
-the caller sends both to a log file.
+Usage: ``python blender_fbx.py IN.glb OUT.fbx FPS [STEP]`` (``FPS`` the clip's rows per second, e.g.
+``25`` or ``29.97002997``; ``STEP`` the FBX's frames per row, default 1: the FBX's rate is
+``FPS * STEP``, :func:`key_step`). Exit status 0 on success, :data:`EXIT_NO_BPY` when ``bpy``
+cannot be imported, 1 on any other failure (traceback on stderr). Blender's chatter goes to
+stdout/stderr; the caller sends both to a log file.
+
+Below, the FBX's rate is ``FPS * STEP`` (the clip's rate unless its first row lies between two
+of its frames).
 
 Steps (Blender 5.0.1's bundled importers/exporters, ``io_scene_gltf2`` and ``io_scene_fbx``;
 options and their reasons are in :mod:`wbcap.export.fbx`):
 
-1. factory-empty scene; scene rate ``round(FPS)`` with ``fps_base = 1`` while importing: the glTF
+1. factory-empty scene; scene rate ``round(rate)`` with ``fps_base = 1`` while importing: the glTF
    importer puts a key at ``t * fps * fps_base`` (``io_scene_gltf2/blender/imp/animation_node.py``,
    ``animation_weight.py``; ``fps / fps_base`` would be the scene's true rate, so the product is
    only right for ``fps_base = 1``);
-2. import the GLB; scale every key's frame by ``FPS / round(FPS)`` (1 for a whole rate) and round
+2. import the GLB; scale every key's frame by ``rate / round(rate)`` (1 for a whole rate) and round
    it to a whole frame, so key ``k`` (time ``t0 + k / FPS``, float32 in the GLB) lies exactly on
-   frame ``t0 * FPS + k``, and set the scene rate to exactly ``FPS`` (:func:`scene_rate`, e.g.
-   ``30000 / 1001``); a first key between two frames moves the clip by less than a frame onto
-   the grid (logged); keys off the grid (a GLB at another rate) are an error;
+   frame ``t0 * rate + k * STEP``, and set the scene rate to exactly ``rate`` (:func:`scene_rate`,
+   e.g. ``30000 / 1001``); a first key between two frames (no ``STEP`` fitted it) moves the clip
+   by less than a frame onto the grid (logged); keys off the grid (a GLB at another rate) are an
+   error;
 3. widen each animated shape key's slider range to its keyed values: Blender clamps a shape key's
    value to ``[slider_min, slider_max]`` (default ``[0, 1]``) and the glTF importer widens the
    range for the *first* key only (``animation_weight.py``: ``min(coords[1:2])``), which would
@@ -31,7 +36,8 @@ options and their reasons are in :mod:`wbcap.export.fbx`):
    the objects look the same in Blender but the FBX exporter's axis conversion (z up -> y up,
    also -90 degrees about x) cancels the object rotation: the FBX root nodes have identity
    transforms, the data is y up (the GLB's frame), and joints keep identity rest rotations;
-7. export FBX to ``OUT.fbx`` with :data:`FBX_OPTIONS` (the caller gives a temporary name and
+7. export FBX to ``OUT.fbx`` with :data:`FBX_OPTIONS` and ``bake_anim_step = STEP`` (a sample on
+   every row's frame, from the first key's) (the caller gives a temporary name and
    renames it when this succeeds), with ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
    set to the take's first and last key (:func:`_time_span`; Blender writes 0 and 1 s).
 """
@@ -104,6 +110,9 @@ GRID_TOLERANCE = 0.01
 #: Blender's last frame (``MAXFRAME``): 9.7 hours at 30 fps.
 MAX_FRAME = 1048574
 
+#: The most FBX frames per row :func:`key_step` gives (an FBX rate of up to 60 times the clip's).
+MAX_STEP = 60
+
 #: The armature object's name in the FBX (Unreal drops a root node of this name).
 ARMATURE_NAME = "Armature"
 
@@ -167,6 +176,33 @@ def grid_offset(first_frame: float) -> float:
     below = math.floor(first_frame)
     part = first_frame - below
     return -part if part <= 0.5 + GRID_TOLERANCE else 1.0 - part
+
+
+def key_step(first_time: float, fps: float, last_time: float | None = None) -> int:
+    """FBX frames per row for a clip at ``fps`` rows per second whose rows run from ``first_time``
+    to ``last_time`` seconds (default: ``first_time``): the FBX is written at ``m * fps`` frames per
+    second with a key every ``m`` frames, for the smallest ``m`` up to :data:`MAX_STEP` at which
+
+    * the first row lies on a whole frame (within :data:`GRID_TOLERANCE` frame): Blender's FBX
+      exporter keys whole frames of the scene's rate only, so a clip starting between two of its
+      frames (``wbcap run --start 0.1 --every 2`` of a 10 fps video: rows at 0.1, 0.3, ... s,
+      5 fps) had its keys moved 0.1 s earlier; at 10 fps with a key every 2 frames they keep the
+      rows' times;
+    * and, where some ``m`` allows it, the rate is a whole number: Blender's FBX importer places
+      keys by the file's rate rounded to a whole number, so the 3.33 fps of ``--every 3`` of a
+      10 fps video landed on the wrong frames there, and at 10 fps they do not (a rate such as
+      29.97 fps has no whole multiple: that importer's limit stays).
+
+    ``m`` is ``--every`` for such runs (the source's own rate). 1 where no ``m`` fits, and ``m``
+    is never taken when the last row would pass Blender's last frame (:data:`MAX_FRAME`) at
+    ``m * fps``: a first row between two frames then moves onto the grid (:func:`grid_offset`,
+    said by :func:`wbcap.export.fbx.write_fbx`)."""
+    last = first_time if last_time is None else last_time
+    on_grid = [m for m in range(1, MAX_STEP + 1)
+               if abs(first_time * fps * m - round(first_time * fps * m)) <= GRID_TOLERANCE
+               and last * fps * m <= MAX_FRAME]
+    whole = [m for m in on_grid if abs(fps * m - round(fps * m)) <= 1e-9 * fps * m]
+    return (whole or on_grid or [1])[0]
 
 
 def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
@@ -286,17 +322,19 @@ def _time_span(start_s: float, stop_s: float) -> Iterator[None]:
         export_fbx_bin.elem_props_set = original
 
 
-def convert(glb: str, fbx: str, fps: float) -> None:
-    """GLB -> FBX (the steps of the module docstring)."""
+def convert(glb: str, fbx: str, fps: float, step: int = 1) -> None:
+    """GLB -> FBX (the steps of the module docstring): ``fps`` the clip's rows per second, ``step``
+    the FBX's frames per row (:func:`key_step`)."""
     import bpy
 
+    rate = fps * step
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    scene.render.fps = max(1, round(fps))
+    scene.render.fps = max(1, round(rate))
     scene.render.fps_base = 1.0
     if bpy.ops.import_scene.gltf(filepath=glb, **GLTF_IMPORT_OPTIONS) != {"FINISHED"}:
         raise RuntimeError(f"Blender's glTF importer did not finish on {glb}")
-    frame_range = _retime(bpy, fps)
+    frame_range = _retime(bpy, rate)
     _widen_sliders(bpy)
     arm, meshes = _clean_objects(bpy)
     if frame_range is None:
@@ -307,7 +345,7 @@ def convert(glb: str, fbx: str, fps: float) -> None:
         scene.name = owner.animation_data.action.name  # the glTF animation's name
     scene.frame_set(scene.frame_start)
     _identity_roots(bpy, arm, meshes)
-    options = dict(FBX_OPTIONS, bake_anim=frame_range is not None)
+    options = dict(FBX_OPTIONS, bake_anim=frame_range is not None, bake_anim_step=float(step))
     rate = scene.render.fps / scene.render.fps_base
     span = _time_span(scene.frame_start / rate, scene.frame_end / rate) if frame_range else contextlib.nullcontext()
     with span:
@@ -318,7 +356,7 @@ def convert(glb: str, fbx: str, fps: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Command line: ``IN.glb OUT.fbx FPS``; returns the exit status. Messages go to stderr as
+    """Command line: ``IN.glb OUT.fbx FPS [STEP]``; returns the exit status. Messages go to stderr as
     ``wbcap: <message>`` lines (the caller quotes the last one when Blender fails)."""
     from wbcap.subprocesses import end_with_parent
 
@@ -328,8 +366,8 @@ def main(argv: list[str]) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    if len(argv) != 3:
-        logger.error("usage: blender_fbx.py IN.glb OUT.fbx FPS")
+    if len(argv) not in (3, 4):
+        logger.error("usage: blender_fbx.py IN.glb OUT.fbx FPS [STEP]")
         return 2
     try:
         import bpy  # noqa: F401
@@ -337,7 +375,7 @@ def main(argv: list[str]) -> int:
         logger.error("cannot import bpy: %s", exc)
         return EXIT_NO_BPY
     try:
-        convert(argv[0], argv[1], float(argv[2]))
+        convert(argv[0], argv[1], float(argv[2]), int(argv[3]) if len(argv) == 4 else 1)
     except Exception as exc:
         logger.debug("traceback", exc_info=True)
         logger.error("%s: %s", type(exc).__name__, " ".join(str(exc).split()))  # the one line the caller quotes

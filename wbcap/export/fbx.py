@@ -25,7 +25,12 @@ What the FBX holds
 * One take (``AnimationStack``) named after the clip, keyed on every row: key ``k`` at the
   GLB's time ``times[k]`` (seconds on the source's clock, so the take may start after 0 s),
   sampled at the clip's rate (FBX ``TimeMode``: the matching standard rate such as 25 or
-  29.97 fps, else ``CustomFrameRate``). ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
+  29.97 fps, else ``CustomFrameRate``). A clip whose first row lies between two of its frames
+  (``--start 0.1 --every 2`` of a 10 fps video: rows at 0.1, 0.3, ... s) is written at a
+  multiple of its rate with a key every few frames instead (there 10 fps, a key every 2 frames:
+  :func:`~wbcap.export.blender_fbx.key_step`), so its keys keep the rows' times; so is a clip
+  whose rate is not a whole number but has a whole multiple (``--every 3`` of a 10 fps video:
+  10 fps, a key every 3 frames), which Blender's FBX importer then places right. ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
   (the FBX SDK's default timeline) span the take too (Blender's exporter alone writes 0 and 1 s).
 * World: the GLB's y-up frame (metres; x right, y up, the body faces +z). The file says so in
   ``GlobalSettings`` (``UpAxis`` +Y, ``FrontAxis`` +Z, ``CoordAxis`` +X, ``UnitScaleFactor``
@@ -71,7 +76,7 @@ FBX export (:data:`wbcap.export.blender_fbx.FBX_OPTIONS`):
   ``Armature`` instead of adding it as an extra root bone, so ``pelvis`` is the root bone.
 * ``bake_anim=True`` with ``bake_anim_step=1`` on a scene whose rate is the clip's (fractional
   rates as ``fps / fps_base``) and whose frame range is the keys': one sample per row, on the
-  rows' own times; ``bake_anim_simplify_factor=0``: no key dropped (the default 1.0 drops keys
+  rows' own times (at a multiple ``m`` of the clip's rate, ``bake_anim_step=m``: see above); ``bake_anim_simplify_factor=0``: no key dropped (the default 1.0 drops keys
   that change little); ``bake_anim_force_startend_keying=True`` and
   ``bake_anim_use_all_bones=True``: every joint has curves over the whole take (needed by some
   importers); ``bake_anim_use_nla_strips=False``, ``bake_anim_use_all_actions=False``: one take
@@ -124,7 +129,7 @@ from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
-from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE, grid_offset
+from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE, grid_offset, key_step
 
 __all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
 
@@ -168,15 +173,18 @@ def _no_room(log_path: Path) -> int | None:
 
 def grid_shift(first_time: float, fps: float) -> float:
     """Seconds an FBX's keys lie after the GLB's (negative: before) for a clip whose first row is
-    at ``first_time`` s at ``fps`` rows per second: Blender's FBX exporter keys whole frames of
-    the scene's rate, so :mod:`wbcap.export.blender_fbx` (step 2) moves a clip starting between
-    two frames onto the nearer one (e.g. ``--every 2`` from 0.1 s at 5 fps: 0.1 s earlier). 0.0
-    within :data:`~wbcap.export.blender_fbx.GRID_TOLERANCE` frame."""
+    at ``first_time`` s in an FBX of ``fps`` frames per second: Blender's FBX exporter keys whole
+    frames of the scene's rate, so :mod:`wbcap.export.blender_fbx` (step 2) moves a clip starting
+    between two frames onto the nearer one (e.g. from 0.1 s at 5 fps: 0.1 s earlier; what
+    :func:`write_fbx` avoids with a finer rate where one fits,
+    :func:`~wbcap.export.blender_fbx.key_step`). 0.0 within
+    :data:`~wbcap.export.blender_fbx.GRID_TOLERANCE` frame."""
     shift = grid_offset(first_time * fps)
     return shift / fps if abs(shift) > GRID_TOLERANCE else 0.0
 
 
-def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_time: float | None = None) -> Path:
+def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_time: float | None = None,
+              last_time: float | None = None) -> Path:
     """Convert a GLB of :func:`wbcap.export.gltf.write_glb` to FBX with Blender (see the module
     docstring), atomically.
 
@@ -186,7 +194,12 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         fps: the clip's rows per second (``clip.fps``, e.g. 25 or 30000/1001); the GLB's keys
             must lie on its grid (``times[0] + k / fps``).
         first_time: the clip's ``times[0]`` (seconds): when it lies between two frames of ``fps``
-            the FBX's keys move onto the nearer one (:func:`grid_shift`), said in one warning.
+            the FBX is written at the smallest multiple of ``fps`` on whose frames it lies (a
+            whole-number rate where one is), with a key every few frames
+            (:func:`~wbcap.export.blender_fbx.key_step`); where none fits,
+            the FBX's keys move onto the nearer frame (:func:`grid_shift`), said in one warning.
+        last_time: the clip's ``times[-1]`` (seconds; default ``first_time``): a finer rate is
+            used only while the last row stays within Blender's frame range.
 
     Returns:
         ``fbx_path`` as a :class:`~pathlib.Path`.
@@ -210,12 +223,13 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         raise WbcapError(f"{out}: FBX export needs Blender's Python module; {INSTALL_HINT}")
     # The log lives outside the output folder (which then holds only finished files and wbcap's
     # temporaries): removed on success and on any interruption, kept only for the message of a failure.
+    step = 1 if first_time is None else key_step(first_time, fps, last_time)
     log_dir = Path(tempfile.mkdtemp(prefix="wbcap-fbx-"))
     log_path = log_dir / f"{final_path(out).name}.blender.log"
     keep_log = False
     try:
         with atomic_path(out) as tmp:
-            cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps))]
+            cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps)), str(step)]
             logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
             with open(log_path, "wb") as log_file:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
@@ -234,9 +248,9 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         if not keep_log:
             shutil.rmtree(log_dir, ignore_errors=True)
     logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
-    shift = 0.0 if first_time is None else grid_shift(first_time, fps)
+    shift = 0.0 if first_time is None else grid_shift(first_time, fps * step)
     if shift:
         logger.warning("%s: FBX keys lie on whole frames of %g fps and the clip's first row (%.4g s) falls between two, "
                        "so its keys are %.4g s %s than the GLB's and the npz's (a --start on the --every grid keeps them)",
-                       final_path(out).name, fps, first_time, abs(shift), "later" if shift > 0 else "earlier")
+                       final_path(out).name, fps * step, first_time, abs(shift), "later" if shift > 0 else "earlier")
     return out
