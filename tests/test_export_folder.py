@@ -22,7 +22,7 @@ from wbcap.errors import WbcapError
 @pytest.fixture()
 def fake_blender(tmp_path, monkeypatch):
     """``bpy`` "installed", the temporary folder under tmp_path; returns a setter for what the
-    Blender subprocess does (a function of the open log file)."""
+    Blender subprocess does (a function of the open log file, the command and its environment)."""
     import wbcap.export.fbx as fbx
 
     monkeypatch.setattr(fbx, "blender_available", lambda: True)
@@ -31,19 +31,22 @@ def fake_blender(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(systmp))
 
     def use(behaviour):
-        def run(cmd, *, stdout, **kwargs):
-            return behaviour(stdout, cmd)
+        def run(cmd, *, stdout, env=None, **kwargs):
+            return behaviour(stdout, cmd, env)
 
         monkeypatch.setattr(subprocess, "run", run)
 
     return systmp, use
 
 
-def interrupted(log_file, cmd):
-    raise KeyboardInterrupt  # Ctrl-C while Blender runs (its log still empty)
+def interrupted(log_file, cmd, env):
+    """Ctrl-C while Blender runs (its log still empty), after it made its session folder in
+    ``$TMPDIR`` as Blender does (``blender_XXXXXX``, left behind when it is killed: a user trial)."""
+    (Path(env["TMPDIR"]) / "blender_Xq7RzP").mkdir()
+    raise KeyboardInterrupt
 
 
-def failing(log_file, cmd):
+def failing(log_file, cmd, env):
     log_file.write(b"Blender chatter\nwbcap: the GLB holds no skin\n")
     return subprocess.CompletedProcess(cmd, 1)
 
@@ -151,7 +154,7 @@ def test_ctrl_c_wins_over_the_error_of_the_import_it_broke(monkeypatch, ctrl_c_r
         _gl.import_module("trimesh")
 
 
-def converted(log_file, cmd):
+def converted(log_file, cmd, env):
     Path(cmd[3]).write_bytes(b"Kaydara FBX Binary")  # (the stand-in's FBX: the temporary file it is given)
     return subprocess.CompletedProcess(cmd, 0)
 
@@ -210,7 +213,7 @@ def test_a_full_disk_met_by_blender_is_the_one_full_disk_line(tmp_path, fake_ble
     from wbcap.cli import _disk_full_message, cli
     from wbcap.export.fbx import write_fbx
 
-    def disk_full(log_file, cmd):
+    def disk_full(log_file, cmd, env):
         log_file.write(b'Error: Python: Traceback (most recent call last):\n  File "encode_bin.py", line 416\n'
                        b"OSError: [Errno 28] No space left on device\n")
         return subprocess.CompletedProcess(cmd, 1)

@@ -211,7 +211,8 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
             ``<temp folder>/wbcap-fbx-*/<name>.fbx.blender.log``). The log is written in a new
             folder of the system's temporary folder (``tempfile``), never beside the FBX, and
             deleted on success and on any other exit (Ctrl-C included), so an interrupted export
-            leaves nothing in the output folder.
+            leaves nothing in the output folder. Blender's own session folder goes there too
+            (its ``$TMPDIR``), so an interrupted Blender leaves none in the temporary folder.
     """
     glb = Path(glb_path)
     out = Path(fbx_path)
@@ -231,9 +232,12 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         with atomic_path(out) as tmp:
             cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps)), str(step)]
             logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
+            # Blender makes a session folder (blender_XXXXXX) in $TMPDIR and removes it when it ends
+            # well; killed with wbcap (Ctrl-C, SIGTERM) it left it there: now it lies in log_dir
+            env = {**os.environ, "TMPDIR": str(log_dir)}
             with open(log_path, "wb") as log_file:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                      cwd=str(out.parent.resolve()), check=False)
+                                      cwd=str(out.parent.resolve()), env=env, check=False)
             if proc.returncode == EXIT_NO_BPY:
                 raise WbcapError(f"{out}: Blender's Python module does not import ({_reason(log_path)}); "
                                  f"{INSTALL_HINT}")
