@@ -327,6 +327,29 @@ def test_fbx_of_a_clip_starting_between_frames_keeps_the_rows_times(blender, set
         "keys are 0.04918 s earlier than the GLB's and the npz's (a --start on the --every grid keeps them)"]
 
 
+def test_fbx_of_a_clip_hours_into_the_source(blender, setup):
+    """A 60 fps clip from 4100 s (1.1 h) into the source: the GLB's float32 key times, and Blender's
+    float32 key frames (frame 246000: 1/64 frame apart), lie up to 0.016 frame off the grid, which
+    a fixed 0.01-frame tolerance refused (a user trial: the run's FBX failed, and every later
+    export of it). Now within float32's own spacing (grid_tolerance): the raw FBX holds the
+    rows' times to a microsecond and Blender imports them to float32's precision."""
+    from wbcap.export.blender_fbx import GRID_TOLERANCE, grid_tolerance
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    assert grid_tolerance(0.0) == GRID_TOLERANCE and grid_tolerance(246000.0) == GRID_TOLERANCE + 2 / 64
+    assert grid_tolerance(1048574.0) == GRID_TOLERANCE + 2 / 16 < 0.5
+    clip = setup["clips"]["25"]
+    clip = replace(clip, fps=60.0, times=4100.0 + np.arange(len(clip.times)) / 60.0)
+    glb = write_glb(setup["dir"] / "late.glb", setup["rig"], clip)
+    fbx_path = write_fbx(glb, setup["dir"] / "late.fbx", fps=clip.fps, first_time=float(clip.times[0]),
+                         last_time=float(clip.times[-1]))
+    result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_late")
+    _check_fbx_file(result["fbx"], clip, setup["rig"], _expression_names())
+    np.testing.assert_allclose(result["key_times"], clip.times, atol=3e-4)  # (Blender's float32 frames)
+    assert _max_error(verts, rest, setup["rig"], setup["lbs"]["25"]) <= MM
+
+
 @pytest.mark.slow  # ~3-5 s, keeps the file's fast part under 20 s
 def test_fbx_of_a_photo_is_static(blender, setup):
     """A one-row clip (a photo): the GLB has no animation, the FBX no take, the pose is kept."""

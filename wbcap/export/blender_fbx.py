@@ -104,7 +104,8 @@ FBX_OPTIONS: dict[str, Any] = {
     "use_metadata": True,
 }
 
-#: Largest distance of a key from the clip's frame grid, in frames (float32 times are far closer).
+#: Largest distance of a key from the clip's frame grid, in frames, beside float32's own spacing
+#: there (:func:`grid_tolerance`).
 GRID_TOLERANCE = 0.01
 
 #: Blender's last frame (``MAXFRAME``): 9.7 hours at 30 fps.
@@ -178,12 +179,24 @@ def grid_offset(first_frame: float) -> float:
     return -part if part <= 0.5 + GRID_TOLERANCE else 1.0 - part
 
 
+def grid_tolerance(frame: float) -> float:
+    """Largest distance, in frames, of a key at ``frame`` from the frame grid that still counts as
+    on it: :data:`GRID_TOLERANCE` plus twice float32's spacing at ``frame``. The GLB's key times
+    are float32 (glTF's only type for them) and so are Blender's key frames: their spacing grows
+    with the time, 1/64 frame from frame 131072 (36 min at 60 fps), 1/16 frame at Blender's last
+    frame, so a fixed 0.01 frame refused every clip starting an hour or more into a 60 fps video (a
+    user trial: "keys up to 0.016 frame off a 60 fps grid"). Still far under the half frame at
+    which rounding to the nearest frame would take the wrong one."""
+    spacing = 2.0 ** (math.frexp(abs(frame))[1] - 24) if frame else 0.0
+    return GRID_TOLERANCE + 2.0 * spacing
+
+
 def key_step(first_time: float, fps: float, last_time: float | None = None) -> int:
     """FBX frames per row for a clip at ``fps`` rows per second whose rows run from ``first_time``
     to ``last_time`` seconds (default: ``first_time``): the FBX is written at ``m * fps`` frames per
     second with a key every ``m`` frames, for the smallest ``m`` up to :data:`MAX_STEP` at which
 
-    * the first row lies on a whole frame (within :data:`GRID_TOLERANCE` frame): Blender's FBX
+    * the first row lies on a whole frame (within :func:`grid_tolerance`): Blender's FBX
       exporter keys whole frames of the scene's rate only, so a clip starting between two of its
       frames (``wbcap run --start 0.1 --every 2`` of a 10 fps video: rows at 0.1, 0.3, ... s,
       5 fps) had its keys moved 0.1 s earlier; at 10 fps with a key every 2 frames they keep the
@@ -199,7 +212,7 @@ def key_step(first_time: float, fps: float, last_time: float | None = None) -> i
     said by :func:`wbcap.export.fbx.write_fbx`)."""
     last = first_time if last_time is None else last_time
     on_grid = [m for m in range(1, MAX_STEP + 1)
-               if abs(first_time * fps * m - round(first_time * fps * m)) <= GRID_TOLERANCE
+               if abs(first_time * fps * m - round(first_time * fps * m)) <= grid_tolerance(first_time * fps * m)
                and last * fps * m <= MAX_FRAME]
     whole = [m for m in on_grid if abs(fps * m - round(fps * m)) <= 1e-9 * fps * m]
     return (whole or on_grid or [1])[0]
@@ -210,7 +223,7 @@ def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
     range ``(first, last)`` or None for a file without animation.
 
     Raises:
-        RuntimeError: keys off the ``fps`` grid by more than :data:`GRID_TOLERANCE` frame (the
+        RuntimeError: keys off the ``fps`` grid by more than :func:`grid_tolerance` (the
             GLB is not at ``fps``), or past Blender's last frame.
     """
     scene = bpy.context.scene
@@ -223,11 +236,13 @@ def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
     scale = fps / rate
     first = frames[0] * scale
     offset = grid_offset(first)
-    if abs(offset) > GRID_TOLERANCE:
+    if abs(offset) > grid_tolerance(first):
         logger.warning("first key at frame %.6f: the clip moves by %+.6f frame onto the frame grid", first, offset)
-    off_grid = max(abs(f * scale + offset - round(f * scale + offset)) for f in frames)
-    if off_grid > GRID_TOLERANCE:
-        raise RuntimeError(f"the GLB's keys are up to {off_grid:.3f} frame off a {fps:g} fps grid; "
+    else:
+        offset = 0.0  # (float32's jitter: each key is rounded to its own frame below)
+    misses = [abs(g - round(g)) for g in (f * scale + offset for f in frames) if abs(g - round(g)) > grid_tolerance(g)]
+    if misses:
+        raise RuntimeError(f"the GLB's keys are up to {max(misses):.3f} frame off a {fps:g} fps grid; "
                            "pass the clip's own fps (clip.fps)")
     _shift_keys(curves, scale, offset)
     last = round(frames[-1] * scale + offset)

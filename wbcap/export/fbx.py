@@ -129,7 +129,7 @@ from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
-from wbcap.export.blender_fbx import EXIT_NO_BPY, GRID_TOLERANCE, grid_offset, key_step
+from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_offset, grid_tolerance, key_step
 
 __all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
 
@@ -178,9 +178,9 @@ def grid_shift(first_time: float, fps: float) -> float:
     between two frames onto the nearer one (e.g. from 0.1 s at 5 fps: 0.1 s earlier; what
     :func:`write_fbx` avoids with a finer rate where one fits,
     :func:`~wbcap.export.blender_fbx.key_step`). 0.0 within
-    :data:`~wbcap.export.blender_fbx.GRID_TOLERANCE` frame."""
+    :func:`~wbcap.export.blender_fbx.grid_tolerance`."""
     shift = grid_offset(first_time * fps)
-    return shift / fps if abs(shift) > GRID_TOLERANCE else 0.0
+    return shift / fps if abs(shift) > grid_tolerance(first_time * fps) else 0.0
 
 
 def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_time: float | None = None,
