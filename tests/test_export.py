@@ -800,3 +800,37 @@ def test_export_option_names_the_formats_its_errors_list(command) -> None:
     (option,) = [p for p in cmd.params if isinstance(p, click.Option) and "--export" in p.opts]
     assert option.metavar == ",".join(FORMATS) + "|none"
     assert all(f"{f} (" in option.help for f in FORMATS), option.help
+
+
+def test_fbx_key_step_keeps_rows_on_frames_at_camera_rates():
+    """The FBX's rate (:func:`wbcap.export.blender_fbx.key_step`): a multiple of the clip's on whose
+    frames its first row lies, whole where one is, at most 240 fps; millisecond timestamps are on
+    the grid; the move said where none fits (:func:`wbcap.export.fbx.grid_shift`)."""
+    from wbcap.export.blender_fbx import MAX_FRAME, MAX_KEY_RATE, key_step
+    from wbcap.export.fbx import grid_shift
+
+    assert key_step(0.1, 5.0, 1.3) == 2 and key_step(0.2, 5.0, 1.3) == 1  # --start 0.1 --every 2 of 10 fps
+    assert key_step(2.0, 10 / 3, 5.0) == 3 and key_step(0.0, 10 / 3, 5.0) == 3  # whole: 10 fps, not 3.33
+    assert key_step(0.0, 30000 / 1001, 9.0) == 1 and key_step(0.0, 12.5, 9.0) == 2
+    assert key_step(7 * 1001 / 30000, 30000 / 1001 / 3, 60.0) == 3  # --every 3 of 29.97 fps from frame 7
+    assert key_step(0.1, 5.0, MAX_FRAME / 10 + 1) == 1  # 10 fps would pass Blender's last frame
+    # a constant-rate video's millisecond times (Matroska) lie on its frames: no finer rate (a review:
+    # 60 fps rows from 0.117 s got a 3000 fps FBX)
+    for fps in (24.0, 30.0, 50.0, 60.0, 120.0, 240.0):
+        for i in range(1, 400):
+            t = round(i * 1000 / fps) / 1000
+            assert key_step(t, fps, t + 10.0) == 1 and grid_shift(t, fps) == 0.0, (fps, t)
+    # never above 240 fps, whatever the first row (variable-rate clips' average rates; 960 fps slow
+    # motion, which a 46080 fps scene clamped to 32767 made 1.4x slower)
+    rng = np.random.default_rng(0)
+    for t, fps in zip(rng.uniform(0.0, 100.0, 500), rng.uniform(1.0, 1000.0, 500)):
+        m = key_step(float(t), float(fps), float(t) + 20.0)
+        assert m == 1 or fps * m <= MAX_KEY_RATE, (t, fps, m)
+    assert key_step(0.10002147766323025, 960.0, 1.0) == 1
+    # every track of one run that no finer rate fits moves the same way (half way: earlier), float32
+    # times too; round() took 0.5 frame down and 1.5 up: tracks 2 frames apart (a user trial)
+    assert grid_shift(0.0037, 100.0) == pytest.approx(-0.0037) and key_step(0.0037, 100.0, 1.0) == 1
+    for first in (0.1, 0.3, 1.1, 21.7, *(float(np.float32(t)) for t in (0.1, 0.3, 1.1, 21.7))):
+        assert grid_shift(first, 5.0) == pytest.approx(-0.1, abs=1e-6), first
+        assert key_step(first, 5.0, first + 2.0) == 2, first
+    assert grid_shift(2.0, 10 / 3) == pytest.approx(0.1) and grid_shift(0.2, 5.0) == 0.0

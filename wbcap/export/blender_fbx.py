@@ -114,6 +114,18 @@ MAX_FRAME = 1048574
 #: The most FBX frames per row :func:`key_step` gives (an FBX rate of up to 60 times the clip's).
 MAX_STEP = 60
 
+#: The finest FBX rate :func:`key_step` writes, frames per second: the fastest common camera
+#: rate (240 fps slow motion). A finer one would come from a coincidence of the numbers (a
+#: variable-rate clip's average rate times some ``m``), not from the source's frames, and engines
+#: that resample a clip at its file's rate would do so thousands of times a second (a review:
+#: 3000 fps FBXs); Blender's scene rate also ends at 32767.
+MAX_KEY_RATE = 240.0
+
+#: A first row this close to a frame, in seconds, is on it (:func:`grid_miss`): Matroska and
+#: WebM store times in whole milliseconds, so a constant-rate video's rows lie up to 0.5 ms off
+#: its frames; moving a key by under a millisecond shows in no animation.
+TIME_JITTER_S = 0.001
+
 #: The armature object's name in the FBX (Unreal drops a root node of this name).
 ARMATURE_NAME = "Armature"
 
@@ -170,13 +182,13 @@ def grid_offset(first_frame: float) -> float:
     """Frames a clip moves so that its first key, at frame ``first_frame`` of the FBX's rate,
     lies on a whole frame (step 2 of the module docstring; also :func:`wbcap.export.fbx.grid_shift`,
     which says it): onto the nearer frame, and from half way between two (within
-    :data:`GRID_TOLERANCE`, the float32 times' jitter) onto the earlier one. The tracks of one run
+    :func:`grid_tolerance`, the float32 times' jitter) onto the earlier one. The tracks of one run
     share one grid, so they all move the same way; Python's ``round`` takes a half to the even
     frame (0.5 to 0 but 1.5 to 2), which put the FBXs of one ``--every 2`` run a frame out of step
     with each other (a user trial)."""
     below = math.floor(first_frame)
     part = first_frame - below
-    return -part if part <= 0.5 + GRID_TOLERANCE else 1.0 - part
+    return -part if part <= 0.5 + grid_tolerance(first_frame) else 1.0 - part
 
 
 def grid_tolerance(frame: float) -> float:
@@ -191,16 +203,25 @@ def grid_tolerance(frame: float) -> float:
     return GRID_TOLERANCE + 2.0 * spacing
 
 
-def key_step(first_time: float, fps: float, last_time: float | None = None) -> int:
-    """FBX frames per row for a clip at ``fps`` rows per second whose rows run from ``first_time``
-    to ``last_time`` seconds (default: ``first_time``): the FBX is written at ``m * fps`` frames per
-    second with a key every ``m`` frames, for the smallest ``m`` up to :data:`MAX_STEP` at which
+def grid_miss(time_s: float, rate: float) -> float:
+    """Frames a key at ``time_s`` seconds moves onto the frame grid of ``rate`` frames per second
+    (:func:`grid_offset`), or 0.0 where it is on it: within :func:`grid_tolerance` (float32) or
+    :data:`TIME_JITTER_S` (millisecond timestamps) of a frame."""
+    frame = time_s * rate
+    move = grid_offset(frame)
+    return 0.0 if abs(move) <= max(grid_tolerance(frame), TIME_JITTER_S * rate) else move
 
-    * the first row lies on a whole frame (within :func:`grid_tolerance`): Blender's FBX
-      exporter keys whole frames of the scene's rate only, so a clip starting between two of its
-      frames (``wbcap run --start 0.1 --every 2`` of a 10 fps video: rows at 0.1, 0.3, ... s,
-      5 fps) had its keys moved 0.1 s earlier; at 10 fps with a key every 2 frames they keep the
-      rows' times;
+
+def key_step(first_time: float, fps: float, last_time: float) -> int:
+    """FBX frames per row for a clip at ``fps`` rows per second whose rows run from ``first_time``
+    to ``last_time`` seconds: the FBX is written at ``m * fps`` frames per second with a key every
+    ``m`` frames, for the smallest ``m`` up to :data:`MAX_STEP` (and, above 1, up to
+    :data:`MAX_KEY_RATE` frames per second) at which
+
+    * the first row lies on a whole frame (:func:`grid_miss`): Blender's FBX exporter keys whole
+      frames of the scene's rate only, so a clip starting between two of its frames (``wbcap run
+      --start 0.1 --every 2`` of a 10 fps video: rows at 0.1, 0.3, ... s, 5 fps) had its keys
+      moved 0.1 s earlier; at 10 fps with a key every 2 frames they keep the rows' times;
     * and, where some ``m`` allows it, the rate is a whole number: Blender's FBX importer places
       keys by the file's rate rounded to a whole number, so the 3.33 fps of ``--every 3`` of a
       10 fps video landed on the wrong frames there, and at 10 fps they do not (a rate such as
@@ -210,10 +231,9 @@ def key_step(first_time: float, fps: float, last_time: float | None = None) -> i
     is never taken when the last row would pass Blender's last frame (:data:`MAX_FRAME`) at
     ``m * fps``: a first row between two frames then moves onto the grid (:func:`grid_offset`,
     said by :func:`wbcap.export.fbx.write_fbx`)."""
-    last = first_time if last_time is None else last_time
     on_grid = [m for m in range(1, MAX_STEP + 1)
-               if abs(first_time * fps * m - round(first_time * fps * m)) <= grid_tolerance(first_time * fps * m)
-               and last * fps * m <= MAX_FRAME]
+               if (m == 1 or fps * m <= MAX_KEY_RATE) and not grid_miss(first_time, fps * m)
+               and last_time * fps * m <= MAX_FRAME]
     whole = [m for m in on_grid if abs(fps * m - round(fps * m)) <= 1e-9 * fps * m]
     return (whole or on_grid or [1])[0]
 
@@ -231,6 +251,9 @@ def _retime(bpy: Any, fps: float) -> tuple[int, int] | None:
     curves = [c for i in _animated(bpy) for c in _fcurves(i)]
     frames = sorted({k.co[0] for c in curves for k in c.keyframe_points})
     scene.render.fps, scene.render.fps_base = scene_rate(fps)
+    if abs(scene.render.fps / scene.render.fps_base - fps) > 1e-6 * fps:  # (Blender clamps fps to 32767, silently)
+        raise RuntimeError(f"Blender's scene cannot run at {fps:g} fps (it holds {scene.render.fps} / "
+                           f"{scene.render.fps_base:g})")
     if not frames:
         return None
     scale = fps / rate

@@ -129,7 +129,7 @@ from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
-from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_offset, grid_tolerance, key_step
+from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
 
 __all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
 
@@ -177,10 +177,9 @@ def grid_shift(first_time: float, fps: float) -> float:
     frames of the scene's rate, so :mod:`wbcap.export.blender_fbx` (step 2) moves a clip starting
     between two frames onto the nearer one (e.g. from 0.1 s at 5 fps: 0.1 s earlier; what
     :func:`write_fbx` avoids with a finer rate where one fits,
-    :func:`~wbcap.export.blender_fbx.key_step`). 0.0 within
-    :func:`~wbcap.export.blender_fbx.grid_tolerance`."""
-    shift = grid_offset(first_time * fps)
-    return shift / fps if abs(shift) > grid_tolerance(first_time * fps) else 0.0
+    :func:`~wbcap.export.blender_fbx.key_step`). 0.0 where the first row is on the grid
+    (:func:`~wbcap.export.blender_fbx.grid_miss`: float32's precision, millisecond timestamps)."""
+    return grid_miss(first_time, fps) / fps
 
 
 def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_time: float | None = None,
@@ -198,8 +197,8 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
             whole-number rate where one is), with a key every few frames
             (:func:`~wbcap.export.blender_fbx.key_step`); where none fits,
             the FBX's keys move onto the nearer frame (:func:`grid_shift`), said in one warning.
-        last_time: the clip's ``times[-1]`` (seconds; default ``first_time``): a finer rate is
-            used only while the last row stays within Blender's frame range.
+        last_time: the clip's ``times[-1]`` (seconds): a finer rate is used only with it, and
+            only while the last row stays within Blender's frame range at that rate.
 
     Returns:
         ``fbx_path`` as a :class:`~pathlib.Path`.
@@ -224,7 +223,7 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         raise WbcapError(f"{out}: FBX export needs Blender's Python module; {INSTALL_HINT}")
     # The log lives outside the output folder (which then holds only finished files and wbcap's
     # temporaries): removed on success and on any interruption, kept only for the message of a failure.
-    step = 1 if first_time is None else key_step(first_time, fps, last_time)
+    step = 1 if first_time is None or last_time is None else key_step(first_time, fps, last_time)
     log_dir = Path(tempfile.mkdtemp(prefix="wbcap-fbx-"))
     log_path = log_dir / f"{final_path(out).name}.blender.log"
     keep_log = False
