@@ -151,6 +151,25 @@ def test_a_full_disk_is_one_error_line_naming_the_final_file(monkeypatch, tmp_pa
     assert not list((tmp_path / "home").rglob("crash-*.log"))
 
 
+def test_a_file_too_large_is_one_error_line_not_a_crash(monkeypatch, tmp_path):
+    """EFBIG (`ulimit -f`, a file system's largest file) is an error the user fixes, as a full
+    disk is: one line, exit 2, no crash log (a user trial got "wbcap export failed: OSError")."""
+    import errno
+
+    import wbcap.doctor
+
+    def too_large(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large", str(tmp_path / "out" / "track_0.glb"))
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", too_large)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [f"error: cannot write {tmp_path / 'out' / 'track_0.glb'} (File too large): "
+                                     "raise the file size limit (ulimit -f)"]
+    assert not list((tmp_path / "home").rglob("crash-*.log"))
+
+
 @pytest.mark.parametrize("command, option", [(["image", "x.jpg"], "-o"), (["export", "run"], "--dest"),
                                              (["view", "run"], "--html"), (["eval", "--dataset", "EHF"], "--out"),
                                              (["bench"], "--json-out"), (["train", "merge"], "-o"),
@@ -172,6 +191,10 @@ def test_a_full_disk_names_the_running_commands_output_option(monkeypatch, tmp_p
     own = tmp_path / "home" / "weights" / "w.pth"
     assert _disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(own)), ctx) == (
         f"cannot write {own} (No space left on device): free disk space or set WBCAP_HOME to a folder on another disk")
+    # a file over the file size limit (EFBIG, `ulimit -f`): a crash log before (a user trial)
+    assert _disk_full_message(OSError(errno.EFBIG, "File too large", str(out)), ctx) == (
+        f"cannot write {out} (File too large): raise the file size limit (ulimit -f)"
+        + (f" or point {option} to another disk" if option else ""))
     monkeypatch.delenv("WBCAP_HOME")  # the cache too, which is apart from the data folder then
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg_data"))

@@ -243,8 +243,10 @@ def option_spelling(root: click.Context, name: str, first: str | None = None) ->
 CRASH_EXIT_CODE = 1
 #: Exit status when the disk (or the user's quota) is full: an error the user fixes, as bad input.
 DISK_FULL_EXIT_CODE = 2
-#: errno values of a full disk or quota (``EDQUOT`` is missing on some platforms).
-_DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
+#: errno values of a write that found no room: a full disk or quota (``EDQUOT`` is missing on
+#: some platforms), or a file over the largest the file system or the process's file size limit
+#: (``ulimit -f``) allows (``EFBIG``: a user trial got a crash log for it).
+_DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
 
 
 #: Parameter names of the options that name a command's output (``-o``, ``--dest``, ``--html``,
@@ -253,11 +255,13 @@ _OUTPUT_PARAMS = ("out", "dest", "html", "json_out")
 
 
 def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
-    """One line for a write that found the disk or quota full: the file it was writing (the
+    """One line for a write that found the disk or quota full (or the file too large,
+    ``EFBIG``): the file it was writing (the
     error's second file name when it has two, as a copy's has; the final name, not the temporary
     it was written under: :func:`wbcap.atomic.final_path`) and the
     fix: for a file in wbcap's own folders (weights; the synthetic SMPL-X model in the cache)
-    ``WBCAP_HOME`` on another disk, else the output option of the command ``ctx`` runs, if it has one."""
+    ``WBCAP_HOME`` on another disk, else the output option of the command ``ctx`` runs, if it has
+    one; for a file too large, the file size limit first."""
     from wbcap.atomic import final_path
     from wbcap.paths import ENV_HOME, user_cache_dir, user_data_dir
 
@@ -266,10 +270,12 @@ def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
     written = exc.filename2 or exc.filename
     path = final_path(written) if written else None
     where = f"cannot write {path} ({reason})" if path else f"cannot write ({reason})"
+    first = ("raise the file size limit (ulimit -f)" if getattr(errno, "EFBIG", None) == exc.errno
+             else "free disk space")
     if path is not None and any(_is_within(Path(path), own) for own in (user_data_dir(), user_cache_dir())):
-        return f"{where}: free disk space or set {ENV_HOME} to a folder on another disk"
+        return f"{where}: {first} or set {ENV_HOME} to a folder on another disk"
     option = _output_option(ctx)
-    return f"{where}: free disk space" + (f" or point {option} to another disk" if option else "")
+    return f"{where}: {first}" + (f" or point {option} to another disk" if option else "")
 
 
 def _output_option(ctx: click.Context | None) -> str | None:

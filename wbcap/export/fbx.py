@@ -30,8 +30,9 @@ What the FBX holds
   multiple of its rate with a key every few frames instead (there 10 fps, a key every 2 frames:
   :func:`~wbcap.export.blender_fbx.key_step`), so its keys keep the rows' times; so is a clip
   whose rate is not a whole number but has a whole multiple (``--every 3`` of a 10 fps video:
-  10 fps, a key every 3 frames), which Blender's FBX importer then places right. ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop``
-  (the FBX SDK's default timeline) span the take too (Blender's exporter alone writes 0 and 1 s).
+  10 fps, a key every 3 frames), which Blender's FBX importer then places right.
+  ``GlobalSettings``' ``TimeSpanStart`` / ``TimeSpanStop`` (the FBX SDK's default timeline) span
+  the take too (Blender's exporter alone writes 0 and 1 s).
 * World: the GLB's y-up frame (metres; x right, y up, the body faces +z). The file says so in
   ``GlobalSettings`` (``UpAxis`` +Y, ``FrontAxis`` +Z, ``CoordAxis`` +X, ``UnitScaleFactor``
   100: one unit is a metre).
@@ -76,13 +77,14 @@ FBX export (:data:`wbcap.export.blender_fbx.FBX_OPTIONS`):
   ``Armature`` instead of adding it as an extra root bone, so ``pelvis`` is the root bone.
 * ``bake_anim=True`` with ``bake_anim_step=1`` on a scene whose rate is the clip's (fractional
   rates as ``fps / fps_base``) and whose frame range is the keys': one sample per row, on the
-  rows' own times (at a multiple ``m`` of the clip's rate, ``bake_anim_step=m``: see above); ``bake_anim_simplify_factor=0``: no key dropped (the default 1.0 drops keys
-  that change little); ``bake_anim_force_startend_keying=True`` and
-  ``bake_anim_use_all_bones=True``: every joint has curves over the whole take (needed by some
-  importers); ``bake_anim_use_nla_strips=False``, ``bake_anim_use_all_actions=False``: one take
-  with the whole scene (joints and blend-shape weights together), named after the clip, rather
-  than one take per Blender action or NLA strip (the glTF importer's action animates the
-  armature and the shape keys through two slots, and stashes it in muted NLA tracks).
+  rows' own times (at a multiple ``m`` of the clip's rate, ``bake_anim_step=m``: see above);
+  ``bake_anim_simplify_factor=0``: no key dropped (the default 1.0 drops keys that change little);
+  ``bake_anim_force_startend_keying=True`` and ``bake_anim_use_all_bones=True``: every joint has
+  curves over the whole take (needed by some importers); ``bake_anim_use_nla_strips=False``,
+  ``bake_anim_use_all_actions=False``: one take with the whole scene (joints and blend-shape
+  weights together), named after the clip, rather than one take per Blender action or NLA strip
+  (the glTF importer's action animates the armature and the shape keys through two slots, and
+  stashes it in muted NLA tracks).
 * ``use_mesh_modifiers=False``: applying modifiers drops shape keys; the only modifier is the
   armature, which FBX stores as the skin. ``use_triangles=False``: the GLB's mesh is all
   triangles already, and with ``True`` Blender 5.0.1 exports a copy of the mesh whose shape keys
@@ -195,8 +197,8 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         first_time: the clip's ``times[0]`` (seconds): when it lies between two frames of ``fps``
             the FBX is written at the smallest multiple of ``fps`` on whose frames it lies (a
             whole-number rate where one is), with a key every few frames
-            (:func:`~wbcap.export.blender_fbx.key_step`); where none fits,
-            the FBX's keys move onto the nearer frame (:func:`grid_shift`), said in one warning.
+            (:func:`~wbcap.export.blender_fbx.key_step`); where none fits, the FBX's keys move
+            onto the nearer frame (:func:`grid_shift`), said in one warning.
         last_time: the clip's ``times[-1]`` (seconds): a finer rate is used only with it, and
             only while the last row stays within Blender's frame range at that rate.
 
