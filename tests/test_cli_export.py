@@ -249,6 +249,36 @@ def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, bo
     assert not (tmp_path / "out").exists()
 
 
+def test_fbx_with_a_bpy_that_does_not_import_is_refused_before_any_work(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """bpy found but not importing (a stand-in on PYTHONPATH; for real, a wheel on a server without
+    the system libraries it loads): `wbcap run --export fbx` said nothing until pass 2 had failed,
+    after all the frames, and `wbcap doctor` called it ok (a user trial). Now one line before any
+    work, naming why, and doctor says so."""
+    import importlib.util
+
+    if importlib.util.find_spec("bpy") is None:  # (without bpy the line is the install hint: the test above)
+        pytest.skip("bpy is not installed")
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "bpy.py").write_text("raise ImportError('libXi.so.6: cannot open shared object file')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    frames, boxes = two_walkers(3)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--export",
+               "glb,fbx", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 2
+    assert [x for x in r.output.splitlines() if x.strip()] == [
+        "error: FBX export needs Blender's Python module, which is installed but does not import (ImportError: "
+        "libXi.so.6: cannot open shared object file); pip install \"wbcap[blender]\" (Blender as a Python module: bpy "
+        "5.0.1, Python 3.11 only, about 1 GB)"], r.output
+    assert not (tmp_path / "out").exists()
+    from wbcap.doctor import run_checks
+
+    fbx = [c for c in run_checks() if c.name == "FBX export"]
+    assert len(fbx) == 1 and not fbx[0].ok and "is installed but does not import (ImportError: libXi" in fbx[0].detail
+
+
 def test_export_finds_the_body_model_the_run_used(finished_run, tmp_path, body_dir, monkeypatch):
     """Without --body-models (and none in the environment or the user folder), `wbcap export`
     uses the SMPL-X model recorded in the run's .wbcap/run.json (an absolute path): the same

@@ -26,6 +26,7 @@ def fake_blender(tmp_path, monkeypatch):
     import wbcap.export.fbx as fbx
 
     monkeypatch.setattr(fbx, "blender_available", lambda: True)
+    monkeypatch.setattr(fbx, "bpy_import_error", lambda: None)
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(systmp))

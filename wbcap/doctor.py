@@ -299,12 +299,15 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     has_hog = hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
     checks.append(Check("HOG detector", has_hog, f"opencv {cv2.__version__}",
                         "" if has_hog else "pip install 'opencv-python-headless<5' (5.x removed HOG)"))
-    from wbcap.export.fbx import INSTALL_HINT, blender_available
+    from wbcap.export.fbx import INSTALL_HINT, blender_available, bpy_import_error
 
-    has_bpy = blender_available()
-    checks.append(Check("FBX export", has_bpy, f"Blender as a Python module (bpy {_version('bpy')})" if has_bpy
-                        else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)",
-                        "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
+    found = blender_available()
+    why = bpy_import_error() if found else None  # (found is not enough: it must import)
+    has_bpy = found and why is None
+    detail = (f"Blender as a Python module (bpy {_version('bpy')})" if has_bpy
+              else f"bpy {_version('bpy')} is installed but does not import ({why})" if found
+              else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)")
+    checks.append(Check("FBX export", has_bpy, detail, "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))
     return checks

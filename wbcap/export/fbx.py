@@ -133,7 +133,7 @@ from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
 
-__all__ = ["INSTALL_HINT", "blender_available", "write_fbx"]
+__all__ = ["INSTALL_HINT", "blender_available", "bpy_import_error", "write_fbx"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,24 @@ def blender_available() -> bool:
     """Whether ``bpy`` can be found on this Python's path (found, not imported: importing it takes
     a second and half a gigabyte, and only the subprocess does)."""
     return importlib.util.find_spec("bpy") is not None
+
+
+def bpy_import_error() -> str | None:
+    """Why ``bpy`` does not import in a fresh Python (this one's interpreter, as
+    :func:`write_fbx` runs it), or None when it imports: e.g. a bpy wheel on a server without the
+    system libraries it loads. Found is not enough (:func:`blender_available`): a run with
+    ``--export fbx`` checked only that, and failed after its whole first pass (a user trial).
+    Takes the second or two of bpy's import; its output is dropped. The reason is the last line
+    of its error output."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import bpy"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit status {proc.returncode}"
 
 
 def _reason(log_path: Path) -> str:
