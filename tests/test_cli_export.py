@@ -78,10 +78,16 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
 
     dest = tmp_path / "one"
     formats = "glb,fbx" if blender_available() else "glb"
+    # temporaries of an export killed there (a signal between a temporary folder's making and its
+    # cleanup taking over left an empty one: a user trial) go; a user's own hidden file stays
+    dest.mkdir()
+    (dest / ".track_1.tmp-y80ck44t").mkdir()
+    (dest / ".track_0.tmp-abcd1234.glb").write_bytes(b"glTF")
+    (dest / ".mine").write_text("kept")
     r = invoke("export", finished_run, "--track", "1", "--format", formats, "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     want = ["track_1.fbx", "track_1.glb"] if blender_available() else ["track_1.glb"]
-    assert sorted(p.name for p in dest.iterdir()) == want  # no temporary or Blender log left
+    assert sorted(p.name for p in dest.iterdir()) == [".mine", *want]  # no temporary or Blender log left
     np.testing.assert_allclose(glb_animation_times(dest / "track_1.glb"),
                                glb_animation_times(finished_run / "track_1.glb"), atol=0)
 

@@ -129,7 +129,13 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     from wbcap.camera import camera_from_dict
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import read_params_jsonl
-    from wbcap.io.run_folder import PARAMS_FILE, missing_body_model, read_meta, recorded_body_models
+    from wbcap.io.run_folder import (
+        PARAMS_FILE,
+        missing_body_model,
+        read_meta,
+        recorded_body_models,
+        remove_temporary_files,
+    )
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
@@ -160,6 +166,9 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{dest}: cannot create the folder ({exc.strerror or exc}); choose another destination") from None
+    # wbcap's own hidden temporaries (`.track_3.tmp-*`) that an export or a run killed there left (a
+    # signal can land after a temporary folder is made and before its cleanup takes it over: a user trial)
+    remove_temporary_files(dest)
     rate = _clock_rate(meta, frames)
     frame = contacts = None
     if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
