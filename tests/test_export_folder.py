@@ -90,14 +90,21 @@ def test_failed_fbx_keeps_the_log_it_names_outside_the_folder(tmp_path, fake_ble
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_export_fbx_interrupted_leaves_dest_clean(finished_run, tmp_path, body_dir, fake_blender):  # noqa: F811
     """`wbcap export RUN --format fbx --dest D` and Ctrl-C during Blender: exit 130, nothing of the
-    FBX step in D (no Blender log, no GLB made for it), no log in the temporary folder."""
+    FBX step in D (no Blender log, no GLB made for it), no log in the temporary folder. D, made by
+    the export (two levels here), goes again when nothing went into it (a user trial found it left
+    empty); a D that was there stays."""
     systmp, use = fake_blender
     use(interrupted)
-    dest = tmp_path / "d"
+    dest = tmp_path / "new" / "d"
     r = invoke("export", finished_run, "--format", "fbx", "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 130, r.output
-    assert [p.name for p in dest.iterdir()] == []
+    assert not (tmp_path / "new").exists()
     assert not any(systmp.iterdir())
+    dest = tmp_path / "there"
+    dest.mkdir()
+    r = invoke("export", finished_run, "--format", "fbx", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 130, r.output
+    assert dest.is_dir() and [p.name for p in dest.iterdir()] == []
 
 
 @pytest.fixture

@@ -162,6 +162,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             raise
         raise missing_body_model(exc, run, resume=False) from None
     body = SMPLXLayer.from_file(body_file, allow_pickle=job.allow_pickle)
+    created = [f for f in (dest, *dest.parents) if not f.exists()]  # (leaf first)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -171,16 +172,20 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     remove_temporary_files(dest)
     rate = _clock_rate(meta, frames)
     frame = contacts = None
-    if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
-        from wbcap.world.estimate import ground_tracks
+    try:
+        if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
+            from wbcap.world.estimate import ground_tracks
 
-        grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world)
-        frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
-    if job.tracks is not None:
-        tracks = {t: tracks[t] for t in job.tracks}
-    with torch.no_grad():
-        written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export, camera,
-                                    world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
+            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world)
+            frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
+        if job.tracks is not None:
+            tracks = {t: tracks[t] for t in job.tracks}
+        with torch.no_grad():
+            written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export,
+                                        camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
+    except BaseException:  # (Ctrl-C included) a folder this export made and nothing went into goes again
+        _remove_empty(created)
+        raise
     _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
     if in_place:
         _warn_other_frame(dest, written, set(tracks), (meta or {}).get("frame", "camera"),
@@ -190,6 +195,16 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
                      max_gap=max_gap)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), final_path(dest))
     return sorted(written)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (leaf first) that is empty: the ``--dest`` folders an export made
+    before it failed or was interrupted on its first file (a user trial found them left)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): it and its parents stay
+            return
 
 
 def _refuse_dest_in_a_run(run: Path, dest: Path) -> None:
