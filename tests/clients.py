@@ -5,11 +5,8 @@ which installs them all): there a missing client fails the test, since a skip pr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,11 +41,11 @@ def browser_missing() -> str | None:
 
 
 def blender_missing() -> str | None:
-    """Why Blender as a Python module cannot run in a subprocess, or None."""
-    if importlib.util.find_spec("bpy") is None:
+    """Why Blender as a Python module cannot run in a subprocess, or None (wbcap's own check,
+    :func:`wbcap.export.fbx.bpy_import_error`)."""
+    from wbcap.export.fbx import blender_available, bpy_import_error
+
+    if not blender_available():
         return 'Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"'
-    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-        return f"bpy does not import in a subprocess: {lines[-1]}"
-    return None
+    why = bpy_import_error()
+    return None if why is None else f"bpy does not import in a subprocess: {why}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from clients import blender_missing, skip_or_fail
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
@@ -260,10 +261,9 @@ def test_fbx_with_a_bpy_that_does_not_import_is_refused_before_any_work(tmp_path
     the system libraries it loads): `wbcap run --export fbx` said nothing until pass 2 had failed,
     after all the frames, and `wbcap doctor` called it ok (a user trial). Now one line before any
     work, naming why, and doctor says so."""
-    import importlib.util
-
-    if importlib.util.find_spec("bpy") is None:  # (without bpy the line is the install hint: the test above)
-        pytest.skip("bpy is not installed")
+    reason = blender_missing()  # (without bpy the line is the install hint: the test above)
+    if reason:
+        skip_or_fail(reason)
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "bpy.py").write_text("raise ImportError('libXi.so.6: cannot open shared object file')\n")
