@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,30 @@ def test_failed_fbx_keeps_the_log_it_names_outside_the_folder(tmp_path, fake_ble
     assert sorted(p.name for p in out.iterdir()) == ["track_3.glb"]
     (log,) = systmp.glob("wbcap-fbx-*/track_3.fbx.blender.log")
     assert str(info.value).endswith(f"see its log {log}") and "Blender chatter" in log.read_text()
+
+
+def test_an_fbx_export_removes_the_folder_a_killed_one_left_and_keeps_a_named_log(tmp_path, fake_blender):
+    """A SIGKILL during the FBX export (the OOM killer, ``kill -9``) left its wbcap-fbx-* folder in
+    the temporary folder for good; the next FBX export removes it. The log of a failure, which
+    the error names, stays."""
+    from test_temp_folders import _dead_pid, _folder
+
+    from wbcap.export.fbx import write_fbx
+    from wbcap.temp_folders import OWNER_FILE
+
+    systmp, use = fake_blender
+    use(failing)
+    out = _folder_with_a_glb(tmp_path)
+    with pytest.raises(WbcapError):
+        write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
+    (named,) = systmp.glob("wbcap-fbx-*")
+    assert [p.name for p in named.iterdir()] == ["track_3.fbx.blender.log"]  # (no owner record: kept)
+    left = _folder(systmp, "wbcap-fbx-k1ll3d", {"host": socket.gethostname(), "pid": _dead_pid()})
+    (left / "blender_Xq7RzP").mkdir()
+    use(interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
+    assert list(systmp.iterdir()) == [named] and not (named / OWNER_FILE).exists()
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

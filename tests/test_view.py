@@ -1215,6 +1215,40 @@ def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(imag
     assert err == "" if quiet else err.strip().splitlines()[-1] == "stopped"
 
 
+@pytest.mark.slow  # the image_run fixture, and a served process
+def test_the_folder_of_a_server_killed_by_sigkill_is_removed_by_the_next(image_run, tmp_path, monkeypatch):
+    """SIGKILL (kill -9, the OOM killer) gives the server no chance to clean up: its
+    /tmp/wbcap-view-* stayed for good. The next `wbcap view` removes it; its own goes when it stops."""
+    import tempfile
+
+    from wbcap.view.site import ViewJob, serve_view
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    py = [sys.executable, "-c", "import sys; from wbcap.cli import main; main(sys.argv[1:])"]
+    proc = subprocess.Popen([*py, "view", str(image_run), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(temp)})
+    try:
+        _read_url(proc)
+        proc.kill()
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (left,) = temp.iterdir()
+    assert left.name.startswith("wbcap-view-") and (left / "site" / "index.html").is_file()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with serve_view(ViewJob(out=str(image_run), port=0)) as server:
+        (mine,) = temp.iterdir()
+        assert mine != left
+        with urllib.request.urlopen(server.url, timeout=10) as resp:  # (serves the site, not the owner record)
+            assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url.rsplit("/", 1)[0] + "/.wbcap-owner.json", timeout=10)
+    assert list(temp.iterdir()) == []
+
+
 @pytest.mark.slow  # the image_run fixture, and the page's own server in a process
 def test_a_page_named_with_url_characters_loads_through_its_serve_py(image_run, tmp_path):
     """A page named "take#2 50%.html": its <base href> and the address serve.py prints were not

@@ -126,12 +126,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
+from wbcap.temp_folders import keep, make_temp_folder
 
 __all__ = ["INSTALL_HINT", "blender_available", "bpy_import_error", "write_fbx"]
 
@@ -231,7 +231,9 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
             folder of the system's temporary folder (``tempfile``), never beside the FBX, and
             deleted on success and on any other exit (Ctrl-C included), so an interrupted export
             leaves nothing in the output folder. Blender's own session folder goes there too
-            (its ``$TMPDIR``), so an interrupted Blender leaves none in the temporary folder.
+            (its ``$TMPDIR``), so an interrupted Blender leaves none in the temporary folder. A
+            folder that a killed export left (SIGKILL) is removed by the next FBX export
+            (:func:`wbcap.temp_folders.make_temp_folder`).
     """
     glb = Path(glb_path)
     out = Path(fbx_path)
@@ -244,7 +246,7 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
     # The log lives outside the output folder (which then holds only finished files and wbcap's
     # temporaries): removed on success and on any interruption, kept only for the message of a failure.
     step = 1 if first_time is None or last_time is None else key_step(first_time, fps, last_time)
-    log_dir = Path(tempfile.mkdtemp(prefix="wbcap-fbx-"))
+    log_dir = make_temp_folder("wbcap-fbx-")
     log_path = log_dir / f"{final_path(out).name}.blender.log"
     keep_log = False
     try:
@@ -268,7 +270,9 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
                 raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
                                  f"see its log {log_path}")
     finally:
-        if not keep_log:
+        if keep_log:
+            keep(log_dir)
+        else:
             shutil.rmtree(log_dir, ignore_errors=True)
     logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
     shift = 0.0 if first_time is None else grid_shift(first_time, fps * step)

@@ -25,7 +25,6 @@ import logging
 import os
 import shlex
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from wbcap.errors import InputError, setting
+from wbcap.temp_folders import temp_folder
 from wbcap.view.manifest import SiteContent, read_output
 
 if TYPE_CHECKING:
@@ -285,15 +285,19 @@ def _check_replaceable(page: Path, files: Path) -> None:
 @contextlib.contextmanager
 def serve_view(job: ViewJob) -> Iterator[ViewServer]:
     """Build the site in a temporary folder and serve it on ``127.0.0.1:job.port``; yields the
-    running :class:`~wbcap.view.server.ViewServer` (``.url``). The folder is removed on exit.
+    running :class:`~wbcap.view.server.ViewServer` (``.url``). The folder is removed on exit, and
+    one that a killed server left is removed by the next (:func:`wbcap.temp_folders.temp_folder`).
 
     Raises:
         InputError: not an output folder, or the port is taken.
     """
     from wbcap.view.server import ViewServer
 
-    with tempfile.TemporaryDirectory(prefix="wbcap-view-") as tmp:
-        site = Path(tmp)
+    # (the folder holds an owner record, so a server killed by SIGKILL leaves one that the next
+    # `wbcap view` removes: the site goes in a folder of it, which serves no such record)
+    with temp_folder("wbcap-view-") as tmp:
+        site = tmp / "site"
+        site.mkdir()
         build_site(job, site, link=True)
         (site / "index.html").write_text(_page(None, "wbcap view OUT"), encoding="utf-8")
         try:
