@@ -117,6 +117,29 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     yield
 
 
+#: bpy_import_error's answers in this worker, per PYTHONPATH (see _bpy_import_checked_once).
+_BPY_IMPORT_ERRORS: dict[str | None, str | None] = {}
+
+
+@pytest.fixture(autouse=True)
+def _bpy_import_checked_once(monkeypatch):
+    """``wbcap.export.fbx.bpy_import_error`` imports bpy in a fresh Python (about a second), and
+    `wbcap doctor` and every command exporting FBX ask it: asked once per test worker and
+    PYTHONPATH (the tests' stand-in bpy that does not import comes on PYTHONPATH), as the same
+    interpreter and bpy answer the same. Tests that stand in for it patch over this."""
+    import wbcap.export.fbx as fbx
+
+    real = fbx.bpy_import_error
+
+    def once() -> str | None:
+        key = os.environ.get("PYTHONPATH")
+        if key not in _BPY_IMPORT_ERRORS:
+            _BPY_IMPORT_ERRORS[key] = real()
+        return _BPY_IMPORT_ERRORS[key]
+
+    monkeypatch.setattr(fbx, "bpy_import_error", once)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
