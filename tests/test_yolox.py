@@ -242,6 +242,39 @@ def test_a_score_threshold_outside_0_1_is_refused_and_a_flood_of_boxes_is_cut_to
     assert [d.score for d in few(image)] == [d.score for d in found[:3]]
 
 
+def test_auto_refuses_a_score_threshold_outside_0_1_on_every_machine_and_hog_keeps_its_margin(monkeypatch, caplog):
+    """`--detector auto --score-threshold 5` was refused only where YOLOX was installed; where auto
+    fell back to HOG, 5 (or 0.9) was taken as an SVM margin, another scale. Now auto's threshold is a
+    probability everywhere, checked before any download, and the HOG fallback keeps its default
+    margin and says so in its warning."""
+    import logging
+
+    import wbcap.weights
+    from wbcap.detect import torchvision_frcnn
+    from wbcap.detect.factory import make_detector
+    from wbcap.detect.hog import HOGDetector
+
+    monkeypatch.setattr(wbcap.weights, "auto_fetch", lambda *a, **k: pytest.fail("fetched before the check"))
+    for bad in (5.0, -0.5, float("nan")):
+        with pytest.raises(InputError, match=r"^score_threshold \S+ is outside \[0, 1\], where the scores of "
+                                             r"detector auto's detectors lie \(YOLOX, Faster R-CNN; for HOG's SVM "
+                                             r"margins use detector hog\)"):
+            make_detector("auto", score_threshold=bad)
+    monkeypatch.setattr(wbcap.weights, "auto_fetch", lambda *a, **k: None)  # (no YOLOX here)
+    monkeypatch.setattr(torchvision_frcnn, "available", lambda: (False, "not installed"))
+    with caplog.at_level(logging.WARNING, logger="wbcap.detect.factory"):
+        det = make_detector("auto", score_threshold=0.9, offline=True)
+        assert isinstance(det, HOGDetector) and det.score_threshold == 0.0
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 1 and said[0].endswith(
+            "; score_threshold 0.9 is a probability and HOG scores SVM margins, so HOG keeps its default margin 0 "
+            "(detector hog takes a margin)"), said
+        caplog.clear()
+        assert make_detector("auto", offline=True).score_threshold == 0.0
+        assert "probability" not in caplog.records[0].getMessage()
+    assert make_detector("hog", score_threshold=0.9).score_threshold == 0.9  # (named: its margin)
+
+
 def test_cli_refuses_a_score_threshold_outside_0_1_in_one_line(tmp_path, tiny_model, micro_ckpt, body_dir):
     import cv2
     from click.testing import CliRunner

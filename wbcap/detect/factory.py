@@ -147,6 +147,10 @@ def make_detector(
             check_probability_threshold(score_threshold, YOLOX_SCORES)
         elif spec == "torchvision":
             check_probability_threshold(score_threshold, FRCNN_SCORES)
+        elif spec == "auto":  # (on every machine alike, whichever detector auto then finds)
+            check_probability_threshold(score_threshold, f"the scores of {setting('detector')} auto's detectors lie "
+                                                         f"(YOLOX, Faster R-CNN; for HOG's SVM margins use "
+                                                         f"{setting('detector')} hog)")
     if model is not None:
         if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
             raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
@@ -183,8 +187,15 @@ def make_detector(
         ok, why = torchvision_frcnn.available()
         spec = "torchvision" if ok else "hog"
         reason = "offline" if offline else "not downloaded"
-        log.warning("detector: %s, because %s is not installed (%s); `wbcap weights fetch %s` gets the better detector",
-                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real footage)", best.name, reason, best.name)
+        unused = ""
+        if spec == "hog" and score_threshold is not None:
+            # (a probability, as checked above: HOG's SVM margins are another scale, so its default stays)
+            unused = (f"; {setting('score_threshold')} {score_threshold:g} is a probability and HOG scores SVM "
+                      f"margins, so HOG keeps its default margin 0 ({setting('detector')} hog takes a margin)")
+            score_threshold = None
+        log.warning("detector: %s, because %s is not installed (%s); `wbcap weights fetch %s` gets the better detector%s",
+                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real footage)", best.name, reason, best.name,
+                    unused)
     if spec == "hog":
         from wbcap.detect.hog import HOGDetector
 
