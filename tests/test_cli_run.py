@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -347,6 +348,45 @@ def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *args])
     assert r.exit_code == 2 and "raw.jsonl: frame 1 follows frame 2" in r.output and "--overwrite" in r.output, r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.slow  # a resume in a fresh shell (test_run_folder checks the hint's words in the fast loop)
+def test_the_finish_hint_names_the_variables_that_found_the_files_and_works_in_a_shell_without_them(
+        tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """A run that found its checkpoint and SMPL-X model through WBCAP_WEIGHTS / WBCAP_BODY_MODELS
+    was told to be finished with `wbcap run ... --resume`, which a shell without them refused (a
+    leftover of earlier notes). The hint now sets them, and copied into a shell without them it
+    finishes the run; a variable that found nothing is not named."""
+    import shlex
+    import subprocess
+    import sys
+
+    from wbcap.io.run_folder import COMMAND
+
+    write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "my out"
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))  # (holds neither file: not named)
+    monkeypatch.chdir(tmp_path)
+    r = run("run", "v.mp4", "-o", out, "--detector", "full", "--no-render", "--min-track", "1", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    run_json = out / ".wbcap" / "run.json"
+    assert json.loads(run_json.read_text())[COMMAND]["env"] == {"WBCAP_WEIGHTS": str(micro_ckpt),
+                                                                "WBCAP_BODY_MODELS": str(body_dir)}
+    (out / "params.jsonl").unlink()  # (as a run stopped in pass 1 leaves it)
+    monkeypatch.chdir(body_dir)
+    r = run("export", out)
+    assert r.exit_code == 2
+    (hint,) = re.findall(r"finish it with `(.*)`", r.output)
+    assert hint == (f"cd {shlex.quote(str(tmp_path))} && WBCAP_WEIGHTS={shlex.quote(str(micro_ckpt))} "
+                    f"WBCAP_BODY_MODELS={shlex.quote(str(body_dir))} wbcap run v.mp4 -o {shlex.quote(str(out))} "
+                    f"--detector full --no-render --min-track 1 --device cpu --resume"), hint
+    env = {k: v for k, v in os.environ.items() if k not in ("WBCAP_WEIGHTS", "WBCAP_BODY_MODELS")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(["bash", "-c", hint], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len((out / "params.jsonl").read_text().splitlines()) == 2
 
 
 def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):

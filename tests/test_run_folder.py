@@ -264,6 +264,32 @@ def test_a_pass_2_mark_says_the_outputs_may_be_missing_until_it_is_done(tmp_path
     assert unfinished_outputs_note(out) is None and not (out / ".wbcap" / "writing").exists()
 
 
+def test_variables_finding_names_those_that_hold_a_file_of_the_run(tmp_path, monkeypatch):
+    """The variables a finish hint sets (wbcap.paths.variables_finding): those naming a file of the
+    run or a folder above one, links resolved; unset, empty or unrelated ones not."""
+    from wbcap.paths import variables_finding
+
+    home, models, other = tmp_path / "home", tmp_path / "models", tmp_path / "other"
+    for folder in (home / "weights", models / "smplx", other):
+        folder.mkdir(parents=True)
+    ckpt = home / "weights" / "snapshot_6.pth.tar"
+    ckpt.write_bytes(b"x")
+    model = models / "smplx" / "SMPLX_NEUTRAL.npz"
+    model.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(models)
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "link"))
+    monkeypatch.setenv("WBCAP_WEIGHTS", "")
+    assert variables_finding([ckpt, model]) == {"WBCAP_HOME": str(home), "WBCAP_BODY_MODELS": str(tmp_path / "link")}
+    assert variables_finding([str(model)]) == {"WBCAP_BODY_MODELS": str(tmp_path / "link")}
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(ckpt))  # (a variable naming the file itself)
+    monkeypatch.setenv("WBCAP_HOME", str(other))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WBCAP_BODY_MODELS", "models")  # (relative: recorded absolute)
+    assert variables_finding([ckpt, model]) == {"WBCAP_WEIGHTS": str(ckpt), "WBCAP_BODY_MODELS": str(models)}
+    assert variables_finding([]) == {}
+
+
 def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, monkeypatch):
     """`wbcap export` / `view` of an interrupted run said "finish it with `wbcap run SOURCE -o OUT
     --resume`", which a resume then refused for want of the run's pass-1 flags (a user trial).

@@ -72,6 +72,28 @@ def env_path(name: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+#: The variables that say where the files a run reads are found (:func:`variables_finding`).
+FINDING_VARIABLES = (ENV_WEIGHTS, ENV_BODY_MODELS, ENV_HOME)
+
+
+def variables_finding(files: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """Which of :data:`FINDING_VARIABLES` set now name a file of ``files`` or a folder holding one
+    (``WBCAP_HOME`` holds the default weights and body-model folders and the demo's model), by
+    name, with their values made absolute: what another shell needs to find the same files (the
+    hint that says how to finish an interrupted run; a file given by path is found without them).
+    Links are resolved on both sides."""
+    found: dict[str, str] = {}
+    resolved = [Path(f).expanduser().resolve() for f in files]
+    for name in FINDING_VARIABLES:
+        root = env_path(name)
+        if root is None:
+            continue
+        top = root.resolve()
+        if any(f == top or top in f.parents for f in resolved):
+            found[name] = os.path.abspath(root)
+    return found
+
+
 def offline_from_env() -> bool:
     """True when ``$WBCAP_OFFLINE`` is set to anything but empty, ``0``, ``false`` or ``no``:
     wbcap then never downloads on its own (``wbcap weights fetch`` still does when asked)."""

@@ -209,15 +209,21 @@ def _fingerprint(job: VideoJob) -> dict:
     })
 
 
-def _command(job: VideoJob) -> dict | None:
+def _command(job: VideoJob, files: dict[str, dict | None]) -> dict | None:
     """What ``run.json`` records of the command (:data:`wbcap.io.run_folder.COMMAND`): its words,
-    working folder and output folder (resolved); None from the Python API, or in a working folder
-    that no longer exists."""
+    working folder and output folder (resolved), and the environment variables through which
+    ``files`` (:func:`_files`) were found (:func:`wbcap.paths.variables_finding`); None from the
+    Python API, or in a working folder that no longer exists."""
+    from wbcap.paths import variables_finding
+
+    if not job.command:
+        return None
     try:
-        return {"argv": list(job.command), "cwd": os.getcwd(),
-                "out": str(Path(job.out).expanduser().resolve())} if job.command else None
+        command = {"argv": list(job.command), "cwd": os.getcwd(), "out": str(Path(job.out).expanduser().resolve())}
     except OSError:
         return None
+    env = variables_finding(ident["path"] for ident in files.values() if ident is not None)
+    return {**command, "env": env} if env else command
 
 
 def _body_model_file(pipeline) -> str | None:
@@ -515,8 +521,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
-                           files=_files(job, pipeline), options=_OPTION_KEYS,
-                           command=_command(job))
+                           files=(files := _files(job, pipeline)), options=_OPTION_KEYS,
+                           command=_command(job, files))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)

@@ -74,10 +74,12 @@ BODY_MODEL_FILE = "body_model_file"
 #: recorded without it (an older wbcap) resumes unchecked and gains it.
 FILE_IDENTITY = "file_identity"
 #: The key of ``run.json`` recording the last command that ran the run: ``{"argv": the words after
-#: ``wbcap``, "cwd": its working folder, "out": the run folder it named, resolved}`` (``wbcap
-#: run``, a resume included; none from the Python API, whose resume keeps the one there), so that
-#: the hints saying how to finish an interrupted run give the whole command
-#: (:func:`_resume_command`), its pass-1 flags and a resume's pass-2 ones included. Like
+#: ``wbcap``, "cwd": its working folder, "out": the run folder it named, resolved, and "env":
+#: the environment variables through which it found its checkpoint or SMPL-X model, by name
+#: (:func:`wbcap.paths.variables_finding`; absent when none)}`` (``wbcap run``, a resume
+#: included; none from the Python API, whose resume keeps the one there), so that the hints
+#: saying how to finish an interrupted run give the whole command (:func:`_resume_command`), its
+#: pass-1 flags, a resume's pass-2 ones and those variables included. Like
 #: :data:`BODY_MODEL_FILE`, not a setting.
 COMMAND = "command"
 #: run.json's keys that record rather than ask: not compared by a resume.
@@ -637,8 +639,9 @@ def unfinished_run_note(out: Path) -> str:
 
 def _resume_command(out: Path) -> str:
     """The command that finishes the run in ``out``, quoted for a shell: the last one that ran it
-    (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, after ``cd`` to its working
-    folder when that is not this process's; for a run folder moved or copied since, its ``-o``
+    (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, preceded by the environment
+    variables through which it found its files (``WBCAP_WEIGHTS=... wbcap run ...``), after
+    ``cd`` to its working folder when that is not this process's; for a run folder moved or copied since, its ``-o``
     names ``out`` (absolute). For a run recorded without it (an older wbcap, the Python API):
     ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the source
     ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that need
@@ -657,6 +660,12 @@ def _resume_command(out: Path) -> str:
         if not _same_file(named, str(out)):  # (the folder moved or copied since: -o names it now)
             argv = _with_out(argv, str(out.expanduser().resolve()))
         words = shlex.join(["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")), "--resume"])
+        env = command.get("env")
+        if isinstance(env, dict):  # (files found through these: a shell without them would not find them)
+            from wbcap.paths import FINDING_VARIABLES
+
+            words = " ".join([*(f"{name}={shlex.quote(env[name])}" for name in FINDING_VARIABLES
+                                if isinstance(env.get(name), str) and env[name]), words])
         try:
             here = os.path.samefile(cwd, os.getcwd())
         except OSError:
