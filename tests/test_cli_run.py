@@ -500,8 +500,8 @@ def _bad(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "no video stream": (audio, "tone.m4a"),
         # a glob is an image sequence: matching videos (good, empty, notes, trunc) is named as such
         "glob of videos": (tmp_path / "*.mp4", "no image file but 4 other files (empty.mp4, good.mp4, "
-                           "notes.mp4, ...); a pattern is read as an image sequence: for a video, pass one "
-                           "video file"),
+                           "notes.mp4, ...); a pattern is read as an image sequence: give a video by its own "
+                           "path, not a pattern (`wbcap run VIDEO`, one run per video)"),
     }
 
 

@@ -300,6 +300,21 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
         iter_image_paths([tmp_path / "missing.jpg"])
     with pytest.raises(InputError, match="no image files"):
         iter_image_paths([empty])
+    # a folder of videos (a user trial: only the glob of the same files said why)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("short1.mp4", "IMG_0001.MOV", ".hidden.mp4", "notes.txt"):
+        (clips / name).write_bytes(b"x")
+    with pytest.raises(InputError) as info:
+        iter_image_paths([clips])
+    assert str(info.value) == (f"{clips}: folder holds no image file but 2 other files (IMG_0001.MOV, short1.mp4); a "
+                               "folder is read as an image sequence: give a video by its own path, not a folder "
+                               "(`wbcap run VIDEO`, one run per video)")
+    with pytest.raises(InputError) as info:
+        iter_image_paths(str(clips / "*.[mM]*"))
+    assert str(info.value) == (f"{clips / '*.[mM]*'}: pattern matches no image file but 2 other files (IMG_0001.MOV, "
+                               "short1.mp4); a pattern is read as an image sequence: give a video by its own path, not "
+                               "a pattern (`wbcap run VIDEO`, one run per video)")
 
 
 def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):

@@ -363,6 +363,10 @@ def iter_image_paths(
             _warn_unread_pictures(p, [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
                                       and not f.name.startswith(".") and f.is_file()])
             if not files:
+                others = [f for f in entries if not f.name.startswith(".") and f.is_file()
+                          and f.suffix.lower() in _VIDEO_NAMES]
+                if others:  # (a folder of phone clips: said only for a glob of them before; a user trial)
+                    raise InputError(_no_image_match(p, others, "folder holds"))
                 raise InputError(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                     "point to a folder of images"
@@ -395,16 +399,24 @@ def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
                     " ".join(sorted(IMAGE_EXTENSIONS)))
 
 
-def _no_image_match(pattern: object, others: list[Path]) -> str:
-    """The message for a pattern that matches no image file; ``others``: the files it matches
-    (videos, most likely: a glob is read as an image sequence, never as several videos)."""
+def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern matches") -> str:
+    """The message for a pattern (or, with ``verb`` "folder holds", a folder) that yields no
+    image file; ``others``: the other files it yields (videos, most likely: a glob or a folder is
+    read as an image sequence, never as several videos)."""
+    what = verb.split()[0]
     if not others:
-        return f"{pattern}: pattern matches no image file; check the pattern"
+        return f"{pattern}: {verb} no image file; check the {what}"
     names = ", ".join(f.name for f in others[:3]) + (", ..." if len(others) > 3 else "")
     count = f"{len(others)} other file" + ("s" if len(others) > 1 else "")
-    return (f"{pattern}: pattern matches no image file but {count} ({names}); a "
-            "pattern is read as an image sequence: for a video, pass one video file (its path, "
-            "not a pattern)")
+    return (f"{pattern}: {verb} no image file but {count} ({names}); a "
+            f"{what} is read as an image sequence: give a video by its own path, not a {what} "
+            "(`wbcap run VIDEO`, one run per video)")
+
+
+#: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder
+#: of them, given as the input, is told to pass one video (:func:`iter_image_paths`).
+_VIDEO_NAMES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".ts", ".3gp", ".mpg",
+                          ".mpeg", ".wmv", ".flv"})
 
 
 def _is_image_name(path: Path) -> bool:
