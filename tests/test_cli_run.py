@@ -634,6 +634,19 @@ def test_meta_records_how_the_source_was_turned_for_display(tmp_path, base_args)
     assert r.exit_code == 0, r.output
     meta = json.loads((out / "meta.json").read_text())
     assert meta["display"] == {"rotation": 90, "mirrored": True} and meta["camera"]["image_size"] == [120, 160]
+    # a phone photo stored on its side (EXIF orientation 6): turned upright, and meta.json says so
+    # (it said rotation 0: a user trial)
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(person_image(120, 160, seed=1), 1))).save(
+        tmp_path / "IMG_1234.JPG", exif=exif.tobytes())
+    r = run("run", tmp_path / "IMG_1234.JPG", "-o", tmp_path / "photo", "--detector", "full", "--min-track", "1",
+            "--no-render", "--export", "none", *base_args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "photo" / "meta.json").read_text())
+    assert meta["display"] == {"rotation": 90, "mirrored": False} and meta["camera"]["image_size"] == [120, 160]
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

@@ -128,6 +128,23 @@ def test_apply_exif_orientation_matches_pillow(orientation: int) -> None:
     np.testing.assert_array_equal(apply_exif_orientation(img, orientation), ref)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_display_is_the_turn_load_image_makes(tmp_path: Path, orientation: int) -> None:
+    """meta.json's ``display`` of a photo (a user trial: 0 for an EXIF-rotated one) is the turn
+    load_image makes, in the display-matrix convention the video reader applies."""
+    from wbcap.io.images import image_display
+    from wbcap.io.video_reader import apply_rotation
+
+    img = _pattern(5, 7)
+    path = tmp_path / f"o{orientation}.png"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(img).save(path, exif=exif.tobytes())  # (PNG: lossless, so the pixels compare exactly)
+    rotation, mirrored = image_display(path)
+    np.testing.assert_array_equal(apply_rotation(img, rotation, mirrored), load_image(path))
+    assert (rotation, mirrored) != (0, False) or orientation == 1
+
+
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_image_size_from_headers_is_the_loaded_shape(tmp_path: Path, orientation: int) -> None:
     path = tmp_path / f"o{orientation}.jpg"

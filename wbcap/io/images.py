@@ -531,6 +531,26 @@ def _to_rgb8(p: Path, img: np.ndarray) -> np.ndarray:
     raise InputError(f"{p}: has {channels} channels; convert it to an RGB image")
 
 
+#: An EXIF orientation tag as the turn that makes the stored picture upright, in the convention
+#: of :class:`wbcap.io.video_probe.VideoInfo` and ``meta.json``'s ``display``: ``(rotation,
+#: mirrored)``, turned ``rotation`` degrees clockwise, then flipped left-right when ``mirrored``
+#: (what :func:`apply_exif_orientation` does; the same as
+#: :func:`wbcap.io.video_reader.apply_rotation` with these values, as the tests check).
+EXIF_DISPLAY: dict[int, tuple[int, bool]] = {1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
+                                             5: (90, True), 6: (90, False), 7: (270, True), 8: (270, False)}
+
+
+def image_display(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """How :func:`load_image` turns the picture stored in ``path`` upright, by its EXIF
+    orientation (:data:`EXIF_DISPLAY`): ``(rotation, mirrored)``; ``(0, False)`` without a tag, an
+    unknown value, or a file that cannot be read (``load_image`` says why)."""
+    try:
+        data = _read_bytes(Path(path).expanduser())
+    except (OSError, InputError):
+        return 0, False
+    return EXIF_DISPLAY.get(_exif_orientation(data) or 1, (0, False))
+
+
 def _exif_orientation(data: bytes) -> int | None:
     """The EXIF orientation tag of an encoded image, or None (no tag, or Pillow can't parse it)."""
     if data.startswith(_PNG_SIGNATURE) and b"eXIf" not in data:  # (Pillow would decode the PNG to look for one)

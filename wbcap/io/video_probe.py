@@ -65,7 +65,9 @@ class VideoInfo:
             (the end of its last frame on that clock); ``None`` when unknown. A container's
             ``duration`` covers its audio too, which may run on after the video.
         rotation: degrees (0, 90, 180, 270) the stored picture is rotated **clockwise** for
-            display (FFmpeg's ``rotate`` tag convention); already applied to every frame.
+            display (FFmpeg's ``rotate`` tag convention); already applied to every frame. For
+            image sequences: the first image's EXIF orientation as such a turn
+            (:func:`wbcap.io.images.image_display`; each image is turned by its own).
         codec: FFmpeg decoder name (``"h264"``, ``"hevc"``, ``"msmpeg4"``...); ``"image"`` for
             image sequences.
         has_audio: the file has at least one audio stream.

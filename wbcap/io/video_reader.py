@@ -211,10 +211,11 @@ class FrameSource:
     # -- image sequences -------------------------------------------------------------------
 
     def _image_info(self, spec: object, image_fps: float) -> VideoInfo:
-        from wbcap.io.images import load_image
+        from wbcap.io.images import image_display, load_image
 
         assert self._image_paths is not None
         first = load_image(self._image_paths[0])
+        rotation, mirrored = image_display(self._image_paths[0])  # (its EXIF orientation: each image has its own)
         if isinstance(spec, (str, os.PathLike)):
             path = Path(spec).expanduser()
         else:
@@ -224,7 +225,7 @@ class FrameSource:
         return VideoInfo(
             path=path, width=int(first.shape[1]), height=int(first.shape[0]),
             fps=float(image_fps), fps_fraction=rate, frame_count=n, duration=n / float(image_fps),
-            rotation=0, codec="image", has_audio=False, is_image_sequence=True,
+            rotation=rotation, codec="image", has_audio=False, is_image_sequence=True, mirrored=mirrored,
         )
 
     def selected_images(self) -> list[tuple[int, Path]]:
