@@ -389,6 +389,44 @@ def test_the_finish_hint_names_the_variables_that_found_the_files_and_works_in_a
     assert len((out / "params.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow  # a run in a process with a terminal
+def test_on_a_terminal_log_lines_print_above_the_progress_bars_and_render_counts_to_its_total(tmp_path, base_args):
+    """On a terminal the first log line of pass 2 began where the finished bar ended (the bar was
+    drawn on a console of its own, which knew nothing of the log lines), and the render bar
+    counted N/? although pass 2 knows its frames (a user trial). stderr on a pseudo-terminal."""
+    import pty
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    primary, secondary = pty.openpty()
+    code = "import sys; from wbcap.cli import main; main(sys.argv[1:])"
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(video), "-o", str(tmp_path / "out"), "--detector",
+                             "full", "--min-track", "1", "--export", "npz", *map(str, base_args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # (EIO: the process closed the terminal)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert proc.wait(120) == 0, proc.stdout.read()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    lines = [ln for ln in re.split(r"[\r\n]", text) if ln.strip()]
+    bars = [ln for ln in lines if "━" in ln]
+    logs = [ln for ln in lines if "wrote" in ln]
+    assert len(logs) == 1 and logs[0].startswith("INFO") and "track_0.npz" in logs[0], lines
+    assert bars and not any("INFO" in ln for ln in bars), bars
+    assert [ln for ln in bars if ln.startswith("render")][-1].split()[2] == "3/3", bars
+
+
 def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):
     """`wbcap export` of a run whose --resume was loading its model said "no such file yet
     (interrupted?); finish it with `wbcap run ... --resume`", the command already running (found

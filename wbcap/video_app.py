@@ -460,6 +460,7 @@ def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, 
         Path(job.out).expanduser() / RENDER_FILE, frames, (info.width, info.height), fps, tracks, by_frame, body, faces,
         dev, focal, princpt, audio_from=audio, audio_start=job.start, audio_end=audio_end, progress=progress,
         timings=timings, longest_interval=max((b - a for a, b in itertools.pairwise(frame_times)), default=0.0),
+        total=len(frame_times),
     )
 
 

@@ -104,11 +104,10 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     import contextlib
     import json
 
-    from rich.console import Console
-
     from wbcap.bench.options import BenchOptions
     from wbcap.bench.report import print_report
     from wbcap.bench.stages import run_bench
+    from wbcap.console import stderr_console
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
@@ -125,7 +124,7 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
         # (one line now, not after minutes of timing; never one of the files the bench reads)
         check_writable_file(json_out, inputs=bench_inputs(opts))
     quiet = is_quiet(ctx)
-    err = Console(stderr=True, soft_wrap=True)
+    err = stderr_console()  # (the log lines' own: rich prints them above the spinner)
     live = not quiet and err.is_terminal
     with err.status("benchmarking", spinner="dots") if live else contextlib.nullcontext() as status:
 

@@ -142,10 +142,11 @@ def progress_display(ctx: click.Context, *columns):
     not to the bar's terminal.
     Returns ``(progress, console)``; use ``progress`` as a context manager.
     """
-    from rich.console import Console
     from rich.progress import Progress
 
-    console = Console(stderr=True, soft_wrap=True)
+    from wbcap.console import stderr_console
+
+    console = stderr_console()  # (the log lines' own: rich prints them above the bar)
     disabled = is_quiet(ctx) or not console.is_terminal
     return Progress(*columns, console=console, disable=disabled, transient=True, redirect_stdout=False), console
 

@@ -126,4 +126,4 @@ def eval_cmd(
     if out is not None:
         path = write_results(result, out)
         if not is_quiet(ctx):  # (-q: warnings and errors only; the table is the result, on stdout)
-            err.print(f"per-sample errors -> {path}", markup=False, highlight=False)
+            err.print(f"per-sample errors -> {path}", markup=False, highlight=False, soft_wrap=True)

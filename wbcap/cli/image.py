@@ -144,11 +144,14 @@ def _run(ctx, job, pipeline=None) -> None:
             progress.advance(task)
             if result.error:
                 failed.append(result)
-                click.echo(f"error: {result.error}", err=True)
+                if progress.live.is_started:  # (above the bar: written past it, the line began where the bar ended)
+                    console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+                else:
+                    click.echo(f"error: {result.error}", err=True)
             elif not quiet:
                 line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty():
-                    console.print(line, markup=False, highlight=False)  # the same screen: above the bar
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)  # the same screen: above the bar
                 else:
                     echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
 

@@ -25,7 +25,7 @@ def render_video(
     tracks: dict[int, SmoothedTrack], by_frame: dict[int, list[tuple[int, int]]], body: Any, faces: np.ndarray,
     device: Any, focal: float, princpt: tuple[float, float], *, audio_from: Path | None = None,
     audio_start: float = 0.0, audio_end: float | None = None, progress: Progress | None = None,
-    timings: dict[str, float] | None = None, longest_interval: float = 0.0,
+    timings: dict[str, float] | None = None, longest_interval: float = 0.0, total: int | None = None,
 ) -> Path:
     """Write ``path`` from ``frames`` (:class:`~wbcap.io.video_reader.Frame` objects, ``size``
     ``(W, H)`` pixels, nominal ``fps``), with the rows of ``tracks`` that ``by_frame`` lists
@@ -34,7 +34,7 @@ def render_video(
     ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio).
     ``longest_interval``: the longest gap between two of the frames' times, in seconds, when
     known (for the video's time base: :func:`wbcap.io.video_writer.timed_time_base`). Reports
-    ``("render", n, None)`` to ``progress``.
+    ``("render", n, total)`` to ``progress`` (``total``: the number of frames, when known).
 
     Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
     their people (:class:`~wbcap.export.track_meshes.TrackVertices`) and prepares each frame's
@@ -77,7 +77,7 @@ def render_video(
                 encoder.put(image, frame.time)
                 n += 1
                 if progress:
-                    progress("render", n, None)
+                    progress("render", n, total)
     add_time(timings, "rendering", t0)
     return path
 

@@ -419,11 +419,12 @@ def _running(pid: int) -> bool:
 @contextlib.contextmanager
 def training_progress(cfg, disable: bool = False):
     """A rich progress bar over all steps of the stage (loss and steps/s); yields ``on_step``."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from wbcap.console import stderr_console
+
     with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("step {task.completed:.0f}"),
-                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=Console(stderr=True),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=stderr_console(),
                   disable=disable, transient=True) as bar:
         task = bar.add_task("train", total=None, epoch=0, loss="-")
 
