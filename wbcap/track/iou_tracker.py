@@ -18,10 +18,7 @@ Algorithm, per frame:
 3. IoU between every detection and every prediction; pairs below ``iou_threshold`` are
    forbidden. ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden:
    a large constant) gives the matching with the most allowed pairs and, among those, the
-   largest total IoU. With ``constant_velocity``, the detections and the tracks missed in an
-   earlier frame that this left unmatched are then matched the same way against each track's
-   last matched box (a person found again where they were lost, whom the prediction had carried
-   on: :meth:`IoUTracker._match_last_boxes`).
+   largest total IoU.
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
 5. With ``max_people``, at most that many boxes get an id per frame: matched tracks first
@@ -223,8 +220,6 @@ class IoUTracker:
             for r, c in zip(rows, cols):
                 if allowed[r, c]:
                     match[int(order[r])] = self._tracks[c]
-            if cfg.motion == "constant_velocity":
-                self._match_last_boxes(frame_index, boxes, order, match)
 
         # 5. Who gets an id this frame: matched first (more hits, then score), then new by score.
         matched_order = sorted(match, key=lambda i: (-match[i].hits, -scores[i], i))
@@ -253,32 +248,6 @@ class IoUTracker:
             self._hits[tr.track_id] = 1
             ids[i] = tr.track_id
         return ids
-
-    def _match_last_boxes(self, frame_index: int, boxes: np.ndarray, order: np.ndarray,
-                          match: dict[int, _Track]) -> None:
-        """Step 3b: the detections and the tracks missed in at least one frame that step 3 left
-        unmatched, matched again (same rule) against each track's last matched box instead of
-        its prediction. The prediction runs on at the track's last velocity through every missed
-        frame, so a person who was lost for a while and is found again where they were (they
-        stopped, or the detector missed them in a still scene) lay far from it: a new id, also
-        with a ``--max-age`` over the gap (a user trial). A person who walked on while hidden
-        still matches the prediction in step 3 first. OC-SORT's observation-centric recovery
-        (Cao et al., CVPR 2023) makes the same second pass."""
-        cfg = self.config
-        taken = {id(tr) for tr in match.values()}
-        missed = [tr for tr in self._tracks
-                  if id(tr) not in taken and frame_index - tr.last_frame > cfg.frame_stride]
-        free = [int(i) for i in order if int(i) not in match]
-        if not missed or not free:
-            return
-        iou = iou_matrix(boxes[free], np.stack([tr.box for tr in missed]))
-        allowed = iou >= cfg.iou_threshold
-        if cfg.iou_threshold == 0.0:
-            allowed &= iou > 0.0
-        rows, cols = linear_sum_assignment(np.where(allowed, 1.0 - iou, _FORBIDDEN))
-        for r, c in zip(rows, cols):
-            if allowed[r, c]:
-                match[free[r]] = missed[c]
 
     def _observe(self, tr: _Track, box: np.ndarray, frame_index: int) -> None:
         """Update a matched track with its new box."""
