@@ -350,7 +350,7 @@ def test_a_folder_another_run_is_writing_is_refused_and_mixed_records_are_named(
     assert "Traceback" not in r.output
 
 
-@pytest.mark.slow  # a resume in a fresh shell (test_run_folder checks the hint's words in the fast loop)
+@pytest.mark.slow  # a resume in a fresh shell (test_run_folder checks the record and the hint in the fast loop)
 def test_the_finish_hint_names_the_variables_that_found_the_files_and_works_in_a_shell_without_them(
         tmp_path, micro_ckpt, body_dir, monkeypatch):
     """A run that found its checkpoint and SMPL-X model through WBCAP_WEIGHTS / WBCAP_BODY_MODELS

@@ -290,6 +290,42 @@ def test_variables_finding_names_those_that_hold_a_file_of_the_run(tmp_path, mon
     assert variables_finding([]) == {}
 
 
+def test_the_command_record_names_the_variable_that_found_the_detector(tmp_path, monkeypatch):
+    """`--detector auto` (or a YOLOX name) finds its weights in WBCAP_HOME or WBCAP_WEIGHTS; a
+    resume from a shell without them fetched them again or fell back to another detector (a
+    review): the record names the variable; with --checkpoint and --body-models given, only it."""
+    from types import SimpleNamespace
+
+    from wbcap.video_app import VideoJob, _command
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    (home / "weights" / "yolox_nano.onnx").write_bytes(b"x")
+    ckpt = tmp_path / "given.pth.tar"
+    ckpt.write_bytes(b"x")
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    job = VideoJob(source="v.mp4", out=str(tmp_path / "out"), command=("run", "v.mp4"))
+    files = {"checkpoint": {"path": str(ckpt)}, "body_model_file": None}
+    yolox = SimpleNamespace(model_path=home / "weights" / "yolox_nano.onnx")
+    assert _command(job, files, yolox)["env"] == {"WBCAP_HOME": str(home)}
+    assert "env" not in _command(job, files, SimpleNamespace())  # (a detector without weights: full, boxes:FILE)
+    assert "env" not in _command(job, files)
+    # the hint sets the recorded variables, quoted, before the command (after the cd)
+    import shlex
+
+    from wbcap.io.run_folder import prepare_output, unfinished_run_note
+    from wbcap.video_app import _fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    command = {"argv": ["run", "v.mp4", "-o", "out"], "cwd": str(tmp_path), "out": str(out),
+               "env": {"WBCAP_HOME": str(tmp_path / "my home"), "WBCAP_WEIGHTS": "", "PATH": "/evil"}}
+    prepare_output(out, _fingerprint(job), resume=False, overwrite=False, command=command)
+    assert unfinished_run_note(out) == (f" yet (interrupted?); finish it with `WBCAP_HOME="
+                                        f"{shlex.quote(str(tmp_path / 'my home'))} wbcap run v.mp4 -o out --resume`")
+
+
 def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, monkeypatch):
     """`wbcap export` / `view` of an interrupted run said "finish it with `wbcap run SOURCE -o OUT
     --resume`", which a resume then refused for want of the run's pass-1 flags (a user trial).

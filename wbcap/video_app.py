@@ -209,11 +209,12 @@ def _fingerprint(job: VideoJob) -> dict:
     })
 
 
-def _command(job: VideoJob, files: dict[str, dict | None]) -> dict | None:
+def _command(job: VideoJob, files: dict[str, dict | None], detector: Any = None) -> dict | None:
     """What ``run.json`` records of the command (:data:`wbcap.io.run_folder.COMMAND`): its words,
     working folder and output folder (resolved), and the environment variables through which
-    ``files`` (:func:`_files`) were found (:func:`wbcap.paths.variables_finding`); None from the
-    Python API, or in a working folder that no longer exists."""
+    ``files`` (:func:`_files`) or the ``detector``'s weights (a YOLOX found by name, e.g. in
+    ``WBCAP_HOME``: ``model_path``) were found (:func:`wbcap.paths.variables_finding`); None from
+    the Python API, or in a working folder that no longer exists."""
     from wbcap.paths import variables_finding
 
     if not job.command:
@@ -222,7 +223,9 @@ def _command(job: VideoJob, files: dict[str, dict | None]) -> dict | None:
         command = {"argv": list(job.command), "cwd": os.getcwd(), "out": str(Path(job.out).expanduser().resolve())}
     except OSError:
         return None
-    env = variables_finding(ident["path"] for ident in files.values() if ident is not None)
+    paths = [ident["path"] for ident in files.values() if ident is not None]
+    weights = getattr(detector, "model_path", None)  # (auto or a YOLOX name: found in the user's folders)
+    env = variables_finding([*paths, *([weights] if weights is not None else [])])
     return {**command, "env": env} if env else command
 
 
@@ -523,7 +526,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
                            files=(files := _files(job, pipeline)), options=_OPTION_KEYS,
-                           command=_command(job, files))
+                           command=_command(job, files, detector))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
