@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -92,10 +91,10 @@ def test_an_fbx_export_removes_the_folder_a_killed_one_left_and_keeps_a_named_lo
     """A SIGKILL during the FBX export (the OOM killer, ``kill -9``) left its wbcap-fbx-* folder in
     the temporary folder for good; the next FBX export removes it. The log of a failure, which
     the error names, stays."""
-    from test_temp_folders import _dead_pid, _folder
+    from test_temp_folders import abandoned_folder
 
     from wbcap.export.fbx import write_fbx
-    from wbcap.temp_folders import OWNER_FILE
+    from wbcap.temp_folders import MARK_FILE
 
     systmp, use = fake_blender
     use(failing)
@@ -103,13 +102,13 @@ def test_an_fbx_export_removes_the_folder_a_killed_one_left_and_keeps_a_named_lo
     with pytest.raises(WbcapError):
         write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
     (named,) = systmp.glob("wbcap-fbx-*")
-    assert [p.name for p in named.iterdir()] == ["track_3.fbx.blender.log"]  # (no owner record: kept)
-    left = _folder(systmp, "wbcap-fbx-k1ll3d", {"host": socket.gethostname(), "pid": _dead_pid()})
+    assert [p.name for p in named.iterdir()] == ["track_3.fbx.blender.log"]  # (no mark: kept)
+    left = abandoned_folder(systmp)
     (left / "blender_Xq7RzP").mkdir()
     use(interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_fbx(out / "track_3.glb", out / "track_3.fbx", fps=25.0)
-    assert list(systmp.iterdir()) == [named] and not (named / OWNER_FILE).exists()
+    assert list(systmp.iterdir()) == [named] and not (named / MARK_FILE).exists()
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

@@ -212,9 +212,16 @@ def test_view_of_an_empty_render_mp4_is_one_line(tmp_path):
     line = _one_error_line(r)
     assert line.startswith(f"error: {run / 'render.mp4'}: not a video wbcap can read ("), line
     assert line.endswith(f"write it again with `wbcap run /clips/walk.mp4 -o {run} --resume` and the run's pass-1 "
-                         f"flags (recorded in {run / '.wbcap' / 'run.json'}; a resume with others names each), or "
-                         "move it away to view the run without its video"), line  # (the bare command was refused)
+                         "flags, or move it away to view the run without its video"), line  # (the bare command was refused)
     assert not (tmp_path / "v.html").exists() and not (tmp_path / "v_files").exists()
+    # with the command the run recorded: that command with --resume, as `wbcap export`'s hint gives it
+    # (and the variables that found its files)
+    command = {"argv": ["run", "/clips/walk.mp4", "-o", str(run), "--every", "2"], "cwd": str(tmp_path),
+               "out": str(run), "env": {"WBCAP_HOME": "/lab/wbcap"}}
+    (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/clips/walk.mp4", "command": command}))
+    line = _one_error_line(CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "v.html")]))
+    assert f"write it again with `cd {tmp_path} && WBCAP_HOME=/lab/wbcap wbcap run /clips/walk.mp4 -o {run} --every 2 " \
+           "--resume`, or move it away" in line, line
     (run / "render.mp4").unlink()  # moved away: the page without the video
     r = CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "v.html")])
     assert r.exit_code == 0 and json.loads((tmp_path / "v_files" / "view.json").read_text())["video"] is None

@@ -324,7 +324,7 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
         (clips / name).write_bytes(b"x")
     with pytest.raises(InputError) as info:
         iter_image_paths([clips])
-    assert str(info.value) == (f"{clips}: folder holds no image file but 2 other files (IMG_0001.MOV, short1.mp4); a "
+    assert str(info.value) == (f"{clips}: folder holds no image file but 2 video files (IMG_0001.MOV, short1.mp4); a "
                                "folder is read as an image sequence: give a video by its own path, not a folder "
                                "(`wbcap run VIDEO`, one run per video)")
     with pytest.raises(InputError) as info:

@@ -14,8 +14,8 @@ from typing import Any
 
 def stderr_console() -> Any:
     """The ``rich.console.Console`` of stderr that the root logger's rich handler writes to (the
-    ``wbcap`` command's, on a terminal), or a new one (``soft_wrap``) where there is none: a log
-    file or a pipe, ``-q``, the Python API."""
+    ``wbcap`` command's, on a terminal), or a new one (``soft_wrap``) where there is none (stderr to
+    a log file or a pipe, the Python API)."""
     from rich.console import Console
 
     for handler in logging.getLogger().handlers:

@@ -176,7 +176,8 @@ def detector_options(video: bool):
                      help="A YOLOX ONNX export to detect people with (any size; raw or decoded outputs)."),
         click.option("--score-threshold", type=FiniteFloatRange(), default=None,
                      help="Minimum detector score (default: YOLOX 0.3, in [0, 1]; torchvision 0.5, in [0, 1]; HOG 0.0, an "
-                          "SVM margin, any number)."),
+                          "SVM margin, any number; with auto a probability in [0, 1], which a HOG fallback leaves "
+                          "at its default)."),
         click.option("--min-height", "min_height_frac", type=FiniteFloatRange(0, 1), default=None,
                      help="Ignore people shorter than this fraction of the image height."),
         click.option("--max-people", type=IntRange(min=1), default=None,

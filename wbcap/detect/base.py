@@ -69,13 +69,15 @@ def sort_by_score(detections: list[Detection]) -> list[Detection]:
 #: What the detectors whose scores are probabilities call them (:func:`check_probability_threshold`).
 YOLOX_SCORES = "YOLOX's scores lie (objectness x person probability; default 0.3)"
 FRCNN_SCORES = "Faster R-CNN's scores lie (default 0.5)"
+#: ``--detector auto``'s (YOLOX, else Faster R-CNN: probabilities; its HOG fallback keeps its own margin).
+AUTO_SCORES = "the scores of {detector} auto's detectors lie (YOLOX, Faster R-CNN; for HOG's SVM margins use {detector} hog)"
 
 
 def check_probability_threshold(value: float, scores: str) -> None:
     """Refuse a score threshold outside [0, 1] (NaN too) for a detector whose scores are
     probabilities (YOLOX, Faster R-CNN; HOG's are SVM margins): -3 or 5 were taken, and a
-    threshold at or under 0 kept every box (a user trial). ``scores``: :data:`YOLOX_SCORES` or
-    :data:`FRCNN_SCORES`.
+    threshold at or under 0 kept every box (a user trial). ``scores``: :data:`YOLOX_SCORES`,
+    :data:`FRCNN_SCORES` or :data:`AUTO_SCORES` (its ``{detector}`` filled in).
 
     Raises:
         InputError: one line naming the setting (``--score-threshold`` in the CLI) and the range.

@@ -141,16 +141,14 @@ def make_detector(
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
     if score_threshold is not None:  # (before a download: a value the detector named would refuse)
-        from wbcap.detect.base import FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
+        from wbcap.detect.base import AUTO_SCORES, FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
 
         if model is not None or is_yolox_name or spec.startswith("yolox:"):
             check_probability_threshold(score_threshold, YOLOX_SCORES)
         elif spec == "torchvision":
             check_probability_threshold(score_threshold, FRCNN_SCORES)
         elif spec == "auto":  # (on every machine alike, whichever detector auto then finds)
-            check_probability_threshold(score_threshold, f"the scores of {setting('detector')} auto's detectors lie "
-                                                         f"(YOLOX, Faster R-CNN; for HOG's SVM margins use "
-                                                         f"{setting('detector')} hog)")
+            check_probability_threshold(score_threshold, AUTO_SCORES.format(detector=setting("detector")))
     if model is not None:
         if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
             raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
@@ -190,8 +188,11 @@ def make_detector(
         unused = ""
         if spec == "hog" and score_threshold is not None:
             # (a probability, as checked above: HOG's SVM margins are another scale, so its default stays)
+            from wbcap.detect.hog import HOGDetector
+
             unused = (f"; {setting('score_threshold')} {score_threshold:g} is a probability and HOG scores SVM "
-                      f"margins, so HOG keeps its default margin 0 ({setting('detector')} hog takes a margin)")
+                      f"margins, so HOG keeps its default margin {HOGDetector.DEFAULT_MARGIN:g} "
+                      f"({setting('detector')} hog takes a margin)")
             score_threshold = None
         log.warning("detector: %s, because %s is not installed (%s); `wbcap weights fetch %s` gets the better detector%s",
                     "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real footage)", best.name, reason, best.name,

@@ -63,10 +63,12 @@ class HOGDetector:
     """
 
     name = "hog"
+    #: The default ``score_threshold`` (an SVM margin: OpenCV's ``hitThreshold`` default).
+    DEFAULT_MARGIN = 0.0
 
     def __init__(
         self,
-        score_threshold: float = 0.0,
+        score_threshold: float = DEFAULT_MARGIN,
         min_height_frac: float = 0.2,
         max_people: int | None = None,
         *,

@@ -123,7 +123,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +130,7 @@ from pathlib import Path
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
-from wbcap.temp_folders import keep, make_temp_folder
+from wbcap.temp_folders import temp_folder
 
 __all__ = ["INSTALL_HINT", "blender_available", "bpy_import_error", "write_fbx"]
 
@@ -233,7 +232,7 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
             leaves nothing in the output folder. Blender's own session folder goes there too
             (its ``$TMPDIR``), so an interrupted Blender leaves none in the temporary folder. A
             folder that a killed export left (SIGKILL) is removed by the next FBX export
-            (:func:`wbcap.temp_folders.make_temp_folder`).
+            (:func:`wbcap.temp_folders.temp_folder`).
     """
     glb = Path(glb_path)
     out = Path(fbx_path)
@@ -246,34 +245,27 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
     # The log lives outside the output folder (which then holds only finished files and wbcap's
     # temporaries): removed on success and on any interruption, kept only for the message of a failure.
     step = 1 if first_time is None or last_time is None else key_step(first_time, fps, last_time)
-    log_dir = make_temp_folder("wbcap-fbx-")
-    log_path = log_dir / f"{final_path(out).name}.blender.log"
-    keep_log = False
-    try:
-        with atomic_path(out) as tmp:
-            cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps)), str(step)]
-            logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
-            # Blender makes a session folder (blender_XXXXXX) in $TMPDIR and removes it when it ends
-            # well; killed with wbcap (Ctrl-C, SIGTERM) it left it there: now it lies in log_dir
-            env = {**os.environ, "TMPDIR": str(log_dir)}
-            with open(log_path, "wb") as log_file:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                      cwd=str(out.parent.resolve()), env=env, check=False)
-            if proc.returncode == EXIT_NO_BPY:
-                raise WbcapError(f"{out}: Blender's Python module does not import ({_reason(log_path)}); "
-                                 f"{INSTALL_HINT}")
-            if proc.returncode != 0 or not tmp.is_file():
-                no_room = _no_room(log_path)
-                if no_room is not None:  # (the disk or quota filled while Blender wrote: the one full-disk line)
-                    raise OSError(no_room, os.strerror(no_room), str(out))
-                keep_log = True
-                raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
-                                 f"see its log {log_path}")
-    finally:
-        if keep_log:
-            keep(log_dir)
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+    with temp_folder("wbcap-fbx-") as temp, atomic_path(out) as tmp:
+        log_dir = temp.path
+        log_path = log_dir / f"{final_path(out).name}.blender.log"
+        cmd = [sys.executable, str(_SCRIPT), str(glb.resolve()), str(tmp.resolve()), repr(float(fps)), str(step)]
+        logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
+        # Blender makes a session folder (blender_XXXXXX) in $TMPDIR and removes it when it ends
+        # well; killed with wbcap (Ctrl-C, SIGTERM) it left it there: now it lies in log_dir
+        env = {**os.environ, "TMPDIR": str(log_dir)}
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                  cwd=str(out.parent.resolve()), env=env, check=False)
+        if proc.returncode == EXIT_NO_BPY:
+            raise WbcapError(f"{out}: Blender's Python module does not import ({_reason(log_path)}); "
+                             f"{INSTALL_HINT}")
+        if proc.returncode != 0 or not tmp.is_file():
+            no_room = _no_room(log_path)
+            if no_room is not None:  # (the disk or quota filled while Blender wrote: the one full-disk line)
+                raise OSError(no_room, os.strerror(no_room), str(out))
+            temp.keep()  # (the log the message names)
+            raise WbcapError(f"{out}: Blender could not convert {glb.name} to FBX ({_reason(log_path)}); "
+                             f"see its log {log_path}")
     logger.info("wrote %s (%d bytes)", final_path(out), out.stat().st_size)
     shift = 0.0 if first_time is None else grid_shift(first_time, fps * step)
     if shift:

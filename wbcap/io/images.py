@@ -366,7 +366,7 @@ def iter_image_paths(
                 others = [f for f in entries if not f.name.startswith(".") and f.is_file()
                           and f.suffix.lower() in _VIDEO_NAMES]
                 if others:  # (a folder of phone clips: said only for a glob of them before; a user trial)
-                    raise InputError(_no_image_match(p, others, "folder holds"))
+                    raise InputError(_no_image_match(p, others, "folder holds", "video"))
                 raise InputError(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                     "point to a folder of images"
@@ -399,15 +399,15 @@ def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
                     " ".join(sorted(IMAGE_EXTENSIONS)))
 
 
-def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern matches") -> str:
+def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern matches", kind: str = "other") -> str:
     """The message for a pattern (or, with ``verb`` "folder holds", a folder) that yields no
     image file; ``others``: the other files it yields (videos, most likely: a glob or a folder is
-    read as an image sequence, never as several videos)."""
+    read as an image sequence, never as several videos), called ``kind`` files."""
     what = verb.split()[0]
     if not others:
         return f"{pattern}: {verb} no image file; check the {what}"
     names = ", ".join(f.name for f in others[:3]) + (", ..." if len(others) > 3 else "")
-    count = f"{len(others)} other file" + ("s" if len(others) > 1 else "")
+    count = f"{len(others)} {kind} file" + ("s" if len(others) > 1 else "")
     return (f"{pattern}: {verb} no image file but {count} ({names}); a "
             f"{what} is read as an image sequence: give a video by its own path, not a {what} "
             "(`wbcap run VIDEO`, one run per video)")

@@ -78,7 +78,7 @@ FILE_IDENTITY = "file_identity"
 #: the environment variables through which it found its checkpoint or SMPL-X model, by name
 #: (:func:`wbcap.paths.variables_finding`; absent when none)}`` (``wbcap run``, a resume
 #: included; none from the Python API, whose resume keeps the one there), so that the hints
-#: saying how to finish an interrupted run give the whole command (:func:`_resume_command`), its
+#: saying how to finish an interrupted run give the whole command (:func:`resume_command`), its
 #: pass-1 flags, a resume's pass-2 ones and those variables included. Like
 #: :data:`BODY_MODEL_FILE`, not a setting.
 COMMAND = "command"
@@ -464,21 +464,20 @@ def _lock(fd: int, out: Path, shared: bool, fix: str, quiet: bool = False) -> No
         InputError: another process holds OUT in a way that excludes this lock (``fix``: the
             end of the message).
     """
+    from wbcap.locks import flock_nowait
+
     try:
-        import fcntl
-    except ImportError:  # (no flock on this platform)
-        return
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = "one still writing it" if shared else "one still writing or reading it"  # (readers: shared)
-        raise InputError(f"{out} is in use by another wbcap process ({holder}); wait for it to finish{fix}") from None
+        taken = flock_nowait(fd, shared)
     except OSError as exc:  # a file system without flock on folders (NFS: EBADF; ENOLCK, ENOSYS...)
         # (a writer says so once; a reader, which may take the lock several times in one command,
         # only in the debug log: the writer of that folder said it when it ran)
         (log.debug if shared or quiet else log.warning)(
             "%s: cannot lock the folder (%s), so another wbcap process writing it at the same time would not be "
             "noticed", out, exc.strerror or exc)
+        return
+    if taken is False:
+        holder = "one still writing it" if shared else "one still writing or reading it"  # (readers: shared)
+        raise InputError(f"{out} is in use by another wbcap process ({holder}); wait for it to finish{fix}")
 
 
 @contextlib.contextmanager
@@ -630,14 +629,14 @@ def unfinished_run_note(out: Path) -> str:
     """The end of a message about a run folder ``out`` without ``params.jsonl`` (``wbcap export``,
     ``wbcap view``): where an ``--overwrite`` set the previous run aside (:func:`set_aside_note`),
     or, for a run whose pass 1 began (``OUT/.wbcap/``), that it is unfinished and how to finish
-    it (:func:`_resume_command`); ``""`` for a folder no run wrote."""
+    it (:func:`resume_command`); ``""`` for a folder no run wrote."""
     aside = set_aside_note(out)
     if aside or not (out / RUN_DIR).is_dir():
         return aside
-    return f" yet (interrupted?); finish it with {_resume_command(out)}"
+    return f" yet (interrupted?); finish it with {resume_command(out)}"
 
 
-def _resume_command(out: Path) -> str:
+def resume_command(out: Path) -> str:
     """The command that finishes the run in ``out``, quoted for a shell: the last one that ran it
     (:data:`COMMAND`) without ``--overwrite``, with ``--resume``, preceded by the environment
     variables through which it found its files (``WBCAP_WEIGHTS=... wbcap run ...``), after
@@ -998,7 +997,7 @@ def unfinished_outputs_note(out: Path) -> str | None:
     if not (out / RUN_DIR / WRITING_FILE).is_file():
         return None
     return (f"{out}: its run was stopped while writing its outputs, so some may be missing (render.mp4, animation "
-            f"files); finish them with {_resume_command(out)}")
+            f"files); finish them with {resume_command(out)}")
 
 
 def remove_outputs(out: Path) -> None:

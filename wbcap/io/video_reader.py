@@ -165,8 +165,8 @@ class FrameSource:
 
     Attributes:
         info: :class:`VideoInfo` of the source (for image sequences: size of the first image,
-            ``fps=image_fps``, ``frame_count`` = number of images, ``rotation=0`` since each
-            image's EXIF orientation is applied by ``load_image``).
+            ``fps=image_fps``, ``frame_count`` = number of images, ``rotation`` and ``mirrored``
+            the first image's EXIF orientation, which ``load_image`` applies, as each image's own).
         start, end, every, max_frames: the selection (seconds, seconds, frames, frames).
     """
 

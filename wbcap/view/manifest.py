@@ -350,7 +350,7 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
 
 
 def _video_content(out: Path) -> SiteContent:
-    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, RUN_DIR, RUN_FILE, read_meta, read_run_file
+    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file, resume_command
 
     meta = read_meta(out) or {}
     per_track = _read_lines(out / PARAMS_FILE)
@@ -373,10 +373,7 @@ def _video_content(out: Path) -> SiteContent:
     video = out / RENDER_FILE
     if video.is_file():
         offset = float(run.get("start") or 0.0)
-        given = run.get("source") or meta.get("source")
-        again = (f"`wbcap run {given} -o {out} --resume` and the run's pass-1 flags (recorded in "
-                 f"{out / RUN_DIR / RUN_FILE}; a resume with others names each)" if given
-                 else "its `wbcap run` with --resume")
+        again = resume_command(out)  # (the command that ran it, with --resume: as `wbcap export`'s hint)
         times = [t + offset for t in video_frame_times(
             video, f"write it again with {again}, or move it away to view the run without its video")]
         by_time = sorted((t, f) for f, t in frames.items())

@@ -293,10 +293,10 @@ def serve_view(job: ViewJob) -> Iterator[ViewServer]:
     """
     from wbcap.view.server import ViewServer
 
-    # (the folder holds an owner record, so a server killed by SIGKILL leaves one that the next
-    # `wbcap view` removes: the site goes in a folder of it, which serves no such record)
+    # (the folder holds a mark, so that one a server killed by SIGKILL left is removed by the next
+    # `wbcap view`: the site goes in a folder of it, which serves no mark)
     with temp_folder("wbcap-view-") as tmp:
-        site = tmp / "site"
+        site = tmp.path / "site"
         site.mkdir()
         build_site(job, site, link=True)
         (site / "index.html").write_text(_page(None, "wbcap view OUT"), encoding="utf-8")
