@@ -68,7 +68,46 @@ def test_log_falls_back_to_the_temp_folder(crashing_doctor, monkeypatch, tmp_pat
     monkeypatch.setattr(tempfile, "tempdir", None)
     r = CliRunner().invoke(cli, ["doctor"])
     log = _log_path(r.stderr.splitlines()[-1])
-    assert log.parent == tmp_path / "tmp" / "wbcap-logs" and "Traceback" in log.read_text()
+    # (this user's own folder, readable by the user only: a shared one refused the next user's logs)
+    assert log.parent == tmp_path / "tmp" / f"wbcap-logs-{os.getuid()}" and "Traceback" in log.read_text()
+    assert log.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_working_folder_that_is_gone_is_one_line(tmp_path, monkeypatch, crashing_doctor):
+    """Run from a folder deleted meanwhile (an admin's trial): before the start, torch's MKL ended
+    the process with a bare "FATAL ERROR"; while running, the crash report itself failed (a
+    second traceback). Now one line with the fix; a crash then names the likely cause."""
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"cd {gone} && rmdir {gone} && exec {sys.executable} -m wbcap doctor"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr == ("error: wbcap cannot run: its working folder no longer exists (deleted or moved); cd to an "
+                           "existing folder and run it again\n"), proc.stderr
+    import wbcap.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "_working_folder_gone", lambda: True)  # (deleted while it ran)
+    r = CliRunner().invoke(cli, ["doctor"])
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: wbcap doctor failed: RuntimeError") and "; its working folder no longer exists" in line
+    _log_path(line)
+
+
+def test_a_terminal_in_another_encoding_gets_question_marks_not_a_crash(tmp_path):
+    """`LANG=C` without Python's UTF-8 mode, or a Latin-1 terminal: `wbcap weights list` and the
+    help of `image` and `run` failed with UnicodeEncodeError on a dash or an ellipsis (an admin's
+    trial). `python -m wbcap` runs the command too (it did not exist)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "WBCAP_HOME": str(tmp_path / "home")}
+    for args in (["weights", "list"], ["image", "--help"], ["run", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "wbcap", *args], capture_output=True, env=env, check=False)
+        assert proc.returncode == 0, (args, proc.stderr.decode(errors="replace")[-1000:])
+        assert b"Traceback" not in proc.stderr and proc.stdout.isascii() and b"?" in proc.stdout, args
 
 
 def test_crash_names_the_image_being_processed(monkeypatch, tmp_path):

@@ -316,20 +316,31 @@ def _where(exc: BaseException) -> str:
     if not frames:
         return ""
     package = str(Path(__file__).resolve().parents[1])
-    ours = [f for f in frames if str(Path(f.filename).resolve()).startswith(package)]
+
+    def absolute(filename: str) -> str:  # (a relative one from a working folder deleted since: as it is)
+        try:
+            return str(Path(filename).resolve())
+        except OSError:
+            return filename
+
+    ours = [f for f in frames if absolute(f.filename).startswith(package)]
     frame = (ours or frames)[-1]
     name = frame.filename
     if ours:
-        name = str(Path(name).resolve().relative_to(Path(package).parent))
+        name = str(Path(absolute(name)).relative_to(Path(package).parent))
     return f"{name}:{frame.lineno} in {frame.name}"
 
 
 def _write_crash_log(text: str) -> Path | None:
-    """Write ``text`` to a new ``crash-<time>-<pid>.log``; the log folder, else the temp folder."""
+    """Write ``text`` to a new ``crash-<time>-<pid>.log``; the log folder, else this user's own
+    folder of the temp folder (``wbcap-logs-<uid>``, readable by the user only: a shared temp
+    folder's ``wbcap-logs`` of one user refused the next one's logs, and showed everyone the
+    command lines and paths: an admin's trial)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for folder in (crash_log_dir(), Path(tempfile.gettempdir()) / "wbcap-logs"):
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    for folder in (crash_log_dir(), Path(tempfile.gettempdir()) / f"wbcap-logs-{uid}"):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = folder / f"crash-{stamp}-{os.getpid()}.log"
             with open(path, "x", encoding="utf-8") as fh:
                 fh.write(text)
@@ -366,6 +377,8 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
     line = f"error: wbcap {command} failed: {kind}" + (f": {message}" if message else "")
     if details:
         line += f" ({'; '.join(details)})"
+    if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
+        line += f"; {_NO_WORKING_FOLDER}"
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
     click.echo(line, err=True)
     ctx.exit(CRASH_EXIT_CODE)
@@ -425,9 +438,45 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
+#: The fix said when the working folder is gone (deleted or moved away under the shell).
+_NO_WORKING_FOLDER = "its working folder no longer exists (deleted or moved); cd to an existing folder and run it again"
+
+
+def _working_folder_gone() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
+def _text_streams_never_fail_on_characters() -> None:
+    """Standard output and error in a text encoding other than UTF-8 (``LANG=C`` with Python's
+    UTF-8 mode off, ``PYTHONIOENCODING=latin-1``): characters they cannot hold (the help's dashes
+    and ellipses, a file name) are written as ``?`` instead of failing the command with a
+    ``UnicodeEncodeError`` (an admin's trial: `wbcap weights list` and two ``--help`` pages)."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        try:
+            utf8 = encoding is not None and codecs.lookup(encoding).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8 and getattr(stream, "errors", "strict") == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="replace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``wbcap`` command line (``argv``: the arguments, default ``sys.argv[1:]``); ends by
-    raising :class:`SystemExit` as click does, so it can be called from Python and tested."""
+    raising :class:`SystemExit` as click does, so it can be called from Python and tested. A
+    working folder that no longer exists is one line and exit 2 before anything is imported
+    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial)."""
+    if _working_folder_gone():
+        click.echo(f"error: wbcap cannot run: {_NO_WORKING_FOLDER}", err=True)
+        raise SystemExit(2)
+    _text_streams_never_fail_on_characters()
     cli.main(args=argv, prog_name="wbcap")
 
 
