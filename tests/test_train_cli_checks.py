@@ -151,6 +151,35 @@ def test_a_run_ending_before_its_first_snapshot_puts_the_previous_run_back(tmp_p
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+@pytest.mark.slow  # a training process with two data-loading workers
+def test_sigterm_to_the_process_group_stops_training_as_ctrl_c_does(tmp_path, body_dir):
+    """`timeout`, `kill -TERM -PGID` and a batch scheduler's cancel signal the whole process group:
+    the data-loading workers died of it under the main process, which failed ("DataLoader worker
+    is killed by signal: Terminated", a crash log) and left their pymp-* folders (an admin's
+    trial). The workers now leave the signal to the main process: "stopped by SIGTERM", 143."""
+    import subprocess
+    import sys
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wbcap", "train", "body", "--datasets", "synthetic", "--max-steps", "50", "--batch-size",
+         "2", "--workers", "2", "--body-models", str(body_dir), "--device", "cpu", "-o", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(temp)})
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(children.read_text().split()) < 2:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)  # (the workers loading their first batches)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "stopped by SIGTERM", err[-2000:]
+    assert "Traceback" not in err and not list(temp.glob("pymp-*"))
+
+
 def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, train_args, trained):
     """SIGKILL between setting the previous run aside and the first snapshot: the next run on the
     folder puts it back (no snapshot yet) or drops it (the new run has one)."""

@@ -164,7 +164,20 @@ def _to_tensors(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _seed_worker(worker_id: int) -> None:
+def _init_worker(worker_id: int) -> None:
+    """A data-loading worker's start: NumPy's and Python's generators seeded from torch's (each
+    worker's own), and the stop signals ignored. A SIGTERM or SIGHUP to the whole process group
+    (``timeout``, ``kill -TERM -PGID``, a batch scheduler's cancel) killed the workers under the
+    main process, which then failed ("DataLoader worker is killed by signal") instead of stopping
+    as on Ctrl-C, and left the workers' ``pymp-*`` folders (an admin's trial); now the main process
+    alone acts on them and shuts its workers down. Ctrl-C's SIGINT too, which reaches the main
+    process as well."""
+    import signal
+
+    from wbcap.stop_signals import STOP_SIGNALS
+
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -709,7 +722,7 @@ def train(
             data.set_epoch(epoch)
             loader = DataLoader(
                 data, batch_size=stage.batch_size, sampler=sampler, num_workers=stage.num_workers, drop_last=True,
-                worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(stage.seed + epoch),
+                worker_init_fn=_init_worker, generator=torch.Generator().manual_seed(stage.seed + epoch),
                 pin_memory=device.type == "cuda", persistent_workers=False,
             )
             model.train()
