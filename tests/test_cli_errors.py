@@ -96,6 +96,18 @@ def test_a_working_folder_that_is_gone_is_one_line(tmp_path, monkeypatch, crashi
     _log_path(line)
 
 
+def test_a_crash_of_a_failed_allocation_says_it_ran_out_of_memory(monkeypatch):
+    import wbcap.doctor
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes")
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", oom)
+    line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
+    assert "; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer images per " \
+           "batch (--batch-size); full traceback in " in line, line
+
+
 def test_a_terminal_in_another_encoding_gets_question_marks_not_a_crash(tmp_path):
     """`LANG=C` without Python's UTF-8 mode, or a Latin-1 terminal: `wbcap weights list` and the
     help of `image` and `run` failed with UnicodeEncodeError on a dash or an ellipsis (an admin's

@@ -191,6 +191,29 @@ def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_con
         assert torch.equal(small_net(x).smplx.body_pose, net(x).smplx.body_pose)
 
 
+def test_running_out_of_memory_while_reading_a_checkpoint_is_not_called_a_corrupt_file(tmp_path, small_net,
+                                                                                          monkeypatch):
+    """Under `ulimit -v` torch's allocator failed while reading a good checkpoint, and wbcap said
+    "corrupt or truncated — re-download it" for a file `wbcap weights verify` called ok (an
+    admin's trial)."""
+    from wbcap.errors import CheckpointError
+    from wbcap.model import checkpoint
+
+    good = save_checkpoint(tmp_path / "good.pth", small_net)
+    for exc in (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                             "memory: you tried to allocate 9437184 bytes. Error code 12 (Cannot allocate memory)"),
+                MemoryError()):
+        def failing(path, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(checkpoint, "_torch_load", failing)
+        with pytest.raises(CheckpointError) as info:
+            checkpoint.read_checkpoint(good)
+        text = str(info.value)
+        assert text.startswith(f"{good}: out of memory while reading it (") and "corrupt" not in text, text
+        assert text.endswith("free memory or raise the process's memory limit (ulimit -v), then run again"), text
+
+
 def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
     text = tmp_path / "notes.pth.tar"
     text.write_text("not a checkpoint\n")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
+import re
 from collections.abc import Callable, Iterator
 
 #: How the running front end spells a setting; None: as the Python API does (see :func:`spelling`).
@@ -95,3 +97,18 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     exception's type name: for one-line messages about errors from other libraries."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+#: How torch, NumPy and the loader word an allocation that failed (``[enforce fail at
+#: alloc_cpu.cpp]``, "DefaultCPUAllocator: can't allocate memory", "failed to map segment").
+_OUT_OF_MEMORY = re.compile(r"alloc_cpu\.cpp|DefaultCPUAllocator|can't allocate memory|Cannot allocate memory|"
+                            r"failed to map segment|Unable to allocate|out of memory", re.IGNORECASE)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (a ``MemoryError``, or an error whose message
+    says so as torch's allocator and NumPy word it): the memory limit (``ulimit -v``, a cgroup)
+    or the machine's memory, not a bad file or a bug."""
+    if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
+        return True
+    return bool(_OUT_OF_MEMORY.search(str(exc)))

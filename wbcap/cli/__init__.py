@@ -354,6 +354,8 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
     """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
     from importlib import metadata
 
+    from wbcap.errors import is_out_of_memory
+
     command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
     message = " ".join(str(exc).split())
     if len(message) > 300:
@@ -379,6 +381,9 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
         line += f" ({'; '.join(details)})"
     if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
         line += f"; {_NO_WORKING_FOLDER}"
+    elif is_out_of_memory(exc):
+        line += ("; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer "
+                 "images per batch (--batch-size)")
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
     click.echo(line, err=True)
     ctx.exit(CRASH_EXIT_CODE)

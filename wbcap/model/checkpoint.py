@@ -30,7 +30,7 @@ import torch
 
 from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
-from wbcap.errors import CheckpointError, CheckpointUnreadableError, first_line
+from wbcap.errors import CheckpointError, CheckpointUnreadableError, first_line, is_out_of_memory
 from wbcap.model.hand4whole import Hand4Whole
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _looks_like_torch_save(path: Path) -> bool:
 
 #: What torch.load raises on a file it cannot read (torch's legacy reader: IndexError / TypeError on
 #: some text files).
-_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, MemoryError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
                 IndexError, TypeError)
 
 
@@ -107,6 +107,10 @@ _BAD_OPCODE = re.compile(r"Unsupported operand \d+")
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
+    if is_out_of_memory(exc):  # (a good file: said "corrupt or truncated — re-download it" before, an admin's trial)
+        size_mb = path.stat().st_size / 1e6
+        return CheckpointError(f"{path}: out of memory while reading it ({size_mb:.0f} MB; {first_line(exc, 120)}); "
+                               "free memory or raise the process's memory limit (ulimit -v), then run again")
     if isinstance(exc, OSError) and exc.errno is not None:  # (e.g. no permission to read it)
         return CheckpointUnreadableError(f"{path}: cannot be read ({exc.strerror or exc}); check that the file is "
                                          "readable")
