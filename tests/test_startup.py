@@ -12,6 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from clients import skip_or_fail
 
 from wbcap.export import _gl
 
@@ -51,6 +52,21 @@ def probes(monkeypatch, tmp_path):
     yield calls, works
     _gl._reset_for_tests()
     os.environ.pop(_gl.ENV_PLATFORM, None)
+
+
+def test_a_probe_answers_the_same_from_a_working_folder_deleted_meanwhile(tmp_path, monkeypatch):
+    """The probe's child ran in the working folder: deleted meanwhile, the child failed and its
+    "no OpenGL" was kept for the machine, so every later run rendered in software (an admin's
+    trial). It runs from the root folder now."""
+
+    works = next((p for p in _gl._candidates() if _gl._probe(p)), None)
+    if works is None:
+        skip_or_fail("no OpenGL platform renders here (EGL or OSMesa)")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert _gl._probe(works) is True
 
 
 def test_platform_is_probed_once_per_machine_then_read_from_disk(probes):

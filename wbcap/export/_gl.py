@@ -102,6 +102,10 @@ def _probe(platform: str) -> bool | None:
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE_CODE],
             env=env,
+            # (from the root folder: in a working folder deleted meanwhile the child failed, and its
+            # "no" was kept as this machine's answer, so every later run rendered in software: an
+            # admin's trial)
+            cwd=os.path.abspath(os.sep),
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,

@@ -157,7 +157,8 @@ def bpy_import_error() -> str | None:
     of its error output."""
     try:
         proc = subprocess.run([sys.executable, "-c", "import bpy"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=300, check=False)
+                              stderr=subprocess.PIPE, timeout=300, check=False,
+                              cwd=os.path.abspath(os.sep))  # (not a working folder that may be gone: see _gl._probe)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{type(exc).__name__}: {exc}"
     if proc.returncode == 0:
