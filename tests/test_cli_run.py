@@ -456,6 +456,29 @@ def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, mo
 
 
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
+@pytest.mark.parametrize("how", [["--overwrite"], ["--resume", "--smooth", "gaussian"], ["--resume"]])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch,
+                                                                                  how):
+    """A finished run's folder made read-only (or another user's): `--overwrite` and a `--resume`
+    with other pass-2 settings failed with a crash after the model loaded, and the resume left a
+    false "writing" mark (an admin's trial). One line, exit 2, nothing touched."""
+    import wbcap.video_app as video_app
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "out"
+    args = ["--detector", "full", "--no-render", "--min-track", "1", *base_args]
+    assert run("run", video, "-o", out, *args).exit_code == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (Path(path) != out or not mode & os.W_OK)
+                        and real_access(path, mode, **kw))  # (read-only for this test)
+    monkeypatch.setattr(video_app, "_load_pipeline", lambda *a: pytest.fail("the model loaded"))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), *how, *args])
+    assert r.exit_code == 2 and r.output == (f"error: {out}: cannot write in this folder (read-only or no permission); "
+                                             "choose another -o folder\n"), r.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
     out = tmp_path / "out"

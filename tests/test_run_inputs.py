@@ -258,8 +258,8 @@ def test_output_folder_that_cannot_be_made_is_a_user_error(tmp_path, base_args):
     (tmp_path / "afile").write_text("")
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "afile" / "out"), "--detector", "full", *base_args])
     assert r.exit_code == 2, r.output
-    assert r.stderr.splitlines() == [f"error: {tmp_path / 'afile' / 'out'}: cannot create the output folder (Not a directory); "
-                                     "choose another -o folder"]
+    assert r.stderr.splitlines() == [f"error: {tmp_path / 'afile'}: is a file, so {tmp_path / 'afile' / 'out'} cannot be "
+                                     "created; choose another -o folder"]
 
 
 def test_clock_rate_nominal_unless_the_frames_say_otherwise():

@@ -507,6 +507,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         refuse_output_inside_a_run(out)
     if not (job.resume or job.overwrite):
         refuse_taken_output(out)  # (a folder holding a run: one line now, not after the model loads)
+    from wbcap.atomic import check_writable_destination
+
+    # (a read-only OUT, or one of another user: one line now; --overwrite and a --resume with other
+    # pass-2 settings failed with a crash after the model loaded: an admin's trial)
+    check_writable_destination(out, fix=f"choose another {setting('out', api='output')} folder")
     # A box file is read, checked and bound to the frames before the model loads (its one line in a
     # moment); a detector network after it, on the model's device.
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
