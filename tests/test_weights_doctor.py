@@ -687,6 +687,34 @@ def test_doctor_says_first_when_wbcap_home_is_a_file(tmp_path, monkeypatch):
     assert not (tmp_path / "new").exists() and r.output.splitlines()[-2].endswith("`wbcap demo` still runs without them.")
 
 
+def test_a_read_only_shared_home_is_a_warning_and_what_is_measured_goes_to_the_users_own_cache(tmp_path, monkeypatch):
+    """A lab's WBCAP_HOME, read-only for its users: every command works from it, but doctor called
+    it missing (fix: leave it), and the CPU inference form, which could not be kept there, was
+    measured again by every run (~45 s; an admin's trial). Now a warning, and the caches go to the
+    user's own cache folder."""
+    import os
+
+    import platformdirs
+
+    from wbcap.paths import cache_file
+
+    shared = tmp_path / "shared"
+    (shared / "cache").mkdir(parents=True)
+    monkeypatch.setenv("WBCAP_HOME", str(shared))
+    assert cache_file("cpu_strategy.json") == shared / "cache" / "cpu_strategy.json"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (mode & os.W_OK and Path(path).is_relative_to(shared))
+                        and real(path, mode, **kw))  # (read-only for this user)
+    own = Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
+    assert not own.is_relative_to(shared) and cache_file("cpu_strategy.json") == own / "cpu_strategy.json"
+    r = CliRunner().invoke(cli, ["doctor"])
+    lines = r.output.splitlines()
+    assert lines[0] == (f"[warn] user folders: {shared}: cannot write in this folder (read-only or no permission); "
+                        f"{shared / 'cache'}: cannot write in this folder (read-only or no permission): read-only here, "
+                        f"which a shared install may be (its files are read; what wbcap measures is kept in {own})"), lines
+    assert "fix the user folders first" not in r.output
+
+
 def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
     """WBCAP_RENDERER=bogus ended the whole report (exit 2), WBCAP_RENDER_PROCESS=maybe was [ok]
     while `wbcap image` refuses it (a user trial): each is the renderer item's [MISS], the rest of

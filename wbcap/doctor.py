@@ -245,6 +245,14 @@ def user_folders_check() -> Check:
     shown = ", ".join(f"{what} {folder}" for what, folder in folders.items())
     if not problems:
         return Check(USER_FOLDERS, True, shown)
+    if all(f.is_dir() and os.access(f, os.R_OK | os.X_OK) for f in folders.values()):
+        # (a shared install, read-only for this user: every command works, reading the weights and
+        # models there; it was called missing, with the fix of leaving it: an admin's trial)
+        from wbcap.paths import cache_file
+
+        return Check(USER_FOLDERS, False, f"{'; '.join(problems)}: read-only here, which a shared install may be "
+                     f"(its files are read; what wbcap measures is kept in {cache_file('x').parent})",
+                     "nothing for a shared install; else make them writable", optional=True)
     home = os.environ.get(ENV_HOME)
     fix = (f"set {ENV_HOME} to a writable folder (it is {home}), or unset it" if home else
            f"make them writable, or set {ENV_HOME} to a writable folder")

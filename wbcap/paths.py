@@ -49,6 +49,29 @@ def user_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
 
 
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` or, where it does not exist yet, in the nearest
+    folder above it that does (``os.access``: permissions and read-only disks)."""
+    nearest = next((a for a in (folder, *folder.parents) if a.exists()), None)
+    return nearest is not None and nearest.is_dir() and os.access(nearest, os.W_OK | os.X_OK)
+
+
+def cache_file(name: str) -> Path:
+    """Where the cache file ``name`` (``cpu_strategy.json``, ...) is read and written:
+    :func:`user_cache_dir`, or, where a file cannot be written there (a shared ``WBCAP_HOME``
+    that is read-only for this user), the same name in this user's own cache folder (the
+    platformdirs default), so that what a run measures is kept: in a read-only one the CPU
+    inference form was measured again by every run, ~45 s each (an admin's trial)."""
+    folder = user_cache_dir()
+    if not _can_write_in(folder):
+        import platformdirs
+
+        own = Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
+        if own != folder and _can_write_in(own):
+            return own / name
+    return folder / name
+
+
 def demo_body_models_dir() -> Path:
     """Where the demo keeps its synthetic SMPL-X model, written or not
     (``<user cache>/demo_body_models``; written by :func:`wbcap.pipeline.synthetic_body_models_dir`

@@ -34,7 +34,7 @@ def doctor(ctx, body_models):
             click.echo(f"       fix: {check.fix}")
         problems += (not check.ok) and not check.optional
     if problems:
-        homeless = any(c.name == USER_FOLDERS and not c.ok for c in checks)
+        homeless = any(c.name == USER_FOLDERS and not (c.ok or c.optional) for c in checks)
         click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
                    "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
         trying = any(c.stand_in for c in checks)  # (already trying them: the hint would say to do what it did)

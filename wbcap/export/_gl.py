@@ -136,10 +136,11 @@ def select_gl_platform() -> str | None:
 
 
 def cache_file():
-    """Where the probed platform is kept (``gl_platform.json`` in the user cache folder)."""
-    from wbcap.paths import user_cache_dir
+    """Where the probed platform is kept (``gl_platform.json`` in the user cache folder:
+    :func:`wbcap.paths.cache_file`)."""
+    from wbcap.paths import cache_file as user_cache_file
 
-    return user_cache_dir() / "gl_platform.json"
+    return user_cache_file("gl_platform.json")
 
 
 def _cache_key(candidates: list[str]) -> str:

@@ -527,10 +527,10 @@ def weights_fingerprint(backbone: nn.Module) -> str:
 
 
 def calibration_cache_path() -> Path:
-    """``int8_calibration.json`` in wbcap's user cache folder (:func:`wbcap.paths.user_cache_dir`)."""
-    from wbcap.paths import user_cache_dir
+    """``int8_calibration.json`` in wbcap's user cache folder (:func:`wbcap.paths.cache_file`)."""
+    from wbcap.paths import cache_file
 
-    return user_cache_dir() / CALIBRATION_FILE
+    return cache_file(CALIBRATION_FILE)
 
 
 def _calibration_key(fingerprint: str, image_size: Sequence[int]) -> str:

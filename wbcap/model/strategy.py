@@ -579,10 +579,10 @@ def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool | Non
 
 
 def cache_path() -> Path:
-    """``cpu_strategy.json`` in wbcap's user cache folder (:func:`wbcap.paths.user_cache_dir`)."""
-    from wbcap.paths import user_cache_dir
+    """``cpu_strategy.json`` in wbcap's user cache folder (:func:`wbcap.paths.cache_file`)."""
+    from wbcap.paths import cache_file
 
-    return user_cache_dir() / CACHE_FILE
+    return cache_file(CACHE_FILE)
 
 
 def _cache_document(path: Path) -> tuple[dict[str, Any], str | None, int | None]:
