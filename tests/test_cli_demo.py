@@ -180,6 +180,25 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
         find_body_model("female", demo_models)
     assert str(exc.value).endswith(f"in {installed}/ and give body_models {installed.parent} (body_models names "
                                    f"{demo_models}, the demo's synthetic model folder)"), exc.value
+    # the cache cleaned (the demo's model gone) and no real model: also the way back to trying it
+    # (it said only to download SMPL-X: an admin's trial)
+    import shutil
+
+    real = (installed / "SMPLX_NEUTRAL.npz").read_bytes()
+    shutil.rmtree(installed)
+    kept = demo_file.read_bytes()
+    shutil.rmtree(demo_models)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert str(exc.value).endswith("; or, to go on trying wbcap without it, run `wbcap demo`, which writes the "
+                                   "demo's model again"), exc.value
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("male")  # (the demo writes no male model)
+    assert "wbcap demo" not in str(exc.value)
+    demo_file.parent.mkdir(parents=True)
+    demo_file.write_bytes(kept)
+    installed.mkdir()
+    (installed / "SMPLX_NEUTRAL.npz").write_bytes(real)
     config = PipelineConfig(model=ModelConfig(), checkpoint=str(micro_ckpt), device="cpu")
     with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):
         pipe = Pipeline.from_config(config, optimize=False)

@@ -146,9 +146,16 @@ class BodyModelNotFoundError(ModelFileError):
             where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names)"
         else:
             where = f"{self.target}/, or point {ENV_BODY_MODELS} or {setting('body_models')} at the folder that holds it"
+        again = ""
+        named = env_path(ENV_BODY_MODELS)
+        if (gender == "neutral" and (self.demo or (named is not None and is_demo_body_model(named)))
+                and not (demo_body_models_dir() / "smplx" / self.file_name).is_file()):
+            # ($WBCAP_BODY_MODELS at the demo's model, removed with the cache: the try-out route only
+            # needs it back; it said only to download SMPL-X: an admin's trial)
+            again = "; or, to go on trying wbcap without it, run `wbcap demo`, which writes the demo's model again"
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
-            f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}"
+            f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}{again}"
         )
 
 
