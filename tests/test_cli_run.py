@@ -456,7 +456,9 @@ def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, mo
 
 
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
-@pytest.mark.parametrize("how", [["--overwrite"], ["--resume", "--smooth", "gaussian"], ["--resume"]])
+@pytest.mark.parametrize("how", [["--overwrite"],  # (the other two in the full suite: fast loop under 2 minutes)
+                                 pytest.param(["--resume", "--smooth", "gaussian"], marks=pytest.mark.slow),
+                                 pytest.param(["--resume"], marks=pytest.mark.slow)])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch,
                                                                                   how):
     """A finished run's folder made read-only (or another user's): `--overwrite` and a `--resume`

@@ -54,6 +54,7 @@ def probes(monkeypatch, tmp_path):
     os.environ.pop(_gl.ENV_PLATFORM, None)
 
 
+@pytest.mark.slow  # real OpenGL probes in child processes (fast loop under 2 minutes)
 def test_a_probe_answers_the_same_from_a_working_folder_deleted_meanwhile(tmp_path, monkeypatch):
     """The probe's child ran in the working folder: deleted meanwhile, the child failed and its
     "no OpenGL" was kept for the machine, so every later run rendered in software (an admin's
