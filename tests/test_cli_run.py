@@ -455,7 +455,6 @@ def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, mo
     assert len(seen) == 1 and "in use by another wbcap process" in seen[0], seen
 
 
-@pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 @pytest.mark.parametrize("how", [["--overwrite"],  # (the other two in the full suite: fast loop under 2 minutes)
                                  pytest.param(["--resume", "--smooth", "gaussian"], marks=pytest.mark.slow),
                                  pytest.param(["--resume"], marks=pytest.mark.slow)])
@@ -481,6 +480,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loa
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+@pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
     out = tmp_path / "out"
