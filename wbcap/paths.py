@@ -51,9 +51,15 @@ def user_cache_dir() -> Path:
 
 def _can_write_in(folder: Path) -> bool:
     """Whether a file can be made in ``folder`` or, where it does not exist yet, in the nearest
-    folder above it that does (``os.access``: permissions and read-only disks)."""
-    nearest = next((a for a in (folder, *folder.parents) if a.exists()), None)
-    return nearest is not None and nearest.is_dir() and os.access(nearest, os.W_OK | os.X_OK)
+    folder above it that does (:func:`wbcap.atomic.check_writable_destination`)."""
+    from wbcap.atomic import check_writable_destination
+    from wbcap.errors import InputError
+
+    try:
+        check_writable_destination(folder)
+    except InputError:
+        return False
+    return True
 
 
 def cache_file(name: str) -> Path:
