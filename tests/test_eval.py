@@ -72,6 +72,41 @@ def test_a_sample_predicted_nan_is_skipped_by_the_means(models, data_root):
     assert all(value < 1e-3 for value in result.metrics.values()), result.metrics  # sample 1's
 
 
+def test_samples_left_out_of_the_means_are_counted_and_said(models, data_root, caplog, tmp_path):
+    """The means over the finite samples only had been printed as if over all of them: a review
+    against upstream (whose means would be NaN) found nothing said it. Now the samples left out are
+    counted per metric (in --out's JSON) and named in one warning."""
+    import logging
+
+    shift = torch.tensor([0.3, -0.1, 4.0])
+    left = np.load(models / "smplx" / "MANO_SMPLX_vertex_ids.npz")["left_hand"]
+
+    def predictor(batch: EvalBatch) -> torch.Tensor:
+        pred = batch.gt + shift
+        for j, idx in enumerate(batch.indices):
+            if idx == 1:  # the left hand 10 mm off, the pelvis not (test_ehf_hand_offset_known_answers)
+                pred[j, left, 0] += 0.010
+            if idx == 2:  # a network that diverged on this crop
+                pred[j] = float("nan")
+        return pred
+
+    with caplog.at_level(logging.WARNING, logger="wbcap.eval.evaluate"):
+        result = evaluate("EHF", data_root, predictor, body_models=models, batch_size=2)
+    assert result.left_out == {key: 1 for key in WHOLE_BODY_METRICS}
+    # samples 0 and 1 only: (0 + 10 mm x the hand's share of the vertices) / 2
+    assert result.metrics["mpvpe_all"] == pytest.approx(10.0 * len(left) / 10475 / 2, abs=1e-3)
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert said == ["EHF: 1 of 3 samples had a prediction that is not finite and are left out of the means of "
+                    f"{', '.join(WHOLE_BODY_METRICS)} (their per-sample values are null in --out; upstream's means "
+                    "would be NaN)"]
+    written = json.loads(write_results(result, tmp_path / "r.json").read_text())
+    assert written["left_out"] == {key: 1 for key in WHOLE_BODY_METRICS} and written["per_sample"][2]["mpvpe_all"] is None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.eval.evaluate"):
+        clean = evaluate("EHF", data_root, lambda b: b.gt + shift, body_models=models, batch_size=2)
+    assert clean.left_out == {} and not [r for r in caplog.records if "left out" in r.getMessage()]
+
+
 def test_no_samples_says_why(models, data_root):
     """"(empty split or --limit 0)" was said whatever the cause, and the CLI refuses --limit 0 (a
     user trial): a limit of 0 is named only when given."""
@@ -151,6 +186,93 @@ def test_pw3d_exact_and_offset(models, data_root):
     assert m["mpjpe"] == pytest.approx(10.0, abs=1e-3)
     assert m["pa_mpjpe"] < 1e-3
     assert m["mpvpe"] > 0.0
+
+
+def _models_with_h36m_pelvis_at(folder: Path, models: Path, vertex: int) -> Path:
+    """A copy of ``models`` whose SMPL and SMPL-X H36M regressors put the H36M pelvis (row 0) on
+    one SMPL vertex (and its SMPL-X twin), where the SMPL joint regressor's pelvis has none."""
+    shutil.copytree(models, folder, symlinks=True)
+    sel = scipy.sparse.load_npz(models / "smpl" / "SMPLX_to_SMPL.npz").indices
+    for path, column in ((folder / "smpl" / "J_regressor_h36m_smpl.npy", vertex),
+                         (folder / "smplx" / "J_regressor_h36m_smplx.npy", sel[vertex])):
+        reg = np.load(path)
+        reg[0] = 0.0
+        reg[0, column] = 1.0
+        path.unlink()  # (a link into models: not written through)
+        np.save(path, reg)
+    return folder
+
+
+def test_pw3d_mpvpe_aligns_the_meshes_at_the_h36m_pelvis_as_upstream(tmp_path, models, data_root):
+    """3DPW's MPVPE aligned the meshes at the SMPL joint regressor's pelvis; upstream's only 3DPW
+    evaluation (the Pose2Pose branch) aligns them at the H36M regressor's (found by a review). A
+    prediction off by 10 mm at the one vertex that holds the H36M pelvis: every other vertex is 10
+    mm off once aligned there (at the SMPL pelvis it would be that one vertex: 10/6890 mm)."""
+    from wbcap.eval.smpl import SMPL_NUM_VERTICES
+
+    smpl = np.load(models / "smpl" / "SMPL_NEUTRAL.npz")
+    h36m = np.load(models / "smpl" / "J_regressor_h36m_smpl.npy")
+    free = np.flatnonzero((smpl["J_regressor"] == 0).all(0) & (h36m == 0).all(0))
+    vertex = int(free[0])
+    folder = _models_with_h36m_pelvis_at(tmp_path / "m", models, vertex)
+    sel = scipy.sparse.load_npz(models / "smpl" / "SMPLX_to_SMPL.npz").indices
+
+    def moved(batch: EvalBatch) -> torch.Tensor:
+        pred = torch.zeros(batch.gt.shape[0], 10475, 3)
+        pred[:, sel] = batch.gt
+        pred[:, sel[vertex], 0] += 0.010
+        return pred
+
+    m = evaluate("PW3D", data_root, moved, body_models=folder).metrics
+    assert m["mpvpe"] == pytest.approx(10.0 * (SMPL_NUM_VERTICES - 1) / SMPL_NUM_VERTICES, abs=1e-3)
+    assert m["mpjpe"] == pytest.approx(10.0, abs=1e-3)  # every joint, made pelvis-relative, 10 mm off
+    assert m["pa_mpvpe"] < 0.01
+
+
+def test_h36m_regressors_are_checked_against_upstreams_values(tmp_path, models, data_root, caplog, monkeypatch):
+    """Which SMPL H36M regressor 3DPW used depended on the file found first, said nowhere but
+    in --out (a review): a regressor whose values are not upstream's is now one warning naming
+    the file and where upstream's comes from, and --out says which files matched. The synthetic
+    files match nothing; with the SMPL-X one's fingerprint taken as upstream's, it matches."""
+    import logging
+
+    import wbcap.eval.extra_files as extra_files
+
+    smplx_reg = np.load(models / "smplx" / "J_regressor_h36m_smplx.npy")
+    monkeypatch.setitem(extra_files.UPSTREAM_SHA256, "h36m_smplx", extra_files.values_sha256(smplx_reg))
+    with caplog.at_level(logging.WARNING, logger="wbcap.eval.evaluate"):
+        result = evaluate("PW3D", data_root, lambda b: torch.zeros(b.gt.shape[0], 10475, 3), body_models=models, limit=1)
+    assert result.files_match_upstream == {"h36m_smplx": True, "h36m_smpl": False}
+    said = [r.getMessage() for r in caplog.records if "upstream" in r.getMessage()]
+    assert said == [f"{models / 'smpl' / 'J_regressor_h36m_smpl.npy'} is not upstream Hand4Whole's SMPL -> Human3.6M "
+                    "17-joint regressor (its values differ): the numbers will not be comparable with the paper's; get "
+                    "data/Human36M/J_regressor_h36m_smpl.npy from the Pose2Pose branch of "
+                    "https://github.com/mks0601/Hand4Whole_RELEASE (the same matrix as I2L-MeshNet's "
+                    "J_regressor_h36m_correct.npy)"]
+    assert result.to_dict()["files_match_upstream"] == {"h36m_smplx": True, "h36m_smpl": False}
+
+
+def test_values_fingerprint_is_the_same_whatever_file_held_them(tmp_path):
+    from wbcap.eval.extra_files import is_upstreams, values_sha256
+
+    reg = np.random.default_rng(0).random((17, 40))
+    np.save(tmp_path / "a.npy", reg)
+    np.savez(tmp_path / "b.npz", reg.T.copy().T)  # another memory order, another container
+    assert values_sha256(np.load(tmp_path / "a.npy")) == values_sha256(np.load(tmp_path / "b.npz")["arr_0"])
+    assert values_sha256(reg) != values_sha256(reg + 1e-12)
+    assert is_upstreams("j14", reg) is None and is_upstreams("h36m_smpl", reg) is False
+
+
+def test_pw3d_finds_the_smpl_h36m_regressor_in_the_dataset_folder_as_upstream_keeps_it(tmp_path, models, data_root):
+    """Upstream keeps J_regressor_h36m_smpl.npy in data/Human36M/; 3DPW looked for it only with the
+    body models (a review)."""
+    folder, root = tmp_path / "m", tmp_path / "data"
+    shutil.copytree(models, folder, symlinks=True, ignore=shutil.ignore_patterns("J_regressor_h36m_smpl.npy"))
+    shutil.copytree(data_root / "PW3D", root / "PW3D", symlinks=True)
+    (root / "Human36M").mkdir()
+    shutil.copy(models / "smpl" / "J_regressor_h36m_smpl.npy", root / "Human36M")
+    result = evaluate("PW3D", root, lambda b: torch.zeros(b.gt.shape[0], 10475, 3), body_models=folder, limit=1)
+    assert result.files["h36m_smpl"] == str(root / "Human36M" / "J_regressor_h36m_smpl.npy")
 
 
 def test_pw3d_without_vertex_map_reports_joints_only(tmp_path, models, data_root):

@@ -41,7 +41,7 @@ from wbcap.body.model_files import find_body_model, resolve_gender
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
 from wbcap.errors import InputError, ModelFileError, setting
-from wbcap.eval.extra_files import EXTRA_FILES, find_extra_file, load_regressor, load_smplx_to_smpl
+from wbcap.eval.extra_files import EXTRA_FILES, find_extra_file, is_upstreams, load_regressor, load_smplx_to_smpl
 from wbcap.eval.metrics import regress
 from wbcap.eval.protocols import WHOLE_BODY_METRICS, WholeBodyProtocol, h36m_errors, smpl_mesh_errors
 from wbcap.model.precision import Precision
@@ -114,11 +114,16 @@ class RegressorPredictor:
 class EvalResult:
     """Outcome of :func:`evaluate`.
 
-    metrics: mean over samples of each metric, mm (nan-samples skipped). per_sample: one dict per
-    sample: ``index``, the dataset's ids (``image``, ``ann_id``, ``subject``...) and every metric
-    in mm. files: the extra files used (absolute paths). model: what was evaluated (for a
-    :class:`~wbcap.pipeline.Pipeline`: ``weights``, ``checkpoint``, ``body_model`` and
-    ``precision``, paths absolute; else ``{"model": its type's name}``).
+    metrics: mean over samples of each metric, mm, over the samples whose value is finite.
+    per_sample: one dict per sample: ``index``, the dataset's ids (``image``, ``ann_id``,
+    ``subject``...) and every metric in mm (NaN where the prediction was not finite). left_out:
+    per metric, the samples left out of its mean for a value that is not finite (upstream's mean
+    would be NaN; logged as a warning), metrics with none omitted. files: the extra files used
+    (absolute paths). files_match_upstream: per regressor with a known upstream file
+    (:data:`wbcap.eval.extra_files.UPSTREAM_SHA256`), whether the file used holds its values.
+    model: what was evaluated (for a :class:`~wbcap.pipeline.Pipeline`: ``weights``,
+    ``checkpoint``, ``body_model`` and ``precision``, paths absolute; else ``{"model": its type's
+    name}``).
     """
 
     dataset: str
@@ -126,6 +131,8 @@ class EvalResult:
     per_sample: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
+    files_match_upstream: dict[str, bool] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -138,7 +145,9 @@ class EvalResult:
             "units": "mm",
             "num_samples": self.num_samples,
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
+            "left_out": dict(self.left_out),
             "files": dict(self.files),
+            "files_match_upstream": dict(self.files_match_upstream),
             "model": dict(self.model),
             "per_sample": [{k: _json_float(v) for k, v in s.items()} for s in self.per_sample],
         }
@@ -176,6 +185,21 @@ class _Task:
     ids: Callable[[int, dict[str, Any]], dict[str, Any]]
     score: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
     files: dict[str, str]
+    files_match_upstream: dict[str, bool] = field(default_factory=dict)
+
+
+def _load_regressor(kind: str, num_vertices: int, body_models: Any, allow_pickle: bool, extra_dirs: Sequence[Path],
+                    match: dict[str, bool]) -> tuple[np.ndarray, Path]:
+    """:func:`~wbcap.eval.extra_files.load_regressor`, with ``match[kind]`` set to whether the file
+    holds upstream's values, and a warning where it does not."""
+    reg, path = load_regressor(kind, num_vertices, body_models, allow_pickle, extra_dirs)
+    same = is_upstreams(kind, reg)
+    if same is not None:
+        match[kind] = same
+    if same is False:
+        logger.warning("%s is not upstream Hand4Whole's %s (its values differ): the numbers will not be comparable "
+                       "with the paper's; %s", path, EXTRA_FILES[kind].what, EXTRA_FILES[kind].source)
+    return reg, path
 
 
 def _ehf_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
@@ -198,7 +222,8 @@ def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     from wbcap.train.data.human36m import Human36M
 
     num_v = layer.num_vertices
-    reg, reg_path = load_regressor("h36m_smplx", num_v, body_models, allow_pickle, [data_root / "Human36M"])
+    match: dict[str, bool] = {}
+    reg, reg_path = _load_regressor("h36m_smplx", num_v, body_models, allow_pickle, [data_root / "Human36M"], match)
     ds = Human36M(data_root, "test", body_layer=layer, augment=None, model=geometry)
 
     # The loader's samples hold the H36M joints mapped into the 137-joint set, which has no
@@ -218,7 +243,7 @@ def _h36m_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     def score(pred: torch.Tensor, gt_joints: torch.Tensor) -> dict[str, torch.Tensor]:
         return h36m_errors(regress(reg, pred), gt_joints)
 
-    return _Task(ds, gt, ids, score, {"h36m_smplx": str(reg_path)})
+    return _Task(ds, gt, ids, score, {"h36m_smplx": str(reg_path)}, match)
 
 
 def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
@@ -230,8 +255,12 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
         smpl_layers = load_smpl_layers(body_models, allow_pickle)
     except ModelFileError as exc:
         raise ModelFileError(f"3DPW ground truth needs the SMPL model: {exc}") from None
-    reg_x, path_x = load_regressor("h36m_smplx", num_v, body_models, allow_pickle)
-    reg_s, path_s = load_regressor("h36m_smpl", SMPL_NUM_VERTICES, body_models, allow_pickle)
+    # (upstream keeps both regressors in data/Human36M/: the Pose2Pose branch's 3DPW evaluation
+    # reads the SMPL one from there)
+    match: dict[str, bool] = {}
+    h36m = [data_root / "Human36M"]
+    reg_x, path_x = _load_regressor("h36m_smplx", num_v, body_models, allow_pickle, h36m, match)
+    reg_s, path_s = _load_regressor("h36m_smpl", SMPL_NUM_VERTICES, body_models, allow_pickle, h36m, match)
     files = {"h36m_smplx": str(path_x), "h36m_smpl": str(path_s)}
     # the SMPL model of each gender's ground truth (a stand-in's file where one was missing)
     files.update({f"smpl_{g}": str(smpl_layers[g].source) for g in ("neutral", "male", "female")
@@ -244,7 +273,6 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     else:
         to_smpl, path_m = load_smplx_to_smpl(num_v, SMPL_NUM_VERTICES, body_models, allow_pickle)
         files["smplx_to_smpl"] = str(path_m)
-    smpl_jreg = smpl_layers["neutral"].J_regressor.double()
     ds = PW3D(data_root, "test", smpl_model=smpl_layers, model=geometry)
 
     def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
@@ -258,10 +286,10 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     def score(pred: torch.Tensor, gt_mesh: torch.Tensor) -> dict[str, torch.Tensor]:
         out = h36m_errors(regress(reg_x, pred), regress(reg_s, gt_mesh))
         if to_smpl is not None:
-            out.update(smpl_mesh_errors(regress(to_smpl, pred), gt_mesh, smpl_jreg))
+            out.update(smpl_mesh_errors(regress(to_smpl, pred), gt_mesh, reg_s))
         return out
 
-    return _Task(ds, gt, ids, score, files)
+    return _Task(ds, gt, ids, score, files, match)
 
 
 _TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task}
@@ -352,7 +380,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
         else:
             raise ModelFileError(f"3DPW ground truth needs the SMPL model: {errors[0]}") from None
         for kind in ("h36m_smplx", "h36m_smpl"):
-            files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
+            files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle, [root / "Human36M"])
     return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
@@ -481,10 +509,21 @@ def evaluate(
             if progress is not None:
                 progress(done, total)
     metrics: dict[str, float] = {}
+    left_out: dict[str, int] = {}
     for key in METRICS[name]:
         if key in columns:
             values = torch.cat(columns[key])
-            metrics[key] = float(torch.nanmean(values)) if bool(torch.isfinite(values).any()) else float("nan")
+            finite = torch.isfinite(values)
+            metrics[key] = float(values[finite].mean()) if bool(finite.any()) else float("nan")
+            if not bool(finite.all()):
+                left_out[key] = int((~finite).sum())
+    if left_out:
+        worst = max(left_out.values())
+        up_to = "" if len(set(left_out.values())) == 1 else "up to "
+        logger.warning("%s: %s%d of %d samples had a prediction that is not finite and are left out of the means of %s "
+                       "(their per-sample values are null in --out; upstream's means would be NaN)",
+                       name, up_to, worst, done, ", ".join(left_out))
     logger.debug("%s: %d samples evaluated", name, done)
     files = {k: str(Path(v).absolute()) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
-    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model))
+    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model),
+                      left_out=left_out, files_match_upstream=dict(task.files_match_upstream))

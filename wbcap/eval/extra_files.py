@@ -6,7 +6,7 @@ the explicit ``body_models`` argument (CLI ``--body-models``; a file means its f
 ``$WBCAP_BODY_MODELS`` -> ``<user data>/body_models`` (see :mod:`wbcap.paths`). In each folder
 ``<folder>/<subdir>/<name>`` is tried, then ``<folder>/<name>``, then the other of
 ``smplx/``/``smpl/``; some kinds also try a
-dataset folder (``<data_root>/Human36M/`` for the H36M regressor, as upstream keeps it).
+dataset folder (``<data_root>/Human36M/`` for the H36M regressors, as upstream keeps them).
 
 =====================  =====================================  ==========================  =========
 kind                   file names (first found wins)          content                     subdir
@@ -54,14 +54,17 @@ from wbcap.paths import search_folders as user_search_folders
 
 __all__ = [
     "EXTRA_FILES",
+    "UPSTREAM_SHA256",
     "ExtraFile",
     "convert_pickle",
     "find_extra_file",
+    "is_upstreams",
     "load_face_vertex_ids",
     "load_hand_vertex_ids",
     "load_regressor",
     "load_smplx_to_smpl",
     "search_folders",
+    "values_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,7 +109,8 @@ EXTRA_FILES: dict[str, ExtraFile] = {
         ExtraFile(
             "h36m_smpl", ("J_regressor_h36m_smpl.npy", "J_regressor_h36m_correct.npy", "J_regressor_h36m.npy"), "smpl",
             "SMPL -> Human3.6M 17-joint regressor",
-            "get J_regressor_h36m_correct.npy (I2L-MeshNet's Human36M data) or SPIN's J_regressor_h36m.npy",
+            "get data/Human36M/J_regressor_h36m_smpl.npy from the Pose2Pose branch of "
+            "https://github.com/mks0601/Hand4Whole_RELEASE (the same matrix as I2L-MeshNet's J_regressor_h36m_correct.npy)",
         ),
         ExtraFile(
             "smplx_to_smpl", ("SMPLX_to_SMPL.npz", "SMPLX_to_SMPL.npy", "smplx2smpl_deftrafo_setup.pkl"), "smpl",
@@ -115,6 +119,33 @@ EXTRA_FILES: dict[str, ExtraFile] = {
         ),
     )
 }  # fmt: skip
+
+
+#: SHA-256 of the float64 values (C order, :func:`values_sha256`) of the regressors upstream's
+#: own evaluation reads, measured on the files of mks0601/Hand4Whole_RELEASE: ``h36m_smplx``, the
+#: main branch's ``data/Human36M/J_regressor_h36m_smplx.npy``; ``h36m_smpl``, the Pose2Pose branch's
+#: ``data/Human36M/J_regressor_h36m_smpl.npy`` (its 3DPW evaluation), whose values equal
+#: I2L-MeshNet's ``J_regressor_h36m_correct.npy`` exactly. Another file of the same name and shape
+#: gives numbers that are not comparable with the paper's (:func:`is_upstreams`).
+UPSTREAM_SHA256: dict[str, str] = {
+    "h36m_smplx": "da29f22aa04bd7dff358cf4fb8ecefc35cc93e2caaa96fbd63154ded3dda9903",
+    "h36m_smpl": "712fd578da2cfae7bc6bfa74a38cf471187c910cf41d55b3ea59e756ef37563b",
+}
+
+
+def values_sha256(matrix: np.ndarray) -> str:
+    """SHA-256 (hex) of a matrix's values as little-endian float64 in C order: the same for the
+    same values whatever file format (``.npy``, ``.npz``, a converted pickle) held them."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(matrix, dtype="<f8").tobytes()).hexdigest()
+
+
+def is_upstreams(kind: str, matrix: np.ndarray) -> bool | None:
+    """Whether ``matrix`` (a regressor of ``kind`` as read) holds exactly the values of upstream's
+    own file (:data:`UPSTREAM_SHA256`); None for a kind with no known upstream file."""
+    known = UPSTREAM_SHA256.get(kind)
+    return None if known is None else values_sha256(matrix) == known
 
 
 def search_folders(body_models: str | Path | None = None) -> list[Path]:

@@ -22,9 +22,12 @@ meant to use but read from a key its model never produces): the 17 H36M joints r
 the predicted mesh with ``J_regressor_h36m_smplx``, both sets made pelvis-relative, compared on
 the 14 joints :data:`H36M_EVAL_JOINTS` (MPJPE, and PA-MPJPE after Procrustes alignment).
 
-3DPW: the same 14-joint H36M protocol with the ground-truth SMPL mesh's joints from the SMPL
-H36M regressor; plus MPVPE on SMPL vertices (pelvis-aligned with the SMPL joint regressor)
-when an SMPL-X -> SMPL vertex map is available.
+3DPW: the same 14-joint H36M protocol, the predicted SMPL-X mesh's joints from
+``J_regressor_h36m_smplx`` and the ground-truth SMPL mesh's from the SMPL H36M regressor (each
+mesh through the regressor of its own topology); plus MPVPE on SMPL vertices (the prediction
+mapped to SMPL by the SMPL-X -> SMPL vertex map, when one is available), both meshes aligned at
+the H36M pelvis of the SMPL regressor. Upstream's main branch computes no 3DPW metric; its
+Pose2Pose branch scores SMPL predictions, one regressor on both sides, with the same pelvis.
 """
 
 from __future__ import annotations
@@ -209,7 +212,9 @@ def smpl_mesh_errors(
 ) -> dict[str, torch.Tensor]:
     """MPVPE (and PA-MPVPE) between SMPL meshes ``(B, 6890, 3)`` metres, pelvis-aligned.
 
-    The pelvis is row 0 of the SMPL joint regressor ``(24, 6890)``. Returns ``(B,)`` mm each.
+    The pelvis is row 0 of ``smpl_joint_regressor`` ``(K, 6890)``, applied to each mesh: for 3DPW
+    the SMPL -> H36M regressor, whose row 0 is the H36M pelvis, as upstream's only 3DPW evaluation
+    (the Pose2Pose branch's ``PW3D.evaluate``) aligns them. Returns ``(B,)`` mm each.
     """
     p = _t(pred_smpl).double()
     g = _t(gt_smpl).to(device=p.device, dtype=torch.float64)
