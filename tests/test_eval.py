@@ -429,6 +429,30 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
                              "body_model_synthetic": False, "precision": "exact"}
 
 
+def test_cli_table_counts_the_samples_of_each_mean_when_some_were_left_out(cli, models, data_root, small_ckpt,
+                                                                            monkeypatch):
+    """The table's title counts every sample; a mean over fewer (samples left out for a prediction
+    that is not finite) gets a column saying over how many."""
+    from click.testing import CliRunner
+
+    import wbcap.eval.evaluate as evaluate_module
+    from wbcap.eval.evaluate import EvalResult
+
+    def fake(name, *args, **kwargs):
+        rows = [{"index": i, "mpjpe": float("nan") if i == 2 else 10.0} for i in range(4)]
+        return EvalResult(dataset=name, metrics={"mpjpe": 10.0, "pa_mpjpe": 5.0}, per_sample=rows, left_out={"mpjpe": 1})
+
+    args = ["eval", "--dataset", "ehf", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
+            "--body-models", str(models), "--device", "cpu"]
+    monkeypatch.setattr(evaluate_module, "evaluate", fake)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    cells = [ln.replace("│", " ").split() for ln in res.stdout.splitlines()]
+    assert {c[0]: c[1:] for c in cells if c[:1] in (["mpjpe"], ["pa_mpjpe"])} == {"mpjpe": ["10.00", "3"],
+                                                                                "pa_mpjpe": ["5.00", "4"]}, res.stdout
+    assert "EHF: 4 samples" in res.stdout
+
+
 def test_cli_eval_and_bench_never_write_over_a_file_they_read(cli, models, data_root, small_ckpt, tmp_path,
                                                               monkeypatch):
     """`--out` / `--json-out` naming a file the command found without an option (the checkpoint

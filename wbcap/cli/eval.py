@@ -120,8 +120,11 @@ def eval_cmd(
     table = Table(title=f"{name}: {result.num_samples} sample{'' if result.num_samples == 1 else 's'}")
     table.add_column("metric")
     table.add_column("mm", justify="right")
+    if result.left_out:  # (a mean over fewer samples than the title's: evaluate warned)
+        table.add_column("samples", justify="right")
     for key, value in result.metrics.items():
-        table.add_row(key, f"{value:.2f}")
+        counted = [str(result.num_samples - result.left_out.get(key, 0))] if result.left_out else []
+        table.add_row(key, f"{value:.2f}", *counted)
     Console(soft_wrap=True).print(table)
     if out is not None:
         path = write_results(result, out)
