@@ -7,6 +7,7 @@ heatmap cell is 64x64 px), not with the loaders' helpers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -916,3 +917,66 @@ def test_a_dataset_error_in_a_loader_worker_keeps_its_one_line_message_and_the_w
         assert float(next(batches)[0, 0]) == 0.0
         assert len(set(multiprocessing.active_children()) - before) == 2
     assert set(multiprocessing.active_children()) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# mixing the training sets as upstream
+# ------------------------------------------------------------------------------------------------
+class _Numbered(torch.utils.data.Dataset):
+    def __init__(self, name: str, n: int):
+        self.name, self.n, self.epochs = name, n, []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.name, i
+
+
+def test_3d_and_2d_groups_are_drawn_equally_often_as_upstreams_multiple_datasets():
+    """Upstream mixes its 3D sets and its 2D sets half and half (MultipleDatasets, make_same_len):
+    wbcap had concatenated them, so the mix followed the sets' sizes (found by a review)."""
+    from wbcap.train.datasets import SameLengthGroups
+
+    three_d, two_d = _Numbered("3d", 10), _Numbered("2d", 3)
+    mixed = SameLengthGroups([three_d, two_d], seed=0)
+    assert len(mixed) == 20  # 2 x the longest group
+    assert [mixed[i] for i in range(10)] == [("3d", i) for i in range(10)]
+    # upstream's rule: modulo up to the last whole repetition (3 x 3 = 9), then a random draw
+    assert [mixed[10 + i] for i in range(9)] == [("2d", i % 3) for i in range(9)]
+    drawn = [SameLengthGroups([three_d, two_d], seed=0) for _ in range(2)]
+    for m, epoch in zip(drawn, (4, 4)):
+        m.set_epoch(epoch)
+    assert drawn[0][19] == drawn[1][19] and drawn[0][19][0] == "2d"  # the same draw for the same (seed, epoch)
+    picks = set()
+    for epoch in range(40):
+        mixed.set_epoch(epoch)
+        picks.add(mixed[19][1])
+    assert picks == {0, 1, 2} and three_d.epochs[-1] == two_d.epochs[-1] == 39  # drawn anew each epoch; epoch passed on
+    with pytest.raises(IndexError):
+        mixed[20]
+
+
+def test_a_training_set_of_3d_and_2d_sets_is_mixed_half_and_half(h36m_root, coco_root, body_layer, tmp_path):
+    from types import SimpleNamespace
+
+    from wbcap.train.datasets import SameLengthGroups, make_training_set
+    from wbcap.train.stages import STAGES
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for folder in (h36m_root / "Human36M", coco_root / "MSCOCO"):
+        (root / folder.name).symlink_to(folder)
+    stage = dataclasses.replace(STAGES["body"], datasets=("Human36M", "MSCOCO", "synthetic"), synthetic_length=7)
+    mixed = make_training_set(stage, SimpleNamespace(data_root=root), body_layer)
+    assert isinstance(mixed, SameLengthGroups)
+    three_d, two_d = mixed.groups
+    assert [type(d).__name__ for d in three_d.datasets] == ["Human36M", "SyntheticWholeBody"]
+    assert type(two_d).__name__ == "COCOWholeBody"
+    assert len(mixed) == 2 * max(len(three_d), len(two_d))
+    alone = make_training_set(dataclasses.replace(stage, datasets=("Human36M", "synthetic")), SimpleNamespace(data_root=root),
+                              body_layer)
+    assert isinstance(alone, torch.utils.data.ConcatDataset)  # one group: as upstream, concatenated

@@ -31,8 +31,10 @@ def test_toml_recipes_equal_builtin_stages():
 
 def test_paper_schedule():
     body = STAGES["body"]
-    assert (body.lr, body.lr_decay_epochs, body.epochs, body.batch_size) == (1e-4, (4, 6), 7, 24)
-    assert [body.lr_at(e) for e in range(7)] == pytest.approx([1e-4] * 4 + [1e-5] * 2 + [1e-6])
+    # upstream's epochs 1-6 (it starts from a snapshot_0): 3 at lr, 2 at lr/10, 1 at lr/100 (a review)
+    assert (body.lr, body.lr_decay_epochs, body.epochs, body.batch_size) == (1e-4, (3, 5), 6, 24)
+    assert [body.lr_at(e) for e in range(6)] == pytest.approx([1e-4] * 3 + [1e-5] * 2 + [1e-6])
+    assert (STAGES["finetune"].lr_decay_epochs, STAGES["finetune"].epochs) == ((3, 5), 6)
     hand = STAGES["hand"]
     assert (hand.batch_size, hand.lr_decay_epochs, hand.epochs) == (48, (10, 12), 13)
     assert STAGES["finetune"].lr == 1e-5
@@ -356,3 +358,38 @@ def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer
     (out / "snapshot_0.pth.tar").unlink()
     with pytest.raises(CheckpointError, match=r"; start the run again with overwrite=True in place of resume=True$"):
         train(stage, _run(tmp_path, "r", resume=True), dataset=fixed_batch_set, body_layer=body_layer)
+
+
+def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_path, body_layer, fixed_batch_set,
+                                                                              caplog, monkeypatch):
+    """Upstream starts every ResNet from pretrained weights; a run on real sets without
+    --imagenet-weights trained them from random ones without a word (found by a review)."""
+    import logging
+
+    from torch.utils.data import Subset
+
+    from wbcap.train.trainer import random_start_warning, train
+
+    said = random_start_warning(_stage(datasets=("Human36M", "MSCOCO")))
+    assert said == ("the ResNets start from random weights; upstream starts them from ImageNet (the body's first from a "
+                    "COCO 2D-pose ResNet-50, SimpleBaseline's pose_resnet_50_256x192, which wbcap cannot load yet): pass "
+                    "imagenet_weights FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth to train as the "
+                    "recipe does (README: Training)")
+    assert "body's" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",)))
+    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path))) is None
+    assert random_start_warning(_stage(stage="finetune", datasets=("MSCOCO",), init_checkpoint="merged.pth")) is None
+    assert random_start_warning(_stage()) is None  # the synthetic set alone: a try-out
+    import wbcap.train.trainer as trainer
+
+    class Built(Exception):
+        pass
+
+    def stop(*args, **kwargs):  # (the warning is given before the model is built: no need to train)
+        raise Built
+
+    monkeypatch.setattr(trainer, "build_model", stop)
+    for resume in (False, True):
+        with caplog.at_level(logging.WARNING, logger="wbcap.train.trainer"), pytest.raises(Built):
+            train(_stage(datasets=("Human36M",)), _run(tmp_path, "a", resume=resume), dataset=Subset(fixed_batch_set, [0]),
+                  body_layer=body_layer)
+    assert [r.getMessage() for r in caplog.records if "random weights" in r.getMessage()] == [said]  # not on resume

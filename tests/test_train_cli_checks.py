@@ -216,7 +216,7 @@ BAD_VALUES = [
     ('datasets = "synthetic"',
      'datasets = "synthetic": expected a list of training set names, e.g. ["Human36M", "MSCOCO"] or ["synthetic"]'),
     ("lr_decay_epochs = 4", "lr_decay_epochs = 4: expected a list of epoch numbers (whole numbers of 0 or more), "
-                            "e.g. [4, 6]"),
+                            "e.g. [3, 5]"),
     ("[model]\ninput_img_shape = [512]", "[model] input_img_shape = [512]: expected a list of 2 whole numbers above 0"),
     ("[model]\nbackbone_depth = 20", "[model] backbone_depth = 20: expected one of 18, 34, 50, 101, 152"),
     ("[model]\nfocal = [5000, -1]", "[model] focal = [5000, -1]: expected a list of 2 numbers above 0"),
@@ -271,7 +271,7 @@ def test_a_config_of_another_stage_is_refused(tmp_path, train_args, trained, sma
     assert not (tmp_path / "r").exists() and not trained
     # the stage's own recipe is taken as it is (its stage key names the subcommand)
     assert invoke(*train_args("body"), "-o", tmp_path / "r", "--config", copy).exit_code == 0
-    assert trained[-1][0].stage == "body" and trained[-1][0].epochs == 7
+    assert trained[-1][0].stage == "body" and trained[-1][0].epochs == 6
 
 
 # --------------------------------------------------------------------------- 4: --resume
@@ -394,13 +394,13 @@ def test_a_config_files_path_that_names_nothing_names_the_file_and_key(tmp_path,
 
 def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
     out = tmp_path / "r"
-    _recorded_run(out, 7)
+    _recorded_run(out, 6)
     before = _listing(out)
     r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
     assert r.exit_code == 0 and not trained, r.output
     assert [line for line in r.output.splitlines() if line.strip()] == [
-        f"WARNING  {out}: the run is already complete (snapshot_6.pth.tar: 7 of 7 epochs); nothing to train — raise "
-        "--epochs to train on", f"trained -> {out / 'snapshot_6.pth.tar'}"]  # (the run's result, on stdout)
+        f"WARNING  {out}: the run is already complete (snapshot_5.pth.tar: 6 of 6 epochs); nothing to train — raise "
+        "--epochs to train on", f"trained -> {out / 'snapshot_5.pth.tar'}"]  # (the run's result, on stdout)
     assert _listing(out) == before
     assert invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume",
                   "--epochs", "8").exit_code == 0
@@ -468,13 +468,13 @@ def test_resume_after_a_killed_overwrite_takes_the_put_back_runs_settings(tmp_pa
 
 def test_resuming_a_complete_run_after_a_killed_overwrite_puts_it_back_first(tmp_path, body_dir, trained):
     out = tmp_path / "r"
-    previous = _killed_overwrite(out, 7, lr=0.001)
+    previous = _killed_overwrite(out, 6, lr=0.001)
     r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
     assert r.exit_code == 0 and not trained, r.output
     assert [line for line in r.output.splitlines() if line.strip()] == [
         f"WARNING  {out}: put back the previous training run that an interrupted --overwrite had set aside",
-        f"WARNING  {out}: the run is already complete (snapshot_6.pth.tar: 7 of 7 epochs); nothing to train — raise "
-        "--epochs to train on", f"trained -> {out / 'snapshot_6.pth.tar'}"]
+        f"WARNING  {out}: the run is already complete (snapshot_5.pth.tar: 6 of 6 epochs); nothing to train — raise "
+        "--epochs to train on", f"trained -> {out / 'snapshot_5.pth.tar'}"]
     assert _listing(out) == previous
 
 

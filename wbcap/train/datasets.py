@@ -1,10 +1,13 @@
-"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), concatenated;
-``FreiHAND`` for the hand stage (:data:`wbcap.train.stages.STAGE_DATASETS`)."""
+"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), mixed as
+upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` for the hand stage
+(:data:`wbcap.train.stages.STAGE_DATASETS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 from wbcap.errors import InputError, setting
@@ -13,6 +16,69 @@ from wbcap.train.stages import STAGE_DATASETS, StageConfig
 _LAYOUTS = {  # module holding each set's LAYOUT (imported only for a message)
     "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "FreiHAND": "wbcap.train.data.freihand",
 }
+
+
+#: The training sets with 3D targets (joints in the camera, SMPL-X parameters); the others
+#: (COCO-WholeBody) have 2D ones. Upstream's ``trainset_3d`` / ``trainset_2d`` (main/config.py).
+THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND"})
+
+
+def tell_epoch(dataset: Dataset, epoch: int, base_seed: int) -> None:
+    """Give ``dataset`` (a set, a ``ConcatDataset`` of sets, or a :class:`SameLengthGroups`) the
+    augmentation draw of ``epoch``: sets with ``set_epoch(epoch)`` (the real ones and
+    :class:`SameLengthGroups`) are told it; seeded ones without it (the synthetic set) get
+    ``seed = base_seed + epoch * 1_000_003``. A ``Subset`` hides both and stays fixed."""
+    if isinstance(dataset, SameLengthGroups):
+        dataset.set_epoch(epoch)
+        return
+    for ds in getattr(dataset, "datasets", [dataset]):  # (a ConcatDataset's parts)
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(epoch)
+        elif hasattr(ds, "seed"):
+            ds.seed = base_seed + epoch * 1_000_003
+
+
+class SameLengthGroups(Dataset):
+    """Groups of training sets (the 3D sets, the 2D sets) drawn equally often, as upstream's
+    ``MultipleDatasets(..., make_same_len=True)`` (data/dataset.py; common/base.py
+    ``_make_batch_generator``) mixes its 3D and 2D sets: an epoch is ``len(groups) x`` the longest
+    group's length; index ``i`` is group ``i // longest``, sample ``(i % longest) % len(group)``,
+    except past the group's last whole repetition, where the sample is drawn at random. Upstream
+    draws those with Python's ``random`` in each worker; here they are drawn from ``(seed, epoch,
+    i)``, so a run and its resume see the same samples.
+
+    Args:
+        groups: the groups (each a dataset, e.g. a ``ConcatDataset`` of its sets), none empty.
+        seed: the run's seed.
+    """
+
+    def __init__(self, groups: Sequence[Dataset], seed: int) -> None:
+        self.groups = list(groups)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.longest = max(len(g) for g in self.groups)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        for group in self.groups:
+            tell_epoch(group, epoch, self.seed)
+
+    def __len__(self) -> int:
+        return self.longest * len(self.groups)
+
+    def source(self, index: int) -> tuple[int, int]:
+        """(group, index in the group) of sample ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        g, i = divmod(index, self.longest)
+        n = len(self.groups[g])  # type: ignore[arg-type]
+        if i >= n * (self.longest // n):  # past the last whole repetition: drawn
+            return g, int(np.random.default_rng((self.seed, self.epoch, index)).integers(n))
+        return g, i % n
+
+    def __getitem__(self, index: int):
+        g, i = self.source(index)
+        return self.groups[g][i]
 
 
 def check_datasets(stage: StageConfig, run) -> None:
@@ -53,8 +119,10 @@ def check_datasets(stage: StageConfig, run) -> None:
 
 
 def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
-    """The concatenation of ``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's),
-    each made for ``stage.model``'s geometry (crop size, heatmap cells)."""
+    """``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's), each made for
+    ``stage.model``'s geometry (crop size, heatmap cells): the 3D sets (:data:`THREE_D_SETS`)
+    concatenated, the 2D ones concatenated, and the two drawn equally often
+    (:class:`SameLengthGroups`) when there are both, as upstream."""
     check_datasets(stage, run)
     parts = []
     for name in stage.datasets:
@@ -76,4 +144,6 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
             from wbcap.train.data.cocowb import COCOWholeBody
 
             parts.append(COCOWholeBody(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    groups = [[p for name, p in zip(stage.datasets, parts) if (name in THREE_D_SETS) == three_d] for three_d in (True, False)]
+    groups = [g[0] if len(g) == 1 else ConcatDataset(g) for g in groups if g]
+    return groups[0] if len(groups) == 1 else SameLengthGroups(groups, stage.seed)

@@ -30,9 +30,9 @@ class StageConfig:
     stage: str = "body"
     datasets: tuple[str, ...] = ("Human36M", "MSCOCO")
     lr: float = 1e-4
-    lr_decay_epochs: tuple[int, ...] = (4, 6)
+    lr_decay_epochs: tuple[int, ...] = (3, 5)
     lr_decay_factor: float = 10.0
-    epochs: int = 7
+    epochs: int = 6
     batch_size: int = 24
     num_workers: int = 4
     seed: int = 0
@@ -68,9 +68,13 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    # whole body on Human3.6M + COCO-WholeBody (the paper also lists MPII): Adam 1e-4, x0.1 at 4 and 6, 7 epochs, 24/GPU
+    # whole body on Human3.6M + COCO-WholeBody (the paper also lists MPII): Adam 1e-4, x0.1 at 3 and 5, 6 epochs,
+    # 24/GPU. Upstream (main/config.py: lr_dec_epoch [4, 6], end_epoch 7) starts this stage and finetune from a
+    # snapshot_0 (tool/convert_simple_to_pose2pose.py, tool/merge_hand_to_all.py) and so trains its epochs 1-6
+    # (common/base.py load_model: start_epoch = epoch + 1): 3 at lr, 2 at lr/10, 1 at lr/100, wbcap's epochs 0-5.
     "body": StageConfig(stage="body"),
-    # hand-only model on FreiHAND: batch 48, decays at 10 and 12, 13 epochs
+    # hand-only model on FreiHAND: batch 48, decays at 10 and 12, 13 epochs (upstream's Pose2Pose branch starts it
+    # from ImageNet at epoch 0: no snapshot_0, the same count)
     "hand": StageConfig(stage="hand", datasets=("FreiHAND",), batch_size=48, lr_decay_epochs=(10, 12), epochs=13),
     # whole body again from the merged checkpoint, lr 1e-5
     "finetune": StageConfig(stage="finetune", lr=1e-5),
@@ -139,7 +143,7 @@ _STAGE_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "datasets": _names(),
     "lr": _positive(),
     "lr_decay_epochs": ((lambda v: isinstance(v, (list, tuple)) and all(_whole(0)[0](x) for x in v)),
-                        "a list of epoch numbers (whole numbers of 0 or more), e.g. [4, 6]"),
+                        "a list of epoch numbers (whole numbers of 0 or more), e.g. [3, 5]"),
     "lr_decay_factor": _positive(),
     "epochs": _whole(1),
     "batch_size": _whole(1),

@@ -140,12 +140,9 @@ class EpochAugmented(Dataset):
         self.base_seed = base_seed
 
     def set_epoch(self, epoch: int) -> None:
-        parts = getattr(self.dataset, "datasets", [self.dataset])  # ConcatDataset
-        for ds in parts:
-            if hasattr(ds, "set_epoch"):
-                ds.set_epoch(epoch)
-            elif hasattr(ds, "seed"):
-                ds.seed = self.base_seed + epoch * 1_000_003
+        from wbcap.train.datasets import tell_epoch
+
+        tell_epoch(self.dataset, epoch, self.base_seed)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -223,6 +220,22 @@ def check_init_checkpoint(stage: StageConfig) -> None:
     with torch.device("meta"):
         net = Hand4Whole(stage.model)
     check_state_dict(net, ckpt.state_dict, ckpt.path)
+
+
+def random_start_warning(stage: StageConfig) -> str | None:
+    """The warning for a stage whose ResNets would start from random weights on real training sets
+    (no ``imagenet_weights``, no ``init_checkpoint``), which upstream never does: its hand and face
+    ResNets start from ImageNet (common/nets/resnet.py ``init_weights``), its first stage's body
+    ResNet from a COCO 2D-pose ResNet-50 (tool/convert_simple_to_pose2pose.py). None when the
+    recipe's start is given, or when only the synthetic set is trained on (a try-out)."""
+    if stage.imagenet_weights or stage.init_checkpoint or set(stage.datasets) <= {"synthetic"}:
+        return None
+    body = "" if stage.stage == "hand" else (
+        " (the body's first from a COCO 2D-pose ResNet-50, SimpleBaseline's pose_resnet_50_256x192, which wbcap "
+        "cannot load yet)")
+    return (f"the ResNets start from random weights; upstream starts them from ImageNet{body}: pass "
+            f"{setting('imagenet_weights')} FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth to train "
+            "as the recipe does (README: Training)")
 
 
 def build_model(stage: StageConfig, body_layer, device: torch.device):
@@ -630,6 +643,10 @@ def train(
     out = Path(run.out).expanduser()
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    if d.is_main and not run.resume:
+        said = random_start_warning(stage)
+        if said:
+            log.warning(said)
     if hand:
         model = build_hand_model(stage, device)
         net = model
