@@ -371,12 +371,16 @@ def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_
     from wbcap.train.trainer import random_start_warning, train
 
     said = random_start_warning(_stage(datasets=("Human36M", "MSCOCO")))
-    assert said == ("the ResNets start from random weights; upstream starts them from ImageNet (the body's first from a "
-                    "COCO 2D-pose ResNet-50, SimpleBaseline's pose_resnet_50_256x192, which wbcap cannot load yet): pass "
-                    "imagenet_weights FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth to train as the "
-                    "recipe does (README: Training)")
-    assert "body's" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",)))
-    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path))) is None
+    assert said == ("the ResNets start from random weights, which upstream never does: pass imagenet_weights FOLDER "
+                    "holding torchvision's resnet50-*.pth and resnet18-*.pth for ImageNet, and pose_backbone FILE, "
+                    "SimpleBaseline's COCO 2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first "
+                    "stage) (README: Training)")
+    assert "pose_backbone" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",)))
+    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path))) == (
+        "the body ResNet starts from ImageNet, not from a 2D-pose ResNet: pass pose_backbone FILE, SimpleBaseline's COCO "
+        "2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first stage) (README: Training)")
+    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path), pose_backbone="p")) is None
+    assert random_start_warning(_stage(stage="hand", datasets=("FreiHAND",), imagenet_weights=str(tmp_path))) is None
     assert random_start_warning(_stage(stage="finetune", datasets=("MSCOCO",), init_checkpoint="merged.pth")) is None
     assert random_start_warning(_stage()) is None  # the synthetic set alone: a try-out
     import wbcap.train.trainer as trainer
@@ -393,3 +397,49 @@ def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_
             train(_stage(datasets=("Human36M",)), _run(tmp_path, "a", resume=resume), dataset=Subset(fixed_batch_set, [0]),
                   body_layer=body_layer)
     assert [r.getMessage() for r in caplog.records if "random weights" in r.getMessage()] == [said]  # not on resume
+
+
+def _pose_resnet_file(path, depth: int, seed: int, prefix: str = "") -> dict:
+    """A checkpoint in SimpleBaseline's pose_resnet layout (a plain state dict: the ResNet, then
+    its deconvolution head and heatmap layer), values drawn from ``seed``; returns the ResNet's."""
+    from wbcap.model.resnet import ResNetBackbone
+
+    torch.manual_seed(seed)
+    resnet = ResNetBackbone(depth)
+    for p in resnet.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    sd = {k: v for k, v in resnet.state_dict().items() if not k.endswith("num_batches_tracked")}  # (as torch 0.4 saved)
+    head = {"deconv_layers.0.weight": torch.randn(2048, 256, 4, 4), "final_layer.weight": torch.randn(17, 256, 1, 1)}
+    torch.save({prefix + k: v for k, v in {**sd, **head}.items()}, path)
+    return sd
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_the_body_backbone_starts_from_a_2d_pose_resnet_as_upstreams_first_stage(tmp_path, body_layer, prefix):
+    """Upstream's first stage starts its body ResNet from SimpleBaseline's COCO 2D-pose ResNet-50
+    (tool/convert_simple_to_pose2pose.py); wbcap could not load it (found by a review)."""
+    from wbcap.train.trainer import build_model
+
+    want = _pose_resnet_file(tmp_path / "pose_resnet.pth.tar", TINY.backbone_depth, seed=3, prefix=prefix)
+    net = build_model(_stage(pose_backbone=str(tmp_path / "pose_resnet.pth.tar")), body_layer, torch.device("cpu")).net
+    got = net.backbone.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items()) and len(want) == len(
+        [k for k in got if not k.endswith("num_batches_tracked")])
+    other = build_model(_stage(), body_layer, torch.device("cpu")).net
+    assert not torch.equal(other.backbone.conv1.weight, want["conv1.weight"])
+    # the other ResNets are left as they were (the hand and face ones start from ImageNet or at random)
+    assert torch.equal(other.hand_roi_net.backbone.conv1.weight, net.hand_roi_net.backbone.conv1.weight)
+
+
+def test_a_2d_pose_resnet_that_does_not_fit_is_one_line(tmp_path):
+    from wbcap.errors import CheckpointError
+    from wbcap.model.init import load_pose_backbone
+    from wbcap.model.resnet import ResNetBackbone
+
+    _pose_resnet_file(tmp_path / "r50.pth.tar", 50, seed=0)
+    with pytest.raises(CheckpointError, match=r"r50.pth.tar: not a 2D-pose ResNet of the body backbone's depth "
+                                              r"\(\d+ missing, \d+ unexpected, \d+ mis-shaped tensors\)$"):
+        load_pose_backbone(ResNetBackbone(18), tmp_path / "r50.pth.tar")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"notes.txt: not a weights-only checkpoint torch can read"):
+        load_pose_backbone(ResNetBackbone(18), tmp_path / "notes.txt")

@@ -225,7 +225,7 @@ BAD_VALUES = [
     ("[model]\nnum_expression = 50",
      "[model] num_expression = 50: expected 10 (the SMPL-X expression coefficients training uses, as Hand4Whole)"),
     ("epoch = 2", "epoch: unknown setting; the valid keys are stage, datasets, lr, lr_decay_epochs, lr_decay_factor, "
-                  "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, "
+                  "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, pose_backbone, "
                   "max_steps_per_epoch, synthetic_length and a [model] table"),
     ("[model]\ndepth = 18", "[model] depth: unknown setting; the valid [model] keys are backbone_depth, "
                             "hand_backbone_depth, face_backbone_depth, input_img_shape, input_body_shape, "
@@ -725,3 +725,20 @@ def test_recorded_settings_are_the_latest_launchs_with_the_snapshots_model(tmp_p
         (out / "stage.json").write_text(damaged)
         stage, source = recorded_stage(out, "body")
         assert (stage.epochs, stage.lr, stage.model.backbone_depth, source) == (3, 0.5, 34, out / "snapshot_2.pth.tar")
+
+
+def test_a_2d_pose_resnet_is_checked_before_anything_is_written_and_only_taken_by_the_body_stage(tmp_path, train_args,
+                                                                                                   trained):
+    from test_train import _pose_resnet_file
+
+    _pose_resnet_file(tmp_path / "r50.pth.tar", 50, seed=0)  # the body backbone here: ResNet-50 (the recipe's)
+    _pose_resnet_file(tmp_path / "r18.pth.tar", 18, seed=0)
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r18.pth.tar")
+    assert one_error_line(r).startswith(f"error: {tmp_path / 'r18.pth.tar'}: not a 2D-pose ResNet of the body backbone's "
+                                        "depth (")
+    r = invoke(*train_args("hand"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar")
+    assert one_error_line(r) == ("error: --pose-backbone starts the body stage's backbone; the hand stage starts from "
+                                 "ImageNet: drop it\n")
+    assert not trained and not (tmp_path / "r").exists()
+    assert invoke(*train_args("body"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar").exit_code == 0
+    assert trained[-1][0].pose_backbone == str(tmp_path / "r50.pth.tar")

@@ -27,6 +27,14 @@ INIT_HELP = {
 }
 
 
+POSE_BACKBONE_HELP = {
+    "body": "SimpleBaseline's COCO 2D-pose ResNet (pose_resnet_50_256x192.pth.tar) to start the body backbone from, "
+            "as upstream's first stage (after --imagenet-weights).",
+    "hand": "Not for this stage (the body stage's start).",
+    "finetune": "Not for this stage (it starts from --init; the body stage's start).",
+}
+
+
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
     @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
@@ -44,6 +52,7 @@ def _stage_command(stage: str, doc: str):
     @click.option("--init", "init_checkpoint", type=NonEmptyPath(dir_okay=False), default=None, help=INIT_HELP[stage])
     @click.option("--imagenet-weights", type=NonEmptyPath(file_okay=False), default=None,
                   help="Folder with torchvision resnet18/50 ImageNet .pth files to initialise the backbones.")
+    @click.option("--pose-backbone", type=NonEmptyPath(dir_okay=False), default=None, help=POSE_BACKBONE_HELP[stage])
     @click.option("--gpus", default=None, help="GPU ids for this node, e.g. 0,1,2,3 (several -> torchrun, one process per GPU).")
     @click.option("--nnodes", type=IntRange(min=1), default=1, show_default=True, help="Number of machines.")
     @click.option("--node-rank", type=IntRange(min=0), default=0, show_default=True, help="This machine's rank.")

@@ -2,7 +2,8 @@
 
 Conv / ConvTranspose weights ~ N(0, 0.001) with zero bias, Linear ~ N(0, 0.01) with zero bias,
 BatchNorm weight 1 and bias 0. Backbones start from ImageNet weights when given (see
-:func:`load_imagenet_backbone`), else from :meth:`ResNetBackbone.init_weights_like_upstream`.
+:func:`load_imagenet_backbone`), the body's from a COCO 2D-pose ResNet when given
+(:func:`load_pose_backbone`), else from :meth:`ResNetBackbone.init_weights_like_upstream`.
 """
 
 from __future__ import annotations
@@ -45,3 +46,58 @@ def load_imagenet_backbone(backbone: nn.Module, path: str | Path) -> None:
         raise CheckpointError(
             f"{path}: not a matching torchvision ResNet ({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
+
+
+#: The tensors of a SimpleBaseline pose network (Xiao et al. 2018, ``pose_resnet``) that are not
+#: its ResNet: the deconvolution head and the heatmap layer.
+POSE_HEAD_PREFIXES = ("deconv_layers.", "final_layer.")
+
+
+def read_pose_backbone(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ResNet tensors of a SimpleBaseline 2D-pose checkpoint (e.g. ``pose_resnet_50_256x192.pth.tar``,
+    trained on COCO keypoints): a plain state dict of ``conv1.*``, ``bn1.*``, ``layer1-4.*`` (a
+    ``module.`` prefix and a ``{"state_dict": ...}`` wrapper are taken off), read weights-only
+    (never unpickled), its deconvolution head dropped (:data:`POSE_HEAD_PREFIXES`). Upstream's
+    first stage starts its body ResNet from this (tool/convert_simple_to_pose2pose.py, whose
+    head tensors ``load_state_dict(strict=False)`` skips).
+
+    Raises:
+        CheckpointError: one line naming the file: missing, unreadable, or not a state dict.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (the 2D-pose ResNet, e.g. pose_resnet_50_256x192.pth.tar)")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # (torch raises many kinds: a text file, a truncated zip, a pickle of objects)
+        raise CheckpointError(f"{path}: not a weights-only checkpoint torch can read ({' '.join(str(exc).split())[:160]}); "
+                              "pass SimpleBaseline's pose_resnet_*.pth.tar") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors; pass SimpleBaseline's pose_resnet_*.pth.tar")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    return {k: v for k, v in sd.items() if not k.startswith(POSE_HEAD_PREFIXES)}
+
+
+def load_pose_backbone(backbone: nn.Module, path: str | Path, check_only: bool = False) -> None:
+    """Load a SimpleBaseline 2D-pose ResNet (:func:`read_pose_backbone`) into ``backbone``, every
+    tensor of the ResNet (strict); ``check_only``: only read the file and check that it fits
+    (``backbone`` may be on the ``meta`` device).
+
+    Raises:
+        CheckpointError: one line naming the file, also when its ResNet is not ``backbone``'s
+            (another depth).
+    """
+    sd = read_pose_backbone(path)
+    own = backbone.state_dict()
+    # (BatchNorm's step counters: files of torch < 0.4.1, as SimpleBaseline's, have none; loading leaves them)
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{Path(path).expanduser()}: not a 2D-pose ResNet of the body backbone's depth "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)")
+    if not check_only:
+        backbone.load_state_dict(sd, strict=False)

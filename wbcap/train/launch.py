@@ -130,7 +130,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
 
 
 def _check_config_paths(config_file, cfg, overrides: dict) -> None:
-    """Refuse a path a ``--config`` file gives (``init_checkpoint``, ``imagenet_weights``) that
+    """Refuse a path a ``--config`` file gives (``init_checkpoint``, ``imagenet_weights``, ``pose_backbone``) that
     names nothing, in one line naming the file and the key (it was named as the flag, which the
     user never passed). A relative path is read from the current folder, as the flags' are.
 
@@ -142,7 +142,7 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
     from wbcap.train.stages import read_stage_file
 
     given = read_stage_file(config_file)  # (load_stage read and checked it a moment ago)
-    for key, kind in (("init_checkpoint", "file"), ("imagenet_weights", "folder")):
+    for key, kind in (("init_checkpoint", "file"), ("imagenet_weights", "folder"), ("pose_backbone", "file")):
         value = getattr(cfg, key)
         if value is None or overrides.get(key) is not None or given.get(key) != value:
             continue

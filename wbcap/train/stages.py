@@ -39,6 +39,7 @@ class StageConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     init_checkpoint: str | None = None  # finetune: the merged checkpoint
     imagenet_weights: str | None = None  # folder with torchvision resnet18/50 ImageNet files
+    pose_backbone: str | None = None  # body: SimpleBaseline's COCO 2D-pose ResNet (pose_resnet_50_256x192.pth.tar)
     max_steps_per_epoch: int | None = None  # quick runs, tests and benchmarks
     synthetic_length: int = 2048
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -152,6 +153,7 @@ _STAGE_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amp": _boolean(),
     "init_checkpoint": _text(),
     "imagenet_weights": _text(),
+    "pose_backbone": _text(),
     "max_steps_per_epoch": _whole(1),
     "synthetic_length": _whole(1),
 }
@@ -177,7 +179,7 @@ _MODEL_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fix_left_hand_flip": _boolean(),
 }
 #: Settings that may be unset (None in a run's ``stage.json``; TOML has no null: leave the key out).
-_OPTIONAL = {"init_checkpoint", "imagenet_weights", "max_steps_per_epoch"}
+_OPTIONAL = {"init_checkpoint", "imagenet_weights", "pose_backbone", "max_steps_per_epoch"}
 _FLOATS = {"lr", "lr_decay_factor", "camera_3d_size", "hand_box_extension", "face_box_extension"}
 
 

@@ -223,19 +223,24 @@ def check_init_checkpoint(stage: StageConfig) -> None:
 
 
 def random_start_warning(stage: StageConfig) -> str | None:
-    """The warning for a stage whose ResNets would start from random weights on real training sets
-    (no ``imagenet_weights``, no ``init_checkpoint``), which upstream never does: its hand and face
-    ResNets start from ImageNet (common/nets/resnet.py ``init_weights``), its first stage's body
-    ResNet from a COCO 2D-pose ResNet-50 (tool/convert_simple_to_pose2pose.py). None when the
-    recipe's start is given, or when only the synthetic set is trained on (a try-out)."""
-    if stage.imagenet_weights or stage.init_checkpoint or set(stage.datasets) <= {"synthetic"}:
+    """The warning for a stage on real training sets whose ResNets would not start where upstream's
+    do: its hand and face ResNets from ImageNet (common/nets/resnet.py ``init_weights``), its first
+    stage's body ResNet from a COCO 2D-pose ResNet-50 (tool/convert_simple_to_pose2pose.py); the
+    finetune stage from its ``init_checkpoint``. None when the recipe's start is given, or when
+    only the synthetic set is trained on (a try-out)."""
+    if stage.init_checkpoint or set(stage.datasets) <= {"synthetic"}:
         return None
-    body = "" if stage.stage == "hand" else (
-        " (the body's first from a COCO 2D-pose ResNet-50, SimpleBaseline's pose_resnet_50_256x192, which wbcap "
-        "cannot load yet)")
-    return (f"the ResNets start from random weights; upstream starts them from ImageNet{body}: pass "
-            f"{setting('imagenet_weights')} FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth to train "
-            "as the recipe does (README: Training)")
+    body = stage.stage == "body" and not stage.pose_backbone
+    if stage.imagenet_weights and not body:
+        return None
+    pose = (f"{setting('pose_backbone')} FILE, SimpleBaseline's COCO 2D-pose pose_resnet_50_256x192.pth.tar, for the "
+            "body's (as upstream's first stage)")
+    if stage.imagenet_weights:
+        return f"the body ResNet starts from ImageNet, not from a 2D-pose ResNet: pass {pose} (README: Training)"
+    imagenet = (f"{setting('imagenet_weights')} FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth "
+                "for ImageNet")
+    return (f"the ResNets start from random weights, which upstream never does: pass {imagenet}"
+            + (f", and {pose}" if body else "") + " (README: Training)")
 
 
 def build_model(stage: StageConfig, body_layer, device: torch.device):
@@ -247,7 +252,7 @@ def build_model(stage: StageConfig, body_layer, device: torch.device):
     """
     from wbcap.model.checkpoint import check_state_dict, read_checkpoint
     from wbcap.model.hand4whole import Hand4Whole
-    from wbcap.model.init import init_head_weights, load_imagenet_backbone
+    from wbcap.model.init import init_head_weights, load_imagenet_backbone, load_pose_backbone
     from wbcap.model.regressor import WholeBodyRegressor
     from wbcap.train.data.common import body_layer_copy
 
@@ -263,6 +268,8 @@ def build_model(stage: StageConfig, body_layer, device: torch.device):
             if not files:
                 raise InputError(f"no torchvision resnet{depth}-*.pth in {folder} (imagenet_weights)")
             load_imagenet_backbone(backbone, files[0])
+    if stage.pose_backbone:  # (upstream's first stage: tool/convert_simple_to_pose2pose.py)
+        load_pose_backbone(net.backbone, stage.pose_backbone)
     if stage.init_checkpoint:
         ckpt = read_checkpoint(stage.init_checkpoint)
         _check_init_fits(ckpt, stage)
@@ -447,6 +454,9 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
     Raises:
         InputError, CheckpointError, ModelFileError: one line naming the file or setting.
     """
+    if stage.pose_backbone and stage.stage != "body":
+        raise InputError(f"{setting('pose_backbone')} starts the body stage's backbone; the {stage.stage} stage starts "
+                         f"from {setting('init_checkpoint') if stage.stage == 'finetune' else 'ImageNet'}: drop it")
     if datasets:
         from wbcap.train.datasets import check_datasets
 
@@ -469,6 +479,13 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
             from wbcap.model.checkpoint import check_checkpoint_file
 
             check_checkpoint_file(stage.init_checkpoint)
+    if stage.pose_backbone and not run.resume:  # (the body stage's start: read whole and checked against the body ResNet)
+        from wbcap.model.init import load_pose_backbone
+        from wbcap.model.resnet import ResNetBackbone
+
+        with torch.device("meta"):
+            body = ResNetBackbone(stage.model.backbone_depth)
+        load_pose_backbone(body, stage.pose_backbone, check_only=True)
     if stage.imagenet_weights:  # (the files the model builders read)
         folder = Path(stage.imagenet_weights).expanduser()
         m = stage.model
@@ -655,7 +672,9 @@ def train(
             from wbcap.body.smplx_layer import SMPLXLayer
 
             body_layer = SMPLXLayer.from_file(body_model_file(run.body_model))
-        model = build_model(replace(stage, init_checkpoint=None) if run.resume else stage, body_layer, device)
+        # (a resumed run starts from its snapshot: no start checkpoint or 2D-pose ResNet is read)
+        model = build_model(replace(stage, init_checkpoint=None, pose_backbone=None) if run.resume else stage, body_layer,
+                            device)
         net = model.net
     if _channels_last(device):
         net.to(memory_format=torch.channels_last)
