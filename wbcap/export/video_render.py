@@ -101,6 +101,7 @@ def _prepared_frames(
         t = time.perf_counter()
         for frame in frames:
             people = sorted(by_frame.get(frame.index, []))
+            vertices.keep(tid for tid, _ in people)  # (memory bounded by the people in view)
             prepared = None
             if people:
                 meshes = [vertices(tid, row) for tid, row in people]
