@@ -891,3 +891,48 @@ def test_an_output_folder_inside_another_run_is_refused(tmp_path, base_args):
         r = run("run", video, "-o", tmp_path / "o", "--detector", spec, *base_args)
         assert r.exit_code == 2 and r.stderr == f"error: --detector {spec}: names no file; give {spec.strip()}FILE\n"
         assert not (tmp_path / "o").exists()
+
+
+def test_where_no_bar_can_be_drawn_progress_lines_go_to_the_log(tmp_path, base_args, monkeypatch):
+    """An overnight `wbcap run ... > log 2>&1` had no word between its start and its summary (a
+    user trial): stderr that is not a terminal gets a progress line per stage now and then (here
+    every report: the interval set to 0), and none with -q."""
+    import wbcap.io.progress as progress
+
+    monkeypatch.setattr(progress, "PROGRESS_LOG_SECONDS", 0.0)
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    args = ["--detector", "full", "--min-track", "1", "--export", "npz", *base_args]
+    r = run("run", video, "-o", tmp_path / "out", *args)
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if re.match(r"INFO +(regress|render): ", ln)]
+    # (the frames of pass 1 come in one batch here: done at its first report, no rate yet)
+    assert lines[0] == "INFO     regress: 3/3 frames (100%)", r.stderr
+    assert re.fullmatch(r"INFO +render: 2/3 frames \(66%\), [0-9.]+ frames/s, about \d+ s left", lines[1]), lines
+    assert re.fullmatch(r"INFO +render: 3/3 frames \(100%\), [0-9.]+ frames/s", lines[2]) and len(lines) == 3, lines
+    quiet = run("-q", "run", video, "-o", tmp_path / "quiet", *args)
+    assert quiet.exit_code == 0 and "frames (" not in quiet.stderr, quiet.stderr
+
+
+def test_progress_lines_are_a_minute_apart_and_say_the_time_left():
+    from wbcap.io.progress import ProgressLines
+
+    said = []
+
+    class Log:
+        def info(self, msg, *args):
+            said.append(msg % args)
+
+    now = [0.0]
+    lines = ProgressLines(Log(), clock=lambda: now[0])  # type: ignore[arg-type]
+    for done in range(1, 7201):  # one frame a second for two hours, from the first report on
+        now[0] = float(done)
+        lines("regress", done, 7200)
+    assert len(said) == 120  # a minute apart, and the last
+    assert said[0] == "regress: 61/7200 frames (0%), 1.00 frames/s, about 1 h 59 min left"
+    assert said[60] == "regress: 3661/7200 frames (50%), 1.00 frames/s, about 59 min left"
+    assert said[-2] == "regress: 7141/7200 frames (99%), 1.00 frames/s, about 59 s left"
+    assert said[-1] == "regress: 7200/7200 frames (100%), 1.00 frames/s"
+    lines("obj", 5, None)
+    now[0] += 61
+    lines("obj", 65, None)  # no total: no share, no time left
+    assert said[-1] == "obj: 65 frames, 0.98 frames/s"

@@ -136,9 +136,12 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
 
 
 def execute(ctx, job, pipeline=None, resume_hint: bool = True):
-    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet; on Ctrl-C, SIGTERM
+    """Run ``job`` with a rich progress bar (frames/s and ETA) unless --quiet, or where stderr is no
+    terminal a progress line a minute (:class:`~wbcap.io.progress.ProgressLines`); on Ctrl-C, SIGTERM
     or SIGHUP (:func:`wbcap.stop_signals.stop_as_ctrl_c`), with ``resume_hint``, say how to
     continue (the command has --resume)."""
+    import logging
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -147,14 +150,19 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
         TimeRemainingColumn,
     )
 
+    from wbcap.io.progress import ProgressLines
     from wbcap.video_app import run_video
 
-    display, _ = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    display, console = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    # no bar on a log file or a pipe: a line now and then instead (not with -q)
+    lines = None if console.is_terminal or is_quiet(ctx) else ProgressLines(logging.getLogger(__name__))
     with display as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int | None) -> None:
+            if lines is not None:
+                lines(stage, done, total)
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total, rate="")
             task = bar.tasks[tasks[stage]]

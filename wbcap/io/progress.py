@@ -8,6 +8,7 @@ Timings are a ``{stage: seconds}`` dict that each stage adds its time to
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -15,6 +16,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 Progress = Callable[[str, int, "int | None"], None]
+
+#: Seconds between two progress lines of a stage where no bar is drawn (:class:`ProgressLines`).
+PROGRESS_LOG_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -51,3 +55,51 @@ def expected_frames(info: Any, start: float, end: float | None, every: int, max_
     last = info.frame_count if end is None else min(info.frame_count, int(np.ceil(end * info.fps - 1e-6)))
     n = max(0, -(-(last - first) // max(1, every)))
     return min(n, max_frames) if max_frames else n
+
+
+class ProgressLines:
+    """A :data:`Progress` callback for where no bar can be drawn (stderr a log file or a pipe: an
+    overnight run's log had no word between its start and its summary, a user trial): one INFO
+    line per stage at most every ``every`` seconds (:data:`PROGRESS_LOG_SECONDS`), and one when a
+    stage with a known total is done, e.g. ``regress: 1200/6360 frames (19%), 4.10 frames/s,
+    about 21 min left``. The rate is over the stage so far, from its first report.
+
+    Args:
+        log: the logger the lines go to.
+        every: seconds between two lines of a stage (None: :data:`PROGRESS_LOG_SECONDS`).
+        clock: seconds (monotonic); tests give their own.
+    """
+
+    def __init__(self, log: logging.Logger, every: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.log, self.clock = log, clock
+        self.every = PROGRESS_LOG_SECONDS if every is None else float(every)
+        self._first: dict[str, tuple[float, int]] = {}
+        self._said: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = self.clock()
+        first = stage not in self._first
+        if first:
+            self._first[stage] = (now, done)
+            self._said[stage] = now
+        finished = total is not None and done >= total
+        if not finished and (first or now - self._said[stage] < self.every):
+            return
+        self._said[stage] = now
+        t0, d0 = self._first[stage]
+        rate = (done - d0) / (now - t0) if now > t0 else None  # (None: done at its first report)
+        of = "" if total is None else f"/{total}"
+        share = f" ({100 * done // total}%)" if total else ""
+        speed = "" if rate is None else f", {rate:.2f} frames/s"
+        left = ""
+        if total is not None and rate and not finished:
+            left = f", about {_duration((total - done) / rate)} left"
+        self.log.info("%s: %d%s frames%s%s%s", stage, done, of, share, speed, left)
+
+
+def _duration(seconds: float) -> str:
+    """``"40 s"``, ``"21 min"``, ``"3 h 05 min"``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
