@@ -320,9 +320,9 @@ def test_a_taken_output_folder_is_refused_before_the_model_loads(tmp_path, base_
             p.rename(aside / p.name)
     (out / ".wbcap").mkdir()
     (out / ".wbcap" / "raw.jsonl").write_text("")
-    monkeypatch.undo()
-    r = CliRunner().invoke(cli, args)
+    r = CliRunner().invoke(cli, args)  # (before the model loads too: it loaded first, a user trial)
     assert r.exit_code == 2 and f"{out} holds a previous wbcap run" in r.output, r.output
+    assert "put back the previous run that an interrupted --overwrite had set aside" in r.output
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 

@@ -736,15 +736,17 @@ def refuse_taken_output(out: Path) -> None:
     changing the folder: an output folder that is not empty is refused, in the same words.
     Forgetting ``--overwrite`` is the commonest mistake; :func:`prepare_output` checks again
     under the folder's lock. The folder is held for the check (one another process is writing
-    is refused as that, not as one to overwrite); one holding a run an ``--overwrite`` set aside
-    is left to :func:`prepare_output`, which puts that run back first.
+    is refused as that, not as one to overwrite); a run an ``--overwrite`` killed outright set
+    aside is first put back (or dropped) as :func:`prepare_output` would (:func:`_settle_previous`),
+    so that folder too is refused before the model loads (it was refused after, a user trial).
 
     Raises:
         InputError: see :func:`replace_previous` and :func:`hold_folder`.
     """
-    if not out.is_dir() or (out / PREVIOUS_DIR).exists():
+    if not out.is_dir():
         return
     with hold_folder(out, quiet=True):
+        _settle_previous(out)
         try:
             existing = sorted(out.iterdir())
         except OSError:
