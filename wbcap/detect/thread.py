@@ -121,6 +121,7 @@ class DetectionThread:
         items = _detections(frames, detector, skip_until, timings)
         self._inline = None if background else items
         self.max_people = max_people
+        self.skip_until = skip_until
         self.select = select
         self.current: int | None = None
         self.seen: set[int] = set()
@@ -170,8 +171,10 @@ class DetectionThread:
             limit = setting("max_people")
             which = ("people already tracked first, then the highest-scoring" if self.select is not None
                      else "the highest-scoring kept")
-            log.warning("dropped %d detected box(es) beyond %s %d in %d frame(s) (%s); raise %s to keep them",
-                        self.over_limit, limit, self.max_people, self.frames_over, which, limit)
+            # (a resume counts only the frames it detected: the earlier run's were said by it)
+            since = "" if self.skip_until < 0 else f" after frame {self.skip_until} (the frames this resume detected)"
+            log.warning("dropped %d detected box(es) beyond %s %d in %d frame(s)%s (%s); raise %s to keep them",
+                        self.over_limit, limit, self.max_people, self.frames_over, since, which, limit)
         if isinstance(self.detector, BoxesFileDetector):
             outside = sorted(set(self.detector.by_frame) - self.seen)
             if outside:
