@@ -893,6 +893,7 @@ def test_an_output_folder_inside_another_run_is_refused(tmp_path, base_args):
         assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # two runs with render.mp4 (ProgressLines itself: the next test, in the fast loop)
 def test_where_no_bar_can_be_drawn_progress_lines_go_to_the_log(tmp_path, base_args, monkeypatch):
     """An overnight `wbcap run ... > log 2>&1` had no word between its start and its summary (a
     user trial): stderr that is not a terminal gets a progress line per stage now and then (here

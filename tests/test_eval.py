@@ -429,6 +429,7 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
                              "body_model_synthetic": False, "precision": "exact"}
 
 
+@pytest.mark.slow  # loads a checkpoint through the CLI (the counts themselves: the evaluate tests above)
 def test_cli_table_counts_the_samples_of_each_mean_when_some_were_left_out(cli, models, data_root, small_ckpt,
                                                                             monkeypatch):
     """The table's title counts every sample; a mean over fewer (samples left out for a prediction
