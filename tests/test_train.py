@@ -440,6 +440,24 @@ def test_a_2d_pose_resnet_that_does_not_fit_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"r50.pth.tar: not a 2D-pose ResNet of the body backbone's depth "
                                               r"\(\d+ missing, \d+ unexpected, \d+ mis-shaped tensors\)$"):
         load_pose_backbone(ResNetBackbone(18), tmp_path / "r50.pth.tar")
-    (tmp_path / "notes.txt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"notes.txt: not a weights-only checkpoint torch can read"):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")  # (the project's checkpoint reader's words)
+    with pytest.raises(CheckpointError, match=r"notes.txt: not a PyTorch checkpoint \(neither of the formats"):
         load_pose_backbone(ResNetBackbone(18), tmp_path / "notes.txt")
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match=r"list.pth: not a state dict of tensors; pass the 2D-pose ResNet"):
+        load_pose_backbone(ResNetBackbone(18), tmp_path / "list.pth")
+
+
+def test_imagenet_weights_load_through_the_checkpoint_reader_and_refuse_another_resnet(tmp_path):
+    """A torchvision ImageNet file (its ``fc`` left out) loads into a backbone; another depth is one line."""
+    from wbcap.errors import CheckpointError
+    from wbcap.model.init import load_imagenet_backbone
+    from wbcap.model.resnet import ResNetBackbone
+
+    want = _pose_resnet_file(tmp_path / "unused.pth", 18, seed=5)
+    torch.save({**want, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}, tmp_path / "resnet18-x.pth")
+    backbone = ResNetBackbone(18)
+    load_imagenet_backbone(backbone, tmp_path / "resnet18-x.pth")
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in want.items())
+    with pytest.raises(CheckpointError, match=r"resnet18-x.pth: not a matching torchvision ResNet \(\d+ missing"):
+        load_imagenet_backbone(ResNetBackbone(50), tmp_path / "resnet18-x.pth")
