@@ -745,7 +745,8 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     import wbcap.world.estimate as estimate
     from wbcap.world.ground import GroundPlane
 
-    def known(tracks, body, device, camera, config):
+    def known(tracks, body, device, camera, config, cuts=()):
+        assert list(cuts) == []  # (one shot)
         frame = estimate.WorldFrame.from_ground(GroundPlane(normal=np.array([0.0, -1.0, 0.0]), offset=1.5), contacts=12)
         return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
                                     contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},

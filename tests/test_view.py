@@ -38,6 +38,7 @@ from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, node_packages_m
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
+from wbcap.export.colors import TRACK_COLORS
 
 THREE = NODE_MODULES / "three"
 FRAMES = 8
@@ -154,10 +155,10 @@ def test_viewer_colours_come_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from wbcap.view.manifest import track_colors; c = track_colors(); "
+    code = ("import sys; from wbcap.view.manifest import track_colors; c = track_colors({4: (0, 9), 7: (3, 5)}); "
             "print(len(c), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["8", "False"]
+    assert out == ["2", "False"]
 
 
 def test_page_of_a_photo_folder_is_made_without_torch(image_run, tmp_path):
@@ -230,9 +231,11 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     assert m["video"]["src"] == "media/render.mp4" and m["video"]["offset"] == 2.0
     assert m["video"]["frame_times"] == pytest.approx([2.0, 2.1, 2.2, 2.3, 2.4, 2.5])
     assert m["video"]["frame_index"] == [-1, 21, 22, 23, -1, 25] and m["frame_times"] == m["video"]["frame_times"]
-    colors = [vm._hex(c) for c in vm.track_colors()]  # render.mp4's: TRACK_COLORS[id % 8]
+    # render.mp4's colours (wbcap.export.colors.track_color_indices): the first track the first colour;
+    # track 9, after track 3 left, a colour never used rather than track 3's
+    colors = [vm._hex(c) for c in TRACK_COLORS]
     assert [(t["id"], t["color"], t["rows"], t["first"], t["last"]) for t in m["tracks"]] == [
-        (3, colors[3], 3, 2.1, pytest.approx(2.3)), (9, colors[1], 1, 2.5, 2.5)]
+        (3, colors[0], 3, 2.1, pytest.approx(2.3)), (9, colors[1], 1, 2.5, 2.5)]
     assert content.missing_glb == {3: "media/generated/track_3", 9: "media/generated/track_9"}
     assert (m["frame"], m["source_camera"], m["world"], content.frame) == ("camera", ORIGIN, None, "camera")
     assert content.files == {"media/render.mp4": run / "render.mp4"}
@@ -607,7 +610,7 @@ def test_html_folder_of_a_run(video_run, tmp_path):
     import av
 
     from wbcap.view import server
-    from wbcap.view.manifest import _hex, track_colors
+    from wbcap.view.manifest import _hex
     from wbcap.view.site import ViewJob, write_html
 
     page = write_html(ViewJob(out=str(video_run), html=str(tmp_path / "v.html")))
@@ -621,7 +624,7 @@ def test_html_folder_of_a_run(video_run, tmp_path):
     assert m["video"]["frame_index"] == list(range(FRAMES)) and m["video"]["offset"] == 0.0
     lines = [json.loads(x) for x in (video_run / "params.jsonl").read_text().splitlines()]
     assert [t["id"] for t in m["tracks"]] == [0, 1]
-    assert [t["color"] for t in m["tracks"]] == [_hex(c) for c in track_colors()[:2]]  # render.mp4's
+    assert [t["color"] for t in m["tracks"]] == [_hex(c) for c in TRACK_COLORS[:2]]  # render.mp4's
     for t in m["tracks"]:
         assert t["rows"] == FRAMES and t["parts"] == [{"src": f"media/track_{t['id']}.glb", "t0": 0.0,
                                                         "t1": pytest.approx(0.7, abs=1e-6), "rows": FRAMES,
@@ -963,7 +966,7 @@ def _known_world_stage(mp: pytest.MonkeyPatch) -> None:
     :func:`_known_ground` (camera 1.6 m up, 15 degrees down, rolled 4 degrees), the tracks unchanged."""
     import wbcap.world.estimate as estimate
 
-    def known(tracks, body, device, camera, config):
+    def known(tracks, body, device, camera, config, cuts=()):
         frame = estimate.WorldFrame.from_ground(_known_ground(), contacts=12)
         return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
                                     contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},

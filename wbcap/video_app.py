@@ -75,6 +75,7 @@ from wbcap.io.run_folder import (
 )
 from wbcap.limits import MAX_FOCAL
 from wbcap.smooth.sequence import SmoothConfig
+from wbcap.track.cuts import CUT_THRESHOLD
 from wbcap.track.iou_tracker import TrackerConfig
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ _OPTION_KEYS = {
     "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
     "model.fix_left_hand_flip": "fix_left_hand_flip",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
+    "people_limit.cut_threshold": "cut_threshold",
 }
 
 
@@ -194,9 +196,12 @@ def _fingerprint(job: VideoJob) -> dict:
     from wbcap.pipeline import normalize_precision
 
     p = job.pipeline
-    # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too.
-    chooser = {} if job.max_people is None else {"people_limit": {
-        k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}}
+    # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too (the
+    # cut threshold where not the default: runs made before it was one match).
+    limit = {k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}
+    if job.tracker.cut_threshold != CUT_THRESHOLD:
+        limit["cut_threshold"] = job.tracker.cut_threshold
+    chooser = {} if job.max_people is None else {"people_limit": limit}
     return fingerprint(job.source, {
         "start": job.start, "end": job.end, "every": job.every, "max_frames": job.max_frames,
         "detector": _detector_setting(job.detector), "detector_model": absolute_path(job.detector_model),
@@ -299,7 +304,7 @@ def regress_frames(
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run
             for batch in regress_in_batches(todo, pipeline, timings):
                 t0 = time.perf_counter()
-                writer.append(batch)
+                writer.append(batch, detections.changes)
                 add_time(timings, "write", t0)
                 if on_first_frames is not None:
                     on_first_frames()
@@ -344,7 +349,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     limit = PeopleLimit(replace(_tracker_config(job), max_people=job.max_people))
     if last_done >= 0:
         for rec in read_raw(raw):
-            limit(int(rec["frame"]), *record_boxes(rec))
+            limit(int(rec["frame"]), *record_boxes(rec), time=float(rec["time"]), change=rec.get("change"))
     return limit
 
 
@@ -390,7 +395,7 @@ def finalize(
         from wbcap.world.estimate import ground_tracks
 
         t0 = time.perf_counter()
-        world = ground_tracks(tracks, body, dev, camera, job.world)
+        world = ground_tracks(tracks, body, dev, camera, job.world, cuts=[col.frames[f] for f in col.cuts])
         timings["world"] = time.perf_counter() - t0
     grounded = world is not None and world.frame is not None
     by_frame = rows_by_frame(tracks)
@@ -398,7 +403,7 @@ def finalize(
     remove_outputs(out)  # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
                                  contacts=world.contacts if grounded else None)
-    write_meta(out, run_meta(job, rate, camera, tracks, world, info))
+    write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts]))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
@@ -421,14 +426,15 @@ def finalize(
 
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
-             info: VideoInfo | None = None) -> dict:
+             info: VideoInfo | None = None, cuts: list[float] | None = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
     turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
     matrix asks; every pixel wbcap writes is of the picture so turned),
     ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
-    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings),
+    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``cuts`` (the times, seconds,
+    of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -438,7 +444,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
         "frame_step": job.frame_step, "camera": camera_to_dict(camera),
         **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
-        "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth),
+        "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
         "frame": "world" if world is not None and world.frame is not None else "camera",
     }
     if world is not None:

@@ -26,6 +26,7 @@ from wbcap.cli.common import (
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
 from wbcap.limits import MAX_FOCAL, MAX_SIGMA
+from wbcap.track.cuts import CUT_THRESHOLD
 
 
 @click.command()
@@ -46,6 +47,10 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 @click.option("--min-track", "min_length", type=IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
+@click.option("--cut-threshold", type=FiniteFloatRange(0, 255, min_open=True), default=CUT_THRESHOLD, show_default=True,
+              help="Tracker: a frame whose mean HSV change from the frame before reaches this (0-255) is a cut between "
+                   "shots, where every track ends (people of the next shot get new ids); lower finds softer cuts.")
+@click.option("--no-cuts", is_flag=True, help="Tracker: one continuous shot; keep ids across sudden changes of the picture.")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
 @click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother; default 2.0).")
@@ -79,7 +84,7 @@ from wbcap.limits import MAX_FOCAL, MAX_SIGMA
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_length, keep_static, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, world,
+        iou_threshold, max_age, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, world,
         write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -124,7 +129,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
         max_people=max_people, offline=offline,
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length, max_people=max_people,
-                              drop_static=not keep_static),
+                              drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
         command=tuple(ctx.meta.get("wbcap.args", ())),

@@ -176,7 +176,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
             from wbcap.world.estimate import ground_tracks
 
-            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world)
+            cuts = (meta or {}).get("cuts") or []  # (checked by read_meta)
+            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world, cuts=cuts)
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
         if job.tracks is not None:
             tracks = {t: tracks[t] for t in job.tracks}

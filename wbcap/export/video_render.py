@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.export.colors import TRACK_COLORS
+from wbcap.export.colors import TRACK_COLORS, track_color_indices
 from wbcap.export.render import PreparedRender, draw_prepared, prepare_render
 from wbcap.io.progress import Progress, add_time
 from wbcap.smooth.track import SmoothedTrack
@@ -89,13 +89,21 @@ def _prepared_frames(
     """``(frame, prepared)`` per frame: its visible people posed
     (:class:`~wbcap.export.track_meshes.TrackVertices`: float32 vertices, metres, OpenCV camera
     frame) in their tracks' colours
-    (:data:`~wbcap.export.colors.TRACK_COLORS`), made ready to draw with one sample per pixel
+    (:data:`~wbcap.export.colors.TRACK_COLORS`, chosen by
+    :func:`~wbcap.export.colors.track_color_indices` from the frames ``by_frame`` gives each
+    track, as the viewer chooses them from ``params.jsonl``), made ready to draw with one sample per pixel
     (:func:`~wbcap.export.render.prepare_render`; 4x multisampling was a third of a frame's time,
     the photos keep it); None for a frame with nobody. Adds the seconds to
     ``timings["render_decode"]``."""
     from wbcap.export.track_meshes import TrackVertices
 
     vertices = TrackVertices(tracks, body, device)
+    spans: dict[int, tuple[int, int]] = {}
+    for f, people in by_frame.items():
+        for tid, _ in people:
+            a, b = spans.get(tid, (f, f))
+            spans[tid] = (min(a, f), max(b, f))
+    color_of = track_color_indices(spans)
     busy = 0.0
     try:
         t = time.perf_counter()
@@ -105,7 +113,7 @@ def _prepared_frames(
             prepared = None
             if people:
                 meshes = [vertices(tid, row) for tid, row in people]
-                colors = np.asarray([TRACK_COLORS[tid % len(TRACK_COLORS)] for tid, _ in people], np.float32)
+                colors = np.asarray([TRACK_COLORS[color_of[tid]] for tid, _ in people], np.float32)
                 prepared = prepare_render(frame.image.shape[:2], meshes, faces, (focal, focal), princpt, colors=colors,
                                           multisample=False)
             busy += time.perf_counter() - t

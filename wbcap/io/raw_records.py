@@ -3,11 +3,13 @@
 One JSON line per processed frame, in frame order, appended and flushed as frames are done so
 that an interrupted run keeps them (``--resume`` continues after the last complete line)::
 
-    {"frame": 12, "time": 0.48, "size": [W, H],
+    {"frame": 12, "time": 0.48, "size": [W, H], "change": 3.217,
      "people": [{"box": [x, y, w, h], "score": s, "crop_box": [x, y, w, h],
                  "focal": [fx, fy], "princpt": [cx, cy], "params": {"root_pose": [...], ...}}]}
 
-``frame``: index in the source; ``time``: seconds; ``size``: image pixels; ``box``: the detected
+``frame``: index in the source; ``time``: seconds; ``size``: image pixels; ``change``: how much
+the frame differs from the processed frame before it (:class:`wbcap.track.cuts.ChangeMeter`,
+0-255; absent for the first frame and in runs made before wbcap measured it); ``box``: the detected
 box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
 the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
 the network's SMPL-X parameters, each flattened, under their file names
@@ -92,7 +94,7 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
         return "not a JSON object"
     if isinstance(rec.get("frame"), bool) or not isinstance(rec.get("frame"), int):
         return "no frame" if "frame" not in rec else f"frame {json.dumps(rec['frame'])[:40]}, not a whole number"
-    why = damaged_numbers(rec, {"time": 0})
+    why = damaged_numbers(rec, {"time": 0, **({"change": 0} if "change" in rec else {})})
     if why:
         return why
     people = rec.get("people")
@@ -237,10 +239,15 @@ class RawWriter:
         self._file = open(self.path, "a", encoding="utf-8")
         return self
 
-    def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]]) -> None:
-        """Write one record per ``(frame index, time s, [W, H], people)`` and flush."""
+    def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]],
+               changes: dict[int, float | None] | None = None) -> None:
+        """Write one record per ``(frame index, time s, [W, H], people)`` and flush; ``changes``:
+        the frames' ``change`` by index (taken out of the dict as written; None or absent: the
+        record has none)."""
         for index, ftime, size, people in frames:
-            rec = {"frame": index, "time": ftime, "size": size, "people": [person_record(p) for p in people]}
+            change = None if changes is None else changes.pop(index, None)
+            rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else {"change": change}),
+                   "people": [person_record(p) for p in people]}
             self._file.write(json.dumps(rec) + "\n")
         self._file.flush()
 

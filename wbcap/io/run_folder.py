@@ -425,6 +425,8 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, str), "the source's path"),
+    "cuts": (lambda v: isinstance(v, list) and all(_number(t, 0.0, above=False) for t in v),
+             "a list of times in seconds, 0 or more"),
 }
 
 

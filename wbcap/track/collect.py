@@ -78,6 +78,7 @@ class Collected:
     min_length: int = 0
     max_people: int | None = None  # the tracker's --max-people
     static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
+    cuts: list[int] = field(default_factory=list)  # frames that start a new shot (every track ended there)
 
 
 def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, detector: str) -> Collected:
@@ -87,11 +88,13 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     ``tracker_config.drop_static`` (default), kept tracks judged static false positives
     (:mod:`wbcap.track.static_filter`: long, low mean score, never moving) are removed from
     ``kept`` and listed in ``static``; boxes the user gave (``detector`` ``boxes:FILE`` or
-    ``full``) are not judged.
+    ``full``) are not judged. Every track ends at a cut between shots (records' ``change`` by
+    ``tracker_config.cut_threshold``: :class:`~wbcap.track.cuts.CutFinder`), listed in ``cuts``.
 
     Raises:
         InputError: a damaged record (:func:`wbcap.io.raw_records.read_checked_raw`).
     """
+    from wbcap.track.cuts import CutFinder
     from wbcap.track.iou_tracker import IoUTracker
     from wbcap.track.static_filter import static_false_positives
 
@@ -100,8 +103,12 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     min_length = min(tracker_config.min_length, max(1, len(frames)))
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
+    cut = CutFinder(tracker_config.cut_threshold)
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
+        if cut(frames[int(rec["frame"])], rec.get("change")):
+            tracker.end_tracks()
+            col.cuts.append(int(rec["frame"]))
         ids = tracker.update(rec["frame"], *record_boxes(rec))
         col.detections += len(people)
         for pid, person in zip(ids, people):
@@ -123,6 +130,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                      tid, st.frames, st.duration, st.mean_score, st.motion, st.resize, st.height)
         col.static = {tid: st.frames for tid, st in static.items()}
         col.kept -= set(static)
+    if col.cuts:
+        shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
+        log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
+                 "(%s keeps ids across them)", len(col.cuts), shown, setting("no_cuts", api="cut_threshold=None"))
     return col
 
 

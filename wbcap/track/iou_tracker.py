@@ -40,6 +40,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from wbcap.track.cuts import CUT_THRESHOLD, CutFinder
+
 __all__ = ["IoUTracker", "TrackerConfig", "iou_matrix", "track_boxes"]
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,11 @@ class TrackerConfig:
             :mod:`wbcap.track.static_filter`) after tracking. Applied by ``wbcap run``'s
             second pass, which has each track's times and scores; :class:`IoUTracker` itself
             does not use it. ``--keep-static`` sets it False.
+        cut_threshold: every track ends at a frame whose content change from the frame before
+            reaches this (a cut between shots: :mod:`wbcap.track.cuts`, 0-255; ``wbcap run
+            --cut-threshold``); None (``--no-cuts``): tracks go on across cuts. Applied by
+            ``wbcap run`` (:class:`PeopleLimit`, pass 2), which measures the changes;
+            :class:`IoUTracker` itself does not use it (:meth:`IoUTracker.end_tracks` ends them).
     """
 
     iou_threshold: float = 0.3
@@ -81,8 +88,11 @@ class TrackerConfig:
     motion: Literal["constant_velocity", "static"] = "constant_velocity"
     velocity_smoothing: float = 0.5
     drop_static: bool = True
+    cut_threshold: float | None = CUT_THRESHOLD
 
     def __post_init__(self) -> None:
+        if self.cut_threshold is not None and not 0.0 < self.cut_threshold <= 255.0:
+            raise ValueError(f"cut_threshold must be in (0, 255] or None, got {self.cut_threshold}")
         if not 0.0 <= self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if self.max_age < 0 or self.min_length < 0:
@@ -265,6 +275,11 @@ class IoUTracker:
         tr.hits += 1
         self._hits[tr.track_id] = tr.hits
 
+    def end_tracks(self) -> None:
+        """End every live track (a cut between shots: none is matched again; the next boxes start
+        new ids)."""
+        self._tracks = []
+
     def finalize(self) -> set[int]:
         """Ids of the tracks kept: matched in at least ``min_length`` frames (state unchanged)."""
         return {tid for tid, hits in self._hits.items() if hits >= self.config.min_length}
@@ -335,9 +350,11 @@ class PeopleLimit:
     switched between people from frame to frame and cut every track into pieces. Pass 2 tracks
     the kept boxes again with the same config.
 
-    ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,))`` -> the kept indices, in the
-    given order; frame indices must increase (a resumed run first feeds the frames it kept
-    before, from its records, so the tracks go on where they stopped).
+    ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,), time=s, change=c)`` -> the kept
+    indices, in the given order; frame indices must increase (a resumed run first feeds the
+    frames it kept before, from its records, so the tracks go on where they stopped). ``time``
+    (seconds) and ``change`` (from the frame before, :class:`~wbcap.track.cuts.ChangeMeter`;
+    None: unknown) end every track at a cut (``config.cut_threshold``), as pass 2 does.
 
     Raises:
         ValueError: ``config.max_people`` is None.
@@ -348,8 +365,12 @@ class PeopleLimit:
             raise ValueError("PeopleLimit needs a TrackerConfig with max_people set")
         self.max_people = int(config.max_people)
         self._tracker = IoUTracker(config)
+        self._cuts = CutFinder(config.cut_threshold)
 
-    def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None) -> list[int]:
+    def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
+                 time: float = 0.0, change: float | None = None) -> list[int]:
+        if self._cuts(time, change):
+            self._tracker.end_tracks()
         ids = self._tracker.update(frame_index, boxes, scores)
         return [i for i, tid in enumerate(ids) if tid >= 0]
 

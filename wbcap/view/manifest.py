@@ -96,12 +96,13 @@ class SiteContent:
     frame: str = "camera"
 
 
-def track_colors() -> tuple[tuple[float, float, float], ...]:
-    """render.mp4's colours (:data:`wbcap.export.colors.TRACK_COLORS`; track ``id`` has
-    ``TRACK_COLORS[id % len(TRACK_COLORS)]``)."""
-    from wbcap.export.colors import TRACK_COLORS
+def track_colors(spans: dict[int, tuple[int, int]]) -> dict[int, tuple[float, float, float]]:
+    """render.mp4's colour of each track, RGB in [0, 1] (:data:`wbcap.export.colors.TRACK_COLORS`
+    by :func:`wbcap.export.colors.track_color_indices`), from ``{track id: (first frame, last
+    frame)}`` of ``params.jsonl``: render.mp4 chooses them from the same rows."""
+    from wbcap.export.colors import TRACK_COLORS, track_color_indices
 
-    return TRACK_COLORS
+    return {tid: TRACK_COLORS[c] for tid, c in track_color_indices(spans).items()}
 
 
 def _hex(rgb: tuple[float, float, float]) -> str:
@@ -387,10 +388,10 @@ def _video_content(out: Path) -> SiteContent:
         m = _TRACK_GLB.fullmatch(p.name)
         if m and p.is_file():
             glbs.setdefault(int(m.group(1)), []).append((int(m.group(2) or 0), p))
-    colors = track_colors()
+    colors = track_colors({tid: (rows[0][0], rows[-1][0]) for tid, rows in per_track.items()})
     tracks = []
     for tid, rows in sorted(per_track.items()):
-        entry: dict[str, Any] = {"id": tid, "color": _hex(colors[tid % len(colors)]),
+        entry: dict[str, Any] = {"id": tid, "color": _hex(colors[tid]),
                                  "first": rows[0][1], "last": rows[-1][1], "rows": len(rows), "parts": [],
                                  "chunks": []}
         for _, path in sorted(glbs.get(tid, [])):

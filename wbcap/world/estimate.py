@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -423,7 +424,7 @@ def _check(fit: GroundFit, points: np.ndarray, times: np.ndarray, config: WorldC
 
 
 def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageCamera,
-                  config: WorldConfig = WorldConfig()) -> WorldResult:
+                  config: WorldConfig = WorldConfig(), cuts: Sequence[float] = ()) -> WorldResult:
     """The world frame of ``tracks`` and the tracks grounded in it (module docstring).
 
     Args:
@@ -431,11 +432,19 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the tracks, on ``device``.
         camera: the video camera (pixels: the image bounds, the pixel bound of the correction).
         config: thresholds.
+        cuts: times (s) of the cuts between shots (:mod:`wbcap.track.cuts`): with any, each shot
+            has its own camera, and the footage falls back (one static camera is assumed).
 
     Returns:
         A :class:`WorldResult`; on fallback its ``frame`` is None, ``tracks`` are the input and a
         warning naming the reason is logged.
     """
+    if cuts:
+        at = ", ".join(f"{t:.2f} s" for t in list(cuts)[:5]) + (", ..." if len(cuts) > 5 else "")
+        reason = (f"the video cuts between shots ({len(cuts)} cut(s), at {at}), each with its own camera, and one "
+                  f"ground needs one static camera; run each shot with {setting('start')}/{setting('end')}")
+        log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
+        return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
     regions = SoleRegions.from_body(body, band=config.sole_band)
     feet = {tid: feet_track(tr, body, device, regions) for tid, tr in tracks.items()}
     frame, reason, corr, labels = ground_feet(feet, camera, config)
