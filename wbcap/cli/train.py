@@ -11,14 +11,14 @@ STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then th
 #: What each stage's --datasets and --data-root take (wbcap.train.stages.STAGE_DATASETS, which a
 #: test keeps equal to these; spelled out here so that `--help` imports no training code).
 DATASETS_HELP = {
-    "body": "Comma-separated training sets: Human36M,MSCOCO (the default), or synthetic (no data needed).",
+    "body": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
     "hand": "Training set: FreiHAND (the default and the only one this stage takes).",
-    "finetune": "Comma-separated training sets: Human36M,MSCOCO (the default), or synthetic (no data needed).",
+    "finetune": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
 }
 DATA_ROOT_HELP = {
-    "body": "Folder holding Human36M/ and MSCOCO/.",
+    "body": "Folder holding Human36M/, MSCOCO/ and MPII/.",
     "hand": "Folder holding FreiHAND/.",
-    "finetune": "Folder holding Human36M/ and MSCOCO/.",
+    "finetune": "Folder holding Human36M/, MSCOCO/ and MPII/.",
 }
 INIT_HELP = {
     "body": "Start from this whole-body checkpoint.",

@@ -1,5 +1,5 @@
-"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), mixed as
-upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` for the hand stage
+"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, mixed
+as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` for the hand stage
 (:data:`wbcap.train.stages.STAGE_DATASETS`)."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from wbcap.errors import InputError, setting
 from wbcap.train.stages import STAGE_DATASETS, StageConfig
 
 _LAYOUTS = {  # module holding each set's LAYOUT (imported only for a message)
-    "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "FreiHAND": "wbcap.train.data.freihand",
+    "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "MPII": "wbcap.train.data.mpii",
+    "FreiHAND": "wbcap.train.data.freihand",
 }
 
 
 #: The training sets with 3D targets (joints in the camera, SMPL-X parameters); the others
-#: (COCO-WholeBody) have 2D ones. Upstream's ``trainset_3d`` / ``trainset_2d`` (main/config.py).
+#: (COCO-WholeBody, MPII) have 2D ones. Upstream's ``trainset_3d`` / ``trainset_2d`` (main/config.py).
 THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND"})
 
 
@@ -115,7 +116,11 @@ def check_datasets(stage: StageConfig, run) -> None:
 
             from wbcap.train.data.common import DatasetLayoutError
 
-            raise DatasetLayoutError.missing(folder, importlib.import_module(_LAYOUTS[name]).LAYOUT)
+            error = DatasetLayoutError.missing(folder, importlib.import_module(_LAYOUTS[name]).LAYOUT)
+            others = [n for n in stage.datasets if n != name]
+            if others:  # (e.g. the default recipe's MPII, which not every lab has)
+                error = DatasetLayoutError(f"{error}; or train without it: {setting('datasets')} {','.join(others)}")
+            raise error
 
 
 def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
@@ -140,6 +145,10 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
             from wbcap.train.data.freihand import FreiHAND
 
             parts.append(FreiHAND(root, "train", seed=stage.seed, model=stage.model))
+        elif name == "MPII":
+            from wbcap.train.data.mpii import MPII
+
+            parts.append(MPII(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
         else:  # MSCOCO (check_datasets allows nothing else)
             from wbcap.train.data.cocowb import COCOWholeBody
 

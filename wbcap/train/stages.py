@@ -28,7 +28,7 @@ class StageConfig:
     ``lr_decay_factor`` at each epoch in ``lr_decay_epochs`` (step schedule, as upstream)."""
 
     stage: str = "body"
-    datasets: tuple[str, ...] = ("Human36M", "MSCOCO")
+    datasets: tuple[str, ...] = ("Human36M", "MSCOCO", "MPII")
     lr: float = 1e-4
     lr_decay_epochs: tuple[int, ...] = (3, 5)
     lr_decay_factor: float = 10.0
@@ -69,10 +69,10 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    # whole body on Human3.6M + COCO-WholeBody (the paper also lists MPII): Adam 1e-4, x0.1 at 3 and 5, 6 epochs,
-    # 24/GPU. Upstream (main/config.py: lr_dec_epoch [4, 6], end_epoch 7) starts this stage and finetune from a
-    # snapshot_0 (tool/convert_simple_to_pose2pose.py, tool/merge_hand_to_all.py) and so trains its epochs 1-6
-    # (common/base.py load_model: start_epoch = epoch + 1): 3 at lr, 2 at lr/10, 1 at lr/100, wbcap's epochs 0-5.
+    # whole body on Human3.6M (3D) + COCO-WholeBody and MPII (2D), upstream's trainset_3d and trainset_2d: Adam 1e-4,
+    # x0.1 at 3 and 5, 6 epochs, 24/GPU. Upstream (main/config.py: lr_dec_epoch [4, 6], end_epoch 7) starts this stage
+    # and finetune from a snapshot_0 (tool/convert_simple_to_pose2pose.py, tool/merge_hand_to_all.py) and so trains its
+    # epochs 1-6 (common/base.py load_model: start_epoch = epoch + 1): 3 at lr, 2 at lr/10, 1 at lr/100, wbcap's 0-5.
     "body": StageConfig(stage="body"),
     # hand-only model on FreiHAND: batch 48, decays at 10 and 12, 13 epochs (upstream's Pose2Pose branch starts it
     # from ImageNet at epoch 0: no snapshot_0, the same count)
@@ -84,7 +84,7 @@ STAGES: dict[str, StageConfig] = {
 
 #: The training sets each stage accepts (``datasets``); ``synthetic`` needs no data. The hand
 #: stage trains the hand-only model on hand crops; the whole-body sets train the others.
-WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "synthetic")
+WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "MPII", "synthetic")
 STAGE_DATASETS: dict[str, tuple[str, ...]] = {"body": WHOLE_BODY_SETS, "hand": ("FreiHAND",), "finetune": WHOLE_BODY_SETS}
 
 
