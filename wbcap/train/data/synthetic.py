@@ -25,6 +25,7 @@ Target conventions (upstream ``process_human_model_output`` and ``process_hand_f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -254,8 +255,12 @@ class SyntheticWholeBody(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[dict, dict, dict]:
+        """Sample ``index`` (:meth:`generate`) as the real training sets give theirs: float32 numpy
+        arrays and ``np.float32`` scalars, so that one batch can hold both (``--datasets
+        Human36M,synthetic`` failed in ``default_collate``, which takes a batch's type from its
+        first sample: a tensor beside an array)."""
         s = self.generate(index)
-        return s.inputs, s.targets, s.meta_info
+        return tuple({k: _as_numpy(v) for k, v in part.items()} for part in (s.inputs, s.targets, s.meta_info))
 
     # ------------------------------------------------------------------------------------------
     def _random_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -401,3 +406,12 @@ def _rot_y(a: float) -> np.ndarray:
 def _rot_z(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _as_numpy(value: Any) -> Any:
+    """A sample value as the real loaders hold it: a tensor as a numpy array (a 0-d one as an
+    ``np.float32``-style numpy scalar); anything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        array = value.detach().cpu().numpy()
+        return array[()] if array.ndim == 0 else array
+    return value
