@@ -276,7 +276,7 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
 
     root = tmp_path / "data"
     write_freihand_fixture(root, num_train=3, num_eval=1)
-    stage = replace(STAGES["hand"], epochs=1, batch_size=2, num_workers=0, amp=False, model=TINY)
+    stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False, model=TINY)
     run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu", keep_last=2)
     h = train(stage, run)
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
@@ -301,7 +301,8 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path):
     root = tmp_path / "data"
     write_freihand_fixture(root, num_train=2, num_eval=1)
     small = replace(TINY, input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4))
-    stage = replace(STAGES["hand"], epochs=1, batch_size=2, num_workers=0, amp=False, max_steps_per_epoch=1, model=small)
+    stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False,
+                    max_steps_per_epoch=1, model=small)
     h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu"))
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
 

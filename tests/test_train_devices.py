@@ -51,7 +51,8 @@ def frei_root(tmp_path_factory):
 
 
 def _hand_stage(**kw) -> StageConfig:
-    base = replace(STAGES["hand"], epochs=1, batch_size=1, num_workers=0, amp=False, model=TINY, lr_decay_epochs=())
+    base = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=1, num_workers=0, amp=False, model=TINY,
+                   lr_decay_epochs=())
     return replace(base, **kw)
 
 

@@ -1,6 +1,7 @@
 """Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, mixed
-as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` for the hand stage
-(:data:`wbcap.train.stages.STAGE_DATASETS`)."""
+as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` and ``MSCOCO`` (there COCO-WholeBody's
+hand crops, :mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose loader reads its parts) for the
+hand stage (:data:`wbcap.train.stages.STAGE_DATASETS`)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ _LAYOUTS = {  # module holding each set's LAYOUT (imported only for a message)
     "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "MPII": "wbcap.train.data.mpii",
     "FreiHAND": "wbcap.train.data.freihand",
 }
+_HAND_LAYOUTS = {**_LAYOUTS, "MSCOCO": "wbcap.train.data.coco_hands"}  # (the hand stage's MSCOCO: hand crops)
 
 
-#: The training sets with 3D targets (joints in the camera, SMPL-X parameters); the others
-#: (COCO-WholeBody, MPII) have 2D ones. Upstream's ``trainset_3d`` / ``trainset_2d`` (main/config.py).
+#: The training sets with 3D targets (joints in the camera, SMPL-X or MANO parameters); the others
+#: (COCO-WholeBody, MPII; in the hand stage COCO-WholeBody's hand crops) have 2D ones. Upstream's
+#: ``trainset_3d`` / ``trainset_2d`` (main/config.py).
 THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND"})
 
 
@@ -96,7 +99,7 @@ def check_datasets(stage: StageConfig, run) -> None:
     for name in stage.datasets:
         if name not in accepted:
             if stage.stage == "hand":
-                raise InputError(f"the hand stage trains on FreiHAND, not {name}")
+                raise InputError(f"the hand stage trains on FreiHAND and MSCOCO (COCO-WholeBody's hand crops), not {name}")
             if name == "FreiHAND":
                 raise InputError("FreiHAND holds hand crops: it trains the hand stage (wbcap train hand)")
             raise InputError(f"unknown whole-body training set {name!r}; use {', '.join(accepted)}")
@@ -116,7 +119,8 @@ def check_datasets(stage: StageConfig, run) -> None:
 
             from wbcap.train.data.common import DatasetLayoutError
 
-            error = DatasetLayoutError.missing(folder, importlib.import_module(_LAYOUTS[name]).LAYOUT)
+            layouts = _HAND_LAYOUTS if stage.stage == "hand" else _LAYOUTS
+            error = DatasetLayoutError.missing(folder, importlib.import_module(layouts[name]).LAYOUT)
             others = [n for n in stage.datasets if n != name]
             if others:  # (e.g. the default recipe's MPII, which not every lab has)
                 error = DatasetLayoutError(f"{error}; or train without it: {setting('datasets')} {','.join(others)}")
@@ -124,7 +128,8 @@ def check_datasets(stage: StageConfig, run) -> None:
 
 
 def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
-    """``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's), each made for
+    """``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's, which its COCO-WholeBody
+    hand crops share), each made for
     ``stage.model``'s geometry (crop size, heatmap cells): the 3D sets (:data:`THREE_D_SETS`)
     concatenated, the 2D ones concatenated, and the two drawn equally often
     (:class:`SameLengthGroups`) when there are both, as upstream."""
@@ -145,6 +150,10 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
             from wbcap.train.data.freihand import FreiHAND
 
             parts.append(FreiHAND(root, "train", seed=stage.seed, model=stage.model))
+        elif name == "MSCOCO" and stage.stage == "hand":
+            from wbcap.train.data.coco_hands import COCOHands
+
+            parts.append(COCOHands(root, "train", seed=stage.seed, model=stage.model))
         elif name == "MPII":
             from wbcap.train.data.mpii import MPII
 
