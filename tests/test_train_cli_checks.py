@@ -522,7 +522,7 @@ def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, train_args, traine
     real = [a for a in train_args("hand") if a not in ("--datasets", "synthetic")]
     r = invoke(*real, "-o", tmp_path / "h", "--data-root", tmp_path / "nonexist")
     assert one_error_line(r) == (f"error: --data-root {tmp_path / 'nonexist'}: no such folder; pass the folder holding "
-                                 "FreiHAND/, MSCOCO/\n")
+                                 "FreiHAND/, InterHand26M/, MSCOCO/\n")
     assert not (tmp_path / "h").exists() and not trained
 
 

@@ -287,10 +287,10 @@ def test_wbcap_train_hand_draws_coco_hands_in_the_2d_group(data_root, tmp_path, 
 
     monkeypatch.setattr(trainer, "train", fake_train)
     base = ["train", "hand", "--data-root", data_root, "--max-steps", "1", "--workers", "0", "--device", "cpu"]
-    r = CliRunner().invoke(cli, [str(a) for a in (*base, "-o", tmp_path / "a")])
+    r = CliRunner().invoke(cli, [str(a) for a in (*base, "--datasets", "FreiHAND,MSCOCO", "-o", tmp_path / "a")])
     assert r.exit_code == 0, r.output
     stage, mixed = built[-1]
-    assert stage.datasets == ("FreiHAND", "MSCOCO")  # the recipe's sets, as upstream's hand model (less InterHand2.6M)
+    assert stage.datasets == ("FreiHAND", "MSCOCO")  # (the recipe's third set, InterHand26M: tests/test_train_interhand.py)
     assert isinstance(mixed, SameLengthGroups)
     frei, coco = mixed.groups
     assert type(frei).__name__ == "FreiHAND" and type(coco).__name__ == "COCOHands"
@@ -314,17 +314,19 @@ def test_the_hand_stage_refuses_body_sets_and_names_a_missing_mscoco(data_root, 
     from wbcap.train.datasets import make_training_set
     from wbcap.train.stages import STAGE_DATASETS, STAGES
 
-    assert STAGES["hand"].datasets == STAGE_DATASETS["hand"] == ("FreiHAND", "MSCOCO")
+    assert STAGES["hand"].datasets == STAGE_DATASETS["hand"] == ("FreiHAND", "InterHand26M", "MSCOCO")
     for name in ("Human36M", "MPII", "synthetic"):
         stage = dataclasses.replace(STAGES["hand"], datasets=("FreiHAND", name))
         with pytest.raises(InputError) as err:
             make_training_set(stage, SimpleNamespace(data_root=data_root), None)
-        assert str(err.value) == f"the hand stage trains on FreiHAND and MSCOCO (COCO-WholeBody's hand crops), not {name}"
+        assert str(err.value) == (f"the hand stage trains on FreiHAND, InterHand26M and MSCOCO (COCO-WholeBody's hand crops), "
+                                  f"not {name}")
     root = tmp_path / "data"
     root.mkdir()
     (root / "FreiHAND").symlink_to(data_root / "FreiHAND")
     with pytest.raises(DatasetLayoutError) as err:
-        make_training_set(STAGES["hand"], SimpleNamespace(data_root=root), None)
+        make_training_set(dataclasses.replace(STAGES["hand"], datasets=("FreiHAND", "MSCOCO")), SimpleNamespace(data_root=root),
+                          None)
     assert str(err.value) == (f"{root / 'MSCOCO'} missing; expected layout: {LAYOUT}; or train without it: "
                               "datasets FreiHAND")  # (the CLI says --datasets)
     alone = make_training_set(dataclasses.replace(STAGES["hand"], datasets=("FreiHAND",)), SimpleNamespace(data_root=root),
@@ -342,7 +344,8 @@ def test_one_real_hand_training_step_on_freihand_and_coco_hands(data_root, tmp_p
 
     tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, input_hand_shape=(128, 128),
                                output_hand_hm_shape=(8, 4, 4))
-    stage = dataclasses.replace(STAGES["hand"], epochs=1, batch_size=10, num_workers=0, amp=False, model=tiny)
+    stage = dataclasses.replace(STAGES["hand"], datasets=("FreiHAND", "MSCOCO"), epochs=1, batch_size=10, num_workers=0,
+                                amp=False, model=tiny)
     h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), device="cpu"))
     assert len(h.losses) == 1 and all(np.isfinite(v) and v > 0 for v in h.losses)
     assert (tmp_path / "hand" / "snapshot_0.pth.tar").is_file()

@@ -333,7 +333,7 @@ def test_a_data_root_without_mpii_says_where_its_files_go(data_root, tmp_path, b
         assert str(err.value) == (f"{root / 'MPII'} missing; expected layout: {LAYOUT}; or train without it: "
                                   "datasets Human36M,MSCOCO")  # (the CLI says --datasets)
     stage = dataclasses.replace(STAGES["hand"], datasets=("MPII",))
-    with pytest.raises(Exception, match=r"the hand stage trains on FreiHAND and MSCOCO \(COCO-WholeBody's hand crops\), not MPII"):
+    with pytest.raises(Exception, match=r"the hand stage trains on FreiHAND, InterHand26M and MSCOCO \(COCO-WholeBody's hand crops\), not MPII"):
         make_training_set(stage, SimpleNamespace(data_root=root), body_layer)
 
 

@@ -134,7 +134,8 @@ def test_stage_help_lists_what_each_stage_accepts(train_args, tmp_path):
             assert name in datasets_help, (stage, datasets_help)
         assert ("synthetic" in datasets_help) == ("synthetic" in accepted), (stage, datasets_help)
     r = invoke(*train_args("hand"), "-o", tmp_path / "h")
-    assert one_error_line(r) == "error: the hand stage trains on FreiHAND and MSCOCO (COCO-WholeBody's hand crops), not synthetic\n"
+    assert one_error_line(r) == ("error: the hand stage trains on FreiHAND, InterHand26M and MSCOCO (COCO-WholeBody's hand crops), "
+                                 "not synthetic\n")
     assert not (tmp_path / "h").exists()  # (it held stage.json before)
 
 

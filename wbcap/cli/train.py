@@ -12,13 +12,13 @@ STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then th
 #: test keeps equal to these; spelled out here so that `--help` imports no training code).
 DATASETS_HELP = {
     "body": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
-    "hand": "Comma-separated training sets: FreiHAND,MSCOCO (the default; MSCOCO here means COCO-WholeBody's hand crops "
-            "with MANO NeuralAnnot fits) or one of them.",
+    "hand": "Comma-separated training sets: FreiHAND,InterHand26M,MSCOCO (the default; MSCOCO here means COCO-WholeBody's "
+            "hand crops with MANO NeuralAnnot fits) or some of them.",
     "finetune": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
 }
 DATA_ROOT_HELP = {
     "body": "Folder holding Human36M/, MSCOCO/ and MPII/.",
-    "hand": "Folder holding FreiHAND/ and MSCOCO/ (COCO-WholeBody, with MSCOCO_train_MANO_NeuralAnnot.json).",
+    "hand": "Folder holding FreiHAND/, InterHand26M/ and MSCOCO/ (COCO-WholeBody, with MSCOCO_train_MANO_NeuralAnnot.json).",
     "finetune": "Folder holding Human36M/, MSCOCO/ and MPII/.",
 }
 INIT_HELP = {
@@ -99,7 +99,7 @@ def train():
 
 
 train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody)."))
-train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND + COCO-WholeBody hands)."))
+train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND + InterHand2.6M + COCO-WholeBody hands)."))
 train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init."))
 
 

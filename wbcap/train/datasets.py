@@ -1,7 +1,8 @@
 """Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, mixed
-as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND`` and ``MSCOCO`` (there COCO-WholeBody's
-hand crops, :mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose loader reads its parts) for the
-hand stage (:data:`wbcap.train.stages.STAGE_DATASETS`)."""
+as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND``, ``InterHand26M``
+(:mod:`wbcap.train.data.interhand`) and ``MSCOCO`` (there COCO-WholeBody's hand crops,
+:mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose loader reads its parts) for the hand stage
+(:data:`wbcap.train.stages.STAGE_DATASETS`)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ from wbcap.train.stages import STAGE_DATASETS, StageConfig
 
 _LAYOUTS = {  # module holding each set's LAYOUT (imported only for a message)
     "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "MPII": "wbcap.train.data.mpii",
-    "FreiHAND": "wbcap.train.data.freihand",
+    "FreiHAND": "wbcap.train.data.freihand", "InterHand26M": "wbcap.train.data.interhand",
 }
 _HAND_LAYOUTS = {**_LAYOUTS, "MSCOCO": "wbcap.train.data.coco_hands"}  # (the hand stage's MSCOCO: hand crops)
 
 
 #: The training sets with 3D targets (joints in the camera, SMPL-X or MANO parameters); the others
 #: (COCO-WholeBody, MPII; in the hand stage COCO-WholeBody's hand crops) have 2D ones. Upstream's
-#: ``trainset_3d`` / ``trainset_2d`` (main/config.py).
-THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND"})
+#: ``trainset_3d`` / ``trainset_2d`` (main/config.py; its hand model's 3D sets FreiHAND and InterHand2.6M).
+THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND", "InterHand26M"})
 
 
 def tell_epoch(dataset: Dataset, epoch: int, base_seed: int) -> None:
@@ -99,9 +100,10 @@ def check_datasets(stage: StageConfig, run) -> None:
     for name in stage.datasets:
         if name not in accepted:
             if stage.stage == "hand":
-                raise InputError(f"the hand stage trains on FreiHAND and MSCOCO (COCO-WholeBody's hand crops), not {name}")
-            if name == "FreiHAND":
-                raise InputError("FreiHAND holds hand crops: it trains the hand stage (wbcap train hand)")
+                raise InputError(f"the hand stage trains on FreiHAND, InterHand26M and MSCOCO (COCO-WholeBody's hand crops), "
+                                 f"not {name}")
+            if name in ("FreiHAND", "InterHand26M"):
+                raise InputError(f"{name} is a hand set: it trains the hand stage (wbcap train hand)")
             raise InputError(f"unknown whole-body training set {name!r}; use {', '.join(accepted)}")
         if name == "synthetic":
             continue
@@ -128,8 +130,8 @@ def check_datasets(stage: StageConfig, run) -> None:
 
 
 def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
-    """``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's, which its COCO-WholeBody
-    hand crops share), each made for
+    """``stage.datasets`` (whole-body sample schema; the hand stage: FreiHAND's, which its InterHand2.6M and
+    COCO-WholeBody hand crops share), each made for
     ``stage.model``'s geometry (crop size, heatmap cells): the 3D sets (:data:`THREE_D_SETS`)
     concatenated, the 2D ones concatenated, and the two drawn equally often
     (:class:`SameLengthGroups`) when there are both, as upstream."""
@@ -150,6 +152,10 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
             from wbcap.train.data.freihand import FreiHAND
 
             parts.append(FreiHAND(root, "train", seed=stage.seed, model=stage.model))
+        elif name == "InterHand26M":
+            from wbcap.train.data.interhand import InterHand26M
+
+            parts.append(InterHand26M(root, "train", seed=stage.seed, model=stage.model))
         elif name == "MSCOCO" and stage.stage == "hand":
             from wbcap.train.data.coco_hands import COCOHands
 

@@ -74,20 +74,21 @@ STAGES: dict[str, StageConfig] = {
     # and finetune from a snapshot_0 (tool/convert_simple_to_pose2pose.py, tool/merge_hand_to_all.py) and so trains its
     # epochs 1-6 (common/base.py load_model: start_epoch = epoch + 1): 3 at lr, 2 at lr/10, 1 at lr/100, wbcap's 0-5.
     "body": StageConfig(stage="body"),
-    # hand-only model on FreiHAND (3D) + COCO-WholeBody hand crops (2D; "MSCOCO" in this stage, as upstream's
-    # parts-dependent loader), upstream's Pose2Pose hand sets less InterHand2.6M: batch 48, decays at 10 and 12,
-    # 13 epochs (upstream's Pose2Pose branch starts it from ImageNet at epoch 0: no snapshot_0, the same count)
-    "hand": StageConfig(stage="hand", datasets=("FreiHAND", "MSCOCO"), batch_size=48, lr_decay_epochs=(10, 12), epochs=13),
+    # hand-only model on FreiHAND + InterHand2.6M (3D) + COCO-WholeBody hand crops (2D; "MSCOCO" in this stage, as
+    # upstream's parts-dependent loader), the sets of upstream's released Pose2Pose hand model: batch 48, decays at 10
+    # and 12, 13 epochs (upstream's Pose2Pose branch starts it from ImageNet at epoch 0: no snapshot_0, the same count)
+    "hand": StageConfig(stage="hand", datasets=("FreiHAND", "InterHand26M", "MSCOCO"), batch_size=48,
+                        lr_decay_epochs=(10, 12), epochs=13),
     # whole body again from the merged checkpoint, lr 1e-5
     "finetune": StageConfig(stage="finetune", lr=1e-5),
 }
 
 
 #: The training sets each stage accepts (``datasets``); ``synthetic`` needs no data. The hand
-#: stage trains the hand-only model on hand crops (FreiHAND's, and COCO-WholeBody's, which it
-#: calls ``MSCOCO``: :mod:`wbcap.train.data.coco_hands`); the whole-body sets train the others.
+#: stage trains the hand-only model on hand crops (FreiHAND's, InterHand2.6M's, and COCO-WholeBody's,
+#: which it calls ``MSCOCO``: :mod:`wbcap.train.data.coco_hands`); the whole-body sets train the others.
 WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "MPII", "synthetic")
-HAND_SETS = ("FreiHAND", "MSCOCO")
+HAND_SETS = ("FreiHAND", "InterHand26M", "MSCOCO")
 STAGE_DATASETS: dict[str, tuple[str, ...]] = {"body": WHOLE_BODY_SETS, "hand": HAND_SETS, "finetune": WHOLE_BODY_SETS}
 
 
