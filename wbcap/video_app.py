@@ -75,7 +75,7 @@ from wbcap.io.run_folder import (
 )
 from wbcap.limits import MAX_FOCAL
 from wbcap.smooth.sequence import SmoothConfig
-from wbcap.track.cuts import CUT_THRESHOLD
+from wbcap.track.cuts import CUT_THRESHOLD, FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
 
 if TYPE_CHECKING:
@@ -349,7 +349,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     limit = PeopleLimit(replace(_tracker_config(job), max_people=job.max_people))
     if last_done >= 0:
         for rec in read_raw(raw):
-            limit(int(rec["frame"]), *record_boxes(rec), time=float(rec["time"]), change=rec.get("change"))
+            limit(int(rec["frame"]), *record_boxes(rec), change=FrameChange.of_record(rec))
     return limit
 
 

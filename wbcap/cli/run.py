@@ -49,7 +49,9 @@ from wbcap.track.cuts import CUT_THRESHOLD
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
 @click.option("--cut-threshold", type=FiniteFloatRange(0, 255, min_open=True), default=CUT_THRESHOLD, show_default=True,
               help="Tracker: a frame whose mean HSV change from the frame before reaches this (0-255) is a cut between "
-                   "shots, where every track ends (people of the next shot get new ids); lower finds softer cuts.")
+                   "shots, where every track ends (people of the next shot get new ids), unless the picture comes back "
+                   "within 0.5 s (a flash or cutaway: the ids from before it go on); lower finds softer cuts. The "
+                   "changes are in OUT/.wbcap/raw.jsonl (change).")
 @click.option("--no-cuts", is_flag=True, help="Tracker: one continuous shot; keep ids across sudden changes of the picture.")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
@@ -107,6 +109,8 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
 
     if resume and overwrite:
         raise click.UsageError("use either --resume or --overwrite")
+    if no_cuts and ctx.get_parameter_source("cut_threshold") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
     animation = parse_export(export, exact)
     animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)

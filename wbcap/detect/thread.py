@@ -72,10 +72,10 @@ def overlaps_network(device: Any) -> bool:
 
 
 def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[str, float],
-                changes: dict[int, float | None]) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+                changes: dict[int, Any]) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
     """Decode + detect: ``(frame, detections)`` in frame order; ``changes[frame index]`` gets each
-    frame's content change from the frame before (:class:`~wbcap.track.cuts.ChangeMeter`) before
-    the frame is handed over.
+    frame's :class:`~wbcap.track.cuts.FrameChange` (how it differs from the frames before it)
+    before the frame is handed over.
 
     Frames with index ``<= skip_until`` (done by an earlier run) come with ``None`` detections
     and are not detected (their change is measured, for the next frame's). Adds seconds to
@@ -87,7 +87,7 @@ def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[
     meter = ChangeMeter()
     for frame in timed(frames, timings, "decode"):
         t1 = time.perf_counter()
-        change = meter(frame.image)
+        change = meter(frame.index, frame.time, frame.image)
         if frame.index <= skip_until:
             timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
             yield frame, None
@@ -115,12 +115,12 @@ class DetectionThread:
     ``background=False`` decodes and detects in the iterating thread instead, each frame when it
     is asked for (no thread, no queue; see :func:`overlaps_network`).
 
-    Attributes: ``changes`` ``{frame index: content change from the frame before}`` of the frames
-    handed over with detections (:class:`~wbcap.track.cuts.ChangeMeter`; None for the first
-    frame; the raw records' ``change``: take each out once written); for reports: ``current``
+    Attributes: ``changes`` ``{frame index: FrameChange}`` of the frames handed over with
+    detections (:class:`~wbcap.track.cuts.ChangeMeter`; the raw records' ``change``, ``back``,
+    ``back_to``: take each out once written); for reports: ``current``
     the latest frame index handed over (``None`` before the first); ``seen`` every index handed
     over; ``over_limit``/``frames_over`` the boxes beyond ``max_people`` and the number of frames
-    they were in. ``select`` is also given ``time=`` (seconds) and ``change=`` of each frame.
+    they were in. ``select`` is also given ``change=``, each frame's ``FrameChange``.
     """
 
     def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
@@ -129,7 +129,7 @@ class DetectionThread:
         self.detector = detector
         self.background = background
         timings = {} if timings is None else timings
-        self.changes: dict[int, float | None] = {}
+        self.changes: dict[int, Any] = {}
         items = _detections(frames, detector, skip_until, timings, self.changes)
         self._inline = None if background else items
         self.max_people = max_people
@@ -159,7 +159,7 @@ class DetectionThread:
                 inside = [d for d in dets if not box_outside_image(d.box, w, h)]
                 boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
-                                                       time=frame.time, change=self.changes.get(frame.index))]
+                                                       change=self.changes.get(frame.index))]
                 if len(kept) < len(inside):
                     self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1

@@ -3,13 +3,14 @@
 One JSON line per processed frame, in frame order, appended and flushed as frames are done so
 that an interrupted run keeps them (``--resume`` continues after the last complete line)::
 
-    {"frame": 12, "time": 0.48, "size": [W, H], "change": 3.217,
+    {"frame": 12, "time": 0.48, "size": [W, H], "change": 3.217, "back": 4.5, "back_to": 9,
      "people": [{"box": [x, y, w, h], "score": s, "crop_box": [x, y, w, h],
                  "focal": [fx, fy], "princpt": [cx, cy], "params": {"root_pose": [...], ...}}]}
 
 ``frame``: index in the source; ``time``: seconds; ``size``: image pixels; ``change``: how much
-the frame differs from the processed frame before it (:class:`wbcap.track.cuts.ChangeMeter`,
-0-255; absent for the first frame and in runs made before wbcap measured it); ``box``: the detected
+the frame differs from the processed frame before it, ``back``: from the frame ``back_to`` (the
+frame before the largest change of the last half second), 0-255 (:class:`wbcap.track.cuts.FrameChange`;
+absent where there is no such frame and in runs made before wbcap measured them); ``box``: the detected
 box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
 the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
 the network's SMPL-X parameters, each flattened, under their file names
@@ -94,9 +95,11 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
         return "not a JSON object"
     if isinstance(rec.get("frame"), bool) or not isinstance(rec.get("frame"), int):
         return "no frame" if "frame" not in rec else f"frame {json.dumps(rec['frame'])[:40]}, not a whole number"
-    why = damaged_numbers(rec, {"time": 0, **({"change": 0} if "change" in rec else {})})
+    why = damaged_numbers(rec, {"time": 0, **{k: 0 for k in ("change", "back", "back_to") if k in rec}})
     if why:
         return why
+    if "back_to" in rec and (not isinstance(rec["back_to"], int) or "back" not in rec):
+        return f"back_to {json.dumps(rec['back_to'])[:40]}, not a frame index with its back"
     people = rec.get("people")
     if not isinstance(people, list):
         return "no people" if "people" not in rec else "people is not a list"
@@ -240,13 +243,13 @@ class RawWriter:
         return self
 
     def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]],
-               changes: dict[int, float | None] | None = None) -> None:
+               changes: dict[int, Any] | None = None) -> None:
         """Write one record per ``(frame index, time s, [W, H], people)`` and flush; ``changes``:
-        the frames' ``change`` by index (taken out of the dict as written; None or absent: the
-        record has none)."""
+        the frames' :class:`~wbcap.track.cuts.FrameChange` by index (taken out of the dict as
+        written; absent: the record has none of its fields)."""
         for index, ftime, size, people in frames:
             change = None if changes is None else changes.pop(index, None)
-            rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else {"change": change}),
+            rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
                    "people": [person_record(p) for p in people]}
             self._file.write(json.dumps(rec) + "\n")
         self._file.flush()

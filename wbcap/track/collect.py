@@ -14,13 +14,15 @@ import numpy as np
 
 from wbcap.errors import setting
 from wbcap.io.raw_records import read_checked_raw, record_boxes
+from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
 
 
-def frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
-    """``{frame index: time}`` of every record of the raw file, times strictly increasing.
+def frames_of_raw(raw_path: Path, fps: float) -> tuple[dict[int, float], list[FrameChange]]:
+    """``{frame index: time}`` of every record of the raw file, times strictly increasing, and each
+    record's :class:`~wbcap.track.cuts.FrameChange`, in the same order.
 
     Runs from this version record repaired times already; a raw file of an older run may hold
     repeated or backward times, which get the decoder's rule (:func:`wbcap.io.frame_times.retime`).
@@ -30,15 +32,16 @@ def frames_of_raw(raw_path: Path, fps: float) -> dict[int, float]:
     """
     from wbcap.io.frame_times import retime
 
-    index, times = [], []
+    index, times, changes = [], [], []
     for rec in read_checked_raw(raw_path):
         index.append(int(rec["frame"]))
         times.append(float(rec["time"]))
+        changes.append(FrameChange.of_record(rec))
     fixed_t, fixed = retime(times, fps)
     if fixed:
         log.warning("%d of %d frame times in %s were out of order or repeated; retimed as the decoder does",
                     fixed, len(times), raw_path)
-    return dict(zip(index, fixed_t))
+    return dict(zip(index, fixed_t)), changes
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Collected:
     max_people: int | None = None  # the tracker's --max-people
     static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
     cuts: list[int] = field(default_factory=list)  # frames that start a new shot (every track ended there)
+    flashes: list[int] = field(default_factory=list)  # frames that start a flash or cutaway (the picture came back)
 
 
 def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, detector: str) -> Collected:
@@ -88,27 +92,33 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     ``tracker_config.drop_static`` (default), kept tracks judged static false positives
     (:mod:`wbcap.track.static_filter`: long, low mean score, never moving) are removed from
     ``kept`` and listed in ``static``; boxes the user gave (``detector`` ``boxes:FILE`` or
-    ``full``) are not judged. Every track ends at a cut between shots (records' ``change`` by
-    ``tracker_config.cut_threshold``: :class:`~wbcap.track.cuts.CutFinder`), listed in ``cuts``.
+    ``full``) are not judged. Every track ends at a cut between shots (records' ``change``,
+    ``back``, ``back_to`` by ``tracker_config.cut_threshold``: :func:`~wbcap.track.cuts.find_cuts`),
+    listed in ``cuts``; where the picture comes back after a flash or cutaway (``flashes``), the
+    tracks that began during it end and the older ones go on.
 
     Raises:
         InputError: a damaged record (:func:`wbcap.io.raw_records.read_checked_raw`).
     """
-    from wbcap.track.cuts import CutFinder
+    from wbcap.track.cuts import find_cuts
     from wbcap.track.iou_tracker import IoUTracker
     from wbcap.track.static_filter import static_false_positives
 
-    frames = frames_of_raw(raw_path, fps)
+    frames, changes = frames_of_raw(raw_path, fps)
     # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
     min_length = min(tracker_config.min_length, max(1, len(frames)))
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
-    cut = CutFinder(tracker_config.cut_threshold)
+    found = find_cuts([(f, t, c) for (f, t), c in zip(frames.items(), changes)], tracker_config.cut_threshold)
+    col.cuts, col.flashes = found.cuts, found.flashes
+    cuts = set(found.cuts)
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
-        if cut(frames[int(rec["frame"])], rec.get("change")):
+        frame = int(rec["frame"])
+        if frame in cuts:
             tracker.end_tracks()
-            col.cuts.append(int(rec["frame"]))
+        elif frame in found.returns:  # (a flash or cutaway ended: the tracks it began end, the older go on)
+            tracker.end_tracks(born_after=found.returns[frame])
         ids = tracker.update(rec["frame"], *record_boxes(rec))
         col.detections += len(people)
         for pid, person in zip(ids, people):
@@ -130,6 +140,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                      tid, st.frames, st.duration, st.mean_score, st.motion, st.resize, st.height)
         col.static = {tid: st.frames for tid, st in static.items()}
         col.kept -= set(static)
+    if col.flashes:
+        shown = ", ".join(f"{frames[f]:.2f} s" for f in col.flashes[:10]) + (", ..." if len(col.flashes) > 10 else "")
+        log.info("%d flash(es) or cutaway(s) shorter than %g s (at %s): not cuts; the people from before each go on "
+                 "with their ids after it", len(col.flashes), FLASH_SECONDS, shown)
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "

@@ -3,35 +3,51 @@
 A user trial on edited footage: at a cut the person of the next shot stood where the person of the
 previous one had stood (box IoU 0.42), and the tracker gave the new person the old id, one track
 and one animation across two people. ``wbcap run`` now measures, in pass 1, how much each processed
-frame differs from the one before (:class:`ChangeMeter`; the raw record's ``change``), and pass 2
-(and ``--max-people``'s choice in pass 1) ends every track at a cut (:class:`CutFinder`).
+frame differs from the one before (:class:`ChangeMeter`: the raw record's ``change``) and from the
+picture before the largest change of the last :data:`FLASH_SECONDS` (``back``, ``back_to``); pass 2
+(:func:`find_cuts`) ends every track at a cut, and ``--max-people``'s choice in pass 1
+(:class:`CutFinder`) does the same without looking ahead.
 
 The measure is PySceneDetect's ``ContentDetector`` score (``scenedetect/detectors/content_detector.py``,
 default weights): the mean absolute difference of hue, saturation and value (OpenCV's 8-bit HSV: hue
 0-179, the others 0-255; hue not taken round its circle), averaged over the three, between two
-consecutive frames; a cut where it reaches its default threshold 27, at most one per
-:data:`MIN_SHOT_SECONDS` (its ``min_scene_len`` of 15 frames, at 30 fps). Frames are compared at
-:data:`COMPARE_WIDTH` pixels wide, bilinearly scaled, as PySceneDetect's ``SceneManager`` scales
-them by default (``scene_manager.py``: ``DEFAULT_MIN_WIDTH``, ``Interpolation.LINEAR``), which also
-keeps the cost near 0.1 ms a frame at 1080p and 4K (area averaging took 5-6 ms). The library itself is not used: it
-requires ``opencv-python``, which installs a second ``cv2`` over the ``opencv-python-headless`` wbcap
-depends on, and its detector wants its own timecode objects for a dozen lines of arithmetic.
+frames; a frame whose score from the frame before reaches the threshold (its default, 27) is a
+candidate cut. Frames are compared at :data:`COMPARE_WIDTH` pixels wide, bilinearly scaled, as
+PySceneDetect's ``SceneManager`` scales them by default (``scene_manager.py``: ``DEFAULT_MIN_WIDTH``,
+``Interpolation.LINEAR``), which also keeps the cost near 0.1 ms a frame at 1080p and 4K (area
+averaging took 5-6 ms). The library itself is not used: it requires ``opencv-python``, which installs
+a second ``cv2`` over the ``opencv-python-headless`` wbcap depends on, and its detector wants its own
+timecode objects for a dozen lines of arithmetic.
+
+**Flashes and cutaways.** A camera flash, or a cutaway shorter than :data:`FLASH_SECONDS`, changes
+the picture and brings it back. PySceneDetect drops a candidate within ``min_scene_len`` of the last
+cut, which (a second trial) also dropped a real cut 0.3 s after a flash and a real cut 0.4 s after
+another, and an id passed to another person there. Here no candidate is dropped for being near
+another; instead a candidate after which the picture comes back (a later frame within
+:data:`FLASH_SECONDS` whose ``back`` is below the threshold and refers to a frame before the
+candidate) is not a cut: the tracks from before it go on, and those that began during it end where
+the picture comes back.
 """
 
 from __future__ import annotations
 
-import math
+import collections
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CUT_THRESHOLD", "MIN_SHOT_SECONDS", "ChangeMeter", "CutFinder", "content_change", "hsv_thumbnail"]
+__all__ = ["CUT_THRESHOLD", "FLASH_SECONDS", "ChangeMeter", "CutFinder", "Cuts", "FrameChange", "content_change",
+           "find_cuts", "hsv_thumbnail"]
 
-#: A frame whose change from the previous (:func:`content_change`, 0-255) reaches this starts a new shot.
+#: A frame whose change from the previous (:func:`content_change`, 0-255) reaches this is a candidate cut.
 CUT_THRESHOLD = 27.0
-#: No cut within this many seconds of the previous one (a flash, a few frames of a wipe).
-MIN_SHOT_SECONDS = 0.5
+#: A picture that comes back within this many seconds of a candidate cut was a flash or a cutaway.
+FLASH_SECONDS = 0.5
 #: Width in pixels at which frames are compared.
 COMPARE_WIDTH = 256
+_EPS = 1e-6  # seconds: (0.7 - 0.2 < 0.5 in floats)
 
 
 def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
@@ -54,34 +70,122 @@ def content_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
+@dataclass(frozen=True)
+class FrameChange:
+    """How one processed frame differs from those before it (the raw record's fields).
+
+    Attributes:
+        change: :func:`content_change` from the processed frame before (None for the first).
+        back: :func:`content_change` from ``back_to``: the frame before the largest ``change`` among
+            the processed frames of the last :data:`FLASH_SECONDS` before this one (None when there
+            is none): small where the picture came back to what it was before a flash.
+        back_to: that frame's source index (None with ``back``).
+    """
+
+    change: float | None = None
+    back: float | None = None
+    back_to: int | None = None
+
+    def record(self) -> dict[str, float | int]:
+        """The raw record's fields: those that are not None."""
+        return {k: v for k, v in (("change", self.change), ("back", self.back), ("back_to", self.back_to))
+                if v is not None}
+
+    @classmethod
+    def of_record(cls, rec: dict) -> FrameChange:
+        """The fields of a raw record (those it lacks None: a run made before they were measured)."""
+        return cls(rec.get("change"), rec.get("back"), rec.get("back_to"))
+
+
 class ChangeMeter:
-    """``meter(image)``: the :func:`content_change` of each image from the one given before it
-    (rounded to 1e-3, as the raw records keep it); None for the first."""
+    """``meter(index, time, image)`` -> :class:`FrameChange` of each processed frame (source
+    ``index``, ``time`` seconds, ``image`` ``(H, W, 3)`` uint8 RGB), given in order; values rounded
+    to 1e-3, as the raw records keep them. Holds the thumbnails of the last :data:`FLASH_SECONDS`."""
 
     def __init__(self) -> None:
-        self._last: np.ndarray | None = None
+        self._recent: collections.deque[tuple[int, float, float | None, np.ndarray]] = collections.deque()
 
-    def __call__(self, image: np.ndarray) -> float | None:
+    def __call__(self, index: int, time: float, image: np.ndarray) -> FrameChange:
         thumb = hsv_thumbnail(image)
-        last, self._last = self._last, thumb
-        return None if last is None else round(content_change(last, thumb), 3)
+        recent = self._recent
+        # (an entry is kept while the one after it is in the window: as a candidate or its reference)
+        while len(recent) >= 2 and recent[1][1] <= time - FLASH_SECONDS + _EPS:
+            recent.popleft()
+        change = back = back_to = None
+        if recent:
+            change = round(content_change(recent[-1][3], thumb), 3)
+            in_window = [p for p in range(1, len(recent)) if recent[p][1] > time - FLASH_SECONDS + _EPS
+                         and recent[p][2] is not None]
+            if in_window:
+                top = max(in_window, key=lambda p: (recent[p][2], p))  # (the latest of equal ones)
+                ref = recent[top - 1]
+                back, back_to = round(content_change(ref[3], thumb), 3), ref[0]
+        recent.append((int(index), float(time), change, thumb))
+        return FrameChange(change, back, back_to)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """What :func:`find_cuts` found, by source frame index.
+
+    Attributes:
+        cuts: frames that start a new shot: every track ends before them.
+        returns: ``{frame: reference}`` where the picture came back after a flash or cutaway that
+            began after ``reference``: the tracks that began after ``reference`` end before ``frame``,
+            the older ones go on.
+        flashes: the frames where those flashes or cutaways began (no track ends there).
+    """
+
+    cuts: list[int]
+    returns: dict[int, int]
+    flashes: list[int]
+
+
+def find_cuts(frames: Sequence[tuple[int, float, FrameChange]], threshold: float | None = CUT_THRESHOLD) -> Cuts:
+    """The cuts between shots of a run (pass 2: it looks ahead).
+
+    ``frames``: ``(source index, time s, FrameChange)`` of every processed frame, in order. A
+    candidate (``change >= threshold``) is a cut unless the picture comes back: it is itself a frame
+    whose ``back`` is below the threshold (the end of a flash: a return), or a later frame within
+    :data:`FLASH_SECONDS` is one whose ``back_to`` is before the candidate (its start: a flash).
+    ``threshold`` None: none (``--no-cuts``).
+    """
+    cuts: list[int] = []
+    returns: dict[int, int] = {}
+    flashes: list[int] = []
+    if threshold is None:
+        return Cuts(cuts, returns, flashes)
+
+    def comes_back(fc: FrameChange) -> bool:
+        return fc.back is not None and fc.back < threshold
+
+    for k, (index, time, fc) in enumerate(frames):
+        if fc.change is None or fc.change < threshold:
+            continue
+        if comes_back(fc):
+            returns[index] = int(fc.back_to)
+            continue
+        end = time + FLASH_SECONDS - _EPS  # (as the meter's window: a frame 0.5 s later no longer looks back to it)
+        later = itertools.takewhile(lambda f, end=end: f[1] < end, (frames[i] for i in range(k + 1, len(frames))))
+        back = next((f for f in later if comes_back(f[2]) and f[2].back_to < index), None)
+        if back is None:
+            cuts.append(index)
+        else:
+            flashes.append(index)
+            returns.setdefault(back[0], int(back[2].back_to))
+    return Cuts(cuts, returns, flashes)
 
 
 class CutFinder:
-    """``finder(time, change)`` -> True where a frame starts a new shot: its ``change`` (from the
-    processed frame before it; None: unknown, e.g. a record written before wbcap measured it)
-    reaches ``threshold`` and the last cut is at least ``min_shot_seconds`` earlier. Feed it every
-    processed frame in order. ``threshold`` None: never a cut."""
+    """``finder(fc)`` -> True where a frame (:class:`FrameChange`, given in order) starts a new shot,
+    without looking ahead (pass 1's ``--max-people`` choice): a candidate that is not itself a
+    return; the start of a flash counts as a cut here (pass 2 knows better: :func:`find_cuts`).
+    ``threshold`` None: never."""
 
-    def __init__(self, threshold: float | None = CUT_THRESHOLD, min_shot_seconds: float = MIN_SHOT_SECONDS) -> None:
+    def __init__(self, threshold: float | None = CUT_THRESHOLD) -> None:
         self.threshold = threshold
-        self.min_shot_seconds = min_shot_seconds
-        self._last_cut = -math.inf
 
-    def __call__(self, time: float, change: float | None) -> bool:
-        if self.threshold is None or change is None or change < self.threshold:
+    def __call__(self, fc: FrameChange) -> bool:
+        if self.threshold is None or fc.change is None or fc.change < self.threshold:
             return False
-        if time - self._last_cut < self.min_shot_seconds - 1e-6:  # (0.7 - 0.2 < 0.5 in floats)
-            return False
-        self._last_cut = time
-        return True
+        return not (fc.back is not None and fc.back < self.threshold)

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from wbcap.track.cuts import CUT_THRESHOLD, CutFinder
+from wbcap.track.cuts import CUT_THRESHOLD, CutFinder, FrameChange
 
 __all__ = ["IoUTracker", "TrackerConfig", "iou_matrix", "track_boxes"]
 
@@ -275,10 +275,11 @@ class IoUTracker:
         tr.hits += 1
         self._hits[tr.track_id] = tr.hits
 
-    def end_tracks(self) -> None:
+    def end_tracks(self, born_after: int | None = None) -> None:
         """End every live track (a cut between shots: none is matched again; the next boxes start
-        new ids)."""
-        self._tracks = []
+        new ids), or with ``born_after`` those whose first frame is after that frame index (the
+        end of a flash or cutaway: the tracks from before it go on)."""
+        self._tracks = [] if born_after is None else [tr for tr in self._tracks if tr.first_frame <= born_after]
 
     def finalize(self) -> set[int]:
         """Ids of the tracks kept: matched in at least ``min_length`` frames (state unchanged)."""
@@ -350,11 +351,12 @@ class PeopleLimit:
     switched between people from frame to frame and cut every track into pieces. Pass 2 tracks
     the kept boxes again with the same config.
 
-    ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,), time=s, change=c)`` -> the kept
+    ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,), change=fc)`` -> the kept
     indices, in the given order; frame indices must increase (a resumed run first feeds the
-    frames it kept before, from its records, so the tracks go on where they stopped). ``time``
-    (seconds) and ``change`` (from the frame before, :class:`~wbcap.track.cuts.ChangeMeter`;
-    None: unknown) end every track at a cut (``config.cut_threshold``), as pass 2 does.
+    frames it kept before, from its records, so the tracks go on where they stopped). ``change``
+    (the frame's :class:`~wbcap.track.cuts.FrameChange`; None: unknown) ends every track at a cut
+    (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
+    the start of a flash counts too).
 
     Raises:
         ValueError: ``config.max_people`` is None.
@@ -368,8 +370,8 @@ class PeopleLimit:
         self._cuts = CutFinder(config.cut_threshold)
 
     def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
-                 time: float = 0.0, change: float | None = None) -> list[int]:
-        if self._cuts(time, change):
+                 change: FrameChange | None = None) -> list[int]:
+        if change is not None and self._cuts(change):
             self._tracker.end_tracks()
         ids = self._tracker.update(frame_index, boxes, scores)
         return [i for i, tid in enumerate(ids) if tid >= 0]

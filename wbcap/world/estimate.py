@@ -442,7 +442,7 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
     if cuts:
         at = ", ".join(f"{t:.2f} s" for t in list(cuts)[:5]) + (", ..." if len(cuts) > 5 else "")
         reason = (f"the video cuts between shots ({len(cuts)} cut(s), at {at}), each with its own camera, and one "
-                  f"ground needs one static camera; run each shot with {setting('start')}/{setting('end')}")
+                  f"ground needs one static camera; run each shot on its own ({setting('start')} and --end)")
         log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
         return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
     regions = SoleRegions.from_body(body, band=config.sole_band)
