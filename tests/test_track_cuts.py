@@ -216,6 +216,25 @@ def test_pass_2_ends_every_track_at_a_cut(tmp_path):
     assert sorted(collect_tracks(raw, 10.0, TrackerConfig(), "boxes:b.json").per_track) == [0, 1]
 
 
+def test_pass_2_across_a_flash_keeps_the_ids_from_before_it(tmp_path):
+    """A flash at frames 3-4 (back at 5): person A, seen throughout, keeps id 0; a box seen only during
+    the flash (a ghost at x 200) ends where the picture comes back, so the person who then stands
+    there gets a new id instead of the ghost's."""
+    from wbcap.track.collect import collect_tracks
+
+    a, there = [10.0, 10.0, 40.0, 90.0], [200.0, 10.0, 40.0, 90.0]
+    fields = {0: {}, 1: {"change": 2.0}, 2: {"change": 2.0, "back": 2.0, "back_to": 0},
+              3: {"change": 92.0, "back": 92.0, "back_to": 1}, 4: {"change": 0.0, "back": 92.0, "back_to": 2},
+              5: {"change": 92.0, "back": 1.0, "back_to": 2}}
+    fields |= {f: {"change": 2.0, "back": 92.0, "back_to": 4} for f in range(6, 12)}
+    boxes = {f: [a] + ([there] if f >= 3 else []) for f in range(12)}
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps(_record(f, boxes[f], None) | fields[f]) + "\n" for f in range(12)))
+    col = collect_tracks(raw, 10.0, TrackerConfig(min_length=1), "boxes:b.json")
+    assert (col.cuts, col.flashes) == ([], [3])
+    assert {t: tr.frame for t, tr in col.per_track.items()} == {0: list(range(12)), 1: [3, 4], 2: list(range(5, 12))}
+
+
 def test_a_damaged_change_is_a_damaged_record(tmp_path):
     from wbcap.errors import InputError
     from wbcap.track.collect import collect_tracks
