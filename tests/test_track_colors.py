@@ -85,3 +85,14 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="track 4: its last frame 2 is before its first 3"):
         track_color_indices({4: (3, 2)})
     assert track_color_indices({}) == {}
+
+
+def test_the_colours_are_far_apart():
+    """The pale palette's closest pairs were ~7 apart (CIE76) as drawn; these are at least 30 apart."""
+    import itertools
+
+    import cv2
+
+    lab = cv2.cvtColor(np.asarray(TRACK_COLORS, np.float32).reshape(1, -1, 3), cv2.COLOR_RGB2LAB)[0]
+    assert min(np.linalg.norm(a - b) for a, b in itertools.combinations(lab, 2)) > 30
+    assert len(set(TRACK_COLORS)) == len(TRACK_COLORS) == 8
