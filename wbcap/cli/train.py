@@ -11,20 +11,23 @@ STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then th
 #: What each stage's --datasets and --data-root take (wbcap.train.stages.STAGE_DATASETS, which a
 #: test keeps equal to these; spelled out here so that `--help` imports no training code).
 DATASETS_HELP = {
-    "body": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
+    "body": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, AGORA, or synthetic (no data "
+            "needed).",
     "hand": "Comma-separated training sets: FreiHAND,InterHand26M,MSCOCO (the default; MSCOCO here means COCO-WholeBody's "
             "hand crops with MANO NeuralAnnot fits) or some of them.",
-    "finetune": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, or synthetic (no data needed).",
+    "finetune": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, AGORA (the recipe "
+                "train/configs/agora.toml: upstream's AGORA fine-tuning), or synthetic (no data needed).",
 }
 DATA_ROOT_HELP = {
-    "body": "Folder holding Human36M/, MSCOCO/ and MPII/.",
+    "body": "Folder holding Human36M/, MSCOCO/ and MPII/ (and AGORA/ for --datasets AGORA).",
     "hand": "Folder holding FreiHAND/, InterHand26M/ and MSCOCO/ (COCO-WholeBody, with MSCOCO_train_MANO_NeuralAnnot.json).",
-    "finetune": "Folder holding Human36M/, MSCOCO/ and MPII/.",
+    "finetune": "Folder holding Human36M/, MSCOCO/ and MPII/ (AGORA/ for the AGORA recipe).",
 }
 INIT_HELP = {
     "body": "Start from this whole-body checkpoint.",
     "hand": "Not for this stage (the hand model starts from --imagenet-weights or at random).",
-    "finetune": "The whole-body checkpoint to fine-tune (required): the merged one of `wbcap train merge`.",
+    "finetune": "The whole-body checkpoint to fine-tune (required): the merged one of `wbcap train merge` (the AGORA "
+                "recipe: the finetune stage's last snapshot).",
 }
 
 
@@ -100,7 +103,8 @@ def train():
 
 train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody)."))
 train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND + InterHand2.6M + COCO-WholeBody hands)."))
-train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init."))
+train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init. "
+                                              "--config train/configs/agora.toml: upstream's fine-tuning on AGORA."))
 
 
 @train.command()

@@ -1,8 +1,8 @@
-"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, mixed
-as upstream mixes them (:class:`SameLengthGroups`); ``FreiHAND``, ``InterHand26M``
-(:mod:`wbcap.train.data.interhand`) and ``MSCOCO`` (there COCO-WholeBody's hand crops,
-:mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose loader reads its parts) for the hand stage
-(:data:`wbcap.train.stages.STAGE_DATASETS`)."""
+"""Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, ``AGORA``
+(upstream's fine-tuning set: ``train/configs/agora.toml``), mixed as upstream mixes them
+(:class:`SameLengthGroups`); ``FreiHAND``, ``InterHand26M`` (:mod:`wbcap.train.data.interhand`) and
+``MSCOCO`` (there COCO-WholeBody's hand crops, :mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose
+loader reads its parts) for the hand stage (:data:`wbcap.train.stages.STAGE_DATASETS`)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ from wbcap.train.stages import STAGE_DATASETS, StageConfig
 
 _LAYOUTS = {  # module holding each set's LAYOUT (imported only for a message)
     "Human36M": "wbcap.train.data.human36m", "MSCOCO": "wbcap.train.data.cocowb", "MPII": "wbcap.train.data.mpii",
-    "FreiHAND": "wbcap.train.data.freihand", "InterHand26M": "wbcap.train.data.interhand",
+    "FreiHAND": "wbcap.train.data.freihand", "InterHand26M": "wbcap.train.data.interhand", "AGORA": "wbcap.train.data.agora",
 }
 _HAND_LAYOUTS = {**_LAYOUTS, "MSCOCO": "wbcap.train.data.coco_hands"}  # (the hand stage's MSCOCO: hand crops)
 
 
 #: The training sets with 3D targets (joints in the camera, SMPL-X or MANO parameters); the others
 #: (COCO-WholeBody, MPII; in the hand stage COCO-WholeBody's hand crops) have 2D ones. Upstream's
-#: ``trainset_3d`` / ``trainset_2d`` (main/config.py; its hand model's 3D sets FreiHAND and InterHand2.6M).
-THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND", "InterHand26M"})
+#: ``trainset_3d`` / ``trainset_2d`` (main/config.py; its hand model's 3D sets FreiHAND and InterHand2.6M;
+#: its AGORA fine-tuning's ``trainset_3d=['AGORA']``).
+THREE_D_SETS = frozenset({"Human36M", "synthetic", "FreiHAND", "InterHand26M", "AGORA"})
 
 
 def tell_epoch(dataset: Dataset, epoch: int, base_seed: int) -> None:
@@ -164,6 +165,10 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
             from wbcap.train.data.mpii import MPII
 
             parts.append(MPII(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
+        elif name == "AGORA":
+            from wbcap.train.data.agora import AGORA
+
+            parts.append(AGORA(root, "train", body_layer=body_layer, seed=stage.seed, model=stage.model))
         else:  # MSCOCO (check_datasets allows nothing else)
             from wbcap.train.data.cocowb import COCOWholeBody
 

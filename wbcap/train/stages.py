@@ -2,7 +2,9 @@
 
 Built-in values are the paper's (upstream ``main/config.py`` and the Pose2Pose hand branch);
 ``train/configs/<stage>.toml`` in the repository holds the same values for users to copy and
-edit (``wbcap train body --config my.toml``); a test keeps the two identical. Flags
+edit (``wbcap train body --config my.toml``); a test keeps the two identical. :data:`RECIPES` are
+further recipes of a stage with their own files (``train/configs/agora.toml``: upstream's AGORA
+fine-tuning, ``wbcap train finetune --config train/configs/agora.toml``). Flags
 (``--lr --epochs --batch-size ...``) override either.
 """
 
@@ -83,11 +85,23 @@ STAGES: dict[str, StageConfig] = {
     "finetune": StageConfig(stage="finetune", lr=1e-5),
 }
 
+#: Named recipes of a stage beyond its default (``train/configs/<name>.toml``, ``wbcap train <stage>
+#: --config FILE``; a test keeps each equal to its file). ``agora``: upstream's fine-tuning on AGORA (README:
+#: "move snapshot_6.pth.tar, generated after the 3rd training stage, to tool and run python reset_epoch.py ...
+#: trainset_3d=['AGORA'], trainset_2d=[], lr_dec_epoch=[40,60], end_epoch = 70", train.py --lr 1e-4), the
+#: finetune stage (the whole-body model from a whole-body checkpoint, --init) on AGORA alone. reset_epoch.py sets the
+#: checkpoint's epoch to 0, so upstream trains its epochs 1-69 (common/base.py load_model: start_epoch = epoch + 1),
+#: 39 at lr, 20 at lr/10, 10 at lr/100: wbcap's epochs 0-68, decays at 39 and 59.
+RECIPES: dict[str, StageConfig] = {
+    "agora": StageConfig(stage="finetune", datasets=("AGORA",), lr=1e-4, lr_decay_epochs=(39, 59), epochs=69),
+}
+
 
 #: The training sets each stage accepts (``datasets``); ``synthetic`` needs no data. The hand
 #: stage trains the hand-only model on hand crops (FreiHAND's, InterHand2.6M's, and COCO-WholeBody's,
-#: which it calls ``MSCOCO``: :mod:`wbcap.train.data.coco_hands`); the whole-body sets train the others.
-WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "MPII", "synthetic")
+#: which it calls ``MSCOCO``: :mod:`wbcap.train.data.coco_hands`); the whole-body sets train the others
+#: (AGORA too, as upstream's config.py takes any of its sets in either stage: its recipe ``agora``).
+WHOLE_BODY_SETS = ("Human36M", "MSCOCO", "MPII", "AGORA", "synthetic")
 HAND_SETS = ("FreiHAND", "InterHand26M", "MSCOCO")
 STAGE_DATASETS: dict[str, tuple[str, ...]] = {"body": WHOLE_BODY_SETS, "hand": HAND_SETS, "finetune": WHOLE_BODY_SETS}
 
