@@ -93,6 +93,27 @@ def flip_mano_pose(pose: np.ndarray) -> np.ndarray:
     return out.reshape(48)
 
 
+def mano_fit_targets(pose: np.ndarray | None, shape: np.ndarray | None, flip: bool,
+                     rot_deg: float) -> tuple[np.ndarray, np.ndarray, np.float32]:
+    """A MANO fit as the hand stage's targets ``(mano_pose (48,), mano_shape (10,), fitted)``,
+    float32: the pose (root + 15 finger rotations, axis-angle, the crop's camera) mirrored for a
+    left hand made a right one (:func:`flip_mano_pose`), then its root turned by the rotation
+    augmentation of ``rot_deg`` degrees; the shape zeroed where any ``|beta| > 3`` (as upstream;
+    still fitted). ``pose`` None (no fit): zeros and ``fitted`` 0. Shared by the COCO-WholeBody
+    hands and InterHand2.6M, whose fits are mirrored; FreiHAND's right hands never are."""
+    if pose is None:
+        return np.zeros(48, _F32), np.zeros(10, _F32), _F32(0)
+    out = np.array(pose, dtype=_F32).reshape(48)
+    if flip:
+        out = flip_mano_pose(out)
+    out = out.reshape(16, 3)
+    out[0] = rotate_root_pose(out[0], rot_aug_matrix(rot_deg))
+    betas = np.array(shape, dtype=_F32).reshape(10)
+    if np.any(np.abs(betas) > 3):
+        betas = np.zeros_like(betas)
+    return out.reshape(48).astype(_F32), betas, _F32(1)
+
+
 class COCOHands(AugmentedDataset):
     """COCO-WholeBody hand samples (2D keypoints + MANO pseudo-GT), left hands mirrored to right.
 
@@ -207,18 +228,7 @@ class COCOHands(AugmentedDataset):
             input_shape=shape,
             hm_shape=cells,
         )
-        if rec["mano_pose"] is not None:
-            pose = rec["mano_pose"].reshape(48).copy()
-            if flip:
-                pose = flip_mano_pose(pose)
-            pose = pose.reshape(16, 3)
-            pose[0] = rotate_root_pose(pose[0], rot_aug_matrix(aug.rot))
-            betas = rec["mano_shape"].copy()
-            if np.any(np.abs(betas) > 3):
-                betas = np.zeros_like(betas)
-            pose, betas, fitted = pose.reshape(48).astype(_F32), betas.astype(_F32), _F32(1)
-        else:
-            pose, betas, fitted = np.zeros(48, _F32), np.zeros(10, _F32), _F32(0)
+        pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
         inputs = {"img": patch}
         targets = {
             "joint_img": joint_img.astype(_F32),

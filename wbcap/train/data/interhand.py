@@ -64,7 +64,7 @@ import numpy as np
 
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
-from wbcap.train.data.coco_hands import flip_mano_pose
+from wbcap.train.data.coco_hands import mano_fit_targets
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
     HAND_3D_SIZE,
@@ -81,7 +81,6 @@ from wbcap.train.data.common import (
     parsing,
     process_db_coord,
     read_image,
-    rot_aug_matrix,
     rotate_root_pose,
 )
 from wbcap.train.data.freihand import FREIHAND_JOINT_NAMES
@@ -295,18 +294,7 @@ class InterHand26M(AugmentedDataset):
             input_shape=shape,
             hm_shape=cells,
         )
-        if rec["mano_pose"] is not None:
-            pose = rec["mano_pose"].reshape(48).copy()
-            if flip:
-                pose = flip_mano_pose(pose)
-            pose = pose.reshape(16, 3)
-            pose[0] = rotate_root_pose(pose[0], rot_aug_matrix(aug.rot))
-            betas = rec["mano_shape"].copy()
-            if np.any(np.abs(betas) > 3):
-                betas = np.zeros_like(betas)
-            pose, betas, fitted = pose.reshape(48).astype(_F32), betas.astype(_F32), _F32(1)
-        else:
-            pose, betas, fitted = np.zeros(48, _F32), np.zeros(10, _F32), _F32(0)
+        pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
         inputs = {"img": patch}
         targets = {
             "joint_img": (joint_img * joint_valid).astype(_F32),
