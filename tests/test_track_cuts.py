@@ -46,32 +46,44 @@ def test_frames_are_compared_at_a_fixed_width_and_small_ones_as_they_are():
     assert hsv_thumbnail(_flat((10, 200, 30), h=100, w=200)).shape == (100, 200, 3)
 
 
-def test_the_meter_gives_each_frame_its_change_and_its_change_from_before_the_last_jump():
+def test_the_meter_gives_each_frame_its_change_and_its_changes_from_before_the_largest_jumps():
     """Frames 0.1 s apart: black, black, white (a flash), white, black (back), grey, grey. `back`
-    compares each frame with the frame before the largest change of the last 0.5 s."""
+    compares each frame with the frames before the three largest changes of the last 0.5 s."""
     meter = ChangeMeter()
     grey = (128, 128, 128)
     pictures = [(0, 0, 0), (0, 0, 0), (255, 255, 255), (255, 255, 255), (0, 0, 0), grey, grey]
     got = [meter(i, i / 10, _flat(c)) for i, c in enumerate(pictures)]
-    assert got[0] == FrameChange(None, None, None)
-    assert got[1] == FrameChange(0.0, None, None)  # (frame 0 has no change: nothing to go back before)
-    assert got[2] == FrameChange(85.0, 85.0, 0)  # frame 1's 0 is the largest so far: compared with frame 0
-    assert got[3] == FrameChange(0.0, 85.0, 1)  # frame 2's jump is the largest: compared with frame 1
-    assert got[4] == FrameChange(85.0, 0.0, 1)  # back to the picture before the flash
-    # grey: V 128 (a third of 128 from black, of 127 from white); frame 4's jump is the later of the
-    # two equal largest: compared with frame 3 (white), also at frame 6 (frame 4 still within 0.5 s)
-    assert got[5] == FrameChange(42.667, 42.333, 3)
-    assert got[6] == FrameChange(0.0, 42.333, 3)
+    assert got[0] == FrameChange(None, (), ()) and got[1] == FrameChange(0.0, (), ())  # (no change before)
+    assert got[2] == FrameChange(85.0, (85.0,), (0,))  # frame 1's change: compared with frame 0
+    assert got[3] == FrameChange(0.0, (85.0, 85.0), (0, 1))
+    assert got[4] == FrameChange(85.0, (0.0, 0.0, 85.0), (0, 1, 2))  # back to frames 0 and 1: the flash ended
+    # grey: V 128 (a third of 128 from black, of 127 from white); the three largest of frames 1-4's
+    # changes (85, 85, then the later 0) are those of 4, 2, 3: their frames before, 3, 1, 2
+    assert got[5] == FrameChange(42.667, (42.667, 42.333, 42.333), (1, 2, 3))
+    assert got[6] == FrameChange(0.0, (42.667, 42.333, 42.667), (1, 3, 4))  # (frame 5's 42.7 now among them)
     assert FrameChange.of_record(got[5].record() | {"frame": 5}) == got[5] and got[0].record() == {}
+    assert got[5].came_back(42.5) == 3 and got[5].came_back(42.5, before=3) == 2 and got[5].came_back(42.0) is None
 
 
 def test_the_meter_forgets_changes_older_than_half_a_second():
     meter = ChangeMeter()
     pictures = [(0, 0, 0)] * 2 + [(255, 255, 255)] * 8
     got = [meter(i, i / 10, _flat(c)) for i, c in enumerate(pictures)]
-    # frame 2's jump is out of the window from 0.7 s (0.5 s later): then the latest of the equal 0s
-    assert [g.back_to for g in got] == [None, None, 0, 1, 1, 1, 1, 5, 6, 7]
-    assert [g.back for g in got][6:] == [85.0, 0.0, 0.0, 0.0]
+    # frame 2's jump (its frame before: 1) is out of the window from 0.7 s (0.5 s later)
+    assert [g.back_to for g in got] == [(), (), (0,), (0, 1), (0, 1, 2), (1, 2, 3), (1, 3, 4), (3, 4, 5), (4, 5, 6),
+                                        (5, 6, 7)]
+    assert [g.back for g in got][6:] == [(85.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)]
+
+
+def test_two_flashes_in_half_a_second_are_no_cut():
+    """Press flashes in a burst (a review's case): white frames 10 and 13 at 30 fps in a grey shot
+    whose exposure moves a little after each (100, then 90 and 95, then 92). The jump out of the first
+    flash is about as large as the jump into it, so the frame before the largest jump alone was a
+    flash frame: frame 14 was taken for a cut. With the three largest, each return finds grey again."""
+    meter = ChangeMeter()
+    values = {10: 255, 11: 90, 12: 95, 13: 255, **{i: 92 for i in range(14, 40)}}
+    rows = [(i, i / 30, meter(i, i / 30, _flat((values.get(i, 100),) * 3))) for i in range(40)]
+    assert find_cuts(rows) == Cuts(cuts=[], returns={11: 9, 13: 10, 14: 12}, flashes=[10])
 
 
 def _changes(rows):
@@ -223,10 +235,10 @@ def test_pass_2_across_a_flash_keeps_the_ids_from_before_it(tmp_path):
     from wbcap.track.collect import collect_tracks
 
     a, there = [10.0, 10.0, 40.0, 90.0], [200.0, 10.0, 40.0, 90.0]
-    fields = {0: {}, 1: {"change": 2.0}, 2: {"change": 2.0, "back": 2.0, "back_to": 0},
-              3: {"change": 92.0, "back": 92.0, "back_to": 1}, 4: {"change": 0.0, "back": 92.0, "back_to": 2},
-              5: {"change": 92.0, "back": 1.0, "back_to": 2}}
-    fields |= {f: {"change": 2.0, "back": 92.0, "back_to": 4} for f in range(6, 12)}
+    fields = {0: {}, 1: {"change": 2.0}, 2: {"change": 2.0, "back": [2.0], "back_to": [0]},
+              3: {"change": 92.0, "back": [92.0], "back_to": [1]}, 4: {"change": 0.0, "back": [92.0], "back_to": [2]},
+              5: {"change": 92.0, "back": [1.0, 92.0], "back_to": [2, 3]}}
+    fields |= {f: {"change": 2.0, "back": [92.0], "back_to": [4]} for f in range(6, 12)}
     boxes = {f: [a] + ([there] if f >= 3 else []) for f in range(12)}
     raw = tmp_path / "raw.jsonl"
     raw.write_text("".join(json.dumps(_record(f, boxes[f], None) | fields[f]) + "\n" for f in range(12)))
@@ -240,9 +252,15 @@ def test_a_damaged_change_is_a_damaged_record(tmp_path):
     from wbcap.track.collect import collect_tracks
 
     raw = tmp_path / "raw.jsonl"
-    raw.write_text(json.dumps(_record(0, [], None)) + "\n" + json.dumps(_record(1, [], None) | {"change": "x"}) + "\n")
-    with pytest.raises(InputError, match=r"raw\.jsonl:2: a damaged record \(change holds \"x\", not a number\)"):
-        collect_tracks(raw, 10.0, TrackerConfig(), "auto")
+    for bad, why in (({"change": "x"}, 'change holds "x", not a number'),
+                     ({"change": 3.0, "back": [1.0]}, "no back_to"),  # (was a TypeError in pass 2: a review)
+                     ({"change": 3.0, "back": [1.0, 2.0], "back_to": [0]}, "back holds 2 numbers, not 1"),
+                     ({"change": -1.0}, "change holds a negative or non-whole value"),
+                     ({"change": 3.0, "back": [1.0], "back_to": [0.5]}, "back_to holds a value that is not a frame index")):
+        raw.write_text(json.dumps(_record(0, [], None)) + "\n" + json.dumps(_record(1, [], None) | bad) + "\n")
+        with pytest.raises(InputError) as err:
+            collect_tracks(raw, 10.0, TrackerConfig(), "auto")
+        assert f"raw.jsonl:2: a damaged record ({why})" in str(err.value), bad
 
 
 def test_world_falls_back_to_the_camera_frame_across_cuts(caplog):

@@ -28,7 +28,7 @@ def track_color_indices(spans: Mapping[int, tuple[int, int]], n_colors: int = le
     fewest of the tracks overlapping it have (then the one left longest ago, the lowest index).
 
     The choice only compares frame numbers, so any increasing map of them (``params.jsonl``'s
-    times, a subset of frames drawn) gives the same colours: ``render.mp4``
+    times) gives the same colours: ``render.mp4``
     (:mod:`wbcap.export.video_render`) and the viewer (:mod:`wbcap.view.manifest`) compute it each
     from the same tracks and agree.
 

@@ -3,13 +3,13 @@
 One JSON line per processed frame, in frame order, appended and flushed as frames are done so
 that an interrupted run keeps them (``--resume`` continues after the last complete line)::
 
-    {"frame": 12, "time": 0.48, "size": [W, H], "change": 3.217, "back": 4.5, "back_to": 9,
+    {"frame": 12, "time": 0.48, "size": [W, H], "change": 3.217, "back": [4.5, 30.1], "back_to": [9, 10],
      "people": [{"box": [x, y, w, h], "score": s, "crop_box": [x, y, w, h],
                  "focal": [fx, fy], "princpt": [cx, cy], "params": {"root_pose": [...], ...}}]}
 
 ``frame``: index in the source; ``time``: seconds; ``size``: image pixels; ``change``: how much
-the frame differs from the processed frame before it, ``back``: from the frame ``back_to`` (the
-frame before the largest change of the last half second), 0-255 (:class:`wbcap.track.cuts.FrameChange`;
+the frame differs from the processed frame before it, ``back``: from each frame of ``back_to`` (the
+frames before the three largest changes of the last half second), 0-255 (:class:`wbcap.track.cuts.FrameChange`;
 absent where there is no such frame and in runs made before wbcap measured them); ``box``: the detected
 box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
 the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
@@ -95,11 +95,14 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
         return "not a JSON object"
     if isinstance(rec.get("frame"), bool) or not isinstance(rec.get("frame"), int):
         return "no frame" if "frame" not in rec else f"frame {json.dumps(rec['frame'])[:40]}, not a whole number"
-    why = damaged_numbers(rec, {"time": 0, **{k: 0 for k in ("change", "back", "back_to") if k in rec}})
+    why = damaged_numbers(rec, {"time": 0, **({"change": 0} if "change" in rec else {}),
+                                **({"back": None, "back_to": None} if "back" in rec or "back_to" in rec else {})},
+                          {"back": len(rec["back_to"])} if isinstance(rec.get("back_to"), list) and rec["back_to"] else None)
     if why:
         return why
-    if "back_to" in rec and (not isinstance(rec["back_to"], int) or "back" not in rec):
-        return f"back_to {json.dumps(rec['back_to'])[:40]}, not a frame index with its back"
+    bad = next((k for k in ("change", "back", "back_to") if k in rec and min(rec[k] if isinstance(rec[k], list) else [rec[k]]) < 0), None)
+    if bad is not None or not all(isinstance(r, int) and not isinstance(r, bool) for r in rec.get("back_to", [])):
+        return f"{bad or 'back_to'} holds a negative or non-whole value" if bad else "back_to holds a value that is not a frame index"
     people = rec.get("people")
     if not isinstance(people, list):
         return "no people" if "people" not in rec else "people is not a list"

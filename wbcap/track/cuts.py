@@ -4,7 +4,7 @@ A user trial on edited footage: at a cut the person of the next shot stood where
 previous one had stood (box IoU 0.42), and the tracker gave the new person the old id, one track
 and one animation across two people. ``wbcap run`` now measures, in pass 1, how much each processed
 frame differs from the one before (:class:`ChangeMeter`: the raw record's ``change``) and from the
-picture before the largest change of the last :data:`FLASH_SECONDS` (``back``, ``back_to``); pass 2
+pictures before the largest changes of the last :data:`FLASH_SECONDS` (``back``, ``back_to``); pass 2
 (:func:`find_cuts`) ends every track at a cut, and ``--max-people``'s choice in pass 1
 (:class:`CutFinder`) does the same without looking ahead.
 
@@ -38,8 +38,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CUT_THRESHOLD", "FLASH_SECONDS", "ChangeMeter", "CutFinder", "Cuts", "FrameChange", "content_change",
-           "find_cuts", "hsv_thumbnail"]
+__all__ = [
+    "BACK_REFERENCES",
+    "CUT_THRESHOLD",
+    "FLASH_SECONDS",
+    "ChangeMeter",
+    "CutFinder",
+    "Cuts",
+    "FrameChange",
+    "content_change",
+    "find_cuts",
+    "hsv_thumbnail",
+]
 
 #: A frame whose change from the previous (:func:`content_change`, 0-255) reaches this is a candidate cut.
 CUT_THRESHOLD = 27.0
@@ -70,31 +80,56 @@ def content_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
+#: How many of the largest changes of the window a frame is compared back to (two flashes in half
+#: a second: the jump out of the first is as large as the jump into it, and the frame before the
+#: largest alone can be a flash frame: a review).
+BACK_REFERENCES = 3
+
+
 @dataclass(frozen=True)
 class FrameChange:
     """How one processed frame differs from those before it (the raw record's fields).
 
     Attributes:
         change: :func:`content_change` from the processed frame before (None for the first).
-        back: :func:`content_change` from ``back_to``: the frame before the largest ``change`` among
-            the processed frames of the last :data:`FLASH_SECONDS` before this one (None when there
-            is none): small where the picture came back to what it was before a flash.
-        back_to: that frame's source index (None with ``back``).
+        back: :func:`content_change` from each frame of ``back_to``, the same order.
+        back_to: the source indices of the frames before the :data:`BACK_REFERENCES` largest
+            ``change`` among the processed frames of the last :data:`FLASH_SECONDS` before this one,
+            increasing (empty when there is none): a small ``back`` says the picture came back to
+            what it was before that jump (a flash, a cutaway). A single number is taken as a
+            one-item tuple.
     """
 
     change: float | None = None
-    back: float | None = None
-    back_to: int | None = None
+    back: tuple[float, ...] = ()
+    back_to: tuple[int, ...] = ()
 
-    def record(self) -> dict[str, float | int]:
-        """The raw record's fields: those that are not None."""
-        return {k: v for k, v in (("change", self.change), ("back", self.back), ("back_to", self.back_to))
-                if v is not None}
+    def __post_init__(self) -> None:
+        for name in ("back", "back_to"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, () if value is None else tuple(value) if isinstance(value, (list, tuple))
+                               else (value,))
+        if len(self.back) != len(self.back_to):
+            raise ValueError(f"back and back_to differ in length: {self.back}, {self.back_to}")
+
+    def record(self) -> dict[str, float | list]:
+        """The raw record's fields (``change`` when known, ``back``/``back_to`` when not empty)."""
+        out: dict[str, float | list] = {} if self.change is None else {"change": self.change}
+        if self.back:
+            out |= {"back": list(self.back), "back_to": list(self.back_to)}
+        return out
 
     @classmethod
     def of_record(cls, rec: dict) -> FrameChange:
-        """The fields of a raw record (those it lacks None: a run made before they were measured)."""
-        return cls(rec.get("change"), rec.get("back"), rec.get("back_to"))
+        """The fields of a raw record (checked by :func:`wbcap.io.raw_records.damaged_raw_record`;
+        those it lacks: a run made before they were measured)."""
+        return cls(rec.get("change"), rec.get("back") or (), rec.get("back_to") or ())
+
+    def came_back(self, threshold: float, before: int | None = None) -> int | None:
+        """The latest frame of ``back_to`` (before frame ``before``, if given) that this frame is
+        less than ``threshold`` from, or None."""
+        found = [r for b, r in zip(self.back, self.back_to) if b < threshold and (before is None or r < before)]
+        return max(found) if found else None
 
 
 class ChangeMeter:
@@ -111,17 +146,15 @@ class ChangeMeter:
         # (an entry is kept while the one after it is in the window: as a candidate or its reference)
         while len(recent) >= 2 and recent[1][1] <= time - FLASH_SECONDS + _EPS:
             recent.popleft()
-        change = back = back_to = None
+        change, pairs = None, []
         if recent:
             change = round(content_change(recent[-1][3], thumb), 3)
             in_window = [p for p in range(1, len(recent)) if recent[p][1] > time - FLASH_SECONDS + _EPS
                          and recent[p][2] is not None]
-            if in_window:
-                top = max(in_window, key=lambda p: (recent[p][2], p))  # (the latest of equal ones)
-                ref = recent[top - 1]
-                back, back_to = round(content_change(ref[3], thumb), 3), ref[0]
+            top = sorted(in_window, key=lambda p: (recent[p][2], p), reverse=True)[:BACK_REFERENCES]
+            pairs = sorted((recent[p - 1][0], round(content_change(recent[p - 1][3], thumb), 3)) for p in top)
         recent.append((int(index), float(time), change, thumb))
-        return FrameChange(change, back, back_to)
+        return FrameChange(change, tuple(b for _, b in pairs), tuple(r for r, _ in pairs))
 
 
 @dataclass(frozen=True)
@@ -156,23 +189,21 @@ def find_cuts(frames: Sequence[tuple[int, float, FrameChange]], threshold: float
     if threshold is None:
         return Cuts(cuts, returns, flashes)
 
-    def comes_back(fc: FrameChange) -> bool:
-        return fc.back is not None and fc.back < threshold
-
     for k, (index, time, fc) in enumerate(frames):
         if fc.change is None or fc.change < threshold:
             continue
-        if comes_back(fc):
-            returns[index] = int(fc.back_to)
+        ref = fc.came_back(threshold)
+        if ref is not None:
+            returns[index] = ref
             continue
         end = time + FLASH_SECONDS - _EPS  # (as the meter's window: a frame 0.5 s later no longer looks back to it)
         later = itertools.takewhile(lambda f, end=end: f[1] < end, (frames[i] for i in range(k + 1, len(frames))))
-        back = next((f for f in later if comes_back(f[2]) and f[2].back_to < index), None)
+        back = next(((f[0], r) for f in later if (r := f[2].came_back(threshold, before=index)) is not None), None)
         if back is None:
             cuts.append(index)
         else:
             flashes.append(index)
-            returns.setdefault(back[0], int(back[2].back_to))
+            returns.setdefault(*back)
     return Cuts(cuts, returns, flashes)
 
 
@@ -188,4 +219,4 @@ class CutFinder:
     def __call__(self, fc: FrameChange) -> bool:
         if self.threshold is None or fc.change is None or fc.change < self.threshold:
             return False
-        return not (fc.back is not None and fc.back < self.threshold)
+        return fc.came_back(self.threshold) is None
