@@ -38,7 +38,7 @@ from clients import CHROMIUM, JS, NODE_MODULES, browser_missing, node_packages_m
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
-from wbcap.export.colors import TRACK_COLORS
+from wbcap.export.colors import TRACK_COLORS, TRACK_COLORS_1
 
 THREE = NODE_MODULES / "three"
 FRAMES = 8
@@ -221,7 +221,8 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     (run / ".wbcap").mkdir(parents=True)
     write_video(run / "render.mp4", [draw(i) for i in range(6)], fps=10)
     (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/x/clip.mp4", "start": 2.0}))
-    (run / "meta.json").write_text(json.dumps({"fps": 10.0, "source": "/x/clip.mp4", "camera": _line(0, 0, 0)["camera"]}))
+    meta = {"fps": 10.0, "source": "/x/clip.mp4", "camera": _line(0, 0, 0)["camera"], "colors": 2}
+    (run / "meta.json").write_text(json.dumps(meta))
     # track 3 in frames 21..23 (a render of frames 20..25 started at 2.0 s), track 9 in frame 25 only
     lines = [_line(f, f / 10, 3) for f in (21, 22, 23)] + [_line(25, 2.5, 9)]
     (run / "params.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -236,6 +237,11 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     colors = [vm._hex(c) for c in TRACK_COLORS]
     assert [(t["id"], t["color"], t["rows"], t["first"], t["last"]) for t in m["tracks"]] == [
         (3, colors[0], 3, 2.1, pytest.approx(2.3)), (9, colors[1], 1, 2.5, 2.5)]
+    # a run from before meta.json's "colors": its render.mp4 coloured track id with TRACK_COLORS_1[id % 8]
+    (run / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "colors"}))
+    assert [t["color"] for t in vm.read_output(run).manifest["tracks"]] == [vm._hex(TRACK_COLORS_1[3]),
+                                                                           vm._hex(TRACK_COLORS_1[1])]
+    (run / "meta.json").write_text(json.dumps(meta))
     assert content.missing_glb == {3: "media/generated/track_3", 9: "media/generated/track_9"}
     assert (m["frame"], m["source_camera"], m["world"], content.frame) == ("camera", ORIGIN, None, "camera")
     assert content.files == {"media/render.mp4": run / "render.mp4"}

@@ -47,6 +47,7 @@ from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
+from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, read_raw, record_boxes, start_raw
@@ -433,7 +434,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
     matrix asks; every pixel wbcap writes is of the picture so turned),
     ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
-    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``cuts`` (the times, seconds,
+    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``colors`` (render.mp4's
+    colour rule: :data:`wbcap.export.colors.COLOR_SCHEME`), ``cuts`` (the times, seconds,
     of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
@@ -445,6 +447,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         "frame_step": job.frame_step, "camera": camera_to_dict(camera),
         **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
+        "colors": COLOR_SCHEME,
         "frame": "world" if world is not None and world.frame is not None else "camera",
     }
     if world is not None:

@@ -14,6 +14,18 @@ TRACK_COLORS: tuple[tuple[float, float, float], ...] = (
 )
 
 
+#: The colour rule of ``render.mp4`` that ``meta.json``'s ``colors`` names: 2, this module's
+#: (:data:`TRACK_COLORS` by :func:`track_color_indices`); 1 (runs whose ``meta.json`` has no
+#: ``colors``, made before it): :data:`TRACK_COLORS_1` by ``id % 8``. The viewer follows the run's.
+COLOR_SCHEME = 2
+#: The colours of scheme 1 (``TRACK_COLORS_1[id % 8]``), kept so that the viewer of an older run
+#: shows its ``render.mp4``'s colours.
+TRACK_COLORS_1: tuple[tuple[float, float, float], ...] = (
+    (0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.82, 0.62), (0.86, 0.78, 0.50),
+    (0.75, 0.62, 0.85), (0.55, 0.80, 0.82), (0.88, 0.66, 0.78), (0.70, 0.70, 0.70),
+)
+
+
 def track_color_indices(spans: Mapping[int, tuple[int, int]], n_colors: int = len(TRACK_COLORS)) -> dict[int, int]:
     """Each track's colour (an index into :data:`TRACK_COLORS`), chosen so that people on screen
     at the same time differ in colour whenever there are at most ``n_colors`` of them.

@@ -427,6 +427,7 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "source": (lambda v: isinstance(v, str), "the source's path"),
     "cuts": (lambda v: isinstance(v, list) and all(_number(t, 0.0, above=False) for t in v),
              "a list of times in seconds, 0 or more"),
+    "colors": (lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2"),
 }
 
 

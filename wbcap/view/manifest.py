@@ -96,12 +96,16 @@ class SiteContent:
     frame: str = "camera"
 
 
-def track_colors(spans: dict[int, tuple[int, int]]) -> dict[int, tuple[float, float, float]]:
-    """render.mp4's colour of each track, RGB in [0, 1] (:data:`wbcap.export.colors.TRACK_COLORS`
-    by :func:`wbcap.export.colors.track_color_indices`), from ``{track id: (first frame, last
-    frame)}`` of ``params.jsonl``: render.mp4 chooses them from the same rows."""
-    from wbcap.export.colors import TRACK_COLORS, track_color_indices
+def track_colors(spans: dict[int, tuple[int, int]], scheme: int = 2) -> dict[int, tuple[float, float, float]]:
+    """render.mp4's colour of each track, RGB in [0, 1], from ``{track id: (first frame, last
+    frame)}`` of ``params.jsonl`` (render.mp4 chooses them from the same rows) and the run's colour
+    ``scheme`` (meta.json's ``colors``, :data:`wbcap.export.colors.COLOR_SCHEME`): 2,
+    :data:`~wbcap.export.colors.TRACK_COLORS` by :func:`~wbcap.export.colors.track_color_indices`;
+    1 (an older run), :data:`~wbcap.export.colors.TRACK_COLORS_1` by ``id % 8``."""
+    from wbcap.export.colors import TRACK_COLORS, TRACK_COLORS_1, track_color_indices
 
+    if scheme == 1:
+        return {tid: TRACK_COLORS_1[tid % len(TRACK_COLORS_1)] for tid in spans}
     return {tid: TRACK_COLORS[c] for tid, c in track_color_indices(spans).items()}
 
 
@@ -388,7 +392,7 @@ def _video_content(out: Path) -> SiteContent:
         m = _TRACK_GLB.fullmatch(p.name)
         if m and p.is_file():
             glbs.setdefault(int(m.group(1)), []).append((int(m.group(2) or 0), p))
-    colors = track_colors({tid: (rows[0][0], rows[-1][0]) for tid, rows in per_track.items()})
+    colors = track_colors({tid: (rows[0][0], rows[-1][0]) for tid, rows in per_track.items()}, meta.get("colors", 1))
     tracks = []
     for tid, rows in sorted(per_track.items()):
         entry: dict[str, Any] = {"id": tid, "color": _hex(colors[tid]),
