@@ -474,6 +474,12 @@ def test_the_stages_name_interhand_and_a_root_without_it_says_how_to_leave_it_ou
     assert r.exit_code == 2 and errors == [f"error: {root / 'InterHand26M'} missing; expected layout: {LAYOUT}; or train without it: "
                                            "--datasets FreiHAND,MSCOCO"], r.output
     assert not (tmp_path / "o").exists()
+    # a lab with FreiHAND only hears of both missing sets at once
+    (root / "MSCOCO").unlink()
+    with pytest.raises(DatasetLayoutError) as err:
+        make_training_set(STAGES["hand"], SimpleNamespace(data_root=root), None)
+    assert str(err.value) == (f"{root / 'InterHand26M'} missing; expected layout: {LAYOUT}; {root} lacks MSCOCO/ too; "
+                              "or train without them: datasets FreiHAND")
 
 
 @pytest.mark.slow  # the real loop (tiny network, one step)

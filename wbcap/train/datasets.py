@@ -124,9 +124,15 @@ def check_datasets(stage: StageConfig, run) -> None:
 
             layouts = _HAND_LAYOUTS if stage.stage == "hand" else _LAYOUTS
             error = DatasetLayoutError.missing(folder, importlib.import_module(layouts[name]).LAYOUT)
-            others = [n for n in stage.datasets if n != name]
+            # (all the sets DATA lacks at once: the hand recipe's InterHand26M and MSCOCO for a lab with FreiHAND only)
+            missing = [n for n in stage.datasets if n != "synthetic" and not (root / n).is_dir()]
+            others = [n for n in stage.datasets if n not in missing]
+            also = [n + "/" for n in missing if n != name]
+            if also:
+                error = DatasetLayoutError(f"{error}; {root} lacks {', '.join(also)} too")
             if others:  # (e.g. the default recipe's MPII, which not every lab has)
-                error = DatasetLayoutError(f"{error}; or train without it: {setting('datasets')} {','.join(others)}")
+                them = "them" if also else "it"
+                error = DatasetLayoutError(f"{error}; or train without {them}: {setting('datasets')} {','.join(others)}")
             raise error
 
 
