@@ -339,3 +339,25 @@ def test_no_cuts_with_a_threshold_is_refused(tmp_path):
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), "--no-cuts", "--cut-threshold", "20"])
     assert r.exit_code == 2 and "--no-cuts turns the search for cuts off and --cut-threshold sets it" in r.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # two CLI runs
+def test_a_resume_without_no_cuts_names_it(tmp_path, micro_ckpt, body_dir):
+    """With --max-people, the cut settings choose pass 1's boxes: a resume with other ones is refused,
+    naming --no-cuts as such (it said "cut_threshold: not set in the run, 20.0 now": a review)."""
+    from click.testing import CliRunner
+    from test_cli_run import two_walkers
+
+    from wbcap.cli import cli
+    from wbcap.testing.videos import write_video
+
+    frames, boxes = two_walkers(4)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    args = ["run", str(video), "-o", str(tmp_path / "out"), "--detector", f"boxes:{tmp_path / 'boxes.json'}",
+            "--max-people", "1", "--no-render", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
+            "--device", "cpu"]
+    assert CliRunner().invoke(cli, [*args, "--no-cuts"]).exit_code == 0
+    r = CliRunner().invoke(cli, [*args, "--resume", "--cut-threshold", "20"])
+    assert r.exit_code == 2 and "different settings (--cut-threshold: not set in the run, 20.0 now; " \
+        "--no-cuts: true in the run, not set now)" in r.output, r.output

@@ -187,7 +187,7 @@ _OPTION_KEYS = {
     "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
     "model.fix_left_hand_flip": "fix_left_hand_flip",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
-    "people_limit.cut_threshold": "cut_threshold",
+    "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
 }
 
 
@@ -200,7 +200,9 @@ def _fingerprint(job: VideoJob) -> dict:
     # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too (the
     # cut threshold where not the default: runs made before it was one match).
     limit = {k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}
-    if job.tracker.cut_threshold != CUT_THRESHOLD:
+    if job.tracker.cut_threshold is None:  # (its own key: a refusal then names --no-cuts)
+        limit["no_cuts"] = True
+    elif job.tracker.cut_threshold != CUT_THRESHOLD:
         limit["cut_threshold"] = job.tracker.cut_threshold
     chooser = {} if job.max_people is None else {"people_limit": limit}
     return fingerprint(job.source, {
