@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_datasets import HAND_META, HAND_TARGETS, assert_same, check_schema
 
 from wbcap.testing import dataset_fixtures as fx
 from wbcap.train.data.coco_hands import LAYOUT, COCOHands
@@ -29,9 +30,6 @@ from wbcap.train.data.common import Augmentation, AugmentConfig, DatasetLayoutEr
 from wbcap.train.data.freihand import FreiHAND
 
 CELL = 32.0  # px of a 256x256 hand crop per heatmap cell (8 x 8)
-HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,)}
-HAND_META = {"joint_valid": (21, 1), "joint_trunc": (21, 1), "mano_param_valid": (), "mano_pose_valid": (48,),
-             "mano_shape_valid": (), "is_3D": ()}  # fmt: skip
 # A hand-made left-hand MANO pose (root, then 15 finger rotations) and its mirror image, worked by
 # hand: each rotation (x, y, z) becomes (x, -y, -z); MANO has no joint pairs to swap.
 LEFT_POSE = np.round(np.linspace(-0.7, 0.8, 48), 6)
@@ -79,23 +77,6 @@ def crop_hm(px, xywh, width, height):
     return np.stack([((px[..., 0] - cx) * 256 / side + 128) / CELL, ((px[..., 1] - cy) * 256 / side + 128) / CELL], -1)
 
 
-def assert_same(a, b):
-    for da, db in zip(a, b, strict=True):
-        assert set(da) == set(db)
-        for k in da:
-            np.testing.assert_array_equal(np.asarray(da[k]), np.asarray(db[k]), err_msg=k)
-
-
-def check_schema(sample):
-    inputs, t, m = sample
-    assert set(inputs) == {"img"} and set(t) == set(HAND_TARGETS) and set(m) == set(HAND_META)
-    assert inputs["img"].shape == (3, 256, 256) and inputs["img"].dtype == np.float32
-    for d, shapes in ((t, HAND_TARGETS), (m, HAND_META)):
-        for k, shape in shapes.items():
-            assert np.shape(d[k]) == shape and np.asarray(d[k]).dtype == np.float32, k
-            assert np.all(np.isfinite(d[k])), k
-
-
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     return write_coco_hands_fixture(tmp_path_factory.mktemp("cocohands"))
@@ -112,7 +93,7 @@ def test_one_sample_per_valid_hand_left_first(hands, coco_root):
     assert len(hands) == 3 and hands.dropped_boxes == 0
     assert hands.records[2]["img_path"] == coco_root / "MSCOCO/images/train2017/000000000102.jpg"
     for i in range(3):
-        check_schema(hands[i])
+        check_schema(hands[i], (3, 256, 256), HAND_TARGETS, HAND_META)
     with pytest.raises(ValueError, match="'train' split only"):
         COCOHands(coco_root, "val")
 

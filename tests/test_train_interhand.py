@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_datasets import HAND_META, HAND_TARGETS, check_schema
 
 from wbcap.testing import dataset_fixtures as fx
 from wbcap.testing.images import person_image
@@ -42,9 +43,6 @@ from wbcap.train.data.interhand import LAYOUT, InterHand26M, kept_cameras
 W, H = 320, 240
 FOCAL, PRINCPT = (500.0, 500.0), (160.0, 120.0)
 CELL = 32.0  # px of a 256x256 hand crop per heatmap cell (8 x 8)
-HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,)}
-HAND_META = {"joint_valid": (21, 1), "joint_trunc": (21, 1), "mano_param_valid": (), "mano_pose_valid": (48,),
-             "mano_shape_valid": (), "is_3D": ()}  # fmt: skip
 FREI_NAMES = ("Wrist",) + tuple(f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in range(1, 5))
 IH_NAMES = tuple(f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in (4, 3, 2, 1)) + ("Wrist",)
 
@@ -153,16 +151,6 @@ def crop_hm(px, valid_px):
     return np.stack([((px[:, 0] - cx) * 256 / side + 128) / CELL, ((px[:, 1] - cy) * 256 / side + 128) / CELL], 1)
 
 
-def check_schema(sample):
-    inputs, t, m = sample
-    assert set(inputs) == {"img"} and set(t) == set(HAND_TARGETS) and set(m) == set(HAND_META)
-    assert inputs["img"].shape == (3, 256, 256) and inputs["img"].dtype == np.float32
-    for d, shapes in ((t, HAND_TARGETS), (m, HAND_META)):
-        for k, shape in shapes.items():
-            assert np.shape(d[k]) == shape and np.asarray(d[k]).dtype == np.float32, k
-            assert np.all(np.isfinite(d[k])), k
-
-
 @pytest.fixture(scope="module")
 def ih_root(tmp_path_factory):
     return write_interhand_fixture(tmp_path_factory.mktemp("interhand"))
@@ -181,7 +169,7 @@ def test_samples_per_hand_side_after_the_camera_filter(hands, ih_root, caplog):
     assert len(hands) == 3 and (hands.filtered, hands.unlisted, hands.dropped_boxes) == (1, 1, 0)
     assert hands.records[1]["img_path"] == ih_root / "InterHand26M/images/train/Capture0/ROM01_No_Interaction/cam400002/image20.jpg"
     for i in range(3):
-        check_schema(hands[i])
+        check_schema(hands[i], (3, 256, 256), HAND_TARGETS, HAND_META)
         assert hands[i][2]["is_3D"] == 1
     with caplog.at_level(logging.WARNING, logger="wbcap.train.data.interhand"):
         InterHand26M(ih_root, "train", augment=None)

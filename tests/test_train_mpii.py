@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_datasets import assert_same
 
 from wbcap.body import joints as J
 from wbcap.body.smplx_layer import joints137
@@ -123,13 +124,6 @@ def crop_hm(px, xywh, width, height):
     w, h = w * 1.25, h * 1.25
     px = np.asarray(px, np.float64)
     return np.stack([((px[..., 0] - cx) * 384 / w + 192) / CELL, ((px[..., 1] - cy) * 512 / h + 256) / CELL], -1)
-
-
-def assert_same(a, b):
-    for da, db in zip(a, b, strict=True):
-        assert set(da) == set(db)
-        for k in da:
-            np.testing.assert_array_equal(np.asarray(da[k]), np.asarray(db[k]), err_msg=k)
 
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,7 @@ from wbcap.train.data.common import (
     process_part_bbox,
     read_image,
     whole_body_sample,
+    xywh_to_xyxy_or_none,
 )
 from wbcap.train.data.smplx_targets import process_smplx_output
 
@@ -108,12 +109,7 @@ def part_box(xywh_orig: np.ndarray, affine: np.ndarray, width: float, height: fl
     ``height`` (upstream's rule); None when nothing is left of it."""
     x, y, w, h = np.asarray(xywh_orig, np.float64).reshape(4)
     corners = np.array([[x, y], [x + w, y + h]]) @ np.asarray(affine, np.float64)[:, :2].T + np.asarray(affine)[:, 2]
-    box = sanitize_bbox([*corners[0], *(corners[1] - corners[0])], width, height)
-    if box is None:
-        return None
-    box = box.astype(np.float32)
-    box[2:] += box[:2]
-    return box
+    return xywh_to_xyxy_or_none(sanitize_bbox([*corners[0], *(corners[1] - corners[0])], width, height))
 
 
 def scaled_camera(cam: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, np.ndarray]:
