@@ -111,6 +111,18 @@ def _isolated_session(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session")
+def mano_dir(tmp_path_factory) -> Path:
+    """A folder holding ``mano/MANO_RIGHT.npz``: the synthetic right-hand MANO model
+    (:mod:`wbcap.testing.synthetic_mano`), converted as users convert the release's pickle."""
+    from wbcap.body.mano_layer import convert_mano_pickle
+    from wbcap.testing.synthetic_mano import write_synthetic_mano
+
+    folder = tmp_path_factory.mktemp("mano_models")
+    convert_mano_pickle(write_synthetic_mano(folder))
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))

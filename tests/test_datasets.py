@@ -430,7 +430,7 @@ def test_missing_image_is_named(tmp_path, body_layer):
 # ----------------------------------------------------------------------------------------------
 HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,)}
 HAND_META = {"joint_valid": (21, 1), "joint_trunc": (21, 1), "mano_param_valid": (), "mano_pose_valid": (48,),
-             "mano_shape_valid": (), "is_3D": ()}  # fmt: skip
+             "mano_shape_valid": (), "is_3D": (), "dataset_joints": ()}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -461,6 +461,7 @@ def test_freihand_train(frei_root):
     np.testing.assert_allclose(t["mano_pose"], entry["mano_param"]["pose"], atol=1e-6)
     np.testing.assert_allclose(t["mano_shape"], entry["mano_param"]["shape"], atol=1e-6)
     assert m["joint_trunc"].min() == 1 and m["mano_param_valid"] == 1 and m["is_3D"] == 1
+    assert m["dataset_joints"] == 0  # (its joints are its MANO fit's: the MANO terms reach them through the fit)
 
 
 def test_freihand_never_flips_and_rotates_root(frei_root):

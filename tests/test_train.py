@@ -266,7 +266,7 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
 
 
 @pytest.mark.slow  # fast loop: kept under 2 minutes
-def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
+def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt, mano_dir):
     """The hand stage trains on FreiHAND's native layout, writes the public hand checkpoint names,
     resumes, and its backbone merges into a whole-body model."""
     from wbcap.model.hand_model import HandModel
@@ -277,7 +277,7 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
     root = tmp_path / "data"
     write_freihand_fixture(root, num_train=3, num_eval=1)
     stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False, model=TINY)
-    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu", keep_last=2)
+    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu", keep_last=2)
     h = train(stage, run)
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
     sd = read_network_tensors(tmp_path / "hand" / "snapshot_0.pth.tar")
@@ -292,7 +292,7 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt):
     assert all(torch.equal(msd["hand_roi_net.backbone." + k], v) for k, v in backbone.items())
 
 
-def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path):
+def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path, mano_dir):
     """[model] input_hand_shape 128x128 (heatmaps 8x4x4): FreiHAND's crops and targets follow it,
     and so does the hand model's heatmap (it stayed 8x8x8: a grid_sampler batch-size crash)."""
     from wbcap.testing.dataset_fixtures import write_freihand_fixture
@@ -303,7 +303,7 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path):
     small = replace(TINY, input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4))
     stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False,
                     max_steps_per_epoch=1, model=small)
-    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), device="cpu"))
+    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu"))
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
 
 

@@ -226,7 +226,7 @@ BAD_VALUES = [
      "[model] num_expression = 50: expected 10 (the SMPL-X expression coefficients training uses, as Hand4Whole)"),
     ("epoch = 2", "epoch: unknown setting; the valid keys are stage, datasets, lr, lr_decay_epochs, lr_decay_factor, "
                   "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, pose_backbone, "
-                  "max_steps_per_epoch, synthetic_length and a [model] table"),
+                  "max_steps_per_epoch, synthetic_length, mano_losses and a [model] table"),
     ("[model]\ndepth = 18", "[model] depth: unknown setting; the valid [model] keys are backbone_depth, "
                             "hand_backbone_depth, face_backbone_depth, input_img_shape, input_body_shape, "
                             "output_hm_shape, input_hand_shape, output_hand_hm_shape, input_face_shape, focal, "

@@ -157,6 +157,7 @@ def test_mano_fits_mirrored_rotated_or_absent(hands):
     np.testing.assert_allclose(t["mano_pose"], expected.reshape(48), atol=1e-6)
     np.testing.assert_array_equal(t["mano_shape"], np.zeros(10))  # |beta| 3.5 > 3: zeroed, still valid
     assert m["mano_param_valid"] == 1 and m["mano_shape_valid"] == 1 and np.all(m["mano_pose_valid"] == 1)
+    assert m["dataset_joints"] == 1
 
     _, t, m = hands.get(1, Augmentation())  # 1001 right: as written
     np.testing.assert_allclose(t["mano_pose"], RIGHT_POSE, atol=1e-6)
@@ -254,7 +255,7 @@ def data_root(tmp_path_factory, coco_root):
     return root
 
 
-def test_wbcap_train_hand_draws_coco_hands_in_the_2d_group(data_root, tmp_path, monkeypatch):
+def test_wbcap_train_hand_draws_coco_hands_in_the_2d_group(data_root, tmp_path, monkeypatch, mano_dir):
     import wbcap.train.trainer as trainer
     from wbcap.cli import cli
     from wbcap.train.datasets import SameLengthGroups, make_training_set
@@ -267,7 +268,8 @@ def test_wbcap_train_hand_draws_coco_hands_in_the_2d_group(data_root, tmp_path, 
         (Path(run.out) / "snapshot_0.pth.tar").write_bytes(b"x")
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    base = ["train", "hand", "--data-root", data_root, "--max-steps", "1", "--workers", "0", "--device", "cpu"]
+    base = ["train", "hand", "--data-root", data_root, "--body-models", mano_dir, "--max-steps", "1", "--workers", "0",
+            "--device", "cpu"]
     r = CliRunner().invoke(cli, [str(a) for a in (*base, "--datasets", "FreiHAND,MSCOCO", "-o", tmp_path / "a")])
     assert r.exit_code == 0, r.output
     stage, mixed = built[-1]
@@ -317,7 +319,7 @@ def test_the_hand_stage_refuses_body_sets_and_names_a_missing_mscoco(data_root, 
 
 @pytest.mark.slow  # the real loop (tiny network, one step)
 @pytest.mark.usefixtures("one_torch_thread")
-def test_one_real_hand_training_step_on_freihand_and_coco_hands(data_root, tmp_path):
+def test_one_real_hand_training_step_on_freihand_and_coco_hands(data_root, tmp_path, mano_dir):
     """One batch holding the whole epoch (5 FreiHAND crops, 5 COCO hand draws) collates and
     trains: the two sets' samples have one schema, and the 2D samples' masks give a finite loss."""
     from wbcap.train.stages import STAGES
@@ -327,6 +329,6 @@ def test_one_real_hand_training_step_on_freihand_and_coco_hands(data_root, tmp_p
                                output_hand_hm_shape=(8, 4, 4))
     stage = dataclasses.replace(STAGES["hand"], datasets=("FreiHAND", "MSCOCO"), epochs=1, batch_size=10, num_workers=0,
                                 amp=False, model=tiny)
-    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), device="cpu"))
+    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), body_models=str(mano_dir), device="cpu"))
     assert len(h.losses) == 1 and all(np.isfinite(v) and v > 0 for v in h.losses)
     assert (tmp_path / "hand" / "snapshot_0.pth.tar").is_file()

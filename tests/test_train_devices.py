@@ -56,10 +56,10 @@ def _hand_stage(**kw) -> StageConfig:
     return replace(base, **kw)
 
 
-def _hand_run(tmp_path, name, frei_root, **kw):
+def _hand_run(tmp_path, name, frei_root, mano_dir, **kw):
     from wbcap.train.trainer import RunConfig
 
-    return RunConfig(out=str(tmp_path / name), data_root=str(frei_root), device="cpu", **kw)
+    return RunConfig(out=str(tmp_path / name), data_root=str(frei_root), body_models=str(mano_dir), device="cpu", **kw)
 
 
 @pytest.fixture
@@ -106,44 +106,53 @@ def test_model_owns_its_body_layer_and_forked_workers_still_make_targets(tmp_pat
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
-def test_every_trainable_hand_parameter_gets_a_gradient_under_ddp(frei_root, single_process_group):
-    """Two DDP steps with find_unused_parameters=False (a missed parameter fails the second one)."""
+@pytest.mark.parametrize("mano_losses", [True, False])
+def test_every_trainable_hand_parameter_gets_a_gradient_under_ddp(frei_root, mano_dir, single_process_group, mano_losses):
+    """Two DDP steps with find_unused_parameters=False (a missed parameter fails the second one).
+    With the MANO terms every parameter trains (joint_proj reaches the camera head); without
+    them the camera head is frozen."""
     from torch.utils.data import default_collate
 
+    from wbcap.body.mano_layer import MANOLayer, find_mano_model
     from wbcap.train.data.freihand import FreiHAND
     from wbcap.train.hand_losses import hand_losses
     from wbcap.train.trainer import _to_tensors, build_hand_model, wrap_ddp
 
-    model = build_hand_model(_hand_stage(), torch.device("cpu"))
-    assert not any(p.requires_grad for p in model.rotation_net.cam_out.parameters())
+    stage = _hand_stage(mano_losses=mano_losses)
+    model = build_hand_model(stage, torch.device("cpu"))
+    assert all(p.requires_grad == mano_losses for p in model.rotation_net.cam_out.parameters())
+    mano = MANOLayer.from_file(find_mano_model(mano_dir)) if mano_losses else None
     ds = FreiHAND(frei_root, "train", seed=0)
     inputs, targets, meta = _to_tensors(default_collate([ds[0], ds[1]]), torch.device("cpu"))
     ddp = wrap_ddp(model, torch.device("cpu"))
     for _ in range(2):
         model.zero_grad(set_to_none=True)
-        sum(hand_losses(ddp(inputs["img"]), targets, meta).values()).backward()
+        sum(hand_losses(ddp(inputs["img"]), targets, meta, mano, stage.model).values()).backward()
     missed = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missed == []
-    assert sum(p.requires_grad for p in model.parameters()) == len(list(model.parameters())) - 2  # cam_out weight, bias
+    frozen = 0 if mano_losses else 2  # cam_out weight, bias
+    assert sum(p.requires_grad for p in model.parameters()) == len(list(model.parameters())) - frozen
 
 
 @pytest.mark.slow  # two processes
-def test_two_process_hand_stage_then_one_process_resume(tmp_path, body_dir, frei_root, caplog):
-    from wbcap.body.model_files import find_body_model
+def test_two_process_hand_stage_then_one_process_resume(tmp_path, mano_dir, frei_root, caplog):
+    from wbcap.body.mano_layer import find_mano_model
     from wbcap.train.trainer import build_hand_model, spawn_local, train
 
     stage = _hand_stage()
-    run = _hand_run(tmp_path, "hand", frei_root, keep_last=1, log_every=1)
+    run = _hand_run(tmp_path, "hand", frei_root, mano_dir, keep_last=1, log_every=1)
     Path(run.out).mkdir(parents=True)
     # 4 samples, 2 processes, batch 1: two DDP steps per process
-    spawn_local(stage, run, 2, str(find_body_model("neutral", body_dir)), None, port=29547)
+    spawn_local(stage, run, 2, str(find_mano_model(mano_dir)), None, port=29547)
     a = torch.load(Path(run.out) / "rank0_final.pt", weights_only=True)
     b = torch.load(Path(run.out) / "rank1_final.pt", weights_only=True)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     init = build_hand_model(stage, torch.device("cpu")).state_dict()
     assert not torch.equal(a["backbone.conv1.weight"], init["backbone.conv1.weight"])
-    assert torch.equal(a["rotation_net.cam_out.0.weight"], init["rotation_net.cam_out.0.weight"])  # frozen
+    # the camera head trains (no parameter is frozen), but only joint_proj reaches it, which FreiHAND's fitted
+    # joints leave out (dataset_joints 0, as upstream's loader): zero gradients, Adam leaves it as it was
+    assert torch.equal(a["rotation_net.cam_out.0.weight"], init["rotation_net.cam_out.0.weight"])
     saved = torch.load(Path(run.out) / "snapshot_0.pth.tar", weights_only=False)
     assert isinstance(saved["rng"], list) and len(saved["rng"]) == 2 and "cuda" not in saved["rng"][0]
 
@@ -287,13 +296,14 @@ def _count_trainer_syncs(monkeypatch) -> list[str]:
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 @pytest.mark.parametrize("log_every, reads", [(2, 2), pytest.param(4, 1, marks=pytest.mark.slow)])
-def test_one_host_read_per_logging_interval(tmp_path, frei_root, monkeypatch, log_every, reads):
-    from wbcap.train.hand_losses import HAND_LOSS_NAMES
+def test_one_host_read_per_logging_interval(tmp_path, frei_root, mano_dir, monkeypatch, log_every, reads):
+    from wbcap.train.hand_losses import HAND_LOSS_NAMES, HAND_MANO_LOSS_NAMES
     from wbcap.train.trainer import train
 
     steps: list[tuple[int, int, float]] = []
     seen = _count_trainer_syncs(monkeypatch)
-    h = train(_hand_stage(), _hand_run(tmp_path, "h", frei_root, log_every=log_every), on_step=lambda *a: steps.append(a))
+    h = train(_hand_stage(), _hand_run(tmp_path, "h", frei_root, mano_dir, log_every=log_every),
+              on_step=lambda *a: steps.append(a))
     monkeypatch.undo()
     assert len(seen) == reads, seen
     assert [(e, s) for e, s, _ in steps] == [(0, 0), (0, 1), (0, 2), (0, 3)]
@@ -304,17 +314,17 @@ def test_one_host_read_per_logging_interval(tmp_path, frei_root, monkeypatch, lo
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert [r["loss/total"] for r in rows] == h.losses
     for r in rows:  # the terms add up to the total
-        assert sum(r[f"loss/{k}"] for k in HAND_LOSS_NAMES) == pytest.approx(r["loss/total"], rel=1e-6)
+        assert sum(r[f"loss/{k}"] for k in HAND_LOSS_NAMES + HAND_MANO_LOSS_NAMES) == pytest.approx(r["loss/total"], rel=1e-6)
 
 
 @pytest.mark.slow  # fast loop: kept under 2 minutes
-def test_channels_last_training_matches_and_cudnn_benchmark_is_scoped(tmp_path, frei_root, monkeypatch):
+def test_channels_last_training_matches_and_cudnn_benchmark_is_scoped(tmp_path, frei_root, mano_dir, monkeypatch):
     from wbcap.train import trainer
 
     stage = _hand_stage(max_steps_per_epoch=2)
-    plain = trainer.train(stage, _hand_run(tmp_path, "plain", frei_root))
+    plain = trainer.train(stage, _hand_run(tmp_path, "plain", frei_root, mano_dir))
     monkeypatch.setattr(trainer, "_channels_last", lambda device: True)  # what CUDA runs get
-    channels_last = trainer.train(stage, _hand_run(tmp_path, "cl", frei_root))
+    channels_last = trainer.train(stage, _hand_run(tmp_path, "cl", frei_root, mano_dir))
     assert channels_last.net.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert len(plain.losses) == 2
     # same first loss; after one Adam step (which rescales even rounding-level gradients) close

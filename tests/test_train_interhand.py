@@ -308,6 +308,7 @@ def test_an_unlabelled_wrist_makes_its_whole_side_invalid(tmp_path):
     assert [(r["ann_id"], r["side"]) for r in ds.records] == [(3, "left"), (4, "right"), (4, "left")]
     _, t, m = ds.get(2, Augmentation())
     assert m["joint_valid"].sum() == 21 and m["mano_param_valid"] == 1  # (the left fit of capture 1, frame 5)
+    assert m["dataset_joints"] == 1
 
 
 def test_a_batch_with_freihand_and_coco_hands_collates_and_its_losses_are_finite(hands, tmp_path):
@@ -395,7 +396,7 @@ def data_root(tmp_path_factory, ih_root):
     return root
 
 
-def test_wbcap_train_hand_draws_interhand_in_the_3d_group(data_root, tmp_path, monkeypatch):
+def test_wbcap_train_hand_draws_interhand_in_the_3d_group(data_root, tmp_path, monkeypatch, mano_dir):
     import wbcap.train.trainer as trainer
     from wbcap.cli import cli
     from wbcap.train.datasets import SameLengthGroups, make_training_set
@@ -408,7 +409,8 @@ def test_wbcap_train_hand_draws_interhand_in_the_3d_group(data_root, tmp_path, m
         (Path(run.out) / "snapshot_0.pth.tar").write_bytes(b"x")
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    base = ["train", "hand", "--data-root", data_root, "--max-steps", "1", "--workers", "0", "--device", "cpu"]
+    base = ["train", "hand", "--data-root", data_root, "--body-models", mano_dir, "--max-steps", "1", "--workers", "0",
+            "--device", "cpu"]
     r = CliRunner().invoke(cli, [str(a) for a in (*base, "-o", tmp_path / "a")])
     assert r.exit_code == 0, r.output
     stage, mixed = built[-1]
@@ -472,7 +474,7 @@ def test_the_stages_name_interhand_and_a_root_without_it_says_how_to_leave_it_ou
 
 @pytest.mark.slow  # the real loop (tiny network, one step)
 @pytest.mark.usefixtures("one_torch_thread")
-def test_one_real_hand_training_step_on_freihand_interhand_and_coco_hands(data_root, tmp_path):
+def test_one_real_hand_training_step_on_freihand_interhand_and_coco_hands(data_root, tmp_path, mano_dir):
     """One batch holding the whole epoch (8 FreiHAND + InterHand crops, 8 COCO hand draws) collates
     and trains: the three sets' samples have one schema and give a finite loss."""
     from wbcap.train.stages import STAGES
@@ -481,6 +483,6 @@ def test_one_real_hand_training_step_on_freihand_interhand_and_coco_hands(data_r
     tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, input_hand_shape=(128, 128),
                                output_hand_hm_shape=(8, 4, 4))
     stage = dataclasses.replace(STAGES["hand"], epochs=1, batch_size=16, num_workers=0, amp=False, model=tiny)
-    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), device="cpu"))
+    h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), body_models=str(mano_dir), device="cpu"))
     assert len(h.losses) == 1 and all(np.isfinite(v) and v > 0 for v in h.losses)
     assert (tmp_path / "hand" / "snapshot_0.pth.tar").is_file()

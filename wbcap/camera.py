@@ -52,6 +52,7 @@ posed SMPL-X body by a rotation needs its rest pelvis (:func:`rotate_root`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -70,6 +71,7 @@ __all__ = [
     "crop_to_image_camera_np",
     "frame_rotation",
     "image_to_crop_camera",
+    "perspective_projection",
     "rotate_points",
     "rotate_root",
     "rotate_root_np",
@@ -79,6 +81,7 @@ __all__ = [
     "shared_camera_translation_np",
     "to_shared_camera",
     "to_shared_camera_np",
+    "virtual_camera_translation",
 ]
 
 Frame = Literal["zup", "yup"]
@@ -103,6 +106,43 @@ def _tensor(array: np.ndarray | Sequence, dtype: np.dtype | None = None) -> torc
     import torch
 
     return torch.from_numpy(np.require(np.asarray(array, dtype), requirements=["W"]))
+
+
+# --------------------------------------------------------------------------- virtual crop camera
+
+
+def virtual_camera_translation(
+    cam_param: torch.Tensor, focal: Sequence[float], camera_3d_size: float, input_hw: Sequence[int]
+) -> torch.Tensor:
+    """A network's camera output -> the model's translation in the virtual camera of its input.
+
+    ``(t_x, t_y, gamma)`` becomes ``(t_x, t_y, k * sigmoid(gamma))`` metres with
+    ``k = sqrt(fx * fy * camera_3d_size^2 / (H * W))``: the depth at which an object
+    ``camera_3d_size`` metres across fills the ``(H, W)`` input (upstream Hand4Whole
+    ``main/model.py`` ``Model.get_camera_trans``; the body: 2.5 m on the 256x192 body input, about
+    56.4 m at most; the hand-only model of the Pose2Pose branch: 0.4 m on its 256x256 input).
+
+    Args:
+        cam_param: ``(B, 3)`` float tensor.
+        focal: ``(fx, fy)`` pixels of the input; ``camera_3d_size``: metres; ``input_hw``: ``(H, W)``.
+
+    Returns:
+        ``(B, 3)`` metres, OpenCV camera axes, ``cam_param``'s dtype.
+    """
+    import torch
+
+    k = math.sqrt(focal[0] * focal[1] * camera_3d_size * camera_3d_size / (input_hw[0] * input_hw[1]))
+    return torch.cat((cam_param[:, :2], (k * torch.sigmoid(cam_param[:, 2]))[:, None]), 1)
+
+
+def perspective_projection(points: torch.Tensor, focal: Sequence[float], princpt: Sequence[float]) -> torch.Tensor:
+    """``(B, J, 3)`` camera points (metres, OpenCV axes) -> ``(B, J, 2)`` pixels
+    ``(x / (z + 1e-4) * fx + cx, y / (z + 1e-4) * fy + cy)`` (upstream Hand4Whole ``get_coord``;
+    the 1e-4 keeps a point at the camera finite)."""
+    import torch
+
+    z = points[:, :, 2] + 1e-4
+    return torch.stack((points[:, :, 0] / z * focal[0] + princpt[0], points[:, :, 1] / z * focal[1] + princpt[1]), 2)
 
 
 # --------------------------------------------------------------------------- crop <-> image

@@ -71,6 +71,26 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     return Check(name, True, str(path), licensed=True)
 
 
+def mano_check(body_models: str | None) -> Check:
+    """The MANO hand model (only ``wbcap train hand`` reads it, for its MANO loss terms): the
+    converted file found and read as the stage reads it, else what is missing and how to convert."""
+    from wbcap.body.mano_layer import MANONotFoundError, find_mano_model, load_mano_data
+    from wbcap.errors import WbcapError
+
+    name = "MANO (hand training)"
+    only = f"only `wbcap train hand` uses it (or trains without: {setting('mano_losses', api='--no-mano-losses')})"
+    try:
+        path = find_mano_model(body_models)
+        load_mano_data(path)
+    except MANONotFoundError as exc:
+        return Check(name, False, f"MANO_RIGHT.npz not found in {' or '.join(exc.looked)}", f"optional, {only}: {exc.fix}",
+                     optional=True)
+    except WbcapError as exc:  # (a pickle to convert, a damaged file: "<what>: <fix>")
+        detail, _, fix = str(exc).partition(": ")
+        return Check(name, False, detail, f"optional, {only}: {fix}", optional=True)
+    return Check(name, True, str(path))
+
+
 def checkpoint_check(entry) -> Check:
     """One checkpoint of the weights manifest (``entry``): found and read as wbcap reads it
     (:func:`wbcap.weight_formats.validate_weights_file`: a damaged or foreign file fails here), or
@@ -279,7 +299,7 @@ def _renderer_check() -> Check:
 
 
 def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (wbcap's user folders, body models, checkpoints, detector,
+    """Every check, in display order (wbcap's user folders, body models, MANO, checkpoints, detector,
     renderer, CUDA, the CPU inference form, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
@@ -290,6 +310,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     genders = _genders_to_check(body_models)
     checks: list[Check] = [user_folders_check()]
     checks += [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
+    checks.append(mano_check(body_models))
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     checks.append(_renderer_check())

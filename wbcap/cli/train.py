@@ -30,6 +30,12 @@ INIT_HELP = {
                 "recipe: the finetune stage's last snapshot).",
 }
 
+BODY_MODELS_HELP = {
+    "body": "SMPL-X file or folder.",
+    "hand": "Folder holding mano/MANO_RIGHT.npz, the MANO hand model of the MANO loss terms (default: where SMPL-X is "
+            "looked for).",
+    "finetune": "SMPL-X file or folder.",
+}
 
 POSE_BACKBONE_HELP = {
     "body": "SimpleBaseline's COCO 2D-pose ResNet (pose_resnet_50_256x192.pth.tar) to start the body backbone from, "
@@ -66,7 +72,7 @@ def _stage_command(stage: str, doc: str):
                   help="Continue from the newest snapshot in OUT, with the run's recorded settings as the defaults.")
     @click.option("--overwrite", is_flag=True, help="Replace a previous training run in OUT.")
     @click.option("--keep-last", type=IntRange(min=1), default=None, help="Keep only the newest N snapshots (default: all).")
-    @click.option("--body-models", type=NonEmptyPath(), default=None, help="SMPL-X file or folder.")
+    @click.option("--body-models", type=NonEmptyPath(), default=None, help=BODY_MODELS_HELP[stage])
     @click.option("--device", default="auto", show_default=True, callback=check_device,
                   help="auto, cpu, cuda (single process).")
     @click.pass_context
@@ -93,6 +99,12 @@ def _stage_command(stage: str, doc: str):
             if newest is not None:
                 echo_result(f"trained -> {newest}")
 
+    if stage == "hand":
+        command = click.option(
+            "--no-mano-losses", "mano_losses", flag_value=False, default=None,
+            help="Train without the loss terms upstream computes through the MANO hand model (joint_proj, joint_cam, "
+                 "mano_joint_cam), which need MANO_RIGHT.npz: `python -m wbcap.body.mano_layer MANO_RIGHT.pkl` "
+                 "converts the release's file (https://mano.is.tue.mpg.de), looked for in --body-models/mano/.")(command)
     return command
 
 

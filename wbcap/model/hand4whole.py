@@ -29,7 +29,6 @@ per-call constant tensors on the host, so on a GPU it runs without host-device s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +42,7 @@ from wbcap.body.rotations import (
     mirror_rotation_x,
     rot6d_to_matrix_f32,
 )
+from wbcap.camera import virtual_camera_translation
 from wbcap.config import ModelConfig
 from wbcap.crop.roi_align import roi_align, roi_input
 from wbcap.model.layers import (
@@ -363,13 +363,8 @@ class Hand4Whole(nn.Module):
         k = sqrt(fx * fy * size^2 / (body_h * body_w)) (about 56.4 m for the defaults).
         """
         c = self.config
-        k = math.sqrt(
-            c.focal[0] * c.focal[1] * c.camera_3d_size * c.camera_3d_size / (c.input_body_shape[0] * c.input_body_shape[1])
-        )
         with float32_region(cam_param):  # float32 even under autocast: t_z is ~5-50 m
-            cam_param = cam_param.float()
-            t_z = k * torch.sigmoid(cam_param[:, 2])
-            return torch.cat((cam_param[:, :2], t_z[:, None]), 1)
+            return virtual_camera_translation(cam_param.float(), c.focal, c.camera_3d_size, c.input_body_shape)
 
     def unflip_left_hand_x(self, x: torch.Tensor) -> torch.Tensor:
         """Mirror x (hand heatmap cells) of joints predicted on the mirrored left-hand crop.

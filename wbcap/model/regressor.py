@@ -15,6 +15,7 @@ from torch import nn
 from wbcap.body import joints as J
 from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
+from wbcap.camera import perspective_projection
 from wbcap.model.hand4whole import Hand4Whole, NetworkOutput
 
 
@@ -97,9 +98,7 @@ class WholeBodyRegressor(nn.Module):
         p = self.net(img)
         vertices, joints144 = self.body_forward(p)
         joints = joints144.index_select(1, self._on("joint_index", joints144.device))
-        (fx, fy), (cx, cy) = self.crop_camera()
-        z = joints[:, :, 2] + 1e-4
-        proj = torch.stack((joints[:, :, 0] / z * fx + cx, joints[:, :, 1] / z * fy + cy), 2)
+        proj = perspective_projection(joints, *self.crop_camera())
         s = self._on("box_scale", p.lhand_bbox.device)
         return RegressorOutput(
             params=p,

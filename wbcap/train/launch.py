@@ -255,6 +255,8 @@ def recorded_stage(folder: Path, stage: str):
         raise InputError(f"{folder} holds a `wbcap train {given}` run (says {source.name}), not a {stage} one; "
                          f"resume it with `wbcap train {given} {setting('resume', api='--resume')}`")
     values = check_stage_values(data, str(source))
+    if stage == "hand" and "mano_losses" not in values:  # (a run of a wbcap before the MANO terms: trained without)
+        values["mano_losses"] = False
     model = values.pop("model", None)
     cfg = STAGES[stage]
     if model is not None:

@@ -44,6 +44,9 @@ class StageConfig:
     pose_backbone: str | None = None  # body: SimpleBaseline's COCO 2D-pose ResNet (pose_resnet_50_256x192.pth.tar)
     max_steps_per_epoch: int | None = None  # quick runs, tests and benchmarks
     synthetic_length: int = 2048
+    # hand: the loss terms upstream computes through the MANO layer (joint_proj, joint_cam,
+    # mano_joint_cam: wbcap.train.hand_losses), which need the user's MANO_RIGHT model file
+    mano_losses: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def lr_at(self, epoch: int) -> float:
@@ -174,6 +177,7 @@ _STAGE_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pose_backbone": _text(),
     "max_steps_per_epoch": _whole(1),
     "synthetic_length": _whole(1),
+    "mano_losses": _boolean(),
 }
 _MODEL_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),

@@ -59,6 +59,9 @@ class RunConfig:
     # The SMPL-X file a whole-body stage trains with, decided once (check_run_inputs, by the entry
     # point) and passed down: a path, or SYNTHETIC_BODY_MODEL; None: not decided yet.
     body_model: str | None = None
+    # The MANO file (right hand) the hand stage's MANO loss terms pose, decided once as body_model
+    # (check_run_inputs; StageConfig.mano_losses); None: not decided, or not used.
+    mano_model: str | None = None
     # How messages say body_models was named when it was not by --body-models ("the run's record":
     # a resumed run's run_settings.json); None: the option.
     body_models_named_by: str | None = None
@@ -299,7 +302,8 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.
     """DDP over the trainable network of ``model`` (a regressor: :class:`NetworkOnly`; the hand model as is).
 
     ``find_unused_parameters=False`` (no per-step graph walk): every parameter that requires a
-    gradient must be reached by the losses; the hand stage freezes its unsupervised camera head
+    gradient must be reached by the losses (a masked term still reaches its parameters, with a zero
+    gradient); the hand stage without its MANO terms freezes its then unsupervised camera head
     (:data:`~wbcap.train.hand_losses.HAND_UNSUPERVISED_MODULES`) for that reason.
     """
     from wbcap.model.regressor import WholeBodyRegressor
@@ -442,18 +446,22 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
     """Check, before any work or file is written, what a stage reads: its training sets
     (``datasets``: names and folders, :func:`wbcap.train.datasets.check_datasets`), its start
     checkpoint (finetune needs one), the ImageNet weights it starts its ResNets from, the
-    device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``). The start
+    device (``device``) and, for the whole-body stages, the SMPL-X file (``body_model``; for the hand
+    stage with ``mano_losses``, the MANO file: :func:`~wbcap.body.mano_layer.find_mano_model`). The start
     checkpoint is read and checked against the model (``init``: :func:`check_init_checkpoint`;
     else only its first bytes); a resumed run (``run.resume``) starts from its snapshot and needs none.
 
     Returns ``run``, for a whole-body stage whose ``run.body_model`` is None (and ``body_model``)
     with it decided (:func:`body_model_path`): the one decision the run passes down (a warning
-    about the synthetic model is given once). Writes nothing (the synthetic model is written when
-    training starts: :func:`body_model_file`).
+    about the synthetic model is given once); likewise ``run.mano_model`` for the hand stage with
+    ``mano_losses`` (the file found, read and checked). Writes nothing (the synthetic model is
+    written when training starts: :func:`body_model_file`).
 
     Raises:
         InputError, CheckpointError, ModelFileError: one line naming the file or setting.
     """
+    if not stage.mano_losses and stage.stage != "hand":
+        raise InputError("mano_losses is a hand-stage setting (the whole-body stages pose SMPL-X): drop it")
     if stage.pose_backbone and stage.stage != "body":
         raise InputError(f"{setting('pose_backbone')} starts the body stage's backbone; the {stage.stage} stage starts "
                          f"from {setting('init_checkpoint') if stage.stage == 'finetune' else 'ImageNet'}: drop it")
@@ -500,6 +508,15 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         resolve_device(run.device)  # (e.g. cuda asked on a machine without it)
     if body_model and stage.stage != "hand" and run.body_model is None:
         run = replace(run, body_model=body_model_path(stage, run))
+    if body_model and stage.stage == "hand" and stage.mano_losses and run.mano_model is None:
+        from wbcap.body.mano_layer import find_mano_model, load_mano_data
+
+        try:
+            path = find_mano_model(run.body_models)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{exc}; or train without the MANO loss terms: {setting('mano_losses', api='mano_losses=False')}") from None
+        load_mano_data(path)  # (checked before any work)
+        run = replace(run, mano_model=str(path))
     return run
 
 
@@ -664,9 +681,14 @@ def train(
         said = random_start_warning(stage)
         if said:
             log.warning(said)
+    mano = None
     if hand:
         model = build_hand_model(stage, device)
         net = model
+        if stage.mano_losses:
+            from wbcap.body.mano_layer import MANOLayer
+
+            mano = (body_layer if body_layer is not None else MANOLayer.from_file(run.mano_model)).to(device)
     else:
         if body_layer is None:
             from wbcap.body.smplx_layer import SMPLXLayer
@@ -774,7 +796,7 @@ def train(
                     img = inputs["img"].contiguous(memory_format=memory_format)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         out_ = ddp(img)
-                    losses = (hand_losses(out_, targets, meta) if hand
+                    losses = (hand_losses(out_, targets, meta, mano, stage.model) if hand
                               else hand4whole_losses(out_, targets, meta, stage.model))
                     loss = sum(losses.values())
                     optimizer.zero_grad(set_to_none=True)
@@ -836,8 +858,9 @@ def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step:
 
 
 def build_hand_model(stage: StageConfig, device: torch.device):
-    """The hand-only model with the recipe's initialisation, on ``device``; the modules no hand
-    loss reaches (:data:`~wbcap.train.hand_losses.HAND_UNSUPERVISED_MODULES`) are frozen."""
+    """The hand-only model with the recipe's initialisation, on ``device``; without the MANO loss
+    terms (``stage.mano_losses`` off) the modules no hand loss reaches then
+    (:data:`~wbcap.train.hand_losses.HAND_UNSUPERVISED_MODULES`) are frozen."""
     from wbcap.model.hand_model import HandModel
     from wbcap.model.init import init_head_weights, load_imagenet_backbone
     from wbcap.train.hand_losses import HAND_UNSUPERVISED_MODULES
@@ -851,7 +874,7 @@ def build_hand_model(stage: StageConfig, device: torch.device):
         if not files:
             raise InputError(f"no torchvision resnet{stage.model.hand_backbone_depth}-*.pth in {stage.imagenet_weights}")
         load_imagenet_backbone(model.backbone, files[0])
-    for name in HAND_UNSUPERVISED_MODULES:
+    for name in () if stage.mano_losses else HAND_UNSUPERVISED_MODULES:
         model.get_submodule(name).requires_grad_(False)
     return model.to(device)
 
@@ -914,13 +937,17 @@ def _drop_scalars_from(path: Path, first: int) -> None:
 # --------------------------------------------------------------------------- local multi-process
 
 
-def _spawned(rank: int, world: int, port: int, stage_d: dict, run_d: dict, body_path: str, dataset_factory, result_dir: str):
+def _spawned(rank: int, world: int, port: int, stage_d: dict, run_d: dict, body_path: str | None, dataset_factory, result_dir: str):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from wbcap.body.mano_layer import MANOLayer
     from wbcap.body.smplx_layer import SMPLXLayer
 
     torch.set_num_threads(1)
-    body = SMPLXLayer.from_file(body_path)
     stage = StageConfig.from_dict(stage_d)
+    if stage.stage == "hand":  # (the MANO file, or None without the MANO loss terms)
+        body = MANOLayer.from_file(body_path) if stage.mano_losses else None
+    else:
+        body = SMPLXLayer.from_file(body_path)
     dataset = dataset_factory(body) if dataset_factory else None
     try:
         history = train(stage, RunConfig(**run_d), dataset=dataset, body_layer=body)
@@ -940,10 +967,11 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float, device: torch.device) 
     return torch.optim.Adam(params, lr=lr, fused=True if device.type in ("cpu", "cuda") else None)
 
 
-def spawn_local(stage: StageConfig, run: RunConfig, world_size: int, body_path: str, dataset_factory=None, port: int = 29511) -> None:
+def spawn_local(stage: StageConfig, run: RunConfig, world_size: int, body_path: str | None, dataset_factory=None, port: int = 29511) -> None:
     """Run ``world_size`` CPU processes with the gloo backend on this machine (tests, debugging).
 
-    Each rank writes ``<run.out>/rank<r>_final.pt`` with its final network weights.
+    Each rank writes ``<run.out>/rank<r>_final.pt`` with its final network weights. ``body_path``:
+    the SMPL-X file, for the hand stage the MANO file (or None without ``mano_losses``).
     ``dataset_factory(body_layer) -> Dataset`` must be picklable (a module-level function).
     """
     import torch.multiprocessing as mp

@@ -243,5 +243,6 @@ class COCOHands(AugmentedDataset):
             "mano_pose_valid": np.full(48, fitted, _F32),
             "mano_shape_valid": fitted,
             "is_3D": _F32(0),
+            "dataset_joints": _F32(1),
         }
         return inputs, targets, meta

@@ -21,7 +21,12 @@ order ``Wrist, Thumb_1..4, Index_1..4, Middle_1..4, Ring_1..4, Pinky_1..4``)::
                mano_pose (48,)    axis-angle: root (rotated by the augmentation) + 15 finger joints
                mano_shape (10,)   betas (zeroed if any |beta| > 3)
     meta_info  joint_valid (21, 1), joint_trunc (21, 1) (inside the 8x8x8 volume),
-               mano_param_valid, mano_shape_valid (scalars), mano_pose_valid (48,), is_3D (= 1)
+               mano_param_valid, mano_shape_valid (scalars), mano_pose_valid (48,), is_3D (= 1),
+               dataset_joints (scalar): 1 where the joints are the dataset's own annotation, which
+                                  the MANO loss terms joint_proj and joint_cam take; 0 here (FreiHAND's
+                                  joint_3d is its MANO fit's, which upstream supervises through the fit:
+                                  its loader zeroes joint_img and joint_cam, keeping mano_joint_img and
+                                  mano_joint_cam; wbcap's joint_img term and mano_joint_cam do that)
 
 Joint targets come from the dataset's own ``joint_3d`` (FreiHAND's MANO-fit joints), so no MANO
 model file is needed. FreiHAND has right hands only: samples are never flipped (as upstream's
@@ -156,7 +161,8 @@ class FreiHAND(AugmentedDataset):
             meta = {
                 "joint_valid": np.zeros((21, 1), _F32), "joint_trunc": np.zeros((21, 1), _F32),
                 "mano_param_valid": _F32(0), "mano_pose_valid": np.zeros(48, _F32), "mano_shape_valid": _F32(0),
-                "is_3D": _F32(1), "bb2img_trans": bb2img.astype(_F32), "root_depth": _F32(rec["root_depth"]),
+                "is_3D": _F32(1), "dataset_joints": _F32(0), "bb2img_trans": bb2img.astype(_F32),
+                "root_depth": _F32(rec["root_depth"]),
             }  # fmt: skip
             return inputs, targets, meta
 
@@ -189,5 +195,6 @@ class FreiHAND(AugmentedDataset):
             "mano_pose_valid": np.ones(48, _F32),
             "mano_shape_valid": _F32(1),
             "is_3D": _F32(1),
+            "dataset_joints": _F32(0),  # (the joints are the MANO fit's: see the module docstring)
         }
         return inputs, targets, meta
