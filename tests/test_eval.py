@@ -137,6 +137,63 @@ def test_ehf_hand_offset_known_answers(models, data_root):
 
 
 # ------------------------------------------------------------------------------------------------
+# AGORA (validation split)
+# ------------------------------------------------------------------------------------------------
+def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(models, tmp_path):
+    """The valid annotations (0 and 2) at 1280x720; each sample's ground truth is its per-person fit
+    (first 10 betas, no eye poses: upstream's val sample) posed by the neutral SMPL-X model, in the
+    camera frame; the exact prediction scores zero, a hand moved scores its known answer."""
+    from test_train_agora import write_agora_fixture
+
+    from wbcap.body.smplx_layer import SMPLXLayer
+
+    root = write_agora_fixture(tmp_path / "data", validation=True)
+    layer = SMPLXLayer.from_file(models / "smplx" / "SMPLX_NEUTRAL.npz")
+    base = root / "AGORA" / "data"
+    anns = {a["id"]: a for a in json.loads((base / "AGORA_validation_SMPLX.json").read_text())["annotations"]}
+    seen = {}
+
+    def predictor(batch: EvalBatch) -> torch.Tensor:
+        for i, g in zip(batch.indices, batch.gt, strict=True):
+            seen[i] = g.clone()
+        return batch.gt + torch.tensor([0.2, 0.1, 3.0])
+
+    result = evaluate("AGORA", root, predictor, body_models=models, batch_size=2)
+    assert result.num_samples == 2 and list(result.metrics) == list(WHOLE_BODY_METRICS)
+    assert all(v < 1e-3 for v in result.metrics.values()), result.metrics
+    assert [(s["ann_id"], s["person_id"]) for s in result.per_sample] == [(0, 0), (2, 0)]
+    for i, aid in enumerate((0, 2)):
+        p = json.loads((base / anns[aid]["smplx_param_path"]).read_text())
+        t = {k: torch.tensor([p[k]], dtype=torch.float32) for k in p}
+        with torch.no_grad():
+            want = layer(betas=t["betas"][:, :10], global_orient=t["global_orient"], body_pose=t["body_pose"],
+                         left_hand_pose=t["left_hand_pose"], right_hand_pose=t["right_hand_pose"],
+                         jaw_pose=t["jaw_pose"], expression=t["expression"], transl=t["transl"]).vertices[0]
+        torch.testing.assert_close(seen[i], want, rtol=0, atol=1e-6)
+    left = np.load(models / "smplx" / "MANO_SMPLX_vertex_ids.npz")["left_hand"]
+
+    def left_hand_moved(batch: EvalBatch) -> torch.Tensor:
+        pred = batch.gt.clone()
+        pred[:, left] += torch.tensor([0.0, 0.006, 0.008])  # 10 mm
+        return pred
+
+    m = evaluate("AGORA", root, left_hand_moved, body_models=models).metrics
+    assert m["mpvpe_hand"] == pytest.approx(5.0, abs=1e-3) and m["pa_mpvpe_hand"] < 1e-3
+
+
+def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
+    from wbcap.errors import InputError
+    from wbcap.eval.evaluate import check_inputs
+    from wbcap.train.data.common import DatasetLayoutError
+
+    with pytest.raises(InputError, match=r"holds no AGORA/ folder"):
+        check_inputs("agora", tmp_path, body_models=models)
+    (tmp_path / "AGORA" / "data").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match=r"AGORA_validation_SMPLX.json"):
+        evaluate("AGORA", tmp_path, lambda b: b.gt, body_models=models)
+
+
+# ------------------------------------------------------------------------------------------------
 # Human3.6M
 # ------------------------------------------------------------------------------------------------
 def test_human36m_exact_and_offset(models, data_root):

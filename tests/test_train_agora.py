@@ -78,9 +78,10 @@ def _png(path, width, height, seed):
     assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
-def write_agora_fixture(root: Path) -> Path:
+def write_agora_fixture(root: Path, validation: bool = False) -> Path:
     """Images 0 (annotations 0, valid, and 1, not valid) and 1 (annotation 2: valid, its right hand's box
-    outside the image; a kid's 11 betas); the crop of annotation 0 only."""
+    outside the image; a kid's 11 betas); the crop of annotation 0 only. ``validation``: the same
+    annotations also as the validation split's file (AGORA_validation_SMPLX.json)."""
     base = root / "AGORA" / "data"
     rng = np.random.default_rng(5)
     images = []
@@ -103,6 +104,8 @@ def write_agora_fixture(root: Path) -> Path:
                      "occlusion": 12.5, "is_valid": valid, "age": "31-50", "ethnicity": "asian", "bbox": bbox,
                      "lhand_bbox": lhand, "rhand_bbox": rhand, "face_bbox": face})  # fmt: skip
     (base / "AGORA_train_SMPLX.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    if validation:
+        (base / "AGORA_validation_SMPLX.json").write_text(json.dumps({"images": images, "annotations": anns}))
     crop = base / "images_3840x2160" / "train_0_crop" / f"{NAMES[0][1]}_person_id_0"
     _png(crop.with_suffix(".png"), 384, 512, seed=7)
     crop.with_suffix(".json").write_text(json.dumps({"bbox_orig": [1357.5, 330.0, 1125.0, 1500.0],
@@ -159,8 +162,9 @@ def test_valid_annotations_give_samples_with_the_boxes_scaled_to_1280x720(agora,
     np.testing.assert_allclose(r0["face_bbox"], FACE_0, atol=1e-4)
     assert r2["rhand_bbox"] is None  # [3900, 100, 60, 60] -> x 1300 > 1279: nothing left in the image
     np.testing.assert_allclose(r2["lhand_bbox"], [550, 340, 589, 379], atol=1e-4)  # [550, 340, 40, 40]
-    with pytest.raises(ValueError, match="'train' split only"):
-        AGORA(agora_root, "validation", agora.body_layer)
+    with pytest.raises(ValueError, match=r"AGORA's splits here are 'train', 'validation' \(upstream's test set has no "
+                                         r"ground truth: its server scores it\), got 'test'"):
+        AGORA(agora_root, "test", agora.body_layer)
     with pytest.raises(ValueError, match="resolution must be one of '1280x720', '3840x2160'"):
         AGORA(agora_root, "train", agora.body_layer, resolution="1920x1080")
 

@@ -1,4 +1,4 @@
-"""``wbcap eval``: score a checkpoint on EHF, 3DPW or Human3.6M (Hand4Whole's protocols)."""
+"""``wbcap eval``: score a checkpoint on EHF, 3DPW, Human3.6M or AGORA's validation set (Hand4Whole's protocols)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from wbcap.cli.common import (
     progress_display,
 )
 
-_DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
+_DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
 
 
 @click.command(name="eval")
@@ -25,13 +25,14 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M"]
     "dataset",
     type=click.Choice(_DATASET_CHOICES, case_sensitive=False),
     required=True,
-    help="EHF (all frames), PW3D/3DPW (test split) or Human36M/H36M (test: S9, S11, every 64th frame).",
+    help="EHF (all frames), PW3D/3DPW (test split), Human36M/H36M (test: S9, S11, every 64th frame) or AGORA "
+         "(validation split, 1280x720 images: upstream's test_set 'val').",
 )
 @click.option(
     "--data-root",
     type=NonEmptyPath(file_okay=False),
     required=True,
-    help="Folder holding EHF/, PW3D/ or Human36M/ in the upstream Hand4Whole layout.",
+    help="Folder holding EHF/, PW3D/, Human36M/ or AGORA/ in the upstream Hand4Whole layout.",
 )
 @checkpoint_option
 @body_models_option
@@ -61,7 +62,7 @@ def eval_cmd(
 
     Extra files are looked for beside the SMPL-X model (--body-models, $WBCAP_BODY_MODELS, the
     user data folder): SMPLX_to_J14.npy, MANO_SMPLX_vertex_ids.npz and SMPL-X__FLAME_vertex_ids.npy
-    (EHF); J_regressor_h36m_smplx.npy (Human36M, 3DPW); the SMPL model and J_regressor_h36m_smpl.npy
+    (EHF, AGORA); J_regressor_h36m_smplx.npy (Human36M, 3DPW); the SMPL model and J_regressor_h36m_smpl.npy
     (3DPW). Pickled versions need --allow-pickle or `python -m wbcap.eval.extra_files FILE.pkl`.
     """
     from rich.console import Console

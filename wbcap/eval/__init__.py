@@ -1,4 +1,4 @@
-"""Evaluation on EHF, 3DPW and Human3.6M with Hand4Whole's protocols (``wbcap eval``).
+"""Evaluation on EHF, 3DPW, Human3.6M and AGORA (validation) with Hand4Whole's protocols (``wbcap eval``).
 
 Modules: :mod:`~wbcap.eval.metrics` (batched Procrustes, MPJPE / MPVPE and their PA variants),
 :mod:`~wbcap.eval.protocols` (per-part alignment, J14 / hand / H36M joints),

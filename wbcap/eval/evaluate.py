@@ -61,10 +61,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("EHF", "PW3D", "Human36M")
-_ALIASES = {"ehf": "EHF", "pw3d": "PW3D", "3dpw": "PW3D", "human36m": "Human36M", "h36m": "Human36M"}
+DATASETS: tuple[str, ...] = ("EHF", "PW3D", "Human36M", "AGORA")
+_ALIASES = {"ehf": "EHF", "pw3d": "PW3D", "3dpw": "PW3D", "human36m": "Human36M", "h36m": "Human36M", "agora": "AGORA"}
 METRICS: dict[str, tuple[str, ...]] = {
     "EHF": WHOLE_BODY_METRICS,
+    "AGORA": WHOLE_BODY_METRICS,
     "Human36M": ("mpjpe", "pa_mpjpe"),
     "PW3D": ("mpjpe", "pa_mpjpe", "mpvpe", "pa_mpvpe"),
 }
@@ -168,7 +169,7 @@ def write_results(result: EvalResult, path: str | Path) -> Path:
 
 
 def canonical_dataset(name: str) -> str:
-    """``'EHF'``, ``'PW3D'`` or ``'Human36M'`` for a case-insensitive name or alias (3DPW, H36M)."""
+    """``'EHF'``, ``'PW3D'``, ``'Human36M'`` or ``'AGORA'`` for a case-insensitive name or alias (3DPW, H36M)."""
     key = str(name).lower().replace("-", "").replace("_", "").replace(".", "")
     if key not in _ALIASES:
         raise InputError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
@@ -292,7 +293,28 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     return _Task(ds, gt, ids, score, files, match)
 
 
-_TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task}
+def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
+    """AGORA's validation split at 1280x720 (upstream ``AGORA.evaluate`` with ``test_set = 'val'``): the
+    ground truth is each fit's mesh through the neutral SMPL-X layer (upstream's, also for the fits
+    of other genders and of kids: their first 10 betas), scored with the whole-body protocol
+    (upstream reports its six vertex errors; the two joint errors of EHF's protocol come along)."""
+    from wbcap.train.data.agora import AGORA
+
+    protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
+    files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
+    ds = AGORA(data_root, "validation", layer, augment=None, model=geometry)
+
+    def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
+        return np.asarray(targets["smplx_mesh_cam"], np.float32)
+
+    def ids(idx: int, meta: dict[str, Any]) -> dict[str, Any]:
+        rec = ds.records[idx]
+        return {"image": Path(rec["img_path"]).name, "ann_id": int(rec["ann_id"]), "person_id": rec["person_id"]}
+
+    return _Task(ds, gt, ids, protocol, files)
+
+
+_TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task, "AGORA": _agora_task}
 
 
 class _EvalView(torch.utils.data.Dataset):
@@ -322,7 +344,7 @@ def _collate(items: list[_Item]) -> tuple[list[int], torch.Tensor, torch.Tensor,
 
 
 #: The folder of each dataset under ``data_root`` (the loaders' upstream layout).
-_DATASET_DIRS = {"EHF": "EHF", "PW3D": "PW3D", "Human36M": "Human36M"}
+_DATASET_DIRS = {"EHF": "EHF", "PW3D": "PW3D", "Human36M": "Human36M", "AGORA": "AGORA"}
 
 
 @dataclass(frozen=True)
@@ -341,7 +363,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
                  allow_pickle: bool = False, body_model: bool = False) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
     built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
-    are found (EHF: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
+    are found (EHF and AGORA: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
     regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL model and both H36M
     regressors), with ``body_model`` also the SMPL-X model a pipeline built from
     ``body_models`` loads (``wbcap eval``'s; a model passed to :func:`evaluate` brings its own).
@@ -363,7 +385,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     files: dict[str, Path] = {}
     if body_model:
         files["the SMPL-X model"] = find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)
-    if name == "EHF":
+    if name in ("EHF", "AGORA"):
         for kind in ("j14", "hand_ids", "face_ids"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
     elif name == "Human36M":

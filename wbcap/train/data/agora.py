@@ -43,7 +43,9 @@ truncation (upstream sets ``joint_img = smplx_joint_img`` and ``joint_cam = smpl
 The per-person and camera JSON files (hundreds of thousands) are read when a sample is made, each
 checked: a missing or damaged one is a one-line :class:`DatasetLayoutError` naming it. This loader
 reads only the parsed JSON files; it never opens AGORA's own pickles (upstream's tool does, once).
-Only the ``train`` split is built (upstream evaluates on ``validation`` and the test server).
+The ``validation`` split (``AGORA_validation_SMPLX.json``, the same layout) gives the evaluation samples of
+``wbcap eval --dataset AGORA`` (upstream's ``test_set = 'val'``); AGORA's test split has no ground truth (its
+server scores it) and is not built.
 """
 
 from __future__ import annotations
@@ -76,11 +78,14 @@ from wbcap.train.data.common import (
 )
 from wbcap.train.data.smplx_targets import process_smplx_output
 
-__all__ = ["AGORA", "ANNOTATION_FILE", "CROPS_LAYOUT", "LAYOUT", "ORIG_SIZE", "part_box", "scaled_camera"]
+__all__ = ["AGORA", "ANNOTATION_FILE", "ANNOTATION_FILES", "CROPS_LAYOUT", "LAYOUT", "ORIG_SIZE", "part_box",
+           "scaled_camera", "split_layout"]
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_FILE = "AGORA_train_SMPLX.json"
+#: The annotation file of each split (upstream's ``load_data``: ``validation`` is its ``test_set = 'val'``).
+ANNOTATION_FILES = {"train": ANNOTATION_FILE, "validation": "AGORA_validation_SMPLX.json"}
 ORIG_SIZE = (3840, 2160)
 """(width, height) of AGORA's renders: the pixels of the annotation boxes and cameras."""
 LOW_SIZE = (1280, 720)
@@ -95,6 +100,12 @@ CROPS_LAYOUT = LAYOUT.replace(
     "<root>/AGORA/data/images_3840x2160/train_<i>_crop/<name>_person_id_<person_id>.{png,json} "
     "(upstream's tool/AGORA/crop_and_resize_4k_images.py)",
 )
+
+
+def split_layout(layout: str, split: str) -> str:
+    """``layout`` (:data:`LAYOUT` or :data:`CROPS_LAYOUT`, the train split's) for ``split``."""
+    return layout if split == "train" else layout.replace(ANNOTATION_FILE, ANNOTATION_FILES[split]).replace(
+        "train_<i>", f"{split}_<i>")
 _RESOLUTIONS = ("1280x720", "3840x2160")
 _PARTS = (("lhand", "lhand_bbox"), ("rhand", "rhand_bbox"), ("face", "face_bbox"))
 # the per-person file's keys -> process_smplx_output's, with their sizes (betas: at least 10, the first 10 used)
@@ -125,7 +136,9 @@ class AGORA(AugmentedDataset):
 
     Args:
         data_root: folder holding ``AGORA/`` (see the module docstring).
-        split: ``'train'`` (the only split built).
+        split: ``'train'``, or ``'validation'`` (``AGORA_validation_SMPLX.json``, the same layout:
+            upstream's evaluation set with ground truth, ``test_set = 'val'``; evaluation samples,
+            see :meth:`get`).
         body_layer: SMPL-X layer for the targets (kept if on the CPU, else copied there).
         augment: augmentation ranges; None disables augmentation.
         seed: augmentation seed.
@@ -147,31 +160,32 @@ class AGORA(AugmentedDataset):
         model: ModelConfig | None = None,
         resolution: str = "1280x720",
     ) -> None:
-        if split != "train":
-            raise ValueError(f"AGORA has a 'train' split only here (upstream evaluates on its validation split and "
-                             f"test server), got {split!r}")
+        if split not in ANNOTATION_FILES:
+            raise ValueError(f"AGORA's splits here are {', '.join(map(repr, ANNOTATION_FILES))} (upstream's test set "
+                             f"has no ground truth: its server scores it), got {split!r}")
         if resolution not in _RESOLUTIONS:
             raise ValueError(f"AGORA resolution must be one of {', '.join(map(repr, _RESOLUTIONS))}, got {resolution!r}")
         if body_layer is None:
             raise ValueError("AGORA needs body_layer (an SMPLXLayer) for its SMPL-X targets")
         super().__init__(augment, seed, model)
         self.split = split
-        self.train = True
+        self.train = split == "train"
         self.crops = resolution == "3840x2160"
-        self.layout = CROPS_LAYOUT if self.crops else LAYOUT
+        self.annotation_file = ANNOTATION_FILES[split]
+        self.layout = split_layout(CROPS_LAYOUT if self.crops else LAYOUT, split)
         self.body_layer = cpu_body_layer(body_layer)  # never the training model's (CUDA) layer
         self.root = Path(data_root).expanduser() / "AGORA" / "data"
         self.without_crop = 0  # (crops: annotations whose crop is not there, skipped as upstream)
         self.records = self._load()
-        self.say_dropped(self.root / ANNOTATION_FILE)
+        self.say_dropped(self.root / self.annotation_file)
         if self.without_crop:
             log.warning("%s: %d of its valid annotations have no crop under images_3840x2160/*_crop/ and are left out "
                         "(upstream's tool/AGORA/crop_and_resize_4k_images.py writes them); %d sample(s) kept",
-                        self.root / ANNOTATION_FILE, self.without_crop, len(self.records))
+                        self.root / self.annotation_file, self.without_crop, len(self.records))
 
     # ------------------------------------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:
-        ann_path = self.root / ANNOTATION_FILE
+        ann_path = self.root / self.annotation_file
         if not ann_path.is_file():
             raise DatasetLayoutError.missing(ann_path, self.layout)
         db = load_json(ann_path, self.layout)
@@ -189,6 +203,7 @@ class AGORA(AugmentedDataset):
                     "smplx_param_path": self.root / ann["smplx_param_path"],
                     "cam_param_path": self.root / ann["cam_param_path"],
                     "ann_id": aid,
+                    "person_id": ann["person_id"],
                 }
                 if self.crops:
                     name = PurePosixPath(img["file_name_3840x2160"])
@@ -244,6 +259,11 @@ class AGORA(AugmentedDataset):
         return param, cam
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """A training sample (the whole-body schema of :mod:`wbcap.train.data.common`), or for the
+        ``validation`` split an evaluation one as upstream's ``test_set = 'val'``: ``inputs`` img,
+        ``targets`` smplx_mesh_cam (V, 3), the fit's mesh through the neutral body layer in the
+        camera frame (metres), ``meta`` bbox (the crop box, xywh pixels of the image read) and
+        bb2img_trans (2, 3)."""
         rec = self.records[idx]
         if self.crops:
             rec = {**rec, **self._crop(rec)}
@@ -254,7 +274,7 @@ class AGORA(AugmentedDataset):
                                      f"{img_shape[1]}x{img_shape[0]} its annotations are scaled to; expected layout: "
                                      f"{self.layout}")
         shape, cells = tuple(self.model.input_img_shape), tuple(self.model.output_hm_shape)
-        patch, img2bb, _ = crop_and_augment(img, rec["bbox"], aug, shape)
+        patch, img2bb, bb2img = crop_and_augment(img, rec["bbox"], aug, shape)
 
         boxes = {
             part: process_part_bbox(rec[f"{part}_bbox"], aug, img_shape, img2bb, input_shape=shape, hm_shape=cells)
@@ -266,6 +286,9 @@ class AGORA(AugmentedDataset):
         param, cam = self.person(rec)
         smplx = process_smplx_output(param, scaled_camera(cam, rec["affine"]), aug, img_shape, img2bb, self.body_layer,
                                      input_shape=shape, hm_shape=cells)
+        if not self.train:
+            meta = {"bbox": np.asarray(rec["bbox"], np.float32), "bb2img_trans": bb2img.astype(np.float32)}
+            return {"img": patch}, {"smplx_mesh_cam": np.asarray(smplx["mesh_cam"], np.float32)}, meta
         # upstream: joint_img/joint_cam = the SMPL-X joints', with their validity and truncation
         valid = np.asarray(smplx["joint_valid"], np.float32).reshape(-1, 1)
         joint = (smplx["joint_img"], smplx["joint_cam"], valid, valid * smplx["joint_trunc"])
