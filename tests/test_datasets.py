@@ -428,9 +428,10 @@ def test_missing_image_is_named(tmp_path, body_layer):
 # ----------------------------------------------------------------------------------------------
 # FreiHAND
 # ----------------------------------------------------------------------------------------------
-HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,)}
+HAND_TARGETS = {"joint_img": (21, 3), "joint_cam": (21, 3), "mano_pose": (48,), "mano_shape": (10,),
+                "mano_joint_img": (21, 3)}
 HAND_META = {"joint_valid": (21, 1), "joint_trunc": (21, 1), "mano_param_valid": (), "mano_pose_valid": (48,),
-             "mano_shape_valid": (), "is_3D": (), "dataset_joints": ()}  # fmt: skip
+             "mano_shape_valid": (), "is_3D": (), "dataset_joints": (), "mano_joint_trunc": (21, 1)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -183,8 +183,8 @@ def test_mano_loss_terms_are_upstreams(plain_pickle, hw, hm):
     pose = torch.cat((go, hp), 1)
     six = matrix_to_rot6d(axis_angle_to_matrix(pose.view(b, 16, 3)))  # (B, 16, 6)
     cam = torch.tensor([[0.01, -0.02, 0.3], [0.0, 0.0, -1.0], [0.03, 0.01, 2.0]])
-    out = HandOutput(joint_img=torch.zeros(b, 21, 3), root_6d=six[:, 0], pose_6d=six[:, 1:].reshape(b, 90),
-                     shape=betas, cam=cam)
+    out = HandOutput(joint_img=torch.rand(b, 21, 3, generator=torch.Generator().manual_seed(9)) * 4, root_6d=six[:, 0],
+                     pose_6d=six[:, 1:].reshape(b, 90), shape=betas, cam=cam)
     joints = mano(go, hp, betas).joints.double().numpy()
     rel = joints - joints[:, :1]
     g = np.random.default_rng(0)
@@ -196,11 +196,15 @@ def test_mano_loss_terms_are_upstreams(plain_pickle, hw, hm):
     is_3d = np.array([1.0, 0.0, 1.0], np.float32)
     own = np.array([1.0, 1.0, 0.0], np.float32)  # sample 2's joints are its fit's (FreiHAND's)
     t_pose = pose + torch.tensor([[0.0] * 48, [0.05] * 48, [0.0] * 48])  # sample 1's fit differs
+    fit_img = np.concatenate([g.uniform(0, hm[2], (b, 21, 1)), g.uniform(0, hm[1], (b, 21, 1)),
+                              g.uniform(0, hm[0], (b, 21, 1))], -1)
+    fit_trunc = (g.random((b, 21, 1)) > 0.4).astype(np.float32)
     targets = {"joint_img": torch.tensor(joint_img, dtype=torch.float32),
                "joint_cam": torch.tensor(joint_cam, dtype=torch.float32),
-               "mano_pose": t_pose, "mano_shape": betas.clone()}
+               "mano_pose": t_pose, "mano_shape": betas.clone(),
+               "mano_joint_img": torch.tensor(fit_img, dtype=torch.float32)}
     meta = {"joint_trunc": torch.tensor(trunc), "joint_valid": torch.tensor(valid), "is_3D": torch.tensor(is_3d),
-            "dataset_joints": torch.tensor(own),
+            "dataset_joints": torch.tensor(own), "mano_joint_trunc": torch.tensor(fit_trunc),
             "mano_param_valid": torch.tensor([1.0, 1.0, 0.0]), "mano_pose_valid": torch.ones(b, 48),
             "mano_shape_valid": torch.ones(b)}
     from host_reads import count_host_reads
@@ -216,6 +220,8 @@ def test_mano_loss_terms_are_upstreams(plain_pickle, hw, hm):
     t_joints = mano(t_pose[:, :3], t_pose[:, 3:], betas).joints.double().numpy()
     t_rel = t_joints - t_joints[:, :1]
     want_mano = (np.abs(rel - t_rel) * np.array([1.0, 1.0, 0.0])[:, None, None]).mean()
+    want_fit_img = (np.abs(out.joint_img.double().numpy() - fit_img) * fit_trunc).mean()  # (depth too, as upstream)
+    assert float(losses["mano_joint_img"]) == pytest.approx(want_fit_img, rel=1e-5)
     assert float(losses["joint_proj"]) == pytest.approx(want_proj, rel=1e-4)
     assert float(losses["joint_cam"]) == pytest.approx(want_cam, rel=1e-4)
     assert float(losses["mano_joint_cam"]) == pytest.approx(want_mano, rel=1e-4)

@@ -117,6 +117,79 @@ def test_right_hand_keypoints_land_on_the_crop_heatmap(hands, coco_root):
     assert inputs["img"].max() > 0.1
 
 
+def _mirrored_left_mano(right_pkl: Path, folder: Path) -> Path:
+    """MANO_LEFT.pkl as the exact mirror image (x -> -x) of the synthetic right hand: the template and
+    shape directions mirrored, each pose-corrective column (joint j, rotation entry (a, b)) times
+    s_c s_a s_b (s = (-1, 1, 1)), the mean pose's rotations (x, -y, -z); regressor and weights shared."""
+    import pickle
+
+    import scipy.sparse
+
+    with open(right_pkl, "rb") as fh:
+        data = pickle.load(fh, encoding="latin1")  # (our own test file, written a moment ago)
+    s = np.array([-1.0, 1.0, 1.0])
+    ab = (s[:, None] * s[None, :]).reshape(9)
+    left = dict(data)
+    left["v_template"] = data["v_template"] * s
+    left["shapedirs"] = data["shapedirs"] * s[None, :, None]
+    left["posedirs"] = data["posedirs"] * s[None, :, None] * np.tile(ab, 15)[None, None, :]
+    left["hands_mean"] = (data["hands_mean"].reshape(15, 3) * [1.0, -1.0, -1.0]).reshape(45)
+    left["J_regressor"] = scipy.sparse.csc_matrix(data["J_regressor"])
+    path = folder / "MANO_LEFT.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump(left, fh, protocol=2)
+    return path
+
+
+def test_a_fits_mano_joint_img_is_upstreams_left_and_right(coco_root, tmp_path):
+    """mano_joint_img of each hand of annotation 1001 against upstream's process_human_model_output:
+    the fit through smplx's MANO of its side (a left hand by the left model, here the exact mirror of
+    the right), its 21 joints projected with the fit's camera, x mirrored for the left, through the
+    crop's affine into heatmap cells, the wrist-relative depth over 0.3 m."""
+    import smplx
+
+    from wbcap.body.mano_layer import MANOLayer, joint_regressor_21
+    from wbcap.testing.synthetic_mano import write_synthetic_mano
+    from wbcap.train.data.common import crop_and_augment
+
+    right_pkl = write_synthetic_mano(tmp_path, chumpy=False)
+    layers = {"right": smplx.create(str(right_pkl), "mano", use_pca=False, flat_hand_mean=False),
+              "left": smplx.create(str(_mirrored_left_mano(right_pkl, tmp_path)), "mano", use_pca=False,
+                                   flat_hand_mean=False)}
+    assert layers["left"].is_rhand is False
+    regressor = torch.as_tensor(joint_regressor_21(layers["right"].J_regressor.double().numpy()))
+    hands = COCOHands(coco_root, "train", augment=None, mano_layer=MANOLayer.from_file(right_pkl))
+    fits = json.loads((coco_root / "MSCOCO/annotations/MSCOCO_train_MANO_NeuralAnnot.json").read_text())["1001"]
+    for i, side in ((0, "left"), (1, "right")):
+        rec = hands.records[i]
+        assert (rec["ann_id"], rec["side"]) == (1001, side)
+        _, t, m = hands.get(i, Augmentation())
+        fit = fits[side]
+        pose = torch.tensor(fit["mano_param"]["pose"], dtype=torch.float32).view(1, 48)
+        with torch.no_grad():
+            mesh = layers[side](global_orient=pose[:, :3], hand_pose=pose[:, 3:],
+                                transl=torch.tensor([fit["mano_param"]["trans"]], dtype=torch.float32),
+                                betas=torch.tensor([fit["mano_param"]["shape"]], dtype=torch.float32)).vertices[0]
+        joints = (regressor @ mesh.double()).numpy()
+        f, c = fit["cam_param"]["focal"], fit["cam_param"]["princpt"]
+        x = joints[:, 0] / joints[:, 2] * f[0] + c[0]
+        y = joints[:, 1] / joints[:, 2] * f[1] + c[1]
+        if side == "left":
+            x = rec["img_shape"][1] - 1 - x
+        _, img2bb, _ = crop_and_augment(read_image(rec["img_path"]), rec["bbox"], Augmentation(flip=side == "left"),
+                                        (256, 256))
+        xy = np.stack([x, y], 1) @ img2bb[:, :2].T + img2bb[:, 2]
+        want = np.concatenate([xy / 256 * 8, ((joints[:, 2:] - joints[0, 2]) / 0.15 + 1) / 2 * 8], 1)
+        np.testing.assert_allclose(t["mano_joint_img"], want, atol=2e-4, err_msg=side)
+        inside = np.all((want >= 0) & (want < 8), axis=1, keepdims=True).astype(np.float32)
+        np.testing.assert_array_equal(m["mano_joint_trunc"], inside)
+    # no fit (annotation 1003), or no MANO layer: zero, masked
+    _, t, m = hands.get(2, Augmentation())
+    assert not t["mano_joint_img"].any() and not m["mano_joint_trunc"].any()
+    _, t, m = COCOHands(coco_root, "train", augment=None).get(1, Augmentation())
+    assert not t["mano_joint_img"].any() and not m["mano_joint_trunc"].any()
+
+
 def test_left_hand_is_mirrored_into_a_right_hand(hands, coco_root):
     img, ann = annotation(coco_root, 1001)
     inputs, t, m = hands.get(0, Augmentation())

@@ -141,7 +141,9 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
     COCO-WholeBody hand crops share), each made for
     ``stage.model``'s geometry (crop size, heatmap cells): the 3D sets (:data:`THREE_D_SETS`)
     concatenated, the 2D ones concatenated, and the two drawn equally often
-    (:class:`SameLengthGroups`) when there are both, as upstream."""
+    (:class:`SameLengthGroups`) when there are both, as upstream. ``body_layer``: the SMPL-X layer of the
+    whole-body sets' targets; for the hand stage the MANO layer (or None) of the COCO-WholeBody hands'
+    ``mano_joint_img``."""
     check_datasets(stage, run)
     parts = []
     for name in stage.datasets:
@@ -166,7 +168,7 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
         elif name == "MSCOCO" and stage.stage == "hand":
             from wbcap.train.data.coco_hands import COCOHands
 
-            parts.append(COCOHands(root, "train", seed=stage.seed, model=stage.model))
+            parts.append(COCOHands(root, "train", seed=stage.seed, model=stage.model, mano_layer=body_layer))
         elif name == "MPII":
             from wbcap.train.data.mpii import MPII
 

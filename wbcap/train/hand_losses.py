@@ -9,7 +9,14 @@ Terms, each an L1 mean as upstream's hand model (Hand4Whole's Pose2Pose branch, 
 * ``mano_shape``: the 10 shape coefficients;
 
 and, through the MANO layer (:class:`~wbcap.body.mano_layer.MANOLayer`, the stage setting
-``mano_losses``, on by default as upstream), from the regressed parameters' 21 joints:
+``mano_losses``, on by default as upstream):
+
+* ``mano_joint_img``: the 2.5D heatmap coordinates against the target MANO fit's joints
+  (``mano_joint_trunc``; made by the COCO-WholeBody hands' loader with the layer:
+  :func:`~wbcap.train.data.coco_hands.mano_fit_joint_img`; FreiHAND's ``joint_img`` is its fit's
+  already, and InterHand2.6M's are not made);
+
+and from the regressed parameters' 21 joints:
 
 * ``joint_proj``: projected into the 256x256 input by the regressed camera (upstream's
   ``get_camera_trans`` with the hand's ``camera_3d_size`` 0.4 m: :data:`HAND_CAMERA_3D_SIZE`),
@@ -42,7 +49,7 @@ from wbcap.train.losses import coord_loss, param_loss
 
 HAND_LOSS_NAMES = ("joint_img", "mano_pose", "mano_shape")
 #: The terms the MANO layer adds (:func:`hand_losses` with ``mano``), after :data:`HAND_LOSS_NAMES`.
-HAND_MANO_LOSS_NAMES = ("joint_proj", "joint_cam", "mano_joint_cam")
+HAND_MANO_LOSS_NAMES = ("mano_joint_img", "joint_proj", "joint_cam", "mano_joint_cam")
 
 #: Metres the hand input's virtual camera is sized for (upstream Pose2Pose ``main/config.py``,
 #: ``parts == 'hand'``: ``camera_3d_size = 0.4``): the regressed depth is at most
@@ -97,6 +104,8 @@ def hand_losses(out: HandOutput, targets: dict, meta_info: dict, mano: MANOLayer
         return losses
     if config is None:
         raise ValueError("hand_losses with mano needs the stage's model config (the hand camera)")
+    losses["mano_joint_img"] = coord_loss(out.joint_img.float(), targets["mano_joint_img"],
+                                          meta_info["mano_joint_trunc"]).mean()
     joints = mano(pose[:, :3], pose[:, 3:], out.shape.float()).joints
     with torch.no_grad():
         target_joints = mano(targets["mano_pose"][:, :3], targets["mano_pose"][:, 3:], targets["mano_shape"]).joints

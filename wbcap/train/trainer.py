@@ -741,7 +741,8 @@ def train(
 
     ddp = wrap_ddp(model, device) if d.enabled else model
     if dataset is None:
-        dataset = make_training_set(stage, run, body_layer)
+        # (the hand stage's sets take the MANO layer, for the fits' mano_joint_img: a CPU copy, as the body layer's)
+        dataset = make_training_set(stage, run, mano if hand else body_layer)
     if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves it)
         (out / STAGE_FILE).write_text(json.dumps(stage.to_dict(), indent=1))
     data = EpochAugmented(dataset, stage.seed)

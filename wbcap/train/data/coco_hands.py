@@ -36,6 +36,12 @@ Without a fit, ``mano_pose``/``mano_shape`` are zero and ``mano_param_valid``,
 valid hand of its file has one). A shape with any ``|beta| > 3`` is zeroed (valid stays 1), as
 upstream and FreiHAND. A ``cam_param`` ``R`` (NeuralAnnot's COCO fits have none) would turn the
 root first, as upstream. Only a ``train`` split (the hand model is evaluated on FreiHAND).
+
+With the MANO layer (``mano_layer``: the hand stage's MANO loss terms), a fit also gives upstream's
+``mano_joint_img`` (21, 3) and ``mano_joint_trunc`` (21, 1): the fit's 21 joints (its own shape,
+before the zeroing above, and ``trans``) projected with its ``cam_param`` into the crop's heatmap
+cells, the wrist-relative depth in depth cells (:func:`mano_fit_joint_img`); zero without a fit,
+without the layer, or with a ``cam_param`` ``R`` (then upstream also moves the fit by ``t``).
 """
 
 from __future__ import annotations
@@ -45,28 +51,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
+    HAND_3D_SIZE,
     Augmentation,
     AugmentConfig,
     AugmentedDataset,
     DatasetLayoutError,
     annotated_images,
+    cam2pixel,
     checked_array,
+    cpu_body_layer,
     crop_and_augment,
+    depth_to_hm,
+    in_volume,
     load_json,
     parsing,
     process_db_coord,
     read_image,
     rot_aug_matrix,
     rotate_root_pose,
+    to_heatmap,
 )
 from wbcap.train.data.freihand import FREIHAND_JOINT_NAMES
 
-__all__ = ["ANNOTATION_FILE", "COCO_HAND_JOINT_NAMES", "LAYOUT", "MANO_FILE", "COCOHands", "flip_mano_pose"]
+__all__ = ["ANNOTATION_FILE", "COCO_HAND_JOINT_NAMES", "LAYOUT", "MANO_FILE", "COCOHands", "flip_mano_pose",
+           "mano_fit_joint_img"]
 
 COCO_HAND_JOINT_NAMES: tuple[str, ...] = ("Wrist",) + tuple(
     f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in range(1, 5)
@@ -114,6 +128,35 @@ def mano_fit_targets(pose: np.ndarray | None, shape: np.ndarray | None, flip: bo
     return out.reshape(48).astype(_F32), betas, _F32(1)
 
 
+def mano_fit_joint_img(mano, pose: np.ndarray, shape: np.ndarray, trans: np.ndarray, cam: dict[str, np.ndarray],
+                       flip: bool, img_shape: tuple[int, int], img2bb: np.ndarray, input_shape: tuple[int, int],
+                       cells: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Upstream's ``mano_joint_img`` and ``mano_joint_trunc`` of a MANO fit (``process_human_model_output``
+    with ``'mano'``): ``(21, 3)`` float32 heatmap cells (x, y through the crop's ``img2bb`` affine, z
+    the wrist-relative depth over the hand's 0.3 m) and ``(21, 1)`` inside the volume.
+
+    ``pose`` (48,) axis-angle, ``shape`` (10,), ``trans`` (3,) metres: the fit in the camera of
+    ``cam`` (``focal``, ``princpt`` pixels of the image, ``img_shape`` (height, width)); ``mano``: the
+    right-hand :class:`~wbcap.body.mano_layer.MANOLayer` (on the CPU). A left hand (``flip``; its crop
+    mirrored) is posed as upstream's left-hand model mirrored: the right-hand model with the
+    mirrored rotations, the translation's x negated, projected with the principal point mirrored
+    (``W - 1 - cx``), which is upstream's projection then ``x -> W - 1 - x`` wherever MANO's left hand
+    is the mirror image of its right one."""
+    pose = np.array(pose, np.float32).reshape(48)
+    t = np.array(trans, np.float32).reshape(3)
+    princpt = np.array(cam["princpt"], np.float32).reshape(2)
+    if flip:
+        pose, t[0], princpt[0] = flip_mano_pose(pose), -t[0], img_shape[1] - 1 - princpt[0]
+    with torch.no_grad():
+        joints = mano(torch.from_numpy(pose[None, :3]), torch.from_numpy(pose[None, 3:]),
+                      torch.from_numpy(np.asarray(shape, np.float32).reshape(1, 10)), torch.from_numpy(t[None])).joints
+    joints = joints[0].double().numpy()
+    joint_img = cam2pixel(joints, np.asarray(cam["focal"], np.float32).reshape(2), princpt)
+    joint_img[:, 2] = depth_to_hm(joints[:, 2] - joints[0, 2], HAND_3D_SIZE, cells[0])
+    joint_img[:, :2] = to_heatmap(joint_img[:, :2], img2bb, input_shape, cells)
+    return joint_img.astype(_F32), in_volume(joint_img, cells)
+
+
 class COCOHands(AugmentedDataset):
     """COCO-WholeBody hand samples (2D keypoints + MANO pseudo-GT), left hands mirrored to right.
 
@@ -124,6 +167,8 @@ class COCOHands(AugmentedDataset):
         seed: augmentation seed.
         model: the network geometry the samples are for (``input_hand_shape``,
             ``output_hand_hm_shape``); None: the released network's.
+        mano_layer: the right-hand MANO layer for the fits' ``mano_joint_img`` (kept if on the CPU,
+            else copied there); None: those targets are zero.
 
     Raises:
         DatasetLayoutError: an annotation file is missing or unreadable (one line naming it).
@@ -136,12 +181,14 @@ class COCOHands(AugmentedDataset):
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         seed: int = 0,
         model: ModelConfig | None = None,
+        mano_layer=None,
     ) -> None:
         if split != "train":
             raise ValueError(f"COCOHands has a 'train' split only (the hand model is evaluated on FreiHAND), got {split!r}")
         super().__init__(augment, seed, model)
         self.split = split
         self.train = True
+        self.mano = None if mano_layer is None else cpu_body_layer(mano_layer)
         self.root = Path(data_root).expanduser() / "MSCOCO"
         self.records = self._load()
         self.say_dropped(self.root / "annotations" / ANNOTATION_FILE)
@@ -178,7 +225,7 @@ class COCOHands(AugmentedDataset):
                         continue
                     valid = (kpts[:, 2:3] > 0).astype(_F32)
                     kpts[:, 2] = 0
-                    pose = shape = None
+                    pose = shape = trans = cam_fit = None
                     with parsing(mano_path, LAYOUT):
                         if entry is not None and not isinstance(entry, dict):
                             raise TypeError(f"annotation {ann['id']}'s entry is a {type(entry).__name__}, not an object "
@@ -192,6 +239,10 @@ class COCOHands(AugmentedDataset):
                             rot = cam.get("R") if isinstance(cam, dict) else None
                             if rot is not None:  # (upstream merges a camera rotation into the root)
                                 pose[0] = rotate_root_pose(pose[0], checked_array(rot, (3, 3), f"{what}'s cam_param R"))
+                            elif isinstance(cam, dict) and "trans" in fit["mano_param"]:  # (mano_joint_img)
+                                trans = checked_array(fit["mano_param"]["trans"], (3,), f"{what}'s trans")
+                                cam_fit = {k: checked_array(cam[k], (2,), f"{what}'s cam_param {k}")
+                                           for k in ("focal", "princpt")}
                     records.append(
                         {
                             "img_path": self.root / "images" / "train2017" / img["file_name"],
@@ -201,6 +252,8 @@ class COCOHands(AugmentedDataset):
                             "joint_valid": valid,
                             "mano_pose": pose,
                             "mano_shape": shape,
+                            "mano_trans": trans,
+                            "mano_cam": cam_fit,
                             "side": side,
                             "ann_id": ann["id"],
                         }
@@ -229,12 +282,18 @@ class COCOHands(AugmentedDataset):
             hm_shape=cells,
         )
         pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
+        if self.mano is not None and rec["mano_pose"] is not None and rec["mano_cam"] is not None:
+            fit_img, fit_trunc = mano_fit_joint_img(self.mano, rec["mano_pose"], rec["mano_shape"], rec["mano_trans"],
+                                                    rec["mano_cam"], flip, rec["img_shape"], img2bb, shape, cells)
+        else:
+            fit_img, fit_trunc = np.zeros((21, 3), _F32), np.zeros((21, 1), _F32)
         inputs = {"img": patch}
         targets = {
             "joint_img": joint_img.astype(_F32),
             "joint_cam": joint_cam.astype(_F32),
             "mano_pose": pose,
             "mano_shape": betas,
+            "mano_joint_img": fit_img,
         }
         meta = {
             "joint_valid": joint_valid.astype(_F32),
@@ -244,5 +303,6 @@ class COCOHands(AugmentedDataset):
             "mano_shape_valid": fitted,
             "is_3D": _F32(0),
             "dataset_joints": _F32(1),
+            "mano_joint_trunc": fit_trunc,
         }
         return inputs, targets, meta

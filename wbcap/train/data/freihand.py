@@ -26,7 +26,10 @@ order ``Wrist, Thumb_1..4, Index_1..4, Middle_1..4, Ring_1..4, Pinky_1..4``)::
                                   the MANO loss terms joint_proj and joint_cam take; 0 here (FreiHAND's
                                   joint_3d is its MANO fit's, which upstream supervises through the fit:
                                   its loader zeroes joint_img and joint_cam, keeping mano_joint_img and
-                                  mano_joint_cam; wbcap's joint_img term and mano_joint_cam do that)
+                                  mano_joint_cam; wbcap's joint_img term and mano_joint_cam do that),
+               mano_joint_trunc (21, 1), with targets mano_joint_img (21, 3): the MANO fit's joints
+                                  in heatmap cells where a loader makes them (COCO-WholeBody hands);
+                                  zero here (joint_img is the fit's)
 
 Joint targets come from the dataset's own ``joint_3d`` (FreiHAND's MANO-fit joints), so no MANO
 model file is needed. FreiHAND has right hands only: samples are never flipped (as upstream's
@@ -157,11 +160,13 @@ class FreiHAND(AugmentedDataset):
             targets = {
                 "joint_img": np.zeros((21, 3), _F32), "joint_cam": np.zeros((21, 3), _F32),
                 "mano_pose": np.zeros(48, _F32), "mano_shape": np.zeros(10, _F32),
+                "mano_joint_img": np.zeros((21, 3), _F32),
             }  # fmt: skip
             meta = {
                 "joint_valid": np.zeros((21, 1), _F32), "joint_trunc": np.zeros((21, 1), _F32),
                 "mano_param_valid": _F32(0), "mano_pose_valid": np.zeros(48, _F32), "mano_shape_valid": _F32(0),
-                "is_3D": _F32(1), "dataset_joints": _F32(0), "bb2img_trans": bb2img.astype(_F32),
+                "is_3D": _F32(1), "dataset_joints": _F32(0), "mano_joint_trunc": np.zeros((21, 1), _F32),
+                "bb2img_trans": bb2img.astype(_F32),
                 "root_depth": _F32(rec["root_depth"]),
             }  # fmt: skip
             return inputs, targets, meta
@@ -187,6 +192,7 @@ class FreiHAND(AugmentedDataset):
             "joint_cam": joint_cam.astype(_F32),
             "mano_pose": pose.reshape(48),
             "mano_shape": shape.astype(_F32),
+            "mano_joint_img": np.zeros((21, 3), _F32),  # (joint_img is the fit's already: see dataset_joints)
         }
         meta = {
             "joint_valid": np.ones((21, 1), _F32),
@@ -196,5 +202,6 @@ class FreiHAND(AugmentedDataset):
             "mano_shape_valid": _F32(1),
             "is_3D": _F32(1),
             "dataset_joints": _F32(0),  # (the joints are the MANO fit's: see the module docstring)
+            "mano_joint_trunc": np.zeros((21, 1), _F32),
         }
         return inputs, targets, meta

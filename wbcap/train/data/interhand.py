@@ -49,7 +49,9 @@ into the root), then mirrored (left hands), then turned by the rotation augmenta
 A shape with any ``|beta| > 3`` is zeroed (valid stays 1), as upstream. A side without a fit (``null``,
 or its capture or frame absent from the file) has zero pose and shape and ``mano_param_valid``,
 ``mano_pose_valid``, ``mano_shape_valid`` 0. Only a ``train`` split (the hand model is evaluated on
-FreiHAND).
+FreiHAND). Upstream's ``mano_joint_img`` of a fit (its joints moved into the camera by ``R`` and ``t``
+and projected) is not made here: ``mano_joint_img`` and ``mano_joint_trunc`` are zero (the dataset's
+own 2.5D joints supervise the same heatmaps).
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ class InterHand26M(AugmentedDataset):
             "joint_cam": (joint_cam * joint_valid).astype(_F32),
             "mano_pose": pose,
             "mano_shape": betas,
+            "mano_joint_img": np.zeros((21, 3), _F32),  # (not made: see the module docstring)
         }
         meta = {
             "joint_valid": joint_valid.astype(_F32),
@@ -310,5 +313,6 @@ class InterHand26M(AugmentedDataset):
             "mano_shape_valid": fitted,
             "is_3D": _F32(1),
             "dataset_joints": _F32(1),
+            "mano_joint_trunc": np.zeros((21, 1), _F32),
         }
         return inputs, targets, meta
