@@ -388,6 +388,62 @@ def test_a_damaged_annotation_is_one_line_naming_its_file(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # the training set: `wbcap train hand` with the default recipe (FreiHAND, InterHand26M, MSCOCO)
 # ----------------------------------------------------------------------------------------------
+def test_a_fits_mano_joint_img_is_upstreams_in_the_camera_of_its_image(ih_root, tmp_path):
+    """mano_joint_img of every fitted hand against upstream's InterHand26M + process_human_model_output:
+    t = -R campos / 1000, the root turned by R, the fit through smplx's MANO of its side (the left
+    one the exact mirror of the right), the wrist moved to R wrist + t, projected, x mirrored for a
+    left hand, through the crop's affine into heatmap cells, the wrist-relative depth over 0.3 m."""
+    import re
+
+    import cv2
+    import smplx
+    from test_train_coco_hands import _mirrored_left_mano
+
+    from wbcap.body.mano_layer import MANOLayer, joint_regressor_21
+    from wbcap.testing.synthetic_mano import write_synthetic_mano
+    from wbcap.train.data.common import crop_and_augment
+
+    right_pkl = write_synthetic_mano(tmp_path, chumpy=False)
+    layers = {"right": smplx.create(str(right_pkl), "mano", use_pca=False, flat_hand_mean=False),
+              "left": smplx.create(str(_mirrored_left_mano(right_pkl, tmp_path)), "mano", use_pca=False,
+                                   flat_hand_mean=False)}
+    regressor = torch.as_tensor(joint_regressor_21(layers["right"].J_regressor.double().numpy()))
+    ds = InterHand26M(ih_root, "train", augment=None, mano_layer=MANOLayer.from_file(right_pkl))
+    fits = {"right": (RIGHT_POSE, RIGHT_SHAPE, [0.03, 0.02, 0.0]), "left": (LEFT_POSE, LEFT_SHAPE, [-0.02, 0.02, 0.0])}
+    checked = 0
+    for i, rec in enumerate(ds.records):
+        _, t, m = ds.get(i, Augmentation())
+        if rec["mano_pose"] is None:
+            assert not t["mano_joint_img"].any() and not m["mano_joint_trunc"].any()
+            continue
+        capture = int(re.search(r"Capture(\d+)/", str(rec["img_path"])).group(1))
+        R = np.asarray(CAPTURES[capture][2], np.float64)
+        cam_t = -R @ np.asarray(CAPTURES[capture][3], np.float64) / 1000.0
+        pose, shape, trans = fits[rec["side"]]
+        pose = np.array(pose, np.float64).reshape(16, 3)
+        pose[0] = cv2.Rodrigues(R @ cv2.Rodrigues(pose[0])[0])[0].reshape(3)
+        p = torch.tensor(pose.reshape(1, 48), dtype=torch.float32)
+        with torch.no_grad():
+            mesh = layers[rec["side"]](global_orient=p[:, :3], hand_pose=p[:, 3:],
+                                       betas=torch.tensor([shape], dtype=torch.float32),
+                                       transl=torch.tensor([trans], dtype=torch.float32)).vertices[0]
+        joints = (regressor @ mesh.double()).numpy()
+        joints = joints - joints[:1] + joints[:1] @ R.T + cam_t
+        x = joints[:, 0] / joints[:, 2] * FOCAL[0] + PRINCPT[0]
+        y = joints[:, 1] / joints[:, 2] * FOCAL[1] + PRINCPT[1]
+        if rec["side"] == "left":
+            x = W - 1 - x
+        _, img2bb, _ = crop_and_augment(read_image(rec["img_path"]), rec["bbox"], Augmentation(flip=rec["side"] == "left"),
+                                        (256, 256))
+        xy = np.stack([x, y], 1) @ img2bb[:, :2].T + img2bb[:, 2]
+        want = np.concatenate([xy / 256 * 8, ((joints[:, 2:] - joints[0, 2]) / 0.15 + 1) / 2 * 8], 1)
+        np.testing.assert_allclose(t["mano_joint_img"], want, atol=2e-4, err_msg=str(rec["img_path"]))
+        inside = np.all((want >= 0) & (want < 8), axis=1, keepdims=True).astype(np.float32)
+        np.testing.assert_array_equal(m["mano_joint_trunc"], inside)
+        checked += 1
+    assert checked == 2 and {r["side"] for r in ds.records if r["mano_pose"] is not None} == {"left", "right"}
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, ih_root):
     root = fx.write_freihand_fixture(tmp_path_factory.mktemp("data"), num_train=5, num_eval=1)

@@ -164,7 +164,7 @@ def make_training_set(stage: StageConfig, run, body_layer) -> Dataset:
         elif name == "InterHand26M":
             from wbcap.train.data.interhand import InterHand26M
 
-            parts.append(InterHand26M(root, "train", seed=stage.seed, model=stage.model))
+            parts.append(InterHand26M(root, "train", seed=stage.seed, model=stage.model, mano_layer=body_layer))
         elif name == "MSCOCO" and stage.stage == "hand":
             from wbcap.train.data.coco_hands import COCOHands
 

@@ -12,9 +12,9 @@ and, through the MANO layer (:class:`~wbcap.body.mano_layer.MANOLayer`, the stag
 ``mano_losses``, on by default as upstream):
 
 * ``mano_joint_img``: the 2.5D heatmap coordinates against the target MANO fit's joints
-  (``mano_joint_trunc``; made by the COCO-WholeBody hands' loader with the layer:
-  :func:`~wbcap.train.data.coco_hands.mano_fit_joint_img`; FreiHAND's ``joint_img`` is its fit's
-  already, and InterHand2.6M's are not made);
+  (``mano_joint_trunc``; made by the COCO-WholeBody hands' and InterHand2.6M's loaders with the
+  layer: :func:`~wbcap.train.data.coco_hands.mano_fit_joint_img`; FreiHAND's ``joint_img`` is its
+  fit's already);
 
 and from the regressed parameters' 21 joints:
 

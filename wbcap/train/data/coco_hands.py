@@ -135,23 +135,30 @@ def mano_fit_joint_img(mano, pose: np.ndarray, shape: np.ndarray, trans: np.ndar
     with ``'mano'``): ``(21, 3)`` float32 heatmap cells (x, y through the crop's ``img2bb`` affine, z
     the wrist-relative depth over the hand's 0.3 m) and ``(21, 1)`` inside the volume.
 
-    ``pose`` (48,) axis-angle, ``shape`` (10,), ``trans`` (3,) metres: the fit in the camera of
-    ``cam`` (``focal``, ``princpt`` pixels of the image, ``img_shape`` (height, width)); ``mano``: the
-    right-hand :class:`~wbcap.body.mano_layer.MANOLayer` (on the CPU). A left hand (``flip``; its crop
-    mirrored) is posed as upstream's left-hand model mirrored: the right-hand model with the
-    mirrored rotations, the translation's x negated, projected with the principal point mirrored
-    (``W - 1 - cx``), which is upstream's projection then ``x -> W - 1 - x`` wherever MANO's left hand
-    is the mirror image of its right one."""
+    ``pose`` (48,) axis-angle (its root already turned by the camera's ``R`` where the fit has one),
+    ``shape`` (10,), ``trans`` (3,) metres; ``cam``: ``focal``, ``princpt`` (pixels of the image,
+    ``img_shape`` (height, width)) and optionally ``R`` (3, 3) and ``t`` (3,) metres, the fit's frame
+    -> the camera: the joints move so that the wrist lands at ``R @ wrist + t``, as upstream.
+    ``mano``: the right-hand :class:`~wbcap.body.mano_layer.MANOLayer` (on the CPU). A left hand
+    (``flip``; its crop mirrored) is upstream's left-hand model taken as the right one's mirror image
+    (``x -> -x`` of the right hand with the mirrored rotations and translation), then projected and
+    mirrored (``x -> W - 1 - x``) as upstream does."""
     pose = np.array(pose, np.float32).reshape(48)
     t = np.array(trans, np.float32).reshape(3)
-    princpt = np.array(cam["princpt"], np.float32).reshape(2)
+    mirror = np.array([-1.0, 1.0, 1.0], np.float32) if flip else np.ones(3, np.float32)
     if flip:
-        pose, t[0], princpt[0] = flip_mano_pose(pose), -t[0], img_shape[1] - 1 - princpt[0]
+        pose = flip_mano_pose(pose)
     with torch.no_grad():
         joints = mano(torch.from_numpy(pose[None, :3]), torch.from_numpy(pose[None, 3:]),
-                      torch.from_numpy(np.asarray(shape, np.float32).reshape(1, 10)), torch.from_numpy(t[None])).joints
-    joints = joints[0].double().numpy()
-    joint_img = cam2pixel(joints, np.asarray(cam["focal"], np.float32).reshape(2), princpt)
+                      torch.from_numpy(np.asarray(shape, np.float32).reshape(1, 10)),
+                      torch.from_numpy((t * mirror)[None])).joints
+    joints = joints[0].double().numpy() * mirror
+    if cam.get("R") is not None:
+        root = joints[:1]
+        joints = joints - root + root @ np.asarray(cam["R"], np.float64).T + np.asarray(cam["t"], np.float64).reshape(1, 3)
+    joint_img = cam2pixel(joints, np.asarray(cam["focal"], np.float32).reshape(2), np.asarray(cam["princpt"], np.float32))
+    if flip:
+        joint_img[:, 0] = img_shape[1] - 1 - joint_img[:, 0]
     joint_img[:, 2] = depth_to_hm(joints[:, 2] - joints[0, 2], HAND_3D_SIZE, cells[0])
     joint_img[:, :2] = to_heatmap(joint_img[:, :2], img2bb, input_shape, cells)
     return joint_img.astype(_F32), in_volume(joint_img, cells)

@@ -28,7 +28,8 @@ order ``Wrist, Thumb_1..4, Index_1..4, Middle_1..4, Ring_1..4, Pinky_1..4``)::
                                   its loader zeroes joint_img and joint_cam, keeping mano_joint_img and
                                   mano_joint_cam; wbcap's joint_img term and mano_joint_cam do that),
                mano_joint_trunc (21, 1), with targets mano_joint_img (21, 3): the MANO fit's joints
-                                  in heatmap cells where a loader makes them (COCO-WholeBody hands);
+                                  in heatmap cells where a loader makes them (COCO-WholeBody hands,
+                                  InterHand2.6M);
                                   zero here (joint_img is the fit's)
 
 Joint targets come from the dataset's own ``joint_3d`` (FreiHAND's MANO-fit joints), so no MANO

@@ -49,9 +49,10 @@ into the root), then mirrored (left hands), then turned by the rotation augmenta
 A shape with any ``|beta| > 3`` is zeroed (valid stays 1), as upstream. A side without a fit (``null``,
 or its capture or frame absent from the file) has zero pose and shape and ``mano_param_valid``,
 ``mano_pose_valid``, ``mano_shape_valid`` 0. Only a ``train`` split (the hand model is evaluated on
-FreiHAND). Upstream's ``mano_joint_img`` of a fit (its joints moved into the camera by ``R`` and ``t``
-and projected) is not made here: ``mano_joint_img`` and ``mano_joint_trunc`` are zero (the dataset's
-own 2.5D joints supervise the same heatmaps).
+FreiHAND). With the MANO layer (``mano_layer``), a fit with its ``trans`` also gives upstream's
+``mano_joint_img`` / ``mano_joint_trunc``: the fit posed (root turned by ``R``), moved so that its
+wrist lands at ``R @ wrist + t`` (``t = -R campos``, metres), projected with the camera
+(:func:`~wbcap.train.data.coco_hands.mano_fit_joint_img`); zero otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ import numpy as np
 
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
-from wbcap.train.data.coco_hands import mano_fit_targets
+from wbcap.train.data.coco_hands import mano_fit_joint_img, mano_fit_targets
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
     HAND_3D_SIZE,
@@ -77,6 +78,7 @@ from wbcap.train.data.common import (
     annotated_images,
     cam2pixel,
     checked_array,
+    cpu_body_layer,
     crop_and_augment,
     depth_to_hm,
     load_json,
@@ -138,6 +140,8 @@ class InterHand26M(AugmentedDataset):
         seed: augmentation seed.
         model: the network geometry the samples are for (``input_hand_shape``,
             ``output_hand_hm_shape``); None: the released network's.
+        mano_layer: the right-hand MANO layer for the fits' ``mano_joint_img`` (kept if on the CPU,
+            else copied there); None: those targets are zero.
 
     Raises:
         DatasetLayoutError: an annotation file or the image folder is missing or unreadable, or
@@ -151,6 +155,7 @@ class InterHand26M(AugmentedDataset):
         augment: AugmentConfig | None = DEFAULT_AUGMENT,
         seed: int = 0,
         model: ModelConfig | None = None,
+        mano_layer=None,
     ) -> None:
         if split != SPLIT:
             raise ValueError(f"InterHand26M has a 'train' split only here (the hand model is evaluated on FreiHAND), "
@@ -158,6 +163,7 @@ class InterHand26M(AugmentedDataset):
         super().__init__(augment, seed, model)
         self.split = split
         self.train = True
+        self.mano = None if mano_layer is None else cpu_body_layer(mano_layer)
         self.root = Path(data_root).expanduser() / "InterHand26M"
         self.filtered = 0  # annotations of cameras the filtering leaves out
         self.unlisted = 0  # annotations of sequences without an image folder
@@ -239,7 +245,7 @@ class InterHand26M(AugmentedDataset):
                         self.dropped_boxes += 1
                         continue
                     rel_m = (hand_mm - hand_mm[_WRIST]) / 1000.0
-                    pose = shape = None
+                    pose = shape = trans = None
                     with parsing(paths[3], LAYOUT):
                         frames = fits.get(capture)
                         entry = frames.get(frame) if isinstance(frames, dict) else None
@@ -249,6 +255,8 @@ class InterHand26M(AugmentedDataset):
                             pose = checked_array(fit["pose"], (16, 3), f"{what}'s pose").copy()
                             shape = checked_array(fit["shape"], (10,), f"{what}'s shape")
                             pose[0] = rotate_root_pose(pose[0], rot)  # world -> camera (upstream merges cam R)
+                            if "trans" in fit:  # (mano_joint_img)
+                                trans = checked_array(fit["trans"], (3,), f"{what}'s trans")
                     records.append(
                         {
                             "img_path": images / img["file_name"],
@@ -259,6 +267,9 @@ class InterHand26M(AugmentedDataset):
                             "joint_valid": v.reshape(21, 1).astype(_F32),
                             "mano_pose": pose,
                             "mano_shape": shape,
+                            "mano_trans": trans,
+                            # the world (mm) -> camera extrinsics in metres, X_cam = R X + t (t = -R campos)
+                            "mano_cam": {"focal": focal, "princpt": princpt, "R": rot, "t": -rot @ campos / 1000.0},
                             "side": side,
                             "ann_id": ann["id"],
                         }
@@ -297,13 +308,18 @@ class InterHand26M(AugmentedDataset):
             hm_shape=cells,
         )
         pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
+        if self.mano is not None and rec["mano_pose"] is not None and rec["mano_trans"] is not None:
+            fit_img, fit_trunc = mano_fit_joint_img(self.mano, rec["mano_pose"], rec["mano_shape"], rec["mano_trans"],
+                                                    rec["mano_cam"], flip, rec["img_shape"], img2bb, shape, cells)
+        else:
+            fit_img, fit_trunc = np.zeros((21, 3), _F32), np.zeros((21, 1), _F32)
         inputs = {"img": patch}
         targets = {
             "joint_img": (joint_img * joint_valid).astype(_F32),
             "joint_cam": (joint_cam * joint_valid).astype(_F32),
             "mano_pose": pose,
             "mano_shape": betas,
-            "mano_joint_img": np.zeros((21, 3), _F32),  # (not made: see the module docstring)
+            "mano_joint_img": fit_img,
         }
         meta = {
             "joint_valid": joint_valid.astype(_F32),
@@ -313,6 +329,6 @@ class InterHand26M(AugmentedDataset):
             "mano_shape_valid": fitted,
             "is_3D": _F32(1),
             "dataset_joints": _F32(1),
-            "mano_joint_trunc": np.zeros((21, 1), _F32),
+            "mano_joint_trunc": fit_trunc,
         }
         return inputs, targets, meta
