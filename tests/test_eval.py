@@ -182,6 +182,8 @@ def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(mod
 
 
 def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
+    from test_train_agora import write_agora_fixture
+
     from wbcap.errors import InputError
     from wbcap.eval.evaluate import check_inputs
     from wbcap.train.data.common import DatasetLayoutError
@@ -189,8 +191,22 @@ def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path
     with pytest.raises(InputError, match=r"holds no AGORA/ folder"):
         check_inputs("agora", tmp_path, body_models=models)
     (tmp_path / "AGORA" / "data").mkdir(parents=True)
-    with pytest.raises(DatasetLayoutError, match=r"AGORA_validation_SMPLX.json"):
-        evaluate("AGORA", tmp_path, lambda b: b.gt, body_models=models)
+    with pytest.raises(DatasetLayoutError, match=r"AGORA_validation_SMPLX.json missing; expected layout: "):
+        check_inputs("agora", tmp_path, body_models=models)
+    # every file the valid annotations name is checked before the network is built (a user trial's run
+    # ended after 22 s of set-up at a missing camera file); annotation 1 (not valid) needs none
+    root = write_agora_fixture(tmp_path / "data", validation=True)
+    assert check_inputs("AGORA", root, body_models=models).dataset == root / "AGORA"
+    base = root / "AGORA" / "data"
+    anns = json.loads((base / "AGORA_validation_SMPLX.json").read_text())["annotations"]
+    (base / anns[1]["smplx_param_path"]).unlink()
+    assert check_inputs("AGORA", root, body_models=models)
+    (base / anns[2]["cam_param_path"]).unlink()
+    (base / anns[2]["smplx_param_path"]).unlink()
+    with pytest.raises(DatasetLayoutError) as err:
+        check_inputs("AGORA", root, body_models=models)
+    assert str(err.value).startswith(f"{base / anns[2]['smplx_param_path']} missing (and 1 other file(s) its valid "
+                                     f"annotations name), named by {base / 'AGORA_validation_SMPLX.json'}; ")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -479,7 +495,13 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     assert quiet.exit_code == 0 and quiet.stderr == "" and "EHF: 3 samples" in quiet.stdout, quiet.output
     data = json.loads(out.read_text())
     assert data["num_samples"] == 3 and len(data["per_sample"]) == 3
+    assert (data["split_samples"], data["limit"], data["data_root"]) == (3, None, str(data_root.absolute()))
     assert all(np.isfinite(v) and v > 0 for v in data["metrics"].values())
+    # a run cut by --limit says so, on screen and in the file (a user trial took one for the whole split)
+    cut = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "cut.json"), "--limit", "2"])
+    assert cut.exit_code == 0 and "EHF: 2 of 3 samples (--limit 2)" in cut.stdout, cut.output
+    cut_data = json.loads((tmp_path / "cut.json").read_text())
+    assert (cut_data["num_samples"], cut_data["split_samples"], cut_data["limit"]) == (2, 3, 2)
     # what was evaluated is recorded with the numbers
     assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
                              "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),

@@ -90,20 +90,26 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
     a = MANOLayer.from_file(released)(go, hp, betas)
     b = MANOLayer.from_file(converted)(go, hp, betas)
     assert torch.equal(a.vertices, b.vertices) and torch.equal(a.joints, b.joints)
-    # the command users run
-    again = tmp_path / "again.npz"
-    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(released), str(again)],
+    # the command users run, writing into another folder
+    (tmp_path / "again").mkdir()
+    again = tmp_path / "again" / "MANO_RIGHT.npz"
+    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(released), str(tmp_path / "again")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == f"wrote {again}\n", r.stderr
     assert again.read_bytes() == converted.read_bytes()
-    # the pickle itself, another kind of file, a folder that is not there: refused in one line, nothing written
+    # the pickle itself, another name or kind of file (never found), a folder that is not there, no such
+    # input: refused in one line, nothing written
     before = released.read_bytes()
-    for out, says in ((released, "is written to a new .npz file"), (tmp_path / "m.pkl", "is written to a new .npz file"),
-                      (tmp_path / "nowhere" / "m.npz", "cannot write the converted model")):
+    for out, says in ((released, "is written as MANO_RIGHT.npz"), (tmp_path / "m.pkl", "is written as MANO_RIGHT.npz"),
+                      (tmp_path / "mine.npz", "is written as MANO_RIGHT.npz"),
+                      (tmp_path / "nowhere" / "MANO_RIGHT.npz", "cannot write the converted model")):
         r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(released), str(out)],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
-    assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists()
+    assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists() and not (tmp_path / "mine.npz").exists()
+    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(tmp_path / "gone.pkl")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1
 
 
 def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path):
@@ -122,6 +128,12 @@ def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **{**{k: v for k, v in arrays.items() if k != "parents"}, "shapedirs": np.zeros((10475, 3, 10))})
     with pytest.raises(ModelFileError, match=r"shapedirs has shape \(10475, 3, 10\), MANO's is \(778, 3, 10\)"):
+        load_mano_data(bad)
+    np.savez(bad, **{**{k: v for k, v in arrays.items() if k != "parents"}, "v_template": arrays["v_template"] * 1000})
+    with pytest.raises(ModelFileError, match=r"v_template spans 180 units, not a hand in metres"):
+        load_mano_data(bad)  # (a file in millimetres)
+    np.savez(bad, **{**{k: v for k, v in arrays.items() if k != "parents"}, "J_regressor": 0 * arrays["J_regressor"]})
+    with pytest.raises(ModelFileError, match=r"J_regressor's rows do not each sum to 1"):
         load_mano_data(bad)
     np.savez(bad, **{k: v for k, v in arrays.items() if k not in ("parents", "posedirs")})
     with pytest.raises(ModelFileError, match=r"is not a MANO model \(missing arrays: posedirs\)"):
@@ -143,17 +155,26 @@ def test_find_mano_model_searches_as_for_smplx_and_says_how_to_convert(tmp_path,
     assert find_mano_model(folder, allow_pickle=True) == pkl
     npz = convert_mano_pickle(pkl)
     assert find_mano_model(folder) == npz
+    (folder / "smplx").mkdir()
+    (folder / "smplx" / "SMPLX_NEUTRAL.npz").write_bytes(b"")
     assert find_mano_model(folder / "smplx" / "SMPLX_NEUTRAL.npz") == npz  # (--body-models naming an SMPL-X file)
+    with pytest.raises(ModelFileError, match=r"SMPLX_NEUTRL.npz: no such file or folder \(named by body_models\)$"):
+        find_mano_model(folder / "smplx" / "SMPLX_NEUTRL.npz")  # (a typo: refused, not searched around)
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(folder))
     assert find_mano_model() == npz
     empty = tmp_path / "empty"
     with pytest.raises(ModelFileError) as err:
         find_mano_model(empty)
+    empty.mkdir()
+    with pytest.raises(ModelFileError) as err:
+        find_mano_model(empty)
     assert str(err.value) == (
         f"the MANO hand model (MANO_RIGHT.npz or .pkl) was not found (looked in: {empty}/mano/, {empty}/): download "
         f"MANO from https://mano.is.tue.mpg.de, put mano_v1_2/models/MANO_RIGHT.pkl in {empty}/mano/ and convert it "
-        f"there once with `python -m wbcap.body.mano_layer {empty}/mano/MANO_RIGHT.pkl` (or pass body_models / set "
-        f"WBCAP_BODY_MODELS)")
+        f"there once with `python -m wbcap.body.mano_layer {empty}/mano/MANO_RIGHT.pkl`")  # (the folder was named)
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(empty))
+    with pytest.raises(ModelFileError, match=r"MANO_RIGHT.pkl` \(or pass body_models / set WBCAP_BODY_MODELS\)$"):
+        find_mano_model()
 
 
 # --------------------------------------------------------------------------- the loss terms
@@ -256,7 +277,7 @@ def test_train_hand_without_mano_says_where_and_how_and_no_mano_losses_trains_wi
     assert r.exit_code == 2 and len(errors) == 1, r.output
     assert errors[0].startswith("error: the MANO hand model (MANO_RIGHT.npz or .pkl) was not found")
     assert errors[0].endswith("; or train without the MANO loss terms: --no-mano-losses")
-    assert "--body-models / set WBCAP_BODY_MODELS" in errors[0] and not (tmp_path / "a").exists()
+    assert "or pass --body-models" not in errors[0] and not (tmp_path / "a").exists()  # (it was passed)
     r = CliRunner().invoke(cli, [*base, "--no-mano-losses", "-o", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     stage = json.loads((tmp_path / "b" / "stage.json").read_text())
@@ -307,7 +328,7 @@ def test_doctor_reports_the_mano_file_as_optional(tmp_path, mano_dir, monkeypatc
     assert missing.fix == (f"optional, only `wbcap train hand` uses it (or trains without: --no-mano-losses): download "
                            f"MANO from https://mano.is.tue.mpg.de, put mano_v1_2/models/MANO_RIGHT.pkl in {tmp_path}/mano/ "
                            f"and convert it there once with `python -m wbcap.body.mano_layer "
-                           f"{tmp_path}/mano/MANO_RIGHT.pkl` (or pass body_models / set WBCAP_BODY_MODELS)")
+                           f"{tmp_path}/mano/MANO_RIGHT.pkl`")
     pkl = write_synthetic_mano(tmp_path)
     unconverted = mano_check(str(tmp_path))
     assert (unconverted.ok, unconverted.detail) == (False, f"{pkl} is a pickle, which can run code when loaded")

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from wbcap.body.smplx_layer import _lbs, chain_levels  # (the package's one skinning)
-from wbcap.errors import ModelFileError, setting
+from wbcap.errors import ModelFileError, WbcapError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
 
 __all__ = [
@@ -113,14 +113,20 @@ def _candidates(folders: list[Path]) -> list[Path]:
     return out
 
 
-def find_mano_model(body_models: str | Path | None = None, allow_pickle: bool = False) -> Path:
-    """The right-hand MANO file (see the module docstring for the search).
+def find_mano_model(body_models: str | Path | None = None, allow_pickle: bool = False,
+                    named_by: str | None = None) -> Path:
+    """The right-hand MANO file (see the module docstring for the search). ``named_by``: how a
+    message names where ``body_models`` came from (default: the ``body_models`` setting).
 
     Raises:
         MANONotFoundError: nothing found (one line: every place looked, where to get it, where to
             put it and how to convert it).
-        ModelFileError: only a pickle found without ``allow_pickle`` (one line: how to convert it).
+        ModelFileError: ``body_models`` names nothing, or only a pickle was found without
+            ``allow_pickle`` (one line: how to convert it).
     """
+    if body_models is not None and not Path(body_models).expanduser().exists():
+        raise ModelFileError(f"{Path(body_models).expanduser()}: no such file or folder (named by "
+                             f"{named_by or setting('body_models')})")
     folders = search_folders(body_models, ENV_BODY_MODELS, body_models_dir())
     cands = _candidates(folders)
     found = find_first(cands, allow_pickle)
@@ -136,8 +142,8 @@ def find_mano_model(body_models: str | Path | None = None, allow_pickle: bool = 
     raise MANONotFoundError(
         looked,
         f"download MANO from {MANO_URL}, put mano_v1_2/models/MANO_RIGHT.pkl in {first}/ and convert it "
-        f"there once with `python -m wbcap.body.mano_layer {first / 'MANO_RIGHT.pkl'}` (or pass "
-        f"{setting('body_models')} / set {ENV_BODY_MODELS})")
+        f"there once with `python -m wbcap.body.mano_layer {first / 'MANO_RIGHT.pkl'}`"
+        + ("" if body_models is not None else f" (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"))
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -192,6 +198,12 @@ def load_mano_data(path: str | Path) -> dict[str, np.ndarray]:
             or f.min() < 0 or f.max() >= NUM_MANO_VERTICES:
         raise ModelFileError(f"{p}: f is not a list of triangles of its {NUM_MANO_VERTICES} vertices: {_DOWNLOAD} again")
     out["f"] = f.astype(np.int64)
+    extent = float(np.ptp(out["v_template"], axis=0).max())
+    if not 0.05 <= extent <= 0.5:  # (MANO's hand is about 0.2 m long)
+        raise ModelFileError(f"{p}: v_template spans {extent:g} units, not a hand in metres (about 0.2): {_DOWNLOAD} again")
+    if np.abs(out["J_regressor"].sum(1) - 1.0).max() > 1e-3:
+        raise ModelFileError(f"{p}: J_regressor's rows do not each sum to 1 (a joint is an average of vertices): "
+                             f"{_DOWNLOAD} again")
     parents = out["kintree_table"][0].copy()
     parents[0] = -1  # (the release marks the root with 2**32 - 1)
     if any(not 0 <= parents[i] < i for i in range(1, 16)):
@@ -211,18 +223,23 @@ def convert_mano_pickle(path: str | Path, out: str | Path | None = None) -> Path
     from wbcap.atomic import atomic_write_bytes
 
     src = Path(path).expanduser()
-    dst = Path(out).expanduser() if out is not None else src.with_suffix(".npz")
-    if dst.suffix.lower() != ".npz" or dst.resolve() == src.resolve():
-        raise ModelFileError(f"{dst}: the converted model is written to a new .npz file (beside the pickle: "
-                             f"{src.with_suffix('.npz')}); name one")
+    if not src.is_file():
+        raise ModelFileError(f"{src}: no such file: name the MANO release's MANO_RIGHT.pkl "
+                             f"(mano_v1_2/models/MANO_RIGHT.pkl of {MANO_URL})")
+    dst = Path(out).expanduser() if out is not None else src.with_name(_NAMES[0])
+    if dst.is_dir():
+        dst = dst / _NAMES[0]
+    if dst.name != _NAMES[0] or dst.resolve() == src.resolve():
+        raise ModelFileError(f"{dst}: the converted model is written as {_NAMES[0]} (the name wbcap looks for), in "
+                             f"a folder or beside the pickle ({src.with_name(_NAMES[0])})")
     data = load_mano_data(src)
     buf = io.BytesIO()
     np.savez(buf, **{k: data[k] for k in REQUIRED_KEYS})
     try:
         atomic_write_bytes(dst, buf.getvalue())
-    except OSError as exc:
-        raise ModelFileError(f"{dst}: cannot write the converted model ({exc.strerror or exc}); choose another "
-                             f"folder") from None
+    except (OSError, WbcapError) as exc:  # (a folder not there or not writable: the atomic writer's own words)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ModelFileError(f"{dst}: cannot write the converted model ({why}); choose another folder") from None
     return dst
 
 
@@ -321,14 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m wbcap.body.mano_layer MANO_RIGHT.pkl [OUT.npz]``: :func:`convert_mano_pickle`."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2) or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m wbcap.body.mano_layer MANO_RIGHT.pkl [OUT.npz]\n"
-                         "writes the arrays wbcap reads to MANO_RIGHT.npz beside the pickle (or OUT.npz)\n")
+        sys.stderr.write("usage: python -m wbcap.body.mano_layer MANO_RIGHT.pkl [FOLDER | FOLDER/MANO_RIGHT.npz]\n"
+                         "writes the arrays wbcap reads to MANO_RIGHT.npz beside the pickle (or in FOLDER)\n")
         return 0 if args[:1] in (["-h"], ["--help"]) else 2
     try:
         written = convert_mano_pickle(args[0], args[1] if len(args) == 2 else None)
-    except ModelFileError as exc:
+    except WbcapError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    except KeyboardInterrupt:  # (the write is atomic: nothing is left)
+        sys.stderr.write("stopped: nothing written\n")
+        return 130
     sys.stdout.write(f"wrote {written}\n")
     return 0
 

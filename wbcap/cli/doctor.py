@@ -8,7 +8,7 @@ from wbcap.cli.common import NonEmptyPath
 
 
 @click.command()
-@click.option("--body-models", type=NonEmptyPath(), default=None, help="Also check this SMPL-X file or folder.")
+@click.option("--body-models", type=NonEmptyPath(), default=None, help="Also check this SMPL-X file or folder (and the MANO hand model beside it).")
 @click.pass_context
 def doctor(ctx, body_models):
     """Report body models, checkpoints, rendering backend, CUDA and library versions.

@@ -76,6 +76,7 @@ def eval_cmd(
 
     from wbcap.atomic import check_writable_file
     from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.errors import setting
     from wbcap.eval.evaluate import canonical_dataset, check_inputs, evaluate, write_results
     from wbcap.pipeline import Pipeline
 
@@ -85,7 +86,6 @@ def eval_cmd(
     # (in a moment, not after building the network)
     reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True)
     if out is not None:  # never over a file the evaluation reads, however it was found
-        from wbcap.errors import setting
         from wbcap.weights import find_checkpoint
 
         check_writable_file(out, inputs={setting("checkpoint"): find_checkpoint(checkpoint), **reads.files},
@@ -118,7 +118,9 @@ def eval_cmd(
             progress=report,
         )
 
-    table = Table(title=f"{name}: {result.num_samples} sample{'' if result.num_samples == 1 else 's'}")
+    count = (f"{result.num_samples} of {result.split_samples} samples ({setting('limit')} {result.limit})"
+             if result.partial else f"{result.num_samples} sample{'' if result.num_samples == 1 else 's'}")
+    table = Table(title=f"{name}: {count}")
     table.add_column("metric")
     table.add_column("mm", justify="right")
     if result.left_out:  # (a mean over fewer samples than the title's: evaluate warned)

@@ -124,7 +124,8 @@ class EvalResult:
     (:data:`wbcap.eval.extra_files.UPSTREAM_SHA256`), whether the file used holds its values.
     model: what was evaluated (for a :class:`~wbcap.pipeline.Pipeline`: ``weights``,
     ``checkpoint``, ``body_model`` and ``precision``, paths absolute; else ``{"model": its type's
-    name}``).
+    name}``). data_root: the data folder (absolute); split_samples: the samples of the split;
+    limit: the ``limit`` asked for (None: every sample), so a cut run cannot pass for a whole one.
     """
 
     dataset: str
@@ -134,10 +135,18 @@ class EvalResult:
     model: dict[str, Any] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)
     files_match_upstream: dict[str, bool] = field(default_factory=dict)
+    data_root: str | None = None
+    split_samples: int | None = None
+    limit: int | None = None
 
     @property
     def num_samples(self) -> int:
         return len(self.per_sample)
+
+    @property
+    def partial(self) -> bool:
+        """Whether fewer samples than the split's were evaluated (``limit``)."""
+        return self.split_samples is not None and self.num_samples < self.split_samples
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (nan -> None)."""
@@ -145,6 +154,9 @@ class EvalResult:
             "dataset": self.dataset,
             "units": "mm",
             "num_samples": self.num_samples,
+            "split_samples": self.split_samples,
+            "limit": self.limit,
+            "data_root": self.data_root,
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
             "left_out": dict(self.left_out),
             "files": dict(self.files),
@@ -370,7 +382,8 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     Returns them (an output must not overwrite any).
 
     Raises:
-        InputError: an unknown dataset, no such folder. ModelFileError: a missing model or extra
+        InputError: an unknown dataset, no such folder (DatasetLayoutError: AGORA's annotation file,
+            or a file its valid annotations name, missing). ModelFileError: a missing model or extra
             file (one line: where it looked, where to get it).
     """
     from wbcap.eval.smpl import find_smpl_model
@@ -403,6 +416,10 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
             raise ModelFileError(f"3DPW ground truth needs the SMPL model: {errors[0]}") from None
         for kind in ("h36m_smplx", "h36m_smpl"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle, [root / "Human36M"])
+    if name == "AGORA":  # (its thousands of per-person files: every one there before the network is built)
+        from wbcap.train.data.agora import check_split_files
+
+        check_split_files(root, "validation")
     return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
@@ -502,7 +519,7 @@ def evaluate(
     root = check_inputs(name, data_root, body_models, allow_pickle).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     task = _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model))
-    total = len(task.dataset)
+    total = split_samples = len(task.dataset)
     if limit is not None:
         total = min(total, max(0, int(limit)))
     if total == 0:
@@ -548,4 +565,6 @@ def evaluate(
     logger.debug("%s: %d samples evaluated", name, done)
     files = {k: str(Path(v).absolute()) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
     return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model),
-                      left_out=left_out, files_match_upstream=dict(task.files_match_upstream))
+                      left_out=left_out, files_match_upstream=dict(task.files_match_upstream),
+                      data_root=str(root.absolute()), split_samples=split_samples,
+                      limit=None if limit is None else int(limit))

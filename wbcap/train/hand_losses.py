@@ -32,7 +32,7 @@ and from the regressed parameters' 21 joints:
   shape already zeroed: those few fits' target joints are of the mean shape), which is the same
   hand up to MANO's left/right asymmetry.
 
-Without MANO (``mano_losses = false``) the last three are left out and the camera head, which
+Without MANO (``mano_losses = false``) the last four are left out and the camera head, which
 only ``joint_proj`` reaches, is frozen (:data:`HAND_UNSUPERVISED_MODULES`).
 """
 

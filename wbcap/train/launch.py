@@ -257,6 +257,8 @@ def recorded_stage(folder: Path, stage: str):
     values = check_stage_values(data, str(source))
     if stage == "hand" and "mano_losses" not in values:  # (a run of a wbcap before the MANO terms: trained without)
         values["mano_losses"] = False
+        log.info("%s: a hand run of a wbcap before the MANO loss terms; it goes on without them as it began "
+                 "(mano_losses = true in a --config file turns them on)", source)
     model = values.pop("model", None)
     cfg = STAGES[stage]
     if model is not None:

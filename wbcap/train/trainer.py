@@ -512,7 +512,7 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         from wbcap.body.mano_layer import find_mano_model, load_mano_data
 
         try:
-            path = find_mano_model(run.body_models)
+            path = find_mano_model(run.body_models, named_by=run.body_models_named_by)
         except ModelFileError as exc:
             raise ModelFileError(f"{exc}; or train without the MANO loss terms: {setting('mano_losses', api='mano_losses=False')}") from None
         load_mano_data(path)  # (checked before any work)

@@ -78,8 +78,8 @@ from wbcap.train.data.common import (
 )
 from wbcap.train.data.smplx_targets import process_smplx_output
 
-__all__ = ["AGORA", "ANNOTATION_FILE", "ANNOTATION_FILES", "CROPS_LAYOUT", "LAYOUT", "ORIG_SIZE", "part_box",
-           "scaled_camera", "split_layout"]
+__all__ = ["AGORA", "ANNOTATION_FILE", "ANNOTATION_FILES", "CROPS_LAYOUT", "LAYOUT", "ORIG_SIZE", "check_split_files",
+           "part_box", "scaled_camera", "split_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,37 @@ def scaled_camera(cam: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, n
     a = np.asarray(affine, np.float32)
     scale, shift = np.array([a[0, 0], a[1, 1]], np.float32), a[:, 2].astype(np.float32)
     return {"focal": cam["focal"] * scale, "princpt": cam["princpt"] * scale + shift}
+
+
+def check_split_files(data_root: str | Path, split: str = "validation") -> int:
+    """Check, before any work, that every valid annotation of ``split`` at 1280x720 has its image,
+    per-person and camera files (``wbcap eval`` checks its split before it builds the network: one
+    missing file in thousands would otherwise end the run midway). Returns the valid annotations.
+
+    Raises:
+        DatasetLayoutError: the annotation file is missing or damaged, or files are missing (one
+            line naming the first and counting the others).
+    """
+    layout = split_layout(LAYOUT, split)
+    base = Path(data_root).expanduser() / "AGORA" / "data"
+    ann_path = base / ANNOTATION_FILES[split]
+    if not ann_path.is_file():
+        raise DatasetLayoutError.missing(ann_path, layout)
+    db = load_json(ann_path, layout)
+    missing: list[Path] = []
+    valid = 0
+    with parsing(ann_path, layout):
+        for ann, img in annotated_images(db):
+            if not ann["is_valid"]:
+                continue
+            valid += 1
+            for name in (img["file_name_1280x720"], ann["smplx_param_path"], ann["cam_param_path"]):
+                if not (base / name).is_file():
+                    missing.append(base / name)
+    if missing:
+        others = f" (and {len(missing) - 1} other file(s) its valid annotations name)" if len(missing) > 1 else ""
+        raise DatasetLayoutError(f"{missing[0]} missing{others}, named by {ann_path}; expected layout: {layout}")
+    return valid
 
 
 class AGORA(AugmentedDataset):
