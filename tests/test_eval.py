@@ -140,7 +140,7 @@ def test_ehf_hand_offset_known_answers(models, data_root):
 # AGORA (validation split)
 # ------------------------------------------------------------------------------------------------
 def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(models, tmp_path):
-    """The valid annotations (0 and 2) at 1280x720; each sample's ground truth is its per-person fit
+    """The validation file's valid annotations (1 and 2) at 1280x720; each sample's ground truth is its per-person fit
     (first 10 betas, no eye poses: upstream's val sample) posed by the neutral SMPL-X model, in the
     camera frame; the exact prediction scores zero, a hand moved scores its known answer."""
     from test_train_agora import write_agora_fixture
@@ -161,8 +161,8 @@ def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(mod
     result = evaluate("AGORA", root, predictor, body_models=models, batch_size=2)
     assert result.num_samples == 2 and list(result.metrics) == list(WHOLE_BODY_METRICS)
     assert all(v < 1e-3 for v in result.metrics.values()), result.metrics
-    assert [(s["ann_id"], s["person_id"]) for s in result.per_sample] == [(0, 0), (2, 0)]
-    for i, aid in enumerate((0, 2)):
+    assert [(s["ann_id"], s["person_id"]) for s in result.per_sample] == [(1, 1), (2, 0)]
+    for i, aid in enumerate((1, 2)):
         p = json.loads((base / anns[aid]["smplx_param_path"]).read_text())
         t = {k: torch.tensor([p[k]], dtype=torch.float32) for k in p}
         with torch.no_grad():
@@ -179,6 +179,17 @@ def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(mod
 
     m = evaluate("AGORA", root, left_hand_moved, body_models=models).metrics
     assert m["mpvpe_hand"] == pytest.approx(5.0, abs=1e-3) and m["pa_mpvpe_hand"] < 1e-3
+    # the ground truth is the neutral model's: another gender's file is refused, not used for it
+    import shutil
+
+    from wbcap.errors import InputError
+
+    shutil.copytree(models, tmp_path / "with_male")
+    male = tmp_path / "with_male" / "smplx" / "SMPLX_MALE.npz"
+    shutil.copy(models / "smplx" / "SMPLX_NEUTRAL.npz", male)
+    with pytest.raises(InputError, match=r"AGORA's ground truth is posed by the neutral SMPL-X model \(upstream's\), "
+                                         r"not the male one body_models names"):
+        evaluate("AGORA", root, predictor, body_models=male)
 
 
 def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
@@ -194,12 +205,12 @@ def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path
     with pytest.raises(DatasetLayoutError, match=r"AGORA_validation_SMPLX.json missing; expected layout: "):
         check_inputs("agora", tmp_path, body_models=models)
     # every file the valid annotations name is checked before the network is built (a user trial's run
-    # ended after 22 s of set-up at a missing camera file); annotation 1 (not valid) needs none
+    # ended after 22 s of set-up at a missing camera file); annotation 0 (not valid there) needs none
     root = write_agora_fixture(tmp_path / "data", validation=True)
     assert check_inputs("AGORA", root, body_models=models).dataset == root / "AGORA"
     base = root / "AGORA" / "data"
     anns = json.loads((base / "AGORA_validation_SMPLX.json").read_text())["annotations"]
-    (base / anns[1]["smplx_param_path"]).unlink()
+    (base / anns[0]["smplx_param_path"]).unlink()  # (annotation 0: not valid in the validation file)
     assert check_inputs("AGORA", root, body_models=models)
     (base / anns[2]["cam_param_path"]).unlink()
     (base / anns[2]["smplx_param_path"]).unlink()

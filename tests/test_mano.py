@@ -107,6 +107,12 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
     assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists() and not (tmp_path / "mine.npz").exists()
+    left = tmp_path / "MANO_LEFT.pkl"  # (the release's other file: a left hand is not converted for the right one)
+    left.write_bytes(released.read_bytes())
+    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(left)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "not the right hand's model (its name lacks RIGHT)" in r.stderr, r.stderr
+    assert not (tmp_path / "MANO_RIGHT.npz").exists() and r.stderr.count("\n") == 1
     r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(tmp_path / "gone.pkl")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1

@@ -80,8 +80,8 @@ def _png(path, width, height, seed):
 
 def write_agora_fixture(root: Path, validation: bool = False) -> Path:
     """Images 0 (annotations 0, valid, and 1, not valid) and 1 (annotation 2: valid, its right hand's box
-    outside the image; a kid's 11 betas); the crop of annotation 0 only. ``validation``: the same
-    annotations also as the validation split's file (AGORA_validation_SMPLX.json)."""
+    outside the image; a kid's 11 betas); the crop of annotation 0 only. ``validation``: the
+    validation split's file too (AGORA_validation_SMPLX.json): the same annotations, 1 and 2 valid."""
     base = root / "AGORA" / "data"
     rng = np.random.default_rng(5)
     images = []
@@ -104,8 +104,9 @@ def write_agora_fixture(root: Path, validation: bool = False) -> Path:
                      "occlusion": 12.5, "is_valid": valid, "age": "31-50", "ethnicity": "asian", "bbox": bbox,
                      "lhand_bbox": lhand, "rhand_bbox": rhand, "face_bbox": face})  # fmt: skip
     (base / "AGORA_train_SMPLX.json").write_text(json.dumps({"images": images, "annotations": anns}))
-    if validation:
-        (base / "AGORA_validation_SMPLX.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    if validation:  # (annotation 0 left out there, 1 in: the two files tell apart)
+        val = [{**a, "is_valid": a["id"] != 0} for a in anns]
+        (base / "AGORA_validation_SMPLX.json").write_text(json.dumps({"images": images, "annotations": val}))
     crop = base / "images_3840x2160" / "train_0_crop" / f"{NAMES[0][1]}_person_id_0"
     _png(crop.with_suffix(".png"), 384, 512, seed=7)
     crop.with_suffix(".json").write_text(json.dumps({"bbox_orig": [1357.5, 330.0, 1125.0, 1500.0],

@@ -394,6 +394,7 @@ def test_a_fits_mano_joint_img_is_upstreams_in_the_camera_of_its_image(ih_root, 
     one the exact mirror of the right), the wrist moved to R wrist + t, projected, x mirrored for a
     left hand, through the crop's affine into heatmap cells, the wrist-relative depth over 0.3 m."""
     import re
+    import shutil
 
     import cv2
     import smplx
@@ -403,12 +404,20 @@ def test_a_fits_mano_joint_img_is_upstreams_in_the_camera_of_its_image(ih_root, 
     from wbcap.testing.synthetic_mano import write_synthetic_mano
     from wbcap.train.data.common import crop_and_augment
 
+    # the fixture's fitted hands are all seen by capture 0's cameras, on the z axis under a turn about z,
+    # where -R campos, -R^T campos and -campos agree: here they sit off the axis (a review)
+    root = tmp_path / "ih"
+    shutil.copytree(ih_root, root, symlinks=True)
+    cam_file = root / "InterHand26M/annotations/train/InterHand2.6M_train_camera.json"
+    cameras = json.loads(cam_file.read_text())
+    cameras["0"]["campos"] = {cam: [100.0, -50.0, -600.0] for cam in cameras["0"]["campos"]}
+    cam_file.write_text(json.dumps(cameras))
     right_pkl = write_synthetic_mano(tmp_path, chumpy=False)
     layers = {"right": smplx.create(str(right_pkl), "mano", use_pca=False, flat_hand_mean=False),
               "left": smplx.create(str(_mirrored_left_mano(right_pkl, tmp_path)), "mano", use_pca=False,
                                    flat_hand_mean=False)}
     regressor = torch.as_tensor(joint_regressor_21(layers["right"].J_regressor.double().numpy()))
-    ds = InterHand26M(ih_root, "train", augment=None, mano_layer=MANOLayer.from_file(right_pkl))
+    ds = InterHand26M(root, "train", augment=None, mano_layer=MANOLayer.from_file(right_pkl))
     fits = {"right": (RIGHT_POSE, RIGHT_SHAPE, [0.03, 0.02, 0.0]), "left": (LEFT_POSE, LEFT_SHAPE, [-0.02, 0.02, 0.0])}
     checked = 0
     for i, rec in enumerate(ds.records):
@@ -416,9 +425,9 @@ def test_a_fits_mano_joint_img_is_upstreams_in_the_camera_of_its_image(ih_root, 
         if rec["mano_pose"] is None:
             assert not t["mano_joint_img"].any() and not m["mano_joint_trunc"].any()
             continue
-        capture = int(re.search(r"Capture(\d+)/", str(rec["img_path"])).group(1))
-        R = np.asarray(CAPTURES[capture][2], np.float64)
-        cam_t = -R @ np.asarray(CAPTURES[capture][3], np.float64) / 1000.0
+        capture, cam = re.search(r"Capture(\d+)/[^/]+/cam(\d+)/", str(rec["img_path"])).groups()
+        R = np.asarray(cameras[capture]["camrot"][cam], np.float64)
+        cam_t = -R @ np.asarray(cameras[capture]["campos"][cam], np.float64) / 1000.0
         pose, shape, trans = fits[rec["side"]]
         pose = np.array(pose, np.float64).reshape(16, 3)
         pose[0] = cv2.Rodrigues(R @ cv2.Rodrigues(pose[0])[0])[0].reshape(3)

@@ -201,7 +201,7 @@ def load_mano_data(path: str | Path) -> dict[str, np.ndarray]:
     extent = float(np.ptp(out["v_template"], axis=0).max())
     if not 0.05 <= extent <= 0.5:  # (MANO's hand is about 0.2 m long)
         raise ModelFileError(f"{p}: v_template spans {extent:g} units, not a hand in metres (about 0.2): {_DOWNLOAD} again")
-    if np.abs(out["J_regressor"].sum(1) - 1.0).max() > 1e-3:
+    if np.abs(out["J_regressor"].sum(1) - 1.0).max() > 1e-2:
         raise ModelFileError(f"{p}: J_regressor's rows do not each sum to 1 (a joint is an average of vertices): "
                              f"{_DOWNLOAD} again")
     parents = out["kintree_table"][0].copy()
@@ -226,6 +226,9 @@ def convert_mano_pickle(path: str | Path, out: str | Path | None = None) -> Path
     if not src.is_file():
         raise ModelFileError(f"{src}: no such file: name the MANO release's MANO_RIGHT.pkl "
                              f"(mano_v1_2/models/MANO_RIGHT.pkl of {MANO_URL})")
+    if "RIGHT" not in src.name:  # (smplx's rule for a MANO file's side; the release ships MANO_LEFT.pkl beside it)
+        raise ModelFileError(f"{src}: not the right hand's model (its name lacks RIGHT): wbcap trains on right hands "
+                             f"(left ones mirrored); convert mano_v1_2/models/MANO_RIGHT.pkl")
     dst = Path(out).expanduser() if out is not None else src.with_name(_NAMES[0])
     if dst.is_dir():
         dst = dst / _NAMES[0]

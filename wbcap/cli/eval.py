@@ -26,7 +26,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
     type=click.Choice(_DATASET_CHOICES, case_sensitive=False),
     required=True,
     help="EHF (all frames), PW3D/3DPW (test split), Human36M/H36M (test: S9, S11, every 64th frame) or AGORA "
-         "(validation split, 1280x720 images: upstream's test_set 'val').",
+         "(validation split, 1280x720 images: upstream's test_set 'val'; its default reads 3840x2160 person crops).",
 )
 @click.option(
     "--data-root",

@@ -312,6 +312,10 @@ def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pick
     (upstream reports its six vertex errors; the two joint errors of EHF's protocol come along)."""
     from wbcap.train.data.agora import AGORA
 
+    if resolve_gender(None, body_models) != "neutral":  # (the layer would pose the ground truth)
+        raise InputError(f"AGORA's ground truth is posed by the neutral SMPL-X model (upstream's), not the "
+                         f"{resolve_gender(None, body_models)} one {setting('body_models')} names: pass "
+                         f"SMPLX_NEUTRAL.npz or its folder")
     protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
     files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
     ds = AGORA(data_root, "validation", layer, augment=None, model=geometry)

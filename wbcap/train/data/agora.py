@@ -103,9 +103,10 @@ CROPS_LAYOUT = LAYOUT.replace(
 
 
 def split_layout(layout: str, split: str) -> str:
-    """``layout`` (:data:`LAYOUT` or :data:`CROPS_LAYOUT`, the train split's) for ``split``."""
+    """``layout`` (:data:`LAYOUT` or :data:`CROPS_LAYOUT`, the train split's) for ``split`` (upstream's
+    tool writes the validation split's files under ``validation/``, without the train split's parts)."""
     return layout if split == "train" else layout.replace(ANNOTATION_FILE, ANNOTATION_FILES[split]).replace(
-        "train_<i>", f"{split}_<i>")
+        "train_<i>", split)
 _RESOLUTIONS = ("1280x720", "3840x2160")
 _PARTS = (("lhand", "lhand_bbox"), ("rhand", "rhand_bbox"), ("face", "face_bbox"))
 # the per-person file's keys -> process_smplx_output's, with their sizes (betas: at least 10, the first 10 used)

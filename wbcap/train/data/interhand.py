@@ -190,6 +190,7 @@ class InterHand26M(AugmentedDataset):
         listed: dict[tuple[str, str], frozenset[str]] = {}
         unlisted: set[tuple[str, str]] = set()
         camera_cache: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+        fit_cameras: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         records: list[dict[str, Any]] = []
         total = 0
         with parsing(paths, LAYOUT):
@@ -219,6 +220,9 @@ class InterHand26M(AugmentedDataset):
                             checked_array(c["princpt"][cam], (2,), f"{what} princpt"),
                         )
                 rot, campos, focal, princpt = camera_cache[capture, cam]
+                if (capture, cam) not in fit_cameras:  # (one per camera, shared by its records)
+                    # the world (mm) -> camera extrinsics in metres, X_cam = R X + t (t = -R campos)
+                    fit_cameras[capture, cam] = {"focal": focal, "princpt": princpt, "R": rot, "t": -rot @ campos / 1000.0}
                 with parsing(paths[0], LAYOUT):
                     valid = checked_array(ann["joint_valid"], (42,), f"annotation {ann['id']}'s joint_valid").reshape(2, 21)
                     sides = SIDES.get(ann["hand_type"])
@@ -268,8 +272,7 @@ class InterHand26M(AugmentedDataset):
                             "mano_pose": pose,
                             "mano_shape": shape,
                             "mano_trans": trans,
-                            # the world (mm) -> camera extrinsics in metres, X_cam = R X + t (t = -R campos)
-                            "mano_cam": {"focal": focal, "princpt": princpt, "R": rot, "t": -rot @ campos / 1000.0},
+                            "mano_cam": fit_cameras[capture, cam],
                             "side": side,
                             "ann_id": ann["id"],
                         }
