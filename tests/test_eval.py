@@ -192,6 +192,39 @@ def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(mod
         evaluate("AGORA", root, predictor, body_models=male)
 
 
+def test_agora_validation_on_upstreams_3840x2160_crops(models, tmp_path, caplog):
+    """--resolution 3840x2160: the person crops (annotation 2's, written here; annotation 1 has none and
+    is left out with a warning, as upstream); the ground truth is the same fit's mesh, the result says
+    which images."""
+    import shutil
+
+    from test_train_agora import NAMES, write_agora_fixture
+
+    from wbcap.errors import InputError
+
+    root = write_agora_fixture(tmp_path / "data", validation=True)
+    base = root / "AGORA" / "data" / "images_3840x2160"
+    (base / "train_3_crop").mkdir()
+    for ext in (".png", ".json"):
+        shutil.copy(base / "train_0_crop" / f"{NAMES[0][1]}_person_id_0{ext}",
+                    base / "train_3_crop" / f"{NAMES[1][1]}_person_id_0{ext}")
+    seen = []
+
+    def predictor(batch: EvalBatch) -> torch.Tensor:
+        seen.append(batch.gt.clone())
+        return batch.gt + 0.5
+
+    plain = evaluate("AGORA", root, predictor, body_models=models)
+    result = evaluate("AGORA", root, predictor, body_models=models, resolution="3840x2160")
+    assert [s["ann_id"] for s in result.per_sample] == [2] and result.resolution == "3840x2160"
+    assert result.to_dict()["resolution"] == "3840x2160" and plain.resolution == "1280x720"
+    assert "1 of its valid annotations have no crop" in caplog.text
+    torch.testing.assert_close(seen[-1][0], seen[1][0], rtol=0, atol=0)  # annotation 2's mesh, either way
+    assert all(v < 1e-3 for v in result.metrics.values())
+    with pytest.raises(InputError, match=r"^resolution is AGORA's \(its 1280x720 images or 3840x2160 crops\); drop it for EHF$"):
+        evaluate("EHF", root, predictor, body_models=models, resolution="3840x2160")
+
+
 def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
     from test_train_agora import write_agora_fixture
 

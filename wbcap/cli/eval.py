@@ -26,7 +26,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
     type=click.Choice(_DATASET_CHOICES, case_sensitive=False),
     required=True,
     help="EHF (all frames), PW3D/3DPW (test split), Human36M/H36M (test: S9, S11, every 64th frame) or AGORA "
-         "(validation split, 1280x720 images: upstream's test_set 'val'; its default reads 3840x2160 person crops).",
+         "(validation split: upstream's test_set 'val'; --resolution picks its images).",
 )
 @click.option(
     "--data-root",
@@ -48,6 +48,9 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
     help="DataLoader worker processes (Linux: fork).",
 )
 @click.option("--limit", type=IntRange(min=1), default=None, help="Evaluate only the first N samples.")
+@click.option("--resolution", type=click.Choice(["1280x720", "3840x2160"]), default=None,
+              help="AGORA only: its 1280x720 images (the default) or upstream's person crops of the 3840x2160 images "
+                   "(tool/AGORA/crop_and_resize_4k_images.py; upstream's AGORA.py default).")
 @click.option(
     "--out",
     type=NonEmptyPath(dir_okay=False),
@@ -56,7 +59,8 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
 )
 @click.pass_context
 def eval_cmd(
-    ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers, limit, out
+    ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers, limit,
+    resolution, out
 ):
     """Evaluate a checkpoint with the standard protocols; prints every metric in mm.
 
@@ -84,7 +88,7 @@ def eval_cmd(
     if out is not None:
         check_writable_file(out)  # (one line now, not after the evaluation)
     # (in a moment, not after building the network)
-    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True)
+    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True, resolution=resolution)
     if out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.weights import find_checkpoint
 
@@ -116,6 +120,7 @@ def eval_cmd(
             num_workers=workers,
             limit=limit,
             progress=report,
+            resolution=resolution,
         )
 
     count = (f"{result.num_samples} of {result.split_samples} samples ({setting('limit')} {result.limit})"

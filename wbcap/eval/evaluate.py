@@ -125,7 +125,8 @@ class EvalResult:
     model: what was evaluated (for a :class:`~wbcap.pipeline.Pipeline`: ``weights``,
     ``checkpoint``, ``body_model`` and ``precision``, paths absolute; else ``{"model": its type's
     name}``). data_root: the data folder (absolute); split_samples: the samples of the split;
-    limit: the ``limit`` asked for (None: every sample), so a cut run cannot pass for a whole one.
+    limit: the ``limit`` asked for (None: every sample), so a cut run cannot pass for a whole one;
+    resolution: AGORA's images (``1280x720`` or ``3840x2160``), None for the other sets.
     """
 
     dataset: str
@@ -138,6 +139,7 @@ class EvalResult:
     data_root: str | None = None
     split_samples: int | None = None
     limit: int | None = None
+    resolution: str | None = None
 
     @property
     def num_samples(self) -> int:
@@ -156,6 +158,7 @@ class EvalResult:
             "num_samples": self.num_samples,
             "split_samples": self.split_samples,
             "limit": self.limit,
+            "resolution": self.resolution,
             "data_root": self.data_root,
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
             "left_out": dict(self.left_out),
@@ -305,8 +308,10 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
     return _Task(ds, gt, ids, score, files, match)
 
 
-def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig) -> _Task:
-    """AGORA's validation split at 1280x720 (upstream ``AGORA.evaluate`` with ``test_set = 'val'``): the
+def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig,
+                resolution: str = "1280x720") -> _Task:
+    """AGORA's validation split, its 1280x720 images or upstream's 3840x2160 person crops
+    (``resolution``; upstream ``AGORA.evaluate`` with ``test_set = 'val'``): the
     ground truth is each fit's mesh through the neutral SMPL-X layer (upstream's, also for the fits
     of other genders and of kids: their first 10 betas), scored with the whole-body protocol
     (upstream reports its six vertex errors; the two joint errors of EHF's protocol come along)."""
@@ -318,7 +323,7 @@ def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pick
                          f"SMPLX_NEUTRAL.npz or its folder")
     protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
     files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
-    ds = AGORA(data_root, "validation", layer, augment=None, model=geometry)
+    ds = AGORA(data_root, "validation", layer, augment=None, model=geometry, resolution=resolution)
 
     def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
         return np.asarray(targets["smplx_mesh_cam"], np.float32)
@@ -376,7 +381,7 @@ class EvalInputs:
 
 
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
-                 allow_pickle: bool = False, body_model: bool = False) -> EvalInputs:
+                 allow_pickle: bool = False, body_model: bool = False, resolution: str | None = None) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
     built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
     are found (EHF and AGORA: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
@@ -393,6 +398,10 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     from wbcap.eval.smpl import find_smpl_model
 
     name = canonical_dataset(dataset_name)
+    if resolution is not None and (name != "AGORA" or resolution not in ("1280x720", "3840x2160")):
+        raise InputError(f"{setting('resolution')} {resolution}: only AGORA has a choice of images, 1280x720 or "
+                         f"3840x2160 (upstream's person crops)" if name == "AGORA" else
+                         f"{setting('resolution')} is AGORA's (its 1280x720 images or 3840x2160 crops); drop it for {name}")
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise InputError(f"{setting('data_root')} {root} is not a folder: pass the folder holding {name}/")
@@ -423,7 +432,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if name == "AGORA":  # (its thousands of per-person files: every one there before the network is built)
         from wbcap.train.data.agora import check_split_files
 
-        check_split_files(root, "validation")
+        check_split_files(root, "validation", resolution or "1280x720")
     return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
@@ -493,13 +502,15 @@ def evaluate(
     batch_size: int = 8,
     num_workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    resolution: str | None = None,
 ) -> EvalResult:
     """Run ``model`` over a dataset's evaluation split and score it.
 
     Args:
-        dataset_name: ``EHF``, ``PW3D`` (alias ``3DPW``) or ``Human36M`` (alias ``H36M``).
-        data_root: folder holding ``EHF/``, ``PW3D/`` or ``Human36M/`` (native layouts, see the
-            loaders in :mod:`wbcap.train.data`).
+        dataset_name: ``EHF``, ``PW3D`` (alias ``3DPW``), ``Human36M`` (alias ``H36M``) or
+            ``AGORA`` (its validation split).
+        data_root: folder holding ``EHF/``, ``PW3D/``, ``Human36M/`` or ``AGORA/`` (native layouts,
+            see the loaders in :mod:`wbcap.train.data`).
         model: a :class:`~wbcap.pipeline.Pipeline`, a
             :class:`~wbcap.model.regressor.WholeBodyRegressor` (run on ``device``, default its
             parameters' device) or any :class:`Predictor`.
@@ -510,6 +521,9 @@ def evaluate(
         limit: evaluate only the first ``limit`` samples.
         batch_size: crops per network call; num_workers: DataLoader workers.
         progress: called as ``progress(done, total)`` after every batch.
+        resolution: AGORA only: ``'1280x720'`` (the default: its 1280x720 images) or
+            ``'3840x2160'`` (upstream's person crops of the 3840x2160 images, its ``AGORA.py``
+            default; :class:`~wbcap.train.data.agora.AGORA`).
 
     Returns:
         :class:`EvalResult` with mean metrics (mm) and per-sample errors.
@@ -520,9 +534,10 @@ def evaluate(
         InputError: unknown dataset, dataset layout problems, or no samples.
     """
     name = canonical_dataset(dataset_name)
-    root = check_inputs(name, data_root, body_models, allow_pickle).root
+    root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
-    task = _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model))
+    task = (_agora_task(root, layer, body_models, allow_pickle, _geometry(model), resolution or "1280x720")
+            if name == "AGORA" else _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model)))
     total = split_samples = len(task.dataset)
     if limit is not None:
         total = min(total, max(0, int(limit)))
@@ -571,4 +586,5 @@ def evaluate(
     return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model),
                       left_out=left_out, files_match_upstream=dict(task.files_match_upstream),
                       data_root=str(root.absolute()), split_samples=split_samples,
-                      limit=None if limit is None else int(limit))
+                      limit=None if limit is None else int(limit),
+                      resolution=(resolution or "1280x720") if name == "AGORA" else None)

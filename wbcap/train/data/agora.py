@@ -132,16 +132,17 @@ def scaled_camera(cam: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, n
     return {"focal": cam["focal"] * scale, "princpt": cam["princpt"] * scale + shift}
 
 
-def check_split_files(data_root: str | Path, split: str = "validation") -> int:
-    """Check, before any work, that every valid annotation of ``split`` at 1280x720 has its image,
-    per-person and camera files (``wbcap eval`` checks its split before it builds the network: one
-    missing file in thousands would otherwise end the run midway). Returns the valid annotations.
+def check_split_files(data_root: str | Path, split: str = "validation", resolution: str = "1280x720") -> int:
+    """Check, before any work, that every valid annotation of ``split`` has its per-person and camera
+    files and, at 1280x720, its image (``wbcap eval`` checks its split before it builds the network:
+    one missing file in thousands would otherwise end the run midway; at 3840x2160 an annotation
+    without its crop is left out with a warning, as upstream). Returns the valid annotations.
 
     Raises:
         DatasetLayoutError: the annotation file is missing or damaged, or files are missing (one
             line naming the first and counting the others).
     """
-    layout = split_layout(LAYOUT, split)
+    layout = split_layout(CROPS_LAYOUT if resolution == "3840x2160" else LAYOUT, split)
     base = Path(data_root).expanduser() / "AGORA" / "data"
     ann_path = base / ANNOTATION_FILES[split]
     if not ann_path.is_file():
@@ -154,7 +155,8 @@ def check_split_files(data_root: str | Path, split: str = "validation") -> int:
             if not ann["is_valid"]:
                 continue
             valid += 1
-            for name in (img["file_name_1280x720"], ann["smplx_param_path"], ann["cam_param_path"]):
+            names = (ann["smplx_param_path"], ann["cam_param_path"])
+            for name in names if resolution == "3840x2160" else (img["file_name_1280x720"], *names):
                 if not (base / name).is_file():
                     missing.append(base / name)
     if missing:
