@@ -36,6 +36,17 @@ def plain_pickle(tmp_path_factory) -> Path:
     return write_synthetic_mano(tmp_path_factory.mktemp("plain"), chumpy=False)
 
 
+def _convert(capsys, *args: object) -> subprocess.CompletedProcess:
+    """``python -m wbcap.body.mano_layer ARGS`` run in this process (its ``main``; one test runs the
+    real command): the exit status and what it wrote."""
+    from wbcap.body.mano_layer import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out, err)
+
+
 def _params(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, 3, generator=g) * 0.6, torch.randn(batch, 45, generator=g) * 0.3,
@@ -72,7 +83,7 @@ def test_our_layer_poses_as_smplx_mano_and_gives_upstreams_21_joints(plain_pickl
     assert ((flat[tips] - flat[0]).norm(dim=1) > 0.1).all() and ((flat[tips] - flat[0]).norm(dim=1) < 0.2).all()
 
 
-def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp_path, plain_pickle):
+def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp_path, plain_pickle, capsys):
     released = write_synthetic_mano(tmp_path / "models")  # shapedirs as a pickled chumpy Ch, as the release
     assert b"chumpy.ch" in released.read_bytes()
     data = load_mano_data(released)
@@ -103,30 +114,26 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
     for out, says in ((released, "is written as MANO_RIGHT.npz"), (tmp_path / "m.pkl", "is written as MANO_RIGHT.npz"),
                       (tmp_path / "mine.npz", "is written as MANO_RIGHT.npz"),
                       (tmp_path / "nowhere" / "MANO_RIGHT.npz", "cannot write the converted model")):
-        r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(released), str(out)],
-                           capture_output=True, text=True, timeout=120)
+        r = _convert(capsys, released, out)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
     assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists() and not (tmp_path / "mine.npz").exists()
     left = tmp_path / "MANO_LEFT.pkl"  # (the release's other file: a left hand is not converted for the right one)
     left.write_bytes(released.read_bytes())
-    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(left)], capture_output=True, text=True,
-                       timeout=120)
+    r = _convert(capsys, left)
     assert r.returncode == 1 and "not the right hand's model (its name lacks RIGHT)" in r.stderr, r.stderr
     assert not (tmp_path / "MANO_RIGHT.npz").exists() and r.stderr.count("\n") == 1
-    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(tmp_path / "gone.pkl")],
-                       capture_output=True, text=True, timeout=120)
+    r = _convert(capsys, tmp_path / "gone.pkl")
     assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1
 
 
-def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path):
+def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path, capsys):
     evil = tmp_path / "MANO_RIGHT.pkl"
     marker = tmp_path / "ran"
     evil.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
     with pytest.raises(ModelFileError, match=r"refused: it names os.system") as err:
         load_mano_data(evil)
     assert not marker.exists() and "\n" not in str(err.value)
-    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(evil)], capture_output=True, text=True,
-                       timeout=120)
+    r = _convert(capsys, evil)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "refused" in r.stderr and "Traceback" not in r.stderr
     assert not evil.with_suffix(".npz").exists()
     # an SMPL-X-sized or cut file
