@@ -86,6 +86,21 @@ def test_two_flashes_in_half_a_second_are_no_cut():
     assert find_cuts(rows) == Cuts(cuts=[], returns={11: 9, 13: 10, 14: 12}, flashes=[10])
 
 
+def test_a_cutaway_with_a_cut_inside_it_is_no_cut_and_longer_ones_are_cuts():
+    """A 0.4 s cutaway made of two shots (B 0.2 s, then C 0.2 s) back to the first picture A: neither
+    jump is a cut, A's people go on (the last session's open case). The same two shots for 0.3 s each
+    (back after 0.6 s) are three cuts; B then a lasting C, two."""
+    a, b, c = (100, 100, 100), (200, 40, 40), (40, 40, 200)
+
+    def cuts(seq):
+        meter = ChangeMeter()
+        return find_cuts([(i, i / 10, meter(i, i / 10, _flat(rgb))) for i, rgb in enumerate(seq)])
+
+    assert cuts([a] * 10 + [b] * 2 + [c] * 2 + [a] * 10) == Cuts(cuts=[], returns={14: 9}, flashes=[10, 12])
+    assert cuts([a] * 10 + [b] * 3 + [c] * 3 + [a] * 10).cuts == [10, 13, 16]
+    assert cuts([a] * 10 + [b] * 2 + [c] * 12).cuts == [10, 12]
+
+
 def _changes(rows):
     """(index, time, FrameChange) rows from (change, back, back_to) tuples, 0.1 s apart."""
     return [(i, i / 10, FrameChange(*row)) for i, row in enumerate(rows)]
