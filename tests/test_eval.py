@@ -225,6 +225,83 @@ def test_agora_validation_on_upstreams_3840x2160_crops(models, tmp_path, caplog)
         evaluate("EHF", root, predictor, body_models=models, resolution="3840x2160")
 
 
+def test_agora_prediction_files_are_the_evaluators_format_and_the_networks_people(models, tmp_path, micro_ckpt):
+    """--predictions: one <3840x2160 image name>_personId_<person_id>.pkl per evaluated person, the
+    dict AGORA's check_pred_format.py accepts for SMPL-X parameters (every value an ndarray of its
+    shapes; joints (N >= 24, 2)); the parameters pose the mesh the network predicted, and the joints
+    are its SMPL-X joints projected into the image, in 3840x2160 pixels (worked out here from the
+    crop box: the crop camera scaled onto the 1280x720 image, times 3)."""
+    import pickle
+
+    from test_train_agora import NAMES, write_agora_fixture
+
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.errors import InputError
+    from wbcap.pipeline import Pipeline
+    from wbcap.train.data.agora import AGORA
+
+    root = write_agora_fixture(tmp_path / "data", validation=True)
+    pipeline = Pipeline.from_files(checkpoint=micro_ckpt, body_models=models, device="cpu")
+    out = tmp_path / "preds"
+    result = evaluate("AGORA", root, pipeline, body_models=models, predictions=out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"{NAMES[0][1]}_personId_1.pkl", f"{NAMES[1][1]}_personId_0.pkl"]) == sorted(
+        p.name for p in out.glob("*.pkl")) and result.num_samples == 2
+    layer = SMPLXLayer.from_file(models / "smplx" / "SMPLX_NEUTRAL.npz")
+    ds = AGORA(root, "validation", layer, augment=None, model=pipeline.regressor.config)
+    shapes = {"transl": (1, 3), "betas": (1, 10), "expression": (1, 10), "global_orient": (1, 3), "body_pose": (1, 63),
+              "left_hand_pose": (1, 45), "right_hand_pose": (1, 45), "leye_pose": (1, 3), "reye_pose": (1, 3),
+              "jaw_pose": (1, 3)}
+    (fx, fy), (cx, cy) = pipeline.regressor.crop_camera()
+    h_in, w_in = pipeline.regressor.config.input_img_shape
+    for i, (aid, img_id) in enumerate(((1, 0), (2, 1))):
+        rec = ds.records[i]
+        assert (rec["ann_id"], rec["person_id"]) == (aid, 1 if aid == 1 else 0)
+        with open(out / f"{NAMES[img_id][1]}_personId_{rec['person_id']}.pkl", "rb") as fh:
+            d = pickle.load(fh, encoding="latin1")  # (our own file, written a moment ago)
+        assert set(d) == {"params", "joints"} and set(d["params"]) == set(shapes)
+        assert all(isinstance(v, np.ndarray) and v.shape == shapes[k] for k, v in d["params"].items())
+        assert isinstance(d["joints"], np.ndarray) and d["joints"].shape == (144, 2)
+        t = {k: torch.from_numpy(v) for k, v in d["params"].items()}
+        with torch.no_grad():
+            posed = layer(**t)
+            net = pipeline.regressor(torch.from_numpy(ds[i][0]["img"])[None])
+        torch.testing.assert_close(posed.vertices, net.vertices, rtol=0, atol=2e-5)  # the network's person
+        x, y, w, h = rec["bbox"]  # (the crop box in the 1280x720 image; the crop camera scaled onto it)
+        j = posed.joints[0].double().numpy()
+        z = j[:, 2] + 1e-4
+        px = np.stack([j[:, 0] / z * fx * w / w_in + cx * w / w_in + x, j[:, 1] / z * fy * h / h_in + cy * h / h_in + y], 1)
+        np.testing.assert_allclose(d["joints"], px * 3.0, atol=0.05)
+    # on a 3840x2160 person crop (annotation 2's, as above): the joints through the crop's affine back
+    import shutil
+
+    base = root / "AGORA" / "data" / "images_3840x2160"
+    (base / "train_3_crop").mkdir()
+    for ext in (".png", ".json"):
+        shutil.copy(base / "train_0_crop" / f"{NAMES[0][1]}_person_id_0{ext}",
+                    base / "train_3_crop" / f"{NAMES[1][1]}_person_id_0{ext}")
+    crops = tmp_path / "preds_4k"
+    evaluate("AGORA", root, pipeline, body_models=models, predictions=crops, resolution="3840x2160")
+    assert [p.name for p in crops.iterdir()] == [f"{NAMES[1][1]}_personId_0.pkl"]  # (not ..._person_id_0_personId_0)
+    with open(crops / f"{NAMES[1][1]}_personId_0.pkl", "rb") as fh:
+        d = pickle.load(fh, encoding="latin1")
+    ds4k = AGORA(root, "validation", layer, augment=None, model=pipeline.regressor.config, resolution="3840x2160")
+    with torch.no_grad():
+        posed = layer(**{k: torch.from_numpy(v) for k, v in d["params"].items()})
+    info = json.loads((base / "train_3_crop" / f"{NAMES[1][1]}_person_id_0.json").read_text())
+    (a, _, tx), (_, e, ty) = info["affine_mat"]
+    w, h = info["resized_width"], info["resized_height"]  # (the crop box: the whole crop)
+    j = posed.joints[0].double().numpy()
+    z = j[:, 2] + 1e-4
+    px = np.stack([j[:, 0] / z * fx * w / w_in + cx * w / w_in, j[:, 1] / z * fy * h / h_in + cy * h / h_in], 1)
+    np.testing.assert_allclose(d["joints"], np.stack([(px[:, 0] - tx) / a, (px[:, 1] - ty) / e], 1), atol=0.1)
+    assert len(ds4k) == 1
+    with pytest.raises(InputError, match=r"not a new or empty folder"):
+        evaluate("AGORA", root, pipeline, body_models=models, predictions=out)
+    with pytest.raises(InputError, match=r"writes AGORA's prediction files; drop it for EHF"):
+        evaluate("EHF", root, pipeline, body_models=models, predictions=tmp_path / "other")
+
+
 def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
     from test_train_agora import write_agora_fixture
 

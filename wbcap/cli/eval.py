@@ -48,6 +48,9 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
     help="DataLoader worker processes (Linux: fork).",
 )
 @click.option("--limit", type=IntRange(min=1), default=None, help="Evaluate only the first N samples.")
+@click.option("--predictions", type=NonEmptyPath(dir_okay=True, file_okay=False), default=None,
+              help="AGORA only: also write AGORA's prediction files (one <image>_personId_<k>.pkl per person, the "
+                   "format of its evaluation code and test server) into this new folder; zip it as predictions/.")
 @click.option("--resolution", type=click.Choice(["1280x720", "3840x2160"]), default=None,
               help="AGORA only: its 1280x720 images (the default) or upstream's person crops of the 3840x2160 images "
                    "(tool/AGORA/crop_and_resize_4k_images.py; upstream's AGORA.py default).")
@@ -60,7 +63,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
 @click.pass_context
 def eval_cmd(
     ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers, limit,
-    resolution, out
+    resolution, predictions, out
 ):
     """Evaluate a checkpoint with the standard protocols; prints every metric in mm.
 
@@ -121,6 +124,7 @@ def eval_cmd(
             limit=limit,
             progress=report,
             resolution=resolution,
+            predictions=predictions,
         )
 
     count = (f"{result.num_samples} of {result.split_samples} samples ({setting('limit')} {result.limit})"
@@ -138,3 +142,8 @@ def eval_cmd(
         path = write_results(result, out)
         if not is_quiet(ctx):  # (-q: warnings and errors only; the table is the result, on stdout)
             err.print(f"per-sample errors -> {path}", markup=False, highlight=False, soft_wrap=True)
+    if predictions is not None and not is_quiet(ctx):
+        from pathlib import Path
+
+        err.print(f"AGORA prediction files ({result.num_samples}) -> {Path(predictions).expanduser()}/ (zip them in a "
+                  f"predictions/ folder for AGORA's evaluation)", markup=False, highlight=False, soft_wrap=True)

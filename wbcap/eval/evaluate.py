@@ -102,12 +102,17 @@ class RegressorPredictor:
         self.device = torch.device(device)
         self.precision = Precision.parse(precision)
         self.regressor.to(self.device).eval()
+        #: Called as ``on_output(batch.indices, RegressorOutput)`` after each batch (AGORA's
+        #: prediction files: :class:`~wbcap.eval.agora_predictions.AgoraPredictionWriter`), or None.
+        self.on_output: Callable[[list[int], Any], None] | None = None
 
     @torch.inference_mode()
     def __call__(self, batch: EvalBatch) -> torch.Tensor:
         img = batch.img.to(self.device, non_blocking=True)
         with self.precision.inference_context(self.device):  # exact/fast: per-part dtypes fixed in the network
             out = self.regressor(img)
+        if self.on_output is not None:
+            self.on_output(batch.indices, out)
         return out.vertices.float().cpu()
 
 
@@ -503,6 +508,7 @@ def evaluate(
     num_workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     resolution: str | None = None,
+    predictions: str | Path | None = None,
 ) -> EvalResult:
     """Run ``model`` over a dataset's evaluation split and score it.
 
@@ -524,6 +530,8 @@ def evaluate(
         resolution: AGORA only: ``'1280x720'`` (the default: its 1280x720 images) or
             ``'3840x2160'`` (upstream's person crops of the 3840x2160 images, its ``AGORA.py``
             default; :class:`~wbcap.train.data.agora.AGORA`).
+        predictions: AGORA only, a network ``model`` only: also write AGORA's prediction files
+            (its evaluation code's format: :mod:`wbcap.eval.agora_predictions`) into this folder.
 
     Returns:
         :class:`EvalResult` with mean metrics (mm) and per-sample errors.
@@ -534,8 +542,17 @@ def evaluate(
         InputError: unknown dataset, dataset layout problems, or no samples.
     """
     name = canonical_dataset(dataset_name)
+    if predictions is not None and name != "AGORA":
+        raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
+    if predictions is not None and Path(predictions).expanduser().exists() and (
+            not Path(predictions).expanduser().is_dir() or any(Path(predictions).expanduser().iterdir())):
+        raise InputError(f"{setting('predictions')} {predictions}: not a new or empty folder (the files of another "
+                         f"run would be zipped with these); choose another")
     root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
+    if predictions is not None and not isinstance(predictor, RegressorPredictor):
+        raise InputError(f"{setting('predictions')} needs the network (a Pipeline or a WholeBodyRegressor) to write "
+                         f"its parameters, not a predictor of vertices")
     task = (_agora_task(root, layer, body_models, allow_pickle, _geometry(model), resolution or "1280x720")
             if name == "AGORA" else _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model)))
     total = split_samples = len(task.dataset)
@@ -544,6 +561,10 @@ def evaluate(
     if total == 0:
         why = f"{setting('limit')} 0" if limit is not None and int(limit) <= 0 else "its split has none"
         raise InputError(f"{name} under {root}: no samples to evaluate ({why})")
+    if predictions is not None:
+        from wbcap.eval.agora_predictions import AgoraPredictionWriter
+
+        predictor.on_output = AgoraPredictionWriter(predictions, predictor.regressor, task.dataset)
     loader = torch.utils.data.DataLoader(
         _EvalView(task, range(total)), batch_size=max(1, int(batch_size)), shuffle=False,
         num_workers=int(num_workers), collate_fn=_collate,
