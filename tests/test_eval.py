@@ -302,6 +302,43 @@ def test_agora_prediction_files_are_the_evaluators_format_and_the_networks_peopl
         evaluate("EHF", root, pipeline, body_models=models, predictions=tmp_path / "other")
 
 
+def test_agora_test_split_writes_the_prediction_files_of_its_detections(models, tmp_path, micro_ckpt):
+    """--split test: the people of AGORA_test_bbox.json (4K boxes, person ids their places in each
+    image's list) on the 1280x720 test images in test/, as upstream's test_set 'test': no ground
+    truth, no metrics, one prediction file each; without --predictions it is refused."""
+    import pickle
+    import shutil
+
+    from test_train_agora import NAMES, write_agora_fixture
+
+    from wbcap.errors import InputError
+    from wbcap.pipeline import Pipeline
+    from wbcap.train.data.common import DatasetLayoutError
+
+    root = write_agora_fixture(tmp_path / "data", validation=True)
+    base = root / "AGORA" / "data"
+    (base / "test").mkdir()
+    for folder, name in NAMES.values():
+        shutil.copy(base / "images_1280x720" / folder / f"{name}_1280x720.png", base / "test" / f"{name}.png")
+    (base / "AGORA_test_bbox.json").write_text(json.dumps({
+        f"{NAMES[0][1]}.png": [{"bbox": [1650.0, 480.0, 540.0, 1200.0]}, {"bbox": [600.0, 500.0, 500.0, 1100.0]}],
+        f"{NAMES[1][1]}.png": [{"bbox": [1500.0, 300.0, 660.0, 1500.0]}]}))
+    pipeline = Pipeline.from_files(checkpoint=micro_ckpt, body_models=models, device="cpu")
+    with pytest.raises(InputError, match=r"AGORA's test split has no ground truth .*: pass predictions DIR"):
+        evaluate("AGORA", root, pipeline, body_models=models, split="test")
+    out = tmp_path / "test_preds"
+    result = evaluate("AGORA", root, pipeline, body_models=models, split="test", predictions=out)
+    assert result.metrics == {} and result.num_samples == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{NAMES[0][1]}_personId_0.pkl", f"{NAMES[0][1]}_personId_1.pkl", f"{NAMES[1][1]}_personId_0.pkl"])
+    with open(out / f"{NAMES[1][1]}_personId_0.pkl", "rb") as fh:
+        d = pickle.load(fh, encoding="latin1")  # (our own file)
+    assert d["joints"].shape == (144, 2) and np.isfinite(d["joints"]).all() and d["params"]["betas"].shape == (1, 10)
+    (base / "test" / f"{NAMES[1][1]}.png").unlink()
+    with pytest.raises(DatasetLayoutError, match=rf"test/{NAMES[1][1]}.png missing, named by .*AGORA_test_bbox.json"):
+        evaluate("AGORA", root, pipeline, body_models=models, split="test", predictions=tmp_path / "again")
+
+
 def test_agora_without_its_folder_or_validation_file_says_which(models, tmp_path):
     from test_train_agora import write_agora_fixture
 

@@ -163,9 +163,8 @@ def test_valid_annotations_give_samples_with_the_boxes_scaled_to_1280x720(agora,
     np.testing.assert_allclose(r0["face_bbox"], FACE_0, atol=1e-4)
     assert r2["rhand_bbox"] is None  # [3900, 100, 60, 60] -> x 1300 > 1279: nothing left in the image
     np.testing.assert_allclose(r2["lhand_bbox"], [550, 340, 589, 379], atol=1e-4)  # [550, 340, 40, 40]
-    with pytest.raises(ValueError, match=r"AGORA's splits here are 'train', 'validation' \(upstream's test set has no "
-                                         r"ground truth: its server scores it\), got 'test'"):
-        AGORA(agora_root, "test", agora.body_layer)
+    with pytest.raises(ValueError, match=r"^AGORA's splits are 'train', 'validation', 'test', got 'val'$"):
+        AGORA(agora_root, "val", agora.body_layer)
     with pytest.raises(ValueError, match="resolution must be one of '1280x720', '3840x2160'"):
         AGORA(agora_root, "train", agora.body_layer, resolution="1920x1080")
 

@@ -51,6 +51,9 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
 @click.option("--predictions", type=NonEmptyPath(dir_okay=True, file_okay=False), default=None,
               help="AGORA only: also write AGORA's prediction files (one <image>_personId_<k>.pkl per person, the "
                    "format of its evaluation code and test server) into this new folder; zip it as predictions/.")
+@click.option("--split", type=click.Choice(["validation", "test"]), default=None,
+              help="AGORA only: its validation split (the default: metrics) or its test split (no ground truth: "
+                   "the people of AGORA/data/AGORA_test_bbox.json, for --predictions, which it needs).")
 @click.option("--resolution", type=click.Choice(["1280x720", "3840x2160"]), default=None,
               help="AGORA only: its 1280x720 images (the default) or upstream's person crops of the 3840x2160 images "
                    "(tool/AGORA/crop_and_resize_4k_images.py; upstream's AGORA.py default).")
@@ -63,7 +66,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
 @click.pass_context
 def eval_cmd(
     ctx, dataset, data_root, checkpoint, body_models, allow_pickle, device, precision, batch_size, workers, limit,
-    resolution, predictions, out
+    resolution, predictions, split, out
 ):
     """Evaluate a checkpoint with the standard protocols; prints every metric in mm.
 
@@ -91,7 +94,8 @@ def eval_cmd(
     if out is not None:
         check_writable_file(out)  # (one line now, not after the evaluation)
     # (in a moment, not after building the network)
-    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True, resolution=resolution)
+    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True, resolution=resolution,
+                         split=split)
     if out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.weights import find_checkpoint
 
@@ -125,6 +129,7 @@ def eval_cmd(
             progress=report,
             resolution=resolution,
             predictions=predictions,
+            split=split,
         )
 
     count = (f"{result.num_samples} of {result.split_samples} samples ({setting('limit')} {result.limit})"

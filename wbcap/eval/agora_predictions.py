@@ -23,7 +23,7 @@ does for its test-server submissions (:func:`agora_prediction`):
 
 ``<name>`` is the 3840x2160 image's name (the 1280x720 file's without ``_1280x720``); ``k`` the
 annotation's ``person_id`` (the validation split: the ground-truth people's boxes, as upstream's
-evaluation of that split; the test split, whose boxes come from a detector, is not read yet). The evaluator wants the files in a ``predictions/`` folder of a zip. Pickles are
+evaluation of that split; the test split: a detector's boxes, ``k`` a box's place in its image's list). The evaluator wants the files in a ``predictions/`` folder of a zip. Pickles are
 written with protocol 4 (its sample files' protocol; the evaluator reads them with
 ``encoding='latin1'``).
 """

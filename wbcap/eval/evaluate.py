@@ -314,7 +314,7 @@ def _pw3d_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickl
 
 
 def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pickle: bool, geometry: ModelConfig,
-                resolution: str = "1280x720") -> _Task:
+                resolution: str = "1280x720", split: str = "validation") -> _Task:
     """AGORA's validation split, its 1280x720 images or upstream's 3840x2160 person crops
     (``resolution``; upstream ``AGORA.evaluate`` with ``test_set = 'val'``): the
     ground truth is each fit's mesh through the neutral SMPL-X layer (upstream's, also for the fits
@@ -326,18 +326,25 @@ def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pick
         raise InputError(f"AGORA's ground truth is posed by the neutral SMPL-X model (upstream's), not the "
                          f"{resolve_gender(None, body_models)} one {setting('body_models')} names: pass "
                          f"SMPLX_NEUTRAL.npz or its folder")
-    protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
-    files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
-    ds = AGORA(data_root, "validation", layer, augment=None, model=geometry, resolution=resolution)
+    if split == "test":
+        protocol, files = None, {}
+    else:
+        protocol = WholeBodyProtocol.from_files(layer.J_regressor.detach().cpu(), body_models, allow_pickle)
+        files = {k: str(find_extra_file(k, body_models, allow_pickle)) for k in ("j14", "hand_ids", "face_ids")}
+    ds = AGORA(data_root, split, layer, augment=None, model=geometry, resolution=resolution)
 
     def gt(idx: int, targets: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
         return np.asarray(targets["smplx_mesh_cam"], np.float32)
 
     def ids(idx: int, meta: dict[str, Any]) -> dict[str, Any]:
         rec = ds.records[idx]
-        return {"image": Path(rec["img_path"]).name, "ann_id": int(rec["ann_id"]), "person_id": rec["person_id"]}
+        ann = {"ann_id": int(rec["ann_id"])} if "ann_id" in rec else {}
+        return {"image": Path(rec["img_path"]).name, **ann, "person_id": rec["person_id"]}
 
-    return _Task(ds, gt, ids, protocol, files)
+    def no_ground_truth(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    return _Task(ds, gt, ids, no_ground_truth if split == "test" else protocol, files)
 
 
 _TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task, "AGORA": _agora_task}
@@ -386,7 +393,8 @@ class EvalInputs:
 
 
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
-                 allow_pickle: bool = False, body_model: bool = False, resolution: str | None = None) -> EvalInputs:
+                 allow_pickle: bool = False, body_model: bool = False, resolution: str | None = None,
+                 split: str | None = None) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
     built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
     are found (EHF and AGORA: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
@@ -416,7 +424,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     files: dict[str, Path] = {}
     if body_model:
         files["the SMPL-X model"] = find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)
-    if name in ("EHF", "AGORA"):
+    if name == "EHF" or (name == "AGORA" and split != "test"):  # (AGORA's test split: no metrics)
         for kind in ("j14", "hand_ids", "face_ids"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
     elif name == "Human36M":
@@ -437,7 +445,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if name == "AGORA":  # (its thousands of per-person files: every one there before the network is built)
         from wbcap.train.data.agora import check_split_files
 
-        check_split_files(root, "validation", resolution or "1280x720")
+        check_split_files(root, split or "validation", resolution or "1280x720")
     return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
@@ -509,6 +517,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     resolution: str | None = None,
     predictions: str | Path | None = None,
+    split: str | None = None,
 ) -> EvalResult:
     """Run ``model`` over a dataset's evaluation split and score it.
 
@@ -532,6 +541,8 @@ def evaluate(
             default; :class:`~wbcap.train.data.agora.AGORA`).
         predictions: AGORA only, a network ``model`` only: also write AGORA's prediction files
             (its evaluation code's format: :mod:`wbcap.eval.agora_predictions`) into this folder.
+        split: AGORA only: ``'validation'`` (the default) or ``'test'`` (no ground truth, no
+            metrics: its detections' people, for ``predictions``, which it needs).
 
     Returns:
         :class:`EvalResult` with mean metrics (mm) and per-sample errors.
@@ -544,16 +555,23 @@ def evaluate(
     name = canonical_dataset(dataset_name)
     if predictions is not None and name != "AGORA":
         raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
+    if split is not None and (name != "AGORA" or split not in ("validation", "test")):
+        raise InputError(f"{setting('split')} {split}: AGORA's validation or test split" if name == "AGORA"
+                         else f"{setting('split')} is AGORA's (validation or test); drop it for {name}")
+    if split == "test" and predictions is None:
+        raise InputError(f"AGORA's test split has no ground truth (its server scores the people found): pass "
+                         f"{setting('predictions')} DIR to write the prediction files")
     if predictions is not None and Path(predictions).expanduser().exists() and (
             not Path(predictions).expanduser().is_dir() or any(Path(predictions).expanduser().iterdir())):
         raise InputError(f"{setting('predictions')} {predictions}: not a new or empty folder (the files of another "
                          f"run would be zipped with these); choose another")
-    root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution).root
+    root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution, split=split).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     if predictions is not None and not isinstance(predictor, RegressorPredictor):
         raise InputError(f"{setting('predictions')} needs the network (a Pipeline or a WholeBodyRegressor) to write "
                          f"its parameters, not a predictor of vertices")
-    task = (_agora_task(root, layer, body_models, allow_pickle, _geometry(model), resolution or "1280x720")
+    task = (_agora_task(root, layer, body_models, allow_pickle, _geometry(model), resolution or "1280x720",
+                        split or "validation")
             if name == "AGORA" else _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model)))
     total = split_samples = len(task.dataset)
     if limit is not None:

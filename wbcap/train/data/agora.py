@@ -84,8 +84,9 @@ __all__ = ["AGORA", "ANNOTATION_FILE", "ANNOTATION_FILES", "CROPS_LAYOUT", "LAYO
 log = logging.getLogger(__name__)
 
 ANNOTATION_FILE = "AGORA_train_SMPLX.json"
-#: The annotation file of each split (upstream's ``load_data``: ``validation`` is its ``test_set = 'val'``).
-ANNOTATION_FILES = {"train": ANNOTATION_FILE, "validation": "AGORA_validation_SMPLX.json"}
+#: The annotation file of each split (upstream's ``load_data``: ``validation`` is its ``test_set = 'val'``;
+#: ``test``, no ground truth, its ``test_set = 'test'``: the person boxes of a detector).
+ANNOTATION_FILES = {"train": ANNOTATION_FILE, "validation": "AGORA_validation_SMPLX.json", "test": "AGORA_test_bbox.json"}
 ORIG_SIZE = (3840, 2160)
 """(width, height) of AGORA's renders: the pixels of the annotation boxes and cameras."""
 LOW_SIZE = (1280, 720)
@@ -102,9 +103,21 @@ CROPS_LAYOUT = LAYOUT.replace(
 )
 
 
+TEST_LAYOUT = ("<root>/AGORA/data/AGORA_test_bbox.json ({image file name: [{\"bbox\": [x, y, w, h]}, ...]}, "
+               "person detections in 3840x2160 pixels: the file upstream's tool/AGORA/README.md links), "
+               "<root>/AGORA/data/test/<image file name> (the 1280x720 test images)")
+TEST_CROPS_LAYOUT = TEST_LAYOUT.replace(
+    "<root>/AGORA/data/test/<image file name> (the 1280x720 test images)",
+    "<root>/AGORA/data/images_3840x2160/test_crop/<name>_person_id_<k>.{png,json} (upstream's "
+    "tool/AGORA/crop_and_resize_4k_images.py)")
+
+
 def split_layout(layout: str, split: str) -> str:
     """``layout`` (:data:`LAYOUT` or :data:`CROPS_LAYOUT`, the train split's) for ``split`` (upstream's
-    tool writes the validation split's files under ``validation/``, without the train split's parts)."""
+    tool writes the validation split's files under ``validation/``, without the train split's parts;
+    the test split's are :data:`TEST_LAYOUT` / :data:`TEST_CROPS_LAYOUT`)."""
+    if split == "test":
+        return TEST_CROPS_LAYOUT if layout == CROPS_LAYOUT else TEST_LAYOUT
     return layout if split == "train" else layout.replace(ANNOTATION_FILE, ANNOTATION_FILES[split]).replace(
         "train_<i>", split)
 _RESOLUTIONS = ("1280x720", "3840x2160")
@@ -150,6 +163,15 @@ def check_split_files(data_root: str | Path, split: str = "validation", resoluti
     db = load_json(ann_path, layout)
     missing: list[Path] = []
     valid = 0
+    if split == "test":  # (the detections file: its images at 1280x720; crops are looked for as upstream)
+        with parsing(ann_path, layout):
+            if not isinstance(db, dict):
+                raise TypeError(f"the file holds a {type(db).__name__}, not an object keyed by image file name")
+            for filename, people in db.items():
+                valid += len(people)
+                if resolution != "3840x2160" and not (base / "test" / filename).is_file():
+                    missing.append(base / "test" / filename)
+        db = {"images": [], "annotations": []}
     with parsing(ann_path, layout):
         for ann, img in annotated_images(db):
             if not ann["is_valid"]:
@@ -170,9 +192,10 @@ class AGORA(AugmentedDataset):
 
     Args:
         data_root: folder holding ``AGORA/`` (see the module docstring).
-        split: ``'train'``, or ``'validation'`` (``AGORA_validation_SMPLX.json``, the same layout:
+        split: ``'train'``, ``'validation'`` (``AGORA_validation_SMPLX.json``, the same layout:
             upstream's evaluation set with ground truth, ``test_set = 'val'``; evaluation samples,
-            see :meth:`get`).
+            see :meth:`get`) or ``'test'`` (no ground truth: the people of a detector's boxes file,
+            :data:`TEST_LAYOUT`, upstream's ``test_set = 'test'``; its samples' ground truth is zero).
         body_layer: SMPL-X layer for the targets (kept if on the CPU, else copied there).
         augment: augmentation ranges; None disables augmentation.
         seed: augmentation seed.
@@ -195,8 +218,7 @@ class AGORA(AugmentedDataset):
         resolution: str = "1280x720",
     ) -> None:
         if split not in ANNOTATION_FILES:
-            raise ValueError(f"AGORA's splits here are {', '.join(map(repr, ANNOTATION_FILES))} (upstream's test set "
-                             f"has no ground truth: its server scores it), got {split!r}")
+            raise ValueError(f"AGORA's splits are {', '.join(map(repr, ANNOTATION_FILES))}, got {split!r}")
         if resolution not in _RESOLUTIONS:
             raise ValueError(f"AGORA resolution must be one of {', '.join(map(repr, _RESOLUTIONS))}, got {resolution!r}")
         if body_layer is None:
@@ -218,10 +240,44 @@ class AGORA(AugmentedDataset):
                         self.root / self.annotation_file, self.without_crop, len(self.records))
 
     # ------------------------------------------------------------------------------------------
+    def _load_test(self) -> list[dict[str, Any]]:
+        """The test split's people (upstream ``load_data`` with ``test_set = 'test'``): every box of
+        the detections file, ``person_id`` its place in its image's list; at 1280x720 scaled by 1/3
+        and made a crop box (a box left empty is dropped, its id kept by the others); with the
+        crops, those whose crop is there."""
+        path = self.root / self.annotation_file
+        boxes = load_json(path, self.layout)
+        records = []
+        sx, sy = LOW_SIZE[0] / ORIG_SIZE[0], LOW_SIZE[1] / ORIG_SIZE[1]
+        with parsing(path, self.layout):
+            if not isinstance(boxes, dict):
+                raise TypeError(f"the file holds a {type(boxes).__name__}, not an object keyed by image file name")
+            for filename, people in boxes.items():
+                for person_id, person in enumerate(people):
+                    if self.crops:
+                        stem = self.root / "images_3840x2160" / "test_crop" / f"{Path(filename).stem}_person_id_{person_id}"
+                        if not stem.with_suffix(".json").is_file():
+                            self.without_crop += 1
+                            continue
+                        records.append({"img_path": stem.with_suffix(".png"), "crop_path": stem.with_suffix(".json"),
+                                        "orig_boxes": {}, "person_id": person_id})
+                        continue
+                    xywh = checked_array(person["bbox"], (4,), f"{filename}'s box {person_id}")
+                    bbox = self.person_box(xywh * np.array([sx, sy, sx, sy], np.float32),
+                                           {"width": LOW_SIZE[0], "height": LOW_SIZE[1]})
+                    if bbox is None:
+                        continue
+                    records.append({"img_path": self.root / "test" / filename, "img_shape": (LOW_SIZE[1], LOW_SIZE[0]),
+                                    "bbox": bbox, "person_id": person_id,
+                                    **{f"{part}_bbox": None for part, _ in _PARTS}})
+        return records
+
     def _load(self) -> list[dict[str, Any]]:
         ann_path = self.root / self.annotation_file
         if not ann_path.is_file():
             raise DatasetLayoutError.missing(ann_path, self.layout)
+        if self.split == "test":
+            return self._load_test()
         db = load_json(ann_path, self.layout)
         sx, sy = LOW_SIZE[0] / ORIG_SIZE[0], LOW_SIZE[1] / ORIG_SIZE[1]
         low = np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], np.float32)
@@ -268,6 +324,7 @@ class AGORA(AugmentedDataset):
             if h <= 0 or w <= 0:
                 raise ValueError(f"resized size {w}x{h} has no pixels")
         return {"img_shape": (h, w), "bbox": np.array([0, 0, w, h], np.float32), "affine": affine,
+                **{f"{part}_bbox": None for part, _ in _PARTS},
                 **{f"{part}_bbox": part_box(box, affine, *ORIG_SIZE) for part, box in rec["orig_boxes"].items()}}
 
     def person(self, rec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -317,6 +374,9 @@ class AGORA(AugmentedDataset):
         if aug.flip:
             boxes["lhand"], boxes["rhand"] = boxes["rhand"], boxes["lhand"]
 
+        if self.split == "test":  # (no ground truth)
+            meta = {"bbox": np.asarray(rec["bbox"], np.float32), "bb2img_trans": bb2img.astype(np.float32)}
+            return {"img": patch}, {"smplx_mesh_cam": np.zeros((self.body_layer.num_vertices, 3), np.float32)}, meta
         param, cam = self.person(rec)
         smplx = process_smplx_output(param, scaled_camera(cam, rec["affine"]), aug, img_shape, img2bb, self.body_layer,
                                      input_shape=shape, hm_shape=cells)
