@@ -334,6 +334,18 @@ def test_agora_test_split_writes_the_prediction_files_of_its_detections(models, 
     with open(out / f"{NAMES[1][1]}_personId_0.pkl", "rb") as fh:
         d = pickle.load(fh, encoding="latin1")  # (our own file)
     assert d["joints"].shape == (144, 2) and np.isfinite(d["joints"]).all() and d["params"]["betas"].shape == (1, 10)
+    # the command: refused before the network is built without --predictions; then the files and a line saying where
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    args = ["eval", "--dataset", "agora", "--split", "test", "--data-root", str(root), "--checkpoint", str(micro_ckpt),
+            "--body-models", str(models), "--device", "cpu"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.count("error:") == 1 and "pass --predictions DIR" in r.output, r.output
+    r = CliRunner().invoke(cli, [*args, "--predictions", str(tmp_path / "cli_preds")])
+    assert r.exit_code == 0 and f"AGORA prediction files (3) -> {tmp_path / 'cli_preds'}/" in r.stderr, r.output
+    assert sorted(p.name for p in (tmp_path / "cli_preds").iterdir()) == sorted(p.name for p in out.iterdir())
     (base / "test" / f"{NAMES[1][1]}.png").unlink()
     with pytest.raises(DatasetLayoutError, match=rf"test/{NAMES[1][1]}.png missing, named by .*AGORA_test_bbox.json"):
         evaluate("AGORA", root, pipeline, body_models=models, split="test", predictions=tmp_path / "again")

@@ -394,7 +394,7 @@ class EvalInputs:
 
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
                  allow_pickle: bool = False, body_model: bool = False, resolution: str | None = None,
-                 split: str | None = None) -> EvalInputs:
+                 split: str | None = None, predictions: str | Path | None = None) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
     built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
     are found (EHF and AGORA: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
@@ -411,6 +411,18 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     from wbcap.eval.smpl import find_smpl_model
 
     name = canonical_dataset(dataset_name)
+    if predictions is not None and name != "AGORA":
+        raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
+    if split is not None and (name != "AGORA" or split not in ("validation", "test")):
+        raise InputError(f"{setting('split')} {split}: AGORA's validation or test split" if name == "AGORA"
+                         else f"{setting('split')} is AGORA's (validation or test); drop it for {name}")
+    if split == "test" and predictions is None:
+        raise InputError(f"AGORA's test split has no ground truth (its server scores the people found): pass "
+                         f"{setting('predictions')} DIR to write the prediction files")
+    if predictions is not None and Path(predictions).expanduser().exists() and (
+            not Path(predictions).expanduser().is_dir() or any(Path(predictions).expanduser().iterdir())):
+        raise InputError(f"{setting('predictions')} {predictions}: not a new or empty folder (the files of another "
+                         f"run would be zipped with these); choose another")
     if resolution is not None and (name != "AGORA" or resolution not in ("1280x720", "3840x2160")):
         raise InputError(f"{setting('resolution')} {resolution}: only AGORA has a choice of images, 1280x720 or "
                          f"3840x2160 (upstream's person crops)" if name == "AGORA" else
@@ -553,19 +565,8 @@ def evaluate(
         InputError: unknown dataset, dataset layout problems, or no samples.
     """
     name = canonical_dataset(dataset_name)
-    if predictions is not None and name != "AGORA":
-        raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
-    if split is not None and (name != "AGORA" or split not in ("validation", "test")):
-        raise InputError(f"{setting('split')} {split}: AGORA's validation or test split" if name == "AGORA"
-                         else f"{setting('split')} is AGORA's (validation or test); drop it for {name}")
-    if split == "test" and predictions is None:
-        raise InputError(f"AGORA's test split has no ground truth (its server scores the people found): pass "
-                         f"{setting('predictions')} DIR to write the prediction files")
-    if predictions is not None and Path(predictions).expanduser().exists() and (
-            not Path(predictions).expanduser().is_dir() or any(Path(predictions).expanduser().iterdir())):
-        raise InputError(f"{setting('predictions')} {predictions}: not a new or empty folder (the files of another "
-                         f"run would be zipped with these); choose another")
-    root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution, split=split).root
+    root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution, split=split,
+                        predictions=predictions).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     if predictions is not None and not isinstance(predictor, RegressorPredictor):
         raise InputError(f"{setting('predictions')} needs the network (a Pipeline or a WholeBodyRegressor) to write "
