@@ -41,10 +41,8 @@ import torch
 from wbcap.body.params import SMPLXParams
 from wbcap.camera import crop_to_image_camera_np
 
-__all__ = ["AGORA_SIZE", "AgoraPredictionWriter", "agora_prediction", "prediction_file_name"]
+__all__ = ["AgoraPredictionWriter", "agora_prediction", "prediction_file_name"]
 
-#: (width, height) of AGORA's renders: the pixels of the ``joints`` the evaluator matches on.
-AGORA_SIZE = (3840, 2160)
 _LOW_SUFFIX = "_1280x720"
 _ROTATIONS = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3}
 
@@ -103,14 +101,13 @@ class AgoraPredictionWriter:
         self.dataset = dataset
         self.written: list[Path] = []
 
-    def _to_4k(self, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(scale (2,), offset (2,)): pixels of the image read -> 3840x2160 pixels."""
-        if getattr(self.dataset, "crops", False):
-            affine = np.asarray(self.dataset._crop(rec)["affine"], np.float64)  # 3840x2160 -> crop
-            scale = np.array([affine[0, 0], affine[1, 1]])
-            return 1.0 / scale, -affine[:, 2] / scale
-        h, w = rec["img_shape"]
-        return np.array([AGORA_SIZE[0] / w, AGORA_SIZE[1] / h]), np.zeros(2)
+    @staticmethod
+    def _to_4k(rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(scale (2,), offset (2,)): pixels of the image read -> 3840x2160 pixels, the inverse of
+        the record's axis-aligned ``affine`` (3840x2160 -> the image read)."""
+        affine = np.asarray(rec["affine"], np.float64)
+        scale = np.array([affine[0, 0], affine[1, 1]])
+        return 1.0 / scale, -affine[:, 2] / scale
 
     def __call__(self, indices: Sequence[int], out) -> None:
         """Write the files of the samples ``indices`` from the regressor's ``out``
@@ -125,9 +122,8 @@ class AgoraPredictionWriter:
         crop_hw = tuple(self.regressor.config.input_img_shape)
         params = out.params.smplx.detach().cpu()
         for j, idx in enumerate(indices):
-            rec = self.dataset.records[idx]
-            box = np.asarray(rec["bbox"], np.float64) if not getattr(self.dataset, "crops", False) else \
-                np.asarray(self.dataset._crop(rec)["bbox"], np.float64)
+            rec = self.dataset.sample_record(idx)
+            box = np.asarray(rec["bbox"], np.float64)
             focal, princpt = crop_to_image_camera_np((fx, fy), (cx, cy), box, crop_hw)
             z = joints[j, :, 2:3] + 1e-4
             px = joints[j, :, :2] / z * np.asarray(focal).reshape(1, 2) + np.asarray(princpt).reshape(1, 2)

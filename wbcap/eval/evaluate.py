@@ -347,7 +347,8 @@ def _agora_task(data_root: Path, layer: SMPLXLayer, body_models: Any, allow_pick
     return _Task(ds, gt, ids, no_ground_truth if split == "test" else protocol, files)
 
 
-_TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task, "AGORA": _agora_task}
+#: The sets' tasks without options of their own (AGORA's, with its split and images: :func:`_agora_task`).
+_TASKS = {"EHF": _ehf_task, "Human36M": _h36m_task, "PW3D": _pw3d_task}
 
 
 class _EvalView(torch.utils.data.Dataset):

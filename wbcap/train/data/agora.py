@@ -249,6 +249,7 @@ class AGORA(AugmentedDataset):
         boxes = load_json(path, self.layout)
         records = []
         sx, sy = LOW_SIZE[0] / ORIG_SIZE[0], LOW_SIZE[1] / ORIG_SIZE[1]
+        low = np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], np.float32)
         with parsing(path, self.layout):
             if not isinstance(boxes, dict):
                 raise TypeError(f"the file holds a {type(boxes).__name__}, not an object keyed by image file name")
@@ -268,7 +269,7 @@ class AGORA(AugmentedDataset):
                     if bbox is None:
                         continue
                     records.append({"img_path": self.root / "test" / filename, "img_shape": (LOW_SIZE[1], LOW_SIZE[0]),
-                                    "bbox": bbox, "person_id": person_id,
+                                    "bbox": bbox, "affine": low, "person_id": person_id,
                                     **{f"{part}_bbox": None for part, _ in _PARTS}})
         return records
 
@@ -314,6 +315,13 @@ class AGORA(AugmentedDataset):
                 records.append(rec)
         return records
 
+    def sample_record(self, idx: int) -> dict[str, Any]:
+        """Record ``idx`` with its image's geometry: ``img_shape``, ``bbox`` (xywh crop box in the
+        image read), ``affine`` (3840x2160 pixels -> the image read) and the part boxes (for the
+        3840x2160 crops, read from the crop's JSON)."""
+        rec = self.records[idx]
+        return {**rec, **self._crop(rec)} if self.crops else rec
+
     def _crop(self, rec: dict[str, Any]) -> dict[str, Any]:
         """A crop's record (``img_shape``, ``bbox``, ``affine``, part boxes) from its JSON."""
         path = rec["crop_path"]
@@ -355,9 +363,7 @@ class AGORA(AugmentedDataset):
         ``targets`` smplx_mesh_cam (V, 3), the fit's mesh through the neutral body layer in the
         camera frame (metres), ``meta`` bbox (the crop box, xywh pixels of the image read) and
         bb2img_trans (2, 3)."""
-        rec = self.records[idx]
-        if self.crops:
-            rec = {**rec, **self._crop(rec)}
+        rec = self.sample_record(idx)
         img_shape = rec["img_shape"]
         img = read_image(rec["img_path"], self.layout)
         if img.shape[:2] != tuple(img_shape):

@@ -79,8 +79,8 @@ from wbcap.train.data.common import (
 )
 from wbcap.train.data.freihand import FREIHAND_JOINT_NAMES
 
-__all__ = ["ANNOTATION_FILE", "COCO_HAND_JOINT_NAMES", "LAYOUT", "MANO_FILE", "COCOHands", "flip_mano_pose",
-           "mano_fit_joint_img"]
+__all__ = ["ANNOTATION_FILE", "COCO_HAND_JOINT_NAMES", "LAYOUT", "MANO_FILE", "COCOHands", "fitted_hand_sample",
+           "flip_mano_pose", "mano_fit_joint_img"]
 
 COCO_HAND_JOINT_NAMES: tuple[str, ...] = ("Wrist",) + tuple(
     f"{f}_{k}" for f in ("Thumb", "Index", "Middle", "Ring", "Pinky") for k in range(1, 5)
@@ -162,6 +162,43 @@ def mano_fit_joint_img(mano, pose: np.ndarray, shape: np.ndarray, trans: np.ndar
     joint_img[:, 2] = depth_to_hm(joints[:, 2] - joints[0, 2], HAND_3D_SIZE, cells[0])
     joint_img[:, :2] = to_heatmap(joint_img[:, :2], img2bb, input_shape, cells)
     return joint_img.astype(_F32), in_volume(joint_img, cells)
+
+
+def fitted_hand_sample(patch: np.ndarray, joints: tuple[np.ndarray, ...], rec: dict[str, Any], aug: Augmentation,
+                       img2bb: np.ndarray, input_shape: tuple[int, int], cells: tuple[int, int, int], mano,
+                       is_3d: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A hand sample of a set with its own joints and MANO fits (COCO-WholeBody hands, InterHand2.6M)
+    in FreiHAND's schema: ``joints`` = the dataset's ``(joint_img, joint_cam, joint_valid,
+    joint_trunc)`` for the crop (:func:`~wbcap.train.data.common.process_db_coord`); the record's
+    fit (``mano_pose``, ``mano_shape``, ``mano_trans``, ``mano_cam``, ``side``, ``img_shape``; a
+    pose None: no fit) as the parameter targets (:func:`mano_fit_targets`) and, with ``mano`` and
+    the fit's translation and camera, ``mano_joint_img`` (:func:`mano_fit_joint_img`; else zero)."""
+    joint_img, joint_cam, joint_valid, joint_trunc = joints
+    flip = rec["side"] == "left"
+    pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
+    if mano is not None and rec["mano_pose"] is not None and rec["mano_trans"] is not None and rec["mano_cam"] is not None:
+        fit_img, fit_trunc = mano_fit_joint_img(mano, rec["mano_pose"], rec["mano_shape"], rec["mano_trans"],
+                                                rec["mano_cam"], flip, rec["img_shape"], img2bb, input_shape, cells)
+    else:
+        fit_img, fit_trunc = np.zeros((21, 3), _F32), np.zeros((21, 1), _F32)
+    targets = {
+        "joint_img": joint_img.astype(_F32),
+        "joint_cam": joint_cam.astype(_F32),
+        "mano_pose": pose,
+        "mano_shape": betas,
+        "mano_joint_img": fit_img,
+    }
+    meta = {
+        "joint_valid": joint_valid.astype(_F32),
+        "joint_trunc": joint_trunc.astype(_F32),
+        "mano_param_valid": fitted,
+        "mano_pose_valid": np.full(48, fitted, _F32),
+        "mano_shape_valid": fitted,
+        "is_3D": _F32(is_3d),
+        "dataset_joints": _F32(1),
+        "mano_joint_trunc": fit_trunc,
+    }
+    return {"img": patch}, targets, meta
 
 
 class COCOHands(AugmentedDataset):
@@ -288,28 +325,5 @@ class COCOHands(AugmentedDataset):
             input_shape=shape,
             hm_shape=cells,
         )
-        pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
-        if self.mano is not None and rec["mano_pose"] is not None and rec["mano_cam"] is not None:
-            fit_img, fit_trunc = mano_fit_joint_img(self.mano, rec["mano_pose"], rec["mano_shape"], rec["mano_trans"],
-                                                    rec["mano_cam"], flip, rec["img_shape"], img2bb, shape, cells)
-        else:
-            fit_img, fit_trunc = np.zeros((21, 3), _F32), np.zeros((21, 1), _F32)
-        inputs = {"img": patch}
-        targets = {
-            "joint_img": joint_img.astype(_F32),
-            "joint_cam": joint_cam.astype(_F32),
-            "mano_pose": pose,
-            "mano_shape": betas,
-            "mano_joint_img": fit_img,
-        }
-        meta = {
-            "joint_valid": joint_valid.astype(_F32),
-            "joint_trunc": joint_trunc.astype(_F32),
-            "mano_param_valid": fitted,
-            "mano_pose_valid": np.full(48, fitted, _F32),
-            "mano_shape_valid": fitted,
-            "is_3D": _F32(0),
-            "dataset_joints": _F32(1),
-            "mano_joint_trunc": fit_trunc,
-        }
-        return inputs, targets, meta
+        joints = (joint_img, joint_cam, joint_valid, joint_trunc)
+        return fitted_hand_sample(patch, joints, rec, aug, img2bb, shape, cells, self.mano, is_3d=False)

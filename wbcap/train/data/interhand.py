@@ -67,7 +67,7 @@ import numpy as np
 
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import process_bbox
-from wbcap.train.data.coco_hands import mano_fit_joint_img, mano_fit_targets
+from wbcap.train.data.coco_hands import fitted_hand_sample
 from wbcap.train.data.common import (
     DEFAULT_AUGMENT,
     HAND_3D_SIZE,
@@ -310,28 +310,5 @@ class InterHand26M(AugmentedDataset):
             input_shape=shape,
             hm_shape=cells,
         )
-        pose, betas, fitted = mano_fit_targets(rec["mano_pose"], rec["mano_shape"], flip, aug.rot)
-        if self.mano is not None and rec["mano_pose"] is not None and rec["mano_trans"] is not None:
-            fit_img, fit_trunc = mano_fit_joint_img(self.mano, rec["mano_pose"], rec["mano_shape"], rec["mano_trans"],
-                                                    rec["mano_cam"], flip, rec["img_shape"], img2bb, shape, cells)
-        else:
-            fit_img, fit_trunc = np.zeros((21, 3), _F32), np.zeros((21, 1), _F32)
-        inputs = {"img": patch}
-        targets = {
-            "joint_img": (joint_img * joint_valid).astype(_F32),
-            "joint_cam": (joint_cam * joint_valid).astype(_F32),
-            "mano_pose": pose,
-            "mano_shape": betas,
-            "mano_joint_img": fit_img,
-        }
-        meta = {
-            "joint_valid": joint_valid.astype(_F32),
-            "joint_trunc": joint_trunc.astype(_F32),
-            "mano_param_valid": fitted,
-            "mano_pose_valid": np.full(48, fitted, _F32),
-            "mano_shape_valid": fitted,
-            "is_3D": _F32(1),
-            "dataset_joints": _F32(1),
-            "mano_joint_trunc": fit_trunc,
-        }
-        return inputs, targets, meta
+        joints = (joint_img * joint_valid, joint_cam * joint_valid, joint_valid, joint_trunc)
+        return fitted_hand_sample(patch, joints, rec, aug, img2bb, shape, cells, self.mano, is_3d=True)
