@@ -268,17 +268,21 @@ def test_bad_input_one_line_nonzero_no_output(tmp_path, micro_ckpt, body_dir, ca
 
 
 def test_help_imports_neither_torch_nor_av():
+    """``wbcap --help`` and every subcommand's ``--help`` (`wbcap run --help` imported numpy
+    through the tracker's cut threshold) load none of the heavy packages."""
+    from wbcap.cli import SUBCOMMANDS
+
     code = (
         "import sys\n"
         "from wbcap.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "try:\n    main(['image', '--help'])\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in ('torch', 'av', 'cv2', 'numpy') if m in sys.modules]\n"
-        "assert not bad, bad\n"
+        f"for args in [['--help'], *[[name, '--help'] for name in {sorted(SUBCOMMANDS)!r}]]:\n"
+        "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+        "    bad = [m for m in ('torch', 'av', 'cv2', 'numpy') if m in sys.modules]\n"
+        "    assert not bad, (args, bad)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "image" in res.stdout and "--bbox" in res.stdout
+    assert "image" in res.stdout and "--bbox" in res.stdout and "--cut-threshold" in res.stdout
 
 
 def test_image_help_documents_every_flag():

@@ -938,3 +938,21 @@ def test_progress_lines_are_a_minute_apart_and_say_the_time_left():
     now[0] += 61
     lines("obj", 65, None)  # no total: no share, no time left
     assert said[-1] == "obj: 65 frames, 0.98 frames/s"
+
+
+def test_the_options_defaults_are_the_librarys():
+    """A default `wbcap run --help` shows is the one the Python API applies (``VideoJob`` and its
+    ``TrackerConfig``): each lives in the library, the option reads it, so they cannot drift."""
+    import dataclasses
+
+    import click
+
+    from wbcap.cli.run import run
+    from wbcap.track.iou_tracker import TrackerConfig
+    from wbcap.video_app import VideoJob
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrackerConfig)}
+    defaults.update({f.name: f.default for f in dataclasses.fields(VideoJob) if f.default is not dataclasses.MISSING})
+    shown = {p.name: p.default for p in run.params if isinstance(p, click.Option) and not p.is_flag and p.name in defaults}
+    assert {"image_fps", "iou_threshold", "max_age", "min_length", "cut_threshold", "max_gap", "every", "start"} <= set(shown)
+    assert {name: value for name, value in shown.items() if value != defaults[name]} == {}

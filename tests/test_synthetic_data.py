@@ -65,6 +65,19 @@ def _to_pixels(xy: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return np.stack((np.rint(px.numpy()), np.rint(py.numpy())), -1).astype(int)
 
 
+def test_images_are_the_networks_input_size_by_default(body_layer, small_config):
+    """``wbcap train`` passes only the stage's model: its samples must be that network's crop size
+    (they were always 512x384, the released network's), as the other training sets make theirs."""
+    from dataclasses import replace
+
+    config = replace(small_config, input_img_shape=(256, 192), input_body_shape=(128, 96), output_hm_shape=(8, 4, 3))
+    inputs, targets, _ = SyntheticWholeBody(body_layer, 1, seed=3, config=config)[0]
+    assert inputs["img"].shape == (3, 256, 192)
+    # the same body and camera as at 512x384: the targets (heatmap cells) do not depend on the image size
+    full = SyntheticWholeBody(body_layer, 1, seed=3, config=config, image_size=(512, 384))[0][1]
+    np.testing.assert_allclose(targets["joint_img"], full["joint_img"], atol=1e-5)
+
+
 def test_schema(dataset):
     inputs, targets, meta = dataset[0]
     assert set(inputs) == {"img"}

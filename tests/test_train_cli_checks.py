@@ -316,6 +316,20 @@ def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body
     assert (trained[-1][0].lr, trained[-1][0].batch_size) == (0.001, 4)
 
 
+def test_resume_of_a_run_whose_recorded_model_cannot_be_built_is_one_line_naming_the_file(tmp_path, body_dir, trained):
+    out = tmp_path / "r"
+    _recorded_run(out, 0)
+    stage = json.loads((out / "stage.json").read_text())
+    stage["model"]["output_hm_shape"] = [8, 9, 6]  # (heatmap cells that do not divide the crop)
+    (out / "stage.json").write_text(json.dumps(stage))
+    before = _listing(out)
+    r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    line = one_error_line(r)
+    assert line.startswith(f"error: {out / 'stage.json'}: its [model] settings are not a network wbcap can build ("), line
+    assert line.endswith("); start a new run (--overwrite or another -o folder)\n"), line
+    assert _listing(out) == before and not trained
+
+
 def test_resume_takes_the_runs_data_root_body_models_and_keep_last(tmp_path, body_dir, train_args, trained,
                                                                       monkeypatch):
     """--data-root, --body-models and --keep-last were not recorded: a resume without them failed
@@ -742,3 +756,30 @@ def test_a_2d_pose_resnet_is_checked_before_anything_is_written_and_only_taken_b
     assert not trained and not (tmp_path / "r").exists()
     assert invoke(*train_args("body"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar").exit_code == 0
     assert trained[-1][0].pose_backbone == str(tmp_path / "r50.pth.tar")
+
+
+def test_one_gpu_is_this_processs_cuda_device_and_an_id_past_the_visible_ones_is_refused(tmp_path, train_args,
+                                                                                         trained, monkeypatch):
+    """`--gpus 2` trained on GPU 0: it set CUDA_VISIBLE_DEVICES=2 after torch.cuda.is_available()
+    had started the CUDA driver, which reads it once. Now the run's device is cuda:2; an id CUDA
+    does not have is one line, before -o is made."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("wbcap.train.trainer.check_run_inputs", lambda stage, run: run)  # (no CUDA to check here)
+    args = [a for a in train_args("body") if a not in ("--device", "cpu")]
+    r = invoke(*args, "-o", tmp_path / "r", "--gpus", "2")
+    assert r.exit_code == 0, r.output
+    (stage, run, _), = trained
+    assert run.device == "cuda:2" and "CUDA_VISIBLE_DEVICES" not in os.environ
+    r = invoke(*args, "-o", tmp_path / "r4", "--gpus", "4")
+    assert one_error_line(r) == "error: --gpus 4: only 4 CUDA device(s) visible here; use an id from 0 to 3\n"
+    # --device cpu with --gpus: which one was meant? (it trained on the CPU, the GPU id set and unused)
+    r = invoke(*args, "-o", tmp_path / "r5", "--gpus", "2", "--device", "cpu")
+    assert one_error_line(r) == "error: --gpus 2 trains on GPU 2, --device cpu elsewhere; give one of them\n"
+    r = invoke(*args, "-o", tmp_path / "r6", "--gpus", "2", "--device", "cuda:2")
+    assert r.exit_code == 0 and trained[-1][1].device == "cuda:2", r.output
+    assert not (tmp_path / "r4").exists() and not (tmp_path / "r5").exists() and len(trained) == 2

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
 __all__ = ["Pipeline", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # (one place for the version: pyproject.toml, through the package metadata)
+        from wbcap.versions import wbcap_version
+
+        return wbcap_version()
     if name == "Pipeline":
         from wbcap.pipeline import Pipeline
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import metadata
 
 from wbcap.errors import setting
+from wbcap.versions import installed_version
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,7 @@ class Check:
 
 
 def _version(pkg: str) -> str:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    return installed_version(pkg) or "not installed"
 
 
 def body_model_check(gender: str, body_models: str | None, required: bool = False) -> Check:

@@ -1,6 +1,7 @@
-"""Ranges of numeric settings checked in more than one place: the command line refuses them as
-it reads its options, the library where the setting is used. This module imports nothing, so
-the command line can read it without loading numpy or torch."""
+"""Ranges of numeric settings checked in more than one place (the command line refuses them as
+it reads its options, the library where the setting is used), and defaults that the command
+line shows and the library applies. This module imports nothing, so the command line can read it
+without loading numpy or torch."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ MAX_SIGMA = 1000.0
 #: The largest ``focal`` (pixels) taken (``wbcap run --focal``): a field of view of 0.006 degrees
 #: across 1000 pixels, past any lens; far larger ones overflow the camera translation into NaN.
 MAX_FOCAL = 1e7
+
+#: A frame whose change from the previous (:func:`wbcap.track.cuts.content_change`, mean HSV
+#: difference, 0-255) reaches this is a candidate cut between shots (``wbcap run --cut-threshold``).
+CUT_THRESHOLD = 27.0
+
+#: Frames per second of an image folder or glob unless told (``wbcap run --fps``): image k is at
+#: k / 30 seconds.
+DEFAULT_IMAGE_FPS = 30.0

@@ -533,7 +533,18 @@ class Pipeline:
     def predict(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image") -> list[Person]:
         """Crop every detection, regress in batches, map results back to the image.
 
-        Raises NoPersonError when no usable box remains (e.g. all boxes outside the image).
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB (not OpenCV's BGR).
+            detections: the people's boxes, ``(x, y, w, h)`` pixels of ``image`` each.
+            source: how messages name the image (its file name).
+
+        Returns:
+            One :class:`Person` per usable box, in the order of ``detections`` (boxes wholly
+            outside the image are skipped).
+
+        Raises:
+            InputError: ``image`` is not an ``(H, W, 3)`` uint8 array.
+            NoPersonError: no usable box remains (e.g. every box outside the image).
         """
         jobs = self.crop(image, detections, source)
         if not jobs:

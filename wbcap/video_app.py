@@ -74,9 +74,9 @@ from wbcap.io.run_folder import (
     start_writing,
     write_meta,
 )
-from wbcap.limits import MAX_FOCAL
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL
 from wbcap.smooth.sequence import SmoothConfig
-from wbcap.track.cuts import CUT_THRESHOLD, FrameChange
+from wbcap.track.cuts import FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class VideoJob:
     end: float | None = None
     every: int = 1
     max_frames: int | None = None
-    image_fps: float = 30.0
+    image_fps: float = DEFAULT_IMAGE_FPS
     detector: str = "auto"
     detector_model: str | None = None
     score_threshold: float | None = None
@@ -213,7 +213,7 @@ def _fingerprint(job: VideoJob) -> dict:
         "model": p.model.to_dict(),
         "precision": normalize_precision(p.precision),
         "box_scale": p.box_scale, **chooser,
-        **({"image_fps": job.image_fps} if job.image_fps != 30.0 else {}),  # (runs before --fps: 30)
+        **({"image_fps": job.image_fps} if job.image_fps != DEFAULT_IMAGE_FPS else {}),  # (runs before --fps: 30)
     })
 
 
@@ -508,7 +508,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         check_renderer_setting()  # a bad $WBCAP_RENDERER: one line now, not after pass 1
     source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
                          image_fps=job.image_fps)
-    if job.image_fps != 30.0 and not source.info.is_image_sequence:
+    if job.image_fps != DEFAULT_IMAGE_FPS and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
     _check_selection(job, source)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from wbcap.errors import setting
@@ -93,13 +92,12 @@ def short_strategy(parts: dict[str, str] | None) -> str:
 
 
 # A table printer: one row per stage in a fixed order; long, but flat.
-def print_report(report: dict[str, Any], console=None) -> None:
-    """Rich tables of ``report``: stages, batch sizes vs the ceiling, FLOP breakdown (those a
-    ``--detect-only`` report lacks are left out)."""
-    from rich.console import Console
+def print_report(report: dict[str, Any], console) -> None:
+    """Rich tables of ``report`` on ``console`` (a ``rich.console.Console``, the caller's:
+    ``wbcap bench`` gives one of stdout): stages, batch sizes vs the ceiling, FLOP breakdown
+    (those a ``--detect-only`` report lacks are left out)."""
     from rich.table import Table
 
-    console = console or Console(width=None if sys.stdout.isatty() else 120)
     dev, ver, model = report["device"], report["versions"], report.get("model")
     settings = report["settings"]
     console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)

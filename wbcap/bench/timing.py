@@ -4,7 +4,6 @@ device and the package versions."""
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import math
 import os
 import platform
@@ -76,24 +75,13 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int, sync: Callable[[
     return runs
 
 
-def _version(dist: str, module: str | None = None) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    if module:
-        with contextlib.suppress(Exception):
-            return str(__import__(module).__version__)
-    return None
-
-
 def versions() -> dict[str, str | None]:
     """Versions of Python and the packages whose speed matters here."""
     import cv2
     import numpy
     import torch
 
-    import wbcap
+    from wbcap.versions import wbcap_version
 
     av_version = ffmpeg = None
     with contextlib.suppress(Exception):
@@ -104,7 +92,7 @@ def versions() -> dict[str, str | None]:
         ffmpeg = str(info) if info else "libavcodec " + ".".join(str(v) for v in av.library_versions["libavcodec"])
     return {
         "python": platform.python_version(),
-        "wbcap": wbcap.__version__,
+        "wbcap": wbcap_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "av": av_version,

@@ -352,9 +352,8 @@ def _write_crash_log(text: str) -> Path | None:
 
 def _report_crash(ctx: click.Context, exc: Exception) -> None:
     """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
-    from importlib import metadata
-
     from wbcap.errors import is_out_of_memory
+    from wbcap.versions import wbcap_version
 
     command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
     message = " ".join(str(exc).split())
@@ -364,12 +363,8 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
     details = [_where(exc)] + [" ".join(n.split()) for n in getattr(exc, "__notes__", [])]
     details = [d for d in details if d]
     tb_text = "".join(traceback.format_exception(exc))
-    try:
-        version = metadata.version("wbcap")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        version = "unknown"
     log_path = _write_crash_log(
-        f"wbcap {version}, Python {sys.version.split()[0]}, {sys.platform}\n"
+        f"wbcap {wbcap_version()}, Python {sys.version.split()[0]}, {sys.platform}\n"
         f"command: wbcap {' '.join(sys.argv[1:])}\n"
         f"time: {datetime.datetime.now().isoformat(timespec='seconds')}\n\n{tb_text}"
     )

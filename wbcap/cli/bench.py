@@ -141,7 +141,11 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     if as_json:
         click.echo(text)
     else:
-        print_report(report)
+        import sys
+
+        from rich.console import Console
+
+        print_report(report, Console(width=None if sys.stdout.isatty() else 120))  # (piped: 120 columns)
     if json_out is not None:
         from pathlib import Path
 

@@ -25,8 +25,7 @@ from wbcap.cli.common import (
 )
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
-from wbcap.limits import MAX_FOCAL, MAX_SIGMA
-from wbcap.track.cuts import CUT_THRESHOLD
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 
 
 @click.command()
@@ -38,7 +37,7 @@ from wbcap.track.cuts import CUT_THRESHOLD
 @click.option("--every", type=IntRange(min=1), default=1, show_default=True,
               help="Process every N-th frame (at most 1000000).")
 @click.option("--max-frames", type=IntRange(min=1), default=None, help="Stop after this many processed frames.")
-@click.option("--fps", "image_fps", type=FiniteFloatRange(MIN_IMAGE_FPS, MAX_FPS), default=30.0, show_default=True,
+@click.option("--fps", "image_fps", type=FiniteFloatRange(MIN_IMAGE_FPS, MAX_FPS), default=DEFAULT_IMAGE_FPS, show_default=True,
               help="Frame rate of an image folder or glob (image k is at k / FPS seconds: --start/--end, times, the "
                    "AMASS rate and animation keys follow it); a video keeps its own.")
 @detector_options(video=True)

@@ -144,6 +144,19 @@ class SMPLLayer(torch.nn.Module):
         body_pose: torch.Tensor,
         transl: torch.Tensor | None = None,
     ) -> SMPLOutput:
+        """The posed SMPL mesh and its 24 joints (metres, the model's frame moved by ``transl``).
+
+        Args:
+            betas: ``(B, >= 10)`` shape coefficients (the first ``num_betas`` are used).
+            global_orient: ``(B, 3)`` root rotation, axis-angle (radians).
+            body_pose: ``(B, 69)`` (or ``(B, 23, 3)``) the 23 other joints' rotations relative to
+                their parents, axis-angle (radians), SMPL's joint order.
+            transl: ``(B, 3)`` metres added to every vertex and joint; None: none.
+
+        Computed in the model's dtype (float32 or float64 buffers); the inputs are cast to it.
+        Formula: SMPL's linear blend skinning (Loper et al. 2015), the ``lbs`` of the ``smplx``
+        package.
+        """
         b = global_orient.shape[0]
         dt = self.v_template.dtype
         pose = torch.cat([global_orient.reshape(b, 3), body_pose.reshape(b, 69)], 1).to(dt)

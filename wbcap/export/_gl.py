@@ -147,19 +147,13 @@ def _cache_key(candidates: list[str]) -> str:
     """What the probe's answer depends on: this Python and its PyOpenGL/pyrender installs, the
     candidates (they carry the user's ``PYOPENGL_PLATFORM``), the display variables, and the
     system's library cache (changed by installing EGL/OSMesa)."""
-    from importlib import metadata
-
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "-"
+    from wbcap.versions import installed_version
 
     try:
         ld = str(os.stat("/etc/ld.so.cache").st_mtime_ns)
     except OSError:
         ld = "-"
-    parts = [sys.executable, sys.version, version("PyOpenGL"), version("pyrender"), ",".join(candidates), ld,
+    parts = [sys.executable, sys.version, installed_version("PyOpenGL") or "-", installed_version("pyrender") or "-", ",".join(candidates), ld,
              os.environ.get("DISPLAY", ""), os.environ.get("EGL_PLATFORM", "")]
     return "|".join(parts)
 

@@ -241,7 +241,7 @@ def _exact_residuals(rig: Rig, poses: np.ndarray, transl: np.ndarray, expression
 
 def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[str, Any]:
     """What a reader needs to line the file up with its source (JSON-able)."""
-    from wbcap import __version__
+    from wbcap.versions import wbcap_version
 
     world = clip.frame == "world"
     extra: dict[str, Any] = {}
@@ -250,7 +250,7 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[
         extra = {"ground": "y = 0 (the ground estimated by wbcap run --world; gravity is -y)",
                  "camera_position_m": [float(v) for v in position]}
     return {
-        "generator": f"wbcap {__version__}",
+        "generator": f"wbcap {wbcap_version()}",
         "clip": clip.name,
         "units": "metres",
         "up_axis": "y",
@@ -332,8 +332,8 @@ def write_glb(
     """
     import pygltflib
 
-    from wbcap import __version__
     from wbcap.export.clip import YUP_FROM_ZUP
+    from wbcap.versions import wbcap_version
 
     path = Path(path)
     if exact_vertices is not None and clip.up == "z":
@@ -348,7 +348,7 @@ def write_glb(
 
     gltf = pygltflib.GLTF2()
     blob = _Blob(gltf)
-    gltf.asset = pygltflib.Asset(version="2.0", generator=f"wbcap {__version__}")
+    gltf.asset = pygltflib.Asset(version="2.0", generator=f"wbcap {wbcap_version()}")
     meta = _metadata(rig, clip, exact_vertices is not None, n_expr)
     gltf.asset.extras = meta
 

@@ -231,6 +231,12 @@ def to_common_camera(people: Sequence) -> tuple[list[np.ndarray], tuple[float, f
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:
+    """The JPEG file bytes of ``image_rgb``, an ``(H, W, 3)`` uint8 RGB image (OpenCV's encoder,
+    ``quality`` 0-100).
+
+    Raises:
+        RuntimeError: OpenCV could not encode it.
+    """
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")

@@ -62,6 +62,7 @@ from wbcap.io.video_probe import (
     _video_stream,
     apply_rotation,
 )
+from wbcap.limits import DEFAULT_IMAGE_FPS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,7 +121,7 @@ def open_frames(
     end: float | None = None,
     every: int = 1,
     max_frames: int | None = None,
-    image_fps: float = 30.0,
+    image_fps: float = DEFAULT_IMAGE_FPS,
     warn_retimed: bool = True,
 ) -> FrameSource:
     """Open a video or image sequence for lazy, selective frame reading.
@@ -177,7 +178,7 @@ class FrameSource:
         end: float | None = None,
         every: int = 1,
         max_frames: int | None = None,
-        image_fps: float = 30.0,
+        image_fps: float = DEFAULT_IMAGE_FPS,
         warn_retimed: bool = True,
     ) -> None:
         _check_selection(start, end, every, max_frames, image_fps)

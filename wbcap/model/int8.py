@@ -534,10 +534,10 @@ def calibration_cache_path() -> Path:
 
 
 def _calibration_key(fingerprint: str, image_size: Sequence[int]) -> str:
-    from wbcap import __version__
+    from wbcap.versions import wbcap_version
 
     h, w = (int(s) for s in image_size)
-    return f"{fingerprint} {h}x{w} wbcap {__version__} torch {torch.__version__}"
+    return f"{fingerprint} {h}x{w} wbcap {wbcap_version()} torch {torch.__version__}"
 
 
 def _read_calibration(path: Path, warn: bool = True) -> dict[str, dict]:

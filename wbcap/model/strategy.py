@@ -552,17 +552,16 @@ def machine_key() -> dict[str, Any]:
 def onnxruntime_version() -> str | None:
     """The installed onnxruntime's version when the onnxruntime form can be built
     (:func:`~wbcap.model.ort_resnet.ort_usable`), else None (read from the package metadata: no import)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from wbcap.versions import installed_version
 
     if not ort_usable():
         return None
-    try:
-        return version("onnxruntime")
-    except PackageNotFoundError:  # (e.g. the onnxruntime-gpu distribution)
-        for dist in ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
-            with contextlib.suppress(PackageNotFoundError):
-                return version(dist)
-        return "unknown"
+    # (also the onnxruntime-gpu, -openvino and -directml distributions of the same module)
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+        found = installed_version(dist)
+        if found is not None:
+            return found
+    return "unknown"
 
 
 def _machine_id(machine: Mapping[str, Any]) -> str:
@@ -648,7 +647,7 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
     file it reported (a newer wbcap's, a folder at its path) is not said a second time when the
     write is left out or fails because of it (one warning per damaged cache)."""
-    from wbcap import __version__
+    from wbcap.versions import wbcap_version
 
     machines, problem, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
     said = log.debug if read_warned and problem else log.warning
@@ -660,7 +659,7 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     slot = machines.get(mid)
     if not isinstance(slot, dict) or not isinstance(slot.get("parts"), dict):
         slot = {**dict(machine), "parts": {}}
-    stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wbcap": __version__}
+    stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wbcap": wbcap_version()}
     slot["parts"].update({pid: {**c.to_dict(), **stamp} for pid, c in entries.items()})
     machines[mid] = slot
     problem = write_json(path, {"format": CACHE_FORMAT, "machines": machines}, indent=1)
@@ -673,9 +672,9 @@ def _parse_entry(entry: Any) -> PartChoice | str | None:
     read (one line: an edited or damaged entry); or None when another wbcap wrote it (which may
     build the parts otherwise, e.g. number their convolutions differently: measured again, as
     after an upgrade)."""
-    from wbcap import __version__
+    from wbcap.versions import wbcap_version
 
-    if isinstance(entry, dict) and entry.get("wbcap") != __version__:
+    if isinstance(entry, dict) and entry.get("wbcap") != wbcap_version():
         return None
     try:
         return PartChoice.from_dict(entry)

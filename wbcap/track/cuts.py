@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wbcap.limits import CUT_THRESHOLD
+
 __all__ = [
     "BACK_REFERENCES",
     "CUT_THRESHOLD",
@@ -51,8 +53,6 @@ __all__ = [
     "hsv_thumbnail",
 ]
 
-#: A frame whose change from the previous (:func:`content_change`, 0-255) reaches this is a candidate cut.
-CUT_THRESHOLD = 27.0
 #: A picture that comes back within this many seconds of a candidate cut was a flash or a cutaway.
 FLASH_SECONDS = 0.5
 #: Width in pixels at which frames are compared.

@@ -40,7 +40,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from wbcap.track.cuts import CUT_THRESHOLD, CutFinder, FrameChange
+from wbcap.limits import CUT_THRESHOLD
+from wbcap.track.cuts import CutFinder, FrameChange
 
 __all__ = ["IoUTracker", "TrackerConfig", "iou_matrix", "track_boxes"]
 

@@ -69,7 +69,11 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if not 0 <= node_rank < nnodes:  # (rank 3 of 1 node trained as a non-zero rank: no run record, no result line)
         raise InputError(f"{setting('node_rank')} {node_rank}: must be below {setting('nnodes')} {nnodes} (machines "
                          f"are numbered 0 to {nnodes - 1}; node 0 writes the run's record)")
-    gpu_ids = _gpu_ids(gpus)
+    gpu_ids = _gpu_ids(gpus, nnodes)
+    if len(gpu_ids) == 1 and nnodes == 1 and str(device or "auto").strip().lower() not in (
+            "auto", "cuda", f"cuda:{int(gpu_ids[0])}"):  # (several: --device cpu is gloo's CPU processes)
+        raise InputError(f"{setting('gpus')} {gpus} trains on GPU {int(gpu_ids[0])}, {setting('device')} {device} "
+                         f"elsewhere; give one of them")
     if resume and node_rank == 0 and folder.is_dir() and settled_run_folder(folder) != folder:
         with hold_folder(folder):  # (the run an interrupted --overwrite set aside: back, before its settings are read)
             prepare_run_folder(folder, resume=True, overwrite=False)
@@ -195,8 +199,9 @@ def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
     return given["data_root"], given["body_models"], given["keep_last"]
 
 
-def _gpu_ids(gpus: str | None) -> list[str]:
-    """The ids of ``--gpus`` (none: []), refused unless they are GPU ids and CUDA has GPUs here."""
+def _gpu_ids(gpus: str | None, nnodes: int = 1) -> list[str]:
+    """The ids of ``--gpus`` (none: []), refused unless they are GPU ids and CUDA has GPUs here
+    (and, for one GPU on one machine, trained in this process as ``cuda:<id>``, that GPU)."""
     if gpus is None:
         return []
     ids = [g.strip() for g in gpus.split(",") if g.strip()]
@@ -208,6 +213,10 @@ def _gpu_ids(gpus: str | None) -> list[str]:
         why = "torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
         raise InputError(f"{setting('gpus')} {gpus} needs CUDA GPUs, and there are none here ({why}); train on the "
                          f"CPU with {setting('device')} cpu without {setting('gpus')}")
+    if len(ids) == 1 and nnodes == 1 and int(ids[0]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InputError(f"{setting('gpus')} {gpus}: only {count} CUDA device(s) visible here; use an id from 0 "
+                         f"to {count - 1}")
     return ids
 
 
@@ -246,8 +255,9 @@ def recorded_stage(folder: Path, stage: str):
             data = None
     if not isinstance(data, dict) or data.get("stage", stage) != (snapshot or data).get("stage", stage):
         data, source = snapshot, last  # (no stage.json, a damaged one, or one of another stage's launch)
-    elif snapshot is not None and "model" in snapshot:
-        data = {**data, "model": snapshot["model"]}
+    model_source = source
+    if data is not snapshot and snapshot is not None and "model" in snapshot:
+        data, model_source = {**data, "model": snapshot["model"]}, last
     if not isinstance(data, dict):
         return None
     given = data.get("stage", stage)
@@ -264,7 +274,12 @@ def recorded_stage(folder: Path, stage: str):
     if model is not None:
         from wbcap.config import ModelConfig
 
-        cfg = dataclasses.replace(cfg, model=ModelConfig.from_dict({**cfg.model.to_dict(), **model}))
+        try:
+            cfg = dataclasses.replace(cfg, model=ModelConfig.from_dict({**cfg.model.to_dict(), **model}))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{model_source}: its [model] settings are not a network wbcap can build ({exc}); "
+                             f"start a new run ({setting('overwrite', api='overwrite=True')} or another "
+                             f"{setting('out')} folder)") from None
     return dataclasses.replace(cfg, **values), source
 
 
@@ -303,15 +318,24 @@ def _already_complete(folder: Path, cfg) -> bool:
 
 def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master_addr: str, master_port: int,
             train) -> None:
-    """Train in this process (one GPU or none), or start one process per GPU under torchrun."""
+    """Train in this process (one GPU or none), or start one process per GPU under torchrun (with
+    ``CUDA_VISIBLE_DEVICES`` set to the ids: each process sees its GPUs numbered from 0).
+
+    One GPU is this process's ``cuda:<id>``: setting ``CUDA_VISIBLE_DEVICES`` here would change
+    nothing, as the CUDA driver read it when :func:`_gpu_ids` asked whether CUDA is there (it had
+    trained on GPU 0 whichever id was given).
+
+    """
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
+            run = dataclasses.replace(run, device=f"cuda:{int(gpu_ids[0])}")
         with training_progress(cfg) as on_step:
             train(cfg, run, on_step=on_step)
         return
     spec = Path(run.out).expanduser() / f"launch_node{node_rank}.json"
-    spec.write_text(json.dumps({"stage": cfg.to_dict(), "run": asdict(run)}))
+    from wbcap.atomic import atomic_write_text
+
+    atomic_write_text(spec, json.dumps({"stage": cfg.to_dict(), "run": asdict(run)}))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)}
     cmd = torchrun_command(spec, len(gpu_ids), nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                            master_port=master_port)

@@ -744,7 +744,9 @@ def train(
         # (the hand stage's sets take the MANO layer, for the fits' mano_joint_img: a CPU copy, as the body layer's)
         dataset = make_training_set(stage, run, mano if hand else body_layer)
     if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves it)
-        (out / STAGE_FILE).write_text(json.dumps(stage.to_dict(), indent=1))
+        from wbcap.atomic import atomic_write_text
+
+        atomic_write_text(out / STAGE_FILE, json.dumps(stage.to_dict(), indent=1))  # (a resume reads it)
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
     # Scalars are logged by global step. Steps an epoch: the loop's own count, before any loader is

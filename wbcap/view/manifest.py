@@ -159,10 +159,10 @@ def _output_content(out: Path) -> SiteContent:
 
 
 def _base_manifest(kind: str, title: str) -> dict[str, Any]:
-    from wbcap import __version__
     from wbcap.export.rig import JOINT_NAMES_55
+    from wbcap.versions import wbcap_version
 
-    return {"format": FORMAT, "kind": kind, "title": title, "generator": f"wbcap {__version__}",
+    return {"format": FORMAT, "kind": kind, "title": title, "generator": f"wbcap {wbcap_version()}",
             "joint_names": list(JOINT_NAMES_55), "frame": "camera", "source_camera": dict(ORIGIN_POSE),
             "world": None}
 

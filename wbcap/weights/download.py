@@ -23,12 +23,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from wbcap.atomic import atomic_path
 from wbcap.errors import WbcapError
+from wbcap.versions import wbcap_version
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def download(
     log.info("downloading %s to %s", shown, final)
     try:
         netloc = urllib.parse.urlsplit(url).netloc
-        request = urllib.request.Request(url, headers={"User-Agent": f"wbcap/{_version()}", "Accept-Encoding": "identity"})
+        request = urllib.request.Request(url, headers={"User-Agent": f"wbcap/{wbcap_version()}", "Accept-Encoding": "identity"})
     except ValueError as exc:  # "unknown url type", "Invalid IPv6 URL"
         fail(f"not a URL that can be opened ({exc})", "use an http://, https:// or file:// URL")
     if "@" in netloc:
@@ -189,12 +189,6 @@ def download(
     log.info("downloaded %s (%d bytes, sha256 %s)", final, done, got_sha)
     return got_sha
 
-
-def _version() -> str:
-    try:
-        return metadata.version("wbcap")
-    except metadata.PackageNotFoundError:
-        return "dev"
 
 
 def _content_length(value: str | None) -> int | None:

@@ -36,7 +36,7 @@ from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
 from wbcap.export.render import render_meshes
-from wbcap.train.data.common import cpu_body_layer
+from wbcap.train.data.common import BODY_3D_SIZE, FACE_3D_SIZE, HAND_3D_SIZE, cpu_body_layer
 from wbcap.train.losses import part_relative_joints
 
 __all__ = [
@@ -50,10 +50,6 @@ __all__ = [
     "project_joint_targets",
 ]
 
-# Upstream main/config.py: depth ranges (metres) discretised into the heatmap depth.
-BODY_3D_SIZE = 2.0
-HAND_3D_SIZE = 0.3
-FACE_3D_SIZE = 0.3
 #: Hand / face boxes: joint extent grown by this factor about its centre (upstream get_bbox).
 BOX_EXTEND = 1.2
 _PROJ_EPS = 1e-4  # the network's projection adds this to depth
@@ -194,7 +190,8 @@ class SyntheticWholeBody(Dataset):
         seed: samples are a pure function of ``(seed, index)``.
         config: network geometry (heatmap shapes, virtual camera).
         image_size: ``(H, W)`` of the rendered image; the camera is scaled from the body-input
-            size to it (the network expects ``config.input_img_shape``, 512x384).
+            size to it. None (default): ``config.input_img_shape`` (the released network's:
+            512x384), the size the network and the other training sets use.
 
     A sample is ``(inputs, targets, meta_info)`` of float32 tensors:
     inputs ``img (3, H, W)`` RGB in [0, 1]; targets ``joint_img``/``smplx_joint_img``
@@ -211,7 +208,7 @@ class SyntheticWholeBody(Dataset):
         length: int,
         seed: int = 0,
         config: ModelConfig = ModelConfig(),
-        image_size: tuple[int, int] = (512, 384),
+        image_size: tuple[int, int] | None = None,
     ) -> None:
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
@@ -222,6 +219,8 @@ class SyntheticWholeBody(Dataset):
         self.length = int(length)
         self.seed = int(seed)
         self.config = config
+        if image_size is None:
+            image_size = config.input_img_shape
         self.image_size = (int(image_size[0]), int(image_size[1]))
         c = config
         sx = self.image_size[1] / c.input_body_shape[1]
