@@ -15,6 +15,11 @@ from typing import Any
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 
+#: Upstream's fixed enlargement (``process_bbox``: 1.25) of a person's aspect-corrected box before
+#: the body crop; :attr:`PipelineConfig.box_scale`'s default.
+BODY_BOX_SCALE = 1.25
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Hand4Whole architecture and input/output geometry.
@@ -118,7 +123,7 @@ class PipelineConfig:
     checkpoint: str | None = None
     device: str = "auto"
     batch_size: int | None = None
-    box_scale: float = 1.25
+    box_scale: float = BODY_BOX_SCALE
     precision: str = "exact"
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ from wbcap.body.params import FIELDS as SMPLX_FIELDS
 from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.camera import crop_to_image_camera_np
-from wbcap.config import PipelineConfig
+from wbcap.config import BODY_BOX_SCALE, PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
 from wbcap.detect.boxes import box_outside_image
@@ -268,7 +268,7 @@ class Pipeline:
         regressor: WholeBodyRegressor,
         device: torch.device,
         batch_size: int | None = None,
-        box_scale: float = 1.25,
+        box_scale: float = BODY_BOX_SCALE,
         precision: Precision | str = Precision.EXACT,
         channels_last: bool = True,
         optimize: bool = True,

@@ -44,7 +44,7 @@ from smplx.utils import find_joint_kin_chain
 from smplx.vertex_ids import vertex_ids as smplx_vertex_ids
 from smplx.vertex_joint_selector import VertexJointSelector
 
-from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NUM
+from wbcap.body.joints import JOINT_IDX, SMPLX_BODY_JOINTS, SMPLX_NECK, SMPLX_OUTPUT_JOINT_NUM
 from wbcap.body.model_files import load_body_model_data
 from wbcap.body.params import SMPLXParams
 from wbcap.body.rotations import float32_region, matrix_to_axis_angle
@@ -54,8 +54,8 @@ __all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
 # smplx's constants: shape space 300 + expression space 100 in the full (v1.1) release.
 _SHAPE_SPACE_DIM = 300
 _EXPRESSION_SPACE_DIM = 100
-_NUM_BODY_JOINTS = 21
-_NECK_IDX = 12
+_NUM_BODY_JOINTS = len(SMPLX_BODY_JOINTS) - 1  # 21: pelvis to the wrists, less the root
+_NECK_IDX = SMPLX_NECK  # 12
 
 
 @dataclass(frozen=True)

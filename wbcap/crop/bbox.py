@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wbcap.config import BODY_BOX_SCALE, ModelConfig
+
 __all__ = [
     "BODY_ASPECT_RATIO",
     "BODY_BOX_SCALE",
@@ -40,12 +42,11 @@ __all__ = [
     "xyxy_to_xywh",
 ]
 
-BODY_INPUT_SHAPE: tuple[int, int] = (512, 384)
-"""Upstream ``cfg.input_img_shape`` (height, width) of the body crop."""
+BODY_INPUT_SHAPE: tuple[int, int] = tuple(ModelConfig.input_img_shape)  # type: ignore[assignment]
+"""Upstream ``cfg.input_img_shape`` (height, width) of the body crop: (512, 384), the released
+network's (:attr:`wbcap.config.ModelConfig.input_img_shape`)."""
 BODY_ASPECT_RATIO: float = BODY_INPUT_SHAPE[1] / BODY_INPUT_SHAPE[0]  # 0.75 exactly
 """Width / height of the body crop."""
-BODY_BOX_SCALE: float = 1.25
-"""Upstream's fixed enlargement of the aspect-corrected box."""
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
