@@ -48,6 +48,25 @@ def test_crash_is_one_line_and_a_log_file(crashing_doctor):
     assert "command: wbcap" in text
 
 
+def test_a_crash_naming_a_path_that_is_not_utf8_is_logged(monkeypatch):
+    """A user trial: `wbcap view "lat\\xe9"` crashed, and the crash report crashed writing the
+    log (strict UTF-8), leaving an empty log and a raw two-part traceback. The log keeps the
+    name's own bytes."""
+    import os
+
+    import wbcap.doctor
+
+    name = os.fsdecode(b"run_out/lat\xe9")
+
+    def boom(*args, **kwargs):
+        raise OSError(f"cannot read {name}")
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", boom)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == CRASH_EXIT_CODE and len(r.stderr.splitlines()) == 1, r.stderr
+    assert b"OSError: cannot read run_out/lat\xe9" in _log_path(r.stderr.strip()).read_bytes()
+
+
 @pytest.mark.parametrize("flag", ["--debug", "-v"])
 def test_debug_or_verbose_also_prints_the_traceback(crashing_doctor, flag):
     r = CliRunner().invoke(cli, [flag, "doctor"])

@@ -145,6 +145,27 @@ def test_image_display_is_the_turn_load_image_makes(tmp_path: Path, orientation:
     assert (rotation, mirrored) != (0, False) or orientation == 1
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("kind", ["rgb", "rgb lzw", "square", "gray 16-bit"])
+def test_an_oriented_tiff_is_turned_upright_once(tmp_path: Path, orientation: int, kind: str) -> None:
+    """OpenCV's TIFF decoder applies the orientation tag itself; wbcap applied it once more (a
+    user trial: tag 3 came out upside down, tag 6 sideways and "no person found")."""
+    h, w = (9, 9) if kind == "square" else (6, 11)
+    stored = _pattern(h, w)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.tiff"
+    if kind == "gray 16-bit":
+        gray = stored[..., 0].astype(np.uint16) * 257
+        Image.fromarray(gray).save(path, exif=exif)
+        stored = np.repeat(stored[..., :1], 3, axis=2)
+    else:
+        Image.fromarray(stored).save(path, exif=exif, **({"compression": "tiff_lzw"} if "lzw" in kind else {}))
+    upright = load_image(path)
+    np.testing.assert_array_equal(upright, apply_exif_orientation(stored, orientation))
+    assert image_size(path) == upright.shape[:2]
+
+
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_image_size_from_headers_is_the_loaded_shape(tmp_path: Path, orientation: int) -> None:
     path = tmp_path / f"o{orientation}.jpg"

@@ -488,6 +488,34 @@ def test_photo_names_with_url_characters_are_fetched_whole(tmp_path):
                 assert r.read() == (tmp_path / "out" / "photo #1 100%" / "person_0" / local).read_bytes(), url
 
 
+@pytest.mark.parametrize("html", [False, True], ids=["served", "--html"])
+def test_a_photo_named_in_latin_1_is_served(tmp_path, html):
+    """A photo whose name is not UTF-8 (`lat\\xe9.jpg`, which `wbcap image` takes): `wbcap view`
+    crashed building its URL, `--html` writing its README; http.server looked for U+FFFD."""
+    import os
+    import urllib.request
+
+    from wbcap.view.manifest import read_output
+    from wbcap.view.server import ViewServer
+    from wbcap.view.site import ViewJob, serve_view, write_html
+
+    _write_photo(tmp_path / "out")
+    name = os.fsdecode(b"lat\xe9")
+    (tmp_path / "out" / "photo").rename(tmp_path / "out" / name)
+    (image,) = read_output(tmp_path / "out").manifest["images"]
+    assert image["people"][0]["obj"] == "media/lat%E9/person_0/output.obj"
+    wanted = (tmp_path / "out" / name / "person_0" / "output.obj").read_bytes()
+    if html:
+        page = write_html(ViewJob(out=str(tmp_path / "out"), html=str(tmp_path / "share" / "walk.html")))
+        server = ViewServer(page.parent, page=page.name)
+    else:
+        server = serve_view(ViewJob(out=str(tmp_path / "out")))
+    with server as s:
+        base = s.url.rsplit("/", 1)[0] + ("/walk_files/" if html else "/")
+        with urllib.request.urlopen(base + image["people"][0]["obj"]) as r:
+            assert r.read() == wanted
+
+
 def test_photo_people_keep_their_shape_in_3d(tmp_path):
     """Each body is its OBJ moved rigidly (the y-up turn and a translation): every distance between
     its vertices is kept, where the overlay's point map stretched the smaller people along depth."""

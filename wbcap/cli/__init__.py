@@ -342,7 +342,9 @@ def _write_crash_log(text: str) -> Path | None:
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = folder / f"crash-{stamp}-{os.getpid()}.log"
-            with open(path, "x", encoding="utf-8") as fh:
+            # (surrogateescape: a path or argument that is not UTF-8 is written back as its own bytes;
+            # strict UTF-8 made the crash report itself crash, leaving an empty log)
+            with open(path, "x", encoding="utf-8", errors="surrogateescape") as fh:
                 fh.write(text)
             return path
         except OSError:

@@ -13,7 +13,7 @@ file holds into that:
 * 16-bit samples become 8-bit as ``round(v / 257)`` (65535 -> 255, exact for 8-bit values stored
   in 16 bits as ``v * 257``).
 * The EXIF orientation tag is applied (read with Pillow, rotated with numpy), for any format that
-  carries one (JPEG in practice). The reference implementation ignores it and so sees phone
+  carries one (JPEG in practice; OpenCV's TIFF decoder turns a TIFF itself, so it is turned once). The reference implementation ignores it and so sees phone
   photos sideways; users expect the upright picture they see in every viewer.
 * A truncated JPEG or PNG is an error (OpenCV returns a partly grey image with only a warning).
   So is a JPEG whose entropy-coded data libjpeg-turbo finds damaged in the middle (a hole of
@@ -154,11 +154,31 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     if _animated(data):
         log.warning("%s: an animated image; only its first frame is used (for all of them, convert it to a video "
                     "and use `wbcap run`)", p)
-    rgb = _to_rgb8(p, decoded)
     turn = _exif_orientation(data) if orientation else None
+    if turn not in (None, 1) and _turned_by_decoder(data, decoded, turn):
+        turn = None
+    rgb = _to_rgb8(p, decoded)
     if turn not in (None, 1):
         rgb = apply_exif_orientation(rgb, turn)
     return np.ascontiguousarray(rgb)
+
+
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)
+
+
+def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
+    """Whether OpenCV's decoder already turned the picture upright by its orientation tag ``turn``
+    (2..8). Its TIFF decoder does (OpenCV 4.11, even with ``IMREAD_IGNORE_ORIENTATION``; Pillow's
+    does too: a TIFF was turned twice, upside down for tag 3); with ``IMREAD_UNCHANGED`` JPEG, PNG
+    and WebP come as stored. Where the tag swaps the sides of a TIFF that is not square, the
+    decoded size tells (an OpenCV that leaves it as stored is then turned here)."""
+    if not data.startswith(_TIFF_SIGNATURES):
+        return False
+    if turn >= 5:
+        size = _header_size(io.BytesIO(data))  # (H, W) of the upright picture
+        if size is not None and size[0] != size[1]:
+            return decoded.shape[:2] == size
+    return True
 
 
 def _damage(p: Path, damaged: str, check: Callable[[Path, bytes], None], data: bytes) -> str | None:
@@ -215,6 +235,17 @@ def _animated(data: bytes) -> bool:
     return False
 
 
+def _stored_size(im) -> tuple[int, int]:
+    """``(width, height)`` of the picture as stored in an opened Pillow image (before its
+    orientation tag): Pillow's size, except for a TIFF, whose size Pillow (13) gives upright, as
+    its decoder turns it; the stored one is in its tags."""
+    width, height = im.size
+    if im.format == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        width, height = tags.get(256, width), tags.get(257, height)  # (ImageWidth, ImageLength)
+    return int(width), int(height)
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(H, W)`` pixels of the upright picture :func:`load_image` would return, from the file's
     headers only (Pillow; no decoding), or None when Pillow cannot tell (the file is then
@@ -222,7 +253,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     :data:`MAX_IMAGE_PIXELS` (which :func:`load_image` refuses) gets its size as stored."""
     try:
         with _open_pillow(Path(path)) as im:  # lazy: parses headers only
-            width, height = im.size
+            width, height = _stored_size(im)
             if width * height > MAX_IMAGE_PIXELS:  # (a PNG's orientation could mean decoding it)
                 return (int(height), int(width))
             orientation = _orientation_tag(im)
@@ -261,7 +292,7 @@ def _header_size(p: Path | io.BytesIO) -> tuple[int, int] | None:
     pixels, as :func:`image_size` would decode the whole PNG to find one after them), or None."""
     try:
         with _open_pillow(p) as im:
-            width, height = im.size
+            width, height = _stored_size(im)
             orientation = _orientation_tag(im) if im.format != "PNG" or "exif" in im.info else None
     except Exception:
         return None

@@ -423,7 +423,7 @@ def _url(path: str) -> str:
     person's parameters and mesh; a user trial). The servers decode it back."""
     import urllib.parse
 
-    return urllib.parse.quote(path, safe="/")
+    return urllib.parse.quote(path, safe="/", errors="surrogateescape")  # (a name not in UTF-8: its own bytes)
 
 
 def frame_tolerance(times: list[float], k: int, fallback: float) -> float:

@@ -76,6 +76,18 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
+def _unquote(path: str) -> str:
+    """A URL path's ``%XX`` escapes decoded as UTF-8, any other byte kept as its surrogate escape,
+    as Python names a file whose name is not UTF-8 (``os.fsdecode``)."""
+    return urllib.parse.unquote(path, errors="surrogateescape")
+
+
+def _as_utf8_url(path: str) -> str:
+    """``path`` re-escaped so that http.server's decoding (UTF-8 with ``surrogatepass``) gives
+    :func:`_unquote`'s name."""
+    return urllib.parse.quote(_unquote(path), safe="/", errors="surrogatepass")
+
+
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     """:class:`~http.server.SimpleHTTPRequestHandler` with single byte ranges, no listings,
     fixed content types, and quiet logs (``quiet`` class attribute)."""
@@ -107,10 +119,16 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() and not host.endswith("]") else host
         return name in ("127.0.0.1", "localhost", "[::1]")
 
+    def translate_path(self, path: str) -> str:
+        """The file of a URL path, its ``%XX`` bytes taken as the file name's own bytes: a byte that
+        is not UTF-8 (a name in Latin-1, ``lat%E9.jpg``) became U+FFFD in http.server's, and the
+        file was not found. It is handed on as the surrogate escape UTF-8 can carry."""
+        return super().translate_path(_as_utf8_url(path.split("?", 1)[0].split("#", 1)[0]))
+
     def _allowed(self) -> bool:
         if not self.only:
             return True
-        path = posixpath.normpath(urllib.parse.unquote(self.path.split("?", 1)[0].split("#", 1)[0]))
+        path = posixpath.normpath(_unquote(self.path.split("?", 1)[0].split("#", 1)[0]))
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.only)
 
     def send_head(self) -> Any:

@@ -101,8 +101,9 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 def _page(base: str | None, serve_command: str) -> str:
     html = (static_dir() / "index.html").read_text(encoding="utf-8")
     # (percent-encoded: a folder named "take#2_files/" or "50%_files/" is otherwise read as an anchor or an escape)
-    html = html.replace("<!--BASE-->", f'<base href="{escape(urllib.parse.quote(base))}">' if base else "")
-    return html.replace("{{SERVE_COMMAND}}", escape(serve_command))
+    html = html.replace("<!--BASE-->", f'<base href="{escape(urllib.parse.quote(base, errors="surrogateescape"))}">' if base else "")
+    shown = serve_command.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # (the page is UTF-8 text)
+    return html.replace("{{SERVE_COMMAND}}", escape(shown))
 
 
 def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
@@ -222,9 +223,10 @@ def write_html(job: ViewJob) -> Path:
             f"wbcap viewer for {Path(job.out).name}. Open it with:\n\n    {serve}\n\n"
             f"in the folder holding {page.name} (Python 3.10+, nothing else to install), then open the address "
             "it prints.\nBrowsers do not run this page from a file:// address (ES modules and fetch need http).\n",
-            encoding="utf-8")
+            encoding="utf-8", errors="surrogateescape")
         written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
-        (stage / WRITTEN_LIST).write_text("".join(f"{name}\n" for name in written), encoding="utf-8")
+        (stage / WRITTEN_LIST).write_text("".join(f"{name}\n" for name in written), encoding="utf-8",
+                                          errors="surrogateescape")  # (names as the file system has them)
     atomic_write_text(page, _page(f"{files.name}/", serve))
     log.info("wrote %s and %s/", page, files)
     return page
@@ -271,7 +273,7 @@ def _check_replaceable(page: Path, files: Path) -> None:
     listed = files / WRITTEN_LIST
     if not listed.is_file():
         return
-    known = set(listed.read_text(encoding="utf-8", errors="replace").splitlines()) | {WRITTEN_LIST}
+    known = set(listed.read_text(encoding="utf-8", errors="surrogateescape").splitlines()) | {WRITTEN_LIST}
     folders = {parent.as_posix() for name in known for parent in PurePosixPath(name).parents}
     # (anything else: a file, a folder holding none of its files, a link, a pipe; links are not followed)
     foreign = sorted(p for p in files.rglob("*") if p.relative_to(files).as_posix() not in known
