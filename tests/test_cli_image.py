@@ -846,3 +846,26 @@ def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args):
     assert f"{img_path}: kept 1 of 2 person boxes (the first given); raise --max-people to keep more" in r.output
     assert sorted(p.name for p in (out / "pair").iterdir()) == ["person_0"]
     assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [60, 40, 220, 420]
+
+
+def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeypatch):
+    """A user trial: `wbcap image photo -o OUT` on a full disk said so in one line and left an
+    empty OUT/ (made for the photo's folder) behind; a folder that was there stays."""
+    import errno
+
+    import wbcap.export.image_outputs
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(wbcap.export.image_outputs, "write_obj", full)
+    photo = write_rgb(tmp_path / "p.jpg", person_image(96, 128, seed=1))
+    for out in (tmp_path / "new" / "out", tmp_path / "there"):
+        made = out.name == "there"
+        if made:
+            out.mkdir()
+        r = CliRunner().invoke(cli, ["image", str(photo), "-o", str(out), "--full-image", "--no-render",
+                                     *map(str, micro_args)])
+        assert r.exit_code == 2 and "No space left on device" in r.output, r.output
+        assert out.exists() == made and (not made or not any(out.iterdir()))
+    assert not (tmp_path / "new").exists()

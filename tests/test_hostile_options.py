@@ -381,3 +381,28 @@ def test_a_run_stopped_in_pass_2_is_said_unfinished_by_export_and_view(tmp_path,
     assert (out / "render.mp4").is_file() and not (out / ".wbcap" / "writing").exists()
     r = CliRunner().invoke(cli, ["view", str(out), "--html", str(tmp_path / "w.html")])
     assert r.exit_code == 0 and "stopped while writing" not in r.output, r.output
+
+
+def test_a_full_disk_in_pass_2_says_how_to_finish_the_run(tmp_path, base_args, video, monkeypatch):
+    """A user trial: a disk that filled while the track files were written left the frames and
+    said only to free space; running the command again then said the folder holds a run. The line
+    now says to add --resume, which finishes it."""
+    import errno
+
+    import wbcap.export.animation
+
+    out = tmp_path / "run"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "track_0.npz"))
+
+    monkeypatch.setattr(wbcap.export.animation, "write_track_files", full)
+    for extra, then in (([], "add --resume to the same command"), (["--resume"], "run the same command again")):
+        r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", *extra, *base_args)
+        assert r.exit_code == 2, text(r)
+        assert text(r).splitlines()[-1] == (f"error: cannot write {out / 'track_0.npz'} (No space left on device): free "
+                                             f"disk space or point -o to another disk; then {then} to finish the run "
+                                             "(the frames done so far are kept)"), text(r)
+    monkeypatch.undo()
+    r = invoke("run", video, "-o", out, "--detector", "full", "--min-track", "1", "--no-render", "--resume", *base_args)
+    assert r.exit_code == 0 and (out / "track_0.npz").is_file(), text(r)

@@ -356,15 +356,15 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
 
 
 def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
-    """An APNG or animated WebP ran silently as its first frame (found by a user trial): a
-    warning says so; still images (PNG, WebP, lossy and lossless) do not warn."""
+    """An APNG, animated WebP or multi-page TIFF ran silently as its first frame (found by user
+    trials): a warning says so; still images (PNG, WebP, lossy and lossless, TIFF) do not warn."""
     import logging
 
     from PIL import Image
 
     frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 200)]
-    animated = {"a.png": {}, "a.webp": {"lossless": True}}
-    still = {"s.png": {}, "s.webp": {"lossless": True}, "l.webp": {"quality": 80}}
+    animated = {"a.png": {}, "a.webp": {"lossless": True}, "a.tiff": {}}  # (a TIFF of two pages: a user trial)
+    still = {"s.png": {}, "s.webp": {"lossless": True}, "l.webp": {"quality": 80}, "s.tiff": {}}
     for name, kw in animated.items():
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100, **kw)
     for name, kw in still.items():
@@ -374,7 +374,7 @@ def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
         with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
             image = load_image(tmp_path / name)
         assert image.shape == (20, 30, 3) and abs(int(image[0, 0, 0]) - 10) <= 3  # the first frame
-        said = f"{tmp_path / name}: an animated image; only its first frame is used" in caplog.text
+        said = f"{tmp_path / name}: an animated or multi-page image; only its first frame is used" in caplog.text
         assert said == (name in animated), (name, caplog.text)
 
 
@@ -395,3 +395,15 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
     with caplog.at_level("WARNING", logger="wbcap.io.images"):
         iter_image_paths(tmp_path)
     assert caplog.records == []
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A user trial: `wbcap image` of a FIFO waited forever for a writer."""
+    import os
+
+    os.mkfifo(tmp_path / "photo.jpg")
+    assert image_size(tmp_path / "photo.jpg") is None  # (`wbcap image` asks its size first: Pillow waited there)
+    with pytest.raises(InputError) as err:
+        load_image(tmp_path / "photo.jpg")
+    assert str(err.value) == (f"{tmp_path / 'photo.jpg'}: is not a regular file (a pipe or a device); save the image "
+                              "to a file and pass that")

@@ -378,3 +378,61 @@ def test_the_hint_to_finish_a_run_gives_the_last_command_that_ran_it(tmp_path, m
     damaged = {**json.loads(run_json.read_text()), "command": {"argv": "run x", "cwd": str(tmp_path), "out": str(out)}}
     run_json.write_text(json.dumps(damaged))
     assert unfinished_run_note(out) == old_hint.format(out)
+
+
+@pytest.mark.parametrize("source", ["frames", "frames/*.png"])
+def test_an_image_sequence_is_resumed_by_its_images_stamps_not_its_folders(tmp_path, monkeypatch, source):
+    """A user trial: run.json held the folder's own size and mtime, so a resume went on after
+    images were rewritten in place (mixing old and new pictures), and was refused after a hidden
+    file was made and deleted beside them. The images' stamps are what count."""
+    from wbcap.video_app import VideoJob, _fingerprint
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(4):
+        (frames / f"{k:04d}.png").write_bytes(b"png" * (k + 1))
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    job = VideoJob(source=source, out="out")
+    fp = _fingerprint(job)
+    assert fp["source_size"] == 3 * (1 + 2 + 3 + 4) and fp["source_files"].startswith("4 images, sha256 ")
+    prepare_output(tmp_path / "out", fp, resume=False, overwrite=False)
+    # the folder changed, its images did not: resumed
+    (frames / ".DS_Store").write_bytes(b"x")
+    (frames / ".DS_Store").unlink()
+    os.utime(frames, (1, 1))
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)
+    # an image added: refused; taken away again: resumed
+    (frames / "0009.png").write_bytes(b"p")
+    with pytest.raises(InputError, match="its source changed"):
+        prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)
+    (frames / "0009.png").unlink()
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)
+    # an image rewritten in place (same size, later mtime): refused, in words
+    (frames / "0002.png").write_bytes(b"PNG" * 3)
+    os.utime(frames / "0002.png", (2e9, 2e9))
+    with pytest.raises(InputError) as err:
+        prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)
+    said = str(err.value)
+    assert "(its images (which, their sizes or modification times)); its source changed since that run began" in said
+    assert "source_" not in said, said
+
+
+def test_an_image_sequence_run_of_an_older_wbcap_resumes(tmp_path, monkeypatch):
+    """A run.json an older wbcap wrote for an image folder holds the folder's own stamps and no
+    source_files: resumed as then, unchecked (they say nothing of the images)."""
+    from wbcap.io.run_folder import RUN_DIR, RUN_FILE
+    from wbcap.video_app import VideoJob, _fingerprint
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "0.png").write_bytes(b"png")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    job = VideoJob(source="frames", out="out")
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=False, overwrite=False)
+    run_file = tmp_path / "out" / RUN_DIR / RUN_FILE
+    old = json.loads(run_file.read_text())
+    del old["source_files"]
+    old.update(source_size=4096, source_mtime=12345)
+    run_file.write_text(json.dumps(old))
+    prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)

@@ -5,6 +5,7 @@ The CLI builds an :class:`ImageJob` and calls :func:`run_images`; notebooks can 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -234,10 +235,7 @@ def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
 
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.atomic import check_writable_destination
-    from wbcap.detect.boxes import load_boxes_json
-    from wbcap.export.image_outputs import check_output_folder, output_names, write_image_outputs
-    from wbcap.io.images import load_image
-    from wbcap.pipeline import Pipeline, box_advice
+    from wbcap.export.image_outputs import check_output_folder, output_names
 
     def stage(name: str, path: Path | None) -> None:
         if on_stage is not None:
@@ -251,6 +249,24 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     for name in names:
         check_output_folder(out_root / name, out_root)
     check_writable_destination(out_root)
+    made = [p for p in (out_root, *out_root.parents) if not p.exists()]  # (the folders writing will make)
+    try:
+        return _regress_images(job, paths, names, out_root, pipeline, on_progress, stage, renderer)
+    finally:
+        # (-o made here and left empty: no photo written, a full disk... nothing is left behind)
+        with contextlib.suppress(OSError):
+            for folder in made:
+                folder.rmdir()
+
+
+def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pipeline, on_progress, stage,
+                    renderer) -> list[ImageResult]:
+    """:func:`_run_images` once ``out_root`` is checked: each photo read, detected, regressed and written."""
+    from wbcap.detect.boxes import load_boxes_json
+    from wbcap.export.image_outputs import write_image_outputs
+    from wbcap.io.images import load_image
+    from wbcap.pipeline import Pipeline, box_advice
+
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job)

@@ -129,7 +129,7 @@ class LazyGroup(click.Group):
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: quietly, as a shell tool the pipe killed
                 _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
-            if exc.errno in _DISK_FULL:  # not a crash: the user can act on it
+            if exc.errno in DISK_FULL:  # not a crash: the user can act on it
                 click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
@@ -246,7 +246,7 @@ DISK_FULL_EXIT_CODE = 2
 #: errno values of a write that found no room: a full disk or quota (``EDQUOT`` is missing on
 #: some platforms), or a file over the largest the file system or the process's file size limit
 #: (``ulimit -f``) allows (``EFBIG``: a user trial got a crash log for it).
-_DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+DISK_FULL = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
 
 
 #: Parameter names of the options that name a command's output (``-o``, ``--dest``, ``--html``,
@@ -275,7 +275,9 @@ def _disk_full_message(exc: OSError, ctx: click.Context | None = None) -> str:
     if path is not None and any(_is_within(Path(path), own) for own in (user_data_dir(), user_cache_dir())):
         return f"{where}: {first} or set {ENV_HOME} to a folder on another disk"
     option = _output_option(ctx)
-    return f"{where}: {first}" + (f" or point {option} to another disk" if option else "")
+    line = f"{where}: {first}" + (f" or point {option} to another disk" if option else "")
+    then = getattr(exc, "wbcap_next_step", None)  # (the command's own next step, e.g. `wbcap run`'s --resume)
+    return f"{line}; {then}" if then else line
 
 
 def _output_option(ctx: click.Context | None) -> str | None:

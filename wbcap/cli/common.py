@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 
 import click
 
@@ -15,7 +17,15 @@ class NonEmptyPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path; name a file or folder", param, ctx)
+        if isinstance(value, str) and _URL.match(value) and not os.path.exists(value):
+            # (a user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file")
+            self.fail(f"{value}: an address, not a file; wbcap reads files only: download it first (e.g. "
+                      f"curl -LO '{value}') and name the file", param, ctx)
         return super().convert(value, param, ctx)
+
+
+#: An address with a scheme (``http://``, ``https://``, ``rtsp://``, ``s3://``...), not a path.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -181,15 +181,22 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
 
         out = Path(job.out).expanduser()
         before = raw_stamp(out)
+        # --resume and --overwrite do not go together: after --overwrite, --resume replaces it; a
+        # stopped --resume is run again as it was (it said to add the --resume it had: a user trial)
+        add = ("run the same command again" if job.resume else "add --resume to the same command in place of "
+               "--overwrite" if job.overwrite else "add --resume to the same command")
         try:
             return run_video(job, pipeline=pipeline, progress=progress)
+        except OSError as exc:
+            from wbcap.cli import DISK_FULL
+            from wbcap.video_app import resumable
+
+            if exc.errno in DISK_FULL and resume_hint and resumable(job):  # (a user trial: the line said nothing of it)
+                exc.wbcap_next_step = f"then {add} to finish the run (the frames done so far are kept)"  # type: ignore[attr-defined]
+            raise
         except KeyboardInterrupt:  # (also SIGTERM and SIGHUP: see wbcap.cli)
             from wbcap.video_app import previous_run_kept, resumable
 
-            # --resume and --overwrite do not go together: after --overwrite, --resume replaces it; a
-            # stopped --resume is run again as it was (it said to add the --resume it had: a user trial)
-            add = ("run the same command again" if job.resume else "add --resume to the same command in place of "
-                   "--overwrite" if job.overwrite else "add --resume to the same command")
             hint = resume_hint and resumable(job)
             if job.overwrite and previous_run_kept(job) and raw_stamp(out) == before:  # (put back as it was)
                 fits = f" (its frames fit this command: {add} to use them)" if hint else ""

@@ -143,17 +143,17 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
-        raise InputError(
-            f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
-        )
+        moving = p.suffix.lower() in _VIDEO_NAMES | {".gif"}  # (`wbcap run` reads them: a user trial)
+        raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
+                         + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
         damage = _damage(p, damaged, _check_complete, data)
     if damage is not None:
         log.warning("%s (used as decoded)", damage)
 
     if _animated(data):
-        log.warning("%s: an animated image; only its first frame is used (for all of them, convert it to a video "
-                    "and use `wbcap run`)", p)
+        log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, convert "
+                    "it to a video and use `wbcap run`)", p)
     turn = _exif_orientation(data) if orientation else None
     if turn not in (None, 1) and _turned_by_decoder(data, decoded, turn):
         turn = None
@@ -210,9 +210,12 @@ def _open_pillow(source):
     """``PIL.Image.open(source)`` (lazy: headers only) without Pillow's decompression-bomb check,
     whose limit (a warning printed above 89 megapixels, an error above 179) is below
     :data:`MAX_IMAGE_PIXELS`, which wbcap applies itself (:func:`check_pixel_count`). The check is
-    off only while the headers are parsed, under a lock."""
+    off only while the headers are parsed, under a lock. A path that is no regular file (a named
+    pipe would be waited on for ever) raises ``OSError``."""
     from PIL import Image
 
+    if isinstance(source, Path) and source.exists() and not source.is_file():
+        raise OSError(f"{source}: not a regular file")
     with _PILLOW_LOCK:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
@@ -225,13 +228,20 @@ def _open_pillow(source):
 
 def _animated(data: bytes) -> bool:
     """Whether an image file's bytes hold an animation OpenCV decodes only the first frame of:
-    an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension) or an
-    animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec)."""
+    an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension), an
+    animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec) or a TIFF
+    of several pages."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         idat = data.find(b"IDAT")
         return b"acTL" in data[: idat if idat > 0 else len(data)]
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
         return b"ANIM" in data[12:64]
+    if data.startswith(_TIFF_SIGNATURES):  # (a multi-page TIFF: Pillow walks its directories, no pixels read)
+        try:
+            with _open_pillow(io.BytesIO(data)) as im:
+                return int(getattr(im, "n_frames", 1)) > 1
+        except Exception:
+            return False
     return False
 
 
@@ -351,6 +361,7 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 def iter_image_paths(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    warn: bool = True,
 ) -> list[Path]:
     """Expand files, folders and glob patterns into a list of image files.
 
@@ -366,6 +377,8 @@ def iter_image_paths(
 
     Args:
         paths: one path/pattern or an iterable of them.
+        warn: say which pictures a folder's listing skipped (False: a second listing of the same
+            input, already said).
 
     Returns:
         Image file paths (as given, not resolved).
@@ -391,7 +404,7 @@ def iter_image_paths(
         if kind == "folder":
             entries = sorted(p.iterdir(), key=_natural_key)
             files = [f for f in entries if _is_image_name(f) and f.is_file()]
-            _warn_unread_pictures(p, [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
+            _warn_unread_pictures(p, [] if not warn else [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
                                       and not f.name.startswith(".") and f.is_file()])
             if not files:
                 others = [f for f in entries if not f.name.startswith(".") and f.is_file()
@@ -463,6 +476,8 @@ def _natural_key(path: Path) -> tuple[object, ...]:
 def _read_bytes(p: Path) -> bytes:
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not an image; pass an image file")
+    if p.exists() and not p.is_file():  # (a named pipe or a device: reading it waited forever in a user trial)
+        raise InputError(f"{p}: is not a regular file (a pipe or a device); save the image to a file and pass that")
     try:
         data = p.read_bytes()
     except FileNotFoundError:

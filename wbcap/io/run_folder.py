@@ -116,18 +116,40 @@ def raw_stamp(out: Path) -> tuple[int, int, int, int] | None:
 
 
 def fingerprint(source: str, settings: dict) -> dict:
-    """What pass 1's results depend on: the source file (resolved path, size in bytes, mtime
-    in whole seconds; the path as given when it is no file, e.g. a glob) and ``settings``
-    (JSON-able values). Returned as it reads back from ``run.json`` (tuples become lists)."""
+    """What pass 1's results depend on: the source (resolved path; the path as given when it is
+    no file or folder, e.g. a glob), its stamps and ``settings`` (JSON-able values). Returned as it
+    reads back from ``run.json`` (tuples become lists).
+
+    Stamps: of a video file its size in bytes and mtime in whole seconds; of an image folder or
+    glob (:func:`~wbcap.io.images.iter_image_paths`) the images' total size, the newest one's
+    mtime and ``source_files``, their count and a digest of each one's path, size and mtime: a
+    folder's own stamps changed with a hidden file made and deleted beside the images, and not
+    with an image rewritten in place (a user trial: a resume then mixed old and new pictures)."""
     src = Path(source).expanduser()
-    stat = src.stat() if src.exists() else None
-    fp = {
-        "source": str(src.resolve()) if src.exists() else source,
-        "source_size": stat.st_size if stat else None,
-        "source_mtime": int(stat.st_mtime) if stat else None,
-        **settings,
-    }
+    images = None if src.is_file() else _sequence_images(source)
+    if images is not None:
+        stats = [(str(p.resolve()), p.stat()) for p in images]
+        digest = hashlib.sha256("".join(f"{name}\t{st.st_size}\t{int(st.st_mtime)}\n" for name, st in stats)
+                                .encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        stamps = {"source_size": sum(st.st_size for _, st in stats),
+                  "source_mtime": max(int(st.st_mtime) for _, st in stats),
+                  "source_files": f"{len(stats)} images, sha256 {digest}"}
+    else:
+        stat = src.stat() if src.exists() else None
+        stamps = {"source_size": stat.st_size if stat else None, "source_mtime": int(stat.st_mtime) if stat else None}
+    fp = {"source": str(src.resolve()) if src.exists() else source, **stamps, **settings}
     return json.loads(json.dumps(fp))
+
+
+def _sequence_images(source: str) -> list[Path] | None:
+    """The images of an image folder or glob ``source`` as a run reads them, None when it names
+    none (e.g. a video file that is gone: the resume says so)."""
+    from wbcap.io.images import iter_image_paths
+
+    try:
+        return iter_image_paths(source, warn=False)
+    except (InputError, OSError):
+        return None
 
 
 def file_identity(path: str | os.PathLike | None) -> dict | None:
@@ -266,6 +288,10 @@ def _as_given(previous: dict, fp: dict, typed_paths: dict[str, TypedPath]) -> di
     naming what ``fp`` names replaced by ``fp``'s value. A setting with a prefix matches only
     when both values start with it; the paths after it are compared."""
     result = json.loads(json.dumps(previous))  # (a deep copy)
+    if "source_files" in fp and "source_files" not in result and result.get("source") == fp.get("source"):
+        # (an image sequence's run begun by a wbcap before its images' stamps: it recorded the
+        # folder's own, which say nothing of the images; not checked, as then)
+        result.update({k: fp[k] for k in ("source_size", "source_mtime", "source_files")})
     for key, typed in typed_paths.items():
         prefix, typed = typed if isinstance(typed, tuple) else ("", typed)
         *parents, last = key.split(".")
@@ -933,7 +959,7 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
 
     scalar = (str, int, float, bool, type(None))
     parts = []
-    stamps = {"source_size", "source_mtime"}  # (the source file's identity: named in words, once)
+    stamps = {"source_size", "source_mtime", "source_files"}  # (the source's identity: named in words, once)
     for key in diff:
         if key in stamps:
             continue
@@ -945,7 +971,8 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
         else:
             parts.append(f"{name}: {value(then)} in the run, {value(now)} now")
     if not stamps.isdisjoint(diff) and "source" not in diff:
-        parts.append("the source file's size or modification time")
+        parts.append("its images (which, their sizes or modification times)" if "source_files" in fp
+                     else "the source file's size or modification time")
     if not stamps.isdisjoint(diff):
         raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); its source changed since "
                          f"that run began, and a run continues only from the source it began with; use {overwrite_} "
