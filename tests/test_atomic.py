@@ -101,3 +101,19 @@ def test_an_output_named_with_a_trailing_slash_is_a_folder_not_a_file(tmp_path):
         assert r.exit_code == 2 and r.stderr.strip() == expected, (args, r.output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["body.pth.tar", "hand.pth.tar"]
     check_writable_file(tmp_path / "results" / "r.json")  # (a file in it is fine)
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_dangling_link_on_the_way_is_named(tmp_path, deep):
+    """A user trial: `-o` a link to nothing said "cannot create the output folder (File exists)"."""
+    from wbcap.atomic import check_writable_destination
+    from wbcap.errors import InputError
+
+    os.symlink(tmp_path / "gone", tmp_path / "out")
+    target = tmp_path / "out" / "run" if deep else tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        check_writable_destination(target)
+    assert str(err.value) == (f"{tmp_path / 'out'}: is a link to {tmp_path / 'gone'}, which does not exist, so {target} "
+                              "cannot be created; create what it points to, or choose another output folder")
+    (tmp_path / "gone").mkdir()
+    check_writable_destination(target)

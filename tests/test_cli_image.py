@@ -869,3 +869,22 @@ def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeyp
         assert r.exit_code == 2 and "No space left on device" in r.output, r.output
         assert out.exists() == made and (not made or not any(out.iterdir()))
     assert not (tmp_path / "new").exists()
+
+
+def test_box_file_keys_that_name_no_input_are_said(tmp_path, micro_ckpt, body_dir, caplog):
+    """A user trial: `wbcap image --boxes f.json` ignored keys naming none of the photos without a
+    word (a typo's photo then had "no entry"); one warning names them, as `wbcap run`'s does."""
+    import json
+    import logging
+
+    from wbcap.testing.images import person_image
+
+    img = write_rgb(tmp_path / "pic.png", person_image(96, 128, seed=1))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"pic.png": [[10, 10, 60, 100]], "pic.jpg": [[1, 1, 9, 9]], "p1c.png": []}))
+    with caplog.at_level(logging.WARNING):
+        r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes),
+                                     "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--no-render"])
+    assert r.exit_code == 0, r.output
+    said = [rec.getMessage() for rec in caplog.records if "keys name no input image" in rec.getMessage()]
+    assert said == [f"{boxes}: 2 of 3 keys name no input image (e.g. 'pic.jpg', 'p1c.png'); their boxes are ignored"]

@@ -154,6 +154,10 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
     """
     p = Path(path).absolute()
     shown = Path(output).absolute() if output is not None else p
+    dangling = next((a for a in (p, *p.parents) if a.is_symlink() and not a.exists()), None)
+    if dangling is not None:  # (a user trial: "cannot create the output folder (File exists)")
+        raise InputError(f"{dangling}: is a link to {os.readlink(dangling)}, which does not exist, so {shown} cannot "
+                         f"be {'written' if output else 'created'}; create what it points to, or {fix}")
     nearest = next((a for a in (p, *p.parents) if a.exists()), None)
     if nearest is None:
         return

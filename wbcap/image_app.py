@@ -75,8 +75,10 @@ STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "w
 FEW_PHOTOS = 4
 
 
-def _check_box_keys(paths: list[Path], job: ImageJob) -> None:
-    """A boxes file is keyed by file name: two inputs with one name would get the same boxes."""
+def _check_box_keys(paths: list[Path], job: ImageJob, table: dict) -> None:
+    """A boxes file is keyed by file name: two inputs with one name would get the same boxes; keys
+    that name none of the inputs are said in one warning (as `wbcap run` says them), their boxes unused
+    (a user trial: a typo in a key went unsaid, where the photo it meant then had "no entry")."""
     seen: dict[str, Path] = {}
     for path in paths:
         if path.name in seen:
@@ -85,6 +87,10 @@ def _check_box_keys(paths: list[Path], job: ImageJob) -> None:
                 f"gives boxes; process them in separate runs, each with its own {_box_file_option(job)} file"
             )
         seen[path.name] = path
+    unmatched = [key for key in table if key not in seen]
+    if unmatched:
+        log.warning("%s: %d of %d keys name no input image (e.g. %s); their boxes are ignored", job.boxes_file,
+                    len(unmatched), len(table), ", ".join(repr(k) for k in unmatched[:3]))
 
 
 def _box_file_option(job: ImageJob) -> str:
@@ -269,7 +275,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
 
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
-        _check_box_keys(paths, job)
+        _check_box_keys(paths, job, per_image_boxes)
     # The first image is read before the model is loaded: one unreadable photo is reported in
     # a moment, not after the model (seconds; more on a machine's first run).
     stage("reading", paths[0])
