@@ -429,3 +429,25 @@ def test_a_damaged_run_json_is_one_error_line(finished_run, tmp_path, micro_ckpt
         assert r.exit_code == 2 and len(lines) == 1, r.output
         assert lines[0].startswith(f"error: {run_dir / '.wbcap' / 'run.json'}: ") and "--overwrite" in lines[0], r.output
     assert (run_dir / ".wbcap" / "run.json").read_text() == text
+
+
+def test_an_export_stopped_midway_says_the_rest_is_missing(finished_run, tmp_path, body_dir, monkeypatch, caplog):
+    """A user trial: Ctrl-C during `wbcap export --format fbx` left 4 of 7 files and printed only
+    "interrupted". A warning says the files written are whole and how to write the rest."""
+    import logging
+
+    import wbcap.export.animation
+
+    def stopped(dest, *args, **kwargs):
+        (dest / "track_0.bvh").write_text("HIERARCHY\n")  # (one file done before the stop)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wbcap.export.animation, "write_track_files", stopped)
+    dest = tmp_path / "dest"
+    with caplog.at_level(logging.WARNING):
+        r = CliRunner().invoke(cli, ["export", str(finished_run), "--dest", str(dest), "--format", "bvh",
+                                     "--body-models", str(body_dir)])
+    assert r.exit_code == 130 and r.output.splitlines()[-1] == "interrupted", r.output
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING] == [
+        f"{dest}: stopped while writing the track files; those written are whole, others are missing: run the same "
+        "command again to write them all"]

@@ -184,8 +184,11 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         with torch.no_grad():
             written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export,
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
-    except BaseException:  # (Ctrl-C included) a folder this export made and nothing went into goes again
+    except BaseException as exc:  # (Ctrl-C included) a folder this export made and nothing went into goes again
         _remove_empty(created)
+        if isinstance(exc, KeyboardInterrupt) and dest.is_dir():  # (a user trial: 4 of 7 files left, unsaid)
+            log.warning("%s: stopped while writing the track files; those written are whole, others are missing: "
+                        "run the same command again to write them all", dest)
         raise
     _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
     if in_place:
