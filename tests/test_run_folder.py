@@ -436,3 +436,19 @@ def test_an_image_sequence_run_of_an_older_wbcap_resumes(tmp_path, monkeypatch):
     old.update(source_size=4096, source_mtime=12345)
     run_file.write_text(json.dumps(old))
     prepare_output(tmp_path / "out", _fingerprint(job), resume=True, overwrite=False)
+
+
+def test_a_folder_of_photo_results_is_named_as_such(tmp_path):
+    """A user trial: `wbcap run -o` a folder of `wbcap image` results said it "holds files wbcap
+    did not write"; wbcap wrote them. Anything else beside them is still what wbcap did not write."""
+    from wbcap.io.run_folder import refuse_taken_output
+
+    out = tmp_path / "photos"
+    (out / "messi" / "person_0").mkdir(parents=True)
+    (out / "messi" / "person_0" / "output.obj").write_text("v 0 0 0\n")
+    with pytest.raises(InputError) as err:
+        refuse_taken_output(out)
+    assert str(err.value) == f"{out} holds `wbcap image` results (e.g. messi/); choose another output folder (a new or empty one)"
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds files wbcap did not write"):
+        refuse_taken_output(out)

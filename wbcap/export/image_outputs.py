@@ -64,7 +64,6 @@ metres; rotations are axis-angle vectors in radians)::
 from __future__ import annotations
 
 import os
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,12 +76,8 @@ from wbcap.atomic import atomic_write_bytes, staged_dir
 from wbcap.errors import InputError, setting
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
+from wbcap.io.image_results import PERSON_DIR, is_image_result
 from wbcap.io.param_names import to_file_record
-
-#: Files of one person's folder.
-RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg",
-                "output.glb", "output.bvh", "output.fbx", "output.npz", "output.csv")
-_PERSON_DIR = re.compile(r"person_\d+")
 
 
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str) -> dict:
@@ -169,16 +164,6 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return names
 
 
-def _is_image_result(folder: Path) -> bool:
-    """Whether ``folder`` holds nothing but ``person_<k>/`` folders of result files."""
-    for entry in folder.iterdir():
-        if not (entry.is_dir() and not entry.is_symlink() and _PERSON_DIR.fullmatch(entry.name)):
-            return False
-        if any(f.name not in RESULT_FILES or not f.is_file() for f in entry.iterdir()):
-            return False
-    return True
-
-
 def check_output_folder(final: Path, out_root: Path | None = None) -> None:
     """Refuse to replace ``final`` unless it is absent or an earlier wbcap image result.
 
@@ -192,7 +177,7 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise InputError(f"{final}: exists and is not a folder; "
                          f"move it away or choose another {setting('out', api='output')} folder")
-    if final.is_dir() and not _is_image_result(final):
+    if final.is_dir() and not is_image_result(final):
         raise InputError(
             f"{final}: exists and holds files that are not a wbcap image result; "
             f"move them away or choose another {setting('out', api='output')} folder"
@@ -201,7 +186,7 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
         parent = final.parent
         root = Path(out_root)
         while parent != root and root in parent.parents:
-            if parent.is_dir() and any(_PERSON_DIR.fullmatch(e.name) for e in parent.iterdir()):
+            if parent.is_dir() and any(PERSON_DIR.fullmatch(e.name) for e in parent.iterdir()):
                 raise InputError(
                     f"{parent}: holds an earlier result of an image named {parent.name}, and this run "
                     f"writes {final.relative_to(root)}/ inside it; choose another {setting('out', api='output')} folder"

@@ -587,6 +587,11 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
     others = [p for p in existing if p not in ours]
     if others:
         # overwrite only ever deletes what wbcap wrote: never advise it here.
+        from wbcap.io.image_results import is_image_result
+
+        if all(p.is_dir() and not p.is_symlink() and is_image_result(p) for p in others):  # (a user trial: "did not write")
+            raise InputError(f"{out} holds `wbcap image` results (e.g. {others[0].name}/); choose another {other_out} "
+                             "folder (a new or empty one)")
         raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
                          f"choose another {other_out} folder (a new or empty one)")
     if not overwrite:

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from wbcap.errors import InputError
+from wbcap.io.image_results import PERSON_DIR
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ FORMAT = "wbcap.view/1"
 #: Records per parameter chunk: about 5 kB each, so a chunk is about 0.5 MB of JSON.
 CHUNK_ROWS = 100
 _TRACK_GLB = re.compile(r"track_(\d+)(?:_part(\d+))?\.glb")
-_PERSON_DIR = re.compile(r"person_(\d+)")
 #: A camera at the origin with no rotation (glTF's default node transform): the camera frame's source camera.
 ORIGIN_POSE: dict[str, list[float]] = {"translation": [0.0, 0.0, 0.0], "rotation": [0.0, 0.0, 0.0, 1.0]}
 
@@ -147,7 +147,7 @@ def _output_content(out: Path) -> SiteContent:
         if note is not None:
             log.warning("%s", note)
         return _video_content(out)
-    people = sorted(p for p in out.rglob("smplx_param.json") if _PERSON_DIR.fullmatch(p.parent.name))
+    people = sorted(p for p in out.rglob("smplx_param.json") if PERSON_DIR.fullmatch(p.parent.name))
     if people:
         return _image_content(out, people)
     from wbcap.io.run_folder import unfinished_run_note
@@ -485,7 +485,7 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
     manifest = _base_manifest("image", out.resolve().name)
     by_image: dict[Path, list[tuple[int, Path]]] = {}
     for p in param_files:
-        by_image.setdefault(p.parent.parent, []).append((int(_PERSON_DIR.fullmatch(p.parent.name).group(1)), p))
+        by_image.setdefault(p.parent.parent, []).append((int(PERSON_DIR.fullmatch(p.parent.name).group(1)), p))
     # (``out`` may be one person's folder, OUT/<name>/person_<k>: its image is then named from OUT)
     root = out.parent.parent if any(p.parent == out for p in param_files) else out
     images = []
