@@ -1408,3 +1408,24 @@ def test_html_never_replaces_a_page_or_files_wbcap_did_not_write(image_run, tmp_
     r = invoke("view", image_run, "--html", bad)
     assert r.exit_code == 2 and "its name is not valid UTF-8 text" in r.output and "take\\xff.html" in r.output, r.output
     assert not any(p.name.startswith("take") for p in tmp_path.iterdir())
+
+
+def test_a_stopped_pass_2_is_said_once(video_run, tmp_path, body_dir, caplog):
+    """A user trial: `wbcap view` of a run whose pass 2 was stopped (no GLBs yet) said "stopped
+    while writing" twice: once reading the folder, once more making the missing GLBs."""
+    import logging
+    import shutil
+
+    from wbcap.io.run_folder import RUN_DIR, WRITING_FILE
+    from wbcap.view.site import ViewJob, write_html
+
+    run = tmp_path / "run"
+    shutil.copytree(video_run, run)
+    for glb in run.glob("track_*.glb"):
+        glb.unlink()
+    (run / RUN_DIR / WRITING_FILE).write_text("")
+    with caplog.at_level(logging.WARNING):
+        write_html(ViewJob(out=str(run), html=str(tmp_path / "v.html"), body_models=str(body_dir)))
+    said = [r.getMessage() for r in caplog.records if "stopped while writing its outputs" in r.getMessage()]
+    assert len(said) == 1, said
+    assert (tmp_path / "v_files" / "media" / "generated").is_dir()  # (the GLBs were made)

@@ -63,6 +63,8 @@ class ExportJob:
         tracks: only these track ids (None = all).
         world: estimate the ground from all the run's tracks and write the files in its world
             (:func:`wbcap.world.estimate.ground_tracks`), or None for the camera's frame.
+        warn_unfinished: say when the run's outputs are unfinished (a pass 2 that was stopped);
+            False where the caller said it already (``wbcap view``, which makes missing GLBs).
     """
 
     run: str
@@ -74,6 +76,7 @@ class ExportJob:
     max_gap: float | None = None
     tracks: tuple[int, ...] | None = None
     world: WorldConfig | None = None
+    warn_unfinished: bool = True
 
 
 def _clock_rate(meta: dict | None, frames: dict[int, float]) -> float:
@@ -109,7 +112,7 @@ def export_run(job: ExportJob) -> list[Path]:
     in_place = dest.exists() and dest.resolve() == run.resolve()
     # Not while a run (or an export in place) writes RUN: its pass 2 removes and rewrites the files read here.
     with hold_folder(run) if in_place else reading_folder(run, then="export it again"):
-        note = unfinished_outputs_note(run)
+        note = unfinished_outputs_note(run) if job.warn_unfinished else None
         if note is not None:
             log.warning("%s", note)
         if not in_place:

@@ -127,7 +127,7 @@ def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
     dest = site / "media" / "generated"
     written = export_run(ExportJob(run=job.out, export=AnimationExport(formats=("glb",)), dest=str(dest),
                                    body_models=job.body_models, allow_pickle=job.allow_pickle, tracks=tuple(ids),
-                                   world=world))
+                                   world=world, warn_unfinished=False))  # (read_output said so)
     tracks = {t["id"]: t for t in content.manifest["tracks"]}
     for path in sorted(written):
         tid = int(path.stem.split("_")[1])
