@@ -469,3 +469,28 @@ def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name)
     assert r.exit_code == 2 and r.stderr == (f"error: Invalid value for {name}: an empty path; name a file or folder "
                                              f"(see 'wbcap {command} --help')\n"), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+
+
+@pytest.mark.parametrize("args, name, said", [
+    (["run", "http://127.0.0.1:9/x.mp4", "-o", "{tmp}/o"], "'SOURCE'",
+     "http://127.0.0.1:9/x.mp4: an address, not a path; wbcap reads and writes local files and folders only (download "
+     "an input first, e.g. with curl -LO, and name the file)"),
+    (["run", "{tmp}/v.mp4", "-o", "s3://bucket/out"], "'-o' / '--out'",
+     "s3://bucket/out: an address, not a path; wbcap reads and writes local files and folders only (download an "
+     "input first, e.g. with curl -LO, and name the file)"),
+    (["image", "file:///nowhere/a.jpg", "-o", "{tmp}/o"], "'PATHS...'",
+     "file:///nowhere/a.jpg: a file address; give its path (/nowhere/a.jpg)"),
+])
+def test_an_address_is_refused_in_one_line(tmp_path, monkeypatch, args, name, said):
+    """A user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file" (the
+    path's slashes folded). An address is named as one, before anything is read or written; a
+    local name holding "://" that exists is still a path."""
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args], prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr == f"error: Invalid value for {name}: {said} (see 'wbcap {args[0]} --help')\n"
+    assert list(tmp_path.iterdir()) == []
+    from wbcap.cli.common import NonEmptyPath
+
+    (tmp_path / "odd:").mkdir()
+    (tmp_path / "odd:" / "x.jpg").write_bytes(b"")  # (a folder named "odd:": "odd://x.jpg" names this file)
+    assert NonEmptyPath().convert("odd://x.jpg", None, None) == "odd://x.jpg"

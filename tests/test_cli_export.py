@@ -431,23 +431,37 @@ def test_a_damaged_run_json_is_one_error_line(finished_run, tmp_path, micro_ckpt
     assert (run_dir / ".wbcap" / "run.json").read_text() == text
 
 
-def test_an_export_stopped_midway_says_the_rest_is_missing(finished_run, tmp_path, body_dir, monkeypatch, caplog):
+def test_an_export_stopped_midway_says_what_it_wrote(finished_run, tmp_path, body_dir, monkeypatch, caplog):
     """A user trial: Ctrl-C during `wbcap export --format fbx` left 4 of 7 files and printed only
-    "interrupted". A warning says the files written are whole and how to write the rest."""
+    "interrupted". A warning names what the export wrote and says the others are missing (or an
+    earlier export's, in a folder that had some); a stop before any file says nothing of files."""
     import logging
 
     import wbcap.export.animation
 
-    def stopped(dest, *args, **kwargs):
+    def stopped_after_one(dest, *args, **kwargs):
         (dest / "track_0.bvh").write_text("HIERARCHY\n")  # (one file done before the stop)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(wbcap.export.animation, "write_track_files", stopped)
+    def stopped_at_once(dest, *args, **kwargs):
+        raise KeyboardInterrupt
+
     dest = tmp_path / "dest"
+    for stop, said in ((stopped_at_once, []),
+                       (stopped_after_one, [f"{dest}: stopped after writing 1 track file(s) (e.g. track_0.bvh); the "
+                                            "others are missing: run the same command again to write them all"])):
+        monkeypatch.setattr(wbcap.export.animation, "write_track_files", stop)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            r = CliRunner().invoke(cli, ["export", str(finished_run), "--dest", str(dest), "--format", "bvh",
+                                         "--body-models", str(body_dir)])
+        assert r.exit_code == 130 and r.output.splitlines()[-1] == "interrupted", r.output
+        assert [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING] == said
+    (dest / "track_1.bvh").write_text("HIERARCHY\n")  # (an earlier export's)
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
-        r = CliRunner().invoke(cli, ["export", str(finished_run), "--dest", str(dest), "--format", "bvh",
-                                     "--body-models", str(body_dir)])
-    assert r.exit_code == 130 and r.output.splitlines()[-1] == "interrupted", r.output
+        CliRunner().invoke(cli, ["export", str(finished_run), "--dest", str(dest), "--format", "bvh",
+                                 "--body-models", str(body_dir)])
     assert [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING] == [
-        f"{dest}: stopped while writing the track files; those written are whole, others are missing: run the same "
-        "command again to write them all"]
+        f"{dest}: stopped after writing 1 track file(s) (e.g. track_0.bvh); the others are missing or an earlier "
+        "export's: run the same command again to write them all"]

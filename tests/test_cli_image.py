@@ -860,11 +860,15 @@ def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeyp
 
     monkeypatch.setattr(wbcap.export.image_outputs, "write_obj", full)
     photo = write_rgb(tmp_path / "p.jpg", person_image(96, 128, seed=1))
-    for out in (tmp_path / "new" / "out", tmp_path / "there"):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    twins = [write_rgb(tmp_path / d / "x.jpg", person_image(96, 128, seed=2)) for d in "ab"]  # (written to a/x, b/x)
+    for out, photos in ((tmp_path / "new" / "out", [photo]), (tmp_path / "there", [photo]),
+                        (tmp_path / "new" / "twins", twins)):
         made = out.name == "there"
         if made:
             out.mkdir()
-        r = CliRunner().invoke(cli, ["image", str(photo), "-o", str(out), "--full-image", "--no-render",
+        r = CliRunner().invoke(cli, ["image", *map(str, photos), "-o", str(out), "--full-image", "--no-render",
                                      *map(str, micro_args)])
         assert r.exit_code == 2 and "No space left on device" in r.output, r.output
         assert out.exists() == made and (not made or not any(out.iterdir()))

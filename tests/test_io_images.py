@@ -164,6 +164,7 @@ def test_an_oriented_tiff_is_turned_upright_once(tmp_path: Path, orientation: in
     upright = load_image(path)
     np.testing.assert_array_equal(upright, apply_exif_orientation(stored, orientation))
     assert image_size(path) == upright.shape[:2]
+    np.testing.assert_array_equal(load_image(path, orientation=False), stored)  # (a dataset's pixels: as stored)
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

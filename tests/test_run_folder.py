@@ -452,3 +452,25 @@ def test_a_folder_of_photo_results_is_named_as_such(tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="holds files wbcap did not write"):
         refuse_taken_output(out)
+
+
+def test_an_image_that_vanishes_while_the_sequence_is_listed_is_one_line(tmp_path, monkeypatch):
+    """A review: an image deleted between the listing and its stat was a crash (FileNotFoundError)."""
+    import wbcap.io.images
+    from wbcap.io.run_folder import fingerprint
+
+    (tmp_path / "frames").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "frames" / name).write_bytes(b"png")
+    listing = wbcap.io.images.iter_image_paths
+
+    def racing(*args, **kwargs):
+        found = listing(*args, **kwargs)
+        (tmp_path / "frames" / "b.png").unlink()
+        return found
+
+    monkeypatch.setattr(wbcap.io.images, "iter_image_paths", racing)
+    with pytest.raises(InputError) as err:
+        fingerprint(str(tmp_path / "frames"), {})
+    assert str(err.value) == (f"{tmp_path / 'frames' / 'b.png'}: an image of {tmp_path / 'frames'} changed while it "
+                              "was listed (No such file or directory); run the command again once it is settled")

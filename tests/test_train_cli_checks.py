@@ -782,4 +782,14 @@ def test_one_gpu_is_this_processs_cuda_device_and_an_id_past_the_visible_ones_is
     assert one_error_line(r) == "error: --gpus 2 trains on GPU 2, --device cpu elsewhere; give one of them\n"
     r = invoke(*args, "-o", tmp_path / "r6", "--gpus", "2", "--device", "cuda:2")
     assert r.exit_code == 0 and trained[-1][1].device == "cuda:2", r.output
-    assert not (tmp_path / "r4").exists() and not (tmp_path / "r5").exists() and len(trained) == 2
+    # a scheduler's share (SLURM: CUDA_VISIBLE_DEVICES=4,5): ids from it, physical (5 is this process's cuda:1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    r = invoke(*args, "-o", tmp_path / "r7", "--gpus", "5")
+    assert r.exit_code == 0 and trained[-1][1].device == "cuda:1", r.output
+    r = invoke(*args, "-o", tmp_path / "r8", "--gpus", "1")
+    assert one_error_line(r) == ("error: --gpus 1: GPU 1 is not among CUDA_VISIBLE_DEVICES=4,5, the GPUs this process "
+                                 "may use; give ids from that list (they name physical GPUs)\n")
+    r = invoke(*args, "-o", tmp_path / "r9", "--gpus", "\u00b2")
+    assert one_error_line(r) == "error: --gpus \u00b2: expected GPU ids (whole numbers), e.g. 0 or 0,1,2,3\n"
+    assert not (tmp_path / "r4").exists() and not (tmp_path / "r5").exists() and len(trained) == 3

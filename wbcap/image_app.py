@@ -255,13 +255,15 @@ def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, rendere
     for name in names:
         check_output_folder(out_root / name, out_root)
     check_writable_destination(out_root)
-    made = [p for p in (out_root, *out_root.parents) if not p.exists()]  # (the folders writing will make)
+    # the folders writing will make: -o, those above it, those between it and each photo's folder
+    # (`a/x`, `b/x` for two photos named x.jpg), deepest first
+    made = sorted({f for name in names for f in (out_root / name).parents if not f.exists()},
+                  key=lambda f: len(f.parts), reverse=True)
     try:
         return _regress_images(job, paths, names, out_root, pipeline, on_progress, stage, renderer)
     finally:
-        # (-o made here and left empty: no photo written, a full disk... nothing is left behind)
-        with contextlib.suppress(OSError):
-            for folder in made:
+        for folder in made:  # (left empty: no photo written there, a full disk...: nothing is left behind)
+            with contextlib.suppress(OSError):
                 folder.rmdir()
 
 

@@ -17,15 +17,18 @@ class NonEmptyPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path; name a file or folder", param, ctx)
-        if isinstance(value, str) and _URL.match(value) and not os.path.exists(value):
-            # (a user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file")
-            self.fail(f"{value}: an address, not a file; wbcap reads files only: download it first (e.g. "
-                      f"curl -LO '{value}') and name the file", param, ctx)
+        url = _URL.match(value) if isinstance(value, str) and not os.path.exists(value) else None
+        if url is not None:  # (a user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file")
+            if url.group(1).lower() == "file":
+                self.fail(f"{value}: a file address; give its path ({value[len(url.group(0)):] or '/'})", param, ctx)
+            self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only (download "
+                      f"an input first, e.g. with curl -LO, and name the file)", param, ctx)
         return super().convert(value, param, ctx)
 
 
-#: An address with a scheme (``http://``, ``https://``, ``rtsp://``, ``s3://``...), not a path.
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+#: An address with a scheme of two letters or more (``http://``, ``rtsp://``, ``s3://``, ``file://``...;
+#: not a Windows drive, ``C://``), not a path.
+_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+)://")
 
 
 def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

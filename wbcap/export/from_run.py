@@ -29,6 +29,7 @@ a line whose values are missing, of another length, not finite, repeated or out 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -77,6 +78,31 @@ class ExportJob:
     tracks: tuple[int, ...] | None = None
     world: WorldConfig | None = None
     warn_unfinished: bool = True
+
+
+def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:
+    """``{track file: (inode, mtime in ns)}`` of the track files in ``folder`` (none when it is missing)."""
+    from wbcap.io.run_folder import track_files
+
+    stamps = {}
+    for path in track_files(folder) if folder.is_dir() else []:
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            stamps[path] = (st.st_ino, st.st_mtime_ns)
+    return stamps
+
+
+def _say_stopped(dest: Path, before: dict[Path, tuple[int, int]]) -> None:
+    """After a stop: say which track files this export wrote (each file is written whole, under a
+    temporary name) and that the others are missing or the previous export's; nothing when it
+    wrote none (stopped while estimating the ground, say)."""
+    after = _track_file_stamps(dest)
+    written = sorted(p for p, stamp in after.items() if before.get(p) != stamp)
+    if not written:
+        return
+    older = " or an earlier export's" if set(before) - set(written) else ""
+    log.warning("%s: stopped after writing %d track file(s) (e.g. %s); the others are missing%s: run the same command "
+                "again to write them all", dest, len(written), written[0].name, older)
 
 
 def _clock_rate(meta: dict | None, frames: dict[int, float]) -> float:
@@ -175,6 +201,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     remove_temporary_files(dest)
     rate = _clock_rate(meta, frames)
     frame = contacts = None
+    before = _track_file_stamps(dest)
     try:
         if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
             from wbcap.world.estimate import ground_tracks
@@ -189,9 +216,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
     except BaseException as exc:  # (Ctrl-C included) a folder this export made and nothing went into goes again
         _remove_empty(created)
-        if isinstance(exc, KeyboardInterrupt) and dest.is_dir():  # (a user trial: 4 of 7 files left, unsaid)
-            log.warning("%s: stopped while writing the track files; those written are whole, others are missing: "
-                        "run the same command again to write them all", dest)
+        if isinstance(exc, KeyboardInterrupt):  # (a user trial: 4 of 7 files left, unsaid)
+            _say_stopped(dest, before)
         raise
     _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
     if in_place:

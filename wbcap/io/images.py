@@ -154,13 +154,19 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     if _animated(data):
         log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, convert "
                     "it to a video and use `wbcap run`)", p)
-    turn = _exif_orientation(data) if orientation else None
-    if turn not in (None, 1) and _turned_by_decoder(data, decoded, turn):
-        turn = None
+    tag = _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
+    turned = tag not in (None, 1) and _turned_by_decoder(data, decoded, tag)
     rgb = _to_rgb8(p, decoded)
-    if turn not in (None, 1):
-        rgb = apply_exif_orientation(rgb, turn)
+    if orientation and tag not in (None, 1) and not turned:
+        rgb = apply_exif_orientation(rgb, tag)
+    elif not orientation and turned:  # (the pixels as stored: the decoder's turn undone)
+        rgb = apply_exif_orientation(rgb, _UNTURN.get(tag, tag))
     return np.ascontiguousarray(rgb)
+
+
+#: The orientation tag whose turn undoes each tag's: a quarter turn one way undoes the other
+#: (6 and 8); the mirrors, the half turn, the transpose and the transverse undo themselves.
+_UNTURN = {6: 8, 8: 6}
 
 
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)

@@ -128,7 +128,13 @@ def fingerprint(source: str, settings: dict) -> dict:
     src = Path(source).expanduser()
     images = None if src.is_file() else _sequence_images(source)
     if images is not None:
-        stats = [(str(p.resolve()), p.stat()) for p in images]
+        folders: dict[Path, str] = {}  # (each folder resolved once: 50000 images' own resolve() took a second)
+        try:
+            stats = [(os.path.join(folders.setdefault(p.parent, str(p.parent.resolve())), p.name), p.stat())
+                     for p in images]
+        except OSError as exc:  # (an image gone between the listing and its stat)
+            raise InputError(f"{exc.filename or source}: an image of {source} changed while it was listed "
+                             f"({exc.strerror or exc}); run the command again once it is settled") from None
         digest = hashlib.sha256("".join(f"{name}\t{st.st_size}\t{int(st.st_mtime)}\n" for name, st in stats)
                                 .encode("utf-8", "surrogateescape")).hexdigest()[:16]
         stamps = {"source_size": sum(st.st_size for _, st in stats),

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                          f"are numbered 0 to {nnodes - 1}; node 0 writes the run's record)")
     gpu_ids = _gpu_ids(gpus, nnodes)
     if len(gpu_ids) == 1 and nnodes == 1 and str(device or "auto").strip().lower() not in (
-            "auto", "cuda", f"cuda:{int(gpu_ids[0])}"):  # (several: --device cpu is gloo's CPU processes)
+            "auto", "cuda", f"cuda:{_visible_index(gpu_ids[0])}"):  # (several: --device cpu is gloo's CPU processes)
         raise InputError(f"{setting('gpus')} {gpus} trains on GPU {int(gpu_ids[0])}, {setting('device')} {device} "
                          f"elsewhere; give one of them")
     if resume and node_rank == 0 and folder.is_dir() and settled_run_folder(folder) != folder:
@@ -200,12 +201,18 @@ def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
 
 
 def _gpu_ids(gpus: str | None, nnodes: int = 1) -> list[str]:
-    """The ids of ``--gpus`` (none: []), refused unless they are GPU ids and CUDA has GPUs here
-    (and, for one GPU on one machine, trained in this process as ``cuda:<id>``, that GPU)."""
+    """The ids of ``--gpus`` (none: []): physical GPU ids, refused unless they are whole numbers,
+    CUDA has GPUs here, and each is among an inherited ``CUDA_VISIBLE_DEVICES`` of ids (a
+    scheduler's share of the machine, e.g. SLURM's) and, for one GPU on one machine (trained in
+    this process, :func:`_visible_index`), one this process sees.
+
+    Raises:
+        InputError: naming ``--gpus`` and what to give.
+    """
     if gpus is None:
         return []
     ids = [g.strip() for g in gpus.split(",") if g.strip()]
-    if not ids or not all(g.isdigit() for g in ids):
+    if not ids or not all(re.fullmatch(r"[0-9]+", g) for g in ids):  # (not str.isdigit: "²" is a digit to it)
         raise InputError(f"{setting('gpus')} {gpus}: expected GPU ids (whole numbers), e.g. 0 or 0,1,2,3")
     import torch
 
@@ -213,11 +220,34 @@ def _gpu_ids(gpus: str | None, nnodes: int = 1) -> list[str]:
         why = "torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
         raise InputError(f"{setting('gpus')} {gpus} needs CUDA GPUs, and there are none here ({why}); train on the "
                          f"CPU with {setting('device')} cpu without {setting('gpus')}")
-    if len(ids) == 1 and nnodes == 1 and int(ids[0]) >= torch.cuda.device_count():
+    shared = _inherited_gpus()
+    outside = [g for g in ids if shared is not None and int(g) not in shared]
+    if outside:
+        raise InputError(f"{setting('gpus')} {gpus}: GPU {outside[0]} is not among CUDA_VISIBLE_DEVICES="
+                         f"{os.environ['CUDA_VISIBLE_DEVICES']}, the GPUs this process may use; give ids from that "
+                         "list (they name physical GPUs)")
+    if len(ids) == 1 and nnodes == 1 and _visible_index(ids[0]) >= torch.cuda.device_count():
         count = torch.cuda.device_count()
         raise InputError(f"{setting('gpus')} {gpus}: only {count} CUDA device(s) visible here; use an id from 0 "
                          f"to {count - 1}")
     return ids
+
+
+def _inherited_gpus() -> list[int] | None:
+    """The physical GPU ids of an inherited ``CUDA_VISIBLE_DEVICES`` that lists ids, else None
+    (unset, or devices named by UUID or MIG name: ``--gpus`` ids then count the visible ones)."""
+    listed = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if not listed or not all(re.fullmatch(r"[0-9]+", v) for v in listed):
+        return None
+    return [int(v) for v in listed]
+
+
+def _visible_index(gpu: str) -> int:
+    """This process's CUDA index (``cuda:<index>``) of the physical GPU ``gpu``: its place in an
+    inherited ``CUDA_VISIBLE_DEVICES`` of ids (``CUDA_VISIBLE_DEVICES=4,5`` makes GPU 5 ``cuda:1``),
+    else the id itself."""
+    shared = _inherited_gpus()
+    return shared.index(int(gpu)) if shared is not None and int(gpu) in shared else int(gpu)
 
 
 def recorded_stage(folder: Path, stage: str):
@@ -321,14 +351,14 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     """Train in this process (one GPU or none), or start one process per GPU under torchrun (with
     ``CUDA_VISIBLE_DEVICES`` set to the ids: each process sees its GPUs numbered from 0).
 
-    One GPU is this process's ``cuda:<id>``: setting ``CUDA_VISIBLE_DEVICES`` here would change
-    nothing, as the CUDA driver read it when :func:`_gpu_ids` asked whether CUDA is there (it had
-    trained on GPU 0 whichever id was given).
+    One GPU is this process's CUDA device of that id (:func:`_visible_index`): setting
+    ``CUDA_VISIBLE_DEVICES`` here would change nothing, as the CUDA driver read it when
+    :func:`_gpu_ids` asked whether CUDA is there (it had trained on GPU 0 whichever id was given).
 
     """
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
-            run = dataclasses.replace(run, device=f"cuda:{int(gpu_ids[0])}")
+            run = dataclasses.replace(run, device=f"cuda:{_visible_index(gpu_ids[0])}")
         with training_progress(cfg) as on_step:
             train(cfg, run, on_step=on_step)
         return
