@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -159,25 +160,32 @@ def test_sigterm_to_the_process_group_stops_training_as_ctrl_c_does(tmp_path, bo
     trial). The workers now leave the signal to the main process: "stopped by SIGTERM", 143."""
     import subprocess
     import sys
+    import tempfile
     import time
 
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wbcap", "train", "body", "--datasets", "synthetic", "--max-steps", "50", "--batch-size",
-         "2", "--workers", "2", "--body-models", str(body_dir), "--device", "cpu", "-o", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "TMPDIR": str(temp)})
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and len(children.read_text().split()) < 2:
-        time.sleep(0.1)
-    assert proc.poll() is None, proc.communicate()
-    time.sleep(1.0)  # (the workers loading their first batches)
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "stopped by SIGTERM", err[-2000:]
-    assert "Traceback" not in err and not list(temp.glob("pymp-*"))
+    # (a short TMPDIR: torch's workers share tensors over a Unix socket made in it, whose path may
+    # not pass 107 bytes; one under pytest's folder, /tmp/pytest-of-root/pytest-125/popen-gw0/
+    # test_sigterm_to_the_process_gr0/tmp, did once pytest's count reached three digits)
+    temp = Path(tempfile.mkdtemp(prefix="wb-"))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wbcap", "train", "body", "--datasets", "synthetic", "--max-steps", "50",
+             "--batch-size", "2", "--workers", "2", "--body-models", str(body_dir), "--device", "cpu", "-o",
+             str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "TMPDIR": str(temp)})
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(children.read_text().split()) < 2:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1.0)  # (the workers loading their first batches)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143 and err.strip().splitlines()[-1] == "stopped by SIGTERM", err[-2000:]
+        assert "Traceback" not in err and not list(temp.glob("pymp-*"))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_killed_overwrite_is_settled_by_the_next_run(tmp_path, train_args, trained):
