@@ -801,3 +801,22 @@ def test_one_gpu_is_this_processs_cuda_device_and_an_id_past_the_visible_ones_is
     r = invoke(*args, "-o", tmp_path / "r9", "--gpus", "\u00b2")
     assert one_error_line(r) == "error: --gpus \u00b2: expected GPU ids (whole numbers), e.g. 0 or 0,1,2,3\n"
     assert not (tmp_path / "r4").exists() and not (tmp_path / "r5").exists() and len(trained) == 3
+
+
+def test_a_temporary_folder_too_long_for_the_workers_is_one_line(tmp_path, train_args, trained, monkeypatch):
+    """With an 81-character TMPDIR each data-loading worker failed to send its first batch ("AF_UNIX
+    path too long", a traceback per batch) and training waited for ever: refused before any work,
+    naming the folder and the fixes; without workers it trains."""
+    import tempfile
+
+    from wbcap.train.trainer import MAX_WORKER_TEMP_PATH
+
+    long = "/" + "x" * MAX_WORKER_TEMP_PATH  # (only its length is looked at)
+    monkeypatch.setattr(tempfile, "tempdir", long)
+    assert len(long) == MAX_WORKER_TEMP_PATH + 1 == 76
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--workers", "2")
+    assert one_error_line(r) == (f"error: the temporary folder {long} is 76 bytes long; the data-loading workers pass "
+                                 "their batches over sockets made in it, whose paths allow a folder of 75 at most: set "
+                                 "TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or train with --workers 0\n")
+    assert not (tmp_path / "r").exists() and not trained
+    assert invoke(*train_args("body"), "-o", tmp_path / "r").exit_code == 0 and trained  # (--workers 0)
