@@ -82,7 +82,7 @@ def test_html_must_be_an_html_file_and_never_replaces_foreign_folders(tmp_path):
     assert (tmp_path / "page_files" / "mine.txt").read_text() == "keep"
 
 
-def test_server_answers_byte_ranges_and_serves_only_its_folder(tmp_path):
+def test_server_answers_byte_ranges_and_serves_only_its_folder(tmp_path, capfd):
     from wbcap.view.server import ViewServer
 
     site = tmp_path / "site"
@@ -116,6 +116,9 @@ def test_server_answers_byte_ranges_and_serves_only_its_folder(tmp_path):
         assert get(f"{base}/sub/")[0] == 404  # no listings
         assert get(f"{base}/../secret.txt")[0] == 404
         assert get(f"{base}/%2e%2e/secret.txt")[0] == 404
+        capfd.readouterr()
+        assert get(f"{base}/video%00.mp4")[0] == 404  # (no file name holds a NUL: http.server printed a traceback)
+        assert "Traceback" not in capfd.readouterr().err
     (site / "page.html").write_text("<p>page</p>")
     (site / "sub" / "app.js").write_text("1")
     with ViewServer(site, page="page.html", only=("/page.html", "/sub/")) as server:  # what serve.py serves

@@ -122,8 +122,11 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
     def translate_path(self, path: str) -> str:
         """The file of a URL path, its ``%XX`` bytes taken as the file name's own bytes: a byte that
         is not UTF-8 (a name in Latin-1, ``lat%E9.jpg``) became U+FFFD in http.server's, and the
-        file was not found. It is handed on as the surrogate escape UTF-8 can carry."""
-        return super().translate_path(_as_utf8_url(path.split("?", 1)[0].split("#", 1)[0]))
+        file was not found. It is handed on as the surrogate escape UTF-8 can carry. A path holding
+        a NUL byte (``%00``), which no file name has, is a name that is not there: the file
+        functions raised on it, and http.server printed their traceback."""
+        found = super().translate_path(_as_utf8_url(path.split("?", 1)[0].split("#", 1)[0]))
+        return found if "\x00" not in found else os.path.join(self.directory, ".wbcap-no-such-file")
 
     def _allowed(self) -> bool:
         if not self.only:
