@@ -799,3 +799,20 @@ def test_a_checkpoint_of_other_input_sizes_is_fed_crops_of_its_own(models, data_
     assert [tuple(x.shape) for x in seen] == [(3, 3, 256, 192)] and len(result.per_sample) == 3
     crops = np.stack([EHF(data_root, model=pipeline.regressor.config)[i][0]["img"] for i in range(3)])
     np.testing.assert_array_equal(seen[0].numpy(), crops)
+
+
+def test_cli_eval_with_workers_refuses_a_temporary_folder_too_long_for_them(cli, data_root, body_dir, small_ckpt,
+                                                                          monkeypatch):
+    """`wbcap eval --workers 2` with an 81-character TMPDIR: each worker failed to send its first
+    batch and the evaluation waited for ever (as training did): one line before the network."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    import wbcap.pipeline
+
+    monkeypatch.setattr(wbcap.pipeline.Pipeline, "from_config", lambda *a, **k: pytest.fail("the network was built"))
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "t" * 80)
+    res = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--checkpoint",
+                                   str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--workers", "2"])
+    assert res.exit_code == 2 and res.stderr.endswith("use --workers 0\n") and len(res.stderr.splitlines()) == 1, res.output

@@ -809,7 +809,7 @@ def test_a_temporary_folder_too_long_for_the_workers_is_one_line(tmp_path, train
     naming the folder and the fixes; without workers it trains."""
     import tempfile
 
-    from wbcap.train.trainer import MAX_WORKER_TEMP_PATH
+    from wbcap.temp_folders import MAX_WORKER_TEMP_PATH
 
     long = "/" + "x" * MAX_WORKER_TEMP_PATH  # (only its length is looked at)
     monkeypatch.setattr(tempfile, "tempdir", long)
@@ -817,6 +817,6 @@ def test_a_temporary_folder_too_long_for_the_workers_is_one_line(tmp_path, train
     r = invoke(*train_args("body"), "-o", tmp_path / "r", "--workers", "2")
     assert one_error_line(r) == (f"error: the temporary folder {long} is 76 bytes long; the data-loading workers pass "
                                  "their batches over sockets made in it, whose paths allow a folder of 75 at most: set "
-                                 "TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or train with --workers 0\n")
+                                 "TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or use --workers 0\n")
     assert not (tmp_path / "r").exists() and not trained
     assert invoke(*train_args("body"), "-o", tmp_path / "r").exit_code == 0 and trained  # (--workers 0)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from wbcap.errors import InputError
 from wbcap.locks import flock_nowait
 
 logger = logging.getLogger(__name__)
@@ -154,3 +155,27 @@ def temp_folder(prefix: str) -> Iterator[TempFolder]:
         finally:
             if fd is not None:
                 os.close(fd)  # (releases the lock)
+
+
+#: The longest temporary folder path the data-loading workers can use: they pass the storage of their batches
+#: over a Unix socket at ``<temp>/pymp-XXXXXXXX/listener-XXXXXXXX`` (Python's
+#: multiprocessing), whose path may not pass 107 bytes (``sun_path``, 108 with its NUL).
+MAX_WORKER_TEMP_PATH = 107 - len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+def check_worker_temp_folder(workers_option: str) -> None:
+    """Refuse a temporary folder too long for the sockets of DataLoader workers
+    (:data:`MAX_WORKER_TEMP_PATH`), before ``wbcap train`` or ``wbcap eval`` starts any: each
+    worker failed to send its first batch ("AF_UNIX path too long", a traceback per batch) and
+    training waited for ever (seen with an 81-character ``TMPDIR``). ``workers_option``: how the
+    message names the setting that turns the workers off.
+
+    Raises:
+        InputError: naming the folder, its length and the fixes.
+    """
+    folder = tempfile.gettempdir()
+    if len(os.fsencode(folder)) > MAX_WORKER_TEMP_PATH:
+        raise InputError(f"the temporary folder {folder} is {len(os.fsencode(folder))} bytes long; the data-loading "
+                         f"workers pass their batches over sockets made in it, whose paths allow a folder of "
+                         f"{MAX_WORKER_TEMP_PATH} at most: set TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or use "
+                         f"{workers_option} 0")

@@ -95,7 +95,7 @@ def eval_cmd(
         check_writable_file(out)  # (one line now, not after the evaluation)
     # (in a moment, not after building the network)
     reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True, resolution=resolution,
-                         split=split, predictions=predictions)
+                         split=split, predictions=predictions, num_workers=workers)
     if out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.weights import find_checkpoint
 

@@ -395,13 +395,15 @@ class EvalInputs:
 
 def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Path | None = None,
                  allow_pickle: bool = False, body_model: bool = False, resolution: str | None = None,
-                 split: str | None = None, predictions: str | Path | None = None) -> EvalInputs:
+                 split: str | None = None, predictions: str | Path | None = None, num_workers: int = 0) -> EvalInputs:
     """What :func:`evaluate` needs besides the model, checked in a moment (before a network is
     built): ``data_root`` and its dataset folder exist, and the extra files the protocol reads
     are found (EHF and AGORA: ``SMPLX_to_J14``, the MANO and FLAME vertex ids; Human36M: the H36M
     regressor for SMPL-X, also looked for in ``Human36M/``; 3DPW: the SMPL model and both H36M
     regressors), with ``body_model`` also the SMPL-X model a pipeline built from
-    ``body_models`` loads (``wbcap eval``'s; a model passed to :func:`evaluate` brings its own).
+    ``body_models`` loads (``wbcap eval``'s; a model passed to :func:`evaluate` brings its own),
+    and with ``num_workers`` a temporary folder their sockets fit in
+    (:func:`wbcap.temp_folders.check_worker_temp_folder`).
     Returns them (an output must not overwrite any).
 
     Raises:
@@ -412,6 +414,10 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     from wbcap.eval.smpl import find_smpl_model
 
     name = canonical_dataset(dataset_name)
+    if num_workers > 0:
+        from wbcap.temp_folders import check_worker_temp_folder
+
+        check_worker_temp_folder(setting("workers", api="num_workers"))
     if predictions is not None and name != "AGORA":
         raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
     if split is not None and (name != "AGORA" or split not in ("validation", "test")):
@@ -567,7 +573,7 @@ def evaluate(
     """
     name = canonical_dataset(dataset_name)
     root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution, split=split,
-                        predictions=predictions).root
+                        predictions=predictions, num_workers=num_workers).root
     predictor, layer = _resolve_model(model, device, body_models, allow_pickle)
     if predictions is not None and not isinstance(predictor, RegressorPredictor):
         raise InputError(f"{setting('predictions')} needs the network (a Pipeline or a WholeBodyRegressor) to write "

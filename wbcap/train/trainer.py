@@ -441,30 +441,6 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     return created
 
 
-#: The longest temporary folder path the data-loading workers can use: they pass the storage of their batches
-#: over a Unix socket at ``<temp>/pymp-XXXXXXXX/listener-XXXXXXXX`` (Python's
-#: multiprocessing), whose path may not pass 107 bytes (``sun_path``, 108 with its NUL).
-MAX_WORKER_TEMP_PATH = 107 - len("/pymp-XXXXXXXX/listener-XXXXXXXX")
-
-
-def _check_worker_temp_folder() -> None:
-    """Refuse a temporary folder too long for the workers' sockets (:data:`MAX_WORKER_TEMP_PATH`):
-    each worker failed to send its first batch ("AF_UNIX path too long", a traceback per batch)
-    and training waited for ever (seen with an 81-character ``TMPDIR``).
-
-    Raises:
-        InputError: naming the folder, its length and the fixes.
-    """
-    import tempfile
-
-    folder = tempfile.gettempdir()
-    if len(os.fsencode(folder)) > MAX_WORKER_TEMP_PATH:
-        raise InputError(f"the temporary folder {folder} is {len(os.fsencode(folder))} bytes long; the data-loading "
-                         f"workers pass their batches over sockets made in it, whose paths allow a folder of "
-                         f"{MAX_WORKER_TEMP_PATH} at most: set TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or train "
-                         f"with {setting('num_workers')} 0")
-
-
 def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True,
                      device: bool = True, init: bool = True) -> RunConfig:
     """Check, before any work or file is written, what a stage reads: its training sets
@@ -494,7 +470,9 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
 
         check_datasets(stage, run)
     if stage.num_workers > 0:
-        _check_worker_temp_folder()
+        from wbcap.temp_folders import check_worker_temp_folder
+
+        check_worker_temp_folder(setting("num_workers"))
     init_ = setting("init_checkpoint")
     if run.resume:  # (the snapshot replaces the start checkpoint's weights)
         stage = replace(stage, init_checkpoint=None)
