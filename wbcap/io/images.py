@@ -13,8 +13,9 @@ file holds into that:
 * 16-bit samples become 8-bit as ``round(v / 257)`` (65535 -> 255, exact for 8-bit values stored
   in 16 bits as ``v * 257``).
 * The EXIF orientation tag is applied (read with Pillow, rotated with numpy), for any format that
-  carries one (JPEG in practice; OpenCV's TIFF decoder turns a TIFF itself, so it is turned once). The reference implementation ignores it and so sees phone
-  photos sideways; users expect the upright picture they see in every viewer.
+  carries one (JPEG in practice; OpenCV's TIFF decoder turns a TIFF itself, so it is turned
+  once). The reference implementation ignores it and so sees phone photos sideways; users expect
+  the upright picture they see in every viewer.
 * A truncated JPEG or PNG is an error (OpenCV returns a partly grey image with only a warning).
   So is a JPEG whose entropy-coded data libjpeg-turbo finds damaged in the middle (a hole of
   zeros, a stray marker): OpenCV decodes the rest of that scan grey and only prints libjpeg's
