@@ -293,8 +293,10 @@ def _recorded_run(folder: Path, epochs_done: int, **settings) -> None:
                                 max_steps_per_epoch=1, model=ModelConfig(backbone_depth=18), **settings)
     folder.mkdir(parents=True)
     (folder / "stage.json").write_text(json.dumps(stage.to_dict(), indent=1))
-    for e in range(epochs_done):
-        (folder / f"snapshot_{e}.pth.tar").write_bytes(b"old")
+    import torch
+
+    for e in range(epochs_done):  # (whole torch.save files, of no network: the launcher reads no tensor)
+        torch.save({"epoch": e}, folder / f"snapshot_{e}.pth.tar")
 
 
 def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body_dir, trained):
@@ -427,6 +429,23 @@ def test_resuming_a_complete_run_says_so(tmp_path, body_dir, trained):
     assert invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume",
                   "--epochs", "8").exit_code == 0
     assert trained[-1][0].epochs == 8
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not a checkpoint"])
+def test_resuming_a_complete_run_whose_newest_snapshot_is_damaged_says_so(tmp_path, body_dir, trained, damage):
+    """A user trial: a finished run whose newest snapshot was cut short (or a text file named like
+    a later one) was called complete and printed as the result, exit 0."""
+    out = tmp_path / "r"
+    _recorded_run(out, 6)
+    last = out / "snapshot_5.pth.tar"
+    if damage == "cut short":
+        last.write_bytes(last.read_bytes()[:-40])
+    else:
+        last.write_text("notes")
+    r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+    line = one_error_line(r)
+    assert line.startswith(f"error: {last}: the newest snapshot of this run cannot be read ("), line
+    assert line.endswith("); delete it to resume from snapshot_4.pth.tar, the one before\n") and not trained, line
 
 
 def test_resume_after_a_run_killed_before_its_first_snapshot_says_to_start_again(tmp_path, body_dir, trained):

@@ -332,15 +332,34 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
 
 
 def _already_complete(folder: Path, cfg) -> bool:
-    """Whether the run's newest snapshot is of the last epoch (or later), said in a warning."""
-    from wbcap.train.trainer import latest_checkpoint, settled_run_folder, snapshot_epoch
+    """Whether the run's newest snapshot is of the last epoch (or later), said in a warning.
 
-    last = latest_checkpoint(settled_run_folder(folder))
+    Raises:
+        CheckpointError: that snapshot is no whole checkpoint (cut short, another kind of file), as
+            the resume of an unfinished run says (it was called complete and printed as the result).
+    """
+    import zipfile
+
+    from wbcap.errors import CheckpointError
+    from wbcap.model.checkpoint import check_checkpoint_file
+    from wbcap.train.trainer import latest_checkpoint, settled_run_folder, snapshot_epoch, unreadable_snapshot
+
+    run = settled_run_folder(folder)
+    last = latest_checkpoint(run)
     if last is None:
         return False
     done = snapshot_epoch(last) + 1
     if done < cfg.epochs:
         return False
+    try:  # (from its first bytes and its zip directory at the end: a file cut short has none; not loaded)
+        check_checkpoint_file(last)
+        if zipfile.is_zipfile(last):
+            zipfile.ZipFile(last).close()
+        else:
+            raise CheckpointError(f"{last}: not a whole torch.save file (no zip directory at its end); it is cut short")
+    except (CheckpointError, zipfile.BadZipFile) as exc:
+        raise unreadable_snapshot(run, last, exc if isinstance(exc, CheckpointError)
+                                  else CheckpointError(f"{last}: {exc}")) from None
     log.warning("%s: the run is already complete (%s: %d of %d epochs); nothing to train — raise %s to train on",
                 folder, last.name, done, cfg.epochs, setting("epochs"))
     return True

@@ -441,6 +441,17 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
     return created
 
 
+def unreadable_snapshot(out: Path, last: Path, exc: CheckpointError) -> CheckpointError:
+    """The one line for a run's newest snapshot ``last`` that ``exc`` says cannot be read, with the
+    fix: resume from the one before (deleting it), or start the run again."""
+    earlier = [p for p in snapshots(out) if p != last]
+    detail = str(exc).removeprefix(f"{last}: ").rsplit("; ", 1)[0]
+    fix = (f"delete it to resume from {earlier[-1].name}, the one before" if earlier else
+           f"start the run again with {setting('overwrite', api='overwrite=True')} in place of "
+           f"{setting('resume', api='resume=True')}")
+    return CheckpointError(f"{last}: the newest snapshot of this run cannot be read ({detail}); {fix}")
+
+
 def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = True, body_model: bool = True,
                      device: bool = True, init: bool = True) -> RunConfig:
     """Check, before any work or file is written, what a stage reads: its training sets
@@ -718,12 +729,7 @@ def train(
         except CheckpointUnreadableError:  # (no permission, an I/O error: the file may be whole)
             raise
         except CheckpointError as exc:  # (the run's own file: not one to download again)
-            earlier = [p for p in snapshots(out) if p != last]
-            detail = str(exc).removeprefix(f"{last}: ").rsplit("; ", 1)[0]
-            fix = (f"delete it to resume from {earlier[-1].name}, the one before" if earlier else
-                   f"start the run again with {setting('overwrite', api='overwrite=True')} in place of "
-                   f"{setting('resume', api='resume=True')}")
-            raise CheckpointError(f"{last}: the newest snapshot of this run cannot be read ({detail}); {fix}") from None
+            raise unreadable_snapshot(out, last, exc) from None
         try:
             net.load_state_dict(raw["network"], strict=True)
         except RuntimeError as exc:  # (the launcher compares the settings first; a snapshot from elsewhere)
