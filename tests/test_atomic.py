@@ -117,3 +117,21 @@ def test_a_dangling_link_on_the_way_is_named(tmp_path, deep):
                               "cannot be created; create what it points to, or choose another output folder")
     (tmp_path / "gone").mkdir()
     check_writable_destination(target)
+
+
+def test_an_output_never_replaces_a_file_in_wbcaps_own_folders(tmp_path, monkeypatch):
+    """A user trial: `wbcap bench --detect-only --json-out <weights>/snapshot_6.pth.tar` (and
+    eval --out, train merge -o) turned the installed checkpoint into a JSON file: the outputs
+    refuse only the command's own inputs, and these were not. A new file there is still taken."""
+    from wbcap.paths import body_models_dir, user_cache_dir, weights_dir
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    for folder, name in ((weights_dir(), "snapshot_6.pth.tar"), (body_models_dir() / "smplx", "SMPLX_NEUTRAL.npz"),
+                         (user_cache_dir() / "demo_body_models", "x.npz")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"kept")
+        with pytest.raises(InputError, match=r"is a file wbcap keeps in its own folder .* would be overwritten; give"):
+            check_writable_file(folder / name)
+        check_writable_file(folder / "new.json")
+    (tmp_path / "home" / "notes.json").write_text("{}")
+    check_writable_file(tmp_path / "home" / "notes.json")  # (the home folder itself is not one of them)

@@ -182,7 +182,8 @@ def check_writable_destination(path: str | os.PathLike[str], output: str | os.Pa
 def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os.PathLike[str] | None] | None = None,
                         input_folders: dict[str, str | os.PathLike[str] | None] | None = None) -> None:
     """Refuse early an output file that could not be written: ``path`` must not be a folder, a
-    device, FIFO or socket (:func:`atomic_path` would not replace it), nor one of the command's
+    device, FIFO or socket (:func:`atomic_path` would not replace it), nor a file wbcap keeps in
+    its own weights, body-model or cache folders (whatever the command reads), nor one of the command's
     ``inputs`` (``{how the message names it: path}``, e.g. ``{"--checkpoint": ck}``, also the
     files found without an option: the checkpoint in the weights folder, the SMPL-X model; the
     same file by any path or link), nor inside one of its ``input_folders`` (the same form: a
@@ -208,6 +209,13 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
             what = name if name.startswith("the ") else f"the input {name}"  # ("the SMPL-X model", "--checkpoint")
             raise InputError(f"{p}: is also {what} ({given}) and would be overwritten; "
                              "give another file name for this output")
+    if final.exists():  # (a user trial: `--json-out` over the installed checkpoint made it a 3 kB JSON file)
+        from wbcap.paths import body_models_dir, user_cache_dir, weights_dir
+
+        for own in (weights_dir(), body_models_dir(), user_cache_dir()):
+            if final.resolve().is_relative_to(own.resolve()):
+                raise InputError(f"{p}: is a file wbcap keeps in its own folder {own} (weights, models, caches) and "
+                                 "would be overwritten; give a file name outside that folder for this output")
     for name, folder in (input_folders or {}).items():
         if folder is not None and final.resolve().is_relative_to(Path(folder).expanduser().resolve()):
             raise InputError(f"{p}: is in the folder of {name} ({folder}), which this command reads; give a file "
