@@ -494,3 +494,34 @@ def test_an_address_is_refused_in_one_line(tmp_path, monkeypatch, args, name, sa
     (tmp_path / "odd:").mkdir()
     (tmp_path / "odd:" / "x.jpg").write_bytes(b"")  # (a folder named "odd:": "odd://x.jpg" names this file)
     assert NonEmptyPath().convert("odd://x.jpg", None, None) == "odd://x.jpg"
+
+
+def test_a_damaged_cached_synthetic_model_is_written_again(tmp_path, monkeypatch, caplog):
+    """A user trial: a cut-short cached synthetic SMPL-X model stopped `wbcap demo` (and bench) for
+    good, saying to download SMPL-X again. It is written again, with a warning."""
+    import logging
+
+    import numpy as np
+
+    import wbcap.testing.synthetic_body
+    from wbcap.pipeline import synthetic_body_models_dir
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    target = tmp_path / "home" / "cache" / "demo_body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"PK\x03\x04 cut short")
+    written = []
+
+    def write(folder, *args, **kwargs):
+        written.append(folder)
+        (Path(folder) / "smplx").mkdir(parents=True)
+        np.savez(Path(folder) / "smplx" / "SMPLX_NEUTRAL.npz", v_template=np.zeros((3, 3)))
+        return Path(folder)
+
+    monkeypatch.setattr(wbcap.testing.synthetic_body, "write_synthetic_smplx", write)
+    with caplog.at_level(logging.WARNING):
+        synthetic_body_models_dir()
+    assert len(written) == 1 and "v_template" in np.load(target).files
+    assert f"{target}: the cached synthetic SMPL-X model is damaged; writing it again" in caplog.text
+    synthetic_body_models_dir()  # (whole now: kept)
+    assert len(written) == 1

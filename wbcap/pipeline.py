@@ -78,6 +78,9 @@ def synthetic_body_models_dir() -> Path:
 
     folder = demo_body_models_dir()
     target = folder / "smplx" / "SMPLX_NEUTRAL.npz"
+    if target.is_file() and not _whole_npz(target):  # (a user trial: a damaged one stopped `wbcap demo` for good)
+        log.warning("%s: the cached synthetic SMPL-X model is damaged; writing it again", target)
+        target.unlink()
     if not target.is_file():
         from wbcap.atomic import check_writable_destination
         from wbcap.paths import ENV_HOME
@@ -94,6 +97,18 @@ def synthetic_body_models_dir() -> Path:
                 exc.filename = str(target)
             raise
     return folder
+
+
+def _whole_npz(path: Path) -> bool:
+    """Whether ``path`` is a whole ``.npz`` holding ``v_template``, from its zip directory (at its
+    end: a file cut short has none; the arrays are not read)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "v_template.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 @dataclass(frozen=True)
