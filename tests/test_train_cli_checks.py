@@ -328,7 +328,7 @@ def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body
 
 def test_resume_of_a_run_whose_recorded_model_cannot_be_built_is_one_line_naming_the_file(tmp_path, body_dir, trained):
     out = tmp_path / "r"
-    _recorded_run(out, 0)
+    _recorded_run(out, 1)
     stage = json.loads((out / "stage.json").read_text())
     stage["model"]["output_hm_shape"] = [8, 9, 6]  # (heatmap cells that do not divide the crop)
     (out / "stage.json").write_text(json.dumps(stage))
@@ -839,3 +839,15 @@ def test_a_temporary_folder_too_long_for_the_workers_is_one_line(tmp_path, train
                                  "TMPDIR to a shorter folder (e.g. TMPDIR=/tmp) or use --workers 0\n")
     assert not (tmp_path / "r").exists() and not trained
     assert invoke(*train_args("body"), "-o", tmp_path / "r").exit_code == 0 and trained  # (--workers 0)
+
+
+def test_resume_of_a_folder_with_nothing_to_resume_says_that_first(tmp_path, body_dir, trained):
+    """A user trial: `wbcap train body -o typo --resume` said the recipe's Human36M needs
+    --data-root; the folder has nothing to resume, which is what to say (the run's settings,
+    datasets included, come from what it would resume)."""
+    for out in (tmp_path / "typo", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
+        assert one_error_line(r) == f"error: {out}: no snapshot_*.pth.tar to resume from; drop --resume\n"
+    assert not (tmp_path / "typo").exists() and not trained

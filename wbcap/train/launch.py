@@ -78,6 +78,11 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if resume and node_rank == 0 and folder.is_dir() and settled_run_folder(folder) != folder:
         with hold_folder(folder):  # (the run an interrupted --overwrite set aside: back, before its settings are read)
             prepare_run_folder(folder, resume=True, overwrite=False)
+    if resume and node_rank == 0 and (folder.is_dir() or not folder.exists()):  # (nothing to resume: said first,
+        # not a missing dataset of the recipe's; a file as -o is said as such later)
+        from wbcap.train.trainer import check_resumable
+
+        check_resumable(settled_run_folder(folder) if folder.is_dir() else folder)
     recorded = recorded_stage(folder, stage) if resume else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
     if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():

@@ -405,18 +405,12 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
         InputError: one line saying what the folder holds and what to pass instead.
     """
     other_out = setting("out", api="out")
-    resume_ = setting("resume", api="resume=True")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; {setting('out')} must be a folder")
     if out.is_dir():
         _settle_previous_run(out)
     if resume:
-        if out.is_dir() and latest_checkpoint(out) is None and training_outputs(out):
-            raise InputError(f"{out}: the training run there stopped before its first snapshot, so there is nothing "
-                             f"to resume; start it again with {setting('overwrite', api='overwrite=True')} in place "
-                             f"of {resume_}")
-        if not out.is_dir() or latest_checkpoint(out) is None:
-            raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
+        check_resumable(out)
         for tmp in out.glob(SNAPSHOT_TEMPORARIES):  # (a snapshot being written when the run was killed)
             tmp.unlink(missing_ok=True)
         return False
@@ -439,6 +433,22 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> bool:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc}); "
                          f"choose another {other_out} folder") from None
     return created
+
+
+def check_resumable(out: Path) -> None:
+    """Refuse a ``--resume`` of ``out`` that has no snapshot to resume from: no such folder, an
+    empty one, or a run stopped before its first snapshot.
+
+    Raises:
+        InputError: one line naming the folder and what to pass instead.
+    """
+    resume_ = setting("resume", api="resume=True")
+    if out.is_dir() and latest_checkpoint(out) is None and training_outputs(out):
+        raise InputError(f"{out}: the training run there stopped before its first snapshot, so there is nothing "
+                         f"to resume; start it again with {setting('overwrite', api='overwrite=True')} in place "
+                         f"of {resume_}")
+    if not out.is_dir() or latest_checkpoint(out) is None:
+        raise InputError(f"{out}: no snapshot_*.pth.tar to resume from; drop {resume_}")
 
 
 def unreadable_snapshot(out: Path, last: Path, exc: CheckpointError) -> CheckpointError:
