@@ -115,15 +115,15 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
                       (tmp_path / "mine.npz", "is written as MANO_RIGHT.npz"),
                       (tmp_path / "nowhere" / "MANO_RIGHT.npz", "cannot write the converted model")):
         r = _convert(capsys, released, out)
-        assert r.returncode == 1 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
     assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists() and not (tmp_path / "mine.npz").exists()
     left = tmp_path / "MANO_LEFT.pkl"  # (the release's other file: a left hand is not converted for the right one)
     left.write_bytes(released.read_bytes())
     r = _convert(capsys, left)
-    assert r.returncode == 1 and "not the right hand's model (its name lacks RIGHT)" in r.stderr, r.stderr
+    assert r.returncode == 2 and "not the right hand's model (its name lacks RIGHT)" in r.stderr, r.stderr
     assert not (tmp_path / "MANO_RIGHT.npz").exists() and r.stderr.count("\n") == 1
     r = _convert(capsys, tmp_path / "gone.pkl")
-    assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1
 
 
 def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path, capsys)
         load_mano_data(evil)
     assert not marker.exists() and "\n" not in str(err.value)
     r = _convert(capsys, evil)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "refused" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "refused" in r.stderr and "Traceback" not in r.stderr
     assert not evil.with_suffix(".npz").exists()
     # an SMPL-X-sized or cut file
     arrays = load_mano_data(write_synthetic_mano(tmp_path / "ok", chumpy=False))

@@ -851,3 +851,12 @@ def test_resume_of_a_folder_with_nothing_to_resume_says_that_first(tmp_path, bod
         r = invoke("train", "body", "--body-models", body_dir, "--device", "cpu", "-o", out, "--resume")
         assert one_error_line(r) == f"error: {out}: no snapshot_*.pth.tar to resume from; drop --resume\n"
     assert not (tmp_path / "typo").exists() and not trained
+
+
+def test_training_set_names_are_taken_in_any_case(tmp_path, train_args, trained):
+    """A user trial: `--datasets human36m` was refused ("unknown whole-body training set") while
+    `wbcap eval --dataset human36m` takes it."""
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--datasets", "SYNTHETIC")
+    assert r.exit_code == 0 and trained[-1][0].datasets == ("synthetic",), r.output
+    r = invoke(*train_args("body"), "-o", tmp_path / "r2", "--datasets", "human36m")
+    assert one_error_line(r).startswith("error: dataset Human36M needs --data-root (the folder holding Human36M/)")

@@ -346,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args[:1] in (["-h"], ["--help"]) else 2
     try:
         written = convert_mano_pickle(args[0], args[1] if len(args) == 2 else None)
-    except WbcapError as exc:
+    except WbcapError as exc:  # (a user's error: 2, as every wbcap command)
         sys.stderr.write(f"error: {exc}\n")
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:  # (the write is atomic: nothing is left)
         sys.stderr.write("stopped: nothing written\n")
         return 130

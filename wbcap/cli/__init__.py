@@ -36,7 +36,7 @@ SUBCOMMANDS = {
     "export": ("wbcap.cli.export", "export_cmd", "Write a finished run's files again: glb, bvh, fbx, npz, csv (3D joints)."),
     "view": ("wbcap.cli.view", "view", "Look at a finished run or image folder in a web browser (video + 3D)."),
     "train": ("wbcap.cli.train", "train", "Train: body | hand | merge | finetune (the Hand4Whole recipe)."),
-    "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW or Human3.6M with the standard protocols."),
+    "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW, Human3.6M or AGORA with the standard protocols."),
     "bench": ("wbcap.cli.bench", "bench", "Time every stage, FLOPs and memory on this device."),
     "demo": ("wbcap.cli.demo", "demo", "Run the image pipeline on a bundled example (pipeline check)."),
     "weights": ("wbcap.cli.weights", "weights", "List, download, import and verify weights: checkpoints, detectors."),

@@ -113,7 +113,7 @@ def train():
     """The Hand4Whole recipe: body -> hand -> merge -> finetune (multi-GPU via torchrun)."""
 
 
-train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody)."))
+train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody + MPII)."))
 train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND + InterHand2.6M + COCO-WholeBody hands)."))
 train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init. "
                                               "--config train/configs/agora.toml: upstream's fine-tuning on AGORA."))

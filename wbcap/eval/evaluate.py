@@ -1,4 +1,4 @@
-"""Evaluate a whole-body regressor on EHF, 3DPW or Human3.6M with the standard protocols.
+"""Evaluate a whole-body regressor on EHF, 3DPW, Human3.6M or AGORA with the standard protocols.
 
 >>> from wbcap import Pipeline                                              # doctest: +SKIP
 >>> from wbcap.eval.evaluate import evaluate, write_results                 # doctest: +SKIP

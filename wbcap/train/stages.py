@@ -316,5 +316,13 @@ def load_stage(stage: str, config_file: str | Path | None = None, *, base: Stage
     if "model" in changes:
         raise InputError("override model settings in a TOML file")
     changes = check_stage_values(changes, None)
-    return dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg, **changes)
+    return dataclasses.replace(cfg, datasets=tuple(_set_name(name) for name in cfg.datasets))
+
+
+def _set_name(name: str) -> str:
+    """A training set's name as wbcap spells it, whatever its case (``human36m`` -> ``Human36M``, as
+    ``wbcap eval --dataset`` takes it; a user trial); an unknown name as given (refused later, by name)."""
+    known = {n.casefold(): n for n in (*WHOLE_BODY_SETS, *HAND_SETS)}
+    return known.get(name.strip().casefold(), name)
 
