@@ -123,3 +123,30 @@ def test_a_hand_only_model_where_a_whole_body_checkpoint_goes_says_merge_it(tmp_
     r = CliRunner().invoke(cli, ["image", str(tmp_path / "x.jpg"), "--checkpoint", str(hand), "--full-image",
                                  "--body-models", str(body_dir), "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and said in r.output, r.output
+
+
+def test_merge_takes_the_installed_hand_model_by_default(tmp_path, monkeypatch, small_ckpt):
+    """A user trial: `wbcap weights list` shows the imported hand4whole_hand as needed for
+    `wbcap train merge`, which then required --hand FILE (and refused the name). Without --hand it
+    is the installed one; none installed: one line naming where it looked and the fix."""
+    from click.testing import CliRunner
+
+    import wbcap.train.merge
+    from wbcap.cli import cli
+    from wbcap.weights import entry
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    merged = []
+    monkeypatch.setattr(wbcap.train.merge, "merge_hand_into_body",
+                        lambda body, hand, out: merged.append((body, hand)) or out)
+    args = ["train", "merge", "--body", str(small_ckpt), "-o", str(tmp_path / "merged.pth")]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and not merged, r.output
+    assert r.stderr.startswith("error: no hand4whole_hand checkpoint (looked in ") and r.stderr.endswith(
+        "(or pass --hand FILE)\n") and len(r.stderr.splitlines()) == 1, r.stderr
+    installed = tmp_path / "home" / "weights" / entry("hand4whole_hand").file
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(b"hand")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and merged == [(str(small_ckpt), installed)], r.output

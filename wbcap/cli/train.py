@@ -121,7 +121,9 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 
 @train.command()
 @click.option("--body", "body_ckpt", type=NonEmptyPath(dir_okay=False), required=True, help="Whole-body checkpoint.")
-@click.option("--hand", "hand_ckpt", type=NonEmptyPath(dir_okay=False), required=True, help="Hand-only checkpoint.")
+@click.option("--hand", "hand_ckpt", type=NonEmptyPath(dir_okay=False), default=None,
+              help="Hand-only checkpoint (default: the released one, hand4whole_hand, where `wbcap weights list` "
+                   "shows it installed).")
 @click.option("-o", "--out", type=NonEmptyPath(dir_okay=False), required=True, help="Merged checkpoint to write.")
 @click.pass_context
 def merge(ctx, body_ckpt, hand_ckpt, out):
@@ -132,6 +134,10 @@ def merge(ctx, body_ckpt, hand_ckpt, out):
     from wbcap.errors import setting
     from wbcap.train.merge import merge_hand_into_body
 
+    if hand_ckpt is None:  # (a user trial: the imported hand4whole_hand was listed as for merge, and never used)
+        from wbcap.weights import find_checkpoint
+
+        hand_ckpt = find_checkpoint(None, name="hand4whole_hand", option="hand_ckpt")
     check_writable_file(out,  # before the (slow) merge
                         inputs={setting("body_ckpt"): body_ckpt, setting("hand_ckpt"): hand_ckpt})
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)

@@ -130,15 +130,16 @@ def check_weights_env() -> None:
                               "wbcap looks otherwise)")
 
 
-def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> Path:
+def find_checkpoint(path: str | Path | None = None, name: str | None = None, option: str = "checkpoint") -> Path:
     """The checkpoint to use: ``path`` when given, else the file of manifest entry ``name``
     (default: the default checkpoint) that :func:`find_weights_file` finds; raise
-    CheckpointError listing every place looked (or naming a ``$WBCAP_WEIGHTS`` that does not exist)."""
+    CheckpointError listing every place looked (or naming a ``$WBCAP_WEIGHTS`` that does not exist).
+    ``option``: the setting that names the file, for the messages (``hand_ckpt``: `train merge --hand`)."""
     if path is not None:
         p = Path(path).expanduser()
         if p.is_file():
             return p
-        raise CheckpointError(f"checkpoint not found: {p}; pass an existing file to {setting('checkpoint')} "
+        raise CheckpointError(f"checkpoint not found: {p}; pass an existing file to {setting(option)} "
                               "(`wbcap weights list` shows where wbcap looks)")
     item = manifest()[name] if name else default_entry()
     check_weights_env()
@@ -148,7 +149,7 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None) -> 
     looked = ", ".join(str(p) for p in weights_candidates(item))
     raise CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
-        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting('checkpoint')} FILE)"
+        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE)"
     )
 
 
