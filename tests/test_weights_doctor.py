@@ -122,8 +122,9 @@ def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
     text.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
     r = CliRunner().invoke(cli, ["weights", "import", "hand4whole", str(text)])
     assert r.exit_code == 2 and r.output == (f"error: {text}: not a PyTorch checkpoint (neither of the formats "
-                                             "torch.save writes); pass the Hand4Whole snapshot (snapshot_6.pth.tar) "
-                                             "or a checkpoint written by wbcap\n"), r.output
+                                             "torch.save writes); pass a PyTorch checkpoint, a file torch.save wrote "
+                                             "(the Hand4Whole snapshot_6.pth.tar, a wbcap snapshot, a torchvision "
+                                             ".pth)\n"), r.output
     assert not (weights_dir() / "snapshot_6.pth.tar").exists()
 
 

@@ -104,6 +104,12 @@ _BLOCKED_GLOBAL = re.compile(r"unsupported global:?\s+(?:GLOBAL\s+)?(?P<name>[\w
 _BAD_OPCODE = re.compile(r"Unsupported operand \d+")
 
 
+#: The fix for a file that is no checkpoint at all (where a start checkpoint, ImageNet weights or a
+#: pose backbone go too: the Hand4Whole snapshot was the wrong advice there; a user trial).
+_PASS_ONE = ("pass a PyTorch checkpoint, a file torch.save wrote (the Hand4Whole snapshot_6.pth.tar, a wbcap snapshot, "
+             "a torchvision .pth)")
+
+
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
@@ -117,8 +123,7 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
     if path.stat().st_size == 0:
         return CheckpointError(f"{path}: is empty (an interrupted download or copy?); re-download it")
     if not _looks_like_torch_save(path):
-        return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); pass the "
-                               "Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")
+        return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); {_PASS_ONE}")
     if isinstance(exc, pickle.UnpicklingError):
         text = str(exc)
         blocked = _BLOCKED_GLOBAL.search(text)
@@ -128,7 +133,7 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
                 "checkpoints with weights_only=True and will not unpickle them — re-save just the state_dict")
         if _BAD_OPCODE.search(text):
             return CheckpointError(f"{path}: a Python pickle that torch.save does not write, not a PyTorch checkpoint; "
-                                   "pass the Hand4Whole snapshot (snapshot_6.pth.tar) or a checkpoint written by wbcap")
+                                   f"{_PASS_ONE}")
         detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
         msg = detail[:120] or type(exc).__name__
     else:
