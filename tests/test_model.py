@@ -257,7 +257,8 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
         evil: "holds Python objects other than tensors (it asks for print); wbcap loads checkpoints with "
               "weights_only=True",
         evil_os: "holds Python objects other than tensors (it asks for posix.system)",
-        pickle4: "a Python pickle that torch.save does not write, not a PyTorch checkpoint; pass the Hand4Whole",
+        pickle4: ("a Python pickle that torch.save does not write, not a PyTorch checkpoint; pass a PyTorch "
+                  "checkpoint, a file torch.save wrote"),
     }
     import warnings
 
