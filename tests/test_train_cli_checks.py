@@ -860,3 +860,10 @@ def test_training_set_names_are_taken_in_any_case(tmp_path, train_args, trained)
     assert r.exit_code == 0 and trained[-1][0].datasets == ("synthetic",), r.output
     r = invoke(*train_args("body"), "-o", tmp_path / "r2", "--datasets", "human36m")
     assert one_error_line(r).startswith("error: dataset Human36M needs --data-root (the folder holding Human36M/)")
+
+
+def test_a_data_root_that_does_not_exist_is_refused_also_for_synthetic_sets(tmp_path, train_args, trained):
+    """A user trial: `--datasets synthetic --data-root /nonexist` trained and recorded the path."""
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--data-root", tmp_path / "nonexist")
+    assert one_error_line(r) == f"error: --data-root {tmp_path / 'nonexist'}: no such folder; check the path\n"
+    assert not trained and not (tmp_path / "r").exists()

@@ -98,6 +98,9 @@ def check_datasets(stage: StageConfig, run) -> None:
     accepted = STAGE_DATASETS[stage.stage]
     if not stage.datasets:
         raise InputError(f"no training set given; {setting('datasets')} takes {', '.join(accepted)}")
+    if (run.data_root is not None and all(n == "synthetic" for n in stage.datasets)
+            and not Path(run.data_root).expanduser().exists()):  # (a user trial: taken and recorded; a real set's
+        raise InputError(f"{setting('data_root')} {run.data_root}: no such folder; check the path")  # is said below)
     for name in stage.datasets:
         if name not in accepted:
             if stage.stage == "hand":
