@@ -85,7 +85,7 @@ def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:
     from wbcap.io.run_folder import track_files
 
     stamps = {}
-    for path in track_files(folder) if folder.is_dir() else []:
+    for path in track_files(folder):  # (none in a folder that is not there)
         with contextlib.suppress(OSError):
             st = path.stat()
             stamps[path] = (st.st_ino, st.st_mtime_ns)

@@ -98,9 +98,11 @@ def check_datasets(stage: StageConfig, run) -> None:
     accepted = STAGE_DATASETS[stage.stage]
     if not stage.datasets:
         raise InputError(f"no training set given; {setting('datasets')} takes {', '.join(accepted)}")
+    # (a --data-root that is not there, with synthetic sets only: it was taken and recorded, a user trial;
+    # with a real set the loop below names the folders it should hold)
     if (run.data_root is not None and all(n == "synthetic" for n in stage.datasets)
-            and not Path(run.data_root).expanduser().exists()):  # (a user trial: taken and recorded; a real set's
-        raise InputError(f"{setting('data_root')} {run.data_root}: no such folder; check the path")  # is said below)
+            and not Path(run.data_root).expanduser().exists()):
+        raise InputError(f"{setting('data_root')} {run.data_root}: no such folder; check the path")
     for name in stage.datasets:
         if name not in accepted:
             if stage.stage == "hand":

@@ -356,15 +356,14 @@ def _already_complete(folder: Path, cfg) -> bool:
     done = snapshot_epoch(last) + 1
     if done < cfg.epochs:
         return False
-    try:  # (from its first bytes and its zip directory at the end: a file cut short has none; not loaded)
+    try:  # (its first bytes, then the zip directory torch.save writes at its end: a file cut short has none)
         check_checkpoint_file(last)
-        if zipfile.is_zipfile(last):
-            zipfile.ZipFile(last).close()
-        else:
-            raise CheckpointError(f"{last}: not a whole torch.save file (no zip directory at its end); it is cut short")
-    except (CheckpointError, zipfile.BadZipFile) as exc:
-        raise unreadable_snapshot(run, last, exc if isinstance(exc, CheckpointError)
-                                  else CheckpointError(f"{last}: {exc}")) from None
+        with zipfile.ZipFile(last):
+            pass
+    except CheckpointError as exc:
+        raise unreadable_snapshot(run, last, exc) from None
+    except zipfile.BadZipFile:
+        raise unreadable_snapshot(run, last, CheckpointError(f"{last}: cut short (no zip directory at its end)")) from None
     log.warning("%s: the run is already complete (%s: %d of %d epochs); nothing to train — raise %s to train on",
                 folder, last.name, done, cfg.epochs, setting("epochs"))
     return True
