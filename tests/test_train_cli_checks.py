@@ -732,6 +732,21 @@ def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp
     assert not (tmp_path / "r").exists() and not trained
 
 
+def test_inputs_too_large_to_fit_in_memory_are_refused_before_any_work(tmp_path, train_args, trained):
+    """`[model] input_img_shape = [100000, 100000]` was taken: the first step exhausted memory. Now
+    one line naming the file, the setting and the bound; heatmap depth likewise."""
+    cfg = _model_toml(tmp_path / "big.toml", {"input_img_shape": (4096, 3072)})
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", cfg)
+    assert one_error_line(r) == (f"error: {cfg}: input_img_shape [4096, 3072]: input sides of at most 2048 pixels "
+                                 "(the released network's are 512 or less)\n")
+    assert not (tmp_path / "r").exists() and not trained
+    from wbcap.config import ModelConfig
+
+    with pytest.raises(ValueError, match=r"output_hand_hm_shape \[65, 8, 8\]: a heatmap depth of at most 64"):
+        ModelConfig(output_hand_hm_shape=(65, 8, 8))
+    assert ModelConfig(input_img_shape=(2048, 2048), output_hm_shape=(64, 8, 6)).input_img_shape == (2048, 2048)
+
+
 def test_inputs_too_small_for_a_heatmap_between_cells_are_refused():
     """A 64x32 body input fits its [8, 2, 1] heatmaps but samples joint features at x / (W - 1):
     every `wbcap run` record was NaN. Refused when the config is made."""

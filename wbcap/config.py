@@ -14,6 +14,13 @@ from typing import Any
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
+#: The largest side, in pixels, of any network input (``input_*_shape``): four times the released
+#: network's largest (512). Larger crops only exhaust memory (a trial's 100000-pixel side).
+MAX_INPUT_SIDE = 2048
+#: The deepest heatmap (``output_hm_shape[0]``, ``output_hand_hm_shape[0]``; 8 in the release):
+#: the joint heads' convolutions have joints x depth output channels.
+MAX_HEATMAP_DEPTH = 64
+
 
 #: Upstream's fixed enlargement (``process_bbox``: 1.25) of a person's aspect-corrected box before
 #: the body crop; :attr:`PipelineConfig.box_scale`'s default.
@@ -51,7 +58,8 @@ class ModelConfig:
         """Raises ValueError: a backbone depth wbcap has no ResNet for, heatmap shapes that are
         not what the ResNets give for the input shapes (height and width / 32: the body's
         ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``), or
-        an input side under 64 (a heatmap one cell wide: NaN joint coordinates)."""
+        an input side under 64 (a heatmap one cell wide: NaN joint coordinates), an input side
+        over :data:`MAX_INPUT_SIDE` or a heatmap depth over :data:`MAX_HEATMAP_DEPTH`."""
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
@@ -65,6 +73,14 @@ class ModelConfig:
             if min(out[1:]) < 2:  # (joint features are sampled with align_corners: (x / (W - 1)) is NaN for W = 1)
                 raise ValueError(f"{in_name} {list(inp)} gives heatmaps {out[1]}x{out[2]}: the ResNet needs input sides "
                                  f"of at least 64 (heatmaps 2 or more a side) to place joints between cells")
+        for name in ("input_img_shape", "input_body_shape", "input_hand_shape", "input_face_shape"):
+            if any(side > MAX_INPUT_SIDE for side in getattr(self, name)):
+                raise ValueError(f"{name} {list(getattr(self, name))}: input sides of at most {MAX_INPUT_SIDE} "
+                                 f"pixels (the released network's are 512 or less)")
+        for name in ("output_hm_shape", "output_hand_hm_shape"):
+            if getattr(self, name)[0] > MAX_HEATMAP_DEPTH:
+                raise ValueError(f"{name} {list(getattr(self, name))}: a heatmap depth of at most "
+                                 f"{MAX_HEATMAP_DEPTH} (the released network's is 8)")
 
     @property
     def body_aspect_ratio(self) -> float:
