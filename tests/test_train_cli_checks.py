@@ -733,8 +733,9 @@ def test_model_shapes_that_do_not_fit_each_other_are_refused_before_any_work(tmp
 
 
 def test_inputs_too_large_to_fit_in_memory_are_refused_before_any_work(tmp_path, train_args, trained):
-    """`[model] input_img_shape = [100000, 100000]` was taken: the first step exhausted memory. Now
-    one line naming the file, the setting and the bound; heatmap depth likewise."""
+    """Any `[model] input_img_shape` was taken, however large: crops of tens of thousands of pixels a
+    side only exhaust memory. Now one line naming the file, the setting and the bound; heatmap
+    depth likewise."""
     cfg = _model_toml(tmp_path / "big.toml", {"input_img_shape": (4096, 3072)})
     r = invoke(*train_args("body"), "-o", tmp_path / "r", "--config", cfg)
     assert one_error_line(r) == (f"error: {cfg}: input_img_shape [4096, 3072]: input sides of at most 2048 pixels "

@@ -15,7 +15,7 @@ from typing import Any
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 #: The largest side, in pixels, of any network input (``input_*_shape``): four times the released
-#: network's largest (512). Larger crops only exhaust memory (a trial's 100000-pixel side).
+#: network's largest (512). Larger crops only exhaust memory.
 MAX_INPUT_SIDE = 2048
 #: The deepest heatmap (``output_hm_shape[0]``, ``output_hand_hm_shape[0]``; 8 in the release):
 #: the joint heads' convolutions have joints x depth output channels.
