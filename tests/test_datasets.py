@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 
 import cv2
@@ -919,6 +920,33 @@ def test_a_dataset_error_in_a_loader_worker_keeps_its_one_line_message_and_the_w
         assert float(next(batches)[0, 0]) == 0.0
         assert len(set(multiprocessing.active_children()) - before) == 2
     assert set(multiprocessing.active_children()) == before
+
+
+def test_more_loader_workers_than_cpus_is_one_warning_line_not_torchs(monkeypatch, caplog):
+    """`--workers 5` on 2 CPUs: torch warned at each DataLoader and each iteration, two lines each
+    (its long sentence and the source line). Now one log line, said once; torch's is silenced
+    where wbcap builds and iterates its loaders, and only there."""
+    import warnings
+
+    from wbcap.train import launch
+    from wbcap.train.data.common import data_loader, loader_batches, warn_if_more_workers_than_cpus
+
+    monkeypatch.setattr(launch, "available_cpus", lambda: 1)
+    monkeypatch.setattr(torch._utils, "cpu_count", lambda: 1)  # (torch's own count, for its warning)
+    with caplog.at_level(logging.WARNING, logger="wbcap.train.data.common"):
+        warn_if_more_workers_than_cpus(1, "--workers")
+        assert caplog.messages == []
+        warn_if_more_workers_than_cpus(2, "--workers")
+    assert caplog.messages == ["--workers 2: more worker processes than the 1 CPUs this process may use, which can "
+                               "slow loading down or stall it; 1 or fewer is enough"]
+    data = [torch.full((3,), float(i)) for i in range(4)]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with loader_batches(data_loader(data, batch_size=2, num_workers=2)) as batches:
+            assert [float(b[0, 0]) for b in batches] == [0.0, 2.0]
+        assert [str(w.message) for w in said] == []
+        torch.utils.data.DataLoader(data, batch_size=2, num_workers=2)  # (elsewhere torch still says it)
+        assert [str(w.message)[:45] for w in said] == ["This DataLoader will create 2 worker processe"]
 
 
 # ------------------------------------------------------------------------------------------------

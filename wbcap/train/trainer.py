@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from wbcap.errors import CheckpointError, CheckpointUnreadableError, InputError, ModelFileError, setting
@@ -706,6 +706,10 @@ def train(
         said = random_start_warning(stage)
         if said:
             log.warning(said)
+    if d.is_main:
+        from wbcap.train.data.common import warn_if_more_workers_than_cpus
+
+        warn_if_more_workers_than_cpus(stage.num_workers, setting("num_workers"))
     mano = None
     if hand:
         model = build_hand_model(stage, device)
@@ -793,7 +797,7 @@ def train(
             if step_ % losses_log.every == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch_, step_, steps, total)
 
-    from wbcap.train.data.common import loader_batches
+    from wbcap.train.data.common import data_loader, loader_batches
 
     with _cuda_training_settings(device):
         for epoch in range(start_epoch, stage.epochs):
@@ -801,7 +805,7 @@ def train(
                 g["lr"] = stage.lr_at(epoch)
             sampler.set_epoch(epoch)
             data.set_epoch(epoch)
-            loader = DataLoader(
+            loader = data_loader(
                 data, batch_size=stage.batch_size, sampler=sampler, num_workers=stage.num_workers, drop_last=True,
                 worker_init_fn=_init_worker, generator=torch.Generator().manual_seed(stage.seed + epoch),
                 pin_memory=device.type == "cuda", persistent_workers=False,

@@ -53,6 +53,7 @@ import copy
 import itertools
 import json
 import logging
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,32 @@ def parsing(paths: str | Path | Sequence[str | Path], layout: str) -> Iterator[N
                                  f"use the original files (re-download them); expected layout: {layout}") from None
 
 
+#: torch's warning, at each DataLoader and each iteration, that ``num_workers`` exceeds the CPUs:
+#: said once, in one line, by :func:`warn_if_more_workers_than_cpus` instead.
+_TORCH_WORKER_COUNT_WARNING = r"This DataLoader will create \d+ worker processes"
+
+
+def warn_if_more_workers_than_cpus(num_workers: int, name: str) -> None:
+    """Log one warning line when ``num_workers`` DataLoader worker processes exceed the CPUs this
+    process may use (:func:`wbcap.train.launch.available_cpus`); ``name``: how the line names
+    the setting (``--workers``). torch's own multi-line warning for it is silenced by
+    :func:`data_loader` and :func:`loader_batches`."""
+    from wbcap.train.launch import available_cpus
+
+    cpus = available_cpus()
+    if num_workers > cpus:
+        log.warning("%s %d: more worker processes than the %d CPUs this process may use, which can slow "
+                    "loading down or stall it; %d or fewer is enough", name, num_workers, cpus, cpus)
+
+
+def data_loader(dataset: Any, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """``torch.utils.data.DataLoader(dataset, **kwargs)`` without torch's worker-count warning
+    (:func:`warn_if_more_workers_than_cpus` says it once)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+        return torch.utils.data.DataLoader(dataset, **kwargs)
+
+
 @contextlib.contextmanager
 def loader_batches(loader: Iterable[Any]) -> Iterator[Iterator[Any]]:
     """``with loader_batches(loader) as batches: for batch in batches: ...``: the loop over a
@@ -172,7 +199,9 @@ def loader_batches(loader: Iterable[Any]) -> Iterator[Iterator[Any]]:
     """
     from wbcap.errors import WbcapError
 
-    batches = iter(loader)
+    with warnings.catch_warnings():  # (torch's worker-count warning: see warn_if_more_workers_than_cpus)
+        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+        batches = iter(loader)
     try:
         yield batches
     except WbcapError as exc:
