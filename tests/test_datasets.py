@@ -928,10 +928,10 @@ def test_more_loader_workers_than_cpus_is_one_warning_line_not_torchs(monkeypatc
     where wbcap builds and iterates its loaders, and only there."""
     import warnings
 
-    from wbcap.train import launch
+    from wbcap.model import device
     from wbcap.train.data.common import data_loader, loader_batches, warn_if_more_workers_than_cpus
 
-    monkeypatch.setattr(launch, "available_cpus", lambda: 1)
+    monkeypatch.setattr(device, "available_cpus", lambda: 1)
     monkeypatch.setattr(torch._utils, "cpu_count", lambda: 1)  # (torch's own count, for its warning)
     with caplog.at_level(logging.WARNING, logger="wbcap.train.data.common"):
         warn_if_more_workers_than_cpus(1, "--workers")

@@ -58,17 +58,13 @@ def overlaps_network(device: Any) -> bool:
     2-core Xeon a ResNet-50 ran several times slower beside one busy thread), and doing the
     work in turn keeps the network at its full speed.
     """
-    import os
-
     import torch
+
+    from wbcap.model.device import available_cpus
 
     if torch.device(device).type != "cpu":
         return True
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return cores > torch.get_num_threads()
+    return available_cpus() > torch.get_num_threads()
 
 
 def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[str, float],

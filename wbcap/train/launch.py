@@ -23,14 +23,6 @@ from wbcap.subprocesses import end_with_parent
 log = logging.getLogger(__name__)
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the platform has one, e.g. a
-    container's or ``taskset``'s limit), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
               overwrite: bool = False, keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int,
               master_addr: str, master_port: int) -> None:
@@ -49,7 +41,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     fails or is stopped before its first snapshot leaves ``out`` as it found it: removed when
     this call made it, else emptied of the run's files, with a previous run that ``overwrite``
     set aside put back. Without a ``num_workers`` override, the recipe's data-loading workers are
-    capped at :func:`available_cpus`.
+    capped at :func:`wbcap.model.device.available_cpus`.
     """
     from wbcap.atomic import check_writable_destination
     from wbcap.io.run_folder import hold_folder
@@ -85,6 +77,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         check_resumable(settled_run_folder(folder) if folder.is_dir() else folder)
     recorded = recorded_stage(folder, stage) if resume else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
+    from wbcap.model.device import available_cpus
+
     if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():
         log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)",
                  available_cpus(), cfg.num_workers, setting("num_workers"))

@@ -165,10 +165,10 @@ _TORCH_WORKER_COUNT_WARNING = r"This DataLoader will create \d+ worker processes
 
 def warn_if_more_workers_than_cpus(num_workers: int, name: str) -> None:
     """Log one warning line when ``num_workers`` DataLoader worker processes exceed the CPUs this
-    process may use (:func:`wbcap.train.launch.available_cpus`); ``name``: how the line names
+    process may use (:func:`wbcap.model.device.available_cpus`); ``name``: how the line names
     the setting (``--workers``). torch's own multi-line warning for it is silenced by
     :func:`data_loader` and :func:`loader_batches`."""
-    from wbcap.train.launch import available_cpus
+    from wbcap.model.device import available_cpus
 
     cpus = available_cpus()
     if num_workers > cpus:
