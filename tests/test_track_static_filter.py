@@ -181,6 +181,27 @@ def test_flag_off_and_user_boxes_keep_every_track(tmp_path, caplog):
         assert collect(raw, detector=detector)[1].kept == {0, 1}
 
 
+def test_a_python_job_gets_what_wbcap_run_gets_npz_and_one_people_limit(tmp_path):
+    """`wbcap run` added npz to the formats and set --max-people in two places (the job and its
+    tracker); a Python caller's job set in one place had no track_<id>.npz (which `wbcap view`
+    and `wbcap export` read) or a tracker without the limit. The job now completes itself."""
+    from wbcap.export.animation import AnimationExport
+    from wbcap.video_app import VideoJob
+
+    job = VideoJob(source="in.mp4", out="out", export=AnimationExport(formats=("glb", "bvh")))
+    assert job.export.formats == ("npz", "glb", "bvh")
+    assert VideoJob(source="in.mp4", out="out", export=AnimationExport(formats=("bvh", "npz"))).export.formats == (
+        "bvh", "npz")
+    raw = synthetic_raw(tmp_path / "raw.jsonl")
+    assert collect(raw, detector="full")[1].kept == {0, 1}
+    for job_kw in ({"max_people": 1}, {"tracker": TrackerConfig(max_people=1)},
+                   {"max_people": 1, "tracker": TrackerConfig(max_people=1)}):
+        job, col = collect(raw, detector="full", **job_kw)
+        assert (job.max_people, job.tracker.max_people, col.kept) == (1, 1, {0}), job_kw
+    with pytest.raises(ValueError, match=r"max_people 1 and tracker.max_people 2 differ: set one of them"):
+        VideoJob(source="in.mp4", out="out", max_people=1, tracker=TrackerConfig(max_people=2))
+
+
 # -- the real vtest.avi and YOLOX-nano -----------------------------------------------------------
 @pytest.mark.slow  # real video: 60 YOLOX-nano runs
 def test_vtest_lectern_track_dropped_people_kept(shared_dir, tmp_path):

@@ -135,6 +135,26 @@ class VideoJob:
     overwrite: bool = False
     command: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """Completes the job, so every caller gets what ``wbcap run`` gets: ``npz`` joins
+        ``export.formats`` (the run folder always holds ``track_<id>.npz``, which ``wbcap view``
+        and ``wbcap export`` read), and ``max_people`` and ``tracker.max_people`` become one
+        limit, set in either (the tracker keeps the people the detector chooser kept).
+
+        Raises:
+            ValueError: ``max_people`` and ``tracker.max_people`` both set, to different numbers.
+        """
+        if "npz" not in self.export.formats:
+            object.__setattr__(self, "export", replace(self.export, formats=("npz", *self.export.formats)))
+        given = {self.max_people, self.tracker.max_people} - {None}
+        if len(given) > 1:
+            raise ValueError(f"max_people {self.max_people} and tracker.max_people {self.tracker.max_people} differ: "
+                             "set one of them")
+        if given:
+            (limit,) = given
+            object.__setattr__(self, "max_people", limit)
+            object.__setattr__(self, "tracker", replace(self.tracker, max_people=limit))
+
     @property
     def frame_step(self) -> int:
         """Source frames between two processed ones (``every``, at least 1): the tracker's stride,

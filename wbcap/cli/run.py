@@ -111,7 +111,6 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if no_cuts and ctx.get_parameter_source("cut_threshold") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
     animation = parse_export(export, exact)
-    animation = dataclasses.replace(animation, formats=tuple(dict.fromkeys(("npz", *animation.formats))))
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):
@@ -131,7 +130,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames, image_fps=image_fps,
         detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
         max_people=max_people, offline=offline,
-        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length, max_people=max_people,
+        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
