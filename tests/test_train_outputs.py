@@ -124,6 +124,31 @@ def test_default_workers_are_at_most_the_cpus_available(tmp_path, train_args, tr
     assert trained[-1][0].num_workers == 4
 
 
+def test_quiet_training_draws_no_progress_bar_and_torchrun_processes_log_warnings_only(tmp_path, train_args, trained,
+                                                                                       monkeypatch):
+    """`wbcap -q train` drew its progress bar on a terminal all the same (RunConfig.quiet was never
+    set); torchrun's processes logged their information lines too."""
+    import logging
+
+    from wbcap.train import launch
+
+    bars = []
+    real = launch.training_progress
+    monkeypatch.setattr(launch, "training_progress", lambda cfg, disable=False: bars.append(disable) or real(cfg, disable))
+    assert invoke("-q", *train_args("body"), "-o", tmp_path / "q").exit_code == 0
+    assert invoke(*train_args("body"), "-o", tmp_path / "v").exit_code == 0
+    assert [run.quiet for _, run in trained] == [True, False] and bars == [True, False]
+    levels = []
+    monkeypatch.setattr(logging, "basicConfig", lambda level: levels.append(level))
+    monkeypatch.setattr(launch, "training_progress", lambda cfg, disable=False: bars.append(disable) or real(cfg, disable))
+    for quiet in (True, False):
+        spec = tmp_path / f"launch_{quiet}.json"
+        spec.write_text(json.dumps({"stage": trained[0][0].to_dict(),
+                                    "run": {**dataclasses.asdict(trained[0][1]), "quiet": quiet, "out": str(tmp_path / f"t{quiet}")}}))
+        launch.main([str(spec)])
+    assert levels == [logging.WARNING, logging.INFO] and bars[2:] == [True, False]
+
+
 def test_stage_help_lists_what_each_stage_accepts(train_args, tmp_path):
     from wbcap.train.stages import STAGE_DATASETS
 

@@ -89,7 +89,7 @@ def _stage_command(stage: str, doc: str):
         # snapshot leaves -o as it found it)
         run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
                   device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
-                  node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+                  node_rank=node_rank, master_addr=master_addr, master_port=master_port, quiet=is_quiet(ctx))
         if node_rank == 0 and not is_quiet(ctx):  # (the result, on stdout, as the other commands print theirs)
             from pathlib import Path
 

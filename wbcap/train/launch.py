@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, body_models, device, resume: bool,
               overwrite: bool = False, keep_last: int | None = None, gpus: str | None, nnodes: int, node_rank: int,
-              master_addr: str, master_port: int) -> None:
+              master_addr: str, master_port: int, quiet: bool = False) -> None:
     """Resolve the stage config and train, directly or through torchrun.
 
     Everything that can be checked without training is checked first, before the run folder
@@ -41,7 +41,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     fails or is stopped before its first snapshot leaves ``out`` as it found it: removed when
     this call made it, else emptied of the run's files, with a previous run that ``overwrite``
     set aside put back. Without a ``num_workers`` override, the recipe's data-loading workers are
-    capped at :func:`wbcap.model.device.available_cpus`.
+    capped at :func:`wbcap.model.device.available_cpus`. ``quiet``: no progress bar and no
+    information lines from the training processes (``wbcap -q``), warnings and errors only.
     """
     from wbcap.atomic import check_writable_destination
     from wbcap.io.run_folder import hold_folder
@@ -92,6 +93,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         data_root, body_models, keep_last = _recorded_run_settings(folder, data_root, body_models, keep_last)
     recorded_models = given_body_models is None and body_models is not None
     run = RunConfig(out=out, data_root=data_root, body_models=body_models, device=device, resume=resume, keep_last=keep_last,
+                    quiet=quiet,
                     body_models_named_by=f"the run's record ({RUN_SETTINGS_FILE})" if recorded_models else None)
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
@@ -376,7 +378,7 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
             run = dataclasses.replace(run, device=f"cuda:{_visible_index(gpu_ids[0])}")
-        with training_progress(cfg) as on_step:
+        with training_progress(cfg, disable=run.quiet) as on_step:
             train(cfg, run, on_step=on_step)
         return
     spec = Path(run.out).expanduser() / f"launch_node{node_rank}.json"
@@ -516,10 +518,12 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
-    logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
+    run = RunConfig(**spec["run"])
+    main_rank = os.environ.get("RANK", "0") == "0"
+    logging.basicConfig(level=logging.INFO if main_rank and not run.quiet else logging.WARNING)
     cfg = StageConfig.from_dict(spec["stage"])
-    with training_progress(cfg, disable=os.environ.get("RANK", "0") != "0") as on_step:
-        train(cfg, RunConfig(**spec["run"]), on_step=on_step)
+    with training_progress(cfg, disable=not main_rank or run.quiet) as on_step:
+        train(cfg, run, on_step=on_step)
 
 
 if __name__ == "__main__":

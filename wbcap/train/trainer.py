@@ -54,7 +54,7 @@ class RunConfig:
     device: str = "auto"
     resume: bool = False
     log_every: int = 20  # steps between log lines; step losses are read from the device once per interval
-    quiet: bool = False
+    quiet: bool = False  # `wbcap -q`: no progress bar, and torchrun's processes log warnings only
     keep_last: int | None = None  # keep only this many newest snapshots (None: all, as upstream)
     # The SMPL-X file a whole-body stage trains with, decided once (check_run_inputs, by the entry
     # point) and passed down: a path, or SYNTHETIC_BODY_MODEL; None: not decided yet.
