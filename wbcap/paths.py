@@ -49,6 +49,17 @@ def user_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wbcap", appauthor=False))
 
 
+def user_log_dir() -> Path:
+    """Where crash logs go: ``$WBCAP_HOME/logs`` when ``WBCAP_HOME`` is set, else the platform's
+    user log folder (``~/.local/state/wbcap/log`` on Linux, ``$XDG_STATE_HOME`` honoured)."""
+    home = os.environ.get(ENV_HOME)
+    if home:
+        return Path(home).expanduser() / "logs"
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("wbcap", appauthor=False))
+
+
 def _can_write_in(folder: Path) -> bool:
     """Whether a file can be made in ``folder`` or, where it does not exist yet, in the nearest
     folder above it that does (:func:`wbcap.atomic.check_writable_destination`)."""

@@ -302,14 +302,10 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def crash_log_dir() -> Path:
-    """Where crash logs go: the platform's user log folder (``~/.local/state/wbcap/log`` on
-    Linux, ``$XDG_STATE_HOME`` honoured), or ``$WBCAP_HOME/logs`` when ``WBCAP_HOME`` is set."""
-    home = os.environ.get("WBCAP_HOME")
-    if home:
-        return Path(home).expanduser() / "logs"
-    import platformdirs
+    """Where crash logs go: :func:`wbcap.paths.user_log_dir`."""
+    from wbcap.paths import user_log_dir
 
-    return Path(platformdirs.user_log_dir("wbcap", appauthor=False))
+    return user_log_dir()
 
 
 def _where(exc: BaseException) -> str:
