@@ -816,3 +816,13 @@ def test_cli_eval_with_workers_refuses_a_temporary_folder_too_long_for_them(cli,
     res = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--checkpoint",
                                    str(small_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--workers", "2"])
     assert res.exit_code == 2 and res.stderr.endswith("use --workers 0\n") and len(res.stderr.splitlines()) == 1, res.output
+
+
+def test_cli_dataset_choices_are_the_names_the_library_takes():
+    """`wbcap eval --dataset` lists its choices in the CLI module (whose --help imports no torch);
+    kept the same as what the library accepts, each choice to the dataset it names."""
+    from wbcap.cli.eval import _DATASET_CHOICES
+    from wbcap.eval.evaluate import _ALIASES, DATASETS, canonical_dataset
+
+    assert sorted(c.lower() for c in _DATASET_CHOICES) == sorted(_ALIASES)
+    assert {canonical_dataset(c) for c in _DATASET_CHOICES} == set(DATASETS)
