@@ -412,10 +412,11 @@ def _write_photo(out: Path, people=PHOTO_PEOPLE) -> dict[int, dict]:
     smplx_param.json with the camera :func:`wbcap.camera.crop_to_image_camera` gives the box,
     output.obj a body-sized cloud (1.6-1.7 m tall, 0.5-0.9 m deep), turned about its pelvis; returns
     ``{k: {"verts": the OBJ's vertices as read back, "camera": ImageCamera, "cam_trans", "pelvis"}}``."""
+    import trimesh
     from scipy.spatial.transform import Rotation
 
     from wbcap.camera import ImageCamera, crop_to_image_camera_np
-    from wbcap.export.obj import read_obj, write_obj
+    from wbcap.export.obj import write_obj
 
     rng = np.random.default_rng(0)
     written = {}
@@ -432,7 +433,7 @@ def _write_photo(out: Path, people=PHOTO_PEOPLE) -> dict[int, dict]:
             "camera": {"focal": list(camera.focal), "princpt": list(camera.princpt), "image_size": list(PHOTO_SIZE)},
             "crop_bbox_xywh": crop, "cam_trans": trans}))
         (d / "render_original_img.jpg").write_bytes(b"jpg")
-        written[k] = {"verts": read_obj(d / "output.obj")[0], "camera": camera, "cam_trans": np.array(trans),
+        written[k] = {"verts": trimesh.load(d / "output.obj", process=False, maintain_order=True).vertices, "camera": camera, "cam_trans": np.array(trans),
                       "pelvis": pelvis}
     return written
 
@@ -914,8 +915,9 @@ def test_3d_view_through_the_source_camera_shows_the_bodies_where_they_project(b
 
 @pytest.mark.slow
 def test_photo_page_shows_every_person_in_the_overlays_camera(browsed, image_run):
+    import trimesh
+
     from wbcap.camera import ImageCamera, shared_camera_offset_np
-    from wbcap.export.obj import read_obj
 
     page = browsed.pages["image"]
     (image,) = page["manifest"]["images"]
@@ -932,7 +934,8 @@ def test_photo_page_shows_every_person_in_the_overlays_camera(browsed, image_run
     scale = np.array([w / shared.image_size[0], h / shared.image_size[1]])
     want = np.zeros_like(shot)
     for k, rec in records.items():
-        verts, faces = read_obj(image_run / "pic" / f"person_{k}" / "output.obj")
+        mesh = trimesh.load(image_run / "pic" / f"person_{k}" / "output.obj", process=False, maintain_order=True)
+        verts, faces = mesh.vertices, mesh.faces
         moved = verts + shared_camera_offset_np(np.array([rec["cam_trans"]]), np.array([rec["camera"]["focal"][0]]),
                                                 np.array([rec["camera"]["princpt"]]), shared.focal[0], shared.princpt)
         got = np.fromfile(sample["vertices"][str(k)], "<f4").astype(np.float64).reshape(-1, 3)

@@ -8,12 +8,10 @@ from outside for SMPL-X).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from wbcap.atomic import atomic_write_bytes
-from wbcap.errors import InputError
 
 
 def format_obj(vertices: np.ndarray, faces: np.ndarray, header: str | None = "wbcap") -> str:
@@ -54,50 +52,3 @@ def write_obj(path: str | os.PathLike[str], vertices: np.ndarray, faces: np.ndar
         faces: ``(F, 3)`` int, 0-based (written 1-based, as OBJ requires).
     """
     atomic_write_bytes(path, format_obj(vertices, faces).encode("ascii"))
-
-
-def read_obj(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read the vertices and triangles of an OBJ file (other elements are ignored).
-
-    Accepts ``f`` entries as ``a``, ``a/t``, ``a//n`` or ``a/t/n`` and negative (relative)
-    indices; polygons with more than 3 corners are fanned into triangles.
-
-    Returns:
-        ``vertices`` ``(V, 3)`` float64 and ``faces`` ``(F, 3)`` int64, 0-based.
-
-    Raises:
-        InputError: missing file or malformed ``v``/``f`` line (message names the file and line).
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such OBJ file; check the path") from None
-    verts: list[list[float]] = []
-    tris: list[list[int]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        try:
-            if tokens[0] == "v":
-                verts.append([float(t) for t in tokens[1:4]])
-                if len(verts[-1]) != 3:
-                    raise ValueError
-            elif tokens[0] == "f":
-                idx = []
-                for t in tokens[1:]:
-                    i = int(t.split("/", 1)[0])
-                    idx.append(i - 1 if i > 0 else len(verts) + i)
-                if len(idx) < 3:
-                    raise ValueError
-                tris.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
-        except ValueError:
-            raise InputError(
-                f"{p}: malformed line {lineno} {line.strip()[:40]!r}; fix or re-export the OBJ"
-            ) from None
-    vertices = np.array(verts, dtype=np.float64).reshape(-1, 3)
-    faces = np.array(tris, dtype=np.int64).reshape(-1, 3)
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise InputError(f"{p}: a face refers to a missing vertex; fix or re-export the OBJ")
-    return vertices, faces
