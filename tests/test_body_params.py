@@ -317,3 +317,22 @@ def test_file_record_round_trip():
     with pytest.raises(KeyError, match="expr") as exc:
         from_file_record({k: v for k, v in rec.items() if k != "expr"})
     assert str(exc.value) == "not SMPL-X parameters of a wbcap file: missing expr"  # (not in quotes)
+
+
+def test_pose_slices_are_where_full_pose_puts_each_field():
+    """The one table of the 165-wide full pose (AMASS ``poses``) that the AMASS writer, the
+    clip's SMPL-X call, the hand means and AGORA's files read: known answers, and each field's
+    columns of :meth:`SMPLXParams.full_pose` are that field."""
+    from wbcap.body.params import SMPLXParams
+    from wbcap.body.pose_layout import FULL_POSE_JOINTS, POSE_SLICES
+
+    assert FULL_POSE_JOINTS == 55
+    assert {k: (s.start, s.stop) for k, s in POSE_SLICES.items()} == {
+        "global_orient": (0, 3), "body_pose": (3, 66), "jaw_pose": (66, 69), "leye_pose": (69, 72),
+        "reye_pose": (72, 75), "left_hand_pose": (75, 120), "right_hand_pose": (120, 165)}
+    g = torch.Generator().manual_seed(0)
+    fields = {name: torch.randn(2, s.stop - s.start, generator=g) for name, s in POSE_SLICES.items()}
+    p = SMPLXParams(betas=torch.zeros(2, 10), expression=torch.zeros(2, 10), **fields)
+    full = p.full_pose().reshape(2, 165)
+    for name, columns in POSE_SLICES.items():
+        torch.testing.assert_close(full[:, columns], fields[name], rtol=0, atol=0)

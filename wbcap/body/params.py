@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from wbcap.body.pose_layout import FULL_POSE_JOINTS, POSE_JOINTS
 from wbcap.body.rotations import axis_angle_to_matrix, float32_region, matrix_to_axis_angle
 
 __all__ = ["FIELDS", "POSE_FIELDS", "POSE_JOINTS", "Rotation", "SMPLXParams"]
@@ -48,17 +49,6 @@ __all__ = ["FIELDS", "POSE_FIELDS", "POSE_JOINTS", "Rotation", "SMPLXParams"]
 #: Rotation format of an :class:`SMPLXParams`.
 Rotation = Literal["axis_angle", "matrix"]
 
-#: The rotation fields in the model's joint order (the order of ``full_pose``), with their
-#: joint counts.
-POSE_JOINTS: Mapping[str, int] = {
-    "global_orient": 1,
-    "body_pose": 21,
-    "jaw_pose": 1,
-    "leye_pose": 1,
-    "reye_pose": 1,
-    "left_hand_pose": 15,
-    "right_hand_pose": 15,
-}
 POSE_FIELDS: tuple[str, ...] = tuple(POSE_JOINTS)
 
 #: The tensor fields, in the record's (smplx's forward signature) order: what ``keys()`` lists.
@@ -74,8 +64,6 @@ FIELDS: tuple[str, ...] = (
     "reye_pose",
     "transl",
 )
-
-_NUM_JOINTS = sum(POSE_JOINTS.values())  # 55
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -250,7 +238,7 @@ class SMPLXParams:
         b = self.batch_size
         if self.rotation == "matrix":
             return torch.cat([getattr(self, k) for k in POSE_FIELDS], 1)
-        return torch.cat([getattr(self, k) for k in POSE_FIELDS], 1).reshape(b, _NUM_JOINTS, 3)
+        return torch.cat([getattr(self, k) for k in POSE_FIELDS], 1).reshape(b, FULL_POSE_JOINTS, 3)
 
     def layer_kwargs(self) -> dict[str, torch.Tensor]:
         """The tensors as keyword arguments of an SMPL-X forward: ``body(**p.layer_kwargs())``

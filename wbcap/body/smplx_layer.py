@@ -47,6 +47,7 @@ from smplx.vertex_joint_selector import VertexJointSelector
 from wbcap.body.joints import JOINT_IDX, SMPLX_BODY_JOINTS, SMPLX_NECK, SMPLX_OUTPUT_JOINT_NUM
 from wbcap.body.model_files import load_body_model_data
 from wbcap.body.params import SMPLXParams
+from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.body.rotations import float32_region, matrix_to_axis_angle
 
 __all__ = ["SMPLXLayer", "SMPLXOutput", "joints137"]
@@ -309,7 +310,7 @@ class SMPLXLayer(torch.nn.Module):
         relative to the mean plus this is the absolute (``flat_hand_mean=True``) pose.
         """
         mean = self.pose_mean.detach().cpu().double().numpy()
-        return mean[75:120].copy(), mean[120:165].copy()
+        return mean[POSE_SLICES["left_hand_pose"]].copy(), mean[POSE_SLICES["right_hand_pose"]].copy()
 
     @classmethod
     def from_file(cls, path: str | Path, allow_pickle: bool = False, **kwargs: Any) -> SMPLXLayer:

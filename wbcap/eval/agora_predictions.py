@@ -39,12 +39,14 @@ import numpy as np
 import torch
 
 from wbcap.body.params import SMPLXParams
+from wbcap.body.pose_layout import POSE_JOINTS
 from wbcap.camera import crop_to_image_camera_np
 
 __all__ = ["AgoraPredictionWriter", "agora_prediction", "prediction_file_name"]
 
 _LOW_SUFFIX = "_1280x720"
-_ROTATIONS = {"global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45, "jaw_pose": 3}
+_ROTATIONS = {name: 3 * POSE_JOINTS[name] for name in ("global_orient", "body_pose", "left_hand_pose",
+                                                        "right_hand_pose", "jaw_pose")}
 
 
 def prediction_file_name(image_path: str | Path, person_id: int | str) -> str:

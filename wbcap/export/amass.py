@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np
 
 logger = logging.getLogger(__name__)
@@ -69,18 +70,6 @@ if TYPE_CHECKING:
 #: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x);
 #: :data:`wbcap.camera.ZUP_FROM_OPENCV` as a float64 array.
 AMASS_FROM_OPENCV = np.array(ZUP_FROM_OPENCV)
-
-#: Column ranges of the 165-wide SMPL-X full pose.
-POSE_SLICES = {
-    "global_orient": slice(0, 3),
-    "body_pose": slice(3, 66),
-    "jaw_pose": slice(66, 69),
-    "leye_pose": slice(69, 72),
-    "reye_pose": slice(72, 75),
-    "left_hand_pose": slice(75, 120),
-    "right_hand_pose": slice(120, 165),
-}
-
 
 @dataclass(frozen=True)
 class ClockSegment:
@@ -319,8 +308,8 @@ def amass_arrays(
         "root_orient": poses[:, POSE_SLICES["global_orient"]],
         "pose_body": poses[:, POSE_SLICES["body_pose"]],
         "pose_jaw": poses[:, POSE_SLICES["jaw_pose"]],
-        "pose_eye": poses[:, 69:75],
-        "pose_hand": poses[:, 75:165],
+        "pose_eye": poses[:, POSE_SLICES["leye_pose"].start:POSE_SLICES["reye_pose"].stop],
+        "pose_hand": poses[:, POSE_SLICES["left_hand_pose"].start:POSE_SLICES["right_hand_pose"].stop],
         "valid": np.asarray(valid, bool),
         "times": np.asarray(times, np.float64),
         "frame_indices": np.asarray(frame_indices, np.int64),

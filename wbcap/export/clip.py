@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np
 
 __all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "smplx_rows"]
@@ -183,10 +184,11 @@ def smplx_rows(body: Any, clip: MotionClip, *, joints: bool = False, batch: int 
         for s in range(0, n, batch):
             r = p[s : s + batch]
             m = r.shape[0]
+            rotations = {name: r[:, columns] for name, columns in POSE_SLICES.items()}
+            rotations["left_hand_pose"] = rotations["left_hand_pose"] - left  # (the layer adds its hand mean)
+            rotations["right_hand_pose"] = rotations["right_hand_pose"] - right
             res = body(
-                betas=tensor(np.tile(betas, (m, 1))), global_orient=tensor(r[:, 0:3]), body_pose=tensor(r[:, 3:66]),
-                jaw_pose=tensor(r[:, 66:69]), leye_pose=tensor(r[:, 69:72]), reye_pose=tensor(r[:, 72:75]),
-                left_hand_pose=tensor(r[:, 75:120] - left), right_hand_pose=tensor(r[:, 120:165] - right),
+                betas=tensor(np.tile(betas, (m, 1))), **{name: tensor(a) for name, a in rotations.items()},
                 expression=tensor(expr[s : s + batch]), transl=tensor(clip.transl[s : s + batch]),
             )
             rows = (res.joints if joints else res.vertices).detach().cpu().double().numpy()
