@@ -349,3 +349,28 @@ def test_camera_dict_round_trip_and_damaged_records():
                            ({"focal": [1, 1]}, KeyError), ({**stored, "image_size": [float("inf"), 1]}, OverflowError)):
         with pytest.raises(error):
             camera_from_dict(damaged)
+
+
+def test_frame_rotations_are_one_table_and_read_only():
+    """The z-up -> y-up turn is derived from the two camera frames, and the module-level arrays
+    made from the table cannot be changed by a caller (one was a writable default argument)."""
+    from wbcap.camera import YUP_FROM_OPENCV, YUP_FROM_ZUP, ZUP_FROM_OPENCV
+    from wbcap.export.amass import AMASS_FROM_OPENCV
+    from wbcap.export.clip import YUP_FROM_ZUP as clip_yup_from_zup
+
+    np.testing.assert_array_equal(np.array(YUP_FROM_ZUP), np.array(YUP_FROM_OPENCV) @ np.array(ZUP_FROM_OPENCV).T)
+    for array, rows in ((AMASS_FROM_OPENCV, ZUP_FROM_OPENCV), (clip_yup_from_zup, YUP_FROM_ZUP)):
+        np.testing.assert_array_equal(array, np.array(rows))
+        with pytest.raises(ValueError, match="read-only"):
+            array[0, 0] = 2.0
+
+
+def test_default_camera_of_an_unknown_lens():
+    """`wbcap run`'s camera: focal sqrt(W^2 + H^2) (a 3-4-5 frame: 2000 px for 1600x1200),
+    square pixels, principal point at the centre; a given focal is kept."""
+    from wbcap.camera import ImageCamera
+
+    cam = ImageCamera.default((1600, 1200))
+    assert cam == ImageCamera(focal=(2000.0, 2000.0), princpt=(800.0, 600.0), image_size=(1600, 1200))
+    assert np.degrees(2 * np.arctan(1000.0 / 2000.0)) == pytest.approx(53.13, abs=0.01)  # the diagonal field of view
+    assert ImageCamera.default((640, 480), focal=500).focal == (500.0, 500.0)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "YUP_FROM_OPENCV",
+    "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
     "ImageCamera",
     "change_frame",
@@ -75,6 +76,7 @@ __all__ = [
     "rotate_points",
     "rotate_root",
     "rotate_root_np",
+    "rotation_array",
     "shared_camera_offset",
     "shared_camera_offset_np",
     "shared_camera_translation",
@@ -97,7 +99,19 @@ ZUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0
 #: 180 degree turn about x).
 YUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
 
+#: Rotation (row-major 3x3) taking the z-up world of AMASS to the y-up world of glTF:
+#: ``x' = x``, ``y' = z``, ``z' = -y`` (``YUP_FROM_OPENCV @ ZUP_FROM_OPENCV.T``).
+YUP_FROM_ZUP: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+
 _FRAMES = {"zup": ZUP_FROM_OPENCV, "yup": YUP_FROM_OPENCV}
+
+
+def rotation_array(rows: Sequence[Sequence[float]]) -> np.ndarray:
+    """One of this module's frame rotations (:data:`ZUP_FROM_OPENCV`, ...) as a read-only
+    ``(3, 3)`` float64 array, for module-level constants no caller can change."""
+    array = np.array(rows, np.float64)
+    array.setflags(write=False)
+    return array
 
 
 def _tensor(array: np.ndarray | Sequence, dtype: np.dtype | None = None) -> torch.Tensor:
@@ -573,6 +587,15 @@ class ImageCamera:
     focal: tuple[float, float]
     princpt: tuple[float, float]
     image_size: tuple[int, int]
+
+    @classmethod
+    def default(cls, image_size: tuple[int, int], focal: float | None = None) -> ImageCamera:
+        """The camera of an image ``(W, H)`` pixels whose real camera is unknown: ``focal``
+        pixels (None: ``sqrt(W^2 + H^2)``, a ~53 degree diagonal field of view, the usual guess),
+        square pixels, the principal point at the image's centre. ``wbcap run``'s camera."""
+        w, h = image_size
+        f = float(focal) if focal else float(math.hypot(w, h))
+        return cls(focal=(f, f), princpt=(w / 2.0, h / 2.0), image_size=(w, h))
 
     @property
     def yfov(self) -> float:

@@ -41,8 +41,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.errors import InputError, add_note, setting
@@ -399,9 +397,8 @@ def finalize(
     remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
     body = pipeline.regressor.body
     dev = next(iter(body.buffers())).device
-    size = (info.width, info.height)
-    focal = float(job.focal) if job.focal else float(np.hypot(*size))  # pixels
-    princpt = (size[0] / 2.0, size[1] / 2.0)
+    camera = ImageCamera.default((info.width, info.height), job.focal)
+    focal, princpt = camera.focal[0], camera.princpt  # pixels
     rate = float(info.fps) / job.frame_step if info.fps else 30.0
 
     col = collect_tracks(raw_path(out), rate, _tracker_config(job), job.detector)
@@ -412,7 +409,6 @@ def finalize(
               for tid in sorted(col.per_track) if tid in col.kept}
     report_losses(col, len(tracks), job.source, job.detector)
 
-    camera = ImageCamera(focal=(focal, focal), princpt=princpt, image_size=size)
     world = None
     if job.world is not None:
         from wbcap.world.estimate import ground_tracks
@@ -424,7 +420,7 @@ def finalize(
     by_frame = rows_by_frame(tracks)
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     remove_outputs(out)  # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
-    n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, size,
+    n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, camera.image_size,
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts]))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wbcap.body.pose_layout import POSE_SLICES
-from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np
+from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np, rotation_array
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ if TYPE_CHECKING:
 
 #: Rotation taking OpenCV camera coordinates (x right, y down, z forward) to the z-up world
 #: (x right, y forward, z up): ``x_w = x``, ``y_w = z``, ``z_w = -y`` (a -90 degree turn about x);
-#: :data:`wbcap.camera.ZUP_FROM_OPENCV` as a float64 array.
-AMASS_FROM_OPENCV = np.array(ZUP_FROM_OPENCV)
+#: :data:`wbcap.camera.ZUP_FROM_OPENCV` as a read-only float64 array.
+AMASS_FROM_OPENCV = rotation_array(ZUP_FROM_OPENCV)
 
 @dataclass(frozen=True)
 class ClockSegment:

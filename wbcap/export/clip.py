@@ -26,14 +26,16 @@ from typing import Any, Literal
 import numpy as np
 
 from wbcap.body.pose_layout import POSE_SLICES
-from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np
+from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np, rotation_array
+from wbcap.camera import YUP_FROM_ZUP as _YUP_FROM_ZUP
 
 __all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "smplx_rows"]
 
 Up = Literal["y", "z"]
 
-#: Rotation taking the z-up world to the y-up world: ``x' = x``, ``y' = z``, ``z' = -y``.
-YUP_FROM_ZUP = np.asarray(YUP_FROM_OPENCV) @ np.asarray(ZUP_FROM_OPENCV).T
+#: Rotation taking the z-up world to the y-up world: ``x' = x``, ``y' = z``, ``z' = -y``
+#: (:data:`wbcap.camera.YUP_FROM_ZUP` as a read-only array).
+YUP_FROM_ZUP = rotation_array(_YUP_FROM_ZUP)
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,7 @@ class SceneCamera:
     bob_m: float = 0.0
 
     def image_camera(self) -> ImageCamera:
-        w, h = self.image_size
-        f = float(np.hypot(w, h))
-        return ImageCamera(focal=(f, f), princpt=(w / 2.0, h / 2.0), image_size=(w, h))
+        return ImageCamera.default(self.image_size)
 
     def poses(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(world_from_camera (T, 3, 3), position (T, 3))`` at ``times`` (s)."""
