@@ -676,6 +676,14 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
                              "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),
                              "body_model_synthetic": False, "precision": "exact"}
+    # `wbcap eval` from Python: the same checks, network, numbers and file
+    from wbcap.eval.evaluate import EvalJob, run_eval
+
+    result, path = run_eval(EvalJob(dataset="ehf", data_root=str(data_root), checkpoint=str(small_ckpt),
+                                    body_models=str(models), device="cpu", batch_size=2,
+                                    out=str(tmp_path / "api.json")))
+    assert path == tmp_path / "api.json" and json.loads(path.read_text()) == data
+    assert result.metrics == pytest.approx(data["metrics"], rel=0, abs=0)
 
 
 @pytest.mark.slow  # loads a checkpoint through the CLI (the counts themselves: the evaluate tests above)

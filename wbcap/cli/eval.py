@@ -84,31 +84,13 @@ def eval_cmd(
     )
     from rich.table import Table
 
-    from wbcap.atomic import check_writable_file
-    from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.errors import setting
-    from wbcap.eval.evaluate import canonical_dataset, check_inputs, evaluate, write_results
-    from wbcap.pipeline import Pipeline
+    from wbcap.eval.evaluate import EvalJob, canonical_dataset, run_eval
 
+    job = EvalJob(dataset=dataset, data_root=data_root, checkpoint=checkpoint, body_models=body_models,
+                  allow_pickle=allow_pickle, device=device, precision=precision, batch_size=batch_size,
+                  num_workers=workers, limit=limit, resolution=resolution, predictions=predictions, split=split, out=out)
     name = canonical_dataset(dataset)
-    if out is not None:
-        check_writable_file(out)  # (one line now, not after the evaluation)
-    # (in a moment, not after building the network)
-    reads = check_inputs(name, data_root, body_models, allow_pickle, body_model=True, resolution=resolution,
-                         split=split, predictions=predictions, num_workers=workers)
-    if out is not None:  # never over a file the evaluation reads, however it was found
-        from wbcap.weights import find_checkpoint
-
-        check_writable_file(out, inputs={setting("checkpoint"): find_checkpoint(checkpoint), **reads.files},
-                            input_folders={f"the {name} dataset": reads.dataset})
-    cfg = PipelineConfig(
-        body=BodyModelConfig(path=body_models, allow_pickle=allow_pickle),
-        checkpoint=checkpoint,
-        device=device,
-        batch_size=batch_size,
-        precision=precision,
-    )
-    pipeline = Pipeline.from_config(cfg)
     display, err = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeRemainingColumn())
     with display as progress:
@@ -117,20 +99,7 @@ def eval_cmd(
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = evaluate(
-            name,
-            data_root,
-            pipeline,
-            body_models=body_models,
-            allow_pickle=allow_pickle,
-            batch_size=batch_size,
-            num_workers=workers,
-            limit=limit,
-            progress=report,
-            resolution=resolution,
-            predictions=predictions,
-            split=split,
-        )
+        result, path = run_eval(job, progress=report)
 
     count = (f"{result.num_samples} of {result.split_samples} samples ({setting('limit')} {result.limit})"
              if result.partial else f"{result.num_samples} sample{'' if result.num_samples == 1 else 's'}")
@@ -143,10 +112,8 @@ def eval_cmd(
         counted = [str(result.num_samples - result.left_out.get(key, 0))] if result.left_out else []
         table.add_row(key, f"{value:.2f}", *counted)
     Console(soft_wrap=True).print(table)
-    if out is not None:
-        path = write_results(result, out)
-        if not is_quiet(ctx):  # (-q: warnings and errors only; the table is the result, on stdout)
-            err.print(f"per-sample errors -> {path}", markup=False, highlight=False, soft_wrap=True)
+    if path is not None and not is_quiet(ctx):  # (-q: warnings and errors only; the table is the result, on stdout)
+        err.print(f"per-sample errors -> {path}", markup=False, highlight=False, soft_wrap=True)
     if predictions is not None and not is_quiet(ctx):
         from pathlib import Path
 

@@ -51,11 +51,13 @@ from wbcap.train.data.common import data_loader, loader_batches
 __all__ = [
     "DATASETS",
     "EvalBatch",
+    "EvalJob",
     "EvalResult",
     "Predictor",
     "RegressorPredictor",
     "canonical_dataset",
     "evaluate",
+    "run_eval",
     "write_results",
 ]
 
@@ -637,3 +639,69 @@ def evaluate(
                       data_root=str(root.absolute()), split_samples=split_samples,
                       limit=None if limit is None else int(limit),
                       resolution=(resolution or "1280x720") if name == "AGORA" else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole command: checks, the network, the scores, the results file
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalJob:
+    """Everything ``wbcap eval`` does, resolved at the entry point (the CLI's options by name).
+
+    dataset: a name :func:`canonical_dataset` takes; data_root: the folder holding it;
+    checkpoint, body_models, allow_pickle, device, precision, batch_size: the network's
+    (:class:`~wbcap.config.PipelineConfig`; the checkpoint None: the installed one); num_workers,
+    limit, resolution, predictions, split: :func:`evaluate`'s; out: a JSON file for the
+    results (:func:`write_results`), None: none.
+    """
+
+    dataset: str
+    data_root: str
+    checkpoint: str | None = None
+    body_models: str | None = None
+    allow_pickle: bool = False
+    device: str = "auto"
+    precision: str = "exact"
+    batch_size: int = 8
+    num_workers: int = 0
+    limit: int | None = None
+    resolution: str | None = None
+    predictions: str | None = None
+    split: str | None = None
+    out: str | None = None
+
+
+def run_eval(job: EvalJob, progress: Callable[[int, int], None] | None = None) -> tuple[EvalResult, Path | None]:
+    """Check everything the evaluation reads and writes (before the network is built: a missing
+    extra file, a dataset layout problem or an ``out`` that cannot be written, or that would
+    replace a file the evaluation reads, is one line at once), build the network, evaluate it
+    (``progress(done, total)`` after every batch) and write ``job.out``.
+
+    Returns:
+        ``(result, the results file or None)``.
+
+    Raises:
+        InputError, ModelFileError, CheckpointError: one line naming the file or setting.
+    """
+    from wbcap.atomic import check_writable_file
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import Pipeline
+
+    name = canonical_dataset(job.dataset)
+    if job.out is not None:
+        check_writable_file(job.out)  # (one line now, not after the evaluation)
+    reads = check_inputs(name, job.data_root, job.body_models, job.allow_pickle, body_model=True,
+                         resolution=job.resolution, split=job.split, predictions=job.predictions,
+                         num_workers=job.num_workers)
+    if job.out is not None:  # never over a file the evaluation reads, however it was found
+        from wbcap.weights import find_checkpoint
+
+        check_writable_file(job.out, inputs={setting("checkpoint"): find_checkpoint(job.checkpoint), **reads.files},
+                            input_folders={f"the {name} dataset": reads.dataset})
+    pipeline = Pipeline.from_config(PipelineConfig(
+        body=BodyModelConfig(path=job.body_models, allow_pickle=job.allow_pickle), checkpoint=job.checkpoint,
+        device=job.device, batch_size=job.batch_size, precision=job.precision))
+    result = evaluate(name, job.data_root, pipeline, body_models=job.body_models, allow_pickle=job.allow_pickle,
+                      batch_size=job.batch_size, num_workers=job.num_workers, limit=job.limit, progress=progress,
+                      resolution=job.resolution, predictions=job.predictions, split=job.split)
+    return result, None if job.out is None else write_results(result, job.out)
