@@ -138,8 +138,8 @@ def test_merge_takes_the_installed_hand_model_by_default(tmp_path, monkeypatch, 
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
     merged = []
-    monkeypatch.setattr(wbcap.train.merge, "merge_hand_into_body",
-                        lambda body, hand, out: merged.append((body, hand)) or out)
+    monkeypatch.setattr(wbcap.train.merge, "_merge",
+                        lambda body, hand, out, seed: merged.append((body, hand)) or out)
     args = ["train", "merge", "--body", str(small_ckpt), "-o", str(tmp_path / "merged.pth")]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2 and not merged, r.output

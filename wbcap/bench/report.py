@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from wbcap.errors import setting
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Write ``report`` as indented JSON to ``path`` (its folder made; atomically: a file that
+    cannot be finished is not left half written). Returns the path written."""
+    from wbcap.atomic import atomic_write_text
+
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, json.dumps(report, indent=2) + "\n")
+    return p
 
 
 def describe_model(desc: dict[str, Any]) -> str:

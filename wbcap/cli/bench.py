@@ -105,7 +105,7 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     import json
 
     from wbcap.bench.options import BenchOptions
-    from wbcap.bench.report import print_report
+    from wbcap.bench.report import print_report, write_report
     from wbcap.bench.stages import run_bench
     from wbcap.console import stderr_console
 
@@ -147,10 +147,5 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
         print_report(report, Console(width=None if sys.stdout.isatty() else 120))  # (piped: 120 columns)
     if json_out is not None:
-        from pathlib import Path
-
-        from wbcap.atomic import atomic_write_text
-
-        Path(json_out).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(json_out).expanduser(), text + "\n")
+        write_report(report, json_out)
 

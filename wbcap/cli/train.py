@@ -129,17 +129,9 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 def merge(ctx, body_ckpt, hand_ckpt, out):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.
     Prints the merged file's path (not with `wbcap -q`)."""
-    from wbcap.atomic import check_writable_file
     from wbcap.cli.common import echo_result, is_quiet
-    from wbcap.errors import setting
     from wbcap.train.merge import merge_hand_into_body
 
-    if hand_ckpt is None:  # (a user trial: the imported hand4whole_hand was listed as for merge, and never used)
-        from wbcap.weights import find_checkpoint
-
-        hand_ckpt = find_checkpoint(None, name="hand4whole_hand", option="hand_ckpt")
-    check_writable_file(out,  # before the (slow) merge
-                        inputs={setting("body_ckpt"): body_ckpt, setting("hand_ckpt"): hand_ckpt})
     path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
     if not is_quiet(ctx):
         echo_result(f"merged -> {path}")

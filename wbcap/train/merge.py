@@ -122,8 +122,32 @@ def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return {k[len(OFFICIAL_PREFIX):] if k.startswith(OFFICIAL_PREFIX) else k: v for k, v in sd.items()}
 
 
-def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: int = 0) -> Path:
-    """Write the merged whole-body checkpoint (wbcap format, config inside). Returns ``out``."""
+def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, out: str | Path, seed: int = 0) -> Path:
+    """Write the merged whole-body checkpoint (wbcap format, config inside): the body stage's
+    network with the hand stage's backbone, the hand heads re-initialised (``seed``). Returns
+    ``out``.
+
+    ``hand_ckpt`` None: the released hand-only checkpoint, ``hand4whole_hand``, where it is
+    installed (:func:`wbcap.weights.find_checkpoint`).
+
+    Raises:
+        ModelFileError: no ``hand_ckpt`` given and none installed. CheckpointError: a file that
+            is not a body / hand-only checkpoint of matching backbones. InputError: ``out``
+            cannot be written, or is one of the inputs (checked before the merge).
+    """
+    from wbcap.atomic import check_writable_file
+    from wbcap.errors import setting
+
+    if hand_ckpt is None:  # (a user trial: the imported hand4whole_hand was listed as for merge, and never used)
+        from wbcap.weights import find_checkpoint
+
+        hand_ckpt = find_checkpoint(None, name="hand4whole_hand", option="hand_ckpt")
+    check_writable_file(out, inputs={setting("body_ckpt"): body_ckpt, setting("hand_ckpt"): hand_ckpt})
+    return _merge(body_ckpt, hand_ckpt, out, seed)
+
+
+def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: int) -> Path:
+    """:func:`merge_hand_into_body`'s work, its files found and checked."""
     body = read_checkpoint(body_ckpt)
     net = Hand4Whole(body.config)
     check_state_dict(net, body.state_dict, body.path)
