@@ -555,11 +555,14 @@ class _Runs:
 
 
 def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.ndarray]) -> None:
-    """Opting in to a pickle (--allow-pickle, `python -m wbcap.eval.extra_files`) unpickled it
+    """Opting in to a pickle (--allow-pickle, `wbcap convert`) unpickled it
     whole: a crafted SMPLX_NEUTRAL.pkl or SMPLX_to_J14.pkl ran its code (a break-it session's
     created a file), and the converter wrote `array(0)` as the regressor. Now only the globals
     plain arrays need are allowed; any other is refused, never imported or called."""
-    from wbcap.eval.extra_files import convert_pickle, main
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.eval.extra_files import convert_pickle
     from wbcap.pickles import load_data_pickle
 
     marker = tmp_path / "ran"
@@ -571,7 +574,8 @@ def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.n
             with pytest.raises(ModelFileError) as exc:
                 read(pkl)
             assert _one_line(exc).startswith(f"{pkl}: refused: it names posix.system, which no model data needs")
-        assert main([str(pkl)]) == 2
+        r = CliRunner().invoke(cli, ["convert", str(pkl)])
+        assert r.exit_code == 2 and r.stderr.startswith(f"error: {pkl}: refused") and r.stderr.count("\n") == 1, r.output
     assert not marker.exists() and not (tmp_path / "SMPLX_to_J14.npy").exists()
     # what the releases hold still reads, in every protocol (numpy, scipy sparse, scalars, OrderedDict)
     import collections
@@ -598,7 +602,7 @@ def test_pickles_are_read_as_plain_data_only(tmp_path: Path, raw: dict[str, np.n
             convert_pickle(deftrafo)
         assert _one_line(exc) == (f"{deftrafo}: its 'mtx' is not a 2-D numeric matrix ({got}); re-download it from "
                                   "its source")
-        assert main([str(deftrafo)]) == 2
+        assert CliRunner().invoke(cli, ["convert", str(deftrafo)]).exit_code == 2
     assert not (tmp_path / "SMPLX_to_SMPL.npz").exists()
     # the release's shape: the vertex half of (6890, 2 x 10475) is kept
     rng = np.random.default_rng(0)  # (scipy.sparse.random samples the whole 6890 x 20950: 12 s)

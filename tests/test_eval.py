@@ -612,7 +612,7 @@ def test_pickled_extra_file_needs_opt_in_or_conversion(tmp_path, body_dir, model
     j14 = np.load(models / "smplx" / "SMPLX_to_J14.npy")
     with open(folder / "smplx" / "SMPLX_to_J14.pkl", "wb") as fh:
         pickle.dump(j14, fh)
-    with pytest.raises(ModelFileError, match="convert it once with `python -m wbcap.eval.extra_files"):
+    with pytest.raises(ModelFileError, match="convert it once with `wbcap convert"):
         find_extra_file("j14", folder)
     assert find_extra_file("j14", folder, allow_pickle=True).suffix == ".pkl"
     out = convert_pickle(folder / "smplx" / "SMPLX_to_J14.pkl")

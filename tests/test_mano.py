@@ -36,15 +36,16 @@ def plain_pickle(tmp_path_factory) -> Path:
     return write_synthetic_mano(tmp_path_factory.mktemp("plain"), chumpy=False)
 
 
-def _convert(capsys, *args: object) -> subprocess.CompletedProcess:
-    """``python -m wbcap.body.mano_layer ARGS`` run in this process (its ``main``; one test runs the
+def _convert(capsys, src: object, dest: object = None) -> subprocess.CompletedProcess:
+    """``wbcap convert SRC [--dest DEST]`` run in this process (click's runner; one test runs the
     real command): the exit status and what it wrote."""
-    from wbcap.body.mano_layer import main
+    from click.testing import CliRunner
 
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, rc, out, err)
+    from wbcap.cli import cli
+
+    args = ["convert", str(src), *(["--dest", str(dest)] if dest is not None else [])]
+    r = CliRunner().invoke(cli, args)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
 def _params(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,18 +105,20 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
     # the command users run, writing into another folder
     (tmp_path / "again").mkdir()
     again = tmp_path / "again" / "MANO_RIGHT.npz"
-    r = subprocess.run([sys.executable, "-m", "wbcap.body.mano_layer", str(released), str(tmp_path / "again")],
+    r = subprocess.run([sys.executable, "-m", "wbcap", "convert", str(released), "--dest", str(tmp_path / "again")],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout == f"wrote {again}\n", r.stderr
+    assert r.returncode == 0 and r.stdout == f"{released} -> {again}\n", r.stderr
     assert again.read_bytes() == converted.read_bytes()
-    # the pickle itself, another name or kind of file (never found), a folder that is not there, no such
-    # input: refused in one line, nothing written
+    # a file or a folder that is not there as --dest, no such input: refused in one line, nothing written
     before = released.read_bytes()
-    for out, says in ((released, "is written as MANO_RIGHT.npz"), (tmp_path / "m.pkl", "is written as MANO_RIGHT.npz"),
-                      (tmp_path / "mine.npz", "is written as MANO_RIGHT.npz"),
-                      (tmp_path / "nowhere" / "MANO_RIGHT.npz", "cannot write the converted model")):
+    for out, says in ((released, "is a file"), (tmp_path / "nowhere", "no such folder")):
         r = _convert(capsys, released, out)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr and str(out) in r.stderr, r.stderr
+    assert released.read_bytes() == before and not (tmp_path / "nowhere").exists()
+    # the library's own names: the pickle itself, another name or kind of file (never found)
+    for out in (released, tmp_path / "m.pkl", tmp_path / "mine.npz"):
+        with pytest.raises(ModelFileError, match="is written as MANO_RIGHT.npz"):
+            convert_mano_pickle(released, out)
     assert released.read_bytes() == before and not (tmp_path / "m.pkl").exists() and not (tmp_path / "mine.npz").exists()
     left = tmp_path / "MANO_LEFT.pkl"  # (the release's other file: a left hand is not converted for the right one)
     left.write_bytes(released.read_bytes())
@@ -163,7 +166,7 @@ def test_find_mano_model_searches_as_for_smplx_and_says_how_to_convert(tmp_path,
     with pytest.raises(ModelFileError) as err:  # the release's pickle: converted first (never unpickled unasked)
         find_mano_model(folder)
     assert str(err.value) == (f"{pkl} is a pickle, which can run code when loaded: convert it once with "
-                              f"`python -m wbcap.body.mano_layer {pkl}` (writes MANO_RIGHT.npz beside it, read without "
+                              f"`wbcap convert {pkl}` (writes MANO_RIGHT.npz beside it, read without "
                               f"unpickling)")
     assert find_mano_model(folder, allow_pickle=True) == pkl
     npz = convert_mano_pickle(pkl)
@@ -184,7 +187,7 @@ def test_find_mano_model_searches_as_for_smplx_and_says_how_to_convert(tmp_path,
     assert str(err.value) == (
         f"the MANO hand model (MANO_RIGHT.npz or .pkl) was not found (looked in: {empty}/mano/, {empty}/): download "
         f"MANO from https://mano.is.tue.mpg.de, put mano_v1_2/models/MANO_RIGHT.pkl in {empty}/mano/ and convert it "
-        f"there once with `python -m wbcap.body.mano_layer {empty}/mano/MANO_RIGHT.pkl`")  # (the folder was named)
+        f"there once with `wbcap convert {empty}/mano/MANO_RIGHT.pkl`")  # (the folder was named)
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(empty))
     with pytest.raises(ModelFileError, match=r"MANO_RIGHT.pkl` \(or pass body_models / set WBCAP_BODY_MODELS\)$"):
         find_mano_model()
@@ -340,10 +343,10 @@ def test_doctor_reports_the_mano_file_as_optional(tmp_path, mano_dir, monkeypatc
     assert missing.detail == f"MANO_RIGHT.npz not found in {tmp_path}/mano/ or {tmp_path}/"
     assert missing.fix == (f"optional, only `wbcap train hand` uses it (or trains without: --no-mano-losses): download "
                            f"MANO from https://mano.is.tue.mpg.de, put mano_v1_2/models/MANO_RIGHT.pkl in {tmp_path}/mano/ "
-                           f"and convert it there once with `python -m wbcap.body.mano_layer "
+                           f"and convert it there once with `wbcap convert "
                            f"{tmp_path}/mano/MANO_RIGHT.pkl`")
     pkl = write_synthetic_mano(tmp_path)
     unconverted = mano_check(str(tmp_path))
     assert (unconverted.ok, unconverted.detail) == (False, f"{pkl} is a pickle, which can run code when loaded")
-    assert unconverted.fix.endswith(f"convert it once with `python -m wbcap.body.mano_layer {pkl}` (writes "
+    assert unconverted.fix.endswith(f"convert it once with `wbcap convert {pkl}` (writes "
                                     f"MANO_RIGHT.npz beside it, read without unpickling)")

@@ -21,7 +21,7 @@ from typing import Any
 
 from wbcap.errors import ModelFileError, first_line
 
-__all__ = ["ALLOWED_GLOBALS", "ChumpyArray", "load_data_pickle"]
+__all__ = ["ALLOWED_GLOBALS", "ChumpyArray", "convert_release_pickle", "load_data_pickle"]
 
 #: ``(module, name)`` pairs a data pickle may name, as a pickle names them (Python 2 pickles:
 #: ``copy_reg``, ``__builtin__``; numpy 1 and 2 module paths; scipy's old and new sparse modules).
@@ -80,3 +80,32 @@ def load_data_pickle(path: str | Path, fix: str) -> Any:
                              f"plain model data); {fix}") from None
     except Exception as exc:  # unpickling a damaged file fails in many ways
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
+
+
+def convert_release_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
+    """Convert one release pickle, once, into the numpy file wbcap reads without ``allow_pickle``
+    (``wbcap convert``): the MANO release's ``MANO_RIGHT.pkl`` into ``MANO_RIGHT.npz``
+    (:func:`wbcap.body.mano_layer.convert_mano_pickle`), an evaluation extra file
+    (``SMPLX_to_J14.pkl``, ``MANO_SMPLX_vertex_ids.pkl``, ``smplx2smpl_deftrafo_setup.pkl``)
+    into its npy/npz (:func:`wbcap.eval.extra_files.convert_pickle`). Chosen by the file's name
+    (a MANO file: ``MANO`` in it, ``SMPLX`` not). ``dest``: an existing folder to write into;
+    None: beside the pickle. Returns the written file.
+
+    Raises:
+        ModelFileError: one line naming the file: missing, refused (it names a Python object
+            no model data needs), or not holding the release's data; or ``dest`` not a folder.
+    """
+    src = Path(path).expanduser()
+    if not src.is_file():
+        raise ModelFileError(f"{src}: no such file; name a release pickle: MANO_RIGHT.pkl, SMPLX_to_J14.pkl, "
+                             "MANO_SMPLX_vertex_ids.pkl or smplx2smpl_deftrafo_setup.pkl")
+    if dest is not None and not Path(dest).expanduser().is_dir():
+        raise ModelFileError(f"{dest}: no such folder; make it first, or leave the converted file beside the pickle")
+    name = src.name.upper()
+    if "MANO" in name and "SMPLX" not in name:
+        from wbcap.body.mano_layer import convert_mano_pickle
+
+        return convert_mano_pickle(src, dest)
+    from wbcap.eval.extra_files import convert_pickle
+
+    return convert_pickle(src, dest)

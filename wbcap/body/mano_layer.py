@@ -14,7 +14,7 @@ loaded, so wbcap reads a ``.pkl`` only after an opt-in (``allow_pickle=True``; `
 hand`` never opts in), and then with :func:`wbcap.pickles.load_data_pickle` (numpy/scipy data only:
 its chumpy arrays become plain arrays, chumpy is never imported). Convert it once instead::
 
-    python -m wbcap.body.mano_layer ~/.local/share/wbcap/body_models/mano/MANO_RIGHT.pkl
+    wbcap convert ~/.local/share/wbcap/body_models/mano/MANO_RIGHT.pkl
 
 which writes ``MANO_RIGHT.npz`` beside it (the arrays below, read with ``allow_pickle=False``).
 
@@ -34,7 +34,6 @@ Pinky_1..4`` with the finger tips (``*_4``) the mesh vertices 745, 317, 445, 556
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,14 +134,14 @@ def find_mano_model(body_models: str | Path | None = None, allow_pickle: bool = 
     if found.pickle is not None:
         raise ModelFileError(
             f"{found.pickle} is a pickle, which can run code when loaded: convert it once with "
-            f"`python -m wbcap.body.mano_layer {found.pickle}` (writes MANO_RIGHT.npz beside it, read without "
+            f"`wbcap convert {found.pickle}` (writes MANO_RIGHT.npz beside it, read without "
             f"unpickling)")
     first = cands[0].parent  # (the first folder's mano/)
     looked = list(dict.fromkeys(str(c.parent) + "/" for c in cands))
     raise MANONotFoundError(
         looked,
         f"download MANO from {MANO_URL}, put mano_v1_2/models/MANO_RIGHT.pkl in {first}/ and convert it "
-        f"there once with `python -m wbcap.body.mano_layer {first / 'MANO_RIGHT.pkl'}`"
+        f"there once with `wbcap convert {first / 'MANO_RIGHT.pkl'}`"
         + ("" if body_models is not None else f" (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"))
 
 
@@ -168,7 +167,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             return {k: archive[k] for k in REQUIRED_KEYS if k in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFileError(f"{path} could not be read as a MANO .npz ({' '.join(str(exc).split())[:120]}): "
-                             f"convert the release's MANO_RIGHT.pkl again (`python -m wbcap.body.mano_layer`)") from None
+                             f"convert the release's MANO_RIGHT.pkl again (`wbcap convert`)") from None
 
 
 def load_mano_data(path: str | Path) -> dict[str, np.ndarray]:
@@ -335,26 +334,3 @@ class MANOLayer(torch.nn.Module):
                 vertices = vertices + transl.to(dtype)[:, None]
             joints = torch.einsum("jv,bvc->bjc", self.joint_regressor, vertices)
         return MANOOutput(vertices, joints)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m wbcap.body.mano_layer MANO_RIGHT.pkl [OUT.npz]``: :func:`convert_mano_pickle`."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 2) or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m wbcap.body.mano_layer MANO_RIGHT.pkl [FOLDER | FOLDER/MANO_RIGHT.npz]\n"
-                         "writes the arrays wbcap reads to MANO_RIGHT.npz beside the pickle (or in FOLDER)\n")
-        return 0 if args[:1] in (["-h"], ["--help"]) else 2
-    try:
-        written = convert_mano_pickle(args[0], args[1] if len(args) == 2 else None)
-    except WbcapError as exc:  # (a user's error: 2, as every wbcap command)
-        sys.stderr.write(f"error: {exc}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:  # (the write is atomic: nothing is left)
-        sys.stderr.write("stopped: nothing written\n")
-        return 130
-    sys.stdout.write(f"wrote {written}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

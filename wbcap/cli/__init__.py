@@ -41,6 +41,7 @@ SUBCOMMANDS = {
     "demo": ("wbcap.cli.demo", "demo", "Run the image pipeline on a bundled example (pipeline check)."),
     "weights": ("wbcap.cli.weights", "weights", "List, download, import and verify weights: checkpoints, detectors."),
     "doctor": ("wbcap.cli.doctor", "doctor", "Report what is installed and what is missing, with fixes."),
+    "convert": ("wbcap.cli.convert", "convert", "Convert MANO and evaluation-file pickles once into the numpy files wbcap reads."),
 }
 
 

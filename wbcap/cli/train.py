@@ -103,7 +103,7 @@ def _stage_command(stage: str, doc: str):
         command = click.option(
             "--no-mano-losses", "mano_losses", flag_value=False, default=None,
             help="Train without the loss terms upstream computes through the MANO hand model (mano_joint_img, "
-                 "joint_proj, joint_cam, mano_joint_cam), which need MANO_RIGHT.npz: `python -m wbcap.body.mano_layer MANO_RIGHT.pkl` "
+                 "joint_proj, joint_cam, mano_joint_cam), which need MANO_RIGHT.npz: `wbcap convert MANO_RIGHT.pkl` "
                  "converts the release's file (https://mano.is.tue.mpg.de), looked for in --body-models/mano/.")(command)
     return command
 

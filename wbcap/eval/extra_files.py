@@ -27,7 +27,7 @@ kind                   file names (first found wins)          content           
 ``.pkl`` files are pickles, which can run code when loaded: they are read only with
 ``allow_pickle=True`` (CLI ``--allow-pickle``). Convert them once instead::
 
-    python -m wbcap.eval.extra_files ~/.local/share/wbcap/body_models/smplx/SMPLX_to_J14.pkl
+    wbcap convert ~/.local/share/wbcap/body_models/smplx/SMPLX_to_J14.pkl
 
 writes ``SMPLX_to_J14.npy`` beside it (``MANO_SMPLX_vertex_ids.pkl`` -> ``.npz`` with arrays
 ``left_hand``/``right_hand``; ``smplx2smpl_deftrafo_setup.pkl`` -> ``SMPLX_to_SMPL.npz``, a
@@ -38,7 +38,6 @@ writes ``SMPLX_to_J14.npy`` beside it (``MANO_SMPLX_vertex_ids.pkl`` -> ``.npz``
 from __future__ import annotations
 
 import logging
-import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,7 +199,7 @@ def find_extra_file(
     if found.pickle is not None:
         raise ModelFileError(
             f"{found.pickle} is a pickle, which can run code when loaded: convert it once with "
-            f"`python -m wbcap.eval.extra_files {found.pickle}` (writes {spec.names[0]}), "
+            f"`wbcap convert {found.pickle}` (writes {spec.names[0]}), "
             f"or pass {setting('allow_pickle', api='allow_pickle=True')}"
         )
     default = folders[0] / spec.subdir
@@ -388,8 +387,9 @@ def _ids(src: Path, value: Any, side: str) -> np.ndarray:
     return ids
 
 
-def convert_pickle(path: str | Path) -> Path:
-    """Convert an extra-file pickle into its numpy form beside it; returns the new path.
+def convert_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
+    """Convert an extra-file pickle into its numpy form beside it (or in the folder ``dest``);
+    returns the new path.
 
     ``SMPLX_to_J14.pkl`` -> ``SMPLX_to_J14.npy``; ``MANO_SMPLX_vertex_ids.pkl`` -> ``.npz``
     (``left_hand``, ``right_hand``); ``smplx2smpl_deftrafo_setup.pkl`` -> ``SMPLX_to_SMPL.npz``
@@ -413,7 +413,7 @@ def convert_pickle(path: str | Path) -> Path:
     if name.startswith("MANO_SMPLX_vertex_ids"):
         if not isinstance(obj, dict) or not {"left_hand", "right_hand"} <= set(obj):
             raise ModelFileError(f"{src}: expected a dict with 'left_hand'/'right_hand'")
-        dst = src.with_suffix(".npz")
+        dst = _placed(src.with_suffix(".npz"), dest)
         arrays = {side: _ids(src, obj[side], side) for side in ("left_hand", "right_hand")}
         with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
             np.savez(fh, **arrays)
@@ -427,7 +427,7 @@ def convert_pickle(path: str | Path) -> Path:
         mat = scipy.sparse.csr_matrix(mat)
         if mat.shape[1] == 2 * NUM_VERTICES:  # (the release's vertex half, then its other half)
             mat = mat[:, :NUM_VERTICES]
-        dst = src.with_name("SMPLX_to_SMPL.npz")
+        dst = _placed(src.with_name("SMPLX_to_SMPL.npz"), dest)
         with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
             scipy.sparse.save_npz(fh, scipy.sparse.csr_matrix(mat), compressed=True)
         return dst
@@ -441,30 +441,12 @@ def convert_pickle(path: str | Path) -> Path:
     if dense is None or dense.ndim != 2 or dense.dtype.kind not in "fiu" or dense.size == 0:
         got = type(mat).__name__ if dense is None else f"{dense.dtype} {dense.shape}"
         raise ModelFileError(f"{src}: holds no 2-D numeric matrix ({got}); re-download it from its source")
-    dst = src.with_suffix(".npy")
+    dst = _placed(src.with_suffix(".npy"), dest)
     with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
         np.save(fh, dense)
     return dst
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wbcap.eval.extra_files FILE.pkl ...``: convert the releases' pickles to npy/npz."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m wbcap.eval.extra_files FILE.pkl [FILE.pkl ...]\n"
-                         "Converts SMPLX_to_J14.pkl, MANO_SMPLX_vertex_ids.pkl and smplx2smpl_deftrafo_setup.pkl to the "
-                         "numpy files `wbcap eval` reads, beside them. Only plain arrays are read from a pickle: one "
-                         "naming any other Python object is refused, never run.\n")
-        return 0 if args else 2
-    for arg in args:
-        try:
-            dst = convert_pickle(arg)
-        except ModelFileError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            return 2
-        sys.stdout.write(f"{arg} -> {dst}\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def _placed(dst: Path, dest: str | Path | None) -> Path:
+    """``dst``, or its name in the folder ``dest``."""
+    return dst if dest is None else Path(dest).expanduser() / dst.name
