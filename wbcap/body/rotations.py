@@ -10,7 +10,7 @@ Conventions used throughout wbcap:
   the first two columns of the rotation matrix.
 
 All functions accept any number of leading batch dimensions, keep the input dtype/device and are
-differentiable. They are safe at the singular points (angle 0 and angle pi): outputs are finite.
+differentiable; another trailing shape raises ``ValueError`` naming the argument and its shape. They are safe at the singular points (angle 0 and angle pi): outputs are finite.
 """
 
 from __future__ import annotations

@@ -191,7 +191,8 @@ def write_results(result: EvalResult, path: str | Path) -> Path:
 
 
 def canonical_dataset(name: str) -> str:
-    """``'EHF'``, ``'PW3D'``, ``'Human36M'`` or ``'AGORA'`` for a case-insensitive name or alias (3DPW, H36M)."""
+    """``'EHF'``, ``'PW3D'``, ``'Human36M'`` or ``'AGORA'`` for a case-insensitive name or alias
+    (3DPW, H36M). Raises InputError for any other name (one line listing the datasets)."""
     key = str(name).lower().replace("-", "").replace("_", "").replace(".", "")
     if key not in _ALIASES:
         raise InputError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")

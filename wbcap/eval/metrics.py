@@ -8,7 +8,9 @@ Conventions (every function here):
   over the points of each sample, times 1000);
 * ``valid`` (optional) is a ``(B, N)`` mask (bool or 0/1 float; fractional values act as
   weights): invalid points are left out of the mean and, for the PA variants, out of the
-  alignment. A sample without any valid point gets ``nan``.
+  alignment. A sample without any valid point gets ``nan``;
+* other shapes (points not ``(B, N, 3)``, ``pred`` and ``gt`` of different shapes, a mask, root
+  or regressor that does not fit them) raise ``ValueError`` naming the argument and its shape.
 
 The arithmetic runs in float64 (a batched 3x3 SVD), so an exact similarity copy aligns to well
 below 1e-6 mm. No Python loop over samples anywhere.

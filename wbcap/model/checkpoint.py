@@ -205,7 +205,12 @@ def _backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path) -> int
 
 
 def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> ModelConfig:
-    """Architecture of a Hand4Whole state_dict (no prefix) from its tensor names and shapes."""
+    """Architecture of a Hand4Whole state_dict (no prefix) from its tensor names and shapes.
+
+    Raises:
+        CheckpointError: one line naming ``path``: a tensor the whole-body network has is missing
+            (a body-only or hand-only checkpoint says which it is), or a backbone is not a ResNet.
+    """
     path = Path(path)
     try:
         num_betas = int(sd["body_rotation_net.shape_out.0.weight"].shape[0])

@@ -150,6 +150,9 @@ class FaceRegressor(nn.Module):
         self.jaw_pose_out = make_linear_layers([feat_dim, 6], relu_final=False)
 
     def forward(self, face_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """face_feat (B, C, h, w), the face backbone's features -> ``(expression (B, E), jaw
+        (B, 6))``: SMPL-X expression coefficients, and the jaw rotation in upstream's 6D form
+        (two matrix columns; :func:`wbcap.body.rotations.rot6d_to_matrix`)."""
         pooled = face_feat.mean((2, 3))
         return self.expr_out(pooled), self.jaw_pose_out(pooled)
 
@@ -170,6 +173,10 @@ class BoxNet(nn.Module):
         self.face_size = make_linear_layers([256, 256, 2], relu_final=False)
 
     def forward(self, img_feat: torch.Tensor, joint_hm: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """img_feat (B, C, h, w), the body backbone's features; joint_hm (B, J, d, h, w) or
+        (B, J d, h, w), the body joints' heatmaps -> ``(lhand_center, lhand_size, rhand_center,
+        rhand_size, face_center, face_size)``, each (B, 2) ``(x, y)`` / ``(w, h)`` in body heatmap
+        cells (upstream ``BoxNet.forward``'s order)."""
         _, h, w = self.hm_shape
         joint_hm = joint_hm.reshape(joint_hm.shape[0], -1, h, w)
         feat = self.deconv(torch.cat((img_feat, joint_hm), 1))
@@ -216,6 +223,9 @@ class HandRoI(nn.Module):
         return self.roi_align(img, rois, self._out, aligned=False, mirror=left, image_blocks=2)
 
     def forward(self, img: torch.Tensor, lhand_bbox: torch.Tensor, rhand_bbox: torch.Tensor) -> torch.Tensor:
+        """img (B, 3, H, W) the body crop (``input_img_shape``); boxes (B, 4) ``x1, y1, x2, y2``
+        in body-input pixels (``input_body_shape``) -> the hand backbone's features (2B, C, h, w):
+        the B (mirrored) left hands, then the B right hands."""
         return self.backbone(self.crops(img, lhand_bbox, rhand_bbox))
 
 
@@ -231,9 +241,12 @@ class FaceRoI(nn.Module):
         self.roi_align = roi_align  # see HandRoI
 
     def crops(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
+        """img (B, 3, H, W) the body crop; face_bbox (B, 4) ``x1, y1, x2, y2`` in body-input
+        pixels -> the face crops (B, 3, *input_face_shape)."""
         return self.roi_align(img, _batch_rois(face_bbox, self._sx, self._sy), self._out, aligned=False, image_blocks=1)
 
     def forward(self, img: torch.Tensor, face_bbox: torch.Tensor) -> torch.Tensor:
+        """:meth:`crops`, then the face backbone: features (B, C, h, w)."""
         return self.backbone(self.crops(img, face_bbox))
 
 
