@@ -209,7 +209,7 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
 
     Raises:
         CheckpointError: one line naming ``path``: a tensor the whole-body network has is missing
-            (a body-only or hand-only checkpoint says which it is), or a backbone is not a ResNet.
+            (a hand-only checkpoint is said to be one), or a backbone is not a ResNet.
     """
     path = Path(path)
     try:
