@@ -257,7 +257,7 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, train_args, tr
 
     import wbcap.train.merge as merge
 
-    monkeypatch.setattr(merge, "merge_hand_into_body", lambda *a: pytest.fail("merged before checking -o"))
+    monkeypatch.setattr(merge, "_merge", lambda *a: pytest.fail("merged before checking -o"))
     r = invoke("train", "merge", "--body", small_ckpt, "--hand", small_ckpt, "-o", immut / "m.pth.tar")
     assert one_error_line(r).startswith(f"error: {immut}: cannot write m.pth.tar in this folder (read-only")
     r = invoke("train", "merge", "--body", small_ckpt, "--hand", small_ckpt, "-o", a_file / "m.pth.tar")
