@@ -192,7 +192,9 @@ def _check_fbx_file(fbx: dict, clip, rig, shapes: list[str]) -> None:
     models = {m[0]: m[1:] for m in fbx["models"]}
     assert len(models) == len(fbx["models"]) == 57
     assert sorted(n for n, m in models.items() if m[0] == "LimbNode") == sorted(JOINT_NAMES_55)
-    for root, kind in (("Armature", "Null"), ("body", "Mesh")):
+    from wbcap.export.gltf import mesh_node_name
+
+    for root, kind in (("Armature", "Null"), (mesh_node_name(clip.name), "Mesh")):
         assert models[root][0] == kind
         np.testing.assert_allclose(models[root][1], 0.0, atol=1e-6)  # translation
         np.testing.assert_allclose(models[root][2], 0.0, atol=1e-4)  # rotation, degrees
@@ -235,7 +237,7 @@ def test_fbx_equals_lbs(blender, setup):
     fbx_path = write_fbx(glb, setup["dir"] / "fbx25.fbx", fps=clip.fps)
     assert sorted(p.name for p in setup["dir"].glob("fbx25*")) == ["fbx25.fbx", "fbx25.glb"]  # no log, no temp
     result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_lbs")
-    assert [o[:2] for o in result["objects"]] == [["Armature", "ARMATURE"], ["body", "MESH"]]
+    assert [o[:2] for o in result["objects"]] == [["Armature", "ARMATURE"], [f"{clip.name}_body", "MESH"]]
     assert (result["fps"], result["fps_base"]) == (25, 1.0)
     np.testing.assert_allclose(result["key_frames"], 1 + clip.times * 25, atol=1e-6)  # Blender's anim_offset 1
     np.testing.assert_allclose(result["key_times"], clip.times, atol=1e-6)

@@ -19,7 +19,7 @@ from clients import node_packages_missing, skip_or_fail
 
 from wbcap.camera import ImageCamera
 from wbcap.export.clip import YUP_FROM_ZUP, MotionClip, smplx_rows
-from wbcap.export.gltf import CAMERA_NODE_NAME, MESH_NODE_NAME, write_glb
+from wbcap.export.gltf import CAMERA_NODE_NAME, mesh_node_name, write_glb
 from wbcap.export.rig import JOINT_NAMES_55, build_rig, lbs_vertices, posed_joints
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Reader:
     def vertices(self, time: float | None) -> np.ndarray:
         """Skinned mesh at ``time`` (None: the nodes' own TRS and the mesh's default weights)."""
         anim = {} if time is None else self.sample(time)
-        mi = self.node(MESH_NODE_NAME)
+        (mi,) = [i for i, n in enumerate(self.g.nodes) if n.skin is not None]
         mnode = self.g.nodes[mi]
         mesh = self.g.meshes[mnode.mesh]
         prim = mesh.primitives[0]
@@ -202,11 +202,14 @@ def test_structure_known_answers(setup):
     np.testing.assert_array_equal(parents, rig.parents)
     skin = g.skins[0]
     assert skin.joints == list(range(55)) and skin.skeleton == r.node("pelvis")
-    assert [n for n in g.scenes[g.scene].nodes] == [0, r.node(MESH_NODE_NAME), r.node(CAMERA_NODE_NAME)]
+    # the skin and the mesh named after the clip: Blender names the armature and mesh objects so,
+    # and the people of several files stay apart (they were all `smplx` and `body`; a user trial)
+    assert skin.name == clip.name and g.meshes[0].name == mesh_node_name(clip.name) == f"{clip.name}_body"
+    assert [n for n in g.scenes[g.scene].nodes] == [0, r.node(mesh_node_name(clip.name)), r.node(CAMERA_NODE_NAME)]
     (anim,) = g.animations
     assert anim.name == clip.name
     targets = {(c.target.node, c.target.path) for c in anim.channels}
-    assert targets == {(j, "rotation") for j in range(55)} | {(0, "translation"), (r.node(MESH_NODE_NAME), "weights")}
+    assert targets == {(j, "rotation") for j in range(55)} | {(0, "translation"), (r.node(mesh_node_name(clip.name)), "weights")}
     for s in anim.samplers:
         np.testing.assert_array_equal(r.accessor(s.input), clip.times.astype(np.float32))
     # consecutive keys in one hemisphere, including the root's turn through 180 degrees

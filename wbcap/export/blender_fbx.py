@@ -31,7 +31,7 @@ options and their reasons are in :mod:`wbcap.export.fbx`):
 5. keep the armature and its skinned meshes only (the glTF mesh node's empty and the source
    camera are dropped), name the armature object ``Armature`` (Unreal's FBX importer skips a
    Blender root node of that name instead of adding it as an extra root bone), the mesh after
-   the glTF mesh node (``body``);
+   the glTF mesh node (``<track>_body``, :func:`wbcap.export.gltf.mesh_node_name`);
 6. turn the armature and mesh *data* by -90 degrees about x and their objects by +90 degrees, so
    the objects look the same in Blender but the FBX exporter's axis conversion (z up -> y up,
    also -90 degrees about x) cancels the object rotation: the FBX root nodes have identity
@@ -302,7 +302,7 @@ def _clean_objects(bpy: Any) -> tuple[Any, list[Any]]:
         if obj.name not in keep:
             names[obj.name] = obj.type
             bpy.data.objects.remove(obj, do_unlink=True)
-    for mesh in meshes:  # the glTF node name freed by the dropped empty ('body.001' -> 'body')
+    for mesh in meshes:  # the glTF node name freed by the dropped empty ('track_3_body.001' -> 'track_3_body')
         base = mesh.name.rsplit(".", 1)[0]
         if base in names and base not in bpy.data.objects:
             mesh.name = base

@@ -18,7 +18,7 @@ What the FBX holds
   T-pose with identity joint orientations, so a joint's local animated rotation is the SMPL-X
   axis-angle of that joint (as FBX Euler XYZ degrees) and the pelvis' local translation is
   ``rest_joints[0] + transl``.
-* The mesh ``body`` (identity transform, a child of ``Armature``), skinned by the joints (the
+* The mesh ``<track>_body`` (:func:`wbcap.export.gltf.mesh_node_name`; identity transform, a child of ``Armature``), skinned by the joints (the
   GLB's 4 weights per vertex), with the GLB's morph targets as blend shapes: ``expression_00``
   ... and, for an exact GLB, ``exact_row_00000`` ... (blend-shape weights are FBX percent: 100 x
   the coefficient).

@@ -24,7 +24,7 @@ Content
   (``rig.parents``); rest translation = ``rig.offsets`` (the pelvis: ``rig.rest_joints[0]``),
   rest rotation identity, so the bind pose is the shaped T-pose and each inverse bind matrix is
   ``translation(-rest_joint)``.
-* A mesh node ``body`` skinned by them (``JOINTS_0``/``WEIGHTS_0``: each vertex's 4 largest
+* A mesh node ``<clip name>_body`` (:func:`mesh_node_name`) skinned by them (the skin: ``<clip name>``) (``JOINTS_0``/``WEIGHTS_0``: each vertex's 4 largest
   SMPL-X weights, renormalised; :func:`wbcap.export.rig.build_rig`), rest mesh = the shaped
   SMPL-X template, with ``E`` expression morph targets (``expression_00`` ...; names in
   ``mesh.extras.targetNames``, which three.js and Blender read).
@@ -91,12 +91,17 @@ if TYPE_CHECKING:
     from wbcap.camera import ImageCamera
     from wbcap.export.clip import MotionClip
 
-__all__ = ["CAMERA_NODE_NAME", "MESH_NODE_NAME", "write_glb"]
+__all__ = ["CAMERA_NODE_NAME", "mesh_node_name", "write_glb"]
 
 logger = logging.getLogger(__name__)
 
-#: Name of the skinned mesh node.
-MESH_NODE_NAME = "body"
+def mesh_node_name(clip_name: str) -> str:
+    """The skinned mesh's node (and mesh) name in the GLB of the clip ``clip_name``:
+    ``<clip_name>_body`` (``track_3_body``). The skin is named ``clip_name``: Blender names the
+    armature and the mesh objects after them, so the people of several files stay apart."""
+    return f"{clip_name}_body"
+
+
 #: Name of the source camera's node.
 CAMERA_NODE_NAME = "source_camera"
 
@@ -354,7 +359,7 @@ def write_glb(
 
     quats = _quaternions(poses).astype(np.float32)
     _add_joint_nodes(gltf, rig, quats, transl, animated)
-    targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated)
+    targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated, clip.name)
     mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta,
                                     _camera_node_pose(clip) if clip.frame == "world" else None)
     if animated:
@@ -384,9 +389,10 @@ def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, transl: np.ndarray,
 
 
 def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndarray, transl: np.ndarray,
-              exact_vertices: np.ndarray | None, animated: bool) -> tuple[list, np.ndarray]:
-    """The skinned mesh with its morph targets (expression, then the exact rows); returns the
-    targets and the ``(T, n_targets)`` float32 morph weights per row."""
+              exact_vertices: np.ndarray | None, animated: bool, name: str) -> tuple[list, np.ndarray]:
+    """The skinned mesh (named :func:`mesh_node_name` of the clip ``name``) with its morph targets
+    (expression, then the exact rows); returns the targets and the ``(T, n_targets)`` float32
+    morph weights per row."""
     import pygltflib
 
     n_rows, n_expr = expr.shape
@@ -416,7 +422,7 @@ def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndar
     weights = np.concatenate([expr, np.eye(n_rows)], 1) if exact_vertices is not None else expr
     weights = weights.astype(np.float32)
     primitive = pygltflib.Primitive(attributes=attributes, indices=indices, mode=pygltflib.TRIANGLES)
-    mesh = pygltflib.Mesh(name=MESH_NODE_NAME, primitives=[primitive])
+    mesh = pygltflib.Mesh(name=mesh_node_name(name), primitives=[primitive])
     if targets:
         primitive.targets = targets
         mesh.extras = {"targetNames": names}
@@ -446,11 +452,11 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     ibm = np.tile(np.eye(4, dtype=np.float32), (55, 1, 1))
     ibm[:, :3, 3] = -rig.rest_joints.astype(np.float32)
     gltf.skins.append(pygltflib.Skin(
-        name="smplx", joints=list(range(55)), skeleton=0,
+        name=name, joints=list(range(55)), skeleton=0,
         inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(55, 16)),
     ))
     mesh_node = len(gltf.nodes)
-    gltf.nodes.append(pygltflib.Node(name=MESH_NODE_NAME, mesh=0, skin=0))
+    gltf.nodes.append(pygltflib.Node(name=mesh_node_name(name), mesh=0, skin=0))
     scene_nodes = [0, mesh_node]
     if camera is not None:
         gltf.cameras.append(_camera(camera))
