@@ -163,3 +163,18 @@ def test_real_yolox_nano_on_a_real_frame(shared_dir):
     assert nano["people"] >= 2  # a street scene with several pedestrians
     check_detect_stage(rep["stages"]["detect.hog"], "hog", [768, 576], rep["stages"]["detect.hog"]["input_size"],
                        ("opencv",))
+
+
+def test_frame_size_is_the_synthetic_clips_only(tmp_path):
+    """With --video the report recorded --frame-size's 320x240 beside the video's own size; a
+    --frame-size given with --video was ignored without a word."""
+    from wbcap.testing.videos import write_video
+
+    video = write_video(tmp_path / "clip.mp4", [person_image(160, 96, seed=k) for k in range(2)])
+    rep = json.loads(invoke(*FAST, "--json", "--video", video))
+    assert rep["settings"]["frame_size"] is None
+    assert (rep["input"]["width"], rep["input"]["height"], rep["input"]["synthetic"]) == (160, 96, False)
+    assert json.loads(invoke(*FAST, "--json"))["settings"]["frame_size"] == [320, 240]
+    result = CliRunner().invoke(cli, ["bench", *FAST, "--video", str(video), "--frame-size", "640x480"])
+    assert result.exit_code == 2 and "--frame-size sets the synthetic clip's size, and --video is timed at its own: " \
+                                      "drop one" in result.output

@@ -367,7 +367,7 @@ def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str
             "repeats": repeats,
             "warmup": warmup,
             "frames": opts.frames,
-            "frame_size": list(opts.frame_size),
+            "frame_size": None if opts.video is not None else list(opts.frame_size),  # (the video's: input)
             "matmul_size": opts.matmul_size,
             "statistic": "median",
         },

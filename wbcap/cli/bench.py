@@ -76,7 +76,7 @@ MAX_FRAME_SIDE = 4096
 @click.option("--frames", type=IntRange(min=1), default=16, show_default=True,
               help="Frames decoded and encoded per run.")
 @click.option("--frame-size", callback=_frame_size, default="320x240", show_default=True, metavar="WxH",
-              help="Size of the synthetic clip (ignored with --video).")
+              help="Size of the synthetic clip (not with --video, timed at its own size).")
 @click.option("--matmul-size", type=IntRange(min=64), default=2048, show_default=True,
               help="Square matmul size for the device's FLOP/s ceiling.")
 @click.option("--detector-model", type=NonEmptyPath(exists=True, dir_okay=False), default=None,
@@ -111,6 +111,8 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
 
     if checkpoint is not None and config_name is not None:
         raise click.UsageError("--config (random weights) and --checkpoint exclude each other; pass one")
+    if video is not None and ctx.get_parameter_source("frame_size") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--frame-size sets the synthetic clip's size, and --video is timed at its own: drop one")
     opts = BenchOptions(
         checkpoint=checkpoint, config=config_name, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         device=device, precisions=precisions, batch_sizes=batch_sizes, repeats=repeats, warmup=warmup, video=video,
