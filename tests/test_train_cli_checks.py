@@ -349,8 +349,9 @@ def test_resume_takes_the_runs_data_root_body_models_and_keep_last(tmp_path, bod
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r"
     assert invoke(*train_args("body"), "-o", "r", "--data-root", "data", "--keep-last", "2").exit_code == 0
-    assert json.loads((out / "run_settings.json").read_text()) == {
-        "data_root": str(tmp_path / "data"), "body_models": str(body_dir), "keep_last": 2}
+    recorded = json.loads((out / "run_settings.json").read_text())
+    assert recorded.pop("file_identity")["body_model_file"]["path"] == str(body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+    assert recorded == {"data_root": str(tmp_path / "data"), "body_models": str(body_dir), "keep_last": 2}
     monkeypatch.chdir(tmp_path / "data")  # (from another folder)
     r = invoke("train", "body", "--device", "cpu", "-o", out, "--resume")
     assert r.exit_code == 0, r.output

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -78,6 +79,37 @@ def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, train_ar
     assert invoke(*train_args("body"), "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
     r = invoke(*train_args("body"), "-o", out, "--resume", "--overwrite")
     assert r.exit_code == 2 and "use either --resume or --overwrite" in r.output, r.output
+
+
+def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, trained, body_dir):
+    """`wbcap train --resume` took whatever SMPL-X file now stood at the recorded path: a model
+    replaced mid-run changed the targets unsaid (`wbcap run` refused it already). The run records
+    the file's identity; the same bytes put back (a new mtime) resume."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(body_dir, models)
+    model = models / "smplx" / "SMPLX_NEUTRAL.npz"
+    args = [a if a != str(body_dir) else str(models) for a in map(str, train_args("body"))]
+    out = tmp_path / "r"
+    assert invoke(*args, "-o", out).exit_code == 0
+    recorded = json.loads((out / "run_settings.json").read_text())["file_identity"]
+    assert recorded["body_model_file"]["path"] == str(model) and recorded["mano_model_file"] is None
+    original = model.read_bytes()
+    with np.load(model, allow_pickle=True) as npz:  # (our own generated file, in the release's layout)
+        arrays = dict(npz)
+    stamp = model.stat().st_mtime
+    np.savez(model, **{**arrays, "v_template": arrays["v_template"] * 1.1})  # another body, same size
+    os.utime(model, (stamp + 60, stamp + 60))  # (replaced a minute later, not within the same second)
+    r = invoke(*args, "-o", out, "--resume")
+    (error,) = [line for line in r.output.splitlines() if line.startswith("error: ")]  # (the fake loop's stage.json
+    assert r.exit_code == 2 and "Traceback" not in r.output  # differs from the recipe: a warning too)
+    assert error.startswith(f"error: {model}: the SMPL-X model file changed since the run in {out} began (")
+    assert error.endswith("a run continues only with the files it began with: put back the file it was made with, or "
+                          "start over with --overwrite")
+    assert len(trained) == 1
+    model.write_bytes(original)  # the same bytes back (another mtime)
+    assert invoke(*args, "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
 
 
 def test_files_wbcap_did_not_write_are_never_overwritten(tmp_path, train_args, trained):

@@ -94,7 +94,7 @@ def recorded_settings(run: Mapping) -> dict:
 
 #: What the roles of :data:`FILE_IDENTITY` are called in messages.
 _FILE_ROLES = {"checkpoint": "checkpoint", "body_model_file": "SMPL-X model", "detector_model": "detector model",
-               "detector": "--detector"}
+               "detector": "--detector", "mano_model_file": "MANO model"}
 #: :func:`file_identity`'s content sample: this many pieces of this many bytes, evenly spread.
 _SAMPLE_PIECES, _SAMPLE_BYTES = 16, 1 << 16
 
@@ -192,7 +192,7 @@ def _when(mtime: object) -> str:
         return json.dumps(mtime)[:30]
 
 
-def _check_same_files(out: Path, recorded: object, now: dict | None) -> None:
+def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
     """Refuse a ``--resume`` whose files (``now``: :func:`file_identity` by role) are not the ones
     the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`), e.g. a checkpoint replaced by another
     network's (its results would be mixed with the first network's). A file is the same when its
@@ -821,7 +821,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     was found: ``--body-models`` or not) may differ when ``body_model_file`` is the file the run
     recorded. ``files`` (:func:`file_identity` of each file pass 1 reads, by role; None values
     skipped) is recorded under :data:`FILE_IDENTITY`; with ``resume`` each must be what the run
-    recorded (:func:`_check_same_files`: a file replaced at the same path is refused). ``run.json``
+    recorded (:func:`check_same_files`: a file replaced at the same path is refused). ``run.json``
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
     ones it recorded are kept). ``command`` (:data:`COMMAND`: the words after ``wbcap``, the
     working folder and the folder named) is recorded; None keeps the one recorded.
@@ -858,7 +858,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                 body["path"] = now.get("path")  # (the same model file, found another way)
             if matched != fp:
                 _refuse_other_settings(out, run_file, matched, fp, options or {}, overwrite_)
-            _check_same_files(out, previous.get(FILE_IDENTITY), files)
+            check_same_files(out, previous.get(FILE_IDENTITY), files)
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),

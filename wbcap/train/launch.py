@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from wbcap.errors import InputError, setting
+from wbcap.io.run_folder import FILE_IDENTITY
 from wbcap.subprocesses import end_with_parent
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if not resume:
         _check_config_paths(config_file, cfg, overrides)
     run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
+    if resume:
+        _check_resumed_model_files(folder, run)
     check_writable_destination(folder)
     created = not folder.exists()
     if node_rank == 0:  # held while training (and torchrun's processes) run: a second run is refused
@@ -166,8 +169,37 @@ def _record_run_settings(folder: Path, run) -> None:
     from wbcap.train.trainer import RUN_SETTINGS_FILE
 
     record = {"data_root": absolute_path(run.data_root), "body_models": absolute_path(run.body_models),
-              "keep_last": run.keep_last}
+              "keep_last": run.keep_last, FILE_IDENTITY: _model_files(run)}
     atomic_write_text(folder / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def _model_files(run) -> dict:
+    """:func:`wbcap.io.run_folder.file_identity` of the SMPL-X and MANO files ``run`` trains
+    with, by role (None: the synthetic SMPL-X model, or no MANO file)."""
+    from wbcap.io.run_folder import file_identity
+    from wbcap.train.trainer import SYNTHETIC_BODY_MODEL
+
+    return {"body_model_file": None if run.body_model == SYNTHETIC_BODY_MODEL else file_identity(run.body_model),
+            "mano_model_file": file_identity(run.mano_model)}
+
+
+def _check_resumed_model_files(folder: Path, run) -> None:
+    """Refuse a ``--resume`` whose SMPL-X or MANO file is not the one the run began with (its
+    targets would change mid-run, unsaid): :func:`wbcap.io.run_folder.check_same_files` against
+    what :func:`_record_run_settings` recorded (a run of an older wbcap recorded none: unchecked).
+
+    Raises:
+        InputError: one line naming the file, what changed and the fix.
+    """
+    from wbcap.io.run_folder import check_same_files
+    from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
+
+    try:
+        recorded = json.loads((settled_run_folder(folder) / RUN_SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # (none, or damaged: _recorded_run_settings said so)
+        return
+    if isinstance(recorded, dict):
+        check_same_files(folder, recorded.get(FILE_IDENTITY), _model_files(run))
 
 
 def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
