@@ -112,6 +112,18 @@ def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, train
     assert invoke(*args, "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
 
 
+def test_init_with_resume_is_refused(tmp_path, train_args, trained, small_ckpt):
+    """`--resume --init X` was taken: the snapshot's weights were used and X was written into
+    stage.json as the run's start. One line, nothing changed."""
+    out = tmp_path / "r"
+    assert invoke(*train_args("body"), "-o", out).exit_code == 0
+    before = (out / "stage.json").read_bytes()
+    r = invoke(*train_args("body"), "-o", out, "--resume", "--init", small_ckpt)
+    assert one_error_line(r) == (f"error: --init starts a run from a checkpoint, and --resume continues the run in {out} "
+                                 "from its newest snapshot: drop --init\n")
+    assert len(trained) == 1 and (out / "stage.json").read_bytes() == before
+
+
 def test_files_wbcap_did_not_write_are_never_overwritten(tmp_path, train_args, trained):
     out = tmp_path / "mine"
     _previous_run(out)

@@ -77,6 +77,10 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         from wbcap.train.trainer import check_resumable
 
         check_resumable(settled_run_folder(folder) if folder.is_dir() else folder)
+    if resume and overrides.get("init_checkpoint") is not None:  # (it was taken, unused, into stage.json)
+        raise InputError(f"{setting('init_checkpoint')} starts a run from a checkpoint, and "
+                         f"{setting('resume', api='resume=True')} continues the run in {folder} from its newest "
+                         f"snapshot: drop {setting('init_checkpoint')}")
     recorded = recorded_stage(folder, stage) if resume else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
     from wbcap.model.device import available_cpus
