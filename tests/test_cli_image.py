@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import smplx
 import torch
 import trimesh
 from click.testing import CliRunner
@@ -157,12 +156,15 @@ def test_two_boxes_two_people_and_shared_overlay(tmp_path, micro_args, body_laye
     assert r.exit_code == 0, r.output
     a, b = (check_person_folder(out / "pair" / f"person_{k}", (480, 640), body_layer, MICRO_CROP) for k in (0, 1))
     assert a["bbox_xywh"] == [60, 40, 220, 420] and b["bbox_xywh"] == [360, 40, 220, 420]
-    # the README's plain-smplx reading of smplx_param.json, run as printed there, gives output.obj
+    # the README's plain-smplx reading of smplx_param.json, run as printed there (its imports too),
+    # gives output.obj
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    snippet = readme.split('p = json.load(open("person_0/smplx_param.json"))', 1)[1].split("```", 1)[0]
-    scope = {"json": json, "smplx": smplx, "torch": torch,
-             "p": json.loads((out / "pair" / "person_1" / "smplx_param.json").read_text())}
-    exec(snippet.replace('"~/models"', repr(str(body_dir))), scope)  # (the README's own text)
+    start = readme.index('p = json.load(open("person_0/smplx_param.json"))')
+    snippet = readme[readme.rindex("```python\n", 0, start) + len("```python\n"):readme.index("```", start)]
+    snippet = snippet.replace('"~/models"', repr(str(body_dir))).replace(
+        '"person_0/smplx_param.json"', repr(str(out / "pair" / "person_1" / "smplx_param.json")))
+    scope: dict = {}
+    exec(snippet, scope)  # (the README's own text)
     obj = trimesh.load(out / "pair" / "person_1" / "output.obj", process=False, maintain_order=True).vertices
     np.testing.assert_allclose(scope["vertices"][0].detach().numpy(), obj, atol=1e-5)
     # one overlay for the image, in each person's folder ...

@@ -350,3 +350,12 @@ def test_doctor_reports_the_mano_file_as_optional(tmp_path, mano_dir, monkeypatc
     assert (unconverted.ok, unconverted.detail) == (False, f"{pkl} is a pickle, which can run code when loaded")
     assert unconverted.fix.endswith(f"convert it once with `wbcap convert {pkl}` (writes "
                                     f"MANO_RIGHT.npz beside it, read without unpickling)")
+
+
+def test_the_old_converter_commands_point_to_wbcap_convert():
+    """`python -m wbcap.body.mano_layer FILE` (and the extra files' one), the converters' commands
+    before `wbcap convert`, ended without a word, status 0, nothing written (a user trial)."""
+    for module, new in (("wbcap.body.mano_layer", "wbcap convert MANO_RIGHT.pkl"),
+                        ("wbcap.eval.extra_files", "wbcap convert FILE.pkl")):
+        r = subprocess.run([sys.executable, "-m", module, "MANO_RIGHT.pkl"], capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: `python -m {module}` is now `{new}`\n")

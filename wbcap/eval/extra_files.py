@@ -450,3 +450,10 @@ def convert_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
 def _placed(dst: Path, dest: str | Path | None) -> Path:
     """``dst``, or its name in the folder ``dest``."""
     return dst if dest is None else Path(dest).expanduser() / dst.name
+
+
+if __name__ == "__main__":  # (this converter's command until 2026-12: it must not end without a word)
+    import sys
+
+    sys.stderr.write("error: `python -m wbcap.eval.extra_files` is now `wbcap convert FILE.pkl`\n")
+    raise SystemExit(2)
