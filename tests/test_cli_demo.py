@@ -180,6 +180,22 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
         find_body_model("female", demo_models)
     assert str(exc.value).endswith(f"in {installed}/ and give body_models {installed.parent} (body_models names "
                                    f"{demo_models}, the demo's synthetic model folder)"), exc.value
+    # nor MANO or the evaluation's extra files (doctor said to put MANO_RIGHT.pkl into the demo's
+    # folder, eval SMPLX_to_J14: the third trial)
+    from wbcap.body.mano_layer import MANONotFoundError, find_mano_model
+    from wbcap.errors import ModelFileError
+    from wbcap.eval.extra_files import find_extra_file
+
+    with pytest.raises(MANONotFoundError) as exc:
+        find_mano_model()
+    assert str(exc.value).endswith(f"put mano_v1_2/models/MANO_RIGHT.pkl in {installed.parent / 'mano'}/ and convert "
+                                   f"it there once with `wbcap convert {installed.parent / 'mano' / 'MANO_RIGHT.pkl'}` "
+                                   f"and unset WBCAP_BODY_MODELS (WBCAP_BODY_MODELS names {demo_models}, the demo's "
+                                   "synthetic model folder)"), exc.value
+    with pytest.raises(ModelFileError) as exc:
+        find_extra_file("j14")
+    assert f"and put it in {installed}/ and unset WBCAP_BODY_MODELS (WBCAP_BODY_MODELS names {demo_models}, the " \
+           "demo's synthetic model folder)" in str(exc.value), exc.value
     # the cache cleaned (the demo's model gone) and no real model: also the way back to trying it
     # (it said only to download SMPL-X: an admin's trial)
     import shutil

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wbcap.body.model_files import demo_folder_fix
 from wbcap.body.smplx_layer import _lbs, chain_levels  # (the package's one skinning)
 from wbcap.errors import ModelFileError, WbcapError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first, search_folders
@@ -137,12 +138,16 @@ def find_mano_model(body_models: str | Path | None = None, allow_pickle: bool = 
             f"`wbcap convert {found.pickle}` (writes MANO_RIGHT.npz beside it, read without "
             f"unpickling)")
     first = cands[0].parent  # (the first folder's mano/)
+    instead = demo_folder_fix(folders[0], body_models is not None, named_by)
+    if instead is not None:  # (not into the demo's synthetic model folder: a user trial)
+        first = instead[0] / first.name
     looked = list(dict.fromkeys(str(c.parent) + "/" for c in cands))
     raise MANONotFoundError(
         looked,
         f"download MANO from {MANO_URL}, put mano_v1_2/models/MANO_RIGHT.pkl in {first}/ and convert it "
         f"there once with `wbcap convert {first / 'MANO_RIGHT.pkl'}`"
-        + ("" if body_models is not None else f" (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"))
+        + (f" {instead[1]}" if instead is not None else
+           "" if body_models is not None else f" (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"))
 
 
 # ---------------------------------------------------------------------------------------- reading

@@ -110,6 +110,22 @@ REAL_BODY_MODEL_FIX = ("register at https://smpl-x.is.tue.mpg.de, download the S
                        "in wbcap's body_models folder")
 
 
+def demo_folder_fix(first: Path, explicit: bool, named_by: str | None = None) -> tuple[Path, str] | None:
+    """Where a licensed file (SMPL-X, MANO, the evaluation's extra files) goes instead when the
+    first folder searched, ``first``, is the demo's synthetic model folder (a real file put there
+    would be taken for the demo's, :func:`is_demo_body_model`; a user trial was told to put MANO
+    there): ``(wbcap's body_models folder, "and <what else to do> (<who> names <first>, the demo's
+    synthetic model folder)")``; None for any other folder. ``explicit``: ``first`` was named by
+    ``--body-models`` (or, ``named_by``, a run's record), else by ``$WBCAP_BODY_MODELS``."""
+    if not is_demo_body_model(first):
+        return None
+    target = body_models_dir()
+    option = setting("body_models")
+    how = (named_by or option) if explicit else ENV_BODY_MODELS
+    step = f"give {option} {target}" if explicit else f"unset {how}"
+    return target, f"and {step} ({how} names {first}, the demo's synthetic model folder)"
+
+
 class BodyModelNotFoundError(ModelFileError):
     """No SMPL-X file for a gender in the folders searched.
 
@@ -130,14 +146,11 @@ class BodyModelNotFoundError(ModelFileError):
         self.target = folders[0] / "smplx"
         self.file_name = f"SMPLX_{gender.upper()}.npz"
         first = folders[0]
-        self.demo = is_demo_body_model(first)
+        instead = demo_folder_fix(first, explicit, named_by)
+        self.demo = instead is not None
         self.demo_fix = ""
-        if self.demo:  # (not into the demo's folder: a user trial)
-            self.target = body_models_dir() / "smplx"
-            option = setting("body_models")
-            how = (named_by or option) if explicit else ENV_BODY_MODELS
-            step = f"give {option} {self.target.parent}" if explicit else f"unset {how}"
-            self.demo_fix = f"and {step} ({how} names {first}, the demo's synthetic model folder)"
+        if instead is not None:  # (not into the demo's folder: a user trial)
+            self.target, self.demo_fix = instead[0] / "smplx", instead[1]
             where = f"{self.target}/ {self.demo_fix}"
         elif explicit:
             missing = "" if first.exists() else ", which does not exist yet"

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.body.model_files import NUM_VERTICES
+from wbcap.body.model_files import NUM_VERTICES, demo_folder_fix
 from wbcap.errors import ModelFileError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, find_first
 from wbcap.paths import search_folders as user_search_folders
@@ -203,10 +203,14 @@ def find_extra_file(
             f"or pass {setting('allow_pickle', api='allow_pickle=True')}"
         )
     default = folders[0] / spec.subdir
+    instead = demo_folder_fix(folders[0], body_models is not None)
+    if instead is not None:  # (not into the demo's synthetic model folder: a user trial)
+        default = instead[0] / spec.subdir
     looked = ", ".join(str(c) for c in cands)
     raise ModelFileError(
         f"{spec.what} ({spec.names[0]}) not found (looked in: {looked}): {spec.source} and put it in "
-        f"{default}/ (or pass {setting('body_models')} / set {ENV_BODY_MODELS})"
+        f"{default}/ " + (instead[1] if instead is not None else
+                          f"(or pass {setting('body_models')} / set {ENV_BODY_MODELS})")
     )
 
 
