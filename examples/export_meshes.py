@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     written, failed = 0, 0
     for path, name in zip(paths, names):
         try:
-            people = pipe(load_image(path), detector=args.detector)
+            people = pipe(load_image(path), detector=args.detector, source=str(path))
         except WbcapError as exc:  # unreadable image, nobody found: say so and go on
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1

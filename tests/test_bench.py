@@ -460,6 +460,8 @@ def test_json_out_is_never_an_input(tmp_path):
         result = CliRunner().invoke(cli, ["bench", "--detect-only", "--device", "cpu", *args], env=env)
         assert result.exit_code == 2 and "would be overwritten" in result.output, (args, result.output)
         assert kept.read_bytes() in (b"model", b"weights")
+    # a file no flag named is not said to be a flag's (a user trial: "also the input --detector-model")
+    assert "is also the checkpoint wbcap image uses (" in result.output and "--checkpoint" not in result.output
     result = CliRunner().invoke(cli, ["bench", "--config", "small", "--json-out", ""])
     assert result.exit_code == 2 and "'--json-out': an empty path; name a file or folder" in result.output
 

@@ -317,11 +317,28 @@ def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path, body_layer):
     r = invoke("demo", "-o", out, "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "pipeline check" in r.output and "SMPLX_NEUTRAL.npz" in r.output and "snapshot_6.pth.tar" in r.output
+    assert "--max-people" not in r.output  # (the demo's own limit: it told the user to raise it; a user trial)
     people = list((out / "example").glob("person_*"))
     assert people
     hw = cv2.imread(str(example_image_path())).shape[:2]
     for folder in people:  # the demo's synthetic body model is the tests' one
         check_person_folder(folder, hw, body_layer)
+
+
+def test_the_demos_own_people_limit_is_an_information_line(caplog):
+    """The demo keeps HOG's best box on its drawing of one figure; the pipeline's warning for a
+    limit ("raise --max-people to keep more") became the demo's information line, only there."""
+    import logging
+
+    from wbcap.demo import _OwnLimitNote
+
+    record = logging.LogRecord("wbcap.image_app", logging.WARNING, "", 0,
+                               "%s: kept %d of %d person boxes (%s); raise %s to keep more",
+                               ("example.jpg", 1, 4, "the highest-scoring", "--max-people"), None)
+    assert _OwnLimitNote().filter(record) and record.levelno == logging.INFO and record.getMessage() == (
+        "example.jpg: HOG found 4 person boxes on the demo's drawing of one figure; the demo keeps the highest-scoring")
+    other = logging.LogRecord("wbcap.image_app", logging.WARNING, "", 0, "%s: something else", ("a.jpg",), None)
+    assert _OwnLimitNote().filter(other) and other.levelno == logging.WARNING
 
 
 def test_demo_prints_results_on_stdout_and_nothing_with_q(tmp_path, monkeypatch):

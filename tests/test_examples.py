@@ -99,3 +99,18 @@ def test_image_to_params_without_anybody_is_one_line(tmp_path, monkeypatch, smal
     assert _load("image_to_params").main([str(blank), "--device", "cpu"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert err == [f"error: {blank}: no person found by the hog detector; pass boxes x,y,w,h or detector='full'"]
+
+
+def test_export_meshes_names_the_image_it_skips(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+    """An image with nobody in it was skipped as "image: no person found" (which of them? a user
+    trial): the pipeline's messages name the image given as ``source``."""
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    (tmp_path / "in").mkdir()
+    blank = tmp_path / "in" / "b.jpg"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    assert _load("export_meshes").main([str(tmp_path / "in"), str(tmp_path / "out"), "--detector", "hog"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"skipped: {blank}: no person found by the hog detector; pass boxes x,y,w,h or "
+                                "detector='full'"]
+    assert out.endswith("0 mesh(es) written to " + str(tmp_path / "out") + "; 1 image(s) skipped\n")

@@ -497,11 +497,12 @@ class Pipeline:
         image: np.ndarray,
         boxes: Sequence[Detection] | Sequence[Sequence[float]] | None = None,
         detector: Detector | str | None = None,
+        source: str = "image",
     ) -> list[Person]:
         """Run on one (H, W, 3) uint8 RGB image. Boxes are xywh pixels or Detections; without
         boxes the detector finds people: a detector object, or a name ``wbcap run --detector``
         takes (``"hog"``, ``"torchvision"``, ``"auto"``, ``"full"``; built once and kept).
-        Default: the whole image as one box.
+        Default: the whole image as one box. ``source``: how messages name the image (its file).
 
         Raises NoPersonError when the detector finds nobody, or no usable box remains;
         InputError for an image that is not a numpy array, for both ``boxes`` and ``detector``, and
@@ -523,9 +524,9 @@ class Pipeline:
                 name = getattr(detector, "name", None) or getattr(detector, "__name__", type(detector).__name__)
                 boxes = [_given_box(b, i, name) for i, b in enumerate(detector(image))]
                 if not len(boxes):
-                    raise NoPersonError(f"image: no person found by the {name} detector; {box_advice()}")
+                    raise NoPersonError(f"{source}: no person found by the {name} detector; {box_advice()}")
         dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
-        return self.predict(image, dets)
+        return self.predict(image, dets, source=source)
 
     def detector(self, name: str) -> Detector:
         """The person detector ``name`` names (``hog``, ``torchvision``, ``auto``, ``full``), on

@@ -315,11 +315,13 @@ def bench_inputs(opts: BenchOptions) -> dict[str, Path | None]:
             return None
 
     inputs: dict[str, Path | None] = {setting("video"): None if opts.video is None else Path(opts.video).expanduser()}
-    inputs[setting("detector_model")] = found(lambda: find_yolox_model(opts.detector_model)[0])
+    yolox = setting("detector_model") if opts.detector_model is not None else "the installed YOLOX model"
+    inputs[yolox] = found(lambda: find_yolox_model(opts.detector_model)[0])
     # (with --detect-only too: the network's files are not read then, but a --json-out over one
     # the command names or finds would still destroy it)
     if opts.config is None:
-        inputs[setting("checkpoint")] = found(lambda: find_checkpoint(opts.checkpoint))
+        checkpoint = setting("checkpoint") if opts.checkpoint is not None else "the checkpoint wbcap image uses"
+        inputs[checkpoint] = found(lambda: find_checkpoint(opts.checkpoint))
     inputs["the SMPL-X model"] = found(lambda: find_body_model(resolve_gender(opts.gender, opts.body_models),
                                                                opts.body_models, opts.allow_pickle))
     return inputs

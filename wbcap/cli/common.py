@@ -180,10 +180,10 @@ def detector_options(video: bool):
     ``min_height_frac``, ``max_people`` and ``offline`` (``--offline`` or ``$WBCAP_OFFLINE``).
     """
     boxes = ('; boxes:FILE reads {"<frame>": [[x,y,w,h], ...]}, <frame> = frame index ("12" or '
-             '"000012") or image file name') if video else ""
+             '"000012") or image file name') if video else '; boxes:FILE: the boxes of --boxes FILE'
     options = [
         click.option("--detector", default="auto", show_default=True,
-                     metavar="auto|yolox-nano|…|hog|torchvision|full|yolox:FILE" + ("|boxes:FILE" if video else ""),
+                     metavar="auto|yolox-nano|…|hog|torchvision|full|yolox:FILE|boxes:FILE",
                      help=_DETECTOR_HELP + boxes + "."),
         click.option("--detector-model", type=NonEmptyPath(dir_okay=False), default=None,
                      help="A YOLOX ONNX export to detect people with (any size; raw or decoded outputs)."),
