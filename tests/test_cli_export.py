@@ -159,6 +159,15 @@ def test_export_smaller_max_gap_replaces_the_unsplit_files(finished_run, tmp_pat
     assert sorted(p.name for p in dest.glob("track_*")) == ["track_0.glb", "track_0.npz", "track_1.glb", "track_1.npz"]
     if in_place:
         assert json.loads((run / "meta.json").read_text())["max_gap"] == 1.0
+    # one format alone at another split: the other format's files of the track keep theirs, said in
+    # one line (it was one warning per file: a user trial's six)
+    r = invoke("export", run, "--format", "npz", "--max-gap", "0.05", "--body-models", body_dir,
+               *([] if in_place else ["--dest", dest]))
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dest.glob("track_0*")) == ["track_0.glb", "track_0_part1.npz", "track_0_part2.npz"]
+    said = [line for line in r.output.splitlines() if "keep an earlier split" in line]
+    assert said == [f"WARNING  {dest}: 1 file(s) of other formats keep an earlier split of their tracks (e.g. "
+                    "track_0.glb), beside this export's pieces; add glb to --format to rewrite them"], r.output
 
 
 def test_export_refuses_another_runs_folder(finished_run, tmp_path, body_dir):

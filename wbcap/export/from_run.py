@@ -313,6 +313,7 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
 
     suffixes = {f".{f}" for f in formats}
     stems = {p.stem for p in written}
+    kept: list[Path] = []
     for stale in track_files(dest):
         if stale in written or _track_id(stale) not in tracks:
             continue
@@ -320,8 +321,12 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
             log.info("removed %s (not written by this export)", stale)
             stale.unlink()
         elif stale.stem not in stems:
-            log.warning("%s keeps an earlier split of its track (its format was not exported); add %s to %s to "
-                        "rewrite it", stale, stale.suffix[1:], setting("formats", api="export.formats"))
+            kept.append(stale)
+    if kept:  # (one line, not one a file: a user trial's six)
+        others = sorted({p.suffix[1:] for p in kept})
+        log.warning("%s: %d file(s) of other formats keep an earlier split of their tracks (e.g. %s), beside this "
+                    "export's pieces; add %s to %s to rewrite them", dest, len(kept), kept[0].name, ",".join(others),
+                    setting("formats", api="export.formats"))
 
 
 def _warn_other_frame(run: Path, written: set[Path], tracks: set[int], before: str, now: str) -> None:
