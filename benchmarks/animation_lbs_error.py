@@ -60,7 +60,7 @@ def main() -> None:
 
     import torch
 
-    from wbcap.body.model_files import find_body_model
+    from wbcap.body.model_files import find_body_model, is_demo_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.clip import clip_from_amass, smplx_rows
     from wbcap.export.rig import build_rig, lbs_vertices, top_k_weights
@@ -82,7 +82,8 @@ def main() -> None:
     exact = smplx_rows(body, clip)
     file_v = lbs_vertices(rig, clip.poses, clip.transl, clip.expression)
     full_w = lbs_vertices(rig_all, clip.poses, clip.transl, clip.expression)
-    print(f"model {path.name} ({'yours' if args.body_models else 'synthetic'}), motion "
+    kind = "synthetic" if not args.body_models or is_demo_body_model(path) else "yours"
+    print(f"model {path.name} ({kind}), motion "
           f"{args.npz or 'synthetic'}: {len(clip)} rows, dropped skin weight per vertex up to {rig.dropped_weight:.3f}")
     print(f"  file vs SMPL-X                    {_stats(file_v - exact)} mm")
     print(f"  4 weights vs all                  {_stats(file_v - full_w)} mm")
