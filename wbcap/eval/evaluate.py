@@ -697,7 +697,9 @@ def run_eval(job: EvalJob, progress: Callable[[int, int], None] | None = None) -
     if job.out is not None:  # never over a file the evaluation reads, however it was found
         from wbcap.weights import find_checkpoint
 
-        check_writable_file(job.out, inputs={setting("checkpoint"): find_checkpoint(job.checkpoint), **reads.files},
+        # (a checkpoint no flag named is not called --checkpoint's: a user trial)
+        named = setting("checkpoint") if job.checkpoint is not None else "the checkpoint evaluated"
+        check_writable_file(job.out, inputs={named: find_checkpoint(job.checkpoint), **reads.files},
                             input_folders={f"the {name} dataset": reads.dataset})
     pipeline = Pipeline.from_config(PipelineConfig(
         body=BodyModelConfig(path=job.body_models, allow_pickle=job.allow_pickle), checkpoint=job.checkpoint,
