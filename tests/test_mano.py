@@ -352,10 +352,17 @@ def test_doctor_reports_the_mano_file_as_optional(tmp_path, mano_dir, monkeypatc
                                     f"MANO_RIGHT.npz beside it, read without unpickling)")
 
 
-def test_the_old_converter_commands_point_to_wbcap_convert():
+def test_the_old_converter_commands_point_to_wbcap_convert(capsys):
     """`python -m wbcap.body.mano_layer FILE` (and the extra files' one), the converters' commands
-    before `wbcap convert`, ended without a word, status 0, nothing written (a user trial)."""
+    before `wbcap convert`, ended without a word, status 0, nothing written (a user trial). Run
+    as `python -m` runs them (runpy, in this process)."""
+    import runpy
+    import warnings
+
     for module, new in (("wbcap.body.mano_layer", "wbcap convert MANO_RIGHT.pkl"),
                         ("wbcap.eval.extra_files", "wbcap convert FILE.pkl")):
-        r = subprocess.run([sys.executable, "-m", module, "MANO_RIGHT.pkl"], capture_output=True, text=True, timeout=120)
-        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: `python -m {module}` is now `{new}`\n")
+        with pytest.raises(SystemExit) as ended, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # (runpy: the module is imported already)
+            runpy.run_module(module, run_name="__main__")
+        assert ended.value.code == 2
+        assert capsys.readouterr() == ("", f"error: `python -m {module}` is now `{new}`\n")
