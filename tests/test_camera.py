@@ -372,5 +372,6 @@ def test_default_camera_of_an_unknown_lens():
 
     cam = ImageCamera.default((1600, 1200))
     assert cam == ImageCamera(focal=(2000.0, 2000.0), princpt=(800.0, 600.0), image_size=(1600, 1200))
-    assert np.degrees(2 * np.arctan(1000.0 / 2000.0)) == pytest.approx(53.13, abs=0.01)  # the diagonal field of view
+    diagonal = 2 * np.arctan(np.hypot(*cam.image_size) / 2 / cam.focal[0])
+    assert (np.degrees(diagonal), np.degrees(cam.yfov)) == pytest.approx((53.13, 33.40), abs=0.01)  # fields of view
     assert ImageCamera.default((640, 480), focal=500).focal == (500.0, 500.0)

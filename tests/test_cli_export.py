@@ -247,6 +247,9 @@ def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, 
     yfov = glb.g.cameras[0].perspective.yfov
     assert yfov == pytest.approx(2 * np.arctan(240 / (2 * cam["focal"][1])), rel=1e-6)
     assert re.search(r"Frames:\s*1\b", (folder / "output.bvh").read_text())
+    # named inside after the image and the person, not "output" in every file: Blender names the
+    # objects of several people's files after it (a review)
+    assert glb.g.skins[0].name == "pic_person_0" and glb.g.meshes[0].name == "pic_person_0_body"
 
 
 def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, body_dir, monkeypatch):

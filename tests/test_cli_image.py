@@ -325,22 +325,6 @@ def test_demo_runs_and_says_it_is_a_pipeline_check(tmp_path, body_layer):
         check_person_folder(folder, hw, body_layer)
 
 
-def test_the_demos_own_people_limit_is_an_information_line(caplog):
-    """The demo keeps HOG's best box on its drawing of one figure; the pipeline's warning for a
-    limit ("raise --max-people to keep more") became the demo's information line, only there."""
-    import logging
-
-    from wbcap.demo import _OwnLimitNote
-
-    record = logging.LogRecord("wbcap.image_app", logging.WARNING, "", 0,
-                               "%s: kept %d of %d person boxes (%s); raise %s to keep more",
-                               ("example.jpg", 1, 4, "the highest-scoring", "--max-people"), None)
-    assert _OwnLimitNote().filter(record) and record.levelno == logging.INFO and record.getMessage() == (
-        "example.jpg: HOG found 4 person boxes on the demo's drawing of one figure; the demo keeps the highest-scoring")
-    other = logging.LogRecord("wbcap.image_app", logging.WARNING, "", 0, "%s: something else", ("a.jpg",), None)
-    assert _OwnLimitNote().filter(other) and other.levelno == logging.WARNING
-
-
 def test_demo_prints_results_on_stdout_and_nothing_with_q(tmp_path, monkeypatch):
     """The demo's lines as image's (shared format, stdout), an error line on stderr, -q silent
     but for the error; the pipeline itself is the slow tests' business (run_demo stubbed)."""
@@ -864,7 +848,7 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
     assert seen == [1, image_app.FEW_PHOTOS, 0]
 
 
-def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args):
+def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args, caplog):
     """--max-people dropped boxes without a word (a user trial; `wbcap run` counts them): it says
     how many it kept of how many, which, and the flag."""
     img_path = write_rgb(tmp_path / "pair.png", person_image(640, 480, seed=2, people=2))
@@ -875,6 +859,22 @@ def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args):
     assert f"{img_path}: kept 1 of 2 person boxes (the first given); raise --max-people to keep more" in r.output
     assert sorted(p.name for p in (out / "pair").iterdir()) == ["person_0"]
     assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [60, 40, 220, 420]
+    # a caller's own limit (the demo's, on its drawing of one figure) is an information line that
+    # names no flag: the demo told its user to raise a --max-people it does not have (a user trial)
+    import logging
+
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.image_app import ImageJob, run_images
+
+    cfg = PipelineConfig(checkpoint=str(micro_args[1]), body=BodyModelConfig(path=str(micro_args[3])), device="cpu")
+    for users, level, says in ((True, logging.WARNING, "; raise max_people to keep more"), (False, logging.INFO, "")):
+        with caplog.at_level(logging.INFO, logger="wbcap.image_app"):
+            caplog.clear()
+            run_images(ImageJob(paths=(str(img_path),), out=str(tmp_path / f"api{users}"), pipeline=cfg,
+                                boxes=((60, 40, 220, 420), (360, 40, 220, 420)), max_people=1, users_limit=users,
+                                render=False))
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if "person boxes" in r.getMessage()]
+        assert said == [(level, f"{img_path}: kept 1 of 2 person boxes (the first given){says}")]
 
 
 def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeypatch):

@@ -834,3 +834,17 @@ def test_cli_dataset_choices_are_the_names_the_library_takes():
 
     assert sorted(c.lower() for c in _DATASET_CHOICES) == sorted(_ALIASES)
     assert {canonical_dataset(c) for c in _DATASET_CHOICES} == set(DATASETS)
+
+
+def test_more_workers_than_cpus_is_said_once(cli, models, data_root, small_ckpt, monkeypatch):
+    """`wbcap eval --workers 3` on 2 CPUs said its warning twice (run_eval checks the inputs, then
+    evaluate again): once now, where the loader is made."""
+    from click.testing import CliRunner
+
+    from wbcap.model import device
+
+    monkeypatch.setattr(device, "available_cpus", lambda: 1)
+    r = CliRunner().invoke(cli, ["eval", "--dataset", "EHF", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
+                                 "--body-models", str(models), "--device", "cpu", "--workers", "2", "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("--workers 2: more worker processes than the 1 CPUs") == 1, r.output

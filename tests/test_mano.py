@@ -125,8 +125,24 @@ def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp
     r = _convert(capsys, left)
     assert r.returncode == 2 and "not the right hand's model (its name lacks RIGHT)" in r.stderr, r.stderr
     assert not (tmp_path / "MANO_RIGHT.npz").exists() and r.stderr.count("\n") == 1
-    r = _convert(capsys, tmp_path / "gone.pkl")
-    assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'gone.pkl'}: no such file") and r.stderr.count("\n") == 1
+    gone = tmp_path / "gone" / "MANO_RIGHT.pkl"
+    r = _convert(capsys, gone)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {gone}: no such file") and r.stderr.count("\n") == 1
+    # another name (a body model, anything): refused by name, and every name is checked before any
+    # file is written (a SMPL_NEUTRAL.pkl went to the extra files' converter; a list half converted)
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    for other, hint in (("SMPL_NEUTRAL.pkl", "; a body model pickle is read as it is, with --allow-pickle"),
+                        ("notes.pkl", "")):
+        (tmp_path / other).write_bytes(b"x")
+        (tmp_path / "MANO_RIGHT.npz").unlink(missing_ok=True)
+        r = CliRunner().invoke(cli, ["convert", str(released), str(tmp_path / other)])
+        assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path / other}: not a release pickle wbcap converts "
+                                                 "(MANO_RIGHT.pkl, SMPLX_to_J14.pkl, MANO_SMPLX_vertex_ids.pkl, "
+                                                 f"smplx2smpl_deftrafo_setup.pkl){hint}\n"), r.output
+        assert not (tmp_path / "MANO_RIGHT.npz").exists()
 
 
 def test_damaged_or_foreign_mano_files_are_refused_in_one_line(tmp_path, capsys):

@@ -150,3 +150,7 @@ def test_merge_takes_the_installed_hand_model_by_default(tmp_path, monkeypatch, 
     installed.write_bytes(b"hand")
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and merged == [(str(small_ckpt), installed)], r.output
+    r = CliRunner().invoke(cli, [*args[:-1], str(installed)])  # -o over it: named as what it is, not as --hand
+    assert r.exit_code == 2 and r.stderr == (f"error: {installed}: is also the installed hand4whole_hand checkpoint "
+                                             f"({installed}) and would be overwritten; give another file name for "
+                                             "this output\n"), r.stderr

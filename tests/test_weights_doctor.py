@@ -345,7 +345,7 @@ def test_doctor_names_the_cpu_inference_form(monkeypatch):
     assert "not measured on this machine yet" in form_line()
     monkeypatch.setenv(strategy.ENV_STRATEGY, "measure")
     assert form_line() == ("[ok  ] CPU inference form: WBCAP_CPU_STRATEGY=measure: the next run of the network "
-                           "measures it again (about 25 s on 2 cores, up to a minute on a busy machine)")
+                           "measures it again (10-30 s on 2 cores, longer beside other jobs)")
     monkeypatch.setenv(strategy.ENV_STRATEGY, "bogus")
     r = run("doctor")
     assert "[MISS] CPU inference form: CPU strategy 'bogus'" in r.output and "unset WBCAP_CPU_STRATEGY" in r.output

@@ -80,29 +80,8 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     yolox = detector.startswith("yolox")
     job = ImageJob(paths=(str(image or example_image_path()),), out=str(out), pipeline=cfg, detector=detector,
                    score_threshold=DEMO_YOLOX_THRESHOLD if bundled and yolox else None,
-                   max_people=1 if bundled and not yolox else None, offline=True)
-    if job.max_people is None:
-        return run_images(job, pipeline=pipe), detector
-    kept_note = _OwnLimitNote()  # (its warning told the user to raise a limit the demo set: a user trial)
-    logging.getLogger("wbcap.image_app").addFilter(kept_note)
-    try:
-        return run_images(job, pipeline=pipe), detector
-    finally:
-        logging.getLogger("wbcap.image_app").removeFilter(kept_note)
-
-
-class _OwnLimitNote(logging.Filter):
-    """Says the image pipeline's "kept 1 of N person boxes ...; raise --max-people" warning as the
-    demo's own choice, an information line: on the bundled drawing of one figure HOG finds
-    overlapping windows and the demo keeps the best one (:func:`run_demo`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING and str(record.msg).startswith("%s: kept %d of %d person boxes"):
-            path, _, found = record.args[:3]  # type: ignore[index]
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "%s: HOG found %d person boxes on the demo's drawing of one figure; the demo " \
-                                      "keeps the highest-scoring", (path, found)
-        return True
+                   max_people=1 if bundled and not yolox else None, users_limit=False, offline=True)
+    return run_images(job, pipeline=pipe), detector
 
 
 #: Frames of a video the demo processes unless told otherwise (a check, not a job).

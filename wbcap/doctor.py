@@ -178,7 +178,7 @@ def _cpu_strategy_check() -> Check:
         return Check(name, False, str(exc), f"unset {strategy.ENV_STRATEGY} or give it one of the values named")
     if request.mode == "measure":
         return Check(name, True, f"{strategy.ENV_STRATEGY}=measure: the next run of the network measures it again "
-                                 "(about 25 s on 2 cores, up to a minute on a busy machine)")
+                                 "(10-30 s on 2 cores, longer beside other jobs)")
     if request.mode == "forced":
         form = request.form
         which = (f"{form} for the {strategy.ONLY_FOR[form]}, every other part fused" if form in strategy.ONLY_FOR
@@ -192,7 +192,7 @@ def _cpu_strategy_check() -> Check:
         problem = strategy.cache_problem(path)
         unusable = f" (its cache {path} cannot be used: {problem})" if problem else ""
         return Check(name, True, f"not measured on this machine yet{unusable}: the first run of the network measures "
-                                 f"it once (about 25 s on 2 cores, up to a minute on a busy machine) and keeps it in {path}")
+                                 f"it once (10-30 s on 2 cores, longer beside other jobs) and keeps it in {path}")
     by_dtype: dict[str, list[str]] = {}
     for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")

@@ -30,6 +30,8 @@ class ImageJob:
     installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
     person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
     detector's limits (its defaults when None); max_people: keep the highest-scoring boxes;
+    users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
+    them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
     (:func:`wbcap.export.image_outputs.person_animation`; none by default).
     """
@@ -44,6 +46,7 @@ class ImageJob:
     score_threshold: float | None = None
     min_height_frac: float | None = None
     max_people: int | None = None
+    users_limit: bool = True
     offline: bool = False
     render: bool = True
     export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
@@ -334,9 +337,12 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             if job.max_people is not None and len(dets) > job.max_people:
                 given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
                 kept = list(dets) if given else sort_by_score(list(dets))
-                log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
-                            len(dets), "the first given" if given else "the highest-scoring",
-                            setting("max_people"))
+                which = "the first given" if given else "the highest-scoring"
+                if job.users_limit:
+                    log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
+                                len(dets), which, setting("max_people"))
+                else:  # (a caller's own limit: it told the demo's user to raise a flag the demo has not)
+                    log.info("%s: kept %d of %d person boxes (%s)", path, job.max_people, len(dets), which)
                 dets = kept[: job.max_people]
             stage("regressing", path)
             people = pipeline.predict(image, dets, source=str(path))

@@ -21,7 +21,8 @@ from typing import Any
 
 from wbcap.errors import ModelFileError, first_line
 
-__all__ = ["ALLOWED_GLOBALS", "ChumpyArray", "convert_release_pickle", "load_data_pickle"]
+__all__ = ["ALLOWED_GLOBALS", "RELEASE_PICKLES", "ChumpyArray", "check_release_pickle", "convert_release_pickle",
+           "load_data_pickle"]
 
 #: ``(module, name)`` pairs a data pickle may name, as a pickle names them (Python 2 pickles:
 #: ``copy_reg``, ``__builtin__``; numpy 1 and 2 module paths; scipy's old and new sparse modules).
@@ -82,27 +83,52 @@ def load_data_pickle(path: str | Path, fix: str) -> Any:
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
 
 
-def convert_release_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
-    """Convert one release pickle, once, into the numpy file wbcap reads without ``allow_pickle``
-    (``wbcap convert``): the MANO release's ``MANO_RIGHT.pkl`` into ``MANO_RIGHT.npz``
-    (:func:`wbcap.body.mano_layer.convert_mano_pickle`), an evaluation extra file
-    (``SMPLX_to_J14.pkl``, ``MANO_SMPLX_vertex_ids.pkl``, ``smplx2smpl_deftrafo_setup.pkl``)
-    into its npy/npz (:func:`wbcap.eval.extra_files.convert_pickle`). Chosen by the file's name
-    (a MANO file: ``MANO`` in it, ``SMPLX`` not). ``dest``: an existing folder to write into;
-    None: beside the pickle. Returns the written file.
+#: The release pickles ``wbcap convert`` converts (:func:`convert_release_pickle`): the MANO
+#: release's right hand, and the evaluation's extra files that ship as pickles.
+RELEASE_PICKLES: tuple[str, ...] = ("MANO_RIGHT.pkl", "SMPLX_to_J14.pkl", "MANO_SMPLX_vertex_ids.pkl",
+                                    "smplx2smpl_deftrafo_setup.pkl")
+
+
+def _mano(path: Path) -> bool:
+    """Whether ``path`` names a file of the MANO release (``MANO_RIGHT.pkl``; ``MANO_LEFT.pkl``,
+    which the MANO converter refuses in words of its own), not ``MANO_SMPLX_vertex_ids.pkl``."""
+    return path.name.upper().startswith("MANO_") and "SMPLX" not in path.name.upper()
+
+
+def check_release_pickle(path: str | Path) -> Path:
+    """``path`` expanded, when it is one of :data:`RELEASE_PICKLES` (by its name; any file of the MANO
+    release, for the MANO converter's own words on it) and a file.
 
     Raises:
-        ModelFileError: one line naming the file: missing, refused (it names a Python object
-            no model data needs), or not holding the release's data; or ``dest`` not a folder.
+        ModelFileError: one line naming the file and the pickles wbcap converts (a body model
+            pickle is read as it is, with ``allow_pickle``).
     """
     src = Path(path).expanduser()
+    names = ", ".join(RELEASE_PICKLES)
+    if src.name not in RELEASE_PICKLES and not _mano(src):
+        hint = "; a body model pickle is read as it is, with --allow-pickle" if src.name.upper().startswith("SMPL") else ""
+        raise ModelFileError(f"{src}: not a release pickle wbcap converts ({names}){hint}")
     if not src.is_file():
-        raise ModelFileError(f"{src}: no such file; name a release pickle: MANO_RIGHT.pkl, SMPLX_to_J14.pkl, "
-                             "MANO_SMPLX_vertex_ids.pkl or smplx2smpl_deftrafo_setup.pkl")
+        raise ModelFileError(f"{src}: no such file; name a release pickle: {names}")
+    return src
+
+
+def convert_release_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
+    """Convert one release pickle (:data:`RELEASE_PICKLES`), once, into the numpy file wbcap reads
+    without ``allow_pickle`` (``wbcap convert``): ``MANO_RIGHT.pkl`` into ``MANO_RIGHT.npz``
+    (:func:`wbcap.body.mano_layer.convert_mano_pickle`), an evaluation extra file into its
+    npy/npz (:func:`wbcap.eval.extra_files.convert_pickle`). ``dest``: an existing folder to
+    write into; None: beside the pickle. Returns the written file.
+
+    Raises:
+        ModelFileError: one line naming the file: another name (:func:`check_release_pickle`),
+            missing, refused (it names a Python object no model data needs), or not holding the
+            release's data; or ``dest`` not a folder.
+    """
+    src = check_release_pickle(path)
     if dest is not None and not Path(dest).expanduser().is_dir():
         raise ModelFileError(f"{dest}: no such folder; make it first, or leave the converted file beside the pickle")
-    name = src.name.upper()
-    if "MANO" in name and "SMPLX" not in name:
+    if _mano(src):
         from wbcap.body.mano_layer import convert_mano_pickle
 
         return convert_mano_pickle(src, dest)

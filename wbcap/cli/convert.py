@@ -21,8 +21,10 @@ def convert(ctx, files, dest):
     refused, never run. Prints each file written (not with `wbcap -q`).
     """
     from wbcap.cli.common import echo_result, is_quiet
-    from wbcap.pickles import convert_release_pickle
+    from wbcap.pickles import check_release_pickle, convert_release_pickle
 
+    for file in files:  # (every name checked before any file is written)
+        check_release_pickle(file)
     for file in files:
         written = convert_release_pickle(file, dest)
         if not is_quiet(ctx):

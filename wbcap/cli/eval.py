@@ -73,7 +73,8 @@ def eval_cmd(
     Extra files are looked for beside the SMPL-X model (--body-models, $WBCAP_BODY_MODELS, the
     user data folder): SMPLX_to_J14.npy, MANO_SMPLX_vertex_ids.npz and SMPL-X__FLAME_vertex_ids.npy
     (EHF, AGORA); J_regressor_h36m_smplx.npy (Human36M, 3DPW); the SMPL model and J_regressor_h36m_smpl.npy
-    (3DPW). Pickled versions need --allow-pickle or `wbcap convert FILE.pkl`.
+    (3DPW). The pickled extra files of the releases need --allow-pickle or, once, `wbcap convert FILE.pkl`;
+    a pickled SMPL model needs --allow-pickle.
     """
     from rich.console import Console
     from rich.progress import (

@@ -419,10 +419,8 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     name = canonical_dataset(dataset_name)
     if num_workers > 0:
         from wbcap.temp_folders import check_worker_temp_folder
-        from wbcap.train.data.common import warn_if_more_workers_than_cpus
 
         check_worker_temp_folder(setting("workers", api="num_workers"))
-        warn_if_more_workers_than_cpus(num_workers, setting("workers", api="num_workers"))
     if predictions is not None and name != "AGORA":
         raise InputError(f"{setting('predictions')} writes AGORA's prediction files; drop it for {name}")
     if split is not None and (name != "AGORA" or split not in ("validation", "test")):
@@ -596,6 +594,10 @@ def evaluate(
         from wbcap.eval.agora_predictions import AgoraPredictionWriter
 
         predictor.on_output = AgoraPredictionWriter(predictions, predictor.regressor, task.dataset)
+    if num_workers > 0:  # (here, once: check_inputs runs twice under run_eval)
+        from wbcap.train.data.common import warn_if_more_workers_than_cpus
+
+        warn_if_more_workers_than_cpus(int(num_workers), setting("workers", api="num_workers"))
     loader = data_loader(
         _EvalView(task, range(total)), batch_size=max(1, int(batch_size)), shuffle=False,
         num_workers=int(num_workers), collate_fn=_collate,

@@ -93,7 +93,7 @@ class AnimationExport:
 
 
 def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: Any, export: AnimationExport,
-                     camera: Any = None) -> list[Path]:
+                     camera: Any = None, label: str | None = None) -> list[Path]:
     """Write ``out/<name>.<format>`` for each format of ``export``; returns the files written.
 
     Args:
@@ -103,6 +103,9 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` the parameters belong to.
         export: the formats.
         camera: the source's :class:`~wbcap.camera.ImageCamera`, written into the GLB, or None.
+        label: the clip's name inside the files (the GLB's animation, skin and mesh; the FBX take),
+            which Blender names its objects after; None: ``name`` (``wbcap image`` gives each
+            person's ``output.glb`` its own, ``<image>_person_<k>``).
 
     Raises:
         WbcapError: FBX without Blender's ``bpy`` (one line saying how to install it).
@@ -112,6 +115,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     from wbcap.export.rig import build_rig
 
     written: list[Path] = []
+    label = name if label is None else label
     if "npz" in export.formats:
         written.append(write_amass_npz(out / f"{name}.npz", arrays))
     wanted = set(export.formats) - {"npz"}
@@ -121,12 +125,12 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     if "csv" in wanted:
         from wbcap.export.joints_csv import write_joints_csv
 
-        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, rig.rest_joints[0], name,
+        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, rig.rest_joints[0], label,
                                                                                   up="z")))
         wanted.discard("csv")
         if not wanted:
             return written
-    clip = clip_from_amass(arrays, rig.rest_joints[0], name, up="y")
+    clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")
     if wanted & {"glb", "fbx"}:
         from wbcap.export.clip import smplx_rows
         from wbcap.export.gltf import write_glb

@@ -284,18 +284,20 @@ def write_image_outputs(
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
             if export is not None and export.formats:
-                person_animation(d, person, body, export, (w, h), gender)
+                person_animation(d, person, body, export, (w, h), gender, label=f"{final.name}_person_{person.index}")
     return final
 
 
 def person_animation(folder: Path, person: Any, body: Any, export: Any, image_size: tuple[int, int],
-                     gender: str = "neutral") -> list[Path]:
+                     gender: str = "neutral", label: str | None = None) -> list[Path]:
     """``folder/output.<format>`` for one person of a photo: a one-row clip (no animation; the
     pose is the skeleton's own) in the person's camera turned y up (GLB, BVH) or z up (npz),
     with that camera in the GLB, so viewing through it overlays the photo like ``output.obj``.
 
     ``person``: a :class:`wbcap.pipeline.Person`; ``export``: an
-    :class:`~wbcap.export.animation.AnimationExport`; ``image_size``: ``(W, H)`` pixels.
+    :class:`~wbcap.export.animation.AnimationExport`; ``image_size``: ``(W, H)`` pixels;
+    ``label``: the name inside the files (``<image>_person_<k>``: Blender names the objects of
+    several people's files apart by it), None: ``output``.
     """
     import torch
 
@@ -316,4 +318,4 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     )
     camera = ImageCamera(focal=tuple(map(float, person.focal)), princpt=tuple(map(float, person.princpt)),
                          image_size=(int(image_size[0]), int(image_size[1])))
-    return write_animations(folder, "output", arrays, body, export, camera)
+    return write_animations(folder, "output", arrays, body, export, camera, label=label)

@@ -138,11 +138,13 @@ def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, ou
     from wbcap.atomic import check_writable_file
     from wbcap.errors import setting
 
+    hand_named = setting("hand_ckpt")
     if hand_ckpt is None:  # (a user trial: the imported hand4whole_hand was listed as for merge, and never used)
         from wbcap.weights import find_checkpoint
 
         hand_ckpt = find_checkpoint(None, name="hand4whole_hand", option="hand_ckpt")
-    check_writable_file(out, inputs={setting("body_ckpt"): body_ckpt, setting("hand_ckpt"): hand_ckpt})
+        hand_named = "the installed hand4whole_hand checkpoint"  # (not a flag the user did not give)
+    check_writable_file(out, inputs={setting("body_ckpt"): body_ckpt, hand_named: hand_ckpt})
     return _merge(body_ckpt, hand_ckpt, out, seed)
 
 
