@@ -81,7 +81,7 @@ def test_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, train_ar
     assert r.exit_code == 2 and "use either --resume or --overwrite" in r.output, r.output
 
 
-def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, trained, body_dir):
+def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, trained, body_dir, monkeypatch):
     """`wbcap train --resume` took whatever SMPL-X file now stood at the recorded path: a model
     replaced mid-run changed the targets unsaid (`wbcap run` refused it already). The run records
     the file's identity; the same bytes put back (a new mtime) resume."""
@@ -110,6 +110,18 @@ def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, train
     assert len(trained) == 1
     model.write_bytes(original)  # the same bytes back (another mtime)
     assert invoke(*args, "-o", out, "--resume").exit_code == 0 and trained[-1][1].resume
+    # a run on the synthetic stand-in (no SMPL-X file found) resumed where one is found now: refused too
+    # (it was recorded as none, and nothing was checked: a review)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    bare = [a for a in args if a not in ("--body-models", str(models))]
+    synthetic = tmp_path / "s"
+    assert invoke(*bare, "-o", synthetic).exit_code == 0
+    r = invoke(*bare, "-o", synthetic, "--resume", "--body-models", models)
+    (error,) = [line for line in r.output.splitlines() if line.startswith("error: ")]
+    assert r.exit_code == 2 and error.startswith(f"error: the run in {synthetic} used the SMPL-X model the synthetic "
+                                                 f"stand-in (no SMPL-X file was found); this finds {model}, another file")
+    assert invoke(*bare, "-o", synthetic, "--resume").exit_code == 0
 
 
 def test_init_with_resume_is_refused(tmp_path, train_args, trained, small_ckpt):

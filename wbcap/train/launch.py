@@ -177,14 +177,19 @@ def _record_run_settings(folder: Path, run) -> None:
     atomic_write_text(folder / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
 
 
+#: How :func:`_model_files` records the synthetic SMPL-X model a run without one trains with: an
+#: identity no file has, so a resume that finds a real file then (or the reverse) is refused.
+_SYNTHETIC_IDENTITY = {"path": "the synthetic stand-in (no SMPL-X file was found)", "size": 0, "mtime": 0, "sample": None}
+
+
 def _model_files(run) -> dict:
     """:func:`wbcap.io.run_folder.file_identity` of the SMPL-X and MANO files ``run`` trains
-    with, by role (None: the synthetic SMPL-X model, or no MANO file)."""
+    with, by role (the synthetic SMPL-X model: :data:`_SYNTHETIC_IDENTITY`; no MANO file: None)."""
     from wbcap.io.run_folder import file_identity
     from wbcap.train.trainer import SYNTHETIC_BODY_MODEL
 
-    return {"body_model_file": None if run.body_model == SYNTHETIC_BODY_MODEL else file_identity(run.body_model),
-            "mano_model_file": file_identity(run.mano_model)}
+    body = dict(_SYNTHETIC_IDENTITY) if run.body_model == SYNTHETIC_BODY_MODEL else file_identity(run.body_model)
+    return {"body_model_file": body, "mano_model_file": file_identity(run.mano_model)}
 
 
 def _check_resumed_model_files(folder: Path, run) -> None:
