@@ -51,3 +51,24 @@ def test_open_with_a_browser_is_silent(tmp_path, monkeypatch, served):
     monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
     r = CliRunner().invoke(cli, ["view", str(tmp_path), "--open"])
     assert r.exit_code == 0 and r.stderr == "" and opened == [URL], r.output
+
+
+def test_a_taken_port_is_said_before_the_site_is_built(tmp_path, monkeypatch):
+    """`wbcap view --port N` with N taken built the site for seconds before saying so (a user
+    trial): the port is bound first."""
+    import socket
+
+    import wbcap.view.site as site
+    from wbcap.errors import InputError
+
+    def built(job, folder, link):
+        raise AssertionError("the site was built before the port was taken")
+
+    monkeypatch.setattr(site, "build_site", built)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=rf"^port {port}: cannot serve on 127.0.0.1 \("), \
+                site.serve_view(site.ViewJob(out=str(tmp_path), port=port)):
+            pass

@@ -300,12 +300,16 @@ def serve_view(job: ViewJob) -> Iterator[ViewServer]:
     with temp_folder("wbcap-view-") as tmp:
         site = tmp.path / "site"
         site.mkdir()
-        build_site(job, site, link=True)
-        (site / "index.html").write_text(_page(None, "wbcap view OUT"), encoding="utf-8")
-        try:
+        try:  # (the port first: a taken one is said before the seconds of building; a user trial)
             server = ViewServer(site, job.port)
         except OSError as exc:
             raise InputError(f"{setting('port')} {job.port}: cannot serve on 127.0.0.1 ({exc.strerror or exc}); "
                              f"choose another port or 0 for a free one") from None
+        try:
+            build_site(job, site, link=True)
+            (site / "index.html").write_text(_page(None, "wbcap view OUT"), encoding="utf-8")
+        except BaseException:
+            server.server.server_close()  # (bound, never started: shutdown() would wait for ever)
+            raise
         with server:
             yield server
