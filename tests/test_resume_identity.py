@@ -186,6 +186,24 @@ def test_a_served_page_does_not_keep_a_later_run_out(finished, monkeypatch):
 
 
 @pytest.mark.slow  # (a run; view's refusal, in the fast loop, takes the same lock)
+def test_overwrite_of_a_folder_a_run_writes_is_refused_before_the_model_loads(made_run, monkeypatch):
+    """`wbcap run --overwrite` of a folder another wbcap process writes loaded the model and the
+    detector (seconds) before saying so (a user trial): said first now, nothing changed."""
+    import wbcap.video_app
+    from wbcap.io.run_folder import hold_folder
+
+    video, out, args, _ = made_run
+    before = sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr(wbcap.video_app, "_load_pipeline", lambda *a, **k: pytest.fail("the model loaded first"))
+    with hold_folder(out):
+        r = run("run", video, "-o", out, "--overwrite", *args)
+    lines = lines_of(r)
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(
+        f"error: {out} is in use by another wbcap process (one still writing or reading it)"), r.output
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.slow  # (a run; view's refusal, in the fast loop, takes the same lock)
 def test_export_dest_of_a_folder_a_run_writes_is_refused(finished, tmp_path, body_dir):
     from wbcap.io.run_folder import hold_folder
 

@@ -534,6 +534,9 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         refuse_output_inside_a_run(out)
     if not (job.resume or job.overwrite):
         refuse_taken_output(out)  # (a folder holding a run: one line now, not after the model loads)
+    elif job.overwrite and out.is_dir():  # (a folder another process writes: said now, not after the model
+        with hold_folder(out, quiet=True):  # loads; a user trial)
+            pass
     from wbcap.atomic import check_writable_destination
 
     # (a read-only OUT, or one of another user: one line now; --overwrite and a --resume with other
