@@ -22,6 +22,8 @@ from types import MappingProxyType
 
 import torch
 
+from wbcap.body.pose_layout import FULL_POSE_JOINTS
+
 __all__ = [
     "FLIP_PAIRS",
     "JOINT_IDX",
@@ -65,7 +67,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # The 55 SMPL-X model joints (model order).
 # --------------------------------------------------------------------------------------------
-SMPLX_JOINT_NUM = 55
+SMPLX_JOINT_NUM = FULL_POSE_JOINTS  # 55
 SMPLX_JOINT_NAMES: tuple[str, ...] = (
     "Pelvis", "L_Hip", "R_Hip", "Spine_1", "L_Knee", "R_Knee", "Spine_2", "L_Ankle", "R_Ankle",
     "Spine_3", "L_Foot", "R_Foot", "Neck", "L_Collar", "R_Collar", "Head", "L_Shoulder",

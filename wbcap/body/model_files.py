@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.body.joints import SMPLX_JOINT_NUM
+from wbcap.body.pose_layout import FULL_POSE_JOINTS  # (torch-free: the CLI reads this module first)
 from wbcap.errors import ModelFileError, setting
 from wbcap.paths import ENV_BODY_MODELS, body_models_dir, demo_body_models_dir, env_path, find_first, search_folders
 
@@ -47,7 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GENDERS = ("neutral", "male", "female")
-NUM_MODEL_JOINTS = SMPLX_JOINT_NUM  # 55
+NUM_MODEL_JOINTS = FULL_POSE_JOINTS  # 55
 NUM_POSE_BASIS = (NUM_MODEL_JOINTS - 1) * 9  # 486
 NUM_VERTICES = 10475  # SMPL-X's mesh (the model files' v_template rows)
 _DOWNLOAD_HINT = "download SMPL-X (npz) from https://smpl-x.is.tue.mpg.de"
