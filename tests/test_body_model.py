@@ -657,3 +657,44 @@ def test_a_pickle_cannot_reach_code_through_a_dotted_name_or_chumpy(tmp_path: Pa
         got = load_data_pickle(tmp_path / "ch.pkl", "re-download it")["shapedirs"]
         assert isinstance(got, ChumpyArray) and np.array_equal(got.r, np.arange(6.0).reshape(2, 3))
     assert "chumpy" not in sys.modules and "chumpy.ch" not in sys.modules
+
+
+def test_wbcap_convert_writes_all_or_nothing(tmp_path: Path) -> None:
+    """`wbcap convert A B` wrote A's file and then refused B (a break-it trial); two pickles for
+    one output replaced the first's; a folder of the output's name crashed; a J14 regressor kept
+    as {'mtx': ...} became the SMPL vertex map; a near-miss name was told the wrong fix."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    def convert(*args):
+        r = CliRunner().invoke(cli, ["convert", *map(str, args)])
+        lines = r.stderr.splitlines()
+        assert "Traceback" not in r.output and (r.exit_code == 0 or len(lines) == 1), r.output
+        return r
+
+    good, bad = tmp_path / "a" / "SMPLX_to_J14.pkl", tmp_path / "b" / "MANO_SMPLX_vertex_ids.pkl"
+    for f in (good, bad):
+        f.parent.mkdir()
+    good.write_bytes(pickle.dumps({"mtx": np.eye(14, 30)}))
+    bad.write_bytes(pickle.dumps(_Runs(tmp_path / "ran")))
+    r = convert(good, bad)
+    assert r.exit_code == 2 and f"{bad}: refused" in r.stderr
+    assert sorted(p.name for p in good.parent.iterdir()) == ["SMPLX_to_J14.pkl"]  # (nothing written, no temporaries)
+    r = convert(good)
+    assert r.exit_code == 0 and r.stdout == f"{good} -> {good.with_suffix('.npy')}\n"
+    np.testing.assert_array_equal(np.load(good.with_suffix(".npy")), np.eye(14, 30))  # (not SMPLX_to_SMPL.npz)
+    other = tmp_path / "c" / "SMPLX_to_J14.pkl"
+    other.parent.mkdir()
+    other.write_bytes(pickle.dumps(np.ones((3, 5))))
+    (tmp_path / "d").mkdir()
+    r = convert(good, other, "--dest", tmp_path / "d")
+    assert r.exit_code == 2 and r.stderr == (f"error: {good} and {other} would both write {tmp_path / 'd' / 'SMPLX_to_J14.npy'}; "
+                                             "convert one of them\n")
+    assert list((tmp_path / "d").iterdir()) == []
+    (tmp_path / "d" / "SMPLX_to_J14.npy").mkdir()
+    r = convert(other, "--dest", tmp_path / "d")
+    assert r.exit_code == 2 and "a folder has the name of the converted file" in r.stderr
+    near = tmp_path / "smplx_to_j14.pkl"
+    near.write_bytes(b"x")
+    assert convert(near).stderr == f"error: {near}: rename it SMPLX_to_J14.pkl, the release's name, which wbcap converts\n"

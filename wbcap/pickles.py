@@ -15,14 +15,16 @@ import ``os``, is never imported: a dotted name such as ``chumpy.ch`` / ``os.sys
 
 from __future__ import annotations
 
+import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from wbcap.errors import ModelFileError, first_line
 
 __all__ = ["ALLOWED_GLOBALS", "RELEASE_PICKLES", "ChumpyArray", "check_release_pickle", "convert_release_pickle",
-           "load_data_pickle"]
+           "convert_release_pickles", "load_data_pickle"]
 
 #: ``(module, name)`` pairs a data pickle may name, as a pickle names them (Python 2 pickles:
 #: ``copy_reg``, ``__builtin__``; numpy 1 and 2 module paths; scipy's old and new sparse modules).
@@ -105,12 +107,60 @@ def check_release_pickle(path: str | Path) -> Path:
     """
     src = Path(path).expanduser()
     names = ", ".join(RELEASE_PICKLES)
+    exact = {n.lower(): n for n in RELEASE_PICKLES}.get(src.name.lower())
+    if exact is not None and exact != src.name:  # (a near miss: the release's own name decides the output's)
+        raise ModelFileError(f"{src}: rename it {exact}, the release's name, which wbcap converts")
     if src.name not in RELEASE_PICKLES and not _mano(src):
         hint = "; a body model pickle is read as it is, with --allow-pickle" if src.name.upper().startswith("SMPL") else ""
         raise ModelFileError(f"{src}: not a release pickle wbcap converts ({names}){hint}")
     if not src.is_file():
-        raise ModelFileError(f"{src}: no such file; name a release pickle: {names}")
+        what = "not a regular file" if src.exists() else "no such file"
+        raise ModelFileError(f"{src}: {what}; name a release pickle: {names}")
     return src
+
+
+def convert_release_pickles(paths: Sequence[str | Path], dest: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """Convert several release pickles (:func:`convert_release_pickle`), all or none: each is
+    converted into a temporary folder beside its destination, and only when every one has been
+    read, checked and written are the files moved into place. Returns ``[(pickle, written file)]``.
+
+    Raises:
+        ModelFileError: one line, before anything is moved into place: what
+            :func:`convert_release_pickle` raises for any of them, two pickles that would write
+            the same file, or a destination that is a folder.
+    """
+    import shutil
+    import tempfile
+
+    sources = [check_release_pickle(p) for p in paths]
+    if dest is not None and not Path(dest).expanduser().is_dir():
+        raise ModelFileError(f"{dest}: no such folder; make it first, or leave the converted files beside the pickles")
+    staged: list[tuple[Path, Path, Path]] = []  # (pickle, temporary file, final file)
+    folders: list[Path] = []
+    try:
+        for src in sources:
+            where = Path(dest).expanduser() if dest is not None else src.parent
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=".wbcap-convert-", dir=where))
+            except OSError as exc:
+                raise ModelFileError(f"{where}: cannot write the converted file there ({exc.strerror or exc}); "
+                                     "give --dest a folder you can write") from None
+            folders.append(tmp)
+            written = convert_release_pickle(src, tmp)
+            final = where / written.name
+            if final.is_dir():
+                raise ModelFileError(f"{final}: a folder has the name of the converted file; move it, or give "
+                                     f"--dest another folder")
+            earlier = next((s for s, _, f in staged if f.resolve() == final.resolve()), None)
+            if earlier is not None:
+                raise ModelFileError(f"{earlier} and {src} would both write {final}; convert one of them")
+            staged.append((src, written, final))
+        for _, written, final in staged:
+            os.replace(written, final)
+    finally:
+        for tmp in folders:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [(src, final) for src, _, final in staged]
 
 
 def convert_release_pickle(path: str | Path, dest: str | Path | None = None) -> Path:

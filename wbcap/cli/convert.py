@@ -21,11 +21,9 @@ def convert(ctx, files, dest):
     refused, never run. Prints each file written (not with `wbcap -q`).
     """
     from wbcap.cli.common import echo_result, is_quiet
-    from wbcap.pickles import check_release_pickle, convert_release_pickle
+    from wbcap.pickles import convert_release_pickles
 
-    for file in files:  # (every name checked before any file is written)
-        check_release_pickle(file)
-    for file in files:
-        written = convert_release_pickle(file, dest)
-        if not is_quiet(ctx):
+    converted = convert_release_pickles(files, dest)  # (all or none: one refused, nothing is written)
+    if not is_quiet(ctx):
+        for file, written in zip(files, (w for _, w in converted)):
             echo_result(f"{file} -> {written}")

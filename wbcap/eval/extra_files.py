@@ -422,7 +422,7 @@ def convert_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
         with atomic_path(dst) as tmp, open(tmp, "xb") as fh:
             np.savez(fh, **arrays)
         return dst
-    if name.startswith("smplx2smpl") or (isinstance(obj, dict) and "mtx" in obj):
+    if name.startswith("smplx2smpl"):  # (by the name only: a J14 regressor kept as {'mtx': ...} is one, a review)
         mat = obj.get("mtx") if isinstance(obj, dict) else obj
         if (not (scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray)) or len(mat.shape) != 2
                 or mat.dtype.kind not in "fiub" or 0 in mat.shape):
@@ -437,9 +437,9 @@ def convert_pickle(path: str | Path, dest: str | Path | None = None) -> Path:
         return dst
     mat = obj
     if isinstance(obj, dict):
-        keys = [k for k in ("regressor", "matrix") if k in obj]
+        keys = [k for k in ("regressor", "matrix", "mtx") if k in obj]
         if not keys:
-            raise ModelFileError(f"{src}: a dict pickle without 'regressor'/'matrix'; nothing to convert")
+            raise ModelFileError(f"{src}: a dict pickle without 'regressor'/'matrix'/'mtx'; nothing to convert")
         mat = obj[keys[0]]
     dense = _dense(mat) if scipy.sparse.issparse(mat) or isinstance(mat, np.ndarray) else None
     if dense is None or dense.ndim != 2 or dense.dtype.kind not in "fiu" or dense.size == 0:
