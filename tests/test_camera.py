@@ -375,3 +375,7 @@ def test_default_camera_of_an_unknown_lens():
     diagonal = 2 * np.arctan(np.hypot(*cam.image_size) / 2 / cam.focal[0])
     assert (np.degrees(diagonal), np.degrees(cam.yfov)) == pytest.approx((53.13, 33.40), abs=0.01)  # fields of view
     assert ImageCamera.default((640, 480), focal=500).focal == (500.0, 500.0)
+    for bad in ({"image_size": (0, 10)}, {"image_size": (10.5, 10)}, {"image_size": (10, 10), "focal": 0},
+                {"image_size": (10, 10), "focal": float("nan")}, {"image_size": (10, 10), "focal": -5}):
+        with pytest.raises(ValueError):  # (focal 0 was taken as the default, a side 0 divided by zero)
+            ImageCamera.default(**bad)

@@ -258,3 +258,24 @@ def test_a_folder_that_cannot_be_locked_is_warned_about_by_its_writer_only(tmp_p
             pass
     said = [(r.levelno, r.getMessage()) for r in caplog.records if "cannot lock the folder" in r.getMessage()]
     assert [level for level, _ in said] == [logging.DEBUG] * 3 + [logging.WARNING], said
+
+
+def test_the_content_sample_decides_when_both_sides_have_one(tmp_path):
+    """A file rewritten with other bytes of the same size and given its recorded mtime back was the
+    same file for a resume (path, size and mtime matched; a break-it trial): the sample decides."""
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import check_same_files, file_identity
+
+    model = tmp_path / "m.npz"
+    model.write_bytes(b"a" * 4096)
+    recorded = {"body_model_file": file_identity(model)}
+    stamp = model.stat().st_mtime
+    model.write_bytes(b"b" * 4096)
+    os.utime(model, (stamp, stamp))
+    with pytest.raises(InputError, match="the SMPL-X model file changed since the run"):
+        check_same_files(tmp_path, recorded, {"body_model_file": file_identity(model)})
+    model.write_bytes(b"a" * 4096)  # the same bytes back, another mtime: the same file
+    check_same_files(tmp_path, recorded, {"body_model_file": file_identity(model)})
+    unsampled = {"body_model_file": {k: v for k, v in recorded["body_model_file"].items() if k != "sample"}}
+    os.utime(model, (stamp, stamp))  # (an older record without a sample: path, size and mtime)
+    check_same_files(tmp_path, unsampled, {"body_model_file": file_identity(model)})

@@ -747,6 +747,8 @@ def test_inputs_too_large_to_fit_in_memory_are_refused_before_any_work(tmp_path,
     with pytest.raises(ValueError, match=r"output_hand_hm_shape \[65, 8, 8\]: a heatmap depth of at most 64"):
         ModelConfig(output_hand_hm_shape=(65, 8, 8))
     assert ModelConfig(input_img_shape=(2048, 2048), output_hm_shape=(64, 8, 6)).input_img_shape == (2048, 2048)
+    with pytest.raises(ValueError, match=r"input_img_shape \[1, 1\] is smaller than input_body_shape \[256, 192\]"):
+        ModelConfig(input_img_shape=(1, 1))  # (a 1x1 crop trained and ran: a break-it trial)
 
 
 def test_inputs_too_small_for_a_heatmap_between_cells_are_refused():

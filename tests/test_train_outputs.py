@@ -205,6 +205,21 @@ def test_quiet_training_draws_no_progress_bar_and_torchrun_processes_log_warning
     assert levels == [logging.WARNING, logging.INFO] and bars[2:] == [True, False]
 
 
+def test_a_resumed_run_keeps_its_own_worker_count(tmp_path, train_args, trained, monkeypatch):
+    """A run given --workers 8 on 2 CPUs (warned) and resumed without --workers was capped to 2
+    as if the recipe had said 8, and warned of a change the user never made (a break-it trial)."""
+    from wbcap.model import device
+
+    monkeypatch.setattr(device, "available_cpus", lambda: 2)
+    no_workers = [a for a in train_args("body") if a not in ("--workers", "0")]
+    out = tmp_path / "r"
+    assert invoke(*no_workers, "-o", out, "--workers", "8").exit_code == 0
+    (out / "stage.json").write_text(json.dumps(trained[-1][0].to_dict()))  # (as the real loop records it)
+    r = invoke(*no_workers, "-o", out, "--resume")
+    assert r.exit_code == 0 and trained[-1][0].num_workers == 8 and "num_workers" not in r.output, r.output
+    assert invoke(*no_workers, "-o", tmp_path / "new").exit_code == 0 and trained[-1][0].num_workers == 2
+
+
 def test_stage_help_lists_what_each_stage_accepts(train_args, tmp_path):
     from wbcap.train.stages import STAGE_DATASETS
 

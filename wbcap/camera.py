@@ -592,9 +592,19 @@ class ImageCamera:
     def default(cls, image_size: tuple[int, int], focal: float | None = None) -> ImageCamera:
         """The camera of an image ``(W, H)`` pixels whose real camera is unknown: ``focal``
         pixels (None: ``sqrt(W^2 + H^2)``, a ~53 degree diagonal field of view, the usual guess),
-        square pixels, the principal point at the image's centre. ``wbcap run``'s camera."""
+        square pixels, the principal point at the image's centre. ``wbcap run``'s camera.
+
+        Raises:
+            ValueError: a side that is not a whole number above 0, or a focal that is not a finite
+                number above 0.
+        """
         w, h = image_size
-        f = float(focal) if focal else float(math.hypot(w, h))
+        if any(isinstance(v, bool) or int(v) != v or v < 1 for v in (w, h)):
+            raise ValueError(f"image_size {tuple(image_size)}: two whole numbers of pixels above 0")
+        if focal is not None and not (math.isfinite(float(focal)) and float(focal) > 0):
+            raise ValueError(f"focal {focal}: a finite number of pixels above 0 (None: the default)")
+        w, h = int(w), int(h)
+        f = float(focal) if focal is not None else float(math.hypot(w, h))
         return cls(focal=(f, f), princpt=(w / 2.0, h / 2.0), image_size=(w, h))
 
     @property

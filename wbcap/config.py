@@ -58,8 +58,9 @@ class ModelConfig:
         """Raises ValueError: a backbone depth wbcap has no ResNet for, heatmap shapes that are
         not what the ResNets give for the input shapes (height and width / 32: the body's
         ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``), or
-        an input side under 64 (a heatmap one cell wide: NaN joint coordinates), an input side
-        over :data:`MAX_INPUT_SIDE` or a heatmap depth over :data:`MAX_HEATMAP_DEPTH`."""
+        an input side under 64 (a heatmap one cell wide: NaN joint coordinates), an
+        ``input_img_shape`` smaller than ``input_body_shape``, an input side over
+        :data:`MAX_INPUT_SIDE` or a heatmap depth over :data:`MAX_HEATMAP_DEPTH`."""
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
@@ -73,6 +74,10 @@ class ModelConfig:
             if min(out[1:]) < 2:  # (joint features are sampled with align_corners: (x / (W - 1)) is NaN for W = 1)
                 raise ValueError(f"{in_name} {list(inp)} gives heatmaps {out[1]}x{out[2]}: the ResNet needs input sides "
                                  f"of at least 64 (heatmaps 2 or more a side) to place joints between cells")
+        if any(c < b for c, b in zip(self.input_img_shape, self.input_body_shape)):  # (a 1x1 crop trained)
+            raise ValueError(f"input_img_shape {list(self.input_img_shape)} is smaller than input_body_shape "
+                             f"{list(self.input_body_shape)}: the crop the body input is taken from is at least "
+                             "as large (the released network's: 512x384 and 256x192)")
         for name in ("input_img_shape", "input_body_shape", "input_hand_shape", "input_face_shape"):
             if any(side > MAX_INPUT_SIDE for side in getattr(self, name)):
                 raise ValueError(f"{name} {list(getattr(self, name))}: input sides of at most {MAX_INPUT_SIDE} "

@@ -196,8 +196,8 @@ def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
     """Refuse a ``--resume`` whose files (``now``: :func:`file_identity` by role) are not the ones
     the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`), e.g. a checkpoint replaced by another
     network's (its results would be mixed with the first network's). A file is the same when its
-    size is and either its path and mtime are or its content sample is (a ``touch``, a
-    re-import, a copy elsewhere). Roles either side lacks are not checked (a run of an older
+    size and its content sample are (a ``touch``, a re-import, a copy elsewhere), or, where
+    either side has no sample, its size, path and mtime. Roles either side lacks are not checked (a run of an older
     wbcap records none; one recorded without ``sample`` is compared by path and mtime).
 
     Raises:
@@ -210,6 +210,8 @@ def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue
         same_place = old.get("path") == new["path"] and old.get("mtime") == new["mtime"]
+        if old.get("sample") is not None and new.get("sample") is not None:  # (the bytes decide: a file
+            same_place = False  # rewritten within its second, or given its old mtime, is another; a trial)
         same_bytes = old.get("sample") is not None and old.get("sample") == new.get("sample")
         if old.get("size") == new["size"] and (same_place or same_bytes):
             continue

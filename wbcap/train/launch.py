@@ -85,7 +85,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
     from wbcap.model.device import available_cpus
 
-    if overrides.get("num_workers") is None and cfg.num_workers > available_cpus():
+    if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
+        # (the recipe's default only: a resumed run keeps its own count, warned about when it was given)
         log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)",
                  available_cpus(), cfg.num_workers, setting("num_workers"))
         cfg = dataclasses.replace(cfg, num_workers=available_cpus())
