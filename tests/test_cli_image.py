@@ -899,6 +899,17 @@ def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args, caplog):
         assert said == [(level, f"{img_path}: kept 1 of 2 person boxes (the first given){says}")]
 
 
+def test_an_image_jobs_people_limit_is_checked():
+    """`ImageJob(max_people=-1)` kept all but one box and logged "kept -1 of 9"; 0 said no boxes
+    were given (a break-it trial): the job refuses them, as --max-people does."""
+    from wbcap.image_app import ImageJob
+
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=rf"max_people {bad!r}: a whole number of 1 or more"):
+            ImageJob(paths=("a.jpg",), out="o", max_people=bad)
+    assert ImageJob(paths=("a.jpg",), out="o", max_people=3).max_people == 3
+
+
 def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeypatch):
     """A user trial: `wbcap image photo -o OUT` on a full disk said so in one line and left an
     empty OUT/ (made for the photo's folder) behind; a folder that was there stays."""

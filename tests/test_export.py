@@ -752,6 +752,17 @@ def test_vertex_normals_match_trimesh_area_weighted(body_layer):
 # ---------------------------------------------------------------- animation formats
 
 
+def test_animation_export_refuses_formats_it_would_not_write() -> None:
+    """`AnimationExport(formats=("GLB",))` and a bare `formats="bvh"` (which became "b", "v", "h")
+    ran and wrote no such file, without a word (a break-it trial): refused in one line."""
+    from wbcap.export.animation import AnimationExport
+
+    for bad, named in ((("GLB",), "'GLB'"), ("bvh", "'bvh'"), (("glb", "obj"), "'obj'")):
+        with pytest.raises(InputError, match=rf"unknown format {named}; give a tuple of npz, glb, bvh, fbx, csv$"):
+            AnimationExport(formats=bad)
+    assert AnimationExport(formats=["glb", "bvh"]).formats == ("glb", "bvh")
+
+
 def test_animation_export_parse_none_stands_alone_in_the_api_too() -> None:
     """`none` with formats was refused only by the CLI (wbcap.cli.common): the Python API took
     "none,glb" for an unknown format none. AnimationExport.parse holds the rule; the CLI calls it."""

@@ -183,23 +183,29 @@ def test_flag_off_and_user_boxes_keep_every_track(tmp_path, caplog):
 
 def test_a_python_job_gets_what_wbcap_run_gets_npz_and_one_people_limit(tmp_path):
     """`wbcap run` added npz to the formats and set --max-people in two places (the job and its
-    tracker); a Python caller's job set in one place had no track_<id>.npz (which `wbcap view`
-    and `wbcap export` read) or a tracker without the limit. The job now completes itself."""
+    tracker); a Python caller's job had no track_<id>.npz (which `wbcap view` and `wbcap export`
+    read) or a tracker without the limit. The job now adds npz, and its max_people is the one
+    limit, which the tracker reads (a second one in tracker.max_people is refused; one that
+    `dataclasses.replace` changes is the job's; a break-it trial)."""
+    import dataclasses
+
     from wbcap.export.animation import AnimationExport
-    from wbcap.video_app import VideoJob
+    from wbcap.track.collect import collect_tracks
+    from wbcap.video_app import VideoJob, _tracker_config
 
     job = VideoJob(source="in.mp4", out="out", export=AnimationExport(formats=("glb", "bvh")))
     assert job.export.formats == ("npz", "glb", "bvh")
     assert VideoJob(source="in.mp4", out="out", export=AnimationExport(formats=("bvh", "npz"))).export.formats == (
         "bvh", "npz")
     raw = synthetic_raw(tmp_path / "raw.jsonl")
-    assert collect(raw, detector="full")[1].kept == {0, 1}
-    for job_kw in ({"max_people": 1}, {"tracker": TrackerConfig(max_people=1)},
-                   {"max_people": 1, "tracker": TrackerConfig(max_people=1)}):
-        job, col = collect(raw, detector="full", **job_kw)
-        assert (job.max_people, job.tracker.max_people, col.kept) == (1, 1, {0}), job_kw
-    with pytest.raises(ValueError, match=r"max_people 1 and tracker.max_people 2 differ: set one of them"):
-        VideoJob(source="in.mp4", out="out", max_people=1, tracker=TrackerConfig(max_people=2))
+    for limit, kept in ((None, {0, 1}), (1, {0})):
+        job = dataclasses.replace(VideoJob(source="in.mp4", out="out", max_people=2, detector="full"), max_people=limit)
+        assert collect_tracks(raw, FPS, _tracker_config(job), job.detector).kept == kept, limit
+    with pytest.raises(ValueError, match=r"tracker.max_people 2: the people limit of a video job is VideoJob.max_people"):
+        VideoJob(source="in.mp4", out="out", tracker=TrackerConfig(max_people=2))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"a whole number of 1 or more, or None for no limit"):
+            VideoJob(source="in.mp4", out="out", max_people=bad)
 
 
 # -- the real vtest.avi and YOLOX-nano -----------------------------------------------------------

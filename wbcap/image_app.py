@@ -16,6 +16,7 @@ from wbcap.detect.base import Detection, sort_by_score
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport
+from wbcap.limits import check_people_limit
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class ImageJob:
     offline: bool = False
     render: bool = True
     export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a ``max_people`` that is neither None nor a whole number of 1 or
+        more (:func:`wbcap.limits.check_people_limit`)."""
+        check_people_limit(self.max_people)
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,18 @@ CUT_THRESHOLD = 27.0
 #: Frames per second of an image folder or glob unless told (``wbcap run --fps``): image k is at
 #: k / 30 seconds.
 DEFAULT_IMAGE_FPS = 30.0
+
+
+def check_people_limit(max_people: object) -> None:
+    """Refuse a people limit (``max_people`` of ``wbcap image`` and ``wbcap run``'s jobs) that is
+    neither None nor a whole number of 1 or more (the command line's ``--max-people`` takes 1 or
+    more; from Python 0 dropped every box, -1 kept all but one, 2.5 crashed after the model
+    loaded: a break-it trial).
+
+    Raises:
+        ValueError: one line naming the value.
+    """
+    if max_people is None:
+        return
+    if isinstance(max_people, bool) or not isinstance(max_people, int) or max_people < 1:
+        raise ValueError(f"max_people {max_people!r}: a whole number of 1 or more, or None for no limit")

@@ -72,7 +72,7 @@ from wbcap.io.run_folder import (
     start_writing,
     write_meta,
 )
-from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, check_people_limit
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.cuts import FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
@@ -134,24 +134,22 @@ class VideoJob:
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        """Completes the job, so every caller gets what ``wbcap run`` gets: ``npz`` joins
-        ``export.formats`` (the run folder always holds ``track_<id>.npz``, which ``wbcap view``
-        and ``wbcap export`` read), and ``max_people`` and ``tracker.max_people`` become one
-        limit, set in either (the tracker keeps the people the detector chooser kept).
+        """Completes and checks the job, so every caller gets what ``wbcap run`` gets: ``npz``
+        joins ``export.formats`` (the run folder always holds ``track_<id>.npz``, which ``wbcap
+        view`` and ``wbcap export`` read). The people limit is ``max_people`` alone (pass 1's
+        chooser and pass 2's tracker read it; :func:`_tracker_config`).
 
         Raises:
-            ValueError: ``max_people`` and ``tracker.max_people`` both set, to different numbers.
+            ValueError: ``max_people`` not None nor a whole number of 1 or more (0 dropped every
+                box, 2.5 crashed after the model loaded: a break-it trial), or
+                ``tracker.max_people`` set (a second place for the limit: set ``max_people``).
         """
         if "npz" not in self.export.formats:
             object.__setattr__(self, "export", replace(self.export, formats=("npz", *self.export.formats)))
-        given = {self.max_people, self.tracker.max_people} - {None}
-        if len(given) > 1:
-            raise ValueError(f"max_people {self.max_people} and tracker.max_people {self.tracker.max_people} differ: "
-                             "set one of them")
-        if given:
-            (limit,) = given
-            object.__setattr__(self, "max_people", limit)
-            object.__setattr__(self, "tracker", replace(self.tracker, max_people=limit))
+        check_people_limit(self.max_people)
+        if self.tracker.max_people is not None:
+            raise ValueError(f"tracker.max_people {self.tracker.max_people}: the people limit of a video job is "
+                             "VideoJob.max_people (pass 1 and the tracker read it); set that instead")
 
     @property
     def frame_step(self) -> int:
@@ -354,9 +352,10 @@ def _open_detector(job: VideoJob, pipeline, source) -> Any:
 
 
 def _tracker_config(job: VideoJob) -> TrackerConfig:
-    """The run's tracker settings with its frame stride (``--every``): missed processed frames
-    age a track, not the source frames skipped between them."""
-    return replace(job.tracker, frame_stride=job.frame_step)
+    """The run's tracker settings with its frame stride (``--every``: missed processed frames
+    age a track, not the source frames skipped between them) and its people limit
+    (``max_people``)."""
+    return replace(job.tracker, frame_stride=job.frame_step, max_people=job.max_people)
 
 
 def _people_limit(job: VideoJob, raw: Path, last_done: int):
@@ -367,7 +366,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
         return None
     from wbcap.track.iou_tracker import PeopleLimit
 
-    limit = PeopleLimit(replace(_tracker_config(job), max_people=job.max_people))
+    limit = PeopleLimit(_tracker_config(job))
     if last_done >= 0:
         for rec in read_raw(raw):
             limit(int(rec["frame"]), *record_boxes(rec), change=FrameChange.of_record(rec))

@@ -50,6 +50,20 @@ class AnimationExport:
     formats: tuple[str, ...] = ("npz", "glb")
     exact: bool = False
 
+    def __post_init__(self) -> None:
+        """Raises InputError for ``formats`` that is not a tuple or list of :data:`FORMATS` names
+        (``("GLB",)`` and a bare ``"bvh"`` wrote no such file, without a word; a break-it trial;
+        :meth:`parse` takes the command line's spellings)."""
+        from wbcap.errors import InputError, setting
+
+        formats = self.formats
+        unknown = ([formats] if not isinstance(formats, (tuple, list))
+                   else [f for f in formats if not isinstance(f, str) or f not in FORMATS])
+        if unknown:
+            raise InputError(f"{setting('formats', api='export formats')} {tuple(formats) if isinstance(formats, list) else formats!r}: "
+                             f"unknown format {', '.join(map(repr, unknown))}; give a tuple of {', '.join(FORMATS)}")
+        object.__setattr__(self, "formats", tuple(formats))
+
     @classmethod
     def parse(cls, text: str, exact: bool = False, option: str = "formats", none_alone: bool = True) -> AnimationExport:
         """From a comma-separated list (``"glb,bvh"``; case and spaces ignored), or ``"none"``
