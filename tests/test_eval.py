@@ -848,3 +848,18 @@ def test_more_workers_than_cpus_is_said_once(cli, models, data_root, small_ckpt,
                                  "--body-models", str(models), "--device", "cpu", "--workers", "2", "--limit", "1"])
     assert r.exit_code == 0, r.output
     assert r.output.count("--workers 2: more worker processes than the 1 CPUs") == 1, r.output
+
+
+def test_an_eval_jobs_numbers_are_checked_before_the_network():
+    """`EvalJob(num_workers=-1)` raised torch's ValueError after the network was built, and
+    `limit=-5` said "limit 0" (a break-it trial): one line naming the setting, at once."""
+    from wbcap.errors import InputError
+    from wbcap.eval.evaluate import EvalJob
+
+    for kwargs, says in (({"num_workers": -1}, "num_workers -1: a whole number of 0 or more"),
+                         ({"limit": -5}, "limit -5: a whole number of 1 or more"),
+                         ({"batch_size": 0}, "batch_size 0: a whole number of 1 or more"),
+                         ({"limit": 2.5}, "limit 2.5: a whole number of 1 or more")):
+        with pytest.raises(InputError, match=f"^{says}$"):
+            EvalJob(dataset="EHF", data_root="data", **kwargs)
+    assert EvalJob(dataset="EHF", data_root="data", limit=None, num_workers=0).limit is None

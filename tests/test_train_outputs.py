@@ -119,9 +119,21 @@ def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, train
     assert invoke(*bare, "-o", synthetic).exit_code == 0
     r = invoke(*bare, "-o", synthetic, "--resume", "--body-models", models)
     (error,) = [line for line in r.output.splitlines() if line.startswith("error: ")]
-    assert r.exit_code == 2 and error.startswith(f"error: the run in {synthetic} used the SMPL-X model the synthetic "
-                                                 f"stand-in (no SMPL-X file was found); this finds {model}, another file")
+    assert r.exit_code == 2 and error == (f"error: the run in {synthetic} trained on the synthetic stand-in SMPL-X "
+                                          f"model (no SMPL-X file was found then), and this finds {model}; resume it "
+                                          "where none is found, or start over with --overwrite")
     assert invoke(*bare, "-o", synthetic, "--resume").exit_code == 0
+    # a run made through $WBCAP_BODY_MODELS, resumed with it unset, its model still in place: told
+    # to name it (it was told to "put back the file it was made with"; a break-it trial)
+    through_env = tmp_path / "e"
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(models))
+    assert invoke(*bare, "-o", through_env).exit_code == 0
+    monkeypatch.delenv("WBCAP_BODY_MODELS")
+    r = invoke(*bare, "-o", through_env, "--resume")
+    (error,) = [line for line in r.output.splitlines() if line.startswith("error: ")]
+    assert r.exit_code == 2 and error == (f"error: the run in {through_env} trained with the SMPL-X model {model}, and "
+                                          "this finds the synthetic stand-in (no SMPL-X file was found); pass "
+                                          f"--body-models {model} to resume it")
 
 
 def test_init_with_resume_is_refused(tmp_path, train_args, trained, small_ckpt):

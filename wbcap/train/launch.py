@@ -208,8 +208,23 @@ def _check_resumed_model_files(folder: Path, run) -> None:
         recorded = json.loads((settled_run_folder(folder) / RUN_SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # (none, or damaged: _recorded_run_settings said so)
         return
-    if isinstance(recorded, dict):
-        check_same_files(folder, recorded.get(FILE_IDENTITY), _model_files(run))
+    if not isinstance(recorded, dict):
+        return
+    now = _model_files(run)
+    old, new = (recorded.get(FILE_IDENTITY) or {}).get("body_model_file"), now["body_model_file"]
+    if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path"):
+        overwrite = setting("overwrite", api="overwrite=True")
+        if old.get("path") == _SYNTHETIC_IDENTITY["path"]:  # (said as such, not "put back the file": a trial)
+            raise InputError(f"the run in {folder} trained on the synthetic stand-in SMPL-X model (no SMPL-X file was "
+                             f"found then), and this finds {new.get('path')}; resume it where none is found, or start "
+                             f"over with {overwrite}")
+        from wbcap.io.run_folder import file_identity
+
+        there = file_identity(old.get("path"))
+        if there is not None and there.get("size") == old.get("size") and there.get("sample") == old.get("sample"):
+            raise InputError(f"the run in {folder} trained with the SMPL-X model {old.get('path')}, and this finds "
+                             f"{new.get('path')}; pass {setting('body_models')} {old.get('path')} to resume it")
+    check_same_files(folder, recorded.get(FILE_IDENTITY), now)
 
 
 def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
