@@ -222,14 +222,16 @@ def box_advice() -> str:
 
 
 
-def _given_box(box: object, index: int, given_by: str | None = None) -> Detection | tuple[float, float, float, float]:
+def _given_box(box: object, index: int, given_by: str | None = None,
+               source: str = "image") -> Detection | tuple[float, float, float, float]:
     """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
     by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
     ``given_by`` (a detector object's name) one that detector returned (a width or height of
     0 or less allowed there: the crop skips such a box, with a warning).
 
     Raises:
-        InputError: one line naming ``boxes[index]`` (or the detector's box) and the rule.
+        InputError: one line naming ``boxes[index]`` (or the detector's box) and the rule, after
+            ``source`` (the image's file) when one is given.
     """
     from wbcap.detect.boxes import check_box
 
@@ -248,7 +250,8 @@ def _given_box(box: object, index: int, given_by: str | None = None) -> Detectio
     except ValueError as exc:
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
         text = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
-        raise InputError(f"{text} (got {shown}); {fix}") from None
+        where = "" if source == "image" else f"{source}: "  # (a caller's file name; a break-it trial)
+        raise InputError(f"{where}{text} (got {shown}); {fix}") from None
 
 
 def _check_image_array(image: object, source: str = "image") -> None:
@@ -509,11 +512,11 @@ class Pipeline:
         for a box given (or returned by a detector object) that is not 4 finite numbers within the
         range every box a user gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image
         --bbox``'s rule)."""
-        _check_image_array(image)
+        _check_image_array(image, source)
         if boxes is not None and detector is not None:
             raise InputError("pipe(image, boxes=..., detector=...): give the boxes or a detector to find them, not both")
         if boxes is not None:
-            boxes = [_given_box(b, i) for i, b in enumerate(boxes)]
+            boxes = [_given_box(b, i, source=source) for i, b in enumerate(boxes)]
         if boxes is None:
             if detector is None:
                 h, w = image.shape[:2]
@@ -522,7 +525,7 @@ class Pipeline:
                 if isinstance(detector, str):
                     detector = self.detector(detector)
                 name = getattr(detector, "name", None) or getattr(detector, "__name__", type(detector).__name__)
-                boxes = [_given_box(b, i, name) for i, b in enumerate(detector(image))]
+                boxes = [_given_box(b, i, name, source) for i, b in enumerate(detector(image))]
                 if not len(boxes):
                     raise NoPersonError(f"{source}: no person found by the {name} detector; {box_advice()}")
         dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
