@@ -90,7 +90,6 @@ def child(args: argparse.Namespace) -> None:
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
     from wbcap.detect.thread import overlaps_network
     from wbcap.pipeline import Pipeline
-    from wbcap.track.iou_tracker import TrackerConfig
     from wbcap.video_app import VideoJob, run_video
 
     t0 = time.perf_counter()
@@ -108,7 +107,7 @@ def child(args: argparse.Namespace) -> None:
     job = VideoJob(
         source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
         max_frames=args.frames, detector=args.detector, max_people=args.max_people,
-        tracker=TrackerConfig(max_people=args.max_people), render=args.render, overwrite=True,
+        render=args.render, overwrite=True,
     )
     # The bench's rate right before and right after the run: on a shared machine the speed of
     # the same call can change by 2x within a minute, so the run is compared with both.

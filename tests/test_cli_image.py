@@ -908,6 +908,7 @@ def test_an_image_jobs_people_limit_is_checked():
         with pytest.raises(ValueError, match=rf"max_people {bad!r}: a whole number of 1 or more"):
             ImageJob(paths=("a.jpg",), out="o", max_people=bad)
     assert ImageJob(paths=("a.jpg",), out="o", max_people=3).max_people == 3
+    assert ImageJob(paths=("a.jpg",), out="o", max_people=np.int64(2)).max_people == 2  # (NumPy's integers too)
 
 
 def test_a_full_disk_leaves_no_empty_output_folder(tmp_path, micro_args, monkeypatch):

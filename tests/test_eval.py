@@ -863,3 +863,4 @@ def test_an_eval_jobs_numbers_are_checked_before_the_network():
         with pytest.raises(InputError, match=f"^{says}$"):
             EvalJob(dataset="EHF", data_root="data", **kwargs)
     assert EvalJob(dataset="EHF", data_root="data", limit=None, num_workers=0).limit is None
+    assert EvalJob(dataset="EHF", data_root="data", batch_size=np.int64(4)).batch_size == 4  # (NumPy's integers too)

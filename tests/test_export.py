@@ -757,9 +757,11 @@ def test_animation_export_refuses_formats_it_would_not_write() -> None:
     ran and wrote no such file, without a word (a break-it trial): refused in one line."""
     from wbcap.export.animation import AnimationExport
 
-    for bad, named in ((("GLB",), "'GLB'"), ("bvh", "'bvh'"), (("glb", "obj"), "'obj'")):
+    for bad, named in ((("GLB",), "'GLB'"), (("glb", "obj"), "'obj'")):
         with pytest.raises(InputError, match=rf"unknown format {named}; give a tuple of npz, glb, bvh, fbx, csv$"):
             AnimationExport(formats=bad)
+    with pytest.raises(InputError, match=r"^export formats 'bvh': give a tuple of format names, e.g. \('bvh',\), not a str$"):
+        AnimationExport(formats="bvh")
     assert AnimationExport(formats=["glb", "bvh"]).formats == ("glb", "bvh")
 
 

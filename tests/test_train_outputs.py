@@ -134,6 +134,13 @@ def test_a_resume_with_another_smplx_file_is_refused(tmp_path, train_args, train
     assert r.exit_code == 2 and error == (f"error: the run in {through_env} trained with the SMPL-X model {model}, and "
                                           "this finds the synthetic stand-in (no SMPL-X file was found); pass "
                                           f"--body-models {model} to resume it")
+    # a copy of the same bytes elsewhere is the same model (a review), and a damaged record of the
+    # files is not checked (it crashed)
+    shutil.copytree(models, tmp_path / "models2")
+    assert invoke(*bare, "-o", through_env, "--resume", "--body-models", tmp_path / "models2").exit_code == 0
+    settings = json.loads((through_env / "run_settings.json").read_text())
+    (through_env / "run_settings.json").write_text(json.dumps({**settings, "file_identity": "x"}))
+    assert invoke(*bare, "-o", through_env, "--resume").exit_code == 0
 
 
 def test_init_with_resume_is_refused(tmp_path, train_args, trained, small_ckpt):

@@ -601,7 +601,7 @@ class ImageCamera:
         w, h = image_size
         if any(isinstance(v, bool) or int(v) != v or v < 1 for v in (w, h)):
             raise ValueError(f"image_size {tuple(image_size)}: two whole numbers of pixels above 0")
-        if focal is not None and not (math.isfinite(float(focal)) and float(focal) > 0):
+        if focal is not None and (isinstance(focal, bool) or not (math.isfinite(float(focal)) and float(focal) > 0)):
             raise ValueError(f"focal {focal}: a finite number of pixels above 0 (None: the default)")
         w, h = int(w), int(h)
         f = float(focal) if focal is not None else float(math.hypot(w, h))

@@ -34,5 +34,18 @@ def check_people_limit(max_people: object) -> None:
     """
     if max_people is None:
         return
-    if isinstance(max_people, bool) or not isinstance(max_people, int) or max_people < 1:
+    if not is_whole(max_people, least=1):
         raise ValueError(f"max_people {max_people!r}: a whole number of 1 or more, or None for no limit")
+
+
+def is_whole(value: object, least: int) -> bool:
+    """Whether ``value`` is a whole number (a Python or NumPy integer, not a bool) of ``least``
+    or more."""
+    import operator
+
+    if isinstance(value, bool):
+        return False
+    try:
+        return operator.index(value) >= least
+    except TypeError:
+        return False

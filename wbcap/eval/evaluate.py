@@ -677,11 +677,13 @@ class EvalJob:
         """Raises InputError (one line naming the setting) for a ``batch_size`` or ``limit`` that
         is not a whole number of 1 or more, or ``num_workers`` not one of 0 or more (torch's own
         error came after the network was built: a break-it trial)."""
+        from wbcap.limits import is_whole
+
         for name, least, optional in (("batch_size", 1, False), ("limit", 1, True), ("num_workers", 0, False)):
             value = getattr(self, name)
             if optional and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_whole(value, least):
                 flag = setting({"num_workers": "workers"}.get(name, name), api=name)
                 raise InputError(f"{flag} {value!r}: a whole number of {least} or more")
 

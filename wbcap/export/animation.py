@@ -57,8 +57,10 @@ class AnimationExport:
         from wbcap.errors import InputError, setting
 
         formats = self.formats
-        unknown = ([formats] if not isinstance(formats, (tuple, list))
-                   else [f for f in formats if not isinstance(f, str) or f not in FORMATS])
+        if not isinstance(formats, (tuple, list)):
+            raise InputError(f"{setting('formats', api='export formats')} {formats!r}: give a tuple of format names, "
+                             f"e.g. ('bvh',), not a {type(formats).__name__}")
+        unknown = [f for f in formats if not isinstance(f, str) or f not in FORMATS]
         if unknown:
             raise InputError(f"{setting('formats', api='export formats')} {tuple(formats) if isinstance(formats, list) else formats!r}: "
                              f"unknown format {', '.join(map(repr, unknown))}; give a tuple of {', '.join(FORMATS)}")

@@ -211,8 +211,11 @@ def _check_resumed_model_files(folder: Path, run) -> None:
     if not isinstance(recorded, dict):
         return
     now = _model_files(run)
-    old, new = (recorded.get(FILE_IDENTITY) or {}).get("body_model_file"), now["body_model_file"]
-    if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path"):
+    ids = recorded.get(FILE_IDENTITY)
+    old, new = (ids.get("body_model_file") if isinstance(ids, dict) else None), now["body_model_file"]
+    same_bytes = isinstance(old, dict) and isinstance(new, dict) and old.get("sample") is not None and (
+        (old.get("size"), old.get("sample")) == (new.get("size"), new.get("sample")))  # (a copy elsewhere: the same)
+    if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path") and not same_bytes:
         overwrite = setting("overwrite", api="overwrite=True")
         if old.get("path") == _SYNTHETIC_IDENTITY["path"]:  # (said as such, not "put back the file": a trial)
             raise InputError(f"the run in {folder} trained on the synthetic stand-in SMPL-X model (no SMPL-X file was "
