@@ -87,10 +87,10 @@ def child(args: argparse.Namespace) -> None:
     """Run one pipeline in this process and print a JSON line of measurements."""
     import torch
 
-    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.config import ModelConfig, PipelineConfig
     from wbcap.detect.thread import overlaps_network
     from wbcap.pipeline import Pipeline
-    from wbcap.video_app import VideoJob, run_video
+    from wbcap.video_app import run_video
 
     t0 = time.perf_counter()
     small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
@@ -104,11 +104,7 @@ def child(args: argparse.Namespace) -> None:
     config = pipe.regressor.net.config
     startup = time.perf_counter() - t0
     start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    job = VideoJob(
-        source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
-        max_frames=args.frames, detector=args.detector, max_people=args.max_people,
-        render=args.render, overwrite=True,
-    )
+    job = video_job(args, body_path)
     # The bench's rate right before and right after the run: on a shared machine the speed of
     # the same call can change by 2x within a minute, so the run is compared with both.
     bench_before = bench_rate(pipe, args.video, args.batch_size)
@@ -156,7 +152,21 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
     return batch_size / statistics.median(times)
 
 
-def main() -> None:
+def video_job(args: argparse.Namespace, body_path: str | Path):
+    """The ``VideoJob`` a child runs: the clip of ``args`` with the SMPL-X file ``body_path``
+    (kept apart so that the tests build it: a job the library refuses broke this script once)."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.video_app import VideoJob
+
+    return VideoJob(
+        source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
+        max_frames=args.frames, detector=args.detector, max_people=args.max_people,
+        render=args.render, overwrite=True,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of this script."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", default=str(ROOT.parent / "shared" / "media" / "vtest.avi"))
     ap.add_argument("--frames", type=int, default=200)
@@ -173,7 +183,11 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.child:
         child(args)
         return

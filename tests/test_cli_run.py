@@ -956,3 +956,17 @@ def test_the_options_defaults_are_the_librarys():
     shown = {p.name: p.default for p in run.params if isinstance(p, click.Option) and not p.is_flag and p.name in defaults}
     assert {"image_fps", "iou_threshold", "max_age", "min_length", "cut_threshold", "max_gap", "every", "start"} <= set(shown)
     assert {name: value for name, value in shown.items() if value != defaults[name]} == {}
+
+
+def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path):
+    """benchmarks/video_pipeline.py set the people limit in the tracker too, which VideoJob now
+    refuses: the script stopped at once (a review). Its job is built here from its own defaults."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "video_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_video_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.parser().parse_args(["--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")])
+    job = module.video_job(args, tmp_path / "SMPLX_NEUTRAL.npz")
+    assert (job.max_people, job.max_frames, job.overwrite, job.export.formats[0]) == (3, 200, True, "npz")
