@@ -192,13 +192,24 @@ def _when(mtime: object) -> str:
         return json.dumps(mtime)[:30]
 
 
+def same_file(old: Mapping, new: Mapping | None) -> bool:
+    """Whether two :func:`file_identity` records name the same file: the same size and content
+    sample (a ``touch``, a re-import, a copy elsewhere; a file rewritten with other bytes is
+    another, whatever its mtime), or, where either has no sample (a record of an older wbcap),
+    the same size, path and mtime. ``new`` None (no readable file): not the same."""
+    if new is None or old.get("size") != new.get("size"):
+        return False
+    if old.get("sample") is not None and new.get("sample") is not None:
+        return old["sample"] == new["sample"]
+    return old.get("path") == new.get("path") and old.get("mtime") == new.get("mtime")
+
+
 def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
     """Refuse a ``--resume`` whose files (``now``: :func:`file_identity` by role) are not the ones
     the run in OUT ``recorded`` (its :data:`FILE_IDENTITY`), e.g. a checkpoint replaced by another
-    network's (its results would be mixed with the first network's). A file is the same when its
-    size and its content sample are (a ``touch``, a re-import, a copy elsewhere), or, where
-    either side has no sample, its size, path and mtime. Roles either side lacks are not checked (a run of an older
-    wbcap records none; one recorded without ``sample`` is compared by path and mtime).
+    network's (its results would be mixed with the first network's); the same file:
+    :func:`same_file`. Roles either side lacks are not checked (a run of an older wbcap records
+    none).
 
     Raises:
         InputError: one line naming the file(s), what changed and the fix.
@@ -207,13 +218,7 @@ def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
         return
     for role, new in now.items():
         old = recorded.get(role)
-        if not isinstance(old, dict) or not isinstance(new, dict):
-            continue
-        same_place = old.get("path") == new["path"] and old.get("mtime") == new["mtime"]
-        if old.get("sample") is not None and new.get("sample") is not None:  # (the bytes decide: a file
-            same_place = False  # rewritten within its second, or given its old mtime, is another; a trial)
-        same_bytes = old.get("sample") is not None and old.get("sample") == new.get("sample")
-        if old.get("size") == new["size"] and (same_place or same_bytes):
+        if not isinstance(old, dict) or not isinstance(new, dict) or same_file(old, new):
             continue
         what = _FILE_ROLES.get(role, role)
         if old.get("path") != new["path"]:

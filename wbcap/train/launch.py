@@ -201,7 +201,7 @@ def _check_resumed_model_files(folder: Path, run) -> None:
     Raises:
         InputError: one line naming the file, what changed and the fix.
     """
-    from wbcap.io.run_folder import check_same_files
+    from wbcap.io.run_folder import check_same_files, file_identity, same_file
     from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
 
     try:
@@ -213,18 +213,12 @@ def _check_resumed_model_files(folder: Path, run) -> None:
     now = _model_files(run)
     ids = recorded.get(FILE_IDENTITY)
     old, new = (ids.get("body_model_file") if isinstance(ids, dict) else None), now["body_model_file"]
-    same_bytes = isinstance(old, dict) and isinstance(new, dict) and old.get("sample") is not None and (
-        (old.get("size"), old.get("sample")) == (new.get("size"), new.get("sample")))  # (a copy elsewhere: the same)
-    if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path") and not same_bytes:
-        overwrite = setting("overwrite", api="overwrite=True")
+    if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path") and not same_file(old, new):
         if old.get("path") == _SYNTHETIC_IDENTITY["path"]:  # (said as such, not "put back the file": a trial)
             raise InputError(f"the run in {folder} trained on the synthetic stand-in SMPL-X model (no SMPL-X file was "
                              f"found then), and this finds {new.get('path')}; resume it where none is found, or start "
-                             f"over with {overwrite}")
-        from wbcap.io.run_folder import file_identity
-
-        there = file_identity(old.get("path"))
-        if there is not None and there.get("size") == old.get("size") and there.get("sample") == old.get("sample"):
+                             f"over with {setting('overwrite', api='overwrite=True')}")
+        if same_file(old, file_identity(old.get("path"))):  # (the run's own model, still where it was)
             raise InputError(f"the run in {folder} trained with the SMPL-X model {old.get('path')}, and this finds "
                              f"{new.get('path')}; pass {setting('body_models')} {old.get('path')} to resume it")
     check_same_files(folder, recorded.get(FILE_IDENTITY), now)
