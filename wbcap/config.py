@@ -8,7 +8,6 @@ model can be rebuilt from the file alone. Defaults are the released model's valu
 from __future__ import annotations
 
 import dataclasses
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,11 +151,9 @@ class PipelineConfig:
         CLI's ``--batch-size`` refuses it too)."""
         if self.batch_size is None:
             return
-        try:
-            whole = not isinstance(self.batch_size, bool) and operator.index(self.batch_size) >= 1
-        except TypeError:
-            whole = False
-        if not whole:
+        from wbcap.limits import is_whole
+
+        if not is_whole(self.batch_size, 1):
             from wbcap.errors import InputError, setting
 
             raise InputError(f"{setting('batch_size')} must be a whole number of 1 or more, got {self.batch_size!r}")

@@ -22,6 +22,7 @@ import tomllib
 
 from wbcap.config import RESNET_DEPTHS, ModelConfig
 from wbcap.errors import InputError, setting
+from wbcap.limits import is_whole
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _finite(v: Any) -> bool:
 
 def _whole(low: int, high: int | None = None) -> tuple[Callable[[Any], bool], str]:
     def ok(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+        return isinstance(v, int) and is_whole(v, low) and (high is None or v <= high)  # (TOML: a Python int)
 
     return ok, (f"a whole number from {low} to {high}" if high is not None else f"a whole number of {low} or more")
 
