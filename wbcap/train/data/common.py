@@ -176,11 +176,18 @@ def warn_if_more_workers_than_cpus(num_workers: int, name: str) -> None:
                     "loading down or stall it; %d or fewer is enough", name, num_workers, cpus, cpus)
 
 
+@contextlib.contextmanager
+def _without_torchs_worker_count_warning() -> Iterator[None]:
+    """Within the block, torch's worker-count warning is not shown (warning filters restored after)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+        yield
+
+
 def data_loader(dataset: Any, **kwargs: Any) -> torch.utils.data.DataLoader:
     """``torch.utils.data.DataLoader(dataset, **kwargs)`` without torch's worker-count warning
     (:func:`warn_if_more_workers_than_cpus` says it once)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+    with _without_torchs_worker_count_warning():
         return torch.utils.data.DataLoader(dataset, **kwargs)
 
 
@@ -199,8 +206,7 @@ def loader_batches(loader: Iterable[Any]) -> Iterator[Iterator[Any]]:
     """
     from wbcap.errors import WbcapError
 
-    with warnings.catch_warnings():  # (torch's worker-count warning: see warn_if_more_workers_than_cpus)
-        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+    with _without_torchs_worker_count_warning():  # (see warn_if_more_workers_than_cpus)
         batches = iter(loader)
     try:
         yield batches
