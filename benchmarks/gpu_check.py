@@ -272,19 +272,6 @@ def _compile_check(args, device, report: Report, pipe) -> None:
                               "median_s": med, "crops_per_s": bs / med, "vs_eager": _max_diff(call(), ref)}
 
 
-def _video_frames(n: int, size: tuple[int, int], people: int):
-    import numpy as np
-
-    from wbcap.testing.images import person_image
-
-    w, h = size
-    slot = w // people
-    base = np.concatenate([person_image(slot, h, seed=i) for i in range(people)], axis=1)
-    base = np.pad(base, ((0, 0), (0, w - base.shape[1]), (0, 0)), mode="edge")
-    for i in range(n):
-        yield np.ascontiguousarray(np.roll(base, 3 * i, axis=1))
-
-
 def _video_check(args, device, report: Report, pipe, work: Path) -> None:
     """Decode alone vs ``run_video`` (no render, boxes given), eager and graphed."""
     from wbcap.config import BodyModelConfig, PipelineConfig
@@ -292,13 +279,14 @@ def _video_check(args, device, report: Report, pipe, work: Path) -> None:
     from wbcap.io.video_reader import open_frames
     from wbcap.io.video_writer import VideoWriter
     from wbcap.model.cuda_graph import CudaGraphRunner, capture_sizes
+    from wbcap.testing.videos import people_frames
     from wbcap.video_app import VideoJob, run_video
 
     w, h = args.video_size
     video = work / "synthetic.mp4"
     t = time.perf_counter()
     with VideoWriter(video, w, h, 30) as writer:
-        for frame in _video_frames(args.video_frames, (w, h), args.people):
+        for frame in people_frames(args.video_frames, (w, h), args.people):
             writer.write(frame)
     info: dict[str, Any] = {"frames": args.video_frames, "size": [w, h], "people_per_frame": args.people,
                             "encode_s": time.perf_counter() - t, "precision": str(pipe.precision),

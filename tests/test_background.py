@@ -1,5 +1,5 @@
-"""wbcap.io.background: Prefetch and BackgroundCalls keep order, hand exceptions over, stop
-their thread when the block is left, and run in the caller's context."""
+"""wbcap.io.background: Prefetch, BackgroundCalls and OrderedMap keep order, hand exceptions
+over, stop their threads when the block is left, and run in the caller's context."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wbcap.io.background import BackgroundCalls, Prefetch
+from wbcap.io.background import BackgroundCalls, OrderedMap, Prefetch
 
 _VAR: contextvars.ContextVar[str] = contextvars.ContextVar("_VAR", default="unset")
 
@@ -169,3 +169,86 @@ def test_background_calls_leaving_by_an_exception_drops_the_calls_not_started():
         raise KeyError("the caller failed")
     assert ran == [0]  # the running call finished, the waiting ones were dropped
     assert not _threads("test-calls-drop")
+
+
+def test_ordered_map_yields_in_order_what_its_threads_computed_out_of_order():
+    ran_in: set[str] = set()
+
+    def slow_square(i: int) -> int:
+        time.sleep(0.003 * ((i * 5) % 4))  # later items often finish first
+        ran_in.add(threading.current_thread().name)
+        return i * i
+
+    with OrderedMap(slow_square, range(30), workers=3, ahead=6, name="test-map") as it:
+        assert list(it) == [(i, i * i) for i in range(30)]
+    assert ran_in and all(name.startswith("test-map") for name in ran_in) and len(ran_in) > 1
+    assert not _threads("test-map")
+
+
+def test_ordered_map_takes_at_most_ahead_items_before_they_are_used():
+    taken: list[int] = []
+
+    def items():
+        for i in range(100):
+            taken.append(i)
+            yield i
+
+    with OrderedMap(lambda i: i, items(), workers=2, ahead=3) as it:
+        first = next(iter(it))
+        time.sleep(0.05)  # time enough to take more, were it allowed to
+        assert first == (0, 0) and taken == [0, 1, 2]
+
+
+def test_ordered_map_raises_at_the_failed_items_turn_and_after_a_failed_take():
+    def fn(i: int) -> int:
+        if i == 4:
+            raise KeyError("item 4")
+        return i
+
+    got = []
+    with OrderedMap(fn, range(10), workers=2, ahead=4) as it, pytest.raises(KeyError, match="item 4"):
+        for i, _ in it:
+            got.append(i)
+    assert got == [0, 1, 2, 3]
+
+    def items():
+        yield from range(3)
+        raise OSError("disk gone")
+
+    got = []
+    with OrderedMap(lambda i: i, items(), workers=2, ahead=8) as it, pytest.raises(OSError, match="disk gone"):
+        for i, _ in it:
+            got.append(i)
+    assert got == [0, 1, 2]
+
+
+def test_ordered_map_leaving_early_starts_no_more_calls_and_waits_for_the_running_ones():
+    started: list[int] = []
+    finished: list[int] = []
+
+    def fn(i: int) -> int:
+        started.append(i)
+        time.sleep(0.02)
+        finished.append(i)
+        return i
+
+    with OrderedMap(fn, range(1000), workers=2, ahead=10, name="test-map-stop") as it:
+        for i, _ in it:
+            if i == 1:
+                break
+    assert sorted(started) == sorted(finished) and len(started) < 20  # none running, the rest never began
+    assert not _threads("test-map-stop")
+
+
+def test_ordered_map_runs_in_the_callers_context_and_checks_its_arguments():
+    token = _VAR.set("caller")
+    try:
+        with OrderedMap(lambda _: _VAR.get(), range(3), workers=2, ahead=2) as it:
+            assert [v for _, v in it] == ["caller"] * 3
+    finally:
+        _VAR.reset(token)
+    with pytest.raises(RuntimeError, match="with"):
+        list(OrderedMap(abs, [1], workers=1, ahead=1))
+    for workers, ahead in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match="workers and ahead"):
+            OrderedMap(abs, [1], workers=workers, ahead=ahead)

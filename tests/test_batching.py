@@ -1,9 +1,11 @@
 """wbcap.model.batching: crops of consecutive frames go through the network in calls of exactly
 ``batch_size`` (a frame's people may span two calls), and every frame comes back once, in order,
-with its own people."""
+with its own people, whether they were cropped in the calling thread or in crop threads."""
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,9 +20,13 @@ class FakePipeline:
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self.calls: list[int] = []
+        self.crop_threads: set[str] = set()
 
     def crop(self, image, dets, source="", strict=True):
-        return [(int(source.split()[-1]), k) for k in range(len(dets))]
+        index = int(source.split()[-1])
+        time.sleep(0.002 * (index * 7 % 3))  # (crop threads finish out of order)
+        self.crop_threads.add(threading.current_thread().name)
+        return [(index, k) for k in range(len(dets))]
 
     def regress(self, jobs, mesh=True):
         self.calls.append(len(jobs))
@@ -33,10 +39,15 @@ def _frames(people_per_frame):
             for i, n in enumerate(people_per_frame)]
 
 
+@pytest.mark.parametrize("crop_workers", [0, 3])
 @pytest.mark.parametrize("people", [[3] * 10, [0, 2, 0, 0, 5, 1, 0, 3, 3, 0, 0], [9, 1, 8], [0] * 40, [1] * 3])
-def test_full_calls_every_frame_once_in_order(people):
+def test_full_calls_every_frame_once_in_order(people, crop_workers):
     pipe = FakePipeline(batch_size=4)
-    batches = list(regress_in_batches(_frames(people), pipe))
+    timings: dict[str, float] = {}
+    batches = list(regress_in_batches(_frames(people), pipe, timings, crop_workers=crop_workers))
+    here = threading.current_thread().name
+    assert pipe.crop_threads == {here} if crop_workers == 0 else (pipe.crop_threads and here not in pipe.crop_threads)
+    assert timings["crop"] > 0
     results = [r for batch in batches for r in batch]
     assert all(batches)  # no empty lists
     assert [r[0] for r in results] == list(range(len(people)))
@@ -55,3 +66,17 @@ def test_frames_without_people_are_handed_back_without_waiting_forever():
         seen.append([r[0] for r in batch])
     assert seen[0] == list(range(8))  # 4 x batch_size frames pending: flushed, one crop in the call
     assert sum(len(s) for s in seen) == 21 and pipe.calls[0] == 1
+
+
+def test_a_crop_that_fails_in_a_crop_thread_is_raised_after_the_frames_before_it():
+    class Failing(FakePipeline):
+        def crop(self, image, dets, source="", strict=True):
+            if source == "frame 5":
+                raise ValueError("frame 5: not an image")
+            return super().crop(image, dets, source, strict)
+
+    seen = []
+    with pytest.raises(ValueError, match="frame 5: not an image"):
+        for batch in regress_in_batches(_frames([1] * 9), Failing(batch_size=1), crop_workers=2):
+            seen += [r[0] for r in batch]
+    assert seen == [0, 1, 2, 3, 4]

@@ -108,7 +108,12 @@ def test_run_vtest_first_frames(tmp_path, shared_dir, base_args):
         np.testing.assert_allclose(np.diff(d["times"]), 0.1, atol=1e-6)
 
 
-def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
+def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir, monkeypatch):
+    """A run killed part way and resumed gives the uninterrupted run's results; so does a run
+    that decodes and crops in threads beside the network (where cores are spare, as on a GPU:
+    wbcap.detect.thread.crop_workers), with the same raw records, byte for byte."""
+    from wbcap.detect import thread
+
     frames, boxes = two_walkers(6)
     video = write_video(tmp_path / "walk.mp4", frames)
     box_file = tmp_path / "boxes.json"
@@ -143,6 +148,13 @@ def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir):
         np.testing.assert_allclose(x["body_pose"] + x["cam_trans"], y["body_pose"] + y["cam_trans"], atol=1e-4)
     for tid in (0, 1):
         np.testing.assert_allclose(np.load(full / f"track_{tid}.npz")["poses"], np.load(part / f"track_{tid}.npz")["poses"], atol=1e-4)
+    used = []
+    real = thread.crop_workers
+    monkeypatch.setattr(thread, "overlaps_network", lambda device: True)
+    monkeypatch.setattr(thread, "crop_workers", lambda device: used.append(real(device)) or 3)
+    assert run("run", video, "-o", tmp_path / "threads", *args, "--export", "none").exit_code == 0
+    assert used == [real("cpu")] and used[0] >= 1  # (asked once, with decoding beside the network)
+    assert (tmp_path / "threads" / ".wbcap" / "raw.jsonl").read_text() == "".join(raw)
 
 
 @pytest.mark.slow  # fast loop under 2 minutes

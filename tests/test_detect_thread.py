@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wbcap.detect.base import Detection
-from wbcap.detect.thread import DetectionThread, overlaps_network
+from wbcap.detect.thread import DetectionThread, crop_workers, overlaps_network
 
 
 @dataclass
@@ -95,6 +95,21 @@ def test_overlap_only_with_spare_cores_or_a_gpu(monkeypatch):
     assert overlaps_network("cpu") is True  # hyper-threads / cores left over
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     assert overlaps_network(torch.device("cuda", 0)) is True  # the network leaves the CPU free
+
+
+def test_crop_threads_take_the_cores_left_after_the_network_and_decoding(monkeypatch):
+    def cores(n):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    cores(2)
+    assert crop_workers("cpu") == 0  # in turn with the network, as decoding
+    assert crop_workers(torch.device("cuda", 0)) == 1  # (2 cores: the GPU's thread, decoding, one cropping)
+    cores(5)
+    assert crop_workers("cpu") == 2  # 5 - 2 torch threads - 1 decoding
+    assert crop_workers("cuda") == 3
+    cores(16)
+    assert crop_workers("cuda") == crop_workers("cpu") == 4  # at most
 
 
 @pytest.mark.parametrize("skip_until", [-1, 4])

@@ -106,7 +106,8 @@ def _repeat_line(lines):
     (_set("shape", [0.1] * 9, row=3), ":4: a damaged record (shape holds 9 numbers, not 10)"),
     (_set("cam_trans", [0.0, 1e39, 5.0]), ":3: a damaged record (cam_trans holds 1e+39, not a finite number)"),
     (_set("box", [1.0, "x", 2.0, 3.0]), ':3: a damaged record (box holds "x", not a number)'),
-], ids=["nan", "time-back", "repeated", "time-swap", "short-pose", "short-shape", "huge", "box-str"])
+    (_set("body_pose", [None] + [0.1] * 62), ":3: a damaged record (body_pose holds null, not a number)"),
+], ids=["nan", "time-back", "repeated", "time-swap", "short-pose", "short-shape", "huge", "box-str", "null"])
 def test_export_refuses_a_damaged_params_line_before_writing(tmp_path, body_dir, damage, expected):
     """A params.jsonl line with NaN, a value of another length or kind, a time out of order or a
     repeated line: one line naming params.jsonl, the line and the field, exit 2, the run's track
@@ -359,3 +360,20 @@ def test_a_render_mp4_cut_after_its_index_is_refused(tmp_path):
     said = str(err.value)
     assert said.startswith(f"{path}: cut short (its index lists 12 frames, the file holds ") and said.endswith(
         "); write it again"), said
+
+
+def test_a_records_numbers_are_checked_alike_on_the_quick_path_and_the_one_that_says_why():
+    """damaged_numbers takes plain finite ints and floats without looking at each in Python (pass 2
+    reads hundreds per person); anything else still gets its reason."""
+    import numpy as np
+
+    from wbcap.io.raw_records import damaged_numbers
+
+    largest = float(np.finfo(np.float32).max)
+    for good in ([0.25, -0.0, 3, -7], [largest, -largest], [0]):
+        assert damaged_numbers({"v": good}, {"v": None}) is None, good
+    for bad, why in (([0.5, True], "v holds true, not a number"), ([1.0, None], "v holds null, not a number"),
+                     ([2.0, 10**400], "not a finite number"), ([largest * 1.01], "not a finite number"),
+                     ([float("-inf"), 1.0], "v holds -Infinity, not a finite number"), ([], "v holds no numbers")):
+        assert why in (damaged_numbers({"v": bad}, {"v": None}) or ""), bad
+    assert damaged_numbers({"t": 1.5}, {"t": 0}) is None and damaged_numbers({"t": False}, {"t": 0}) == "t holds false, not a number"

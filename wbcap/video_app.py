@@ -302,9 +302,9 @@ def regress_frames(
 
     ``timings`` (if given) accumulates seconds per stage: decode, detect (in a thread beside the
     network when that does not slow it: :func:`wbcap.detect.thread.overlaps_network`),
-    crop, regress, write.
+    crop (then in threads too: :func:`wbcap.detect.thread.crop_workers`), regress, write.
     """
-    from wbcap.detect.thread import DetectionThread, overlaps_network
+    from wbcap.detect.thread import DetectionThread, crop_workers, overlaps_network
     from wbcap.model.batching import regress_in_batches
 
     timings = {} if timings is None else timings
@@ -321,7 +321,7 @@ def regress_frames(
     try:
         with detections, RawWriter(raw) as writer:
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run
-            for batch in regress_in_batches(todo, pipeline, timings):
+            for batch in regress_in_batches(todo, pipeline, timings, crop_workers=crop_workers(pipeline.device)):
                 t0 = time.perf_counter()
                 writer.append(batch, detections.changes)
                 add_time(timings, "write", t0)

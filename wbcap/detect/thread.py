@@ -67,6 +67,29 @@ def overlaps_network(device: Any) -> bool:
     return available_cpus() > torch.get_num_threads()
 
 
+#: At most this many threads crop people beside the network (:func:`crop_workers`).
+MAX_CROP_WORKERS = 4
+
+
+def crop_workers(device: Any) -> int:
+    """How many threads crop the people of ``wbcap run``'s frames ahead of the network
+    (:func:`wbcap.model.batching.regress_in_batches`): 0 (cropping in turn with the network)
+    where decoding does not overlap it either (:func:`overlaps_network`); else the cores left
+    after the network (on the CPU, torch's threads; on a GPU, the thread driving it) and the
+    decoding thread, at least 1 and at most :data:`MAX_CROP_WORKERS`.
+
+    On a fast GPU the calling thread's cropping (OpenCV's warp: ~1 ms per person on a 2-core
+    Zen 4) was what ``wbcap run`` waited for (``benchmarks/video_host.py``)."""
+    import torch
+
+    from wbcap.model.device import available_cpus
+
+    if not overlaps_network(device):
+        return 0
+    network = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    return max(1, min(MAX_CROP_WORKERS, available_cpus() - network - 1))
+
+
 def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[str, float],
                 changes: dict[int, Any]) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
     """Decode + detect: ``(frame, detections)`` in frame order; ``changes[frame index]`` gets each

@@ -1,12 +1,14 @@
 """Work beside the calling thread, in order, with bounded queues: :class:`Prefetch` runs an
-iterator ahead of its consumer, :class:`BackgroundCalls` runs calls after their producer.
+iterator ahead of its consumer, :class:`BackgroundCalls` runs calls after their producer,
+:class:`OrderedMap` runs a function on the items of an iterator in several threads.
 
-Both run their thread in a copy of the caller's :mod:`contextvars` context (how messages name
+Each runs its threads in a copy of the caller's :mod:`contextvars` context (how messages name
 settings: :func:`wbcap.errors.setting`), forward the thread's exception to the caller, and stop
 the thread when the ``with`` block is left, whichever way. They pay off where the work in the
 thread releases the interpreter lock (decoding and encoding in FFmpeg, torch, large NumPy
 operations, OpenGL's drawing): ``wbcap run``'s pass 1 decodes and detects ahead of the network
-(:mod:`wbcap.detect.thread`), and its ``render.mp4`` decodes and poses the next frames and
+(:mod:`wbcap.detect.thread`) and, where cores are spare, crops the people of several frames at once
+(:mod:`wbcap.model.batching`), and its ``render.mp4`` decodes and poses the next frames and
 encodes the last ones while the current one is drawn (:mod:`wbcap.export.video_render`).
 """
 
@@ -16,11 +18,14 @@ import contextvars
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 _END = object()
 _POLL_S = 0.05  # how often a blocked thread looks whether it was stopped
 
@@ -191,3 +196,59 @@ class BackgroundCalls:
             self._raise_failure()
         elif self._failed is not None:
             log.debug("a background call failed too: %s: %s", type(self._failed).__name__, self._failed)
+
+
+class OrderedMap(Generic[T, R]):
+    """``with OrderedMap(fn, items, workers=2, ahead=8) as it: for item, result in it: ...``:
+    ``fn(item)`` for each item of ``items``, computed in ``workers`` threads, at most ``ahead``
+    items at a time, yielded as ``(item, result)`` pairs in the items' order.
+
+    ``items`` is iterated by the loop's thread (taking an item should be cheap: e.g. a
+    :class:`Prefetch`'s). An exception ``fn`` raises for an item is raised by the loop at that
+    item's turn, after the results before it; one raised while taking an item, after the results
+    of the items taken before it. Leaving the block cancels the calls not yet started and waits for
+    the running ones (so nothing an item holds is used after the caller has gone on).
+
+    Raises:
+        ValueError: ``workers`` or ``ahead`` below 1.
+        RuntimeError: iterating outside the ``with`` block.
+    """
+
+    def __init__(self, fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int,
+                 name: str = "wbcap-map") -> None:
+        if workers < 1 or ahead < 1:
+            raise ValueError(f"workers and ahead must be >= 1, got {workers} and {ahead}")
+        self._fn, self._items, self._workers, self._ahead, self._name = fn, items, workers, ahead, name
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> OrderedMap[T, R]:
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
+        return self
+
+    def __iter__(self) -> Iterator[tuple[T, R]]:
+        if self._pool is None:
+            raise RuntimeError("iterate an OrderedMap inside its 'with' block")
+        pending: deque[tuple[T, Future]] = deque()
+        items = iter(self._items)
+        failed: BaseException | None = None
+        more = True
+        while True:
+            while more and len(pending) < self._ahead:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    more = False
+                except BaseException as exc:  # raised after the results of the items before it
+                    failed, more = exc, False
+                else:
+                    pending.append((item, self._pool.submit(contextvars.copy_context().run, self._fn, item)))
+            if not pending:
+                if failed is not None:
+                    raise failed
+                return
+            item, future = pending.popleft()
+            yield item, future.result()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -8,6 +8,10 @@ people) and at the end; after each call it hands back every frame whose people a
 frame order. Calls of exactly ``batch_size`` crops matter on CPU: with three people a frame, the
 earlier "run once about ``batch_size`` wait" made calls of 9 = 8 + 1 crops, and a one-crop call
 costs about twice a crop of a full one (and packs weights for its size).
+
+Where cores are spare (a GPU run: :func:`wbcap.detect.thread.crop_workers`), the frames' people
+are cropped in a few threads ahead of the network (OpenCV's warp releases the interpreter lock):
+on a fast device, cropping in the calling thread was what ``wbcap run`` waited for.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class _Pending:
 
 
 def regress_in_batches(
-    frames: Iterable[tuple[Any, Sequence[Any]]], pipeline: Any, timings: dict[str, float] | None = None
+    frames: Iterable[tuple[Any, Sequence[Any]]], pipeline: Any, timings: dict[str, float] | None = None,
+    crop_workers: int = 0,
 ) -> Iterator[list[FrameResult]]:
     """Yield the results of ``frames`` batch by batch, in frame order.
 
@@ -48,7 +53,10 @@ def regress_in_batches(
         pipeline: a :class:`wbcap.pipeline.Pipeline` (its ``crop``, ``regress`` and
             ``batch_size``); boxes outside the image are skipped, also every box of a frame
             (``strict=False``: no error).
-        timings: gets ``crop`` and ``regress`` seconds.
+        timings: gets ``crop`` (with ``crop_workers``, the threads' busy seconds) and ``regress``
+            seconds.
+        crop_workers: 0 crops each frame in the calling thread when the loop reaches it; ``n``
+            crops in ``n`` threads, up to ``4 * batch_size`` frames ahead (the same crops).
 
     Yields:
         Lists of :data:`FrameResult` (one per frame, people or not) of the frames the last
@@ -74,11 +82,8 @@ def regress_in_batches(
         del pending[:done]
         return finished
 
-    for frame, dets in frames:
+    for frame, jobs in _cropped(frames, pipeline, timings, crop_workers, ahead=4 * size):
         h, w = frame.image.shape[:2]
-        t0 = time.perf_counter()
-        jobs = pipeline.crop(frame.image, dets, source=f"frame {frame.index}", strict=False)
-        add_time(timings, "crop", t0)
         entry = _Pending(frame.index, float(frame.time), [w, h], list(jobs))
         pending.append(entry)
         queue.extend((entry, job) for job in entry.jobs)
@@ -91,3 +96,31 @@ def regress_in_batches(
             yield finished
     if pending:
         yield run(len(queue))
+
+
+def _crop(pipeline: Any, item: tuple[Any, Sequence[Any]]) -> tuple[list, float]:
+    """One frame's crops (boxes outside the image skipped) and the seconds they took."""
+    frame, dets = item
+    t0 = time.perf_counter()
+    jobs = pipeline.crop(frame.image, dets, source=f"frame {frame.index}", strict=False)
+    return jobs, time.perf_counter() - t0
+
+
+def _cropped(frames: Iterable[tuple[Any, Sequence[Any]]], pipeline: Any, timings: dict[str, float], workers: int,
+             ahead: int) -> Iterator[tuple[Any, list]]:
+    """``(frame, crop jobs)`` for each ``(frame, detections)`` of ``frames``, in order: cropped
+    here, or (``workers`` > 0) in that many threads, at most ``ahead`` frames at a time."""
+    if workers <= 0:
+        for item in frames:
+            jobs, seconds = _crop(pipeline, item)
+            timings["crop"] = timings.get("crop", 0.0) + seconds
+            yield item[0], jobs
+        return
+    from functools import partial
+
+    from wbcap.io.background import OrderedMap
+
+    with OrderedMap(partial(_crop, pipeline), frames, workers=workers, ahead=ahead, name="wbcap-crop") as cropped:
+        for (frame, _), (jobs, seconds) in cropped:
+            timings["crop"] = timings.get("crop", 0.0) + seconds
+            yield frame, jobs

@@ -8,7 +8,8 @@ frame's time and which picture it is. Generators:
 * :func:`encode` + :func:`mux`: packets with any ``pts``/``dts`` (permuted, repeated, dropped);
 * :func:`make_packed_b_avi`: a DivX-5-style AVI with packed B-frames;
 * :func:`make_vfr_with_audio`: H.264 at given frame times with an AAC track as long as the video;
-* :func:`stream_times`: what a player reads back (frame times, duration, audio length).
+* :func:`stream_times`: what a player reads back (frame times, duration, audio length);
+* :func:`people_frames`: larger pictures of standing figures moving sideways (for benchmarks).
 """
 
 from __future__ import annotations
@@ -173,3 +174,17 @@ def stream_times(path: Path) -> tuple[list[float], float, float | None]:
         return times, c.duration / 1e6, audio
     finally:
         c.close()
+
+
+def people_frames(n: int, size: tuple[int, int], people: int):
+    """``n`` RGB frames ``(H, W, 3)`` uint8 of ``size`` ``(W, H)``: ``people`` figures of
+    :func:`wbcap.testing.images.person_image` side by side, each in a slot ``W // people`` wide,
+    the picture rolled 3 pixels to the right per frame (a generator)."""
+    from wbcap.testing.images import person_image
+
+    w, h = size
+    slot = w // people
+    base = np.concatenate([person_image(slot, h, seed=i) for i in range(people)], axis=1)
+    base = np.pad(base, ((0, 0), (0, w - base.shape[1]), (0, 0)), mode="edge")
+    for i in range(n):
+        yield np.ascontiguousarray(np.roll(base, 3 * i, axis=1))
