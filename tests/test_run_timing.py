@@ -94,6 +94,22 @@ def test_variable_frame_rate_render_keeps_source_times_and_audio(tmp_path, base_
     assert audio == pytest.approx(0.7, abs=0.05)
     # params.jsonl carries the same source times
     np.testing.assert_allclose(times_of(out), np.asarray(VFR_TICKS) / 300, atol=1e-6)
+    # the track files are resampled on the average clock (11 frames in 0.6 s: 16.7 fps): each row is
+    # the track at the row's own time (it was the nearest frame's values, up to half a period off;
+    # a user trial). The body joints turned about z at rates of their own, exported again:
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    rates = 0.2 * np.arange(1, 22)  # (rad/s: under pi in 0.6 s)
+    for line in lines:
+        line["body_pose"] = np.stack([np.zeros(21), np.zeros(21), rates * line["time"]], 1).reshape(-1).tolist()
+    (out / "params.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    invoke("export", out, "--format", "npz,csv", "--body-models", base_args[3])
+    npz = np.load(out / "track_0.npz")
+    assert float(npz["mocap_framerate"]) == pytest.approx(10 / 0.6) and npz["valid"].all()
+    np.testing.assert_allclose(npz["times"], np.arange(11) * 0.06, atol=1e-9)
+    body = npz["poses"][:, 3:66].reshape(-1, 21, 3)
+    np.testing.assert_allclose(body[..., 2], npz["times"][:, None] * rates[None], atol=1e-6)
+    nearest = np.abs(np.asarray(times_of(out))[None] - npz["times"][:, None]).argmin(1)
+    assert npz["frame_indices"].tolist() == [lines[k]["frame"] for k in nearest]
 
 
 @pytest.mark.slow  # the other variable-rate test runs in the fast loop

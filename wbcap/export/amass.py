@@ -19,7 +19,8 @@ The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS r
   ``params.jsonl`` use poses relative to the mean (``flat_hand_mean=False``, Hand4Whole's
   convention). Since SMPL-X adds the mean in axis-angle space before the rotation is built,
   ``absolute = relative + hands_mean`` is exact.
-* **A regular clock.** Row ``k`` is the time ``times[0] + k / mocap_framerate``. A frame in which
+* **A regular clock.** Row ``k`` is the time ``times[0] + k / mocap_framerate``, and holds the
+  pose at that time (variable-frame-rate footage is resampled: :func:`regular_clock`). A frame in which
   the tracker missed the person is filled by interpolation (spherical for rotations, linear for
   translation and expression) and marked ``valid[k] = False``; a person missed for longer than
   ``max_gap`` seconds (the filled rows, :func:`regular_clock`) splits the track into several
@@ -32,7 +33,8 @@ float32, ``expression (T, 10)``, ``gender`` (str), ``surface_model_type`` (``"sm
 files spell it differently), ``mocap_time_length`` (seconds), ``num_betas``, AMASS's split views
 ``root_orient (T, 3)``, ``pose_body (T, 63)``, ``pose_hand (T, 90)``, ``pose_jaw (T, 3)``,
 ``pose_eye (T, 6)``, and wbcap's ``valid (T,)`` bool, ``times (T,)`` seconds on the source's
-clock, ``frame_indices (T,)`` source frame index of each row (``-1`` for a filled row),
+clock, ``frame_indices (T,)`` source frame index of each row (the nearer of the two a
+variable-rate row is interpolated between; ``-1`` for a filled row),
 ``up_axis`` (``"z"``), ``flat_hand_mean`` (``True``), ``frame`` (``"camera"`` or ``"world"``),
 ``camera_rotation (3, 3)`` float64 (OpenCV camera axes -> this file's world: a point ``x_c`` of
 the camera frame is at ``camera_rotation @ x_c + camera_position`` here) and ``camera_position
@@ -60,6 +62,7 @@ import numpy as np
 
 from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.camera import ZUP_FROM_OPENCV, rotate_root_np, rotation_array
+from wbcap.smooth.track import GRID_JITTER
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +80,10 @@ class ClockSegment:
 
     For each output row ``k``: observations ``lo[k]`` and ``hi[k]`` (indices into the track's
     frames) and ``weight[k]`` in ``[0, 1]``; the row is ``(1 - w) * obs[lo] + w * obs[hi]``
-    (slerp for rotations). ``valid[k]``: an observed frame falls on this row (then ``lo == hi``
-    and the row is that frame, copied exactly).
+    (slerp for rotations), and ``obs[lo]`` copied exactly where ``lo == hi``. ``valid[k]``: the
+    row is measured, not filled (:func:`regular_clock`): an observation on the row (``lo ==
+    hi``), or on variable-rate footage the track at the row's time between two frames in which
+    the person was seen one after the other.
 
     Attributes:
         times: ``(N,)`` seconds, ``times[0] + k / rate``.
@@ -106,9 +111,20 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
                   frames: np.ndarray | None = None, frame_step: int | None = None) -> list[ClockSegment]:
     """Lay a track's observation times on a regular clock of ``rate`` frames per second.
 
-    A row is *valid* (copied from an observation) when an observation lies within half a period
-    of it; rows in between are interpolated; where the person was missed for more than
-    ``max_gap`` seconds the track is split into separate segments.
+    Rows follow ``times[0] + k / rate``, through the last observation's row. Where the observations lie on that grid (every one
+    within :data:`~wbcap.smooth.track.GRID_JITTER` of a period of a row: constant-rate footage,
+    timestamps rounded to milliseconds or not), a row with an observation within half a period
+    is *valid* and that observation, copied exactly (each observation on one row at most). Where
+    they do not (variable-frame-rate footage on its average rate), rows are resampled: a row is
+    the track at the row's own time, interpolated between the observations before and after
+    it (an observation on the row is copied exactly; the last row is the last one not after the
+    last observation), and it is *valid* when those two are
+    consecutive processed frames in which the person was seen (none missed between) at most two
+    periods apart. So a valid row is measured at its own time either way: snapping a
+    variable-rate frame to its nearest row had put poses up to half a period off their time
+    (a user trial: ±32 ms on a 15 fps clock). Other rows are filled (interpolated) and not valid;
+    where the person was missed for more than ``max_gap`` seconds the track is split into
+    separate segments.
 
     The time *missed* between two consecutive observations is the time between the clock rows
     they land on less one period: ``(round((t[i+1] - t[i]) * rate) - 1) / rate``, the rows that
@@ -117,7 +133,7 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     ``max_gap`` (also 0); timestamp jitter below half a period changes nothing. With
     ``frames``, a pair of observations whose frame indices differ by the track's frame step
     missed nothing either, however far apart in time: variable-frame-rate footage is laid on its
-    average rate, so a stretch slower than that leaves rows no frame falls on. The step is the
+    average rate, so a stretch slower than that leaves rows no frame is near. The step is the
     smallest frame-index difference of a pair that missed no row (``--every`` for a track seen
     twice in a row); a track never seen in two consecutive rows has none. A pair whose missed time
     is also over :data:`SOURCE_PAUSE_S` (the source itself stopped) splits the track all the same.
@@ -158,46 +174,78 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
         elif seen_in_a_row.size:
             cut &= (steps > seen_in_a_row.min()) | paused
     cuts = np.flatnonzero(cut) + 1
+    step = None
+    if frames is not None:
+        steps = np.diff(np.asarray(frames, np.int64))
+        step = frame_step if frame_step is not None else (int(steps[missed_rows == 0].min()) if (missed_rows == 0).any() else None)
     segments = []
     for idx in np.split(np.arange(t.size), cuts):
         ts = t[idx]
-        n_rows = int(np.floor((ts[-1] - ts[0]) * rate + 0.5)) + 1
+        cells = (ts - ts[0]) * rate
+        on_grid = float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER
+        # on the grid, the last observation's row; resampled, the last row within the observations
+        n_rows = int(np.floor(cells[-1] + (0.5 if on_grid else 1e-9))) + 1
         grid = ts[0] + np.arange(n_rows) * period
-        hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
-        lo = np.clip(hi - 1, 0, ts.size - 1)
-        # nearest observation to each row
-        nearest = np.where(np.abs(ts[hi] - grid) <= np.abs(ts[lo] - grid), hi, lo)
-        valid = np.abs(ts[nearest] - grid) <= 0.5 * period + 1e-9
-        # one observation on at most one row: the closest one keeps it
-        order = np.argsort(np.abs(ts[nearest] - grid), kind="stable")
-        taken = np.zeros(ts.size, bool)
-        for k in order:
-            if valid[k]:
-                if taken[nearest[k]]:
-                    valid[k] = False
-                else:
-                    taken[nearest[k]] = True
-        span = ts[hi] - ts[lo]
-        weight = np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0)
-        weight = np.clip(weight, 0.0, 1.0)
-        lo = np.where(valid, nearest, lo)
-        hi = np.where(valid, nearest, hi)
-        weight = np.where(valid, 0.0, weight)
+        if on_grid:
+            lo, hi, weight, valid = _snapped_rows(ts, grid, period)
+        else:
+            seg_frames = None if frames is None else np.asarray(frames, np.int64)[idx]
+            lo, hi, weight, valid = _resampled_rows(ts, grid, period, seg_frames, step)
         segments.append(ClockSegment(grid, idx[lo], idx[hi], weight, valid))
     return segments
+
+
+def _snapped_rows(ts: np.ndarray, grid: np.ndarray, period: float) -> tuple[np.ndarray, ...]:
+    """Rows of observations on the grid (:func:`regular_clock`): ``lo, hi, weight, valid``."""
+    hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
+    lo = np.clip(hi - 1, 0, ts.size - 1)
+    # nearest observation to each row
+    nearest = np.where(np.abs(ts[hi] - grid) <= np.abs(ts[lo] - grid), hi, lo)
+    valid = np.abs(ts[nearest] - grid) <= 0.5 * period + 1e-9
+    # one observation on at most one row: the closest one keeps it
+    order = np.argsort(np.abs(ts[nearest] - grid), kind="stable")
+    taken = np.zeros(ts.size, bool)
+    for k in order:
+        if valid[k]:
+            if taken[nearest[k]]:
+                valid[k] = False
+            else:
+                taken[nearest[k]] = True
+    span = ts[hi] - ts[lo]
+    weight = np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0)
+    weight = np.clip(weight, 0.0, 1.0)
+    lo = np.where(valid, nearest, lo)
+    hi = np.where(valid, nearest, hi)
+    weight = np.where(valid, 0.0, weight)
+    return lo, hi, weight, valid
+
+
+def _resampled_rows(ts: np.ndarray, grid: np.ndarray, period: float, frames: np.ndarray | None,
+                    step: int | None) -> tuple[np.ndarray, ...]:
+    """Rows of observations off the grid (variable frame rate, :func:`regular_clock`): each row
+    interpolated at its own time; ``lo, hi, weight, valid``."""
+    hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
+    on_row = np.abs(ts[hi] - grid) <= 1e-9
+    lo = np.where(on_row, hi, np.clip(hi - 1, 0, ts.size - 1))
+    span = ts[hi] - ts[lo]
+    weight = np.clip(np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
+    seen_between = np.ones(grid.size, bool) if frames is None or step is None else (frames[hi] - frames[lo] <= step)
+    valid = ((lo == hi) & (np.abs(ts[lo] - grid) <= 0.5 * period + 1e-9)) | (
+        (hi == lo + 1) & (span <= 2 * period + 1e-9) & seen_between)
+    return lo, hi, weight, valid
 
 
 def slerp_rows(rotvecs: np.ndarray, seg: ClockSegment) -> np.ndarray:
     """Rotations on a segment's rows: ``(T, J, 3)`` axis-angle -> ``(N, J, 3)`` axis-angle.
 
-    Valid rows are copied exactly; the others are the spherical interpolation
+    Rows with ``lo == hi`` are copied exactly; the others are the spherical interpolation
     ``R_lo * exp(w * log(R_lo^-1 R_hi))`` per joint (scipy's rotations).
     """
     from scipy.spatial.transform import Rotation
 
     rv = np.asarray(rotvecs, np.float64)
     out = rv[seg.lo].copy()
-    fill = np.flatnonzero(~seg.valid & (seg.lo != seg.hi))
+    fill = np.flatnonzero(seg.lo != seg.hi)
     if fill.size:
         j = rv.shape[1]
         ra = Rotation.from_rotvec(rv[seg.lo[fill]].reshape(-1, 3))
@@ -213,7 +261,8 @@ def lerp_rows(x: np.ndarray, seg: ClockSegment) -> np.ndarray:
     x = np.asarray(x)
     w = seg.weight[:, None]
     out = (1.0 - w) * x[seg.lo].astype(np.float64) + w * x[seg.hi].astype(np.float64)
-    out[seg.valid] = x[seg.lo[seg.valid]]
+    same = seg.lo == seg.hi
+    out[same] = x[seg.lo[same]]
     return out.astype(x.dtype, copy=False)
 
 

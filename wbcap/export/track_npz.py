@@ -57,7 +57,8 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
         arrays = amass_arrays(
             **rot, transl=lerp_rows(tr.transl, seg), betas=tr.betas, expression=lerp_rows(tr.expression, seg),
             hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
-            frame_indices=np.where(seg.valid, tr.frame[seg.lo], -1), valid=seg.valid, gender=gender,
+            frame_indices=np.where(seg.valid, tr.frame[np.where(seg.weight <= 0.5, seg.lo, seg.hi)], -1),
+            valid=seg.valid, gender=gender,
             world=world, contact=planted,
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
