@@ -203,28 +203,37 @@ def _copy_run(run_folder, tmp_path):
     return copy
 
 
-@pytest.mark.slow  # two ground estimates
-def test_export_into_the_run_folder_keeps_meta_json_in_step(run_folder, tmp_path, body_dir):
-    """Rewriting every track in the run folder makes meta.json name their frame (and the ground);
-    rewriting them back in the camera frame drops the ground again; files of formats not
-    exported that stay in the other frame are named in a warning."""
+@pytest.mark.slow  # three ground estimates
+def test_export_into_the_run_folder_keeps_every_file_and_meta_json_in_one_frame(run_folder, tmp_path, body_dir):
+    """Rewriting every track in the run folder makes meta.json name their frame (and the ground).
+    Without --world or --camera an export keeps the run's frame: a world run's FBX re-exported
+    was the one file in the camera frame, and meta.json then said "camera" over world npz files
+    (a user trial). A change of frame also rewrites the files of the other formats there (--world
+    with the default --format glb left the npz in the camera frame: the same trial)."""
+    from pygltflib import GLTF2
+
+    def frames_of(run):
+        return {p.name: (str(np.load(p)["frame"]) if p.suffix == ".npz" else GLTF2().load(str(p)).asset.extras["frame"])
+                for p in sorted(run.glob("track_*"))}
+
     run = _copy_run(run_folder, tmp_path)
-    r = invoke("export", run, "--world", "--format", "npz", "--body-models", body_dir)
+    assert invoke("export", run, "--format", "npz", "--body-models", body_dir).exit_code == 0  # (the run's: camera)
+    r = invoke("export", run, "--world", "--body-models", body_dir)  # the default --format: glb
     assert r.exit_code == 0, r.output
+    assert "also rewriting the npz files of these tracks in the world frame" in " ".join(r.output.split()), r.output
     meta = json.loads((run / "meta.json").read_text())
     assert meta["frame"] == "world" and meta["world"]["camera_height_m"] == pytest.approx(1.4, abs=0.02)
-    assert str(np.load(run / "track_0.npz")["frame"]) == "world"
-    # back in the camera frame, GLBs only (the default --format): the npz files that stay in the
-    # world frame are named (they were left so silently)
-    r = invoke("export", run, "--format", "glb", "--body-models", body_dir)
-    assert r.exit_code == 0 and (f"WARNING {run}: 2 file(s) of these tracks stay in the world frame (their formats "
-                                 "were not exported; e.g. track_0.npz) while those written are in the camera frame; "
-                                 "add npz to --format to rewrite them") in " ".join(r.output.split()), r.output
-    r = invoke("export", run, "--format", "npz,glb", "--body-models", body_dir)
-    assert r.exit_code == 0 and "stay in the" not in r.output, r.output
+    assert set(frames_of(run).values()) == {"world"} and len(frames_of(run)) == 4
+    world_npz = (run / "track_0.npz").read_bytes()
+    r = invoke("export", run, "--format", "glb", "--body-models", body_dir)  # the run's frame: world again
+    assert r.exit_code == 0 and "also rewriting" not in r.output, r.output
+    assert set(frames_of(run).values()) == {"world"} and (run / "track_0.npz").read_bytes() == world_npz
+    assert json.loads((run / "meta.json").read_text()) == meta
+    r = invoke("export", run, "--camera", "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert set(frames_of(run).values()) == {"camera"} and len(frames_of(run)) == 4
     meta = json.loads((run / "meta.json").read_text())
     assert meta["frame"] == "camera" and "world" not in meta
-    assert str(np.load(run / "track_0.npz")["frame"]) == "camera"
 
 
 @pytest.mark.parametrize("damage", ["no camera anywhere", "damaged camera"])

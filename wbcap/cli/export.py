@@ -26,9 +26,11 @@ from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option
                    "track_<id>_part<k> files. A track seen in every frame is never split, unless the source itself has "
                    "no frame for over 2 s. In RUN itself, meta.json "
                    "records it.")
-@click.option("--world", is_flag=True,
-              help="Estimate the ground from the feet of all tracks (static camera) and write the files in its world, "
-                   "planted feet kept still (as `wbcap run --world`); falls back to the camera frame with a warning.")
+@click.option("--world/--camera", "world", default=None,
+              help="--world: estimate the ground from the feet of all tracks (static camera) and write the files in its "
+                   "world, planted feet kept still (as `wbcap run --world`); falls back to the camera frame with a "
+                   "warning. --camera: the camera's frame. Default: the run's frame (meta.json). Into RUN itself, a "
+                   "change of frame rewrites the tracks' files of every format there, so all stay in one frame.")
 @body_models_option
 @click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
               help="SMPL-X model to use (default: the run's).")
@@ -39,12 +41,11 @@ def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_mode
     no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
-    from wbcap.world.estimate import WorldConfig
 
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
-        world=WorldConfig() if world else None,
+        frame=None if world is None else ("world" if world else "camera"),
     )
     written = export_run(job)
     if not is_quiet(ctx):

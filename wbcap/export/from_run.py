@@ -8,13 +8,20 @@ on the same regular clock (:func:`wbcap.export.track_npz.track_segments`). With 
 ground is estimated from all the run's tracks, as ``wbcap run --world`` does, so a run made
 without it can be grounded afterwards (and a run made with it, on the CPU, gives the same files again); each
 file says its frame itself (the npz's ``frame`` and camera pose, the GLB's extras and camera node).
+Without ``--world`` or ``--camera`` the files are written in the run's frame (``meta.json``'s
+``frame``): re-exporting a ``--world`` run, say as FBX, grounds it again rather than writing that
+file alone in the camera frame (a user trial).
 
 Where the files go (``--dest``, default the run folder itself):
 
 * the run folder: its track files of the exported formats and tracks that this export does not
   write again are removed (as ``wbcap run``'s pass 2 does, :func:`wbcap.io.run_folder.track_files`),
-  so ``track_2.glb`` never stays beside the ``track_2_part1.glb`` of a smaller ``--max-gap``; and
-  ``meta.json`` follows the files (:func:`_update_meta`: ``max_gap``, ``frame``, ``world``);
+  so ``track_2.glb`` never stays beside the ``track_2_part1.glb`` of a smaller ``--max-gap``; an
+  export into another frame than the folder's also rewrites the exported tracks' files of the
+  other formats there, so that the folder stays in one frame (before, ``--world`` with the
+  default ``--format glb`` left the npz files in the camera frame under a ``meta.json`` saying
+  "world": a user trial); and ``meta.json`` follows the files (:func:`_update_meta`: ``max_gap``,
+  ``frame``, ``world``);
 * another folder: created when missing; an earlier export there (of this run or another) is
   replaced in the same way, file by file: the exported tracks' files of the exported formats are
   written and their stale pieces removed, any other file is left alone. A folder holding another
@@ -62,8 +69,10 @@ class ExportJob:
         dest: where to write (default: the run folder).
         max_gap: seconds; None = the run's.
         tracks: only these track ids (None = all).
-        world: estimate the ground from all the run's tracks and write the files in its world
-            (:func:`wbcap.world.estimate.ground_tracks`), or None for the camera's frame.
+        frame: ``"world"``: estimate the ground from all the run's tracks and write the files in
+            its world (:func:`wbcap.world.estimate.ground_tracks`); ``"camera"``: the camera's
+            frame; None: the run's (``meta.json``'s ``frame``, ``"camera"`` for runs without one).
+        world: the ground estimate's settings for the world frame (None: the defaults).
         warn_unfinished: say when the run's outputs are unfinished (a pass 2 that was stopped);
             False where the caller said it already (``wbcap view``, which makes missing GLBs).
     """
@@ -76,8 +85,14 @@ class ExportJob:
     dest: str | None = None
     max_gap: float | None = None
     tracks: tuple[int, ...] | None = None
+    frame: str | None = None
     world: WorldConfig | None = None
     warn_unfinished: bool = True
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a ``frame`` other than "world", "camera" or None."""
+        if self.frame not in (None, "world", "camera"):
+            raise ValueError(f"frame must be 'world', 'camera' or None (the run's), got {self.frame!r}")
 
 
 def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:
@@ -177,9 +192,16 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats)
     if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
         camera = camera_from_dict(meta["camera"])
-    if job.world is not None and camera is None:
+    run_frame = (meta or {}).get("frame", "camera")
+    world = job.frame == "world" or (job.frame is None and run_frame == "world")
+    if world and camera is None:
+        needs = setting("world") if job.frame == "world" else "the run's world frame (meta.json)"
         raise InputError(f"{run / PARAMS_FILE}: neither its lines nor meta.json hold the video camera, which "
-                         f"{setting('world')} needs; rewrite them with a current `wbcap run --resume`")
+                         f"{needs} needs; rewrite them with a current `wbcap run --resume`")
+    export = job.export
+    if in_place and ("world" if world else "camera") != run_frame:
+        export = _with_the_folders_formats(export, run, set(tracks) if job.tracks is None else set(job.tracks),
+                                           "world" if world else "camera", run_frame)
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body_models = job.body_models if job.body_models is not None else recorded_body_models(run, gender)
@@ -202,30 +224,27 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     rate = _clock_rate(meta, frames)
     frame = contacts = None
     before = _track_file_stamps(dest)
+    grounded = None
     try:
-        if job.world is not None:  # the ground from every track of the run, as `wbcap run --world` found it
-            from wbcap.world.estimate import ground_tracks
+        if world:  # the ground from every track of the run, as `wbcap run --world` found it
+            from wbcap.world.estimate import WorldConfig, ground_tracks
 
             cuts = (meta or {}).get("cuts") or []  # (checked by read_meta)
-            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world, cuts=cuts)
+            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world or WorldConfig(), cuts=cuts)
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
         if job.tracks is not None:
             tracks = {t: tracks[t] for t in job.tracks}
         with torch.no_grad():
-            written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, job.export,
+            written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, export,
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
     except BaseException as exc:  # (Ctrl-C included) a folder this export made and nothing went into goes again
         _remove_empty(created)
         if isinstance(exc, KeyboardInterrupt):  # (a user trial: 4 of 7 files left, unsaid)
             _say_stopped(dest, before)
         raise
-    _remove_stale_track_files(dest, written, set(tracks), job.export.formats)
-    if in_place:
-        _warn_other_frame(dest, written, set(tracks), (meta or {}).get("frame", "camera"),
-                          "world" if frame is not None else "camera")
+    _remove_stale_track_files(dest, written, set(tracks), export.formats)
     if in_place and meta is not None:
-        _update_meta(run, meta, grounded if job.world is not None else None, all_tracks=job.tracks is None,
-                     max_gap=max_gap)
+        _update_meta(run, meta, grounded, all_tracks=job.tracks is None, max_gap=max_gap)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), final_path(dest))
     return sorted(written)
 
@@ -329,21 +348,31 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
                     setting("formats", api="export.formats"))
 
 
-def _warn_other_frame(run: Path, written: set[Path], tracks: set[int], before: str, now: str) -> None:
-    """After an export in place into another frame (``--world``, or back to the camera's): name
-    in one warning the exported tracks' files of the formats not exported, which stay in the
-    ``before`` frame beside files in the ``now`` one (the default ``--format`` is glb alone, and a
-    run has npz files too), with the formats to add."""
+def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[int], frame: str,
+                              run_frame: str) -> AnimationExport:
+    """``export`` with the formats of the files ``tracks`` have in ``run`` added: an export in place
+    into ``frame``, another frame than the folder's ``run_frame``, rewrites them all, so that no
+    file stays in the folder's old frame beside the new ones (said in one line).
+
+    Raises:
+        InputError: an FBX file to rewrite where Blender (bpy) cannot be imported.
+    """
+    from dataclasses import replace
+
     from wbcap.io.run_folder import track_files
 
-    if before == now:
-        return
-    kept = [p for p in track_files(run) if p not in written and _track_id(p) in tracks]
-    if kept:
-        formats = ",".join(sorted({p.suffix[1:] for p in kept}))
-        log.warning("%s: %d file(s) of these tracks stay in the %s frame (their formats were not exported; e.g. %s) "
-                    "while those written are in the %s frame; add %s to %s to rewrite them", run, len(kept), before,
-                    kept[0].name, now, formats, setting("formats", api="export.formats"))
+    present = {p.suffix[1:] for p in track_files(run) if _track_id(p) in tracks} - set(export.formats)
+    if not present:
+        return export
+    added = replace(export, formats=tuple(f for f in FORMATS if f in present or f in export.formats))
+    try:
+        added.check_available()
+    except InputError as exc:
+        raise InputError(f"{run}: its {', '.join(sorted(present))} files are in the {run_frame} frame and must be "
+                         f"rewritten in the {frame} frame with the others: {exc}") from None
+    log.info("%s: also rewriting the %s files of these tracks in the %s frame (the folder was in the %s frame), so "
+             "that all its files are in one frame", run, ",".join(sorted(present)), frame, run_frame)
+    return added
 
 
 def _frame_step(meta: dict | None, frames: dict[int, float]) -> int | None:

@@ -116,18 +116,14 @@ def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
     from wbcap.export.from_run import ExportJob, export_run
     from wbcap.view.manifest import part_entry, set_view_frame
 
-    world = None
-    if content.frame == "world":
-        from wbcap.world.estimate import WorldConfig
-
-        world = WorldConfig()
+    world = content.frame == "world"
     ids = sorted(content.missing_glb)
     log.info("making the animation files of track(s) %s from params.jsonl (the run has none)%s",
              ", ".join(map(str, ids)), "; the ground estimated again, as `wbcap export --world` does" if world else "")
     dest = site / "media" / "generated"
     written = export_run(ExportJob(run=job.out, export=AnimationExport(formats=("glb",)), dest=str(dest),
                                    body_models=job.body_models, allow_pickle=job.allow_pickle, tracks=tuple(ids),
-                                   world=world, warn_unfinished=False))  # (read_output said so)
+                                   frame="world" if world else "camera", warn_unfinished=False))  # (read_output said so)
     tracks = {t["id"]: t for t in content.manifest["tracks"]}
     for path in sorted(written):
         tid = int(path.stem.split("_")[1])
