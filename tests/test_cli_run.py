@@ -82,6 +82,10 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
         assert d["betas"].shape == (10,) and str(d["gender"]) == "neutral" and float(d["mocap_framerate"]) == 10.0
         assert np.isfinite(d["poses"]).all() and np.isfinite(d["trans"]).all()
         assert len(list((out / "meshes" / str(tid)).glob("*.obj"))) == 6
+        # the video camera's intrinsics, so a researcher projects without meta.json (a user trial)
+        camera = json.loads((out / "meta.json").read_text())["camera"]
+        assert d["camera_focal"].tolist() == camera["focal"] == [400.0, 400.0]  # sqrt(320^2 + 240^2)
+        assert d["camera_princpt"].tolist() == camera["princpt"] and d["camera_image_size"].tolist() == [320, 240]
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*staging*"))
 
 

@@ -38,7 +38,9 @@ variable-rate row is interpolated between; ``-1`` for a filled row),
 ``up_axis`` (``"z"``), ``flat_hand_mean`` (``True``), ``frame`` (``"camera"`` or ``"world"``),
 ``camera_rotation (3, 3)`` float64 (OpenCV camera axes -> this file's world: a point ``x_c`` of
 the camera frame is at ``camera_rotation @ x_c + camera_position`` here) and ``camera_position
-(3,)`` metres; with ``"world"`` also ``contact (T, 2)`` bool, (left, right) foot planted
+(3,)`` metres; the source camera's intrinsics ``camera_focal (2,)``, ``camera_princpt (2,)``
+(pixels) and ``camera_image_size (2,)`` (``[W, H]``), so a point is projected without
+``meta.json``; with ``"world"`` also ``contact (T, 2)`` bool, (left, right) foot planted
 (:mod:`wbcap.world.contact`; a filled row is planted when both rows around it are).
 
 Rebuilding the mesh: ``smplx.create(path, model_type="smplx", flat_hand_mean=True,
@@ -67,6 +69,7 @@ from wbcap.smooth.track import GRID_JITTER
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from wbcap.camera import ImageCamera
     from wbcap.world.estimate import WorldFrame
 
 #: Rotation taking OpenCV camera coordinates (x right, y down, z forward) to the z-up world
@@ -311,6 +314,7 @@ def amass_arrays(
     reye_pose: np.ndarray | None = None,
     world: WorldFrame | None = None,
     contact: np.ndarray | None = None,
+    camera: ImageCamera | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of one AMASS file from camera-frame SMPL-X parameters on a regular clock.
 
@@ -328,6 +332,9 @@ def amass_arrays(
         world: the ground's world (:class:`wbcap.world.estimate.WorldFrame`; the parameters are
             the corrected camera-frame ones), or None for the camera's own z-up frame.
         contact: ``(T, 2)`` bool planted (left, right) foot (written with ``world`` only).
+        camera: the source camera's intrinsics, written as ``camera_focal (2,)`` and
+            ``camera_princpt (2,)`` float64 pixels and ``camera_image_size (2,)`` int64 ``[W, H]``
+            (a researcher's projection needs them; None: not written).
 
     Returns:
         ``{key: array}`` as listed in the module docstring.
@@ -368,6 +375,10 @@ def amass_arrays(
         "camera_rotation": np.array(rotation, np.float64),
         "camera_position": np.array(position, np.float64),
     }
+    if camera is not None:
+        arrays["camera_focal"] = np.array(camera.focal, np.float64)
+        arrays["camera_princpt"] = np.array(camera.princpt, np.float64)
+        arrays["camera_image_size"] = np.array(camera.image_size, np.int64)
     if world is not None and contact is not None:
         arrays["contact"] = np.asarray(contact, bool).reshape(t, 2)
     return arrays

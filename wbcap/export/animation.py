@@ -186,7 +186,7 @@ def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: flo
         body, device: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` and its device.
         rate: rows per second of the clock; max_gap: seconds (longer gaps split a track).
         gender: written into the AMASS files.
-        camera: the source's :class:`~wbcap.camera.ImageCamera` (into the GLB), or None.
+        camera: the source's :class:`~wbcap.camera.ImageCamera` (into the GLB, and the npz's intrinsics), or None.
         world: the :class:`~wbcap.world.estimate.WorldFrame` of ``wbcap run --world`` (``tracks``
             are then the corrected ones of :func:`wbcap.world.estimate.ground_tracks`), or None
             for the camera's frame.
@@ -205,6 +205,7 @@ def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: flo
         frame_step = min(steps) if steps else None
     for tid, tr in tracks.items():
         contact = None if world is None or contacts is None else contacts.get(tid)
-        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact, frame_step=frame_step):
+        for name, arrays in track_segments(tid, tr, body, device, rate, max_gap, gender, world, contact,
+                                           frame_step=frame_step, camera=camera):
             written.update(write_animations(out, name, arrays, body, export, camera))
     return written

@@ -309,13 +309,13 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     with torch.no_grad():
         dev = body.v_template.device
         rest = body.rest_root(torch.as_tensor(p["betas"], device=dev, dtype=body.v_template.dtype)).cpu().numpy()[0]
+    camera = ImageCamera(focal=tuple(map(float, person.focal)), princpt=tuple(map(float, person.princpt)),
+                         image_size=(int(image_size[0]), int(image_size[1])))
     arrays = amass_arrays(
         global_orient=p["global_orient"], body_pose=p["body_pose"], jaw_pose=p["jaw_pose"],
         left_hand_pose=p["left_hand_pose"], right_hand_pose=p["right_hand_pose"], transl=p["transl"],
         betas=p["betas"][0], expression=p["expression"], hands_mean=body.hands_mean(), rest_root=rest,
         fps=30.0, times=np.zeros(1), frame_indices=np.zeros(1, np.int64), valid=np.ones(1, bool), gender=gender,
-        leye_pose=p["leye_pose"], reye_pose=p["reye_pose"],
+        leye_pose=p["leye_pose"], reye_pose=p["reye_pose"], camera=camera,
     )
-    camera = ImageCamera(focal=tuple(map(float, person.focal)), princpt=tuple(map(float, person.princpt)),
-                         image_size=(int(image_size[0]), int(image_size[1])))
     return write_animations(folder, "output", arrays, body, export, camera, label=label)

@@ -14,6 +14,7 @@ from wbcap.errors import setting
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
 if TYPE_CHECKING:
+    from wbcap.camera import ImageCamera
     from wbcap.world.estimate import WorldFrame
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: float, max_gap: float,
                    gender: str, world: WorldFrame | None = None,
                    contact: np.ndarray | None = None,
-                   frame_step: int | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
+                   frame_step: int | None = None,
+                   camera: ImageCamera | None = None) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Track ``tid`` laid on a regular clock as AMASS arrays: ``[(name, arrays), ...]``, one per
     piece, named ``track_<id>`` or ``track_<id>_part<k>`` when the person was missed for longer
     than ``max_gap`` seconds.
@@ -39,7 +41,8 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
     ``world``: the ground's world of ``wbcap run --world`` (``tr`` is then the corrected track,
     :func:`wbcap.world.estimate.ground_tracks`) or None (the camera's frame); ``contact``:
     ``(N, 2)`` bool planted (left, right) foot per row of ``tr`` (with ``world``), laid on the
-    clock like the rest (a filled row is planted when the rows on both sides are).
+    clock like the rest (a filled row is planted when the rows on both sides are); ``camera``:
+    the video camera, whose intrinsics the arrays record (:func:`~wbcap.export.amass.amass_arrays`).
     """
     import torch
 
@@ -59,7 +62,7 @@ def track_segments(tid: int, tr: SmoothedTrack, body: Any, device: Any, rate: fl
             hands_mean=hands_mean, rest_root=rest, fps=rate, times=seg.times,
             frame_indices=np.where(seg.valid, tr.frame[np.where(seg.weight <= 0.5, seg.lo, seg.hi)], -1),
             valid=seg.valid, gender=gender,
-            world=world, contact=planted,
+            world=world, contact=planted, camera=camera,
         )
         pieces.append((f"track_{tid}" if len(segments) == 1 else f"track_{tid}_part{k + 1}", arrays))
     if len(segments) > 1:
