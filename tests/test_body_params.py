@@ -64,6 +64,9 @@ def test_fields_shapes_and_defaults():
     # a matrix record made without eyes has them at rest too
     r = dataclasses.replace(m, leye_pose=None, reye_pose=None)
     assert torch.equal(r.reye_pose, torch.eye(3).expand(2, 1, 3, 3))
+    r.reye_pose[1].mul_(2)  # (a row of its own: they were stride-0 views, refused by add_ or an optimiser)
+    assert torch.equal(r.reye_pose[0], torch.eye(3)[None])
+    assert r.index([]).batch_size == 0 and r[[False, False]].body_pose.shape == (0, 21, 3, 3)  # (a batch of none)
     single = dataclasses.replace(m, global_orient=m.global_orient[:, 0])  # (B, 3, 3) is one joint
     assert single.global_orient.shape == (2, 1, 3, 3)
 
@@ -100,17 +103,24 @@ def test_a_tensor_of_the_fields_shape_is_kept_as_given():
 
 def test_rows_to_detach_numpy():
     p = _params(4, seed=2)
+    mask = [True, False, True, False]
     for rows, want in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), ([0, 2], [0, 2]), (torch.tensor([3, 0]), [3, 0]),
-                       (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3])):
+                       (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3]), (np.array(1), [1]),
+                       # masks: a bool list or array was taken for the rows 1, 0 (a user trial)
+                       (mask, [0, 2]), (np.array(mask), [0, 2]), (torch.tensor(mask), [0, 2]), ([False] * 4, []),
+                       ([], []), ((3, 3, -4), [3, 3, 0])):
         sub = p[rows]
         assert sub.batch_size == len(want) and sub.rotation == p.rotation
         for k in FIELDS:
             assert torch.equal(sub[k], p[k][want]), (rows, k)
-    with pytest.raises(TypeError, match="rows must be an int, slice, index list or tensor, got bool"):
-        p[True]  # (took row 1)
-    for outside in (4, -5, np.int64(10), torch.tensor(7)):  # (not torch's "index 0 is out of bounds for ... size 0")
-        with pytest.raises(IndexError, match=f"row {int(outside)} is outside the batch of 4"):
+    for bad in (True, 1.0, np.float32(2), torch.tensor(1.0), np.array(True), [0.5, 1.0], [[0, 1]]):
+        with pytest.raises(TypeError, match="rows must be an int, slice, or a list, array or tensor of ints or of bools"):
+            p[bad]  # (True took row 1; 1.0 was "'float' object is not iterable")
+    for outside, said in ((4, 4), (-5, -5), (np.int64(10), 10), (torch.tensor(7), 7), ([0, 9], 9), ([-6, 1], -6)):
+        with pytest.raises(IndexError, match=f"row {said} is outside the batch of 4"):  # (not torch's own words)
             p[outside]
+    with pytest.raises(IndexError, match="a mask of 3 rows for a batch of 4"):
+        p[[True, False, True]]
     m = p.to_matrix()
     assert m.index([2]).body_pose.shape == (1, 21, 3, 3)
     d = p.to(torch.float64)

@@ -138,6 +138,45 @@ def test_exact_mode_turns_tf32_off_in_its_scope_only(unfused_pipeline, monkeypat
         assert dev.get_tf32() == before and dev.tf32_allowed()[1]
 
 
+def test_a_callers_autocast_and_inference_mode_change_nothing(unfused_pipeline):
+    """A user's `torch.autocast` around `pipe(...)` moved exact's vertices by 3.7 mm, and under
+    their `torch.inference_mode()` the parameters came back as inference tensors, refused by
+    `requires_grad_()` (a user trial): the network runs with autocast off in exact and fast,
+    and the results are ordinary tensors either way."""
+    from wbcap.testing.images import person_image
+
+    img, box = person_image(192, 256, seed=4), [(20, 10, 150, 230)]
+    ref = unfused_pipeline(img, boxes=box)[0]
+    for dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            got = unfused_pipeline(img, boxes=box)[0]
+        assert np.array_equal(got.vertices, ref.vertices) and torch.equal(got.params.body_pose, ref.params.body_pose)
+    with torch.inference_mode():
+        got = unfused_pipeline(img, boxes=box)[0]
+    assert not got.params.body_pose.is_inference() and torch.equal(got.params.body_pose, ref.params.body_pose)
+    got.params.body_pose.requires_grad_()  # (a fit from it)
+    unfused_pipeline.regressor.body(got.params).vertices.sum().backward()
+    assert got.params.body_pose.grad is not None
+
+
+def test_predict_takes_boxes_as_its_docstring_says_and_checks_them(unfused_pipeline):
+    """Pipeline.predict said (x, y, w, h) boxes and raised AttributeError on them, and ran a box of
+    infinite width (a user trial): it takes both forms, refuses what pipe(boxes=...) refuses,
+    and skips an empty box as a detector's."""
+    from wbcap.detect.base import Detection
+    from wbcap.errors import InputError
+    from wbcap.testing.images import person_image
+
+    img = person_image(192, 256, seed=4)
+    box = (20.0, 10.0, 150.0, 230.0)
+    by_call = unfused_pipeline(img, boxes=[box])[0]
+    people = unfused_pipeline.predict(img, [box, Detection((5.0, 5.0, 0.0, 40.0), 0.9), Detection(box, 0.5)])
+    assert len(people) == 2 and all(np.allclose(p.vertices, by_call.vertices, atol=1e-5) for p in people)
+    assert [p.index for p in people] == [0, 1] and people[1].score == 0.5  # (the empty box takes no place)
+    with pytest.raises(InputError, match=r"^boxes\[1\]: every number must be finite"):
+        unfused_pipeline.predict(img, [box, Detection((0.0, 0.0, float("inf"), 10.0), 1.0)])
+
+
 # -- float32 body model and rotations under autocast -------------------------------------------
 
 

@@ -123,3 +123,50 @@ def test_what_it_refuses():
         GraphResNet(_resnet(18, seed=5).train(), (64, 64), torch.float32, 2)
     assert not graph_applies(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)), torch.float32)
     assert not graph_applies(net, torch.float16)
+
+
+def _features_in_a_dataloader_worker(g: GraphResNet, x: torch.Tensor) -> torch.Tensor:
+    """``g(x)`` computed in a forked DataLoader worker (torch's default on Linux), within 60 s."""
+
+    class One(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            with torch.inference_mode():
+                return g(x).contiguous()
+
+    loader = torch.utils.data.DataLoader(One(), batch_size=None, num_workers=1, timeout=60,
+                                         multiprocessing_context="fork")
+    return next(iter(loader))
+
+
+def test_a_forked_process_runs_the_folded_layers_and_gets_the_same_features():
+    """A DataLoader worker forked after the parent had called the graph waited forever in oneDNN
+    Graph (a user trial: the Python API inside a Dataset). In a forked process the traced
+    function's own layers run instead: the same features."""
+    net = _resnet(18, seed=8)
+    g = GraphResNet(net, (64, 64), torch.float32, 2)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        here = g(x)
+    there = _features_in_a_dataloader_worker(g, x)
+    assert rel_error(there, here) <= INVARIANCE_TOLERANCE and rel_error(there, net(x)) <= EXACT_TOLERANCE
+
+
+def test_the_fuser_is_on_for_the_graphs_calls_only():
+    """Building the form turned TorchScript's oneDNN Graph fuser on for the whole process, so a
+    user's own traced model ran through oneDNN Graph afterwards (a user trial). It is on for the
+    form's calls and as it was before, after them."""
+    net = _resnet(18, seed=9)
+    for before in (False, True):
+        torch.jit.enable_onednn_fusion(before)
+        try:
+            g = GraphResNet(net, (64, 64), torch.float32, 2)
+            assert torch.jit.onednn_fusion_enabled() is before
+            with torch.inference_mode():
+                g(torch.rand(2, 3, 64, 64))
+            assert torch.jit.onednn_fusion_enabled() is before
+            assert str(torch.jit.last_executed_optimized_graph()).count("prim::oneDNNFusionGroup_") >= 4
+        finally:
+            torch.jit.enable_onednn_fusion(False)

@@ -141,6 +141,13 @@ def test_reading_another_json_file_as_params_jsonl_says_what_it_is_not(tmp_path)
         f.write('{"frame": 3, "ti\n')
     with pytest.raises(InputError, match=r"params.jsonl:4: not JSON \(.*\); the file is damaged: resume its run"):
         read_params_jsonl(run / "params.jsonl")
+    # the run folder itself reads its params.jsonl (it raised IsADirectoryError: a user trial)
+    (run / "params.jsonl").write_text("".join(json.dumps(_line(f)) + "\n" for f in range(3)))
+    frames, tracks, _ = read_params_jsonl(run)
+    assert list(frames) == [0, 1, 2] and list(tracks) == [0]
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError, match=r"binary.jsonl: cannot be read \(.*\); pass the params.jsonl of a finished"):
+        read_params_jsonl(tmp_path / "binary.jsonl")
 
 
 def test_export_of_the_undamaged_hand_made_run_works(tmp_path, body_dir):

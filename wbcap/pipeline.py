@@ -158,13 +158,16 @@ class PersonEstimate:
 class Person(PersonEstimate):
     """One person's result in one image (no batch dimension but in ``params``).
 
+    index: its place in the list returned (0, 1, ...). A box skipped as outside the image takes
+        no place, so after one the people no longer line up with the boxes given by position:
+        match them by ``box`` (the box given, as given), or give only boxes inside the image.
     params: the SMPL-X parameters, an :class:`~wbcap.body.params.SMPLXParams` holding a batch of
         one: ordinary float32 CPU tensors (not inference-mode ones: they can be edited in place or
         start an optimisation with ``requires_grad_()``), axis-angle rotations (radians); hands
         relative to the SMPL-X file's hand mean (``flat_hand_mean=False``, as the released model
         was trained); eyes at rest; ``transl`` (1, 3) metres, the body in the person's camera
         (Hand4Whole's ``cam_trans``). ``body(person.params)`` rebuilds ``vertices`` (to float
-        rounding).
+        rounding in ``exact``; in ``fast`` its SMPL-X ran partly in bfloat16: ~0.3 mm).
     vertices: (10475, 3) float32 metres in the person's camera (OpenCV axes: x right, y down, z
         forward). Projected with ``focal``/``princpt`` they land on the original image; with
         ``crop_focal``/``crop_princpt`` on ``crop``.
@@ -223,11 +226,12 @@ def box_advice() -> str:
 
 
 def _given_box(box: object, index: int, given_by: str | None = None,
-               source: str = "image") -> Detection | tuple[float, float, float, float]:
+               source: str = "image", allow_empty: bool = False) -> Detection | tuple[float, float, float, float]:
     """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
     by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
-    ``given_by`` (a detector object's name) one that detector returned (a width or height of
-    0 or less allowed there: the crop skips such a box, with a warning).
+    ``given_by`` (a detector object's name) one that detector returned, or with ``allow_empty``
+    a detection handed to :meth:`Pipeline.predict` (a width or height of 0 or less allowed
+    there: the crop skips such a box, with a warning).
 
     Raises:
         InputError: one line naming ``boxes[index]`` (or the detector's box) and the rule, after
@@ -238,7 +242,7 @@ def _given_box(box: object, index: int, given_by: str | None = None,
     what = f"boxes[{index}]" if given_by is None else f"box {index} of the {given_by} detector"
     fix = ("pass (x, y, w, h) in the image's pixels" if given_by is None else
            "a detector returns wbcap.detect.base.Detection((x, y, w, h), score) objects, in the image's pixels")
-    positive = given_by is None  # (a detector's empty box is skipped by the crop, as before)
+    positive = given_by is None and not allow_empty  # (a detector's empty box is skipped by the crop, as before)
     try:
         if isinstance(box, Detection):  # (its box as Python floats too: a tensor's would reach NumPy)
             checked = check_box(box.box, what, positive)
@@ -529,7 +533,7 @@ class Pipeline:
                 if not len(boxes):
                     raise NoPersonError(f"{source}: no person found by the {name} detector; {box_advice()}")
         dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
-        return self.predict(image, dets, source=source)
+        return self._predict(image, dets, source)
 
     def detector(self, name: str) -> Detector:
         """The person detector ``name`` names (``hog``, ``torchvision``, ``auto``, ``full``), on
@@ -554,7 +558,11 @@ class Pipeline:
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB (not OpenCV's BGR).
-            detections: the people's boxes, ``(x, y, w, h)`` pixels of ``image`` each.
+            detections: the people's boxes: :class:`~wbcap.detect.base.Detection` objects or
+                ``(x, y, w, h)`` boxes in ``image``'s pixels, checked as :meth:`__call__`'s
+                ``boxes`` but for a size of 0 or less, which is skipped as a box outside the
+                image is (a detector's output; it said tuples and took only Detections, and
+                took an infinite width: a user trial).
             source: how messages name the image (its file name).
 
         Returns:
@@ -562,9 +570,15 @@ class Pipeline:
             outside the image are skipped).
 
         Raises:
-            InputError: ``image`` is not an ``(H, W, 3)`` uint8 array.
+            InputError: ``image`` is not an ``(H, W, 3)`` uint8 array, or a box is not 4 finite
+                numbers within :func:`~wbcap.detect.boxes.check_box`'s range.
             NoPersonError: no usable box remains (e.g. every box outside the image).
         """
+        detections = [_given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
+        return self._predict(image, [d if isinstance(d, Detection) else Detection(d, 1.0) for d in detections], source)
+
+    def _predict(self, image: np.ndarray, detections: Sequence[Detection], source: str) -> list[Person]:
+        """:meth:`predict` of checked Detections (:meth:`__call__` checked them by its rules)."""
         jobs = self.crop(image, detections, source)
         if not jobs:
             raise NoPersonError(f"{source}: no person boxes given; {box_advice()}")
@@ -613,10 +627,13 @@ class Pipeline:
         host (``wbcap run``'s pass 1 keeps only those).
         """
         people: list = []
-        for start in range(0, len(jobs), self.batch_size):
-            batch = list(jobs[start : start + self.batch_size])
-            run = self._run_batch if mesh else self._run_batch_params
-            people.extend(run(batch, first_index + len(people)))
+        # (results built outside inference mode even inside the caller's: they are ordinary
+        # tensors to edit or fit from, also under `with torch.inference_mode(): pipe(...)`, a user trial)
+        with torch.inference_mode(False):
+            for start in range(0, len(jobs), self.batch_size):
+                batch = list(jobs[start : start + self.batch_size])
+                run = self._run_batch if mesh else self._run_batch_params
+                people.extend(run(batch, first_index + len(people)))
         return people
 
     def _image_cameras(self, jobs: Sequence[CropJob]) -> tuple[list, list]:

@@ -33,6 +33,7 @@ The file spellings of these parameters (Hand4Whole's ``root_pose``, ``lhand_pose
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,7 +107,8 @@ class SMPLXParams:
             if getattr(self, name) is None:
                 if self.rotation == "matrix":
                     eye = torch.eye(3, dtype=go.dtype, device=go.device)
-                    set_(self, name, eye.expand(batch, 1, 3, 3))
+                    # (a copy per row, not a stride-0 view: an optimiser or add_ writes each row)
+                    set_(self, name, eye.expand(batch, 1, 3, 3).clone())
                 else:
                     set_(self, name, go.new_zeros(batch, 3))
         if self.transl is None:
@@ -176,22 +178,50 @@ class SMPLXParams:
 
     # -- batch rows -----------------------------------------------------------------------------
 
-    def index(self, rows: int | slice | Sequence[int] | torch.Tensor) -> SMPLXParams:
+    def index(self, rows: int | slice | Sequence[int] | Sequence[bool] | np.ndarray | torch.Tensor) -> SMPLXParams:
         """The batch rows ``rows`` (an int keeps the batch dimension: a batch of one). An int is
-        any integer (``np.int64``, a 0-d integer tensor too); IndexError, naming the batch size,
-        for one outside it."""
-        if isinstance(rows, torch.Tensor) and rows.ndim == 0 and not rows.is_floating_point() and rows.dtype != torch.bool:
-            rows = int(rows)
-        if isinstance(rows, (bool, np.bool_)):
-            raise TypeError(f"rows must be an int, slice, index list or tensor, got {type(rows).__name__}")
+        any integer (``np.int64``, a 0-d integer array or tensor too); IndexError, naming the
+        batch size, for one outside it. A list, array or tensor of ints picks rows (in its
+        order, repeats allowed); one of bools as long as the batch is a mask (its True rows; a
+        mask of another length is an IndexError: a bool list was taken for the rows 1 and 0,
+        a user trial). Anything else (a float, a bool alone) is a TypeError.
+        """
+        what = "rows must be an int, slice, or a list, array or tensor of ints or of bools (a mask)"
+        if isinstance(rows, (torch.Tensor, np.ndarray)) and rows.ndim == 0:
+            if rows.dtype in (torch.bool, np.bool_) or (rows.is_floating_point() if isinstance(rows, torch.Tensor)
+                                                       else not np.issubdtype(rows.dtype, np.integer)):
+                raise TypeError(f"{what}, got a 0-d {rows.dtype} {type(rows).__name__}")
+            rows = int(rows.item())
+        if isinstance(rows, (bool, np.bool_, float, np.floating, str, bytes)):
+            raise TypeError(f"{what}, got {type(rows).__name__}")
+        b = self.batch_size
         if isinstance(rows, (int, np.integer)):
-            i, b = operator.index(rows), self.batch_size
+            i = operator.index(rows)
             if not -b <= i < b:
                 raise IndexError(f"row {i} is outside the batch of {b}")
             i %= b
             rows = slice(i, i + 1)
-        elif not isinstance(rows, (slice, torch.Tensor)):
-            rows = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
+        elif not isinstance(rows, slice):
+            if isinstance(rows, torch.Tensor):
+                is_mask, is_int = rows.dtype == torch.bool, not rows.is_floating_point() and not rows.is_complex()
+                rows = rows.to(self.device)
+            else:
+                try:
+                    array = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
+                except (TypeError, ValueError):
+                    raise TypeError(f"{what}, got {type(rows).__name__}") from None
+                is_mask = array.dtype == np.bool_
+                is_int = is_mask or np.issubdtype(array.dtype, np.integer) or array.size == 0
+                if array.ndim != 1 and array.size:
+                    raise TypeError(f"{what}, got an array of shape {array.shape}")
+                rows = torch.as_tensor(array.reshape(-1).astype(bool if is_mask else np.int64), device=self.device)
+            if not is_int or rows.ndim != 1:
+                raise TypeError(f"{what}, got a {rows.dtype} {'tensor' if rows.ndim == 1 else f'{rows.ndim}-d tensor'}")
+            if is_mask and rows.numel() != b:
+                raise IndexError(f"a mask of {rows.numel()} rows for a batch of {b}")
+            if not is_mask and rows.numel() and not (-b <= int(rows.min()) and int(rows.max()) < b):
+                bad = int(rows.min()) if int(rows.min()) < -b else int(rows.max())
+                raise IndexError(f"row {bad} is outside the batch of {b}")
         return self._map(lambda t: t[rows])
 
     # -- conversions ----------------------------------------------------------------------------
@@ -261,12 +291,13 @@ def _pose(name: str, value: Any, batch: int, joints: int, rotation: Rotation) ->
     """A rotation field checked and in its normal shape: ``(B, 3 J)`` or ``(B, J, 3, 3)``."""
     if not isinstance(value, torch.Tensor) or value.ndim < 2 or value.shape[0] != batch:
         raise ValueError(f"{name} must be a tensor with batch size {batch}, got {_describe(value)}")
+    per_row = math.prod(value.shape[1:])  # (a batch of 0 has no row 0 to look at)
     if rotation == "axis_angle":
-        if value[0].numel() != 3 * joints or (value.ndim > 2 and value.shape[-1] != 3):
+        if per_row != 3 * joints or (value.ndim > 2 and value.shape[-1] != 3):
             raise ValueError(f"{name} (axis-angle) must have shape ({batch}, {3 * joints}), got {tuple(value.shape)}")
         shape: tuple[int, ...] = (batch, 3 * joints)
     else:
-        if value.shape[-2:] != (3, 3) or value[0].numel() != 9 * joints:
+        if value.shape[-2:] != (3, 3) or per_row != 9 * joints:
             raise ValueError(f"{name} (matrices) must have shape ({batch}, {joints}, 3, 3), got {tuple(value.shape)}")
         shape = (batch, joints, 3, 3)
     # (a tensor of that shape is kept as it is: a leaf given stays the leaf, for an optimiser)

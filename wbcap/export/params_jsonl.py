@@ -61,7 +61,8 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
 
 
 def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, SmoothedTrack], ImageCamera | None]:
-    """Read back a ``params.jsonl`` written by :func:`write_params_jsonl` (``path``: the file).
+    """Read back a ``params.jsonl`` written by :func:`write_params_jsonl` (``path``: the file, or
+    the run folder that holds it).
 
     Returns:
         ``(frames, tracks, camera)``: ``{frame index: time}`` of the frames that hold a person,
@@ -72,7 +73,8 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
         InputError: a line that is not JSON, lacks a field, holds a field of another length or a
             number that is not finite (NaN, Infinity), repeats another line's track and frame, or
             whose time does not follow the times of the frames before it (or differs from another
-            line's time of its frame); one line naming the file, the line and the field.
+            line's time of its frame); one line naming the file, the line and the field. Also a
+            file that is missing or cannot be read.
     """
     from wbcap.errors import InputError
     from wbcap.io.param_names import NETWORK_FILE_SIZES
@@ -87,7 +89,9 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
     sizes = {"time": 0, "box": 4, **NETWORK_FILE_SIZES}
     seen: dict[str, int] = {}
     resume = f"resume its run ({setting('resume', api='resume=True')}) to rewrite it"
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():  # (a run folder: it raised IsADirectoryError, a user trial)
+        path = path / "params.jsonl"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -95,6 +99,9 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
 
         note = unfinished_run_note(path.parent)
         raise InputError(f"{path}: no such file{note or '; is this a finished `wbcap run` folder?'}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); pass the params.jsonl "
+                         "of a finished `wbcap run`") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -26,10 +26,17 @@ successor for this, ``torch.compile`` (inductor, freezing), imports ``torch._dyn
 compiled for 46 s and ran 2x slower (docs/performance.md). Where a torch without it is installed
 (:func:`graph_usable`), the form is no candidate.
 
-Process-wide: the fuser is a switch of TorchScript's executor, which building this form turns on
-(wbcap runs no other TorchScript); and TorchScript keeps every traced graph, with its constants,
-until the process ends, so the graphs are kept here by weights, dtype and image size and built
-once each (``_GRAPHS``). Memory: a graph holds its folded weights, and oneDNN Graph a reordered
+Process-wide state: the fuser is a switch of TorchScript's executor; this form turns it on
+around its own graph's calls only and puts it back as it was (:func:`_onednn_fusion`: it was
+left on for the process once built, so a user's own traced models went through oneDNN Graph
+too: a user trial). TorchScript keeps every traced graph, with its constants, until the process
+ends, so the graphs are kept here by weights, dtype and image size and built once each
+(``_GRAPHS``): a process that builds networks of many other weights in this form (a loop over
+training snapshots) keeps ~100-200 MB for each (measured: +175 MB a pipeline; passing the
+weights as inputs instead frees them, but ran a ResNet-50 1.4x slower at one image, oneDNN
+Graph reordering them at every call), which ``WBCAP_CPU_STRATEGY=fused`` avoids. A forked
+process (a DataLoader worker) runs the traced function's layers one by one instead
+(:meth:`GraphResNet._call`). Memory: a graph holds its folded weights, and oneDNN Graph a reordered
 copy for each input shape it compiled: the exact network with its body and hand ResNet-50s in
 this form held 1465 MB after calls of 1, 2, 8 and 3 crops against 988 MB all fused (Zen 5 EPYC).
 
@@ -37,9 +44,12 @@ this form held 1465 MB after calls of 1, 2, 8 and 3 crops against 988 MB all fus
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +67,8 @@ from wbcap.model.fused import (
 )
 from wbcap.model.int8 import weights_fingerprint
 from wbcap.model.resnet import ResNetBackbone
+
+log = logging.getLogger(__name__)
 
 #: Calls of an input shape new to the graph before its compiled partitions run: TorchScript's
 #: profiling executor records the shapes on the first, oneDNN Graph compiles on the next
@@ -87,11 +99,16 @@ def graph_applies(module: nn.Module, dtype: torch.dtype) -> bool:
 @dataclass
 class _Graph:
     """One traced ResNet and the call sizes it has been compiled for (shared by the forms built
-    from the same weights)."""
+    from the same weights); ``eager``: the function it was traced from (the same folded weights),
+    which a forked process runs instead (:meth:`GraphResNet._call`); ``pid``: the process that
+    traced it."""
 
     run: Callable[[torch.Tensor], torch.Tensor]
+    eager: Callable[[torch.Tensor], torch.Tensor]
+    pid: int = field(default_factory=os.getpid)
     warm: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    told_forked: bool = False
 
 
 # Why state that outlives a GraphResNet: TorchScript keeps every traced graph, with the weights
@@ -102,6 +119,18 @@ class _Graph:
 # network loaded twice in one process build the same part twice).
 _GRAPHS: dict[tuple[str, str, tuple[int, int]], _Graph] = {}
 _GRAPHS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _onednn_fusion() -> Iterator[None]:
+    """TorchScript's oneDNN Graph fuser on inside the block, as it was after it: the switch is
+    the process's, and the user's own TorchScript should not find it changed."""
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, dtype: torch.dtype) -> tuple:
@@ -138,7 +167,7 @@ def _trace(backbone: ResNetBackbone, image_size: tuple[int, int], dtype: torch.d
     example = torch.zeros((1, 3, *image_size), dtype=dtype).contiguous(memory_format=torch.channels_last)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # (TorchScript's deprecation notices, on every trace)
-        return _Graph(torch.jit.trace(forward, example, check_trace=False))
+        return _Graph(torch.jit.trace(forward, example, check_trace=False), forward)
 
 
 class GraphResNet(nn.Module):
@@ -178,7 +207,6 @@ class GraphResNet(nn.Module):
         self.feat_dim = backbone.feat_dim
         self.depth = backbone.depth
         self._dtype = dtype
-        torch.jit.enable_onednn_fusion(True)  # (process-wide: see the module docstring)
         size = (int(image_size[0]), int(image_size[1]))
         key = (weights_fingerprint(backbone), str(dtype), size)
         with _GRAPHS_LOCK:
@@ -206,12 +234,23 @@ class GraphResNet(nn.Module):
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         n, graph = int(x.shape[0]), self._graph
+        if os.getpid() != graph.pid:
+            # A forked process (a DataLoader worker): oneDNN Graph's compiled partitions waited
+            # there forever on threads that did not survive the fork (a user trial), so the
+            # same folded weights run eagerly, one convolution at a time.
+            if not graph.told_forked:
+                graph.told_forked = True
+                log.info("in a forked process the oneDNN Graph form of a ResNet runs its layers one by one "
+                         "(oneDNN Graph does not survive a fork)")
+            with torch.no_grad():
+                return graph.eager(x)
         with graph.lock:
             fresh = n not in graph.warm
             graph.warm.add(n)
-        for _ in range(WARM_CALLS - 1 if fresh else 0):
-            graph.run(x)
-        return graph.run(x)
+        with _onednn_fusion():
+            for _ in range(WARM_CALLS - 1 if fresh else 0):
+                graph.run(x)
+            return graph.run(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from enum import Enum
 
@@ -51,6 +52,14 @@ _PLANS: dict[str, dict[str, torch.dtype]] = {
     "fast": dict.fromkeys(PARTS, torch.bfloat16),
 }
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def _without_autocast(kind: str, tf32: bool) -> Iterator[None]:
+    """A caller's autocast off on ``kind`` inside the block; with ``tf32`` False, TF32 too
+    (:func:`~wbcap.model.device.no_tf32`)."""
+    with torch.autocast(kind, enabled=False), (contextlib.nullcontext() if tf32 else no_tf32()):
+        yield
 
 
 class Precision(str, Enum):
@@ -129,12 +138,12 @@ class Precision(str, Enum):
 
         ``exact``: TF32 off for float32 CUDA matmuls and cuDNN convolutions (cuDNN's default on
         Ampere and newer GPUs is TF32, ~1e-3 relative error), restored on exit
-        (:func:`~wbcap.model.device.no_tf32`); ``fast``: torch's settings as they are (its
-        convolutions are bfloat16 anyway); ``bf16`` / ``fp16``: whole-network autocast on
-        ``device``'s type.
+        (:func:`~wbcap.model.device.no_tf32`); ``fast``: torch's TF32 settings as they are (its
+        convolutions are bfloat16 anyway); both with a caller's autocast off (a user's
+        ``torch.autocast`` around ``pipe(...)`` moved exact's vertices by 3.7 mm: a user trial);
+        ``bf16`` / ``fp16``: whole-network autocast on ``device``'s type.
         """
-        if self is Precision.EXACT:
-            return no_tf32()
-        if self is Precision.FAST:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=self.autocast_dtype)
+        kind = torch.device(device).type
+        if self in (Precision.EXACT, Precision.FAST):
+            return _without_autocast(kind, tf32=self is Precision.FAST)
+        return torch.autocast(kind, dtype=self.autocast_dtype)
