@@ -379,3 +379,11 @@ def test_params_only_regress_equals_full_regress(small_config, body_layer, monke
         assert np.array_equal(a.box, b.box) and np.array_equal(a.crop_box, b.crop_box) and a.score == b.score
         for name, value in a.params.items():
             assert torch.equal(value, b.params[name]), name
+
+
+def test_an_image_too_small_for_any_box_says_so(unfused_pipeline):
+    """A 1x1 image was told to pass a box inside it or detector='full', which it had (a user trial)."""
+    from wbcap.errors import NoPersonError
+
+    with pytest.raises(NoPersonError, match=r"^tiny.png: the image is 1x1 pixels, too small to hold a person's box"):
+        unfused_pipeline(np.zeros((1, 1, 3), np.uint8), source="tiny.png")

@@ -107,13 +107,22 @@ def test_samples_left_out_of_the_means_are_counted_and_said(models, data_root, c
     assert clean.left_out == {} and not [r for r in caplog.records if "left out" in r.getMessage()]
 
 
-def test_no_samples_says_why(models, data_root):
-    """"(empty split or --limit 0)" was said whatever the cause, and the CLI refuses --limit 0 (a
-    user trial): a limit of 0 is named only when given."""
+def test_evaluates_settings_and_predictors_are_checked_as_eval_jobs_are(models, data_root):
+    """"(empty split or --limit 0)" was said whatever the cause (a user trial); evaluate() called
+    a limit of -1 "limit 0", ran a batch size of 0 as 1, raised a bare TypeError for no model,
+    and refused a predictor's NumPy vertices by their (right) shape (a later user trial): its
+    settings follow EvalJob's rule, and NumPy vertices are taken."""
     from wbcap.errors import InputError
 
-    with pytest.raises(InputError, match=r"EHF under .*: no samples to evaluate \(limit 0\)$"):
-        evaluate("EHF", data_root, lambda b: b.gt, body_models=models, limit=0)
+    for kwargs, says in (({"limit": 0}, "limit 0"), ({"limit": -1}, "limit -1"), ({"batch_size": 0}, "batch_size 0"),
+                         ({"num_workers": -2}, "num_workers -2")):
+        with pytest.raises(InputError, match=f"^{says}: a whole number of"):
+            evaluate("EHF", data_root, lambda b: b.gt, body_models=models, **kwargs)
+    with pytest.raises(InputError, match=r"^evaluate\(\.\.\., model\): give a Pipeline"):
+        evaluate("EHF", data_root, None, body_models=models)
+    as_numpy = evaluate("EHF", data_root, lambda b: b.gt.numpy() + 0.01, body_models=models, limit=2)
+    as_tensor = evaluate("EHF", data_root, lambda b: b.gt + 0.01, body_models=models, limit=2)
+    assert as_numpy.metrics == as_tensor.metrics
 
 
 def test_ehf_hand_offset_known_answers(models, data_root):

@@ -609,6 +609,9 @@ class Pipeline:
             patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape), dtype=None)
             jobs.append(CropJob(det, crop_box, patch, inv))
         box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
+        if skipped and not jobs and strict and min(h, w) < 2:  # (no box fits: the advice below went round in a circle)
+            raise NoPersonError(f"{source}: the image is {w}x{h} pixels, too small to hold a person's box (2 pixels a "
+                                f"side at least); pass a larger image")
         if skipped and not jobs and strict:
             raise NoPersonError(
                 f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or has a side under 2 pixels there; "

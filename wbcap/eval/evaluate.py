@@ -572,8 +572,14 @@ def evaluate(
     Raises:
         ModelFileError: a needed extra file / SMPL model is missing (:func:`check_inputs`, before
             anything else).
-        InputError: unknown dataset, dataset layout problems, or no samples.
+        InputError: unknown dataset, dataset layout problems, no samples, no ``model``, or a
+            ``batch_size``, ``limit`` or ``num_workers`` out of range (:func:`check_loader_settings`).
+        ValueError: the predictor returned something other than ``(B, V, 3)`` vertices (a tensor
+            or a NumPy array).
     """
+    check_loader_settings(batch_size, limit, num_workers)
+    if model is None:
+        raise InputError("evaluate(..., model): give a Pipeline, a WholeBodyRegressor or a predictor of vertices")
     name = canonical_dataset(dataset_name)
     root = check_inputs(name, data_root, body_models, allow_pickle, resolution=resolution, split=split,
                         predictions=predictions, num_workers=num_workers).root
@@ -586,10 +592,9 @@ def evaluate(
             if name == "AGORA" else _TASKS[name](root, layer, body_models, allow_pickle, _geometry(model)))
     total = split_samples = len(task.dataset)
     if limit is not None:
-        total = min(total, max(0, int(limit)))
+        total = min(total, int(limit))
     if total == 0:
-        why = f"{setting('limit')} 0" if limit is not None and int(limit) <= 0 else "its split has none"
-        raise InputError(f"{name} under {root}: no samples to evaluate ({why})")
+        raise InputError(f"{name} under {root}: no samples to evaluate (its split has none)")
     if predictions is not None:
         from wbcap.eval.agora_predictions import AgoraPredictionWriter
 
@@ -608,9 +613,11 @@ def evaluate(
     with loader_batches(loader) as batches:  # (a damaged file read in a worker: its own one-line message)
         for indices, img, gt, ids in batches:
             pred = predictor(EvalBatch(indices=indices, img=img, gt=gt))
+            if isinstance(pred, np.ndarray):  # (refused with a message about its shape, which was right)
+                pred = torch.from_numpy(pred)
             if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[0] != len(indices):
-                got = getattr(pred, "shape", type(pred))
-                raise ValueError(f"predictor returned {got}, expected ({len(indices)}, V, 3) vertices")
+                got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+                raise ValueError(f"predictor returned {got}, expected a ({len(indices)}, V, 3) tensor of vertices")
             scores = task.score(pred.detach().cpu(), gt)
             for key, value in scores.items():
                 columns.setdefault(key, []).append(value.detach().cpu().double())
@@ -677,15 +684,23 @@ class EvalJob:
         """Raises InputError (one line naming the setting) for a ``batch_size`` or ``limit`` that
         is not a whole number of 1 or more, or ``num_workers`` not one of 0 or more (torch's own
         error came after the network was built: a break-it trial)."""
-        from wbcap.limits import is_whole
+        check_loader_settings(self.batch_size, self.limit, self.num_workers)
 
-        for name, least, optional in (("batch_size", 1, False), ("limit", 1, True), ("num_workers", 0, False)):
-            value = getattr(self, name)
-            if optional and value is None:
-                continue
-            if not is_whole(value, least):
-                flag = setting({"num_workers": "workers"}.get(name, name), api=name)
-                raise InputError(f"{flag} {value!r}: a whole number of {least} or more")
+
+def check_loader_settings(batch_size: object, limit: object, num_workers: object) -> None:
+    """Raises InputError (one line naming the setting) for a ``batch_size`` or ``limit`` (None
+    allowed) that is not a whole number of 1 or more, or ``num_workers`` not one of 0 or more:
+    :class:`EvalJob`'s rule and :func:`evaluate`'s (which ran a batch size of 0 as 1 and called a
+    limit of -1 "limit 0": a user trial)."""
+    from wbcap.limits import is_whole
+
+    for name, value, least, optional in (("batch_size", batch_size, 1, False), ("limit", limit, 1, True),
+                                         ("num_workers", num_workers, 0, False)):
+        if optional and value is None:
+            continue
+        if not is_whole(value, least):
+            flag = setting({"num_workers": "workers"}.get(name, name), api=name)
+            raise InputError(f"{flag} {value!r}: a whole number of {least} or more")
 
 
 def run_eval(job: EvalJob, progress: Callable[[int, int], None] | None = None) -> tuple[EvalResult, Path | None]:
