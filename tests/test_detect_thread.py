@@ -104,7 +104,9 @@ def test_crop_threads_take_the_cores_left_after_the_network_and_decoding(monkeyp
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     cores(2)
     assert crop_workers("cpu") == 0  # in turn with the network, as decoding
-    assert crop_workers(torch.device("cuda", 0)) == 1  # (2 cores: the GPU's thread, decoding, one cropping)
+    assert crop_workers(torch.device("cuda", 0)) == 0  # (2 cores: the GPU's thread and decoding take them)
+    cores(3)
+    assert crop_workers("cuda") == 1 and crop_workers("cpu") == 0
     cores(5)
     assert crop_workers("cpu") == 2  # 5 - 2 torch threads - 1 decoding
     assert crop_workers("cuda") == 3

@@ -76,10 +76,12 @@ def crop_workers(device: Any) -> int:
     (:func:`wbcap.model.batching.regress_in_batches`): 0 (cropping in turn with the network)
     where decoding does not overlap it either (:func:`overlaps_network`); else the cores left
     after the network (on the CPU, torch's threads; on a GPU, the thread driving it) and the
-    decoding thread, at least 1 and at most :data:`MAX_CROP_WORKERS`.
+    decoding thread, at most :data:`MAX_CROP_WORKERS` (0 where none is left: on a 2-core
+    machine a crop thread beside those two gained nothing, measured with the network replayed
+    by ``benchmarks/video_host.py``: 85-95 frames/s either way).
 
-    On a fast GPU the calling thread's cropping (OpenCV's warp: ~1 ms per person on a 2-core
-    Zen 4) was what ``wbcap run`` waited for (``benchmarks/video_host.py``)."""
+    On a fast GPU the calling thread's cropping (OpenCV's warp: ~0.75 ms per person on a 2-core
+    Zen 4) is among what ``wbcap run`` waits for (``benchmarks/video_host.py``)."""
     import torch
 
     from wbcap.model.device import available_cpus
@@ -87,7 +89,7 @@ def crop_workers(device: Any) -> int:
     if not overlaps_network(device):
         return 0
     network = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
-    return max(1, min(MAX_CROP_WORKERS, available_cpus() - network - 1))
+    return max(0, min(MAX_CROP_WORKERS, available_cpus() - network - 1))
 
 
 def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[str, float],
