@@ -368,7 +368,7 @@ def test_optimize_small_network_matches_reference(small_config):
         torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_optimize_rejects_unknown_precision_and_reconversion(small_config):
+def test_optimize_rejects_unknown_precision_and_reconversion(small_config, tmp_path):
     from wbcap.testing.checkpoints import random_network
 
     net = random_network(small_config)  # one network: a refused conversion leaves it convertible
@@ -381,6 +381,14 @@ def test_optimize_rejects_unknown_precision_and_reconversion(small_config):
     assert optimize_for_inference(net, "cpu", "exact") is net  # already converted: unchanged
     with pytest.raises(ValueError, match="already converted"):
         optimize_for_inference(net, "cpu", "fast")
+    # it can no longer be trained or saved, and says so (both went on silently: a user trial)
+    from wbcap.model.checkpoint import save_checkpoint
+
+    assert net.eval() is net and not net.training
+    for attempt in (net.train, net.state_dict, lambda: save_checkpoint(tmp_path / "x.pth.tar", net)):
+        with pytest.raises(RuntimeError, match=r"converted for 'exact' inference .* load the checkpoint again"):
+            attempt()
+    assert not net.training
 
 
 def test_fast_falls_back_to_float32_without_bf16_instructions(small_config, monkeypatch, caplog):

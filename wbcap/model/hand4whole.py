@@ -30,6 +30,7 @@ per-call constant tensors on the host, so on a GPU it runs without host-device s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -354,6 +355,26 @@ class Hand4Whole(nn.Module):
         face_backbone = ResNetBackbone(c.face_backbone_depth)
         self.face_roi_net = FaceRoI(face_backbone, c)
         self.face_regressor = FaceRegressor(face_backbone.feat_dim, c.num_expression)
+
+    def _refuse_if_converted(self, what: str) -> None:
+        """RuntimeError once :func:`~wbcap.model.inference.optimize_for_inference` has converted
+        this network (its weights folded and packed: ``train()`` and ``state_dict()`` went on
+        silently and gave a network or file that is not this one: a user trial)."""
+        precision = getattr(self, "inference_precision", None)
+        if precision is not None:
+            raise RuntimeError(f"this network was converted for {str(precision)!r} inference (optimize_for_inference): "
+                               f"it cannot be {what}; load the checkpoint again (wbcap.model.checkpoint.load_network)")
+
+    def train(self, mode: bool = True) -> Hand4Whole:
+        """``nn.Module.train``; RuntimeError for ``mode=True`` on a network converted for inference."""
+        if mode:
+            self._refuse_if_converted("trained")
+        return super().train(mode)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``nn.Module.state_dict``; RuntimeError on a network converted for inference."""
+        self._refuse_if_converted("saved")
+        return super().state_dict(*args, **kwargs)
 
     def trainable_modules(self) -> list[nn.Module]:
         """Modules in the upstream optimizer order."""
