@@ -252,3 +252,17 @@ def test_ordered_map_runs_in_the_callers_context_and_checks_its_arguments():
     for workers, ahead in ((0, 1), (1, 0)):
         with pytest.raises(ValueError, match="workers and ahead"):
             OrderedMap(abs, [1], workers=workers, ahead=ahead)
+
+
+def test_ordered_map_lets_an_interruption_go_on_at_once():
+    """A Ctrl-C (or a stop signal's exception) met while taking an item waited for every item
+    taken before it, the network run on each (a review): it goes on at once."""
+    def items():
+        yield from range(3)
+        raise KeyboardInterrupt
+
+    got = []
+    with OrderedMap(lambda i: i, items(), workers=2, ahead=8) as it, pytest.raises(KeyboardInterrupt):
+        for i, _ in it:
+            got.append(i)
+    assert got == []

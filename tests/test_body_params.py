@@ -108,7 +108,7 @@ def test_rows_to_detach_numpy():
                        (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3]), (np.array(1), [1]),
                        # masks: a bool list or array was taken for the rows 1, 0 (a user trial)
                        (mask, [0, 2]), (np.array(mask), [0, 2]), (torch.tensor(mask), [0, 2]), ([False] * 4, []),
-                       ([], []), ((3, 3, -4), [3, 3, 0])):
+                       ([], []), ((3, 3, -4), [3, 3, 0]), (np.array([1, 2], dtype=object), [1, 2])):
         sub = p[rows]
         assert sub.batch_size == len(want) and sub.rotation == p.rotation
         for k in FIELDS:

@@ -170,3 +170,34 @@ def test_the_fuser_is_on_for_the_graphs_calls_only():
             assert str(torch.jit.last_executed_optimized_graph()).count("prim::oneDNNFusionGroup_") >= 4
         finally:
             torch.jit.enable_onednn_fusion(False)
+
+
+def test_calls_in_two_threads_keep_the_fuser_on_until_both_end():
+    """Each call saved and restored the process-wide switch: a call ending in one thread turned it
+    off under another's (a graph compiled then stays unfused), and the last left it on (a review)."""
+    import threading
+
+    from wbcap.model import graph_resnet
+
+    seen, first_in, second_in, first_out = [], threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with graph_resnet._onednn_fusion():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with graph_resnet._onednn_fusion():
+            second_in.set()
+            first_out.wait(10)  # (the first call has ended: this one is still running)
+            seen.append(torch.jit.onednn_fusion_enabled())
+
+    torch.jit.enable_onednn_fusion(False)
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [True] and torch.jit.onednn_fusion_enabled() is False

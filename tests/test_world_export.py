@@ -236,6 +236,51 @@ def test_export_into_the_run_folder_keeps_every_file_and_meta_json_in_one_frame(
     assert meta["frame"] == "camera" and "world" not in meta
 
 
+def test_a_change_of_frame_needing_an_fbx_rewrite_without_blender_is_one_line(run_folder, tmp_path, body_dir,
+                                                                                monkeypatch):
+    """The run's FBX files must follow a change of frame; where Blender's module is missing the
+    refusal said only "FBX export needs Blender" to a user who asked for npz (a review): it says
+    why, before anything is written. `ExportJob(world=WorldConfig())` alone asks for the world
+    (it was ignored after `frame` came in: the same review)."""
+    from wbcap.errors import InputError
+    from wbcap.export import fbx
+    from wbcap.export.animation import AnimationExport
+    from wbcap.export.from_run import ExportJob, export_run
+    from wbcap.world.estimate import WorldConfig
+
+    run = _copy_run(run_folder, tmp_path)
+    (run / "track_0.fbx").write_bytes(b"an earlier export's FBX")
+    monkeypatch.setattr(fbx, "blender_available", lambda: False)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    job = ExportJob(run=str(run), export=AnimationExport(formats=("npz",)), body_models=str(body_dir),
+                    world=WorldConfig())
+    assert job.frame == "world"
+    with pytest.raises(InputError, match=r"its fbx files are in the camera frame and must be rewritten in the world "
+                                         r"frame with the others: FBX export needs Blender's Python module"):
+        export_run(job)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    with pytest.raises(ValueError, match="frame='camera'"):
+        ExportJob(run=str(run), export=AnimationExport(formats=("npz",)), frame="camera", world=WorldConfig())
+
+
+@pytest.mark.slow  # two ground estimates
+def test_a_default_export_of_a_world_run_whose_ground_falls_back_keeps_the_folder_in_one_frame(
+        run_folder, tmp_path, body_dir, monkeypatch):
+    """Re-exported in place (its frame: the run's, world), the ground found again may fall back to
+    the camera frame, or differ: only the GLB was rewritten, the npz kept the old world under a
+    meta.json saying camera (a review). The files of every format there follow the ground found."""
+    from wbcap.world import estimate
+
+    run = _copy_run(run_folder, tmp_path)
+    assert invoke("export", run, "--world", "--format", "npz,glb", "--body-models", body_dir).exit_code == 0
+    monkeypatch.setattr(estimate, "ground_tracks",
+                        lambda tracks, *a, **k: estimate.WorldResult(frame=None, reason="forced", tracks=tracks))
+    r = invoke("export", run, "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0 and "also rewriting the npz files" in " ".join(r.output.split()), r.output
+    assert str(np.load(run / "track_0.npz")["frame"]) == "camera"
+    assert json.loads((run / "meta.json").read_text())["frame"] == "camera"
+
+
 @pytest.mark.parametrize("damage", ["no camera anywhere", "damaged camera"])
 def test_export_world_without_a_usable_camera_is_one_line_and_writes_nothing(run_folder, tmp_path, body_dir, damage):
     run = _copy_run(run_folder, tmp_path)

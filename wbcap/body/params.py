@@ -210,6 +210,11 @@ class SMPLXParams:
                     array = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
                 except (TypeError, ValueError):
                     raise TypeError(f"{what}, got {type(rows).__name__}") from None
+                if array.dtype == object and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                                 for v in array.reshape(-1)):
+                    array = array.astype(np.int64)  # (Python ints kept as objects: taken before, a review)
+                if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer) or array.size == 0):
+                    raise TypeError(f"{what}, got an array of {array.dtype}")
                 is_mask = array.dtype == np.bool_
                 is_int = is_mask or np.issubdtype(array.dtype, np.integer) or array.size == 0
                 if array.ndim != 1 and array.size:

@@ -571,7 +571,7 @@ def evaluate(
 
     Raises:
         ModelFileError: a needed extra file / SMPL model is missing (:func:`check_inputs`, before
-            anything else).
+            anything but the settings' own checks).
         InputError: unknown dataset, dataset layout problems, no samples, no ``model``, or a
             ``batch_size``, ``limit`` or ``num_workers`` out of range (:func:`check_loader_settings`).
         ValueError: the predictor returned something other than ``(B, V, 3)`` vertices (a tensor

@@ -120,8 +120,8 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     is *valid* and that observation, copied exactly (each observation on one row at most). Where
     they do not (variable-frame-rate footage on its average rate), rows are resampled: a row is
     the track at the row's own time, interpolated between the observations before and after
-    it (an observation on the row is copied exactly; the last row is the last one not after the
-    last observation), and it is *valid* when those two are
+    it (an observation on the row is copied exactly; the last row is the first one at or after
+    the last observation, and holds its pose, not valid unless on it), and it is *valid* when those two are
     consecutive processed frames in which the person was seen (none missed between) at most two
     periods apart. So a valid row is measured at its own time either way: snapping a
     variable-rate frame to its nearest row had put poses up to half a period off their time
@@ -186,8 +186,10 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
         ts = t[idx]
         cells = (ts - ts[0]) * rate
         on_grid = float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER
-        # on the grid, the last observation's row; resampled, the last row within the observations
-        n_rows = int(np.floor(cells[-1] + (0.5 if on_grid else 1e-9))) + 1
+        # on the grid, the last observation's row; resampled, the first row at or after the last
+        # observation (which holds its pose: with the last row before it, `wbcap view` hid the
+        # person at the track's last frames, a review)
+        n_rows = int(np.floor(cells[-1] + 0.5) if on_grid else np.ceil(cells[-1] - 1e-9)) + 1
         grid = ts[0] + np.arange(n_rows) * period
         if on_grid:
             lo, hi, weight, valid = _snapped_rows(ts, grid, period)
@@ -230,11 +232,13 @@ def _resampled_rows(ts: np.ndarray, grid: np.ndarray, period: float, frames: np.
     hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
     on_row = np.abs(ts[hi] - grid) <= 1e-9
     lo = np.where(on_row, hi, np.clip(hi - 1, 0, ts.size - 1))
+    # the last row, less than a period after the last observation, holds its pose (filled)
+    beyond = grid > ts[-1] + 1e-9
+    lo, hi = np.where(beyond, ts.size - 1, lo), np.where(beyond, ts.size - 1, hi)
     span = ts[hi] - ts[lo]
     weight = np.clip(np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
     seen_between = np.ones(grid.size, bool) if frames is None or step is None else (frames[hi] - frames[lo] <= step)
-    valid = ((lo == hi) & (np.abs(ts[lo] - grid) <= 0.5 * period + 1e-9)) | (
-        (hi == lo + 1) & (span <= 2 * period + 1e-9) & seen_between)
+    valid = (on_row & ~beyond) | ((hi == lo + 1) & (span <= 2 * period + 1e-9) & seen_between)
     return lo, hi, weight, valid
 
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wbcap.errors import InputError, setting
+from wbcap.errors import InputError, WbcapError, setting
 from wbcap.export.animation import FORMATS, AnimationExport
 
 if TYPE_CHECKING:
@@ -90,9 +90,15 @@ class ExportJob:
     warn_unfinished: bool = True
 
     def __post_init__(self) -> None:
-        """Raises ValueError for a ``frame`` other than "world", "camera" or None."""
+        """Raises ValueError for a ``frame`` other than "world", "camera" or None, or ``world``
+        settings with ``frame="camera"``. ``world`` settings alone mean ``frame="world"`` (how a
+        Python caller asked for the world frame before ``frame`` was there)."""
         if self.frame not in (None, "world", "camera"):
             raise ValueError(f"frame must be 'world', 'camera' or None (the run's), got {self.frame!r}")
+        if self.world is not None and self.frame is None:
+            object.__setattr__(self, "frame", "world")
+        if self.world is not None and self.frame == "camera":
+            raise ValueError("world settings were given with frame='camera'; drop one of them")
 
 
 def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:
@@ -199,9 +205,6 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         raise InputError(f"{run / PARAMS_FILE}: neither its lines nor meta.json hold the video camera, which "
                          f"{needs} needs; rewrite them with a current `wbcap run --resume`")
     export = job.export
-    if in_place and ("world" if world else "camera") != run_frame:
-        export = _with_the_folders_formats(export, run, set(tracks) if job.tracks is None else set(job.tracks),
-                                           "world" if world else "camera", run_frame)
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
     body_models = job.body_models if job.body_models is not None else recorded_body_models(run, gender)
@@ -234,6 +237,9 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
         if job.tracks is not None:
             tracks = {t: tracks[t] for t in job.tracks}
+        if in_place and _frame_changes(meta, grounded):  # (decided on the ground found: it may fall back, or differ)
+            export = _with_the_folders_formats(export, run, set(tracks), "camera" if frame is None else "world",
+                                               run_frame)
         with torch.no_grad():
             written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, export,
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
@@ -348,6 +354,19 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
                     setting("formats", api="export.formats"))
 
 
+def _frame_changes(meta: dict | None, grounded) -> bool:
+    """Whether files written now (``grounded``: the :class:`~wbcap.world.estimate.WorldResult`,
+    or None for the camera frame) are in another frame than the run folder's (``meta.json``):
+    another frame, or another ground than the one it records (an estimate that fell back, or
+    one made by another version or device: a review)."""
+    import json
+
+    run_frame = (meta or {}).get("frame", "camera")
+    if grounded is None or grounded.frame is None:
+        return run_frame != "camera"
+    return run_frame != "world" or json.loads(json.dumps(grounded.to_meta())) != (meta or {}).get("world")
+
+
 def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[int], frame: str,
                               run_frame: str) -> AnimationExport:
     """``export`` with the formats of the files ``tracks`` have in ``run`` added: an export in place
@@ -365,13 +384,14 @@ def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[in
     if not present:
         return export
     added = replace(export, formats=tuple(f for f in FORMATS if f in present or f in export.formats))
+    was = "on the ground meta.json records, not the one found now" if frame == run_frame else f"in the {run_frame} frame"
     try:
         added.check_available()
-    except InputError as exc:
-        raise InputError(f"{run}: its {', '.join(sorted(present))} files are in the {run_frame} frame and must be "
-                         f"rewritten in the {frame} frame with the others: {exc}") from None
-    log.info("%s: also rewriting the %s files of these tracks in the %s frame (the folder was in the %s frame), so "
-             "that all its files are in one frame", run, ",".join(sorted(present)), frame, run_frame)
+    except WbcapError as exc:  # (its own FBX message: Blender's module is missing)
+        raise InputError(f"{run}: its {', '.join(sorted(present))} files are {was} and must be rewritten in the "
+                         f"{frame} frame with the others: {exc}") from None
+    log.info("%s: also rewriting the %s files of these tracks in the %s frame (they were %s; %s as this export's), so "
+             "that all its track files are in one frame", run, ",".join(sorted(present)), frame, was, setting("exact"))
     return added
 
 

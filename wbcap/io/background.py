@@ -206,8 +206,10 @@ class OrderedMap(Generic[T, R]):
     ``items`` is iterated by the loop's thread (taking an item should be cheap: e.g. a
     :class:`Prefetch`'s). An exception ``fn`` raises for an item is raised by the loop at that
     item's turn, after the results before it; one raised while taking an item, after the results
-    of the items taken before it. Leaving the block cancels the calls not yet started and waits for
-    the running ones (so nothing an item holds is used after the caller has gone on).
+    of the items taken before it, except a ``BaseException`` that is no ``Exception``
+    (``KeyboardInterrupt``, a stop signal's), raised at once. Leaving the block cancels the calls
+    not yet started and waits for the running ones (so nothing an item holds is used after the
+    caller has gone on).
 
     Raises:
         ValueError: ``workers`` or ``ahead`` below 1.
@@ -238,8 +240,10 @@ class OrderedMap(Generic[T, R]):
                     item = next(items)
                 except StopIteration:
                     more = False
-                except BaseException as exc:  # raised after the results of the items before it
+                except Exception as exc:  # raised after the results of the items before it
                     failed, more = exc, False
+                # (a KeyboardInterrupt or a stop signal goes on at once: it waited for every item
+                # taken before it, the network run on each, a review)
                 else:
                     pending.append((item, self._pool.submit(contextvars.copy_context().run, self._fn, item)))
             if not pending:

@@ -56,7 +56,7 @@ def regress_in_batches(
         timings: gets ``crop`` (with ``crop_workers``, the threads' busy seconds) and ``regress``
             seconds.
         crop_workers: 0 crops each frame in the calling thread when the loop reaches it; ``n``
-            crops in ``n`` threads, up to ``4 * batch_size`` frames ahead (the same crops).
+            crops in ``n`` threads, up to ``2 n`` frames ahead (the same crops).
 
     Yields:
         Lists of :data:`FrameResult` (one per frame, people or not) of the frames the last
@@ -82,7 +82,9 @@ def regress_in_batches(
         del pending[:done]
         return finished
 
-    for frame, jobs in _cropped(frames, pipeline, timings, crop_workers, ahead=4 * size):
+    # (two frames a crop thread ahead: each holds a whole decoded frame; 4 x batch_size of them
+    # was 3 GB of 4K frames at the GPU's batch of 32, a review)
+    for frame, jobs in _cropped(frames, pipeline, timings, crop_workers, ahead=2 * max(1, crop_workers)):
         h, w = frame.image.shape[:2]
         entry = _Pending(frame.index, float(frame.time), [w, h], list(jobs))
         pending.append(entry)

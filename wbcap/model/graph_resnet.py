@@ -121,16 +121,39 @@ _GRAPHS: dict[tuple[str, str, tuple[int, int]], _Graph] = {}
 _GRAPHS_LOCK = threading.Lock()
 
 
+class _FuserUse:
+    """Who is inside :func:`_onednn_fusion` now, and the fuser's state before the first of them:
+    the switch is one for the process, so with graph calls in several threads each saving and
+    restoring it, one thread turned it off under another's call (a graph compiled then stays
+    unfused) and the last left it on (a review). The first to enter saves and turns it on, the
+    last to leave puts it back."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.before = False
+
+
+_FUSER = _FuserUse()  # (process-wide, as the switch it guards)
+
+
 @contextlib.contextmanager
 def _onednn_fusion() -> Iterator[None]:
-    """TorchScript's oneDNN Graph fuser on inside the block, as it was after it: the switch is
-    the process's, and the user's own TorchScript should not find it changed."""
-    before = torch.jit.onednn_fusion_enabled()
-    torch.jit.enable_onednn_fusion(True)
+    """TorchScript's oneDNN Graph fuser on inside the block, as it was once no block is left:
+    the switch is the process's, and the user's own TorchScript should not find it changed (a
+    user's TorchScript running in another thread during a graph call does see it on)."""
+    with _FUSER.lock:
+        if _FUSER.inside == 0:
+            _FUSER.before = torch.jit.onednn_fusion_enabled()
+            torch.jit.enable_onednn_fusion(True)
+        _FUSER.inside += 1
     try:
         yield
     finally:
-        torch.jit.enable_onednn_fusion(before)
+        with _FUSER.lock:
+            _FUSER.inside -= 1
+            if _FUSER.inside == 0:
+                torch.jit.enable_onednn_fusion(_FUSER.before)
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, dtype: torch.dtype) -> tuple:
