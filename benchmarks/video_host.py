@@ -73,8 +73,9 @@ def replay_network(pipe) -> None:
     net.forward = replay
 
 
-def main() -> None:
-    args = parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command line's arguments; default ``sys.argv[1:]``)."""
+    args = parser().parse_args(argv)
     import torch
 
     from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig

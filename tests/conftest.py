@@ -265,3 +265,32 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+#: A RAM folder is used for training runs' outputs only where /dev/shm has this much room.
+RAM_TMP_MIN_FREE = 8 * 2**30
+
+
+@pytest.fixture()
+def ram_tmp_path(tmp_path: Path):
+    """A new folder in /dev/shm (RAM) where it has :data:`RAM_TMP_MIN_FREE` bytes free, else
+    ``tmp_path``; removed after the test. For the tests whose training runs write snapshots
+    (about 0.5 GB each with Adam's state): torch.save wrote 520 MB there in 0.32 s against
+    1.48 s on the disk (2-core Zen 4 project machine). Used as ``tmp_path`` by the training test
+    modules (each overrides it)."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    try:
+        room = shutil.disk_usage(shm).free if shm.is_dir() and os.access(shm, os.W_OK) else 0
+    except OSError:
+        room = 0
+    if room < RAM_TMP_MIN_FREE:
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="wbcap-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -17,6 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
 
 
+@pytest.fixture()
+def tmp_path(ram_tmp_path):
+    """This module's training runs write their snapshots in RAM where there is room (conftest's
+    ram_tmp_path)."""
+    return ram_tmp_path
+
+
 # Training steps here are small: with 2 intra-op threads on a loaded 2-core machine, OpenMP
 # barriers made them up to 10x slower (a 25-step test took 250 s instead of 20 s).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -31,6 +31,13 @@ TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_dept
 TRAINER_FILE = str(Path(__file__).resolve().parents[1] / "wbcap" / "train" / "trainer.py")
 
 
+@pytest.fixture()
+def tmp_path(ram_tmp_path):
+    """This module's training runs write their snapshots in RAM where there is room (conftest's
+    ram_tmp_path)."""
+    return ram_tmp_path
+
+
 # Training steps here are small: with 2 intra-op threads on a loaded 2-core machine, OpenMP
 # barriers made them up to 10x slower (a 25-step test took 250 s instead of 20 s).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -24,6 +24,13 @@ from wbcap.errors import ModelFileError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture()
+def tmp_path(ram_tmp_path):
+    """This module's training runs write their snapshots in RAM where there is room (conftest's
+    ram_tmp_path)."""
+    return ram_tmp_path
+
+
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
