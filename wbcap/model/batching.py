@@ -9,9 +9,10 @@ frame order. Calls of exactly ``batch_size`` crops matter on CPU: with three peo
 earlier "run once about ``batch_size`` wait" made calls of 9 = 8 + 1 crops, and a one-crop call
 costs about twice a crop of a full one (and packs weights for its size).
 
-Where cores are spare (a GPU run: :func:`wbcap.detect.thread.crop_workers`), the frames' people
-are cropped in a few threads ahead of the network (OpenCV's warp releases the interpreter lock):
-on a fast device, cropping in the calling thread was what ``wbcap run`` waited for.
+Where cores are spare (a GPU run on more than 2 cores: :func:`wbcap.detect.thread.crop_workers`),
+the frames' people are cropped in a few threads ahead of the network (OpenCV's warp releases the
+interpreter lock): cropping is among the CPU's work a fast device waits for (0.75 ms a person on
+the 2-core Zen 4, ``benchmarks/video_host.py``; not yet measured on such a machine).
 """
 
 from __future__ import annotations
