@@ -267,17 +267,58 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-#: A RAM folder is used for training runs' outputs only where /dev/shm has this much room.
+#: A RAM folder is used for training runs' outputs only where /dev/shm and the memory have this
+#: much room (two test workers write a few 0.5 GB snapshots each).
 RAM_TMP_MIN_FREE = 8 * 2**30
+_RAM_TMP_PREFIX = "wbcap-test-"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``): ``ram_tmp_path`` keeps a
+    failed test's folder."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _memory_available() -> int:
+    """MemAvailable of /proc/meminfo, bytes (0 where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _remove_folders_of_ended_sessions(shm: Path) -> None:
+    """``wbcap-test-<pid>-*`` folders in ``shm`` whose pytest process is gone (killed, so its
+    teardown never ran): RAM is not freed by pytest's own clean-up of its base folders."""
+    import shutil
+
+    for folder in shm.glob(f"{_RAM_TMP_PREFIX}*-*"):
+        try:
+            pid = int(folder.name[len(_RAM_TMP_PREFIX):].split("-")[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # (another user's process: alive)
+            continue
 
 
 @pytest.fixture()
-def ram_tmp_path(tmp_path: Path):
-    """A new folder in /dev/shm (RAM) where it has :data:`RAM_TMP_MIN_FREE` bytes free, else
-    ``tmp_path``; removed after the test. For the tests whose training runs write snapshots
-    (about 0.5 GB each with Adam's state): torch.save wrote 520 MB there in 0.32 s against
-    1.48 s on the disk (2-core Zen 4 project machine). Used as ``tmp_path`` by the training test
-    modules (each overrides it)."""
+def ram_tmp_path(request, tmp_path: Path):
+    """A new folder in /dev/shm (RAM) where it and the memory have :data:`RAM_TMP_MIN_FREE`
+    bytes free, else ``tmp_path``. For the tests whose training runs write snapshots (about
+    0.5 GB each with Adam's state): torch.save wrote 520 MB there in 0.32 s against 1.48 s on the
+    disk (2-core Zen 4 project machine). Used as ``tmp_path`` by the training test modules (each
+    overrides it). Removed after the test; a failed test's is moved into its ``tmp_path`` first
+    (kept as pytest keeps failed tests' folders), and folders of sessions that were killed are
+    removed when the next one makes its first."""
     import shutil
     import tempfile
 
@@ -286,11 +327,15 @@ def ram_tmp_path(tmp_path: Path):
         room = shutil.disk_usage(shm).free if shm.is_dir() and os.access(shm, os.W_OK) else 0
     except OSError:
         room = 0
-    if room < RAM_TMP_MIN_FREE:
+    if min(room, _memory_available()) < RAM_TMP_MIN_FREE:
         yield tmp_path
         return
-    folder = Path(tempfile.mkdtemp(prefix="wbcap-test-", dir=shm))
+    _remove_folders_of_ended_sessions(shm)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_RAM_TMP_PREFIX}{os.getpid()}-", dir=shm))
     try:
         yield folder
     finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            shutil.move(str(folder), str(tmp_path / "ram_tmp_path"))
         shutil.rmtree(folder, ignore_errors=True)

@@ -82,9 +82,10 @@ def test_a_crop_that_fails_in_a_crop_thread_is_raised_after_the_frames_before_it
     assert seen == [0, 1, 2, 3, 4]
 
 
-def test_crop_threads_take_two_frames_each_ahead_of_the_network():
+def test_crop_threads_take_a_batch_of_frames_ahead_of_the_network():
     """Each frame waiting for a crop thread holds its whole decoded image: 4 x batch_size of them
-    (3 GB of 4K frames at the GPU's batch of 32) were taken before a first batch came back (a review)."""
+    (3 GB of 4K frames at the GPU's batch of 32) were taken before a first batch came back (a
+    review); a batch's worth keeps the threads cropping the next batch while the network runs."""
     taken = []
 
     def frames():
@@ -93,4 +94,4 @@ def test_crop_threads_take_two_frames_each_ahead_of_the_network():
             yield frame
 
     first = next(iter(regress_in_batches(frames(), FakePipeline(batch_size=32), crop_workers=3)))
-    assert [r[0] for r in first] == list(range(32)) and len(taken) <= 32 + 2 * 3
+    assert [r[0] for r in first] == list(range(32)) and len(taken) <= 32 + 32

@@ -108,15 +108,18 @@ def test_rows_to_detach_numpy():
                        (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3]), (np.array(1), [1]),
                        # masks: a bool list or array was taken for the rows 1, 0 (a user trial)
                        (mask, [0, 2]), (np.array(mask), [0, 2]), (torch.tensor(mask), [0, 2]), ([False] * 4, []),
-                       ([], []), ((3, 3, -4), [3, 3, 0]), (np.array([1, 2], dtype=object), [1, 2])):
+                       ([], []), ((3, 3, -4), [3, 3, 0]), (np.array([1, 2], dtype=object), [1, 2]),
+                       (np.array(mask, dtype=object), [0, 2]), (np.array([3, 1], dtype=np.uint64), [3, 1])):
         sub = p[rows]
         assert sub.batch_size == len(want) and sub.rotation == p.rotation
         for k in FIELDS:
             assert torch.equal(sub[k], p[k][want]), (rows, k)
-    for bad in (True, 1.0, np.float32(2), torch.tensor(1.0), np.array(True), [0.5, 1.0], [[0, 1]]):
+    for bad in (True, 1.0, np.float32(2), torch.tensor(1.0), np.array(True), [0.5, 1.0], [[0, 1]],
+                np.array([1.5], dtype=object)):
         with pytest.raises(TypeError, match="rows must be an int, slice, or a list, array or tensor of ints or of bools"):
             p[bad]  # (True took row 1; 1.0 was "'float' object is not iterable")
-    for outside, said in ((4, 4), (-5, -5), (np.int64(10), 10), (torch.tensor(7), 7), ([0, 9], 9), ([-6, 1], -6)):
+    for outside, said in ((4, 4), (-5, -5), (np.int64(10), 10), (torch.tensor(7), 7), ([0, 9], 9), ([-6, 1], -6),
+                          ([2**70], 2**70), (np.array([2**64 - 1], dtype=np.uint64), 2**64 - 1)):  # (not wrapped)
         with pytest.raises(IndexError, match=f"row {said} is outside the batch of 4"):  # (not torch's own words)
             p[outside]
     with pytest.raises(IndexError, match="a mask of 3 rows for a batch of 4"):

@@ -201,3 +201,18 @@ def test_calls_in_two_threads_keep_the_fuser_on_until_both_end():
     for t in threads:
         t.join(20)
     assert seen == [True] and torch.jit.onednn_fusion_enabled() is False
+
+
+def test_a_process_forked_inside_a_call_starts_the_count_again():
+    """A child forked while another thread was inside a graph call inherited the count (and the
+    lock), so its own last call never put the switch back (a review)."""
+    from wbcap.model import graph_resnet
+
+    fuser = graph_resnet._FuserUse()
+    torch.jit.enable_onednn_fusion(True)  # (as the parent's call in flight left it)
+    fuser.inside, fuser.before, fuser.pid = 1, False, -1  # (a count from another process)
+    try:
+        fuser.for_this_process()
+        assert fuser.inside == 0 and torch.jit.onednn_fusion_enabled() is False and fuser.pid > 0
+    finally:
+        torch.jit.enable_onednn_fusion(False)

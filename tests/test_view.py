@@ -1435,3 +1435,14 @@ def test_a_stopped_pass_2_is_said_once(video_run, tmp_path, body_dir, caplog):
     said = [r.getMessage() for r in caplog.records if "stopped while writing its outputs" in r.getMessage()]
     assert len(said) == 1, said
     assert (tmp_path / "v_files" / "media" / "generated").is_dir()  # (the GLBs were made)
+
+
+def test_a_part_ends_at_its_tracks_last_record_not_at_a_held_last_row():
+    """A variable-frame-rate track's file ends on a row up to a clock period after its last frame,
+    holding that pose: the page showed the body a frame after the person had gone (a review).
+    Each part ends at the track's last params.jsonl record in it."""
+    from wbcap.view.manifest import end_parts_at_their_rows
+
+    track = {"parts": [{"t0": 0.0, "t1": 0.40}, {"t0": 2.0, "t1": 2.64}, {"t0": 5.0, "t1": 5.5}]}
+    end_parts_at_their_rows(track, [0.0, 0.13, 0.37, 2.0, 2.30, 2.64])
+    assert [p["t1"] for p in track["parts"]] == [0.37, 2.64, 5.5]  # (no record in the third: kept)

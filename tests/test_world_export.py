@@ -332,3 +332,30 @@ def test_export_of_one_track_splits_it_as_the_run_did(scene, tmp_path, body_dir)
             r = invoke("export", run, *args, "--format", "npz", "--dest", dest, "--body-models", body_dir)
             assert r.exit_code == 0, r.output
             assert len(list(dest.glob("track_1_part*.npz"))) == 10, (with_step, args, sorted(p.name for p in dest.iterdir()))
+
+
+def test_a_ground_found_again_within_float_noise_is_the_same_ground():
+    """A GPU run's ground and the CPU export's differ in float32's last bits (0.2 µm), which made
+    every default export of the run rewrite each format (or refuse an FBX without Blender: a
+    review); a ground a millimetre off, a fall-back or another frame still count as a change."""
+    from wbcap.export.from_run import _frame_changes
+    from wbcap.world.estimate import WorldResult
+
+    world = {"frame": "world", "ground_normal_camera": [0.0, -0.978, 0.208], "ground_offset_m": 1.394143656,
+             "world_from_camera": [[1.0, 0.0, 0.0], [0.0, 0.208, 0.978], [0.0, -0.978, 0.208]],
+             "camera_position_m": [0.0, 0.0, 1.394143656], "inlier_ratio": 1.0}
+
+    class Found:
+        frame = "a WorldFrame"
+
+        def __init__(self, **change):
+            self.meta = {**world, **change}
+
+        def to_meta(self):
+            return self.meta
+
+    meta = {"frame": "world", "world": world}
+    assert not _frame_changes(meta, Found(ground_offset_m=1.394143449, inlier_ratio=0.97))
+    assert _frame_changes(meta, Found(ground_offset_m=1.395143656))
+    assert _frame_changes(meta, WorldResult(frame=None, reason="feet never still", tracks={}))
+    assert _frame_changes({"frame": "camera"}, Found()) and not _frame_changes({"frame": "camera"}, None)

@@ -210,9 +210,16 @@ class SMPLXParams:
                     array = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
                 except (TypeError, ValueError):
                     raise TypeError(f"{what}, got {type(rows).__name__}") from None
-                if array.dtype == object and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                                 for v in array.reshape(-1)):
-                    array = array.astype(np.int64)  # (Python ints kept as objects: taken before, a review)
+                flat = array.reshape(-1)
+                ints = array.dtype == object and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in flat)
+                if array.dtype == object and flat.size and all(isinstance(v, (bool, np.bool_)) for v in flat):
+                    array = array.astype(bool)  # (a mask kept as objects)
+                elif ints or np.issubdtype(array.dtype, np.unsignedinteger):  # (ints kept as objects: taken before)
+                    big = next((int(v) for v in flat if not -(2**62) < int(v) < 2**62), None)
+                    if big is not None:  # (a uint64 beyond int64 wrapped round to a row; 2**70 overflowed)
+                        raise IndexError(f"row {big} is outside the batch of {b}")
+                    array = array.astype(np.int64)
                 if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer) or array.size == 0):
                     raise TypeError(f"{what}, got an array of {array.dtype}")
                 is_mask = array.dtype == np.bool_

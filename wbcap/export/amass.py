@@ -230,10 +230,10 @@ def _resampled_rows(ts: np.ndarray, grid: np.ndarray, period: float, frames: np.
     """Rows of observations off the grid (variable frame rate, :func:`regular_clock`): each row
     interpolated at its own time; ``lo, hi, weight, valid``."""
     hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
-    on_row = np.abs(ts[hi] - grid) <= 1e-9
+    on_row = np.abs(ts[hi] - grid) <= 1e-9 * period  # (the row count's tolerance, in periods)
     lo = np.where(on_row, hi, np.clip(hi - 1, 0, ts.size - 1))
     # the last row, less than a period after the last observation, holds its pose (filled)
-    beyond = grid > ts[-1] + 1e-9
+    beyond = (grid > ts[-1]) & ~on_row
     lo, hi = np.where(beyond, ts.size - 1, lo), np.where(beyond, ts.size - 1, hi)
     span = ts[hi] - ts[lo]
     weight = np.clip(np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)

@@ -354,17 +354,34 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
                     setting("formats", api="export.formats"))
 
 
+#: The ground's numbers that place the world files (``meta.json``'s ``world``), and how far
+#: (metres, or unit-vector and rotation components) two estimates of them may differ and be the
+#: same ground: a GPU run's and the CPU export's differ in float32's last bits (0.2 µm), which
+#: must not rewrite every file of the folder (a review).
+_GROUND_KEYS = {"ground_normal_camera": 1e-6, "ground_offset_m": 1e-5, "world_from_camera": 1e-6,
+                "camera_position_m": 1e-5}
+
+
 def _frame_changes(meta: dict | None, grounded) -> bool:
     """Whether files written now (``grounded``: the :class:`~wbcap.world.estimate.WorldResult`,
     or None for the camera frame) are in another frame than the run folder's (``meta.json``):
     another frame, or another ground than the one it records (an estimate that fell back, or
-    one made by another version or device: a review)."""
-    import json
-
+    one made by another version: :data:`_GROUND_KEYS`; a review)."""
     run_frame = (meta or {}).get("frame", "camera")
     if grounded is None or grounded.frame is None:
         return run_frame != "camera"
-    return run_frame != "world" or json.loads(json.dumps(grounded.to_meta())) != (meta or {}).get("world")
+    if run_frame != "world":
+        return True
+    recorded, found = (meta or {}).get("world") or {}, grounded.to_meta()
+    for key, tolerance in _GROUND_KEYS.items():
+        try:
+            a = np.asarray(recorded[key], np.float64)
+            b = np.asarray(found[key], np.float64)
+            if a.shape != b.shape or not np.all(np.abs(a - b) <= tolerance):
+                return True
+        except (KeyError, TypeError, ValueError):  # (a meta.json of another kind: rewrite to be sure)
+            return True
+    return False
 
 
 def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[int], frame: str,

@@ -57,7 +57,7 @@ def regress_in_batches(
         timings: gets ``crop`` (with ``crop_workers``, the threads' busy seconds) and ``regress``
             seconds.
         crop_workers: 0 crops each frame in the calling thread when the loop reaches it; ``n``
-            crops in ``n`` threads, up to ``2 n`` frames ahead (the same crops).
+            crops in ``n`` threads, up to ``max(2 n, batch_size)`` frames ahead (the same crops).
 
     Yields:
         Lists of :data:`FrameResult` (one per frame, people or not) of the frames the last
@@ -83,9 +83,10 @@ def regress_in_batches(
         del pending[:done]
         return finished
 
-    # (two frames a crop thread ahead: each holds a whole decoded frame; 4 x batch_size of them
-    # was 3 GB of 4K frames at the GPU's batch of 32, a review)
-    for frame, jobs in _cropped(frames, pipeline, timings, crop_workers, ahead=2 * max(1, crop_workers)):
+    # (a batch's worth of frames ahead, so that the threads crop the next batch while the network
+    # runs this one: each holds a whole decoded frame, and 4 x batch_size of them was 3 GB of 4K
+    # frames at the GPU's batch of 32; two a thread starved the network, a review)
+    for frame, jobs in _cropped(frames, pipeline, timings, crop_workers, ahead=max(2 * crop_workers, size)):
         h, w = frame.image.shape[:2]
         entry = _Pending(frame.index, float(frame.time), [w, h], list(jobs))
         pending.append(entry)

@@ -132,6 +132,15 @@ class _FuserUse:
         self.lock = threading.Lock()
         self.inside = 0
         self.before = False
+        self.pid = os.getpid()
+
+    def for_this_process(self) -> None:
+        """In a process forked while another thread was inside (the count and the lock came
+        with the fork, the thread did not: a review), start again from the state saved."""
+        if self.pid != os.getpid():
+            if self.inside:
+                torch.jit.enable_onednn_fusion(self.before)
+            self.lock, self.inside, self.pid = threading.Lock(), 0, os.getpid()
 
 
 _FUSER = _FuserUse()  # (process-wide, as the switch it guards)
@@ -142,6 +151,7 @@ def _onednn_fusion() -> Iterator[None]:
     """TorchScript's oneDNN Graph fuser on inside the block, as it was once no block is left:
     the switch is the process's, and the user's own TorchScript should not find it changed (a
     user's TorchScript running in another thread during a graph call does see it on)."""
+    _FUSER.for_this_process()
     with _FUSER.lock:
         if _FUSER.inside == 0:
             _FUSER.before = torch.jit.onednn_fusion_enabled()

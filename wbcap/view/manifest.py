@@ -37,7 +37,8 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
       frame_times    the times the timeline steps through (the video's frames, else params.jsonl's)
       tracks         [{"id", "color": "#rrggbb" (render.mp4's), "first", "last" (s), "rows" (lines in
                      params.jsonl), "parts": [{"src": GLB URL, "t0", "t1", "rows", "frame", "source_camera"
-                     (the file's own, as above)}],
+                     (the file's own, as above)}] (``t0``: the file's first key; ``t1``: the track's last
+                     record in it, :func:`end_parts_at_their_rows`),
                      "chunks": [{"src": URL, "t0", "t1", "rows"}]}]: a chunk is a JSON array of
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
     image run:
@@ -65,7 +66,8 @@ from wbcap.io.image_results import PERSON_DIR
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHUNK_ROWS", "FORMAT", "SiteContent", "glb_frame", "part_entry", "read_output", "set_view_frame"]
+__all__ = ["CHUNK_ROWS", "FORMAT", "SiteContent", "end_parts_at_their_rows", "glb_frame", "part_entry", "read_output",
+           "set_view_frame"]
 
 FORMAT = "wbcap.view/1"
 #: Records per parameter chunk: about 5 kB each, so a chunk is about 0.5 MB of JSON.
@@ -87,6 +89,8 @@ class SiteContent:
             :func:`wbcap.view.site.build_site`), with the URL paths the manifest gives them.
         frame: the frame of the run's track files as meta.json says (``"camera"`` or
             ``"world"``): the frame missing animation files are made in.
+        row_times: ``{track id: its params.jsonl records' times}``, sorted (s), for
+            :func:`end_parts_at_their_rows`.
     """
 
     manifest: dict[str, Any]
@@ -94,6 +98,21 @@ class SiteContent:
     generated: dict[str, bytes] = field(default_factory=dict)
     missing_glb: dict[int, str] = field(default_factory=dict)
     frame: str = "camera"
+    row_times: dict[int, list[float]] = field(default_factory=dict)
+
+
+def end_parts_at_their_rows(track: dict[str, Any], times: list[float]) -> None:
+    """Set each of a manifest track's ``parts`` ``t1`` to the time of the track's last
+    ``params.jsonl`` record in it (``times``: the track's, sorted). A variable-frame-rate track's
+    file ends on a row up to one clock period after its last frame, holding that frame's pose
+    (:func:`wbcap.export.amass.regular_clock`): shown until the file's last key, the body stood
+    there a frame after the person had gone (a review). Parts with no record in them keep theirs."""
+    import bisect
+
+    for part in track["parts"]:
+        k = bisect.bisect_right(times, part["t1"] + 1e-6)
+        if k and times[k - 1] >= part["t0"] - 1e-6:
+            part["t1"] = min(part["t1"], times[k - 1])
 
 
 def track_colors(spans: dict[int, tuple[int, int]], scheme: int = 2) -> dict[int, tuple[float, float, float]]:
@@ -402,6 +421,8 @@ def _video_content(out: Path) -> SiteContent:
             url = f"media/{path.name}"
             content.files[url] = path
             entry["parts"].append(part_entry(_url(url), path))
+        content.row_times[tid] = sorted(t for _, t, _ in rows)
+        end_parts_at_their_rows(entry, content.row_times[tid])
         if not entry["parts"]:
             content.missing_glb[tid] = f"media/generated/track_{tid}"
         for c in range(0, len(rows), CHUNK_ROWS):

@@ -114,7 +114,7 @@ def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
         return
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
-    from wbcap.view.manifest import part_entry, set_view_frame
+    from wbcap.view.manifest import end_parts_at_their_rows, part_entry, set_view_frame
 
     world = content.frame == "world"
     ids = sorted(content.missing_glb)
@@ -130,6 +130,7 @@ def _make_missing_glbs(job: ViewJob, content: SiteContent, site: Path) -> None:
         tracks[tid]["parts"].append(part_entry(f"media/generated/{path.name}", path))
     for track in tracks.values():
         track["parts"].sort(key=lambda p: p["t0"])
+        end_parts_at_their_rows(track, content.row_times.get(track["id"], []))
     set_view_frame(content.manifest)
 
 
