@@ -372,3 +372,19 @@ def test_regular_clock_vfr_track_seen_only_in_a_slow_stretch_with_the_runs_step(
     assert seg.valid.sum() == 10
     gap = np.delete(np.arange(10), 4)
     assert len(regular_clock(t[gap], rate=30.0, max_gap=0.0, frames=frames[gap], frame_step=1)) == 2
+
+
+def test_regular_clock_vfr_a_frame_on_a_row_is_that_row_whatever_the_rounding():
+    """Rows k * period drift past a frame time by float rounding (0.24 + 5e-17 s): the frame they
+    fall on was taken for the one before a gap, and the row filled; and a row a quarter period or
+    less from a frame before a gap was filled too (a user trial's VFR clip)."""
+    t = np.array([0.0, 0.04, 0.08, 0.2, 0.24, 0.5, 0.54, 0.56])
+    rate = (len(t) - 1) / (t[-1] - t[0])  # (clock_rate's average rate: 12.499999999999998)
+    (seg,) = regular_clock(t, rate=rate, max_gap=1.0, frames=np.arange(8))
+    assert seg.times[3] > 0.24 and seg.times[3] == pytest.approx(0.24)  # (the drift)
+    assert seg.valid[3] and seg.lo[3] == seg.hi[3] == 4
+    assert seg.valid.tolist() == [True, True, True, True, False, False, True, True]  # (0.48: 0.02 s from 0.5)
+    t2 = np.array([0.0, 0.04, 0.08, 0.2, 0.24, 0.5, 0.54, 0.59])
+    (seg,) = regular_clock(t2, rate=7 / 0.59, max_gap=1.0, frames=np.arange(8))
+    k = int(np.argmin(np.abs(seg.times - 0.2529)))  # (13 ms after the frame at 0.24, before a 0.26 s gap)
+    assert seg.valid[k] and np.isclose(seg.times[k], 0.2529, atol=1e-3)

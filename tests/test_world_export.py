@@ -234,6 +234,13 @@ def test_export_into_the_run_folder_keeps_every_file_and_meta_json_in_one_frame(
     assert set(frames_of(run).values()) == {"camera"} and len(frames_of(run)) == 4
     meta = json.loads((run / "meta.json").read_text())
     assert meta["frame"] == "camera" and "world" not in meta
+    # one track into the world (meta.json stays: a warning), then that track in the run's frame
+    # again: its npz was left in the world beside a camera GLB (a user trial)
+    assert invoke("export", run, "--world", "--track", "0", "--format", "glb", "--body-models", body_dir).exit_code == 0
+    assert frames_of(run)["track_0.npz"] == frames_of(run)["track_0.glb"] == "world"
+    r = invoke("export", run, "--track", "0", "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0 and "also rewriting the npz files" in " ".join(r.output.split()), r.output
+    assert set(frames_of(run).values()) == {"camera"}
 
 
 def test_a_change_of_frame_needing_an_fbx_rewrite_without_blender_is_one_line(run_folder, tmp_path, body_dir,

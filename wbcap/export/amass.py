@@ -123,7 +123,8 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     it (an observation on the row is copied exactly; the last row is the first one at or after
     the last observation, and holds its pose, not valid unless on it), and it is *valid* when those two are
     consecutive processed frames in which the person was seen (none missed between) at most two
-    periods apart. So a valid row is measured at its own time either way: snapping a
+    periods apart, or when one of them is within :data:`~wbcap.smooth.track.GRID_JITTER` of a
+    period of the row. So a valid row is measured at its own time either way: snapping a
     variable-rate frame to its nearest row had put poses up to half a period off their time
     (a user trial: ±32 ms on a 15 fps clock). Other rows are filled (interpolated) and not valid;
     where the person was missed for more than ``max_gap`` seconds the track is split into
@@ -229,16 +230,24 @@ def _resampled_rows(ts: np.ndarray, grid: np.ndarray, period: float, frames: np.
                     step: int | None) -> tuple[np.ndarray, ...]:
     """Rows of observations off the grid (variable frame rate, :func:`regular_clock`): each row
     interpolated at its own time; ``lo, hi, weight, valid``."""
-    hi = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
-    on_row = np.abs(ts[hi] - grid) <= 1e-9 * period  # (the row count's tolerance, in periods)
-    lo = np.where(on_row, hi, np.clip(hi - 1, 0, ts.size - 1))
+    after = np.clip(np.searchsorted(ts, grid, side="left"), 0, ts.size - 1)
+    before = np.clip(after - 1, 0, ts.size - 1)
+    nearest = np.where(np.abs(ts[after] - grid) <= np.abs(ts[before] - grid), after, before)
+    # (either neighbour: the rows k * period drift past a frame time by float rounding, 0.24 + 5e-17
+    # s, and the frame they fall on was then taken for the one before a gap: a user trial)
+    on_row = np.abs(ts[nearest] - grid) <= 1e-9 * period  # (the row count's tolerance, in periods)
+    lo = np.where(on_row, nearest, np.where(ts[after] >= grid, before, after))
+    hi = np.where(on_row, nearest, after)
     # the last row, less than a period after the last observation, holds its pose (filled)
     beyond = (grid > ts[-1]) & ~on_row
     lo, hi = np.where(beyond, ts.size - 1, lo), np.where(beyond, ts.size - 1, hi)
     span = ts[hi] - ts[lo]
     weight = np.clip(np.where(span > 0, (grid - ts[lo]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
     seen_between = np.ones(grid.size, bool) if frames is None or step is None else (frames[hi] - frames[lo] <= step)
-    valid = (on_row & ~beyond) | ((hi == lo + 1) & (span <= 2 * period + 1e-9) & seen_between)
+    # measured: on a frame, between two frames at most two periods apart with none missed, or
+    # within a quarter period of a frame (before a gap, a row 13 ms after a frame was filled: the trial)
+    near = (np.abs(ts[nearest] - grid) <= GRID_JITTER * period) & ~beyond
+    valid = (on_row & ~beyond) | ((hi == lo + 1) & (span <= 2 * period + 1e-9) & seen_between) | near
     return lo, hi, weight, valid
 
 

@@ -237,9 +237,12 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
         if job.tracks is not None:
             tracks = {t: tracks[t] for t in job.tracks}
-        if in_place and _frame_changes(meta, grounded):  # (decided on the ground found: it may fall back, or differ)
-            export = _with_the_folders_formats(export, run, set(tracks), "camera" if frame is None else "world",
-                                               run_frame)
+        now = "camera" if frame is None else "world"
+        others = _files_frames(run, set(tracks)) - {now} if in_place else set()  # (a --track export's, before)
+        if in_place and (others or _frame_changes(meta, grounded)):  # (on the ground found: it may fall back, or differ)
+            was = (f"in the {'/'.join(sorted(others))} frame" if others else f"in the {run_frame} frame"
+                   if run_frame != now else "on the ground meta.json records, not the one found now")
+            export = _with_the_folders_formats(export, run, set(tracks), now, was)
         with torch.no_grad():
             written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, export,
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
@@ -384,11 +387,43 @@ def _frame_changes(meta: dict | None, grounded) -> bool:
     return False
 
 
+def _files_frames(run: Path, tracks: set[int]) -> set[str]:
+    """The frames that ``tracks``' npz and GLB files in ``run`` name (their ``frame`` key and
+    ``asset.extras.frame``; ``"camera"`` for files older than the key; unreadable files left
+    out): after a ``--track`` export into another frame, these tracks' files are not in
+    meta.json's frame, and the next export of them must rewrite them all (a user trial found a
+    track's GLB in the world frame beside its npz, CSV and BVH in the camera's)."""
+    import json
+    import struct
+
+    from wbcap.io.run_folder import track_files
+
+    frames = set()
+    for path in track_files(run):
+        if _track_id(path) not in tracks or path.suffix not in (".npz", ".glb"):
+            continue
+        try:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as z:
+                    frames.add(str(z["frame"]) if "frame" in z.files else "camera")
+            else:
+                with path.open("rb") as f:
+                    head = f.read(20)  # (glTF 2.0 binary: header, then the JSON chunk's length and type)
+                    length, kind = struct.unpack_from("<II", head, 12)
+                    if head[:4] != b"glTF" or kind != 0x4E4F534A:
+                        continue
+                    extras = (json.loads(f.read(length)).get("asset") or {}).get("extras") or {}
+                frames.add(str(extras.get("frame", "camera")))
+        except (OSError, ValueError, KeyError, struct.error):
+            continue
+    return frames
+
+
 def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[int], frame: str,
-                              run_frame: str) -> AnimationExport:
+                              was: str) -> AnimationExport:
     """``export`` with the formats of the files ``tracks`` have in ``run`` added: an export in place
-    into ``frame``, another frame than the folder's ``run_frame``, rewrites them all, so that no
-    file stays in the folder's old frame beside the new ones (said in one line).
+    into ``frame`` of files that were in another frame or on another ground (``was``, in words)
+    rewrites them all, so that no file stays in the old one beside the new ones (said in one line).
 
     Raises:
         InputError: an FBX file to rewrite where Blender (bpy) cannot be imported.
@@ -401,7 +436,6 @@ def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[in
     if not present:
         return export
     added = replace(export, formats=tuple(f for f in FORMATS if f in present or f in export.formats))
-    was = "on the ground meta.json records, not the one found now" if frame == run_frame else f"in the {run_frame} frame"
     try:
         added.check_available()
     except WbcapError as exc:  # (its own FBX message: Blender's module is missing)
@@ -437,6 +471,9 @@ def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool, max_gap: flo
         if meta.get("frame", "camera") != frame:
             log.warning("%s: the rewritten tracks are in the %s frame, the others in the %s frame; each track's npz "
                         "and GLB say which", run, frame, meta.get("frame", "camera"))
+        elif frame == "world" and _frame_changes(meta, grounded):  # (unsaid before: a user trial)
+            log.warning("%s: the rewritten tracks are on another ground than the others and meta.json (found again "
+                        "from params.jsonl); export every track to put them all on it", run)
         if old_gap != max_gap:
             log.warning("%s: the rewritten tracks are split at %s %g s, the others (and meta.json) at %g s",
                         run, setting("max_gap"), max_gap, old_gap)
