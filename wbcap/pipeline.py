@@ -226,9 +226,9 @@ def box_advice() -> str:
 
 
 def _given_box(box: object, index: int, given_by: str | None = None,
-               source: str = "image", allow_empty: bool = False) -> Detection | tuple[float, float, float, float]:
-    """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) checked
-    by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
+               source: str = "image", allow_empty: bool = False) -> Detection:
+    """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) as a
+    Detection (score 1 for a bare box), checked by the rule of every box a user gives (:func:`wbcap.detect.boxes.check_box`); with
     ``given_by`` (a detector object's name) one that detector returned, or with ``allow_empty``
     a detection handed to :meth:`Pipeline.predict` (a width or height of 0 or less allowed
     there: the crop skips such a box, with a warning).
@@ -250,7 +250,7 @@ def _given_box(box: object, index: int, given_by: str | None = None,
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
                 raise ValueError(f"{what} score must be a finite number")
             return Detection(checked, float(score))
-        return check_box(box, what, positive)
+        return Detection(check_box(box, what, positive), 1.0)  # (a box given without a score: 1)
     except ValueError as exc:
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
         text = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
@@ -532,8 +532,7 @@ class Pipeline:
                 boxes = [_given_box(b, i, name, source) for i, b in enumerate(detector(image))]
                 if not len(boxes):
                     raise NoPersonError(f"{source}: no person found by the {name} detector; {box_advice()}")
-        dets = [b if isinstance(b, Detection) else Detection(b, 1.0) for b in boxes]
-        return self._predict(image, dets, source)
+        return self._predict(image, boxes, source)
 
     def detector(self, name: str) -> Detector:
         """The person detector ``name`` names (``hog``, ``torchvision``, ``auto``, ``full``), on
@@ -575,7 +574,7 @@ class Pipeline:
             NoPersonError: no usable box remains (e.g. every box outside the image).
         """
         detections = [_given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
-        return self._predict(image, [d if isinstance(d, Detection) else Detection(d, 1.0) for d in detections], source)
+        return self._predict(image, detections, source)
 
     def _predict(self, image: np.ndarray, detections: Sequence[Detection], source: str) -> list[Person]:
         """:meth:`predict` of checked Detections (:meth:`__call__` checked them by its rules)."""

@@ -222,8 +222,7 @@ class SMPLXParams:
                     array = array.astype(np.int64)
                 if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer) or array.size == 0):
                     raise TypeError(f"{what}, got an array of {array.dtype}")
-                is_mask = array.dtype == np.bool_
-                is_int = is_mask or np.issubdtype(array.dtype, np.integer) or array.size == 0
+                is_mask, is_int = array.dtype == np.bool_, True
                 if array.ndim != 1 and array.size:
                     raise TypeError(f"{what}, got an array of shape {array.shape}")
                 rows = torch.as_tensor(array.reshape(-1).astype(bool if is_mask else np.int64), device=self.device)

@@ -86,7 +86,7 @@ class ClockSegment:
     (slerp for rotations), and ``obs[lo]`` copied exactly where ``lo == hi``. ``valid[k]``: the
     row is measured, not filled (:func:`regular_clock`): an observation on the row (``lo ==
     hi``), or on variable-rate footage the track at the row's time between two frames in which
-    the person was seen one after the other.
+    the person was seen one after the other, or near one.
 
     Attributes:
         times: ``(N,)`` seconds, ``times[0] + k / rate``.
@@ -114,15 +114,15 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
                   frames: np.ndarray | None = None, frame_step: int | None = None) -> list[ClockSegment]:
     """Lay a track's observation times on a regular clock of ``rate`` frames per second.
 
-    Rows follow ``times[0] + k / rate``, through the last observation's row. Where the observations lie on that grid (every one
-    within :data:`~wbcap.smooth.track.GRID_JITTER` of a period of a row: constant-rate footage,
+    Rows follow ``times[0] + k / rate``, through the last observation's row. Where the
+    observations lie on that grid (every one within :data:`~wbcap.smooth.track.GRID_JITTER` of a period of a row: constant-rate footage,
     timestamps rounded to milliseconds or not), a row with an observation within half a period
     is *valid* and that observation, copied exactly (each observation on one row at most). Where
     they do not (variable-frame-rate footage on its average rate), rows are resampled: a row is
     the track at the row's own time, interpolated between the observations before and after
     it (an observation on the row is copied exactly; the last row is the first one at or after
-    the last observation, and holds its pose, not valid unless on it), and it is *valid* when those two are
-    consecutive processed frames in which the person was seen (none missed between) at most two
+    the last observation, and holds its pose, not valid unless on it), and it is *valid* when
+    those two are consecutive processed frames in which the person was seen (none missed between) at most two
     periods apart, or when one of them is within :data:`~wbcap.smooth.track.GRID_JITTER` of a
     period of the row. So a valid row is measured at its own time either way: snapping a
     variable-rate frame to its nearest row had put poses up to half a period off their time
@@ -169,19 +169,14 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     period = 1.0 / rate
     missed_rows = np.maximum(np.floor(np.diff(t) * rate + 0.5) - 1, 0)
     cut = missed_rows * period > max_gap + 1e-9
-    if frames is not None and cut.any():
-        steps = np.diff(np.asarray(frames, np.int64))
-        seen_in_a_row = steps[missed_rows == 0]
-        paused = missed_rows * period > SOURCE_PAUSE_S + 1e-9
-        if frame_step is not None:
-            cut &= (steps > frame_step) | paused
-        elif seen_in_a_row.size:
-            cut &= (steps > seen_in_a_row.min()) | paused
-    cuts = np.flatnonzero(cut) + 1
-    step = None
+    step = steps = None  # (the frame step: pairs that far apart missed nothing, for the cuts and `valid`)
     if frames is not None:
         steps = np.diff(np.asarray(frames, np.int64))
-        step = frame_step if frame_step is not None else (int(steps[missed_rows == 0].min()) if (missed_rows == 0).any() else None)
+        seen_in_a_row = steps[missed_rows == 0]
+        step = frame_step if frame_step is not None else (int(seen_in_a_row.min()) if seen_in_a_row.size else None)
+    if step is not None and cut.any():
+        cut &= (steps > step) | (missed_rows * period > SOURCE_PAUSE_S + 1e-9)
+    cuts = np.flatnonzero(cut) + 1
     segments = []
     for idx in np.split(np.arange(t.size), cuts):
         ts = t[idx]

@@ -393,9 +393,7 @@ def _files_frames(run: Path, tracks: set[int]) -> set[str]:
     out): after a ``--track`` export into another frame, these tracks' files are not in
     meta.json's frame, and the next export of them must rewrite them all (a user trial found a
     track's GLB in the world frame beside its npz, CSV and BVH in the camera's)."""
-    import json
-    import struct
-
+    from wbcap.export.gltf import glb_json
     from wbcap.io.run_folder import track_files
 
     frames = set()
@@ -407,14 +405,9 @@ def _files_frames(run: Path, tracks: set[int]) -> set[str]:
                 with np.load(path, allow_pickle=False) as z:
                     frames.add(str(z["frame"]) if "frame" in z.files else "camera")
             else:
-                with path.open("rb") as f:
-                    head = f.read(20)  # (glTF 2.0 binary: header, then the JSON chunk's length and type)
-                    length, kind = struct.unpack_from("<II", head, 12)
-                    if head[:4] != b"glTF" or kind != 0x4E4F534A:
-                        continue
-                    extras = (json.loads(f.read(length)).get("asset") or {}).get("extras") or {}
+                extras = (glb_json(path).get("asset") or {}).get("extras") or {}
                 frames.add(str(extras.get("frame", "camera")))
-        except (OSError, ValueError, KeyError, struct.error):
+        except (OSError, ValueError, KeyError, InputError):  # (a damaged file: rewritten anyway if exported)
             continue
     return frames
 

@@ -75,7 +75,10 @@ it for photos and short clips.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +86,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wbcap.atomic import atomic_write_bytes, final_path
+from wbcap.errors import InputError
 from wbcap.export.rig import Rig, lbs_vertices, skinning_transforms
 
 if TYPE_CHECKING:
@@ -491,3 +495,36 @@ def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarra
     if weights is not None:
         channel(mesh_node, "weights", weights.reshape(-1))
     gltf.animations.append(pygltflib.Animation(name=name, samplers=samplers, channels=channels))
+
+
+def glb_fix(path: Path) -> str:
+    """The fix of a damaged track GLB: writing it again from its run folder."""
+    return f"write it again with `wbcap export {path.parent}`"
+
+
+def glb_json(path: Path) -> dict[str, Any]:
+    """The JSON chunk of a ``.glb`` (glTF 2.0 spec, section 4.4: 12-byte header, then the JSON chunk).
+
+    Raises:
+        InputError: not a GLB file, or a damaged one (shorter than its header says, a JSON chunk
+            that is not a JSON object); naming the file and ``wbcap export <its folder>`` as the fix.
+    """
+    fix = glb_fix(path)
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+        if len(head) < 20:
+            raise InputError(f"{path}: not a GLB file (too short); {fix}")
+        magic, _version, length, size, kind = struct.unpack("<4sIIII", head)
+        if magic != b"glTF" or kind != 0x4E4F534A:  # "JSON"
+            raise InputError(f"{path}: not a GLB file; {fix}")
+        actual = os.fstat(fh.fileno()).st_size
+        if actual != length or 20 + size > length:
+            raise InputError(f"{path}: a damaged GLB file ({actual} bytes, where its header says {length}: cut "
+                             f"short?); {fix}")
+        try:
+            g = json.loads(fh.read(size))
+        except ValueError as exc:
+            raise InputError(f"{path}: a damaged GLB file (its JSON: {exc}); {fix}") from None
+    if not isinstance(g, dict):
+        raise InputError(f"{path}: a damaged GLB file (its JSON is not an object); {fix}")
+    return g

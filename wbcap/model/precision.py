@@ -55,10 +55,10 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @contextlib.contextmanager
-def _without_autocast(kind: str, tf32: bool) -> Iterator[None]:
-    """A caller's autocast off on ``kind`` inside the block; with ``tf32`` False, TF32 too
+def _without_autocast(kind: str, keep_tf32: bool) -> Iterator[None]:
+    """A caller's autocast off on ``kind`` inside the block; unless ``keep_tf32``, TF32 too
     (:func:`~wbcap.model.device.no_tf32`)."""
-    with torch.autocast(kind, enabled=False), (contextlib.nullcontext() if tf32 else no_tf32()):
+    with torch.autocast(kind, enabled=False), (contextlib.nullcontext() if keep_tf32 else no_tf32()):
         yield
 
 
@@ -145,5 +145,5 @@ class Precision(str, Enum):
         """
         kind = torch.device(device).type
         if self in (Precision.EXACT, Precision.FAST):
-            return _without_autocast(kind, tf32=self is Precision.FAST)
+            return _without_autocast(kind, keep_tf32=self is Precision.FAST)
         return torch.autocast(kind, dtype=self.autocast_dtype)

@@ -54,14 +54,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wbcap.errors import InputError
+from wbcap.export.gltf import glb_fix as _glb_fix
+from wbcap.export.gltf import glb_json
 from wbcap.io.image_results import PERSON_DIR
 
 log = logging.getLogger(__name__)
@@ -187,39 +187,6 @@ def _base_manifest(kind: str, title: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- video runs
-
-
-def _glb_fix(path: Path) -> str:
-    """The fix of a damaged track GLB: writing it again from its run folder."""
-    return f"write it again with `wbcap export {path.parent}`"
-
-
-def glb_json(path: Path) -> dict[str, Any]:
-    """The JSON chunk of a ``.glb`` (glTF 2.0 spec, section 4.4: 12-byte header, then the JSON chunk).
-
-    Raises:
-        InputError: not a GLB file, or a damaged one (shorter than its header says, a JSON chunk
-            that is not a JSON object); naming the file and ``wbcap export <its folder>`` as the fix.
-    """
-    fix = _glb_fix(path)
-    with open(path, "rb") as fh:
-        head = fh.read(20)
-        if len(head) < 20:
-            raise InputError(f"{path}: not a GLB file (too short); {fix}")
-        magic, _version, length, size, kind = struct.unpack("<4sIIII", head)
-        if magic != b"glTF" or kind != 0x4E4F534A:  # "JSON"
-            raise InputError(f"{path}: not a GLB file; {fix}")
-        actual = os.fstat(fh.fileno()).st_size
-        if actual != length or 20 + size > length:
-            raise InputError(f"{path}: a damaged GLB file ({actual} bytes, where its header says {length}: cut "
-                             f"short?); {fix}")
-        try:
-            g = json.loads(fh.read(size))
-        except ValueError as exc:
-            raise InputError(f"{path}: a damaged GLB file (its JSON: {exc}); {fix}") from None
-    if not isinstance(g, dict):
-        raise InputError(f"{path}: a damaged GLB file (its JSON is not an object); {fix}")
-    return g
 
 
 def glb_time_range(path: Path, g: dict[str, Any] | None = None) -> tuple[float, float, int]:
