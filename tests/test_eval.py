@@ -497,11 +497,51 @@ def test_h36m_regressors_are_checked_against_upstreams_values(tmp_path, models, 
     assert result.files_match_upstream == {"h36m_smplx": True, "h36m_smpl": False}
     said = [r.getMessage() for r in caplog.records if "upstream" in r.getMessage()]
     assert said == [f"{models / 'smpl' / 'J_regressor_h36m_smpl.npy'} is not upstream Hand4Whole's SMPL -> Human3.6M "
-                    "17-joint regressor (its values differ): the numbers will not be comparable with the paper's; get "
+                    "17-joint regressor (its values differ): the numbers will not be comparable with the paper's; to use "
+                    "upstream's, get "
                     "data/Human36M/J_regressor_h36m_smpl.npy from the Pose2Pose branch of "
                     "https://github.com/mks0601/Hand4Whole_RELEASE (the same matrix as I2L-MeshNet's "
                     "J_regressor_h36m_correct.npy)"]
     assert result.to_dict()["files_match_upstream"] == {"h36m_smplx": True, "h36m_smpl": False}
+
+
+def test_h36m_regressor_in_the_dataset_folder_wins_over_one_beside_the_body_models(tmp_path, models, data_root):
+    """Upstream reads data/Human36M/J_regressor_h36m_smplx.npy: a copy there is used before another
+    file of the same name beside the body models (an eval trial: the body models' was used, and its
+    warning sent the user for the file already in the data folder)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "Human36M", root / "Human36M")
+    theirs = np.load(models / "smplx" / "J_regressor_h36m_smplx.npy")
+    ours = theirs[::-1].copy()  # (other values, same shape)
+    np.save(root / "Human36M" / "J_regressor_h36m_smplx.npy", ours)
+
+    def pelvis_only(batch):
+        return torch.zeros(batch.gt.shape[0], 10475, 3)
+
+    result = evaluate("H36M", root, pelvis_only, body_models=models, limit=1)
+    assert result.files["h36m_smplx"] == str((root / "Human36M" / "J_regressor_h36m_smplx.npy").absolute())
+    (root / "Human36M" / "J_regressor_h36m_smplx.npy").unlink()
+    result = evaluate("H36M", root, pelvis_only, body_models=models, limit=1)
+    assert result.files["h36m_smplx"] == str((models / "smplx" / "J_regressor_h36m_smplx.npy").absolute())
+
+
+def test_an_empty_split_says_what_the_split_keeps(tmp_path, models, data_root):
+    import shutil
+
+    from wbcap.errors import InputError
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "Human36M", root / "Human36M")
+    for path in (root / "Human36M" / "annotations").glob("*_data.json"):
+        db = json.loads(path.read_text())
+        for img in db["images"]:
+            img["cam_idx"] = 1
+        path.write_text(json.dumps(db))
+    with pytest.raises(InputError, match=r"no samples to evaluate \(the split keeps subjects 9 and 11, every 64th frame "
+                                         r"\(frame_idx % 64 == 0\), camera 4 only"):
+        evaluate("H36M", root, lambda b: b.gt, body_models=models)
 
 
 def test_values_fingerprint_is_the_same_whatever_file_held_them(tmp_path):
@@ -682,9 +722,17 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     cut_data = json.loads((tmp_path / "cut.json").read_text())
     assert (cut_data["num_samples"], cut_data["split_samples"], cut_data["limit"]) == (2, 3, 2)
     # what was evaluated is recorded with the numbers
+    import hashlib
+
+    strategy = data["model"].pop("cpu_strategy")  # (each part's form: float rounding, ~1e-4 mm, an eval trial)
     assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
+                             "checkpoint_sha256": hashlib.sha256(Path(small_ckpt).read_bytes()).hexdigest(),
                              "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),
-                             "body_model_synthetic": False, "precision": "exact"}
+                             "body_model_synthetic": False, "precision": "exact", "device": "cpu", "batch_size": 2}
+    assert set(strategy["parts"]) == {"body_backbone", "hand_backbone", "face_backbone", "box_net"}, strategy
+    assert all(strategy["parts"][p].split()[0] in strategy["summary"] or strategy["parts"][p].startswith(
+        strategy["summary"].split(":")[0]) for p in strategy["parts"]) and strategy["source"], strategy
+    data["model"]["cpu_strategy"] = strategy
     # `wbcap eval` from Python: the same checks, network, numbers and file
     from wbcap.eval.evaluate import EvalJob, run_eval
 
@@ -777,7 +825,8 @@ def test_evaluating_a_model_of_ones_own_needs_no_smplx_file(models, data_root, t
         check_inputs("EHF", data_root, folder, body_model=True)
 
 
-def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch):
+def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir, data_root, small_ckpt, monkeypatch,
+                                                         models):
     """Missing inputs are said before the network is built (which took 7-35 s with a real checkpoint)."""
     from click.testing import CliRunner
 
@@ -799,6 +848,28 @@ def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir
         args[4] = str(root)
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 2 and f"error: --data-root {root} {says}" in res.output, res.output
+    # the annotation files too (an eval trial: said after the network was built, 5.7 s)
+    (tmp_path / "empty" / "EHF").mkdir(parents=True)
+    (tmp_path / "empty" / "PW3D" / "data").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(data_root / "Human36M", tmp_path / "empty" / "Human36M")
+    (tmp_path / "empty" / "Human36M" / "annotations" / "Human36M_subject11_joint_3d.json").unlink()
+    args[4], args[8] = str(tmp_path / "empty"), str(models)
+    for name, missing in (("EHF", "EHF/data/EHF.json"), ("3DPW", "PW3D/data/3DPW_test.json"),
+                          ("H36M", "Human36M/annotations/Human36M_subject11_joint_3d.json")):
+        args[2] = name
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and f"error: {tmp_path / 'empty' / missing} missing; expected layout: " in res.output, \
+            res.output
+    # another gender's SMPL-X model: not the neutral one the network and upstream's evaluation use
+    male = tmp_path / "male" / "smplx" / "SMPLX_MALE.npz"
+    male.parent.mkdir(parents=True)
+    male.symlink_to(body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+    args[2], args[4], args[8] = "EHF", str(data_root), str(male)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and (f"error: --body-models {male} names the male SMPL-X model: Hand4Whole's network and "
+                                   "its evaluation use the neutral one") in " ".join(res.output.split()), res.output
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

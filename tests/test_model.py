@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -247,7 +248,17 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
     empty.write_bytes(b"")
     passwd = tmp_path / "passwd.pth.tar"  # (torch's legacy reader failed on it with IndexError)
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    npz = tmp_path / "SMPLX_NEUTRAL.npz"  # (an eval trial: "corrupt or truncated — re-download it")
+    np.savez(npz, v_template=np.zeros((4, 3)), f=np.zeros((2, 3), np.int64))
+    tensor = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), tensor)
+    lightning = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "epoch": 3}, lightning)
     cases = {
+        npz: "a NumPy archive of arrays (.npz, e.g. a body model), not a PyTorch checkpoint; pass a PyTorch checkpoint",
+        tensor: "holds a Tensor, not a checkpoint's dict with a 'network' state_dict; pass Hand4Whole's released "
+                "snapshot_6.pth.tar or a snapshot `wbcap train` wrote",
+        lightning: "no 'network' state_dict in the file (top-level keys: ['epoch', 'state_dict']); pass Hand4Whole's",
         tmp_path / "absent.pth": "not found",
         text: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
         passwd: "not a PyTorch checkpoint (neither of the formats torch.save writes)",
@@ -269,6 +280,12 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
         msg = str(info.value)
         assert needle in msg and str(path.name) in msg and "\n" not in msg, msg
     assert not (tmp_path / "PWNED").exists()
+    # a folder named as the checkpoint: the file in it (was "checkpoint not found", of a folder that is there)
+    from wbcap.weights import find_checkpoint
+
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {tmp_path} is a folder: pass the checkpoint file in it "
+                                              r"\(e\.g\. empty\.pth\.tar, evil\.pth, evil_os\.pth\)$"):
+        find_checkpoint(tmp_path)
     # a file that cannot be opened (as root, permissions cannot show it: torch.load's error stands in)
     import errno
 

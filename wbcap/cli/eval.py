@@ -25,7 +25,7 @@ _DATASET_CHOICES = ["EHF", "PW3D", "3DPW", "Human36M", "H36M", "AGORA"]
     "dataset",
     type=click.Choice(_DATASET_CHOICES, case_sensitive=False),
     required=True,
-    help="EHF (all frames), PW3D/3DPW (test split), Human36M/H36M (test: S9, S11, every 64th frame) or AGORA "
+    help="EHF (all frames), PW3D/3DPW (test split), Human36M/H36M (test: S9, S11, every 64th frame, camera 4) or AGORA "
          "(validation split: upstream's test_set 'val'; --resolution picks its images).",
 )
 @click.option(
@@ -73,8 +73,13 @@ def eval_cmd(
     Extra files are looked for beside the SMPL-X model (--body-models, $WBCAP_BODY_MODELS, the
     user data folder): SMPLX_to_J14.npy, MANO_SMPLX_vertex_ids.npz and SMPL-X__FLAME_vertex_ids.npy
     (EHF, AGORA); J_regressor_h36m_smplx.npy (Human36M, 3DPW); the SMPL model and J_regressor_h36m_smpl.npy
-    (3DPW). The pickled extra files of the releases need --allow-pickle or, once, `wbcap convert FILE.pkl`;
-    a pickled SMPL model needs --allow-pickle.
+    (3DPW). The two H36M regressors are looked for first in DATA/Human36M/, where upstream keeps them.
+    The pickled extra files of the releases need --allow-pickle or, once, `wbcap convert FILE.pkl`;
+    a pickled SMPL model needs --allow-pickle. The SMPL-X model must be the neutral one (upstream's).
+
+    --out records what makes the numbers: the checkpoint's SHA-256, the device, the batch size and,
+    on a CPU, each part's inference form (exact's errors move by ~1e-4 mm between forms and batch
+    sizes; WBCAP_CPU_STRATEGY=fused fixes the form).
     """
     from rich.console import Console
     from rich.progress import (

@@ -222,7 +222,7 @@ def _load_regressor(kind: str, num_vertices: int, body_models: Any, allow_pickle
         match[kind] = same
     if same is False:
         logger.warning("%s is not upstream Hand4Whole's %s (its values differ): the numbers will not be comparable "
-                       "with the paper's; %s", path, EXTRA_FILES[kind].what, EXTRA_FILES[kind].source)
+                       "with the paper's; to use upstream's, %s", path, EXTRA_FILES[kind].what, EXTRA_FILES[kind].source)
     return reg, path
 
 
@@ -443,9 +443,15 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if not (root / _DATASET_DIRS[name]).is_dir():
         raise InputError(f"{setting('data_root')} {root} holds no {_DATASET_DIRS[name]}/ folder: pass the folder "
                          f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout)")
+    _check_annotation_files(name, root, split)
     files: dict[str, Path] = {}
     if body_model:
-        files["the SMPL-X model"] = find_body_model(resolve_gender(None, body_models), body_models, allow_pickle)
+        gender = resolve_gender(None, body_models)
+        if gender != "neutral":  # (the network's body, the protocols' alignment joints: upstream's neutral model)
+            raise InputError(f"{setting('body_models')} {body_models} names the {gender} SMPL-X model: Hand4Whole's "
+                             f"network and its evaluation use the neutral one, so the numbers would not be the paper's; "
+                             f"pass SMPLX_NEUTRAL.npz or its folder")
+        files["the SMPL-X model"] = find_body_model(gender, body_models, allow_pickle)
     if name == "EHF" or (name == "AGORA" and split != "test"):  # (AGORA's test split: no metrics)
         for kind in ("j14", "hand_ids", "face_ids"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
@@ -471,19 +477,57 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     return EvalInputs(root, root / _DATASET_DIRS[name], files)
 
 
-def _model_record(model: Any) -> dict[str, Any]:
-    """:attr:`EvalResult.model` for ``model``."""
+def _check_annotation_files(name: str, root: Path, split: str | None) -> None:
+    """The dataset's annotation files under ``root`` exist (AGORA's, with every file its valid
+    annotations name, are checked by :func:`check_inputs` after the model files). Raises
+    DatasetLayoutError naming the first missing one and the layout."""
+    if name == "EHF":
+        from wbcap.train.data.ehf import check_split_files as check_ehf
+
+        check_ehf(root)
+    elif name == "PW3D":
+        from wbcap.train.data.pw3d import check_split_files as check_pw3d
+
+        check_pw3d(root, "test")
+    elif name == "Human36M":
+        from wbcap.train.data.human36m import check_split_files as check_h36m
+
+        check_h36m(root, "test")
+
+
+#: What each set's evaluation split keeps of its annotations (the message of an empty split).
+_SPLIT_RULES = {
+    "EHF": "every annotated frame with a body box",
+    "PW3D": "3DPW_test.json's people with a body box",
+    "Human36M": "subjects 9 and 11, every 64th frame (frame_idx % 64 == 0), camera 4 only, with a body box",
+    "AGORA": "the valid annotations of the split",
+}
+
+
+def _model_record(model: Any, batch_size: int | None = None) -> dict[str, Any]:
+    """:attr:`EvalResult.model` for ``model`` run ``batch_size`` crops a call: what makes its
+    numbers, down to the last digits (the checkpoint's SHA-256; the device; on a CPU the
+    inference form of each part, :class:`~wbcap.model.strategy.CpuStrategy`, whose float
+    rounding moves ``exact``'s errors by ~1e-4 mm from one form or batch size to another)."""
     from wbcap.pipeline import Pipeline
+    from wbcap.weights import sha256_file
 
     source = model.source if isinstance(model, Pipeline) else None
     if source is None:
         return {"model": type(model).__name__}
+    strategy = getattr(model.regressor.net, "cpu_strategy", None)
+    n = max(1, int(batch_size or 1))
     return {
         "weights": source.weights,
         "checkpoint": None if source.checkpoint is None else str(Path(source.checkpoint).absolute()),
+        "checkpoint_sha256": None if source.checkpoint is None else sha256_file(Path(source.checkpoint)),
         "body_model": str(Path(source.body_model).absolute()),
         "body_model_synthetic": bool(source.body_model_synthetic),
         "precision": str(model.precision),
+        "device": str(model.device),
+        "batch_size": batch_size,
+        "cpu_strategy": None if strategy is None else {"source": strategy.source, "summary": strategy.summary(n),
+                                                       "parts": strategy.describe(n)},
     }
 
 
@@ -594,7 +638,8 @@ def evaluate(
     if limit is not None:
         total = min(total, int(limit))
     if total == 0:
-        raise InputError(f"{name} under {root}: no samples to evaluate (its split has none)")
+        raise InputError(f"{name} under {root}: no samples to evaluate (the split keeps {_SPLIT_RULES[name]}: none "
+                         f"of its annotations passed)")
     if predictions is not None:
         from wbcap.eval.agora_predictions import AgoraPredictionWriter
 
@@ -644,7 +689,7 @@ def evaluate(
                        name, up_to, worst, done, ", ".join(left_out))
     logger.debug("%s: %d samples evaluated", name, done)
     files = {k: str(Path(v).absolute()) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
-    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model),
+    return EvalResult(dataset=name, metrics=metrics, per_sample=per_sample, files=files, model=_model_record(model, int(batch_size)),
                       left_out=left_out, files_match_upstream=dict(task.files_match_upstream),
                       data_root=str(root.absolute()), split_samples=split_samples,
                       limit=None if limit is None else int(limit),

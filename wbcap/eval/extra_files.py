@@ -5,8 +5,8 @@ Hand4Whole / ExPose / SPIN releases. wbcap looks for them where it looks for the
 the explicit ``body_models`` argument (CLI ``--body-models``; a file means its folder) ->
 ``$WBCAP_BODY_MODELS`` -> ``<user data>/body_models`` (see :mod:`wbcap.paths`). In each folder
 ``<folder>/<subdir>/<name>`` is tried, then ``<folder>/<name>``, then the other of
-``smplx/``/``smpl/``; some kinds also try a
-dataset folder (``<data_root>/Human36M/`` for the H36M regressors, as upstream keeps them).
+``smplx/``/``smpl/``; the H36M regressors are looked for first in the dataset folder
+``<data_root>/Human36M/``, where upstream keeps them and its evaluation reads them.
 
 =====================  =====================================  ==========================  =========
 kind                   file names (first found wins)          content                     subdir
@@ -161,16 +161,17 @@ def search_folders(body_models: str | Path | None = None) -> list[Path]:
 
 
 def _candidates(spec: ExtraFile, folders: Sequence[Path], extra_dirs: Sequence[Path]) -> list[Path]:
+    """Every place a file of ``spec`` is looked for, in order: for each of its names, the dataset
+    folders ``extra_dirs`` first (where upstream keeps the file: its copy there is the one its own
+    evaluation reads, so it wins over another of the same name beside the body models), then the
+    body-model folders."""
     out: list[Path] = []
     other = "smpl" if spec.subdir == "smplx" else "smplx"
     for name in spec.names:
+        places = [folder / name for folder in extra_dirs]
         for folder in folders:
-            for cand in (folder / spec.subdir / name, folder / name, folder / other / name):
-                if cand not in out:
-                    out.append(cand)
-        for folder in extra_dirs:
-            if folder / name not in out:
-                out.append(folder / name)
+            places += [folder / spec.subdir / name, folder / name, folder / other / name]
+        out += [p for p in dict.fromkeys(places) if p not in out]
     return out
 
 
@@ -180,7 +181,8 @@ def find_extra_file(
     allow_pickle: bool = False,
     extra_dirs: Sequence[str | Path] = (),
 ) -> Path:
-    """Locate an extra file of ``kind`` (a key of :data:`EXTRA_FILES`).
+    """Locate an extra file of ``kind`` (a key of :data:`EXTRA_FILES`): in the dataset folders
+    ``extra_dirs`` first, then in the body-model folders (:func:`search_folders`).
 
     Returns:
         The first existing candidate (numpy formats preferred over pickles in every folder).

@@ -79,6 +79,16 @@ def _looks_like_torch_save(path: Path) -> bool:
     return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
+def _is_numpy_archive(path: Path) -> bool:
+    """Whether ``path`` is a zip archive of ``.npy`` files only (what ``np.savez`` writes)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
 #: What torch.load raises on a file it cannot read (torch's legacy reader: IndexError / TypeError on
 #: some text files).
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, MemoryError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
@@ -110,6 +120,11 @@ _PASS_ONE = ("pass a PyTorch checkpoint, a file torch.save wrote (the Hand4Whole
              "a torchvision .pth)")
 
 
+#: The fix for a readable file that holds no whole-body network.
+_PASS_NETWORK = ("pass Hand4Whole's released snapshot_6.pth.tar or a snapshot `wbcap train` wrote (a state_dict of "
+                 "the whole network, saved under 'network' or alone)")
+
+
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
     """The one-line error for a file ``torch.load`` could not read: not a torch.save file at all,
     one holding other Python objects than tensors, or a corrupt or truncated one."""
@@ -124,6 +139,9 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
         return CheckpointError(f"{path}: is empty (an interrupted download or copy?); re-download it")
     if not _looks_like_torch_save(path):
         return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); {_PASS_ONE}")
+    if _is_numpy_archive(path):  # (a zip as torch.save's, of .npy files: "corrupt" said a trial, of an SMPL-X model)
+        return CheckpointError(f"{path}: a NumPy archive of arrays (.npz, e.g. a body model), not a PyTorch "
+                               f"checkpoint; {_PASS_ONE}")
     if isinstance(exc, pickle.UnpicklingError):
         text = str(exc)
         blocked = _BLOCKED_GLOBAL.search(text)
@@ -162,13 +180,15 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file (official or wbcap format); raise CheckpointError on any problem."""
     path, obj = load_checkpoint_file(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict with a 'network' state_dict, found {type(obj).__name__}")
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a checkpoint's dict with a 'network' "
+                              f"state_dict; {_PASS_NETWORK}")
     if "network" in obj and isinstance(obj["network"], dict):
         sd = obj["network"]
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd = obj  # a bare state_dict
     else:
-        raise CheckpointError(f"{path}: no 'network' state_dict in the file (top-level keys: {sorted(map(str, obj))[:8]})")
+        raise CheckpointError(f"{path}: no 'network' state_dict in the file (top-level keys: "
+                              f"{sorted(map(str, obj))[:8]}); {_PASS_NETWORK}")
     if not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: the 'network' entry holds non-tensor values")
 

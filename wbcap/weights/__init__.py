@@ -139,6 +139,13 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
         p = Path(path).expanduser()
         if p.is_file():
             return p
+        if p.is_dir():
+            try:
+                inside = sorted(q.name for q in p.iterdir() if q.suffix in (".tar", ".pth", ".pt") and q.is_file())[:3]
+            except OSError:
+                inside = []
+            raise CheckpointError(f"{setting(option)} {p} is a folder: pass the checkpoint file in it"
+                                  + (f" (e.g. {', '.join(inside)})" if inside else ""))
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing file to {setting(option)} "
                               "(`wbcap weights list` shows where wbcap looks)")
     item = manifest()[name] if name else default_entry()

@@ -141,6 +141,15 @@ def _numbers(words: list[str], cols: list[int]) -> bool:
     return True
 
 
+def check_split_files(data_root: str | Path) -> Path:
+    """The annotation file of EHF under ``data_root`` (``EHF/data/EHF.json``), checked to exist
+    (``wbcap eval`` asks before it builds the network). Raises DatasetLayoutError when it does not."""
+    path = Path(data_root).expanduser() / "EHF" / "data" / "EHF.json"
+    if not path.is_file():
+        raise DatasetLayoutError.missing(path, LAYOUT)
+    return path
+
+
 class EHF(AugmentedDataset):
     """EHF evaluation samples (see the module docstring).
 
@@ -152,11 +161,12 @@ class EHF(AugmentedDataset):
     def __init__(self, data_root: str | Path, model: ModelConfig | None = None) -> None:
         super().__init__(None, 0, model)
         self.split = "test"
-        self.root = Path(data_root).expanduser() / "EHF" / "data"
+        ann_path = check_split_files(data_root)
+        self.root = ann_path.parent
         R, _ = cv2.Rodrigues(np.asarray(EHF_CAMERA_ROTVEC, np.float64))
         self.camera_R = R.astype(_F32)
-        db = load_json(self.root / "EHF.json", LAYOUT)
-        with parsing(self.root / "EHF.json", LAYOUT):
+        db = load_json(ann_path, LAYOUT)
+        with parsing(ann_path, LAYOUT):
             for ann, img in annotated_images(db):
                 bbox = self.person_box(ann["body_bbox"], img)
                 if bbox is None:
@@ -172,7 +182,7 @@ class EHF(AugmentedDataset):
                         "mesh_path": self.root / (img["file_name"].split("_")[0] + "_align.ply"),
                     }
                 )
-        self.say_dropped(self.root / "EHF.json")
+        self.say_dropped(ann_path)
 
     def get(self, idx: int, aug: Augmentation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         rec = self.records[idx]

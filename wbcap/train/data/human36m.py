@@ -71,6 +71,23 @@ _INVALID_POSE = ("L_Ankle", "R_Ankle", "L_Wrist", "R_Wrist")
 _INVALID_JOINTS = ("L_Big_toe", "L_Small_toe", "L_Heel", "R_Big_toe", "R_Small_toe", "R_Heel")
 
 
+def check_split_files(data_root: str | Path, split: str = "test",
+                      subjects: Sequence[int] | None = None) -> dict[int, dict[str, Path]]:
+    """The annotation files of Human3.6M's ``split`` (or of ``subjects``) under ``data_root``, by
+    subject and kind (``data``, ``camera``, ``joint_3d``, ``SMPLX_NeuralAnnot``), each checked to
+    exist before any of the (large) files is parsed (``wbcap eval`` asks before it builds the
+    network). Raises DatasetLayoutError naming the first missing one."""
+    ann_dir = Path(data_root).expanduser() / "Human36M" / "annotations"
+    per_subject = {}
+    for s in (_SPLITS[split][0] if subjects is None else subjects):
+        names = {k: ann_dir / f"Human36M_subject{int(s)}_{k}.json" for k in ("data", "camera", "joint_3d", "SMPLX_NeuralAnnot")}
+        for path in names.values():
+            if not path.is_file():
+                raise DatasetLayoutError.missing(path, LAYOUT)
+        per_subject[int(s)] = names
+    return per_subject
+
+
 class Human36M(AugmentedDataset):
     """Human3.6M whole-body samples.
 
@@ -115,17 +132,7 @@ class Human36M(AugmentedDataset):
 
     # ------------------------------------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:
-        ann_dir = self.root / "annotations"
-        per_subject = {}
-        for s in self.subjects:  # check every file before parsing the (large) JSONs
-            names = {
-                k: ann_dir / f"Human36M_subject{s}_{k}.json"
-                for k in ("data", "camera", "joint_3d", "SMPLX_NeuralAnnot")
-            }
-            for path in names.values():
-                if not path.is_file():
-                    raise DatasetLayoutError.missing(path, LAYOUT)
-            per_subject[s] = names
+        per_subject = check_split_files(self.root.parent, self.split, self.subjects)
         records: list[dict[str, Any]] = []
         for s, names in per_subject.items():
             data = load_json(names["data"], LAYOUT)

@@ -80,6 +80,16 @@ def _gender(smpl: Mapping[str, Any], ann: Mapping[str, Any], img: Mapping[str, A
     return gender
 
 
+def check_split_files(data_root: str | Path, split: str = "test") -> Path:
+    """The annotation file of 3DPW's ``split`` under ``data_root``
+    (``PW3D/data/3DPW_<split>.json``), checked to exist (``wbcap eval`` asks before it builds the
+    network). Raises DatasetLayoutError when it does not."""
+    path = Path(data_root).expanduser() / "PW3D" / "data" / f"3DPW_{split}.json"
+    if not path.is_file():
+        raise DatasetLayoutError.missing(path, LAYOUT)
+    return path
+
+
 class PW3D(AugmentedDataset):
     """3DPW evaluation samples (see the module docstring).
 
@@ -105,8 +115,8 @@ class PW3D(AugmentedDataset):
         self.split = split
         self.smpl_model = smpl_model
         self._stood_in: set[str] = set()  # genders whose missing model was warned about
-        self.root = Path(data_root).expanduser() / "PW3D" / "data"
-        path = self.root / f"3DPW_{split}.json"
+        path = check_split_files(data_root, split)
+        self.root = path.parent
         db = load_json(path, LAYOUT)
         with parsing(path, LAYOUT):
             for ann, img in annotated_images(db):
