@@ -515,6 +515,14 @@ def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, mo
     assert record.getMessage().startswith(f"{male} (named by body_models) is the male SMPL-X model by its name, used as "
                                           "the neutral one asked for here;"), record.getMessage()
     caplog.clear()
+    # a command without --gender (wbcap train) is not told to leave out another command's (an eval trial)
+    from wbcap.errors import spelling
+
+    with caplog.at_level("WARNING", logger="wbcap.body.model_files"), spelling(
+            lambda name: "wbcap run --gender" if name == "gender" else "--" + name.replace("_", "-")):
+        find_body_model("neutral", male)
+    assert caplog.records[0].getMessage().endswith("name SMPLX_NEUTRAL.npz or the folder that holds it"), caplog.text
+    caplog.clear()
     with caplog.at_level("WARNING", logger="wbcap.body.model_files"):
         assert find_body_model("male", male) == male and find_body_model("female", plain) == plain
     assert caplog.records == []

@@ -264,9 +264,10 @@ def find_body_model(
         explicit, how = named
         said = model_file_gender(explicit)
         if said is not None and said != g:
+            flag = setting("gender")  # (a command without the flag: another's, "wbcap run --gender", is no way out)
             logger.warning("%s (named by %s) is the %s SMPL-X model by its name, used as the %s one asked for here; "
-                           "if that is not what you want, name SMPLX_%s.npz or the folder that holds it (or leave out "
-                           "%s)", explicit, how, said, g, g.upper(), setting("gender"))
+                           "if that is not what you want, name SMPLX_%s.npz or the folder that holds it%s", explicit,
+                           how, said, g, g.upper(), "" if flag.startswith("wbcap ") else f" (or leave out {flag})")
         if explicit.suffix.lower() == ".pkl" and not allow_pickle:
             raise _pickle_refused(explicit)
         return explicit
