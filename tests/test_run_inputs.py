@@ -280,6 +280,9 @@ def test_clock_rate_nominal_unless_the_frames_say_otherwise():
     assert clock_rate(drift, 30.0) == 30.0  # (the median rule: within 1 %)
     slower = [i / 29.0 for i in range(2000)]
     assert clock_rate(slower, 30.0) == pytest.approx(29.0)  # 3 % and off the grid
+    # two or three frames on the grid across a hole: the nominal rate (was 0.3125 fps, unsplit: a break-it trial)
+    assert clock_rate([0.5, 3.7], 5.0) == clock_rate([0.5, 0.7, 3.9], 5.0) == 5.0
+    assert clock_rate([0.5, 3.8], 5.0) == pytest.approx(1 / 3.3)  # (off the grid: what the frames say)
 
 
 @pytest.mark.parametrize("args, message", [

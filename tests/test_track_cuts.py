@@ -243,6 +243,24 @@ def test_pass_2_ends_every_track_at_a_cut(tmp_path):
     assert sorted(collect_tracks(raw, 10.0, TrackerConfig(), "boxes:b.json").per_track) == [0, 1]
 
 
+def test_shots_all_shorter_than_min_track_keep_their_tracks(tmp_path):
+    """--min-track is capped by the longest shot, as by the input's length: a 2-frame clip with a cut
+    between its frames lost both its people (a break-it trial's GIF); a long shot beside a 1-frame
+    one keeps the cap at --min-track."""
+    from wbcap.track.collect import collect_tracks
+
+    box = [[10.0, 10.0, 40.0, 90.0]]
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps(_record(f, box, c)) + "\n" for f, c in enumerate([None, 60.0])))
+    col = collect_tracks(raw, 10.0, TrackerConfig(), "boxes:b.json")
+    assert (col.cuts, col.min_length, col.kept, col.dropped) == ([1], 1, {0, 1}, {})
+    changes = [None, 2.0, 2.0, 2.0, 60.0, 60.0]  # (shots of 4 frames, then 1 and 1)
+    raw.write_text("".join(json.dumps(_record(f, box if f < 2 or f > 3 else [], c)) + "\n"
+                           for f, c in enumerate(changes)))
+    col = collect_tracks(raw, 10.0, TrackerConfig(), "boxes:b.json")
+    assert col.cuts == [4, 5] and col.min_length == 3 and col.kept == set() and len(col.dropped) == 3
+
+
 def test_pass_2_across_a_flash_keeps_the_ids_from_before_it(tmp_path):
     """A flash at frames 3-4 (back at 5): person A, seen throughout, keeps id 0; a box seen only during
     the flash (a ghost at x 200) ends where the picture comes back, so the person who then stands

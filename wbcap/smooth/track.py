@@ -73,7 +73,10 @@ def clock_rate(times: list[float], nominal: float) -> float:
     a tenth of that grid's frames are missing (a drop to a third of the rate is not a few dropped
     frames: it is taken for variable-rate footage, as the median does): a constant
     30 fps Matroska file's millisecond times (intervals of 33 and 34 ms, median 1-2 % off) gave
-    29.999 fps, a rate every export then carried (a user trial). ``times``: seconds, increasing."""
+    29.999 fps, a rate every export then carried (a user trial). Three frames or fewer on the grid
+    also follow it: one or two intervals cannot tell a gap from a lower rate (two frames 3.2 s
+    apart across a hole in a 5 fps selection gave 0.3125 fps and no split: a break-it trial).
+    ``times``: seconds, increasing."""
     if len(times) < 2 or times[-1] <= times[0]:
         return nominal
     t = np.asarray(times, np.float64)
@@ -81,7 +84,8 @@ def clock_rate(times: list[float], nominal: float) -> float:
     if abs(median_rate - nominal) <= 0.01 * nominal:
         return nominal
     cells = (t - t[0]) * nominal
-    if float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER and len(t) >= 0.9 * (round(cells[-1]) + 1):
+    if float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER and (
+            len(t) <= 3 or len(t) >= 0.9 * (round(cells[-1]) + 1)):
         return nominal
     return (len(times) - 1) / (times[-1] - times[0])
 

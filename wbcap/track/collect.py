@@ -86,7 +86,8 @@ class Collected:
 
 
 def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, detector: str) -> Collected:
-    """Track the raw file's boxes; an input shorter than ``--min-track`` keeps its tracks.
+    """Track the raw file's boxes; an input whose shots are all shorter than ``--min-track``
+    keeps its tracks (the longest shot's length is the least kept).
 
     ``fps``: the nominal processed frame rate (frames per second), for repairing times. With
     ``tracker_config.drop_static`` (default), kept tracks judged static false positives
@@ -105,13 +106,15 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     from wbcap.track.static_filter import static_false_positives
 
     frames, changes = frames_of_raw(raw_path, fps)
-    # A photo or a 2-frame clip cannot hold a 3-frame track: keep whatever the input allows.
-    min_length = min(tracker_config.min_length, max(1, len(frames)))
+    found = find_cuts([(f, t, c) for (f, t), c in zip(frames.items(), changes)], tracker_config.cut_threshold)
+    cuts = set(found.cuts)
+    # A photo or a 2-frame clip cannot hold a 3-frame track, nor can shots of 2 frames (a 2-frame
+    # GIF with a cut between its frames lost both people: a break-it trial): keep whatever the
+    # input's longest shot allows.
+    min_length = min(tracker_config.min_length, max(1, _longest_shot(list(frames), cuts)))
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
-    found = find_cuts([(f, t, c) for (f, t), c in zip(frames.items(), changes)], tracker_config.cut_threshold)
     col.cuts, col.flashes = found.cuts, found.flashes
-    cuts = set(found.cuts)
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
@@ -149,6 +152,15 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
                  "(%s keeps ids across them)", len(col.cuts), shown, setting("no_cuts", api="cut_threshold=None"))
     return col
+
+
+def _longest_shot(frames: list[int], cuts: set[int]) -> int:
+    """The most frames of ``frames`` (in order) between two cuts (``cuts``: the frames that begin a shot)."""
+    longest = run = 0
+    for f in frames:
+        run = 1 if f in cuts else run + 1
+        longest = max(longest, run)
+    return longest
 
 
 def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> None:
