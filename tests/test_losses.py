@@ -417,6 +417,26 @@ def test_total_loss_backpropagates_into_the_network(regressor, batch, small_conf
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
+def test_agora_alone_the_projection_loss_trains_the_camera_only(regressor, batch, small_config):
+    """Upstream's get_coord (main/model.py) projects joint_cam.detach() when AGORA is the only
+    training set: joint_proj then reaches the camera head, not the pose and shape heads (a training
+    trial: wbcap's reached them). The loss's value and its camera gradient are the same either way."""
+    inputs, targets, meta = batch
+    named = dict(regressor.net.named_parameters())
+    heads = ["body_rotation_net.cam_out.0.weight", "body_rotation_net.body_pose_out.0.weight",
+             "body_rotation_net.shape_out.0.weight", "body_rotation_net.root_pose_out.0.weight"]
+    grads = {}
+    for camera_only in (False, True):
+        loss = hand4whole_losses(regressor(inputs["img"]), targets, meta, small_config, camera_only)["joint_proj"]
+        grads[camera_only] = (loss, torch.autograd.grad(loss, [named[n] for n in heads], allow_unused=True))
+    (plain, g_plain), (held, g_held) = grads[False], grads[True]
+    assert plain.item() > 0 and held.item() == pytest.approx(plain.item(), rel=1e-6)
+    torch.testing.assert_close(g_held[0], g_plain[0], rtol=1e-4, atol=1e-9)  # (the camera's)
+    for name, a, b in zip(heads[1:], g_plain[1:], g_held[1:]):
+        assert a is not None and a.abs().sum() > 0, name  # (reached without: the test can fail)
+        assert b is None or b.abs().sum() == 0, name
+
+
 def test_low_precision_outputs(setup, small_config):
     """Outputs in bfloat16 (autocast) against float32 targets: finite, close to float32."""
     out, targets, meta = _randomised(setup)

@@ -212,6 +212,7 @@ def hand4whole_losses(
     targets: Mapping[str, torch.Tensor],
     meta_info: Mapping[str, torch.Tensor],
     config: ModelConfig,
+    projection_trains_camera_only: bool = False,
 ) -> dict[str, torch.Tensor]:
     """All Hand4Whole training losses for one batch, each reduced by its mean (as upstream).
 
@@ -223,6 +224,10 @@ def hand4whole_losses(
         targets, meta_info: collated upstream-schema batches (see
             :mod:`wbcap.train.data.synthetic`); not modified.
         config: the network's :class:`ModelConfig` (geometry only).
+        projection_trains_camera_only: the 2D projection loss (``joint_proj``) reaches the camera
+            translation only, the posed joints held fixed (upstream ``get_coord``, main/model.py:
+            AGORA alone, ``trainset_3d == ['AGORA']`` and no 2D set, projects ``joint_cam.detach()``);
+            the same values either way.
 
     Returns:
         ``{name: scalar tensor}`` in :data:`LOSS_NAMES` order.
@@ -252,10 +257,17 @@ def hand4whole_losses(
     joint_img, joint_trunc = _remap_hand_targets(t["joint_img"], m["joint_trunc"], boxes, c)
     smplx_joint_img, smplx_trunc = _remap_hand_targets(t["smplx_joint_img"], m["smplx_joint_trunc"], boxes, c)
 
-    to_hm = out.joints_proj.new_tensor(
+    joints_proj = out.joints_proj
+    if projection_trains_camera_only:  # (the joints include the translation: held fixed, it is added back live)
+        from wbcap.camera import perspective_projection
+        from wbcap.model.regressor import crop_camera
+
+        transl = p.smplx.transl[:, None, :].to(out.joints.dtype)
+        joints_proj = perspective_projection(out.joints.detach() - transl.detach() + transl, *crop_camera(c))
+    to_hm = joints_proj.new_tensor(
         [c.output_hm_shape[2] / c.input_img_shape[1], c.output_hm_shape[1] / c.input_img_shape[0]]
     )
-    proj = _aligned_projection(out.joints_proj * to_hm, joint_img, joint_trunc, boxes, c)
+    proj = _aligned_projection(joints_proj * to_hm, joint_img, joint_trunc, boxes, c)
     losses["joint_proj"] = coord_loss(proj, joint_img[..., :2], joint_trunc).mean()
 
     pred_img = torch.cat((p.body_joint_img, p.lhand_joint_img, p.rhand_joint_img), 1)  # (B, 65, 3)

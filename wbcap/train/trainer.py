@@ -786,6 +786,8 @@ def train(
     use_amp = stage.amp and device.type == "cuda"
     losses_log = StepLossLog(run.log_every)
     memory_format = torch.channels_last if _channels_last(device) else torch.contiguous_format
+    # AGORA alone: the projection loss trains the camera only (upstream get_coord, main/model.py)
+    camera_only_projection = set(stage.datasets) == {"AGORA"}
 
     def report(rows: list[tuple[int, int, list[float]]], names: list[str], steps: int) -> None:
         for epoch_, step_, (total, *terms) in rows:
@@ -824,7 +826,7 @@ def train(
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         out_ = ddp(img)
                     losses = (hand_losses(out_, targets, meta, mano, stage.model) if hand
-                              else hand4whole_losses(out_, targets, meta, stage.model))
+                              else hand4whole_losses(out_, targets, meta, stage.model, camera_only_projection))
                     loss = sum(losses.values())
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
