@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import replace
 
 import pytest
@@ -229,6 +230,34 @@ def test_the_early_check_of_a_folder_says_nothing_of_locks_twice(tmp_path, monke
     assert [r.getMessage() for r in caplog.records].count(
         f"{tmp_path / 'out'}: cannot lock the folder (No locks available), so another wbcap process writing it at the "
         "same time would not be noticed") == 1
+
+
+@pytest.mark.parametrize("reader", [False, True])
+def test_a_forked_child_does_not_keep_the_folder_locked(tmp_path, reader):
+    """A process forked while OUT is held (a DataLoader worker) closes its copy of the lock: a killed
+    wbcap train's workers kept OUT locked, and a rerun was refused meanwhile (a training trial)."""
+    import signal
+
+    from wbcap.io.run_folder import hold_folder, reading_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    read, write = os.pipe()
+    with (reading_folder(out, then="again") if reader else hold_folder(out)):
+        pid = os.fork()
+        if pid == 0:  # the child: started (its at-fork hooks ran), then lives on
+            os.write(write, b"x")
+            time.sleep(30)
+            os._exit(0)
+        assert os.read(read, 1) == b"x"
+    try:
+        with hold_folder(out):  # (the child still lives: it must not hold OUT)
+            pass
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read)
+        os.close(write)
 
 
 def test_a_resume_with_another_source_names_the_source_not_its_file_stamps(tmp_path, monkeypatch):

@@ -8,6 +8,10 @@ Used by :func:`wbcap.io.run_folder.hold_folder` (a run's output folder) and
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 
 def flock_nowait(fd: int, shared: bool = False) -> bool | None:
     """Take an ``flock`` on the open file or folder ``fd``, exclusive or ``shared``, without
@@ -29,3 +33,25 @@ def flock_nowait(fd: int, shared: bool = False) -> bool | None:
     except BlockingIOError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def closed_in_forked_children(fd: int) -> Iterator[None]:
+    """While the block runs, a process forked from this one without ``exec`` (a DataLoader worker)
+    closes its copy of ``fd`` as it starts, so that an ``flock`` on ``fd`` ends with this process:
+    a copy held by a worker kept a killed ``wbcap train``'s folder locked until the worker
+    noticed, and a rerun was refused meanwhile (a training trial). (Files Python opens are not
+    inherited across ``exec`` already.)"""
+    held = [fd]
+
+    def close_copy() -> None:
+        for f in held:
+            with contextlib.suppress(OSError):
+                os.close(f)
+        held.clear()  # (the number may be reused in the child: its own forks leave it alone)
+
+    os.register_at_fork(after_in_child=close_copy)
+    try:
+        yield
+    finally:
+        held.clear()

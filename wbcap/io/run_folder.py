@@ -46,6 +46,7 @@ from stat import S_ISREG
 
 from wbcap.errors import InputError, setting
 from wbcap.io.frame_times import MAX_FPS
+from wbcap.locks import closed_in_forked_children
 
 log = logging.getLogger(__name__)
 
@@ -551,7 +552,8 @@ def hold_folder(out: Path, quiet: bool = False) -> Iterator[Path]:
                          f"choose another {other_out} folder") from None
     try:
         _lock(fd, out, False, " or choose another folder", quiet)
-        yield out
+        with closed_in_forked_children(fd):
+            yield out
     finally:
         os.close(fd)  # (releases the lock)
 
@@ -579,7 +581,8 @@ def reading_folder(out: Path, then: str) -> Iterator[Path]:
         return
     try:
         _lock(fd, out, True, f", then {then}")
-        yield out
+        with closed_in_forked_children(fd):
+            yield out
     finally:
         os.close(fd)
 
