@@ -560,6 +560,71 @@ def test_gpus_need_cuda(tmp_path, train_args, trained, monkeypatch):
     assert _listing(out) == before and not trained
 
 
+def test_under_torchrun_the_command_is_refused_at_once(tmp_path, train_args, trained, monkeypatch):
+    """torchrun around the CLI: each process took the command for its own (the second found -o held,
+    the first waited 30 s for it and left its settings file: a training trial)."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    r = invoke(*train_args("body"), "-o", tmp_path / "r")
+    assert one_error_line(r).startswith("error: wbcap train was started by torchrun or another launcher (LOCAL_RANK "
+                                        "is set): run it directly; it starts one process per GPU itself (--gpus 0,1")
+    assert not (tmp_path / "r").exists() and not trained
+
+
+@pytest.mark.parametrize("how", ["interrupt", "disk full"])
+def test_a_run_stopped_after_a_snapshot_says_how_to_continue(tmp_path, train_args, monkeypatch, how):
+    """It said "interrupted" (or gave a crash report for a full disk: see save_torch_file) and
+    nothing of --resume (a training trial)."""
+    import errno
+
+    import wbcap.train.trainer as trainer
+
+    def stopped(stage, run, on_step=None, **kwargs):
+        out = Path(run.out)
+        (out / "stage.json").write_text(json.dumps(stage.to_dict()))
+        (out / "snapshot_0.pth.tar").write_bytes(b"new")
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "snapshot_1.pth.tar"))
+
+    monkeypatch.setattr(trainer, "train", stopped)
+    out = tmp_path / "r"
+    r = invoke(*train_args("body"), "-o", out)
+    said = " ".join(r.output.split())
+    if how == "interrupt":
+        assert r.exit_code == 130 and (f"the snapshots so far are kept in {out}: add --resume to the same command to "
+                                       "continue from snapshot_0.pth.tar") in said, r.output
+    else:
+        assert r.exit_code == 2 and (f"cannot write {out / 'snapshot_1.pth.tar'} (No space left on device)" in said
+                                     and "then add --resume to the same command to continue from snapshot_0.pth.tar"
+                                     in said), r.output
+
+
+def test_a_full_disk_met_by_torch_save_is_an_oserror_naming_the_file(tmp_path, monkeypatch):
+    """torch's writer says a full disk as a RuntimeError without errno ("unexpected pos"): with the
+    disk then short of the object's bytes it is the ENOSPC it was; another RuntimeError stays."""
+    import errno
+    from collections import namedtuple
+
+    import torch
+
+    from wbcap.model.checkpoint import save_torch_file
+
+    def full(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 412079104 vs 412078996")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    with pytest.raises(OSError) as info:
+        save_torch_file({"w": torch.zeros(1000)}, tmp_path / "snap.pth.tar")
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "snap.pth.tar"))
+    assert list(tmp_path.iterdir()) == []  # (the partial temporary file removed)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        save_torch_file({"w": torch.zeros(1000)}, tmp_path / "snap.pth.tar")
+
+
 def test_a_data_root_that_does_not_exist_is_said_so(tmp_path, train_args, trained):
     real = [a for a in train_args("hand") if a not in ("--datasets", "synthetic")]
     r = invoke(*real, "-o", tmp_path / "h", "--data-root", tmp_path / "nonexist")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 
 from wbcap.cli.common import IntRange, NonEmptyPath, check_device
@@ -45,6 +48,56 @@ POSE_BACKBONE_HELP = {
 }
 
 
+#: Environment variables torchrun (torch.distributed.run) sets in the processes it starts.
+_LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "GROUP_RANK")
+
+
+def _refuse_an_outer_launcher() -> None:
+    """``wbcap train`` started by torchrun: one line at once. Each process took the command for
+    its own, so the second found -o held by the first and the first waited for it, 30 s, and left
+    its settings file behind (a training trial). wbcap starts its worker processes itself."""
+    import os
+
+    from wbcap.errors import InputError
+
+    found = [name for name in _LAUNCHER_VARIABLES if name in os.environ]
+    if found:
+        raise InputError(f"wbcap train was started by torchrun or another launcher ({found[0]} is set): run it "
+                         "directly; it starts one process per GPU itself (--gpus 0,1,...; several machines: --nnodes, "
+                         "--node-rank, --master-addr on each)")
+
+
+@contextlib.contextmanager
+def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
+    """A run stopped (Ctrl-C, SIGTERM, SIGHUP) or out of disk space after a snapshot was written
+    says how to go on from it (it said only "interrupted": a training trial)."""
+    from pathlib import Path
+
+    from wbcap.cli import DISK_FULL
+    from wbcap.train.trainer import latest_checkpoint
+
+    def hint() -> str | None:
+        newest = latest_checkpoint(Path(out).expanduser())
+        if newest is None:
+            return None
+        add = ("run the same command again" if resume else "add --resume to the same command in place of --overwrite"
+               if overwrite else "add --resume to the same command")
+        return f"{add} to continue from {newest.name}"
+
+    try:
+        yield
+    except OSError as exc:
+        then = hint() if exc.errno in DISK_FULL else None
+        if then is not None:
+            exc.wbcap_next_step = f"then {then}"  # type: ignore[attr-defined]
+        raise
+    except KeyboardInterrupt:
+        then = hint()
+        if then is not None:
+            click.echo(f"the snapshots so far are kept in {out}: {then}", err=True)
+        raise
+
+
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
     @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
@@ -83,13 +136,15 @@ def _stage_command(stage: str, doc: str):
 
         if resume and overwrite:
             raise click.UsageError("use either --resume or --overwrite")
+        _refuse_an_outer_launcher()
         if datasets:
             overrides["datasets"] = tuple(x.strip() for x in datasets.split(",") if x.strip())
         # (SIGTERM and SIGHUP clean up as Ctrl-C does, see wbcap.cli: a run stopped before its first
         # snapshot leaves -o as it found it)
-        run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
-                  device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
-                  node_rank=node_rank, master_addr=master_addr, master_port=master_port, quiet=is_quiet(ctx))
+        with _resume_hint(out, resume, overwrite):
+            run_stage(stage, config_file, overrides, out=out, data_root=data_root, body_models=body_models,
+                      device=device, resume=resume, overwrite=overwrite, keep_last=keep_last, gpus=gpus, nnodes=nnodes,
+                      node_rank=node_rank, master_addr=master_addr, master_port=master_port, quiet=is_quiet(ctx))
         if node_rank == 0 and not is_quiet(ctx):  # (the result, on stdout, as the other commands print theirs)
             from pathlib import Path
 

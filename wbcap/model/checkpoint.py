@@ -325,8 +325,47 @@ def save_checkpoint(
         payload["optimizer"] = optimizer
     if extra:
         payload.update(extra)
+    return save_torch_file(payload, path)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (dicts, lists and tuples looked into)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def save_torch_file(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`wbcap.atomic.atomic_path`); returns ``path``.
+
+    torch's writer reports a full disk as a RuntimeError without an errno (``[enforce fail at
+    inline_container.cc:672] . unexpected pos``): when the folder's disk has less room left than
+    the object's tensors, it is raised as the ``OSError`` ENOSPC it was, naming ``path``, which
+    the commands say in one line (a training trial got a crash report for a full disk).
+
+    Raises:
+        OSError: the write failed (ENOSPC for a full disk, as above); the temporary file is removed.
+    """
+    path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            import errno
+            import os
+            import shutil
+
+            try:
+                free = shutil.disk_usage(tmp.parent).free  # (the partial file still takes its room)
+            except OSError:
+                raise exc from None
+            if free < _tensor_bytes(obj):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise
     return path
 
 

@@ -867,8 +867,7 @@ def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step:
     """Whole-body: a wbcap checkpoint (config inside). Hand: ``wbcap-hand-checkpoint/1`` with the
     public hand model's tensor names (what ``wbcap train merge`` reads). Both record ``step``,
     the global steps logged up to the end of ``epoch`` (where a resumed run's numbering goes on)."""
-    from wbcap.atomic import atomic_path
-    from wbcap.model.checkpoint import save_checkpoint
+    from wbcap.model.checkpoint import save_checkpoint, save_torch_file
 
     extra = {"rng": rng, "stage": stage.to_dict(), "step": step}
     if stage.stage != "hand":
@@ -881,9 +880,7 @@ def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step:
         "optimizer": optimizer.state_dict(),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return save_torch_file(payload, path)
 
 
 def build_hand_model(stage: StageConfig, device: torch.device):
