@@ -52,6 +52,31 @@ def test_merge_copies_hand_backbone_and_keeps_the_rest(tmp_path, small_config, b
     assert n_backbone == sum(1 for k in body_sd if k.startswith("hand_roi_net.backbone."))
 
 
+def test_merge_starts_the_hand_heads_batchnorm_statistics_afresh(tmp_path, small_net):
+    """Upstream's merge drops the hand heads' keys, buffers included (tool/merge_hand_to_all.py), so
+    their BatchNorm statistics start at 0 / 1 / 0; wbcap's kept the body stage's (a training trial)."""
+    import copy
+
+    from wbcap.model.checkpoint import save_checkpoint
+
+    net = copy.deepcopy(small_net)
+    stats = [m for name in ("hand_position_net", "hand_rotation_net")
+             for m in getattr(net, name).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert stats
+    for m in stats:  # (a trained body stage's)
+        m.running_mean.fill_(0.5), m.running_var.fill_(2.0), m.num_batches_tracked.fill_(6)
+    body_path = save_checkpoint(tmp_path / "body.pth", net)
+    _hand_ckpt(tmp_path / "hand.pth", "hand_backbone.")
+    merged = read_checkpoint(merge_hand_into_body(body_path, tmp_path / "hand.pth", tmp_path / "merged.pth")).state_dict
+    seen = 0
+    fresh = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
+    for k, v in merged.items():
+        if k.startswith(("hand_position_net.", "hand_rotation_net.")) and k.rsplit(".", 1)[1] in fresh:
+            assert torch.all(v == fresh[k.rsplit(".", 1)[1]]), k
+            seen += 1
+    assert seen == 3 * len(stats)
+
+
 @pytest.mark.slow  # an error path of merge; fast loop kept under 2 minutes
 def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
     body_path, _ = body

@@ -17,7 +17,9 @@ from wbcap.errors import CheckpointError
 
 
 def init_head_weights(module: nn.Module) -> None:
-    """Apply upstream's head initialisation to every submodule of ``module`` (in place)."""
+    """Apply upstream's head initialisation to every submodule of ``module`` (in place), BatchNorm
+    running statistics included (a fresh module's: ``wbcap train merge`` re-initialises the hand
+    heads of a trained network, whose statistics upstream's merge drops with their weights)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, std=0.001)
@@ -26,6 +28,7 @@ def init_head_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 1.0)
             nn.init.constant_(m.bias, 0.0)
+            m.reset_running_stats()
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.constant_(m.bias, 0.0)
