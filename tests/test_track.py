@@ -148,6 +148,29 @@ def test_spurious_detection_dropped_by_min_length() -> None:
     assert track_boxes(frames, TrackerConfig(min_length=2))[6] == [0, 2]
 
 
+def test_a_followed_person_hidden_for_a_frame_is_not_taken_over_by_one_beyond_the_limit() -> None:
+    """--max-people 1: A (followed) walks right, B (beyond the limit) walks left through A's place
+    at frame 5, where A is hidden. B's box matched A's track, and A's id went on with B (a user
+    trial on vtest.avi); B is now tracked unseen, so its box keeps to its own track, and A's place is
+    kept for A while A's track lives."""
+    tracker = IoUTracker(TrackerConfig(max_people=1))
+    a_ids, b_ids = [], []
+    for f in range(10):
+        a = [100.0 + 10 * f, 100.0, 40.0, 90.0]
+        b = [250.0 - 20 * f, 110.0, 40.0, 90.0]
+        boxes, scores = ([b], [0.8]) if f == 5 else ([a, b], [0.9, 0.8])
+        ids = tracker.update(f, np.asarray(boxes), np.asarray(scores))
+        if f != 5:
+            a_ids.append(ids[0])
+        b_ids.append(ids[-1])
+    assert a_ids == [0] * 9 and b_ids == [-1] * 10
+    assert tracker.finalize() == {0} and tracker.active_ids == [0]
+    # A gone for good: once A's track ends (max_age), B takes the place, with a new id
+    for f in range(10, 18):
+        ids = tracker.update(f, np.asarray([[250.0 - 20 * f, 110.0, 40.0, 90.0]]), np.asarray([0.8]))
+    assert ids == [1] and tracker.active_ids == [1]
+
+
 def test_max_people_limits_ids_per_frame() -> None:
     people = [(0.0, 0.0, 50.0, 100.0), (200.0, 0.0, 50.0, 100.0), (400.0, 0.0, 50.0, 100.0)]
     scores = np.array([0.5, 0.9, 0.7])

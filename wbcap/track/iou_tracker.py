@@ -21,9 +21,13 @@ Algorithm, per frame:
    largest total IoU.
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
-5. With ``max_people``, at most that many boxes get an id per frame: matched tracks first
-   (those matched in more frames first, then by score), then new tracks by score; the rest get
-   ``-1`` (and start no track).
+5. With ``max_people``, at most that many tracks are *followed* at a time: a followed track
+   keeps its place while it lives (also in frames it is missed, up to ``max_age``); free places
+   go to the tracks of boxes followed unseen so far (those matched in more frames first, then by
+   score), then to new boxes by score, each starting a new id. The other boxes get ``-1`` but are
+   tracked unseen, so that they match their own tracks and never a followed person's (without
+   them, a man walking through the box of a followed one who was hidden for a moment took his
+   id: a user trial).
 
 At the end, tracks matched in fewer than ``min_length`` frames are dropped (:meth:`finalize`,
 :func:`track_boxes`). Everything is deterministic: ties are broken by detection score, then by
@@ -146,6 +150,7 @@ class _Track:
     first_frame: int
     last_frame: int
     hits: int  # frames matched
+    followed: bool = True  # False: a box beyond max_people, tracked unseen (no id handed out)
 
     def predict(self, frame_index: int, motion: str) -> np.ndarray:
         """Predicted ``(4,)`` xywh box at ``frame_index``."""
@@ -177,7 +182,7 @@ class IoUTracker:
     @property
     def active_ids(self) -> list[int]:
         """Ids of the tracks that can still be matched (ended ones excluded), increasing."""
-        return [tr.track_id for tr in self._tracks]
+        return sorted(tr.track_id for tr in self._tracks if tr.followed)
 
     def update(
         self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None
@@ -232,32 +237,39 @@ class IoUTracker:
                 if allowed[r, c]:
                     match[int(order[r])] = self._tracks[c]
 
-        # 5. Who gets an id this frame: matched first (more hits, then score), then new by score.
-        matched_order = sorted(match, key=lambda i: (-match[i].hits, -scores[i], i))
-        new_order = [int(i) for i in order if int(i) not in match]
-        cap = n if cfg.max_people is None else cfg.max_people
-        chosen_matched = matched_order[:cap]
-        chosen_new = new_order[: max(cap - len(chosen_matched), 0)]
-
         ids = [-1] * n
-        for i in chosen_matched:
-            tr = match[i]
-            self._observe(tr, boxes[i], frame_index)
-            ids[i] = tr.track_id
-        # 4. New tracks, highest score first.
-        for i in chosen_new:
-            tr = _Track(
-                track_id=self._next_id,
-                box=boxes[i].copy(),
-                velocity=np.zeros(2),
-                first_frame=frame_index,
-                last_frame=frame_index,
-                hits=1,
-            )
+        followed = [i for i in match if match[i].followed]
+        for i in followed:
+            self._observe(match[i], boxes[i], frame_index)
+            ids[i] = match[i].track_id
+        # 5. Who else gets an id: with max_people, only while fewer followed tracks live (a followed
+        # person missed keeps their place until their track ends), the boxes of tracks followed
+        # unseen first (more hits, then score), then new boxes by score.
+        if cfg.max_people is None:
+            slots = n
+        else:
+            slots = max(cfg.max_people - sum(tr.followed for tr in self._tracks), 0)
+        unseen = sorted((i for i in match if not match[i].followed), key=lambda i: (-match[i].hits, -scores[i], i))
+        new = [int(i) for i in order if int(i) not in match]
+        chosen = (unseen + new)[:slots]
+        for i in chosen:  # 4. new ids (tracks followed from now on), in that order
+            tr = _Track(track_id=self._next_id, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
+                        last_frame=frame_index, hits=1)
+            if i in match:  # (a track followed unseen: its motion goes on; it ends as followed)
+                self._tracks.remove(match[i])
+                tr.velocity = match[i].velocity.copy()
             self._next_id += 1
             self._tracks.append(tr)
             self._hits[tr.track_id] = 1
             ids[i] = tr.track_id
+        # The rest, beyond max_people, are tracked unseen: their boxes keep to their own tracks,
+        # so a followed person missed for a moment is not taken over by one passing (a user trial:
+        # --max-people 3 switched a followed man's id to another who walked through his box).
+        for i in (i for i in match if not match[i].followed and i not in chosen):
+            self._observe(match[i], boxes[i], frame_index)
+        for i in (i for i in new if i not in chosen):
+            self._tracks.append(_Track(track_id=-1, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
+                                       last_frame=frame_index, hits=1, followed=False))
         return ids
 
     def _observe(self, tr: _Track, box: np.ndarray, frame_index: int) -> None:
@@ -274,7 +286,8 @@ class IoUTracker:
         tr.box = box.copy()
         tr.last_frame = frame_index
         tr.hits += 1
-        self._hits[tr.track_id] = tr.hits
+        if tr.followed:
+            self._hits[tr.track_id] = tr.hits
 
     def end_tracks(self, born_after: int | None = None) -> None:
         """End every live track (a cut between shots: none is matched again; the next boxes start
@@ -310,6 +323,7 @@ class IoUTracker:
                     "first_frame": tr.first_frame,
                     "last_frame": tr.last_frame,
                     "hits": tr.hits,
+                    "followed": tr.followed,
                 }
                 for tr in self._tracks
             ],
@@ -337,6 +351,7 @@ class IoUTracker:
                 first_frame=int(d["first_frame"]),
                 last_frame=int(d["last_frame"]),
                 hits=int(d["hits"]),
+                followed=bool(d.get("followed", True)),
             )
             for d in state["tracks"]
         ]
