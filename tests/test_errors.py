@@ -7,6 +7,7 @@ command's option while ``wbcap`` runs one (:func:`wbcap.cli.option_spelling`).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import logging
 import threading
@@ -155,6 +156,12 @@ def test_log_lines_follow_the_same_rule(caplog):
     assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (min_length); "
                       "lower it to keep them", "4 detected box(es) got no track (beyond max_people 1 or not matched)"]
     assert cli_lines == [m.replace("min_length", "--min-track").replace("max_people", "--max-people") for m in python]
+    caplog.clear()  # (--every 5: tracks break where boxes stop overlapping; a lower --min-track only keeps the pieces)
+    with caplog.at_level(logging.WARNING, logger="wbcap.track.collect"), spelling(lambda n: "--" + n.replace("_", "-")):
+        report_losses(dataclasses.replace(col, frame_stride=5, untracked=0), 1, "in.mp4", "auto")
+    assert caplog.messages == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (--min-length); "
+                               "lower it to keep them, or pass a smaller --every than 5 (tracks follow boxes that "
+                               "overlap from one processed frame to the next, and break where people move further)"]
 
 
 def _all_param_names() -> set[str]:

@@ -80,6 +80,7 @@ class Collected:
     dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
     min_length: int = 0
     max_people: int | None = None  # the tracker's --max-people
+    frame_stride: int = 1  # source frames between processed ones (--every)
     static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
     cuts: list[int] = field(default_factory=list)  # frames that start a new shot (every track ended there)
     flashes: list[int] = field(default_factory=list)  # frames that start a flash or cutaway (the picture came back)
@@ -113,7 +114,8 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # input's longest shot allows.
     min_length = min(tracker_config.min_length, max(1, _longest_shot(list(frames), cuts)))
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
-    col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people)
+    col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people,
+                    frame_stride=tracker_config.frame_stride)
     col.cuts, col.flashes = found.cuts, found.flashes
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
@@ -167,9 +169,14 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
     """One warning per kind of dropped data, with counts and advice true for the flags used
     (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept)."""
     if col.dropped:
+        # (--every 5 of walking people: boxes no longer overlap from one processed frame to the next,
+        # and tracks break into pieces, which a lower --min-track only keeps: an HCI trial)
+        sparse = (f", or pass a smaller {setting('every')} than {col.frame_stride} (tracks follow boxes that overlap "
+                  f"from one processed frame to the next, and break where people move further)"
+                  if col.frame_stride > 1 else "")
         log.warning(
-            "dropped %d short track(s) (%d person-frames) seen in fewer than %d frames (%s); lower it to keep them",
-            len(col.dropped), sum(col.dropped.values()), col.min_length, setting("min_length"),
+            "dropped %d short track(s) (%d person-frames) seen in fewer than %d frames (%s); lower it to keep them%s",
+            len(col.dropped), sum(col.dropped.values()), col.min_length, setting("min_length"), sparse,
         )
     if col.static:
         from wbcap.track.static_filter import StaticFilterConfig
