@@ -72,6 +72,11 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert len(lines) == 12  # 2 people x 6 frames
     assert {x["track"] for x in lines} == {0, 1}
+    # each line's box score is its raw record's (an HCI trial filtered boxes by score: only raw.jsonl had it)
+    raw = {r["frame"]: r["people"] for r in map(json.loads, (out / ".wbcap" / "raw.jsonl").read_text().splitlines())}
+    for x in lines:
+        (person,) = [p for p in raw[x["frame"]] if np.allclose(p["box"], x["box"], atol=1e-3)]
+        assert list(x)[:5] == ["frame", "time", "track", "box", "score"] and x["score"] == person["score"] == 1.0
     # the left walker keeps id 0 in every frame (its box x grows)
     left = [x for x in lines if x["track"] == 0]
     assert [x["frame"] for x in left] == list(range(6))

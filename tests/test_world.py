@@ -113,7 +113,7 @@ def _rows(track, keep: np.ndarray):
     import dataclasses
 
     return dataclasses.replace(track, **{f.name: getattr(track, f.name)[keep] for f in dataclasses.fields(track)
-                                          if f.name != "betas"})
+                                          if f.name != "betas" and getattr(track, f.name) is not None})
 
 
 def test_gaps_and_short_tracks(walk_stand, body_layer):

@@ -4,6 +4,7 @@ run made without ``--world`` (a run folder written from synthetic people on a kn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -172,6 +173,12 @@ def test_params_jsonl_contacts_written_and_read_back(tmp_path, scene):
                                   "right": bool(contacts[rec["track"]][rec["frame"], 1])}
     _, back, _ = read_params_jsonl(tmp_path / "params.jsonl")
     np.testing.assert_array_equal(back[0].transl, tracks[0].transl)
+    assert back[0].score is None and "score" not in lines[0]  # (a file written before scores: none)
+    scored = {k: dataclasses.replace(t, score=np.linspace(0.5, 0.9, len(t)).astype(np.float32)) for k, t in tracks.items()}
+    write_params_jsonl(tmp_path / "params.jsonl", frames, scored, rows_by_frame(scored), cam.focal[0], cam.princpt,
+                       cam.image_size)
+    _, back, _ = read_params_jsonl(tmp_path / "params.jsonl")
+    np.testing.assert_array_equal(back[1].score, scored[1].score)
     _, again, _ = read_params_jsonl(str(tmp_path / "params.jsonl"))  # (a str path too: a user trial)
     np.testing.assert_array_equal(again[0].transl, back[0].transl)
 
@@ -320,7 +327,7 @@ def test_export_of_one_track_splits_it_as_the_run_did(scene, tmp_path, body_dir)
     from wbcap.smooth.track import SmoothedTrack, rows_by_frame
 
     def rows(tr: SmoothedTrack, keep: np.ndarray) -> SmoothedTrack:
-        return SmoothedTrack(**{k: (v if k == "betas" else np.asarray(v)[keep]) for k, v in vars(tr).items()})
+        return SmoothedTrack(**{k: (v if k == "betas" or v is None else np.asarray(v)[keep]) for k, v in vars(tr).items()})
 
     n = 20
     tracks = {0: rows(scene.people[0].noisy, np.arange(n)), 1: rows(scene.people[1].noisy, np.arange(0, n, 2))}

@@ -1,7 +1,8 @@
 """``wbcap run``'s ``params.jsonl``: one JSON line per person-frame, in frame order.
 
 Each line: ``frame`` (source index), ``time`` (seconds), ``track`` (id), ``box`` (detected
-``(x, y, w, h)``, pixels), the SMPL-X parameters in the video camera (``root_pose``,
+``(x, y, w, h)``, pixels), ``score`` (the detector's score of the box, 0-1; 1 for boxes the user
+gave; absent from files written before wbcap recorded it), the SMPL-X parameters in the video camera (``root_pose``,
 ``body_pose``, ``lhand_pose``, ``rhand_pose``, ``jaw_pose`` axis-angle radians, hands relative
 to their mean; ``shape``, ``expr``; ``cam_trans`` metres, OpenCV axes), ``leye_pose`` and
 ``reye_pose`` (zeros) and ``camera`` (``focal`` ``[f, f]`` and ``princpt`` pixels,
@@ -47,6 +48,8 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
             for tid, row in sorted(by_frame.get(frame_index, [])):
                 tr = tracks[tid]
                 rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr.box[row].tolist()}
+                if tr.score is not None:
+                    rec["score"] = float(tr.score[row])
                 # file keys in the files' order; the eyes are SMPL-X's rest eyes (Hand4Whole does not
                 # estimate them), written so every parameter is here
                 for name, key in FILE_KEYS.items():
@@ -116,7 +119,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
                              f"({setting('resume', api='resume=True')}) to rewrite it") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
-        why = damaged_numbers(rec, sizes, seen)
+        why = damaged_numbers(rec, sizes, seen) or ("score" in rec and damaged_numbers(rec, {"score": 0}))
         if why:
             raise InputError(f"{path}:{n}: a damaged record ({why}); {resume}")
         try:
@@ -160,5 +163,6 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
             **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
             betas=col(FILE_KEYS["betas"])[0].copy(),
+            score=col("score") if all("score" in r for r in recs) else None,
         )
     return frames, tracks, camera
