@@ -160,7 +160,7 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
         if len(msg) > 160:
             msg = msg[:157] + "..."
     return CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); the file is corrupt or truncated — "
-                           "re-download it")
+                           "re-download it, or write it again if you made it")
 
 
 def load_checkpoint_file(path: str | Path) -> tuple[Path, Any]:
