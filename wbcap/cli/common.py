@@ -194,8 +194,9 @@ def detector_options(video: bool):
         click.option("--min-height", "min_height_frac", type=FiniteFloatRange(0, 1), default=None,
                      help="Ignore people shorter than this fraction of the image height."),
         click.option("--max-people", type=IntRange(min=1), default=None,
-                     help="Track at most this many people per frame (matched tracks first, then new ones by "
-                          "score; a video may still hold more tracks in all)." if video
+                     help="Follow at most this many people at a time (a followed person keeps their place while "
+                          "tracked, also missed for up to --max-age frames; a free place goes to the longest-tracked "
+                          "of the others, then to new ones by score; a video may still hold more tracks in all)." if video
                      else "Keep at most this many people per image (highest scores)."),
         click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
                      help="Never download a detector model (also WBCAP_OFFLINE=1); auto then falls back to HOG."),
