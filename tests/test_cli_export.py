@@ -73,6 +73,18 @@ def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body
         assert float(re.search(r"Frame Time:\s*([0-9.eE+-]+)", text).group(1)) == pytest.approx(0.1, abs=1e-6)
 
 
+def test_export_root_bone_reaches_the_glb(finished_run, tmp_path, body_dir):
+    """--root-bone: the GLB's skin gets `root` above the pelvis (its geometry: tests/test_export_gltf.py)."""
+    from wbcap.export.gltf import glb_json
+
+    r = invoke("export", finished_run, "--format", "glb", "--root-bone", "--track", "0", "--dest", tmp_path / "r",
+               "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    doc = glb_json(tmp_path / "r" / "track_0.glb")
+    assert doc["nodes"][55]["name"] == "root" and doc["nodes"][55]["children"] == [0]
+    assert doc["skins"][0]["joints"] == list(range(56)) and doc["asset"]["extras"]["root_bone"] == "root"
+
+
 @pytest.mark.slow  # the exporters' own tests run in the fast loop
 def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     from wbcap.export.fbx import blender_available

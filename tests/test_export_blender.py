@@ -249,6 +249,29 @@ def test_fbx_equals_lbs(blender, setup):
     assert err <= MM
 
 
+def test_fbx_with_a_root_bone(blender, setup):
+    """--root-bone (an animator's trial: Unreal's root motion): the FBX made from such a GLB holds a
+    bone `root` above the pelvis, keyed at the pelvis's ground projection, the pelvis relative to
+    it; Blender's import of it poses the same mesh as the plain file."""
+    from wbcap.export.fbx import write_fbx
+    from wbcap.export.gltf import write_glb
+
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    glb = write_glb(setup["dir"] / "root25.glb", rig, clip, root_bone=True)
+    result, verts, rest = _read("fbx_read.py", write_fbx(glb, setup["dir"] / "root25.fbx", fps=clip.fps),
+                                setup["dir"] / "fbx_root")
+    models = {m[0]: m[1:] for m in result["fbx"]["models"]}
+    assert models["root"][0] == "LimbNode" and len(models) == 58
+    ch = result["fbx"]["channels"]
+    pelvis = rig.rest_joints[0] + clip.transl
+    root = np.stack([ch["root|Lcl Translation"][a] for a in "XYZ"], 1)
+    np.testing.assert_allclose(root, pelvis * [1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(np.stack([ch["pelvis|Lcl Translation"][a] for a in "XYZ"], 1), pelvis - root, atol=1e-6)
+    err = _max_error(verts, rest, rig, setup["lbs"]["25"])
+    log.info("FBX with a root bone re-imported in Blender: max vertex error %.2e m", err)
+    assert err <= MM
+
+
 def test_exact_fbx_at_29_97_fps_equals_smplx(blender, setup):
     """An exact GLB at 30000/1001 fps -> FBX: keys on the 29.97 fps grid (FBX key times =
     clip.times), the mesh re-imported = SMPL-X at every row, one blend shape per row keyed 100

@@ -174,8 +174,34 @@ def setup(body_layer, tmp_path_factory):
         "exact": write_glb(folder / "clip_exact.glb", rig, clip, exact_vertices=exact),
         "photo": write_glb(folder / "photo.glb", rig, photo, camera=CAMERA),
         "photo_exact": write_glb(folder / "photo_exact.glb", rig, photo, exact_vertices=exact[:1]),
+        "root": write_glb(folder / "clip_root.glb", rig, clip, camera=CAMERA, root_bone=True),
+        "photo_root": write_glb(folder / "photo_root.glb", rig, photo, root_bone=True),
     }
     return rig, clip, exact, files
+
+
+def test_a_root_bone_moves_on_the_ground_under_the_pelvis_and_changes_no_vertex(setup):
+    """--root-bone (game engines' root motion, an animator's trial): a joint `root` above the pelvis,
+    keyed at the pelvis's ground projection (y = 0), no rotation; the skinned mesh and every joint's
+    world position are the plain file's, at keys and between them, and in a photo's static file."""
+    rig, clip, _, files = setup
+    plain, rooted = Reader(files["lbs"]), Reader(files["root"])
+    root = rooted.node("root")
+    assert root == 55 and rooted.g.nodes[root].children == [0] and rooted.parent.get(root) is None
+    skin = rooted.g.skins[0]
+    assert skin.joints == list(range(56)) and skin.skeleton == 55 and rooted.g.scenes[0].nodes[0] == 55
+    assert rooted.g.asset.extras["root_bone"] == "root" and "root_bone" not in plain.g.asset.extras
+    for t in (float(clip.times[2]), float(clip.times[3] + 0.37 / FPS), float(clip.times[-1])):
+        a, b = plain.sample(t), rooted.sample(t)
+        np.testing.assert_allclose(rooted.vertices(t), plain.vertices(t), atol=1e-5)
+        pelvis = plain.world(0, a)[:3, 3]
+        np.testing.assert_allclose(rooted.world(0, b)[:3, 3], pelvis, atol=1e-5)
+        np.testing.assert_allclose(rooted.world(root, b)[:3, :3], np.eye(3), atol=1e-7)
+        np.testing.assert_allclose(rooted.world(root, b)[:3, 3], [pelvis[0], 0.0, pelvis[2]], atol=1e-5)
+        assert abs(pelvis[1]) > 0.01 and abs(pelvis[2]) > 1.0  # (a root at the origin or at the pelvis would fail)
+    photo, photo_root = Reader(files["photo"]), Reader(files["photo_root"])
+    np.testing.assert_allclose(photo_root.vertices(None), photo.vertices(None), atol=1e-5)
+    np.testing.assert_allclose(photo_root.world(55, {})[:3, 3][[1]], [0.0], atol=0)
 
 
 def _slerp_clip(clip: MotionClip, time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -375,7 +401,7 @@ def _validate(path: Path) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("name", ["lbs", "exact", "photo", "photo_exact"])
+@pytest.mark.parametrize("name", ["lbs", "exact", "photo", "photo_exact", "root"])
 def test_khronos_validator(setup, name):
     report = _validate(setup[3][name])
     issues = report["issues"]

@@ -210,14 +210,23 @@ def detector_options(video: bool):
     return decorate
 
 
+#: ``--root-bone`` (``wbcap run``, ``wbcap image``, ``wbcap export``).
+root_bone_option = click.option(
+    "--root-bone", is_flag=True,
+    help="GLB/FBX: add a bone `root` above the pelvis, on the ground under it (y = 0 of the file's frame: the "
+         "ground with --world), keyed with the pelvis's horizontal motion, for root motion in Unreal or Unity; the "
+         "mesh is the same. The BVH keeps the pelvis as its root.")
+
+
 def export_options(default: str):
-    """``--export FORMATS`` (default ``default``) and ``--exact`` (``wbcap run``, ``wbcap image``);
-    the command receives ``export`` (the text) and ``exact``; :func:`parse_export` reads them."""
-    return lambda f: _export_options(f, default)
+    """``--export FORMATS`` (default ``default``), ``--exact`` and ``--root-bone`` (``wbcap run``,
+    ``wbcap image``); the command receives ``export`` (the text), ``exact`` and ``root_bone``;
+    :func:`parse_export` reads them."""
+    return lambda f: root_bone_option(_export_options(f, default))
 
 
-def parse_export(text: str, exact: bool):
-    """``--export`` and ``--exact`` (:func:`export_options`) as an
+def parse_export(text: str, exact: bool, root_bone: bool = False):
+    """``--export``, ``--exact`` and ``--root-bone`` (:func:`export_options`) as an
     :class:`~wbcap.export.animation.AnimationExport`: its ``parse``, whose messages name ``--export``.
 
     Raises:
@@ -230,7 +239,7 @@ def parse_export(text: str, exact: bool):
     if not text.replace(",", "").strip():
         raise InputError(f"--export {text!r}: names no format; give formats ({', '.join(FORMATS)}, comma-separated) "
                          "or none")
-    return AnimationExport.parse(text, exact=exact, option="--export")
+    return AnimationExport.parse(text, exact=exact, option="--export", root_bone=root_bone)
 
 
 def _export_options(f, default: str):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option, body_models_option, echo_result, is_quiet
+from wbcap.cli.common import (
+    FiniteFloatRange,
+    NonEmptyPath,
+    allow_pickle_option,
+    body_models_option,
+    echo_result,
+    is_quiet,
+    root_bone_option,
+)
 
 
 @click.command("export")
@@ -15,6 +23,7 @@ from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option
                    "positions of 76 joints per row, metres).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
+@root_bone_option
 @click.option("--dest", type=NonEmptyPath(file_okay=False), default=None,
               help="Write here instead of RUN (created when missing; not another run's folder, nor a folder inside "
                    "RUN or another run). The exported tracks' "
@@ -36,14 +45,15 @@ from wbcap.cli.common import FiniteFloatRange, NonEmptyPath, allow_pickle_option
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
 @click.pass_context
-def export_cmd(ctx, run, formats, exact, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
+def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
     no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
 
     job = ExportJob(
-        run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False), dest=dest,
+        run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False,
+                                                root_bone=root_bone), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         frame=None if world is None else ("world" if world else "camera"),
     )

@@ -64,7 +64,7 @@ def _parse_bboxes(ctx, param, values):
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
-          allow_pickle, device, precision, batch_size, no_render, export, exact, fix_left_hand_flip):
+          allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
@@ -111,7 +111,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         paths=tuple(paths), out=out, pipeline=cfg, boxes=boxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
-        export=parse_export(export, exact),
+        export=parse_export(export, exact, root_bone),
     )
     _run(ctx, job)
 

@@ -85,7 +85,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, world,
+        iou_threshold, max_age, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, root_bone, world,
         write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -110,7 +110,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         raise click.UsageError("use either --resume or --overwrite")
     if no_cuts and ctx.get_parameter_source("cut_threshold") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
-    animation = parse_export(export, exact)
+    animation = parse_export(export, exact, root_bone)
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):

@@ -45,10 +45,14 @@ class AnimationExport:
         formats: a subset of :data:`FORMATS`.
         exact: GLB/FBX carry the full SMPL-X mesh per row (pose correctives and
             expression-dependent joints) as morph targets; larger files.
+        root_bone: GLB/FBX have a joint ``root`` above the pelvis, on the ground under it, for
+            game engines' root motion (:func:`wbcap.export.gltf.write_glb`); the BVH keeps the
+            pelvis as its root.
     """
 
     formats: tuple[str, ...] = ("npz", "glb")
     exact: bool = False
+    root_bone: bool = False
 
     def __post_init__(self) -> None:
         """Raises InputError for ``formats`` that is not a tuple or list of :data:`FORMATS` names
@@ -67,7 +71,8 @@ class AnimationExport:
         object.__setattr__(self, "formats", tuple(formats))
 
     @classmethod
-    def parse(cls, text: str, exact: bool = False, option: str = "formats", none_alone: bool = True) -> AnimationExport:
+    def parse(cls, text: str, exact: bool = False, option: str = "formats", none_alone: bool = True,
+              root_bone: bool = False) -> AnimationExport:
         """From a comma-separated list (``"glb,bvh"``; case and spaces ignored), or ``"none"``
         alone for nothing (``"none,none"`` too). ``none_alone``: whether the refusal of ``none``
         among formats may offer ``none`` alone (not for ``wbcap export``, which needs a format).
@@ -83,11 +88,11 @@ class AnimationExport:
                 alone = "none alone or " if none_alone else ""
                 raise InputError(f"{option} {text}: none means no animation files and cannot be combined with "
                                  f"formats; give {alone}only the formats wanted")
-            return cls(formats=(), exact=exact)
+            return cls(formats=(), exact=exact, root_bone=root_bone)
         unknown = [n for n in names if n not in FORMATS]
         if unknown:
             raise InputError(f"{option} {text}: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-        return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact)
+        return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact, root_bone=root_bone)
 
     def check_available(self) -> None:
         """Raise before any work when a requested format cannot be written here (FBX without
@@ -153,7 +158,8 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
         exact = smplx_rows(body, clip) if export.exact else None
         if "glb" in wanted:
-            written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact))
+            written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
+                                     root_bone=export.root_bone))
         if "fbx" in wanted:
             from wbcap.export.fbx import write_fbx
 
@@ -166,7 +172,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
                 # counts as wbcap's own if a killed process leaves it
                 with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=out) as tmp:
                     glb = write_glb(Path(tmp) / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
-                                    intermediate=True)
+                                    intermediate=True, root_bone=export.root_bone)
                     written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, **span))
     if "bvh" in wanted:
         from wbcap.export.bvh import write_bvh

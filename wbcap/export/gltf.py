@@ -306,6 +306,11 @@ def _camera(camera: ImageCamera) -> pygltflib.Camera:
     )
 
 
+#: The name of the joint ``write_glb(..., root_bone=True)`` adds above the pelvis (Unreal's and
+#: Unity's convention for a root-motion bone).
+ROOT_BONE = "root"
+
+
 def write_glb(
     path: str | Path,
     rig: Rig,
@@ -314,6 +319,7 @@ def write_glb(
     camera: ImageCamera | None = None,
     exact_vertices: np.ndarray | None = None,
     intermediate: bool = False,
+    root_bone: bool = False,
 ) -> Path:
     """Write one clip as a skinned, animated ``.glb`` (see the module docstring), atomically.
 
@@ -330,6 +336,10 @@ def write_glb(
             per-row morph targets that make the file show it exactly at each key.
         intermediate: a file that is no output, only read by the next step and deleted (the GLB
             an FBX is made from, in a temporary folder): its "wrote" line is logged at DEBUG.
+        root_bone: add a joint ``root`` above the pelvis (:data:`ROOT_BONE`), for game engines'
+            root motion: at rest at the origin, keyed at the pelvis's ground projection (its
+            ``x`` and ``z``, ``y = 0``: the ground in the world frame, the camera's height in the
+            camera frame), no rotation; the pelvis keyed relative to it. The skinned mesh is the same.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -362,12 +372,20 @@ def write_glb(
     gltf.asset.extras = meta
 
     quats = _quaternions(poses).astype(np.float32)
-    _add_joint_nodes(gltf, rig, quats, transl, animated)
+    pelvis = rig.rest_joints[0] + transl  # (T, 3) the pelvis's position, the clip's y-up world
+    root = pelvis * np.array([1.0, 0.0, 1.0]) if root_bone else None  # (T, 3) its ground projection
+    if root_bone:
+        meta["root_bone"] = ROOT_BONE
+    _add_joint_nodes(gltf, rig, quats, pelvis if root is None else pelvis - root, animated)
+    if root is not None:
+        gltf.nodes.append(pygltflib.Node(name=ROOT_BONE, children=[0], translation=[float(v) for v in (
+            root[0].astype(np.float32) if not animated else np.zeros(3, np.float32))]))
     targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated, clip.name)
     mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta,
-                                    _camera_node_pose(clip) if clip.frame == "world" else None)
+                                    _camera_node_pose(clip) if clip.frame == "world" else None, root_bone)
     if animated:
-        _add_animation(gltf, blob, rig, clip.name, times, quats, transl, mesh_node, weights if targets else None)
+        _add_animation(gltf, blob, rig, clip.name, times, quats, pelvis if root is None else pelvis - root, mesh_node,
+                       weights if targets else None, root)
 
     gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
     gltf.set_binary_blob(blob.bytes())
@@ -377,9 +395,10 @@ def write_glb(
     return path
 
 
-def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, transl: np.ndarray, animated: bool) -> None:
+def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, pelvis: np.ndarray, animated: bool) -> None:
     """Nodes 0..54: the joints in model order, rest translation = offsets; a static file (one
-    row) also gets the row's rotations and the pelvis position."""
+    row) also gets the row's rotations and the pelvis position (``pelvis`` ``(T, 3)``, in its
+    parent's frame)."""
     import pygltflib
 
     for j, name in enumerate(rig.joint_names):
@@ -387,7 +406,7 @@ def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, transl: np.ndarray,
         if not animated:
             node.rotation = [float(v) for v in quats[0, j]]
             if j == 0:
-                node.translation = [float(v) for v in (rig.rest_joints[0] + transl[0]).astype(np.float32)]
+                node.translation = [float(v) for v in pelvis[0].astype(np.float32)]
         node.children = [int(c) for c in np.flatnonzero(rig.parents == j)]
         gltf.nodes.append(node)
 
@@ -447,21 +466,23 @@ def _camera_node_pose(clip: MotionClip) -> tuple[list[float], list[float]]:
 
 
 def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict,
-                        camera_pose: tuple[list[float], list[float]] | None = None) -> int:
-    """The skin (joints in model order, inverse bind = translation(-rest joint), column-major),
-    the mesh node, the camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at
-    the origin with no rotation) and the scene; returns the mesh node's index."""
+                        camera_pose: tuple[list[float], list[float]] | None = None, root_bone: bool = False) -> int:
+    """The skin (joints in model order, inverse bind = translation(-rest joint), column-major;
+    with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, the
+    camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at the origin with no
+    rotation) and the scene; returns the mesh node's index."""
     import pygltflib
 
-    ibm = np.tile(np.eye(4, dtype=np.float32), (55, 1, 1))
-    ibm[:, :3, 3] = -rig.rest_joints.astype(np.float32)
+    n = 56 if root_bone else 55
+    ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+    ibm[:55, :3, 3] = -rig.rest_joints.astype(np.float32)
     gltf.skins.append(pygltflib.Skin(
-        name=name, joints=list(range(55)), skeleton=0,
-        inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(55, 16)),
+        name=name, joints=list(range(n)), skeleton=55 if root_bone else 0,
+        inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(n, 16)),
     ))
     mesh_node = len(gltf.nodes)
     gltf.nodes.append(pygltflib.Node(name=mesh_node_name(name), mesh=0, skin=0))
-    scene_nodes = [0, mesh_node]
+    scene_nodes = [55 if root_bone else 0, mesh_node]
     if camera is not None:
         gltf.cameras.append(_camera(camera))
         scene_nodes.append(len(gltf.nodes))
@@ -475,9 +496,10 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
 
 
 def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarray, quats: np.ndarray,
-                   transl: np.ndarray, mesh_node: int, weights: np.ndarray | None) -> None:
-    """One LINEAR animation: a rotation channel per joint, the pelvis translation, the morph
-    weights (when the mesh has targets), all on ``times``."""
+                   pelvis: np.ndarray, mesh_node: int, weights: np.ndarray | None, root: np.ndarray | None = None) -> None:
+    """One LINEAR animation: a rotation channel per joint, the pelvis translation (``pelvis``
+    ``(T, 3)``, in its parent's frame), the root's (``root`` ``(T, 3)``, node 55, when there is
+    one), the morph weights (when the mesh has targets), all on ``times``."""
     import pygltflib
 
     time_acc = blob.add(times, min_max=True)
@@ -491,7 +513,9 @@ def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarra
 
     for j in range(55):
         channel(j, "rotation", np.ascontiguousarray(quats[:, j]))
-    channel(0, "translation", (rig.rest_joints[0] + transl).astype(np.float32))
+    channel(0, "translation", pelvis.astype(np.float32))
+    if root is not None:
+        channel(55, "translation", root.astype(np.float32))
     if weights is not None:
         channel(mesh_node, "weights", weights.reshape(-1))
     gltf.animations.append(pygltflib.Animation(name=name, samplers=samplers, channels=channels))
