@@ -77,6 +77,12 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
     for x in lines:
         (person,) = [p for p in raw[x["frame"]] if np.allclose(p["box"], x["box"], atol=1e-3)]
         assert list(x)[:5] == ["frame", "time", "track", "box", "score"] and x["score"] == person["score"] == 1.0
+    # a box file's own scores, written as given (float32 made 0.35 0.3499999940395355: a review)
+    (tmp_path / "scored.json").write_text(json.dumps({k: [{"bbox": b, "score": 0.35} for b in v] for k, v in boxes.items()}))
+    r = run("run", video, "-o", tmp_path / "scored", "--detector", f"boxes:{tmp_path / 'scored.json'}", "--min-track",
+            "2", "--no-render", "--export", "none", *base_args)
+    assert r.exit_code == 0, r.output
+    assert {json.loads(x)["score"] for x in (tmp_path / "scored" / "params.jsonl").read_text().splitlines()} == {0.35}
     # the left walker keeps id 0 in every frame (its box x grows)
     left = [x for x in lines if x["track"] == 0]
     assert [x["frame"] for x in left] == list(range(6))
@@ -275,6 +281,28 @@ def test_max_people_keeps_following_the_tracked_person(tmp_path, base_args):
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0, r.output
     assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == lines
+
+
+@pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
+def test_a_resumed_max_people_run_follows_whom_the_whole_run_follows(tmp_path, base_args):
+    """--max-people 1: A is followed and leaves after frame 7; B (seen since frame 1) and C (higher
+    score, since frame 5) are tracked unseen, and when A's track ends B, tracked longer, takes the
+    place. A run stopped after frame 6 and resumed fed its choice only the kept boxes, so B and C
+    were new there and C took it (a review); the records now keep every detection of the frames
+    where the limit left some out, and the resumed run's records are the whole run's."""
+    frames, _ = two_walkers(17)
+    a, b, c = [10.0, 10.0, 40.0, 90.0], [120.0, 10.0, 40.0, 90.0], [230.0, 10.0, 40.0, 90.0]
+    boxes = {str(f): ([{"bbox": a, "score": 0.95}] if f < 8 else []) + ([{"bbox": b, "score": 0.6}] if f >= 1 else [])
+             + ([{"bbox": c, "score": 0.9}] if f >= 5 else []) for f in range(17)}
+    video, out, args = _max_people_run(tmp_path, base_args, frames, boxes)
+    whole = (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True)
+    assert raw_boxes(out) == [[a]] * 8 + [[]] * 6 + [[b]] * 3  # (A's place kept until its track ends)
+    assert json.loads(whole[6])["detected"] == [[*a, 0.95], [*c, 0.9], [*b, 0.6]]
+    (out / ".wbcap" / "raw.jsonl").write_text("".join(whole[:7]))
+    (out / "params.jsonl").unlink()
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == whole
 
 
 def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracker_settings(tmp_path, base_args):

@@ -171,6 +171,22 @@ def test_a_followed_person_hidden_for_a_frame_is_not_taken_over_by_one_beyond_th
     assert ids == [1] and tracker.active_ids == [1]
 
 
+def test_a_place_freed_goes_to_the_best_of_several_tracked_unseen() -> None:
+    """Two people tracked unseen when A's place frees, for as long: the higher-scoring one now (B,
+    the second of them in the tracker's list) takes it. It raised ValueError (list.remove compared
+    the tracks' arrays: a review)."""
+    from wbcap.track.iou_tracker import PeopleLimit
+
+    limit = PeopleLimit(TrackerConfig(max_people=1))
+    a, b, c = [0.0, 0.0, 40.0, 90.0], [200.0, 0.0, 40.0, 90.0], [400.0, 0.0, 40.0, 90.0]
+    kept = []
+    for f in range(14):
+        boxes = [a, b, c] if f < 3 else [b, c]
+        scores = [0.9, 0.5, 0.8] if f == 0 else [0.9, 0.8, 0.6] if f < 3 else [0.8, 0.6]  # (C before B at first)
+        kept.append([boxes[i] for i in limit(f, np.asarray(boxes), np.asarray(scores))])
+    assert kept[:3] == [[a]] * 3 and kept[3:9] == [[]] * 6 and kept[9:] == [[b]] * 5
+
+
 def test_max_people_limits_ids_per_frame() -> None:
     people = [(0.0, 0.0, 50.0, 100.0), (200.0, 0.0, 50.0, 100.0), (400.0, 0.0, 50.0, 100.0)]
     scores = np.array([0.5, 0.9, 0.7])

@@ -280,6 +280,34 @@ def test_pass_2_across_a_flash_keeps_the_ids_from_before_it(tmp_path):
     assert {t: tr.frame for t, tr in col.per_track.items()} == {0: list(range(12)), 1: [3, 4], 2: list(range(5, 12))}
 
 
+def test_pass_2_gives_every_box_pass_1_kept_a_track_around_a_flash(tmp_path):
+    """--max-people 1 and a flash at frames 3-4: pass 1 (which cannot look ahead) ended A's track
+    there and kept B from frame 3; pass 2, which sees the flash end, applied the limit again and
+    left 6 of B's boxes without a track (a review). It now tracks every kept box."""
+    from wbcap.track.collect import collect_tracks
+    from wbcap.track.cuts import FrameChange
+    from wbcap.track.iou_tracker import PeopleLimit
+
+    a, b = [10.0, 10.0, 40.0, 90.0], [100.0, 10.0, 40.0, 90.0]
+    fields = {0: {}, 1: {"change": 2.0}, 2: {"change": 2.0, "back": [2.0], "back_to": [0]},
+              3: {"change": 92.0, "back": [92.0], "back_to": [1]}, 4: {"change": 0.0, "back": [92.0], "back_to": [2]},
+              5: {"change": 92.0, "back": [1.0, 92.0], "back_to": [2, 3]}}
+    fields |= {f: {"change": 2.0, "back": [92.0], "back_to": [4]} for f in range(6, 14)}
+    config = TrackerConfig(max_people=1)
+    limit, lines = PeopleLimit(config), []
+    for f in range(14):
+        boxes, scores = [a, b][: 1 + (f >= 1)], [0.7, 0.9][: 1 + (f >= 1)]
+        kept = limit(f, np.asarray(boxes), np.asarray(scores), change=FrameChange.of_record(fields[f]))
+        rec = _record(f, [boxes[i] for i in kept], None) | fields[f]
+        for person, i in zip(rec["people"], kept):
+            person["score"] = scores[i]
+        lines.append(json.dumps(rec) + "\n")
+    (tmp_path / "raw.jsonl").write_text("".join(lines))
+    col = collect_tracks(tmp_path / "raw.jsonl", 10.0, config, "auto")
+    assert col.flashes == [3] and col.untracked == 0
+    assert sum(len(tr.frame) for tr in col.per_track.values()) == 14  # (every kept box in a track)
+
+
 def test_a_damaged_change_is_a_damaged_record(tmp_path):
     from wbcap.errors import InputError
     from wbcap.track.collect import collect_tracks

@@ -590,6 +590,15 @@ def test_a_run_stopped_after_a_snapshot_says_how_to_continue(tmp_path, train_arg
     out = tmp_path / "r"
     r = invoke(*train_args("body"), "-o", out)
     said = " ".join(r.output.split())
+    if how == "interrupt":  # an --overwrite stopped before its first snapshot: the previous run is put back, no hint
+        def early(stage, run, on_step=None, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(trainer, "train", early)
+        again = invoke(*train_args("body"), "-o", out, "--overwrite")
+        assert again.exit_code == 130 and "--resume" not in again.output and (out / "snapshot_0.pth.tar").is_file(), \
+            again.output
+        monkeypatch.setattr(trainer, "train", stopped)
     if how == "interrupt":
         assert r.exit_code == 130 and (f"the snapshots so far are kept in {out}: add --resume to the same command to "
                                        "continue from snapshot_0.pth.tar") in said, r.output

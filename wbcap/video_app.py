@@ -48,7 +48,7 @@ from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
-from wbcap.io.raw_records import RawWriter, read_raw, record_boxes, start_raw
+from wbcap.io.raw_records import RawWriter, detected_boxes, read_raw, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
@@ -323,7 +323,7 @@ def regress_frames(
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run
             for batch in regress_in_batches(todo, pipeline, timings, crop_workers=crop_workers(pipeline.device)):
                 t0 = time.perf_counter()
-                writer.append(batch, detections.changes)
+                writer.append(batch, detections.changes, detections.detected)
                 add_time(timings, "write", t0)
                 if on_first_frames is not None:
                     on_first_frames()
@@ -367,9 +367,9 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     from wbcap.track.iou_tracker import PeopleLimit
 
     limit = PeopleLimit(_tracker_config(job))
-    if last_done >= 0:
+    if last_done >= 0:  # (every detection of those frames: the people tracked unseen too)
         for rec in read_raw(raw):
-            limit(int(rec["frame"]), *record_boxes(rec), change=FrameChange.of_record(rec))
+            limit(int(rec["frame"]), *detected_boxes(rec), change=FrameChange.of_record(rec))
     return limit
 
 

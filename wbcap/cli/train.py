@@ -69,17 +69,28 @@ def _refuse_an_outer_launcher() -> None:
 
 @contextlib.contextmanager
 def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
-    """A run stopped (Ctrl-C, SIGTERM, SIGHUP) or out of disk space after a snapshot was written
-    says how to go on from it (it said only "interrupted": a training trial)."""
+    """A run stopped (Ctrl-C, SIGTERM, SIGHUP) or out of disk space after it wrote a snapshot
+    (or, resumed, with one) says how to go on from it (it said only "interrupted": a training
+    trial)."""
     from pathlib import Path
 
     from wbcap.cli import DISK_FULL
     from wbcap.train.trainer import latest_checkpoint
 
-    def hint() -> str | None:
+    def stamp() -> tuple[Path, int] | None:
         newest = latest_checkpoint(Path(out).expanduser())
-        if newest is None:
+        try:
+            return None if newest is None else (newest, newest.stat().st_mtime_ns)
+        except OSError:
             return None
+
+    before = stamp()  # (an --overwrite stopped before its first snapshot puts the previous run back: no hint)
+
+    def hint() -> str | None:
+        now = stamp()
+        if now is None or (not resume and now == before):
+            return None
+        newest = now[0]
         add = ("run the same command again" if resume else "add --resume to the same command in place of --overwrite"
                if overwrite else "add --resume to the same command")
         return f"{add} to continue from {newest.name}"

@@ -151,6 +151,10 @@ class DetectionThread:
         self.background = background
         timings = {} if timings is None else timings
         self.changes: dict[int, Any] = {}
+        #: ``{frame index: [[x, y, w, h, score], ...]}``: every detection (inside the image) of the
+        #: frames where ``select`` left some out, in the detector's order, for the raw records
+        #: (:meth:`wbcap.io.raw_records.RawWriter.append`; a resumed run feeds them to ``select``).
+        self.detected: dict[int, list[list[float]]] = {}
         items = _detections(frames, detector, skip_until, timings, self.changes)
         self._inline = None if background else items
         self.max_people = max_people
@@ -184,6 +188,7 @@ class DetectionThread:
                 if len(kept) < len(inside):
                     self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1
+                    self.detected[frame.index] = [[*map(float, d.box), float(d.score)] for d in inside]
                 dets = kept + outside
             elif dets is not None and self.max_people is not None and len(dets) > self.max_people:
                 self.over_limit += len(dets) - self.max_people

@@ -1,8 +1,9 @@
 """``wbcap run``'s ``params.jsonl``: one JSON line per person-frame, in frame order.
 
 Each line: ``frame`` (source index), ``time`` (seconds), ``track`` (id), ``box`` (detected
-``(x, y, w, h)``, pixels), ``score`` (the detector's score of the box, 0-1; 1 for boxes the user
-gave; absent from files written before wbcap recorded it), the SMPL-X parameters in the video camera (``root_pose``,
+``(x, y, w, h)``, pixels), ``score`` (the detector's score of the box, as the raw records hold it:
+YOLOX's and torchvision's 0-1, HOG's SVM margin, a box file's own score or 1; absent from files
+written before wbcap recorded it), the SMPL-X parameters in the video camera (``root_pose``,
 ``body_pose``, ``lhand_pose``, ``rhand_pose``, ``jaw_pose`` axis-angle radians, hands relative
 to their mean; ``shape``, ``expr``; ``cam_trans`` metres, OpenCV axes), ``leye_pose`` and
 ``reye_pose`` (zeros) and ``camera`` (``focal`` ``[f, f]`` and ``princpt`` pixels,
@@ -163,6 +164,6 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
             **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
             betas=col(FILE_KEYS["betas"])[0].copy(),
-            score=col("score") if all("score" in r for r in recs) else None,
+            score=col("score", np.float64) if all("score" in r for r in recs) else None,
         )
     return frames, tracks, camera

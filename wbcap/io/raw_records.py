@@ -16,8 +16,11 @@ the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`
 the network's SMPL-X parameters, each flattened, under their file names
 (:func:`wbcap.io.param_names.to_file_record` writes them, ``from_file_record`` reads them
 back: ``root_pose`` 3, ``body_pose`` 63, ``lhand_pose`` 45, ``rhand_pose`` 45, ``jaw_pose`` 3
-axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans`` 3 metres in that camera). This
-module is the file edge of the raw records: the names come from :mod:`wbcap.io.param_names`.
+axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans`` 3 metres in that camera). With
+``--max-people``, a frame where the limit left boxes out also has ``detected``: every detection
+inside the image, ``[x, y, w, h, score]`` in the detector's order, which a resumed run feeds to
+the limit's tracker (:func:`detected_boxes`). This module is the file edge of the raw records:
+the names come from :mod:`wbcap.io.param_names`.
 """
 
 from __future__ import annotations
@@ -119,6 +122,9 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
     bad = next((k for k in ("change", "back", "back_to") if k in rec and min(rec[k] if isinstance(rec[k], list) else [rec[k]]) < 0), None)
     if bad is not None or not all(isinstance(r, int) and not isinstance(r, bool) for r in rec.get("back_to", [])):
         return f"{bad or 'back_to'} holds a negative or non-whole value" if bad else "back_to holds a value that is not a frame index"
+    found = rec.get("detected", [])
+    if not isinstance(found, list) or any(damaged_numbers({"box": d}, {"box": 5}) for d in found):
+        return "detected is not a list of [x, y, w, h, score] rows of finite numbers"
     people = rec.get("people")
     if not isinstance(people, list):
         return "no people" if "people" not in rec else "people is not a list"
@@ -177,6 +183,18 @@ def _complete_lines(path: Path) -> Iterator[bytes]:
             if not line.endswith(b"\n"):
                 break
             yield line
+
+
+def detected_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Every detection of a record's frame, as ``--max-people``'s choice took them (its
+    ``detected``, in the detector's order, where the limit left some out; else its people's):
+    what a resumed run feeds :class:`~wbcap.track.iou_tracker.PeopleLimit`, so that the people
+    tracked unseen go on as in a run not stopped. ``(N, 4)`` float64 ``(x, y, w, h)`` pixels and
+    ``(N,)`` float64 scores."""
+    if "detected" not in rec:
+        return record_boxes(rec)
+    rows = np.asarray(rec["detected"], np.float64).reshape(-1, 5)
+    return rows[:, :4].copy(), rows[:, 4].copy()
 
 
 def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -262,13 +280,17 @@ class RawWriter:
         return self
 
     def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]],
-               changes: dict[int, Any] | None = None) -> None:
+               changes: dict[int, Any] | None = None, detected: dict[int, list[list[float]]] | None = None) -> None:
         """Write one record per ``(frame index, time s, [W, H], people)`` and flush; ``changes``:
-        the frames' :class:`~wbcap.track.cuts.FrameChange` by index (taken out of the dict as
-        written; absent: the record has none of its fields)."""
+        the frames' :class:`~wbcap.track.cuts.FrameChange` by index; ``detected``: a frame's
+        every detection ``[x, y, w, h, score]`` where ``--max-people`` left some out
+        (:attr:`wbcap.detect.thread.DetectionThread.detected`); both taken out of their dicts as
+        written (absent: the record has none of those fields)."""
         for index, ftime, size, people in frames:
             change = None if changes is None else changes.pop(index, None)
+            found = None if detected is None else detected.pop(index, None)
             rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
+                   **({} if found is None else {"detected": found}),
                    "people": [person_record(p) for p in people]}
             self._file.write(json.dumps(rec) + "\n")
         self._file.flush()

@@ -43,7 +43,7 @@ class SmoothedTrack:
     expression: np.ndarray  # (N, E) expression coefficients
     transl: np.ndarray  # (N, 3) SMPL-X translation, metres
     betas: np.ndarray  # (B,) the track's betas (one shape per track)
-    score: np.ndarray | None = None  # (N,) the detector's score of each box; None: not recorded (older files)
+    score: np.ndarray | None = None  # (N,) float64 the detector's score of each box; None: not recorded (older files)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -128,7 +128,7 @@ def smoothed_track(
         expression=np.asarray(extras["expression"], np.float32),
         transl=np.asarray(trans_s, np.float32),
         betas=np.asarray(betas_s, np.float32),
-        score=np.asarray(track.score, np.float32),
+        score=np.asarray(track.score, np.float64),  # (as the raw records hold it: 0.35 stays 0.35, a review)
     )
 
 

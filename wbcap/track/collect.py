@@ -113,7 +113,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # GIF with a cut between its frames lost both people: a break-it trial): keep whatever the
     # input's longest shot allows.
     min_length = min(tracker_config.min_length, max(1, _longest_shot(list(frames), cuts)))
-    tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length))
+    # without --max-people's limit: pass 1 applied it, and every box it kept is a person regressed
+    # (its rule again here, whose cuts see flashes that pass 1 took for cuts, left kept boxes without
+    # a track: a review)
+    tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length, max_people=None))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people,
                     frame_stride=tracker_config.frame_stride)
     col.cuts, col.flashes = found.cuts, found.flashes

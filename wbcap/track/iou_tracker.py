@@ -69,7 +69,8 @@ class TrackerConfig:
             counted in frame indices, ``--every 10`` ended every track at every processed frame
             (a miss of 9 frames beyond the default ``max_age`` of 5) and a run kept no track.
         min_length: tracks matched in fewer frames than this are dropped at the end.
-        max_people: at most this many boxes get an id per frame (``None``: no limit).
+        max_people: at most this many tracks followed at a time, the other boxes tracked unseen
+            (step 5 of the module docstring; ``None``: no limit).
         motion: ``'constant_velocity'`` predicts each track's box from its velocity,
             ``'static'`` uses its last box.
         velocity_smoothing: weight of the previous velocity in the moving average, ``[0, 1)``;
@@ -140,7 +141,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((inter > 0) & (union > 0), inter / safe, 0.0)
 
 
-@dataclass
+@dataclass(eq=False)  # (compared by identity: list.remove of one unseen track met another's arrays, a review)
 class _Track:
     """Mutable state of one live track (internal)."""
 
@@ -255,9 +256,8 @@ class IoUTracker:
         for i in chosen:  # 4. new ids (tracks followed from now on), in that order
             tr = _Track(track_id=self._next_id, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
                         last_frame=frame_index, hits=1)
-            if i in match:  # (a track followed unseen: its motion goes on; it ends as followed)
+            if i in match:  # (a track followed unseen: followed from here on, afresh, as pass 2 sees it)
                 self._tracks.remove(match[i])
-                tr.velocity = match[i].velocity.copy()
             self._next_id += 1
             self._tracks.append(tr)
             self._hits[tr.track_id] = 1
@@ -361,15 +361,18 @@ class PeopleLimit:
     """``--max-people`` in ``wbcap run``'s pass 1: which of a frame's detections are regressed.
 
     Those that an :class:`IoUTracker` with the run's tracker config (``config.max_people`` set)
-    gives an id, by its rule: boxes continuing a track first (longer tracks, then higher
-    scores), then new ones by score. So a person already followed stays followed when a
-    higher-scoring one walks in; keeping the highest-scoring boxes of each frame instead
-    switched between people from frame to frame and cut every track into pieces. Pass 2 tracks
-    the kept boxes again with the same config.
+    gives an id, by its rule (the module docstring's step 5): a followed person keeps their place
+    while their track lives, free places go to the longest-tracked others, then to new boxes by
+    score. So a person already followed stays followed when a higher-scoring one walks in;
+    keeping the highest-scoring boxes of each frame instead switched between people from frame to
+    frame and cut every track into pieces. Pass 2 tracks the kept boxes again, without a limit
+    (each frame holds at most ``max_people`` of them).
 
     ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,), change=fc)`` -> the kept
     indices, in the given order; frame indices must increase (a resumed run first feeds the
-    frames it kept before, from its records, so the tracks go on where they stopped). ``change``
+    frames done before, every detection of them as its records keep it
+    (:func:`wbcap.io.raw_records.detected_boxes`), so the tracks, unseen ones included, go on
+    where they stopped). ``change``
     (the frame's :class:`~wbcap.track.cuts.FrameChange`; None: unknown) ends every track at a cut
     (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
     the start of a flash counts too).
