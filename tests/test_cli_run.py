@@ -306,11 +306,13 @@ def test_a_resumed_max_people_run_follows_whom_the_whole_run_follows(tmp_path, b
 
 
 def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracker_settings(tmp_path, base_args):
-    """A box wholly outside the frame, ranked first, takes no --max-people place (the pipeline
-    skips it): the person inside is regressed. The tracker settings that chose pass 1's boxes
-    are part of the run's settings: --resume with another --max-age is refused."""
+    """A box wholly outside the frame, ranked first, and a sliver at its right edge (a box starting
+    in its last pixel column, which the crop skips too: it took the place, a review) take no
+    --max-people place (the pipeline skips them): the person inside is regressed. The tracker
+    settings that chose pass 1's boxes are part of the run's settings: --resume with another
+    --max-age is refused."""
     frames, walkers = two_walkers(3)
-    boxes = {str(i): [[-500, 10, 50, 100], walkers[str(i)][0]] for i in range(3)}
+    boxes = {str(i): [[-500, 10, 50, 100], [319.5, 10, 50, 100], walkers[str(i)][0]] for i in range(3)}
     video, out, args = _max_people_run(tmp_path, base_args, frames, boxes)
     assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(3)]
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])

@@ -583,6 +583,19 @@ class Pipeline:
             raise NoPersonError(f"{source}: no person boxes given; {box_advice()}")
         return self.regress(jobs)
 
+    def crop_box(self, box: Sequence[float], width: int, height: int) -> np.ndarray | None:
+        """The network's window ``(4,)`` float32 ``(x, y, w, h)`` pixels for a detected ``box``
+        ``(x, y, w, h)`` in a ``width`` x ``height`` image (upstream's ``process_bbox``, the
+        model's aspect ratio, :attr:`box_scale`), or None for a box that is skipped: wholly
+        outside the image (upstream's sanitising would move one left of or above it onto its
+        border, where it would be regressed), or degenerate there (a side of 1 pixel or less, a
+        sliver at the right edge). The one rule of :meth:`crop` and of ``--max-people``'s places
+        (a box skipped here took one: a review)."""
+        if box_outside_image(tuple(float(v) for v in box), width, height):
+            return None
+        return process_bbox(np.asarray(box, dtype=np.float32), width, height,
+                            aspect_ratio=self.regressor.config.body_aspect_ratio, scale=self.box_scale)
+
     def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
         """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
 
@@ -594,14 +607,9 @@ class Pipeline:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
         cfg = self.regressor.config
-        aspect = cfg.body_aspect_ratio
         jobs, skipped = [], []
         for det in detections:
-            # (upstream's box sanitising moves a box wholly left of or above the image onto its
-            # border, where it would be regressed: such a box is skipped like one right or below)
-            outside = box_outside_image(tuple(float(v) for v in det.box), w, h)
-            crop_box = None if outside else process_bbox(np.asarray(det.box, dtype=np.float32), w, h,
-                                                         aspect_ratio=aspect, scale=self.box_scale)
+            crop_box = self.crop_box(det.box, w, h)
             if crop_box is None:
                 skipped.append(det.box)
                 continue

@@ -137,7 +137,7 @@ class VideoJob:
         """Completes and checks the job, so every caller gets what ``wbcap run`` gets: ``npz``
         joins ``export.formats`` (the run folder always holds ``track_<id>.npz``, which ``wbcap
         view`` and ``wbcap export`` read). The people limit is ``max_people`` alone (pass 1's
-        chooser and pass 2's tracker read it; :func:`_tracker_config`).
+        chooser reads it, :func:`_tracker_config`; pass 2 tracks the boxes it kept).
 
         Raises:
             ValueError: ``max_people`` not None nor a whole number of 1 or more (0 dropped every
@@ -149,7 +149,7 @@ class VideoJob:
         check_people_limit(self.max_people)
         if self.tracker.max_people is not None:
             raise ValueError(f"tracker.max_people {self.tracker.max_people}: the people limit of a video job is "
-                             "VideoJob.max_people (pass 1 and the tracker read it); set that instead")
+                             "VideoJob.max_people (pass 1's choice of people reads it); set that instead")
 
     @property
     def frame_step(self) -> int:
@@ -317,7 +317,8 @@ def regress_frames(
     total = expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
                                  max_people=job.max_people, select=_people_limit(job, raw, last_done), timings=timings,
-                                 background=overlaps_network(pipeline.device))
+                                 background=overlaps_network(pipeline.device),
+                                 regressable=lambda box, w, h: pipeline.crop_box(box, w, h) is not None)
     try:
         with detections, RawWriter(raw) as writer:
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run

@@ -75,22 +75,24 @@ def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
     from pathlib import Path
 
     from wbcap.cli import DISK_FULL
-    from wbcap.train.trainer import latest_checkpoint
+    from wbcap.train.trainer import latest_checkpoint, settled_run_folder
 
-    def stamp() -> tuple[Path, int] | None:
-        newest = latest_checkpoint(Path(out).expanduser())
+    def stamp(folder: Path) -> tuple[str, int] | None:
+        newest = latest_checkpoint(folder)
         try:
-            return None if newest is None else (newest, newest.stat().st_mtime_ns)
+            return None if newest is None else (newest.name, newest.stat().st_mtime_ns)
         except OSError:
             return None
 
-    before = stamp()  # (an --overwrite stopped before its first snapshot puts the previous run back: no hint)
+    # (an --overwrite stopped before its first snapshot puts the previous run back, also one an earlier
+    # --overwrite killed left set aside: no hint to resume that; the rename keeps the file's time)
+    before = stamp(settled_run_folder(Path(out).expanduser()))
 
     def hint() -> str | None:
-        now = stamp()
+        now = stamp(Path(out).expanduser())
         if now is None or (not resume and now == before):
             return None
-        newest = now[0]
+        newest = Path(now[0])
         add = ("run the same command again" if resume else "add --resume to the same command in place of --overwrite"
                if overwrite else "add --resume to the same command")
         return f"{add} to continue from {newest.name}"

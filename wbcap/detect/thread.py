@@ -146,8 +146,11 @@ class DetectionThread:
 
     def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
                  max_people: int | None = None, select: Any = None, timings: dict[str, float] | None = None,
-                 background: bool = True) -> None:
+                 background: bool = True, regressable: Any = None) -> None:
         self.detector = detector
+        #: ``regressable(box, width, height)`` -> whether the pipeline regresses a box (else it takes
+        #: no ``select`` place): :meth:`wbcap.pipeline.Pipeline.crop_box`'s rule; default, inside the image.
+        self.regressable = regressable or (lambda box, w, h: not box_outside_image(box, w, h))
         self.background = background
         timings = {} if timings is None else timings
         self.changes: dict[int, Any] = {}
@@ -178,10 +181,11 @@ class DetectionThread:
             self.current = frame.index
             self.seen.add(frame.index)
             if dets is not None and self.select is not None:
-                # (boxes wholly outside the image take no place: the pipeline skips them, with its warning)
+                # (boxes the pipeline skips, with its warning, take no place: wholly outside the image, or
+                # a sliver at its edge)
                 h, w = frame.image.shape[:2]
-                outside = [d for d in dets if box_outside_image(d.box, w, h)]
-                inside = [d for d in dets if not box_outside_image(d.box, w, h)]
+                outside = [d for d in dets if not self.regressable(d.box, w, h)]
+                inside = [d for d in dets if self.regressable(d.box, w, h)]
                 boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
                                                        change=self.changes.get(frame.index))]

@@ -76,7 +76,7 @@ class Collected:
     per_track: dict[int, Track]  # track id -> its person-frames (kept or not)
     kept: set[int]
     detections: int = 0
-    untracked: int = 0  # boxes left without an id (over --max-people, or unmatched)
+    untracked: int = 0  # boxes left without an id (0 since pass 2 tracks every kept box without the limit)
     dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
     min_length: int = 0
     max_people: int | None = None  # the tracker's --max-people

@@ -978,9 +978,7 @@ def _spawned(rank: int, world: int, port: int, stage_d: dict, run_d: dict, body_
     try:
         history = train(stage, RunConfig(**run_d), dataset=dataset, body_layer=body)
         # every rank leaves its final weights, so callers can check the replicas agree
-        from wbcap.model.checkpoint import save_torch_file
-
-        save_torch_file(history.net.state_dict(), Path(result_dir) / f"rank{rank}_final.pt")
+        torch.save(history.net.state_dict(), Path(result_dir) / f"rank{rank}_final.pt")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
