@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -308,6 +309,36 @@ def test_pass_2_gives_every_box_pass_1_kept_a_track_around_a_flash(tmp_path):
     assert sum(len(tr.frame) for tr in col.per_track.values()) == 14  # (every kept box in a track)
 
 
+def test_pass_2_replays_the_people_pass_1_left_out(tmp_path):
+    """--max-people 2: C leaves after frame 0, A is hidden at frames 6-8, and B, left out until C's
+    place frees at frame 7, walks through A's place. Pass 1 tracked B unseen, so B took C's place
+    with an id of its own and A kept his; pass 2, which saw only the kept boxes, gave B's boxes A's
+    id from frame 8 (a review). The records keep every detection of frames where some were left
+    out, and pass 2 tracks those unseen as pass 1 did: the same people under the same ids."""
+    from wbcap.track.collect import collect_tracks
+    from wbcap.track.iou_tracker import PeopleLimit
+
+    config = TrackerConfig(max_people=2, min_length=1)
+    limit, lines, chosen = PeopleLimit(config), [], {}
+    for f in range(12):
+        people = ([("A", [100.0, 0.0, 40.0, 90.0], 0.9)] if f < 6 or f >= 9 else []) + (
+            [("C", [500.0, 0.0, 40.0, 90.0], 0.95)] if f < 1 else []) + [("B", [250.0 - 20 * f, 0.0, 40.0, 90.0], 0.5)]
+        kept = limit(f, np.asarray([p[1] for p in people]), np.asarray([p[2] for p in people]))
+        rec = _record(f, [people[i][1] for i in kept], None)
+        for person, i in zip(rec["people"], kept):
+            person["score"] = people[i][2]
+        if len(kept) < len(people):  # (as RawWriter writes DetectionThread.detected)
+            rec["detected"] = [[*p[1], p[2]] for p in people]
+        lines.append(json.dumps(rec) + "\n")
+        chosen[f] = [people[i][0] for i in kept]
+    (tmp_path / "raw.jsonl").write_text("".join(lines))
+    col = collect_tracks(tmp_path / "raw.jsonl", 10.0, config, "auto")
+    who = {tid: {chosen[f][[p["box"] for p in json.loads(lines[f])["people"]].index(box)]
+                 for f, box in zip(tr.frame, tr.box)} for tid, tr in col.per_track.items()}
+    assert sorted(map(sorted, who.values())) == [["A"], ["B"], ["C"]], who
+    assert {tid: tr.frame for tid, tr in col.per_track.items() if who[tid] == {"B"}}.popitem()[1] == list(range(7, 12))
+
+
 def test_a_damaged_change_is_a_damaged_record(tmp_path):
     from wbcap.errors import InputError
     from wbcap.track.collect import collect_tracks
@@ -322,6 +353,13 @@ def test_a_damaged_change_is_a_damaged_record(tmp_path):
         with pytest.raises(InputError) as err:
             collect_tracks(raw, 10.0, TrackerConfig(), "auto")
         assert f"raw.jsonl:2: a damaged record ({why})" in str(err.value), bad
+    # --max-people's detected boxes: rows of 5 numbers, and the people's boxes among them
+    box = [10.0, 10.0, 40.0, 90.0]
+    for detected, why in (([[1.0, 2.0, 3.0]], "detected is not a list of [x, y, w, h, score] rows of finite numbers"),
+                          ([[1.0, 2.0, 3.0, 4.0, 0.5]], f"person 0: box {json.dumps(box)} is not among detected")):
+        raw.write_text(json.dumps(_record(0, [box], None) | {"detected": detected}) + "\n")
+        with pytest.raises(InputError, match=re.escape(f"raw.jsonl:1: a damaged record ({why})")):
+            collect_tracks(raw, 10.0, TrackerConfig(), "auto")
 
 
 def test_world_falls_back_to_the_camera_frame_across_cuts(caplog):

@@ -19,7 +19,8 @@ back: ``root_pose`` 3, ``body_pose`` 63, ``lhand_pose`` 45, ``rhand_pose`` 45, `
 axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans`` 3 metres in that camera). With
 ``--max-people``, a frame where the limit left boxes out also has ``detected``: every detection
 inside the image, ``[x, y, w, h, score]`` in the detector's order, which a resumed run feeds to
-the limit's tracker (:func:`detected_boxes`). This module is the file edge of the raw records:
+the limit's tracker (:func:`detected_boxes`) and pass 2 tracks, those left out unseen
+(:func:`choice_boxes`). This module is the file edge of the raw records:
 the names come from :mod:`wbcap.io.param_names`.
 """
 
@@ -139,6 +140,13 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
                 why = damaged_numbers(params, sizes, seen)
         if why:
             return f"person {k}: {why}"
+    if found:
+        rows = [list(map(float, d[:4])) for d in found]
+        for k, person in enumerate(people):  # (pass 2 finds each kept box among them: choice_boxes)
+            box = [float(v) for v in person["box"]]
+            if box not in rows:
+                return f"person {k}: box {json.dumps(box)[:60]} is not among detected"
+            rows.remove(box)
     return None
 
 
@@ -195,6 +203,32 @@ def detected_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
         return record_boxes(rec)
     rows = np.asarray(rec["detected"], np.float64).reshape(-1, 5)
     return rows[:, :4].copy(), rows[:, 4].copy()
+
+
+def choice_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """A record's detections as ``--max-people``'s choice saw them, for pass 2 to track them as it
+    did: ``(boxes (N, 4), scores (N,), left_out (N,) bool, at)`` with ``at[k]`` the row of person
+    ``k``'s box; ``left_out`` marks the boxes the limit left out (tracked unseen). A record without
+    ``detected`` gives its people's boxes, none left out.
+
+    Raises:
+        ValueError: a person's box that is not among ``detected`` (a damaged record).
+    """
+    kept_boxes, kept_scores = record_boxes(rec)
+    if "detected" not in rec:
+        return kept_boxes, kept_scores, np.zeros(len(kept_boxes), bool), list(range(len(kept_boxes)))
+    boxes, scores = detected_boxes(rec)
+    free = list(range(len(boxes)))
+    at = []
+    for box in kept_boxes:  # (the same floats: both written from one Detection)
+        k = next((k for k in free if np.array_equal(boxes[k], box)), None)
+        if k is None:
+            raise ValueError(f"a person's box {box.tolist()} is not among the frame's detected boxes")
+        free.remove(k)
+        at.append(k)
+    left_out = np.ones(len(boxes), bool)
+    left_out[at] = False
+    return boxes, scores, left_out, at
 
 
 def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:

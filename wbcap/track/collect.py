@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import read_checked_raw, record_boxes
+from wbcap.io.raw_records import choice_boxes, read_checked_raw
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
 
@@ -127,7 +127,11 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
             tracker.end_tracks()
         elif frame in found.returns:  # (a flash or cutaway ended: the tracks it began end, the older go on)
             tracker.end_tracks(born_after=found.returns[frame])
-        ids = tracker.update(rec["frame"], *record_boxes(rec))
+        # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
+        # so a kept box does not take the id of a followed person hidden there: a review)
+        boxes, scores, left_out, at = choice_boxes(rec)
+        every_id = tracker.update(rec["frame"], boxes, scores, left_out)
+        ids = [every_id[k] for k in at]
         col.detections += len(people)
         for pid, person in zip(ids, people):
             if pid < 0:

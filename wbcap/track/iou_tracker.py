@@ -186,7 +186,8 @@ class IoUTracker:
         return sorted(tr.track_id for tr in self._tracks if tr.followed)
 
     def update(
-        self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None
+        self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None,
+        left_out: np.ndarray | None = None,
     ) -> list[int]:
         """Assign this frame's detections to tracks.
 
@@ -194,10 +195,13 @@ class IoUTracker:
             frame_index: index of the frame, larger than at the previous call.
             boxes: ``(N, 4)`` ``(x, y, w, h)`` pixels (``N`` may be 0).
             scores: ``(N,)`` detection scores (larger is more certain), or ``None`` for all 1.
+            left_out: ``(N,)`` bool, boxes known to be beyond the limit (``wbcap run``'s pass 2
+                replaying pass 1's choice, :func:`wbcap.io.raw_records.detected_boxes`): tracked
+                unseen, never matched to a followed track, never given an id. None: none.
 
         Returns:
             ``N`` track ids, one per box in the given order; ``-1`` for a box that got none
-            (beyond ``max_people``).
+            (beyond ``max_people``, or ``left_out``).
         """
         cfg = self.config
         frame_index = int(frame_index)
@@ -214,6 +218,9 @@ class IoUTracker:
         scores = np.ones(n) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (n,):
             raise ValueError(f"scores must have shape ({n},), got {scores.shape}")
+        out = np.zeros(n, bool) if left_out is None else np.asarray(left_out, bool).reshape(-1)
+        if out.shape != (n,):
+            raise ValueError(f"left_out must have shape ({n},), got {out.shape}")
         self._last_frame = frame_index
 
         # 1. End tracks unmatched for more than max_age processed frames.
@@ -232,6 +239,8 @@ class IoUTracker:
             allowed = iou >= cfg.iou_threshold
             if cfg.iou_threshold == 0.0:
                 allowed &= iou > 0.0
+            if out.any():  # (a box left out matched no followed track when it was chosen)
+                allowed &= ~(out[order][:, None] & np.array([tr.followed for tr in self._tracks])[None, :])
             cost = np.where(allowed, 1.0 - iou, _FORBIDDEN)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
@@ -250,14 +259,16 @@ class IoUTracker:
             slots = n
         else:
             slots = max(cfg.max_people - sum(tr.followed for tr in self._tracks), 0)
-        unseen = sorted((i for i in match if not match[i].followed), key=lambda i: (-match[i].hits, -scores[i], i))
+        unseen = sorted((i for i in match if not match[i].followed and not out[i]),
+                        key=lambda i: (-match[i].hits, -scores[i], i))
         new = [int(i) for i in order if int(i) not in match]
-        chosen = (unseen + new)[:slots]
+        chosen = (unseen + [i for i in new if not out[i]])[:slots]
         for i in chosen:  # 4. new ids (tracks followed from now on), in that order
             tr = _Track(track_id=self._next_id, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
                         last_frame=frame_index, hits=1)
-            if i in match:  # (a track followed unseen: followed from here on, afresh, as pass 2 sees it)
-                self._tracks.remove(match[i])
+            if i in match:  # (a track followed unseen: followed from here on, its motion going on; pass 2
+                self._tracks.remove(match[i])  # tracks the boxes left out unseen too, and does the same)
+                tr.velocity = match[i].velocity.copy()
             self._next_id += 1
             self._tracks.append(tr)
             self._hits[tr.track_id] = 1
@@ -366,7 +377,8 @@ class PeopleLimit:
     score. So a person already followed stays followed when a higher-scoring one walks in;
     keeping the highest-scoring boxes of each frame instead switched between people from frame to
     frame and cut every track into pieces. Pass 2 tracks the kept boxes again, without a limit
-    (each frame holds at most ``max_people`` of them).
+    (each frame holds at most ``max_people`` of them), with the boxes left out given as
+    ``left_out`` (:func:`wbcap.io.raw_records.choice_boxes`), so it sees the frames as this did.
 
     ``limit(frame_index, boxes (N, 4) xywh pixels, scores (N,), change=fc)`` -> the kept
     indices, in the given order; frame indices must increase (a resumed run first feeds the
