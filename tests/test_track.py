@@ -185,6 +185,10 @@ def test_a_place_freed_goes_to_the_best_of_several_tracked_unseen() -> None:
         scores = [0.9, 0.5, 0.8] if f == 0 else [0.9, 0.8, 0.6] if f < 3 else [0.8, 0.6]  # (C before B at first)
         kept.append([boxes[i] for i in limit(f, np.asarray(boxes), np.asarray(scores))])
     assert kept[:3] == [[a]] * 3 and kept[3:9] == [[]] * 6 and kept[9:] == [[b]] * 5
+    # B's track, followed from frame 9, keeps the birth of its unseen track (frame 0): pass 2 ends the
+    # tracks born during a flash where it ends, and B was not (a review)
+    (state,) = [t for t in limit._tracker.state_dict()["tracks"] if t["followed"]]
+    assert (state["first_frame"], state["box"]) == (0, b)
 
 
 def test_max_people_limits_ids_per_frame() -> None:

@@ -356,7 +356,9 @@ def test_a_damaged_change_is_a_damaged_record(tmp_path):
     # --max-people's detected boxes: rows of 5 numbers, and the people's boxes among them
     box = [10.0, 10.0, 40.0, 90.0]
     for detected, why in (([[1.0, 2.0, 3.0]], "detected is not a list of [x, y, w, h, score] rows of finite numbers"),
-                          ([[1.0, 2.0, 3.0, 4.0, 0.5]], f"person 0: box {json.dumps(box)} is not among detected")):
+                          ([[1.0, 2.0, 3.0, 4.0, 0.5]], f"person 0: box {json.dumps(box)} is not among detected"),
+                          ([], f"person 0: box {json.dumps(box)} is not among detected"),  # (crashed pass 2: a review)
+                          ([[*box, 0.5]], f"person 0: box {json.dumps(box)} is not among detected")):  # (its score 0.9)
         raw.write_text(json.dumps(_record(0, [box], None) | {"detected": detected}) + "\n")
         with pytest.raises(InputError, match=re.escape(f"raw.jsonl:1: a damaged record ({why})")):
             collect_tracks(raw, 10.0, TrackerConfig(), "auto")

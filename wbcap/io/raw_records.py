@@ -140,13 +140,13 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
                 why = damaged_numbers(params, sizes, seen)
         if why:
             return f"person {k}: {why}"
-    if found:
-        rows = [list(map(float, d[:4])) for d in found]
+    if "detected" in rec:
+        rows = [list(map(float, d)) for d in found]
         for k, person in enumerate(people):  # (pass 2 finds each kept box among them: choice_boxes)
-            box = [float(v) for v in person["box"]]
-            if box not in rows:
-                return f"person {k}: box {json.dumps(box)[:60]} is not among detected"
-            rows.remove(box)
+            row = [*map(float, person["box"]), float(person["score"])]
+            if row not in rows:
+                return f"person {k}: box {json.dumps(row[:4])[:60]} is not among detected"
+            rows.remove(row)
     return None
 
 
@@ -220,8 +220,8 @@ def choice_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[in
     boxes, scores = detected_boxes(rec)
     free = list(range(len(boxes)))
     at = []
-    for box in kept_boxes:  # (the same floats: both written from one Detection)
-        k = next((k for k in free if np.array_equal(boxes[k], box)), None)
+    for box, score in zip(kept_boxes, kept_scores):  # (the same floats: both written from one Detection)
+        k = next((k for k in free if np.array_equal(boxes[k], box) and scores[k] == score), None)
         if k is None:
             raise ValueError(f"a person's box {box.tolist()} is not among the frame's detected boxes")
         free.remove(k)

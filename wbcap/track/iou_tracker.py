@@ -196,7 +196,7 @@ class IoUTracker:
             boxes: ``(N, 4)`` ``(x, y, w, h)`` pixels (``N`` may be 0).
             scores: ``(N,)`` detection scores (larger is more certain), or ``None`` for all 1.
             left_out: ``(N,)`` bool, boxes known to be beyond the limit (``wbcap run``'s pass 2
-                replaying pass 1's choice, :func:`wbcap.io.raw_records.detected_boxes`): tracked
+                replaying pass 1's choice, :func:`wbcap.io.raw_records.choice_boxes`): tracked
                 unseen, never matched to a followed track, never given an id. None: none.
 
         Returns:
@@ -266,9 +266,9 @@ class IoUTracker:
         for i in chosen:  # 4. new ids (tracks followed from now on), in that order
             tr = _Track(track_id=self._next_id, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
                         last_frame=frame_index, hits=1)
-            if i in match:  # (a track followed unseen: followed from here on, its motion going on; pass 2
-                self._tracks.remove(match[i])  # tracks the boxes left out unseen too, and does the same)
-                tr.velocity = match[i].velocity.copy()
+            if i in match:  # (a track followed unseen: followed from here on, its motion and birth going on
+                self._tracks.remove(match[i])  # (a flash's end): pass 2 tracks the boxes left out too, alike)
+                tr.velocity, tr.first_frame = match[i].velocity.copy(), match[i].first_frame
             self._next_id += 1
             self._tracks.append(tr)
             self._hits[tr.track_id] = 1
