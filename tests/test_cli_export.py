@@ -80,7 +80,7 @@ def test_export_root_bone_reaches_the_glb(finished_run, tmp_path, body_dir):
     r = invoke("export", finished_run, "--format", "glb", "--root-bone", "--track", "0", "--dest", tmp_path / "r",
                "--body-models", body_dir)
     assert r.exit_code == 0, r.output
-    doc = glb_json(tmp_path / "r" / "track_0.glb")
+    doc = glb_json(str(tmp_path / "r" / "track_0.glb"))  # (a str path too: it raised AttributeError)
     assert doc["nodes"][55]["name"] == "root" and doc["nodes"][55]["children"] == [0]
     assert doc["skins"][0]["joints"] == list(range(56)) and doc["asset"]["extras"]["root_bone"] == "root"
 

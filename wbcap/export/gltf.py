@@ -521,18 +521,19 @@ def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarra
     gltf.animations.append(pygltflib.Animation(name=name, samplers=samplers, channels=channels))
 
 
-def glb_fix(path: Path) -> str:
+def glb_fix(path: str | Path) -> str:
     """The fix of a damaged track GLB: writing it again from its run folder."""
-    return f"write it again with `wbcap export {path.parent}`"
+    return f"write it again with `wbcap export {Path(path).parent}`"
 
 
-def glb_json(path: Path) -> dict[str, Any]:
+def glb_json(path: str | Path) -> dict[str, Any]:
     """The JSON chunk of a ``.glb`` (glTF 2.0 spec, section 4.4: 12-byte header, then the JSON chunk).
 
     Raises:
         InputError: not a GLB file, or a damaged one (shorter than its header says, a JSON chunk
             that is not a JSON object); naming the file and ``wbcap export <its folder>`` as the fix.
     """
+    path = Path(path)
     fix = glb_fix(path)
     with open(path, "rb") as fh:
         head = fh.read(20)
