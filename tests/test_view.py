@@ -252,6 +252,15 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     assert chunk == {"src": "params/track_3/00000.json", "t0": 2.1, "t1": pytest.approx(2.3), "rows": 3}
     assert json.loads(content.generated[chunk["src"]]) == lines[:3]
     assert len(m["joint_names"]) == 55 and m["joint_names"][0] == "pelvis"
+    # a damaged record is refused as `wbcap export` refuses it (a NaN was copied into a chunk the page
+    # could not parse: a break-it trial)
+    from wbcap.errors import InputError
+
+    for bad in ({"root_pose": [float("nan"), 0.0, 0.0]}, {"score": float("nan")}):
+        (run / "params.jsonl").write_text(json.dumps({**lines[0], **bad}) + "\n")
+        with pytest.raises(InputError, match=rf"params.jsonl:1: a damaged record \({next(iter(bad))} holds NaN, not a "
+                                             r"finite number\); resume its run"):
+            vm.read_output(run)
 
 
 #: Frame times (ms) of a variable-frame-rate clip (a user trial's): bursts of frames 33 ms apart,

@@ -341,9 +341,13 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
 
 
 def _video_content(out: Path) -> SiteContent:
+    from wbcap.export.params_jsonl import read_params_jsonl
     from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file, resume_command
 
     meta = read_meta(out) or {}
+    # every record checked as `wbcap export` checks it: the page copies the lines as they are, and a
+    # NaN in one made a chunk the page cannot read (a break-it trial)
+    read_params_jsonl(out / PARAMS_FILE)
     per_track = _read_lines(out / PARAMS_FILE)
     if not per_track:
         raise InputError(f"{out / PARAMS_FILE}: holds no person; there is nothing to view")
