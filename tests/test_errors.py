@@ -146,19 +146,19 @@ def test_a_setting_of_another_command_is_named_by_that_commands_option():
 def test_log_lines_follow_the_same_rule(caplog):
     from wbcap.track.collect import Collected, report_losses
 
-    col = Collected(frames={0: 0.0}, per_track={}, kept=set(), dropped={3: 2}, min_length=3, untracked=4, max_people=1)
+    col = Collected(frames={0: 0.0}, per_track={}, kept=set(), dropped={3: 2}, min_length=3)
     with caplog.at_level(logging.WARNING, logger="wbcap.track.collect"):
         report_losses(col, 1, "in.mp4", "auto")
-        flags = {"min_length": "--min-track", "max_people": "--max-people"}
+        flags = {"min_length": "--min-track"}
         with spelling(flags.__getitem__):
             report_losses(col, 1, "in.mp4", "auto")
-    python, cli_lines = caplog.messages[:2], caplog.messages[2:]
+    python, cli_lines = caplog.messages[:1], caplog.messages[1:]
     assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (min_length); "
-                      "lower it to keep them", "4 detected box(es) got no track (beyond max_people 1 or not matched)"]
-    assert cli_lines == [m.replace("min_length", "--min-track").replace("max_people", "--max-people") for m in python]
+                      "lower it to keep them"]
+    assert cli_lines == [m.replace("min_length", "--min-track") for m in python]
     caplog.clear()  # (--every 5: tracks break where boxes stop overlapping; a lower --min-track only keeps the pieces)
     with caplog.at_level(logging.WARNING, logger="wbcap.track.collect"), spelling(lambda n: "--" + n.replace("_", "-")):
-        report_losses(dataclasses.replace(col, frame_stride=5, untracked=0), 1, "in.mp4", "auto")
+        report_losses(dataclasses.replace(col, frame_stride=5), 1, "in.mp4", "auto")
     assert caplog.messages == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (--min-length); "
                                "lower it to keep them, or pass a smaller --every than 5 (tracks follow boxes that "
                                "overlap from one processed frame to the next, and break where people move further)"]

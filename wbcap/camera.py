@@ -27,7 +27,7 @@ The cameras of one person
    k * sigmoid(gamma))`` metres with ``k = sqrt(fx * fy * 2.5^2 / (256 * 192))`` (upstream
    ``main/model.py`` ``Model.get_camera_trans``; here
    :meth:`wbcap.model.hand4whole.Hand4Whole.camera_translation`). The same camera on the 512x384
-   network input is :meth:`wbcap.model.regressor.WholeBodyRegressor.crop_camera`.
+   network input is :func:`crop_intrinsics`.
 2. **Image camera.** The crop is an axis-aligned scaled window ``crop_box`` (xywh) of the image,
    so the same mesh projects onto the full image with the crop camera rescaled to the box:
    :func:`crop_to_image_camera` (``Person.focal`` / ``Person.princpt``).
@@ -62,12 +62,15 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from wbcap.config import ModelConfig
+
 __all__ = [
     "YUP_FROM_OPENCV",
     "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
     "ImageCamera",
     "change_frame",
+    "crop_intrinsics",
     "crop_to_image_camera",
     "crop_to_image_camera_np",
     "frame_rotation",
@@ -147,6 +150,15 @@ def virtual_camera_translation(
 
     k = math.sqrt(focal[0] * focal[1] * camera_3d_size * camera_3d_size / (input_hw[0] * input_hw[1]))
     return torch.cat((cam_param[:, :2], (k * torch.sigmoid(cam_param[:, 2]))[:, None]), 1)
+
+
+def crop_intrinsics(c: ModelConfig) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Intrinsics ``((fx, fy), (cx, cy))`` of the network's virtual camera in input-crop pixels
+    (``c.input_img_shape``, 512x384): upstream's ``cfg.focal``/``cfg.princpt``, given for the body
+    input (``c.input_body_shape``), scaled to the crop."""
+    sx = c.input_img_shape[1] / c.input_body_shape[1]
+    sy = c.input_img_shape[0] / c.input_body_shape[0]
+    return (c.focal[0] * sx, c.focal[1] * sy), (c.princpt[0] * sx, c.princpt[1] * sy)
 
 
 def perspective_projection(points: torch.Tensor, focal: Sequence[float], princpt: Sequence[float]) -> torch.Tensor:

@@ -17,9 +17,12 @@ strict: a missing, unexpected or mis-shaped tensor is a :class:`~wbcap.errors.Ch
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import pickle
 import re
+import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -355,10 +358,6 @@ def save_torch_file(obj: Any, path: str | Path) -> Path:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:
-            import errno
-            import os
-            import shutil
-
             try:
                 free = shutil.disk_usage(tmp.parent).free  # (the partial file still takes its room)
             except OSError:

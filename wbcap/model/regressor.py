@@ -15,8 +15,7 @@ from torch import nn
 from wbcap.body import joints as J
 from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
-from wbcap.camera import perspective_projection
-from wbcap.config import ModelConfig
+from wbcap.camera import crop_intrinsics, perspective_projection
 from wbcap.model.hand4whole import Hand4Whole, NetworkOutput
 
 
@@ -41,15 +40,6 @@ class RegressorOutput:
     lhand_bbox: torch.Tensor
     rhand_bbox: torch.Tensor
     face_bbox: torch.Tensor
-
-
-def crop_camera(c: ModelConfig) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Intrinsics ``((fx, fy), (cx, cy))`` of the network's virtual camera in input-crop pixels
-    (``c.input_img_shape``, 512x384): upstream's ``cfg.focal``/``cfg.princpt``, given for the body
-    input (``c.input_body_shape``), scaled to the crop."""
-    sx = c.input_img_shape[1] / c.input_body_shape[1]
-    sy = c.input_img_shape[0] / c.input_body_shape[0]
-    return (c.focal[0] * sx, c.focal[1] * sy), (c.princpt[0] * sx, c.princpt[1] * sy)
 
 
 class WholeBodyRegressor(nn.Module):
@@ -90,8 +80,9 @@ class WholeBodyRegressor(nn.Module):
         return self.net.config
 
     def crop_camera(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """Intrinsics (focal, princpt) of the virtual camera in input-crop pixels (512x384): :func:`crop_camera`."""
-        return crop_camera(self.net.config)
+        """Intrinsics (focal, princpt) of the virtual camera in input-crop pixels (512x384):
+        :func:`wbcap.camera.crop_intrinsics` of the network's config."""
+        return crop_intrinsics(self.net.config)
 
     def body_forward(self, p: NetworkOutput | SMPLXParams) -> tuple[torch.Tensor, torch.Tensor]:
         """SMPL-X with the predicted parameters (``p.smplx`` of a NetworkOutput; eyes at rest),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
+from wbcap.model.checkpoint import save_torch_file
 from wbcap.model.hand4whole import Hand4Whole
 
 # 6D of a rotation by pi about x (SMPL-X's y-up body seen by the y-down camera stands upright).
@@ -110,9 +110,7 @@ def write_official_checkpoint(path: str | Path, **kwargs) -> Path:
     """Write :func:`official_checkpoint_dict` to ``path`` (atomically). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(official_checkpoint_dict(**kwargs), tmp)
-    return path
+    return save_torch_file(official_checkpoint_dict(**kwargs), path)
 
 
 def random_network(config: ModelConfig = ModelConfig(), seed: int = 0, upright: bool = False) -> Hand4Whole:

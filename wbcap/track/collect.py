@@ -1,6 +1,6 @@
 """Tracks of a ``wbcap run`` raw file (pass 2, step 1): every frame's boxes linked into tracks
 (:class:`~wbcap.track.iou_tracker.IoUTracker`), each track's person-frames gathered, and
-the losses (short, static, untracked) counted and reported.
+the losses (short, static) counted and reported.
 """
 
 from __future__ import annotations
@@ -76,10 +76,8 @@ class Collected:
     per_track: dict[int, Track]  # track id -> its person-frames (kept or not)
     kept: set[int]
     detections: int = 0
-    untracked: int = 0  # boxes left without an id (0 since pass 2 tracks every kept box without the limit)
     dropped: dict[int, int] = field(default_factory=dict)  # short track id -> frames
     min_length: int = 0
-    max_people: int | None = None  # the tracker's --max-people
     frame_stride: int = 1  # source frames between processed ones (--every)
     static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
     cuts: list[int] = field(default_factory=list)  # frames that start a new shot (every track ended there)
@@ -117,7 +115,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # (its rule again here, whose cuts see flashes that pass 1 took for cuts, left kept boxes without
     # a track: a review)
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length, max_people=None))
-    col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length, max_people=tracker_config.max_people,
+    col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length,
                     frame_stride=tracker_config.frame_stride)
     col.cuts, col.flashes = found.cuts, found.flashes
     for rec in read_checked_raw(raw_path):
@@ -133,10 +131,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         every_id = tracker.update(rec["frame"], boxes, scores, left_out)
         ids = [every_id[k] for k in at]
         col.detections += len(people)
-        for pid, person in zip(ids, people):
-            if pid < 0:
-                col.untracked += 1
-                continue
+        for pid, person in zip(ids, people):  # (every kept box gets one: no limit here, none of them left out)
             col.per_track.setdefault(pid, Track()).append(rec["frame"], frames[int(rec["frame"])], person)
     col.kept = tracker.finalize()
     col.dropped = {tid: len(tr.frame) for tid, tr in col.per_track.items() if tid not in col.kept}
@@ -196,10 +191,6 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
             len(col.static), sum(col.static.values()), 100 * cfg.max_motion, cfg.min_duration, cfg.max_mean_score,
             setting("keep_static", api="drop_static=False"),
         )
-    if col.untracked:
-        why = (f"beyond {setting('max_people')} {col.max_people} or not matched"
-               if col.max_people is not None else "not matched to a track")
-        log.warning("%d detected box(es) got no track (%s)", col.untracked, why)
     if n_tracks:
         return
     if col.detections == 0:

@@ -259,11 +259,10 @@ def hand4whole_losses(
 
     joints_proj = out.joints_proj
     if projection_trains_camera_only:  # (the joints include the translation: held fixed, it is added back live)
-        from wbcap.camera import perspective_projection
-        from wbcap.model.regressor import crop_camera
+        from wbcap.camera import crop_intrinsics, perspective_projection
 
         transl = p.smplx.transl[:, None, :].to(out.joints.dtype)
-        joints_proj = perspective_projection(out.joints.detach() - transl.detach() + transl, *crop_camera(c))
+        joints_proj = perspective_projection(out.joints.detach() - transl.detach() + transl, *crop_intrinsics(c))
     to_hm = joints_proj.new_tensor(
         [c.output_hm_shape[2] / c.input_img_shape[1], c.output_hm_shape[1] / c.input_img_shape[0]]
     )
