@@ -960,3 +960,111 @@ def test_a_data_root_that_does_not_exist_is_refused_also_for_synthetic_sets(tmp_
     r = invoke(*train_args("body"), "-o", tmp_path / "r", "--data-root", tmp_path / "nonexist")
     assert one_error_line(r) == f"error: --data-root {tmp_path / 'nonexist'}: no such folder; check the path\n"
     assert not trained and not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- 8: a torchrun worker's error
+
+
+def _worker_spec(tmp_path: Path) -> Path:
+    from dataclasses import asdict
+
+    from wbcap.train.stages import load_stage
+    from wbcap.train.trainer import RunConfig
+
+    spec = tmp_path / "launch_node0.json"
+    spec.write_text(json.dumps({"stage": load_stage("body", None).to_dict(),
+                                "run": asdict(RunConfig(out=str(tmp_path / "r"), quiet=True))}))
+    return spec
+
+
+@pytest.mark.parametrize("kind", ["error", "disk_full", "crash"])
+def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_would(tmp_path, monkeypatch, kind):
+    """A worker that fails leaves its error for the launcher (torchrun reports workers by exit
+    status only): a WbcapError as its message and status, a full disk as the OSError the CLI says
+    with how to resume, a crash as one line naming the worker's crash log. The first failure is
+    said, not the later ones of the ranks that lost their process group."""
+    import errno
+
+    import wbcap.train.launch as launch
+    import wbcap.train.trainer as trainer
+    from wbcap.errors import CheckpointError
+
+    folder = tmp_path / "errors"
+    folder.mkdir()
+    monkeypatch.setenv(launch.WORKER_ERRORS_ENV, str(folder))
+    snapshot = str(tmp_path / "r" / "snapshot_0.pth.tar")
+    raised = {"error": CheckpointError("x.pth.tar: truncated"),
+              "disk_full": OSError(errno.ENOSPC, "No space left on device", snapshot),
+              "crash": ValueError("bad value")}[kind]
+
+    def failing_train(stage, run, on_step=None, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(trainer, "train", failing_train)
+    spec = _worker_spec(tmp_path)
+    monkeypatch.setenv("RANK", "0")
+    if kind == "crash":
+        with pytest.raises(ValueError, match="bad value"):  # (torchrun shows its traceback too)
+            launch.main([str(spec)])
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            launch.main([str(spec)])
+        assert stopped.value.code == 2
+    monkeypatch.setenv("RANK", "1")  # then another rank, whose process group lost rank 0
+    launch.leave_worker_error(RuntimeError("Connection closed by peer"), spec)
+    assert sorted(p.name for p in folder.iterdir()) == ["rank0.json", "rank1.json"]
+
+    said = launch.worker_error(folder)
+    if kind == "error":
+        assert isinstance(said, launch.WorkerError) and str(said) == "x.pth.tar: truncated" and said.exit_code == 2
+    elif kind == "disk_full":
+        assert type(said) is OSError and (said.errno, said.strerror, said.filename) == (
+            errno.ENOSPC, "No space left on device", snapshot)
+    else:
+        assert isinstance(said, launch.WorkerError) and said.exit_code == 1
+        head, log = str(said).split("; full traceback in ")
+        assert head.startswith("wbcap train failed in training process 0: ValueError: bad value (wbcap/")
+        text = Path(log).read_text()
+        assert "Traceback (most recent call last)" in text and "ValueError: bad value" in text
+        assert f"-m wbcap.train.launch {spec} (wbcap train, rank 0)" in text
+    assert launch.worker_error(tmp_path) is None  # (no record: the launcher says torchrun's status)
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_a_torchrun_worker_is_the_one_line_a_single_process_gives(tmp_path, train_args, monkeypatch):
+    """Two CPU processes under the real torchrun, with a file size limit below the snapshot's
+    size: the launcher's line is the disk-full one (it said "torchrun exited with status 1", the
+    worker a RuntimeError from torch's writer), and the run folder it made is removed."""
+    import socket
+    import tempfile
+
+    import torch
+
+    import wbcap.train.launch as launch
+
+    real = launch.torchrun_command
+
+    def limited(*args, **kwargs):  # (the agent and its workers under `ulimit -f 200`: 200 KiB)
+        return ["bash", "-c", 'ulimit -f 200 && exec "$@"', "bash", *real(*args, **kwargs)]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # (--gpus 0,1 --device cpu: gloo CPU processes)
+    monkeypatch.setattr(launch, "torchrun_command", limited)
+    tiny = tmp_path / "tiny.toml"  # (as test_train_outputs' end-to-end runs)
+    tiny.write_text('synthetic_length = 4\namp = false\n[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\n'
+                    'face_backbone_depth = 18\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
+                    'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
+                    'input_face_shape = [96, 96]\n')
+    out = tmp_path / "r"
+    r = invoke(*train_args("body"), "--config", tiny, "-o", out, "--gpus", "0,1", "--master-port", str(port))
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'snapshot_0.pth.tar'} (File too large): raise the file size limit (ulimit -f) "
+        "or point -o to another disk")
+    assert "torchrun exited" not in r.output
+    assert not out.exists() and list(temp.iterdir()) == []

@@ -351,30 +351,42 @@ def _write_crash_log(text: str) -> Path | None:
     return None
 
 
-def _report_crash(ctx: click.Context, exc: Exception) -> None:
-    """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
-    from wbcap.errors import is_out_of_memory
-    from wbcap.versions import wbcap_version
-
-    command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
+def describe_crash(exc: BaseException) -> str:
+    """``Kind: message (file:line in function; notes)`` of an unexpected exception, on one line
+    (the message cut at 300 characters): what the crash line says of it."""
     message = " ".join(str(exc).split())
     if len(message) > 300:
         message = message[:297] + "..."
-    kind = type(exc).__name__
     details = [_where(exc)] + [" ".join(n.split()) for n in getattr(exc, "__notes__", [])]
     details = [d for d in details if d]
-    tb_text = "".join(traceback.format_exception(exc))
-    log_path = _write_crash_log(
+    text = type(exc).__name__ + (f": {message}" if message else "")
+    return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def save_crash_log(exc: BaseException, command: str | None = None) -> Path | None:
+    """Write a crash log of ``exc`` (wbcap's and Python's versions, ``command``, by default this
+    process's wbcap command line, the time, the traceback; :func:`_write_crash_log`); its path,
+    None when it could not be written."""
+    from wbcap.versions import wbcap_version
+
+    command = f"wbcap {' '.join(sys.argv[1:])}" if command is None else command
+    return _write_crash_log(
         f"wbcap {wbcap_version()}, Python {sys.version.split()[0]}, {sys.platform}\n"
-        f"command: wbcap {' '.join(sys.argv[1:])}\n"
-        f"time: {datetime.datetime.now().isoformat(timespec='seconds')}\n\n{tb_text}"
-    )
+        f"command: {command}\n"
+        f"time: {datetime.datetime.now().isoformat(timespec='seconds')}\n\n"
+        + "".join(traceback.format_exception(exc)))
+
+
+def _report_crash(ctx: click.Context, exc: Exception) -> None:
+    """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
+    from wbcap.errors import is_out_of_memory
+
+    command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
+    log_path = save_crash_log(exc)
     params = ctx.params or {}
     if params.get("debug") or params.get("verbose"):
-        click.echo(tb_text.rstrip("\n"), err=True)
-    line = f"error: wbcap {command} failed: {kind}" + (f": {message}" if message else "")
-    if details:
-        line += f" ({'; '.join(details)})"
+        click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
+    line = f"error: wbcap {command} failed: {describe_crash(exc)}"
     if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
         line += f"; {_NO_WORKING_FOLDER}"
     elif is_out_of_memory(exc):

@@ -348,24 +348,40 @@ def save_torch_file(obj: Any, path: str | Path) -> Path:
     torch's writer reports a full disk as a RuntimeError without an errno (``[enforce fail at
     inline_container.cc:672] . unexpected pos``): when the folder's disk has less room left than
     the object's tensors, it is raised as the ``OSError`` ENOSPC it was, naming ``path``, which
-    the commands say in one line (a training trial got a crash report for a full disk).
+    the commands say in one line (a training trial got a crash report for a full disk); likewise
+    EFBIG when the process's file size limit (``ulimit -f``, ``RLIMIT_FSIZE``) is below them.
 
     Raises:
-        OSError: the write failed (ENOSPC for a full disk, as above); the temporary file is removed.
+        OSError: the write failed (ENOSPC for a full disk, EFBIG for the file size limit, as
+            above); the temporary file is removed.
     """
     path = Path(path)
     with atomic_path(path) as tmp:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:
+            needed = _tensor_bytes(obj)
+            if needed > _file_size_limit():
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path)) from None
             try:
                 free = shutil.disk_usage(tmp.parent).free  # (the partial file still takes its room)
             except OSError:
                 raise exc from None
-            if free < _tensor_bytes(obj):
+            if free < needed:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
             raise
     return path
+
+
+def _file_size_limit() -> float:
+    """This process's soft file size limit in bytes (``RLIMIT_FSIZE``); infinity when there is
+    none or the platform has no such limit."""
+    try:
+        import resource
+    except ImportError:  # (not on Windows)
+        return float("inf")
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return float("inf") if soft == resource.RLIM_INFINITY else float(soft)
 
 
 def read_checkpoint_raw_keys(path: str | Path) -> list[str]:

@@ -14,10 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
-from wbcap.errors import InputError, setting
+from wbcap.errors import InputError, WbcapError, setting
 from wbcap.io.run_folder import FILE_IDENTITY
 from wbcap.subprocesses import end_with_parent
 
@@ -443,9 +445,78 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     cmd = torchrun_command(spec, len(gpu_ids), nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                            master_port=master_port)
     log.info("launching: %s", " ".join(cmd))
-    rc = run_torchrun(cmd, env)
-    if rc != 0:
-        raise InputError(f"torchrun exited with status {rc}; see the log above")
+    errors = Path(tempfile.mkdtemp(prefix="wbcap-worker-errors-"))
+    try:
+        rc = run_torchrun(cmd, {**env, WORKER_ERRORS_ENV: str(errors)})
+        if rc != 0:
+            raise worker_error(errors) or InputError(f"torchrun exited with status {rc}; see the log above")
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)
+
+
+#: Environment variable naming the folder (made by the launcher, in the temporary folder: a full
+#: disk is most often the run folder's) where each torchrun worker of this node leaves the error
+#: that ended it, ``rank<RANK>.json`` (:func:`leave_worker_error`), for the launcher to say in one
+#: line as a single-process run says it (:func:`worker_error`); torchrun itself reports a worker
+#: only by its exit status.
+WORKER_ERRORS_ENV = "WBCAP_WORKER_ERRORS"
+
+
+class WorkerError(WbcapError):
+    """A torchrun worker's error, said by the launcher: a :class:`~wbcap.errors.WbcapError` of a
+    worker (its message and exit status), or a worker's crash (one line, with its crash log)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def leave_worker_error(exc: BaseException, spec: Path) -> None:
+    """Record, for the launcher (:data:`WORKER_ERRORS_ENV`; nothing without it), the error
+    ``exc`` that ends this worker of the run ``spec``: a :class:`~wbcap.errors.WbcapError` as its
+    message and exit status, a full disk (``OSError`` of :data:`wbcap.cli.DISK_FULL`) as its
+    errno and file names, anything else as a crash: its crash log written here (the traceback)
+    and one line on it (:func:`wbcap.cli.describe_crash`). Best effort: a record that cannot be
+    written leaves the launcher with torchrun's exit status."""
+    from wbcap.atomic import atomic_write_text
+    from wbcap.cli import CRASH_EXIT_CODE, DISK_FULL, describe_crash, save_crash_log
+
+    folder = os.environ.get(WORKER_ERRORS_ENV)
+    if not folder:
+        return
+    rank = int(os.environ.get("RANK", "0"))
+    record: dict = {"time": time.time(), "rank": rank}
+    if isinstance(exc, WbcapError):
+        record.update(kind="error", message=str(exc), exit_code=exc.exit_code)
+    elif isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        record.update(kind="disk_full", errno=exc.errno, strerror=exc.strerror, filename=exc.filename,
+                      filename2=exc.filename2)
+    else:
+        log_path = save_crash_log(exc, command=f"{sys.executable} -m wbcap.train.launch {spec} (wbcap train, rank {rank})")
+        where = f"full traceback in {log_path}" if log_path else "its traceback is above"
+        record.update(kind="crash", exit_code=CRASH_EXIT_CODE,
+                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}; {where}")
+    with contextlib.suppress(OSError, TypeError, ValueError):  # (a path that JSON cannot hold: no record)
+        atomic_write_text(Path(folder) / f"rank{rank}.json", json.dumps(record))
+
+
+def worker_error(folder: Path) -> Exception | None:
+    """The first error the workers recorded in ``folder`` (:func:`leave_worker_error`; the
+    earliest, as the others' are most often their process group losing it) as the exception the
+    launcher raises: :class:`WorkerError`, or the ``OSError`` of a full disk (which the CLI says
+    as a single process's, with how to resume); None when none was recorded."""
+    records = []
+    for path in sorted(folder.glob("rank*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(path.read_text())
+            if isinstance(record, dict) and isinstance(record.get("time"), (int, float)):
+                records.append(record)
+    if not records:
+        return None
+    first = min(records, key=lambda r: r["time"])
+    if first.get("kind") == "disk_full":
+        return OSError(first.get("errno"), first.get("strerror"), first.get("filename"), None, first.get("filename2"))
+    return WorkerError(str(first.get("message")), int(first.get("exit_code", 1)))
 
 
 def torchrun_command(spec: Path, nproc: int, *, nnodes: int, node_rank: int, master_addr: str,
@@ -576,8 +647,22 @@ def main(argv: list[str] | None = None) -> None:
     main_rank = os.environ.get("RANK", "0") == "0"
     logging.basicConfig(level=logging.INFO if main_rank and not run.quiet else logging.WARNING)
     cfg = StageConfig.from_dict(spec["stage"])
-    with training_progress(cfg, disable=not main_rank or run.quiet) as on_step:
-        train(cfg, run, on_step=on_step)
+    try:
+        with training_progress(cfg, disable=not main_rank or run.quiet) as on_step:
+            train(cfg, run, on_step=on_step)
+    except Exception as exc:
+        from wbcap.cli import DISK_FULL, DISK_FULL_EXIT_CODE
+
+        leave_worker_error(exc, Path(argv[0]))
+        # (said by the launcher in one line, as a single process says it; torchrun itself gives only
+        # the exit status: without a traceback here)
+        if isinstance(exc, WbcapError):
+            log.error("%s", exc)
+            sys.exit(exc.exit_code)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            log.error("%s", exc)
+            sys.exit(DISK_FULL_EXIT_CODE)
+        raise
 
 
 if __name__ == "__main__":
