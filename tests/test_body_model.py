@@ -186,6 +186,24 @@ def test_layer_with_body_pose_as_joints_and_float64(body_layer: SMPLXLayer, mode
     torch.testing.assert_close(out64.vertices.float(), ours.vertices, atol=2e-5, rtol=0)
 
 
+def test_the_layer_takes_a_mapping_an_empty_batch_and_names_a_parameter_on_another_device(
+        body_layer: SMPLXLayer) -> None:
+    """A library user's trial: ``body(dict(p))`` said "missing" every parameter (the dict was
+    bound to betas); an empty batch raised an IndexError from inside; a parameter on another
+    device gave torch's message, naming none."""
+    p = SMPLXParams.from_mapping(make_smplx_params(3, seed=4))
+    whole = body_layer(p)
+    torch.testing.assert_close(body_layer(dict(p)).vertices, whole.vertices, atol=0, rtol=0)
+    for params, pose_shape in ((p[[]], (0, 165)), (p.to_matrix()[[]], (0, 55, 3, 3))):
+        empty = body_layer(params)
+        assert (empty.vertices.shape, empty.joints.shape, empty.full_pose.shape) == ((0, 10475, 3), (0, 144, 3),
+                                                                                     pose_shape)
+        assert empty.vertices.dtype == whole.vertices.dtype
+    with pytest.raises(ValueError, match=r"^betas is on meta, the SMPL-X layer on cpu: move the parameters there "
+                                         r"first \(params.to\('cpu'\)\)$"):
+        body_layer(p.to("meta"))
+
+
 def test_pose_product_replaces_only_the_pose_corrective_product(body_layer: SMPLXLayer) -> None:
     """pose_product gets the (B, 486) pose features and its result is the offsets: the same
     product given back gives the same mesh bit for bit; a changed one moves the mesh by exactly

@@ -330,6 +330,10 @@ def test_file_record_round_trip():
     with pytest.raises(KeyError, match="expr") as exc:
         from_file_record({k: v for k, v in rec.items() if k != "expr"})
     assert str(exc.value) == "not SMPL-X parameters of a wbcap file: missing expr"  # (not in quotes)
+    # a diverged fit's NaN is refused, naming the key (it posed a mesh of NaN: a library user's trial)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="^body_pose holds NaN or infinity: not SMPL-X parameters to pose$"):
+            from_file_record(dict(rec, body_pose=[bad] * 63))
 
 
 def test_pose_slices_are_where_full_pose_puts_each_field():

@@ -485,10 +485,28 @@ class Pipeline:
         gender: str | None = None,
         device: str = "auto",
         batch_size: int | None = None,
+        precision: str | Precision = Precision.EXACT,
     ) -> Pipeline:
-        """Convenience constructor for notebooks (:meth:`from_config`; ``batch_size`` None: the
-        device's default; ``gender`` None: the one the name of a ``body_models`` file says, else
-        neutral, :meth:`BodyModelConfig.given <wbcap.config.BodyModelConfig.given>`)."""
+        """Convenience constructor for notebooks (:meth:`from_config`): the files looked for as
+        the commands look for them (README, "Where wbcap looks for files"; None: not named).
+
+        Args:
+            checkpoint: the Hand4Whole checkpoint (``snapshot_6.pth.tar``), or a folder holding it.
+            body_models: the SMPL-X model file, or a folder holding ``smplx/SMPLX_<GENDER>.npz``.
+            gender: ``neutral | male | female``; None: the one the name of a ``body_models``
+                file says, else neutral (:meth:`BodyModelConfig.given
+                <wbcap.config.BodyModelConfig.given>`).
+            device: ``auto | cpu | cuda | cuda:N``.
+            batch_size: crops per network call; None: the device's default.
+            precision: ``exact`` (default) or ``fast`` (README, "Precision modes"), or the
+                comparison modes ``bf16 | fp16``.
+
+        Raises:
+            CheckpointError: the checkpoint is missing, unreadable or not Hand4Whole's.
+            ModelFileError: the SMPL-X model is missing or malformed, or an unknown gender.
+            InputError: an unknown device or precision, CUDA asked for and missing, a
+                ``batch_size`` under 1.
+        """
         from wbcap.config import BodyModelConfig
 
         cfg = PipelineConfig(
@@ -496,6 +514,7 @@ class Pipeline:
             checkpoint=None if checkpoint is None else str(checkpoint),
             device=device,
             batch_size=batch_size,
+            precision=normalize_precision(precision),
         )
         return cls.from_config(cfg)
 

@@ -24,7 +24,8 @@ It reads nothing back from the device (no GPU synchronisation): see :func:`_lbs`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from smplx.vertex_joint_selector import VertexJointSelector
 
 from wbcap.body.joints import JOINT_IDX, SMPLX_BODY_JOINTS, SMPLX_NECK, SMPLX_OUTPUT_JOINT_NUM
 from wbcap.body.model_files import load_body_model_data
-from wbcap.body.params import SMPLXParams
+from wbcap.body.params import FIELDS, SMPLXParams
 from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.body.rotations import float32_region, matrix_to_axis_angle
 
@@ -189,7 +190,7 @@ def _lbs(
 
 
 def _check(name: str, value: torch.Tensor, batch: int, width: int) -> torch.Tensor:
-    if value.ndim < 2 or value.shape[0] != batch or value[0].numel() != width:
+    if value.ndim < 2 or value.shape[0] != batch or math.prod(value.shape[1:]) != width:
         raise ValueError(f"{name} must have shape ({batch}, {width}), got {tuple(value.shape)}")
     return value.reshape(batch, width)
 
@@ -340,9 +341,13 @@ class SMPLXLayer(torch.nn.Module):
         """Pose and shape the model: ``body(params)`` or ``body(betas=..., global_orient=..., ...)``.
 
         ``params``: an :class:`~wbcap.body.params.SMPLXParams` (axis-angle or rotation
-        matrices), alone. Keywords: smplx's, all rotations axis-angle in radians (they make an
-        axis-angle SMPLXParams). Tensors must be on the buffers' device; they are cast to the
-        buffers' dtype and the computation runs with autocast off (see module doc).
+        matrices), or a mapping of its names (``dict(p)``, axis-angle:
+        :meth:`~wbcap.body.params.SMPLXParams.from_mapping`), alone. Keywords: smplx's, all
+        rotations axis-angle in radians (they make an axis-angle SMPLXParams). Tensors must be on
+        the buffers' device (ValueError naming the one that is not); they are cast to the buffers'
+        dtype and the computation runs with autocast off (see module doc). A batch of 0 gives
+        outputs of batch 0. Values are not checked for NaN or infinity (that would read every
+        tensor back from a GPU): a NaN parameter gives NaN vertices.
 
         Args:
             betas: ``(B, num_betas)`` shape coefficients (or the SMPLXParams).
@@ -368,6 +373,8 @@ class SMPLXLayer(torch.nn.Module):
             :class:`SMPLXOutput` with ``vertices (B, V, 3)``, ``joints (B, 144, 3)``,
             ``full_pose`` (``(B, 165)`` axis-angle, or ``(B, 55, 3, 3)`` for matrix params).
         """
+        if isinstance(betas, Mapping):  # (``body(dict(p))``: bound to betas, said "missing" all the others)
+            betas = SMPLXParams.from_mapping(betas)
         if isinstance(betas, SMPLXParams):
             given = (global_orient, body_pose, left_hand_pose, right_hand_pose, jaw_pose, expression, leye_pose,
                      reye_pose, transl)  # fmt: skip
@@ -381,6 +388,16 @@ class SMPLXLayer(torch.nn.Module):
             if missing:
                 raise TypeError(f"missing SMPL-X parameters: {', '.join(missing)}")
             params = SMPLXParams(**required, leye_pose=leye_pose, reye_pose=reye_pose, transl=transl)
+        device = self.v_template.device
+        for name in FIELDS:
+            if params[name].device != device:
+                raise ValueError(f"{name} is on {params[name].device}, the SMPL-X layer on {device}: move the "
+                                 f"parameters there first (params.to({str(device)!r}))")
+        if params.batch_size == 0:  # (the same shapes and dtypes, of batch 0: one row of zeros posed, none kept)
+            one = SMPLXParams.from_mapping({k: v.new_zeros((1, *v.shape[1:])) for k, v in params.items()},
+                                           rotation=params.rotation)
+            out = self.forward(one, pose_product=pose_product)
+            return SMPLXOutput(out.vertices[:0], out.joints[:0], out.full_pose[:0])
         with float32_region(self.v_template):
             return self._forward(params.to(self.v_template.dtype), pose_product)
 
