@@ -308,3 +308,16 @@ def test_nearest_downsample_is_interpolate_bit_for_bit(shape, size):
     for fmt in (torch.contiguous_format, torch.channels_last):
         xf = x.contiguous(memory_format=fmt)
         assert torch.equal(nearest_downsample(xf, size), torch.nn.functional.interpolate(xf, size))
+
+
+def test_from_files_takes_the_precision(micro_ckpt, body_dir):
+    """A library user found no way to pick the precision from Python but PipelineConfig."""
+    from wbcap.errors import InputError
+    from wbcap.model.precision import Precision
+    from wbcap.pipeline import Pipeline
+
+    pipe = Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", precision="bf16")
+    assert pipe.precision is Precision.BF16
+    assert Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu").precision is Precision.EXACT
+    with pytest.raises(InputError, match=r"^precision 'fp64': use one of exact, fast, bf16, fp16 \(fp32 means exact\)$"):
+        Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", precision="fp64")
