@@ -465,6 +465,22 @@ def _still_then_video(path: Path, n: int = 8) -> Path:
     return path
 
 
+def test_a_constant_rate_file_with_a_dropped_frame_keeps_its_rate_on_the_clock(tmp_path: Path) -> None:
+    """An MP4's average rate counts the drop (29.33 fps for 1 of 45 frames at 30 fps), which every
+    export carried, all rows interpolated and marked valid (a biomechanics trial); its base rate
+    is the grid's, 30, which the clock tries second (a Matroska file declares 30)."""
+    from wbcap.smooth.track import clock_rate
+
+    for suffix, average, base in ((".mp4", Fraction(140800, 4801), Fraction(30)), (".mkv", Fraction(30), None)):
+        path = make_video(tmp_path / f"drop{suffix}", n=44, fps=30, pts_ms=[round(i * 1000 / 30) for i in range(45)
+                                                                             if i != 20])
+        info = probe_video(path)
+        assert (info.fps_fraction, info.base_fps_fraction) == (average, base), suffix
+        times = [f.time for f in open_frames(path)]
+        assert len(times) == 44 and times[20] - times[19] == pytest.approx(2 / 30, abs=1e-3)
+        assert clock_rate(times, info.fps, None if base is None else float(base)) == 30.0
+
+
 # Matroska declares no frame counts: FFmpeg's choice (more frames seen while probing); MP4 flags
 # the first stream default, so FFmpeg would take the still there: the declared counts decide.
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])

@@ -74,6 +74,12 @@ class VideoInfo:
         is_image_sequence: frames come from image files rather than a video.
         mirrored: the display matrix also flips the picture left-right (after ``rotation``; see
             :func:`orientation_of`); already applied to every frame.
+        base_fps_fraction: the stream's base rate (FFmpeg's ``r_frame_rate``, guessed from its
+            timestamps: the rate of the grid its frames lie on), when it has one and it is not
+            ``fps_fraction``; None otherwise and for image sequences. A constant-rate file with
+            dropped frames has its grid's rate here (30) and a lower average in ``fps`` (29.3 for
+            1 frame of 45 dropped), which is what :func:`wbcap.smooth.track.clock_rate` tries
+            second.
     """
 
     path: Path
@@ -89,6 +95,7 @@ class VideoInfo:
     is_image_sequence: bool
     mirrored: bool = False
     video_end: float | None = None
+    base_fps_fraction: Fraction | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,12 +430,14 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
         (log.warning if warn else log.debug)("%s: frame rate unknown; assuming 30 fps", p)
         rate = Fraction(30)
 
+    base = Fraction(stream.base_rate) if stream.base_rate is not None and stream.base_rate > 0 else None
     has_audio = len(container.streams.audio) > 0
     codec = str(stream.codec_context.name)
     return VideoInfo(
         path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
         frame_count=frame_count, duration=duration, video_end=video_end, rotation=rotation, codec=codec,
         has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
+        base_fps_fraction=base if base != rate else None,
     )
 
 

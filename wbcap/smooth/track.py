@@ -65,10 +65,16 @@ class SmoothedTrack:
 GRID_JITTER = 0.25
 
 
-def clock_rate(times: list[float], nominal: float) -> float:
+def clock_rate(times: list[float], nominal: float, base: float | None = None) -> float:
     """Rows per second of the AMASS clock: the nominal rate (source rate / ``--every``) when the
-    processed frames follow it, else their average rate (variable-frame-rate footage, whose
-    container may declare a nominal rate the frames do not have). They follow it when their
+    processed frames follow it, else the ``base`` rate (the stream's base rate / ``--every``,
+    :attr:`wbcap.io.video_probe.VideoInfo.base_fps_fraction`) when they follow that, else their
+    average rate (variable-frame-rate footage, whose
+    container may declare a nominal rate the frames do not have). The source rate is the
+    container's average, which counts a constant-rate file's dropped frames: 1 of 45 frames
+    dropped from a 30 fps MP4 gave 29.33 fps, and every row of the files was interpolated between
+    frames and marked valid, the drop unseen (a biomechanics trial); its base rate is the grid's,
+    30, which those frames follow. They follow a rate when their
     median interval is within 1 % of it (a few dropped frames do not change it), or when every
     time lies within :data:`GRID_JITTER` frame of the nominal grid through the first and at most
     a tenth of that grid's frames are missing (a drop to a third of the rate is not a few dropped
@@ -81,14 +87,21 @@ def clock_rate(times: list[float], nominal: float) -> float:
     if len(times) < 2 or times[-1] <= times[0]:
         return nominal
     t = np.asarray(times, np.float64)
-    median_rate = 1.0 / float(np.median(np.diff(t)))
-    if abs(median_rate - nominal) <= 0.01 * nominal:
-        return nominal
-    cells = (t - t[0]) * nominal
-    if float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER and (
-            len(t) <= 3 or len(t) >= 0.9 * (round(cells[-1]) + 1)):
-        return nominal
+    for rate in (nominal, base):
+        if rate is not None and rate > 0 and _follow(t, rate):
+            return rate
     return (len(times) - 1) / (times[-1] - times[0])
+
+
+def _follow(t: np.ndarray, rate: float) -> bool:
+    """Whether the frame times ``t`` (seconds, increasing, two or more) follow ``rate``
+    (:func:`clock_rate`)."""
+    median_rate = 1.0 / float(np.median(np.diff(t)))
+    if abs(median_rate - rate) <= 0.01 * rate:
+        return True
+    cells = (t - t[0]) * rate
+    return float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER and (
+        len(t) <= 3 or len(t) >= 0.9 * (round(cells[-1]) + 1))
 
 
 def smoothed_track(

@@ -33,12 +33,21 @@ def encode_all(container, stream, frames) -> None:
         container.mux(pkt)
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """H.264 (yuv420p) at a constant ``fps`` from ``(H, W, 3)`` uint8 RGB frames (even sizes)."""
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, slots: list[int] | None = None) -> Path:
+    """H.264 (yuv420p) at a constant ``fps`` from ``(H, W, 3)`` uint8 RGB frames (even sizes).
+    ``slots``: each frame's place on the ``fps`` grid (its timestamp in frame intervals; default
+    0, 1, 2, ...): increasing, with the places left out as dropped frames."""
+    def video_frames():
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if slots is not None:
+                frame.pts, frame.time_base = slots[i], Fraction(1, fps)
+            yield frame
+
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        encode_all(c, s, (av.VideoFrame.from_ndarray(img, format="rgb24") for img in frames))
+        encode_all(c, s, video_frames())
     return path
 
 
