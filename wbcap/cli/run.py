@@ -54,7 +54,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.option("--no-cuts", is_flag=True, help="Tracker: one continuous shot; keep ids across sudden changes of the picture.")
 @click.option("--smooth", type=click.Choice(["oneeuro", "gaussian", "none"]), default="oneeuro", show_default=True,
               help="Temporal smoothing of rotations (in 6D), translation and expression; shape is held per track.")
-@click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother; default 2.0).")
+@click.option("--min-cutoff", type=FiniteFloatRange(min=0, min_open=True), default=None, help="One-Euro: minimum cutoff frequency in Hz (lower = smoother; default 2.0, which keeps ~75 % of a 1 Hz motion at 30 fps: for measuring movement use 8 or --smooth none; README, 'What the smoothing keeps').")
 @click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion; default 0.5).")
 @click.option("--sigma", type=FiniteFloatRange(0, MAX_SIGMA), default=None,
               help="Gaussian: standard deviation in frames (default 2.0).")
