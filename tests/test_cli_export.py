@@ -489,3 +489,27 @@ def test_an_export_stopped_midway_says_what_it_wrote(finished_run, tmp_path, bod
     assert [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING] == [
         f"{dest}: stopped after writing 1 track file(s) (e.g. track_0.bvh); the others are missing or an earlier "
         "export's: run the same command again to write them all"]
+
+
+def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_again(finished_run, tmp_path, micro_ckpt,
+                                                                                    body_dir):
+    """A new user's trial: `wbcap export OUT --format bvh` into the run folder, then `wbcap run ...
+    --resume` (the README's way to redo smoothing) removed the BVH files without a word. Pass 2
+    still removes them (made from the parameters before it), and now says so, with the command
+    that writes them again from the new ones."""
+    run = copy_run(finished_run, tmp_path / "r")
+    assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
+    assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]
+    src = finished_run.parent
+    r = invoke("run", src / "walk.mp4", "-o", run, "--resume", "--smooth", "gaussian", "--detector",
+               f"boxes:{src / 'boxes.json'}", "--min-track", "2", "--no-render", "--checkpoint", micro_ckpt,
+               "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (f"{run}: removed the earlier BVH file(s) this run does not write (from `wbcap export` or another --export), "
+            f"made from the parameters before this pass: write them again from these with `wbcap export {run} "
+            "--format bvh` (and that export's other options)") in said, r.output
+    assert list(run.glob("track_*.bvh")) == [] and sorted(p.name for p in run.glob("track_*.glb")) == [
+        "track_0.glb", "track_1.glb"]
+    assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
+    assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]

@@ -34,6 +34,7 @@ import itertools
 import logging
 import math
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -420,7 +421,8 @@ def finalize(
     grounded = world is not None and world.frame is not None
     by_frame = rows_by_frame(tracks)
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
-    remove_outputs(out)  # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
+    # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
+    not_again = _not_written_again(remove_outputs(out), job.export.formats)
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, camera.image_size,
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts]))
@@ -440,9 +442,21 @@ def finalize(
         render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, pipeline.faces, dev,
                               focal, princpt, progress, timings)
     done_writing(out)
+    if not_again:  # (removed silently before: a new user's trial lost the BVH files `wbcap export` had written)
+        log.warning("%s: removed the earlier %s file(s) this run does not write (from `wbcap export` or another "
+                    "--export), made from the parameters before this pass: write them again from these with "
+                    "`wbcap export %s --format %s` (and that export's other options)", out,
+                    ", ".join(f.upper() for f in not_again), shlex.quote(str(out)), ",".join(not_again))
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )
+
+
+def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[str]:
+    """The formats (``bvh``, ``fbx``...) of the track files ``removed`` that a pass 2 writing
+    ``formats`` (and the npz) does not write again."""
+    again = {"npz", *formats}
+    return sorted({p.suffix[1:] for p in removed} - again)
 
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,

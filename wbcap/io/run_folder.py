@@ -1053,14 +1053,18 @@ def unfinished_outputs_note(out: Path) -> str | None:
             f"files); finish them with {resume_command(out)}")
 
 
-def remove_outputs(out: Path) -> None:
+def remove_outputs(out: Path) -> list[Path]:
     """Before pass 2 writes OUT's outputs: delete those an earlier pass 2 of this folder wrote
-    (``--resume`` with other smoothing, --export or --obj): ``params.jsonl``, ``meta.json``, the
+    (``--resume`` with other smoothing, --export or --obj), or ``wbcap export`` wrote from its
+    ``params.jsonl``: ``params.jsonl``, ``meta.json``, the
     track files (:func:`track_files`), ``meshes/`` and ``render.mp4``. A pass 2 stopped part way
     (Ctrl-C, a full disk) then leaves only its own files beside the frames, never a mix of two
-    settings (the old sigma's render.mp4 beside the new sigma's tracks); ``--resume`` writes them all."""
-    for path in [out / PARAMS_FILE, out / META_FILE, *track_files(out), out / MESHES_DIR, out / RENDER_FILE]:
+    settings (the old sigma's render.mp4 beside the new sigma's tracks); ``--resume`` writes them all.
+    Returns the track files removed."""
+    removed = track_files(out)
+    for path in [out / PARAMS_FILE, out / META_FILE, *removed, out / MESHES_DIR, out / RENDER_FILE]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+    return removed
