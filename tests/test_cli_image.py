@@ -849,6 +849,7 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
     FEW_PHOTOS photos (the forms that cost more to build than they save over that many calls
     skipped), 0 (many calls) for more."""
     from wbcap import image_app
+    from wbcap import pipeline as pipeline_module
     from wbcap.pipeline import Pipeline
 
     class Built(Exception):
@@ -861,6 +862,7 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
         raise Built
 
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(from_config))
+    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config: None)  # (no model files here)
     photos = [write_rgb(tmp_path / f"p{i}.png", person_image(64, 48, seed=i)) for i in range(image_app.FEW_PHOTOS + 1)]
     for n in (1, image_app.FEW_PHOTOS, image_app.FEW_PHOTOS + 1):
         job = image_app.ImageJob(paths=tuple(str(p) for p in photos[:n]), out=str(tmp_path / f"out{n}"),
@@ -955,3 +957,22 @@ def test_box_file_keys_that_name_no_input_are_said(tmp_path, micro_ckpt, body_di
     assert r.exit_code == 0, r.output
     said = [rec.getMessage() for rec in caplog.records if "keys name no input image" in rec.getMessage()]
     assert said == [f"{boxes}: 2 of 3 keys name no input image (e.g. 'pic.jpg', 'p1c.png'); their boxes are ignored"]
+
+
+def test_with_neither_model_file_one_line_names_both_before_any_detector(tmp_path, monkeypatch):
+    """A new user's trial with nothing installed: `wbcap image` tried to download YOLOX (three
+    warnings, a marker file left), fell back to HOG with a notice, then named the SMPL-X model
+    only; the missing checkpoint came after that was fixed."""
+    import wbcap.image_app as image_app
+
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    monkeypatch.setattr(image_app, "make_detector", lambda *a, **k: pytest.fail("a detector was made"))
+    photo = write_rgb(tmp_path / "p.png", person_image(64, 48, seed=0))
+    r = CliRunner().invoke(cli, ["image", str(photo), "-o", str(tmp_path / "out"), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    (line,) = [x for x in r.output.splitlines() if x.strip()]
+    assert line.startswith("error: SMPL-X model file SMPLX_NEUTRAL.npz not found (looked for ")
+    assert "; the network's checkpoint is missing too: no hand4whole checkpoint (looked in " in line
+    assert "`wbcap weights import hand4whole /path/to/snapshot_6.pth.tar`" in line
+    assert not (tmp_path / "out").exists()

@@ -305,10 +305,10 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         raise
     if pipeline is None:
         stage("loading model", None)
-        if job.pipeline.checkpoint is not None:  # a missing --checkpoint: its one line before any detector notice
-            from wbcap.weights import find_checkpoint
+        # a missing model file or checkpoint: one line before any detector's notice or download
+        from wbcap.pipeline import check_model_files
 
-            find_checkpoint(job.pipeline.checkpoint)
+        check_model_files(job.pipeline)
     detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
         job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
         min_height_frac=job.min_height_frac, offline=job.offline)  # (max_people below: said when it drops)

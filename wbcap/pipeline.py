@@ -99,6 +99,30 @@ def synthetic_body_models_dir() -> Path:
     return folder
 
 
+def check_model_files(config: PipelineConfig) -> None:
+    """Find the SMPL-X model and the checkpoint ``config`` names (or the search order finds) as
+    :meth:`Pipeline.from_config` will, before any other work (a detector's download): raises
+    the missing one's error, or, both missing, the model's naming the checkpoint too (a new
+    user's trial was told of the model, then after fixing it, of the checkpoint).
+
+    Raises:
+        ModelFileError: the SMPL-X model is missing (and maybe the checkpoint: said too).
+        CheckpointError: the checkpoint is missing.
+    """
+    from wbcap.weights import find_checkpoint
+
+    body_cfg = config.body
+    try:
+        find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
+    except ModelFileError as exc:
+        try:
+            find_checkpoint(config.checkpoint)
+        except CheckpointError as missing:
+            raise ModelFileError(f"{exc}; the network's checkpoint is missing too: {missing}") from None
+        raise
+    find_checkpoint(config.checkpoint)
+
+
 def _whole_npz(path: Path) -> bool:
     """Whether ``path`` is a whole ``.npz`` holding ``v_template``, from its zip directory (at its
     end: a file cut short has none; the arrays are not read)."""
@@ -436,6 +460,8 @@ class Pipeline:
             synthetic_body = False
         except ModelFileError as exc:
             if fallback != "synthetic" or body_cfg.path is not None:
+                if net is None and weights == "checkpoint":  # (the checkpoint too, when it is missing as well)
+                    check_model_files(config)
                 raise
             log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
                         "same size (%s)", type(exc).__name__)
