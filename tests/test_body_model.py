@@ -506,6 +506,12 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
     msg = _one_line(exc)
     assert msg.endswith(f"put SMPLX_FEMALE.npz in {given / 'smplx'}/ or {given}/ (the folder WBCAP_BODY_MODELS names)")
     assert str(body_models_dir() / "SMPLX_FEMALE.npz") in msg  # still listed as searched
+    # one that does not exist (a misspelt variable was not said to be one: a new user's trial)
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "nonexist"))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert _one_line(exc).endswith(f"or {tmp_path / 'nonexist'}/ (the folder WBCAP_BODY_MODELS names, which does not "
+                                   "exist: check its spelling, or unset WBCAP_BODY_MODELS)")
 
 
 def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from wbcap.cli import cli
-from wbcap.demo import TRY_WITHOUT_FILES
+from wbcap.demo import try_without_files
 from wbcap.testing.images import person_image
 from wbcap.testing.videos import write_video
 
@@ -43,7 +43,7 @@ def test_quiet_doctor_prints_only_what_needs_attention_and_weights_list_its_list
     assert "[ok  ] SMPL-X neutral" in loud.stdout and "[ok  ]" not in quiet.stdout, quiet.output
     assert "[MISS] checkpoint hand4whole: " in quiet.stdout and "       fix: " in quiet.stdout, quiet.output
     assert quiet.stdout.splitlines()[-2:] == loud.stdout.splitlines()[-2:] == [
-        "1 required item(s) missing; `wbcap demo` still runs without them.", TRY_WITHOUT_FILES]
+        "1 required item(s) missing; `wbcap demo` still runs without them.", try_without_files(body=False)]
     assert set(quiet.stdout.splitlines()) < set(loud.stdout.splitlines())
     listed = run("weights", "list")
     assert listed.exit_code == 0 and run("-q", "weights", "list").stdout == listed.stdout != ""

@@ -936,8 +936,8 @@ def test_an_output_folder_inside_another_run_is_refused(tmp_path, base_args):
                                              "`wbcap run --overwrite` would then refuse it); choose a folder "
                                              "outside it\n"), r.output
     r = run("image", photo, "-o", held, *base_args)
-    assert r.exit_code == 2 and r.stderr == (f"error: -o {held}: is a wbcap run folder, whose `wbcap run --overwrite` "
-                                             "would then refuse it; choose a folder outside it\n"), r.output
+    assert r.exit_code == 2 and r.stderr == (f"error: -o {held}: is the folder of a `wbcap run` (a video's results); "
+                                             "a photo's results cannot go into it: choose a folder outside it\n"), r.output
     assert sorted(p.name for p in held.iterdir()) == [".wbcap"]
     for spec in ("boxes:", "yolox:", "boxes: "):  # (`boxes:` read the current folder)
         r = run("run", video, "-o", tmp_path / "o", "--detector", spec, *base_args)

@@ -167,6 +167,15 @@ def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, capl
     assert make_detector("auto").name == "yolox-nano"
 
 
+def test_a_failed_fetch_names_the_whole_import_command(online):
+    """A new user's trial: the fix ended in `wbcap weights import` without the name and file."""
+    r = invoke("weights", "fetch", "yolox-nano")  # 404: nothing served
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1].endswith(
+        "HTTP 404 File not found; check the URL or download it by hand and import it with "
+        "`wbcap weights import yolox-nano FILE`"), r.output
+
+
 def test_offline_flag_forbids_the_download(online, tiny_onnx):
     from wbcap.detect.factory import make_detector
 

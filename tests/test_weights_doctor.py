@@ -232,18 +232,25 @@ def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypat
     """Each missing file with its fix; while the SMPL-X model or the checkpoint is missing, the
     last line is how to try the commands without them (the README's recipe: a user trial found
     only `wbcap demo` pointing to it); with both found, exit 0 and no such line."""
-    from wbcap.demo import TRY_WITHOUT_FILES
+    from wbcap.demo import try_without_files
 
     r = run("doctor")
     assert r.exit_code == 1
     assert "SMPL-X neutral" in r.output and "smpl-x.is.tue.mpg.de" in r.output
     assert "wbcap weights import hand4whole" in r.output and "renderer" in r.output
     assert r.output.splitlines()[-2:] == ["2 required item(s) missing; `wbcap demo` still runs without them.",
-                                          TRY_WITHOUT_FILES], r.output
-    assert "README, Quick start" in TRY_WITHOUT_FILES and "wbcap train body --datasets synthetic" in TRY_WITHOUT_FILES
+                                          try_without_files()], r.output
+    both = try_without_files()
+    assert "README, Quick start" in both and "wbcap train body --datasets synthetic" in both and "WBCAP_BODY_MODELS" in both
     r = run("doctor", "--body-models", body_dir)
     assert "[ok  ] SMPL-X neutral" in r.output, r.output
-    assert r.exit_code == 1 and r.output.splitlines()[-1] == TRY_WITHOUT_FILES, r.output  # (the checkpoint still missing)
+    # (the checkpoint still missing: that stand-in only; a new user's trial, a checkpoint installed, was told to train one)
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == try_without_files(body=False), r.output
+    assert "WBCAP_BODY_MODELS" not in try_without_files(body=False) and "wbcap train" not in try_without_files(checkpoint=False)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    r = run("doctor")
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == try_without_files(checkpoint=False), r.output
+    monkeypatch.delenv("WBCAP_WEIGHTS")
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     r = run("doctor", "--body-models", body_dir)
     assert r.exit_code == 0 and "missing" not in r.output.splitlines()[-1] and "To try" not in r.output, r.output

@@ -29,20 +29,28 @@ def next_steps(command: str = "wbcap image your_photo.jpg -o out/") -> str:
     from wbcap.weights import default_entry
 
     body = body_model_check("neutral", None)  # (the demo's own model, found through $WBCAP_BODY_MODELS, is missing)
-    missing = [c for c in (body, checkpoint_check(default_entry())) if not c.ok]
+    checkpoint = checkpoint_check(default_entry())
+    missing = [c for c in (body, checkpoint) if not c.ok]
     if not missing:
         return f"{PIPELINE_CHECK}\nThe SMPL-X model and the checkpoint are installed: run {command}"
     steps = "\n".join(f"  {i}. {c.name}: {c.detail};\n     {c.fix}" for i, c in enumerate(missing, 1))
     what = "two files" if len(missing) == 2 else "one file"
     return (f"{PIPELINE_CHECK}\nFor real results add {what}:\n{steps}\n"
-            f"Then run: {command}   (`wbcap doctor` shows what is still missing)\n{TRY_WITHOUT_FILES}")
+            f"Then run: {command}   (`wbcap doctor` shows what is still missing)\n"
+            f"{try_without_files(body=not body.ok, checkpoint=not checkpoint.ok)}")
 
 
-#: How to try `wbcap image`, `run`, `export` and `view` before the licensed files (README: Quick
-#: start): the demo's synthetic model and a checkpoint trained a few steps on synthetic data.
-TRY_WITHOUT_FILES = ("To try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
-                     "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
-                     "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`")
+def try_without_files(body: bool = True, checkpoint: bool = True) -> str:
+    """How to try `wbcap image`, `run`, `export` and `view` before the licensed files (README:
+    Quick start): for a missing SMPL-X model (``body``) the demo's synthetic model, for a missing
+    checkpoint (``checkpoint``) one trained a few steps on synthetic data; only what is missing
+    (a new user's trial with a checkpoint installed was told to train one)."""
+    stand_ins = ([] if not body else ["the demo's synthetic model in WBCAP_BODY_MODELS"]) + (
+        [] if not checkpoint else ["a checkpoint from `wbcap train body --datasets synthetic --epochs 1 --max-steps 2 "
+                                   "--batch-size 2 -o try_ckpt`"])
+    it = "them" if body and checkpoint else "it"
+    return (f"To try wbcap image, run, export and view before you have {it} (meshes as meaningless as the demo's): "
+            f"README, Quick start: {' and '.join(stand_ins)}")
 
 
 #: The bundled drawing scores 0.24 as a person with YOLOX-nano, under its 0.3 default made for

@@ -15,9 +15,10 @@ class Check:
     detail: str
     fix: str = ""
     optional: bool = False
-    #: a file the user brings under its own licence (the SMPL-X model, a checkpoint): while one
-    #: is missing, ``wbcap doctor`` also says how to try the commands without it
-    licensed: bool = False
+    #: a file the user brings under its own licence, ``"body"`` (the SMPL-X model) or
+    #: ``"checkpoint"``, else ``""``: while one is missing, ``wbcap doctor`` also says how to try
+    #: the commands without it (:func:`wbcap.demo.try_without_files`)
+    licensed: str = ""
     #: the file found is the demo's stand-in for a licensed one (``$WBCAP_BODY_MODELS`` at the
     #: demo's model): the user is trying the commands already, so no hint on how to
     stand_in: bool = False
@@ -51,21 +52,21 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
             name, False, f"{exc.file_name} not found in {places}",
             f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
             f"copy {exc.file_name} to {target}",
-            optional=optional, licensed=True,
+            optional=optional, licensed="body",
         )
     except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
         detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")
-        return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional, licensed=True)
+        return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional, licensed="body")
     if is_demo_body_model(path):  # ($WBCAP_BODY_MODELS left at the Quick start's stand-in: found before a real one)
         return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", REAL_BODY_MODEL_FIX,
-                     optional=optional, licensed=True, stand_in=True)
+                     optional=optional, licensed="body", stand_in=True)
     try:
         load_body_model_data(path)
     except WbcapError as exc:
         return Check(name, False, str(exc), "download the SMPL-X npz models again from https://smpl-x.is.tue.mpg.de "
-                     f"and replace {path.name}", optional=optional, licensed=True)
-    return Check(name, True, str(path), licensed=True)
+                     f"and replace {path.name}", optional=optional, licensed="body")
+    return Check(name, True, str(path), licensed="body")
 
 
 def mano_check(body_models: str | None) -> Check:
@@ -101,23 +102,23 @@ def checkpoint_check(entry) -> Check:
         check_weights_env()
     except WbcapError as exc:  # (the reason a run gives: $WBCAP_WEIGHTS names nothing)
         return Check(name, False, str(exc), f"point {ENV_WEIGHTS} at the checkpoint or its folder, or unset it",
-                     optional=not entry.default, licensed=True)
+                     optional=not entry.default, licensed="checkpoint")
     try:
         path = find_checkpoint(name=entry.name)
     except WbcapError:
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
             f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
-            optional=not entry.default, licensed=True,
+            optional=not entry.default, licensed="checkpoint",
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"
     try:
         summary = validate_weights_file(entry.architecture, path)
     except WbcapError as exc:
-        return Check(name, False, str(exc), fix, optional=not entry.default, licensed=True)
+        return Check(name, False, str(exc), fix, optional=not entry.default, licensed="checkpoint")
     present = installed(entry)
     what = present.provenance(entry.name) if present is not None and present.path == path else ""
-    return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})", licensed=True)
+    return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})", licensed="checkpoint")
 
 
 def _detector_check() -> Check:

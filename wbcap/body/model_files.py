@@ -157,7 +157,9 @@ class BodyModelNotFoundError(ModelFileError):
             who = "you gave" if named_by is None else f"{named_by} names"
             where = f"{self.target}/ or {first}/ (the folder {who}{missing})"
         elif len(folders) > 1:  # $WBCAP_BODY_MODELS is set: that is where the user wants it
-            where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names)"
+            # (a misspelt one was not said to be missing: a new user's trial)
+            missing = "" if first.exists() else f", which does not exist: check its spelling, or unset {ENV_BODY_MODELS}"
+            where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names{missing})"
         else:
             where = f"{self.target}/, or point {ENV_BODY_MODELS} or {setting('body_models')} at the folder that holds it"
         again = ""

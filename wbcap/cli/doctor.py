@@ -19,7 +19,7 @@ def doctor(ctx, body_models):
     them (README: Quick start).
     """
     from wbcap.cli.common import is_quiet
-    from wbcap.demo import TRY_WITHOUT_FILES
+    from wbcap.demo import try_without_files
     from wbcap.doctor import USER_FOLDERS, run_checks
 
     quiet = is_quiet(ctx)
@@ -38,6 +38,7 @@ def doctor(ctx, body_models):
         click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
                    "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
         trying = any(c.stand_in for c in checks)  # (already trying them: the hint would say to do what it did)
-        if not homeless and not trying and any(c.licensed and not (c.ok or c.optional) for c in checks):
-            click.echo(TRY_WITHOUT_FILES)
+        missing = {c.licensed for c in checks if c.licensed and not (c.ok or c.optional)}
+        if not homeless and not trying and missing:
+            click.echo(try_without_files(body="body" in missing, checkpoint="checkpoint" in missing))
         raise click.exceptions.Exit(1)

@@ -772,8 +772,8 @@ def refuse_output_inside_a_run(out: Path, *, itself: bool = False) -> None:
         InputError: one line naming ``-o``, the run folder it is or lies in and the fix.
     """
     if itself and (out.expanduser() / RUN_DIR / RUN_FILE).is_file():
-        raise InputError(f"{setting('out', api='output')} {out}: is a wbcap run folder, whose `wbcap run --overwrite` "
-                         "would then refuse it; choose a folder outside it")
+        raise InputError(f"{setting('out', api='output')} {out}: is the folder of a `wbcap run` (a video's results); "
+                         "a photo's results cannot go into it: choose a folder outside it")
     holder = enclosing_run(out)
     if holder is not None:
         raise InputError(f"{setting('out', api='output')} {out}: lies inside the wbcap run folder {holder} (whose "

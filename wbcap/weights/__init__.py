@@ -286,8 +286,13 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
         except WbcapError as exc:
             raise type(exc)(str(exc).replace(str(tmp), f"{url} (downloaded)")) from None
 
-    digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
-                      timeout=timeout, check=check)
+    from wbcap.weights.download import DownloadError
+
+    try:
+        digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
+                          timeout=timeout, check=check)
+    except DownloadError as exc:  # (the import command whole: a new user's trial got `wbcap weights import` alone)
+        raise DownloadError(str(exc).replace("`wbcap weights import`", f"`wbcap weights import {name} FILE`")) from None
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
