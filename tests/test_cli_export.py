@@ -507,8 +507,8 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
     assert (f"{run}: removed the earlier BVH file(s) this run does not write (from `wbcap export` or another --export), "
-            f"made from the parameters before this pass: write them again from these with `wbcap export {run} "
-            "--format bvh` (and that export's other options)") in said, r.output
+            f"made from the parameters before this pass: once it is done, write them again from the new ones with "
+            f"`wbcap export {run} --format bvh` (and that export's other options)") in said, r.output
     assert list(run.glob("track_*.bvh")) == [] and sorted(p.name for p in run.glob("track_*.glb")) == [
         "track_0.glb", "track_1.glb"]
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0

@@ -973,6 +973,22 @@ def test_with_neither_model_file_one_line_names_both_before_any_detector(tmp_pat
     assert r.exit_code == 2, r.output
     (line,) = [x for x in r.output.splitlines() if x.strip()]
     assert line.startswith("error: SMPL-X model file SMPLX_NEUTRAL.npz not found (looked for ")
-    assert "; the network's checkpoint is missing too: no hand4whole checkpoint (looked in " in line
+    assert "; and for the network's checkpoint: no hand4whole checkpoint (looked in " in line
     assert "`wbcap weights import hand4whole /path/to/snapshot_6.pth.tar`" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_both_missing_keeps_the_models_error_with_the_checkpoints_added(tmp_path, monkeypatch):
+    """A review: the combined error was a plain ModelFileError, so a resume could no longer name
+    the model its run was made with (it reads BodyModelNotFoundError's attributes)."""
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import check_model_files
+
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        check_model_files(PipelineConfig(body=BodyModelConfig(path=None)))
+    assert exc.value.file_name == "SMPLX_NEUTRAL.npz" and exc.value.looked
+    assert exc.value.checkpoint_error.startswith("no hand4whole checkpoint (looked in ")
+    assert str(exc.value).endswith(f"; and for the network's checkpoint: {exc.value.checkpoint_error}")

@@ -200,12 +200,13 @@ def test_fetch_refuses_a_file_that_is_not_a_yolox_model(online, monkeypatch):
     assert not _weights_dir().exists() or [p.name for p in _weights_dir().iterdir()] == []
 
 
-def test_named_yolox_absent_offline_is_one_line(tmp_path):
+def test_named_yolox_absent_offline_is_one_line(tmp_path, body_dir, micro_ckpt):
     import cv2
     import numpy as np
 
     cv2.imwrite(str(tmp_path / "x.jpg"), np.zeros((64, 48, 3), np.uint8))
-    r = invoke("image", tmp_path / "x.jpg", "--detector", "yolox-s")
+    # (with the model files: without them, their line comes first, before any detector)
+    r = invoke("image", tmp_path / "x.jpg", "--detector", "yolox-s", "--body-models", body_dir, "--checkpoint", micro_ckpt)
     assert r.exit_code != 0
     assert "yolox-s is not installed (offline)" in r.output and "`wbcap weights fetch yolox-s`" in r.output
 

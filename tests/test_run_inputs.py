@@ -291,7 +291,14 @@ def test_clock_rate_nominal_unless_the_frames_say_otherwise():
     hole = [i / 10 for i in range(15)] + [3.0 + i / 10 for i in range(15)]
     assert clock_rate(hole, 30 / 4.4, 10.0) == 10.0
     assert clock_rate(dropped, 30.0, 60.0) == 30.0  # (the average first, when the frames follow it)
-    assert clock_rate(vfr, 30.0, 90.0) == pytest.approx(18 / 1.3)  # (a base rate they do not follow: the average)
+    # a base rate they do not keep to: the average. A timestamp unit as the base (1000, 90000; a
+    # review: 2-3 frames on its grid took it for the clock), 30 then 10 fps (one and three periods)
+    assert clock_rate(vfr, 30.0, 90.0) == pytest.approx(18 / 1.3)
+    assert clock_rate([0, 0.033, 0.1], 18.0, 1000.0) == clock_rate([0, 0.033, 0.1], 18.0) == pytest.approx(20.0)
+    assert clock_rate([0, 0.033], 18.0, 1000.0) == pytest.approx(1 / 0.033)
+    assert clock_rate([0, 1 / 30, 0.1], 18.0, 90000.0) == pytest.approx(20.0)
+    mixed = [i / 30 for i in range(6)] + [5 / 30 + i / 10 for i in range(1, 6)]
+    assert clock_rate(mixed, 10 / (mixed[-1] - mixed[0]), 30.0) == pytest.approx(10 / (mixed[-1] - mixed[0]))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -977,7 +977,7 @@ def _worker_spec(tmp_path: Path) -> Path:
     return spec
 
 
-@pytest.mark.parametrize("kind", ["error", "disk_full", "crash"])
+@pytest.mark.parametrize("kind", ["error", "disk_full", "crash", "out_of_memory"])
 def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_would(tmp_path, monkeypatch, kind):
     """A worker that fails leaves its error for the launcher (torchrun reports workers by exit
     status only): a WbcapError as its message and status, a full disk as the OSError the CLI says
@@ -995,7 +995,8 @@ def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_woul
     snapshot = str(tmp_path / "r" / "snapshot_0.pth.tar")
     raised = {"error": CheckpointError("x.pth.tar: truncated"),
               "disk_full": OSError(errno.ENOSPC, "No space left on device", snapshot),
-              "crash": ValueError("bad value")}[kind]
+              "crash": ValueError("bad value"),
+              "out_of_memory": RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")}[kind]
 
     def failing_train(stage, run, on_step=None, **kwargs):
         raise raised
@@ -1003,16 +1004,20 @@ def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_woul
     monkeypatch.setattr(trainer, "train", failing_train)
     spec = _worker_spec(tmp_path)
     monkeypatch.setenv("RANK", "0")
-    if kind == "crash":
-        with pytest.raises(ValueError, match="bad value"):  # (torchrun shows its traceback too)
+    if kind in ("crash", "out_of_memory"):
+        with pytest.raises(type(raised)):  # (torchrun shows its traceback too)
             launch.main([str(spec)])
     else:
         with pytest.raises(SystemExit) as stopped:
             launch.main([str(spec)])
         assert stopped.value.code == 2
-    monkeypatch.setenv("RANK", "1")  # then another rank, whose process group lost rank 0
-    launch.leave_worker_error(RuntimeError("Connection closed by peer"), spec)
+    monkeypatch.setenv("RANK", "1")  # then another rank, whose process group lost rank 0: secondary, no crash log
+    assert launch.leave_worker_error(RuntimeError("Connection closed by peer"), spec) is True
     assert sorted(p.name for p in folder.iterdir()) == ["rank0.json", "rank1.json"]
+    assert json.loads((folder / "rank1.json").read_text())["kind"] == "secondary"
+    from wbcap.paths import user_log_dir
+
+    assert len(list(user_log_dir().glob("crash-*.log"))) == (kind in ("crash", "out_of_memory"))
 
     said = launch.worker_error(folder)
     if kind == "error":
@@ -1020,6 +1025,11 @@ def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_woul
     elif kind == "disk_full":
         assert type(said) is OSError and (said.errno, said.strerror, said.filename) == (
             errno.ENOSPC, "No space left on device", snapshot)
+    elif kind == "out_of_memory":  # (the single process's hint too: a review)
+        assert isinstance(said, launch.WorkerError) and said.exit_code == 1
+        assert str(said).startswith("wbcap train failed in training process 0: RuntimeError: CUDA out of memory. ")
+        assert "; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer " \
+               "images per batch (--batch-size); full traceback in " in str(said)
     else:
         assert isinstance(said, launch.WorkerError) and said.exit_code == 1
         head, log = str(said).split("; full traceback in ")

@@ -53,6 +53,11 @@ def spelling(spell: Callable[[str], str]) -> Iterator[None]:
         _SPELL.reset(token)
 
 
+#: How a missing SMPL-X model's message goes on to a missing checkpoint's
+#: (:func:`wbcap.pipeline.check_model_files`, :func:`wbcap.io.run_folder.missing_body_model`).
+CHECKPOINT_TOO = "and for the network's checkpoint: "
+
+
 class WbcapError(Exception):
     """An error with a one-line, user-facing message (what is wrong and how to fix it)."""
 

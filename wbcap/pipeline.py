@@ -34,7 +34,7 @@ from wbcap.config import BODY_BOX_SCALE, PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
 from wbcap.detect.boxes import box_outside_image
-from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError, setting
+from wbcap.errors import CHECKPOINT_TOO, CheckpointError, InputError, ModelFileError, NoPersonError, setting
 from wbcap.model.checkpoint import load_network
 from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
@@ -102,8 +102,10 @@ def synthetic_body_models_dir() -> Path:
 def check_model_files(config: PipelineConfig) -> None:
     """Find the SMPL-X model and the checkpoint ``config`` names (or the search order finds) as
     :meth:`Pipeline.from_config` will, before any other work (a detector's download): raises
-    the missing one's error, or, both missing, the model's naming the checkpoint too (a new
-    user's trial was told of the model, then after fixing it, of the checkpoint).
+    the missing one's error, or, both missing, the model's (its own type and attributes: a
+    resume names the model its run was made with from them) with the checkpoint's message added
+    to it and kept as its ``checkpoint_error`` (a new user's trial was told of the model, then
+    after fixing it, of the checkpoint).
 
     Raises:
         ModelFileError: the SMPL-X model is missing (and maybe the checkpoint: said too).
@@ -118,9 +120,11 @@ def check_model_files(config: PipelineConfig) -> None:
         try:
             find_checkpoint(config.checkpoint)
         except CheckpointError as missing:
-            raise ModelFileError(f"{exc}; the network's checkpoint is missing too: {missing}") from None
+            exc.checkpoint_error = str(missing)  # type: ignore[attr-defined]
+            exc.args = (f"{exc}; {CHECKPOINT_TOO}{missing}",)
         raise
     find_checkpoint(config.checkpoint)
+
 
 
 def _whole_npz(path: Path) -> bool:
@@ -460,8 +464,8 @@ class Pipeline:
             synthetic_body = False
         except ModelFileError as exc:
             if fallback != "synthetic" or body_cfg.path is not None:
-                if net is None and weights == "checkpoint":  # (the checkpoint too, when it is missing as well)
-                    check_model_files(config)
+                if net is None and weights == "checkpoint" and (fallback != "synthetic" or config.checkpoint is not None):
+                    check_model_files(config)  # (the checkpoint too, when it is missing as well and not stood in for)
                 raise
             log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
                         "same size (%s)", type(exc).__name__)

@@ -423,6 +423,11 @@ def finalize(
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
     not_again = _not_written_again(remove_outputs(out), job.export.formats)
+    if not_again:  # (removed silently before: a new user's trial lost the BVH files `wbcap export` had written)
+        log.warning("%s: removed the earlier %s file(s) this run does not write (from `wbcap export` or another "
+                    "--export), made from the parameters before this pass: once it is done, write them again from "
+                    "the new ones with `wbcap export %s --format %s` (and that export's other options)", out,
+                    ", ".join(f.upper() for f in not_again), shlex.quote(str(out)), ",".join(not_again))
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, camera.image_size,
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts]))
@@ -442,11 +447,6 @@ def finalize(
         render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, pipeline.faces, dev,
                               focal, princpt, progress, timings)
     done_writing(out)
-    if not_again:  # (removed silently before: a new user's trial lost the BVH files `wbcap export` had written)
-        log.warning("%s: removed the earlier %s file(s) this run does not write (from `wbcap export` or another "
-                    "--export), made from the parameters before this pass: write them again from these with "
-                    "`wbcap export %s --format %s` (and that export's other options)", out,
-                    ", ".join(f.upper() for f in not_again), shlex.quote(str(out)), ",".join(not_again))
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )

@@ -363,6 +363,19 @@ def describe_crash(exc: BaseException) -> str:
     return text + (f" ({'; '.join(details)})" if details else "")
 
 
+def crash_hint(exc: BaseException) -> str:
+    """What a crash line adds on the likely cause and its fix: a working folder deleted, or memory
+    run out (``"; ..."``); empty otherwise."""
+    from wbcap.errors import is_out_of_memory
+
+    if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
+        return f"; {_NO_WORKING_FOLDER}"
+    if is_out_of_memory(exc):
+        return ("; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer "
+                "images per batch (--batch-size)")
+    return ""
+
+
 def save_crash_log(exc: BaseException, command: str | None = None) -> Path | None:
     """Write a crash log of ``exc`` (wbcap's and Python's versions, ``command``, by default this
     process's wbcap command line, the time, the traceback; :func:`_write_crash_log`); its path,
@@ -379,19 +392,12 @@ def save_crash_log(exc: BaseException, command: str | None = None) -> Path | Non
 
 def _report_crash(ctx: click.Context, exc: Exception) -> None:
     """One ``error:`` line on stderr, the traceback to a log file (and stderr with --debug/-v)."""
-    from wbcap.errors import is_out_of_memory
-
     command = ctx.invoked_subcommand or ctx.info_name or "wbcap"
     log_path = save_crash_log(exc)
     params = ctx.params or {}
     if params.get("debug") or params.get("verbose"):
         click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
-    line = f"error: wbcap {command} failed: {describe_crash(exc)}"
-    if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
-        line += f"; {_NO_WORKING_FOLDER}"
-    elif is_out_of_memory(exc):
-        line += ("; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer "
-                 "images per batch (--batch-size)")
+    line = f"error: wbcap {command} failed: {describe_crash(exc)}{crash_hint(exc)}"
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
     click.echo(line, err=True)
     ctx.exit(CRASH_EXIT_CODE)

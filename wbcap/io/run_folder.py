@@ -409,11 +409,15 @@ def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
     looked = ", ".join(str(p) for p in getattr(exc, "looked", ()))
     found = f"SMPL-X model file {getattr(exc, 'file_name', '')} not found" + (f" (looked for {looked})" if looked else "")
     made = f"{out / RUN_DIR / RUN_FILE} says the run was made with the SMPL-X model {recorded}"
+    from wbcap.errors import CHECKPOINT_TOO
+
+    also = getattr(exc, "checkpoint_error", None)  # (:func:`wbcap.pipeline.check_model_files`)
+    also = f"; {CHECKPOINT_TOO}{also}" if also else ""
     if exists:
-        return ModelFileError(f"{found}; {made}: resume with {body_models} {recorded}")
+        return ModelFileError(f"{found}; {made}: resume with {body_models} {recorded}{also}")
     fix = (f"put it back there, or start over with {setting('overwrite', api='overwrite=True')}" if resume
            else f"pass {body_models} naming the folder that holds it now")
-    return ModelFileError(f"{found}; {made}, which no longer exists: {fix}")
+    return ModelFileError(f"{found}; {made}, which no longer exists: {fix}{also}")
 
 
 def write_meta(out: Path, meta: dict) -> Path:

@@ -68,40 +68,59 @@ GRID_JITTER = 0.25
 def clock_rate(times: list[float], nominal: float, base: float | None = None) -> float:
     """Rows per second of the AMASS clock: the nominal rate (source rate / ``--every``) when the
     processed frames follow it, else the ``base`` rate (the stream's base rate / ``--every``,
-    :attr:`wbcap.io.video_probe.VideoInfo.base_fps_fraction`) when they follow that, else their
-    average rate (variable-frame-rate footage, whose
-    container may declare a nominal rate the frames do not have). The source rate is the
-    container's average, which counts a constant-rate file's dropped frames: 1 of 45 frames
-    dropped from a 30 fps MP4 gave 29.33 fps, and every row of the files was interpolated between
-    frames and marked valid, the drop unseen (a biomechanics trial); its base rate is the grid's,
-    30, which those frames follow. They follow a rate when their
-    median interval is within 1 % of it (a few dropped frames do not change it), or when every
-    time lies within :data:`GRID_JITTER` frame of the nominal grid through the first and at most
-    a tenth of that grid's frames are missing (a drop to a third of the rate is not a few dropped
-    frames: it is taken for variable-rate footage, as the median does): a constant
-    30 fps Matroska file's millisecond times (intervals of 33 and 34 ms, median 1-2 % off) gave
-    29.999 fps, a rate every export then carried (a user trial). Three frames or fewer on the grid
-    also follow it: one or two intervals cannot tell a gap from a lower rate (two frames 3.2 s
-    apart across a hole in a 5 fps selection gave 0.3125 fps and no split: a break-it trial).
+    :attr:`wbcap.io.video_probe.VideoInfo.base_fps_fraction`) when they keep to it, else their
+    average rate (variable-frame-rate footage, whose container may declare a nominal rate the
+    frames do not have).
+
+    They follow the nominal rate when their median interval is within 1 % of it (a few dropped
+    frames do not change it), or when every time lies within :data:`GRID_JITTER` frame of its
+    grid through the first and at most a tenth of that grid's frames are missing (a drop to a
+    third of the rate is not a few dropped frames: it is taken for variable-rate footage, as the
+    median does): a constant 30 fps Matroska file's millisecond times (intervals of 33 and 34
+    ms, median 1-2 % off) gave 29.999 fps, a rate every export then carried (a user trial).
+    Three frames or fewer on the grid also follow it: one or two intervals cannot tell a gap
+    from a lower rate (two frames 3.2 s apart across a hole in a 5 fps selection gave 0.3125 fps
+    and no split: a break-it trial).
+
+    The source rate is the container's average, which counts a constant-rate file's dropped
+    frames and holes: 1 of 45 frames dropped from a 30 fps MP4 gave 29.33 fps, and a 1.5 s hole
+    in 4.5 s of 10 fps 6.74 fps, every row of the files interpolated between frames and marked
+    valid, the drops unseen (a biomechanics trial). Its base rate is the grid's (30, 10). The
+    frames keep to the base rate when every time lies on its grid (:data:`GRID_JITTER`) and at
+    least nine in ten of their intervals are one period of it (drops and holes are rare, however
+    long): a timestamp unit that FFmpeg reports as the base rate of variable-rate footage (1000
+    for Matroska, 90000) does not (its intervals are many periods), nor footage at 30 fps, then
+    10 (its intervals are one and three periods).
+
     ``times``: seconds, increasing."""
     if len(times) < 2 or times[-1] <= times[0]:
         return nominal
     t = np.asarray(times, np.float64)
-    for rate in (nominal, base):
-        if rate is not None and rate > 0 and _follow(t, rate):
-            return rate
+    if _follow(t, nominal):
+        return nominal
+    if base is not None and base > 0 and _keep_to(t, base):
+        return base
     return (len(times) - 1) / (times[-1] - times[0])
 
 
 def _follow(t: np.ndarray, rate: float) -> bool:
-    """Whether the frame times ``t`` (seconds, increasing, two or more) follow ``rate``
-    (:func:`clock_rate`)."""
+    """Whether the frame times ``t`` (seconds, increasing, two or more) follow the nominal
+    ``rate`` (:func:`clock_rate`)."""
     median_rate = 1.0 / float(np.median(np.diff(t)))
     if abs(median_rate - rate) <= 0.01 * rate:
         return True
     cells = (t - t[0]) * rate
     return float(np.abs(cells - np.round(cells)).max()) <= GRID_JITTER and (
         len(t) <= 3 or len(t) >= 0.9 * (round(cells[-1]) + 1))
+
+
+def _keep_to(t: np.ndarray, rate: float) -> bool:
+    """Whether the frame times ``t`` (seconds, increasing, two or more) keep to the base
+    ``rate``: on its grid, nine in ten intervals one period (:func:`clock_rate`)."""
+    cells = (t - t[0]) * rate
+    if float(np.abs(cells - np.round(cells)).max()) > GRID_JITTER:
+        return False
+    return float(np.mean(np.diff(np.round(cells)) == 1)) >= 0.9
 
 
 def smoothed_track(

@@ -445,13 +445,18 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     cmd = torchrun_command(spec, len(gpu_ids), nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                            master_port=master_port)
     log.info("launching: %s", " ".join(cmd))
-    errors = Path(tempfile.mkdtemp(prefix="wbcap-worker-errors-"))
+    try:  # (best effort: a temporary folder that cannot be made leaves torchrun's exit status to say)
+        errors: Path | None = Path(tempfile.mkdtemp(prefix="wbcap-worker-errors-"))
+    except OSError:  # (FileNotFoundError: no usable temporary folder)
+        errors = None
     try:
-        rc = run_torchrun(cmd, {**env, WORKER_ERRORS_ENV: str(errors)})
+        rc = run_torchrun(cmd, env if errors is None else {**env, WORKER_ERRORS_ENV: str(errors)})
         if rc != 0:
-            raise worker_error(errors) or InputError(f"torchrun exited with status {rc}; see the log above")
+            raise (None if errors is None else worker_error(errors)) or InputError(
+                f"torchrun exited with status {rc}; see the log above")
     finally:
-        shutil.rmtree(errors, ignore_errors=True)
+        if errors is not None:
+            shutil.rmtree(errors, ignore_errors=True)
 
 
 #: Environment variable naming the folder (made by the launcher, in the temporary folder: a full
@@ -471,22 +476,29 @@ class WorkerError(WbcapError):
         self.exit_code = exit_code
 
 
-def leave_worker_error(exc: BaseException, spec: Path) -> None:
+def leave_worker_error(exc: BaseException, spec: Path) -> bool:
     """Record, for the launcher (:data:`WORKER_ERRORS_ENV`; nothing without it), the error
     ``exc`` that ends this worker of the run ``spec``: a :class:`~wbcap.errors.WbcapError` as its
     message and exit status, a full disk (``OSError`` of :data:`wbcap.cli.DISK_FULL`) as its
     errno and file names, anything else as a crash: its crash log written here (the traceback)
-    and one line on it (:func:`wbcap.cli.describe_crash`). Best effort: a record that cannot be
-    written leaves the launcher with torchrun's exit status."""
+    and one line on it (:func:`wbcap.cli.describe_crash` and :func:`wbcap.cli.crash_hint`) --
+    unless another worker of this node recorded an error first: this one is then most often its
+    process group losing that worker ("Connection closed by peer"), recorded as ``secondary``
+    without a crash log. Best effort: a record that cannot be written leaves the launcher with
+    torchrun's exit status. Returns whether the error is secondary."""
     from wbcap.atomic import atomic_write_text
-    from wbcap.cli import CRASH_EXIT_CODE, DISK_FULL, describe_crash, save_crash_log
+    from wbcap.cli import CRASH_EXIT_CODE, DISK_FULL, crash_hint, describe_crash, save_crash_log
 
     folder = os.environ.get(WORKER_ERRORS_ENV)
     if not folder:
-        return
+        return False
     rank = int(os.environ.get("RANK", "0"))
     record: dict = {"time": time.time(), "rank": rank}
-    if isinstance(exc, WbcapError):
+    secondary = any(p.name != f"rank{rank}.json" for p in Path(folder).glob("rank*.json"))
+    if secondary:
+        record.update(kind="secondary", exit_code=CRASH_EXIT_CODE,
+                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}")
+    elif isinstance(exc, WbcapError):
         record.update(kind="error", message=str(exc), exit_code=exc.exit_code)
     elif isinstance(exc, OSError) and exc.errno in DISK_FULL:
         record.update(kind="disk_full", errno=exc.errno, strerror=exc.strerror, filename=exc.filename,
@@ -495,9 +507,11 @@ def leave_worker_error(exc: BaseException, spec: Path) -> None:
         log_path = save_crash_log(exc, command=f"{sys.executable} -m wbcap.train.launch {spec} (wbcap train, rank {rank})")
         where = f"full traceback in {log_path}" if log_path else "its traceback is above"
         record.update(kind="crash", exit_code=CRASH_EXIT_CODE,
-                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}; {where}")
+                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}{crash_hint(exc)}; "
+                              f"{where}")
     with contextlib.suppress(OSError, TypeError, ValueError):  # (a path that JSON cannot hold: no record)
         atomic_write_text(Path(folder) / f"rank{rank}.json", json.dumps(record))
+    return secondary
 
 
 def worker_error(folder: Path) -> Exception | None:
@@ -513,7 +527,8 @@ def worker_error(folder: Path) -> Exception | None:
                 records.append(record)
     if not records:
         return None
-    first = min(records, key=lambda r: r["time"])
+    primary = [r for r in records if r.get("kind") != "secondary"]
+    first = min(primary or records, key=lambda r: r["time"])
     if first.get("kind") == "disk_full":
         return OSError(first.get("errno"), first.get("strerror"), first.get("filename"), None, first.get("filename2"))
     return WorkerError(str(first.get("message")), int(first.get("exit_code", 1)))
@@ -651,11 +666,14 @@ def main(argv: list[str] | None = None) -> None:
         with training_progress(cfg, disable=not main_rank or run.quiet) as on_step:
             train(cfg, run, on_step=on_step)
     except Exception as exc:
-        from wbcap.cli import DISK_FULL, DISK_FULL_EXIT_CODE
+        from wbcap.cli import CRASH_EXIT_CODE, DISK_FULL, DISK_FULL_EXIT_CODE
 
-        leave_worker_error(exc, Path(argv[0]))
+        secondary = leave_worker_error(exc, Path(argv[0]))
         # (said by the launcher in one line, as a single process says it; torchrun itself gives only
-        # the exit status: without a traceback here)
+        # the exit status: without a traceback here; nor for a worker that failed after another did)
+        if secondary:
+            log.error("%s: %s (after another training process failed)", type(exc).__name__, exc)
+            sys.exit(CRASH_EXIT_CODE)
         if isinstance(exc, WbcapError):
             log.error("%s", exc)
             sys.exit(exc.exit_code)
