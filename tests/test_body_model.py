@@ -194,6 +194,7 @@ def test_the_layer_takes_a_mapping_an_empty_batch_and_names_a_parameter_on_anoth
     p = SMPLXParams.from_mapping(make_smplx_params(3, seed=4))
     whole = body_layer(p)
     torch.testing.assert_close(body_layer(dict(p)).vertices, whole.vertices, atol=0, rtol=0)
+    assert p[[]].to_matrix().to_axis_angle().body_pose.shape == (0, 63)  # (failed to reshape 0 elements: a review)
     for params, pose_shape in ((p[[]], (0, 165)), (p.to_matrix()[[]], (0, 55, 3, 3))):
         empty = body_layer(params)
         assert (empty.vertices.shape, empty.joints.shape, empty.full_pose.shape) == ((0, 10475, 3), (0, 144, 3),

@@ -992,3 +992,20 @@ def test_both_missing_keeps_the_models_error_with_the_checkpoints_added(tmp_path
     assert exc.value.file_name == "SMPLX_NEUTRAL.npz" and exc.value.looked
     assert exc.value.checkpoint_error.startswith("no hand4whole checkpoint (looked in ")
     assert str(exc.value).endswith(f"; and for the network's checkpoint: {exc.value.checkpoint_error}")
+
+
+def test_a_fallback_that_stands_in_for_the_checkpoint_is_not_told_it_is_missing(tmp_path, monkeypatch):
+    """A review: `wbcap bench --body-models emptydir` (random weights stand in for a missing
+    checkpoint) was told the checkpoint is missing too."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.errors import ModelFileError
+    from wbcap.pipeline import Pipeline
+
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    (tmp_path / "empty").mkdir()
+    config = PipelineConfig(body=BodyModelConfig(path=str(tmp_path / "empty")), device="cpu")
+    with pytest.raises(ModelFileError) as exc:
+        Pipeline.from_config(config, fallback="synthetic")
+    assert "checkpoint" not in str(exc.value)
+    with pytest.raises(ModelFileError, match="; and for the network's checkpoint: no hand4whole checkpoint"):
+        Pipeline.from_config(config)

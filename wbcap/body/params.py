@@ -258,7 +258,7 @@ class SMPLXParams:
             return self
         b = self.batch_size
         with float32_region(self.global_orient):
-            poses = {k: matrix_to_axis_angle(getattr(self, k)).reshape(b, -1) for k in POSE_FIELDS}
+            poses = {k: matrix_to_axis_angle(getattr(self, k)).reshape(b, 3 * POSE_JOINTS[k]) for k in POSE_FIELDS}
         return dataclasses.replace(self, **poses, rotation="axis_angle")
 
     def to_matrix(self) -> SMPLXParams:
@@ -268,7 +268,7 @@ class SMPLXParams:
             return self
         b = self.batch_size
         with float32_region(self.global_orient):
-            poses = {k: axis_angle_to_matrix(getattr(self, k).reshape(b, -1, 3)) for k in POSE_FIELDS}
+            poses = {k: axis_angle_to_matrix(getattr(self, k).reshape(b, POSE_JOINTS[k], 3)) for k in POSE_FIELDS}
         return dataclasses.replace(self, **poses, rotation="matrix")
 
     def full_pose(self) -> torch.Tensor:

@@ -286,13 +286,10 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
         except WbcapError as exc:
             raise type(exc)(str(exc).replace(str(tmp), f"{url} (downloaded)")) from None
 
-    from wbcap.weights.download import DownloadError
-
-    try:
-        digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
-                          timeout=timeout, check=check)
-    except DownloadError as exc:  # (the import command whole: a new user's trial got `wbcap weights import` alone)
-        raise DownloadError(str(exc).replace("`wbcap weights import`", f"`wbcap weights import {name} FILE`")) from None
+    # (the import command whole: a new user's trial got `wbcap weights import` alone)
+    digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
+                      timeout=timeout, check=check,
+                      by_hand=f"download it by hand and import it with `wbcap weights import {name} FILE`")
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)

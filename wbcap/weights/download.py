@@ -52,6 +52,7 @@ def download(
     timeout: float = 30.0,
     chunk: int = 1 << 16,
     check: Callable[[Path], object] | None = None,
+    by_hand: str = _MANUAL,
 ) -> str:
     """Download ``url`` to ``dest`` atomically and return the file's sha256 hex digest.
 
@@ -71,6 +72,8 @@ def download(
         check: Called with the complete, hash-checked temporary file before it is moved onto
             ``dest`` (e.g. to validate a network's signature); a :class:`WbcapError` it raises
             fails the download and the file is not kept.
+        by_hand: how the failure messages end, the way to get the file without this download
+            (``wbcap weights fetch`` names its ``wbcap weights import NAME FILE``).
 
     Returns:
         The sha256 hex digest (lower case) of the downloaded bytes.
@@ -114,18 +117,18 @@ def download(
     except urllib.error.HTTPError as exc:
         exc.close()
         if 500 <= exc.code < 600:
-            fail(f"HTTP {exc.code} {exc.reason}", f"the server failed; run the command again later or {_MANUAL}")
-        fail(f"HTTP {exc.code} {exc.reason}", f"check the URL or {_MANUAL}")
+            fail(f"HTTP {exc.code} {exc.reason}", f"the server failed; run the command again later or {by_hand}")
+        fail(f"HTTP {exc.code} {exc.reason}", f"check the URL or {by_hand}")
     except urllib.error.URLError as exc:
-        fail(*_network_failure(exc.reason, timeout))
+        fail(*_network_failure(exc.reason, timeout, by_hand=by_hand))
     except (OSError, http.client.HTTPException) as exc:  # a timeout or reset while reading the headers
-        fail(*_network_failure(exc, timeout))
+        fail(*_network_failure(exc, timeout, by_hand=by_hand))
 
     with response:
         length = _content_length(response.headers.get("Content-Length"))
         if expected_size is not None and length is not None and length != expected_size:
             fail(f"the server reports {length} bytes but {expected_size} were expected",
-                 f"check the URL (the file may have changed upstream) or {_MANUAL}")
+                 f"check the URL (the file may have changed upstream) or {by_hand}")
         total = length if length is not None else expected_size
         limit = total
 
@@ -148,13 +151,13 @@ def download(
                             if isinstance(exc, http.client.IncompleteRead) and total is not None:
                                 fail(f"got {done + len(exc.partial)} of {total} bytes (connection closed early)",
                                      "run the command again")
-                            fail(*_network_failure(exc, timeout, done))
+                            fail(*_network_failure(exc, timeout, done, by_hand=by_hand))
                         if not block:
                             break
                         done += len(block)
                         if limit is not None and done > limit:
                             fail(f"got more than the {limit} bytes expected",
-                                 f"check the URL and the expected size, or {_MANUAL}")
+                                 f"check the URL and the expected size, or {by_hand}")
                         digest.update(block)
                         try:
                             fh.write(block)
@@ -167,7 +170,7 @@ def download(
                     got_sha = digest.hexdigest()
                     if expected_sha and got_sha != expected_sha:
                         fail(f"sha256 {got_sha[:12]}… differs from the expected {expected_sha[:12]}…; the file was not kept",
-                             f"check the URL and the expected hash, or {_MANUAL}")
+                             f"check the URL and the expected hash, or {by_hand}")
                     try:
                         fh.flush()
                         os.fsync(fh.fileno())
@@ -179,7 +182,7 @@ def download(
                         check(tmp)
                     except WbcapError as exc:
                         fail(f"the file is not usable ({_one_line(str(exc))}); it was not kept",
-                             f"check the URL, or {_MANUAL}")
+                             f"check the URL, or {by_hand}")
                 body_written = True
         except OSError as exc:
             if not body_written:  # raised by the progress callback: not ours to reword
@@ -200,16 +203,17 @@ def _content_length(value: str | None) -> int | None:
     return n if n >= 0 else None
 
 
-def _network_failure(reason: object, timeout: float, done: int | None = None) -> tuple[str, str]:
+def _network_failure(reason: object, timeout: float, done: int | None = None,
+                     by_hand: str = _MANUAL) -> tuple[str, str]:
     """(cause, fix) for a connection, timeout or protocol failure (``reason`` from URLError or raised)."""
-    network_fix = f"check the network connection and the URL, or {_MANUAL}"
+    network_fix = f"check the network connection and the URL, or {by_hand}"
     after = f" after {done} bytes" if done else ""
     if isinstance(reason, (TimeoutError, socket.timeout)):
-        return f"no data for {timeout:g} s{after} (timed out)", f"run the command again later or {_MANUAL}"
+        return f"no data for {timeout:g} s{after} (timed out)", f"run the command again later or {by_hand}"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused", network_fix
     if isinstance(reason, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering", f"run the command again later or {_MANUAL}"
+        return "the server closed the connection without answering", f"run the command again later or {by_hand}"
     if isinstance(reason, (ConnectionResetError, ConnectionAbortedError, http.client.IncompleteRead)):
         return f"connection lost{after}", "run the command again"
     if isinstance(reason, socket.gaierror):
@@ -221,7 +225,7 @@ def _network_failure(reason: object, timeout: float, done: int | None = None) ->
     if isinstance(reason, http.client.InvalidURL):
         return f"not a URL that can be opened ({reason})", "use an http://, https:// or file:// URL"
     if isinstance(reason, http.client.HTTPException):
-        return f"bad response from the server ({type(reason).__name__}: {reason})", f"check the URL or {_MANUAL}"
+        return f"bad response from the server ({type(reason).__name__}: {reason})", f"check the URL or {by_hand}"
     if str(reason).startswith("unknown url type"):
         return str(reason), "use an http://, https:// or file:// URL"
     return str(reason), network_fix
