@@ -161,7 +161,8 @@ def _plan_calls(per_image_s: tuple[tuple[int, float], ...], n: int) -> tuple[int
 def rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
     """How far an inference form's output ``a`` is from ``ref`` (any shape, compared in float32):
     max |a - ref| / max |ref|."""
-    return float((a.float() - ref.float()).abs().max()) / max(float(ref.float().abs().max()), 1e-30)
+    a, ref = a.detach().float(), ref.detach().float()  # (a value, not part of a graph: no autograd warning)
+    return float((a - ref).abs().max()) / max(float(ref.abs().max()), 1e-30)
 
 
 def mkldnn_usable(device: torch.device) -> bool:
