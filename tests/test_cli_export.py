@@ -280,6 +280,7 @@ def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, bo
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_fbx_with_a_bpy_that_does_not_import_is_refused_before_any_work(tmp_path, micro_ckpt, body_dir, monkeypatch):
     """bpy found but not importing (a stand-in on PYTHONPATH; for real, a wheel on a server without
     the system libraries it loads): `wbcap run --export fbx` said nothing until pass 2 had failed,
@@ -491,6 +492,7 @@ def test_an_export_stopped_midway_says_what_it_wrote(finished_run, tmp_path, bod
         "export's: run the same command again to write them all"]
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_again(finished_run, tmp_path, micro_ckpt,
                                                                                     body_dir):
     """A new user's trial: `wbcap export OUT --format bvh` into the run folder, then `wbcap run ...

@@ -59,6 +59,7 @@ def settled(run_json) -> dict:
     return {k: v for k, v in record.items() if k != COMMAND}
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_run_generated_video_all_outputs(tmp_path, base_args):
     frames, boxes = two_walkers(6)
     video = write_video(tmp_path / "walk.mp4", frames)

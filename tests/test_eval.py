@@ -697,6 +697,7 @@ def cli():
     return cli_mod.cli
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     from click.testing import CliRunner
 

@@ -221,6 +221,7 @@ def test_selection_picks_the_faster_form_from_injected_timings():
     assert select_form({**close, ("plain", 1): 0.96, ("plain", 4): 0.96})[0] == "plain"
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_measured_choice_follows_the_timer_and_builds_the_winner(micro_parts, direct_layers):
     part = micro_parts["body_backbone"]
     asked: list = []
