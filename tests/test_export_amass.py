@@ -333,15 +333,21 @@ def test_run_long_gap_splits_the_track(tmp_path, micro_ckpt, body_dir):
     assert a["valid"].all() and b["valid"].all()
 
 
-@pytest.mark.parametrize("n_frames", [1, 2])
-def test_short_clip_keeps_its_track(tmp_path, micro_ckpt, body_dir, n_frames):
-    video = write_video(tmp_path / "clip.mp4", [person_image(160, 120, seed=i) for i in range(n_frames)])
-    out = tmp_path / "out"
+def _run_whole_frame(video: Path, out: Path, micro_ckpt: Path, body_dir: Path):
+    """`wbcap run VIDEO -o OUT` with the whole frame as the one person, no render, the MICRO network."""
     r = CliRunner().invoke(cli, [
         "run", str(video), "-o", str(out), "--detector", "full", "--no-render",
         "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
     ], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.mark.parametrize("n_frames", [1, 2])
+def test_short_clip_keeps_its_track(tmp_path, micro_ckpt, body_dir, n_frames):
+    video = write_video(tmp_path / "clip.mp4", [person_image(160, 120, seed=i) for i in range(n_frames)])
+    out = tmp_path / "out"
+    r = _run_whole_frame(video, out, micro_ckpt, body_dir)
     assert f"{n_frames} frames, 1 track(s), {n_frames} person-frames" in r.output
     assert np.load(out / "track_0.npz")["poses"].shape == (n_frames, 165)
 
@@ -353,11 +359,7 @@ def test_a_dropped_frame_keeps_the_clock_and_is_a_filled_row(tmp_path, micro_ckp
     slots = [i for i in range(13) if i != 6]
     video = write_video(tmp_path / "drop.mp4", [person_image(160, 120, seed=0)] * 12, fps=10, slots=slots)
     out = tmp_path / "out"
-    r = CliRunner().invoke(cli, [
-        "run", str(video), "-o", str(out), "--detector", "full", "--no-render",
-        "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu",
-    ], catch_exceptions=False)  # fmt: skip
-    assert r.exit_code == 0, r.output
+    _run_whole_frame(video, out, micro_ckpt, body_dir)
     assert json.loads((out / "meta.json").read_text())["fps"] == 10.0
     npz = np.load(out / "track_0.npz")
     assert float(npz["mocap_framerate"]) == 10.0 and npz["poses"].shape == (13, 165)
