@@ -126,7 +126,6 @@ def check_model_files(config: PipelineConfig) -> None:
     find_checkpoint(config.checkpoint)
 
 
-
 def _whole_npz(path: Path) -> bool:
     """Whether ``path`` is a whole ``.npz`` holding ``v_template``, from its zip directory (at its
     end: a file cut short has none; the arrays are not read)."""
