@@ -297,6 +297,14 @@ def test_clock_rate_nominal_unless_the_frames_say_otherwise():
     assert clock_rate([0, 0.033, 0.1], 18.0, 1000.0) == clock_rate([0, 0.033, 0.1], 18.0) == pytest.approx(20.0)
     assert clock_rate([0, 0.033], 18.0, 1000.0) == pytest.approx(1 / 0.033)
     assert clock_rate([0, 1 / 30, 0.1], 18.0, 90000.0) == pytest.approx(20.0)
+    # the base rate first (a break-it trial): 1 drop in 301 frames makes an average within the median
+    # rule's 1 % (29.90); --every 2 past a drop (the frames after it one source period later); a clip
+    # of three frames with its drop
+    long = [i / 30 for i in range(302) if i != 150]
+    assert clock_rate(long, 30 * 300 / 301, 30.0) == 30.0
+    every2 = [k / 30 for k in [i for i in range(46) if i != 20][::2]]
+    assert clock_rate(every2, 30 * 44 / 45 / 2, 30.0, step=2) == 15.0
+    assert clock_rate([0.6, 0.6 + 1 / 30, 0.7], 29.35, 30.0) == 30.0
     mixed = [i / 30 for i in range(6)] + [5 / 30 + i / 10 for i in range(1, 6)]
     assert clock_rate(mixed, 10 / (mixed[-1] - mixed[0]), 30.0) == pytest.approx(10 / (mixed[-1] - mixed[0]))
 

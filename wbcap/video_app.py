@@ -403,8 +403,8 @@ def finalize(
     rate = float(info.fps) / job.frame_step if info.fps else 30.0
 
     col = collect_tracks(raw_path(out), rate, _tracker_config(job), job.detector)
-    base = float(info.base_fps_fraction) / job.frame_step if info.base_fps_fraction else None
-    rate = clock_rate(list(col.frames.values()), rate, base)
+    base = float(info.base_fps_fraction) if info.base_fps_fraction else None
+    rate = clock_rate(list(col.frames.values()), rate, base, job.frame_step)
     if rate > MAX_FPS:  # (the clock of the track files: meta.json refuses a faster one)
         raise _too_fast(job, rate, f" and {setting('overwrite', api='overwrite=True')}")
     tracks = {tid: smoothed_track(col.per_track[tid], job.smooth, body, dev, focal, princpt)

@@ -65,41 +65,43 @@ class SmoothedTrack:
 GRID_JITTER = 0.25
 
 
-def clock_rate(times: list[float], nominal: float, base: float | None = None) -> float:
-    """Rows per second of the AMASS clock: the nominal rate (source rate / ``--every``) when the
-    processed frames follow it, else the ``base`` rate (the stream's base rate / ``--every``,
-    :attr:`wbcap.io.video_probe.VideoInfo.base_fps_fraction`) when they keep to it, else their
-    average rate (variable-frame-rate footage, whose container may declare a nominal rate the
-    frames do not have).
-
-    They follow the nominal rate when their median interval is within 1 % of it (a few dropped
-    frames do not change it), or when every time lies within :data:`GRID_JITTER` frame of its
-    grid through the first and at most a tenth of that grid's frames are missing (a drop to a
-    third of the rate is not a few dropped frames: it is taken for variable-rate footage, as the
-    median does): a constant 30 fps Matroska file's millisecond times (intervals of 33 and 34
-    ms, median 1-2 % off) gave 29.999 fps, a rate every export then carried (a user trial).
-    Three frames or fewer on the grid also follow it: one or two intervals cannot tell a gap
-    from a lower rate (two frames 3.2 s apart across a hole in a 5 fps selection gave 0.3125 fps
-    and no split: a break-it trial).
+def clock_rate(times: list[float], nominal: float, base: float | None = None, step: int = 1) -> float:
+    """Rows per second of the AMASS clock: the ``base`` rate (the stream's base rate,
+    :attr:`wbcap.io.video_probe.VideoInfo.base_fps_fraction`) / ``step`` (``--every``) when the
+    processed frames keep to its grid, else the nominal rate (source rate / ``--every``) when
+    they follow it, else their average rate (variable-frame-rate footage, whose container may
+    declare a nominal rate the frames do not have).
 
     The source rate is the container's average, which counts a constant-rate file's dropped
     frames and holes: 1 of 45 frames dropped from a 30 fps MP4 gave 29.33 fps, and a 1.5 s hole
     in 4.5 s of 10 fps 6.74 fps, every row of the files interpolated between frames and marked
-    valid, the drops unseen (a biomechanics trial). Its base rate is the grid's (30, 10). The
-    frames keep to the base rate when every time lies on its grid (:data:`GRID_JITTER`) and at
-    least nine in ten of their intervals are one period of it (drops and holes are rare, however
-    long): a timestamp unit that FFmpeg reports as the base rate of variable-rate footage (1000
-    for Matroska, 90000) does not (its intervals are many periods), nor footage at 30 fps, then
-    10 (its intervals are one and three periods).
+    valid, the drops unseen (a biomechanics trial); 1 of 301 gave 29.90, close enough to 30 for
+    the median rule below (a break-it trial), so the base rate is tried first. Its base rate is
+    the grid's (30, 10). The frames keep to it when every time lies on its grid
+    (:data:`GRID_JITTER`) and at least nine in ten of their intervals are ``step`` periods of it
+    (drops and holes are rare, however long; with ``--every 2`` a drop shifts the frames after it
+    by one period, so the source grid is the one checked; three frames or fewer: one interval of
+    ``step`` periods, the other of one or two steps): a timestamp unit that FFmpeg reports
+    as the base rate of variable-rate footage (1000 for Matroska, 90000) does not (its intervals
+    are many periods), nor footage at 30 fps, then 10 (its intervals are one and three periods).
+
+    They follow the nominal rate when their median interval is within 1 % of it, or when every
+    time lies within :data:`GRID_JITTER` frame of its grid through the first and at most a tenth
+    of that grid's frames are missing (a drop to a third of the rate is not a few dropped frames:
+    it is taken for variable-rate footage, as the median does): a constant 30 fps Matroska file's
+    millisecond times (intervals of 33 and 34 ms, median 1-2 % off) gave 29.999 fps, a rate every
+    export then carried (a user trial). Three frames or fewer on the grid also follow it: one or
+    two intervals cannot tell a gap from a lower rate (two frames 3.2 s apart across a hole in a 5
+    fps selection gave 0.3125 fps and no split: a break-it trial).
 
     ``times``: seconds, increasing."""
     if len(times) < 2 or times[-1] <= times[0]:
         return nominal
     t = np.asarray(times, np.float64)
+    if base is not None and base > 0 and _keep_to(t, base, step):
+        return base / step
     if _follow(t, nominal):
         return nominal
-    if base is not None and base > 0 and _keep_to(t, base):
-        return base
     return (len(times) - 1) / (times[-1] - times[0])
 
 
@@ -114,13 +116,16 @@ def _follow(t: np.ndarray, rate: float) -> bool:
         len(t) <= 3 or len(t) >= 0.9 * (round(cells[-1]) + 1))
 
 
-def _keep_to(t: np.ndarray, rate: float) -> bool:
+def _keep_to(t: np.ndarray, rate: float, step: int = 1) -> bool:
     """Whether the frame times ``t`` (seconds, increasing, two or more) keep to the base
-    ``rate``: on its grid, nine in ten intervals one period (:func:`clock_rate`)."""
+    ``rate``: on its grid, nine in ten intervals ``step`` periods (:func:`clock_rate`)."""
     cells = (t - t[0]) * rate
     if float(np.abs(cells - np.round(cells)).max()) > GRID_JITTER:
         return False
-    return float(np.mean(np.diff(np.round(cells)) == 1)) >= 0.9
+    periods = np.diff(np.round(cells))
+    if len(t) <= 3:  # (two intervals cannot be nine in ten: one of them a drop, as a short selection has)
+        return bool(periods.min() == step and np.isin(periods, (step, 2 * step)).all())
+    return float(np.mean(periods == step)) >= 0.9
 
 
 def smoothed_track(
