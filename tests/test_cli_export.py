@@ -500,6 +500,7 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     still removes them (made from the parameters before it), and now says so, with the command
     that writes them again from the new ones."""
     run = copy_run(finished_run, tmp_path / "r")
+    (run / "track_notes.csv").write_text("mine\n")  # (a user's own file: kept; a break-it trial's was removed)
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
     assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]
     src = finished_run.parent
@@ -515,3 +516,4 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
         "track_0.glb", "track_1.glb"]
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
     assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]
+    assert (run / "track_notes.csv").read_text() == "mine\n"

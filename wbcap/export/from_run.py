@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -327,7 +326,9 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
 
 def _track_id(path: Path) -> int | None:
     """The track id of a per-track file name (``track_3.glb``, ``track_3_part2.npz`` -> 3), else None."""
-    match = re.fullmatch(r"track_(\d+)(?:_part\d+)?", path.stem)
+    from wbcap.io.run_folder import TRACK_STEM
+
+    match = TRACK_STEM.fullmatch(path.stem)
     return int(match[1]) if match else None
 
 

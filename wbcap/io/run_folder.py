@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -262,9 +263,16 @@ def remove_temporary_files(out: Path) -> None:
             _remove(p)
 
 
+#: The stem of a per-track file (pass 2's, `wbcap export`'s): ``track_3``, ``track_3_part2``.
+TRACK_STEM = re.compile(r"track_(\d+)(?:_part\d+)?")
+
+
 def track_files(out: Path) -> list[Path]:
-    """The per-track files of pass 2 in ``out`` (:data:`TRACK_SUFFIXES`), sorted."""
-    return sorted(p for p in out.glob("track_*") if p.suffix in TRACK_SUFFIXES and p.is_file())
+    """The per-track files of pass 2 in ``out`` (:data:`TRACK_STEM`, :data:`TRACK_SUFFIXES`),
+    sorted; not a user's own ``track_notes.csv`` beside them (a break-it trial's was removed by a
+    ``--resume``)."""
+    return sorted(p for p in out.glob("track_*")
+                  if p.suffix in TRACK_SUFFIXES and TRACK_STEM.fullmatch(p.stem) and p.is_file())
 
 
 def absolute_path(path: str | None) -> str | None:
