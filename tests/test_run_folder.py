@@ -503,3 +503,45 @@ def test_an_image_that_vanishes_while_the_sequence_is_listed_is_one_line(tmp_pat
         fingerprint(str(tmp_path / "frames"), {})
     assert str(err.value) == (f"{tmp_path / 'frames' / 'b.png'}: an image of {tmp_path / 'frames'} changed while it "
                               "was listed (No such file or directory); run the command again once it is settled")
+
+
+def test_a_resume_missing_both_files_names_the_model_and_checkpoint_its_run_recorded(tmp_path, monkeypatch):
+    """A break-it trial: a run made with --body-models and --checkpoint, resumed without them, was
+    told to download the checkpoint it had given (then, after the model's fix, refused for its
+    absence). The recorded checkpoint is now named with the model, and both paths quoted."""
+    import json
+
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.io.run_folder import missing_body_model
+    from wbcap.pipeline import check_model_files
+
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    models, ckpt = tmp_path / "bm x", tmp_path / "w x" / "snapshot_6.pth.tar"
+    (models / "smplx").mkdir(parents=True)
+    (models / "smplx" / "SMPLX_NEUTRAL.npz").write_bytes(b"stand-in")
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"stand-in")
+    out = tmp_path / "run"
+    (out / ".wbcap").mkdir(parents=True)
+    (out / ".wbcap" / "run.json").write_text(json.dumps({
+        "body": {"path": str(models), "gender": "neutral", "allow_pickle": False},
+        "body_model_file": str(models / "smplx" / "SMPLX_NEUTRAL.npz"), "checkpoint": str(ckpt)}))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        check_model_files(PipelineConfig(body=BodyModelConfig(path=None)))
+    from wbcap.errors import spelling
+
+    def as_the_cli_spells(name):
+        return "--" + name.replace("_", "-")
+
+    with spelling(as_the_cli_spells):
+        said = str(missing_body_model(exc.value, out, resume=True))
+    assert said.endswith(f"says the run was made with the SMPL-X model {models} and the checkpoint {ckpt}: resume "
+                         f"with --body-models '{models}' --checkpoint '{ckpt}'"), said
+    assert "no hand4whole checkpoint" not in said
+    ckpt.unlink()  # (the recorded checkpoint gone too: the search's message, as before)
+    with spelling(as_the_cli_spells):
+        said = str(missing_body_model(exc.value, out, resume=True))
+    assert said.endswith(f"resume with --body-models '{models}'; and for the network's checkpoint: "
+                         f"{exc.value.checkpoint_error}"), said

@@ -417,12 +417,20 @@ def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
     looked = ", ".join(str(p) for p in getattr(exc, "looked", ()))
     found = f"SMPL-X model file {getattr(exc, 'file_name', '')} not found" + (f" (looked for {looked})" if looked else "")
     made = f"{out / RUN_DIR / RUN_FILE} says the run was made with the SMPL-X model {recorded}"
+    import shlex
+
     from wbcap.errors import CHECKPOINT_TOO
 
     also = getattr(exc, "checkpoint_error", None)  # (:func:`wbcap.pipeline.check_model_files`)
-    also = f"; {CHECKPOINT_TOO}{also}" if also else ""
+    # the checkpoint the run recorded, where the search found none: named with the model (a break-it
+    # trial was told to download a checkpoint it had given the run, then refused for its absence)
+    ckpt = _read_run_file(out).get("checkpoint")
+    ckpt = ckpt if also and isinstance(ckpt, str) and Path(ckpt).is_absolute() and Path(ckpt).is_file() else None
+    also = f"; {CHECKPOINT_TOO}{also}" if also and ckpt is None else ""
     if exists:
-        return ModelFileError(f"{found}; {made}: resume with {body_models} {recorded}{also}")
+        given = f"{body_models} {shlex.quote(recorded)}" + (f" {setting('checkpoint')} {shlex.quote(ckpt)}" if ckpt else "")
+        return ModelFileError(f"{found}; {made}" + (f" and the checkpoint {ckpt}" if ckpt else "")
+                              + f": resume with {given}{also}")
     fix = (f"put it back there, or start over with {setting('overwrite', api='overwrite=True')}" if resume
            else f"pass {body_models} naming the folder that holds it now")
     return ModelFileError(f"{found}; {made}, which no longer exists: {fix}{also}")
