@@ -334,6 +334,9 @@ def test_file_record_round_trip():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="^body_pose holds NaN or infinity: not SMPL-X parameters to pose$"):
             from_file_record(dict(rec, body_pose=[bad] * 63))
+    for bad in (["x"] * 63, {"a": 1}, [[0.0], [0.0, 1.0]]):  # (numpy's own message named no key)
+        with pytest.raises(ValueError, match="^body_pose is not a list of numbers: not SMPL-X parameters to pose$"):
+            from_file_record(dict(rec, body_pose=bad))
 
 
 def test_pose_slices_are_where_full_pose_puts_each_field():

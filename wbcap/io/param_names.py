@@ -89,15 +89,18 @@ def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float
     ``(N, k)`` arrays (a batch of N). Other keys are ignored; missing eyes are at rest, missing
     ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` on the CPU.
     Raises :class:`MissingParametersError` (a KeyError) naming the missing keys, ValueError
-    naming a key whose values are not all finite numbers (NaN or infinity, as a diverged fit
-    writes them: they would pose a mesh of NaN)."""
+    naming a key whose values are not numbers or not all finite (NaN or infinity, as a diverged
+    fit writes them: they would pose a mesh of NaN)."""
     missing = [k for k in NETWORK_FILE_KEYS[:-1] if k not in record]
     if missing:
         raise MissingParametersError(f"not SMPL-X parameters of a wbcap file: missing {', '.join(missing)}")
     values = {}
     for key, name in _FIELD_OF.items():
         if key in record and record[key] is not None:
-            arr = np.asarray(record[key], dtype=np.float64)
+            try:
+                arr = np.asarray(record[key], dtype=np.float64)
+            except (TypeError, ValueError):  # (a string, a dict, a ragged list: numpy's message named no key)
+                raise ValueError(f"{key} is not a list of numbers: not SMPL-X parameters to pose") from None
             if not np.isfinite(arr).all():
                 raise ValueError(f"{key} holds NaN or infinity: not SMPL-X parameters to pose")
             values[name] = torch.as_tensor(arr.reshape(1, -1) if arr.ndim == 1 else arr, dtype=dtype)
