@@ -138,6 +138,7 @@ def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_
     assert "is the demo's synthetic model" not in next_steps()
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_every_run(monkeypatch, micro_ckpt, body_dir,
                                                                                       caplog):
     """WBCAP_BODY_MODELS left at the demo's synthetic model (the Quick start's recipe) is found

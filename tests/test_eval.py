@@ -311,6 +311,7 @@ def test_agora_prediction_files_are_the_evaluators_format_and_the_networks_peopl
         evaluate("EHF", root, pipeline, body_models=models, predictions=tmp_path / "other")
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_agora_test_split_writes_the_prediction_files_of_its_detections(models, tmp_path, micro_ckpt):
     """--split test: the people of AGORA_test_bbox.json (4K boxes, person ids their places in each
     image's list) on the 1280x720 test images in test/, as upstream's test_set 'test': no ground

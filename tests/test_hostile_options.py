@@ -383,6 +383,7 @@ def test_a_run_stopped_in_pass_2_is_said_unfinished_by_export_and_view(tmp_path,
     assert r.exit_code == 0 and "stopped while writing" not in r.output, r.output
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_a_full_disk_in_pass_2_says_how_to_finish_the_run(tmp_path, base_args, video, monkeypatch):
     """A user trial: a disk that filled while the track files were written left the frames and
     said only to free space; running the command again then said the folder holds a run. The line

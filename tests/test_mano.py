@@ -84,6 +84,7 @@ def test_our_layer_poses_as_smplx_mano_and_gives_upstreams_21_joints(plain_pickl
     assert ((flat[tips] - flat[0]).norm(dim=1) > 0.1).all() and ((flat[tips] - flat[0]).norm(dim=1) < 0.2).all()
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_the_release_pickle_with_chumpy_reads_and_converts_to_the_same_model(tmp_path, plain_pickle, capsys):
     released = write_synthetic_mano(tmp_path / "models")  # shapedirs as a pickled chumpy Ch, as the release
     assert b"chumpy.ch" in released.read_bytes()

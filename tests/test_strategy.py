@@ -482,6 +482,7 @@ def test_winograd_trials_leave_the_part_as_it_computes(micro_parts):
         assert not any(m._forward_hooks for m in part.module.modules())
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_winograd_tiles_follow_each_layer_shape(micro_parts):
     """Winograd made faster only for the layers with 256 or more input channels (ResNet-18:
     layers 3 and 4, the last six 3x3 stride-1 convolutions): only those get a plan."""

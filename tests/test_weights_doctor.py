@@ -150,6 +150,7 @@ def test_import_hand_refuses_a_whole_body_checkpoint(tmp_path, small_net):
     assert r.exit_code == 0 and "hand-backbone" in r.output, r.output
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
 def test_a_checkpoint_with_nan_values_is_refused_at_import_and_at_load(tmp_path, small_net, micro_ckpt, body_dir):
     """A diverged training run's checkpoint (a NaN in one head's bias) was imported ("438
     tensors"), then `wbcap image` crashed writing NaN vertices (leaving an empty output folder)
