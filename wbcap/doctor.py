@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from wbcap.errors import setting
 from wbcap.versions import installed_version
@@ -18,7 +19,7 @@ class Check:
     #: a file the user brings under its own licence, ``"body"`` (the SMPL-X model) or
     #: ``"checkpoint"``, else ``""``: while one is missing, ``wbcap doctor`` also says how to try
     #: the commands without it (:func:`wbcap.demo.try_without_files`)
-    licensed: str = ""
+    licensed: Literal["", "body", "checkpoint"] = ""
     #: the file found is the demo's stand-in for a licensed one (``$WBCAP_BODY_MODELS`` at the
     #: demo's model): the user is trying the commands already, so no hint on how to
     stand_in: bool = False

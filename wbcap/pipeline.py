@@ -117,13 +117,21 @@ def check_model_files(config: PipelineConfig) -> None:
     try:
         find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
     except ModelFileError as exc:
-        try:
-            find_checkpoint(config.checkpoint)
-        except CheckpointError as missing:
-            exc.checkpoint_error = str(missing)  # type: ignore[attr-defined]
-            exc.args = (f"{exc}; {CHECKPOINT_TOO}{missing}",)
+        _note_missing_checkpoint(exc, config.checkpoint)
         raise
     find_checkpoint(config.checkpoint)
+
+
+def _note_missing_checkpoint(exc: ModelFileError, checkpoint: str | None) -> None:
+    """Add to a missing SMPL-X model's error ``exc`` the checkpoint's, when ``checkpoint`` (None:
+    the search order) is missing too (:func:`check_model_files`)."""
+    from wbcap.weights import find_checkpoint
+
+    try:
+        find_checkpoint(checkpoint)
+    except CheckpointError as missing:
+        exc.checkpoint_error = str(missing)  # type: ignore[attr-defined]
+        exc.args = (f"{exc}; {CHECKPOINT_TOO}{missing}",)
 
 
 def _whole_npz(path: Path) -> bool:
@@ -464,7 +472,7 @@ class Pipeline:
         except ModelFileError as exc:
             if fallback != "synthetic" or body_cfg.path is not None:
                 if net is None and weights == "checkpoint" and (fallback != "synthetic" or config.checkpoint is not None):
-                    check_model_files(config)  # (the checkpoint too, when it is missing as well and not stood in for)
+                    _note_missing_checkpoint(exc, config.checkpoint)  # (missing as well and not stood in for)
                 raise
             log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
                         "same size (%s)", type(exc).__name__)
