@@ -978,6 +978,31 @@ def test_with_neither_model_file_one_line_names_both_before_any_detector(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["image", "run"])
+def test_a_named_model_file_that_does_not_exist_also_names_a_missing_checkpoint(tmp_path, monkeypatch, command):
+    """The previous note: `--body-models /nonexist/SMPLX_NEUTRAL.npz` (refused while the options
+    are read, before the check of both files) said the model only, with the checkpoint missing too;
+    and with the checkpoint there, the model's line alone."""
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    media = write_rgb(tmp_path / "p.png", person_image(64, 48, seed=0))
+    model = tmp_path / "nonexist" / "SMPLX_NEUTRAL.npz"
+    args = [command, str(media), "-o", str(tmp_path / "out"), "--device", "cpu", "--body-models", str(model)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    (line,) = [x for x in r.output.splitlines() if x.strip()]
+    assert line.startswith(f"error: {model}: no such file (named by --body-models); check the path"), line
+    assert "; and for the network's checkpoint: no hand4whole checkpoint (looked in " in line, line
+    ckpt = tmp_path / "snapshot_6.pth.tar"
+    ckpt.write_bytes(b"not read")
+    r = CliRunner().invoke(cli, [*args, "--checkpoint", str(ckpt)])
+    assert r.exit_code == 2, r.output
+    (line,) = [x for x in r.output.splitlines() if x.strip()]
+    assert line.endswith("check the path, or name the folder that holds SMPLX_NEUTRAL.npz"), line
+    assert not (tmp_path / "out").exists()
+
+
 def test_both_missing_keeps_the_models_error_with_the_checkpoints_added(tmp_path, monkeypatch):
     """A review: the combined error was a plain ModelFileError, so a resume could no longer name
     the model its run was made with (it reads BodyModelNotFoundError's attributes)."""

@@ -127,6 +127,23 @@ class BodyModelConfig:
 
         return cls(path=path, gender=resolve_gender(gender, path), allow_pickle=allow_pickle)
 
+    @classmethod
+    def given_with_checkpoint(cls, path: str | None, gender: str | None, allow_pickle: bool,
+                              checkpoint: str | None) -> BodyModelConfig:
+        """:meth:`given`, for a command that also loads ``checkpoint`` (None: the search order):
+        its ModelFileError (a named model file that does not exist, or names another gender) also
+        says when the checkpoint is missing, as :func:`wbcap.pipeline.check_model_files` does
+        later for a model not found (:func:`wbcap.weights.note_missing_checkpoint`)."""
+        from wbcap.errors import ModelFileError
+
+        try:
+            return cls.given(path, gender, allow_pickle)
+        except ModelFileError as exc:
+            from wbcap.weights import note_missing_checkpoint
+
+            note_missing_checkpoint(exc, checkpoint)
+            raise
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

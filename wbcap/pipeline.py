@@ -34,7 +34,7 @@ from wbcap.config import BODY_BOX_SCALE, PipelineConfig
 from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
 from wbcap.detect.boxes import box_outside_image
-from wbcap.errors import CHECKPOINT_TOO, CheckpointError, InputError, ModelFileError, NoPersonError, setting
+from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError, setting
 from wbcap.model.checkpoint import load_network
 from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
@@ -104,34 +104,22 @@ def check_model_files(config: PipelineConfig) -> None:
     :meth:`Pipeline.from_config` will, before any other work (a detector's download): raises
     the missing one's error, or, both missing, the model's (its own type and attributes: a
     resume names the model its run was made with from them) with the checkpoint's message added
-    to it and kept as its ``checkpoint_error`` (a new user's trial was told of the model, then
-    after fixing it, of the checkpoint).
+    to it and kept as its ``checkpoint_error``
+    (:func:`wbcap.weights.note_missing_checkpoint`).
 
     Raises:
         ModelFileError: the SMPL-X model is missing (and maybe the checkpoint: said too).
         CheckpointError: the checkpoint is missing.
     """
-    from wbcap.weights import find_checkpoint
+    from wbcap.weights import find_checkpoint, note_missing_checkpoint
 
     body_cfg = config.body
     try:
         find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
     except ModelFileError as exc:
-        _note_missing_checkpoint(exc, config.checkpoint)
+        note_missing_checkpoint(exc, config.checkpoint)
         raise
     find_checkpoint(config.checkpoint)
-
-
-def _note_missing_checkpoint(exc: ModelFileError, checkpoint: str | None) -> None:
-    """Add to a missing SMPL-X model's error ``exc`` the checkpoint's, when ``checkpoint`` (None:
-    the search order) is missing too (:func:`check_model_files`)."""
-    from wbcap.weights import find_checkpoint
-
-    try:
-        find_checkpoint(checkpoint)
-    except CheckpointError as missing:
-        exc.checkpoint_error = str(missing)  # type: ignore[attr-defined]
-        exc.args = (f"{exc}; {CHECKPOINT_TOO}{missing}",)
 
 
 def _whole_npz(path: Path) -> bool:
@@ -472,7 +460,9 @@ class Pipeline:
         except ModelFileError as exc:
             if fallback != "synthetic" or body_cfg.path is not None:
                 if net is None and weights == "checkpoint" and (fallback != "synthetic" or config.checkpoint is not None):
-                    _note_missing_checkpoint(exc, config.checkpoint)  # (missing as well and not stood in for)
+                    from wbcap.weights import note_missing_checkpoint
+
+                    note_missing_checkpoint(exc, config.checkpoint)  # (missing as well and not stood in for)
                 raise
             log.warning("no SMPL-X model file found (see `wbcap doctor`); using a synthetic SMPL-X model of the "
                         "same size (%s)", type(exc).__name__)

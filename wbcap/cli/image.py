@@ -101,7 +101,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
                                    f"instead of one (no detector runs): use one of them")
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
-        body=BodyModelConfig.given(body_models, gender, allow_pickle),
+        body=BodyModelConfig.given_with_checkpoint(body_models, gender, allow_pickle, checkpoint),
         checkpoint=checkpoint,
         device=device,
         batch_size=batch_size,

@@ -122,7 +122,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     smooth_cfg = dataclasses.replace(smooth_cfg, **overrides)
     cfg = PipelineConfig(
         model=ModelConfig(fix_left_hand_flip=fix_left_hand_flip),
-        body=BodyModelConfig.given(body_models, gender, allow_pickle),
+        body=BodyModelConfig.given_with_checkpoint(body_models, gender, allow_pickle, checkpoint),
         checkpoint=checkpoint, device=str(dev), batch_size=batch_size,
         precision=precision,
     )

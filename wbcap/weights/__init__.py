@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tomllib
 
-from wbcap.errors import CheckpointError, InputError, WbcapError, setting
+from wbcap.errors import CHECKPOINT_TOO, CheckpointError, InputError, ModelFileError, WbcapError, setting
 from wbcap.paths import (
     ENV_HOME,
     ENV_MIRROR,
@@ -158,6 +158,18 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
         f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE)"
     )
+
+
+def note_missing_checkpoint(exc: ModelFileError, checkpoint: str | Path | None) -> None:
+    """Add to a missing (or wrongly named) SMPL-X model's error ``exc`` the checkpoint's, when
+    ``checkpoint`` (None: the search order of :func:`find_checkpoint`) is missing too, so that one
+    message names both files (a new user's trial was told of the model, then after fixing it, of
+    the checkpoint); the checkpoint's message is kept as ``exc.checkpoint_error``."""
+    try:
+        find_checkpoint(checkpoint)
+    except CheckpointError as missing:
+        exc.checkpoint_error = str(missing)  # type: ignore[attr-defined]
+        exc.args = (f"{exc}; {CHECKPOINT_TOO}{missing}",)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
