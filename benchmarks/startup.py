@@ -34,7 +34,7 @@ One photo (unless ``--no-image``), ``--image-repeats`` times each, alternating:
   stamps each stage: ``python`` (interpreter start and exit: the parent's wall time minus the
   child's own), ``imports`` (wbcap, the render process started, torch), then per stage of
   :data:`wbcap.image_app.STAGES`: ``read`` (the photo, before the model), ``load`` (the
-  detector's ONNX session and :meth:`Pipeline.from_config`), ``detect``, ``regress`` (crop, network at batch 1
+  detector's ONNX session, then, after ``detect``, :meth:`Pipeline.from_config`), ``detect``, ``regress`` (crop, network at batch 1
   for the first time in the process, SMPL-X, results to numpy), ``render`` (both JPEGs: waiting
   for the render process, rendering, encoding) and ``write`` (OBJ, JSON, files moved into place);
 * ``per_crop_s``: in that child afterwards (with a pipeline built again), the bench's regressor time (``wbcap bench``'s
@@ -62,8 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 #: Breakdown of one photo, in the order the work happens.
 IMAGE_PARTS = ("python", "imports", "read", "load", "detect", "regress", "render", "write")
-_STAGE_PART = {"imports": "imports", "loading model": "load", "reading": "read", "detecting": "detect", "regressing": "regress", "rendering": "render",
-               "writing": "write"}
+_STAGE_PART = {"imports": "imports", "loading detector": "load", "loading model": "load", "reading": "read",
+               "detecting": "detect", "regressing": "regress", "rendering": "render", "writing": "write"}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -99,7 +99,7 @@ def image_child(args: argparse.Namespace) -> None:
                    detector_model=args.detector_model)
     stamps: list[tuple[str, float]] = [("imports", t0)]
     # As the command: run_images starts the render process, reads the photo, imports torch, builds
-    # the detector and the pipeline ("loading model"), then works through the photo's stages.
+    # the detector, detects, builds the pipeline ("loading model"), then regresses, renders, writes.
     results = run_images(job, on_stage=lambda name, _path: stamps.append((name, time.perf_counter())))
     t3 = time.perf_counter()
     if not results or results[0].error or results[0].people != 1:

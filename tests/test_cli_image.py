@@ -525,7 +525,7 @@ def test_one_image_reports_stages_and_json_boxes_follow_person(tmp_path, micro_c
     pipe = Pipeline.from_config(cfg)
     stages.clear()
     run_images(job, pipeline=pipe, on_stage=lambda name, path: stages.append(name))
-    assert stages == ["reading", "detecting", "regressing", "writing"]
+    assert stages == ["reading", "loading detector", "detecting", "regressing", "writing"]
     assert set(stages) <= set(STAGES)
 
     # the JSON's boxes are the Person's fields (all x, y, w, h), under names that say their convention
@@ -771,10 +771,15 @@ def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir)
     model = ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
     other = write_rgb(tmp_path / "other.png", person_image(96, 128, seed=2))  # (no entry in the file)
     for name, how in (("a", ["--boxes", str(boxes)]), ("b", ["--detector", f"boxes:{boxes}"])):
+        # an input without an entry: refused before any work (a user trial: the photos before it were
+        # written, then it failed)
         r = CliRunner().invoke(cli, ["image", str(img), str(other), "-o", str(tmp_path / name), *how, *model])
-        assert r.exit_code != 0 and (tmp_path / name / "pic" / "person_0").is_dir(), r.output
-    assert f"no entry for 'other.png' in {boxes}; add its boxes or drop --detector boxes:FILE" in " ".join(
-        r.output.split()), r.output
+        assert r.exit_code == 2 and not (tmp_path / name).exists(), r.output
+        flag = how[0] if name == "a" else "--detector boxes:FILE"
+        assert r.stderr == (f"error: {boxes}: no entry for 'other.png' ({other}); add its boxes (an empty list for an "
+                            f"image with nobody) or drop {flag}\n"), r.output
+        r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / name), *how, *model])
+        assert r.exit_code == 0 and (tmp_path / name / "pic" / "person_0").is_dir(), r.output
     read = [json.loads((tmp_path / n / "pic" / "person_0" / "smplx_param.json").read_text()) for n in "ab"]
     assert read[0] == read[1] and not (tmp_path / "a" / "pic" / "person_1").exists()
     for other in (["--bbox", "1,1,20,20"], ["--full-image"], ["--boxes", str(boxes)]):  # (--full-image won, silently)
@@ -870,6 +875,76 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
         with pytest.raises(Built):
             image_app.run_images(job)
     assert seen == [1, image_app.FEW_PHOTOS, 0]
+
+
+def test_inputs_without_an_entry_in_the_box_file_are_refused_before_any_work(tmp_path):
+    """Several inputs without an entry: one line, how many and which (a user trial: each was found
+    in its turn, the photos before it written)."""
+    import json
+
+    from wbcap import image_app
+    from wbcap.errors import InputError
+
+    photos = [write_rgb(tmp_path / f"{n}.png", person_image(64, 48, seed=0)) for n in "abc"]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.png": [[1, 1, 20, 20]], "z.png": []}))
+    job = image_app.ImageJob(paths=tuple(map(str, photos)), out=str(tmp_path / "out"), boxes_file=str(boxes),
+                             render=False)
+    with pytest.raises(InputError) as exc:
+        image_app.run_images(job)
+    assert str(exc.value) == (f"{boxes}: no entry for 2 of the 3 inputs (e.g. 'b.png', 'c.png'); add their boxes (an "
+                              "empty list for an image with nobody) or drop boxes_file")  # (the library's name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_model_loads_for_the_first_photo_with_people_after_its_detection(tmp_path, monkeypatch):
+    """A user trial: a photo with nobody in it waited a minute (the machine's first measurement of
+    its CPU strategy) for "no person found", and a folder of unreadable photos for the model's
+    load: the model now loads before the first photo with people to regress, after its detection,
+    and not at all when there is none; its errors end the command (no one photo's)."""
+    from wbcap import image_app
+    from wbcap import pipeline as pipeline_module
+    from wbcap.detect.base import Detection
+    from wbcap.errors import CheckpointError
+    from wbcap.pipeline import Pipeline
+
+    events = []
+
+    class Finds:
+        name = "stub"
+
+        def __call__(self, image):
+            events.append(("detect", int(image[0, 0, 0])))
+            return [Detection((1.0, 1.0, 20.0, 20.0), 0.9)] if image[0, 0, 0] == 7 else []
+
+    def from_config(config, **kwargs):
+        events.append(("load", kwargs.get("few_calls")))
+        raise CheckpointError("ckpt: damaged")
+
+    monkeypatch.setattr(Pipeline, "from_config", staticmethod(from_config))
+    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config: None)  # (no model files here)
+    monkeypatch.setattr(image_app, "make_detector", lambda *a, **k: Finds())
+
+    def photo(name, value):
+        pixels = person_image(64, 48, seed=0)
+        pixels[0, 0] = value
+        return write_rgb(tmp_path / name, pixels)
+
+    nobody = [photo("a.png", 1), photo("b.png", 2)]
+    (tmp_path / "c.jpg").write_bytes(b"not a picture")
+    job = image_app.ImageJob(paths=(*map(str, nobody), str(tmp_path / "c.jpg")), out=str(tmp_path / "o1"), render=False)
+    results = image_app.run_images(job)
+    assert [r.error.split(";")[0] for r in results] == [f"{nobody[0]}: no person found by the stub detector",
+                                                        f"{nobody[1]}: no person found by the stub detector",
+                                                        f"{tmp_path / 'c.jpg'}: not an image OpenCV can decode"]
+    assert events == [("detect", 1), ("detect", 2)]  # no load
+    events.clear()
+    job = image_app.ImageJob(paths=(str(nobody[0]), str(photo("d.png", 7)), str(nobody[1])), out=str(tmp_path / "o2"),
+                             render=False)
+    with pytest.raises(CheckpointError, match="ckpt: damaged"):
+        image_app.run_images(job)
+    assert events == [("detect", 1), ("detect", 7), ("load", 3)]
+    assert not (tmp_path / "o2").exists()
 
 
 def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args, caplog):

@@ -479,6 +479,20 @@ def test_on_a_terminal_log_lines_print_above_the_progress_bars_and_render_counts
     assert [ln for ln in bars if ln.startswith("render")][-1].split()[2] == "3/3", bars
 
 
+def test_a_resume_with_nothing_to_resume_says_it_starts_the_run(tmp_path, base_args):
+    """A user trial: `--resume` into a mistyped folder began the whole video without a word. It
+    runs (a script's `--resume` until done starts so), saying so; a finished run's does not."""
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    out = tmp_path / "typo"
+    args = ["--detector", "full", "--no-render", "--min-track", "1", *base_args]
+    said = f"{out}: no frames of an earlier run to resume there; --resume starts the run from its first frame"
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0 and said in " ".join(r.output.split()), r.output
+    assert len((out / "params.jsonl").read_text().splitlines()) == 2
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0 and "no frames of an earlier run" not in r.output, r.output
+
+
 def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):
     """`wbcap export` of a run whose --resume was loading its model said "no such file yet
     (interrupted?); finish it with `wbcap run ... --resume`", the command already running (found

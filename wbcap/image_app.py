@@ -67,27 +67,34 @@ class ImageResult:
 
 
 #: Stages :func:`run_images` reports through ``on_stage``, in order: ``reading`` the first image,
-#: ``loading model`` once (when it builds the pipeline), then per image ``reading`` (but the
-#: first), ``detecting`` (only when a detector runs), ``regressing``, ``rendering`` (unless
-#: ``render`` is off) and ``writing``.
-STAGES = ("reading", "loading model", "detecting", "regressing", "rendering", "writing")
+#: ``loading detector`` once (when a detector runs), then per image ``reading`` (but the first),
+#: ``detecting`` (when a detector runs), ``loading model`` once (when it builds the pipeline: before
+#: the first image with people to regress), ``regressing``, ``rendering`` (unless ``render`` is
+#: off) and ``writing``.
+STAGES = ("reading", "loading detector", "detecting", "loading model", "regressing", "rendering", "writing")
 #: Up to this many photos the pipeline is built for a few network calls, one per photo
 #: (:class:`Pipeline`'s ``few_calls``: each part in the form whose measured build time and calls
 #: cost least, :meth:`~wbcap.model.strategy.PartChoice.for_few_calls`; onnxruntime never). On the
 #: Zen 3 EPYC (exact, one person) skipping onnxruntime took the load and first call from 1.49 to
 #: 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the onnxruntime
 #: sessions it skips save ~45 ms per one-person photo once built, so they are worth building from
-#: a few more photos on. Counted in photos, not people (the model loads before the first
-#: detection): a photo of several people gains little from them, its body crops going in calls of
+#: a few more photos on. Counted in photos, not people (the model loads after the first photo's
+#: detection, before the others'): a photo of several people gains little from them, its body crops going in calls of
 #: 2-4, where the fused body ResNet measured as fast as the session there (72 against 78 ms per
 #: image at 4 per call), and its hand crops in the hand network's main form anyway.
 FEW_PHOTOS = 4
 
 
 def _check_box_keys(paths: list[Path], job: ImageJob, table: dict) -> None:
-    """A boxes file is keyed by file name: two inputs with one name would get the same boxes; keys
-    that name none of the inputs are said in one warning (as `wbcap run` says them), their boxes unused
-    (a user trial: a typo in a key went unsaid, where the photo it meant then had "no entry")."""
+    """A boxes file is keyed by file name: two inputs with one name would get the same boxes, and
+    inputs the file has no entry for are refused, before any work (a user trial: the photos before
+    such an input were processed, then it failed, leaving a partial output); keys that name none of
+    the inputs are said in one warning (as `wbcap run` says them), their boxes unused (a user
+    trial: a typo in a key went unsaid, where the photo it meant then had "no entry").
+
+    Raises:
+        InputError: two inputs share a name; inputs without an entry (how many, the first three).
+    """
     seen: dict[str, Path] = {}
     for path in paths:
         if path.name in seen:
@@ -96,6 +103,13 @@ def _check_box_keys(paths: list[Path], job: ImageJob, table: dict) -> None:
                 f"gives boxes; process them in separate runs, each with its own {_box_file_option(job)} file"
             )
         seen[path.name] = path
+    absent = [path for path in paths if path.name not in table]
+    if absent:
+        which = f"'{absent[0].name}' ({absent[0]})" if len(absent) == 1 else (
+            f"{len(absent)} of the {len(paths)} inputs (e.g. {', '.join(repr(p.name) for p in absent[:3])})")
+        whose = "its" if len(absent) == 1 else "their"
+        raise InputError(f"{job.boxes_file}: no entry for {which}; add {whose} boxes (an empty list for an image "
+                         f"with nobody) or drop {_box_file_option(job)}")
     unmatched = [key for key in table if key not in seen]
     if unmatched:
         log.warning("%s: %d of %d keys name no input image (e.g. %s); their boxes are ignored", job.boxes_file,
@@ -248,6 +262,41 @@ def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
     return replace(job, boxes_file=file)
 
 
+def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: dict | None, stage) -> list[Detection]:
+    """The person boxes of ``image`` (read from ``path``) to regress: ``job.boxes``, its entry in
+    the box file (``per_image_boxes``, every input's entry checked to be there by
+    :func:`_check_box_keys`) or ``detector``'s, at most ``job.max_people`` of them.
+
+    Raises:
+        NoPersonError: no box (none detected, or an entry that lists none).
+    """
+    from wbcap.pipeline import box_advice
+
+    if job.boxes is not None:
+        dets = [Detection(tuple(b), 1.0) for b in job.boxes]
+    elif per_image_boxes is not None:
+        dets = per_image_boxes[path.name]
+        if not dets:  # (an entry with no box: nobody to reconstruct in this image)
+            raise NoPersonError(f"{path}: its entry in {job.boxes_file} lists no box; add the person "
+                                f"boxes (x, y, w, h) to reconstruct")
+    else:
+        stage("detecting", path)
+        dets = detector(image)
+        if not dets:
+            raise NoPersonError(f"{path}: no person found by the {detector.name} detector; {box_advice()}")
+    if job.max_people is not None and len(dets) > job.max_people:
+        given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
+        kept = list(dets) if given else sort_by_score(list(dets))
+        which = "the first given" if given else "the highest-scoring"
+        if job.users_limit:
+            log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
+                        len(dets), which, setting("max_people"))
+        else:  # (a caller's own limit: it told the demo's user to raise a flag the demo has not)
+            log.info("%s: kept %d of %d person boxes (%s)", path, job.max_people, len(dets), which)
+        dets = kept[: job.max_people]
+    return dets
+
+
 def _run_images(job, paths: list[Path], pipeline, on_progress, on_stage, renderer) -> list[ImageResult]:
     from wbcap.atomic import check_writable_destination
     from wbcap.export.image_outputs import check_output_folder, output_names
@@ -282,7 +331,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import write_image_outputs
     from wbcap.io.images import load_image
-    from wbcap.pipeline import Pipeline, box_advice
+    from wbcap.pipeline import Pipeline
 
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
@@ -304,17 +353,23 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         add_note(exc, f"while processing {paths[0]}")
         raise
     if pipeline is None:
-        stage("loading model", None)
         # a missing model file or checkpoint: one line before any detector's notice or download
         from wbcap.pipeline import check_model_files
 
         check_model_files(job.pipeline)
-    detector = None if (job.boxes is not None or per_image_boxes is not None) else make_detector(
-        job.detector, model=job.detector_model, device=job.pipeline.device, score_threshold=job.score_threshold,
-        min_height_frac=job.min_height_frac, offline=job.offline)  # (max_people below: said when it drops)
-    if pipeline is None:
-        pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) if len(paths) <= FEW_PHOTOS else 0)
+    detector = None
+    if job.boxes is None and per_image_boxes is None:
+        stage("loading detector", None)
+        detector = make_detector(job.detector, model=job.detector_model, device=job.pipeline.device,
+                                 score_threshold=job.score_threshold, min_height_frac=job.min_height_frac,
+                                 offline=job.offline)  # (max_people below: said when it drops)
     results = []
+
+    def done(result: ImageResult) -> None:
+        results.append(result)
+        if on_progress is not None:
+            on_progress(result)
+
     for i, (path, name) in enumerate(zip(paths, names)):
         try:
             if i == 0:
@@ -325,31 +380,21 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
                 stage("reading", path)
                 image = load_image(path)
                 _check_size(path, image)
-            if job.boxes is not None:
-                dets = [Detection(tuple(b), 1.0) for b in job.boxes]
-            elif per_image_boxes is not None:
-                dets = per_image_boxes.get(path.name)
-                if dets is None:
-                    raise InputError(f"{path}: no entry for '{path.name}' in {job.boxes_file}; "
-                                     f"add its boxes or drop {_box_file_option(job)}")
-                if not dets:  # (an entry with no box: nobody to reconstruct in this image)
-                    raise NoPersonError(f"{path}: its entry in {job.boxes_file} lists no box; add the person "
-                                        f"boxes (x, y, w, h) to reconstruct")
-            else:
-                stage("detecting", path)
-                dets = detector(image)
-                if not dets:
-                    raise NoPersonError(f"{path}: no person found by the {detector.name} detector; {box_advice()}")
-            if job.max_people is not None and len(dets) > job.max_people:
-                given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
-                kept = list(dets) if given else sort_by_score(list(dets))
-                which = "the first given" if given else "the highest-scoring"
-                if job.users_limit:
-                    log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
-                                len(dets), which, setting("max_people"))
-                else:  # (a caller's own limit: it told the demo's user to raise a flag the demo has not)
-                    log.info("%s: kept %d of %d person boxes (%s)", path, job.max_people, len(dets), which)
-                dets = kept[: job.max_people]
+            dets = _person_boxes(job, path, image, detector, per_image_boxes, stage)
+        except WbcapError as exc:
+            done(_failed(path, out_root / name, exc))
+            continue
+        except Exception as exc:
+            add_note(exc, f"while processing {path}")
+            raise
+        if pipeline is None:
+            # Built for the first photo with people to regress, after its detection: photos that are
+            # all unreadable or empty of people are said without loading the model (seconds; on a
+            # machine's first run a minute more, measuring its CPU strategy: a user trial). Its
+            # errors (a damaged checkpoint...) end the command: they are no one photo's.
+            stage("loading model", None)
+            pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) if len(paths) <= FEW_PHOTOS else 0)
+        try:
             stage("regressing", path)
             people = pipeline.predict(image, dets, source=str(path))
             out_dir = write_image_outputs(
@@ -363,7 +408,5 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         except Exception as exc:
             add_note(exc, f"while processing {path}")
             raise
-        results.append(result)
-        if on_progress is not None:
-            on_progress(result)
+        done(result)
     return results

@@ -49,7 +49,7 @@ from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
-from wbcap.io.raw_records import RawWriter, detected_boxes, read_raw, start_raw
+from wbcap.io.raw_records import RawWriter, detected_boxes, has_records, read_raw, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
@@ -562,6 +562,9 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
         refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
+        if not has_records(raw_path(out)):  # (a user trial: a mistyped folder began a whole run unsaid)
+            log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first frame",
+                        out, setting("resume"))
     # A resume holds its folder while the model loads (seconds): `wbcap export` / `view` of it say
     # it is in use, where they said it was unfinished and to start the resume already starting.
     # (Released and taken again below: the kernel's lock is per open file, held by one block at a

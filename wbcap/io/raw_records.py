@@ -157,6 +157,11 @@ def read_raw(path: Path) -> Iterator[dict]:
         yield json.loads(line)
 
 
+def has_records(path: Path) -> bool:
+    """Whether the raw file ``path`` holds a complete line (what ``--resume`` would keep; not parsed)."""
+    return next(_complete_lines(path), None) is not None
+
+
 def read_checked_raw(path: Path) -> Iterator[dict]:
     """Complete records of a raw file, each checked (:func:`damaged_raw_record`; of the parameters,
     those a person has), for pass 2. Pass 1 (:func:`start_raw`) has dropped the damaged records of
