@@ -131,7 +131,7 @@ class BodyModelConfig:
     def given_with_checkpoint(cls, path: str | None, gender: str | None, allow_pickle: bool,
                               checkpoint: str | None) -> BodyModelConfig:
         """:meth:`given`, for a command that also loads ``checkpoint`` (None: the search order):
-        its ModelFileError (a named model file that does not exist, or names another gender) also
+        its ModelFileError (a named model file that does not exist, an unknown gender) also
         says when the checkpoint is missing, as :func:`wbcap.pipeline.check_model_files` does
         later for a model not found (:func:`wbcap.weights.note_missing_checkpoint`)."""
         from wbcap.errors import ModelFileError

@@ -78,8 +78,8 @@ STAGES = ("reading", "loading detector", "detecting", "loading model", "regressi
 #: Zen 3 EPYC (exact, one person) skipping onnxruntime took the load and first call from 1.49 to
 #: 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the onnxruntime
 #: sessions it skips save ~45 ms per one-person photo once built, so they are worth building from
-#: a few more photos on. Counted in photos, not people (the model loads after the first photo's
-#: detection, before the others'): a photo of several people gains little from them, its body crops going in calls of
+#: a few more photos on. Counted in the photos left when the model loads (at the first photo with
+#: people, after its detection), not in people (the later photos' are not detected yet): a photo of several people gains little from them, its body crops going in calls of
 #: 2-4, where the fused body ResNet measured as fast as the session there (72 against 78 ms per
 #: image at 4 per call), and its hand crops in the hand network's main form anyway.
 FEW_PHOTOS = 4
@@ -93,7 +93,8 @@ def _check_box_keys(paths: list[Path], job: ImageJob, table: dict) -> None:
     trial: a typo in a key went unsaid, where the photo it meant then had "no entry").
 
     Raises:
-        InputError: two inputs share a name; inputs without an entry (how many, the first three).
+        InputError: two inputs share a name; inputs without an entry (how many, the first three,
+            and the keys that name no input: a typo's two ends).
     """
     seen: dict[str, Path] = {}
     for path in paths:
@@ -103,14 +104,15 @@ def _check_box_keys(paths: list[Path], job: ImageJob, table: dict) -> None:
                 f"gives boxes; process them in separate runs, each with its own {_box_file_option(job)} file"
             )
         seen[path.name] = path
-    absent = [path for path in paths if path.name not in table]
-    if absent:
-        which = f"'{absent[0].name}' ({absent[0]})" if len(absent) == 1 else (
-            f"{len(absent)} of the {len(paths)} inputs (e.g. {', '.join(repr(p.name) for p in absent[:3])})")
-        whose = "its" if len(absent) == 1 else "their"
-        raise InputError(f"{job.boxes_file}: no entry for {which}; add {whose} boxes (an empty list for an image "
-                         f"with nobody) or drop {_box_file_option(job)}")
     unmatched = [key for key in table if key not in seen]
+    absent = [path.name for path in paths if path.name not in table]
+    if absent:
+        which = repr(absent[0]) if len(absent) == 1 else (
+            f"{len(absent)} of the {len(paths)} inputs (e.g. {', '.join(map(repr, absent[:3]))})")
+        typos = f" (keys that name no input: {', '.join(map(repr, unmatched[:3]))})" if unmatched else ""
+        whose = "its" if len(absent) == 1 else "their"
+        raise InputError(f"{job.boxes_file}: no entry for {which}{typos}; add {whose} boxes (an empty list for an "
+                         f"image with nobody) or drop {_box_file_option(job)}")
     if unmatched:
         log.warning("%s: %d of %d keys name no input image (e.g. %s); their boxes are ignored", job.boxes_file,
                     len(unmatched), len(table), ", ".join(repr(k) for k in unmatched[:3]))
@@ -133,8 +135,11 @@ def run_images(
 
     Output folders are ``OUT/<name>/`` with names from
     :func:`wbcap.export.image_outputs.output_names` (the stem, unless two inputs share one).
-    Name clashes and output folders that are not earlier wbcap results are refused before the
-    model is loaded.
+    Name clashes, output folders that are not earlier wbcap results and inputs a box file has no
+    entry for are refused before any work. Without ``pipeline`` the model loads for the first
+    image with people to regress (after its detection; not at all when there is none): an error
+    in loading it (a damaged checkpoint...) ends the command there, raised after the earlier
+    images' ``on_progress`` calls.
 
     Args:
         pipeline: a ready :class:`~wbcap.pipeline.Pipeline` (default: built from ``job.pipeline``).
@@ -336,8 +341,9 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job, per_image_boxes)
-    # The first image is read before the model is loaded: one unreadable photo is reported in
-    # a moment, not after the model (seconds; more on a machine's first run).
+    # The first image is read before anything is loaded (the model files looked for, the detector
+    # made): one unreadable photo is said in a moment. Each image is read and detected before the
+    # model loads, which it does for the first one with people (below).
     stage("reading", paths[0])
     try:
         first: object = load_image(paths[0])  # (the image array, or the error)
@@ -393,7 +399,8 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             # machine's first run a minute more, measuring its CPU strategy: a user trial). Its
             # errors (a damaged checkpoint...) end the command: they are no one photo's.
             stage("loading model", None)
-            pipeline = Pipeline.from_config(job.pipeline, few_calls=len(paths) if len(paths) <= FEW_PHOTOS else 0)
+            left = len(paths) - i  # (the photos this pipeline may regress)
+            pipeline = Pipeline.from_config(job.pipeline, few_calls=left if left <= FEW_PHOTOS else 0)
         try:
             stage("regressing", path)
             people = pipeline.predict(image, dets, source=str(path))

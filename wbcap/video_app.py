@@ -562,14 +562,14 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
         refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
-        if not has_records(raw_path(out)):  # (a user trial: a mistyped folder began a whole run unsaid)
-            log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first frame",
-                        out, setting("resume"))
     # A resume holds its folder while the model loads (seconds): `wbcap export` / `view` of it say
     # it is in use, where they said it was unfinished and to start the resume already starting.
     # (Released and taken again below: the kernel's lock is per open file, held by one block at a
     # time; quiet: a file system that refuses the lock is said once, there.)
     with hold_folder(out, quiet=True) if job.resume and out.is_dir() else contextlib.nullcontext():
+        if job.resume and not has_records(raw_path(out)):  # (a user trial: a mistyped folder began a whole
+            log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first "  # run unsaid)
+                        "frame", out, setting("resume"))
         if pipeline is None:
             pipeline = _load_pipeline(job, out)
         if detector is None:
@@ -592,7 +592,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                 raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
                                  f"check {setting('start')}/{setting('end')}")
         except BaseException as exc:
-            if any(read_raw(raw_path(out))):
+            if has_records(raw_path(out)):
                 if isinstance(exc, InputError) and source.info.is_image_sequence:
                     raise _start_over(exc, job, out) from None
             elif created:  # nothing worth resuming: leave no half-made output folder behind
@@ -618,7 +618,7 @@ def resumable(job: VideoJob) -> bool:
         run = read_run_file(out)
         return (run is not None
                 and recorded_settings(run) == _fingerprint(job)
-                and any(read_raw(raw_path(out))))
+                and has_records(raw_path(out)))
     except (InputError, OSError, ValueError):
         return False
 

@@ -158,8 +158,14 @@ def read_raw(path: Path) -> Iterator[dict]:
 
 
 def has_records(path: Path) -> bool:
-    """Whether the raw file ``path`` holds a complete line (what ``--resume`` would keep; not parsed)."""
-    return next(_complete_lines(path), None) is not None
+    """Whether the raw file ``path`` holds a complete line: frames of a run, which ``--resume``
+    continues (a damaged line counts as one, not parsed here: the resume drops it and what follows),
+    ``--overwrite`` sets aside and a failed run keeps. A file that cannot be read counts as holding
+    some: nothing is deleted, or said to be missing, on its account."""
+    try:
+        return next(_complete_lines(path), None) is not None
+    except OSError:
+        return True
 
 
 def read_checked_raw(path: Path) -> Iterator[dict]:

@@ -646,16 +646,6 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         _remove(p)
 
 
-def _has_frames(out: Path) -> bool:
-    """Whether ``OUT/.wbcap/raw.jsonl`` holds a complete record (a damaged line counts as one)."""
-    from wbcap.io.raw_records import read_raw
-
-    try:
-        return next(read_raw(raw_path(out)), None) is not None
-    except (ValueError, UnicodeDecodeError, OSError):
-        return True
-
-
 def discard_previous(out: Path) -> None:
     """Delete the previous run that ``--overwrite`` set aside in ``OUT/.wbcap-previous/``
     (:data:`PREVIOUS_DIR`), if any: call it once the new run has its first frames."""
@@ -769,7 +759,9 @@ def _settle_previous(out: Path) -> None:
     (:func:`discard_previous`). Call it holding the folder (:func:`hold_folder`)."""
     if not (out / PREVIOUS_DIR).is_dir():
         return
-    if _has_frames(out):
+    from wbcap.io.raw_records import has_records
+
+    if has_records(raw_path(out)):
         discard_previous(out)
     else:
         restore_previous(out)
