@@ -82,6 +82,7 @@ class Collected:
     static: dict[int, int] = field(default_factory=dict)  # static false-positive track id -> frames
     cuts: list[int] = field(default_factory=list)  # frames that start a new shot (every track ended there)
     flashes: list[int] = field(default_factory=list)  # frames that start a flash or cutaway (the picture came back)
+    pauses: list[int] = field(default_factory=list)  # frames after a pause in the source longer than --max-age
 
 
 def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, detector: str) -> Collected:
@@ -95,7 +96,9 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     ``full``) are not judged. Every track ends at a cut between shots (records' ``change``,
     ``back``, ``back_to`` by ``tracker_config.cut_threshold``: :func:`~wbcap.track.cuts.find_cuts`),
     listed in ``cuts``; where the picture comes back after a flash or cutaway (``flashes``), the
-    tracks that began during it end and the older ones go on.
+    tracks that began during it end and the older ones go on. Every track also ends after a pause
+    in the source's timestamps longer than a missed track lives (:func:`pause_limit`), listed in
+    ``pauses``.
 
     Raises:
         InputError: a damaged record (:func:`wbcap.io.raw_records.read_checked_raw`).
@@ -118,6 +121,12 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length,
                     frame_stride=tracker_config.frame_stride)
     col.cuts, col.flashes = found.cuts, found.flashes
+    # A pause in the source (a camera stopped and started again, a motion-triggered recording: its
+    # timestamps jump) longer than a missed track lives ends every track, as a cut does: the
+    # tracker counts frames, so across it a track would match whoever stands where its box was
+    # (an HCI trial: an id on another man 38 s later).
+    longest = pause_limit(tracker_config.max_age, fps)
+    previous = None
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
@@ -125,6 +134,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
             tracker.end_tracks()
         elif frame in found.returns:  # (a flash or cutaway ended: the tracks it began end, the older go on)
             tracker.end_tracks(born_after=found.returns[frame])
+        elif previous is not None and frames[frame] - previous > longest:
+            tracker.end_tracks()
+            col.pauses.append(frame)
+        previous = frames[frame]
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
@@ -151,11 +164,24 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.flashes[:10]) + (", ..." if len(col.flashes) > 10 else "")
         log.info("%d flash(es) or cutaway(s) shorter than %g s (at %s): not cuts; the people from before each go on "
                  "with their ids after it", len(col.flashes), FLASH_SECONDS, shown)
+    if col.pauses:
+        shown = ", ".join(f"{frames[f]:.2f} s" for f in col.pauses[:10]) + (", ..." if len(col.pauses) > 10 else "")
+        log.info("%d pause(s) in the source longer than %s allows a missed track (%.2g s at %.3g frames/s; before %s): "
+                 "every track ends there and the people after it get new ids (raise %s to keep ids across them)",
+                 len(col.pauses), setting("max_age"), longest, fps, shown, setting("max_age"))
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
                  "(%s keeps ids across them)", len(col.cuts), shown, setting("no_cuts", api="cut_threshold=None"))
     return col
+
+
+def pause_limit(max_age: int, fps: float) -> float:
+    """The longest time (s) between two processed frames that tracks live through: ``max_age + 1``
+    processed frames (the most a track survives unmatched, :class:`TrackerConfig`) at the nominal
+    processed rate ``fps``, and half a frame more (a timestamp's jitter). Longer, and
+    :func:`collect_tracks` ends every track there."""
+    return (max_age + 1.5) / fps
 
 
 def _longest_shot(frames: list[int], cuts: set[int]) -> int:
