@@ -153,13 +153,13 @@ def test_log_lines_follow_the_same_rule(caplog):
         with spelling(flags.__getitem__):
             report_losses(col, 1, "in.mp4", "auto")
     python, cli_lines = caplog.messages[:1], caplog.messages[1:]
-    assert python == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (min_length); "
+    assert python == ["dropped 1 short track(s) (2 person-frames; id 3) seen in fewer than 3 frames (min_length); "
                       "lower it to keep them"]
     assert cli_lines == [m.replace("min_length", "--min-track") for m in python]
     caplog.clear()  # (--every 5: tracks break where boxes stop overlapping; a lower --min-track only keeps the pieces)
     with caplog.at_level(logging.WARNING, logger="wbcap.track.collect"), spelling(lambda n: "--" + n.replace("_", "-")):
         report_losses(dataclasses.replace(col, frame_stride=5), 1, "in.mp4", "auto")
-    assert caplog.messages == ["dropped 1 short track(s) (2 person-frames) seen in fewer than 3 frames (--min-length); "
+    assert caplog.messages == ["dropped 1 short track(s) (2 person-frames; id 3) seen in fewer than 3 frames (--min-length); "
                                "lower it to keep them, or pass a smaller --every than 5 (tracks follow boxes that "
                                "overlap from one processed frame to the next, and break where people move further)"]
 

@@ -164,7 +164,7 @@ def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args
         r = invoke("run", video, "-o", tmp_path / "out", "--detector", f"boxes:{f}", *base_args)
     assert r.exit_code == 0, r.output
     assert "1 track(s)" in r.output
-    assert "dropped 1 short track(s) (1 person-frames) seen in fewer than 3 frames (--min-track)" in text(r)
+    assert "dropped 1 short track(s) (1 person-frames; id 1) seen in fewer than 3 frames (--min-track)" in text(r)
 
 
 def test_nobody_detected_advice_fits_the_detector(tmp_path, base_args, caplog):

@@ -202,9 +202,11 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
         sparse = (f", or pass a smaller {setting('every')} than {col.frame_stride} (tracks follow boxes that overlap "
                   f"from one processed frame to the next, and break where people move further)"
                   if col.frame_stride > 1 else "")
+        ids = sorted(col.dropped)  # (named: a user looked for a missing id in the files, in vain: an HCI trial)
+        named = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
         log.warning(
-            "dropped %d short track(s) (%d person-frames) seen in fewer than %d frames (%s); lower it to keep them%s",
-            len(col.dropped), sum(col.dropped.values()), col.min_length, setting("min_length"), sparse,
+            "dropped %d short track(s) (%d person-frames; id %s) seen in fewer than %d frames (%s); lower it to keep "
+            "them%s", len(col.dropped), sum(col.dropped.values()), named, col.min_length, setting("min_length"), sparse,
         )
     if col.static:
         from wbcap.track.static_filter import StaticFilterConfig
