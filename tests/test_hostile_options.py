@@ -182,6 +182,10 @@ def test_every_nth_frame_keeps_the_tracks(tmp_path, base_args):
                *base_args)
     assert r.exit_code == 0, text(r)
     assert r.stdout == f"4 frames, 1 track(s), 4 person-frames -> {out}\n", text(r)
+    # the processed clock and the source's rate, which frame indices count in (an HCI trial took
+    # frame / fps for a time, 7 times too large)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frame_step"] == 7 and meta["source_fps"] == pytest.approx(7 * meta["fps"]) and meta["source_fps"] > 0
 
 
 def test_library_limits(video):

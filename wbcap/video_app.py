@@ -466,7 +466,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
     turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
     matrix asks; every pixel wbcap writes is of the picture so turned),
-    ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
+    ``source_fps`` (from ``info``: the source's nominal frame rate, ``--fps`` for images: a
+    frame index over it is the frame's time in a constant-rate file; ``fps`` is it over
+    ``frame_step``), ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
     ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``colors`` (render.mp4's
     colour rule: :data:`wbcap.export.colors.COLOR_SCHEME`), ``cuts`` (the times, seconds,
     of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
@@ -478,7 +480,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
         "frame_step": job.frame_step, "camera": camera_to_dict(camera),
-        **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
+        **({"source_fps": float(info.fps), "display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}}
+           if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
         "colors": COLOR_SCHEME,
         "frame": "world" if world is not None and world.frame is not None else "camera",

@@ -170,8 +170,9 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
         dst.write_bytes(data)
     _make_missing_glbs(job, content, site)
     (site / MARKER).write_text(json.dumps(content.manifest, separators=(",", ":")), encoding="utf-8")
-    log.info("viewer site for %s built in %.2f s (%d of its files, %d made)", out, time.perf_counter() - t0,
-             len(content.files), len(content.generated) + 1)
+    log.info("viewer site for %s built in %.2f s: %d of the run's files %s, %d written for the page",
+             out, time.perf_counter() - t0, len(content.files), "linked" if link else "linked or copied",
+             len(content.generated) + 1)  # (an HCI trial could not tell what "of its files, made" meant)
     return content.manifest
 
 
