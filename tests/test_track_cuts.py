@@ -142,6 +142,20 @@ def test_two_cuts_close_together_and_a_short_cutaway():
     assert find_cuts(_changes(rows)) == Cuts(cuts=[], returns={7: 2}, flashes=[3])
 
 
+def test_a_threshold_just_under_a_cut_finds_it_between_shots_alike():
+    """An HCI trial: two shots of one street (change 8.26 at the cut), `--cut-threshold 8`: the
+    next shot's frames were 7.96 from the frame before the cut, under the threshold, and the cut
+    was taken for a flash. The picture comes back only within half the jump as well."""
+    calm = (1.0, 1.0, 0)
+    rows = [(None, None, None), calm, calm, (8.26, 8.26, 1), (1.0, 7.96, 2), (1.0, 7.96, 2), (1.0, 8.1, 2),
+            (1.0, 1.0, 5)]
+    assert find_cuts(_changes(rows), threshold=8.0) == Cuts(cuts=[3], returns={}, flashes=[])
+    rows[5] = (1.0, 4.0, 2)  # the first shot back, to within half the jump: a cutaway
+    assert find_cuts(_changes(rows), threshold=8.0) == Cuts(cuts=[], returns={5: 2}, flashes=[3])
+    assert CutFinder(threshold=8.0)(FrameChange(8.26, 7.96, 1))  # (pass 1: a return only within half too)
+    assert not CutFinder(threshold=8.0)(FrameChange(8.26, 4.0, 1))
+
+
 def test_cut_finder_without_looking_ahead():
     find = CutFinder(threshold=27.0)
     seen = [find(FrameChange(*c)) for c in [(None, None, None), (26.9, 26.9, 0), (27.0, 27.0, 0), (90.0, 0.5, 1),

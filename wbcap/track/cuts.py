@@ -55,6 +55,12 @@ __all__ = [
 
 #: A picture that comes back within this many seconds of a candidate cut was a flash or a cutaway.
 FLASH_SECONDS = 0.5
+#: It comes back when a later frame differs from it by less than the threshold and by less than
+#: this share of the candidate's own change: a cut between two shots alike in colour, found by a
+#: threshold set just under its change, has later frames just under it too (an HCI trial: change
+#: 8.26, the next shot's frames 7.96 from the one before, with ``--cut-threshold 8``, was taken
+#: for a flash); a flash's picture comes back to within a few units.
+BACK_SHARE = 0.5
 #: Width in pixels at which frames are compared.
 COMPARE_WIDTH = 256
 _EPS = 1e-6  # seconds: (0.7 - 0.2 < 0.5 in floats)
@@ -179,7 +185,7 @@ def find_cuts(frames: Sequence[tuple[int, float, FrameChange]], threshold: float
 
     ``frames``: ``(source index, time s, FrameChange)`` of every processed frame, in order. A
     candidate (``change >= threshold``) is a cut unless the picture comes back: it is itself a frame
-    whose ``back`` is below the threshold (the end of a flash: a return), or a later frame within
+    whose ``back`` is below the threshold and :data:`BACK_SHARE` of its change (the end of a flash: a return), or a later frame within
     :data:`FLASH_SECONDS` is one whose ``back_to`` is before the candidate (its start: a flash).
     ``threshold`` None: none (``--no-cuts``).
     """
@@ -192,19 +198,26 @@ def find_cuts(frames: Sequence[tuple[int, float, FrameChange]], threshold: float
     for k, (index, time, fc) in enumerate(frames):
         if fc.change is None or fc.change < threshold:
             continue
-        ref = fc.came_back(threshold)
+        within = _back_within(threshold, fc.change)
+        ref = fc.came_back(within)
         if ref is not None:
             returns[index] = ref
             continue
         end = time + FLASH_SECONDS - _EPS  # (as the meter's window: a frame 0.5 s later no longer looks back to it)
         later = itertools.takewhile(lambda f, end=end: f[1] < end, (frames[i] for i in range(k + 1, len(frames))))
-        back = next(((f[0], r) for f in later if (r := f[2].came_back(threshold, before=index)) is not None), None)
+        back = next(((f[0], r) for f in later if (r := f[2].came_back(within, before=index)) is not None), None)
         if back is None:
             cuts.append(index)
         else:
             flashes.append(index)
             returns.setdefault(*back)
     return Cuts(cuts, returns, flashes)
+
+
+def _back_within(threshold: float, change: float) -> float:
+    """How close (:func:`content_change`) a frame must be to the picture before a candidate cut
+    of ``change`` to be that picture back: under ``threshold`` and :data:`BACK_SHARE` of ``change``."""
+    return min(threshold, BACK_SHARE * change)
 
 
 class CutFinder:
@@ -219,4 +232,4 @@ class CutFinder:
     def __call__(self, fc: FrameChange) -> bool:
         if self.threshold is None or fc.change is None or fc.change < self.threshold:
             return False
-        return fc.came_back(self.threshold) is None
+        return fc.came_back(_back_within(self.threshold, fc.change)) is None
