@@ -656,6 +656,12 @@ def _declared_rate(info) -> float:
     return float(fps) if 0.99 * (n - 1) / duration <= fps <= 1.01 * (n + 1) / duration else 0.0
 
 
+#: Below this many processed frames per second (``--every`` of a video), box-overlap tracking of
+#: walking people breaks, and ids pass between people side by side: said once, before the model
+#: loads (an HCI trial: ``--every 5`` of the 10 fps ``vtest.avi``, 2 frames/s: one id on four people).
+SPARSE_RATE = 5.0
+
+
 def _check_selection(job: VideoJob, source) -> None:
     """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
     them (when ``--overwrite`` had already set the previous run aside): frames too small for a
@@ -681,6 +687,11 @@ def _check_selection(job: VideoJob, source) -> None:
     kept_rate = _declared_rate(info) / job.frame_step
     if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
         raise _too_fast(job, kept_rate)
+    if job.frame_step > 1 and kept_rate < SPARSE_RATE:
+        log.warning("%s: %s %d keeps %.3g frames/s, where walking people move further between two processed frames "
+                    "than box overlap follows: tracks break, and an id may pass from one person to another beside "
+                    "them; a smaller %s keeps ids", job.source, setting("every"), job.frame_step, kept_rate,
+                    setting("every"))
     if job.render:
         from wbcap.io.video_writer import check_frame_size
 
