@@ -191,6 +191,32 @@ def test_a_place_freed_goes_to_the_best_of_several_tracked_unseen() -> None:
     assert (state["first_frame"], state["box"]) == (0, b)
 
 
+def test_after_a_pause_the_people_limit_chooses_afresh_as_pass_2_ends_its_tracks() -> None:
+    """A pause in the source longer than a missed track lives (--max-age 5 at 10 frames/s: 0.65 s)
+    ends every track in pass 1's choice too: after 38 s the best box is kept, not whoever stands
+    where the followed person stood (an HCI trial's pause, for pass 2). A gap within it (frames
+    dropped) does not; without the rate, or the times, nothing ends."""
+    from wbcap.track.iou_tracker import PauseFinder, PeopleLimit
+
+    finder = PauseFinder(5, 10.0)
+    assert finder.longest == pytest.approx(0.65)
+    assert [finder(t) for t in (0.0, 0.1, 0.7, 1.4, 40.0, 40.1)] == [False, False, False, True, True, False]
+    assert not any(PauseFinder(5, None)(t) for t in (0.0, 1e6))
+    a, b = [0.0, 0.0, 40.0, 90.0], [300.0, 0.0, 40.0, 90.0]
+
+    def chosen(fps, times):
+        limit = PeopleLimit(TrackerConfig(max_people=1), fps=fps)
+        kept = [[(np.asarray([a])[i]).tolist() for i in limit(0, np.asarray([a]), np.asarray([0.9]), time=times[0])]]
+        for f, t in enumerate(times[1:], 1):
+            boxes = np.asarray([a, b])  # (after the pause: someone where A stood, scored below B)
+            kept.append([boxes[i].tolist() for i in limit(f, boxes, np.asarray([0.4, 0.9]), time=t)])
+        return kept
+
+    assert chosen(10.0, [0.0, 38.0]) == [[a], [b]]
+    assert chosen(10.0, [0.0, 0.5]) == [[a], [a]]  # (within 0.65 s: A's track goes on)
+    assert chosen(None, [0.0, 38.0]) == [[a], [a]]
+
+
 def test_max_people_limits_ids_per_frame() -> None:
     people = [(0.0, 0.0, 50.0, 100.0), (200.0, 0.0, 50.0, 100.0), (400.0, 0.0, 50.0, 100.0)]
     scores = np.array([0.5, 0.9, 0.7])

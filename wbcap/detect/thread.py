@@ -128,7 +128,7 @@ class DetectionThread:
 
     ``dets`` is a list of :class:`~wbcap.detect.base.Detection` (image pixels), at most
     ``max_people`` of them: those ``select`` keeps (``select(frame_index, boxes (N, 4) xywh,
-    scores (N,), change=FrameChange)`` -> kept indices, e.g. :class:`~wbcap.track.iou_tracker.PeopleLimit`), else
+    scores (N,), change=FrameChange, time=seconds)`` -> kept indices, e.g. :class:`~wbcap.track.iou_tracker.PeopleLimit`), else
     the detector's first, i.e. highest-scoring, ones; or ``None`` for a
     frame with index ``<= skip_until`` (done by an earlier run; not detected). An exception of
     the thread is raised by the iteration. Leaving the block stops the thread. ``maxsize``
@@ -188,7 +188,7 @@ class DetectionThread:
                 inside = [d for d in dets if self.regressable(d.box, w, h)]
                 boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
-                                                       change=self.changes.get(frame.index))]
+                                                       change=self.changes.get(frame.index), time=frame.time)]
                 if len(kept) < len(inside):
                     self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1

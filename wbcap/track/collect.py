@@ -15,7 +15,7 @@ import numpy as np
 from wbcap.errors import setting
 from wbcap.io.raw_records import choice_boxes, read_checked_raw
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
-from wbcap.track.iou_tracker import TrackerConfig
+from wbcap.track.iou_tracker import PauseFinder, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     ``back``, ``back_to`` by ``tracker_config.cut_threshold``: :func:`~wbcap.track.cuts.find_cuts`),
     listed in ``cuts``; where the picture comes back after a flash or cutaway (``flashes``), the
     tracks that began during it end and the older ones go on. Every track also ends after a pause
-    in the source's timestamps longer than a missed track lives (:func:`pause_limit`), listed in
+    in the source's timestamps longer than a missed track lives
+    (:class:`~wbcap.track.iou_tracker.PauseFinder`), listed in
     ``pauses``.
 
     Raises:
@@ -125,19 +126,18 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # timestamps jump) longer than a missed track lives ends every track, as a cut does: the
     # tracker counts frames, so across it a track would match whoever stands where its box was
     # (an HCI trial: an id on another man 38 s later).
-    longest = pause_limit(tracker_config.max_age, fps)
-    previous = None
+    pauses = PauseFinder(tracker_config.max_age, fps)
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
+        paused = pauses(frames[frame])
         if frame in cuts:
             tracker.end_tracks()
         elif frame in found.returns:  # (a flash or cutaway ended: the tracks it began end, the older go on)
             tracker.end_tracks(born_after=found.returns[frame])
-        elif previous is not None and frames[frame] - previous > longest:
+        elif paused:
             tracker.end_tracks()
             col.pauses.append(frame)
-        previous = frames[frame]
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
@@ -168,20 +168,12 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.pauses[:10]) + (", ..." if len(col.pauses) > 10 else "")
         log.info("%d pause(s) in the source longer than %s allows a missed track (%.2g s at %.3g frames/s; before %s): "
                  "every track ends there and the people after it get new ids (raise %s to keep ids across them)",
-                 len(col.pauses), setting("max_age"), longest, fps, shown, setting("max_age"))
+                 len(col.pauses), setting("max_age"), pauses.longest, fps, shown, setting("max_age"))
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
                  "(%s keeps ids across them)", len(col.cuts), shown, setting("no_cuts", api="cut_threshold=None"))
     return col
-
-
-def pause_limit(max_age: int, fps: float) -> float:
-    """The longest time (s) between two processed frames that tracks live through: ``max_age + 1``
-    processed frames (the most a track survives unmatched, :class:`TrackerConfig`) at the nominal
-    processed rate ``fps``, and half a frame more (a timestamp's jitter). Longer, and
-    :func:`collect_tracks` ends every track there."""
-    return (max_age + 1.5) / fps
 
 
 def _longest_shot(frames: list[int], cuts: set[int]) -> int:

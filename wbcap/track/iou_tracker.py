@@ -368,6 +368,26 @@ class IoUTracker:
         ]
 
 
+class PauseFinder:
+    """``finder(time)`` -> True where a processed frame (its time in seconds, given in order) comes
+    after a pause in the source longer than a missed track lives: ``max_age + 1`` processed frames
+    (the most a track survives unmatched, :class:`TrackerConfig`) at the nominal processed rate
+    ``fps``, and half a frame more (a timestamp's jitter): :attr:`longest` seconds. The tracker
+    counts frames, so across such a pause (a camera stopped and started again, a motion-triggered
+    recording) a track would match whoever stands where its box was (an HCI trial: an id on
+    another man 38 s later); both passes end every track there (:class:`PeopleLimit`,
+    :func:`wbcap.track.collect.collect_tracks`). ``fps`` None: never."""
+
+    def __init__(self, max_age: int, fps: float | None) -> None:
+        self.longest = float("inf") if fps is None else (max_age + 1.5) / fps
+        self._last: float | None = None
+
+    def __call__(self, time: float) -> bool:
+        paused = self._last is not None and time - self._last > self.longest
+        self._last = float(time)
+        return paused
+
+
 class PeopleLimit:
     """``--max-people`` in ``wbcap run``'s pass 1: which of a frame's detections are regressed.
 
@@ -387,22 +407,25 @@ class PeopleLimit:
     where they stopped). ``change``
     (the frame's :class:`~wbcap.track.cuts.FrameChange`; None: unknown) ends every track at a cut
     (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
-    the start of a flash counts too).
+    the start of a flash counts too); ``time`` (seconds) with ``fps`` (the nominal processed rate)
+    ends every track after a pause (:class:`PauseFinder`), as pass 2 does.
 
     Raises:
         ValueError: ``config.max_people`` is None.
     """
 
-    def __init__(self, config: TrackerConfig) -> None:
+    def __init__(self, config: TrackerConfig, fps: float | None = None) -> None:
         if config.max_people is None:
             raise ValueError("PeopleLimit needs a TrackerConfig with max_people set")
         self.max_people = int(config.max_people)
         self._tracker = IoUTracker(config)
         self._cuts = CutFinder(config.cut_threshold)
+        self._pauses = PauseFinder(config.max_age, fps)
 
     def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
-                 change: FrameChange | None = None) -> list[int]:
-        if change is not None and self._cuts(change):
+                 change: FrameChange | None = None, time: float | None = None) -> list[int]:
+        paused = time is not None and self._pauses(time)
+        if (change is not None and self._cuts(change)) or paused:
             self._tracker.end_tracks()
         ids = self._tracker.update(frame_index, boxes, scores)
         return [i for i, tid in enumerate(ids) if tid >= 0]
