@@ -165,6 +165,13 @@ def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args
     assert r.exit_code == 0, r.output
     assert "1 track(s)" in r.output
     assert "dropped 1 short track(s) (1 person-frames; id 1) seen in fewer than 3 frames (--min-track)" in text(r)
+    # meta.json keeps the dropped ids, and an export of one says why it is not there (an HCI trial)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["dropped"] == {"short": [1], "static": []} and meta["pauses"] == [] and meta["tracks"] == [0]
+    r = invoke("export", tmp_path / "out", "--track", "1", "--format", "csv")
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: track 1: not in {tmp_path / 'out'} (dropped by cli run --min-track: seen in too few frames; a "
+        "resume of the run with a lower one writes it), which has tracks 0\n"), r.output  # (cli: CliRunner's name)
 
 
 def test_nobody_detected_advice_fits_the_detector(tmp_path, base_args, caplog):

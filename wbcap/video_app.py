@@ -437,7 +437,9 @@ def finalize(
                     ", ".join(f.upper() for f in not_again), shlex.quote(str(out)), ",".join(not_again))
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, camera.image_size,
                                  contacts=world.contacts if grounded else None)
-    write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts]))
+    write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts],
+                             pauses=[col.frames[f] for f in col.pauses],
+                             dropped={"short": list(col.dropped), "static": list(col.static)}))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
@@ -467,7 +469,8 @@ def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[st
 
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
-             info: VideoInfo | None = None, cuts: list[float] | None = None) -> dict:
+             info: VideoInfo | None = None, cuts: list[float] | None = None, pauses: list[float] | None = None,
+             dropped: dict[str, list[int]] | None = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
@@ -479,6 +482,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``colors`` (render.mp4's
     colour rule: :data:`wbcap.export.colors.COLOR_SCHEME`), ``cuts`` (the times, seconds,
     of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
+    ``pauses`` (the times of the frames after a pause in the source where every track ended:
+    :class:`~wbcap.track.iou_tracker.PauseFinder`), ``dropped`` (the ids of the tracks not
+    written: ``short``, seen in fewer than ``--min-track`` frames, and ``static``, judged objects),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -490,6 +496,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         **({"source_fps": float(info.fps), "display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}}
            if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
+        "pauses": list(pauses or []),
+        "dropped": {kind: sorted(int(t) for t in ids) for kind, ids in (dropped or {"short": [], "static": []}).items()},
         "colors": COLOR_SCHEME,
         "frame": "world" if world is not None and world.frame is not None else "camera",
     }

@@ -193,7 +193,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     if job.tracks is not None:
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
-            raise InputError(f"track {unknown[0]}: not in {run}, which has tracks {', '.join(map(str, tracks))}")
+            raise InputError(f"track {unknown[0]}: not in {run}{_why_dropped(unknown[0], meta)}, which has tracks "
+                             f"{', '.join(map(str, tracks))}")
     _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats)
     if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
         camera = camera_from_dict(meta["camera"])
@@ -306,6 +307,17 @@ def _refuse_other_run(dest: Path) -> None:
     if found is not None:
         raise InputError(f"{dest} holds another wbcap run (e.g. {found}); choose a new or empty {setting('dest')} "
                          f"folder (or export that run itself: wbcap export {dest})")
+
+
+def _why_dropped(track: int, meta: dict | None) -> str:
+    """Why the run dropped ``track``, from ``meta.json``'s ``dropped`` (runs made before it: ""),
+    for the refusal of an export of it (an HCI trial looked for a dropped id in vain)."""
+    dropped = (meta or {}).get("dropped") or {}
+    if track in dropped.get("short", ()):
+        return f" (dropped by {setting('min_length')}: seen in too few frames; a resume of the run with a lower one writes it)"
+    if track in dropped.get("static", ()):
+        return f" (dropped as static, likely an object; a resume of the run with {setting('keep_static')} writes it)"
+    return ""
 
 
 def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str, ...]) -> None:

@@ -488,6 +488,9 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "cuts": (lambda v: isinstance(v, list) and all(_number(t, 0.0, above=False) for t in v),
              "a list of times in seconds, 0 or more"),
     "colors": (lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2"),
+    "dropped": (lambda v: isinstance(v, dict) and all(
+        isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in ids) for ids in v.values()),
+        'an object of lists of track ids ("short", "static")'),
 }
 
 
