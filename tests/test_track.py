@@ -199,9 +199,15 @@ def test_after_a_pause_the_people_limit_chooses_afresh_as_pass_2_ends_its_tracks
     from wbcap.track.iou_tracker import PauseFinder, PeopleLimit
 
     finder = PauseFinder(5, 10.0)
-    assert finder.longest == pytest.approx(0.65)
+    assert finder.limit == pytest.approx(0.65)  # (the nominal rate's, until 3 intervals are seen)
     assert [finder(t) for t in (0.0, 0.1, 0.7, 1.4, 40.0, 40.1)] == [False, False, False, True, True, False]
+    assert finder.limit == pytest.approx(6.5 * 0.6)  # (the median of 0.1, 0.6, 0.7, 38.6 and 0.1)
     assert not any(PauseFinder(5, None)(t) for t in (0.0, 1e6))
+    # the frames' own interval, not the nominal rate, once seen: an average lowered by the pauses
+    # (a break-it trial: 7.3 for 10 fps footage with a 0.85 s pause, 0.89 s allowed) does not hide one
+    finder = PauseFinder(5, 7.3)
+    times = [i / 10 for i in range(10)] + [0.9 + 0.85 + i / 10 for i in range(10)]
+    assert [t for t in times if finder(t)] == [pytest.approx(1.75)] and finder.limit == pytest.approx(0.65)
     a, b = [0.0, 0.0, 40.0, 90.0], [300.0, 0.0, 40.0, 90.0]
 
     def chosen(fps, times):

@@ -476,9 +476,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
     turned, and ``mirrored``, whether it was then flipped left-right, as the source's display
     matrix asks; every pixel wbcap writes is of the picture so turned),
-    ``source_fps`` (from ``info``: the source's nominal frame rate, ``--fps`` for images: a
-    frame index over it is the frame's time in a constant-rate file; ``fps`` is it over
-    ``frame_step``), ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
+    ``source_fps`` (``fps`` times ``frame_step``: the source's frame rate the clock follows,
+    ``--fps`` for images; a frame index over it is the frame's time in a constant-rate file
+    without pauses; the ``time`` fields hold every frame's own), ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
     ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``colors`` (render.mp4's
     colour rule: :data:`wbcap.export.colors.COLOR_SCHEME`), ``cuts`` (the times, seconds,
     of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
@@ -493,8 +493,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     meta = {
         "source": job.source, "fps": rate, "gender": job.pipeline.body.gender, "max_gap": job.max_gap,
         "frame_step": job.frame_step, "camera": camera_to_dict(camera),
-        **({"source_fps": float(info.fps), "display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}}
-           if info is not None else {}),
+        "source_fps": rate * job.frame_step,
+        **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
         "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
         "pauses": list(pauses or []),
         "dropped": {kind: sorted(int(t) for t in ids) for kind, ids in (dropped or {"short": [], "static": []}).items()},
@@ -702,10 +702,11 @@ def _check_selection(job: VideoJob, source) -> None:
     kept_rate = _declared_rate(info) / job.frame_step
     if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
         raise _too_fast(job, kept_rate)
-    if job.frame_step > 1 and kept_rate < SPARSE_RATE:
+    sparse_rate = (kept_rate or float(info.fps or 0.0) / job.frame_step)  # (an image sequence's: --fps)
+    if job.frame_step > 1 and 0 < sparse_rate < SPARSE_RATE:
         log.warning("%s: %s %d keeps %.3g frames/s, where walking people move further between two processed frames "
                     "than box overlap follows: tracks break, and an id may pass from one person to another beside "
-                    "them; a smaller %s keeps ids", job.source, setting("every"), job.frame_step, kept_rate,
+                    "them; a smaller %s keeps ids", job.source, setting("every"), job.frame_step, sparse_rate,
                     setting("every"))
     if job.render:
         from wbcap.io.video_writer import check_frame_size

@@ -127,9 +127,11 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # tracker counts frames, so across it a track would match whoever stands where its box was
     # (an HCI trial: an id on another man 38 s later).
     pauses = PauseFinder(tracker_config.max_age, fps)
+    longest = 0.0  # (the limit at the first pause, for the message)
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
+        limit = pauses.limit
         paused = pauses(frames[frame])
         if frame in cuts:
             tracker.end_tracks()
@@ -138,6 +140,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         elif paused:
             tracker.end_tracks()
             col.pauses.append(frame)
+            longest = longest or limit
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
@@ -166,9 +169,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                  "with their ids after it", len(col.flashes), FLASH_SECONDS, shown)
     if col.pauses:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.pauses[:10]) + (", ..." if len(col.pauses) > 10 else "")
-        log.info("%d pause(s) in the source longer than %s allows a missed track (%.2g s at %.3g frames/s; before %s): "
-                 "every track ends there and the people after it get new ids (raise %s to keep ids across them)",
-                 len(col.pauses), setting("max_age"), pauses.longest, fps, shown, setting("max_age"))
+        log.info("%d pause(s) in the source longer than %s allows a missed track (%s + 1.5 frame intervals: %.2g s at "
+                 "the first; before %s): every track ends there and the people after it get new ids (raise %s to "
+                 "keep ids across them)", len(col.pauses), setting("max_age"), setting("max_age"), longest, shown,
+                 setting("max_age"))
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
