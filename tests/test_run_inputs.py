@@ -174,6 +174,18 @@ def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args
         "resume of the run with a lower one writes it), which has tracks 0\n"), r.output  # (cli: CliRunner's name)
 
 
+def test_a_score_threshold_out_of_range_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch):
+    """A README audit: `wbcap run --score-threshold 1.5` was refused after the network was built
+    (9.8 s, and a machine's first CPU measurement); the README promises such lines before."""
+    import wbcap.video_app as video_app
+
+    monkeypatch.setattr(video_app, "_load_pipeline", lambda *a: pytest.fail("the model loaded"))
+    video = write_video(tmp_path / "v.mp4", 2)
+    r = invoke("run", video, "-o", tmp_path / "out", "--score-threshold", "1.5", *base_args)
+    assert r.exit_code == 2 and r.stderr.startswith("error: --score-threshold 1.5 is outside [0, 1]"), r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_nobody_detected_advice_fits_the_detector(tmp_path, base_args, caplog):
     video = write_video(tmp_path / "v.mp4", 3)
     f = box_file(tmp_path, {"0": [], "1": [], "2": []})

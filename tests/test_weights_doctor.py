@@ -229,6 +229,18 @@ def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_ver
     assert verified["hand4whole"] == ["unverified", str(small_ckpt)] and verified["hand4whole_hand"][0] == "missing"
 
 
+def test_doctor_with_wbcap_weights_naming_nothing_says_to_fix_the_variable_not_to_train(monkeypatch, tmp_path, body_dir):
+    """A README audit: doctor's last line advised a checkpoint trained on synthetic data, where the
+    fix is the mistyped variable its [MISS] line names."""
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path / "nothing"))
+    r = run("doctor")
+    assert r.exit_code == 1, r.output
+    assert f"[MISS] checkpoint hand4whole: WBCAP_WEIGHTS={tmp_path / 'nothing'}: no such file or folder" in r.output
+    assert "fix: point WBCAP_WEIGHTS at the checkpoint or its folder, or unset it" in r.output
+    assert "wbcap train body" not in r.output, r.output
+
+
 def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypatch):
     """Each missing file with its fix; while the SMPL-X model or the checkpoint is missing, the
     last line is how to try the commands without them (the README's recipe: a user trial found

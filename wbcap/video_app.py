@@ -561,6 +561,9 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
     _check_selection(job, source)
+    from wbcap.detect.factory import check_score_threshold
+
+    check_score_threshold(job.detector, job.score_threshold, job.detector_model)  # (its one line before the model loads)
     out = Path(job.out).expanduser()
     created = not out.exists()
     if not job.resume:

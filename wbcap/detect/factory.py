@@ -104,6 +104,29 @@ def _yolox(path, label: str, *, device, score_threshold, min_height_frac, max_pe
     return det
 
 
+def check_score_threshold(spec: str, score_threshold: float | None, model: str | None = None) -> None:
+    """Refuse a ``score_threshold`` outside the range of the detector ``spec`` (with ``model``, a
+    YOLOX file) names: a probability for YOLOX, Faster R-CNN and ``auto`` (whichever detector it
+    then finds), before any download, and (`wbcap run`) before the model loads (a README audit:
+    `--score-threshold 1.5` was refused after it). HOG's is a margin, any finite number.
+
+    Raises:
+        InputError: naming the setting, the value and the range.
+    """
+    if score_threshold is None:
+        return
+    from wbcap.detect.base import AUTO_SCORES, FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
+    from wbcap.weights import manifest
+
+    entries = manifest()
+    if model is not None or (spec in entries and entries[spec].architecture == "yolox") or spec.startswith("yolox:"):
+        check_probability_threshold(score_threshold, YOLOX_SCORES)
+    elif spec == "torchvision":
+        check_probability_threshold(score_threshold, FRCNN_SCORES)
+    elif spec == "auto":  # (on every machine alike, whichever detector auto then finds)
+        check_probability_threshold(score_threshold, AUTO_SCORES.format(detector=setting("detector")))
+
+
 def make_detector(
     spec: str,
     *,
@@ -140,15 +163,7 @@ def make_detector(
     yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
-    if score_threshold is not None:  # (before a download: a value the detector named would refuse)
-        from wbcap.detect.base import AUTO_SCORES, FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
-
-        if model is not None or is_yolox_name or spec.startswith("yolox:"):
-            check_probability_threshold(score_threshold, YOLOX_SCORES)
-        elif spec == "torchvision":
-            check_probability_threshold(score_threshold, FRCNN_SCORES)
-        elif spec == "auto":  # (on every machine alike, whichever detector auto then finds)
-            check_probability_threshold(score_threshold, AUTO_SCORES.format(detector=setting("detector")))
+    check_score_threshold(spec, score_threshold, model)  # (before a download: a value the detector named would refuse)
     if model is not None:
         if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
             raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
