@@ -493,6 +493,38 @@ def test_a_resume_with_nothing_to_resume_says_it_starts_the_run(tmp_path, base_a
     assert r.exit_code == 0 and "no frames of an earlier run" not in r.output, r.output
 
 
+def test_a_resume_of_a_finished_pass_1_redoes_pass_2_without_the_network(tmp_path, base_args, monkeypatch):
+    """A README audit: `--resume --smooth ...` built the network (8 s, 1.2 GB; a machine's first
+    CPU measurement) to regress no frame. A finished pass 1 is recorded (`.wbcap/pass1.json`), and
+    its resume loads the SMPL-X layer alone: the same files as a fresh run with those settings. A
+    record damaged since (its size kept) is dropped and its frames regressed again, as any resume."""
+    from wbcap.pipeline import Pipeline
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(4)])
+    args = ["--detector", "full", "--no-render", "--min-track", "1", "--export", "npz", *base_args]
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert run("run", video, "-o", out, *args).exit_code == 0
+    assert json.loads((out / ".wbcap" / "pass1.json").read_text())["records"] == 4
+    assert run("run", video, "-o", fresh, "--smooth", "gaussian", *args).exit_code == 0
+    build = Pipeline.from_config
+    monkeypatch.setattr(Pipeline, "from_config", lambda *a, **k: pytest.fail("the network was built"))
+    r = run("run", video, "-o", out, "--resume", "--smooth", "gaussian", *args)
+    assert r.exit_code == 0, r.output
+    assert f"{out}: pass 1 finished earlier (4 frames); --resume redoes pass 2 only" in " ".join(r.output.split())
+    assert (out / "params.jsonl").read_text() == (fresh / "params.jsonl").read_text()
+    with np.load(out / "track_0.npz") as a, np.load(fresh / "track_0.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    raw = out / ".wbcap" / "raw.jsonl"
+    lines = raw.read_bytes().splitlines(keepends=True)
+    lines[2] = b"x" + lines[2][1:]  # (not JSON, the file's size kept)
+    raw.write_bytes(b"".join(lines))
+    monkeypatch.setattr(Pipeline, "from_config", build)
+    r = run("run", video, "-o", out, "--resume", "--smooth", "gaussian", *args)
+    assert r.exit_code == 0 and "line 3 is damaged (not JSON" in " ".join(r.output.split()), r.output
+    assert "redoes pass 2 only" not in r.output
+    assert (out / "params.jsonl").read_text() == (fresh / "params.jsonl").read_text()
+
+
 def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):
     """`wbcap export` of a run whose --resume was loading its model said "no such file yet
     (interrupted?); finish it with `wbcap run ... --resume`", the command already running (found
@@ -506,19 +538,25 @@ def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, mo
     args = ["--detector", "full", "--no-render", "--min-track", "1", *base_args]
     assert run("run", video, "-o", out, *args).exit_code == 0
     seen = []
-    load = video_app._load_pipeline
 
-    def loading(job, folder):
-        try:
-            with reading_folder(folder, "export it again"):
-                seen.append("free")
-        except InputError as exc:
-            seen.append(str(exc))
-        return load(job, folder)
+    def loading(load):
+        def checked(job, folder):
+            try:
+                with reading_folder(folder, "export it again"):
+                    seen.append("free")
+            except InputError as exc:
+                seen.append(str(exc))
+            return load(job, folder)
+        return checked
 
-    monkeypatch.setattr(video_app, "_load_pipeline", loading)
+    # (a finished run's resume loads the SMPL-X layer alone, an unfinished one's the network)
+    monkeypatch.setattr(video_app, "_load_pipeline", loading(video_app._load_pipeline))
+    monkeypatch.setattr(video_app, "_load_body", loading(video_app._load_body))
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
     assert len(seen) == 1 and "in use by another wbcap process" in seen[0], seen
+    (out / ".wbcap" / "pass1.json").unlink()  # (a run made before pass 1's end was recorded)
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert len(seen) == 2 and "in use by another wbcap process" in seen[1], seen
 
 
 @pytest.mark.parametrize("how", [["--overwrite"],  # (the other two in the full suite: fast loop under 2 minutes)

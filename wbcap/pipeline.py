@@ -99,13 +99,15 @@ def synthetic_body_models_dir() -> Path:
     return folder
 
 
-def check_model_files(config: PipelineConfig) -> None:
+def check_model_files(config: PipelineConfig) -> tuple[Path, Path]:
     """Find the SMPL-X model and the checkpoint ``config`` names (or the search order finds) as
     :meth:`Pipeline.from_config` will, before any other work (a detector's download): raises
     the missing one's error, or, both missing, the model's (its own type and attributes: a
     resume names the model its run was made with from them) with the checkpoint's message added
     to it and kept as its ``checkpoint_error``
     (:func:`wbcap.weights.note_missing_checkpoint`).
+
+    Returns ``(checkpoint, SMPL-X model file)``, the paths found (nothing is read).
 
     Raises:
         ModelFileError: the SMPL-X model is missing (and maybe the checkpoint: said too).
@@ -115,11 +117,18 @@ def check_model_files(config: PipelineConfig) -> None:
 
     body_cfg = config.body
     try:
-        find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
+        body = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
     except ModelFileError as exc:
         note_missing_checkpoint(exc, config.checkpoint)
         raise
-    find_checkpoint(config.checkpoint)
+    return find_checkpoint(config.checkpoint), body
+
+
+def warn_synthetic_body(body_path: Path) -> None:
+    """Warn that ``body_path``, the model a trained network's results are posed with, is the
+    demo's synthetic SMPL-X model: every mesh, joint and metric is then meaningless."""
+    log.warning("%s is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and metric "
+                "is meaningless; %s", body_path, REAL_BODY_MODEL_FIX)
 
 
 def _whole_npz(path: Path) -> bool:
@@ -490,8 +499,7 @@ class Pipeline:
                             m.backbone_depth, m.hand_backbone_depth, m.face_backbone_depth)
                 kind = "random"
         if kind == "checkpoint" and synthetic_body and fallback == "none":  # (a trained network, a fake body)
-            log.warning("%s is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and metric "
-                        "is meaningless; %s", body_path, REAL_BODY_MODEL_FIX)
+            warn_synthetic_body(body_path)
         if kind == "checkpoint":
             net = load_network(ckpt, device, fix_left_hand_flip=config.model.fix_left_hand_flip)
         elif kind == "random":

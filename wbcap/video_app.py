@@ -56,12 +56,15 @@ from wbcap.io.run_folder import (
     RENDER_FILE,
     TypedPath,
     absolute_path,
+    clear_pass_one_done,
     discard_previous,
     done_writing,
     file_identity,
     fingerprint,
     hold_folder,
+    mark_pass_one_done,
     missing_body_model,
+    pass_one_done,
     prepare_output,
     raw_path,
     refuse_other_resume,
@@ -254,26 +257,55 @@ def _command(job: VideoJob, files: dict[str, dict | None], detector: Any = None)
     return {**command, "env": env} if env else command
 
 
-def _body_model_file(pipeline) -> str | None:
-    """The SMPL-X model file ``pipeline`` was built from, wherever it was found, as ``run.json``
-    records it (:data:`wbcap.io.run_folder.BODY_MODEL_FILE`); None for one not built from files."""
+def _model_files(pipeline) -> tuple[Path | None, Path | None]:
+    """``(checkpoint, SMPL-X model file)`` ``pipeline`` was built from (None: random weights, a
+    network given, a pipeline not built from files)."""
     source = getattr(pipeline, "source", None)
-    return None if source is None else absolute_path(str(source.body_model))
+    if source is None:
+        return None, None
+    return (source.checkpoint if source.weights == "checkpoint" else None), source.body_model
 
 
-def _files(job: VideoJob, pipeline) -> dict[str, dict | None]:
+def _body_model_file(body_model: Path | None) -> str | None:
+    """The SMPL-X model file the run uses, wherever it was found, as ``run.json`` records it
+    (:data:`wbcap.io.run_folder.BODY_MODEL_FILE`); None for none."""
+    return None if body_model is None else absolute_path(str(body_model))
+
+
+def _files(job: VideoJob, checkpoint: Path | None, body_model: Path | None) -> dict[str, dict | None]:
     """:func:`wbcap.io.run_folder.file_identity` of each file pass 1 reads, by role (as
-    :data:`wbcap.io.run_folder.FILE_IDENTITY` records them): the checkpoint loaded (also one found
+    :data:`wbcap.io.run_folder.FILE_IDENTITY` records them): the checkpoint (also one found
     without ``--checkpoint``), the SMPL-X model file, ``--detector-model`` and the file of
     ``--detector boxes:FILE`` / ``yolox:FILE``; None where there is none (random weights, a
     pipeline not built from files, a detector by name)."""
-    source = getattr(pipeline, "source", None)
-    checkpoint = getattr(source, "checkpoint", None) if getattr(source, "weights", None) == "checkpoint" else None
     detector = _detector_file(job.detector)
     return {"checkpoint": file_identity(checkpoint),
-            "body_model_file": file_identity(_body_model_file(pipeline)),
+            "body_model_file": file_identity(_body_model_file(body_model)),
             "detector_model": file_identity(job.detector_model),
             "detector": file_identity(detector[1] if detector is not None else None)}
+
+
+def _load_body(job: VideoJob, out: Path):
+    """``(SMPL-X layer on the run's device, its file, the checkpoint's path)`` for a resume that
+    redoes pass 2 alone: the files found as :func:`_load_pipeline` finds them (the checkpoint
+    only looked for, its identity checked by :func:`wbcap.io.run_folder.prepare_output`; nothing
+    of the network loads), a missing model named as the run recorded it."""
+    from wbcap.body.model_files import BodyModelNotFoundError, is_demo_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.model.device import resolve_device
+    from wbcap.pipeline import check_model_files, warn_synthetic_body
+
+    try:
+        checkpoint, body_path = check_model_files(job.pipeline)
+    except BodyModelNotFoundError as exc:
+        if job.pipeline.body.path is not None:
+            raise
+        raise missing_body_model(exc, out, resume=True) from None
+    if is_demo_body_model(body_path):  # (as the pipeline says it)
+        warn_synthetic_body(body_path)
+    cfg = job.pipeline.body
+    body = SMPLXLayer.from_file(body_path, allow_pickle=cfg.allow_pickle).to(resolve_device(job.pipeline.device))
+    return body.eval(), body_path, checkpoint
 
 
 def _load_pipeline(job: VideoJob, out: Path):
@@ -309,7 +341,9 @@ def regress_frames(
     from wbcap.model.batching import regress_in_batches
 
     timings = {} if timings is None else timings
-    raw = raw_path(Path(job.out).expanduser())
+    out = Path(job.out).expanduser()
+    raw = raw_path(out)
+    clear_pass_one_done(out)  # (until it ends: a stop leaves a raw file to continue)
     processed, last_done = start_raw(raw, job.resume)
     if last_done >= 0:
         log.info("resuming after frame %d (%d frames already done)", last_done, processed)
@@ -338,6 +372,8 @@ def regress_frames(
         near = "" if detections.current is None else f" near frame {detections.current}"
         add_note(exc, f"while processing {job.source}{near}")
         raise
+    if processed:
+        mark_pass_one_done(out, processed)
     return processed
 
 
@@ -386,9 +422,11 @@ def _processed_rate(job: VideoJob, info) -> float:
 
 
 def finalize(
-    job: VideoJob, pipeline, info, progress: Progress | None = None, timings: dict[str, float] | None = None
+    job: VideoJob, body, info, progress: Progress | None = None, timings: dict[str, float] | None = None
 ) -> VideoResult:
-    """Pass 2: track, move to the video camera, smooth, (with ``job.world``) ground, write every output file."""
+    """Pass 2: track, move to the video camera, smooth, (with ``job.world``) ground, write every
+    output file. ``body``: the SMPL-X layer (:class:`~wbcap.body.smplx_layer.SMPLXLayer`), on the
+    device pass 2 computes on; no network is needed."""
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import write_params_jsonl
     from wbcap.export.track_meshes import write_track_objs
@@ -403,7 +441,6 @@ def finalize(
         import_renderer_in_background()
     out = Path(job.out).expanduser()
     remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
-    body = pipeline.regressor.body
     dev = next(iter(body.buffers())).device
     camera = ImageCamera.default((info.width, info.height), job.focal)
     focal, princpt = camera.focal[0], camera.princpt  # pixels
@@ -449,11 +486,11 @@ def finalize(
     timings["animation files"] = time.perf_counter() - t0
     if job.write_obj:
         t0 = time.perf_counter()
-        write_track_objs(out / MESHES_DIR, shown, body, pipeline.faces, dev, progress)
+        write_track_objs(out / MESHES_DIR, shown, body, body.faces, dev, progress)
         timings["obj"] = time.perf_counter() - t0
     render_path = None
     if job.render:
-        render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, pipeline.faces, dev,
+        render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, body.faces, dev,
                               focal, princpt, progress, timings)
     done_writing(out)
     return VideoResult(
@@ -591,25 +628,44 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         if job.resume and not has_records(raw_path(out)):  # (a user trial: a mistyped folder began a whole
             log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first "  # run unsaid)
                         "frame", out, setting("resume"))
-        if pipeline is None:
-            pipeline = _load_pipeline(job, out)
-        if detector is None:
-            detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
+        # A resume of a run whose pass 1 finished (`--resume --smooth ...`) redoes pass 2 alone: the
+        # SMPL-X layer loads, not the network (a README audit: 8 s and 1.2 GB, and on a machine's
+        # first run its CPU measurement, for no frame regressed)
+        pass_two_only = job.resume and pipeline is None and pass_one_done(out) is not None
+        if pass_two_only:
+            body, body_model, checkpoint = _load_body(job, out)
+        else:
+            if pipeline is None:
+                pipeline = _load_pipeline(job, out)
+            if detector is None:
+                detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
+            body = pipeline.regressor.body
+            checkpoint, body_model = _model_files(pipeline)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         try:
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
-                           typed_paths=_typed_paths(job), body_model_file=_body_model_file(pipeline),
-                           files=(files := _files(job, pipeline)), options=_OPTION_KEYS,
+                           typed_paths=_typed_paths(job), body_model_file=_body_model_file(body_model),
+                           files=(files := _files(job, checkpoint, body_model)), options=_OPTION_KEYS,
                            command=_command(job, files, detector))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+        timings: dict[str, float] = {}
+        if pass_two_only:
+            done = pass_one_done(out)
+            kept, _ = start_raw(raw_path(out), resume=True)  # (checks every record: a damaged one is dropped)
+            if kept == done:
+                log.info("%s: pass 1 finished earlier (%d frames); %s redoes pass 2 only", out, kept, setting("resume"))
+            else:  # (records damaged since: their frames are regressed again, as any resume does)
+                pass_two_only = False
+                pipeline = _load_pipeline(job, out)
+                detector = detector or _open_detector(job, pipeline, source)
+                body = pipeline.regressor.body
         try:
-            timings: dict[str, float] = {}
-            frames = regress_frames(job, pipeline, source, progress, timings, detector=detector,
-                                    on_first_frames=lambda: discard_previous(out))
-            if frames == 0:  # (_check_selection found a frame: the file changed since)
+            frames = 0 if pass_two_only else regress_frames(job, pipeline, source, progress, timings, detector=detector,
+                                                            on_first_frames=lambda: discard_previous(out))
+            if frames == 0 and not pass_two_only:  # (_check_selection found a frame: the file changed since)
                 raise InputError(f"{job.source}: no frames in the selected range (start {job.start}, end {job.end}); "
                                  f"check {setting('start')}/{setting('end')}")
         except BaseException as exc:
@@ -622,7 +678,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                 restore_previous(out)
             raise
         try:
-            return finalize(job, pipeline, info=source.info, progress=progress, timings=timings)
+            return finalize(job, body, info=source.info, progress=progress, timings=timings)
         except Exception as exc:
             add_note(exc, f"while writing the outputs of {job.source} to {out}")
             raise

@@ -8,6 +8,9 @@ Layout::
                               mtime of each file it read (:data:`FILE_IDENTITY`) and the last
                               command that ran it (:data:`COMMAND`)
     OUT/.wbcap/raw.jsonl      pass 1's per-frame records (:mod:`wbcap.io.raw_records`)
+    OUT/.wbcap/pass1.json     pass 1 finished: its records and the raw file's size then
+                              (:func:`mark_pass_one_done`), so a ``--resume`` redoes pass 2
+                              alone, without the network (:func:`pass_one_done`)
     OUT/params.jsonl          one line per person-frame (:mod:`wbcap.export.params_jsonl`; with
                               --world also the planted feet)
     OUT/meta.json             what the outputs need to be read or exported again: clock rate,
@@ -56,6 +59,7 @@ RUN_DIR = ".wbcap"
 #: (see the module docstring).
 PREVIOUS_DIR = ".wbcap-previous"
 RAW_FILE = "raw.jsonl"
+PASS1_FILE = "pass1.json"
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
@@ -104,6 +108,41 @@ _SAMPLE_PIECES, _SAMPLE_BYTES = 16, 1 << 16
 def raw_path(out: Path) -> Path:
     """``OUT/.wbcap/raw.jsonl``."""
     return out / RUN_DIR / RAW_FILE
+
+
+def mark_pass_one_done(out: Path, records: int) -> None:
+    """Record that pass 1 finished with ``records`` records in ``raw.jsonl`` (and its size now, in
+    bytes): ``OUT/.wbcap/pass1.json``, written atomically (best effort: without it a resume
+    loads the network as before)."""
+    from wbcap.atomic import atomic_write_text
+
+    try:
+        size = raw_path(out).stat().st_size
+        atomic_write_text(out / RUN_DIR / PASS1_FILE, json.dumps({"records": int(records), "bytes": size}))
+    except OSError as exc:
+        log.debug("%s: pass 1's end not recorded (%s)", out, exc)
+
+
+def clear_pass_one_done(out: Path) -> None:
+    """Forget that pass 1 finished (a pass 1 starts: its raw file is about to change)."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / RUN_DIR / PASS1_FILE).unlink()
+
+
+def pass_one_done(out: Path) -> int | None:
+    """The records of a finished pass 1 (:func:`mark_pass_one_done`) when ``raw.jsonl`` is still
+    the size it had then, else None (no record of it, an unreadable one, a raw file changed
+    since). A damaged record inside is found by :func:`wbcap.io.raw_records.start_raw`, whose
+    count then differs: the caller regresses its frames again."""
+    try:
+        done = json.loads((out / RUN_DIR / PASS1_FILE).read_text(encoding="utf-8"))
+        size = raw_path(out).stat().st_size
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(done, dict) and isinstance(done.get("records"), int) and done.get("bytes") == size
+            and done["records"] > 0):
+        return None
+    return done["records"]
 
 
 def raw_stamp(out: Path) -> tuple[int, int, int, int] | None:
