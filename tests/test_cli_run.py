@@ -508,9 +508,14 @@ def test_a_resume_of_a_finished_pass_1_redoes_pass_2_without_the_network(tmp_pat
     assert run("run", video, "-o", fresh, "--smooth", "gaussian", *args).exit_code == 0
     build = Pipeline.from_config
     monkeypatch.setattr(Pipeline, "from_config", lambda *a, **k: pytest.fail("the network was built"))
-    r = run("run", video, "-o", out, "--resume", "--smooth", "gaussian", *args)
+    run_json = out / ".wbcap" / "run.json"  # (a detector found through WBCAP_HOME, as the run recorded it)
+    record = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**record, "command": {**record["command"], "env": {"WBCAP_HOME": "/h"}}}))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--smooth", "gaussian", *map(str, args)])
     assert r.exit_code == 0, r.output
     assert f"{out}: pass 1 finished earlier (4 frames); --resume redoes pass 2 only" in " ".join(r.output.split())
+    command = json.loads(run_json.read_text())["command"]  # (the resume's words, the variable kept: a review)
+    assert "--resume" in command["argv"] and command["env"] == {"WBCAP_HOME": "/h"}, command
     assert (out / "params.jsonl").read_text() == (fresh / "params.jsonl").read_text()
     with np.load(out / "track_0.npz") as a, np.load(fresh / "track_0.npz") as b:
         assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)

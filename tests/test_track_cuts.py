@@ -295,6 +295,37 @@ def test_pass_2_across_a_flash_keeps_the_ids_from_before_it(tmp_path):
     assert {t: tr.frame for t, tr in col.per_track.items()} == {0: list(range(12)), 1: [3, 4], 2: list(range(5, 12))}
 
 
+def test_a_pause_where_a_flash_ends_ends_every_track_in_both_passes(tmp_path):
+    """The flash of the test above, with a pause in the source before frame 5 (where the picture
+    comes back): pass 2 ended only the tracks born during the flash, pass 1's PeopleLimit every
+    track (a review). Both end every track there, A's too; pass 1's choice, fed the same times,
+    says the same frame."""
+    from wbcap.track.collect import collect_tracks
+    from wbcap.track.iou_tracker import PeopleLimit
+
+    a, there = [10.0, 10.0, 40.0, 90.0], [200.0, 10.0, 40.0, 90.0]
+    fields = {0: {}, 1: {"change": 2.0}, 2: {"change": 2.0, "back": [2.0], "back_to": [0]},
+              3: {"change": 92.0, "back": [92.0], "back_to": [1]}, 4: {"change": 0.0, "back": [92.0], "back_to": [2]},
+              5: {"change": 92.0, "back": [1.0, 92.0], "back_to": [2, 3]}}
+    fields |= {f: {"change": 2.0, "back": [92.0], "back_to": [4]} for f in range(6, 12)}
+    times = {f: f / 30 + (0.3 if f >= 5 else 0.0) for f in range(12)}  # (30 fps: a pause over 0.217 s, in the flash's 0.5 s)
+    boxes = {f: [a] + ([there] if f >= 3 else []) for f in range(12)}
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps(_record(f, boxes[f], None) | fields[f] | {"time": times[f]}) + "\n"
+                           for f in range(12)))
+    col = collect_tracks(raw, 30.0, TrackerConfig(min_length=1), "boxes:b.json")
+    assert (col.cuts, col.flashes, col.pauses) == ([], [3], [5])
+    assert {t: tr.frame for t, tr in col.per_track.items()} == {0: list(range(5)), 1: [3, 4], 2: list(range(5, 12)),
+                                                                3: list(range(5, 12))}
+    limit = PeopleLimit(TrackerConfig(max_people=2), fps=30.0)
+    followed = []
+    for f in range(12):
+        limit(f, np.asarray(boxes[f]), np.full(len(boxes[f]), 0.9), change=FrameChange.of_record(fields[f]),
+              time=times[f])
+        followed.append(limit._tracker.active_ids)
+    assert followed[4] != followed[5] and not set(followed[4]) & set(followed[5])  # (every track ended at 5)
+
+
 def test_pass_2_gives_every_box_pass_1_kept_a_track_around_a_flash(tmp_path):
     """--max-people 1 and a flash at frames 3-4: pass 1 (which cannot look ahead) ended A's track
     there and kept B from frame 3; pass 2, which sees the flash end, applied the limit again and

@@ -257,6 +257,25 @@ def _command(job: VideoJob, files: dict[str, dict | None], detector: Any = None)
     return {**command, "env": env} if env else command
 
 
+def _with_recorded_env(command: dict | None, out: Path) -> dict | None:
+    """``command`` (:func:`_command`) with the environment variables the run's recorded command
+    names that it lacks: a resume that opens no detector (pass 2 alone) cannot tell through which
+    variable (``WBCAP_HOME``) its weights were found, and the hint to finish the run needs it (a
+    review)."""
+    from wbcap.io.run_folder import COMMAND, read_run_file
+
+    if command is None:
+        return None
+    try:
+        recorded = (read_run_file(out) or {}).get(COMMAND)
+    except (InputError, OSError, ValueError):
+        return command
+    env = recorded.get("env") if isinstance(recorded, dict) else None
+    if not isinstance(env, dict) or not env:
+        return command
+    return {**command, "env": {**env, **command.get("env", {})}}
+
+
 def _model_files(pipeline) -> tuple[Path | None, Path | None]:
     """``(checkpoint, SMPL-X model file)`` ``pipeline`` was built from (None: random weights, a
     network given, a pipeline not built from files)."""
@@ -643,10 +662,13 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             checkpoint, body_model = _model_files(pipeline)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         try:
+            files = _files(job, checkpoint, body_model)
+            command = _command(job, files, detector)
+            if pass_two_only:  # (no detector opened: the variables its weights were found through, as recorded)
+                command = _with_recorded_env(command, out)
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(body_model),
-                           files=(files := _files(job, checkpoint, body_model)), options=_OPTION_KEYS,
-                           command=_command(job, files, detector))
+                           files=files, options=_OPTION_KEYS, command=command)
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
@@ -657,8 +679,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             kept, _ = start_raw(raw_path(out), resume=True)  # (checks every record: a damaged one is dropped)
             if kept == done:
                 log.info("%s: pass 1 finished earlier (%d frames); %s redoes pass 2 only", out, kept, setting("resume"))
-            else:  # (records damaged since: their frames are regressed again, as any resume does)
-                pass_two_only = False
+            else:  # (records damaged since: their frames are regressed again, as any resume does; the
+                pass_two_only = False  # run's settings and files were checked above, the detector's model opens here)
                 pipeline = _load_pipeline(job, out)
                 detector = detector or _open_detector(job, pipeline, source)
                 body = pipeline.regressor.body

@@ -15,7 +15,7 @@ import numpy as np
 from wbcap.errors import setting
 from wbcap.io.raw_records import choice_boxes, read_checked_raw
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
-from wbcap.track.iou_tracker import PauseFinder, TrackerConfig
+from wbcap.track.iou_tracker import PAUSE_SLACK, PauseFinder, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,36 +111,36 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     frames, changes = frames_of_raw(raw_path, fps)
     found = find_cuts([(f, t, c) for (f, t), c in zip(frames.items(), changes)], tracker_config.cut_threshold)
     cuts = set(found.cuts)
+    # A pause in the source (a camera stopped and started again, a motion-triggered recording: its
+    # timestamps jump) longer than a missed track lives ends every track, as a cut does, also where
+    # a flash ends there (as pass 1's PeopleLimit decides): the tracker counts frames, so across it
+    # a track would match whoever stands where its box was (an HCI trial: an id on another man 38 s later).
+    finder = PauseFinder(tracker_config.max_age, fps)
+    pauses, first_limit = [], 0.0
+    for frame, t in frames.items():
+        limit = finder.limit
+        if finder(t):
+            pauses.append(frame)
+            first_limit = first_limit or limit
+    ends = cuts | set(pauses)
     # A photo or a 2-frame clip cannot hold a 3-frame track, nor can shots of 2 frames (a 2-frame
     # GIF with a cut between its frames lost both people: a break-it trial): keep whatever the
     # input's longest shot allows.
-    min_length = min(tracker_config.min_length, max(1, _longest_shot(list(frames), cuts)))
+    min_length = min(tracker_config.min_length, max(1, _longest_shot(list(frames), ends)))
     # without --max-people's limit: pass 1 applied it, and every box it kept is a person regressed
     # (its rule again here, whose cuts see flashes that pass 1 took for cuts, left kept boxes without
     # a track: a review)
     tracker = IoUTracker(dataclasses.replace(tracker_config, min_length=min_length, max_people=None))
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length,
                     frame_stride=tracker_config.frame_stride)
-    col.cuts, col.flashes = found.cuts, found.flashes
-    # A pause in the source (a camera stopped and started again, a motion-triggered recording: its
-    # timestamps jump) longer than a missed track lives ends every track, as a cut does: the
-    # tracker counts frames, so across it a track would match whoever stands where its box was
-    # (an HCI trial: an id on another man 38 s later).
-    pauses = PauseFinder(tracker_config.max_age, fps)
-    longest = 0.0  # (the limit at the first pause, for the message)
+    col.cuts, col.flashes, col.pauses = found.cuts, found.flashes, pauses
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
-        limit = pauses.limit
-        paused = pauses(frames[frame])
-        if frame in cuts:
+        if frame in ends:
             tracker.end_tracks()
         elif frame in found.returns:  # (a flash or cutaway ended: the tracks it began end, the older go on)
             tracker.end_tracks(born_after=found.returns[frame])
-        elif paused:
-            tracker.end_tracks()
-            col.pauses.append(frame)
-            longest = longest or limit
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
@@ -169,10 +169,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                  "with their ids after it", len(col.flashes), FLASH_SECONDS, shown)
     if col.pauses:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.pauses[:10]) + (", ..." if len(col.pauses) > 10 else "")
-        log.info("%d pause(s) in the source longer than %s allows a missed track (%s + 1.5 frame intervals: %.2g s at "
+        log.info("%d pause(s) in the source longer than %s allows a missed track (%s + %g frame intervals: %.2g s at "
                  "the first; before %s): every track ends there and the people after it get new ids (raise %s to "
-                 "keep ids across them)", len(col.pauses), setting("max_age"), setting("max_age"), longest, shown,
-                 setting("max_age"))
+                 "keep ids across them)", len(col.pauses), setting("max_age"), setting("max_age"), PAUSE_SLACK,
+                 first_limit, shown, setting("max_age"))
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "

@@ -24,8 +24,8 @@ the picture and brings it back. PySceneDetect drops a candidate within ``min_sce
 cut, which (a second trial) also dropped a real cut 0.3 s after a flash and a real cut 0.4 s after
 another, and an id passed to another person there. Here no candidate is dropped for being near
 another; instead a candidate after which the picture comes back (a later frame within
-:data:`FLASH_SECONDS` whose ``back`` is below the threshold and refers to a frame before the
-candidate) is not a cut: the tracks from before it go on, and those that began during it end where
+:data:`FLASH_SECONDS` whose ``back`` is below the threshold and :data:`BACK_SHARE` of the
+candidate's change, and refers to a frame before the candidate) is not a cut: the tracks from before it go on, and those that began during it end where
 the picture comes back.
 """
 
@@ -186,7 +186,7 @@ def find_cuts(frames: Sequence[tuple[int, float, FrameChange]], threshold: float
     ``frames``: ``(source index, time s, FrameChange)`` of every processed frame, in order. A
     candidate (``change >= threshold``) is a cut unless the picture comes back: it is itself a frame
     whose ``back`` is below the threshold and :data:`BACK_SHARE` of its change (the end of a flash: a return), or a later frame within
-    :data:`FLASH_SECONDS` is one whose ``back_to`` is before the candidate (its start: a flash).
+    :data:`FLASH_SECONDS` is one whose ``back`` to a frame before the candidate is below both (its start: a flash).
     ``threshold`` None: none (``--no-cuts``).
     """
     cuts: list[int] = []

@@ -372,17 +372,25 @@ class IoUTracker:
 
 #: :class:`PauseFinder`'s frame interval is the median of this many last intervals ...
 PAUSE_WINDOW = 31
-#: ... once it has seen this many (before, the nominal rate's).
+#: ... once it has seen this many (before, the longer of the nominal rate's and the shortest seen).
 PAUSE_MIN_INTERVALS = 3
+#: A pause is longer than ``max_age`` + this many frame intervals (half a frame for a timestamp's
+#: jitter) ...
+PAUSE_SLACK = 1.5
+#: ... and than this many: a frame or three dropped is no pause, however low ``--max-age`` (a
+#: review: ``--max-age 0`` made one dropped frame a pause, ``1`` with jittery intervals 57 of 300).
+PAUSE_LEAST_FRAMES = 4.5
 
 
 class PauseFinder:
     """``finder(time)`` -> True where a processed frame (its time in seconds, given in order) comes
     after a pause in the source longer than a missed track lives: ``max_age + 1`` processed frames
     (the most a track survives unmatched, :class:`TrackerConfig`) and half a frame more (a
-    timestamp's jitter), a frame being the median of the last :data:`PAUSE_WINDOW` intervals
-    between processed frames (from :data:`PAUSE_MIN_INTERVALS` of them; before, ``1 / fps``, the
-    nominal processed rate): neither a container's average rate, which the pauses themselves
+    timestamp's jitter; at least :data:`PAUSE_LEAST_FRAMES`), a frame being the median of the last
+    :data:`PAUSE_WINDOW` intervals between processed frames (from :data:`PAUSE_MIN_INTERVALS` of
+    them; before, the longer of ``1 / fps``, the nominal processed rate, and the shortest interval
+    seen; no pause before an interval is seen: a nominal rate far off, such as a time base of
+    1000, makes no pauses of the first frames): neither a container's average rate, which the pauses themselves
     lower (a break-it trial: a 0.85 s pause in 10 fps footage averaged 7.3 fps and went unseen),
     nor a few dropped frames move it. Causal, so that both passes decide alike on the same times.
 
@@ -393,17 +401,17 @@ class PauseFinder:
     :attr:`limit`: the longest gap (s) that is no pause, now (inf before a frame rate is known)."""
 
     def __init__(self, max_age: int, fps: float | None) -> None:
-        self._factor = max_age + 1.5
+        self._factor = max(max_age + PAUSE_SLACK, PAUSE_LEAST_FRAMES)
         self._nominal = None if not fps else 1.0 / fps
         self._intervals: collections.deque[float] = collections.deque(maxlen=PAUSE_WINDOW)
         self._last: float | None = None
 
     @property
     def limit(self) -> float:
-        if self._nominal is None:
+        if self._nominal is None or not self._intervals:
             return float("inf")
         frame = (statistics.median(self._intervals) if len(self._intervals) >= PAUSE_MIN_INTERVALS
-                 else self._nominal)
+                 else max(self._nominal, min(self._intervals)))
         return self._factor * frame
 
     def __call__(self, time: float) -> bool:
