@@ -545,3 +545,22 @@ def test_a_resume_missing_both_files_names_the_model_and_checkpoint_its_run_reco
         said = str(missing_body_model(exc.value, out, resume=True))
     assert said.endswith(f"resume with --body-models '{models}'; and for the network's checkpoint: "
                          f"{exc.value.checkpoint_error}"), said
+
+
+def test_a_pass_1_record_that_is_not_a_file_is_no_record_and_no_crash(tmp_path):
+    """A break-it trial: a folder named `.wbcap/pass1.json` crashed `--resume` (IsADirectoryError)."""
+    from wbcap.io.run_folder import clear_pass_one_done, mark_pass_one_done, pass_one_done, raw_path
+
+    out = tmp_path / "run"
+    raw_path(out).parent.mkdir(parents=True)
+    raw_path(out).write_text('{"frame": 0}\n')
+    mark_pass_one_done(out, 1)
+    assert pass_one_done(out) == 1
+    raw_path(out).write_text('{"frame": 0}\n{"frame": 1}\n')  # (the raw file changed since)
+    assert pass_one_done(out) is None
+    clear_pass_one_done(out)
+    (out / ".wbcap" / "pass1.json").mkdir()
+    clear_pass_one_done(out)  # (it cannot go: no error)
+    assert pass_one_done(out) is None
+    mark_pass_one_done(out, 2)  # (best effort: not recorded, no error)
+    assert pass_one_done(out) is None

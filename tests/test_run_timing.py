@@ -151,8 +151,8 @@ def test_a_source_paused_for_hours_renders_and_splits_its_tracks(tmp_path, base_
             c.mux(p)
     out = tmp_path / "out"
     r = invoke("run", src, "-o", out, "--export", "npz", *base_args)
-    assert ("1 pause(s) in the source longer than --max-age allows a missed track (--max-age + 1.5 frame intervals: "
-            "0.65 s at the first; before 30000.00 s)") in " ".join(r.output.split()), r.output
+    assert ("1 pause(s) in the source longer than --max-age allows a missed track (over --max-age + 1.5 frame "
+            "intervals and 4.5: 0.65 s at the first; before 30000.00 s)") in " ".join(r.output.split()), r.output
     expected = [t / 1000 for t in times_ms]
     assert stream_times(out / "render.mp4")[0] == pytest.approx(expected, abs=1e-3)
     files = sorted(p.name for p in out.glob("track_*.npz"))

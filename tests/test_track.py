@@ -195,39 +195,46 @@ def test_after_a_pause_the_people_limit_chooses_afresh_as_pass_2_ends_its_tracks
     """A pause in the source longer than a missed track lives (--max-age 5 at 10 frames/s: 0.65 s)
     ends every track in pass 1's choice too: after 38 s the best box is kept, not whoever stands
     where the followed person stood (an HCI trial's pause, for pass 2). A gap within it (frames
-    dropped) does not; without the rate, or the times, nothing ends."""
+    dropped) does not; without the times nothing ends."""
     from wbcap.track.iou_tracker import PauseFinder, PeopleLimit
 
-    finder = PauseFinder(5, 10.0)
+    finder = PauseFinder(5)
     assert finder.limit == float("inf")  # (no interval seen yet)
-    assert [finder(t) for t in (0.0, 0.1, 0.7, 1.4, 40.0, 40.1)] == [False, False, False, True, True, False]
-    assert finder.limit == pytest.approx(6.5 * 0.6)  # (the median of 0.1, 0.6, 0.7, 38.6 and 0.1)
-    assert not any(PauseFinder(5, None)(t) for t in (0.0, 0.1, 1e6))
+    times = (0.0, 0.1, 0.7, 1.4, 1.5, 1.6, 1.7, 40.0, 40.1)
+    assert [finder(t) for t in times] == [False, False, False, True, False, False, False, True, False]
+    assert finder.limit == pytest.approx(0.65)  # (counted afresh after the pause: 0.1)
     # a nominal rate far off (a time base of 1000, or 30 for 2 fps footage) makes no first-frame
     # pauses, and frames dropped make none however low --max-age (a review)
-    assert not any(map(PauseFinder(5, 30.0), (0.0, 0.5, 1.0, 1.5, 2.0)))
-    assert not any(map(PauseFinder(5, 1000.0), (0.0, 0.04, 0.08, 0.12)))
+    assert not any(map(PauseFinder(5), (0.0, 0.5, 1.0, 1.5, 2.0)))
+    assert not any(map(PauseFinder(5), (0.0, 0.04, 0.08, 0.12)))
     jittery = np.cumsum(np.random.default_rng(0).integers(1, 4, 300)) / 30
-    assert not any(map(PauseFinder(0, 30.0), jittery)) and not any(map(PauseFinder(1, 30.0), jittery))
-    finder = PauseFinder(0, 30.0)
+    assert not any(map(PauseFinder(0), jittery)) and not any(map(PauseFinder(1), jittery))
+    finder = PauseFinder(0)
     assert [finder(t) for t in (0.0, 1 / 30, 2 / 30, 3 / 30, 3 / 30 + 0.2)] == [False] * 4 + [True]  # (6 frames)
-    # the frames' own interval, not the nominal rate, once seen: an average lowered by the pauses
-    # (a break-it trial: 7.3 for 10 fps footage with a 0.85 s pause, 0.89 s allowed) does not hide one
-    finder = PauseFinder(5, 7.3)
+    # the frames' own interval, not the container's average that the pauses lower (break-it
+    # trials: a 0.85 s pause in 10 fps footage averaged 7.3 fps; a 10 s pause after 3 frames, 0.48)
+    finder = PauseFinder(5)
     times = [i / 10 for i in range(10)] + [0.9 + 0.85 + i / 10 for i in range(10)]
     assert [t for t in times if finder(t)] == [pytest.approx(1.75)] and finder.limit == pytest.approx(0.65)
+    finder = PauseFinder(5)
+    assert [finder(t) for t in (0.0, 0.1, 0.2, 10.2, 10.3, 10.4)] == [False] * 3 + [True, False, False]
+    # footage going on at a rate several times lower (30 fps, then 4): one pause where it slows,
+    # not one per frame until the median follows (a break-it trial: 15, every person lost)
+    finder = PauseFinder(5)
+    times = [i / 30 for i in range(20)] + [19 / 30 + (i + 1) / 4 for i in range(15)]
+    assert [i for i, t in enumerate(times) if finder(t)] == [20]
     a, b = [0.0, 0.0, 40.0, 90.0], [300.0, 0.0, 40.0, 90.0]
 
-    def chosen(fps, last):
-        limit = PeopleLimit(TrackerConfig(max_people=1), fps=fps)
-        kept = [[(np.asarray([a])[i]).tolist() for i in limit(f, np.asarray([a]), np.asarray([0.9]), time=f / 10)]
-                for f in range(2)]
+    def chosen(timed, last):
+        limit = PeopleLimit(TrackerConfig(max_people=1))
+        kept = [[(np.asarray([a])[i]).tolist()
+                 for i in limit(f, np.asarray([a]), np.asarray([0.9]), time=f / 10 if timed else None)] for f in range(2)]
         boxes = np.asarray([a, b])  # (after the pause: someone where A stood, scored below B)
-        return [*kept, [boxes[i].tolist() for i in limit(2, boxes, np.asarray([0.4, 0.9]), time=last)]]
+        return [*kept, [boxes[i].tolist() for i in limit(2, boxes, np.asarray([0.4, 0.9]), time=last if timed else None)]]
 
-    assert chosen(10.0, 38.0) == [[a], [a], [b]]
-    assert chosen(10.0, 0.6) == [[a], [a], [a]]  # (within 0.65 s: A's track goes on)
-    assert chosen(None, 38.0) == [[a], [a], [a]]
+    assert chosen(True, 38.0) == [[a], [a], [b]]
+    assert chosen(True, 0.6) == [[a], [a], [a]]  # (within 0.65 s: A's track goes on)
+    assert chosen(False, 38.0) == [[a], [a], [a]]
 
 
 def test_max_people_limits_ids_per_frame() -> None:

@@ -317,7 +317,7 @@ def test_a_pause_where_a_flash_ends_ends_every_track_in_both_passes(tmp_path):
     assert (col.cuts, col.flashes, col.pauses) == ([], [3], [5])
     assert {t: tr.frame for t, tr in col.per_track.items()} == {0: list(range(5)), 1: [3, 4], 2: list(range(5, 12)),
                                                                 3: list(range(5, 12))}
-    limit = PeopleLimit(TrackerConfig(max_people=2), fps=30.0)
+    limit = PeopleLimit(TrackerConfig(max_people=2))
     followed = []
     for f in range(12):
         limit(f, np.asarray(boxes[f]), np.full(len(boxes[f]), 0.9), change=FrameChange.of_record(fields[f]),

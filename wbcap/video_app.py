@@ -370,7 +370,7 @@ def regress_frames(
         detector = _open_detector(job, pipeline, source)
     total = expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
-                                 max_people=job.max_people, select=_people_limit(job, raw, last_done, source.info), timings=timings,
+                                 max_people=job.max_people, select=_people_limit(job, raw, last_done), timings=timings,
                                  background=overlaps_network(pipeline.device),
                                  regressable=lambda box, w, h: pipeline.crop_box(box, w, h) is not None)
     try:
@@ -415,7 +415,7 @@ def _tracker_config(job: VideoJob) -> TrackerConfig:
     return replace(job.tracker, frame_stride=job.frame_step, max_people=job.max_people)
 
 
-def _people_limit(job: VideoJob, raw: Path, last_done: int, info):
+def _people_limit(job: VideoJob, raw: Path, last_done: int):
     """``--max-people``'s choice of boxes (:class:`~wbcap.track.iou_tracker.PeopleLimit`, with the
     run's tracker settings), or None without a limit. A resumed run's kept boxes (frames up to
     ``last_done``, from ``raw``) are fed to it first, so its tracks continue."""
@@ -423,7 +423,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int, info):
         return None
     from wbcap.track.iou_tracker import PeopleLimit
 
-    limit = PeopleLimit(_tracker_config(job), fps=_processed_rate(job, info))
+    limit = PeopleLimit(_tracker_config(job))
     if last_done >= 0:  # (every detection of those frames: the people tracked unseen too)
         for rec in read_raw(raw):
             limit(int(rec["frame"]), *detected_boxes(rec), change=FrameChange.of_record(rec), time=float(rec["time"]))
@@ -432,8 +432,8 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int, info):
 
 def _processed_rate(job: VideoJob, info) -> float:
     """The nominal rate of the processed frames (per second): the source's over ``--every`` (30
-    where the source declares none), the tracker's clock for pauses in both passes
-    (:class:`~wbcap.track.iou_tracker.PauseFinder`)."""
+    where the source declares none), to repair times and as the clock's first guess
+    (:func:`wbcap.smooth.track.clock_rate`)."""
     return float(info.fps) / job.frame_step if info.fps else 30.0
 
 

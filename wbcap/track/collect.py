@@ -15,7 +15,7 @@ import numpy as np
 from wbcap.errors import setting
 from wbcap.io.raw_records import choice_boxes, read_checked_raw
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
-from wbcap.track.iou_tracker import PAUSE_SLACK, PauseFinder, TrackerConfig
+from wbcap.track.iou_tracker import PAUSE_LEAST_FRAMES, PAUSE_SLACK, PauseFinder, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     # timestamps jump) longer than a missed track lives ends every track, as a cut does, also where
     # a flash ends there (as pass 1's PeopleLimit decides): the tracker counts frames, so across it
     # a track would match whoever stands where its box was (an HCI trial: an id on another man 38 s later).
-    finder = PauseFinder(tracker_config.max_age, fps)
+    finder = PauseFinder(tracker_config.max_age)
     pauses, first_limit = [], 0.0
     for frame, t in frames.items():
         limit = finder.limit
@@ -169,10 +169,10 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                  "with their ids after it", len(col.flashes), FLASH_SECONDS, shown)
     if col.pauses:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.pauses[:10]) + (", ..." if len(col.pauses) > 10 else "")
-        log.info("%d pause(s) in the source longer than %s allows a missed track (%s + %g frame intervals: %.2g s at "
-                 "the first; before %s): every track ends there and the people after it get new ids (raise %s to "
-                 "keep ids across them)", len(col.pauses), setting("max_age"), setting("max_age"), PAUSE_SLACK,
-                 first_limit, shown, setting("max_age"))
+        log.info("%d pause(s) in the source longer than %s allows a missed track (over %s + %g frame intervals and %g: "
+                 "%.2g s at the first; before %s): every track ends there and the people after it get new ids "
+                 "(raise %s to keep ids across them)", len(col.pauses), setting("max_age"), setting("max_age"),
+                 PAUSE_SLACK, PAUSE_LEAST_FRAMES, first_limit, shown, setting("max_age"))
     if col.cuts:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.cuts[:10]) + (", ..." if len(col.cuts) > 10 else "")
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "

@@ -372,7 +372,7 @@ class IoUTracker:
 
 #: :class:`PauseFinder`'s frame interval is the median of this many last intervals ...
 PAUSE_WINDOW = 31
-#: ... once it has seen this many (before, the longer of the nominal rate's and the shortest seen).
+#: ... once it has seen this many (before, the shortest seen).
 PAUSE_MIN_INTERVALS = 3
 #: A pause is longer than ``max_age`` + this many frame intervals (half a frame for a timestamp's
 #: jitter) ...
@@ -384,34 +384,35 @@ PAUSE_LEAST_FRAMES = 4.5
 
 class PauseFinder:
     """``finder(time)`` -> True where a processed frame (its time in seconds, given in order) comes
-    after a pause in the source longer than a missed track lives: ``max_age + 1`` processed frames
-    (the most a track survives unmatched, :class:`TrackerConfig`) and half a frame more (a
-    timestamp's jitter; at least :data:`PAUSE_LEAST_FRAMES`), a frame being the median of the last
-    :data:`PAUSE_WINDOW` intervals between processed frames (from :data:`PAUSE_MIN_INTERVALS` of
-    them; before, the longer of ``1 / fps``, the nominal processed rate, and the shortest interval
-    seen; no pause before an interval is seen: a nominal rate far off, such as a time base of
-    1000, makes no pauses of the first frames): neither a container's average rate, which the pauses themselves
-    lower (a break-it trial: a 0.85 s pause in 10 fps footage averaged 7.3 fps and went unseen),
-    nor a few dropped frames move it. Causal, so that both passes decide alike on the same times.
+    after a pause in the source longer than a missed track lives: more than ``max_age + 1``
+    processed frames (the most a track survives unmatched, :class:`TrackerConfig`) and half a
+    frame (a timestamp's jitter), and more than :data:`PAUSE_LEAST_FRAMES`, a frame being the
+    median of the last :data:`PAUSE_WINDOW` intervals between processed frames (from
+    :data:`PAUSE_MIN_INTERVALS` of them; before, the shortest seen; no pause before an interval is
+    seen): the frames' own rate, not a container's average, which the pauses themselves lower (a
+    break-it trial: a 0.85 s pause in 10 fps footage averaged 7.3 fps and went unseen; a 10 s
+    pause after 3 frames, 0.48 fps). After a pause the intervals are counted afresh: footage
+    that goes on at a rate several times lower (30 fps, then 4) has one pause where it slows, not
+    one per frame until the median follows (a break-it trial: 15, every person after it lost).
+    Causal, so that both passes decide alike on the same times.
 
     The tracker counts frames, so across such a pause (a camera stopped and started again, a
     motion-triggered recording) a track would match whoever stands where its box was (an HCI
     trial: an id on another man 38 s later); both passes end every track there
-    (:class:`PeopleLimit`, :func:`wbcap.track.collect.collect_tracks`). ``fps`` None: never.
-    :attr:`limit`: the longest gap (s) that is no pause, now (inf before a frame rate is known)."""
+    (:class:`PeopleLimit`, :func:`wbcap.track.collect.collect_tracks`).
+    :attr:`limit`: the longest gap (s) that is no pause, now (inf before an interval is seen)."""
 
-    def __init__(self, max_age: int, fps: float | None) -> None:
+    def __init__(self, max_age: int) -> None:
         self._factor = max(max_age + PAUSE_SLACK, PAUSE_LEAST_FRAMES)
-        self._nominal = None if not fps else 1.0 / fps
         self._intervals: collections.deque[float] = collections.deque(maxlen=PAUSE_WINDOW)
         self._last: float | None = None
 
     @property
     def limit(self) -> float:
-        if self._nominal is None or not self._intervals:
+        if not self._intervals:
             return float("inf")
         frame = (statistics.median(self._intervals) if len(self._intervals) >= PAUSE_MIN_INTERVALS
-                 else max(self._nominal, min(self._intervals)))
+                 else min(self._intervals))
         return self._factor * frame
 
     def __call__(self, time: float) -> bool:
@@ -419,7 +420,10 @@ class PauseFinder:
         if self._last is not None:
             gap = float(time) - self._last
             paused = gap > self.limit
-            self._intervals.append(gap)
+            if paused:
+                self._intervals.clear()
+            else:
+                self._intervals.append(gap)
         self._last = float(time)
         return paused
 
@@ -443,20 +447,20 @@ class PeopleLimit:
     where they stopped). ``change``
     (the frame's :class:`~wbcap.track.cuts.FrameChange`; None: unknown) ends every track at a cut
     (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
-    the start of a flash counts too); ``time`` (seconds) with ``fps`` (the nominal processed rate)
-    ends every track after a pause (:class:`PauseFinder`), as pass 2 does.
+    the start of a flash counts too); ``time`` (seconds; None: unknown) ends every track after a
+    pause (:class:`PauseFinder`), as pass 2 does.
 
     Raises:
         ValueError: ``config.max_people`` is None.
     """
 
-    def __init__(self, config: TrackerConfig, fps: float | None = None) -> None:
+    def __init__(self, config: TrackerConfig) -> None:
         if config.max_people is None:
             raise ValueError("PeopleLimit needs a TrackerConfig with max_people set")
         self.max_people = int(config.max_people)
         self._tracker = IoUTracker(config)
         self._cuts = CutFinder(config.cut_threshold)
-        self._pauses = PauseFinder(config.max_age, fps)
+        self._pauses = PauseFinder(config.max_age)
 
     def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
                  change: FrameChange | None = None, time: float | None = None) -> list[int]:
