@@ -493,6 +493,7 @@ def test_a_resume_with_nothing_to_resume_says_it_starts_the_run(tmp_path, base_a
     assert r.exit_code == 0 and "no frames of an earlier run" not in r.output, r.output
 
 
+@pytest.mark.slow  # (fast loop under 2 minutes; the full suite runs it)
 def test_a_resume_of_a_finished_pass_1_redoes_pass_2_without_the_network(tmp_path, base_args, monkeypatch):
     """A README audit: `--resume --smooth ...` built the network (8 s, 1.2 GB; a machine's first
     CPU measurement) to regress no frame. A finished pass 1 is recorded (`.wbcap/pass1.json`), and
