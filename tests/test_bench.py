@@ -532,3 +532,17 @@ def test_speedups_over_exact_paired_only_against_the_same_ceiling():
     assert "vs_exact" not in by["fast", 4]
     assert by["bf16", 1]["vs_exact"] == pytest.approx(3.0) and "vs_exact_paired" not in by["bf16", 1]
     assert by["fp16", 8]["vs_exact"] == pytest.approx(2.0) and "vs_exact_paired" not in by["fp16", 8]  # other size
+
+
+def test_a_named_model_file_and_checkpoint_both_missing_are_said_in_one_line(tmp_path):
+    """The previous notes: `wbcap bench --body-models /x/SMPLX_NEUTRAL.npz --checkpoint /y` named
+    the model file only; with the checkpoint given (not stood in for), the line names both."""
+    model, ckpt = tmp_path / "x" / "SMPLX_NEUTRAL.npz", tmp_path / "y.pth.tar"
+    from wbcap.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "--batch-sizes", "1", "--repeats", "1", "--body-models", str(model),
+                                 "--checkpoint", str(ckpt)])
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.output.split())
+    assert f"{model}: no such file (named by --body-models)" in line, r.output
+    assert f"; and for the network's checkpoint: checkpoint not found: {ckpt}" in line, r.output

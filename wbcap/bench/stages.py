@@ -47,7 +47,9 @@ def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, s
         raise InputError(f"config {opts.config!r}: use one of {', '.join(CONFIGS)}")
     cfg = PipelineConfig(
         model=ModelConfig(**SMALL_DEPTHS) if opts.config == "small" else ModelConfig(),
-        body=BodyModelConfig.given(opts.body_models, opts.gender, opts.allow_pickle),
+        # (a checkpoint named and missing is not stood in for: a named model file missing says it too)
+        body=(BodyModelConfig.given(opts.body_models, opts.gender, opts.allow_pickle) if opts.checkpoint is None else
+              BodyModelConfig.given_with_checkpoint(opts.body_models, opts.gender, opts.allow_pickle, opts.checkpoint)),
         checkpoint=opts.checkpoint, device=str(device), batch_size=max(opts.batch_sizes or (1,)), precision=precision,
     )
     random = opts.config is not None
