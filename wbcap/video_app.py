@@ -650,7 +650,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         # A resume of a run whose pass 1 finished (`--resume --smooth ...`) redoes pass 2 alone: the
         # SMPL-X layer loads, not the network (a README audit: 8 s and 1.2 GB, and on a machine's
         # first run its CPU measurement, for no frame regressed)
-        pass_two_only = job.resume and pipeline is None and pass_one_done(out) is not None
+        done = pass_one_done(out) if job.resume and pipeline is None else None  # (records of a finished pass 1)
+        pass_two_only = done is not None
         if pass_two_only:
             body, body_model, checkpoint = _load_body(job, out)
         else:
@@ -675,7 +676,6 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             raise
         timings: dict[str, float] = {}
         if pass_two_only:
-            done = pass_one_done(out)
             kept, _ = start_raw(raw_path(out), resume=True)  # (checks every record: a damaged one is dropped)
             if kept == done:
                 log.info("%s: pass 1 finished earlier (%d frames); %s redoes pass 2 only", out, kept, setting("resume"))
