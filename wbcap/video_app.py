@@ -49,7 +49,7 @@ from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
-from wbcap.io.raw_records import RawWriter, detected_boxes, has_records, read_raw, start_raw
+from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_records, read_raw, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
@@ -208,6 +208,7 @@ _OPTION_KEYS = {
     "model.fix_left_hand_flip": "fix_left_hand_flip",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
     "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
+    "people_limit.appearance": "no_appearance", "people_limit.reid_age": "reid_age",
 }
 
 
@@ -220,6 +221,9 @@ def _fingerprint(job: VideoJob) -> dict:
     # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too (the
     # cut threshold where not the default: runs made before it was one match).
     limit = {k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}
+    # (where not the default: runs made before looks match)
+    limit.update({k: getattr(job.tracker, k) for k in ("appearance", "reid_age")
+                  if getattr(job.tracker, k) != getattr(TrackerConfig, k)})
     if job.tracker.cut_threshold is None:  # (its own key: a refusal then names --no-cuts)
         limit["no_cuts"] = True
     elif job.tracker.cut_threshold != CUT_THRESHOLD:
@@ -372,13 +376,14 @@ def regress_frames(
     detections = DetectionThread(source, detector, maxsize=max(4, pipeline.batch_size), skip_until=last_done,
                                  max_people=job.max_people, select=_people_limit(job, raw, last_done), timings=timings,
                                  background=overlaps_network(pipeline.device),
-                                 regressable=lambda box, w, h: pipeline.crop_box(box, w, h) is not None)
+                                 regressable=lambda box, w, h: pipeline.crop_box(box, w, h) is not None,
+                                 looks=True)  # (recorded whatever --no-appearance: a later pass 2 may use them)
     try:
         with detections, RawWriter(raw) as writer:
             todo = ((frame, dets) for frame, dets in detections if dets is not None)  # None: done in an earlier run
             for batch in regress_in_batches(todo, pipeline, timings, crop_workers=crop_workers(pipeline.device)):
                 t0 = time.perf_counter()
-                writer.append(batch, detections.changes, detections.detected)
+                writer.append(batch, detections.changes, detections.detected, detections.looks)
                 add_time(timings, "write", t0)
                 if on_first_frames is not None:
                     on_first_frames()
@@ -426,7 +431,8 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     limit = PeopleLimit(_tracker_config(job))
     if last_done >= 0:  # (every detection of those frames: the people tracked unseen too)
         for rec in read_raw(raw):
-            limit(int(rec["frame"]), *detected_boxes(rec), change=FrameChange.of_record(rec), time=float(rec["time"]))
+            limit(int(rec["frame"]), *detected_boxes(rec), change=FrameChange.of_record(rec), time=float(rec["time"]),
+                  looks=detected_looks(rec))
     return limit
 
 

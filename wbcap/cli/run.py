@@ -43,6 +43,12 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @detector_options(video=True)
 @click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
+@click.option("--reid-age", type=IntRange(min=0), default=30, show_default=True,
+              help="Tracker: processed frames a person missed for longer than --max-age (hidden behind another) can still "
+                   "be found again by the colours of their clothes and keep their id.")
+@click.option("--no-appearance", is_flag=True,
+              help="Tracker: boxes' overlap alone, without the colours of the clothes (which keep apart people who meet, "
+                   "stop or turn back, and find again people hidden for longer than --max-age).")
 @click.option("--min-track", "min_length", type=IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")
@@ -85,7 +91,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, root_bone, world,
+        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, root_bone, world,
         write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -130,7 +136,8 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         source=source, out=out, pipeline=cfg, start=start, end=end, every=every, max_frames=max_frames, image_fps=image_fps,
         detector=detector, detector_model=detector_model, score_threshold=score_threshold, min_height_frac=min_height_frac,
         max_people=max_people, offline=offline,
-        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, min_length=min_length,
+        tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, reid_age=reid_age,
+                              appearance=not no_appearance, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
         smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,

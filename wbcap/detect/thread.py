@@ -93,14 +93,17 @@ def crop_workers(device: Any) -> int:
 
 
 def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[str, float],
-                changes: dict[int, Any]) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
+                changes: dict[int, Any], looks: dict[int, Any] | None = None,
+                ) -> Iterator[tuple[Any, Sequence[Detection] | None]]:
     """Decode + detect: ``(frame, detections)`` in frame order; ``changes[frame index]`` gets each
     frame's :class:`~wbcap.track.cuts.FrameChange` (how it differs from the frames before it)
-    before the frame is handed over.
+    and ``looks[frame index]`` (when given) ``[([x, y, w, h, score], look), ...]`` per detection,
+    in their order (:func:`wbcap.track.appearance.box_looks`, a list of whole numbers) before
+    the frame is handed over.
 
     Frames with index ``<= skip_until`` (done by an earlier run) come with ``None`` detections
     and are not detected (their change is measured, for the next frame's). Adds seconds to
-    ``timings["decode"]`` and ``timings["detect"]`` (the change measure included).
+    ``timings["decode"]`` and ``timings["detect"]`` (the change measure and the looks included).
     """
     from wbcap.detect.factory import BoxesFileDetector
     from wbcap.track.cuts import ChangeMeter
@@ -118,6 +121,12 @@ def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[
             dets = detector.for_frame(frame.index)
         else:
             dets = detector(frame.image)
+        if looks is not None:
+            from wbcap.track.appearance import box_looks
+
+            rows = [[*map(float, d.box), float(d.score)] for d in dets]
+            found = box_looks(frame.image, np.asarray([r[:4] for r in rows], np.float64).reshape(-1, 4))
+            looks[frame.index] = [(row, look.tolist()) for row, look in zip(rows, found)]
         timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t1)
         yield frame, dets
 
@@ -146,7 +155,7 @@ class DetectionThread:
 
     def __init__(self, frames: Iterable, detector: Any, *, maxsize: int, skip_until: int = -1,
                  max_people: int | None = None, select: Any = None, timings: dict[str, float] | None = None,
-                 background: bool = True, regressable: Any = None) -> None:
+                 background: bool = True, regressable: Any = None, looks: bool = False) -> None:
         self.detector = detector
         #: ``regressable(box, width, height)`` -> whether the pipeline regresses a box (else it takes
         #: no ``select`` place): :meth:`wbcap.pipeline.Pipeline.crop_box`'s rule; default, inside the image.
@@ -158,7 +167,11 @@ class DetectionThread:
         #: frames where ``select`` left some out, in the detector's order, for the raw records
         #: (:meth:`wbcap.io.raw_records.RawWriter.append`; a resumed run feeds them to ``select``).
         self.detected: dict[int, list[list[float]]] = {}
-        items = _detections(frames, detector, skip_until, timings, self.changes)
+        #: With ``looks``: ``{frame index: [([x, y, w, h, score], look), ...]}`` of every detection,
+        #: for the raw records (:meth:`~wbcap.io.raw_records.RawWriter.append`) and ``select``
+        #: (given ``looks=``, ``(N, LOOK_SIZE)``); None without.
+        self.looks: dict[int, list[tuple[list[float], list[int]]]] | None = {} if looks else None
+        items = _detections(frames, detector, skip_until, timings, self.changes, self.looks)
         self._inline = None if background else items
         self.max_people = max_people
         self.skip_until = skip_until
@@ -185,10 +198,13 @@ class DetectionThread:
                 # a sliver at its edge)
                 h, w = frame.image.shape[:2]
                 outside = [d for d in dets if not self.regressable(d.box, w, h)]
-                inside = [d for d in dets if self.regressable(d.box, w, h)]
+                at = [k for k, d in enumerate(dets) if self.regressable(d.box, w, h)]
+                inside = [dets[k] for k in at]
                 boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
+                found = None if self.looks is None else self.looks.get(frame.index)
+                looks = None if found is None else np.array([found[k][1] for k in at], np.float64).reshape(len(at), -1)
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
-                                                       change=self.changes.get(frame.index), time=frame.time)]
+                                                       change=self.changes.get(frame.index), time=frame.time, looks=looks)]
                 if len(kept) < len(inside):
                     self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1

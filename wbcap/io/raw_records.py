@@ -20,7 +20,10 @@ axis-angle radians; ``shape`` 10, ``expr`` 10; ``cam_trans`` 3 metres in that ca
 ``--max-people``, a frame where the limit left boxes out also has ``detected``: every detection
 inside the image, ``[x, y, w, h, score]`` in the detector's order, which a resumed run feeds to
 the limit's tracker (:func:`detected_boxes`) and pass 2 tracks, those left out unseen
-(:func:`choice_boxes`). This module is the file edge of the raw records:
+(:func:`choice_boxes`). ``look`` (a person's) and ``detected_looks`` (one per ``detected`` row):
+what the box's person looks like, :data:`~wbcap.track.appearance.LOOK_SIZE` whole numbers 0-255
+(:func:`wbcap.track.appearance.box_looks`), which the trackers of both passes use (absent in runs
+made before wbcap had them or with ``--no-appearance``: overlap alone). This module is the file edge of the raw records:
 the names come from :mod:`wbcap.io.param_names`.
 """
 
@@ -38,6 +41,7 @@ import numpy as np
 
 from wbcap.errors import InputError, setting
 from wbcap.io.param_names import NETWORK_FILE_SIZES, to_file_record
+from wbcap.track.appearance import LOOK_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,10 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
     found = rec.get("detected", [])
     if not isinstance(found, list) or any(damaged_numbers({"box": d}, {"box": 5}) for d in found):
         return "detected is not a list of [x, y, w, h, score] rows of finite numbers"
+    if "detected_looks" in rec:
+        looks = rec["detected_looks"]
+        if not isinstance(looks, list) or len(looks) != len(found) or any(_damaged_look(lk) for lk in looks):
+            return f"detected_looks is not one look ({LOOK_SIZE} whole numbers 0-255) per detected row"
     people = rec.get("people")
     if not isinstance(people, list):
         return "no people" if "people" not in rec else "people is not a list"
@@ -138,6 +146,8 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
             else:
                 sizes = {key: n for key, n in NETWORK_FILE_SIZES.items() if all_params or key in params}
                 why = damaged_numbers(params, sizes, seen)
+        if why is None and "look" in person and _damaged_look(person["look"]):
+            why = f"look is not {LOOK_SIZE} whole numbers 0-255"
         if why:
             return f"person {k}: {why}"
     if "detected" in rec:
@@ -148,6 +158,11 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
                 return f"person {k}: box {json.dumps(row[:4])[:60]} is not among detected"
             rows.remove(row)
     return None
+
+
+def _damaged_look(look: object) -> bool:
+    return (not isinstance(look, list) or len(look) != LOOK_SIZE
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in look))
 
 
 def read_raw(path: Path) -> Iterator[dict]:
@@ -242,6 +257,29 @@ def choice_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[in
     return boxes, scores, left_out, at
 
 
+def detected_looks(rec: dict) -> np.ndarray | None:
+    """The looks of :func:`detected_boxes`' rows (``(N, LOOK_SIZE)`` float64), or None where the
+    record has none (a run before looks, ``--no-appearance``)."""
+    if "detected" not in rec:
+        return record_looks(rec)
+    if "detected_looks" not in rec:
+        return None
+    return np.asarray(rec["detected_looks"], np.float64).reshape(-1, LOOK_SIZE)
+
+
+def choice_looks(rec: dict) -> np.ndarray | None:
+    """The looks of :func:`choice_boxes`' rows (the same order), or None where the record has none."""
+    return detected_looks(rec)
+
+
+def record_looks(rec: dict) -> np.ndarray | None:
+    """The looks of a record's people (``(N, LOOK_SIZE)`` float64), or None where one has none."""
+    people = rec["people"]
+    if not all("look" in p for p in people):
+        return None
+    return np.asarray([p["look"] for p in people], np.float64).reshape(-1, LOOK_SIZE)
+
+
 def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:
     """A record's detections as the tracker takes them: ``(N, 4)`` float64 ``(x, y, w, h)``
     pixels and ``(N,)`` float64 scores."""
@@ -301,8 +339,9 @@ def start_raw(path: Path, resume: bool) -> tuple[int, int]:
     return done
 
 
-def person_record(person: Any) -> dict:
-    """One person's entry of a record (a :class:`wbcap.pipeline.Person`: numpy arrays in)."""
+def person_record(person: Any, look: Sequence[int] | None = None) -> dict:
+    """One person's entry of a record (a :class:`wbcap.pipeline.Person`: numpy arrays in;
+    ``look``: its box's, or None)."""
     return {
         "box": [float(v) for v in person.box],
         "score": float(person.score),
@@ -310,7 +349,17 @@ def person_record(person: Any) -> dict:
         "focal": [float(v) for v in person.focal],
         "princpt": [float(v) for v in person.princpt],
         "params": to_file_record(person.params, eyes=False),
+        **({} if look is None else {"look": [int(v) for v in look]}),
     }
+
+
+def _look_of(looks: list[tuple[list[float], list[int]]], box: list[float]) -> list[int] | None:
+    """The look whose ``[x, y, w, h, score]`` row is ``box``, taken out of ``looks``."""
+    for k, (row, look) in enumerate(looks):
+        if row == box:
+            del looks[k]
+            return look
+    return None
 
 
 class RawWriter:
@@ -325,18 +374,29 @@ class RawWriter:
         return self
 
     def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]],
-               changes: dict[int, Any] | None = None, detected: dict[int, list[list[float]]] | None = None) -> None:
+               changes: dict[int, Any] | None = None, detected: dict[int, list[list[float]]] | None = None,
+               looks: dict[int, list[tuple[list[float], list[int]]]] | None = None) -> None:
         """Write one record per ``(frame index, time s, [W, H], people)`` and flush; ``changes``:
         the frames' :class:`~wbcap.track.cuts.FrameChange` by index; ``detected``: a frame's
         every detection ``[x, y, w, h, score]`` where ``--max-people`` left some out
-        (:attr:`wbcap.detect.thread.DetectionThread.detected`); both taken out of their dicts as
-        written (absent: the record has none of those fields)."""
+        (:attr:`wbcap.detect.thread.DetectionThread.detected`); ``looks``: a frame's
+        ``([x, y, w, h, score], look)`` per detection (:attr:`~wbcap.detect.thread.DetectionThread.looks`:
+        each person's and detected row's look is the one of its box); all taken out of their dicts
+        as written (absent: the record has none of those fields)."""
         for index, ftime, size, people in frames:
             change = None if changes is None else changes.pop(index, None)
             found = None if detected is None else detected.pop(index, None)
+            seen = None if looks is None else looks.pop(index, None)
+            extra = {}
+            if seen is not None and found is not None:
+                rows = [_look_of(list(seen), row) for row in found]
+                if all(lk is not None for lk in rows):
+                    extra["detected_looks"] = rows
+            people_looks = [None if seen is None else _look_of(seen, [*map(float, p.box), float(p.score)])
+                            for p in people]
             rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
-                   **({} if found is None else {"detected": found}),
-                   "people": [person_record(p) for p in people]}
+                   **({} if found is None else {"detected": found}), **extra,
+                   "people": [person_record(p, lk) for p, lk in zip(people, people_looks)]}
             self._file.write(json.dumps(rec) + "\n")
         self._file.flush()
 

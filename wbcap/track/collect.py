@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import choice_boxes, read_checked_raw
+from wbcap.io.raw_records import choice_boxes, choice_looks, read_checked_raw
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import PAUSE_LEAST_FRAMES, PAUSE_SLACK, PauseFinder, TrackerConfig
 
@@ -144,7 +144,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
-        every_id = tracker.update(rec["frame"], boxes, scores, left_out)
+        every_id = tracker.update(rec["frame"], boxes, scores, left_out, looks=choice_looks(rec))
         ids = [every_id[k] for k in at]
         col.detections += len(people)
         for pid, person in zip(ids, people):  # (every kept box gets one: no limit here, none of them left out)

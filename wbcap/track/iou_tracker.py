@@ -1,4 +1,5 @@
-"""Multi-person tracking by box overlap (IoU) with optimal (Hungarian) assignment.
+"""Multi-person tracking by box overlap (IoU) and, where given, the people's looks (colour
+histograms of their clothes, :mod:`wbcap.track.appearance`), with optimal (Hungarian) assignment.
 
 Boxes are ``(x, y, w, h)`` pixels, as everywhere in wbcap (:mod:`wbcap.detect.base`). Frame
 indices are integers that increase from call to call (gaps are allowed: with a frame stride,
@@ -7,7 +8,9 @@ or frames where the detector ran but nothing was found, pass the frame's true in
 Algorithm, per frame:
 
 1. Tracks whose last match is more than ``max_age`` processed frames old (``frame_stride``
-   source frames each) end (never matched again).
+   source frames each) are *lost*: no box is matched to them by overlap. A lost track that has
+   a look is still re-identified by it (step 3b) for up to ``reid_age`` processed frames; then,
+   or without a look, it ends (never matched again).
 2. Every live track predicts its box for this frame. With ``motion='constant_velocity'``
    (default) the box centre moves by the track's velocity (pixels per frame, an exponential
    moving average of the centre displacement between its matches) times the frames elapsed;
@@ -15,10 +18,24 @@ Algorithm, per frame:
    the last matched box. Prediction is what keeps identities when two people cross: at the
    crossing a box overlaps the *other* person's previous box more than its own previous box,
    and a static tracker swaps the two ids (``tests/test_track.py`` shows both).
-3. IoU between every detection and every prediction; pairs below ``iou_threshold`` are
-   forbidden. ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden:
-   a large constant) gives the matching with the most allowed pairs and, among those, the
-   largest total IoU.
+3. IoU between every detection and every prediction of a track not lost; pairs below
+   ``iou_threshold`` are forbidden. ``scipy.optimize.linear_sum_assignment`` on the cost
+   ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
+   and, among those, the largest total IoU. With looks (``looks`` given, ``appearance`` on),
+   the cost is ``1 - IoU + LOOK_WEIGHT * d``, ``d`` the look distance of the detection and the
+   track (:func:`~wbcap.track.appearance.look_distances`, 0-1), and a pair whose ``d`` exceeds
+   :data:`LOOK_GATE` is forbidden where the detection's box overlaps no other (its look is its
+   own person's) and looks like another track that could be found there (step 3b's rule): a
+   look that merely changed (the light, a box not fitted to its person) leaves the match to
+   overlap. Where two people meet, stop or turn back, their boxes and predictions overlap
+   both tracks and overlap alone swapped their ids; their clothes keep them apart
+   (``tests/test_track.py``).
+3b. Re-identification: detections still unmatched and tracks still unmatched (lost ones too)
+   whose looks are within :data:`REID_DISTANCE`, whose centres are within reach (the detection's
+   centre from the track's last or predicted box centre at most :data:`REID_REACH` box heights
+   plus :data:`REID_REACH_PER_FRAME` per processed frame missed, :data:`REID_MAX_REACH` at
+   most) and whose heights differ by at most :data:`REID_HEIGHT_RATIO`, are matched by least
+   look distance: a person hidden behind another for longer than ``max_age`` keeps their id.
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
 5. With ``max_people``, at most that many tracks are *followed* at a time: a followed track
@@ -27,7 +44,11 @@ Algorithm, per frame:
    score), then to new boxes by score, each starting a new id. The other boxes get ``-1`` but are
    tracked unseen, so that they match their own tracks and never a followed person's (without
    them, a man walking through the box of a followed one who was hidden for a moment took his
-   id: a user trial).
+   id: a user trial). A lost followed track that is re-identified is followed again only where
+   there is a free place (before the tracks followed unseen); else its box is tracked unseen.
+
+A track's look is a running average of the looks of its boxes that overlap no other box
+(:data:`LOOK_RATE` of each new one), so a person's look is not their neighbour's.
 
 At the end, tracks matched in fewer than ``min_length`` frames are dropped (:meth:`finalize`,
 :func:`track_boxes`). Everything is deterministic: ties are broken by detection score, then by
@@ -47,14 +68,35 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from wbcap.limits import CUT_THRESHOLD
+from wbcap.track.appearance import LOOK_SIZE, look_distances
 from wbcap.track.cuts import CutFinder, FrameChange
 
 __all__ = ["IoUTracker", "TrackerConfig", "iou_matrix", "track_boxes"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # (2: tracks' looks; 1 is read too)
 _FORBIDDEN = 1e6  # assignment cost of a pair below the IoU threshold
+
+# Looks (step 3 of the module docstring). Calibrated on the tracks of 400 frames of OpenCV's
+# vtest.avi (YOLOX-nano boxes, ~7 people a frame, 50-120 px tall), boxes overlapping no other:
+# a box against its own track's running look (LOOK_RATE 0.3) is at 0.15 (median), 0.28 (95 %),
+# 0.41 (99 %), 0.58 (99.9 %); against other tracks' looks at 0.6 (median), 0.32 (5 %), 0.22 (1 %).
+#: Weight of the look distance (0-1) in the assignment cost, beside ``1 - IoU``.
+LOOK_WEIGHT = 1.0
+#: A box overlapping no other is not matched by overlap to a track whose look is farther than this.
+LOOK_GATE = 0.6
+#: Re-identification (step 3b) needs looks at most this far apart ...
+REID_DISTANCE = 0.3
+#: ... centres within this many box heights (the larger of the two), plus this many per processed
+#: frame the track was missed, at most that many ...
+REID_REACH, REID_REACH_PER_FRAME, REID_MAX_REACH = 0.5, 0.05, 2.0
+#: ... and heights at most this ratio apart.
+REID_HEIGHT_RATIO = 1.5
+#: Weight of a new look (of a box overlapping no other) in a track's running look.
+LOOK_RATE = 0.3
+#: A box is clean (its look is its person's) where no other box covers more than this share of it.
+CLEAN_OVERLAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,6 +128,11 @@ class TrackerConfig:
             --cut-threshold``); None (``--no-cuts``): tracks go on across cuts. Applied by
             ``wbcap run`` (:class:`PeopleLimit`, pass 2), which measures the changes;
             :class:`IoUTracker` itself does not use it (:meth:`IoUTracker.end_tracks` ends them).
+        appearance: use the boxes' looks where :meth:`IoUTracker.update` is given them (steps 3
+            and 3b of the module docstring); False (``--no-appearance``): overlap alone.
+        reid_age: processed frames a track missed for longer than ``max_age`` can still be
+            re-identified by its look (step 3b); ``wbcap run`` sets it to about 2 s of processed
+            frames (``--reid-age``). Not more than ``max_age`` (or 0): no such lost tracks.
     """
 
     iou_threshold: float = 0.3
@@ -97,14 +144,16 @@ class TrackerConfig:
     velocity_smoothing: float = 0.5
     drop_static: bool = True
     cut_threshold: float | None = CUT_THRESHOLD
+    appearance: bool = True
+    reid_age: int = 30
 
     def __post_init__(self) -> None:
         if self.cut_threshold is not None and not 0.0 < self.cut_threshold <= 255.0:
             raise ValueError(f"cut_threshold must be in (0, 255] or None, got {self.cut_threshold}")
         if not 0.0 <= self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
-        if self.max_age < 0 or self.min_length < 0:
-            raise ValueError("max_age and min_length must be >= 0")
+        if self.max_age < 0 or self.min_length < 0 or self.reid_age < 0:
+            raise ValueError("max_age, min_length and reid_age must be >= 0")
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         if self.max_people is not None and self.max_people < 0:
@@ -154,6 +203,8 @@ class _Track:
     last_frame: int
     hits: int  # frames matched
     followed: bool = True  # False: a box beyond max_people, tracked unseen (no id handed out)
+    look: np.ndarray | None = None  # (LOOK_SIZE,) float64 running look, None before the first
+    look_clean: bool = False  # the look is of boxes overlapping no other (else of a first, overlapped one)
 
     def predict(self, frame_index: int, motion: str) -> np.ndarray:
         """Predicted ``(4,)`` xywh box at ``frame_index``."""
@@ -162,6 +213,35 @@ class _Track:
         box = self.box.copy()
         box[:2] += self.velocity * (frame_index - self.last_frame)
         return box
+
+
+def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: boxes no other box of the frame covers more than :data:`CLEAN_OVERLAP` of."""
+    n = len(boxes)
+    if n < 2:
+        return np.ones(n, bool)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    iw = np.clip(np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]), 0, None)
+    ih = np.clip(np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]), 0, None)
+    cover = iw * ih / np.maximum(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None), 1e-9)[:, None]
+    np.fill_diagonal(cover, 0.0)
+    return ~(cover > CLEAN_OVERLAP).any(1)
+
+
+def _within_reach(tracks: list[_Track], preds: np.ndarray, boxes: np.ndarray, frame_index: int,
+                  stride: int) -> np.ndarray:
+    """``(N, M)`` bool: whether each box is where each track, missed since its last match, may be
+    found again (step 3b): centre within reach of the track's last or predicted box centre, and
+    heights at most :data:`REID_HEIGHT_RATIO` apart. ``preds``: the tracks' ``(M, 4)`` predictions."""
+    last = np.stack([tr.box for tr in tracks])  # (M, 4)
+    missed = (frame_index - np.array([tr.last_frame for tr in tracks], np.float64)) / stride
+    th, bh = np.maximum(last[None, :, 3], 1e-9), np.maximum(boxes[:, None, 3], 1e-9)
+    reach = np.maximum(th, bh) * np.minimum(REID_REACH + REID_REACH_PER_FRAME * missed[None, :], REID_MAX_REACH)
+    centre = boxes[:, None, :2] + boxes[:, None, 2:] / 2.0
+    near = np.minimum(np.hypot(*np.moveaxis(centre - (last[None, :, :2] + last[None, :, 2:] / 2.0), -1, 0)),
+                      np.hypot(*np.moveaxis(centre - (preds[None, :, :2] + preds[None, :, 2:] / 2.0), -1, 0)))
+    return (near <= reach) & (np.maximum(th, bh) / np.minimum(th, bh) <= REID_HEIGHT_RATIO)
 
 
 class IoUTracker:
@@ -184,12 +264,13 @@ class IoUTracker:
 
     @property
     def active_ids(self) -> list[int]:
-        """Ids of the tracks that can still be matched (ended ones excluded), increasing."""
+        """Ids of the followed tracks that can still be matched (ended ones excluded, lost ones
+        that may be re-identified included), increasing."""
         return sorted(tr.track_id for tr in self._tracks if tr.followed)
 
     def update(
         self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None,
-        left_out: np.ndarray | None = None,
+        left_out: np.ndarray | None = None, looks: np.ndarray | None = None,
     ) -> list[int]:
         """Assign this frame's detections to tracks.
 
@@ -200,6 +281,8 @@ class IoUTracker:
             left_out: ``(N,)`` bool, boxes known to be beyond the limit (``wbcap run``'s pass 2
                 replaying pass 1's choice, :func:`wbcap.io.raw_records.choice_boxes`): tracked
                 unseen, never matched to a followed track, never given an id. None: none.
+            looks: ``(N, LOOK_SIZE)`` the boxes' looks (:func:`wbcap.track.appearance.box_looks`;
+                a row of zeros: none), or None: overlap alone (as with ``appearance`` off).
 
         Returns:
             ``N`` track ids, one per box in the given order; ``-1`` for a box that got none
@@ -223,17 +306,38 @@ class IoUTracker:
         out = np.zeros(n, bool) if left_out is None else np.asarray(left_out, bool).reshape(-1)
         if out.shape != (n,):
             raise ValueError(f"left_out must have shape ({n},), got {out.shape}")
+        if looks is not None:
+            looks = np.asarray(looks, dtype=np.float64)
+            if looks.shape != (n, LOOK_SIZE) and not (n == 0 and looks.size == 0):
+                raise ValueError(f"looks must have shape ({n}, {LOOK_SIZE}), got {looks.shape}")
+            if not cfg.appearance or not n:
+                looks = None
         self._last_frame = frame_index
 
-        # 1. End tracks unmatched for more than max_age processed frames.
+        # 1. Tracks missed for more than max_age processed frames are lost; lost ones end once past
+        # reid_age, or at once without a look.
+        live_age = (cfg.max_age + 1) * cfg.frame_stride
+        reid_age = (max(cfg.reid_age, cfg.max_age) + 1) * cfg.frame_stride if cfg.appearance else live_age
         self._tracks = [
-            tr for tr in self._tracks if frame_index - tr.last_frame <= (cfg.max_age + 1) * cfg.frame_stride
+            tr for tr in self._tracks
+            if frame_index - tr.last_frame <= (reid_age if tr.look is not None else live_age)
         ]
+        lost = np.array([frame_index - tr.last_frame > live_age for tr in self._tracks], bool)
 
         # Detections in priority order: score descending, then index (stable).
         order = np.argsort(-scores, kind="stable")
+        has_look = np.zeros(n, bool) if looks is None else looks.sum(1) > 0
+        clean = _clean_boxes(boxes) & has_look
+        track_looks = [tr.look for tr in self._tracks]
+        dist = np.full((n, len(self._tracks)), np.nan)
+        if looks is not None and any(lk is not None for lk in track_looks):
+            with_look = [c for c, lk in enumerate(track_looks) if lk is not None]
+            dist[:, with_look] = look_distances(looks, np.stack([track_looks[c] for c in with_look]))
+            dist[~has_look] = np.nan
+        # a box left out is matched to no followed track (when it was chosen it matched none)
+        barred = out[:, None] & np.array([tr.followed for tr in self._tracks], bool)[None, :]
 
-        # 2-3. Predict, gate, assign.
+        # 2-3. Predict, gate, assign (tracks not lost).
         match: dict[int, _Track] = {}  # detection index -> track
         if n and self._tracks:
             preds = np.stack([tr.predict(frame_index, cfg.motion) for tr in self._tracks])
@@ -241,58 +345,94 @@ class IoUTracker:
             allowed = iou >= cfg.iou_threshold
             if cfg.iou_threshold == 0.0:
                 allowed &= iou > 0.0
-            if out.any():  # (a box left out matched no followed track when it was chosen)
-                allowed &= ~(out[order][:, None] & np.array([tr.followed for tr in self._tracks])[None, :])
-            cost = np.where(allowed, 1.0 - iou, _FORBIDDEN)
+            allowed &= ~lost[None, :] & ~barred[order]
+            seen = ~np.isnan(dist)
+            # a box whose look is someone else's nearby (a track it could be re-identified as) is not
+            # matched by overlap to a track it does not look like (a look that merely changed, light
+            # or a box not fitted to its person, leaves the match to overlap)
+            like = seen & (np.nan_to_num(dist, nan=1.0) <= REID_DISTANCE) & ~barred
+            if like.any():
+                like &= _within_reach(self._tracks, preds, boxes, frame_index, cfg.frame_stride)
+            unlike = seen & (np.nan_to_num(dist) > LOOK_GATE) & (clean & like.any(1))[:, None]
+            allowed &= ~unlike[order]
+            cost = np.where(allowed, 1.0 - iou + LOOK_WEIGHT * np.nan_to_num(dist[order]), _FORBIDDEN)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if allowed[r, c]:
                     match[int(order[r])] = self._tracks[c]
+            # 3b. Re-identification by look of the boxes and tracks left (lost ones too).
+            taken = {id(tr) for tr in match.values()}
+            free_d = [i for i in range(n) if i not in match and has_look[i]]
+            free_t = [c for c, tr in enumerate(self._tracks) if id(tr) not in taken and tr.look is not None]
+            if free_d and free_t:
+                d = dist[np.ix_(free_d, free_t)]
+                ok = like[np.ix_(free_d, free_t)]
+                if ok.any():
+                    rows, cols = linear_sum_assignment(np.where(ok, d, _FORBIDDEN))
+                    for r, c in zip(rows, cols):
+                        if ok[r, c]:
+                            match[free_d[r]] = self._tracks[free_t[c]]
+
+        def observe(i: int) -> None:
+            self._observe(match[i], boxes[i], frame_index, None if looks is None else looks[i], bool(clean[i]))
 
         ids = [-1] * n
-        followed = [i for i in match if match[i].followed]
+        was_lost = {id(tr) for tr, gone in zip(self._tracks, lost) if gone}
+        revived = [i for i in match if match[i].followed and id(match[i]) in was_lost]
+        followed = [i for i in match if match[i].followed and id(match[i]) not in was_lost]
         for i in followed:
-            self._observe(match[i], boxes[i], frame_index)
+            observe(i)
             ids[i] = match[i].track_id
         # 5. Who else gets an id: with max_people, only while fewer followed tracks live (a followed
-        # person missed keeps their place until their track ends), the boxes of tracks followed
-        # unseen first (more hits, then score), then new boxes by score.
+        # person missed keeps their place until their track is lost), lost followed tracks
+        # re-identified first, then the boxes of tracks followed unseen (more hits, then score),
+        # then new boxes by score.
         if cfg.max_people is None:
             slots = n
         else:
-            slots = max(cfg.max_people - sum(tr.followed for tr in self._tracks), 0)
+            holding = sum(tr.followed and id(tr) not in was_lost for tr in self._tracks)
+            slots = max(cfg.max_people - holding, 0)
         unseen = sorted((i for i in match if not match[i].followed and not out[i]),
                         key=lambda i: (-match[i].hits, -scores[i], i))
         new = [int(i) for i in order if int(i) not in match]
-        chosen = (unseen + [i for i in new if not out[i]])[:slots]
+        chosen = (revived + unseen + [i for i in new if not out[i]])[:slots]
         for i in chosen:  # 4. new ids (tracks followed from now on), in that order
+            if i in revived:  # (a lost followed track found again: its id goes on)
+                observe(i)
+                ids[i] = match[i].track_id
+                continue
             tr = _Track(track_id=self._next_id, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
                         last_frame=frame_index, hits=1)
             if i in match:  # (a track followed unseen: followed from here on, its motion and birth going on
                 self._tracks.remove(match[i])  # (a flash's end): pass 2 tracks the boxes left out too, alike)
                 tr.velocity, tr.first_frame = match[i].velocity.copy(), match[i].first_frame
+                tr.look, tr.look_clean = match[i].look, match[i].look_clean
             self._next_id += 1
             self._tracks.append(tr)
             self._hits[tr.track_id] = 1
             ids[i] = tr.track_id
+            self._look(tr, None if looks is None else looks[i], bool(clean[i]))
         # The rest, beyond max_people, are tracked unseen: their boxes keep to their own tracks,
         # so a followed person missed for a moment is not taken over by one passing (a user trial:
         # --max-people 3 switched a followed man's id to another who walked through his box).
         for i in (i for i in match if not match[i].followed and i not in chosen):
-            self._observe(match[i], boxes[i], frame_index)
-        for i in (i for i in new if i not in chosen):
-            self._tracks.append(_Track(track_id=-1, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
-                                       last_frame=frame_index, hits=1, followed=False))
+            observe(i)
+        for i in (i for i in [*new, *revived] if i not in chosen):  # (a lost followed track left lost)
+            tr = _Track(track_id=-1, box=boxes[i].copy(), velocity=np.zeros(2), first_frame=frame_index,
+                        last_frame=frame_index, hits=1, followed=False)
+            self._tracks.append(tr)
+            self._look(tr, None if looks is None else looks[i], bool(clean[i]))
         return ids
 
-    def _observe(self, tr: _Track, box: np.ndarray, frame_index: int) -> None:
-        """Update a matched track with its new box."""
+    def _observe(self, tr: _Track, box: np.ndarray, frame_index: int, look: np.ndarray | None = None,
+                 clean: bool = False) -> None:
+        """Update a matched track with its new box (and look)."""
         gap = frame_index - tr.last_frame
         old_c = tr.box[:2] + tr.box[2:] / 2.0
         new_c = box[:2] + box[2:] / 2.0
         step = (new_c - old_c) / gap
-        if tr.hits == 1:
-            tr.velocity = step
+        if tr.hits == 1 or gap > (self.config.max_age + 1) * self.config.frame_stride:
+            tr.velocity = step if tr.hits == 1 else np.zeros(2)  # (found again after being lost: moving anew)
         else:
             s = self.config.velocity_smoothing
             tr.velocity = s * tr.velocity + (1.0 - s) * step
@@ -301,6 +441,17 @@ class IoUTracker:
         tr.hits += 1
         if tr.followed:
             self._hits[tr.track_id] = tr.hits
+        self._look(tr, look, clean)
+
+    @staticmethod
+    def _look(tr: _Track, look: np.ndarray | None, clean: bool) -> None:
+        """Fold a box's look into its track's running look (module docstring)."""
+        if look is None or not look.any():
+            return
+        if tr.look is None or (clean and not tr.look_clean):
+            tr.look, tr.look_clean = look.astype(np.float64), clean
+        elif clean:
+            tr.look = (1.0 - LOOK_RATE) * tr.look + LOOK_RATE * look
 
     def end_tracks(self, born_after: int | None = None) -> None:
         """End every live track (a cut between shots: none is matched again; the next boxes start
@@ -337,6 +488,8 @@ class IoUTracker:
                     "last_frame": tr.last_frame,
                     "hits": tr.hits,
                     "followed": tr.followed,
+                    "look": None if tr.look is None else [float(v) for v in tr.look],
+                    "look_clean": tr.look_clean,
                 }
                 for tr in self._tracks
             ],
@@ -348,7 +501,7 @@ class IoUTracker:
         Raises:
             ValueError: for an unknown state version.
         """
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"unsupported tracker state version {state.get('version')!r}")
         if state.get("config") != asdict(self.config):
             logger.warning("resuming tracker state saved with a different TrackerConfig")
@@ -365,6 +518,8 @@ class IoUTracker:
                 last_frame=int(d["last_frame"]),
                 hits=int(d["hits"]),
                 followed=bool(d.get("followed", True)),
+                look=None if d.get("look") is None else np.asarray(d["look"], dtype=np.float64),
+                look_clean=bool(d.get("look_clean", False)),
             )
             for d in state["tracks"]
         ]
@@ -448,7 +603,8 @@ class PeopleLimit:
     (the frame's :class:`~wbcap.track.cuts.FrameChange`; None: unknown) ends every track at a cut
     (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
     the start of a flash counts too); ``time`` (seconds; None: unknown) ends every track after a
-    pause (:class:`PauseFinder`), as pass 2 does.
+    pause (:class:`PauseFinder`), as pass 2 does; ``looks`` (``(N, LOOK_SIZE)``; None: none) are
+    the boxes' looks, as pass 2 reads them from the records.
 
     Raises:
         ValueError: ``config.max_people`` is None.
@@ -463,11 +619,12 @@ class PeopleLimit:
         self._pauses = PauseFinder(config.max_age)
 
     def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
-                 change: FrameChange | None = None, time: float | None = None) -> list[int]:
+                 change: FrameChange | None = None, time: float | None = None,
+                 looks: np.ndarray | None = None) -> list[int]:
         paused = time is not None and self._pauses(time)
         if (change is not None and self._cuts(change)) or paused:
             self._tracker.end_tracks()
-        ids = self._tracker.update(frame_index, boxes, scores)
+        ids = self._tracker.update(frame_index, boxes, scores, looks=looks)
         return [i for i, tid in enumerate(ids) if tid >= 0]
 
 
