@@ -318,6 +318,10 @@ def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracke
     assert raw_boxes(out) == [[walkers[str(i)][0]] for i in range(3)]
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--max-age", "9", *args])
     assert r.exit_code == 2 and "different settings (--max-age: 5 in the run, 9 now)" in r.output, r.output
+    for flags, said in ((["--no-appearance"], "--no-appearance: not set in the run, true now"),
+                        (["--reid-age", "12"], "--reid-age: not set in the run, 12 now")):
+        r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", *flags, *args])
+        assert r.exit_code == 2 and said in r.output, r.output
     # without --max-people: that, not the tracker settings recorded with it (which nobody changed)
     i = args.index("--max-people")
     no_limit = args[:i] + args[i + 2:]

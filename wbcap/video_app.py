@@ -208,7 +208,7 @@ _OPTION_KEYS = {
     "model.fix_left_hand_flip": "fix_left_hand_flip",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
     "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
-    "people_limit.appearance": "no_appearance", "people_limit.reid_age": "reid_age",
+    "people_limit.no_appearance": "no_appearance", "people_limit.reid_age": "reid_age",
 }
 
 
@@ -221,9 +221,10 @@ def _fingerprint(job: VideoJob) -> dict:
     # With --max-people, pass 1 chooses boxes with the tracker (PeopleLimit): its settings too (the
     # cut threshold where not the default: runs made before it was one match).
     limit = {k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}
-    # (where not the default: runs made before looks match)
-    limit.update({k: getattr(job.tracker, k) for k in ("appearance", "reid_age")
-                  if getattr(job.tracker, k) != getattr(TrackerConfig, k)})
+    if not job.tracker.appearance:  # (these two where not the default: runs made before looks match)
+        limit["no_appearance"] = True
+    if job.tracker.reid_age != TrackerConfig.reid_age:
+        limit["reid_age"] = job.tracker.reid_age
     if job.tracker.cut_threshold is None:  # (its own key: a refusal then names --no-cuts)
         limit["no_cuts"] = True
     elif job.tracker.cut_threshold != CUT_THRESHOLD:

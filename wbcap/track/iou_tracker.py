@@ -23,7 +23,9 @@ Algorithm, per frame:
    ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
    and, among those, the largest total IoU. With looks (``looks`` given, ``appearance`` on),
    the cost is ``1 - IoU + LOOK_WEIGHT * d``, ``d`` the look distance of the detection and the
-   track (:func:`~wbcap.track.appearance.look_distances`, 0-1), and a pair whose ``d`` exceeds
+   track (:func:`~wbcap.track.appearance.look_distances`, 0-1), a detection may also stay
+   unmatched at a cost just above any one allowed pair's (so the matching with the most pairs
+   no longer wins over one that leaves a box to step 3b), and a pair whose ``d`` exceeds
    :data:`LOOK_GATE` is forbidden where the detection's box overlaps no other (its look is its
    own person's) and looks like another track that could be found there (step 3b's rule): a
    look that merely changed (the light, a box not fitted to its person) leaves the match to
@@ -97,6 +99,12 @@ REID_HEIGHT_RATIO = 1.5
 LOOK_RATE = 0.3
 #: A box is clean (its look is its person's) where no other box covers more than this share of it.
 CLEAN_OVERLAP = 0.1
+# With looks a box may also stay unmatched (then step 3b), at a cost above any one allowed pair's
+# (``1 - iou_threshold + LOOK_WEIGHT``) by this: a lone box and track that overlap are matched
+# whatever their looks, but two boxes are not each given the other's track (two pairs that look
+# unlike) where one matches its own and the other can be re-identified. Without it the matching
+# with the most pairs won: a man and a woman who met and turned back exchanged ids.
+_SPARE_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -356,9 +364,14 @@ class IoUTracker:
             unlike = seen & (np.nan_to_num(dist) > LOOK_GATE) & (clean & like.any(1))[:, None]
             allowed &= ~unlike[order]
             cost = np.where(allowed, 1.0 - iou + LOOK_WEIGHT * np.nan_to_num(dist[order]), _FORBIDDEN)
+            if seen.any():  # (a box may stay unmatched, for step 3b, at more than any one allowed pair costs)
+                spare = np.full((n, n), _FORBIDDEN)
+                np.fill_diagonal(spare, 1.0 - cfg.iou_threshold + LOOK_WEIGHT + _SPARE_MARGIN)
+                cost = np.concatenate([cost, spare], 1)
             rows, cols = linear_sum_assignment(cost)
+            cols = np.where(cols < len(self._tracks), cols, -1)
             for r, c in zip(rows, cols):
-                if allowed[r, c]:
+                if c >= 0 and allowed[r, c]:
                     match[int(order[r])] = self._tracks[c]
             # 3b. Re-identification by look of the boxes and tracks left (lost ones too).
             taken = {id(tr) for tr in match.values()}
