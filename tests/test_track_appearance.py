@@ -261,3 +261,50 @@ def test_run_keeps_ids_of_people_who_meet_and_turn_back(tmp_path, micro_ckpt, bo
                    for p in json.loads(line)["people"])  # (recorded either way: a later pass 2 may use them)
     assert people["looks"] == {"A": {0}, "B": {1}}
     assert people["overlap"] != people["looks"]
+
+
+def test_pass_two_gives_the_ids_pass_one_gave_when_a_lost_person_comes_back_beyond_the_limit():
+    """--max-people 1 (a review's case): A is lost, F takes the place; A comes back (found again
+    by look, but no place: left out) beside F, whose look has shifted towards A's. Pass 2 replays
+    the frame without a limit, A's box left out: F's box must keep F's id, not take A's lost track."""
+    def look(share: float) -> np.ndarray:  # (two bins per half)
+        h = np.zeros(LOOK_SIZE)
+        h[[0, LOOK_BINS]] = round(255 * share)
+        h[[1, LOOK_BINS + 1]] = 255 - round(255 * share)
+        return h
+
+    def box(x: float) -> list[float]:
+        return [x, 0.0, 40.0, 100.0]
+
+    frames = [(0, [box(100)], [look(0.5)]), (1, [], []), (2, [box(200)], [look(0.92)]),
+              (3, [box(100), box(150)], [look(0.5), look(0.68)])]
+    config = TrackerConfig(max_people=1, max_age=0, reid_age=10)
+    one, two = IoUTracker(config), IoUTracker(TrackerConfig(max_age=0, reid_age=10))
+    for f, boxes, looks in frames:
+        boxes, looks = np.asarray(boxes, float).reshape(-1, 4), np.asarray(looks, float).reshape(-1, LOOK_SIZE)
+        first = one.update(f, boxes, looks=looks)
+        assert two.update(f, boxes, left_out=np.array([i < 0 for i in first], bool), looks=looks) == first
+    assert first == [-1, 1]
+
+
+def test_max_people_with_looks_takes_frames_without_a_box():
+    """The detection thread hands --max-people's choice each frame's looks; a frame with no box,
+    or only one outside the image, has none (it crashed on reshaping an empty list: a review)."""
+    from types import SimpleNamespace
+
+    from wbcap.detect.base import Detection
+    from wbcap.detect.thread import DetectionThread
+
+    image = np.full((240, 320, 3), 100, np.uint8)
+    draw(image, 10, "A", y=10, w=50, h=150)
+    frames = [SimpleNamespace(index=i, time=i / 25, image=image) for i in range(4)]
+    found = {0: [Detection((10, 10, 50, 150), 0.9)], 1: [], 2: [Detection((400, 10, 50, 150), 0.8)],
+             3: [Detection((10, 10, 50, 150), 0.9)]}
+    calls = iter(range(4))
+    seen = []
+    with DetectionThread(frames, lambda img: found[next(calls)], maxsize=4, select=PeopleLimit(TrackerConfig(max_people=1)),
+                         max_people=1, background=False, looks=True) as thread:
+        for frame, dets in thread:
+            seen.append([d.box for d in dets])
+            assert [row for row, _ in thread.looks[frame.index]] == [[*map(float, d.box), d.score] for d in found[frame.index]]
+    assert seen == [[(10, 10, 50, 150)], [], [(400, 10, 50, 150)], [(10, 10, 50, 150)]]

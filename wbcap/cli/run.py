@@ -44,8 +44,9 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.option("--iou-threshold", type=FiniteFloatRange(0, 1), default=0.3, show_default=True, help="Tracker: minimum box IoU to continue a track.")
 @click.option("--max-age", type=IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
 @click.option("--reid-age", type=IntRange(min=0), default=30, show_default=True,
-              help="Tracker: processed frames a person missed for longer than --max-age (hidden behind another) can still "
-                   "be found again by the colours of their clothes and keep their id.")
+              help="Tracker: a person missed for longer than --max-age (hidden behind another) can still be found again "
+                   "by the colours of their clothes, keeping their id, until this many processed frames after they were "
+                   "last seen.")
 @click.option("--no-appearance", is_flag=True,
               help="Tracker: boxes' overlap alone, without the colours of the clothes (which keep apart people who meet, "
                    "stop or turn back, and find again people hidden for longer than --max-age).")

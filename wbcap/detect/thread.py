@@ -20,6 +20,7 @@ from wbcap.detect.boxes import box_outside_image
 from wbcap.errors import setting
 from wbcap.io.background import Prefetch
 from wbcap.io.progress import timed
+from wbcap.track.appearance import LOOK_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,8 @@ class DetectionThread:
                 inside = [dets[k] for k in at]
                 boxes = np.array([d.box for d in inside], dtype=np.float64).reshape(-1, 4)
                 found = None if self.looks is None else self.looks.get(frame.index)
-                looks = None if found is None else np.array([found[k][1] for k in at], np.float64).reshape(len(at), -1)
+                looks = (None if found is None
+                         else np.array([found[k][1] for k in at], np.float64).reshape(len(at), LOOK_SIZE))
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
                                                        change=self.changes.get(frame.index), time=frame.time, looks=looks)]
                 if len(kept) < len(inside):

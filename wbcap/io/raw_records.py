@@ -22,8 +22,9 @@ inside the image, ``[x, y, w, h, score]`` in the detector's order, which a resum
 the limit's tracker (:func:`detected_boxes`) and pass 2 tracks, those left out unseen
 (:func:`choice_boxes`). ``look`` (a person's) and ``detected_looks`` (one per ``detected`` row):
 what the box's person looks like, :data:`~wbcap.track.appearance.LOOK_SIZE` whole numbers 0-255
-(:func:`wbcap.track.appearance.box_looks`), which the trackers of both passes use (absent in runs
-made before wbcap had them or with ``--no-appearance``: overlap alone). This module is the file edge of the raw records:
+(:func:`wbcap.track.appearance.box_looks`), which the trackers of both passes use (recorded with
+``--no-appearance`` too, for a later pass 2; absent in runs made before wbcap had them: overlap
+alone). This module is the file edge of the raw records:
 the names come from :mod:`wbcap.io.param_names`.
 """
 
@@ -259,7 +260,7 @@ def choice_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[in
 
 def detected_looks(rec: dict) -> np.ndarray | None:
     """The looks of :func:`detected_boxes`' rows (``(N, LOOK_SIZE)`` float64), or None where the
-    record has none (a run before looks, ``--no-appearance``)."""
+    record has none (a run made before looks)."""
     if "detected" not in rec:
         return record_looks(rec)
     if "detected_looks" not in rec:

@@ -31,7 +31,7 @@ Algorithm, per frame:
    look that merely changed (the light, a box not fitted to its person) leaves the match to
    overlap. Where two people meet, stop or turn back, their boxes and predictions overlap
    both tracks and overlap alone swapped their ids; their clothes keep them apart
-   (``tests/test_track.py``).
+   (``tests/test_track_appearance.py``).
 3b. Re-identification: detections still unmatched and tracks still unmatched (lost ones too)
    whose looks are within :data:`REID_DISTANCE`, whose centres are within reach (the detection's
    centre from the track's last or predicted box centre at most :data:`REID_REACH` box heights
@@ -82,8 +82,9 @@ _FORBIDDEN = 1e6  # assignment cost of a pair below the IoU threshold
 
 # Looks (step 3 of the module docstring). Calibrated on the tracks of 400 frames of OpenCV's
 # vtest.avi (YOLOX-nano boxes, ~7 people a frame, 50-120 px tall), boxes overlapping no other:
-# a box against its own track's running look (LOOK_RATE 0.3) is at 0.15 (median), 0.28 (95 %),
-# 0.41 (99 %), 0.58 (99.9 %); against other tracks' looks at 0.6 (median), 0.32 (5 %), 0.22 (1 %).
+# a box against its own track's running look (LOOK_RATE 0.3) is at 0.17 (median), 0.29 (95 %),
+# 0.43 (99 %), 0.60 (99.9 %); against the looks of the other tracks seen in the last 60 frames at
+# 0.61 (median), 0.34 (5 %), 0.25 (1 %).
 #: Weight of the look distance (0-1) in the assignment cost, beside ``1 - IoU``.
 LOOK_WEIGHT = 1.0
 #: A box overlapping no other is not matched by overlap to a track whose look is farther than this.
@@ -138,9 +139,10 @@ class TrackerConfig:
             :class:`IoUTracker` itself does not use it (:meth:`IoUTracker.end_tracks` ends them).
         appearance: use the boxes' looks where :meth:`IoUTracker.update` is given them (steps 3
             and 3b of the module docstring); False (``--no-appearance``): overlap alone.
-        reid_age: processed frames a track missed for longer than ``max_age`` can still be
-            re-identified by its look (step 3b); ``wbcap run`` sets it to about 2 s of processed
-            frames (``--reid-age``). Not more than ``max_age`` (or 0): no such lost tracks.
+        reid_age: processed frames (counted from its last match, as ``max_age``) up to which a
+            track missed for longer than ``max_age`` can still be re-identified by its look
+            (step 3b; ``wbcap run --reid-age``, default 30). Not more than ``max_age`` (or 0):
+            no such lost tracks.
     """
 
     iou_threshold: float = 0.3
@@ -344,6 +346,9 @@ class IoUTracker:
             dist[~has_look] = np.nan
         # a box left out is matched to no followed track (when it was chosen it matched none)
         barred = out[:, None] & np.array([tr.followed for tr in self._tracks], bool)[None, :]
+        # (but may be re-identified as a lost followed track, as pass 1 found it there before the
+        # limit left it out: so no kept box takes that track in pass 2 where none did in pass 1)
+        barred_live = barred & ~lost[None, :]
 
         # 2-3. Predict, gate, assign (tracks not lost).
         match: dict[int, _Track] = {}  # detection index -> track
@@ -358,7 +363,7 @@ class IoUTracker:
             # a box whose look is someone else's nearby (a track it could be re-identified as) is not
             # matched by overlap to a track it does not look like (a look that merely changed, light
             # or a box not fitted to its person, leaves the match to overlap)
-            like = seen & (np.nan_to_num(dist, nan=1.0) <= REID_DISTANCE) & ~barred
+            like = seen & (np.nan_to_num(dist, nan=1.0) <= REID_DISTANCE)
             if like.any():
                 like &= _within_reach(self._tracks, preds, boxes, frame_index, cfg.frame_stride)
             unlike = seen & (np.nan_to_num(dist) > LOOK_GATE) & (clean & like.any(1))[:, None]
@@ -379,7 +384,7 @@ class IoUTracker:
             free_t = [c for c, tr in enumerate(self._tracks) if id(tr) not in taken and tr.look is not None]
             if free_d and free_t:
                 d = dist[np.ix_(free_d, free_t)]
-                ok = like[np.ix_(free_d, free_t)]
+                ok = (like & ~barred_live)[np.ix_(free_d, free_t)]
                 if ok.any():
                     rows, cols = linear_sum_assignment(np.where(ok, d, _FORBIDDEN))
                     for r, c in zip(rows, cols):
@@ -408,7 +413,7 @@ class IoUTracker:
         unseen = sorted((i for i in match if not match[i].followed and not out[i]),
                         key=lambda i: (-match[i].hits, -scores[i], i))
         new = [int(i) for i in order if int(i) not in match]
-        chosen = (revived + unseen + [i for i in new if not out[i]])[:slots]
+        chosen = ([i for i in revived if not out[i]] + unseen + [i for i in new if not out[i]])[:slots]
         for i in chosen:  # 4. new ids (tracks followed from now on), in that order
             if i in revived:  # (a lost followed track found again: its id goes on)
                 observe(i)
