@@ -227,6 +227,8 @@ def test_raw_records_keep_each_box_look(tmp_path):
     assert choice_looks(second).tolist() == [la, lb] and choice_looks(first).tolist() == [lb, la]
     assert looks == {}
     del first["people"][0]["look"]
+    assert choice_looks(first).tolist() == [[0] * LOOK_SIZE, la]  # (that person alone has no look)
+    del first["people"][1]["look"]
     assert choice_looks(first) is None  # (a run before looks: overlap alone)
     second["people"][0]["look"] = [256] * LOOK_SIZE
     assert "look is not" in damaged_raw_record(second, all_params=False)
@@ -261,6 +263,19 @@ def test_run_keeps_ids_of_people_who_meet_and_turn_back(tmp_path, micro_ckpt, bo
                    for p in json.loads(line)["people"])  # (recorded either way: a later pass 2 may use them)
     assert people["looks"] == {"A": {0}, "B": {1}}
     assert people["overlap"] != people["looks"]
+    # a run made before looks were recorded: pass 2 again (no network) by overlap alone, said so
+    raw = tmp_path / "looks" / ".wbcap" / "raw.jsonl"
+    records = [json.loads(line) for line in raw.read_text().splitlines()]
+    for rec in records:
+        for person in rec["people"]:
+            del person["look"]
+    raw.write_text("".join(json.dumps(rec) + "\n" for rec in records))
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "looks"), "--resume", "--smooth", "gaussian",
+                                 "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", "--export", "none",
+                                 "--min-track", "1", "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
+                                 "--device", "cpu"])
+    assert r.exit_code == 0 and f"{len(records)} of {len(records)} frames with people" in r.output, r.output
+    assert "tracked by overlap alone" in r.output
 
 
 def test_pass_two_gives_the_ids_pass_one_gave_when_a_lost_person_comes_back_beyond_the_limit():

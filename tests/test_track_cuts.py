@@ -91,7 +91,9 @@ def test_a_cutaway_with_a_cut_inside_it_is_no_cut_and_longer_ones_are_cuts():
     """A 0.4 s cutaway made of two shots (B 0.2 s, then C 0.2 s) back to the first picture A: neither
     jump is a cut, A's people go on (the last session's open case). The same two shots for 0.3 s each
     (back after 0.6 s) are three cuts; B then a lasting C, two."""
-    a, b, c = (100, 100, 100), (200, 40, 40), (40, 40, 200)
+    # (C darker than B: a pure change of hue from red to blue is 60 of 180 round the hue circle, 20
+    # in all, no cut; it was 40 before hue went round its circle)
+    a, b, c = (100, 100, 100), (200, 40, 40), (20, 20, 100)
 
     def cuts(seq):
         meter = ChangeMeter()
@@ -507,3 +509,15 @@ def test_a_resume_without_no_cuts_names_it(tmp_path, micro_ckpt, body_dir):
     r = CliRunner().invoke(cli, [*args, "--resume", "--cut-threshold", "20"])
     assert r.exit_code == 2 and "different settings (--cut-threshold: not set in the run, 20.0 now; " \
         "--no-cuts: true in the run, not set now)" in r.output, r.output
+
+
+def test_hue_is_compared_round_its_circle():
+    """Near-grey reddish pixels whose hue flips between the two ends of OpenCV's 0-179 with the
+    noise (a break-it trial's light fading to red: every frame a cut) change by 4 of hue, not 176."""
+    from wbcap.track.cuts import content_change
+
+    a = np.zeros((2, 2, 3), np.uint8) + np.array([178, 10, 100], np.uint8)
+    b = np.zeros((2, 2, 3), np.uint8) + np.array([2, 12, 100], np.uint8)
+    assert content_change(a, b) == pytest.approx((4 + 2 + 0) / 3)
+    assert content_change(a, a) == 0.0
+    assert content_change(np.full((2, 2, 3), [0, 0, 0], np.uint8), np.full((2, 2, 3), [90, 255, 255], np.uint8)) == 200.0

@@ -223,7 +223,7 @@ def _fingerprint(job: VideoJob) -> dict:
     limit = {k: getattr(job.tracker, k) for k in ("iou_threshold", "max_age", "motion", "velocity_smoothing")}
     if not job.tracker.appearance:  # (these two where not the default: runs made before looks match)
         limit["no_appearance"] = True
-    if job.tracker.reid_age != TrackerConfig.reid_age:
+    if job.tracker.reid_age != TrackerConfig.reid_age and job.tracker.appearance:  # (no effect without looks)
         limit["reid_age"] = job.tracker.reid_age
     if job.tracker.cut_threshold is None:  # (its own key: a refusal then names --no-cuts)
         limit["no_cuts"] = True

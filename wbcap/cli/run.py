@@ -71,7 +71,8 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
                    "(the time between two detections less one frame interval: a track seen in every frame is never split, "
                    "unless the source itself has no frame for over 2 s). "
-                   "Gaps longer than --max-age frames end the track first.")
+                   "Gaps longer than --max-age frames end the track first, unless the person is found again by their looks "
+                   "(--reid-age): then the same id goes on in track_<id>_part2.npz, ....")
 @export_options(default="glb")
 @click.option("--world", is_flag=True,
               help="Static camera: estimate the ground from the feet and write the track files in its world (gravity "

@@ -274,11 +274,12 @@ def choice_looks(rec: dict) -> np.ndarray | None:
 
 
 def record_looks(rec: dict) -> np.ndarray | None:
-    """The looks of a record's people (``(N, LOOK_SIZE)`` float64), or None where one has none."""
+    """The looks of a record's people (``(N, LOOK_SIZE)`` float64; a person without one gets a row
+    of zeros, no look), or None where none has one."""
     people = rec["people"]
-    if not all("look" in p for p in people):
+    if not any("look" in p for p in people):
         return None
-    return np.asarray([p["look"] for p in people], np.float64).reshape(-1, LOOK_SIZE)
+    return np.asarray([p.get("look", [0] * LOOK_SIZE) for p in people], np.float64).reshape(-1, LOOK_SIZE)
 
 
 def record_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray]:

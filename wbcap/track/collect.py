@@ -134,6 +134,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
     col = Collected(frames=frames, per_track={}, kept=set(), min_length=min_length,
                     frame_stride=tracker_config.frame_stride)
     col.cuts, col.flashes, col.pauses = found.cuts, found.flashes, pauses
+    with_people = without_looks = 0
     for rec in read_checked_raw(raw_path):
         people = rec["people"]
         frame = int(rec["frame"])
@@ -144,11 +145,18 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
-        every_id = tracker.update(rec["frame"], boxes, scores, left_out, looks=choice_looks(rec))
+        looks = choice_looks(rec)
+        if len(boxes):
+            with_people += 1
+            without_looks += looks is None
+        every_id = tracker.update(rec["frame"], boxes, scores, left_out, looks=looks)
         ids = [every_id[k] for k in at]
         col.detections += len(people)
         for pid, person in zip(ids, people):  # (every kept box gets one: no limit here, none of them left out)
             col.per_track.setdefault(pid, Track()).append(rec["frame"], frames[int(rec["frame"])], person)
+    if without_looks and tracker_config.appearance:
+        log.warning("%d of %d frames with people in %s have no looks (a run made before wbcap recorded them): their boxes "
+                    "are tracked by overlap alone", without_looks, with_people, raw_path)
     col.kept = tracker.finalize()
     col.dropped = {tid: len(tr.frame) for tid, tr in col.per_track.items() if tid not in col.kept}
     user_boxes = detector.startswith("boxes:") or detector == "full"
