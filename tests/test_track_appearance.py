@@ -146,6 +146,24 @@ def test_a_box_that_looks_like_its_own_track_is_not_given_another_by_overlap():
     assert ids_of(scene, looks=False) == {"A": [0, 1], "B": [1]}
 
 
+@pytest.mark.parametrize("teammate", [False, True])
+def test_a_look_several_tracks_share_finds_none_of_them_again(teammate):
+    """A leaves after frame 4; from frame 12 C, dressed alike, stands near where A was. Alone,
+    C is taken for A (colours are not identities: README); with B dressed alike elsewhere in the
+    picture (a team's players) the look tells no one apart and C gets a new id, not A's."""
+    background = np.random.default_rng(0).integers(100, 120, (160, 320, 3)).astype(np.uint8)
+    tracker = IoUTracker(TrackerConfig())
+    ids = []
+    for f in range(20):
+        image = background.copy()
+        shown = ([40.0] if f <= 4 else []) + ([250.0] if teammate else []) + ([60.0] if f >= 12 else [])
+        for x in shown:
+            draw(image, x, "A")
+        boxes = np.array([[x, 20, 40, 120] for x in shown], np.float64).reshape(-1, 4)
+        ids.append(dict(zip(shown, tracker.update(f, boxes, looks=box_looks(image, boxes)))))
+    assert ids[0][40.0] == 0 and ids[19][60.0] == (2 if teammate else 0)
+
+
 def test_a_changed_look_alone_does_not_break_a_track():
     """A box that keeps its place while what is inside changes (light, a box not fitted to its
     person) stays one track: the look gate applies only where the box looks like someone else."""
@@ -278,10 +296,15 @@ def test_run_keeps_ids_of_people_who_meet_and_turn_back(tmp_path, micro_ckpt, bo
     assert "tracked by overlap alone" in r.output
 
 
-def test_pass_two_gives_the_ids_pass_one_gave_when_a_lost_person_comes_back_beyond_the_limit():
+def test_pass_two_gives_the_ids_pass_one_gave_when_a_lost_person_comes_back_beyond_the_limit(monkeypatch):
     """--max-people 1 (a review's case): A is lost, F takes the place; A comes back (found again
     by look, but no place: left out) beside F, whose look has shifted towards A's. Pass 2 replays
-    the frame without a limit, A's box left out: F's box must keep F's id, not take A's lost track."""
+    the frame without a limit, A's box left out: F's box must keep F's id, not take A's lost track.
+    (REID_RATIO, which would now find F's box as neither, is lifted: the passes must agree whatever
+    the rule.)"""
+    from wbcap.track import iou_tracker
+
+    monkeypatch.setattr(iou_tracker, "REID_RATIO", 10.0)
     def look(share: float) -> np.ndarray:  # (two bins per half)
         h = np.zeros(LOOK_SIZE)
         h[[0, LOOK_BINS]] = round(255 * share)

@@ -36,8 +36,10 @@ Algorithm, per frame:
    whose looks are within :data:`REID_DISTANCE`, whose centres are within reach (the detection's
    centre from the track's last or predicted box centre at most :data:`REID_REACH` box heights
    plus :data:`REID_REACH_PER_FRAME` per processed frame missed, :data:`REID_MAX_REACH` at
-   most) and whose heights differ by at most :data:`REID_HEIGHT_RATIO`, are matched by least
-   look distance: a person hidden behind another for longer than ``max_age`` keeps their id.
+   most) and whose heights differ by at most :data:`REID_HEIGHT_RATIO`, and whose look is
+   nearer than :data:`REID_RATIO` of the detection's distance to any other track, are matched
+   by least look distance: a person hidden behind another for longer than ``max_age`` keeps
+   their id.
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
 5. With ``max_people``, at most that many tracks are *followed* at a time: a followed track
@@ -94,8 +96,10 @@ REID_DISTANCE = 0.3
 #: ... centres within this many box heights (the larger of the two), plus this many per processed
 #: frame the track was missed, at most that many ...
 REID_REACH, REID_REACH_PER_FRAME, REID_MAX_REACH = 0.5, 0.05, 2.0
-#: ... and heights at most this ratio apart.
-REID_HEIGHT_RATIO = 1.5
+#: ... and heights at most this ratio apart; and the look at most this share of its distance to
+#: any other track's (two people dressed alike in the picture, a team's players: a box that looks
+#: like several tracks is found again as none of them, a new id rather than another's).
+REID_HEIGHT_RATIO, REID_RATIO = 1.5, 0.8
 #: Weight of a new look (of a box overlapping no other) in a track's running look.
 LOOK_RATE = 0.3
 #: A box is clean (its look is its person's) where no other box covers more than this share of it.
@@ -237,6 +241,17 @@ def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
     cover = iw * ih / np.maximum(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None), 1e-9)[:, None]
     np.fill_diagonal(cover, 0.0)
     return ~(cover > CLEAN_OVERLAP).any(1)
+
+
+def _distinct(dist: np.ndarray) -> np.ndarray:
+    """``(N, M)`` bool: whether each box is nearer each track's look than :data:`REID_RATIO` of
+    its distance to any other track's (step 3b); ``dist`` ``(N, M)`` look distances, NaN: none."""
+    d = np.where(np.isnan(dist), np.inf, dist)
+    if d.shape[1] < 2:
+        return np.ones(d.shape, bool)
+    two = np.sort(d, axis=1)[:, :2]  # (N, 2) the smallest and the next
+    others = np.where(d <= two[:, :1], two[:, 1:], two[:, :1])  # (the least of the others')
+    return d < REID_RATIO * others
 
 
 def _within_reach(tracks: list[_Track], preds: np.ndarray, boxes: np.ndarray, frame_index: int,
@@ -384,7 +399,7 @@ class IoUTracker:
             free_t = [c for c, tr in enumerate(self._tracks) if id(tr) not in taken and tr.look is not None]
             if free_d and free_t:
                 d = dist[np.ix_(free_d, free_t)]
-                ok = (like & ~barred_live)[np.ix_(free_d, free_t)]
+                ok = (like & ~barred_live & _distinct(dist))[np.ix_(free_d, free_t)]
                 if ok.any():
                     rows, cols = linear_sum_assignment(np.where(ok, d, _FORBIDDEN))
                     for r, c in zip(rows, cols):
