@@ -45,8 +45,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.option("--max-age", type=IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
 @click.option("--reid-age", type=IntRange(min=0), default=30, show_default=True,
               help="Tracker: a person missed for longer than --max-age (hidden behind another) can still be found again "
-                   "by the colours of their clothes, keeping their id, until this many processed frames after they were "
-                   "last seen.")
+                   "by the colours of their clothes, keeping their id, when missed for up to this many processed frames.")
 @click.option("--no-appearance", is_flag=True,
               help="Tracker: boxes' overlap alone, without the colours of the clothes (which keep apart people who meet, "
                    "stop or turn back, and find again people hidden for longer than --max-age).")
@@ -72,7 +71,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
                    "(the time between two detections less one frame interval: a track seen in every frame is never split, "
                    "unless the source itself has no frame for over 2 s). "
                    "Gaps longer than --max-age frames end the track first, unless the person is found again by their looks "
-                   "(--reid-age): then the same id goes on in track_<id>_part2.npz, ....")
+                   "(--reid-age): the same id then goes on, past --max-gap in track_<id>_part2.npz.")
 @export_options(default="glb")
 @click.option("--world", is_flag=True,
               help="Static camera: estimate the ground from the feet and write the track files in its world (gravity "

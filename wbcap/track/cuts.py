@@ -83,7 +83,7 @@ def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
 
 def content_change(a: np.ndarray, b: np.ndarray) -> float:
     """The mean absolute difference of two :func:`hsv_thumbnail` images, over pixels and the three
-    channels, hue round its circle of 180 (module docstring; 0 for equal images, at most 200 / 3);
+    channels, hue round its circle of 180 (module docstring; 0 for equal images, at most 200);
     images of different sizes differ wholly: 255."""
     if a.shape != b.shape:
         return 255.0

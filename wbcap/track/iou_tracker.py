@@ -37,9 +37,10 @@ Algorithm, per frame:
    centre from the track's last or predicted box centre at most :data:`REID_REACH` box heights
    plus :data:`REID_REACH_PER_FRAME` per processed frame missed, :data:`REID_MAX_REACH` at
    most) and whose heights differ by at most :data:`REID_HEIGHT_RATIO`, and whose look is
-   nearer than :data:`REID_RATIO` of the detection's distance to any other track, are matched
-   by least look distance: a person hidden behind another for longer than ``max_age`` keeps
-   their id.
+   nearer than :data:`REID_RATIO` of the detection's distance to the look of any other track
+   in the picture (matched in step 3) or within reach, are matched by least look distance: a
+   person hidden behind another for longer than ``max_age`` keeps their id, and a box that
+   looks like several people (two dressed alike, a team's players) is found again as none.
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
 5. With ``max_people``, at most that many tracks are *followed* at a time: a followed track
@@ -143,10 +144,11 @@ class TrackerConfig:
             :class:`IoUTracker` itself does not use it (:meth:`IoUTracker.end_tracks` ends them).
         appearance: use the boxes' looks where :meth:`IoUTracker.update` is given them (steps 3
             and 3b of the module docstring); False (``--no-appearance``): overlap alone.
-        reid_age: processed frames (counted from its last match, as ``max_age``) up to which a
-            track missed for longer than ``max_age`` can still be re-identified by its look
-            (step 3b; ``wbcap run --reid-age``, default 30). Not more than ``max_age`` (or 0):
-            no such lost tracks.
+        reid_age: a track missed for longer than ``max_age`` can still be re-identified by its
+            look (step 3b) while missed for up to this many processed frames (counted as
+            ``max_age``: last matched at ``f``, up to frame ``f + (reid_age + 1) * frame_stride``;
+            ``wbcap run --reid-age``, default 30). Not more than ``max_age`` (or 0): no such
+            lost tracks.
     """
 
     iou_threshold: float = 0.3
@@ -243,14 +245,16 @@ def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
     return ~(cover > CLEAN_OVERLAP).any(1)
 
 
-def _distinct(dist: np.ndarray) -> np.ndarray:
+def _distinct(dist: np.ndarray, rivals: np.ndarray) -> np.ndarray:
     """``(N, M)`` bool: whether each box is nearer each track's look than :data:`REID_RATIO` of
-    its distance to any other track's (step 3b); ``dist`` ``(N, M)`` look distances, NaN: none."""
+    its distance to the look of any other of its ``rivals`` (``(N, M)`` bool) (step 3b);
+    ``dist`` ``(N, M)`` look distances, NaN: none."""
     d = np.where(np.isnan(dist), np.inf, dist)
     if d.shape[1] < 2:
         return np.ones(d.shape, bool)
-    two = np.sort(d, axis=1)[:, :2]  # (N, 2) the smallest and the next
-    others = np.where(d <= two[:, :1], two[:, 1:], two[:, :1])  # (the least of the others')
+    r = np.where(rivals, d, np.inf)
+    two = np.sort(r, axis=1)[:, :2]  # (N, 2) the rivals' smallest and next
+    others = np.where(rivals & (r <= two[:, :1]), two[:, 1:], two[:, :1])  # (the least of the others')
     return d < REID_RATIO * others
 
 
@@ -378,9 +382,9 @@ class IoUTracker:
             # a box whose look is someone else's nearby (a track it could be re-identified as) is not
             # matched by overlap to a track it does not look like (a look that merely changed, light
             # or a box not fitted to its person, leaves the match to overlap)
-            like = seen & (np.nan_to_num(dist, nan=1.0) <= REID_DISTANCE)
-            if like.any():
-                like &= _within_reach(self._tracks, preds, boxes, frame_index, cfg.frame_stride)
+            near = (_within_reach(self._tracks, preds, boxes, frame_index, cfg.frame_stride) if seen.any()
+                    else np.zeros(seen.shape, bool))
+            like = seen & (np.nan_to_num(dist, nan=1.0) <= REID_DISTANCE) & near
             unlike = seen & (np.nan_to_num(dist) > LOOK_GATE) & (clean & like.any(1))[:, None]
             allowed &= ~unlike[order]
             cost = np.where(allowed, 1.0 - iou + LOOK_WEIGHT * np.nan_to_num(dist[order]), _FORBIDDEN)
@@ -399,7 +403,9 @@ class IoUTracker:
             free_t = [c for c, tr in enumerate(self._tracks) if id(tr) not in taken and tr.look is not None]
             if free_d and free_t:
                 d = dist[np.ix_(free_d, free_t)]
-                ok = (like & ~barred_live & _distinct(dist))[np.ix_(free_d, free_t)]
+                # (the rivals: the people in the picture, matched above, and every track within reach)
+                rivals = near | np.array([id(tr) in taken for tr in self._tracks], bool)[None, :]
+                ok = (like & ~barred_live & _distinct(dist, rivals))[np.ix_(free_d, free_t)]
                 if ok.any():
                     rows, cols = linear_sum_assignment(np.where(ok, d, _FORBIDDEN))
                     for r, c in zip(rows, cols):
