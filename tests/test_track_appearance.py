@@ -164,6 +164,25 @@ def test_a_look_several_tracks_share_finds_none_of_them_again(teammate):
     assert ids[0][40.0] == 0 and ids[19][60.0] == (2 if teammate else 0)
 
 
+def test_a_stale_track_of_the_same_person_out_of_reach_does_not_block_finding_them_again():
+    """A is seen at the left (frames 0-9), then far right (21-25: out of reach of that track, a new
+    id), hidden, and back beside the second place at frame 34: found again as the second track.
+    The first, lost and out of reach, is no rival (a review: any track with a look counted, so
+    A's own two tracks looked alike and A got a third id)."""
+    background = np.random.default_rng(0).integers(100, 120, (160, 320, 3)).astype(np.uint8)
+    tracker = IoUTracker(TrackerConfig())
+    ids = []
+    for f in range(40):
+        image = background.copy()
+        x = 40.0 if f <= 9 else 250.0 if 21 <= f <= 25 else 270.0 if f >= 34 else None
+        boxes = np.zeros((0, 4))
+        if x is not None:
+            draw(image, x, "A")
+            boxes = np.array([[x, 20, 40, 120]])
+        ids += tracker.update(f, boxes, looks=box_looks(image, boxes))
+    assert ids == [0] * 10 + [1] * 5 + [1] * 6
+
+
 def test_a_changed_look_alone_does_not_break_a_track():
     """A box that keeps its place while what is inside changes (light, a box not fitted to its
     person) stays one track: the look gate applies only where the box looks like someone else."""
