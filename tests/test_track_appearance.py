@@ -49,12 +49,13 @@ def meeting(stay: int, turn: bool, speed: int = 6, steps: int = 10, width: int =
     return out
 
 
-def ids_of(scene, config: TrackerConfig = TrackerConfig(), looks: bool = True) -> dict[str, list[int]]:
-    """Each figure's track ids, in order, without repeats."""
+def ids_of(scene, config: TrackerConfig = TrackerConfig(), looks: bool = True, sized: bool = True) -> dict[str, list[int]]:
+    """Each figure's track ids, in order, without repeats (``sized``: the tracker told the picture's size)."""
     tracker = IoUTracker(config)
     seen: dict[str, list[int]] = {}
-    for f, (_, boxes, who, found) in enumerate(scene):
-        for person, tid in zip(who, tracker.update(f, boxes, looks=found if looks else None)):
+    for f, (image, boxes, who, found) in enumerate(scene):
+        size = (image.shape[1], image.shape[0]) if sized else None
+        for person, tid in zip(who, tracker.update(f, boxes, looks=found if looks else None, size=size)):
             if not seen.get(person) or seen[person][-1] != tid:
                 seen.setdefault(person, []).append(tid)
     return seen
@@ -181,6 +182,24 @@ def test_a_stale_track_of_the_same_person_out_of_reach_does_not_block_finding_th
             boxes = np.array([[x, 20, 40, 120]])
         ids += tracker.update(f, boxes, looks=box_looks(image, boxes))
     assert ids == [0] * 10 + [1] * 5 + [1] * 6
+
+
+def test_a_person_who_walked_out_at_the_side_is_not_found_again_in_the_next_one_walking_in():
+    """A lab's camera: P walks out at the right side; 8 frames later Q, dressed alike, walks in
+    there. Told the picture's size, the tracker ends P's track (walked out) and Q gets a new id;
+    without it, Q is taken for P (re-identified by look)."""
+    background = np.random.default_rng(0).integers(100, 120, (160, 320, 3)).astype(np.uint8)
+    scene = []
+    for f in range(30):
+        image = background.copy()
+        x = 160.0 + 12 * f if f <= 10 else 280.0 - 12 * (f - 19) if f >= 19 else None  # (out: 11-18)
+        shown = [] if x is None else [("P" if f <= 10 else "Q", x)]
+        for _, at in shown:
+            draw(image, at, "A")
+        boxes = np.array([[min(at, 280.0), 20, 40, 120] for _, at in shown], np.float64).reshape(-1, 4)
+        scene.append((image, boxes, [who for who, _ in shown], box_looks(image, boxes)))
+    assert ids_of(scene) == {"P": [0], "Q": [1]}
+    assert ids_of(scene, sized=False) == {"P": [0], "Q": [0]}
 
 
 def test_a_changed_look_alone_does_not_break_a_track():

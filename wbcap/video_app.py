@@ -49,7 +49,7 @@ from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
-from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_records, read_raw, start_raw
+from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_records, read_raw, record_size, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
@@ -433,7 +433,7 @@ def _people_limit(job: VideoJob, raw: Path, last_done: int):
     if last_done >= 0:  # (every detection of those frames: the people tracked unseen too)
         for rec in read_raw(raw):
             limit(int(rec["frame"]), *detected_boxes(rec), change=FrameChange.of_record(rec), time=float(rec["time"]),
-                  looks=detected_looks(rec))
+                  looks=detected_looks(rec), size=record_size(rec))
     return limit
 
 

@@ -206,7 +206,8 @@ class DetectionThread:
                 looks = (None if found is None
                          else np.array([found[k][1] for k in at], np.float64).reshape(len(at), LOOK_SIZE))
                 kept = [inside[i] for i in self.select(frame.index, boxes, np.array([d.score for d in inside], dtype=np.float64),
-                                                       change=self.changes.get(frame.index), time=frame.time, looks=looks)]
+                                                       change=self.changes.get(frame.index), time=frame.time, looks=looks,
+                                                       size=(w, h))]
                 if len(kept) < len(inside):
                     self.over_limit += len(inside) - len(kept)
                     self.frames_over += 1

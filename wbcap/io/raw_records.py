@@ -273,6 +273,15 @@ def choice_looks(rec: dict) -> np.ndarray | None:
     return detected_looks(rec)
 
 
+def record_size(rec: dict) -> tuple[float, float] | None:
+    """A record's picture ``(width, height)`` pixels, or None where it has no such ``size``."""
+    size = rec.get("size")
+    if (isinstance(size, list) and len(size) == 2 and _plain_finite(size) and not any(isinstance(v, bool) for v in size)
+            and min(size) > 0):
+        return float(size[0]), float(size[1])
+    return None
+
+
 def record_looks(rec: dict) -> np.ndarray | None:
     """The looks of a record's people (``(N, LOOK_SIZE)`` float64; a person without one gets a row
     of zeros, no look), or None where none has one."""

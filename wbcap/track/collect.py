@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import choice_boxes, choice_looks, read_checked_raw
+from wbcap.io.raw_records import choice_boxes, choice_looks, read_checked_raw, record_size
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import PAUSE_LEAST_FRAMES, PAUSE_SLACK, PauseFinder, TrackerConfig
 
@@ -149,7 +149,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         if len(boxes):
             with_people += 1
             without_looks += looks is None
-        every_id = tracker.update(rec["frame"], boxes, scores, left_out, looks=looks)
+        every_id = tracker.update(rec["frame"], boxes, scores, left_out, looks=looks, size=record_size(rec))
         ids = [every_id[k] for k in at]
         col.detections += len(people)
         for pid, person in zip(ids, people):  # (every kept box gets one: no limit here, none of them left out)

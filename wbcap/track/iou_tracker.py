@@ -10,7 +10,8 @@ Algorithm, per frame:
 1. Tracks whose last match is more than ``max_age`` processed frames old (``frame_stride``
    source frames each) are *lost*: no box is matched to them by overlap. A lost track that has
    a look is still re-identified by it (step 3b) for up to ``reid_age`` processed frames; then,
-   or without a look, it ends (never matched again).
+   or without a look, or where its last box reached the picture's left or right side (the
+   person walked out; ``size`` given), it ends (never matched again).
 2. Every live track predicts its box for this frame. With ``motion='constant_velocity'``
    (default) the box centre moves by the track's velocity (pixels per frame, an exponential
    moving average of the centre displacement between its matches) times the frames elapsed;
@@ -101,6 +102,10 @@ REID_REACH, REID_REACH_PER_FRAME, REID_MAX_REACH = 0.5, 0.05, 2.0
 #: any other track's (two people dressed alike in the picture, a team's players: a box that looks
 #: like several tracks is found again as none of them, a new id rather than another's).
 REID_HEIGHT_RATIO, REID_RATIO = 1.5, 0.8
+#: A track whose last box is within this share of the picture's width of its left or right side
+#: walked out of the picture: it is not re-identified (a participant leaving a lab's camera and
+#: the next, dressed alike, walking in there a second later would take their id).
+SIDE_MARGIN = 0.01
 #: Weight of a new look (of a box overlapping no other) in a track's running look.
 LOOK_RATE = 0.3
 #: A box is clean (its look is its person's) where no other box covers more than this share of it.
@@ -221,6 +226,7 @@ class _Track:
     followed: bool = True  # False: a box beyond max_people, tracked unseen (no id handed out)
     look: np.ndarray | None = None  # (LOOK_SIZE,) float64 running look, None before the first
     look_clean: bool = False  # the look is of boxes overlapping no other (else of a first, overlapped one)
+    at_side: bool = False  # its last box reached the picture's left or right side (walked out: not re-identified)
 
     def predict(self, frame_index: int, motion: str) -> np.ndarray:
         """Predicted ``(4,)`` xywh box at ``frame_index``."""
@@ -243,6 +249,12 @@ def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
     cover = iw * ih / np.maximum(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None), 1e-9)[:, None]
     np.fill_diagonal(cover, 0.0)
     return ~(cover > CLEAN_OVERLAP).any(1)
+
+
+def _at_side(box: np.ndarray, size: tuple[float, float]) -> bool:
+    """Whether an ``(x, y, w, h)`` box reaches the left or right side of a picture ``(width, height)``."""
+    margin = SIDE_MARGIN * float(size[0])
+    return bool(box[0] <= margin or box[0] + box[2] >= float(size[0]) - margin)
 
 
 def _distinct(dist: np.ndarray, rivals: np.ndarray) -> np.ndarray:
@@ -300,6 +312,7 @@ class IoUTracker:
     def update(
         self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None,
         left_out: np.ndarray | None = None, looks: np.ndarray | None = None,
+        size: tuple[float, float] | None = None,
     ) -> list[int]:
         """Assign this frame's detections to tracks.
 
@@ -312,6 +325,9 @@ class IoUTracker:
                 unseen, never matched to a followed track, never given an id. None: none.
             looks: ``(N, LOOK_SIZE)`` the boxes' looks (:func:`wbcap.track.appearance.box_looks`;
                 a row of zeros: none), or None: overlap alone (as with ``appearance`` off).
+            size: the picture's ``(width, height)`` pixels, or None (unknown): a track whose
+                last box reaches its left or right side (within :data:`SIDE_MARGIN`) walked
+                out and is not re-identified (step 1).
 
         Returns:
             ``N`` track ids, one per box in the given order; ``-1`` for a box that got none
@@ -349,7 +365,7 @@ class IoUTracker:
         reid_age = (max(cfg.reid_age, cfg.max_age) + 1) * cfg.frame_stride if cfg.appearance else live_age
         self._tracks = [
             tr for tr in self._tracks
-            if frame_index - tr.last_frame <= (reid_age if tr.look is not None else live_age)
+            if frame_index - tr.last_frame <= (reid_age if tr.look is not None and not tr.at_side else live_age)
         ]
         lost = np.array([frame_index - tr.last_frame > live_age for tr in self._tracks], bool)
 
@@ -461,6 +477,10 @@ class IoUTracker:
                         last_frame=frame_index, hits=1, followed=False)
             self._tracks.append(tr)
             self._look(tr, None if looks is None else looks[i], bool(clean[i]))
+        if size is not None:
+            for tr in self._tracks:
+                if tr.last_frame == frame_index:
+                    tr.at_side = _at_side(tr.box, size)
         return ids
 
     def _observe(self, tr: _Track, box: np.ndarray, frame_index: int, look: np.ndarray | None = None,
@@ -529,6 +549,7 @@ class IoUTracker:
                     "followed": tr.followed,
                     "look": None if tr.look is None else [float(v) for v in tr.look],
                     "look_clean": tr.look_clean,
+                    "at_side": tr.at_side,
                 }
                 for tr in self._tracks
             ],
@@ -559,6 +580,7 @@ class IoUTracker:
                 followed=bool(d.get("followed", True)),
                 look=None if d.get("look") is None else np.asarray(d["look"], dtype=np.float64),
                 look_clean=bool(d.get("look_clean", False)),
+                at_side=bool(d.get("at_side", False)),
             )
             for d in state["tracks"]
         ]
@@ -643,7 +665,8 @@ class PeopleLimit:
     (``config.cut_threshold``; :class:`~wbcap.track.cuts.CutFinder`, which cannot look ahead, so
     the start of a flash counts too); ``time`` (seconds; None: unknown) ends every track after a
     pause (:class:`PauseFinder`), as pass 2 does; ``looks`` (``(N, LOOK_SIZE)``; None: none) are
-    the boxes' looks, as pass 2 reads them from the records.
+    the boxes' looks and ``size`` the picture's ``(width, height)``, as pass 2 reads them from the
+    records.
 
     Raises:
         ValueError: ``config.max_people`` is None.
@@ -659,11 +682,11 @@ class PeopleLimit:
 
     def __call__(self, frame_index: int, boxes: np.ndarray, scores: np.ndarray | None = None, *,
                  change: FrameChange | None = None, time: float | None = None,
-                 looks: np.ndarray | None = None) -> list[int]:
+                 looks: np.ndarray | None = None, size: tuple[float, float] | None = None) -> list[int]:
         paused = time is not None and self._pauses(time)
         if (change is not None and self._cuts(change)) or paused:
             self._tracker.end_tracks()
-        ids = self._tracker.update(frame_index, boxes, scores, looks=looks)
+        ids = self._tracker.update(frame_index, boxes, scores, looks=looks, size=size)
         return [i for i, tid in enumerate(ids) if tid >= 0]
 
 
