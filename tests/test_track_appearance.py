@@ -200,6 +200,16 @@ def test_a_person_who_walked_out_at_the_side_is_not_found_again_in_the_next_one_
         scene.append((image, boxes, [who for who, _ in shown], box_looks(image, boxes)))
     assert ids_of(scene) == {"P": [0], "Q": [1]}
     assert ids_of(scene, sized=False) == {"P": [0], "Q": [0]}
+    # someone standing at the side, cut off by it (the box clipped), missed 8 frames: still found
+    # again (only a box moving out of the picture walked out: a review)
+    standing = []
+    for f in range(20):
+        image = background.copy()
+        draw(image, -10, "A")
+        boxes = np.array([[0.0, 20, 30, 120]]) if not 5 <= f <= 12 else np.zeros((0, 4))
+        standing.append((image, boxes, ["A"] * len(boxes), box_looks(image, boxes)))
+    assert ids_of(standing) == {"A": [0]}
+    assert ids_of(standing, looks=False) == {"A": [0, 1]}
 
 
 def test_a_changed_look_alone_does_not_break_a_track():

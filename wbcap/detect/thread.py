@@ -138,7 +138,8 @@ class DetectionThread:
 
     ``dets`` is a list of :class:`~wbcap.detect.base.Detection` (image pixels), at most
     ``max_people`` of them: those ``select`` keeps (``select(frame_index, boxes (N, 4) xywh,
-    scores (N,), change=FrameChange, time=seconds)`` -> kept indices, e.g. :class:`~wbcap.track.iou_tracker.PeopleLimit`), else
+    scores (N,), change=FrameChange, time=seconds, looks=(N, LOOK_SIZE) or None, size=(width, height))``
+    -> kept indices, e.g. :class:`~wbcap.track.iou_tracker.PeopleLimit`), else
     the detector's first, i.e. highest-scoring, ones; or ``None`` for a
     frame with index ``<= skip_until`` (done by an earlier run; not detected). An exception of
     the thread is raised by the iteration. Leaving the block stops the thread. ``maxsize``

@@ -10,8 +10,8 @@ Algorithm, per frame:
 1. Tracks whose last match is more than ``max_age`` processed frames old (``frame_stride``
    source frames each) are *lost*: no box is matched to them by overlap. A lost track that has
    a look is still re-identified by it (step 3b) for up to ``reid_age`` processed frames; then,
-   or without a look, or where its last box reached the picture's left or right side (the
-   person walked out; ``size`` given), it ends (never matched again).
+   or without a look, or where its last box reached the picture's left or right side moving
+   out of it (the person walked out; ``size`` given), it ends (never matched again).
 2. Every live track predicts its box for this frame. With ``motion='constant_velocity'``
    (default) the box centre moves by the track's velocity (pixels per frame, an exponential
    moving average of the centre displacement between its matches) times the frames elapsed;
@@ -102,10 +102,11 @@ REID_REACH, REID_REACH_PER_FRAME, REID_MAX_REACH = 0.5, 0.05, 2.0
 #: any other track's (two people dressed alike in the picture, a team's players: a box that looks
 #: like several tracks is found again as none of them, a new id rather than another's).
 REID_HEIGHT_RATIO, REID_RATIO = 1.5, 0.8
-#: A track whose last box is within this share of the picture's width of its left or right side
-#: walked out of the picture: it is not re-identified (a participant leaving a lab's camera and
-#: the next, dressed alike, walking in there a second later would take their id).
-SIDE_MARGIN = 0.01
+#: A track whose last box is within this share of the picture's width of its left or right side,
+#: moving out of it at more than this many box heights a frame, walked out of the picture: once
+#: lost (after ``max_age``) it is not re-identified (a participant leaving a lab's camera and the
+#: next, dressed alike, walking in there a second later would take their id).
+SIDE_MARGIN, SIDE_SPEED = 0.01, 0.005
 #: Weight of a new look (of a box overlapping no other) in a track's running look.
 LOOK_RATE = 0.3
 #: A box is clean (its look is its person's) where no other box covers more than this share of it.
@@ -251,10 +252,14 @@ def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
     return ~(cover > CLEAN_OVERLAP).any(1)
 
 
-def _at_side(box: np.ndarray, size: tuple[float, float]) -> bool:
-    """Whether an ``(x, y, w, h)`` box reaches the left or right side of a picture ``(width, height)``."""
-    margin = SIDE_MARGIN * float(size[0])
-    return bool(box[0] <= margin or box[0] + box[2] >= float(size[0]) - margin)
+def _at_side(box: np.ndarray, velocity: np.ndarray, size: tuple[float, float]) -> bool:
+    """Whether a track walked out of a picture ``(width, height)``: its ``(x, y, w, h)`` box
+    reaches the left or right side, and its centre's velocity (pixels per frame) points out of it
+    by more than :data:`SIDE_SPEED` box heights a frame (someone standing at the side, cut off by
+    it, only hidden for a while, is still re-identified: a review)."""
+    margin, speed = SIDE_MARGIN * float(size[0]), SIDE_SPEED * float(box[3])
+    return bool((box[0] <= margin and velocity[0] < -speed)
+                or (box[0] + box[2] >= float(size[0]) - margin and velocity[0] > speed))
 
 
 def _distinct(dist: np.ndarray, rivals: np.ndarray) -> np.ndarray:
@@ -326,8 +331,8 @@ class IoUTracker:
             looks: ``(N, LOOK_SIZE)`` the boxes' looks (:func:`wbcap.track.appearance.box_looks`;
                 a row of zeros: none), or None: overlap alone (as with ``appearance`` off).
             size: the picture's ``(width, height)`` pixels, or None (unknown): a track whose
-                last box reaches its left or right side (within :data:`SIDE_MARGIN`) walked
-                out and is not re-identified (step 1).
+                last box reaches its left or right side (within :data:`SIDE_MARGIN`), moving
+                out of it, walked out and is not re-identified once lost (step 1).
 
         Returns:
             ``N`` track ids, one per box in the given order; ``-1`` for a box that got none
@@ -480,7 +485,7 @@ class IoUTracker:
         if size is not None:
             for tr in self._tracks:
                 if tr.last_frame == frame_index:
-                    tr.at_side = _at_side(tr.box, size)
+                    tr.at_side = _at_side(tr.box, tr.velocity, size)
         return ids
 
     def _observe(self, tr: _Track, box: np.ndarray, frame_index: int, look: np.ndarray | None = None,
