@@ -45,10 +45,12 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.option("--max-age", type=IntRange(min=0), default=5, show_default=True, help="Tracker: processed frames a person may be missed (with --every N, N source frames each).")
 @click.option("--reid-age", type=IntRange(min=0), default=30, show_default=True,
               help="Tracker: a person missed for longer than --max-age (hidden behind another) can still be found again "
-                   "by the colours of their clothes, keeping their id, when missed for up to this many processed frames.")
+                   "by the colours of their clothes, keeping their id, when missed for up to this many processed frames "
+                   "(a 2 s occlusion at 30 fps: 60; 0: off, e.g. participants dressed alike taking turns).")
 @click.option("--no-appearance", is_flag=True,
               help="Tracker: boxes' overlap alone, without the colours of the clothes (which keep apart people who meet, "
-                   "stop or turn back, and find again people hidden for longer than --max-age).")
+                   "stop or turn back, and find again people hidden for longer than --max-age; people dressed alike get "
+                   "no help from them).")
 @click.option("--min-track", "min_length", type=IntRange(min=1), default=3, show_default=True, help="Tracker: drop tracks shorter than this.")
 @click.option("--keep-static", is_flag=True,
               help="Keep tracks that never move and score low for 10 s or more (dropped by default as objects detected as people).")

@@ -105,8 +105,9 @@ REID_HEIGHT_RATIO, REID_RATIO = 1.5, 0.8
 #: A track whose last box is within this share of the picture's width of its left or right side,
 #: moving out of it at more than this many box heights a frame, walked out of the picture: once
 #: lost (after ``max_age``) it is not re-identified (a participant leaving a lab's camera and the
-#: next, dressed alike, walking in there a second later would take their id).
-SIDE_MARGIN, SIDE_SPEED = 0.01, 0.005
+#: next, dressed alike, walking in there a second later would take their id; 5 %: a detector
+#: loses a person half out of the picture before their box reaches the side, an HCI trial's 3 %).
+SIDE_MARGIN, SIDE_SPEED = 0.05, 0.005
 #: Weight of a new look (of a box overlapping no other) in a track's running look.
 LOOK_RATE = 0.3
 #: A box is clean (its look is its person's) where no other box covers more than this share of it.
