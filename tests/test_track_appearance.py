@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from wbcap.cli import cli
-from wbcap.io.raw_records import RawWriter, choice_looks, damaged_raw_record, read_raw
+from wbcap.io.raw_records import RawWriter, damaged_raw_record, detected_looks, read_raw
 from wbcap.testing.videos import write_video
 from wbcap.track.appearance import GREY_BINS, HUE_BINS, LOOK_BINS, LOOK_SIZE, SAT_BINS, box_looks, look_distances
 from wbcap.track.iou_tracker import IoUTracker, PeopleLimit, TrackerConfig
@@ -295,12 +295,12 @@ def test_raw_records_keep_each_box_look(tmp_path):
     first, second = read_raw(path)
     assert [p["look"] for p in first["people"]] == [lb, la]
     assert second["detected_looks"] == [la, lb] and second["people"][0]["look"] == la
-    assert choice_looks(second).tolist() == [la, lb] and choice_looks(first).tolist() == [lb, la]
+    assert detected_looks(second).tolist() == [la, lb] and detected_looks(first).tolist() == [lb, la]
     assert looks == {}
     del first["people"][0]["look"]
-    assert choice_looks(first).tolist() == [[0] * LOOK_SIZE, la]  # (that person alone has no look)
+    assert detected_looks(first).tolist() == [[0] * LOOK_SIZE, la]  # (that person alone has no look)
     del first["people"][1]["look"]
-    assert choice_looks(first) is None  # (a run before looks: overlap alone)
+    assert detected_looks(first) is None  # (a run before looks: overlap alone)
     second["people"][0]["look"] = [256] * LOOK_SIZE
     assert "look is not" in damaged_raw_record(second, all_params=False)
     second["people"][0]["look"] = la

@@ -20,7 +20,7 @@ from wbcap.detect.boxes import box_outside_image
 from wbcap.errors import setting
 from wbcap.io.background import Prefetch
 from wbcap.io.progress import timed
-from wbcap.track.appearance import LOOK_SIZE
+from wbcap.track.appearance import LOOK_SIZE, box_looks
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,6 @@ def _detections(frames: Iterable, detector: Any, skip_until: int, timings: dict[
         else:
             dets = detector(frame.image)
         if looks is not None:
-            from wbcap.track.appearance import box_looks
-
             rows = [[*map(float, d.box), float(d.score)] for d in dets]
             found = box_looks(frame.image, np.asarray([r[:4] for r in rows], np.float64).reshape(-1, 4))
             looks[frame.index] = [(row, look.tolist()) for row, look in zip(rows, found)]

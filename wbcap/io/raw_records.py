@@ -259,18 +259,13 @@ def choice_boxes(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[in
 
 
 def detected_looks(rec: dict) -> np.ndarray | None:
-    """The looks of :func:`detected_boxes`' rows (``(N, LOOK_SIZE)`` float64), or None where the
-    record has none (a run made before looks)."""
+    """The looks of :func:`detected_boxes`' rows, which are :func:`choice_boxes`' too (``(N,
+    LOOK_SIZE)`` float64), or None where the record has none (a run made before looks)."""
     if "detected" not in rec:
         return record_looks(rec)
     if "detected_looks" not in rec:
         return None
     return np.asarray(rec["detected_looks"], np.float64).reshape(-1, LOOK_SIZE)
-
-
-def choice_looks(rec: dict) -> np.ndarray | None:
-    """The looks of :func:`choice_boxes`' rows (the same order), or None where the record has none."""
-    return detected_looks(rec)
 
 
 def record_size(rec: dict) -> tuple[float, float] | None:
@@ -364,15 +359,6 @@ def person_record(person: Any, look: Sequence[int] | None = None) -> dict:
     }
 
 
-def _look_of(looks: list[tuple[list[float], list[int]]], box: list[float]) -> list[int] | None:
-    """The look whose ``[x, y, w, h, score]`` row is ``box``, taken out of ``looks``."""
-    for k, (row, look) in enumerate(looks):
-        if row == box:
-            del looks[k]
-            return look
-    return None
-
-
 class RawWriter:
     """Appends records to a raw file (a context manager; the file is fsynced when the block
     ends without an exception)."""
@@ -398,13 +384,12 @@ class RawWriter:
             change = None if changes is None else changes.pop(index, None)
             found = None if detected is None else detected.pop(index, None)
             seen = None if looks is None else looks.pop(index, None)
+            # (a row's look by its [x, y, w, h, score]: boxes alike to the bit have the same look)
+            look_of = {} if seen is None else {tuple(row): look for row, look in seen}
             extra = {}
-            if seen is not None and found is not None:
-                rows = [_look_of(list(seen), row) for row in found]
-                if all(lk is not None for lk in rows):
-                    extra["detected_looks"] = rows
-            people_looks = [None if seen is None else _look_of(seen, [*map(float, p.box), float(p.score)])
-                            for p in people]
+            if found is not None and all(tuple(row) in look_of for row in found) and look_of:
+                extra["detected_looks"] = [look_of[tuple(row)] for row in found]
+            people_looks = [look_of.get((*map(float, p.box), float(p.score))) for p in people]
             rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
                    **({} if found is None else {"detected": found}), **extra,
                    "people": [person_record(p, lk) for p, lk in zip(people, people_looks)]}

@@ -14,7 +14,7 @@ the reverse. This is the classic colour-histogram cue of appearance trackers (Co
 coefficient); a learned re-identification network would tell similar clothes apart better,
 but needs weights wbcap cannot ship, and the colour cue costs ~1 ms a frame (7 people).
 
-The distance of two looks (:func:`look_distance`) is the Bhattacharyya distance
+The distance of two looks (:func:`look_distances`) is the Bhattacharyya distance
 ``sqrt(1 - sum(sqrt(p * q)))`` of each half's histograms (``p``, ``q`` normalised to sum 1),
 averaged over the two halves: 0 for the same colours, 1 for colours that share no bin.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOOK_BINS", "LOOK_SIZE", "box_looks", "look_distance", "look_distances"]
+__all__ = ["LOOK_BINS", "LOOK_SIZE", "box_looks", "look_distances"]
 
 #: Bins per half: 8 hues × 4 saturations (coloured pixels), then 8 values (grey ones).
 HUE_BINS, SAT_BINS, GREY_BINS = 8, 4, 8
@@ -106,7 +106,7 @@ def box_looks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def look_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise :func:`look_distance`: ``(N, LOOK_SIZE)`` and ``(M, LOOK_SIZE)`` looks (any
+    """Pairwise look distances (module docstring): ``(N, LOOK_SIZE)`` and ``(M, LOOK_SIZE)`` looks (any
     non-negative numbers: uint8 from :func:`box_looks`, or float averages of them) -> ``(N, M)``
     float64 in ``[0, 1]``; NaN where a look is all zeros (none) in both halves' pairs."""
     a = np.asarray(a, np.float64).reshape(-1, 2, LOOK_BINS)
@@ -121,8 +121,3 @@ def look_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.where(n > 0, np.where(both, dist, 0.0).sum(-1) / np.maximum(n, 1), np.nan)
 
-
-def look_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Bhattacharyya distance of two looks, averaged over the halves both have (module
-    docstring): 0 (same colours) to 1; NaN when they share no half."""
-    return float(look_distances(a, b)[0, 0])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import choice_boxes, choice_looks, read_checked_raw, record_size
+from wbcap.io.raw_records import choice_boxes, detected_looks, read_checked_raw, record_size
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import PAUSE_LEAST_FRAMES, PAUSE_SLACK, PauseFinder, TrackerConfig
 
@@ -145,7 +145,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         # (as --max-people's choice saw the frame: the boxes it left out are tracked unseen here too,
         # so a kept box does not take the id of a followed person hidden there: a review)
         boxes, scores, left_out, at = choice_boxes(rec)
-        looks = choice_looks(rec)
+        looks = detected_looks(rec)  # (choice_boxes' rows)
         if len(boxes):
             with_people += 1
             without_looks += looks is None

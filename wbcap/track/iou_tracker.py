@@ -201,18 +201,26 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    inter = _intersections(a, b)
+    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
+    safe = np.where(union > 0, union, 1.0)
+    return np.where((inter > 0) & (union > 0), inter / safe, 0.0)
+
+
+def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` areas (pixels²) where ``(N, 4)`` and ``(M, 4)`` ``(x, y, w, h)`` boxes overlap."""
     ax1, ay1 = a[:, 0:1], a[:, 1:2]
     ax2, ay2 = ax1 + a[:, 2:3], ay1 + a[:, 3:4]
     bx1, by1 = b[None, :, 0], b[None, :, 1]
     bx2, by2 = bx1 + b[None, :, 2], by1 + b[None, :, 3]
     iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
     ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    area_a = np.clip(a[:, 2:3], 0, None) * np.clip(a[:, 3:4], 0, None)
-    area_b = np.clip(b[None, :, 2], 0, None) * np.clip(b[None, :, 3], 0, None)
-    union = area_a + area_b - inter
-    safe = np.where(union > 0, union, 1.0)
-    return np.where((inter > 0) & (union > 0), inter / safe, 0.0)
+    return np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    """``(N,)`` areas of ``(N, 4)`` ``(x, y, w, h)`` boxes (0 for an empty one)."""
+    return np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None)
 
 
 @dataclass(eq=False)  # (compared by identity: list.remove of one unseen track met another's arrays, a review)
@@ -244,11 +252,7 @@ def _clean_boxes(boxes: np.ndarray) -> np.ndarray:
     n = len(boxes)
     if n < 2:
         return np.ones(n, bool)
-    x1, y1 = boxes[:, 0], boxes[:, 1]
-    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-    iw = np.clip(np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]), 0, None)
-    ih = np.clip(np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]), 0, None)
-    cover = iw * ih / np.maximum(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None), 1e-9)[:, None]
+    cover = _intersections(boxes, boxes) / np.maximum(_areas(boxes), 1e-9)[:, None]
     np.fill_diagonal(cover, 0.0)
     return ~(cover > CLEAN_OVERLAP).any(1)
 
