@@ -271,8 +271,12 @@ def test_tracker_state_keeps_the_looks():
     old = whole.state_dict()  # a version-1 state (no looks) still loads
     old["version"] = 1
     for t in old["tracks"]:
-        del t["look"], t["look_clean"]
-    IoUTracker(TrackerConfig()).load_state_dict(old)
+        del t["look"], t["look_clean"], t["at_side"]
+    restored = IoUTracker(TrackerConfig())
+    restored.load_state_dict(old)
+    assert [t.look for t in restored._tracks] == [None] * len(old["tracks"]) and old["tracks"]
+    assert restored.state_dict()["tracks"] == [{**t, "look": None, "look_clean": False, "at_side": False}
+                                               for t in old["tracks"]]
 
 
 def test_raw_records_keep_each_box_look(tmp_path):
