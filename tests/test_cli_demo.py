@@ -28,7 +28,7 @@ def demo_jobs(monkeypatch):
         spelled.extend(setting(name) for name in ("min_length", "score_threshold", "max_frames", "out"))
         return SimpleNamespace(frames=2, tracks=[0], person_frames=2, out=job.out)
 
-    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device: (None, None))
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0: (None, None))
     monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
     monkeypatch.setattr(wbcap.cli.run, "execute", execute)
     return jobs
@@ -49,6 +49,26 @@ def test_demo_video_takes_a_folder_of_frames_or_a_glob(tmp_path, demo_jobs, form
     (job,) = demo_jobs
     assert job.source == source and job.max_frames == 2 and Path(job.out) == tmp_path / "D" / "video-frames"
     assert f"2 frames, 1 track(s), 2 person-frames -> {tmp_path / 'D' / 'video-frames'}" in r.stdout
+
+
+def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch):
+    """A check, not a job: neither demo measures a CPU strategy the user cache lacks (a new
+    machine's `wbcap demo` took 25 s, ~20 of them measuring); the photo demo is one call."""
+    import wbcap.demo
+    from wbcap.pipeline import Pipeline
+
+    asked = []
+    monkeypatch.setattr(Pipeline, "from_config", staticmethod(lambda config, **kwargs: asked.append(kwargs)))
+    wbcap.demo._demo_pipeline("cpu")
+    wbcap.demo._demo_pipeline("cpu", few_calls=1)
+    assert [(a["measure_strategy"], a.get("few_calls", 0)) for a in asked] == [(False, 0), (False, 1)]
+
+    seen = []
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0: seen.append(few_calls) or (None, None))
+    monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
+    monkeypatch.setattr("wbcap.image_app.run_images", lambda job, pipeline=None: [])
+    wbcap.demo.run_demo("unused")
+    assert seen == [1]
 
 
 def test_demo_video_names_its_output_folder_after_the_source(tmp_path, monkeypatch):

@@ -655,6 +655,37 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
     assert choose_cpu_strategy(micro_parts, FP32, path=path)[0].source == "cache" and measure.asked == []
 
 
+def test_a_short_job_runs_the_default_form_without_measuring(micro_parts, tmp_path, caplog, measure):
+    # (wbcap image of a few photos, the demo: measuring costs 10-30 s and saves a fraction of one)
+    path = tmp_path / "cpu_strategy.json"
+    with caplog.at_level(logging.INFO, logger="wbcap.model.strategy"):
+        short, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, measure=False)
+    assert short.source == "default" and built == {} and measure.asked == [] and not path.exists()
+    assert {n: c.to_dict() for n, c in short.parts.items()} == {
+        n: strategy.default_choice(p, "fused").to_dict() for n, p in micro_parts.items()}
+    said = [r.getMessage() for r in caplog.records if "not measured" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("the CPU inference strategy is not measured on this machine yet")
+    assert "the fused form" in said[0] and "`wbcap run`" in said[0]
+    # a long job measures and keeps the choice; a short one then reads it
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert len(measure.asked) == 4 and path.exists()
+    measure.asked.clear()
+    cached = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, measure=False)[0]
+    assert cached.source == "cache" and {c.form for c in cached.parts.values()} == {"plain"} and measure.asked == []
+    # a part the cache lacks (the fast mode's) is left to the default form; the others read
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wbcap.model.strategy"):
+        mixed = choose_cpu_strategy(micro_parts, dict(FP32, body_backbone=torch.bfloat16), path=path,
+                                    busy=lambda: False, measure=False)[0]
+    assert mixed.source == "cache+default" and measure.asked == []
+    assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
+    assert any("strategy of body_backbone is not measured" in r.getMessage() for r in caplog.records)
+    # an explicit request to measure still measures
+    assert choose_cpu_strategy(micro_parts, FP32, "measure", path=path, busy=lambda: False,
+                               measure=False)[0].source == "measured"
+    assert len(measure.asked) == 4
+
+
 @pytest.mark.parametrize("content", ["{not json", f'{{"format": {strategy.CACHE_FORMAT}, "machines": []}}', '[1, 2]',
                                      "\udcff", "[" * 200_000])  # (the last: nesting too deep for json)
 def test_a_corrupt_cache_is_ignored_with_a_warning(micro_parts, tmp_path, caplog, measure, content):
@@ -1077,6 +1108,27 @@ def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False, s
     monkeypatch.setattr(strategy, "time_interleaved", fake_timer(per_image, subpixel_s))
     monkeypatch.setattr(strategy, "machine_busy", lambda: False)
     monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
+
+
+def test_a_network_for_a_few_calls_is_not_measured_on_a_new_machine(micro_net, micro_reference, tmp_path,
+                                                                      monkeypatch):
+    """``wbcap image`` of a few photos on a machine without a cached strategy: every part in the
+    default form (fused), nothing measured or cached, the outputs the module-by-module network's;
+    ``measure=True`` (or many calls) measures."""
+    _measure_with(monkeypatch, tmp_path, FUSED_WINS)
+    monkeypatch.setattr(strategy, "time_interleaved", never)
+    few = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=1)
+    assert few.cpu_strategy.source == "default" and not (tmp_path / "cpu_strategy.json").exists()
+    assert {c.form for c in few.cpu_strategy.parts.values()} == {"fused"} and isinstance(few.backbone, FusedResNet)
+    x, ref = micro_reference
+    with torch.inference_mode():
+        out = _outputs(few(x))
+    for key, value in _outputs(ref).items():
+        assert (out[key] - value).abs().max() <= 1e-4 * max(1.0, value.abs().max().item()), key
+    with pytest.raises(AssertionError, match="nothing should be measured"):
+        optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact", few_calls=1, measure=True)
+    with pytest.raises(AssertionError, match="nothing should be measured"):
+        optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

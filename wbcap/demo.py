@@ -82,7 +82,7 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     from wbcap.image_app import ImageJob, run_images
     from wbcap.paths import example_image_path
 
-    cfg, pipe = _demo_pipeline(device)
+    cfg, pipe = _demo_pipeline(device, few_calls=1)
     detector = best_detector(offline)
     bundled = image is None
     yolox = detector.startswith("yolox")
@@ -96,13 +96,15 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
 DEMO_VIDEO_FRAMES = 60
 
 
-def _demo_pipeline(device: str):
+def _demo_pipeline(device: str, few_calls: int = 0):
     """``(PipelineConfig, Pipeline)``: always the synthetic body and untrained upright weights,
-    even where the real files exist."""
+    even where the real files exist. A check, not a job: a CPU strategy the user cache lacks is
+    not measured for it (the first real run measures it; a new machine's demo took 25 s, ~20 of
+    them measuring). ``few_calls``: the photo demo's one call."""
     from wbcap.pipeline import Pipeline, synthetic_body_models_dir
 
     cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(synthetic_body_models_dir())), device=device)
-    return cfg, Pipeline.from_config(cfg, weights="random", upright=True)
+    return cfg, Pipeline.from_config(cfg, weights="random", upright=True, few_calls=few_calls, measure_strategy=False)
 
 
 def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline: bool | None = None,

@@ -195,8 +195,10 @@ def _cpu_strategy_check() -> Check:
     if not choices:
         problem = strategy.cache_problem(path)
         unusable = f" (its cache {path} cannot be used: {problem})" if problem else ""
-        return Check(name, True, f"not measured on this machine yet{unusable}: the first run of the network measures "
-                                 f"it once (10-30 s on 2 cores, longer beside other jobs) and keeps it in {path}")
+        return Check(name, True, f"not measured on this machine yet{unusable}: the first `wbcap run`, `wbcap image` of "
+                                 f"more than a few photos or `wbcap bench` measures it once (10-30 s on 2 cores, longer "
+                                 f"beside other jobs) and keeps it in {path}; photos and the demo run the default form "
+                                 f"until then")
     by_dtype: dict[str, list[str]] = {}
     for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")

@@ -74,7 +74,8 @@ class ImageResult:
 STAGES = ("reading", "loading detector", "detecting", "loading model", "regressing", "rendering", "writing")
 #: Up to this many photos the pipeline is built for a few network calls, one per photo
 #: (:class:`Pipeline`'s ``few_calls``: each part in the form whose measured build time and calls
-#: cost least, :meth:`~wbcap.model.strategy.PartChoice.for_few_calls`; onnxruntime never). On the
+#: cost least, :meth:`~wbcap.model.strategy.PartChoice.for_few_calls`; onnxruntime never; a CPU
+#: strategy this machine has not measured yet is not measured for them, the default form runs). On the
 #: Zen 3 EPYC (exact, one person) skipping onnxruntime took the load and first call from 1.49 to
 #: 1.38 s (medians of 6 paired runs) and the peak memory from 1330 to 1049 MB; the onnxruntime
 #: sessions it skips save ~45 ms per one-person photo once built, so they are worth building from
@@ -395,8 +396,8 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             raise
         if pipeline is None:
             # Built for the first photo with people to regress, after its detection: photos that are
-            # all unreadable or empty of people are said without loading the model (seconds; on a
-            # machine's first run a minute more, measuring its CPU strategy: a user trial). Its
+            # all unreadable or empty of people are said without loading the model (seconds; more
+            # than a few photos on a machine's first run: 10-30 s more, measuring its CPU strategy). Its
             # errors (a damaged checkpoint...) end the command: they are no one photo's.
             stage("loading model", None)
             left = len(paths) - i  # (the photos this pipeline may regress)

@@ -308,7 +308,9 @@ class Pipeline:
     be trained or saved. Pass ``optimize=False`` to run the network module by module.
     ``batch_size``: person crops per network call; None: :func:`default_batch_size` for ``device``.
     ``few_calls``: the pipeline will run that many network calls of one crop only (a few
-    photos; 0: many; True counts as 1): see :meth:`optimize`.
+    photos; 0: many; True counts as 1): see :meth:`optimize`. ``measure_strategy``: whether a CPU
+    strategy missing from the user cache is measured when the network is converted (default:
+    unless ``few_calls``; False for other short jobs such as the video demo).
 
     ``precision`` is the requested mode (a :class:`~wbcap.model.precision.Precision` or its
     name); :attr:`precision` the Precision that runs on ``device``
@@ -328,12 +330,15 @@ class Pipeline:
         optimize: bool = True,
         cuda_graphs: bool = True,
         few_calls: int = 0,
+        measure_strategy: bool | None = None,
     ):
         precision = Precision.parse(precision).resolve(device)
         #: The network will run this many calls of one crop only (0: many): the inference form
         #: skips forms that cost more to build than they save there
         #: (:func:`~wbcap.model.inference.optimize_for_inference`).
         self.few_calls = few_calls
+        #: Measure a CPU strategy the user cache lacks (None: unless few_calls; :meth:`optimize`).
+        self.measure_strategy = measure_strategy
         #: On CUDA the fused network runs from CUDA graphs captured per batch size (:meth:`_forward`).
         self.cuda_graphs = cuda_graphs
         self._graphed: dict[str, Any] = {}
@@ -369,7 +374,7 @@ class Pipeline:
             from wbcap.model.inference import optimize_for_inference, optimize_regressor_body
 
             optimize_for_inference(self.regressor.net, self.device, self.precision, plan=plan,
-                                   few_calls=self.few_calls)
+                                   few_calls=self.few_calls, measure=self.measure_strategy)
             optimize_regressor_body(self.regressor, self.device, self.precision)
             # A convolution the conversion left as it was runs NHWC like the unfused network (the
             # constructor skips that copy for the weights the conversion replaces anyway).
@@ -425,6 +430,7 @@ class Pipeline:
         upright: bool = False,
         optimize: bool = True,
         few_calls: int = 0,
+        measure_strategy: bool | None = None,
     ) -> Pipeline:
         """Build the pipeline ``config`` describes: the one way to build one from files.
 
@@ -448,7 +454,7 @@ class Pipeline:
         the checkpoint by random weights as above. A file the config names must exist.
 
         ``optimize``: convert the network to its inference form now (see the class);
-        ``few_calls``: for a few network calls only (see the class). The result's
+        ``few_calls``: for a few network calls only, ``measure_strategy`` (see the class). The result's
         :attr:`source` says which files (or stand-ins) were used.
         """
         if fallback not in ("none", "synthetic"):
@@ -507,7 +513,7 @@ class Pipeline:
 
             net = random_network(config.model, seed=0, upright=upright)
         pipe = cls(WholeBodyRegressor(net, body), device, config.batch_size, config.box_scale, precision,
-                   optimize=optimize, few_calls=few_calls)
+                   optimize=optimize, few_calls=few_calls, measure_strategy=measure_strategy)
         pipe.source = ModelSource(weights=kind, checkpoint=ckpt, body_model=Path(body_path),
                                   body_model_synthetic=synthetic_body)
         return pipe

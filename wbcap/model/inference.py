@@ -152,6 +152,7 @@ def _form_of(module: nn.Module, choice: PartChoice) -> str:
 def optimize_for_inference(
     net: nn.Module, device: torch.device | str, precision: Precision | str = Precision.EXACT, chunk: int | None = None,
     plan: dict[str, torch.dtype] | None = None, strategy: str | None = None, few_calls: int = 0,
+    measure: bool | None = None,
 ) -> nn.Module:
     """Convert a :class:`~wbcap.model.hand4whole.Hand4Whole` in place to its inference form.
 
@@ -182,7 +183,9 @@ def optimize_for_inference(
     of one crop only (``wbcap image`` of a few photos; 0, the default: many; True counts as 1):
     cached choices of forms that cost more to build than they save there run another measured
     form (:meth:`PartChoice.for_few_calls <wbcap.model.strategy.PartChoice.for_few_calls>`;
-    ``net.cpu_strategy`` says what runs).
+    ``net.cpu_strategy`` says what runs). ``measure``: whether parts missing from the strategy
+    cache are measured now (default: unless ``few_calls``; a short job runs them in the default
+    form instead, ``choose_cpu_strategy``'s ``measure``).
     Returns ``net``.
     """
     if precision not in PRECISION_PLANS:
@@ -226,6 +229,7 @@ def optimize_for_inference(
             cpu_strategy, built = choose_cpu_strategy(
                 parts, {name: plan[name] for name in TUNED_PARTS}, f"fused:{n}" if chunk is not None else strategy,
                 onednn=packed, fast=fast, calibrations=calibrations,
+                measure=not few_calls if measure is None else measure,
             )
         for name, part in parts.items():
             if name in built:

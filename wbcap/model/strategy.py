@@ -1198,7 +1198,7 @@ def choose_cpu_strategy(
     parts: Mapping[str, TunedPart], dtypes: Mapping[str, torch.dtype], request: str | None = None,
     onednn: bool = True, timer: Timer | None = None, path: Path | None = None,
     busy: Callable[[], bool] | None = None, fast: Collection[str] | None = None,
-    calibrations: CalibrationCache | None = None,
+    calibrations: CalibrationCache | None = None, measure: bool = True,
 ) -> tuple[CpuStrategy, dict[str, nn.Module]]:
     """The CPU strategy for ``parts`` computed in ``dtypes`` (part name -> dtype).
 
@@ -1216,6 +1216,11 @@ def choose_cpu_strategy(
     ``timer`` and ``busy`` default to :func:`time_interleaved` and :func:`machine_busy`.
     ``calibrations``: the int8 calibration cache the parts' int8 candidates share (one per
     conversion: the file read once, a broken one reported once).
+    ``measure=False`` (a short job: ``wbcap image`` of a few photos, the demo): parts not in the
+    cache are not measured but run in the default form, nothing cached, with one line saying
+    which runs will measure; an explicit ``measure`` request still measures. Measuring costs
+    10-30 s with 2 cores and saves a fraction of a second on one photo (on the 2-core Xeon, model
+    207: a new machine's first one-person photo took 27 s, 23 of them measuring).
     """
     timer = timer or time_interleaved
     busy = busy or machine_busy
@@ -1246,6 +1251,7 @@ def choose_cpu_strategy(
     built: dict[str, nn.Module] = {}
     new: dict[str, PartChoice] = {}
     unmeasured: list[str] = []
+    deferred: list[str] = []  # (not measured: a short job, measure=False)
     t0 = time.perf_counter()
 
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
@@ -1272,6 +1278,10 @@ def choose_cpu_strategy(
             continue
         # a fast part that is not exact's (a float32 part with the int8 candidate): exact's
         # cached choice spares measuring the float forms again
+        if not measure and req.mode == "auto":
+            deferred.append(name)
+            chosen[name] = default_choice(part, default_form)
+            continue
         exact_pid = _part_id(part, dtypes[name], onednn, False)
         baseline = usable(exact_pid, name, part, False, warn=False) if exact_pid != pid else None
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
@@ -1295,6 +1305,10 @@ def choose_cpu_strategy(
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
+    if deferred:
+        log.info("the CPU inference strategy%s is not measured on this machine yet; this short job runs the %s form "
+                 "(the first `wbcap run`, `wbcap image` of more photos or `wbcap bench` measures it, once, 10-30 s)",
+                 "" if len(deferred) == len(parts) else f" of {', '.join(deferred)}", default_form)
     if new:
         write_cache(path, machine, new, read_warned=req.mode == "auto")
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
@@ -1304,6 +1318,6 @@ def choose_cpu_strategy(
         log.warning("other processes keep the CPU busy: the inference strategy of %s is not measured now (%s, %d "
                     "images per call); a later run will measure it", ", ".join(unmeasured), default_form,
                     DEFAULT_CHUNK)
-    kinds = [k for k, flag in (("cache", len(chosen) > len(new) + len(unmeasured)), ("measured", bool(new)),
-                               ("default", bool(unmeasured))) if flag]
+    kinds = [k for k, flag in (("cache", len(chosen) > len(new) + len(unmeasured) + len(deferred)), ("measured", bool(new)),
+                               ("default", bool(unmeasured or deferred))) if flag]
     return CpuStrategy(chosen, "+".join(kinds), machine, selection_s, str(path)), built
