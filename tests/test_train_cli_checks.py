@@ -98,6 +98,20 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
     r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", cfg)
     assert r.exit_code == 0, r.output
     assert len(trained) == 1 and trained[0][0].init_checkpoint == str(small_ckpt)
+    assert "WARNING" not in r.output, r.output
+    # a body-stage snapshot (unmerged: its hands never trained) fits the model, so it trains, with
+    # a warning naming the merge (a user trial: fine-tuned without a word)
+    import torch
+
+    snapshot = torch.load(small_ckpt, map_location="cpu", weights_only=True)
+    body = tmp_path / "snapshot_0.pth.tar"
+    torch.save({**snapshot, "stage": {"stage": "body", "epochs": 1}}, body)
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", body, "--config", cfg)
+    assert r.exit_code == 0 and len(trained) == 2, r.output
+    warnings = [line for line in r.output.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and " ".join(r.output.split()).count(
+        f"--init {body} is a body-stage snapshot: its hand network was never trained") == 1, r.output
+    assert f"`wbcap train merge --body {body} -o merged.pth.tar`" in " ".join(r.output.split())
 
 
 def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, train_args, trained):
@@ -324,6 +338,12 @@ def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body
     assert warnings == [f"WARNING  resuming {out} with settings other than its run's (stage.json): lr 0.0001 -> 0.001, "
                         "batch_size 2 -> 4; the result will differ from an uninterrupted run"], r.output
     assert (trained[-1][0].lr, trained[-1][0].batch_size) == (0.001, 4)
+    # more epochs: training on, which is what an uninterrupted run of that length trains (the
+    # learning rate steps at lr_decay_epochs): said, not warned of
+    r = invoke(*resume, "--epochs", "9")
+    assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+    assert f"resuming {out} to train to epoch 9 (the run was started for 6 epochs)" in " ".join(r.output.split())
+    assert trained[-1][0].epochs == 9
 
 
 def test_resume_of_a_run_whose_recorded_model_cannot_be_built_is_one_line_naming_the_file(tmp_path, body_dir, trained):

@@ -382,7 +382,14 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
                          f"{'; '.join(diff)}); resume with the run's model settings, or start a new run "
                          f"({setting('overwrite', api='overwrite=True')} or another {setting('out')} folder)")
     old, new = recorded.to_dict(), cfg.to_dict()
-    changed = [f"{k} {shown_setting(old[k])} -> {shown_setting(new[k])}" for k in old if k not in ("model", "stage") and old[k] != new[k]]
+    # (epochs only ends the loop: the learning rate steps at lr_decay_epochs, so the epochs a
+    # resumed run trains are those of an uninterrupted run of the new length; a user trial found
+    # "train on for more epochs" warned of a difference that was not there)
+    changed = [f"{k} {shown_setting(old[k])} -> {shown_setting(new[k])}" for k in old
+               if k not in ("model", "stage", "epochs") and old[k] != new[k]]
+    if old.get("epochs") != new.get("epochs"):
+        log.info("resuming %s to train to epoch %s (the run was started for %s epochs); what it trains is what an "
+                 "uninterrupted run of %s epochs trains", folder, new.get("epochs"), old.get("epochs"), new.get("epochs"))
     if changed:
         log.warning("resuming %s with settings other than its run's (%s): %s; the result will differ from an "
                     "uninterrupted run", folder, source.name, ", ".join(changed))

@@ -220,6 +220,14 @@ def check_init_checkpoint(stage: StageConfig) -> None:
     check_checkpoint_file(stage.init_checkpoint)  # (the quick look first: a text file is not read whole)
     ckpt = read_checkpoint(stage.init_checkpoint)
     _check_init_fits(ckpt, stage)
+    recorded = ckpt.raw.get("stage") if isinstance(ckpt.raw, dict) else None
+    if stage.stage == "finetune" and isinstance(recorded, dict) and recorded.get("stage") == "body":
+        # (it fits the model, so it trains; a user trial fine-tuned one without a word, its hands
+        # then from ImageNet weights alone)
+        log.warning("%s %s is a body-stage snapshot: its hand network was never trained (upstream fine-tunes the "
+                    "merged model); merge it first, `wbcap train merge --body %s -o merged.pth.tar` (with --hand "
+                    "HAND: your hand stage's snapshot; without: the released hand-only model), and start from "
+                    "merged.pth.tar", setting("init_checkpoint"), ckpt.path, ckpt.path)
     with torch.device("meta"):
         net = Hand4Whole(stage.model)
     check_state_dict(net, ckpt.state_dict, ckpt.path)
