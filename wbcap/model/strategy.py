@@ -1220,7 +1220,7 @@ def choose_cpu_strategy(
     cache are not measured but run in the default form, nothing cached, with one line saying
     which runs will measure; an explicit ``measure`` request still measures. Measuring costs
     10-30 s with 2 cores and saves a fraction of a second on one photo (on the 2-core Xeon, model
-    207: a new machine's first one-person photo took 27 s, 23 of them measuring).
+    207: a new machine's first photo, of six people, took 27 s, 23 of them measuring).
     """
     timer = timer or time_interleaved
     busy = busy or machine_busy
@@ -1276,12 +1276,12 @@ def choose_cpu_strategy(
         if cached is not None:
             chosen[name] = cached
             continue
-        # a fast part that is not exact's (a float32 part with the int8 candidate): exact's
-        # cached choice spares measuring the float forms again
         if not measure and req.mode == "auto":
             deferred.append(name)
             chosen[name] = default_choice(part, default_form)
             continue
+        # a fast part that is not exact's (a float32 part with the int8 candidate): exact's
+        # cached choice spares measuring the float forms again
         exact_pid = _part_id(part, dtypes[name], onednn, False)
         baseline = usable(exact_pid, name, part, False, warn=False) if exact_pid != pid else None
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
