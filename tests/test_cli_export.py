@@ -144,6 +144,11 @@ def test_export_max_gap_0_keeps_tracks_seen_in_every_frame_whole(finished_run, t
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["track_0.npz", "track_1.npz"]
     assert len(np.load(tmp_path / "d" / "track_0.npz")["poses"]) == 6
+    # --export, as wbcap run and image spell the choice (a new user's trial: refused as unknown)
+    r = invoke("export", finished_run, "--export", "npz", "--max-gap", "0", "--dest", tmp_path / "e",
+               "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "e" / "track_0.npz").read_bytes() == (tmp_path / "d" / "track_0.npz").read_bytes()
 
 
 @pytest.mark.parametrize("in_place", [True, False])

@@ -1107,3 +1107,26 @@ def test_the_host_benchmark_runs_the_video_pipeline_with_the_network_replayed(tm
     assert report["frames"] == 4 and report["overlapped"] is True and report["crop_workers"] == 2
     assert {"decode", "crop", "regress", "write", "track+smooth+write"} <= set(report["timings_s"])
     assert report["decode_alone_fps"] > 0 and len(report["run_fps"]) == 1
+
+
+@pytest.mark.parametrize("frame_count, max_frames, every, measure", [
+    (100, 3, 1, False), (100, 60, 1, False), (100, None, 2, False), (100, 61, 1, None), (100, None, 1, None),
+    (None, 30, 1, False), (None, None, 1, None)])
+def test_a_short_run_does_not_measure_the_cpu_strategy(monkeypatch, tmp_path, frame_count, max_frames, every, measure):
+    """A run selecting at most SHORT_RUN_FRAMES frames (a new user's 3-frame try took 29 s, 23 of
+    them measuring) builds its pipeline without measuring a CPU strategy the cache lacks; longer
+    runs, or a source of unknown length without --max-frames, measure (None: the default)."""
+    from types import SimpleNamespace
+
+    from wbcap import video_app
+    from wbcap.config import PipelineConfig
+    from wbcap.pipeline import Pipeline
+
+    asked = []
+    monkeypatch.setattr(Pipeline, "from_config", staticmethod(lambda config, **kwargs: asked.append(kwargs)))
+    job = video_app.VideoJob(source="clip.mp4", out=str(tmp_path / "o"), pipeline=PipelineConfig(),
+                             max_frames=max_frames, every=every)
+    source = SimpleNamespace(info=SimpleNamespace(frame_count=frame_count, fps=25.0))
+    assert video_app.SHORT_RUN_FRAMES == 60
+    video_app._load_pipeline(job, tmp_path / "o", source)
+    assert asked == [{"measure_strategy": measure}]

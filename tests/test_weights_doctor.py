@@ -600,6 +600,32 @@ def test_doctors_detector_fix_offers_no_download_when_offline(monkeypatch):
     assert _detector_check().fix.endswith("also downloads it once on first use")
 
 
+def test_doctor_says_a_failed_download_on_first_use_and_when_auto_tries_again(tmp_path, monkeypatch):
+    """After `--detector auto` failed to download its model, doctor said the next run would
+    download it, where auto waits a day before trying again on its own (a new user's trial)."""
+    import os
+    import time
+
+    from wbcap.doctor import _detector_check
+    from wbcap.weights import AUTO_RETRY_SECONDS, auto_fetch
+
+    monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", (tmp_path / "nowhere").as_uri())  # (no such file there)
+    monkeypatch.setenv("WBCAP_OFFLINE", "0")
+    monkeypatch.setattr("wbcap.weights.log.warning", lambda *a: None)
+    assert auto_fetch("yolox-nano", offline=False, validate=lambda p: "ok") is None
+    check = _detector_check()
+    assert not check.ok and "; its download on first use failed at " in check.detail, check.detail
+    assert check.detail.endswith(" auto does not try again on its own until a day after that"), check.detail
+    assert "nowhere" in check.detail  # (the reason: the download's error names where it looked)
+    assert check.fix.endswith("`wbcap weights import yolox-nano FILE`"), check.fix
+    # a day on, auto tries again: said as before
+    marker = weights_dir() / ".yolox_nano.onnx.fetch-failed"
+    old = time.time() - AUTO_RETRY_SECONDS - 5
+    os.utime(marker, (old, old))
+    check = _detector_check()
+    assert "failed at" not in check.detail and check.fix.endswith("also downloads it once on first use"), check
+
+
 def test_doctor_does_not_recommend_a_detector_changed_since_its_import(tmp_path):
     """A yolox-l damaged after its import was offered as "installed: yolox-l (use --detector NAME)"."""
     from wbcap.doctor import _detector_check

@@ -128,7 +128,7 @@ def _detector_check() -> Check:
     """Which detector ``--detector auto`` uses here (no download is attempted; with
     ``WBCAP_OFFLINE`` set, the fix does not offer the download ``auto`` would not make)."""
     from wbcap.paths import offline_from_env
-    from wbcap.weights import default_entry, find_weights_file, installed, manifest, search_dirs
+    from wbcap.weights import default_entry, find_weights_file, installed, manifest, recent_auto_failure, search_dirs
 
     best = default_entry("yolox")
     found = [e for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
@@ -143,10 +143,15 @@ def _detector_check() -> Check:
         if changed:
             others += (f"; {', '.join(changed)} changed since its import or download (damaged or replaced: "
                        f"`wbcap weights fetch NAME` again)")
+        failed = None if offline_from_env() else recent_auto_failure(best.name)
+        if failed is not None:  # (auto will not try again on its own for a day: said, a new user's trial)
+            others += (f"; its download on first use failed at {failed[0]} ({failed[1]}), and {detector} auto does "
+                       f"not try again on its own until a day after that")
+        auto = ("" if offline_from_env() or failed is not None
+                else f"; `{detector} auto` also downloads it once on first use")
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
-                     f"`wbcap weights import {best.name} FILE`"
-                     + ("" if offline_from_env() else f"; `{detector} auto` also downloads it once on first use"),
+                     f"`wbcap weights import {best.name} FILE`" + auto,
                      optional=True)
     if present.changed:
         return Check("person detector", False,
@@ -195,10 +200,10 @@ def _cpu_strategy_check() -> Check:
     if not choices:
         problem = strategy.cache_problem(path)
         unusable = f" (its cache {path} cannot be used: {problem})" if problem else ""
-        return Check(name, True, f"not measured on this machine yet{unusable}: the first `wbcap run`, `wbcap image` of "
-                                 f"more than a few photos or `wbcap bench` measures it once (10-30 s on 2 cores, longer "
-                                 f"beside other jobs) and keeps it in {path}; photos and the demo run the default form "
-                                 f"until then")
+        return Check(name, True, f"not measured on this machine yet{unusable}: the first longer job (`wbcap run` of more "
+                                 f"than 60 frames, `wbcap image` of more than four photos, `wbcap bench`) measures it once "
+                                 f"(10-30 s on 2 cores, longer beside other jobs) and keeps it in {path}; photos, short "
+                                 f"runs and the demo run the default form until then")
     by_dtype: dict[str, list[str]] = {}
     for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")

@@ -332,15 +332,29 @@ def _load_body(job: VideoJob, out: Path):
     return body.eval(), body_path, checkpoint
 
 
-def _load_pipeline(job: VideoJob, out: Path):
+#: A run of at most this many frames (as selected: ``--max-frames``, ``--start``/``--end``,
+#: ``--every``; a video's declared frame count) is a short job: a CPU strategy this machine has not
+#: measured yet is not measured for it (:func:`_load_pipeline`). Measuring takes 10-30 s with 2
+#: cores; what it saves over 60 frames of a few people is seconds (on the model-207 Xeon the
+#: measured exact form against the default, one crop: within the noise; fast's int8 ResNets
+#: against bfloat16 ones ~25 ms a crop), and a new user's first 3-frame try of `wbcap run` took
+#: 29 s, 23 of them measuring (a user trial). The video demo's 60 frames are one too.
+SHORT_RUN_FRAMES = 60
+
+
+def _load_pipeline(job: VideoJob, out: Path, source: Any = None):
     """:meth:`wbcap.pipeline.Pipeline.from_config` of ``job``; a ``--resume`` without
     ``--body-models`` whose SMPL-X model the usual places do not hold names the model the run
-    was made with (:func:`wbcap.io.run_folder.missing_body_model`)."""
+    was made with (:func:`wbcap.io.run_folder.missing_body_model`). A run of ``source`` (the
+    opened frames) selecting at most :data:`SHORT_RUN_FRAMES` frames does not measure a CPU
+    strategy the cache lacks."""
     from wbcap.body.model_files import BodyModelNotFoundError
     from wbcap.pipeline import Pipeline
 
+    expected = None if source is None else expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
+    short = expected is not None and expected <= SHORT_RUN_FRAMES
     try:
-        return Pipeline.from_config(job.pipeline)
+        return Pipeline.from_config(job.pipeline, measure_strategy=False if short else None)
     except BodyModelNotFoundError as exc:
         if not job.resume or job.pipeline.body.path is not None:
             raise
@@ -663,7 +677,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             body, body_model, checkpoint = _load_body(job, out)
         else:
             if pipeline is None:
-                pipeline = _load_pipeline(job, out)
+                pipeline = _load_pipeline(job, out, source)
             if detector is None:
                 detector = _open_detector(job, pipeline, source)  # (a bad detector model: refused before --overwrite deletes)
             body = pipeline.regressor.body
@@ -688,7 +702,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                 log.info("%s: pass 1 finished earlier (%d frames); %s redoes pass 2 only", out, kept, setting("resume"))
             else:  # (records damaged since: their frames are regressed again, as any resume does; the
                 pass_two_only = False  # run's settings and files were checked above, the detector's model opens here)
-                pipeline = _load_pipeline(job, out)
+                pipeline = _load_pipeline(job, out, source)
                 detector = detector or _open_detector(job, pipeline, source)
                 body = pipeline.regressor.body
         try:

@@ -17,8 +17,8 @@ from wbcap.cli.common import (
 
 @click.command("export")
 @click.argument("run", type=NonEmptyPath(file_okay=False))
-@click.option("--format", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv",
-              help="Files to write per track (comma-separated, at least one): glb (glTF 2.0, skinned and animated), "
+@click.option("--format", "--export", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv",
+              help="Files to write per track (comma-separated, at least one; --export as wbcap run spells it): glb (glTF 2.0, skinned and animated), "
                    "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS), csv (3D "
                    "positions of 76 joints per row, metres).")
 @click.option("--exact", is_flag=True,

@@ -255,7 +255,7 @@ def describe_model(path: str | os.PathLike[str]) -> str:
     Loads it with the runtime :class:`YOLOXDetector` would use and checks its signature
     (``(1, 3, S, S)`` -> ``(1, N, 85)``). Raises InputError (one line) otherwise.
     """
-    det = YOLOXDetector(path)
+    det = YOLOXDetector(path, announce=False)
     return (f"YOLOX ONNX, input (1, 3, {det.size}, {det.size}) -> output (1, {num_anchors(det.size)}, {NUM_OUTPUTS}), "
             f"{det.runtime}")
 
@@ -279,6 +279,9 @@ class YOLOXDetector:
             ``"opencv"`` (``cv2.dnn.readNetFromONNX``).
         decoded: ``None`` detects raw vs decoded box outputs (module docstring); True/False
             forces it.
+        announce: log the model's input size and runtime at INFO (:func:`describe_model`, a
+            check such as ``wbcap doctor``'s, logs it at DEBUG: a new user's trial saw it
+            printed above doctor's report).
 
     Raises:
         InputError: ``score_threshold`` outside [0, 1]; the model file is missing, unreadable or
@@ -299,6 +302,7 @@ class YOLOXDetector:
         threads: int = 1,
         runtime: str = "auto",
         decoded: bool | None = None,
+        announce: bool = True,
     ) -> None:
         if not 0.0 <= min_height_frac <= 1.0:
             raise ValueError(f"min_height_frac must be in [0, 1], got {min_height_frac}")
@@ -337,7 +341,8 @@ class YOLOXDetector:
             self.size = self._load_onnxruntime(path)
         else:
             self.size = self._load_opencv(path)
-        log.info("YOLOX %s: input %dx%d, runtime %s", path.name, self.size, self.size, self.runtime)
+        (log.info if announce else log.debug)("YOLOX %s: input %dx%d, runtime %s", path.name, self.size, self.size,
+                                              self.runtime)
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_onnxruntime(self, path: Path) -> int:

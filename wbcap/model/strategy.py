@@ -1307,7 +1307,8 @@ def choose_cpu_strategy(
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
     if deferred:
         log.info("the CPU inference strategy%s is not measured on this machine yet; this short job runs the %s form "
-                 "(the first `wbcap run`, `wbcap image` of more photos or `wbcap bench` measures it, once, 10-30 s)",
+                 "(a longer job measures it, once, 10-30 s: `wbcap run` of more frames, `wbcap image` of more photos, "
+                 "`wbcap bench`)",
                  "" if len(deferred) == len(parts) else f" of {', '.join(deferred)}", default_form)
     if new:
         write_cache(path, machine, new, read_warned=req.mode == "auto")

@@ -312,6 +312,22 @@ def _failure_marker(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.fetch-failed")
 
 
+def recent_auto_failure(name: str) -> tuple[str, str] | None:
+    """``(when, why)`` of :func:`auto_fetch`'s failed download of weights ``name`` when it was
+    less than :data:`AUTO_RETRY_SECONDS` ago (so it does not try again on its own yet: ``wbcap
+    doctor`` says so, where it said the next run would download it, a new user's trial), ``when``
+    local time as written, ``why`` the error's first line; None otherwise."""
+    try:
+        marker = _failure_marker(weights_dir() / entry(name).file)
+        if time.time() - marker.stat().st_mtime >= AUTO_RETRY_SECONDS:
+            return None
+        text = marker.read_text(encoding="utf-8", errors="replace").strip()
+    except (OSError, WbcapError):
+        return None
+    when, _, why = text.partition(" ")
+    return when, why.splitlines()[0] if why else "no reason recorded"
+
+
 def auto_fetch(name: str, offline: bool, validate: Validator) -> Path | None:
     """The file of weights ``name``, downloading it once when it is absent.
 
