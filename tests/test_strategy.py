@@ -658,7 +658,7 @@ def test_cache_round_trip_keyed_by_machine(micro_parts, tmp_path, monkeypatch, m
 def test_a_short_job_runs_the_default_form_without_measuring(micro_parts, tmp_path, caplog, measure):
     # (wbcap image of a few photos, the demo: measuring costs 10-30 s and saves a fraction of one)
     path = tmp_path / "cpu_strategy.json"
-    with caplog.at_level(logging.INFO, logger="wbcap.model.strategy"):
+    with caplog.at_level(logging.DEBUG, logger="wbcap.model.strategy"):
         short, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, measure=False)
     assert short.source == "default" and built == {} and measure.asked == [] and not path.exists()
     assert {n: c.to_dict() for n, c in short.parts.items()} == {
@@ -674,7 +674,7 @@ def test_a_short_job_runs_the_default_form_without_measuring(micro_parts, tmp_pa
     assert cached.source == "cache" and {c.form for c in cached.parts.values()} == {"plain"} and measure.asked == []
     # a part the cache lacks (the fast mode's) is left to the default form; the others read
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="wbcap.model.strategy"):
+    with caplog.at_level(logging.DEBUG, logger="wbcap.model.strategy"):
         mixed = choose_cpu_strategy(micro_parts, dict(FP32, body_backbone=torch.bfloat16), path=path,
                                     busy=lambda: False, measure=False)[0]
     assert mixed.source == "cache+default" and measure.asked == []

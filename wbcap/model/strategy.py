@@ -1217,8 +1217,8 @@ def choose_cpu_strategy(
     ``calibrations``: the int8 calibration cache the parts' int8 candidates share (one per
     conversion: the file read once, a broken one reported once).
     ``measure=False`` (a short job: ``wbcap image`` of a few photos, the demo): parts not in the
-    cache are not measured but run in the default form, nothing cached, with one line saying
-    which runs will measure; an explicit ``measure`` request still measures. Measuring costs
+    cache are not measured but run in the default form, nothing cached, with one debug line
+    saying which runs will measure; an explicit ``measure`` request still measures. Measuring costs
     10-30 s with 2 cores and saves a fraction of a second on one photo (on the 2-core Xeon, model
     207: a new machine's first photo, of six people, took 27 s, 23 of them measuring).
     """
@@ -1305,8 +1305,8 @@ def choose_cpu_strategy(
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
-    if deferred:
-        log.info("the CPU inference strategy%s is not measured on this machine yet; this short job runs the %s form "
+    if deferred:  # (debug: said on every photo of one who never runs a long job, it would be noise)
+        log.debug("the CPU inference strategy%s is not measured on this machine yet; this short job runs the %s form "
                  "(a longer job measures it, once, 10-30 s: `wbcap run` of more frames, `wbcap image` of more photos, "
                  "`wbcap bench`)",
                  "" if len(deferred) == len(parts) else f" of {', '.join(deferred)}", default_form)
