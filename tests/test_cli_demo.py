@@ -28,7 +28,7 @@ def demo_jobs(monkeypatch):
         spelled.extend(setting(name) for name in ("min_length", "score_threshold", "max_frames", "out"))
         return SimpleNamespace(frames=2, tracks=[0], person_frames=2, out=job.out)
 
-    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0: (None, None))
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0, measure_strategy=False: (None, None))
     monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
     monkeypatch.setattr(wbcap.cli.run, "execute", execute)
     return jobs
@@ -51,7 +51,7 @@ def test_demo_video_takes_a_folder_of_frames_or_a_glob(tmp_path, demo_jobs, form
     assert f"2 frames, 1 track(s), 2 person-frames -> {tmp_path / 'D' / 'video-frames'}" in r.stdout
 
 
-def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch):
+def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch, tmp_path):
     """A check, not a job: neither demo measures a CPU strategy the user cache lacks (a new
     machine's `wbcap demo` took 25 s, ~20 of them measuring); the photo demo is one call."""
     import wbcap.demo
@@ -61,14 +61,28 @@ def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch):
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(lambda config, **kwargs: asked.append(kwargs)))
     wbcap.demo._demo_pipeline("cpu")
     wbcap.demo._demo_pipeline("cpu", few_calls=1)
-    assert [(a["measure_strategy"], a.get("few_calls", 0)) for a in asked] == [(False, 0), (False, 1)]
+    wbcap.demo._demo_pipeline("cpu", measure_strategy=True)  # (a video demo of many frames: as wbcap run)
+    assert [(a["measure_strategy"], a.get("few_calls", 0)) for a in asked] == [(False, 0), (False, 1), (None, 0)]
 
     seen = []
-    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0: seen.append(few_calls) or (None, None))
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline",
+                        lambda device, few_calls=0, measure_strategy=False: seen.append(few_calls) or (None, None))
     monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
     monkeypatch.setattr("wbcap.image_app.run_images", lambda job, pipeline=None: [])
     wbcap.demo.run_demo("unused")
     assert seen == [1]
+    # the video demo: short (at most 60 frames, its default) or not, as wbcap run decides
+    asked_measure = []
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline",
+                        lambda device, few_calls=0, measure_strategy=False: asked_measure.append(measure_strategy)
+                        or (None, None))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(61):
+        cv2.imwrite(str(frames / f"f{i:02d}.png"), person_image(40, 30, seed=i)[:, :, ::-1])
+    for max_frames in (60, None, 5):
+        wbcap.demo.video_demo(frames, tmp_path / "D", max_frames=max_frames)
+    assert asked_measure == [False, True, False]
 
 
 def test_demo_video_names_its_output_folder_after_the_source(tmp_path, monkeypatch):

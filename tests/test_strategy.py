@@ -680,6 +680,20 @@ def test_a_short_job_runs_the_default_form_without_measuring(micro_parts, tmp_pa
     assert mixed.source == "cache+default" and measure.asked == []
     assert mixed.parts["body_backbone"].form == "fused" and mixed.parts["hand_backbone"].form == "plain"
     assert any("strategy of body_backbone is not measured" in r.getMessage() for r in caplog.records)
+    # the fast mode's float32 parts (a CPU without bfloat16): exact's measured choice, not measured
+    fast = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, fast=set(micro_parts), measure=False)[0]
+    assert fast.source == "cache" and {c.form for c in fast.parts.values()} == {"plain"} and measure.asked == []
+    # entries another wbcap wrote: a long job says it measures again; a short one says nothing above debug
+    data = json.loads(path.read_text())
+    for slot in data["machines"].values():
+        for entry in slot["parts"].values():
+            entry["wbcap"] = "0.0.9"
+    path.write_text(json.dumps(data))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="wbcap.model.strategy"):
+        stale = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, measure=False)[0]
+    assert stale.source == "default" and measure.asked == []
+    assert [r.levelno for r in caplog.records] and {r.levelno for r in caplog.records} == {logging.DEBUG}
     # an explicit request to measure still measures
     assert choose_cpu_strategy(micro_parts, FP32, "measure", path=path, busy=lambda: False,
                                measure=False)[0].source == "measured"

@@ -342,7 +342,7 @@ def test_resume_takes_the_runs_settings_and_refuses_another_model(tmp_path, body
     # learning rate steps at lr_decay_epochs): said, not warned of
     r = invoke(*resume, "--epochs", "9")
     assert r.exit_code == 0 and "WARNING" not in r.output, r.output
-    assert f"resuming {out} to train to epoch 9 (the run was started for 6 epochs)" in " ".join(r.output.split())
+    assert f"resuming {out} to train to epoch 9 (its stage.json says 6)" in " ".join(r.output.split())
     assert trained[-1][0].epochs == 9
 
 

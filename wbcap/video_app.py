@@ -342,6 +342,14 @@ def _load_body(job: VideoJob, out: Path):
 SHORT_RUN_FRAMES = 60
 
 
+def short_run(info: Any, start: float, end: float | None, every: int, max_frames: int | None) -> bool:
+    """Whether a run of the frames ``open_frames`` selects from a source (``info``: its
+    :class:`~wbcap.io.video_probe.VideoInfo`) is a short job: at most :data:`SHORT_RUN_FRAMES`
+    frames, as far as is known before decoding (:func:`~wbcap.io.progress.expected_frames`)."""
+    expected = expected_frames(info, start, end, every, max_frames)
+    return expected is not None and expected <= SHORT_RUN_FRAMES
+
+
 def _load_pipeline(job: VideoJob, out: Path, source: Any = None):
     """:meth:`wbcap.pipeline.Pipeline.from_config` of ``job``; a ``--resume`` without
     ``--body-models`` whose SMPL-X model the usual places do not hold names the model the run
@@ -351,8 +359,7 @@ def _load_pipeline(job: VideoJob, out: Path, source: Any = None):
     from wbcap.body.model_files import BodyModelNotFoundError
     from wbcap.pipeline import Pipeline
 
-    expected = None if source is None else expected_frames(source.info, job.start, job.end, job.every, job.max_frames)
-    short = expected is not None and expected <= SHORT_RUN_FRAMES
+    short = source is not None and short_run(source.info, job.start, job.end, job.every, job.max_frames)
     try:
         return Pipeline.from_config(job.pipeline, measure_strategy=False if short else None)
     except BodyModelNotFoundError as exc:

@@ -1246,7 +1246,10 @@ def choose_cpu_strategy(
                         form, ONLY_FOR[form], precision, default_form)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
-    machines = read_cache(path) if req.mode == "auto" else {}
+    # (a short job, which measures nothing, says a stale or damaged cache at debug level only: it
+    # would say "measuring again" on every photo of one who never runs a long job, a review)
+    loud = measure or req.mode != "auto"
+    machines = read_cache(path, warn=loud) if req.mode == "auto" else {}
     chosen: dict[str, PartChoice] = {}
     built: dict[str, nn.Module] = {}
     new: dict[str, PartChoice] = {}
@@ -1255,6 +1258,7 @@ def choose_cpu_strategy(
     t0 = time.perf_counter()
 
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
+        warn = warn and loud
         cached = _cached_choice(machines, machine, pid, quiet=not warn)  # (quiet: exact's entry, for fast)
         say = log.warning if warn else log.debug
         for form in (cached.form, cached.single) if cached is not None else ():
@@ -1276,14 +1280,15 @@ def choose_cpu_strategy(
         if cached is not None:
             chosen[name] = cached
             continue
-        if not measure and req.mode == "auto":
-            deferred.append(name)
-            chosen[name] = default_choice(part, default_form)
-            continue
         # a fast part that is not exact's (a float32 part with the int8 candidate): exact's
         # cached choice spares measuring the float forms again
         exact_pid = _part_id(part, dtypes[name], onednn, False)
         baseline = usable(exact_pid, name, part, False, warn=False) if exact_pid != pid else None
+        if not measure and req.mode == "auto":  # (a short job: exact's measured float form where there is one)
+            if baseline is None:
+                deferred.append(name)
+            chosen[name] = baseline if baseline is not None else default_choice(part, default_form)
+            continue
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
             if not new:
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)

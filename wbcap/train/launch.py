@@ -387,9 +387,9 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
     # "train on for more epochs" warned of a difference that was not there)
     changed = [f"{k} {shown_setting(old[k])} -> {shown_setting(new[k])}" for k in old
                if k not in ("model", "stage", "epochs") and old[k] != new[k]]
-    if old.get("epochs") != new.get("epochs"):
-        log.info("resuming %s to train to epoch %s (the run was started for %s epochs); what it trains is what an "
-                 "uninterrupted run of %s epochs trains", folder, new.get("epochs"), old.get("epochs"), new.get("epochs"))
+    if not changed and new.get("epochs", 0) > old.get("epochs", 0):  # (fewer: _already_complete says so)
+        log.info("resuming %s to train to epoch %s (its %s says %s); what it trains is what an uninterrupted run of "
+                 "%s epochs trains", folder, new.get("epochs"), source.name, old.get("epochs"), new.get("epochs"))
     if changed:
         log.warning("resuming %s with settings other than its run's (%s): %s; the result will differ from an "
                     "uninterrupted run", folder, source.name, ", ".join(changed))
