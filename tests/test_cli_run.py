@@ -550,13 +550,13 @@ def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, mo
     seen = []
 
     def loading(load):
-        def checked(job, folder):
+        def checked(job, folder, *rest):
             try:
                 with reading_folder(folder, "export it again"):
                     seen.append("free")
             except InputError as exc:
                 seen.append(str(exc))
-            return load(job, folder)
+            return load(job, folder, *rest)
         return checked
 
     # (a finished run's resume loads the SMPL-X layer alone, an unfinished one's the network)
