@@ -202,9 +202,8 @@ def _cpu_strategy_check() -> Check:
         unusable = f" (its cache {path} cannot be used: {problem})" if problem else ""
         return Check(name, True, f"not measured on this machine yet{unusable}: the first longer job (`wbcap run` of more "
                                  f"than 60 frames, `wbcap image` of more than four photos, `wbcap bench`, `wbcap eval`) "
-                                 f"measures it once "
-                                 f"(10-30 s on 2 cores, longer beside other jobs) and keeps it in {path}; photos, short "
-                                 f"runs and the demo run the default form until then")
+                                 f"measures it once (10-30 s on 2 cores, longer beside other jobs) and keeps it in "
+                                 f"{path}; photos, short runs and the demo run the default form until then")
     by_dtype: dict[str, list[str]] = {}
     for pid, c in choices.items():  # "<part>: <architecture> <dtype>[(fast)][ no-onednn]" (strategy._part_id)
         part, _, rest = pid.partition(": ")

@@ -335,10 +335,10 @@ def _load_body(job: VideoJob, out: Path):
 #: A run of at most this many frames (as selected: ``--max-frames``, ``--start``/``--end``,
 #: ``--every``; a video's declared frame count) is a short job: a CPU strategy this machine has not
 #: measured yet is not measured for it (:func:`_load_pipeline`). Measuring takes 10-30 s with 2
-#: cores; what it saves over 60 frames of a few people is seconds (on the model-207 Xeon the
-#: measured exact form against the default, one crop: within the noise; fast's int8 ResNets
-#: against bfloat16 ones ~25 ms a crop), and a new user's first 3-frame try of `wbcap run` took
-#: 29 s, 23 of them measuring (a user trial). The video demo's 60 frames are one too.
+#: cores; what it saves over 60 frames of a few people is seconds at most (on the model-207 Xeon a
+#: one-person photo ran as fast in the default form as in the measured one, within the noise), and
+#: a new user's first 3-frame try of `wbcap run` took 29 s, 23 of them measuring (a user trial).
+#: The video demo's default 60 frames are one too.
 SHORT_RUN_FRAMES = 60
 
 
