@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.detect.base import Detection, sort_by_score
+from wbcap.detect.base import Detection
 from wbcap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,12 @@ class HOGDetector:
         if len(boxes) == 0:
             return []
 
+        # OpenCV's HOG search runs in threads and returns its windows in an order that varies from
+        # call to call, with equal weights among them (a flaky test: two calls on one photo kept
+        # different windows of one score first): sorted by score, then position, NMS's choice and
+        # the order are the same on every call.
+        order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
+        boxes, scores = boxes[order], scores[order]
         # Windows are already above the threshold; NMSBoxes wants non-negative scores, so
         # shift them (order preserved) and let it keep everything above 0.
         shifted = scores - scores.min() + 1.0
@@ -190,7 +196,7 @@ class HOGDetector:
             box = _clip(_rescale(boxes[i], self.box_scale), width, height)
             if box is not None:
                 dets.append(Detection(box, float(scores[i])))
-        dets = sort_by_score(dets)
+        dets = sorted(dets, key=lambda d: (-d.score, d.box))  # (equal scores: by position, as above)
         if self.max_people is not None:
             dets = dets[: self.max_people]
         log.debug("HOG: %d raw windows -> %d people (scale %.2f)", n_raw, len(dets), scale)
