@@ -404,6 +404,27 @@ def test_bad_files_raise_one_line_model_file_error(
     assert str(path) in msg and needle in msg
 
 
+def test_a_model_file_declaring_too_much_is_refused_before_unpacking(tmp_path: Path, raw: dict[str, np.ndarray],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small npz whose arrays unpack to gigabytes (a hostile-input trial: 9 MB declaring 5 GB
+    took `wbcap doctor` past 6 GB of memory) is one line, nothing unpacked: here the bound is
+    lowered under the synthetic model's own size instead of writing gigabytes."""
+    import wbcap.body.model_files as model_files
+
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    _save(path, raw)
+    size = sum(v.nbytes for v in raw.values()) + 128 * len(raw)  # (the arrays and their headers)
+    assert load_body_model_data(path)["v_template"].shape == (10475, 3)
+    monkeypatch.setattr(model_files, "MAX_MODEL_BYTES", size // 2)
+    unpacked = []
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: unpacked.append(key))
+    with pytest.raises(ModelFileError) as exc:
+        load_body_model_data(path)
+    msg = _one_line(exc)
+    assert msg.startswith(f"{path} is not an SMPL-X model: its arrays unpack to ") and "about 0.3 GB" in msg, msg
+    assert unpacked == []
+
+
 def test_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError) as exc:
         load_body_model_data(tmp_path / "nope.npz")

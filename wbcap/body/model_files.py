@@ -66,6 +66,11 @@ _FLOAT_KEYS = (
 )
 _INT_KEYS = ("f", "kintree_table", "lmk_faces_idx", "dynamic_lmk_faces_idx")
 REQUIRED_KEYS = _FLOAT_KEYS + _INT_KEYS
+#: The most bytes the required arrays of a model file may declare, unpacked: SMPL-X's own take
+#: ~0.3 GB in float64 (``shapedirs`` with 400 directions 0.1 GB, ``posedirs`` 0.12 GB). A larger
+#: declaration is refused before anything is unpacked (a 9 MB npz declaring 5 GB of zeros took a
+#: hostile-input trial's `wbcap doctor` past 6 GB of memory).
+MAX_MODEL_BYTES = 1 << 30
 
 
 def _normalise_gender(gender: str) -> str:
@@ -310,6 +315,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             raise ModelFileError(
                 f"{path} is not an SMPL-X model (missing arrays: {', '.join(missing)}): "
                 f"{_DOWNLOAD_HINT}"
+            )
+        # (the zip's directory says each member's unpacked size, which its reader never exceeds)
+        names = set(archive.zip.namelist())
+        declared = sum(archive.zip.getinfo(f"{k}.npy" if f"{k}.npy" in names else k).file_size for k in REQUIRED_KEYS)
+        if declared > MAX_MODEL_BYTES:
+            raise ModelFileError(
+                f"{path} is not an SMPL-X model: its arrays unpack to {declared / 1e9:.1f} GB (SMPL-X's take about "
+                f"0.3 GB): {_DOWNLOAD_HINT} again"
             )
         out: dict[str, np.ndarray] = {}
         for key in REQUIRED_KEYS:
