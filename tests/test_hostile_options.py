@@ -226,10 +226,16 @@ def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
 
     (tmp_path / "meta.json").write_text(json.dumps({"fps": 1e9}))
     with pytest.raises(InputError, match=r"a damaged fps \(1000000000\.0, where wbcap writes a number of frames per "
-                                         r"second above 0 and at most 1000\)"):
+                                         r"second from 1e-06 to 1000\)"):
         read_meta(tmp_path)
     (tmp_path / "meta.json").write_text(json.dumps({"fps": 1000}))
     assert read_meta(tmp_path) == {"fps": 1000}
+    # (too slow as well: a tampered 1e-300 wrote BVH frame times of 1e300 s, a hostile-input trial)
+    (tmp_path / "meta.json").write_text(json.dumps({"fps": 1e-300}))
+    with pytest.raises(InputError, match=r"a damaged fps \(1e-300, where"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"fps": 1e-6}))
+    assert read_meta(tmp_path) == {"fps": 1e-6}
 
 
 def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
@@ -241,7 +247,7 @@ def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
     r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
     assert r.exit_code == 2, text(r)
     assert r.stderr == (f"error: {run / 'meta.json'}: a damaged fps (1001.0, where wbcap writes a number of frames per "
-                       "second above 0 and at most 1000); rerun its run with wbcap run --resume to rewrite it (or with "
+                       "second from 1e-06 to 1000); rerun its run with wbcap run --resume to rewrite it (or with "
                        "wbcap run --overwrite to start over)\n")
     assert state(run) == before
 

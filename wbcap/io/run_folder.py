@@ -511,11 +511,16 @@ def _gender_ok(value: object) -> bool:
     return isinstance(value, str) and value.lower() in GENDERS
 
 
+#: The lowest processed frame rate a run can have (frames per second): a 1 fps source read with
+#: ``--every``'s largest step, 10^6.
+MIN_RUN_FPS = 1e-6
 #: The keys of ``meta.json`` that ``wbcap export`` and ``wbcap view`` read, each with a check of
 #: its value and what it should be (for the message); :func:`wbcap.video_app.run_meta` writes them.
 _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "fps": (lambda v: _number(v, 0.0, above=True) and v <= MAX_FPS,
-            f"a number of frames per second above 0 and at most {MAX_FPS:g}"),
+    # (at least a 1 fps source's rate over the largest --every, 10^6: a tampered 1e-300 made BVH
+    # frame times of 1e300 s, a hostile-input trial)
+    "fps": (lambda v: _number(v, MIN_RUN_FPS, above=False) and v <= MAX_FPS,
+            f"a number of frames per second from {MIN_RUN_FPS:g} to {MAX_FPS:g}"),
     "max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
     "frame_step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "a whole number of source frames, 1 or more"),
