@@ -1121,3 +1121,21 @@ def test_a_fallback_that_stands_in_for_the_checkpoint_is_not_told_it_is_missing(
     assert "checkpoint" not in str(exc.value)
     with pytest.raises(ModelFileError, match="; and for the network's checkpoint: no hand4whole checkpoint"):
         Pipeline.from_config(config)
+
+
+def test_names_with_control_characters_are_printed_escaped(tmp_path, micro_args):
+    """A photo named with terminal escape sequences (a colour, the window title, a screen clear):
+    a hostile-input trial saw `wbcap image` print them raw, so the terminal acted on them. Result
+    lines, per-photo errors and log lines now show them as escapes; the files are the user's, so
+    the output folder keeps the name."""
+    good = write_rgb(tmp_path / "p\x1b]0;TITLE\x07\x1b[31mq.png", person_image(96, 128, seed=3))
+    bad = tmp_path / "bad\x1b[2J.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["image", str(good), str(bad), "-o", str(out), "--full-image", "--no-render",
+                                 *map(str, micro_args)])
+    said = r.stdout + r.stderr
+    assert r.exit_code != 0 and "\x1b" not in said and "\x07" not in said, repr(said)
+    assert "p\\x1b]0;TITLE\\x07\\x1b[31mq.png: 1 person(s) -> " in r.stdout, repr(r.stdout)
+    assert "bad\\x1b[2J.png" in said, repr(said)
+    assert (out / "p\x1b]0;TITLE\x07\x1b[31mq" / "person_0" / "output.obj").is_file()

@@ -9,7 +9,27 @@ handler's own console, rich prints each log line above the live display.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+
+#: Characters a terminal would act on rather than show: C0 controls but newline and tab, DEL and
+#: C1 controls (ESC starts colour, title and clipboard sequences; BEL ends some).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character a terminal would act on written as a Python escape
+    (``ESC`` as ``\\x1b``), newlines and tabs kept: what wbcap prints of names it did not make
+    (file names, values read from files). A hostile-input trial named a photo with an escape
+    sequence setting the terminal's title, and `wbcap image` printed it raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """A formatter whose lines are :func:`printable` (the ``wbcap`` command's log handler)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def stderr_console() -> Any:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import click
 
+from wbcap.console import PrintableFormatter, printable
+
 SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
     "run": ("wbcap.cli.run", "run", "Track and reconstruct every person in a video or image sequence."),
@@ -81,7 +83,7 @@ class LazyGroup(click.Group):
                 code = rv if isinstance(rv, int) and rv else UNWRITTEN_EXIT_CODE
             guard.reported = True
             with contextlib.suppress(OSError):  # (stderr on the same full disk: nothing left to say it on)
-                click.echo(f"error: {guard.message()}", err=True)
+                click.echo(printable(f"error: {guard.message()}"), err=True)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -107,7 +109,7 @@ class LazyGroup(click.Group):
             with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
                 return super().invoke(ctx)
         except WbcapError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(printable(f"error: {exc}"), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # (Ctrl-C, SIGTERM, SIGHUP)
             from wbcap.stop_signals import exit_status, stop_message
@@ -131,14 +133,14 @@ class LazyGroup(click.Group):
                 _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
             if exc.errno in DISK_FULL:  # not a crash: the user can act on it
-                click.echo(f"error: {_disk_full_message(exc, ctx)}", err=True)
+                click.echo(printable(f"error: {_disk_full_message(exc, ctx)}"), err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
         except RuntimeError as exc:
             line = _unknown_home(ctx, exc)
             if line is None:
                 _report_crash(ctx, exc)
-            click.echo(f"error: {line}", err=True)
+            click.echo(printable(f"error: {line}"), err=True)
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
@@ -174,7 +176,7 @@ class OneLineUsageError(click.UsageError):
 
     def show(self, file=None) -> None:
         where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(f"error: {self.format_message().removesuffix('.')}{where}", err=True, file=file)
+        click.echo(printable(f"error: {self.format_message().removesuffix('.')}{where}"), err=True, file=file)
 
 
 def _unknown_home(ctx: click.Context, exc: RuntimeError) -> str | None:
@@ -399,7 +401,7 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
         click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
     line = f"error: wbcap {command} failed: {describe_crash(exc)}{crash_hint(exc)}"
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
-    click.echo(line, err=True)
+    click.echo(printable(line), err=True)
     ctx.exit(CRASH_EXIT_CODE)
 
 
@@ -427,7 +429,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     for old in list(root.handlers):
         if getattr(old, "_wbcap_cli", False) or type(old) is logging.StreamHandler:
             root.removeHandler(old)
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(PrintableFormatter(fmt))  # (names of files wbcap did not make, escaped)
     handler._wbcap_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

@@ -141,8 +141,11 @@ def echo_result(line: str) -> None:
     """Write one result line to stdout. A stdout that cannot be written (a full disk:
     ``wbcap image x.jpg > /dev/full``) is the ``wbcap`` group's to report, once the command has
     done its work, repeating the lines (:mod:`wbcap.cli.stdout`); a closed pipe (``| head``)
-    is click's quiet exit."""
-    click.echo(line)
+    is click's quiet exit. Control characters of names in it are escaped
+    (:func:`wbcap.console.printable`)."""
+    from wbcap.console import printable
+
+    click.echo(printable(line))
 
 
 def progress_display(ctx: click.Context, *columns):

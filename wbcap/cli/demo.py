@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import IntRange, NonEmptyPath, device_option, echo_result, image_result_line, is_quiet
+from wbcap.console import printable
 
 
 @click.command()
@@ -54,7 +55,7 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         echo_result(_detector_line(detector))
     for r in results:
         if r.error:
-            click.echo(f"error: {r.error}", err=True)
+            click.echo(printable(f"error: {r.error}"), err=True)
         elif not quiet:
             echo_result(image_result_line(r))
     if not quiet and not failed:  # (after a failure the error line is the news)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import NonEmptyPath
+from wbcap.console import printable
 
 
 @click.command()
@@ -29,9 +30,9 @@ def doctor(ctx, body_models):
         if check.ok and quiet:
             continue
         mark = "ok  " if check.ok else ("warn" if check.optional else "MISS")
-        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
         if not check.ok and check.fix:
-            click.echo(f"       fix: {check.fix}")
+            click.echo(printable(f"       fix: {check.fix}"))
         problems += (not check.ok) and not check.optional
     if problems:
         homeless = any(c.name == USER_FOLDERS and not (c.ok or c.optional) for c in checks)

@@ -23,6 +23,7 @@ from wbcap.cli.common import (
     precision_option,
     progress_display,
 )
+from wbcap.console import printable
 
 
 def _parse_bboxes(ctx, param, values):
@@ -138,7 +139,7 @@ def _run(ctx, job, pipeline=None) -> None:
         task = progress.add_task("checking inputs", total=len(paths))
 
         def stage(name, path):
-            progress.update(task, description=name if path is None else f"{path.name}: {name}")
+            progress.update(task, description=name if path is None else printable(f"{path.name}: {name}"))
 
         def report(result):
             progress.advance(task)
@@ -147,7 +148,7 @@ def _run(ctx, job, pipeline=None) -> None:
                 if progress.live.is_started:  # (above the bar: written past it, the line began where the bar ended)
                     console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
                 else:
-                    click.echo(f"error: {result.error}", err=True)
+                    click.echo(printable(f"error: {result.error}"), err=True)
             elif not quiet:
                 line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty():

@@ -23,6 +23,7 @@ from wbcap.cli.common import (
     precision_option,
     progress_display,
 )
+from wbcap.console import printable
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
 from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
@@ -209,9 +210,9 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             hint = resume_hint and resumable(job)
             if job.overwrite and previous_run_kept(job) and raw_stamp(out) == before:  # (put back as it was)
                 fits = f" (its frames fit this command: {add} to use them)" if hint else ""
-                click.echo(f"stopped before the first frames: the previous run in {job.out} is left as it was{fits}",
-                           err=True)
+                click.echo(printable(f"stopped before the first frames: the previous run in {job.out} is left as it "
+                                     f"was{fits}"), err=True)
             elif hint:
-                click.echo(f"the frames done so far are kept in {job.out}: {add} to continue", err=True)
+                click.echo(printable(f"the frames done so far are kept in {job.out}: {add} to continue"), err=True)
             raise
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import click
 
 from wbcap.cli.common import IntRange, NonEmptyPath, check_device
+from wbcap.console import printable
 
 STAGE_HELP = "Settings: the stage's built-in recipe, then --config TOML, then these flags."
 
@@ -107,7 +108,7 @@ def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         then = hint()
         if then is not None:
-            click.echo(f"the snapshots so far are kept in {out}: {then}", err=True)
+            click.echo(printable(f"the snapshots so far are kept in {out}: {then}"), err=True)
         raise
 
 
