@@ -61,7 +61,7 @@ def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch, tmp_path):
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(lambda config, **kwargs: asked.append(kwargs)))
     wbcap.demo._demo_pipeline("cpu")
     wbcap.demo._demo_pipeline("cpu", few_calls=1)
-    wbcap.demo._demo_pipeline("cpu", measure_strategy=True)  # (a video demo of many frames: as wbcap run)
+    wbcap.demo._demo_pipeline("cpu", measure_strategy=None)  # (a video demo of many frames: as wbcap run)
     assert [(a["measure_strategy"], a.get("few_calls", 0)) for a in asked] == [(False, 0), (False, 1), (None, 0)]
 
     seen = []
@@ -82,7 +82,7 @@ def test_the_demos_do_not_measure_the_cpu_strategy(monkeypatch, tmp_path):
         cv2.imwrite(str(frames / f"f{i:02d}.png"), person_image(40, 30, seed=i)[:, :, ::-1])
     for max_frames in (60, None, 5):
         wbcap.demo.video_demo(frames, tmp_path / "D", max_frames=max_frames)
-    assert asked_measure == [False, True, False]
+    assert asked_measure == [False, None, False]
 
 
 def test_demo_video_names_its_output_folder_after_the_source(tmp_path, monkeypatch):

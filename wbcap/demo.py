@@ -96,17 +96,17 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
 DEMO_VIDEO_FRAMES = 60
 
 
-def _demo_pipeline(device: str, few_calls: int = 0, measure_strategy: bool = False):
+def _demo_pipeline(device: str, few_calls: int = 0, measure_strategy: bool | None = False):
     """``(PipelineConfig, Pipeline)``: always the synthetic body and untrained upright weights,
     even where the real files exist. A check, not a job: a CPU strategy the user cache lacks is
     not measured for it (the first real run measures it; a new machine's demo took 25 s, ~20 of
-    them measuring), unless ``measure_strategy`` (a video demo of many frames, as `wbcap run`
-    would). ``few_calls``: the photo demo's one call."""
+    them measuring), unless ``measure_strategy`` is None (a video demo of many frames, as `wbcap
+    run` decides: :class:`~wbcap.pipeline.Pipeline`'s default). ``few_calls``: the photo demo's one call."""
     from wbcap.pipeline import Pipeline, synthetic_body_models_dir
 
     cfg = PipelineConfig(model=ModelConfig(), body=BodyModelConfig(path=str(synthetic_body_models_dir())), device=device)
     return cfg, Pipeline.from_config(cfg, weights="random", upright=True, few_calls=few_calls,
-                                     measure_strategy=None if measure_strategy else False)
+                                     measure_strategy=measure_strategy)
 
 
 def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline: bool | None = None,
@@ -123,7 +123,7 @@ def video_demo(video: str | Path, out: str | Path, device: str = "auto", offline
     from wbcap.video_app import VideoJob, short_run
 
     source = open_frames(video, max_frames=max_frames)  # a missing or unreadable video: its one line before the model loads
-    cfg, pipe = _demo_pipeline(device, measure_strategy=not short_run(source.info, 0.0, None, 1, max_frames))
+    cfg, pipe = _demo_pipeline(device, measure_strategy=False if short_run(source.info, 0.0, None, 1, max_frames) else None)
     detector = best_detector(offline)
     folder = Path(out) / f"video-{source_name(video)}"
     job = VideoJob(source=str(video), out=str(folder), pipeline=cfg, max_frames=max_frames, detector=detector,

@@ -350,7 +350,7 @@ def short_run(info: Any, start: float, end: float | None, every: int, max_frames
     return expected is not None and expected <= SHORT_RUN_FRAMES
 
 
-def _load_pipeline(job: VideoJob, out: Path, source: Any = None):
+def _load_pipeline(job: VideoJob, out: Path, source: Any):
     """:meth:`wbcap.pipeline.Pipeline.from_config` of ``job``; a ``--resume`` without
     ``--body-models`` whose SMPL-X model the usual places do not hold names the model the run
     was made with (:func:`wbcap.io.run_folder.missing_body_model`). A run of ``source`` (the
@@ -359,7 +359,7 @@ def _load_pipeline(job: VideoJob, out: Path, source: Any = None):
     from wbcap.body.model_files import BodyModelNotFoundError
     from wbcap.pipeline import Pipeline
 
-    short = source is not None and short_run(source.info, job.start, job.end, job.every, job.max_frames)
+    short = short_run(source.info, job.start, job.end, job.every, job.max_frames)
     try:
         return Pipeline.from_config(job.pipeline, measure_strategy=False if short else None)
     except BodyModelNotFoundError as exc:
