@@ -180,10 +180,10 @@ class HOGDetector:
         if len(boxes) == 0:
             return []
 
-        # OpenCV's HOG search runs in threads and returns its windows in an order that varies from
-        # call to call, with equal weights among them (a flaky test: two calls on one photo kept
-        # different windows of one score first): sorted by score, then position, NMS's choice and
-        # the order are the same on every call.
+        # OpenCV's HOG search runs in threads and may return its windows in an order that varies
+        # from call to call: sorted by score, then position, NMS's choice among equal weights and
+        # the order are the same for the same windows. (A CI run once saw two calls on one photo
+        # differ: other windows with the same weights, which this does not explain; not reproduced.)
         order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
         boxes, scores = boxes[order], scores[order]
         # Windows are already above the threshold; NMSBoxes wants non-negative scores, so
