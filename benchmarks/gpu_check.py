@@ -4,13 +4,15 @@
     python benchmarks/gpu_check.py [--config full|small] [--batch-sizes 1,8,32,64,128]
         [--precisions exact,fast] [--repeats 10] [--warmup 3] [--matmul-size 8192]
         [--video-frames 300] [--video-size 1280x720] [--people 4] [--compile]
-        [--profile 128] [--no-video] [--deadline 420] [--json out.json]
+        [--profile 128] [--no-video] [--compare-unfused] [--cudnn-benchmark] [--deadline 420]
+        [--json out.json]
 
 On CUDA, for each precision mode and batch size: crops/s of the fused regressor (random weights
 of ``--config``, the synthetic SMPL-X model, crops of random pixels) run eagerly and replayed from
 a CUDA graph (:class:`wbcap.model.cuda_graph.CudaGraphRunner`), the achieved FLOP/s as a ratio to
 the measured bf16 (and fp32) dense matmul ceilings (:func:`wbcap.bench.ceiling.matmul_ceiling`,
-measured before and after), the first call's capture time, the largest difference between the
+measured before and after), how many ReLU convolutions ran as cuDNN's fused convolution + (add +)
+ReLU (``--compare-unfused``: also graphed without them, and the largest difference), the first call's capture time, the largest difference between the
 graphed and the eager outputs (vertices in metres; every output), also for a batch one smaller
 than the captured size (padded rows), and whether the eager forward synchronises with the host
 (``torch.cuda.set_sync_debug_mode("error")``). ``--compile`` adds ``torch.compile(mode=
@@ -134,6 +136,7 @@ def _time_regressor(args, device, report: Report, prec, first: bool) -> Any:
     from wbcap.bench.stages import bench_pipeline
     from wbcap.bench.timing import sync_fn, time_call
     from wbcap.model.cuda_graph import CudaGraphRunner
+    from wbcap.model.fused import FusedConv, set_cudnn_fusion
 
     cuda = device.type == "cuda"
     sync = sync_fn(device)
@@ -186,8 +189,25 @@ def _time_regressor(args, device, report: Report, prec, first: bool) -> Any:
             if bs > 1:  # bs - 1 crops: padded to bs in the graph, eager at bs - 1
                 row["padded_vs_eager"] = _max_diff(runner(x[: bs - 1]), eager(x[: bs - 1]))
             row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
+            fused = [m.cudnn_fused for m in regressor.modules() if isinstance(m, FusedConv) and m.relu]
+            row["cudnn_fused_convs"] = {"fused": fused.count(True), "unfused": fused.count(False),
+                                        "untried": fused.count(None)}
+            if args.compare_unfused:  # the same graphed network without cuDNN's fused calls
+                want = runner(x)
+                set_cudnn_fusion(regressor, False)
+                try:
+                    plain = CudaGraphRunner(regressor, [bs], ctx, name=f"the unfused regressor ({prec})")
+                    plain(x)
+                    uruns = time_call(lambda x=x, plain=plain: plain(x), args.repeats, args.warmup, sync)
+                    row["graph_unfused_median_s"] = statistics.median(uruns)
+                    row["graph_unfused_crops_per_s"] = bs / row["graph_unfused_median_s"]
+                    row["cudnn_fusion_speedup"] = row["graph_unfused_median_s"] / row["graph_median_s"]
+                    row["fused_vs_unfused"] = _max_diff(want, plain(x))
+                    del plain
+                finally:
+                    set_cudnn_fusion(regressor, True)
         best = max(row.get("graph_crops_per_s", 0.0), row["eager_crops_per_s"])
-        for name in ("eager", "graph"):
+        for name in ("eager", "graph", "graph_unfused"):
             if f"{name}_crops_per_s" in row:
                 achieved = row[f"{name}_crops_per_s"] * per_crop
                 row[f"{name}_flops_per_s"] = achieved
@@ -278,7 +298,6 @@ def _video_check(args, device, report: Report, pipe, work: Path) -> None:
     from wbcap.export.animation import AnimationExport
     from wbcap.io.video_reader import open_frames
     from wbcap.io.video_writer import VideoWriter
-    from wbcap.model.cuda_graph import CudaGraphRunner, capture_sizes
     from wbcap.testing.videos import people_frames
     from wbcap.video_app import VideoJob, run_video
 
@@ -311,18 +330,14 @@ def _video_check(args, device, report: Report, pipe, work: Path) -> None:
         return {"wall_s": wall, "fps": result.frames / wall, "person_frames": result.person_frames,
                 "timings_s": result.timings, "decode_bound": (result.frames / wall) / info["decode_alone_fps"]}
 
+    pipe.cuda_graphs = False
     info["eager"] = one_run("eager")
     report.save()
     if device.type == "cuda":
-        net = pipe.regressor.net
-        runner = CudaGraphRunner(net.forward, capture_sizes(pipe.batch_size), pipe.inference_context,
-                                 name="the network (video)")
-        net.forward = runner  # what the proposed Pipeline hook does for pass 1 (regressor.net)
-        try:
-            info["graphed"] = one_run("graphed")
-            info["graphed"]["captured"] = list(runner.captured)
-        finally:
-            del net.forward
+        pipe.cuda_graphs = True  # what wbcap run does on CUDA (Pipeline._forward)
+        info["graphed"] = one_run("graphed")
+        runner = pipe._graphed.get("net")
+        info["graphed"]["captured"] = list(runner.captured) if runner is not None else None
     report.data["video"] = info
 
 
@@ -342,6 +357,10 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, help="profile one eager forward at this batch size (CUDA)")
     ap.add_argument("--no-video", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(mode='reduce-overhead')")
+    ap.add_argument("--compare-unfused", action="store_true",
+                    help="also time each batch size graphed without cuDNN's fused convolution + ReLU calls")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="torch.backends.cudnn.benchmark = True (cuDNN times its kernels per shape)")
     ap.add_argument("--deadline", type=float, default=420.0, help="skip sections past this many seconds")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -355,6 +374,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     args.config = args.config or ("full" if cuda else "small")
     args.batch_sizes = parse_batch_sizes(args.batch_sizes or ("1,8,32,64,128" if cuda else "1,2"))
     precisions = parse_precisions(args.precisions)
@@ -362,7 +382,8 @@ def main() -> None:
     report = Report(args.json, args.deadline)
     report.data.update(device=device_info(device), settings={
         "config": args.config, "batch_sizes": list(args.batch_sizes), "precisions": [p.value for p in precisions],
-        "repeats": args.repeats, "warmup": args.warmup, "matmul_size": matmul_size, "statistic": "median"})
+        "repeats": args.repeats, "warmup": args.warmup, "matmul_size": matmul_size, "statistic": "median",
+        "cudnn_benchmark": args.cudnn_benchmark, "compare_unfused": args.compare_unfused})
     with contextlib.suppress(Exception):
         report.data["versions"] = versions()
     report.data["versions_torch"] = torch.__version__
