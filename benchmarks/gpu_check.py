@@ -4,15 +4,16 @@
     python benchmarks/gpu_check.py [--config full|small] [--batch-sizes 1,8,32,64,128]
         [--precisions exact,fast] [--repeats 10] [--warmup 3] [--matmul-size 8192]
         [--video-frames 300] [--video-size 1280x720] [--people 4] [--compile]
-        [--profile 128] [--no-video] [--compare-unfused] [--cudnn-benchmark] [--deadline 420]
+        [--profile 128] [--no-video] [--compare-cudnn-fusion] [--cudnn-benchmark] [--deadline 420]
         [--json out.json]
 
 On CUDA, for each precision mode and batch size: crops/s of the fused regressor (random weights
 of ``--config``, the synthetic SMPL-X model, crops of random pixels) run eagerly and replayed from
 a CUDA graph (:class:`wbcap.model.cuda_graph.CudaGraphRunner`), the achieved FLOP/s as a ratio to
 the measured bf16 (and fp32) dense matmul ceilings (:func:`wbcap.bench.ceiling.matmul_ceiling`,
-measured before and after), how many ReLU convolutions ran as cuDNN's fused convolution + (add +)
-ReLU (``--compare-unfused``: also graphed without them, and the largest difference), the first call's capture time, the largest difference between the
+measured before and after), with ``--compare-cudnn-fusion`` also graphed with cuDNN's fused
+convolution + (add +) ReLU (:func:`wbcap.model.fused.set_cudnn_fusion`: how many ran so, the
+largest difference), the first call's capture time, the largest difference between the
 graphed and the eager outputs (vertices in metres; every output), also for a batch one smaller
 than the captured size (padded rows), and whether the eager forward synchronises with the host
 (``torch.cuda.set_sync_debug_mode("error")``). ``--compile`` adds ``torch.compile(mode=
@@ -189,25 +190,25 @@ def _time_regressor(args, device, report: Report, prec, first: bool) -> Any:
             if bs > 1:  # bs - 1 crops: padded to bs in the graph, eager at bs - 1
                 row["padded_vs_eager"] = _max_diff(runner(x[: bs - 1]), eager(x[: bs - 1]))
             row["cuda_max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
-            fused = [m.cudnn_fused for m in regressor.modules() if isinstance(m, FusedConv) and m.relu]
-            row["cudnn_fused_convs"] = {"fused": fused.count(True), "unfused": fused.count(False),
-                                        "untried": fused.count(None)}
-            if args.compare_unfused:  # the same graphed network without cuDNN's fused calls
+            if args.compare_cudnn_fusion:  # the same network graphed with cuDNN's fused calls
                 want = runner(x)
-                set_cudnn_fusion(regressor, False)
+                set_cudnn_fusion(regressor, True)
                 try:
-                    plain = CudaGraphRunner(regressor, [bs], ctx, name=f"the unfused regressor ({prec})")
-                    plain(x)
-                    uruns = time_call(lambda x=x, plain=plain: plain(x), args.repeats, args.warmup, sync)
-                    row["graph_unfused_median_s"] = statistics.median(uruns)
-                    row["graph_unfused_crops_per_s"] = bs / row["graph_unfused_median_s"]
-                    row["cudnn_fusion_speedup"] = row["graph_unfused_median_s"] / row["graph_median_s"]
-                    row["fused_vs_unfused"] = _max_diff(want, plain(x))
-                    del plain
+                    fused_runner = CudaGraphRunner(regressor, [bs], ctx, name=f"the cuDNN-fused regressor ({prec})")
+                    fused_runner(x)
+                    fruns = time_call(lambda x=x, f=fused_runner: f(x), args.repeats, args.warmup, sync)
+                    row["graph_fused_median_s"] = statistics.median(fruns)
+                    row["graph_fused_crops_per_s"] = bs / row["graph_fused_median_s"]
+                    row["cudnn_fusion_speedup"] = row["graph_median_s"] / row["graph_fused_median_s"]
+                    row["fused_vs_unfused"] = _max_diff(fused_runner(x), want)
+                    fused = [m.cudnn_fused for m in regressor.modules() if isinstance(m, FusedConv) and m.relu]
+                    row["cudnn_fused_convs"] = {"fused": fused.count(True), "unfused": fused.count(False),
+                                                "untried": fused.count(None)}
+                    del fused_runner
                 finally:
-                    set_cudnn_fusion(regressor, True)
+                    set_cudnn_fusion(regressor, False)
         best = max(row.get("graph_crops_per_s", 0.0), row["eager_crops_per_s"])
-        for name in ("eager", "graph", "graph_unfused"):
+        for name in ("eager", "graph", "graph_fused"):
             if f"{name}_crops_per_s" in row:
                 achieved = row[f"{name}_crops_per_s"] * per_crop
                 row[f"{name}_flops_per_s"] = achieved
@@ -357,8 +358,9 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, help="profile one eager forward at this batch size (CUDA)")
     ap.add_argument("--no-video", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(mode='reduce-overhead')")
-    ap.add_argument("--compare-unfused", action="store_true",
-                    help="also time each batch size graphed without cuDNN's fused convolution + ReLU calls")
+    ap.add_argument("--compare-cudnn-fusion", action="store_true",
+                    help="also time each batch size graphed with cuDNN's fused convolution + ReLU calls "
+                         "(wbcap.model.fused.set_cudnn_fusion; off by default)")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="torch.backends.cudnn.benchmark = True (cuDNN times its kernels per shape)")
     ap.add_argument("--deadline", type=float, default=420.0, help="skip sections past this many seconds")
@@ -383,7 +385,7 @@ def main() -> None:
     report.data.update(device=device_info(device), settings={
         "config": args.config, "batch_sizes": list(args.batch_sizes), "precisions": [p.value for p in precisions],
         "repeats": args.repeats, "warmup": args.warmup, "matmul_size": matmul_size, "statistic": "median",
-        "cudnn_benchmark": args.cudnn_benchmark, "compare_unfused": args.compare_unfused})
+        "cudnn_benchmark": args.cudnn_benchmark, "compare_cudnn_fusion": args.compare_cudnn_fusion})
     with contextlib.suppress(Exception):
         report.data["versions"] = versions()
     report.data["versions_torch"] = torch.__version__

@@ -1,6 +1,7 @@
 """cuDNN's fused convolution + bias (+ residual add) + ReLU for the inference form on CUDA
-(wbcap.model.fused.FusedConv): the call it makes, its fallback where cuDNN has no fused kernel,
-and on a GPU (gpu-marked) that it runs and equals the unfused steps."""
+(wbcap.model.fused.FusedConv, off by default: set_cudnn_fusion): the call it makes, its fallback
+where cuDNN has no fused kernel, and on a GPU (gpu-marked) that it runs and equals the unfused
+steps."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 def _conv(seed: int, cin: int = 8, cout: int = 8, kernel: int = 3, stride: int = 1, relu: bool = True) -> FusedConv:
     conv = _init(nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=True), seed=seed)
-    return FusedConv(conv, None, relu, torch.float32, [2, cin, 9, 7], packed=False)
+    fused = FusedConv(conv, None, relu, torch.float32, [2, cin, 9, 7], packed=False)
+    set_cudnn_fusion(fused, True)
+    return fused
 
 
 def _cl(t: torch.Tensor) -> torch.Tensor:
@@ -82,16 +85,16 @@ def test_no_fused_kernel_turns_it_off_once_and_the_unfused_steps_run(caplog):
     assert conv.cudnn_fused is None
 
 
-def test_only_relu_convolutions_take_the_fused_call():
-    """A ResNet-18: the stem and both convolutions of each of 8 blocks end in ReLU (17); the 3
-    downsample convolutions do not, and keep F.conv2d + bias."""
+def test_off_by_default_and_only_relu_convolutions_take_the_fused_call():
+    """A ResNet-18: off until turned on; then the stem and both convolutions of each of 8 blocks
+    (they end in ReLU: 17) try it, the 3 downsample convolutions keep F.conv2d + bias."""
     net = FusedResNet(_init(ResNetBackbone(18), seed=1), (32, 32), packed=False)
     convs = [m for m in net.modules() if isinstance(m, FusedConv)]
-    assert len(convs) == 20
-    assert set_cudnn_fusion(net, False) == 17
-    assert all(m.cudnn_fused is False for m in convs)
+    assert len(convs) == 20 and all(m.cudnn_fused is False for m in convs)
     assert set_cudnn_fusion(net, True) == 17
     assert sorted(str(m.cudnn_fused) for m in convs) == ["False"] * 3 + ["None"] * 17
+    assert set_cudnn_fusion(net, False) == 17
+    assert all(m.cudnn_fused is False for m in convs)
     assert _conv(4, relu=False).cudnn_fused is False
 
 
@@ -105,6 +108,7 @@ def test_on_cuda_the_fused_resnet_runs_cudnn_s_fused_kernels_and_equals_the_unfu
     backbone = _init(ResNetBackbone(depth), seed=depth)
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)).cuda()
     net = FusedResNet(backbone, (64, 64), dtype=dtype, packed=False).cuda()
+    set_cudnn_fusion(net, True)
     with torch.inference_mode(), no_tf32():
         fused = net(x)
         ran = [m.cudnn_fused for m in net.modules() if isinstance(m, FusedConv) and m.relu]

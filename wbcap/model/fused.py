@@ -15,13 +15,14 @@ convolution stacks for inference:
   the op ``torch.compile`` lowers to on CPU) with ReLU or the residual ``add`` + ReLU as post-ops
   and its weight pre-packed once (``mkldnn._reorder_convolution_weight``) for the batch size it
   will see;
-* on CUDA a convolution followed by ReLU, or by the residual ``add`` and ReLU, is one cuDNN
-  call (``torch.cudnn_convolution_relu`` / ``torch.cudnn_convolution_add_relu``: cuDNN's
-  runtime-fused convolution, bias, add and ReLU, the ops TorchScript's frozen CUDA graphs use),
-  where cuDNN has a fused kernel for it (else, and for other convolutions, the folded
-  convolution runs through ``F.conv2d`` followed by the elementwise steps; see
-  :meth:`FusedConv.forward`). Measured on an H200 before this form (fast, batch 128): 60 % of
-  the network's GPU time was bias, residual and ReLU passes outside cuDNN.
+* on CUDA the folded convolution runs through ``F.conv2d`` (cuDNN) followed by the
+  elementwise steps. Measured on an H200 (fast, batch 128), 60 % of the network's GPU time was
+  those bias, residual and ReLU passes. :func:`set_cudnn_fusion` turns on the fused form, not
+  yet measured on a GPU and so off by default: a convolution followed by ReLU, or by the
+  residual ``add`` and ReLU, as one cuDNN call (``torch.cudnn_convolution_relu`` /
+  ``torch.cudnn_convolution_add_relu``: cuDNN's runtime-fused convolution, bias, add and ReLU,
+  the ops TorchScript's frozen CUDA graphs use), where cuDNN has a fused kernel for it.
+  ``benchmarks/gpu_check.py --compare-cudnn-fusion`` times both forms.
 
 Each stack keeps its own compute dtype: float32 (exact mode) or bfloat16 (the fast mode's
 backbones); inputs are converted on entry and outputs returned in the input's dtype (float32 in
@@ -512,10 +513,10 @@ class FusedConv(nn.Module):
         self._lazy: set[int] = set()  # batch sizes to pack apart on first use (add_packs, check=False)
         self._same: set[int] = set()  # batch sizes found to use the main packing's layout
         self.register_buffer("weight", self._pack(w, self.input_size[0]) if packed else w, persistent=False)
-        #: On CUDA: run ReLU (and the residual add) inside cuDNN's convolution (:meth:`forward`);
-        #: None until the first CUDA call tries it, False where cuDNN has no fused kernel for it
-        #: or :func:`set_cudnn_fusion` turned it off.
-        self.cudnn_fused: bool | None = None if relu and not transposed else False
+        #: On CUDA: run ReLU (and the residual add) inside cuDNN's convolution (:meth:`forward`).
+        #: False: off (the default; :func:`set_cudnn_fusion` turns it on), or cuDNN had no fused
+        #: kernel for it; None: on, tried on the next CUDA call; True: on, and it ran.
+        self.cudnn_fused: bool | None = False
 
     def _pack(self, w: torch.Tensor, n: int) -> torch.Tensor:
         """``w`` (channels_last, this module's layout) packed by oneDNN for a batch of ``n``."""
@@ -703,9 +704,11 @@ class FusedConv(nn.Module):
 
 def set_cudnn_fusion(module: nn.Module, enabled: bool) -> int:
     """Turn cuDNN's fused convolution + (add +) ReLU (:meth:`FusedConv.forward` on CUDA) on
-    (tried again on the next CUDA call) or off for every :class:`FusedConv` in ``module`` that
-    has a ReLU. Returns how many were set. For comparisons (``benchmarks/gpu_check.py``): the
-    network uses the fused call wherever cuDNN has one."""
+    (tried on the next CUDA call) or off for every :class:`FusedConv` in ``module`` that has a
+    ReLU. Returns how many were set. Off by default: not yet measured on a GPU (torch's issue
+    #68506 reports ``cudnn_convolution_relu`` 17x slower than the unfused steps for 7x7
+    channels_last convolutions, with cuDNN 8); ``benchmarks/gpu_check.py
+    --compare-cudnn-fusion`` times both forms."""
     n = 0
     for m in module.modules():
         if isinstance(m, FusedConv) and m.relu and not m.transposed:
