@@ -172,6 +172,55 @@ def _messi(shared_dir: Path) -> np.ndarray:
     return load_image(path)
 
 
+@pytest.fixture
+def one_opencv_thread():
+    """OpenCV's thread pool held to one thread for the test (restored after)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield
+    cv2.setNumThreads(before)
+
+
+def _figures() -> np.ndarray:
+    from wbcap.testing.images import person_image
+
+    return np.concatenate([person_image(160, 300), person_image(130, 300)[:, ::-1]], axis=1)
+
+
+def test_hog_levels_give_opencvs_windows_each_with_its_own_weight(one_opencv_thread) -> None:
+    """The pyramid searched level by level (hog._octave_scales, _level_windows) gives the windows
+    and weights of OpenCV's detectMultiScale on one octave, run in one thread, where its race
+    (windows and weights appended under two locks) cannot happen."""
+    import cv2
+
+    from wbcap.detect import hog as hog_mod
+
+    img = _figures()
+    hog = HOGDetector()._descriptor()
+    rects, weights = hog.detectMultiScale(img, hitThreshold=-1.5, winStride=(8, 8), padding=(8, 8), scale=1.05,
+                                          groupThreshold=0)
+    want = sorted(zip(map(tuple, np.asarray(rects).reshape(-1, 4).tolist()), np.asarray(weights).reshape(-1).tolist()))
+    got = []
+    for s in hog_mod._octave_scales(img.shape, 1.05):
+        r, w = hog_mod._level_windows(hog, img, s, -1.5, 8)
+        got += zip(map(tuple, r.astype(int).tolist()), w.tolist())
+    assert len(want) > 50
+    assert sorted(got) == want
+    assert cv2.getNumThreads() == 1
+
+
+def test_hog_detections_do_not_depend_on_opencvs_threads(one_opencv_thread) -> None:
+    import cv2
+
+    img = _figures()
+    det = HOGDetector(score_threshold=-1.0, min_height_frac=0.3)
+    one = det(img)
+    cv2.setNumThreads(4)  # four levels searched at a time
+    assert det(img) == one and len(one) >= 2
+
+
 def test_hog_finds_the_footballer(shared_dir: Path) -> None:
     img = _messi(shared_dir)
     # The kicking pose is hard for a pedestrian detector: its best window scores ~0.13 with

@@ -11,9 +11,12 @@ How the model is used here:
   OpenCV only *shrinks* the image to find bigger people, so the image is first resized so that
   the smallest person of interest (``min_height_frac`` of the image height) is 96 px tall:
   small images are upscaled (at most ``max_upscale``), large ones downscaled (faster).
-* The image pyramid is built in octaves shrunk with area averaging; OpenCV builds the levels
-  within one octave (``pyramid_scale`` apart). OpenCV's own pyramid shrinks with bilinear
-  interpolation, which aliases at large factors and lowers the scores of big people.
+* The image pyramid is built in octaves shrunk with area averaging; the levels within one
+  octave (``pyramid_scale`` apart) are shrunk bilinearly as OpenCV's ``detectMultiScale`` does,
+  and each searched with ``HOGDescriptor.detect``, several at a time in threads. OpenCV's own
+  pyramid shrinks with bilinear interpolation all the way, which aliases at large factors and
+  lowers the scores of big people; and its ``detectMultiScale`` can give windows each other's
+  weights when levels finish together (see :meth:`HOGDetector.__call__`).
 * A person as tall as the image needs the window's margins above and below, which the image
   does not have: the resized image is padded by 1/6 of its height on every side with replicated
   edge pixels (no gradients, so the padding adds no evidence).
@@ -29,6 +32,7 @@ How the model is used here:
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -140,37 +144,44 @@ class HOGDetector:
 
         hog = self._descriptor()
         octave = self.pyramid_scale**_LEVELS_PER_OCTAVE
-        found_boxes, found_scores = [], []
+        levels = []  # (padded octave image, pad, its unpadded width and height, scale within the octave)
         level_img = base
-        n_raw = 0
         while True:
             h_lvl, w_lvl = level_img.shape[:2]
             pad = int(np.ceil(_PAD_FRAC * h_lvl))
             if h_lvl + 2 * pad < _WIN_H or w_lvl + 2 * pad < _WIN_W:
                 break
             padded = cv2.copyMakeBorder(level_img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            rects, weights = hog.detectMultiScale(
-                padded,
-                hitThreshold=self.score_threshold,
-                winStride=(self.win_stride, self.win_stride),
-                padding=(8, 8),
-                scale=self.pyramid_scale,
-                groupThreshold=0,  # raw windows; NMS below
-            )
-            if len(rects):
-                r = np.asarray(rects, np.float64).reshape(-1, 4)
-                r[:, :2] -= pad
-                r[:, [0, 2]] *= width / w_lvl
-                r[:, [1, 3]] *= height / h_lvl
-                found_boxes.append(r)
-                found_scores.append(np.asarray(weights, np.float64).reshape(-1))
-                n_raw += len(r)
+            levels += [(padded, pad, w_lvl, h_lvl, s) for s in _octave_scales(padded.shape, self.pyramid_scale)]
             # Next octave: shrink with area averaging (OpenCV's own pyramid uses bilinear
             # resizing, which aliases when it shrinks by more than 2x and weakens big people).
             next_w, next_h = round(w_lvl / octave), round(h_lvl / octave)
             if next_h < 1 or next_w < 1:
                 break
             level_img = cv2.resize(level_img, (next_w, next_h), interpolation=cv2.INTER_AREA)
+
+        def search(level: tuple) -> tuple[np.ndarray, np.ndarray]:
+            padded, pad, w_lvl, h_lvl, s = level
+            r, weights = _level_windows(hog, padded, s, self.score_threshold, self.win_stride)
+            r[:, :2] -= pad
+            r[:, [0, 2]] *= width / w_lvl
+            r[:, [1, 3]] *= height / h_lvl
+            return r, weights
+
+        # One pyramid level per call, in threads (OpenCV releases the GIL), results in level order.
+        # Not detectMultiScale: it runs its levels in threads too, but appends each level's windows
+        # and their weights to two lists under two separate locks, so levels finishing together
+        # can give windows the weights of others (seen on the 2-core Xeon, 1 call in 500 on a busy
+        # machine: 38 of 135 windows with another window's weight; OpenCV 4.11, objdetect/hog.cpp).
+        workers = max(1, min(len(levels), cv2.getNumThreads()))
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="wbcap-hog") as pool:
+                found = list(pool.map(search, levels))
+        else:
+            found = [search(level) for level in levels]
+        found_boxes = [r for r, _ in found if len(r)]
+        found_scores = [w for r, w in found if len(r)]
+        n_raw = sum(len(r) for r in found_boxes)
         if not found_boxes:
             return []
         boxes = np.concatenate(found_boxes)
@@ -180,10 +191,8 @@ class HOGDetector:
         if len(boxes) == 0:
             return []
 
-        # OpenCV's HOG search runs in threads and may return its windows in an order that varies
-        # from call to call: sorted by score, then position, NMS's choice among equal weights and
-        # the order are the same for the same windows. (A CI run once saw two calls on one photo
-        # differ: other windows with the same weights, which this does not explain; not reproduced.)
+        # Sorted by score, then position: NMS's choice among equal weights and the order of the
+        # result depend on the windows only.
         order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
         boxes, scores = boxes[order], scores[order]
         # Windows are already above the threshold; NMSBoxes wants non-negative scores, so
@@ -217,3 +226,39 @@ def _clip(box: np.ndarray, width: int, height: int) -> tuple[float, float, float
     if x2 <= x1 or y2 <= y1:
         return None
     return (x1, y1, x2 - x1, y2 - y1)
+
+
+def _octave_scales(shape: tuple[int, ...], step: float) -> list[float]:
+    """The scales of one octave's levels for an image of ``shape`` (H, W, ...): ``step ** i``
+    for i < ``_LEVELS_PER_OCTAVE`` while the shrunk image still holds a window (the levels
+    OpenCV's ``HOGDescriptor.detectMultiScale`` searches, the scale multiplied up as it does)."""
+    h, w = shape[:2]
+    scales, scale = [], 1.0
+    for _ in range(_LEVELS_PER_OCTAVE):
+        if round(w / scale) < _WIN_W or round(h / scale) < _WIN_H:
+            break
+        scales.append(scale)
+        scale *= step
+    return scales
+
+
+def _level_windows(hog: Any, image: np.ndarray, scale: float, threshold: float, stride: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of one pyramid level: ``image`` shrunk by ``scale`` (bilinear, OpenCV's
+    ``INTER_LINEAR_EXACT``), searched with ``hog.detect`` and mapped back to ``image``'s pixels,
+    clipped to it: (N, 4) float64 ``x, y, w, h`` and (N,) float64 SVM margins. The windows and
+    weights ``detectMultiScale`` gives for that level (the same rounding and clipping:
+    ``cvRound``, ``clipObjects``), without its lists shared between threads."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (int(np.rint(w / scale)), int(np.rint(h / scale)))
+    small = image if size == (w, h) else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR_EXACT)
+    locations, weights = hog.detect(small, hitThreshold=threshold, winStride=(stride, stride), padding=(8, 8))
+    xy = np.rint(np.asarray(locations, np.float64).reshape(-1, 2) * scale)
+    weights = np.asarray(weights, np.float64).reshape(-1)
+    x0, y0 = np.maximum(xy[:, 0], 0), np.maximum(xy[:, 1], 0)
+    x1 = np.minimum(xy[:, 0] + np.rint(_WIN_W * scale), w)
+    y1 = np.minimum(xy[:, 1] + np.rint(_WIN_H * scale), h)
+    keep = (x1 > x0) & (y1 > y0)
+    return np.stack((x0, y0, x1 - x0, y1 - y0), axis=1)[keep], weights[keep]
