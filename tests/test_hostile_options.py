@@ -238,6 +238,26 @@ def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
     assert read_meta(tmp_path) == {"fps": 1e-6}
 
 
+def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
+    """A tampered camera: an image size of 10^9 (what is drawn from it would be sized so), a
+    fraction of a pixel, a focal of 0 or a NaN principal point."""
+    from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
+    from wbcap.io.images import MAX_IMAGE_PIXELS
+    from wbcap.io.run_folder import read_meta
+
+    good = camera_to_dict(ImageCamera.default((1920, 1080)))
+    for bad in ({"image_size": [10**9, 10**9]}, {"image_size": [16385, 16384]}, {"image_size": [640.5, 480]},
+                {"image_size": [0, 480]}, {"image_size": [True, 480]}, {"focal": [0, 1000]},
+                {"princpt": [float("nan"), 2]}, {"focal": [float("inf"), 1]}):
+        (tmp_path / "meta.json").write_text(json.dumps({"camera": {**good, **bad}}))
+        with pytest.raises(InputError, match=r"a damaged camera \(.*where wbcap writes focal, princpt and image_size, 2 "
+                                             r"numbers each: a focal above 0 and a picture's size in whole pixels\)"):
+            read_meta(tmp_path)
+    biggest = {**good, "image_size": [16384, MAX_IMAGE_PIXELS // 16384]}
+    (tmp_path / "meta.json").write_text(json.dumps({"camera": biggest}))
+    assert camera_from_dict(read_meta(tmp_path)["camera"]).image_size == (16384, 16384)
+
+
 def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -525,7 +525,8 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "frame_step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "a whole number of source frames, 1 or more"),
     "gender": (_gender_ok, "neutral, male or female"),
-    "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each"),
+    "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each: a focal above 0 and a picture's size "
+               "in whole pixels"),
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, str), "the source's path"),
