@@ -75,6 +75,21 @@ def test_list_shows_the_file_present_and_whether_it_is_the_official_one(tmp_path
     assert f"({size:,} bytes; the official file)" in nano and f"sha256:   {digest}" in nano, nano
 
 
+def test_list_and_verify_print_a_hostile_folder_name_escaped(tmp_path, monkeypatch):
+    """A weights folder named with a terminal escape sequence (a window title) is printed with
+    the control characters escaped, by `weights list` and `weights verify` alike."""
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    folder = tmp_path / "w\x1b]0;pwned\x07"
+    folder.mkdir()
+    write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
+    for command in ("list", "verify"):
+        r = run("weights", command)
+        assert "\x1b" not in r.output and "\x07" not in r.output, repr(r.output)
+        assert str(tmp_path / "w\\x1b]0;pwned\\x07" / "yolox_nano.onnx") in r.output, r.output
+
+
 def test_weights_help_says_detectors_too():
     for command in ("list", "verify"):
         text = " ".join(run("weights", command, "--help").output.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wbcap.cli.common import NonEmptyPath
+from wbcap.console import printable
 
 
 @click.group()
@@ -24,27 +25,27 @@ def list_cmd():
     for e in manifest().values():
         present = installed(e)
         how = f"`wbcap weights fetch {e.name}`" if e.url else f"`wbcap weights import {e.name} FILE`"
-        click.echo(f"{e.name}{' (default)' if e.default else ''}: {e.description}")
+        click.echo(printable(f"{e.name}{' (default)' if e.default else ''}: {e.description}"))
         if present is None:
-            click.echo(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else ""))
-            click.echo(f"  present:  no — run {how}")
-            click.echo(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
+            click.echo(printable(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else "")))
+            click.echo(printable(f"  present:  no — run {how}"))
+            click.echo(printable(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}"))
         else:
             what = present.provenance(e.name)
             which = f"; {what}" if what else ""
-            click.echo(f"  file:     {e.file}")
-            click.echo(f"  present:  {present.path} ({present.size:,} bytes{which})")
+            click.echo(printable(f"  file:     {e.file}"))
+            click.echo(printable(f"  present:  {present.path} ({present.size:,} bytes{which})"))
             if present.official is False:
-                click.echo(f"  sha256:   {present.sha256} (the official file: {e.sha256}"
-                           + (f", {e.size:,} bytes)" if e.size else ")"))
+                click.echo(printable(f"  sha256:   {present.sha256} (the official file: {e.sha256}"
+                           + (f", {e.size:,} bytes)" if e.size else ")")))
             else:
-                click.echo(f"  sha256:   {present.sha256 or 'not published; none recorded (`wbcap weights verify` computes it)'}")
+                click.echo(printable(f"  sha256:   {present.sha256 or 'not published; none recorded (`wbcap weights verify` computes it)'}"))
         if e.url:
-            click.echo(f"  url:      {e.url}")
-        click.echo(f"  source:   {e.source}")
-        click.echo(f"  licence:  {e.licence}")
-    click.echo(f"search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS (a folder; a file is the "
-               f"{default_entry().name} checkpoint), " + ", ".join(str(d) for d in search_dirs()))
+            click.echo(printable(f"  url:      {e.url}"))
+        click.echo(printable(f"  source:   {e.source}"))
+        click.echo(printable(f"  licence:  {e.licence}"))
+    click.echo(printable(f"search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS (a folder; a file is the "
+               f"{default_entry().name} checkpoint), " + ", ".join(str(d) for d in search_dirs())))
 
 
 @weights.command("fetch")
@@ -98,13 +99,13 @@ def import_cmd(ctx, name, file):
     result = import_weights(name, Path(file), validator(entry(name).architecture))
     quiet = is_quiet(ctx)
     if not quiet:
-        click.echo(f"imported {name}: {result.summary} -> {result.path}")
+        click.echo(printable(f"imported {name}: {result.summary} -> {result.path}"))
     if result.official is False:
-        click.echo(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
+        click.echo(printable(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "
-                   "it has the right inputs and outputs and is used as is", err=True)  # (a note: stderr, as warnings)
+                   "it has the right inputs and outputs and is used as is", err=True))  # (a note: stderr, as warnings)
     elif result.official is None and not quiet:
-        click.echo(f"sha256 {result.sha256} recorded (no published hash to compare)")
+        click.echo(printable(f"sha256 {result.sha256} recorded (no published hash to compare)"))
 
 
 @weights.command("verify")
@@ -117,7 +118,7 @@ def verify_cmd():
     check_weights_env()
     bad = False
     for r in verify():
-        click.echo(f"{r.name:18s} {r.status:10s} {r.path or '-'}  {r.detail}")
+        click.echo(printable(f"{r.name:18s} {r.status:10s} {r.path or '-'}  {r.detail}"))
         bad |= r.status == "mismatch"
     if bad:
         raise click.exceptions.Exit(1)
