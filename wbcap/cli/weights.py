@@ -103,7 +103,7 @@ def import_cmd(ctx, name, file):
     if result.official is False:
         click.echo(printable(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "
-                   "it has the right inputs and outputs and is used as is", err=True))  # (a note: stderr, as warnings)
+                   "it has the right inputs and outputs and is used as is"), err=True)  # (a note: stderr, as warnings)
     elif result.official is None and not quiet:
         click.echo(printable(f"sha256 {result.sha256} recorded (no published hash to compare)"))
 
