@@ -201,7 +201,9 @@ def _time_regressor(args, device, report: Report, prec, first: bool) -> Any:
                     row["graph_fused_crops_per_s"] = bs / row["graph_fused_median_s"]
                     row["cudnn_fusion_speedup"] = row["graph_median_s"] / row["graph_fused_median_s"]
                     row["fused_vs_unfused"] = _max_diff(fused_runner(x), want)
-                    fused = [m.cudnn_fused for m in regressor.modules() if isinstance(m, FusedConv) and m.relu]
+                    row["graph_fused_graphed"] = not fused_runner.eager  # (else eager-fused vs graphed-unfused)
+                    fused = [m.cudnn_fused for m in regressor.modules()
+                             if isinstance(m, FusedConv) and m.relu and not m.transposed]
                     row["cudnn_fused_convs"] = {"fused": fused.count(True), "unfused": fused.count(False),
                                                 "untried": fused.count(None)}
                     del fused_runner

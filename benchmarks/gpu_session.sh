@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every GPU check of issue 14 in one go (about 6-8 minutes on an H100/H200), for a machine lent
+# Every GPU check of issue 14 in one go (at most about 9 minutes: its timeouts sum to 520 s), for a machine lent
 # for a few minutes: the CUDA tests, benchmarks/gpu_check.py (both precisions, graphed, with and
 # without cuDNN's fused convolution + ReLU, a profile, the video run) and again with
 # cudnn.benchmark, then benchmarks/video_host.py without and with crop threads. Results go to
@@ -51,7 +51,8 @@ for name in ("gpu_check.json", "gpu_check_cudnn_benchmark.json"):
         continue
     print(name, "errors:", d.get("errors"), "skipped:", d.get("skipped"), "ceilings:", d.get("ceilings"),
           "host syncs:", d.get("host_syncs"))
-    keys = ("eager_crops_per_s", "graph_crops_per_s", "graph_fused_crops_per_s", "cudnn_fusion_speedup", "cudnn_fused_convs")
+    keys = ("eager_crops_per_s", "graph_crops_per_s", "graph_fused_crops_per_s", "cudnn_fusion_speedup", "cudnn_fused_convs",
+            "graph_fused_graphed")
     for r in d.get("rows", []):
         print(" ", r["precision"], r["batch_size"], {k: round(r[k], 3) if isinstance(r[k], float) else r[k] for k in keys if k in r},
               "graph/ceiling:", {k: round(v, 4) for k, v in r.get("graph_ratio", {}).items()},

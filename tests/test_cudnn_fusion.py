@@ -78,11 +78,17 @@ def test_no_fused_kernel_turns_it_off_once_and_the_unfused_steps_run(caplog):
         assert conv._cudnn_fused(x, None) is None
     assert conv.cudnn_fused is False
     assert sum("cuDNN's fused convolution is unavailable" in r.getMessage() for r in caplog.records) == 1
-    # a residual of another dtype is never handed to the fused call (it would cast it)
+    # a residual of another dtype or shape (broadcast by the unfused add_) is never handed to the
+    # fused call, nor is a transposed convolution
     conv.cudnn_fused = None
     with torch.inference_mode():
         assert conv._cudnn_fused(x, _cl(torch.zeros(2, 8, 9, 7, dtype=torch.bfloat16))) is None
-    assert conv.cudnn_fused is None
+        assert conv._cudnn_fused(x, torch.zeros(1, 8, 1, 1)) is None
+        deconv = FusedConv(_init(nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1), seed=5), None, True, torch.float32,
+                           [2, 8, 9, 7], packed=False)
+        deconv.cudnn_fused = None  # (set by hand: set_cudnn_fusion never turns it on there)
+        assert deconv._cudnn_fused(x, None) is None
+    assert conv.cudnn_fused is None and deconv.cudnn_fused is None
 
 
 def test_off_by_default_and_only_relu_convolutions_take_the_fused_call():

@@ -212,6 +212,9 @@ def test_hog_levels_give_opencvs_windows_each_with_its_own_weight(one_opencv_thr
 
 
 def test_hog_detections_do_not_depend_on_opencvs_threads(one_opencv_thread) -> None:
+    """A smoke test of the threaded level search (one thread vs four give the same people). It
+    would rarely catch detectMultiScale's race (1 call in 500 on a busy machine): the test above,
+    the levels equal to OpenCV's own in one thread, is what shows the search right."""
     import cv2
 
     img = _figures()

@@ -240,7 +240,8 @@ def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
 
 def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
     """A tampered camera: an image size of 10^9 (what is drawn from it would be sized so), a
-    fraction of a pixel, a focal of 0 or a NaN principal point."""
+    fraction of a pixel, a focal of 0 or past --focal's bound (1e308: a glTF yfov of 0), a NaN
+    principal point, strings or booleans for numbers."""
     from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
     from wbcap.io.images import MAX_IMAGE_PIXELS
     from wbcap.io.run_folder import read_meta
@@ -248,7 +249,8 @@ def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
     good = camera_to_dict(ImageCamera.default((1920, 1080)))
     for bad in ({"image_size": [10**9, 10**9]}, {"image_size": [16385, 16384]}, {"image_size": [640.5, 480]},
                 {"image_size": [0, 480]}, {"image_size": [True, 480]}, {"focal": [0, 1000]},
-                {"princpt": [float("nan"), 2]}, {"focal": [float("inf"), 1]}):
+                {"princpt": [float("nan"), 2]}, {"focal": [float("inf"), 1]}, {"focal": [1e308, 1e308]},
+                {"focal": [True, True]}, {"image_size": ["640", "480"]}, {"princpt": ["1", 2]}):
         (tmp_path / "meta.json").write_text(json.dumps({"camera": {**good, **bad}}))
         with pytest.raises(InputError, match=r"a damaged camera \(.*where wbcap writes focal, princpt and image_size, 2 "
                                              r"numbers each: a focal above 0 and a picture's size in whole pixels\)"):

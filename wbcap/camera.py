@@ -647,22 +647,27 @@ def camera_from_dict(cam: dict) -> ImageCamera:
     """The camera :func:`camera_to_dict` stored (``params.jsonl`` lines, ``meta.json``).
 
     Raises:
-        KeyError, TypeError, ValueError, OverflowError: a damaged record: not 2 numbers each, a
-            focal that is not finite and above 0, a principal point that is not finite, or an
+        KeyError, TypeError, ValueError, OverflowError: a damaged record: not 2 numbers each
+            (JSON numbers: no strings or booleans), a focal that is not above 0 and at most
+            :data:`~wbcap.limits.MAX_FOCAL` pixels, a principal point that is not finite, or an
             image size that is not whole numbers above 0 or is over
             :data:`~wbcap.io.images.MAX_IMAGE_PIXELS` pixels (no input wbcap reads is bigger; a
             tampered 10^9 would size what is drawn from it).
     """
     from wbcap.io.images import MAX_IMAGE_PIXELS
+    from wbcap.limits import MAX_FOCAL
 
-    camera = ImageCamera(focal=tuple(float(v) for v in cam["focal"]), princpt=tuple(float(v) for v in cam["princpt"]),
-                         image_size=tuple(int(v) for v in cam["image_size"]))
-    if len(camera.focal) != 2 or len(camera.princpt) != 2 or len(camera.image_size) != 2:
+    values = {k: list(cam[k]) for k in ("focal", "princpt", "image_size")}
+    if any(len(v) != 2 for v in values.values()):
         raise ValueError(f"camera {cam!r}: focal, princpt and image_size need 2 numbers each")
-    if not all(math.isfinite(v) and v > 0 for v in camera.focal) or not all(map(math.isfinite, camera.princpt)):
-        raise ValueError(f"camera {cam!r}: focal needs finite numbers above 0, princpt finite numbers")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in values.values() for x in v):
+        raise TypeError(f"camera {cam!r}: focal, princpt and image_size need numbers")
+    camera = ImageCamera(focal=tuple(float(v) for v in values["focal"]), princpt=tuple(float(v) for v in values["princpt"]),
+                         image_size=tuple(int(v) for v in values["image_size"]))
+    if not all(0 < v <= MAX_FOCAL for v in camera.focal) or not all(map(math.isfinite, camera.princpt)):
+        raise ValueError(f"camera {cam!r}: focal needs numbers above 0 and at most {MAX_FOCAL:g} pixels, princpt "
+                         "finite numbers")
     w, h = camera.image_size
-    if any(isinstance(v, bool) or float(v) != int(v) for v in cam["image_size"]) or min(w, h) < 1 \
-            or w * h > MAX_IMAGE_PIXELS:
+    if any(float(v) != int(v) for v in values["image_size"]) or min(w, h) < 1 or w * h > MAX_IMAGE_PIXELS:
         raise ValueError(f"camera {cam!r}: image_size needs 2 whole numbers above 0, at most {MAX_IMAGE_PIXELS} pixels")
     return camera

@@ -683,8 +683,9 @@ class FusedConv(nn.Module):
         The sums are the same; the fused kernel rounds once, where the unfused steps round the
         convolution's output, the sum and the ReLU apart (bfloat16: up to one unit in the last
         place of each)."""
-        if residual is not None and (residual.dtype != x.dtype or residual.shape[0] != x.shape[0]):
-            return None
+        if self.transposed or (residual is not None and (
+                residual.dtype != x.dtype or list(residual.shape) != self.output_size(list(x.shape)))):
+            return None  # (cuDNN's op adds a residual of the output's shape only; no broadcasting)
         try:
             if residual is None:
                 y = torch.cudnn_convolution_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation, 1)

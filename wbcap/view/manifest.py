@@ -341,6 +341,7 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
 
 
 def _video_content(out: Path) -> SiteContent:
+    from wbcap.camera import camera_from_dict, camera_to_dict
     from wbcap.export.params_jsonl import read_params_jsonl
     from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file, resume_command
 
@@ -352,7 +353,8 @@ def _video_content(out: Path) -> SiteContent:
     if not per_track:
         raise InputError(f"{out / PARAMS_FILE}: holds no person; there is nothing to view")
     first = json.loads(next(iter(per_track.values()))[0][2])
-    camera = meta.get("camera") or {k: first["camera"][k] for k in ("focal", "princpt", "image_size")}
+    # (read back through the one reader of a stored camera: the page gets plain numbers)
+    camera = camera_to_dict(camera_from_dict(meta.get("camera") or first["camera"]))
     run = read_run_file(out) or {}
     source = str(meta.get("source") or run.get("source") or out.name)
     frames = {f: t for rows in per_track.values() for f, t, _ in rows}
