@@ -594,6 +594,36 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loa
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_a_bad_detector_and_a_foreign_folder_to_overwrite_are_refused_before_the_model_and_detector_load(
+        tmp_path, base_args, monkeypatch):
+    """An unknown --detector, a missing --detector-model or yolox: file, and --overwrite of a folder
+    holding files wbcap did not write: one line each before the model loads (on a new machine a
+    long run first measured its CPU strategy for 30 s, a user trial) and before the detector opens."""
+    import wbcap.video_app as video_app
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    monkeypatch.setattr(video_app, "_load_pipeline", lambda *a: pytest.fail("the model loaded"))
+    monkeypatch.setattr(video_app, "_open_detector", lambda *a: pytest.fail("the detector opened"))
+    missing = tmp_path / "none.onnx"
+    for how, said in ((["--detector", "foo"], "error: unknown detector 'foo'; use auto, hog, "),
+                      (["--detector-model", missing], f"error: YOLOX model {missing} does not exist; "),
+                      (["--detector", f"yolox:{tmp_path}"], f"error: YOLOX model {tmp_path} is a folder; "),
+                      (["--detector", "hog", "--detector-model", missing], "error: --detector-model is a YOLOX ONNX "
+                                                                          "file; it cannot be used with --detector hog")):
+        r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), *map(str, how), "--no-render",
+                                     *base_args])
+        assert r.exit_code == 2 and r.output.startswith(said) and r.output.count("\n") == 1, r.output
+        assert not (tmp_path / "out").exists()
+    out = tmp_path / "foreign"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--overwrite", "--detector", "full", "--no-render",
+                                 *base_args])
+    assert r.exit_code == 2 and r.output == (f"error: {out} holds files wbcap did not write (e.g. notes.txt); choose "
+                                             "another -o folder (a new or empty one)\n"), r.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])

@@ -645,18 +645,18 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
     _check_selection(job, source)
-    from wbcap.detect.factory import check_score_threshold
+    from wbcap.detect.factory import check_detector, check_score_threshold
 
-    check_score_threshold(job.detector, job.score_threshold, job.detector_model)  # (its one line before the model loads)
+    # (their one line before the model loads and a new machine's CPU measurement: a user trial
+    # waited 30 s to be told of `--detector foo`)
+    check_score_threshold(job.detector, job.score_threshold, job.detector_model)
+    check_detector(job.detector, job.detector_model)
     out = Path(job.out).expanduser()
     created = not out.exists()
     if not job.resume:
         refuse_output_inside_a_run(out)
-    if not (job.resume or job.overwrite):
-        refuse_taken_output(out)  # (a folder holding a run: one line now, not after the model loads)
-    elif job.overwrite and out.is_dir():  # (a folder another process writes: said now, not after the model
-        with hold_folder(out, quiet=True):  # loads; a user trial)
-            pass
+    if not job.resume:  # (a folder holding a run, or files wbcap did not write with --overwrite; one another
+        refuse_taken_output(out, overwrite=job.overwrite)  # process writes: one line now, not after the model loads)
     from wbcap.atomic import check_writable_destination
 
     # (a read-only OUT, or one of another user: one line now; --overwrite and a --resume with other

@@ -127,6 +127,37 @@ def check_score_threshold(spec: str, score_threshold: float | None, model: str |
         check_probability_threshold(score_threshold, AUTO_SCORES.format(detector=setting("detector")))
 
 
+def check_detector(spec: str, model: str | None = None) -> None:
+    """Refuse what :func:`make_detector` would refuse of ``spec`` and ``model`` by their names
+    alone, without opening, downloading or importing a detector: an unknown name, ``model`` with
+    a detector that is not YOLOX, a ``boxes:`` or ``yolox:`` naming no file, and a YOLOX file
+    (``yolox:FILE``, ``model``) that is missing or a folder. ``wbcap run`` calls it before the
+    model loads (a user trial waited 30 s, a new machine's CPU measurement, to be told that
+    ``--detector foo`` is unknown).
+
+    Raises:
+        InputError: one line naming the setting and the fix.
+    """
+    from wbcap.detect.yolox import check_model_file
+    from wbcap.weights import manifest
+
+    entries = manifest()
+    is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
+    if model is not None:
+        if spec != "auto" and not is_yolox_name and not spec.startswith("yolox:"):
+            raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
+                             f"it cannot be used with {setting('detector')} {spec}")
+        check_model_file(model)
+        return
+    for prefix in ("boxes:", "yolox:"):  # (`boxes:` alone read the current folder: a user trial)
+        if spec.startswith(prefix) and not spec[len(prefix):].strip():
+            raise InputError(f"{setting('detector')} {spec}: names no file; give {prefix}FILE")
+    if spec.startswith("yolox:"):
+        check_model_file(spec[len("yolox:"):])
+    elif not (spec.startswith("boxes:") or is_yolox_name or spec in BASE_DETECTORS):
+        raise InputError(f"unknown detector {spec!r}; use {_SPEC_HELP}")
+
+
 def make_detector(
     spec: str,
     *,
@@ -164,16 +195,11 @@ def make_detector(
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
     check_score_threshold(spec, score_threshold, model)  # (before a download: a value the detector named would refuse)
+    check_detector(spec, model)
     if model is not None:
-        if spec not in ("auto",) and not is_yolox_name and not spec.startswith("yolox:"):
-            raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
-                             f"it cannot be used with {setting('detector')} {spec}")
         from pathlib import Path
 
         return _yolox(model, f"yolox ({Path(model).name})", **yolox_kw)
-    for prefix in ("boxes:", "yolox:"):  # (`boxes:` alone read the current folder: a user trial)
-        if spec.startswith(prefix) and not spec[len(prefix):].strip():
-            raise InputError(f"{setting('detector')} {spec}: names no file; give {prefix}FILE")
     if spec.startswith("boxes:"):
         return BoxesFileDetector(spec[len("boxes:"):])
     if spec.startswith("yolox:"):

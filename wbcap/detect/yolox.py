@@ -260,6 +260,19 @@ def describe_model(path: str | os.PathLike[str]) -> str:
             f"{det.runtime}")
 
 
+def check_model_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a YOLOX model ``path`` that is not a file (missing, or a folder), before anything
+    opens it.
+
+    Raises:
+        InputError: one line naming the path and where a YOLOX model comes from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"YOLOX model {path} {what}; {_FIX}")
+
+
 class YOLOXDetector:
     """COCO YOLOX person detector from an ONNX export (module docstring for the processing).
 
@@ -323,9 +336,7 @@ class YOLOXDetector:
         self.decoded = decoded
         self._said_too_many = False
         path = self.model_path
-        if not path.is_file():
-            what = "is a folder" if path.is_dir() else "does not exist"
-            raise InputError(f"YOLOX model {path} {what}; {_FIX}")
+        check_model_file(path)
         if runtime == "auto":
             try:
                 import onnxruntime  # noqa: F401

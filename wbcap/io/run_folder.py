@@ -655,6 +655,27 @@ def reading_folder(out: Path, then: str) -> Iterator[Path]:
         os.close(fd)
 
 
+def refuse_others(out: Path, existing: list[Path], ours: list[Path]) -> None:
+    """Refuse an output folder holding entries wbcap did not write (those of ``existing`` not in
+    ``ours``), whatever the flags: ``--overwrite`` only ever deletes what wbcap wrote, so it is
+    never advised here.
+
+    Raises:
+        InputError: one line naming one such entry and asking for another folder.
+    """
+    others = [p for p in existing if p not in ours]
+    if not others:
+        return
+    other_out = setting("out", api="output")
+    from wbcap.io.image_results import is_image_result
+
+    if all(p.is_dir() and not p.is_symlink() and is_image_result(p) for p in others):  # (a user trial: "did not write")
+        raise InputError(f"{out} holds `wbcap image` results (e.g. {others[0].name}/); choose another {other_out} "
+                         "folder (a new or empty one)")
+    raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
+                     f"choose another {other_out} folder (a new or empty one)")
+
+
 def replace_previous(out: Path, existing: list[Path], ours: list[Path], example: Path, *, what: str,
                      overwrite: bool, aside: Path | None = None, resumable: bool = True) -> None:
     """The rule for an output folder that is not empty (``existing``: its entries), shared by
@@ -668,16 +689,7 @@ def replace_previous(out: Path, existing: list[Path], ours: list[Path], example:
         InputError: one line saying what the folder holds and what to pass instead.
     """
     other_out = setting("out", api="output")
-    others = [p for p in existing if p not in ours]
-    if others:
-        # overwrite only ever deletes what wbcap wrote: never advise it here.
-        from wbcap.io.image_results import is_image_result
-
-        if all(p.is_dir() and not p.is_symlink() and is_image_result(p) for p in others):  # (a user trial: "did not write")
-            raise InputError(f"{out} holds `wbcap image` results (e.g. {others[0].name}/); choose another {other_out} "
-                             "folder (a new or empty one)")
-        raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
-                         f"choose another {other_out} folder (a new or empty one)")
+    refuse_others(out, existing, ours)
     if not overwrite:
         resume = f"{setting('resume', api='resume=True')} to continue it, " if resumable else ""
         raise InputError(f"{out} holds {what} (e.g. {example.name}); pass {setting('overwrite', api='overwrite=True')} "
@@ -840,10 +852,11 @@ def refuse_output_inside_a_run(out: Path, *, itself: bool = False) -> None:
                          "`wbcap run --overwrite` would then refuse it); choose a folder outside it")
 
 
-def refuse_taken_output(out: Path) -> None:
-    """The check :func:`prepare_output` makes of a folder without ``resume`` or ``overwrite``,
-    made early (before the model and the detector load, seconds) and without holding or
-    changing the folder: an output folder that is not empty is refused, in the same words.
+def refuse_taken_output(out: Path, overwrite: bool = False) -> None:
+    """The check :func:`prepare_output` makes of a folder without ``resume``, made early (before
+    the model and the detector load, seconds) and without changing what it holds: an output
+    folder that is not empty is refused, in the same words; with ``overwrite`` only one that
+    holds files wbcap did not write (it was refused after the detector loaded, a user trial).
     Forgetting ``--overwrite`` is the commonest mistake; :func:`prepare_output` checks again
     under the folder's lock. The folder is held for the check (one another process is writing
     is refused as that, not as one to overwrite); a run an ``--overwrite`` killed outright set
@@ -861,7 +874,9 @@ def refuse_taken_output(out: Path) -> None:
             existing = sorted(out.iterdir())
         except OSError:
             return  # (prepare_output says what is wrong with it)
-        if existing:
+        if existing and overwrite:
+            refuse_others(out, existing, _our_outputs(out))
+        elif existing:
             _replace_previous_run(out, existing, overwrite=False)
 
 
