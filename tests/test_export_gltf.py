@@ -264,6 +264,13 @@ def test_structure_known_answers(setup):
     assert persp.aspectRatio == pytest.approx(1280 / 720 * 1080 / 1100, abs=1e-12)
     assert persp.znear == 0.01 and persp.zfar is None
     assert g.cameras[0].extras["principal_point_offset_px"] == [12.0, -5.0]
+    assert "off by (12.000, -5.000) pixels" in g.cameras[0].extras["note"]
+    # a centred principal point is said to be one (the note spoke of an offset of (0.000, 0.000), a user trial)
+    from wbcap.camera import ImageCamera
+    from wbcap.export.gltf import _camera
+
+    note = _camera(ImageCamera.default((1280, 720))).extras["note"]
+    assert note.endswith("at the image centre; so is this camera's") and "off by" not in note
     meta = g.scenes[0].extras
     assert g.asset.generator.startswith("wbcap ")
     assert meta["units"] == "metres" and meta["up_axis"] == "y" and meta["fps"] == FPS

@@ -183,7 +183,7 @@ def test_every_nth_frame_keeps_the_tracks(tmp_path, base_args):
     assert r.exit_code == 0, text(r)
     assert r.stdout == f"4 frames, 1 track(s), 4 person-frames -> {out}\n", text(r)
     # 10 / 7 frames/s: said to break tracks and let ids pass between people (an HCI trial)
-    assert (f"{video}: --every 7 keeps 1.43 frames/s, where walking people move further between two processed "
+    assert (f"{video}: --every 7 keeps 1.43 fps, where walking people move further between two processed "
             "frames than box overlap follows") in " ".join(text(r).split()), text(r)
     # the processed clock and the source's rate, which frame indices count in (an HCI trial took
     # frame / fps for a time, 7 times too large)

@@ -300,8 +300,9 @@ def _camera(camera: ImageCamera) -> pygltflib.Camera:
             "image_size_px": [int(w), int(h)],
             "principal_point_offset_px": list(off),
             "note": ("glTF perspective cameras have their principal point at the image centre; "
-                     f"this camera's is off by ({off[0]:.3f}, {off[1]:.3f}) pixels (x right, y down), "
-                     "which the file cannot express (shift the rendered image by that much)"),
+                     + (f"this camera's is off by ({off[0]:.3f}, {off[1]:.3f}) pixels (x right, y down), "
+                        "which the file cannot express (shift the rendered image by that much)"
+                        if max(abs(off[0]), abs(off[1])) >= 5e-4 else "so is this camera's")),
         },
     )
 
