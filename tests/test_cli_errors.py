@@ -496,6 +496,20 @@ def test_an_address_is_refused_in_one_line(tmp_path, monkeypatch, args, name, sa
     assert NonEmptyPath().convert("odd://x.jpg", None, None) == "odd://x.jpg"
 
 
+@pytest.mark.parametrize("args, name, said", [
+    (["run", "{tmp}/v.mp4", "-o", "{tmp}/afile"], "'-o' / '--out'", "{tmp}/afile: is a file; name a folder"),
+    (["demo", "-o", "{tmp}/afile"], "'-o' / '--out'", "{tmp}/afile: is a file; name a folder"),
+    (["demo", "--image", "{tmp}"], "'--image'", "{tmp}: is a folder; name a file"),
+])
+def test_a_file_for_a_folder_and_a_folder_for_a_file_are_said_so(tmp_path, args, name, said):
+    """Click said "Directory 'afile' is a file", naming no fix (a user trial)."""
+    (tmp_path / "afile").write_text("mine")
+    r = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args], prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr == (f"error: Invalid value for {name}: {said.format(tmp=tmp_path)} "
+                                             f"(see 'wbcap {args[0]} --help')\n"), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_a_damaged_cached_synthetic_model_is_written_again(tmp_path, monkeypatch, caplog):
     """A user trial: a cut-short cached synthetic SMPL-X model stopped `wbcap demo` (and bench) for
     good, saying to download SMPL-X again. It is written again, with a warning."""

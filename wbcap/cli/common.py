@@ -23,6 +23,11 @@ class NonEmptyPath(click.Path):
                 self.fail(f"{value}: a file address; give its path ({value[len(url.group(0)):] or '/'})", param, ctx)
             self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only (download "
                       f"an input first, e.g. with curl -LO, and name the file)", param, ctx)
+        # (click's own words contradict themselves, "Directory 'x' is a file", and name no fix: a user trial)
+        if isinstance(value, str) and not self.file_okay and os.path.isfile(value):
+            self.fail(f"{value}: is a file; name a folder", param, ctx)
+        if isinstance(value, str) and not self.dir_okay and os.path.isdir(value):
+            self.fail(f"{value}: is a folder; name a file", param, ctx)
         return super().convert(value, param, ctx)
 
 
