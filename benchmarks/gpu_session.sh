@@ -21,6 +21,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 WBCAP_HOME=
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 echo "cores: $(nproc)"
 python3 -c "import torch,numpy;print('torch',torch.__version__,'cudnn',torch.backends.cudnn.version(),'numpy',numpy.__version__)"
+python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "no CUDA device here: nothing to check"; exit 1; }
 S=$(date +%s)
 timeout 100 python3 -m pytest -q -p no:cacheprovider -p no:xdist -rs tests/test_cudnn_fusion.py tests/test_cuda_graph.py \
     tests/test_crop_roi_align.py > "$OUT/pytest.log" 2>&1
