@@ -801,6 +801,28 @@ def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
 
 
+def test_a_resume_from_another_folder_says_where_the_run_was_started(tmp_path, base_args, monkeypatch):
+    """A run of a relative glob, resumed from another folder: the pattern matches nothing there, and
+    the error says where the run was started and the command that resumes it (a user trial)."""
+    cv2 = pytest.importorskip("cv2")
+    (tmp_path / "a" / "photos").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "a" / "photos" / f"p{i}.png"), person_image(120, 160, seed=i)[:, :, ::-1])
+    out = tmp_path / "out"
+    args = ["-o", str(out), "--detector", "full", "--min-track", "1", "--no-render", *base_args]
+    monkeypatch.chdir(tmp_path / "a")
+    assert run("run", "photos/p*.png", *args).exit_code == 0
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    r = CliRunner().invoke(cli, ["run", "photos/p*.png", *args, "--resume"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith("error: photos/p*.png: ") and (
+        f"; the run in {out} was started in {tmp_path / 'a'}, which photos/p*.png is relative to: `cd ") in r.output, r.output
+    # from the run's folder the same resume runs (nothing left to do: pass 2 again)
+    monkeypatch.chdir(tmp_path / "a")
+    assert run("run", "photos/p*.png", *args, "--resume").exit_code == 0
+
+
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
 def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
     """--fps: image k is at k / FPS s (it was 30 fps with no way to say otherwise): times,

@@ -639,8 +639,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         from wbcap.export.render import check_renderer_setting
 
         check_renderer_setting()  # a bad $WBCAP_RENDERER: one line now, not after pass 1
-    source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
-                         image_fps=job.image_fps)
+    try:
+        source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
+                             image_fps=job.image_fps)
+    except InputError as exc:
+        raise _started_elsewhere(exc, job) from None
     if job.image_fps != DEFAULT_IMAGE_FPS and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
@@ -732,6 +735,27 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         except Exception as exc:
             add_note(exc, f"while writing the outputs of {job.source} to {out}")
             raise
+
+
+def _started_elsewhere(exc: InputError, job: VideoJob) -> InputError:
+    """``exc`` (the source could not be opened) with, for a ``--resume`` naming its source by a
+    relative path from another folder than the run's, where the run was started and the command
+    that resumes it (a user trial: `wbcap run "photos/p*.jpg" ... --resume` from another folder
+    said only that the pattern matched no file)."""
+    from wbcap.io.run_folder import COMMAND, read_run_file, resume_command
+
+    if not job.resume or Path(job.source).expanduser().is_absolute():
+        return exc
+    out = Path(job.out).expanduser()
+    try:
+        command = (read_run_file(out) or {}).get(COMMAND)
+        cwd = command.get("cwd") if isinstance(command, dict) else None
+        if not isinstance(cwd, str) or not Path(cwd).is_dir() or os.path.samefile(cwd, os.getcwd()):
+            return exc
+        return InputError(f"{exc}; the run in {out} was started in {cwd}, which {job.source} is relative to: "
+                          f"{resume_command(out)}")
+    except (InputError, OSError):
+        return exc
 
 
 def resumable(job: VideoJob) -> bool:
