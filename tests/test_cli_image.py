@@ -611,8 +611,24 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
     grad_box = torch.tensor([0.0, 0.0, 120.0, 160.0], requires_grad=True)
     (from_tensor,) = pipe(image, boxes=[Detection(grad_box, torch.tensor(0.7))])
     assert tuple(from_tensor.box) == (0.0, 0.0, 120.0, 160.0) and from_tensor.score == pytest.approx(0.7)
-    with pytest.raises(InputError, match=r"boxes\[0\] score must be a finite number"):
+    with pytest.raises(InputError, match=r"boxes\[0\] score must be a finite number .*; give its score as a finite "
+                                         r"number \(1.0 for a box you are sure of\)$"):
         pipe(image, boxes=[Detection((0.0, 0.0, 120.0, 160.0), None)])
+    # what an API trial met: one box given bare, a detector returning None, crop() of tuples and
+    # of a NaN box, an unknown name pointing at boxes:FILE, a precision in capitals
+    with pytest.raises(InputError, match=r"boxes is a list of boxes: for one box, boxes=\[\(x, y, w, h\)\]$"):
+        pipe(image, boxes=(0, 0, 120, 160))
+    with pytest.raises(InputError, match=r"^image: the <lambda> detector returned NoneType, not a list of boxes"):
+        pipe(image, detector=lambda im: None)
+    (job,) = pipe.crop(image, [(0, 0, 120, 160)])
+    assert tuple(job.detection.box) == (0.0, 0.0, 120.0, 160.0)
+    with pytest.raises(InputError, match=r"boxes\[0\]"):
+        pipe.crop(image, [Detection((math.nan, 0.0, 120.0, 160.0), 1.0)])
+    with pytest.raises(InputError, match=r"unknown detector 'yolo'; .* \(from Python, pass boxes with "
+                                         r"pipe\(image, boxes=\[\(x, y, w, h\), \.\.\.\]\) rather than boxes:FILE\)$"):
+        pipe(image, detector="yolo")
+    assert Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt),
+                                               device="cpu", precision="FAST")).precision.value == "fast"
 
 
 def test_boxes_file_refuses_two_inputs_with_one_file_name(tmp_path):

@@ -322,3 +322,17 @@ def test_from_files_takes_the_precision(micro_ckpt, body_dir):
     assert Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu").precision is Precision.EXACT
     with pytest.raises(InputError, match=r"^precision 'fp64': use one of exact, fast, bf16, fp16 \(fp32 means exact\)$"):
         Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", precision="fp64")
+
+
+def test_from_files_passes_few_calls_and_measure_strategy_on(micro_ckpt, body_dir, monkeypatch):
+    """A notebook's first from_files measured the CPU strategy for 25 s, with no way to say not
+    to (an API trial): both settings reach from_config."""
+    from wbcap.pipeline import Pipeline
+
+    seen = []
+    monkeypatch.setattr(Pipeline, "from_config", classmethod(lambda cls, cfg, **kw: seen.append(kw)))
+    Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", measure_strategy=False)
+    Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", few_calls=3)
+    Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu")
+    assert seen == [{"few_calls": 0, "measure_strategy": False}, {"few_calls": 3, "measure_strategy": None},
+                    {"few_calls": 0, "measure_strategy": None}]

@@ -280,8 +280,11 @@ def _given_box(box: object, index: int, given_by: str | None = None,
             checked = check_box(box.box, what, positive)
             score = box.score.item() if hasattr(box.score, "item") else box.score
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+                fix = "give its score as a finite number (1.0 for a box you are sure of)"  # (not the box's fix: an API trial)
                 raise ValueError(f"{what} score must be a finite number")
             return Detection(checked, float(score))
+        if given_by is None and index == 0 and isinstance(box, (int, float)) and not isinstance(box, bool):
+            fix = "boxes is a list of boxes: for one box, boxes=[(x, y, w, h)]"  # (boxes=(x, y, w, h): an API trial)
         return Detection(check_box(box, what, positive), 1.0)  # (a box given without a score: 1)
     except ValueError as exc:
         shown = repr(box) if len(repr(box)) <= 80 else repr(box)[:77] + "..."
@@ -527,9 +530,15 @@ class Pipeline:
         device: str = "auto",
         batch_size: int | None = None,
         precision: str | Precision = Precision.EXACT,
+        few_calls: int = 0,
+        measure_strategy: bool | None = None,
     ) -> Pipeline:
         """Convenience constructor for notebooks (:meth:`from_config`): the files looked for as
         the commands look for them (README, "Where wbcap looks for files"; None: not named).
+
+        On a CPU whose inference strategy the user cache lacks, the first build measures it
+        (10-30 s with 2 cores, once per machine, logged at INFO) unless ``measure_strategy``
+        is False or ``few_calls`` is given: then the default form runs and nothing is cached.
 
         Args:
             checkpoint: the Hand4Whole checkpoint (``snapshot_6.pth.tar``), or a folder holding it.
@@ -540,7 +549,11 @@ class Pipeline:
             device: ``auto | cpu | cuda | cuda:N``.
             batch_size: crops per network call; None: the device's default.
             precision: ``exact`` (default) or ``fast`` (README, "Precision modes"), or the
-                comparison modes ``bf16 | fp16``.
+                comparison modes ``bf16 | fp16`` (any case).
+            few_calls: the network will run this many calls of one crop only (0: many); see
+                :class:`Pipeline`.
+            measure_strategy: measure a CPU strategy the user cache lacks (None: unless
+                ``few_calls``); see :class:`Pipeline`.
 
         Raises:
             CheckpointError: the checkpoint is missing, unreadable or not Hand4Whole's.
@@ -557,7 +570,7 @@ class Pipeline:
             batch_size=batch_size,
             precision=normalize_precision(precision),
         )
-        return cls.from_config(cfg)
+        return cls.from_config(cfg, few_calls=few_calls, measure_strategy=measure_strategy)
 
     def __call__(
         self,
@@ -589,7 +602,12 @@ class Pipeline:
                 if isinstance(detector, str):
                     detector = self.detector(detector)
                 name = getattr(detector, "name", None) or getattr(detector, "__name__", type(detector).__name__)
-                boxes = [_given_box(b, i, name, source) for i, b in enumerate(detector(image))]
+                found = detector(image)
+                if found is None or isinstance(found, (str, bytes)) or not hasattr(found, "__iter__"):
+                    raise InputError(f"{source}: the {name} detector returned {type(found).__name__}, not a list of "
+                                     "boxes; a detector returns wbcap.detect.base.Detection((x, y, w, h), score) objects "
+                                     "(an empty list for nobody)")
+                boxes = [_given_box(b, i, name, source) for i, b in enumerate(found)]
                 if not len(boxes):
                     raise NoPersonError(f"{source}: no person found by the {name} detector; {box_advice()}")
         return self._predict(image, boxes, source)
@@ -609,7 +627,13 @@ class Pipeline:
                     f"detector {name!r} gives boxes per file name or frame, not per image; "
                     "pass the boxes with pipe(image, boxes=[(x, y, w, h), ...]) instead"
                 )
-            cache[name] = make_detector(name, device=self.device)
+            try:
+                cache[name] = make_detector(name, device=self.device)
+            except InputError as exc:  # (the command's list names boxes:FILE, refused here: an API trial)
+                if not str(exc).startswith("unknown detector"):
+                    raise
+                raise InputError(f"{exc} (from Python, pass boxes with pipe(image, boxes=[(x, y, w, h), ...]) "
+                                 "rather than boxes:FILE)") from None
         return cache[name]
 
     def predict(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image") -> list[Person]:
@@ -659,10 +683,13 @@ class Pipeline:
     def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
         """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
 
-        Boxes outside the image are skipped; with ``strict`` an image whose every box was
-        skipped raises NoPersonError naming the box.
+        ``detections``: Detections or ``(x, y, w, h)`` boxes, checked as :meth:`predict` checks
+        them (an InputError for a box that is not 4 finite numbers). Boxes outside the image are
+        skipped; with ``strict`` an image whose every box was skipped raises NoPersonError naming
+        the box.
         """
         _check_image_array(image, source)
+        detections = [_given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]

@@ -295,7 +295,12 @@ class SMPLXParams:
 
 
 def _describe(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+    if isinstance(value, torch.Tensor):
+        return str(tuple(value.shape))
+    if type(value).__module__ == "numpy":  # (smplx's keywords take tensors; a mapping is converted: an API trial)
+        return (f"a NumPy {type(value).__name__} (pass torch.as_tensor(...), or the fields as one mapping, "
+                "which is converted)")
+    return type(value).__name__
 
 
 def _pose(name: str, value: Any, batch: int, joints: int, rotation: Rotation) -> torch.Tensor:

@@ -90,7 +90,11 @@ class Precision(str, Enum):
         """
         if isinstance(value, cls):
             return value
-        name = ALIASES.get(value, value) if isinstance(value, str) else value
+        if isinstance(value, str):  # (any case, as --device and --export take theirs: an API trial)
+            name = value.strip().lower()
+            name = ALIASES.get(name, name)
+        else:
+            name = value
         try:
             return cls(name)
         except ValueError:
