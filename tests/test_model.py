@@ -336,3 +336,14 @@ def test_from_files_passes_few_calls_and_measure_strategy_on(micro_ckpt, body_di
     Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu")
     assert seen == [{"few_calls": 0, "measure_strategy": False}, {"few_calls": 3, "measure_strategy": None},
                     {"few_calls": 0, "measure_strategy": None}]
+
+
+def test_a_pipeline_refuses_pickling_in_one_line(micro_ckpt, body_dir):
+    """pickle.dumps(pipe) said "Cannot access storage of OpaqueTensorImpl" (an API trial)."""
+    import pickle
+
+    from wbcap.pipeline import Pipeline
+
+    pipe = Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", measure_strategy=False)
+    with pytest.raises(TypeError, match=r"^a wbcap Pipeline cannot be pickled .*worker_init_fn"):
+        pickle.dumps(pipe)

@@ -411,6 +411,13 @@ class Pipeline:
                 module, capture_sizes(self.batch_size), self.inference_context, name=f"the network ({part})")
         return runner(batch)
 
+    def __reduce_ex__(self, protocol):
+        """Refused in one line: the network holds packed oneDNN weights and TorchScript graphs,
+        which torch cannot pickle ("Cannot access storage of OpaqueTensorImpl", an API trial)."""
+        raise TypeError("a wbcap Pipeline cannot be pickled (its network holds packed oneDNN weights); build one in "
+                        "each process, e.g. in a DataLoader's worker_init_fn (a forked worker may use one built "
+                        "before the fork)")
+
     def inference_context(self):
         """What every network call of this pipeline runs inside:
         :meth:`Precision.inference_context <wbcap.model.precision.Precision.inference_context>`
