@@ -493,7 +493,9 @@ def test_boxes_given_to_the_pipeline_follow_the_rule_of_every_box_a_user_gives(f
                       (Detection((0.0, 0.0, 10.0, 10.0), float("nan")), "boxes[1] score must be a finite number")):
         with pytest.raises(InputError) as err:
             pipe(img, boxes=[boxes[0], box])
-        assert str(err.value).startswith(said) and str(err.value).endswith("; pass (x, y, w, h) in the image's pixels")
+        fix = ("; give its score as a finite number (1.0 for a box you are sure of)" if "score" in said
+               else "; pass (x, y, w, h) in the image's pixels")
+        assert str(err.value).startswith(said) and str(err.value).endswith(fix), str(err.value)
     with pytest.raises(InputError, match=r"^cam7/frame12.png: boxes\[1\] width and height must be > 0"):
         pipe(img, boxes=[boxes[0], (0, 0, -5, 10)], source="cam7/frame12.png")  # (the caller's name: a break-it trial)
     people = pipe(img, boxes=[np.asarray(boxes[1], np.float32), tuple(np.float32(v) for v in boxes[1]),

@@ -661,7 +661,7 @@ def camera_from_dict(cam: dict) -> ImageCamera:
     if any(len(v) != 2 for v in values.values()):
         raise ValueError(f"camera {cam!r}: focal, princpt and image_size need 2 numbers each")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in values.values() for x in v):
-        raise TypeError(f"camera {cam!r}: focal, princpt and image_size need numbers")
+        raise ValueError(f"camera {cam!r}: focal, princpt and image_size need numbers")
     camera = ImageCamera(focal=tuple(float(v) for v in values["focal"]), princpt=tuple(float(v) for v in values["princpt"]),
                          image_size=tuple(int(v) for v in values["image_size"]))
     if not all(0 < v <= MAX_FOCAL for v in camera.focal) or not all(map(math.isfinite, camera.princpt)):
