@@ -801,6 +801,7 @@ def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     assert [x["frame"] for x in lines] == [0, 1, 2, 3] and {x["track"] for x in lines} == {0}
 
 
+@pytest.mark.slow  # two runs; the fast loop stays under 2 minutes
 def test_a_resume_from_another_folder_says_where_the_run_was_started(tmp_path, base_args, monkeypatch):
     """A run of a relative glob, resumed from another folder: the pattern matches nothing there, and
     the error says where the run was started and the command that resumes it (a user trial)."""
