@@ -623,7 +623,7 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
     (job,) = pipe.crop(image, [(0, 0, 120, 160)])
     assert tuple(job.detection.box) == (0.0, 0.0, 120.0, 160.0)
     with pytest.raises(InputError, match=r"boxes\[0\]"):
-        pipe.crop(image, [Detection((math.nan, 0.0, 120.0, 160.0), 1.0)])
+        pipe.crop(image, [(math.nan, 0.0, 120.0, 160.0)])
     with pytest.raises(InputError, match=r"unknown detector 'yolo'; .* \(from Python, pass boxes with "
                                          r"pipe\(image, boxes=\[\(x, y, w, h\), \.\.\.\]\) rather than boxes:FILE\)$"):
         pipe(image, detector="yolo")

@@ -690,13 +690,15 @@ class Pipeline:
     def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
         """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
 
-        ``detections``: Detections or ``(x, y, w, h)`` boxes, checked as :meth:`predict` checks
-        them (an InputError for a box that is not 4 finite numbers). Boxes outside the image are
-        skipped; with ``strict`` an image whose every box was skipped raises NoPersonError naming
-        the box.
+        ``detections``: Detections (a detector's, taken as they are: ``wbcap run``'s pass 1) or
+        ``(x, y, w, h)`` boxes, checked as :meth:`predict` checks them (an InputError for a box
+        that is not 4 finite numbers; they raised AttributeError, an API trial). Boxes outside the
+        image are skipped; with ``strict`` an image whose every box was skipped raises
+        NoPersonError naming the box.
         """
         _check_image_array(image, source)
-        detections = [_given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
+        detections = [d if isinstance(d, Detection) else _given_box(d, i, source=source, allow_empty=True)
+                      for i, d in enumerate(detections)]
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
