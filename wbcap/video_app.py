@@ -836,7 +836,8 @@ def _check_selection(job: VideoJob, source) -> None:
     if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
         raise _too_fast(job, kept_rate)
     sparse_rate = (kept_rate or float(info.fps or 0.0) / job.frame_step)  # (an image sequence's: --fps)
-    if job.frame_step > 1 and 0 < sparse_rate < SPARSE_RATE and not job.resume:  # (said when the run began: a resume said it even before refusing its settings)
+    # (not on a resume: said when the run began, and a resume of other settings said it before its refusal)
+    if job.frame_step > 1 and 0 < sparse_rate < SPARSE_RATE and not job.resume:
         log.warning("%s: %s %d keeps %.3g fps, where walking people move further between two processed frames "
                     "than box overlap follows: tracks break, and an id may pass from one person to another beside "
                     "them; a smaller %s keeps ids", job.source, setting("every"), job.frame_step, sparse_rate,
