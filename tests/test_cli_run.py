@@ -624,6 +624,30 @@ def test_a_bad_detector_and_a_foreign_folder_to_overwrite_are_refused_before_the
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+def test_a_pass_2_resume_needs_no_detector_model(tmp_path, base_args, monkeypatch):
+    """A resume redoing pass 2 alone opens no detector: its YOLOX file, moved since, is not
+    asked for (the early detector check refused it, a review); a resume of an unfinished pass 1
+    still refuses it before the model loads."""
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79  # (one person box wherever it looks)
+    model = write_tiny_yolox(tmp_path / "tiny.onnx", {20: row}, size=64)
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    out = tmp_path / "out"
+    args = ["-o", str(out), "--detector-model", str(model), "--no-render", "--min-track", "1", "--export", "npz",
+            *base_args]
+    assert run("run", video, *args).exit_code == 0
+    model.unlink()
+    r = CliRunner().invoke(cli, ["run", str(video), *args, "--resume", "--smooth", "gaussian"])
+    assert r.exit_code == 0 and "redoes pass 2 only" in " ".join(r.output.split()), r.output
+    (out / ".wbcap" / "pass1.json").unlink()  # (pass 1 unfinished, as far as a resume knows)
+    import wbcap.video_app as video_app
+
+    monkeypatch.setattr(video_app, "_load_pipeline", lambda *a: pytest.fail("the model loaded"))
+    r = CliRunner().invoke(cli, ["run", str(video), *args, "--resume", "--smooth", "gaussian"])
+    assert r.exit_code == 2 and r.output.startswith(f"error: YOLOX model {model} does not exist; "), r.output
+
+
 @pytest.mark.slow  # test_run_inputs checks the advice in the fast loop
 def test_used_output_folder_is_refused(tmp_path, base_args):
     video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])

@@ -345,5 +345,8 @@ def test_a_pipeline_refuses_pickling_in_one_line(micro_ckpt, body_dir):
     from wbcap.pipeline import Pipeline
 
     pipe = Pipeline.from_files(checkpoint=micro_ckpt, body_models=body_dir, device="cpu", measure_strategy=False)
-    with pytest.raises(TypeError, match=r"^a wbcap Pipeline cannot be pickled .*worker_init_fn"):
-        pickle.dumps(pipe)
+    import copy
+
+    for how in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match=r"^a wbcap Pipeline cannot be pickled or copied .*worker_init_fn"):
+            how(pipe)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Sequence
@@ -283,7 +284,7 @@ def _given_box(box: object, index: int, given_by: str | None = None,
                 fix = "give its score as a finite number (1.0 for a box you are sure of)"  # (not the box's fix: an API trial)
                 raise ValueError(f"{what} score must be a finite number")
             return Detection(checked, float(score))
-        if given_by is None and index == 0 and isinstance(box, (int, float)) and not isinstance(box, bool):
+        if given_by is None and index == 0 and isinstance(box, (numbers.Real, np.number)) and not isinstance(box, bool):
             fix = "boxes is a list of boxes: for one box, boxes=[(x, y, w, h)]"  # (boxes=(x, y, w, h): an API trial)
         return Detection(check_box(box, what, positive), 1.0)  # (a box given without a score: 1)
     except ValueError as exc:
@@ -412,11 +413,12 @@ class Pipeline:
         return runner(batch)
 
     def __reduce_ex__(self, protocol):
-        """Refused in one line: the network holds packed oneDNN weights and TorchScript graphs,
-        which torch cannot pickle ("Cannot access storage of OpaqueTensorImpl", an API trial)."""
-        raise TypeError("a wbcap Pipeline cannot be pickled (its network holds packed oneDNN weights); build one in "
-                        "each process, e.g. in a DataLoader's worker_init_fn (a forked worker may use one built "
-                        "before the fork)")
+        """Refused in one line, for pickling and copying alike: the network holds packed oneDNN
+        weights and TorchScript graphs, which torch cannot pickle ("Cannot access storage of
+        OpaqueTensorImpl", an API trial)."""
+        raise TypeError("a wbcap Pipeline cannot be pickled or copied (its network holds packed oneDNN weights); "
+                        "build one in each process, e.g. in a DataLoader's worker_init_fn (a forked worker may use one "
+                        "built before the fork)")
 
     def inference_context(self):
         """What every network call of this pipeline runs inside:

@@ -647,19 +647,22 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if job.image_fps != DEFAULT_IMAGE_FPS and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
-    _check_selection(job, source)
+    _check_selection(job, source, continues=job.resume and has_records(raw_path(Path(job.out).expanduser())))
     from wbcap.detect.factory import check_detector, check_score_threshold
 
-    # (their one line before the model loads and a new machine's CPU measurement: a user trial
-    # waited 30 s to be told of `--detector foo`)
     check_score_threshold(job.detector, job.score_threshold, job.detector_model)
-    check_detector(job.detector, job.detector_model)
     out = Path(job.out).expanduser()
+    # (the detector's one line before the model loads and a new machine's CPU measurement: a user
+    # trial waited 30 s to be told of `--detector foo`; not for a resume redoing pass 2 alone, which
+    # opens no detector: its model file may be gone, a review)
+    if not (job.resume and pass_one_done(out) is not None):
+        check_detector(job.detector, job.detector_model)
     created = not out.exists()
     if not job.resume:
         refuse_output_inside_a_run(out)
-    if not job.resume:  # (a folder holding a run, or files wbcap did not write with --overwrite; one another
-        refuse_taken_output(out, overwrite=job.overwrite)  # process writes: one line now, not after the model loads)
+        # (a folder holding a run, or files wbcap did not write with --overwrite; one another process
+        # writes: one line now, not after the model loads)
+        refuse_taken_output(out, overwrite=job.overwrite)
     from wbcap.atomic import check_writable_destination
 
     # (a read-only OUT, or one of another user: one line now; --overwrite and a --resume with other
@@ -750,7 +753,12 @@ def _started_elsewhere(exc: InputError, job: VideoJob) -> InputError:
     try:
         command = (read_run_file(out) or {}).get(COMMAND)
         cwd = command.get("cwd") if isinstance(command, dict) else None
-        if not isinstance(cwd, str) or not Path(cwd).is_dir() or os.path.samefile(cwd, os.getcwd()):
+        if not isinstance(cwd, str) or not Path(cwd).is_absolute():
+            return exc
+        if not Path(cwd).is_dir():
+            return InputError(f"{exc}; the run in {out} was started in {cwd}, which {job.source} is relative to "
+                              "and which no longer exists: give the source's full path")
+        if os.path.samefile(cwd, os.getcwd()):
             return exc
         return InputError(f"{exc}; the run in {out} was started in {cwd}, which {job.source} is relative to: "
                           f"{resume_command(out)}")
@@ -810,7 +818,7 @@ def _declared_rate(info) -> float:
 SPARSE_RATE = 5.0
 
 
-def _check_selection(job: VideoJob, source) -> None:
+def _check_selection(job: VideoJob, source, continues: bool = False) -> None:
     """Refuse, before the model loads and OUT is touched, what pass 1 would refuse only after
     them (when ``--overwrite`` had already set the previous run aside): frames too small for a
     person box (:func:`wbcap.image_app.check_size`) or, with ``render``, too large for
@@ -836,8 +844,9 @@ def _check_selection(job: VideoJob, source) -> None:
     if kept_rate > MAX_FPS:  # (else pass 1 would run for nothing: finalize refuses it)
         raise _too_fast(job, kept_rate)
     sparse_rate = (kept_rate or float(info.fps or 0.0) / job.frame_step)  # (an image sequence's: --fps)
-    # (not on a resume: said when the run began, and a resume of other settings said it before its refusal)
-    if job.frame_step > 1 and 0 < sparse_rate < SPARSE_RATE and not job.resume:
+    # (not where a resume ``continues`` a run's records: said when the run began, and a resume of other
+    # settings said it before its refusal)
+    if job.frame_step > 1 and 0 < sparse_rate < SPARSE_RATE and not continues:
         log.warning("%s: %s %d keeps %.3g fps, where walking people move further between two processed frames "
                     "than box overlap follows: tracks break, and an id may pass from one person to another beside "
                     "them; a smaller %s keeps ids", job.source, setting("every"), job.frame_step, sparse_rate,

@@ -299,7 +299,7 @@ def _describe(value: Any) -> str:
         return str(tuple(value.shape))
     if type(value).__module__ == "numpy":  # (smplx's keywords take tensors; a mapping is converted: an API trial)
         return (f"a NumPy {type(value).__name__} (pass torch.as_tensor(...), or the fields as one mapping, "
-                "which is converted)")
+                "SMPLXParams.from_mapping(...) or the layer's one argument, which converts them)")
     return type(value).__name__
 
 

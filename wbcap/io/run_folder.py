@@ -854,7 +854,8 @@ def refuse_output_inside_a_run(out: Path, *, itself: bool = False) -> None:
 
 def refuse_taken_output(out: Path, overwrite: bool = False) -> None:
     """The check :func:`prepare_output` makes of a folder without ``resume``, made early (before
-    the model and the detector load, seconds) and without changing what it holds: an output
+    the model and the detector load, seconds) and changing nothing but what :func:`_settle_previous`
+    settles (as :func:`prepare_output` would): an output
     folder that is not empty is refused, in the same words; with ``overwrite`` only one that
     holds files wbcap did not write (it was refused after the detector loaded, a user trial).
     Forgetting ``--overwrite`` is the commonest mistake; :func:`prepare_output` checks again
