@@ -926,6 +926,12 @@ def test_run_world_falls_back_and_says_why(tmp_path, base_args):
     assert r.exit_code == 0, r.output
     for tid in (0, 1):
         assert (tmp_path / "again" / f"track_{tid}.npz").read_bytes() == (out / f"track_{tid}.npz").read_bytes()
+    said = "--root-bone: without a ground the root bone stands at the camera's height"
+    assert said not in r.output
+    # with --root-bone a fallback says where the root bone then stands (an animator's trial)
+    r = run("export", out, "--world", "--root-bone", "--format", "glb", "--track", "0", "--dest", tmp_path / "rooted",
+            "--body-models", body)
+    assert r.exit_code == 0 and " ".join(r.output.split()).count(said) == 1, r.output
 
 
 @pytest.mark.slow  # tests/test_world*.py cover grounding in the fast loop

@@ -510,6 +510,8 @@ def finalize(
         world = ground_tracks(tracks, body, dev, camera, job.world, cuts=[col.frames[f] for f in col.cuts])
         timings["world"] = time.perf_counter() - t0
     grounded = world is not None and world.frame is not None
+    if world is not None and not grounded:
+        job.export.say_root_bone_off_the_ground()
     by_frame = rows_by_frame(tracks)
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)

@@ -94,6 +94,16 @@ class AnimationExport:
             raise InputError(f"{option} {text}: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
         return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact, root_bone=root_bone)
 
+    def say_root_bone_off_the_ground(self) -> None:
+        """One warning where ``root_bone`` is set and ``--world`` fell back to the camera frame:
+        the root bone then stands at the camera's height (y = 0 of the camera frame), not on the
+        floor (an animator's trial: the fallback's warning did not say so)."""
+        if self.root_bone and any(f in self.formats for f in ("glb", "fbx")):
+            from wbcap.errors import setting
+
+            log.warning("%s: without a ground the root bone stands at the camera's height (y = 0 of the camera "
+                        "frame), not on the floor", setting("root_bone"))
+
     def check_available(self) -> None:
         """Raise before any work when a requested format cannot be written here (FBX without
         Blender's ``bpy``), so a run never stops half-way through its outputs.

@@ -235,6 +235,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             cuts = (meta or {}).get("cuts") or []  # (checked by read_meta)
             grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world or WorldConfig(), cuts=cuts)
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
+            if frame is None:
+                export.say_root_bone_off_the_ground()
         if job.tracks is not None:
             tracks = {t: tracks[t] for t in job.tracks}
         now = "camera" if frame is None else "world"
