@@ -96,6 +96,30 @@ def _state(out):
     return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+def test_overwrite_keeps_a_users_file_in_a_meshes_folder(tmp_path):
+    """A meshes/ folder holding a file wbcap does not write there is the user's: --overwrite
+    refuses the folder, before anything moves (it deleted meshes/mine.obj, a hostile-input trial);
+    one holding only <track>/<frame:06d>.obj files (and their temporaries) is set aside as before."""
+    from wbcap.io.run_folder import PREVIOUS_DIR, refuse_taken_output
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _previous_run(out)
+    (out / "meshes" / "0").mkdir(parents=True)
+    (out / "meshes" / "0" / "000003.obj").write_text("v 0 0 0\n")
+    (out / "meshes" / "0" / ".000004.tmp-1a2b3c4d.obj").write_text("")
+    (out / "meshes" / "mine.obj").write_text("precious")
+    before = _state(out)
+    for check in (lambda: refuse_taken_output(out, overwrite=True),
+                  lambda: prepare_output(out, {"source": "new"}, resume=False, overwrite=True)):
+        with pytest.raises(InputError, match=r"holds files wbcap did not write \(e.g. meshes\)"):
+            check()
+        assert _state(out) == before
+    (out / "meshes" / "mine.obj").unlink()
+    prepare_output(out, {"source": "new"}, resume=False, overwrite=True)
+    assert (out / PREVIOUS_DIR / "meshes" / "0" / "000003.obj").is_file()
+
+
 def test_overwrite_sets_the_previous_run_aside_until_the_new_one_has_frames(tmp_path, caplog):
     """prepare_output with overwrite moves the previous run into .wbcap-previous/; restore_previous
     puts it back (the new run's files gone), discard_previous drops it; an --overwrite killed in

@@ -273,10 +273,36 @@ def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
 
 
 def _our_outputs(out: Path) -> list[Path]:
-    """What a wbcap run writes in OUT, including temporaries a killed run left behind."""
-    names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, MESHES_DIR, PREVIOUS_DIR]
+    """What a wbcap run writes in OUT, including temporaries a killed run left behind. A
+    ``meshes/`` folder is one only while it holds nothing but ``<track>/<frame:06d>.obj`` files
+    (and their temporaries): a user's own ``meshes/mine.obj`` made it theirs (an ``--overwrite``
+    deleted it, a hostile-input trial)."""
+    names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
+    if _our_meshes(out / MESHES_DIR):
+        found.append(out / MESHES_DIR)
     return found + track_files(out) + temporary_files(out)
+
+
+#: A file :func:`wbcap.export.track_meshes.write_track_objs` writes in ``meshes/<track>/``, or
+#: its temporary (:mod:`wbcap.atomic`: ``.<stem>.tmp-*``).
+_MESH_FILE = re.compile(r"\d{6}\.obj|\.\d{6}\.tmp-[^/]*")
+
+
+def _our_meshes(folder: Path) -> bool:
+    """Whether ``folder`` is a ``meshes/`` folder as wbcap writes it: a real folder (not a link)
+    of track folders named by their ids holding only :data:`_MESH_FILE` files."""
+    if folder.is_symlink() or not folder.is_dir():
+        return folder.is_symlink() or folder.exists()  # (a link or a file of that name: removed as before)
+    try:
+        for track in folder.iterdir():
+            if track.is_symlink() or not track.is_dir() or not track.name.isdigit():
+                return False
+            if not all(f.is_file() and not f.is_symlink() and _MESH_FILE.fullmatch(f.name) for f in track.iterdir()):
+                return False
+    except OSError:
+        return False
+    return True
 
 
 #: The hidden temporary names of pass 2's files (``.<stem>.tmp-*``, :mod:`wbcap.atomic`; the
