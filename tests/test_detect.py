@@ -109,6 +109,27 @@ def test_load_boxes_json_missing(tmp_path: Path) -> None:
         load_boxes_json(tmp_path / "no_such.json")
 
 
+def test_a_box_file_that_is_a_pipe_or_a_loop_of_links_is_one_line(tmp_path: Path) -> None:
+    """A named pipe waited forever for a writer; a loop of links crashed with a log (a hostile-input
+    trial); /dev/null is no box file either. The same for a YOLOX model file."""
+    import os
+
+    from wbcap.detect.yolox import check_model_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for path, said in ((fifo, "is not a regular file (a pipe, device or socket); pass a JSON box file"),
+                       (Path("/dev/null"), "is not a regular file (a pipe, device or socket); pass a JSON box file"),
+                       (tmp_path / "loop1", "cannot be read (Too many levels of symbolic links); pass a JSON box file")):
+        with pytest.raises(InputError) as err:
+            load_boxes_json(path)
+        assert str(err.value) == f"{path}: {said}"
+        with pytest.raises(InputError, match=f"^YOLOX model {path} is not a regular file; "):
+            check_model_file(path)
+
+
 def test_check_box_takes_lists_arrays_and_tensors() -> None:
     """Every form of 4 numbers a user's code holds: list, tuple, array, tensor, torch.Size (a
     tuple); a tensor of another length gets the rule's one line; a size of 0 only when allowed."""

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,6 +121,16 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
             file, the entry and the box).
     """
     p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such box file; check the path") from None
+    except OSError as exc:  # (a loop of links: a crash log before, a hostile-input trial)
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc}); pass a JSON box file") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{p}: is a folder; pass a JSON box file")
+    if not stat.S_ISREG(mode):  # (a named pipe waited forever for a writer: a hostile-input trial)
+        raise InputError(f"{p}: is not a regular file (a pipe, device or socket); pass a JSON box file")
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

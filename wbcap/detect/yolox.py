@@ -269,7 +269,13 @@ def check_model_file(path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
+        try:
+            os.stat(path)
+            exists = True
+        except OSError:
+            exists = False
+        what = ("is a folder" if path.is_dir() else "is not a regular file" if exists or path.is_symlink()
+                else "does not exist")
         raise InputError(f"YOLOX model {path} {what}; {_FIX}")
 
 
