@@ -539,3 +539,18 @@ def test_a_damaged_cached_synthetic_model_is_written_again(tmp_path, monkeypatch
     assert f"{target}: the cached synthetic SMPL-X model is damaged; writing it again" in caplog.text
     synthetic_body_models_dir()  # (whole now: kept)
     assert len(written) == 1
+
+
+def test_an_error_naming_a_newline_stays_one_line(tmp_path):
+    """A detector spec with a newline split the error over two lines (a hostile-input trial):
+    an error line escapes it, as it does other control characters."""
+    from wbcap.testing.images import person_image
+    from wbcap.testing.videos import write_video
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(2)])
+    r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "o"), "--detector", "yolox:a\nb"],
+                           prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "YOLOX model a\\nb does not exist" in r.stderr, r.stderr
+    from wbcap.console import printable
+
+    assert printable("a\nb\x1b", one_line=True) == "a\\nb\\x1b" and printable("a\nb") == "a\nb"

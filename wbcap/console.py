@@ -17,12 +17,15 @@ from typing import Any
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
+def printable(text: str, one_line: bool = False) -> str:
     """``text`` with every control character a terminal would act on written as a Python escape
-    (``ESC`` as ``\\x1b``), newlines and tabs kept: what wbcap prints of names it did not make
-    (file names, values read from files). A hostile-input trial named a photo with an escape
-    sequence setting the terminal's title, and `wbcap image` printed it raw."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    (``ESC`` as ``\\x1b``), newlines and tabs kept (``one_line``: newlines escaped too, ``\\n``):
+    what wbcap prints of names it did not make (file names, values read from files). A
+    hostile-input trial named a photo with an escape sequence setting the terminal's title, and
+    `wbcap image` printed it raw; another split an error over two lines with a newline in a
+    detector's name (an error is one line: ``one_line``)."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text.replace("\n", "\\n") if one_line else text
 
 
 class PrintableFormatter(logging.Formatter):

@@ -83,7 +83,7 @@ class LazyGroup(click.Group):
                 code = rv if isinstance(rv, int) and rv else UNWRITTEN_EXIT_CODE
             guard.reported = True
             with contextlib.suppress(OSError):  # (stderr on the same full disk: nothing left to say it on)
-                click.echo(printable(f"error: {guard.message()}"), err=True)
+                click.echo(printable(f"error: {guard.message()}", one_line=True), err=True)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -109,7 +109,7 @@ class LazyGroup(click.Group):
             with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
                 return super().invoke(ctx)
         except WbcapError as exc:
-            click.echo(printable(f"error: {exc}"), err=True)
+            click.echo(printable(f"error: {exc}", one_line=True), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # (Ctrl-C, SIGTERM, SIGHUP)
             from wbcap.stop_signals import exit_status, stop_message
@@ -133,14 +133,14 @@ class LazyGroup(click.Group):
                 _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
             if exc.errno in DISK_FULL:  # not a crash: the user can act on it
-                click.echo(printable(f"error: {_disk_full_message(exc, ctx)}"), err=True)
+                click.echo(printable(f"error: {_disk_full_message(exc, ctx)}", one_line=True), err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
             _report_crash(ctx, exc)
         except RuntimeError as exc:
             line = _unknown_home(ctx, exc)
             if line is None:
                 _report_crash(ctx, exc)
-            click.echo(printable(f"error: {line}"), err=True)
+            click.echo(printable(f"error: {line}", one_line=True), err=True)
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
@@ -176,7 +176,7 @@ class OneLineUsageError(click.UsageError):
 
     def show(self, file=None) -> None:
         where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(printable(f"error: {self.format_message().removesuffix('.')}{where}"), err=True, file=file)
+        click.echo(printable(f"error: {self.format_message().removesuffix('.')}{where}", one_line=True), err=True, file=file)
 
 
 def _unknown_home(ctx: click.Context, exc: RuntimeError) -> str | None:
