@@ -118,6 +118,10 @@ def test_overwrite_keeps_a_users_file_in_a_meshes_folder(tmp_path):
     (out / "meshes" / "mine.obj").unlink()
     prepare_output(out, {"source": "new"}, resume=False, overwrite=True)
     assert (out / PREVIOUS_DIR / "meshes" / "0" / "000003.obj").is_file()
+    # an empty folder of the user's is theirs, not "`wbcap image` results"
+    (out / "emptydir").mkdir()
+    with pytest.raises(InputError, match=r"holds files wbcap did not write \(e.g. emptydir\)"):
+        refuse_taken_output(out, overwrite=True)
 
 
 def test_overwrite_sets_the_previous_run_aside_until_the_new_one_has_frames(tmp_path, caplog):

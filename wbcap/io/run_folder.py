@@ -695,7 +695,8 @@ def refuse_others(out: Path, existing: list[Path], ours: list[Path]) -> None:
     other_out = setting("out", api="output")
     from wbcap.io.image_results import is_image_result
 
-    if all(p.is_dir() and not p.is_symlink() and is_image_result(p) for p in others):  # (a user trial: "did not write")
+    # (a user trial: "did not write"; an empty folder is no result, a hostile-input trial's was called one)
+    if all(p.is_dir() and not p.is_symlink() and is_image_result(p) and any(p.iterdir()) for p in others):
         raise InputError(f"{out} holds `wbcap image` results (e.g. {others[0].name}/); choose another {other_out} "
                          "folder (a new or empty one)")
     raise InputError(f"{out} holds files wbcap did not write (e.g. {others[0].name}); "
