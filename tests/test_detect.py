@@ -120,14 +120,15 @@ def test_a_box_file_that_is_a_pipe_or_a_loop_of_links_is_one_line(tmp_path: Path
     os.mkfifo(fifo)
     (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
     (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
-    for path, said in ((fifo, "is not a regular file (a pipe, device or socket); pass a JSON box file"),
-                       (Path("/dev/null"), "is not a regular file (a pipe, device or socket); pass a JSON box file"),
-                       (tmp_path / "loop1", "cannot be read (Too many levels of symbolic links); pass a JSON box file")):
+    for path, said in ((fifo, "is not a regular file (a pipe, device or socket)"),
+                       (Path("/dev/null"), "is not a regular file (a pipe, device or socket)"),
+                       (tmp_path / "loop1", "cannot be read (Too many levels of symbolic links)")):
         with pytest.raises(InputError) as err:
             load_boxes_json(path)
-        assert str(err.value) == f"{path}: {said}"
-        with pytest.raises(InputError, match=f"^YOLOX model {path} is not a regular file; "):
+        assert str(err.value) == f"{path}: {said}; pass a JSON box file"
+        with pytest.raises(InputError) as err:
             check_model_file(path)
+        assert str(err.value).startswith(f"YOLOX model {path} {said}; ")
 
 
 def test_check_box_takes_lists_arrays_and_tensors() -> None:

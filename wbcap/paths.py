@@ -9,6 +9,7 @@ tests and shared installs).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -191,3 +192,19 @@ def find_first(candidates: Iterable[Path], allow_pickle: bool = False) -> Lookup
         if cand.is_file():
             return Lookup(cand, refused, tuple(looked))
     return Lookup(None, refused, tuple(looked))
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` (links followed) cannot be read as an input file, in words to follow its name
+    (``"does not exist"``, ``"is a folder"``, ``"is not a regular file (a pipe, device or
+    socket)"``, ``"cannot be read (<reason>)"``: a loop of links), or None for a regular file.
+    Checked before an input is opened: a named pipe would be waited on for ever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    return "is a folder" if stat.S_ISDIR(mode) else "is not a regular file (a pipe, device or socket)"

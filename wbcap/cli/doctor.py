@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import NonEmptyPath
-from wbcap.console import printable
+from wbcap.cli.common import NonEmptyPath, echo_result
 
 
 @click.command()
@@ -30,9 +29,9 @@ def doctor(ctx, body_models):
         if check.ok and quiet:
             continue
         mark = "ok  " if check.ok else ("warn" if check.optional else "MISS")
-        click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
+        echo_result(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok and check.fix:
-            click.echo(printable(f"       fix: {check.fix}"))
+            echo_result(f"       fix: {check.fix}")
         problems += (not check.ok) and not check.optional
     if problems:
         homeless = any(c.name == USER_FOLDERS and not (c.ok or c.optional) for c in checks)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wbcap.cli.common import NonEmptyPath
+from wbcap.cli.common import NonEmptyPath, echo_result
 from wbcap.console import printable
 
 
@@ -25,27 +25,27 @@ def list_cmd():
     for e in manifest().values():
         present = installed(e)
         how = f"`wbcap weights fetch {e.name}`" if e.url else f"`wbcap weights import {e.name} FILE`"
-        click.echo(printable(f"{e.name}{' (default)' if e.default else ''}: {e.description}"))
+        echo_result(f"{e.name}{' (default)' if e.default else ''}: {e.description}")
         if present is None:
-            click.echo(printable(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else "")))
-            click.echo(printable(f"  present:  no — run {how}"))
-            click.echo(printable(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}"))
+            echo_result(f"  file:     {e.file}" + (f" ({e.size:,} bytes)" if e.size else ""))
+            echo_result(f"  present:  no — run {how}")
+            echo_result(f"  sha256:   {e.sha256 or 'not published (recorded at import or download)'}")
         else:
             what = present.provenance(e.name)
             which = f"; {what}" if what else ""
-            click.echo(printable(f"  file:     {e.file}"))
-            click.echo(printable(f"  present:  {present.path} ({present.size:,} bytes{which})"))
+            echo_result(f"  file:     {e.file}")
+            echo_result(f"  present:  {present.path} ({present.size:,} bytes{which})")
             if present.official is False:
-                click.echo(printable(f"  sha256:   {present.sha256} (the official file: {e.sha256}"
-                           + (f", {e.size:,} bytes)" if e.size else ")")))
+                echo_result(f"  sha256:   {present.sha256} (the official file: {e.sha256}"
+                           + (f", {e.size:,} bytes)" if e.size else ")"))
             else:
-                click.echo(printable(f"  sha256:   {present.sha256 or 'not published; none recorded (`wbcap weights verify` computes it)'}"))
+                echo_result(f"  sha256:   {present.sha256 or 'not published; none recorded (`wbcap weights verify` computes it)'}")
         if e.url:
-            click.echo(printable(f"  url:      {e.url}"))
-        click.echo(printable(f"  source:   {e.source}"))
-        click.echo(printable(f"  licence:  {e.licence}"))
-    click.echo(printable(f"search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS (a folder; a file is the "
-               f"{default_entry().name} checkpoint), " + ", ".join(str(d) for d in search_dirs())))
+            echo_result(f"  url:      {e.url}")
+        echo_result(f"  source:   {e.source}")
+        echo_result(f"  licence:  {e.licence}")
+    echo_result(f"search order: --checkpoint FILE / --detector-model FILE, $WBCAP_WEIGHTS (a folder; a file is the "
+               f"{default_entry().name} checkpoint), " + ", ".join(str(d) for d in search_dirs()))
 
 
 @weights.command("fetch")
@@ -61,7 +61,7 @@ def fetch_cmd(ctx, names):
     """
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from wbcap.cli.common import echo_result, is_quiet, progress_display
+    from wbcap.cli.common import is_quiet, progress_display
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, fetch
 
@@ -99,13 +99,13 @@ def import_cmd(ctx, name, file):
     result = import_weights(name, Path(file), validator(entry(name).architecture))
     quiet = is_quiet(ctx)
     if not quiet:
-        click.echo(printable(f"imported {name}: {result.summary} -> {result.path}"))
+        echo_result(f"imported {name}: {result.summary} -> {result.path}")
     if result.official is False:
         click.echo(printable(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "
                    "it has the right inputs and outputs and is used as is"), err=True)  # (a note: stderr, as warnings)
     elif result.official is None and not quiet:
-        click.echo(printable(f"sha256 {result.sha256} recorded (no published hash to compare)"))
+        echo_result(f"sha256 {result.sha256} recorded (no published hash to compare)")
 
 
 @weights.command("verify")
@@ -118,7 +118,7 @@ def verify_cmd():
     check_weights_env()
     bad = False
     for r in verify():
-        click.echo(printable(f"{r.name:18s} {r.status:10s} {r.path or '-'}  {r.detail}"))
+        echo_result(f"{r.name:18s} {r.status:10s} {r.path or '-'}  {r.detail}")
         bad |= r.status == "mismatch"
     if bad:
         raise click.exceptions.Exit(1)

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,23 +119,19 @@ def load_boxes_json(path: str | os.PathLike[str]) -> dict[str, list[Detection]]:
             malformed or has a number out of range (:func:`check_box_range`; the message names the
             file, the entry and the box).
     """
+    from wbcap.paths import not_a_regular_file
+
     p = Path(path)
-    try:
-        mode = p.stat().st_mode
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such box file; check the path") from None
-    except OSError as exc:  # (a loop of links: a crash log before, a hostile-input trial)
-        raise InputError(f"{p}: cannot be read ({exc.strerror or exc}); pass a JSON box file") from None
-    if stat.S_ISDIR(mode):
-        raise InputError(f"{p}: is a folder; pass a JSON box file")
-    if not stat.S_ISREG(mode):  # (a named pipe waited forever for a writer: a hostile-input trial)
-        raise InputError(f"{p}: is not a regular file (a pipe, device or socket); pass a JSON box file")
+    # (a named pipe waited for ever, a loop of links wrote a crash log: a hostile-input trial)
+    problem = not_a_regular_file(p)
+    if problem == "does not exist":
+        raise InputError(f"{p}: no such box file; check the path")
+    if problem is not None:
+        raise InputError(f"{p}: {problem}; pass a JSON box file")
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such box file; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{p}: is a folder; pass a JSON box file") from None
+    except OSError as exc:  # (gone or changed since the check, or unreadable)
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc}); pass a JSON box file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise InputError(f"{p}: not valid JSON{where}; fix the box file") from None

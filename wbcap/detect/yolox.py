@@ -261,22 +261,17 @@ def describe_model(path: str | os.PathLike[str]) -> str:
 
 
 def check_model_file(path: str | os.PathLike[str]) -> None:
-    """Refuse a YOLOX model ``path`` that is not a file (missing, or a folder), before anything
-    opens it.
+    """Refuse a YOLOX model ``path`` that is not a regular file (missing, a folder, a pipe, a
+    loop of links: :func:`wbcap.paths.not_a_regular_file`), before anything opens it.
 
     Raises:
         InputError: one line naming the path and where a YOLOX model comes from.
     """
-    path = Path(path)
-    if not path.is_file():
-        try:
-            os.stat(path)
-            exists = True
-        except OSError:
-            exists = False
-        what = ("is a folder" if path.is_dir() else "is not a regular file" if exists or path.is_symlink()
-                else "does not exist")
-        raise InputError(f"YOLOX model {path} {what}; {_FIX}")
+    from wbcap.paths import not_a_regular_file
+
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise InputError(f"YOLOX model {Path(path)} {problem}; {_FIX}")
 
 
 class YOLOXDetector:
