@@ -649,11 +649,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if job.image_fps != DEFAULT_IMAGE_FPS and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
-    _check_selection(job, source, continues=job.resume and has_records(raw_path(Path(job.out).expanduser())))
+    out = Path(job.out).expanduser()
+    _check_selection(job, source, continues=job.resume and has_records(raw_path(out)))
     from wbcap.detect.factory import check_detector, check_score_threshold
 
     check_score_threshold(job.detector, job.score_threshold, job.detector_model)
-    out = Path(job.out).expanduser()
     # (the detector's one line before the model loads and a new machine's CPU measurement: a user
     # trial waited 30 s to be told of `--detector foo`; not for a resume redoing pass 2 alone, which
     # opens no detector: its model file may be gone, a review)

@@ -675,7 +675,6 @@ class FusedConv(nn.Module):
             y = y.add_(residual)
         return y.relu_() if self.relu else y
 
-
     def _cudnn_fused(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor | None:
         """``relu(conv(x) + b [+ residual])`` as one cuDNN call (CUDA, ReLU convolutions), or
         None where cuDNN has no fused kernel for it: a call that finds none turns the fused
