@@ -15,6 +15,7 @@ from clients import blender_missing, skip_or_fail
 from test_cli_run import two_walkers
 
 from wbcap.cli import cli
+from wbcap.errors import InputError
 from wbcap.testing.videos import write_video
 
 
@@ -56,6 +57,41 @@ def test_run_writes_meta_npz_and_glb(finished_run):
         npz = np.load(finished_run / f"track_{tid}.npz")
         times = glb_animation_times(finished_run / f"track_{tid}.glb")
         np.testing.assert_allclose(times, npz["times"], atol=1e-6)  # the same clock in both files
+
+
+def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_run, tmp_path, body_dir):
+    """A folder no run wrote (no .wbcap/): `wbcap run -o DIR --overwrite` deleted a user's own
+    meta.json, params.jsonl and track_7.csv there, by their names (a hostile-input trial). Now
+    only the track files wbcap's writers made (a `wbcap export --dest` folder's) are its."""
+    from wbcap.io.run_folder import _our_outputs, prepare_output, refuse_taken_output
+
+    dest = tmp_path / "exports"
+    r = invoke("export", finished_run, "--format", "npz,glb,bvh,csv", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    exported = sorted(dest.iterdir())
+    assert len(exported) == 8 and _our_outputs(dest) == exported
+    refuse_taken_output(dest, overwrite=True)  # (an export folder: may be replaced)
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "meta.json").write_text('{"study": 7}')
+    (mine / "params.jsonl").write_text('{"subject": 1}\n')
+    (mine / "track_7.csv").write_text("time,x\n0,1\n")
+    np.savez(mine / "track_8.npz", poses=np.zeros((2, 165)), trans=np.zeros((2, 3)))  # (an AMASS file, not ours)
+    (mine / "track_9.bvh").write_text("HIERARCHY\nROOT Hips\n")
+    (mine / "track_4.glb").write_bytes((dest / "track_0.glb").read_bytes()[:100])  # (cut short)
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    assert _our_outputs(mine) == []
+    for check in (lambda: refuse_taken_output(mine, overwrite=True),
+                  lambda: prepare_output(mine, {}, resume=False, overwrite=True)):
+        with pytest.raises(InputError, match=f"^{re.escape(str(mine))} holds files wbcap did not write"):
+            check()
+        assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    for p in exported:  # (wbcap's track files beside the user's: still refused, nothing deleted)
+        shutil.copy(p, mine / p.name)
+    with pytest.raises(InputError, match="holds files wbcap did not write"):
+        prepare_output(mine, {}, resume=False, overwrite=True)
+    assert len(list(mine.iterdir())) == len(before) + 8
 
 
 def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body_dir):

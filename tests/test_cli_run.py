@@ -682,7 +682,7 @@ def test_a_bad_renderer_setting_is_refused_before_any_work(tmp_path, base_args, 
 
 
 @pytest.mark.parametrize(("option", "value"), [("--sigma", "-1"), ("--min-cutoff", "0"), ("--beta", "-0.5"),
-                                               ("--iou-threshold", "7"), ("--focal", "-5"), ("--focal", "0"),
+                                               ("--iou-threshold", "7"), ("--focal", "-5"), ("--focal", "0"), ("--focal", "1e-300"),
                                                ("--sigma", "nan"), ("--focal", "inf"), ("--min-cutoff", "nan")])
 def test_out_of_range_settings_are_refused_before_any_work(tmp_path, base_args, monkeypatch, option, value):
     """Each once ended as a crash report after the network had run (or, --focal, after the

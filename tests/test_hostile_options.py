@@ -151,7 +151,7 @@ def test_a_damaged_max_gap_names_wbcap_run_once(finished_run, tmp_path, body_dir
      "error: --every 1000000000000000000000: must be at most 1000000 (more than the frames of a day of 10 fps "
      "video); pass --max-frames 1 for the first frame only\n"),
     (["--smooth", "gaussian", "--sigma", "1e308"], "Invalid value for '--sigma': 1e+308 is not in the range 0<=x<=1000.0 (see 'wbcap run --help')"),
-    (["--focal", "1e300"], "Invalid value for '--focal': 1e+300 is not in the range 0<x<=10000000.0 (see 'wbcap run --help')"),
+    (["--focal", "1e300"], "Invalid value for '--focal': 1e+300 is not in the range 1.0<=x<=10000000.0 (see 'wbcap run --help')"),
     (["--fps", "1e300"], "Invalid value for '--fps': 1e+300 is not in the range 0.001<=x<=1000.0 (see 'wbcap run --help')"),
     (["--fps", "1e-300"], "Invalid value for '--fps': 1e-300 is not in the range 0.001<=x<=1000.0 (see 'wbcap run --help')"),
 ], ids=["start", "end", "every", "sigma", "focal", "fps-high", "fps-low"])
@@ -213,6 +213,8 @@ def test_library_limits(video):
         gaussian(np.zeros((4, 2)), float("inf"))
     assert _as_fraction(1e-5) > 0 and retime([0.0, None], 1e-5) == ([0.0, 100000.0], 1)
     for job, message in [(VideoJob(str(video), "o", focal=1e300), "focal 1e+300: must be a focal length in pixels"),
+                         (VideoJob(str(video), "o", focal=1e-300), "focal 1e-300: must be a focal length in pixels "
+                          "from 1 to 1e+07"),
                          (VideoJob(str(video), "o", max_gap=float("nan")), "max_gap nan: must be a finite number")]:
         with pytest.raises(InputError, match=f"^{re.escape(message)}"):
             run_video(job)
@@ -240,8 +242,8 @@ def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
 
 def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
     """A tampered camera: an image size of 10^9 (what is drawn from it would be sized so), a
-    fraction of a pixel, a focal of 0 or past --focal's bound (1e308: a glTF yfov of 0), a NaN
-    principal point, strings or booleans for numbers."""
+    fraction of a pixel, a focal of 0, under a pixel (1e-300: a glTF yfov of pi) or past --focal's
+    bound (1e308: a glTF yfov of 0), a NaN or far-off principal point, strings or booleans for numbers."""
     from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
     from wbcap.io.images import MAX_IMAGE_PIXELS
     from wbcap.io.run_folder import read_meta
@@ -250,10 +252,12 @@ def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
     for bad in ({"image_size": [10**9, 10**9]}, {"image_size": [16385, 16384]}, {"image_size": [640.5, 480]},
                 {"image_size": [0, 480]}, {"image_size": [True, 480]}, {"focal": [0, 1000]},
                 {"princpt": [float("nan"), 2]}, {"focal": [float("inf"), 1]}, {"focal": [1e308, 1e308]},
+                {"focal": [1e-300, 1e-300]}, {"focal": [1000, 0.5]}, {"princpt": [1e308, 2]}, {"princpt": [5, -1.1e7]},
                 {"focal": [True, True]}, {"image_size": ["640", "480"]}, {"princpt": ["1", 2]}):
         (tmp_path / "meta.json").write_text(json.dumps({"camera": {**good, **bad}}))
         with pytest.raises(InputError, match=r"a damaged camera \(.*where wbcap writes focal, princpt and image_size, 2 "
-                                             r"numbers each: a focal above 0 and a picture's size in whole pixels\)"):
+                                             r"numbers each: a focal of 1 pixel or more, a principal point near the picture and a "
+                                             r"picture's size in whole pixels\)"):
             read_meta(tmp_path)
     biggest = {**good, "image_size": [16384, MAX_IMAGE_PIXELS // 16384]}
     (tmp_path / "meta.json").write_text(json.dumps({"camera": biggest}))

@@ -648,14 +648,15 @@ def camera_from_dict(cam: dict) -> ImageCamera:
 
     Raises:
         KeyError, TypeError, ValueError, OverflowError: a damaged record: not 2 numbers each
-            (JSON numbers: no strings or booleans), a focal that is not above 0 and at most
-            :data:`~wbcap.limits.MAX_FOCAL` pixels, a principal point that is not finite, or an
+            (JSON numbers: no strings or booleans), a focal that is not from
+            :data:`~wbcap.limits.MIN_FOCAL` to :data:`~wbcap.limits.MAX_FOCAL` pixels, a principal
+            point more than :data:`~wbcap.limits.MAX_FOCAL` pixels from the origin, or an
             image size that is not whole numbers above 0 or is over
             :data:`~wbcap.io.images.MAX_IMAGE_PIXELS` pixels (no input wbcap reads is bigger; a
             tampered 10^9 would size what is drawn from it).
     """
     from wbcap.io.images import MAX_IMAGE_PIXELS
-    from wbcap.limits import MAX_FOCAL
+    from wbcap.limits import MAX_FOCAL, MIN_FOCAL
 
     values = {k: list(cam[k]) for k in ("focal", "princpt", "image_size")}
     if any(len(v) != 2 for v in values.values()):
@@ -664,9 +665,10 @@ def camera_from_dict(cam: dict) -> ImageCamera:
         raise ValueError(f"camera {cam!r}: focal, princpt and image_size need numbers")
     camera = ImageCamera(focal=tuple(float(v) for v in values["focal"]), princpt=tuple(float(v) for v in values["princpt"]),
                          image_size=tuple(int(v) for v in values["image_size"]))
-    if not all(0 < v <= MAX_FOCAL for v in camera.focal) or not all(map(math.isfinite, camera.princpt)):
-        raise ValueError(f"camera {cam!r}: focal needs numbers above 0 and at most {MAX_FOCAL:g} pixels, princpt "
-                         "finite numbers")
+    if not all(MIN_FOCAL <= v <= MAX_FOCAL for v in camera.focal) or not all(abs(v) <= MAX_FOCAL
+                                                                              for v in camera.princpt):
+        raise ValueError(f"camera {cam!r}: focal needs numbers from {MIN_FOCAL:g} to {MAX_FOCAL:g} pixels, princpt "
+                         f"numbers from -{MAX_FOCAL:g} to {MAX_FOCAL:g}")
     w, h = camera.image_size
     if any(float(v) != int(v) for v in values["image_size"]) or min(w, h) < 1 or w * h > MAX_IMAGE_PIXELS:
         raise ValueError(f"camera {cam!r}: image_size needs 2 whole numbers above 0, at most {MAX_IMAGE_PIXELS} pixels")

@@ -258,6 +258,15 @@ def box_advice() -> str:
 
 
 
+def _finite_box(box: object) -> bool:
+    """Whether ``box`` is 4 finite Python or NumPy floats (a detector's box, taken as it is)."""
+    try:
+        return len(box) == 4 and all(isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool)
+                                     and math.isfinite(v) for v in box)
+    except TypeError:
+        return False
+
+
 def _given_box(box: object, index: int, given_by: str | None = None,
                source: str = "image", allow_empty: bool = False) -> Detection:
     """A box given to :meth:`Pipeline.__call__` (``(x, y, w, h)`` pixels, or a Detection) as a
@@ -692,15 +701,16 @@ class Pipeline:
     def crop(self, image: np.ndarray, detections: Sequence[Detection], source: str = "image", strict: bool = True) -> list[CropJob]:
         """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
 
-        ``detections``: Detections (a detector's, taken as they are: ``wbcap run``'s pass 1) or
-        ``(x, y, w, h)`` boxes, checked as :meth:`predict` checks them (an InputError for a box
-        that is not 4 finite numbers; they raised AttributeError, an API trial). Boxes outside the
-        image are skipped; with ``strict`` an image whose every box was skipped raises
-        NoPersonError naming the box.
+        ``detections``: Detections (a detector's: ``wbcap run``'s pass 1; kept as they are when
+        their boxes are 4 finite numbers) or ``(x, y, w, h)`` boxes, checked as :meth:`predict`
+        checks them (an InputError for a box that is not 4 finite numbers; they raised
+        AttributeError, an API trial; a Detection's infinite box was cropped, a hostile-input
+        trial). Boxes outside the image are skipped; with ``strict`` an image whose every box was
+        skipped raises NoPersonError naming the box.
         """
         _check_image_array(image, source)
-        detections = [d if isinstance(d, Detection) else _given_box(d, i, source=source, allow_empty=True)
-                      for i, d in enumerate(detections)]
+        detections = [d if isinstance(d, Detection) and _finite_box(d.box) else
+                      _given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]

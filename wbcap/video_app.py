@@ -76,7 +76,7 @@ from wbcap.io.run_folder import (
     start_writing,
     write_meta,
 )
-from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, check_people_limit
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MIN_FOCAL, check_people_limit
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.cuts import FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
@@ -98,7 +98,7 @@ class VideoJob:
     :func:`wbcap.detect.factory.make_detector` takes (``auto``, ``hog``, ``yolox-nano``, ...,
     ``boxes:FILE`` with FILE a JSON ``{"<frame index>": [[x, y, w, h], ...]}``); detector_model:
     a YOLOX ONNX file; offline: never download a detector. focal: focal length
-    in pixels of the one camera results are expressed in, above 0 and at most :data:`MAX_FOCAL`
+    in pixels of the one camera results are expressed in, from :data:`MIN_FOCAL` to :data:`MAX_FOCAL`
     (default ``sqrt(W^2 + H^2)``, a ~53° diagonal field of view, the usual guess when the real
     camera is unknown). max_gap: seconds (finite, >= 0) a track may be missed and still be one
     AMASS file (filled by interpolation, ``valid`` False); a longer gap splits it into
@@ -632,8 +632,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     job.export.check_available()
     if job.every < 1:
         raise InputError(f"{setting('every')} {job.every}: must be >= 1")
-    if job.focal is not None and not (math.isfinite(job.focal) and 0 < job.focal <= MAX_FOCAL):
-        raise InputError(f"{setting('focal')} {job.focal}: must be a focal length in pixels above 0 and at most "
+    if job.focal is not None and not (math.isfinite(job.focal) and MIN_FOCAL <= job.focal <= MAX_FOCAL):
+        raise InputError(f"{setting('focal')} {job.focal}: must be a focal length in pixels from {MIN_FOCAL:g} to "
                          f"{MAX_FOCAL:g}; leave it out for sqrt(W^2+H^2)")
     if not (math.isfinite(job.max_gap) and job.max_gap >= 0):
         raise InputError(f"{setting('max_gap')} {job.max_gap}: must be a finite number of seconds, 0 or more")

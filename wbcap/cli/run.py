@@ -26,7 +26,7 @@ from wbcap.cli.common import (
 from wbcap.console import printable
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
-from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA, MIN_FOCAL
 
 
 @click.command()
@@ -67,7 +67,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA
 @click.option("--beta", type=FiniteFloatRange(min=0), default=None, help="One-Euro: speed coefficient (higher = less lag on fast motion; default 0.5).")
 @click.option("--sigma", type=FiniteFloatRange(0, MAX_SIGMA), default=None,
               help="Gaussian: standard deviation in frames (default 2.0).")
-@click.option("--focal", type=FiniteFloatRange(0, MAX_FOCAL, min_open=True), default=None,
+@click.option("--focal", type=FiniteFloatRange(MIN_FOCAL, MAX_FOCAL), default=None,
               help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "

@@ -276,12 +276,59 @@ def _our_outputs(out: Path) -> list[Path]:
     """What a wbcap run writes in OUT, including temporaries a killed run left behind. A
     ``meshes/`` folder is one only while it holds nothing but ``<track>/<frame:06d>.obj`` files
     (and their temporaries): a user's own ``meshes/mine.obj`` made it theirs (an ``--overwrite``
-    deleted it, a hostile-input trial)."""
+    deleted it, a hostile-input trial).
+
+    Only a run's folder (one holding :data:`RUN_DIR` or :data:`PREVIOUS_DIR`) has a
+    ``params.jsonl``, ``meta.json``, ``render.mp4`` or ``meshes/`` of wbcap's; elsewhere (a
+    ``wbcap export --dest`` folder, or a user's) only the track files wbcap's writers made
+    (:func:`_written_by_wbcap`) are its: an ``--overwrite`` deleted a user's own ``meta.json``,
+    ``params.jsonl`` and ``track_7.csv`` from a folder no run had written (a hostile-input trial)."""
+    if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):
+        return [p for p in track_files(out) if _written_by_wbcap(p)] + temporary_files(out)
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
         found.append(out / MESHES_DIR)
     return found + track_files(out) + temporary_files(out)
+
+
+#: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).
+_WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
+
+
+def _written_by_wbcap(path: Path) -> bool:
+    """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
+    marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
+    BVH whose skeleton starts at SMPL-X's pelvis, an npz with wbcap's own keys
+    (:data:`_WBCAP_NPZ_KEYS`), a GLB whose ``asset.generator`` is wbcap, a binary FBX (Blender's,
+    from wbcap's GLB) naming a ``<clip>_body`` mesh (:func:`wbcap.export.gltf.mesh_node_name`) and
+    SMPL-X's pelvis. A file that cannot be read is not."""
+    import zipfile
+
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                return set(z.namelist()) >= _WBCAP_NPZ_KEYS
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            if path.suffix == ".glb":  # (glTF 2.0, 4.4: a 12-byte header, then the JSON chunk's length and kind)
+                size = int.from_bytes(head[12:16], "little")
+                if head[:4] != b"glTF" or head[16:20] != b"JSON" or size > 1 << 26:
+                    return False
+                asset = json.loads((head[20:] + fh.read(max(0, size + 20 - len(head))))[:size]).get("asset")
+                return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
+            if path.suffix == ".csv":
+                return head.startswith(b"time,frame_index,valid,pelvis_x,")
+            if path.suffix == ".bvh":
+                return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head
+            if path.suffix == ".fbx":
+                if not head.startswith(b"Kaydara FBX Binary"):
+                    return False
+                whole = head + fh.read()
+                return b"_body" in whole and b"pelvis" in whole
+    except (OSError, ValueError, AttributeError, zipfile.BadZipFile):
+        return False
+    return False
 
 
 #: A file :func:`wbcap.export.track_meshes.write_track_objs` writes in ``meshes/<track>/``, or
@@ -551,8 +598,8 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "frame_step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "a whole number of source frames, 1 or more"),
     "gender": (_gender_ok, "neutral, male or female"),
-    "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each: a focal above 0 and a picture's size "
-               "in whole pixels"),
+    "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each: a focal of 1 pixel or more, a "
+               "principal point near the picture and a picture's size in whole pixels"),
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, str), "the source's path"),
