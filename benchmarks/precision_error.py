@@ -17,11 +17,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    import torch
+
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.io.images import load_image
     from wbcap.paths import example_image_path
@@ -68,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from wbcap.huge_pages import request_huge_pages
+
+    request_huge_pages()  # (as the wbcap command does, before torch is imported)
     main()

@@ -193,4 +193,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from wbcap.huge_pages import request_huge_pages
+
+    request_huge_pages()  # (as the wbcap command does, before torch is imported)
     main()

@@ -139,4 +139,7 @@ def _table(w, body, config, seeds: int, smooth_poses: bool) -> None:
 
 
 if __name__ == "__main__":
+    from wbcap.huge_pages import request_huge_pages
+
+    request_huge_pages()  # (as the wbcap command does, before torch is imported)
     main()

@@ -53,6 +53,16 @@ def pytest_configure(config) -> None:
     _take_ctrl_c()
     _cache_bytecode()
     _share_cores(config)
+    _huge_pages()
+
+
+def _huge_pages() -> None:
+    """torch's large CPU tensors in transparent huge pages, as the ``wbcap`` command has them
+    (:mod:`wbcap.huge_pages`): set in the process pytest started, before xdist starts its workers
+    (which inherit it, and import torch later); a ``THP_MEM_ALLOC_ENABLE`` already set is kept."""
+    from wbcap.huge_pages import request_huge_pages
+
+    request_huge_pages()
 
 
 def _cache_bytecode() -> None:

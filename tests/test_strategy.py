@@ -1667,11 +1667,12 @@ def test_cache_of_another_wbcap_or_malformed_parts_is_measured_again(micro_parts
 def test_a_part_measured_while_others_took_the_cpu_is_used_but_not_cached(micro_parts, tmp_path, measure, caplog):
     path = tmp_path / "cpu_strategy.json"
     answers = iter([False, True] + [False] * 20)  # free before the first part, busy right after measuring it
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         chosen, built = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: next(answers))
     first = next(iter(micro_parts))
     assert chosen.parts[first].form == "plain" and first in built  # used in this run
     assert "is used but not cached" in caplog.text
+    assert caplog.text.count("measuring the CPU inference strategy") == 1  # (a researcher's trial saw it twice)
     cached = json.loads(path.read_text())
     parts = next(iter(cached["machines"].values()))["parts"]
     assert len(parts) == len(micro_parts) - 1 and not any(k.startswith(first) for k in parts)

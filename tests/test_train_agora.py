@@ -359,6 +359,7 @@ def test_without_init_the_recipe_is_refused(agora_root, body_dir, micro_ckpt, tm
                                                   "--data-root", agora_root, "--body-models", body_dir, "--device",
                                                   "cpu", "-o", tmp_path / "r")])  # fmt: skip
     assert r.exit_code != 0 and "the finetune stage starts from a whole-body checkpoint: pass --init" in r.output
+    assert r.output.count("\n") == 1, r.output  # (no "N data-loading workers" line above it: a researcher's trial)
 
 
 def test_agora_is_a_3d_set_beside_the_2d_ones(agora_root, body_layer, tmp_path):

@@ -331,6 +331,13 @@ def run_checks(body_models: str | None = None) -> list[Check]:
         checks.append(Check("CUDA", False, f"not available (torch {torch.__version__}); running on CPU",
                             "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU", optional=True))
     checks.append(_cpu_strategy_check())
+    from wbcap.huge_pages import VARIABLE, huge_pages_state
+
+    huge = huge_pages_state()
+    checks.append(Check("Huge pages", huge == "on", f"torch's large CPU tensors: {huge}",
+                        f"optional: unset {VARIABLE} (the wbcap command sets it to 1), or let the kernel use them "
+                        "(`madvise` in /sys/kernel/mm/transparent_hugepage/enabled); 20-25 % faster on the CPU",
+                        optional=True))
     import cv2
 
     has_hog = hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")

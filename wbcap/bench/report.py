@@ -113,7 +113,9 @@ def print_report(report: dict[str, Any], console) -> None:
 
     dev, ver, model = report["device"], report["versions"], report.get("model")
     settings = report["settings"]
-    console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads)", highlight=False)
+    huge = f", huge pages {dev['huge_pages']}" if dev.get("huge_pages") else ""  # (reports before it: none)
+    console.print(f"[bold]device[/]: {dev['name']} ({dev['spec']}, {dev['torch_threads']} torch threads{huge})",
+                  highlight=False)
     console.print(
         "[bold]versions[/]: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v), highlight=False)
     # (lines holding paths are not wrapped: a path stays one piece to copy, and the line one to grep)

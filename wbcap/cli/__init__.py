@@ -493,11 +493,16 @@ def main(argv: list[str] | None = None) -> None:
     """Run the ``wbcap`` command line (``argv``: the arguments, default ``sys.argv[1:]``); ends by
     raising :class:`SystemExit` as click does, so it can be called from Python and tested. A
     working folder that no longer exists is one line and exit 2 before anything is imported
-    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial)."""
+    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial). torch's
+    large CPU tensors get transparent huge pages (:mod:`wbcap.huge_pages`) unless the environment
+    says otherwise."""
     if _working_folder_gone():
         click.echo(f"error: wbcap cannot run: {_NO_WORKING_FOLDER}", err=True)
         raise SystemExit(2)
     _text_streams_never_fail_on_characters()
+    from wbcap.huge_pages import request_huge_pages
+
+    request_huge_pages()  # (before torch is imported: its allocator reads the variable once)
     cli.main(args=argv, prog_name="wbcap")
 
 

@@ -1255,6 +1255,7 @@ def choose_cpu_strategy(
     new: dict[str, PartChoice] = {}
     unmeasured: list[str] = []
     deferred: list[str] = []  # (not measured: a short job, measure=False)
+    measuring = False
     t0 = time.perf_counter()
 
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
@@ -1290,7 +1291,8 @@ def choose_cpu_strategy(
             chosen[name] = baseline if baseline is not None else default_choice(part, default_form)
             continue
         if not unmeasured and _quiet_within(busy, BUSY_WAIT_S):
-            if not new:
+            if not measuring:  # (once: a part measured while others took the CPU is not in new; a trial saw it twice)
+                measuring = True
                 log.info("measuring the CPU inference strategy for this machine (once; kept in %s)", path)
             if baseline is not None:
                 log.info("%s: timing the int8 form against the %s form cached for the exact precision", name,

@@ -89,9 +89,11 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
 
     if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
         # (the recipe's default only: a resumed run keeps its own count, warned about when it was given)
-        log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)",
-                 available_cpus(), cfg.num_workers, setting("num_workers"))
+        # (said once the inputs are checked: not above a refusal, a researcher's trial)
+        workers_note = (available_cpus(), cfg.num_workers, setting("num_workers"))
         cfg = dataclasses.replace(cfg, num_workers=available_cpus())
+    else:
+        workers_note = None
     if recorded is not None:
         _compare_resumed(folder, *recorded, cfg)
         if _already_complete(folder, cfg):
@@ -111,6 +113,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if resume:
         _check_resumed_model_files(folder, run)
     check_writable_destination(folder)
+    if workers_note is not None:
+        log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)", *workers_note)
     created = not folder.exists()
     if node_rank == 0:  # held while training (and torchrun's processes) run: a second run is refused
         hold = hold_folder(folder)

@@ -1,0 +1,68 @@
+"""Transparent huge pages for torch's CPU tensors (:mod:`wbcap.huge_pages`): the ``wbcap``
+command asks for them before torch is imported, a user's setting wins, torch's allocator of the
+pinned version takes the variable, and the state is said in words."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from wbcap.huge_pages import VARIABLE, huge_pages_state, kernel_mode
+
+
+def test_the_command_asks_for_them_unless_the_environment_says(monkeypatch):
+    from wbcap.cli import main
+
+    monkeypatch.delenv(VARIABLE, raising=False)
+    with pytest.raises(SystemExit) as end:
+        main(["--version"])
+    assert end.value.code == 0 and os.environ[VARIABLE] == "1"
+    monkeypatch.setenv(VARIABLE, "0")  # (a user who turned them off)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ[VARIABLE] == "0"
+
+
+def test_the_state_in_words(tmp_path, monkeypatch):
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    monkeypatch.setenv(VARIABLE, "1")
+    assert kernel_mode(mode) == "madvise" and huge_pages_state(mode) == "on"
+    monkeypatch.setenv(VARIABLE, "0")
+    assert huge_pages_state(mode) == f"off ({VARIABLE}=0 in the environment; 1 turns them on)"
+    monkeypatch.delenv(VARIABLE)
+    assert huge_pages_state(mode) == f"off ({VARIABLE}= in the environment; 1 turns them on)"
+    monkeypatch.setenv(VARIABLE, "1")
+    mode.write_text("always madvise [never]\n")
+    assert huge_pages_state(mode) == f"off (the kernel's transparent huge pages are 'never': {mode})"
+    assert kernel_mode(tmp_path / "missing") is None
+    assert huge_pages_state(tmp_path / "missing") == f"off (no transparent huge pages here: {tmp_path / 'missing'} cannot be read)"
+
+
+_TOUCH = textwrap.dedent("""
+    import re, torch
+    a = torch.empty(64 * 2**20 // 4)  # (64 MiB)
+    a.fill_(1.0)
+    rollup = open("/proc/self/smaps_rollup").read()
+    print(int(re.search(r"AnonHugePages:\\s+(\\d+) kB", rollup).group(1)))
+""")
+
+
+@pytest.mark.skipif(kernel_mode() not in ("always", "madvise") or not os.path.exists("/proc/self/smaps_rollup"),
+                    reason="the kernel gives no transparent huge pages on request here")
+def test_torchs_allocator_takes_the_variable():
+    """The pinned torch's CPU allocator reads THP_MEM_ALLOC_ENABLE (c10/core/alloc_cpu.cpp): with
+    it, a fresh 64 MiB tensor lies mostly in huge pages; without it, under ``madvise``, in none."""
+    kb = {}
+    for value in ("1", "0"):
+        env = {**os.environ, VARIABLE: value}
+        proc = subprocess.run([sys.executable, "-c", _TOUCH], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        kb[value] = int(proc.stdout.split()[-1])
+    assert kb["1"] >= 32 * 1024, kb  # (at least half of it)
+    if kernel_mode() == "madvise":
+        assert kb["0"] < 8 * 1024, kb
