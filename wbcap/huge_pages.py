@@ -12,9 +12,10 @@ turns it off) is kept. Where the kernel's transparent huge pages are ``never``
 Why: every network call allocates its activations afresh, and glibc hands allocations this large
 back to the kernel when freed, so each call touches new pages, one page fault per 4 KiB. On the
 2-core model-207 Intel Xeon (KVM), writing 172 MB of fresh memory took 43 ms with 4 KiB pages and
-13 ms with huge pages, and the full network in exact precision ran 20-25 % more crops/s at 2-4
-crops per call (``wbcap bench``, three runs each, interleaved; docs/performance.md). Peak memory
-was the same (1.95-1.97 against 2.00-2.11 GB).
+13 ms with huge pages, and the full network in exact precision reached 7.6 points more of the
+fp32 ceiling (median of 18 rows, ``wbcap bench`` at batch 1-32, three runs each, interleaved;
+1.11× the crops/s; fast unchanged; docs/performance.md). Peak memory was the same. On the Zen 3
+EPYC an earlier trial found no gain (8 crops 3-8 % slower, timed call by call).
 
 This module imports nothing heavy: the command line calls it before torch is imported.
 """
