@@ -80,6 +80,9 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     np.savez(mine / "track_8.npz", poses=np.zeros((2, 165)), trans=np.zeros((2, 3)))  # (an AMASS file, not ours)
     (mine / "track_9.bvh").write_text("HIERARCHY\nROOT Hips\n")
     (mine / "track_4.glb").write_bytes((dest / "track_0.glb").read_bytes()[:100])  # (cut short)
+    nested = b"[" * 200_000 + b"]" * 200_000  # (past Python's recursion limit: a review's crash)
+    (mine / "track_5.glb").write_bytes(b"glTF" + (2).to_bytes(4, "little") + (20 + len(nested)).to_bytes(4, "little")
+                                       + len(nested).to_bytes(4, "little") + b"JSON" + nested)
     before = {p.name: p.read_bytes() for p in mine.iterdir()}
     assert _our_outputs(mine) == []
     for check in (lambda: refuse_taken_output(mine, overwrite=True),

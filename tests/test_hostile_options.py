@@ -256,7 +256,7 @@ def test_read_meta_refuses_a_camera_no_picture_has(tmp_path):
                 {"focal": [True, True]}, {"image_size": ["640", "480"]}, {"princpt": ["1", 2]}):
         (tmp_path / "meta.json").write_text(json.dumps({"camera": {**good, **bad}}))
         with pytest.raises(InputError, match=r"a damaged camera \(.*where wbcap writes focal, princpt and image_size, 2 "
-                                             r"numbers each: a focal of 1 pixel or more, a principal point near the picture and a "
+                                             r"numbers each: a focal of 1 pixel or more, a principal point within 1e7 pixels and a "
                                              r"picture's size in whole pixels\)"):
             read_meta(tmp_path)
     biggest = {**good, "image_size": [16384, MAX_IMAGE_PIXELS // 16384]}

@@ -31,16 +31,24 @@ def test_the_state_in_words(tmp_path, monkeypatch):
     mode = tmp_path / "enabled"
     mode.write_text("always [madvise] never\n")
     monkeypatch.setenv(VARIABLE, "1")
-    assert kernel_mode(mode) == "madvise" and huge_pages_state(mode) == "on"
-    monkeypatch.setenv(VARIABLE, "0")
-    assert huge_pages_state(mode) == f"off ({VARIABLE}=0 in the environment; 1 turns them on)"
-    monkeypatch.delenv(VARIABLE)
-    assert huge_pages_state(mode) == f"off ({VARIABLE}= in the environment; 1 turns them on)"
+    assert kernel_mode(mode) == "madvise" and huge_pages_state(mode) == ("on", "")
+    turn_on = f"unset {VARIABLE} (the wbcap command then sets it to 1) or set it to 1 before torch is imported"
+    for value, shown in (("0", f"{VARIABLE}=0"), (" 1", f"{VARIABLE}= 1"), (None, "unset")):  # (torch takes "1" only)
+        if value is None:
+            monkeypatch.delenv(VARIABLE)
+        else:
+            monkeypatch.setenv(VARIABLE, value)
+        assert huge_pages_state(mode) == (f"off ({shown} in the environment, and the kernel gives them only on "
+                                          "request)", turn_on)
+    mode.write_text("[always] madvise never\n")  # (every large allocation gets them, asked or not)
+    assert huge_pages_state(mode) == ("on (the kernel's mode is always)", "")
     monkeypatch.setenv(VARIABLE, "1")
     mode.write_text("always madvise [never]\n")
-    assert huge_pages_state(mode) == f"off (the kernel's transparent huge pages are 'never': {mode})"
-    assert kernel_mode(tmp_path / "missing") is None
-    assert huge_pages_state(tmp_path / "missing") == f"off (no transparent huge pages here: {tmp_path / 'missing'} cannot be read)"
+    assert huge_pages_state(mode) == (f"off (the kernel's transparent huge pages are 'never': {mode})",
+                                      f"as root: echo madvise > {mode}")
+    missing = tmp_path / "missing"
+    assert kernel_mode(missing) is None
+    assert huge_pages_state(missing) == ("off (this system has no transparent huge pages)", "")  # (nothing to do)
 
 
 _TOUCH = textwrap.dedent("""

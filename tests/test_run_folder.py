@@ -172,7 +172,8 @@ def test_a_folder_of_exports_is_not_offered_a_resume(tmp_path):
     exports, run = tmp_path / "exports", tmp_path / "run"
     exports.mkdir()
     run.mkdir()
-    (exports / "track_0.bvh").write_text("HIERARCHY\nROOT pelvis\n")  # (as wbcap writes it)
+    (exports / "track_0.bvh").write_text("HIERARCHY\nROOT pelvis\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition "
+                                         "Zposition Zrotation Xrotation Yrotation\n")  # (as wbcap writes it)
     _previous_run(run)
     for check in (lambda out: refuse_taken_output(out), lambda out: prepare_output(out, {}, resume=False, overwrite=False)):
         with pytest.raises(InputError) as err:

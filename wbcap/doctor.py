@@ -331,13 +331,12 @@ def run_checks(body_models: str | None = None) -> list[Check]:
         checks.append(Check("CUDA", False, f"not available (torch {torch.__version__}); running on CPU",
                             "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU", optional=True))
     checks.append(_cpu_strategy_check())
-    from wbcap.huge_pages import VARIABLE, huge_pages_state
+    from wbcap.huge_pages import huge_pages_state
 
-    huge = huge_pages_state()
-    checks.append(Check("Huge pages", huge == "on", f"torch's large CPU tensors: {huge}",
-                        f"optional: unset {VARIABLE} (the wbcap command sets it to 1), or let the kernel use them "
-                        "(`madvise` in /sys/kernel/mm/transparent_hugepage/enabled); ~10 % faster in exact on an Intel Xeon",
-                        optional=True))
+    huge, fix = huge_pages_state()
+    checks.append(Check("Huge pages", not fix, f"torch's large CPU tensors: {huge}",
+                        f"optional (exact ran ~10 % faster with them on an Intel Xeon, no faster on an AMD EPYC Zen 3): "
+                        f"{fix}" if fix else "", optional=True))
     import cv2
 
     has_hog = hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")

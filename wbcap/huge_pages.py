@@ -1,7 +1,7 @@
 """Transparent huge pages for torch's CPU tensors.
 
-torch's CPU allocator (``c10/core/alloc_cpu.cpp``) aligns each allocation of 2 MiB or more to
-2 MiB and marks it ``madvise(MADV_HUGEPAGE)`` when the environment variable
+torch's CPU allocator (``c10/core/alloc_cpu.cpp``) marks each allocation of 2 MiB or more
+``madvise(MADV_HUGEPAGE)`` (its start aligned to a page) when the environment variable
 ``THP_MEM_ALLOC_ENABLE`` is 1 (PyTorch's CPU performance tuning guide; off by default). It reads
 the variable once, at its first CPU allocation, so it must be in the environment before torch
 allocates anything: the ``wbcap`` command sets it first thing (:func:`request_huge_pages`), its
@@ -50,18 +50,25 @@ def kernel_mode(path: Path = KERNEL_MODE_FILE) -> str | None:
     return text[start + 1:end] if 0 <= start < end else None
 
 
-def huge_pages_state(path: Path = KERNEL_MODE_FILE) -> str:
-    """Whether torch's large CPU tensors use transparent huge pages in this process, in words
-    (``wbcap bench``'s report, ``wbcap doctor``): ``"on"``, or ``"off"`` and why (the variable
-    not 1, the kernel's mode ``never``, no such kernel setting). Where torch was imported before
-    the variable was set, torch may have read it unset: not knowable here, so reported from the
-    variable."""
+def huge_pages_state(path: Path = KERNEL_MODE_FILE) -> tuple[str, str]:
+    """Whether torch's large CPU tensors use transparent huge pages in this process, in words,
+    and what would turn them on (``""``: nothing to do) — for ``wbcap bench``'s report and
+    ``wbcap doctor``: ``"on"``; ``"on (the kernel's mode is always)"`` (every large allocation
+    gets them, asked or not); or ``"off"`` and why: the variable not ``1`` (torch takes exactly
+    ``0`` or ``1``), the kernel's mode ``never``, no such kernel setting (not Linux, or a kernel
+    without them: nothing to do). Where torch was imported before the variable was set, torch may
+    have read it unset: not knowable here, so reported from the variable."""
     value = os.environ.get(VARIABLE)
     mode = kernel_mode(path)
     if mode is None:
-        return f"off (no transparent huge pages here: {path} cannot be read)"
+        return "off (this system has no transparent huge pages)", ""
     if mode == "never":
-        return f"off (the kernel's transparent huge pages are 'never': {path})"
-    if value is None or value.strip() != "1":
-        return f"off ({VARIABLE}={value if value is not None else ''} in the environment; 1 turns them on)"
-    return "on"
+        return (f"off (the kernel's transparent huge pages are 'never': {path})",
+                f"as root: echo madvise > {path}")
+    if mode == "always":
+        return "on (the kernel's mode is always)", ""
+    if value != "1":
+        shown = "unset" if value is None else f"{VARIABLE}={value}"
+        return (f"off ({shown} in the environment, and the kernel gives them only on request)",
+                f"unset {VARIABLE} (the wbcap command then sets it to 1) or set it to 1 before torch is imported")
+    return "on", ""

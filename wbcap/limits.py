@@ -13,7 +13,7 @@ MAX_SIGMA = 1000.0
 #: The largest ``focal`` (pixels) taken (``wbcap run --focal``): a field of view of 0.006 degrees
 #: across 1000 pixels, past any lens; far larger ones overflow the camera translation into NaN.
 MAX_FOCAL = 1e7
-#: The smallest ``focal`` (pixels) taken: one pixel, a field of view of 176 degrees across 32
+#: The smallest ``focal`` (pixels) taken: one pixel, a field of view of 173 degrees across 32
 #: pixels; a tampered 1e-300 made the GLB camera's ``yfov`` exactly pi, which glTF forbids (a
 #: hostile-input trial). A principal point lies at most :data:`MAX_FOCAL` pixels from the origin.
 MIN_FOCAL = 1.0

@@ -258,13 +258,18 @@ def box_advice() -> str:
 
 
 
-def _finite_box(box: object) -> bool:
-    """Whether ``box`` is 4 finite Python or NumPy floats (a detector's box, taken as it is)."""
+def _usable_box(box: object) -> bool:
+    """Whether a detector's ``box`` (kept as it is) meets the rule of every box a user gives
+    (:func:`wbcap.detect.boxes.check_box`, any width or height): 4 numbers within
+    :data:`~wbcap.detect.boxes.MAX_BOX_PIXELS` (1e300 was finite, and infinite once the crop
+    made it float32: a review)."""
+    from wbcap.detect.boxes import check_box
+
     try:
-        return len(box) == 4 and all(isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool)
-                                     and math.isfinite(v) for v in box)
-    except TypeError:
+        check_box(box, "box", positive_size=False)
+    except (ValueError, TypeError, OverflowError):
         return False
+    return True
 
 
 def _given_box(box: object, index: int, given_by: str | None = None,
@@ -702,14 +707,14 @@ class Pipeline:
         """The network inputs for ``detections`` in ``image`` ((H, W, 3) uint8 RGB).
 
         ``detections``: Detections (a detector's: ``wbcap run``'s pass 1; kept as they are when
-        their boxes are 4 finite numbers) or ``(x, y, w, h)`` boxes, checked as :meth:`predict`
+        their boxes meet the rule below) or ``(x, y, w, h)`` boxes, checked as :meth:`predict`
         checks them (an InputError for a box that is not 4 finite numbers; they raised
         AttributeError, an API trial; a Detection's infinite box was cropped, a hostile-input
         trial). Boxes outside the image are skipped; with ``strict`` an image whose every box was
         skipped raises NoPersonError naming the box.
         """
         _check_image_array(image, source)
-        detections = [d if isinstance(d, Detection) and _finite_box(d.box) else
+        detections = [d if isinstance(d, Detection) and _usable_box(d.box) else
                       _given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")

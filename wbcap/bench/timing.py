@@ -124,7 +124,7 @@ def device_info(device) -> dict[str, Any]:
     }
     from wbcap.huge_pages import huge_pages_state
 
-    info["huge_pages"] = huge_pages_state()  # (torch's CPU tensors: ~10 % of exact's crops/s on a Xeon)
+    info["huge_pages"] = huge_pages_state()[0]  # (torch's CPU tensors: ~10 % of exact's crops/s on a Xeon)
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(idx)

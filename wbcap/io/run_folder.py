@@ -283,8 +283,8 @@ def _our_outputs(out: Path) -> list[Path]:
     ``wbcap export --dest`` folder, or a user's) only the track files wbcap's writers made
     (:func:`_written_by_wbcap`) are its: an ``--overwrite`` deleted a user's own ``meta.json``,
     ``params.jsonl`` and ``track_7.csv`` from a folder no run had written (a hostile-input trial)."""
-    if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):
-        return [p for p in track_files(out) if _written_by_wbcap(p)] + temporary_files(out)
+    if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):  # (an export's: its files, temporaries)
+        return [p for p in track_files(out) if _written_by_wbcap(p)] + sorted(out.glob(".track_*.tmp-*"))
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
@@ -299,10 +299,13 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 def _written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
-    BVH whose skeleton starts at SMPL-X's pelvis, an npz with wbcap's own keys
-    (:data:`_WBCAP_NPZ_KEYS`), a GLB whose ``asset.generator`` is wbcap, a binary FBX (Blender's,
-    from wbcap's GLB) naming a ``<clip>_body`` mesh (:func:`wbcap.export.gltf.mesh_node_name`) and
-    SMPL-X's pelvis. A file that cannot be read is not."""
+    BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
+    (:mod:`wbcap.export.bvh`), an npz with wbcap's own keys (:data:`_WBCAP_NPZ_KEYS`), a GLB
+    whose ``asset.generator`` is wbcap, a binary FBX (Blender's, from wbcap's GLB) naming
+    SMPL-X's pelvis and ``left_eye_smplhf`` joints (:data:`wbcap.export.rig.JOINT_NAMES_55`). A
+    file that cannot be read, or whose reading fails in any way (a hostile GLB's JSON nested
+    past Python's recursion limit), is not."""
+    import mmap
     import zipfile
 
     try:
@@ -320,13 +323,14 @@ def _written_by_wbcap(path: Path) -> bool:
             if path.suffix == ".csv":
                 return head.startswith(b"time,frame_index,valid,pelvis_x,")
             if path.suffix == ".bvh":
-                return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head
-            if path.suffix == ".fbx":
+                return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head and (
+                    b"CHANNELS 6 Xposition Yposition Zposition" in head)
+            if path.suffix == ".fbx":  # (searched in place: an --exact track's FBX can be gigabytes)
                 if not head.startswith(b"Kaydara FBX Binary"):
                     return False
-                whole = head + fh.read()
-                return b"_body" in whole and b"pelvis" in whole
-    except (OSError, ValueError, AttributeError, zipfile.BadZipFile):
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+                    return whole.find(b"pelvis") >= 0 and whole.find(b"left_eye_smplhf") >= 0
+    except Exception:  # (OSError, a damaged zip or JSON, RecursionError, MemoryError...: not recognised)
         return False
     return False
 
@@ -599,7 +603,7 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
                    "a whole number of source frames, 1 or more"),
     "gender": (_gender_ok, "neutral, male or female"),
     "camera": (_camera_ok, "focal, princpt and image_size, 2 numbers each: a focal of 1 pixel or more, a "
-               "principal point near the picture and a picture's size in whole pixels"),
+               "principal point within 1e7 pixels and a picture's size in whole pixels"),
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, str), "the source's path"),

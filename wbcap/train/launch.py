@@ -113,8 +113,6 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if resume:
         _check_resumed_model_files(folder, run)
     check_writable_destination(folder)
-    if workers_note is not None:
-        log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)", *workers_note)
     created = not folder.exists()
     if node_rank == 0:  # held while training (and torchrun's processes) run: a second run is refused
         hold = hold_folder(folder)
@@ -129,6 +127,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                 if created:  # (made by hold_folder a moment ago: nothing of anyone's in it)
                     shutil.rmtree(folder, ignore_errors=True)
                 raise
+        if workers_note is not None:  # (once the folder is taken: not above a refusal of it either)
+            log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)", *workers_note)
         try:
             if node_rank == 0:
                 _record_run_settings(folder, run)  # (in the try: a failure here also leaves -o as found)
