@@ -109,6 +109,9 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     # imports behind loading a full-size model, but the tests' tiny models load in no time, so
     # every command would wait for it. tests/test_render_process.py lifts this.
     monkeypatch.setenv("WBCAP_RENDER_PROCESS", "0")
+    # The strategy's huge-page trial (two more builds of a part, and a process-wide switch) only
+    # where a test asks for it (tests/test_strategy.py): the fake timers answer forms, not it.
+    monkeypatch.setattr("wbcap.huge_pages.huge_pages_measurable", lambda: False)
 
 
 @pytest.fixture(scope="session", autouse=True)

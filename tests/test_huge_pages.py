@@ -11,7 +11,13 @@ import textwrap
 
 import pytest
 
-from wbcap.huge_pages import VARIABLE, huge_pages_state, kernel_mode
+from wbcap.huge_pages import (
+    VARIABLE,
+    huge_pages_state,
+    kernel_mode,
+    process_huge_pages_disabled,
+    set_process_huge_pages,
+)
 
 
 def test_the_command_asks_for_them_unless_the_environment_says(monkeypatch):
@@ -74,3 +80,30 @@ def test_torchs_allocator_takes_the_variable():
     assert kb["1"] >= 32 * 1024, kb  # (at least half of it)
     if kernel_mode() == "madvise":
         assert kb["0"] < 8 * 1024, kb
+
+
+@pytest.mark.skipif(process_huge_pages_disabled() is None, reason="no per-process huge-page switch here (not Linux)")
+def test_the_process_switch_turns_them_off_and_on():
+    assert process_huge_pages_disabled() is False
+    try:
+        assert set_process_huge_pages(False) and process_huge_pages_disabled() is True
+        assert huge_pages_state() == ("off (measured slower on this CPU: its CPU strategy cache says so)", "")
+    finally:
+        assert set_process_huge_pages(True)
+    assert process_huge_pages_disabled() is False
+
+
+def test_doctor_names_a_machine_that_measured_them_slower():
+    """The strategy's answer for this machine is in its cache: `wbcap doctor` (which builds no
+    network, so its process never applies it) reads it from there."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.model import strategy
+
+    path = strategy.cache_path()
+    strategy.write_cache(path, strategy.machine_key(), {}, huge_pages={"on": False, "seconds_on": 1.0,
+                                                                         "seconds_off": 0.9, "part": "body_backbone"})
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert (f"[ok  ] Huge pages: torch's large CPU tensors: off on this CPU (measured slower here; kept in {path}, "
+            "WBCAP_CPU_STRATEGY=measure measures again)") in r.output, r.output

@@ -1664,6 +1664,49 @@ def test_cache_of_another_wbcap_or_malformed_parts_is_measured_again(micro_parts
     assert choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)[0].source == "measured"
 
 
+@pytest.mark.parametrize(("seconds", "on"), [({False: 0.8, True: 1.0}, False), ({False: 0.99, True: 1.0}, True),
+                                              ({False: 1.2, True: 1.0}, True)])
+def test_huge_pages_are_measured_once_per_machine_cached_and_applied(micro_parts, tmp_path, measure, monkeypatch,
+                                                                      seconds, on):
+    """A new machine's measurement also times the part with the most weights built and run with
+    transparent huge pages off and on (the process switch before each build and call); off only
+    where it is HUGE_PAGES_MARGIN faster. The answer is applied, cached, and applied from the
+    cache by the next build without timing again."""
+    from wbcap import huge_pages
+
+    switched: list[bool] = []
+    monkeypatch.setattr(huge_pages, "huge_pages_measurable", lambda: True)
+    monkeypatch.setattr(huge_pages, "set_process_huge_pages", lambda flag: switched.append(flag) or True)
+    timed: list[tuple] = []
+
+    def timer(calls, rounds):
+        timed.append(tuple(calls))
+        for fn in calls.values():
+            fn()  # (each call switches before it runs: recorded)
+        return dict(seconds)
+
+    path = tmp_path / "cpu_strategy.json"
+    chosen, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, timer=timer)
+    assert chosen.source == "measured" and timed == [(False, True)]
+    heaviest = max(micro_parts, key=lambda n: sum(w.numel() for w in micro_parts[n].module.parameters()))
+    # built off then on (each first called once), the two timed calls, left on, then the answer
+    assert switched == [False, False, True, True, False, True, True, on]
+    record = next(iter(json.loads(path.read_text())["machines"].values()))["huge_pages"]
+    assert (record["on"], record["seconds_on"], record["seconds_off"]) == (on, 1.0, seconds[False])
+    assert record["part"] == micro_parts[heaviest].name
+    switched.clear()
+    again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False, timer=timer)
+    assert again.source == "cache" and switched == [on] and len(timed) == 1  # (applied, not timed again)
+
+
+def test_huge_pages_are_not_measured_where_the_switch_does_nothing(micro_parts, tmp_path, measure):
+    """conftest's default: torch not asking for them, a kernel without them or no process
+    switch: no trial, no record."""
+    path = tmp_path / "cpu_strategy.json"
+    choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert "huge_pages" not in next(iter(json.loads(path.read_text())["machines"].values()))
+
+
 def test_a_part_measured_while_others_took_the_cpu_is_used_but_not_cached(micro_parts, tmp_path, measure, caplog):
     path = tmp_path / "cpu_strategy.json"
     answers = iter([False, True] + [False] * 20)  # free before the first part, busy right after measuring it

@@ -17,18 +17,60 @@ fp32 ceiling (median of 18 rows, ``wbcap bench`` at batch 1-32, three runs each,
 1.11× the crops/s; fast unchanged; docs/performance.md). Peak memory was the same. On the Zen 3
 EPYC an earlier trial found no gain (8 crops 3-8 % slower, timed call by call).
 
+Per machine: the kernel's per-process switch (``prctl(PR_SET_THP_DISABLE)``, Linux 3.15+) turns
+them off and on inside one process, for the memory the process touches next; the CPU strategy's
+measurement (:mod:`wbcap.model.strategy`) times a part built and run both ways on a new machine,
+keeps the answer in its cache and applies it (:func:`set_process_huge_pages`) to every later
+build there.
+
 This module imports nothing heavy: the command line calls it before torch is imported.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from pathlib import Path
 
 #: The variable torch's CPU allocator reads (``c10/core/alloc_cpu.cpp``: ``is_thp_alloc_enabled``).
 VARIABLE = "THP_MEM_ALLOC_ENABLE"
 #: The kernel's transparent huge page mode (``always [madvise] never``: the bracketed one is in force).
 KERNEL_MODE_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+#: ``prctl`` options (``linux/prctl.h``): the process's "THP disable" flag, set and read.
+_PR_SET_THP_DISABLE, _PR_GET_THP_DISABLE = 41, 42
+
+
+def _prctl(option: int, value: int = 0) -> int:
+    """``prctl(option, value, 0, 0, 0)``; -1 where it fails or there is no such call (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0))
+    except (OSError, AttributeError):
+        return -1
+
+
+def process_huge_pages_disabled() -> bool | None:
+    """Whether this process has turned huge pages off (``PR_GET_THP_DISABLE``); None where it
+    cannot be asked (not Linux, a kernel before 3.15, a seccomp filter)."""
+    flag = _prctl(_PR_GET_THP_DISABLE)
+    return None if flag < 0 else bool(flag)
+
+
+def set_process_huge_pages(on: bool) -> bool:
+    """Turn huge pages on or off for the memory this process (and the children it starts)
+    touches from now on (``PR_SET_THP_DISABLE``); what it holds already stays as it is. True
+    where it was done, False where it cannot be (see :func:`process_huge_pages_disabled`)."""
+    return _prctl(_PR_SET_THP_DISABLE, 0 if on else 1) == 0
+
+
+def huge_pages_measurable() -> bool:
+    """Whether turning huge pages off and on in this process changes what torch's tensors get,
+    so the CPU strategy can time both: torch asked for them (:data:`VARIABLE` is ``1``), the
+    kernel gives them (``madvise`` or ``always``) and the process switch answers."""
+    return (os.environ.get(VARIABLE) == "1" and kernel_mode() in ("madvise", "always")
+            and process_huge_pages_disabled() is not None)
 
 
 def request_huge_pages() -> None:
@@ -56,12 +98,15 @@ def huge_pages_state(path: Path = KERNEL_MODE_FILE) -> tuple[str, str]:
     ``wbcap doctor``: ``"on"``; ``"on (the kernel's mode is always)"`` (every large allocation
     gets them, asked or not); or ``"off"`` and why: the variable not ``1`` (torch takes exactly
     ``0`` or ``1``), the kernel's mode ``never``, no such kernel setting (not Linux, or a kernel
-    without them: nothing to do). Where torch was imported before the variable was set, torch may
+    without them: nothing to do), this process turned them off (:func:`set_process_huge_pages`:
+    the CPU strategy measured them slower here; nothing to do). Where torch was imported before the variable was set, torch may
     have read it unset: not knowable here, so reported from the variable."""
     value = os.environ.get(VARIABLE)
     mode = kernel_mode(path)
     if mode is None:
         return "off (this system has no transparent huge pages)", ""
+    if process_huge_pages_disabled():
+        return "off (measured slower on this CPU: its CPU strategy cache says so)", ""
     if mode == "never":
         return (f"off (the kernel's transparent huge pages are 'never': {path})",
                 f"as root: echo madvise > {path}")

@@ -557,6 +557,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                    "(SMPL-X is part of the regressor)",
     }
     report["memory"] = {"peak_rss_bytes": peak_rss_bytes()}
+    from wbcap.huge_pages import huge_pages_state
+
+    report["device"]["huge_pages"] = huge_pages_state()[0]  # (as the rows ran: the strategy may have turned them off)
     if cuda:
         report["memory"]["cuda_max_memory_allocated_bytes"] = max(
             (b.get("cuda_max_memory_allocated_bytes", 0) for b in batches), default=0)

@@ -641,9 +641,11 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
 
 
 def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice],
-                read_warned: bool = False) -> None:
+                read_warned: bool = False, huge_pages: Mapping[str, Any] | None = None) -> None:
     """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first,
     written atomically); a failure to write is a warning (the choice is measured again next time).
+    ``huge_pages``: :func:`measure_huge_pages`'s record for this machine, kept under its key
+    ``huge_pages`` (None: the one there is kept).
     ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
     file it reported (a newer wbcap's, a folder at its path) is not said a second time when the
     write is left out or fails because of it (one warning per damaged cache)."""
@@ -661,6 +663,8 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
         slot = {**dict(machine), "parts": {}}
     stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wbcap": wbcap_version()}
     slot["parts"].update({pid: {**c.to_dict(), **stamp} for pid, c in entries.items()})
+    if huge_pages is not None:
+        slot["huge_pages"] = {**huge_pages, **stamp}
     machines[mid] = slot
     problem = write_json(path, {"format": CACHE_FORMAT, "machines": machines}, indent=1)
     if problem:
@@ -1104,6 +1108,59 @@ def measure_part(part: TunedPart, dtype: torch.dtype, onednn: bool, chunks: Sequ
     return replace(choice, build_s=few_call_build_times(part, dtype, choice, onednn, fast, calibrations)), module
 
 
+#: How much faster (a share) a part must run with huge pages off for them to be turned off on a
+#: machine: on is the default (PyTorch's CPU tuning guide; exact 7.6 points of the fp32 ceiling
+#: higher with them on the model-207 Xeon, docs/performance.md).
+HUGE_PAGES_MARGIN = 0.03
+
+
+def cached_huge_pages(machines: Mapping[str, Any], machine: Mapping[str, Any]) -> bool | None:
+    """Whether ``machine``'s entry of the cache's ``machines`` table keeps huge pages on
+    (:func:`measure_huge_pages`' answer); None where it was not measured, or the record is damaged."""
+    slot = machines.get(_machine_id(machine))
+    entry = slot.get("huge_pages") if isinstance(slot, dict) else None
+    on = entry.get("on") if isinstance(entry, dict) else None
+    return on if isinstance(on, bool) else None
+
+
+def measure_huge_pages(part: TunedPart, dtype: torch.dtype, choice: PartChoice, timer: Timer | None = None,
+                       rounds: int = ROUNDS) -> dict[str, Any]:
+    """Time ``part`` in ``choice``'s form (``fused`` or ``plain``) at its largest chunk, built
+    and called with transparent huge pages off and on in this process
+    (:func:`wbcap.huge_pages.set_process_huge_pages` before each build, so its weights, and before
+    each call, so its activations), interleaved by ``timer``. Huge pages stay on unless off was
+    :data:`HUGE_PAGES_MARGIN` faster; they are left on in the process either way (the caller
+    applies the answer). Returns ``{"on", "seconds_on", "seconds_off", "part"}`` for the cache.
+
+    Raises:
+        MachineBusy: from ``timer``, as :func:`measure_part`.
+    """
+    from wbcap import huge_pages
+
+    timer = timer or time_interleaved
+    n = choice.chunks.pack
+    x = torch.rand(n, *part.item_shape, generator=torch.Generator().manual_seed(0)).contiguous(
+        memory_format=torch.channels_last)
+    nets: dict[bool, nn.Module] = {}
+
+    def call(on: bool) -> None:
+        huge_pages.set_process_huge_pages(on)
+        with torch.inference_mode():
+            nets[on](x)
+
+    try:
+        for on in (False, True):
+            huge_pages.set_process_huge_pages(on)
+            nets[on] = part.build(dtype, choice.form == "fused", choice.chunks, choice.subpixel or None,
+                                  choice.alternates, choice.winograd or None, choice.gemm or None)
+            call(on)  # (untimed: first-call packings)
+        seconds = timer({on: (lambda on=on: call(on)) for on in (False, True)}, rounds)
+    finally:
+        huge_pages.set_process_huge_pages(True)
+    off_faster = seconds[False] < (1.0 - HUGE_PAGES_MARGIN) * seconds[True]
+    return {"on": not off_faster, "seconds_on": seconds[True], "seconds_off": seconds[False], "part": part.name}
+
+
 def few_call_build_times(part: TunedPart, dtype: torch.dtype, choice: PartChoice, onednn: bool = True,
                          fast: bool | None = None, calibrations: CalibrationCache | None = None) -> dict[str, float]:
     """Seconds to build each form ``choice`` measured (but those of :data:`COSTLY_BUILD_FORMS`)
@@ -1250,12 +1307,19 @@ def choose_cpu_strategy(
     # would say "measuring again" on every photo of one who never runs a long job, a review)
     loud = measure or req.mode != "auto"
     machines = read_cache(path, warn=loud) if req.mode == "auto" else {}
+    from wbcap import huge_pages
+
+    huge_on = cached_huge_pages(machines, machine)
+    if huge_on is not None and huge_pages.set_process_huge_pages(huge_on):  # (this machine's measured answer)
+        log.debug("transparent huge pages %s for torch's tensors (measured on this machine, kept in %s)",
+                  "on" if huge_on else "off", path)
     chosen: dict[str, PartChoice] = {}
     built: dict[str, nn.Module] = {}
     new: dict[str, PartChoice] = {}
     unmeasured: list[str] = []
     deferred: list[str] = []  # (not measured: a short job, measure=False)
     measuring = False
+    measured_names: list[str] = []
     t0 = time.perf_counter()
 
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
@@ -1308,9 +1372,26 @@ def choose_cpu_strategy(
                                 "cached", name, chosen[name].form)
                 else:
                     new[pid] = chosen[name]
+                    measured_names.append(name)
                 continue
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)
+    huge_record = None
+    floats = [n for n in measured_names if chosen[n].form in ("fused", "plain")]
+    if floats and huge_on is None and huge_pages.huge_pages_measurable():
+        name = max(floats, key=lambda n: sum(w.numel() for w in parts[n].module.parameters()))  # (the most weights)
+        try:
+            huge_record = measure_huge_pages(parts[name], dtypes[name], chosen[name], timer)
+        except MachineBusy:
+            huge_record = None
+        if huge_record is not None and busy():  # (as a part's: used now, not kept)
+            log.warning("other processes took the CPU while huge pages were measured; not cached")
+            huge_record = None
+        if huge_record is not None:
+            huge_pages.set_process_huge_pages(huge_record["on"])
+            log.info("transparent huge pages %s for torch's tensors here (%s: %.1f ms with, %.1f ms without)",
+                     "on" if huge_record["on"] else "off", name, 1e3 * huge_record["seconds_on"],
+                     1e3 * huge_record["seconds_off"])
     selection_s = time.perf_counter() - t0 if new or unmeasured else 0.0
     if deferred:  # (debug: said on every photo of one who never runs a long job, it would be noise)
         log.debug("the CPU inference strategy%s is not measured on this machine yet; this short job runs the %s form "
@@ -1318,7 +1399,7 @@ def choose_cpu_strategy(
                  "`wbcap bench`)",
                  "" if len(deferred) == len(parts) else f" of {', '.join(deferred)}", default_form)
     if new:
-        write_cache(path, machine, new, read_warned=req.mode == "auto")
+        write_cache(path, machine, new, read_warned=req.mode == "auto", huge_pages=huge_record)
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
             f"{n} {c.form}" + (f" (Winograd {c.winograd_used()}/{len(c.winograd)})" if c.winograd_used() else "")
             + (f" (one-image calls {c.single})" if c.single else "") for n, c in chosen.items()))
