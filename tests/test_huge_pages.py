@@ -18,6 +18,7 @@ from wbcap.huge_pages import (
     process_huge_pages_disabled,
     set_process_huge_pages,
 )
+from wbcap.huge_pages import huge_pages_measurable as real_measurable
 
 
 def test_the_command_asks_for_them_unless_the_environment_says(monkeypatch):
@@ -82,15 +83,38 @@ def test_torchs_allocator_takes_the_variable():
         assert kb["0"] < 8 * 1024, kb
 
 
-@pytest.mark.skipif(process_huge_pages_disabled() is None, reason="no per-process huge-page switch here (not Linux)")
+@pytest.mark.skipif(process_huge_pages_disabled() is not False or kernel_mode() is None,
+                    reason="no per-process huge-page switch here (not Linux), no huge pages, or turned off already")
 def test_the_process_switch_turns_them_off_and_on():
-    assert process_huge_pages_disabled() is False
     try:
         assert set_process_huge_pages(False) and process_huge_pages_disabled() is True
-        assert huge_pages_state() == ("off (measured slower on this CPU: its CPU strategy cache says so)", "")
+        assert huge_pages_state() == ("off (turned off in this process: measured slower on this CPU, its CPU "
+                                      "strategy cache says so, or by the process that started it)", "")
     finally:
-        assert set_process_huge_pages(True)
+        set_process_huge_pages(True)  # (as found: the skip says it was on)
     assert process_huge_pages_disabled() is False
+
+
+def test_measurable_only_where_the_switch_changes_what_torch_gets(monkeypatch):
+    """(``real_measurable``: the function as imported when this module was collected; conftest
+    stubs the module's attribute for every test.)"""
+    from wbcap import huge_pages
+
+    monkeypatch.setattr(huge_pages, "kernel_mode", lambda path=None: "madvise")
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: False)
+    monkeypatch.setenv(VARIABLE, "1")
+    assert real_measurable()
+    monkeypatch.setenv(VARIABLE, "0")
+    assert not real_measurable()  # (torch does not ask for them: the switch changes nothing)
+    monkeypatch.setenv(VARIABLE, "1")
+    monkeypatch.setattr(huge_pages, "kernel_mode", lambda path=None: "never")
+    assert not real_measurable()
+    monkeypatch.setattr(huge_pages, "kernel_mode", lambda path=None: "always")
+    assert real_measurable()
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: True)  # (a parent turned them off: kept)
+    assert not real_measurable()
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: None)  # (no switch)
+    assert not real_measurable()
 
 
 def test_doctor_names_a_machine_that_measured_them_slower():

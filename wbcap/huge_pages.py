@@ -68,9 +68,10 @@ def set_process_huge_pages(on: bool) -> bool:
 def huge_pages_measurable() -> bool:
     """Whether turning huge pages off and on in this process changes what torch's tensors get,
     so the CPU strategy can time both: torch asked for them (:data:`VARIABLE` is ``1``), the
-    kernel gives them (``madvise`` or ``always``) and the process switch answers."""
+    kernel gives them (``madvise`` or ``always``) and the process switch answers, with them on (a
+    process whose parent turned them off is left so)."""
     return (os.environ.get(VARIABLE) == "1" and kernel_mode() in ("madvise", "always")
-            and process_huge_pages_disabled() is not None)
+            and process_huge_pages_disabled() is False)  # (None: no switch; True: turned off by a parent, kept)
 
 
 def request_huge_pages() -> None:
@@ -106,7 +107,8 @@ def huge_pages_state(path: Path = KERNEL_MODE_FILE) -> tuple[str, str]:
     if mode is None:
         return "off (this system has no transparent huge pages)", ""
     if process_huge_pages_disabled():
-        return "off (measured slower on this CPU: its CPU strategy cache says so)", ""
+        return ("off (turned off in this process: measured slower on this CPU, its CPU strategy cache says so, or "
+                "by the process that started it)", "")
     if mode == "never":
         return (f"off (the kernel's transparent huge pages are 'never': {path})",
                 f"as root: echo madvise > {path}")

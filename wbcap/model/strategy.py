@@ -1116,11 +1116,28 @@ HUGE_PAGES_MARGIN = 0.03
 
 def cached_huge_pages(machines: Mapping[str, Any], machine: Mapping[str, Any]) -> bool | None:
     """Whether ``machine``'s entry of the cache's ``machines`` table keeps huge pages on
-    (:func:`measure_huge_pages`' answer); None where it was not measured, or the record is damaged."""
+    (:func:`measure_huge_pages`' answer); None where it was not measured, by this wbcap (another
+    version's answer is measured again, as its parts are), or the record is damaged."""
+    from wbcap.versions import wbcap_version
+
     slot = machines.get(_machine_id(machine))
     entry = slot.get("huge_pages") if isinstance(slot, dict) else None
-    on = entry.get("on") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or entry.get("wbcap") != wbcap_version():
+        return None
+    on = entry.get("on")
     return on if isinstance(on, bool) else None
+
+
+def apply_cached_huge_pages(machines: Mapping[str, Any], machine: Mapping[str, Any], path: Path) -> bool | None:
+    """Turn huge pages off in this process where ``machine``'s cached answer says so
+    (:func:`cached_huge_pages`; an answer "on" changes nothing: a process whose parent turned
+    them off keeps that). Returns the answer (None: not measured here)."""
+    from wbcap import huge_pages
+
+    on = cached_huge_pages(machines, machine)
+    if on is False and huge_pages.set_process_huge_pages(False):
+        log.debug("transparent huge pages off for torch's tensors (measured slower on this machine, kept in %s)", path)
+    return on
 
 
 def measure_huge_pages(part: TunedPart, dtype: torch.dtype, choice: PartChoice, timer: Timer | None = None,
@@ -1129,8 +1146,10 @@ def measure_huge_pages(part: TunedPart, dtype: torch.dtype, choice: PartChoice, 
     and called with transparent huge pages off and on in this process
     (:func:`wbcap.huge_pages.set_process_huge_pages` before each build, so its weights, and before
     each call, so its activations), interleaved by ``timer``. Huge pages stay on unless off was
-    :data:`HUGE_PAGES_MARGIN` faster; they are left on in the process either way (the caller
-    applies the answer). Returns ``{"on", "seconds_on", "seconds_off", "part"}`` for the cache.
+    :data:`HUGE_PAGES_MARGIN` faster in two timings in a row (one lucky round does not turn them
+    off, as :func:`measure_part` times a change of form again). The process is left with them
+    on, as :func:`~wbcap.huge_pages.huge_pages_measurable` found it (the caller applies the
+    answer). Returns ``{"on", "seconds_on", "seconds_off", "part"}`` for the cache.
 
     Raises:
         MachineBusy: from ``timer``, as :func:`measure_part`.
@@ -1154,7 +1173,12 @@ def measure_huge_pages(part: TunedPart, dtype: torch.dtype, choice: PartChoice, 
             nets[on] = part.build(dtype, choice.form == "fused", choice.chunks, choice.subpixel or None,
                                   choice.alternates, choice.winograd or None, choice.gemm or None)
             call(on)  # (untimed: first-call packings)
-        seconds = timer({on: (lambda on=on: call(on)) for on in (False, True)}, rounds)
+        calls = {on: (lambda on=on: call(on)) for on in (False, True)}
+        seconds = timer(calls, rounds)
+        if seconds[False] < (1.0 - HUGE_PAGES_MARGIN) * seconds[True]:  # (off won: timed again before it counts)
+            again = timer(calls, rounds)
+            seconds = {on: max(seconds[on], again[on]) for on in seconds} if again[False] < (
+                1.0 - HUGE_PAGES_MARGIN) * again[True] else again
     finally:
         huge_pages.set_process_huge_pages(True)
     off_faster = seconds[False] < (1.0 - HUGE_PAGES_MARGIN) * seconds[True]
@@ -1301,6 +1325,8 @@ def choose_cpu_strategy(
                 sorted({str(d).removeprefix("torch.") for d in dtypes.values()}))
             log.warning("%s=%s: the %s form runs %s; every part of this network (%s) runs %s", ENV_STRATEGY, given,
                         form, ONLY_FOR[form], precision, default_form)
+        cache = cache_path() if path is None else path  # (the forms are forced; huge pages as measured here)
+        apply_cached_huge_pages(read_cache(cache, warn=False), machine, cache)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     # (a short job, which measures nothing, says a stale or damaged cache at debug level only: it
@@ -1309,10 +1335,7 @@ def choose_cpu_strategy(
     machines = read_cache(path, warn=loud) if req.mode == "auto" else {}
     from wbcap import huge_pages
 
-    huge_on = cached_huge_pages(machines, machine)
-    if huge_on is not None and huge_pages.set_process_huge_pages(huge_on):  # (this machine's measured answer)
-        log.debug("transparent huge pages %s for torch's tensors (measured on this machine, kept in %s)",
-                  "on" if huge_on else "off", path)
+    huge_on = apply_cached_huge_pages(machines, machine, path)
     chosen: dict[str, PartChoice] = {}
     built: dict[str, nn.Module] = {}
     new: dict[str, PartChoice] = {}
@@ -1377,18 +1400,26 @@ def choose_cpu_strategy(
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)
     huge_record = None
-    floats = [n for n in measured_names if chosen[n].form in ("fused", "plain")]
-    if floats and huge_on is None and huge_pages.huge_pages_measurable():
+    # (the heaviest part running in a float form, cached or measured now: where a trial was left
+    # out (busy, failed), the next long job tries again)
+    floats = [n for n in parts if n not in unmeasured and n not in deferred and chosen[n].form in ("fused", "plain")]
+    if floats and huge_on is None and loud and huge_pages.huge_pages_measurable() and _quiet_within(busy, BUSY_WAIT_S):
         name = max(floats, key=lambda n: sum(w.numel() for w in parts[n].module.parameters()))  # (the most weights)
         try:
             huge_record = measure_huge_pages(parts[name], dtypes[name], chosen[name], timer)
         except MachineBusy:
             huge_record = None
-        if huge_record is not None and busy():  # (as a part's: used now, not kept)
-            log.warning("other processes took the CPU while huge pages were measured; not cached")
+        except Exception as e:  # (an optional trial: whatever goes wrong in its two extra builds only drops it)
+            log.warning("could not time huge pages on or off for %s (%s); they stay on, and a later run tries again",
+                        name, first_line(e))
+            huge_record = None
+        if huge_record is not None and busy():  # (others took the cores: not kept, a later run tries again)
+            log.warning("other processes took the CPU while huge pages were timed on and off; they stay on, and a "
+                        "later run times them again")
             huge_record = None
         if huge_record is not None:
-            huge_pages.set_process_huge_pages(huge_record["on"])
+            if not huge_record["on"]:
+                huge_pages.set_process_huge_pages(False)
             log.info("transparent huge pages %s for torch's tensors here (%s: %.1f ms with, %.1f ms without)",
                      "on" if huge_record["on"] else "off", name, 1e3 * huge_record["seconds_on"],
                      1e3 * huge_record["seconds_off"])
@@ -1398,8 +1429,9 @@ def choose_cpu_strategy(
                  "(a longer job measures it, once, 10-30 s: `wbcap run` of more frames, `wbcap image` of more photos, "
                  "`wbcap bench`)",
                  "" if len(deferred) == len(parts) else f" of {', '.join(deferred)}", default_form)
-    if new:
+    if new or huge_record is not None:
         write_cache(path, machine, new, read_warned=req.mode == "auto", huge_pages=huge_record)
+    if new:
         log.info("CPU inference strategy measured in %.1f s: %s", selection_s, ", ".join(
             f"{n} {c.form}" + (f" (Winograd {c.winograd_used()}/{len(c.winograd)})" if c.winograd_used() else "")
             + (f" (one-image calls {c.single})" if c.single else "") for n, c in chosen.items()))
