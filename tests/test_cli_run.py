@@ -124,6 +124,7 @@ def test_run_vtest_first_frames(tmp_path, shared_dir, base_args):
         np.testing.assert_allclose(np.diff(d["times"]), 0.1, atol=1e-6)
 
 
+@pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)
 def test_resume_equals_uninterrupted(tmp_path, micro_ckpt_raw, body_dir, monkeypatch):
     """A run killed part way and resumed gives the uninterrupted run's results; so does a run
     that decodes and crops in threads beside the network (where cores are spare, as on a GPU:

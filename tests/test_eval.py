@@ -234,6 +234,7 @@ def test_agora_validation_on_upstreams_3840x2160_crops(models, tmp_path, caplog)
         evaluate("EHF", root, predictor, body_models=models, resolution="3840x2160")
 
 
+@pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)
 def test_agora_prediction_files_are_the_evaluators_format_and_the_networks_people(models, tmp_path, micro_ckpt):
     """--predictions: one <3840x2160 image name>_personId_<person_id>.pkl per evaluated person, the
     dict AGORA's check_pred_format.py accepts for SMPL-X parameters (every value an ndarray of its
@@ -918,6 +919,7 @@ def test_cli_dataset_choices_are_the_names_the_library_takes():
     assert {canonical_dataset(c) for c in _DATASET_CHOICES} == set(DATASETS)
 
 
+@pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)
 def test_more_workers_than_cpus_is_said_once(cli, models, data_root, small_ckpt, monkeypatch):
     """`wbcap eval --workers 3` on 2 CPUs said its warning twice (run_eval checks the inputs, then
     evaluate again): once now, where the loader is made."""

@@ -334,6 +334,7 @@ def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_p
     assert (tmp_path / "r" / "stage.json").read_bytes() == before
 
 
+@pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)
 def test_an_unreadable_newest_snapshot_names_the_one_before(tmp_path, body_layer, fixed_batch_set, monkeypatch):
     """A damaged newest snapshot of one's own run got "the file is corrupt or truncated — re-download
     it" (one's own snapshot cannot be downloaded) and no word of the intact one before it. One the
