@@ -71,6 +71,9 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     exported = sorted(dest.iterdir())
     assert len(exported) == 8 and _our_outputs(dest) == exported
     refuse_taken_output(dest, overwrite=True)  # (an export folder: may be replaced)
+    (dest / ".track_1.tmp-0badc0de.glb").write_bytes(b"x")  # (a killed export's temporary: wbcap's)
+    assert _our_outputs(dest) == [*exported, dest / ".track_1.tmp-0badc0de.glb"]
+    (dest / ".track_1.tmp-0badc0de.glb").unlink()
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -83,6 +86,7 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     nested = b"[" * 200_000 + b"]" * 200_000  # (past Python's recursion limit: a review's crash)
     (mine / "track_5.glb").write_bytes(b"glTF" + (2).to_bytes(4, "little") + (20 + len(nested)).to_bytes(4, "little")
                                        + len(nested).to_bytes(4, "little") + b"JSON" + nested)
+    (mine / ".track_notes.tmp-1").write_text("my notes")  # (not a temporary of wbcap's: a user trial's was deleted)
     before = {p.name: p.read_bytes() for p in mine.iterdir()}
     assert _our_outputs(mine) == []
     for check in (lambda: refuse_taken_output(mine, overwrite=True),

@@ -131,3 +131,28 @@ def test_doctor_names_a_machine_that_measured_them_slower():
     r = CliRunner().invoke(cli, ["doctor"])
     assert (f"[ok  ] Huge pages: torch's large CPU tensors: off on this CPU (measured slower here; kept in {path}, "
             "WBCAP_CPU_STRATEGY=measure measures again)") in r.output, r.output
+
+
+def test_a_cpu_pipeline_applies_the_machines_answer_before_it_loads_anything(body_dir, micro_ckpt, monkeypatch):
+    """Where the strategy cache says huge pages are slower here, they are off before the SMPL-X
+    model and the network load (a user trial saw 235 MB of weights on them, the strategy's own
+    choice coming after the load)."""
+    from wbcap import huge_pages
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.model import strategy
+    from wbcap.pipeline import Pipeline, SMPLXLayer
+
+    strategy.write_cache(strategy.cache_path(), strategy.machine_key(), {}, huge_pages={
+        "on": False, "seconds_on": 1.0, "seconds_off": 0.9, "part": "body_backbone"})
+    switched: list[bool] = []
+    monkeypatch.setattr(huge_pages, "set_process_huge_pages", lambda flag: switched.append(flag) or True)
+    loaded = SMPLXLayer.from_file
+
+    def from_file(*args, **kwargs):
+        assert switched == [False], "off before the SMPL-X model loads"
+        return loaded(*args, **kwargs)
+
+    monkeypatch.setattr(SMPLXLayer, "from_file", from_file)
+    Pipeline.from_config(PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt),
+                                        device="cpu"))
+    assert switched and set(switched) == {False}

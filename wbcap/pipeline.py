@@ -494,6 +494,10 @@ class Pipeline:
         StrategyRequest.from_env()  # a bad $WBCAP_CPU_STRATEGY is one line now, before any loading, on any device
         precision = Precision.parse(config.precision)
         device = resolve_device(config.device)
+        if device.type == "cpu" and optimize:
+            from wbcap.model.strategy import apply_machine_huge_pages
+
+            apply_machine_huge_pages()  # (this machine's measured answer, before anything large is loaded)
         body_cfg = config.body
         try:
             body_path = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)

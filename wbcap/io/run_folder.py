@@ -284,12 +284,19 @@ def _our_outputs(out: Path) -> list[Path]:
     (:func:`_written_by_wbcap`) are its: an ``--overwrite`` deleted a user's own ``meta.json``,
     ``params.jsonl`` and ``track_7.csv`` from a folder no run had written (a hostile-input trial)."""
     if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):  # (an export's: its files, temporaries)
-        return [p for p in track_files(out) if _written_by_wbcap(p)] + sorted(out.glob(".track_*.tmp-*"))
+        return [p for p in track_files(out) if _written_by_wbcap(p)] + sorted(
+            p for p in out.glob(".track_*.tmp-*") if _EXPORT_TEMP.fullmatch(p.name))
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
         found.append(out / MESHES_DIR)
     return found + track_files(out) + temporary_files(out)
+
+
+#: A temporary of a per-track file (:mod:`wbcap.atomic`'s ``.<stem>.tmp-<8 hex digits><suffix>``,
+#: the stem :data:`TRACK_STEM`): what a killed ``wbcap export --dest`` leaves (a user's own
+#: ``.track_notes.tmp-1`` is not one: an ``--overwrite`` deleted it, a user trial).
+_EXPORT_TEMP = re.compile(r"\.track_\d+(?:_part\d+)?\.tmp-[0-9a-f]{8}(?:\.(?:npz|glb|bvh|fbx|csv))?")
 
 
 #: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).

@@ -1140,6 +1140,16 @@ def apply_cached_huge_pages(machines: Mapping[str, Any], machine: Mapping[str, A
     return on
 
 
+def apply_machine_huge_pages(path: Path | None = None) -> bool | None:
+    """:func:`apply_cached_huge_pages` for this machine (:func:`machine_key`) from the strategy
+    cache ``path`` (default :func:`cache_path`), read quietly: called before a CPU pipeline loads
+    its SMPL-X model and network, so that where huge pages were measured slower none of its
+    weights get them either (the strategy's own choice comes later, after the load; a user
+    trial saw 235 MB of weights on huge pages that the cache had turned off)."""
+    path = cache_path() if path is None else path
+    return apply_cached_huge_pages(read_cache(path, warn=False), machine_key(), path)
+
+
 def measure_huge_pages(part: TunedPart, dtype: torch.dtype, choice: PartChoice, timer: Timer | None = None,
                        rounds: int = ROUNDS) -> dict[str, Any]:
     """Time ``part`` in ``choice``'s form (``fused`` or ``plain``) at its largest chunk, built
