@@ -335,9 +335,9 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     from wbcap.model import strategy
 
     huge, fix = huge_pages_state()
-    path = strategy.cache_path()
-    if strategy.cached_huge_pages(strategy.read_cache(path, warn=False), strategy.machine_key()) is False:
-        huge, fix = f"off on this CPU (measured slower here; kept in {path}, WBCAP_CPU_STRATEGY=measure measures again)", ""
+    if strategy.machine_huge_pages() is False:  # (a build would turn them off; doctor builds none)
+        huge, fix = (f"off on this CPU (measured slower here; kept in {strategy.cache_path()}, "
+                     "WBCAP_CPU_STRATEGY=measure measures again)"), ""
     checks.append(Check("Huge pages", not fix, f"torch's large CPU tensors: {huge}",
                         f"optional (exact ran ~10 % faster with them on an Intel Xeon, no faster on an AMD EPYC Zen 3): "
                         f"{fix}" if fix else "", optional=True))

@@ -100,8 +100,9 @@ def huge_pages_state(path: Path = KERNEL_MODE_FILE) -> tuple[str, str]:
     gets them, asked or not); or ``"off"`` and why: the variable not ``1`` (torch takes exactly
     ``0`` or ``1``), the kernel's mode ``never``, no such kernel setting (not Linux, or a kernel
     without them: nothing to do), this process turned them off (:func:`set_process_huge_pages`:
-    the CPU strategy measured them slower here; nothing to do). Where torch was imported before the variable was set, torch may
-    have read it unset: not knowable here, so reported from the variable."""
+    the CPU strategy measured them slower here; nothing to do). Where torch was imported before
+    the variable was set, torch may have read it unset: not knowable here, so reported from the
+    variable."""
     value = os.environ.get(VARIABLE)
     mode = kernel_mode(path)
     if mode is None:

@@ -285,7 +285,7 @@ def _our_outputs(out: Path) -> list[Path]:
     ``params.jsonl`` and ``track_7.csv`` from a folder no run had written (a hostile-input trial)."""
     if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):  # (an export's: its files, temporaries)
         return [p for p in track_files(out) if _written_by_wbcap(p)] + sorted(
-            p for p in out.glob(".track_*.tmp-*") if _EXPORT_TEMP.fullmatch(p.name))
+            p for p in out.glob(".track_*.tmp-*") if _export_temporary(p))
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
@@ -293,10 +293,16 @@ def _our_outputs(out: Path) -> list[Path]:
     return found + track_files(out) + temporary_files(out)
 
 
-#: A temporary of a per-track file (:mod:`wbcap.atomic`'s ``.<stem>.tmp-<8 hex digits><suffix>``,
-#: the stem :data:`TRACK_STEM`): what a killed ``wbcap export --dest`` leaves (a user's own
-#: ``.track_notes.tmp-1`` is not one: an ``--overwrite`` deleted it, a user trial).
-_EXPORT_TEMP = re.compile(r"\.track_\d+(?:_part\d+)?\.tmp-[0-9a-f]{8}(?:\.(?:npz|glb|bvh|fbx|csv))?")
+def _export_temporary(path: Path) -> bool:
+    """Whether ``path`` is :mod:`wbcap.atomic`'s temporary of a per-track file
+    (:func:`~wbcap.atomic.final_path` names a :func:`track_files` name, or its folder): what a
+    killed ``wbcap export --dest`` leaves (a user's own ``.track_notes.tmp-1`` is not one: an
+    ``--overwrite`` deleted it, a user trial)."""
+    from wbcap.atomic import final_path
+
+    final = final_path(path.name)
+    return final != Path(path.name) and TRACK_STEM.fullmatch(final.stem) is not None and (
+        final.suffix in TRACK_SUFFIXES or not final.suffix)
 
 
 #: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).

@@ -1140,12 +1140,19 @@ def apply_cached_huge_pages(machines: Mapping[str, Any], machine: Mapping[str, A
     return on
 
 
+def machine_huge_pages(path: Path | None = None) -> bool | None:
+    """:func:`cached_huge_pages` for this machine (:func:`machine_key`) from the strategy cache
+    ``path`` (default :func:`cache_path`), read quietly (``wbcap doctor`` says what it holds)."""
+    return cached_huge_pages(read_cache(cache_path() if path is None else path, warn=False), machine_key())
+
+
 def apply_machine_huge_pages(path: Path | None = None) -> bool | None:
     """:func:`apply_cached_huge_pages` for this machine (:func:`machine_key`) from the strategy
-    cache ``path`` (default :func:`cache_path`), read quietly: called before a CPU pipeline loads
-    its SMPL-X model and network, so that where huge pages were measured slower none of its
-    weights get them either (the strategy's own choice comes later, after the load; a user
-    trial saw 235 MB of weights on huge pages that the cache had turned off)."""
+    cache ``path`` (default :func:`cache_path`), read quietly: called
+    before a CPU pipeline loads its SMPL-X model and network, so that where huge pages were
+    measured slower none of its weights get them either (the strategy's own choice comes later,
+    after the load; a user trial saw 235 MB of weights on huge pages that the cache had turned
+    off). Returns the answer (None: not measured here)."""
     path = cache_path() if path is None else path
     return apply_cached_huge_pages(read_cache(path, warn=False), machine_key(), path)
 
@@ -1335,8 +1342,7 @@ def choose_cpu_strategy(
                 sorted({str(d).removeprefix("torch.") for d in dtypes.values()}))
             log.warning("%s=%s: the %s form runs %s; every part of this network (%s) runs %s", ENV_STRATEGY, given,
                         form, ONLY_FOR[form], precision, default_form)
-        cache = cache_path() if path is None else path  # (the forms are forced; huge pages as measured here)
-        apply_cached_huge_pages(read_cache(cache, warn=False), machine, cache)
+        apply_machine_huge_pages(path)  # (the forms are forced; huge pages as measured here)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     # (a short job, which measures nothing, says a stale or damaged cache at debug level only: it
