@@ -1161,3 +1161,14 @@ def test_names_with_control_characters_are_printed_escaped(tmp_path, micro_args)
     assert "p\\x1b]0;TITLE\\x07\\x1b[31mq.png: 1 person(s) -> " in r.stdout, repr(r.stdout)
     assert "bad\\x1b[2J.png" in said, repr(said)
     assert (out / "p\x1b]0;TITLE\x07\x1b[31mq" / "person_0" / "output.obj").is_file()
+    # a newline in a name: each result and each error still one line (a break-it trial's two)
+    good = write_rgb(tmp_path / "a\nb.png", person_image(96, 128, seed=3))
+    bad = tmp_path / "c\nd.png"
+    bad.write_text("not an image")
+    r = CliRunner().invoke(cli, ["image", str(good), str(bad), "-o", str(tmp_path / "out2"), "--full-image",
+                                 "--no-render", *map(str, micro_args)])
+    assert r.exit_code != 0
+    assert r.stdout == f"a\\nb.png: 1 person(s) -> {tmp_path / 'out2' / 'a'}\\nb\n", repr(r.stdout)
+    (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "c\\nd.png" in error and "d.png" not in r.stderr.replace(error, ""), repr(r.stderr)
+    assert (tmp_path / "out2" / "a\nb" / "person_0" / "output.obj").is_file()

@@ -610,7 +610,11 @@ def test_a_bad_detector_and_a_foreign_folder_to_overwrite_are_refused_before_the
                       (["--detector-model", missing], f"error: YOLOX model {missing} does not exist; "),
                       (["--detector", f"yolox:{tmp_path}"], f"error: YOLOX model {tmp_path} is a folder; "),
                       (["--detector", "hog", "--detector-model", missing], "error: --detector-model is a YOLOX ONNX "
-                                                                          "file; it cannot be used with --detector hog")):
+                                                                          "file; it cannot be used with --detector hog: "
+                                                                          "leave --detector out (it is then that file's)"),
+                      # (an animator's trial: `yolox` was taken for a detector that the file could not go with)
+                      (["--detector", "yolox", "--detector-model", missing], "error: unknown detector 'yolox'; with "
+                                                                            "--detector-model leave --detector out")):
         r = CliRunner().invoke(cli, ["run", str(video), "-o", str(tmp_path / "out"), *map(str, how), "--no-render",
                                      *base_args])
         assert r.exit_code == 2 and r.output.startswith(said) and r.output.count("\n") == 1, r.output

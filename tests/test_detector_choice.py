@@ -216,8 +216,12 @@ def test_detector_model_only_with_yolox(tiny_onnx):
     from wbcap.errors import InputError
 
     assert make_detector("auto", model=str(tiny_onnx)).name == "yolox (tiny.onnx)"
-    with pytest.raises(InputError, match="detector_model is a YOLOX ONNX file; it cannot be used with detector hog"):
+    with pytest.raises(InputError, match="detector_model is a YOLOX ONNX file; it cannot be used with detector hog: "
+                                         "leave detector out .* or name a YOLOX detector, e.g. yolox-nano$"):
         make_detector("hog", model=str(tiny_onnx))
+    with pytest.raises(InputError, match="^unknown detector 'yolox'; with detector_model leave detector out"):
+        make_detector("yolox", model=str(tiny_onnx))
+    assert make_detector("yolox-nano", model=str(tiny_onnx)).name.startswith("yolox")
     with pytest.raises(InputError, match="yolox-nano"):
         make_detector("yolo")
 

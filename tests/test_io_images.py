@@ -302,6 +302,34 @@ def test_missing_empty_and_folder_are_input_errors(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+def test_links_that_lead_nowhere_are_listed_and_said_to_be_links(tmp_path: Path) -> None:
+    """A dangling link or a loop of links among a folder's or a pattern's images is listed in its
+    place (a sequence left it out without a word and every later frame took the time of the one
+    before: a break-it trial) and refused, when read, as a link, with its target."""
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in (0, 2):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), np.zeros((8, 8, 3), np.uint8))
+    (folder / "0001.png").symlink_to(tmp_path / "gone" / "0001.png")
+    (folder / "0003.png").symlink_to("0004.png")
+    (folder / "0004.png").symlink_to("0003.png")
+    (folder / "sub.png").mkdir()  # (a folder with an image's name is no image)
+    names = ["0000.png", "0001.png", "0002.png", "0003.png", "0004.png"]
+    assert [p.name for p in iter_image_paths(folder)] == names
+    assert [p.name for p in iter_image_paths(str(folder / "*.png"))] == names
+    for name, target in (("0001.png", tmp_path / "gone" / "0001.png"), ("0003.png", "0004.png")):
+        said = (f"{folder / name}: is a symbolic link to {target}, which leads to no file (the link is broken, or a "
+                "loop of links); fix or remove the link")
+        with pytest.raises(InputError) as err:
+            load_image(folder / name)
+        assert str(err.value) == said
+        with pytest.raises(InputError) as err:
+            iter_image_paths(folder / name)  # (given by itself)
+        assert str(err.value) == said
+    with pytest.raises(InputError, match=r"nope.png: no such file or folder; check the path$"):
+        iter_image_paths(tmp_path / "nope.png")
+
+
 def test_messi_sample_loads_as_rgb(shared_dir: Path) -> None:
     path = shared_dir / "media" / "messi5.jpg"
     if not path.is_file():

@@ -302,8 +302,8 @@ def test_a_resume_with_another_source_names_the_source_not_its_file_stamps(tmp_p
     with pytest.raises(InputError) as err:
         prepare_output(tmp_path / "out", _fingerprint(replace(job, source="b.mp4")), resume=True, overwrite=False)
     said = str(err.value)
-    assert f'different settings (source: "{tmp_path / "a.mp4"}" in the run, "{tmp_path / "b.mp4"}" now); its source ' \
-           "changed since that run began" in said and "source_" not in said, said
+    assert f'different settings (source: "{tmp_path / "a.mp4"}" in the run, "{tmp_path / "b.mp4"}" now); it began with ' \
+           "another source, and a run continues only from the source it began with" in said and "source_" not in said, said
 
 
 def test_a_pass_2_mark_says_the_outputs_may_be_missing_until_it_is_done(tmp_path):

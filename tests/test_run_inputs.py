@@ -494,6 +494,24 @@ def test_a_bad_image_met_mid_run_says_how_to_start_over(tmp_path, base_args):
     assert r.exit_code == 0 and "5 frames" in r.stdout, text(r)
 
 
+def test_a_broken_link_in_place_of_a_frame_is_refused_before_the_model(tmp_path, base_args, monkeypatch):
+    """A dangling link among a sequence's images was left out without a word, and every later
+    frame took the time of the one before (a break-it trial): one line naming the link, before the
+    model loads, nothing written, as for an empty image in that place."""
+    monkeypatch.setattr("wbcap.video_app._load_pipeline", lambda *a, **k: pytest.fail("the model loaded"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (0, 2, 3):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), person_image(64, 48, seed=i)[:, :, ::-1])
+    (frames / "0001.png").symlink_to(tmp_path / "moved" / "0001.png")
+    out = tmp_path / "out"
+    r = invoke("run", frames, "-o", out, "--detector", "full", *base_args)
+    assert r.exit_code == 2, text(r)
+    assert text(r) == (f"error: {frames / '0001.png'}: is a symbolic link to {tmp_path / 'moved' / '0001.png'}, which "
+                       "leads to no file (the link is broken, or a loop of links); fix or remove the link"), text(r)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("size", [(1, 1), (300, 1)])
 def test_a_video_or_image_sequence_too_small_for_a_person_box_is_refused_before_the_model(
         tmp_path, base_args, monkeypatch, size):

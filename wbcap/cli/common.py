@@ -138,8 +138,12 @@ def is_quiet(ctx: click.Context) -> bool:
 
 def image_result_line(result) -> str:
     """The stdout line of one photo's result (:class:`wbcap.image_app.ImageResult`), as ``wbcap
-    image`` and ``wbcap demo`` print it: ``<file name>: <n> person(s) -> <its output folder>``."""
-    return f"{result.path.name}: {result.people} person(s) -> {result.out_dir}"
+    image`` and ``wbcap demo`` print it: ``<file name>: <n> person(s) -> <its output folder>``, one
+    line whatever the names hold (a newline in a file name is written ``\\n``: a break-it trial's
+    split one result over two lines)."""
+    from wbcap.console import printable
+
+    return printable(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", one_line=True)
 
 
 def echo_result(line: str) -> None:

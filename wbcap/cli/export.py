@@ -59,5 +59,7 @@ def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world
     )
     written = export_run(job)
     if not is_quiet(ctx):
+        from wbcap.console import printable
+
         for path in written:
-            echo_result(str(path))
+            echo_result(printable(str(path), one_line=True))  # (one file a line, whatever its folder's name holds)

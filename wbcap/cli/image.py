@@ -148,7 +148,7 @@ def _run(ctx, job, pipeline=None) -> None:
                 if progress.live.is_started:  # (above the bar: written past it, the line began where the bar ended)
                     console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
                 else:
-                    click.echo(printable(f"error: {result.error}"), err=True)
+                    click.echo(printable(f"error: {result.error}", one_line=True), err=True)
             elif not quiet:
                 line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty():

@@ -145,8 +145,13 @@ def check_detector(spec: str, model: str | None = None) -> None:
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
     if model is not None:
         if spec != "auto" and not is_yolox_name and not spec.startswith("yolox:"):
-            raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; "
-                             f"it cannot be used with {setting('detector')} {spec}")
+            # (an animator's trial: `--detector yolox --detector-model FILE` was told the two
+            # could not go together, as if `yolox` were a detector, and not what to do)
+            fix = f"leave {setting('detector')} out (it is then that file's) or name a YOLOX detector, e.g. yolox-nano"
+            if not (spec.startswith("boxes:") or spec in BASE_DETECTORS):
+                raise InputError(f"unknown detector {spec!r}; with {setting('detector_model')} {fix}")
+            raise InputError(f"{setting('detector_model')} is a YOLOX ONNX file; it cannot be used with "
+                             f"{setting('detector')} {spec}: {fix}")
         check_model_file(model)
         return
     for prefix in ("boxes:", "yolox:"):  # (`boxes:` alone read the current folder: a user trial)

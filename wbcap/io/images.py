@@ -90,6 +90,20 @@ def path_kind(path: str | os.PathLike[str]) -> Literal["folder", "file", "patter
     return "pattern" if _GLOB_CHARS.search(str(path)) else "missing"
 
 
+def missing_path_message(path: Path, what: str = "file or folder") -> str:
+    """The one line for an input ``path`` that leads to nothing: a symbolic link to nothing (a
+    dangling one, or a loop of links: a break-it trial was told such a link did not exist), said
+    as such with its target; else ``no such {what}``."""
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return (f"{path}: is a symbolic link to {target}, which leads to no file (the link is broken, or a loop "
+                "of links); fix or remove the link")
+    return f"{path}: no such {what}; check the path"
+
+
 def pattern_root(pattern: str | os.PathLike[str]) -> Path:
     """The folder a glob ``pattern`` searches (``~`` expanded): its parts before the first one
     holding a wildcard (``shots/c[12]/*.png`` -> ``shots``; ``*.png`` -> ``.``)."""
@@ -410,7 +424,10 @@ def iter_image_paths(
         kind = path_kind(item)
         if kind == "folder":
             entries = sorted(p.iterdir(), key=_natural_key)
-            files = [f for f in entries if _is_image_name(f) and f.is_file()]
+            # (not by is_file: a broken link in place of a frame was left out without a word, and
+            # every later frame of the sequence took the time of the one before; a break-it
+            # trial. Every image name but a folder's is read, and one that cannot be is refused.)
+            files = [f for f in entries if _is_image_name(f) and not f.is_dir()]
             _warn_unread_pictures(p, [] if not warn else [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
                                       and not f.name.startswith(".") and f.is_file()])
             if not files:
@@ -430,12 +447,12 @@ def iter_image_paths(
                 (Path(m) for m in glob.glob(str(p), recursive=True)),
                 key=_natural_key,
             )
-            files = [m for m in matches if m.is_file() and _is_image_name(m)]
+            files = [m for m in matches if not m.is_dir() and _is_image_name(m)]  # (as a folder's)
             if not files:
                 raise InputError(_no_image_match(item, [m for m in matches if m.is_file()]))
             add(files)
         else:
-            raise InputError(f"{p}: no such file or folder; check the path")
+            raise InputError(missing_path_message(p))
     return out
 
 
@@ -488,8 +505,10 @@ def _read_bytes(p: Path) -> bytes:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{p}: no such file; check the path") from None
+        raise InputError(missing_path_message(p, "file")) from None
     except OSError as exc:
+        if p.is_symlink() and not p.exists():  # (a loop of links: ELOOP)
+            raise InputError(missing_path_message(p, "file")) from None
         raise InputError(f"{p}: cannot be read ({exc.strerror}); check its permissions") from None
     if not data:
         raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the image")

@@ -1162,9 +1162,10 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
         parts.append("its images (which, their sizes or modification times)" if "source_files" in fp
                      else "the source file's size or modification time")
     if not stamps.isdisjoint(diff):
-        raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); its source changed since "
-                         f"that run began, and a run continues only from the source it began with; use {overwrite_} "
-                         "to start over")
+        # (another path: a break-it trial, given another video, was told its source had changed)
+        why = "it began with another source" if "source" in diff else "its source changed since that run began"
+        raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); {why}, and a run "
+                         f"continues only from the source it began with; use {overwrite_} to start over")
     raise InputError(f"{out}: holds a run with different settings ({'; '.join(parts)}); give the run's own settings "
                      f"to continue it, or use {overwrite_} to start over")
 

@@ -541,7 +541,7 @@ def _to_rgb(frame: Any) -> np.ndarray:
 
 def _video_path_of(spec: object) -> Path | None:
     """The video file ``spec`` names, or None when it names images (file, folder, pattern, list)."""
-    from wbcap.io.images import IMAGE_EXTENSIONS, path_kind
+    from wbcap.io.images import IMAGE_EXTENSIONS, missing_path_message, path_kind
 
     if not isinstance(spec, (str, os.PathLike)):
         return None
@@ -553,7 +553,7 @@ def _video_path_of(spec: object) -> Path | None:
         return None if p.suffix.lower() in IMAGE_EXTENSIONS else p
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return None  # let iter_image_paths report the missing image
-    raise InputError(f"{p}: no such file or folder; check the path")
+    raise InputError(missing_path_message(p))
 
 
 def _as_given(name: str, value: object) -> str:
