@@ -77,12 +77,12 @@ def test_cli_times_hog_and_yolox_in_the_same_run(tiny_onnx):
     assert "YOLOX not measured" not in table
 
 
-def test_without_yolox_the_report_says_how_to_get_it():
-    rep = json.loads(invoke(*FAST, "--json"))
+def test_without_yolox_the_report_says_how_to_get_it(tmp_path):
+    table = invoke(*FAST, "--json-out", tmp_path / "rep.json")  # (the table and the JSON of one run)
+    rep = json.loads((tmp_path / "rep.json").read_text())
     assert list(rep["stages"]) == ["detect", "detect.hog"]
     assert rep["detectors"]["yolox_missing"] == yolox_missing().replace("detector_model", "--detector-model")
     assert rep["detectors"]["used"] == "detect.hog" and rep["stages"]["detect"] == rep["stages"]["detect.hog"]
-    table = invoke(*FAST)
     lines = [line for line in table.splitlines() if "YOLOX not measured" in line]
     assert len(lines) == 1
     assert "wbcap weights fetch yolox-nano" in lines[0] and "--detector-model FILE" in lines[0]

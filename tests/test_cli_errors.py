@@ -554,3 +554,18 @@ def test_an_error_naming_a_newline_stays_one_line(tmp_path):
     from wbcap.console import printable
 
     assert printable("a\nb\x1b", one_line=True) == "a\\nb\\x1b" and printable("a\nb") == "a\nb"
+    # a log line too: its message one line, a traceback its own lines
+    import logging
+
+    from wbcap.console import PrintableFormatter
+
+    record = logging.LogRecord("wbcap", logging.WARNING, __file__, 1, "%s: skipped", ("a\nb\x1b.png",), None)
+    assert PrintableFormatter("%(levelname)s %(message)s").format(record) == "WARNING a\\nb\\x1b.png: skipped"
+    try:
+        raise ValueError("x\ny")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("wbcap", logging.DEBUG, __file__, 1, "failed", (), sys.exc_info())
+    lines = PrintableFormatter("%(message)s").format(record).splitlines()
+    assert lines[0] == "failed" and lines[1].startswith("Traceback") and lines[-2:] == ["ValueError: x", "y"]

@@ -67,6 +67,7 @@ _TOUCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # (two Pythons importing torch: 5 s of the fast loop)
 @pytest.mark.skipif(kernel_mode() not in ("always", "madvise") or not os.path.exists("/proc/self/smaps_rollup"),
                     reason="the kernel gives no transparent huge pages on request here")
 def test_torchs_allocator_takes_the_variable():

@@ -423,7 +423,7 @@ def _pose_resnet_file(path, depth: int, seed: int, prefix: str = "") -> dict:
     return sd
 
 
-@pytest.mark.parametrize("prefix", ["", "module."])
+@pytest.mark.parametrize("prefix", ["", pytest.param("module.", marks=pytest.mark.slow)])  # (fast loop: one of 2 s)
 def test_the_body_backbone_starts_from_a_2d_pose_resnet_as_upstreams_first_stage(tmp_path, body_layer, prefix):
     """Upstream's first stage starts its body ResNet from SimpleBaseline's COCO 2D-pose ResNet-50
     (tool/convert_simple_to_pose2pose.py); wbcap could not load it (found by a review)."""

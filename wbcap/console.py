@@ -29,10 +29,18 @@ def printable(text: str, one_line: bool = False) -> str:
 
 
 class PrintableFormatter(logging.Formatter):
-    """A formatter whose lines are :func:`printable` (the ``wbcap`` command's log handler)."""
+    """A formatter whose lines are :func:`printable` (the ``wbcap`` command's log handler): a
+    message is one line (a newline in a file name it names is written ``\\n``, as in result and
+    error lines: a break-it trial); a traceback (``-v``'s ``exc_info``) keeps its lines."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record), one_line=True)
+
+    def formatException(self, ei) -> str:
+        return printable(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable(super().formatStack(stack_info))
 
 
 def stderr_console() -> Any:

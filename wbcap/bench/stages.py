@@ -504,7 +504,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             if c["size"] < opts.matmul_size:
                 report["notes"].append(f"{p} matmul ceiling measured at {c['size']}x{c['size']}, not "
                                        f"{opts.matmul_size}: a {opts.matmul_size} matmul would take over 0.4 s here "
-                                       "(no hardware support for this dtype?)")
+                                       "(no fast instructions for this dtype here, or other processes held the CPU when "
+                                       "it was sized)")
         report["flops"] = flops
         stages: dict[str, Timing] = {}
 

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from wbcap.body.params import POSE_JOINTS, SMPLXParams
+from wbcap.errors import InputError
 
-__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "MissingParametersError", "from_file_record",
+__all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "BadParametersError", "MissingParametersError", "from_file_record",
            "to_file_record"]
 
 #: SMPL-X field -> file key, in the order the files list them.
@@ -75,12 +76,18 @@ def to_file_record(params: SMPLXParams, row: int = 0, eyes: bool = True) -> dict
     return out
 
 
-class MissingParametersError(KeyError):
-    """A record without the SMPL-X parameters of a wbcap file (a KeyError, as before, whose text
-    reads as a sentence: a KeyError's own shows its message in quotes)."""
+class MissingParametersError(InputError, KeyError):
+    """A record without the SMPL-X parameters of a wbcap file: an :class:`~wbcap.errors.InputError`
+    (``except WbcapError`` around reading a file catches it: an API user's trial) and a KeyError,
+    as before, whose text reads as a sentence (a KeyError's own shows its message in quotes)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class BadParametersError(InputError, ValueError):
+    """A record whose SMPL-X parameters are not all finite numbers: an
+    :class:`~wbcap.errors.InputError` and a ValueError (what it was before)."""
 
 
 def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> SMPLXParams:
@@ -88,9 +95,10 @@ def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float
     ``params``): file keys as in the module docstring, flat lists (one person: a batch of one) or
     ``(N, k)`` arrays (a batch of N). Other keys are ignored; missing eyes are at rest, missing
     ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` on the CPU.
-    Raises :class:`MissingParametersError` (a KeyError) naming the missing keys, ValueError
-    naming a key whose values are not numbers or not all finite (NaN or infinity, as a diverged
-    fit writes them: they would pose a mesh of NaN)."""
+    Raises :class:`MissingParametersError` (an InputError and a KeyError) naming the missing keys,
+    :class:`BadParametersError` (an InputError and a ValueError) naming a key whose values are not
+    numbers or not all finite (NaN or infinity, as a diverged fit writes them: they would pose a
+    mesh of NaN)."""
     missing = [k for k in NETWORK_FILE_KEYS[:-1] if k not in record]
     if missing:
         raise MissingParametersError(f"not SMPL-X parameters of a wbcap file: missing {', '.join(missing)}")
@@ -100,8 +108,8 @@ def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float
             try:
                 arr = np.asarray(record[key], dtype=np.float64)
             except (TypeError, ValueError):  # (a string, a dict, a ragged list: numpy's message named no key)
-                raise ValueError(f"{key} is not a list of numbers: not SMPL-X parameters to pose") from None
+                raise BadParametersError(f"{key} is not a list of numbers: not SMPL-X parameters to pose") from None
             if not np.isfinite(arr).all():
-                raise ValueError(f"{key} holds NaN or infinity: not SMPL-X parameters to pose")
+                raise BadParametersError(f"{key} holds NaN or infinity: not SMPL-X parameters to pose")
             values[name] = torch.as_tensor(arr.reshape(1, -1) if arr.ndim == 1 else arr, dtype=dtype)
     return SMPLXParams(**values, rotation="axis_angle")
