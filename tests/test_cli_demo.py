@@ -166,7 +166,8 @@ def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_
     assert "point WBCAP_BODY_MODELS (or --body-models) at them" in text
     # and how to try the commands meanwhile (a user trial found no pointer to the README's recipe)
     assert text.endswith("\nTo try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
-                         "README, Quick start: the demo's synthetic model in WBCAP_BODY_MODELS and a checkpoint from "
+                         f"README, Quick start: the demo's synthetic model (WBCAP_BODY_MODELS={synthetic_body_models_dir()}) "
+                         "and a checkpoint from "
                          "`wbcap train body --datasets synthetic --epochs 1 --max-steps 2 --batch-size 2 -o try_ckpt`"), text
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
     assert "is the demo's synthetic model" not in next_steps()
@@ -268,3 +269,31 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
     assert not pipe.source.body_model_synthetic
     r = CliRunner().invoke(cli, ["doctor"])
     assert f"[ok  ] SMPL-X neutral: {installed / 'SMPLX_NEUTRAL.npz'}" in r.output, r.output
+
+
+def test_the_photo_demos_advice_is_for_the_demo(tmp_path, monkeypatch):
+    """A new user's trial: `wbcap demo --image` of a photo without a person was told to pass
+    `wbcap image --bbox` (a command that needs the model files) and of a video to use `wbcap
+    run`; the demo says what it takes, before any model is built for a video."""
+    import numpy as np
+
+    import wbcap.demo
+    from wbcap.config import PipelineConfig
+
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda device, few_calls=0, measure_strategy=False:
+                        (PipelineConfig(), object()))  # (nobody found: the pipeline is never used)
+    monkeypatch.setattr(wbcap.demo, "best_detector", lambda offline=None: "hog")
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    r = CliRunner().invoke(cli, ["demo", "--image", str(blank), "-o", str(tmp_path / "D")])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr == (f"error: {blank}: no person found by the hog detector; the demo needs a photo of a person its "
+                        "detector finds: pass another --image (`wbcap image --bbox x,y,w,h` takes boxes of your own, "
+                        "with the model files)\n"), r.stderr
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", lambda *a, **k: pytest.fail("a model was built"))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    r = CliRunner().invoke(cli, ["demo", "--image", str(video), "-o", str(tmp_path / "E")])
+    assert r.exit_code == 2 and r.stderr == (f"error: {video}: --image takes a photo; for a video or GIF use --video "
+                                             f"{video}\n"), r.stderr
+    assert not (tmp_path / "E").exists()

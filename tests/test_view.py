@@ -17,6 +17,7 @@ params.jsonl, and the image people's OBJs placed rigidly in the overlay's camera
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import select
@@ -887,6 +888,10 @@ def test_frame_step_and_play_pause_keep_video_and_bodies_on_one_frame(browsed, r
     before, after = page["afterNext"]["before"], page["afterNext"]["after"]
     assert after["frame"] == before["frame"] + 1 and after["t"] == pytest.approx(frame_times[after["frame"]], abs=1e-9)
     assert after["videoTime"] == pytest.approx(after["t"], abs=2e-3)
+    # → and ← after a click on the button (which kept the keys from the page: a new user's trial)
+    right, left = page["afterKeys"]["right"], page["afterKeys"]["left"]
+    assert (right["frame"], left["frame"]) == (after["frame"] + 1, after["frame"]), page["afterKeys"]
+    assert right["t"] == pytest.approx(frame_times[right["frame"]], abs=1e-9)
     assert page["whilePlaying"]["playing"] and page["whilePlaying"]["t"] > frame_times[0]
     settled = page["afterPause"]
     assert not settled["playing"] and settled["frame"] > 0
@@ -1270,10 +1275,11 @@ def test_a_server_stopped_by_sigterm_or_sighup_removes_its_temporary_folder(imag
 @pytest.mark.slow  # the image_run fixture, and a served process
 def test_the_folder_of_a_server_killed_by_sigkill_is_removed_by_the_next(image_run, tmp_path, monkeypatch):
     """SIGKILL (kill -9, the OOM killer) gives the server no chance to clean up: its
-    /tmp/wbcap-view-* stayed for good. The next `wbcap view` removes it; its own goes when it stops."""
+    /tmp/wbcap-view-* stayed for good. The next `wbcap view` removes it, one writing a page
+    (`--html`) too (a new user's trial: only a served one did); its own goes when it stops."""
     import tempfile
 
-    from wbcap.view.site import ViewJob, serve_view
+    from wbcap.view.site import ViewJob, serve_view, write_html
 
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -1291,9 +1297,11 @@ def test_the_folder_of_a_server_killed_by_sigkill_is_removed_by_the_next(image_r
     (left,) = temp.iterdir()
     assert left.name.startswith("wbcap-view-") and (left / "site" / "index.html").is_file()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    write_html(ViewJob(out=str(image_run), html=str(tmp_path / "page.html")))
+    assert list(temp.iterdir()) == [] and (tmp_path / "page.html").is_file()
     with serve_view(ViewJob(out=str(image_run), port=0)) as server:
         (mine,) = temp.iterdir()
-        assert mine != left
+        assert mine.name.startswith("wbcap-view-")
         with urllib.request.urlopen(server.url, timeout=10) as resp:  # (serves the site, not the owner record)
             assert resp.status == 200
         with pytest.raises(urllib.error.HTTPError):
@@ -1357,6 +1365,29 @@ def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
     (same,) = [i for i in everyone["images"] if i["name"] == image["name"]]
     keep = lambda person: {k: person[k] for k in ("id", "obj", "params")}
     assert image["name"] == "pic" and len(image["people"]) == 1 and keep(image["people"][0]) == keep(same["people"][1])
+    # one image's folder, OUT/pic, is named as in OUT's page (a new user's trial saw ".")
+    r = invoke("view", image_run / "pic", "--html", tmp_path / "pic.html")
+    assert r.exit_code == 0, r.output
+    (image,) = json.loads((tmp_path / "pic_files" / "view.json").read_text())["images"]
+    assert image["name"] == "pic" and [keep(q) for q in image["people"]] == [keep(q) for q in same["people"]]
+    assert (tmp_path / "pic_files" / "media" / "pic" / "person_1" / "output.obj").is_file()
+
+
+def test_a_folder_of_photos_and_runs_names_the_runs_pages(image_run, tmp_path, caplog):
+    """`wbcap view wbcap_demo` showed the photo demo and said nothing of the video demo's run
+    beside it (a new user's trial): one warning naming the runs and the command for one."""
+    from wbcap.view.manifest import read_output
+
+    both = tmp_path / "demo"
+    shutil.copytree(image_run, both / "photos")
+    (both / "video-walk").mkdir()
+    (both / "video-walk" / "params.jsonl").write_text("")
+    with caplog.at_level(logging.WARNING, logger="wbcap"):
+        (image,) = read_output(both).manifest["images"]
+    assert image["name"] == "photos/pic"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{both}: this page shows its photos; the run(s) in it (video-walk) have a page each: `wbcap view "
+        f"{both / 'video-walk'}`"]
 
 
 def test_an_html_folder_holds_copies_of_wbcaps_own_page_files(image_run, tmp_path):

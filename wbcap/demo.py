@@ -44,8 +44,12 @@ def try_without_files(body: bool = True, checkpoint: bool = True) -> str:
     """How to try `wbcap image`, `run`, `export` and `view` before the licensed files (README:
     Quick start): for a missing SMPL-X model (``body``) the demo's synthetic model, for a missing
     checkpoint (``checkpoint``) one trained a few steps on synthetic data; only what is missing
-    (a new user's trial with a checkpoint installed was told to train one)."""
-    stand_ins = ([] if not body else ["the demo's synthetic model in WBCAP_BODY_MODELS"]) + (
+    (a new user's trial with a checkpoint installed was told to train one). The synthetic model's
+    folder is named as this user cache has it (a new user's trial with WBCAP_HOME set followed the
+    README's ``~/.cache/wbcap/demo_body_models``, which was not there)."""
+    from wbcap.paths import demo_body_models_dir
+
+    stand_ins = ([] if not body else [f"the demo's synthetic model (WBCAP_BODY_MODELS={demo_body_models_dir()})"]) + (
         [] if not checkpoint else ["a checkpoint from `wbcap train body --datasets synthetic --epochs 1 --max-steps 2 "
                                    "--batch-size 2 -o try_ckpt`"])
     it = "them" if body and checkpoint else "it"
@@ -88,7 +92,11 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     yolox = detector.startswith("yolox")
     job = ImageJob(paths=(str(image or example_image_path()),), out=str(out), pipeline=cfg, detector=detector,
                    score_threshold=DEMO_YOLOX_THRESHOLD if bundled and yolox else None,
-                   max_people=1 if bundled and not yolox else None, users_limit=False, offline=True)
+                   max_people=1 if bundled and not yolox else None, users_limit=False, offline=True,
+                   # (not wbcap image's --bbox / --full-image: a new user's trial was sent to a command
+                   # that needs the model files and to flags the demo lacks)
+                   no_person_advice="the demo needs a photo of a person its detector finds: pass another --image "
+                                    "(`wbcap image --bbox x,y,w,h` takes boxes of your own, with the model files)")
     return run_images(job, pipeline=pipe), detector
 
 

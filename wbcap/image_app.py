@@ -34,7 +34,9 @@ class ImageJob:
     users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
     them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
-    (:func:`wbcap.export.image_outputs.person_animation`; none by default).
+    (:func:`wbcap.export.image_outputs.person_animation`; none by default). no_person_advice:
+    the fix an image in which the detector found nobody is told (None: give the boxes,
+    :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own).
     """
 
     paths: tuple[str, ...]
@@ -51,6 +53,7 @@ class ImageJob:
     offline: bool = False
     render: bool = True
     export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
+    no_person_advice: str | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``max_people`` that is neither None nor a whole number of 1 or
@@ -289,7 +292,8 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
         stage("detecting", path)
         dets = detector(image)
         if not dets:
-            raise NoPersonError(f"{path}: no person found by the {detector.name} detector; {box_advice()}")
+            raise NoPersonError(f"{path}: no person found by the {detector.name} detector; "
+                                f"{job.no_person_advice or box_advice()}")
     if job.max_people is not None and len(dets) > job.max_people:
         given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
         kept = list(dets) if given else sort_by_score(list(dets))

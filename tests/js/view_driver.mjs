@@ -151,6 +151,15 @@ async function usePage(page, spec, res) {
       await page.click('#next');
       await page.waitForFunction((k) => { const s = window.wbcapView.state(); return s.frame !== k && !s.seeking; }, before.frame);
       res.afterNext = { before, after: await page.evaluate(() => window.wbcapView.state()), ms: Date.now() - ts };
+      // the keys after that click (the button must not keep them): → steps on, ← back
+      const stepped = async (key) => {
+        const k = (await page.evaluate(() => window.wbcapView.state())).frame;
+        await page.keyboard.press(key);
+        await page.waitForFunction((f) => { const s = window.wbcapView.state(); return s.frame !== f && !s.seeking; }, k,
+                                   { timeout: 10000 }).catch(() => null);
+        return page.evaluate(() => window.wbcapView.state());
+      };
+      res.afterKeys = { right: await stepped('ArrowRight'), left: await stepped('ArrowLeft') };
       if (spec.play_ms) {
         await page.evaluate(() => window.wbcapView.seek(window.wbcapView.manifest.frame_times[0]));
         await page.click('#play');

@@ -40,7 +40,7 @@ SUBCOMMANDS = {
     "train": ("wbcap.cli.train", "train", "Train: body | hand | merge | finetune (the Hand4Whole recipe)."),
     "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW, Human3.6M or AGORA with the standard protocols."),
     "bench": ("wbcap.cli.bench", "bench", "Time every stage, FLOPs and memory on this device."),
-    "demo": ("wbcap.cli.demo", "demo", "Run the image pipeline on a bundled example (pipeline check)."),
+    "demo": ("wbcap.cli.demo", "demo", "Try the pipeline without the model files: a bundled photo, or --video SOURCE."),
     "weights": ("wbcap.cli.weights", "weights", "List, download, import and verify weights: checkpoints, detectors."),
     "doctor": ("wbcap.cli.doctor", "doctor", "Report what is installed and what is missing, with fixes."),
     "convert": ("wbcap.cli.convert", "convert", "Convert MANO and evaluation-file pickles once into the numpy files wbcap reads."),

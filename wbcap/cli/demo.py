@@ -46,6 +46,10 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         return
     if max_frames is not None:
         raise InputError("--max-frames applies to --video; pass a video or drop it")
+    from wbcap.io.images import is_moving_picture_name
+
+    if image is not None and is_moving_picture_name(image):  # (a new user's trial was sent to `wbcap run`)
+        raise InputError(f"{image}: --image takes a photo; for a video or GIF use --video {image}")
 
     with spelling(lambda name: option_spelling(ctx, name, first="image")):
         results, detector = run_demo(out, device=device, image=image, offline=offline)

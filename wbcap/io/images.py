@@ -158,7 +158,7 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
-        moving = p.suffix.lower() in _VIDEO_NAMES | {".gif"}  # (`wbcap run` reads them: a user trial)
+        moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
                          + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
@@ -485,6 +485,11 @@ def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern ma
 #: of them, given as the input, is told to pass one video (:func:`iter_image_paths`).
 _VIDEO_NAMES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".ts", ".3gp", ".mpg",
                           ".mpeg", ".wmv", ".flv"})
+
+
+def is_moving_picture_name(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path``'s name is a video's or a GIF's (what `wbcap run` reads frame by frame)."""
+    return Path(path).suffix.lower() in _VIDEO_NAMES | {".gif"}
 
 
 def _is_image_name(path: Path) -> bool:

@@ -168,6 +168,13 @@ def _output_content(out: Path) -> SiteContent:
         return _video_content(out)
     people = sorted(p for p in out.rglob("smplx_param.json") if PERSON_DIR.fullmatch(p.parent.name))
     if people:
+        # (a page is of photos or of one run: `wbcap view wbcap_demo` showed the photo demo and
+        # left the video demo's run beside it unsaid, a new user's trial)
+        runs = sorted(d.name for d in out.iterdir() if (d / PARAMS_FILE).is_file())
+        if runs:
+            more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+            log.warning("%s: this page shows its photos; the run(s) in it (%s%s) have a page each: `wbcap view %s`",
+                        out, ", ".join(runs[:3]), more, out / runs[0])
         return _image_content(out, people)
     from wbcap.io.run_folder import unfinished_run_note
 
@@ -480,11 +487,15 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
     by_image: dict[Path, list[tuple[int, Path]]] = {}
     for p in param_files:
         by_image.setdefault(p.parent.parent, []).append((int(PERSON_DIR.fullmatch(p.parent.name).group(1)), p))
-    # (``out`` may be one person's folder, OUT/<name>/person_<k>: its image is then named from OUT)
-    root = out.parent.parent if any(p.parent == out for p in param_files) else out
+    # (``out`` may be one person's folder, OUT/<name>/person_<k>, or one image's, OUT/<name>: its
+    # image is then named from OUT, as in OUT's own page; a new user's trial saw "." for the latter)
+    levels = 2 if any(p.parent == out for p in param_files) else 1 if any(p.parent.parent == out for p in param_files) else 0
+    root = out.resolve()
+    for _ in range(levels):
+        root = root.parent
     images = []
     for folder, people in sorted(by_image.items()):
-        name = folder.relative_to(root).as_posix()
+        name = folder.resolve().relative_to(root).as_posix()
         people.sort()
         records = []
         for k, p in people:

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from wbcap.errors import InputError, setting
-from wbcap.temp_folders import temp_folder
+from wbcap.temp_folders import remove_abandoned, temp_folder
 from wbcap.view.manifest import SiteContent, read_output
 
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ class ViewJob:
     port: int = 0
     body_models: str | None = None
     allow_pickle: bool = False
+
+
+#: The prefix of a served page's temporary folder (:func:`serve_view`).
+_SERVED_PREFIX = "wbcap-view-"
 
 
 def static_dir() -> Path:
@@ -198,6 +202,9 @@ def write_html(job: ViewJob) -> Path:
                          "choose another name") from None
     # (under a file or a device: one line naming --html, not "cannot create the output folder (File exists)")
     check_writable_destination(page.parent, output=page, fix=f"choose another {setting('html')} file")
+    # a killed server's folder goes here too, as the README says of every `wbcap view` (it went only
+    # with the next served page: a new user's trial)
+    remove_abandoned(_SERVED_PREFIX)
     out = Path(job.out).expanduser().resolve()
     if out == page.parent.resolve() or out in page.parent.resolve().parents:
         # (its files would then be files wbcap run does not know: the run could no longer be replaced)
@@ -295,7 +302,7 @@ def serve_view(job: ViewJob) -> Iterator[ViewServer]:
 
     # (the folder holds a mark, so that one a server killed by SIGKILL left is removed by the next
     # `wbcap view`: the site goes in a folder of it, which serves no mark)
-    with temp_folder("wbcap-view-") as tmp:
+    with temp_folder(_SERVED_PREFIX) as tmp:
         site = tmp.path / "site"
         site.mkdir()
         try:  # (the port first: a taken one is said before the seconds of building; a user trial)

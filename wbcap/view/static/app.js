@@ -587,6 +587,13 @@ class VideoViewer extends Viewer {
     $('play').addEventListener('click', () => (this.playing ? this.pause() : this.play()));
     $('prev').addEventListener('click', () => this.step(-1));
     $('next').addEventListener('click', () => this.step(1));
+    // A control clicked with the mouse gives the keys back to the page: the focus it took kept
+    // space and the arrows from the page's keys below (a new user's trial: after one click on |▶,
+    // ← → did nothing and space stepped again). A control reached with Tab keeps them.
+    document.addEventListener('click', (e) => {
+      const control = e.target.closest('button, summary, input[type=checkbox]');
+      if (control && e.detail > 0) control.blur();
+    });
     document.addEventListener('keydown', (e) => {
       if (e.target.closest('input, button, select, textarea, summary')) return; // they have their own keys
       if (e.key === ' ') { e.preventDefault(); this.playing ? this.pause() : this.play(); }
