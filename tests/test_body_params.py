@@ -330,12 +330,17 @@ def test_file_record_round_trip():
     with pytest.raises(KeyError, match="expr") as exc:
         from_file_record({k: v for k, v in rec.items() if k != "expr"})
     assert str(exc.value) == "not SMPL-X parameters of a wbcap file: missing expr"  # (not in quotes)
+    # a wbcap error too, as every bad input (`except WbcapError` around reading a file: an API user's trial)
+    from wbcap.errors import InputError
+
+    assert isinstance(exc.value, InputError)
     # a diverged fit's NaN is refused, naming the key (it posed a mesh of NaN: a library user's trial)
     for bad in (float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="^body_pose holds NaN or infinity: not SMPL-X parameters to pose$"):
+        with pytest.raises(ValueError, match="^body_pose holds NaN or infinity: not SMPL-X parameters to pose$") as exc:
             from_file_record(dict(rec, body_pose=[bad] * 63))
+        assert isinstance(exc.value, InputError)
     for bad in (["x"] * 63, {"a": 1}, [[0.0], [0.0, 1.0]]):  # (numpy's own message named no key)
-        with pytest.raises(ValueError, match="^body_pose is not a list of numbers: not SMPL-X parameters to pose$"):
+        with pytest.raises(InputError, match="^body_pose is not a list of numbers: not SMPL-X parameters to pose$"):
             from_file_record(dict(rec, body_pose=bad))
 
 

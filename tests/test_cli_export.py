@@ -225,9 +225,9 @@ def test_export_smaller_max_gap_replaces_the_unsplit_files(finished_run, tmp_pat
                *([] if in_place else ["--dest", dest]))
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in dest.glob("track_0*")) == ["track_0.glb", "track_0_part1.npz", "track_0_part2.npz"]
-    said = [line for line in r.output.splitlines() if "keep an earlier split" in line]
-    assert said == [f"WARNING  {dest}: 1 file(s) of other formats keep an earlier split of their tracks (e.g. "
-                    "track_0.glb), unlike this export's files of them; add glb to --format to rewrite them"], r.output
+    said = [line for line in r.output.splitlines() if "earlier pieces" in line]
+    assert said == [f"WARNING  {dest}: 1 file(s) of other formats keep the tracks' earlier pieces (e.g. "
+                    "track_0.glb), which differ from this export's; add glb to --format to rewrite them"], r.output
 
 
 def test_export_refuses_another_runs_folder(finished_run, tmp_path, body_dir):

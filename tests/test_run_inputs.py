@@ -505,11 +505,14 @@ def test_a_broken_link_in_place_of_a_frame_is_refused_before_the_model(tmp_path,
         cv2.imwrite(str(frames / f"{i:04d}.png"), person_image(64, 48, seed=i)[:, :, ::-1])
     (frames / "0001.png").symlink_to(tmp_path / "moved" / "0001.png")
     out = tmp_path / "out"
-    r = invoke("run", frames, "-o", out, "--detector", "full", *base_args)
-    assert r.exit_code == 2, text(r)
-    assert text(r) == (f"error: {frames / '0001.png'}: is a symbolic link to {tmp_path / 'moved' / '0001.png'}, which "
-                       "leads to no file (the link is broken, or a loop of links); fix or remove the link"), text(r)
-    assert not out.exists()
+    # read, or outside the frames read (a review: that one stopped the run after the model loaded)
+    for extra in ((), ("--max-frames", "1"), ("--every", "2"), ("--start", "0.05")):
+        r = invoke("run", frames, "-o", out, "--detector", "full", *extra, *base_args)
+        assert r.exit_code == 2, text(r)
+        assert text(r) == (f"error: {frames / '0001.png'}: is a symbolic link to {tmp_path / 'moved' / '0001.png'}, "
+                           "which leads to no file (the link is broken, or a loop of links); fix or remove the link"), \
+            (extra, text(r))
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("size", [(1, 1), (300, 1)])

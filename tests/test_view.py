@@ -890,7 +890,9 @@ def test_frame_step_and_play_pause_keep_video_and_bodies_on_one_frame(browsed, r
     assert after["videoTime"] == pytest.approx(after["t"], abs=2e-3)
     # → and ← after a click on the button (which kept the keys from the page: a new user's trial)
     right, left = page["afterKeys"]["right"], page["afterKeys"]["left"]
-    assert (right["frame"], left["frame"]) == (after["frame"] + 1, after["frame"]), page["afterKeys"]
+    box = page["afterKeys"]["afterBox"]
+    assert (right["frame"], left["frame"], box["frame"]) == (after["frame"] + 1, after["frame"], after["frame"] + 1), \
+        page["afterKeys"]
     assert right["t"] == pytest.approx(frame_times[right["frame"]], abs=1e-9)
     assert page["whilePlaying"]["playing"] and page["whilePlaying"]["t"] > frame_times[0]
     settled = page["afterPause"]
@@ -1353,7 +1355,7 @@ def test_a_page_named_with_url_characters_loads_through_its_serve_py(image_run, 
         _stop(proc)
 
 
-def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
+def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path, monkeypatch):
     """`wbcap view OUT/pic/person_1` crashed (ValueError of relative_to): the page of that person."""
     r = invoke("view", image_run / "pic" / "person_1", "--html", tmp_path / "one.html")
     assert r.exit_code == 0, r.output
@@ -1371,6 +1373,13 @@ def test_view_of_one_persons_folder_shows_that_person(image_run, tmp_path):
     (image,) = json.loads((tmp_path / "pic_files" / "view.json").read_text())["images"]
     assert image["name"] == "pic" and [keep(q) for q in image["people"]] == [keep(q) for q in same["people"]]
     assert (tmp_path / "pic_files" / "media" / "pic" / "person_1" / "output.obj").is_file()
+    # and as ".", from inside either folder (a review: a person's folder was "not a finished run")
+    from wbcap.view.manifest import read_output
+
+    for inside in (image_run / "pic", image_run / "pic" / "person_1"):
+        monkeypatch.chdir(inside)
+        (image,) = read_output(Path(".")).manifest["images"]
+        assert image["name"] == "pic", inside
 
 
 def test_a_folder_of_photos_and_runs_names_the_runs_pages(image_run, tmp_path, caplog):

@@ -33,6 +33,10 @@ class PrintableFormatter(logging.Formatter):
     message is one line (a newline in a file name it names is written ``\\n``, as in result and
     error lines: a break-it trial); a traceback (``-v``'s ``exc_info``) keeps its lines."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # (again as a whole: a traceback another handler formatted first is cached unescaped)
+        return printable(super().format(record))
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         return printable(super().formatMessage(record), one_line=True)
 

@@ -83,6 +83,7 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
     from :data:`DEMO_YOLOX_THRESHOLD` and HOG keeps its best box only (HOG finds 4 overlapping
     windows there). Returns ``(results, detector name)``.
     """
+    from wbcap.errors import setting
     from wbcap.image_app import ImageJob, run_images
     from wbcap.paths import example_image_path
 
@@ -95,8 +96,9 @@ def run_demo(out: str | Path, device: str = "auto", image: str | Path | None = N
                    max_people=1 if bundled and not yolox else None, users_limit=False, offline=True,
                    # (not wbcap image's --bbox / --full-image: a new user's trial was sent to a command
                    # that needs the model files and to flags the demo lacks)
-                   no_person_advice="the demo needs a photo of a person its detector finds: pass another --image "
-                                    "(`wbcap image --bbox x,y,w,h` takes boxes of your own, with the model files)")
+                   no_person_advice=f"the demo needs a photo of a person its detector finds: pass another "
+                                    f"{setting('image')} (`wbcap image --bbox x,y,w,h` takes boxes of your own, with "
+                                    "the model files)")
     return run_images(job, pipeline=pipe), detector
 
 

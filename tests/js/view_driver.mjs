@@ -160,6 +160,10 @@ async function usePage(page, spec, res) {
         return page.evaluate(() => window.wbcapView.state());
       };
       res.afterKeys = { right: await stepped('ArrowRight'), left: await stepped('ArrowLeft') };
+      // and after a click on a track's box (its clicks stop at the list): hidden, shown again, then →
+      await page.click('#tracks li input');
+      await page.click('#tracks li input');
+      res.afterKeys.afterBox = await stepped('ArrowRight');
       if (spec.play_ms) {
         await page.evaluate(() => window.wbcapView.seek(window.wbcapView.manifest.frame_times[0]));
         await page.click('#play');

@@ -128,11 +128,11 @@ class CeilingProbe:
     FLOP/s ceiling as often as needed (:func:`matmul_ceiling`; :func:`paired_runs` between the
     timed calls of a network).
 
-    On CPU the size of a 16-bit dtype is halved (down to 256) while a first small probe predicts
-    more than ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on
-    most CPUs) does not take minutes; :attr:`size` is the size used. float32 keeps ``size``: every
-    CPU multiplies it in hardware, and a probe timed while other processes held the cores shrank
-    the header's ceiling to 512 (a third of the rows' own, at 2048: an API user's trial).
+    On CPU the size is halved (down to 256) while a first small probe predicts more than
+    ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
+    CPUs) does not take minutes; :attr:`size` is the size used. float32 is not taken below 2048:
+    every CPU multiplies it in hardware, and a probe timed while other processes held the cores
+    shrank the header's ceiling to 512 (a third of the rows' own, at 2048: an API user's trial).
 
     On CPU the ceiling is the faster of two GEMM libraries, both in the torch wheel
     (:attr:`kernel` says which): ``matmul`` (``a @ b``: MKL for float32, oneDNN for bfloat16) and
@@ -155,7 +155,7 @@ class CeilingProbe:
         self.dtype = dtype
         self._sync = sync_fn(device)
         n = int(size)
-        if device.type == "cpu" and dtype is not torch.float32:
+        if device.type == "cpu":
             # The fastest of 5 small matmuls: one timing taken while another process held the
             # core once predicted 3 s for a 2048 fp32 matmul and shrank it to 512 (a third of
             # the real ceiling, and ratios of 400 %).
@@ -163,7 +163,8 @@ class CeilingProbe:
             a = torch.randn(probe, probe, dtype=dtype)
             best = min(time_call(lambda: a @ a, 5, 1))
             rate = 2 * probe**3 / max(best, 1e-9)
-            while n > 256 and 2 * n**3 / rate > max_seconds_per_matmul:
+            floor = min(n, 2048) if dtype is torch.float32 else 256
+            while n > floor and 2 * n**3 / rate > max_seconds_per_matmul:
                 n //= 2
         self.size = n
         g = torch.Generator(device="cpu").manual_seed(0)

@@ -59,7 +59,7 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         echo_result(_detector_line(detector))
     for r in results:
         if r.error:
-            click.echo(printable(f"error: {r.error}"), err=True)
+            click.echo(printable(f"error: {r.error}", one_line=True), err=True)
         elif not quiet:
             echo_result(image_result_line(r))
     if not quiet and not failed:  # (after a failure the error line is the news)

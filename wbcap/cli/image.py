@@ -146,7 +146,8 @@ def _run(ctx, job, pipeline=None) -> None:
             if result.error:
                 failed.append(result)
                 if progress.live.is_started:  # (above the bar: written past it, the line began where the bar ended)
-                    console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+                    console.print(printable(f"error: {result.error}", one_line=True), markup=False, highlight=False,
+                                  soft_wrap=True)
                 else:
                     click.echo(printable(f"error: {result.error}", one_line=True), err=True)
             elif not quiet:

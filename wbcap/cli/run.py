@@ -211,8 +211,8 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
             if job.overwrite and previous_run_kept(job) and raw_stamp(out) == before:  # (put back as it was)
                 fits = f" (its frames fit this command: {add} to use them)" if hint else ""
                 click.echo(printable(f"stopped before the first frames: the previous run in {job.out} is left as it "
-                                     f"was{fits}"), err=True)
+                                     f"was{fits}", one_line=True), err=True)
             elif hint:
-                click.echo(printable(f"the frames done so far are kept in {job.out}: {add} to continue"), err=True)
+                click.echo(printable(f"the frames done so far are kept in {job.out}: {add} to continue", one_line=True), err=True)
             raise
 

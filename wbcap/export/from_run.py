@@ -367,8 +367,8 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
             kept.append(stale)
     if kept:  # (one line, not one a file: a user trial's six)
         others = sorted({p.suffix[1:] for p in kept})
-        log.warning("%s: %d file(s) of other formats keep an earlier split of their tracks (e.g. %s), "
-                    "unlike this export's files of them; add %s to %s to rewrite them", dest, len(kept), kept[0].name, ",".join(others),
+        log.warning("%s: %d file(s) of other formats keep the tracks' earlier pieces (e.g. %s), which differ from "
+                    "this export's; add %s to %s to rewrite them", dest, len(kept), kept[0].name, ",".join(others),
                     setting("formats", api="export.formats"))
 
 

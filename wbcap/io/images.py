@@ -395,6 +395,8 @@ def iter_image_paths(
       matching image files, ``**`` recursive, in natural order.
 
     Duplicates are dropped, keeping the first occurrence; otherwise the order of ``paths`` is kept.
+    A folder's or a pattern's entries with an image's name are listed whatever they are but folders
+    (a link to nothing, a pipe): each is a picture's place, which reading it then refuses.
 
     Args:
         paths: one path/pattern or an iterable of them.

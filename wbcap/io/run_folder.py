@@ -174,6 +174,11 @@ def fingerprint(source: str, settings: dict) -> dict:
             stats = [(os.path.join(folders.setdefault(p.parent, str(p.parent.resolve())), p.name), p.stat())
                      for p in images]
         except OSError as exc:  # (an image gone between the listing and its stat)
+            from wbcap.io.images import missing_path_message
+
+            gone = Path(exc.filename) if exc.filename else None
+            if gone is not None and gone.is_symlink() and not gone.exists():  # (a link to nothing: said as one)
+                raise InputError(missing_path_message(gone)) from None
             raise InputError(f"{exc.filename or source}: an image of {source} changed while it was listed "
                              f"({exc.strerror or exc}); run the command again once it is settled") from None
         digest = hashlib.sha256("".join(f"{name}\t{st.st_size}\t{int(st.st_mtime)}\n" for name, st in stats)

@@ -229,6 +229,10 @@ class FrameSource:
             rotation=rotation, codec="image", has_audio=False, is_image_sequence=True, mirrored=mirrored,
         )
 
+    def image_paths(self) -> list[Path]:
+        """Every image of an image sequence, in order, selected or not (``[]`` for a video)."""
+        return list(self._image_paths or [])
+
     def selected_images(self) -> list[tuple[int, Path]]:
         """An image sequence's selected frames as ``(index, file)``, in order: times ``index /
         fps`` in ``[start, end)``, every ``every``-th from the first, at most ``max_frames`` (what

@@ -154,7 +154,8 @@ def read_output(out: Path) -> SiteContent:
     if not out.is_dir():
         raise InputError(f"{out}: no such folder; pass the -o folder of a finished `wbcap run` or `wbcap image`")
     with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
-        return _output_content(out)
+        # (absolute: `wbcap view .` in a person's folder found its file's parent named "", no person's)
+        return _output_content(out.absolute())
 
 
 def _output_content(out: Path) -> SiteContent:

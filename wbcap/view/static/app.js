@@ -589,11 +589,12 @@ class VideoViewer extends Viewer {
     $('next').addEventListener('click', () => this.step(1));
     // A control clicked with the mouse gives the keys back to the page: the focus it took kept
     // space and the arrows from the page's keys below (a new user's trial: after one click on |▶,
-    // ← → did nothing and space stepped again). A control reached with Tab keeps them.
+    // ← → did nothing and space stepped again). A control reached with Tab keeps them. Caught on
+    // the way down (capture): the track list's boxes stop their clicks from reaching the page.
     document.addEventListener('click', (e) => {
       const control = e.target.closest('button, summary, input[type=checkbox]');
-      if (control && e.detail > 0) control.blur();
-    });
+      if (control && e.detail > 0) setTimeout(() => control.blur());
+    }, true);
     document.addEventListener('keydown', (e) => {
       if (e.target.closest('input, button, select, textarea, summary')) return; // they have their own keys
       if (e.key === ' ') { e.preventDefault(); this.playing ? this.pause() : this.play(); }
