@@ -401,7 +401,7 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
         click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
     line = f"error: wbcap {command} failed: {describe_crash(exc)}{crash_hint(exc)}"
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
-    click.echo(printable(line), err=True)
+    click.echo(printable(line, one_line=True), err=True)  # (the unexpected failure's one line)
     ctx.exit(CRASH_EXIT_CODE)
 
 
