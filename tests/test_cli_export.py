@@ -550,6 +550,7 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     that writes them again from the new ones."""
     run = copy_run(finished_run, tmp_path / "r")
     (run / "track_notes.csv").write_text("mine\n")  # (a user's own file: kept; a break-it trial's was removed)
+    (run / "render.mp4").write_bytes(b"an earlier pass's")  # (this --no-render resume removes it: said too)
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
     assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]
     src = finished_run.parent
@@ -561,6 +562,9 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     assert (f"{run}: removed the earlier BVH file(s) this run does not write (from `wbcap export` or another --export), "
             f"made from the parameters before this pass: once it is done, write them again from the new ones with "
             f"`wbcap export {run} --format bvh` (and that export's other options)") in said, r.output
+    assert (f"{run}: removed the earlier render.mp4, made from the parameters before this pass; this run writes none "
+            "(--no-render): a --resume without it makes one from the new ones") in said, r.output
+    assert not (run / "render.mp4").exists()
     assert list(run.glob("track_*.bvh")) == [] and sorted(p.name for p in run.glob("track_*.glb")) == [
         "track_0.glb", "track_1.glb"]
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0

@@ -63,11 +63,12 @@ def make_video(
     metadata: dict[str, str] | None = None,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
+    audio_codec: str = "aac",
 ) -> Path:
     """Write a test video (H.264 ``yuv420p`` unless ``codec``/``pix_fmt`` say otherwise; the RGB
     frames are converted to ``pix_fmt`` by the encoder). ``pts_ms`` gives explicit (variable)
     timestamps in ms; ``audio`` = "tone" (440 Hz) or "steps" (1 s each of 300, 500, 700, 900...
-    Hz), AAC mono."""
+    Hz), AAC mono (or ``audio_codec``: ``pcm_s16le``, a camera's or a lab recorder's)."""
     c = av.open(str(path), "w", options=options or {})
     s = c.add_stream(codec, rate=fps)
     s.width, s.height, s.pix_fmt = w, h, pix_fmt
@@ -80,7 +81,7 @@ def make_video(
         s.metadata[k] = v
     a = None
     if audio:
-        a = c.add_stream("aac", rate=44100)
+        a = c.add_stream(audio_codec, rate=44100)
         a.layout = "mono"
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -100,9 +101,10 @@ def make_video(
         t = np.arange(int(sr * n / fps)) / sr
         freq = 440.0 if audio == "tone" else 300.0 + 200.0 * np.floor(t)
         x = (0.3 * np.sin(2 * np.pi * np.cumsum(np.broadcast_to(freq, t.shape)) / sr))
-        x = x.astype(np.float32)
+        pcm = audio_codec.startswith("pcm_s16")
+        x = (x * 32767).astype(np.int16) if pcm else x.astype(np.float32)
         for k in range(0, len(x), 1024):
-            f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
+            f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="s16" if pcm else "flt", layout="mono")
             f.sample_rate, f.pts = sr, k
             for p in a.encode(f):
                 c.mux(p)
@@ -823,6 +825,32 @@ def test_writer_cuts_audio(tmp_path: Path, media: SimpleNamespace) -> None:
     assert first == pytest.approx(0.0, abs=0.03)
     assert _dominant_hz(samples[int(0.1 * sr): int(0.9 * sr)], sr) == pytest.approx(500, abs=5)
     assert _dominant_hz(samples[int(1.05 * sr): int(1.45 * sr)], sr) == pytest.approx(700, abs=5)
+
+
+def test_writer_encodes_pcm_audio_as_aac(tmp_path: Path, caplog) -> None:
+    """A camera's or a lab recorder's PCM was copied into render.mp4 as it was (`ipcm`, which MP4
+    players do not take: a user trial): encoded as AAC, the stretch's sound at its times."""
+    src_path = make_video(tmp_path / "pcm.mov", n=40, audio="steps", audio_codec="pcm_s16le")
+    with av.open(str(src_path)) as c:
+        assert c.streams.audio[0].codec_context.name == "pcm_s16le"
+    out = tmp_path / "cut_pcm.mp4"
+    src = open_frames(src_path, start=1.0, end=2.5)
+    with caplog.at_level(logging.INFO, logger="wbcap"):
+        with VideoWriter(out, W, H, 10, audio_from=src_path, audio_start=1.0, audio_end=2.5) as w:
+            for f in src:
+                w.write(f.image)
+    assert f"{src_path}: audio pcm_s16le encoded as AAC for cut_pcm.mp4" in caplog.text
+    duration, first, samples, sr = _audio_of(out)  # (AAC, or it fails)
+    assert duration == pytest.approx(1.5, abs=0.05) and first == pytest.approx(0.0, abs=0.03)
+    assert _dominant_hz(samples[int(0.1 * sr): int(0.9 * sr)], sr) == pytest.approx(500, abs=5)
+    assert _dominant_hz(samples[int(1.05 * sr): int(1.45 * sr)], sr) == pytest.approx(700, abs=5)
+    # an AAC source is still copied, not encoded again
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wbcap"):
+        with VideoWriter(tmp_path / "aac.mp4", W, H, 10, audio_from=make_video(tmp_path / "aac_src.mp4", n=10,
+                                                                                 audio="tone")) as w:
+            w.write(draw(0))
+    assert "encoded as AAC" not in caplog.text
 
 
 def test_writer_without_audio_in_source(tmp_path: Path, media: SimpleNamespace) -> None:

@@ -515,7 +515,12 @@ def finalize(
     by_frame = rows_by_frame(tracks)
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
+    had_render = (out / RENDER_FILE).is_file()
     not_again = _not_written_again(remove_outputs(out), job.export.formats)
+    if had_render and not job.render:  # (gone without a word before: a user trial's re-smoothing lost its overlay)
+        log.warning("%s: removed the earlier %s, made from the parameters before this pass; this run writes none "
+                    "(%s): a %s without it makes one from the new ones", out, RENDER_FILE,
+                    setting("no_render", api="render=False"), setting("resume"))
     if not_again:  # (removed silently before: a new user's trial lost the BVH files `wbcap export` had written)
         log.warning("%s: removed the earlier %s file(s) this run does not write (from `wbcap export` or another "
                     "--export), made from the parameters before this pass: once it is done, write them again from "

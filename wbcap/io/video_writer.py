@@ -382,25 +382,31 @@ class VideoWriter:
             return
         stream = audio[0]
         codec_name = stream.codec_context.name if stream.codec_context is not None else None
-        if codec_name is None or codec_name not in self._container.supported_codecs:
-            log.warning("%s: audio codec %s cannot be copied into a %s file; writing video only "
-                        "(use .mkv to keep it)", src, codec_name, self.path.suffix)
-            container.close()
-            return
+        copy = codec_name is not None and codec_name in self._container.supported_codecs and (
+            codec_name in _PLAYABLE_AUDIO or self._container.format.name not in _MP4_FORMATS)
         try:
-            self._audio_out = self._container.add_stream_from_template(stream)
+            if copy:
+                self._audio_out = self._container.add_stream_from_template(stream)
+            else:
+                self._audio_out = self._container.add_stream("aac", rate=stream.rate)
+                self._audio_out.layout = "mono" if stream.channels == 1 else "stereo"
         except (av.FFmpegError, ValueError) as exc:
-            log.warning("%s: audio cannot be copied (%s); writing video only", src, exc)
+            log.warning("%s: audio cannot be %s (%s); writing video only", src,
+                        "copied" if copy else "encoded as AAC", exc)
             container.close()
             return
+        if not copy:  # (a camera's PCM was copied into render.mp4, where players take AAC or MP3: a user trial)
+            log.info("%s: audio %s encoded as AAC for %s (players of MP4 files take AAC, not it)", src, codec_name,
+                     self.path.name)
         self._audio_in = container
         origin_probe = _open_input(src)  # _time_origin demuxes: keep the audio reader at 0
         try:
             origin = _time_origin(origin_probe)
         finally:
             origin_probe.close()
-        self._audio_packets = _audio_packets(container, stream, Fraction(start) + origin,
-                                             None if end is None else Fraction(end) + origin)
+        packets = _audio_packets(container, stream, Fraction(start) + origin,
+                                 None if end is None else Fraction(end) + origin)
+        self._audio_packets = packets if copy else _encoded_audio(packets, self._audio_out, container.name)
 
     def _mux_audio_until(self, t: Fraction | None) -> None:
         """Mux copied audio packets that start before ``t`` seconds (all when ``t`` is None)."""
@@ -441,6 +447,34 @@ class VideoWriter:
             self._atomic.__exit__(exc_type, exc, tb)  # removes the temporary
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
+
+
+#: Audio codecs an MP4 (render.mp4) carries as they are: those its common players play (browsers
+#: and wbcap view, QuickTime, Windows' player, VLC). Any other (a camera's or a lab recorder's PCM,
+#: ADPCM, WMA) is decoded and encoded as AAC (:func:`_encoded_audio`).
+_PLAYABLE_AUDIO = frozenset({"aac", "mp3", "mp3float", "ac3", "eac3", "opus", "flac", "alac"})
+#: FFmpeg's names of the MP4 family of containers (an output of another kind copies what it can take).
+_MP4_FORMATS = frozenset({"mp4", "mov", "mov,mp4,m4a,3gp,3g2,mj2", "ipod", "3gp", "3g2"})
+
+
+def _encoded_audio(packets: Iterator[Any], out: Any, name: str) -> Iterator[Any]:
+    """``packets`` (:func:`_audio_packets`: the stretch's, shifted to start at 0) decoded and
+    encoded by ``out`` (an AAC stream: PyAV converts each frame to its sample format, layout and
+    rate and cuts them into its frame size), then the encoder's last packets. Each frame keeps its
+    time, in ``1 / rate`` ticks, so the audio stays in step as copied packets do."""
+    import av
+
+    rate = out.codec_context.sample_rate
+    try:
+        for packet in packets:
+            for frame in packet.decode():
+                if frame.pts is not None and frame.time_base is not None:
+                    frame.pts = round(frame.pts * frame.time_base * rate)
+                    frame.time_base = Fraction(1, rate)
+                yield from out.encode(frame)
+        yield from out.encode(None)
+    except (av.FFmpegError, ValueError) as exc:
+        log.warning("%s: audio encoding stopped at damaged data (%s)", name, exc)
 
 
 def _audio_packets(container: Any, stream: Any, start: Fraction,
