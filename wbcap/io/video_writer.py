@@ -3,7 +3,8 @@
 H.264 (libx264, ``yuv420p``), at a constant frame rate, or at the frames' own times when
 :meth:`VideoWriter.write` is given them (variable frame rate, so the output keeps the source's
 timing and its copied audio in sync); written under a temporary name and renamed into place only
-when complete; optional audio copied packet for packet (no re-encoding) from the source video.
+when complete; optional audio copied packet for packet (no re-encoding) from the source video, or
+encoded as AAC where an MP4's players would not play it (:data:`_PLAYABLE_AUDIO`).
 
 User mistakes (an unsupported file ending, a missing output folder, bad arguments) raise
 :class:`wbcap.errors.InputError` with one line naming the file and the fix. Importing this
@@ -118,7 +119,10 @@ class VideoWriter:
     ``[audio_start, audio_end)`` (seconds on the same clock as :attr:`Frame.time` of that file)
     are copied without re-encoding and shifted so that ``audio_start`` plays at 0, interleaved
     with the video as frames are written. Cuts fall on packet boundaries (about 20 ms for AAC).
-    A codec the output container cannot hold is skipped with a warning (choose ``.mkv``).
+    Into an MP4 or MOV, audio its players do not take (a camera's PCM; :data:`_PLAYABLE_AUDIO`
+    lists those copied), and into any file audio its container cannot hold, is decoded and
+    encoded as AAC (mono, or stereo from two channels or more) at the same times; audio that cannot
+    be is skipped with a warning.
 
     Example (the output keeps the source's timing, variable frame rate included)::
 
