@@ -64,6 +64,7 @@ def make_video(
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     audio_codec: str = "aac",
+    audio_rate: int = 44100,
 ) -> Path:
     """Write a test video (H.264 ``yuv420p`` unless ``codec``/``pix_fmt`` say otherwise; the RGB
     frames are converted to ``pix_fmt`` by the encoder). ``pts_ms`` gives explicit (variable)
@@ -81,7 +82,7 @@ def make_video(
         s.metadata[k] = v
     a = None
     if audio:
-        a = c.add_stream(audio_codec, rate=44100)
+        a = c.add_stream(audio_codec, rate=audio_rate)
         a.layout = "mono"
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -97,11 +98,11 @@ def make_video(
     for p in s.encode():
         c.mux(p)
     if a is not None:
-        sr = 44100
+        sr = audio_rate
         t = np.arange(int(sr * n / fps)) / sr
         freq = 440.0 if audio == "tone" else 300.0 + 200.0 * np.floor(t)
         x = (0.3 * np.sin(2 * np.pi * np.cumsum(np.broadcast_to(freq, t.shape)) / sr))
-        pcm = audio_codec.startswith("pcm_s16")
+        pcm = audio_codec.startswith(("pcm_s16", "adpcm"))
         x = (x * 32767).astype(np.int16) if pcm else x.astype(np.float32)
         for k in range(0, len(x), 1024):
             f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="s16" if pcm else "flt", layout="mono")
@@ -851,6 +852,30 @@ def test_writer_encodes_pcm_audio_as_aac(tmp_path: Path, caplog) -> None:
                                                                                  audio="tone")) as w:
             w.write(draw(0))
     assert "encoded as AAC" not in caplog.text
+
+
+def test_writer_encodes_audio_of_any_rate_and_time_base_in_step(tmp_path: Path) -> None:
+    """A break-it trial: a 37.8 kHz source stopped the render (no such AAC rate), and ADPCM in an
+    AVI (a time base of one block, 127 ms there) came out 80 ms early after a start between blocks. Now
+    the nearest AAC rate above, and each frame at its own time less the start."""
+    from wbcap.io.video_writer import _aac_rate
+
+    assert [_aac_rate(r) for r in (8000, 37800, 44100, 192000, 0)] == [8000, 44100, 44100, 96000, 48000]
+    for name, codec, vcodec, rate in (("odd.mov", "pcm_s16le", "libx264", 37800),
+                                      ("adpcm.avi", "adpcm_ima_wav", "mpeg4", 8000)):
+        src_path = make_video(tmp_path / name, n=30, audio="steps", audio_codec=codec, audio_rate=rate, codec=vcodec)
+        out = tmp_path / f"cut_{name}.mp4"
+        src = open_frames(src_path, start=1.05, end=2.5)  # (300 Hz in [0, 1), 500 in [1, 2), 700 in [2, 3) s)
+        with VideoWriter(out, W, H, 10, audio_from=src_path, audio_start=1.05, audio_end=2.5) as w:
+            for f in src:
+                w.write(f.image)
+        duration, first, samples, sr = _audio_of(out)
+        assert sr == _aac_rate(rate) and -0.03 <= first < 0.26, (name, first)  # (whole packets: this ADPCM's 255 ms)
+        # 500 Hz until 0.95 s, 700 Hz from there: the change where the source's is, within 30 ms (the
+        # decoded samples begin at the first packet's time)
+        before, after = ([int((t - first) * sr) for t in span] for span in ((0.86, 0.94), (0.97, 1.05)))
+        assert _dominant_hz(samples[before[0]:before[1]], sr) == pytest.approx(500, abs=25), name
+        assert _dominant_hz(samples[after[0]:after[1]], sr) == pytest.approx(700, abs=25), name
 
 
 def test_writer_without_audio_in_source(tmp_path: Path, media: SimpleNamespace) -> None:

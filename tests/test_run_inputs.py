@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -512,6 +513,14 @@ def test_a_broken_link_in_place_of_a_frame_is_refused_before_the_model(tmp_path,
         assert text(r) == (f"error: {frames / '0001.png'}: is a symbolic link to {tmp_path / 'moved' / '0001.png'}, "
                            "which leads to no file (the link is broken, or a loop of links); fix or remove the link"), \
             (extra, text(r))
+        assert not out.exists()
+    # a named pipe in a frame's place, read or not: refused, where checking it waited forever (a break-it trial)
+    (frames / "0001.png").unlink()
+    os.mkfifo(frames / "0001.png")
+    for extra in ((), ("--max-frames", "1")):
+        r = invoke("run", frames, "-o", out, "--detector", "full", *extra, *base_args)
+        assert r.exit_code == 2 and text(r) == (f"error: {frames / '0001.png'}: is not a regular file (a pipe or a "
+                                                "device); save the image to a file and pass that"), (extra, text(r))
         assert not out.exists()
 
 

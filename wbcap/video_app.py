@@ -842,14 +842,13 @@ def _check_selection(job: VideoJob, source, continues: bool = False) -> None:
     if info.is_image_sequence:
         check_size(info.path, info.width, info.height, what="sequence's first image",
                    fix="use larger images")
-        from wbcap.io.images import check_image_files, missing_path_message
+        from wbcap.io.images import check_image_files, check_regular_file
 
-        # a link to nothing anywhere in the sequence, read or not: its place is a frame's (the run's
-        # record of its source lists every image; a review: one outside --max-frames stopped the run
-        # after the model loaded, told to try again)
-        broken = next((p for p in source.image_paths() if p.is_symlink() and not p.exists()), None)
-        if broken is not None:
-            raise InputError(missing_path_message(broken))
+        # a link to nothing, a pipe or a device anywhere in the sequence, read or not: its place is a
+        # frame's (the run's record of its source lists every image; a review: a link outside
+        # --max-frames stopped the run after the model loaded, told to try again)
+        for path in source.image_paths():
+            check_regular_file(path)
         check_image_files([path for _, path in source.selected_images()], (info.height, info.width))
     else:
         check_size(info.path, info.width, info.height, what="video's picture", fix="use a larger video")

@@ -309,6 +309,7 @@ def check_image_files(paths: Iterable[str | os.PathLike[str]], size: tuple[int, 
     height, width = size
     for path in paths:
         p = Path(path)
+        check_regular_file(p)  # (before opening it: a pipe's open waited forever)
         found = _header_size(p) if _ends_whole(p) else None
         if found != (height, width):  # (or no answer): the whole file settles it
             found = load_image(p).shape[:2]
@@ -504,11 +505,21 @@ def _natural_key(path: Path) -> tuple[object, ...]:
     return tuple((0, int(s), s) if s.isdigit() else (1, 0, s.lower()) for s in parts)
 
 
-def _read_bytes(p: Path) -> bytes:
+def check_regular_file(p: Path) -> None:
+    """Raise InputError, one line naming ``p``, unless it is a regular file (or a link to one): a
+    folder, a link to nothing (:func:`missing_path_message`), a named pipe or a device (reading one
+    waited forever: a user trial; checking a sequence's frames too, a break-it trial)."""
+    if p.is_file():
+        return
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not an image; pass an image file")
-    if p.exists() and not p.is_file():  # (a named pipe or a device: reading it waited forever in a user trial)
-        raise InputError(f"{p}: is not a regular file (a pipe or a device); save the image to a file and pass that")
+    if not p.exists():
+        raise InputError(missing_path_message(p, "file"))
+    raise InputError(f"{p}: is not a regular file (a pipe or a device); save the image to a file and pass that")
+
+
+def _read_bytes(p: Path) -> bytes:
+    check_regular_file(p)
     try:
         data = p.read_bytes()
     except FileNotFoundError:

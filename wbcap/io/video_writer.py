@@ -392,7 +392,7 @@ class VideoWriter:
             if copy:
                 self._audio_out = self._container.add_stream_from_template(stream)
             else:
-                self._audio_out = self._container.add_stream("aac", rate=stream.rate)
+                self._audio_out = self._container.add_stream("aac", rate=_aac_rate(stream.rate))
                 self._audio_out.layout = "mono" if stream.channels == 1 else "stereo"
         except (av.FFmpegError, ValueError) as exc:
             log.warning("%s: audio cannot be %s (%s); writing video only", src,
@@ -408,9 +408,12 @@ class VideoWriter:
             origin = _time_origin(origin_probe)
         finally:
             origin_probe.close()
-        packets = _audio_packets(container, stream, Fraction(start) + origin,
-                                 None if end is None else Fraction(end) + origin)
-        self._audio_packets = packets if copy else _encoded_audio(packets, self._audio_out, container.name)
+        first, last = Fraction(start) + origin, None if end is None else Fraction(end) + origin
+        if copy:
+            self._audio_packets = _audio_packets(container, stream, first, last)
+        else:  # (times from the packets' own: a shift in a coarse time base put ADPCM 80 ms early, a break-it trial)
+            self._audio_packets = _encoded_audio(_audio_packets(container, stream, first, last, shift=False),
+                                                 self._audio_out, first, container.name)
 
     def _mux_audio_until(self, t: Fraction | None) -> None:
         """Mux copied audio packets that start before ``t`` seconds (all when ``t`` is None)."""
@@ -461,11 +464,24 @@ _PLAYABLE_AUDIO = frozenset({"aac", "mp3", "mp3float", "ac3", "eac3", "opus", "f
 _MP4_FORMATS = frozenset({"mp4", "mov", "mov,mp4,m4a,3gp,3g2,mj2", "ipod", "3gp", "3g2"})
 
 
-def _encoded_audio(packets: Iterator[Any], out: Any, name: str) -> Iterator[Any]:
-    """``packets`` (:func:`_audio_packets`: the stretch's, shifted to start at 0) decoded and
-    encoded by ``out`` (an AAC stream: PyAV converts each frame to its sample format, layout and
-    rate and cuts them into its frame size), then the encoder's last packets. Each frame keeps its
-    time, in ``1 / rate`` ticks, so the audio stays in step as copied packets do."""
+#: The sample rates FFmpeg's AAC encoder takes (its MPEG-4 table); another is resampled to the
+#: nearest above, 96 kHz at most (37.8 kHz or 192 kHz stopped the render: a break-it trial).
+_AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def _aac_rate(rate: int | None) -> int:
+    """The AAC output rate for a source of ``rate`` Hz (:data:`_AAC_RATES`; 48 kHz when unknown)."""
+    if not rate:
+        return 48000
+    return next((r for r in _AAC_RATES if r >= rate), _AAC_RATES[-1])
+
+
+def _encoded_audio(packets: Iterator[Any], out: Any, start: Fraction, name: str) -> Iterator[Any]:
+    """``packets`` (:func:`_audio_packets` of the stretch, their times as in the source) decoded
+    and encoded by ``out`` (an AAC stream: PyAV converts each frame to its sample format, layout
+    and rate and cuts them into its frame size), then the encoder's last packets. Each frame is
+    placed at its source time less ``start`` (seconds), in ``1 / rate`` ticks, so the audio stays
+    in step whatever the source's time base."""
     import av
 
     rate = out.codec_context.sample_rate
@@ -473,7 +489,7 @@ def _encoded_audio(packets: Iterator[Any], out: Any, name: str) -> Iterator[Any]
         for packet in packets:
             for frame in packet.decode():
                 if frame.pts is not None and frame.time_base is not None:
-                    frame.pts = round(frame.pts * frame.time_base * rate)
+                    frame.pts = max(0, round((frame.pts * frame.time_base - start) * rate))
                     frame.time_base = Fraction(1, rate)
                 yield from out.encode(frame)
         yield from out.encode(None)
@@ -482,15 +498,16 @@ def _encoded_audio(packets: Iterator[Any], out: Any, name: str) -> Iterator[Any]
 
 
 def _audio_packets(container: Any, stream: Any, start: Fraction,
-                   end: Fraction | None) -> Iterator[Any]:
-    """Audio packets with ``start <= pts < end`` (absolute seconds), timestamps shifted by -start.
+                   end: Fraction | None, shift: bool = True) -> Iterator[Any]:
+    """Audio packets with ``start <= pts < end`` (absolute seconds), timestamps shifted by -start
+    (unless not ``shift``: as in the source).
 
     Timestamps stay in the input stream's time base; ``mux`` rescales them to the output's.
     """
     import av
 
     tb = Fraction(stream.time_base)
-    shift = math.ceil(start / tb)
+    ticks = math.ceil(start / tb)
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.pts is None:
@@ -500,9 +517,10 @@ def _audio_packets(container: Any, stream: Any, start: Fraction,
                 continue
             if end is not None and t >= end - Fraction(_EPS):
                 return
-            packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
+            if shift:
+                packet.pts -= ticks
+                if packet.dts is not None:
+                    packet.dts -= ticks
             yield packet
     except av.FFmpegError as exc:
         log.warning("%s: audio copy stopped at damaged data (%s)", container.name, exc)
