@@ -525,8 +525,6 @@ def _read_bytes(p: Path) -> bytes:
     except FileNotFoundError:
         raise InputError(missing_path_message(p, "file")) from None
     except OSError as exc:
-        if p.is_symlink() and not p.exists():  # (a loop of links: ELOOP)
-            raise InputError(missing_path_message(p, "file")) from None
         raise InputError(f"{p}: cannot be read ({exc.strerror}); check its permissions") from None
     if not data:
         raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the image")

@@ -494,7 +494,7 @@ def _encoded_audio(packets: Iterator[Any], out: Any, start: Fraction, name: str)
                 yield from out.encode(frame)
         yield from out.encode(None)
     except (av.FFmpegError, ValueError) as exc:
-        log.warning("%s: audio encoding stopped at damaged data (%s)", name, exc)
+        log.warning("%s: audio encoding stopped (%s); the rest of the video has no sound", name, exc)
 
 
 def _audio_packets(container: Any, stream: Any, start: Fraction,

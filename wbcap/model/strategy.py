@@ -1358,7 +1358,6 @@ def choose_cpu_strategy(
     unmeasured: list[str] = []
     deferred: list[str] = []  # (not measured: a short job, measure=False)
     measuring = False
-    measured_names: list[str] = []
     t0 = time.perf_counter()
 
     def usable(pid: str, name: str, part: TunedPart, fast_part: bool | None, warn: bool = True) -> PartChoice | None:
@@ -1411,7 +1410,6 @@ def choose_cpu_strategy(
                                 "cached", name, chosen[name].form)
                 else:
                     new[pid] = chosen[name]
-                    measured_names.append(name)
                 continue
         unmeasured.append(name)
         chosen[name] = default_choice(part, default_form)

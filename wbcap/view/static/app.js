@@ -593,7 +593,7 @@ class VideoViewer extends Viewer {
     // the way down (capture): the track list's boxes stop their clicks from reaching the page.
     document.addEventListener('click', (e) => {
       const control = e.target.closest('button, summary, input[type=checkbox]');
-      if (control && e.detail > 0) control.blur(); // (now: a key pressed next may come before a timer)
+      if (control && e.detail > 0) control.blur(); // (at once: a key pressed right after can come before a timer)
     }, true);
     document.addEventListener('keydown', (e) => {
       if (e.target.closest('input, button, select, textarea, summary')) return; // they have their own keys
