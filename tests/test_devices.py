@@ -381,9 +381,32 @@ def test_params_only_regress_equals_full_regress(small_config, body_layer, monke
             assert torch.equal(value, b.params[name]), name
 
 
-def test_an_image_too_small_for_any_box_says_so(unfused_pipeline):
-    """A 1x1 image was told to pass a box inside it or detector='full', which it had (a user trial)."""
-    from wbcap.errors import NoPersonError
+@pytest.mark.parametrize("shape", [(1, 1, 3), (0, 0, 3), (5, 1, 3), (0, 7, 3)])
+def test_an_image_too_small_for_any_box_is_an_input_error(unfused_pipeline, shape):
+    """A 1x1 image was told to pass a box inside it or detector='full', which it had (a user
+    trial); then a 0x0 or 1x1 array raised NoPersonError, as if nobody had been found (a
+    hostile-input trial): an InputError naming its size, with or without boxes or a detector."""
+    from wbcap.errors import InputError, NoPersonError
 
-    with pytest.raises(NoPersonError, match=r"^tiny.png: the image is 1x1 pixels, too small to hold a person's box"):
-        unfused_pipeline(np.zeros((1, 1, 3), np.uint8), source="tiny.png")
+    h, w = shape[:2]
+    image = np.zeros(shape, np.uint8)
+    message = rf"^tiny.png: the image is {w}x{h} pixels, too small to hold a person's box"
+    for call in (lambda: unfused_pipeline(image, source="tiny.png"),
+                 lambda: unfused_pipeline(image, boxes=[(0, 0, 1, 1)], source="tiny.png"),
+                 lambda: unfused_pipeline(image, detector=lambda im: [], source="tiny.png"),
+                 lambda: unfused_pipeline.predict(image, [(0, 0, 1, 1)], source="tiny.png"),
+                 lambda: unfused_pipeline.crop(image, [(0, 0, 1, 1)], source="tiny.png", strict=False)):
+        with pytest.raises(InputError, match=message) as caught:
+            call()
+        assert not isinstance(caught.value, NoPersonError)
+
+
+@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                   np.zeros((4, 4, 3), np.float32)])
+def test_an_array_not_rgb8_is_an_input_error_before_its_boxes_are_read(unfused_pipeline, image):
+    from wbcap.errors import InputError
+
+    for call in (lambda: unfused_pipeline(image, source="x.png"),
+                 lambda: unfused_pipeline(image, detector=lambda im: 1 / 0, source="x.png")):
+        with pytest.raises(InputError, match=r"^x.png: expected an \(H, W, 3\) uint8 RGB image, got \(4, 4"):
+            call()

@@ -309,10 +309,19 @@ def _given_box(box: object, index: int, given_by: str | None = None,
 
 
 def _check_image_array(image: object, source: str = "image") -> None:
-    """Raises InputError unless ``image`` is a numpy array (a torch tensor's message says how)."""
+    """Raises InputError unless ``image`` is an ``(H, W, 3)`` uint8 numpy array (a torch tensor's
+    message says how) of at least 2 pixels a side: a smaller one holds no person's box (the rule
+    of ``wbcap image``, :func:`wbcap.image_app.check_size`; from Python a 0x0 or 1x1
+    array raised NoPersonError, as if a detector had found nobody: a hostile-input trial)."""
     if not isinstance(image, np.ndarray):
         how = "; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor) else ""
         raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got a {type(image).__name__}{how}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    if min(h, w) < 2:
+        raise InputError(f"{source}: the image is {w}x{h} pixels, too small to hold a person's box (2 pixels a side "
+                         "at least); pass a larger image")
 
 
 class Pipeline:
@@ -720,8 +729,6 @@ class Pipeline:
         _check_image_array(image, source)
         detections = [d if isinstance(d, Detection) and _usable_box(d.box) else
                       _given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
         cfg = self.regressor.config
         jobs, skipped = [], []
@@ -733,9 +740,6 @@ class Pipeline:
             patch, _, inv = crop_image(image, crop_box, tuple(cfg.input_img_shape), dtype=None)
             jobs.append(CropJob(det, crop_box, patch, inv))
         box_text = ", ".join(",".join(f"{v:g}" for v in b) for b in skipped[:3])
-        if skipped and not jobs and strict and min(h, w) < 2:  # (no box fits: the advice below went round in a circle)
-            raise NoPersonError(f"{source}: the image is {w}x{h} pixels, too small to hold a person's box (2 pixels a "
-                                f"side at least); pass a larger image")
         if skipped and not jobs and strict:
             raise NoPersonError(
                 f"{source}: box {box_text} (x,y,w,h) lies outside the {w}x{h} image or has a side under 2 pixels there; "
