@@ -545,6 +545,31 @@ def test_image_folder_glob_and_list(tmp_path: Path) -> None:
     assert [f.index for f in single] == [0] and single.info.frame_count == 1
 
 
+@pytest.mark.parametrize("kw, times, end", [
+    (dict(every=3, end=0.5), [0.0, 0.3], 0.5),  # the frame every would keep next (0.6) is past --end
+    (dict(every=3), [i / 10 for i in range(0, 40, 3)], 4.0),  # the last frame kept is the source's
+    (dict(every=7), [i / 10 for i in range(0, 40, 7)], 4.0),  # 36-39 skipped: to the source's end
+    (dict(start=1.0, end=2.45, every=2), [1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4], 2.45),
+    (dict(), [i / 10 for i in range(40)], 4.0),
+    (dict(every=3, max_frames=2), [0.0, 0.3], None),  # stopped by max_frames: the next frame is unknown
+])
+def test_stretch_end_is_where_the_last_frames_stretch_of_the_source_ends(media: SimpleNamespace, tmp_path: Path,
+                                                                         kw, times, end) -> None:
+    """What render.mp4's last frame lasts until (the video and an image sequence of the same
+    10 fps timing, every frame 0.1 s): it lasted one --every stride, past --end and the source."""
+    paths = _write_pngs(tmp_path / "seq", 40)
+    for spec, extra in ((media.basic, {}), (tmp_path / "seq", dict(image_fps=10.0))):
+        src = open_frames(spec, **kw, **extra)
+        assert src.stretch_end is None
+        assert [f.time for f in src] == pytest.approx(times), spec
+        assert src.stretch_end == (None if end is None else pytest.approx(end, abs=1e-9)), spec
+    assert len(paths) == 40
+    src = open_frames(media.basic, every=3)
+    for _ in src:
+        break  # (the consumer stopped: unknown)
+    assert src.stretch_end is None
+
+
 def test_image_sequence_size_mismatch(tmp_path: Path) -> None:
     import cv2
 
@@ -826,6 +851,30 @@ def test_writer_cuts_audio(tmp_path: Path, media: SimpleNamespace) -> None:
     assert first == pytest.approx(0.0, abs=0.03)
     assert _dominant_hz(samples[int(0.1 * sr): int(0.9 * sr)], sr) == pytest.approx(500, abs=5)
     assert _dominant_hz(samples[int(1.05 * sr): int(1.45 * sr)], sr) == pytest.approx(700, abs=5)
+
+
+@pytest.mark.parametrize("every, end, length", [(3, 0.5, 0.5), (3, None, 4.0), (7, None, 4.0), (1, 2.0, 2.0)])
+def test_writer_ends_at_the_sources_stretch_end(tmp_path: Path, media: SimpleNamespace, every, end, length) -> None:
+    """end_at(stretch_end): the last frame lasts to --end or the source's end, the audio stops
+    there too (an odd-media trial: with --every 3 --end 0.5 the render ran to 0.6 s, its audio to 0.51)."""
+    from wbcap.testing.videos import stream_times
+
+    out = tmp_path / "ended.mp4"
+    src = open_frames(media.tone, every=every, end=end)
+    with VideoWriter(out, W, H, Fraction(10, every), audio_from=media.tone, audio_end=end) as w:
+        for f in src:
+            w.write(f.image, time=f.time)
+        with pytest.raises(ValueError, match="is not after the last frame's"):
+            w.end_at(f.time)
+        with pytest.raises(ValueError, match="not a number of seconds"):
+            w.end_at(float("nan"))
+        w.end_at(src.stretch_end)
+    times, _, audio = stream_times(out)
+    assert times == pytest.approx([i / 10 for i in range(0, round(10 * length), every)], abs=1e-4)
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        assert float(video.duration * video.time_base) == pytest.approx(length, abs=1e-3)
+    assert length - 0.03 <= audio <= length + 0.024  # (whole AAC packets of 23 ms: one may start before the end)
 
 
 def test_writer_encodes_pcm_audio_as_aac(tmp_path: Path, caplog) -> None:

@@ -78,6 +78,9 @@ def render_video(
                 n += 1
                 if progress:
                     progress("render", n, total)
+        stretch_end = getattr(frames, "stretch_end", None)  # (a FrameSource's, once read to its end)
+        if stretch_end is not None:
+            writer.end_at(stretch_end)  # (not one --every stride past --end or the source's end)
     add_time(timings, "rendering", t0)
     return path
 

@@ -169,6 +169,15 @@ class FrameSource:
             ``fps=image_fps``, ``frame_count`` = number of images, ``rotation`` and ``mirrored``
             the first image's EXIF orientation, which ``load_image`` applies, as each image's own).
         start, end, every, max_frames: the selection (seconds, seconds, frames, frames).
+        stretch_end: once an iteration has run to its end, the time (seconds, as
+            :attr:`Frame.time`) where the stretch of the source its last frame stands for ends:
+            the frame ``every`` would have kept next, ``end``, or the source's end (its last
+            frame's time plus one nominal frame interval), whichever comes first; None before,
+            during, after an iteration stopped by ``max_frames`` or by its consumer, or when
+            it yielded nothing. ``render.mp4`` shows the last frame until then
+            (:meth:`wbcap.io.video_writer.VideoWriter.end_at`; it ran on for the interval
+            before it, up to one ``--every`` stride past ``--end`` or the source: an
+            odd-media trial).
     """
 
     def __init__(
@@ -189,6 +198,7 @@ class FrameSource:
         self.max_frames = None if max_frames is None else int(max_frames)
         self._image_paths: list[Path] | None = None
         self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
+        self.stretch_end: float | None = None
         video = _video_path_of(spec)
         if video is not None:
             self.info, self._origin = _probe(video, warn=self.warn_retimed)
@@ -255,7 +265,9 @@ class FrameSource:
 
         fps = self.info.fps
         yielded = 0
-        for i, path in self.selected_images():
+        self.stretch_end = None
+        chosen = self.selected_images()
+        for i, path in chosen:
             t = i / fps
             image = load_image(path)
             if image.shape[:2] != (self.info.height, self.info.width):
@@ -266,6 +278,9 @@ class FrameSource:
                 )
             yielded += 1
             yield Frame(index=i, time=t, image=image)
+        if chosen and (self.max_frames is None or len(chosen) < self.max_frames):
+            ends = (chosen[-1][0] + self.every, len(paths))  # (the next image kept; the sequence's end)
+            self.stretch_end = min(min(ends) / fps, math.inf if self.end is None else self.end)
         if yielded == 0 and self.max_frames != 0:
             raise InputError(
                 f"{self.info.path}: no image in the selected range ({_range_text(self.start, self.end, 'the sequence')}; {len(paths)} images at {fps:g} fps = "
@@ -333,13 +348,15 @@ class FrameSource:
             in_range = 0  # frames seen inside [start, end)
             prev_time: float | None = None
             stopped_early = False
+            at_end = False  # stopped by the first frame at or after `end`
+            self.stretch_end = None
             for av_frame, t_exact in itertools.chain([first] if first else [], timed):
                 t = float(t_exact)
                 prev_time = t
                 if t < self.start - _EPS:
                     continue
                 if self.end is not None and t >= self.end - _EPS:
-                    stopped_early = True
+                    stopped_early = at_end = True
                     break
                 frame_index = index
                 index += 1
@@ -356,6 +373,8 @@ class FrameSource:
                     stopped_early = True
                     break
 
+            if yielded and (at_end or not stopped_early):  # (not after max_frames: the next frame is unknown)
+                self.stretch_end = self.end if at_end else prev_time + float(step)
             if state.error is not None and state.decoded == 0 and self.start <= 0:
                 raise InputError(
                     f"{p}: no video frame could be decoded (truncated or corrupt); re-download "

@@ -102,7 +102,8 @@ class VideoWriter:
       :data:`WRITER_TIME_BASE` (1/90000 s; Matroska stores 1 ms; a coarser one for a nominal
       rate under ~1 frame in 1.7 hours, or for a ``longest_interval`` between frames over ~6.6
       hours, :func:`timed_time_base`), each frame lasting until the
-      next one, the last as long as the interval before it (``1/fps`` for a single frame), so
+      next one, the last until :meth:`end_at`'s time when given (where the source's stretch
+      behind it ends), else as long as the interval before it (``1/fps`` for a single frame), so
       the file is as long as the source span it covers, within one frame. Times must increase;
       two that round to the same tick are one tick apart. Written without B-frames: with them,
       x264's decode times lag the presentation times by two frames, and MP4 takes the track's
@@ -177,6 +178,7 @@ class VideoWriter:
         self._held: Any = None  # timed mode: the last frame, encoded once its duration is known
         self._prev_pts: int | None = None  # timed mode: pts of the frame before the held one
         self._last_time: float | None = None
+        self._end: Fraction | None = None  # end_at(): the source time the output stops at
         self._durations: dict[int, int] = {}  # timed mode: pts -> duration, for the packets
         self._time_base = timed_time_base(self.fps, longest_interval)  # timed mode's ticks
         self._container: Any = None
@@ -256,6 +258,26 @@ class VideoWriter:
         self.frames_written += 1
         self._mux_audio_until(pts * self._time_base)
 
+    def end_at(self, time: float) -> None:
+        """Stop the output at source time ``time`` (seconds, on the clock of :meth:`write`'s
+        ``time``; at most ``audio_end``'s effect is kept where that is earlier): in timed mode
+        the last frame lasts until then (one tick at least) instead of as long as the interval
+        before it, and no audio packet starting at or after it is copied. For the time where
+        the source's stretch behind the last frame ends (a reader's
+        :attr:`~wbcap.io.video_reader.FrameSource.stretch_end`): with ``--every 3 --end 0.5``
+        on a 10 fps clip the frame at 0.3 s lasted 0.3 s, and the render ran 0.1 s past
+        ``--end`` and its audio (an odd-media trial). Call it before :meth:`close`.
+
+        Raises:
+            ValueError: ``time`` is not finite, or not after the last frame written.
+        """
+        if not math.isfinite(time):
+            raise ValueError(f"{self.path}: end time {time} is not a number of seconds")
+        if self._last_time is not None and time <= self._last_time:
+            raise ValueError(f"{self.path}: end time {time:.6f} s is not after the last frame's "
+                             f"{self._last_time:.6f} s")
+        self._end = Fraction(time)
+
     def close(self) -> None:
         """Finish the file and move it into place (idempotent).
 
@@ -269,14 +291,16 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise InputError(f"{self.path}: no frame was written, so no video was saved; "
                                  "check that the input yields frames")
-            if self._held is not None:  # the last frame lasts as long as the interval before it
-                if self._prev_pts is not None:
+            if self._held is not None:  # the last frame lasts until end_at's time, or as long as the interval before it
+                if self._end is not None:
+                    last = max(1, round((self._end - self._origin) / self._time_base) - self._held.pts)
+                elif self._prev_pts is not None:
                     last = self._held.pts - self._prev_pts
                 else:
                     last = max(1, round(1 / (self.fps * self._time_base)))
                 self._encode_held(last)
             self._encode(None)
-            self._mux_audio_until(None)
+            self._mux_audio_until(None if self._end is None else self._end - self._origin)
             self._container.close()
             self._container = None
             self._close_audio()
