@@ -570,6 +570,58 @@ def test_stretch_end_is_where_the_last_frames_stretch_of_the_source_ends(media: 
     assert src.stretch_end is None
 
 
+@pytest.mark.parametrize("fmt, suffix, codec, name", [
+    ("mp4", ".mp4", "libx264", "MP4/MOV"), ("mov", ".mov", "libx264", "MP4/MOV"),
+    ("matroska", ".mkv", "libx264", "Matroska/WebM"), ("webm", ".webm", "libvpx-vp9", "Matroska/WebM"),
+    ("avi", ".avi", "mpeg4", "AVI"), ("mpegts", ".ts", "libx264", "MPEG-TS"), ("flv", ".flv", "flv", "FLV"),
+    ("asf", ".wmv", "wmv2", "ASF/WMV"),
+])
+def test_a_video_named_as_a_picture_is_read_as_the_video(tmp_path: Path, caplog, fmt, suffix, codec, name) -> None:
+    """A clip saved as .jpg: `wbcap run` said to pass a JPEG, `wbcap image` not to use `wbcap run`
+    (an odd-media trial). Its container is known by its first bytes."""
+    from wbcap.io.images import file_video_container, load_image
+
+    src = tmp_path / f"clip{suffix}"
+    with av.open(str(src), "w", format=fmt) as c:
+        stream = c.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(draw(i, 64, 48), format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    named = tmp_path / "clip.jpg"
+    named.write_bytes(src.read_bytes())
+    assert file_video_container(named) == name
+    with caplog.at_level(logging.WARNING, logger="wbcap"):
+        frames = open_frames(named)
+        assert not frames.info.is_image_sequence and len(list(frames)) == 6
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{named}: named as a picture but holds a video ({name}); read as the video"]
+    with pytest.raises(InputError) as caught:
+        load_image(named)
+    assert str(caught.value) == (f"{named}: holds a video ({name}), not a picture; `wbcap run` reads it frame by "
+                                 "frame (or rename it to its kind, e.g. clip.mp4)")
+
+
+def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
+    """Every picture format wbcap reads, and a HEIF / AVIF photo's header, is not a video's."""
+    import cv2
+
+    from wbcap.io.images import IMAGE_EXTENSIONS, file_video_container, video_container
+
+    for suffix in sorted(IMAGE_EXTENSIONS):
+        p = tmp_path / f"a{suffix}"
+        if not cv2.imwrite(str(p), draw(1, 64, 48)):  # (.jpe / .dib: OpenCV may write them under other names)
+            continue
+        assert file_video_container(p) is None, suffix
+        assert open_frames(p).info.is_image_sequence, suffix
+    for brand in (b"heic", b"mif1", b"avif"):
+        assert video_container(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 180) is None
+    assert video_container(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 180) == "MP4/MOV"
+    assert video_container(b"") is None and file_video_container(tmp_path / "missing.jpg") is None
+
+
 def test_image_sequence_size_mismatch(tmp_path: Path) -> None:
     import cv2
 

@@ -158,6 +158,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
+        container = video_container(data[:192])
+        if container is not None:
+            raise InputError(f"{p}: holds a video ({container}), not a picture; `wbcap run` reads it frame by frame "
+                             f"(or rename it to its kind, e.g. {p.stem}.mp4)")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
                          + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
@@ -493,6 +497,51 @@ _VIDEO_NAMES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts
 def is_moving_picture_name(path: str | os.PathLike[str]) -> bool:
     """Whether ``path``'s name is a video's or a GIF's (what `wbcap run` reads frame by frame)."""
     return Path(path).suffix.lower() in _VIDEO_NAMES | {".gif"}
+
+
+#: ``ftyp`` brands of ISO-BMFF files that hold pictures, not video (HEIF/HEIC, AVIF): a photo.
+_PICTURE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
+                             b"msf1", b"avif", b"avis"})
+#: ASF's (WMV's) header object GUID, its first 16 bytes.
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
+def video_container(head: bytes) -> str | None:
+    """The video container a file's first bytes (``head``: 192 or more for MPEG-TS) begin,
+    by the containers' signatures, or None: MP4/MOV (an ``ftyp``, ``moov``, ``mdat``, ``free``,
+    ``skip`` or ``wide`` box first; ISO/IEC 14496-12, QuickTime; not an ``ftyp`` of a HEIF or
+    AVIF picture's brand), Matroska/WebM (EBML's ``1A 45 DF A3``), AVI (``RIFF`` .. ``AVI ``),
+    MPEG-TS (sync byte ``G`` every 188 bytes), FLV, Ogg, ASF/WMV (not an MPEG program stream,
+    which FFmpeg does not read under a picture's name). No picture format wbcap reads begins so: a file named as a
+    picture that does holds a video (a clip saved as ``.jpg``: `wbcap run` told it to pass a
+    JPEG, an odd-media trial)."""
+    box = head[4:8]
+    if box == b"ftyp":
+        return None if head[8:12] in _PICTURE_BRANDS else "MP4/MOV"
+    if box in (b"moov", b"mdat", b"free", b"skip", b"wide"):
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if len(head) > 188 and head[0] == head[188] == 0x47:
+        return "MPEG-TS"
+    if head[:3] == b"FLV":
+        return "FLV"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[:16] == _ASF_GUID:
+        return "ASF/WMV"
+    return None
+
+
+def file_video_container(path: Path) -> str | None:
+    """:func:`video_container` of a regular file's first bytes; None for one that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return video_container(f.read(192))
+    except OSError:
+        return None
 
 
 def _is_image_name(path: Path) -> bool:

@@ -199,7 +199,7 @@ class FrameSource:
         self._image_paths: list[Path] | None = None
         self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
         self.stretch_end: float | None = None
-        video = _video_path_of(spec)
+        video = _video_path_of(spec, warn=self.warn_retimed)
         if video is not None:
             self.info, self._origin = _probe(video, warn=self.warn_retimed)
         else:
@@ -562,9 +562,11 @@ def _to_rgb(frame: Any) -> np.ndarray:
     return frame.to_ndarray(**kwargs)
 
 
-def _video_path_of(spec: object) -> Path | None:
-    """The video file ``spec`` names, or None when it names images (file, folder, pattern, list)."""
-    from wbcap.io.images import IMAGE_EXTENSIONS, missing_path_message, path_kind
+def _video_path_of(spec: object, warn: bool = True) -> Path | None:
+    """The video file ``spec`` names, or None when it names images (file, folder, pattern, list).
+    A file named as a picture that holds a video (:func:`wbcap.io.images.file_video_container`)
+    is the video, said in a warning with ``warn``."""
+    from wbcap.io.images import IMAGE_EXTENSIONS, file_video_container, missing_path_message, path_kind
 
     if not isinstance(spec, (str, os.PathLike)):
         return None
@@ -573,7 +575,14 @@ def _video_path_of(spec: object) -> Path | None:
     if kind in ("folder", "pattern"):
         return None
     if kind == "file":
-        return None if p.suffix.lower() in IMAGE_EXTENSIONS else p
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            return p
+        container = file_video_container(p) if p.is_file() else None
+        if container is not None:
+            (log.warning if warn else log.debug)("%s: named as a picture but holds a video (%s); read as the video",
+                                                 p, container)
+            return p
+        return None
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return None  # let iter_image_paths report the missing image
     raise InputError(missing_path_message(p))
