@@ -297,3 +297,9 @@ def test_the_photo_demos_advice_is_for_the_demo(tmp_path, monkeypatch):
     assert r.exit_code == 2 and r.stderr == (f"error: {video}: --image takes a photo; for a video or GIF use --video "
                                              f"{video}\n"), r.stderr
     assert not (tmp_path / "E").exists()
+    named = tmp_path / "clip.jpg"  # (an MP4 by its first box: a break-it trial was sent to `wbcap run`)
+    named.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\0" * 64)
+    r = CliRunner().invoke(cli, ["demo", "--image", str(named), "-o", str(tmp_path / "E")])
+    assert r.exit_code == 2 and r.stderr == (f"error: {named}: --image takes a photo; for a video or GIF use --video "
+                                             f"{named}\n"), r.stderr
+    assert not (tmp_path / "E").exists()

@@ -407,6 +407,7 @@ def test_an_array_not_rgb8_is_an_input_error_before_its_boxes_are_read(unfused_p
     from wbcap.errors import InputError
 
     for call in (lambda: unfused_pipeline(image, source="x.png"),
-                 lambda: unfused_pipeline(image, detector=lambda im: 1 / 0, source="x.png")):
+                 lambda: unfused_pipeline(image, detector=lambda im: 1 / 0, source="x.png"),
+                 lambda: unfused_pipeline.predict(image, [(0, 0, float("nan"), 1)], source="x.png")):
         with pytest.raises(InputError, match=r"^x.png: expected an \(H, W, 3\) uint8 RGB image, got \(4, 4"):
             call()

@@ -551,14 +551,20 @@ def test_image_folder_glob_and_list(tmp_path: Path) -> None:
     (dict(every=7), [i / 10 for i in range(0, 40, 7)], 4.0),  # 36-39 skipped: to the source's end
     (dict(start=1.0, end=2.45, every=2), [1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4], 2.45),
     (dict(), [i / 10 for i in range(40)], 4.0),
-    (dict(every=3, max_frames=2), [0.0, 0.3], None),  # stopped by max_frames: the next frame is unknown
+    (dict(end=10.0), [i / 10 for i in range(40)], 4.0),  # (an end past the source's)
+    (dict(end=3.95), [i / 10 for i in range(40)], 3.95),  # (an end between the last frame and the source's end)
+    (dict(every=3, max_frames=2), [0.0, 0.3], 0.6),  # stopped by max_frames: the next frame it would keep
+    (dict(every=3, end=0.5, max_frames=2), [0.0, 0.3], 0.5),  # (max_frames on the selection's last frame)
+    (dict(every=3, max_frames=14), [i / 10 for i in range(0, 40, 3)], 4.0),
+    (dict(every=100, max_frames=1), [0.0], (None, 4.0)),  # video: more than PEEK_FRAMES ahead, unknown
 ])
 def test_stretch_end_is_where_the_last_frames_stretch_of_the_source_ends(media: SimpleNamespace, tmp_path: Path,
                                                                          kw, times, end) -> None:
     """What render.mp4's last frame lasts until (the video and an image sequence of the same
     10 fps timing, every frame 0.1 s): it lasted one --every stride, past --end and the source."""
     paths = _write_pngs(tmp_path / "seq", 40)
-    for spec, extra in ((media.basic, {}), (tmp_path / "seq", dict(image_fps=10.0))):
+    ends = end if isinstance(end, tuple) else (end, end)
+    for spec, extra, end in zip((media.basic, tmp_path / "seq"), ({}, dict(image_fps=10.0)), ends, strict=True):
         src = open_frames(spec, **kw, **extra)
         assert src.stretch_end is None
         assert [f.time for f in src] == pytest.approx(times), spec
@@ -571,7 +577,7 @@ def test_stretch_end_is_where_the_last_frames_stretch_of_the_source_ends(media: 
 
 
 @pytest.mark.parametrize("fmt, suffix, codec, name", [
-    ("mp4", ".mp4", "libx264", "MP4/MOV"), ("mov", ".mov", "libx264", "MP4/MOV"),
+    ("mp4", ".mp4", "libx264", "MP4/MOV"), ("mov", ".mov", "libx264", "MP4/MOV"), ("m2ts", ".mts", "libx264", "MPEG-TS"),
     ("matroska", ".mkv", "libx264", "Matroska/WebM"), ("webm", ".webm", "libvpx-vp9", "Matroska/WebM"),
     ("avi", ".avi", "mpeg4", "AVI"), ("mpegts", ".ts", "libx264", "MPEG-TS"), ("flv", ".flv", "flv", "FLV"),
     ("asf", ".wmv", "wmv2", "ASF/WMV"),
@@ -582,7 +588,8 @@ def test_a_video_named_as_a_picture_is_read_as_the_video(tmp_path: Path, caplog,
     from wbcap.io.images import file_video_container, load_image
 
     src = tmp_path / f"clip{suffix}"
-    with av.open(str(src), "w", format=fmt) as c:
+    with av.open(str(src), "w", format="mpegts" if fmt == "m2ts" else fmt,
+                 options={"mpegts_m2ts_mode": "1"} if fmt == "m2ts" else {}) as c:
         stream = c.add_stream(codec, rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(6):
@@ -600,8 +607,10 @@ def test_a_video_named_as_a_picture_is_read_as_the_video(tmp_path: Path, caplog,
         f"{named}: named as a picture but holds a video ({name}); read as the video"]
     with pytest.raises(InputError) as caught:
         load_image(named)
-    assert str(caught.value) == (f"{named}: holds a video ({name}), not a picture; `wbcap run` reads it frame by "
-                                 "frame (or rename it to its kind, e.g. clip.mp4)")
+    suffix = {"MP4/MOV": ".mp4", "Matroska/WebM": ".mkv", "AVI": ".avi", "MPEG-TS": ".ts", "FLV": ".flv",
+              "ASF/WMV": ".wmv"}[name]
+    assert str(caught.value) == (f"{named}: holds a video ({name}), not a picture; `wbcap run` reads it, given on "
+                                 f"its own (named clip{suffix} or not)")
 
 
 def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
@@ -616,10 +625,35 @@ def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
             continue
         assert file_video_container(p) is None, suffix
         assert open_frames(p).info.is_image_sequence, suffix
-    for brand in (b"heic", b"mif1", b"avif"):
-        assert video_container(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 180) is None
-    assert video_container(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 180) == "MP4/MOV"
+    for brand in (b"heic", b"mif1", b"avif", b"miaf", b"mif2", b"heif", b"avci", b"jpeg", b"MiHE", b"crx "):
+        assert video_container(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 180) is None, brand
+        # (a picture brand among the compatible ones)
+        assert video_container(b"\x00\x00\x00\x1cftypisom\x00\x00\x00\x00mp41" + brand + b"\x00" * 180) is None, brand
+    assert video_container(b"\x00\x00\x00\x1cftypisom\x00\x00\x00\x00mp41avc1" + b"\x00" * 180) == "MP4/MOV"
     assert video_container(b"") is None and file_video_container(tmp_path / "missing.jpg") is None
+    # (a break-it trial's false videos: a PPM whose comment says "wide", a GIF whose palette puts a
+    # G at byte 188, an ftyp box of an impossible size)
+    ppm = b"P6 #wide angle\n64 48\n255\n" + bytes(64 * 48 * 3)
+    (tmp_path / "wide.ppm").write_bytes(ppm)
+    assert video_container(ppm) is None and open_frames(tmp_path / "wide.ppm").info.is_image_sequence
+    gif = bytearray(b"GIF89a" + bytes(600))
+    gif[188] = gif[376] = 0x47
+    assert video_container(bytes(gif)) is None
+    assert video_container(b"\xff\xff\xff\xffftypisom" + b"\x00" * 180) is None
+
+
+def test_stretch_end_of_a_variable_rate_source_is_its_declared_end(tmp_path: Path) -> None:
+    """Frames at 0, 0.1 and 0.2 s, the last lasting 3 s: the source ends at 3.2 s, not one average
+    frame interval (1.06 s) after its last frame (a break-it trial: render.mp4 stopped at 1.27 s,
+    its audio at 0.3)."""
+    from wbcap.testing.videos import make_vfr_with_audio
+
+    src = open_frames(make_vfr_with_audio(tmp_path / "sparse.mp4", [0, 100, 200], 3000, Fraction(1, 1000)))
+    assert [f.time for f in src] == pytest.approx([0.0, 0.1, 0.2]) and src.stretch_end == pytest.approx(3.2)
+    src = open_frames(tmp_path / "sparse.mp4", every=2)
+    assert [f.time for f in src] == pytest.approx([0.0, 0.2]) and src.stretch_end == pytest.approx(3.2)
+    src = open_frames(tmp_path / "sparse.mp4", end=1.5)
+    assert [f.time for f in src] == pytest.approx([0.0, 0.1, 0.2]) and src.stretch_end == pytest.approx(1.5)
 
 
 def test_image_sequence_size_mismatch(tmp_path: Path) -> None:
@@ -927,6 +961,18 @@ def test_writer_ends_at_the_sources_stretch_end(tmp_path: Path, media: SimpleNam
         video = c.streams.video[0]
         assert float(video.duration * video.time_base) == pytest.approx(length, abs=1e-3)
     assert length - 0.03 <= audio <= length + 0.024  # (whole AAC packets of 23 ms: one may start before the end)
+
+
+def test_writer_timed_audio_stops_with_the_last_frame(tmp_path: Path, media: SimpleNamespace) -> None:
+    """Without end_at or audio_end, the copied audio of a 4 s source stops where the last frame
+    of 2 s of it ends (it ran on to 4 s, two of them under a still picture)."""
+    from wbcap.testing.videos import stream_times
+
+    out = tmp_path / "short.mp4"
+    with VideoWriter(out, W, H, 10, audio_from=media.tone) as w:
+        for f in open_frames(media.tone, end=2.0):
+            w.write(f.image, time=f.time)
+    assert 1.97 <= stream_times(out)[2] <= 2.024
 
 
 def test_writer_encodes_pcm_audio_as_aac(tmp_path: Path, caplog) -> None:

@@ -693,6 +693,7 @@ class Pipeline:
                 numbers within :func:`~wbcap.detect.boxes.check_box`'s range.
             NoPersonError: no usable box remains (e.g. every box outside the image).
         """
+        _check_image_array(image, source)  # (before the boxes, as __call__: a break-it trial)
         detections = [_given_box(d, i, source=source, allow_empty=True) for i, d in enumerate(detections)]
         return self._predict(image, detections, source)
 

@@ -544,7 +544,7 @@ def finalize(
         timings["obj"] = time.perf_counter() - t0
     render_path = None
     if job.render:
-        render_path = _render(job, info, list(col.frames.values()), rate, shown, by_frame, body, body.faces, dev,
+        render_path = _render(job, info, list(col.frames.values()), shown, by_frame, body, body.faces, dev,
                               focal, princpt, progress, timings)
     done_writing(out)
     return VideoResult(
@@ -597,22 +597,21 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     return meta
 
 
-def _render(job: VideoJob, info, frame_times: list[float], rate: float, tracks, by_frame, body, faces, dev,
+def _render(job: VideoJob, info, frame_times: list[float], tracks, by_frame, body, faces, dev,
             focal: float, princpt, progress: Progress | None, timings: dict[str, float]) -> Path:
-    """``render.mp4``: the processed frames (``frame_times`` s, ``rate`` per s) decoded again."""
+    """``render.mp4``: the processed frames (``frame_times`` s) decoded again."""
     from wbcap.export.video_render import render_video
     from wbcap.io.video_reader import open_frames
 
-    # Audio up to the end of the last processed frame (--max-frames may stop before --end).
-    last = frame_times[-1] + 1.0 / rate if frame_times else job.start
-    audio_end = last if job.end is None else min(job.end, last)
+    # (the audio stops where the last frame does: at the end of the stretch of the source it
+    # stands for, the reader's stretch_end, which render_video gives the writer)
     frames = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
                          image_fps=job.image_fps, warn_retimed=False)  # pass 1 reported the retimed frames already
     fps = info.fps_fraction / job.frame_step if info.fps_fraction else 30
     audio = None if frames.info.is_image_sequence or not frames.info.has_audio else Path(job.source)
     return render_video(
         Path(job.out).expanduser() / RENDER_FILE, frames, (info.width, info.height), fps, tracks, by_frame, body, faces,
-        dev, focal, princpt, audio_from=audio, audio_start=job.start, audio_end=audio_end, progress=progress,
+        dev, focal, princpt, audio_from=audio, audio_start=job.start, audio_end=job.end, progress=progress,
         timings=timings, longest_interval=max((b - a for a, b in itertools.pairwise(frame_times)), default=0.0),
         total=len(frame_times),
     )

@@ -46,9 +46,12 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         return
     if max_frames is not None:
         raise InputError("--max-frames applies to --video; pass a video or drop it")
-    from wbcap.io.images import is_moving_picture_name
+    from pathlib import Path
 
-    if image is not None and is_moving_picture_name(image):  # (a new user's trial was sent to `wbcap run`)
+    from wbcap.io.images import file_video_container, is_moving_picture_name
+
+    # (a new user's trial was sent to `wbcap run`; a video named .jpg too: a break-it trial)
+    if image is not None and (is_moving_picture_name(image) or file_video_container(Path(image).expanduser())):
         raise InputError(f"{image}: --image takes a photo; for a video or GIF use --video {image}")
 
     with spelling(lambda name: option_spelling(ctx, name, first="image")):

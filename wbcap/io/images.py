@@ -158,10 +158,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
-        container = video_container(data[:192])
+        container = video_container(data[:SNIFF_BYTES])
         if container is not None:
-            raise InputError(f"{p}: holds a video ({container}), not a picture; `wbcap run` reads it frame by frame "
-                             f"(or rename it to its kind, e.g. {p.stem}.mp4)")
+            raise InputError(f"{p}: holds a video ({container}), not a picture; `wbcap run` reads it, given on its own "
+                             f"(named {p.stem}{VIDEO_SUFFIX[container]} or not)")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
                          + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
@@ -499,32 +499,56 @@ def is_moving_picture_name(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in _VIDEO_NAMES | {".gif"}
 
 
-#: ``ftyp`` brands of ISO-BMFF files that hold pictures, not video (HEIF/HEIC, AVIF): a photo.
+#: ``ftyp`` brands (major or compatible) of ISO-BMFF files that hold pictures, not video: HEIF /
+#: HEIC and their image sequences, AVIF, MIAF, JPEG in HEIF, Canon's CR3 raw, JPEG 2000's JPX/JPM.
 _PICTURE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
-                             b"msf1", b"avif", b"avis"})
+                             b"mif2", b"msf1", b"miaf", b"heif", b"avif", b"avis", b"avci", b"avcs", b"jpeg",
+                             b"jpgs", b"MiHE", b"MiHA", b"MiHB", b"MiAn", b"crx ", b"jp2 ", b"jpx ", b"jpm "})
+#: ISO-BMFF boxes that may come first in an MP4 or MOV other than ``ftyp`` (older QuickTime files).
+_FIRST_BOXES = frozenset({b"moov", b"mdat", b"free", b"skip", b"wide"})
 #: ASF's (WMV's) header object GUID, its first 16 bytes.
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+#: What a file named as a video should be renamed to, by :func:`video_container`'s names.
+VIDEO_SUFFIX = {"MP4/MOV": ".mp4", "Matroska/WebM": ".mkv", "AVI": ".avi", "MPEG-TS": ".ts", "FLV": ".flv",
+                "Ogg": ".ogv", "ASF/WMV": ".wmv"}
+#: How many of a file's first bytes :func:`video_container` looks at.
+SNIFF_BYTES = 512
+
+
+def _picture_signature(head: bytes) -> bool:
+    """Whether ``head`` begins as a picture format does: JPEG, PNG, GIF, BMP, TIFF, WebP, PNM
+    (``P1``-``P7`` and a space or comment), JPEG 2000 (its signature box or codestream)."""
+    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"\xff\x4f\xff\x51",
+                             b"\x00\x00\x00\x0cjP  \r\n\x87\n", *_TIFF_SIGNATURES))
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n#"))
 
 
 def video_container(head: bytes) -> str | None:
-    """The video container a file's first bytes (``head``: 192 or more for MPEG-TS) begin,
-    by the containers' signatures, or None: MP4/MOV (an ``ftyp``, ``moov``, ``mdat``, ``free``,
-    ``skip`` or ``wide`` box first; ISO/IEC 14496-12, QuickTime; not an ``ftyp`` of a HEIF or
-    AVIF picture's brand), Matroska/WebM (EBML's ``1A 45 DF A3``), AVI (``RIFF`` .. ``AVI ``),
-    MPEG-TS (sync byte ``G`` every 188 bytes), FLV, Ogg, ASF/WMV (not an MPEG program stream,
-    which FFmpeg does not read under a picture's name). No picture format wbcap reads begins so: a file named as a
-    picture that does holds a video (a clip saved as ``.jpg``: `wbcap run` told it to pass a
-    JPEG, an odd-media trial)."""
-    box = head[4:8]
-    if box == b"ftyp":
-        return None if head[8:12] in _PICTURE_BRANDS else "MP4/MOV"
-    if box in (b"moov", b"mdat", b"free", b"skip", b"wide"):
+    """The video container a file's first bytes (``head``, :data:`SNIFF_BYTES` of them) begin,
+    by the containers' signatures, or None (a picture's signature first: none of these). MP4/MOV:
+    an ISO-BMFF ``ftyp`` box of a plausible size whose brands are no picture's
+    (:data:`_PICTURE_BRANDS`: HEIF, AVIF, ...), or another first box (``moov``, ``mdat``,
+    ``free``, ``skip``, ``wide``) of 8 bytes or more; Matroska/WebM (EBML's ``1A 45 DF A3``);
+    AVI (``RIFF`` .. ``AVI ``); MPEG-TS (sync byte ``G`` at three 188-byte packets, or at three
+    192-byte M2TS / AVCHD ones after their time codes); FLV; Ogg; ASF/WMV. Not an MPEG program
+    stream, which FFmpeg does not read under a picture's name. A file named as a picture that
+    holds one is a video (a clip saved as ``.jpg``: `wbcap run` told it to pass a JPEG, an
+    odd-media trial)."""
+    if _picture_signature(head):
+        return None
+    size, box = int.from_bytes(head[:4], "big"), head[4:8]
+    if box == b"ftyp" and 16 <= size <= 4096:
+        brands = [head[k:k + 4] for k in range(16, min(size, len(head)) - 3, 4)]
+        return None if {head[8:12], *brands} & _PICTURE_BRANDS else "MP4/MOV"
+    if box in _FIRST_BOXES and (size >= 8 or size in (0, 1)):
         return "MP4/MOV"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "Matroska/WebM"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "AVI"
-    if len(head) > 188 and head[0] == head[188] == 0x47:
+    if any(len(head) > 2 * step + skip and head[skip] == head[skip + step] == head[skip + 2 * step] == 0x47
+           for step, skip in ((188, 0), (192, 4))):
         return "MPEG-TS"
     if head[:3] == b"FLV":
         return "FLV"
@@ -539,7 +563,7 @@ def file_video_container(path: Path) -> str | None:
     """:func:`video_container` of a regular file's first bytes; None for one that cannot be read."""
     try:
         with open(path, "rb") as f:
-            return video_container(f.read(192))
+            return video_container(f.read(SNIFF_BYTES))
     except OSError:
         return None
 

@@ -171,10 +171,12 @@ class FrameSource:
         start, end, every, max_frames: the selection (seconds, seconds, frames, frames).
         stretch_end: once an iteration has run to its end, the time (seconds, as
             :attr:`Frame.time`) where the stretch of the source its last frame stands for ends:
-            the frame ``every`` would have kept next, ``end``, or the source's end (its last
-            frame's time plus one nominal frame interval), whichever comes first; None before,
-            during, after an iteration stopped by ``max_frames`` or by its consumer, or when
-            it yielded nothing. ``render.mp4`` shows the last frame until then
+            the frame ``every`` would have kept next (also after ``max_frames`` stopped it,
+            decoding at most :data:`PEEK_FRAMES` frames more), ``end``, or the source's end (the
+            video stream's declared end, or its last frame's time plus one nominal frame
+            interval), whichever comes first; None before, during, after an iteration stopped by
+            its consumer, when it yielded nothing, or for an ``every`` over :data:`PEEK_FRAMES`
+            after ``max_frames``. ``render.mp4`` shows the last frame until then
             (:meth:`wbcap.io.video_writer.VideoWriter.end_at`; it ran on for the interval
             before it, up to one ``--every`` stride past ``--end`` or the source: an
             odd-media trial).
@@ -278,7 +280,7 @@ class FrameSource:
                 )
             yielded += 1
             yield Frame(index=i, time=t, image=image)
-        if chosen and (self.max_frames is None or len(chosen) < self.max_frames):
+        if chosen:
             ends = (chosen[-1][0] + self.every, len(paths))  # (the next image kept; the sequence's end)
             self.stretch_end = min(min(ends) / fps, math.inf if self.end is None else self.end)
         if yielded == 0 and self.max_frames != 0:
@@ -373,8 +375,39 @@ class FrameSource:
                     stopped_early = True
                     break
 
-            if yielded and (at_end or not stopped_early):  # (not after max_frames: the next frame is unknown)
-                self.stretch_end = self.end if at_end else prev_time + float(step)
+            def source_end(last: float) -> float:
+                """Where the source ends after its last frame, at ``last`` s: the video stream's
+                declared end unless the file looks truncated (as below), else one nominal frame
+                interval on (a variable-rate file's last frame may last longer than its average)."""
+                nominal = last + float(step)
+                if info.video_end is not None:
+                    declared = info.video_end - float(self._origin)
+                    if last < declared and nominal >= declared - max(2 / info.fps, 0.5, declared / 50):
+                        return declared
+                return nominal
+
+            if yielded and self.max_frames is not None and yielded >= self.max_frames and not at_end:
+                # (--max-frames stopped it: the next frame this selection would keep, or end, or the
+                # source's end, decoding at most `every` frames more; unknown past PEEK_FRAMES)
+                ahead = None
+                for _, t_exact in itertools.islice(timed, min(self.every, PEEK_FRAMES)):
+                    t = float(t_exact)
+                    if self.end is not None and t >= self.end - _EPS:
+                        ahead = self.end
+                        break
+                    if in_range % self.every == 0:
+                        ahead = t
+                        break
+                    in_range += 1
+                    prev_time = t
+                else:
+                    if self.every <= PEEK_FRAMES:  # (the source ended first)
+                        ahead = source_end(prev_time)
+                self.stretch_end = ahead
+            elif yielded:
+                self.stretch_end = self.end if at_end else source_end(prev_time)
+            if self.stretch_end is not None and self.end is not None:
+                self.stretch_end = min(self.stretch_end, self.end)
             if state.error is not None and state.decoded == 0 and self.start <= 0:
                 raise InputError(
                     f"{p}: no video frame could be decoded (truncated or corrupt); re-download "
@@ -594,6 +627,11 @@ def _as_given(name: str, value: object) -> str:
     text = setting(name)
     return f"{text} {value}" if text.startswith("-") else f"{text}={value}"
 
+
+#: After ``max_frames`` stopped an iteration, at most this many frames more are decoded to find
+#: where its last frame's stretch ends (:attr:`FrameSource.stretch_end`; an ``every`` above it
+#: leaves that unknown).
+PEEK_FRAMES = 64
 
 #: The latest ``start``/``end`` taken, seconds (about 116 days: beyond any video; a larger time
 #: overflows the seek and the frame count).

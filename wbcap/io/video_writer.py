@@ -260,9 +260,10 @@ class VideoWriter:
 
     def end_at(self, time: float) -> None:
         """Stop the output at source time ``time`` (seconds, on the clock of :meth:`write`'s
-        ``time``; at most ``audio_end``'s effect is kept where that is earlier): in timed mode
-        the last frame lasts until then (one tick at least) instead of as long as the interval
-        before it, and no audio packet starting at or after it is copied. For the time where
+        ``time``; ``audio_end`` still applies where it is earlier): in timed mode the last
+        frame lasts until then (one tick at least) instead of as long as the interval before
+        it; no audio packet starting at or after it is copied (in timed mode the audio always
+        stops where the last frame ends). For the time where
         the source's stretch behind the last frame ends (a reader's
         :attr:`~wbcap.io.video_reader.FrameSource.stretch_end`): with ``--every 3 --end 0.5``
         on a 10 fps clip the frame at 0.3 s lasted 0.3 s, and the render ran 0.1 s past
@@ -291,6 +292,7 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise InputError(f"{self.path}: no frame was written, so no video was saved; "
                                  "check that the input yields frames")
+            stop = None if self._end is None else self._end - self._origin  # (output clock, s)
             if self._held is not None:  # the last frame lasts until end_at's time, or as long as the interval before it
                 if self._end is not None:
                     last = max(1, round((self._end - self._origin) / self._time_base) - self._held.pts)
@@ -298,9 +300,10 @@ class VideoWriter:
                     last = self._held.pts - self._prev_pts
                 else:
                     last = max(1, round(1 / (self.fps * self._time_base)))
+                stop = (self._held.pts + last) * self._time_base  # (the audio ends with the picture)
                 self._encode_held(last)
             self._encode(None)
-            self._mux_audio_until(None if self._end is None else self._end - self._origin)
+            self._mux_audio_until(stop)
             self._container.close()
             self._container = None
             self._close_audio()
