@@ -7,8 +7,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from click.testing import CliRunner
 
-from wbcap.errors import CheckpointError
+from wbcap.errors import CheckpointError, InputError
 from wbcap.model.checkpoint import read_checkpoint
 from wbcap.model.hand_model import HandModel
 from wbcap.testing.checkpoints import make_state_dict
@@ -86,8 +87,33 @@ def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
     assert "weird.pth" in str(info.value) and "no backbone" in str(info.value)
     assert not (tmp_path / "merged.pth").exists()
     _hand_ckpt(tmp_path / "hand50.pth", "backbone.", depth=50)  # wrong depth for a ResNet-18 body
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as info:
         merge_hand_into_body(body_path, tmp_path / "hand50.pth", tmp_path / "merged.pth")
+    assert str(info.value).endswith(  # (the depths named: an ML trial)
+        "is it a hand model of the same depth? (its ResNet is a ResNet-50, the whole-body model's hand ResNet a "
+        "ResNet-18: train the hand stage with hand_backbone_depth = 18, or merge into a body of ResNet-50 hands)")
+
+
+def test_merge_does_not_replace_a_file_unless_told(tmp_path, body):
+    """A merge given a trained snapshot as -o replaced it without a word (an ML trial)."""
+    from wbcap.cli import cli
+
+    body_path, _ = body
+    _hand_ckpt(tmp_path / "hand.pth", "backbone.")
+    out = tmp_path / "snapshot_9.pth.tar"
+    out.write_bytes(b"days of training")
+    with pytest.raises(InputError, match=r"snapshot_9.pth.tar: exists; give another file name for the merged "
+                                         r"checkpoint, or overwrite=True to replace it$"):
+        merge_hand_into_body(body_path, tmp_path / "hand.pth", out)
+    r = CliRunner().invoke(cli, ["train", "merge", "--body", str(body_path), "--hand", str(tmp_path / "hand.pth"),
+                                 "-o", str(out)])
+    assert r.exit_code == 2 and r.stderr == (f"error: {out}: exists; give another file name for the merged checkpoint, "
+                                             "or --overwrite to replace it\n"), r.output
+    assert out.read_bytes() == b"days of training"
+    r = CliRunner().invoke(cli, ["train", "merge", "--body", str(body_path), "--hand", str(tmp_path / "hand.pth"),
+                                 "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0 and r.stdout == f"merged -> {out}\n", r.output
+    assert set(read_checkpoint(out).state_dict) == set(read_checkpoint(body_path).state_dict)
 
 
 def test_hand_model_names_equal_reference(shared_dir):

@@ -379,12 +379,16 @@ def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_
 
     from wbcap.train.trainer import random_start_warning, train
 
-    said = random_start_warning(_stage(datasets=("Human36M", "MSCOCO")))
+    said = random_start_warning(_stage(datasets=("Human36M", "MSCOCO"), model=ModelConfig()))
     assert said == ("the ResNets start from random weights, which upstream never does: pass imagenet_weights FOLDER "
                     "holding torchvision's resnet50-*.pth and resnet18-*.pth for ImageNet, and pose_backbone FILE, "
                     "SimpleBaseline's COCO 2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first "
                     "stage) (README: Training)")
     assert "pose_backbone" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",)))
+    # the files of the depths the model has (ResNet-50 files were asked for a model of ResNet-18s: an ML trial)
+    assert "torchvision's resnet18-*.pth for ImageNet" in random_start_warning(_stage(datasets=("Human36M",)))
+    assert "torchvision's resnet50-*.pth for ImageNet (README" in random_start_warning(
+        _stage(stage="hand", datasets=("FreiHAND",), model=ModelConfig()))
     assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path))) == (
         "the body ResNet starts from ImageNet, not from a 2D-pose ResNet: pass pose_backbone FILE, SimpleBaseline's COCO "
         "2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first stage) (README: Training)")
@@ -405,6 +409,7 @@ def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_
         with caplog.at_level(logging.WARNING, logger="wbcap.train.trainer"), pytest.raises(Built):
             train(_stage(datasets=("Human36M",)), _run(tmp_path, "a", resume=resume), dataset=Subset(fixed_batch_set, [0]),
                   body_layer=body_layer)
+    said = random_start_warning(_stage(datasets=("Human36M",)))
     assert [r.getMessage() for r in caplog.records if "random weights" in r.getMessage()] == [said]  # not on resume
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import pytest
 from test_train_outputs import invoke, one_error_line
 
+from wbcap.config import ModelConfig
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -87,13 +89,22 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
     line = one_error_line(r)
     assert line.startswith(f"error: {trunc}: not a readable PyTorch checkpoint (") and "re-download it" in line, line
     assert _listing(out) == before and not trained
-    # a checkpoint of another model (ResNet-18s; the recipe's are ResNet-50s): named, before any work
-    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)
+    # a checkpoint of another model (ResNet-18s; the recipe's are ResNet-50s) and a TOML asking for
+    # ResNet-50s: named, before any work
+    big = _model_toml(tmp_path / "big.toml", {"backbone_depth": 50, "hand_backbone_depth": 50})
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", big)
     line = one_error_line(r)
     assert line.startswith(f"error: --init {small_ckpt}: its model has backbone_depth 18 (requested: 50); "), line
     assert "hand_backbone_depth 18 (requested: 50)" in line and "under [model] in a --config TOML" in line
     assert _listing(out) == before and not trained
-    # the same checkpoint with its model settings: taken
+    # without a [model] table: the checkpoint's own model settings (a fine-tuning of a ResNet-18
+    # model needed them all copied into a TOML: an ML trial)
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)
+    assert r.exit_code == 0, r.output
+    assert len(trained) == 1 and trained[0][0].init_checkpoint == str(small_ckpt)
+    assert trained[0][0].model == ModelConfig.from_dict(SMALL) and "WARNING" not in r.output, r.output
+    trained.clear()
+    # the same checkpoint with its model settings given: taken
     cfg = _model_toml(tmp_path / "small.toml", SMALL)
     r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", cfg)
     assert r.exit_code == 0, r.output

@@ -193,14 +193,16 @@ train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body mo
 @click.option("--hand", "hand_ckpt", type=NonEmptyPath(dir_okay=False), default=None,
               help="Hand-only checkpoint (default: the released one, hand4whole_hand, where `wbcap weights list` "
                    "shows it installed).")
-@click.option("-o", "--out", type=NonEmptyPath(dir_okay=False), required=True, help="Merged checkpoint to write.")
+@click.option("-o", "--out", type=NonEmptyPath(dir_okay=False), required=True,
+              help="Merged checkpoint to write (a new file, unless --overwrite).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")
 @click.pass_context
-def merge(ctx, body_ckpt, hand_ckpt, out):
+def merge(ctx, body_ckpt, hand_ckpt, out, overwrite):
     """Copy the hand model's backbone into the whole-body model; re-initialise the hand heads.
     Prints the merged file's path (not with `wbcap -q`)."""
     from wbcap.cli.common import echo_result, is_quiet
     from wbcap.train.merge import merge_hand_into_body
 
-    path = merge_hand_into_body(body_ckpt, hand_ckpt, out)
+    path = merge_hand_into_body(body_ckpt, hand_ckpt, out, overwrite=overwrite)
     if not is_quiet(ctx):
         echo_result(f"merged -> {path}")

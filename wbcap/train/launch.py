@@ -85,6 +85,9 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                          f"snapshot: drop {setting('init_checkpoint')}")
     recorded = recorded_stage(folder, stage) if resume else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
+    init_model = _init_model(stage, cfg.init_checkpoint) if recorded is None else None
+    if init_model is not None and init_model != cfg.model:  # (the start checkpoint's model, the TOML's [model] over it)
+        cfg = load_stage(stage, config_file, model=init_model, **overrides)
     from wbcap.model.device import available_cpus
 
     if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
@@ -372,6 +375,26 @@ def recorded_stage(folder: Path, stage: str):
                              f"start a new run ({setting('overwrite', api='overwrite=True')} or another "
                              f"{setting('out')} folder)") from None
     return dataclasses.replace(cfg, **values), source
+
+
+def _init_model(stage: str, init_checkpoint: str | None):
+    """The model settings a fine-tuning run starts from: its ``--init`` checkpoint's recorded
+    ones (a TOML's ``[model]`` keys go over them), or None (the recipe's) for another stage,
+    without one, or for a checkpoint that records none (the released file; then checked against
+    the recipe's as before). A fine-tuning of a ResNet-18 model needed its whole ``[model]`` table
+    copied into a TOML, the refusal naming every value (an ML trial)."""
+    if stage != "finetune" or init_checkpoint is None or not Path(init_checkpoint).expanduser().is_file():
+        return None  # (a missing one is said later, naming the flag or the TOML key that gave it)
+    from wbcap.errors import CheckpointError
+    from wbcap.model.checkpoint import check_checkpoint_file, read_checkpoint
+
+    try:
+        check_checkpoint_file(init_checkpoint)  # (the quick look first, as the full check does later)
+        ckpt = read_checkpoint(init_checkpoint)
+    except CheckpointError:
+        return None  # (said by the full check, in its place)
+    recorded = ckpt.raw.get("config") if isinstance(ckpt.raw, dict) else None
+    return ckpt.config if recorded is not None else None
 
 
 def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from wbcap.errors import CheckpointError
+from wbcap.errors import CheckpointError, InputError
 from wbcap.model.checkpoint import (
     OFFICIAL_PREFIX,
     check_finite,
@@ -67,6 +67,21 @@ def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch
         "hand checkpoint: no backbone matching the whole-body hand backbone "
         f"(tried prefixes: {', '.join(tried) or 'none with a conv1.weight'}); is it a hand model of the same depth?"
     )
+
+
+def hand_resnet_depth(sd: dict[str, torch.Tensor]) -> int | None:
+    """The depth of the ResNet a hand-only checkpoint's tensors ``sd`` hold under one of
+    :data:`HAND_BACKBONE_PREFIXES` (by its blocks: bottleneck or basic, and layer 3's count),
+    or None where that is no known ResNet."""
+    for prefix in HAND_BACKBONE_PREFIXES:
+        blocks = {int(k[len(prefix) + len("layer3."):].split(".")[0]) for k in sd
+                  if k.startswith(prefix + "layer3.") and k[len(prefix) + len("layer3."):].split(".")[0].isdigit()}
+        if not blocks:
+            continue
+        bottleneck = any(k.startswith(prefix + "layer1.0.conv3.") for k in sd)
+        table = {6: 50, 23: 101, 36: 152} if bottleneck else {2: 18, 6: 34}
+        return table.get(max(blocks) + 1)
+    return None
 
 
 def check_hand_only(keys: Iterable[str], path: str | Path) -> None:
@@ -122,10 +137,12 @@ def read_network_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return {k[len(OFFICIAL_PREFIX):] if k.startswith(OFFICIAL_PREFIX) else k: v for k, v in sd.items()}
 
 
-def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, out: str | Path, seed: int = 0) -> Path:
+def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, out: str | Path, seed: int = 0,
+                         overwrite: bool = False) -> Path:
     """Write the merged whole-body checkpoint (wbcap format, config inside): the body stage's
     network with the hand stage's backbone, the hand heads re-initialised (``seed``). Returns
-    ``out``.
+    ``out``, which must not exist unless ``overwrite`` (a merge given a trained snapshot as
+    ``-o`` replaced it without a word: an ML trial).
 
     ``hand_ckpt`` None: the released hand-only checkpoint, ``hand4whole_hand``, where it is
     installed (:func:`wbcap.weights.find_checkpoint`).
@@ -133,7 +150,8 @@ def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, ou
     Raises:
         ModelFileError: no ``hand_ckpt`` given and none installed. CheckpointError: a file that
             is not a body / hand-only checkpoint of matching backbones. InputError: ``out``
-            cannot be written, or is one of the inputs (checked before the merge).
+            cannot be written, is one of the inputs, or exists without ``overwrite`` (checked
+            before the merge).
     """
     from wbcap.atomic import check_writable_file
     from wbcap.errors import setting
@@ -145,6 +163,9 @@ def merge_hand_into_body(body_ckpt: str | Path, hand_ckpt: str | Path | None, ou
         hand_ckpt = find_checkpoint(None, name="hand4whole_hand", option="hand_ckpt")
         hand_named = "the installed hand4whole_hand checkpoint"  # (not a flag the user did not give)
     check_writable_file(out, inputs={setting("body_ckpt"): body_ckpt, hand_named: hand_ckpt})
+    if not overwrite and Path(out).expanduser().exists():
+        raise InputError(f"{out}: exists; give another file name for the merged checkpoint, or "
+                         f"{setting('overwrite', 'overwrite=True')} to replace it")
     return _merge(body_ckpt, hand_ckpt, out, seed)
 
 
@@ -160,7 +181,12 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
     try:
         prefix = find_backbone_prefix(hand, reference)
     except CheckpointError as exc:
-        raise CheckpointError(f"{hand_ckpt}: {exc}") from None
+        depth = hand_resnet_depth(hand)
+        want = body.config.hand_backbone_depth
+        differ = (f" (its ResNet is a ResNet-{depth}, the whole-body model's hand ResNet a ResNet-{want}: train the "
+                  f"hand stage with hand_backbone_depth = {want}, or merge into a body of ResNet-{depth} hands)"
+                  if depth is not None and depth != want else "")
+        raise CheckpointError(f"{hand_ckpt}: {exc}{differ}") from None
     net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)
     torch.manual_seed(seed)
     for name in HAND_HEADS:

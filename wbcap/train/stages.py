@@ -290,10 +290,12 @@ def read_stage_file(path: str | Path) -> dict[str, Any]:
 
 
 def load_stage(stage: str, config_file: str | Path | None = None, *, base: StageConfig | None = None,
-               **overrides: Any) -> StageConfig:
-    """Built-in stage (or ``base``: a resumed run's recorded settings), then a TOML file's values,
-    then non-None ``overrides`` (flags); every value checked (:func:`check_stage_values`). A
-    file's ``stage`` key must name ``stage`` (the subcommand).
+               model: ModelConfig | None = None, **overrides: Any) -> StageConfig:
+    """Built-in stage (or ``base``: a resumed run's recorded settings; ``model``: the model settings
+    to start from instead of the built-in stage's, e.g. a fine-tuning start checkpoint's), then a
+    TOML file's values (its ``[model]`` keys over those), then non-None ``overrides`` (flags);
+    every value checked (:func:`check_stage_values`). A file's ``stage`` key must name ``stage``
+    (the subcommand).
 
     Raises:
         InputError: one line naming the file and key or the flag, the value and what it takes.
@@ -301,6 +303,8 @@ def load_stage(stage: str, config_file: str | Path | None = None, *, base: Stage
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
     cfg = STAGES[stage] if base is None else base
+    if model is not None:
+        cfg = dataclasses.replace(cfg, model=model)
     if config_file is not None:
         path = Path(config_file).expanduser()
         data = read_stage_file(path)

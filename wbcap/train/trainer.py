@@ -233,6 +233,17 @@ def check_init_checkpoint(stage: StageConfig) -> None:
     check_state_dict(net, ckpt.state_dict, ckpt.path)
 
 
+def imagenet_depths(stage: StageConfig) -> list[int]:
+    """The ResNet depths whose torchvision ImageNet files ``stage`` reads from its
+    ``imagenet_weights`` folder, deepest first: the hand ResNet's for the hand stage, else the
+    body, hand and face ResNets' (the warning named ResNet-50 files for a model of ResNet-18s:
+    an ML trial)."""
+    m = stage.model
+    depths = [m.hand_backbone_depth] if stage.stage == "hand" else [m.backbone_depth, m.hand_backbone_depth,
+                                                                      m.face_backbone_depth]
+    return sorted(set(depths), reverse=True)
+
+
 def random_start_warning(stage: StageConfig) -> str | None:
     """The warning for a stage on real training sets whose ResNets would not start where upstream's
     do: its hand and face ResNets from ImageNet (common/nets/resnet.py ``init_weights``), its first
@@ -248,8 +259,8 @@ def random_start_warning(stage: StageConfig) -> str | None:
             "body's (as upstream's first stage)")
     if stage.imagenet_weights:
         return f"the body ResNet starts from ImageNet, not from a 2D-pose ResNet: pass {pose} (README: Training)"
-    imagenet = (f"{setting('imagenet_weights')} FOLDER holding torchvision's resnet50-*.pth and resnet18-*.pth "
-                "for ImageNet")
+    files = " and ".join(f"resnet{depth}-*.pth" for depth in imagenet_depths(stage))
+    imagenet = f"{setting('imagenet_weights')} FOLDER holding torchvision's {files} for ImageNet"
     return (f"the ResNets start from random weights, which upstream never does: pass {imagenet}"
             + (f", and {pose}" if body else "") + " (README: Training)")
 
@@ -529,10 +540,7 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         load_pose_backbone(body, stage.pose_backbone, check_only=True)
     if stage.imagenet_weights:  # (the files the model builders read)
         folder = Path(stage.imagenet_weights).expanduser()
-        m = stage.model
-        depths = ([m.hand_backbone_depth] if stage.stage == "hand"
-                  else [m.backbone_depth, m.hand_backbone_depth, m.face_backbone_depth])
-        for depth in sorted(set(depths)):
+        for depth in sorted(imagenet_depths(stage)):
             if not any(folder.glob(f"resnet{depth}-*.pth")):
                 raise InputError(f"no torchvision resnet{depth}-*.pth in {folder} (imagenet_weights)")
     if device:
