@@ -390,7 +390,7 @@ def test_an_image_too_small_for_any_box_is_an_input_error(unfused_pipeline, shap
 
     h, w = shape[:2]
     image = np.zeros(shape, np.uint8)
-    message = rf"^tiny.png: the image is {w}x{h} pixels, too small to hold a person's box"
+    message = rf"^tiny.png: the image is {w}x{h} pixels, too small to hold a person box \(it needs at least 2 pixels a side\); pass a larger image$"
     for call in (lambda: unfused_pipeline(image, source="tiny.png"),
                  lambda: unfused_pipeline(image, boxes=[(0, 0, 1, 1)], source="tiny.png"),
                  lambda: unfused_pipeline(image, detector=lambda im: [], source="tiny.png"),

@@ -91,7 +91,8 @@ def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
         merge_hand_into_body(body_path, tmp_path / "hand50.pth", tmp_path / "merged.pth")
     assert str(info.value).endswith(  # (the depths named: an ML trial)
         "is it a hand model of the same depth? (its ResNet is a ResNet-50, the whole-body model's hand ResNet a "
-        "ResNet-18: train the hand stage with hand_backbone_depth = 18, or merge into a body of ResNet-50 hands)")
+        "ResNet-18: train the hand stage with hand_backbone_depth = 18 under [model] in a --config TOML, or merge into a "
+        "body of ResNet-50 hands)")
 
 
 def test_merge_does_not_replace_a_file_unless_told(tmp_path, body):

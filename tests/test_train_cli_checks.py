@@ -95,7 +95,9 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
     r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt, "--config", big)
     line = one_error_line(r)
     assert line.startswith(f"error: --init {small_ckpt}: its model has backbone_depth 18 (requested: 50); "), line
-    assert "hand_backbone_depth 18 (requested: 50)" in line and "under [model] in a --config TOML" in line
+    assert "hand_backbone_depth 18 (requested: 50)" in line and line.endswith(
+        "drop those keys from the [model] table of the --config TOML (the checkpoint's own settings are taken), or "
+        "start from another checkpoint\n"), line
     assert _listing(out) == before and not trained
     # without a [model] table: the checkpoint's own model settings (a fine-tuning of a ResNet-18
     # model needed them all copied into a TOML: an ML trial)

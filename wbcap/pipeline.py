@@ -310,18 +310,17 @@ def _given_box(box: object, index: int, given_by: str | None = None,
 
 def _check_image_array(image: object, source: str = "image") -> None:
     """Raises InputError unless ``image`` is an ``(H, W, 3)`` uint8 numpy array (a torch tensor's
-    message says how) of at least 2 pixels a side: a smaller one holds no person's box (the rule
-    of ``wbcap image``, :func:`wbcap.image_app.check_size`; from Python a 0x0 or 1x1
-    array raised NoPersonError, as if a detector had found nobody: a hostile-input trial)."""
+    message says how) that can hold a person's box (:func:`wbcap.image_app.check_size`, the rule
+    of ``wbcap image`` and ``wbcap run``: 2 pixels a side; from Python a 0x0 or 1x1 array raised
+    NoPersonError, as if a detector had found nobody: a hostile-input trial)."""
     if not isinstance(image, np.ndarray):
         how = "; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor) else ""
         raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got a {type(image).__name__}{how}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    h, w = image.shape[:2]
-    if min(h, w) < 2:
-        raise InputError(f"{source}: the image is {w}x{h} pixels, too small to hold a person's box (2 pixels a side "
-                         "at least); pass a larger image")
+    from wbcap.image_app import check_size
+
+    check_size(source, image.shape[1], image.shape[0], fix="pass a larger image")
 
 
 class Pipeline:
@@ -621,7 +620,8 @@ class Pipeline:
         Default: the whole image as one box. ``source``: how messages name the image (its file).
 
         Raises NoPersonError when the detector finds nobody, or no usable box remains;
-        InputError for an image that is not a numpy array, for both ``boxes`` and ``detector``, and
+        InputError for an image that is not an (H, W, 3) uint8 numpy array or is under 2 pixels a
+        side (:func:`_check_image_array`), for both ``boxes`` and ``detector``, and
         for a box given (or returned by a detector object) that is not 4 finite numbers within the
         range every box a user gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image
         --bbox``'s rule)."""
@@ -689,8 +689,8 @@ class Pipeline:
             outside the image are skipped).
 
         Raises:
-            InputError: ``image`` is not an ``(H, W, 3)`` uint8 array, or a box is not 4 finite
-                numbers within :func:`~wbcap.detect.boxes.check_box`'s range.
+            InputError: ``image`` is not an ``(H, W, 3)`` uint8 array or is under 2 pixels a side,
+                or a box is not 4 finite numbers within :func:`~wbcap.detect.boxes.check_box`'s range.
             NoPersonError: no usable box remains (e.g. every box outside the image).
         """
         _check_image_array(image, source)  # (before the boxes, as __call__: a break-it trial)
@@ -725,7 +725,8 @@ class Pipeline:
         checks them (an InputError for a box that is not 4 finite numbers; they raised
         AttributeError, an API trial; a Detection's infinite box was cropped, a hostile-input
         trial). Boxes outside the image are skipped; with ``strict`` an image whose every box was
-        skipped raises NoPersonError naming the box.
+        skipped raises NoPersonError naming the box. An image that is not ``(H, W, 3)`` uint8 or
+        is under 2 pixels a side raises InputError, ``strict`` or not (:func:`_check_image_array`).
         """
         _check_image_array(image, source)
         detections = [d if isinstance(d, Detection) and _usable_box(d.box) else

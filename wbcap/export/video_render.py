@@ -34,7 +34,10 @@ def render_video(
     ``audio_start`` and ``audio_end`` seconds is copied (``None``: no audio).
     ``longest_interval``: the longest gap between two of the frames' times, in seconds, when
     known (for the video's time base: :func:`wbcap.io.video_writer.timed_time_base`). Reports
-    ``("render", n, total)`` to ``progress`` (``total``: the number of frames, when known).
+    ``("render", n, total)`` to ``progress`` (``total``: the number of frames, when known). The
+    last frame lasts until ``frames``' ``stretch_end`` when it has one once read (a
+    :class:`~wbcap.io.video_reader.FrameSource`'s: ``--end``, the next frame ``--every`` would
+    keep, or the source's end), else as long as the interval before it; the audio stops there.
 
     Three threads overlap (:mod:`wbcap.io.background`): one decodes the next frames, poses
     their people (:class:`~wbcap.export.track_meshes.TrackVertices`) and prepares each frame's

@@ -158,10 +158,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
-        container = video_container(data[:SNIFF_BYTES])
+        container = video_container(data[:SNIFF_BYTES], len(data))
         if container is not None:
-            raise InputError(f"{p}: holds a video ({container}), not a picture; `wbcap run` reads it, given on its own "
-                             f"(named {p.stem}{VIDEO_SUFFIX[container]} or not)")
+            raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own "
+                             f"(best renamed {p.stem}{VIDEO_SUFFIX[container]})")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
                          + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
@@ -524,12 +524,13 @@ def _picture_signature(head: bytes) -> bool:
             or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n#"))
 
 
-def video_container(head: bytes) -> str | None:
-    """The video container a file's first bytes (``head``, :data:`SNIFF_BYTES` of them) begin,
-    by the containers' signatures, or None (a picture's signature first: none of these). MP4/MOV:
-    an ISO-BMFF ``ftyp`` box of a plausible size whose brands are no picture's
-    (:data:`_PICTURE_BRANDS`: HEIF, AVIF, ...), or another first box (``moov``, ``mdat``,
-    ``free``, ``skip``, ``wide``) of 8 bytes or more; Matroska/WebM (EBML's ``1A 45 DF A3``);
+def video_container(head: bytes, size: int | None = None) -> str | None:
+    """The video container a file's first bytes (``head``, :data:`SNIFF_BYTES` of them; ``size``:
+    the whole file's bytes, when known) begin, by the containers' signatures, or None (a
+    picture's signature first: none of these). MP4/MOV: an ISO-BMFF ``ftyp`` box of a plausible
+    size whose brands are no picture's (:data:`_PICTURE_BRANDS`: HEIF, AVIF, ...), or another
+    first box (``moov``, ``mdat``, ``free``, ``skip``, ``wide``) of 8 bytes or more that fits the
+    file (a text beginning "Get free stuff" is none); Matroska/WebM (EBML's ``1A 45 DF A3``);
     AVI (``RIFF`` .. ``AVI ``); MPEG-TS (sync byte ``G`` at three 188-byte packets, or at three
     192-byte M2TS / AVCHD ones after their time codes); FLV; Ogg; ASF/WMV. Not an MPEG program
     stream, which FFmpeg does not read under a picture's name. A file named as a picture that
@@ -537,11 +538,11 @@ def video_container(head: bytes) -> str | None:
     odd-media trial)."""
     if _picture_signature(head):
         return None
-    size, box = int.from_bytes(head[:4], "big"), head[4:8]
-    if box == b"ftyp" and 16 <= size <= 4096:
-        brands = [head[k:k + 4] for k in range(16, min(size, len(head)) - 3, 4)]
+    box_size, box = int.from_bytes(head[:4], "big"), head[4:8]
+    if box == b"ftyp" and 16 <= box_size <= 4096:
+        brands = [head[k:k + 4] for k in range(16, min(box_size, len(head)) - 3, 4)]
         return None if {head[8:12], *brands} & _PICTURE_BRANDS else "MP4/MOV"
-    if box in _FIRST_BOXES and (size >= 8 or size in (0, 1)):
+    if box in _FIRST_BOXES and (8 <= box_size <= (size if size is not None else len(head)) or box_size in (0, 1)):
         return "MP4/MOV"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "Matroska/WebM"
@@ -563,7 +564,7 @@ def file_video_container(path: Path) -> str | None:
     """:func:`video_container` of a regular file's first bytes; None for one that cannot be read."""
     try:
         with open(path, "rb") as f:
-            return video_container(f.read(SNIFF_BYTES))
+            return video_container(f.read(SNIFF_BYTES), os.fstat(f.fileno()).st_size)
     except OSError:
         return None
 

@@ -172,11 +172,11 @@ class FrameSource:
         stretch_end: once an iteration has run to its end, the time (seconds, as
             :attr:`Frame.time`) where the stretch of the source its last frame stands for ends:
             the frame ``every`` would have kept next (also after ``max_frames`` stopped it,
-            decoding at most :data:`PEEK_FRAMES` frames more), ``end``, or the source's end (the
-            video stream's declared end, or its last frame's time plus one nominal frame
-            interval), whichever comes first; None before, during, after an iteration stopped by
-            its consumer, when it yielded nothing, or for an ``every`` over :data:`PEEK_FRAMES`
-            after ``max_frames``. ``render.mp4`` shows the last frame until then
+            decoding at most :data:`PEEK_FRAMES` frames more, else one nominal ``every`` stride
+            on), ``end``, or the source's end (the video stream's declared end when it is near,
+            else its last frame's time plus one nominal frame interval), whichever comes first;
+            None before, during, after an iteration stopped by its consumer, or when it yielded
+            nothing. ``render.mp4`` shows the last frame until then
             (:meth:`wbcap.io.video_writer.VideoWriter.end_at`; it ran on for the interval
             before it, up to one ``--every`` stride past ``--end`` or the source: an
             odd-media trial).
@@ -377,20 +377,25 @@ class FrameSource:
 
             def source_end(last: float) -> float:
                 """Where the source ends after its last frame, at ``last`` s: the video stream's
-                declared end unless the file looks truncated (as below), else one nominal frame
-                interval on (a variable-rate file's last frame may last longer than its average)."""
+                declared end where that lies at most max(2 nominal frame intervals, 0.5 s) past
+                one interval on (a variable-rate file's last frame may last longer than its
+                average interval; a truncated file's declared end lies further: not held till then),
+                else one nominal frame interval on."""
                 nominal = last + float(step)
                 if info.video_end is not None:
                     declared = info.video_end - float(self._origin)
-                    if last < declared and nominal >= declared - max(2 / info.fps, 0.5, declared / 50):
+                    if last < declared <= nominal + max(2 / info.fps, 0.5):
                         return declared
                 return nominal
 
             if yielded and self.max_frames is not None and yielded >= self.max_frames and not at_end:
                 # (--max-frames stopped it: the next frame this selection would keep, or end, or the
-                # source's end, decoding at most `every` frames more; unknown past PEEK_FRAMES)
-                ahead = None
-                for _, t_exact in itertools.islice(timed, min(self.every, PEEK_FRAMES)):
+                # source's end, decoding at most PEEK_FRAMES frames more, quietly; past them, one
+                # nominal --every stride on)
+                kept_time, wanted = prev_time, min(self.every, PEEK_FRAMES)
+                state.quiet, counted, ahead, seen = True, retimed.count, None, 0
+                for _, t_exact in itertools.islice(timed, wanted):
+                    seen += 1
                     t = float(t_exact)
                     if self.end is not None and t >= self.end - _EPS:
                         ahead = self.end
@@ -400,9 +405,9 @@ class FrameSource:
                         break
                     in_range += 1
                     prev_time = t
-                else:
-                    if self.every <= PEEK_FRAMES:  # (the source ended first)
-                        ahead = source_end(prev_time)
+                retimed.count = counted  # (the frames looked at are not the selection's)
+                if ahead is None:
+                    ahead = source_end(prev_time) if seen < wanted else kept_time + self.every * float(step)
                 self.stretch_end = ahead
             elif yielded:
                 self.stretch_end = self.end if at_end else source_end(prev_time)
@@ -629,8 +634,8 @@ def _as_given(name: str, value: object) -> str:
 
 
 #: After ``max_frames`` stopped an iteration, at most this many frames more are decoded to find
-#: where its last frame's stretch ends (:attr:`FrameSource.stretch_end`; an ``every`` above it
-#: leaves that unknown).
+#: where its last frame's stretch ends (:attr:`FrameSource.stretch_end`; past them it is taken
+#: to end one nominal ``every`` stride on).
 PEEK_FRAMES = 64
 
 #: The latest ``start``/``end`` taken, seconds (about 116 days: beyond any video; a larger time

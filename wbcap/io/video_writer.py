@@ -117,9 +117,11 @@ class VideoWriter:
     :meth:`abort`, deletes the temporary: no partial video is ever left.
 
     Audio: when ``audio_from`` has an audio stream, its packets with time in
-    ``[audio_start, audio_end)`` (seconds on the same clock as :attr:`Frame.time` of that file)
-    are copied without re-encoding and shifted so that ``audio_start`` plays at 0, interleaved
-    with the video as frames are written. Cuts fall on packet boundaries (about 20 ms for AAC).
+    ``[audio_start, audio_end)`` (seconds on the same clock as :attr:`Frame.time` of that file),
+    and in timed mode before the end of the last frame (:meth:`end_at`'s time, or the interval
+    before it), are copied without re-encoding and shifted so that ``audio_start`` plays at 0,
+    interleaved with the video as frames are written. Cuts fall on packet boundaries (about 20
+    ms for AAC).
     Into an MP4 or MOV, audio its players do not take (a camera's PCM; :data:`_PLAYABLE_AUDIO`
     lists those copied), and into any file audio its container cannot hold, is decoded and
     encoded as AAC (mono, or stereo from two channels or more) at the same times; audio that cannot
@@ -132,6 +134,7 @@ class VideoWriter:
                          audio_from=src.info.path, audio_start=10.0, audio_end=20.0) as w:
             for frame in src:
                 w.write(render(frame.image), time=frame.time)
+            w.end_at(src.stretch_end)  # (the last frame until the source's stretch behind it ends)
     """
 
     def __init__(
@@ -270,13 +273,17 @@ class VideoWriter:
         ``--end`` and its audio (an odd-media trial). Call it before :meth:`close`.
 
         Raises:
-            ValueError: ``time`` is not finite, or not after the last frame written.
+            ValueError: ``time`` is not finite, or not after the last frame written and
+                ``audio_start``.
         """
         if not math.isfinite(time):
             raise ValueError(f"{self.path}: end time {time} is not a number of seconds")
         if self._last_time is not None and time <= self._last_time:
             raise ValueError(f"{self.path}: end time {time:.6f} s is not after the last frame's "
                              f"{self._last_time:.6f} s")
+        if Fraction(time) <= self._origin:
+            raise ValueError(f"{self.path}: end time {time:.6f} s is not after audio_start={float(self._origin):g} s, "
+                             "the output's time 0")
         self._end = Fraction(time)
 
     def close(self) -> None:

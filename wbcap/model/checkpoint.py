@@ -216,7 +216,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=path, kind=kind, config=config, state_dict=clean, epoch=epoch if isinstance(epoch, int) else None, raw=obj)
 
 
-def _backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path) -> int:
+def backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path | str = "checkpoint") -> int:
+    """The depth (18, 34, 50, 101, 152) of the ResNet whose tensors ``sd`` holds under ``prefix``,
+    by its blocks (bottleneck or basic) and layer 3's count.
+
+    Raises:
+        CheckpointError: naming ``path``: no such ResNet under ``prefix``.
+    """
     blocks = {int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"layer3\.(\d+)\.", k))}
     if not blocks:
         raise CheckpointError(f"{path}: no '{prefix}layer3' tensors — not a Hand4Whole checkpoint")
@@ -247,9 +253,9 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
                 f"makes a whole-body one of it and a body model's") from None
         raise CheckpointError(f"{path}: missing tensor {exc.args[0]!r} — not a Hand4Whole whole-body checkpoint") from None
     return ModelConfig(
-        backbone_depth=_backbone_depth(sd, "backbone.", path),
-        hand_backbone_depth=_backbone_depth(sd, "hand_roi_net.backbone.", path),
-        face_backbone_depth=_backbone_depth(sd, "face_roi_net.backbone.", path),
+        backbone_depth=backbone_depth(sd, "backbone.", path),
+        hand_backbone_depth=backbone_depth(sd, "hand_roi_net.backbone.", path),
+        face_backbone_depth=backbone_depth(sd, "face_roi_net.backbone.", path),
         num_betas=num_betas,
         num_expression=num_expr,
     )

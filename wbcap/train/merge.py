@@ -25,6 +25,7 @@ import torch
 from wbcap.errors import CheckpointError, InputError
 from wbcap.model.checkpoint import (
     OFFICIAL_PREFIX,
+    backbone_depth,
     check_finite,
     check_state_dict,
     load_checkpoint_file,
@@ -71,16 +72,13 @@ def find_backbone_prefix(sd: dict[str, torch.Tensor], reference: dict[str, torch
 
 def hand_resnet_depth(sd: dict[str, torch.Tensor]) -> int | None:
     """The depth of the ResNet a hand-only checkpoint's tensors ``sd`` hold under one of
-    :data:`HAND_BACKBONE_PREFIXES` (by its blocks: bottleneck or basic, and layer 3's count),
-    or None where that is no known ResNet."""
+    :data:`HAND_BACKBONE_PREFIXES` (:func:`~wbcap.model.checkpoint.backbone_depth`), or None
+    where that is no known ResNet."""
     for prefix in HAND_BACKBONE_PREFIXES:
-        blocks = {int(k[len(prefix) + len("layer3."):].split(".")[0]) for k in sd
-                  if k.startswith(prefix + "layer3.") and k[len(prefix) + len("layer3."):].split(".")[0].isdigit()}
-        if not blocks:
+        try:
+            return backbone_depth(sd, prefix)
+        except CheckpointError:
             continue
-        bottleneck = any(k.startswith(prefix + "layer1.0.conv3.") for k in sd)
-        table = {6: 50, 23: 101, 36: 152} if bottleneck else {2: 18, 6: 34}
-        return table.get(max(blocks) + 1)
     return None
 
 
@@ -184,7 +182,8 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
         depth = hand_resnet_depth(hand)
         want = body.config.hand_backbone_depth
         differ = (f" (its ResNet is a ResNet-{depth}, the whole-body model's hand ResNet a ResNet-{want}: train the "
-                  f"hand stage with hand_backbone_depth = {want}, or merge into a body of ResNet-{depth} hands)"
+                  f"hand stage with hand_backbone_depth = {want} under [model] in a --config TOML, or merge into a "
+                  f"body of ResNet-{depth} hands)"
                   if depth is not None and depth != want else "")
         raise CheckpointError(f"{hand_ckpt}: {exc}{differ}") from None
     net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)

@@ -312,14 +312,12 @@ def load_stage(stage: str, config_file: str | Path | None = None, *, base: Stage
         if given != stage:
             raise InputError(f'{path}: stage = "{given}" makes it a recipe for `wbcap train {given}`, not `wbcap train '
                              f'{stage}`; run `wbcap train {given}`, or set stage = "{stage}" in it (or drop the key)')
-        model = {**cfg.model.to_dict(), **data.pop("model", {})}
+        model_values = {**cfg.model.to_dict(), **data.pop("model", {})}
         try:
-            cfg = dataclasses.replace(cfg, **data, model=ModelConfig.from_dict(model))
+            cfg = dataclasses.replace(cfg, **data, model=ModelConfig.from_dict(model_values))
         except (TypeError, ValueError) as exc:
             raise InputError(f"{path}: {exc}") from None
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if "model" in changes:
-        raise InputError("override model settings in a TOML file")
     changes = check_stage_values(changes, None)
     cfg = dataclasses.replace(cfg, **changes)
     return dataclasses.replace(cfg, datasets=tuple(_set_name(name) for name in cfg.datasets))
