@@ -240,6 +240,35 @@ def test_a_file_too_large_is_one_error_line_not_a_crash(monkeypatch, tmp_path):
     assert not list((tmp_path / "home").rglob("crash-*.log"))
 
 
+def test_a_name_too_long_for_the_file_system_is_one_line_naming_it(tmp_path, monkeypatch):
+    """A name over 255 bytes crashed `wbcap run`, `image`, `export` and `demo` (ENAMETOOLONG from
+    Path.exists and mkdir; a paths trial): one line naming the path and its longest name, exit 2,
+    no crash log. A photo whose output folder's temporary name passes 255 bytes was told its
+    output folder could not be written in."""
+    from wbcap.atomic import NAME_MAX, TEMP_NAME_EXTRA, long_name_message, staged_dir
+    from wbcap.errors import InputError
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    (tmp_path / "run").mkdir()
+    long = "z" * 260
+    r = CliRunner().invoke(cli, ["export", str(tmp_path / "run"), "--format", "bvh", "--dest", str(tmp_path / long)])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr == (f"error: {tmp_path / long}: too long for the file system: its name '{'z' * 37}...' is 260 "
+                        "bytes, and a name may have at most 255; choose a shorter name\n")
+    assert not list((tmp_path / "home").rglob("crash-*.log"))
+    stem = "t" * (NAME_MAX - TEMP_NAME_EXTRA + 1)  # (fits as a name, not as its temporary one)
+    with pytest.raises(InputError) as caught, staged_dir(tmp_path / "out" / stem):
+        pass
+    assert str(caught.value) == (f"{tmp_path / 'out' / stem}: too long for the file system: its name '{'t' * 37}...' "
+                                 f"is {len(stem)} bytes, and wbcap writes it first under a temporary name 18 bytes "
+                                 "longer, past the 255 a name may have; choose a shorter name")
+    with staged_dir(tmp_path / "out" / stem[1:]) as stage:  # (one byte shorter: taken)
+        (stage / "x").write_text("x")
+    assert (tmp_path / "out" / stem[1:] / "x").is_file()
+    assert long_name_message(tmp_path / ("é" * 130)).endswith("is 260 bytes, and a name may have at most 255; choose "
+                                                               "a shorter name")
+
+
 @pytest.mark.parametrize("command, option", [(["image", "x.jpg"], "-o"), (["export", "run"], "--dest"),
                                              (["view", "run"], "--html"), (["eval", "--dataset", "EHF"], "--out"),
                                              (["bench"], "--json-out"), (["train", "merge"], "-o"),

@@ -116,6 +116,21 @@ def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body
         assert float(re.search(r"Frame Time:\s*([0-9.eE+-]+)", text).group(1)) == pytest.approx(0.1, abs=1e-6)
 
 
+def test_an_unwritable_dest_names_dest_as_the_fix(finished_run, tmp_path, body_dir):
+    """export has no -o: its refusals said to choose another output folder (a paths trial)."""
+    mine = tmp_path / "a_file"
+    mine.write_text("mine")
+    r = invoke("export", finished_run, "--format", "bvh", "--dest", mine / "sub", "--body-models", body_dir)
+    assert r.exit_code == 2 and r.stderr == (f"error: {mine}: is a file, so {mine / 'sub'} cannot be created; pass "
+                                             "--dest with a folder you can write in\n"), r.output
+    link = tmp_path / "nowhere_link"
+    link.symlink_to(tmp_path / "missing")
+    r = invoke("export", finished_run, "--format", "bvh", "--dest", link / "x", "--body-models", body_dir)
+    assert r.exit_code == 2 and r.stderr.endswith("create what it points to, or pass --dest with a folder you can "
+                                                  "write in\n"), r.output
+    assert mine.read_text() == "mine"
+
+
 def test_export_root_bone_reaches_the_glb(finished_run, tmp_path, body_dir):
     """--root-bone: the GLB's skin gets `root` above the pelvis (its geometry: tests/test_export_gltf.py)."""
     from wbcap.export.gltf import glb_json

@@ -50,6 +50,34 @@ def final_path(path: str | os.PathLike[str]) -> Path:
     return Path(*parts) if parts else Path(path)
 
 
+#: The longest file or folder name, in bytes, that common file systems take (``NAME_MAX``: ext4,
+#: XFS, btrfs, tmpfs; APFS and NTFS count 255 characters).
+NAME_MAX = 255
+#: How much longer a temporary name of this module is than the name it stands for
+#: (:func:`_temp_sibling`: ``.`` before, ``.staging-`` and 8 hex digits after the stem).
+TEMP_NAME_EXTRA = 1 + len(".staging-") + 8
+
+
+def long_name_message(path: str | os.PathLike[str]) -> str:
+    """One line for a path the file system refused as too long (``ENAMETOOLONG``): the final
+    path (:func:`final_path`), its longest name in bytes against :data:`NAME_MAX` (or with the
+    :data:`TEMP_NAME_EXTRA` bytes of the temporary name wbcap writes it under first), and the fix.
+    A name over 255 bytes crashed `wbcap run`, `image`, `export` and `demo` (a paths trial)."""
+    final = final_path(path)
+    parts = [part for part in final.parts if part != final.anchor]
+    longest = max(parts, key=lambda part: len(os.fsencode(part)), default=str(final))
+    size = len(os.fsencode(longest))
+    shown = longest if len(longest) <= 40 else longest[:37] + "..."
+    if size > NAME_MAX:
+        why = f"its name {shown!r} is {size} bytes, and a name may have at most {NAME_MAX}"
+    elif size + TEMP_NAME_EXTRA > NAME_MAX:
+        why = (f"its name {shown!r} is {size} bytes, and wbcap writes it first under a temporary name "
+               f"{TEMP_NAME_EXTRA} bytes longer, past the {NAME_MAX} a name may have")
+    else:
+        why = f"the path is {len(os.fsencode(str(final)))} bytes, more than the file system takes"
+    return f"{final}: too long for the file system: {why}; choose a shorter name"
+
+
 #: errno values of a write that found no room (disk or quota full, file too large).
 _NO_ROOM = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
 
@@ -251,6 +279,8 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
         stage = _temp_sibling(final, "staging")
         stage.mkdir()
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
+        if exc.errno == errno.ENAMETOOLONG:  # (it said the folder could not be written in: a paths trial)
+            raise InputError(long_name_message(_temp_sibling(final, "staging"))) from None
         what = "cannot write in this folder" if final.parent.is_dir() else "cannot create the output folder"
         raise InputError(f"{final.parent}: {what} ({exc.strerror or exc}); choose another output folder") from None
     try:

@@ -135,6 +135,11 @@ class LazyGroup(click.Group):
             if exc.errno in DISK_FULL:  # not a crash: the user can act on it
                 click.echo(printable(f"error: {_disk_full_message(exc, ctx)}", one_line=True), err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
+            if exc.errno == errno.ENAMETOOLONG and exc.filename:  # a name over 255 bytes, from wherever it is met
+                from wbcap.atomic import long_name_message
+
+                click.echo(printable(f"error: {long_name_message(os.fsdecode(exc.filename))}", one_line=True), err=True)
+                ctx.exit(2)
             _report_crash(ctx, exc)
         except RuntimeError as exc:
             line = _unknown_home(ctx, exc)

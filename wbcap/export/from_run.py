@@ -164,7 +164,8 @@ def export_run(job: ExportJob) -> list[Path]:
         if not in_place:
             _refuse_dest_in_a_run(run, dest)
             _refuse_other_run(dest)
-        check_writable_destination(dest)
+        # (the fix names --dest: export has no -o, a paths trial was told to choose another output folder)
+        check_writable_destination(dest, fix=f"pass {setting('dest')} with a folder you can write in")
         return _export_into(job, run, dest, in_place)
 
 

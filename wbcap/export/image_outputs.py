@@ -146,8 +146,10 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         key = name.casefold()
         if key in owner:
             j = owner[key]
+            # (names that differ in case only are two folders on Linux, one on macOS and Windows)
+            where = "" if names[i] == names[j] else " on a disk that does not tell upper from lower case (macOS, Windows)"
             raise InputError(
-                f"{paths[j]} and {paths[i]} would both be written to the output folder {names[j]}/; "
+                f"{paths[j]} and {paths[i]} would both be written to the output folder {names[j]}/{where}; "
                 f"rename one of them or process them in separate runs with different {setting('out', api='output')} folders"
             )
         owner[key] = i
