@@ -344,7 +344,7 @@ def test_messi_sample_loads_as_rgb(shared_dir: Path) -> None:
 
 
 def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
-    for name in ["f10.jpg", "f2.png", "f1.JPG", "notes.txt", ".hidden.jpg"]:
+    for name in ["f10.jpg", "f2.png", "f1.JPG", "notes.txt", ".hidden.jpg", "f3.jpg "]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "deep.png").write_bytes(b"x")
@@ -354,10 +354,10 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
     (empty / "readme.md").write_text("x")
 
     got = iter_image_paths([tmp_path, explicit, tmp_path / "f2.png"])
-    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f10.jpg", "notes.txt"]
+    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f3.jpg ", "f10.jpg", "notes.txt"]
 
     got = iter_image_paths(str(tmp_path / "f*"))
-    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f10.jpg"]
+    assert [p.name for p in got] == ["f1.JPG", "f2.png", "f3.jpg ", "f10.jpg"]
     got = iter_image_paths(str(tmp_path / "**" / "*.png"))
     assert [p.name for p in got] == ["f2.png", "deep.png"]
 

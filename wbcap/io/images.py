@@ -570,7 +570,10 @@ def file_video_container(path: Path) -> str | None:
 
 
 def _is_image_name(path: Path) -> bool:
-    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    """Whether a folder's or glob's file ``path`` is taken as a picture: not hidden, and its
+    ending one of :data:`IMAGE_EXTENSIONS` in any case, also with spaces after it (``"a.jpg "``
+    was left out of a folder without a word: a paths trial; named alone it was read)."""
+    return not path.name.startswith(".") and path.suffix.lower().rstrip() in IMAGE_EXTENSIONS
 
 
 def _natural_key(path: Path) -> tuple[object, ...]:
