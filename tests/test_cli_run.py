@@ -520,6 +520,9 @@ def test_a_resume_of_a_finished_pass_1_redoes_pass_2_without_the_network(tmp_pat
     r = CliRunner().invoke(cli, ["run", str(video), "-o", str(out), "--resume", "--smooth", "gaussian", *map(str, args)])
     assert r.exit_code == 0, r.output
     assert f"{out}: pass 1 finished earlier (4 frames); --resume redoes pass 2 only" in " ".join(r.output.split())
+    assert (f"{out}: this pass smooths gaussian (sigma 2), the earlier one oneeuro (min_cutoff 2, beta 0.5): "
+            "--resume takes the smoothing from its own command (the defaults where it gives "
+            "none); to keep the earlier one, give --smooth oneeuro") in " ".join(r.output.split()), r.output
     command = json.loads(run_json.read_text())["command"]  # (the resume's words, the variable kept: a review)
     assert "--resume" in command["argv"] and command["env"] == {"WBCAP_HOME": "/h"}, command
     assert (out / "params.jsonl").read_text() == (fresh / "params.jsonl").read_text()
@@ -532,8 +535,11 @@ def test_a_resume_of_a_finished_pass_1_redoes_pass_2_without_the_network(tmp_pat
     monkeypatch.setattr(Pipeline, "from_config", build)
     r = run("run", video, "-o", out, "--resume", "--smooth", "gaussian", *args)
     assert r.exit_code == 0 and "line 3 is damaged (not JSON" in " ".join(r.output.split()), r.output
-    assert "redoes pass 2 only" not in r.output
+    assert "redoes pass 2 only" not in r.output and "this pass smooths" not in r.output  # (the same smoothing)
     assert (out / "params.jsonl").read_text() == (fresh / "params.jsonl").read_text()
+    r = run("run", video, "-o", out, "--resume", *args)  # (the smoothing not given: the default, said; a trial)
+    assert r.exit_code == 0 and (f"{out}: this pass smooths oneeuro (min_cutoff 2, beta 0.5), the earlier one gaussian "
+                                 "(sigma 2)") in " ".join(r.output.split()), r.output
 
 
 def test_a_resume_holds_its_folder_while_the_model_loads(tmp_path, base_args, monkeypatch):

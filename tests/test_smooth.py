@@ -308,3 +308,20 @@ def test_the_amplitude_the_one_euro_filter_keeps_is_the_readmes(fps, min_cutoff,
         in_phase, quadrature = 2 * (y[middle] * s).mean(), 2 * (y[middle] * c).mean()
         assert np.hypot(in_phase, quadrature) / 0.01 == pytest.approx(expected, abs=0.006), f
         assert abs(np.arctan2(quadrature, in_phase)) < 2 * np.pi * f * 0.002  # (under 2 ms of lag)
+
+
+def test_smooth_config_in_words_and_as_options():
+    """What a --resume's warning of a changed smoothing says (a long-video trial lost its Gaussian
+    smoothing to a --resume --no-render without a word)."""
+    from wbcap.smooth.sequence import SmoothConfig
+
+    assert SmoothConfig(method="gaussian", sigma=3).describe() == "gaussian (sigma 3)"
+    assert SmoothConfig(method="gaussian", sigma=3).options() == "--smooth gaussian --sigma 3"
+    assert SmoothConfig(min_cutoff=8).options() == "--smooth oneeuro --min-cutoff 8"
+    assert SmoothConfig().describe() == "oneeuro (min_cutoff 2, beta 0.5)"
+    assert SmoothConfig(d_cutoff=2.0).describe() == "oneeuro (min_cutoff 2, beta 0.5, d_cutoff 2)"
+    assert SmoothConfig(method="none", sigma=5).describe() == "none" and SmoothConfig(method="none").options() == (
+        "--smooth none")
+    # settings the method does not read change nothing
+    assert SmoothConfig(method="gaussian", min_cutoff=9).effective() == SmoothConfig(method="gaussian").effective()
+    assert SmoothConfig(betas_trim=0.0).effective() != SmoothConfig().effective()

@@ -67,6 +67,7 @@ from wbcap.io.run_folder import (
     pass_one_done,
     prepare_output,
     raw_path,
+    read_meta,
     refuse_other_resume,
     refuse_output_inside_a_run,
     refuse_taken_output,
@@ -488,6 +489,7 @@ def finalize(
         import_renderer_in_background()
     out = Path(job.out).expanduser()
     remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
+    _say_smoothing_change(out, job.smooth)
     dev = next(iter(body.buffers())).device
     camera = ImageCamera.default((info.width, info.height), job.focal)
     focal, princpt = camera.focal[0], camera.princpt  # pixels
@@ -595,6 +597,32 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     if world is not None:
         meta["world"] = world.to_meta()
     return meta
+
+
+def _say_smoothing_change(out: Path, smooth: SmoothConfig) -> None:
+    """Warn when this pass 2 smooths otherwise than the earlier one whose ``meta.json`` is in
+    ``out`` (:meth:`~wbcap.smooth.sequence.SmoothConfig.effective`): a ``--resume`` takes its
+    smoothing from its own command, the defaults where it gives none, and names the options
+    that keep the earlier one (a long-video trial's ``--resume --no-render`` put its Gaussian
+    smoothing back to the 1€ default without a word). Nothing for a first pass 2, or a
+    ``meta.json`` that cannot be read (this pass rewrites it)."""
+    from dataclasses import fields
+
+    try:
+        meta = read_meta(out)
+    except InputError:
+        return
+    earlier = meta.get("smooth") if meta else None
+    if not isinstance(earlier, dict):
+        return
+    try:
+        before = SmoothConfig(**{f.name: earlier[f.name] for f in fields(SmoothConfig) if f.name in earlier})
+    except (TypeError, ValueError):
+        return
+    if before.effective() != smooth.effective():
+        log.warning("%s: this pass smooths %s, the earlier one %s: %s takes the smoothing from its own command (the "
+                    "defaults where it gives none); to keep the earlier one, give %s", out, smooth.describe(),
+                    before.describe(), setting("resume", api="resume=True"), before.options())
 
 
 def _render(job: VideoJob, info, frame_times: list[float], tracks, by_frame, body, faces, dev,

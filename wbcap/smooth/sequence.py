@@ -97,6 +97,37 @@ class SmoothConfig:
         if not self.betas_trim >= 0:
             raise ValueError(f"betas_trim must be >= 0, got {self.betas_trim}")
 
+    def effective(self) -> dict[str, object]:
+        """The settings that change the result: ``method``, those of its filter
+        (:data:`FILTER_SETTINGS`) and ``betas_trim`` (two configs alike in these smooth alike)."""
+        return {"method": self.method, **{k: getattr(self, k) for k in FILTER_SETTINGS[self.method]},
+                "betas_trim": self.betas_trim}
+
+    def describe(self) -> str:
+        """``method`` and its filter's settings in words, those ``wbcap run`` takes and any other
+        not at its default: ``"gaussian (sigma 3)"``, ``"oneeuro (min_cutoff 2, beta 0.5)"``."""
+        default = SmoothConfig(method=self.method)
+        shown = [f"{k} {getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k} {getattr(self, k)}"
+                 for k in FILTER_SETTINGS[self.method] if k in RUN_OPTIONS or getattr(self, k) != getattr(default, k)]
+        return self.method + (f" ({', '.join(shown)})" if shown else "")
+
+    def options(self) -> str:
+        """The ``wbcap run`` options that give this smoothing: ``--smooth`` and those of
+        :data:`RUN_OPTIONS` its filter reads that are not at their defaults."""
+        default = SmoothConfig(method=self.method)
+        parts = [f"--smooth {self.method}"]
+        for name in RUN_OPTIONS:
+            if name in FILTER_SETTINGS[self.method] and getattr(self, name) != getattr(default, name):
+                parts.append(f"--{name.replace('_', '-')} {getattr(self, name):g}")
+        return " ".join(parts)
+
+
+#: The settings of :class:`SmoothConfig` each method reads (beside ``betas_trim``, which all use).
+FILTER_SETTINGS: dict[str, tuple[str, ...]] = {"none": (), "oneeuro": ("min_cutoff", "beta", "d_cutoff", "bidirectional"),
+                                               "gaussian": ("sigma",)}
+#: The settings of :class:`SmoothConfig` that ``wbcap run`` takes as options (``--min-cutoff``...).
+RUN_OPTIONS = ("min_cutoff", "beta", "sigma")
+
 
 class SmoothedSequence(NamedTuple):
     """Result of :func:`smooth_track`.
