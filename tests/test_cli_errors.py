@@ -267,6 +267,35 @@ def test_a_name_too_long_for_the_file_system_is_one_line_naming_it(tmp_path, mon
     assert (tmp_path / "out" / stem[1:] / "x").is_file()
     assert long_name_message(tmp_path / ("é" * 130)).endswith("is 260 bytes, and a name may have at most 255; choose "
                                                                "a shorter name")
+    assert "its name '\\xff\\xff" in long_name_message(tmp_path / os.fsdecode(b"\xff" * 300))  # (bytes shown as such)
+    deep = tmp_path.joinpath(*["d" * 200] * 21)
+    assert long_name_message(deep) == (f"{deep}: too long for the file system: the path is {len(os.fsencode(str(deep)))} "
+                                       "bytes; choose a shorter path (fewer or shorter folders)")
+
+
+def test_a_file_output_too_long_for_its_temporary_name_is_refused_before_any_work(tmp_path, monkeypatch):
+    """`wbcap train merge -o` of a 249-byte name merged, then failed (a break-it trial); a picture
+    whose output folder's temporary name would be too long is refused naming the picture."""
+    import wbcap.train.merge as merge
+    from wbcap.atomic import NAME_MAX, TEMP_NAME_EXTRA, check_name_length, check_writable_file
+    from wbcap.errors import InputError
+    from wbcap.export.image_outputs import output_names
+
+    out = tmp_path / ("u" * (NAME_MAX - TEMP_NAME_EXTRA + 1))
+    with pytest.raises(InputError, match=r"wbcap writes it first under a temporary name 18 bytes longer"):
+        check_writable_file(out)
+    check_name_length(out, temporary=False)
+    check_writable_file(tmp_path / ("u" * (NAME_MAX - TEMP_NAME_EXTRA)))
+    monkeypatch.setattr(merge, "_merge", lambda *a, **k: pytest.fail("merged"))
+    with pytest.raises(InputError, match=r"too long for the file system"):
+        merge.merge_hand_into_body(tmp_path / "b.pth", tmp_path / "h.pth", out)
+    photo = f"in/{'p' * 238}.jpg"
+    with pytest.raises(InputError) as caught:
+        output_names([photo, "in/b.jpg"])
+    assert str(caught.value) == (f"{photo}: its name is 238 bytes before its extension; its output folder, named after "
+                                 "it, is written first under a temporary name 18 bytes longer, past the 255 a name may "
+                                 "have: rename the picture (at most 237 bytes before its extension)")
+    assert output_names([f"in/{'p' * 237}.jpg"]) == ["p" * 237]
 
 
 @pytest.mark.parametrize("command, option", [(["image", "x.jpg"], "-o"), (["export", "run"], "--dest"),

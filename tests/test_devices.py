@@ -411,3 +411,42 @@ def test_an_array_not_rgb8_is_an_input_error_before_its_boxes_are_read(unfused_p
                  lambda: unfused_pipeline.predict(image, [(0, 0, float("nan"), 1)], source="x.png")):
         with pytest.raises(InputError, match=r"^x.png: expected an \(H, W, 3\) uint8 RGB image, got \(4, 4"):
             call()
+
+
+def test_regress_refuses_a_patch_that_is_not_the_networks_input(unfused_pipeline):
+    """A 256x192 patch ran silently (its mesh from the wrong input); beside a right one numpy's
+    stack raised a bare ValueError (an API trial)."""
+    import dataclasses
+
+    from wbcap.errors import InputError
+
+    jobs = unfused_pipeline.crop(np.zeros((120, 160, 3), np.uint8), [(10, 10, 50, 80)])
+    small = dataclasses.replace(jobs[0], patch=jobs[0].patch[::2, ::2])
+    message = (r"^crop 1: its patch is \(256, 192, 3\) uint8, not the network's \(512, 384, 3\) uint8 input; make the "
+               r"crops with pipe.crop\(image, boxes\)$")
+    with pytest.raises(InputError, match=message):
+        unfused_pipeline.regress([jobs[0], small])
+    with pytest.raises(InputError, match=r"^crop 0: its patch is \(512, 384, 3\) float32"):
+        unfused_pipeline.regress([dataclasses.replace(jobs[0], patch=jobs[0].patch.astype(np.float32))], mesh=False)
+
+
+def test_run_video_refuses_a_pipeline_unlike_its_jobs_settings(unfused_pipeline, tmp_path):
+    """A fast pipeline given to run_video with the job's default (exact) settings ran fast and was
+    recorded as exact in run.json, which a resume checks (an API trial)."""
+    from fractions import Fraction
+
+    from wbcap.config import PipelineConfig
+    from wbcap.errors import InputError
+    from wbcap.testing.videos import make_vfr_with_audio
+    from wbcap.video_app import VideoJob, run_video
+
+    video = make_vfr_with_audio(tmp_path / "v.mp4", [0, 100, 200], 100, Fraction(1, 1000))
+    job = VideoJob(str(video), str(tmp_path / "o"), pipeline=PipelineConfig(precision="fast", box_scale=1.5),
+                   render=False)
+    with pytest.raises(InputError) as caught:
+        run_video(job, pipeline=unfused_pipeline)
+    assert str(caught.value) == (
+        f"the pipeline given runs precision 'exact' (the job's: 'fast'), box_scale {unfused_pipeline.box_scale!r} (the "
+        "job's: 1.5): run.json records the job's settings and a resume checks them; give the job the pipeline's "
+        "(VideoJob(pipeline=PipelineConfig(...)))")
+    assert not (tmp_path / "o").exists()

@@ -322,6 +322,16 @@ def test_smooth_config_in_words_and_as_options():
     assert SmoothConfig(d_cutoff=2.0).describe() == "oneeuro (min_cutoff 2, beta 0.5, d_cutoff 2)"
     assert SmoothConfig(method="none", sigma=5).describe() == "none" and SmoothConfig(method="none").options() == (
         "--smooth none")
+    # exact values (":g" gave 1.23457 for 1.2345678: the options a warning named warned again, a break-it trial)
+    odd = SmoothConfig(method="gaussian", sigma=1.2345678)
+    assert odd.describe() == "gaussian (sigma 1.2345678)" and odd.options() == "--smooth gaussian --sigma 1.2345678"
+    assert SmoothConfig(min_cutoff=0.1234567, beta=1.234567e-05).options() == (
+        "--smooth oneeuro --min-cutoff 0.1234567 --beta 1.234567e-05")
+    # settings no option takes: named, and said in Python
+    api = SmoothConfig(bidirectional=False, betas_trim=0.0)
+    assert api.describe() == "oneeuro (min_cutoff 2, beta 0.5, bidirectional False, betas_trim 0)"
+    assert api.options() is None and api.python() == "SmoothConfig(method='oneeuro', bidirectional=False, betas_trim=0.0)"
+    assert SmoothConfig(method="gaussian", sigma=3.0).python() == "SmoothConfig(method='gaussian', sigma=3.0)"
     # settings the method does not read change nothing
     assert SmoothConfig(method="gaussian", min_cutoff=9).effective() == SmoothConfig(method="gaussian").effective()
     assert SmoothConfig(betas_trim=0.0).effective() != SmoothConfig().effective()

@@ -127,6 +127,25 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
     assert f"`wbcap train merge --body {body} -o merged.pth.tar`" in " ".join(r.output.split())
 
 
+def test_finetune_checks_a_partial_model_table_against_its_init_checkpoints_model(tmp_path, train_args, trained,
+                                                                                    micro_ckpt):
+    """A [model] key repeating the --init checkpoint's own value was checked against the recipe's
+    geometry and refused (a break-it trial: `output_hm_shape [8, 3, 2] does not fit input_body_shape
+    [256, 192]`); the checkpoint's model comes first, the TOML's keys over it, also when the TOML
+    names the checkpoint."""
+    from conftest import MICRO
+
+    hm = _model_toml(tmp_path / "hm.toml", {"output_hm_shape": MICRO["output_hm_shape"]})
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "a", "--init", micro_ckpt, "--config", hm)
+    assert r.exit_code == 0, r.output
+    assert trained[-1][0].model == ModelConfig.from_dict(MICRO)
+    named = _model_toml(tmp_path / "named.toml", {"input_body_shape": MICRO["input_body_shape"]},
+                        init_checkpoint=str(micro_ckpt))
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "b", "--config", named)
+    assert r.exit_code == 0, r.output
+    assert trained[-1][0].model == ModelConfig.from_dict(MICRO) and len(trained) == 2
+
+
 def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, train_args, trained):
     out = tmp_path / "r"
     before = _previous_run(out)

@@ -67,15 +67,33 @@ def long_name_message(path: str | os.PathLike[str]) -> str:
     parts = [part for part in final.parts if part != final.anchor]
     longest = max(parts, key=lambda part: len(os.fsencode(part)), default=str(final))
     size = len(os.fsencode(longest))
-    shown = longest if len(longest) <= 40 else longest[:37] + "..."
+    shown = os.fsencode(longest).decode("utf-8", "backslashreplace")  # (undecodable bytes as \xff)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
     if size > NAME_MAX:
-        why = f"its name {shown!r} is {size} bytes, and a name may have at most {NAME_MAX}"
+        why = f"its name '{shown}' is {size} bytes, and a name may have at most {NAME_MAX}"
     elif size + TEMP_NAME_EXTRA > NAME_MAX:
-        why = (f"its name {shown!r} is {size} bytes, and wbcap writes it first under a temporary name "
+        why = (f"its name '{shown}' is {size} bytes, and wbcap writes it first under a temporary name "
                f"{TEMP_NAME_EXTRA} bytes longer, past the {NAME_MAX} a name may have")
     else:
-        why = f"the path is {len(os.fsencode(str(final)))} bytes, more than the file system takes"
+        return (f"{final}: too long for the file system: the path is {len(os.fsencode(str(final)))} bytes; choose a "
+                "shorter path (fewer or shorter folders)")
     return f"{final}: too long for the file system: {why}; choose a shorter name"
+
+
+def check_name_length(path: str | os.PathLike[str], temporary: bool = True) -> None:
+    """Refuse a path with a name over :data:`NAME_MAX` bytes, or, with ``temporary`` (an output
+    written first under a temporary name of this module), whose last name is over it once
+    :data:`TEMP_NAME_EXTRA` bytes longer: before any work (`wbcap train merge -o` of a 249-byte
+    name merged, then failed: a break-it trial).
+
+    Raises:
+        InputError: :func:`long_name_message`'s line.
+    """
+    p = Path(path)
+    if any(len(os.fsencode(part)) > NAME_MAX for part in p.parts):
+        raise InputError(long_name_message(p))
+    if temporary and len(os.fsencode(p.name)) + TEMP_NAME_EXTRA > NAME_MAX:
+        raise InputError(long_name_message(_temp_sibling(p)))
 
 
 #: errno values of a write that found no room (disk or quota full, file too large).
@@ -229,6 +247,7 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
         raise InputError(f"{given}: ends with {os.sep}, so it names a folder; give a file name for this output "
                          f"(e.g. {given}result.json)")
     p = Path(path).expanduser()
+    check_name_length(p)
     if p.is_dir():
         raise InputError(f"{p}: is a folder; give a file name for this output")
     final = _written_file(p)

@@ -358,7 +358,8 @@ class Pipeline:
         few_calls: int = 0,
         measure_strategy: bool | None = None,
     ):
-        precision = Precision.parse(precision).resolve(device)
+        requested = Precision.parse(precision)
+        precision = requested.resolve(device)
         #: The network will run this many calls of one crop only (0: many): the inference form
         #: skips forms that cost more to build than they save there
         #: (:func:`~wbcap.model.inference.optimize_for_inference`).
@@ -380,6 +381,8 @@ class Pipeline:
         self.batch_size = max(1, int(default_batch_size(device) if batch_size is None else batch_size))
         self.box_scale = box_scale
         self.precision = precision
+        #: The precision mode asked for (:attr:`precision` is the one that runs on the device).
+        self.requested_precision = requested
         #: What :meth:`from_config` built the model from (None for a pipeline built from a regressor).
         self.source: ModelSource | None = None
         self._detectors: dict[str, Detector] = {}
@@ -576,7 +579,8 @@ class Pipeline:
         is False or ``few_calls`` is given: then the default form runs and nothing is cached.
 
         Args:
-            checkpoint: the Hand4Whole checkpoint (``snapshot_6.pth.tar``), or a folder holding it.
+            checkpoint: the Hand4Whole checkpoint file (``snapshot_6.pth.tar``; a folder is refused:
+                ``$WBCAP_WEIGHTS`` may name one); None: the one found (:func:`~wbcap.weights.find_checkpoint`).
             body_models: the SMPL-X model file, or a folder holding ``smplx/SMPLX_<GENDER>.npz``.
             gender: ``neutral | male | female``; None: the one the name of a ``body_models``
                 file says, else neutral (:meth:`BodyModelConfig.given
@@ -758,8 +762,19 @@ class Pipeline:
         ``mesh=False`` returns :class:`PersonEstimate` objects instead: the same parameters and
         cameras (bit for bit), without running SMPL-X or copying meshes, joints and crops to the
         host (``wbcap run``'s pass 1 keeps only those).
+
+        Raises:
+            InputError: a job's patch is not the network's ``(H, W, 3)`` uint8 input
+                (``config.input_img_shape``; :meth:`crop` makes them).
         """
         people: list = []
+        size = (*self.regressor.config.input_img_shape, 3)
+        for i, job in enumerate(jobs):  # (a wrong-size patch ran silently; mixed with others numpy's stack refused it)
+            patch = getattr(job, "patch", None)
+            if not isinstance(patch, np.ndarray) or patch.shape != size or patch.dtype != np.uint8:
+                got = (f"{patch.shape} {patch.dtype}" if isinstance(patch, np.ndarray) else type(patch).__name__)
+                raise InputError(f"crop {i}: its patch is {got}, not the network's {size} uint8 input; make the crops "
+                                 "with pipe.crop(image, boxes)")
         # (results built outside inference mode even inside the caller's: they are ordinary
         # tensors to edit or fit from, also under `with torch.inference_mode(): pipe(...)`, a user trial)
         with torch.inference_mode(False):

@@ -599,6 +599,26 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     return meta
 
 
+def _check_given_pipeline(job: VideoJob, pipeline) -> None:
+    """Refuse a pipeline given to :func:`run_video` whose precision or box scale is not
+    ``job.pipeline``'s: ``run.json`` records the job's, which a ``--resume`` checks (a fast
+    pipeline's run was recorded as exact, an API trial: its resume with the settings that ran
+    was refused, one with the recorded ones would have mixed the two).
+
+    Raises:
+        InputError: naming both values and the fix.
+    """
+    from wbcap.pipeline import normalize_precision
+
+    wanted = {"precision": normalize_precision(job.pipeline.precision), "box_scale": job.pipeline.box_scale}
+    given = {"precision": getattr(pipeline, "requested_precision", pipeline.precision).value,
+             "box_scale": pipeline.box_scale}
+    differ = [f"{k} {given[k]!r} (the job's: {wanted[k]!r})" for k in wanted if given[k] != wanted[k]]
+    if differ:
+        raise InputError(f"the pipeline given runs {', '.join(differ)}: run.json records the job's settings and a "
+                         "resume checks them; give the job the pipeline's (VideoJob(pipeline=PipelineConfig(...)))")
+
+
 def _say_smoothing_change(out: Path, smooth: SmoothConfig) -> None:
     """Warn when this pass 2 smooths otherwise than the earlier one whose ``meta.json`` is in
     ``out`` (:meth:`~wbcap.smooth.sequence.SmoothConfig.effective`): a ``--resume`` takes its
@@ -620,9 +640,13 @@ def _say_smoothing_change(out: Path, smooth: SmoothConfig) -> None:
     except (TypeError, ValueError):
         return
     if before.effective() != smooth.effective():
-        log.warning("%s: this pass smooths %s, the earlier one %s: %s takes the smoothing from its own command (the "
-                    "defaults where it gives none); to keep the earlier one, give %s", out, smooth.describe(),
-                    before.describe(), setting("resume", api="resume=True"), before.options())
+        command = setting("smooth").startswith("-")  # (a wbcap command's words, else Python's)
+        keep = before.options() if command else None
+        keep = (f"give {keep}" if keep else f"run it from Python with smooth={before.python()}" if command
+                else f"give smooth={before.python()}")
+        log.warning("%s: this pass smooths %s, the earlier one %s: %s takes the smoothing from its own %s (the "
+                    "defaults where it gives none); to keep the earlier one, %s", out, smooth.describe(),
+                    before.describe(), setting("resume", api="resume=True"), "command" if command else "job", keep)
 
 
 def _render(job: VideoJob, info, frame_times: list[float], tracks, by_frame, body, faces, dev,
@@ -649,7 +673,9 @@ def _render(job: VideoJob, info, frame_times: list[float], tracks, by_frame, bod
 
 
 def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) -> VideoResult:
-    """Run both passes for ``job`` (see the module docstring).
+    """Run both passes for ``job`` (see the module docstring). ``pipeline``: a
+    :class:`~wbcap.pipeline.Pipeline` to use instead of building one from ``job.pipeline``; its
+    precision and box scale must be the job's (checked first: ``run.json`` records the job's).
 
     What can be refused is refused before the model loads and before OUT is touched: the
     frame size (:func:`wbcap.image_app.check_size`), an image sequence's selected files (their
@@ -673,6 +699,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         from wbcap.export.render import check_renderer_setting
 
         check_renderer_setting()  # a bad $WBCAP_RENDERER: one line now, not after pass 1
+    if pipeline is not None:
+        _check_given_pipeline(job, pipeline)
     try:
         source = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
                              image_fps=job.image_fps)

@@ -72,7 +72,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wbcap.atomic import atomic_write_bytes, staged_dir
+from wbcap.atomic import NAME_MAX, TEMP_NAME_EXTRA, atomic_write_bytes, staged_dir
 from wbcap.errors import InputError, setting
 from wbcap.export.obj import write_obj
 from wbcap.export.params_json import write_params_json
@@ -125,6 +125,12 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     """
     paths = [Path(p) for p in paths]
     stems = [p.stem for p in paths]
+    for path, stem in zip(paths, stems):  # (each output folder is written first under a temporary name)
+        if len(os.fsencode(stem)) + TEMP_NAME_EXTRA > NAME_MAX:
+            raise InputError(f"{path}: its name is {len(os.fsencode(stem))} bytes before its extension; its output "
+                             f"folder, named after it, is written first under a temporary name {TEMP_NAME_EXTRA} bytes "
+                             f"longer, past the {NAME_MAX} a name may have: rename the picture (at most "
+                             f"{NAME_MAX - TEMP_NAME_EXTRA} bytes before its extension)")
     if len({s.casefold() for s in stems}) == len(stems):
         return stems
     absolute = [Path(os.path.abspath(p)) for p in paths]

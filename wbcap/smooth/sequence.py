@@ -103,23 +103,48 @@ class SmoothConfig:
         return {"method": self.method, **{k: getattr(self, k) for k in FILTER_SETTINGS[self.method]},
                 "betas_trim": self.betas_trim}
 
-    def describe(self) -> str:
-        """``method`` and its filter's settings in words, those ``wbcap run`` takes and any other
-        not at its default: ``"gaussian (sigma 3)"``, ``"oneeuro (min_cutoff 2, beta 0.5)"``."""
+    def _shown(self) -> list[str]:
+        """The settings :meth:`describe` and :meth:`python` name: those ``wbcap run`` takes that
+        the method reads, and any other of :meth:`effective` not at its default."""
         default = SmoothConfig(method=self.method)
-        shown = [f"{k} {getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k} {getattr(self, k)}"
-                 for k in FILTER_SETTINGS[self.method] if k in RUN_OPTIONS or getattr(self, k) != getattr(default, k)]
+        return [k for k in (*FILTER_SETTINGS[self.method], "betas_trim")
+                if k in RUN_OPTIONS or getattr(self, k) != getattr(default, k)]
+
+    def describe(self) -> str:
+        """``method`` and its settings in words, each value exact (:func:`_number`):
+        ``"gaussian (sigma 3)"``, ``"oneeuro (min_cutoff 2, beta 0.5, bidirectional False)"``."""
+        shown = [f"{k} {_number(getattr(self, k))}" for k in self._shown()]
         return self.method + (f" ({', '.join(shown)})" if shown else "")
 
-    def options(self) -> str:
+    def options(self) -> str | None:
         """The ``wbcap run`` options that give this smoothing: ``--smooth`` and those of
-        :data:`RUN_OPTIONS` its filter reads that are not at their defaults."""
+        :data:`RUN_OPTIONS` its filter reads that are not at their defaults, each value exact;
+        None where a setting no option takes is not at its default (``bidirectional``...)."""
         default = SmoothConfig(method=self.method)
+        if any(k not in RUN_OPTIONS and getattr(self, k) != getattr(default, k) for k in self._shown()):
+            return None
         parts = [f"--smooth {self.method}"]
         for name in RUN_OPTIONS:
             if name in FILTER_SETTINGS[self.method] and getattr(self, name) != getattr(default, name):
-                parts.append(f"--{name.replace('_', '-')} {getattr(self, name):g}")
+                parts.append(f"--{name.replace('_', '-')} {_number(getattr(self, name))}")
         return " ".join(parts)
+
+    def python(self) -> str:
+        """This smoothing as Python: ``SmoothConfig(method='gaussian', sigma=3.0)`` (the method's
+        settings not at their defaults, each exact)."""
+        default = SmoothConfig(method=self.method)
+        given = [f"{k}={getattr(self, k)!r}" for k in self._shown() if getattr(self, k) != getattr(default, k)]
+        return f"SmoothConfig({', '.join([f'method={self.method!r}', *given])})"
+
+
+def _number(value: object) -> str:
+    """A setting's value as text that reads back to the same value: ``2`` for 2.0, ``1.2345678``
+    (the shortest exact float, not ``:g``'s six digits: options copied from a warning gave a
+    warning again, a break-it trial), ``False``."""
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
 
 
 #: The settings of :class:`SmoothConfig` each method reads (beside ``betas_trim``, which all use).

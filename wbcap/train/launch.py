@@ -84,10 +84,10 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
                          f"{setting('resume', api='resume=True')} continues the run in {folder} from its newest "
                          f"snapshot: drop {setting('init_checkpoint')}")
     recorded = recorded_stage(folder, stage) if resume else None
-    cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], **overrides)
-    init_model = _init_model(stage, cfg.init_checkpoint) if recorded is None else None
-    if init_model is not None and init_model != cfg.model:  # (the start checkpoint's model, the TOML's [model] over it)
-        cfg = load_stage(stage, config_file, model=init_model, **overrides)
+    # (a fine-tuning starts from its --init checkpoint's model, the TOML's [model] keys over it: they are
+    # checked together, not against the recipe's, which a key repeating the checkpoint's own did not fit)
+    init_model = _init_model(stage, _init_path(stage, config_file, overrides)) if recorded is None else None
+    cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], model=init_model, **overrides)
     from wbcap.model.device import available_cpus
 
     if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
@@ -375,6 +375,22 @@ def recorded_stage(folder: Path, stage: str):
                              f"start a new run ({setting('overwrite', api='overwrite=True')} or another "
                              f"{setting('out')} folder)") from None
     return dataclasses.replace(cfg, **values), source
+
+
+def _init_path(stage: str, config_file: str | Path | None, overrides: dict) -> str | None:
+    """The fine-tuning start checkpoint a command names: its ``--init``, else its ``--config``
+    TOML's ``init_checkpoint`` (the file read as :func:`~wbcap.train.stages.load_stage` reads it);
+    None for another stage or none named."""
+    if stage != "finetune":
+        return None
+    if overrides.get("init_checkpoint") is not None:
+        return overrides["init_checkpoint"]
+    if config_file is None:
+        return None
+    from wbcap.train.stages import read_stage_file
+
+    named = read_stage_file(config_file).get("init_checkpoint")
+    return named if isinstance(named, str) else None
 
 
 def _init_model(stage: str, init_checkpoint: str | None):
