@@ -454,6 +454,23 @@ def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
     assert "CHANGED since its import or download" in nano, nano
 
 
+def test_doctor_says_a_body_models_variable_naming_no_folder(tmp_path, monkeypatch):
+    """The Quick start's WBCAP_BODY_MODELS copied where the demo wrote its model elsewhere: doctor
+    said to copy the licensed file into that missing folder (a new user's trial)."""
+    from wbcap.doctor import body_model_check
+    from wbcap.paths import demo_body_models_dir
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "nope"))
+    check = body_model_check("neutral", None)
+    assert not check.ok and check.fix == (
+        f"WBCAP_BODY_MODELS names {tmp_path / 'nope'}, which does not exist: point it at the folder that holds "
+        f"SMPLX_NEUTRAL.npz (`wbcap demo`'s synthetic one is {demo_body_models_dir()}), or unset it")
+    (tmp_path / "there").mkdir()
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "there"))  # (an existing folder: where to copy it)
+    assert body_model_check("neutral", None).fix.startswith("register at https://smpl-x.is.tue.mpg.de")
+
+
 def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypatch, body_dir, small_ckpt):
     """Found is not usable: doctor said [ok] for a zero-byte or truncated SMPL-X file, a
     1.3 kB foreign checkpoint and a random yolox_nano.onnx, and every run then failed. It now

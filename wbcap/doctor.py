@@ -49,12 +49,16 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     except BodyModelNotFoundError as exc:
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
         target = f"{exc.target}/ {exc.demo_fix}".rstrip()  # (wbcap's folder, not the demo's, when that was searched)
-        return Check(
-            name, False, f"{exc.file_name} not found in {places}",
-            f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
-            f"copy {exc.file_name} to {target}",
-            optional=optional, licensed="body",
-        )
+        fix = (f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
+               f"copy {exc.file_name} to {target}")
+        from wbcap.paths import ENV_BODY_MODELS, demo_body_models_dir, env_path
+
+        if body_models is None and env_path(ENV_BODY_MODELS) is not None and not exc.folders[0].exists():
+            # (a Quick-start path copied where the demo's model is elsewhere: it said to copy the
+            # licensed file into that missing folder, a new user's trial)
+            fix = (f"{ENV_BODY_MODELS} names {exc.folders[0]}, which does not exist: point it at the folder that holds "
+                   f"{exc.file_name} (`wbcap demo`'s synthetic one is {demo_body_models_dir()}), or unset it")
+        return Check(name, False, f"{exc.file_name} not found in {places}", fix, optional=optional, licensed="body")
     except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
         detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")

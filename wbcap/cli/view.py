@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from wbcap.cli.common import IntRange, NonEmptyPath, allow_pickle_option, echo_result, is_quiet
 from wbcap.cli.stdout import check_stdout
+from wbcap.console import printable
 
 
 @click.command("view")
@@ -33,7 +36,7 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
     from pathlib import Path
 
     from wbcap.io.run_folder import reading_folder
-    from wbcap.view.site import ViewJob, serve_view, write_html
+    from wbcap.view.site import ViewJob, serve_command, serve_view, write_html
 
     job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)
     # The page is built holding OUT shared: refused while a `wbcap run` or `wbcap export` writes it (pass 2
@@ -44,6 +47,9 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
             page = write_html(job)
         if not is_quiet(ctx):
             echo_result(str(page))
+            # (the page does not run from a file:// address; how to open it was only in its README.txt: a new user)
+            click.echo(printable(f"open it: cd {shlex.quote(str(page.parent))} && {serve_command(page)}, then the "
+                                 "address it prints", one_line=True), err=True)
         return
     with contextlib.ExitStack() as serving:  # (SIGTERM and SIGHUP stop it as Ctrl-C: see wbcap.cli)
         with reading:  # (released once built: a served page keeps no later `wbcap run --resume` out)

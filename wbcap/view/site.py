@@ -180,6 +180,14 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
     return content.manifest
 
 
+def serve_command(page: Path) -> str:
+    """The shell command, run in ``page``'s folder, that serves a page :func:`write_html` wrote
+    (``python3 <name>_files/serve.py``: "my take_files/" quoted, "-x_files/" not read as an
+    option); browsers do not run it from a ``file://`` address."""
+    files = page.with_name(f"{page.stem}_files")
+    return f"python3 {shlex.quote(('./' if files.name.startswith('-') else '') + files.name + '/serve.py')}"
+
+
 def write_html(job: ViewJob) -> Path:
     """Write ``job.html`` and its folder ``<stem>_files/`` (replaced if an earlier ``wbcap view``
     wrote it); returns the page's path.
@@ -219,8 +227,7 @@ def write_html(job: ViewJob) -> Path:
         raise InputError(f"{files}: exists and was not written by `wbcap view`; move it away or choose "
                          f"another {setting('html')} file")
     _check_replaceable(page, files)
-    # (a shell command: "my take_files/" quoted, "-x_files/" not read as an option)
-    serve = f"python3 {shlex.quote(('./' if files.name.startswith('-') else '') + files.name + '/serve.py')}"
+    serve = serve_command(page)
     with staged_dir(files) as stage:
         build_site(job, stage, link=False)
         shutil.copyfile(Path(__file__).resolve().parent / "server.py", stage / "serve.py")
