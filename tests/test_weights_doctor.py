@@ -449,7 +449,9 @@ def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
         f.truncate(installed.stat().st_size // 2)
     os.utime(installed, (later, later))  # (written after the record, as a truncation is)
     check = _detector_check()
-    assert not check.ok and "changed since it was imported or fetched" in check.detail, check
+    # (a file that no longer loads breaks every default run: required, not a warning, a weights trial)
+    assert not check.ok and not check.optional and "cannot load" in check.detail, check
+    assert check.detail.endswith("(every run with the default detector fails)"), check
     nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
     assert "CHANGED since its import or download" in nano, nano
 
@@ -792,6 +794,10 @@ def test_a_read_only_shared_home_is_a_warning_and_what_is_measured_goes_to_the_u
                         f"{shared / 'cache'}: cannot write in this folder (read-only or no permission): read-only here, "
                         f"which a shared install may be (its files are read; what wbcap measures is kept in {own})"), lines
     assert "fix the user folders first" not in r.output
+    (shared / "cache").rmdir()  # (a shared home of weights alone: every command still runs, a weights trial)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.output.splitlines()[0].startswith("[warn] user folders: ") and "read-only here" in r.output, r.output
+    assert "fix the user folders first" not in r.output
 
 
 def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
@@ -809,3 +815,31 @@ def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
             f"[MISS] renderer: {name}={value}: {said} (every render refuses it)",
             f"       fix: unset {name}, or set it as said"], lines
         assert any(line.startswith("[ok  ] libraries: ") for line in lines)
+
+
+def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_named_as_the_fix(tmp_path, monkeypatch,
+                                                                                                 small_ckpt):
+    """doctor said [ok] (hidden by -q) for a checkpoint changed since its import, and for one
+    WBCAP_WEIGHTS names that is no checkpoint told to import one, which the variable hides (a weights trial)."""
+    import os
+    import time
+
+    from wbcap.doctor import checkpoint_check
+
+    assert run("weights", "import", "hand4whole", small_ckpt).exit_code == 0
+    installed = weights_dir() / manifest()["hand4whole"].file
+    assert checkpoint_check(manifest()["hand4whole"]).ok
+    data = bytearray(installed.read_bytes())
+    data[len(data) // 2] ^= 0x01  # (inside a tensor: it still loads, its values changed)
+    installed.write_bytes(bytes(data))
+    later = time.time() + 5
+    os.utime(installed, (later, later))
+    check = checkpoint_check(manifest()["hand4whole"])
+    assert not check.ok and check.optional and "changed since its import or download" in check.detail, check
+    assert check.fix.startswith("`wbcap weights verify`; if it is not a checkpoint you put there yourself, download")
+    other = tmp_path / "not_a_checkpoint.pth"
+    other.write_bytes(b"\x00" * 100)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(other))
+    check = checkpoint_check(manifest()["hand4whole"])
+    assert not check.ok and check.fix == (f"point WBCAP_WEIGHTS at the hand4whole checkpoint (it names {other}), or "
+                                          "unset it to use the one `wbcap weights import hand4whole FILE` installs")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from wbcap.errors import setting
@@ -119,13 +121,31 @@ def checkpoint_check(entry) -> Check:
             optional=not entry.default, licensed="checkpoint",
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"
+    named = os.environ.get(ENV_WEIGHTS)
+    if named and Path(path).resolve() == _resolved(named, path):  # (its import would change nothing: a weights trial)
+        fix = (f"point {ENV_WEIGHTS} at the {entry.name} checkpoint (it names {named}), or unset it to use the one "
+               f"`wbcap weights import {entry.name} FILE` installs")
     try:
         summary = validate_weights_file(entry.architecture, path)
     except WbcapError as exc:
         return Check(name, False, str(exc), fix, optional=not entry.default, licensed="checkpoint")
     present = installed(entry)
+    if present is not None and present.path == path and present.changed:  # (it said [ok], hidden by -q: a weights trial)
+        return Check(name, False, f"{path} ({summary}) changed since its import or download (its sha256 is no longer "
+                     "the recorded one: damaged or replaced; runs use it as it is)",
+                     f"`wbcap weights verify`; if it is not a checkpoint you put there yourself, {fix}", optional=True,
+                     licensed="checkpoint")
     what = present.provenance(entry.name) if present is not None and present.path == path else ""
     return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})", licensed="checkpoint")
+
+
+def _resolved(named: str, found) -> Path | None:
+    """Where ``$WBCAP_WEIGHTS`` (``named``) leads for the file ``found``: the file itself, or
+    ``found`` when it lies in the folder the variable names; None otherwise."""
+    p = Path(named).expanduser()
+    if p.is_dir():
+        return Path(found).resolve() if Path(found).resolve().parent == p.resolve() else None
+    return p.resolve()
 
 
 def _detector_check() -> Check:
@@ -157,18 +177,19 @@ def _detector_check() -> Check:
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`" + auto,
                      optional=True)
-    if present.changed:
-        return Check("person detector", False,
-                     f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
-                     "one: damaged, e.g. truncated, or replaced)",
-                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validate_weights_file
 
     try:
         validate_weights_file(best.architecture, present.path)
-    except WbcapError as exc:
-        return Check("person detector", False, f"auto would use {best.name}, but {exc}",
+    except WbcapError as exc:  # (every run of the default detector fails on it: not optional, a weights trial)
+        return Check("person detector", False, f"auto would use {best.name}, but {exc} (every run with the default "
+                     f"{setting('detector')} fails)",
+                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again")
+    if present.changed:
+        return Check("person detector", False,
+                     f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
+                     "one: damaged, e.g. truncated, or replaced)",
                      f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
     what = present.provenance(best.name) or "no published hash"
     return Check("person detector", True,
@@ -277,7 +298,12 @@ def user_folders_check() -> Check:
     shown = ", ".join(f"{what} {folder}" for what, folder in folders.items())
     if not problems:
         return Check(USER_FOLDERS, True, shown)
-    if all(f.is_dir() and os.access(f, os.R_OK | os.X_OK) for f in folders.values()):
+    def readable(folder) -> bool:
+        return folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)
+
+    # (a shared home without the cache folder ran every command, the cache kept elsewhere: it was
+    # called missing, "nothing runs", a weights trial)
+    if readable(folders["data"]) and (readable(folders["cache"]) or not folders["cache"].exists()):
         # (a shared install, read-only for this user: every command works, reading the weights and
         # models there; it was called missing, with the fix of leaving it: an admin's trial)
         from wbcap.paths import cache_file

@@ -126,8 +126,8 @@ def check_weights_env() -> None:
     env = env_path(ENV_WEIGHTS)
     if env is not None and not env.exists():
         raise CheckpointError(f"{ENV_WEIGHTS}={os.environ[ENV_WEIGHTS]}: no such file or folder; point it at the "
-                              "checkpoint or the folder that holds it, or unset it (`wbcap weights list` shows where "
-                              "wbcap looks otherwise)")
+                              "checkpoint or the folder that holds it, or unset it (then `wbcap weights list` shows "
+                              "where wbcap looks; it says this too while the variable is set)")
 
 
 def find_checkpoint(path: str | Path | None = None, name: str | None = None, option: str = "checkpoint") -> Path:
