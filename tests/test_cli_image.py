@@ -375,8 +375,18 @@ def test_demo_lists_only_the_files_still_missing(tmp_path, monkeypatch, body_dir
     monkeypatch.setattr(wbcap.demo, "run_demo", lambda out, **kw: (results, "hog"))
     r = invoke("demo", "-o", tmp_path)
     assert r.exit_code == 0 and "pipeline check" in r.stdout and "add two files" in r.stdout
-    assert r.stdout.startswith("detector: hog (the better YOLOX-nano is not installed")
+    assert r.stdout.startswith("detector: hog (the better YOLOX-nano is not installed: `wbcap weights fetch "
+                               "yolox-nano`)\n"), r.stdout
     assert "SMPLX_NEUTRAL.npz" in r.stdout and "wbcap weights import hand4whole" in r.stdout
+    import wbcap.weights
+
+    # (offline, its download just failed: the fetch it named would fail again, a new user's trial)
+    failure = wbcap.weights.recent_auto_failure
+    monkeypatch.setattr(wbcap.weights, "recent_auto_failure", lambda name: ("2026-12-06T04:00", "no network"))
+    assert invoke("demo", "-o", tmp_path).stdout.startswith(
+        "detector: hog (the better YOLOX-nano is not installed: its download failed: `wbcap weights import yolox-nano "
+        "FILE` with a copy from a machine with internet, or `wbcap weights fetch yolox-nano` once online)\n")
+    monkeypatch.setattr(wbcap.weights, "recent_auto_failure", failure)
     monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
     r = invoke("demo", "-o", tmp_path)
     assert "add one file:\n  1. SMPL-X neutral: SMPLX_NEUTRAL.npz not found in" in r.stdout, r.stdout

@@ -72,5 +72,14 @@ def demo(ctx, out, image, video, max_frames, offline, device):
 
 
 def _detector_line(detector: str) -> str:
-    return f"detector: {detector}" + ("" if detector.startswith("yolox") else
-                                      " (the better YOLOX-nano is not installed: `wbcap weights fetch yolox-nano`)")
+    """The demo's detector line; HOG's names how to get YOLOX-nano: fetching it, or, after a
+    download that failed (offline: the fetch it named had just failed, a new user's trial),
+    importing a copy."""
+    if detector.startswith("yolox"):
+        return f"detector: {detector}"
+    from wbcap.weights import recent_auto_failure
+
+    how = ("its download failed: `wbcap weights import yolox-nano FILE` with a copy from a machine with internet, "
+           "or `wbcap weights fetch yolox-nano` once online" if recent_auto_failure("yolox-nano") is not None
+           else "`wbcap weights fetch yolox-nano`")
+    return f"detector: {detector} (the better YOLOX-nano is not installed: {how})"
