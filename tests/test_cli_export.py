@@ -426,7 +426,7 @@ def test_export_and_view_find_the_body_model_the_run_found_in_the_environment(tm
     assert r.exit_code == 0, r.output
     # (how to open it, which a new user found only in its README.txt; the path alone on stdout)
     assert r.stdout == f"{tmp_path / 'v.html'}\n" and r.stderr.splitlines()[-1] == (
-        f"open it: cd {tmp_path} && python3 v_files/serve.py, then the address it prints"), r.output
+        f"open it: cd -- {tmp_path} && python3 v_files/serve.py, then the address it prints"), r.output
     r = CliRunner().invoke(cli, ["export", str(out), "--format", "glb", "--dest", str(tmp_path / "x"), "--gender", "male"])
     assert r.exit_code == 2 and "SMPLX_MALE.npz not found" in r.output and "was made with" not in r.output, r.output
     shutil.rmtree(models)

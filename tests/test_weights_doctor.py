@@ -471,6 +471,43 @@ def test_doctor_says_a_body_models_variable_naming_no_folder(tmp_path, monkeypat
     (tmp_path / "there").mkdir()
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(tmp_path / "there"))  # (an existing folder: where to copy it)
     assert body_model_check("neutral", None).fix.startswith("register at https://smpl-x.is.tue.mpg.de")
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(demo_body_models_dir()))  # (the try-out's, not written yet: a review)
+    assert not demo_body_models_dir().exists()
+    assert not body_model_check("neutral", None).fix.startswith("WBCAP_BODY_MODELS names")
+
+
+def test_the_weights_variable_is_named_only_where_it_found_the_file(tmp_path, monkeypatch):
+    """A variable naming a file stands for the default checkpoint alone; wbcap's own weights
+    folder is where an import writes, so naming it is no cause (a review)."""
+    from wbcap.doctor import _through_variable
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "a.pth").write_bytes(b"x")
+    (tmp_path / "elsewhere.pth").write_bytes(b"x")
+    (folder / "link.pth").symlink_to(tmp_path / "elsewhere.pth")
+    assert _through_variable(str(folder), folder / "a.pth", default=False)
+    assert _through_variable(str(folder), folder / "link.pth", default=True)  # (a link in the folder)
+    assert _through_variable(str(folder / "a.pth"), folder / "a.pth", default=True)
+    assert not _through_variable(str(folder / "a.pth"), folder / "a.pth", default=False)  # (the hand model)
+    assert not _through_variable(str(folder), tmp_path / "elsewhere.pth", default=True)
+    own = weights_dir()
+    own.mkdir(parents=True)
+    assert not _through_variable(str(own), own / "a.pth", default=True)
+
+
+def test_a_cache_folder_that_cannot_exist_is_missing_not_a_shared_install(tmp_path, monkeypatch):
+    """A cache under a file was called a read-only shared install (a review)."""
+    from wbcap.doctor import user_folders_check
+
+    monkeypatch.delenv("WBCAP_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    (tmp_path / "data" / "wbcap").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cachefile"))
+    (tmp_path / "cachefile").write_text("not a folder")
+    check = user_folders_check()
+    assert not check.ok and not check.optional and "is a file" in check.detail, check
 
 
 def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypatch, body_dir, small_ckpt):

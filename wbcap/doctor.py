@@ -55,7 +55,8 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
                f"copy {exc.file_name} to {target}")
         from wbcap.paths import ENV_BODY_MODELS, demo_body_models_dir, env_path
 
-        if body_models is None and env_path(ENV_BODY_MODELS) is not None and not exc.folders[0].exists():
+        if (body_models is None and env_path(ENV_BODY_MODELS) is not None and not exc.folders[0].exists()
+                and not exc.demo and not is_demo_body_model(exc.folders[0])):  # (the demo's folder: its own advice)
             # (a Quick-start path copied where the demo's model is elsewhere: it said to copy the
             # licensed file into that missing folder, a new user's trial)
             fix = (f"{ENV_BODY_MODELS} names {exc.folders[0]}, which does not exist: point it at the folder that holds "
@@ -122,7 +123,7 @@ def checkpoint_check(entry) -> Check:
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"
     named = os.environ.get(ENV_WEIGHTS)
-    if named and Path(path).resolve() == _resolved(named, path):  # (its import would change nothing: a weights trial)
+    if named and _through_variable(named, path, entry.default):  # (its import would change nothing: a weights trial)
         fix = (f"point {ENV_WEIGHTS} at the {entry.name} checkpoint (it names {named}), or unset it to use the one "
                f"`wbcap weights import {entry.name} FILE` installs")
     try:
@@ -139,13 +140,18 @@ def checkpoint_check(entry) -> Check:
     return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})", licensed="checkpoint")
 
 
-def _resolved(named: str, found) -> Path | None:
-    """Where ``$WBCAP_WEIGHTS`` (``named``) leads for the file ``found``: the file itself, or
-    ``found`` when it lies in the folder the variable names; None otherwise."""
+def _through_variable(named: str, found, default: bool) -> bool:
+    """Whether the file ``found`` was found through ``$WBCAP_WEIGHTS`` (``named``): in the folder
+    it names (a link there too), or, for the ``default`` checkpoint only (a file the variable
+    names is taken for that one alone), the file it names; not wbcap's own weights folder,
+    which an import writes to."""
+    from wbcap.weights import weights_dir
+
     p = Path(named).expanduser()
     if p.is_dir():
-        return Path(found).resolve() if Path(found).resolve().parent == p.resolve() else None
-    return p.resolve()
+        return (Path(found).absolute().parent.resolve() == p.resolve()
+                and p.resolve() != weights_dir().resolve())
+    return default and Path(found).resolve() == p.resolve()
 
 
 def _detector_check() -> Check:
@@ -303,13 +309,18 @@ def user_folders_check() -> Check:
 
     # (a shared home without the cache folder ran every command, the cache kept elsewhere: it was
     # called missing, "nothing runs", a weights trial)
-    if readable(folders["data"]) and (readable(folders["cache"]) or not folders["cache"].exists()):
+    from wbcap.paths import cache_file
+
+    cache = folders["cache"]
+    nearest = next((a for a in (cache, *cache.parents) if a.exists()), None)
+    elsewhere = cache_file("x").parent != cache  # (what is measured goes to the user's own cache)
+    if readable(folders["data"]) and (readable(cache) or (not cache.exists() and nearest is not None
+                                                          and nearest.is_dir() and elsewhere)):
         # (a shared install, read-only for this user: every command works, reading the weights and
         # models there; it was called missing, with the fix of leaving it: an admin's trial)
-        from wbcap.paths import cache_file
-
+        demo = "" if cache.exists() else f"; `wbcap demo` needs {cache}/ for its synthetic model"
         return Check(USER_FOLDERS, False, f"{'; '.join(problems)}: read-only here, which a shared install may be "
-                     f"(its files are read; what wbcap measures is kept in {cache_file('x').parent})",
+                     f"(its files are read; what wbcap measures is kept in {cache_file('x').parent}{demo})",
                      "nothing for a shared install; else make them writable", optional=True)
     home = os.environ.get(ENV_HOME)
     fix = (f"set {ENV_HOME} to a writable folder (it is {home}), or unset it" if home else
