@@ -487,14 +487,14 @@ def test_the_weights_variable_is_named_only_where_it_found_the_file(tmp_path, mo
     (folder / "a.pth").write_bytes(b"x")
     (tmp_path / "elsewhere.pth").write_bytes(b"x")
     (folder / "link.pth").symlink_to(tmp_path / "elsewhere.pth")
-    assert _through_variable(str(folder), folder / "a.pth", default=False)
-    assert _through_variable(str(folder), folder / "link.pth", default=True)  # (a link in the folder)
-    assert _through_variable(str(folder / "a.pth"), folder / "a.pth", default=True)
-    assert not _through_variable(str(folder / "a.pth"), folder / "a.pth", default=False)  # (the hand model)
-    assert not _through_variable(str(folder), tmp_path / "elsewhere.pth", default=True)
+    assert _through_variable(folder, folder / "a.pth", default=False)
+    assert _through_variable(folder, folder / "link.pth", default=True)  # (a link in the folder)
+    assert _through_variable(folder / "a.pth", folder / "a.pth", default=True)
+    assert not _through_variable(folder / "a.pth", folder / "a.pth", default=False)  # (the hand model)
+    assert not _through_variable(folder, tmp_path / "elsewhere.pth", default=True)
     own = weights_dir()
     own.mkdir(parents=True)
-    assert not _through_variable(str(own), own / "a.pth", default=True)
+    assert not _through_variable(own, own / "a.pth", default=True)
 
 
 def test_a_cache_folder_that_cannot_exist_is_missing_not_a_shared_install(tmp_path, monkeypatch):

@@ -59,9 +59,10 @@ TEMP_NAME_EXTRA = 1 + len(".staging-") + 8
 
 
 def long_name_message(path: str | os.PathLike[str]) -> str:
-    """One line for a path the file system refused as too long (``ENAMETOOLONG``): the final
-    path (:func:`final_path`), its longest name in bytes against :data:`NAME_MAX` (or with the
-    :data:`TEMP_NAME_EXTRA` bytes of the temporary name wbcap writes it under first), and the fix.
+    """One line for a path the file system refused as too long (``ENAMETOOLONG``; a temporary
+    name of this module is said as its final path, :func:`final_path`): its longest name in bytes
+    against :data:`NAME_MAX`, or with the :data:`TEMP_NAME_EXTRA` bytes of the temporary name
+    wbcap writes it under first, else the whole path's length; and the fix.
     A name over 255 bytes crashed `wbcap run`, `image`, `export` and `demo` (a paths trial)."""
     final = final_path(path)
     parts = [part for part in final.parts if part != final.anchor]
@@ -93,7 +94,7 @@ def check_name_length(path: str | os.PathLike[str], temporary: bool = True) -> N
     if any(len(os.fsencode(part)) > NAME_MAX for part in p.parts):
         raise InputError(long_name_message(p))
     if temporary and len(os.fsencode(p.name)) + TEMP_NAME_EXTRA > NAME_MAX:
-        raise InputError(long_name_message(_temp_sibling(p)))
+        raise InputError(long_name_message(p))
 
 
 #: errno values of a write that found no room (disk or quota full, file too large).
@@ -299,7 +300,7 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
         stage.mkdir()
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
         if exc.errno == errno.ENAMETOOLONG:  # (it said the folder could not be written in: a paths trial)
-            raise InputError(long_name_message(_temp_sibling(final, "staging"))) from None
+            raise InputError(long_name_message(final)) from None
         what = "cannot write in this folder" if final.parent.is_dir() else "cannot create the output folder"
         raise InputError(f"{final.parent}: {what} ({exc.strerror or exc}); choose another output folder") from None
     try:

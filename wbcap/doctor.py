@@ -102,6 +102,7 @@ def checkpoint_check(entry) -> Check:
     (:func:`wbcap.weight_formats.validate_weights_file`: a damaged or foreign file fails here), or
     where wbcap looked and how to get it."""
     from wbcap.errors import WbcapError
+    from wbcap.paths import env_path
     from wbcap.weight_formats import validate_weights_file
     from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, search_dirs
 
@@ -122,8 +123,8 @@ def checkpoint_check(entry) -> Check:
             optional=not entry.default, licensed="checkpoint",
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"
-    named = os.environ.get(ENV_WEIGHTS)
-    if named and _through_variable(named, path, entry.default):  # (its import would change nothing: a weights trial)
+    named = env_path(ENV_WEIGHTS)
+    if named is not None and _through_variable(named, path, entry.default):  # (its import would change nothing: a weights trial)
         fix = (f"point {ENV_WEIGHTS} at the {entry.name} checkpoint (it names {named}), or unset it to use the one "
                f"`wbcap weights import {entry.name} FILE` installs")
     try:
@@ -140,18 +141,17 @@ def checkpoint_check(entry) -> Check:
     return Check(name, True, f"{path} ({summary}{'; ' + what if what else ''})", licensed="checkpoint")
 
 
-def _through_variable(named: str, found, default: bool) -> bool:
+def _through_variable(named: Path, found, default: bool) -> bool:
     """Whether the file ``found`` was found through ``$WBCAP_WEIGHTS`` (``named``): in the folder
     it names (a link there too), or, for the ``default`` checkpoint only (a file the variable
     names is taken for that one alone), the file it names; not wbcap's own weights folder,
     which an import writes to."""
     from wbcap.weights import weights_dir
 
-    p = Path(named).expanduser()
-    if p.is_dir():
-        return (Path(found).absolute().parent.resolve() == p.resolve()
-                and p.resolve() != weights_dir().resolve())
-    return default and Path(found).resolve() == p.resolve()
+    if named.is_dir():
+        return (Path(found).absolute().parent.resolve() == named.resolve()
+                and named.resolve() != weights_dir().resolve())
+    return default and Path(found).resolve() == named.resolve()
 
 
 def _detector_check() -> Check:
@@ -205,8 +205,6 @@ def _detector_check() -> Check:
 def _cpu_strategy_check() -> Check:
     """Which CPU inference form the network runs in here (:mod:`wbcap.model.strategy`): forced
     by the environment, measured earlier (from the cache; nothing is measured now), or not yet."""
-    import os
-
     from wbcap.errors import InputError
     from wbcap.model import strategy
 
@@ -281,8 +279,6 @@ def user_folders_check() -> Check:
     creatable, and take a new file (:func:`wbcap.atomic.check_writable_destination`: one probe
     file made and removed). A ``$WBCAP_HOME`` naming a file was only seen as "not found" items
     with fixes that could not work, and a CPU form measured again on every run."""
-    import os
-
     from wbcap.atomic import check_writable_destination
     from wbcap.errors import InputError
     from wbcap.paths import ENV_HOME, user_cache_dir, user_data_dir

@@ -266,9 +266,8 @@ class VideoWriter:
         ``time``; ``audio_end`` still applies where it is earlier): in timed mode the last
         frame lasts until then (one tick at least) instead of as long as the interval before
         it; no audio packet starting at or after it is copied (in timed mode the audio always
-        stops where the last frame ends). For the time where
-        the source's stretch behind the last frame ends (a reader's
-        :attr:`~wbcap.io.video_reader.FrameSource.stretch_end`): with ``--every 3 --end 0.5``
+        stops where the last frame ends). Give it where the source's stretch behind the last
+        frame ends (a reader's :attr:`~wbcap.io.video_reader.FrameSource.stretch_end`): with ``--every 3 --end 0.5``
         on a 10 fps clip the frame at 0.3 s lasted 0.3 s, and the render ran 0.1 s past
         ``--end`` and its audio (an odd-media trial). Call it before :meth:`close`.
 

@@ -47,7 +47,8 @@ _DEPTHS = {("basic", 2): 18, ("basic", 6): 34, ("bottleneck", 6): 50, ("bottlene
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint read from disk: network tensors (no ``module.`` prefix) and its config."""
+    """A checkpoint read from disk: network tensors (no ``module.`` prefix) and its config
+    (``config_recorded``: the file's own, as wbcap writes it; else inferred from the tensors)."""
 
     path: Path
     kind: str  # "official" or "wbcap"
@@ -55,6 +56,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     epoch: int | None
     raw: dict[str, Any]
+    config_recorded: bool = False
 
 
 def _torch_load(path: Path) -> Any:
@@ -213,7 +215,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         config = infer_config(clean, path)
         kind = "official" if official else "wbcap"
     epoch = obj.get("epoch")
-    return Checkpoint(path=path, kind=kind, config=config, state_dict=clean, epoch=epoch if isinstance(epoch, int) else None, raw=obj)
+    return Checkpoint(path=path, kind=kind, config=config, state_dict=clean, epoch=epoch if isinstance(epoch, int) else None,
+                      raw=obj, config_recorded=obj.get("format") == WBCAP_FORMAT)
 
 
 def backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path | str = "checkpoint") -> int:

@@ -409,8 +409,7 @@ def _init_model(stage: str, init_checkpoint: str | None):
         ckpt = read_checkpoint(init_checkpoint)
     except CheckpointError:
         return None  # (said by the full check, in its place)
-    recorded = ckpt.raw.get("config") if isinstance(ckpt.raw, dict) else None
-    return ckpt.config if recorded is not None else None
+    return ckpt.config if ckpt.config_recorded else None
 
 
 def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:

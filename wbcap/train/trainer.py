@@ -201,10 +201,9 @@ def _check_init_fits(ckpt, stage: StageConfig) -> None:
     """Refuse a start checkpoint (read) whose model settings are not the stage's, naming them."""
     if ckpt.config != stage.model:
         diff = model_differences(ckpt.config.to_dict(), stage.model.to_dict())
-        recorded = isinstance(ckpt.raw, dict) and ckpt.raw.get("config") is not None
         # (a checkpoint that records its settings gives them to finetune: only a [model] key differs)
         fix = ("drop those keys from the [model] table of the --config TOML (the checkpoint's own settings are "
-               "taken)" if recorded and stage.stage == "finetune" else
+               "taken)" if ckpt.config_recorded and stage.stage == "finetune" else
                "set the checkpoint's values under [model] in a --config TOML")
         raise CheckpointError(f"{setting('init_checkpoint')} {ckpt.path}: its model has {'; '.join(diff)}; {fix}, "
                               "or start from another checkpoint")
