@@ -303,3 +303,18 @@ def test_the_photo_demos_advice_is_for_the_demo(tmp_path, monkeypatch):
     assert r.exit_code == 2 and r.stderr == (f"error: {named}: --image takes a photo; for a video or GIF use --video "
                                              f"{named}\n"), r.stderr
     assert not (tmp_path / "E").exists()
+    from PIL import Image  # (an animated GIF is a video; a still one a photo, read by `wbcap image`)
+
+    frames = [Image.new("RGB", (32, 24), (v, v, v)) for v in (10, 200)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100)
+    r = CliRunner().invoke(cli, ["demo", "--image", str(tmp_path / "moving.gif"), "-o", str(tmp_path / "E")])
+    assert r.exit_code == 2 and r.stderr == (f"error: {tmp_path / 'moving.gif'}: --image takes a photo; for a video or "
+                                             f"GIF use --video {tmp_path / 'moving.gif'}\n"), r.stderr
+    frames[0].save(tmp_path / "still.gif")
+
+    def reached(*args, **kwargs):
+        raise RuntimeError("the demo's model")
+
+    monkeypatch.setattr(wbcap.demo, "_demo_pipeline", reached)
+    r = CliRunner().invoke(cli, ["demo", "--image", str(tmp_path / "still.gif"), "-o", str(tmp_path / "E")])
+    assert r.exit_code == 1 and "RuntimeError: the demo's model" in r.stderr, r.output  # (past the check)

@@ -385,15 +385,16 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
 
 
 def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
-    """An APNG, animated WebP or multi-page TIFF ran silently as its first frame (found by user
-    trials): a warning says so; still images (PNG, WebP, lossy and lossless, TIFF) do not warn."""
+    """An APNG, animated WebP, multi-page TIFF or animated GIF ran silently as its first frame
+    (found by user trials): a warning says so; still images (PNG, WebP, lossy and lossless,
+    TIFF, GIF) do not warn."""
     import logging
 
     from PIL import Image
 
     frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 200)]
-    animated = {"a.png": {}, "a.webp": {"lossless": True}, "a.tiff": {}}  # (a TIFF of two pages: a user trial)
-    still = {"s.png": {}, "s.webp": {"lossless": True}, "l.webp": {"quality": 80}, "s.tiff": {}}
+    animated = {"a.png": {}, "a.webp": {"lossless": True}, "a.tiff": {}, "a.gif": {}}  # (a TIFF of two pages: a user trial)
+    still = {"s.png": {}, "s.webp": {"lossless": True}, "l.webp": {"quality": 80}, "s.tiff": {}, "s.gif": {}}
     for name, kw in animated.items():
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100, **kw)
     for name, kw in still.items():
@@ -405,21 +406,55 @@ def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
         assert image.shape == (20, 30, 3) and abs(int(image[0, 0, 0]) - 10) <= 3  # the first frame
         said = f"{tmp_path / name}: an animated or multi-page image; only its first frame is used" in caplog.text
         assert said == (name in animated), (name, caplog.text)
+        gif_fix = f"(for all of them, `wbcap run {tmp_path / name}` reads it frame by frame)"  # (a GIF: itself)
+        assert (gif_fix in caplog.text) == (name == "a.gif"), caplog.text
+
+
+def test_a_gif_is_read_as_ffmpeg_reads_its_first_frame(tmp_path: Path) -> None:
+    """A still GIF was refused by `wbcap image` (the OpenCV wheels decode no GIF: a user trial):
+    Pillow decodes it, the same pixels as FFmpeg's (PyAV's) first frame, a transparent pixel
+    white as there; one cut short is refused in one line; a folder lists GIFs among its pictures, while
+    a GIF named alone is a video to `wbcap run`."""
+    import av
+    from PIL import Image
+
+    from wbcap.io.video_reader import _video_path_of
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).quantize(64)
+    picture.info["transparency"] = 5  # (a palette index shown as its colour)
+    picture.save(tmp_path / "still.gif")
+    image = load_image(tmp_path / "still.gif")
+    with av.open(str(tmp_path / "still.gif")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert image.shape == (37, 53, 3) and image.dtype == np.uint8 and image.flags.c_contiguous
+    np.testing.assert_array_equal(image, first)
+    shown = np.asarray(picture.convert("RGB")).copy()
+    shown[np.asarray(picture) == 5] = 255
+    assert (image == 255).all(axis=2).sum() >= (np.asarray(picture) == 5).sum() > 0
+    np.testing.assert_array_equal(image, shown)
+    data = (tmp_path / "still.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as info:
+        load_image(tmp_path / "cut.gif")
+    assert str(info.value) == f"{tmp_path / 'cut.gif'}: GIF file is truncated or corrupt; re-download or re-export it"
+    assert [p.name for p in iter_image_paths(tmp_path)] == ["cut.gif", "still.gif"]
+    assert _video_path_of(tmp_path / "still.gif") == tmp_path / "still.gif"
 
 
 def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
-    """GIF, HEIC or raw files in a folder input are skipped (OpenCV reads none of them) with one
+    """HEIC or raw files in a folder input are skipped (wbcap reads none of them) with one
     warning naming them; other files (notes, box files) and hidden ones are skipped quietly."""
-    for name in ["a1.jpg", "pal.gif", "IMG_2.HEIC", "c.gif", "d.gif", "e.CR2", "boxes.json", ".x.gif"]:
+    for name in ["a1.jpg", "pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2", "boxes.json", ".x.heic"]:
         (tmp_path / name).write_bytes(b"x")
     with caplog.at_level("WARNING", logger="wbcap.io.images"):
         assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
     (record,) = caplog.records
-    assert record.getMessage().startswith(f"{tmp_path}: skipped c.gif, d.gif, e.CR2 and 2 more: pictures of a kind "
-                                          "wbcap does not read (it reads .bmp .dib .jp2 .jpe .jpeg .jpg"), record.getMessage()
+    assert record.getMessage().startswith(f"{tmp_path}: skipped c.cr3, d.heif, e.CR2 and 2 more: pictures of a kind "
+                                          "wbcap does not read (it reads .bmp .dib .gif .jp2 .jpe .jpeg .jpg"), record.getMessage()
     assert record.getMessage().endswith("; convert them to JPEG or PNG")
     caplog.clear()
-    for name in ["pal.gif", "IMG_2.HEIC", "c.gif", "d.gif", "e.CR2"]:
+    for name in ["pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2"]:
         (tmp_path / name).unlink()
     with caplog.at_level("WARNING", logger="wbcap.io.images"):
         iter_image_paths(tmp_path)

@@ -48,10 +48,11 @@ def demo(ctx, out, image, video, max_frames, offline, device):
         raise InputError("--max-frames applies to --video; pass a video or drop it")
     from pathlib import Path
 
-    from wbcap.io.images import file_video_container, is_moving_picture_name
+    from wbcap.io.images import file_video_container, is_animated_gif, is_moving_picture_name
 
     # (a new user's trial was sent to `wbcap run`; a video named .jpg too: a break-it trial)
-    if image is not None and (is_moving_picture_name(image) or file_video_container(Path(image).expanduser())):
+    if image is not None and (is_moving_picture_name(image) or is_animated_gif(image)
+                              or file_video_container(Path(image).expanduser())):
         raise InputError(f"{image}: --image takes a photo; for a video or GIF use --video {image}")
 
     with spelling(lambda name: option_spelling(ctx, name, first="image")):

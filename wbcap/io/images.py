@@ -51,13 +51,14 @@ log = logging.getLogger(__name__)
 #: File name endings (lower case) that :func:`iter_image_paths` treats as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif"}
 )
 
-#: Picture file endings (lower case) wbcap does not read (OpenCV decodes none of them): a folder
-#: input skips them with a warning (:func:`iter_image_paths`), rather than silently as other files.
+#: Picture file endings (lower case) wbcap does not read (neither OpenCV nor Pillow, as wbcap
+#: uses them, decodes them): a folder input skips them with a warning (:func:`iter_image_paths`),
+#: rather than silently as other files.
 UNREAD_PICTURE_EXTENSIONS: frozenset[str] = frozenset(
-    {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
+    {".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
      ".arw", ".orf", ".rw2", ".raf"}
 )
 
@@ -156,6 +157,8 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         # ("warn": imdecode gives up on a cut JPEG that imread decodes in part; its size was checked
         # from the header above)
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if (decoded is None or decoded.size == 0) and data.startswith(_GIF_SIGNATURES):
+        decoded = _decode_gif(p, data)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         container = video_container(data[:SNIFF_BYTES], len(data))
@@ -163,16 +166,17 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own "
                              f"(best renamed {p.stem}{VIDEO_SUFFIX[container]})")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
-        raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF or WebP file"
-                         + (" (a video or GIF: `wbcap run` reads it frame by frame)" if moving else ""))
+        raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF, WebP or GIF file"
+                         + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
         damage = _damage(p, damaged, _check_complete, data)
     if damage is not None:
         log.warning("%s (used as decoded)", damage)
 
     if _animated(data):
-        log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, convert "
-                    "it to a video and use `wbcap run`)", p)
+        log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, %s)", p,
+                    f"`wbcap run {p}` reads it frame by frame" if data.startswith(_GIF_SIGNATURES)
+                    else "convert it to a video and use `wbcap run`")
     tag = _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
     turned = tag not in (None, 1) and _turned_by_decoder(data, decoded, tag)
     rgb = _to_rgb8(p, decoded)
@@ -189,6 +193,28 @@ _UNTURN = {6: 8, 8: 6}
 
 
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)
+_GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+
+
+def _decode_gif(p: Path, data: bytes) -> np.ndarray:
+    """A GIF's first frame as OpenCV would give a picture, ``(H, W, 3)`` uint8 BGR, by Pillow
+    (the OpenCV wheels decode no GIF; a still GIF was refused: a user trial). Its size is the
+    GIF's logical screen, a transparent pixel white, as FFmpeg gives it (so `wbcap run` of the
+    GIF sees the same first frame).
+
+    Raises:
+        InputError: Pillow cannot decode it (truncated or corrupt).
+    """
+    try:
+        with _open_pillow(io.BytesIO(data)) as im:  # (load_image checked its pixel count)
+            im.seek(0)
+            rgba = np.asarray(im.convert("RGBA"))
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad streams
+        log.debug("Pillow rejects %s: %s", p, exc)
+        raise InputError(f"{p}: GIF file is truncated or corrupt; re-download or re-export it") from None
+    bgr = np.ascontiguousarray(rgba[:, :, 2::-1])
+    bgr[rgba[:, :, 3] == 0] = 255
+    return bgr
 
 
 def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
@@ -252,16 +278,16 @@ def _open_pillow(source):
 
 
 def _animated(data: bytes) -> bool:
-    """Whether an image file's bytes hold an animation OpenCV decodes only the first frame of:
-    an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension), an
-    animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec) or a TIFF
-    of several pages."""
+    """Whether an image file's bytes hold an animation :func:`load_image` decodes only the first
+    frame of: an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension), an
+    animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec), a TIFF
+    of several pages or a GIF of several frames."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         idat = data.find(b"IDAT")
         return b"acTL" in data[: idat if idat > 0 else len(data)]
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
         return b"ANIM" in data[12:64]
-    if data.startswith(_TIFF_SIGNATURES):  # (a multi-page TIFF: Pillow walks its directories, no pixels read)
+    if data.startswith(_TIFF_SIGNATURES + _GIF_SIGNATURES):  # (Pillow walks the directories or frames)
         try:
             with _open_pillow(io.BytesIO(data)) as im:
                 return int(getattr(im, "n_frames", 1)) > 1
@@ -394,8 +420,9 @@ def iter_image_paths(
     * A file is kept as given, whatever its extension (:func:`load_image` judges it).
     * A folder contributes its image files (:data:`IMAGE_EXTENSIONS`, case-insensitive; not
       recursive; hidden ``.name`` files skipped) in natural order (``f2.jpg`` before ``f10.jpg``);
-      pictures of kinds wbcap does not read (:data:`UNREAD_PICTURE_EXTENSIONS`: GIF, HEIC, raw
-      files...) are skipped with one warning naming them.
+      pictures of kinds wbcap does not read (:data:`UNREAD_PICTURE_EXTENSIONS`: HEIC, raw
+      files...) are skipped with one warning naming them. A GIF is a picture there (its first
+      frame, :func:`load_image`); named alone to `wbcap run`, a video.
     * A pattern with ``*``, ``?`` or ``[`` (when no file has that literal name) contributes the
       matching image files, ``**`` recursive, in natural order.
 
@@ -495,8 +522,22 @@ _VIDEO_NAMES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts
 
 
 def is_moving_picture_name(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path``'s name is a video's or a GIF's (what `wbcap run` reads frame by frame)."""
-    return Path(path).suffix.lower() in _VIDEO_NAMES | {".gif"}
+    """Whether ``path``'s name is a video's (what `wbcap run` reads frame by frame)."""
+    return Path(path).suffix.lower() in _VIDEO_NAMES
+
+
+def is_animated_gif(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a GIF of more than one frame (by its bytes, whatever its name; False
+    when it cannot be read: reading it says why)."""
+    p = Path(path).expanduser()
+    try:
+        with open(p, "rb") as f:
+            if not f.read(6).startswith(_GIF_SIGNATURES):
+                return False
+        with _open_pillow(p) as im:
+            return int(getattr(im, "n_frames", 1)) > 1
+    except Exception:
+        return False
 
 
 #: ``ftyp`` brands (major or compatible) of ISO-BMFF files that hold pictures, not video: HEIF /

@@ -613,7 +613,7 @@ def _video_path_of(spec: object, warn: bool = True) -> Path | None:
     if kind in ("folder", "pattern"):
         return None
     if kind == "file":
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+        if p.suffix.lower() not in IMAGE_EXTENSIONS or p.suffix.lower() == ".gif":  # (a GIF named alone: a video)
             return p
         container = file_video_container(p) if p.is_file() else None
         if container is not None:
