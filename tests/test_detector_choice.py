@@ -165,6 +165,9 @@ def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, capl
     assert r.exit_code == 0, r.output
     assert "matches the published hash" in r.output and len(online.hits) == 2
     assert make_detector("auto").name == "yolox-nano"
+    r = invoke("weights", "fetch", "yolox-nano")  # (again: the official file is there, so no download)
+    assert r.exit_code == 0 and r.output.rstrip().endswith("(the same file was there already)"), r.output
+    assert len(online.hits) == 2
 
 
 def test_a_failed_fetch_names_the_whole_import_command(online):
@@ -237,6 +240,19 @@ def test_import_a_reexport_is_accepted_and_said(tiny_onnx):
     assert "not the official file" in r.output and r.exit_code == 0
     r = invoke("doctor")
     assert "person detector: auto uses yolox-nano" in r.output and "a re-export" in r.output
+    # importing over a file says what became of it (a user's own export was replaced without a word)
+    r = invoke("weights", "import", "yolox-nano", tiny_onnx)
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith(
+        f"-> {_weights_dir() / 'yolox_nano.onnx'} (the same file was there already)"), r.stdout
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    other = write_tiny_yolox(tiny_onnx.with_name("other.onnx"), {3: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79},
+                             size=64)
+    r = invoke("weights", "import", "yolox-nano", other)
+    before = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith(
+        f"(replaced another file there, sha256 {before[:12]}…)"), r.stdout
+    assert (_weights_dir() / "yolox_nano.onnx").read_bytes() == other.read_bytes()
 
 
 def test_import_refuses_a_non_yolox_file(tmp_path):

@@ -697,10 +697,15 @@ def test_doctor_says_a_failed_download_on_first_use_and_when_auto_tries_again(tm
     assert "failed at" not in check.detail and check.fix.endswith("also downloads it once on first use"), check
 
 
-def test_doctor_does_not_recommend_a_detector_changed_since_its_import(tmp_path):
+def test_doctor_does_not_recommend_a_detector_changed_since_its_import(tmp_path, monkeypatch):
     """A yolox-l damaged after its import was offered as "installed: yolox-l (use --detector NAME)"."""
+    import wbcap.weights as weights
     from wbcap.doctor import _detector_check
     from wbcap.testing.onnx_models import write_tiny_yolox
+
+    real = weights.manifest  # (a tiny graph as yolox-l: its parameter count not checked)
+    monkeypatch.setattr(weights, "manifest", lambda: {**real(), "yolox-l": dataclasses.replace(real()["yolox-l"],
+                                                                                              parameters=0.0)})
 
     model = write_tiny_yolox(tmp_path / "yolox_l.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
     assert run("weights", "import", "yolox-l", model).exit_code == 0
@@ -880,3 +885,42 @@ def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_na
     check = checkpoint_check(manifest()["hand4whole"])
     assert not check.ok and check.fix == (f"point WBCAP_WEIGHTS at the hand4whole checkpoint (it names {other}), or "
                                           "unset it to use the one `wbcap weights import hand4whole FILE` installs")
+
+
+def test_a_yolox_without_a_published_hash_must_have_its_parameter_count(tmp_path, monkeypatch):
+    """A mirror serving another YOLOX size under yolox_m.onnx (same signature, input 640) was
+    kept (a user trial): where no sha256 is published, the release's parameter count is checked,
+    for a download and an import alike; nothing is kept."""
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79
+    wrong = write_tiny_yolox(tmp_path / "yolox_m.onnx", {20: row}, size=640)
+    from wbcap.detect.yolox import parameter_count
+
+    count = parameter_count(wrong)
+    assert 0 <= count - 4 * 8400 * 85 < 100  # (the tiny graph's weight and bias, and a few small constants)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "yolox_m.onnx").write_bytes(wrong.read_bytes())
+    monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", mirror.as_uri())
+    r = run("weights", "fetch", "yolox-m")
+    said = f"a network of {count / 1e6:.2f} M parameters, not yolox-m's 25.3 M (another YOLOX size?); pass the yolox_m.onnx of YOLOX's release"
+    assert r.exit_code == 2 and f"{(mirror / 'yolox_m.onnx').as_uri()} (downloaded): {said}); it was not kept" in r.output, r.output
+    assert not (weights_dir() / "yolox_m.onnx").exists()
+    r = run("weights", "import", "yolox-m", wrong)
+    assert r.exit_code == 2 and r.output == f"error: {wrong}: {said}\n", r.output
+    assert not (weights_dir() / "yolox_m.onnx").exists()
+    r = run("weights", "import", "yolox-nano", wrong)  # (a published hash: a re-export is taken, with a note)
+    assert r.exit_code == 0 and "not the official yolox-nano file" in r.output, r.output
+
+
+def test_the_release_nano_holds_the_readmes_parameter_count(shared_dir):
+    from wbcap.detect.yolox import parameter_count
+    from wbcap.weight_formats import PARAMETER_TOLERANCE
+
+    model = shared_dir / "models" / "yolox_nano.onnx"
+    if not model.is_file():
+        pytest.skip("../shared/models/yolox_nano.onnx absent")
+    count = parameter_count(model)
+    assert count == 904_481  # (BatchNorm folded: the README says 0.91 M)
+    assert abs(count / 1e6 - manifest()["yolox-nano"].parameters) < PARAMETER_TOLERANCE * 0.91

@@ -8,8 +8,12 @@ from here (``wbcap weights import|fetch``) or the detector's own (``--detector a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wbcap.errors import InputError
+
+if TYPE_CHECKING:
+    from wbcap.weights import WeightsEntry
 
 
 def _hand4whole(path: Path) -> str:
@@ -39,6 +43,27 @@ def _yolox(path: Path) -> str:
     return describe_model(path)
 
 
+#: How far an ONNX export's parameter count may be from the release's, as a fraction of it
+#: (BatchNorm folded into the convolutions by the export: the release's yolox_nano.onnx holds
+#: 904,481 values against the README's 0.91 M; the next sizes differ by 1.8x or more).
+PARAMETER_TOLERANCE = 0.05
+
+
+def _check_parameters(path: Path, item: WeightsEntry) -> None:
+    """Refuse a YOLOX file whose parameter count is not ``item``'s (another size of YOLOX under
+    its name: a mirror serving yolox_s.onnx as yolox_m.onnx was kept, a user trial).
+
+    Raises:
+        InputError: one line naming the file, both counts and the fix.
+    """
+    from wbcap.detect.yolox import parameter_count
+
+    count = parameter_count(path) / 1e6
+    if abs(count - item.parameters) > PARAMETER_TOLERANCE * item.parameters:
+        raise InputError(f"{path}: a network of {count:.2f} M parameters, not {item.name}'s {item.parameters:g} M "
+                         f"(another YOLOX size?); pass the {item.file} of YOLOX's release")
+
+
 _CHECKS = {"hand4whole": _hand4whole, "hand4whole-hand": _hand4whole_hand, "yolox": _yolox}
 
 
@@ -54,8 +79,18 @@ def validate_weights_file(architecture: str, path: str | Path) -> str:
     return check(Path(path))
 
 
-def validator(architecture: str):
-    """:func:`validate_weights_file` bound to ``architecture`` (a :data:`wbcap.weights.Validator`)."""
-    if architecture not in _CHECKS:
-        raise InputError(f"unsupported weights architecture {architecture!r}; known: {', '.join(_CHECKS)}")
-    return lambda path: validate_weights_file(architecture, path)
+def validator(item: WeightsEntry):
+    """:func:`validate_weights_file` for the manifest entry ``item`` (a
+    :data:`wbcap.weights.Validator`). Where the manifest publishes no sha256 to recognise the
+    release's file by, but the release's parameter count (YOLOX-M, -L, -X), that count is
+    checked too (to :data:`PARAMETER_TOLERANCE`)."""
+    if item.architecture not in _CHECKS:
+        raise InputError(f"unsupported weights architecture {item.architecture!r}; known: {', '.join(_CHECKS)}")
+
+    def check(path: Path) -> str:
+        summary = validate_weights_file(item.architecture, path)
+        if item.parameters and not item.sha256:
+            _check_parameters(Path(path), item)
+        return summary
+
+    return check

@@ -56,30 +56,45 @@ def fetch_cmd(ctx, names):
 
     The file is written under a temporary name and renamed only once it checks out; a failed
     or interrupted download leaves nothing behind. $WBCAP_WEIGHTS_MIRROR=URL fetches
-    URL/<file> instead of the official address (a site mirror or a file:// folder). Prints
-    one line per file fetched (not with `wbcap -q`).
+    URL/<file> instead of the official address (a site mirror or a file:// folder). A file
+    already in place with the published sha256 is not downloaded again. Prints one line per
+    file fetched (not with `wbcap -q`); with several NAMES, one that fails gets its error line
+    and the others are still fetched (the exit status is the first failure's).
     """
     from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from wbcap.cli.common import is_quiet, progress_display
+    from wbcap.errors import WbcapError
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, fetch
 
     for name in names:
         entry(name)  # unknown names fail before any download
+    names = list(dict.fromkeys(names))  # (a name given twice is fetched once)
+    failed: list[WbcapError] = []
     for name in names:
         display, _ = progress_display(ctx, TextColumn(name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                                       TimeRemainingColumn())
-        with display as bar:
-            task = bar.add_task(name, total=None)
+        try:
+            with display as bar:
+                task = bar.add_task(name, total=None)
 
-            def progress(done, total, task=task, bar=bar):
-                bar.update(task, completed=done, total=total)
+                def progress(done, total, task=task, bar=bar):
+                    bar.update(task, completed=done, total=total)
 
-            result = fetch(name, validator(entry(name).architecture), progress=progress)
+                result = fetch(name, validator(entry(name)), progress=progress)
+        except WbcapError as exc:
+            if len(names) == 1:
+                raise
+            # (the first failure ended the command: the names after it were not tried, a user trial)
+            click.echo(printable(f"error: {exc}", one_line=True), err=True)
+            failed.append(exc)
+            continue
         if not is_quiet(ctx):
             echo_result(f"{name}: {result.summary} -> {result.path} (sha256 {result.sha256[:12]}…"
-                        f"{', matches the published hash' if result.official else ', recorded'})")
+                        f"{', matches the published hash' if result.official else ', recorded'}){result.replaced}")
+    if failed:
+        raise click.exceptions.Exit(failed[0].exit_code)
 
 
 @weights.command("import")
@@ -96,10 +111,10 @@ def import_cmd(ctx, name, file):
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, import_weights
 
-    result = import_weights(name, Path(file), validator(entry(name).architecture))
+    result = import_weights(name, Path(file), validator(entry(name)))
     quiet = is_quiet(ctx)
     if not quiet:
-        echo_result(f"imported {name}: {result.summary} -> {result.path}")
+        echo_result(f"imported {name}: {result.summary} -> {result.path}{result.replaced}")
     if result.official is False:
         click.echo(printable(f"note: {Path(file).name} is not the official {name} file (sha256 {result.sha256[:12]}…, "
                    f"official {entry(name).sha256[:12]}…); "

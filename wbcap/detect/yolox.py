@@ -249,6 +249,33 @@ def _onnx_shapes(path: Path) -> tuple[list[Any], list[list[Any]]] | None:
     return dims(inputs[0]), [dims(o) for o in model.graph.output]
 
 
+def parameter_count(path: str | os.PathLike[str]) -> int:
+    """The number of values in an ONNX model's weights: its graph's initializers and constant
+    nodes (its subgraphs' too), read without their data where stored apart.
+
+    Raises:
+        InputError: the file is not an ONNX model the ``onnx`` package reads.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # (onnx raises DecodeError, ValueError, OSError... on other files)
+        raise InputError(f"{path}: cannot load as an ONNX model ({first_line(exc)}); {_FIX}") from None
+
+    def count(graph) -> int:
+        n = sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer)
+        for node in graph.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.TENSOR:
+                    n += int(np.prod(a.t.dims, dtype=np.int64))
+                elif a.type == onnx.AttributeProto.GRAPH:
+                    n += count(a.g)
+        return n
+
+    return count(model.graph)
+
+
 def describe_model(path: str | os.PathLike[str]) -> str:
     """Check that ``path`` is a COCO YOLOX ONNX export and describe it in one line.
 

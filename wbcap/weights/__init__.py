@@ -50,8 +50,9 @@ class WeightsEntry:
     """One ``manifest.toml`` entry.
 
     ``size`` in bytes (0 = unknown); ``sha256`` hex ("" = not published); ``url`` "" = no
-    download (the user imports the file); ``input_size`` (pixels) and ``outputs``
-    (``"raw"``/``"decoded"``) describe YOLOX exports only.
+    download (the user imports the file); ``input_size`` (pixels), ``outputs``
+    (``"raw"``/``"decoded"``) and ``parameters`` (millions, the YOLOX README's count: 0 =
+    not given) describe YOLOX exports only.
     """
 
     name: str
@@ -66,6 +67,7 @@ class WeightsEntry:
     size: int = 0
     input_size: int = 0
     outputs: str = ""
+    parameters: float = 0.0
 
 
 def manifest() -> dict[str, WeightsEntry]:
@@ -192,7 +194,9 @@ class ImportResult:
     """What :func:`import_weights` or :func:`fetch` put in place.
 
     ``official``: True when the file's sha256 equals the manifest's, False when it differs (a
-    re-export of a detector, accepted), None when the manifest publishes no hash.
+    re-export of a detector, accepted), None when the manifest publishes no hash. ``before``:
+    the sha256 of the file it replaced at ``path``, None where there was none (a user's own
+    detector export was replaced without a word: a user trial).
     """
 
     name: str
@@ -200,6 +204,26 @@ class ImportResult:
     sha256: str
     summary: str
     official: bool | None
+    before: str | None = None
+
+    @property
+    def replaced(self) -> str:
+        """What became of the file that was at :attr:`path`, for a result line: "" where there
+        was none, else ``" (the same file was there already)"`` or ``" (replaced another file
+        there, sha256 <12 hex>…)"``."""
+        if self.before is None:
+            return ""
+        if self.before == self.sha256:
+            return " (the same file was there already)"
+        return f" (replaced another file there, sha256 {self.before[:12]}…)"
+
+
+def _present_digest(dest: Path) -> str | None:
+    """sha256 of the file at ``dest``, None where there is none (or it cannot be read)."""
+    try:
+        return sha256_file(dest) if dest.is_file() else None
+    except OSError:
+        return None
 
 
 def import_weights(name: str, source: Path, validate: Validator) -> ImportResult:
@@ -230,11 +254,12 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
     if official is False and item.architecture != "yolox":
         raise CheckpointError(f"{source}: sha256 {digest[:12]}… differs from the published {item.sha256[:12]}… — re-download it")
     dest = weights_dir() / item.file
+    before = _present_digest(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
     _write_record(dest, digest)
-    return ImportResult(name, dest, digest, summary, official)
+    return ImportResult(name, dest, digest, summary, official, before)
 
 
 def _check_weights_folder() -> None:
@@ -264,6 +289,7 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
     The file comes from the manifest's URL (or ``$WBCAP_WEIGHTS_MIRROR/<file>``), is written
     under a temporary name, checked (size and sha256 where the manifest has them, then the
     network signature) and renamed into place only then; its sha256 is recorded beside it.
+    Where the file in place already has the published sha256, nothing is downloaded.
 
     Args:
         name: manifest name, e.g. ``"yolox-nano"``.
@@ -298,6 +324,10 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
         except WbcapError as exc:
             raise type(exc)(str(exc).replace(str(tmp), f"{url} (downloaded)")) from None
 
+    before = _present_digest(dest)
+    if item.sha256 and before == item.sha256.lower():  # (the official file is there: no download)
+        _write_record(dest, before)
+        return ImportResult(name, dest, before, validate(dest), True, before)
     # (the import command whole: a new user's trial got `wbcap weights import` alone)
     digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
                       timeout=timeout, check=check,
@@ -305,7 +335,7 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
-    return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256) if item.sha256 else None)
+    return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256) if item.sha256 else None, before)
 
 
 def _failure_marker(dest: Path) -> Path:
