@@ -924,3 +924,16 @@ def test_the_release_nano_holds_the_readmes_parameter_count(shared_dir):
     count = parameter_count(model)
     assert count == 904_481  # (BatchNorm folded: the README says 0.91 M)
     assert abs(count / 1e6 - manifest()["yolox-nano"].parameters) < PARAMETER_TOLERANCE * 0.91
+
+
+def test_doctor_without_yolox_names_the_wbcap_weights_folder_among_the_fixes(tmp_path, monkeypatch):
+    """A team's $WBCAP_WEIGHTS folder is where a copy of the detector would go (the fix named only
+    wbcap's own folder: a weights trial); without the variable, it is not said."""
+    from wbcap.doctor import _detector_check
+
+    check = _detector_check()
+    assert not check.ok and "put a copy" not in check.fix, check.fix
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path))
+    check = _detector_check()
+    assert f"no yolox_nano.onnx in {tmp_path}/ or {weights_dir()}/" in check.detail, check.detail
+    assert f", or put a copy of yolox_nano.onnx in {tmp_path}/ ($WBCAP_WEIGHTS)" in check.fix, check.fix

@@ -157,8 +157,16 @@ def _through_variable(named: Path, found, default: bool) -> bool:
 def _detector_check() -> Check:
     """Which detector ``--detector auto`` uses here (no download is attempted; with
     ``WBCAP_OFFLINE`` set, the fix does not offer the download ``auto`` would not make)."""
-    from wbcap.paths import offline_from_env
-    from wbcap.weights import default_entry, find_weights_file, installed, manifest, recent_auto_failure, search_dirs
+    from wbcap.paths import ENV_WEIGHTS, offline_from_env
+    from wbcap.weights import (
+        default_entry,
+        find_weights_file,
+        installed,
+        manifest,
+        recent_auto_failure,
+        search_dirs,
+        weights_dir,
+    )
 
     best = default_entry("yolox")
     found = [e for e in manifest().values() if e.architecture == "yolox" and find_weights_file(e)]
@@ -179,9 +187,12 @@ def _detector_check() -> Check:
                        f"not try again on its own until a day after that")
         auto = ("" if offline_from_env() or failed is not None
                 else f"; `{detector} auto` also downloads it once on first use")
+        shared = [d for d in search_dirs() if d.resolve() != weights_dir().resolve()]
+        # (a team's $WBCAP_WEIGHTS folder is where a copy would go: the fix named only wbcap's own, a weights trial)
+        put = f", or put a copy of {best.file} in {shared[0]}/ (${ENV_WEIGHTS})" if shared else ""
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
-                     f"`wbcap weights import {best.name} FILE`" + auto,
+                     f"`wbcap weights import {best.name} FILE`{put}" + auto,
                      optional=True)
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validate_weights_file
