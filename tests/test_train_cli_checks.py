@@ -99,6 +99,14 @@ def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_p
         "drop those keys from the [model] table of the --config TOML (the checkpoint's own settings are taken), or "
         "start from another checkpoint\n"), line
     assert _listing(out) == before and not trained
+    # the start checkpoint named in the TOML: called by its key there, not by a flag never given (an ML trial)
+    named = _model_toml(tmp_path / "named.toml", {"backbone_depth": 50, "hand_backbone_depth": 50},
+                        init_checkpoint=str(small_ckpt))
+    r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--config", named)
+    line = one_error_line(r)
+    assert line.startswith(f"error: named.toml's init_checkpoint {small_ckpt}: its model has backbone_depth 18 "
+                           "(requested: 50); "), line
+    assert "--init" not in line and _listing(out) == before and not trained
     # without a [model] table: the checkpoint's own model settings (a fine-tuning of a ResNet-18
     # model needed them all copied into a TOML: an ML trial)
     r = invoke(*train_args("finetune"), "-o", out, "--overwrite", "--init", small_ckpt)

@@ -53,6 +53,19 @@ def spelling(spell: Callable[[str], str]) -> Iterator[None]:
         _SPELL.reset(token)
 
 
+@contextlib.contextmanager
+def respelled(name: str, words: str | None) -> Iterator[None]:
+    """Within the block, :func:`setting` returns ``words`` for ``name`` (the setting came from
+    elsewhere than the command's option: a ``--config`` TOML's key); other names, and every name
+    when ``words`` is None, as before."""
+    if words is None:
+        yield
+        return
+    outer = _SPELL.get()
+    with spelling(lambda asked: words if asked == name else (outer(asked) if outer is not None else asked)):
+        yield
+
+
 #: How a missing SMPL-X model's message goes on to a missing checkpoint's
 #: (:func:`wbcap.pipeline.check_model_files`, :func:`wbcap.io.run_folder.missing_body_model`).
 CHECKPOINT_TOO = "and for the network's checkpoint: "

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from wbcap.errors import InputError, WbcapError, setting
+from wbcap.errors import InputError, WbcapError, respelled, setting
 from wbcap.io.run_folder import FILE_IDENTITY
 from wbcap.subprocesses import end_with_parent
 
@@ -112,7 +112,11 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     if not resume:
         _check_config_paths(config_file, cfg, overrides)
-    run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
+    # (a start checkpoint the TOML named is called by its key there: the refusals said --init, an ML trial)
+    from_toml = (f"{Path(config_file).name}'s init_checkpoint" if overrides.get("init_checkpoint") is None
+                 and _init_path(cfg.stage, config_file, overrides) is not None else None)
+    with respelled("init_checkpoint", from_toml):
+        run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
     if resume:
         _check_resumed_model_files(folder, run)
     check_writable_destination(folder)
