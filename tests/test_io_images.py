@@ -437,9 +437,63 @@ def test_a_gif_is_read_as_ffmpeg_reads_its_first_frame(tmp_path: Path) -> None:
     (tmp_path / "cut.gif").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError) as info:
         load_image(tmp_path / "cut.gif")
-    assert str(info.value) == f"{tmp_path / 'cut.gif'}: GIF file is truncated or corrupt; re-download or re-export it"
+    assert str(info.value) == f"{tmp_path / 'cut.gif'}: image file is truncated or corrupt; re-download or re-export it"
+    cut = load_image(tmp_path / "cut.gif", damaged="warn")  # (a dataset's: the pixels FFmpeg decoded, with a warning)
+    assert cut.shape == image.shape and (cut == image).all(axis=2).mean() > 0.2
     assert [p.name for p in iter_image_paths(tmp_path)] == ["cut.gif", "still.gif"]
     assert _video_path_of(tmp_path / "still.gif") == tmp_path / "still.gif"
+
+
+def _gif_placed(source: Path, dest: Path, screen: tuple[int, int], at: tuple[int, int], background: int = 0) -> Path:
+    """``source`` (a one-frame GIF with a global colour table) with its logical screen set to
+    ``screen`` (W, H), its frame placed at ``at`` (left, top) and its background index set."""
+    import struct
+
+    data = bytearray(source.read_bytes())
+    struct.pack_into("<HH", data, 6, *screen)
+    data[11] = background
+    pos = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[pos] == 0x21:  # (extensions: label, then sub-blocks up to a zero length)
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert data[pos] == 0x2C  # (the image descriptor)
+    struct.pack_into("<HH", data, pos + 1, *at)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path) -> None:
+    """`wbcap image` and `wbcap run` of a GIF saw different first frames where the frame does not
+    fill the GIF's screen (Pillow painted palette entry 0 around it, FFmpeg the background; a frame
+    past the screen's edge grew Pillow's picture), and a GIF whose comment is not UTF-8 crashed
+    `wbcap run` (a break-it trial): FFmpeg decodes both; an animated GIF named as a photo is a
+    video to `wbcap run`, as a video named so is."""
+    from PIL import Image
+
+    from wbcap.io.video_reader import _video_path_of, open_frames
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).quantize(32).save(tmp_path / "frame.gif")
+    cases = {"offset": ((64, 48), (10, 8), 7), "past the edge": ((50, 40), (20, 20), 0)}
+    for name, (screen, at, background) in cases.items():
+        gif = _gif_placed(tmp_path / "frame.gif", tmp_path / f"{name}.gif", screen, at, background)
+        image = load_image(gif)
+        first = next(iter(open_frames(gif))).image
+        assert image.shape == (screen[1], screen[0], 3), name
+        np.testing.assert_array_equal(image, first, err_msg=name)
+    far = _gif_placed(tmp_path / "frame.gif", tmp_path / "far.gif", (50, 40), (60000, 60000))  # (a corrupt descriptor)
+    with pytest.raises(InputError) as info:  # (Pillow's size, 60040 x 60030, was refused as too big to read)
+        load_image(far)
+    assert str(info.value) == f"{far}: GIF file is truncated or corrupt; re-download or re-export it"
+    latin1 = tmp_path / "latin1.gif"
+    Image.open(tmp_path / "frame.gif").convert("RGB").save(latin1, comment=b"\xa9 2005 M\xfcller")
+    np.testing.assert_array_equal(load_image(latin1), next(iter(open_frames(latin1))).image)
+    frames = [Image.new("RGB", (32, 24), (v, v, v)) for v in (10, 200)]
+    frames[0].save(tmp_path / "moving.jpg", format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert _video_path_of(tmp_path / "moving.jpg", warn=False) == tmp_path / "moving.jpg"
+    assert len(list(open_frames(tmp_path / "moving.jpg"))) == 2
 
 
 def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:

@@ -194,27 +194,34 @@ _UNTURN = {6: 8, 8: 6}
 
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)
 _GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+_GIF_TRAILER = b"\x3b"
 
 
 def _decode_gif(p: Path, data: bytes) -> np.ndarray:
-    """A GIF's first frame as OpenCV would give a picture, ``(H, W, 3)`` uint8 BGR, by Pillow
-    (the OpenCV wheels decode no GIF; a still GIF was refused: a user trial). Its size is the
-    GIF's logical screen, a transparent pixel white, as FFmpeg gives it (so `wbcap run` of the
-    GIF sees the same first frame).
+    """A GIF's first frame as OpenCV would give a picture, ``(H, W, 3)`` uint8 BGR, decoded by
+    FFmpeg (PyAV) as `wbcap run` decodes it (the OpenCV wheels decode no GIF; a still GIF was
+    refused: a user trial), so `wbcap image` and `wbcap run` of a GIF see the same first frame:
+    the GIF's logical screen, a frame placed inside it on its background, transparent pixels
+    white (Pillow painted palette entry 0 around an offset frame and grew the picture to a frame
+    past the screen's edge: a break-it trial).
 
     Raises:
-        InputError: Pillow cannot decode it (truncated or corrupt).
+        InputError: FFmpeg cannot decode a frame of it (truncated, corrupt, a 0 x 0 screen).
     """
+    import av
+
+    from wbcap.io.video_reader import frame_rgb
+
     try:
-        with _open_pillow(io.BytesIO(data)) as im:  # (load_image checked its pixel count)
-            im.seek(0)
-            rgba = np.asarray(im.convert("RGBA"))
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad streams
-        log.debug("Pillow rejects %s: %s", p, exc)
-        raise InputError(f"{p}: GIF file is truncated or corrupt; re-download or re-export it") from None
-    bgr = np.ascontiguousarray(rgba[:, :, 2::-1])
-    bgr[rgba[:, :, 3] == 0] = 255
-    return bgr
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="replace") as container:
+            frame = next(container.decode(video=0), None)
+            rgb = None if frame is None else frame_rgb(frame)
+    except (av.FFmpegError, ValueError, IndexError) as exc:  # (IndexError: no video stream)
+        log.debug("FFmpeg cannot decode %s: %s", p, exc)
+        rgb = None
+    if rgb is None or rgb.size == 0:
+        raise InputError(f"{p}: GIF file is truncated or corrupt; re-download or re-export it")
+    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
@@ -313,6 +320,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     checked by :func:`load_image` when it is read). A picture of more than
     :data:`MAX_IMAGE_PIXELS` (which :func:`load_image` refuses) gets its size as stored."""
     try:
+        screen = _gif_screen(Path(path))
+        if screen is not None:
+            return screen
         with _open_pillow(Path(path)) as im:  # lazy: parses headers only
             width, height = _stored_size(im)
             if width * height > MAX_IMAGE_PIXELS:  # (a PNG's orientation could mean decoding it)
@@ -353,12 +363,33 @@ def _header_size(p: Path | io.BytesIO) -> tuple[int, int] | None:
     (Pillow's headers; a PNG's EXIF orientation only when its ``eXIf`` chunk comes before the
     pixels, as :func:`image_size` would decode the whole PNG to find one after them), or None."""
     try:
+        screen = _gif_screen(p)
+        if screen is not None:
+            return screen
         with _open_pillow(p) as im:
             width, height = _stored_size(im)
             orientation = _orientation_tag(im) if im.format != "PNG" or "exif" in im.info else None
     except Exception:
         return None
     return (int(width), int(height)) if orientation in (5, 6, 7, 8) else (int(height), int(width))
+
+
+def _gif_screen(p: Path | io.BytesIO) -> tuple[int, int] | None:
+    """``(H, W)`` of a GIF's logical screen (its header's; GIF89a spec, section 18), what FFmpeg
+    decodes its frames to (:func:`_decode_gif`); None for another file. (Pillow's size also takes
+    in the first frame's descriptor: a corrupt one was refused as 28455 x 40017 pixels, a
+    break-it trial.)"""
+    if isinstance(p, io.BytesIO):
+        head = p.getvalue()[:10]
+    elif not p.is_file():  # (a named pipe would be waited on for ever)
+        return None
+    else:
+        with open(p, "rb") as f:
+            head = f.read(10)
+    if len(head) < 10 or not head.startswith(_GIF_SIGNATURES):
+        return None
+    width, height = int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    return height, width
 
 
 def _ends_whole(p: Path) -> bool:
@@ -650,9 +681,10 @@ def _read_bytes(p: Path) -> bytes:
 
 
 def _check_complete(p: Path, data: bytes) -> None:
-    """Raise InputError when a JPEG or PNG stream is cut short.
+    """Raise InputError when a JPEG, PNG or GIF stream is cut short.
 
-    Fast path: the stream ends with its end marker (JPEG ``EOI``, PNG ``IEND`` chunk), optionally
+    Fast path: the stream ends with its end marker (JPEG ``EOI``, PNG ``IEND`` chunk, GIF
+    trailer), optionally
     followed by zero padding. Anything else (trailing bytes a camera appended, or a real
     truncation) is settled by a full Pillow decode, which raises on a truncated stream.
     """
@@ -661,6 +693,9 @@ def _check_complete(p: Path, data: bytes) -> None:
             return
     elif data.startswith(_PNG_SIGNATURE):
         if data.rstrip(b"\x00").endswith(_PNG_IEND):
+            return
+    elif data.startswith(_GIF_SIGNATURES):  # (FFmpeg decodes a cut GIF's first frame in part, without a word)
+        if data.rstrip(b"\x00").endswith(_GIF_TRAILER):
             return
     else:
         return

@@ -307,7 +307,8 @@ def _open_input(p: Path) -> Any:
     import av
 
     try:
-        return av.open(str(p), mode="r")
+        # (metadata not in UTF-8, e.g. a GIF's Latin-1 comment, raised UnicodeDecodeError: a break-it trial)
+        return av.open(str(p), mode="r", metadata_errors="replace")
     except av.FFmpegError as exc:
         log.debug("av.open(%s) failed: %s", p, exc)
         raise InputError(

@@ -366,7 +366,7 @@ class FrameSource:
                 in_range += 1
                 if not keep:
                     continue
-                image = _to_rgb(av_frame)
+                image = frame_rgb(av_frame)
                 if info.rotation or info.mirrored:
                     image = apply_rotation(image, info.rotation, info.mirrored)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
@@ -592,8 +592,9 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
         yield frame
 
 
-def _to_rgb(frame: Any) -> np.ndarray:
-    """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range."""
+def frame_rgb(frame: Any) -> np.ndarray:
+    """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range
+    (how every video frame wbcap reads is converted; a GIF read as a picture too)."""
     kwargs: dict[str, Any] = {"format": "rgb24"}
     if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
         kwargs["src_color_range"] = int(frame.color_range)
@@ -604,7 +605,13 @@ def _video_path_of(spec: object, warn: bool = True) -> Path | None:
     """The video file ``spec`` names, or None when it names images (file, folder, pattern, list).
     A file named as a picture that holds a video (:func:`wbcap.io.images.file_video_container`)
     is the video, said in a warning with ``warn``."""
-    from wbcap.io.images import IMAGE_EXTENSIONS, file_video_container, missing_path_message, path_kind
+    from wbcap.io.images import (
+        IMAGE_EXTENSIONS,
+        file_video_container,
+        is_animated_gif,
+        missing_path_message,
+        path_kind,
+    )
 
     if not isinstance(spec, (str, os.PathLike)):
         return None
@@ -616,6 +623,8 @@ def _video_path_of(spec: object, warn: bool = True) -> Path | None:
         if p.suffix.lower() not in IMAGE_EXTENSIONS or p.suffix.lower() == ".gif":  # (a GIF named alone: a video)
             return p
         container = file_video_container(p) if p.is_file() else None
+        if container is None and is_animated_gif(p):  # (read as one picture, its warning naming this command)
+            container = "an animated GIF"
         if container is not None:
             (log.warning if warn else log.debug)("%s: named as a picture but holds a video (%s); read as the video",
                                                  p, container)

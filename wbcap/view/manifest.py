@@ -312,7 +312,7 @@ def video_frame_times(path: Path, fix: str = "write it again") -> list[float]:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
             stream = container.streams.video[0]
