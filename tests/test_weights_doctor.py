@@ -452,8 +452,24 @@ def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
     # (a file that no longer loads breaks every default run: required, not a warning, a weights trial)
     assert not check.ok and not check.optional and "cannot load" in check.detail, check
     assert check.detail.endswith("(every run with the default detector fails)"), check
+    assert check.fix == "`wbcap weights fetch yolox-nano`, or `wbcap weights import yolox-nano FILE` again", check.fix
     nano = "\n".join(_block(run("weights", "list").output, "yolox-nano"))
     assert "CHANGED since its import or download" in nano, nano
+
+
+def test_doctor_of_a_broken_yolox_in_the_wbcap_weights_folder_says_to_replace_that_file(tmp_path, monkeypatch):
+    """A damaged yolox_nano.onnx in $WBCAP_WEIGHTS (searched first): the fix said to fetch, into
+    wbcap's own folder, a file that would not be used while that one is there (a review)."""
+    from wbcap.doctor import _detector_check
+
+    shared = tmp_path / "team"
+    shared.mkdir()
+    (shared / "yolox_nano.onnx").write_bytes(b"not a model" * 10)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(shared))
+    check = _detector_check()
+    assert not check.ok and "cannot load" in check.detail, check
+    assert check.fix == (f"replace {shared / 'yolox_nano.onnx'} (in $WBCAP_WEIGHTS, searched before {weights_dir()}/) "
+                         "with a good copy of yolox_nano.onnx, or remove it and run `wbcap weights fetch yolox-nano`"), check.fix
 
 
 def test_doctor_says_a_body_models_variable_naming_no_folder(tmp_path, monkeypatch):
@@ -937,3 +953,25 @@ def test_doctor_without_yolox_names_the_wbcap_weights_folder_among_the_fixes(tmp
     check = _detector_check()
     assert f"no yolox_nano.onnx in {tmp_path}/ or {weights_dir()}/" in check.detail, check.detail
     assert f", or put a copy of yolox_nano.onnx in {tmp_path}/ ($WBCAP_WEIGHTS)" in check.fix, check.fix
+
+
+def test_fetch_of_several_names_refuses_one_it_cannot_download_before_any_download(tmp_path, monkeypatch):
+    """`weights fetch yolox-nano hand4whole` downloaded YOLOX-nano before finding that the
+    licensed checkpoint cannot be downloaded (a weights trial): refused first, nothing fetched;
+    of several downloadable names, one that fails does not stop the others."""
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    write_tiny_yolox(mirror / "yolox_m.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=640)
+    monkeypatch.setenv("WBCAP_WEIGHTS_MIRROR", mirror.as_uri())
+    r = run("weights", "fetch", "yolox-m", "hand4whole")
+    assert r.exit_code == 2 and r.output.startswith("error: hand4whole cannot be downloaded by wbcap ("), r.output
+    assert len(r.output.splitlines()) == 1, r.output
+    assert not weights_dir().exists() or list(weights_dir().iterdir()) == []
+    r = run("weights", "fetch", "yolox-s", "yolox-m", "yolox-s")  # (yolox_s.onnx is not in the mirror)
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 2 and len(errors) == 2, r.output
+    assert errors[0].startswith(f"error: download of {(mirror / 'yolox_s.onnx').as_uri()} ") and "no such file" in errors[0]
+    assert errors[1].startswith(f"error: download of {(mirror / 'yolox_m.onnx').as_uri()} ") and "parameters" in errors[1]
+    assert list(weights_dir().iterdir()) == []

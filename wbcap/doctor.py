@@ -197,17 +197,21 @@ def _detector_check() -> Check:
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validate_weights_file
 
+    again = f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again"
+    if Path(present.path).absolute().parent.resolve() != weights_dir().resolve():
+        # (found in $WBCAP_WEIGHTS, searched first: a fetch into wbcap's own folder would not be
+        # used while this file is there; the fix said to fetch, a review)
+        again = (f"replace {present.path} (in ${ENV_WEIGHTS}, searched before {weights_dir()}/) with a good copy of "
+                 f"{best.file}, or remove it and run {again.split(', or ')[0]}")
     try:
         validate_weights_file(best.architecture, present.path)
     except WbcapError as exc:  # (every run of the default detector fails on it: not optional, a weights trial)
         return Check("person detector", False, f"auto would use {best.name}, but {exc} (every run with the default "
-                     f"{setting('detector')} fails)",
-                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again")
+                     f"{setting('detector')} fails)", again)
     if present.changed:
         return Check("person detector", False,
                      f"{present.path} changed since it was imported or fetched (its sha256 is no longer the recorded "
-                     "one: damaged, e.g. truncated, or replaced)",
-                     f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again", optional=True)
+                     "one: damaged, e.g. truncated, or replaced)", again, optional=True)
     what = present.provenance(best.name) or "no published hash"
     return Check("person detector", True,
                  f"auto uses {best.name} ({present.path}, {what}; {runtime}); installed: {', '.join(names)}")

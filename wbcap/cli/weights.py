@@ -66,10 +66,10 @@ def fetch_cmd(ctx, names):
     from wbcap.cli.common import is_quiet, progress_display
     from wbcap.errors import WbcapError
     from wbcap.weight_formats import validator
-    from wbcap.weights import entry, fetch
+    from wbcap.weights import check_downloadable, entry, fetch
 
     for name in names:
-        entry(name)  # unknown names fail before any download
+        check_downloadable(name)  # unknown names and licensed checkpoints fail before any download
     names = list(dict.fromkeys(names))  # (a name given twice is fetched once)
     failed: list[WbcapError] = []
     for name in names:

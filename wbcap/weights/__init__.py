@@ -305,10 +305,7 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
     """
     from wbcap.weights.download import download
 
-    item = entry(name)
-    if not item.url:
-        raise InputError(f"{name} cannot be downloaded by wbcap ({item.licence}); download {item.file} from "
-                         f"{item.source} and run `wbcap weights import {name} FILE`")
+    item = check_downloadable(name)
     dest = weights_dir() / item.file
     _check_weights_folder()
     _check_not_a_folder(dest, item)
@@ -336,6 +333,20 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
     return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256) if item.sha256 else None, before)
+
+
+def check_downloadable(name: str) -> WeightsEntry:
+    """The manifest entry ``name``, refused when wbcap cannot download it (a licensed checkpoint).
+
+    Raises:
+        InputError: an unknown name, or one without a URL: naming where the file comes from and
+            how to import it.
+    """
+    item = entry(name)
+    if not item.url:
+        raise InputError(f"{name} cannot be downloaded by wbcap ({item.licence}); download {item.file} from "
+                         f"{item.source} and run `wbcap weights import {name} FILE`")
+    return item
 
 
 def _failure_marker(dest: Path) -> Path:
