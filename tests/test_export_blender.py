@@ -387,6 +387,31 @@ def test_fbx_of_a_photo_is_static(blender, setup):
     assert err <= MM
 
 
+def test_blender_writes_nothing_in_the_users_home(blender, setup, tmp_path, monkeypatch):
+    """Importing bpy makes freedesktop thumbnail folders in ~/.cache: `wbcap doctor`'s check left
+    them there (a new user's trial). Its check and an FBX export keep them in their own
+    temporary folder, removed after."""
+    import inspect
+
+    import wbcap.export.fbx as fbx
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    temp = tmp_path / "temp"  # (the test's own temporary folder: other workers' stay apart)
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    check = inspect.getclosurevars(fbx.bpy_import_error).nonlocals.get("real", fbx.bpy_import_error)  # (conftest's once)
+    assert check() is None
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    from wbcap.export.gltf import write_glb
+
+    fbx.write_fbx(write_glb(tmp_path / "a.glb", rig, clip), tmp_path / "a.fbx", fps=clip.fps)
+    assert (tmp_path / "a.fbx").stat().st_size > 0
+    assert list(home.rglob("*")) == [] and list(temp.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- errors
 
 

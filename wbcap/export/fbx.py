@@ -156,15 +156,28 @@ def bpy_import_error() -> str | None:
     Takes the second or two of bpy's import; its output is dropped. The reason is the last line
     of its error output."""
     try:
-        proc = subprocess.run([sys.executable, "-c", "import bpy"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=300, check=False,
-                              cwd=os.path.abspath(os.sep))  # (not a working folder that may be gone: see _gl._probe)
+        with temp_folder("wbcap-bpy-") as temp:
+            proc = subprocess.run([sys.executable, "-c", "import bpy"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300, check=False,
+                                  cwd=os.path.abspath(os.sep),  # (not a working folder that may be gone: see _gl._probe)
+                                  env=_blender_env(temp.path))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{type(exc).__name__}: {exc}"
     if proc.returncode == 0:
         return None
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
     return lines[-1] if lines else f"exit status {proc.returncode}"
+
+
+def _blender_env(folder: Path) -> dict[str, str]:
+    """The environment of a Python that imports bpy, with what Blender writes in ``folder``,
+    which the caller removes: its session folder (``$TMPDIR``), the freedesktop cache it makes
+    on import (``thumbnails/`` in ``$XDG_CACHE_HOME``, else in ``~/.cache``: `wbcap doctor`'s
+    check wrote there, a new user's trial) and its user resources (``$BLENDER_USER_RESOURCES``,
+    else ``~/.config/blender/<version>``, where resetting to factory settings writes an
+    extensions cache; the conversion uses none of the user's Blender settings or add-ons)."""
+    return {**os.environ, "TMPDIR": str(folder), "XDG_CACHE_HOME": str(folder / "cache"),
+            "BLENDER_USER_RESOURCES": str(folder / "blender")}
 
 
 def _reason(log_path: Path) -> str:
@@ -253,7 +266,7 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
         logger.debug("running %s (log: %s)", " ".join(cmd), log_path)
         # Blender makes a session folder (blender_XXXXXX) in $TMPDIR and removes it when it ends
         # well; killed with wbcap (Ctrl-C, SIGTERM) it left it there: now it lies in log_dir
-        env = {**os.environ, "TMPDIR": str(log_dir)}
+        env = _blender_env(log_dir)
         with open(log_path, "wb") as log_file:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                   cwd=str(out.parent.resolve()), env=env, check=False)
