@@ -439,7 +439,7 @@ def test_output_names_rule():
     assert "x/cam1.jpg" in str(info.value) and "x/cam1/0001.jpg" in str(info.value)
 
 
-def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, micro_args):
+def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, micro_args, monkeypatch):
     src = tmp_path / "in"
     (src / "cam1").mkdir(parents=True)
     (src / "cam2").mkdir()
@@ -455,6 +455,12 @@ def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, m
         h, w = sizes[rel]
         assert params["image"] == Path(rel).name and params["camera"]["image_size"] == [w, h], folder
     assert sorted(str(p.relative_to(out)) for p in out.rglob("person_0")) == sorted(f"{f}/person_0" for f in folders.values())
+    assert "wbcap view" not in r.output  # (stderr no terminal: no hint)
+    monkeypatch.setattr("wbcap.cli.common.stderr_is_terminal", lambda: True)  # (a person watching: how to look)
+    spaced = tmp_path / "my out"
+    r = invoke("image", src / "cam1", "-o", spaced, "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 0 and r.stderr.splitlines()[-1] == (f"next: wbcap view '{spaced}'   (the results in a web "
+                                                              "browser)"), r.stderr
 
 
 def test_name_clash_is_refused_before_any_work(tmp_path, micro_args):

@@ -60,7 +60,7 @@ def settled(run_json) -> dict:
 
 
 @pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
-def test_run_generated_video_all_outputs(tmp_path, base_args):
+def test_run_generated_video_all_outputs(tmp_path, base_args, monkeypatch):
     frames, boxes = two_walkers(6)
     video = write_video(tmp_path / "walk.mp4", frames)
     box_file = tmp_path / "boxes.json"
@@ -80,9 +80,17 @@ def test_run_generated_video_all_outputs(tmp_path, base_args):
         assert list(x)[:5] == ["frame", "time", "track", "box", "score"] and x["score"] == person["score"] == 1.0
     # a box file's own scores, written as given (float32 made 0.35 0.3499999940395355: a review)
     (tmp_path / "scored.json").write_text(json.dumps({k: [{"bbox": b, "score": 0.35} for b in v] for k, v in boxes.items()}))
+    # where a person watches (stderr a terminal), the command that shows the results, on stderr (a new
+    # user's trial did not find `wbcap view`); the result line alone on stdout
+    monkeypatch.setattr("wbcap.cli.common.stderr_is_terminal", lambda: True)
     r = run("run", video, "-o", tmp_path / "scored", "--detector", f"boxes:{tmp_path / 'scored.json'}", "--min-track",
             "2", "--no-render", "--export", "none", *base_args)
     assert r.exit_code == 0, r.output
+    assert r.stdout == f"6 frames, 2 track(s), 12 person-frames -> {tmp_path / 'scored'}\n"
+    assert r.stderr.splitlines()[-1] == f"next: wbcap view {tmp_path / 'scored'}   (the results in a web browser)", r.stderr
+    assert "wbcap view" not in run("-q", "run", video, "-o", tmp_path / "scored", "--detector",
+                                   f"boxes:{tmp_path / 'scored.json'}", "--min-track", "2", "--no-render", "--export",
+                                   "none", "--overwrite", *base_args).output
     assert {json.loads(x)["score"] for x in (tmp_path / "scored" / "params.jsonl").read_text().splitlines()} == {0.35}
     # the left walker keeps id 0 in every frame (its box x grows)
     left = [x for x in lines if x["track"] == 0]

@@ -176,6 +176,27 @@ def progress_display(ctx: click.Context, *columns):
     return Progress(*columns, console=console, disable=disabled, transient=True, redirect_stdout=False), console
 
 
+def stderr_is_terminal() -> bool:
+    """Whether standard error is a terminal (a person watching: hints for them go there)."""
+    from wbcap.console import stderr_console
+
+    return stderr_console().is_terminal
+
+
+def view_hint(ctx: click.Context, out: str | os.PathLike[str]) -> None:
+    """After a `wbcap run` or `wbcap image` that wrote ``out``, where a person watches (standard
+    error a terminal; not with ``-q``): the command that shows the results (a new user's trial
+    did not find `wbcap view`). Not on standard output, which holds the result lines alone."""
+    if is_quiet(ctx) or not stderr_is_terminal():
+        return
+    import shlex
+
+    from wbcap.console import printable
+
+    click.echo(printable(f"next: wbcap view {shlex.quote(str(out))}   (the results in a web browser)",
+                         one_line=True), err=True)
+
+
 _DETECTOR_HELP = (
     "Person detector: auto = YOLOX-nano when installed (downloaded once on first use, 3.7 MB, unless "
     "--offline), else OpenCV HOG with a notice; yolox-nano|yolox-tiny|yolox-s|yolox-m|yolox-l|yolox-x "

@@ -22,6 +22,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    view_hint,
 )
 from wbcap.console import printable
 
@@ -160,3 +161,4 @@ def _run(ctx, job, pipeline=None) -> None:
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
     if failed:
         ctx.exit(2)
+    view_hint(ctx, job.out)

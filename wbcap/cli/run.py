@@ -22,6 +22,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    view_hint,
 )
 from wbcap.console import printable
 from wbcap.io.frame_times import MAX_FPS
@@ -151,6 +152,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if not is_quiet(ctx):
         echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
                     f"{result.out}")
+        view_hint(ctx, result.out)
 
 
 def execute(ctx, job, pipeline=None, resume_hint: bool = True):
