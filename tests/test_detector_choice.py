@@ -149,7 +149,7 @@ def test_auto_downloads_once_then_uses_the_file(online, tiny_onnx, caplog):
     assert "yolox-nano         ok" in r.output
 
 
-def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, caplog, tiny_onnx):
+def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, caplog, tiny_onnx, monkeypatch):
     from wbcap.detect.factory import make_detector
 
     with caplog.at_level(logging.WARNING):
@@ -168,6 +168,9 @@ def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, capl
     r = invoke("weights", "fetch", "yolox-nano")  # (again: the official file is there, so no download)
     assert r.exit_code == 0 and r.output.rstrip().endswith("(the same file was there already)"), r.output
     assert len(online.hits) == 2
+    monkeypatch.setenv("WBCAP_OFFLINE", "1")  # (nothing to download: not refused as offline, a weights trial)
+    r = invoke("weights", "fetch", "yolox-nano")
+    assert r.exit_code == 0 and r.output.rstrip().endswith("(the same file was there already)"), r.output
 
 
 def test_a_failed_fetch_names_the_whole_import_command(online):

@@ -975,3 +975,54 @@ def test_fetch_of_several_names_refuses_one_it_cannot_download_before_any_downlo
     assert errors[0].startswith(f"error: download of {(mirror / 'yolox_s.onnx').as_uri()} ") and "no such file" in errors[0]
     assert errors[1].startswith(f"error: download of {(mirror / 'yolox_m.onnx').as_uri()} ") and "parameters" in errors[1]
     assert list(weights_dir().iterdir()) == []
+
+
+def test_weights_files_in_odd_states_after_a_weights_trial(tmp_path, monkeypatch):
+    """What a weights trial found: an import over a file that cannot be read said nothing of it;
+    a dangling link where the file goes crashed; a model keeping its weights in another file was
+    imported as its .onnx alone (unusable); constants given as value_floats were not counted;
+    WBCAP_WEIGHTS naming wbcap's own folder was listed twice."""
+    import onnx
+    from onnx import helper
+
+    import wbcap.weights as weights
+    from wbcap.detect.yolox import onnx_weights
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79
+    model = write_tiny_yolox(tmp_path / "a.onnx", {20: row}, size=64)
+    assert run("weights", "import", "yolox-nano", model).exit_code == 0
+    real = weights.sha256_file
+    dest = weights_dir() / "yolox_nano.onnx"
+
+    def unreadable(path, *args):
+        if Path(path) == dest:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(weights, "sha256_file", unreadable)
+    r = run("weights", "import", "yolox-nano", model)
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith("(replaced a file there that could not be read)"), r.output
+    monkeypatch.setattr(weights, "sha256_file", real)
+    dest.unlink()
+    dest.symlink_to(tmp_path / "gone" / "yolox_nano.onnx")
+    r = run("weights", "import", "yolox-nano", model)
+    assert r.exit_code == 2 and r.output == (f"error: {dest}: is a link to {tmp_path / 'gone' / 'yolox_nano.onnx'}, which "
+                                             "does not exist, where the yolox-nano file goes; remove the link or make its "
+                                             "target, then run this again\n"), r.output
+    dest.unlink()
+    split = onnx.load(str(model))
+    onnx.save_model(split, str(tmp_path / "split.onnx"), save_as_external_data=True, location="split.onnx.data",
+                    size_threshold=0)
+    assert onnx_weights(tmp_path / "split.onnx") == (onnx_weights(model)[0], ["split.onnx.data"])
+    r = run("weights", "import", "yolox-nano", tmp_path / "split.onnx")
+    assert r.exit_code == 2 and r.output == (f"error: {tmp_path / 'split.onnx'}: keeps its weights in another file "
+                                             "(split.onnx.data); save the model as one file (onnx.save(model, path), "
+                                             "without save_as_external_data) and import that\n"), r.output
+    assert not dest.exists()
+    floats = onnx.load(str(model))
+    floats.graph.node.insert(0, helper.make_node("Constant", [], ["c"], value_floats=[0.0] * 1000))
+    onnx.save(floats, str(tmp_path / "floats.onnx"))
+    assert onnx_weights(tmp_path / "floats.onnx")[0] == onnx_weights(model)[0] + 1000
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(weights_dir()))
+    assert weights.search_dirs() == [weights_dir()]

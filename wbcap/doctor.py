@@ -187,7 +187,7 @@ def _detector_check() -> Check:
                        f"not try again on its own until a day after that")
         auto = ("" if offline_from_env() or failed is not None
                 else f"; `{detector} auto` also downloads it once on first use")
-        shared = [d for d in search_dirs() if d.resolve() != weights_dir().resolve()]
+        shared = [d for d in search_dirs() if d.resolve() != weights_dir().resolve() and d.is_dir()]
         # (a team's $WBCAP_WEIGHTS folder is where a copy would go: the fix named only wbcap's own, a weights trial)
         put = f", or put a copy of {best.file} in {shared[0]}/ (${ENV_WEIGHTS})" if shared else ""
         return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",

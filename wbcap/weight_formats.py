@@ -38,8 +38,12 @@ def _hand4whole_hand(path: Path) -> str:
 
 
 def _yolox(path: Path) -> str:
-    from wbcap.detect.yolox import describe_model
+    from wbcap.detect.yolox import describe_model, onnx_weights
 
+    external = onnx_weights(path)[1]
+    if external:  # (imported, the .onnx alone was copied, its weights left behind: a weights trial)
+        raise InputError(f"{path}: keeps its weights in another file ({', '.join(external)}); save the model as one "
+                         "file (onnx.save(model, path), without save_as_external_data) and import that")
     return describe_model(path)
 
 

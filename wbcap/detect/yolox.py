@@ -249,9 +249,10 @@ def _onnx_shapes(path: Path) -> tuple[list[Any], list[list[Any]]] | None:
     return dims(inputs[0]), [dims(o) for o in model.graph.output]
 
 
-def parameter_count(path: str | os.PathLike[str]) -> int:
-    """The number of values in an ONNX model's weights: its graph's initializers and constant
-    nodes (its subgraphs' too), read without their data where stored apart.
+def onnx_weights(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """``(values, external files)`` of an ONNX model's weights: the number of values in its
+    graph's initializers and constant nodes (its subgraphs' too), and the files named by those
+    stored outside it (ONNX external data, beside the model), read without their data.
 
     Raises:
         InputError: the file is not an ONNX model the ``onnx`` package reads.
@@ -262,18 +263,33 @@ def parameter_count(path: str | os.PathLike[str]) -> int:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # (onnx raises DecodeError, ValueError, OSError... on other files)
         raise InputError(f"{path}: cannot load as an ONNX model ({first_line(exc)}); {_FIX}") from None
+    external: list[str] = []
+
+    def tensor(t) -> int:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            external.extend(e.value for e in t.external_data if e.key == "location")
+        return int(np.prod(t.dims, dtype=np.int64))
 
     def count(graph) -> int:
-        n = sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer)
+        n = sum(tensor(t) for t in graph.initializer)
         for node in graph.node:
             for a in node.attribute:
                 if a.type == onnx.AttributeProto.TENSOR:
-                    n += int(np.prod(a.t.dims, dtype=np.int64))
+                    n += tensor(a.t)
+                elif a.type == onnx.AttributeProto.SPARSE_TENSOR:
+                    n += tensor(a.sparse_tensor.values)
+                elif a.type in (onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS) and node.op_type == "Constant":
+                    n += len(a.floats) + len(a.ints)
                 elif a.type == onnx.AttributeProto.GRAPH:
                     n += count(a.g)
         return n
 
-    return count(model.graph)
+    return count(model.graph), sorted(set(external))
+
+
+def parameter_count(path: str | os.PathLike[str]) -> int:
+    """The number of values in an ONNX model's weights (:func:`onnx_weights`)."""
+    return onnx_weights(path)[0]
 
 
 def describe_model(path: str | os.PathLike[str]) -> str:

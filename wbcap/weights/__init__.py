@@ -12,6 +12,7 @@ which is the default whole-body checkpoint and no other weights file) -> ``<user
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -114,7 +115,12 @@ def find_weights_file(item: WeightsEntry) -> Path | None:
 def search_dirs() -> list[Path]:
     """Folders searched for weights, in order: ``$WBCAP_WEIGHTS`` (when it names a folder),
     then ``<user data>/weights`` (:func:`wbcap.paths.search_folders`)."""
-    return [d for d in search_folders(None, ENV_WEIGHTS, weights_dir()) if not d.is_file()]
+    found: list[Path] = []
+    for d in search_folders(None, ENV_WEIGHTS, weights_dir()):
+        # ($WBCAP_WEIGHTS naming wbcap's own folder is one place: doctor named it twice, a weights trial)
+        if not d.is_file() and all(d.resolve() != f.resolve() for f in found):
+            found.append(d)
+    return found
 
 
 def check_weights_env() -> None:
@@ -215,15 +221,24 @@ class ImportResult:
             return ""
         if self.before == self.sha256:
             return " (the same file was there already)"
+        if self.before == UNREADABLE:
+            return " (replaced a file there that could not be read)"
         return f" (replaced another file there, sha256 {self.before[:12]}…)"
 
 
+#: :attr:`ImportResult.before` of a file that was there but could not be read.
+UNREADABLE = "unreadable"
+
+
 def _present_digest(dest: Path) -> str | None:
-    """sha256 of the file at ``dest``, None where there is none (or it cannot be read)."""
-    try:
-        return sha256_file(dest) if dest.is_file() else None
-    except OSError:
+    """sha256 of the file at ``dest``, None where there is none, :data:`UNREADABLE` where one
+    is there that cannot be read (no permission: it was said to be nothing there, a weights trial)."""
+    if not dest.is_file():
         return None
+    try:
+        return sha256_file(dest)
+    except OSError:
+        return UNREADABLE
 
 
 def import_weights(name: str, source: Path, validate: Validator) -> ImportResult:
@@ -307,8 +322,14 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
 
     item = check_downloadable(name)
     dest = weights_dir() / item.file
-    _check_weights_folder()
     _check_not_a_folder(dest, item)
+    before = _present_digest(dest)
+    if item.sha256 and before == item.sha256.lower():  # (the official file is there: no download, offline too)
+        summary = validate(dest)
+        with contextlib.suppress(OSError):  # (a read-only folder: the record is only a shortcut for verify)
+            _write_record(dest, before)
+        return ImportResult(name, dest, before, summary, True, before)
+    _check_weights_folder()
     url = download_url(item.file, item.url)
     if offline_from_env() and not url.startswith("file:"):  # (a mirror folder on a shared drive is no download)
         raise InputError(f"{name}: {ENV_OFFLINE} is set, so nothing is downloaded; unset it, set {ENV_MIRROR} to a "
@@ -321,10 +342,6 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
         except WbcapError as exc:
             raise type(exc)(str(exc).replace(str(tmp), f"{url} (downloaded)")) from None
 
-    before = _present_digest(dest)
-    if item.sha256 and before == item.sha256.lower():  # (the official file is there: no download)
-        _write_record(dest, before)
-        return ImportResult(name, dest, before, validate(dest), True, before)
     # (the import command whole: a new user's trial got `wbcap weights import` alone)
     digest = download(url, dest, size=item.size or None, sha256=item.sha256 or None, progress=progress,
                       timeout=timeout, check=check,
@@ -444,6 +461,9 @@ def _check_not_a_folder(dest: Path, item: WeightsEntry) -> None:
     """
     if dest.is_dir():
         raise InputError(f"{dest}: is a folder, where the {item.name} file goes; move or delete it, then run this again")
+    if dest.is_symlink() and not dest.exists():  # (a crash with a traceback: a weights trial)
+        raise InputError(f"{dest}: is a link to {os.readlink(dest)}, which does not exist, where the {item.name} file "
+                         "goes; remove the link or make its target, then run this again")
 
 
 @dataclass(frozen=True)
