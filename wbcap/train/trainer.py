@@ -527,7 +527,8 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         raise InputError(f"the hand stage does not start from a checkpoint ({init_} is for the whole-body stages); "
                          f"drop {init_}, or continue a hand run with {setting('resume', api='resume=True')}")
     if stage.init_checkpoint and not Path(stage.init_checkpoint).expanduser().is_file():
-        raise CheckpointError(f"{init_} {stage.init_checkpoint}: no such file")
+        what = "is a folder, not a checkpoint file" if Path(stage.init_checkpoint).expanduser().is_dir() else "no such file"
+        raise CheckpointError(f"{init_} {stage.init_checkpoint}: {what}")
     if stage.init_checkpoint:  # (before --overwrite sets a previous run aside)
         if init:
             check_init_checkpoint(stage)
