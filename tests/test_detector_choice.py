@@ -55,10 +55,11 @@ def test_manifest_lists_the_official_yolox_exports():
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A 64x64 YOLOX-format model that finds one person box wherever it looks."""
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79  # raw x, y, log w, log h, objectness, person
-    return write_tiny_yolox(tmp_path_factory.mktemp("tiny") / "tiny.onnx", {20: row}, size=64)
+    return write_tiny_yolox(tmp_path_factory.mktemp("tiny") / "tiny.onnx", {20: row}, size=64,
+                            parameters=NANO_PARAMETERS)  # (imported as yolox-nano: its count checked)
 
 
 class _Server:
@@ -247,10 +248,10 @@ def test_import_a_reexport_is_accepted_and_said(tiny_onnx):
     r = invoke("weights", "import", "yolox-nano", tiny_onnx)
     assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith(
         f"-> {_weights_dir() / 'yolox_nano.onnx'} (the same file was there already)"), r.stdout
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     other = write_tiny_yolox(tiny_onnx.with_name("other.onnx"), {3: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79},
-                             size=64)
+                             size=64, parameters=NANO_PARAMETERS)
     r = invoke("weights", "import", "yolox-nano", other)
     before = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
     assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith(

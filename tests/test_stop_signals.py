@@ -119,10 +119,11 @@ def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
     import shutil
 
     import wbcap.weights as weights
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
-    model = write_tiny_yolox(tmp_path / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79})
+    model = write_tiny_yolox(tmp_path / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79},
+                             parameters=NANO_PARAMETERS)
     copyfile = shutil.copyfile  # (weights.shutil is this module: patched below)
 
     def half_copied(source, dest):

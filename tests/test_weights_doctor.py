@@ -51,9 +51,10 @@ def test_list_shows_the_file_present_and_whether_it_is_the_official_one(tmp_path
     """After importing a re-export, `list` showed the official size and sha256 as if present (only
     verify and doctor said otherwise): now the file present, from its import record (not re-hashed)."""
     import wbcap.weights as weights
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
-    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     size, digest = model.stat().st_size, hashlib.sha256(model.read_bytes()).hexdigest()
 
@@ -78,11 +79,12 @@ def test_list_shows_the_file_present_and_whether_it_is_the_official_one(tmp_path
 def test_list_and_verify_print_a_hostile_folder_name_escaped(tmp_path, monkeypatch):
     """A weights folder named with a terminal escape sequence (a window title) is printed with
     the control characters escaped, by `weights list` and `weights verify` alike."""
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     folder = tmp_path / "w\x1b]0;pwned\x07"
     folder.mkdir()
-    write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
     for command in ("list", "verify"):
         r = run("weights", command)
@@ -398,11 +400,12 @@ def test_a_detector_without_an_import_record_is_described_alike_by_doctor_list_a
     import time
 
     from wbcap.doctor import _detector_check
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     folder = tmp_path / "weights"
     folder.mkdir()
-    model = write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(folder / "yolox_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
     how = ("not the official file; wbcap keeps no import record for a file in WBCAP_WEIGHTS (to keep one: `wbcap "
            "weights import yolox-nano FILE`, then unset WBCAP_WEIGHTS)")
@@ -438,9 +441,10 @@ def test_a_detector_damaged_after_its_import_is_not_reported_ok(tmp_path):
     import time
 
     from wbcap.doctor import _detector_check
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
-    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     assert _detector_check().ok
     installed = weights_dir() / "yolox_nano.onnx"
@@ -569,10 +573,11 @@ def test_a_copy_that_keeps_the_old_time_is_not_taken_for_the_imported_file(tmp_p
     mismatch. The file's status-change time shows the copy."""
     import os
 
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
     from wbcap.weights import installed
 
-    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     target = weights_dir() / "yolox_nano.onnx"
     record_time = (target.parent / "yolox_nano.onnx.sha256").stat().st_mtime
@@ -616,9 +621,10 @@ def test_a_weights_folder_that_cannot_be_written_names_the_fix(tmp_path, monkeyp
     import errno
     import tempfile
 
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
-    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "my_nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     weights_dir().mkdir(parents=True, exist_ok=True)
     real = tempfile.mkstemp
 
@@ -749,9 +755,10 @@ def test_a_folder_where_a_weights_file_goes_is_named_not_called_missing_or_crash
     """A folder at <weights>/yolox_nano.onnx: list/verify said "missing, run `wbcap weights fetch`",
     and the import they led to failed with IsADirectoryError (a crash report; a user trial). Verify
     names the folder; import and fetch refuse it in one line, before any work, and leave it."""
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
-    model = write_tiny_yolox(tmp_path / "nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     in_the_way = weights_dir() / "yolox_nano.onnx"
     in_the_way.mkdir(parents=True)
     r = run("weights", "verify")
@@ -784,9 +791,10 @@ def test_a_damaged_import_record_is_said_and_no_hash_is_taken_from_it(tmp_path):
     "mismatch ... != expected garbage" (a user trial). Now the record holds no hash for any of
     them: list shows the file's own sha256 and all three say the record is damaged."""
     from wbcap.doctor import _detector_check
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
-    model = write_tiny_yolox(tmp_path / "nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64)
+    model = write_tiny_yolox(tmp_path / "nano.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=64,
+                             parameters=NANO_PARAMETERS)
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     installed = weights_dir() / "yolox_nano.onnx"
     (weights_dir() / "yolox_nano.onnx.sha256").write_text("garbage\n")
@@ -903,11 +911,12 @@ def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_na
                                           "unset it to use the one `wbcap weights import hand4whole FILE` installs")
 
 
-def test_a_yolox_without_a_published_hash_must_have_its_parameter_count(tmp_path, monkeypatch):
+def test_a_yolox_must_have_its_parameter_count(tmp_path, monkeypatch):
     """A mirror serving another YOLOX size under yolox_m.onnx (same signature, input 640) was
-    kept (a user trial): where no sha256 is published, the release's parameter count is checked,
-    for a download and an import alike; nothing is kept."""
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    kept (a user trial), and yolox_nano.onnx imported as yolox-tiny was taken with a note (a
+    weights trial): the release's parameter count is checked, for a download and an import
+    alike; nothing is kept."""
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79
     wrong = write_tiny_yolox(tmp_path / "yolox_m.onnx", {20: row}, size=640)
@@ -926,7 +935,12 @@ def test_a_yolox_without_a_published_hash_must_have_its_parameter_count(tmp_path
     r = run("weights", "import", "yolox-m", wrong)
     assert r.exit_code == 2 and r.output == f"error: {wrong}: {said}\n", r.output
     assert not (weights_dir() / "yolox_m.onnx").exists()
-    r = run("weights", "import", "yolox-nano", wrong)  # (a published hash: a re-export is taken, with a note)
+    r = run("weights", "import", "yolox-nano", wrong)  # (a published hash too: another network is no re-export)
+    assert r.exit_code == 2 and r.output == (f"error: {wrong}: a network of {count / 1e6:.2f} M parameters, not "
+                                             "yolox-nano's 0.91 M (another YOLOX size?); pass the yolox_nano.onnx of "
+                                             "YOLOX's release\n"), r.output
+    nano = write_tiny_yolox(tmp_path / "nano.onnx", {20: row}, size=64, parameters=NANO_PARAMETERS)
+    r = run("weights", "import", "yolox-nano", nano)  # (a re-export of its size: taken, with a note)
     assert r.exit_code == 0 and "not the official yolox-nano file" in r.output, r.output
 
 
@@ -987,10 +1001,10 @@ def test_weights_files_in_odd_states_after_a_weights_trial(tmp_path, monkeypatch
 
     import wbcap.weights as weights
     from wbcap.detect.yolox import onnx_weights
-    from wbcap.testing.onnx_models import write_tiny_yolox
+    from wbcap.testing.onnx_models import NANO_PARAMETERS, write_tiny_yolox
 
     row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79
-    model = write_tiny_yolox(tmp_path / "a.onnx", {20: row}, size=64)
+    model = write_tiny_yolox(tmp_path / "a.onnx", {20: row}, size=64, parameters=NANO_PARAMETERS)
     assert run("weights", "import", "yolox-nano", model).exit_code == 0
     real = weights.sha256_file
     dest = weights_dir() / "yolox_nano.onnx"
