@@ -271,6 +271,12 @@ def test_a_name_too_long_for_the_file_system_is_one_line_naming_it(tmp_path, mon
     deep = tmp_path.joinpath(*["d" * 200] * 21)
     assert long_name_message(deep) == (f"{deep}: too long for the file system: the path is {len(os.fsencode(str(deep)))} "
                                        "bytes; choose a shorter path (fewer or shorter folders)")
+    # a path in a folder a variable names says so (a long $WBCAP_HOME was not said to be the cause: a paths trial)
+    home = tmp_path / ("h" * 260)
+    monkeypatch.setenv("WBCAP_HOME", str(home))
+    assert long_name_message(home / "cache" / "x.json").endswith("; choose a shorter name (the path is in $WBCAP_HOME)")
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 2 and r.stderr.endswith("; choose a shorter name (the path is in $WBCAP_HOME)\n"), r.output
 
 
 def test_a_file_output_too_long_for_its_temporary_name_is_refused_before_any_work(tmp_path, monkeypatch):

@@ -70,6 +70,7 @@ def long_name_message(path: str | os.PathLike[str]) -> str:
     size = len(os.fsencode(longest))
     shown = os.fsencode(longest).decode("utf-8", "backslashreplace")  # (undecodable bytes as \xff)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    origin = _variable_holding(final)
     if size > NAME_MAX:
         why = f"its name '{shown}' is {size} bytes, and a name may have at most {NAME_MAX}"
     elif size + TEMP_NAME_EXTRA > NAME_MAX:
@@ -77,8 +78,23 @@ def long_name_message(path: str | os.PathLike[str]) -> str:
                f"{TEMP_NAME_EXTRA} bytes longer, past the {NAME_MAX} a name may have")
     else:
         return (f"{final}: too long for the file system: the path is {len(os.fsencode(str(final)))} bytes; choose a "
-                "shorter path (fewer or shorter folders)")
-    return f"{final}: too long for the file system: {why}; choose a shorter name"
+                f"shorter path (fewer or shorter folders){origin}")
+    return f"{final}: too long for the file system: {why}; choose a shorter name{origin}"
+
+
+#: Variables naming the folders wbcap writes in or reads from by itself (:mod:`wbcap.paths`).
+_PATH_VARIABLES = ("WBCAP_HOME", "WBCAP_WEIGHTS", "WBCAP_BODY_MODELS", "XDG_CACHE_HOME", "XDG_DATA_HOME", "TMPDIR")
+
+
+def _variable_holding(path: Path) -> str:
+    """`` (the path is in $NAME)`` where ``path`` lies in a folder an environment variable of
+    :data:`_PATH_VARIABLES` names (a long $WBCAP_HOME was not said to be the cause: a paths
+    trial), else ""."""
+    for name in _PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value and Path(value).expanduser() in (path, *path.parents):
+            return f" (the path is in ${name})"
+    return ""
 
 
 def check_name_length(path: str | os.PathLike[str], temporary: bool = True) -> None:
