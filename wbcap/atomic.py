@@ -82,8 +82,9 @@ def long_name_message(path: str | os.PathLike[str]) -> str:
     return f"{final}: too long for the file system: {why}; choose a shorter name{origin}"
 
 
-#: Variables naming the folders wbcap writes in or reads from by itself (:mod:`wbcap.paths`).
-_PATH_VARIABLES = ("WBCAP_HOME", "WBCAP_WEIGHTS", "WBCAP_BODY_MODELS", "XDG_CACHE_HOME", "XDG_DATA_HOME", "TMPDIR")
+#: Variables naming the folders wbcap writes in or reads from by itself (:mod:`wbcap.paths`;
+#: not ``$TMPDIR``, often ``/tmp``, where a user's own output may be).
+_PATH_VARIABLES = ("WBCAP_HOME", "WBCAP_WEIGHTS", "WBCAP_BODY_MODELS", "XDG_CACHE_HOME", "XDG_DATA_HOME")
 
 
 def _variable_holding(path: Path) -> str:
