@@ -512,7 +512,7 @@ def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, mic
     assert lines[1].startswith(f"error: {other}:") and "earlier result" not in lines[1], r.stderr  # (none there)
     img.write_text("not a picture any more")
     r = invoke("image", img, "-o", out, "--full-image", "--no-render", *micro_args)
-    assert r.exit_code == 2 and r.stderr == (f"error: {img}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, "
+    assert r.exit_code == 2 and r.stderr == (f"error: {img}: not an image wbcap can decode; pass a JPEG, PNG, BMP, "
                                              f"TIFF, WebP or GIF file; its earlier result in {out / 'pair'} was left "
                                              "unchanged\n"), r.stderr
     assert {p: p.read_bytes() for p in (out / "pair").rglob("*") if p.is_file()} == before
@@ -983,7 +983,7 @@ def test_the_model_loads_for_the_first_photo_with_people_after_its_detection(tmp
     results = image_app.run_images(job)
     assert [r.error.split(";")[0] for r in results] == [f"{nobody[0]}: no person found by the stub detector",
                                                         f"{nobody[1]}: no person found by the stub detector",
-                                                        f"{tmp_path / 'c.jpg'}: not an image OpenCV can decode"]
+                                                        f"{tmp_path / 'c.jpg'}: not an image wbcap can decode"]
     assert events == [("detect", 1), ("detect", 2)]  # no load
     events.clear()
     job = image_app.ImageJob(paths=(str(nobody[0]), str(photo("d.png", 7)), str(nobody[1])), out=str(tmp_path / "o2"),

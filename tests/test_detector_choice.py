@@ -174,6 +174,22 @@ def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, capl
     assert r.exit_code == 0 and r.output.rstrip().endswith("(the same file was there already)"), r.output
 
 
+def test_a_download_on_first_use_is_checked_as_a_fetch_is(online, tmp_path, caplog):
+    """`--detector yolox-m` downloaded and kept another YOLOX size a mirror served under its name,
+    which `wbcap weights fetch yolox-m` refuses (a review): the same checks, nothing kept."""
+    from wbcap.detect.factory import make_detector
+    from wbcap.errors import InputError
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    wrong = write_tiny_yolox(tmp_path / "yolox_m.onnx", {20: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79}, size=640)
+    _serve(online, wrong.read_bytes(), "yolox_m.onnx")
+    with caplog.at_level(logging.WARNING), pytest.raises(InputError) as info:
+        make_detector("yolox-m")
+    assert "not yolox-m's 25.3 M (another YOLOX size?)" in caplog.text, caplog.text
+    assert str(info.value).startswith("detector yolox-m is not installed (the download failed (see above))")
+    assert not (_weights_dir() / "yolox_m.onnx").exists()
+
+
 def test_a_failed_fetch_names_the_whole_import_command(online):
     """A new user's trial: the fix ended in `wbcap weights import` without the name and file."""
     r = invoke("weights", "fetch", "yolox-nano")  # 404: nothing served

@@ -188,3 +188,16 @@ def test_every_setting_named_in_the_library_is_a_cli_option():
             for m in re.findall(r"""\bsetting\(\s*["']([a-z_]+)["']""", f.read_text(encoding="utf-8"))}
     assert {"device", "every", "boxes_file", "min_length", "out"} <= used
     assert used - _all_param_names() == set()
+
+
+def test_respelled_keeps_the_api_words_of_other_settings():
+    """Outside a command's spelling, a respelled block kept only its one setting's words and gave
+    the bare name for the others, not their ``api`` words (a review)."""
+    from wbcap.errors import respelled, setting, spelling
+
+    with respelled("init_checkpoint", "ft.toml's init_checkpoint"):
+        assert setting("init_checkpoint") == "ft.toml's init_checkpoint"
+        assert setting("resume", api="resume=True") == "resume=True" and setting("out") == "out"
+    with spelling(lambda name: f"--{name}"), respelled("init_checkpoint", "x.toml's init_checkpoint"):
+        assert setting("init_checkpoint") == "x.toml's init_checkpoint" and setting("resume", api="r") == "--resume"
+    assert setting("resume", api="resume=True") == "resume=True"

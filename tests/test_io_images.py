@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -412,8 +413,8 @@ def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
 
 def test_a_gif_is_read_as_ffmpeg_reads_its_first_frame(tmp_path: Path) -> None:
     """A still GIF was refused by `wbcap image` (the OpenCV wheels decode no GIF: a user trial):
-    Pillow decodes it, the same pixels as FFmpeg's (PyAV's) first frame, a transparent pixel
-    white as there; one cut short is refused in one line; a folder lists GIFs among its pictures, while
+    FFmpeg decodes it, the same pixels as PyAV's first frame and Pillow's, a transparent pixel
+    white; one cut short is refused in one line; a folder lists GIFs among its pictures, while
     a GIF named alone is a video to `wbcap run`."""
     import av
     from PIL import Image
@@ -440,6 +441,9 @@ def test_a_gif_is_read_as_ffmpeg_reads_its_first_frame(tmp_path: Path) -> None:
     assert str(info.value) == f"{tmp_path / 'cut.gif'}: image file is truncated or corrupt; re-download or re-export it"
     cut = load_image(tmp_path / "cut.gif", damaged="warn")  # (a dataset's: the pixels FFmpeg decoded, with a warning)
     assert cut.shape == image.shape and (cut == image).all(axis=2).mean() > 0.2
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 2] + b";")  # (cut where a ";" happens to end it: a review)
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        load_image(tmp_path / "cut.gif")
     assert [p.name for p in iter_image_paths(tmp_path)] == ["cut.gif", "still.gif"]
     assert _video_path_of(tmp_path / "still.gif") == tmp_path / "still.gif"
 
@@ -494,6 +498,8 @@ def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path) -> None:
     frames[0].save(tmp_path / "moving.jpg", format="GIF", save_all=True, append_images=frames[1:], duration=100)
     assert _video_path_of(tmp_path / "moving.jpg", warn=False) == tmp_path / "moving.jpg"
     assert len(list(open_frames(tmp_path / "moving.jpg"))) == 2
+    os.mkfifo(tmp_path / "pipe.jpg")  # (a pipe named as a photo: looked at, not waited on; a review)
+    assert _video_path_of(tmp_path / "pipe.jpg", warn=False) is None
 
 
 def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:

@@ -477,6 +477,10 @@ def test_a_config_files_path_that_names_nothing_names_the_file_and_key(tmp_path,
     cfg.write_text(f'stage = "finetune"\ninit_checkpoint = "{tmp_path}"\n')  # (a folder: not "no such file")
     r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", cfg)
     assert one_error_line(r) == f'error: {cfg}: init_checkpoint = "{tmp_path}": is a folder, not a file; name the file\n'
+    os.mkfifo(tmp_path / "pipe")  # (a pipe is no folder either: a review)
+    cfg.write_text(f'stage = "finetune"\ninit_checkpoint = "{tmp_path / "pipe"}"\n')
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", cfg)
+    assert one_error_line(r) == f'error: {cfg}: init_checkpoint = "{tmp_path / "pipe"}": not a file; name the file\n'
     assert not trained and not (tmp_path / "r").exists()
 
 

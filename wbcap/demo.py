@@ -66,13 +66,13 @@ def best_detector(offline: bool | None = None) -> str:
     """The best detector available here: the default YOLOX model when installed (downloaded
     once unless ``offline``), else torchvision Faster R-CNN when usable, else ``hog``."""
     from wbcap.detect import torchvision_frcnn
-    from wbcap.detect.yolox import describe_model
     from wbcap.paths import offline_from_env
+    from wbcap.weight_formats import validator
     from wbcap.weights import auto_fetch, default_entry
 
-    best = default_entry("yolox").name
-    if auto_fetch(best, offline_from_env() if offline is None else offline, describe_model) is not None:
-        return best
+    best = default_entry("yolox")
+    if auto_fetch(best.name, offline_from_env() if offline is None else offline, validator(best)) is not None:
+        return best.name
     return "torchvision" if torchvision_frcnn.available()[0] else "hog"
 
 

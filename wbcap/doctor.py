@@ -195,16 +195,17 @@ def _detector_check() -> Check:
                      f"`wbcap weights import {best.name} FILE`{put}" + auto,
                      optional=True)
     from wbcap.errors import WbcapError
-    from wbcap.weight_formats import validate_weights_file
+    from wbcap.weight_formats import validator
 
-    again = f"`wbcap weights fetch {best.name}`, or `wbcap weights import {best.name} FILE` again"
+    fetch = f"`wbcap weights fetch {best.name}`"
+    again = f"{fetch}, or `wbcap weights import {best.name} FILE` again"
     if Path(present.path).absolute().parent.resolve() != weights_dir().resolve():
         # (found in $WBCAP_WEIGHTS, searched first: a fetch into wbcap's own folder would not be
         # used while this file is there; the fix said to fetch, a review)
         again = (f"replace {present.path} (in ${ENV_WEIGHTS}, searched before {weights_dir()}/) with a good copy of "
-                 f"{best.file}, or remove it and run {again.split(', or ')[0]}")
+                 f"{best.file}, or remove it and run {fetch}")
     try:
-        validate_weights_file(best.architecture, present.path)
+        validator(best)(present.path)
     except WbcapError as exc:  # (every run of the default detector fails on it: not optional, a weights trial)
         return Check("person detector", False, f"auto would use {best.name}, but {exc} (every run with the default "
                      f"{setting('detector')} fails)", again)

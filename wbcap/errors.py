@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 #: How the running front end spells a setting; None: as the Python API does (see :func:`spelling`).
 #: A context variable, as :mod:`decimal`'s context: set for the duration of a block, local to the
 #: thread or task that set it (wbcap's own worker threads run in a copy of their starter's context).
-_SPELL: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("wbcap_setting_spelling",
+_SPELL: contextvars.ContextVar[Callable[[str], str | None] | None] = contextvars.ContextVar("wbcap_setting_spelling",
                                                                                        default=None)
 
 
@@ -39,13 +39,15 @@ def setting(name: str, api: str | None = None) -> str:
     exception, a log line and an error string kept in a result all read the same.
     """
     spell = _SPELL.get()
-    return spell(name) if spell is not None else (api or name)
+    words = spell(name) if spell is not None else None
+    return words if words is not None else (api or name)
 
 
 @contextlib.contextmanager
-def spelling(spell: Callable[[str], str]) -> Iterator[None]:
+def spelling(spell: Callable[[str], str | None]) -> Iterator[None]:
     """Within the block (this thread or task, and the threads wbcap starts from it),
-    :func:`setting` returns ``spell(name)``. The ``wbcap`` command group uses it to name its flags."""
+    :func:`setting` returns ``spell(name)`` (where that is None, what it returns outside any
+    block). The ``wbcap`` command group uses it to name its flags."""
     token = _SPELL.set(spell)
     try:
         yield
@@ -62,7 +64,8 @@ def respelled(name: str, words: str | None) -> Iterator[None]:
         yield
         return
     outer = _SPELL.get()
-    with spelling(lambda asked: words if asked == name else (outer(asked) if outer is not None else asked)):
+    # (None: the words :func:`setting` would use without it, ``api`` included: a review)
+    with spelling(lambda asked: words if asked == name else (outer(asked) if outer is not None else None)):
         yield
 
 

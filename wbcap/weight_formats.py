@@ -37,35 +37,31 @@ def _hand4whole_hand(path: Path) -> str:
     return describe_hand_checkpoint(path)
 
 
-def _yolox(path: Path) -> str:
-    from wbcap.detect.yolox import describe_model, onnx_weights
-
-    external = onnx_weights(path)[1]
-    if external:  # (imported, the .onnx alone was copied, its weights left behind: a weights trial)
-        raise InputError(f"{path}: keeps its weights in another file ({', '.join(external)}); save the model as one "
-                         "file (onnx.save(model, path), without save_as_external_data) and import that")
-    return describe_model(path)
-
-
 #: How far an ONNX export's parameter count may be from the release's, as a fraction of it
 #: (BatchNorm folded into the convolutions by the export: the release's yolox_nano.onnx holds
 #: 904,481 values against the README's 0.91 M; the next sizes differ by 1.8x or more).
 PARAMETER_TOLERANCE = 0.05
 
 
-def _check_parameters(path: Path, item: WeightsEntry) -> None:
-    """Refuse a YOLOX file whose parameter count is not ``item``'s (another size of YOLOX under
-    its name: a mirror serving yolox_s.onnx as yolox_m.onnx was kept, a user trial).
+def _yolox(path: Path, item: WeightsEntry | None = None) -> str:
+    """Check a YOLOX ONNX file: its weights in it (not in a file beside it), the parameter count
+    of ``item``'s release where it gives one (a re-export holds as many values in any precision,
+    another YOLOX size under its name does not: a mirror serving yolox_s.onnx as yolox_m.onnx
+    was kept, a user trial), and its signature (:func:`wbcap.detect.yolox.describe_model`).
 
     Raises:
-        InputError: one line naming the file, both counts and the fix.
+        InputError: one line naming the file, what is wrong and the fix.
     """
-    from wbcap.detect.yolox import parameter_count
+    from wbcap.detect.yolox import describe_model, onnx_weights
 
-    count = parameter_count(path) / 1e6
-    if abs(count - item.parameters) > PARAMETER_TOLERANCE * item.parameters:
-        raise InputError(f"{path}: a network of {count:.2f} M parameters, not {item.name}'s {item.parameters:g} M "
+    count, external = onnx_weights(path)  # (parsed once: a yolox-x is 400 MB)
+    if external:  # (imported, the .onnx alone was copied, its weights left behind: a weights trial)
+        raise InputError(f"{path}: keeps its weights in another file ({', '.join(external)}); save the model as one "
+                         "file (onnx.save(model, path), without save_as_external_data) and import that")
+    if item is not None and item.parameters and abs(count / 1e6 - item.parameters) > PARAMETER_TOLERANCE * item.parameters:
+        raise InputError(f"{path}: a network of {count / 1e6:.2f} M parameters, not {item.name}'s {item.parameters:g} M "
                          f"(another YOLOX size?); pass the {item.file} of YOLOX's release")
+    return describe_model(path)
 
 
 _CHECKS = {"hand4whole": _hand4whole, "hand4whole-hand": _hand4whole_hand, "yolox": _yolox}
@@ -91,11 +87,6 @@ def validator(item: WeightsEntry):
     (yolox_nano.onnx imported as yolox-tiny was taken with a note: a weights trial)."""
     if item.architecture not in _CHECKS:
         raise InputError(f"unsupported weights architecture {item.architecture!r}; known: {', '.join(_CHECKS)}")
-
-    def check(path: Path) -> str:
-        summary = validate_weights_file(item.architecture, path)
-        if item.parameters:
-            _check_parameters(Path(path), item)
-        return summary
-
-    return check
+    if item.architecture == "yolox":
+        return lambda path: _yolox(Path(path), item)
+    return lambda path: validate_weights_file(item.architecture, path)

@@ -177,10 +177,14 @@ def progress_display(ctx: click.Context, *columns):
 
 
 def stderr_is_terminal() -> bool:
-    """Whether standard error is a terminal (a person watching: hints for them go there)."""
-    from wbcap.console import stderr_console
+    """Whether standard error is a terminal (a person watching: hints for them go there). Not
+    rich's ``is_terminal``, which ``FORCE_COLOR`` makes true for a log or a pipe (a review)."""
+    import sys
 
-    return stderr_console().is_terminal
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # (no stderr, or a closed one)
+        return False
 
 
 def view_hint(ctx: click.Context, out: str | os.PathLike[str]) -> None:

@@ -159,6 +159,7 @@ def _run(ctx, job, pipeline=None) -> None:
                     echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
+    if len(failed) < len(paths):  # (some results written: how to look at them, also when others failed)
+        view_hint(ctx, job.out)
     if failed:
         ctx.exit(2)
-    view_hint(ctx, job.out)

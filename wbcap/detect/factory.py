@@ -191,8 +191,8 @@ def make_detector(
         InputError: unknown name, a named YOLOX model that is absent (offline or download
             failed), or ``model`` with a non-YOLOX detector.
     """
-    from wbcap.detect.yolox import describe_model
     from wbcap.paths import offline_from_env
+    from wbcap.weight_formats import validator
     from wbcap.weights import auto_fetch, default_entry, manifest
 
     offline = offline_from_env() if offline is None else offline
@@ -213,7 +213,7 @@ def make_detector(
         path = spec[len("yolox:"):]
         return _yolox(path, f"yolox ({Path(path).name})", **yolox_kw)
     if is_yolox_name:
-        path = auto_fetch(spec, offline, describe_model)
+        path = auto_fetch(spec, offline, validator(entries[spec]))
         if path is None:
             item = entries[spec]
             why = "offline" if offline else "the download failed (see above)"
@@ -222,7 +222,7 @@ def make_detector(
         return _yolox(path, spec, **yolox_kw)
     if spec == "auto":
         best = default_entry("yolox")
-        path = auto_fetch(best.name, offline, describe_model)
+        path = auto_fetch(best.name, offline, validator(best))
         if path is not None:
             log.info("detector: %s (%s)", best.name, path)
             return _yolox(path, best.name, **yolox_kw)

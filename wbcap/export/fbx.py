@@ -161,8 +161,10 @@ def bpy_import_error() -> str | None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300, check=False,
                                   cwd=os.path.abspath(os.sep),  # (not a working folder that may be gone: see _gl._probe)
                                   env=_blender_env(temp.path))
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
         return f"{type(exc).__name__}: {exc}"
+    except OSError as exc:  # (also the temporary folder that could not be made: said as such, a review)
+        return f"it could not be tried: {type(exc).__name__}: {exc}"
     if proc.returncode == 0:
         return None
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]

@@ -118,12 +118,13 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     """Read one image file as an upright RGB picture.
 
     Args:
-        path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...).
+        path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...; and
+            GIF, its first frame as FFmpeg decodes it, :func:`_decode_gif`).
         orientation: turn the picture upright by its EXIF orientation; False: the pixels as
             stored (a dataset's annotations refer to them).
         damaged: what a truncated or corrupt file that still decodes gets: ``"refuse"`` (an
             InputError), or ``"warn"``: the message as a warning, and the pixels as decoded
-            (the part lost grey), as OpenCV gives them (a dataset's image: one such image in a
+            (the part lost grey), as OpenCV (or, for a GIF, FFmpeg) gives them (a dataset's image: one such image in a
             training set must not end a run of days, and upstream evaluated what OpenCV decoded).
 
     Returns:
@@ -166,7 +167,7 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own "
                              f"(best renamed {p.stem}{VIDEO_SUFFIX[container]})")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
-        raise InputError(f"{p}: not an image OpenCV can decode; pass a JPEG, PNG, BMP, TIFF, WebP or GIF file"
+        raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP or GIF file"
                          + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
         damage = _damage(p, damaged, _check_complete, data)
@@ -194,7 +195,7 @@ _UNTURN = {6: 8, 8: 6}
 
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)
 _GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
-_GIF_TRAILER = b"\x3b"
+_GIF_TRAILER = b"\x00\x3b"  # (the last block's zero terminator, then the trailer: ";" alone ends 1 cut in 256)
 
 
 def _decode_gif(p: Path, data: bytes) -> np.ndarray:
@@ -561,6 +562,8 @@ def is_animated_gif(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a GIF of more than one frame (by its bytes, whatever its name; False
     when it cannot be read: reading it says why)."""
     p = Path(path).expanduser()
+    if not p.is_file():  # (a named pipe would be waited on for ever: a review)
+        return False
     try:
         with open(p, "rb") as f:
             if not f.read(6).startswith(_GIF_SIGNATURES):

@@ -175,9 +175,10 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
             continue
         path = Path(value).expanduser()
         if not (path.is_file() if kind == "file" else path.is_dir()):
-            if path.exists():  # (a folder named as the checkpoint was "no such file": a weights trial)
-                raise InputError(f"{config_file}: {key} = {json.dumps(value)}: is a "
-                                 f"{'folder' if kind == 'file' else 'file'}, not a {kind}; name the {kind}")
+            if kind == "file" and path.is_dir():  # (a folder named as the checkpoint was "no such file": a weights trial)
+                raise InputError(f"{config_file}: {key} = {json.dumps(value)}: is a folder, not a file; name the file")
+            if path.exists():  # (a pipe, a device; or a file where a folder goes)
+                raise InputError(f"{config_file}: {key} = {json.dumps(value)}: not a {kind}; name the {kind}")
             where = "" if path.is_absolute() else f"; a relative path is read from the current folder, {os.getcwd()}"
             raise InputError(f"{config_file}: {key} = {json.dumps(value)}: no such {kind}{where}")
 

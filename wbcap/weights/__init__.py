@@ -349,7 +349,8 @@ def fetch(name: str, validate: Validator, progress: Callable[[int, int | None], 
     _write_record(dest, digest)
     if not item.sha256:
         log.warning("%s: no published sha256; recorded %s of the downloaded file", name, digest)
-    return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256) if item.sha256 else None, before)
+    return ImportResult(name, dest, digest, summaries[0], (digest == item.sha256.lower()) if item.sha256 else None,
+                        before)
 
 
 def check_downloadable(name: str) -> WeightsEntry:

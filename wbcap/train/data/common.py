@@ -256,7 +256,7 @@ def read_image(path: str | Path, layout: str = "") -> np.ndarray:
     set would end a run of days, and upstream trained and evaluated on what OpenCV decodes).
 
     Raises:
-        DatasetLayoutError: the file is missing or not an image OpenCV can decode (one line
+        DatasetLayoutError: the file is missing or not an image wbcap can decode (one line
             naming it).
     """
     from wbcap.io.images import load_image
