@@ -251,7 +251,7 @@ def _onnx_shapes(path: Path) -> tuple[list[Any], list[list[Any]]] | None:
 
 def onnx_weights(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     """``(values, external files)`` of an ONNX model's weights: the number of values in its
-    graph's initializers and constant nodes (its subgraphs' too), and the files named by those
+    graph's initializers (sparse ones' stored values) and constant nodes (its subgraphs' too), and the files named by those
     stored outside it (ONNX external data, beside the model), read without their data.
 
     Raises:
@@ -271,7 +271,7 @@ def onnx_weights(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
         return int(np.prod(t.dims, dtype=np.int64))
 
     def count(graph) -> int:
-        n = sum(tensor(t) for t in graph.initializer)
+        n = sum(tensor(t) for t in graph.initializer) + sum(tensor(t.values) for t in graph.sparse_initializer)
         for node in graph.node:
             for a in node.attribute:
                 if a.type == onnx.AttributeProto.TENSOR:
@@ -282,6 +282,8 @@ def onnx_weights(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
                     n += len(a.floats) + len(a.ints)
                 elif a.type == onnx.AttributeProto.GRAPH:
                     n += count(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    n += sum(count(g) for g in a.graphs)
         return n
 
     return count(model.graph), sorted(set(external))
