@@ -163,7 +163,7 @@ def test_next_steps_do_not_call_the_demos_own_model_installed(monkeypatch, body_
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(synthetic_body_models_dir()))
     text = next_steps()
     assert "is the demo's synthetic model (not a human body)" in text and "installed" not in text, text
-    assert "point WBCAP_BODY_MODELS (or --body-models) at them" in text
+    assert "point WBCAP_BODY_MODELS (or the body_models argument) at them" in text  # (Python's words outside a command)
     # and how to try the commands meanwhile (a user trial found no pointer to the README's recipe)
     assert text.endswith("\nTo try wbcap image, run, export and view before you have them (meshes as meaningless as the demo's): "
                          f"README, Quick start: the demo's synthetic model (WBCAP_BODY_MODELS={synthetic_body_models_dir()}) "
@@ -258,7 +258,7 @@ def test_the_demos_model_left_in_wbcap_body_models_is_said_by_doctor_and_by_ever
     said = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
     assert said == [f"{demo_file} is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and "
                     "metric is meaningless; register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models "
-                    "and point WBCAP_BODY_MODELS (or --body-models) at them, or unset WBCAP_BODY_MODELS where they "
+                    "and point WBCAP_BODY_MODELS (or the body_models argument) at them, or unset WBCAP_BODY_MODELS where they "
                     "are in wbcap's body_models folder"], said
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="wbcap.pipeline"):

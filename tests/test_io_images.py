@@ -514,6 +514,13 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
                                           "wbcap does not read (it reads .bmp .dib .gif .jp2 .jpe .jpeg .jpg"), record.getMessage()
     assert record.getMessage().endswith("; convert them to JPEG or PNG")
     caplog.clear()
+    (tmp_path / "clip.MP4").write_bytes(b"x")  # (a video beside the pictures: said, a new user's trial)
+    with caplog.at_level("WARNING", logger="wbcap.io.images"):
+        assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
+    assert caplog.records[-1].getMessage() == (f"{tmp_path}: skipped clip.MP4: videos are not read in a folder of "
+                                               "pictures (`wbcap run VIDEO` reads one)")
+    (tmp_path / "clip.MP4").unlink()
+    caplog.clear()
     for name in ["pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2"]:
         (tmp_path / name).unlink()
     with caplog.at_level("WARNING", logger="wbcap.io.images"):

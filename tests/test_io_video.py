@@ -609,6 +609,9 @@ def test_a_video_named_as_a_picture_is_read_as_the_video(tmp_path: Path, caplog,
               "ASF/WMV": ".wmv"}[name]
     assert str(caught.value) == (f"{named}: holds a video ({name}), not a picture; give it to `wbcap run` on its own "
                                  f"(best renamed clip{suffix})")
+    with pytest.raises(InputError) as caught:  # (named as the video it is: no rename said, a new user's trial)
+        load_image(src)
+    assert str(caught.value) == f"{src}: holds a video ({name}), not a picture; give it to `wbcap run` on its own"
 
 
 def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:

@@ -36,11 +36,11 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     truncated or foreign file fails here, not in the next run), or what was missing where
     (detail) and what to do (fix)."""
     from wbcap.body.model_files import (
-        REAL_BODY_MODEL_FIX,
         BodyModelNotFoundError,
         find_body_model,
         is_demo_body_model,
         load_body_model_data,
+        real_body_model_fix,
     )
     from wbcap.errors import WbcapError
 
@@ -67,7 +67,7 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         detail, _, fix = text.partition("; ") if "; " in text else text.partition(": ")
         return Check(name, False, detail, fix or "use the SMPL-X .npz release", optional=optional, licensed="body")
     if is_demo_body_model(path):  # ($WBCAP_BODY_MODELS left at the Quick start's stand-in: found before a real one)
-        return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", REAL_BODY_MODEL_FIX,
+        return Check(name, False, f"{path} is the demo's synthetic model (not a human body)", real_body_model_fix(),
                      optional=optional, licensed="body", stand_in=True)
     try:
         load_body_model_data(path)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from wbcap.body.model_files import REAL_BODY_MODEL_FIX, find_body_model, is_demo_body_model
+from wbcap.body.model_files import find_body_model, is_demo_body_model, real_body_model_fix
 from wbcap.body.params import FIELDS as SMPLX_FIELDS
 from wbcap.body.params import SMPLXParams
 from wbcap.body.smplx_layer import SMPLXLayer
@@ -129,7 +129,7 @@ def warn_synthetic_body(body_path: Path) -> None:
     """Warn that ``body_path``, the model a trained network's results are posed with, is the
     demo's synthetic SMPL-X model: every mesh, joint and metric is then meaningless."""
     log.warning("%s is the demo's synthetic SMPL-X model, not a human body: every mesh, joint and metric "
-                "is meaningless; %s", body_path, REAL_BODY_MODEL_FIX)
+                "is meaningless; %s", body_path, real_body_model_fix())
 
 
 def _whole_npz(path: Path) -> bool:

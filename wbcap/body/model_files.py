@@ -33,7 +33,6 @@ __all__ = [
     "GENDERS",
     "NUM_MODEL_JOINTS",
     "NUM_POSE_BASIS",
-    "REAL_BODY_MODEL_FIX",
     "BodyModelNotFoundError",
     "body_model_search_folders",
     "find_body_model",
@@ -41,6 +40,7 @@ __all__ = [
     "load_body_model_data",
     "model_file_gender",
     "named_model_file",
+    "real_body_model_fix",
     "resolve_gender",
 ]
 
@@ -109,10 +109,13 @@ def is_demo_body_model(path: str | Path) -> bool:
         return False
 
 
-#: How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's warning).
-REAL_BODY_MODEL_FIX = ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
-                       f"{ENV_BODY_MODELS} (or --body-models) at them, or unset {ENV_BODY_MODELS} where they are "
-                       "in wbcap's body_models folder")
+def real_body_model_fix() -> str:
+    """How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's
+    warning), naming the setting as the caller spells it (``--body-models`` in a command,
+    ``body_models=`` in Python: the API's warning named the flag, a new user's trial)."""
+    return ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
+            f"{ENV_BODY_MODELS} (or {setting('body_models', api='the body_models argument')}) at them, or unset {ENV_BODY_MODELS} "
+            "where they are in wbcap's body_models folder")
 
 
 def demo_folder_fix(first: Path, explicit: bool, named_by: str | None = None) -> tuple[Path, str] | None:

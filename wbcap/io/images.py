@@ -164,8 +164,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         container = video_container(data[:SNIFF_BYTES], len(data))
         if container is not None:
-            raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own "
-                             f"(best renamed {p.stem}{VIDEO_SUFFIX[container]})")
+            suffix = VIDEO_SUFFIX[container]  # (a rename only where the name is a picture's: a new user's trial)
+            rename = "" if p.suffix.lower() == suffix or is_moving_picture_name(p) else f" (best renamed {p.stem}{suffix})"
+            raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own"
+                             f"{rename}")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP or GIF file"
                          + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
@@ -453,7 +455,7 @@ def iter_image_paths(
     * A folder contributes its image files (:data:`IMAGE_EXTENSIONS`, case-insensitive; not
       recursive; hidden ``.name`` files skipped) in natural order (``f2.jpg`` before ``f10.jpg``);
       pictures of kinds wbcap does not read (:data:`UNREAD_PICTURE_EXTENSIONS`: HEIC, raw
-      files...) are skipped with one warning naming them. A GIF is a picture there (its first
+      files...) are skipped with one warning naming them, and so are videos. A GIF is a picture there (its first
       frame, :func:`load_image`); named alone to `wbcap run`, a video.
     * A pattern with ``*``, ``?`` or ``[`` (when no file has that literal name) contributes the
       matching image files, ``**`` recursive, in natural order.
@@ -496,15 +498,18 @@ def iter_image_paths(
             files = [f for f in entries if _is_image_name(f) and not f.is_dir()]
             _warn_unread_pictures(p, [] if not warn else [f for f in entries if f.suffix.lower() in UNREAD_PICTURE_EXTENSIONS
                                       and not f.name.startswith(".") and f.is_file()])
+            videos = [f for f in entries if not f.name.startswith(".") and f.is_file() and f.suffix.lower() in _VIDEO_NAMES]
             if not files:
-                others = [f for f in entries if not f.name.startswith(".") and f.is_file()
-                          and f.suffix.lower() in _VIDEO_NAMES]
-                if others:  # (a folder of phone clips: said only for a glob of them before; a user trial)
-                    raise InputError(_no_image_match(p, others, "folder holds", "video"))
+                if videos:  # (a folder of phone clips: said only for a glob of them before; a user trial)
+                    raise InputError(_no_image_match(p, videos, "folder holds", "video"))
                 raise InputError(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                     "point to a folder of images"
                 )
+            if videos and warn:  # (left out without a word beside the pictures: a new user's trial)
+                more = f" and {len(videos) - 3} more" if len(videos) > 3 else ""
+                log.warning("%s: skipped %s%s: videos are not read in a folder of pictures (`wbcap run VIDEO` reads "
+                            "one)", p, ", ".join(f.name for f in videos[:3]), more)
             add(files)
         elif kind == "file":
             add([p])
