@@ -1147,6 +1147,10 @@ def test_world_frame_run_shows_the_bodies_through_the_camera_where_the_camera_fr
     plain = browsed_world["camera"]
     base = plain["samples"][0]
     assert plain["manifest"]["frame"] == "camera" and plain["frameText"] == "camera frame"
+    # each track's line says what its number counts (a bare row count read as nothing: a new user's trial)
+    for item, track in zip(plain["trackItems"], plain["manifest"]["tracks"], strict=True):
+        rows = track["rows"]
+        assert item.endswith(f"{track['first']:.2f}–{track['last']:.2f} s · {rows} frame{'' if rows == 1 else 's'} seen"), item
     assert base["state"]["viewFrame"] == "camera" and base["state"]["frame"] == k
     # the camera-frame page's source camera projects as the run's camera (the pixels compared below are right)
     for tid, ref in references.tracks.items():

@@ -105,6 +105,7 @@ async function usePage(page, spec, res) {
     res.loadMs = Date.now() - t0;
     res.manifest = await page.evaluate(() => window.wbcapView.manifest);
     res.frameText = await page.textContent('#frame-info');
+    res.trackItems = await page.$$eval('#tracks li', (items) => items.map((li) => li.textContent));
     // the layout at this window size: as wide as the window, and every visible control the topmost
     // element at its centre (one line of tools had slid under the 3D canvas in a 640 px window)
     res.layout = await page.evaluate(() => {

@@ -579,7 +579,8 @@ class VideoViewer extends Viewer {
     this.view.setCamera(manifest.camera);
     this.buildList(this.tracks.map((tr) => ({
       id: tr.id, color: tr.color, label: `track ${tr.id}`,
-      range: `${tr.first.toFixed(2)}–${tr.last.toFixed(2)} s · ${tr.rows}`,
+      // (the bare row count read as nothing: a new user's trial)
+      range: `${tr.first.toFixed(2)}–${tr.last.toFixed(2)} s · ${tr.rows} frame${tr.rows === 1 ? '' : 's'} seen`,
     })));
     const scrub = $('scrub');
     scrub.max = String(Math.max(0, this.frames.length - 1));
