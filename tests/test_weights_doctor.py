@@ -920,9 +920,9 @@ def test_a_yolox_must_have_its_parameter_count(tmp_path, monkeypatch):
 
     row = [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79
     wrong = write_tiny_yolox(tmp_path / "yolox_m.onnx", {20: row}, size=640)
-    from wbcap.detect.yolox import parameter_count
+    from wbcap.detect.yolox import onnx_weights
 
-    count = parameter_count(wrong)
+    count = onnx_weights(wrong)[0]
     assert 0 <= count - 4 * 8400 * 85 < 100  # (the tiny graph's weight and bias, and a few small constants)
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -945,13 +945,13 @@ def test_a_yolox_must_have_its_parameter_count(tmp_path, monkeypatch):
 
 
 def test_the_release_nano_holds_the_readmes_parameter_count(shared_dir):
-    from wbcap.detect.yolox import parameter_count
+    from wbcap.detect.yolox import onnx_weights
     from wbcap.weight_formats import PARAMETER_TOLERANCE
 
     model = shared_dir / "models" / "yolox_nano.onnx"
     if not model.is_file():
         pytest.skip("../shared/models/yolox_nano.onnx absent")
-    count = parameter_count(model)
+    count = onnx_weights(model)[0]
     assert count == 904_481  # (BatchNorm folded: the README says 0.91 M)
     assert abs(count / 1e6 - manifest()["yolox-nano"].parameters) < PARAMETER_TOLERANCE * 0.91
 

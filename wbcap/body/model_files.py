@@ -111,8 +111,8 @@ def is_demo_body_model(path: str | Path) -> bool:
 
 def real_body_model_fix() -> str:
     """How to replace the demo's synthetic SMPL-X model with the real one (doctor, the run's
-    warning), naming the setting as the caller spells it (``--body-models`` in a command,
-    ``body_models=`` in Python: the API's warning named the flag, a new user's trial)."""
+    warning), naming the setting as the caller spells it (``--body-models`` in a command, "the
+    body_models argument" in Python: the API's warning named the flag, a new user's trial)."""
     return ("register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models and point "
             f"{ENV_BODY_MODELS} (or {setting('body_models', api='the body_models argument')}) at them, or unset {ENV_BODY_MODELS} "
             "where they are in wbcap's body_models folder")

@@ -289,11 +289,6 @@ def onnx_weights(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     return count(model.graph), sorted(set(external))
 
 
-def parameter_count(path: str | os.PathLike[str]) -> int:
-    """The number of values in an ONNX model's weights (:func:`onnx_weights`)."""
-    return onnx_weights(path)[0]
-
-
 def describe_model(path: str | os.PathLike[str]) -> str:
     """Check that ``path`` is a COCO YOLOX ONNX export and describe it in one line.
 

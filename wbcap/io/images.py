@@ -54,9 +54,9 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
      ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif"}
 )
 
-#: Picture file endings (lower case) wbcap does not read (neither OpenCV nor Pillow, as wbcap
-#: uses them, decodes them): a folder input skips them with a warning (:func:`iter_image_paths`),
-#: rather than silently as other files.
+#: Picture file endings (lower case) wbcap does not read (no decoder it uses takes them): a
+#: folder input skips them with a warning (:func:`iter_image_paths`), rather than silently as
+#: other files.
 UNREAD_PICTURE_EXTENSIONS: frozenset[str] = frozenset(
     {".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
      ".arw", ".orf", ".rw2", ".raf"}
