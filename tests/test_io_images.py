@@ -468,7 +468,7 @@ def _gif_placed(source: Path, dest: Path, screen: tuple[int, int], at: tuple[int
     return dest
 
 
-def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path) -> None:
+def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path, caplog) -> None:
     """`wbcap image` and `wbcap run` of a GIF saw different first frames where the frame does not
     fill the GIF's screen (Pillow painted palette entry 0 around it, FFmpeg the background; a frame
     past the screen's edge grew Pillow's picture), and a GIF whose comment is not UTF-8 crashed
@@ -498,6 +498,13 @@ def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path) -> None:
     frames[0].save(tmp_path / "moving.jpg", format="GIF", save_all=True, append_images=frames[1:], duration=100)
     assert _video_path_of(tmp_path / "moving.jpg", warn=False) == tmp_path / "moving.jpg"
     assert len(list(open_frames(tmp_path / "moving.jpg"))) == 2
+    data = (tmp_path / "moving.jpg").read_bytes()  # (cut: `wbcap run` read its last frame in part without a word)
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) - 3])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wbcap.io.video_probe"):
+        assert len(list(open_frames(tmp_path / "cut.gif"))) == 2
+    assert caplog.messages == [f"{tmp_path / 'cut.gif'}: the GIF is cut short (no trailer at its end): its last frame "
+                               "may be partly decoded; re-download or re-export it"], caplog.messages
     os.mkfifo(tmp_path / "pipe.jpg")  # (a pipe named as a photo: looked at, not waited on; a review)
     assert _video_path_of(tmp_path / "pipe.jpg", warn=False) is None
 

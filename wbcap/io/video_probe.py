@@ -283,9 +283,26 @@ def _probe(p: Path, warn: bool = True) -> tuple[VideoInfo, Fraction]:
                 "re-encode it"
             )
         info = _info_from_stream(p, container, stream, first, warn)
+        if warn and _is_cut_gif(p, container):  # (its last frame read in part without a word: a break-it trial)
+            log.warning("%s: the GIF is cut short (no trailer at its end): its last frame may be partly decoded; "
+                        "re-download or re-export it", p)
         return info, _time_origin(container)
     finally:
         container.close()
+
+
+def _is_cut_gif(p: Path, container: Any) -> bool:
+    """Whether ``p`` is a GIF that does not end with its last block's terminator and the trailer
+    (GIF89a spec, section 27; zero padding after it allowed), which FFmpeg decodes without an error."""
+    try:
+        if "gif" not in str(container.format.name).split(","):
+            return False
+        with open(p, "rb") as f:
+            f.seek(max(0, p.stat().st_size - 64))
+            tail = f.read().rstrip(b"\x00")
+    except (OSError, AttributeError):
+        return False
+    return not tail.endswith(b"\x00\x3b")
 
 
 def _open_input(p: Path) -> Any:
