@@ -604,9 +604,24 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
 
     (same,) = pipe(image, boxes=torch.tensor([[0.0, 0.0, 120.0, 160.0]]))
     assert torch.equal(same.params.betas, person.params.betas)
-    with pytest.raises(InputError, match=r"expected a numpy array \(H, W, 3\) uint8 RGB, got a Tensor; a torch tensor: "
+    with pytest.raises(InputError, match=r"expected a numpy array \(H, W, 3\) uint8 RGB, got Tensor; a torch tensor: "
                                          r"pass tensor.cpu\(\).numpy\(\)"):
         pipe(torch.from_numpy(image), boxes=[(0, 0, 120, 160)])
+    # the other common mistakes say how to fix them (only what was expected was said: an API trial)
+    from PIL import Image
+
+    mistakes = {"floats in 0..1: pass (image * 255).round().clip(0, 255).astype(np.uint8)": image / 255.0,
+                "channels first (C, H, W): pass image.transpose(1, 2, 0)": image.transpose(2, 0, 1),
+                "RGBA: pass image[:, :, :3]": np.dstack([image, image[:, :, :1]]),
+                "one image, not a batch: pass image[0]": image[None],
+                "grey: pass np.repeat(": image[:, :, 0],
+                "a PIL image: pass np.asarray(im.convert('RGB'))": Image.fromarray(image)}
+    for fix, wrong in mistakes.items():
+        with pytest.raises(InputError) as info:
+            pipe(wrong, boxes=[(0, 0, 120, 160)])
+        assert f"; {fix}" in str(info.value), str(info.value)
+    fixed = (image / 255.0 * 255).round().clip(0, 255).astype(np.uint8)  # (the advice works)
+    assert np.array_equal(fixed, image)
     # a detector object's boxes follow the rule of boxes given; boxes and a detector exclude each other
     import math
 
@@ -1190,3 +1205,16 @@ def test_names_with_control_characters_are_printed_escaped(tmp_path, micro_args)
     (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert "c\\nd.png" in error and "d.png" not in r.stderr.replace(error, ""), repr(r.stderr)
     assert (tmp_path / "out2" / "a\nb" / "person_0" / "output.obj").is_file()
+
+
+def test_an_animated_gif_names_the_command_that_reads_it_whole(tmp_path, micro_args):
+    """The first-frame warning names `wbcap run FILE` in a command (Python's call outside one)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(person_image(96, 128, seed=s)) for s in (1, 2)]
+    gif = tmp_path / "walk.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    r = invoke("image", gif, "-o", tmp_path / "out", "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 0, r.output
+    assert (f"{gif}: an animated or multi-page image; only its first frame is used (for all of them, `wbcap run {gif}` "
+            "reads it frame by frame)") in " ".join(r.stderr.split()), r.stderr

@@ -407,7 +407,8 @@ def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
         assert image.shape == (20, 30, 3) and abs(int(image[0, 0, 0]) - 10) <= 3  # the first frame
         said = f"{tmp_path / name}: an animated or multi-page image; only its first frame is used" in caplog.text
         assert said == (name in animated), (name, caplog.text)
-        gif_fix = f"(for all of them, `wbcap run {tmp_path / name}` reads it frame by frame)"  # (a GIF: itself)
+        # (a GIF: itself, in Python's words outside a command: an API trial)
+        gif_fix = f"(for all of them, run_video(VideoJob(source={str(tmp_path / name)!r})) reads it frame by frame)"
         assert (gif_fix in caplog.text) == (name == "a.gif"), caplog.text
 
 

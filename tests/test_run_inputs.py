@@ -185,6 +185,17 @@ def test_a_score_threshold_out_of_range_is_refused_before_the_model_loads(tmp_pa
     r = invoke("run", video, "-o", tmp_path / "out", "--score-threshold", "1.5", *base_args)
     assert r.exit_code == 2 and r.stderr.startswith("error: --score-threshold 1.5 is outside [0, 1]"), r.output
     assert not (tmp_path / "out").exists()
+    # from Python, HOG's margin and the minimum height too (NaN ran the whole video and found nobody: an API trial)
+    from wbcap.errors import InputError
+    from wbcap.video_app import VideoJob, run_video
+
+    for settings, said in (({"score_threshold": float("nan")}, "score_threshold nan is not a finite number: give one"),
+                           ({"min_height_frac": float("nan")}, "min_height_frac nan is not a fraction of the image "
+                                                               "height: give one in [0, 1] (0 keeps every box)")):
+        with pytest.raises(InputError) as info:
+            run_video(VideoJob(source=str(video), out=str(tmp_path / "py"), detector="hog", render=False, **settings))
+        assert str(info.value).startswith(said), str(info.value)
+    assert not (tmp_path / "py").exists()
 
 
 def test_nobody_detected_advice_fits_the_detector(tmp_path, base_args, caplog):

@@ -55,6 +55,13 @@ def spelling(spell: Callable[[str], str | None]) -> Iterator[None]:
         _SPELL.reset(token)
 
 
+def in_command() -> bool:
+    """Whether a ``wbcap`` command is running (its spelling is set: :func:`spelling`), so that a
+    message names a command to run; else Python's call (a warning from the API named `wbcap run`:
+    an API trial)."""
+    return _SPELL.get() is not None
+
+
 @contextlib.contextmanager
 def respelled(name: str, words: str | None) -> Iterator[None]:
     """Within the block, :func:`setting` returns ``words`` for ``name`` (the setting came from

@@ -308,16 +308,38 @@ def _given_box(box: object, index: int, given_by: str | None = None,
         raise InputError(f"{where}{text} (got {shown}); {fix}") from None
 
 
+def _array_fix(image: np.ndarray) -> str:
+    """How to make ``image`` (not an (H, W, 3) uint8 array) one, for the most common mistakes
+    (the message said only what was expected: an API trial), or ""."""
+    shape = image.shape
+    if image.ndim == 4 and shape[0] == 1:
+        return "; one image, not a batch: pass image[0]"
+    if image.ndim == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+        return "; channels first (C, H, W): pass image.transpose(1, 2, 0)"
+    if image.ndim == 2 or (image.ndim == 3 and shape[2] == 1):
+        return "; grey: pass np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)"
+    if image.ndim == 3 and shape[2] == 4:
+        return "; RGBA: pass image[:, :, :3]"
+    if image.ndim == 3 and shape[2] == 3 and image.dtype.kind == "f":
+        return "; floats in 0..1: pass (image * 255).round().clip(0, 255).astype(np.uint8)"
+    if image.ndim == 3 and shape[2] == 3 and image.dtype == np.uint16:
+        return "; 16-bit: pass (image // 257).astype(np.uint8)"
+    return ""
+
+
 def _check_image_array(image: object, source: str = "image") -> None:
     """Raises InputError unless ``image`` is an ``(H, W, 3)`` uint8 numpy array (a torch tensor's
     message says how) that can hold a person's box (:func:`wbcap.image_app.check_size`, the rule
     of ``wbcap image`` and ``wbcap run``: 2 pixels a side; from Python a 0x0 or 1x1 array raised
     NoPersonError, as if a detector had found nobody: a hostile-input trial)."""
     if not isinstance(image, np.ndarray):
-        how = "; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor) else ""
-        raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got a {type(image).__name__}{how}")
+        how = ("; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor)
+               else "; a PIL image: pass np.asarray(im.convert('RGB'))" if type(image).__module__.startswith("PIL.")
+               else "")
+        raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}{how}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        raise InputError(f"{source}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}"
+                         f"{_array_fix(image)}")
     from wbcap.image_app import check_size
 
     check_size(source, image.shape[1], image.shape[0], fix="pass a larger image")

@@ -713,7 +713,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     _check_selection(job, source, continues=job.resume and has_records(raw_path(out)))
     from wbcap.detect.factory import check_detector, check_score_threshold
 
-    check_score_threshold(job.detector, job.score_threshold, job.detector_model)
+    check_score_threshold(job.detector, job.score_threshold, job.detector_model, job.min_height_frac)
     # (the detector's one line before the model loads and a new machine's CPU measurement: a user
     # trial waited 30 s to be told of `--detector foo`; not for a resume redoing pass 2 alone, which
     # opens no detector: its model file may be gone, a review)

@@ -104,17 +104,28 @@ def _yolox(path, label: str, *, device, score_threshold, min_height_frac, max_pe
     return det
 
 
-def check_score_threshold(spec: str, score_threshold: float | None, model: str | None = None) -> None:
+def check_score_threshold(spec: str, score_threshold: float | None, model: str | None = None,
+                          min_height_frac: float | None = None) -> None:
     """Refuse a ``score_threshold`` outside the range of the detector ``spec`` (with ``model``, a
     YOLOX file) names: a probability for YOLOX, Faster R-CNN and ``auto`` (whichever detector it
     then finds), before any download, and (`wbcap run`) before the model loads (a README audit:
-    `--score-threshold 1.5` was refused after it). HOG's is a margin, any finite number.
+    `--score-threshold 1.5` was refused after it). HOG's is a margin, any finite number (NaN ran
+    the whole video from Python and found nobody: an API trial). ``min_height_frac``: a fraction
+    of the image height in [0, 1] (the detectors' own ValueError came after the model loaded).
 
     Raises:
         InputError: naming the setting, the value and the range.
     """
+    import math
+
+    if min_height_frac is not None and not (isinstance(min_height_frac, (int, float)) and 0.0 <= min_height_frac <= 1.0):
+        raise InputError(f"{setting('min_height_frac')} {min_height_frac!r} is not a fraction of the image height: "
+                         "give one in [0, 1] (0 keeps every box)")
     if score_threshold is None:
         return
+    if not isinstance(score_threshold, (int, float)) or isinstance(score_threshold, bool) or not math.isfinite(score_threshold):
+        raise InputError(f"{setting('score_threshold')} {score_threshold!r} is not a finite number: give one (YOLOX's "
+                         "and Faster R-CNN's are probabilities in [0, 1], HOG's an SVM margin)")
     from wbcap.detect.base import AUTO_SCORES, FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
     from wbcap.weights import manifest
 
@@ -199,7 +210,7 @@ def make_detector(
     yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
-    check_score_threshold(spec, score_threshold, model)  # (before a download: a value the detector named would refuse)
+    check_score_threshold(spec, score_threshold, model, min_height_frac)  # (before a download: values the detector would refuse)
     check_detector(spec, model)
     if model is not None:
         from pathlib import Path

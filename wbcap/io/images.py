@@ -177,8 +177,11 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         log.warning("%s (used as decoded)", damage)
 
     if _animated(data):
+        from wbcap.errors import in_command
+
+        reader = f"`wbcap run {p}`" if in_command() else f"run_video(VideoJob(source={str(p)!r}))"
         log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, %s)", p,
-                    f"`wbcap run {p}` reads it frame by frame" if data.startswith(_GIF_SIGNATURES)
+                    f"{reader} reads it frame by frame" if data.startswith(_GIF_SIGNATURES)
                     else "convert it to a video and use `wbcap run`")
     tag = _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
     turned = tag not in (None, 1) and _turned_by_decoder(data, decoded, tag)
