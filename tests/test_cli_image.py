@@ -461,6 +461,10 @@ def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, m
     r = invoke("image", src / "cam1", "-o", spaced, "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 0 and r.stderr.splitlines()[-1] == (f"next: wbcap view '{spaced}'   (the results in a web "
                                                               "browser)"), r.stderr
+    monkeypatch.chdir(tmp_path)  # (a folder named like an option, or with a newline: pasted, the same folder)
+    for out, word in (("-dash", "./-dash"), ("nl\nname", "$'nl\\x0aname'")):
+        r = invoke("image", src / "cam1", "-o", out, "--full-image", "--no-render", *micro_args)
+        assert r.exit_code == 0 and r.stderr.splitlines()[-1] == f"next: wbcap view {word}   (the results in a web browser)"
 
 
 def test_name_clash_is_refused_before_any_work(tmp_path, micro_args):

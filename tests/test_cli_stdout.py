@@ -207,6 +207,7 @@ def test_result_lines_go_to_stdout_while_a_progress_bar_runs_on_a_terminal(monke
     from wbcap.cli.stdout import guarded_stdout
 
     monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr("wbcap.cli.common.stderr_is_terminal", lambda: True)
     ctx = click.Context(click.Command("image"), obj={})
     for stdout in (None, _Unwritable()):
         capsys.readouterr()

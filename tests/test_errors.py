@@ -201,3 +201,21 @@ def test_respelled_keeps_the_api_words_of_other_settings():
     with spelling(lambda name: f"--{name}"), respelled("init_checkpoint", "x.toml's init_checkpoint"):
         assert setting("init_checkpoint") == "x.toml's init_checkpoint" and setting("resume", api="r") == "--resume"
     assert setting("resume", api="resume=True") == "resume=True"
+
+
+def test_shell_word_pastes_back_to_the_same_name():
+    """Commands wbcap prints quote their names so that bash gives them back byte for byte: a
+    newline, an escape or a byte that is not UTF-8 had come out as ``'nl\\nname'`` (the two
+    characters), and a folder named ``-dash`` as an option (a break-it trial)."""
+    import os
+    import subprocess
+
+    from wbcap.console import printable, shell_word
+
+    for name in ("plain", "my out", "it's", "-dash", "nl\nname", "esc\x1b[31mred", os.fsdecode(b"bad\xffname"),
+                 "tab\there", "é ü", "$HOME", "back\\slash'quote"):
+        word = shell_word(name, option_safe=True)
+        assert printable(word, one_line=True) == word  # (nothing left to escape when printed)
+        said = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True).stdout
+        assert said == os.fsencode(("./" if name.startswith("-") else "") + name), (name, word)
+    assert shell_word("-dash") == "-dash" and shell_word("/a b") == "'/a b'"

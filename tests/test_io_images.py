@@ -527,7 +527,14 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
         assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
     assert caplog.records[-1].getMessage() == (f"{tmp_path}: skipped clip.MP4: videos are not read in a folder of "
                                                "pictures (`wbcap run VIDEO` reads one)")
+    caplog.clear()
+    (tmp_path / "v.ogv").write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="wbcap.io.images"):  # (a pattern's too, .ogv among the videos)
+        assert [p.name for p in iter_image_paths(str(tmp_path / "[av]*"))] == ["a1.jpg"]
+    assert caplog.records[-1].getMessage() == (f"{tmp_path / '[av]*'}: skipped v.ogv: videos are not read in a folder "
+                                               "of pictures (`wbcap run VIDEO` reads one)")
     (tmp_path / "clip.MP4").unlink()
+    (tmp_path / "v.ogv").unlink()
     caplog.clear()
     for name in ["pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2"]:
         (tmp_path / name).unlink()

@@ -28,6 +28,32 @@ def printable(text: str, one_line: bool = False) -> str:
     return text.replace("\n", "\\n") if one_line else text
 
 
+def shell_word(text: str, option_safe: bool = False) -> str:
+    """``text`` as one word of a POSIX shell command that a user can paste: ``shlex.quote``'s
+    single quotes, or, for text holding a control character (a newline...) or bytes that are not
+    UTF-8 (a file name's surrogate escapes), bash's ``$'...'`` with those written as ``\\xNN``
+    (single quotes kept them as the two characters ``\\n`` once printed: a break-it trial).
+    ``option_safe``: a relative path starting with ``-`` is written ``./-name``, so that the
+    command does not read it as an option."""
+    import shlex
+
+    if option_safe and text.startswith("-"):
+        text = "./" + text
+    if not _CONTROL.search(text) and "\n" not in text and not any("\udc80" <= c <= "\udcff" for c in text):
+        return shlex.quote(text)
+    out = []
+    for c in text:
+        if "\udc80" <= c <= "\udcff":  # (a byte that was not UTF-8, as os.fsdecode keeps it)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif c in "\\'":
+            out.append("\\" + c)
+        elif c == "\n" or _CONTROL.match(c):
+            out.append("".join(f"\\x{b:02x}" for b in c.encode("utf-8")))
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
+
+
 class PrintableFormatter(logging.Formatter):
     """A formatter whose lines are :func:`printable` (the ``wbcap`` command's log handler): a
     message is one line (a newline in a file name it names is written ``\\n``, as in result and

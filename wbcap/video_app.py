@@ -34,7 +34,6 @@ import itertools
 import logging
 import math
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
+from wbcap.console import shell_word
 from wbcap.errors import InputError, add_note, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
@@ -527,7 +527,7 @@ def finalize(
         log.warning("%s: removed the earlier %s file(s) this run does not write (from `wbcap export` or another "
                     "--export), made from the parameters before this pass: once it is done, write them again from "
                     "the new ones with `wbcap export %s --format %s` (and that export's other options)", out,
-                    ", ".join(f.upper() for f in not_again), shlex.quote(str(out)), ",".join(not_again))
+                    ", ".join(f.upper() for f in not_again), shell_word(str(out), option_safe=True), ",".join(not_again))
     n_lines = write_params_jsonl(out / PARAMS_FILE, col.frames, tracks, by_frame, focal, princpt, camera.image_size,
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts],

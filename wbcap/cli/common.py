@@ -160,8 +160,9 @@ def echo_result(line: str) -> None:
 def progress_display(ctx: click.Context, *columns):
     """A rich progress display on stderr for a subcommand, with ``columns``.
 
-    Off with ``-q`` and when stderr is not a terminal (a log file or a pipe gets the log lines
-    only, not bar redraws or the blank line a finished bar leaves), so an error stays one line.
+    Off with ``-q`` and when stderr is not a terminal (:func:`stderr_is_terminal`, whatever
+    ``FORCE_COLOR`` says: a log file or a pipe gets the log lines only, not bar redraws or the
+    blank line a finished bar leaves), so an error stays one line.
     Standard output is left alone while the bar runs (no rich redirect): result lines go where
     stdout goes (a file, a pipe) through the command's stdout guard (:mod:`wbcap.cli.stdout`),
     not to the bar's terminal.
@@ -172,7 +173,9 @@ def progress_display(ctx: click.Context, *columns):
     from wbcap.console import stderr_console
 
     console = stderr_console()  # (the log lines' own: rich prints them above the bar)
-    disabled = is_quiet(ctx) or not console.is_terminal
+    # (stderr itself a terminal: FORCE_COLOR makes rich call a log file one, which then filled with
+    # the bar's redraws and took the result lines: a break-it trial)
+    disabled = is_quiet(ctx) or not stderr_is_terminal()
     return Progress(*columns, console=console, disable=disabled, transient=True, redirect_stdout=False), console
 
 
@@ -193,11 +196,9 @@ def view_hint(ctx: click.Context, out: str | os.PathLike[str]) -> None:
     did not find `wbcap view`). Not on standard output, which holds the result lines alone."""
     if is_quiet(ctx) or not stderr_is_terminal():
         return
-    import shlex
+    from wbcap.console import printable, shell_word
 
-    from wbcap.console import printable
-
-    click.echo(printable(f"next: wbcap view {shlex.quote(str(out))}   (the results in a web browser)",
+    click.echo(printable(f"next: wbcap view {shell_word(str(out), option_safe=True)}   (the results in a web browser)",
                          one_line=True), err=True)
 
 

@@ -22,6 +22,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    stderr_is_terminal,
     view_hint,
 )
 from wbcap.console import printable
@@ -153,7 +154,7 @@ def _run(ctx, job, pipeline=None) -> None:
                     click.echo(printable(f"error: {result.error}", one_line=True), err=True)
             elif not quiet:
                 line = image_result_line(result)
-                if progress.live.is_started and sys.stdout.isatty():
+                if progress.live.is_started and sys.stdout.isatty() and stderr_is_terminal():
                     console.print(line, markup=False, highlight=False, soft_wrap=True)  # the same screen: above the bar
                 else:
                     echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)

@@ -22,6 +22,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    stderr_is_terminal,
     view_hint,
 )
 from wbcap.console import printable
@@ -152,7 +153,8 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if not is_quiet(ctx):
         echo_result(f"{result.frames} frames, {len(result.tracks)} track(s), {result.person_frames} person-frames -> "
                     f"{result.out}")
-        view_hint(ctx, result.out)
+        if result.tracks:  # (nothing to view otherwise: `wbcap view` says so; a break-it trial)
+            view_hint(ctx, result.out)
 
 
 def execute(ctx, job, pipeline=None, resume_hint: bool = True):
@@ -173,10 +175,10 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
     from wbcap.io.progress import ProgressLines
     from wbcap.video_app import run_video
 
-    display, console = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    display, _ = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     # no bar on a log file or a pipe: a line now and then instead (not with -q)
-    lines = None if console.is_terminal or is_quiet(ctx) else ProgressLines(logging.getLogger(__name__))
+    lines = None if stderr_is_terminal() or is_quiet(ctx) else ProgressLines(logging.getLogger(__name__))
     with display as bar:
         tasks: dict[str, int] = {}
 

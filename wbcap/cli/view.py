@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-
 import click
 
 from wbcap.cli.common import IntRange, NonEmptyPath, allow_pickle_option, echo_result, is_quiet
 from wbcap.cli.stdout import check_stdout
-from wbcap.console import printable
+from wbcap.console import printable, shell_word
 
 
 @click.command("view")
@@ -48,7 +46,7 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
         if not is_quiet(ctx):
             echo_result(str(page))
             # (the page does not run from a file:// address; how to open it was only in its README.txt: a new user)
-            click.echo(printable(f"open it: cd -- {shlex.quote(str(page.parent))} && {serve_command(page)}, then the "
+            click.echo(printable(f"open it: cd -- {shell_word(str(page.parent))} && {serve_command(page)}, then the "
                                  "address it prints", one_line=True), err=True)
         return
     with contextlib.ExitStack() as serving:  # (SIGTERM and SIGHUP stop it as Ctrl-C: see wbcap.cli)

@@ -509,10 +509,8 @@ def iter_image_paths(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                     "point to a folder of images"
                 )
-            if videos and warn:  # (left out without a word beside the pictures: a new user's trial)
-                more = f" and {len(videos) - 3} more" if len(videos) > 3 else ""
-                log.warning("%s: skipped %s%s: videos are not read in a folder of pictures (`wbcap run VIDEO` reads "
-                            "one)", p, ", ".join(f.name for f in videos[:3]), more)
+            if warn:
+                _warn_skipped_videos(p, videos)
             add(files)
         elif kind == "file":
             add([p])
@@ -524,10 +522,21 @@ def iter_image_paths(
             files = [m for m in matches if not m.is_dir() and _is_image_name(m)]  # (as a folder's)
             if not files:
                 raise InputError(_no_image_match(item, [m for m in matches if m.is_file()]))
+            if warn:  # (as a folder's: a break-it trial)
+                _warn_skipped_videos(item, [m for m in matches if m.is_file() and m.suffix.lower() in _VIDEO_NAMES])
             add(files)
         else:
             raise InputError(missing_path_message(p))
     return out
+
+
+def _warn_skipped_videos(where: object, videos: list[Path]) -> None:
+    """One warning for the videos a folder or pattern input of pictures leaves out (they were
+    left out without a word beside the pictures: a new user's trial)."""
+    if videos:
+        more = f" and {len(videos) - 3} more" if len(videos) > 3 else ""
+        log.warning("%s: skipped %s%s: videos are not read in a folder of pictures (`wbcap run VIDEO` reads one)",
+                    where, ", ".join(f.name for f in videos[:3]), more)
 
 
 def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
@@ -558,7 +567,7 @@ def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern ma
 #: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder
 #: of them, given as the input, is told to pass one video (:func:`iter_image_paths`).
 _VIDEO_NAMES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".ts", ".3gp", ".mpg",
-                          ".mpeg", ".wmv", ".flv"})
+                          ".mpeg", ".wmv", ".flv", ".ogv"})
 
 
 def is_moving_picture_name(path: str | os.PathLike[str]) -> bool:

@@ -551,8 +551,7 @@ def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
     looked = ", ".join(str(p) for p in getattr(exc, "looked", ()))
     found = f"SMPL-X model file {getattr(exc, 'file_name', '')} not found" + (f" (looked for {looked})" if looked else "")
     made = f"{out / RUN_DIR / RUN_FILE} says the run was made with the SMPL-X model {recorded}"
-    import shlex
-
+    from wbcap.console import shell_word
     from wbcap.errors import CHECKPOINT_TOO
 
     also = getattr(exc, "checkpoint_error", None)  # (:func:`wbcap.pipeline.check_model_files`)
@@ -562,7 +561,7 @@ def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
     ckpt = ckpt if also and isinstance(ckpt, str) and Path(ckpt).is_absolute() and Path(ckpt).is_file() else None
     also = f"; {CHECKPOINT_TOO}{also}" if also and ckpt is None else ""
     if exists:
-        given = f"{body_models} {shlex.quote(recorded)}" + (f" {setting('checkpoint')} {shlex.quote(ckpt)}" if ckpt else "")
+        given = f"{body_models} {shell_word(recorded)}" + (f" {setting('checkpoint')} {shell_word(ckpt)}" if ckpt else "")
         return ModelFileError(f"{found}; {made}" + (f" and the checkpoint {ckpt}" if ckpt else "")
                               + f": resume with {given}{also}")
     fix = (f"put it back there, or start over with {setting('overwrite', api='overwrite=True')}" if resume
@@ -861,7 +860,7 @@ def resume_command(out: Path) -> str:
     ``wbcap run SOURCE -o OUT --resume ... and the run's pass-1 flags``, SOURCE the source
     ``run.json`` records (``SOURCE`` where there is none, or a damaged one: the commands that need
     it say so)."""
-    import shlex
+    from wbcap.console import shell_word
 
     try:
         run = read_run_file(out) or {}
@@ -874,21 +873,22 @@ def resume_command(out: Path) -> str:
             and Path(cwd).is_absolute() and isinstance(named, str)):
         if not _same_file(named, str(out)):  # (the folder moved or copied since: -o names it now)
             argv = _with_out(argv, str(out.expanduser().resolve()))
-        words = shlex.join(["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")), "--resume"])
+        words = " ".join(shell_word(w) for w in ["wbcap", *(w for w in argv if w not in ("--resume", "--overwrite")),
+                                                  "--resume"])
         env = command.get("env")
         if isinstance(env, dict):  # (files found through these: a shell without them would not find them)
             from wbcap.paths import FINDING_VARIABLES
 
-            words = " ".join([*(f"{name}={shlex.quote(env[name])}" for name in FINDING_VARIABLES
+            words = " ".join([*(f"{name}={shell_word(env[name])}" for name in FINDING_VARIABLES
                                 if isinstance(env.get(name), str) and env[name]), words])
         try:
             here = os.path.samefile(cwd, os.getcwd())
         except OSError:
             here = False
-        return f"`{words}`" if here else f"`cd {shlex.quote(cwd)} && {words}`"
+        return f"`{words}`" if here else f"`cd {shell_word(cwd)} && {words}`"
     source = run.get("source")
-    source = shlex.quote(source) if isinstance(source, str) and source else "SOURCE"
-    return f"`wbcap run {source} -o {shlex.quote(str(out))} --resume` and the run's pass-1 flags"
+    source = shell_word(source, option_safe=True) if isinstance(source, str) and source else "SOURCE"
+    return f"`wbcap run {source} -o {shell_word(str(out), option_safe=True)} --resume` and the run's pass-1 flags"
 
 
 def _with_out(argv: list[str], out: str) -> list[str]:

@@ -292,8 +292,9 @@ def _probe(p: Path, warn: bool = True) -> tuple[VideoInfo, Fraction]:
 
 
 def _is_cut_gif(p: Path, container: Any) -> bool:
-    """Whether ``p`` is a GIF that does not end with its last block's terminator and the trailer
-    (GIF89a spec, section 27; zero padding after it allowed), which FFmpeg decodes without an error."""
+    """Whether ``p`` is a GIF whose last 64 bytes hold no block terminator and trailer (GIF89a
+    spec, section 27), which FFmpeg decodes without an error (bytes appended after the trailer
+    are no cut: a break-it trial)."""
     try:
         if "gif" not in str(container.format.name).split(","):
             return False
@@ -302,7 +303,7 @@ def _is_cut_gif(p: Path, container: Any) -> bool:
             tail = f.read().rstrip(b"\x00")
     except (OSError, AttributeError):
         return False
-    return not tail.endswith(b"\x00\x3b")
+    return b"\x00\x3b" not in tail  # (anywhere near the end: bytes some tools append after it are no cut)
 
 
 def _open_input(p: Path) -> Any:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import shutil
 import time
 import urllib.parse
@@ -33,6 +32,7 @@ from html import escape
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from wbcap.console import shell_word
 from wbcap.errors import InputError, setting
 from wbcap.temp_folders import remove_abandoned, temp_folder
 from wbcap.view.manifest import SiteContent, read_output
@@ -185,7 +185,7 @@ def serve_command(page: Path) -> str:
     (``python3 <name>_files/serve.py``: "my take_files/" quoted, "-x_files/" not read as an
     option); browsers do not run it from a ``file://`` address."""
     files = page.with_name(f"{page.stem}_files")
-    return f"python3 {shlex.quote(('./' if files.name.startswith('-') else '') + files.name + '/serve.py')}"
+    return f"python3 {shell_word(files.name + '/serve.py', option_safe=True)}"
 
 
 def write_html(job: ViewJob) -> Path:
