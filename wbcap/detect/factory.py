@@ -123,9 +123,9 @@ def check_score_threshold(spec: str, score_threshold: float | None, model: str |
                          "give one in [0, 1] (0 keeps every box)")
     if score_threshold is None:
         return
-    if not isinstance(score_threshold, (int, float)) or isinstance(score_threshold, bool) or not math.isfinite(score_threshold):
-        raise InputError(f"{setting('score_threshold')} {score_threshold!r} is not a finite number: give one (YOLOX's "
-                         "and Faster R-CNN's are probabilities in [0, 1], HOG's an SVM margin)")
+    if not isinstance(score_threshold, (int, float)) or isinstance(score_threshold, bool):
+        raise InputError(f"{setting('score_threshold')} {score_threshold!r} is not a number: give one (YOLOX's and "
+                         "Faster R-CNN's are probabilities in [0, 1], HOG's an SVM margin)")
     from wbcap.detect.base import AUTO_SCORES, FRCNN_SCORES, YOLOX_SCORES, check_probability_threshold
     from wbcap.weights import manifest
 
@@ -136,6 +136,9 @@ def check_score_threshold(spec: str, score_threshold: float | None, model: str |
         check_probability_threshold(score_threshold, FRCNN_SCORES)
     elif spec == "auto":  # (on every machine alike, whichever detector auto then finds)
         check_probability_threshold(score_threshold, AUTO_SCORES.format(detector=setting("detector")))
+    elif not math.isfinite(score_threshold):  # (HOG's margin, and detectors that take none)
+        raise InputError(f"{setting('score_threshold')} {score_threshold!r} is not a finite number: give one (HOG's "
+                         "is an SVM margin, default 0)")
 
 
 def check_detector(spec: str, model: str | None = None) -> None:
