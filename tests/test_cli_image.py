@@ -619,7 +619,8 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
                 "RGBA: pass image[:, :, :3]": np.dstack([image, image[:, :, :1]]),
                 "one image, not a batch: pass image[0]": image[None],
                 "grey: pass np.repeat(": image[:, :, 0],
-                "a PIL image: pass np.asarray(im.convert('RGB'))": Image.fromarray(image)}
+                "a PIL image: pass np.asarray(im.convert('RGB'))": Image.fromarray(image),
+                "floats in 0..255: pass image.round().clip(0, 255).astype(np.uint8)": image.astype(np.float32)}
     for fix, wrong in mistakes.items():
         with pytest.raises(InputError) as info:
             pipe(wrong, boxes=[(0, 0, 120, 160)])

@@ -321,6 +321,8 @@ def _array_fix(image: np.ndarray) -> str:
     if image.ndim == 3 and shape[2] == 4:
         return "; RGBA: pass image[:, :, :3]"
     if image.ndim == 3 and shape[2] == 3 and image.dtype.kind == "f":
+        if image.size and float(np.nanmax(image)) > 1.0:  # (the error's path only: the values looked at)
+            return "; floats in 0..255: pass image.round().clip(0, 255).astype(np.uint8)"
         return "; floats in 0..1: pass (image * 255).round().clip(0, 255).astype(np.uint8)"
     if image.ndim == 3 and shape[2] == 3 and image.dtype == np.uint16:
         return "; 16-bit: pass (image // 257).astype(np.uint8)"
