@@ -501,6 +501,9 @@ def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path, caplog) -> None
     assert len(list(open_frames(tmp_path / "moving.jpg"))) == 2
     data = (tmp_path / "moving.jpg").read_bytes()  # (cut: `wbcap run` read its last frame in part without a word)
     (tmp_path / "cut.gif").write_bytes(data[: len(data) - 3])
+    from wbcap.io.images import _animated  # (cut after its second frame began: still animated, a break-it trial)
+
+    assert _animated(data[: len(data) - 3]) and not _animated((tmp_path / "frame.gif").read_bytes())
     caplog.clear()
     with caplog.at_level("WARNING", logger="wbcap.io.video_probe"):
         assert len(list(open_frames(tmp_path / "cut.gif"))) == 2

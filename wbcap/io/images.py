@@ -300,7 +300,14 @@ def _animated(data: bytes) -> bool:
         return b"acTL" in data[: idat if idat > 0 else len(data)]
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
         return b"ANIM" in data[12:64]
-    if data.startswith(_TIFF_SIGNATURES + _GIF_SIGNATURES):  # (Pillow walks the directories or frames)
+    if data.startswith(_GIF_SIGNATURES):  # (a second frame's start, not a count of all: a cut GIF said nothing)
+        try:
+            with _open_pillow(io.BytesIO(data)) as im:
+                im.seek(1)
+                return True
+        except Exception:  # (EOFError: one frame; others: damaged before a second)
+            return False
+    if data.startswith(_TIFF_SIGNATURES):  # (Pillow walks the directories)
         try:
             with _open_pillow(io.BytesIO(data)) as im:
                 return int(getattr(im, "n_frames", 1)) > 1
