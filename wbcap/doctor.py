@@ -157,7 +157,7 @@ def _through_variable(named: Path, found, default: bool) -> bool:
 def _detector_check() -> Check:
     """Which detector ``--detector auto`` uses here (no download is attempted; with
     ``WBCAP_OFFLINE`` set, the fix does not offer the download ``auto`` would not make)."""
-    from wbcap.paths import ENV_WEIGHTS, offline_from_env
+    from wbcap.paths import ENV_WEIGHTS, env_path, offline_from_env
     from wbcap.weights import (
         default_entry,
         find_weights_file,
@@ -199,7 +199,8 @@ def _detector_check() -> Check:
 
     fetch = f"`wbcap weights fetch {best.name}`"
     again = f"{fetch}, or `wbcap weights import {best.name} FILE` again"
-    if Path(present.path).absolute().parent.resolve() != weights_dir().resolve():
+    named = env_path(ENV_WEIGHTS)
+    if named is not None and _through_variable(named, present.path, default=False):
         # (found in $WBCAP_WEIGHTS, searched first: a fetch into wbcap's own folder would not be
         # used while this file is there; the fix said to fetch, a review)
         again = (f"replace {present.path} (in ${ENV_WEIGHTS}, searched before {weights_dir()}/) with a good copy of "

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.console import shell_word
-from wbcap.errors import InputError, add_note, setting
+from wbcap.errors import InputError, add_note, in_command, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
@@ -640,7 +640,7 @@ def _say_smoothing_change(out: Path, smooth: SmoothConfig) -> None:
     except (TypeError, ValueError):
         return
     if before.effective() != smooth.effective():
-        command = setting("smooth").startswith("-")  # (a wbcap command's words, else Python's)
+        command = in_command()  # (a wbcap command's words, else Python's)
         keep = before.options() if command else None
         keep = (f"give {keep}" if keep else f"run it from Python with smooth={before.python()}" if command
                 else f"give smooth={before.python()}")
@@ -711,9 +711,9 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                     setting("image_fps"))
     out = Path(job.out).expanduser()
     _check_selection(job, source, continues=job.resume and has_records(raw_path(out)))
-    from wbcap.detect.factory import check_detector, check_score_threshold
+    from wbcap.detect.factory import check_detector, check_detector_settings
 
-    check_score_threshold(job.detector, job.score_threshold, job.detector_model, job.min_height_frac)
+    check_detector_settings(job.detector, job.score_threshold, job.detector_model, job.min_height_frac)
     # (the detector's one line before the model loads and a new machine's CPU measurement: a user
     # trial waited 30 s to be told of `--detector foo`; not for a resume redoing pass 2 alone, which
     # opens no detector: its model file may be gone, a review)

@@ -104,11 +104,12 @@ def _yolox(path, label: str, *, device, score_threshold, min_height_frac, max_pe
     return det
 
 
-def check_score_threshold(spec: str, score_threshold: float | None, model: str | None = None,
-                          min_height_frac: float | None = None) -> None:
-    """Refuse a ``score_threshold`` outside the range of the detector ``spec`` (with ``model``, a
-    YOLOX file) names: a probability for YOLOX, Faster R-CNN and ``auto`` (whichever detector it
-    then finds), before any download, and (`wbcap run`) before the model loads (a README audit:
+def check_detector_settings(spec: str, score_threshold: float | None, model: str | None = None,
+                            min_height_frac: float | None = None) -> None:
+    """Refuse, before any download, and (`wbcap run`) before the model loads, detector settings
+    that the detector ``spec`` (with ``model``, a YOLOX file) names would refuse: a
+    ``score_threshold`` outside its range, a probability for YOLOX, Faster R-CNN and ``auto``
+    (whichever detector it then finds; a README audit:
     `--score-threshold 1.5` was refused after it). HOG's is a margin, any finite number (NaN ran
     the whole video from Python and found nobody: an API trial). ``min_height_frac``: a fraction
     of the image height in [0, 1] (the detectors' own ValueError came after the model loaded).
@@ -213,7 +214,7 @@ def make_detector(
     yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
     entries = manifest()
     is_yolox_name = spec in entries and entries[spec].architecture == "yolox"
-    check_score_threshold(spec, score_threshold, model, min_height_frac)  # (before a download: values the detector would refuse)
+    check_detector_settings(spec, score_threshold, model, min_height_frac)  # (before a download: values the detector would refuse)
     check_detector(spec, model)
     if model is not None:
         from pathlib import Path

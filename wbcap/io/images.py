@@ -200,7 +200,7 @@ _UNTURN = {6: 8, 8: 6}
 
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # (classic and BigTIFF, both byte orders)
 _GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
-_GIF_TRAILER = b"\x00\x3b"  # (the last block's zero terminator, then the trailer: ";" alone ends 1 cut in 256)
+GIF_TRAILER = b"\x00\x3b"  # (the last block's zero terminator, then the trailer: ";" alone ends 1 cut in 256)
 
 
 def _decode_gif(p: Path, data: bytes) -> np.ndarray:
@@ -300,13 +300,8 @@ def _animated(data: bytes) -> bool:
         return b"acTL" in data[: idat if idat > 0 else len(data)]
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
         return b"ANIM" in data[12:64]
-    if data.startswith(_GIF_SIGNATURES):  # (a second frame's start, not a count of all: a cut GIF said nothing)
-        try:
-            with _open_pillow(io.BytesIO(data)) as im:
-                im.seek(1)
-                return True
-        except Exception:  # (EOFError: one frame; others: damaged before a second)
-            return False
+    if data.startswith(_GIF_SIGNATURES):
+        return _gif_has_second_frame(io.BytesIO(data))
     if data.startswith(_TIFF_SIGNATURES):  # (Pillow walks the directories)
         try:
             with _open_pillow(io.BytesIO(data)) as im:
@@ -592,9 +587,20 @@ def is_animated_gif(path: str | os.PathLike[str]) -> bool:
         with open(p, "rb") as f:
             if not f.read(6).startswith(_GIF_SIGNATURES):
                 return False
-        with _open_pillow(p) as im:
-            return int(getattr(im, "n_frames", 1)) > 1
-    except Exception:
+    except OSError:
+        return False
+    return _gif_has_second_frame(p)
+
+
+def _gif_has_second_frame(source: Path | io.BytesIO) -> bool:
+    """Whether a GIF (a file or its bytes) has a second frame: where one begins (Pillow's
+    ``seek(1)``), not a count of all its frames (which read them all, and a cut GIF's failed: a
+    break-it trial). False for one frame or damage before a second."""
+    try:
+        with _open_pillow(source) as im:
+            im.seek(1)
+            return True
+    except Exception:  # (EOFError: one frame; others: damaged before a second)
         return False
 
 
@@ -722,7 +728,7 @@ def _check_complete(p: Path, data: bytes) -> None:
         if data.rstrip(b"\x00").endswith(_PNG_IEND):
             return
     elif data.startswith(_GIF_SIGNATURES):  # (FFmpeg decodes a cut GIF's first frame in part, without a word)
-        if data.rstrip(b"\x00").endswith(_GIF_TRAILER):
+        if data.rstrip(b"\x00").endswith(GIF_TRAILER):
             return
     else:
         return

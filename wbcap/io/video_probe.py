@@ -303,7 +303,9 @@ def _is_cut_gif(p: Path, container: Any) -> bool:
             tail = f.read().rstrip(b"\x00")
     except (OSError, AttributeError):
         return False
-    return b"\x00\x3b" not in tail  # (anywhere near the end: bytes some tools append after it are no cut)
+    from wbcap.io.images import GIF_TRAILER
+
+    return GIF_TRAILER not in tail  # (anywhere near the end: bytes some tools append after it are no cut)
 
 
 def _open_input(p: Path) -> Any:

@@ -86,7 +86,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     recorded = recorded_stage(folder, stage) if resume else None
     # (a fine-tuning starts from its --init checkpoint's model, the TOML's [model] keys over it: they are
     # checked together, not against the recipe's, which a key repeating the checkpoint's own did not fit)
-    init_model = _init_model(stage, _init_path(stage, config_file, overrides)) if recorded is None else None
+    init_named = _init_path(stage, config_file, overrides)
+    init_model = _init_model(stage, init_named) if recorded is None else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], model=init_model, **overrides)
     from wbcap.model.device import available_cpus
 
@@ -114,7 +115,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         _check_config_paths(config_file, cfg, overrides)
     # (a start checkpoint the TOML named is called by its key there: the refusals said --init, an ML trial)
     from_toml = (f"{Path(config_file).name}'s init_checkpoint" if overrides.get("init_checkpoint") is None
-                 and _init_path(cfg.stage, config_file, overrides) is not None else None)
+                 and init_named is not None else None)
     with respelled("init_checkpoint", from_toml):
         run = check_run_inputs(cfg, run)  # (with the SMPL-X file decided: passed down, to torchrun's processes too)
     if resume:
