@@ -297,7 +297,6 @@ def _compile_check(args, device, report: Report, pipe) -> None:
 
 def _video_check(args, device, report: Report, pipe, work: Path) -> None:
     """Decode alone vs ``run_video`` (no render, boxes given), eager and graphed."""
-    from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.export.animation import AnimationExport
     from wbcap.io.video_reader import open_frames
     from wbcap.io.video_writer import VideoWriter
@@ -322,7 +321,7 @@ def _video_check(args, device, report: Report, pipe, work: Path) -> None:
     n = sum(1 for _ in open_frames(video))
     info["decode_alone_s"] = time.perf_counter() - t
     info["decode_alone_fps"] = n / info["decode_alone_s"]
-    body = PipelineConfig(body=BodyModelConfig(path=str(pipe.source.body_model)))
+    body = pipe.job_config()  # (the last precision's pipeline: its job must say so)
 
     def one_run(tag: str) -> dict[str, Any]:
         job = VideoJob(source=str(video), out=str(work / f"out_{tag}"), pipeline=body, detector=f"boxes:{box_file}",

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     import torch
 
-    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.config import ModelConfig, PipelineConfig
     from wbcap.detect import thread
     from wbcap.export.animation import AnimationExport
     from wbcap.io.video_reader import open_frames
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             n = sum(1 for _ in open_frames(str(video)))
             decode.append(n / (time.perf_counter() - t))
         job = VideoJob(source=str(video), out=str(work / "out"),
-                       pipeline=PipelineConfig(body=BodyModelConfig(path=str(pipe.source.body_model))),
+                       pipeline=pipe.job_config(),
                        detector=f"boxes:{work / 'boxes.json'}", render=False, overwrite=True,
                        export=AnimationExport(formats=("npz",)))
         runs = []

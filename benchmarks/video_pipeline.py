@@ -99,12 +99,12 @@ def child(args: argparse.Namespace) -> None:
         PipelineConfig(model=ModelConfig(**small), device=args.device, batch_size=args.batch_size, precision=args.precision),
         fallback="synthetic", upright=True,
     )
-    dev, body_path = pipe.device, pipe.source.body_model
+    dev = pipe.device
     real_body, real_net = not pipe.source.body_model_synthetic, pipe.source.weights == "checkpoint"
     config = pipe.regressor.net.config
     startup = time.perf_counter() - t0
     start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    job = video_job(args, body_path)
+    job = video_job(args, pipe.job_config())
     # The bench's rate right before and right after the run: on a shared machine the speed of
     # the same call can change by 2x within a minute, so the run is compared with both.
     bench_before = bench_rate(pipe, args.video, args.batch_size)
@@ -152,14 +152,14 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
     return batch_size / statistics.median(times)
 
 
-def video_job(args: argparse.Namespace, body_path: str | Path):
-    """The ``VideoJob`` a child runs: the clip of ``args`` with the SMPL-X file ``body_path``
-    (kept apart so that the tests build it: a job the library refuses broke this script once)."""
-    from wbcap.config import BodyModelConfig, PipelineConfig
+def video_job(args: argparse.Namespace, settings):
+    """The ``VideoJob`` a child runs: the clip of ``args`` with the pipeline's ``settings`` (its
+    :meth:`~wbcap.pipeline.Pipeline.job_config`: the job of a fast pipeline must say fast) (kept
+    apart so that the tests build it: jobs the library refuses broke this script twice)."""
     from wbcap.video_app import VideoJob
 
     return VideoJob(
-        source=args.video, out=args.out, pipeline=PipelineConfig(body=BodyModelConfig(path=str(body_path))),
+        source=args.video, out=args.out, pipeline=settings,
         max_frames=args.frames, detector=args.detector, max_people=args.max_people,
         render=args.render, overwrite=True,
     )

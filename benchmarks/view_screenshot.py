@@ -54,7 +54,7 @@ def drive(pages: list[dict], out: Path, viewport: tuple[int, int]) -> dict:
 
 
 def sample_run(args: argparse.Namespace, out: Path) -> None:
-    from wbcap.config import BodyModelConfig, ModelConfig, PipelineConfig
+    from wbcap.config import ModelConfig, PipelineConfig
     from wbcap.pipeline import Pipeline
     from wbcap.video_app import VideoJob, run_video
 
@@ -63,7 +63,7 @@ def sample_run(args: argparse.Namespace, out: Path) -> None:
                                 upright=True)
     job = VideoJob(source=args.video, out=str(out), max_frames=args.frames, detector=args.detector,
                    max_people=args.max_people, overwrite=True,
-                   pipeline=PipelineConfig(body=BodyModelConfig(path=str(pipe.source.body_model))))
+                   pipeline=pipe.job_config())
     t0 = time.perf_counter()
     result = run_video(job, pipeline=pipe)
     print(f"wbcap run: {result.frames} frames, {len(result.tracks)} tracks in {time.perf_counter() - t0:.0f} s "

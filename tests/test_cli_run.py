@@ -1174,18 +1174,30 @@ def test_the_options_defaults_are_the_librarys():
     assert {name: value for name, value in shown.items() if value != defaults[name]} == {}
 
 
-def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path):
+def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_config, body_dir):
     """benchmarks/video_pipeline.py set the people limit in the tracker too, which VideoJob now
-    refuses: the script stopped at once (a review). Its job is built here from its own defaults."""
+    refuses: the script stopped at once (a review); and with --precision fast it gave run_video a
+    fast pipeline and an exact job, refused (a session's measurement). Its job is built here from
+    its own defaults and the pipeline its child builds (the model small, not converted)."""
     import importlib.util
+
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import Pipeline
+    from wbcap.video_app import _check_given_pipeline
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "video_pipeline.py"
     spec = importlib.util.spec_from_file_location("bench_video_pipeline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    args = module.parser().parse_args(["--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o")])
-    job = module.video_job(args, tmp_path / "SMPLX_NEUTRAL.npz")
+    args = module.parser().parse_args(["--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o"),
+                                       "--precision", "fast", "--batch-size", "3"])
+    body = BodyModelConfig(path=str(body_dir / "smplx" / "SMPLX_NEUTRAL.npz"))
+    pipe = Pipeline.from_config(PipelineConfig(model=small_config, body=body, device="cpu", batch_size=3,
+                                               precision=args.precision), weights="random", optimize=False)
+    job = module.video_job(args, pipe.job_config())
     assert (job.max_people, job.max_frames, job.overwrite, job.export.formats[0]) == (3, 200, True, "npz")
+    assert (job.pipeline.precision, job.pipeline.batch_size, job.pipeline.body.path) == ("fast", 3, body.path)
+    _check_given_pipeline(job, pipe)  # (raises InputError for a job unlike its pipeline)
 
 
 @pytest.mark.slow  # a network built and a clip run through wbcap run's code (the fast loop stays under 2 minutes)

@@ -433,12 +433,13 @@ def test_regress_refuses_a_patch_that_is_not_the_networks_input(unfused_pipeline
 def test_run_video_refuses_a_pipeline_unlike_its_jobs_settings(unfused_pipeline, tmp_path):
     """A fast pipeline given to run_video with the job's default (exact) settings ran fast and was
     recorded as exact in run.json, which a resume checks (an API trial)."""
+    import dataclasses
     from fractions import Fraction
 
     from wbcap.config import PipelineConfig
     from wbcap.errors import InputError
     from wbcap.testing.videos import make_vfr_with_audio
-    from wbcap.video_app import VideoJob, run_video
+    from wbcap.video_app import VideoJob, _check_given_pipeline, run_video
 
     video = make_vfr_with_audio(tmp_path / "v.mp4", [0, 100, 200], 100, Fraction(1, 1000))
     job = VideoJob(str(video), str(tmp_path / "o"), pipeline=PipelineConfig(precision="fast", box_scale=1.5),
@@ -448,5 +449,9 @@ def test_run_video_refuses_a_pipeline_unlike_its_jobs_settings(unfused_pipeline,
     assert str(caught.value) == (
         f"the pipeline given runs precision 'exact' (the job's: 'fast'), box_scale {unfused_pipeline.box_scale!r} (the "
         "job's: 1.5): run.json records the job's settings and a resume checks them; give the job the pipeline's "
-        "(VideoJob(pipeline=PipelineConfig(...)))")
+        "(VideoJob(pipeline=pipeline.job_config()))")
     assert not (tmp_path / "o").exists()
+    settings = unfused_pipeline.job_config()  # (the fix the line names: the job then passes the check)
+    assert (settings.precision, settings.box_scale, settings.batch_size) == (
+        "exact", unfused_pipeline.box_scale, unfused_pipeline.batch_size)
+    _check_given_pipeline(dataclasses.replace(job, pipeline=settings), unfused_pipeline)

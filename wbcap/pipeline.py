@@ -409,11 +409,33 @@ class Pipeline:
         self.requested_precision = requested
         #: What :meth:`from_config` built the model from (None for a pipeline built from a regressor).
         self.source: ModelSource | None = None
+        #: The config :meth:`from_config` was given (None for a pipeline built from a regressor).
+        self.built_from: PipelineConfig | None = None
         self._detectors: dict[str, Detector] = {}
         self._pinned: torch.Tensor | None = None  # reused uint8 upload buffer (CUDA)
         self._upload_done = None  # CUDA event: the last upload from _pinned has finished
         if optimize:
             self.optimize()
+
+    def job_config(self) -> PipelineConfig:
+        """The settings this pipeline runs, as the :class:`~wbcap.config.PipelineConfig` of a job
+        given it (``VideoJob(pipeline=pipe.job_config())`` with ``run_video(job, pipeline=pipe)``,
+        which refuses a job whose precision or box scale is not the pipeline's, as ``run.json``
+        records the job's): the precision asked for, :attr:`box_scale`, :attr:`device`,
+        :attr:`batch_size`, and the SMPL-X file and checkpoint :meth:`from_config` found (the
+        synthetic model's file too), with its config's model, gender and pickle setting. For a
+        pipeline built from a regressor, the body model and checkpoint are the defaults' (looked
+        for as the commands look), as that pipeline does not know its files.
+        (Benchmarks ran a fast pipeline with a default, exact job and stopped at that refusal.)"""
+        from dataclasses import replace
+
+        base = self.built_from or PipelineConfig()
+        body, checkpoint = base.body, base.checkpoint
+        if self.source is not None:
+            body = replace(body, path=str(self.source.body_model))
+            checkpoint = None if self.source.checkpoint is None else str(self.source.checkpoint)
+        return replace(base, body=body, checkpoint=checkpoint, device=str(self.device), batch_size=self.batch_size,
+                       box_scale=self.box_scale, precision=self.requested_precision.value)
 
     def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:
         """Convert the network in place to its inference form for :attr:`precision`
@@ -581,6 +603,7 @@ class Pipeline:
                    optimize=optimize, few_calls=few_calls, measure_strategy=measure_strategy)
         pipe.source = ModelSource(weights=kind, checkpoint=ckpt, body_model=Path(body_path),
                                   body_model_synthetic=synthetic_body)
+        pipe.built_from = config
         return pipe
 
     @classmethod

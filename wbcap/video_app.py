@@ -616,7 +616,7 @@ def _check_given_pipeline(job: VideoJob, pipeline) -> None:
     differ = [f"{k} {given[k]!r} (the job's: {wanted[k]!r})" for k in wanted if given[k] != wanted[k]]
     if differ:
         raise InputError(f"the pipeline given runs {', '.join(differ)}: run.json records the job's settings and a "
-                         "resume checks them; give the job the pipeline's (VideoJob(pipeline=PipelineConfig(...)))")
+                         "resume checks them; give the job the pipeline's (VideoJob(pipeline=pipeline.job_config()))")
 
 
 def _say_smoothing_change(out: Path, smooth: SmoothConfig) -> None:
