@@ -2,7 +2,7 @@
 overlap with the people's looks (:mod:`wbcap.track.appearance`), on scenes with known identities.
 
     python benchmarks/track_switches.py [--video ../shared/media/vtest.avi]
-        [--detector-model ../shared/models/yolox_nano.onnx] [--people 5] [--json out.json]
+        [--detector-model ../shared/models/yolox_nano.onnx] [--people 5] [--every N] [--json out.json]
 
 The scenes are made of real footage: the background is the per-pixel median of 60 frames of
 ``--video`` (OpenCV's vtest.avi: a static camera over a mall floor, the people walking out of
@@ -136,13 +136,17 @@ def count(frames_ids: list[list[tuple[int, int]]]) -> dict:
     return {"switches": switches, "swaps": swaps, "matched": matched, "kept": kept}
 
 
-def run_scene(frames, detector, looks_on: bool) -> dict:
+def run_scene(frames, detector, looks_on: bool, every: int = 1) -> dict:
+    """The tracker (``wbcap run``'s defaults; ``every``: its ``--every``, every ``every``-th frame
+    from the first) on one scene's frames, counted by :func:`count`."""
     from wbcap.track.appearance import box_looks
     from wbcap.track.iou_tracker import IoUTracker, TrackerConfig, iou_matrix
 
-    tracker = IoUTracker(TrackerConfig())
+    tracker = IoUTracker(TrackerConfig(frame_stride=every))
     per_frame = []
     for f, (image, shown) in enumerate(frames):
+        if f % every:
+            continue
         truth = [(p, b) for p, b, vis in shown]
         if detector is None:
             boxes = np.array([b for p, b, vis in shown if vis >= 0.5], np.float64).reshape(-1, 4)
@@ -162,6 +166,7 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi")
     ap.add_argument("--detector-model", type=Path, default=SHARED / "models" / "yolox_nano.onnx")
     ap.add_argument("--people", type=int, default=5)
+    ap.add_argument("--every", type=int, default=1, help="track every N-th frame (wbcap run --every)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     for path in (args.video, args.detector_model):
@@ -178,9 +183,10 @@ def main() -> None:
         for source, det in (("truth", None), ("yolox", detector)):
             for looks_on in (False, True):
                 rows.append({"scene": kind, "stay": stay, "pair": [a, b], "boxes": source, "looks": looks_on,
-                             **run_scene(frames, det, looks_on)})
+                             **run_scene(frames, det, looks_on, args.every)})
     pairs = len(cuts) * (len(cuts) - 1)
-    print(f"{len(cuts)} pedestrians from {args.video.name}: {pairs} ordered pairs per scene, box source and tracker")
+    print(f"{len(cuts)} pedestrians from {args.video.name}: {pairs} ordered pairs per scene, box source and tracker"
+          + (f", every {args.every}th frame" if args.every > 1 else ""))
     print(f"{'scene':>10} {'boxes':>6} {'tracker':>12} {'switches':>9} {'swaps':>6} {'kept %':>7}")
     for (kind, stay), source, looks_on in itertools.product(scenes, ("truth", "yolox"), (False, True)):
         sel = [r for r in rows if (r["scene"], r["stay"], r["boxes"], r["looks"]) == (kind, stay, source, looks_on)]

@@ -1152,8 +1152,8 @@ def test_progress_lines_are_a_minute_apart_and_say_the_time_left():
     assert said[-1] == "regress: 7200/7200 frames (100%), 1.00 frames/s"
     lines("obj", 5, None)
     now[0] += 61
-    lines("obj", 65, None)  # no total: no share, no time left
-    assert said[-1] == "obj: 65 frames, 0.98 frames/s"
+    lines("obj", 65, None)  # no total: no share, no time left; the OBJ stage counts meshes, one per person-frame
+    assert said[-1] == "obj: 65 meshes, 0.98 meshes/s"
 
 
 def test_the_options_defaults_are_the_librarys():

@@ -110,6 +110,22 @@ def test_people_who_meet_keep_their_ids_with_looks(turn, stay):
     assert ids_of(scene, TrackerConfig(appearance=False)) == box_only
 
 
+@pytest.mark.parametrize(("speed", "stay", "every"), [(6, 0, 2), (6, 0, 3), (6, 3, 3), (3, 1, 5), (6, 8, 5)])
+def test_people_who_meet_and_turn_back_keep_their_ids_with_every(speed, stay, every):
+    """With ``--every N`` the velocity prediction runs N frames ahead: after a turn it lies 2N
+    steps past the person, on the other one, and the two swapped ids (or A's broke up) where
+    every frame kept them. The box each track was last seen in counts as well there."""
+    scene = meeting(stay, True, speed=speed)
+    tracker = IoUTracker(TrackerConfig(frame_stride=every))
+    seen: dict[str, list[int]] = {}
+    for f, (image, boxes, who, found) in enumerate(scene[::every]):
+        for person, tid in zip(who, tracker.update(f * every, boxes, looks=found, size=(image.shape[1], image.shape[0]))):
+            if not seen.get(person) or seen[person][-1] != tid:
+                seen.setdefault(person, []).append(tid)
+    assert seen == {"A": [0], "B": [1]}
+    assert ids_of(scene) == {"A": [0], "B": [1]}  # (every frame: as before)
+
+
 def test_reidentification_is_limited_in_time_and_place():
     """B, hidden 20 frames, is found again with --reid-age 30, not with 10; a look-alike far
     from where B was lost gets a new id."""

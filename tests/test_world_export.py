@@ -373,3 +373,12 @@ def test_a_ground_found_again_within_float_noise_is_the_same_ground():
     assert _frame_changes(meta, Found(ground_offset_m=1.395143656))
     assert _frame_changes(meta, WorldResult(frame=None, reason="feet never still", tracks={}))
     assert _frame_changes({"frame": "camera"}, Found()) and not _frame_changes({"frame": "camera"}, None)
+
+
+def test_export_refuses_world_and_camera_together(tmp_path):
+    """One switch pair took the last of --world and --camera silently (a script adding --world to
+    a command ending in --camera got the camera frame: a researcher's trial)."""
+    for order in (("--world", "--camera"), ("--camera", "--world")):
+        r = CliRunner().invoke(cli, ["export", str(tmp_path), *order])
+        assert r.exit_code == 2 and "use either --world or --camera" in r.output, r.output
+        assert "Traceback" not in r.output

@@ -35,27 +35,32 @@ from wbcap.cli.common import (
                    "track_<id>_part<k> files. A track seen in every frame is never split, unless the source itself has "
                    "no frame for over 2 s. In RUN itself, meta.json "
                    "records it.")
-@click.option("--world/--camera", "world", default=None,
-              help="--world: estimate the ground from the feet of all tracks (static camera) and write the files in its "
+@click.option("--world", is_flag=True, default=False,
+              help="Estimate the ground from the feet of all tracks (static camera) and write the files in its "
                    "world, planted feet kept still (as `wbcap run --world`); falls back to the camera frame with a "
-                   "warning. --camera: the camera's frame. Default: the run's frame (meta.json). Into RUN itself, a "
+                   "warning. Default (neither --world nor --camera): the run's frame (meta.json). Into RUN itself, a "
                    "change of frame rewrites the tracks' files of every format there, so all stay in one frame.")
+@click.option("--camera", is_flag=True, default=False, help="Write the files in the camera's frame (not with --world).")
 @body_models_option
 @click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
 @click.pass_context
-def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world, body_models, gender, allow_pickle):
+def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world, camera, body_models, gender,
+               allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
     no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
 
+    if world and camera:  # (one switch pair took the last of the two silently: a researcher's trial)
+        raise click.UsageError("use either --world or --camera")
+
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False,
                                                 root_bone=root_bone), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
-        frame=None if world is None else ("world" if world else "camera"),
+        frame="world" if world else "camera" if camera else None,
     )
     written = export_run(job)
     if not is_quiet(ctx):

@@ -172,7 +172,7 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
         TimeRemainingColumn,
     )
 
-    from wbcap.io.progress import ProgressLines
+    from wbcap.io.progress import ProgressLines, stage_unit
     from wbcap.video_app import run_video
 
     display, _ = progress_display(ctx, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -189,7 +189,7 @@ def execute(ctx, job, pipeline=None, resume_hint: bool = True):
                 tasks[stage] = bar.add_task(stage, total=total, rate="")
             task = bar.tasks[tasks[stage]]
             speed = task.speed
-            bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} frames/s" if speed else "")
+            bar.update(tasks[stage], completed=done, total=total, rate=f"{speed:.2f} {stage_unit(stage)}/s" if speed else "")
 
         from wbcap.io.run_folder import raw_stamp
 

@@ -1,7 +1,8 @@
 """Progress callbacks and per-stage wall-clock timings of a long run (``wbcap run``).
 
 A :data:`Progress` callback gets ``(stage, done, total)``: a stage name (``"regress"``,
-``"obj"``, ``"render"``), the frames done so far and the expected total (``None`` when unknown).
+``"obj"``, ``"render"``), the items done so far and the expected total (``None`` when unknown):
+frames, but for ``"obj"`` meshes, one per person-frame (:func:`stage_unit`).
 Timings are a ``{stage: seconds}`` dict that each stage adds its time to
 (:attr:`wbcap.video_app.VideoResult.timings`).
 """
@@ -21,6 +22,15 @@ Progress = Callable[[str, int, "int | None"], None]
 PROGRESS_LOG_SECONDS = 60.0
 
 T = TypeVar("T")
+
+#: What a stage counts where it is not frames: ``obj`` writes one mesh per person-frame (its
+#: progress said "8/8 frames" after a run of one frame with 8 people, a researcher's trial).
+_STAGE_UNITS = {"obj": "meshes"}
+
+
+def stage_unit(stage: str) -> str:
+    """What a :data:`Progress` stage counts, plural: ``"frames"``, ``"meshes"`` for ``obj``."""
+    return _STAGE_UNITS.get(stage, "frames")
 
 
 def add_time(timings: dict[str, float], key: str, since: float) -> float:
@@ -90,11 +100,12 @@ class ProgressLines:
         rate = (done - d0) / (now - t0) if now > t0 else None  # (None: done at its first report)
         of = "" if total is None else f"/{total}"
         share = f" ({100 * done // total}%)" if total else ""
-        speed = "" if rate is None else f", {rate:.2f} frames/s"
+        unit = stage_unit(stage)
+        speed = "" if rate is None else f", {rate:.2f} {unit}/s"
         left = ""
         if total is not None and rate and not finished:
             left = f", about {_duration((total - done) / rate)} left"
-        self.log.info("%s: %d%s frames%s%s%s", stage, done, of, share, speed, left)
+        self.log.info("%s: %d%s %s%s%s%s", stage, done, of, unit, share, speed, left)
 
 
 def _duration(seconds: float) -> str:
