@@ -1048,6 +1048,25 @@ def test_max_people_says_which_boxes_it_kept(tmp_path, micro_args, caplog):
         assert said == [(level, f"{img_path}: kept 1 of 2 person boxes (the first given){says}")]
 
 
+def test_max_people_keeps_the_largest_boxes(tmp_path, micro_args):
+    """--max-people 1 with HOG kept a spectator over the photo's main person (HOG's SVM margins:
+    0.13 for him, 0.3-1.2 for the people around; a user trial): the largest boxes are kept,
+    then by score."""
+    from wbcap.detect.base import Detection, sort_by_size
+
+    img_path = write_rgb(tmp_path / "pair.png", person_image(640, 480, seed=2, people=2))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"pair.png": [{"bbox": [20, 20, 60, 120], "score": 1.2},
+                                              {"bbox": [300, 40, 220, 420], "score": 0.13}]}))
+    out = tmp_path / "out"
+    r = invoke("image", img_path, "-o", out, "--boxes", boxes, "--max-people", "1", "--no-render", *micro_args)
+    assert r.exit_code == 0, r.output
+    assert f"{img_path}: kept 1 of 2 person boxes (the largest); raise --max-people to keep more" in r.output
+    assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [300, 40, 220, 420]
+    same = [Detection((0, 0, 10, 20), 0.5), Detection((5, 5, 20, 10), 0.9), Detection((1, 1, 30, 30), 0.1)]
+    assert [d.score for d in sort_by_size(same)] == [0.1, 0.9, 0.5]  # (equal areas: the higher score first)
+
+
 def test_an_image_jobs_people_limit_is_checked():
     """`ImageJob(max_people=-1)` kept all but one box and logged "kept -1 of 9"; 0 said no boxes
     were given (a break-it trial): the job refuses them, as --max-people does."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wbcap.config import PipelineConfig
-from wbcap.detect.base import Detection, sort_by_score
+from wbcap.detect.base import Detection, sort_by_size
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport
@@ -30,7 +30,7 @@ class ImageJob:
     detector: a name :func:`wbcap.detect.factory.make_detector` takes (``auto``: YOLOX-nano when
     installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
     person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
-    detector's limits (its defaults when None); max_people: keep the highest-scoring boxes;
+    detector's limits (its defaults when None); max_people: keep the largest boxes (then by score; :func:`~wbcap.detect.base.sort_by_size`);
     users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
     them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
@@ -296,8 +296,8 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
                                 f"{job.no_person_advice or box_advice()}")
     if job.max_people is not None and len(dets) > job.max_people:
         given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
-        kept = list(dets) if given else sort_by_score(list(dets))
-        which = "the first given" if given else "the highest-scoring"
+        kept = list(dets) if given else sort_by_size(list(dets))
+        which = "the first given" if given else "the largest"
         if job.users_limit:
             log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
                         len(dets), which, setting("max_people"))

@@ -235,7 +235,7 @@ def detector_options(video: bool):
                      help="Follow at most this many people at a time (a followed person keeps their place while "
                           "tracked, also missed for up to --max-age frames; a free place goes to the longest-tracked "
                           "of the others, then to new ones by score; a video may still hold more tracks in all)." if video
-                     else "Keep at most this many people per image (highest scores)."),
+                     else "Keep at most this many people per image: the largest boxes (nearest the camera)."),
         click.option("--offline", is_flag=True, envvar="WBCAP_OFFLINE",
                      help="Never download a detector model (also WBCAP_OFFLINE=1); auto then falls back to HOG."),
     ]
