@@ -1197,6 +1197,7 @@ def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_conf
     job = module.video_job(args, pipe.job_config())
     assert (job.max_people, job.max_frames, job.overwrite, job.export.formats[0]) == (3, 200, True, "npz")
     assert (job.pipeline.precision, job.pipeline.batch_size, job.pipeline.body.path) == ("fast", 3, body.path)
+    assert job.pipeline.model == small_config != PipelineConfig().model  # (the network's own, not the default's)
     _check_given_pipeline(job, pipe)  # (raises InputError for a job unlike its pipeline)
 
 

@@ -133,6 +133,33 @@ def no_tensorboard(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
 
 
+def test_a_loss_that_becomes_nan_stops_the_run_before_its_snapshot(tmp_path, body_layer, fixed_batch_set,
+                                                                    no_tensorboard):
+    """A run whose loss went NaN at its second step ended "trained", its snapshot all NaN and
+    refused by every command that loads it, its log showing only the first, healthy loss (a
+    researcher's trial): it stops with one line naming where, and writes no such snapshot;
+    scalars.jsonl says null where the number is not finite (jq refused the bare NaN)."""
+    from torch.utils.data import Subset
+
+    from wbcap.errors import TrainingDivergedError
+    from wbcap.train.trainer import train
+
+    stage = _stage(epochs=1, batch_size=1, lr=1e30, model=MICRO, max_steps_per_epoch=3)
+    with pytest.raises(TrainingDivergedError) as caught:
+        train(stage, _run(tmp_path, "nan"), dataset=Subset(fixed_batch_set, [0, 1, 0]), body_layer=body_layer)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'nan'}: the training loss became nan at epoch 0 step 1 (global step 1) ("), message
+    assert message.endswith("training stopped before this epoch's snapshot; no snapshot was written; lower the "
+                            "learning rate (lr, 1e+30 at that epoch) or check the training data"), message
+    assert not list((tmp_path / "nan").glob("snapshot_*"))
+
+    def strict(constant):
+        raise ValueError(constant)
+
+    rows = [json.loads(line, parse_constant=strict) for line in (tmp_path / "nan" / "scalars.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1] and rows[1]["loss/total"] is None and rows[0]["loss/total"] > 0
+
+
 @pytest.mark.slow  # five training runs, five 0.5 GB snapshots
 def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_layer, fixed_batch_set, no_tensorboard):
     """Bit for bit on CPU: two runs from one seed, and a run stopped after epoch 0 then resumed."""

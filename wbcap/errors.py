@@ -108,6 +108,11 @@ class NoPersonError(WbcapError):
     """No person was found in an input."""
 
 
+class TrainingDivergedError(WbcapError):
+    """A training run whose loss became NaN or infinite: stopped before its next snapshot (whose
+    weights would be of no use: every later one would hold NaN too)."""
+
+
 def add_note(exc: BaseException, note: str) -> None:
     """Attach where a failure happened (``exc.add_note``, Python 3.11+; by hand on 3.10).
 

@@ -422,8 +422,9 @@ class Pipeline:
         given it (``VideoJob(pipeline=pipe.job_config())`` with ``run_video(job, pipeline=pipe)``,
         which refuses a job whose precision or box scale is not the pipeline's, as ``run.json``
         records the job's): the precision asked for, :attr:`box_scale`, :attr:`device`,
-        :attr:`batch_size`, and the SMPL-X file and checkpoint :meth:`from_config` found (the
-        synthetic model's file too), with its config's model, gender and pickle setting. For a
+        :attr:`batch_size`, the network's model settings (a checkpoint's own, as trained), and the
+        SMPL-X file and checkpoint :meth:`from_config` found (the synthetic model's file too), with
+        its config's gender and pickle setting. For a
         pipeline built from a regressor, the body model and checkpoint are the defaults' (looked
         for as the commands look), as that pipeline does not know its files.
         (Benchmarks ran a fast pipeline with a default, exact job and stopped at that refusal.)"""
@@ -434,8 +435,8 @@ class Pipeline:
         if self.source is not None:
             body = replace(body, path=str(self.source.body_model))
             checkpoint = None if self.source.checkpoint is None else str(self.source.checkpoint)
-        return replace(base, body=body, checkpoint=checkpoint, device=str(self.device), batch_size=self.batch_size,
-                       box_scale=self.box_scale, precision=self.requested_precision.value)
+        return replace(base, model=self.regressor.net.config, body=body, checkpoint=checkpoint, device=str(self.device),
+                       batch_size=self.batch_size, box_scale=self.box_scale, precision=self.requested_precision.value)
 
     def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:
         """Convert the network in place to its inference form for :attr:`precision`

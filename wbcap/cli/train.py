@@ -179,7 +179,7 @@ def _stage_command(stage: str, doc: str):
 
 @click.group()
 def train():
-    """The Hand4Whole recipe: body -> hand -> merge -> finetune (multi-GPU via torchrun)."""
+    """The Hand4Whole recipe: body -> hand -> merge -> finetune (--gpus: one process per GPU, started by wbcap itself; not under torchrun)."""
 
 
 train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody + MPII)."))

@@ -146,7 +146,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
             if node_rank == 0 and latest_checkpoint(folder) is None:  # (so nothing was resumed either)
                 if created:
                     shutil.rmtree(folder, ignore_errors=True)
-                    log.info("removed %s (made by this run, which failed before its first snapshot)", folder)
+                    log.info("removed %s (made by this run, which ended before its first snapshot)", folder)
                 else:  # the folder was empty or held a previous run, now set aside: as it was again
                     (folder / f"launch_node{node_rank}.json").unlink(missing_ok=True)  # (torchrun's: this run's)
                     if restore_previous_run(folder):

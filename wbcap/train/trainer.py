@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -35,7 +36,14 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from wbcap.errors import CheckpointError, CheckpointUnreadableError, InputError, ModelFileError, setting
+from wbcap.errors import (
+    CheckpointError,
+    CheckpointUnreadableError,
+    InputError,
+    ModelFileError,
+    TrainingDivergedError,
+    setting,
+)
 from wbcap.train.rng import restore_rng, rng_state, seed_process
 from wbcap.train.stages import StageConfig
 
@@ -813,8 +821,12 @@ def train(
     def report(rows: list[tuple[int, int, list[float]]], names: list[str], steps: int) -> None:
         for epoch_, step_, (total, *terms) in rows:
             history.losses.append(total)
+            global_step = first_step + (epoch_ - start_epoch) * steps + step_
             if writer is not None:
-                writer(first_step + (epoch_ - start_epoch) * steps + step_, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
+                writer(global_step, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
+            if not math.isfinite(total):
+                raise _diverged(out, stage, epoch_, step_, global_step, total,
+                                [k for k, v in zip(names, terms) if not math.isfinite(v)])
             if on_step is not None:
                 on_step(epoch_, step_, total)
             if step_ % losses_log.every == 0:
@@ -882,6 +894,25 @@ def train(
         writer(None, None)
     history.net = net
     return history
+
+
+def _diverged(out: Path, stage: StageConfig, epoch: int, step: int, global_step: int, total: float,
+              terms: list[str]) -> TrainingDivergedError:
+    """The error that stops a run whose loss ``total`` is not finite (read every ``log_every``
+    steps and at each epoch's end, before its snapshot is written): a run whose loss went NaN at
+    its second step had ended "trained", its one snapshot all NaN, refused by every command
+    that loads it, and its log showing only the healthy first loss (a researcher's trial).
+    ``terms``: the loss terms that were not finite either. (As detectron2's trainer stops at a
+    non-finite loss: ``FloatingPointError`` in its ``SimpleTrainer``.)"""
+    kept = snapshots(out)
+    named = ", ".join(terms[:3]) + (f" and {len(terms) - 3} more" if len(terms) > 3 else "")
+    which = f" ({named} among the terms)" if terms else ""
+    where = (f"; the snapshots of the epochs before are kept (the last: {kept[-1].name})" if kept
+             else "; no snapshot was written")
+    return TrainingDivergedError(
+        f"{out}: the training loss became {total} at epoch {epoch} step {step} (global step {global_step}){which}: "
+        f"training stopped before this epoch's snapshot{where}; lower the learning rate ({setting('lr')}, "
+        f"{stage.lr_at(epoch):g} at that epoch) or check the training data")
 
 
 def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step: int) -> Path:
@@ -956,7 +987,8 @@ def _scalar_writer(out: Path, resumed_at: int | None = None) -> Callable[[int | 
             if step is None:
                 f.close()
                 return
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
+            # (NaN and infinity as null: JSON has no such numbers, and strict readers, jq, refused the line)
+            f.write(json.dumps({"step": step, **{k: v if math.isfinite(v) else None for k, v in scalars.items()}}) + "\n")
             f.flush()
 
         return write
