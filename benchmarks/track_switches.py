@@ -166,7 +166,8 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=SHARED / "media" / "vtest.avi")
     ap.add_argument("--detector-model", type=Path, default=SHARED / "models" / "yolox_nano.onnx")
     ap.add_argument("--people", type=int, default=5)
-    ap.add_argument("--every", type=int, default=1, help="track every N-th frame (wbcap run --every)")
+    ap.add_argument("--every", type=int, default=1, choices=range(1, 101), metavar="N",
+                    help="track every N-th frame, 1-100 (wbcap run --every)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     for path in (args.video, args.detector_model):
@@ -186,7 +187,7 @@ def main() -> None:
                              **run_scene(frames, det, looks_on, args.every)})
     pairs = len(cuts) * (len(cuts) - 1)
     print(f"{len(cuts)} pedestrians from {args.video.name}: {pairs} ordered pairs per scene, box source and tracker"
-          + (f", every {args.every}th frame" if args.every > 1 else ""))
+          + (f", every {args.every}-th frame" if args.every > 1 else ""))
     print(f"{'scene':>10} {'boxes':>6} {'tracker':>12} {'switches':>9} {'swaps':>6} {'kept %':>7}")
     for (kind, stay), source, looks_on in itertools.product(scenes, ("truth", "yolox"), (False, True)):
         sel = [r for r in rows if (r["scene"], r["stay"], r["boxes"], r["looks"]) == (kind, stay, source, looks_on)]

@@ -87,18 +87,13 @@ def child(args: argparse.Namespace) -> None:
     """Run one pipeline in this process and print a JSON line of measurements."""
     import torch
 
-    from wbcap.config import ModelConfig, PipelineConfig
     from wbcap.detect.thread import overlaps_network
     from wbcap.pipeline import Pipeline
     from wbcap.video_app import run_video
 
     t0 = time.perf_counter()
-    small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
     # The real SMPL-X model and checkpoint when installed, else the synthetic model and random weights.
-    pipe = Pipeline.from_config(
-        PipelineConfig(model=ModelConfig(**small), device=args.device, batch_size=args.batch_size, precision=args.precision),
-        fallback="synthetic", upright=True,
-    )
+    pipe = Pipeline.from_config(pipeline_config(args), fallback="synthetic", upright=True)
     dev = pipe.device
     real_body, real_net = not pipe.source.body_model_synthetic, pipe.source.weights == "checkpoint"
     config = pipe.regressor.net.config
@@ -150,6 +145,16 @@ def bench_rate(pipe, video: str, batch_size: int) -> float:
 
     times = time_call(call, repeats=5, warmup=1, sync=sync_fn(pipe.device))
     return batch_size / statistics.median(times)
+
+
+def pipeline_config(args: argparse.Namespace):
+    """The ``PipelineConfig`` a child builds its pipeline from (``--full-size``: the released
+    ResNet-50s, else ResNet-18s; ``--device``, ``--batch-size``, ``--precision``)."""
+    from wbcap.config import ModelConfig, PipelineConfig
+
+    small = {} if args.full_size else dict(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+    return PipelineConfig(model=ModelConfig(**small), device=args.device, batch_size=args.batch_size,
+                          precision=args.precision)
 
 
 def video_job(args: argparse.Namespace, settings):

@@ -1178,7 +1178,9 @@ def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_conf
     """benchmarks/video_pipeline.py set the people limit in the tracker too, which VideoJob now
     refuses: the script stopped at once (a review); and with --precision fast it gave run_video a
     fast pipeline and an exact job, refused (a session's measurement). Its job is built here from
-    its own defaults and the pipeline its child builds (the model small, not converted)."""
+    its own defaults and the pipeline config its child builds from (the body model given, the
+    network not converted)."""
+    import dataclasses
     import importlib.util
 
     from wbcap.config import BodyModelConfig, PipelineConfig
@@ -1192,13 +1194,20 @@ def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_conf
     args = module.parser().parse_args(["--video", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o"),
                                        "--precision", "fast", "--batch-size", "3"])
     body = BodyModelConfig(path=str(body_dir / "smplx" / "SMPLX_NEUTRAL.npz"))
-    pipe = Pipeline.from_config(PipelineConfig(model=small_config, body=body, device="cpu", batch_size=3,
-                                               precision=args.precision), weights="random", optimize=False)
+    config = dataclasses.replace(module.pipeline_config(args), body=body, device="cpu")
+    assert config.model != PipelineConfig().model and config.model.backbone_depth == 18  # (no --full-size)
+    pipe = Pipeline.from_config(config, weights="random", optimize=False)
     job = module.video_job(args, pipe.job_config())
     assert (job.max_people, job.max_frames, job.overwrite, job.export.formats[0]) == (3, 200, True, "npz")
     assert (job.pipeline.precision, job.pipeline.batch_size, job.pipeline.body.path) == ("fast", 3, body.path)
-    assert job.pipeline.model == small_config != PipelineConfig().model  # (the network's own, not the default's)
+    assert job.pipeline.model == pipe.regressor.net.config == config.model  # (the network's own)
     _check_given_pipeline(job, pipe)  # (raises InputError for a job unlike its pipeline)
+    # the synthetic stand-in for a missing model is neutral, whatever gender was asked for (meta.json
+    # said "female" over a neutral mesh: a review)
+    missing = BodyModelConfig(gender="female")  # (none installed in the tests)
+    stand_in = Pipeline.from_config(dataclasses.replace(config, body=missing), weights="random", optimize=False,
+                                    fallback="synthetic")
+    assert stand_in.source.body_model_synthetic and stand_in.job_config().body.gender == "neutral"
 
 
 @pytest.mark.slow  # a network built and a clip run through wbcap run's code (the fast loop stays under 2 minutes)

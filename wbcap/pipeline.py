@@ -423,8 +423,8 @@ class Pipeline:
         which refuses a job whose precision or box scale is not the pipeline's, as ``run.json``
         records the job's): the precision asked for, :attr:`box_scale`, :attr:`device`,
         :attr:`batch_size`, the network's model settings (a checkpoint's own, as trained), and the
-        SMPL-X file and checkpoint :meth:`from_config` found (the synthetic model's file too), with
-        its config's gender and pickle setting. For a
+        SMPL-X file and checkpoint :meth:`from_config` found (the synthetic model's file too, then
+        neutral), with its config's gender and pickle setting. For a
         pipeline built from a regressor, the body model and checkpoint are the defaults' (looked
         for as the commands look), as that pipeline does not know its files.
         (Benchmarks ran a fast pipeline with a default, exact job and stopped at that refusal.)"""
@@ -432,8 +432,9 @@ class Pipeline:
 
         base = self.built_from or PipelineConfig()
         body, checkpoint = base.body, base.checkpoint
-        if self.source is not None:
-            body = replace(body, path=str(self.source.body_model))
+        if self.source is not None:  # (the synthetic stand-in is neutral, whatever gender was asked for)
+            body = replace(body, path=str(self.source.body_model),
+                           gender="neutral" if self.source.body_model_synthetic else body.gender)
             checkpoint = None if self.source.checkpoint is None else str(self.source.checkpoint)
         return replace(base, model=self.regressor.net.config, body=body, checkpoint=checkpoint, device=str(self.device),
                        batch_size=self.batch_size, box_scale=self.box_scale, precision=self.requested_precision.value)
