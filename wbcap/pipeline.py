@@ -424,9 +424,9 @@ class Pipeline:
         records the job's): the precision asked for, :attr:`box_scale`, :attr:`device`,
         :attr:`batch_size`, the network's model settings (a checkpoint's own, as trained), and the
         SMPL-X file and checkpoint :meth:`from_config` found (the synthetic model's file too, then
-        neutral), with its config's gender and pickle setting. For a
-        pipeline built from a regressor, the body model and checkpoint are the defaults' (looked
-        for as the commands look), as that pipeline does not know its files.
+        neutral), with its config's gender and pickle setting. For a pipeline built from a
+        regressor, the body model and checkpoint are the defaults' (looked for as the commands
+        look), as that pipeline does not know its files.
         (Benchmarks ran a fast pipeline with a default, exact job and stopped at that refusal.)"""
         from dataclasses import replace
 

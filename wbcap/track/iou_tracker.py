@@ -25,8 +25,8 @@ Algorithm, per frame:
    prediction and with the track's last box: the prediction then runs that many frames ahead,
    and after a turn or a stop it lies past the person, on whoever they met, whose box took their
    id (``benchmarks/track_switches.py --every 3``, YOLOX boxes, looks: 104 id switches, 71 of them
-   exchanges, against 63 and 36; every frame, where one frame's prediction is close, as before). ``scipy.optimize.linear_sum_assignment`` on the cost
-   ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
+   exchanges, against 63 and 36; every frame, where one frame's prediction is close, as before).
+   ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
    and, among those, the largest total IoU. With looks (``looks`` given, ``appearance`` on),
    the cost is ``1 - IoU + LOOK_WEIGHT * d``, ``d`` the look distance of the detection and the
    track (:func:`~wbcap.track.appearance.look_distances`, 0-1), a detection may also stay
