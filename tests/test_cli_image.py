@@ -1052,7 +1052,7 @@ def test_max_people_keeps_the_largest_boxes(tmp_path, micro_args):
     """--max-people 1 with HOG kept a spectator over the photo's main person (HOG's SVM margins:
     0.13 for him, 0.3-1.2 for the people around; a user trial): the largest boxes are kept,
     then by score."""
-    from wbcap.detect.base import Detection, sort_by_size
+    from wbcap.detect.base import Detection, largest_first
 
     img_path = write_rgb(tmp_path / "pair.png", person_image(640, 480, seed=2, people=2))
     boxes = tmp_path / "boxes.json"
@@ -1064,7 +1064,16 @@ def test_max_people_keeps_the_largest_boxes(tmp_path, micro_args):
     assert f"{img_path}: kept 1 of 2 person boxes (the largest); raise --max-people to keep more" in r.output
     assert json.loads((out / "pair" / "person_0" / "smplx_param.json").read_text())["bbox_xywh"] == [300, 40, 220, 420]
     same = [Detection((0, 0, 10, 20), 0.5), Detection((5, 5, 20, 10), 0.9), Detection((1, 1, 30, 30), 0.1)]
-    assert [d.score for d in sort_by_size(same)] == [0.1, 0.9, 0.5]  # (equal areas: the higher score first)
+    assert [d.score for d in sorted(same, key=largest_first)] == [0.1, 0.9, 0.5]  # (equal areas: higher score first)
+    # the people kept are numbered in the detector's order (a box file's: by score), as without a limit
+    # (a break-it trial: with --max-people 3 the main person was person_0, without it person_8)
+    three = [*same, Detection((2, 2, 5, 5), 2.0)]
+    boxes.write_text(json.dumps({"pair.png": [{"bbox": list(d.box), "score": d.score} for d in three]}))
+    r = invoke("image", img_path, "-o", tmp_path / "three", "--boxes", boxes, "--max-people", "3", "--no-render",
+               *micro_args)
+    assert r.exit_code == 0, r.output
+    assert [json.loads((tmp_path / "three" / "pair" / f"person_{k}" / "smplx_param.json").read_text())["bbox_xywh"]
+            for k in range(3)] == [[5, 5, 20, 10], [0, 0, 10, 20], [1, 1, 30, 30]]  # (a box file's: by score)
 
 
 def test_an_image_jobs_people_limit_is_checked():

@@ -1174,7 +1174,7 @@ def test_the_options_defaults_are_the_librarys():
     assert {name: value for name, value in shown.items() if value != defaults[name]} == {}
 
 
-def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_config, body_dir):
+def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_config, body_dir, micro_ckpt, monkeypatch):
     """benchmarks/video_pipeline.py set the people limit in the tracker too, which VideoJob now
     refuses: the script stopped at once (a review); and with --precision fast it gave run_video a
     fast pipeline and an exact job, refused (a session's measurement). Its job is built here from
@@ -1208,6 +1208,13 @@ def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_conf
     stand_in = Pipeline.from_config(dataclasses.replace(config, body=missing), weights="random", optimize=False,
                                     fallback="synthetic")
     assert stand_in.source.body_model_synthetic and stand_in.job_config().body.gender == "neutral"
+    # a checkpoint found by the search stays searched for (run.json then records it as `wbcap run` does,
+    # and the command's --resume takes the run: a resolved path refused it, a break-it trial); the
+    # network's model settings are the checkpoint's own
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
+    found = Pipeline.from_config(PipelineConfig(body=body, device="cpu"), optimize=False)
+    assert found.source.checkpoint == micro_ckpt and found.job_config().checkpoint is None
+    assert found.job_config().model == found.regressor.net.config != PipelineConfig().model
 
 
 @pytest.mark.slow  # a network built and a clip run through wbcap run's code (the fast loop stays under 2 minutes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wbcap.config import PipelineConfig
-from wbcap.detect.base import Detection, sort_by_size
+from wbcap.detect.base import Detection, largest_first
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport
@@ -31,7 +31,7 @@ class ImageJob:
     installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
     person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
     detector's limits (its defaults when None); max_people: keep the largest boxes (then by
-    score: :func:`~wbcap.detect.base.sort_by_size`); users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
+    score: :func:`~wbcap.detect.base.largest_first`; numbered in the detector's order); users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
     them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
     (:func:`wbcap.export.image_outputs.person_animation`; none by default). no_person_advice:
@@ -296,14 +296,16 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
                                 f"{job.no_person_advice or box_advice()}")
     if job.max_people is not None and len(dets) > job.max_people:
         given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
-        kept = list(dets) if given else sort_by_size(list(dets))
+        ranked = range(len(dets)) if given else sorted(range(len(dets)), key=lambda i: largest_first(dets[i]))
         which = "the first given" if given else "the largest"
         if job.users_limit:
             log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
                         len(dets), which, setting("max_people"))
         else:  # (a caller's own limit: it told the demo's user to raise a flag the demo has not)
             log.info("%s: kept %d of %d person boxes (%s)", path, job.max_people, len(dets), which)
-        dets = kept[: job.max_people]
+        chosen = set(list(ranked)[: job.max_people])
+        # (in the order they came: people are numbered alike with and without a limit, a break-it trial)
+        dets = [d for i, d in enumerate(dets) if i in chosen]
     return dets
 
 

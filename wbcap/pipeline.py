@@ -422,21 +422,22 @@ class Pipeline:
         given it (``VideoJob(pipeline=pipe.job_config())`` with ``run_video(job, pipeline=pipe)``,
         which refuses a job whose precision or box scale is not the pipeline's, as ``run.json``
         records the job's): the precision asked for, :attr:`box_scale`, :attr:`device`,
-        :attr:`batch_size`, the network's model settings (a checkpoint's own, as trained), and the
-        SMPL-X file and checkpoint :meth:`from_config` found (the synthetic model's file too, then
-        neutral), with its config's gender and pickle setting. For a pipeline built from a
-        regressor, the body model and checkpoint are the defaults' (looked for as the commands
-        look), as that pipeline does not know its files.
+        :attr:`batch_size`, the network's model settings (a checkpoint's own, as trained), and its
+        config's SMPL-X file, gender, pickle setting and checkpoint as given (None where they were
+        searched for, as ``wbcap run`` records them: a run made so resumes from the command line);
+        but the synthetic stand-in for a missing SMPL-X model is named, as neutral. For a pipeline
+        built from a regressor, the body model and checkpoint are the defaults' (looked for as the
+        commands look), as that pipeline does not know its files.
         (Benchmarks ran a fast pipeline with a default, exact job and stopped at that refusal.)"""
         from dataclasses import replace
 
         base = self.built_from or PipelineConfig()
-        body, checkpoint = base.body, base.checkpoint
-        if self.source is not None:  # (the synthetic stand-in is neutral, whatever gender was asked for)
-            body = replace(body, path=str(self.source.body_model),
-                           gender="neutral" if self.source.body_model_synthetic else body.gender)
-            checkpoint = None if self.source.checkpoint is None else str(self.source.checkpoint)
-        return replace(base, model=self.regressor.net.config, body=body, checkpoint=checkpoint, device=str(self.device),
+        body = base.body
+        if self.source is not None and self.source.body_model_synthetic:  # (not found by a search: named; neutral)
+            body = replace(body, path=str(self.source.body_model), gender="neutral")
+        # (files the config named stay named, those searched for stay searched for, as a command records
+        # them in run.json: a resolved path there refused the command's own --resume, a break-it trial)
+        return replace(base, model=self.regressor.net.config, body=body, device=str(self.device),
                        batch_size=self.batch_size, box_scale=self.box_scale, precision=self.requested_precision.value)
 
     def optimize(self, plan: dict[str, torch.dtype] | None = None) -> None:

@@ -66,12 +66,12 @@ def sort_by_score(detections: list[Detection]) -> list[Detection]:
     return sorted(detections, key=lambda d: -d.score)
 
 
-def sort_by_size(detections: list[Detection]) -> list[Detection]:
-    """Detections ordered by box area (``w * h`` pixels), largest first, then by score, highest
-    first (stable where both are equal): the people nearest the camera first, whatever the
-    detector's scores mean (HOG's SVM margins put a photo's main person, 0.13, below the
-    spectators around him, 0.3-1.2: a user trial of ``wbcap image --max-people 1``)."""
-    return sorted(detections, key=lambda d: (-float(d.box[2]) * float(d.box[3]), -d.score))
+def largest_first(detection: Detection) -> tuple[float, float]:
+    """Sort key: box area (``w * h`` pixels), largest first, then score, highest first: the
+    people nearest the camera first, whatever the detector's scores mean (HOG's SVM margins put
+    a photo's main person, 0.13, below the spectators around him, 0.3-1.2: a user trial of
+    ``wbcap image --max-people 1``)."""
+    return -float(detection.box[2]) * float(detection.box[3]), -detection.score
 
 
 #: What the detectors whose scores are probabilities call them (:func:`check_probability_threshold`).

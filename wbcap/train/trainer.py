@@ -909,10 +909,12 @@ def _diverged(out: Path, stage: StageConfig, epoch: int, step: int, global_step:
     which = f" ({named} among the terms)" if terms else ""
     where = (f"; the snapshots of the epochs before are kept (the last: {kept[-1].name})" if kept
              else "; no snapshot was written")
+    # (a resume takes the settings of the run's last launch, stage.json: this one's rate again unless given)
+    again = f"; a {setting('resume', api='resume')} keeps this rate unless given one" if kept else ""
     return TrainingDivergedError(
         f"{out}: the training loss became {total} at epoch {epoch} step {step} (global step {global_step}){which}: "
         f"training stopped before this epoch's snapshot{where}; lower the learning rate ({setting('lr')}, "
-        f"{stage.lr_at(epoch):g} at that epoch) or check the training data")
+        f"{stage.lr_at(epoch):g} at that epoch{again}) or check the training data")
 
 
 def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step: int) -> Path:
