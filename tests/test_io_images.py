@@ -385,6 +385,31 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
                                "a pattern (`wbcap run VIDEO`, one run per video)")
 
 
+def test_no_image_messages_say_what_is_read_and_where(tmp_path):
+    """A photo user's folder held a JFIF (a JPEG, as browsers save them), a HEIC and a subfolder of
+    JPEGs: the JFIF was left out without a word, the subfolder too, and a glob of the folder was
+    told to give a video. JFIF is read; the others are said."""
+    from wbcap.errors import InputError
+    from wbcap.io.images import IMAGE_EXTENSIONS, iter_image_paths
+
+    kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+    (tmp_path / "Day1").mkdir()
+    (tmp_path / "Day1" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "IMG_1.heic").write_bytes(b"x")
+    with pytest.raises(InputError) as info:
+        iter_image_paths([tmp_path], warn=False)
+    assert str(info.value) == (f"{tmp_path}: folder holds no image files ({kinds}); a folder is read without its "
+                               f"subfolders, and Day1 holds some: name it, or all with a pattern such as "
+                               f"'{tmp_path / '**'}'")
+    assert [p.name for p in iter_image_paths([str(tmp_path / "**")], warn=False)] == ["a.jpg"]
+    with pytest.raises(InputError) as info:
+        iter_image_paths([str(tmp_path / "*")], warn=False)
+    assert str(info.value) == (f"{tmp_path / '*'}: pattern matches no image file but 1 other file (IMG_1.heic): "
+                               f"images are read from {kinds} files; convert the .heic pictures to JPEG or PNG")
+    (tmp_path / "download.jfif").write_bytes(b"x")
+    assert [p.name for p in iter_image_paths([tmp_path], warn=False)] == ["download.jfif"]
+
+
 def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
     """An APNG, animated WebP, multi-page TIFF or animated GIF ran silently as its first frame
     (found by user trials): a warning says so; still images (PNG, WebP, lossy and lossless,
@@ -522,7 +547,7 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
         assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
     (record,) = caplog.records
     assert record.getMessage().startswith(f"{tmp_path}: skipped c.cr3, d.heif, e.CR2 and 2 more: pictures of a kind "
-                                          "wbcap does not read (it reads .bmp .dib .gif .jp2 .jpe .jpeg .jpg"), record.getMessage()
+                                          "wbcap does not read (it reads .bmp .dib .gif .jfif .jp2 .jpe .jpeg .jpg"), record.getMessage()
     assert record.getMessage().endswith("; convert them to JPEG or PNG")
     caplog.clear()
     (tmp_path / "clip.MP4").write_bytes(b"x")  # (a video beside the pictures: said, a new user's trial)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import itertools
 import logging
 import os
 import re
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 #: File name endings (lower case) that :func:`iter_image_paths` treats as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
      ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif"}
 )
 
@@ -509,7 +510,7 @@ def iter_image_paths(
                     raise InputError(_no_image_match(p, videos, "folder holds", "video"))
                 raise InputError(
                     f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
-                    "point to a folder of images"
+                    f"{_nested_images(p, entries) or 'point to a folder of images'}"
                 )
             if warn:
                 _warn_skipped_videos(p, videos)
@@ -554,16 +555,41 @@ def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
 
 def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern matches", kind: str = "other") -> str:
     """The message for a pattern (or, with ``verb`` "folder holds", a folder) that yields no
-    image file; ``others``: the other files it yields (videos, most likely: a glob or a folder is
-    read as an image sequence, never as several videos), called ``kind`` files."""
+    image file; ``others``: the other files it yields, called ``kind`` files. Where some are
+    videos, a glob or a folder is read as an image sequence, never as several videos: give one
+    by its path; else, the image kinds wbcap reads (a glob of a JFIF and a HEIC photo was told
+    to give a video: a photo user's trial)."""
     what = verb.split()[0]
     if not others:
         return f"{pattern}: {verb} no image file; check the {what}"
     names = ", ".join(f.name for f in others[:3]) + (", ..." if len(others) > 3 else "")
     count = f"{len(others)} {kind} file" + ("s" if len(others) > 1 else "")
+    if not any(f.suffix.lower() in _VIDEO_NAMES for f in others):
+        unread = sorted({f.suffix.lower() for f in others} & UNREAD_PICTURE_EXTENSIONS)
+        convert = f"; convert the {', '.join(unread)} pictures to JPEG or PNG" if unread else ""
+        return (f"{pattern}: {verb} no image file but {count} ({names}): images are read from "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))} files{convert}")
     return (f"{pattern}: {verb} no image file but {count} ({names}); a "
             f"{what} is read as an image sequence: give a video by its own path, not a {what} "
             "(`wbcap run VIDEO`, one run per video)")
+
+
+def _nested_images(folder: Path, entries: list[Path]) -> str:
+    """What to do where a folder without image files has subfolders that hold some (a folder
+    input is read without its subfolders: a photo user's `Day1/` was left out without a word),
+    else ""; looks one level down, in at most 50 subfolders."""
+    holding = []
+    for sub in [e for e in entries if not e.name.startswith(".") and e.is_dir()][:50]:
+        try:
+            if any(_is_image_name(f) and f.is_file() for f in itertools.islice(sub.iterdir(), 2000)):
+                holding.append(sub.name)
+        except OSError:
+            continue
+    if not holding:
+        return ""
+    shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
+    return (f"a folder is read without its subfolders, and {shown} hold{'s' if len(holding) == 1 else ''} some: "
+            f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as '{folder / '**'}'")
 
 
 #: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder

@@ -405,8 +405,10 @@ class IoUTracker:
         if n and self._tracks:
             preds = np.stack([tr.predict(frame_index, cfg.motion) for tr in self._tracks])
             iou = iou_matrix(boxes[order], preds)  # (N, M) in priority order
-            if cfg.frame_stride > 1 and cfg.motion == "constant_velocity":  # (turned or stopped: step 3)
-                iou = np.maximum(iou, iou_matrix(boxes[order], np.stack([tr.box for tr in self._tracks])))
+            if cfg.frame_stride > 1 and cfg.motion == "constant_velocity":
+                recent = np.array([frame_index - tr.last_frame <= 2 * cfg.frame_stride for tr in self._tracks], bool)
+                if recent.any():
+                    iou[:, recent] = np.maximum(iou[:, recent], iou_matrix(boxes[order], np.stack([tr.box for tr in self._tracks]))[:, recent])
             allowed = iou >= cfg.iou_threshold
             if cfg.iou_threshold == 0.0:
                 allowed &= iou > 0.0
