@@ -801,8 +801,10 @@ def test_export_none_with_other_formats_says_none_stands_alone(tmp_path, monkeyp
     assert parse_export("none,none", exact=False).formats == ()
 
 
-def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt, body_dir):
-    """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'")."""
+def test_a_box_file_entry_with_no_box_says_nobody_is_there(tmp_path, micro_ckpt, body_dir):
+    """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'"); and
+    as the README has `[]` say, an image with nobody is no failure: it was refused with exit
+    status 2 and "add the person boxes" (a photo user's trial)."""
     import json
 
     from wbcap.testing.images import person_image
@@ -812,8 +814,10 @@ def test_a_box_file_entry_with_no_box_is_not_called_missing(tmp_path, micro_ckpt
     boxes.write_text(json.dumps({"pic.png": []}))
     r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes),
                                  "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"])
-    text = " ".join(r.output.split())
-    assert r.exit_code != 0 and f"its entry in {boxes} lists no box" in text and "no entry for" not in text, text
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "pic.png: 0 person(s) (its entry in the box file lists none; nothing written)\n", r.output
+    assert "no entry for" not in r.output and "next: wbcap view" not in r.output
+    assert not (tmp_path / "out" / "pic").exists()
 
 
 def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir):

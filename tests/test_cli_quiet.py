@@ -59,3 +59,16 @@ def test_an_option_of_wbcap_given_after_the_command_says_where_it_goes(option):
         f"(wbcap {option} run ...) (see 'wbcap run --help')\n"), r.output
     r = CliRunner().invoke(cli, ["run", "clip.mp4", "--bogus"], prog_name="wbcap")
     assert r.exit_code == 2 and "itself" not in r.stderr, r.output
+
+
+def test_wbcaps_own_usage_errors_are_one_line_and_say_where_a_commands_option_goes():
+    """`wbcap --offline image X` printed click's usage block, unlike every command's errors (a
+    photo user's trial): one line, saying that a command's option goes after its name."""
+    r = CliRunner().invoke(cli, ["--offline", "image", "x.jpg"], prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr == (
+        "error: No such option '--offline' of wbcap itself: a command's options go after its name "
+        "(wbcap image --offline ...) (see 'wbcap --help')\n"), r.output
+    r = CliRunner().invoke(cli, ["--bogus", "doctor"], prog_name="wbcap")  # (an option of neither: click's guess)
+    assert r.exit_code == 2 and r.stderr == "error: No such option '--bogus'. Did you mean '--verbose'? (see 'wbcap --help')\n"
+    r = CliRunner().invoke(cli, ["nosuch"], prog_name="wbcap")
+    assert r.exit_code == 2 and r.stderr == "error: No such command 'nosuch' (see 'wbcap --help')\n", r.output

@@ -131,6 +131,9 @@ def test_auto_offline_without_yolox_is_hog_with_a_notice(caplog):
         det = make_detector("auto")  # the tests' environment has WBCAP_OFFLINE=1
     assert type(det).__name__ == "HOGDetector"
     assert "`wbcap weights fetch yolox-nano`" in caplog.text and "offline" in caplog.text
+    # (offline, fetch alone is no fix, as it refuses to download there: a photo user's trial)
+    assert "because yolox-nano is not installed (offline); `wbcap weights import yolox-nano FILE` installs a copy " \
+           "(yolox_nano.onnx from " in caplog.text and "`wbcap weights fetch yolox-nano` online gets" in caplog.text
     assert not _weights_dir().exists() or not list(_weights_dir().iterdir())
 
 

@@ -190,7 +190,7 @@ def _detector_check() -> Check:
         shared = [d for d in search_dirs() if d.resolve() != weights_dir().resolve() and d.is_dir()]
         # (a team's $WBCAP_WEIGHTS folder is where a copy would go: the fix named only wbcap's own, a weights trial)
         put = f", or put a copy of {best.file} in {shared[0]}/ (${ENV_WEIGHTS})" if shared else ""
-        return Check("person detector", False, f"auto uses OpenCV HOG (poor on real footage): no {best.file} in {path_places}{others}",
+        return Check("person detector", False, f"auto uses OpenCV HOG (poor on real photos and footage): no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`{put}" + auto,
                      optional=True)

@@ -63,6 +63,10 @@ class ImageJob:
 
 @dataclass(frozen=True)
 class ImageResult:
+    """One image's outcome: ``out_dir`` its output folder and ``people`` how many were written;
+    or ``error``, its one line (nothing written); or neither, ``people`` 0 and ``out_dir``
+    None: a box file's entry said nobody is in it (``[]``), so nothing was to be written."""
+
     path: Path
     out_dir: Path | None
     people: int
@@ -277,17 +281,14 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
     :func:`_check_box_keys`) or ``detector``'s, at most ``job.max_people`` of them.
 
     Raises:
-        NoPersonError: no box (none detected, or an entry that lists none).
+        NoPersonError: the detector found nobody. (A box file's entry that lists no box gives [].)
     """
     from wbcap.pipeline import box_advice
 
     if job.boxes is not None:
         dets = [Detection(tuple(b), 1.0) for b in job.boxes]
     elif per_image_boxes is not None:
-        dets = per_image_boxes[path.name]
-        if not dets:  # (an entry with no box: nobody to reconstruct in this image)
-            raise NoPersonError(f"{path}: its entry in {job.boxes_file} lists no box; add the person "
-                                f"boxes (x, y, w, h) to reconstruct")
+        dets = per_image_boxes[path.name]  # (an entry with no box, [], says nobody is in it: nothing to do)
     else:
         stage("detecting", path)
         dets = detector(image)
@@ -400,6 +401,9 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         except Exception as exc:
             add_note(exc, f"while processing {path}")
             raise
+        if not dets:  # (the box file says nobody is in it, as the README has `[]` say: not a failure, a user trial)
+            done(ImageResult(path, None, 0, None))
+            continue
         if pipeline is None:
             # Built for the first photo with people to regress, after its detection: photos that are
             # all unreadable or empty of people are said without loading the model (seconds; more

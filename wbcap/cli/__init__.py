@@ -96,6 +96,18 @@ class LazyGroup(click.Group):
                 raise
             _quiet_closed_stdout()
             raise click.exceptions.Exit(CLOSED_PIPE_EXIT_CODE) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # wbcap's own options: one line too (`wbcap --offline image X` printed a usage block)
+            if isinstance(exc, OneLineUsageError):
+                raise
+            message = exc.format_message()
+            named = next((word for word in args if word in SUBCOMMANDS), None)
+            command = self.get_command(exc.ctx, named) if isinstance(exc, click.NoSuchOption) and named else None
+            if command is not None and any(exc.option_name in (*o.opts, *o.secondary_opts) for o in command.params):
+                message = (f"No such option '{exc.option_name}' of wbcap itself: a command's options go after its "
+                           f"name (wbcap {named} {exc.option_name} ...)")
+            raise OneLineUsageError(message, exc.ctx) from None
         ctx.meta.setdefault("wbcap.args", tuple(args))  # (the words typed: see _unknown_home)
         return ctx
 

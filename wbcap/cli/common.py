@@ -143,6 +143,9 @@ def image_result_line(result) -> str:
     split one result over two lines)."""
     from wbcap.console import printable
 
+    if result.out_dir is None:  # (a box file's entry of no box: nothing to write)
+        return printable(f"{result.path.name}: 0 person(s) (its entry in the box file lists none; nothing written)",
+                         one_line=True)
     return printable(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", one_line=True)
 
 

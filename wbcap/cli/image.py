@@ -133,7 +133,7 @@ def _run(ctx, job, pipeline=None) -> None:
 
     quiet = is_quiet(ctx)
     paths = iter_image_paths(job.paths)  # expanded once, here and for the run
-    failed = []
+    failed, written = [], []
     # Shown even for one image: loading the model and one photo take 15-30 s on a CPU.
     display, console = progress_display(ctx, SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                         MofNCompleteColumn(), TimeRemainingColumn())
@@ -152,7 +152,10 @@ def _run(ctx, job, pipeline=None) -> None:
                                   soft_wrap=True)
                 else:
                     click.echo(printable(f"error: {result.error}", one_line=True), err=True)
-            elif not quiet:
+                return
+            if result.out_dir is not None:
+                written.append(result)
+            if not quiet:
                 line = image_result_line(result)
                 if progress.live.is_started and sys.stdout.isatty() and stderr_is_terminal():
                     console.print(line, markup=False, highlight=False, soft_wrap=True)  # the same screen: above the bar
@@ -160,7 +163,7 @@ def _run(ctx, job, pipeline=None) -> None:
                     echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
 
         run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
-    if len(failed) < len(paths):  # (some results written: how to look at them, also when others failed)
+    if written:  # (some results written: how to look at them, also when others failed)
         view_hint(ctx, job.out)
     if failed:
         ctx.exit(2)

@@ -255,9 +255,12 @@ def make_detector(
                       f"margins, so HOG keeps its default margin {HOGDetector.DEFAULT_MARGIN:g} "
                       f"({setting('detector')} hog takes a margin)")
             score_threshold = None
-        log.warning("detector: %s, because %s is not installed (%s); `wbcap weights fetch %s` gets the better detector%s",
-                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real footage)", best.name, reason, best.name,
-                    unused)
+        # (offline, `fetch` alone was no fix: it refuses to download there; a photo user's trial)
+        get = (f"`wbcap weights import {best.name} FILE` installs a copy ({best.file} from {best.source}), or "
+               f"`wbcap weights fetch {best.name}` online" if offline else f"`wbcap weights fetch {best.name}`")
+        log.warning("detector: %s, because %s is not installed (%s); %s gets the better detector%s",
+                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real photos and footage)", best.name,
+                    reason, get, unused)
     if spec == "hog":
         from wbcap.detect.hog import HOGDetector
 
