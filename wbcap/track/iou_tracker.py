@@ -21,11 +21,14 @@ Algorithm, per frame:
    and a static tracker swaps the two ids (``tests/test_track.py`` shows both).
 3. IoU between every detection and every prediction of a track not lost; pairs below
    ``iou_threshold`` are forbidden. With a frame stride (``frame_stride`` > 1, ``wbcap run
-   --every``) and constant-velocity motion a pair's IoU is the larger of the detection's with the
-   prediction and with the track's last box: the prediction then runs that many frames ahead,
-   and after a turn or a stop it lies past the person, on whoever they met, whose box took their
-   id (``benchmarks/track_switches.py --every 3``, YOLOX boxes, looks: 104 id switches, 71 of them
-   exchanges, against 63 and 36; every frame, where one frame's prediction is close, as before).
+   --every``) and constant-velocity motion, for a track matched in one of the last two processed
+   frames a pair's IoU is the larger of the detection's with the prediction and with the track's
+   last box: the prediction then runs that many frames ahead, and after a turn or a stop it lies
+   past the person, on whoever they met, whose box took their id
+   (``benchmarks/track_switches.py --every 3``, YOLOX boxes, looks: 104 id switches, 71 of them
+   exchanges, against 67 and 38). Not for a track missed longer: the box where a person was last
+   seen then belongs to whoever walks in there (with every track's last box, a break-it trial saw
+   a newcomer take the id of one who had left two seconds before). Every frame: as before.
    ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
    and, among those, the largest total IoU. With looks (``looks`` given, ``appearance`` on),
    the cost is ``1 - IoU + LOOK_WEIGHT * d``, ``d`` the look distance of the detection and the
@@ -405,10 +408,11 @@ class IoUTracker:
         if n and self._tracks:
             preds = np.stack([tr.predict(frame_index, cfg.motion) for tr in self._tracks])
             iou = iou_matrix(boxes[order], preds)  # (N, M) in priority order
-            if cfg.frame_stride > 1 and cfg.motion == "constant_velocity":
+            if cfg.frame_stride > 1 and cfg.motion == "constant_velocity":  # (turned or stopped: step 3)
                 recent = np.array([frame_index - tr.last_frame <= 2 * cfg.frame_stride for tr in self._tracks], bool)
                 if recent.any():
-                    iou[:, recent] = np.maximum(iou[:, recent], iou_matrix(boxes[order], np.stack([tr.box for tr in self._tracks]))[:, recent])
+                    last = iou_matrix(boxes[order], np.stack([tr.box for tr in self._tracks]))
+                    iou[:, recent] = np.maximum(iou[:, recent], last[:, recent])
             allowed = iou >= cfg.iou_threshold
             if cfg.iou_threshold == 0.0:
                 allowed &= iou > 0.0
