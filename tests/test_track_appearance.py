@@ -126,6 +126,22 @@ def test_people_who_meet_and_turn_back_keep_their_ids_with_every(speed, stay, ev
     assert ids_of(scene) == {"A": [0], "B": [1]}  # (every frame: as before)
 
 
+@pytest.mark.parametrize("looks", [True, False])
+def test_with_every_a_newcomer_where_a_gone_person_was_last_seen_gets_a_new_id(looks):
+    """With --every 5, a man walking out of view (last seen at x = 80) and, three processed frames
+    later, someone else standing where he was last seen: a track's last box also counted for a
+    track missed that long, and the newcomer took his id (a break-it trial on vtest.avi). Only a
+    track seen in one of the last two processed frames has its last box count."""
+    image = np.full((160, 400, 3), 110, np.uint8)
+    draw(image, 80, "B")  # (the newcomer's clothes, for the looks)
+    tracker = IoUTracker(TrackerConfig(frame_stride=5))
+    walker = [tracker.update(f, np.array([[20.0 + 2 * f, 20, 40, 120]]))[0] for f in (0, 5, 10, 15, 20, 25, 30)]
+    assert set(walker) == {0}  # (last seen at frame 30, x = 80, walking right at 10 px a processed frame)
+    box = np.array([[80.0, 20, 40, 120]])  # (his prediction at frame 45: x = 110, IoU 0.14)
+    newcomer = tracker.update(45, box, looks=box_looks(image, box) if looks else None)[0]
+    assert newcomer == 1
+
+
 def test_reidentification_is_limited_in_time_and_place():
     """B, hidden 20 frames, is found again with --reid-age 30, not with 10; a look-alike far
     from where B was lost gets a new id."""
