@@ -626,6 +626,8 @@ def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
         picture = draw(1, 64, 48)[:, :, 0] if suffix in (".pbm", ".pgm") else draw(1, 64, 48)  # (one channel)
         if suffix == ".gif":  # (OpenCV writes none)
             Image.fromarray(picture[:, :, ::-1]).save(p)
+        elif suffix == ".jfif":  # (a JPEG by another name, which OpenCV writes by name only as .jpg)
+            p.write_bytes(cv2.imencode(".jpg", picture)[1].tobytes())
         else:
             assert cv2.imwrite(str(p), picture), suffix
         assert file_video_container(p) is None, suffix
