@@ -801,7 +801,7 @@ def test_export_none_with_other_formats_says_none_stands_alone(tmp_path, monkeyp
     assert parse_export("none,none", exact=False).formats == ()
 
 
-def test_a_box_file_entry_with_no_box_says_nobody_is_there(tmp_path, micro_ckpt, body_dir):
+def test_a_box_file_entry_with_no_box_says_nobody_is_there(tmp_path, micro_ckpt, body_dir, monkeypatch):
     """`{"pic.png": []}`: the entry exists and lists nobody (it was "no entry for 'pic.png'"); and
     as the README has `[]` say, an image with nobody is no failure: it was refused with exit
     status 2 and "add the person boxes" (a photo user's trial)."""
@@ -809,15 +809,28 @@ def test_a_box_file_entry_with_no_box_says_nobody_is_there(tmp_path, micro_ckpt,
 
     from wbcap.testing.images import person_image
 
+    monkeypatch.setattr("wbcap.cli.common.stderr_is_terminal", lambda: True)  # (a person watching: the view hint)
     img = write_rgb(tmp_path / "pic.png", person_image(96, 128, seed=1))
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"pic.png": []}))
-    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes),
-                                 "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"])
+    args = ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu", "--no-render"]
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes), *args])
     assert r.exit_code == 0, r.output
     assert r.stdout == "pic.png: 0 person(s) (its entry in the box file lists none; nothing written)\n", r.output
-    assert "no entry for" not in r.output and "next: wbcap view" not in r.output
+    assert "no entry for" not in r.output and "next: wbcap view" not in r.output  # (nothing to view)
     assert not (tmp_path / "out" / "pic").exists()
+    # an earlier result of the image stays, and is said to (a review: it looked like this run's)
+    assert CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--bbox", "10,10,60,100",
+                                    *args]).exit_code == 0
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out"), "--boxes", str(boxes), *args])
+    assert r.exit_code == 0 and r.stdout == (
+        "pic.png: 0 person(s) (its entry in the box file lists none; nothing written; its earlier result in "
+        f"{tmp_path / 'out' / 'pic'} was left unchanged)\n"), r.output
+    assert (tmp_path / "out" / "pic" / "person_0" / "smplx_param.json").is_file()
+    from wbcap.image_app import ImageJob
+
+    with pytest.raises(ValueError, match=r"^boxes \(\) holds no box"):  # (in Python: it ended silently, a review)
+        ImageJob(paths=(str(img),), out=str(tmp_path / "o"), boxes=())
 
 
 def test_detector_boxes_file_is_the_boxes_option(tmp_path, micro_ckpt, body_dir):

@@ -393,6 +393,8 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
     from wbcap.io.images import IMAGE_EXTENSIONS, iter_image_paths
 
     kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+    tmp_path = tmp_path / "Photos [2024]"  # (a name glob reads as a pattern: the pattern said is escaped, a review)
+    tmp_path.mkdir()
     (tmp_path / "Day1").mkdir()
     (tmp_path / "Day1" / "a.jpg").write_bytes(b"x")
     (tmp_path / "IMG_1.heic").write_bytes(b"x")
@@ -400,11 +402,12 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
         iter_image_paths([tmp_path], warn=False)
     assert str(info.value) == (f"{tmp_path}: folder holds no image files ({kinds}); a folder is read without its "
                                f"subfolders, and Day1 holds some: name it, or all with a pattern such as "
-                               f"'{tmp_path / '**'}'")
-    assert [p.name for p in iter_image_paths([str(tmp_path / "**")], warn=False)] == ["a.jpg"]
+                               f"'{tmp_path.parent / 'Photos [[]2024]' / '**'}'")
+    assert [p.name for p in iter_image_paths([str(tmp_path.parent / "Photos [[]2024]" / "**")], warn=False)] == ["a.jpg"]
+    pattern = tmp_path.parent / "Photos [[]2024]" / "*"
     with pytest.raises(InputError) as info:
-        iter_image_paths([str(tmp_path / "*")], warn=False)
-    assert str(info.value) == (f"{tmp_path / '*'}: pattern matches no image file but 1 other file (IMG_1.heic): "
+        iter_image_paths([str(pattern)], warn=False)
+    assert str(info.value) == (f"{pattern}: pattern matches no image file but 1 other file (IMG_1.heic): "
                                f"images are read from {kinds} files; convert the .heic pictures to JPEG or PNG")
     (tmp_path / "download.jfif").write_bytes(b"x")
     assert [p.name for p in iter_image_paths([tmp_path], warn=False)] == ["download.jfif"]

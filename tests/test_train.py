@@ -160,6 +160,42 @@ def test_a_loss_that_becomes_nan_stops_the_run_before_its_snapshot(tmp_path, bod
     assert [r["step"] for r in rows] == [0, 1] and rows[1]["loss/total"] is None and rows[0]["loss/total"] > 0
 
 
+def test_weights_that_became_nan_unread_in_a_loss_stop_the_run_before_its_snapshot(tmp_path, body_layer,
+                                                                                    fixed_batch_set, monkeypatch):
+    """Only the losses of the first process are read: another's NaN, or a non-finite gradient,
+    reaches every replica's weights through the update while this loss stays finite, and the
+    snapshot was then all NaN (a review). The weights are checked before each snapshot."""
+    from torch.utils.data import Subset
+
+    from wbcap.errors import TrainingDivergedError
+    from wbcap.train import trainer
+
+    real = trainer.adam
+
+    def poisoned(params, lr, device):  # (an update that leaves a NaN, after a finite loss)
+        optimizer = real(params, lr, device)
+        step = optimizer.step
+
+        def nan_step(*args, **kwargs):
+            done = step(*args, **kwargs)
+            with torch.no_grad():
+                params[0].view(-1)[0] = float("nan")
+            return done
+
+        optimizer.step = nan_step
+        return optimizer
+
+    monkeypatch.setattr(trainer, "adam", poisoned)
+    stage = _stage(epochs=1, batch_size=1, lr=1e-3, model=MICRO, max_steps_per_epoch=1)
+    with pytest.raises(TrainingDivergedError) as caught:
+        trainer.train(stage, _run(tmp_path, "w"), dataset=Subset(fixed_batch_set, [0]), body_layer=body_layer)
+    assert str(caught.value) == (
+        f"{tmp_path / 'w'}: the network's weights became NaN or infinite during epoch 0 (a loss or gradient this "
+        "process did not read as such): training stopped before this epoch's snapshot; no snapshot was written; "
+        "lower the learning rate (lr, 0.001 at that epoch) or check the training data")
+    assert not list((tmp_path / "w").glob("snapshot_*"))
+
+
 @pytest.mark.slow  # five training runs, five 0.5 GB snapshots
 def test_same_seed_same_losses_and_resume_equals_uninterrupted(tmp_path, body_layer, fixed_batch_set, no_tensorboard):
     """Bit for bit on CPU: two runs from one seed, and a run stopped after epoch 0 then resumed."""

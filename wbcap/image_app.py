@@ -57,20 +57,26 @@ class ImageJob:
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``max_people`` that is neither None nor a whole number of 1 or
-        more (:func:`wbcap.limits.check_people_limit`)."""
+        more (:func:`wbcap.limits.check_people_limit`), and for ``boxes`` that hold no box (None
+        runs the detector; `ImageJob(boxes=())` ended silently with nothing written: a review)."""
         check_people_limit(self.max_people)
+        if self.boxes is not None and len(self.boxes) == 0:
+            raise ValueError("boxes () holds no box: give at least one (x, y, w, h), or None to detect the people")
 
 
 @dataclass(frozen=True)
 class ImageResult:
     """One image's outcome: ``out_dir`` its output folder and ``people`` how many were written;
     or ``error``, its one line (nothing written); or neither, ``people`` 0 and ``out_dir``
-    None: a box file's entry said nobody is in it (``[]``), so nothing was to be written."""
+    None: a box file's entry said nobody is in it (``[]``), so nothing was to be written
+    (``earlier``: an earlier result's folder there, left as it was)."""
 
     path: Path
     out_dir: Path | None
     people: int
     error: str | None
+    #: Where nothing was written (no error): the folder of an earlier result of the image, left as it was.
+    earlier: Path | None = None
 
 
 #: Stages :func:`run_images` reports through ``on_stage``, in order: ``reading`` the first image,
@@ -402,7 +408,8 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             add_note(exc, f"while processing {path}")
             raise
         if not dets:  # (the box file says nobody is in it, as the README has `[]` say: not a failure, a user trial)
-            done(ImageResult(path, None, 0, None))
+            earlier = out_root / name
+            done(ImageResult(path, None, 0, None, earlier if earlier.is_dir() else None))
             continue
         if pipeline is None:
             # Built for the first photo with people to regress, after its detection: photos that are

@@ -103,7 +103,10 @@ class LazyGroup(click.Group):
                 raise
             message = exc.format_message()
             named = next((word for word in args if word in SUBCOMMANDS), None)
-            command = self.get_command(exc.ctx, named) if isinstance(exc, click.NoSuchOption) and named else None
+            try:  # (a command that fails to import: its own run says so; here, no hint)
+                command = self.get_command(exc.ctx, named) if isinstance(exc, click.NoSuchOption) and named else None
+            except Exception:
+                command = None
             if command is not None and any(exc.option_name in (*o.opts, *o.secondary_opts) for o in command.params):
                 message = (f"No such option '{exc.option_name}' of wbcap itself: a command's options go after its "
                            f"name (wbcap {named} {exc.option_name} ...)")

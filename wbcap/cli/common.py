@@ -138,14 +138,16 @@ def is_quiet(ctx: click.Context) -> bool:
 
 def image_result_line(result) -> str:
     """The stdout line of one photo's result (:class:`wbcap.image_app.ImageResult`), as ``wbcap
-    image`` and ``wbcap demo`` print it: ``<file name>: <n> person(s) -> <its output folder>``, one
+    image`` and ``wbcap demo`` print it: ``<file name>: <n> person(s) -> <its output folder>`` (for
+    a box file's entry of no box: ``<file name>: 0 person(s) (... nothing written)``), one
     line whatever the names hold (a newline in a file name is written ``\\n``: a break-it trial's
     split one result over two lines)."""
     from wbcap.console import printable
 
     if result.out_dir is None:  # (a box file's entry of no box: nothing to write)
-        return printable(f"{result.path.name}: 0 person(s) (its entry in the box file lists none; nothing written)",
-                         one_line=True)
+        kept = f"; its earlier result in {result.earlier} was left unchanged" if result.earlier is not None else ""
+        return printable(f"{result.path.name}: 0 person(s) (its entry in the box file lists none; nothing "
+                         f"written{kept})", one_line=True)
     return printable(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", one_line=True)
 
 

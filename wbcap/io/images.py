@@ -579,17 +579,20 @@ def _nested_images(folder: Path, entries: list[Path]) -> str:
     input is read without its subfolders: a photo user's `Day1/` was left out without a word),
     else ""; looks one level down, in at most 50 subfolders."""
     holding = []
-    for sub in [e for e in entries if not e.name.startswith(".") and e.is_dir()][:50]:
+    subfolders = (e for e in entries if not e.name.startswith(".") and e.is_dir())
+    for sub in itertools.islice(subfolders, 50):
         try:
-            if any(_is_image_name(f) and f.is_file() for f in itertools.islice(sub.iterdir(), 2000)):
-                holding.append(sub.name)
+            with os.scandir(sub) as listing:
+                if any(_is_image_name(Path(f.path)) and f.is_file() for f in itertools.islice(listing, 2000)):
+                    holding.append(sub.name)
         except OSError:
             continue
     if not holding:
         return ""
     shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
     return (f"a folder is read without its subfolders, and {shown} hold{'s' if len(holding) == 1 else ''} some: "
-            f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as '{folder / '**'}'")
+            f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as "
+            f"'{Path(glob.escape(str(folder))) / '**'}'")
 
 
 #: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder

@@ -825,8 +825,10 @@ def train(
             if writer is not None:
                 writer(global_step, {"loss/total": total, "lr": stage.lr_at(epoch_), **{f"loss/{k}": v for k, v in zip(names, terms)}})
             if not math.isfinite(total):
-                raise _diverged(out, stage, epoch_, step_, global_step, total,
-                                [k for k, v in zip(names, terms) if not math.isfinite(v)])
+                bad = [k for k, v in zip(names, terms) if not math.isfinite(v)]
+                named = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                raise _diverged(out, stage, epoch_, f"the training loss became {total} at epoch {epoch_} step {step_} "
+                                f"(global step {global_step})" + (f" ({named} among the terms)" if bad else ""))
             if on_step is not None:
                 on_step(epoch_, step_, total)
             if step_ % losses_log.every == 0:
@@ -881,6 +883,11 @@ def train(
                 dist.all_gather_object(gathered, rng)
                 rng = gathered
             if d.is_main:
+                # (a loss rank 0 did not read went so, another process's or the gradients': every
+                # replica's weights took the update; one check of them before the snapshot, a review)
+                if not bool(torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all()):
+                    raise _diverged(out, stage, epoch, f"the network's weights became NaN or infinite during epoch "
+                                    f"{epoch} (a loss or gradient this process did not read as such)")
                 path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng,
                              step=first_step + (epoch + 1 - start_epoch) * per_epoch)
                 history.checkpoints.append(path)
@@ -896,25 +903,21 @@ def train(
     return history
 
 
-def _diverged(out: Path, stage: StageConfig, epoch: int, step: int, global_step: int, total: float,
-              terms: list[str]) -> TrainingDivergedError:
-    """The error that stops a run whose loss ``total`` is not finite (read every ``log_every``
-    steps and at each epoch's end, before its snapshot is written): a run whose loss went NaN at
-    its second step had ended "trained", its one snapshot all NaN, refused by every command
-    that loads it, and its log showing only the healthy first loss (a researcher's trial).
-    ``terms``: the loss terms that were not finite either. (As detectron2's trainer stops at a
-    non-finite loss: ``FloatingPointError`` in its ``SimpleTrainer``.)"""
+def _diverged(out: Path, stage: StageConfig, epoch: int, what: str) -> TrainingDivergedError:
+    """The error that stops a run at ``what`` went non-finite in ``epoch`` (its loss, read every
+    ``log_every`` steps and at each epoch's end; its weights, checked before each snapshot):
+    a run whose loss went NaN at its second step had ended "trained", its one snapshot all NaN,
+    refused by every command that loads it, and its log showing only the healthy first loss (a
+    researcher's trial). (As detectron2's trainer stops at a non-finite loss:
+    ``FloatingPointError`` in its ``SimpleTrainer``.)"""
     kept = snapshots(out)
-    named = ", ".join(terms[:3]) + (f" and {len(terms) - 3} more" if len(terms) > 3 else "")
-    which = f" ({named} among the terms)" if terms else ""
     where = (f"; the snapshots of the epochs before are kept (the last: {kept[-1].name})" if kept
              else "; no snapshot was written")
     # (a resume takes the settings of the run's last launch, stage.json: this one's rate again unless given)
     again = f"; a {setting('resume', api='resume')} keeps this rate unless given one" if kept else ""
     return TrainingDivergedError(
-        f"{out}: the training loss became {total} at epoch {epoch} step {step} (global step {global_step}){which}: "
-        f"training stopped before this epoch's snapshot{where}; lower the learning rate ({setting('lr')}, "
-        f"{stage.lr_at(epoch):g} at that epoch{again}) or check the training data")
+        f"{out}: {what}: training stopped before this epoch's snapshot{where}; lower the learning rate "
+        f"({setting('lr')}, {stage.lr_at(epoch):g} at that epoch{again}) or check the training data")
 
 
 def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step: int) -> Path:
