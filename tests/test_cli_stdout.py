@@ -228,3 +228,17 @@ def test_result_lines_go_to_stdout_while_a_progress_bar_runs_on_a_terminal(monke
             assert out == "a.jpg: 1 person(s) -> out/a\n"
         else:
             assert guard.failed and guard.message().endswith("the result was: a.jpg: 1 person(s) -> out/a")
+
+
+def test_shell_completion_writes_its_script_and_completions():
+    """click's shell completion (`eval "$(_WBCAP_COMPLETE=bash_source wbcap)"`) ended in a
+    TypeError: it writes bytes, which the stdout guard of a command refused (a review)."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    r = CliRunner().invoke(cli, [], prog_name="wbcap", env={"_WBCAP_COMPLETE": "bash_source"})
+    assert r.exit_code == 0 and "_wbcap_completion()" in r.output and r.exception is None, r.output
+    r = CliRunner().invoke(cli, [], prog_name="wbcap",
+                           env={"_WBCAP_COMPLETE": "bash_complete", "COMP_WORDS": "wbcap image --max", "COMP_CWORD": "2"})
+    assert r.exit_code == 0 and r.output == "plain,--max-people\n", r.output

@@ -70,6 +70,12 @@ class LazyGroup(click.Group):
         repeats what was to be written, exit status the command's own or 2."""
         from wbcap.cli.stdout import UNWRITTEN_EXIT_CODE, guarded_stdout
 
+        # shell completion (click's `_WBCAP_COMPLETE=bash_source wbcap`, and each completion) runs no
+        # command and writes its script as bytes, which the text-only guard refused: a traceback in
+        # every shell that set it up (a review)
+        completing = complete_var or f"_{prog_name or self.name or 'wbcap'}_COMPLETE".replace("-", "_").upper()
+        if os.environ.get(completing):
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         with guarded_stdout() as guard:
             try:
                 rv = super().main(args, prog_name, complete_var, standalone_mode, **extra)
