@@ -885,7 +885,7 @@ def train(
             if d.is_main:
                 # (a loss rank 0 did not read went so, another process's or the gradients': every
                 # replica's weights took the update; one check of them before the snapshot, a review)
-                if not bool(torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all()):
+                if not _weights_finite(net):
                     raise _diverged(out, stage, epoch, f"the network's weights became NaN or infinite during epoch "
                                     f"{epoch} (a loss or gradient this process did not read as such)")
                 path = _save(out / CKPT_PATTERN.format(epoch=epoch), net, stage, epoch, optimizer, rng,
@@ -901,6 +901,11 @@ def train(
         writer(None, None)
     history.net = net
     return history
+
+
+def _weights_finite(net: torch.nn.Module) -> bool:
+    """Whether every parameter of ``net`` is finite: one device -> host read (before a snapshot)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all())
 
 
 def _diverged(out: Path, stage: StageConfig, epoch: int, what: str) -> TrainingDivergedError:
