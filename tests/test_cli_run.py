@@ -1174,6 +1174,7 @@ def test_the_options_defaults_are_the_librarys():
     assert {name: value for name, value in shown.items() if value != defaults[name]} == {}
 
 
+@pytest.mark.slow  # three networks built (the fast loop stays under 2 minutes)
 def test_the_video_benchmark_builds_a_job_the_library_takes(tmp_path, small_config, body_dir, micro_ckpt, monkeypatch):
     """benchmarks/video_pipeline.py set the people limit in the tracker too, which VideoJob now
     refuses: the script stopped at once (a review); and with --precision fast it gave run_video a

@@ -133,6 +133,7 @@ def no_tensorboard(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
 
 
+@pytest.mark.slow  # training steps (the fast loop stays under 2 minutes)
 def test_a_loss_that_becomes_nan_stops_the_run_before_its_snapshot(tmp_path, body_layer, fixed_batch_set,
                                                                     no_tensorboard):
     """A run whose loss went NaN at its second step ended "trained", its snapshot all NaN and
@@ -160,6 +161,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_before_its_snapshot(tmp_path, bod
     assert [r["step"] for r in rows] == [0, 1] and rows[1]["loss/total"] is None and rows[0]["loss/total"] > 0
 
 
+@pytest.mark.slow  # a training step (the fast loop stays under 2 minutes)
 def test_weights_that_became_nan_unread_in_a_loss_stop_the_run_before_its_snapshot(tmp_path, body_layer,
                                                                                     fixed_batch_set, monkeypatch):
     """Only the losses of the first process are read: another's NaN, or a non-finite gradient,
