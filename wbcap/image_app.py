@@ -31,7 +31,8 @@ class ImageJob:
     installed or downloadable, else HOG; ``hog``; ``yolox-s``; ``full``: the whole image is one
     person; ...); detector_model: a YOLOX ONNX file; score_threshold, min_height_frac: the
     detector's limits (its defaults when None); max_people: keep the largest boxes (then by
-    score: :func:`~wbcap.detect.base.largest_first`; numbered in the detector's order); users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
+    score: :func:`~wbcap.detect.base.largest_first`; numbered in the detector's order);
+    users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
     them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
     (:func:`wbcap.export.image_outputs.person_animation`; none by default). no_person_advice:
