@@ -160,8 +160,9 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
 def execute(ctx, job, pipeline=None, resume_hint: bool = True):
     """Run ``job`` with a rich progress bar (items/s, :func:`~wbcap.io.progress.stage_unit`, and
     ETA) unless --quiet, or where stderr is no terminal a progress line a minute
-    (:class:`~wbcap.io.progress.ProgressLines`); on Ctrl-C, SIGTERM or SIGHUP (:func:`wbcap.stop_signals.stop_as_ctrl_c`), with ``resume_hint``, say how to
-    continue (the command has --resume)."""
+    (:class:`~wbcap.io.progress.ProgressLines`); on Ctrl-C, SIGTERM or SIGHUP
+    (:func:`wbcap.stop_signals.stop_as_ctrl_c`), with ``resume_hint``, say how to continue (the
+    command has --resume)."""
     import logging
 
     from rich.progress import (
