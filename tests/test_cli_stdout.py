@@ -242,3 +242,11 @@ def test_shell_completion_writes_its_script_and_completions():
     r = CliRunner().invoke(cli, [], prog_name="wbcap",
                            env={"_WBCAP_COMPLETE": "bash_complete", "COMP_WORDS": "wbcap image --max", "COMP_CWORD": "2"})
     assert r.exit_code == 0 and r.output == "plain,--max-people\n", r.output
+
+
+@no_dev_full
+def test_shell_completion_to_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    """`_WBCAP_COMPLETE=bash_source wbcap > /dev/full` ended in a traceback (a break-it trial)."""
+    monkeypatch.setenv("_WBCAP_COMPLETE", "bash_source")
+    res = _wbcap_to_dev_full(tmp_path)
+    assert res.returncode == 2 and res.stderr == f"{FULL}; the shell completion was not written\n", res.stderr

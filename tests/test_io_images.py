@@ -402,13 +402,19 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
         iter_image_paths([tmp_path], warn=False)
     assert str(info.value) == (f"{tmp_path}: folder holds no image files ({kinds}); a folder is read without its "
                                f"subfolders, and Day1 holds some: name it, or all with a pattern such as "
-                               f"'{tmp_path.parent / 'Photos [[]2024]' / '**'}'")
+                               f"'{tmp_path.parent / 'Photos [[]2024]' / '**'}'")  # (shell-quoted: pasted back as is)
     assert [p.name for p in iter_image_paths([str(tmp_path.parent / "Photos [[]2024]" / "**")], warn=False)] == ["a.jpg"]
     pattern = tmp_path.parent / "Photos [[]2024]" / "*"
     with pytest.raises(InputError) as info:
         iter_image_paths([str(pattern)], warn=False)
     assert str(info.value) == (f"{pattern}: pattern matches no image file but 1 other file (IMG_1.heic): "
                                f"images are read from {kinds} files; convert the .heic pictures to JPEG or PNG")
+    quoted = tmp_path.parent / "it's"  # (the pattern said is one shell word: pasted back, it is the pattern)
+    (quoted / "sub").mkdir(parents=True)
+    (quoted / "sub" / "p.jpg").write_bytes(b"x")
+    with pytest.raises(InputError) as info:
+        iter_image_paths([quoted], warn=False)
+    assert str(info.value).endswith(f"""or all with a pattern such as '{tmp_path.parent}/it'"'"'s/**'"""), str(info.value)
     (tmp_path / "download.jfif").write_bytes(b"x")
     assert [p.name for p in iter_image_paths([tmp_path], warn=False)] == ["download.jfif"]
 

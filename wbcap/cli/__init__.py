@@ -75,7 +75,15 @@ class LazyGroup(click.Group):
         # every shell that set it up (a review)
         completing = complete_var or f"_{prog_name or self.name or 'wbcap'}_COMPLETE".replace("-", "_").upper()
         if os.environ.get(completing):
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            try:
+                return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            except OSError as exc:  # (`> /dev/full`: one line, as a command's, not a traceback; a break-it trial)
+                if exc.errno == errno.EPIPE:
+                    _quiet_closed_stdout()
+                    sys.exit(CLOSED_PIPE_EXIT_CODE)
+                click.echo(f"error: could not write to standard output ({exc.strerror or exc}); the shell completion "
+                           "was not written", err=True)
+                sys.exit(UNWRITTEN_EXIT_CODE)
         with guarded_stdout() as guard:
             try:
                 rv = super().main(args, prog_name, complete_var, standalone_mode, **extra)

@@ -45,6 +45,7 @@ from typing import Literal
 
 import numpy as np
 
+from wbcap.console import shell_word
 from wbcap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -592,7 +593,7 @@ def _nested_images(folder: Path, entries: list[Path]) -> str:
     shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
     return (f"a folder is read without its subfolders, and {shown} hold{'s' if len(holding) == 1 else ''} some: "
             f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as "
-            f"'{Path(glob.escape(str(folder))) / '**'}'")
+            f"{shell_word(str(Path(glob.escape(str(folder))) / '**'))}")  # (pasted back as typed: a break-it trial)
 
 
 #: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder
