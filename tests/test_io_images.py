@@ -419,6 +419,28 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
     assert [p.name for p in iter_image_paths([tmp_path], warn=False)] == ["download.jfif"]
 
 
+def test_a_folder_of_images_says_which_subfolders_of_images_it_skips(tmp_path, caplog):
+    """Beside a folder's own images, those of its subfolders were left out without a word (a
+    photo user's trial): a warning names them and the pattern that reads them all."""
+    import logging
+
+    from wbcap.io.images import iter_image_paths
+
+    (tmp_path / "Day2").mkdir()
+    (tmp_path / "Day2" / "b.jpg").write_bytes(b"x")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        assert [p.name for p in iter_image_paths([tmp_path])] == ["a.jpg"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: skipped the images in its subfolder Day2 (a folder is read without its subfolders; "
+        f"'{tmp_path}/**' reads them all)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        iter_image_paths([tmp_path], warn=False)
+    assert not caplog.records
+
+
 def test_an_animated_image_says_only_its_first_frame_is_used(tmp_path, caplog):
     """An APNG, animated WebP, multi-page TIFF or animated GIF ran silently as its first frame
     (found by user trials): a warning says so; still images (PNG, WebP, lossy and lossless,

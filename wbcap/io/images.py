@@ -515,6 +515,9 @@ def iter_image_paths(
                 )
             if warn:
                 _warn_skipped_videos(p, videos)
+                nested = _nested_images(p, entries, skipped=True)
+                if nested:  # (left out without a word beside the pictures: a photo user's trial)
+                    log.warning("%s: %s", p, nested)
             add(files)
         elif kind == "file":
             add([p])
@@ -575,10 +578,11 @@ def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern ma
             "(`wbcap run VIDEO`, one run per video)")
 
 
-def _nested_images(folder: Path, entries: list[Path]) -> str:
-    """What to do where a folder without image files has subfolders that hold some (a folder
-    input is read without its subfolders: a photo user's `Day1/` was left out without a word),
-    else ""; looks one level down, in at most 50 subfolders."""
+def _nested_images(folder: Path, entries: list[Path], skipped: bool = False) -> str:
+    """What to say where a folder's subfolders hold images (a folder input is read without its
+    subfolders: a photo user's `Day1/` was left out without a word), else ""; looks one level
+    down, in at most 50 subfolders. ``skipped``: the folder's own images are read, and the line
+    says that these were not (a warning), else what to do for a folder without images."""
     holding = []
     subfolders = (e for e in entries if not e.name.startswith(".") and e.is_dir())
     for sub in itertools.islice(subfolders, 50):
@@ -591,9 +595,13 @@ def _nested_images(folder: Path, entries: list[Path]) -> str:
     if not holding:
         return ""
     shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
+    # (the pattern as one shell word: pasted back as typed, a break-it trial)
+    pattern = shell_word(str(Path(glob.escape(str(folder))) / "**"))
+    if skipped:
+        return (f"skipped the images in its subfolder{'s' if len(holding) > 1 else ''} {shown} (a folder is read "
+                f"without its subfolders; {pattern} reads them all)")
     return (f"a folder is read without its subfolders, and {shown} hold{'s' if len(holding) == 1 else ''} some: "
-            f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as "
-            f"{shell_word(str(Path(glob.escape(str(folder))) / '**'))}")  # (pasted back as typed: a break-it trial)
+            f"name {'it' if len(holding) == 1 else 'one'}, or all with a pattern such as {pattern}")
 
 
 #: Names of video files a folder of footage holds (phones, cameras, screen recorders): a folder
