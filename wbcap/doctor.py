@@ -157,6 +157,7 @@ def _through_variable(named: Path, found, default: bool) -> bool:
 def _detector_check() -> Check:
     """Which detector ``--detector auto`` uses here (no download is attempted; with
     ``WBCAP_OFFLINE`` set, the fix does not offer the download ``auto`` would not make)."""
+    from wbcap.detect.base import HOG_FALLBACK
     from wbcap.paths import ENV_WEIGHTS, env_path, offline_from_env
     from wbcap.weights import (
         default_entry,
@@ -190,7 +191,7 @@ def _detector_check() -> Check:
         shared = [d for d in search_dirs() if d.resolve() != weights_dir().resolve() and d.is_dir()]
         # (a team's $WBCAP_WEIGHTS folder is where a copy would go: the fix named only wbcap's own, a weights trial)
         put = f", or put a copy of {best.file} in {shared[0]}/ (${ENV_WEIGHTS})" if shared else ""
-        return Check("person detector", False, f"auto uses OpenCV HOG (poor on real photos and footage): no {best.file} in {path_places}{others}",
+        return Check("person detector", False, f"auto uses {HOG_FALLBACK}: no {best.file} in {path_places}{others}",
                      f"`wbcap weights fetch {best.name}` ({best.size / 1e6:.1f} MB), or on a machine without internet "
                      f"`wbcap weights import {best.name} FILE`{put}" + auto,
                      optional=True)

@@ -74,6 +74,9 @@ def largest_first(detection: Detection) -> tuple[float, float]:
     return -float(detection.box[2]) * float(detection.box[3]), -detection.score
 
 
+#: How the fallback detector is named where ``auto`` falls back to it (the run's notice, doctor).
+HOG_FALLBACK = "OpenCV HOG (poor on real photos and footage)"
+
 #: What the detectors whose scores are probabilities call them (:func:`check_probability_threshold`).
 YOLOX_SCORES = "YOLOX's scores lie (objectness x person probability; default 0.3)"
 FRCNN_SCORES = "Faster R-CNN's scores lie (default 0.5)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from wbcap.detect.base import Detection
+from wbcap.detect.base import HOG_FALLBACK, Detection
 from wbcap.errors import InputError, setting
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def make_detector(
         get = (f"`wbcap weights import {best.name} FILE` installs a copy ({best.file} from {best.source}), or "
                f"`wbcap weights fetch {best.name}` online" if offline else f"`wbcap weights fetch {best.name}`")
         log.warning("detector: %s, because %s is not installed (%s); %s gets the better detector%s",
-                    "torchvision Faster R-CNN" if ok else "OpenCV HOG (poor on real photos and footage)", best.name,
+                    "torchvision Faster R-CNN" if ok else HOG_FALLBACK, best.name,
                     reason, get, unused)
     if spec == "hog":
         from wbcap.detect.hog import HOGDetector

@@ -29,8 +29,9 @@ Algorithm, per frame:
    exchanges, against 67 and 38). Not for a track missed longer: the box where a person was last
    seen then belongs to whoever walks in there (with every track's last box, a break-it trial saw
    a newcomer take the id of one who had left two seconds before). Every frame: as before.
-   ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden: a large constant) gives the matching with the most allowed pairs
-   and, among those, the largest total IoU. With looks (``looks`` given, ``appearance`` on),
+   ``scipy.optimize.linear_sum_assignment`` on the cost ``1 - IoU`` (forbidden: a large
+   constant) gives the matching with the most allowed pairs and, among those, the largest total
+   IoU. With looks (``looks`` given, ``appearance`` on),
    the cost is ``1 - IoU + LOOK_WEIGHT * d``, ``d`` the look distance of the detection and the
    track (:func:`~wbcap.track.appearance.look_distances`, 0-1), a detection may also stay
    unmatched at a cost just above any one allowed pair's (so the matching with the most pairs
