@@ -74,7 +74,7 @@ def test_a_sample_predicted_nan_is_skipped_by_the_means(models, data_root):
 
 def test_samples_left_out_of_the_means_are_counted_and_said(models, data_root, caplog, tmp_path):
     """The means over the finite samples only had been printed as if over all of them: a review
-    against upstream (whose means would be NaN) found nothing said it. Now the samples left out are
+    against upstream (whose evaluation stops there, its SVD refusing the NaN) found nothing said it. Now the samples left out are
     counted per metric (in --out's JSON) and named in one warning."""
     import logging
 
@@ -97,14 +97,36 @@ def test_samples_left_out_of_the_means_are_counted_and_said(models, data_root, c
     assert result.metrics["mpvpe_all"] == pytest.approx(10.0 * len(left) / 10475 / 2, abs=1e-3)
     said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert said == ["EHF: 1 of 3 samples had a prediction that is not finite and are left out of the means of "
-                    f"{', '.join(WHOLE_BODY_METRICS)} (their per-sample values are null in --out; upstream's means "
-                    "would be NaN)"]
+                    f"{', '.join(WHOLE_BODY_METRICS)} (their per-sample values are null in --out; upstream's "
+                    "evaluation would stop at the first: numpy's SVD in its Procrustes alignment does not converge on a "
+                    "NaN)"]
     written = json.loads(write_results(result, tmp_path / "r.json").read_text())
     assert written["left_out"] == {key: 1 for key in WHOLE_BODY_METRICS} and written["per_sample"][2]["mpvpe_all"] is None
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="wbcap.eval.evaluate"):
         clean = evaluate("EHF", data_root, lambda b: b.gt + shift, body_models=models, batch_size=2)
     assert clean.left_out == {} and not [r for r in caplog.records if "left out" in r.getMessage()]
+
+
+def test_a_pipeline_of_a_gendered_smplx_model_is_refused_as_the_command_refuses_it(models, data_root, micro_ckpt,
+                                                                                 tmp_path, body_dir):
+    """`wbcap eval` refused a --body-models naming the male model, but evaluate() took a Pipeline
+    built on it and aligned the parts at that model's joints (an eval review against upstream,
+    which uses the neutral model's): refused, before any sample, naming the file."""
+    import shutil
+
+    from wbcap.errors import InputError
+    from wbcap.pipeline import Pipeline
+
+    male = tmp_path / "SMPLX_MALE.npz"
+    shutil.copyfile(body_dir / "smplx" / "SMPLX_NEUTRAL.npz", male)
+    for kwargs in ({"body_models": male}, {"body_models": male, "gender": "male"}):
+        pipeline = Pipeline.from_files(checkpoint=micro_ckpt, device="cpu", **kwargs)
+        with pytest.raises(InputError) as err:
+            evaluate("EHF", data_root, pipeline, body_models=models)
+        assert str(err.value) == (f"evaluate(..., model): the Pipeline's SMPL-X model is the male one ({male}): "
+                                  "Hand4Whole's network and its evaluation use the neutral one, so the numbers would "
+                                  "not be the paper's; build it with SMPLX_NEUTRAL.npz")
 
 
 def test_evaluates_settings_and_predictors_are_checked_as_eval_jobs_are(models, data_root):

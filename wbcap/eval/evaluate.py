@@ -448,8 +448,7 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if body_model:
         gender = resolve_gender(None, body_models)
         if gender != "neutral":  # (the network's body, the protocols' alignment joints: upstream's neutral model)
-            raise InputError(f"{setting('body_models')} {body_models} names the {gender} SMPL-X model: Hand4Whole's "
-                             f"network and its evaluation use the neutral one, so the numbers would not be the paper's; "
+            raise InputError(f"{setting('body_models')} {body_models} names the {gender} SMPL-X model: {_NEUTRAL_ONLY}; "
                              f"pass SMPLX_NEUTRAL.npz or its folder")
         files["the SMPL-X model"] = find_body_model(gender, body_models, allow_pickle)
     if name == "EHF" or (name == "AGORA" and split != "test"):  # (AGORA's test split: no metrics)
@@ -538,6 +537,7 @@ def _resolve_model(
     from wbcap.pipeline import Pipeline
 
     if isinstance(model, Pipeline):
+        _check_neutral_pipeline(model)
         return RegressorPredictor(model.regressor, model.device, model.precision), _cpu_layer(model.regressor.body)
     if isinstance(model, WholeBodyRegressor):
         dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -546,6 +546,31 @@ def _resolve_model(
         layer = SMPLXLayer.from_file(find_body_model("neutral", body_models, allow_pickle), allow_pickle=allow_pickle)
         return model, layer
     raise TypeError(f"model must be a Pipeline, a WholeBodyRegressor or a Predictor, got {type(model).__name__}")
+
+
+#: Why the evaluation takes only the neutral SMPL-X model (the network's body, and the protocols'
+#: alignment joints: upstream's ``human_models.py`` regresses them with the neutral model).
+_NEUTRAL_ONLY = "Hand4Whole's network and its evaluation use the neutral one, so the numbers would not be the paper's"
+
+
+def _check_neutral_pipeline(pipe: Any) -> None:
+    """Refuse a Pipeline built on a gendered SMPL-X model, as the command refuses one: its
+    gender as configured, or as its file's name says (the command's check covers only
+    ``body_models``; a Pipeline of the male model was scored with that model's joints, an eval
+    review). A :class:`WholeBodyRegressor` does not know its file, and is taken as it is.
+
+    Raises:
+        InputError: the pipeline's SMPL-X model is the male or the female one.
+    """
+    from wbcap.body.model_files import model_file_gender
+
+    said = pipe.built_from.body.gender if pipe.built_from is not None else None
+    path = pipe.source.body_model if pipe.source is not None and not pipe.source.body_model_synthetic else None
+    for gender in (said, None if path is None else model_file_gender(path)):
+        if gender not in (None, "neutral"):
+            where = f" ({path})" if path is not None else ""
+            raise InputError(f"evaluate(..., model): the Pipeline's SMPL-X model is the {gender} one{where}: "
+                             f"{_NEUTRAL_ONLY}; build it with SMPLX_NEUTRAL.npz")
 
 
 def _geometry(model: Any) -> ModelConfig:
@@ -616,7 +641,8 @@ def evaluate(
     Raises:
         ModelFileError: a needed extra file / SMPL model is missing (:func:`check_inputs`, before
             anything but the settings' own checks).
-        InputError: unknown dataset, dataset layout problems, no samples, no ``model``, or a
+        InputError: unknown dataset, dataset layout problems, no samples, no ``model``, a Pipeline
+            of the male or female SMPL-X model (:func:`_check_neutral_pipeline`), or a
             ``batch_size``, ``limit`` or ``num_workers`` out of range (:func:`check_loader_settings`).
         ValueError: the predictor returned something other than ``(B, V, 3)`` vertices (a tensor
             or a NumPy array).
@@ -685,7 +711,8 @@ def evaluate(
         worst = max(left_out.values())
         up_to = "" if len(set(left_out.values())) == 1 else "up to "
         logger.warning("%s: %s%d of %d samples had a prediction that is not finite and are left out of the means of %s "
-                       "(their per-sample values are null in --out; upstream's means would be NaN)",
+                       "(their per-sample values are null in --out; upstream's evaluation would stop at the first: "
+                       "numpy's SVD in its Procrustes alignment does not converge on a NaN)",
                        name, up_to, worst, done, ", ".join(left_out))
     logger.debug("%s: %d samples evaluated", name, done)
     files = {k: str(Path(v).absolute()) for k, v in task.files.items()}  # (absolute, as the model record: read anywhere)
