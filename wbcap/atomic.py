@@ -295,6 +295,11 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: How many times :func:`staged_dir` puts its folder in place when another process writing the same
+#: folder puts its own there in between (the last one in stays).
+_PLACE_TRIES = 8
+
+
 @contextlib.contextmanager
 def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Build an output folder under a temporary name; put it in place only if the block succeeds.
@@ -305,37 +310,170 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     under a ``.name.old-xxxxxxxx`` name rather than lost). On an exception the staging folder
     is deleted and ``final_dir`` is untouched. Missing parent folders are created.
 
+    The staging folder is locked (``flock``, released by the kernel when the process ends, also
+    when it is killed) while it is built, and so is a folder being moved aside while it is
+    deleted: the ``.name.staging-*`` and ``.name.old-*`` folders of ``final_dir`` that no living
+    process holds, which a killed writer left, are removed first (:func:`remove_stale_staging`;
+    they had piled up in `wbcap image`'s output folder, a break-it trial). Two processes writing
+    the same ``final_dir`` at once each put a complete folder in place, the last one staying (they
+    had failed on each other's renames and left their staging folders).
+
     Raises:
         InputError: ``final_dir`` exists and is not a folder, or its folder cannot be created.
     """
     final = Path(final_dir)
-    if final.exists() and not final.is_dir():
+    if not _folder_or_missing(final):
         raise InputError(f"{final}: exists and is not a folder; choose another output folder")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        stage = _temp_sibling(final, "staging")
-        stage.mkdir()
+        remove_stale_staging(final)
+        stage, fd = _new_locked_stage(final)
     except OSError as exc:  # a parent is a file, no permission, read-only disk...
         if exc.errno == errno.ENAMETOOLONG:  # (it said the folder could not be written in: a paths trial)
             raise InputError(long_name_message(final)) from None
         what = "cannot write in this folder" if final.parent.is_dir() else "cannot create the output folder"
         raise InputError(f"{final.parent}: {what} ({exc.strerror or exc}); choose another output folder") from None
+    from wbcap.locks import closed_in_forked_children
+
     try:
-        yield stage
-    except BaseException as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        _name_unnamed_write_error(exc, stage)
-        raise
-    old = None
-    if final.exists():
+        with closed_in_forked_children(fd):
+            try:
+                yield stage
+            except BaseException as exc:
+                shutil.rmtree(stage, ignore_errors=True)
+                _name_unnamed_write_error(exc, stage)
+                raise
+            try:
+                _put_in_place(stage, final)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+    finally:
+        os.close(fd)
+
+
+def _new_locked_stage(final: Path) -> tuple[Path, int]:
+    """A new staging folder for ``final`` and an open descriptor of it holding its ``flock`` (none
+    where locks cannot be taken); a folder another process's :func:`remove_stale_staging` deleted
+    before it was locked is made again under another name."""
+    from wbcap.locks import flock_nowait
+
+    for _ in range(_PLACE_TRIES):
+        stage = _temp_sibling(final, "staging")
+        stage.mkdir()
+        try:
+            fd = os.open(stage, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:  # (deleted as a killed writer's before it could be locked)
+            continue
+        try:
+            try:
+                taken = flock_nowait(fd)
+            except OSError:  # (a file system refusing locks: no sweep deletes anything there either)
+                taken = None
+            if taken is not False and os.path.samestat(os.fstat(fd), os.stat(stage)):
+                return stage, fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EEXIST, f"other processes kept deleting the new staging folders of {final.name}", str(final))
+
+
+def _folder_or_missing(path: Path) -> bool:
+    """Whether ``path`` is a folder (or a link to one) or does not exist, in one ``stat`` (two
+    asked apart gave "not a folder" for a folder another process moved in between)."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # (a missing one, or under a file: said when it is created)
+        return True
+    except OSError:  # (a link's loop, no permission...: as before, not a folder)
+        return False
+
+
+def _put_in_place(stage: Path, final: Path) -> None:
+    """Rename ``stage`` to ``final``, an existing ``final`` moved aside (locked while it is
+    deleted); again where another writer put its folder there in between."""
+    for _ in range(_PLACE_TRIES):
         old = _temp_sibling(final, "old")
-        os.replace(final, old)
+        with _folder_locked(final, missing_ok=True):
+            try:
+                os.replace(final, old)
+            except FileNotFoundError:  # (none, or another writer moved it aside just now)
+                old = None
+            try:
+                os.replace(stage, final)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another writer's folder came in between
+                    if old is not None:
+                        shutil.rmtree(old, ignore_errors=True)
+                    continue
+                if old is not None:
+                    with contextlib.suppress(OSError):
+                        os.replace(old, final)
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return
+    raise OSError(errno.EEXIST, f"other processes kept putting their own {final.name} in place", str(final))
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: Path, missing_ok: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` while the block runs, so that
+    :func:`remove_stale_staging` leaves it alone (also under the name it is renamed to); nothing is
+    held where the folder is missing (``missing_ok``), the platform has no ``flock`` or the file
+    system refuses it."""
+    from wbcap.locks import closed_in_forked_children, flock_nowait
+
     try:
-        os.replace(stage, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            flock_nowait(fd)
+        with closed_in_forked_children(fd):
+            yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_staging(final: Path) -> list[Path]:
+    """Delete the staging and moved-aside folders of ``final`` (``.name.staging-xxxxxxxx``,
+    ``.name.old-xxxxxxxx``: :func:`staged_dir`'s) that no living process holds: those a killed
+    writer left. One another process is building is locked, and kept; where locks cannot be
+    taken (no ``flock``, a file system refusing it) nothing is deleted.
+
+    Returns:
+        The folders deleted.
+    """
+    from wbcap.locks import flock_nowait
+
+    pattern = re.compile(rf"^\.{re.escape(final.stem)}\.(?:staging|old)-[0-9a-f]{{8}}{re.escape(final.suffix)}$")
+    removed = []
+    try:
+        names = [n for n in os.listdir(final.parent) if pattern.match(n)]
+    except OSError:
+        return removed
+    for name in names:
+        path = final.parent / name
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # (gone meanwhile, or not a folder of ours)
+            continue
+        try:
+            try:
+                free = flock_nowait(fd)
+            except OSError:
+                free = None
+            if free:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
