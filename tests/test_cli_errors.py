@@ -383,6 +383,19 @@ def test_a_full_disk_met_through_an_open_file_names_the_output(tmp_path, where):
     assert sorted(p.name for p in tmp_path.rglob("*")) == (["out", "photo"] if where == "atomic_path" else ["out"])
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (Linux's always-full device)")
+def test_a_full_disk_while_pass_1_writes_its_records_names_the_raw_file():
+    """`wbcap run` on a full disk said "cannot write (No space left on device)" with no file (a
+    break-it trial): the raw file's writes and its flush name it."""
+    import errno
+
+    from wbcap.io.raw_records import RawWriter
+
+    with pytest.raises(OSError) as info, RawWriter(Path("/dev/full")) as raw:
+        raw.append([(0, 0.0, [64, 48], [])])
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, "/dev/full")
+
+
 def test_an_output_folder_that_cannot_be_written_in_says_so(tmp_path, monkeypatch):
     """An existing folder on a read-only disk is not one that "cannot be created"."""
     import errno

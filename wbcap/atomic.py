@@ -118,7 +118,7 @@ def check_name_length(path: str | os.PathLike[str], temporary: bool = True) -> N
 _NO_ROOM = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
 
 
-def _name_unnamed_write_error(exc: BaseException, path: Path) -> None:
+def name_unnamed_write_error(exc: BaseException, path: Path) -> None:
     """Give an ``OSError`` of a write that found no room (:data:`_NO_ROOM`) raised under ``path``
     and naming no file (a full disk met by a library writing through an open file) ``path`` as
     its file, so that its message can say which output failed. Other errors are left alone."""
@@ -173,7 +173,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        _name_unnamed_write_error(exc, tmp)
+        name_unnamed_write_error(exc, tmp)
         if _refused_here(exc, tmp):
             raise InputError(f"{final.parent}: cannot write {final.name} in this folder ({exc.strerror}); "
                              "choose another output folder") from None
@@ -341,7 +341,7 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
                 yield stage
             except BaseException as exc:
                 shutil.rmtree(stage, ignore_errors=True)
-                _name_unnamed_write_error(exc, stage)
+                name_unnamed_write_error(exc, stage)
                 raise
             try:
                 _put_in_place(stage, final)

@@ -393,12 +393,32 @@ class RawWriter:
             rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
                    **({} if found is None else {"detected": found}), **extra,
                    "people": [person_record(p, lk) for p, lk in zip(people, people_looks)]}
-            self._file.write(json.dumps(rec) + "\n")
-        self._file.flush()
+            self._write(json.dumps(rec) + "\n")
+        self._write(None)
+
+    def _write(self, text: str | None) -> None:
+        """Write ``text`` (None: flush); a full disk's error names the raw file (it said "cannot
+        write (No space left on device)" with no file: a break-it trial)."""
+        from wbcap.atomic import name_unnamed_write_error
+
+        try:
+            if text is None:
+                self._file.flush()
+            else:
+                self._file.write(text)
+        except OSError as exc:
+            name_unnamed_write_error(exc, self.path)
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from wbcap.atomic import name_unnamed_write_error
+
         try:
-            if exc_type is None:
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+            try:
+                if exc_type is None:
+                    os.fsync(self._file.fileno())
+            finally:
+                self._file.close()  # (what is left in its buffer is written here)
+        except OSError as error:
+            name_unnamed_write_error(error, self.path)
+            raise
