@@ -221,6 +221,44 @@ def test_a_full_disk_is_one_error_line_naming_the_final_file(monkeypatch, tmp_pa
     assert not list((tmp_path / "home").rglob("crash-*.log"))
 
 
+@pytest.mark.parametrize("how", ["model file", "bare", "while handling"])
+def test_out_of_open_files_is_said_as_such_not_blamed_on_the_file_read(monkeypatch, tmp_path, body_dir, how):
+    """Under `ulimit -n 9`, `wbcap image` called the SMPL-X file "not a readable .npz archive" and
+    said to download it again (a break-it trial: the file was fine, the process out of file
+    descriptors). An EMFILE met anywhere, also behind the error it led to, is one line naming the
+    limit and the fix; exit 2, no crash log."""
+    import errno
+    import resource
+
+    import numpy as np
+
+    import wbcap.doctor
+    from wbcap.body import model_files
+
+    def no_descriptors(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files", "/usr/lib/python3.11/encodings/cp437.py")
+
+    def checks(*args, **kwargs):
+        if how == "model file":
+            monkeypatch.setattr(np, "load", no_descriptors)
+            model_files.load_body_model_data(body_dir / "smplx" / "SMPLX_NEUTRAL.npz")
+        elif how == "bare":
+            no_descriptors()
+        try:
+            no_descriptors()
+        except OSError:
+            raise RuntimeError("a library's own error about it") from None
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", checks)
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    r = CliRunner().invoke(cli, ["doctor"])
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.splitlines() == [f"error: too many open files: this process may have {limit} open at once "
+                                     "(ulimit -n); raise the limit (ulimit -n 4096) and run the command again"]
+    assert not list((tmp_path / "home").rglob("crash-*.log"))
+
+
 def test_a_file_too_large_is_one_error_line_not_a_crash(monkeypatch, tmp_path):
     """EFBIG (`ulimit -f`, a file system's largest file) is an error the user fixes, as a full
     disk is: one line, exit 2, no crash log (a user trial got "wbcap export failed: OSError")."""

@@ -138,8 +138,9 @@ class LazyGroup(click.Group):
             with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
                 return super().invoke(ctx)
         except WbcapError as exc:
-            click.echo(printable(f"error: {exc}", one_line=True), err=True)
-            ctx.exit(exc.exit_code)
+            line = _out_of_file_descriptors(exc)
+            click.echo(printable(f"error: {line or exc}", one_line=True), err=True)
+            ctx.exit(2 if line else exc.exit_code)
         except KeyboardInterrupt as exc:  # (Ctrl-C, SIGTERM, SIGHUP)
             from wbcap.stop_signals import exit_status, stop_message
 
@@ -161,6 +162,10 @@ class LazyGroup(click.Group):
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: quietly, as a shell tool the pipe killed
                 _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
+            line = _out_of_file_descriptors(exc)
+            if line:
+                click.echo(printable(f"error: {line}", one_line=True), err=True)
+                ctx.exit(2)
             if exc.errno in DISK_FULL:  # not a crash: the user can act on it
                 click.echo(printable(f"error: {_disk_full_message(exc, ctx)}", one_line=True), err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
@@ -171,13 +176,42 @@ class LazyGroup(click.Group):
                 ctx.exit(2)
             _report_crash(ctx, exc)
         except RuntimeError as exc:
-            line = _unknown_home(ctx, exc)
+            line = _unknown_home(ctx, exc) or _out_of_file_descriptors(exc)
             if line is None:
                 _report_crash(ctx, exc)
             click.echo(printable(f"error: {line}", one_line=True), err=True)
             ctx.exit(2)
         except Exception as exc:
+            line = _out_of_file_descriptors(exc)
+            if line:
+                click.echo(printable(f"error: {line}", one_line=True), err=True)
+                ctx.exit(2)
             _report_crash(ctx, exc)
+
+
+def _out_of_file_descriptors(exc: BaseException) -> str | None:
+    """One line where ``exc``, or an error it was raised while handling (``__context__``, also
+    under ``from None``), is a process or the system out of open files (``EMFILE``, ``ENFILE``):
+    a file read then was not damaged (`ulimit -n 9` had the SMPL-X file called unreadable, with
+    "download it again": a break-it trial). None otherwise."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.EMFILE:
+            try:
+                import resource
+
+                limit = f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]} "
+            except (ImportError, OSError, ValueError):
+                limit = ""
+            return (f"too many open files: this process may have {limit}open at once (ulimit -n); raise the limit "
+                    f"(ulimit -n 4096) and run the command again")
+        if isinstance(error, OSError) and error.errno == errno.ENFILE:
+            return ("the system has too many open files (ENFILE): close other programs or raise the system's "
+                    "limit (sysctl fs.file-max), then run the command again")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _quiet_closed_stdout() -> None:
