@@ -116,6 +116,53 @@ def test_another_setup_is_another_key(probes, monkeypatch):
     assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa", "osmesa"]
 
 
+def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
+    """PyOpenGL's GLError printed as a dozen lines of tabs and object addresses in the warning
+    (a break-it trial under a memory limit): its code and call, one line."""
+    import logging
+
+    from OpenGL.error import GLError
+
+    from wbcap.export import render as render_mod
+
+    def eglInitialize():  # (named as EGL's call is)
+        pass
+
+    error = GLError(err=12289, baseOperation=eglInitialize, cArguments=(object(), None, None))
+    assert "\n" in str(error)
+    monkeypatch.setattr(render_mod, "render_backend", lambda backend=None: "pyrender-egl")
+    monkeypatch.setattr(render_mod, "_render_pyrender", lambda *a, **k: (_ for _ in ()).throw(error))
+    tri = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]])
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.render"):
+        render_mod.render_meshes(np.zeros((40, 30, 3), np.uint8), [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
+    said = [r.getMessage() for r in caplog.records if "OpenGL" in r.getMessage()]
+    assert said == ["OpenGL rendering failed (GLError 12289 in eglInitialize); this process renders in software from "
+                    "now on, the next run looks for a working platform again"]
+    assert render_mod.gl_error_summary(ValueError("first\nsecond")) == "ValueError: first"
+    assert len(render_mod.gl_error_summary(ImportError("x" * 500))) == render_mod.GL_ERROR_SUMMARY_MAX
+
+
+def test_no_opengl_names_the_cache_only_where_the_answer_was_kept(probes, monkeypatch, caplog):
+    """"the answer is kept in .../gl_platform.json: delete it to look again" was said where the
+    file could not be written (a break-it trial: out of file descriptors)."""
+    import logging
+
+    from wbcap.export import render as render_mod
+
+    calls, works = probes
+    works["osmesa"] = False
+    real_write = _gl._write_cache
+    for writable in (False, True):
+        _gl._reset_for_tests()
+        monkeypatch.setattr(render_mod, "_warned_software", False)
+        monkeypatch.setattr(_gl, "_write_cache", real_write if writable else lambda key, platform: None)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wbcap.export.render"):
+            assert render_mod.render_backend("auto") == "software"
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert ("the answer is kept in" in said) == writable and _gl.cache_file().is_file() == writable, said
+
+
 def test_a_failing_gl_render_falls_back_to_software_and_forgets_the_platform(probes, monkeypatch, caplog):
     from wbcap.export import render as render_mod
 

@@ -144,8 +144,9 @@ def render_backend(requested: str | None = None) -> str:
             )
         global _warned_software
         if not _warned_software:
+            kept = _gl.cache_file()  # (said only where it was written: a break-it trial's was not)
             log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer (`wbcap doctor` says what "
-                        "to install; the answer is kept in %s: delete it to look again)", _gl.cache_file())
+                        "to install%s)", f"; the answer is kept in {kept}: delete it to look again" if kept.is_file() else "")
             _warned_software = True
         return "software"
     return f"pyrender-{platform}"
@@ -391,10 +392,28 @@ def _draw(image: np.ndarray, prepared: PreparedRender) -> np.ndarray:
             _gl.use_software_from_now()  # once per process: later frames do not try (and warn) again
             global _warned_software
             _warned_software = True
-            log.warning("OpenGL rendering failed (%s: %s); this process renders in software from now on, the next "
-                        "run looks for a working platform again", type(exc).__name__, exc)
+            log.warning("OpenGL rendering failed (%s); this process renders in software from now on, the next "
+                        "run looks for a working platform again", gl_error_summary(exc))
             rgb, cover = _render_software(*args)
     return _composite(image, rgb, cover, alpha)
+
+
+#: The longest summary :func:`gl_error_summary` gives, in characters.
+GL_ERROR_SUMMARY_MAX = 160
+
+
+def gl_error_summary(exc: BaseException) -> str:
+    """``exc`` in a few words on one line: PyOpenGL's ``GLError`` as its error code and call
+    (``GLError 12289 in eglInitialize``; its text spans lines, with tabs and its arguments'
+    addresses, and had made the warning a dozen lines: a break-it trial), anything else as its
+    type and the first line of its text, at most :data:`GL_ERROR_SUMMARY_MAX` characters."""
+    code, call = getattr(exc, "err", None), getattr(exc, "baseOperation", None)
+    if code is not None and call is not None:
+        name = getattr(call, "__name__", None) or str(call)
+        return f"{type(exc).__name__} {code} in {name}"
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
+    return text if len(text) <= GL_ERROR_SUMMARY_MAX else text[: GL_ERROR_SUMMARY_MAX - 3] + "..."
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
