@@ -118,20 +118,32 @@ def test_another_setup_is_another_key(probes, monkeypatch):
 
 def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
     """PyOpenGL's GLError printed as a dozen lines of tabs and object addresses in the warning
-    (a break-it trial under a memory limit): its code and call, one line."""
+    (a break-it trial under a memory limit): its code and call, one line. (PyOpenGL's own class
+    in a child process: imported here, with the probes' OpenGL taken out of this one, it would
+    leave this process's OpenGL half imported for later tests.)"""
     import logging
-
-    from OpenGL.error import GLError
+    import subprocess
 
     from wbcap.export import render as render_mod
 
-    def eglInitialize():  # (named as EGL's call is)
+    code = ("from OpenGL.error import GLError\nfrom wbcap.export.render import gl_error_summary\n"
+            "def eglInitialize(): pass\n"
+            "e = GLError(err=12289, baseOperation=eglInitialize, cArguments=(object(), None, None))\n"
+            "print(repr(str(e).count(chr(10))), gl_error_summary(e))")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines, summary = child.stdout.strip().split(" ", 1)
+    assert int(lines) > 5 and summary == "GLError 12289 in eglInitialize", child.stderr
+
+    def eglInitialize():  # (named as EGL's call)
         pass
 
-    error = GLError(err=12289, baseOperation=eglInitialize, cArguments=(object(), None, None))
-    assert "\n" in str(error)
+    class GLError(Exception):  # (PyOpenGL's attributes and text's shape)
+        def __init__(self):
+            super().__init__("GLError(\n\terr = 12289,\n\tbaseOperation = eglInitialize,\n)")
+            self.err, self.baseOperation = 12289, eglInitialize
+
     monkeypatch.setattr(render_mod, "render_backend", lambda backend=None: "pyrender-egl")
-    monkeypatch.setattr(render_mod, "_render_pyrender", lambda *a, **k: (_ for _ in ()).throw(error))
+    monkeypatch.setattr(render_mod, "_render_pyrender", lambda *a, **k: (_ for _ in ()).throw(GLError()))
     tri = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]])
     with caplog.at_level(logging.WARNING, logger="wbcap.export.render"):
         render_mod.render_meshes(np.zeros((40, 30, 3), np.uint8), [tri], np.array([[0, 1, 2]]), (50.0, 50.0), (15.0, 20.0))
