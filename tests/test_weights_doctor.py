@@ -826,7 +826,10 @@ def test_doctor_says_first_when_wbcap_home_is_a_file(tmp_path, monkeypatch):
     assert r.exit_code == 1 and lines[:2] == [
         f"[MISS] user folders: {home} is a file, where wbcap keeps its files",
         f"       fix: set WBCAP_HOME to a writable folder (it is {home}), or unset it"], lines[:3]
-    assert lines[-1].endswith("missing; fix the user folders first: nothing runs without them, `wbcap demo` included.")
+    # (not "nothing runs": image and run did, with their files named elsewhere; a break-it trial)
+    assert lines[-1].endswith("missing; fix the user folders first: wbcap finds and keeps nothing there (weights, "
+                              "models, measurements) and `wbcap demo` does not run without them (other commands run "
+                              "with files named or found elsewhere).")
     monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "new" / "home"))  # (a folder to be made: fine, and not made)
     r = CliRunner().invoke(cli, ["doctor"])
     assert r.output.splitlines()[0] == (f"[ok  ] user folders: data {tmp_path / 'new' / 'home'}, cache "

@@ -286,8 +286,8 @@ def _genders_to_check(body_models: str | None) -> tuple[str, ...]:
         return ("neutral",)
 
 
-#: The name of the check of wbcap's own folders (:func:`user_folders_check`): without them
-#: nothing runs, ``wbcap demo`` included.
+#: The name of the check of wbcap's own folders (:func:`user_folders_check`): without them wbcap
+#: finds and keeps nothing there, and ``wbcap demo`` does not run.
 USER_FOLDERS = "user folders"
 
 

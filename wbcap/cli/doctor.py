@@ -35,8 +35,9 @@ def doctor(ctx, body_models):
         problems += (not check.ok) and not check.optional
     if problems:
         homeless = any(c.name == USER_FOLDERS and not (c.ok or c.optional) for c in checks)
-        click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: nothing runs without "
-                   "them, `wbcap demo` included." if homeless else "`wbcap demo` still runs without them."))
+        click.echo(f"{problems} required item(s) missing; " + ("fix the user folders first: wbcap finds and keeps "
+                   "nothing there (weights, models, measurements) and `wbcap demo` does not run without them (other "
+                   "commands run with files named or found elsewhere)." if homeless else "`wbcap demo` still runs without them."))
         trying = any(c.stand_in for c in checks)  # (already trying them: the hint would say to do what it did)
         missing = {c.licensed for c in checks if c.licensed and not (c.ok or c.optional)}
         if not homeless and not trying and missing:
