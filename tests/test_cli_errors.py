@@ -124,7 +124,22 @@ def test_a_crash_of_a_failed_allocation_says_it_ran_out_of_memory(monkeypatch):
     monkeypatch.setattr(wbcap.doctor, "run_checks", oom)
     line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
     assert "; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer images per " \
-           "batch (--batch-size); full traceback in " in line, line
+           "batch (--batch-size, where it is above 1); full traceback in " in line, line
+
+
+def test_a_crash_of_a_thread_that_could_not_start_says_which_limits(monkeypatch):
+    """`ulimit -v` low enough that a thread's stack did not fit: "RuntimeError: can't start new
+    thread" with no hint (a break-it trial)."""
+    import wbcap.doctor
+
+    def no_thread(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(wbcap.doctor, "run_checks", no_thread)
+    line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
+    assert line.startswith("error: wbcap doctor failed: RuntimeError: can't start new thread (") and \
+        "; it could not start a thread: free memory or raise the process's limits (ulimit -v for memory, ulimit -u " \
+        "for processes and threads); full traceback in " in line, line
 
 
 def test_a_terminal_in_another_encoding_gets_question_marks_not_a_crash(tmp_path):

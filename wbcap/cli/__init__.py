@@ -440,9 +440,12 @@ def crash_hint(exc: BaseException) -> str:
 
     if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
         return f"; {_NO_WORKING_FOLDER}"
-    if is_out_of_memory(exc):
+    if is_out_of_memory(exc):  # (--batch-size 1 was still told to lower it: a break-it trial)
         return ("; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer "
-                "images per batch (--batch-size)")
+                "images per batch (--batch-size, where it is above 1)")
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # (a memory limit, or threads')
+        return ("; it could not start a thread: free memory or raise the process's limits (ulimit -v for memory, "
+                "ulimit -u for processes and threads)")
     return ""
 
 
