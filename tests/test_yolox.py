@@ -343,3 +343,38 @@ def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, micro_ckpt, body
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert len({x["track"] for x in lines}) >= 5 and {x["frame"] for x in lines} == {200, 201, 202}
+
+
+def test_onnxruntime_is_imported_with_its_telemetry_off(tmp_path):
+    """onnxruntime 1.32's Linux wheel writes a device id and an event store for Microsoft's
+    telemetry into the user's cache as it loads (found through a read-only cache's warning: a
+    break-it trial); wbcap's detector loads it with ORT_DISABLE_TELEMETRY=1, and a value the user
+    set is kept. In fresh processes, each with its own cache folder."""
+    import os
+    import subprocess
+    import sys
+
+    from wbcap.testing.onnx_models import write_tiny_yolox
+
+    pytest.importorskip("onnxruntime")
+    model = write_tiny_yolox(tmp_path / "tiny.onnx", {0: [0.0] * 85})
+    ours = ("from wbcap.detect.yolox import YOLOXDetector\n"
+            f"YOLOXDetector({str(model)!r}, runtime='onnxruntime')\n"
+            "import os; print(os.environ.get('ORT_DISABLE_TELEMETRY'))")
+    plain = (f"import onnxruntime as ort; ort.InferenceSession({str(model)!r}, providers=['CPUExecutionProvider'])\n"
+             "import os; print(os.environ.get('ORT_DISABLE_TELEMETRY'))")
+
+    def run(code: str, name: str, **env: str) -> tuple[str, list[str]]:
+        home = tmp_path / name
+        environ = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        environ.update(HOME=str(home / "h"), XDG_CACHE_HOME=str(home / "cache"), WBCAP_HOME=str(home / "w"), **env)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=environ)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.strip(), sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+
+    said, written = run(ours, "ours")
+    assert (said, written) == ("1", []), written
+    said, _ = run(ours, "users", ORT_DISABLE_TELEMETRY="0")
+    assert said == "0"
+    said, written = run(plain, "plain")  # (what it guards against: where this wheel still does it)
+    assert said == "None" and all("onnxruntime" in w for w in written), written

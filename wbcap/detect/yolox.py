@@ -398,7 +398,9 @@ class YOLOXDetector:
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_onnxruntime(self, path: Path) -> int:
-        import onnxruntime as ort
+        from wbcap.onnx_runtime import import_onnxruntime
+
+        ort = import_onnxruntime()
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads

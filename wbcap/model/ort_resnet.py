@@ -145,7 +145,9 @@ def make_session(model: bytes, weights: Mapping[str, np.ndarray], threads: int):
     no memory arena (an arena keeps each session's largest activations for the life of the
     process: +114 MB for the hand ResNet-50 after calls of up to 7 images, in each of the three
     sessions; per-call times with and without it were within this machine's noise)."""
-    import onnxruntime as ort
+    from wbcap.onnx_runtime import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
