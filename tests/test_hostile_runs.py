@@ -28,6 +28,7 @@ SIZES = (("root_pose", 3), ("body_pose", 63), ("lhand_pose", 45), ("rhand_pose",
 def _params(frame: int) -> dict:
     params = {key: [round(0.01 * (frame + i), 6) for i in range(n)] for key, n in SIZES}
     params["cam_trans"] = [0.0, 0.0, 5.0]
+    params["shape"] = [round(0.01 * i, 6) for i in range(10)]  # (one shape a track, as wbcap writes it)
     return params
 
 

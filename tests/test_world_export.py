@@ -278,6 +278,39 @@ def test_a_change_of_frame_needing_an_fbx_rewrite_without_blender_is_one_line(ru
 
 
 @pytest.mark.slow  # two ground estimates
+def test_values_a_params_jsonl_holds_and_its_tracks_cannot_carry_are_warned_of(tmp_path, scene, caplog):
+    """A hand-edited params.jsonl's eye poses were dropped by `wbcap export` without a word (a
+    researcher's trial), and so were a track's shapes after its first line's: each is warned of,
+    once, with the number of lines; wbcap's own file warns of nothing."""
+    import logging
+
+    from wbcap.export.params_jsonl import read_params_jsonl, write_params_jsonl
+    from wbcap.smooth.track import rows_by_frame
+
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    cam = scene.camera
+    path = tmp_path / "params.jsonl"
+    write_params_jsonl(path, {i: float(t) for i, t in enumerate(scene.times)}, tracks, rows_by_frame(tracks),
+                       cam.focal[0], cam.princpt, cam.image_size)
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.params_jsonl"):
+        read_params_jsonl(path)
+    assert caplog.records == []
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    lines[3]["leye_pose"] = [0.1, 0.0, 0.0]
+    lines[5]["reye_pose"] = [0.0, -0.2, 0.0]
+    changed = [r for r in lines if r["track"] == 1][1]  # (its second line)
+    changed["shape"] = [v + 0.5 for v in changed["shape"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.params_jsonl"):
+        _, back, _ = read_params_jsonl(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 2 line(s) give leye_pose/reye_pose other than zero; the files made from it keep SMPL-X's rest eyes "
+        "(Hand4Whole does not estimate them), so those are left out",
+        f"{path}: the shape of track(s) 1 changes between lines; the files made from it give a track one shape, its "
+        "first line's"]
+    np.testing.assert_array_equal(back[1].betas, tracks[1].betas)
+
+
 def test_a_default_export_of_a_world_run_whose_ground_falls_back_keeps_the_folder_in_one_frame(
         run_folder, tmp_path, body_dir, monkeypatch):
     """Re-exported in place (its frame: the run's, world), the ground found again may fall back to

@@ -19,6 +19,7 @@ translation correction is in the world-frame files only.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
 from wbcap.errors import setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
+
+log = logging.getLogger(__name__)
 
 
 def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, SmoothedTrack],
@@ -166,4 +169,27 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             betas=col(FILE_KEYS["betas"])[0].copy(),
             score=col("score", np.float64) if all("score" in r for r in recs) else None,
         )
+    _warn_unread_values(path, rows, tracks)
     return frames, tracks, camera
+
+
+def _warn_unread_values(path: Path, rows: dict[int, list[dict]], tracks: dict[int, SmoothedTrack]) -> None:
+    """Warn where the file holds values the tracks cannot carry, which a hand-edited file may:
+    eyes other than zero (wbcap's files keep SMPL-X's rest eyes: Hand4Whole does not estimate
+    them) and a track's ``shape`` changing between its lines (one shape a track: its first
+    line's). They were dropped without a word (a researcher's trial edited the eyes)."""
+    eyes = 0
+    for recs in rows.values():
+        for rec in recs:
+            try:
+                eyes += any(np.any(np.asarray(rec.get(key) or [0.0], np.float64) != 0) for key in ("leye_pose", "reye_pose"))
+            except (TypeError, ValueError):  # (not numbers: not read either way)
+                eyes += 1
+    if eyes:
+        log.warning("%s: %d line(s) give leye_pose/reye_pose other than zero; the files made from it keep SMPL-X's rest "
+                    "eyes (Hand4Whole does not estimate them), so those are left out", path, eyes)
+    changing = [tid for tid, recs in rows.items()
+                if any(not np.array_equal(np.asarray(r[FILE_KEYS["betas"]], np.float32), tracks[tid].betas) for r in recs)]
+    if changing:
+        log.warning("%s: the shape of track(s) %s changes between lines; the files made from it give a track one shape, "
+                    "its first line's", path, ", ".join(map(str, changing)))
