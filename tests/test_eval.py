@@ -127,6 +127,39 @@ def test_a_pipeline_of_a_gendered_smplx_model_is_refused_as_the_command_refuses_
         assert str(err.value) == (f"evaluate(..., model): the Pipeline's SMPL-X model is the male one ({male}): "
                                   "Hand4Whole's network and its evaluation use the neutral one, so the numbers would "
                                   "not be the paper's; build it with SMPLX_NEUTRAL.npz")
+    # a link of a name that says nothing, to the male file: by the name of what it links to (a
+    # break-it trial's model.npz passed, in the API and the command)
+    link = tmp_path / "linked" / "model.npz"
+    link.parent.mkdir()
+    link.symlink_to(male)
+    pipeline = Pipeline.from_files(checkpoint=micro_ckpt, device="cpu", body_models=link)
+    with pytest.raises(InputError, match=r"the Pipeline's SMPL-X model is the male one \("):
+        evaluate("EHF", data_root, pipeline, body_models=models)
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    r = CliRunner().invoke(cli, ["eval", "--dataset", "ehf", "--data-root", str(data_root), "--checkpoint",
+                                 str(micro_ckpt), "--body-models", str(link), "--device", "cpu"])
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: --body-models {link}: {link} is a link to the male SMPL-X model ({male}): Hand4Whole's network and "
+        "its evaluation use the neutral one, so the numbers would not be the paper's; pass SMPLX_NEUTRAL.npz or its "
+        "folder\n"), r.output
+
+
+def test_a_pipeline_on_the_synthetic_stand_in_is_evaluated_whatever_gender_was_asked(models, data_root, micro_ckpt,
+                                                                                    monkeypatch, tmp_path):
+    """A Pipeline asked for the male model, built on the synthetic neutral stand-in (no SMPL-X
+    installed), was refused as male (a break-it trial): it runs the neutral model."""
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import Pipeline
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))  # (no SMPL-X file there)
+    config = PipelineConfig(body=BodyModelConfig(path=None, gender="male"), checkpoint=str(micro_ckpt), device="cpu")
+    pipeline = Pipeline.from_config(config, fallback="synthetic")
+    assert pipeline.source.body_model_synthetic
+    result = evaluate("EHF", data_root, pipeline, body_models=models, limit=1)
+    assert result.num_samples == 1
 
 
 def test_evaluates_settings_and_predictors_are_checked_as_eval_jobs_are(models, data_root):

@@ -104,11 +104,14 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
     """`wbcap image` killed (SIGKILL) while writing left `.p1.staging-*` folders that every later
     run into the folder kept (a break-it trial): the next staged_dir of that folder removes the
     staging and moved-aside folders no living process holds; one being built by a process still
-    running is kept, and both results are complete."""
+    running is kept, and both results are complete; a user's folder of a like name, without
+    wbcap's marker, is kept with what it holds (a break-it trial's `.messi5.old-deadbeef`)."""
     import signal
     import subprocess
     import sys
     import textwrap
+
+    from wbcap.atomic import STAGING_MARKER
 
     code = textwrap.dedent("""
         import sys, time
@@ -125,9 +128,12 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     (tmp_path / ".p1.old-0123abcd").mkdir()  # (killed between moving the result aside and deleting it)
-    mine = [tmp_path / ".p1.staging-notours", tmp_path / ".p2.staging-0123abcd", tmp_path / ".p1.staging-0123abcd.x"]
-    for folder in mine:  # (not p1's staging folders: kept)
-        folder.mkdir()
+    (tmp_path / ".p1.old-0123abcd" / STAGING_MARKER).touch()
+    mine = [tmp_path / ".p1.staging-notours", tmp_path / ".p2.staging-0123abcd", tmp_path / ".p1.staging-0123abcd.x",
+            tmp_path / ".p1.old-deadbeef"]  # (not p1's staging folders, or without the marker: a user's own, kept)
+    for folder in mine:
+        (folder / "keep").mkdir(parents=True)
+        (folder / "keep" / "x.txt").write_text("precious")
     assert (tmp_path / left / "who.txt").read_text() == "killed"
     living = subprocess.Popen([sys.executable, "-c", code, str(photo), "living", "1"], stdout=subprocess.PIPE, text=True)
     building = living.stdout.readline().strip()
@@ -140,7 +146,8 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
     finally:
         assert living.wait(60) == 0
     assert sorted(os.listdir(tmp_path)) == sorted(["p1", *(f.name for f in mine)])
-    assert (photo / "who.txt").read_text() == "living"  # (the last one in)
+    assert all((f / "keep" / "x.txt").read_text() == "precious" for f in mine)
+    assert os.listdir(photo) == ["who.txt"] and (photo / "who.txt").read_text() == "living"  # (the last one in)
 
 
 def test_two_processes_writing_one_folder_at_once_each_put_a_whole_one_in_place(tmp_path: Path) -> None:

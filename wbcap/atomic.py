@@ -25,6 +25,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,16 +296,22 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: The file that marks a staging or moved-aside folder as :func:`staged_dir`'s own, while it is one
+#: (taken out before the folder is put in place): :func:`remove_stale_staging` deletes only folders
+#: holding it, never a user's folder of a like name (a break-it trial's `.photo.old-deadbeef`).
+STAGING_MARKER = ".wbcap-staging"
+
 #: How many times :func:`staged_dir` puts its folder in place when another process writing the same
 #: folder puts its own there in between (the last one in stays).
-_PLACE_TRIES = 8
+_PLACE_TRIES = 32
 
 
 @contextlib.contextmanager
 def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Build an output folder under a temporary name; put it in place only if the block succeeds.
 
-    Yields a new empty folder beside ``final_dir`` (``.name.staging-xxxxxxxx``). When the block
+    Yields a new folder beside ``final_dir`` (``.name.staging-xxxxxxxx``), empty but for
+    :data:`STAGING_MARKER` (taken out before it is put in place). When the block
     finishes without an exception the folder is renamed to ``final_dir``; an existing
     ``final_dir`` is replaced (moved aside first, then deleted, so a crash in between leaves it
     under a ``.name.old-xxxxxxxx`` name rather than lost). On an exception the staging folder
@@ -344,6 +351,7 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
                 name_unnamed_write_error(exc, stage)
                 raise
             try:
+                (stage / STAGING_MARKER).unlink(missing_ok=True)
                 _put_in_place(stage, final)
             except BaseException:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -353,32 +361,31 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _new_locked_stage(final: Path) -> tuple[Path, int]:
-    """A new staging folder for ``final`` and an open descriptor of it holding its ``flock`` (none
-    where locks cannot be taken); a folder another process's :func:`remove_stale_staging` deleted
-    before it was locked is made again under another name."""
-    from wbcap.locks import flock_nowait
-
-    for _ in range(_PLACE_TRIES):
-        stage = _temp_sibling(final, "staging")
-        stage.mkdir()
-        try:
-            fd = os.open(stage, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except FileNotFoundError:  # (deleted as a killed writer's before it could be locked)
-            continue
-        try:
-            try:
-                taken = flock_nowait(fd)
-            except OSError:  # (a file system refusing locks: no sweep deletes anything there either)
-                taken = None
-            if taken is not False and os.path.samestat(os.fstat(fd), os.stat(stage)):
-                return stage, fd
-        except FileNotFoundError:
-            pass
-        except BaseException:
-            os.close(fd)
-            raise
+    """A new staging folder for ``final``, marked (:data:`STAGING_MARKER`), and an open descriptor
+    of it holding its ``flock`` (none where locks cannot be taken). The lock is waited for: another
+    process's :func:`remove_stale_staging` holds a folder's only while it looks for the marker,
+    which a folder this new has not. (Given up at once, the folder was left behind, empty.)"""
+    try:
+        import fcntl
+    except ImportError:  # (no flock on this platform: no sweep deletes anything there either)
+        fcntl = None
+    stage = _temp_sibling(final, "staging")
+    stage.mkdir()  # (unmarked: no sweep deletes it before it is locked)
+    try:
+        fd = os.open(stage, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # (a file system refusing locks: nothing is swept there)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        _mark(stage)
+    except BaseException:
         os.close(fd)
-    raise OSError(errno.EEXIST, f"other processes kept deleting the new staging folders of {final.name}", str(final))
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage, fd
 
 
 def _folder_or_missing(path: Path) -> bool:
@@ -400,6 +407,7 @@ def _put_in_place(stage: Path, final: Path) -> None:
         with _folder_locked(final, missing_ok=True):
             try:
                 os.replace(final, old)
+                _mark(old)
             except FileNotFoundError:  # (none, or another writer moved it aside just now)
                 old = None
             try:
@@ -408,6 +416,7 @@ def _put_in_place(stage: Path, final: Path) -> None:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another writer's folder came in between
                     if old is not None:
                         shutil.rmtree(old, ignore_errors=True)
+                    time.sleep(secrets.randbelow(4000) / 1e6)  # (apart again, at random: not in step with it)
                     continue
                 if old is not None:
                     with contextlib.suppress(OSError):
@@ -443,11 +452,19 @@ def _folder_locked(folder: Path, missing_ok: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+def _mark(folder: Path) -> None:
+    """Put :data:`STAGING_MARKER` in ``folder`` (where it cannot be written, the folder is left
+    to its writer alone: one a killed writer left then stays)."""
+    with contextlib.suppress(OSError):
+        (folder / STAGING_MARKER).touch()
+
+
 def remove_stale_staging(final: Path) -> list[Path]:
     """Delete the staging and moved-aside folders of ``final`` (``.name.staging-xxxxxxxx``,
-    ``.name.old-xxxxxxxx``: :func:`staged_dir`'s) that no living process holds: those a killed
-    writer left. One another process is building is locked, and kept; where locks cannot be
-    taken (no ``flock``, a file system refusing it) nothing is deleted.
+    ``.name.old-xxxxxxxx``, holding :data:`STAGING_MARKER`: :func:`staged_dir`'s) that no living
+    process holds: those a killed writer left. One another process is building is locked, and
+    kept; a folder of such a name without the marker is not wbcap's, and kept; where locks cannot
+    be taken (no ``flock``, a file system refusing it) nothing is deleted.
 
     Returns:
         The folders deleted.
@@ -471,7 +488,11 @@ def remove_stale_staging(final: Path) -> list[Path]:
                 free = flock_nowait(fd)
             except OSError:
                 free = None
-            if free:
+            try:
+                marked = bool(free) and stat.S_ISREG(os.lstat(path / STAGING_MARKER).st_mode)
+            except OSError:  # (no marker: not wbcap's)
+                marked = False
+            if marked:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         finally:

@@ -450,7 +450,11 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
         if gender != "neutral":  # (the network's body, the protocols' alignment joints: upstream's neutral model)
             raise InputError(f"{setting('body_models')} {body_models} names the {gender} SMPL-X model: {_NEUTRAL_ONLY}; "
                              f"pass SMPLX_NEUTRAL.npz or its folder")
-        files["the SMPL-X model"] = find_body_model(gender, body_models, allow_pickle)
+        found = files["the SMPL-X model"] = find_body_model(gender, body_models, allow_pickle)
+        linked = _linked_gender(found)
+        if linked is not None:
+            raise InputError(f"{setting('body_models')} {body_models}: {found} is a link to the {linked} SMPL-X model "
+                             f"({found.resolve()}): {_NEUTRAL_ONLY}; pass SMPLX_NEUTRAL.npz or its folder")
     if name == "EHF" or (name == "AGORA" and split != "test"):  # (AGORA's test split: no metrics)
         for kind in ("j14", "hand_ids", "face_ids"):
             files[EXTRA_FILES[kind].what] = find_extra_file(kind, body_models, allow_pickle)
@@ -554,23 +558,45 @@ _NEUTRAL_ONLY = "Hand4Whole's network and its evaluation use the neutral one, so
 
 
 def _check_neutral_pipeline(pipe: Any) -> None:
-    """Refuse a Pipeline built on a gendered SMPL-X model, as the command refuses one: its
-    gender as configured, or as its file's name says (the command's check covers only
-    ``body_models``; a Pipeline of the male model was scored with that model's joints, an eval
-    review). A :class:`WholeBodyRegressor` does not know its file, and is taken as it is.
+    """Refuse a Pipeline built on a gendered SMPL-X model, as the command refuses one: as the
+    name of its file says, or of the file that links to (its config's gender where the file is not
+    known); the synthetic stand-in is neutral (the command's check covers only ``body_models``; a
+    Pipeline of the male model was scored with that model's joints, an eval review). A
+    :class:`WholeBodyRegressor` does not know its file, and is taken as it is.
 
     Raises:
         InputError: the pipeline's SMPL-X model is the male or the female one.
     """
     from wbcap.body.model_files import model_file_gender
 
-    said = pipe.built_from.body.gender if pipe.built_from is not None else None
-    path = pipe.source.body_model if pipe.source is not None and not pipe.source.body_model_synthetic else None
-    for gender in (said, None if path is None else model_file_gender(path)):
+    if pipe.source is not None and pipe.source.body_model_synthetic:  # (the neutral stand-in, whatever was asked)
+        return
+    path = pipe.source.body_model if pipe.source is not None else None
+    if path is None:  # (the config's word for it)
+        genders = [pipe.built_from.body.gender if pipe.built_from is not None else None]
+    else:  # (the file used, by its name or the name of the file it links to)
+        genders = [model_file_gender(path), _linked_gender(path)]
+    for gender in genders:
+        gender = None if gender is None else str(gender).lower()
         if gender not in (None, "neutral"):
             where = f" ({path})" if path is not None else ""
             raise InputError(f"evaluate(..., model): the Pipeline's SMPL-X model is the {gender} one{where}: "
                              f"{_NEUTRAL_ONLY}; build it with SMPLX_NEUTRAL.npz")
+
+
+def _linked_gender(path: str | Path) -> str | None:
+    """The gender other than neutral that the name of the file ``path`` links to says (a
+    ``model.npz`` linking to ``SMPLX_MALE.npz`` passed the check of names: a break-it trial);
+    None where ``path`` is no link, or its target's name says neutral or nothing."""
+    from wbcap.body.model_files import model_file_gender
+
+    p = Path(path).expanduser()
+    try:
+        target = p.resolve() if p.is_symlink() or any(q.is_symlink() for q in p.parents) else p
+    except (OSError, RuntimeError):
+        return None
+    gender = model_file_gender(target) if target != p else None
+    return gender if gender not in (None, "neutral") else None
 
 
 def _geometry(model: Any) -> ModelConfig:

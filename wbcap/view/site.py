@@ -196,7 +196,7 @@ def write_html(job: ViewJob) -> Path:
         InputError: ``job.html`` does not end in ``.html`` or lies inside ``job.out``, or
             ``<stem>_files/`` exists and was not written by ``wbcap view``.
     """
-    from wbcap.atomic import atomic_write_text, check_writable_destination, staged_dir
+    from wbcap.atomic import STAGING_MARKER, atomic_write_text, check_writable_destination, staged_dir
 
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
@@ -236,7 +236,8 @@ def write_html(job: ViewJob) -> Path:
             f"in the folder holding {page.name} (Python 3.10+, nothing else to install), then open the address "
             "it prints.\nBrowsers do not run this page from a file:// address (ES modules and fetch need http).\n",
             encoding="utf-8", errors="surrogateescape")
-        written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+        written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*")
+                         if p.is_file() and p != stage / STAGING_MARKER)  # (the marker: taken out)
         (stage / WRITTEN_LIST).write_text("".join(f"{name}\n" for name in written), encoding="utf-8",
                                           errors="surrogateescape")  # (names as the file system has them)
     atomic_write_text(page, _page(f"{files.name}/", serve))
