@@ -116,6 +116,21 @@ def test_another_setup_is_another_key(probes, monkeypatch):
     assert _gl.select_gl_platform() == "osmesa" and calls == ["egl", "osmesa", "osmesa"]
 
 
+def test_a_setting_that_breaks_opengl_is_another_key(probes, monkeypatch):
+    """One run with EGL's vendor files pointed nowhere kept "no platform works" for every later
+    run without it (a break-it trial): the loader's variables are part of the key."""
+    calls, works = probes
+    works["osmesa"] = False
+    monkeypatch.setenv("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexist.json")
+    assert _gl.select_gl_platform() is None and calls == ["egl", "osmesa"]
+    works["egl"] = True
+    monkeypatch.delenv("__EGL_VENDOR_LIBRARY_FILENAMES")
+    _gl._reset_for_tests()  # (the next process, without the setting: it probes again, and egl works)
+    assert _gl.select_gl_platform() == "egl" and calls == ["egl", "osmesa", "egl"]
+    for name in ("LIBGL_DRIVERS_PATH", "LD_LIBRARY_PATH"):
+        assert name in _gl.GL_ENVIRONMENT
+
+
 def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
     """PyOpenGL's GLError printed as a dozen lines of tabs and object addresses in the warning
     (a break-it trial under a memory limit): its code and call, one line. (PyOpenGL's own class

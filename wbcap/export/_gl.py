@@ -143,10 +143,19 @@ def cache_file():
     return user_cache_file("gl_platform.json")
 
 
+#: The variables that steer which OpenGL libraries and drivers load (the display, EGL's platform
+#: and vendor files, Mesa's drivers, the library path): part of the probe's cache key, so that a
+#: run under a setting that breaks OpenGL does not leave "none works" for later runs without it
+#: (``__EGL_VENDOR_LIBRARY_FILENAMES=/nonexist.json`` did: a break-it trial).
+GL_ENVIRONMENT = ("DISPLAY", "EGL_PLATFORM", "__EGL_VENDOR_LIBRARY_FILENAMES", "__EGL_VENDOR_LIBRARY_DIRS",
+                  "LIBGL_DRIVERS_PATH", "LIBGL_ALWAYS_SOFTWARE", "MESA_LOADER_DRIVER_OVERRIDE", "GALLIUM_DRIVER",
+                  "LD_LIBRARY_PATH", "LD_PRELOAD")
+
+
 def _cache_key(candidates: list[str]) -> str:
     """What the probe's answer depends on: this Python and its PyOpenGL/pyrender installs, the
-    candidates (they carry the user's ``PYOPENGL_PLATFORM``), the display variables, and the
-    system's library cache (changed by installing EGL/OSMesa)."""
+    candidates (they carry the user's ``PYOPENGL_PLATFORM``), the variables of
+    :data:`GL_ENVIRONMENT`, and the system's library cache (changed by installing EGL/OSMesa)."""
     from wbcap.versions import installed_version
 
     try:
@@ -154,7 +163,7 @@ def _cache_key(candidates: list[str]) -> str:
     except OSError:
         ld = "-"
     parts = [sys.executable, sys.version, installed_version("PyOpenGL") or "-", installed_version("pyrender") or "-", ",".join(candidates), ld,
-             os.environ.get("DISPLAY", ""), os.environ.get("EGL_PLATFORM", "")]
+             *(os.environ.get(name, "") for name in GL_ENVIRONMENT)]
     return "|".join(parts)
 
 
