@@ -131,6 +131,30 @@ def test_a_setting_that_breaks_opengl_is_another_key(probes, monkeypatch):
         assert name in _gl.GL_ENVIRONMENT
 
 
+def test_no_platform_found_under_too_few_open_files_is_not_kept_and_said_so(probes, monkeypatch, caplog):
+    """Under `ulimit -n 12` the probes' children could not open EGL's libraries: "none works" was
+    kept for every later run, and the warning said to install EGL (a break-it trial). It is not
+    kept, and the warning names the limit."""
+    import logging
+
+    import wbcap.limits
+    from wbcap.export import render as render_mod
+
+    calls, works = probes
+    works["osmesa"] = False
+    monkeypatch.setattr(wbcap.limits, "open_files_limit", lambda: 12)
+    monkeypatch.setattr(render_mod, "_warned_software", False)
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.render"):
+        assert render_mod.render_backend("auto") == "software"
+    assert not _gl.cache_file().exists() and calls == ["egl", "osmesa"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "no OpenGL platform could be tried, as this process may have only 12 files open at once; using the software "
+        "renderer (raise the limit: ulimit -n 4096)"]
+    monkeypatch.setattr(wbcap.limits, "open_files_limit", lambda: 1024)
+    _gl._reset_for_tests()
+    assert _gl.select_gl_platform() is None and json.loads(_gl.cache_file().read_text())["platform"] is None
+
+
 def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
     """PyOpenGL's GLError printed as a dozen lines of tabs and object addresses in the warning
     (a break-it trial under a memory limit): its code and call, one line. (PyOpenGL's own class

@@ -361,6 +361,22 @@ def _renderer_check() -> Check:
                  "libgl1-mesa-dri, or libosmesa6)", optional=True)
 
 
+def open_files_check() -> Check | None:
+    """A failed check where this process may have fewer than
+    :data:`~wbcap.limits.MIN_OPEN_FILES` files open
+    at once (the soft ``RLIMIT_NOFILE``), None otherwise or where it cannot be read: under
+    `ulimit -n 8` doctor blamed the renderer and Blender, with fixes to install them (a break-it
+    trial)."""
+    from wbcap.limits import MIN_OPEN_FILES, open_files_limit
+
+    soft = open_files_limit()
+    if soft is None or soft >= MIN_OPEN_FILES:
+        return None
+    return Check("open files", False, f"this process may have {soft} open at once, too few for wbcap (the renderer's "
+                 "probe, Blender's check and the commands' reads fail for want of them, and are reported so below)",
+                 f"raise the limit (ulimit -n 4096; at least {MIN_OPEN_FILES})")
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (wbcap's user folders, body models, MANO, checkpoints, detector,
     renderer, CUDA, the CPU inference form, HOG, FBX, libraries).
@@ -372,6 +388,9 @@ def run_checks(body_models: str | None = None) -> list[Check]:
 
     genders = _genders_to_check(body_models)
     checks: list[Check] = [user_folders_check()]
+    low = open_files_check()
+    if low is not None:  # (said only when too low: the other items' answers follow from it)
+        checks.append(low)
     checks += [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
     checks.append(mano_check(body_models))
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]

@@ -53,3 +53,23 @@ def is_whole(value: object, least: int) -> bool:
         return operator.index(value) >= least
     except TypeError:
         return False
+
+
+#: The fewest open files (``ulimit -n``) wbcap takes as enough: break-it trials saw `wbcap image`
+#: and `run` work at 20 and more and fail below (the OpenGL probe, Blender's check, the SMPL-X
+#: file's read), with some margin. ``wbcap doctor`` says so below it, and the OpenGL probe keeps
+#: no "none works" found under it.
+MIN_OPEN_FILES = 32
+
+
+def open_files_limit() -> int | None:
+    """How many files this process may have open at once (the soft ``RLIMIT_NOFILE``), or None
+    where it cannot be read or is unlimited. (:mod:`resource` is imported here; ``wbcap.cli``
+    imports it as it loads, since importing it when the limit is reached would fail.)"""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)

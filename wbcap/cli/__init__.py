@@ -30,10 +30,9 @@ from pathlib import Path
 
 import click
 
-try:  # (for _open_files_limit; Unix only)
-    import resource as _resource
-except ImportError:
-    _resource = None
+with contextlib.suppress(ImportError):  # (not Unix)
+    # loaded now for wbcap.limits.open_files_limit: loading it once the limit is reached would fail
+    import resource  # noqa: F401
 
 from wbcap.console import PrintableFormatter, printable
 
@@ -204,7 +203,9 @@ def _out_of_file_descriptors(exc: BaseException) -> str | None:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno == errno.EMFILE:
-            limit = _open_files_limit()
+            from wbcap.limits import open_files_limit
+
+            limit = open_files_limit()
             said = f"this process may have {limit} open at once" if limit else "this process's limit is reached"
             return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n 4096) and run the command "
                     "again")
@@ -213,18 +214,6 @@ def _out_of_file_descriptors(exc: BaseException) -> str | None:
                     "limit (sysctl fs.file-max), then run the command again")
         error = error.__cause__ or error.__context__
     return None
-
-
-def _open_files_limit() -> int | None:
-    """The process's limit of open files (``RLIMIT_NOFILE``'s soft one), or None where it cannot be
-    read: through :mod:`resource`, imported when this module is, since importing it then could
-    itself fail for want of a descriptor (the number was missing from the line: a break-it trial)."""
-    if _resource is None:
-        return None
-    try:
-        return int(_resource.getrlimit(_resource.RLIMIT_NOFILE)[0])
-    except (OSError, ValueError):
-        return None
 
 
 def _quiet_closed_stdout() -> None:

@@ -145,8 +145,15 @@ def render_backend(requested: str | None = None) -> str:
         global _warned_software
         if not _warned_software:
             kept = _gl.cache_file()  # (said only where it was written: a break-it trial's was not)
-            log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer (`wbcap doctor` says what "
-                        "to install%s)", f"; the answer is kept in {kept}: delete it to look again" if kept.is_file() else "")
+            if _gl.few_open_files():  # (not missing libraries: the probes could not open theirs)
+                from wbcap.limits import open_files_limit
+
+                log.warning("no OpenGL platform could be tried, as this process may have only %s files open at once; "
+                            "using the software renderer (raise the limit: ulimit -n 4096)", open_files_limit())
+            else:
+                log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer (`wbcap doctor` says "
+                            "what to install%s)",
+                            f"; the answer is kept in {kept}: delete it to look again" if kept.is_file() else "")
             _warned_software = True
         return "software"
     return f"pyrender-{platform}"
