@@ -496,6 +496,14 @@ def test_rerun_replaces_earlier_result_but_never_a_foreign_folder(tmp_path, micr
     r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out2"), "--full-image", *map(str, micro_args)])
     assert r.exit_code == 2 and "not a wbcap image result" in r.output and str(mine) in r.output, r.output
     assert (mine / "notes.txt").read_text() == "keep me\n" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # a link there, to an earlier result: said as a link (it was "exists and is not a folder": a break-it trial)
+    linked = tmp_path / "out3" / "pair"
+    linked.parent.mkdir()
+    linked.symlink_to(out / "pair")
+    r = CliRunner().invoke(cli, ["image", str(img), "-o", str(tmp_path / "out3"), "--full-image", *map(str, micro_args)])
+    assert r.exit_code == 2 and (f"{linked}: is a symbolic link, which a new result would replace (not what it leads "
+                                 "to); move it away or choose another -o folder") in r.output, r.output
+    assert linked.is_symlink() and sorted(p.name for p in (out / "pair").iterdir()) == ["person_0"]
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

@@ -182,7 +182,10 @@ def check_output_folder(final: Path, out_root: Path | None = None) -> None:
         InputError: naming the folder and the fix.
     """
     final = Path(final)
-    if final.is_symlink() or (final.exists() and not final.is_dir()):
+    if final.is_symlink():  # (a link to a folder was called "not a folder": a break-it trial)
+        raise InputError(f"{final}: is a symbolic link, which a new result would replace (not what it leads to); "
+                         f"move it away or choose another {setting('out', api='output')} folder")
+    if final.exists() and not final.is_dir():
         raise InputError(f"{final}: exists and is not a folder; "
                          f"move it away or choose another {setting('out', api='output')} folder")
     if final.is_dir() and not is_image_result(final):
