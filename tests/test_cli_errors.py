@@ -274,6 +274,31 @@ def test_out_of_open_files_is_said_as_such_not_blamed_on_the_file_read(monkeypat
     assert not list((tmp_path / "home").rglob("crash-*.log"))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_NOFILE as Linux has it")
+def test_the_open_files_line_is_made_with_every_descriptor_taken():
+    """In a process that has used up its open files, the handler's own import of wbcap.limits
+    failed with EMFILE: a traceback where the one line was to be (a code review). A fresh
+    process takes every descriptor, then asks for the line."""
+    code = """
+import errno, os, resource
+from wbcap.cli import _out_of_file_descriptors
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as exc:
+    line = _out_of_file_descriptors(exc)
+for fd in held:
+    os.close(fd)
+print(line)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == ("too many open files: this process may have 64 open at once (ulimit -n); raise the limit "
+                           "(ulimit -n 4096) and run the command again\n")
+
+
 def test_a_file_too_large_is_one_error_line_not_a_crash(monkeypatch, tmp_path):
     """EFBIG (`ulimit -f`, a file system's largest file) is an error the user fixes, as a full
     disk is: one line, exit 2, no crash log (a user trial got "wbcap export failed: OSError")."""

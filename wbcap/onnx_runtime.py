@@ -4,9 +4,9 @@ onnxruntime 1.32's Linux wheels carry Microsoft's 1DS telemetry (events for
 ``mobile.events.data.microsoft.com``): importing it wrote a device id and an event store under
 the user's cache folder (``~/.cache/Microsoft/DeveloperTools/.onnxruntime/``), and on a read-only
 cache printed its own warning that it could not (a break-it trial). wbcap imports it only through
-:func:`import_onnxruntime`, which sets ``ORT_DISABLE_TELEMETRY=1`` first, as onnxruntime reads it
-when it loads; a value the user set is kept (``ORT_DISABLE_TELEMETRY=0`` turns it back on). A
-process that imported onnxruntime before keeps what it read then.
+:func:`import_onnxruntime`, which sets ``ORT_DISABLE_TELEMETRY=1`` while it loads (onnxruntime reads
+it then) and takes it out again; a value the user set is kept (``ORT_DISABLE_TELEMETRY=0`` turns it
+back on). A process that imported onnxruntime before keeps what it read then.
 """
 
 from __future__ import annotations
@@ -19,13 +19,24 @@ TELEMETRY_VARIABLE = "ORT_DISABLE_TELEMETRY"
 
 
 def import_onnxruntime() -> ModuleType:
-    """``import onnxruntime`` with :data:`TELEMETRY_VARIABLE` set to ``1`` unless the environment
-    already says.
+    """``import onnxruntime`` with :data:`TELEMETRY_VARIABLE` set to ``1`` while it loads unless
+    the environment already says; the environment is left as it was (onnxruntime reads the
+    variable as it loads: its sessions made afterwards write nothing either).
 
     Raises:
         ImportError: onnxruntime is not installed (or does not import).
     """
-    os.environ.setdefault(TELEMETRY_VARIABLE, "1")
-    import onnxruntime
+    import sys
 
+    loaded = sys.modules.get("onnxruntime")
+    if loaded is not None:  # (None: taken out, as a test does, and the import below refuses it)
+        return loaded
+    added = TELEMETRY_VARIABLE not in os.environ
+    if added:
+        os.environ[TELEMETRY_VARIABLE] = "1"
+    try:
+        import onnxruntime
+    finally:
+        if added:
+            os.environ.pop(TELEMETRY_VARIABLE, None)
     return onnxruntime

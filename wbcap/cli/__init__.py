@@ -31,10 +31,11 @@ from pathlib import Path
 import click
 
 with contextlib.suppress(ImportError):  # (not Unix)
-    # loaded now for wbcap.limits.open_files_limit: loading it once the limit is reached would fail
+    # loaded now for open_files_limit: loading it once the limit is reached would fail
     import resource  # noqa: F401
 
 from wbcap.console import PrintableFormatter, printable
+from wbcap.limits import open_files_limit  # (loaded now, as resource is: a code review)
 
 SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
@@ -139,12 +140,18 @@ class LazyGroup(click.Group):
         try:
             # SIGTERM and SIGHUP (timeout, docker stop, a batch scheduler, a closed terminal) end every
             # command as Ctrl-C does: its temporary files removed, its output left as it was
-            with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
-                return super().invoke(ctx)
+            try:
+                with stop_as_ctrl_c(), spelling(lambda name: option_spelling(ctx, name)):
+                    return super().invoke(ctx)
+            except Exception as exc:  # (out of open files, whatever it became: one line, before the rest)
+                line = None if isinstance(exc, _CLICK_OWN) else _out_of_file_descriptors(exc)
+                if line is None:
+                    raise
+                click.echo(printable(f"error: {line}", one_line=True), err=True)
+                ctx.exit(2)
         except WbcapError as exc:
-            line = _out_of_file_descriptors(exc)
-            click.echo(printable(f"error: {line or exc}", one_line=True), err=True)
-            ctx.exit(2 if line else exc.exit_code)
+            click.echo(printable(f"error: {exc}", one_line=True), err=True)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # (Ctrl-C, SIGTERM, SIGHUP)
             from wbcap.stop_signals import exit_status, stop_message
 
@@ -166,10 +173,6 @@ class LazyGroup(click.Group):
             if exc.errno == errno.EPIPE:  # `wbcap ... | head`: quietly, as a shell tool the pipe killed
                 _quiet_closed_stdout()
                 ctx.exit(CLOSED_PIPE_EXIT_CODE)
-            line = _out_of_file_descriptors(exc)
-            if line:
-                click.echo(printable(f"error: {line}", one_line=True), err=True)
-                ctx.exit(2)
             if exc.errno in DISK_FULL:  # not a crash: the user can act on it
                 click.echo(printable(f"error: {_disk_full_message(exc, ctx)}", one_line=True), err=True)
                 ctx.exit(DISK_FULL_EXIT_CODE)
@@ -180,17 +183,17 @@ class LazyGroup(click.Group):
                 ctx.exit(2)
             _report_crash(ctx, exc)
         except RuntimeError as exc:
-            line = _unknown_home(ctx, exc) or _out_of_file_descriptors(exc)
+            line = _unknown_home(ctx, exc)
             if line is None:
                 _report_crash(ctx, exc)
             click.echo(printable(f"error: {line}", one_line=True), err=True)
             ctx.exit(2)
         except Exception as exc:
-            line = _out_of_file_descriptors(exc)
-            if line:
-                click.echo(printable(f"error: {line}", one_line=True), err=True)
-                ctx.exit(2)
             _report_crash(ctx, exc)
+
+
+#: click's own exceptions (--help, ctx.exit(), usage errors, aborts): reported by click or below.
+_CLICK_OWN = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 def _out_of_file_descriptors(exc: BaseException) -> str | None:
@@ -203,8 +206,6 @@ def _out_of_file_descriptors(exc: BaseException) -> str | None:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno == errno.EMFILE:
-            from wbcap.limits import open_files_limit
-
             limit = open_files_limit()
             said = f"this process may have {limit} open at once" if limit else "this process's limit is reached"
             return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n 4096) and run the command "

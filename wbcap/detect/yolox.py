@@ -380,8 +380,9 @@ class YOLOXDetector:
         check_model_file(path)
         if runtime == "auto":
             try:
-                import onnxruntime  # noqa: F401
+                from wbcap.onnx_runtime import import_onnxruntime
 
+                import_onnxruntime()  # (its telemetry off: a plain import here had it on, a code review)
                 runtime = "onnxruntime"
             except ImportError as exc:
                 _reraise_interrupt(exc)
