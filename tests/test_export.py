@@ -120,10 +120,16 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
         with staged_dir(Path(sys.argv[1])) as stage:
             (stage / "who.txt").write_text(sys.argv[2])
             print(stage.name, flush=True)
-            time.sleep(float(sys.argv[3]))
+            go = Path(sys.argv[3])  # (it waits for this file: the test's go)
+            for _ in range(6000):
+                if go.exists():
+                    break
+                time.sleep(0.01)
     """)
     photo = tmp_path / "p1"
-    killed = subprocess.Popen([sys.executable, "-c", code, str(photo), "killed", "60"], stdout=subprocess.PIPE, text=True)
+    never = tmp_path / "never"
+    killed = subprocess.Popen([sys.executable, "-c", code, str(photo), "killed", str(never)], stdout=subprocess.PIPE,
+                              text=True)
     left = killed.stdout.readline().strip()
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -135,7 +141,9 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
         (folder / "keep").mkdir(parents=True)
         (folder / "keep" / "x.txt").write_text("precious")
     assert (tmp_path / left / "who.txt").read_text() == "killed"
-    living = subprocess.Popen([sys.executable, "-c", code, str(photo), "living", "1"], stdout=subprocess.PIPE, text=True)
+    go = tmp_path.parent / f"{tmp_path.name}.go"  # (beside the folder: not one of its names)
+    living = subprocess.Popen([sys.executable, "-c", code, str(photo), "living", str(go)], stdout=subprocess.PIPE,
+                              text=True)
     building = living.stdout.readline().strip()
     try:
         with staged_dir(photo) as stage:
@@ -144,7 +152,9 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
         assert left not in names and ".p1.old-0123abcd" not in names
         assert building in names  # (the living process's)
     finally:
+        go.touch()
         assert living.wait(60) == 0
+        go.unlink()
     assert sorted(os.listdir(tmp_path)) == sorted(["p1", *(f.name for f in mine)])
     assert all((f / "keep" / "x.txt").read_text() == "precious" for f in mine)
     assert os.listdir(photo) == ["who.txt"] and (photo / "who.txt").read_text() == "living"  # (the last one in)
@@ -173,11 +183,55 @@ def test_two_processes_writing_one_folder_at_once_each_put_a_whole_one_in_place(
     final = tmp_path / "photo"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(final), tag], stderr=subprocess.PIPE, text=True)
              for tag in "AB"]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()  # (nothing where it ended; one left running by a timeout is stopped)
+            p.wait()
     assert [p.returncode for p in procs] == [0, 0], errors
     assert os.listdir(tmp_path) == ["photo"]
     texts = {(final / f"person_{k}" / "x.txt").read_text() for k in range(3)}
     assert len(texts) == 1 and texts.pop().endswith(" 149")
+
+
+def test_a_failed_rename_puts_the_previous_folder_back_unmarked(tmp_path: Path, monkeypatch) -> None:
+    """A rename of the new folder into place that fails (EIO) put the previous one back with
+    wbcap's staging marker inside, which the next `wbcap image` and `wbcap view` refused as a
+    foreign file (a code review): it comes back as it was."""
+    import errno
+
+    import wbcap.atomic as atomic
+
+    final = tmp_path / "photo"
+    final.mkdir()
+    (final / "prev.txt").write_text("previous")
+    real = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == final and ".staging-" in Path(src).name:
+            raise OSError(errno.EIO, "Input/output error", str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output error"), staged_dir(final) as stage:
+        (stage / "new.txt").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == ["photo"] and os.listdir(final) == ["prev.txt"]
+
+
+def test_a_link_where_the_folder_goes_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A link at the folder's name was moved aside and wbcap's marker written into the folder it
+    leads to, the moved link left for ever (a code review): refused, the link and its folder
+    untouched."""
+    target = tmp_path / "keep"
+    target.mkdir()
+    (target / "x.txt").write_text("mine")
+    link = tmp_path / "photo"
+    link.symlink_to(target)
+    with pytest.raises(InputError, match="photo: is a symbolic link, which a new folder would replace"):
+        with staged_dir(link):
+            pass
+    assert link.is_symlink() and os.listdir(target) == ["x.txt"] and sorted(os.listdir(tmp_path)) == ["keep", "photo"]
 
 
 # ---------------------------------------------------------------- OBJ and JSON

@@ -170,6 +170,7 @@ def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
             "e = GLError(err=12289, baseOperation=eglInitialize, cArguments=(object(), None, None))\n"
             "print(repr(str(e).count(chr(10))), gl_error_summary(e))")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
     lines, summary = child.stdout.strip().split(" ", 1)
     assert int(lines) > 5 and summary == "GLError 12289 in eglInitialize", child.stderr
 

@@ -329,6 +329,9 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
         InputError: ``final_dir`` exists and is not a folder, or its folder cannot be created.
     """
     final = Path(final_dir)
+    if final.is_symlink():  # (its rename would move the link, and the user's folder be marked through it)
+        raise InputError(f"{final}: is a symbolic link, which a new folder would replace (not what it leads to); "
+                         "move it away or choose another output folder")
     if not _folder_or_missing(final):
         raise InputError(f"{final}: exists and is not a folder; choose another output folder")
     try:
@@ -340,22 +343,21 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
             raise InputError(long_name_message(final)) from None
         what = "cannot write in this folder" if final.parent.is_dir() else "cannot create the output folder"
         raise InputError(f"{final.parent}: {what} ({exc.strerror or exc}); choose another output folder") from None
-    from wbcap.locks import closed_in_forked_children
-
+    # (a child forked meanwhile keeps a copy of the lock while it lives: its folder is then kept, the safe
+    # side; no fork hook per folder, which piled up over a long run: a code review)
     try:
-        with closed_in_forked_children(fd):
-            try:
-                yield stage
-            except BaseException as exc:
-                shutil.rmtree(stage, ignore_errors=True)
-                name_unnamed_write_error(exc, stage)
-                raise
-            try:
-                (stage / STAGING_MARKER).unlink(missing_ok=True)
-                _put_in_place(stage, final)
-            except BaseException:
-                shutil.rmtree(stage, ignore_errors=True)
-                raise
+        try:
+            yield stage
+        except BaseException as exc:
+            _remove_marked(stage)
+            name_unnamed_write_error(exc, stage)
+            raise
+        try:
+            (stage / STAGING_MARKER).unlink(missing_ok=True)
+            _put_in_place(stage, final)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
     finally:
         os.close(fd)
 
@@ -404,59 +406,88 @@ def _put_in_place(stage: Path, final: Path) -> None:
     deleted); again where another writer put its folder there in between."""
     for _ in range(_PLACE_TRIES):
         old = _temp_sibling(final, "old")
-        with _folder_locked(final, missing_ok=True):
+        with _folder_locked(final):
             try:
                 os.replace(final, old)
-                _mark(old)
             except FileNotFoundError:  # (none, or another writer moved it aside just now)
                 old = None
             try:
                 os.replace(stage, final)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another writer's folder came in between
-                    if old is not None:
-                        shutil.rmtree(old, ignore_errors=True)
+                    if old is not None:  # (theirs replaces it either way)
+                        _mark(old)
+                        _remove_marked(old)
                     time.sleep(secrets.randbelow(4000) / 1e6)  # (apart again, at random: not in step with it)
                     continue
-                if old is not None:
-                    with contextlib.suppress(OSError):
-                        os.replace(old, final)
+                _put_back(old, final)
                 raise
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            except BaseException:  # (Ctrl-C, SIGTERM between the two renames)
+                _put_back(old, final)
+                raise
+            if old is not None:  # (marked only now: until the new one is in place it is the result, unmarked)
+                _mark(old)
+                _remove_marked(old)
             return
     raise OSError(errno.EEXIST, f"other processes kept putting their own {final.name} in place", str(final))
 
 
+def _put_back(old: Path | None, final: Path) -> None:
+    """The folder moved aside to ``old`` back at ``final`` (nothing where none was moved)."""
+    if old is not None:
+        with contextlib.suppress(OSError):
+            os.replace(old, final)
+
+
 @contextlib.contextmanager
-def _folder_locked(folder: Path, missing_ok: bool = False) -> Iterator[None]:
+def _folder_locked(folder: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``folder`` while the block runs, so that
     :func:`remove_stale_staging` leaves it alone (also under the name it is renamed to); nothing is
-    held where the folder is missing (``missing_ok``), the platform has no ``flock`` or the file
-    system refuses it."""
-    from wbcap.locks import closed_in_forked_children, flock_nowait
+    held where the folder is missing or cannot be opened (no read permission: the rename needs
+    none), the platform has no ``flock`` or the file system refuses it."""
+    from wbcap.locks import flock_nowait
 
     try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except FileNotFoundError:
-        if not missing_ok:
-            raise
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
         yield
         return
     try:
         with contextlib.suppress(OSError):
             flock_nowait(fd)
-        with closed_in_forked_children(fd):
-            yield
+        yield
     finally:
         os.close(fd)
 
 
 def _mark(folder: Path) -> None:
-    """Put :data:`STAGING_MARKER` in ``folder`` (where it cannot be written, the folder is left
-    to its writer alone: one a killed writer left then stays)."""
+    """Put :data:`STAGING_MARKER` in ``folder``, not through a link (where it cannot be written,
+    the folder is left to its writer alone: one a killed writer left then stays)."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     with contextlib.suppress(OSError):
-        (folder / STAGING_MARKER).touch()
+        if not folder.is_symlink():
+            os.close(os.open(folder / STAGING_MARKER, flags, 0o644))
+
+
+def _remove_marked(folder: Path) -> None:
+    """Delete ``folder``, its :data:`STAGING_MARKER` last: stopped part way, what is left is still
+    marked, so that a later sweep finishes it (``rmtree`` may take the marker first)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == STAGING_MARKER:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        os.unlink(folder / STAGING_MARKER)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def remove_stale_staging(final: Path) -> list[Path]:
@@ -493,7 +524,7 @@ def remove_stale_staging(final: Path) -> list[Path]:
             except OSError:  # (no marker: not wbcap's)
                 marked = False
             if marked:
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_marked(path)
                 removed.append(path)
         finally:
             os.close(fd)
