@@ -304,10 +304,15 @@ def test_values_a_params_jsonl_holds_and_its_tracks_cannot_carry_are_warned_of(t
     with caplog.at_level(logging.WARNING, logger="wbcap.export.params_jsonl"):
         _, back, _ = read_params_jsonl(path)
     assert [r.getMessage() for r in caplog.records] == [
-        f"{path}: 2 line(s) give leye_pose/reye_pose other than zero; the files made from it keep SMPL-X's rest eyes "
-        "(Hand4Whole does not estimate them), so those are left out",
-        f"{path}: the shape of track(s) 1 changes between lines; the files made from it give a track one shape, its "
-        "first line's"]
+        f"{path}: 2 line(s) give leye_pose/reye_pose other than zero; wbcap keeps SMPL-X's rest eyes (Hand4Whole does "
+        "not estimate them), so those are not used",
+        f"{path}: the shape of track(s) 1 changes between lines; wbcap gives a track one shape, its first line's"]
+    lines[7]["leye_pose"] = [10**400, 0, 0]  # (a number no float holds: warned of, not a crash, a code review)
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.export.params_jsonl"):
+        read_params_jsonl(path)
+    assert caplog.records[0].getMessage().startswith(f"{path}: 3 line(s) give leye_pose/reye_pose other than zero")
     np.testing.assert_array_equal(back[1].betas, tracks[1].betas)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,6 +150,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             raise InputError(f"{path}:{frame_line[frame]}: a damaged record (frame {frame} at {frames[frame]:g} s is not "
                              f"after frame {before} at {frames[before]:g} s, line {frame_line[before]}); {resume}")
     tracks = {}
+    changing: list[int] = []  # (tracks whose shape changes between lines)
     for tid, recs in sorted(rows.items()):
         recs.sort(key=lambda r: r["frame"])
 
@@ -163,33 +165,32 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
                                  f"{json.dumps(bad[key])[:60]}, where the others have {common} numbers); resume its "
                                  f"run ({setting('resume', api='resume=True')}) to rewrite it") from None
 
+        shapes = col(FILE_KEYS["betas"])
+        if (shapes != shapes[0]).any():
+            changing.append(tid)
         tracks[tid] = SmoothedTrack(
             frame=col("frame", np.int64), time=col("time", np.float64), box=col("box"),
             **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
-            betas=col(FILE_KEYS["betas"])[0].copy(),
+            betas=shapes[0].copy(),
             score=col("score", np.float64) if all("score" in r for r in recs) else None,
         )
-    _warn_unread_values(path, rows, tracks)
+    _warn_unread_values(path, rows, changing)
     return frames, tracks, camera
 
 
-def _warn_unread_values(path: Path, rows: dict[int, list[dict]], tracks: dict[int, SmoothedTrack]) -> None:
-    """Warn where the file holds values the tracks cannot carry, which a hand-edited file may:
-    eyes other than zero (wbcap's files keep SMPL-X's rest eyes: Hand4Whole does not estimate
-    them) and a track's ``shape`` changing between its lines (one shape a track: its first
+def _warn_unread_values(path: Path, rows: dict[int, list[dict]], changing: list[int]) -> None:
+    """Warn where the file holds values wbcap's tracks cannot carry, which a hand-edited file may:
+    eyes other than zero (wbcap keeps SMPL-X's rest eyes: Hand4Whole does not estimate them) and a
+    track's ``shape`` changing between its lines (``changing``; one shape a track: its first
     line's). They were dropped without a word (a researcher's trial edited the eyes)."""
-    eyes = 0
-    for recs in rows.values():
-        for rec in recs:
-            try:
-                eyes += any(np.any(np.asarray(rec.get(key) or [0.0], np.float64) != 0) for key in ("leye_pose", "reye_pose"))
-            except (TypeError, ValueError):  # (not numbers: not read either way)
-                eyes += 1
+
+    def moved(value: Any) -> bool:  # (not a list of zeros; anything else counts: it is not read either way)
+        return value is not None and (not isinstance(value, list) or any(v != 0 for v in value))
+
+    eyes = sum(moved(rec.get("leye_pose")) or moved(rec.get("reye_pose")) for recs in rows.values() for rec in recs)
     if eyes:
-        log.warning("%s: %d line(s) give leye_pose/reye_pose other than zero; the files made from it keep SMPL-X's rest "
-                    "eyes (Hand4Whole does not estimate them), so those are left out", path, eyes)
-    changing = [tid for tid, recs in rows.items()
-                if any(not np.array_equal(np.asarray(r[FILE_KEYS["betas"]], np.float32), tracks[tid].betas) for r in recs)]
+        log.warning("%s: %d line(s) give leye_pose/reye_pose other than zero; wbcap keeps SMPL-X's rest eyes (Hand4Whole "
+                    "does not estimate them), so those are not used", path, eyes)
     if changing:
-        log.warning("%s: the shape of track(s) %s changes between lines; the files made from it give a track one shape, "
-                    "its first line's", path, ", ".join(map(str, changing)))
+        log.warning("%s: the shape of track(s) %s changes between lines; wbcap gives a track one shape, its first "
+                    "line's", path, ", ".join(map(str, changing)))
