@@ -299,6 +299,24 @@ print(line)
                            "(ulimit -n 4096) and run the command again\n")
 
 
+def test_the_open_files_line_says_when_the_hard_limit_is_lower_than_its_fix():
+    """`ulimit -n 4096` fails without privileges where the hard limit is lower (a code review):
+    the line says so."""
+    import errno
+
+    import wbcap.cli as cli_module
+
+    limits = {False: 9, True: 1024}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli_module, "open_files_limit", lambda hard=False: limits[hard])
+        line = cli_module._out_of_file_descriptors(OSError(errno.EMFILE, "Too many open files"))
+        assert line == ("too many open files: this process may have 9 open at once (ulimit -n); raise the limit "
+                        "(ulimit -n 4096; its hard limit, 1024, is lower: ask the administrator) and run the command "
+                        "again")
+        limits[True] = None  # (unlimited)
+        assert "hard limit" not in cli_module._out_of_file_descriptors(OSError(errno.EMFILE, "Too many open files"))
+
+
 def test_a_file_too_large_is_one_error_line_not_a_crash(monkeypatch, tmp_path):
     """EFBIG (`ulimit -f`, a file system's largest file) is an error the user fixes, as a full
     disk is: one line, exit 2, no crash log (a user trial got "wbcap export failed: OSError")."""

@@ -378,8 +378,9 @@ def open_files_check() -> Check | None:
 
 
 def run_checks(body_models: str | None = None) -> list[Check]:
-    """Every check, in display order (wbcap's user folders, body models, MANO, checkpoints, detector,
-    renderer, CUDA, the CPU inference form, HOG, FBX, libraries).
+    """Every check, in display order (wbcap's user folders, the open-files limit where it is too
+    low, body models, MANO, checkpoints, detector, renderer, CUDA, the CPU inference form, huge
+    pages, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
     what to do, without repeating the detail.

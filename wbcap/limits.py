@@ -62,14 +62,15 @@ def is_whole(value: object, least: int) -> bool:
 MIN_OPEN_FILES = 32
 
 
-def open_files_limit() -> int | None:
-    """How many files this process may have open at once (the soft ``RLIMIT_NOFILE``), or None
+def open_files_limit(hard: bool = False) -> int | None:
+    """How many files this process may have open at once (the soft ``RLIMIT_NOFILE``; with
+    ``hard``, the hard one, the most the soft one may be raised to without privileges), or None
     where it cannot be read or is unlimited. (:mod:`resource` is imported here; ``wbcap.cli``
     imports it as it loads, since importing it when the limit is reached would fail.)"""
     try:
         import resource
 
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        value = resource.getrlimit(resource.RLIMIT_NOFILE)[1 if hard else 0]
     except (ImportError, OSError, ValueError):
         return None
-    return None if soft == resource.RLIM_INFINITY else int(soft)
+    return None if value == resource.RLIM_INFINITY else int(value)

@@ -208,8 +208,10 @@ def _out_of_file_descriptors(exc: BaseException) -> str | None:
         if isinstance(error, OSError) and error.errno == errno.EMFILE:
             limit = open_files_limit()
             said = f"this process may have {limit} open at once" if limit else "this process's limit is reached"
-            return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n 4096) and run the command "
-                    "again")
+            hard = open_files_limit(hard=True)
+            below = f"; its hard limit, {hard}, is lower: ask the administrator" if hard is not None and hard < 4096 else ""
+            return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n 4096{below}) and run the "
+                    "command again")
         if isinstance(error, OSError) and error.errno == errno.ENFILE:
             return ("the system has too many open files (ENFILE): close other programs or raise the system's "
                     "limit (sysctl fs.file-max), then run the command again")

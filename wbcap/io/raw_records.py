@@ -393,19 +393,16 @@ class RawWriter:
             rec = {"frame": index, "time": ftime, "size": size, **({} if change is None else change.record()),
                    **({} if found is None else {"detected": found}), **extra,
                    "people": [person_record(p, lk) for p, lk in zip(people, people_looks)]}
-            self._write(json.dumps(rec) + "\n")
-        self._write(None)
+            self._named(self._file.write, json.dumps(rec) + "\n")
+        self._named(self._file.flush)
 
-    def _write(self, text: str | None) -> None:
-        """Write ``text`` (None: flush); a full disk's error names the raw file (it said "cannot
-        write (No space left on device)" with no file: a break-it trial)."""
+    def _named(self, call: Any, *args: Any) -> None:
+        """``call(*args)`` (a write or the flush); a full disk's error names the raw file (it said
+        "cannot write (No space left on device)" with no file: a break-it trial)."""
         from wbcap.atomic import name_unnamed_write_error
 
         try:
-            if text is None:
-                self._file.flush()
-            else:
-                self._file.write(text)
+            call(*args)
         except OSError as exc:
             name_unnamed_write_error(exc, self.path)
             raise
