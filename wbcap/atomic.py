@@ -326,7 +326,8 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     had failed on each other's renames and left their staging folders).
 
     Raises:
-        InputError: ``final_dir`` exists and is not a folder, or its folder cannot be created.
+        InputError: ``final_dir`` is a symbolic link, exists and is not a folder, or its folder
+            cannot be created.
     """
     final = Path(final_dir)
     if final.is_symlink():  # (its rename would move the link, and the user's folder be marked through it)
