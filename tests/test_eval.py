@@ -108,6 +108,7 @@ def test_samples_left_out_of_the_means_are_counted_and_said(models, data_root, c
     assert clean.left_out == {} and not [r for r in caplog.records if "left out" in r.getMessage()]
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_a_pipeline_of_a_gendered_smplx_model_is_refused_as_the_command_refuses_it(models, data_root, micro_ckpt,
                                                                                  tmp_path, body_dir):
     """`wbcap eval` refused a --body-models naming the male model, but evaluate() took a Pipeline
@@ -147,6 +148,7 @@ def test_a_pipeline_of_a_gendered_smplx_model_is_refused_as_the_command_refuses_
         "folder\n"), r.output
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_a_pipeline_on_the_synthetic_stand_in_is_evaluated_whatever_gender_was_asked(models, data_root, micro_ckpt,
                                                                                     monkeypatch, tmp_path):
     """A Pipeline asked for the male model, built on the synthetic neutral stand-in (no SMPL-X

@@ -100,6 +100,7 @@ def test_staged_dir_refuses_a_file(tmp_path: Path) -> None:
             pass
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept(tmp_path: Path) -> None:
     """`wbcap image` killed (SIGKILL) while writing left `.p1.staging-*` folders that every later
     run into the folder kept (a break-it trial): the next staged_dir of that folder removes the
@@ -160,6 +161,7 @@ def test_staging_folders_a_killed_writer_left_are_removed_and_a_living_ones_kept
     assert os.listdir(photo) == ["who.txt"] and (photo / "who.txt").read_text() == "living"  # (the last one in)
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_two_processes_writing_one_folder_at_once_each_put_a_whole_one_in_place(tmp_path: Path) -> None:
     """Two writers of one result folder at once (two `wbcap image` into one -o): they failed on
     each other's renames ("Directory not empty", "exists and is not a folder" for a folder moved

@@ -155,6 +155,7 @@ def test_no_platform_found_under_too_few_open_files_is_not_kept_and_said_so(prob
     assert _gl.select_gl_platform() is None and json.loads(_gl.cache_file().read_text())["platform"] is None
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_opengls_failure_is_one_short_line(probes, monkeypatch, caplog):
     """PyOpenGL's GLError printed as a dozen lines of tabs and object addresses in the warning
     (a break-it trial under a memory limit): its code and call, one line. (PyOpenGL's own class

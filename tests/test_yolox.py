@@ -345,6 +345,7 @@ def test_run_with_yolox_detector_on_vtest(tmp_path, shared_dir, micro_ckpt, body
     assert len({x["track"] for x in lines}) >= 5 and {x["frame"] for x in lines} == {200, 201, 202}
 
 
+@pytest.mark.slow  # fresh processes or pipelines built (the fast loop stays under 2 minutes)
 def test_onnxruntime_is_imported_with_its_telemetry_off(tmp_path):
     """onnxruntime 1.32's Linux wheel writes a device id and an event store for Microsoft's
     telemetry into the user's cache as it loads (found through a read-only cache's warning: a
