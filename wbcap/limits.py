@@ -60,6 +60,9 @@ def is_whole(value: object, least: int) -> bool:
 #: file's read), with some margin. ``wbcap doctor`` says so below it, and the OpenGL probe keeps
 #: no "none works" found under it.
 MIN_OPEN_FILES = 32
+#: The open-files limit wbcap's messages suggest (``ulimit -n 4096``): far past its needs, and
+#: within the usual hard limit.
+SUGGESTED_OPEN_FILES = 4096
 
 
 def open_files_limit(hard: bool = False) -> int | None:

@@ -35,7 +35,7 @@ with contextlib.suppress(ImportError):  # (not Unix)
     import resource  # noqa: F401
 
 from wbcap.console import PrintableFormatter, printable
-from wbcap.limits import open_files_limit  # (loaded now, as resource is: a code review)
+from wbcap.limits import SUGGESTED_OPEN_FILES, open_files_limit  # (loaded now, as resource is: a code review)
 
 SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
@@ -209,9 +209,10 @@ def _out_of_file_descriptors(exc: BaseException) -> str | None:
             limit = open_files_limit()
             said = f"this process may have {limit} open at once" if limit else "this process's limit is reached"
             hard = open_files_limit(hard=True)
-            below = f"; its hard limit, {hard}, is lower: ask the administrator" if hard is not None and hard < 4096 else ""
-            return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n 4096{below}) and run the "
-                    "command again")
+            below = (f"; its hard limit, {hard}, is lower: ask the administrator"
+                     if hard is not None and hard < SUGGESTED_OPEN_FILES else "")
+            return (f"too many open files: {said} (ulimit -n); raise the limit (ulimit -n {SUGGESTED_OPEN_FILES}{below}) "
+                    "and run the command again")
         if isinstance(error, OSError) and error.errno == errno.ENFILE:
             return ("the system has too many open files (ENFILE): close other programs or raise the system's "
                     "limit (sysctl fs.file-max), then run the command again")

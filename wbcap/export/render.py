@@ -146,10 +146,11 @@ def render_backend(requested: str | None = None) -> str:
         if not _warned_software:
             kept = _gl.cache_file()  # (said only where it was written: a break-it trial's was not)
             if _gl.few_open_files():  # (not missing libraries: the probes could not open theirs)
-                from wbcap.limits import open_files_limit
+                from wbcap.limits import SUGGESTED_OPEN_FILES, open_files_limit
 
                 log.warning("no OpenGL platform could be tried, as this process may have only %s files open at once; "
-                            "using the software renderer (raise the limit: ulimit -n 4096)", open_files_limit())
+                            "using the software renderer (raise the limit: ulimit -n %d)", open_files_limit(),
+                            SUGGESTED_OPEN_FILES)
             else:
                 log.warning("no OpenGL platform (EGL/OSMesa) works; using the software renderer (`wbcap doctor` says "
                             "what to install%s)",
