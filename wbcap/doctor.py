@@ -367,11 +367,11 @@ def open_files_check() -> Check | None:
     at once (the soft ``RLIMIT_NOFILE``), None otherwise or where it cannot be read: under
     `ulimit -n 8` doctor blamed the renderer and Blender, with fixes to install them (a break-it
     trial)."""
-    from wbcap.limits import MIN_OPEN_FILES, SUGGESTED_OPEN_FILES, open_files_limit
+    from wbcap.limits import MIN_OPEN_FILES, SUGGESTED_OPEN_FILES, open_files_limit, too_few_open_files
 
-    soft = open_files_limit()
-    if soft is None or soft >= MIN_OPEN_FILES:
+    if not too_few_open_files():
         return None
+    soft = open_files_limit()
     return Check("open files", False, f"this process may have {soft} open at once, too few for wbcap (the renderer's "
                  "probe, Blender's check and the commands' reads fail for want of them, and are reported so below)",
                  f"raise the limit (ulimit -n {SUGGESTED_OPEN_FILES}; at least {MIN_OPEN_FILES})")

@@ -77,3 +77,10 @@ def open_files_limit(hard: bool = False) -> int | None:
     except (ImportError, OSError, ValueError):
         return None
     return None if value == resource.RLIM_INFINITY else int(value)
+
+
+def too_few_open_files() -> bool:
+    """Whether this process (and the children it starts) may open fewer files than
+    :data:`MIN_OPEN_FILES` (:func:`open_files_limit`; False where it cannot be read)."""
+    limit = open_files_limit()
+    return limit is not None and limit < MIN_OPEN_FILES

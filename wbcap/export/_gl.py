@@ -210,21 +210,14 @@ def _select() -> str | None:
         log.debug("OpenGL platform for pyrender (cached): %s", cached)
         return cached
     chosen, answered = _probe_all(user, candidates)
-    if answered and (chosen is not None or not few_open_files()):
+    from wbcap.limits import too_few_open_files
+
+    if answered and (chosen is not None or not too_few_open_files()):
         # not after a probe went unanswered: it may work next time (a busy machine); nor "none
         # works" under a limit of open files too low for the probes (`ulimit -n 12` left it for
         # every later run: a break-it trial)
         _write_cache(key, chosen)
     return chosen
-
-
-def few_open_files() -> bool:
-    """Whether this process (and so the probes' children) may open fewer files than
-    :data:`wbcap.limits.MIN_OPEN_FILES`."""
-    from wbcap.limits import MIN_OPEN_FILES, open_files_limit
-
-    limit = open_files_limit()
-    return limit is not None and limit < MIN_OPEN_FILES
 
 
 def _use(platform: str) -> None:
