@@ -561,6 +561,37 @@ def test_a_newer_wbcaps_calibration_cache_is_left_as_it_is(tmp_path):
     assert list(json.loads(path.read_text())["entries"]) == ["key"]
 
 
+def test_calibrations_written_by_two_processes_at_once_are_both_kept(tmp_path):
+    """As the CPU strategy's cache (tests/test_strategy.py): an entry another process added
+    between this one's read and its write was lost. The update waits for the other's lock."""
+    import multiprocessing
+    import time
+
+    from wbcap.user_cache import updating
+
+    path = tmp_path / "int8_calibration.json"
+    entry = {"ranges": {}, "error": 0.0, "check": 0.0}
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    with updating(path):  # (this process's update, between its read and its write)
+        other = ctx.Process(target=_write_other_calibration, args=(str(path), entry, started))
+        other.start()
+        assert started.wait(30)
+        time.sleep(0.3)  # (the other one waits for the lock meanwhile)
+        assert not path.exists()
+        path.write_text(json.dumps({"format": int8.CALIBRATION_FORMAT, "entries": {"mine": entry}}))
+    other.join(30)
+    assert other.exitcode == 0
+    assert list(json.loads(path.read_text())["entries"]) == ["mine", "other"]
+
+
+def _write_other_calibration(path: str, entry: dict, started) -> None:
+    from pathlib import Path
+
+    started.set()
+    assert int8._write_calibration(Path(path), "other", entry) is None
+
+
 def test_a_calibration_cache_hashes_each_module_once(resnet18, tmp_path, monkeypatch):
     """One conversion's CalibrationCache fingerprints a module once (the box network's key holds
     the body ResNet's fingerprint, which the ResNet's own key computed), another module apart."""

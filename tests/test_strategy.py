@@ -8,6 +8,8 @@ import copy
 import dataclasses
 import json
 import logging
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -769,6 +771,87 @@ def test_a_cached_time_that_is_not_a_positive_number_is_measured_again(micro_par
         again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
     assert measure.asked == [("face_backbone", torch.float32)] and "ignoring the cached CPU strategy" in caplog.text
     assert again.parts["face_backbone"].chunks.calls(1) == (1,)
+
+
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("per_image_s", {"1": 1.0, "2": 0.6, "1000000000000": 0.5}, "chunk sizes must be from 1 to 4096 images"),
+    ("measured", {"fused": {"1": 1.0, "5000": 0.5}}, "chunk sizes must be from 1 to 4096 images"),
+    ("per_crop", 100000000, "per_crop must be a whole number from 1 to 8"),
+    ("per_crop", -5, "per_crop must be a whole number from 1 to 8"),
+    ("per_crop", 2, "2 images per crop, where the part takes 1")])
+def test_a_cached_chunk_size_or_images_per_crop_out_of_range_is_measured_again(micro_parts, tmp_path, caplog, measure,
+                                                                                 key, value, said):
+    """A review's edits of a cached entry: a chunk of 1e12 images was read as valid and failed
+    oneDNN's packing at every start-up ("could not construct a memory descriptor"); 1e8 images
+    per crop hung the strategy's summary (`wbcap bench`), -5 said "face 0". Each is an entry
+    measured again; a per_crop other than the part's too."""
+    path = tmp_path / "cpu_strategy.json"
+    first, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    data = json.loads(path.read_text())
+    (slot,) = data["machines"].values()
+    (pid,) = [p for p in slot["parts"] if p.startswith("face_backbone")]
+    slot["parts"][pid][key] = value
+    path.write_text(json.dumps(data))
+    measure.asked.clear()
+    with caplog.at_level(logging.WARNING):
+        again, _ = choose_cpu_strategy(micro_parts, FP32, path=path, busy=lambda: False)
+    assert measure.asked == [("face_backbone", torch.float32)] and again.source == "cache+measured"
+    assert "ignoring the cached CPU strategy" in caplog.text and said in caplog.text, caplog.text
+    assert again.summary(1) == first.summary(1)
+
+
+def test_kernel_variables_and_fewer_cores_than_threads_are_in_the_cache_key(monkeypatch):
+    """A review: under ONEDNN_MAX_CPU_ISA=SSE41 (oneDNN's SSE4.1 kernels, a 3x3 convolution 3.8x
+    slower) the choice measured with AVX-512 was read back, and two threads on one core read two
+    cores' choice. A usual machine's key is what earlier versions wrote."""
+    for name in strategy.KERNEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    plain = strategy.machine_key()
+    assert plain["env"] == {} and plain["cores"] >= 1
+    mid = strategy._machine_id(plain)
+    threads = plain["threads"]
+    assert mid.endswith(f"| {threads} threads") and "cores" not in mid
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    capped = strategy.machine_key()
+    assert capped["env"] == {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}
+    assert strategy._machine_id(capped) == f"{mid} | ATEN_CPU_CAPABILITY=default | ONEDNN_MAX_CPU_ISA=SSE41"
+    monkeypatch.setattr(strategy, "_usable_cores", lambda: 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert strategy._machine_id({**plain, "threads": 2, "cores": 1}).endswith("| 2 threads on 1 cores")
+    assert strategy.machine_key()["cores"] == 1
+
+
+def test_two_processes_adding_to_the_cache_at_once_keep_both_entries(tmp_path):
+    """A review: process A read the cache, B wrote its part, A wrote its copy of the older file:
+    B's part was lost (measured again next time, 10-30 s). Each update is re-read and written
+    under a lock (wbcap.user_cache.updating); here A holds it while B starts."""
+    import multiprocessing
+
+    path = tmp_path / "cpu_strategy.json"
+    machine = strategy.machine_key()
+    body = PartChoice("fused", ChunkPlan.fixed(2))
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    with strategy.updating(path):  # (A's update)
+        machines, _, _ = strategy._cache_document(path)  # (A reads: no entries yet)
+        b = ctx.Process(target=_write_hand_part, args=(str(path), machine, started))
+        b.start()
+        assert started.wait(30)
+        time.sleep(0.3)  # (B adds its part meanwhile: it waits for the lock)
+        assert not path.exists()
+        machines[strategy._machine_id(machine)] = {**machine, "parts": {"body": body.to_dict()}}
+        strategy.write_json(path, {"format": strategy.CACHE_FORMAT, "machines": machines})  # (A writes what it read and its part)
+    b.join(30)
+    assert b.exitcode == 0
+    parts = list(json.loads(path.read_text())["machines"].values())[0]["parts"]
+    assert parts.keys() == {"body", "hand"}
+    assert (tmp_path / "cpu_strategy.json.lock").is_file()
+
+
+def _write_hand_part(path: str, machine: dict, started) -> None:
+    started.set()
+    strategy.write_cache(Path(path), machine, {"hand": PartChoice("plain", ChunkPlan.fixed(1))})
 
 
 def test_winograd_layers_are_counted_for_the_calls_of_each_batch_size():

@@ -4,20 +4,29 @@ and the probed OpenGL platform (:mod:`wbcap.export._gl`).
 
 A cache is only ever a shortcut: a file that is missing, unreadable or not JSON (including JSON
 nested too deep for Python's parser, or numbers too large for it) reads as nothing, and a write
-that fails only costs the work again next time. These two functions say what went wrong as one
-line; each caller words its own message (what it will do instead).
+that fails only costs the work again next time. :func:`read_json` and :func:`write_json` say what
+went wrong as one line; each caller words its own message (what it will do instead). A cache that
+several processes add entries to is re-read and written under :func:`updating`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from wbcap.errors import InputError, first_line
 
-__all__ = ["format_of", "read_json", "write_json"]
+__all__ = ["format_of", "read_json", "updating", "write_json"]
+
+#: The longest :func:`updating` waits for another process's update of the same cache (each takes
+#: milliseconds; one stopped while holding it, e.g. by Ctrl-Z, is then not waited for further).
+LOCK_WAIT_S = 10.0
 
 
 #: A cache file larger than this is not read (wbcap's are a few kB to a few hundred kB; reading
@@ -61,3 +70,34 @@ def write_json(path: Path, document: Any, indent: int | None = None) -> str | No
     except (OSError, InputError) as e:  # (InputError: a folder that refuses new files, a link that loops...)
         return first_line(e) or type(e).__name__
     return None
+
+
+@contextlib.contextmanager
+def updating(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``'s sidecar lock file (``<name>.lock``, beside it)
+    while the block re-reads and rewrites ``path``, waiting up to :data:`LOCK_WAIT_S` for another
+    process's update: without it two processes measuring at once each wrote their own entries
+    over the file the other had just written, and one's were lost (a review; measured again
+    next time, 10-30 s). Where no lock can be had (no ``flock``, a folder that refuses the file
+    or the lock, the wait over) the block runs unlocked, as a cache is only a shortcut."""
+    from wbcap.locks import flock_nowait
+
+    lock = path.with_name(path.name + ".lock")
+    fd = None
+    try:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                         0o644)
+        if fd is not None:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            try:
+                while flock_nowait(fd) is False and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except OSError:  # (a file system that refuses locks: NFS)
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)

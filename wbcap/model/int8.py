@@ -80,7 +80,7 @@ from wbcap.model.fused import (
     subpixel_kernel,
 )
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
-from wbcap.user_cache import format_of, read_json, write_json
+from wbcap.user_cache import format_of, read_json, updating, write_json
 
 __all__ = ["INT8_TOLERANCE", "CalibrationCache", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv",
            "build_int8_resnet", "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images",
@@ -573,15 +573,17 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
 
 def _write_calibration(path: Path, key: str, entry: dict) -> str | None:
     """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
-    :data:`CALIBRATION_KEEP`; written atomically). Returns None, or why it could not be written."""
-    fmt = format_of(read_json(path)[0])
-    if fmt is not None and fmt > CALIBRATION_FORMAT:  # (see format_of)
-        return f"a newer wbcap's (format {fmt}), left as it is"
-    entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
-    entries.pop(key, None)
-    entries[key] = entry
-    entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
-    return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
+    :data:`CALIBRATION_KEEP`; written atomically, under :func:`~wbcap.user_cache.updating`'s lock).
+    Returns None, or why it could not be written."""
+    with updating(path):
+        fmt = format_of(read_json(path)[0])
+        if fmt is not None and fmt > CALIBRATION_FORMAT:  # (see format_of)
+            return f"a newer wbcap's (format {fmt}), left as it is"
+        entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
+        entries.pop(key, None)
+        entries[key] = entry
+        entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
+        return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
 
 
 class CalibrationCache:

@@ -97,14 +97,17 @@ from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
-from wbcap.user_cache import format_of, read_json, write_json
+from wbcap.user_cache import format_of, read_json, updating, write_json
 
 log = logging.getLogger(__name__)
 
 ENV_STRATEGY = "WBCAP_CPU_STRATEGY"
-#: The most images per convolution call a forced ``<form>:N`` takes (oneDNN cannot lay out the
-#: weights of a convolution packed for ~1e11 images: such an N failed at the first call).
+#: The most images per convolution call a forced ``<form>:N`` or a cached chunk size takes (oneDNN
+#: cannot lay out the weights of a convolution packed for ~1e11 images: such an N failed at the
+#: first call, and a cached one at every start-up).
 MAX_FORCED_CHUNK = 4096
+#: The most images a part takes per crop that a cached entry may say (the hand network's 2).
+MAX_PER_CROP = 8
 FORMS = ("fused", "plain", "onnxruntime", "int8", "graph")
 CACHE_FILE = "cpu_strategy.json"
 #: Forms built by their own classes rather than :meth:`TunedPart.build
@@ -423,7 +426,7 @@ class PartChoice:
         form = d["form"]
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}")
-        table = tuple(sorted((int(c), float(t)) for c, t in d["per_image_s"].items()))
+        table = tuple(sorted((_chunk_size(c), float(t)) for c, t in d["per_image_s"].items()))
         alt = d.get("alternates")
         winograd = tuple(check_tile_plan(p) for p in d.get("winograd", ()))
         subpixel = tuple(_flag(v) for v in d.get("subpixel", ()))
@@ -434,13 +437,26 @@ class PartChoice:
         if single is not None and (single not in SINGLE_FORMS or form not in SINGLE_BESIDE or not table
                                    or table[0][0] != 1):
             raise ValueError(f"single-image form {single!r} with form {form!r} and call sizes {[c for c, _ in table]}")
-        measured = {str(f): {int(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()}
+        measured = {str(f): {_chunk_size(c): float(t) for c, t in ts.items()} for f, ts in d.get("measured", {}).items()}
         for f, ts in measured.items():  # (a chunk plan is made of them for a few calls: for_few_calls)
-            if any(c < 1 or not math.isfinite(t) or t <= 0 for c, t in ts.items()):
-                raise ValueError(f"measured times of {f!r} must be for chunks >= 1 and finite and > 0, got {ts}")
-        return cls(form, ChunkPlan(table), subpixel, int(d.get("per_crop", 1)), measured,
+            if any(not math.isfinite(t) or t <= 0 for t in ts.values()):
+                raise ValueError(f"measured times of {f!r} must be finite and > 0, got {ts}")
+        # (images per crop: 1, or 2 for the hand network; an edited 1e8 planned 1e8 images per crop)
+        per_crop = d.get("per_crop", 1)
+        if not isinstance(per_crop, int) or isinstance(per_crop, bool) or not 1 <= per_crop <= MAX_PER_CROP:
+            raise ValueError(f"per_crop must be a whole number from 1 to {MAX_PER_CROP}, got {per_crop!r}")
+        return cls(form, ChunkPlan(table), subpixel, per_crop, measured,
                    None if alt is None else {int(i): tuple(int(n) for n in v) for i, v in alt.items()}, winograd, gemm,
                    single, _build_times(d.get("build_s")))
+
+
+def _chunk_size(key: Any) -> int:
+    """A cached chunk size (images per convolution call, a JSON key): 1 to :data:`MAX_FORCED_CHUNK`;
+    ValueError otherwise (an edited ``"1000000000000"`` failed oneDNN's packing at every start-up)."""
+    size = int(key)
+    if not 1 <= size <= MAX_FORCED_CHUNK:
+        raise ValueError(f"chunk sizes must be from 1 to {MAX_FORCED_CHUNK} images, got {size}")
+    return size
 
 
 def _build_times(value: Any) -> dict[str, float]:
@@ -470,7 +486,7 @@ class CpuStrategy:
 
     ``source``: ``measured`` (just now), ``cache`` (read back), ``forced`` (requested) or mixed
     (``cache+measured`` when some parts were missing from the cache); ``machine``: the cache key
-    (``cpu``, ``torch``, ``onnxruntime``, ``threads``); ``selection_s``: seconds spent measuring (0 when read or
+    (:func:`machine_key`: ``cpu``, ``torch``, ``onnxruntime``, ``threads``, ``cores``, ``env``); ``selection_s``: seconds spent measuring (0 when read or
     forced); ``cache_file``: where it is kept (None when forced).
     """
 
@@ -540,13 +556,27 @@ def cpu_model() -> str:
     return f"{name} ({detail})" if detail else name
 
 
+#: Environment variables that change which kernels oneDNN or ATen run (an ISA cap, a lower
+#: float32 precision): a choice measured without them is not one for a process with them (a
+#: review: under ``ONEDNN_MAX_CPU_ISA=SSE41`` a 3x3 convolution took 3.8x as long, and the choice
+#: measured with AVX-512 was read back). onnxruntime's kernels do not read them.
+KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_CPU_ISA_HINTS", "DNNL_CPU_ISA_HINTS",
+                    "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "ATEN_CPU_CAPABILITY")
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine_key() -> dict[str, Any]:
     """What a cached choice is valid for: ``cpu`` (:func:`cpu_model`), ``torch`` (version),
     ``onnxruntime`` (its version when the onnxruntime form can be built,
-    :func:`~wbcap.model.ort_resnet.ort_usable`, else None) and ``threads``
-    (``torch.get_num_threads()``)."""
+    :func:`~wbcap.model.ort_resnet.ort_usable`, else None), ``threads``
+    (``torch.get_num_threads()``), ``cores`` (the cores this process may run on) and ``env``
+    (those of :data:`KERNEL_VARIABLES` that are set, name -> value)."""
+    env = {k: os.environ[k] for k in KERNEL_VARIABLES if os.environ.get(k)}
     return {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": onnxruntime_version(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "cores": _usable_cores(), "env": env}
 
 
 def onnxruntime_version() -> str | None:
@@ -565,9 +595,16 @@ def onnxruntime_version() -> str | None:
 
 
 def _machine_id(machine: Mapping[str, Any]) -> str:
+    """The cache's key for ``machine`` (:func:`machine_key`). The cores are named only where fewer
+    than the threads (more threads than cores: each waits for the others), and the variables only
+    where set, so that a usual machine's key stays what earlier versions wrote."""
     ort = machine.get("onnxruntime")
-    return (f"{machine['cpu']} | torch {machine['torch']} | onnxruntime {ort or 'none'} | "
-            f"{machine['threads']} threads")
+    threads = machine["threads"]
+    cores = machine.get("cores")
+    on = f" on {cores} cores" if isinstance(cores, int) and cores < threads else ""
+    env = machine.get("env") or {}
+    set_vars = "".join(f" | {k}={v}" for k, v in sorted(env.items()))
+    return f"{machine['cpu']} | torch {machine['torch']} | onnxruntime {ort or 'none'} | {threads} threads{on}{set_vars}"
 
 
 def _part_id(part: TunedPart, dtype: torch.dtype, onednn: bool, fast: bool | None) -> str:
@@ -642,13 +679,19 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
 
 def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice],
                 read_warned: bool = False, huge_pages: Mapping[str, Any] | None = None) -> None:
-    """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first,
-    written atomically); a failure to write is a warning (the choice is measured again next time).
+    """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first and
+    written atomically, under :func:`~wbcap.user_cache.updating`'s lock); a failure to write is a warning (the choice is measured again next time).
     ``huge_pages``: :func:`measure_huge_pages`'s record for this machine, kept under its key
     ``huge_pages`` (None: the one there is kept).
     ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
     file it reported (a newer wbcap's, a folder at its path) is not said a second time when the
     write is left out or fails because of it (one warning per damaged cache)."""
+    with updating(path):  # (re-read and written under a lock: see updating)
+        _write_cache(path, machine, entries, read_warned, huge_pages)
+
+
+def _write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice], read_warned: bool,
+                 huge_pages: Mapping[str, Any] | None) -> None:
     from wbcap.versions import wbcap_version
 
     machines, problem, fmt = _cache_document(path)  # (a broken file was reported when it was read first)
@@ -1369,6 +1412,10 @@ def choose_cpu_strategy(
                 say("ignoring the cached CPU strategy for %s (the %s form does not apply to it); measuring again", pid,
                     form)
                 return None
+        if cached is not None and cached.per_crop != part.per_crop:
+            say("ignoring the cached CPU strategy for %s (%d images per crop, where the part takes %d); measuring "
+                "again", pid, cached.per_crop, part.per_crop)
+            return None
         wanted = (len(part.transposed_convs()), len(part.winograd_convs(dtypes[name])))
         if cached is not None and (len(cached.subpixel), len(cached.winograd)) != wanted:
             say("ignoring the cached CPU strategy for %s (%d sub-pixel flags for %d deconvolutions, %d Winograd plans "
