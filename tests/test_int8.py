@@ -106,6 +106,10 @@ def test_calibration_is_kept_by_the_weights_fingerprint(resnet18, tmp_path, monk
         build_int8_resnet(other, SIZE, cache=cache)
     with pytest.raises(AssertionError, match="calibrated again"):
         build_int8_resnet(resnet18, (32, 32), cache=cache)  # another input size
+    real_cpu = strategy.cpu_model()  # another CPU (a cache folder shared between machines): its int8 kernels differ
+    monkeypatch.setattr(strategy, "cpu_model", lambda: real_cpu.replace("avx512f", "").strip() + " (another)")
+    with pytest.raises(AssertionError, match="calibrated again"):
+        build_int8_resnet(resnet18, SIZE, cache=cache)
     monkeypatch.undo()
     cache.write_text("{not json")  # a broken file: calibrated again, with a warning, and rewritten
     with caplog.at_level(logging.WARNING):

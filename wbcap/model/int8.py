@@ -534,10 +534,15 @@ def calibration_cache_path() -> Path:
 
 
 def _calibration_key(fingerprint: str, image_size: Sequence[int]) -> str:
+    """The calibration cache's key: the weights, the input size, the wbcap and torch versions and
+    the CPU (:func:`wbcap.model.strategy.cpu_model`: int8 kernels differ by instruction set, e.g.
+    with and without AVX512-VNNI, so an error measured on one CPU is not another's; a cache
+    folder shared between machines, a home folder on NFS, kept one entry per machine)."""
+    from wbcap.model.strategy import cpu_model
     from wbcap.versions import wbcap_version
 
     h, w = (int(s) for s in image_size)
-    return f"{fingerprint} {h}x{w} wbcap {wbcap_version()} torch {torch.__version__}"
+    return f"{fingerprint} {h}x{w} wbcap {wbcap_version()} torch {torch.__version__} cpu {cpu_model()}"
 
 
 def _read_calibration(path: Path, warn: bool = True) -> dict[str, dict]:
@@ -668,7 +673,7 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     well: the caller runs the part another way). The ranges, the error and the int8 form's mean
     |feature| on the first crop are read from and kept in ``cache`` (a file, default
     :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts),
-    keyed by :func:`weights_fingerprint`, the input size and the wbcap and torch versions; read
+    keyed by :func:`weights_fingerprint`, the input size, the wbcap and torch versions and the CPU; read
     back, the module is run on that crop only and the entry is used when it gives the same mean
     (within :data:`CHECK_TOLERANCE`: an edited or stale entry is calibrated again, with a
     warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores; read back, building and
