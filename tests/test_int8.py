@@ -576,10 +576,11 @@ def test_calibrations_written_by_two_processes_at_once_are_both_kept(tmp_path):
     path = tmp_path / "int8_calibration.json"
     entry = {"ranges": {}, "error": 0.0, "check": 0.0}
     ctx = multiprocessing.get_context("fork")
-    started = ctx.Event()
+    go, started = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_write_other_calibration, args=(str(path), entry, go, started))
+    other.start()  # (forked before the lock is taken: a child forked while it is held holds it too)
     with updating(path):  # (this process's update, between its read and its write)
-        other = ctx.Process(target=_write_other_calibration, args=(str(path), entry, started))
-        other.start()
+        go.set()
         assert started.wait(30)
         time.sleep(0.3)  # (the other one waits for the lock meanwhile)
         assert not path.exists()
@@ -589,9 +590,10 @@ def test_calibrations_written_by_two_processes_at_once_are_both_kept(tmp_path):
     assert list(json.loads(path.read_text())["entries"]) == ["mine", "other"]
 
 
-def _write_other_calibration(path: str, entry: dict, started) -> None:
+def _write_other_calibration(path: str, entry: dict, go, started) -> None:
     from pathlib import Path
 
+    go.wait(30)
     started.set()
     assert int8._write_calibration(Path(path), "other", entry) is None
 

@@ -832,11 +832,12 @@ def test_two_processes_adding_to_the_cache_at_once_keep_both_entries(tmp_path):
     machine = strategy.machine_key()
     body = PartChoice("fused", ChunkPlan.fixed(2))
     ctx = multiprocessing.get_context("fork")
-    started = ctx.Event()
+    go, started = ctx.Event(), ctx.Event()
+    b = ctx.Process(target=_write_hand_part, args=(str(path), machine, go, started))
+    b.start()  # (forked before A takes the lock: a child forked while it is held holds it too)
     with strategy.updating(path):  # (A's update)
         machines, _, _ = strategy._cache_document(path)  # (A reads: no entries yet)
-        b = ctx.Process(target=_write_hand_part, args=(str(path), machine, started))
-        b.start()
+        go.set()
         assert started.wait(30)
         time.sleep(0.3)  # (B adds its part meanwhile: it waits for the lock)
         assert not path.exists()
@@ -849,7 +850,8 @@ def test_two_processes_adding_to_the_cache_at_once_keep_both_entries(tmp_path):
     assert (tmp_path / "cpu_strategy.json.lock").is_file()
 
 
-def _write_hand_part(path: str, machine: dict, started) -> None:
+def _write_hand_part(path: str, machine: dict, go, started) -> None:
+    go.wait(30)
     started.set()
     strategy.write_cache(Path(path), machine, {"hand": PartChoice("plain", ChunkPlan.fixed(1))})
 

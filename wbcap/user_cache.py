@@ -79,7 +79,8 @@ def updating(path: Path) -> Iterator[None]:
     process's update: without it two processes measuring at once each wrote their own entries
     over the file the other had just written, and one's were lost (a review; measured again
     next time, 10-30 s). Where no lock can be had (no ``flock``, a folder that refuses the file
-    or the lock, the wait over) the block runs unlocked, as a cache is only a shortcut."""
+    or the lock, the wait over) the block runs unlocked, as a cache is only a shortcut. (A process
+    forked without ``exec`` while the block runs would hold the lock too: nothing is started in it.)"""
     from wbcap.locks import flock_nowait
 
     lock = path.with_name(path.name + ".lock")
