@@ -148,6 +148,9 @@ def test_summary_line():
            "detectors": {"stages": ["detect.hog", "detect.yolox-nano"], "yolox_missing": None}}
     expected = "detection per frame: hog 200 ms/frame vs yolox-nano 20 ms/frame (10x faster than hog)"
     assert detect_summary(rep) == [expected]
+    # a slower one by how many times slower (a user trial read "0.378x slower than hog" for 2.64x)
+    rep["stages"]["detect.yolox-nano"]["per_item_s"] = 0.528
+    assert detect_summary(rep) == ["detection per frame: hog 200 ms/frame vs yolox-nano 528 ms/frame (2.64x slower than hog)"]
     assert detect_summary({"stages": {}}) == []
 
 

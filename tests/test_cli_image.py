@@ -467,6 +467,37 @@ def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, m
         assert r.exit_code == 0 and r.stderr.splitlines()[-1] == f"next: wbcap view {word}   (the results in a web browser)"
 
 
+def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args, monkeypatch):
+    """A user trial: Ctrl-C in the third of six photos printed "interrupted" alone. It says how
+    many were done, where, and what the same command does again; one photo says nothing more."""
+    import wbcap.export.image_outputs as image_outputs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        write_rgb(src / f"p{i}.jpg", person_image(120, 160, seed=i))
+    real, calls = image_outputs.write_image_outputs, []
+
+    def stopped_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image_outputs, "write_image_outputs", stopped_at_the_third)
+    out = tmp_path / "out"
+    r = invoke("image", src, "-o", out, "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 130, r.output
+    assert r.stderr.splitlines()[-2:] == [
+        f"stopped after 2 of 4 photos (their results are in {out}); the same command again does every photo again",
+        "interrupted"], r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p0", "p1"]
+    calls.clear()
+    calls.extend([1, 1])  # (one photo: the third call is its first)
+    r = invoke("image", src / "p0.jpg", "-o", tmp_path / "one", "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 130 and r.stderr.splitlines()[-1] == "interrupted" and "stopped after" not in r.stderr
+
+
 def test_name_clash_is_refused_before_any_work(tmp_path, micro_args):
     (tmp_path / "d").mkdir()
     a, b = (write_rgb(tmp_path / "d" / n, person_image(96, 128, seed=1)) for n in ("cam1.jpg", "x.jpg"))

@@ -67,9 +67,8 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
         parts = []
         for name, t in times.items():
             text = f"{name[len('detect.'):]} {t * 1e3:.3g} ms/frame"
-            if hog and name != "detect.hog" and t > 0:
-                ratio = hog / t
-                text += f" ({ratio:.3g}x {'faster' if ratio >= 1 else 'slower'} than hog)"
+            if hog and name != "detect.hog" and t > 0:  # (the ratio of the slower time to the faster, >= 1)
+                text += f" ({hog / t:.3g}x faster than hog)" if t <= hog else f" ({t / hog:.3g}x slower than hog)"
             parts.append(text)
         lines.append("detection per frame: " + " vs ".join(parts))
     if info.get("yolox_missing"):

@@ -162,7 +162,15 @@ def _run(ctx, job, pipeline=None) -> None:
                 else:
                     echo_result(line)  # results on stdout (`wbcap image ... > list.txt`)
 
-        run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
+        try:
+            run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
+        except KeyboardInterrupt:  # (also SIGTERM and SIGHUP: see wbcap.cli; a user trial: no word of what was done)
+            finished = int(progress.tasks[0].completed)
+            if len(paths) > 1 and finished:
+                progress.stop()  # (the bar cleared first)
+                click.echo(printable(f"stopped after {finished} of {len(paths)} photos (their results are in {job.out}); "
+                                     "the same command again does every photo again", one_line=True), err=True)
+            raise
     if written:  # (some results written: how to look at them, also when others failed)
         view_hint(ctx, job.out)
     if failed:
