@@ -100,6 +100,9 @@ def bench(ctx, checkpoint, config_name, body_models, gender, allow_pickle, devic
     Uses the checkpoint `wbcap image` would use (or --checkpoint), or --config full|small with
     random weights; a synthetic SMPL-X model stands in when the real one is missing. The report
     says which. Progress goes to stderr; tables (or --json) to stdout.
+
+    The first run on a machine measures its CPU inference form first (10-30 s with 2 cores, once:
+    kept in the user cache); WBCAP_CPU_STRATEGY=fused times the default form without measuring.
     """
     import contextlib
     import json
