@@ -467,6 +467,7 @@ def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, m
         assert r.exit_code == 0 and r.stderr.splitlines()[-1] == f"next: wbcap view {word}   (the results in a web browser)"
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args, monkeypatch):
     """A user trial: Ctrl-C in the third of six photos printed "interrupted" alone. It says how
     many were done, where, and what the same command does again; one photo says nothing more."""
