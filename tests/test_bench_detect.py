@@ -151,6 +151,8 @@ def test_summary_line():
     # a slower one by how many times slower (a user trial read "0.378x slower than hog" for 2.64x)
     rep["stages"]["detect.yolox-nano"]["per_item_s"] = 0.528
     assert detect_summary(rep) == ["detection per frame: hog 200 ms/frame vs yolox-nano 528 ms/frame (2.64x slower than hog)"]
+    rep["stages"]["detect.yolox-nano"]["per_item_s"] = 0.2000004  # (equal to 3 figures)
+    assert detect_summary(rep)[0].endswith("yolox-nano 200 ms/frame (as fast as hog)")
     assert detect_summary({"stages": {}}) == []
 
 

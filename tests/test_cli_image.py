@@ -490,12 +490,19 @@ def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args,
     r = invoke("image", src, "-o", out, "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 130, r.output
     assert r.stderr.splitlines()[-2:] == [
-        f"stopped after 2 of 4 photos (their results are in {out}); the same command again does every photo again",
+        f"stopped after 2 of 4 photos (the results of 2 are in {out}); the same command again does every photo again",
         "interrupted"], r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["p0", "p1"]
+    # photos that failed are not said to have results (a review: "their results are in" a folder never made)
+    (src / "p0.jpg").write_text("not an image")
+    calls.clear()  # (p0 fails before its write: the third write is p3's)
+    r = invoke("image", src, "-o", tmp_path / "out2", "--full-image", "--no-render", *micro_args)
+    assert r.exit_code == 130 and r.stderr.splitlines()[-2] == (
+        f"stopped after 3 of 4 photos (the results of 2 are in {tmp_path / 'out2'}, 1 failed); the same command again "
+        "does every photo again"), r.stderr
     calls.clear()
     calls.extend([1, 1])  # (one photo: the third call is its first)
-    r = invoke("image", src / "p0.jpg", "-o", tmp_path / "one", "--full-image", "--no-render", *micro_args)
+    r = invoke("image", src / "p1.jpg", "-o", tmp_path / "one", "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 130 and r.stderr.splitlines()[-1] == "interrupted" and "stopped after" not in r.stderr
 
 

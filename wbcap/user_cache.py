@@ -73,32 +73,42 @@ def write_json(path: Path, document: Any, indent: int | None = None) -> str | No
 
 
 @contextlib.contextmanager
-def updating(path: Path) -> Iterator[None]:
+def updating(path: Path, wait_s: float | None = None) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path``'s sidecar lock file (``<name>.lock``, beside it)
-    while the block re-reads and rewrites ``path``, waiting up to :data:`LOCK_WAIT_S` for another
-    process's update: without it two processes measuring at once each wrote their own entries
+    while the block re-reads and rewrites ``path``, waiting up to ``wait_s`` seconds for another
+    process's update (default :data:`LOCK_WAIT_S`): without it two processes measuring at once each wrote their own entries
     over the file the other had just written, and one's were lost (a review; measured again
     next time, 10-30 s). Where no lock can be had (no ``flock``, a folder that refuses the file
-    or the lock, the wait over) the block runs unlocked, as a cache is only a shortcut. (A process
-    forked without ``exec`` while the block runs would hold the lock too: nothing is started in it.)"""
+    or the lock) the block runs unlocked, as a cache is only a shortcut; so it does when the wait
+    is over, and the block is given True (the caller says so, and need not wait again: a holder
+    stopped by Ctrl-Z made every update wait). A lock file another user made (a shared cache
+    folder) is locked through a read-only descriptor. (A process forked without ``exec`` while
+    the block runs would hold the lock too: nothing is started in it.)"""
     from wbcap.locks import flock_nowait
 
     lock = path.with_name(path.name + ".lock")
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = None
+    timed_out = False
     try:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
-                         0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except PermissionError:
+            with contextlib.suppress(OSError):
+                fd = os.open(lock, os.O_RDONLY | flags)
+        except OSError:
+            pass
         if fd is not None:
-            deadline = time.monotonic() + LOCK_WAIT_S
+            deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
             try:
-                while flock_nowait(fd) is False and time.monotonic() < deadline:
+                while not (taken := flock_nowait(fd) is not False) and time.monotonic() < deadline:
                     time.sleep(0.01)
+                timed_out = not taken
             except OSError:  # (a file system that refuses locks: NFS)
                 pass
-        yield
+        yield timed_out
     finally:
         if fd is not None:
             os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,10 @@ def detect_summary(report: dict[str, Any]) -> list[str]:
         parts = []
         for name, t in times.items():
             text = f"{name[len('detect.'):]} {t * 1e3:.3g} ms/frame"
-            if hog and name != "detect.hog" and t > 0:  # (the ratio of the slower time to the faster, >= 1)
-                text += f" ({hog / t:.3g}x faster than hog)" if t <= hog else f" ({t / hog:.3g}x slower than hog)"
+            if hog and name != "detect.hog" and t > 0 and math.isfinite(hog / t):
+                ratio = max(hog, t) / min(hog, t)  # (the slower time over the faster, >= 1)
+                text += (" (as fast as hog)" if f"{ratio:.3g}" == "1" else
+                         f" ({ratio:.3g}x {'faster' if t < hog else 'slower'} than hog)")
             parts.append(text)
         lines.append("detection per frame: " + " vs ".join(parts))
     if info.get("yolox_missing"):

@@ -165,11 +165,14 @@ def _run(ctx, job, pipeline=None) -> None:
         try:
             run_images(job, pipeline=pipeline, on_progress=report, on_stage=stage, paths=paths)
         except KeyboardInterrupt:  # (also SIGTERM and SIGHUP: see wbcap.cli; a user trial: no word of what was done)
-            finished = int(progress.tasks[0].completed)
+            finished = int(progress.tasks[0].completed)  # (written, failed, or with nobody in it)
             if len(paths) > 1 and finished:
                 progress.stop()  # (the bar cleared first)
-                click.echo(printable(f"stopped after {finished} of {len(paths)} photos (their results are in {job.out}); "
-                                     "the same command again does every photo again", one_line=True), err=True)
+                said = ([f"the results of {len(written)} are in {job.out}"] if written else []) + (
+                    [f"{len(failed)} failed"] if failed else [])
+                click.echo(printable(f"stopped after {finished} of {len(paths)} photos"
+                                     + (f" ({', '.join(said)})" if said else "")
+                                     + "; the same command again does every photo again", one_line=True), err=True)
             raise
     if written:  # (some results written: how to look at them, also when others failed)
         view_hint(ctx, job.out)

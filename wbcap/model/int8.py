@@ -80,7 +80,7 @@ from wbcap.model.fused import (
     subpixel_kernel,
 )
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
-from wbcap.user_cache import format_of, read_json, updating, write_json
+from wbcap.user_cache import LOCK_WAIT_S, format_of, read_json, updating, write_json
 
 __all__ = ["INT8_TOLERANCE", "CalibrationCache", "Int8DeconvStack", "Int8ResNet", "build_int8", "build_int8_deconv",
            "build_int8_resnet", "calibrate", "calibrate_deconv", "calibration_cache_path", "calibration_images",
@@ -576,19 +576,24 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
     return ranges, err, check
 
 
-def _write_calibration(path: Path, key: str, entry: dict) -> str | None:
+def _write_calibration(path: Path, key: str, entry: dict, wait_s: float | None = None) -> tuple[str | None, bool]:
     """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
-    :data:`CALIBRATION_KEEP`; written atomically, under :func:`~wbcap.user_cache.updating`'s lock).
-    Returns None, or why it could not be written."""
-    with updating(path):
-        fmt = format_of(read_json(path)[0])
-        if fmt is not None and fmt > CALIBRATION_FORMAT:  # (see format_of)
-            return f"a newer wbcap's (format {fmt}), left as it is"
-        entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
-        entries.pop(key, None)
-        entries[key] = entry
-        entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
-        return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
+    :data:`CALIBRATION_KEEP`; written atomically, under :func:`~wbcap.user_cache.updating`'s lock,
+    waited for up to ``wait_s`` seconds, default :data:`~wbcap.user_cache.LOCK_WAIT_S`). Returns (None, or why it could not be written; whether
+    the wait for another process's lock was over)."""
+    with updating(path, wait_s) as timed_out:
+        return _add_calibration(path, key, entry), timed_out
+
+
+def _add_calibration(path: Path, key: str, entry: dict) -> str | None:
+    fmt = format_of(read_json(path)[0])
+    if fmt is not None and fmt > CALIBRATION_FORMAT:  # (see format_of)
+        return f"a newer wbcap's (format {fmt}), left as it is"
+    entries = _read_calibration(path, warn=False)  # (a broken file was reported when it was read first)
+    entries.pop(key, None)
+    entries[key] = entry
+    entries = dict(list(entries.items())[-CALIBRATION_KEEP:])
+    return write_json(path, {"format": CALIBRATION_FORMAT, "entries": entries})
 
 
 class CalibrationCache:
@@ -605,6 +610,7 @@ class CalibrationCache:
         self._path = path
         self._entries: dict[str, dict] | None = None
         self._unwritable = False
+        self._lock_waited = False  # (another process held the file's lock past the wait: not waited for again)
         self._unsaved: set[str] = set()  # entries kept in memory only (the file could not be written)
         self._prints: dict[int, tuple[nn.Module, str]] = {}
 
@@ -651,7 +657,11 @@ class CalibrationCache:
         if self._unwritable:
             self._unsaved.add(key)
             return
-        problem = _write_calibration(self.path, key, entry)
+        problem, timed_out = _write_calibration(self.path, key, entry, 0.0 if self._lock_waited else LOCK_WAIT_S)
+        if timed_out and not self._lock_waited:  # (once per conversion: its other parts do not wait)
+            self._lock_waited = True
+            log.warning("another process has held %s.lock for %g s (a stopped one?); writing the int8 calibration "
+                        "cache without waiting for it", self.path, LOCK_WAIT_S)
         if problem:
             self._unwritable = True
             self._unsaved.add(key)

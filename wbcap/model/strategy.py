@@ -97,7 +97,7 @@ from wbcap.model.graph_resnet import GraphResNet, graph_applies
 from wbcap.model.int8 import INT8_TOLERANCE, CalibrationCache, build_int8, int8_applies
 from wbcap.model.ort_resnet import OrtResNet, ort_applies, ort_usable
 from wbcap.model.winograd import TILES, WinogradConv
-from wbcap.user_cache import format_of, read_json, updating, write_json
+from wbcap.user_cache import LOCK_WAIT_S, format_of, read_json, updating, write_json
 
 log = logging.getLogger(__name__)
 
@@ -686,7 +686,10 @@ def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, Pa
     ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
     file it reported (a newer wbcap's, a folder at its path) is not said a second time when the
     write is left out or fails because of it (one warning per damaged cache)."""
-    with updating(path):  # (re-read and written under a lock: see updating)
+    with updating(path, LOCK_WAIT_S) as timed_out:  # (re-read and written under a lock: see updating)
+        if timed_out:
+            log.warning("another process has held %s.lock for %g s (a stopped one?); writing the CPU strategy cache "
+                        "without waiting for it", path, LOCK_WAIT_S)
         _write_cache(path, machine, entries, read_warned, huge_pages)
 
 
