@@ -75,10 +75,10 @@ def write_json(path: Path, document: Any, indent: int | None = None) -> str | No
 @contextlib.contextmanager
 def updating(path: Path, wait_s: float | None = None) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path``'s sidecar lock file (``<name>.lock``, beside it)
-    while the block re-reads and rewrites ``path``, waiting up to ``wait_s`` seconds for another
-    process's update (default :data:`LOCK_WAIT_S`): without it two processes measuring at once each wrote their own entries
-    over the file the other had just written, and one's were lost (a review; measured again
-    next time, 10-30 s). Where no lock can be had (no ``flock``, a folder that refuses the file
+    while the block re-reads and rewrites ``path``, waiting up to ``wait_s`` seconds (default
+    :data:`LOCK_WAIT_S`) for another process's update: without it two processes measuring at once
+    each wrote their own entries over the file the other had just written, and one's were lost (a
+    review; measured again next time, 10-30 s). Where no lock can be had (no ``flock``, a folder that refuses the file
     or the lock) the block runs unlocked, as a cache is only a shortcut; so it does when the wait
     is over, and the block is given True (the caller says so, and need not wait again: a holder
     stopped by Ctrl-Z made every update wait). A lock file another user made (a shared cache

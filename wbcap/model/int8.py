@@ -579,8 +579,8 @@ def _entry(entry: object, names: set[str]) -> tuple[dict[str, tuple[float, float
 def _write_calibration(path: Path, key: str, entry: dict, wait_s: float | None = None) -> tuple[str | None, bool]:
     """Add one entry (re-read first, so that other processes' entries stay; oldest dropped beyond
     :data:`CALIBRATION_KEEP`; written atomically, under :func:`~wbcap.user_cache.updating`'s lock,
-    waited for up to ``wait_s`` seconds, default :data:`~wbcap.user_cache.LOCK_WAIT_S`). Returns (None, or why it could not be written; whether
-    the wait for another process's lock was over)."""
+    waited for up to ``wait_s`` seconds, default :data:`~wbcap.user_cache.LOCK_WAIT_S`). Returns
+    (None, or why it could not be written; whether the wait for another process's lock was over)."""
     with updating(path, wait_s) as timed_out:
         return _add_calibration(path, key, entry), timed_out
 
@@ -683,8 +683,8 @@ def build_int8_resnet(backbone: ResNetBackbone, image_size: Sequence[int], chunk
     well: the caller runs the part another way). The ranges, the error and the int8 form's mean
     |feature| on the first crop are read from and kept in ``cache`` (a file, default
     :func:`calibration_cache_path`, or a :class:`CalibrationCache` shared by a network's parts),
-    keyed by :func:`weights_fingerprint`, the input size, the wbcap and torch versions and the CPU; read
-    back, the module is run on that crop only and the entry is used when it gives the same mean
+    keyed by :func:`weights_fingerprint`, the input size, the wbcap and torch versions and the
+    CPU; read back, the module is run on that crop only and the entry is used when it gives the same mean
     (within :data:`CHECK_TOLERANCE`: an edited or stale entry is calibrated again, with a
     warning). Calibrating takes about 0.3 s per ResNet-50 on 2 cores; read back, building and
     that check 0.03-0.07 s.

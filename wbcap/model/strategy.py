@@ -486,8 +486,9 @@ class CpuStrategy:
 
     ``source``: ``measured`` (just now), ``cache`` (read back), ``forced`` (requested) or mixed
     (``cache+measured`` when some parts were missing from the cache); ``machine``: the cache key
-    (:func:`machine_key`: ``cpu``, ``torch``, ``onnxruntime``, ``threads``, ``cores``, ``env``); ``selection_s``: seconds spent measuring (0 when read or
-    forced); ``cache_file``: where it is kept (None when forced).
+    (:func:`machine_key`: ``cpu``, ``torch``, ``onnxruntime``, ``threads``, ``cores``, ``env``);
+    ``selection_s``: seconds spent measuring (0 when read or forced); ``cache_file``: where it is
+    kept (None when forced).
     """
 
     parts: Mapping[str, PartChoice]
@@ -680,7 +681,8 @@ def read_cache(path: Path, warn: bool = True) -> dict[str, Any]:
 def write_cache(path: Path, machine: Mapping[str, Any], entries: Mapping[str, PartChoice],
                 read_warned: bool = False, huge_pages: Mapping[str, Any] | None = None) -> None:
     """Add ``entries`` (part id -> choice) under ``machine`` to the cache file (re-read first and
-    written atomically, under :func:`~wbcap.user_cache.updating`'s lock); a failure to write is a warning (the choice is measured again next time).
+    written atomically, under :func:`~wbcap.user_cache.updating`'s lock); a failure to write is a
+    warning (the choice is measured again next time).
     ``huge_pages``: :func:`measure_huge_pages`'s record for this machine, kept under its key
     ``huge_pages`` (None: the one there is kept).
     ``read_warned``: :func:`read_cache` read this file with its warnings on, so a problem of the
