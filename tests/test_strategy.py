@@ -816,10 +816,60 @@ def test_kernel_variables_and_fewer_cores_than_threads_are_in_the_cache_key(monk
     capped = strategy.machine_key()
     assert capped["env"] == {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}
     assert strategy._machine_id(capped) == f"{mid} | ATEN_CPU_CAPABILITY=default | ONEDNN_MAX_CPU_ISA=SSE41"
-    monkeypatch.setattr(strategy, "_usable_cores", lambda: 1)
+    monkeypatch.setattr("wbcap.model.device.available_cpus", lambda: 1)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert strategy._machine_id({**plain, "threads": 2, "cores": 1}).endswith("| 2 threads on 1 cores")
     assert strategy.machine_key()["cores"] == 1
+
+
+def test_the_int8_instruction_sets_are_in_the_cpu_model(monkeypatch):
+    """VNNI and AMX-INT8 decide the int8 form's speed (3.2x float32 with AVX512-VNNI on the Zen 4):
+    a host that gained AVX512-VNNI had kept its key (docs/performance.md), so its old choice."""
+    from pathlib import Path as RealPath
+
+    real_read = RealPath.read_text
+    info = {"flags": "fpu avx2 avx512f avx512_bf16"}
+
+    def cpuinfo(self, *args, **kwargs):
+        if str(self) != "/proc/cpuinfo":
+            return real_read(self, *args, **kwargs)
+        return f"processor\t: 0\nmodel name\t: Some CPU\ncpu family\t: 25\nflags\t\t: {info['flags']}\n\n"
+
+    monkeypatch.setattr(RealPath, "read_text", cpuinfo)
+    without = strategy.cpu_model()
+    assert without == "Some CPU (family 25; avx2 avx512f avx512_bf16)"
+    info["flags"] += " avx512_vnni"
+    assert strategy.cpu_model() == "Some CPU (family 25; avx2 avx512f avx512_bf16 avx512_vnni)"
+    info["flags"] = "avx2 avx_vnni amx_bf16 amx_int8"
+    assert strategy.cpu_model() == "Some CPU (family 25; avx2 amx_bf16 avx_vnni amx_int8)"
+
+
+def test_a_fifo_at_the_lock_files_name_is_no_lock_and_blocks_nothing(tmp_path, monkeypatch):
+    """A review: a FIFO at ``<cache>.lock`` that could only be opened read-only (another user's)
+    blocked the open for ever. It is no lock file: the update runs at once, unlocked."""
+    import os
+    import threading
+
+    path = tmp_path / "cpu_strategy.json"
+    os.mkfifo(tmp_path / "cpu_strategy.json.lock")
+    real_open = os.open
+
+    def read_only(name, flags, *args):
+        if str(name).endswith(".lock") and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    said = []
+
+    def update():
+        with strategy.updating(path, 5.0) as timed_out:
+            said.append(timed_out)
+
+    worker = threading.Thread(target=update, daemon=True)
+    worker.start()
+    worker.join(3)
+    assert not worker.is_alive() and said == [False]
 
 
 def test_two_processes_adding_to_the_cache_at_once_keep_both_entries(tmp_path):

@@ -87,7 +87,8 @@ def updating(path: Path, wait_s: float | None = None) -> Iterator[bool]:
     from wbcap.locks import flock_nowait
 
     lock = path.with_name(path.name + ".lock")
-    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    # (O_NONBLOCK: a FIFO at the lock's name would block the open; it is no lock file, see below)
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = None
     timed_out = False
     try:
@@ -100,6 +101,9 @@ def updating(path: Path, wait_s: float | None = None) -> Iterator[bool]:
                 fd = os.open(lock, os.O_RDONLY | flags)
         except OSError:
             pass
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):  # (a FIFO, a device...: unlocked)
+            os.close(fd)
+            fd = None
         if fd is not None:
             deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
             try:

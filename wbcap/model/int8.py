@@ -534,15 +534,17 @@ def calibration_cache_path() -> Path:
 
 
 def _calibration_key(fingerprint: str, image_size: Sequence[int]) -> str:
-    """The calibration cache's key: the weights, the input size, the wbcap and torch versions and
-    the CPU (:func:`wbcap.model.strategy.cpu_model`: int8 kernels differ by instruction set, e.g.
-    with and without AVX512-VNNI, so an error measured on one CPU is not another's; a cache
-    folder shared between machines, a home folder on NFS, kept one entry per machine)."""
-    from wbcap.model.strategy import cpu_model
+    """The calibration cache's key: the weights, the input size, the wbcap and torch versions, the
+    CPU (:func:`wbcap.model.strategy.cpu_model`, its int8 flags included) and the variables that
+    change oneDNN's kernels (:func:`wbcap.model.strategy.kernel_variables`): int8 kernels differ
+    by instruction set, e.g. with and without AVX512-VNNI, so an error measured on one CPU is not
+    another's (a cache folder shared between machines, a home folder on NFS: one entry each)."""
+    from wbcap.model.strategy import cpu_model, kernel_variables
     from wbcap.versions import wbcap_version
 
     h, w = (int(s) for s in image_size)
-    return f"{fingerprint} {h}x{w} wbcap {wbcap_version()} torch {torch.__version__} cpu {cpu_model()}"
+    env = "".join(f" {k}={v}" for k, v in sorted(kernel_variables().items()))
+    return f"{fingerprint} {h}x{w} wbcap {wbcap_version()} torch {torch.__version__} cpu {cpu_model()}{env}"
 
 
 def _read_calibration(path: Path, warn: bool = True) -> dict[str, dict]:

@@ -266,8 +266,9 @@ class StrategyRequest:
         if form in FORMS:
             if not chunk:
                 return cls("forced", form, DEFAULT_CHUNK)
-            if chunk.isdigit() and 1 <= int(chunk) <= MAX_FORCED_CHUNK:
-                return cls("forced", form, int(chunk))
+            if chunk.isdigit():
+                with contextlib.suppress(ValueError):  # (out of range: the line below)
+                    return cls("forced", form, _chunk_size(chunk))
         raise InputError(f"CPU strategy {text!r} (${ENV_STRATEGY}): use auto, measure, fused, plain, onnxruntime, int8, "
                          f"graph, or one of those as <form>:N (N images per convolution call, 1 to {MAX_FORCED_CHUNK})")
 
@@ -531,7 +532,10 @@ class CpuStrategy:
 
 # -- the machine and the cache ---------------------------------------------------------------------
 
-_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "asimd", "sve")
+#: (The int8 ones too, VNNI and AMX-INT8: the int8 form's speed and results hang on them, and a
+#: VM's host moved to one with AVX512-VNNI had kept its key: docs/performance.md.)
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_int8",
+              "asimd", "sve")
 
 
 def cpu_model() -> str:
@@ -565,19 +569,22 @@ KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_CPU_ISA_HI
                     "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "ATEN_CPU_CAPABILITY")
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def machine_key() -> dict[str, Any]:
     """What a cached choice is valid for: ``cpu`` (:func:`cpu_model`), ``torch`` (version),
     ``onnxruntime`` (its version when the onnxruntime form can be built,
     :func:`~wbcap.model.ort_resnet.ort_usable`, else None), ``threads``
     (``torch.get_num_threads()``), ``cores`` (the cores this process may run on) and ``env``
     (those of :data:`KERNEL_VARIABLES` that are set, name -> value)."""
-    env = {k: os.environ[k] for k in KERNEL_VARIABLES if os.environ.get(k)}
+    from wbcap.model.device import available_cpus
+
     return {"cpu": cpu_model(), "torch": torch.__version__, "onnxruntime": onnxruntime_version(),
-            "threads": torch.get_num_threads(), "cores": _usable_cores(), "env": env}
+            "threads": torch.get_num_threads(), "cores": available_cpus(), "env": kernel_variables()}
+
+
+def kernel_variables() -> dict[str, str]:
+    """Those of :data:`KERNEL_VARIABLES` that are set (name -> value): part of the CPU strategy
+    cache's key (:func:`machine_key`) and of the int8 calibration cache's."""
+    return {k: os.environ[k] for k in KERNEL_VARIABLES if os.environ.get(k)}
 
 
 def onnxruntime_version() -> str | None:
