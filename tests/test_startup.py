@@ -312,3 +312,11 @@ def test_vertex_normals_while_the_renderer_is_imported_ahead(tmp_path):
                               timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == [[0.0, 0.0, 1.0]] * 3
+
+
+def test_dir_of_the_package_names_its_lazy_attributes():
+    """A user trial: ``dir(wbcap)`` (tab completion) missed ``Pipeline``, which loads on first use."""
+    import wbcap
+
+    assert {"Pipeline", "__version__"} <= set(dir(wbcap)) and "annotations" in dir(wbcap)
+    assert wbcap.Pipeline.__name__ == "Pipeline"

@@ -20,3 +20,9 @@ def __getattr__(name: str) -> Any:
 
         return Pipeline
     raise AttributeError(f"module 'wbcap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names and the lazy ones (:data:`__all__`), for ``dir()`` and tab completion
+    (a user trial: ``Pipeline`` was missing from them)."""
+    return sorted(set(globals()) | set(__all__))

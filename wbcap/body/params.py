@@ -138,6 +138,9 @@ class SMPLXParams:
     # -- mapping-like read access (as smplx's ModelOutput) ----------------------------------------
 
     def __getitem__(self, key: str | int | slice | Sequence[int] | torch.Tensor) -> Any:
+        """A field by name (``params["body_pose"]``, as smplx's output), else the batch rows
+        :meth:`index` selects: an int keeps the batch dimension (``params[1].body_pose`` is
+        ``(1, 63)``), unlike numpy's and torch's indexing, so the result is an SMPLXParams too."""
         if isinstance(key, str):
             if key not in FIELDS:
                 raise KeyError(key)
