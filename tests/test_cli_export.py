@@ -49,6 +49,7 @@ def glb_animation_times(path) -> np.ndarray:
     return np.frombuffer(blob[start:start + 4 * acc.count], np.float32)
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_run_writes_meta_npz_and_glb(finished_run):
     meta = json.loads((finished_run / "meta.json").read_text())
     assert meta["fps"] == 10.0 and meta["gender"] == "neutral" and meta["tracks"] == [0, 1]

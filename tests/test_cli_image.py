@@ -439,6 +439,7 @@ def test_output_names_rule():
     assert "x/cam1.jpg" in str(info.value) and "x/cam1/0001.jpg" in str(info.value)
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_same_stems_in_two_folders_and_two_formats_keep_every_result(tmp_path, micro_args, monkeypatch):
     src = tmp_path / "in"
     (src / "cam1").mkdir(parents=True)
@@ -629,6 +630,7 @@ def test_params_format_1_is_read_with_new_box_names(tmp_path):
                     "rhand_bbox_xyxy": [2, 2, 3, 3], "face_bbox_xyxy": [3, 3, 4, 4], "shape": [0.5]}
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
     from wbcap.config import BodyModelConfig, PipelineConfig
     from wbcap.errors import InputError

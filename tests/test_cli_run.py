@@ -315,6 +315,7 @@ def test_a_resumed_max_people_run_follows_whom_the_whole_run_follows(tmp_path, b
     assert (out / ".wbcap" / "raw.jsonl").read_text().splitlines(keepends=True) == whole
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_max_people_spends_no_place_on_a_box_outside_and_resume_keeps_its_tracker_settings(tmp_path, base_args):
     """A box wholly outside the frame, ranked first, and a sliver at its right edge (a box starting
     in its last pixel column, which the crop skips too: it took the place, a review) take no
@@ -829,6 +830,7 @@ def test_what_is_wrong_with_a_video_is_said_once_per_run(tmp_path, base_args):
     assert r.stderr.count("of the 12 frames its header declares") == 1, r.stderr
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_image_folder_goes_through_the_same_frame_iterator(tmp_path, base_args):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -894,6 +896,7 @@ def test_an_image_folder_runs_at_the_rate_given(tmp_path, base_args):
     assert r.exit_code == 0 and "a video keeps its own frame rate (--fps is for image folders" in " ".join(r.output.split())
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_meta_records_how_the_source_was_turned_for_display(tmp_path, base_args):
     """A video whose display matrix transposes its picture (a quarter turn clockwise, then a
     left-right mirror): meta.json says so, and its camera is of the picture as displayed."""

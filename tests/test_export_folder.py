@@ -191,6 +191,7 @@ def converted(log_file, cmd, env):
     return subprocess.CompletedProcess(cmd, 0)
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_log_lines_name_the_files_as_they_end_up(finished_run, tmp_path, body_dir, micro_ckpt, fake_blender, caplog):  # noqa: F811
     """What the log says was written is named as it ends up, never by a temporary name: FBX alone
     logged the GLB it is made from (`wrote D/.track_0.tmp-k2j8x_q1/track_0.glb`, by `wbcap export`

@@ -85,6 +85,7 @@ def test_forms_of_the_same_weights_share_one_graph():
         assert GraphResNet(_resnet(18, seed=7), (64, 64), torch.float32, 2)._graph is not a._graph
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_a_new_call_size_is_compiled_on_its_first_call_only():
     """Its first call runs the graph WARM_CALLS times (the profiling executor's record, then
     oneDNN Graph's compilation), later calls once."""

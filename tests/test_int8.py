@@ -369,6 +369,7 @@ def test_a_fast_float32_resnet_times_only_int8_against_exacts_cached_choice(micr
     assert {"plain", "winograd"} <= {k[0] for k in timed}
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_a_fast_float32_resnet_whose_cached_exact_form_fails_here_is_measured_in_full(micro_parts, monkeypatch,
                                                                                       caplog):
     """Exact's cached form for the part (onnxruntime here) cannot be built on this machine any

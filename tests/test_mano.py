@@ -289,6 +289,7 @@ def test_mano_loss_terms_are_upstreams(plain_pickle, hw, hm):
 # --------------------------------------------------------------------------- the stage
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_train_hand_without_mano_says_where_and_how_and_no_mano_losses_trains_without(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -216,6 +216,7 @@ def test_running_out_of_memory_while_reading_a_checkpoint_is_not_called_a_corrup
         assert text.endswith("free memory or raise the process's memory limit (ulimit -v), then run again"), text
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_bad_checkpoints_give_one_line_errors(tmp_path, small_net, monkeypatch):
     text = tmp_path / "notes.pth.tar"
     text.write_text("not a checkpoint\n")

@@ -1132,6 +1132,7 @@ def test_strategy_request_refuses_other_values_in_one_line(text):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_forced_by_the_environment(monkeypatch, micro_net):
     monkeypatch.setenv(strategy.ENV_STRATEGY, "plain:2")
     net = optimize_for_inference(copy.deepcopy(micro_net), "cpu", "exact")
@@ -1150,6 +1151,7 @@ def test_forced_by_the_environment(monkeypatch, micro_net):
         optimize_for_inference(net, "cpu", "exact")
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_forced_onnxruntime(monkeypatch, micro_net, caplog):
     """The float32 ResNets in that form, the box network fused; the fast mode's bfloat16 ResNets
     stay fused, with a warning that nothing took the form (where the CPU has no bfloat16, fast's
@@ -1259,6 +1261,7 @@ def _measure_with(monkeypatch, tmp_path, per_image, build_times: bool = False, s
     monkeypatch.setattr(strategy, "chunk_candidates", lambda threads=None: (1, 2))
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_a_network_for_a_few_calls_is_not_measured_on_a_new_machine(micro_net, micro_reference, tmp_path,
                                                                       monkeypatch):
     """``wbcap image`` of a few photos on a machine without a cached strategy: every part in the

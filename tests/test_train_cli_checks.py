@@ -77,6 +77,7 @@ def _model_toml(path: Path, model: dict, **top) -> Path:
 # --------------------------------------------------------------------------- 1: --init, --overwrite
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_init_is_read_whole_and_fitted_before_overwrite_touches_the_folder(tmp_path, train_args, trained, small_ckpt):
     from conftest import SMALL
 
@@ -928,6 +929,7 @@ def test_recorded_settings_are_the_latest_launchs_with_the_snapshots_model(tmp_p
         assert (stage.epochs, stage.lr, stage.model.backbone_depth, source) == (3, 0.5, 34, out / "snapshot_2.pth.tar")
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_a_2d_pose_resnet_is_checked_before_anything_is_written_and_only_taken_by_the_body_stage(tmp_path, train_args,
                                                                                                    trained):
     from test_train import _pose_resnet_file

@@ -230,6 +230,7 @@ def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     assert find_checkpoint() == folder / "snapshot_6.pth.tar"
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_verify_alike(monkeypatch, small_ckpt):
     """$WBCAP_WEIGHTS naming a file: `wbcap doctor` reported it as both checkpoints (whole-body
     and hand-only) while `weights list` and `verify` called both missing. One rule for all three

@@ -166,6 +166,7 @@ def test_fallback_says_why_and_keeps_the_camera_frame(body_layer, caplog, people
     assert len(lines) == 1 and result.reason in lines[0] and "camera frame" in lines[0]
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
 def test_a_track_whose_feet_slide_is_left_out_of_the_ground(body_layer, caplog):
     """A body gliding across the view at 0.5 m/s beside one standing: its soles are slow relative
     to each other, so they counted as planted, and keeping them still pulled the glider towards the
