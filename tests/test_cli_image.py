@@ -956,6 +956,7 @@ def test_a_body_model_file_named_by_path_is_recorded_as_its_gender(tmp_path, mic
     assert r.exit_code == 0 and (f"{male} (named by --body-models) is the male SMPL-X model by its name, used as the "
                                  "neutral one asked for here; if that is not what you want, name SMPLX_NEUTRAL.npz or "
                                  "the folder that holds it (or leave out --gender)") in " ".join(r.output.split()), r.output
+    assert r.output.count("is the male SMPL-X model by its name") == 1, r.output  # (it was said twice: a user trial)
     again = json.loads((tmp_path / "o2" / "p" / "person_0" / "smplx_param.json").read_text())
     assert again["gender"] == "neutral"  # (as asked: what a run made before this reads on resume)
 
@@ -993,7 +994,7 @@ def test_a_few_photos_build_the_pipeline_for_a_few_calls(tmp_path, monkeypatch):
         raise Built
 
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(from_config))
-    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config: None)  # (no model files here)
+    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config, warn=True: None)  # (no model files here)
     photos = [write_rgb(tmp_path / f"p{i}.png", person_image(64, 48, seed=i)) for i in range(image_app.FEW_PHOTOS + 1)]
     for n in (1, image_app.FEW_PHOTOS, image_app.FEW_PHOTOS + 1):
         job = image_app.ImageJob(paths=tuple(str(p) for p in photos[:n]), out=str(tmp_path / f"out{n}"),
@@ -1055,7 +1056,7 @@ def test_the_model_loads_for_the_first_photo_with_people_after_its_detection(tmp
         raise CheckpointError("ckpt: damaged")
 
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(from_config))
-    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config: None)  # (no model files here)
+    monkeypatch.setattr(pipeline_module, "check_model_files", lambda config, warn=True: None)  # (no model files here)
     monkeypatch.setattr(image_app, "make_detector", lambda *a, **k: Finds())
 
     def photo(name, value):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -273,6 +275,16 @@ def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypat
                                           try_without_files()], r.output
     both = try_without_files()
     assert "README, Quick start" in both and "wbcap train body --datasets synthetic" in both and "WBCAP_BODY_MODELS" in both
+    # the folder to copy the model into, not made yet: its fix makes it (`cp` into it failed: a new user's trial)
+    from wbcap.paths import body_models_dir
+
+    (fix,) = [ln for ln in r.output.splitlines() if "copy SMPLX_NEUTRAL.npz to" in ln]
+    assert not body_models_dir().exists() and fix.endswith(f"(make it first: mkdir -p {body_models_dir() / 'smplx'})")
+    subprocess.run(["bash", "-c", fix.partition("mkdir -p ")[2].rstrip(")")
+                    .join(["mkdir -p ", f" && cp {body_dir / 'smplx' / 'SMPLX_NEUTRAL.npz'} {body_models_dir() / 'smplx'}/"])],
+                   check=True)
+    assert "[ok  ] SMPL-X neutral" in run("doctor").output
+    shutil.rmtree(body_models_dir())
     r = run("doctor", "--body-models", body_dir)
     assert "[ok  ] SMPL-X neutral" in r.output, r.output
     # (the checkpoint still missing: that stand-in only; a new user's trial, a checkpoint installed, was told to train one)
@@ -314,7 +326,8 @@ def test_doctor_says_each_missing_item_once(tmp_path):
         assert not any(w in c.detail for w in ("download", "register", "install", "put ", "copy ")), c.detail
     neutral = next(c for c in checks if c.name == "SMPL-X neutral")
     assert neutral.detail == f"SMPLX_NEUTRAL.npz not found in {given / 'smplx'}/ or {given}/"
-    assert neutral.fix.endswith(f"copy SMPLX_NEUTRAL.npz to {given / 'smplx'}/")  # the folder given, not the default
+    assert neutral.fix.endswith(f"copy SMPLX_NEUTRAL.npz to {given / 'smplx'}/ (make it first: mkdir -p "
+                                f"{given / 'smplx'})")  # the folder given, not the default
     ckpt = next(c for c in checks if c.name == "checkpoint hand4whole")
     assert ckpt.detail == f"snapshot_6.pth.tar not found in {weights_dir()}/"
     assert "wbcap weights import hand4whole FILE" in ckpt.fix

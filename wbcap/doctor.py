@@ -51,8 +51,12 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
     except BodyModelNotFoundError as exc:
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
         target = f"{exc.target}/ {exc.demo_fix}".rstrip()  # (wbcap's folder, not the demo's, when that was searched)
+        # (a folder not made yet: `cp` into it, as the fix said, failed: a new user's trial)
+        from wbcap.console import shell_word
+
+        make = "" if exc.target.is_dir() else f" (make it first: mkdir -p {shell_word(str(exc.target), True)})"
         fix = (f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
-               f"copy {exc.file_name} to {target}")
+               f"copy {exc.file_name} to {target}{make}")
         from wbcap.paths import ENV_BODY_MODELS, demo_body_models_dir, env_path
 
         if (body_models is None and env_path(ENV_BODY_MODELS) is not None and not exc.folders[0].exists()

@@ -377,7 +377,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         # a missing model file or checkpoint: one line before any detector's notice or download
         from wbcap.pipeline import check_model_files
 
-        check_model_files(job.pipeline)
+        check_model_files(job.pipeline, warn=False)  # (the load below says what it finds)
     detector = None
     if job.boxes is None and per_image_boxes is None:
         stage("loading detector", None)

@@ -100,7 +100,7 @@ def synthetic_body_models_dir() -> Path:
     return folder
 
 
-def check_model_files(config: PipelineConfig) -> tuple[Path, Path]:
+def check_model_files(config: PipelineConfig, warn: bool = True) -> tuple[Path, Path]:
     """Find the SMPL-X model and the checkpoint ``config`` names (or the search order finds) as
     :meth:`Pipeline.from_config` will, before any other work (a detector's download): raises
     the missing one's error, or, both missing, the model's (its own type and attributes: a
@@ -108,7 +108,9 @@ def check_model_files(config: PipelineConfig) -> tuple[Path, Path]:
     to it and kept as its ``checkpoint_error``
     (:func:`wbcap.weights.note_missing_checkpoint`).
 
-    Returns ``(checkpoint, SMPL-X model file)``, the paths found (nothing is read).
+    Returns ``(checkpoint, SMPL-X model file)``, the paths found (nothing is read). ``warn``:
+    False where :meth:`Pipeline.from_config` follows, which says what it finds again (a model
+    of another gender than asked was said twice: a user trial).
 
     Raises:
         ModelFileError: the SMPL-X model is missing (and maybe the checkpoint: said too).
@@ -118,7 +120,7 @@ def check_model_files(config: PipelineConfig) -> tuple[Path, Path]:
 
     body_cfg = config.body
     try:
-        body = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
+        body = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle, warn=warn)
     except ModelFileError as exc:
         note_missing_checkpoint(exc, config.checkpoint)
         raise

@@ -244,7 +244,7 @@ def body_model_search_folders(model_path: str | Path | None = None) -> list[Path
 
 def find_body_model(
     gender: str = "neutral", model_path: str | Path | None = None, allow_pickle: bool = False,
-    named_by: str | None = None,
+    named_by: str | None = None, warn: bool = True,
 ) -> Path:
     """Locate the SMPL-X model file for ``gender``.
 
@@ -256,6 +256,8 @@ def find_body_model(
         allow_pickle: also accept ``SMPLX_{GENDER}.pkl`` (npz is still preferred in each folder).
         named_by: how messages say ``model_path`` was named when it was not the user's option
             (e.g. "the run's record"); default: the ``--body-models`` option.
+        warn: say (a warning) when a file named by its path is another gender's by its name;
+            False for a look ahead of the load that finds it again and says it.
 
     Returns:
         Path of an existing model file (not yet validated; see :func:`load_body_model_data`).
@@ -273,7 +275,7 @@ def find_body_model(
     if named is not None:
         explicit, how = named
         said = model_file_gender(explicit)
-        if said is not None and said != g:
+        if said is not None and said != g and warn:
             flag = setting("gender")  # (a command without the flag: another's, "wbcap run --gender", is no way out)
             logger.warning("%s (named by %s) is the %s SMPL-X model by its name, used as the %s one asked for here; "
                            "if that is not what you want, name SMPLX_%s.npz or the folder that holds it%s", explicit,
