@@ -164,6 +164,7 @@ def test_auto_download_failure_falls_back_to_hog_and_is_not_retried(online, capl
     assert not (_weights_dir() / "yolox_nano.onnx").exists()
     make_detector("auto")
     assert len(online.hits) == 1  # one attempt: not again on its own
+    assert "(or `wbcap weights import yolox-nano FILE` with yolox_nano.onnx from " in caplog.text  # (fetch had failed)
     _serve(online, tiny_onnx.read_bytes())
     r = invoke("weights", "fetch", "yolox-nano")  # asked explicitly: tries again
     assert r.exit_code == 0, r.output

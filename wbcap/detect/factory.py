@@ -256,8 +256,11 @@ def make_detector(
                       f"({setting('detector')} hog takes a margin)")
             score_threshold = None
         # (offline, `fetch` alone was no fix: it refuses to download there; a photo user's trial)
+        # (and where a download failed, the import too: fetch had just failed, a first-run trial)
         get = (f"`wbcap weights import {best.name} FILE` installs a copy ({best.file} from {best.source}), or "
-               f"`wbcap weights fetch {best.name}` online" if offline else f"`wbcap weights fetch {best.name}`")
+               f"`wbcap weights fetch {best.name}` online" if offline else
+               f"`wbcap weights fetch {best.name}` (or `wbcap weights import {best.name} FILE` with {best.file} from "
+               f"{best.source})")
         log.warning("detector: %s, because %s is not installed (%s); %s gets the better detector%s",
                     "torchvision Faster R-CNN" if ok else HOG_FALLBACK, best.name,
                     reason, get, unused)
