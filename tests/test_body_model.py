@@ -534,6 +534,12 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
         find_body_model("neutral")
     assert _one_line(exc).endswith(f"or {tmp_path / 'nonexist'}/ (the folder WBCAP_BODY_MODELS names, which does not "
                                    "exist: check its spelling, or unset WBCAP_BODY_MODELS)")
+    # another gender's file where it looked (a first-run trial was told only to put the neutral one beside it)
+    write_synthetic_smplx(given, genders=("male",))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", given)
+    assert _one_line(exc).endswith(f"(the folder you gave); {given / 'smplx' / 'SMPLX_MALE.npz'} is there: "
+                                   "gender='male' uses it (the released network was trained with the neutral one)")
 
 
 def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -177,6 +177,15 @@ class BodyModelNotFoundError(ModelFileError):
             # ($WBCAP_BODY_MODELS at the demo's model, removed with the cache: the try-out route only
             # needs it back; it said only to download SMPL-X: an admin's trial)
             again = "; or, to go on trying wbcap without it, run `wbcap demo`, which writes the demo's model again"
+        elif not self.demo:  # (another gender's real file where this one was looked for: say so; a first-run
+            # trial was told only to put the neutral one there, beside the male one it had)
+            other = next((c for folder in folders if not is_demo_body_model(folder) for o in GENDERS if o != gender
+                          for c in _candidates(folder, o)[:2] if c.is_file()), None)
+            if other is not None:
+                o = other.stem.removeprefix("SMPLX_").lower()
+                flag = setting("gender", api=f"gender={o!r}")  # (an option takes the value after it)
+                again = (f"; {other} is there: {flag if '=' in flag else f'{flag} {o}'} uses it (the released network "
+                         "was trained with the neutral one)")
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
             f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}{again}"
