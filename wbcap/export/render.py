@@ -148,7 +148,6 @@ def render_backend(requested: str | None = None) -> str:
             from wbcap.limits import SUGGESTED_OPEN_FILES, open_files_limit, too_few_open_files
 
             if too_few_open_files():  # (not missing libraries: the probes could not open theirs)
-
                 log.warning("no OpenGL platform could be tried, as this process may have only %s files open at once; "
                             "using the software renderer (raise the limit: ulimit -n %d)", open_files_limit(),
                             SUGGESTED_OPEN_FILES)
