@@ -542,6 +542,64 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
                                    "gender='male' uses it (the released network was trained with the neutral one)")
 
 
+def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_that_finds_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder SMPL-X's zip was unpacked in holds ``models/smplx/SMPLX_NEUTRAL.npz``: a new
+    user's trial gave that folder and was told only to put the file there. The message names the
+    file and the folder to give, and that folder then finds it; the zip itself is named with how
+    to unpack it. The look is bounded (LOOK_BELOW_DEPTH folders down)."""
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.paths import LOOK_BELOW_DEPTH
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    download = tmp_path / "Downloads"
+    write_synthetic_smplx(download / "models", genders=("neutral",))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", download)
+    found = download / "models" / "smplx" / "SMPLX_NEUTRAL.npz"
+    assert exc.value.found_below == f"{found} is there: give body_models='{download / 'models'}'"
+    assert _one_line(exc).endswith(f"(the folder you gave); {exc.value.found_below}")
+    assert find_body_model("neutral", download / "models") == found  # the folder it names finds it
+    # through $WBCAP_BODY_MODELS: the variable is what to change
+    monkeypatch.setenv("WBCAP_BODY_MODELS", str(download))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert exc.value.found_below == (f"{found} is there: point WBCAP_BODY_MODELS at {download / 'models'} "
+                                     f"(or give body_models='{download / 'models'}')")
+    monkeypatch.delenv("WBCAP_BODY_MODELS")
+    # another name's case: the file itself is named (the folder would not find it)
+    odd = tmp_path / "odd"
+    (odd / "x").mkdir(parents=True)
+    shutil.copy(found, odd / "x" / "smplx_neutral.npz")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", odd)
+    assert exc.value.found_below == f"{odd / 'x' / 'smplx_neutral.npz'} is there: give body_models='{odd / 'x' / 'smplx_neutral.npz'}'"
+    assert find_body_model("neutral", odd / "x" / "smplx_neutral.npz") == odd / "x" / "smplx_neutral.npz"
+    # the zip as downloaded, not unpacked yet: named with its member, and the folder that finds it once unpacked
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "models_smplx_v1_1.zip", "w") as z:
+        z.write(found, "models/smplx/SMPLX_NEUTRAL.npz")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", zipped)
+    assert exc.value.found_below == (f"{zipped / 'models_smplx_v1_1.zip'} holds models/smplx/SMPLX_NEUTRAL.npz: unpack it "
+                                     f"there (cd {zipped} && unzip models_smplx_v1_1.zip), then give "
+                                     f"body_models='{zipped / 'models'}'")
+    with zipfile.ZipFile(zipped / "models_smplx_v1_1.zip") as z:
+        z.extractall(zipped)
+    assert find_body_model("neutral", zipped / "models").name == "SMPLX_NEUTRAL.npz"
+    # bounded: a file deeper than LOOK_BELOW_DEPTH folders down, and another gender's file, are not named
+    deep = tmp_path / "deep"
+    write_synthetic_smplx(deep.joinpath(*["d"] * LOOK_BELOW_DEPTH), genders=("neutral", "female"))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", deep)
+    assert exc.value.found_below == "" and "is there" not in _one_line(exc)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("male", download)
+    assert exc.value.found_below == ""
+
+
 def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               caplog) -> None:
     """``--body-models .../SMPLX_MALE.npz`` is the male model: the gender outputs record follows

@@ -65,6 +65,8 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
             # licensed file into that missing folder, a new user's trial)
             fix = (f"{ENV_BODY_MODELS} names {exc.folders[0]}, which does not exist: point it at the folder that holds "
                    f"{exc.file_name} (`wbcap demo`'s synthetic one is {demo_body_models_dir()}), or unset it")
+        elif exc.found_below:  # (an unpacked download one folder too high: a new user's trial)
+            fix = exc.found_below
         return Check(name, False, f"{exc.file_name} not found in {places}", fix, optional=optional, licensed="body")
     except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")
@@ -108,7 +110,7 @@ def checkpoint_check(entry) -> Check:
     from wbcap.errors import WbcapError
     from wbcap.paths import env_path
     from wbcap.weight_formats import validate_weights_file
-    from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, search_dirs
+    from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, renamed_checkpoint, search_dirs
 
     name = f"checkpoint {entry.name}"
     try:
@@ -123,7 +125,7 @@ def checkpoint_check(entry) -> Check:
     except WbcapError:
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
-            f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
+            renamed_checkpoint(entry) or f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
             optional=not entry.default, licensed="checkpoint",
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"

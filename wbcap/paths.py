@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -192,6 +192,48 @@ def find_first(candidates: Iterable[Path], allow_pickle: bool = False) -> Lookup
         if cand.is_file():
             return Lookup(cand, refused, tuple(looked))
     return Lookup(None, refused, tuple(looked))
+
+
+#: Bounds of :func:`files_below`: how many folders down it looks, and how many folders it lists
+#: at most (a not-found message must not walk a home folder).
+LOOK_BELOW_DEPTH = 3
+LOOK_BELOW_FOLDERS = 200
+
+
+def files_below(folders: Iterable[Path], wanted: Callable[[str], bool], skip: Iterable[Path] = ()) -> list[Path]:
+    """Files a not-found message can point at: those whose name ``wanted`` accepts in ``folders``
+    and the folders below them, up to :data:`LOOK_BELOW_DEPTH` levels down, nearest first, without
+    ``skip`` (the names already looked for). Hidden folders are passed over and at most
+    :data:`LOOK_BELOW_FOLDERS` folders are listed, so the look is bounded (it is a hint, never a
+    search wbcap relies on: a new user's trial pointed ``--body-models`` at the folder SMPL-X's zip
+    was unpacked in, which holds ``models/smplx/SMPLX_NEUTRAL.npz``, and was told only to put the
+    file there). Unreadable folders are passed over."""
+    skipped = {os.path.normpath(p) for p in skip}
+    found: list[Path] = []
+    level = [Path(f) for f in dict.fromkeys(folders)]
+    listed = 0
+    for _ in range(LOOK_BELOW_DEPTH + 1):
+        below: list[Path] = []
+        for folder in level:
+            if listed >= LOOK_BELOW_FOLDERS:
+                return found
+            listed += 1
+            try:
+                with os.scandir(folder) as entries:
+                    items = sorted(entries, key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in items:
+                try:
+                    if e.is_dir():
+                        if not e.name.startswith("."):
+                            below.append(Path(e.path))
+                    elif wanted(e.name) and e.is_file() and os.path.normpath(e.path) not in skipped:
+                        found.append(Path(e.path))
+                except OSError:
+                    continue
+        level = below
+    return found
 
 
 def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:

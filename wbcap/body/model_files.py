@@ -27,7 +27,15 @@ import numpy as np
 
 from wbcap.body.pose_layout import FULL_POSE_JOINTS  # (torch-free: the CLI reads this module first)
 from wbcap.errors import ModelFileError, setting
-from wbcap.paths import ENV_BODY_MODELS, body_models_dir, demo_body_models_dir, env_path, find_first, search_folders
+from wbcap.paths import (
+    ENV_BODY_MODELS,
+    body_models_dir,
+    demo_body_models_dir,
+    env_path,
+    files_below,
+    find_first,
+    search_folders,
+)
 
 __all__ = [
     "GENDERS",
@@ -142,7 +150,9 @@ class BodyModelNotFoundError(ModelFileError):
     else ``$WBCAP_BODY_MODELS``, else the default), as ``<folder>/smplx``; wbcap's default
     ``<folder>/smplx`` when the first is the demo's synthetic model folder (``demo``: a real file
     put there would be taken for the demo's, :func:`is_demo_body_model`; ``demo_fix``: what else
-    to do then, "and unset ..."; empty otherwise). ``named_by``: how the
+    to do then, "and unset ..."; empty otherwise). ``found_below``: where the file is in a folder
+    below those searched, or in SMPL-X's zip there, and how to name it (``"<file> is there: give
+    --body-models <folder>"``; empty otherwise). ``named_by``: how the
     message says an ``explicit`` folder was named when not by the user's option (a run's record).
     """
 
@@ -186,10 +196,51 @@ class BodyModelNotFoundError(ModelFileError):
                 flag = setting("gender", api=f"gender={o!r}")  # (an option takes the value after it)
                 again = (f"; {other} is there: {flag if '=' in flag else f'{flag} {o}'} uses it (the released network "
                          "was trained with the neutral one)")
+        self.found_below = "" if self.demo or again else _found_below(folders, self.file_name, looked, explicit)
+        if self.found_below:
+            again = f"; {self.found_below}"
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
             f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}{again}"
         )
+
+
+def _found_below(folders: list[Path], file_name: str, looked: list[Path], explicit: bool) -> str:
+    """The end of a not-found message for a model file ``file_name`` that is in a folder below
+    those searched (an unpacked download: ``models/smplx/SMPLX_NEUTRAL.npz``), or in SMPL-X's
+    downloaded zip there (:func:`wbcap.paths.files_below`): ``"<file> is there: <how to name it>"``;
+    "" when neither is."""
+    want = file_name.lower()
+
+    def wanted(name: str) -> bool:
+        low = name.lower()
+        return low == want or (low.endswith(".zip") and "smplx" in low)
+
+    found = [p for p in files_below([f for f in folders if not is_demo_body_model(f)], wanted, looked)
+             if not is_demo_body_model(p)]
+    files = [p for p in found if p.name.lower() == want]
+    if files:
+        path, unpacked = files[0], ""
+    else:
+        path = None
+        for archive in found:
+            try:
+                with zipfile.ZipFile(archive) as z:
+                    member = next((n for n in z.namelist() if Path(n).name.lower() == want), None)
+            except (OSError, zipfile.BadZipFile, ValueError):
+                continue
+            if member is not None:
+                path = archive.parent / member
+                unpacked = f"{archive} holds {member}: unpack it there (cd {archive.parent} && unzip {archive.name}), then "
+                break
+        if path is None:
+            return ""
+    # (the folder that holds it, or its smplx/ folder, where the name is the one looked for: else the file)
+    holder = path if path.name != file_name else path.parent.parent if path.parent.name == "smplx" else path.parent
+    option = setting("body_models", api="body_models")
+    give = f"give {option} {holder}" if option.startswith("-") else f"give {option}={str(holder)!r}"
+    how = give if explicit else f"point {ENV_BODY_MODELS} at {holder} (or {give})"
+    return f"{unpacked}{how}" if unpacked else f"{path} is there: {how}"
 
 
 _MODEL_SUFFIXES = (".npz", ".pkl")

@@ -161,11 +161,35 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
     found = find_weights_file(item)
     if found is not None:
         return found
-    looked = ", ".join(str(p) for p in weights_candidates(item))
+    candidates = weights_candidates(item)
+    looked = ", ".join(str(p) for p in candidates)
     raise CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
         f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE)"
+        + (f"; {renamed}" if (renamed := renamed_checkpoint(item, candidates, option)) else "")
     )
+
+
+def renamed_checkpoint(item: WeightsEntry, looked: list[Path] | None = None, option: str = "checkpoint") -> str:
+    """What a missing checkpoint's message adds where a checkpoint-like file of another name is in
+    the folders searched, or below them (``hand4whole.pth``: a new user's trial renamed the
+    download and was told only where ``snapshot_6.pth.tar`` had been looked for; :func:`wbcap.paths.files_below`).
+    Files of other manifest entries are not offered. ``looked``: the names already looked for
+    (default :func:`weights_candidates`); ``option``: the setting that names the file. Returns
+    ``"<file> is there: if it is <name> renamed, ..."``, or "" when there is none."""
+    from wbcap.paths import files_below
+
+    others = {e.file for e in manifest().values()}
+
+    def wanted(name: str) -> bool:
+        return name.endswith((".pth.tar", ".pth", ".pt")) and name not in others and not name.startswith(".")
+
+    found = files_below(search_dirs(), wanted, weights_candidates(item) if looked is None else looked)
+    if not found:
+        return ""
+    path = found[0]
+    return (f"{path} is there: if it is {item.file} renamed, `wbcap weights import {item.name} {path}` checks and "
+            f"installs it (or pass {setting(option)} {path})")
 
 
 def note_missing_checkpoint(exc: ModelFileError, checkpoint: str | Path | None) -> None:
