@@ -456,6 +456,32 @@ def test_pickle_needs_opt_in_and_then_matches_npz(tmp_path: Path, raw: dict[str,
     assert find_body_model("neutral", tmp_path, allow_pickle=True) == tmp_path / "SMPLX_NEUTRAL.npz"
 
 
+
+def test_an_npz_named_pkl_is_said_to_be_one_with_or_without_allow_pickle(tmp_path: Path, model_file: Path) -> None:
+    """An npz renamed ``.pkl`` was said to be a pickle that "could not be unpickled" (a first-run
+    trial): by its first bytes it is NumPy's, and the message says to rename it; the rename works."""
+    from wbcap.pickles import load_data_pickle
+
+    pkl = tmp_path / "smplx" / "SMPLX_NEUTRAL.pkl"
+    pkl.parent.mkdir()
+    shutil.copy(model_file, pkl)
+    said = f"{pkl} is a NumPy .npz file by its content, not a pickle: rename it to SMPLX_NEUTRAL.npz"
+    for allow in (False, True):
+        with pytest.raises(ModelFileError) as exc:
+            load_body_model_data(find_body_model("neutral", tmp_path, allow_pickle=allow), allow_pickle=allow)
+        assert _one_line(exc) == said
+    npy = tmp_path / "MANO_RIGHT.pkl"
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(npy)
+    with pytest.raises(ModelFileError) as exc:
+        load_data_pickle(npy, "fix")
+    assert str(exc.value) == f"{npy} is a NumPy .npy file by its content, not a pickle: rename it to MANO_RIGHT.npy"
+    (tmp_path / "damaged.pkl").write_bytes(b"\x80\x04garbage")  # (a pickle that is damaged: as before)
+    with pytest.raises(ModelFileError, match="could not be unpickled"):
+        load_data_pickle(tmp_path / "damaged.pkl", "fix")
+    pkl.rename(pkl.with_suffix(".npz"))
+    assert load_body_model_data(find_body_model("neutral", tmp_path))["v_template"].shape[1] == 3
+
 # ------------------------------------------------------------------------------------------------
 # Search order
 # ------------------------------------------------------------------------------------------------

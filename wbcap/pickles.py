@@ -67,6 +67,18 @@ class _DataUnpickler(pickle.Unpickler):
         raise _Refused(f"it names {module}.{name}, which no model data needs")
 
 
+def numpy_file_named_pkl(path: str | Path) -> str | None:
+    """The suffix a ``.pkl`` file that is NumPy's by its first bytes should have: ``".npz"`` for a
+    zip archive, ``".npy"`` for a NumPy array file; None for anything else (or an unreadable file).
+    (An npz renamed ``.pkl`` was said to be a pickle that could not be unpickled: a first-run trial.)"""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return None
+    return ".npz" if head.startswith(b"PK") else ".npy" if head == b"\x93NUMPY" else None
+
+
 def load_data_pickle(path: str | Path, fix: str) -> Any:
     """Unpickle ``path`` (``latin1`` for Python 2 pickles) allowing only :data:`ALLOWED_GLOBALS`.
 
@@ -82,6 +94,10 @@ def load_data_pickle(path: str | Path, fix: str) -> Any:
         raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
                              f"plain model data); {fix}") from None
     except Exception as exc:  # unpickling a damaged file fails in many ways
+        suffix = numpy_file_named_pkl(p)
+        if suffix is not None:
+            raise ModelFileError(f"{p} is a NumPy {suffix} file by its content, not a pickle: rename it to "
+                                 f"{p.stem}{suffix}") from None
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
 
 

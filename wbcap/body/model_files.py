@@ -97,6 +97,12 @@ def _candidates(folder: Path, gender: str) -> list[Path]:
 
 
 def _pickle_refused(path: Path) -> ModelFileError:
+    from wbcap.pickles import numpy_file_named_pkl
+
+    suffix = numpy_file_named_pkl(path)
+    if suffix is not None:  # (not a pickle at all: an npz renamed; a first-run trial)
+        return ModelFileError(f"{path} is a NumPy {suffix} file by its content, not a pickle: rename it to "
+                              f"{path.stem}{suffix}")
     return ModelFileError(
         f"{path} is a pickle (.pkl) SMPL-X file, which can run code when loaded: use the .npz "
         f"release instead, or opt in explicitly with {setting('allow_pickle', api='allow_pickle=True')}"
