@@ -916,12 +916,29 @@ def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir
     shutil.copytree(data_root / "Human36M", tmp_path / "empty" / "Human36M")
     (tmp_path / "empty" / "Human36M" / "annotations" / "Human36M_subject11_joint_3d.json").unlink()
     args[4], args[8] = str(tmp_path / "empty"), str(models)
-    for name, missing in (("EHF", "EHF/data/EHF.json"), ("3DPW", "PW3D/data/3DPW_test.json"),
-                          ("H36M", "Human36M/annotations/Human36M_subject11_joint_3d.json")):
+    # (named as upstream's parsed files with their links, which the datasets' own releases do not have:
+    # an ML researcher's trial built the releases' layouts and was told only the path)
+    for name, missing, link in (("EHF", "EHF/data/EHF.json", "EHF"), ("3DPW", "PW3D/data/3DPW_test.json", "3DPW"),
+                                ("H36M", "Human36M/annotations/Human36M_subject11_joint_3d.json",
+                                 "Human3.6M")):
         args[2] = name
         res = CliRunner().invoke(cli, args)
-        assert res.exit_code == 2 and f"error: {tmp_path / 'empty' / missing} missing; expected layout: " in res.output, \
-            res.output
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and said.startswith(
+            f"error: {tmp_path / 'empty' / missing} missing: it is one of upstream Hand4Whole's parsed annotation files, "
+            f"which {link}'s own release does not have: download it from \"Download {link} parsed "
+            "data") and "https://github.com/mks0601/Hand4Whole_RELEASE#data" in said and "own release," not in said, said
+    # the releases' own files where they were found: said to hold no such file, and where their images go
+    ehf, pw3d = tmp_path / "empty" / "EHF", tmp_path / "empty" / "PW3D"
+    (ehf / "01_align.ply").write_text("ply")
+    (pw3d / "sequenceFiles" / "test").mkdir(parents=True)
+    (pw3d / "imageFiles").mkdir()
+    for name, release, move in (("EHF", ehf, f"its NN_img.jpg and NN_align.ply go in {ehf / 'data'}/, beside it"),
+                                ("3DPW", pw3d, f"its imageFiles/ goes in {pw3d / 'data'}/, beside it")):
+        args[2] = name
+        said = " ".join(CliRunner().invoke(cli, args).output.split())
+        assert f"#data; {release} holds {'3DPW' if name == '3DPW' else 'EHF'}'s own release, which has no such file " \
+               f"({move}); expected layout: " in said, said
     # another gender's SMPL-X model: not the neutral one the network and upstream's evaluation use
     male = tmp_path / "male" / "smplx" / "SMPLX_MALE.npz"
     male.parent.mkdir(parents=True)

@@ -5,8 +5,9 @@
 >>> result = evaluate("EHF", "data/", Pipeline.from_files("snapshot_6.pth.tar"))  # doctest: +SKIP
 >>> result.metrics["mpvpe_all"]                                             # doctest: +SKIP
 
-The datasets are read with the training loaders (:mod:`wbcap.train.data`) in their native
-layouts, without augmentation: EHF (all frames), 3DPW (``test`` split), Human3.6M (``test``
+The datasets are read with the training loaders (:mod:`wbcap.train.data`) in upstream
+Hand4Whole's layout (its parsed annotation files beside each dataset's own images; the links of
+its README, :data:`wbcap.train.data.common.HAND4WHOLE_DATA`), without augmentation: EHF (all frames), 3DPW (``test`` split), Human3.6M (``test``
 split: subjects 9 and 11, every 64th frame, camera 4). The network runs in batches on the
 loaders' 512x384 crops; its predicted SMPL-X mesh is compared with the ground truth by
 :mod:`wbcap.eval.protocols`:
@@ -641,8 +642,8 @@ def evaluate(
     Args:
         dataset_name: ``EHF``, ``PW3D`` (alias ``3DPW``), ``Human36M`` (alias ``H36M``) or
             ``AGORA`` (its validation split).
-        data_root: folder holding ``EHF/``, ``PW3D/``, ``Human36M/`` or ``AGORA/`` (native layouts,
-            see the loaders in :mod:`wbcap.train.data`).
+        data_root: folder holding ``EHF/``, ``PW3D/``, ``Human36M/`` or ``AGORA/`` (upstream
+            Hand4Whole's layout, see the loaders in :mod:`wbcap.train.data`).
         model: a :class:`~wbcap.pipeline.Pipeline`, a
             :class:`~wbcap.model.regressor.WholeBodyRegressor` (run on ``device``, default its
             parameters' device) or any :class:`Predictor`.

@@ -124,12 +124,31 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------
 # errors and file access
 # ----------------------------------------------------------------------------------------------
+#: Where upstream Hand4Whole's README links its parsed annotation files (its "Data" section).
+HAND4WHOLE_DATA = "https://github.com/mks0601/Hand4Whole_RELEASE#data"
+
+
 class DatasetLayoutError(InputError):
     """A dataset file is missing or unreadable; the message names it and the expected layout."""
 
     @classmethod
     def missing(cls, path: str | Path, layout: str) -> DatasetLayoutError:
         return cls(f"{path} missing; expected layout: {layout}")
+
+    @classmethod
+    def missing_parsed(cls, path: str | Path, layout: str, link: str, dataset: str,
+                       release: Path | None = None, move: str = "") -> DatasetLayoutError:
+        """A parsed annotation file of upstream Hand4Whole's (``EHF.json``, ``3DPW_test.json``,
+        ``Human36M_subject9_data.json``) is missing: they are not in the datasets' own releases,
+        and an ML researcher's trial built the release's layout and was told only the path. The
+        message says where the file comes from (``link``: the words of the link in upstream's
+        README, :data:`HAND4WHOLE_DATA`), and, where ``release`` (a file or folder of
+        ``dataset``'s own release) was found there, that it holds no such file and ``move``
+        (what to do with its files)."""
+        seen = f"; {release} holds {dataset}'s own release, which has no such file{move}" if release is not None else ""
+        return cls(f"{path} missing: it is one of upstream Hand4Whole's parsed annotation files, which {dataset}'s own "
+                   f"release does not have: download it from \"{link}\" in {HAND4WHOLE_DATA}{seen}; expected layout: "
+                   f"{layout}")
 
 
 @contextlib.contextmanager

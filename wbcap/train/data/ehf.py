@@ -146,7 +146,13 @@ def check_split_files(data_root: str | Path) -> Path:
     (``wbcap eval`` asks before it builds the network). Raises DatasetLayoutError when it does not."""
     path = Path(data_root).expanduser() / "EHF" / "data" / "EHF.json"
     if not path.is_file():
-        raise DatasetLayoutError.missing(path, LAYOUT)
+        # (the release, unpacked: EHF/NN_img.jpg, NN_align.ply, NN_2Djnt.json; or those already in EHF/data/)
+        release = next((f for d in (path.parent.parent, path.parent) if d.is_dir()
+                        for f in sorted(d.glob("*_align.ply"))[:1]), None)
+        move = "" if release is None or release.parent == path.parent else \
+            f" (its NN_img.jpg and NN_align.ply go in {path.parent}/, beside it)"
+        raise DatasetLayoutError.missing_parsed(path, LAYOUT, "Download EHF parsed data", "EHF",
+                                                None if release is None else release.parent, move)
     return path
 
 

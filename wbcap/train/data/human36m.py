@@ -83,7 +83,8 @@ def check_split_files(data_root: str | Path, split: str = "test",
         names = {k: ann_dir / f"Human36M_subject{int(s)}_{k}.json" for k in ("data", "camera", "joint_3d", "SMPLX_NeuralAnnot")}
         for path in names.values():
             if not path.is_file():
-                raise DatasetLayoutError.missing(path, LAYOUT)
+                raise DatasetLayoutError.missing_parsed(path, LAYOUT, "Download Human3.6M parsed data and SMPL-X "
+                                                        "parameters", "Human3.6M")
         per_subject[int(s)] = names
     return per_subject
 

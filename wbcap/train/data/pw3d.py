@@ -86,7 +86,14 @@ def check_split_files(data_root: str | Path, split: str = "test") -> Path:
     network). Raises DatasetLayoutError when it does not."""
     path = Path(data_root).expanduser() / "PW3D" / "data" / f"3DPW_{split}.json"
     if not path.is_file():
-        raise DatasetLayoutError.missing(path, LAYOUT)
+        # (the release, unpacked: sequenceFiles/{train,validation,test}/*.pkl and imageFiles/)
+        release = next((d / "sequenceFiles" for d in (path.parent.parent, path.parent)
+                        if (d / "sequenceFiles").is_dir()), None)
+        images = None if release is None else release.parent / "imageFiles"
+        move = "" if images is None or not images.is_dir() or images.parent == path.parent else \
+            f" (its imageFiles/ goes in {path.parent}/, beside it)"
+        raise DatasetLayoutError.missing_parsed(path, LAYOUT, "Download 3DPW parsed data", "3DPW",
+                                                None if release is None else release.parent, move)
     return path
 
 
