@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from wbcap.cli import cli
 from wbcap.errors import CheckpointError
-from wbcap.paths import example_image_path
 from wbcap.weights import find_checkpoint, manifest, weights_dir
 
 
@@ -108,7 +107,7 @@ def test_missing_checkpoint_message_names_places_and_fix():
     assert str(weights_dir()) in msg and "wbcap weights import hand4whole" in msg and "\n" not in msg
 
 
-def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, small_ckpt, body_dir, monkeypatch):
+def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, small_ckpt, monkeypatch):
     """A new user's trial renamed the download (``hand4whole.pth``) and was told only where
     ``snapshot_6.pth.tar`` had been looked for: the message, and doctor's fix, name the file and
     its import; the other manifest entries' files and temporary names are not offered."""
@@ -127,16 +126,13 @@ def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_pat
     assert str(info.value).endswith(f"(or pass checkpoint FILE); {renamed} is there: if it is snapshot_6.pth.tar "
                                     f"renamed, `wbcap weights import hand4whole {renamed}` checks and installs it "
                                     f"(or pass checkpoint {renamed})"), str(info.value)
-    r = run("doctor", "--body-models", body_dir)
-    (fix,) = [ln for ln in r.output.splitlines() if "snapshot_6.pth.tar renamed" in ln]
-    assert fix.strip().startswith(f"fix: {renamed} is there: if it is snapshot_6.pth.tar renamed, `wbcap weights import "
-                                  f"hand4whole {renamed}` checks and installs it (or pass ")  # (another command's option)
-    assert fix.endswith(f" run --checkpoint {renamed})"), fix
-    # the option it names runs (the import checks the released file's architecture; this one is a small network)
-    out = tmp_path / "out"
-    r = run("image", example_image_path(), "-o", out, "--checkpoint", renamed, "--body-models", body_dir,
-            "--bbox", "10,10,100,200", "--no-render")
-    assert r.exit_code == 0 and (out / "example" / "person_0" / "smplx_param.json").is_file(), r.output
+    from wbcap.doctor import checkpoint_check
+
+    check = checkpoint_check(manifest()["hand4whole"])  # (doctor's line)
+    assert not check.ok and check.fix == (f"{renamed} is there: if it is snapshot_6.pth.tar renamed, `wbcap weights "
+                                          f"import hand4whole {renamed}` checks and installs it (or pass checkpoint "
+                                          f"{renamed})"), check.fix
+    assert find_checkpoint(renamed) == renamed  # (the option it names: what --checkpoint reads)
 
 
 @pytest.mark.slow  # a full-size checkpoint (0.3 GB) written, copied and hashed
