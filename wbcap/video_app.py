@@ -346,8 +346,9 @@ SHORT_RUN_FRAMES = 60
 def short_run(info: Any, start: float, end: float | None, every: int, max_frames: int | None) -> bool:
     """Whether a run of the frames ``open_frames`` selects from a source (``info``: its
     :class:`~wbcap.io.video_probe.VideoInfo`) is a short job: at most :data:`SHORT_RUN_FRAMES`
-    frames, as far as is known before decoding (:func:`~wbcap.io.progress.expected_frames`)."""
-    expected = expected_frames(info, start, end, every, max_frames)
+    frames, as far as is known before decoding (:func:`~wbcap.io.progress.expected_frames`; a source
+    that declares no frame count, by its duration)."""
+    expected = expected_frames(info, start, end, every, max_frames, estimate=True)
     return expected is not None and expected <= SHORT_RUN_FRAMES
 
 

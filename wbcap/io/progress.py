@@ -54,15 +54,23 @@ def timed(iterable: Iterable[T], timings: dict[str, float], key: str) -> Iterato
         yield item
 
 
-def expected_frames(info: Any, start: float, end: float | None, every: int, max_frames: int | None) -> int | None:
+def expected_frames(info: Any, start: float, end: float | None, every: int, max_frames: int | None,
+                    estimate: bool = False) -> int | None:
     """How many frames :func:`wbcap.io.video_reader.open_frames` will deliver for this selection
     of the source (``info``: its :class:`~wbcap.io.video_probe.VideoInfo`; ``start``/``end``
     seconds), as a progress total: from the declared frame count, ``max_frames`` (maybe
-    ``None``) when the source declares none."""
-    if info.frame_count is None or not info.fps:
+    ``None``) when the source declares none. ``estimate``: where it declares none (Matroska and
+    WebM never do), count ``ceil(duration * fps)`` frames instead (the container's duration, which
+    covers its audio too: at least the video's), for a decision that an estimate serves (a short
+    run: a 6-frame .mkv was measured as a long one, 32 s, a hostile-media trial), not a total a
+    progress bar must reach."""
+    count = info.frame_count
+    if count is None and estimate and info.fps and info.duration:
+        count = int(np.ceil(info.duration * info.fps - 1e-6))
+    if count is None or not info.fps:
         return max_frames
     first = int(np.ceil(start * info.fps - 1e-6))
-    last = info.frame_count if end is None else min(info.frame_count, int(np.ceil(end * info.fps - 1e-6)))
+    last = count if end is None else min(count, int(np.ceil(end * info.fps - 1e-6)))
     n = max(0, -(-(last - first) // max(1, every)))
     return min(n, max_frames) if max_frames else n
 
