@@ -120,6 +120,39 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path: Path) -> None:
     assert np.abs(ref.astype(int) - out.astype(int)).max() <= 2
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 5, 6, 8])
+def test_an_avif_photo_is_read_upright_as_pillow_shows_it(tmp_path: Path, orientation: int) -> None:
+    """AVIF (phones and browsers save it; OpenCV's wheels do not decode it) is read through Pillow:
+    the picture as stored, turned by its ``irot``/``imir`` (Pillow's EXIF orientation) as a JPEG's
+    tag; its size from the headers is the loaded one; alpha dropped; a folder lists it; a damaged
+    file is one line (a hostile-media trial's were skipped as unreadable)."""
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)  # big blocks: AV1's loss does not matter
+    stored[-8:, -8:] = (0, 0, 255)
+    stored[:8, -8:] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.avif"
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+    out = load_image(path)
+    with Image.open(path) as im:
+        ref = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    upright = apply_exif_orientation(stored, orientation)
+    assert out.shape == ref.shape == upright.shape and image_size(path) == out.shape[:2]
+    assert np.abs(ref.astype(int) - out.astype(int)).max() <= 2
+    assert np.abs(upright.astype(int) - out.astype(int)).mean() < 4, np.abs(upright.astype(int) - out.astype(int)).mean()
+    assert np.array_equal(load_image(path, orientation=False).shape, stored.shape)
+    if orientation == 1:
+        rgba = np.dstack([stored, np.full((24, 40), 7, np.uint8)])
+        Image.fromarray(rgba).save(tmp_path / "alpha.avif", quality=95)
+        assert np.abs(load_image(tmp_path / "alpha.avif").astype(int) - stored).mean() < 4  # (the stored colours kept)
+        assert [p.name for p in iter_image_paths([tmp_path], warn=False)] == ["alpha.avif", "photo.avif"]
+        (tmp_path / "cut.avif").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        with pytest.raises(InputError) as info:
+            load_image(tmp_path / "cut.avif")
+        assert str(info.value) == f"{tmp_path / 'cut.avif'}: AVIF file is truncated or corrupt; re-download or re-export it"
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_apply_exif_orientation_matches_pillow(orientation: int) -> None:
     img = _pattern(5, 7)

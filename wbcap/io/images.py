@@ -53,14 +53,14 @@ log = logging.getLogger(__name__)
 #: File name endings (lower case) that :func:`iter_image_paths` treats as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif"}
+     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif", ".avif"}
 )
 
 #: Picture file endings (lower case) wbcap does not read (no decoder it uses takes them): a
 #: folder input skips them with a warning (:func:`iter_image_paths`), rather than silently as
 #: other files.
 UNREAD_PICTURE_EXTENSIONS: frozenset[str] = frozenset(
-    {".heic", ".heif", ".avif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
+    {".heic", ".heif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
      ".arw", ".orf", ".rw2", ".raf"}
 )
 
@@ -162,6 +162,8 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if (decoded is None or decoded.size == 0) and data.startswith(_GIF_SIGNATURES):
         decoded = _decode_gif(p, data)
+    if (decoded is None or decoded.size == 0) and is_avif(data[:SNIFF_BYTES]):
+        decoded = _decode_avif(p, data)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         container = video_container(data[:SNIFF_BYTES], len(data))
@@ -171,7 +173,7 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own"
                              f"{rename}")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
-        raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP or GIF file"
+        raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF or AVIF file"
                          + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
         damage = _damage(p, damaged, _check_complete, data)
@@ -230,6 +232,46 @@ def _decode_gif(p: Path, data: bytes) -> np.ndarray:
     if rgb is None or rgb.size == 0:
         raise InputError(f"{p}: GIF file is truncated or corrupt; re-download or re-export it")
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def is_avif(head: bytes) -> bool:
+    """Whether a file's first bytes begin an AVIF picture: an ISO-BMFF ``ftyp`` box whose major
+    or compatible brands include ``avif`` (a still) or ``avis`` (a sequence; AV1 Image File
+    Format spec, section 9)."""
+    if head[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(head[:4], "big")
+    brands = head[8:12] + head[16:max(16, min(size, len(head)))]
+    return any(brands[i:i + 4] in (b"avif", b"avis") for i in range(0, len(brands) - 3, 4))
+
+
+def _decode_avif(p: Path, data: bytes) -> np.ndarray:
+    """An AVIF picture (its first frame) as OpenCV would give a picture, ``(H, W, 3|4)`` uint8
+    BGR(A), as stored: decoded by Pillow (11.3 or later, with libavif: the OpenCV wheels decode no
+    AVIF, which phones and browsers save; a hostile-media trial's were skipped). Its ``irot`` /
+    ``imir`` turn is Pillow's EXIF orientation tag, which :func:`load_image` applies as a JPEG's.
+
+    Raises:
+        InputError: this Pillow has no AVIF decoder (with the upgrade), or the file is damaged.
+    """
+    from PIL import features
+
+    if not features.check("avif"):
+        import PIL
+
+        raise InputError(f"{p}: an AVIF picture, which this Pillow ({PIL.__version__}) cannot decode: "
+                         "`pip install -U 'pillow>=11.3'`, or convert it to JPEG or PNG")
+    try:
+        with _open_pillow(io.BytesIO(data)) as im:
+            check_pixel_count(p, *im.size)
+            im.seek(0)
+            rgb = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+    except InputError:
+        raise
+    except Exception as exc:  # (Pillow's and libavif's errors for a damaged file)
+        log.debug("Pillow cannot decode %s: %s", p, exc)
+        raise InputError(f"{p}: AVIF file is truncated or corrupt; re-download or re-export it") from None
+    return np.ascontiguousarray(rgb[:, :, [2, 1, 0, 3][: rgb.shape[2]]])
 
 
 def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
