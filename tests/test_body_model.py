@@ -6,6 +6,7 @@ import hashlib
 import operator
 import pickle
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -465,7 +466,7 @@ def test_an_npz_named_pkl_is_said_to_be_one_with_or_without_allow_pickle(tmp_pat
     pkl = tmp_path / "smplx" / "SMPLX_NEUTRAL.pkl"
     pkl.parent.mkdir()
     shutil.copy(model_file, pkl)
-    said = f"{pkl} is a NumPy .npz file by its content, not a pickle: rename it to SMPLX_NEUTRAL.npz"
+    said = f"{pkl} is a NumPy .npz archive by its content, not a pickle: rename it to SMPLX_NEUTRAL.npz"
     for allow in (False, True):
         with pytest.raises(ModelFileError) as exc:
             load_body_model_data(find_body_model("neutral", tmp_path, allow_pickle=allow), allow_pickle=allow)
@@ -474,11 +475,16 @@ def test_an_npz_named_pkl_is_said_to_be_one_with_or_without_allow_pickle(tmp_pat
     np.save(tmp_path / "a.npy", np.zeros(3))
     (tmp_path / "a.npy").rename(npy)
     with pytest.raises(ModelFileError) as exc:
-        load_data_pickle(npy, "fix")
-    assert str(exc.value) == f"{npy} is a NumPy .npy file by its content, not a pickle: rename it to MANO_RIGHT.npy"
+        load_data_pickle(npy, "download it again", "MANO_RIGHT.npz")
+    assert str(exc.value) == (f"{npy} is a single NumPy array (.npy) by its content, not a pickle nor a model file; "
+                              "download it again")  # (no rename: wbcap reads no .npy model)
     (tmp_path / "damaged.pkl").write_bytes(b"\x80\x04garbage")  # (a pickle that is damaged: as before)
     with pytest.raises(ModelFileError, match="could not be unpickled"):
         load_data_pickle(tmp_path / "damaged.pkl", "fix")
+    with zipfile.ZipFile(tmp_path / "torch.pkl", "w") as z:  # (a zip of other members, as torch.save's: no npz)
+        z.writestr("archive/data.pkl", b"\x80\x04garbage")
+    with pytest.raises(ModelFileError, match="could not be unpickled"):
+        load_data_pickle(tmp_path / "torch.pkl", "fix")
     pkl.rename(pkl.with_suffix(".npz"))
     assert load_body_model_data(find_body_model("neutral", tmp_path))["v_template"].shape[1] == 3
 
@@ -603,17 +609,22 @@ def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_tha
     assert exc.value.found_below == f"{odd / 'x' / 'smplx_neutral.npz'} is there: give body_models='{odd / 'x' / 'smplx_neutral.npz'}'"
     assert find_body_model("neutral", odd / "x" / "smplx_neutral.npz") == odd / "x" / "smplx_neutral.npz"
     # the zip as downloaded, not unpacked yet: named with its member, and the folder that finds it once unpacked
-    zipped = tmp_path / "zipped"
+    zipped = tmp_path / "my downloads"  # (a browser's second download's name: the shell command quotes them)
     zipped.mkdir()
-    with zipfile.ZipFile(zipped / "models_smplx_v1_1.zip", "w") as z:
+    (zipped / "smplx_notes.zip").write_bytes(b"not a zip")  # (passed over)
+    with zipfile.ZipFile(zipped / "models_smplx_v1_1 (1).zip", "w") as z:
         z.write(found, "models/smplx/SMPLX_NEUTRAL.npz")
     with pytest.raises(BodyModelNotFoundError) as exc:
         find_body_model("neutral", zipped)
-    assert exc.value.found_below == (f"{zipped / 'models_smplx_v1_1.zip'} holds models/smplx/SMPLX_NEUTRAL.npz: unpack it "
-                                     f"there (cd {zipped} && unzip models_smplx_v1_1.zip), then give "
+    assert exc.value.found_below == (f"{zipped / 'models_smplx_v1_1 (1).zip'} holds models/smplx/SMPLX_NEUTRAL.npz: "
+                                     f"unpack it there (cd '{zipped}' && unzip 'models_smplx_v1_1 (1).zip'), then give "
                                      f"body_models='{zipped / 'models'}'")
-    with zipfile.ZipFile(zipped / "models_smplx_v1_1.zip") as z:
-        z.extractall(zipped)
+    if shutil.which("unzip"):  # (the command as said, in a shell)
+        subprocess.run(exc.value.found_below.split("(", 2)[2].rsplit(")", 1)[0], shell=True, check=True,
+                       stdout=subprocess.DEVNULL)
+    else:
+        with zipfile.ZipFile(zipped / "models_smplx_v1_1 (1).zip") as z:
+            z.extractall(zipped)
     assert find_body_model("neutral", zipped / "models").name == "SMPLX_NEUTRAL.npz"
     # bounded: a file deeper than LOOK_BELOW_DEPTH folders down, and another gender's file, are not named
     deep = tmp_path / "deep"

@@ -153,6 +153,27 @@ def test_an_avif_photo_is_read_upright_as_pillow_shows_it(tmp_path: Path, orient
         assert str(info.value) == f"{tmp_path / 'cut.avif'}: AVIF file is truncated or corrupt; re-download or re-export it"
 
 
+def test_an_animated_avif_is_its_first_frame_with_a_warning(tmp_path: Path, caplog) -> None:
+    """As an animated PNG or WebP (the README says so of AVIF too: a review found no warning)."""
+    import logging
+
+    from wbcap.io.images import is_avif
+
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (200, 40, 120)]
+    frames[0].save(tmp_path / "anim.avif", save_all=True, append_images=frames[1:], duration=100)
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        out = load_image(tmp_path / "anim.avif")
+    assert abs(out.mean() - 200) < 3
+    assert "anim.avif: an animated or multi-page image; only its first frame is used" in caplog.text
+    # brands: an AVIF as Pillow takes one; a HEIF without AV1, and an MP4, are not
+    def ftyp(major: bytes, *compatible: bytes) -> bytes:
+        body = major + b"\0\0\0\0" + b"".join(compatible)
+        return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body
+
+    assert is_avif(ftyp(b"avif", b"mif1")) and is_avif(ftyp(b"mif1", b"avif")) and is_avif(ftyp(b"avis"))
+    assert not is_avif(ftyp(b"heic", b"mif1")) and not is_avif(ftyp(b"isom", b"avc1")) and not is_avif(b"\xff\xd8\xff")
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_apply_exif_orientation_matches_pillow(orientation: int) -> None:
     img = _pattern(5, 7)
@@ -611,7 +632,7 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
         assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
     (record,) = caplog.records
     assert record.getMessage().startswith(f"{tmp_path}: skipped c.cr3, d.heif, e.CR2 and 2 more: pictures of a kind "
-                                          "wbcap does not read (it reads .bmp .dib .gif .jfif .jp2 .jpe .jpeg .jpg"), record.getMessage()
+                                          "wbcap does not read (it reads .avif .bmp .dib .gif .jfif .jp2 .jpe .jpeg .jpg"), record.getMessage()
     assert record.getMessage().endswith("; convert them to JPEG or PNG")
     caplog.clear()
     (tmp_path / "clip.MP4").write_bytes(b"x")  # (a video beside the pictures: said, a new user's trial)

@@ -109,30 +109,44 @@ def test_missing_checkpoint_message_names_places_and_fix():
 
 def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, small_ckpt, monkeypatch):
     """A new user's trial renamed the download (``hand4whole.pth``) and was told only where
-    ``snapshot_6.pth.tar`` had been looked for: the message, and doctor's fix, name the file and
-    its import; the other manifest entries' files and temporary names are not offered."""
-    folder = tmp_path / "w"
+    ``snapshot_6.pth.tar`` had been looked for: the message, and doctor's fix after its download
+    advice, name the file and its import (paths as shell words). The file under its own name one
+    folder down is named too; the other manifest entries' files, temporary names, and another name
+    for the hand-only checkpoint are not offered (a review)."""
+    from wbcap.doctor import checkpoint_check
+
+    folder = tmp_path / "my weights"
     (folder / "sub").mkdir(parents=True)
     shutil.copy(small_ckpt, folder / "snapshot_12_hand.pth.tar")  # (another entry's file)
     shutil.copy(small_ckpt, folder / ".snapshot_6.tmp-0a1b2c3d.pth.tar")  # (an import's temporary name)
     monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
-    assert "is there" not in str(info.value)
+    assert "is there" not in str(info.value) and info.value.found_below == ""
     renamed = folder / "sub" / "hand4whole.pth"
     shutil.copy(small_ckpt, renamed)
+    word = f"'{renamed}'"  # (the path has a space: quoted where a shell reads it)
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
     assert str(info.value).endswith(f"(or pass checkpoint FILE); {renamed} is there: if it is snapshot_6.pth.tar "
-                                    f"renamed, `wbcap weights import hand4whole {renamed}` checks and installs it "
-                                    f"(or pass checkpoint {renamed})"), str(info.value)
-    from wbcap.doctor import checkpoint_check
-
-    check = checkpoint_check(manifest()["hand4whole"])  # (doctor's line)
-    assert not check.ok and check.fix == (f"{renamed} is there: if it is snapshot_6.pth.tar renamed, `wbcap weights "
-                                          f"import hand4whole {renamed}` checks and installs it (or pass checkpoint "
-                                          f"{renamed})"), check.fix
+                                    f"renamed, `wbcap weights import hand4whole {word}` checks and installs it "
+                                    f"(or pass checkpoint '{renamed}')"), str(info.value)
+    check = checkpoint_check(manifest()["hand4whole"])  # (doctor's line: the download advice, then the file)
+    assert not check.ok and check.fix == ("download it from https://github.com/mks0601/Hand4Whole_RELEASE (README: "
+                                          "'Download the pre-trained Hand4Whole'), then `wbcap weights import hand4whole "
+                                          f"FILE`; or: {info.value.found_below}"), check.fix
     assert find_checkpoint(renamed) == renamed  # (the option it names: what --checkpoint reads)
+    (folder / "snapshot_12_hand.pth.tar").unlink()  # the hand-only checkpoint is not offered another name
+    hand = checkpoint_check(manifest()["hand4whole_hand"])
+    assert not hand.ok and "hand4whole.pth" not in hand.fix and "or:" not in hand.fix, hand.fix
+    # its own name one folder down (unpacked into a folder of its own): named without "renamed"
+    own = folder / "Hand4Whole" / "snapshot_6.pth.tar"
+    own.parent.mkdir()
+    shutil.copy(small_ckpt, own)
+    with pytest.raises(CheckpointError) as info:
+        find_checkpoint()
+    assert info.value.found_below == (f"{own} is there: `wbcap weights import hand4whole '{own}'` checks and installs "
+                                      f"it (or pass checkpoint '{own}')")
 
 
 @pytest.mark.slow  # a full-size checkpoint (0.3 GB) written, copied and hashed

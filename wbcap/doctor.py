@@ -110,7 +110,7 @@ def checkpoint_check(entry) -> Check:
     from wbcap.errors import WbcapError
     from wbcap.paths import env_path
     from wbcap.weight_formats import validate_weights_file
-    from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, renamed_checkpoint, search_dirs
+    from wbcap.weights import ENV_WEIGHTS, check_weights_env, find_checkpoint, installed, search_dirs
 
     name = f"checkpoint {entry.name}"
     try:
@@ -122,10 +122,12 @@ def checkpoint_check(entry) -> Check:
                      optional=not entry.default)
     try:
         path = find_checkpoint(name=entry.name)
-    except WbcapError:
+    except WbcapError as exc:
+        below = getattr(exc, "found_below", "")  # (a file below the folders searched: a new user's trial)
         return Check(
             name, False, f"{entry.file} not found in {' or '.join(f'{d}/' for d in search_dirs())}",
-            renamed_checkpoint(entry) or f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`",
+            f"download it from {entry.source}, then `wbcap weights import {entry.name} FILE`"
+            + (f"; or: {below}" if below else ""),
             optional=not entry.default, licensed="checkpoint",
         )
     fix = f"download it again from {entry.source}, then `wbcap weights import {entry.name} FILE`"

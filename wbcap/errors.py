@@ -96,7 +96,11 @@ class ModelFileError(WbcapError):
 
 
 class CheckpointError(WbcapError):
-    """A network checkpoint that is missing, corrupt or has the wrong tensors."""
+    """A network checkpoint that is missing, corrupt or has the wrong tensors. ``found_below``:
+    for a missing one, where its file (or, for the default checkpoint, one of another name) is
+    below the folders searched and how to use it (:func:`wbcap.weights.checkpoint_below`), else ""."""
+
+    found_below: str = ""
 
 
 class CheckpointUnreadableError(CheckpointError):

@@ -8,6 +8,7 @@ tests and shared installs).
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -194,17 +195,20 @@ def find_first(candidates: Iterable[Path], allow_pickle: bool = False) -> Lookup
     return Lookup(None, refused, tuple(looked))
 
 
-#: Bounds of :func:`files_below`: how many folders down it looks, and how many folders it lists
-#: at most (a not-found message must not walk a home folder).
+#: Bounds of :func:`files_below`: how many folders down it looks, how many folders it lists and
+#: how many entries of each it reads at most (a not-found message must not walk a home folder, nor
+#: a folder of a million frames).
 LOOK_BELOW_DEPTH = 3
 LOOK_BELOW_FOLDERS = 200
+LOOK_BELOW_ENTRIES = 2000
 
 
 def files_below(folders: Iterable[Path], wanted: Callable[[str], bool], skip: Iterable[Path] = ()) -> list[Path]:
     """Files a not-found message can point at: those whose name ``wanted`` accepts in ``folders``
     and the folders below them, up to :data:`LOOK_BELOW_DEPTH` levels down, nearest first, without
-    ``skip`` (the names already looked for). Hidden folders are passed over and at most
-    :data:`LOOK_BELOW_FOLDERS` folders are listed, so the look is bounded (it is a hint, never a
+    ``skip`` (the names already looked for). Hidden folders and links to folders (a loop, a stale
+    network mount) are passed over, at most :data:`LOOK_BELOW_FOLDERS` folders are listed and
+    :data:`LOOK_BELOW_ENTRIES` entries of each read, so the look is bounded (it is a hint, never a
     search wbcap relies on: a new user's trial pointed ``--body-models`` at the folder SMPL-X's zip
     was unpacked in, which holds ``models/smplx/SMPLX_NEUTRAL.npz``, and was told only to put the
     file there). Unreadable folders are passed over."""
@@ -220,12 +224,12 @@ def files_below(folders: Iterable[Path], wanted: Callable[[str], bool], skip: It
             listed += 1
             try:
                 with os.scandir(folder) as entries:
-                    items = sorted(entries, key=lambda e: e.name)
+                    items = sorted(itertools.islice(entries, LOOK_BELOW_ENTRIES), key=lambda e: e.name)
             except OSError:
                 continue
             for e in items:
                 try:
-                    if e.is_dir():
+                    if e.is_dir(follow_symlinks=False):
                         if not e.name.startswith("."):
                             below.append(Path(e.path))
                     elif wanted(e.name) and e.is_file() and os.path.normpath(e.path) not in skipped:

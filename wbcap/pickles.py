@@ -67,19 +67,50 @@ class _DataUnpickler(pickle.Unpickler):
         raise _Refused(f"it names {module}.{name}, which no model data needs")
 
 
+def is_numpy_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a zip archive of ``.npy`` files only (what ``np.savez`` writes; a
+    ``torch.save`` file is a zip too, of other members)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
 def numpy_file_named_pkl(path: str | Path) -> str | None:
-    """The suffix a ``.pkl`` file that is NumPy's by its first bytes should have: ``".npz"`` for a
-    zip archive, ``".npy"`` for a NumPy array file; None for anything else (or an unreadable file).
-    (An npz renamed ``.pkl`` was said to be a pickle that could not be unpickled: a first-run trial.)"""
+    """What NumPy file a ``.pkl`` is by its content: ``".npz"`` for a zip archive of ``.npy``
+    files (:func:`is_numpy_archive`), ``".npy"`` for a NumPy array file (its magic); None for
+    anything else (or an unreadable file). (An npz renamed ``.pkl`` was said to be a pickle that
+    could not be unpickled: a first-run trial.)"""
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)
     except OSError:
         return None
-    return ".npz" if head.startswith(b"PK") else ".npy" if head == b"\x93NUMPY" else None
+    if head == b"\x93NUMPY":
+        return ".npy"
+    return ".npz" if head.startswith(b"PK") and is_numpy_archive(path) else None
 
 
-def load_data_pickle(path: str | Path, fix: str) -> Any:
+def numpy_named_pkl_error(path: Path, npz_name: str | None, fix: str) -> ModelFileError | None:
+    """The one-line error for a ``.pkl`` that is a NumPy file by its content
+    (:func:`numpy_file_named_pkl`), None for any other: an npz is to be renamed ``npz_name`` (the
+    name wbcap looks for; None: "the .npz name wbcap looks for"); a single array is no model file
+    (then ``fix``)."""
+    suffix = numpy_file_named_pkl(path)
+    if suffix == ".npz":
+        return ModelFileError(f"{path} is a NumPy .npz archive by its content, not a pickle: rename it to "
+                              f"{npz_name or 'the .npz name wbcap looks for'}")
+    if suffix == ".npy":
+        return ModelFileError(f"{path} is a single NumPy array (.npy) by its content, not a pickle nor a model file; "
+                              f"{fix}")
+    return None
+
+
+def load_data_pickle(path: str | Path, fix: str, npz_name: str | None = None) -> Any:
     """Unpickle ``path`` (``latin1`` for Python 2 pickles) allowing only :data:`ALLOWED_GLOBALS`.
 
     Raises:
@@ -94,10 +125,9 @@ def load_data_pickle(path: str | Path, fix: str) -> Any:
         raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
                              f"plain model data); {fix}") from None
     except Exception as exc:  # unpickling a damaged file fails in many ways
-        suffix = numpy_file_named_pkl(p)
-        if suffix is not None:
-            raise ModelFileError(f"{p} is a NumPy {suffix} file by its content, not a pickle: rename it to "
-                                 f"{p.stem}{suffix}") from None
+        numpy_file = numpy_named_pkl_error(p, npz_name, fix)
+        if numpy_file is not None:
+            raise numpy_file from None
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None
 
 

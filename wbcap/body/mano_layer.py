@@ -163,7 +163,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     if path.suffix.lower() == ".pkl":
         from wbcap.pickles import load_data_pickle
 
-        data = load_data_pickle(path, _DOWNLOAD + " again")
+        data = load_data_pickle(path, _DOWNLOAD + " again", "MANO_RIGHT.npz")
         if not isinstance(data, dict):
             raise ModelFileError(f"{path} does not hold a MANO model dict: {_DOWNLOAD}")
         return {k: _dense(data[k]) for k in REQUIRED_KEYS if k in data}

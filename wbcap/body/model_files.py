@@ -97,12 +97,11 @@ def _candidates(folder: Path, gender: str) -> list[Path]:
 
 
 def _pickle_refused(path: Path) -> ModelFileError:
-    from wbcap.pickles import numpy_file_named_pkl
+    from wbcap.pickles import numpy_named_pkl_error
 
-    suffix = numpy_file_named_pkl(path)
-    if suffix is not None:  # (not a pickle at all: an npz renamed; a first-run trial)
-        return ModelFileError(f"{path} is a NumPy {suffix} file by its content, not a pickle: rename it to "
-                              f"{path.stem}{suffix}")
+    numpy_file = numpy_named_pkl_error(path, f"{path.stem}.npz", f"{_DOWNLOAD_HINT} again")
+    if numpy_file is not None:  # (not a pickle at all: an npz renamed; a first-run trial)
+        return numpy_file
     return ModelFileError(
         f"{path} is a pickle (.pkl) SMPL-X file, which can run code when loaded: use the .npz "
         f"release instead, or opt in explicitly with {setting('allow_pickle', api='allow_pickle=True')}"
@@ -216,6 +215,8 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
     those searched (an unpacked download: ``models/smplx/SMPLX_NEUTRAL.npz``), or in SMPL-X's
     downloaded zip there (:func:`wbcap.paths.files_below`): ``"<file> is there: <how to name it>"``;
     "" when neither is."""
+    from wbcap.console import shell_word
+
     want = file_name.lower()
 
     def wanted(name: str) -> bool:
@@ -237,15 +238,16 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
                 continue
             if member is not None:
                 path = archive.parent / member
-                unpacked = f"{archive} holds {member}: unpack it there (cd {archive.parent} && unzip {archive.name}), then "
+                unpacked = (f"{archive} holds {member}: unpack it there (cd {shell_word(str(archive.parent), True)} && "
+                            f"unzip {shell_word(archive.name, True)}), then ")
                 break
         if path is None:
             return ""
     # (the folder that holds it, or its smplx/ folder, where the name is the one looked for: else the file)
     holder = path if path.name != file_name else path.parent.parent if path.parent.name == "smplx" else path.parent
     option = setting("body_models", api="body_models")
-    give = f"give {option} {holder}" if option.startswith("-") else f"give {option}={str(holder)!r}"
-    how = give if explicit else f"point {ENV_BODY_MODELS} at {holder} (or {give})"
+    give = f"give {option} {shell_word(str(holder), True)}" if option.startswith("-") else f"give {option}={str(holder)!r}"
+    how = give if explicit else f"point {ENV_BODY_MODELS} at {shell_word(str(holder), True)} (or {give})"
     return f"{unpacked}{how}" if unpacked else f"{path} is there: {how}"
 
 
@@ -419,7 +421,7 @@ def _to_ndarray(value: Any) -> np.ndarray:
 def _read_pkl(path: Path) -> dict[str, np.ndarray]:
     from wbcap.pickles import load_data_pickle
 
-    data = load_data_pickle(path, "use the SMPL-X .npz release instead")  # (only plain arrays allowed)
+    data = load_data_pickle(path, "use the SMPL-X .npz release instead", f"{path.stem}.npz")  # (only plain arrays allowed)
     if not isinstance(data, dict):
         raise ModelFileError(f"{path} does not hold an SMPL-X model dict: {_DOWNLOAD_HINT}")
     missing = [k for k in REQUIRED_KEYS if k not in data]

@@ -149,8 +149,9 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
 
     import cv2
 
-    try:
-        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    avif = is_avif(data[:SNIFF_BYTES])
+    try:  # (AVIF by Pillow whatever OpenCV's build: its turn and bit depth handled one way)
+        decoded = _decode_avif(p, data) if avif else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # (e.g. more pixels than OpenCV's own limit, in a format Pillow cannot size)
         log.debug("OpenCV cannot decode %s: %s", p, exc)
         decoded = None
@@ -162,8 +163,6 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if (decoded is None or decoded.size == 0) and data.startswith(_GIF_SIGNATURES):
         decoded = _decode_gif(p, data)
-    if (decoded is None or decoded.size == 0) and is_avif(data[:SNIFF_BYTES]):
-        decoded = _decode_avif(p, data)
     if decoded is None or decoded.size == 0:
         _check_complete(p, data)  # a cut-off JPEG/PNG gets the more helpful message
         container = video_container(data[:SNIFF_BYTES], len(data))
@@ -234,15 +233,25 @@ def _decode_gif(p: Path, data: bytes) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
+def _ftyp_brands(head: bytes) -> tuple[bytes, list[bytes]] | None:
+    """``(major brand, compatible brands)`` of the ISO-BMFF ``ftyp`` box a file's first bytes
+    begin with (ISO/IEC 14496-12, 4.3), or None where they begin no such box of a plausible size."""
+    box_size = int.from_bytes(head[:4], "big")
+    if head[4:8] != b"ftyp" or not 16 <= box_size <= 4096:
+        return None
+    return head[8:12], [head[k:k + 4] for k in range(16, min(box_size, len(head)) - 3, 4)]
+
+
 def is_avif(head: bytes) -> bool:
-    """Whether a file's first bytes begin an AVIF picture: an ISO-BMFF ``ftyp`` box whose major
-    or compatible brands include ``avif`` (a still) or ``avis`` (a sequence; AV1 Image File
-    Format spec, section 9)."""
-    if head[4:8] != b"ftyp":
+    """Whether a file's first bytes begin an AVIF picture as Pillow's decoder takes one: an
+    ISO-BMFF ``ftyp`` box whose major brand is ``avif`` (a still), ``avis`` (a sequence; AV1 Image
+    File Format spec, section 9), or HEIF's ``mif1``/``msf1`` with ``avif``/``avis`` among its
+    compatible ones."""
+    brands = _ftyp_brands(head)
+    if brands is None:
         return False
-    size = int.from_bytes(head[:4], "big")
-    brands = head[8:12] + head[16:max(16, min(size, len(head)))]
-    return any(brands[i:i + 4] in (b"avif", b"avis") for i in range(0, len(brands) - 3, 4))
+    major, compatible = brands
+    return major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and bool({b"avif", b"avis"} & set(compatible)))
 
 
 def _decode_avif(p: Path, data: bytes) -> np.ndarray:
@@ -259,8 +268,12 @@ def _decode_avif(p: Path, data: bytes) -> np.ndarray:
     if not features.check("avif"):
         import PIL
 
-        raise InputError(f"{p}: an AVIF picture, which this Pillow ({PIL.__version__}) cannot decode: "
-                         "`pip install -U 'pillow>=11.3'`, or convert it to JPEG or PNG")
+        # (a Pillow new enough but built without libavif, from a distribution or source: upgrading changes nothing)
+        old = tuple(int(v) for v in re.findall(r"\d+", PIL.__version__)[:2]) < (11, 3)
+        how = ("`pip install -U 'pillow>=11.3'`" if old else
+               "install PyPI's Pillow wheel, which has it (`pip install --force-reinstall pillow`)")
+        raise InputError(f"{p}: an AVIF picture, which this Pillow ({PIL.__version__}) cannot decode "
+                         f"({'too old' if old else 'built without libavif'}): {how}, or convert it to JPEG or PNG")
     try:
         with _open_pillow(io.BytesIO(data)) as im:
             check_pixel_count(p, *im.size)
@@ -338,7 +351,7 @@ def _animated(data: bytes) -> bool:
     """Whether an image file's bytes hold an animation :func:`load_image` decodes only the first
     frame of: an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension), an
     animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec), a TIFF
-    of several pages or a GIF of several frames."""
+    of several pages, an AVIF of several frames or a GIF of several frames."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         idat = data.find(b"IDAT")
         return b"acTL" in data[: idat if idat > 0 else len(data)]
@@ -346,7 +359,7 @@ def _animated(data: bytes) -> bool:
         return b"ANIM" in data[12:64]
     if data.startswith(_GIF_SIGNATURES):
         return _gif_has_second_frame(io.BytesIO(data))
-    if data.startswith(_TIFF_SIGNATURES):  # (Pillow walks the directories)
+    if data.startswith(_TIFF_SIGNATURES) or is_avif(data[:SNIFF_BYTES]):  # (Pillow walks the directories / frames)
         try:
             with _open_pillow(io.BytesIO(data)) as im:
                 return int(getattr(im, "n_frames", 1)) > 1
@@ -724,9 +737,9 @@ def video_container(head: bytes, size: int | None = None) -> str | None:
     if _picture_signature(head):
         return None
     box_size, box = int.from_bytes(head[:4], "big"), head[4:8]
-    if box == b"ftyp" and 16 <= box_size <= 4096:
-        brands = [head[k:k + 4] for k in range(16, min(box_size, len(head)) - 3, 4)]
-        return None if {head[8:12], *brands} & _PICTURE_BRANDS else "MP4/MOV"
+    brands = _ftyp_brands(head)
+    if brands is not None:
+        return None if {brands[0], *brands[1]} & _PICTURE_BRANDS else "MP4/MOV"
     if box in _FIRST_BOXES and (8 <= box_size <= (size if size is not None else len(head)) or box_size in (0, 1)):
         return "MP4/MOV"
     if head[:4] == b"\x1a\x45\xdf\xa3":

@@ -35,6 +35,7 @@ from wbcap.atomic import atomic_path
 from wbcap.config import ModelConfig
 from wbcap.errors import CheckpointError, CheckpointUnreadableError, first_line, is_out_of_memory
 from wbcap.model.hand4whole import Hand4Whole
+from wbcap.pickles import is_numpy_archive
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,6 @@ def _looks_like_torch_save(path: Path) -> bool:
     except OSError:
         return True  # (then not known: the message for a file torch could not read stands)
     return head.startswith(b"PK") or head[:1] == b"\x80"
-
-
-def _is_numpy_archive(path: Path) -> bool:
-    """Whether ``path`` is a zip archive of ``.npy`` files only (what ``np.savez`` writes)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-    return bool(names) and all(n.endswith(".npy") for n in names)
 
 
 #: What torch.load raises on a file it cannot read (torch's legacy reader: IndexError / TypeError on
@@ -144,7 +135,7 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
         return CheckpointError(f"{path}: is empty (an interrupted download or copy?); re-download it")
     if not _looks_like_torch_save(path):
         return CheckpointError(f"{path}: not a PyTorch checkpoint (neither of the formats torch.save writes); {_PASS_ONE}")
-    if _is_numpy_archive(path):  # (a zip as torch.save's, of .npy files: "corrupt" said a trial, of an SMPL-X model)
+    if is_numpy_archive(path):  # (a zip as torch.save's, of .npy files: "corrupt" said a trial, of an SMPL-X model)
         return CheckpointError(f"{path}: a NumPy archive of arrays (.npz, e.g. a body model), not a PyTorch "
                                f"checkpoint; {_PASS_ONE}")
     if isinstance(exc, pickle.UnpicklingError):

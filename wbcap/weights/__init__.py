@@ -163,33 +163,45 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
         return found
     candidates = weights_candidates(item)
     looked = ", ".join(str(p) for p in candidates)
-    raise CheckpointError(
+    below = checkpoint_below(item, candidates, option)
+    missing = CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
         f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE)"
-        + (f"; {renamed}" if (renamed := renamed_checkpoint(item, candidates, option)) else "")
+        + (f"; {below}" if below else "")
     )
+    missing.found_below = below
+    raise missing
 
 
-def renamed_checkpoint(item: WeightsEntry, looked: list[Path] | None = None, option: str = "checkpoint") -> str:
-    """What a missing checkpoint's message adds where a checkpoint-like file of another name is in
-    the folders searched, or below them (``hand4whole.pth``: a new user's trial renamed the
-    download and was told only where ``snapshot_6.pth.tar`` had been looked for; :func:`wbcap.paths.files_below`).
-    Files of other manifest entries are not offered. ``looked``: the names already looked for
-    (default :func:`weights_candidates`); ``option``: the setting that names the file. Returns
-    ``"<file> is there: if it is <name> renamed, ..."``, or "" when there is none."""
+def checkpoint_below(item: WeightsEntry, looked: list[Path] | None = None, option: str = "checkpoint") -> str:
+    """What a missing checkpoint's message adds where the folders searched, or the folders below
+    them (:func:`wbcap.paths.files_below`), hold ``item``'s file (``Hand4Whole/snapshot_6.pth.tar``,
+    unpacked one folder down) or, for the default checkpoint, a checkpoint file of another name
+    (``hand4whole.pth``: a new user's trial renamed the download and was told only where
+    ``snapshot_6.pth.tar`` had been looked for). Other manifest entries' files are not offered, nor
+    another name for another entry (a review: one file was offered for both checkpoints).
+    ``looked``: the names already looked for (default :func:`weights_candidates`); ``option``: the
+    setting that names the file. Returns ``"<file> is there: ..."`` (paths as shell words in a
+    command), or "" when there is none."""
+    from wbcap.console import shell_word
     from wbcap.paths import files_below
 
-    others = {e.file for e in manifest().values()}
+    others = {e.file for e in manifest().values() if e.name != item.name}
 
     def wanted(name: str) -> bool:
-        return name.endswith((".pth.tar", ".pth", ".pt")) and name not in others and not name.startswith(".")
+        if name.startswith(".") or name in others:
+            return False
+        return name == item.file or (item.default and name.endswith((".pth.tar", ".pth", ".pt")))
 
     found = files_below(search_dirs(), wanted, weights_candidates(item) if looked is None else looked)
     if not found:
         return ""
-    path = found[0]
-    return (f"{path} is there: if it is {item.file} renamed, `wbcap weights import {item.name} {path}` checks and "
-            f"installs it (or pass {setting(option)} {path})")
+    path = next((f for f in found if f.name == item.file), found[0])
+    flag = setting(option)
+    word = shell_word(str(path), True) if " -" in f" {flag}" else repr(str(path))  # (a command's option, or the API's)
+    use = (f"`wbcap weights import {item.name} {shell_word(str(path), True)}` checks and installs it (or pass "
+           f"{flag} {word})")
+    return f"{path} is there: {use}" if path.name == item.file else f"{path} is there: if it is {item.file} renamed, {use}"
 
 
 def note_missing_checkpoint(exc: ModelFileError, checkpoint: str | Path | None) -> None:
