@@ -71,6 +71,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.model.strategy import cpu_model
     from wbcap.pipeline import Pipeline
 
     t1 = time.perf_counter()
@@ -82,6 +83,7 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"rss_after_start_mb": rss_now,
         "import_s": t1 - t0, "load_s": t2 - t1, "start_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "precision": pipe.precision.value, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu": cpu_model(),
         # (a load on a machine seen for the first time measures the CPU strategy: selection_s of it)
         "strategy_source": getattr(strategy, "source", None), "strategy_selection_s": getattr(strategy, "selection_s", 0.0),
     }))
@@ -244,7 +246,8 @@ def main() -> None:
         image = None if args.no_image else _image_runs(args, script, ckpt, body, tmp)
     med = {k: statistics.median(r[k] for r in rows) for k in ("import_s", "load_s", "start_rss_mb", "rss_after_start_mb")}
     report = {"help_s": statistics.median(helps), **med, "precision": args.precision, "repeats": args.repeats,
-              "torch": rows[0]["torch"], "threads": rows[0]["threads"], "runs": rows, **(image or {})}
+              "torch": rows[0]["torch"], "threads": rows[0]["threads"], "cpu": rows[0]["cpu"], "runs": rows, **(image or {})}
+    print(f"CPU {report['cpu']}")  # (the README keys its figures on the CPU: a performance audit found none printed)
     print(f"wbcap --help {report['help_s']:.2f} s; import torch + wbcap {med['import_s']:.2f} s; build + load "
           f"(full-size network from an official-layout checkpoint, SMPL-X, {args.precision} inference form) "
           f"{med['load_s']:.2f} s; peak RSS at start {med['start_rss_mb']:.0f} MB, RSS after start "

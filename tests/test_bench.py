@@ -299,6 +299,12 @@ def test_one_slow_timing_does_not_shrink_the_ceiling_matmul(monkeypatch):
     # API user's trial), a larger size still is, towards 2048
     assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 2048, kernel="matmul").size == 2048
     assert ceiling_mod.CeilingProbe(torch.device("cpu"), "fp32", 8192, kernel="matmul").size == 2048
+    # so is bfloat16 where oneDNN runs it in hardware (a busy moment shrank it to 512 on a Zen 4: 1800 % rows)
+    import wbcap.model.fused as fused
+
+    for native, size in ((True, 2048), (False, 256)):
+        monkeypatch.setattr(fused, "bf16_supported", lambda native=native: native)
+        assert ceiling_mod.CeilingProbe(torch.device("cpu"), "bf16", 2048, kernel="matmul").size == size
 
 
 def test_a_probe_times_its_matmuls_after_untimed_ones(monkeypatch):
@@ -381,6 +387,19 @@ def test_table_without_json_and_json_out(tmp_path, small_ckpt):
     # the model line whole, however long the checkpoint's path (the table is 120 columns wide)
     model_line = next(line for line in text.splitlines() if line.startswith("model: "))
     assert str(small_ckpt) in model_line and model_line.endswith("synthetic SMPL-X (real model not found)")
+    # a header ceiling measured in a busy moment (107 GFLOP/s against the rows' 175-227: an audit) is said to be
+    import io
+
+    from rich.console import Console
+
+    from wbcap.bench.report import print_report
+
+    probes = [v for b in rep["batches"] if b["ceiling_precision"] == "fp32" for v in b["ceiling_probes_flops_per_s"]]
+    rep["ceilings"]["fp32"]["flops_per_s"] = 0.5 * min(probes)
+    printed = io.StringIO()
+    print_report(rep, Console(file=printed, width=120))
+    assert (f"fp32: this ceiling was measured while the machine was slower than during the rows (their probes: "
+            f"{min(probes) / 1e9:.4g}-{max(probes) / 1e9:.4g} GFLOP/s") in printed.getvalue(), printed.getvalue()
 
 
 def test_a_row_far_above_its_ceiling_says_the_ceiling_was_mismeasured():

@@ -132,7 +132,8 @@ class CeilingProbe:
     ``max_seconds_per_matmul`` per matmul, so a dtype without hardware support (fp16 on most
     CPUs) does not take minutes; :attr:`size` is the size used. float32 is not taken below 2048:
     every CPU multiplies it in hardware, and a probe timed while other processes held the cores
-    shrank the header's ceiling to 512 (a third of the rows' own, at 2048: an API user's trial).
+    shrank the header's ceiling to 512 (a third of the rows' own, at 2048: an API user's trial);
+    nor bfloat16 where oneDNN runs it (:func:`~wbcap.model.fused.bf16_supported`).
 
     On CPU the ceiling is the faster of two GEMM libraries, both in the torch wheel
     (:attr:`kernel` says which): ``matmul`` (``a @ b``: MKL for float32, oneDNN for bfloat16) and
@@ -154,6 +155,7 @@ class CeilingProbe:
         dtype = getattr(torch, _DTYPES[precision])
         self.dtype = dtype
         self._sync = sync_fn(device)
+        from wbcap.model.fused import bf16_supported
         n = int(size)
         if device.type == "cpu":
             # The fastest of 5 small matmuls: one timing taken while another process held the
@@ -163,7 +165,11 @@ class CeilingProbe:
             a = torch.randn(probe, probe, dtype=dtype)
             best = min(time_call(lambda: a @ a, 5, 1))
             rate = 2 * probe**3 / max(best, 1e-9)
-            floor = min(n, 2048) if dtype is torch.float32 else 256
+            # (nor bfloat16 where oneDNN runs it in hardware: a busy moment shrank it to 512 on a Zen 4
+            # with AVX512-BF16, a ceiling of 33 GFLOP/s against its 400-450 and fast's rows at 1800 %:
+            # a performance audit)
+            hardware = dtype is torch.float32 or (dtype is torch.bfloat16 and bf16_supported())
+            floor = min(n, 2048) if hardware else 256
             while n > floor and 2 * n**3 / rate > max_seconds_per_matmul:
                 n //= 2
         self.size = n
