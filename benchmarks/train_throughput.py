@@ -32,6 +32,7 @@ def main() -> None:
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.config import ModelConfig
     from wbcap.model.device import resolve_device
+    from wbcap.model.strategy import cpu_model
     from wbcap.testing.synthetic_body import write_synthetic_smplx
     from wbcap.train.data.synthetic import SyntheticWholeBody
     from wbcap.train.losses import hand4whole_losses
@@ -73,6 +74,7 @@ def main() -> None:
         dt = time.perf_counter() - t0
     res = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "cpu": cpu_model(),  # (the README keys its figures on the CPU)
         "architecture": "ResNet-18 x3" if args.small else "released (ResNet-50/50/18)", "batch_size": args.batch_size,
         "amp_bf16": amp, "steps": args.steps, "seconds_per_step": dt / args.steps,
         "samples_per_s": args.batch_size * args.steps / dt, "torch": torch.__version__,
