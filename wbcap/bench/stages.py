@@ -254,7 +254,7 @@ def _time_regressor(opts: BenchOptions, device, held: list, source, patch, flops
             best = prec_best
     # Each other precision's speed-up over exact at the same batch size, in this run (rows timed
     # minutes apart on a machine whose speed drifts: compare the paired ratios too).
-    add_speedups_over_exact(batches)
+    add_speedups_over_exact(batches, report["ceilings"])
     held.append(pipe)
     return batches, best, outputs
 
@@ -281,13 +281,18 @@ def implausible_ratio_note(row: dict[str, Any]) -> str | None:
             f"{setting('matmul_size')} 2048 (the default) or more")
 
 
-def add_speedups_over_exact(batches: list[dict[str, Any]]) -> None:
+def add_speedups_over_exact(batches: list[dict[str, Any]], ceilings: dict[str, dict[str, Any]] | None = None) -> None:
     """Add to each row of a precision other than exact its speed-up over exact's row of the same
     batch size, if there is one: ``vs_exact``, crops/s against exact's (rows timed minutes apart
-    on a machine whose speed drifts); and, where both rows are against the same ceiling (dtype
-    and size: on a CPU without bfloat16 instructions fast's rows are against fp32's, as exact's),
-    ``vs_exact_paired``, the row's ``ratio_paired`` against exact's: the same speed-up with the
-    drift between the two rows cancelled by the ceilings measured around each call."""
+    on a machine whose speed drifts); and ``vs_exact_paired``, the same speed-up with that drift
+    cancelled by the ceilings measured around each call: where both rows are against the same
+    ceiling (dtype and size: on a CPU without bfloat16 instructions fast's rows are against fp32's,
+    as exact's), the row's ``ratio_paired`` against exact's; where they are against two ceilings
+    of one size that the header measured back to back (``ceilings``, :func:`matmul_ceiling`'s by
+    dtype: fast's bf16 rows on a CPU with bfloat16), each row's ``ratio_paired`` times its dtype's
+    header ceiling, i.e. both rows' speeds brought to the header's moment (a performance audit
+    saw the unpaired speed-up swing from 0.54 to 13.9 on the Zen 4 EPYC), with
+    ``vs_exact_paired_via`` ``"header ceilings <dtype>/<dtype>"``."""
     exact_rows = {b["batch_size"]: b for b in batches if b["precision"] == "exact"}
     for b in batches:
         ref = exact_rows.get(b["batch_size"])
@@ -296,6 +301,12 @@ def add_speedups_over_exact(batches: list[dict[str, Any]]) -> None:
         b["vs_exact"] = b["crops_per_s"] / ref["crops_per_s"]
         if (b["ceiling_precision"], b["ceiling_size"]) == (ref["ceiling_precision"], ref["ceiling_size"]):
             b["vs_exact_paired"] = b["ratio_paired"] / ref["ratio_paired"]
+            continue
+        own, theirs = (ceilings or {}).get(b["ceiling_precision"]), (ceilings or {}).get(ref["ceiling_precision"])
+        if (own is not None and theirs is not None and own["size"] == b["ceiling_size"]
+                and theirs["size"] == ref["ceiling_size"] == b["ceiling_size"]):
+            b["vs_exact_paired"] = (b["ratio_paired"] * own["flops_per_s"]) / (ref["ratio_paired"] * theirs["flops_per_s"])
+            b["vs_exact_paired_via"] = f"header ceilings {b['ceiling_precision']}/{ref['ceiling_precision']}"
 
 
 def bench_inputs(opts: BenchOptions) -> dict[str, Path | None]:
