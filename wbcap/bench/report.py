@@ -197,8 +197,8 @@ def print_report(report: dict[str, Any], console) -> None:
         console.print("x exact: crops/s against exact's at the same batch size in this run"
                       + ("; a/b: a that, b paired % against exact's paired % (both rows against the same ceiling: "
                          "the machine's drift between them cancelled"
-                         + ("; rows against another dtype's ceiling: each paired % times its dtype's ceiling in the "
-                            "header, measured back to back" if any("vs_exact_paired_via" in b for b in report["batches"])
+                         + ("; rows against another dtype's ceiling: each paired % times its dtype's highest probe "
+                            "in the run" if any("vs_exact_paired_via" in b for b in report["batches"])
                             else "") + ")"
                          if any("vs_exact_paired" in b for b in report["batches"]) else ""), highlight=False)
     if strategies:
