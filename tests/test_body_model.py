@@ -481,6 +481,20 @@ def test_an_npz_named_pkl_is_said_to_be_one_with_or_without_allow_pickle(tmp_pat
     (tmp_path / "damaged.pkl").write_bytes(b"\x80\x04garbage")  # (a pickle that is damaged: as before)
     with pytest.raises(ModelFileError, match="could not be unpickled"):
         load_data_pickle(tmp_path / "damaged.pkl", "fix")
+    # an eval extra file: the name wbcap reads it by (a break-it trial's .npy SMPLX_to_J14.pkl was called no model file)
+    from wbcap.pickles import convert_release_pickle
+
+    np.save(tmp_path / "j.npy", np.zeros((14, 5), np.float32))
+    (tmp_path / "j.npy").rename(tmp_path / "SMPLX_to_J14.pkl")
+    with pytest.raises(ModelFileError) as exc:
+        convert_release_pickle(tmp_path / "SMPLX_to_J14.pkl")
+    assert str(exc.value).endswith("SMPLX_to_J14.pkl is a NumPy .npy file by its content, not a pickle: rename it to "
+                                   "SMPLX_to_J14.npy")
+    np.savez(tmp_path / "d.npz", a=np.zeros(3))
+    (tmp_path / "d.npz").rename(tmp_path / "smplx2smpl_deftrafo_setup.pkl")
+    with pytest.raises(ModelFileError) as exc:
+        convert_release_pickle(tmp_path / "smplx2smpl_deftrafo_setup.pkl")
+    assert str(exc.value).endswith("is a NumPy .npz archive by its content, not a pickle: rename it to SMPLX_to_SMPL.npz")
     with zipfile.ZipFile(tmp_path / "torch.pkl", "w") as z:  # (a zip of other members, as torch.save's: no npz)
         z.writestr("archive/data.pkl", b"\x80\x04garbage")
     with pytest.raises(ModelFileError, match="could not be unpickled"):
@@ -635,6 +649,29 @@ def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_tha
     with pytest.raises(BodyModelNotFoundError) as exc:
         find_body_model("male", download)
     assert exc.value.found_below == ""
+    # another gender's file beside it does not hide it (a break-it trial): both are said, this one first
+    shutil.copy(found, download / "SMPLX_MALE.npz")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", download)
+    assert _one_line(exc).endswith(f"(the folder you gave); {found} is there: give body_models='{download / 'models'}'; "
+                                   f"{download / 'SMPLX_MALE.npz'} is there: gender='male' uses it (the released network "
+                                   "was trained with the neutral one)")
+    # a zip whose central directory is large (a million names took doctor 27 s) is not looked into
+    from wbcap.body import model_files
+
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    with zipfile.ZipFile(crowded / "smplx_all.zip", "w") as z:
+        z.writestr("models/smplx/SMPLX_NEUTRAL.npz", b"x")
+        for k in range(model_files.ZIP_DIRECTORY_BYTES // 90 + 1):
+            z.writestr(f"filler/{k:08d}-{'x' * 40}", b"")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", crowded)
+    assert exc.value.found_below == ""
+    monkeypatch.setattr(model_files, "ZIP_DIRECTORY_BYTES", 1 << 30)  # (the same zip, its directory allowed)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", crowded)
+    assert exc.value.found_below.startswith(f"{crowded / 'smplx_all.zip'} holds models/smplx/SMPLX_NEUTRAL.npz")
 
 
 def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

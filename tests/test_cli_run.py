@@ -1247,7 +1247,8 @@ def test_the_host_benchmark_runs_the_video_pipeline_with_the_network_replayed(tm
 @pytest.mark.parametrize("frame_count, duration, max_frames, every, measure", [
     (100, 4.0, 3, 1, False), (100, 4.0, 60, 1, False), (100, 4.0, None, 2, False), (100, 4.0, 61, 1, None),
     (100, 4.0, None, 1, None), (None, None, 30, 1, False), (None, None, None, 1, None),
-    (None, 2.4, None, 1, False), (None, 2.44, None, 1, None), (None, 4.0, None, 2, False)])
+    (None, 2.4, None, 1, False), (None, 2.44, None, 1, None), (None, 4.0, None, 2, False),
+    (None, (60.0, 0.24), None, 1, False), (None, (60.0, None), None, 1, None)])
 def test_a_short_run_does_not_measure_the_cpu_strategy(monkeypatch, tmp_path, frame_count, duration, max_frames, every,
                                                         measure):
     """A run selecting at most SHORT_RUN_FRAMES frames (a new user's 3-frame try took 29 s, 23 of
@@ -1265,7 +1266,8 @@ def test_a_short_run_does_not_measure_the_cpu_strategy(monkeypatch, tmp_path, fr
     monkeypatch.setattr(Pipeline, "from_config", staticmethod(lambda config, **kwargs: asked.append(kwargs)))
     job = video_app.VideoJob(source="clip.mp4", out=str(tmp_path / "o"), pipeline=PipelineConfig(),
                              max_frames=max_frames, every=every)
-    source = SimpleNamespace(info=SimpleNamespace(frame_count=frame_count, fps=25.0, duration=duration))
+    duration, video_end = duration if isinstance(duration, tuple) else (duration, None)  # (a minute of audio after it)
+    source = SimpleNamespace(info=SimpleNamespace(frame_count=frame_count, fps=25.0, duration=duration, video_end=video_end))
     assert video_app.SHORT_RUN_FRAMES == 60
     video_app._load_pipeline(job, tmp_path / "o", source)
     assert asked == [{"measure_strategy": measure}]

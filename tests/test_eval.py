@@ -939,6 +939,22 @@ def test_cli_eval_missing_extra_file_exits_with_one_line(cli, tmp_path, body_dir
         said = " ".join(CliRunner().invoke(cli, args).output.split())
         assert f"#data; {release} holds {'3DPW' if name == '3DPW' else 'EHF'}'s own release, which has no such file " \
                f"({move}); expected layout: " in said, said
+    # the layouts a break-it trial had: 3DPW's sequenceFiles/ in PW3D/data/ with imageFiles/ beside data/; EHF's
+    # release unpacked into EHF/EHF/; 3DPW's release folder under its own name
+    (pw3d / "sequenceFiles").rename(pw3d / "data" / "sequenceFiles")
+    (ehf / "01_align.ply").unlink()
+    (ehf / "EHF").mkdir()
+    (ehf / "EHF" / "01_align.ply").write_text("ply")
+    for name, release, move in (("EHF", ehf / "EHF", f"its NN_img.jpg and NN_align.ply go in {ehf / 'data'}/, beside it"),
+                                ("3DPW", pw3d / "data", f"its imageFiles/ goes in {pw3d / 'data'}/, beside it")):
+        args[2] = name
+        said = " ".join(CliRunner().invoke(cli, args).output.split())
+        assert f"#data; {release} holds" in said and f"({move}); expected layout: " in said, said
+    (tmp_path / "empty" / "PW3D").rename(tmp_path / "empty" / "3DPW")
+    args[2] = "3DPW"
+    said = " ".join(CliRunner().invoke(cli, args).output.split())
+    assert said.endswith(f"holds no PW3D/ folder: pass the folder holding PW3D/ (the upstream Hand4Whole layout); "
+                         f"{tmp_path / 'empty' / '3DPW'}/ is there: rename it PW3D"), said
     # another gender's SMPL-X model: not the neutral one the network and upstream's evaluation use
     male = tmp_path / "male" / "smplx" / "SMPLX_MALE.npz"
     male.parent.mkdir(parents=True)

@@ -151,6 +151,16 @@ def test_an_avif_photo_is_read_upright_as_pillow_shows_it(tmp_path: Path, orient
         with pytest.raises(InputError) as info:
             load_image(tmp_path / "cut.avif")
         assert str(info.value) == f"{tmp_path / 'cut.avif'}: AVIF file is truncated or corrupt; re-download or re-export it"
+        # sizes from its header: wider than libavif takes (was "truncated or corrupt": a break-it trial), or too many pixels
+        raw = path.read_bytes()
+        at = raw.find(b"ispe")
+        for (w, h), said in (((33000, 64), "wider or taller than the AVIF decoder (libavif) takes (32768 pixels)"),
+                             ((20000, 20000), "more than wbcap's limit")):
+            wide = tmp_path / f"{w}.avif"
+            wide.write_bytes(raw[:at + 8] + w.to_bytes(4, "big") + h.to_bytes(4, "big") + raw[at + 16:])
+            with pytest.raises(InputError) as info:
+                load_image(wide)
+            assert str(info.value).startswith(f"{wide}: the image is {w}x{h} pixels") and said in str(info.value)
 
 
 def test_an_animated_avif_is_its_first_frame_with_a_warning(tmp_path: Path, caplog) -> None:

@@ -95,27 +95,32 @@ def numpy_file_named_pkl(path: str | Path) -> str | None:
     return ".npz" if head.startswith(b"PK") and is_numpy_archive(path) else None
 
 
-def numpy_named_pkl_error(path: Path, npz_name: str | None, fix: str) -> ModelFileError | None:
+def numpy_named_pkl_error(path: Path, npz_name: str | None, fix: str, npy_name: str | None = None) -> ModelFileError | None:
     """The one-line error for a ``.pkl`` that is a NumPy file by its content
-    (:func:`numpy_file_named_pkl`), None for any other: an npz is to be renamed ``npz_name`` (the
-    name wbcap looks for; None: "the .npz name wbcap looks for"); a single array is no model file
+    (:func:`numpy_file_named_pkl`), None for any other: an npz is to be renamed ``npz_name``, an
+    npy ``npy_name`` (the names wbcap reads such a file by); where wbcap reads none by that kind,
+    an npz is to be given "the .npz name wbcap looks for" and a single array is no model file
     (then ``fix``)."""
     suffix = numpy_file_named_pkl(path)
     if suffix == ".npz":
         return ModelFileError(f"{path} is a NumPy .npz archive by its content, not a pickle: rename it to "
                               f"{npz_name or 'the .npz name wbcap looks for'}")
+    if suffix == ".npy" and npy_name:
+        return ModelFileError(f"{path} is a NumPy .npy file by its content, not a pickle: rename it to {npy_name}")
     if suffix == ".npy":
         return ModelFileError(f"{path} is a single NumPy array (.npy) by its content, not a pickle nor a model file; "
                               f"{fix}")
     return None
 
 
-def load_data_pickle(path: str | Path, fix: str, npz_name: str | None = None) -> Any:
+def load_data_pickle(path: str | Path, fix: str, npz_name: str | None = None, npy_name: str | None = None) -> Any:
     """Unpickle ``path`` (``latin1`` for Python 2 pickles) allowing only :data:`ALLOWED_GLOBALS`.
+    ``npz_name`` / ``npy_name``: the names wbcap reads the file by as an npz / npy, for a NumPy
+    file named ``.pkl`` (:func:`numpy_named_pkl_error`).
 
     Raises:
-        ModelFileError: one line naming the file: unreadable, not a pickle, or naming another
-            global (refused before it is imported), then ``fix``.
+        ModelFileError: one line naming the file: unreadable, not a pickle (a NumPy file: the
+            rename), or naming another global (refused before it is imported), then ``fix``.
     """
     p = Path(path)
     try:
@@ -125,7 +130,7 @@ def load_data_pickle(path: str | Path, fix: str, npz_name: str | None = None) ->
         raise ModelFileError(f"{p}: refused: {exc} (a pickle can run code when loaded; this one is not "
                              f"plain model data); {fix}") from None
     except Exception as exc:  # unpickling a damaged file fails in many ways
-        numpy_file = numpy_named_pkl_error(p, npz_name, fix)
+        numpy_file = numpy_named_pkl_error(p, npz_name, fix, npy_name)
         if numpy_file is not None:
             raise numpy_file from None
         raise ModelFileError(f"{p} could not be unpickled ({first_line(exc, 120)}); {fix}") from None

@@ -229,8 +229,8 @@ def print_report(report: dict[str, Any], console) -> None:
                      f"{100 * best['ratios'][p]:.1f} % ({best['precision']}, batch {best['batch_size']})" if best else "-")
     console.print(ceil)
     for p, c in report["ceilings"].items():  # (a busy moment before the rows: 107 GFLOP/s against their 175-227, an audit)
-        probes = [v for b in report["batches"] if b["ceiling_precision"] == p
-                  for v in b.get("ceiling_probes_flops_per_s") or ()]
+        probes = [v for b in report["batches"] if b["ceiling_precision"] == p and b.get("ceiling_size") == c["size"]
+                  for v in b.get("ceiling_probes_flops_per_s") or ()]  # (probes of another size: another rate)
         if probes and c["flops_per_s"] < 0.8 * statistics.median(probes):
             console.print(f"{p}: this ceiling was measured while the machine was slower than during the rows (their "
                           f"probes: {min(probes) / 1e9:.4g}-{max(probes) / 1e9:.4g} GFLOP/s, median "

@@ -201,13 +201,40 @@ class BodyModelNotFoundError(ModelFileError):
                 flag = setting("gender", api=f"gender={o!r}")  # (an option takes the value after it)
                 again = (f"; {other} is there: {flag if '=' in flag else f'{flag} {o}'} uses it (the released network "
                          "was trained with the neutral one)")
-        self.found_below = "" if self.demo or again else _found_below(folders, self.file_name, looked, explicit)
+        # (before another gender's file: this gender's one folder down is what to use; a break-it trial's
+        # SMPLX_MALE.npz beside models/smplx/SMPLX_NEUTRAL.npz hid it)
+        demo_again = self.demo or again.startswith("; or, to go on")
+        self.found_below = "" if demo_again else _found_below(folders, self.file_name, looked, explicit)
         if self.found_below:
-            again = f"; {self.found_below}"
+            again = f"; {self.found_below}{again}"
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
             f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}{again}"
         )
+
+
+#: At most this many ``*smplx*.zip`` files, with at most :data:`ZIP_DIRECTORY_BYTES` of central
+#: directory each (SMPL-X's own lists a few dozen files), are looked into by :func:`_found_below`.
+ZIPS_LOOKED_INTO = 3
+ZIP_DIRECTORY_BYTES = 1 << 20
+
+
+def _small_zip_directory(path: Path) -> bool:
+    """Whether ``path`` ends with a zip's end-of-central-directory record (PKWARE APPNOTE 4.3.16;
+    its comment at most 64 KB before the end) declaring a central directory of at most
+    :data:`ZIP_DIRECTORY_BYTES` (not ZIP64's), read from the file's last bytes only."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 22 - 0xFFFF))
+            tail = f.read()
+    except OSError:
+        return False
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return False
+    directory_bytes = int.from_bytes(tail[at + 12:at + 16], "little")
+    return directory_bytes <= ZIP_DIRECTORY_BYTES
 
 
 def _found_below(folders: list[Path], file_name: str, looked: list[Path], explicit: bool) -> str:
@@ -230,7 +257,9 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
         path, unpacked = files[0], ""
     else:
         path = None
-        for archive in found:
+        for archive in found[:ZIPS_LOOKED_INTO]:
+            if not _small_zip_directory(archive):  # (a zip of a million names took doctor 27 s: a break-it trial)
+                continue
             try:
                 with zipfile.ZipFile(archive) as z:
                     member = next((n for n in z.namelist() if Path(n).name.lower() == want), None)

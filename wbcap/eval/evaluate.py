@@ -383,6 +383,8 @@ def _collate(items: list[_Item]) -> tuple[list[int], torch.Tensor, torch.Tensor,
 
 #: The folder of each dataset under ``data_root`` (the loaders' upstream layout).
 _DATASET_DIRS = {"EHF": "EHF", "PW3D": "PW3D", "Human36M": "Human36M", "AGORA": "AGORA"}
+#: Other names a set's folder has (its release's own, other projects'), said in the error for a missing one.
+_FOLDER_ALIASES = {"PW3D": ("3DPW", "3dpw"), "Human36M": ("Human3.6M", "H36M", "h36m"), "EHF": ("ehf",)}
 
 
 @dataclass(frozen=True)
@@ -442,8 +444,11 @@ def check_inputs(dataset_name: str, data_root: str | Path, body_models: str | Pa
     if not root.is_dir():
         raise InputError(f"{setting('data_root')} {root} is not a folder: pass the folder holding {name}/")
     if not (root / _DATASET_DIRS[name]).is_dir():
+        # (the dataset's own name for its folder: 3DPW's release unpacks to 3DPW/, upstream names it PW3D/; a break-it trial)
+        other = next((root / alias for alias in _FOLDER_ALIASES.get(name, ()) if (root / alias).is_dir()), None)
+        rename = "" if other is None else f"; {other}/ is there: rename it {_DATASET_DIRS[name]}"
         raise InputError(f"{setting('data_root')} {root} holds no {_DATASET_DIRS[name]}/ folder: pass the folder "
-                         f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout)")
+                         f"holding {_DATASET_DIRS[name]}/ (the upstream Hand4Whole layout){rename}")
     _check_annotation_files(name, root, split)
     files: dict[str, Path] = {}
     if body_model:

@@ -224,10 +224,16 @@ def _short(exc: BaseException) -> str:
 
 
 def _unpickle(path: Path) -> Any:
-    """The data of a (opted-in) pickle, only plain arrays allowed (:func:`wbcap.pickles.load_data_pickle`)."""
+    """The data of a (opted-in) pickle, only plain arrays allowed (:func:`wbcap.pickles.load_data_pickle`).
+    A NumPy file named ``.pkl`` is told the name wbcap reads it by (its kind's first ``.npz`` /
+    ``.npy`` name in :data:`EXTRA_FILES`: an ``.npy`` named ``SMPLX_to_J14.pkl`` was called no
+    model file, a break-it trial)."""
     from wbcap.pickles import load_data_pickle
 
-    return load_data_pickle(path, "re-download it from its source")
+    spec = next((f for f in EXTRA_FILES.values() if path.name.lower() in (n.lower() for n in f.names)), None)
+    names = () if spec is None else spec.names
+    return load_data_pickle(path, "re-download it from its source", next((n for n in names if n.endswith(".npz")), None),
+                            next((n for n in names if n.endswith(".npy")), None))
 
 
 def _dense(value: Any) -> np.ndarray:

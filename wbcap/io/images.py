@@ -254,6 +254,20 @@ def is_avif(head: bytes) -> bool:
     return major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and bool({b"avif", b"avis"} & set(compatible)))
 
 
+#: The widest (and tallest) picture libavif decodes (its default ``imageDimensionLimit``).
+AVIF_MAX_SIDE = 32768
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` an AVIF's ``ispe`` property declares (ISO/IEC 23008-12, 6.5.3: a full
+    box, then two 32-bit sizes), its first one (the primary item's in the files encoders write),
+    or None where there is none in the file's first 64 KB."""
+    at = data.find(b"ispe", 0, 1 << 16)
+    if at < 4 or len(data) < at + 16:
+        return None
+    return int.from_bytes(data[at + 8:at + 12], "big"), int.from_bytes(data[at + 12:at + 16], "big")
+
+
 def _decode_avif(p: Path, data: bytes) -> np.ndarray:
     """An AVIF picture (its first frame) as OpenCV would give a picture, ``(H, W, 3|4)`` uint8
     BGR(A), as stored: decoded by Pillow (11.3 or later, with libavif: the OpenCV wheels decode no
@@ -274,6 +288,12 @@ def _decode_avif(p: Path, data: bytes) -> np.ndarray:
                "install PyPI's Pillow wheel, which has it (`pip install --force-reinstall pillow`)")
         raise InputError(f"{p}: an AVIF picture, which this Pillow ({PIL.__version__}) cannot decode "
                          f"({'too old' if old else 'built without libavif'}): {how}, or convert it to JPEG or PNG")
+    size = _avif_size(data)  # (from its header: libavif refuses a side over 32768 as it refuses a damaged file)
+    if size is not None:
+        check_pixel_count(p, *size)
+        if max(size) > AVIF_MAX_SIDE:
+            raise InputError(f"{p}: the image is {size[0]}x{size[1]} pixels, wider or taller than the AVIF decoder "
+                             f"(libavif) takes ({AVIF_MAX_SIDE} pixels); scale it down or convert it to PNG first")
     try:
         with _open_pillow(io.BytesIO(data)) as im:
             check_pixel_count(p, *im.size)

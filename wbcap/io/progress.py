@@ -60,13 +60,16 @@ def expected_frames(info: Any, start: float, end: float | None, every: int, max_
     of the source (``info``: its :class:`~wbcap.io.video_probe.VideoInfo`; ``start``/``end``
     seconds), as a progress total: from the declared frame count, ``max_frames`` (maybe
     ``None``) when the source declares none. ``estimate``: where it declares none (Matroska and
-    WebM never do), count ``ceil(duration * fps)`` frames instead (the container's duration, which
-    covers its audio too: at least the video's), for a decision that an estimate serves (a short
+    WebM never do), count ``ceil(length * fps)`` frames instead (the length: the video stream's end,
+    ``video_end``, where known, else the container's duration, which covers its audio too), for a decision that an estimate serves (a short
     run: a 6-frame .mkv was measured as a long one, 32 s, a hostile-media trial), not a total a
     progress bar must reach."""
     count = info.frame_count
-    if count is None and estimate and info.fps and info.duration:
-        count = int(np.ceil(info.duration * info.fps - 1e-6))
+    # (the video stream's own end where the file says it: the container's duration covers its audio too, and a
+    # 6-frame .mkv with a minute of audio was a long run: a break-it trial)
+    lengths = [t for t in (getattr(info, "video_end", None), info.duration) if t]
+    if count is None and estimate and info.fps and lengths:
+        count = int(np.ceil(min(lengths) * info.fps - 1e-6))
     if count is None or not info.fps:
         return max_frames
     first = int(np.ceil(start * info.fps - 1e-6))

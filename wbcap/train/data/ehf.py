@@ -147,8 +147,9 @@ def check_split_files(data_root: str | Path) -> Path:
     path = Path(data_root).expanduser() / "EHF" / "data" / "EHF.json"
     if not path.is_file():
         # (the release, unpacked: EHF/NN_img.jpg, NN_align.ply, NN_2Djnt.json; or those already in EHF/data/)
-        release = next((f for d in (path.parent.parent, path.parent) if d.is_dir()
-                        for f in sorted(d.glob("*_align.ply"))[:1]), None)
+        # (also unpacked into a folder of its own, EHF/EHF/: a break-it trial)
+        release = next((f for d in (path.parent.parent, path.parent, *sorted(path.parent.parent.glob("*/")))
+                        if d.is_dir() for f in sorted(d.glob("*_align.ply"))[:1]), None)
         move = "" if release is None or release.parent == path.parent else \
             f" (its NN_img.jpg and NN_align.ply go in {path.parent}/, beside it)"
         raise DatasetLayoutError.missing_parsed(path, LAYOUT, "Download EHF parsed data", "EHF",

@@ -89,8 +89,8 @@ def check_split_files(data_root: str | Path, split: str = "test") -> Path:
         # (the release, unpacked: sequenceFiles/{train,validation,test}/*.pkl and imageFiles/)
         release = next((d / "sequenceFiles" for d in (path.parent.parent, path.parent)
                         if (d / "sequenceFiles").is_dir()), None)
-        images = None if release is None else release.parent / "imageFiles"
-        move = "" if images is None or not images.is_dir() or images.parent == path.parent else \
+        images = next((d / "imageFiles" for d in (path.parent.parent, path.parent) if (d / "imageFiles").is_dir()), None)
+        move = "" if release is None or images is None or images.parent == path.parent else \
             f" (its imageFiles/ goes in {path.parent}/, beside it)"
         raise DatasetLayoutError.missing_parsed(path, LAYOUT, "Download 3DPW parsed data", "3DPW",
                                                 None if release is None else release.parent, move)
