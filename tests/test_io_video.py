@@ -683,6 +683,26 @@ def test_stretch_end_of_a_variable_rate_source_is_its_declared_end(tmp_path: Pat
     assert [f.time for f in src] == pytest.approx([0.0, 0.1, 0.2]) and src.stretch_end == pytest.approx(1.5)
 
 
+def test_an_image_sequences_first_image_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
+    """The probe's decode of the first image is the first pass's frame: each image decoded once
+    on the first pass (an animated AVIF's warning was said twice: a break-it trial), every image
+    again on a second pass, the same pixels."""
+    import wbcap.io.images as images
+
+    paths = _write_pngs(tmp_path / "seq", 3)
+    decoded = []
+    real = images.load_image
+    monkeypatch.setattr(images, "load_image", lambda path, *a, **k: decoded.append(Path(path).name) or real(path, *a, **k))
+    src = open_frames(tmp_path / "seq")
+    first = [f.image for f in src]
+    assert decoded == [p.name for p in paths]
+    second = [f.image for f in src]
+    assert decoded == [p.name for p in paths] * 2 and all(np.array_equal(a, b) for a, b in zip(first, second))
+    decoded.clear()
+    assert [f.index for f in open_frames(tmp_path / "seq", start=0.02)] == [1, 2]  # (a selection without the first)
+    assert decoded == [paths[0].name, paths[1].name, paths[2].name]
+
+
 def test_image_sequence_size_mismatch(tmp_path: Path) -> None:
     import cv2
 

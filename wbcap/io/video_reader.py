@@ -199,6 +199,9 @@ class FrameSource:
         self.every = int(every)
         self.max_frames = None if max_frames is None else int(max_frames)
         self._image_paths: list[Path] | None = None
+        # (an image sequence's first image as its probe decoded it, for the first pass over it: decoded
+        # once, and its warnings said once; an animated AVIF's were said twice, a break-it trial)
+        self._first_image: np.ndarray | None = None
         self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
         self.stretch_end: float | None = None
         video = _video_path_of(spec, warn=self.warn_retimed)
@@ -227,7 +230,7 @@ class FrameSource:
         from wbcap.io.images import image_display, load_image
 
         assert self._image_paths is not None
-        first = load_image(self._image_paths[0])
+        first = self._first_image = load_image(self._image_paths[0])
         rotation, mirrored = image_display(self._image_paths[0])  # (its EXIF orientation: each image has its own)
         if isinstance(spec, (str, os.PathLike)):
             path = Path(spec).expanduser()
@@ -269,9 +272,10 @@ class FrameSource:
         yielded = 0
         self.stretch_end = None
         chosen = self.selected_images()
+        first, self._first_image = self._first_image, None
         for i, path in chosen:
             t = i / fps
-            image = load_image(path)
+            image = first if i == 0 and first is not None else load_image(path)
             if image.shape[:2] != (self.info.height, self.info.width):
                 raise InputError(
                     f"{path}: image is {image.shape[1]}x{image.shape[0]}, the sequence's "
