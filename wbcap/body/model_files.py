@@ -187,8 +187,9 @@ class BodyModelNotFoundError(ModelFileError):
             where = f"{self.target}/, or point {ENV_BODY_MODELS} or {setting('body_models')} at the folder that holds it"
         again = ""
         named = env_path(ENV_BODY_MODELS)
-        if (gender == "neutral" and (self.demo or (named is not None and is_demo_body_model(named)))
-                and not (demo_body_models_dir() / "smplx" / self.file_name).is_file()):
+        demo_route = (gender == "neutral" and (self.demo or (named is not None and is_demo_body_model(named)))
+                      and not (demo_body_models_dir() / "smplx" / self.file_name).is_file())
+        if demo_route:
             # ($WBCAP_BODY_MODELS at the demo's model, removed with the cache: the try-out route only
             # needs it back; it said only to download SMPL-X: an admin's trial)
             again = "; or, to go on trying wbcap without it, run `wbcap demo`, which writes the demo's model again"
@@ -203,8 +204,7 @@ class BodyModelNotFoundError(ModelFileError):
                          "was trained with the neutral one)")
         # (before another gender's file: this gender's one folder down is what to use; a break-it trial's
         # SMPLX_MALE.npz beside models/smplx/SMPLX_NEUTRAL.npz hid it)
-        demo_again = self.demo or again.startswith("; or, to go on")
-        self.found_below = "" if demo_again else _found_below(folders, self.file_name, looked, explicit)
+        self.found_below = "" if self.demo or demo_route else _found_below(folders, self.file_name, looked, explicit)
         if self.found_below:
             again = f"; {self.found_below}{again}"
         super().__init__(

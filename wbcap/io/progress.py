@@ -67,8 +67,8 @@ def expected_frames(info: Any, start: float, end: float | None, every: int, max_
     count = info.frame_count
     # (the video stream's own end where the file says it: the container's duration covers its audio too, and a
     # 6-frame .mkv with a minute of audio was a long run: a break-it trial)
-    lengths = [t for t in (getattr(info, "video_end", None), info.duration) if t]
-    if count is None and estimate and info.fps and lengths:
+    lengths = [t for t in (info.video_end, info.duration) if t] if count is None and estimate else []
+    if lengths and info.fps:
         count = int(np.ceil(min(lengths) * info.fps - 1e-6))
     if count is None or not info.fps:
         return max_frames
