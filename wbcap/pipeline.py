@@ -559,7 +559,8 @@ class Pipeline:
         if device.type == "cpu" and optimize:
             from wbcap.model.strategy import apply_machine_huge_pages
 
-            apply_machine_huge_pages()  # (this machine's measured answer, before anything large is loaded)
+            # (this machine's measured answer, or off for a short job, before anything large is loaded)
+            apply_machine_huge_pages(short_job=bool(few_calls) or measure_strategy is False)
         body_cfg = config.body
         try:
             body_path = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)

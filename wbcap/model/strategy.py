@@ -1201,13 +1201,27 @@ def machine_huge_pages(path: Path | None = None) -> bool | None:
     return cached_huge_pages(read_cache(cache_path() if path is None else path, warn=False), machine_key())
 
 
-def apply_machine_huge_pages(path: Path | None = None) -> bool | None:
+def apply_machine_huge_pages(path: Path | None = None, short_job: bool = False) -> bool | None:
     """:func:`apply_cached_huge_pages` for this machine (:func:`machine_key`) from the strategy
     cache ``path`` (default :func:`cache_path`), read quietly: called
     before a CPU pipeline loads its SMPL-X model and network, so that where huge pages were
     measured slower none of its weights get them either (the strategy's own choice comes later,
     after the load; a user trial saw 235 MB of weights on huge pages that the cache had turned
-    off). Returns the answer (None: not measured here)."""
+    off). Returns the answer (None: not measured here).
+
+    ``short_job`` (a few photos, a short run, the demo: the jobs that measure no strategy) turns
+    them off whatever the cache says, and returns False. Huge pages pay off in a long job's steady
+    state, where the same sizes are allocated call after call; a short job's allocations are all
+    new, and where the kernel has to compact memory to find 2 MiB pages (its ``defrag`` mode
+    ``madvise``, the default, stalls the allocating thread), that costs more than it saves: on a
+    Zen 4 EPYC host, ``wbcap image`` of one person took 2.95 s with them and 2.23 s without
+    (medians of six pairs, system CPU 2.2 against 1.2 s; docs/performance.md)."""
+    from wbcap import huge_pages
+
+    if short_job:
+        if huge_pages.set_process_huge_pages(False):
+            log.debug("transparent huge pages off for torch's tensors (a short job: its allocations are all new)")
+        return False
     path = cache_path() if path is None else path
     return apply_cached_huge_pages(read_cache(path, warn=False), machine_key(), path)
 
