@@ -159,8 +159,16 @@ def mano_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    from wbcap.huge_pages import process_huge_pages_disabled, set_process_huge_pages
+
     _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))
+    was_on = process_huge_pages_disabled() is False
     yield
+    # A short job (a photo, the demo) turns huge pages off for the whole process
+    # (wbcap.model.strategy.apply_machine_huge_pages): the worker's later tests, and the Pythons
+    # they start, which inherit the switch, get them as before.
+    if was_on and process_huge_pages_disabled():
+        set_process_huge_pages(True)
 
 
 #: bpy_import_error's answers in this worker, per PYTHONPATH (see _bpy_import_checked_once).
