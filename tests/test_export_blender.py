@@ -140,8 +140,13 @@ def test_glb_in_blender_equals_lbs(blender, setup):
     from wbcap.export.rig import JOINT_NAMES_55
 
     clip, rig = setup["clips"]["25"], setup["rig"]
-    glb = write_glb(setup["dir"] / "lbs25.glb", rig, clip)
+    camera = ImageCamera(focal=(1100.0, 1100.0), princpt=(640.0, 360.0), image_size=(1280, 720))
+    glb = write_glb(setup["dir"] / "lbs25.glb", rig, clip, camera=camera)
     result, verts, rest = _read("glb_read.py", glb, setup["dir"] / "glb_lbs")
+    # the armature named after the clip, the camera not a child of it (an animator's trial: it was,
+    # so moving the character moved its camera)
+    parents = {name: (kind, parent) for name, kind, parent in result["objects"]}
+    assert result["armature"] == clip.name and parents["source_camera"] == ("CAMERA", None)
     assert (result["fps"], result["fps_base"]) == (24, 1.0)
     assert len(result["key_frames"]) == T and result["keys_per_curve"] == [T]
     np.testing.assert_allclose(result["key_frames"], clip.times * 24, atol=1e-3)  # 72, 72.96, ...

@@ -187,9 +187,11 @@ def test_a_root_bone_moves_on_the_ground_under_the_pelvis_and_changes_no_vertex(
     rig, clip, _, files = setup
     plain, rooted = Reader(files["lbs"]), Reader(files["root"])
     root = rooted.node("root")
-    assert root == 55 and rooted.g.nodes[root].children == [0] and rooted.parent.get(root) is None
+    person = rooted.node(clip.name)
+    assert root == 55 and rooted.g.nodes[root].children == [0] and rooted.parent.get(root) == person
     skin = rooted.g.skins[0]
-    assert skin.joints == list(range(56)) and skin.skeleton == 55 and rooted.g.scenes[0].nodes[0] == 55
+    assert skin.joints == list(range(56)) and skin.skeleton == 55 and rooted.g.scenes[0].nodes[0] == person
+    assert rooted.g.nodes[person].children == [55]
     assert rooted.g.asset.extras["root_bone"] == "root" and "root_bone" not in plain.g.asset.extras
     for t in (float(clip.times[2]), float(clip.times[3] + 0.37 / FPS), float(clip.times[-1])):
         a, b = plain.sample(t), rooted.sample(t)
@@ -224,14 +226,19 @@ def test_structure_known_answers(setup):
     r = Reader(files["lbs"])
     g = r.g
     assert r.names[:55] == list(JOINT_NAMES_55) == list(rig.joint_names)
+    person = r.node(clip.name)  # (the skeleton's own parent node: the pelvis is no scene root)
     parents = [r.parent.get(i, -1) for i in range(55)]
-    np.testing.assert_array_equal(parents, rig.parents)
+    np.testing.assert_array_equal(parents, [person, *rig.parents[1:]])
+    assert g.nodes[person].children == [0] and person not in r.parent
+    assert (g.nodes[person].translation, g.nodes[person].rotation, g.nodes[person].matrix) == (None, None, None)
     skin = g.skins[0]
     assert skin.joints == list(range(55)) and skin.skeleton == r.node("pelvis")
     # the skin and the mesh named after the clip: Blender names the armature and mesh objects so,
     # and the people of several files stay apart (they were all `smplx` and `body`; a user trial)
     assert skin.name == clip.name and g.meshes[0].name == mesh_node_name(clip.name) == f"{clip.name}_body"
-    assert [n for n in g.scenes[g.scene].nodes] == [0, r.node(mesh_node_name(clip.name)), r.node(CAMERA_NODE_NAME)]
+    # the camera a root of its own (Blender parented it to the armature when the pelvis was a root;
+    # an animator's trial), the skinned mesh a root (the Khronos validator's advice)
+    assert [n for n in g.scenes[g.scene].nodes] == [person, r.node(mesh_node_name(clip.name)), r.node(CAMERA_NODE_NAME)]
     (anim,) = g.animations
     assert anim.name == clip.name
     targets = {(c.target.node, c.target.path) for c in anim.channels}

@@ -24,6 +24,9 @@ Content
   (``rig.parents``); rest translation = ``rig.offsets`` (the pelvis: ``rig.rest_joints[0]``),
   rest rotation identity, so the bind pose is the shaped T-pose and each inverse bind matrix is
   ``translation(-rest_joint)``.
+* The node ``<clip name>`` (no transform) holding the skeleton's root: the scene's roots are
+  it, the mesh node and the camera node (in Blender it becomes the armature object, and the
+  camera stays apart from it; the skinned mesh node is a root, as glTF advises).
 * A mesh node ``<clip name>_body`` (:func:`mesh_node_name`) skinned by them (the skin: ``<clip name>``) (``JOINTS_0``/``WEIGHTS_0``: each vertex's 4 largest
   SMPL-X weights, renormalised; :func:`wbcap.export.rig.build_rig`), rest mesh = the shaped
   SMPL-X template, with ``E`` expression morph targets (``expression_00`` ...; names in
@@ -471,7 +474,8 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     """The skin (joints in model order, inverse bind = translation(-rest joint), column-major;
     with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, the
     camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at the origin with no
-    rotation) and the scene; returns the mesh node's index."""
+    rotation), the person's node ``name`` (last) holding the skeleton's root, and the scene;
+    returns the mesh node's index."""
     import pygltflib
 
     n = 56 if root_bone else 55
@@ -483,15 +487,19 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     ))
     mesh_node = len(gltf.nodes)
     gltf.nodes.append(pygltflib.Node(name=mesh_node_name(name), mesh=0, skin=0))
-    scene_nodes = [55 if root_bone else 0, mesh_node]
+    camera_nodes = []
     if camera is not None:
         gltf.cameras.append(_camera(camera))
-        scene_nodes.append(len(gltf.nodes))
+        camera_nodes.append(len(gltf.nodes))
         node = pygltflib.Node(name=CAMERA_NODE_NAME, camera=0)
         if camera_pose is not None:
             node.rotation, node.translation = camera_pose
         gltf.nodes.append(node)
-    gltf.scenes.append(pygltflib.Scene(name=name, nodes=scene_nodes, extras=meta))
+    # The skeleton under a node of its own: Blender's importer makes a skeleton that has no
+    # parent node the parent of every other root node (a trial found the camera moving with the
+    # character). The skinned mesh node stays a root (glTF: parent transforms do not move it).
+    gltf.nodes.append(pygltflib.Node(name=name, children=[55 if root_bone else 0]))
+    gltf.scenes.append(pygltflib.Scene(name=name, nodes=[len(gltf.nodes) - 1, mesh_node, *camera_nodes], extras=meta))
     gltf.scene = 0
     return mesh_node
 
