@@ -299,9 +299,15 @@ def test_export_not_a_run_folder(tmp_path, body_dir):
     assert f"finish it with `wbcap run '/clips/my walk.mp4' -o {tmp_path / 'empty'} --resume`" in r.output, r.output
 
 
-def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, body_dir):
-    """`wbcap image --export glb,bvh,npz --exact`: person_<k>/output.glb is the OBJ's mesh turned y up
-    (x, -y, -z), with the person's camera; the BVH has one frame; the npz is AMASS's (one row)."""
+def test_image_export_glb_overlays_the_photo_in_the_photos_camera(tmp_path, small_ckpt, body_dir):
+    """`wbcap image --export glb,bvh,npz --exact` of two people: person_<k>/output.glb is the OBJ's
+    mesh moved rigidly into the photo's camera (focal sqrt(W^2 + H^2), principal point at the
+    centre: the GLB's camera, which a glTF reader can draw) and turned y up (x, -y, -z): the
+    pelvis keeps its pixel and apparent size, so the two people stand apart where the photo shows
+    them (an animator's trial: in each box's own camera both stood at one spot, and Blender's
+    camera, which has no off-centre principal point, drew them off their place); the BVH has one
+    frame; the npz is AMASS's (one row), with the photo's camera. (The small network: the micro
+    one's 2:3 input under a 3:4 crop gives cameras of non-square pixels, which no real one has.)"""
     from test_cli_image import read_obj_counts, write_rgb
     from test_export_gltf import Reader
 
@@ -309,23 +315,44 @@ def test_image_export_glb_overlays_the_photo_like_the_obj(tmp_path, micro_ckpt, 
 
     img = write_rgb(tmp_path / "pic.png", person_image(320, 240, seed=3))
     out = tmp_path / "out"
-    r = invoke("image", img, "-o", out, "--bbox", "100,20,120,200", "--export", "glb,bvh,npz", "--exact", "--no-render",
-               "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    r = invoke("image", img, "-o", out, "--bbox", "10,20,120,200", "--bbox", "200,60,60,100", "--export", "glb,bvh,npz",
+               "--exact", "--no-render", "--checkpoint", small_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code == 0, r.output
-    folder = out / "pic" / "person_0"
-    assert {p.name for p in folder.iterdir()} >= {"output.obj", "output.glb", "output.bvh", "output.npz", "smplx_param.json"}
-    with np.load(folder / "output.npz") as npz:
-        assert npz["poses"].shape[0] == 1
-    obj_v, _ = read_obj_counts(folder / "output.obj")
-    glb = Reader(folder / "output.glb")
-    np.testing.assert_allclose(glb.vertices(None), obj_v * np.array([1.0, -1.0, -1.0]), atol=1e-4)
-    cam = json.loads((folder / "smplx_param.json").read_text())["camera"]
-    yfov = glb.g.cameras[0].perspective.yfov
-    assert yfov == pytest.approx(2 * np.arctan(240 / (2 * cam["focal"][1])), rel=1e-6)
-    assert re.search(r"Frames:\s*1\b", (folder / "output.bvh").read_text())
-    # named inside after the image and the person, not "output" in every file: Blender names the
-    # objects of several people's files after it (a review)
-    assert glb.g.skins[0].name == "pic_person_0" and glb.g.meshes[0].name == "pic_person_0_body"
+    f = float(np.hypot(320, 240))
+    pelvis_px, depth = [], []
+    for k in (0, 1):
+        folder = out / "pic" / f"person_{k}"
+        assert {p.name for p in folder.iterdir()} >= {"output.obj", "output.glb", "output.bvh", "output.npz",
+                                                      "smplx_param.json"}
+        with np.load(folder / "output.npz") as npz:
+            assert npz["poses"].shape[0] == 1
+            np.testing.assert_allclose(npz["camera_focal"], [f, f])
+            np.testing.assert_allclose(npz["camera_princpt"], [160.0, 120.0])
+        obj_v, _ = read_obj_counts(folder / "output.obj")
+        glb = Reader(folder / "output.glb")
+        v = glb.vertices(None).reshape(-1, 3) * np.array([1.0, -1.0, -1.0])  # (OpenCV axes, the photo's camera)
+        shift = v - obj_v
+        np.testing.assert_allclose(shift, np.broadcast_to(shift.mean(0), shift.shape), atol=1e-4)  # (rigid)
+        perspective = glb.g.cameras[0].perspective
+        assert perspective.yfov == pytest.approx(2 * np.arctan(240 / (2 * f)), rel=1e-6)
+        assert perspective.aspectRatio == pytest.approx(320 / 240, rel=1e-6)
+        # the pelvis: the pixel and the apparent size it has in the person's own camera (the OBJ's)
+        params = json.loads((folder / "smplx_param.json").read_text())
+        cam = params["camera"]
+        pelvis = np.array(glb.g.nodes[glb.node("pelvis")].translation) * np.array([1.0, -1.0, -1.0])
+        own = pelvis - shift.mean(0)
+        px_own = np.array(cam["focal"]) * own[:2] / own[2] + np.array(cam["princpt"])
+        px = f * pelvis[:2] / pelvis[2] + np.array([160.0, 120.0])
+        np.testing.assert_allclose(px, px_own, atol=1e-3)
+        assert f / pelvis[2] == pytest.approx(cam["focal"][0] / own[2], rel=1e-5)
+        pelvis_px.append(px)
+        depth.append(pelvis[2])
+        assert re.search(r"Frames:\s*1\b", (folder / "output.bvh").read_text())
+        # named inside after the image and the person, not "output" in every file: Blender names the
+        # objects of several people's files after it (a review)
+        assert glb.g.skins[0].name == f"pic_person_{k}" and glb.g.meshes[0].name == f"pic_person_{k}_body"
+    # two places, in the boxes' order left to right; the smaller box farther away
+    assert pelvis_px[0][0] < 130 < pelvis_px[1][0] and depth[1] > depth[0]
 
 
 def test_fbx_without_blender_is_refused_before_any_work(tmp_path, micro_ckpt, body_dir, monkeypatch):

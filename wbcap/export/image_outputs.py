@@ -302,8 +302,17 @@ def write_image_outputs(
 def person_animation(folder: Path, person: Any, body: Any, export: Any, image_size: tuple[int, int],
                      gender: str = "neutral", label: str | None = None) -> list[Path]:
     """``folder/output.<format>`` for one person of a photo: a one-row clip (no animation; the
-    pose is the skeleton's own) in the person's camera turned y up (GLB, BVH) or z up (npz),
-    with that camera in the GLB, so viewing through it overlays the photo like ``output.obj``.
+    pose is the skeleton's own) in the photo's camera (:meth:`wbcap.camera.ImageCamera.default`:
+    focal ``sqrt(W^2 + H^2)``, principal point at the centre, as ``wbcap run`` takes a video's),
+    turned y up (GLB, BVH) or z up (npz), with that camera in the GLB.
+
+    The person moves there rigidly as a video's do (:func:`wbcap.camera.shared_camera_translation`:
+    the pelvis keeps its pixel and apparent size), so every person of the photo stands where the
+    photo shows them in one scene, and viewing through the GLB's camera overlays the photo (a
+    glTF camera has no off-centre principal point: in the person's own box camera, ``output.obj``'s,
+    Blender drew them off their place, and all of a photo's people stood at one spot; an
+    animator's trial). ``output.obj`` and ``smplx_param.json`` keep the person's own camera
+    (upstream Hand4Whole's).
 
     ``person``: a :class:`wbcap.pipeline.Person`; ``export``: an
     :class:`~wbcap.export.animation.AnimationExport`; ``image_size``: ``(W, H)`` pixels;
@@ -312,7 +321,7 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     """
     import torch
 
-    from wbcap.camera import ImageCamera
+    from wbcap.camera import ImageCamera, shared_camera_translation_np
     from wbcap.export.amass import amass_arrays
     from wbcap.export.animation import write_animations
 
@@ -320,11 +329,13 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     with torch.no_grad():
         dev = body.v_template.device
         rest = body.rest_root(torch.as_tensor(p["betas"], device=dev, dtype=body.v_template.dtype)).cpu().numpy()[0]
-    camera = ImageCamera(focal=tuple(map(float, person.focal)), princpt=tuple(map(float, person.princpt)),
-                         image_size=(int(image_size[0]), int(image_size[1])))
+    camera = ImageCamera.default((int(image_size[0]), int(image_size[1])))
+    transl = shared_camera_translation_np(p["transl"].reshape(1, 3), rest, np.array([float(person.focal[0])]),
+                                          np.array([[float(person.princpt[0]), float(person.princpt[1])]]),
+                                          camera.focal[0], camera.princpt)
     arrays = amass_arrays(
         global_orient=p["global_orient"], body_pose=p["body_pose"], jaw_pose=p["jaw_pose"],
-        left_hand_pose=p["left_hand_pose"], right_hand_pose=p["right_hand_pose"], transl=p["transl"],
+        left_hand_pose=p["left_hand_pose"], right_hand_pose=p["right_hand_pose"], transl=transl,
         betas=p["betas"][0], expression=p["expression"], hands_mean=body.hands_mean(), rest_root=rest,
         fps=30.0, times=np.zeros(1), frame_indices=np.zeros(1, np.int64), valid=np.ones(1, bool), gender=gender,
         leye_pose=p["leye_pose"], reye_pose=p["reye_pose"], camera=camera,
