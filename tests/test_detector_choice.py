@@ -363,3 +363,40 @@ def test_fetch_while_offline_is_one_line_without_network():
     assert r.exit_code == 2, r.output
     text = " ".join(r.output.split())
     assert "yolox-nano: WBCAP_OFFLINE is set, so nothing is downloaded" in text and "resolve" not in text, text
+
+
+def test_a_resume_where_auto_finds_no_yolox_is_refused_not_finished_by_hog(tiny_onnx, tmp_path, micro_ckpt, body_dir):
+    """`--detector auto` runs YOLOX where its weights are installed and HOG where not: a resume on
+    a machine or account without them mixed two detectors' boxes, tracks and scores in one run
+    (an HCI researcher's trial). run.json records the detector pass 1 ran and its weights; a
+    resume running another is refused in one line (after the warning that says HOG runs), and
+    nothing of the run changes; with them back it finishes."""
+    from test_cli_run import write_video
+
+    from wbcap.testing.images import person_image
+
+    assert invoke("weights", "import", "yolox-nano", tiny_onnx).exit_code == 0
+    installed = next(_weights_dir().glob("yolox_nano*.onnx"))
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(3)])
+    out = tmp_path / "out"
+    args = ["run", video, "-o", out, "--no-render", "--min-track", "1", "--export", "npz", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    run = json.loads((out / ".wbcap" / "run.json").read_text())
+    assert run["detector"] == "auto" and run["detector_used"] == "yolox-nano"
+    assert run["file_identity"]["detector_weights"]["path"] == str(installed)
+    (out / ".wbcap" / "pass1.json").unlink()  # (pass 1 unfinished, as far as a resume knows: it opens the detector)
+    aside = installed.rename(tmp_path / "aside.onnx")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = invoke(*args, "--resume")
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 2 and lines[0].startswith("WARNING  detector: OpenCV HOG"), r.output
+    assert lines[1].startswith(f"error: {out}: the run began with the yolox-nano detector, and this resume would run "
+                               "hog; a run continues only with the detector it began with"), r.output
+    assert "`wbcap weights list`" in lines[1] and "--overwrite" in lines[1]
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    aside.rename(installed)
+    r = invoke(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / ".wbcap" / "run.json").read_text())["detector_used"] == "yolox-nano"

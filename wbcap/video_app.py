@@ -297,17 +297,21 @@ def _body_model_file(body_model: Path | None) -> str | None:
     return None if body_model is None else absolute_path(str(body_model))
 
 
-def _files(job: VideoJob, checkpoint: Path | None, body_model: Path | None) -> dict[str, dict | None]:
+def _files(job: VideoJob, checkpoint: Path | None, body_model: Path | None,
+           detector: Any = None) -> dict[str, dict | None]:
     """:func:`wbcap.io.run_folder.file_identity` of each file pass 1 reads, by role (as
-    :data:`wbcap.io.run_folder.FILE_IDENTITY` records them): the checkpoint (also one found
-    without ``--checkpoint``), the SMPL-X model file, ``--detector-model`` and the file of
-    ``--detector boxes:FILE`` / ``yolox:FILE``; None where there is none (random weights, a
-    pipeline not built from files, a detector by name)."""
-    detector = _detector_file(job.detector)
+    :data:`wbcap.io.run_folder.FILE_IDENTITY` records them): the checkpoint (wherever found, also
+    without ``--checkpoint``), the SMPL-X model file, ``--detector-model``, the file of
+    ``--detector boxes:FILE`` / ``yolox:FILE`` and the weights the opened ``detector`` found by
+    name (``auto``, ``yolox-nano``: its ``model_path``); None where there is none (random weights,
+    a pipeline not built from files, a detector without weights, none opened)."""
+    named = _detector_file(job.detector)
+    found = getattr(detector, "model_path", None) if job.detector_model is None and named is None else None
     return {"checkpoint": file_identity(checkpoint),
             "body_model_file": file_identity(_body_model_file(body_model)),
             "detector_model": file_identity(job.detector_model),
-            "detector": file_identity(detector[1] if detector is not None else None)}
+            "detector": file_identity(named[1] if named is not None else None),
+            "detector_weights": file_identity(str(found) if found is not None else None)}
 
 
 def _load_body(job: VideoJob, out: Path):
@@ -760,13 +764,14 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             checkpoint, body_model = _model_files(pipeline)
     with hold_folder(out):  # (two runs writing one folder at once would mix their frames)
         try:
-            files = _files(job, checkpoint, body_model)
+            files = _files(job, checkpoint, body_model, detector)
             command = _command(job, files, detector)
             if pass_two_only:  # (no detector opened: the variables its weights were found through, as recorded)
                 command = _with_recorded_env(command, out)
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(body_model),
-                           files=files, options=_OPTION_KEYS, command=command)
+                           files=files, options=_OPTION_KEYS, command=command,
+                           detector=None if detector is None else str(getattr(detector, "name", type(detector).__name__)))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)

@@ -88,8 +88,15 @@ FILE_IDENTITY = "file_identity"
 #: pass-1 flags, a resume's pass-2 ones and those variables included. Like
 #: :data:`BODY_MODEL_FILE`, not a setting.
 COMMAND = "command"
+#: The key of ``run.json`` recording the person detector pass 1 ran (its ``name``: ``yolox-nano``,
+#: ``hog``, ``yolox (model.onnx)``, ``boxes``...): ``--detector auto`` is YOLOX where its weights
+#: are installed and HOG where not, so a resume on a machine or account without them would mix two
+#: detectors' boxes, tracks and scores in one run (an HCI researcher's trial); a ``--resume``
+#: running another detector is refused (:func:`prepare_output`). A run recorded without it (an
+#: older wbcap) resumes unchecked and gains it.
+DETECTOR_USED = "detector_used"
 #: run.json's keys that record rather than ask: not compared by a resume.
-_RECORDS = (BODY_MODEL_FILE, FILE_IDENTITY, COMMAND)
+_RECORDS = (BODY_MODEL_FILE, FILE_IDENTITY, COMMAND, DETECTOR_USED)
 
 
 def recorded_settings(run: Mapping) -> dict:
@@ -100,7 +107,7 @@ def recorded_settings(run: Mapping) -> dict:
 
 #: What the roles of :data:`FILE_IDENTITY` are called in messages.
 _FILE_ROLES = {"checkpoint": "checkpoint", "body_model_file": "SMPL-X model", "detector_model": "detector model",
-               "detector": "--detector", "mano_model_file": "MANO model"}
+               "detector": "--detector", "detector_weights": "detector weights", "mano_model_file": "MANO model"}
 #: :func:`file_identity`'s content sample: this many pieces of this many bytes, evenly spread.
 _SAMPLE_PIECES, _SAMPLE_BYTES = 16, 1 << 16
 
@@ -989,7 +996,7 @@ def _replace_previous_run(out: Path, existing: list[Path], *, overwrite: bool, a
 def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                    typed_paths: dict[str, TypedPath] | None = None, body_model_file: str | None = None,
                    files: dict[str, dict | None] | None = None, options: Mapping[str, str] | None = None,
-                   command: dict | None = None) -> Path:
+                   command: dict | None = None, detector: str | None = None) -> Path:
     """Check OUT, the folder this process holds (:func:`hold_folder` made it): refuse a folder
     holding another run unless ``overwrite`` or ``resume``.
 
@@ -1006,7 +1013,9 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     recorded (:func:`check_same_files`: a file replaced at the same path is refused). ``run.json``
     is then rewritten with ``fp``'s absolute paths, ``body_model_file`` and ``files`` (None: the
     ones it recorded are kept). ``command`` (:data:`COMMAND`: the words after ``wbcap``, the
-    working folder and the folder named) is recorded; None keeps the one recorded.
+    working folder and the folder named) is recorded; None keeps the one recorded. ``detector``
+    (the name of the person detector pass 1 runs, :data:`DETECTOR_USED`) is recorded; with
+    ``resume`` it must be the one recorded (None: none runs, e.g. pass 2 alone; the recorded one is kept).
     A resume with other settings is refused naming each with both values (``options``: the
     option that sets each key of ``fp``, dotted into groups (``"body.gender": "gender"``), by
     its parameter name, spelled as :func:`wbcap.errors.setting` does); a recorded value of
@@ -1021,7 +1030,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
     run_dir = out / RUN_DIR
     other_out = setting("out", api="output")
     files = {role: ident for role, ident in (files or {}).items() if ident is not None}
-    record = _record(fp, body_model_file, files, command)
+    record = _record(fp, body_model_file, files, command, detector)
     _settle_previous(out)
     existing = list(out.iterdir())
     if existing:
@@ -1041,11 +1050,20 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             if matched != fp:
                 _refuse_other_settings(out, run_file, matched, fp, options or {}, overwrite_)
             check_same_files(out, previous.get(FILE_IDENTITY), files)
+            recorded_detector = previous.get(DETECTOR_USED)
+            if isinstance(recorded_detector, str) and detector is not None and detector != recorded_detector:
+                raise InputError(
+                    f"{out}: the run began with the {recorded_detector} detector, and this resume would run {detector}; "
+                    f"a run continues only with the detector it began with ({setting('detector')} auto runs YOLOX "
+                    f"where its weights are installed and HOG where not: `wbcap weights list` says what is installed "
+                    f"here): resume where {recorded_detector} runs, or start over with {overwrite_}")
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
                              {**(recorded_files if isinstance(recorded_files, dict) else {}), **files},
-                             command or (previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else None))
+                             command or (previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else None),
+                             detector if detector is not None else (
+                                 recorded_detector if isinstance(recorded_detector, str) else None))
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
@@ -1192,12 +1210,14 @@ def _check_file_records(run_file: Path, previous: dict, overwrite_: str) -> None
                      f"start its run over with {overwrite_}")
 
 
-def _record(fp: dict, body_model_file: object, files: dict, command: dict | None = None) -> dict:
+def _record(fp: dict, body_model_file: object, files: dict, command: dict | None = None,
+            detector: str | None = None) -> dict:
     """``run.json``: the settings ``fp``, the SMPL-X model file (:data:`BODY_MODEL_FILE`), the
-    files' identities (:data:`FILE_IDENTITY`) and the command (:data:`COMMAND`), each of the last
-    three when there is one."""
+    files' identities (:data:`FILE_IDENTITY`), the command (:data:`COMMAND`) and the detector
+    that ran (:data:`DETECTOR_USED`), each of the last four when there is one."""
     return {**fp, **({BODY_MODEL_FILE: body_model_file} if body_model_file is not None else {}),
-            **({FILE_IDENTITY: files} if files else {}), **({COMMAND: command} if command else {})}
+            **({FILE_IDENTITY: files} if files else {}), **({COMMAND: command} if command else {}),
+            **({DETECTOR_USED: detector} if detector is not None else {})}
 
 
 #: ``OUT/.wbcap/writing``: there while pass 2 writes OUT's outputs (made before it removes an
