@@ -372,8 +372,9 @@ def main() -> None:
     import torch
 
     from wbcap.bench.options import parse_batch_sizes, parse_precisions
-    from wbcap.bench.timing import device_info, versions
+    from wbcap.bench.timing import device_info
     from wbcap.model.device import resolve_device
+    from wbcap.versions import library_versions
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -388,7 +389,7 @@ def main() -> None:
         "repeats": args.repeats, "warmup": args.warmup, "matmul_size": matmul_size, "statistic": "median",
         "cudnn_benchmark": args.cudnn_benchmark, "compare_cudnn_fusion": args.compare_cudnn_fusion})
     with contextlib.suppress(Exception):
-        report.data["versions"] = versions()
+        report.data["versions"] = library_versions()
     report.data["versions_torch"] = torch.__version__
     with report.section("ceilings") as ok:
         if ok:

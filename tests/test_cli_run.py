@@ -3,6 +3,7 @@ through the CLI, resume, refusing a used output folder, bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -107,6 +108,16 @@ def test_run_generated_video_all_outputs(tmp_path, base_args, monkeypatch):
         assert d["camera_focal"].tolist() == camera["focal"] == [400.0, 400.0]  # sqrt(320^2 + 240^2)
         assert d["camera_princpt"].tolist() == camera["princpt"] and d["camera_image_size"].tolist() == [320, 240]
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*staging*"))
+    # every tracking setting, defaults included, and the versions (what a methods section reports:
+    # an HCI researcher's trial found them only in the words typed)
+    import torch
+
+    from wbcap.track.iou_tracker import TrackerConfig
+    from wbcap.versions import wbcap_version
+
+    meta = json.loads((tmp_path / "scored" / "meta.json").read_text())
+    assert meta["tracker"] == {**dataclasses.asdict(TrackerConfig()), "min_length": 2}
+    assert meta["versions"]["wbcap"] == wbcap_version() and meta["versions"]["torch"] == torch.__version__
 
 
 @pytest.mark.slow  # real video end to end (15 frames, up to 3 people a frame)

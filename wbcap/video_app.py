@@ -81,6 +81,7 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MIN_FOCAL,
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.cuts import FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
+from wbcap.versions import library_versions
 
 if TYPE_CHECKING:
     from wbcap.io.video_probe import VideoInfo
@@ -598,6 +599,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         "dropped": {kind: sorted(int(t) for t in ids) for kind, ids in (dropped or {"short": [], "static": []}).items()},
         "colors": COLOR_SCHEME,
         "frame": "world" if world is not None and world.frame is not None else "camera",
+        # (every tracking setting, defaults included, and the versions: what a methods section
+        # reports; an HCI researcher's trial found them only in the words typed)
+        "tracker": asdict(_tracker_config(job)), "versions": library_versions(),
     }
     if world is not None:
         meta["world"] = world.to_meta()

@@ -22,7 +22,8 @@ from wbcap.bench.ceiling import (
 )
 from wbcap.bench.detect import bench_detectors, find_yolox_model
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
-from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call, versions
+from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call
+from wbcap.versions import library_versions
 
 
 def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, source=None):
@@ -376,7 +377,7 @@ def _checked_options(opts: BenchOptions, device) -> tuple[BenchOptions, dict[str
 
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
-        "versions": versions(),
+        "versions": library_versions(),
         "device": device_info(device),
         "settings": {
             "precision": precisions[0].value,

@@ -75,34 +75,6 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int, sync: Callable[[
     return runs
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of Python and the packages whose speed matters here."""
-    import cv2
-    import numpy
-    import torch
-
-    from wbcap.versions import wbcap_version
-
-    av_version = ffmpeg = None
-    with contextlib.suppress(Exception):
-        import av
-
-        av_version = str(av.__version__)
-        info = getattr(av, "ffmpeg_version_info", None)
-        ffmpeg = str(info) if info else "libavcodec " + ".".join(str(v) for v in av.library_versions["libavcodec"])
-    return {
-        "python": platform.python_version(),
-        "wbcap": wbcap_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "av": av_version,
-        "ffmpeg": ffmpeg,
-        "opencv": cv2.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
-    }
-
-
 def _cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
