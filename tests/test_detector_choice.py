@@ -386,7 +386,9 @@ def test_a_resume_where_auto_finds_no_yolox_is_refused_not_finished_by_hog(tiny_
     run = json.loads((out / ".wbcap" / "run.json").read_text())
     assert run["detector"] == "auto" and run["detector_used"] == "yolox-nano"
     assert run["file_identity"]["detector_weights"]["path"] == str(installed)
-    (out / ".wbcap" / "pass1.json").unlink()  # (pass 1 unfinished, as far as a resume knows: it opens the detector)
+    pass1 = out / ".wbcap" / "pass1.json"
+    finished = pass1.read_bytes()
+    pass1.unlink()  # (pass 1 unfinished, as far as a resume knows: it opens the detector)
     aside = installed.rename(tmp_path / "aside.onnx")
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     r = invoke(*args, "--resume")
@@ -396,6 +398,18 @@ def test_a_resume_where_auto_finds_no_yolox_is_refused_not_finished_by_hog(tiny_
                                "hog; a run continues only with the detector it began with"), r.output
     assert "`wbcap weights list`" in lines[1] and "--overwrite" in lines[1]
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # pass 1 finished, but a record damaged since: the resume opens the detector only after its
+    # checks of the run's settings, and refuses it there
+    pass1.write_bytes(finished)
+    raw = out / ".wbcap" / "raw.jsonl"
+    data = raw.read_bytes()
+    raw.write_bytes(data[:-20] + b"#" * 19 + data[-1:])  # (the same size: pass 1 counts as finished)
+    outputs = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}  # (params, meta, npz)
+    before = outputs()
+    r = invoke(*args, "--resume")
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(
+        f"error: {out}: the run began with the yolox-nano detector, and this resume would run hog"), r.output
+    assert outputs() == before and "params.jsonl" in before
     aside.rename(installed)
     r = invoke(*args, "--resume")
     assert r.exit_code == 0, r.output

@@ -283,6 +283,21 @@ def _with_recorded_env(command: dict | None, out: Path) -> dict | None:
     return {**command, "env": {**env, **command.get("env", {})}}
 
 
+def _detector_name(detector: Any) -> str | None:
+    """The name ``run.json`` records of ``detector`` (:data:`wbcap.io.run_folder.DETECTOR_USED`;
+    None: no detector)."""
+    return None if detector is None else str(getattr(detector, "name", type(detector).__name__))
+
+
+def _check_detector_against_record(out: Path, detector: Any) -> None:
+    """Refuse the detector a resume opened after :func:`~wbcap.io.run_folder.prepare_output`
+    (records damaged since a finished pass 1: their frames are regressed again) when it is not
+    the one the run recorded (:func:`wbcap.io.run_folder.check_same_detector`)."""
+    from wbcap.io.run_folder import DETECTOR_USED, check_same_detector, read_run_file
+
+    check_same_detector(out, (read_run_file(out) or {}).get(DETECTOR_USED), _detector_name(detector))
+
+
 def _model_files(pipeline) -> tuple[Path | None, Path | None]:
     """``(checkpoint, SMPL-X model file)`` ``pipeline`` was built from (None: random weights, a
     network given, a pipeline not built from files)."""
@@ -775,7 +790,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
             prepare_output(out, _fingerprint(job), resume=job.resume, overwrite=job.overwrite,
                            typed_paths=_typed_paths(job), body_model_file=_body_model_file(body_model),
                            files=files, options=_OPTION_KEYS, command=command,
-                           detector=None if detector is None else str(getattr(detector, "name", type(detector).__name__)))
+                           detector=_detector_name(detector))
         except BaseException:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
@@ -789,6 +804,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                 pass_two_only = False  # run's settings and files were checked above, the detector's model opens here)
                 pipeline = _load_pipeline(job, out, source)
                 detector = detector or _open_detector(job, pipeline, source)
+                _check_detector_against_record(out, detector)
                 body = pipeline.regressor.body
         try:
             frames = 0 if pass_two_only else regress_frames(job, pipeline, source, progress, timings, detector=detector,

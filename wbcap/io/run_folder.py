@@ -284,6 +284,22 @@ def check_same_files(out: Path, recorded: object, now: dict | None) -> None:
                          f"made with, or start over with {setting('overwrite', api='overwrite=True')}")
 
 
+def check_same_detector(out: Path, recorded: object, now: str | None) -> None:
+    """Refuse a ``--resume`` whose person detector (``now``: its name; None: none opened) is not
+    the one the run in OUT ``recorded`` (its :data:`DETECTOR_USED`; not a string: an older run's,
+    not checked).
+
+    Raises:
+        InputError: one line naming both detectors and the fix.
+    """
+    if isinstance(recorded, str) and now is not None and now != recorded:
+        raise InputError(
+            f"{out}: the run began with the {recorded} detector, and this resume would run {now}; a run continues "
+            f"only with the detector it began with ({setting('detector')} auto runs YOLOX where its weights are "
+            f"installed and HOG where not: `wbcap weights list` says what is installed here): resume where "
+            f"{recorded} runs, or start over with {setting('overwrite', api='overwrite=True')}")
+
+
 def _our_outputs(out: Path) -> list[Path]:
     """What a wbcap run writes in OUT, including temporaries a killed run left behind. A
     ``meshes/`` folder is one only while it holds nothing but ``<track>/<frame:06d>.obj`` files
@@ -1051,12 +1067,7 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
                 _refuse_other_settings(out, run_file, matched, fp, options or {}, overwrite_)
             check_same_files(out, previous.get(FILE_IDENTITY), files)
             recorded_detector = previous.get(DETECTOR_USED)
-            if isinstance(recorded_detector, str) and detector is not None and detector != recorded_detector:
-                raise InputError(
-                    f"{out}: the run began with the {recorded_detector} detector, and this resume would run {detector}; "
-                    f"a run continues only with the detector it began with ({setting('detector')} auto runs YOLOX "
-                    f"where its weights are installed and HOG where not: `wbcap weights list` says what is installed "
-                    f"here): resume where {recorded_detector} runs, or start over with {overwrite_}")
+            check_same_detector(out, recorded_detector, detector)
             recorded_files = previous.get(FILE_IDENTITY)
             # (a pipeline not built from files: what the run recorded is kept)
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
