@@ -593,3 +593,24 @@ def test_a_pass_1_record_that_is_not_a_file_is_no_record_and_no_crash(tmp_path):
     assert pass_one_done(out) is None
     mark_pass_one_done(out, 2)  # (best effort: not recorded, no error)
     assert pass_one_done(out) is None
+
+
+def test_a_damaged_detector_record_is_refused_not_skipped(tmp_path):
+    """run.json's detector_used (the detector pass 1 ran) of another kind than a name: damage,
+    refused in one line, as a damaged file record is (it would skip the resume's detector check)."""
+    from wbcap.errors import InputError
+    from wbcap.io.run_folder import prepare_output
+
+    out = tmp_path / "out"
+    fp = {"source": str(tmp_path / "v.mp4"), "every": 1}
+    out.mkdir()
+    prepare_output(out, fp, resume=False, overwrite=False, detector="yolox-nano")
+    run_file = out / ".wbcap" / "run.json"
+    run = json.loads(run_file.read_text())
+    assert run["detector_used"] == "yolox-nano"
+    prepare_output(out, fp, resume=True, overwrite=False, detector="yolox-nano")  # (the same: resumes)
+    with pytest.raises(InputError, match="would run hog"):
+        prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
+    run_file.write_text(json.dumps({**run, "detector_used": 7}))
+    with pytest.raises(InputError, match=r"a damaged detector_used \(7, where wbcap writes a detector's name\)"):
+        prepare_output(out, fp, resume=True, overwrite=False, detector="hog")

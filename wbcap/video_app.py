@@ -289,13 +289,17 @@ def _detector_name(detector: Any) -> str | None:
     return None if detector is None else str(getattr(detector, "name", type(detector).__name__))
 
 
-def _check_detector_against_record(out: Path, detector: Any) -> None:
+def _check_detector_against_record(job: VideoJob, out: Path, detector: Any) -> None:
     """Refuse the detector a resume opened after :func:`~wbcap.io.run_folder.prepare_output`
     (records damaged since a finished pass 1: their frames are regressed again) when it is not
-    the one the run recorded (:func:`wbcap.io.run_folder.check_same_detector`)."""
-    from wbcap.io.run_folder import DETECTOR_USED, check_same_detector, read_run_file
+    the one the run recorded (:func:`wbcap.io.run_folder.check_same_detector`) or its weights
+    are not the file the run recorded (:func:`wbcap.io.run_folder.check_same_files`)."""
+    from wbcap.io.run_folder import DETECTOR_USED, FILE_IDENTITY, check_same_detector, check_same_files, read_run_file
 
-    check_same_detector(out, (read_run_file(out) or {}).get(DETECTOR_USED), _detector_name(detector))
+    run = read_run_file(out) or {}
+    check_same_detector(out, run.get(DETECTOR_USED), _detector_name(detector))
+    weights = _files(job, None, None, detector)["detector_weights"]
+    check_same_files(out, run.get(FILE_IDENTITY), {"detector_weights": weights} if weights is not None else None)
 
 
 def _model_files(pipeline) -> tuple[Path | None, Path | None]:
@@ -704,7 +708,9 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     What can be refused is refused before the model loads and before OUT is touched: the
     frame size (:func:`wbcap.image_app.check_size`), an image sequence's selected files (their
     headers: :func:`wbcap.io.images.check_image_files`) and the selected range (its first frame
-    is decoded: :func:`_check_selection`). With ``overwrite`` the previous run is only set aside
+    is decoded: :func:`_check_selection`); a resume whose detector is not the run's (``--detector
+    auto`` finding other weights, :data:`wbcap.io.run_folder.DETECTOR_USED`) is refused once the
+    detector opens, after the model loads, OUT untouched. With ``overwrite`` the previous run is only set aside
     (:func:`wbcap.io.run_folder.prepare_output`) and dropped once this run's first frames are in
     ``raw.jsonl``; a run that ends before them, by an error, Ctrl-C or a stop signal, leaves OUT
     as it found it (the previous run put back, a folder it made removed).
@@ -804,7 +810,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                 pass_two_only = False  # run's settings and files were checked above, the detector's model opens here)
                 pipeline = _load_pipeline(job, out, source)
                 detector = detector or _open_detector(job, pipeline, source)
-                _check_detector_against_record(out, detector)
+                _check_detector_against_record(job, out, detector)
                 body = pipeline.regressor.body
         try:
             frames = 0 if pass_two_only else regress_frames(job, pipeline, source, progress, timings, detector=detector,

@@ -90,7 +90,7 @@ FILE_IDENTITY = "file_identity"
 COMMAND = "command"
 #: The key of ``run.json`` recording the person detector pass 1 ran (its ``name``: ``yolox-nano``,
 #: ``hog``, ``yolox (model.onnx)``, ``boxes``...): ``--detector auto`` is YOLOX where its weights
-#: are installed and HOG where not, so a resume on a machine or account without them would mix two
+#: are installed and another (Faster R-CNN, HOG) where not, so a resume on a machine or account without them would mix two
 #: detectors' boxes, tracks and scores in one run (an HCI researcher's trial); a ``--resume``
 #: running another detector is refused (:func:`prepare_output`). A run recorded without it (an
 #: older wbcap) resumes unchecked and gains it.
@@ -296,8 +296,9 @@ def check_same_detector(out: Path, recorded: object, now: str | None) -> None:
         raise InputError(
             f"{out}: the run began with the {recorded} detector, and this resume would run {now}; a run continues "
             f"only with the detector it began with ({setting('detector')} auto runs YOLOX where its weights are "
-            f"installed and HOG where not: `wbcap weights list` says what is installed here): resume where "
-            f"{recorded} runs, or start over with {setting('overwrite', api='overwrite=True')}")
+            f"installed, else torchvision's Faster R-CNN where it imports, else HOG: `wbcap weights list` says what "
+            f"is installed here): install what the run began with (`wbcap weights import NAME FILE` for YOLOX) "
+            f"or resume where it is, or start over with {setting('overwrite', api='overwrite=True')}")
 
 
 def _our_outputs(out: Path) -> list[Path]:
@@ -1205,13 +1206,17 @@ def _refuse_other_settings(out: Path, run_file: Path, recorded: dict, fp: dict, 
 
 
 def _check_file_records(run_file: Path, previous: dict, overwrite_: str) -> None:
-    """Refuse a ``run.json`` whose model-file or file-identity record (:data:`BODY_MODEL_FILE`,
-    :data:`FILE_IDENTITY`) is not what wbcap writes: a damaged one would skip the check that a
-    resumed run uses the files it began with."""
+    """Refuse a ``run.json`` whose model-file, file-identity or detector record
+    (:data:`BODY_MODEL_FILE`, :data:`FILE_IDENTITY`, :data:`DETECTOR_USED`) is not what wbcap
+    writes: a damaged one would skip the check that a resumed run uses the files and the detector
+    it began with."""
     body = previous.get(BODY_MODEL_FILE)
     files = previous.get(FILE_IDENTITY)
+    detector = previous.get(DETECTOR_USED)
     if body is not None and not isinstance(body, str):
         bad, what = BODY_MODEL_FILE, "a file path"
+    elif detector is not None and not isinstance(detector, str):
+        bad, what = DETECTOR_USED, "a detector's name"
     elif files is not None and not (isinstance(files, dict) and all(v is None or isinstance(v, dict)
                                                                       for v in files.values())):
         bad, what = FILE_IDENTITY, "a group of file records"
