@@ -161,6 +161,10 @@ def test_three_loads_both_files_without_errors_or_warnings(sampled):
         assert meshes[0]["vertexCount"] == sampled.num_vertices
         assert meshes[0]["indexCount"] == sampled.rig.faces.size
         assert sorted(s.info["boneNames"]) == sorted(sampled.rig.joint_names)
+        # the skeleton under the node named after the clip, as written (the scene's own name apart:
+        # three.js renamed the node `<clip>_1` when both were the clip's name, a break-it trial)
+        name = sampled.clip.name
+        assert s.info["skeletonParent"] == name and s.info["sceneName"] == f"{name}_scene", s.info["skeletonParent"]
 
 
 def test_three_sees_one_animation_on_the_source_clock(sampled):

@@ -611,6 +611,12 @@ def test_a_damaged_detector_record_is_refused_not_skipped(tmp_path):
     prepare_output(out, fp, resume=True, overwrite=False, detector="yolox-nano")  # (the same: resumes)
     with pytest.raises(InputError, match="would run hog"):
         prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
-    run_file.write_text(json.dumps({**run, "detector_used": 7}))
-    with pytest.raises(InputError, match=r"a damaged detector_used \(7, where wbcap writes a detector's name\)"):
-        prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
+    for damaged in (7, "", "x" * 201):
+        run_file.write_text(json.dumps({**run, "detector_used": damaged}))
+        with pytest.raises(InputError, match=r"a damaged detector_used \(.{1,60}, where wbcap writes a detector's name\)"):
+            prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
+    # a run recorded without it (an older wbcap) resumes unchecked and records none: which detector
+    # its first frames had is not known (a break-it trial: it recorded hog for a YOLOX run)
+    run_file.write_text(json.dumps({k: v for k, v in run.items() if k != "detector_used"}))
+    prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
+    assert "detector_used" not in json.loads(run_file.read_text())

@@ -499,7 +499,10 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     # parent node the parent of every other root node (a trial found the camera moving with the
     # character). The skinned mesh node stays a root (glTF: parent transforms do not move it).
     gltf.nodes.append(pygltflib.Node(name=name, children=[55 if root_bone else 0]))
-    gltf.scenes.append(pygltflib.Scene(name=name, nodes=[len(gltf.nodes) - 1, mesh_node, *camera_nodes], extras=meta))
+    # (the scene named apart from that node: three.js's loader gave the node `track_0_1` when both were
+    # `track_0`, a break-it trial)
+    gltf.scenes.append(pygltflib.Scene(name=f"{name}_scene", nodes=[len(gltf.nodes) - 1, mesh_node, *camera_nodes],
+                                       extras=meta))
     gltf.scene = 0
     return mesh_node
 

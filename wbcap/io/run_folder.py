@@ -93,7 +93,7 @@ COMMAND = "command"
 #: are installed and another (Faster R-CNN, HOG) where not, so a resume on a machine or account without them would mix two
 #: detectors' boxes, tracks and scores in one run (an HCI researcher's trial); a ``--resume``
 #: running another detector is refused (:func:`prepare_output`). A run recorded without it (an
-#: older wbcap) resumes unchecked and gains it.
+#: older wbcap) resumes unchecked and records none (the detector of its first frames is not known).
 DETECTOR_USED = "detector_used"
 #: run.json's keys that record rather than ask: not compared by a resume.
 _RECORDS = (BODY_MODEL_FILE, FILE_IDENTITY, COMMAND, DETECTOR_USED)
@@ -293,12 +293,16 @@ def check_same_detector(out: Path, recorded: object, now: str | None) -> None:
         InputError: one line naming both detectors and the fix.
     """
     if isinstance(recorded, str) and now is not None and now != recorded:
+        if recorded in ("hog", "torchvision"):  # (auto's fallbacks: they run where it finds no YOLOX weights)
+            fix = ("resume where auto finds no YOLOX weights (WBCAP_WEIGHTS naming a folder without them, and "
+                   "WBCAP_OFFLINE=1)")
+        else:
+            fix = f"install {recorded}'s weights again (`wbcap weights import NAME FILE`) or resume where they are"
         raise InputError(
             f"{out}: the run began with the {recorded} detector, and this resume would run {now}; a run continues "
             f"only with the detector it began with ({setting('detector')} auto runs YOLOX where its weights are "
             f"installed, else torchvision's Faster R-CNN where it imports, else HOG: `wbcap weights list` says what "
-            f"is installed here): install what the run began with (`wbcap weights import NAME FILE` for YOLOX) "
-            f"or resume where it is, or start over with {setting('overwrite', api='overwrite=True')}")
+            f"is installed here): {fix}, or start over with {setting('overwrite', api='overwrite=True')}")
 
 
 def _our_outputs(out: Path) -> list[Path]:
@@ -1074,8 +1078,10 @@ def prepare_output(out: Path, fp: dict, *, resume: bool, overwrite: bool,
             record = _record(fp, body_model_file if body_model_file is not None else previous.get(BODY_MODEL_FILE),
                              {**(recorded_files if isinstance(recorded_files, dict) else {}), **files},
                              command or (previous.get(COMMAND) if isinstance(previous.get(COMMAND), dict) else None),
-                             detector if detector is not None else (
-                                 recorded_detector if isinstance(recorded_detector, str) else None))
+                             # (a run recorded without it, by an older wbcap, gains none: its first
+                             # frames' detector is not known, a break-it trial)
+                             (detector if detector is not None else recorded_detector)
+                             if isinstance(recorded_detector, str) else None)
             if previous != record:  # (paths an older run recorded as typed: absolute now, for export and view)
                 from wbcap.atomic import atomic_write_text
 
@@ -1215,7 +1221,7 @@ def _check_file_records(run_file: Path, previous: dict, overwrite_: str) -> None
     detector = previous.get(DETECTOR_USED)
     if body is not None and not isinstance(body, str):
         bad, what = BODY_MODEL_FILE, "a file path"
-    elif detector is not None and not isinstance(detector, str):
+    elif detector is not None and not (isinstance(detector, str) and 0 < len(detector) <= 200):
         bad, what = DETECTOR_USED, "a detector's name"
     elif files is not None and not (isinstance(files, dict) and all(v is None or isinstance(v, dict)
                                                                       for v in files.values())):
