@@ -159,7 +159,7 @@ def mano_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    from wbcap.huge_pages import process_huge_pages_disabled, set_process_huge_pages
+    from wbcap.huge_pages import SHORT_JOB_MARK, process_huge_pages_disabled, set_process_huge_pages
 
     _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))
     was_on = process_huge_pages_disabled() is False
@@ -169,6 +169,7 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     # they start, which inherit the switch, get them as before.
     if was_on and process_huge_pages_disabled():
         set_process_huge_pages(True)
+    os.environ.pop(SHORT_JOB_MARK, None)
 
 
 #: bpy_import_error's answers in this worker, per PYTHONPATH (see _bpy_import_checked_once).

@@ -174,6 +174,7 @@ def test_a_short_job_runs_without_them_whatever_the_cache_says(body_dir, micro_c
         "on": True, "seconds_on": 0.9, "seconds_off": 1.0, "part": "body_backbone"})
     switched: list[bool] = []
     monkeypatch.setattr(huge_pages, "set_process_huge_pages", lambda flag: switched.append(flag) or True)
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: bool(switched) and not switched[-1])
     loaded = SMPLXLayer.from_file
     short = bool(job)
 
@@ -199,3 +200,33 @@ def test_doctor_says_short_jobs_run_without_them(monkeypatch):
     r = CliRunner().invoke(cli, ["doctor"])
     assert ("Huge pages: torch's large CPU tensors: on (for long jobs; a few photos, a short run and the demo run "
             "without them)") in r.output, r.output
+
+
+def test_a_long_job_after_a_short_one_in_one_process_turns_them_on_again(body_dir, micro_ckpt, monkeypatch):
+    """From Python (a notebook, a script): a short job's pipeline turns huge pages off, a long job's
+    made later in the same process turns them on again (two trials: the short one's switch held for
+    the rest of the process); where a parent process turned them off, they stay off."""
+    from wbcap import huge_pages
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.pipeline import Pipeline
+
+    state = {"off": False}
+    switched: list[bool] = []
+
+    def switch(on: bool) -> bool:
+        switched.append(on)
+        state["off"] = not on
+        return True
+
+    monkeypatch.setattr(huge_pages, "set_process_huge_pages", switch)
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: state["off"])
+    config = PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(micro_ckpt), device="cpu")
+    Pipeline.from_config(config, few_calls=1)
+    assert switched == [False] and os.environ[huge_pages.SHORT_JOB_MARK] == "1"
+    Pipeline.from_config(config, few_calls=1)  # (a second short job: nothing more)
+    Pipeline.from_config(config)
+    assert switched == [False, True] and huge_pages.SHORT_JOB_MARK not in os.environ
+    state["off"] = True  # (turned off by a parent process: no mark, kept)
+    Pipeline.from_config(config, few_calls=1)
+    Pipeline.from_config(config)
+    assert switched == [False, True] and state["off"]

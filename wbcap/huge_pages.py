@@ -68,6 +68,30 @@ def set_process_huge_pages(on: bool) -> bool:
     return _prctl(_PR_SET_THP_DISABLE, 0 if on else 1) == 0
 
 
+#: Set to ``1`` in the environment while a short job has turned huge pages off in this process
+#: (:func:`short_job_off`); a later long job's pipeline in the same process (a notebook, a
+#: script) turns them on again (:func:`end_short_job`), where one a parent turned off stays off.
+#: In the environment, so the processes a job starts, which inherit the switch, inherit it too.
+SHORT_JOB_MARK = "WBCAP_HUGE_PAGES_OFF_FOR_SHORT_JOB"
+
+
+def short_job_off() -> bool:
+    """Turn huge pages off for a short job (:func:`set_process_huge_pages`) and mark it
+    (:data:`SHORT_JOB_MARK`); True where it was done."""
+    if process_huge_pages_disabled() is False and set_process_huge_pages(False):
+        os.environ[SHORT_JOB_MARK] = "1"
+        return True
+    return False
+
+
+def end_short_job() -> bool:
+    """Turn huge pages on again where :func:`short_job_off` turned them off (and nothing else
+    since: the mark is dropped either way); True where it was done."""
+    if os.environ.pop(SHORT_JOB_MARK, None) is None or not process_huge_pages_disabled():
+        return False
+    return set_process_huge_pages(True)
+
+
 def huge_pages_measurable() -> bool:
     """Whether turning huge pages off and on in this process changes what torch's tensors get,
     so the CPU strategy can time both: torch asked for them (:data:`VARIABLE` is ``1``), the

@@ -363,10 +363,10 @@ class Pipeline:
     photos; 0: many; True counts as 1): see :meth:`optimize`. ``measure_strategy``: whether a CPU
     strategy missing from the user cache is measured when the network is converted (default:
     unless ``few_calls``; False for other short jobs such as the video demo). A CPU pipeline made
-    by :meth:`from_config` with either (a short job) turns transparent huge pages off for the rest
-    of this process and the processes it starts (:func:`wbcap.model.strategy.apply_machine_huge_pages`:
-    one photo ran 1.3x faster without them on a Zen 4 host); a later pipeline of a long job in the
-    same process runs without them too.
+    by :meth:`from_config` with either (a short job) turns transparent huge pages off for this
+    process and the processes it starts (:func:`wbcap.model.strategy.apply_machine_huge_pages`:
+    one photo ran 1.3x faster without them on a Zen 4 host), until a pipeline of a long job is
+    made in the same process.
 
     ``precision`` is the requested mode (a :class:`~wbcap.model.precision.Precision` or its
     name); :attr:`precision` the Precision that runs on ``device``

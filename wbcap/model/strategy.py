@@ -1210,7 +1210,10 @@ def apply_machine_huge_pages(path: Path | None = None, short_job: bool = False) 
     off). Returns the answer (None: not measured here).
 
     ``short_job`` (a few photos, a short run, the demo: the jobs that measure no strategy) turns
-    them off whatever the cache says, and returns False. Huge pages pay off in a long job's steady
+    them off whatever the cache says (:func:`wbcap.huge_pages.short_job_off`), and returns False;
+    a later long job in the same process turns them on again first
+    (:func:`wbcap.huge_pages.end_short_job`; where a parent process turned them off they stay
+    off). Huge pages pay off in a long job's steady
     state, where the same sizes are allocated call after call; a short job's allocations are all
     new, and where the kernel has to compact memory to find 2 MiB pages (its ``defrag`` mode
     ``madvise``, the default, stalls the allocating thread), that costs more than it saves: on a
@@ -1219,9 +1222,11 @@ def apply_machine_huge_pages(path: Path | None = None, short_job: bool = False) 
     from wbcap import huge_pages
 
     if short_job:
-        if huge_pages.set_process_huge_pages(False):
+        if huge_pages.short_job_off():
             log.debug("transparent huge pages off for torch's tensors (a short job: its allocations are all new)")
         return False
+    if huge_pages.end_short_job():  # (a long job after a short one in this process: as the machine measured)
+        log.debug("transparent huge pages on again for torch's tensors (a long job after a short one)")
     path = cache_path() if path is None else path
     return apply_cached_huge_pages(read_cache(path, warn=False), machine_key(), path)
 
@@ -1411,7 +1416,8 @@ def choose_cpu_strategy(
                 sorted({str(d).removeprefix("torch.") for d in dtypes.values()}))
             log.warning("%s=%s: the %s form runs %s; every part of this network (%s) runs %s", ENV_STRATEGY, given,
                         form, ONLY_FOR[form], precision, default_form)
-        apply_machine_huge_pages(path)  # (the forms are forced; huge pages as measured here)
+        # (the forms are forced; huge pages as measured here, or off for a short job)
+        apply_machine_huge_pages(path, short_job=not measure)
         return CpuStrategy(choices, "forced", machine), {}
     path = cache_path() if path is None else path
     # (a short job, which measures nothing, says a stale or damaged cache at debug level only: it
