@@ -710,7 +710,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     headers: :func:`wbcap.io.images.check_image_files`) and the selected range (its first frame
     is decoded: :func:`_check_selection`); a resume whose detector is not the run's (``--detector
     auto`` finding other weights, :data:`wbcap.io.run_folder.DETECTOR_USED`) is refused once the
-    detector opens, after the model loads, OUT untouched. With ``overwrite`` the previous run is only set aside
+    detector opens, after the model loads, its outputs untouched. With ``overwrite`` the previous run is only set aside
     (:func:`wbcap.io.run_folder.prepare_output`) and dropped once this run's first frames are in
     ``raw.jsonl``; a run that ends before them, by an error, Ctrl-C or a stop signal, leaves OUT
     as it found it (the previous run put back, a folder it made removed).
