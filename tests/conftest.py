@@ -157,19 +157,33 @@ def mano_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+@pytest.fixture(scope="session", autouse=True)  # (autouse: set up before any module fixture runs a job)
+def _huge_pages_at_start() -> bool:
+    """Whether this test process had transparent huge pages on (its process switch) when its
+    first test began."""
+    from wbcap.huge_pages import process_huge_pages_disabled
+
+    return process_huge_pages_disabled() is False
+
+
+def _huge_pages_as_at_start(on_at_start: bool) -> None:
+    """A short job (a photo, the demo) turns huge pages off for the whole process
+    (wbcap.model.strategy.apply_machine_huge_pages), also in a module fixture's set-up: each test
+    begins and ends with them as the process had them, and so do the Pythons it starts, which
+    inherit the switch (two huge-page tests failed after an image test in the same worker)."""
     from wbcap.huge_pages import SHORT_JOB_MARK, process_huge_pages_disabled, set_process_huge_pages
 
-    _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))
-    was_on = process_huge_pages_disabled() is False
-    yield
-    # A short job (a photo, the demo) turns huge pages off for the whole process
-    # (wbcap.model.strategy.apply_machine_huge_pages): the worker's later tests, and the Pythons
-    # they start, which inherit the switch, get them as before.
-    if was_on and process_huge_pages_disabled():
+    if on_at_start and process_huge_pages_disabled():
         set_process_huge_pages(True)
     os.environ.pop(SHORT_JOB_MARK, None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch, _huge_pages_at_start):
+    _isolate(monkeypatch, tmp_path_factory.mktemp("wbcap_home"))
+    _huge_pages_as_at_start(_huge_pages_at_start)
+    yield
+    _huge_pages_as_at_start(_huge_pages_at_start)
 
 
 #: bpy_import_error's answers in this worker, per PYTHONPATH (see _bpy_import_checked_once).
