@@ -179,6 +179,19 @@ def test_page_of_a_photo_folder_is_made_without_torch(image_run, tmp_path):
     assert proc.stderr.split()[-1] == "False" and (tmp_path / "p_files" / "view.json").is_file()
 
 
+def test_a_video_runs_page_content_is_read_without_torch(video_run):
+    """Reading a `wbcap run` folder for its page (params.jsonl, meta.json, render.mp4's frame
+    times, the GLBs it has) imports no torch: it did through the file keys' module (1.4 s of the
+    page's 1.95 s, a viewer trial)."""
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom pathlib import Path\nfrom wbcap.view.manifest import read_output\n"
+            f"c = read_output(Path({str(video_run)!r}))\nprint(len(c.manifest['tracks']), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 0 and out[1] == "False", out
+
+
 def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_path, monkeypatch):
     """The viewer's own script files (``vendor/``) were copied with ``shutil.copytree``, which
     gathers a full disk into ``shutil.Error``: a crash report. Now the usual one line, exit 2,
@@ -215,7 +228,7 @@ def _line(frame: int, time: float, track: int) -> dict:
     return rec
 
 
-def test_manifest_of_a_hand_made_run(tmp_path):
+def test_manifest_of_a_hand_made_run(tmp_path, caplog):
     """read_output on a run folder: clock, video frames and their source indices, colours, chunks,
     and tracks without GLB reported (their files are made by build_site)."""
     from wbcap.testing.videos import draw, write_video
@@ -249,6 +262,13 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     assert content.missing_glb == {3: "media/generated/track_3", 9: "media/generated/track_9"}
     assert (m["frame"], m["source_camera"], m["world"], content.frame) == ("camera", ORIGIN, None, "camera")
     assert content.files == {"media/render.mp4": run / "render.mp4"}
+    # without render.mp4 (--no-render, or moved away): the 3D view only, and a warning says so (the page
+    # dropped its video pane without a word: a viewer trial)
+    (run / "render.mp4").rename(tmp_path / "aside.mp4")
+    with caplog.at_level(logging.WARNING, logger="wbcap"):
+        assert vm.read_output(run).manifest["video"] is None
+    assert f"{run}: no render.mp4 (the run used --no-render, or it was moved away)" in caplog.text
+    (tmp_path / "aside.mp4").rename(run / "render.mp4")
     chunk = m["tracks"][0]["chunks"][0]
     assert chunk == {"src": "params/track_3/00000.json", "t0": 2.1, "t1": pytest.approx(2.3), "rows": 3}
     assert json.loads(content.generated[chunk["src"]]) == lines[:3]
@@ -894,6 +914,8 @@ def test_frame_step_and_play_pause_keep_video_and_bodies_on_one_frame(browsed, r
     assert (right["frame"], left["frame"], box["frame"]) == (after["frame"] + 1, after["frame"], after["frame"] + 1), \
         page["afterKeys"]
     assert right["t"] == pytest.approx(frame_times[right["frame"]], abs=1e-9)
+    # space plays after a click on the scrub bar too (the slider kept the keys: a viewer trial)
+    assert page["afterKeys"]["spaceAfterScrub"]["playing"], page["afterKeys"]
     assert page["whilePlaying"]["playing"] and page["whilePlaying"]["t"] > frame_times[0]
     settled = page["afterPause"]
     assert not settled["playing"] and settled["frame"] > 0

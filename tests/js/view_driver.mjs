@@ -165,6 +165,14 @@ async function usePage(page, spec, res) {
       await page.click('#tracks li input');
       await page.click('#tracks li input');
       res.afterKeys.afterBox = await stepped('ArrowRight');
+      // and after a click on the scrub bar (a range input, which kept space from the page: a trial)
+      await page.click('#scrub');
+      await page.waitForFunction(() => !window.wbcapView.state().seeking);
+      await page.keyboard.press('Space');
+      await page.waitForFunction(() => window.wbcapView.state().playing, null, { timeout: 5000 }).catch(() => null);
+      res.afterKeys.spaceAfterScrub = await page.evaluate(() => window.wbcapView.state());
+      await page.evaluate(() => { if (window.wbcapView.state().playing) document.getElementById('play').click(); });
+      await page.waitForFunction(() => { const s = window.wbcapView.state(); return !s.playing && !s.seeking; });
       if (spec.play_ms) {
         await page.evaluate(() => window.wbcapView.seek(window.wbcapView.manifest.frame_times[0]));
         await page.click('#play');

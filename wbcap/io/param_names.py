@@ -23,13 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from wbcap.body.params import POSE_JOINTS, SMPLXParams
+from wbcap.body.pose_layout import POSE_JOINTS
 from wbcap.errors import InputError
+
+if TYPE_CHECKING:  # (torch loads only to make or read parameters: `wbcap view` reads file keys, ~1.4 s less)
+    import torch
+
+    from wbcap.body.params import SMPLXParams
 
 __all__ = ["FILE_KEYS", "NETWORK_FILE_KEYS", "NETWORK_FILE_SIZES", "BadParametersError", "MissingParametersError", "from_file_record",
            "to_file_record"]
@@ -90,15 +94,21 @@ class BadParametersError(InputError, ValueError):
     :class:`~wbcap.errors.InputError` and a ValueError (what it was before)."""
 
 
-def from_file_record(record: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> SMPLXParams:
+def from_file_record(record: Mapping[str, Any], dtype: torch.dtype | None = None) -> SMPLXParams:
     """The SMPL-X parameters of a file record (a ``smplx_param.json``, a raw record person's
     ``params``): file keys as in the module docstring, flat lists (one person: a batch of one) or
     ``(N, k)`` arrays (a batch of N). Other keys are ignored; missing eyes are at rest, missing
-    ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` on the CPU.
+    ``cam_trans`` is zero. Returns an axis-angle :class:`SMPLXParams` in ``dtype`` (None:
+    float32) on the CPU.
     Raises :class:`MissingParametersError` (an InputError and a KeyError) naming the missing keys,
     :class:`BadParametersError` (an InputError and a ValueError) naming a key whose values are not
     numbers or not all finite (NaN or infinity, as a diverged fit writes them: they would pose a
     mesh of NaN)."""
+    import torch
+
+    from wbcap.body.params import SMPLXParams
+
+    dtype = torch.float32 if dtype is None else dtype
     missing = [k for k in NETWORK_FILE_KEYS[:-1] if k not in record]
     if missing:
         raise MissingParametersError(f"not SMPL-X parameters of a wbcap file: missing {', '.join(missing)}")

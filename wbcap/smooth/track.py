@@ -10,13 +10,15 @@ writers of :mod:`wbcap.export` read. :func:`clock_rate` picks the rate of the AM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
-from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.collect import Track
+
+if TYPE_CHECKING:
+    from wbcap.smooth.sequence import SmoothConfig
 
 #: The rotation parameters of a person (axis-angle, SMPL-X's names) and their number of joints.
 ROT_KEYS = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")

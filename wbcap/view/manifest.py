@@ -385,6 +385,9 @@ def _video_content(out: Path) -> SiteContent:
         manifest["video"] = {"src": f"media/{RENDER_FILE}", "offset": offset, "frame_times": times,
                              "frame_index": _match_frames(times, by_time, 0.5 / fps)}
         content.files[f"media/{RENDER_FILE}"] = video
+    else:  # (the page drops its video pane without a word: a viewer trial could not tell a lost file)
+        log.warning("%s: no %s (the run used --no-render, or it was moved away): the page shows the bodies in 3D "
+                    "only; a --resume of the run without --no-render writes it", out, RENDER_FILE)
     manifest["frame_times"] = manifest["video"]["frame_times"] if manifest["video"] else params_times
 
     glbs: dict[int, list[tuple[int, Path]]] = {}

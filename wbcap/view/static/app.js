@@ -590,10 +590,11 @@ class VideoViewer extends Viewer {
     $('next').addEventListener('click', () => this.step(1));
     // A control clicked with the mouse gives the keys back to the page: the focus it took kept
     // space and the arrows from the page's keys below (a new user's trial: after one click on |▶,
-    // ← → did nothing and space stepped again). A control reached with Tab keeps them. Caught on
+    // ← → did nothing and space stepped again; a viewer trial: after a click on the scrub bar,
+    // space did nothing). A control reached with Tab keeps them. Caught on
     // the way down (capture): the track list's boxes stop their clicks from reaching the page.
     document.addEventListener('click', (e) => {
-      const control = e.target.closest('button, summary, input[type=checkbox]');
+      const control = e.target.closest('button, summary, input[type=checkbox], input[type=range]');
       if (control && e.detail > 0) control.blur(); // (at once: a key pressed right after can come before a timer)
     }, true);
     document.addEventListener('keydown', (e) => {
