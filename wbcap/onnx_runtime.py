@@ -12,10 +12,15 @@ back on). A process that imported onnxruntime before keeps what it read then.
 from __future__ import annotations
 
 import os
+import threading
 from types import ModuleType
 
 #: The variable onnxruntime reads to turn its telemetry off.
 TELEMETRY_VARIABLE = "ORT_DISABLE_TELEMETRY"
+
+
+#: Held while :func:`import_onnxruntime` imports (a lock object, made once; it holds no data).
+_IMPORT_LOCK = threading.Lock()
 
 
 def import_onnxruntime() -> ModuleType:
@@ -28,15 +33,20 @@ def import_onnxruntime() -> ModuleType:
     """
     import sys
 
-    loaded = sys.modules.get("onnxruntime")
-    if loaded is not None:  # (None: taken out, as a test does, and the import below refuses it)
-        return loaded
-    added = TELEMETRY_VARIABLE not in os.environ
-    if added:
-        os.environ[TELEMETRY_VARIABLE] = "1"
-    try:
-        import onnxruntime
-    finally:
+    # One thread at a time (threads using `detector="auto"` at once, an API user's trial: one got
+    # the module another was still importing, without its InferenceSession, and the variable was
+    # set and taken out under each other).
+    with _IMPORT_LOCK:
+        if sys.modules.get("onnxruntime") is not None:  # (None: taken out, as a test does; refused below)
+            import onnxruntime  # (a module another thread imports: Python waits for it to be complete)
+
+            return onnxruntime
+        added = TELEMETRY_VARIABLE not in os.environ
         if added:
-            os.environ.pop(TELEMETRY_VARIABLE, None)
-    return onnxruntime
+            os.environ[TELEMETRY_VARIABLE] = "1"
+        try:
+            import onnxruntime
+        finally:
+            if added:
+                os.environ.pop(TELEMETRY_VARIABLE, None)
+        return onnxruntime
