@@ -230,3 +230,30 @@ def test_a_long_job_after_a_short_one_in_one_process_turns_them_on_again(body_di
     Pipeline.from_config(config, few_calls=1)
     Pipeline.from_config(config)
     assert switched == [False, True] and state["off"]
+
+
+def test_a_short_job_whose_build_fails_leaves_them_as_they_were(body_dir, tmp_path, monkeypatch):
+    """A short job's pipeline that fails to build (a missing checkpoint) leaves the process's huge
+    pages and environment as it found them (an API user's trial: off, and the mark set, after a
+    CheckpointError); a few_calls that is no whole number of calls is refused by name."""
+    from wbcap import huge_pages
+    from wbcap.config import BodyModelConfig, PipelineConfig
+    from wbcap.model.checkpoint import CheckpointError
+    from wbcap.pipeline import Pipeline
+
+    state = {"off": False}
+
+    def switch(on: bool) -> bool:
+        state["off"] = not on
+        return True
+
+    monkeypatch.setattr(huge_pages, "set_process_huge_pages", switch)
+    monkeypatch.setattr(huge_pages, "process_huge_pages_disabled", lambda: state["off"])
+    config = PipelineConfig(body=BodyModelConfig(path=str(body_dir)), checkpoint=str(tmp_path / "nope.pth"), device="cpu")
+    with pytest.raises(CheckpointError):
+        Pipeline.from_config(config, few_calls=1)
+    assert not state["off"] and huge_pages.SHORT_JOB_MARK not in os.environ
+    for bad in ("x", -1, 1.5):
+        with pytest.raises(ValueError, match=f"few_calls must be a whole number of network calls, 0 or more .*got {bad!r}"):
+            Pipeline.from_config(config, few_calls=bad)
+    assert not state["off"]

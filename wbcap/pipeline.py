@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import operator
 import os
 import tempfile
 from collections.abc import Sequence
@@ -549,6 +550,36 @@ class Pipeline:
         ``few_calls``: for a few network calls only, ``measure_strategy`` (see the class). The result's
         :attr:`source` says which files (or stand-ins) were used.
         """
+        try:  # (True counts as 1, see the class; an API user's 'x' met int() deep inside, and -1 passed)
+            whole = isinstance(few_calls, bool) or operator.index(few_calls) >= 0
+        except TypeError:
+            whole = False
+        if not whole:
+            raise ValueError(f"few_calls must be a whole number of network calls, 0 or more (0: many), got {few_calls!r}")
+        try:
+            return cls._from_config(config, net, weights=weights, fallback=fallback, upright=upright,
+                                    optimize=optimize, few_calls=few_calls, measure_strategy=measure_strategy)
+        except BaseException:
+            if few_calls or measure_strategy is False:  # (a short job's huge-page switch: as it was, an API trial)
+                from wbcap import huge_pages
+
+                huge_pages.end_short_job()
+            raise
+
+    @classmethod
+    def _from_config(
+        cls,
+        config: PipelineConfig,
+        net: Hand4Whole | None,
+        *,
+        weights: Weights,
+        fallback: Fallback,
+        upright: bool,
+        optimize: bool,
+        few_calls: int,
+        measure_strategy: bool | None,
+    ) -> Pipeline:
+        """:meth:`from_config`'s work (its arguments checked there)."""
         if fallback not in ("none", "synthetic"):
             raise ValueError(f"fallback must be 'none' or 'synthetic', got {fallback!r}")
         if weights not in ("checkpoint", "random"):
