@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import pickle
+import re
 import shutil
 import subprocess
 import zipfile
@@ -890,3 +891,13 @@ def test_wbcap_convert_writes_all_or_nothing(tmp_path: Path) -> None:
     near = tmp_path / "smplx_to_j14.pkl"
     near.write_bytes(b"x")
     assert convert(near).stderr == f"error: {near}: rename it SMPLX_to_J14.pkl, the release's name, which wbcap converts\n"
+
+
+def test_a_folder_given_for_the_model_file_is_said_to_be_one(model_file: Path) -> None:
+    """SMPLXLayer.from_file of the folder holding the file said the folder "does not exist" (an API
+    user's trial): it is named a folder, with the file to give."""
+    from wbcap.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(model_file.parent))} is a folder; the SMPL-X model is "
+                                             r"read from a file: give SMPLX_NEUTRAL\.npz"):
+        SMPLXLayer.from_file(model_file.parent)

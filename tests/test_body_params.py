@@ -342,6 +342,9 @@ def test_file_record_round_trip():
     for bad in (["x"] * 63, {"a": 1}, [[0.0], [0.0, 1.0]]):  # (numpy's own message named no key)
         with pytest.raises(InputError, match="^body_pose is not a list of numbers: not SMPL-X parameters to pose$"):
             from_file_record(dict(rec, body_pose=bad))
+    # a wrong count of numbers: a wbcap error too (a plain ValueError escaped `except WbcapError`: an API trial)
+    with pytest.raises(InputError, match=r"body_pose .*\(1, 63\), got \(1, 60\): not SMPL-X parameters of a wbcap file"):
+        from_file_record(dict(rec, body_pose=[0.0] * 60))
 
 
 def test_pose_slices_are_where_full_pose_puts_each_field():

@@ -351,3 +351,13 @@ def test_a_pipeline_refuses_pickling_in_one_line(micro_ckpt, body_dir):
     for how in (pickle.dumps, copy.copy, copy.deepcopy):
         with pytest.raises(TypeError, match=r"^a wbcap Pipeline cannot be pickled or copied .*worker_init_fn"):
             how(pipe)
+    # the call's arguments of another kind, in one line naming the fix (an API trial: "'int' object is
+    # not callable" from inside, and "got list" / "got str" with no word of what to give)
+    from wbcap.errors import InputError
+
+    image = np.zeros((64, 48, 3), np.uint8)
+    with pytest.raises(InputError, match=r"^pipe\(image, detector=3\): a detector is a name \('auto'"):
+        pipe(image, detector=3)
+    for bad in ([image, image], "photo.jpg"):
+        with pytest.raises(InputError, match=r"^image: pipe\(\) takes one image, .*load_image\(path\)"):
+            pipe(bad)

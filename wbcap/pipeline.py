@@ -717,6 +717,10 @@ class Pipeline:
         for a box given (or returned by a detector object) that is not 4 finite numbers within the
         range every box a user gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image
         --bbox``'s rule)."""
+        if isinstance(image, (str, os.PathLike, list, tuple)):  # (said only "got list"/"got str": an API trial)
+            raise InputError(f"{source}: pipe() takes one image, an (H, W, 3) uint8 RGB numpy array, got "
+                             f"{type(image).__name__}; read a file with wbcap.io.images.load_image(path), and call "
+                             "it once per image")
         _check_image_array(image, source)
         if boxes is not None and detector is not None:
             raise InputError("pipe(image, boxes=..., detector=...): give the boxes or a detector to find them, not both")
@@ -729,6 +733,10 @@ class Pipeline:
             else:
                 if isinstance(detector, str):
                     detector = self.detector(detector)
+                elif not callable(detector):  # (a number met "'int' object is not callable" inside: an API trial)
+                    raise InputError(f"pipe(image, detector={detector!r}): a detector is a name ('auto', 'hog', "
+                                     "'torchvision', 'full') or a callable taking the image and returning "
+                                     "wbcap.detect.base.Detection objects")
                 name = getattr(detector, "name", None) or getattr(detector, "__name__", type(detector).__name__)
                 found = detector(image)
                 if found is None or isinstance(found, (str, bytes)) or not hasattr(found, "__iter__"):

@@ -558,6 +558,9 @@ def load_body_model_data(path: str | Path, allow_pickle: bool = False) -> dict[s
         ModelFileError: missing, unreadable, pickled without opt-in, or malformed file.
     """
     p = Path(path).expanduser()
+    if p.is_dir():  # (it said "does not exist" of a folder holding the file: an API user's trial)
+        raise ModelFileError(f"{p} is a folder; the SMPL-X model is read from a file: give SMPLX_NEUTRAL.npz (or "
+                             f"_MALE/_FEMALE) in it, or wbcap.body.model_files.find_body_model(gender, folder) finds it")
     if not p.is_file():
         raise ModelFileError(f"SMPL-X model file {p} does not exist: {_DOWNLOAD_HINT}")
     if p.suffix.lower() == ".pkl":

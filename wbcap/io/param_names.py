@@ -122,4 +122,7 @@ def from_file_record(record: Mapping[str, Any], dtype: torch.dtype | None = None
             if not np.isfinite(arr).all():
                 raise BadParametersError(f"{key} holds NaN or infinity: not SMPL-X parameters to pose")
             values[name] = torch.as_tensor(arr.reshape(1, -1) if arr.ndim == 1 else arr, dtype=dtype)
-    return SMPLXParams(**values, rotation="axis_angle")
+    try:
+        return SMPLXParams(**values, rotation="axis_angle")
+    except ValueError as exc:  # (a wrong count of numbers: a plain ValueError escaped `except WbcapError`, an API trial)
+        raise BadParametersError(f"{exc}: not SMPL-X parameters of a wbcap file") from None
