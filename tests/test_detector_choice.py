@@ -370,7 +370,7 @@ def test_a_resume_where_auto_finds_no_yolox_is_refused_not_finished_by_hog(tiny_
     a machine or account without them mixed two detectors' boxes, tracks and scores in one run
     (an HCI researcher's trial). run.json records the detector pass 1 ran and its weights; a
     resume running another is refused in one line (after the warning that says HOG runs), and
-    nothing of the run changes; with them back it finishes."""
+    nothing of the run changes."""
     from test_cli_run import write_video
 
     from wbcap.testing.images import person_image
@@ -410,7 +410,5 @@ def test_a_resume_where_auto_finds_no_yolox_is_refused_not_finished_by_hog(tiny_
     assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(
         f"error: {out}: the run began with the yolox-nano detector, and this resume would run hog"), r.output
     assert outputs() == before and "params.jsonl" in before
+    # (with the weights back the same detector resumes: tests/test_run_folder.py, without a third run here)
     aside.rename(installed)
-    r = invoke(*args, "--resume")
-    assert r.exit_code == 0, r.output
-    assert json.loads((out / ".wbcap" / "run.json").read_text())["detector_used"] == "yolox-nano"

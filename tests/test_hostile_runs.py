@@ -201,6 +201,8 @@ def test_view_of_a_damaged_glb_is_one_line(tmp_path, damage, expected):
     glb = _glb(run / "track_0.glb")
     r = CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "v.html")])
     assert r.exit_code == 0, r.output  # (the whole file is a GLB the page takes)
+    # no render.mp4 and no record of --no-render: said once the page is built (a viewer trial)
+    assert f"WARNING  {run}: no render.mp4 (moved away, or the run used --no-render)" in r.output, r.output
     damage(glb)
     r = CliRunner().invoke(cli, ["view", str(run), "--html", str(tmp_path / "w.html")])
     line = _one_error_line(r)

@@ -228,7 +228,7 @@ def _line(frame: int, time: float, track: int) -> dict:
     return rec
 
 
-def test_manifest_of_a_hand_made_run(tmp_path, caplog):
+def test_manifest_of_a_hand_made_run(tmp_path):
     """read_output on a run folder: clock, video frames and their source indices, colours, chunks,
     and tracks without GLB reported (their files are made by build_site)."""
     from wbcap.testing.videos import draw, write_video
@@ -265,9 +265,15 @@ def test_manifest_of_a_hand_made_run(tmp_path, caplog):
     # without render.mp4 (--no-render, or moved away): the 3D view only, and a warning says so (the page
     # dropped its video pane without a word: a viewer trial)
     (run / "render.mp4").rename(tmp_path / "aside.mp4")
-    with caplog.at_level(logging.WARNING, logger="wbcap"):
-        assert vm.read_output(run).manifest["video"] is None
-    assert f"{run}: no render.mp4 (the run used --no-render, or it was moved away)" in caplog.text
+    lost = vm.read_output(run)
+    assert lost.manifest["video"] is None and lost.warnings == [
+        f"{run}: no render.mp4 (moved away, or the run used --no-render): the page shows the bodies in 3D only; a "
+        "--resume of the run without --no-render writes it"]
+    # a run whose command asked for --no-render: its own choice, not warned about on every view
+    (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/x/clip.mp4", "start": 2.0, "command": {
+        "argv": ["run", "/x/clip.mp4", "--no-render"], "cwd": "/x", "out": str(run)}}))
+    assert vm.read_output(run).warnings == []
+    (run / ".wbcap" / "run.json").write_text(json.dumps({"source": "/x/clip.mp4", "start": 2.0}))
     (tmp_path / "aside.mp4").rename(run / "render.mp4")
     chunk = m["tracks"][0]["chunks"][0]
     assert chunk == {"src": "params/track_3/00000.json", "t0": 2.1, "t1": pytest.approx(2.3), "rows": 3}

@@ -91,6 +91,7 @@ class SiteContent:
             ``"world"``): the frame missing animation files are made in.
         row_times: ``{track id: its params.jsonl records' times}``, sorted (s), for
             :func:`end_parts_at_their_rows`.
+        warnings: what the command says once the page is built (a refusal stays one line).
     """
 
     manifest: dict[str, Any]
@@ -99,6 +100,7 @@ class SiteContent:
     missing_glb: dict[int, str] = field(default_factory=dict)
     frame: str = "camera"
     row_times: dict[int, list[float]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def end_parts_at_their_rows(track: dict[str, Any], times: list[float]) -> None:
@@ -386,8 +388,13 @@ def _video_content(out: Path) -> SiteContent:
                              "frame_index": _match_frames(times, by_time, 0.5 / fps)}
         content.files[f"media/{RENDER_FILE}"] = video
     else:  # (the page drops its video pane without a word: a viewer trial could not tell a lost file)
-        log.warning("%s: no %s (the run used --no-render, or it was moved away): the page shows the bodies in 3D "
-                    "only; a --resume of the run without --no-render writes it", out, RENDER_FILE)
+        from wbcap.io.run_folder import COMMAND
+
+        argv = (run.get(COMMAND) or {}).get("argv") if isinstance(run.get(COMMAND), dict) else None
+        asked = isinstance(argv, list) and "--no-render" in argv  # (the run's own choice: said at debug level)
+        if not asked:  # (the run's own choice is not said on every view)
+            content.warnings.append(f"{out}: no {RENDER_FILE} (moved away, or the run used --no-render): the page "
+                                    "shows the bodies in 3D only; a --resume of the run without --no-render writes it")
     manifest["frame_times"] = manifest["video"]["frame_times"] if manifest["video"] else params_times
 
     glbs: dict[int, list[tuple[int, Path]]] = {}

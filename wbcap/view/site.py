@@ -177,6 +177,8 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
     log.info("viewer site for %s built in %.2f s: %d of the run's files %s, %d written for the page",
              out, time.perf_counter() - t0, len(content.files), "linked" if link else "linked or copied",
              len(content.generated) + 1)  # (an HCI trial could not tell what "of its files, made" meant)
+    for warning in content.warnings:
+        log.warning("%s", warning)
     return content.manifest
 
 
