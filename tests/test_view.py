@@ -127,6 +127,8 @@ def test_server_answers_byte_ranges_and_serves_only_its_folder(tmp_path, capfd):
         assert get(f"{base}/page.html")[2] == b"<p>page</p>" and get(f"{base}/sub/app.js")[2] == b"1"
         assert get(f"{base}/sub/app.js")[1]["Content-Type"].startswith("text/javascript")
         assert [get(f"{base}/{p}")[0] for p in ("video.mp4", "sub/../video.mp4", "subx/app.js")] == [404, 404, 404]
+        # the host and port alone lead to the page (it was "File not found": a viewer trial)
+        assert get(f"{base}/")[0::2] == (200, b"<p>page</p>")
 
 
 def test_vendored_three_is_the_pinned_npm_package():

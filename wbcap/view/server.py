@@ -95,6 +95,9 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
     quiet = True
     #: URL paths served (an entry ending in "/" serves everything under it); empty: the whole folder.
     only: ClassVar[tuple[str, ...]] = ()
+    #: Where ``/`` sends a browser (a redirect to the page) on a server of :attr:`only` paths; None:
+    #: nowhere (a viewer trial: the colleague who typed the host and port got "File not found").
+    home: ClassVar[str | None] = None
     extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, **CONTENT_TYPES}
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -139,6 +142,12 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
             port = self.server.server_address[1]
             self.send_error(HTTPStatus.FORBIDDEN, "Wrong host",
                             f"This server answers only requests to http://127.0.0.1:{port}/ (or localhost, [::1])")
+            return None
+        if self.home is not None and self.path.split("?", 1)[0].split("#", 1)[0] == "/":
+            self.send_response(HTTPStatus.FOUND)
+            self.send_header("Location", self.home)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         if not self._allowed():
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
@@ -195,7 +204,8 @@ class ViewServer:
 
     def __init__(self, folder: str | os.PathLike[str], port: int = 0, page: str = "index.html",
                  only: tuple[str, ...] = ()) -> None:
-        handler_class = type("Handler", (RangeRequestHandler,), {"only": only}) if only else RangeRequestHandler
+        handler_class = type("Handler", (RangeRequestHandler,), {"only": only, "home": f"/{urllib.parse.quote(page)}"}
+                             ) if only else RangeRequestHandler
         handler = functools.partial(handler_class, directory=str(folder))
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
