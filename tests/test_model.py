@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -358,6 +359,9 @@ def test_a_pipeline_refuses_pickling_in_one_line(micro_ckpt, body_dir):
     image = np.zeros((64, 48, 3), np.uint8)
     with pytest.raises(InputError, match=r"^pipe\(image, detector=3\): a detector is a name \('auto'"):
         pipe(image, detector=3)
-    for bad in ([image, image], "photo.jpg"):
-        with pytest.raises(InputError, match=r"^image: pipe\(\) takes one image, .*load_image\(path\)"):
-            pipe(bad)
+    for bad, fix in (([image, image], "; one image a call: call it once per image"),
+                     ("photo.jpg", "; a file: read it with wbcap.io.images.load_image(path)")):
+        for call in (pipe, lambda b: pipe.crop(b, [])):  # (one check for every entry taking an image)
+            with pytest.raises(InputError, match=rf"^image: expected a numpy array \(H, W, 3\) uint8 RGB, got "
+                                                 rf"{type(bad).__name__}{re.escape(fix)}$"):
+                call(bad)

@@ -340,6 +340,9 @@ def _check_image_array(image: object, source: str = "image") -> None:
     if not isinstance(image, np.ndarray):
         how = ("; a torch tensor: pass tensor.cpu().numpy()" if isinstance(image, torch.Tensor)
                else "; a PIL image: pass np.asarray(im.convert('RGB'))" if type(image).__module__.startswith("PIL.")
+               # (said only "got list"/"got str": an API trial)
+               else "; a file: read it with wbcap.io.images.load_image(path)" if isinstance(image, (str, os.PathLike))
+               else "; one image a call: call it once per image" if isinstance(image, (list, tuple))
                else "")
         raise InputError(f"{source}: expected a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}{how}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -556,11 +559,13 @@ class Pipeline:
             whole = False
         if not whole:
             raise ValueError(f"few_calls must be a whole number of network calls, 0 or more (0: many), got {few_calls!r}")
+        short_job = bool(few_calls) or measure_strategy is False  # (the jobs that measure no CPU strategy)
         try:
             return cls._from_config(config, net, weights=weights, fallback=fallback, upright=upright,
-                                    optimize=optimize, few_calls=few_calls, measure_strategy=measure_strategy)
+                                    optimize=optimize, few_calls=few_calls, measure_strategy=measure_strategy,
+                                    short_job=short_job)
         except BaseException:
-            if few_calls or measure_strategy is False:  # (a short job's huge-page switch: as it was, an API trial)
+            if short_job:  # (its huge-page switch back as it was: an API trial)
                 from wbcap import huge_pages
 
                 huge_pages.end_short_job()
@@ -578,6 +583,7 @@ class Pipeline:
         optimize: bool,
         few_calls: int,
         measure_strategy: bool | None,
+        short_job: bool,
     ) -> Pipeline:
         """:meth:`from_config`'s work (its arguments checked there)."""
         if fallback not in ("none", "synthetic"):
@@ -595,7 +601,7 @@ class Pipeline:
             from wbcap.model.strategy import apply_machine_huge_pages
 
             # (this machine's measured answer, or off for a short job, before anything large is loaded)
-            apply_machine_huge_pages(short_job=bool(few_calls) or measure_strategy is False)
+            apply_machine_huge_pages(short_job=short_job)
         body_cfg = config.body
         try:
             body_path = find_body_model(body_cfg.gender, body_cfg.path, allow_pickle=body_cfg.allow_pickle)
@@ -717,10 +723,6 @@ class Pipeline:
         for a box given (or returned by a detector object) that is not 4 finite numbers within the
         range every box a user gives keeps (:func:`wbcap.detect.boxes.check_box`: ``wbcap image
         --bbox``'s rule)."""
-        if isinstance(image, (str, os.PathLike, list, tuple)):  # (said only "got list"/"got str": an API trial)
-            raise InputError(f"{source}: pipe() takes one image, an (H, W, 3) uint8 RGB numpy array, got "
-                             f"{type(image).__name__}; read a file with wbcap.io.images.load_image(path), and call "
-                             "it once per image")
         _check_image_array(image, source)
         if boxes is not None and detector is not None:
             raise InputError("pipe(image, boxes=..., detector=...): give the boxes or a detector to find them, not both")

@@ -88,6 +88,11 @@ def _as_utf8_url(path: str) -> str:
     return urllib.parse.quote(_unquote(path), safe="/", errors="surrogatepass")
 
 
+def _url_path(path: str) -> str:
+    """A request's URL path without its query (``?...``) and fragment (``#...``)."""
+    return path.split("?", 1)[0].split("#", 1)[0]
+
+
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     """:class:`~http.server.SimpleHTTPRequestHandler` with single byte ranges, no listings,
     fixed content types, and quiet logs (``quiet`` class attribute)."""
@@ -128,13 +133,13 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         file was not found. It is handed on as the surrogate escape UTF-8 can carry. A path holding
         a NUL byte (``%00``), which no file name has, is a name that is not there: the file
         functions raised on it, and http.server printed their traceback."""
-        found = super().translate_path(_as_utf8_url(path.split("?", 1)[0].split("#", 1)[0]))
+        found = super().translate_path(_as_utf8_url(_url_path(path)))
         return found if "\x00" not in found else os.path.join(self.directory, ".wbcap-no-such-file")
 
     def _allowed(self) -> bool:
         if not self.only:
             return True
-        path = posixpath.normpath(_unquote(self.path.split("?", 1)[0].split("#", 1)[0]))
+        path = posixpath.normpath(_unquote(_url_path(self.path)))
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.only)
 
     def send_head(self) -> Any:
@@ -143,7 +148,7 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
             self.send_error(HTTPStatus.FORBIDDEN, "Wrong host",
                             f"This server answers only requests to http://127.0.0.1:{port}/ (or localhost, [::1])")
             return None
-        if self.home is not None and self.path.split("?", 1)[0].split("#", 1)[0] == "/":
+        if self.home is not None and _url_path(self.path) == "/":
             self.send_response(HTTPStatus.FOUND)
             self.send_header("Location", self.home)
             self.send_header("Content-Length", "0")
