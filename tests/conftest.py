@@ -58,12 +58,18 @@ def pytest_configure(config) -> None:
 
 
 def _huge_pages() -> None:
-    """torch's large CPU tensors in transparent huge pages, as the ``wbcap`` command has them
-    (:mod:`wbcap.huge_pages`): set in the process pytest started, before xdist starts its workers
-    (which inherit it, and import torch later); a ``THP_MEM_ALLOC_ENABLE`` already set is kept."""
-    from wbcap.huge_pages import request_huge_pages
-
-    request_huge_pages()
+    """torch's CPU allocator asks for no transparent huge pages in the tests
+    (``THP_MEM_ALLOC_ENABLE=0``; :mod:`wbcap.huge_pages`): every test builds its networks,
+    optimizers and snapshots afresh, and on the project's KVM machines the kernel's zeroing of
+    freshly faulted 2 MiB pages (``clear_page_erms``, 37 % of all samples of a two-process torchrun
+    test, ``perf record -a``) made the heaviest tests a quarter slower: five of them (two torchrun
+    runs, two trainings, the full-size network) took 37.6 s against 48.1 s wall with the ``wbcap``
+    command's ``1`` (system CPU 12.4 s against 29.7 s; medians of 3 pairs, 2-core Zen 4 EPYC,
+    2026-12-06). Set, where not set already, in the process pytest started, before xdist starts
+    its workers (which inherit it, and import torch later) and so in every ``wbcap`` the tests run,
+    whose own ``setdefault`` keeps it (a user's setting wins, as tests/test_huge_pages.py checks).
+    The tests' claims do not depend on it; the huge-page tests set the variable they need."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "0")
 
 
 #: glibc's allocator settings for the processes the tests run in (:func:`_keep_freed_memory`).

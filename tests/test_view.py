@@ -769,7 +769,7 @@ def browsed(video_run, image_run, tmp_path_factory):
                        {"name": "served", "url": run_url, "kind": "video", "times": list(SEEK_TIMES), "play_ms": 400,
                         "screenshot": screenshot},
                        {"name": "copied", "url": copy_url, "kind": "video", "times": [SEEK_TIMES[0]],
-                        "screenshot": screenshot},
+                        "controls": False, "screenshot": screenshot},
                        {"name": "image", "url": image_server.url, "kind": "image",
                         "screenshot": {"source_camera": True, "grid": False}},
                        {"name": "file", "url": (shared / "walk.html").as_uri(), "kind": "file"},
@@ -1134,7 +1134,7 @@ def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
         pages = []
         for name in folders:
             times = list(SCENE_TIMES) if name.startswith("scene") else [WORLD_T]
-            pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times,
+            pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times, "controls": False,
                           "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
         job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
                "viewport": [640, 360], "pages": pages}

@@ -10,6 +10,7 @@
 //                       "times": [s, ...] (video: seek to each, read back state, the video's pixels,
 //                                 each track's skinned vertices, pelvis and its pixels through the
 //                                 page's source camera, and the selected track's parameters),
+//                       "controls": false skips the controls (next-frame button, keys, play/pause; on by default),
 //                       "play_ms": ms to play before pausing (video, optional),
 //                       "screenshot": {"time": s | null, "source_camera": bool, "grid": bool}: the 3D canvas,
 //                       "page_screenshot": {"time": s | null, "select": track id | null}: the whole page, last}]}
@@ -146,6 +147,8 @@ async function usePage(page, spec, res) {
         sample.timeText = await page.textContent('#time');
         res.samples.push(sample);
       }
+    }
+    if (spec.kind === 'video' && spec.controls !== false) {
       // the controls: next-frame button, then play and pause
       const before = await page.evaluate(() => window.wbcapView.seek(window.wbcapView.manifest.frame_times[1]));
       const ts = Date.now();
@@ -185,7 +188,8 @@ async function usePage(page, spec, res) {
         await page.waitForFunction(() => { const s = window.wbcapView.state(); return !s.playing && !s.seeking; });
         res.afterPause = await page.evaluate(() => window.wbcapView.state());
       }
-    } else {
+    }
+    if (spec.kind !== 'video') {
       const state = await page.evaluate(() => window.wbcapView.state());
       const sample = { state, vertices: {} };
       for (const p of state.people) {
