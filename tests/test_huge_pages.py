@@ -21,17 +21,21 @@ from wbcap.huge_pages import (
 from wbcap.huge_pages import huge_pages_measurable as real_measurable
 
 
-def test_the_command_asks_for_them_unless_the_environment_says(monkeypatch):
+def test_the_command_asks_for_them_unless_the_environment_says_or_it_trains(monkeypatch):
+    """Every command but `wbcap train` (measured slower with them: wbcap.huge_pages), which
+    leaves the variable as the environment has it, and so do torchrun's workers it starts."""
     from wbcap.cli import main
 
-    monkeypatch.delenv(VARIABLE, raising=False)
-    with pytest.raises(SystemExit) as end:
-        main(["--version"])
-    assert end.value.code == 0 and os.environ[VARIABLE] == "1"
-    monkeypatch.setenv(VARIABLE, "0")  # (a user who turned them off)
-    with pytest.raises(SystemExit):
-        main(["--version"])
-    assert os.environ[VARIABLE] == "0"
+    for args in (["doctor", "--help"], ["image", "--help"], ["train", "body", "--help"]):
+        monkeypatch.delenv(VARIABLE, raising=False)
+        with pytest.raises(SystemExit) as end:
+            main(args)
+        assert end.value.code == 0 and os.environ.get(VARIABLE) == (None if args[0] == "train" else "1"), args
+        for value in ("0", "1"):  # (a user who turned them off, or on)
+            monkeypatch.setenv(VARIABLE, value)
+            with pytest.raises(SystemExit):
+                main(args)
+            assert os.environ[VARIABLE] == value
 
 
 def test_the_state_in_words(tmp_path, monkeypatch):
@@ -257,31 +261,3 @@ def test_a_short_job_whose_build_fails_leaves_them_as_they_were(body_dir, tmp_pa
         with pytest.raises(ValueError, match=f"few_calls must be a whole number of network calls, 0 or more .*got {bad!r}"):
             Pipeline.from_config(config, few_calls=bad)
     assert not state["off"]
-
-
-@pytest.mark.skipif(process_huge_pages_disabled() is None, reason="no per-process huge-page switch here")
-@pytest.mark.parametrize("gpus", [[], ["0", "1"]], ids=["one process", "torchrun"])
-def test_training_runs_without_them_in_its_processes_and_torchruns(tmp_path, monkeypatch, gpus):
-    """`wbcap train` turns huge pages off before it trains (measured slower: wbcap.huge_pages.
-    training_off): in this process, and in the processes torchrun starts, which inherit the
-    switch (a real child process reads its own)."""
-    from types import SimpleNamespace
-
-    import wbcap.train.launch as launch
-    from wbcap.train.trainer import RunConfig
-
-    assert set_process_huge_pages(True) and process_huge_pages_disabled() is False
-    seen: list[bool] = []
-    child_file = tmp_path / "child.txt"
-    child = ("import ctypes, sys; "
-             "open(sys.argv[1], 'w').write(str(ctypes.CDLL(None).prctl(42, 0, 0, 0, 0)))")  # (PR_GET_THP_DISABLE)
-    monkeypatch.setattr(launch, "torchrun_command", lambda *a, **k: [sys.executable, "-c", child, str(child_file)])
-    cfg = SimpleNamespace(epochs=1, to_dict=dict)
-    launch._launch(cfg, RunConfig(out=str(tmp_path), quiet=True), gpus, nnodes=1, node_rank=0,
-                   master_addr="127.0.0.1", master_port=29500,
-                   train=lambda *a, **k: seen.append(process_huge_pages_disabled()))
-    assert process_huge_pages_disabled() is True
-    if gpus:
-        assert child_file.read_text() == "1" and seen == []
-    else:
-        assert seen == [True]

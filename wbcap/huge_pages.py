@@ -4,9 +4,9 @@ torch's CPU allocator (``c10/core/alloc_cpu.cpp``) marks each allocation of 2 Mi
 ``madvise(MADV_HUGEPAGE)`` (its start aligned to a page) when the environment variable
 ``THP_MEM_ALLOC_ENABLE`` is 1 (PyTorch's CPU performance tuning guide; off by default). It reads
 the variable once, at its first CPU allocation, so it must be in the environment before torch
-allocates anything: the ``wbcap`` command sets it first thing (:func:`request_huge_pages`), its
-child processes (the render child, torchrun's workers) inherit it, and a user's own setting (``0``
-turns it off) is kept. Where the kernel's transparent huge pages are ``never``
+allocates anything: the ``wbcap`` command sets it first thing (:func:`request_huge_pages`; not
+``wbcap train``, below), its child processes (the render child) inherit it, and a user's own
+setting (``0`` turns it off) is kept. Where the kernel's transparent huge pages are ``never``
 (``/sys/kernel/mm/transparent_hugepage/enabled``), it changes nothing.
 
 Why: every network call allocates its activations afresh, and glibc hands allocations this large
@@ -26,7 +26,16 @@ anything (:func:`wbcap.model.strategy.apply_machine_huge_pages`): its allocation
 on a Zen 4 EPYC host whose memory the kernel had to compact for 2 MiB pages, one photo took 2.95 s
 with them and 2.23 s without.
 
-Training turns them off (:func:`training_off`): measured slower there.
+``wbcap train`` does not ask for them (:data:`NOT_FOR_COMMANDS`): a training step frees what
+it allocated and allocates it again, and without the variable glibc's allocator hands the freed
+blocks to the next step's tensors, where with it their memory was faulted in and zeroed afresh.
+On the Zen 4 EPYC (2026-12-06), 30 rounds of six 2-32 MB tensors allocated, filled and freed took
+126-144 ms without the variable (no system time), 195-212 ms with it (104-132 ms of system time)
+and 565-572 ms with it and the process's huge pages switched off (432-448 ms); a CPU training run
+(ResNet-18 backbones, small inputs, batch 2, 12 steps) took 11.0 s without against 14.0 s with
+them, and 9.3 s without against 10.3 s with them switched off; six one-step epochs with a 0.5 GB
+snapshot each 13.1 against 29.5 s (docs/performance.md, "Training throughput"). With a GPU the
+CPU tensors are few and small.
 
 This module imports nothing heavy: the command line calls it before torch is imported.
 """
@@ -94,21 +103,6 @@ def end_short_job() -> bool:
     return set_process_huge_pages(True)
 
 
-def training_off() -> bool:
-    """Turn huge pages off for a training run (:func:`set_process_huge_pages`; the processes it
-    starts, torchrun's workers and the data loaders', inherit it); True where it was done.
-
-    Every training step allocates its activations, gradients and optimizer temporaries afresh,
-    and each snapshot its buffers: with huge pages the kernel zeroed 2 MiB pages for them, and on
-    the 2-core Zen 4 EPYC (KVM, 2026-12-06) `wbcap train body` on the CPU (ResNet-18 backbones,
-    small inputs, batch 2) took 29.5 s against 13.1 s for six one-step epochs with a 0.5 GB
-    snapshot each (system CPU 20.0 against 4.8 s) and 14.0 against 11.0 s for one epoch of 12
-    steps (medians of 3 and 2 pairs, with ``THP_MEM_ALLOC_ENABLE`` 1 against 0). With a GPU
-    the CPU tensors are few and small, so nothing is lost there. Unlike inference, where the CPU
-    strategy measures them per machine, there is no measurement on a second CPU family yet."""
-    return set_process_huge_pages(False)
-
-
 def huge_pages_measurable() -> bool:
     """Whether turning huge pages off and on in this process changes what torch's tensors get,
     so the CPU strategy can time both: torch asked for them (:data:`VARIABLE` is ``1``), the
@@ -118,12 +112,19 @@ def huge_pages_measurable() -> bool:
             and process_huge_pages_disabled() is False)  # (None: no switch; True: turned off by a parent, kept)
 
 
-def request_huge_pages() -> None:
+#: The ``wbcap`` commands that leave :data:`VARIABLE` as the environment has it (unset: torch's
+#: default, off): training (see the module's text).
+NOT_FOR_COMMANDS = frozenset({"train"})
+
+
+def request_huge_pages(command: str | None = None) -> None:
     """Ask torch's CPU allocator for huge pages (``THP_MEM_ALLOC_ENABLE=1``) unless the
-    environment already says (a user's ``0`` is kept). Call it before torch is imported: torch
+    environment already says (a user's ``0`` or ``1`` is kept) or ``command`` (the ``wbcap``
+    command run) is one of :data:`NOT_FOR_COMMANDS`. Call it before torch is imported: torch
     reads the variable at its first CPU allocation (a process that imported torch before keeps
     what it read then; :func:`huge_pages_state` says so)."""
-    os.environ.setdefault(VARIABLE, "1")
+    if command not in NOT_FOR_COMMANDS:
+        os.environ.setdefault(VARIABLE, "1")
 
 
 def kernel_mode(path: Path = KERNEL_MODE_FILE) -> str | None:

@@ -530,6 +530,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
     Start with `wbcap demo`, then `wbcap doctor` to see which files are missing.
     """
+    from wbcap.huge_pages import request_huge_pages
+
+    # (before the command imports torch, whose allocator reads the variable once; not for training)
+    request_huge_pages(ctx.invoked_subcommand)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
     ctx.obj["debug"] = debug
@@ -570,16 +574,14 @@ def main(argv: list[str] | None = None) -> None:
     """Run the ``wbcap`` command line (``argv``: the arguments, default ``sys.argv[1:]``); ends by
     raising :class:`SystemExit` as click does, so it can be called from Python and tested. A
     working folder that no longer exists is one line and exit 2 before anything is imported
-    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial). torch's
-    large CPU tensors get transparent huge pages (:mod:`wbcap.huge_pages`) unless the environment
-    says otherwise."""
+    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial). Every
+    command but ``train`` gives torch's large CPU tensors transparent huge pages unless the
+    environment says otherwise (:mod:`wbcap.huge_pages`, asked in :func:`cli` before the command
+    runs)."""
     if _working_folder_gone():
         click.echo(f"error: wbcap cannot run: {_NO_WORKING_FOLDER}", err=True)
         raise SystemExit(2)
     _text_streams_never_fail_on_characters()
-    from wbcap.huge_pages import request_huge_pages
-
-    request_huge_pages()  # (before torch is imported: its allocator reads the variable once)
     cli.main(args=argv, prog_name="wbcap")
 
 

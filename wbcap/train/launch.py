@@ -488,12 +488,7 @@ def _launch(cfg, run, gpu_ids: list[str], *, nnodes: int, node_rank: int, master
     ``CUDA_VISIBLE_DEVICES`` here would change nothing, as the CUDA driver read it when
     :func:`_gpu_ids` asked whether CUDA is there (it had trained on GPU 0 whichever id was given).
 
-    Training runs without transparent huge pages, in this process and (inherited) in torchrun's
-    and the data loaders' (:func:`wbcap.huge_pages.training_off`).
     """
-    from wbcap.huge_pages import training_off
-
-    training_off()
     if len(gpu_ids) <= 1 and nnodes == 1:
         if gpu_ids:
             run = dataclasses.replace(run, device=f"cuda:{_visible_index(gpu_ids[0])}")
