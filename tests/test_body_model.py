@@ -675,6 +675,60 @@ def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_tha
     assert exc.value.found_below.startswith(f"{crowded / 'smplx_all.zip'} holds models/smplx/SMPLX_NEUTRAL.npz")
 
 
+def test_a_model_file_near_where_it_was_looked_for_is_said_with_what_to_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's trial got a plain "not found" for each: SMPL-X's 2020 file
+    (``SMPLX_NEUTRAL_2020.npz``) in the folder given, a folder named ``SMPLX_NEUTRAL.npz`` where
+    the file goes (or given as the body-models folder), and the file put in wbcap's weights
+    folder. Each is named with what to do, in the error and in `wbcap doctor`; what the message
+    says to give then finds the file."""
+    from click.testing import CliRunner
+
+    from wbcap.body.model_files import BodyModelNotFoundError
+    from wbcap.cli import cli
+
+    monkeypatch.setenv("WBCAP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WBCAP_BODY_MODELS", raising=False)
+    model = write_synthetic_smplx(tmp_path / "made", genders=("neutral",)) / "smplx" / "SMPLX_NEUTRAL.npz"
+    renamed = tmp_path / "bm2" / "SMPLX_NEUTRAL_2020.npz"
+    renamed.parent.mkdir()
+    shutil.copy(model, renamed)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", renamed.parent)
+    assert exc.value.found_below == f"{renamed} is there: give body_models='{renamed}'"
+    assert _one_line(exc).endswith(f"(the folder you gave); {exc.value.found_below}")
+    assert find_body_model("neutral", renamed) == renamed
+    with pytest.raises(BodyModelNotFoundError) as exc:  # (not another gender's)
+        find_body_model("male", renamed.parent)
+    assert exc.value.found_below == "" and exc.value.misplaced == ""
+    # a folder with the file's name, where the file goes or given as the folder
+    bm4 = tmp_path / "bm4"
+    (bm4 / "SMPLX_NEUTRAL.npz").mkdir(parents=True)
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", bm4)
+    assert _one_line(exc).endswith(f"(the folder you gave); {bm4 / 'SMPLX_NEUTRAL.npz'} is a folder, not the model "
+                                   "file: put SMPLX_NEUTRAL.npz in its place")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", bm4 / "SMPLX_NEUTRAL.npz")
+    assert _one_line(exc).endswith(f"; {bm4 / 'SMPLX_NEUTRAL.npz'} is a folder, not a model file: name the SMPL-X "
+                                   "file itself, or the folder that holds smplx/SMPLX_NEUTRAL.npz")
+    # the file in wbcap's weights folder, the default body-models folder not made yet
+    weights = tmp_path / "home" / "weights"
+    weights.mkdir(parents=True)
+    shutil.copy(model, weights / "SMPLX_NEUTRAL.npz")
+    target = tmp_path / "home" / "body_models" / "smplx"
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert exc.value.misplaced == (f"{weights / 'SMPLX_NEUTRAL.npz'} is there, in wbcap's weights folder (for the "
+                                   f"networks' files): move it to {target}/ (make it first: mkdir -p {target})")
+    assert _one_line(exc).endswith(f"; {exc.value.misplaced}")
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert f"fix: {exc.value.misplaced}" in " ".join(r.output.split()), r.output
+    target.mkdir(parents=True)
+    shutil.move(weights / "SMPLX_NEUTRAL.npz", target)
+    assert find_body_model("neutral") == target / "SMPLX_NEUTRAL.npz"
+
+
 def test_a_file_named_by_its_path_is_the_gender_its_name_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               caplog) -> None:
     """``--body-models .../SMPLX_MALE.npz`` is the male model: the gender outputs record follows

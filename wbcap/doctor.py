@@ -65,8 +65,9 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
             # licensed file into that missing folder, a new user's trial)
             fix = (f"{ENV_BODY_MODELS} names {exc.folders[0]}, which does not exist: point it at the folder that holds "
                    f"{exc.file_name} (`wbcap demo`'s synthetic one is {demo_body_models_dir()}), or unset it")
-        elif exc.found_below:  # (an unpacked download one folder too high: a new user's trial)
-            fix = exc.found_below
+        elif exc.found_below or exc.misplaced:  # (an unpacked download one folder too high, a folder named like
+            # the file, the file in the weights folder: new users' trials)
+            fix = exc.found_below or exc.misplaced
         return Check(name, False, f"{exc.file_name} not found in {places}", fix, optional=optional, licensed="body")
     except WbcapError as exc:  # only a .pkl was found, or a named file is missing: the message says which and what to do
         text = str(exc)  # ("<what>: <fix>", or "<file>: <what>; <fix>")

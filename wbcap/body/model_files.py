@@ -35,6 +35,7 @@ from wbcap.paths import (
     files_below,
     find_first,
     search_folders,
+    weights_dir,
 )
 
 __all__ = [
@@ -157,7 +158,8 @@ class BodyModelNotFoundError(ModelFileError):
     put there would be taken for the demo's, :func:`is_demo_body_model`; ``demo_fix``: what else
     to do then, "and unset ..."; empty otherwise). ``found_below``: where the file is in a folder
     below those searched, or in SMPL-X's zip there, and how to name it (``"<file> is there: give
-    --body-models <folder>"``; empty otherwise). ``named_by``: how the
+    --body-models <folder>"``; empty otherwise); ``misplaced``: where it is near the places
+    looked in instead (:func:`_misplaced`; empty otherwise). ``named_by``: how the
     message says an ``explicit`` folder was named when not by the user's option (a run's record).
     """
 
@@ -205,8 +207,10 @@ class BodyModelNotFoundError(ModelFileError):
         # (before another gender's file: this gender's one folder down is what to use; a break-it trial's
         # SMPLX_MALE.npz beside models/smplx/SMPLX_NEUTRAL.npz hid it)
         self.found_below = "" if self.demo or demo_route else _found_below(folders, self.file_name, looked, explicit)
-        if self.found_below:
-            again = f"; {self.found_below}{again}"
+        self.misplaced = "" if self.demo or demo_route or self.found_below else _misplaced(
+            folders, looked, self.file_name, self.target)
+        if self.found_below or self.misplaced:
+            again = f"; {self.found_below or self.misplaced}{again}"
         super().__init__(
             f"SMPL-X model file {self.file_name} not found (looked for {', '.join(str(p) for p in looked)}): "
             f"{_DOWNLOAD_HINT} and put {self.file_name} in {where}{again}"
@@ -245,14 +249,19 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
     from wbcap.console import shell_word
 
     want = file_name.lower()
+    gender = model_file_gender(file_name)
+
+    def near(name: str) -> bool:  # (another name of this gender's file: SMPL-X's SMPLX_NEUTRAL_2020.npz)
+        low = name.lower()
+        return low.endswith(".npz") and "smplx" in low and model_file_gender(low) == gender
 
     def wanted(name: str) -> bool:
         low = name.lower()
-        return low == want or (low.endswith(".zip") and "smplx" in low)
+        return low == want or (low.endswith(".zip") and "smplx" in low) or near(low)
 
     found = [p for p in files_below([f for f in folders if not is_demo_body_model(f)], wanted, looked)
              if not is_demo_body_model(p)]
-    files = [p for p in found if p.name.lower() == want]
+    files = [p for p in found if p.name.lower() == want] or [p for p in found if near(p.name)]
     if files:
         path, unpacked = files[0], ""
     else:
@@ -281,6 +290,27 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
 
 
 _MODEL_SUFFIXES = (".npz", ".pkl")
+
+
+def _misplaced(folders: list[Path], looked: list[Path], file_name: str, target: Path) -> str:
+    """Where a model file ``file_name`` that was not found is near the places looked in, and what
+    to do (a new user's trial got a plain "not found" for each): a folder with a model file's name
+    where the file was looked for, or named as the body-models folder, or the file in wbcap's
+    weights folder (which holds the networks' files); "" when none."""
+    named = next((f for f in folders[:1] if f.suffix.lower() in _MODEL_SUFFIXES and f.is_dir()), None)
+    if named is not None:
+        return (f"{named} is a folder, not a model file: name the SMPL-X file itself, or the folder that "
+                f"holds smplx/{file_name}")
+    folder = next((p for p in looked if p.is_dir()), None)
+    if folder is not None:
+        return f"{folder} is a folder, not the model file: put {file_name} in its place"
+    stray = weights_dir() / file_name
+    if stray.is_file() and stray not in looked:
+        from wbcap.console import shell_word
+
+        make = "" if target.is_dir() else f" (make it first: mkdir -p {shell_word(str(target), True)})"
+        return f"{stray} is there, in wbcap's weights folder (for the networks' files): move it to {target}/{make}"
+    return ""
 
 
 def model_file_gender(path: str | Path) -> str | None:
