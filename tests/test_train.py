@@ -383,7 +383,8 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path, mano_dir):
 def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_path, body_layer, fixed_batch_set,
                                                                              no_tensorboard):
     """A --resume with other flags whose training set is refused (a damaged annotation file) wrote
-    stage.json first; the next plain --resume then trained with the refused launch's settings."""
+    stage.json first; the next plain --resume then trained with the refused launch's settings. So
+    did run_settings.json (an ML researcher's trial: a mistyped --data-root became the run's)."""
     from wbcap.errors import InputError
     from wbcap.testing.dataset_fixtures import write_cocowb_fixture
     from wbcap.train.trainer import train
@@ -391,12 +392,15 @@ def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_p
     stage = _stage(epochs=2, batch_size=2, model=MICRO, max_steps_per_epoch=1)
     train(replace(stage, epochs=1), _run(tmp_path, "r"), dataset=fixed_batch_set, body_layer=body_layer)
     before = (tmp_path / "r" / "stage.json").read_bytes()
+    settings = json.loads((tmp_path / "r" / "run_settings.json").read_text())
+    assert settings["data_root"] is None and settings["keep_last"] == 1
     root = write_cocowb_fixture(tmp_path / "coco")
     (root / "MSCOCO" / "annotations" / "coco_wholebody_train_v1.0.json").write_text('{"images": []}')
     with pytest.raises(InputError, match="no 'annotations' field"):
         train(replace(stage, datasets=("MSCOCO",), lr=0.5), _run(tmp_path, "r", resume=True, data_root=str(root)),
               body_layer=body_layer)
     assert (tmp_path / "r" / "stage.json").read_bytes() == before
+    assert json.loads((tmp_path / "r" / "run_settings.json").read_text()) == settings
 
 
 @pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)

@@ -46,6 +46,7 @@ def trained(monkeypatch):
         out = Path(run.out)
         calls.append((stage, run, _listing(out)))
         (out / "stage.json").write_text(json.dumps(stage.to_dict()))
+        trainer.record_run_settings(out, run)  # (with stage.json, as train writes them)
         (out / "scalars.jsonl").write_text(json.dumps({"step": 0}) + "\n")
         (out / "snapshot_0.pth.tar").write_bytes(b"new")
 
@@ -162,8 +163,8 @@ def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path
     assert r.exit_code == 0, r.output
     # while the new run trained, the previous one was kept, aside
     seen = dict(trained[0][2])
-    assert json.loads(seen.pop("run_settings.json"))["keep_last"] is None  # (this run's, written as it began)
     assert seen == {f".wbcap-previous/{name}": data for name, data in before.items()}
+    assert json.loads((out / "run_settings.json").read_text())["keep_last"] is None  # (this run's, written by train)
     # once it wrote its snapshot, the previous run is gone
     assert sorted(_listing(out)) == ["run_settings.json", "scalars.jsonl", "snapshot_0.pth.tar", "stage.json"]
     assert not (out / ".wbcap-previous").exists()
@@ -445,20 +446,20 @@ def test_run_settings_come_from_the_run_a_killed_overwrite_set_aside(tmp_path):
 
 def test_a_run_whose_settings_cannot_be_recorded_leaves_the_folder_as_found(tmp_path, train_args, trained,
                                                                            monkeypatch):
-    """A full disk while run_settings.json is written (before training): the previous run that
-    --overwrite set aside is put back, a folder this run made is removed."""
+    """A full disk while run_settings.json is written (as training starts): the previous run
+    that --overwrite set aside is put back, a folder this run made is removed."""
     import errno
 
-    import wbcap.train.launch
+    import wbcap.train.trainer
 
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device", "run_settings.json")
 
-    monkeypatch.setattr(wbcap.train.launch, "_record_run_settings", full)
+    monkeypatch.setattr(wbcap.train.trainer, "record_run_settings", full)
     out = tmp_path / "r"
     before = _previous_run(out)
     r = invoke(*train_args("body"), "-o", out, "--overwrite")
-    assert r.exit_code == 2 and _listing(out) == before and not trained, r.output
+    assert r.exit_code == 2 and _listing(out) == before and len(trained) == 1, r.output
     r = invoke(*train_args("body"), "-o", tmp_path / "new")
     assert r.exit_code == 2 and not (tmp_path / "new").exists(), r.output
 

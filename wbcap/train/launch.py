@@ -138,8 +138,6 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         if workers_note is not None:  # (once the folder is taken: not above a refusal of it either)
             log.info("%d data-loading workers (the CPUs available; the recipe says %d, %s N sets it)", *workers_note)
         try:
-            if node_rank == 0:
-                _record_run_settings(folder, run)  # (in the try: a failure here also leaves -o as found)
             _launch(cfg, run, gpu_ids, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                     master_port=master_port, train=train)
         except BaseException:  # (also Ctrl-C, and SIGTERM or SIGHUP: the CLI raises them as Ctrl-C)
@@ -184,43 +182,17 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
             raise InputError(f"{config_file}: {key} = {json.dumps(value)}: no such {kind}{where}")
 
 
-def _record_run_settings(folder: Path, run) -> None:
-    """Write ``run``'s settings that the stage does not hold (``--data-root``, ``--body-models``,
-    ``--keep-last``; paths absolute) to :data:`~wbcap.train.trainer.RUN_SETTINGS_FILE`."""
-    from wbcap.atomic import atomic_write_text
-    from wbcap.io.run_folder import absolute_path
-    from wbcap.train.trainer import RUN_SETTINGS_FILE
-
-    record = {"data_root": absolute_path(run.data_root), "body_models": absolute_path(run.body_models),
-              "keep_last": run.keep_last, FILE_IDENTITY: _model_files(run)}
-    atomic_write_text(folder / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
-
-
-#: How :func:`_model_files` records the synthetic SMPL-X model a run without one trains with: an
-#: identity no file has, so a resume that finds a real file then (or the reverse) is refused.
-_SYNTHETIC_IDENTITY = {"path": "the synthetic stand-in (no SMPL-X file was found)", "size": 0, "mtime": 0, "sample": None}
-
-
-def _model_files(run) -> dict:
-    """:func:`wbcap.io.run_folder.file_identity` of the SMPL-X and MANO files ``run`` trains
-    with, by role (the synthetic SMPL-X model: :data:`_SYNTHETIC_IDENTITY`; no MANO file: None)."""
-    from wbcap.io.run_folder import file_identity
-    from wbcap.train.trainer import SYNTHETIC_BODY_MODEL
-
-    body = dict(_SYNTHETIC_IDENTITY) if run.body_model == SYNTHETIC_BODY_MODEL else file_identity(run.body_model)
-    return {"body_model_file": body, "mano_model_file": file_identity(run.mano_model)}
-
-
 def _check_resumed_model_files(folder: Path, run) -> None:
     """Refuse a ``--resume`` whose SMPL-X or MANO file is not the one the run began with (its
     targets would change mid-run, unsaid): :func:`wbcap.io.run_folder.check_same_files` against
-    what :func:`_record_run_settings` recorded (a run of an older wbcap recorded none: unchecked).
+    what :func:`~wbcap.train.trainer.record_run_settings` recorded (a run of an older wbcap
+    recorded none: unchecked).
 
     Raises:
         InputError: one line naming the file, what changed and the fix.
     """
     from wbcap.io.run_folder import check_same_files, file_identity, same_file
-    from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
+    from wbcap.train.trainer import RUN_SETTINGS_FILE, SYNTHETIC_IDENTITY, model_files_identity, settled_run_folder
 
     try:
         recorded = json.loads((settled_run_folder(folder) / RUN_SETTINGS_FILE).read_text(encoding="utf-8"))
@@ -228,11 +200,11 @@ def _check_resumed_model_files(folder: Path, run) -> None:
         return
     if not isinstance(recorded, dict):
         return
-    now = _model_files(run)
+    now = model_files_identity(run)
     ids = recorded.get(FILE_IDENTITY)
     old, new = (ids.get("body_model_file") if isinstance(ids, dict) else None), now["body_model_file"]
     if isinstance(old, dict) and isinstance(new, dict) and old.get("path") != new.get("path") and not same_file(old, new):
-        if old.get("path") == _SYNTHETIC_IDENTITY["path"]:  # (said as such, not "put back the file": a trial)
+        if old.get("path") == SYNTHETIC_IDENTITY["path"]:  # (said as such, not "put back the file": a trial)
             raise InputError(f"the run in {folder} trained on the synthetic stand-in SMPL-X model (no SMPL-X file was "
                              f"found then), and this finds {new.get('path')}; resume it where none is found, or start "
                              f"over with {setting('overwrite', api='overwrite=True')}")
@@ -244,7 +216,7 @@ def _check_resumed_model_files(folder: Path, run) -> None:
 
 def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
     """``(data_root, body_models, keep_last)`` for a ``--resume``: each given one, else the one
-    the run recorded (:func:`_record_run_settings`; said in a log line). A run of an older
+    the run recorded (:func:`~wbcap.train.trainer.record_run_settings`; said in a log line). A run of an older
     wbcap records none; a value of the wrong kind is skipped with a warning."""
     from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
 

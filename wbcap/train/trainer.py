@@ -578,6 +578,35 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
 SYNTHETIC_BODY_MODEL = "synthetic"
 
 
+#: How :func:`model_files_identity` records the synthetic SMPL-X model a run without one trains
+#: with: an identity no file has, so a resume that finds a real file then (or the reverse) is refused.
+SYNTHETIC_IDENTITY = {"path": "the synthetic stand-in (no SMPL-X file was found)", "size": 0, "mtime": 0, "sample": None}
+
+
+def model_files_identity(run: RunConfig) -> dict:
+    """:func:`wbcap.io.run_folder.file_identity` of the SMPL-X and MANO files ``run`` trains
+    with, by role (the synthetic SMPL-X model: :data:`SYNTHETIC_IDENTITY`; no MANO file: None)."""
+    from wbcap.io.run_folder import file_identity
+
+    body = dict(SYNTHETIC_IDENTITY) if run.body_model == SYNTHETIC_BODY_MODEL else file_identity(run.body_model)
+    return {"body_model_file": body, "mano_model_file": file_identity(run.mano_model)}
+
+
+def record_run_settings(out: Path, run: RunConfig) -> None:
+    """Write ``run``'s settings that the stage does not hold (``data_root``, ``body_models``,
+    ``keep_last``; paths absolute) and the identity of its model files
+    (:func:`model_files_identity`) to ``out/``:data:`RUN_SETTINGS_FILE`, the defaults of a
+    ``--resume`` (:mod:`wbcap.train.launch`). :func:`train` writes it with ``stage.json``, once
+    the model, its snapshot and the training set are read: a launch refused before then (a
+    ``--resume`` with a mistyped ``--data-root``) leaves the run's record as it was."""
+    from wbcap.atomic import atomic_write_text
+    from wbcap.io.run_folder import FILE_IDENTITY, absolute_path
+
+    record = {"data_root": absolute_path(run.data_root), "body_models": absolute_path(run.body_models),
+              "keep_last": run.keep_last, FILE_IDENTITY: model_files_identity(run)}
+    atomic_write_text(out / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
+
+
 def body_model_path(stage: StageConfig, run: RunConfig) -> str:
     """The neutral SMPL-X file a whole-body stage trains with: ``run.body_models`` or the usual
     search (:func:`~wbcap.body.model_files.find_body_model`). A stage that trains on the
@@ -796,10 +825,11 @@ def train(
     if dataset is None:
         # (the hand stage's sets take the MANO layer, for the fits' mano_joint_img: a CPU copy, as the body layer's)
         dataset = make_training_set(stage, run, mano if hand else body_layer)
-    if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves it)
+    if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves them)
         from wbcap.atomic import atomic_write_text
 
-        atomic_write_text(out / STAGE_FILE, json.dumps(stage.to_dict(), indent=1))  # (a resume reads it)
+        atomic_write_text(out / STAGE_FILE, json.dumps(stage.to_dict(), indent=1))  # (a resume reads them)
+        record_run_settings(out, run)
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
     # Scalars are logged by global step. Steps an epoch: the loop's own count, before any loader is
