@@ -1148,3 +1148,23 @@ def test_a_full_disk_in_a_torchrun_worker_is_the_one_line_a_single_process_gives
         "or point -o to another disk")
     assert "torchrun exited" not in r.output
     assert not out.exists() and list(temp.iterdir()) == []
+
+
+def test_a_log_file_gets_the_log_lines_and_the_result_line_only(tmp_path, train_args, trained):
+    """Standard error not a terminal (a log file): no progress bar, so no blank line where the
+    finished bar was (an ML researcher's trial found one after every training's last log line)."""
+    r = invoke(*train_args("body"), "-o", tmp_path / "r")
+    assert r.exit_code == 0 and len(trained) == 1, r.output
+    assert "" not in r.stderr.splitlines() and r.stdout == f"trained -> {tmp_path / 'r' / 'snapshot_0.pth.tar'}\n", \
+        (r.stdout, r.stderr)
+
+
+def test_the_start_checkpoint_is_recorded_absolute(tmp_path, train_args, trained, micro_ckpt, monkeypatch):
+    """`--init runs/merged.pth.tar`, typed relative, was recorded so in stage.json (an ML
+    researcher's trial): the record names the file from any folder, as run_settings.json's paths."""
+    monkeypatch.chdir(micro_ckpt.parent.parent)
+    typed = Path(micro_ckpt.parent.name) / micro_ckpt.name
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--init", typed)
+    assert r.exit_code == 0, r.output
+    assert trained[-1][0].init_checkpoint == str(micro_ckpt)
+    assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == str(micro_ckpt)

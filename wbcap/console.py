@@ -84,3 +84,14 @@ def stderr_console() -> Any:
         if isinstance(console, Console) and console.stderr:
             return console
     return Console(stderr=True, soft_wrap=True)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether standard error is a terminal (a person watching: hints for them go there). Not
+    rich's ``is_terminal``, which ``FORCE_COLOR`` makes true for a log or a pipe (a review)."""
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # (no stderr, or a closed one)
+        return False

@@ -423,7 +423,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
         huge, fix = (f"off on this CPU (measured slower here; kept in {strategy.cache_path()}, "
                      "WBCAP_CPU_STRATEGY=measure measures again)"), ""
     if not fix and huge.startswith("on"):
-        huge += " (for long jobs; a few photos, a short run and the demo run without them)"
+        huge += " (for long inference jobs; a few photos, a short run, the demo and training run without them)"
     checks.append(Check("Huge pages", not fix, f"torch's large CPU tensors: {huge}",
                         f"optional (exact ran ~10 % faster with them on an Intel Xeon, no faster on an AMD EPYC Zen 3): "
                         f"{fix}" if fix else "", optional=True))

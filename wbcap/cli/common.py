@@ -8,6 +8,8 @@ import re
 
 import click
 
+from wbcap.console import stderr_is_terminal  # (the commands take it from here)
+
 
 class NonEmptyPath(click.Path):
     """``click.Path`` refusing an empty value in one line: ``wbcap run ""`` read the current
@@ -182,17 +184,6 @@ def progress_display(ctx: click.Context, *columns):
     # the bar's redraws and took the result lines: a break-it trial)
     disabled = is_quiet(ctx) or not stderr_is_terminal()
     return Progress(*columns, console=console, disable=disabled, transient=True, redirect_stdout=False), console
-
-
-def stderr_is_terminal() -> bool:
-    """Whether standard error is a terminal (a person watching: hints for them go there). Not
-    rich's ``is_terminal``, which ``FORCE_COLOR`` makes true for a log or a pipe (a review)."""
-    import sys
-
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # (no stderr, or a closed one)
-        return False
 
 
 def view_hint(ctx: click.Context, out: str | os.PathLike[str]) -> None:

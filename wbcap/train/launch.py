@@ -113,6 +113,10 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     if not resume:
         _check_config_paths(config_file, cfg, overrides)
+        # (stage.json names them from anywhere: a relative --init was recorded as typed, an ML trial)
+        from wbcap.io.run_folder import absolute_path
+
+        cfg = dataclasses.replace(cfg, **{key: absolute_path(getattr(cfg, key)) for key in STAGE_PATHS})
     # (a start checkpoint the TOML named is called by its key there: the refusals said --init, an ML trial)
     from_toml = (f"{Path(config_file).name}'s init_checkpoint" if overrides.get("init_checkpoint") is None
                  and init_named is not None else None)
@@ -155,6 +159,10 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
             discard_previous_run(folder)  # (the training loop did so at its first snapshot; a run with none)
 
 
+#: The stage settings that name files or folders: recorded absolute in ``stage.json``.
+STAGE_PATHS = ("init_checkpoint", "imagenet_weights", "pose_backbone")
+
+
 def _check_config_paths(config_file, cfg, overrides: dict) -> None:
     """Refuse a path a ``--config`` file gives (``init_checkpoint``, ``imagenet_weights``, ``pose_backbone``) that
     names nothing, in one line naming the file and the key (it was named as the flag, which the
@@ -168,7 +176,7 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
     from wbcap.train.stages import read_stage_file
 
     given = read_stage_file(config_file)  # (load_stage read and checked it a moment ago)
-    for key, kind in (("init_checkpoint", "file"), ("imagenet_weights", "folder"), ("pose_backbone", "file")):
+    for key, kind in zip(STAGE_PATHS, ("file", "folder", "file"), strict=True):
         value = getattr(cfg, key)
         if value is None or overrides.get(key) is not None or given.get(key) != value:
             continue
@@ -665,10 +673,14 @@ def _running(pid: int) -> bool:
 
 @contextlib.contextmanager
 def training_progress(cfg, disable: bool = False):
-    """A rich progress bar over all steps of the stage (loss and steps/s); yields ``on_step``."""
+    """A rich progress bar over all steps of the stage (loss and steps/s); yields ``on_step``.
+    Off with ``disable`` and where standard error is not a terminal (a log file got a blank line
+    from the finished bar: an ML researcher's trial), as the other commands' bars."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from wbcap.console import stderr_console
+    from wbcap.console import stderr_console, stderr_is_terminal
+
+    disable = disable or not stderr_is_terminal()
 
     with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("step {task.completed:.0f}"),
                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=stderr_console(),
