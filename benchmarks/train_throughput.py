@@ -85,5 +85,5 @@ def main() -> None:
 if __name__ == "__main__":
     from wbcap.huge_pages import request_huge_pages
 
-    request_huge_pages()  # (as the wbcap command does, before torch is imported)
+    request_huge_pages("train")  # (as `wbcap train` does, before torch is imported: it asks for none)
     main()

@@ -695,9 +695,19 @@ def test_a_model_file_near_where_it_was_looked_for_is_said_with_what_to_do(
     shutil.copy(model, renamed)
     with pytest.raises(BodyModelNotFoundError) as exc:
         find_body_model("neutral", renamed.parent)
-    assert exc.value.found_below == f"{renamed} is there: give body_models='{renamed}'"
+    assert exc.value.found_below == (f"{renamed} is there: give body_models='{renamed}' (another file than "
+                                     "SMPLX_NEUTRAL.npz, such as SMPL-X's 2020 model with other expression blend "
+                                     "shapes: the released network was trained with SMPLX_NEUTRAL.npz)")
     assert _one_line(exc).endswith(f"(the folder you gave); {exc.value.found_below}")
     assert find_body_model("neutral", renamed) == renamed
+    # the file itself in SMPL-X's zip beside it comes first (a review)
+    with zipfile.ZipFile(renamed.parent / "models_smplx_v1_1.zip", "w") as z:
+        z.write(model, "models/smplx/SMPLX_NEUTRAL.npz")
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral", renamed.parent)
+    assert exc.value.found_below.startswith(f"{renamed.parent / 'models_smplx_v1_1.zip'} holds "
+                                            "models/smplx/SMPLX_NEUTRAL.npz: unpack it there")
+    (renamed.parent / "models_smplx_v1_1.zip").unlink()
     with pytest.raises(BodyModelNotFoundError) as exc:  # (not another gender's)
         find_body_model("male", renamed.parent)
     assert exc.value.found_below == "" and exc.value.misplaced == ""
@@ -719,7 +729,7 @@ def test_a_model_file_near_where_it_was_looked_for_is_said_with_what_to_do(
     target = tmp_path / "home" / "body_models" / "smplx"
     with pytest.raises(BodyModelNotFoundError) as exc:
         find_body_model("neutral")
-    assert exc.value.misplaced == (f"{weights / 'SMPLX_NEUTRAL.npz'} is there, in wbcap's weights folder (for the "
+    assert exc.value.misplaced == (f"{weights / 'SMPLX_NEUTRAL.npz'} is there, in a weights folder (for the "
                                    f"networks' files): move it to {target}/ (make it first: mkdir -p {target})")
     assert _one_line(exc).endswith(f"; {exc.value.misplaced}")
     r = CliRunner().invoke(cli, ["doctor"])

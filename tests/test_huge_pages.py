@@ -202,8 +202,8 @@ def test_doctor_says_short_jobs_run_without_them(monkeypatch):
 
     monkeypatch.setattr(huge_pages, "huge_pages_state", lambda path=None: ("on", ""))
     r = CliRunner().invoke(cli, ["doctor"])
-    assert ("Huge pages: torch's large CPU tensors: on (for long inference jobs; a few photos, a short run, the demo "
-            "and training run without them)") in " ".join(r.output.split()), r.output
+    assert ("Huge pages: torch's large CPU tensors: on (for long inference jobs; a few photos, a short run and the "
+            "demo run without them; `wbcap train` does not ask for them)") in " ".join(r.output.split()), r.output
 
 
 def test_a_long_job_after_a_short_one_in_one_process_turns_them_on_again(body_dir, micro_ckpt, monkeypatch):

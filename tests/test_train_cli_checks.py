@@ -1168,3 +1168,27 @@ def test_the_start_checkpoint_is_recorded_absolute(tmp_path, train_args, trained
     assert r.exit_code == 0, r.output
     assert trained[-1][0].init_checkpoint == str(micro_ckpt)
     assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == str(micro_ckpt)
+
+
+def test_a_resume_with_the_same_relative_path_settings_is_the_same_run(tmp_path, train_args, trained, micro_ckpt,
+                                                                       monkeypatch, caplog):
+    """The same command again with --resume, its path settings typed relative: no "settings
+    other than its run's" warning (a review: the recorded absolute path was compared with the
+    spelling), and stage.json keeps them absolute; a run an older wbcap recorded with the relative
+    spelling resumes without one too."""
+    import logging
+
+    monkeypatch.chdir(micro_ckpt.parent.parent)
+    typed = str(Path(micro_ckpt.parent.name) / micro_ckpt.name)
+    args = (*train_args("finetune"), "-o", tmp_path / "r", "--init", typed, "--epochs", "1")
+    assert invoke(*args).exit_code == 0
+    resumed = (*train_args("finetune"), "-o", tmp_path / "r", "--resume", "--epochs", "2")
+    for recorded in (str(micro_ckpt), typed):  # (this wbcap's record, an older one's)
+        stage = json.loads((tmp_path / "r" / "stage.json").read_text())
+        (tmp_path / "r" / "stage.json").write_text(json.dumps({**stage, "init_checkpoint": recorded}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wbcap"):
+            r = invoke(*resumed)
+        assert r.exit_code == 0, r.output
+        assert not [m for m in caplog.messages if "settings other than" in m], caplog.messages
+        assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == str(micro_ckpt)

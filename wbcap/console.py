@@ -95,3 +95,12 @@ def stderr_is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):  # (no stderr, or a closed one)
         return False
+
+
+def make_folder_hint(folder) -> str:
+    """``" (make it first: mkdir -p FOLDER)"`` where ``folder`` is not a folder yet, else ``""``:
+    the end of a fix that says to copy or move a file into it (``cp`` into a folder not made yet
+    failed, as told: a new user's trial)."""
+    from pathlib import Path
+
+    return "" if Path(folder).is_dir() else f" (make it first: mkdir -p {shell_word(str(folder), True)})"

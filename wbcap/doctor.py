@@ -52,9 +52,9 @@ def body_model_check(gender: str, body_models: str | None, required: bool = Fals
         places = " or ".join(dict.fromkeys(f"{p.parent}/" for p in exc.looked))
         target = f"{exc.target}/ {exc.demo_fix}".rstrip()  # (wbcap's folder, not the demo's, when that was searched)
         # (a folder not made yet: `cp` into it, as the fix said, failed: a new user's trial)
-        from wbcap.console import shell_word
+        from wbcap.console import make_folder_hint
 
-        make = "" if exc.target.is_dir() else f" (make it first: mkdir -p {shell_word(str(exc.target), True)})"
+        make = make_folder_hint(exc.target)
         fix = (f"register at https://smpl-x.is.tue.mpg.de, download the SMPL-X npz models, "
                f"copy {exc.file_name} to {target}{make}")
         from wbcap.paths import ENV_BODY_MODELS, demo_body_models_dir, env_path
@@ -422,8 +422,9 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     if strategy.machine_huge_pages() is False:  # (a build would turn them off; doctor builds none)
         huge, fix = (f"off on this CPU (measured slower here; kept in {strategy.cache_path()}, "
                      "WBCAP_CPU_STRATEGY=measure measures again)"), ""
-    if not fix and huge.startswith("on"):
-        huge += " (for long inference jobs; a few photos, a short run, the demo and training run without them)"
+    if not fix and huge.startswith("on"):  # (`wbcap train` asks for none; the kernel's "always" gives them anyway)
+        huge += (" (for long inference jobs; a few photos, a short run and the demo run without them"
+                 f"{'; `wbcap train` does not ask for them' if huge == 'on' else ''})")
     checks.append(Check("Huge pages", not fix, f"torch's large CPU tensors: {huge}",
                         f"optional (exact ran ~10 % faster with them on an Intel Xeon, no faster on an AMD EPYC Zen 3): "
                         f"{fix}" if fix else "", optional=True))

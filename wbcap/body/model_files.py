@@ -29,6 +29,7 @@ from wbcap.body.pose_layout import FULL_POSE_JOINTS  # (torch-free: the CLI read
 from wbcap.errors import ModelFileError, setting
 from wbcap.paths import (
     ENV_BODY_MODELS,
+    ENV_WEIGHTS,
     body_models_dir,
     demo_body_models_dir,
     env_path,
@@ -261,12 +262,13 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
 
     found = [p for p in files_below([f for f in folders if not is_demo_body_model(f)], wanted, looked)
              if not is_demo_body_model(p)]
-    files = [p for p in found if p.name.lower() == want] or [p for p in found if near(p.name)]
+    files = [p for p in found if p.name.lower() == want]
+    other = ""  # (a near name: said as another file, after the file itself in SMPL-X's zip)
     if files:
         path, unpacked = files[0], ""
     else:
         path = None
-        for archive in found[:ZIPS_LOOKED_INTO]:
+        for archive in [p for p in found if p.suffix.lower() == ".zip"][:ZIPS_LOOKED_INTO]:
             if not _small_zip_directory(archive):  # (a zip of a million names took doctor 27 s: a break-it trial)
                 continue
             try:
@@ -280,13 +282,18 @@ def _found_below(folders: list[Path], file_name: str, looked: list[Path], explic
                             f"unzip {shell_word(archive.name, True)}), then ")
                 break
         if path is None:
-            return ""
+            near_files = [p for p in found if near(p.name)]
+            if not near_files:
+                return ""
+            path, unpacked = near_files[0], ""
+            other = (f" (another file than {file_name}, such as SMPL-X's 2020 model with other expression blend "
+                     f"shapes: the released network was trained with {file_name})")
     # (the folder that holds it, or its smplx/ folder, where the name is the one looked for: else the file)
     holder = path if path.name != file_name else path.parent.parent if path.parent.name == "smplx" else path.parent
     option = setting("body_models", api="body_models")
     give = f"give {option} {shell_word(str(holder), True)}" if option.startswith("-") else f"give {option}={str(holder)!r}"
     how = give if explicit else f"point {ENV_BODY_MODELS} at {shell_word(str(holder), True)} (or {give})"
-    return f"{unpacked}{how}" if unpacked else f"{path} is there: {how}"
+    return f"{unpacked}{how}" if unpacked else f"{path} is there: {how}{other}"
 
 
 _MODEL_SUFFIXES = (".npz", ".pkl")
@@ -304,12 +311,13 @@ def _misplaced(folders: list[Path], looked: list[Path], file_name: str, target: 
     folder = next((p for p in looked if p.is_dir()), None)
     if folder is not None:
         return f"{folder} is a folder, not the model file: put {file_name} in its place"
-    stray = weights_dir() / file_name
-    if stray.is_file() and stray not in looked:
-        from wbcap.console import shell_word
+    from wbcap.console import make_folder_hint
 
-        make = "" if target.is_dir() else f" (make it first: mkdir -p {shell_word(str(target), True)})"
-        return f"{stray} is there, in wbcap's weights folder (for the networks' files): move it to {target}/{make}"
+    for weights in search_folders(None, ENV_WEIGHTS, weights_dir()):  # ($WBCAP_WEIGHTS's folder, then wbcap's)
+        stray = weights / file_name
+        if stray.is_file() and stray not in looked:
+            return (f"{stray} is there, in a weights folder (for the networks' files): move it to "
+                    f"{target}/{make_folder_hint(target)}")
     return ""
 
 

@@ -89,6 +89,8 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     init_named = _init_path(stage, config_file, overrides)
     init_model = _init_model(stage, init_named) if recorded is None else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], model=init_model, **overrides)
+    given_cfg = cfg  # (its paths as given: _check_config_paths tells a config file's from a flag's by them)
+    cfg = _absolute_stage_paths(cfg)
     from wbcap.model.device import available_cpus
 
     if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
@@ -112,11 +114,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     if nnodes > 1 and not gpu_ids:
         raise InputError(f"multi-node training needs {setting('gpus')} (the GPU ids of this node)")
     if not resume:
-        _check_config_paths(config_file, cfg, overrides)
-        # (stage.json names them from anywhere: a relative --init was recorded as typed, an ML trial)
-        from wbcap.io.run_folder import absolute_path
-
-        cfg = dataclasses.replace(cfg, **{key: absolute_path(getattr(cfg, key)) for key in STAGE_PATHS})
+        _check_config_paths(config_file, given_cfg, overrides)
     # (a start checkpoint the TOML named is called by its key there: the refusals said --init, an ML trial)
     from_toml = (f"{Path(config_file).name}'s init_checkpoint" if overrides.get("init_checkpoint") is None
                  and init_named is not None else None)
@@ -161,6 +159,16 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
 
 #: The stage settings that name files or folders: recorded absolute in ``stage.json``.
 STAGE_PATHS = ("init_checkpoint", "imagenet_weights", "pose_backbone")
+
+
+def _absolute_stage_paths(cfg):
+    """``cfg`` with its :data:`STAGE_PATHS` absolute (:func:`wbcap.io.run_folder.absolute_path`:
+    a relative one from the current folder), so ``stage.json`` names them from any folder (a
+    relative ``--init`` was recorded as typed: an ML researcher's trial) and a resume compares
+    what they name, not their spelling (a run recorded relative by an older wbcap included)."""
+    from wbcap.io.run_folder import absolute_path
+
+    return dataclasses.replace(cfg, **{key: absolute_path(getattr(cfg, key)) for key in STAGE_PATHS})
 
 
 def _check_config_paths(config_file, cfg, overrides: dict) -> None:
@@ -412,7 +420,7 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
         raise InputError(f"{folder}: the run trained a model with other settings ({source.name} says [model] "
                          f"{'; '.join(diff)}); resume with the run's model settings, or start a new run "
                          f"({setting('overwrite', api='overwrite=True')} or another {setting('out')} folder)")
-    old, new = recorded.to_dict(), cfg.to_dict()
+    old, new = _absolute_stage_paths(recorded).to_dict(), cfg.to_dict()
     # (epochs only ends the loop: the learning rate steps at lr_decay_epochs, so the epochs a
     # resumed run trains are those of an uninterrupted run of the new length; a user trial found
     # "train on for more epochs" warned of a difference that was not there)

@@ -598,7 +598,11 @@ def record_run_settings(out: Path, run: RunConfig) -> None:
     (:func:`model_files_identity`) to ``out/``:data:`RUN_SETTINGS_FILE`, the defaults of a
     ``--resume`` (:mod:`wbcap.train.launch`). :func:`train` writes it with ``stage.json``, once
     the model, its snapshot and the training set are read: a launch refused before then (a
-    ``--resume`` with a mistyped ``--data-root``) leaves the run's record as it was."""
+    ``--resume`` with a mistyped ``--data-root``) leaves the run's record as it was.
+
+    Raises:
+        OSError: it cannot be written (a full disk; the file is written whole or not at all).
+    """
     from wbcap.atomic import atomic_write_text
     from wbcap.io.run_folder import FILE_IDENTITY, absolute_path
 
