@@ -734,6 +734,17 @@ def test_a_model_file_near_where_it_was_looked_for_is_said_with_what_to_do(
     assert _one_line(exc).endswith(f"; {exc.value.misplaced}")
     r = CliRunner().invoke(cli, ["doctor"])
     assert f"fix: {exc.value.misplaced}" in " ".join(r.output.split()), r.output
+    # in the folder of a checkpoint WBCAP_WEIGHTS names (it may name the file: a break-it trial)
+    own = tmp_path / "own_weights"
+    own.mkdir()
+    (own / "snapshot_6.pth.tar").write_bytes(b"x")
+    shutil.move(weights / "SMPLX_NEUTRAL.npz", own)
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(own / "snapshot_6.pth.tar"))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert exc.value.misplaced.startswith(f"{own / 'SMPLX_NEUTRAL.npz'} is there, in a weights folder")
+    shutil.move(own / "SMPLX_NEUTRAL.npz", weights)
+    monkeypatch.delenv("WBCAP_WEIGHTS")
     target.mkdir(parents=True)
     shutil.move(weights / "SMPLX_NEUTRAL.npz", target)
     assert find_body_model("neutral") == target / "SMPLX_NEUTRAL.npz"

@@ -1175,7 +1175,8 @@ def test_a_resume_with_the_same_relative_path_settings_is_the_same_run(tmp_path,
     """The same command again with --resume, its path settings typed relative: no "settings
     other than its run's" warning (a review: the recorded absolute path was compared with the
     spelling), and stage.json keeps them absolute; a run an older wbcap recorded with the relative
-    spelling resumes without one too."""
+    spelling resumes without one too, and keeps that spelling (made absolute from the resume's
+    folder, it named a file that was not there: a break-it trial)."""
     import logging
 
     monkeypatch.chdir(micro_ckpt.parent.parent)
@@ -1191,4 +1192,7 @@ def test_a_resume_with_the_same_relative_path_settings_is_the_same_run(tmp_path,
             r = invoke(*resumed)
         assert r.exit_code == 0, r.output
         assert not [m for m in caplog.messages if "settings other than" in m], caplog.messages
-        assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == str(micro_ckpt)
+        assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == recorded
+    monkeypatch.chdir(tmp_path)  # (resumed from another folder: the older record's spelling is kept as it was)
+    assert invoke(*resumed).exit_code == 0
+    assert json.loads((tmp_path / "r" / "stage.json").read_text())["init_checkpoint"] == typed

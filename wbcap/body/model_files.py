@@ -314,7 +314,7 @@ def _misplaced(folders: list[Path], looked: list[Path], file_name: str, target: 
     from wbcap.console import make_folder_hint
 
     for weights in search_folders(None, ENV_WEIGHTS, weights_dir()):  # ($WBCAP_WEIGHTS's folder, then wbcap's)
-        stray = weights / file_name
+        stray = (weights.parent if weights.is_file() else weights) / file_name  # (it may name the checkpoint)
         if stray.is_file() and stray not in looked:
             return (f"{stray} is there, in a weights folder (for the networks' files): move it to "
                     f"{target}/{make_folder_hint(target)}")

@@ -90,7 +90,7 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
     init_model = _init_model(stage, init_named) if recorded is None else None
     cfg = load_stage(stage, config_file, base=None if recorded is None else recorded[0], model=init_model, **overrides)
     given_cfg = cfg  # (its paths as given: _check_config_paths tells a config file's from a flag's by them)
-    cfg = _absolute_stage_paths(cfg)
+    cfg = _absolute_stage_paths(cfg, None if recorded is None else recorded[0])
     from wbcap.model.device import available_cpus
 
     if overrides.get("num_workers") is None and recorded is None and cfg.num_workers > available_cpus():
@@ -161,14 +161,19 @@ def run_stage(stage: str, config_file, overrides: dict, *, out: str, data_root, 
 STAGE_PATHS = ("init_checkpoint", "imagenet_weights", "pose_backbone")
 
 
-def _absolute_stage_paths(cfg):
+def _absolute_stage_paths(cfg, recorded=None):
     """``cfg`` with its :data:`STAGE_PATHS` absolute (:func:`wbcap.io.run_folder.absolute_path`:
     a relative one from the current folder), so ``stage.json`` names them from any folder (a
     relative ``--init`` was recorded as typed: an ML researcher's trial) and a resume compares
-    what they name, not their spelling (a run recorded relative by an older wbcap included)."""
+    what they name (the same relative flag again warned of a change: a review). A value that is
+    the ``recorded`` stage's as it stands (a resume not given it) is kept: a run an older wbcap
+    recorded relative keeps its spelling, whose folder is not known (made absolute from the
+    resume's folder, it named a file that was not there: a break-it trial)."""
     from wbcap.io.run_folder import absolute_path
 
-    return dataclasses.replace(cfg, **{key: absolute_path(getattr(cfg, key)) for key in STAGE_PATHS})
+    return dataclasses.replace(cfg, **{
+        key: getattr(cfg, key) if recorded is not None and getattr(cfg, key) == getattr(recorded, key)
+        else absolute_path(getattr(cfg, key)) for key in STAGE_PATHS})
 
 
 def _check_config_paths(config_file, cfg, overrides: dict) -> None:
@@ -420,7 +425,7 @@ def _compare_resumed(folder: Path, recorded, source: Path, cfg) -> None:
         raise InputError(f"{folder}: the run trained a model with other settings ({source.name} says [model] "
                          f"{'; '.join(diff)}); resume with the run's model settings, or start a new run "
                          f"({setting('overwrite', api='overwrite=True')} or another {setting('out')} folder)")
-    old, new = _absolute_stage_paths(recorded).to_dict(), cfg.to_dict()
+    old, new = recorded.to_dict(), cfg.to_dict()
     # (epochs only ends the loop: the learning rate steps at lr_decay_epochs, so the epochs a
     # resumed run trains are those of an uninterrupted run of the new length; a user trial found
     # "train on for more epochs" warned of a difference that was not there)
