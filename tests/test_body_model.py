@@ -581,6 +581,15 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
         find_body_model("neutral")
     assert _one_line(exc).endswith(f"or {tmp_path / 'nonexist'}/ (the folder WBCAP_BODY_MODELS names, which does not "
                                    "exist: check its spelling, or unset WBCAP_BODY_MODELS)")
+    # the Quick start's path where `wbcap demo` wrote its model elsewhere ($WBCAP_HOME set): named, as doctor names it
+    from wbcap.paths import demo_body_models_dir
+
+    write_synthetic_smplx(demo_body_models_dir(), genders=("neutral",))
+    with pytest.raises(BodyModelNotFoundError) as exc:
+        find_body_model("neutral")
+    assert _one_line(exc).endswith("exist: check its spelling, or unset WBCAP_BODY_MODELS; `wbcap demo`'s synthetic "
+                                   f"model is in {demo_body_models_dir()})")
+    shutil.rmtree(demo_body_models_dir())
     # another gender's file where it looked (a first-run trial was told only to put the neutral one beside it)
     write_synthetic_smplx(given, genders=("male",))
     with pytest.raises(BodyModelNotFoundError) as exc:

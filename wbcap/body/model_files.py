@@ -185,6 +185,10 @@ class BodyModelNotFoundError(ModelFileError):
         elif len(folders) > 1:  # $WBCAP_BODY_MODELS is set: that is where the user wants it
             # (a misspelt one was not said to be missing: a new user's trial)
             missing = "" if first.exists() else f", which does not exist: check its spelling, or unset {ENV_BODY_MODELS}"
+            demo_model = demo_body_models_dir() / "smplx" / self.file_name
+            if missing and demo_model.is_file():  # (the Quick start's path, the demo's folder elsewhere with
+                # $WBCAP_HOME set: doctor named it, the commands did not, a new user's trial)
+                missing += f"; `wbcap demo`'s synthetic model is in {demo_body_models_dir()}"
             where = f"{self.target}/ or {first}/ (the folder {ENV_BODY_MODELS} names{missing})"
         else:
             where = f"{self.target}/, or point {ENV_BODY_MODELS} or {setting('body_models')} at the folder that holds it"
