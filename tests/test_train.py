@@ -401,6 +401,22 @@ def test_a_resume_refused_while_reading_its_training_set_leaves_stage_json(tmp_p
               body_layer=body_layer)
     assert (tmp_path / "r" / "stage.json").read_bytes() == before
     assert json.loads((tmp_path / "r" / "run_settings.json").read_text()) == settings
+    # both or neither: a full disk as run_settings.json is written leaves the stage.json it would stand beside
+    import errno
+
+    import wbcap.train.trainer as trainer
+
+    def full(run):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer, "run_settings_text", full)
+        with pytest.raises(OSError, match="No space left"):
+            train(replace(stage, lr=0.5), _run(tmp_path, "r", resume=True), dataset=fixed_batch_set,
+                  body_layer=body_layer)
+    assert (tmp_path / "r" / "stage.json").read_bytes() == before
+    assert json.loads((tmp_path / "r" / "run_settings.json").read_text()) == settings
+    assert not [p.name for p in (tmp_path / "r").iterdir() if ".tmp" in p.name]
 
 
 @pytest.mark.slow  # (2-3 s end to end: the fast loop kept under 2 minutes)

@@ -46,7 +46,7 @@ def trained(monkeypatch):
         out = Path(run.out)
         calls.append((stage, run, _listing(out)))
         (out / "stage.json").write_text(json.dumps(stage.to_dict()))
-        trainer.record_run_settings(out, run)  # (with stage.json, as train writes them)
+        (out / "run_settings.json").write_text(trainer.run_settings_text(run))  # (with stage.json, as train writes them)
         (out / "scalars.jsonl").write_text(json.dumps({"step": 0}) + "\n")
         (out / "snapshot_0.pth.tar").write_bytes(b"new")
 
@@ -455,7 +455,7 @@ def test_a_run_whose_settings_cannot_be_recorded_leaves_the_folder_as_found(tmp_
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device", "run_settings.json")
 
-    monkeypatch.setattr(wbcap.train.trainer, "record_run_settings", full)
+    monkeypatch.setattr(wbcap.train.trainer, "run_settings_text", full)
     out = tmp_path / "r"
     before = _previous_run(out)
     r = invoke(*train_args("body"), "-o", out, "--overwrite")

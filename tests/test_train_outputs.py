@@ -54,7 +54,7 @@ def trained(monkeypatch):
         out = Path(run.out)
         out.mkdir(parents=True, exist_ok=True)  # (as the real loop does)
         (out / "stage.json").write_text(json.dumps({"stage": stage.stage}))
-        trainer.record_run_settings(out, run)  # (with stage.json, as train writes them)
+        (out / "run_settings.json").write_text(trainer.run_settings_text(run))  # (with stage.json, as train writes them)
         with open(out / "scalars.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": 0}) + "\n")
         (out / "snapshot_0.pth.tar").write_bytes(b"new")

@@ -206,7 +206,7 @@ def _check_config_paths(config_file, cfg, overrides: dict) -> None:
 def _check_resumed_model_files(folder: Path, run) -> None:
     """Refuse a ``--resume`` whose SMPL-X or MANO file is not the one the run began with (its
     targets would change mid-run, unsaid): :func:`wbcap.io.run_folder.check_same_files` against
-    what :func:`~wbcap.train.trainer.record_run_settings` recorded (a run of an older wbcap
+    what :func:`~wbcap.train.trainer.run_settings_text` recorded (a run of an older wbcap
     recorded none: unchecked).
 
     Raises:
@@ -237,7 +237,7 @@ def _check_resumed_model_files(folder: Path, run) -> None:
 
 def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
     """``(data_root, body_models, keep_last)`` for a ``--resume``: each given one, else the one
-    the run recorded (:func:`~wbcap.train.trainer.record_run_settings`; said in a log line). A run of an older
+    the run recorded (:func:`~wbcap.train.trainer.run_settings_text`; said in a log line). A run of an older
     wbcap records none; a value of the wrong kind is skipped with a warning."""
     from wbcap.train.trainer import RUN_SETTINGS_FILE, settled_run_folder
 

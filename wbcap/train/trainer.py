@@ -592,23 +592,18 @@ def model_files_identity(run: RunConfig) -> dict:
     return {"body_model_file": body, "mano_model_file": file_identity(run.mano_model)}
 
 
-def record_run_settings(out: Path, run: RunConfig) -> None:
-    """Write ``run``'s settings that the stage does not hold (``data_root``, ``body_models``,
-    ``keep_last``; paths absolute) and the identity of its model files
-    (:func:`model_files_identity`) to ``out/``:data:`RUN_SETTINGS_FILE`, the defaults of a
-    ``--resume`` (:mod:`wbcap.train.launch`). :func:`train` writes it with ``stage.json``, once
-    the model, its snapshot and the training set are read: a launch refused before then (a
-    ``--resume`` with a mistyped ``--data-root``) leaves the run's record as it was.
-
-    Raises:
-        OSError: it cannot be written (a full disk; the file is written whole or not at all).
-    """
-    from wbcap.atomic import atomic_write_text
+def run_settings_text(run: RunConfig) -> str:
+    """The text of ``out/``:data:`RUN_SETTINGS_FILE`: ``run``'s settings that the stage does not
+    hold (``data_root``, ``body_models``, ``keep_last``; paths absolute) and the identity of its
+    model files (:func:`model_files_identity`), the defaults of a ``--resume``
+    (:mod:`wbcap.train.launch`). :func:`train` writes it with ``stage.json``, once the model, its
+    snapshot and the training set are read: a launch refused before then (a ``--resume`` with a
+    mistyped ``--data-root``) leaves the run's record as it was."""
     from wbcap.io.run_folder import FILE_IDENTITY, absolute_path
 
     record = {"data_root": absolute_path(run.data_root), "body_models": absolute_path(run.body_models),
               "keep_last": run.keep_last, FILE_IDENTITY: model_files_identity(run)}
-    atomic_write_text(out / RUN_SETTINGS_FILE, json.dumps(record, indent=1) + "\n")
+    return json.dumps(record, indent=1) + "\n"
 
 
 def body_model_path(stage: StageConfig, run: RunConfig) -> str:
@@ -830,10 +825,13 @@ def train(
         # (the hand stage's sets take the MANO layer, for the fits' mano_joint_img: a CPU copy, as the body layer's)
         dataset = make_training_set(stage, run, mano if hand else body_layer)
     if d.is_main:  # (once the model, its snapshot and the training set are read: a launch refused before leaves them)
-        from wbcap.atomic import atomic_write_text
+        from wbcap.atomic import atomic_path
 
-        atomic_write_text(out / STAGE_FILE, json.dumps(stage.to_dict(), indent=1))  # (a resume reads them)
-        record_run_settings(out, run)
+        # (a resume reads them; both or neither: a full disk between two writes left a resume's
+        # stage.json beside the run's old settings, a review)
+        with atomic_path(out / STAGE_FILE) as stage_tmp, atomic_path(out / RUN_SETTINGS_FILE) as settings_tmp:
+            stage_tmp.write_text(json.dumps(stage.to_dict(), indent=1), encoding="utf-8")
+            settings_tmp.write_text(run_settings_text(run), encoding="utf-8")
     data = EpochAugmented(dataset, stage.seed)
     sampler = DistributedSampler(data, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=stage.seed, drop_last=True)
     # Scalars are logged by global step. Steps an epoch: the loop's own count, before any loader is
