@@ -32,8 +32,9 @@ blocks to the next step's tensors, where with it their memory was faulted in and
 On the Zen 4 EPYC (2026-12-06), 30 rounds of six 2-32 MB tensors allocated, filled and freed took
 126-144 ms without the variable (no system time), 195-212 ms with it (104-132 ms of system time)
 and 565-572 ms with it and the process's huge pages switched off (432-448 ms); a CPU training run
-(ResNet-18 backbones, small inputs, batch 2, 12 steps) took 11.0 s without against 14.0 s with
-them, and 9.3 s without against 10.3 s with them switched off; six one-step epochs with a 0.5 GB
+(ResNet-18 backbones, small inputs, batch 2, 12 steps) took 11.0 s without the variable against
+14.0 s with it, and 9.3 s without it against 10.3 s with it and the process switch off; six
+one-step epochs with a 0.5 GB
 snapshot each 13.1 against 29.5 s (docs/performance.md, "Training throughput"). With a GPU the
 CPU tensors are few and small.
 

@@ -306,8 +306,9 @@ _MODEL_SUFFIXES = (".npz", ".pkl")
 def _misplaced(folders: list[Path], looked: list[Path], file_name: str, target: Path) -> str:
     """Where a model file ``file_name`` that was not found is near the places looked in, and what
     to do (a new user's trial got a plain "not found" for each): a folder with a model file's name
-    where the file was looked for, or named as the body-models folder, or the file in wbcap's
-    weights folder (which holds the networks' files); "" when none."""
+    where the file was looked for, or named as the body-models folder, or the file in a weights
+    folder (``$WBCAP_WEIGHTS``'s, or the folder of the checkpoint it names, then wbcap's; they hold
+    the networks' files); "" when none."""
     named = next((f for f in folders[:1] if f.suffix.lower() in _MODEL_SUFFIXES and f.is_dir()), None)
     if named is not None:
         return (f"{named} is a folder, not a model file: name the SMPL-X file itself, or the folder that "
