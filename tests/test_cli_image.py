@@ -565,7 +565,7 @@ def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, mic
     img.write_text("not a picture any more")
     r = invoke("image", img, "-o", out, "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 2 and r.stderr == (f"error: {img}: not an image wbcap can decode; pass a JPEG, PNG, BMP, "
-                                             f"TIFF, WebP, GIF or AVIF file; its earlier result in {out / 'pair'} was left "
+                                             f"TIFF, WebP, GIF, AVIF or HEIC file; its earlier result in {out / 'pair'} was left "
                                              "unchanged\n"), r.stderr
     assert {p: p.read_bytes() for p in (out / "pair").rglob("*") if p.is_file()} == before
 

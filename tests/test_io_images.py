@@ -163,6 +163,88 @@ def test_an_avif_photo_is_read_upright_as_pillow_shows_it(tmp_path: Path, orient
             assert str(info.value).startswith(f"{wide}: the image is {w}x{h} pixels") and said in str(info.value)
 
 
+@pytest.mark.parametrize("orientation", [1, 2, 6, 7])
+def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, orientation: int, monkeypatch,
+                                                               caplog) -> None:
+    """HEIC (an iPhone's photos; OpenCV, Pillow and the FFmpeg reader give none whole: FFmpeg gave
+    one tile of a tiled photo as the frame) is read through libheif (pi-heif): a tiled picture
+    whole, turned and mirrored by its ``irot``/``imir`` and not again by the EXIF orientation
+    written beside them (as an iPhone writes both); its size from the headers is the loaded one;
+    grey, alpha and 10-bit pictures as 8-bit RGB; a damaged file, one too large and a missing
+    decoder are one line each; a picture collection is its first picture with a warning."""
+    import logging
+    import sys
+
+    import pillow_heif
+
+    from wbcap.io.images import is_heic
+
+    stored = np.zeros((48, 80, 3), np.uint8)
+    stored[:16, :16] = (255, 0, 0)  # big blocks in separate tiles: a turn, a mirror or a tile out of place shows
+    stored[-16:, -16:] = (0, 0, 255)
+    stored[:16, -16:] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "IMG_0001.HEIC"
+    pillow_heif.from_pillow(Image.fromarray(stored)).save(path, quality=-1, exif=exif.tobytes(), tile_size=32)
+    raw = path.read_bytes()
+    assert is_heic(raw[:512]) and raw.count(b"ispe") > 1  # (a grid of tiles, as phones write)
+    out = load_image(path)
+    upright = apply_exif_orientation(stored, orientation)
+    assert out.shape == upright.shape and image_size(path) == out.shape[:2]
+    assert np.abs(upright.astype(int) - out.astype(int)).mean() < 1, np.abs(upright.astype(int) - out.astype(int)).mean()
+    assert np.array_equal(load_image(path, orientation=False), out)  # (decoded upright either way: the docstring)
+    if orientation != 1:
+        return
+    grey = tmp_path / "grey.heic"
+    pillow_heif.from_pillow(Image.fromarray(stored[:, :, 1])).save(grey, quality=-1)
+    assert np.abs(load_image(grey).astype(int) - stored[:, :, 1:2]).mean() < 1
+    alpha = tmp_path / "alpha.heif"
+    pillow_heif.from_pillow(Image.fromarray(np.dstack([stored, np.full((48, 80), 7, np.uint8)]))).save(alpha, quality=-1)
+    assert np.abs(load_image(alpha).astype(int) - stored).mean() < 1  # (the stored colours kept)
+    deep = tmp_path / "deep.hif"  # (a camera's 10-bit HEIF)
+    pillow_heif.from_bytes("RGB;16", (80, 48), (stored.astype(np.uint16) * 257).tobytes()).save(deep, quality=-1)
+    assert pillow_heif.open_heif(deep, convert_hdr_to_8bit=False).info["bit_depth"] == 10
+    assert np.abs(load_image(deep).astype(int) - stored).mean() < 1
+    (tmp_path / "cut.heic").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError) as info:
+        load_image(tmp_path / "cut.heic")
+    assert str(info.value) == f"{tmp_path / 'cut.heic'}: HEIC file is truncated or corrupt; re-download or re-export it"
+    at = raw.find(b"ispe")
+    huge = tmp_path / "huge.heic"
+    huge.write_bytes(raw[:at + 8] + (20000).to_bytes(4, "big") * 2 + raw[at + 16:])
+    with pytest.raises(InputError) as info:
+        load_image(huge)
+    assert str(info.value).startswith(f"{huge}: the image is 20000x20000 pixels") and "more than wbcap's limit" in str(info.value)
+    burst = tmp_path / "burst.heic"
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (200, 40)]
+    collection = pillow_heif.from_pillow(frames[0])
+    collection.add_from_pillow(frames[1])
+    collection.save(burst, quality=-1)
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        assert abs(load_image(burst).mean() - 200) < 2
+    assert "burst.heic: an animated or multi-page image; only its first frame is used" in caplog.text
+    monkeypatch.setitem(sys.modules, "pi_heif", None)  # (an install without it)
+    with pytest.raises(InputError) as info:
+        load_image(path)
+    assert str(info.value) == (f"{path}: an HEIC picture, and its decoder is not installed: `pip install pi-heif` "
+                               "(wbcap's install brings it), or convert it to JPEG or PNG")
+
+
+def test_heic_brands() -> None:
+    """An HEIC by its ``ftyp`` brands (ISO/IEC 23008-12 Annex B); an AVIF or an MP4 is none."""
+    from wbcap.io.images import is_heic
+
+    def ftyp(major: bytes, *compatible: bytes) -> bytes:
+        body = major + b"\0\0\0\0" + b"".join(compatible)
+        return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body
+
+    assert all(is_heic(ftyp(b, b"mif1")) for b in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"))
+    assert is_heic(ftyp(b"mif1", b"miaf", b"heic")) and is_heic(ftyp(b"msf1", b"hevc"))
+    assert not is_heic(ftyp(b"mif1", b"avif", b"heic")) and not is_heic(ftyp(b"avif", b"mif1"))
+    assert not is_heic(ftyp(b"mif1", b"miaf")) and not is_heic(ftyp(b"isom", b"avc1")) and not is_heic(b"\xff\xd8\xff")
+
+
 def test_an_animated_avif_is_its_first_frame_with_a_warning(tmp_path: Path, caplog) -> None:
     """As an animated PNG or WebP (the README says so of AVIF too: a review found no warning)."""
     import logging
@@ -450,7 +532,7 @@ def test_iter_image_paths_expands_folders_and_globs(tmp_path: Path) -> None:
 
 
 def test_no_image_messages_say_what_is_read_and_where(tmp_path):
-    """A photo user's folder held a JFIF (a JPEG, as browsers save them), a HEIC and a subfolder of
+    """A photo user's folder held a JFIF (a JPEG, as browsers save them), a HEIC (now read: a JPEG XL here) and a subfolder of
     JPEGs: the JFIF was left out without a word, the subfolder too, and a glob of the folder was
     told to give a video. JFIF is read; the others are said."""
     from wbcap.errors import InputError
@@ -461,7 +543,7 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
     tmp_path.mkdir()
     (tmp_path / "Day1").mkdir()
     (tmp_path / "Day1" / "a.jpg").write_bytes(b"x")
-    (tmp_path / "IMG_1.heic").write_bytes(b"x")
+    (tmp_path / "IMG_1.jxl").write_bytes(b"x")
     with pytest.raises(InputError) as info:
         iter_image_paths([tmp_path], warn=False)
     assert str(info.value) == (f"{tmp_path}: folder holds no image files ({kinds}); a folder is read without its "
@@ -471,8 +553,8 @@ def test_no_image_messages_say_what_is_read_and_where(tmp_path):
     pattern = tmp_path.parent / "Photos [[]2024]" / "*"
     with pytest.raises(InputError) as info:
         iter_image_paths([str(pattern)], warn=False)
-    assert str(info.value) == (f"{pattern}: pattern matches no image file but 1 other file (IMG_1.heic): "
-                               f"images are read from {kinds} files; convert the .heic pictures to JPEG or PNG")
+    assert str(info.value) == (f"{pattern}: pattern matches no image file but 1 other file (IMG_1.jxl): "
+                               f"images are read from {kinds} files; convert the .jxl pictures to JPEG or PNG")
     quoted = tmp_path.parent / "it's"  # (the pattern said is one shell word: pasted back, it is the pattern)
     (quoted / "sub").mkdir(parents=True)
     (quoted / "sub" / "p.jpg").write_bytes(b"x")
@@ -634,15 +716,17 @@ def test_a_gif_is_the_first_frame_wbcap_run_sees(tmp_path: Path, caplog) -> None
 
 
 def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
-    """HEIC or raw files in a folder input are skipped (wbcap reads none of them) with one
-    warning naming them; other files (notes, box files) and hidden ones are skipped quietly."""
-    for name in ["a1.jpg", "pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2", "boxes.json", ".x.heic"]:
+    """JPEG XL or raw files in a folder input are skipped (wbcap reads none of them) with one
+    warning naming them; other files (notes, box files) and hidden ones are skipped quietly.
+    HEIC / HEIF photos (iPhones' and cameras' ``.hif``) are read (they were skipped)."""
+    for name in ["a1.jpg", "pal.JXL", "IMG_2.DNG", "c.cr3", "d.psd", "e.CR2", "boxes.json", ".x.jxl"]:
         (tmp_path / name).write_bytes(b"x")
     with caplog.at_level("WARNING", logger="wbcap.io.images"):
         assert [p.name for p in iter_image_paths(tmp_path)] == ["a1.jpg"]
     (record,) = caplog.records
-    assert record.getMessage().startswith(f"{tmp_path}: skipped c.cr3, d.heif, e.CR2 and 2 more: pictures of a kind "
-                                          "wbcap does not read (it reads .avif .bmp .dib .gif .jfif .jp2 .jpe .jpeg .jpg"), record.getMessage()
+    assert record.getMessage().startswith(f"{tmp_path}: skipped c.cr3, d.psd, e.CR2 and 2 more: pictures of a kind "
+                                          "wbcap does not read (it reads .avif .bmp .dib .gif .heic .heif .hif .jfif "
+                                          ".jp2 .jpe .jpeg .jpg"), record.getMessage()
     assert record.getMessage().endswith("; convert them to JPEG or PNG")
     caplog.clear()
     (tmp_path / "clip.MP4").write_bytes(b"x")  # (a video beside the pictures: said, a new user's trial)
@@ -659,7 +743,12 @@ def test_a_folder_names_the_pictures_it_skips(tmp_path: Path, caplog) -> None:
     (tmp_path / "clip.MP4").unlink()
     (tmp_path / "v.ogv").unlink()
     caplog.clear()
-    for name in ["pal.HEIC", "IMG_2.HEIC", "c.cr3", "d.heif", "e.CR2"]:
+    for name in ["pal.JXL", "IMG_2.DNG", "c.cr3", "d.psd", "e.CR2"]:
+        (tmp_path / name).unlink()
+    for name in ["IMG_3.HEIC", "f.heif", "g.HIF"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in iter_image_paths(tmp_path, warn=False)] == ["a1.jpg", "f.heif", "g.HIF", "IMG_3.HEIC"]
+    for name in ["IMG_3.HEIC", "f.heif", "g.HIF"]:
         (tmp_path / name).unlink()
     with caplog.at_level("WARNING", logger="wbcap.io.images"):
         iter_image_paths(tmp_path)

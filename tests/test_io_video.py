@@ -615,8 +615,10 @@ def test_a_video_named_as_a_picture_is_read_as_the_video(tmp_path: Path, caplog,
 
 
 def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
-    """Every picture format wbcap reads, and a HEIF / AVIF photo's header, is not a video's."""
+    """Every picture format wbcap reads, and a HEIF / AVIF photo's header, is not a video's (an
+    HEIC was read as one: FFmpeg gave one tile of a tiled photo as the frame)."""
     import cv2
+    import pillow_heif
     from PIL import Image
 
     from wbcap.io.images import IMAGE_EXTENSIONS, file_video_container, video_container
@@ -626,13 +628,18 @@ def test_no_picture_is_taken_for_a_video(tmp_path: Path) -> None:
         picture = draw(1, 64, 48)[:, :, 0] if suffix in (".pbm", ".pgm") else draw(1, 64, 48)  # (one channel)
         if suffix in (".gif", ".avif"):  # (OpenCV writes none)
             Image.fromarray(picture[:, :, ::-1]).save(p)
+        elif suffix in (".heic", ".heif", ".hif"):  # (nor these: written with libheif's encoder, pillow-heif)
+            pillow_heif.from_pillow(Image.fromarray(picture[:, :, ::-1])).save(p, tile_size=32)
         elif suffix == ".jfif":  # (a JPEG by another name, which OpenCV writes by name only as .jpg)
             p.write_bytes(cv2.imencode(".jpg", picture)[1].tobytes())
         else:
             assert cv2.imwrite(str(p), picture), suffix
         assert file_video_container(p) is None, suffix
         # (a GIF named alone is a video, read frame by frame; in a folder, a picture)
-        assert open_frames(p).info.is_image_sequence == (suffix != ".gif"), suffix
+        frames = open_frames(p)
+        assert frames.info.is_image_sequence == (suffix != ".gif"), suffix
+        if suffix != ".gif":
+            assert (frames.info.width, frames.info.height) == (64, 48), suffix
     for brand in (b"heic", b"mif1", b"avif", b"miaf", b"mif2", b"heif", b"avci", b"jpeg", b"MiHE", b"crx "):
         assert video_container(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 180) is None, brand
         # (a picture brand among the compatible ones)

@@ -491,7 +491,7 @@ def test_a_bad_image_met_mid_run_says_how_to_start_over(tmp_path, base_args):
     args = ["--detector", "full", "--batch-size", "1", "--min-track", "1", *base_args]
     r = invoke("run", frames, "-o", out, *args)
     assert r.exit_code == 2, text(r)
-    assert (f"{frames / '0004.png'}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF or AVIF file (or "
+    assert (f"{frames / '0004.png'}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF, AVIF or HEIC file (or "
             f"remove it); then run the same command with --overwrite to start over ({out} holds the frames done so "
             "far, but --resume cannot continue once the images change)") in text(r), text(r)
     assert len((out / ".wbcap" / "raw.jsonl").read_text().splitlines()) == 4

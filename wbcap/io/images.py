@@ -53,14 +53,14 @@ log = logging.getLogger(__name__)
 #: File name endings (lower case) that :func:`iter_image_paths` treats as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif", ".avif"}
+     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".gif", ".avif", ".heic", ".heif", ".hif"}
 )
 
 #: Picture file endings (lower case) wbcap does not read (no decoder it uses takes them): a
 #: folder input skips them with a warning (:func:`iter_image_paths`), rather than silently as
 #: other files.
 UNREAD_PICTURE_EXTENSIONS: frozenset[str] = frozenset(
-    {".heic", ".heif", ".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
+    {".jxl", ".svg", ".psd", ".ico", ".tga", ".dng", ".cr2", ".cr3", ".nef",
      ".arw", ".orf", ".rw2", ".raf"}
 )
 
@@ -121,9 +121,11 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
 
     Args:
         path: an image file (any format OpenCV reads: JPEG, PNG, BMP, TIFF, WebP, PNM, ...; and
-            GIF, its first frame as FFmpeg decodes it, :func:`_decode_gif`).
+            GIF, its first frame as FFmpeg decodes it, :func:`_decode_gif`; AVIF,
+            :func:`_decode_avif`; HEIC, :func:`_decode_heic`).
         orientation: turn the picture upright by its EXIF orientation; False: the pixels as
-            stored (a dataset's annotations refer to them).
+            stored (a dataset's annotations refer to them). An HEIC comes upright either way:
+            its decoder applies its turn, as HEIF readers must.
         damaged: what a truncated or corrupt file that still decodes gets: ``"refuse"`` (an
             InputError), or ``"warn"``: the message as a warning, and the pixels as decoded
             (the part lost grey), as OpenCV (or, for a GIF, FFmpeg) gives them (a dataset's image: one such image in a
@@ -149,9 +151,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
 
     import cv2
 
-    avif = is_avif(data[:SNIFF_BYTES])
+    avif, heic = is_avif(data[:SNIFF_BYTES]), is_heic(data[:SNIFF_BYTES])
     try:  # (AVIF by Pillow whatever OpenCV's build: its turn and bit depth handled one way)
-        decoded = _decode_avif(p, data) if avif else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        decoded = (_decode_avif(p, data) if avif else _decode_heic(p, data) if heic
+                   else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED))
     except cv2.error as exc:  # (e.g. more pixels than OpenCV's own limit, in a format Pillow cannot size)
         log.debug("OpenCV cannot decode %s: %s", p, exc)
         decoded = None
@@ -172,7 +175,7 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own"
                              f"{rename}")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
-        raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF or AVIF file"
+        raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF, AVIF or HEIC file"
                          + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
     if damage is None:
         damage = _damage(p, damaged, _check_complete, data)
@@ -186,7 +189,8 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, %s)", p,
                     f"{reader} reads it frame by frame" if data.startswith(_GIF_SIGNATURES)
                     else "convert it to a video and use `wbcap run`")
-    tag = _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
+    # (an HEIC's EXIF orientation, which phones write beside its irot, no longer applies: decoded upright)
+    tag = None if heic else _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
     turned = tag not in (None, 1) and _turned_by_decoder(data, decoded, tag)
     rgb = _to_rgb8(p, decoded)
     if orientation and tag not in (None, 1) and not turned:
@@ -254,14 +258,31 @@ def is_avif(head: bytes) -> bool:
     return major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and bool({b"avif", b"avis"} & set(compatible)))
 
 
+#: ``ftyp`` brands of HEIF files whose pictures are HEVC-coded, HEIC (ISO/IEC 23008-12, Annex
+#: B: images and image collections, sequences, with and without range extensions, layered).
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+
+
+def is_heic(head: bytes) -> bool:
+    """Whether a file's first bytes begin an HEIC picture (HEVC in HEIF, as iPhones save photos
+    and cameras their ``.hif`` files): an ISO-BMFF ``ftyp`` box whose major brand is an HEVC one
+    (:data:`_HEIC_BRANDS`), or HEIF's ``mif1``/``msf1`` with one among its compatible ones; not
+    an AVIF (:func:`is_avif`)."""
+    brands = _ftyp_brands(head)
+    if brands is None or is_avif(head):
+        return False
+    major, compatible = brands
+    return major in _HEIC_BRANDS or (major in (b"mif1", b"msf1") and bool(_HEIC_BRANDS & set(compatible)))
+
+
 #: The widest (and tallest) picture libavif decodes (its default ``imageDimensionLimit``).
 AVIF_MAX_SIDE = 32768
 
 
-def _avif_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` an AVIF's ``ispe`` property declares (ISO/IEC 23008-12, 6.5.3: a full
-    box, then two 32-bit sizes), its first one (the primary item's in the files encoders write),
-    or None where there is none in the file's first 64 KB."""
+def _ispe_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` a HEIF's (an AVIF's, an HEIC's) ``ispe`` property declares (ISO/IEC
+    23008-12, 6.5.3: a full box, then two 32-bit sizes), its first one (the primary item's in the
+    files encoders write), or None where there is none in the file's first 64 KB."""
     at = data.find(b"ispe", 0, 1 << 16)
     if at < 4 or len(data) < at + 16:
         return None
@@ -288,7 +309,7 @@ def _decode_avif(p: Path, data: bytes) -> np.ndarray:
                "install PyPI's Pillow wheel, which has it (`pip install --force-reinstall pillow`)")
         raise InputError(f"{p}: an AVIF picture, which this Pillow ({PIL.__version__}) cannot decode "
                          f"({'too old' if old else 'built without libavif'}): {how}, or convert it to JPEG or PNG")
-    size = _avif_size(data)  # (from its header: libavif refuses a side over 32768 as it refuses a damaged file)
+    size = _ispe_size(data)  # (from its header: libavif refuses a side over 32768 as it refuses a damaged file)
     if size is not None:
         check_pixel_count(p, *size)
         if max(size) > AVIF_MAX_SIDE:
@@ -305,6 +326,40 @@ def _decode_avif(p: Path, data: bytes) -> np.ndarray:
         log.debug("Pillow cannot decode %s: %s", p, exc)
         raise InputError(f"{p}: AVIF file is truncated or corrupt; re-download or re-export it") from None
     return np.ascontiguousarray(rgb[:, :, [2, 1, 0, 3][: rgb.shape[2]]])
+
+
+def _decode_heic(p: Path, data: bytes) -> np.ndarray:
+    """An HEIC picture (its primary image) as OpenCV would give a picture, ``(H, W, 3|4)`` uint8
+    BGR(A) or ``(H, W)`` grey, upright: decoded by libheif through pi-heif (a dependency, decoder
+    only: OpenCV and Pillow decode no HEIC, which iPhones save by default). libheif puts a tiled
+    picture's tiles together, turns and mirrors it by its ``irot`` / ``imir`` properties (HEIF
+    readers must; the file's EXIF orientation, which phones write beside them, then no longer
+    applies) and brings 10- and 12-bit pictures to 8 bits.
+
+    Raises:
+        InputError: pi-heif is not installed (how to install it), the picture has more than
+            :data:`MAX_IMAGE_PIXELS` pixels (from its header, before decoding), or the file is
+            damaged or holds no picture libheif decodes.
+    """
+    try:
+        import pi_heif
+    except ImportError:
+        raise InputError(f"{p}: an HEIC picture, and its decoder is not installed: `pip install pi-heif` (wbcap's "
+                         "install brings it), or convert it to JPEG or PNG") from None
+    size = _ispe_size(data)
+    if size is not None:
+        check_pixel_count(p, *size)
+    try:
+        heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True, bgr_mode=True)
+        check_pixel_count(p, *heif.size)
+        # (copied while ``heif`` lives: an array viewing its pixels read freed memory once it was gone)
+        pixels = np.array(heif)
+    except InputError:
+        raise
+    except Exception as exc:  # (libheif's errors for a damaged file: ValueError, EOFError, SyntaxError, RuntimeError)
+        log.debug("pi-heif cannot decode %s: %s", p, exc)
+        raise InputError(f"{p}: HEIC file is truncated or corrupt; re-download or re-export it") from None
+    return pixels
 
 
 def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
@@ -371,7 +426,8 @@ def _animated(data: bytes) -> bool:
     """Whether an image file's bytes hold an animation :func:`load_image` decodes only the first
     frame of: an APNG (an ``acTL`` chunk before the first ``IDAT``; PNG spec, APNG extension), an
     animated WebP (an ``ANIM`` chunk in its ``VP8X`` container; WebP container spec), a TIFF
-    of several pages, an AVIF of several frames or a GIF of several frames."""
+    of several pages, an AVIF of several frames, an HEIC of several pictures or a GIF of several
+    frames."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         idat = data.find(b"IDAT")
         return b"acTL" in data[: idat if idat > 0 else len(data)]
@@ -383,6 +439,13 @@ def _animated(data: bytes) -> bool:
         try:
             with _open_pillow(io.BytesIO(data)) as im:
                 return int(getattr(im, "n_frames", 1)) > 1
+        except Exception:
+            return False
+    if is_heic(data[:SNIFF_BYTES]):
+        try:
+            import pi_heif
+
+            return len(pi_heif.open_heif(io.BytesIO(data))) > 1
         except Exception:
             return False
     return False
@@ -399,6 +462,15 @@ def _stored_size(im) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _head(path: Path) -> bytes:
+    """A regular file's first :data:`SNIFF_BYTES` bytes; none for anything else (a named pipe
+    would be waited on for ever)."""
+    if not path.is_file():
+        return b""
+    with open(path, "rb") as f:
+        return f.read(SNIFF_BYTES)
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(H, W)`` pixels of the upright picture :func:`load_image` would return, from the file's
     headers only (Pillow; no decoding), or None when Pillow cannot tell (the file is then
@@ -408,6 +480,11 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         screen = _gif_screen(Path(path))
         if screen is not None:
             return screen
+        if is_heic(_head(Path(path))):  # (Pillow reads no HEIC; libheif gives its size upright, as load_image decodes it)
+            import pi_heif
+
+            width, height = pi_heif.open_heif(path).size
+            return (int(height), int(width))
         with _open_pillow(Path(path)) as im:  # lazy: parses headers only
             width, height = _stored_size(im)
             if width * height > MAX_IMAGE_PIXELS:  # (a PNG's orientation could mean decoding it)
