@@ -123,6 +123,48 @@ def test_sparse_variable_frame_rate_render_lasts_as_long_as_the_source(tmp_path,
     assert stream_times(out / "render.mp4")[1] == pytest.approx(5.0, abs=0.35)
 
 
+def _paused_clip(path: Path, times_ms: list[int]) -> Path:
+    """A 64x48 H.264 Matroska clip whose frames (``draw(i)``) show at ``times_ms``."""
+    import av
+
+    from wbcap.testing.videos import draw
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+@pytest.mark.slow  # two runs (the second pass 2 only)
+def test_the_parts_of_a_split_track_are_smoothed_as_the_tracks_they_would_be(tmp_path, base_args, micro_ckpt_raw):
+    """A review: a track split into parts (a pause of 6 s in the source that --max-age lets it
+    live through) was smoothed as one sequence, the 1-euro filter carrying each part's poses into
+    the other's ends. Each part's poses are now those of the track it is without --max-age (the
+    track ends at the pause, the person after it a new id). The network's heads as drawn: poses
+    that change with the frames."""
+    src = _paused_clip(tmp_path / "paused.mkv", [0, 100, 200, 300, 6_300, 6_400, 6_500, 6_600])
+    out = tmp_path / "out"
+    base_args = ["--checkpoint", str(micro_ckpt_raw), *base_args[2:]]
+    invoke("run", src, "-o", out, "--export", "npz", "--no-render", *base_args)
+    apart = {}
+    for name in ("track_0.npz", "track_1.npz"):
+        with np.load(out / name) as f:
+            apart[name] = f["poses"]
+    invoke("run", src, "-o", out, "--resume", "--max-age", "300000", "--export", "npz", "--no-render", *base_args)
+    for part, alone in zip(("track_0_part1.npz", "track_0_part2.npz"), apart.values()):
+        with np.load(out / part) as f:
+            assert f["poses"].shape == alone.shape == (4, 165) and np.ptp(alone, axis=0).max() > 1e-3
+            np.testing.assert_array_equal(f["poses"], alone)
+
+
 @pytest.mark.slow  # the other variable-rate test runs in the fast loop
 def test_a_source_paused_for_hours_renders_and_splits_its_tracks(tmp_path, base_args):
     """A variable-frame-rate recording paused for 8 hours between two stretches (a motion-triggered

@@ -291,6 +291,40 @@ def test_a_missed_stretch_and_the_ends_do_not_pull_a_straight_motion() -> None:
     np.testing.assert_allclose(smooth_signal(x, t, SmoothConfig(method="gaussian")), x, atol=1e-12)
 
 
+def test_the_pieces_a_track_is_split_into_are_smoothed_apart() -> None:
+    """A review: a person re-identified after 1.5 s unseen (over --max-gap: written as two files)
+    was smoothed as one sequence, the 1-euro filter carrying each side's values into the other's
+    ends (7.6 cm and 2.6 degrees on part 1's last row). With ``pieces`` each is its own sequence:
+    equal to smoothing it alone, a person standing still on either side comes back exactly, and
+    the shape is the whole track's."""
+    from wbcap.export.amass import clock_cuts
+
+    t = np.r_[np.arange(60) / FPS, 59 / FPS + 1.5 + np.arange(60) / FPS]
+    pieces = clock_cuts(t, FPS, 1.0, frames=np.round(t * FPS).astype(int), frame_step=1)
+    assert pieces.tolist() == [60]
+    before = np.arange(120) < 60
+    root = np.where(before[:, None], Rotation.from_euler("x", np.pi).as_rotvec(),
+                    (Rotation.from_euler("x", np.pi) * Rotation.from_euler("y", np.pi / 2)).as_rotvec())[:, None]
+    transl = np.where(before[:, None], [0.0, 0.0, 5.0], [2.0, 0.0, 5.0])
+    rng = np.random.default_rng(0)
+    betas, expression = rng.normal(size=(120, 10)), rng.normal(size=(120, 10))
+    for config in (SmoothConfig(), SmoothConfig(method="gaussian")):
+        whole = smooth_track(root, transl, betas, t, config, extras={"expression": expression}, pieces=pieces)
+        np.testing.assert_allclose(whole.transl, transl, atol=1e-12)
+        assert _geodesic(whole.poses_aa, root).max() < 1e-6
+        for part in (slice(0, 60), slice(60, 120)):
+            alone = smooth_track(root[part], transl[part], betas[part], t[part], config,
+                                 extras={"expression": expression[part]})
+            np.testing.assert_array_equal(whole.poses_aa[part], alone.poses_aa)
+            np.testing.assert_array_equal(whole.extras["expression"][part], alone.extras["expression"])
+        np.testing.assert_array_equal(whole.betas, robust_mean(betas, config.betas_trim))
+    joined = smooth_track(root, transl, betas, t, SmoothConfig())  # (what a track was smoothed as)
+    assert np.abs(joined.transl - transl).max() > 0.05
+    for bad in ([0], [120], [60, 60], [70, 60]):
+        with pytest.raises(ValueError, match="pieces must be increasing indices in 1..119"):
+            smooth_track(root, transl, betas, t, pieces=bad)
+
+
 @pytest.mark.parametrize("fps, min_cutoff, kept", [(30, 2.0, (0.93, 0.75, 0.43, 0.25)), (10, 2.0, (0.89, 0.66, 0.34, 0.22)),
                                                    (30, 8.0, (1.00, 0.97, 0.86, 0.74))])
 def test_the_amplitude_the_one_euro_filter_keeps_is_the_readmes(fps, min_cutoff, kept) -> None:

@@ -500,6 +500,7 @@ def finalize(
     """Pass 2: track, move to the video camera, smooth, (with ``job.world``) ground, write every
     output file. ``body``: the SMPL-X layer (:class:`~wbcap.body.smplx_layer.SMPLXLayer`), on the
     device pass 2 computes on; no network is needed."""
+    from wbcap.export.amass import clock_cuts
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import write_params_jsonl
     from wbcap.export.track_meshes import write_track_objs
@@ -525,7 +526,10 @@ def finalize(
     rate = clock_rate(list(col.frames.values()), rate, base, job.frame_step)
     if rate > MAX_FPS:  # (the clock of the track files: meta.json refuses a faster one)
         raise _too_fast(job, rate, f" and {setting('overwrite', api='overwrite=True')}")
-    tracks = {tid: smoothed_track(col.per_track[tid], job.smooth, body, dev, focal, princpt)
+    # (each segment its animation files will hold smoothed on its own, a review)
+    tracks = {tid: smoothed_track(col.per_track[tid], job.smooth, body, dev, focal, princpt,
+                                  pieces=clock_cuts(col.per_track[tid].time, rate, job.max_gap,
+                                                    col.per_track[tid].frame, job.frame_step))
               for tid in sorted(col.per_track) if tid in col.kept}
     report_losses(col, len(tracks), job.source, job.detector)
 

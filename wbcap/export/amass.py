@@ -167,16 +167,7 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
     if frames is not None and np.shape(frames) != t.shape:
         raise ValueError(f"frames must have the shape of times {t.shape}, got {np.shape(frames)}")
     period = 1.0 / rate
-    missed_rows = np.maximum(np.floor(np.diff(t) * rate + 0.5) - 1, 0)
-    cut = missed_rows * period > max_gap + 1e-9
-    step = steps = None  # (the frame step: pairs that far apart missed nothing, for the cuts and `valid`)
-    if frames is not None:
-        steps = np.diff(np.asarray(frames, np.int64))
-        seen_in_a_row = steps[missed_rows == 0]
-        step = frame_step if frame_step is not None else (int(seen_in_a_row.min()) if seen_in_a_row.size else None)
-    if step is not None and cut.any():
-        cut &= (steps > step) | (missed_rows * period > SOURCE_PAUSE_S + 1e-9)
-    cuts = np.flatnonzero(cut) + 1
+    cuts, step = _cuts_and_step(t, rate, max_gap, frames, frame_step)
     segments = []
     for idx in np.split(np.arange(t.size), cuts):
         ts = t[idx]
@@ -194,6 +185,32 @@ def regular_clock(times: np.ndarray, rate: float, max_gap: float,
             lo, hi, weight, valid = _resampled_rows(ts, grid, period, seg_frames, step)
         segments.append(ClockSegment(grid, idx[lo], idx[hi], weight, valid))
     return segments
+
+
+def clock_cuts(times: np.ndarray, rate: float, max_gap: float, frames: np.ndarray | None = None,
+               frame_step: int | None = None) -> np.ndarray:
+    """Where :func:`regular_clock` splits a track into segments (written as separate files, and
+    smoothed apart: :func:`wbcap.smooth.track.smoothed_track`): ``(S,)`` int64 indices into
+    ``times`` of the observations that begin a segment after the first, increasing (empty when
+    nothing is split). Arguments as :func:`regular_clock`'s (not checked here)."""
+    return _cuts_and_step(np.asarray(times, np.float64), rate, max_gap, frames, frame_step)[0]
+
+
+def _cuts_and_step(t: np.ndarray, rate: float, max_gap: float, frames: np.ndarray | None,
+                   frame_step: int | None) -> tuple[np.ndarray, int | None]:
+    """:func:`clock_cuts`'s indices, and the frame step :func:`regular_clock` takes pairs that
+    far apart to have missed nothing by (None without ``frames``, or where it has none)."""
+    period = 1.0 / rate
+    missed_rows = np.maximum(np.floor(np.diff(t) * rate + 0.5) - 1, 0)
+    cut = missed_rows * period > max_gap + 1e-9
+    step = steps = None  # (the frame step: pairs that far apart missed nothing, for the cuts and `valid`)
+    if frames is not None:
+        steps = np.diff(np.asarray(frames, np.int64))
+        seen_in_a_row = steps[missed_rows == 0]
+        step = frame_step if frame_step is not None else (int(seen_in_a_row.min()) if seen_in_a_row.size else None)
+    if step is not None and cut.any():
+        cut &= (steps > step) | (missed_rows * period > SOURCE_PAUSE_S + 1e-9)
+    return (np.flatnonzero(cut) + 1).astype(np.int64), step
 
 
 def _snapped_rows(ts: np.ndarray, grid: np.ndarray, period: float) -> tuple[np.ndarray, ...]:

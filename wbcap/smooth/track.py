@@ -9,6 +9,7 @@ writers of :mod:`wbcap.export` read. :func:`clock_rate` picks the rate of the AM
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,9 +132,12 @@ def _keep_to(t: np.ndarray, rate: float, step: int = 1) -> bool:
 
 
 def smoothed_track(
-    track: Track, config: SmoothConfig, body: Any, device: Any, focal: float, princpt: tuple[float, float]
+    track: Track, config: SmoothConfig, body: Any, device: Any, focal: float, princpt: tuple[float, float],
+    pieces: Sequence[int] = (),
 ) -> SmoothedTrack:
-    """One track's parameters moved into the video camera and smoothed.
+    """One track's parameters moved into the video camera and smoothed, each of its ``pieces``
+    on its own (:func:`wbcap.smooth.sequence.smooth_track`; the indices of the rows that begin
+    the segments its animation files split it into, :func:`wbcap.export.amass.clock_cuts`).
 
     Each person-frame's ``transl`` (Hand4Whole's ``cam_trans``) is in its own box's camera (``track.focal`` (N,),
     ``track.princpt`` (N, 2), pixels); :func:`wbcap.camera.shared_camera_translation` moves it so
@@ -156,7 +160,7 @@ def smoothed_track(
     poses = np.concatenate([params[k].reshape(len(trans), n, 3) for k, n in zip(ROT_KEYS, ROT_SIZES)], 1)
     t = np.asarray(track.time, np.float64)
     poses_s, trans_s, betas_s, extras = smooth_track(poses, trans, params["betas"], t, config,
-                                                     extras={"expression": params["expression"]})
+                                                     extras={"expression": params["expression"]}, pieces=pieces)
     split = np.cumsum(ROT_SIZES)[:-1]
     rotations = {k: part.reshape(len(t), -1).astype(np.float32) for k, part in zip(ROT_KEYS, np.split(poses_s, split, axis=1))}
     return SmoothedTrack(
