@@ -1150,3 +1150,87 @@ def test_vtest_avi(shared_dir: Path) -> None:
     late = list(open_frames(vtest, start=50.0, max_frames=2))
     assert [(f.index, f.time) for f in late] == [(500, 50.0), (501, pytest.approx(50.1))]
     assert isinstance(src, FrameSource)
+
+
+def _h264(path: Path, frames: list[np.ndarray], fps: int = 10, sar: Fraction | None = None, fmt: str = "mp4") -> Path:
+    """``frames`` (RGB) as an H.264 stream, its pixels ``sar`` wide (the VUI's sample aspect)."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if sar is not None:
+            s.codec_context.sample_aspect_ratio = sar
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def _bars(width: int, height: int) -> np.ndarray:
+    """A grey picture with a dark vertical bar a quarter of the way across and a light one at
+    three quarters (smooth edges: a scaler's rounding barely moves them)."""
+    x = np.arange(width) / width
+    profile = 128 - 90 * np.exp(-((x - 0.25) / 0.05) ** 2) + 90 * np.exp(-((x - 0.75) / 0.05) ** 2)
+    return np.repeat(np.repeat(profile[None, :, None], height, 0), 3, 2).astype(np.uint8)
+
+
+def test_non_square_pixels_are_made_square_as_players_show_them(tmp_path: Path, caplog) -> None:
+    """A review: a 720x480 stream of 32:27 pixels (a DVD's 16:9) came as its stored grid, people
+    16 % narrower than a player shows them. Frames are scaled to square pixels (96x48 of 4:3
+    pixels -> 128x48), VideoInfo says that size, and the bars stay where the picture has them."""
+    stored = _bars(96, 48)
+    src = _h264(tmp_path / "anamorphic.mp4", [stored] * 3, sar=Fraction(4, 3))
+    with caplog.at_level(logging.INFO, logger="wbcap.io.video_probe"):
+        frames = open_frames(src)
+    info = frames.info
+    assert (info.stored_size, info.sample_aspect, info.decode_size) == ((96, 48), Fraction(4, 3), (128, 48))
+    assert (info.width, info.height) == (128, 48)
+    assert f"{src}: its pixels are not square (sample aspect ratio 4:3): frames are scaled from 96x48 to 128x48" in caplog.text
+    images = [f.image for f in frames]
+    assert len(images) == 3 and all(im.shape == (48, 128, 3) for im in images)
+    row = images[0][24, :, 1].astype(int)
+    assert abs(int(row.argmin()) - 32) <= 1 and abs(int(row.argmax()) - 96) <= 1, (row.argmin(), row.argmax())
+    assert np.abs(images[0].astype(int) - _bars(128, 48)).mean() < 3
+    square = open_frames(_h264(tmp_path / "square.mp4", [stored] * 2))  # (square pixels: as stored, said nothing)
+    assert (square.info.width, square.info.sample_aspect) == (96, 1) and next(iter(square)).image.shape == (48, 96, 3)
+
+
+def _joined(tmp_path: Path) -> Path:
+    """Two MPEG-TS clips joined byte by byte, 4 frames of 64x48 then 4 of 128x96 (10 fps)."""
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_h264(tmp_path / "a.ts", [_bars(64, 48)] * 4, fmt="mpegts").read_bytes()
+                       + _h264(tmp_path / "b.ts", [_bars(128, 96)] * 4, fmt="mpegts").read_bytes())
+    return joined
+
+
+def test_a_video_whose_frames_change_size_is_read_at_its_first_size(tmp_path: Path, caplog) -> None:
+    """A review: two clips joined (64x48 then 128x96) gave frames of both sizes. Every frame now
+    has the first size (scaled, as the ffmpeg tool does), said once."""
+    joined = _joined(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+        frames = open_frames(joined)
+        images = [f.image for f in frames]
+        assert len([f for f in frames]) == 8  # (a second pass: nothing said again)
+    assert len(images) == 8 and {im.shape for im in images} == {(48, 64, 3)}
+    assert np.abs(images[-1].astype(int) - _bars(64, 48)).mean() < 3  # (the second clip's bars, scaled)
+    said = [r.getMessage() for r in caplog.records if "change size" in r.getMessage()]
+    assert said == [f"{joined}: the video's frames change size at 0.400 s (from 64x48 to 128x96); they are scaled "
+                    "to the first frames' size, as the ffmpeg tool does"], said
+
+
+def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: Path, micro_ckpt, body_dir) -> None:
+    """`wbcap run` of it failed at its end, when render.mp4 got a frame of the second size, after
+    the network had done every frame (a review); it writes its outputs at the first size."""
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["-q", "run", str(_joined(tmp_path)), "-o", str(out), "--checkpoint", str(micro_ckpt),
+                                 "--body-models", str(body_dir), "--device", "cpu", "--detector", "full",
+                                 "--min-track", "1", "--export", "npz"])
+    assert r.exit_code == 0, r.output
+    assert probe_video(out / "render.mp4").width == 64 and len(list(open_frames(out / "render.mp4"))) == 8

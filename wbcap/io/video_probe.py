@@ -52,7 +52,8 @@ class VideoInfo:
 
     Attributes:
         path: the file (for an image sequence: the folder/pattern given, or its first image).
-        width: frame width in pixels **as displayed** (after rotation).
+        width: frame width in pixels **as displayed** (after rotation; pixels made square:
+            ``decode_size``).
         height: frame height in pixels as displayed (after rotation).
         fps: average frame rate, frames per second (``float(fps_fraction)``).
         fps_fraction: the same rate, exact (``30000/1001`` for NTSC video).
@@ -80,6 +81,11 @@ class VideoInfo:
             dropped frames has its grid's rate here (30) and a lower average in ``fps`` (29.3 for
             1 frame of 45 dropped), which is what :func:`wbcap.smooth.track.clock_rate` tries
             second.
+        stored_size: ``(width, height)`` of the first frame as stored (before rotation); None
+            for image sequences.
+        sample_aspect: the stream's sample (pixel) aspect ratio, width over height of one
+            stored pixel as displayed: 1 for square pixels; 32/27 for a 720x480 DVD frame shown
+            at 16:9 (FFmpeg's ``sample_aspect_ratio``, the container's where it has one).
     """
 
     path: Path
@@ -96,6 +102,49 @@ class VideoInfo:
     mirrored: bool = False
     video_end: float | None = None
     base_fps_fraction: Fraction | None = None
+    stored_size: tuple[int, int] | None = None
+    sample_aspect: Fraction = Fraction(1)
+
+    @property
+    def decode_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` every frame of the video is converted to before rotation: the
+        first frame's stored size with its pixels made square (the width times
+        ``sample_aspect``, to an even number: as players show it, FFmpeg's ``scale=iw*sar:ih``),
+        also for frames stored at another size (a stream whose size changes part way, scaled as
+        the ``ffmpeg`` tool scales them); None for image sequences."""
+        return None if self.stored_size is None else square_pixel_size(self.stored_size, self.sample_aspect)
+
+
+def square_pixel_size(stored: tuple[int, int], sample_aspect: Fraction) -> tuple[int, int]:
+    """``(width, height)`` of a ``stored`` ``(width, height)`` picture of pixels ``sample_aspect``
+    wide (over high) as shown with square ones: the width times ``sample_aspect`` to an even
+    number (at least 2), the height kept; ``stored`` itself for square pixels."""
+    width, height = stored
+    if sample_aspect != 1:
+        width = max(2, 2 * round(width * sample_aspect / 2))
+    return width, height
+
+
+#: Sample aspect ratios outside these bounds are taken for damaged metadata (square pixels):
+#: anamorphic video is at most 2:1 (HDV 4:3, DVD 64:45 / 32:27, 2x anamorphic film scans).
+SAMPLE_ASPECT_BOUNDS = (Fraction(1, 4), Fraction(4))
+
+
+def sample_aspect_of(stream: Any) -> Fraction:
+    """A video stream's sample aspect ratio (:attr:`VideoInfo.sample_aspect`): the container's
+    (``AVStream.sample_aspect_ratio``), else the codec's; 1 where neither is given (0/1) or the
+    value is outside :data:`SAMPLE_ASPECT_BOUNDS`."""
+    for value in (getattr(stream, "sample_aspect_ratio", None), stream.codec_context.sample_aspect_ratio):
+        try:
+            sar = Fraction(value) if value is not None else None
+        except (TypeError, ValueError, ZeroDivisionError):
+            sar = None
+        if sar is not None and sar > 0:
+            if SAMPLE_ASPECT_BOUNDS[0] <= sar <= SAMPLE_ASPECT_BOUNDS[1]:
+                return sar
+            log.debug("ignoring the sample aspect ratio %s (outside %s)", sar, SAMPLE_ASPECT_BOUNDS)
+            return Fraction(1)
+    return Fraction(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,8 +475,13 @@ def _stream_end(stream: Any) -> float | None:
 def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
                       warn: bool = True) -> VideoInfo:
     rotation, mirrored = _orientation(stream, first, log.warning if warn else log.debug)
-    width = int(stream.codec_context.width or first.width)
-    height = int(stream.codec_context.height or first.height)
+    stored = (int(first.width or stream.codec_context.width), int(first.height or stream.codec_context.height))
+    sar = sample_aspect_of(stream)
+    width, height = square_pixel_size(stored, sar)
+    if sar != 1:
+        (log.info if warn else log.debug)(
+            "%s: its pixels are not square (sample aspect ratio %s): frames are scaled from %dx%d to %dx%d, "
+            "as players show them", p, f"{sar.numerator}:{sar.denominator}", *stored, width, height)
     if rotation in (90, 270):
         width, height = height, width
 
@@ -458,7 +512,7 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
         path=p, width=width, height=height, fps=float(rate), fps_fraction=rate,
         frame_count=frame_count, duration=duration, video_end=video_end, rotation=rotation, codec=codec,
         has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
-        base_fps_fraction=base if base != rate else None,
+        base_fps_fraction=base if base != rate else None, stored_size=stored, sample_aspect=sar,
     )
 
 

@@ -202,6 +202,7 @@ class FrameSource:
         # (an image sequence's first image as its probe decoded it, for the first pass over it: decoded
         # once, and its warnings said once; an animated AVIF's were said twice, a break-it trial)
         self._first_image: np.ndarray | None = None
+        self._said_resized = False  # (a video whose frames change size: said once, on the first pass)
         self._origin = Fraction(0)  # seconds subtracted from a video's timestamps
         self.stretch_end: float | None = None
         video = _video_path_of(spec, warn=self.warn_retimed)
@@ -370,7 +371,13 @@ class FrameSource:
                 in_range += 1
                 if not keep:
                     continue
-                image = frame_rgb(av_frame)
+                if (av_frame.width, av_frame.height) != info.stored_size and not self._said_resized:
+                    self._said_resized = True  # (frames of another size reached pass 2's writer: a review)
+                    (log.warning if self.warn_retimed else log.debug)(
+                        "%s: the video's frames change size at %.3f s (from %dx%d to %dx%d); they are scaled to the "
+                        "first frames' size, as the ffmpeg tool does", p, t, *info.stored_size, av_frame.width,
+                        av_frame.height)
+                image = frame_rgb(av_frame, info.decode_size)
                 if info.rotation or info.mirrored:
                     image = apply_rotation(image, info.rotation, info.mirrored)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
@@ -596,12 +603,16 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
         yield frame
 
 
-def frame_rgb(frame: Any) -> np.ndarray:
+def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range
-    (how every video frame wbcap reads is converted; a GIF read as a picture too)."""
+    (how every video frame wbcap reads is converted; a GIF read as a picture too); scaled to
+    ``size`` ``(W, H)`` where given and not the frame's own (bicubic, FFmpeg's default scaler:
+    :attr:`wbcap.io.video_probe.VideoInfo.decode_size`)."""
     kwargs: dict[str, Any] = {"format": "rgb24"}
     if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
         kwargs["src_color_range"] = int(frame.color_range)
+    if size is not None and tuple(size) != (frame.width, frame.height):
+        kwargs.update(width=int(size[0]), height=int(size[1]), interpolation="BICUBIC")
     return frame.to_ndarray(**kwargs)
 
 
