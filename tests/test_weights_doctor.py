@@ -1115,3 +1115,22 @@ def test_weights_files_in_odd_states_after_a_weights_trial(tmp_path, monkeypatch
     assert onnx_weights(tmp_path / "floats.onnx")[0] == onnx_weights(model)[0] + 1000
     monkeypatch.setenv("WBCAP_WEIGHTS", str(weights_dir()))
     assert weights.search_dirs() == [weights_dir()]
+
+
+def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
+    """AVIF and HEIC (phones' photos, which OpenCV does not decode) and the libraries that read
+    them; without pi-heif, an optional item saying how to get it (the rest as before)."""
+    import sys
+
+    from wbcap.versions import installed_version
+
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert (f"[ok  ] photo formats: AVIF yes (Pillow {installed_version('pillow')}), HEIC yes (pi-heif "
+            f"{installed_version('pi-heif')})") in r.output.splitlines(), r.output
+    monkeypatch.setitem(sys.modules, "pi_heif", None)
+    lines = CliRunner().invoke(cli, ["doctor"]).output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "] photo formats: " in line)
+    assert lines[at:at + 2] == [
+        f"[warn] photo formats: AVIF yes (Pillow {installed_version('pillow')}), HEIC no (pi-heif "
+        f"{installed_version('pi-heif')})",  # (installed here, not importable: as a broken install)
+        "       fix: `pip install pi-heif` for HEIC, or convert such photos to JPEG or PNG"], lines

@@ -31,6 +31,26 @@ def _version(pkg: str) -> str:
     return installed_version(pkg) or "not installed"
 
 
+def photo_formats_check() -> Check:
+    """The phone photo formats OpenCV does not decode, as :func:`wbcap.io.images.load_image`
+    reads them: AVIF through Pillow's libavif, HEIC through pi-heif (libheif). Optional: other
+    pictures need neither."""
+    from PIL import features
+
+    avif = bool(features.check("avif"))
+    try:
+        import pi_heif  # noqa: F401
+        heic = True
+    except ImportError:
+        heic = False
+    detail = (f"AVIF {'yes' if avif else 'no'} (Pillow {_version('pillow')}), "
+              f"HEIC {'yes' if heic else 'no'} (pi-heif {_version('pi-heif')})")
+    fixes = ([] if avif else ["`pip install -U 'pillow>=11.3'` (PyPI's wheel) for AVIF"]) + (
+        [] if heic else ["`pip install pi-heif` for HEIC"])
+    return Check("photo formats", avif and heic, detail, "; ".join(fixes) + (", or convert such photos to JPEG or PNG"
+                                                                            if fixes else ""), optional=True)
+
+
 def body_model_check(gender: str, body_models: str | None, required: bool = False) -> Check:
     """One SMPL-X gender: the file found, read and checked as wbcap reads it (a damaged,
     truncated or foreign file fails here, not in the next run), or what was missing where
@@ -442,6 +462,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
               else f"bpy {_version('bpy')} is installed but does not import ({why})" if found
               else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)")
     checks.append(Check("FBX export", has_bpy, detail, "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
+    checks.append(photo_formats_check())
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))
     return checks
