@@ -956,6 +956,7 @@ def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
             f"[MISS] renderer: {name}={value}: {said} (every render refuses it)",
             f"       fix: unset {name}, or set it as said"], lines
         assert any(line.startswith("[ok  ] libraries: ") for line in lines)
+        assert any(line.startswith("[ok  ] photo formats: AVIF yes (Pillow ") for line in lines), lines
 
 
 def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_named_as_the_fix(tmp_path, monkeypatch,
@@ -1119,18 +1120,17 @@ def test_weights_files_in_odd_states_after_a_weights_trial(tmp_path, monkeypatch
 
 def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
     """AVIF and HEIC (phones' photos, which OpenCV does not decode) and the libraries that read
-    them; without pi-heif, an optional item saying how to get it (the rest as before)."""
+    them; without pi-heif, an optional item saying how to get it (``wbcap doctor`` lists it:
+    the test above)."""
     import sys
 
+    from wbcap.doctor import Check, photo_formats_check
     from wbcap.versions import installed_version
 
-    r = CliRunner().invoke(cli, ["doctor"])
-    assert (f"[ok  ] photo formats: AVIF yes (Pillow {installed_version('pillow')}), HEIC yes (pi-heif "
-            f"{installed_version('pi-heif')})") in r.output.splitlines(), r.output
-    monkeypatch.setitem(sys.modules, "pi_heif", None)
-    lines = CliRunner().invoke(cli, ["doctor"]).output.splitlines()
-    at = next(i for i, line in enumerate(lines) if "] photo formats: " in line)
-    assert lines[at:at + 2] == [
-        f"[warn] photo formats: AVIF yes (Pillow {installed_version('pillow')}), HEIC no (pi-heif "
-        f"{installed_version('pi-heif')})",  # (installed here, not importable: as a broken install)
-        "       fix: `pip install pi-heif` for HEIC, or convert such photos to JPEG or PNG"], lines
+    pillow, pi_heif = installed_version("pillow"), installed_version("pi-heif")
+    assert photo_formats_check() == Check("photo formats", True, f"AVIF yes (Pillow {pillow}), HEIC yes (pi-heif {pi_heif})",
+                                          "", optional=True)
+    monkeypatch.setitem(sys.modules, "pi_heif", None)  # (installed here, not importable: as a broken install)
+    assert photo_formats_check() == Check("photo formats", False, f"AVIF yes (Pillow {pillow}), HEIC no (pi-heif {pi_heif})",
+                                          "`pip install pi-heif` for HEIC, or convert such photos to JPEG or PNG",
+                                          optional=True)
