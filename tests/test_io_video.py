@@ -1198,17 +1198,20 @@ def test_non_square_pixels_are_made_square_as_players_show_them(tmp_path: Path, 
     assert (square.info.width, square.info.sample_aspect) == (96, 1) and next(iter(square)).image.shape == (48, 96, 3)
 
 
-def _joined(tmp_path: Path) -> Path:
-    """Two MPEG-TS clips joined byte by byte, 4 frames of 64x48 then 4 of 128x96 (10 fps)."""
-    joined = tmp_path / "joined.ts"
+def _joined(tmp_path: Path, second: tuple[int, int] = (128, 96), name: str = "joined.ts") -> Path:
+    """Two MPEG-TS clips joined byte by byte, 4 frames of 64x48 then 4 of ``second`` (10 fps)."""
+    joined = tmp_path / name
     joined.write_bytes(_h264(tmp_path / "a.ts", [_bars(64, 48)] * 4, fmt="mpegts").read_bytes()
-                       + _h264(tmp_path / "b.ts", [_bars(128, 96)] * 4, fmt="mpegts").read_bytes())
+                       + _h264(tmp_path / "b.ts", [_bars(*second)] * 4, fmt="mpegts").read_bytes())
     return joined
 
 
 def test_a_video_whose_frames_change_size_is_read_at_its_first_size(tmp_path: Path, caplog) -> None:
     """A review: two clips joined (64x48 then 128x96) gave frames of both sizes. Every frame now
-    has the first size (scaled, as the ffmpeg tool does), said once."""
+    has the first size, said once (from its first frame of the other size, also one --every
+    skips: a break-it trial was told of the first one kept); frames of another shape (16:9 after
+    4:3) are fitted in with their proportions kept, between black bars (stretched as the ffmpeg
+    tool stretches them, people were a third taller: a break-it trial)."""
     joined = _joined(tmp_path)
     with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
         frames = open_frames(joined)
@@ -1217,8 +1220,16 @@ def test_a_video_whose_frames_change_size_is_read_at_its_first_size(tmp_path: Pa
     assert len(images) == 8 and {im.shape for im in images} == {(48, 64, 3)}
     assert np.abs(images[-1].astype(int) - _bars(64, 48)).mean() < 3  # (the second clip's bars, scaled)
     said = [r.getMessage() for r in caplog.records if "change size" in r.getMessage()]
-    assert said == [f"{joined}: the video's frames change size at 0.400 s (from 64x48 to 128x96); they are scaled "
-                    "to the first frames' size, as the ffmpeg tool does"], said
+    assert said == [f"{joined}: the video's frames change size at 0.400 s (from 64x48 to 128x96); they are fitted "
+                    "into the first frames' size, their proportions kept (black bars where the shapes differ)"], said
+    wide = _joined(tmp_path, (128, 72), "wide.ts")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+        images = [f.image for f in open_frames(wide, start=0.1, every=2)]  # (kept: 0.1, 0.3, 0.5, 0.7 s)
+    assert len(images) == 4 and {im.shape for im in images} == {(48, 64, 3)}
+    assert "change size at 0.400 s (from 64x48 to 128x72)" in caplog.text
+    assert images[-1][:6].max() == 0 and images[-1][-6:].max() == 0  # (6 rows of black above and below)
+    assert np.abs(images[-1][6:42].astype(int) - _bars(64, 36)).mean() < 3  # (the 16:9 picture, not stretched)
 
 
 def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: Path, micro_ckpt, body_dir) -> None:

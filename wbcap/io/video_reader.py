@@ -369,15 +369,15 @@ class FrameSource:
                 index += 1
                 keep = in_range % self.every == 0
                 in_range += 1
-                if not keep:
-                    continue
                 if (av_frame.width, av_frame.height) != info.stored_size and not self._said_resized:
                     self._said_resized = True  # (frames of another size reached pass 2's writer: a review)
                     (log.warning if self.warn_retimed else log.debug)(
-                        "%s: the video's frames change size at %.3f s (from %dx%d to %dx%d); they are scaled to the "
-                        "first frames' size, as the ffmpeg tool does", p, t, *info.stored_size, av_frame.width,
-                        av_frame.height)
-                image = frame_rgb(av_frame, info.decode_size)
+                        "%s: the video's frames change size at %.3f s (from %dx%d to %dx%d); they are fitted into the "
+                        "first frames' size, their proportions kept (black bars where the shapes differ)", p, t,
+                        *info.stored_size, av_frame.width, av_frame.height)
+                if not keep:
+                    continue
+                image = frame_at_size(av_frame, info)
                 if info.rotation or info.mirrored:
                     image = apply_rotation(image, info.rotation, info.mirrored)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
@@ -614,6 +614,29 @@ def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     if size is not None and tuple(size) != (frame.width, frame.height):
         kwargs.update(width=int(size[0]), height=int(size[1]), interpolation="BICUBIC")
     return frame.to_ndarray(**kwargs)
+
+
+def frame_at_size(frame: Any, info: VideoInfo) -> np.ndarray:
+    """A video frame as :func:`frame_rgb` converts it, ``(H, W, 3)`` uint8 RGB at ``info``'s
+    :attr:`~wbcap.io.video_probe.VideoInfo.decode_size` (before rotation): a frame of the first
+    frames' stored size scaled to it (square pixels); one of another size (a stream whose size
+    changes part way) fitted into it with its proportions as shown (the stream's pixel aspect)
+    kept, centred between black bars where the shapes differ (stretched to fill, as the ffmpeg
+    tool scales it, people in 16:9 frames after 4:3 ones were a third taller: a break-it trial)."""
+    import numpy as np
+
+    size = info.decode_size
+    if size is None or (frame.width, frame.height) == info.stored_size:
+        return frame_rgb(frame, size)
+    shown_w, shown_h = frame.width * info.sample_aspect, frame.height
+    fit = min(size[0] / shown_w, size[1] / shown_h)
+    w, h = min(size[0], max(1, round(shown_w * fit))), min(size[1], max(1, round(shown_h * fit)))
+    if (w, h) == tuple(size):
+        return frame_rgb(frame, size)
+    out = np.zeros((size[1], size[0], 3), np.uint8)
+    y0, x0 = (size[1] - h) // 2, (size[0] - w) // 2
+    out[y0:y0 + h, x0:x0 + w] = frame_rgb(frame, (w, h))
+    return out
 
 
 def _video_path_of(spec: object, warn: bool = True) -> Path | None:
