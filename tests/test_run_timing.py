@@ -163,6 +163,23 @@ def test_the_parts_of_a_split_track_are_smoothed_as_the_tracks_they_would_be(tmp
         with np.load(out / part) as f:
             assert f["poses"].shape == alone.shape == (4, 165) and np.ptp(alone, axis=0).max() > 1e-3
             np.testing.assert_array_equal(f["poses"], alone)
+    r = invoke("export", out, "--format", "npz", "--dest", tmp_path / "again")  # (at the run's --max-gap: as the run's)
+    assert "smooths them piece by piece" not in r.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["smoothed_max_gap"] == meta["max_gap"] == 1.0
+    (out / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "smoothed_max_gap"}))
+    r = invoke("export", out, "--format", "npz", "--dest", tmp_path / "older")  # (a run made before it was recorded)
+    assert ("track 0 split at --max-gap 1 s where the run, made before wbcap smoothed the pieces of a track apart, "
+            "smoothed every track whole") in " ".join(r.output.split()), r.output
+    # smoothed whole (a --max-gap over the pause), then split by `wbcap export` at a smaller one: said (a break-it trial)
+    invoke("run", src, "-o", out, "--resume", "--max-age", "300000", "--max-gap", "10", "--export", "npz",
+           "--no-render", *base_args)
+    r = invoke("export", out, "--format", "npz", "--max-gap", "1", "--dest", tmp_path / "split")
+    assert (f"{out}: track 0 split at --max-gap 1 s where the run smoothed it as one piece there (its --max-gap 10 s): "
+            "each piece's ends keep what the other side gave the smoothing; a resume of the run with --max-gap 1 "
+            "smooths them piece by piece") in " ".join(r.output.split()), r.output
+    with np.load(tmp_path / "split" / "track_0_part1.npz") as f:
+        assert not np.array_equal(f["poses"], apart["track_0.npz"])
 
 
 @pytest.mark.slow  # the other variable-rate test runs in the fast loop

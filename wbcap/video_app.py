@@ -601,7 +601,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``source_fps`` (``fps`` times ``frame_step``: the source's frame rate the clock follows,
     ``--fps`` for images; a frame index over it is the frame's time in a constant-rate file
     without pauses; the ``time`` fields hold every frame's own), ``gender``, ``max_gap`` (seconds), ``frame_step`` (source frames between two processed ones:
-    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``colors`` (render.mp4's
+    ``--every``), ``tracks`` (ids), ``smooth`` (the smoothing settings), ``smoothed_max_gap``
+    (the ``max_gap`` the tracks were smoothed piece by piece at: ``wbcap export`` at another
+    keeps ``params.jsonl``'s smoothing), ``colors`` (render.mp4's
     colour rule: :data:`wbcap.export.colors.COLOR_SCHEME`), ``cuts`` (the times, seconds,
     of the frames that start a new shot, where every track ended: :mod:`wbcap.track.cuts`),
     ``pauses`` (the times of the frames after a pause in the source where every track ended:
@@ -617,7 +619,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         "frame_step": job.frame_step, "camera": camera_to_dict(camera),
         "source_fps": rate * job.frame_step,
         **({"display": {"rotation": int(info.rotation), "mirrored": bool(info.mirrored)}} if info is not None else {}),
-        "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "cuts": list(cuts or []),
+        "tracks": sorted(int(t) for t in tracks), "smooth": asdict(job.smooth), "smoothed_max_gap": job.max_gap,
+        "cuts": list(cuts or []),
         "pauses": list(pauses or []),
         "dropped": {kind: sorted(int(t) for t in ids) for kind, ids in (dropped or {"short": [], "static": []}).items()},
         "colors": COLOR_SCHEME,

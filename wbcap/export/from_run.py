@@ -246,6 +246,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             was = (f"in the {'/'.join(sorted(others))} frame" if others else f"in the {run_frame} frame"
                    if run_frame != now else "on the ground meta.json records, not the one found now")
             export = _with_the_folders_formats(export, run, set(tracks), now, was)
+        _say_smoothed_across(run, meta, tracks, rate, max_gap, _frame_step(meta, frames))
         with torch.no_grad():
             written = write_track_files(dest, tracks, body, torch.device("cpu"), rate, max_gap, gender, export,
                                         camera, world=frame, contacts=contacts, frame_step=_frame_step(meta, frames))
@@ -464,6 +465,33 @@ def _frame_step(meta: dict | None, frames: dict[int, float]) -> int | None:
         return int(meta["frame_step"])
     steps = np.diff(np.asarray(sorted(frames), np.int64))
     return int(steps.min()) if steps.size else None
+
+
+def _say_smoothed_across(run: Path, meta: dict | None, tracks: dict, rate: float, max_gap: float,
+                         frame_step: int | None) -> None:
+    """Warn where the files split a track at a gap its run smoothed across: ``params.jsonl`` holds
+    each track smoothed piece by piece at the run's ``--max-gap`` (meta.json's
+    ``smoothed_max_gap``; a run made before it was recorded smoothed every track whole), so a
+    piece this ``max_gap`` cuts there keeps, at its ends, what the other side's frames gave the
+    smoothing (up to 3 cm in a break-it trial) until a ``wbcap run --resume`` smooths it again."""
+    from wbcap.export.amass import clock_cuts
+
+    smoothed = (meta or {}).get("smoothed_max_gap")
+    across = []
+    for tid, tr in tracks.items():
+        now = set(clock_cuts(tr.time, rate, max_gap, tr.frame, frame_step).tolist())
+        if now and (smoothed is None or now - set(clock_cuts(tr.time, rate, float(smoothed), tr.frame,
+                                                             frame_step).tolist())):
+            across.append(tid)
+    if across:
+        said = ", ".join(map(str, across[:5])) + (f" and {len(across) - 5} more" if len(across) > 5 else "")
+        how = (f"the run smoothed {'it' if len(across) == 1 else 'them'} as one piece there (its "
+               f"{setting('max_gap')} {float(smoothed):g} s)" if smoothed is not None else
+               "the run, made before wbcap smoothed the pieces of a track apart, smoothed every track whole")
+        gap = setting("max_gap")
+        log.warning("%s: track%s %s split at %s %g s where %s: each piece's ends keep what the other side gave the "
+                    "smoothing; a resume of the run with %s %g smooths them piece by piece", run,
+                    "" if len(across) == 1 else "s", said, gap, max_gap, how, gap, max_gap)
 
 
 def _update_meta(run: Path, meta: dict, grounded, all_tracks: bool, max_gap: float) -> None:
