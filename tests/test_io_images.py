@@ -171,13 +171,13 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     whole, turned and mirrored by its ``irot``/``imir`` and not again by the EXIF orientation
     written beside them (as an iPhone writes both); its size from the headers is the loaded one;
     grey, alpha and 10-bit pictures as 8-bit RGB; a damaged file, one too large and a missing
-    decoder are one line each; a picture collection is its first picture with a warning."""
+    decoder are one line each; a picture collection is its primary picture with a warning."""
     import logging
     import sys
 
     import pillow_heif
 
-    from wbcap.io.images import is_heic
+    from wbcap.io.images import _header_size, is_heic
 
     stored = np.zeros((48, 80, 3), np.uint8)
     stored[:16, :16] = (255, 0, 0)  # big blocks in separate tiles: a turn, a mirror or a tile out of place shows
@@ -192,6 +192,8 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     out = load_image(path)
     upright = apply_exif_orientation(stored, orientation)
     assert out.shape == upright.shape and image_size(path) == out.shape[:2]
+    # (its size from its headers when a sequence's files are checked: a folder of phone photos was decoded twice)
+    assert _header_size(path) == out.shape[:2]
     assert np.abs(upright.astype(int) - out.astype(int)).mean() < 1, np.abs(upright.astype(int) - out.astype(int)).mean()
     assert np.array_equal(load_image(path, orientation=False), out)  # (decoded upright either way: the docstring)
     if orientation != 1:
@@ -223,7 +225,7 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     collection.save(burst, quality=-1)
     with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
         assert abs(load_image(burst).mean() - 200) < 2
-    assert "burst.heic: an animated or multi-page image; only its first frame is used" in caplog.text
+    assert "burst.heic: an HEIC of several pictures; only its primary one is used" in caplog.text
     monkeypatch.setitem(sys.modules, "pi_heif", None)  # (an install without it)
     with pytest.raises(InputError) as info:
         load_image(path)

@@ -186,7 +186,9 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
         from wbcap.errors import in_command
 
         reader = f"`wbcap run {p}`" if in_command() else f"run_video(VideoJob(source={str(p)!r}))"
-        log.warning("%s: an animated or multi-page image; only its first frame is used (for all of them, %s)", p,
+        log.warning("%s: %s (for all of them, %s)", p,
+                    "an HEIC of several pictures; only its primary one is used" if heic  # (not always the first one)
+                    else "an animated or multi-page image; only its first frame is used",
                     f"{reader} reads it frame by frame" if data.startswith(_GIF_SIGNATURES)
                     else "convert it to a video and use `wbcap run`")
     # (an HEIC's EXIF orientation, which phones write beside its irot, no longer applies: decoded upright)
@@ -462,6 +464,20 @@ def _stored_size(im) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _heic_size(source: Path | io.BytesIO) -> tuple[int, int]:
+    """``(H, W)`` of an HEIC's primary picture as :func:`load_image` decodes it (upright: libheif
+    applies its turn), from its headers (pi-heif decodes no pixels for it; Pillow reads no HEIC,
+    so a folder of phone photos was decoded whole twice: a break-it trial).
+
+    Raises:
+        ImportError: no pi-heif; pi-heif's errors for a file that is no HEIC it reads.
+    """
+    import pi_heif
+
+    width, height = pi_heif.open_heif(source).size
+    return int(height), int(width)
+
+
 def _head(path: Path) -> bytes:
     """A regular file's first :data:`SNIFF_BYTES` bytes; none for anything else (a named pipe
     would be waited on for ever)."""
@@ -480,11 +496,8 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         screen = _gif_screen(Path(path))
         if screen is not None:
             return screen
-        if is_heic(_head(Path(path))):  # (Pillow reads no HEIC; libheif gives its size upright, as load_image decodes it)
-            import pi_heif
-
-            width, height = pi_heif.open_heif(path).size
-            return (int(height), int(width))
+        if is_heic(_head(Path(path))):
+            return _heic_size(Path(path))
         with _open_pillow(Path(path)) as im:  # lazy: parses headers only
             width, height = _stored_size(im)
             if width * height > MAX_IMAGE_PIXELS:  # (a PNG's orientation could mean decoding it)
@@ -528,6 +541,8 @@ def _header_size(p: Path | io.BytesIO) -> tuple[int, int] | None:
         screen = _gif_screen(p)
         if screen is not None:
             return screen
+        if is_heic(p.getvalue()[:SNIFF_BYTES] if isinstance(p, io.BytesIO) else _head(p)):
+            return _heic_size(p)
         with _open_pillow(p) as im:
             width, height = _stored_size(im)
             orientation = _orientation_tag(im) if im.format != "PNG" or "exif" in im.info else None
