@@ -360,6 +360,9 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
         raise
     except Exception as exc:  # (libheif's errors for a damaged file: ValueError, EOFError, SyntaxError, RuntimeError)
         log.debug("pi-heif cannot decode %s: %s", p, exc)
+        why = " ".join(str(exc).split())
+        if "nsupported" in why:  # (libheif's "Unsupported feature: ...": a kind its decoders do not take)
+            raise InputError(f"{p}: an HEIC picture libheif cannot decode ({why}); convert it to JPEG or PNG") from None
         raise InputError(f"{p}: HEIC file is truncated or corrupt; re-download or re-export it") from None
     return pixels
 
