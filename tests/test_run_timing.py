@@ -191,23 +191,8 @@ def test_a_source_paused_for_hours_renders_and_splits_its_tracks(tmp_path, base_
     the track ends at the pause, the person after it a new id (an HCI trial: across a pause the
     tracker, counting frames, gave an id to another man; with --max-age long enough to live
     through it, the track is split into parts at it: a review)."""
-    import av
-
-    from wbcap.testing.videos import draw
-
     times_ms = [0, 100, 200, 30_000_000, 30_000_100, 30_000_200]
-    src = tmp_path / "paused.mkv"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.codec_context.time_base = Fraction(1, 1000)
-        for i, t in enumerate(times_ms):
-            frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, 1000)
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    src = _paused_clip(tmp_path / "paused.mkv", times_ms)
     out = tmp_path / "out"
     r = invoke("run", src, "-o", out, "--export", "npz", *base_args)
     assert ("1 pause(s) in the source longer than --max-age allows a missed track (over --max-age + 1.5 frame "
