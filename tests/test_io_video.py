@@ -915,6 +915,18 @@ def test_writer_round_trip(tmp_path: Path) -> None:
         assert red_centroid_x(f.image) == pytest.approx(square_x(f.index) + (SQ - 1) / 2, abs=1)
         assert np.abs(f.image.astype(int) - draw(f.index)).mean() < 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
+    # its colours said as they were converted (untagged, browsers took HD video for BT.709: shifted colours)
+    import av
+
+    from wbcap.io.video_writer import COLOR_TAGS
+
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0))
+        assert {name: int(getattr(frame, name)) for name in COLOR_TAGS} == COLOR_TAGS == {
+            "colorspace": 6, "color_range": 1, "color_primaries": 1, "color_trc": 1}
+        for space in ("ITU601", "SMPTE170M"):  # (the matrix the tag names: the colours as written)
+            rgb = frame.reformat(format="rgb24", src_colorspace=space, src_color_range=1).to_ndarray()
+            assert np.abs(rgb.astype(int) - draw(0)).mean() < 3
 
 
 def test_writer_odd_size_is_padded(tmp_path: Path) -> None:
@@ -1245,3 +1257,39 @@ def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: P
                                  "--min-track", "1", "--export", "npz"])
     assert r.exit_code == 0, r.output
     assert probe_video(out / "render.mp4").width == 64 and len(list(open_frames(out / "render.mp4"))) == 8
+
+
+def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog) -> None:
+    """An iPhone user's trial: HLG video (BT.2020 primaries, the iPhone's default "HDR" recording)
+    was read as SDR, dull and dark. Made from an SDR picture by FFmpeg's own conversion (10-bit,
+    tagged as an iPhone tags it), it reads back close to that picture (FFmpeg's scaler maps it to
+    BT.709), far closer than the untouched HLG signal, said in one info line."""
+    import av
+
+    sdr = np.zeros((48, 64, 3), np.uint8)
+    sdr[:, :21], sdr[:, 21:42], sdr[:, 42:] = (220, 40, 40), (40, 200, 40), (40, 60, 220)
+    src = tmp_path / "hlg.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
+        cc = s.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 9, 9, 18, 1  # (BT.2020nc, BT.2020, HLG)
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(sdr, format="rgb24")
+            frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
+            hlg = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1, dst_color_trc=18,
+                                 dst_color_primaries=9)
+            hlg.pts = i
+            for p in s.encode(hlg):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    with caplog.at_level(logging.INFO, logger="wbcap.io.video_probe"):
+        image = next(iter(open_frames(src))).image
+    assert f"{src}: HLG BT.2020 video: its frames are brought to SDR (BT.709)" in caplog.text
+    with av.open(str(src)) as c:
+        as_sdr = next(c.decode(video=0)).to_ndarray(format="rgb24", src_color_range=1)  # (what it was read as)
+    err, before = np.abs(image.astype(int) - sdr).mean(), np.abs(as_sdr.astype(int) - sdr).mean()
+    assert err < 15 and before > 25, (err, before)
+    for x, channel in ((10, 0), (30, 1), (50, 2)):  # (each bar's own colour the strongest, as in the SDR picture)
+        assert image[24, x].argmax() == channel and image[24, x, channel] > 170, image[24, x]

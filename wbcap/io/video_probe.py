@@ -115,6 +115,21 @@ class VideoInfo:
         return None if self.stored_size is None else square_pixel_size(self.stored_size, self.sample_aspect)
 
 
+#: Transfer characteristics (ITU-T H.273 / FFmpeg ``AVColorTransferCharacteristic``) of HDR
+#: video: SMPTE ST 2084 (PQ, 16) and ARIB STD-B67 (HLG, 18).
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+#: Wide-gamut primaries (H.273): BT.2020 (9).
+WIDE_PRIMARIES = {9: "BT.2020"}
+
+
+def is_hdr(frame: Any) -> bool:
+    """Whether a decoded ``av.VideoFrame`` is HDR or wide-gamut video (its transfer in
+    :data:`HDR_TRANSFERS` or its primaries in :data:`WIDE_PRIMARIES`), which
+    :func:`wbcap.io.video_reader.frame_rgb` brings to SDR BT.709."""
+    return (int(getattr(frame, "color_trc", 0) or 0) in HDR_TRANSFERS
+            or int(getattr(frame, "color_primaries", 0) or 0) in WIDE_PRIMARIES)
+
+
 def square_pixel_size(stored: tuple[int, int], sample_aspect: Fraction) -> tuple[int, int]:
     """``(width, height)`` of a ``stored`` ``(width, height)`` picture of pixels ``sample_aspect``
     wide (over high) as shown with square ones: the width times ``sample_aspect`` to an even
@@ -478,6 +493,11 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     stored = (int(first.width or stream.codec_context.width), int(first.height or stream.codec_context.height))
     sar = sample_aspect_of(stream)
     width, height = square_pixel_size(stored, sar)
+    if is_hdr(first):
+        trc, primaries = int(getattr(first, "color_trc", 0) or 0), int(getattr(first, "color_primaries", 0) or 0)
+        kind = " ".join(v for v in (HDR_TRANSFERS.get(trc), WIDE_PRIMARIES.get(primaries)) if v)
+        (log.info if warn else log.debug)("%s: %s video: its frames are brought to SDR (BT.709) as FFmpeg's scaler maps "
+                                          "them", p, kind)
     if sar != 1:
         (log.info if warn else log.debug)(
             "%s: its pixels are not square (sample aspect ratio %s): frames are scaled from %dx%d to %dx%d, "

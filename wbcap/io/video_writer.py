@@ -79,6 +79,12 @@ def check_frame_size(width: int, height: int, what: str, fix: str) -> None:
                          f"(libx264: at most {MAX_SIDE} pixels a side); {fix}")
 
 
+#: The colour tags of the videos wbcap writes (ITU-T H.273 codes, FFmpeg's ``AVCOL_*``):
+#: ``colorspace`` 6, SMPTE 170M / BT.601 (the matrix FFmpeg's scaler converts RGB frames to
+#: YUV with), ``color_range`` 1, limited; ``color_primaries`` and ``color_trc`` 1, BT.709.
+COLOR_TAGS = {"colorspace": 6, "color_range": 1, "color_primaries": 1, "color_trc": 1}
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 video, atomically, optionally with the source's audio.
 
@@ -361,6 +367,12 @@ class VideoWriter:
         stream.width = self.out_width
         stream.height = self.out_height
         stream.pix_fmt = "yuv420p"
+        # The colours said as FFmpeg's scaler converts the RGB frames (BT.601 matrix, limited
+        # range) and as they are (BT.709 primaries and transfer: SDR video's, sRGB's primaries):
+        # untagged, players that take HD video for BT.709 (browsers) showed shifted colours.
+        for name, value in COLOR_TAGS.items():
+            with contextlib.suppress(AttributeError, TypeError, ValueError):  # (an older PyAV: untagged, as before)
+                setattr(stream.codec_context, name, value)
         stream.codec_context.time_base = 1 / self.fps
         self._options = {"crf": str(crf), "preset": preset}
         stream.options = dict(self._options)
