@@ -177,7 +177,7 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
 
     import pillow_heif
 
-    from wbcap.io.images import _header_size, is_heic
+    from wbcap.io.images import EXIF_DISPLAY, _header_size, image_display, is_heic
 
     stored = np.zeros((48, 80, 3), np.uint8)
     stored[:16, :16] = (255, 0, 0)  # big blocks in separate tiles: a turn, a mirror or a tile out of place shows
@@ -196,6 +196,8 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     assert _header_size(path) == out.shape[:2]
     assert np.abs(upright.astype(int) - out.astype(int)).mean() < 1, np.abs(upright.astype(int) - out.astype(int)).mean()
     assert np.array_equal(load_image(path, orientation=False), out)  # (decoded upright either way: the docstring)
+    # the turn said as a JPEG's of that tag (meta.json's `display`; an iPhone's portrait photo was said unturned)
+    assert image_display(path) == EXIF_DISPLAY[orientation]
     if orientation != 1:
         return
     grey = tmp_path / "grey.heic"

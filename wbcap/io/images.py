@@ -1024,13 +1024,43 @@ EXIF_DISPLAY: dict[int, tuple[int, bool]] = {1: (0, False), 2: (0, True), 3: (18
 
 def image_display(path: str | os.PathLike[str]) -> tuple[int, bool]:
     """How :func:`load_image` turns the picture stored in ``path`` upright, by its EXIF
-    orientation (:data:`EXIF_DISPLAY`): ``(rotation, mirrored)``; ``(0, False)`` without a tag, an
-    unknown value, or a file that cannot be read (``load_image`` says why)."""
+    orientation (:data:`EXIF_DISPLAY`), an HEIC's by its ``irot`` / ``imir`` (:func:`_heif_turn`;
+    its EXIF tag does not apply: an iPhone's portrait photo was said unturned, a user trial):
+    ``(rotation, mirrored)``; ``(0, False)`` without a tag, an unknown value, or a file that
+    cannot be read (``load_image`` says why)."""
     try:
         data = _read_bytes(Path(path).expanduser())
     except (OSError, InputError):
         return 0, False
+    if is_heic(data[:SNIFF_BYTES]):
+        return _heif_turn(data)
     return EXIF_DISPLAY.get(_exif_orientation(data) or 1, (0, False))
+
+
+def _heif_turn(data: bytes) -> tuple[int, bool]:
+    """``(rotation, mirrored)`` as :data:`EXIF_DISPLAY` says a turn (clockwise degrees, then a
+    left-right mirror) of the ``irot`` (``angle`` x 90 degrees anticlockwise) and ``imir``
+    (``axis`` 1: left-right, 0: top-bottom, as libheif reads it) properties in a HEIF's property
+    container (``ipco``; ISO/IEC 23008-12, 6.5.10-12), applied in that box's order, as libheif
+    applies the primary picture's (its association order, the same in the files phones and
+    libheif write); ``(0, False)`` for none, or where the container is not in the first 64 KB."""
+    at = data.find(b"ipco", 0, 1 << 16)
+    if at < 4:
+        return 0, False
+    end, k = min(len(data), at - 4 + int.from_bytes(data[at - 4:at], "big")), at + 4
+    rotation, mirrored = 0, False
+    while k + 8 < end:
+        size, kind = int.from_bytes(data[k:k + 4], "big"), data[k + 4:k + 8]
+        if size < 8:
+            break
+        if kind == b"irot":  # (a rotation after a mirror turns the other way: R_ccw M = M R_cw)
+            quarter = (data[k + 8] & 3) * 90
+            rotation = (rotation + quarter if mirrored else rotation - quarter) % 360
+        elif kind == b"imir":  # (top-bottom: a half turn and a left-right mirror)
+            rotation = rotation if data[k + 8] & 1 else (rotation + 180) % 360
+            mirrored = not mirrored
+        k += size
+    return rotation, mirrored
 
 
 def _exif_orientation(data: bytes) -> int | None:
