@@ -1293,3 +1293,17 @@ def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog) -> None:
     assert err < 15 and before > 25, (err, before)
     for x, channel in ((10, 0), (30, 1), (50, 2)):  # (each bar's own colour the strongest, as in the SDR picture)
         assert image[24, x].argmax() == channel and image[24, x, channel] > 170, image[24, x]
+
+
+def test_a_folders_skipped_files_are_said_once_per_run(tmp_path: Path, caplog) -> None:
+    """An iPhone user's trial: a Live Photo's .MOV beside its picture was said skipped twice by
+    `wbcap run` (again by the render pass's reader, which says nothing it read before)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "IMG_0005.JPG"), draw(0))
+    (tmp_path / "IMG_0005.MOV").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        assert len(list(open_frames(tmp_path))) == 1
+        assert len(list(open_frames(tmp_path, warn_retimed=False))) == 1  # (the render pass's reader)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: skipped IMG_0005.MOV: videos are not read in a folder of pictures (`wbcap run VIDEO` reads one)"]

@@ -211,7 +211,8 @@ class FrameSource:
         else:
             from wbcap.io.images import iter_image_paths
 
-            self._image_paths = iter_image_paths(spec)  # type: ignore[arg-type]
+            # (its skipped files said once per run: the render pass's reader, warn_retimed=False, said them again)
+            self._image_paths = iter_image_paths(spec, warn=self.warn_retimed)  # type: ignore[arg-type]
             self.info = self._image_info(spec, image_fps)
 
     def __repr__(self) -> str:
