@@ -223,6 +223,18 @@ def test_library_limits(video):
 # --------------------------------------------------------------------------- defect 3: meta.json fps
 
 
+def test_read_meta_refuses_a_damaged_smoothed_max_gap(tmp_path):
+    """A review: meta.json's smoothed_max_gap, unchecked, gave `wbcap export` a traceback."""
+    from wbcap.io.run_folder import read_meta
+
+    (tmp_path / "meta.json").write_text(json.dumps({"smoothed_max_gap": "1s"}))
+    with pytest.raises(InputError, match=r'a damaged smoothed_max_gap \("1s", where wbcap writes a number of seconds, '
+                                         r"0 or more\)"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"smoothed_max_gap": 0.5}))
+    assert read_meta(tmp_path) == {"smoothed_max_gap": 0.5}
+
+
 def test_read_meta_refuses_an_fps_past_the_limit(tmp_path):
     from wbcap.io.run_folder import read_meta
 

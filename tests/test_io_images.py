@@ -196,6 +196,9 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     assert _header_size(path) == out.shape[:2]
     assert np.abs(upright.astype(int) - out.astype(int)).mean() < 1, np.abs(upright.astype(int) - out.astype(int)).mean()
     assert np.array_equal(load_image(path, orientation=False), out)  # (decoded upright either way: the docstring)
+    with monkeypatch.context() as m:  # (the EXIF tag an iPhone writes beside its irot, as a Pillow with a HEIF plug-in reads it)
+        m.setattr("wbcap.io.images._exif_orientation", lambda data: orientation)
+        assert np.array_equal(load_image(path), out)  # (not turned again)
     # the turn said as a JPEG's of that tag (meta.json's `display`; an iPhone's portrait photo was said unturned)
     assert image_display(path) == EXIF_DISPLAY[orientation]
     if orientation != 1:

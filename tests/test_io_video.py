@@ -1233,7 +1233,8 @@ def test_a_video_whose_frames_change_size_is_read_at_its_first_size(tmp_path: Pa
     assert np.abs(images[-1].astype(int) - _bars(64, 48)).mean() < 3  # (the second clip's bars, scaled)
     said = [r.getMessage() for r in caplog.records if "change size" in r.getMessage()]
     assert said == [f"{joined}: the video's frames change size at 0.400 s (from 64x48 to 128x96); they are fitted "
-                    "into the first frames' size, their proportions kept (black bars where the shapes differ)"], said
+                    "into the first frames' size, their proportions kept (black bars where the shapes differ; in the "
+                    "first frames' pixel aspect)"], said
     wide = _joined(tmp_path, (128, 72), "wide.ts")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):

@@ -284,7 +284,9 @@ AVIF_MAX_SIDE = 32768
 def _ispe_size(data: bytes) -> tuple[int, int] | None:
     """``(width, height)`` a HEIF's (an AVIF's, an HEIC's) ``ispe`` property declares (ISO/IEC
     23008-12, 6.5.3: a full box, then two 32-bit sizes), its first one (the primary item's in the
-    files encoders write), or None where there is none in the file's first 64 KB."""
+    files libavif and libheif write; a tile's where a writer lists a tile's first: the decoder's
+    own size is checked again before decoding), or None where there is none in the file's first
+    64 KB."""
     at = data.find(b"ispe", 0, 1 << 16)
     if at < 4 or len(data) < at + 16:
         return None
@@ -492,9 +494,10 @@ def _head(path: Path) -> bytes:
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(H, W)`` pixels of the upright picture :func:`load_image` would return, from the file's
-    headers only (Pillow; no decoding), or None when Pillow cannot tell (the file is then
-    checked by :func:`load_image` when it is read). A picture of more than
-    :data:`MAX_IMAGE_PIXELS` (which :func:`load_image` refuses) gets its size as stored."""
+    headers only (Pillow; an HEIC's through pi-heif, upright; no decoding), or None when they
+    cannot tell (the file is then checked by :func:`load_image` when it is read). A picture of
+    more than :data:`MAX_IMAGE_PIXELS` (which :func:`load_image` refuses) gets its size as stored
+    (an HEIC's upright)."""
     try:
         screen = _gif_screen(Path(path))
         if screen is not None:

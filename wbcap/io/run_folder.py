@@ -644,6 +644,7 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "fps": (lambda v: _number(v, MIN_RUN_FPS, above=False) and v <= MAX_FPS,
             f"a number of frames per second from {MIN_RUN_FPS:g} to {MAX_FPS:g}"),
     "max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
+    "smoothed_max_gap": (lambda v: _number(v, 0.0, above=False), "a number of seconds, 0 or more"),
     "frame_step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "a whole number of source frames, 1 or more"),
     "gender": (_gender_ok, "neutral, male or female"),

@@ -61,6 +61,7 @@ from wbcap.io.video_probe import (
     _probe,
     _video_stream,
     apply_rotation,
+    is_hdr,
 )
 from wbcap.limits import DEFAULT_IMAGE_FPS
 
@@ -374,8 +375,8 @@ class FrameSource:
                     self._said_resized = True  # (frames of another size reached pass 2's writer: a review)
                     (log.warning if self.warn_retimed else log.debug)(
                         "%s: the video's frames change size at %.3f s (from %dx%d to %dx%d); they are fitted into the "
-                        "first frames' size, their proportions kept (black bars where the shapes differ)", p, t,
-                        *info.stored_size, av_frame.width, av_frame.height)
+                        "first frames' size, their proportions kept (black bars where the shapes differ; in the first "
+                        "frames' pixel aspect)", p, t, *info.stored_size, av_frame.width, av_frame.height)
                 if not keep:
                     continue
                 image = frame_at_size(av_frame, info)
@@ -612,8 +613,6 @@ def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     (:func:`wbcap.io.video_probe.is_hdr`: an iPhone's HLG recordings) are brought to SDR BT.709
     by FFmpeg's scaler, which maps transfer and primaries when the frame's and the target's
     differ (FFmpeg 8; read as SDR, they came out dull and dark: an iPhone user's trial)."""
-    from wbcap.io.video_probe import is_hdr
-
     kwargs: dict[str, Any] = {"format": "rgb24"}
     if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
         kwargs["src_color_range"] = int(frame.color_range)
@@ -636,9 +635,11 @@ def frame_at_size(frame: Any, info: VideoInfo) -> np.ndarray:
     """A video frame as :func:`frame_rgb` converts it, ``(H, W, 3)`` uint8 RGB at ``info``'s
     :attr:`~wbcap.io.video_probe.VideoInfo.decode_size` (before rotation): a frame of the first
     frames' stored size scaled to it (square pixels); one of another size (a stream whose size
-    changes part way) fitted into it with its proportions as shown (the stream's pixel aspect)
-    kept, centred between black bars where the shapes differ (stretched to fill, as the ffmpeg
-    tool scales it, people in 16:9 frames after 4:3 ones were a third taller: a break-it trial)."""
+    changes part way) fitted into it with its proportions as shown kept, centred between black
+    bars where the shapes differ (stretched to fill, as the ffmpeg tool scales it, people in 16:9
+    frames after 4:3 ones were a third taller: a break-it trial). The first frames' pixel aspect
+    is taken for every frame (PyAV gives a frame none of its own): a stream that also changes
+    its pixel aspect part way shows its later frames in the first one's."""
     import numpy as np
 
     size = info.decode_size
