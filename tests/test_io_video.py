@@ -1308,3 +1308,38 @@ def test_a_folders_skipped_files_are_said_once_per_run(tmp_path: Path, caplog) -
         assert len(list(open_frames(tmp_path, warn_retimed=False))) == 1  # (the render pass's reader)
     assert [r.getMessage() for r in caplog.records] == [
         f"{tmp_path}: skipped IMG_0005.MOV: videos are not read in a folder of pictures (`wbcap run VIDEO` reads one)"]
+
+
+def test_a_resume_of_a_run_that_read_its_frames_at_another_size_is_refused(tmp_path: Path, micro_ckpt,
+                                                                           body_dir) -> None:
+    """A review: a run begun before wbcap made non-square pixels square (its records of 96x48
+    frames) resumed at 128x48 would mix boxes and cameras of both; refused in one line, before
+    anything is touched. Its own size resumes."""
+    import json
+
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+
+    src = _h264(tmp_path / "anamorphic.mp4", [_bars(96, 48)] * 3, sar=Fraction(4, 3))
+    out = tmp_path / "out"
+    args = ["run", str(src), "-o", str(out), "--checkpoint", str(micro_ckpt), "--body-models", str(body_dir),
+            "--device", "cpu", "--detector", "full", "--min-track", "1", "--export", "none", "--no-render"]
+    assert CliRunner().invoke(cli, ["-q", *args]).exit_code == 0
+    raw = out / ".wbcap" / "raw.jsonl"
+    lines = raw.read_text().splitlines()
+    assert json.loads(lines[0])["size"] == [128, 48]
+    assert CliRunner().invoke(cli, ["-q", *args, "--resume"]).exit_code == 0
+    raw.write_text("".join(json.dumps({**json.loads(line), "size": [96, 48]}) + "\n" for line in lines))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    r = CliRunner().invoke(cli, ["-q", *args, "--resume"])
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: {out}: its run read the frames of {src} at 96x48 pixels, which this wbcap reads at 128x48 (it makes "
+        "non-square pixels square, as players show them); its records cannot be continued: start over with "
+        "--overwrite\n"), r.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # (a run that failed at its end on a video whose frames changed size: its last records of the other size)
+    assert len(lines) == 3
+    raw.write_text("\n".join(lines[:-1]) + "\n" + json.dumps({**json.loads(lines[-1]), "size": [96, 48]}) + "\n")
+    r = CliRunner().invoke(cli, ["-q", *args, "--resume"])
+    assert r.exit_code == 2 and "at 96x48 pixels, which this wbcap reads at 128x48" in r.stderr, r.stderr

@@ -747,7 +747,10 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))
     out = Path(job.out).expanduser()
-    _check_selection(job, source, continues=job.resume and has_records(raw_path(out)))
+    continues = job.resume and has_records(raw_path(out))
+    _check_selection(job, source, continues=continues)
+    if continues:
+        _check_recorded_size(job, out, source.info)
     from wbcap.detect.factory import check_detector, check_detector_settings
 
     check_detector_settings(job.detector, job.score_threshold, job.detector_model, job.min_height_frac)
@@ -917,6 +920,35 @@ def _declared_rate(info) -> float:
 #: walking people breaks, and ids pass between people side by side: said once, before the model
 #: loads (an HCI trial: ``--every 5`` of the 10 fps ``vtest.avi``, 2 frames/s: one id on four people).
 SPARSE_RATE = 5.0
+
+
+def _check_recorded_size(job: VideoJob, out: Path, info) -> None:
+    """Refuse a ``--resume`` of a run whose records hold frames of another size than its source
+    is read at now (``info``: a run begun before wbcap made non-square pixels square, or fitted
+    frames that change size into the first size; a review): its boxes, cameras and the frames
+    still to come would be of two pictures. Its first and last records are looked at; runs whose
+    records say no size pass.
+
+    Raises:
+        InputError: naming both sizes and ``--overwrite``.
+    """
+    from wbcap.io.raw_records import last_record
+
+    sizes = []
+    for read in (lambda path: next(read_raw(path), None), last_record):  # (the first and the last record)
+        try:
+            rec = read(raw_path(out))
+        except (OSError, ValueError):  # (a damaged line: the resume's own checks say it)
+            continue
+        size = record_size(rec) if isinstance(rec, dict) else None
+        if size is not None and size != (float(info.width), float(info.height)):
+            sizes.append(size)
+    if not sizes:
+        return
+    size = sizes[0]
+    raise InputError(f"{out}: its run read the frames of {job.source} at {size[0]:g}x{size[1]:g} pixels, which this "
+                     f"wbcap reads at {info.width}x{info.height} (it makes non-square pixels square, as players show "
+                     f"them); its records cannot be continued: start over with {setting('overwrite')}")
 
 
 def _check_selection(job: VideoJob, source, continues: bool = False) -> None:

@@ -209,6 +209,25 @@ def read_checked_raw(path: Path) -> Iterator[dict]:
         yield rec
 
 
+def last_record(path: Path, tail: int = 1 << 20) -> dict | None:
+    """The last complete record of the raw file ``path``, parsed (nothing checked), from its last
+    ``tail`` bytes only (a record is a few KB: a long run's file is read no further); None where
+    there is none in them.
+
+    Raises:
+        OSError: the file cannot be read; ValueError: that line is no JSON.
+    """
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - tail))
+        lines = f.read().split(b"\n")
+    complete = [line for line in lines[:-1] if line.strip()]  # (after the last newline: a torn line, or nothing)
+    if not complete or (size > tail and len(complete) < 2):  # (a first line cut by the window is not whole)
+        return None
+    return json.loads(complete[-1])
+
+
 def _complete_lines(path: Path) -> Iterator[bytes]:
     """The lines of ``path`` that end in a newline, up to the first that does not (none when absent)."""
     if not path.is_file():
