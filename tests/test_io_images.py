@@ -213,6 +213,20 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     pillow_heif.from_bytes("RGB;16", (80, 48), (stored.astype(np.uint16) * 257).tobytes()).save(deep, quality=-1)
     assert pillow_heif.open_heif(deep, convert_hdr_to_8bit=False).info["bit_depth"] == 10
     assert np.abs(load_image(deep).astype(int) - stored).mean() < 1
+    # a camera's HDR HEIF (PQ, BT.2020: what Canon bodies write), made from the picture by FFmpeg's own
+    # conversion: brought back to SDR as HDR video is (read as SDR it was dull and dark: a review)
+    import av
+
+    frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+    frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
+    pq = frame.reformat(format="rgb48le", dst_color_trc=16, dst_color_primaries=9, dst_color_range=2).to_ndarray()
+    camera = tmp_path / "camera_pq.hif"
+    pillow_heif.from_bytes("RGB;16", (80, 48), pq.tobytes()).save(
+        camera, quality=-1, color_primaries=9, transfer_characteristics=16, matrix_coefficients=9, full_range_flag=1)
+    assert pillow_heif.open_heif(camera, convert_hdr_to_8bit=False).info["nclx_profile"]["transfer_characteristics"] == 16
+    as_sdr = pillow_heif.open_heif(camera).to_pillow()  # (its signal read as SDR, as it was)
+    err, before = (np.abs(np.asarray(a).astype(int)[:, :, :3] - stored).mean() for a in (load_image(camera), as_sdr))
+    assert err < 6 and before > 15, (err, before)  # (its black background is black either way)
     (tmp_path / "cut.heic").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError) as info:
         load_image(tmp_path / "cut.heic")

@@ -338,13 +338,16 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
     only: OpenCV and Pillow decode no HEIC, which iPhones save by default). libheif puts a tiled
     picture's tiles together, turns and mirrors it by its ``irot`` / ``imir`` properties (HEIF
     readers must; the file's EXIF orientation, which phones write beside them, then no longer
-    applies) and brings 10- and 12-bit pictures to 8 bits.
+    applies) and brings 10- and 12-bit pictures to 8 bits; an HDR or wide-gamut one (its ``nclx``
+    colour: a camera's PQ HEIF) is brought to SDR BT.709 as HDR video is (:mod:`wbcap.io.hdr`).
 
     Raises:
         InputError: pi-heif is not installed (how to install it), the picture has more than
             :data:`MAX_IMAGE_PIXELS` pixels (from its header, before decoding), or the file is
             damaged or holds no picture libheif decodes.
     """
+    from wbcap.io.hdr import hdr_kind, sdr_rgb24_of_rgb48
+
     try:
         import pi_heif
     except ImportError:
@@ -354,8 +357,17 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
     if size is not None:
         check_pixel_count(p, *size)
     try:
-        heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True, bgr_mode=True)
+        heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True, bgr_mode=True)  # (headers only yet)
         check_pixel_count(p, *heif.size)
+        nclx = heif.info.get("nclx_profile") or {}
+        transfer, primaries = nclx.get("transfer_characteristics"), nclx.get("color_primaries")
+        if hdr_kind(transfer, primaries) and heif.mode in ("RGB", "BGR", "RGBA", "BGRA"):
+            # (a camera's HDR PQ HEIF: brought to SDR as HDR video is; read as SDR it was dull and dark, a review)
+            deep = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False, bgr_mode=False)
+            rgb48 = np.array(deep)[:, :, :3]
+            if rgb48.dtype != np.uint16:  # (an 8-bit picture tagged HDR: its values to 16 bits)
+                rgb48 = rgb48.astype(np.uint16) * 257
+            return np.ascontiguousarray(sdr_rgb24_of_rgb48(rgb48, transfer, primaries)[:, :, ::-1])
         # (copied while ``heif`` lives: an array viewing its pixels read freed memory once it was gone)
         pixels = np.array(heif)
     except InputError:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from wbcap.errors import InputError
 from wbcap.io.frame_times import REORDER_WINDOW
+from wbcap.io.hdr import frame_is_hdr
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,21 +114,6 @@ class VideoInfo:
         also for frames stored at another size (a stream whose size changes part way, scaled as
         the ``ffmpeg`` tool scales them); None for image sequences."""
         return None if self.stored_size is None else square_pixel_size(self.stored_size, self.sample_aspect)
-
-
-#: Transfer characteristics (ITU-T H.273 / FFmpeg ``AVColorTransferCharacteristic``) of HDR
-#: video: SMPTE ST 2084 (PQ, 16) and ARIB STD-B67 (HLG, 18).
-HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
-#: Wide-gamut primaries (H.273): BT.2020 (9).
-WIDE_PRIMARIES = {9: "BT.2020"}
-
-
-def is_hdr(frame: Any) -> bool:
-    """Whether a decoded ``av.VideoFrame`` is HDR or wide-gamut video (its transfer in
-    :data:`HDR_TRANSFERS` or its primaries in :data:`WIDE_PRIMARIES`), which
-    :func:`wbcap.io.video_reader.frame_rgb` brings to SDR BT.709."""
-    return (int(getattr(frame, "color_trc", 0) or 0) in HDR_TRANSFERS
-            or int(getattr(frame, "color_primaries", 0) or 0) in WIDE_PRIMARIES)
 
 
 def square_pixel_size(stored: tuple[int, int], sample_aspect: Fraction) -> tuple[int, int]:
@@ -493,9 +479,8 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     stored = (int(first.width or stream.codec_context.width), int(first.height or stream.codec_context.height))
     sar = sample_aspect_of(stream)
     width, height = square_pixel_size(stored, sar)
-    if is_hdr(first):
-        trc, primaries = int(getattr(first, "color_trc", 0) or 0), int(getattr(first, "color_primaries", 0) or 0)
-        kind = " ".join(v for v in (HDR_TRANSFERS.get(trc), WIDE_PRIMARIES.get(primaries)) if v)
+    kind = frame_is_hdr(first)
+    if kind:
         (log.info if warn else log.debug)("%s: %s video: its frames are brought to SDR (BT.709) as FFmpeg's scaler maps "
                                           "them", p, kind)
     if sar != 1:

@@ -61,7 +61,6 @@ from wbcap.io.video_probe import (
     _probe,
     _video_stream,
     apply_rotation,
-    is_hdr,
 )
 from wbcap.limits import DEFAULT_IMAGE_FPS
 
@@ -609,26 +608,16 @@ def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range
     (how every video frame wbcap reads is converted; a GIF read as a picture too); scaled to
     ``size`` ``(W, H)`` where given and not the frame's own (bicubic, FFmpeg's default scaler:
-    :attr:`wbcap.io.video_probe.VideoInfo.decode_size`). HDR and wide-gamut frames
-    (:func:`wbcap.io.video_probe.is_hdr`: an iPhone's HLG recordings) are brought to SDR BT.709
-    by FFmpeg's scaler, which maps transfer and primaries when the frame's and the target's
-    differ (FFmpeg 8; read as SDR, they came out dull and dark: an iPhone user's trial)."""
-    kwargs: dict[str, Any] = {"format": "rgb24"}
+    :attr:`wbcap.io.video_probe.VideoInfo.decode_size`). HDR and wide-gamut frames (an iPhone's
+    HLG recordings) are brought to SDR BT.709 (:func:`wbcap.io.hdr.sdr_rgb24`)."""
+    from wbcap.io.hdr import sdr_rgb24
+
+    kwargs: dict[str, Any] = {}
     if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
         kwargs["src_color_range"] = int(frame.color_range)
     if size is not None and tuple(size) != (frame.width, frame.height):
         kwargs.update(width=int(size[0]), height=int(size[1]), interpolation="BICUBIC")
-    if is_hdr(frame):
-        try:
-            return frame.reformat(**kwargs, dst_color_trc=BT709, dst_color_primaries=BT709).to_ndarray()
-        except TypeError:  # (a PyAV without these arguments: read as the SDR it is not, as before)
-            pass
-    return frame.to_ndarray(**kwargs)
-
-
-#: FFmpeg's code for BT.709, as transfer characteristic and as primaries (``AVCOL_TRC_BT709``,
-#: ``AVCOL_PRI_BT709``; ITU-T H.273).
-BT709 = 1
+    return sdr_rgb24(frame, **kwargs)
 
 
 def frame_at_size(frame: Any, info: VideoInfo) -> np.ndarray:

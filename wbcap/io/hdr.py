@@ -1,0 +1,59 @@
+"""HDR and wide-gamut pictures brought to SDR: one rule for video frames and HEIF photos.
+
+An iPhone records HLG video by default, cameras write HDR (PQ) HEIF photos; read as SDR, their
+colours came out dull and dark (an iPhone user's trial, a review). FFmpeg's scaler (FFmpeg 8)
+maps transfer characteristics and primaries when a frame's and the target's tags differ, so the
+conversion here is a ``reformat`` to BT.709 tags (ITU-T H.273 codes: FFmpeg's ``AVCOL_*``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["BT709", "HDR_TRANSFERS", "WIDE_PRIMARIES", "frame_is_hdr", "hdr_kind", "sdr_rgb24", "sdr_rgb24_of_rgb48"]
+
+#: H.273's code for BT.709, as transfer characteristic and as primaries.
+BT709 = 1
+#: Transfer characteristics of HDR pictures: SMPTE ST 2084 (PQ, 16) and ARIB STD-B67 (HLG, 18).
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+#: Wide-gamut primaries: BT.2020 (9).
+WIDE_PRIMARIES = {9: "BT.2020"}
+
+
+def hdr_kind(transfer: int | None, primaries: int | None) -> str | None:
+    """What makes a picture of these H.273 ``transfer`` and ``primaries`` codes HDR or wide-gamut,
+    in words (``"HLG BT.2020"``, ``"PQ"``), or None for SDR (unknown codes count as SDR)."""
+    words = [w for w in (HDR_TRANSFERS.get(int(transfer or 0)), WIDE_PRIMARIES.get(int(primaries or 0))) if w]
+    return " ".join(words) or None
+
+
+def frame_is_hdr(frame: Any) -> str | None:
+    """:func:`hdr_kind` of a decoded ``av.VideoFrame``'s tags (PyAV's ``color_trc`` and
+    ``color_primaries``; None where this PyAV has them not)."""
+    return hdr_kind(getattr(frame, "color_trc", 0), getattr(frame, "color_primaries", 0))
+
+
+def sdr_rgb24(frame: Any, **kwargs: Any) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of an ``av.VideoFrame``, brought to SDR BT.709 where it is HDR or
+    wide-gamut (:func:`frame_is_hdr`), else converted as tagged; ``kwargs``: ``reformat``'s others
+    (size, interpolation, source range)."""
+    if frame_is_hdr(frame):
+        try:
+            return frame.reformat(format="rgb24", dst_color_trc=BT709, dst_color_primaries=BT709, **kwargs).to_ndarray()
+        except TypeError:  # (a PyAV without these arguments: as tagged)
+            pass
+    return frame.to_ndarray(format="rgb24", **kwargs)
+
+
+def sdr_rgb24_of_rgb48(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:
+    """``(H, W, 3)`` uint16 RGB (full range, the values scaled to 16 bits) of a picture of these
+    H.273 codes as ``(H, W, 3)`` uint8 SDR BT.709 RGB (:func:`sdr_rgb24`)."""
+    import av
+    import numpy as np
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb48), format="rgb48le")
+    frame.color_trc, frame.color_primaries, frame.color_range = int(transfer), int(primaries), 2
+    return sdr_rgb24(frame)
