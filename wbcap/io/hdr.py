@@ -32,7 +32,7 @@ def hdr_kind(transfer: int | None, primaries: int | None) -> str | None:
 
 def frame_is_hdr(frame: Any) -> str | None:
     """:func:`hdr_kind` of a decoded ``av.VideoFrame``'s tags (PyAV's ``color_trc`` and
-    ``color_primaries``; None where this PyAV has them not)."""
+    ``color_primaries``, PyAV 18)."""
     return hdr_kind(getattr(frame, "color_trc", 0), getattr(frame, "color_primaries", 0))
 
 
@@ -41,10 +41,7 @@ def sdr_rgb24(frame: Any, **kwargs: Any) -> np.ndarray:
     wide-gamut (:func:`frame_is_hdr`), else converted as tagged; ``kwargs``: ``reformat``'s others
     (size, interpolation, source range)."""
     if frame_is_hdr(frame):
-        try:
-            return frame.reformat(format="rgb24", dst_color_trc=BT709, dst_color_primaries=BT709, **kwargs).to_ndarray()
-        except TypeError:  # (a PyAV without these arguments: as tagged)
-            pass
+        return frame.reformat(format="rgb24", dst_color_trc=BT709, dst_color_primaries=BT709, **kwargs).to_ndarray()
     return frame.to_ndarray(format="rgb24", **kwargs)
 
 
