@@ -177,7 +177,7 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
 
     import pillow_heif
 
-    from wbcap.io.images import EXIF_DISPLAY, _header_size, image_display, is_heic
+    from wbcap.io.images import EXIF_DISPLAY, _header_size, check_image_files, image_display, is_heic
 
     stored = np.zeros((48, 80, 3), np.uint8)
     stored[:16, :16] = (255, 0, 0)  # big blocks in separate tiles: a turn, a mirror or a tile out of place shows
@@ -230,6 +230,10 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     (tmp_path / "cut.heic").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError) as info:
         load_image(tmp_path / "cut.heic")
+    assert str(info.value) == f"{tmp_path / 'cut.heic'}: HEIC file is truncated or corrupt; re-download or re-export it"
+    # (a sequence's files checked before a run: its headers, which come first, gave its size and passed it, a review)
+    with pytest.raises(InputError) as info:
+        check_image_files([path, tmp_path / "cut.heic"], out.shape[:2])
     assert str(info.value) == f"{tmp_path / 'cut.heic'}: HEIC file is truncated or corrupt; re-download or re-export it"
     other = tmp_path / "other.heic"  # (its pictures of a kind libheif has no decoder for: said so, with libheif's words)
     other.write_bytes(grey.read_bytes().replace(b"hvc1", b"av02"))  # (one picture, not tiled)

@@ -588,11 +588,16 @@ def _gif_screen(p: Path | io.BytesIO) -> tuple[int, int] | None:
 
 
 def _ends_whole(p: Path) -> bool:
-    """Whether the file ``p`` is no JPEG or PNG, or one that ends with its end marker (the fast
-    path of :func:`_check_complete`), from its first and last bytes; False when it cannot be read."""
+    """Whether the file ``p`` is no JPEG, PNG or HEIF, or one that ends with its end marker (the
+    fast path of :func:`_check_complete`), from its first and last bytes, or (HEIF: AVIF, HEIC)
+    whose top-level boxes end where the file does (:func:`_boxes_fill`: a photo cut short keeps
+    its headers, which gave its size; a break-it trial's passed the sequence's check); False when
+    it cannot be read."""
     try:
         with open(p, "rb") as f:
-            head = f.read(len(_PNG_SIGNATURE))
+            head = f.read(SNIFF_BYTES)
+            if _ftyp_brands(head) is not None:
+                return _boxes_fill(f)
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 64))
             tail = f.read().rstrip(b"\x00")
@@ -603,6 +608,30 @@ def _ends_whole(p: Path) -> bool:
     if head.startswith(_PNG_SIGNATURE):
         return tail.endswith(_PNG_IEND)
     return bool(head)
+
+
+def _boxes_fill(f) -> bool:
+    """Whether an ISO-BMFF file's (open, binary) top-level boxes follow one another to its end
+    exactly (ISO/IEC 14496-12, 4.2: a 32-bit size, a 64-bit one where it is 1, to the end where
+    it is 0), from their headers only."""
+    f.seek(0, os.SEEK_END)
+    size, at = f.tell(), 0
+    while at < size:
+        f.seek(at)
+        header = f.read(16)
+        if len(header) < 8:
+            return False
+        box = int.from_bytes(header[:4], "big")
+        if box == 0:
+            return True
+        if box == 1:
+            if len(header) < 16:
+                return False
+            box = int.from_bytes(header[8:16], "big")
+        if box < 8:
+            return False
+        at += box
+    return at == size
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
