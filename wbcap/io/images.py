@@ -495,12 +495,14 @@ def _heic_size(source: Path | io.BytesIO) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _head(path: Path) -> bytes:
-    """A regular file's first :data:`SNIFF_BYTES` bytes; none for anything else (a named pipe
-    would be waited on for ever)."""
-    if not path.is_file():
+def _head(source: Path | io.BytesIO) -> bytes:
+    """The first :data:`SNIFF_BYTES` bytes of a regular file or of bytes in memory; none for
+    anything else (a named pipe would be waited on for ever)."""
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()[:SNIFF_BYTES]
+    if not source.is_file():
         return b""
-    with open(path, "rb") as f:
+    with open(source, "rb") as f:
         return f.read(SNIFF_BYTES)
 
 
@@ -559,7 +561,7 @@ def _header_size(p: Path | io.BytesIO) -> tuple[int, int] | None:
         screen = _gif_screen(p)
         if screen is not None:
             return screen
-        if is_heic(p.getvalue()[:SNIFF_BYTES] if isinstance(p, io.BytesIO) else _head(p)):
+        if is_heic(_head(p)):
             return _heic_size(p)
         with _open_pillow(p) as im:
             width, height = _stored_size(im)
@@ -574,13 +576,7 @@ def _gif_screen(p: Path | io.BytesIO) -> tuple[int, int] | None:
     decodes its frames to (:func:`_decode_gif`); None for another file. (Pillow's size also takes
     in the first frame's descriptor: a corrupt one was refused as 28455 x 40017 pixels, a
     break-it trial.)"""
-    if isinstance(p, io.BytesIO):
-        head = p.getvalue()[:10]
-    elif not p.is_file():  # (a named pipe would be waited on for ever)
-        return None
-    else:
-        with open(p, "rb") as f:
-            head = f.read(10)
+    head = _head(p)
     if len(head) < 10 or not head.startswith(_GIF_SIGNATURES):
         return None
     width, height = int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
