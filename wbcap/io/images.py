@@ -1080,27 +1080,76 @@ def image_display(path: str | os.PathLike[str]) -> tuple[int, bool]:
 def _heif_turn(data: bytes) -> tuple[int, bool]:
     """``(rotation, mirrored)`` as :data:`EXIF_DISPLAY` says a turn (clockwise degrees, then a
     left-right mirror) of the ``irot`` (``angle`` x 90 degrees anticlockwise) and ``imir``
-    (``axis`` 1: left-right, 0: top-bottom, as libheif reads it) properties in a HEIF's property
-    container (``ipco``; ISO/IEC 23008-12, 6.5.10-12), applied in that box's order, as libheif
-    applies the primary picture's (its association order, the same in the files phones and
-    libheif write); ``(0, False)`` for none, or where the container is not in the first 64 KB."""
-    at = data.find(b"ipco", 0, 1 << 16)
-    if at < 4:
+    (``axis`` 1: left-right, 0: top-bottom, as libheif reads it) properties a HEIF associates with
+    its primary picture (``pitm``; ``ipma``'s entry for it, in its order, as libheif applies
+    them; ISO/IEC 23008-12, 6.5.10-12, 9.3: a thumbnail's own turn is not the picture's);
+    ``(0, False)`` for none, or where its ``meta`` box cannot be read."""
+    boxes = _children(data, 0, len(data))
+    meta = boxes.get(b"meta")
+    if meta is None:
         return 0, False
-    end, k = min(len(data), at - 4 + int.from_bytes(data[at - 4:at], "big")), at + 4
+    inside = _children(data, meta[0] + 4, meta[1])  # (a full box: version and flags first)
+    pitm, iprp = inside.get(b"pitm"), inside.get(b"iprp")
+    if pitm is None or iprp is None:
+        return 0, False
+    wide = data[pitm[0]] >= 1
+    primary = int.from_bytes(data[pitm[0] + 4:pitm[0] + (8 if wide else 6)], "big")
+    props = _children(data, iprp[0], iprp[1], all_of=True)
+    ipco = next((span for kind, span in props if kind == b"ipco"), None)
+    ipma = next((span for kind, span in props if kind == b"ipma"), None)
+    if ipco is None or ipma is None:
+        return 0, False
+    properties = _children(data, ipco[0], ipco[1], all_of=True)
     rotation, mirrored = 0, False
-    while k + 8 < end:
-        size, kind = int.from_bytes(data[k:k + 4], "big"), data[k + 4:k + 8]
-        if size < 8:
-            break
+    for index in _associations(data, ipma, primary):
+        if not 1 <= index <= len(properties):
+            continue
+        kind, (at, _) = properties[index - 1]
         if kind == b"irot":  # (a rotation after a mirror turns the other way: R_ccw M = M R_cw)
-            quarter = (data[k + 8] & 3) * 90
+            quarter = (data[at] & 3) * 90
             rotation = (rotation + quarter if mirrored else rotation - quarter) % 360
         elif kind == b"imir":  # (top-bottom: a half turn and a left-right mirror)
-            rotation = rotation if data[k + 8] & 1 else (rotation + 180) % 360
+            rotation = rotation if data[at] & 1 else (rotation + 180) % 360
             mirrored = not mirrored
-        k += size
     return rotation, mirrored
+
+
+def _children(data: bytes, start: int, end: int, all_of: bool = False):
+    """The ISO-BMFF boxes from ``start`` to ``end`` of ``data``: ``{type: (payload start, box
+    end)}`` (the first of each type), or with ``all_of`` ``[(type, (payload start, box end))]`` in
+    order; a box that runs past ``end`` or has no valid size ends the list."""
+    found: list = []
+    at = start
+    while at + 8 <= end:
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if size < 8 or at + size > end:
+            break
+        found.append((kind, (at + 8, at + size)))
+        at += size
+    return found if all_of else {kind: span for kind, span in reversed(found)}
+
+
+def _associations(data: bytes, ipma: tuple[int, int], item: int) -> list[int]:
+    """The property indices (1-based into ``ipco``) an ``ipma`` box associates with ``item``, in
+    its order (ISO/IEC 23008-12, 9.3.2: version 1 item IDs of 32 bits; flags bit 0, indices of 15
+    bits, else 7; the essential bit dropped)."""
+    at, end = ipma
+    version, flags = data[at], int.from_bytes(data[at + 1:at + 4], "big")
+    at += 4
+    count = int.from_bytes(data[at:at + 4], "big")
+    at += 4
+    id_size, index_size = (4 if version >= 1 else 2), (2 if flags & 1 else 1)
+    for _ in range(count):
+        if at + id_size + 1 > end:
+            break
+        item_id = int.from_bytes(data[at:at + id_size], "big")
+        n = data[at + id_size]
+        at += id_size + 1
+        raw = [int.from_bytes(data[at + k * index_size:at + (k + 1) * index_size], "big") for k in range(n)]
+        at += n * index_size
+        if item_id == item:
+            return [v & (0x7FFF if index_size == 2 else 0x7F) for v in raw]
+    return []
 
 
 def _exif_orientation(data: bytes) -> int | None:
