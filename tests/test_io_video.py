@@ -1260,7 +1260,7 @@ def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: P
     assert probe_video(out / "render.mp4").width == 64 and len(list(open_frames(out / "render.mp4"))) == 8
 
 
-def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog) -> None:
+def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> None:
     """An iPhone user's trial: HLG video (BT.2020 primaries, the iPhone's default "HDR" recording)
     was read as SDR, dull and dark. Made from an SDR picture by FFmpeg's own conversion (10-bit,
     tagged as an iPhone tags it), it reads back close to that picture (FFmpeg's scaler maps it to
@@ -1294,6 +1294,18 @@ def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog) -> None:
     assert err < 15 and before > 25, (err, before)
     for x, channel in ((10, 0), (30, 1), (50, 2)):  # (each bar's own colour the strongest, as in the SDR picture)
         assert image[24, x].argmax() == channel and image[24, x, channel] > 170, image[24, x]
+    # a PyAV that cannot map it (17, the newest on Python 3.10): read as tagged, said in a warning
+    import wbcap.io.hdr
+    import wbcap.io.video_probe
+
+    for module in (wbcap.io.hdr, wbcap.io.video_probe):
+        monkeypatch.setattr(module, "pyav_maps_colours", lambda: False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wbcap.io.video_probe"):
+        image = next(iter(open_frames(src))).image
+    assert np.array_equal(image, as_sdr)
+    assert (f"{src}: HLG BT.2020 video, read as SDR (dull, dark colours): PyAV {av.__version__} does not map it; "
+            "PyAV 18 does (Python 3.11 or newer: `pip install -U av`)") in caplog.text
 
 
 def test_a_folders_skipped_files_are_said_once_per_run(tmp_path: Path, caplog) -> None:

@@ -8,12 +8,14 @@ conversion here is a ``reformat`` to BT.709 tags (ITU-T H.273 codes: FFmpeg's ``
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["BT709", "HDR_TRANSFERS", "WIDE_PRIMARIES", "frame_is_hdr", "hdr_kind", "sdr_rgb24", "sdr_rgb24_of_rgb48"]
+__all__ = ["BT709", "HDR_TRANSFERS", "WIDE_PRIMARIES", "frame_is_hdr", "hdr_kind", "pyav_maps_colours", "sdr_rgb24",
+           "sdr_rgb24_of_rgb48"]
 
 #: H.273's code for BT.709, as transfer characteristic and as primaries.
 BT709 = 1
@@ -32,15 +34,28 @@ def hdr_kind(transfer: int | None, primaries: int | None) -> str | None:
 
 def frame_is_hdr(frame: Any) -> str | None:
     """:func:`hdr_kind` of a decoded ``av.VideoFrame``'s tags (PyAV's ``color_trc`` and
-    ``color_primaries``, PyAV 18)."""
+    ``color_primaries``; 0, SDR, where this PyAV has them not)."""
     return hdr_kind(getattr(frame, "color_trc", 0), getattr(frame, "color_primaries", 0))
+
+
+@functools.lru_cache(maxsize=1)
+def pyav_maps_colours() -> bool:
+    """Whether this PyAV's ``reformat`` maps transfer and primaries (PyAV 18, which runs
+    FFmpeg 8's ``sws_scale_frame``; PyAV 17 takes the target tags and converts nothing; PyAV 18
+    needs Python 3.11)."""
+    import av
+
+    try:
+        return int(str(av.__version__).split(".")[0]) >= 18
+    except ValueError:
+        return False
 
 
 def sdr_rgb24(frame: Any, **kwargs: Any) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of an ``av.VideoFrame``, brought to SDR BT.709 where it is HDR or
-    wide-gamut (:func:`frame_is_hdr`), else converted as tagged; ``kwargs``: ``reformat``'s others
-    (size, interpolation, source range)."""
-    if frame_is_hdr(frame):
+    wide-gamut (:func:`frame_is_hdr`) and this PyAV can (:func:`pyav_maps_colours`), else
+    converted as tagged; ``kwargs``: ``reformat``'s others (size, interpolation, source range)."""
+    if frame_is_hdr(frame) and pyav_maps_colours():
         return frame.reformat(format="rgb24", dst_color_trc=BT709, dst_color_primaries=BT709, **kwargs).to_ndarray()
     return frame.to_ndarray(format="rgb24", **kwargs)
 

@@ -346,7 +346,7 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
             :data:`MAX_IMAGE_PIXELS` pixels (from its header, before decoding), or the file is
             damaged or holds no picture libheif decodes.
     """
-    from wbcap.io.hdr import hdr_kind, sdr_rgb24_of_rgb48
+    from wbcap.io.hdr import hdr_kind, pyav_maps_colours, sdr_rgb24_of_rgb48
 
     try:
         import pi_heif
@@ -361,7 +361,7 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
         check_pixel_count(p, *heif.size)
         nclx = heif.info.get("nclx_profile") or {}
         transfer, primaries = nclx.get("transfer_characteristics"), nclx.get("color_primaries")
-        if hdr_kind(transfer, primaries) and heif.mode in ("RGB", "BGR", "RGBA", "BGRA"):
+        if hdr_kind(transfer, primaries) and pyav_maps_colours() and heif.mode in ("RGB", "BGR", "RGBA", "BGRA"):
             # (a camera's HDR PQ HEIF: brought to SDR as HDR video is; read as SDR it was dull and dark, a review)
             deep = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False, bgr_mode=False)
             rgb48 = np.array(deep)[:, :, :3]

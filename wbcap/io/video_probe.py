@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from wbcap.errors import InputError
 from wbcap.io.frame_times import REORDER_WINDOW
-from wbcap.io.hdr import frame_is_hdr
+from wbcap.io.hdr import frame_is_hdr, pyav_maps_colours
 
 if TYPE_CHECKING:
     import numpy as np
@@ -480,9 +480,15 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
     sar = sample_aspect_of(stream)
     width, height = square_pixel_size(stored, sar)
     kind = frame_is_hdr(first)
-    if kind:
+    if kind and pyav_maps_colours():
         (log.info if warn else log.debug)("%s: %s video: its frames are brought to SDR (BT.709) as FFmpeg's scaler maps "
                                           "them", p, kind)
+    elif kind:
+        import av
+
+        (log.warning if warn else log.debug)(
+            "%s: %s video, read as SDR (dull, dark colours): PyAV %s does not map it; PyAV 18 does (Python 3.11 or "
+            "newer: `pip install -U av`)", p, kind, av.__version__)
     if sar != 1:
         (log.info if warn else log.debug)(
             "%s: its pixels are not square (sample aspect ratio %s): frames are scaled from %dx%d to %dx%d, "
