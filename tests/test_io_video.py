@@ -1275,18 +1275,30 @@ def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> Non
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
         cc = s.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 9, 9, 18, 1  # (BT.2020nc, BT.2020, HLG)
+        frame = av.VideoFrame.from_ndarray(sdr, format="rgb24")
+        frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
+        hlg = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1, dst_color_trc=18,
+                             dst_color_primaries=9)  # (once: FFmpeg's colour-managed scaler builds a table, 1.4 s)
         for i in range(2):
-            frame = av.VideoFrame.from_ndarray(sdr, format="rgb24")
-            frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
-            hlg = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1, dst_color_trc=18,
-                                 dst_color_primaries=9)
             hlg.pts = i
             for p in s.encode(hlg):
                 c.mux(p)
         for p in s.encode(None):
             c.mux(p)
+    import av.video.reformatter
+
+    made = []  # (one scaler for a pass's frames: FFmpeg builds its tone-mapping table, 1.4 s, once per scaler)
+
+    real = av.video.reformatter.VideoReformatter
+
+    def counted():
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(av.video.reformatter, "VideoReformatter", counted)
     with caplog.at_level(logging.INFO, logger="wbcap.io.video_probe"):
-        image = next(iter(open_frames(src))).image
+        image, second = (f.image for f in open_frames(src))
+    assert len(made) == 1 and np.array_equal(image, second)
     assert f"{src}: HLG BT.2020 video: its frames are brought to SDR (BT.709)" in caplog.text
     with av.open(str(src)) as c:
         as_sdr = next(c.decode(video=0)).to_ndarray(format="rgb24", src_color_range=1)  # (what it was read as)

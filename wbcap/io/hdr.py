@@ -51,13 +51,20 @@ def pyav_maps_colours() -> bool:
         return False
 
 
-def sdr_rgb24(frame: Any, **kwargs: Any) -> np.ndarray:
+def sdr_rgb24(frame: Any, reformatter: Any = None, **kwargs: Any) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of an ``av.VideoFrame``, brought to SDR BT.709 where it is HDR or
     wide-gamut (:func:`frame_is_hdr`) and this PyAV can (:func:`pyav_maps_colours`), else
-    converted as tagged; ``kwargs``: ``reformat``'s others (size, interpolation, source range)."""
+    converted as tagged; ``kwargs``: ``reformat``'s others (size, interpolation, source range).
+
+    ``reformatter``: an ``av.video.reformatter.VideoReformatter`` kept for a stream's frames:
+    FFmpeg's scaler builds its tone-mapping table (about 1.4 s on a 2-core Zen 4) once per
+    scaler, so a new one for every frame took 1.3-1.4 s a frame; kept, 2-3 ms (a 270x480 HLG
+    clip). Without one, the frame's own (built anew each call)."""
     if frame_is_hdr(frame) and pyav_maps_colours():
-        return frame.reformat(format="rgb24", dst_color_trc=BT709, dst_color_primaries=BT709, **kwargs).to_ndarray()
-    return frame.to_ndarray(format="rgb24", **kwargs)
+        kwargs.update(dst_color_trc=BT709, dst_color_primaries=BT709)
+    out = reformatter.reformat(frame, format="rgb24", **kwargs) if reformatter is not None else \
+        frame.reformat(format="rgb24", **kwargs)
+    return out.to_ndarray()
 
 
 def sdr_rgb24_of_rgb48(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:

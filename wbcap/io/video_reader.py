@@ -352,6 +352,9 @@ class FrameSource:
                                 count_reorder=not by_chunk)
                 first = next(timed, None)
 
+            from av.video.reformatter import VideoReformatter
+
+            reformatter = VideoReformatter()  # (one scaler for the pass's frames: wbcap.io.hdr.sdr_rgb24)
             yielded = 0
             in_range = 0  # frames seen inside [start, end)
             prev_time: float | None = None
@@ -378,7 +381,7 @@ class FrameSource:
                         "frames' pixel aspect)", p, t, *info.stored_size, av_frame.width, av_frame.height)
                 if not keep:
                     continue
-                image = frame_at_size(av_frame, info)
+                image = frame_at_size(av_frame, info, reformatter)
                 if info.rotation or info.mirrored:
                     image = apply_rotation(image, info.rotation, info.mirrored)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
@@ -604,12 +607,14 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
         yield frame
 
 
-def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+def frame_rgb(frame: Any, size: tuple[int, int] | None = None, reformatter: Any = None) -> np.ndarray:
     """``av.VideoFrame`` -> ``(H, W, 3)`` uint8 RGB, using the frame's colour matrix and range
     (how every video frame wbcap reads is converted; a GIF read as a picture too); scaled to
     ``size`` ``(W, H)`` where given and not the frame's own (bicubic, FFmpeg's default scaler:
     :attr:`wbcap.io.video_probe.VideoInfo.decode_size`). HDR and wide-gamut frames (an iPhone's
-    HLG recordings) are brought to SDR BT.709 (:func:`wbcap.io.hdr.sdr_rgb24`)."""
+    HLG recordings) are brought to SDR BT.709 (:func:`wbcap.io.hdr.sdr_rgb24`, through
+    ``reformatter``, one ``av.video.reformatter.VideoReformatter`` for a stream's frames, where
+    given)."""
     from wbcap.io.hdr import sdr_rgb24
 
     kwargs: dict[str, Any] = {}
@@ -617,10 +622,10 @@ def frame_rgb(frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
         kwargs["src_color_range"] = int(frame.color_range)
     if size is not None and tuple(size) != (frame.width, frame.height):
         kwargs.update(width=int(size[0]), height=int(size[1]), interpolation="BICUBIC")
-    return sdr_rgb24(frame, **kwargs)
+    return sdr_rgb24(frame, reformatter, **kwargs)
 
 
-def frame_at_size(frame: Any, info: VideoInfo) -> np.ndarray:
+def frame_at_size(frame: Any, info: VideoInfo, reformatter: Any = None) -> np.ndarray:
     """A video frame as :func:`frame_rgb` converts it, ``(H, W, 3)`` uint8 RGB at ``info``'s
     :attr:`~wbcap.io.video_probe.VideoInfo.decode_size` (before rotation): a frame of the first
     frames' stored size scaled to it (square pixels); one of another size (a stream whose size
@@ -633,15 +638,15 @@ def frame_at_size(frame: Any, info: VideoInfo) -> np.ndarray:
 
     size = info.decode_size
     if size is None or (frame.width, frame.height) == info.stored_size:
-        return frame_rgb(frame, size)
+        return frame_rgb(frame, size, reformatter)
     shown_w, shown_h = frame.width * info.sample_aspect, frame.height
     fit = min(size[0] / shown_w, size[1] / shown_h)
     w, h = min(size[0], max(1, round(shown_w * fit))), min(size[1], max(1, round(shown_h * fit)))
     if (w, h) == tuple(size):
-        return frame_rgb(frame, size)
+        return frame_rgb(frame, size, reformatter)
     out = np.zeros((size[1], size[0], 3), np.uint8)
     y0, x0 = (size[1] - h) // 2, (size[0] - w) // 2
-    out[y0:y0 + h, x0:x0 + w] = frame_rgb(frame, (w, h))
+    out[y0:y0 + h, x0:x0 + w] = frame_rgb(frame, (w, h), reformatter)
     return out
 
 
