@@ -111,8 +111,8 @@ class VideoInfo:
         """``(width, height)`` every frame of the video is converted to before rotation: the
         first frame's stored size with its pixels made square (the width times
         ``sample_aspect``, to an even number: as players show it, FFmpeg's ``scale=iw*sar:ih``),
-        also for frames stored at another size (a stream whose size changes part way, scaled as
-        the ``ffmpeg`` tool scales them); None for image sequences."""
+        also for frames stored at another size (a stream whose size changes part way: fitted
+        into it, :func:`wbcap.io.video_reader.frame_at_size`); None for image sequences."""
         return None if self.stored_size is None else square_pixel_size(self.stored_size, self.sample_aspect)
 
 
