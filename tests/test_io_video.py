@@ -1245,6 +1245,7 @@ def test_a_video_whose_frames_change_size_is_read_at_its_first_size(tmp_path: Pa
     assert np.abs(images[-1][6:42].astype(int) - _bars(64, 36)).mean() < 3  # (the 16:9 picture, not stretched)
 
 
+@pytest.mark.slow  # (a wbcap run)
 def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: Path, micro_ckpt, body_dir) -> None:
     """`wbcap run` of it failed at its end, when render.mp4 got a frame of the second size, after
     the network had done every frame (a review); it writes its outputs at the first size."""
@@ -1260,6 +1261,7 @@ def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: P
     assert probe_video(out / "render.mp4").width == 64 and len(list(open_frames(out / "render.mp4"))) == 8
 
 
+@pytest.mark.slow  # (FFmpeg builds its tone-mapping table twice, 1.4 s each)
 def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> None:
     """An iPhone user's trial: HLG video (BT.2020 primaries, the iPhone's default "HDR" recording)
     was read as SDR, dull and dark. Made from an SDR picture by FFmpeg's own conversion (10-bit,
@@ -1334,6 +1336,7 @@ def test_a_folders_skipped_files_are_said_once_per_run(tmp_path: Path, caplog) -
         f"{tmp_path}: skipped IMG_0005.MOV: videos are not read in a folder of pictures (`wbcap run VIDEO` reads one)"]
 
 
+@pytest.mark.slow  # (four wbcap runs)
 def test_a_resume_of_a_run_that_read_its_frames_at_another_size_is_refused(tmp_path: Path, micro_ckpt,
                                                                            body_dir) -> None:
     """A review: a run begun before wbcap made non-square pixels square (its records of 96x48
