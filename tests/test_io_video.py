@@ -1261,10 +1261,31 @@ def test_a_run_of_a_video_whose_frames_change_size_writes_its_render(tmp_path: P
     assert probe_video(out / "render.mp4").width == 64 and len(list(open_frames(out / "render.mp4"))) == 8
 
 
-@pytest.mark.slow  # (FFmpeg builds its tone-mapping table twice, 1.4 s each)
+def _hlg_planes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An SDR (BT.709) ``(H, W, 3)`` uint8 picture (even sides) as 10-bit HLG BT.2020 video
+    stores it: ``(Y, Cb, Cr)`` uint16 planes, limited range, 4:2:0, written from the standards
+    (not by FFmpeg, which the reader's conversion is): BT.709's inverse OETF, BT.2087's BT.709 to
+    BT.2020 matrix, SDR white at 75 % of the HLG signal (BT.2408), BT.2100's HLG OETF and its
+    BT.2020 non-constant-luminance Y'CbCr."""
+    v = rgb.astype(np.float64) / 255
+    linear = np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45)) @ np.array(
+        [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]).T
+    a, b, c = 0.17883277, 1 - 4 * 0.17883277, 0.5 - 0.17883277 * np.log(4 * 0.17883277)
+    white = (np.exp((0.75 - c) / a) + b) / 12  # (the scene light HLG codes as 75 %)
+    e = np.clip(linear * white, 0, 1)
+    signal = np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-12)) + c)
+    kr, kb = 0.2627, 0.0593
+    y = kr * signal[..., 0] + (1 - kr - kb) * signal[..., 1] + kb * signal[..., 2]
+    cb, cr = (signal[..., 2] - y) / (2 * (1 - kb)), (signal[..., 0] - y) / (2 * (1 - kr))
+    half = (lambda p: p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3)))
+    return (np.round(64 + 876 * y).astype(np.uint16), np.round(512 + 896 * half(cb)).astype(np.uint16),
+            np.round(512 + 896 * half(cr)).astype(np.uint16))
+
+
+@pytest.mark.slow  # (FFmpeg builds its tone-mapping table, 1.4 s)
 def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> None:
     """An iPhone user's trial: HLG video (BT.2020 primaries, the iPhone's default "HDR" recording)
-    was read as SDR, dull and dark. Made from an SDR picture by FFmpeg's own conversion (10-bit,
+    was read as SDR, dull and dark. Made from an SDR picture by the standards' formulas (10-bit,
     tagged as an iPhone tags it), it reads back close to that picture (FFmpeg's scaler maps it to
     BT.709), far closer than the untouched HLG signal, said in one info line."""
     import av
@@ -1277,10 +1298,10 @@ def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> Non
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
         cc = s.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 9, 9, 18, 1  # (BT.2020nc, BT.2020, HLG)
-        frame = av.VideoFrame.from_ndarray(sdr, format="rgb24")
-        frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
-        hlg = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1, dst_color_trc=18,
-                             dst_color_primaries=9)  # (once: FFmpeg's colour-managed scaler builds a table, 1.4 s)
+        hlg = av.VideoFrame(64, 48, "yuv420p10le")
+        for plane, values in zip(hlg.planes, _hlg_planes(sdr)):
+            np.frombuffer(plane, np.uint16).reshape(plane.height, -1)[:, :values.shape[1]] = values
+        hlg.colorspace, hlg.color_primaries, hlg.color_trc, hlg.color_range = 9, 9, 18, 1
         for i in range(2):
             hlg.pts = i
             for p in s.encode(hlg):
@@ -1300,12 +1321,14 @@ def test_hdr_video_is_brought_to_sdr(tmp_path: Path, caplog, monkeypatch) -> Non
     monkeypatch.setattr(av.video.reformatter, "VideoReformatter", counted)
     with caplog.at_level(logging.INFO, logger="wbcap.io.video_probe"):
         image, second = (f.image for f in open_frames(src))
-    assert len(made) == 1 and np.array_equal(image, second)
+    assert len(made) == 1 and np.abs(image.astype(int) - second).mean() < 2  # (two frames, one scaler)
     assert f"{src}: HLG BT.2020 video: its frames are brought to SDR (BT.709)" in caplog.text
     with av.open(str(src)) as c:
         as_sdr = next(c.decode(video=0)).to_ndarray(format="rgb24", src_color_range=1)  # (what it was read as)
     err, before = np.abs(image.astype(int) - sdr).mean(), np.abs(as_sdr.astype(int) - sdr).mean()
-    assert err < 15 and before > 25, (err, before)
+    # (FFmpeg maps HLG with its own tone mapping, not as the inverse of BT.2408's SDR-white rule: the
+    # saturated bars come back 15-25 levels off; read as SDR, 36)
+    assert err < 25 and before > err + 10, (err, before)
     for x, channel in ((10, 0), (30, 1), (50, 2)):  # (each bar's own colour the strongest, as in the SDR picture)
         assert image[24, x].argmax() == channel and image[24, x, channel] > 170, image[24, x]
     # a PyAV that cannot map it (17, the newest on Python 3.10): read as tagged, said in a warning
