@@ -614,20 +614,28 @@ def _boxes_fill(f) -> bool:
     size, at = f.tell(), 0
     while at < size:
         f.seek(at)
-        header = f.read(16)
-        if len(header) < 8:
+        box = _box_header(f.read(16), size - at)
+        if box is None:
             return False
-        box = int.from_bytes(header[:4], "big")
-        if box == 0:
-            return True
-        if box == 1:
-            if len(header) < 16:
-                return False
-            box = int.from_bytes(header[8:16], "big")
-        if box < 8:
-            return False
-        at += box
+        at += box[0]
     return at == size
+
+
+def _box_header(header: bytes, room: int) -> tuple[int, int] | None:
+    """``(box size, header size)`` of the ISO-BMFF box whose first bytes are ``header`` (at least
+    16 where there are), ``room`` bytes before the end of what holds it (ISO/IEC 14496-12, 4.2:
+    a 32-bit size; a 64-bit one after the type where that is 1; to the end where it is 0); None
+    for a header cut short or a size under its header's."""
+    if len(header) < 8:
+        return None
+    size, length = int.from_bytes(header[:4], "big"), 8
+    if size == 1:
+        if len(header) < 16:
+            return None
+        size, length = int.from_bytes(header[8:16], "big"), 16
+    elif size == 0:
+        size = room
+    return (size, length) if size >= length else None
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -1117,15 +1125,15 @@ def _heif_turn(data: bytes) -> tuple[int, bool]:
 def _children(data: bytes, start: int, end: int, all_of: bool = False):
     """The ISO-BMFF boxes from ``start`` to ``end`` of ``data``: ``{type: (payload start, box
     end)}`` (the first of each type), or with ``all_of`` ``[(type, (payload start, box end))]`` in
-    order; a box that runs past ``end`` or has no valid size ends the list."""
+    order; a box that runs past ``end`` or has no valid size ends the list (:func:`_box_header`)."""
     found: list = []
     at = start
     while at + 8 <= end:
-        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
-        if size < 8 or at + size > end:
+        box = _box_header(data[at:at + 16], end - at)
+        if box is None or at + box[0] > end:
             break
-        found.append((kind, (at + 8, at + size)))
-        at += size
+        found.append((data[at + 4:at + 8], (at + box[1], at + box[0])))
+        at += box[0]
     return found if all_of else {kind: span for kind, span in reversed(found)}
 
 

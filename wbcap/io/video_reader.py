@@ -54,6 +54,7 @@ from wbcap.io.frame_times import (
     _retime,
     _RetimeStats,
 )
+from wbcap.io.hdr import sdr_rgb24
 from wbcap.io.video_probe import (
     VideoInfo,
     _is_avi,
@@ -615,8 +616,6 @@ def frame_rgb(frame: Any, size: tuple[int, int] | None = None, reformatter: Any 
     HLG recordings) are brought to SDR BT.709 (:func:`wbcap.io.hdr.sdr_rgb24`, through
     ``reformatter``, one ``av.video.reformatter.VideoReformatter`` for a stream's frames, where
     given)."""
-    from wbcap.io.hdr import sdr_rgb24
-
     kwargs: dict[str, Any] = {}
     if frame.color_range:  # 1 = limited ("tv"), 2 = full ("pc"); 0 = unspecified
         kwargs["src_color_range"] = int(frame.color_range)
