@@ -163,6 +163,20 @@ def test_an_avif_photo_is_read_upright_as_pillow_shows_it(tmp_path: Path, orient
             assert str(info.value).startswith(f"{wide}: the image is {w}x{h} pixels") and said in str(info.value)
 
 
+def _pq_rgb48(rgb: np.ndarray) -> np.ndarray:
+    """An SDR (BT.709) ``(H, W, 3)`` uint8 picture as a 10-bit PQ BT.2020 picture stores it, its
+    values in 16 bits (full range), from the standards (not by FFmpeg, which the reader's
+    conversion is): BT.709's inverse OETF, BT.2087's BT.709 to BT.2020 matrix, SDR white at 203
+    cd/m2 (BT.2408) and SMPTE ST 2084's inverse EOTF."""
+    v = rgb.astype(np.float64) / 255
+    linear = np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45)) @ np.array(
+        [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]).T
+    y = np.clip(linear * 203 / 10000, 0, 1)
+    m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    signal = ((c1 + c2 * y ** m1) / (1 + c3 * y ** m1)) ** m2
+    return np.round(signal * 1023).astype(np.uint16) << 6
+
+
 @pytest.mark.parametrize("orientation", [1, 2, 6, 7])
 def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, orientation: int, monkeypatch,
                                                                caplog) -> None:
@@ -213,20 +227,16 @@ def test_an_heic_photo_is_read_upright_as_an_iphone_writes_it(tmp_path: Path, or
     pillow_heif.from_bytes("RGB;16", (80, 48), (stored.astype(np.uint16) * 257).tobytes()).save(deep, quality=-1)
     assert pillow_heif.open_heif(deep, convert_hdr_to_8bit=False).info["bit_depth"] == 10
     assert np.abs(load_image(deep).astype(int) - stored).mean() < 1
-    # a camera's HDR HEIF (PQ, BT.2020: what Canon bodies write), made from the picture by FFmpeg's own
-    # conversion: brought back to SDR as HDR video is (read as SDR it was dull and dark: a review)
-    import av
-
-    frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
-    frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = 1, 1, 1, 2
-    pq = frame.reformat(format="rgb48le", dst_color_trc=16, dst_color_primaries=9, dst_color_range=2).to_ndarray()
+    # a camera's HDR HEIF (PQ, BT.2020: what Canon bodies write), written from the picture by the standards'
+    # formulas: brought back to SDR as HDR video is (read as SDR it was dull and dark: a review)
+    pq = _pq_rgb48(stored)
     camera = tmp_path / "camera_pq.hif"
     pillow_heif.from_bytes("RGB;16", (80, 48), pq.tobytes()).save(
         camera, quality=-1, color_primaries=9, transfer_characteristics=16, matrix_coefficients=9, full_range_flag=1)
     assert pillow_heif.open_heif(camera, convert_hdr_to_8bit=False).info["nclx_profile"]["transfer_characteristics"] == 16
     as_sdr = pillow_heif.open_heif(camera).to_pillow()  # (its signal read as SDR, as it was)
     err, before = (np.abs(np.asarray(a).astype(int)[:, :, :3] - stored).mean() for a in (load_image(camera), as_sdr))
-    assert err < 6 and before > 15, (err, before)  # (its black background is black either way)
+    assert err < 8 and before > 15, (err, before)  # (its black background is black either way)
     (tmp_path / "cut.heic").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError) as info:
         load_image(tmp_path / "cut.heic")
