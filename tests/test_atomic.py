@@ -1,6 +1,7 @@
-"""wbcap.atomic's writes onto what is already at the final name: a symbolic link is written
-through, a device, FIFO or socket is refused (renaming over it would replace the node itself),
-and an output that is one of the command's inputs is refused before any work."""
+"""wbcap.atomic's writes onto what is already at the final name: a symbolic link is replaced (one
+in a folder someone else made could lead anywhere), or written through where the user named the
+file; a device, FIFO or socket is refused (renaming over it would replace the node itself), and
+an output that is one of the command's inputs is refused before any work."""
 
 from __future__ import annotations
 
@@ -16,19 +17,49 @@ from wbcap.cli import cli
 from wbcap.errors import InputError
 
 
-def test_a_symbolic_link_is_written_through(tmp_path):
+def test_a_symbolic_link_the_user_named_is_written_through(tmp_path):
     target = tmp_path / "data" / "result.json"
     target.parent.mkdir()
     target.write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to(target)
-    atomic_write_text(link, "new")
+    atomic_write_text(link, "new", through_link=True)
     assert link.is_symlink() and target.read_text() == "new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # (no temporary left)
     dangling = tmp_path / "dangling.json"
     dangling.symlink_to(tmp_path / "data" / "later.json")
-    atomic_write_text(dangling, "made")
+    atomic_write_text(dangling, "made", through_link=True)
     assert dangling.is_symlink() and (tmp_path / "data" / "later.json").read_text() == "made"
+
+
+def test_a_symbolic_link_where_wbcap_names_the_file_is_replaced_not_written_through(tmp_path):
+    """A security review: a run folder from someone else with `track_0.npz -> ~/.bashrc` had
+    `wbcap export` put the npz in the user's .bashrc. The link goes, what it led to stays; a file
+    wbcap appends to there is refused (raw records, scalars), not appended through."""
+    from wbcap.atomic import open_own_file
+
+    secret = tmp_path / "home" / ".bashrc"
+    secret.parent.mkdir()
+    secret.write_text("kept")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("track_0.npz", "dangling.json", "to_dev_null.json"):
+        (run / name).symlink_to(secret if name == "track_0.npz" else
+                                "/dev/null" if name == "to_dev_null.json" else tmp_path / "home" / "made.json")
+        atomic_write_text(run / name, "new")
+        assert not (run / name).is_symlink() and (run / name).read_text() == "new"
+    assert secret.read_text() == "kept" and sorted(p.name for p in secret.parent.iterdir()) == [".bashrc"]
+    (run / "raw.jsonl").symlink_to(secret)
+    with pytest.raises(InputError) as err:
+        open_own_file(run / "raw.jsonl")
+    assert str(err.value) == (f"{run / 'raw.jsonl'}: is a symbolic link (to {secret}) where wbcap keeps its own file, "
+                              "which it does not write through; remove the link")
+    assert secret.read_text() == "kept"
+    with open_own_file(run / "scalars.jsonl") as f:  # (a file of its own: made, then appended to)
+        f.write("a\n")
+    with open_own_file(run / "scalars.jsonl") as f:
+        f.write("b\n")
+    assert (run / "scalars.jsonl").read_text() == "a\nb\n"
 
 
 def test_a_fifo_is_refused_not_replaced(tmp_path):
@@ -41,7 +72,7 @@ def test_a_fifo_is_refused_not_replaced(tmp_path):
     link = tmp_path / "to_pipe.json"
     link.symlink_to(fifo)
     with pytest.raises(InputError, match=r"to_pipe\.json \(-> .*pipe\.json\): is a FIFO"):
-        atomic_write_text(link, "x")
+        atomic_write_text(link, "x", through_link=True)
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.json", "to_pipe.json"]
 
@@ -81,7 +112,7 @@ def test_a_loop_of_links_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"a\.json: a symbolic link that leads nowhere \(.*\); give a file name"):
         check_writable_file(loop)
     with pytest.raises(InputError, match="leads nowhere"):
-        atomic_write_text(loop, "x")
+        atomic_write_text(loop, "x", through_link=True)
     assert loop.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 

@@ -506,7 +506,7 @@ def test_the_report_is_printed_before_json_out_is_written(tmp_path, monkeypatch)
 
     monkeypatch.setattr(stages, "run_bench", lambda opts, progress=None: {"timed": "minutes of it"})
 
-    def full(path, text):
+    def full(path, text, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(atomic, "atomic_write_text", full)

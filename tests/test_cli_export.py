@@ -508,6 +508,59 @@ def test_a_record_with_an_infinite_frame_is_one_error_line(finished_run, tmp_pat
     assert f"{run_dir / 'params.jsonl'}:3: a damaged record (OverflowError" in r.output, r.output
 
 
+def test_links_planted_in_a_run_folder_are_replaced_not_written_through(finished_run, tmp_path, body_dir):
+    """A security review: a run folder from someone else with ``track_0.npz -> ~/.bashrc`` had
+    `wbcap export` (exit 0) write the npz into the user's .bashrc. The link is replaced by the
+    file; what it led to is untouched. So for the mark pass 2 leaves while it writes
+    (``.wbcap/writing``, which had been emptied through a link)."""
+    from wbcap.io.run_folder import RUN_DIR, WRITING_FILE, done_writing, start_writing
+
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    secret = tmp_path / "home" / ".bashrc"
+    secret.parent.mkdir()
+    secret.write_text("kept")
+    (run_dir / "track_0.npz").unlink()
+    (run_dir / "track_0.npz").symlink_to(secret)
+    r = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "npz", "--body-models", str(body_dir)])
+    assert r.exit_code == 0, r.output
+    assert secret.read_text() == "kept" and sorted(p.name for p in secret.parent.iterdir()) == [".bashrc"]
+    made = run_dir / "track_0.npz"
+    assert not made.is_symlink() and made.read_bytes() == (finished_run / "track_0.npz").read_bytes()
+    (run_dir / RUN_DIR / WRITING_FILE).symlink_to(secret)
+    start_writing(run_dir)
+    assert secret.read_text() == "kept" and (run_dir / RUN_DIR / WRITING_FILE).read_bytes() == b""
+    done_writing(run_dir)
+    assert not (run_dir / RUN_DIR / WRITING_FILE).exists()
+
+
+@pytest.mark.parametrize("where", ["meta.json", "params.jsonl", "track_0.glb"])
+def test_json_nested_too_deeply_is_one_error_line(finished_run, tmp_path, body_dir, where):
+    """A security review: ``[[[...]]]`` 100000 deep in a run folder's JSON (meta.json, a
+    params.jsonl line, a GLB's JSON chunk) gave a crash report (RecursionError), not the file's one
+    line, from `wbcap view` and `wbcap export`."""
+    import struct
+
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    deep = "[" * 100_000 + "]" * 100_000
+    if where == "params.jsonl":
+        lines = (run_dir / where).read_text().splitlines()
+        (run_dir / where).write_text("\n".join([*lines[:2], deep, *lines[3:]]) + "\n")
+    elif where == "meta.json":
+        (run_dir / where).write_text(deep)
+    else:
+        chunk = deep.encode()
+        (run_dir / where).write_bytes(struct.pack("<4sIIII", b"glTF", 2, 20 + len(chunk), len(chunk), 0x4E4F534A) + chunk)
+    for args in (["export", run_dir, "--format", "npz", "--dest", tmp_path / "x", "--body-models", body_dir],
+                 ["view", run_dir, "--html", tmp_path / "v.html"]):
+        if where == "track_0.glb" and args[0] == "export":
+            continue  # (export writes the GLBs; it does not read them)
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "crash" not in r.output, (args, r.output)
+        assert lines[0].startswith(f"error: {run_dir / where}") and "recursion" in lines[0], (args, lines[0])
+        assert not (tmp_path / "x").exists() and not (tmp_path / "v.html").exists()
+
+
 @pytest.mark.parametrize(("key", "value"), [
     ("fps", "abc"), ("fps", 0), ("max_gap", -1), ("frame_step", 0), ("frame_step", 1.5), pytest.param("max_gap", 10**400, id="max_gap-400-digits"), ("gender", 5), ("camera", {"focal": [1.0]}),
     ("frame", "sky"), ("world", "up"), ("source", ["x"]), ("cuts", [-1.0]), ("colors", 3), (None, [1, 2]),

@@ -221,6 +221,37 @@ def test_a_full_disk_while_the_page_files_are_copied_is_one_line(image_run, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_file_a_link_leads_out_of_the_folder_is_refused_and_one_inside_is_copied_as_a_file(image_run, tmp_path):
+    """A security review: a photo folder from someone else with ``output.obj -> ~/.ssh/id_rsa``
+    had `wbcap view --html` put the key in the folder to send (a copy across disks; on one disk a
+    hard link of the link, which zip and serve.py followed), and `wbcap view` serve it. Refused,
+    nothing written; a link within the folder is taken, its page file a plain copy of the file."""
+    folder = tmp_path / "got"
+    shutil.copytree(image_run, folder)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("SECRET")
+    obj = folder / "pic" / "person_0" / "output.obj"
+    kept = folder / "pic" / "kept.obj"
+    obj.rename(kept)
+    obj.symlink_to(secret)
+    r = CliRunner().invoke(cli, ["view", str(folder), "--html", str(tmp_path / "page" / "p.html")])
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {obj}: a symbolic link leads it out of {folder} (to {secret}); the page takes only the folder's own "
+        "files: put the file itself there, or remove the link"), r.output
+    assert not (tmp_path / "page").exists()
+    from wbcap.errors import InputError
+    from wbcap.view.site import ViewJob, serve_view
+
+    with pytest.raises(InputError, match="a symbolic link leads it out of"), serve_view(ViewJob(out=str(folder))):
+        pass
+    obj.unlink()
+    obj.symlink_to(Path("..") / "kept.obj")  # (relative, inside the folder)
+    r = CliRunner().invoke(cli, ["view", str(folder), "--html", str(tmp_path / "page" / "p.html")])
+    assert r.exit_code == 0, r.output
+    sent = tmp_path / "page" / "p_files" / "media" / "pic" / "person_0" / "output.obj"
+    assert not sent.is_symlink() and sent.read_bytes() == kept.read_bytes()
+
+
 def _line(frame: int, time: float, track: int) -> dict:
     rec = {"frame": frame, "time": time, "track": track, "box": [1.0, 2.0, 3.0, 4.0]}
     for key, n in (("root_pose", 3), ("body_pose", 63), ("lhand_pose", 45), ("rhand_pose", 45), ("jaw_pose", 3),

@@ -9,10 +9,16 @@ does not promise durability across a power cut.
 Temporary names are hidden and keep the final suffix (``.name.tmp-1a2b3c4d.obj``), so writers
 that choose the format from the extension (``cv2.imwrite``, trimesh) work on them.
 
-A final name that is a symbolic link is written through: the file it points to is replaced and
-the link kept, as ``open(path, "w")`` would. A final name that exists but is no regular file (a
-device such as ``/dev/null``, a FIFO, a socket) is refused: renaming over it would replace the
-device node itself (as root, ``-o /dev/null`` turned /dev/null into a 300 MB file).
+A final name that is a symbolic link is replaced by the new file (the link goes; what it led to
+is untouched): the names wbcap chooses in a folder (a run's ``track_0.npz``, a training's
+snapshots) may sit in a folder someone else made, and a planted link there had each write replace
+any file the user can write (``track_0.npz -> ~/.bashrc``: a security review). A file the user
+named on the command line (``--json-out``, ``eval --out``, ``train merge -o``, ``view --html``) is
+written through a link (``through_link``): the file it points to is replaced and the link kept,
+as ``open(path, "w")`` would. Files wbcap appends to or creates in place in such folders are
+opened without following a link (:func:`open_own_file`). A final name that exists but is no
+regular file (a device such as ``/dev/null``, a FIFO, a socket) is refused: renaming over it would
+replace the device node itself (as root, ``-o /dev/null`` turned /dev/null into a 300 MB file).
 """
 
 from __future__ import annotations
@@ -127,20 +133,21 @@ def name_unnamed_write_error(exc: BaseException, path: Path) -> None:
         exc.filename = str(path)
 
 
-def _written_file(path: Path) -> Path:
-    """The file a write to ``path`` replaces: ``path``, or the file a symbolic link there points
-    to (resolved; it may not exist yet).
+def _written_file(path: Path, through_link: bool = False) -> Path:
+    """The file a write to ``path`` replaces: ``path`` (a symbolic link there is replaced), or with
+    ``through_link`` the file a link there points to (resolved; it may not exist yet).
 
     Raises:
-        InputError: ``path`` (or the file it points to) exists and is no regular file or folder.
+        InputError: ``path`` (or with ``through_link`` the file it points to) exists and is no
+            regular file, folder or (replaced) link.
     """
     try:
-        final = path.resolve() if path.is_symlink() else path
+        final = path.resolve() if through_link and path.is_symlink() else path
     except (RuntimeError, OSError) as exc:  # (a loop of links: RuntimeError on Python < 3.13)
         raise InputError(f"{path}: a symbolic link that leads nowhere ({exc}); give a file name for this output") from None
     with contextlib.suppress(OSError):
-        mode = final.stat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        mode = final.lstat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
             kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file")
             shown = path if final == path else f"{path} (-> {final})"
@@ -149,13 +156,14 @@ def _written_file(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], through_link: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` when the block succeeds.
 
     The temporary file does not exist when yielded; the block must create it. On an exception
     (including ``KeyboardInterrupt``) the temporary is removed and ``path`` is untouched. The
-    parent folder must exist. A symbolic link at ``path`` is written through (the file it points
-    to is replaced, the link kept).
+    parent folder must exist. A symbolic link at ``path`` is replaced by the file (what it led to
+    is untouched); with ``through_link`` (a file the user named) written through: the file it
+    points to is replaced, the link kept.
 
     Example::
 
@@ -166,7 +174,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         InputError: ``path`` exists and is a device, FIFO or socket (not replaced), or its folder
             refuses new files.
     """
-    final = _written_file(Path(path))
+    final = _written_file(Path(path), through_link)
     tmp = _temp_sibling(final)
     try:
         yield tmp
@@ -194,15 +202,40 @@ def _refused_here(exc: BaseException, tmp: Path) -> bool:
             and Path(exc.filename) == tmp and (exc.errno != errno.ENOENT or tmp.parent.is_dir()))
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (file permissions follow the umask, as ``open``)."""
-    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, through_link: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (file permissions follow the umask, as ``open``);
+    ``through_link``: as :func:`atomic_path`'s."""
+    with atomic_path(path, through_link) as tmp, open(tmp, "xb") as fh:
         fh.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically, encoded with ``encoding``, ``\\n`` line endings."""
-    atomic_write_bytes(path, text.encode(encoding))
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8",
+                      through_link: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically, encoded with ``encoding``, ``\\n`` line endings;
+    ``through_link``: as :func:`atomic_path`'s."""
+    atomic_write_bytes(path, text.encode(encoding), through_link)
+
+
+def open_own_file(path: str | os.PathLike[str], mode: str = "a", encoding: str | None = "utf-8"):
+    """``open(path, mode, encoding=...)`` of a file wbcap keeps in a folder it writes (a run's raw
+    records, a training's scalars), refusing a symbolic link there rather than writing through
+    it (``O_NOFOLLOW``; see the module's note on links).
+
+    Raises:
+        InputError: ``path`` is a symbolic link, naming it, where it leads and the fix.
+    """
+    p = Path(path)
+
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+    try:
+        return open(p, mode, encoding=encoding, opener=opener)  # (the caller closes it)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or p.is_symlink():
+            raise InputError(f"{p}: is a symbolic link (to {os.readlink(p)}) where wbcap keeps its own file, which it "
+                             "does not write through; remove the link") from None
+        raise
 
 
 def check_writable_destination(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
@@ -269,7 +302,7 @@ def check_writable_file(path: str | os.PathLike[str], inputs: dict[str, str | os
     check_name_length(p)
     if p.is_dir():
         raise InputError(f"{p}: is a folder; give a file name for this output")
-    final = _written_file(p)
+    final = _written_file(p, through_link=True)
     for name, given in (inputs or {}).items():
         if given is not None and final.exists() and _same_file(final, Path(given).expanduser()):
             what = name if name.startswith("the ") else f"the input {name}"  # ("the SMPL-X model", "--checkpoint")

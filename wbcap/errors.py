@@ -81,6 +81,13 @@ def respelled(name: str, words: str | None) -> Iterator[None]:
 CHECKPOINT_TOO = "and for the network's checkpoint: "
 
 
+#: What ``json.loads`` raises for a damaged document: ``ValueError`` (``JSONDecodeError``,
+#: ``UnicodeDecodeError``, a number past Python's integer-digit limit) and ``RecursionError`` (lists
+#: or objects nested deeper than Python's recursion limit, as a hostile file holds: a security review
+#: got a crash report, not the file's one line, for ``[[[...]]]`` in a run folder's JSON files).
+JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError)
+
+
 class WbcapError(Exception):
     """An error with a one-line, user-facing message (what is wrong and how to fix it)."""
 

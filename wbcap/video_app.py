@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.console import shell_word
-from wbcap.errors import InputError, add_note, in_command, setting
+from wbcap.errors import JSON_ERRORS, InputError, add_note, in_command, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
@@ -938,7 +938,7 @@ def _check_recorded_size(job: VideoJob, out: Path, info) -> None:
     for read in (lambda path: next(read_raw(path), None), last_record):  # (the first and the last record)
         try:
             rec = read(raw_path(out))
-        except (OSError, ValueError):  # (a damaged line: the resume's own checks say it)
+        except (OSError, *JSON_ERRORS):  # (a damaged line: the resume's own checks say it)
             continue
         size = record_size(rec) if isinstance(rec, dict) else None
         if size is not None and size != (float(info.width), float(info.height)):

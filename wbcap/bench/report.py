@@ -18,7 +18,7 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
 
     p = Path(path).expanduser()
     p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(p, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(p, json.dumps(report, indent=2) + "\n", through_link=True)  # (--json-out: the user's name)
     return p
 
 

@@ -187,7 +187,7 @@ def write_results(result: EvalResult, path: str | Path) -> Path:
     """Write ``result`` as JSON (``to_dict``) atomically; creates the parent folder."""
     p = Path(path).expanduser()
     p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(p, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(p, json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n", through_link=True)  # (--out)
     return p
 
 

@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wbcap.atomic import atomic_write_bytes, final_path
-from wbcap.errors import InputError
+from wbcap.errors import JSON_ERRORS, InputError
 from wbcap.export.rig import Rig, lbs_vertices, skinning_transforms
 
 if TYPE_CHECKING:
@@ -560,7 +560,7 @@ def glb_json(path: str | Path) -> dict[str, Any]:
                              f"short?); {fix}")
         try:
             g = json.loads(fh.read(size))
-        except ValueError as exc:
+        except JSON_ERRORS as exc:
             raise InputError(f"{path}: a damaged GLB file (its JSON: {exc}); {fix}") from None
     if not isinstance(g, dict):
         raise InputError(f"{path}: a damaged GLB file (its JSON is not an object); {fix}")

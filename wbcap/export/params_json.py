@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.atomic import atomic_write_text
-from wbcap.errors import InputError
+from wbcap.errors import JSON_ERRORS, InputError
 
 #: Value of the ``"format"`` field: layout name and version. Version 2 names every box with its
 #: convention (``bbox_xywh``, ``crop_bbox_xywh``, ``lhand_bbox_xyxy``, ...); version 1 files
@@ -103,7 +103,7 @@ def read_params_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{p}: no such params file; check the path") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except JSON_ERRORS:
         raise InputError(f"{p}: not valid JSON; re-export the parameters") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("format"), str):
         raise InputError(f'{p}: no "format" field, not a wbcap params file; pass one wbcap wrote')

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
-from wbcap.errors import setting
+from wbcap.errors import JSON_ERRORS, setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
 from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
 
@@ -116,7 +116,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
         try:
             rec = json.loads(line)
             missing = [k for k in keys if k not in rec] if isinstance(rec, dict) else ["everything (not an object)"]
-        except ValueError as exc:
+        except JSON_ERRORS as exc:
             if not line_of:  # (the first record: another file given for it, e.g. an image's smplx_param.json)
                 raise InputError(f"{path}:{n}: not JSON ({exc}): not a wbcap params.jsonl (one JSON record a line, "
                                  f"written by `wbcap run`), or damaged from its start: {resume}") from None

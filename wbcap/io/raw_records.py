@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.errors import InputError, setting
+from wbcap.errors import JSON_ERRORS, InputError, setting
 from wbcap.io.param_names import NETWORK_FILE_SIZES, to_file_record
 from wbcap.track.appearance import LOOK_SIZE
 
@@ -198,7 +198,7 @@ def read_checked_raw(path: Path) -> Iterator[dict]:
     for n, line in enumerate(_complete_lines(path), 1):
         try:
             rec = json.loads(line)
-        except ValueError as exc:
+        except JSON_ERRORS as exc:
             why: str | None = f"not JSON: {exc}"
         else:
             why = damaged_raw_record(rec, seen, all_params=False)
@@ -333,7 +333,7 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
                 break
             try:
                 rec = json.loads(line)
-            except ValueError:
+            except JSON_ERRORS:
                 why: str | None = "not JSON"
             else:
                 why = damaged_raw_record(rec, seen)
@@ -386,7 +386,9 @@ class RawWriter:
         self.path = path
 
     def __enter__(self) -> RawWriter:
-        self._file = open(self.path, "a", encoding="utf-8")
+        from wbcap.atomic import open_own_file
+
+        self._file = open_own_file(self.path)  # (a link there refused, not appended through)
         return self
 
     def append(self, frames: Sequence[tuple[int, float, list[int], Sequence[Any]]],

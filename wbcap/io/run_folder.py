@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISREG
 
-from wbcap.errors import InputError, setting
+from wbcap.errors import JSON_ERRORS, InputError, setting
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.locks import closed_in_forked_children
 
@@ -144,7 +144,7 @@ def pass_one_done(out: Path) -> int | None:
     try:
         done = json.loads((out / RUN_DIR / PASS1_FILE).read_text(encoding="utf-8"))
         size = raw_path(out).stat().st_size
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         return None
     if not (isinstance(done, dict) and isinstance(done.get("records"), int) and done.get("bytes") == size
             and done["records"] > 0):
@@ -508,7 +508,7 @@ def read_run_file(out: Path) -> dict | None:
         return None
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except JSON_ERRORS as exc:
         problem = f"not a wbcap run.json ({exc})"
     else:
         if not isinstance(run, dict):
@@ -678,7 +678,7 @@ def read_meta(out: Path) -> dict | None:
                f"{setting('overwrite', api='overwrite=True')} to start over)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except JSON_ERRORS as exc:
         raise InputError(f"{path}: not a wbcap meta.json ({exc}); {rewrite}") from None
     if not isinstance(meta, dict):
         raise InputError(f"{path}: not a wbcap meta.json (a JSON {type(meta).__name__}, not an object); {rewrite}")
@@ -1251,8 +1251,10 @@ WRITING_FILE = "writing"
 
 def start_writing(out: Path) -> None:
     """Mark OUT as having its outputs written (:data:`WRITING_FILE`), before pass 2 touches them."""
+    from wbcap.atomic import atomic_write_bytes
+
     (out / RUN_DIR).mkdir(parents=True, exist_ok=True)
-    (out / RUN_DIR / WRITING_FILE).write_bytes(b"")
+    atomic_write_bytes(out / RUN_DIR / WRITING_FILE, b"")  # (a link there replaced, not its file emptied)
 
 
 def done_writing(out: Path) -> None:

@@ -314,8 +314,10 @@ def save_checkpoint(
     epoch: int | None = None,
     optimizer: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    through_link: bool = False,
 ) -> Path:
-    """Write a wbcap checkpoint atomically (config inside). Returns the path."""
+    """Write a wbcap checkpoint atomically (config inside). Returns the path. ``through_link``:
+    a path the user named (:func:`wbcap.atomic.atomic_path`'s)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
@@ -328,7 +330,7 @@ def save_checkpoint(
         payload["optimizer"] = optimizer
     if extra:
         payload.update(extra)
-    return save_torch_file(payload, path)
+    return save_torch_file(payload, path, through_link)
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -342,8 +344,9 @@ def _tensor_bytes(obj: Any) -> int:
     return 0
 
 
-def save_torch_file(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (:func:`wbcap.atomic.atomic_path`); returns ``path``.
+def save_torch_file(obj: Any, path: str | Path, through_link: bool = False) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`wbcap.atomic.atomic_path`, as its
+    ``through_link``); returns ``path``.
 
     torch's writer reports a full disk as a RuntimeError without an errno (``[enforce fail at
     inline_container.cc:672] . unexpected pos``): when the folder's disk has less room left than
@@ -356,7 +359,7 @@ def save_torch_file(obj: Any, path: str | Path) -> Path:
             above); the temporary file is removed.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, through_link) as tmp:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from wbcap.errors import InputError, WbcapError, respelled, setting
+from wbcap.errors import JSON_ERRORS, InputError, WbcapError, respelled, setting
 from wbcap.io.run_folder import FILE_IDENTITY
 from wbcap.subprocesses import end_with_parent
 
@@ -217,7 +217,7 @@ def _check_resumed_model_files(folder: Path, run) -> None:
 
     try:
         recorded = json.loads((settled_run_folder(folder) / RUN_SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # (none, or damaged: _recorded_run_settings said so)
+    except (OSError, *JSON_ERRORS):  # (none, or damaged: _recorded_run_settings said so)
         return
     if not isinstance(recorded, dict):
         return
@@ -248,7 +248,7 @@ def _recorded_run_settings(folder: Path, data_root, body_models, keep_last):
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return data_root, body_models, keep_last
-    except (OSError, ValueError) as exc:
+    except (OSError, *JSON_ERRORS) as exc:
         log.warning("%s: not read (%s); give --data-root, --body-models and --keep-last again if the run used them",
                     path, exc)
         return data_root, body_models, keep_last
@@ -347,7 +347,7 @@ def recorded_stage(folder: Path, stage: str):
     if (run / STAGE_FILE).is_file():
         try:
             data, source = json.loads((run / STAGE_FILE).read_text(encoding="utf-8")), run / STAGE_FILE
-        except (ValueError, UnicodeDecodeError, OSError):
+        except (*JSON_ERRORS, OSError):
             data = None
     if not isinstance(data, dict) or data.get("stage", stage) != (snapshot or data).get("stage", stage):
         data, source = snapshot, last  # (no stage.json, a damaged one, or one of another stage's launch)

@@ -191,4 +191,4 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
     for name in HAND_HEADS:
         init_head_weights(getattr(net, name))
     log.info("merged the hand backbone from prefix %r; re-initialised %s", prefix, ", ".join(HAND_HEADS))
-    return save_checkpoint(out, net, epoch=0)
+    return save_checkpoint(out, net, epoch=0, through_link=True)  # (-o: the user's name)

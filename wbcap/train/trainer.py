@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from wbcap.errors import (
+    JSON_ERRORS,
     CheckpointError,
     CheckpointUnreadableError,
     InputError,
@@ -1023,7 +1024,9 @@ def _scalar_writer(out: Path, resumed_at: int | None = None) -> Callable[[int | 
         log.info("tensorboard not installed; scalars go to %s", out / SCALARS_FILE)
         if resumed_at is not None:
             _drop_scalars_from(out / SCALARS_FILE, resumed_at)
-        f = open(out / SCALARS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open across calls, closed by write(None)
+        from wbcap.atomic import open_own_file
+
+        f = open_own_file(out / SCALARS_FILE)  # (closed by write(None); a link there refused, not appended through)
 
         def write(step, scalars):
             if step is None:
@@ -1048,7 +1051,7 @@ def _drop_scalars_from(path: Path, first: int) -> None:
         for line in f:
             try:
                 step = json.loads(line)["step"]
-            except (ValueError, TypeError, KeyError):
+            except (*JSON_ERRORS, TypeError, KeyError):
                 continue
             if isinstance(step, int) and step < first and line.endswith("\n"):
                 kept.append(line)

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbcap.errors import InputError
+from wbcap.errors import JSON_ERRORS, InputError
 from wbcap.export.gltf import glb_fix as _glb_fix
 from wbcap.export.gltf import glb_json
 from wbcap.io.image_results import PERSON_DIR
@@ -157,7 +157,26 @@ def read_output(out: Path) -> SiteContent:
         raise InputError(f"{out}: no such folder; pass the -o folder of a finished `wbcap run` or `wbcap image`")
     with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
         # (absolute: `wbcap view .` in a person's folder found its file's parent named "", no person's)
-        return _output_content(out.absolute())
+        content = _output_content(out.absolute())
+        _check_inside(out, content.files)
+        return content
+
+
+def _check_inside(out: Path, files: dict[str, Path]) -> None:
+    """Refuse a file of the page that a symbolic link (its own, or a folder's on the way) puts
+    outside ``out``: the page serves and copies what the link leads to, and one planted in a folder
+    from someone else sent any file the user can read with the page (``output.obj -> ~/.ssh/id_rsa``
+    in ``--html``'s folder: a security review).
+
+    Raises:
+        InputError: naming the file, where it leads and the fix.
+    """
+    root = out.resolve()
+    for path in files.values():
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            raise InputError(f"{path}: a symbolic link leads it out of {out} (to {real}); the page takes only the "
+                             "folder's own files: put the file itself there, or remove the link")
 
 
 def _output_content(out: Path) -> SiteContent:
@@ -341,7 +360,7 @@ def _read_lines(path: Path) -> dict[int, list[tuple[int, float, str]]]:
             try:
                 rec = json.loads(line)
                 key = int(rec["track"]), int(rec["frame"]), float(rec["time"])
-            except (ValueError, KeyError, TypeError) as exc:
+            except (*JSON_ERRORS, KeyError, TypeError) as exc:
                 raise InputError(f"{path}:{n}: not a wbcap params.jsonl line ({type(exc).__name__}: {exc}); "
                                  f"the file is damaged: resume its run with --resume to rewrite it") from None
             per_track.setdefault(key[0], []).append((key[1], key[2], line))
@@ -518,7 +537,7 @@ def _image_content(out: Path, param_files: list[Path]) -> SiteContent:
                 records.append((k, p, {"focal": cam["focal"], "princpt": cam["princpt"],
                                        "image_size": cam["image_size"], "crop": rec["crop_bbox_xywh"],
                                        "cam_trans": trans}))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (*JSON_ERRORS, KeyError, TypeError) as exc:
                 raise InputError(f"{p}: not a wbcap smplx_param.json ({type(exc).__name__}: {exc}); "
                                  f"run `wbcap image` on that photo again") from None
         # the camera of render_original_img.jpg: the largest crop box's (export.image_outputs.to_common_camera)

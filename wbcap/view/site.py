@@ -88,13 +88,16 @@ def _place(src: Path, dst: Path, link: bool) -> None:
     """``src`` at ``dst``: with ``link`` (a site served from here) a hard link where the two
     share a file system, so that the page keeps the files it was built from when a later
     ``wbcap run --resume`` removes and rewrites the run's (they are the same file until then),
-    else a symbolic link; without (a folder to send) a hard link or a copy."""
+    else a symbolic link; without (a folder to send) a hard link or a copy. Of the file a link at
+    ``src`` leads to (inside the folder: :func:`wbcap.view.manifest.read_output`), not of the
+    link itself (``os.link`` does not follow one on Linux)."""
+    src = src.resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
         try:
             os.link(src, dst)
         except OSError:
-            os.symlink(src.resolve(), dst)
+            os.symlink(src, dst)
         return
     try:
         os.link(src, dst)  # same file system: no copy, and the folder still copies as plain files
@@ -198,7 +201,7 @@ def write_html(job: ViewJob) -> Path:
         InputError: ``job.html`` does not end in ``.html`` or lies inside ``job.out``, or
             ``<stem>_files/`` exists and was not written by ``wbcap view``.
     """
-    from wbcap.atomic import STAGING_MARKER, atomic_write_text, check_writable_destination, staged_dir
+    from wbcap.atomic import check_writable_destination
 
     page = Path(job.html or "").expanduser()
     if page.suffix.lower() not in (".html", ".htm"):
@@ -230,6 +233,22 @@ def write_html(job: ViewJob) -> Path:
                          f"another {setting('html')} file")
     _check_replaceable(page, files)
     serve = serve_command(page)
+    made = [a for a in (page.parent, *page.parent.parents) if not a.exists()]  # (innermost first)
+    try:
+        _write_site(job, page, files, serve)
+    except BaseException:  # (a refused folder left the page's new empty folders: a security review)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    log.info("wrote %s and %s/", page, files)
+    return page
+
+
+def _write_site(job: ViewJob, page: Path, files: Path, serve: str) -> None:
+    """:func:`write_html`'s writing, its checks passed."""
+    from wbcap.atomic import STAGING_MARKER, atomic_write_text, staged_dir
+
     with staged_dir(files) as stage:
         build_site(job, stage, link=False)
         shutil.copyfile(Path(__file__).resolve().parent / "server.py", stage / "serve.py")
@@ -243,8 +262,6 @@ def write_html(job: ViewJob) -> Path:
         (stage / WRITTEN_LIST).write_text("".join(f"{name}\n" for name in written), encoding="utf-8",
                                           errors="surrogateescape")  # (names as the file system has them)
     atomic_write_text(page, _page(f"{files.name}/", serve))
-    log.info("wrote %s and %s/", page, files)
-    return page
 
 
 def _check_name_length(page: Path) -> None:

@@ -67,7 +67,7 @@ from wbcap.body import joints as J
 from wbcap.body.smplx_layer import SMPLXLayer
 from wbcap.config import ModelConfig
 from wbcap.crop.bbox import crop_image, process_bbox
-from wbcap.errors import InputError
+from wbcap.errors import JSON_ERRORS, InputError
 
 __all__ = [
     "BODY_3D_SIZE",
@@ -260,7 +260,7 @@ def load_json(path: str | Path, layout: str) -> Any:
     try:
         with p.open("rb") as f:
             return json.load(f)
-    except (OSError, ValueError) as exc:
+    except (OSError, *JSON_ERRORS) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetLayoutError(f"{p}: not readable JSON ({msg}); re-download it; expected layout: {layout}") from None
 
