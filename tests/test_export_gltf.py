@@ -204,6 +204,19 @@ def test_a_root_bone_moves_on_the_ground_under_the_pelvis_and_changes_no_vertex(
     photo, photo_root = Reader(files["photo"]), Reader(files["photo_root"])
     np.testing.assert_allclose(photo_root.vertices(None), photo.vertices(None), atol=1e-5)
     np.testing.assert_allclose(photo_root.world(55, {})[:3, 3][[1]], [0.0], atol=0)
+    # the rest (bind) pose stands on the root: its lowest vertex at y = 0, the root at the origin (it
+    # was SMPL-X's, the feet 1.3 m below the root: a game developer's trial); the plain file keeps SMPL-X's
+    for reader, lifted in ((rooted, True), (photo_root, True), (plain, False)):
+        position = reader.g.meshes[0].primitives[0].attributes.POSITION
+        rest = reader.accessor(position)
+        lowest = float(rig.rest_vertices[:, 1].min())
+        assert rest[:, 1].min() == pytest.approx(0.0 if lifted else lowest, abs=1e-6) and lowest < -1.0
+        ibm = reader.accessor(reader.g.skins[0].inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+        np.testing.assert_allclose(-ibm[:55, :3, 3], rig.rest_joints - [0.0, lowest if lifted else 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(reader.g.nodes[0].translation if reader is not photo_root else
+                                   -ibm[0, :3, 3], rig.rest_joints[0] - [0.0, lowest if lifted else 0.0, 0.0], atol=1e-6)
+    assert rooted.g.nodes[55].translation == [0.0, 0.0, 0.0]
+    assert rooted.g.asset.extras["rest_lift_m"] == pytest.approx([0.0, -lowest, 0.0])
 
 
 def _slerp_clip(clip: MotionClip, time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -249,7 +249,7 @@ root_bone_option = click.option(
     "--root-bone", is_flag=True,
     help="GLB/FBX: add a bone `root` above the pelvis, on the ground under it (y = 0 of the file's frame: the "
          "ground with --world), keyed with the pelvis's horizontal motion, for root motion in Unreal or Unity; the "
-         "mesh is the same. The BVH keeps the pelvis as its root.")
+         "rest pose stands on it (soles at y = 0); the posed mesh is the same. The BVH keeps the pelvis as its root.")
 
 
 def export_options(default: str):

@@ -341,9 +341,12 @@ def write_glb(
         intermediate: a file that is no output, only read by the next step and deleted (the GLB
             an FBX is made from, in a temporary folder): its "wrote" line is logged at DEBUG.
         root_bone: add a joint ``root`` above the pelvis (:data:`ROOT_BONE`), for game engines'
-            root motion: at rest at the origin, keyed at the pelvis's ground projection (its
-            ``x`` and ``z``, ``y = 0``: the ground in the world frame, the camera's height in the
-            camera frame), no rotation; the pelvis keyed relative to it. The skinned mesh is the same.
+            root motion: at rest at the origin with the rest (bind) pose standing on it, the
+            lowest rest vertex at ``y = 0`` (:func:`rest_lift`: the pose was SMPL-X's, whose
+            origin is at the chest, feet 1.3 m below the root: a game developer's trial), keyed
+            at the pelvis's ground projection (its ``x`` and ``z``, ``y = 0``: the ground in the
+            world frame, the camera's height in the camera frame), no rotation; the pelvis keyed
+            relative to it. The skinned mesh is the same at every key.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -378,15 +381,17 @@ def write_glb(
     quats = _quaternions(poses).astype(np.float32)
     pelvis = rig.rest_joints[0] + transl  # (T, 3) the pelvis's position, the clip's y-up world
     root = pelvis * np.array([1.0, 0.0, 1.0]) if root_bone else None  # (T, 3) its ground projection
+    lift = rest_lift(rig) if root_bone else np.zeros(3)  # (rest geometry only: the keys place the pelvis)
     if root_bone:
         meta["root_bone"] = ROOT_BONE
-    _add_joint_nodes(gltf, rig, quats, pelvis if root is None else pelvis - root, animated)
+        meta["rest_lift_m"] = [float(v) for v in lift]
+    _add_joint_nodes(gltf, rig, quats, pelvis if root is None else pelvis - root, animated, lift)
     if root is not None:
         gltf.nodes.append(pygltflib.Node(name=ROOT_BONE, children=[0], translation=[float(v) for v in (
             root[0].astype(np.float32) if not animated else np.zeros(3, np.float32))]))
-    targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated, clip.name)
+    targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated, clip.name, lift)
     mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta,
-                                    _camera_node_pose(clip) if clip.frame == "world" else None, root_bone)
+                                    _camera_node_pose(clip) if clip.frame == "world" else None, root_bone, lift)
     if animated:
         _add_animation(gltf, blob, rig, clip.name, times, quats, pelvis if root is None else pelvis - root, mesh_node,
                        weights if targets else None, root)
@@ -399,14 +404,23 @@ def write_glb(
     return path
 
 
-def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, pelvis: np.ndarray, animated: bool) -> None:
-    """Nodes 0..54: the joints in model order, rest translation = offsets; a static file (one
-    row) also gets the row's rotations and the pelvis position (``pelvis`` ``(T, 3)``, in its
-    parent's frame)."""
+def rest_lift(rig: Rig) -> np.ndarray:
+    """``(3,)`` metres: how far up (+y, the body model's up) the rest pose moves so that its lowest
+    vertex (the soles, in the T-pose) is at ``y = 0``: ``(0, -min y, 0)``."""
+    return np.array([0.0, -float(rig.rest_vertices[:, 1].min()), 0.0])
+
+
+def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, pelvis: np.ndarray, animated: bool,
+                     lift: np.ndarray) -> None:
+    """Nodes 0..54: the joints in model order, rest translation = offsets (the pelvis's moved by
+    ``lift``, :func:`rest_lift`); a static file (one row) also gets the row's rotations and the
+    pelvis position (``pelvis`` ``(T, 3)``, in its parent's frame)."""
     import pygltflib
 
+    offsets = rig.offsets
+    offsets[0] += lift
     for j, name in enumerate(rig.joint_names):
-        node = pygltflib.Node(name=name, translation=[float(v) for v in rig.offsets[j].astype(np.float32)])
+        node = pygltflib.Node(name=name, translation=[float(v) for v in offsets[j].astype(np.float32)])
         if not animated:
             node.rotation = [float(v) for v in quats[0, j]]
             if j == 0:
@@ -416,16 +430,16 @@ def _add_joint_nodes(gltf: Any, rig: Rig, quats: np.ndarray, pelvis: np.ndarray,
 
 
 def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndarray, transl: np.ndarray,
-              exact_vertices: np.ndarray | None, animated: bool, name: str) -> tuple[list, np.ndarray]:
-    """The skinned mesh (named :func:`mesh_node_name` of the clip ``name``) with its morph targets
-    (expression, then the exact rows); returns the targets and the ``(T, n_targets)`` float32
-    morph weights per row."""
+              exact_vertices: np.ndarray | None, animated: bool, name: str, lift: np.ndarray) -> tuple[list, np.ndarray]:
+    """The skinned mesh (named :func:`mesh_node_name` of the clip ``name``; its rest positions
+    moved by ``lift``, :func:`rest_lift`) with its morph targets (expression, then the exact rows);
+    returns the targets and the ``(T, n_targets)`` float32 morph weights per row."""
     import pygltflib
 
     n_rows, n_expr = expr.shape
     v = rig.rest_vertices.shape[0]
     attributes = pygltflib.Attributes(
-        POSITION=blob.add(rig.rest_vertices.astype(np.float32), target=_ARRAY_BUFFER, min_max=True),
+        POSITION=blob.add((rig.rest_vertices + lift).astype(np.float32), target=_ARRAY_BUFFER, min_max=True),
         NORMAL=blob.add(_normals(rig.rest_vertices, rig.faces), target=_ARRAY_BUFFER),
     )
     joints_0, weights_0 = _skin_weights_float32(rig)
@@ -470,8 +484,9 @@ def _camera_node_pose(clip: MotionClip) -> tuple[list[float], list[float]]:
 
 
 def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict,
-                        camera_pose: tuple[list[float], list[float]] | None = None, root_bone: bool = False) -> int:
-    """The skin (joints in model order, inverse bind = translation(-rest joint), column-major;
+                        camera_pose: tuple[list[float], list[float]] | None = None, root_bone: bool = False,
+                        lift: np.ndarray | None = None) -> int:
+    """The skin (joints in model order, inverse bind = translation(-(rest joint + ``lift``)), column-major;
     with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, the
     camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at the origin with no
     rotation), the person's node ``name`` (last) holding the skeleton's root, and the scene;
@@ -480,7 +495,7 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
 
     n = 56 if root_bone else 55
     ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
-    ibm[:55, :3, 3] = -rig.rest_joints.astype(np.float32)
+    ibm[:55, :3, 3] = -(rig.rest_joints + (0.0 if lift is None else lift)).astype(np.float32)
     gltf.skins.append(pygltflib.Skin(
         name=name, joints=list(range(n)), skeleton=55 if root_bone else 0,
         inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(n, 16)),
