@@ -55,3 +55,26 @@ def test_relative_links_lead_to_a_file_and_section(doc: Path):
         elif section and linked.suffix == ".md" and section not in anchors(linked):
             broken.append(f"{target}: no section '{section}' in {linked.name}")
     assert not broken, f"{doc.name}: " + "; ".join(broken)
+
+
+def test_the_game_engine_table_names_every_joint_of_the_files_once():
+    """docs/game_engines.md's table (SMPL-X -> Unity Humanoid, Unreal): its first column, with
+    ``left_thumb1``, ``2``, ``3`` read as three joints and ``right_…`` as every left one mirrored,
+    is the files' 55 joints and the root bone, each once."""
+    import re
+
+    from wbcap.export.gltf import ROOT_BONE
+    from wbcap.export.rig import JOINT_NAMES_55
+
+    rows = [line.split("|")[1] for line in (ROOT / "docs" / "game_engines.md").read_text().splitlines()
+            if line.startswith("| `")]
+    names: list[str] = []
+    for cell in rows:
+        for token in re.findall(r"`([^`-][^`]*)`", cell):  # (not `--root-bone`)
+            if token.isdigit():
+                names.append(re.sub(r"\d$", token, names[-1]))
+            elif token == "right_…":
+                names += [n.replace("left_", "right_", 1) for n in names if n.startswith("left_") and "eye" not in n]
+            else:
+                names.append(token)
+    assert sorted(names) == sorted([ROOT_BONE, *JOINT_NAMES_55])
