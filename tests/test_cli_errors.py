@@ -117,29 +117,85 @@ def test_a_working_folder_that_is_gone_is_one_line(tmp_path, monkeypatch, crashi
 
 def test_a_crash_of_a_failed_allocation_says_it_ran_out_of_memory(monkeypatch):
     import wbcap.doctor
+    import wbcap.limits
 
     def oom(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes")
 
     monkeypatch.setattr(wbcap.doctor, "run_checks", oom)
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: [])
     line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
-    assert "; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer images per " \
-           "batch (--batch-size, where it is above 1); full traceback in " in line, line
+    assert "; it ran out of memory: free memory (close other programs); full traceback in " in line, line
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: [("ulimit -d", 1_000_000_000)])
+    line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
+    assert "; it ran out of memory: raise the memory limit (ulimit -d, now 1.0 GB); full traceback in " in line, line
+
+
+def _raised_in(path: str, function: str, exc: BaseException) -> BaseException:
+    """``exc`` as raised by ``function`` of a file at ``path`` (its traceback's last frame)."""
+    namespace: dict = {}
+    exec(compile(f"def {function}(exc):\n    raise exc\n", path, "exec"), namespace)
+    try:
+        namespace[function](exc)
+    except BaseException as raised:  # (the one just raised)
+        return raised
+    raise AssertionError("not raised")
+
+
+@pytest.mark.parametrize(("command", "where", "function", "limits", "expected"), [
+    ("run", "wbcap/export/video_render.py", "render_frames", [("ulimit -v", 2_560_000_000)],
+     "it ran out of memory while rendering: leave the renders out (--no-render) or raise the memory limit (ulimit -v, "
+     "now 2.6 GB) (`wbcap run` took about 2.9 GB of address space with its video, 2.0 GB without); the frames done are "
+     "kept: the same command with --resume goes on"),
+    ("image", "wbcap/model/fused.py", "fold_batchnorm", [("ulimit -v", 1_536_000_000)],
+     "it ran out of memory while preparing the network (it takes about 1.2 GB of memory): raise the memory limit "
+     "(ulimit -v, now 1.5 GB) (`wbcap run` took about 2.9 GB of address space with its video, 2.0 GB without)"),
+    ("image", "wbcap/model/fused.py", "forward", [],
+     "it ran out of memory: free memory (close other programs) or use fewer images per batch (--batch-size, where it "
+     "is above 1)"),
+    ("view", "wbcap/view/manifest.py", "read_output", [("ulimit -v", 350_000_000)],
+     "it ran out of memory: raise the memory limit (ulimit -v, now 0.3 GB)"),
+    ("eval", "wbcap/model/fused.py", "forward", [("the container's or cgroup's memory limit", 4_000_000_000)],
+     "it ran out of memory: raise the memory limit (the container's or cgroup's memory limit, now 4.0 GB) or use fewer "
+     "images per batch (--batch-size, where it is above 1)"),
+])
+def test_the_memory_advice_follows_where_it_ran_out_and_the_commands_options(monkeypatch, command, where, function,
+                                                                             limits, expected):
+    """A low-memory trial: every command was told the same (`--batch-size`, `ulimit -v`): also
+    `wbcap view`, which has no --batch-size, a network that ran out while being prepared, where a
+    batch size changes nothing, and under `ulimit -d`; a render that ran out was not told of
+    --no-render (and `wbcap run --no-render` then fitted)."""
+    import wbcap.limits
+    from wbcap.cli import crash_hint
+
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: limits)
+    exc = _raised_in(f"/site/{where}", function, MemoryError())
+    assert crash_hint(exc, command) == "; " + expected
 
 
 def test_a_crash_of_a_thread_that_could_not_start_says_which_limits(monkeypatch):
     """`ulimit -v` low enough that a thread's stack did not fit: "RuntimeError: can't start new
-    thread" with no hint (a break-it trial)."""
+    thread" with no hint (a break-it trial); the video encoder's "Resource temporarily unavailable"
+    (BlockingIOError) likewise (a low-memory trial: a crash line with no hint)."""
     import wbcap.doctor
+    import wbcap.limits
+    from wbcap.cli import crash_hint
 
     def no_thread(*args, **kwargs):
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(wbcap.doctor, "run_checks", no_thread)
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: [])
     line = CliRunner().invoke(cli, ["doctor"]).stderr.splitlines()[-1]
     assert line.startswith("error: wbcap doctor failed: RuntimeError: can't start new thread (") and \
-        "; it could not start a thread: free memory or raise the process's limits (ulimit -v for memory, ulimit -u " \
-        "for processes and threads); full traceback in " in line, line
+        "; it could not start a thread (a memory limit, or the limit on processes and threads, ulimit -u): free memory " \
+        "(close other programs); full traceback in " in line, line
+    encoder = _raised_in("/site/wbcap/io/video_writer.py", "_encode",
+                         BlockingIOError(11, "Resource temporarily unavailable"))
+    assert crash_hint(encoder, "run").startswith("; it could not start a thread (a memory limit, or the limit on "
+                                                 "processes and threads, ulimit -u) while rendering: leave the renders "
+                                                 "out (--no-render) or free memory")
+    assert crash_hint(_raised_in("/site/wbcap/io/raw_records.py", "append", BlockingIOError(11, "x")), "run") == ""
 
 
 def test_a_terminal_in_another_encoding_gets_question_marks_not_a_crash(tmp_path):

@@ -264,3 +264,27 @@ def test_a_full_disk_met_by_blender_is_the_one_full_disk_line(tmp_path, fake_ble
     ctx.invoked_subcommand = "image"
     assert _disk_full_message(info.value, ctx) == (f"cannot write {out / 'photo' / 'person_0' / 'output.fbx'} (No "
                                                    "space left on device): free disk space or point -o to another disk")
+
+
+@pytest.mark.parametrize("limited", [True, False])
+def test_a_bpy_import_a_signal_ends_is_said_so_and_under_a_memory_limit_not_to_need_reinstalling(monkeypatch, limited):
+    """A low-memory trial: under `ulimit -v 1000000` bpy's import crashed (SIGSEGV) and
+    `--export fbx` said to reinstall it ("exit status -11"). Now the signal, the limit, and to
+    raise the limit; without a limit, the install hint as before."""
+    import inspect
+
+    import wbcap.export.fbx as fbx
+    import wbcap.limits
+    from wbcap.export.animation import AnimationExport
+
+    real = inspect.getclosurevars(fbx.bpy_import_error).nonlocals.get("real", fbx.bpy_import_error)  # (conftest's once)
+    monkeypatch.setattr(fbx, "bpy_import_error", real)
+    monkeypatch.setattr(fbx, "blender_available", lambda: True)
+    monkeypatch.setattr(subprocess, "run", lambda args, **kwargs: subprocess.CompletedProcess(args, -11, b"", b""))
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: [("ulimit -v", 1_024_000_000)] if limited else [])
+    with pytest.raises(WbcapError) as err:
+        AnimationExport.parse("fbx", exact=False).check_available()
+    head = "FBX export needs Blender's Python module, which is installed but does not import (its import crashed (SIGSEGV)"
+    assert str(err.value) == (head + " under this process's memory limit (ulimit -v, 1.0 GB), less than Blender's import "
+                              "takes); raise the memory limit (Blender's import took about 1.5 GB of address space under "
+                              "ulimit -v)" if limited else head + f"); {fbx.INSTALL_HINT}")

@@ -1098,8 +1098,8 @@ def test_a_torchrun_workers_error_reaches_the_launcher_as_a_single_processs_woul
     elif kind == "out_of_memory":  # (the single process's hint too: a review)
         assert isinstance(said, launch.WorkerError) and said.exit_code == 1
         assert str(said).startswith("wbcap train failed in training process 0: RuntimeError: CUDA out of memory. ")
-        assert "; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer " \
-               "images per batch (--batch-size, where it is above 1); full traceback in " in str(said)
+        assert "; the GPU ran out of memory: use fewer images per batch (--batch-size, where it is above 1), free " \
+               "GPU memory (other programs on it), use a GPU with more, or --device cpu; full traceback in " in str(said)
     else:
         assert isinstance(said, launch.WorkerError) and said.exit_code == 1
         head, log = str(said).split("; full traceback in ")

@@ -1134,3 +1134,39 @@ def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
     assert photo_formats_check() == Check("photo formats", False, f"AVIF yes (Pillow {pillow}), HEIC no (pi-heif {pi_heif})",
                                           "`pip install pi-heif` for HEIC, or convert such photos to JPEG or PNG",
                                           optional=True)
+
+
+@pytest.mark.parametrize(("available", "limits", "ok", "optional", "fix"), [
+    (8e9, [], True, False, ""),
+    (8e9, [("ulimit -v", 1_536_000_000)], False, False, "raise the memory limit (ulimit -v) to at least 2.0 GB"),
+    (8e9, [("ulimit -v", 2_560_000_000)], False, True,
+     "`wbcap run` with its video needs ulimit -v of about 2.9 GB: raise it, or run with --no-render"),
+    (8e9, [("ulimit -d", 700_000_000)], False, False, "raise the memory limit (ulimit -d) to at least 1.2 GB"),
+    (0.5e9, [], False, True, "close other programs: with less memory the commands swap, or the system stops them"),
+])
+def test_doctor_says_the_memory_and_the_limits_against_what_the_commands_take(monkeypatch, available, limits, ok,
+                                                                               optional, fix):
+    """A low-memory trial: doctor said nothing of memory, where `ulimit -v 1500000` stopped every
+    `wbcap image` and 2500000 `wbcap run` with its video."""
+    import wbcap.limits
+    from wbcap.doctor import memory_check
+
+    monkeypatch.setattr(wbcap.limits, "available_memory", lambda: int(available))
+    monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: limits)
+    check = memory_check()
+    assert (check.ok, check.optional, check.fix) == (ok, optional, fix)
+    assert check.detail.startswith(f"{available / 1e9:.1f} GB available") and check.detail.endswith(
+        "; `wbcap run` took about 1.2 GB (2.9 GB of address space with its video, 2.0 GB without)")
+    assert all(f"limited to {size / 1e9:.1f} GB ({name})" in check.detail for name, size in limits)
+
+
+def test_memory_limits_are_read_from_the_process():
+    """The limits as the kernel has them: a child under `ulimit -v` and `ulimit -d` sees both,
+    smallest first."""
+    import subprocess
+    import sys
+
+    code = "from wbcap.limits import memory_limits; print(memory_limits()[:2])"
+    out = subprocess.run(["bash", "-c", f'ulimit -v 3000000 && ulimit -d 2000000 && exec "{sys.executable}" -c "{code}"'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[('ulimit -d', 2048000000), ('ulimit -v', 3072000000)]"

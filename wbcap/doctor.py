@@ -406,9 +406,45 @@ def open_files_check() -> Check | None:
                  f"raise the limit (ulimit -n {SUGGESTED_OPEN_FILES}; at least {MIN_OPEN_FILES})")
 
 
+def memory_check() -> Check:
+    """Memory for the full-size network's commands: what is available and the limits set on this
+    process (``ulimit -v``, ``ulimit -d``, a container's; :func:`wbcap.limits.memory_limits`)
+    against what they took in a low-memory trial (:data:`wbcap.limits.NEEDED_MEMORY`). A limit
+    below that fails (the commands stop with "it ran out of memory"); one that fits only without
+    rendering, and little memory available, are said as optional (doctor said nothing of memory:
+    that trial)."""
+    from wbcap.limits import (
+        NEEDED_ADDRESS_SPACE,
+        NEEDED_ADDRESS_SPACE_NO_RENDER,
+        NEEDED_MEMORY,
+        available_memory,
+        gigabytes,
+        memory_limits,
+    )
+
+    available, limits = available_memory(), memory_limits()
+    said = ([f"{gigabytes(available)} available"] if available is not None else []) + [
+        f"limited to {gigabytes(size)} ({name})" for name, size in limits]
+    detail = (f"{', '.join(said) or 'unknown'}; `wbcap run` took about {gigabytes(NEEDED_MEMORY)} "
+              f"({gigabytes(NEEDED_ADDRESS_SPACE)} of address space with its video, "
+              f"{gigabytes(NEEDED_ADDRESS_SPACE_NO_RENDER)} without)")
+    need = {name: NEEDED_ADDRESS_SPACE_NO_RENDER if name == "ulimit -v" else NEEDED_MEMORY for name, _ in limits}
+    short = [(name, size) for name, size in limits if size < need[name]]
+    if short:
+        name, _ = short[0]
+        return Check("memory", False, detail, f"raise the memory limit ({name}) to at least {gigabytes(need[name])}")
+    if any(name == "ulimit -v" and size < NEEDED_ADDRESS_SPACE for name, size in limits):
+        return Check("memory", False, detail, f"`wbcap run` with its video needs ulimit -v of about "
+                     f"{gigabytes(NEEDED_ADDRESS_SPACE)}: raise it, or run with --no-render", optional=True)
+    if available is not None and available < NEEDED_MEMORY:
+        return Check("memory", False, detail, "close other programs: with less memory the commands swap, or the "
+                     "system stops them", optional=True)
+    return Check("memory", True, detail)
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (wbcap's user folders, the open-files limit where it is too
-    low, body models, MANO, checkpoints, detector, renderer, CUDA, the CPU inference form, huge
+    low, memory, body models, MANO, checkpoints, detector, renderer, CUDA, the CPU inference form, huge
     pages, HOG, FBX, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
@@ -421,6 +457,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     low = open_files_check()
     if low is not None:  # (said only when too low: the other items' answers follow from it)
         checks.append(low)
+    checks.append(memory_check())
     checks += [body_model_check(g, body_models, required=len(genders) == 1) for g in genders]
     checks.append(mano_check(body_models))
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
@@ -453,7 +490,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     has_hog = hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
     checks.append(Check("HOG detector", has_hog, f"opencv {cv2.__version__}",
                         "" if has_hog else "pip install 'opencv-python-headless<5' (5.x removed HOG)"))
-    from wbcap.export.fbx import INSTALL_HINT, blender_available, bpy_import_error
+    from wbcap.export.fbx import INSTALL_HINT, blender_available, bpy_fix, bpy_import_error
 
     found = blender_available()
     why = bpy_import_error() if found else None  # (found is not enough: it must import)
@@ -461,7 +498,8 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     detail = (f"Blender as a Python module (bpy {_version('bpy')})" if has_bpy
               else f"bpy {_version('bpy')} is installed but does not import ({why})" if found
               else f"{setting('export')} fbx needs Blender's bpy (GLB and BVH need nothing more)")
-    checks.append(Check("FBX export", has_bpy, detail, "" if has_bpy else f"optional: {INSTALL_HINT}", optional=True))
+    checks.append(Check("FBX export", has_bpy, detail, "" if has_bpy else f"optional: {bpy_fix(why) if why else INSTALL_HINT}",
+                        optional=True))
     checks.append(photo_formats_check())
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))

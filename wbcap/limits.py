@@ -84,3 +84,76 @@ def too_few_open_files() -> bool:
     :data:`MIN_OPEN_FILES` (:func:`open_files_limit`; False where it cannot be read)."""
     limit = open_files_limit()
     return limit is not None and limit < MIN_OPEN_FILES
+
+
+#: Peak memory the full-size network's commands took (2026-12-07, Zen 4 EPYC, torch 2.13, a
+#: low-memory trial): resident memory about 1.05 GB for `wbcap image` (its render child 0.27 GB
+#: more) and 1.2 GB for `wbcap run`; address space (what ``ulimit -v`` limits) 1.8 GB for `wbcap
+#: image`, 2.1 GB for `wbcap run --no-render` and 2.9 GB with its video rendered. Bytes.
+NEEDED_MEMORY = 1_200_000_000
+#: The address space `wbcap run` took with rendering (:data:`NEEDED_MEMORY`'s trial), bytes.
+NEEDED_ADDRESS_SPACE = 2_900_000_000
+#: The smallest address space limit (``ulimit -v``) `wbcap image` and `wbcap run --no-render` worked
+#: under in the same trial (2,000,000 KB; 1,750,000 failed), bytes.
+NEEDED_ADDRESS_SPACE_NO_RENDER = 2_048_000_000
+
+
+def memory_limits() -> list[tuple[str, int]]:
+    """The limits set on this process's memory, smallest first, as ``(how a user raises it, bytes)``:
+    the soft ``RLIMIT_AS`` (``ulimit -v``), ``RLIMIT_DATA`` (``ulimit -d``) and, on Linux, the
+    cgroup v2 ``memory.max`` of the process (a container's memory limit, named so); those
+    unlimited or unreadable are left out."""
+    found: list[tuple[str, int]] = []
+    try:
+        import resource
+
+        for name, which in (("ulimit -v", resource.RLIMIT_AS), ("ulimit -d", resource.RLIMIT_DATA)):
+            soft = resource.getrlimit(which)[0]
+            if soft != resource.RLIM_INFINITY:
+                found.append((name, int(soft)))
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass
+    cgroup = _cgroup_memory_max()
+    if cgroup is not None:
+        found.append(("the container's or cgroup's memory limit", cgroup))
+    return sorted(found, key=lambda item: item[1])
+
+
+def _cgroup_memory_max() -> int | None:
+    """This process's cgroup v2 ``memory.max`` in bytes (``/proc/self/cgroup``'s ``0::`` line),
+    None where there is none, it says ``max``, or it cannot be read."""
+    import os
+
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as fh:
+            line = next((x for x in fh if x.startswith("0::")), None)
+        if line is None:
+            return None
+        with open(os.path.join("/sys/fs/cgroup", line[3:].strip().lstrip("/"), "memory.max"), encoding="utf-8") as fh:
+            text = fh.read().strip()
+    except (OSError, ValueError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory() -> int | None:
+    """Memory the system can give new work without swapping, bytes: Linux's ``MemAvailable``
+    (``/proc/meminfo``), else the free physical pages; None where neither can be read."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def gigabytes(n: int | float) -> str:
+    """``n`` bytes as ``"2.0 GB"`` (10^9 bytes, one decimal)."""
+    return f"{n / 1e9:.1f} GB"

@@ -439,20 +439,90 @@ def describe_crash(exc: BaseException) -> str:
     return text + (f" ({'; '.join(details)})" if details else "")
 
 
-def crash_hint(exc: BaseException) -> str:
+def crash_hint(exc: BaseException, command: str | None = None) -> str:
     """What a crash line adds on the likely cause and its fix: a working folder deleted, or memory
-    run out (``"; ..."``); empty otherwise."""
+    run out (:func:`memory_hint`, for ``command``, the wbcap command that failed) (``"; ..."``);
+    empty otherwise."""
     from wbcap.errors import is_out_of_memory
 
     if _working_folder_gone():  # (the likely cause, and its fix: an admin's trial)
         return f"; {_NO_WORKING_FOLDER}"
-    if is_out_of_memory(exc):  # (--batch-size 1 was still told to lower it: a break-it trial)
-        return ("; it ran out of memory: free memory, raise the process's memory limit (ulimit -v) or use fewer "
-                "images per batch (--batch-size, where it is above 1)")
-    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # (a memory limit, or threads')
-        return ("; it could not start a thread: free memory or raise the process's limits (ulimit -v for memory, "
-                "ulimit -u for processes and threads)")
+    thread = (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)) or _encoder_threads_refused(exc)
+    if is_out_of_memory(exc) or thread:
+        return "; " + memory_hint(exc, command, thread)
     return ""
+
+
+def _encoder_threads_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the video encoder's EAGAIN (``BlockingIOError``, "Resource temporarily
+    unavailable"): libx264 could not start its threads, as under a tight memory limit (a
+    low-memory trial: `wbcap run` under ``ulimit -v 2500000`` failed so while rendering)."""
+    return isinstance(exc, BlockingIOError) and any(
+        Path(f.filename).as_posix().endswith("wbcap/io/video_writer.py") for f in traceback.extract_tb(exc.__traceback__))
+
+
+#: The commands with ``--batch-size``, whose batches a smaller one makes smaller.
+_BATCH_COMMANDS = frozenset({"run", "image", "eval", "train"})
+#: The commands with ``--no-render``.
+_RENDER_COMMANDS = frozenset({"run", "image"})
+
+
+def memory_hint(exc: BaseException, command: str | None = None, thread: bool = False) -> str:
+    """The advice for a crash that ran out of memory (``thread``: could not start a thread), by
+    where it failed (its traceback) and for the ``command`` that failed: only the options that
+    command has and that lower the peak there (a low-memory trial: `--batch-size` was advised
+    where the network was being prepared, and to `wbcap view`, which has none; rendering's
+    failure advised nothing of `--no-render`), and the limit that is set, with its size
+    (:func:`wbcap.limits.memory_limits`; `ulimit -v` was named under `ulimit -d`). A GPU's is said
+    as such (it was told to raise `ulimit -v`)."""
+    from wbcap.limits import (
+        NEEDED_ADDRESS_SPACE,
+        NEEDED_ADDRESS_SPACE_NO_RENDER,
+        NEEDED_MEMORY,
+        gigabytes,
+        memory_limits,
+    )
+
+    if "CUDA out of memory" in str(exc):
+        fewer = "use fewer images per batch (--batch-size, where it is above 1), " if command in _BATCH_COMMANDS else ""
+        return (f"the GPU ran out of memory: {fewer}free GPU memory (other programs on it), use a GPU with more, or "
+                "--device cpu")
+    stage = _crash_stage(exc)
+    what = ("it could not start a thread (a memory limit, or the limit on processes and threads, ulimit -u)" if thread
+            else "it ran out of memory")
+    limits = memory_limits()
+    fixes = [f"raise the memory limit ({limits[0][0]}, now {gigabytes(limits[0][1])})" if limits
+             else "free memory (close other programs)"]
+    if stage == "render" and command in _RENDER_COMMANDS:
+        what += " while rendering"
+        fixes.insert(0, "leave the renders out (--no-render)")
+    elif stage == "prepare":
+        what += f" while preparing the network (it takes about {gigabytes(NEEDED_MEMORY)} of memory)"
+    elif command in _BATCH_COMMANDS:
+        fixes.append("use fewer images per batch (--batch-size, where it is above 1)")
+    need = ""
+    if any(name == "ulimit -v" for name, _ in limits) and command in _RENDER_COMMANDS:
+        need = (f" (`wbcap run` took about {gigabytes(NEEDED_ADDRESS_SPACE)} of address space with its video, "
+                f"{gigabytes(NEEDED_ADDRESS_SPACE_NO_RENDER)} without)")
+    again = "; the frames done are kept: the same command with --resume goes on" if command == "run" else ""
+    return f"{what}: {', '.join(fixes[:-1]) + ' or ' if len(fixes) > 1 else ''}{fixes[-1]}{need}{again}"
+
+
+#: wbcap's files that render and write videos (:func:`_crash_stage`).
+_RENDER_FILES = tuple(f"/wbcap/{name}" for name in ("export/render.py", "export/render_process.py",
+                                                     "export/video_render.py", "io/video_writer.py"))
+
+
+def _crash_stage(exc: BaseException) -> str | None:
+    """Where ``exc`` was raised: ``"render"`` (a frame in wbcap's rendering or video writing),
+    ``"prepare"`` (in :mod:`wbcap.model` but not in a network's ``forward``: building, folding,
+    packing), else None."""
+    files = [(Path(f.filename).as_posix(), f.name) for f in traceback.extract_tb(exc.__traceback__)]
+    if any(name.endswith(_RENDER_FILES) for name, _ in files):
+        return "render"
+    if any("/wbcap/model/" in name for name, _ in files) and not any(func == "forward" for _, func in files):
+        return "prepare"
+    return None
 
 
 def save_crash_log(exc: BaseException, command: str | None = None) -> Path | None:
@@ -476,7 +546,7 @@ def _report_crash(ctx: click.Context, exc: Exception) -> None:
     params = ctx.params or {}
     if params.get("debug") or params.get("verbose"):
         click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
-    line = f"error: wbcap {command} failed: {describe_crash(exc)}{crash_hint(exc)}"
+    line = f"error: wbcap {command} failed: {describe_crash(exc)}{crash_hint(exc, command)}"
     line += f"; full traceback in {log_path}" if log_path else "; the traceback could not be saved (rerun with --debug)"
     click.echo(printable(line, one_line=True), err=True)  # (the unexpected failure's one line)
     ctx.exit(CRASH_EXIT_CODE)

@@ -113,14 +113,14 @@ class AnimationExport:
                 ``bpy`` does not import (:func:`wbcap.export.fbx.bpy_import_error`, a second or two).
         """
         if "fbx" in self.formats:
-            from wbcap.export.fbx import INSTALL_HINT, blender_available, bpy_import_error
+            from wbcap.export.fbx import INSTALL_HINT, blender_available, bpy_fix, bpy_import_error
 
             if not blender_available():
                 raise WbcapError(f"FBX export needs Blender's Python module; {INSTALL_HINT}")
             why = bpy_import_error()
             if why is not None:
                 raise WbcapError(f"FBX export needs Blender's Python module, which is installed but does not import "
-                                 f"({why}); {INSTALL_HINT}")
+                                 f"({why}); {bpy_fix(why)}")
 
 
 def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: Any, export: AnimationExport,

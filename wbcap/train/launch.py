@@ -558,7 +558,7 @@ def leave_worker_error(exc: BaseException, spec: Path) -> bool:
         log_path = save_crash_log(exc, command=f"{sys.executable} -m wbcap.train.launch {spec} (wbcap train, rank {rank})")
         where = f"full traceback in {log_path}" if log_path else "its traceback is above"
         record.update(kind="crash", exit_code=CRASH_EXIT_CODE,
-                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}{crash_hint(exc)}; "
+                      message=f"wbcap train failed in training process {rank}: {describe_crash(exc)}{crash_hint(exc, 'train')}; "
                               f"{where}")
     with contextlib.suppress(OSError, TypeError, ValueError):  # (a path that JSON cannot hold: no record)
         atomic_write_text(Path(folder) / f"rank{rank}.json", json.dumps(record))
