@@ -105,6 +105,7 @@ def test_run_generated_video_all_outputs(tmp_path, base_args, monkeypatch):
         assert len(list((out / "meshes" / str(tid)).glob("*.obj"))) == 6
         # the video camera's intrinsics, so a researcher projects without meta.json (a user trial)
         camera = json.loads((out / "meta.json").read_text())["camera"]
+        assert "source_ended_early" not in json.loads((out / "meta.json").read_text())  # (a whole file)
         assert d["camera_focal"].tolist() == camera["focal"] == [400.0, 400.0]  # sqrt(320^2 + 240^2)
         assert d["camera_princpt"].tolist() == camera["princpt"] and d["camera_image_size"].tolist() == [320, 240]
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*staging*"))
@@ -839,6 +840,13 @@ def test_what_is_wrong_with_a_video_is_said_once_per_run(tmp_path, base_args):
     assert (out / "render.mp4").exists()
     assert r.stderr.count("display rotation 45.0 degrees is not a multiple of 90") == 1, r.stderr
     assert r.stderr.count("of the 12 frames its header declares") == 1, r.stderr
+    # and meta.json says so (a long-footage trial: only the console did), also after a resume that
+    # redoes pass 2 alone
+    meta = json.loads((out / "meta.json").read_text())
+    assert re.fullmatch(r"ended after \d+ of the 12 frames its header declares", meta["source_ended_early"]), meta
+    r = run("run", video, "-o", out, "--resume", "--smooth", "none", "--detector", "full", "--min-track", "1", *base_args)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "meta.json").read_text())["source_ended_early"] == meta["source_ended_early"]
 
 
 @pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)

@@ -65,6 +65,7 @@ from wbcap.io.run_folder import (
     mark_pass_one_done,
     missing_body_model,
     pass_one_done,
+    pass_one_ended_early,
     prepare_output,
     raw_path,
     read_meta,
@@ -445,7 +446,7 @@ def regress_frames(
         add_note(exc, f"while processing {job.source}{near}")
         raise
     if processed:
-        mark_pass_one_done(out, processed)
+        mark_pass_one_done(out, processed, getattr(source, "ended_early", None))
     return processed
 
 
@@ -561,7 +562,8 @@ def finalize(
                                  contacts=world.contacts if grounded else None)
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts],
                              pauses=[col.frames[f] for f in col.pauses],
-                             dropped={"short": list(col.dropped), "static": list(col.static)}))
+                             dropped={"short": list(col.dropped), "static": list(col.static)},
+                             ended_early=pass_one_ended_early(out)))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
@@ -592,7 +594,7 @@ def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[st
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
              info: VideoInfo | None = None, cuts: list[float] | None = None, pauses: list[float] | None = None,
-             dropped: dict[str, list[int]] | None = None) -> dict:
+             dropped: dict[str, list[int]] | None = None, ended_early: str | None = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
@@ -609,6 +611,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``pauses`` (the times of the frames after a pause in the source where every track ended:
     :class:`~wbcap.track.iou_tracker.PauseFinder`), ``dropped`` (the ids of the tracks not
     written: ``short``, seen in fewer than ``--min-track`` frames, and ``static``, judged objects),
+    ``source_ended_early`` (only where the source ended before its header said, how: ``ended_early``,
+    :attr:`wbcap.io.video_reader.VideoReader.ended_early`; a cut file's run was said so only on the
+    console, a long-footage trial),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -629,6 +634,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
         # reports; an HCI researcher's trial found them only in the words typed)
         "tracker": asdict(_tracker_config(job)), "versions": library_versions(),
     }
+    if ended_early:
+        meta["source_ended_early"] = ended_early
     if world is not None:
         meta["world"] = world.to_meta()
     return meta

@@ -117,15 +117,17 @@ def raw_path(out: Path) -> Path:
     return out / RUN_DIR / RAW_FILE
 
 
-def mark_pass_one_done(out: Path, records: int) -> None:
+def mark_pass_one_done(out: Path, records: int, ended_early: str | None = None) -> None:
     """Record that pass 1 finished with ``records`` records in ``raw.jsonl`` (and its size now, in
-    bytes): ``OUT/.wbcap/pass1.json``, written atomically (best effort: without it a resume
-    loads the network as before)."""
+    bytes) and, where the source ended before its header said, how
+    (:attr:`wbcap.io.video_reader.VideoReader.ended_early`): ``OUT/.wbcap/pass1.json``, written
+    atomically (best effort: without it a resume loads the network as before)."""
     from wbcap.atomic import atomic_write_text
 
     try:
         size = raw_path(out).stat().st_size
-        atomic_write_text(out / RUN_DIR / PASS1_FILE, json.dumps({"records": int(records), "bytes": size}))
+        record = {"records": int(records), "bytes": size, **({"ended_early": ended_early} if ended_early else {})}
+        atomic_write_text(out / RUN_DIR / PASS1_FILE, json.dumps(record))
     except OSError as exc:
         log.debug("%s: pass 1's end not recorded (%s)", out, exc)
 
@@ -150,6 +152,18 @@ def pass_one_done(out: Path) -> int | None:
             and done["records"] > 0):
         return None
     return done["records"]
+
+
+def pass_one_ended_early(out: Path) -> str | None:
+    """How the source of a finished pass 1 ended before its header said
+    (:func:`mark_pass_one_done`'s ``ended_early``), None where it did not, or where that is not
+    recorded."""
+    try:
+        done = json.loads((out / RUN_DIR / PASS1_FILE).read_text(encoding="utf-8"))
+    except (OSError, *JSON_ERRORS):
+        return None
+    note = done.get("ended_early") if isinstance(done, dict) else None
+    return note if isinstance(note, str) else None
 
 
 def raw_stamp(out: Path) -> tuple[int, int, int, int] | None:
@@ -653,6 +667,7 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
     "source": (lambda v: isinstance(v, str), "the source's path"),
+    "source_ended_early": (lambda v: isinstance(v, str), "a sentence"),
     "cuts": (lambda v: isinstance(v, list) and all(_number(t, 0.0, above=False) for t in v),
              "a list of times in seconds, 0 or more"),
     "colors": (lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2"),

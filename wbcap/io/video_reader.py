@@ -195,6 +195,10 @@ class FrameSource:
     ) -> None:
         _check_selection(start, end, every, max_frames, image_fps)
         self.warn_retimed = bool(warn_retimed)
+        #: After a pass over a video that ended well before its header says (a file cut short, a
+        #: camera that died): ``"ended after N of the M frames its header declares"`` or ``"ended
+        #: at T s of the L s its header declares"``, as warned; else None. Recorded in meta.json.
+        self.ended_early: str | None = None
         self.start = float(start)
         self.end = None if end is None else float(end)
         self.every = int(every)
@@ -308,6 +312,7 @@ class FrameSource:
         p = info.path
         container, stream = _open_decoding(p)
         retimed = _RetimeStats()
+        self.ended_early = None
         try:
             tb = Fraction(stream.time_base)
             origin = self._origin
@@ -440,20 +445,18 @@ class FrameSource:
                     done = max(index, round(prev_time * info.fps) + 1)
                 missing = info.frame_count - done
                 if missing > max(2, info.frame_count // 100):
+                    self.ended_early = f"ended after {index} of the {info.frame_count} frames its header declares"
                     (log.warning if self.warn_retimed else log.debug)(
-                        "%s: video ended after %d of the %d frames its header declares; the "
-                        "file may be truncated", p, index, info.frame_count,
-                    )
+                        "%s: video %s; the file may be truncated", p, self.ended_early)
             elif not stopped_early and state.error is None and info.video_end and prev_time is not None:
                 # (Matroska and WebM declare no frame count, only lengths: a file cut short, or with
                 # a damaged middle the demuxer stops at, ended without a word; the video's own
                 # end, as audio may run on after it, from the origin as the frames' times are)
                 ended, length = prev_time + 1 / info.fps, info.video_end - float(self._origin)
                 if ended < length - max(2 / info.fps, 0.5, length / 50):
+                    self.ended_early = f"ended at {ended:.2f} s of the {length:.2f} s its header declares"
                     (log.warning if self.warn_retimed else log.debug)(
-                        "%s: video ended at %.2f s of the %.2f s its header declares; the file may be truncated",
-                        p, ended, length,
-                    )
+                        "%s: video %s; the file may be truncated", p, self.ended_early)
             if yielded == 0 and self.max_frames != 0:
                 has = (f"its first frame at or after {_as_given('start', f'{self.start:g}')} s is at {prev_time:.3f} s"
                        if stopped_early and prev_time is not None else
