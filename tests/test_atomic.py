@@ -55,6 +55,14 @@ def test_a_symbolic_link_where_wbcap_names_the_file_is_replaced_not_written_thro
     assert str(err.value) == (f"{run / 'raw.jsonl'}: is a symbolic link (to {secret}) where wbcap keeps its own file, "
                               "which it does not write through; remove the link")
     assert secret.read_text() == "kept"
+    (run / "raw.jsonl").unlink()
+    os.link(secret, run / "raw.jsonl")  # (a break-it trial: a hard link was cut and refilled by a resume)
+    with pytest.raises(InputError) as err:
+        open_own_file(run / "raw.jsonl", "r+b", encoding=None)
+    assert str(err.value) == (f"{run / 'raw.jsonl'}: has 1 other name(s) (hard links), which a change here would "
+                              f"change too; make it a file of its own (cp {run / 'raw.jsonl'} {run / 'raw.jsonl'}.copy "
+                              f"&& mv {run / 'raw.jsonl'}.copy {run / 'raw.jsonl'})")
+    assert secret.read_text() == "kept"
     with open_own_file(run / "scalars.jsonl") as f:  # (a file of its own: made, then appended to)
         f.write("a\n")
     with open_own_file(run / "scalars.jsonl") as f:

@@ -287,6 +287,26 @@ def test_resume_drops_a_damaged_raw_record_and_what_follows(tmp_path, caplog, da
         in caplog.text, caplog.text
 
 
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_resume_cuts_no_file_a_link_planted_as_raw_jsonl_names(tmp_path, link):
+    """A break-it trial: `--resume` of a run folder whose .wbcap/raw.jsonl was a link to another
+    file cut that file to its complete records (emptied the user's .bashrc) before the append
+    refused the link; a hard link was cut and refilled. Now refused before it is read or cut."""
+    import os
+
+    from wbcap.errors import InputError
+    from wbcap.io.raw_records import start_raw
+
+    secret = tmp_path / ".bashrc"
+    secret.write_text("export PATH=~/bin:$PATH\n")
+    raw = tmp_path / "run" / ".wbcap" / "raw.jsonl"
+    raw.parent.mkdir(parents=True)
+    (raw.symlink_to if link == "symbolic" else lambda target: os.link(target, raw))(secret)
+    with pytest.raises(InputError, match="is a symbolic link" if link == "symbolic" else "has 1 other name"):
+        start_raw(raw, resume=True)
+    assert secret.read_text() == "export PATH=~/bin:$PATH\n"
+
+
 @pytest.mark.parametrize(("damaged", "why"), DAMAGED_RAW, ids=DAMAGED_IDS)
 def test_pass_2_names_a_damaged_raw_record(tmp_path, damaged, why):
     """Pass 2 reads raw.jsonl checked: a record damaged after pass 1 is one line naming the file and

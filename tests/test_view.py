@@ -261,6 +261,28 @@ def _line(frame: int, time: float, track: int) -> dict:
     return rec
 
 
+def test_a_params_jsonl_a_link_leads_out_of_the_run_is_refused(tmp_path):
+    """A break-it trial: a run folder whose params.jsonl is a link to another run's (someone's
+    private motion data) had `wbcap view --html` put its lines in the page to send. Refused as a
+    media file a link leads out is."""
+    from wbcap.errors import InputError
+    from wbcap.view import manifest as vm
+
+    private = tmp_path / "private.jsonl"
+    private.write_text("".join(json.dumps({**_line(f, f / 10, 0), "note": "private"}) + "\n" for f in range(3)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"fps": 10.0, "source": "x.mp4", "camera": _line(0, 0, 0)["camera"]}))
+    (run / "params.jsonl").symlink_to(private)
+    with pytest.raises(InputError) as err:
+        vm.read_output(run)
+    assert str(err.value) == (f"{run / 'params.jsonl'}: a symbolic link leads it out of {run} (to {private}); the page "
+                              "takes only the folder's own files: put the file itself there, or remove the link")
+    (run / "params.jsonl").unlink()
+    shutil.copyfile(private, run / "params.jsonl")
+    assert [t["id"] for t in vm.read_output(run).manifest["tracks"]] == [0]
+
+
 def test_manifest_of_a_hand_made_run(tmp_path):
     """read_output on a run folder: clock, video frames and their source indices, colours, chunks,
     and tracks without GLB reported (their files are made by build_site)."""

@@ -13,10 +13,11 @@ A final name that is a symbolic link is replaced by the new file (the link goes;
 is untouched): the names wbcap chooses in a folder (a run's ``track_0.npz``, a training's
 snapshots) may sit in a folder someone else made, and a planted link there had each write replace
 any file the user can write (``track_0.npz -> ~/.bashrc``: a security review). A file the user
-named on the command line (``--json-out``, ``eval --out``, ``train merge -o``, ``view --html``) is
-written through a link (``through_link``): the file it points to is replaced and the link kept,
-as ``open(path, "w")`` would. Files wbcap appends to or creates in place in such folders are
-opened without following a link (:func:`open_own_file`). A final name that exists but is no
+named on the command line (``--json-out``, ``eval --out``, ``train merge -o``; ``view --html``
+refuses a link) is written through a link (``through_link``): the file it points to is replaced
+and the link kept, as ``open(path, "w")`` would. Files wbcap appends to or cuts in place in such
+folders are opened without following a link, and refused where they have other names (hard
+links: the same file elsewhere would change with them; :func:`open_own_file`). A final name that exists but is no
 regular file (a device such as ``/dev/null``, a FIFO, a socket) is refused: renaming over it would
 replace the device node itself (as root, ``-o /dev/null`` turned /dev/null into a 300 MB file).
 """
@@ -217,12 +218,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 
 def open_own_file(path: str | os.PathLike[str], mode: str = "a", encoding: str | None = "utf-8"):
-    """``open(path, mode, encoding=...)`` of a file wbcap keeps in a folder it writes (a run's raw
-    records, a training's scalars), refusing a symbolic link there rather than writing through
-    it (``O_NOFOLLOW``; see the module's note on links).
+    """``open(path, mode, encoding=...)`` of a file wbcap keeps in a folder it writes and changes
+    in place (a run's raw records, appended to and cut on a resume; a training's scalars),
+    refusing a symbolic link there rather than writing through it (``O_NOFOLLOW``), and a file
+    with other names (hard links, ``st_nlink > 1``), the same file elsewhere (a break-it trial:
+    a resume cut and refilled the file a hard link named; a hard-linked backup, ``cp -al``,
+    would change with it): see the module's note on links. Nothing is read or written before.
 
     Raises:
-        InputError: ``path`` is a symbolic link, naming it, where it leads and the fix.
+        InputError: ``path`` is a symbolic link or has other names, naming it and the fix.
     """
     p = Path(path)
 
@@ -230,12 +234,18 @@ def open_own_file(path: str | os.PathLike[str], mode: str = "a", encoding: str |
         return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
     try:
-        return open(p, mode, encoding=encoding, opener=opener)  # (the caller closes it)
+        f = open(p, mode, encoding=encoding, opener=opener)  # noqa: SIM115 - returned: the caller closes it
     except OSError as exc:
         if exc.errno == errno.ELOOP or p.is_symlink():
             raise InputError(f"{p}: is a symbolic link (to {os.readlink(p)}) where wbcap keeps its own file, which it "
                              "does not write through; remove the link") from None
         raise
+    links = os.fstat(f.fileno()).st_nlink
+    if links > 1:
+        f.close()
+        raise InputError(f"{p}: has {links - 1} other name(s) (hard links), which a change here would change too; "
+                         f"make it a file of its own (cp {p} {p}.copy && mv {p}.copy {p})")
+    return f
 
 
 def check_writable_destination(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,

@@ -323,11 +323,13 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
         InputError: the frame indices do not increase (not one run's records: e.g. written by
             two processes at once before runs locked their folder), so no resume can continue it.
     """
+    from wbcap.atomic import open_own_file
+
     count, last, good_bytes = 0, -1, 0
     seen: dict[str, int] = {}
-    if not path.is_file():
+    if not (path.is_file() or path.is_symlink()):
         return 0, -1
-    with open(path, "rb") as f:
+    with open_own_file(path, "r+b", encoding=None) as f:  # (a link there refused before it is read or cut)
         for line in f:
             if not line.endswith(b"\n"):
                 break
@@ -350,7 +352,6 @@ def truncate_to_complete_lines(path: Path) -> tuple[int, int]:
             last = frame
             count += 1
             good_bytes += len(line)
-    with open(path, "r+b") as f:
         f.truncate(good_bytes)
     return count, last
 

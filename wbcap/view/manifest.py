@@ -158,7 +158,11 @@ def read_output(out: Path) -> SiteContent:
     with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
         # (absolute: `wbcap view .` in a person's folder found its file's parent named "", no person's)
         content = _output_content(out.absolute())
-        _check_inside(out, content.files)
+        from wbcap.io.run_folder import PARAMS_FILE
+
+        # (params.jsonl too: its lines go into the page as they are, a break-it trial's from elsewhere)
+        _check_inside(out, {**content.files, "params": out / PARAMS_FILE} if content.manifest.get("kind") == "video"
+                      else content.files)
         return content
 
 
