@@ -1042,13 +1042,14 @@ def _scalar_writer(out: Path, resumed_at: int | None = None) -> Callable[[int | 
 def _drop_scalars_from(path: Path, first: int) -> None:
     """Keep the lines of ``scalars.jsonl`` before step ``first`` (a torn last line and lines
     that are not a record with a whole-number ``step`` go too)."""
-    if not path.is_file():
+    if not (path.is_file() or path.is_symlink()):
         return
-    from wbcap.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text, open_own_file
 
     kept = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+    with open_own_file(path, "rb", encoding=None) as f:  # (a link there refused, not read into the run's file)
+        for raw in f:
+            line = raw.decode("utf-8", errors="replace")
             try:
                 step = json.loads(line)["step"]
             except (*JSON_ERRORS, TypeError, KeyError):
