@@ -131,12 +131,18 @@ def test_a_crash_of_a_failed_allocation_says_it_ran_out_of_memory(monkeypatch):
     assert "; it ran out of memory: raise the memory limit (ulimit -d, now 1.0 GB); full traceback in " in line, line
 
 
-def _raised_in(path: str, function: str, exc: BaseException) -> BaseException:
-    """``exc`` as raised by ``function`` of a file at ``path`` (its traceback's last frame)."""
+def _raised_in(path: str, function: str, exc: BaseException, *outer: tuple[str, str]) -> BaseException:
+    """``exc`` as raised by ``function`` of a file at ``path`` (its traceback's last frame), called
+    through the ``outer`` ``(path, function)`` frames, outermost first."""
     namespace: dict = {}
     exec(compile(f"def {function}(exc):\n    raise exc\n", path, "exec"), namespace)
+    call = namespace[function]
+    for where, name in reversed(outer):
+        scope = {"inner": call}
+        exec(compile(f"def {name}(exc):\n    inner(exc)\n", where, "exec"), scope)
+        call = scope[name]
     try:
-        namespace[function](exc)
+        call(exc)
     except BaseException as raised:  # (the one just raised)
         return raised
     raise AssertionError("not raised")
@@ -164,13 +170,20 @@ def test_the_memory_advice_follows_where_it_ran_out_and_the_commands_options(mon
     """A low-memory trial: every command was told the same (`--batch-size`, `ulimit -v`): also
     `wbcap view`, which has no --batch-size, a network that ran out while being prepared, where a
     batch size changes nothing, and under `ulimit -d`; a render that ran out was not told of
-    --no-render (and `wbcap run --no-render` then fitted)."""
+    --no-render (and `wbcap run --no-render` then fitted). A review: a run's decoding or cropping
+    in the batches' loop (wbcap/model/batching.py) was said to be preparing the network."""
     import wbcap.limits
     from wbcap.cli import crash_hint
 
     monkeypatch.setattr(wbcap.limits, "memory_limits", lambda: limits)
     exc = _raised_in(f"/site/{where}", function, MemoryError())
     assert crash_hint(exc, command) == "; " + expected
+    through_batches = _raised_in("/site/wbcap/io/video_reader.py", "_iter_video", MemoryError(),
+                                 ("/site/wbcap/model/batching.py", "regress_in_batches"))
+    assert "preparing" not in crash_hint(through_batches, "run")
+    in_torch = _raised_in("/home/u/wbcap/.venv/lib/python3.11/site-packages/torch/serialization.py", "load",
+                          MemoryError(), ("/site/wbcap/model/fused.py", "fold_batchnorm"))
+    assert "preparing" in crash_hint(in_torch, "image")  # (torch's frame, in a venv below a folder named wbcap, not ours)
 
 
 def test_a_crash_of_a_thread_that_could_not_start_says_which_limits(monkeypatch):

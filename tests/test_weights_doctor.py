@@ -1142,6 +1142,8 @@ def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
     (8e9, [("ulimit -v", 2_560_000_000)], False, True,
      "`wbcap run` with its video needs ulimit -v of about 2.9 GB: raise it, or run with --no-render"),
     (8e9, [("ulimit -d", 700_000_000)], False, False, "raise the memory limit (ulimit -d) to at least 1.2 GB"),
+    (8e9, [("the container's or cgroup's memory limit", 1_250_000_000)], False, False,
+     "raise the memory limit (the container's or cgroup's memory limit) to at least 1.4 GB"),
     (0.5e9, [], False, True, "close other programs: with less memory the commands swap, or the system stops them"),
 ])
 def test_doctor_says_the_memory_and_the_limits_against_what_the_commands_take(monkeypatch, available, limits, ok,
@@ -1166,7 +1168,36 @@ def test_memory_limits_are_read_from_the_process():
     import subprocess
     import sys
 
-    code = "from wbcap.limits import memory_limits; print(memory_limits()[:2])"
+    code = "from wbcap.limits import memory_limits; print([x for x in memory_limits() if x[0].startswith('ulimit')])"
     out = subprocess.run(["bash", "-c", f'ulimit -v 3000000 && ulimit -d 2000000 && exec "{sys.executable}" -c "{code}"'],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[('ulimit -d', 2048000000), ('ulimit -v', 3072000000)]"
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"/proc/self/cgroup": "4:memory:/docker/abc\n0::/\n",
+      "/sys/fs/cgroup/memory/memory.limit_in_bytes": "1073741824\n"}, 1073741824),  # (v1, the container's own group on top)
+    ({"/proc/self/cgroup": "4:cpu,memory:/job/7\n", "/sys/fs/cgroup/memory/job/7/memory.limit_in_bytes": "9223372036854771712\n"},
+     None),  # (v1 unlimited: 2^63 rounded to pages)
+    ({"/proc/self/cgroup": "0::/user.slice/job\n", "/sys/fs/cgroup/user.slice/job/memory.max": "2147483648\n"}, 2147483648),
+    ({"/proc/self/cgroup": "0::/\n", "/sys/fs/cgroup/memory.max": "max\n"}, None),
+    ({}, None),
+])
+def test_a_containers_memory_limit_is_read_from_cgroup_v1_and_v2(monkeypatch, files, expected):
+    """A review: only cgroup v2's memory.max was read, and the project's own machines run v1."""
+    import builtins
+    import io
+
+    import wbcap.limits
+
+    real = builtins.open
+
+    def fake(path, *args, **kwargs):
+        if isinstance(path, str) and (path.startswith("/proc/self/cgroup") or path.startswith("/sys/fs/cgroup")):
+            if path not in files:
+                raise FileNotFoundError(path)
+            return io.StringIO(files[path])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake)
+    assert wbcap.limits._cgroup_memory_max() == expected

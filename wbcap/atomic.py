@@ -230,15 +230,24 @@ def open_own_file(path: str | os.PathLike[str], mode: str = "a", encoding: str |
     """
     p = Path(path)
 
+    def refused() -> InputError:
+        try:
+            target = os.readlink(p)
+        except OSError:  # (not a link itself: a loop of links in a folder on the way)
+            target = "a loop of links, or a folder on its way that is one"
+        return InputError(f"{p}: is a symbolic link (to {target}) where wbcap keeps its own file, which it does not "
+                          "write through; remove the link")
+
     def opener(name: str, flags: int) -> int:
         return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
+    if not hasattr(os, "O_NOFOLLOW") and p.is_symlink():  # (Windows: no flag to refuse it when opened)
+        raise refused()
     try:
         f = open(p, mode, encoding=encoding, opener=opener)  # noqa: SIM115 - returned: the caller closes it
     except OSError as exc:
         if exc.errno == errno.ELOOP or p.is_symlink():
-            raise InputError(f"{p}: is a symbolic link (to {os.readlink(p)}) where wbcap keeps its own file, which it "
-                             "does not write through; remove the link") from None
+            raise refused() from None
         raise
     links = os.fstat(f.fileno()).st_nlink
     if links > 1:

@@ -417,6 +417,7 @@ def memory_check() -> Check:
         NEEDED_ADDRESS_SPACE,
         NEEDED_ADDRESS_SPACE_NO_RENDER,
         NEEDED_MEMORY,
+        NEEDED_MEMORY_ALL_PROCESSES,
         available_memory,
         gigabytes,
         memory_limits,
@@ -428,7 +429,9 @@ def memory_check() -> Check:
     detail = (f"{', '.join(said) or 'unknown'}; `wbcap run` took about {gigabytes(NEEDED_MEMORY)} "
               f"({gigabytes(NEEDED_ADDRESS_SPACE)} of address space with its video, "
               f"{gigabytes(NEEDED_ADDRESS_SPACE_NO_RENDER)} without)")
-    need = {name: NEEDED_ADDRESS_SPACE_NO_RENDER if name == "ulimit -v" else NEEDED_MEMORY for name, _ in limits}
+    # (a container's limit counts all its processes: `wbcap image`'s render child too, a review)
+    need = {name: NEEDED_ADDRESS_SPACE_NO_RENDER if name == "ulimit -v" else NEEDED_MEMORY if name == "ulimit -d"
+            else NEEDED_MEMORY_ALL_PROCESSES for name, _ in limits}
     short = [(name, size) for name, size in limits if size < need[name]]
     if short:
         name, _ = short[0]

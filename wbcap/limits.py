@@ -98,6 +98,15 @@ NEEDED_ADDRESS_SPACE = 2_900_000_000
 NEEDED_ADDRESS_SPACE_NO_RENDER = 2_048_000_000
 
 
+#: The address space Blender's Python module took in a child of `wbcap export --format fbx` (the
+#: low-memory trial: 1.48 GB; its import crashed with SIGSEGV under ``ulimit -v`` 1,000,000 KB),
+#: bytes: a crash of its import under a smaller limit is said to be the limit's.
+BLENDER_ADDRESS_SPACE = 1_500_000_000
+#: What `wbcap image`'s processes took together in a container, whose memory limit counts them all:
+#: the main process and its render child (1.05 + 0.27 GB in the same trial), bytes.
+NEEDED_MEMORY_ALL_PROCESSES = 1_350_000_000
+
+
 def memory_limits() -> list[tuple[str, int]]:
     """The limits set on this process's memory, smallest first, as ``(how a user raises it, bytes)``:
     the soft ``RLIMIT_AS`` (``ulimit -v``), ``RLIMIT_DATA`` (``ulimit -d``) and, on Linux, the
@@ -120,20 +129,36 @@ def memory_limits() -> list[tuple[str, int]]:
 
 
 def _cgroup_memory_max() -> int | None:
-    """This process's cgroup v2 ``memory.max`` in bytes (``/proc/self/cgroup``'s ``0::`` line),
-    None where there is none, it says ``max``, or it cannot be read."""
+    """This process's cgroup memory limit in bytes: cgroup v2's ``memory.max`` or v1's
+    ``memory.limit_in_bytes`` of its group (``/proc/self/cgroup``), read where the group's folder
+    is mounted (``/sys/fs/cgroup``, its ``memory`` controller's for v1; inside a container, its
+    own group at the top); None where there is none, it is unlimited (``max``, or v1's page-
+    rounded 2^63) or it cannot be read (a review: a v1 container's limit went unsaid)."""
     import os
 
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as fh:
-            line = next((x for x in fh if x.startswith("0::")), None)
-        if line is None:
-            return None
-        with open(os.path.join("/sys/fs/cgroup", line[3:].strip().lstrip("/"), "memory.max"), encoding="utf-8") as fh:
-            text = fh.read().strip()
-    except (OSError, ValueError):
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    places = []
+    for fields in lines:
+        if len(fields) != 3:
+            continue
+        _, controllers, group = fields
+        if controllers == "":  # v2
+            places += [os.path.join("/sys/fs/cgroup", group.lstrip("/"), "memory.max"), "/sys/fs/cgroup/memory.max"]
+        elif "memory" in controllers.split(","):  # v1
+            places += [os.path.join("/sys/fs/cgroup/memory", group.lstrip("/"), "memory.limit_in_bytes"),
+                       "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    for place in places:
+        try:
+            with open(place, encoding="utf-8") as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        return int(text) if text.isdigit() and int(text) < 1 << 60 else None
+    return None
 
 
 def available_memory() -> int | None:

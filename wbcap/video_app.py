@@ -446,7 +446,7 @@ def regress_frames(
         add_note(exc, f"while processing {job.source}{near}")
         raise
     if processed:
-        mark_pass_one_done(out, processed, getattr(source, "ended_early", None))
+        mark_pass_one_done(out, processed, source.ended_early)
     return processed
 
 
@@ -612,7 +612,7 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     :class:`~wbcap.track.iou_tracker.PauseFinder`), ``dropped`` (the ids of the tracks not
     written: ``short``, seen in fewer than ``--min-track`` frames, and ``static``, judged objects),
     ``source_ended_early`` (only where the source ended before its header said, how: ``ended_early``,
-    :attr:`wbcap.io.video_reader.VideoReader.ended_early`; a cut file's run was said so only on the
+    :attr:`wbcap.io.video_reader.FrameSource.ended_early`; a cut file's run was said so only on the
     console, a long-footage trial),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it

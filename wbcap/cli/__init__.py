@@ -513,14 +513,25 @@ _RENDER_FILES = tuple(f"/wbcap/{name}" for name in ("export/render.py", "export/
                                                      "export/video_render.py", "io/video_writer.py"))
 
 
+#: wbcap's files that build, fold and pack the network before it runs (:func:`_crash_stage`).
+_PREPARE_FILES = tuple(f"/wbcap/model/{name}.py" for name in (
+    "checkpoint", "fused", "graph_resnet", "init", "int8", "ort_resnet", "strategy", "winograd"))
+
+
 def _crash_stage(exc: BaseException) -> str | None:
     """Where ``exc`` was raised: ``"render"`` (a frame in wbcap's rendering or video writing),
-    ``"prepare"`` (in :mod:`wbcap.model` but not in a network's ``forward``: building, folding,
-    packing), else None."""
-    files = [(Path(f.filename).as_posix(), f.name) for f in traceback.extract_tb(exc.__traceback__)]
-    if any(name.endswith(_RENDER_FILES) for name, _ in files):
+    ``"prepare"`` (its innermost frame in wbcap in one of the files that build the network,
+    :data:`_PREPARE_FILES`, and none of its frames in a network's ``forward`` or in the batches'
+    loop, ``wbcap/model/batching.py``, through which a run's decoding, detecting and cropping go:
+    a review found those said to be preparing), else None."""
+    frames = [(Path(f.filename).as_posix(), f.name) for f in traceback.extract_tb(exc.__traceback__)]
+    if any(name.endswith(_RENDER_FILES) for name, _ in frames):
         return "render"
-    if any("/wbcap/model/" in name for name, _ in files) and not any(func == "forward" for _, func in files):
+    # (wbcap's own: after the last "/wbcap/" of the path, no site-packages: not a library's file in a
+    # virtual environment that lies in a folder named wbcap)
+    ours = [(name, func) for name, func in frames if "/wbcap/" in name and "site-packages" not in name.rsplit("/wbcap/", 1)[1]]
+    running = any(func in ("forward", "__call__") or name.endswith("/wbcap/model/batching.py") for name, func in frames)
+    if ours and ours[-1][0].endswith(_PREPARE_FILES) and not running:
         return "prepare"
     return None
 

@@ -132,7 +132,8 @@ from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
 from wbcap.temp_folders import temp_folder
 
-__all__ = ["CRASHED", "INSTALL_HINT", "blender_available", "bpy_fix", "bpy_import_error", "write_fbx"]
+__all__ = ["CRASHED", "INSTALL_HINT", "UNDER_A_MEMORY_LIMIT", "blender_available", "bpy_fix", "bpy_import_error",
+           "write_fbx"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,29 +171,35 @@ def bpy_import_error() -> str | None:
     if proc.returncode < 0:  # (killed by a signal: under `ulimit -v 1000000` a SIGSEGV, said as "exit status -11")
         import signal
 
-        from wbcap.limits import gigabytes, memory_limits
+        from wbcap.limits import BLENDER_ADDRESS_SPACE, gigabytes, memory_limits
 
         try:
             name = signal.Signals(-proc.returncode).name
         except ValueError:
             name = f"signal {-proc.returncode}"
-        limits = memory_limits()
-        return (f"{CRASHED} ({name})" + (f" under this process's memory limit ({limits[0][0]}, {gigabytes(limits[0][1])}), "
-                                         f"less than Blender's import takes" if limits else ""))
+        limits = memory_limits()  # (only one below what the import takes is blamed: a review)
+        small = limits and limits[0][1] < BLENDER_ADDRESS_SPACE
+        return f"{CRASHED} ({name})" + (f" {UNDER_A_MEMORY_LIMIT} ({limits[0][0]}, {gigabytes(limits[0][1])}), less than "
+                                        f"Blender's import takes" if small else "")
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
     return lines[-1] if lines else f"exit status {proc.returncode}"
 
 
-#: How :func:`bpy_import_error` begins the reason of a Python that a signal ended while importing bpy.
+#: How :func:`bpy_import_error` begins the reason of a Python that a signal ended while importing bpy ...
 CRASHED = "its import crashed"
+#: ... and how it goes on where a memory limit below what the import takes was set.
+UNDER_A_MEMORY_LIMIT = "under this process's memory limit"
 
 
 def bpy_fix(why: str) -> str:
     """The fix for ``bpy`` that does not import for :func:`bpy_import_error`'s reason ``why``: more
-    memory where it crashed under a memory limit (a low-memory trial was told to reinstall it),
-    else :data:`INSTALL_HINT`."""
-    if why.startswith(CRASHED) and "memory limit" in why:
-        return "raise the memory limit (Blender's import took about 1.5 GB of address space under ulimit -v)"
+    memory where it crashed under a memory limit below what the import takes (a low-memory trial
+    was told to reinstall it), else :data:`INSTALL_HINT`."""
+    from wbcap.limits import BLENDER_ADDRESS_SPACE, gigabytes
+
+    if why.startswith(f"{CRASHED} (") and UNDER_A_MEMORY_LIMIT in why:
+        return (f"raise the memory limit (Blender's import took about {gigabytes(BLENDER_ADDRESS_SPACE)} of address "
+                "space under ulimit -v)")
     return INSTALL_HINT
 
 

@@ -120,7 +120,7 @@ def raw_path(out: Path) -> Path:
 def mark_pass_one_done(out: Path, records: int, ended_early: str | None = None) -> None:
     """Record that pass 1 finished with ``records`` records in ``raw.jsonl`` (and its size now, in
     bytes) and, where the source ended before its header said, how
-    (:attr:`wbcap.io.video_reader.VideoReader.ended_early`): ``OUT/.wbcap/pass1.json``, written
+    (:attr:`wbcap.io.video_reader.FrameSource.ended_early`): ``OUT/.wbcap/pass1.json``, written
     atomically (best effort: without it a resume loads the network as before)."""
     from wbcap.atomic import atomic_write_text
 

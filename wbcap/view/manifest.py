@@ -158,11 +158,12 @@ def read_output(out: Path) -> SiteContent:
     with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
         # (absolute: `wbcap view .` in a person's folder found its file's parent named "", no person's)
         content = _output_content(out.absolute())
-        from wbcap.io.run_folder import PARAMS_FILE
+        from wbcap.io.run_folder import META_FILE, PARAMS_FILE
 
-        # (params.jsonl too: its lines go into the page as they are, a break-it trial's from elsewhere)
-        _check_inside(out, {**content.files, "params": out / PARAMS_FILE} if content.manifest.get("kind") == "video"
-                      else content.files)
+        # (params.jsonl and meta.json too: params.jsonl's lines go into the page as they are, a break-it
+        # trial's from elsewhere, and meta.json's world; a review)
+        read = {"params": out / PARAMS_FILE, "meta": out / META_FILE} if content.manifest.get("kind") == "video" else {}
+        _check_inside(out, {**content.files, **{k: v for k, v in read.items() if v.exists() or v.is_symlink()}})
         return content
 
 
