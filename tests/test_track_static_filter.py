@@ -210,6 +210,52 @@ def test_a_python_job_gets_what_wbcap_run_gets_npz_and_one_people_limit(tmp_path
             VideoJob(source="in.mp4", out="out", max_people=bad)
 
 
+def _passer_by_on_the_lectern() -> list[tuple[int, float, np.ndarray, np.ndarray]]:
+    """200 frames at 10 fps as a tracking trial saw vtest.avi's frames 0-199: the lectern detected
+    in frames 0-157 (its track then missed, lost); a person walking left to it from frame 77,
+    standing over it in frames 158-166, then gone (in the video they walked on, under another id),
+    and the lectern's box detected again from frame 167 on, over which their track goes on."""
+    lectern = np.asarray(LECTERN)
+    frames = []
+    for k in range(200):
+        boxes, scores = [], []
+        if k <= 157 or k >= 167:
+            boxes.append(lectern + (0.5 if k % 2 else -0.5))
+            scores.append(0.5)
+        if 77 <= k <= 166:
+            x = max(28.0, 300.0 - 3.0 * (k - 77))
+            boxes.append([x, 100.0, 20.0, 45.0])
+            scores.append(0.8)
+        frames.append((k, k / FPS, np.asarray(boxes).reshape(-1, 4), np.asarray(scores)))
+    return frames
+
+
+def test_a_track_that_ends_on_a_static_objects_place_is_cut_there(tmp_path, caplog):
+    """A tracking trial: the far walker's track took the lectern's detections as they passed it,
+    and kept them for 3.2 s once they had gone on (a "person" standing at the lectern at the end of
+    their npz). The detections at a track's end on a static object's place, after the object's
+    own track ended, are cut off; a track all of them is dropped as static."""
+    frames = _passer_by_on_the_lectern()
+    raw = write_raw(tmp_path / "raw.jsonl", frames)
+    with caplog.at_level(logging.INFO, logger="wbcap.track.collect"):
+        _, col = collect(raw, detector="yolox-nano")
+    lectern, walker = 0, 1  # (ids by creation)
+    assert col.static == {lectern: 158} and col.kept == {walker}
+    assert col.per_track[walker].frame == list(range(77, 167))  # (it had gone on to frame 199)
+    assert all(len(getattr(col.per_track[walker], f)) == 90 for f in ("time", "box", "score", "focal", "params"))
+    assert ("track 1: its last 33 detections (from 16.70 s) are on the place of static track 0, which ended before "
+            "them") in caplog.text
+    # the same place's detections alone, after the object's track ended: a track of them is the object's
+    later = [(k, t, b[:1] if k >= 167 else b, sc[:1] if k >= 167 else sc) for k, t, b, sc in frames if k <= 157 or k >= 167]
+    _, col = collect(write_raw(tmp_path / "raw2.jsonl", later), detector="yolox-nano")
+    assert col.static == {0: 158, 2: 33} and col.kept == {1} and col.per_track[1].frame == list(range(77, 158))
+    # a person standing over the object while its own track goes on (detected beside them): nothing cut
+    still = [(k, t, np.concatenate([b, [LECTERN]]) if 158 <= k <= 166 else b,
+              np.concatenate([sc, [0.5]]) if 158 <= k <= 166 else sc) for k, t, b, sc in frames]
+    _, col = collect(write_raw(tmp_path / "raw3.jsonl", still), detector="yolox-nano")
+    assert col.static == {0: 200} and col.kept == {1} and col.per_track[1].frame == list(range(77, 167))
+
+
 # -- the real vtest.avi and YOLOX-nano -----------------------------------------------------------
 @pytest.mark.slow  # real video: 60 YOLOX-nano runs
 def test_vtest_lectern_track_dropped_people_kept(shared_dir, tmp_path):

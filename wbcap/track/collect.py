@@ -57,6 +57,11 @@ class Track:
     princpt: list[list[float]] = field(default_factory=list)  # its principal point (cx, cy), pixels
     params: list[dict[str, list[float]]] = field(default_factory=list)  # network SMPL-X parameters, flattened
 
+    def cut(self, n: int) -> None:
+        """Keep the first ``n`` person-frames only."""
+        for f in dataclasses.fields(self):
+            del getattr(self, f.name)[n:]
+
     def append(self, frame: int, time: float, person: dict) -> None:
         """Add a raw record's person (``frame`` index, ``time`` seconds)."""
         self.frame.append(frame)
@@ -171,6 +176,7 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
                      tid, st.frames, st.duration, st.mean_score, st.motion, st.resize, st.height)
         col.static = {tid: st.frames for tid, st in static.items()}
         col.kept -= set(static)
+        _cut_static_tails(col, static)
     if col.flashes:
         shown = ", ".join(f"{frames[f]:.2f} s" for f in col.flashes[:10]) + (", ..." if len(col.flashes) > 10 else "")
         log.info("%d flash(es) or cutaway(s) shorter than %g s (at %s): not cuts; the people from before each go on "
@@ -186,6 +192,32 @@ def collect_tracks(raw_path: Path, fps: float, tracker_config: TrackerConfig, de
         log.info("%d cut(s) between shots (at %s): every track ends there and the next shot's people get new ids "
                  "(%s keeps ids across them)", len(col.cuts), shown, setting("no_cuts", api="cut_threshold=None"))
     return col
+
+
+def _cut_static_tails(col: Collected, static: dict) -> None:
+    """Cut from the kept tracks the detections at their end that sit on a static object's place
+    after the object's own track ended (:func:`wbcap.track.static_filter.static_tails`); a track
+    all of them is dropped as static, one left shorter than ``min_length`` as short."""
+    from wbcap.track.static_filter import static_tails
+
+    def arrays(tr: Track) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.asarray(tr.time), np.asarray(tr.box, np.float64).reshape(-1, 4), np.asarray(tr.score)
+
+    tails = static_tails({tid: arrays(col.per_track[tid]) for tid in col.kept | set(static)}, static,
+                         min_frames=max(col.min_length, 1))
+    for tid, (k, sid) in sorted(tails.items()):
+        tr = col.per_track[tid]
+        log.info("track %d: its last %d detections (from %.2f s) are on the place of static track %d, which ended "
+                 "before them (the object's, taken over as the person passed it): %s", tid, len(tr.frame) - k,
+                 tr.time[k], sid, "dropped as static" if k == 0 else "cut off")
+        if k == 0:
+            col.static[tid] = len(tr.frame)
+            col.kept.discard(tid)
+            continue
+        tr.cut(k)
+        if k < col.min_length:
+            col.dropped[tid] = k
+            col.kept.discard(tid)
 
 
 def _longest_shot(frames: list[int], cuts: set[int]) -> int:

@@ -56,6 +56,12 @@ is a person who is poorly detected (far, or mostly hidden) *and* stands perfectl
 10 s or more; ``wbcap run`` reports every dropped track and ``--keep-static``
 (``TrackerConfig(drop_static=False)``) keeps them.
 
+A passer-by's track may take over the object's detections as they walk past it, while the
+object's own track is missed (and lost), and keep them once the person has gone on under
+another id: :func:`static_tails` finds the detections at a track's end on a static object's
+place, after the object's own track ended, which ``wbcap run`` cuts off (a track all of them is
+the object's: dropped as static).
+
 The score threshold was measured on YOLOX-nano, whose scores are ``objectness x person`` in
 [0, 1]; torchvision's scores are probabilities too. HOG scores are SVM margins (0 to ~3), on
 which 0.62 is also a weak detection; user-given boxes (``boxes:FILE``, ``full``) are not
@@ -70,7 +76,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StaticFilterConfig", "TrackStats", "is_static", "static_false_positives", "track_stats"]
+__all__ = ["ON_OBJECT_IOU", "StaticFilterConfig", "TrackStats", "is_static", "static_false_positives", "static_tails",
+           "track_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,4 +213,55 @@ def static_false_positives(
         if is_static(stats, cfg):
             logger.debug("track %d is static: %s", tid, stats)
             out[int(tid)] = stats
+    return out
+
+
+#: A box is on a static object's place where its IoU with the median box of the object's track
+#: (:func:`static_false_positives`) reaches this (:func:`static_tails`).
+ON_OBJECT_IOU = 0.5
+
+
+def static_tails(
+    tracks: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    static: Mapping[int, object],
+    min_frames: int = 3,
+) -> dict[int, tuple[int, int]]:
+    """Where other tracks end on a static object's place: a passer-by whose track took over the
+    object's detections as they walked past it (the object's own track, missed meanwhile, lost),
+    and kept them once the person had gone on under another id, for seconds (a tracking trial:
+    ``vtest.avi``'s far walker left on the lectern from frame 167 to 199, so `track_11.npz`
+    ended with 3 s of a "person" that was the lectern); or a track that is all of such detections.
+
+    Args:
+        tracks: as :func:`static_false_positives`'s, the static tracks among them.
+        static: the static tracks' ids (its result).
+        min_frames: the fewest detections a tail must have to count.
+
+    Returns:
+        ``{track id: (index of the first detection of its tail, the static track id)}`` for every
+        other track whose last ``min_frames`` or more detections all lie on that object's place
+        (IoU with its median box at least :data:`ON_OBJECT_IOU`) and begin after the object's own
+        track ended; index 0: the whole track.
+    """
+    from wbcap.track.iou_tracker import iou_matrix
+
+    objects = []
+    for sid in sorted(static):
+        times, boxes, _ = tracks[sid]
+        objects.append((sid, np.median(np.asarray(boxes, np.float64).reshape(-1, 4), axis=0), float(np.max(times))))
+    out: dict[int, tuple[int, int]] = {}
+    for tid, (times, boxes, _) in sorted(tracks.items()):
+        if tid in static or not objects:
+            continue
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        t = np.asarray(times, np.float64).reshape(-1)
+        for sid, median, ended in objects:
+            on = iou_matrix(b, median[None])[:, 0] >= ON_OBJECT_IOU
+            k = len(on)
+            while k and on[k - 1]:
+                k -= 1
+            if len(on) - k >= min_frames and t[k] > ended:
+                out[int(tid)] = (k, sid)
+                logger.debug("track %d: its last %d detections are on static track %d's place", tid, len(on) - k, sid)
+                break
     return out
