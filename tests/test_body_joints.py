@@ -141,3 +141,13 @@ def test_tables_are_immutable() -> None:
             continue
         raise AssertionError("mapping is writable")
     assert isinstance(J.JOINT_IDX, tuple) and isinstance(J.FLIP_PAIRS, tuple)
+
+
+def test_hand_21_is_openposes_hand_order():
+    """A gesture researcher's trial: the 21 keypoints a hand in OpenPose's (and MediaPipe's) order,
+    wrist, then thumb, index, middle, ring, pinky from base to tip."""
+    assert J.HAND_21["left"] == (12, *range(25, 45)) and J.HAND_21["right"] == (13, *range(45, 65))
+    for side, s in (("left", "L"), ("right", "R")):
+        names = [J.JOINT_NAMES[i] for i in J.HAND_21[side]]
+        assert names[0] == f"{s}_Wrist" and names[1:5] == [f"{s}_Thumb_{k}" for k in range(1, 5)]
+        assert names[17:] == [f"{s}_Pinky_{k}" for k in range(1, 5)]

@@ -26,6 +26,7 @@ from wbcap.body.pose_layout import FULL_POSE_JOINTS
 
 __all__ = [
     "FLIP_PAIRS",
+    "HAND_21",
     "JOINT_IDX",
     "JOINT_NAMES",
     "JOINT_NUM",
@@ -184,6 +185,15 @@ ROOT_JOINT_IDX = 0  # Pelvis
 LWRIST_IDX = 12  # L_Wrist
 RWRIST_IDX = 13  # R_Wrist
 NECK_IDX = 7  # Neck
+#: Each hand's 21 keypoints of :data:`JOINT_NAMES` in OpenPose's (and MediaPipe's) hand order:
+#: the wrist, then thumb, index, middle, ring and pinky, each from its base to its tip (a gesture
+#: researcher's trial looked for them in that order): ``people[k].joints[HAND_21["left"]]``.
+HAND_21: dict[str, tuple[int, ...]] = {
+    side: (JOINT_NAMES.index(f"{s}_Wrist"),) + tuple(JOINT_NAMES.index(f"{s}_{finger}_{k}")
+                                                    for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
+                                                    for k in range(1, 5))
+    for side, s in (("left", "L"), ("right", "R"))
+}
 FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (1, 2), (3, 4), (5, 6), (8, 9), (10, 11), (12, 13), (14, 17), (15, 18), (16, 19), (20, 21),
     (22, 23),  # body joints
