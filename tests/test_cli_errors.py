@@ -722,6 +722,13 @@ def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name)
      "input first, e.g. with curl -LO, and name the file)"),
     (["image", "file:///nowhere/a.jpg", "-o", "{tmp}/o"], "'PATHS...'",
      "file:///nowhere/a.jpg: a file address; give its path (/nowhere/a.jpg)"),
+    # (a streaming trial: a camera's stream was told to be downloaded with curl, and stdin was "no such file")
+    (["run", "rtsp://127.0.0.1:8554/cam", "-o", "{tmp}/o"], "'SOURCE'",
+     "rtsp://127.0.0.1:8554/cam: an address, not a path; wbcap reads and writes local files and folders only (record "
+     "a clip of it first, e.g. with ffmpeg -i rtsp://127.0.0.1:8554/cam -t 60 -c copy clip.mkv, and name the file)"),
+    (["run", "-", "-o", "{tmp}/o"], "'SOURCE'",
+     "-: standard input or output; wbcap reads and writes files and folders only (save a stream to a file first, e.g. "
+     "ffmpeg -i - -c copy clip.mkv, and name the file)"),
 ])
 def test_an_address_is_refused_in_one_line(tmp_path, monkeypatch, args, name, said):
     """A user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file" (the

@@ -1393,3 +1393,43 @@ def test_a_resume_of_a_run_that_read_its_frames_at_another_size_is_refused(tmp_p
     raw.write_text("\n".join(lines[:-1]) + "\n" + json.dumps({**json.loads(lines[-1]), "size": [96, 48]}) + "\n")
     r = CliRunner().invoke(cli, ["-q", *args, "--resume"])
     assert r.exit_code == 2 and "at 96x48 pixels, which this wbcap reads at 128x48" in r.stderr, r.stderr
+
+
+def test_a_pipe_or_a_device_is_named_as_such_not_an_empty_file(tmp_path: Path) -> None:
+    """A streaming trial: a FIFO, `/dev/stdin` of a pipe and a camera's device were each "file is
+    empty (0 bytes); re-export or re-copy the video" (and the FIFO's writer waited for ever)."""
+    import os
+
+    from wbcap.errors import InputError
+
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError) as err:
+        open_frames(fifo)
+    assert str(err.value) == (f"{fifo}: is a pipe, not a video file; wbcap reads finished files (record a clip first, "
+                              f"e.g. ffmpeg -i {fifo} -t 60 -c copy clip.mkv, and name the file)")
+    if Path("/dev/null").is_char_device():
+        with pytest.raises(InputError, match=r"^/dev/null: is a device, not a video file; wbcap reads finished files"):
+            open_frames("/dev/null")
+
+
+def test_a_file_that_grows_while_it_is_read_is_said_so(media: SimpleNamespace, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A streaming trial: a file still being recorded was read to its end as it then was, and the
+    run ended "done", its later frames unread without a word. A file that changed while it was read
+    is said so (and meta.json's source_ended_early says it, through ``ended_early``)."""
+    import shutil
+
+    video = shutil.copyfile(media.basic, tmp_path / "rec.mp4")
+    src = open_frames(video)
+    frames = iter(src)
+    next(frames)
+    with open(video, "ab") as f:  # (the recorder appends meanwhile)
+        f.write(b"\0" * 1024)
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+        rest = list(frames)
+    assert len(rest) == 39
+    assert src.ended_early == "changed while it was read (still being recorded?): frames after its end as read are missing"
+    assert f"{video}: video changed while it was read (still being recorded?)" in caplog.text
+    whole = open_frames(media.basic)
+    assert len(list(whole)) == 40 and whole.ended_early is None

@@ -19,12 +19,20 @@ class NonEmptyPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path; name a file or folder", param, ctx)
+        if isinstance(value, str) and value in _STANDARD_STREAMS and not os.path.exists(value):
+            # (a streaming trial: `cat clip | wbcap run -` said "-: no such file or folder")
+            self.fail(f"{value}: standard input or output; wbcap reads and writes files and folders only (save a "
+                      "stream to a file first, e.g. ffmpeg -i - -c copy clip.mkv, and name the file)", param, ctx)
         url = _URL.match(value) if isinstance(value, str) and not os.path.exists(value) else None
         if url is not None:  # (a user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file")
-            if url.group(1).lower() == "file":
+            scheme = url.group(1).lower()
+            if scheme == "file":
                 self.fail(f"{value}: a file address; give its path ({value[len(url.group(0)):] or '/'})", param, ctx)
-            self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only (download "
-                      f"an input first, e.g. with curl -LO, and name the file)", param, ctx)
+            # (a camera's or a live stream's: curl does not record them, a streaming trial)
+            fetch = (f"record a clip of it first, e.g. with ffmpeg -i {value} -t 60 -c copy clip.mkv" if scheme in _LIVE
+                     else "download an input first, e.g. with curl -LO")
+            self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only ({fetch}, "
+                      f"and name the file)", param, ctx)
         # (click's own words contradict themselves, "Directory 'x' is a file", and name no fix: a user trial)
         if isinstance(value, str) and not self.file_okay and os.path.isfile(value):
             self.fail(f"{value}: is a file; name a folder", param, ctx)
@@ -36,6 +44,10 @@ class NonEmptyPath(click.Path):
 #: An address with a scheme of two letters or more (``http://``, ``rtsp://``, ``s3://``, ``file://``...;
 #: not a Windows drive, ``C://``), not a path.
 _URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+)://")
+#: The schemes of live streams and cameras (FFmpeg's protocols), which are recorded, not downloaded.
+_LIVE = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp", "mms", "mmsh", "v4l2"})
+#: What FFmpeg and Unix tools name the standard streams by.
+_STANDARD_STREAMS = frozenset({"-", "pipe:", "pipe:0", "pipe:1"})
 
 
 def check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

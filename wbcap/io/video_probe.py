@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -364,11 +365,17 @@ def _open_input(p: Path) -> Any:
         raise InputError(f"{p}: is a folder, not a video; pass a video file (a folder is read "
                          "as an image sequence by open_frames)")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except FileNotFoundError:
         raise InputError(f"{p}: no such file; check the path") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot be read ({exc.strerror}); check its permissions") from None
+    size = st.st_size
+    if not stat.S_ISREG(st.st_mode):  # (a streaming trial: a pipe and a camera were "empty files" to re-copy)
+        kind = ("a pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise InputError(f"{p}: is {kind}, not a video file; wbcap reads finished files (record a clip first, e.g. "
+                         f"ffmpeg -i {p} -t 60 -c copy clip.mkv, and name the file)")
     if size == 0:
         raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the video")
     if not os.access(p, os.R_OK):

@@ -313,6 +313,7 @@ class FrameSource:
         container, stream = _open_decoding(p)
         retimed = _RetimeStats()
         self.ended_early = None
+        opened = _file_state(p)
         try:
             tb = Fraction(stream.time_base)
             origin = self._origin
@@ -457,6 +458,12 @@ class FrameSource:
                     self.ended_early = f"ended at {ended:.2f} s of the {length:.2f} s its header declares"
                     (log.warning if self.warn_retimed else log.debug)(
                         "%s: video %s; the file may be truncated", p, self.ended_early)
+            if not stopped_early and opened is not None and _file_state(p) != opened:
+                # (a file still being recorded: its end as read was no end, and the frames written after
+                # it went unread without a word, a streaming trial; said instead of a header's count)
+                self.ended_early = "changed while it was read (still being recorded?): frames after its end as read are missing"
+                (log.warning if self.warn_retimed else log.debug)("%s: video %s; run again on the finished file", p,
+                                                                  self.ended_early)
             if yielded == 0 and self.max_frames != 0:
                 has = (f"its first frame at or after {_as_given('start', f'{self.start:g}')} s is at {prev_time:.3f} s"
                        if stopped_early and prev_time is not None else
@@ -525,6 +532,16 @@ def _open_decoding(p: Path) -> tuple[Any, Any]:
         raise
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def _file_state(p: Path) -> tuple[int, int] | None:
+    """``(size, modification time ns)`` of the file ``p`` (None where it cannot be read): it changed
+    while it was read where these differ after the read."""
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 class _DecodeState:
