@@ -254,6 +254,13 @@ def test_a_track_that_ends_on_a_static_objects_place_is_cut_there(tmp_path, capl
               np.concatenate([sc, [0.5]]) if 158 <= k <= 166 else sc) for k, t, b, sc in frames]
     _, col = collect(write_raw(tmp_path / "raw3.jsonl", still), detector="yolox-nano")
     assert col.static == {0: 200} and col.kept == {1} and col.per_track[1].frame == list(range(77, 167))
+    # a person who sits down there, seen clearly (a break-it trial: a coat on a chair detected as a person,
+    # then someone sitting in the chair lost 22 s, or their whole track, to place and time alone)
+    seated = [(k, t, np.concatenate([b, [np.asarray(LECTERN) + [0.0, -2.0, 1.0, 3.0]]]) if k >= 167 else b,
+               np.concatenate([sc, [0.9]]) if k >= 167 else sc) for k, t, b, sc in frames if k <= 157 or k >= 167]
+    seated = [(k, t, b[-1:], sc[-1:]) if k >= 167 else (k, t, b, sc) for k, t, b, sc in seated]
+    _, col = collect(write_raw(tmp_path / "raw4.jsonl", seated), detector="yolox-nano")
+    assert col.static == {0: 158} and 2 in col.kept and col.per_track[2].frame == list(range(167, 200))
 
 
 # -- the real vtest.avi and YOLOX-nano -----------------------------------------------------------

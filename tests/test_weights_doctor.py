@@ -1182,6 +1182,10 @@ def test_memory_limits_are_read_from_the_process():
     ({"/proc/self/cgroup": "0::/user.slice/job\n", "/sys/fs/cgroup/user.slice/job/memory.max": "2147483648\n"}, 2147483648),
     ({"/proc/self/cgroup": "0::/\n", "/sys/fs/cgroup/memory.max": "max\n"}, None),
     ({}, None),
+    # (a break-it trial: a limit on the parent group, the job's own unlimited; a group named in Latin-1)
+    ({"/proc/self/cgroup": "0::/slice/job\n", "/sys/fs/cgroup/slice/job/memory.max": "max\n",
+      "/sys/fs/cgroup/slice/memory.max": "1073741824\n"}, 1073741824),
+    ({"/proc/self/cgroup": b"0::/caf\xe9\n".decode("latin-1")}, None),
 ])
 def test_a_containers_memory_limit_is_read_from_cgroup_v1_and_v2(monkeypatch, files, expected):
     """A review: only cgroup v2's memory.max was read, and the project's own machines run v1."""
@@ -1196,7 +1200,8 @@ def test_a_containers_memory_limit_is_read_from_cgroup_v1_and_v2(monkeypatch, fi
         if isinstance(path, str) and (path.startswith("/proc/self/cgroup") or path.startswith("/sys/fs/cgroup")):
             if path not in files:
                 raise FileNotFoundError(path)
-            return io.StringIO(files[path])
+            data = files[path].encode("latin-1")  # (as the kernel gives its bytes, read as the code asks)
+            return io.TextIOWrapper(io.BytesIO(data), encoding=kwargs.get("encoding"), errors=kwargs.get("errors"))
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", fake)

@@ -129,17 +129,18 @@ def memory_limits() -> list[tuple[str, int]]:
 
 
 def _cgroup_memory_max() -> int | None:
-    """This process's cgroup memory limit in bytes: cgroup v2's ``memory.max`` or v1's
-    ``memory.limit_in_bytes`` of its group (``/proc/self/cgroup``), read where the group's folder
-    is mounted (``/sys/fs/cgroup``, its ``memory`` controller's for v1; inside a container, its
-    own group at the top); None where there is none, it is unlimited (``max``, or v1's page-
-    rounded 2^63) or it cannot be read (a review: a v1 container's limit went unsaid)."""
+    """This process's cgroup memory limit in bytes, the smallest of its group's and its parent
+    groups' (a limit set on a slice holds its jobs too): cgroup v2's ``memory.max`` or v1's
+    ``memory.limit_in_bytes`` (``/proc/self/cgroup``), read where the groups' folders are mounted
+    (``/sys/fs/cgroup``, its ``memory`` controller's for v1; inside a container its own group is
+    the top); None where there is none, all are unlimited (``max``, or v1's page-rounded 2^63) or
+    none can be read (a review: a v1 container's limit went unsaid; a break-it trial: a parent's)."""
     import os
 
     try:
-        with open("/proc/self/cgroup", encoding="utf-8") as fh:
+        with open("/proc/self/cgroup", encoding="utf-8", errors="surrogateescape") as fh:
             lines = [line.rstrip("\n").split(":", 2) for line in fh]
-    except OSError:
+    except (OSError, ValueError):
         return None
     places = []
     for fields in lines:
@@ -147,18 +148,23 @@ def _cgroup_memory_max() -> int | None:
             continue
         _, controllers, group = fields
         if controllers == "":  # v2
-            places += [os.path.join("/sys/fs/cgroup", group.lstrip("/"), "memory.max"), "/sys/fs/cgroup/memory.max"]
+            root, name = "/sys/fs/cgroup", "memory.max"
         elif "memory" in controllers.split(","):  # v1
-            places += [os.path.join("/sys/fs/cgroup/memory", group.lstrip("/"), "memory.limit_in_bytes"),
-                       "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+            root, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [part for part in group.split("/") if part]
+        places += [os.path.join(root, *parts[:k], name) for k in range(len(parts), -1, -1)]
+    limits = []
     for place in places:
         try:
             with open(place, encoding="utf-8") as fh:
                 text = fh.read().strip()
-        except OSError:
+        except (OSError, ValueError):
             continue
-        return int(text) if text.isdigit() and int(text) < 1 << 60 else None
-    return None
+        if text.isdigit() and int(text) < 1 << 60:
+            limits.append(int(text))
+    return min(limits) if limits else None
 
 
 def available_memory() -> int | None:

@@ -461,7 +461,7 @@ class FrameSource:
             if not stopped_early and opened is not None and _file_state(p) != opened:
                 # (a file still being recorded: its end as read was no end, and the frames written after
                 # it went unread without a word, a streaming trial; said instead of a header's count)
-                self.ended_early = "changed while it was read (still being recorded?): frames after its end as read are missing"
+                self.ended_early = "changed size while it was read (still being recorded?): frames after its end as read are missing"
                 (log.warning if self.warn_retimed else log.debug)("%s: video %s; run again on the finished file", p,
                                                                   self.ended_early)
             if yielded == 0 and self.max_frames != 0:
@@ -534,14 +534,14 @@ def _open_decoding(p: Path) -> tuple[Any, Any]:
     return container, stream
 
 
-def _file_state(p: Path) -> tuple[int, int] | None:
-    """``(size, modification time ns)`` of the file ``p`` (None where it cannot be read): it changed
-    while it was read where these differ after the read."""
+def _file_state(p: Path) -> int | None:
+    """The size of the file ``p`` in bytes (None where it cannot be read): it grew (or was cut) while
+    it was read where this differs after the read. Not its modification time, which a backup or
+    sync tool's touch changes alone (a break-it trial: "frames missing" of a whole read)."""
     try:
-        st = os.stat(p)
+        return os.stat(p).st_size
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
 
 
 class _DecodeState:
