@@ -103,7 +103,9 @@ class VideoJob:
     a YOLOX ONNX file; offline: never download a detector. focal: focal length
     in pixels of the one camera results are expressed in, from :data:`MIN_FOCAL` to :data:`MAX_FOCAL`
     (default ``sqrt(W^2 + H^2)``, a ~53° diagonal field of view, the usual guess when the real
-    camera is unknown). max_gap: seconds (finite, >= 0) a track may be missed and still be one
+    camera is unknown). principal_point: ``(cx, cy)`` pixels of that camera (default the picture's
+    centre); with ``focal``, a calibrated camera's intrinsics (square pixels; of the picture as
+    wbcap reads it: upright, non-square pixels made square, undistorted by the user). max_gap: seconds (finite, >= 0) a track may be missed and still be one
     AMASS file (filled by interpolation, ``valid`` False); a longer gap splits it into
     ``track_<id>_part<k>.npz``. export: the per-track files (``npz`` always; ``glb`` by default,
     ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
@@ -131,6 +133,7 @@ class VideoJob:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smooth: SmoothConfig = field(default_factory=SmoothConfig)
     focal: float | None = None
+    principal_point: tuple[float, float] | None = None
     max_gap: float = 1.0
     write_obj: bool = False
     export: AnimationExport = field(default_factory=AnimationExport)
@@ -519,6 +522,8 @@ def finalize(
     _say_smoothing_change(out, job.smooth)
     dev = next(iter(body.buffers())).device
     camera = ImageCamera.default((info.width, info.height), job.focal)
+    if job.principal_point is not None:  # (a calibrated camera's: a calibrated researcher's trial)
+        camera = replace(camera, princpt=(float(job.principal_point[0]), float(job.principal_point[1])))
     focal, princpt = camera.focal[0], camera.princpt  # pixels
     rate = _processed_rate(job, info)
 
@@ -737,6 +742,11 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if job.focal is not None and not (math.isfinite(job.focal) and MIN_FOCAL <= job.focal <= MAX_FOCAL):
         raise InputError(f"{setting('focal')} {job.focal}: must be a focal length in pixels from {MIN_FOCAL:g} to "
                          f"{MAX_FOCAL:g}; leave it out for sqrt(W^2+H^2)")
+    if job.principal_point is not None and not (
+            len(job.principal_point) == 2
+            and all(math.isfinite(float(v)) and abs(float(v)) <= MAX_FOCAL for v in job.principal_point)):
+        raise InputError(f"{setting('principal_point')} {job.principal_point}: must be two pixel coordinates (cx, cy) "
+                         f"within {MAX_FOCAL:g} of the picture's corner; leave it out for the picture's centre")
     if not (math.isfinite(job.max_gap) and job.max_gap >= 0):
         raise InputError(f"{setting('max_gap')} {job.max_gap}: must be a finite number of seconds, 0 or more")
     if job.render:

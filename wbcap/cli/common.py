@@ -44,6 +44,12 @@ class NonEmptyPath(click.Path):
 #: An address with a scheme of two letters or more (``http://``, ``rtsp://``, ``s3://``, ``file://``...;
 #: not a Windows drive, ``C://``), not a path.
 _URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+)://")
+#: ``--fix-left-hand-flip``'s help (``wbcap image``, ``wbcap run``; a gesture researcher's trial read the
+#: old one as a fix of the left hand's finger poses).
+FIX_LEFT_HAND_FLIP_HELP = (
+    "Mirror the left hand's 2D joints (found on the mirrored left-hand crop) back pixel-exactly instead of by the "
+    "released model's formula, which it was trained with. They feed the body's rotations: this moves the arms and "
+    "body a little, not the finger poses. Off for the released weights.")
 #: The schemes of live streams and cameras (FFmpeg's protocols), which are recorded, not downloaded.
 _LIVE = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp", "mms", "mmsh", "v4l2"})
 #: What FFmpeg and Unix tools name the standard streams by.

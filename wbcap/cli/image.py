@@ -7,6 +7,7 @@ import sys
 import click
 
 from wbcap.cli.common import (
+    FIX_LEFT_HAND_FLIP_HELP,
     IntRange,
     NonEmptyPath,
     allow_pickle_option,
@@ -62,11 +63,7 @@ def _parse_bboxes(ctx, param, values):
               help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
 @export_options(default="none")
-@click.option("--fix-left-hand-flip", is_flag=True,
-              help="Mirror the left hand's 2D joints (found on the mirrored left-hand crop) back pixel-exactly "
-                   "instead of by the released model's formula, which it was trained with. They feed the body's "
-                   "rotations: this moves the arms and body a little, not the finger poses. Off for the released "
-                   "weights.")
+@click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,

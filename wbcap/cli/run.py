@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from wbcap.cli.common import (
+    FIX_LEFT_HAND_FLIP_HELP,
     FiniteFloatRange,
     IntRange,
     NonEmptyPath,
@@ -29,6 +30,22 @@ from wbcap.console import printable
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.video_reader import MIN_IMAGE_FPS
 from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA, MIN_FOCAL
+
+
+def _principal_point(ctx, param, value):
+    """``--principal-point CX,CY`` as two finite pixel coordinates within :data:`MAX_FOCAL` of the
+    picture's corner; a bad one is a usage error naming the option."""
+    if value is None:
+        return None
+    import math
+
+    try:
+        cx, cy = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value}: two numbers of pixels, CX,CY (e.g. 640,360)") from None
+    if not all(math.isfinite(v) and abs(v) <= MAX_FOCAL for v in (cx, cy)):
+        raise click.BadParameter(f"{value}: two finite numbers of pixels within {MAX_FOCAL:g} of the picture's corner")
+    return cx, cy
 
 
 @click.command()
@@ -70,7 +87,12 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA,
 @click.option("--sigma", type=FiniteFloatRange(0, MAX_SIGMA), default=None,
               help="Gaussian: standard deviation in frames (default 2.0).")
 @click.option("--focal", type=FiniteFloatRange(MIN_FOCAL, MAX_FOCAL), default=None,
-              help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2).")
+              help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2). With --principal-point, a "
+                   "calibrated camera's fx (= fy), in pixels of the picture as wbcap reads it (upright, square pixels; "
+                   "scaled with the video if it was resized; undistort the video first).")
+@click.option("--principal-point", callback=_principal_point, default=None, metavar="CX,CY",
+              help="Principal point (pixels) of the output camera; default the picture's centre (a cropped video's "
+                   "lies off it: give the calibration's, minus the crop's corner).")
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
                    "(the time between two detections less one frame interval: a track seen in every frame is never split, "
@@ -93,11 +115,12 @@ from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MAX_SIGMA,
 @device_option
 @click.option("--batch-size", type=IntRange(min=1), default=None, help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @precision_option
-@click.option("--fix-left-hand-flip", is_flag=True, help="Pixel-exact left-hand mirror instead of the trained-with quirk.")
+@click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, max_gap, export, exact, root_bone, world,
+        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, max_gap, export, exact, root_bone,
+        world,
         write_obj, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -145,7 +168,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, reid_age=reid_age,
                               appearance=not no_appearance, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
-        smooth=smooth_cfg, focal=focal, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
+        smooth=smooth_cfg, focal=focal, principal_point=principal_point, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
         command=tuple(ctx.meta.get("wbcap.args", ())),
     )
