@@ -315,7 +315,8 @@ def to_shared_camera(
       in one pass; each vertex keeps its pixel exactly (the overlay equals per-person renders),
       depths stay consistent between people for occlusion.
     * **Video's shared camera** (:func:`shared_camera_translation`, ``wbcap run``): only the
-      *pelvis* is mapped, into the camera ``(sqrt(W^2 + H^2) or --focal, image centre)``, and
+      *pelvis* is mapped, into the camera ``(sqrt(W^2 + H^2) or --focal, image centre or
+      --principal-point)``, and
       the body follows rigidly by moving ``cam_trans``, so the SMPL-X parameters stay a valid
       body from frame to frame.
 
@@ -604,7 +605,8 @@ class ImageCamera:
     def default(cls, image_size: tuple[int, int], focal: float | None = None) -> ImageCamera:
         """The camera of an image ``(W, H)`` pixels whose real camera is unknown: ``focal``
         pixels (None: ``sqrt(W^2 + H^2)``, a ~53 degree diagonal field of view, the usual guess),
-        square pixels, the principal point at the image's centre. ``wbcap run``'s camera.
+        square pixels, the principal point at the image's centre. ``wbcap run``'s camera unless
+        ``--principal-point`` moves its principal point.
 
         Raises:
             ValueError: a side that is not a whole number above 0, or a focal that is not a finite

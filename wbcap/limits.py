@@ -110,8 +110,8 @@ NEEDED_MEMORY_ALL_PROCESSES = 1_350_000_000
 def memory_limits() -> list[tuple[str, int]]:
     """The limits set on this process's memory, smallest first, as ``(how a user raises it, bytes)``:
     the soft ``RLIMIT_AS`` (``ulimit -v``), ``RLIMIT_DATA`` (``ulimit -d``) and, on Linux, the
-    cgroup v2 ``memory.max`` of the process (a container's memory limit, named so); those
-    unlimited or unreadable are left out."""
+    process's cgroup limit (v1 or v2, its group's or a parent's: :func:`_cgroup_memory_max`; a
+    container's memory limit, named so); those unlimited or unreadable are left out."""
     found: list[tuple[str, int]] = []
     try:
         import resource
@@ -153,7 +153,7 @@ def _cgroup_memory_max() -> int | None:
             root, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
         else:
             continue
-        parts = [part for part in group.split("/") if part]
+        parts = [part for part in group.split("/") if part not in ("", ".", "..")]
         places += [os.path.join(root, *parts[:k], name) for k in range(len(parts), -1, -1)]
     limits = []
     for place in places:

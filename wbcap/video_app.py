@@ -616,7 +616,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     ``pauses`` (the times of the frames after a pause in the source where every track ended:
     :class:`~wbcap.track.iou_tracker.PauseFinder`), ``dropped`` (the ids of the tracks not
     written: ``short``, seen in fewer than ``--min-track`` frames, and ``static``, judged objects),
-    ``source_ended_early`` (only where the source ended before its header said, how: ``ended_early``,
+    ``source_ended_early`` (only where the source ended before its header said, or changed size while
+    it was read, how: ``ended_early``,
     :attr:`wbcap.io.video_reader.FrameSource.ended_early`; a cut file's run was said so only on the
     console, a long-footage trial),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with

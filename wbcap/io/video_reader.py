@@ -197,7 +197,9 @@ class FrameSource:
         self.warn_retimed = bool(warn_retimed)
         #: After a pass over a video that ended well before its header says (a file cut short, a
         #: camera that died): ``"ended after N of the M frames its header declares"`` or ``"ended
-        #: at T s of the L s its header declares"``, as warned; else None. Recorded in meta.json.
+        #: at T s of the L s its header declares"``; or whose size changed while it was read (still
+        #: being recorded): ``"changed size while it was read ..."``; as warned; else None.
+        #: Recorded in meta.json (``source_ended_early``).
         self.ended_early: str | None = None
         self.start = float(start)
         self.end = None if end is None else float(end)
