@@ -215,7 +215,13 @@ def test_library_limits(video):
     for job, message in [(VideoJob(str(video), "o", focal=1e300), "focal 1e+300: must be a focal length in pixels"),
                          (VideoJob(str(video), "o", focal=1e-300), "focal 1e-300: must be a focal length in pixels "
                           "from 1 to 1e+07"),
-                         (VideoJob(str(video), "o", max_gap=float("nan")), "max_gap nan: must be a finite number")]:
+                         (VideoJob(str(video), "o", max_gap=float("nan")), "max_gap nan: must be a finite number"),
+                         # (a review: a string or a single number from the API raised TypeError, not one line)
+                         (VideoJob(str(video), "o", focal="800"), "focal 800: must be a focal length in pixels"),
+                         (VideoJob(str(video), "o", principal_point=320.0), "principal_point 320.0: must be two pixel "
+                          "coordinates (cx, cy) within 1e+07 of the picture's corner"),
+                         (VideoJob(str(video), "o", principal_point=("a", 1)), "principal_point ('a', 1): must be two "
+                          "pixel coordinates")]:
         with pytest.raises(InputError, match=f"^{re.escape(message)}"):
             run_video(job)
 
