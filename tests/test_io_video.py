@@ -1442,3 +1442,17 @@ def test_a_file_that_grows_while_it_is_read_is_said_so(media: SimpleNamespace, t
     next(frames)
     os.utime(video)
     assert len(list(frames)) == len(rest) and touched.ended_early is None
+
+
+def test_a_video_whose_path_holds_a_colon_is_read_as_a_file(media: SimpleNamespace, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A break-it trial: `wbcap run pipe:/x.mp4` of a video in a folder named "pipe:" was "not a
+    video file FFmpeg can read": FFmpeg took the name for its pipe protocol's address."""
+    import shutil
+
+    (tmp_path / "pipe:").mkdir()
+    shutil.copyfile(media.basic, tmp_path / "pipe:" / "x.mp4")
+    shutil.copyfile(media.basic, tmp_path / "http:x.mp4")
+    monkeypatch.chdir(tmp_path)
+    for name in ("pipe:/x.mp4", "http:x.mp4"):
+        assert len(list(open_frames(name))) == 40, name

@@ -385,7 +385,10 @@ def _open_input(p: Path) -> Any:
 
     try:
         # (metadata not in UTF-8, e.g. a GIF's Latin-1 comment, raised UnicodeDecodeError: a break-it trial)
-        return av.open(str(p), mode="r", metadata_errors="replace")
+        # (a name with a colon, e.g. in a folder "pipe:", is read by FFmpeg as a protocol's address: pipe:,
+        # http:...; "file:" keeps it a file, a break-it trial's "not a video file FFmpeg can read")
+        name = f"file:{p.absolute()}" if ":" in str(p) else str(p)
+        return av.open(name, mode="r", metadata_errors="replace")
     except av.FFmpegError as exc:
         log.debug("av.open(%s) failed: %s", p, exc)
         raise InputError(
