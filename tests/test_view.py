@@ -281,6 +281,13 @@ def test_a_params_jsonl_a_link_leads_out_of_the_run_is_refused(tmp_path):
     (run / "params.jsonl").unlink()
     shutil.copyfile(private, run / "params.jsonl")
     assert [t["id"] for t in vm.read_output(run).manifest["tracks"]] == [0]
+    meta = (run / "meta.json").read_text()
+    (run / "meta.json").unlink()
+    (run / "meta.json").symlink_to(run / "meta.json")  # (a loop: one line, not a crash report)
+    with pytest.raises(InputError, match=r"meta\.json: a loop of symbolic links; the page takes only the folder's own"):
+        vm.read_output(run)
+    (run / "meta.json").unlink()
+    (run / "meta.json").write_text(meta)
 
 
 def test_manifest_of_a_hand_made_run(tmp_path):

@@ -42,6 +42,20 @@ def check_people_limit(max_people: object) -> None:
         raise ValueError(f"max_people {max_people!r}: a whole number of 1 or more, or None for no limit")
 
 
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (a Python or NumPy one, not a bool, a string, NaN,
+    an infinity or an integer too large for a float)."""
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def is_whole(value: object, least: int) -> bool:
     """Whether ``value`` is a whole number (a Python or NumPy integer, not a bool) of ``least``
     or more."""

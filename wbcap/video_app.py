@@ -78,7 +78,7 @@ from wbcap.io.run_folder import (
     start_writing,
     write_meta,
 )
-from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MIN_FOCAL, check_people_limit
+from wbcap.limits import CUT_THRESHOLD, DEFAULT_IMAGE_FPS, MAX_FOCAL, MIN_FOCAL, check_people_limit, is_finite_number
 from wbcap.smooth.sequence import SmoothConfig
 from wbcap.track.cuts import FrameChange
 from wbcap.track.iou_tracker import TrackerConfig
@@ -597,13 +597,6 @@ def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[st
     return sorted({p.suffix[1:] for p in removed} - again)
 
 
-def _real(value: object) -> bool:
-    """Whether ``value`` is a finite real number (not a bool, a string or NaN)."""
-    import numbers
-
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
              info: VideoInfo | None = None, cuts: list[float] | None = None, pauses: list[float] | None = None,
              dropped: dict[str, list[int]] | None = None, ended_early: str | None = None) -> dict:
@@ -747,12 +740,12 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     job.export.check_available()
     if job.every < 1:
         raise InputError(f"{setting('every')} {job.every}: must be >= 1")
-    if job.focal is not None and not (_real(job.focal) and MIN_FOCAL <= job.focal <= MAX_FOCAL):
+    if job.focal is not None and not (is_finite_number(job.focal) and MIN_FOCAL <= job.focal <= MAX_FOCAL):
         raise InputError(f"{setting('focal')} {job.focal}: must be a focal length in pixels from {MIN_FOCAL:g} to "
                          f"{MAX_FOCAL:g}; leave it out for sqrt(W^2+H^2)")
     if job.principal_point is not None and not (
             isinstance(job.principal_point, (tuple, list)) and len(job.principal_point) == 2
-            and all(_real(v) and abs(v) <= MAX_FOCAL for v in job.principal_point)):
+            and all(is_finite_number(v) and abs(v) <= MAX_FOCAL for v in job.principal_point)):
         raise InputError(f"{setting('principal_point')} {job.principal_point!r}: must be two pixel coordinates "
                          f"(cx, cy) within {MAX_FOCAL:g} of the picture's corner; leave it out for the picture's centre")
     if not (math.isfinite(job.max_gap) and job.max_gap >= 0):

@@ -455,10 +455,9 @@ def crash_hint(exc: BaseException, command: str | None = None) -> str:
 
 def _encoder_threads_refused(exc: BaseException) -> bool:
     """Whether ``exc`` is the video encoder's EAGAIN (``BlockingIOError``, "Resource temporarily
-    unavailable"): libx264 could not start its threads, as under a tight memory limit (a
+    unavailable", raised where wbcap renders and writes videos): libx264 could not start its threads, as under a tight memory limit (a
     low-memory trial: `wbcap run` under ``ulimit -v 2500000`` failed so while rendering)."""
-    return isinstance(exc, BlockingIOError) and any(
-        Path(f.filename).as_posix().endswith("wbcap/io/video_writer.py") for f in traceback.extract_tb(exc.__traceback__))
+    return isinstance(exc, BlockingIOError) and _crash_stage(exc) == "render"
 
 
 #: The commands with ``--batch-size``, whose batches a smaller one makes smaller.

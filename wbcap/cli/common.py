@@ -29,10 +29,12 @@ class NonEmptyPath(click.Path):
             if scheme == "file":
                 self.fail(f"{value}: a file address; give its path ({value[len(url.group(0)):] or '/'})", param, ctx)
             # (a camera's or a live stream's: curl does not record them, a streaming trial)
-            fetch = (f"record a clip of it first, e.g. with ffmpeg -i {value} -t 60 -c copy clip.mkv" if scheme in _LIVE
-                     else "download an input first, e.g. with curl -LO")
-            self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only ({fetch}, "
-                      f"and name the file)", param, ctx)
+            from wbcap.io.video_probe import record_clip_hint
+
+            fetch = (record_clip_hint(value) if scheme in _LIVE
+                     else "download an input first, e.g. with curl -LO, and name the file")
+            self.fail(f"{value}: an address, not a path; wbcap reads and writes local files and folders only ({fetch})",
+                      param, ctx)
         # (click's own words contradict themselves, "Directory 'x' is a file", and name no fix: a user trial)
         if isinstance(value, str) and not self.file_okay and os.path.isfile(value):
             self.fail(f"{value}: is a file; name a folder", param, ctx)

@@ -484,8 +484,8 @@ def _camera_node_pose(clip: MotionClip) -> tuple[list[float], list[float]]:
 
 
 def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict,
-                        camera_pose: tuple[list[float], list[float]] | None = None, root_bone: bool = False,
-                        lift: np.ndarray | None = None) -> int:
+                        camera_pose: tuple[list[float], list[float]] | None, root_bone: bool,
+                        lift: np.ndarray) -> int:
     """The skin (joints in model order, inverse bind = translation(-(rest joint + ``lift``)), column-major;
     with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, the
     camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at the origin with no
@@ -495,7 +495,7 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
 
     n = 56 if root_bone else 55
     ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
-    ibm[:55, :3, 3] = -(rig.rest_joints + (0.0 if lift is None else lift)).astype(np.float32)
+    ibm[:55, :3, 3] = -(rig.rest_joints + lift).astype(np.float32)
     gltf.skins.append(pygltflib.Skin(
         name=name, joints=list(range(n)), skeleton=55 if root_bone else 0,
         inverseBindMatrices=blob.add(np.ascontiguousarray(ibm.transpose(0, 2, 1)).reshape(n, 16)),

@@ -359,6 +359,12 @@ def _is_cut_gif(p: Path, container: Any) -> bool:
     return GIF_TRAILER not in tail  # (anywhere near the end: bytes some tools append after it are no cut)
 
 
+def record_clip_hint(source: object) -> str:
+    """How to make a file wbcap reads of a stream, a pipe or a camera (``source``): record a clip
+    with FFmpeg, and name it (a streaming trial)."""
+    return f"record a clip of it first, e.g. with ffmpeg -i {source} -t 60 -c copy clip.mkv, and name the file"
+
+
 def _open_input(p: Path) -> Any:
     """``av.open(p)`` with every way it fails turned into a one-line :class:`InputError`."""
     if p.is_dir():
@@ -374,8 +380,7 @@ def _open_input(p: Path) -> Any:
     if not stat.S_ISREG(st.st_mode):  # (a streaming trial: a pipe and a camera were "empty files" to re-copy)
         kind = ("a pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                 else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
-        raise InputError(f"{p}: is {kind}, not a video file; wbcap reads finished files (record a clip first, e.g. "
-                         f"ffmpeg -i {p} -t 60 -c copy clip.mkv, and name the file)")
+        raise InputError(f"{p}: is {kind}, not a video file; wbcap reads finished files ({record_clip_hint(p)})")
     if size == 0:
         raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the video")
     if not os.access(p, os.R_OK):

@@ -315,7 +315,7 @@ class FrameSource:
         container, stream = _open_decoding(p)
         retimed = _RetimeStats()
         self.ended_early = None
-        opened = _file_state(p)
+        opened = _file_size(p)
         try:
             tb = Fraction(stream.time_base)
             origin = self._origin
@@ -460,7 +460,7 @@ class FrameSource:
                     self.ended_early = f"ended at {ended:.2f} s of the {length:.2f} s its header declares"
                     (log.warning if self.warn_retimed else log.debug)(
                         "%s: video %s; the file may be truncated", p, self.ended_early)
-            if not stopped_early and opened is not None and _file_state(p) != opened:
+            if not stopped_early and opened is not None and _file_size(p) != opened:
                 # (a file still being recorded: its end as read was no end, and the frames written after
                 # it went unread without a word, a streaming trial; said instead of a header's count)
                 self.ended_early = "changed size while it was read (still being recorded?): frames after its end as read are missing"
@@ -536,7 +536,7 @@ def _open_decoding(p: Path) -> tuple[Any, Any]:
     return container, stream
 
 
-def _file_state(p: Path) -> int | None:
+def _file_size(p: Path) -> int | None:
     """The size of the file ``p`` in bytes (None where it cannot be read): it grew (or was cut) while
     it was read where this differs after the read. Not its modification time, which a backup or
     sync tool's touch changes alone (a break-it trial: "frames missing" of a whole read)."""

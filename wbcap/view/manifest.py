@@ -178,7 +178,11 @@ def _check_inside(out: Path, files: dict[str, Path]) -> None:
     """
     root = out.resolve()
     for path in files.values():
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (RuntimeError, OSError):  # (a loop of links: RuntimeError on Python < 3.13)
+            raise InputError(f"{path}: a loop of symbolic links; the page takes only the folder's own files: put the "
+                             "file itself there, or remove the link") from None
         if not real.is_relative_to(root):
             raise InputError(f"{path}: a symbolic link leads it out of {out} (to {real}); the page takes only the "
                              "folder's own files: put the file itself there, or remove the link")
