@@ -35,7 +35,9 @@ class ImageJob:
     users_limit: ``max_people`` is the user's, so boxes it drops are a warning saying how to keep
     them (False: the caller's own choice, an information line; the demo's, on its drawing);
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
-    (:func:`wbcap.export.image_outputs.person_animation`; none by default). no_person_advice:
+    (:func:`wbcap.export.image_outputs.person_animation`; none by default). write_openpose: also
+    write ``person_<k>/output_keypoints.json`` (2D keypoints in OpenPose's JSON:
+    :mod:`wbcap.export.openpose`). no_person_advice:
     the fix an image in which the detector found nobody is told (None: give the boxes,
     :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own).
     """
@@ -54,6 +56,7 @@ class ImageJob:
     offline: bool = False
     render: bool = True
     export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
+    write_openpose: bool = False
     no_person_advice: str | None = None
 
     def __post_init__(self) -> None:
@@ -426,7 +429,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             out_dir = write_image_outputs(
                 out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render,
                 name=name, on_stage=lambda s, path=path: stage(s, path), export=job.export,
-                body=pipeline.regressor.body, renderer=renderer,
+                body=pipeline.regressor.body, renderer=renderer, openpose=job.write_openpose,
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:

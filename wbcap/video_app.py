@@ -52,6 +52,7 @@ from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_records, read_raw, record_size, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
+    OPENPOSE_DIR,
     PARAMS_FILE,
     RENDER_FILE,
     TypedPath,
@@ -136,6 +137,7 @@ class VideoJob:
     principal_point: tuple[float, float] | None = None
     max_gap: float = 1.0
     write_obj: bool = False
+    write_openpose: bool = False
     export: AnimationExport = field(default_factory=AnimationExport)
     world: WorldConfig | None = None
     render: bool = True
@@ -580,6 +582,13 @@ def finalize(
         t0 = time.perf_counter()
         write_track_objs(out / MESHES_DIR, shown, body, body.faces, dev, progress)
         timings["obj"] = time.perf_counter() - t0
+    if job.write_openpose:
+        from wbcap.export.openpose import keypoints_stem, write_video_keypoints
+
+        t0 = time.perf_counter()
+        write_video_keypoints(out / OPENPOSE_DIR, keypoints_stem(job.source), col.frames, shown, body, dev,
+                              camera.focal, camera.princpt, camera.image_size, progress)
+        timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:
         render_path = _render(job, info, list(col.frames.values()), shown, by_frame, body, body.faces, dev,

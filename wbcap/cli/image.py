@@ -63,11 +63,15 @@ def _parse_bboxes(ctx, param, values):
               help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
 @export_options(default="none")
+@click.option("--openpose", "write_openpose", is_flag=True,
+              help="Also write person_<k>/output_keypoints.json: the person's 2D keypoints in OpenPose's JSON "
+                   "(BODY_25, 21 per hand, 70 face points), projected from the SMPL-X body.")
 @click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
-          allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, fix_left_hand_flip):
+          allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, write_openpose,
+          fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
@@ -114,7 +118,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         paths=tuple(paths), out=out, pipeline=cfg, boxes=boxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
-        export=parse_export(export, exact, root_bone),
+        export=parse_export(export, exact, root_bone), write_openpose=write_openpose,
     )
     _run(ctx, job)
 

@@ -105,6 +105,10 @@ def _principal_point(ctx, param, value):
                    "down, ground at height 0, planted feet kept still on it); falls back to the camera frame, with a "
                    "warning, when the camera moves or no feet are seen.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
+@click.option("--openpose", "write_openpose", is_flag=True,
+              help="Also write openpose/<video>_<frame>_keypoints.json: every processed frame's people as 2D "
+                   "keypoints in OpenPose's JSON (BODY_25, 21 per hand, 70 face points; person_id the track), "
+                   "projected from the smoothed SMPL-X bodies.")
 @click.option("--no-render", is_flag=True, help="Skip render.mp4.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT (or redo its outputs with new smoothing).")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUT.")
@@ -121,14 +125,15 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         max_people, offline,
         iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, max_gap, export, exact, root_bone,
         world,
-        write_obj, no_render, resume, overwrite,
+        write_obj, write_openpose, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
 
     Writes OUT/params.jsonl (one line per person-frame), OUT/track_<id>.npz (an AMASS file: z-up,
     absolute hand poses, regular clock; for AMASS tools and the SMPL-X Blender add-on), the animation
     files of --export (OUT/track_<id>.glb by default; .bvh, .fbx), OUT/render.mp4 (overlay, source
-    audio kept), OUT/meta.json and, with --obj, OUT/meshes/<track>/<frame>.obj. With --world the track
+    audio kept), OUT/meta.json, with --obj OUT/meshes/<track>/<frame>.obj and with --openpose
+    OUT/openpose/<video>_<frame>_keypoints.json (2D keypoints, OpenPose's JSON). With --world the track
     files are in the world of the estimated ground (meta.json: ground and camera pose; params.jsonl: planted
     feet). `wbcap export OUT` writes the animation files again with other options.
     """
@@ -169,7 +174,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
                               appearance=not no_appearance, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
         smooth=smooth_cfg, focal=focal, principal_point=principal_point, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
-        write_obj=write_obj, render=not no_render, resume=resume, overwrite=overwrite,
+        write_obj=write_obj, write_openpose=write_openpose, render=not no_render, resume=resume, overwrite=overwrite,
         command=tuple(ctx.meta.get("wbcap.args", ())),
     )
     result = execute(ctx, job)

@@ -75,8 +75,9 @@ import numpy as np
 from wbcap.atomic import NAME_MAX, TEMP_NAME_EXTRA, atomic_write_bytes, staged_dir
 from wbcap.errors import InputError, setting
 from wbcap.export.obj import write_obj
+from wbcap.export.openpose import person_keypoints, write_keypoints_json
 from wbcap.export.params_json import write_params_json
-from wbcap.io.image_results import PERSON_DIR, is_image_result
+from wbcap.io.image_results import KEYPOINTS_FILE, PERSON_DIR, is_image_result
 from wbcap.io.param_names import to_file_record
 
 
@@ -253,6 +254,7 @@ def write_image_outputs(
     export: Any = None,
     body: Any = None,
     renderer: Callable[..., np.ndarray] | None = None,
+    openpose: bool = False,
 ) -> Path:
     """Write ``out_root/<name>/person_<k>/...`` for one image; returns the image's folder.
 
@@ -264,6 +266,8 @@ def write_image_outputs(
             ``person_<k>/output.<format>`` (:func:`person_animation`), with ``body`` the
             :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the people; None: none.
         name: the folder name (from :func:`output_names`; default: the image's stem).
+        openpose: also write ``person_<k>/output_keypoints.json``, the person's 2D keypoints
+            in OpenPose's JSON (:mod:`wbcap.export.openpose`, ``person_id`` ``[k]``).
         on_stage: called with ``"rendering"`` (when ``render``) then ``"writing"``.
 
     Raises:
@@ -294,6 +298,8 @@ def write_image_outputs(
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
+            if openpose:
+                write_keypoints_json(d / KEYPOINTS_FILE, [person_keypoints(person, (w, h))])
             if export is not None and export.formats:
                 person_animation(d, person, body, export, (w, h), gender, label=f"{final.name}_person_{person.index}")
     return final

@@ -20,6 +20,8 @@ Layout::
                               in the camera's frame or (--world) the ground's
     OUT/track_<id>.glb|bvh|fbx  animation files with --export (:mod:`wbcap.export.animation`)
     OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
+    OUT/openpose/<stem>_<frame>_keypoints.json   with --openpose: every processed frame's people's
+                              2D keypoints in OpenPose's JSON (:mod:`wbcap.export.openpose`)
     OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
 
 Every output file is written under a hidden temporary name (``.params.tmp-*``...) and renamed
@@ -67,6 +69,8 @@ META_FILE = "meta.json"
 TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
+#: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
+OPENPOSE_DIR = "openpose"
 #: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found
 #: (``--body-models``, ``$WBCAP_BODY_MODELS`` or the user data folder), as :func:`absolute_path`
 #: makes it: for ``wbcap export`` and ``wbcap view`` (:func:`recorded_body_models`). It records,
@@ -337,6 +341,8 @@ def _our_outputs(out: Path) -> list[Path]:
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
         found.append(out / MESHES_DIR)
+    if _our_keypoints(out / OPENPOSE_DIR):
+        found.append(out / OPENPOSE_DIR)
     return found + track_files(out) + temporary_files(out)
 
 
@@ -414,6 +420,23 @@ def _our_meshes(folder: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+#: A file :func:`wbcap.export.openpose.write_video_keypoints` writes in ``openpose/``
+#: (``<stem>_<frame:012d>_keypoints.json``), or its temporary (``.<name>.tmp-*``).
+_KEYPOINTS_FILE = re.compile(r"[^/]*_\d{12}_keypoints\.json|\.[^/]*_\d{12}_keypoints\.tmp-[^/]*")
+
+
+def _our_keypoints(folder: Path) -> bool:
+    """Whether ``folder`` is an ``openpose/`` folder as ``--openpose`` writes it: a real folder
+    (not a link) holding only :data:`_KEYPOINTS_FILE` files (a user's own file there makes it
+    theirs, as in ``meshes/``)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return folder.is_symlink() or folder.exists()  # (a link or a file of that name: removed, as meshes/)
+    try:
+        return all(f.is_file() and not f.is_symlink() and _KEYPOINTS_FILE.fullmatch(f.name) for f in folder.iterdir())
+    except OSError:
+        return False
 
 
 #: The hidden temporary names of pass 2's files (``.<stem>.tmp-*``, :mod:`wbcap.atomic`; the
@@ -1290,12 +1313,14 @@ def remove_outputs(out: Path) -> list[Path]:
     """Before pass 2 writes OUT's outputs: delete those an earlier pass 2 of this folder wrote
     (``--resume`` with other smoothing, --export or --obj), or ``wbcap export`` wrote from its
     ``params.jsonl``: ``params.jsonl``, ``meta.json``, the
-    track files (:func:`track_files`), ``meshes/`` and ``render.mp4``. A pass 2 stopped part way
+    track files (:func:`track_files`), ``meshes/``, ``openpose/`` (where it holds only
+    ``--openpose``'s files: a folder of a user's own OpenPose output is kept) and ``render.mp4``. A pass 2 stopped part way
     (Ctrl-C, a full disk) then leaves only its own files beside the frames, never a mix of two
     settings (the old sigma's render.mp4 beside the new sigma's tracks); ``--resume`` writes them all.
     Returns the track files removed."""
     removed = track_files(out)
-    for path in [out / PARAMS_FILE, out / META_FILE, *removed, out / MESHES_DIR, out / RENDER_FILE]:
+    keypoints = [out / OPENPOSE_DIR] if _our_keypoints(out / OPENPOSE_DIR) else []
+    for path in [out / PARAMS_FILE, out / META_FILE, *removed, out / MESHES_DIR, *keypoints, out / RENDER_FILE]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():

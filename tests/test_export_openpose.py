@@ -1,0 +1,194 @@
+"""2D keypoints in OpenPose's JSON (`wbcap run --openpose`, `wbcap image --openpose`): the
+keypoint tables against OpenPose's documented orders written with `smplx`'s own joint names, the
+files against plain `smplx` fed `params.jsonl` / `smplx_param.json` and projected by hand, and
+the run folder's handling of `openpose/` (a resume without the flag removes it, a user's own
+folder is kept)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from wbcap.cli import cli
+from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
+
+# OpenPose's orders (its doc/02_output.md) written with smplx's joint names (smplx.joint_names):
+# an independent statement of the tables wbcap.export.openpose builds from its own names.
+BODY_25_SMPLX = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                 "left_wrist", "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+                 "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe",
+                 "left_heel", "right_big_toe", "right_small_toe", "right_heel")
+
+
+def hand_smplx(side: str) -> tuple[str, ...]:
+    names = [f"{side}_wrist"]
+    for finger in ("thumb", "index", "middle", "ring", "pinky"):
+        names += [f"{side}_{finger}{k}" for k in (1, 2, 3)] + [f"{side}_{finger}"]  # the tip: smplx's vertex joint
+    return tuple(names)
+
+
+def face_smplx() -> tuple[str, ...]:
+    from smplx.joint_names import JOINT_NAMES
+
+    contour = [n for n in JOINT_NAMES if "contour" in n]  # iBUG 0-16, from the person's right
+    first, last = JOINT_NAMES.index("right_eye_brow1"), JOINT_NAMES.index("right_lip_3")
+    return tuple(contour + JOINT_NAMES[first:last + 1] + ["right_eye", "left_eye"])  # + the pupils
+
+
+def smplx_ids(names) -> list[int]:
+    from smplx.joint_names import JOINT_NAMES
+
+    return [JOINT_NAMES.index(n) for n in names]
+
+
+def test_the_tables_are_openposes_orders_in_smplxs_joints():
+    from wbcap.body.joints import HAND_21 as HAND_21_OF_137
+    from wbcap.body.joints import JOINT_IDX
+    from wbcap.export.openpose import ALL_IDS, BODY_25, FACE_70, HAND_21, KEYPOINTS
+
+    assert list(BODY_25) == smplx_ids(BODY_25_SMPLX)
+    assert list(HAND_21["left"]) == smplx_ids(hand_smplx("left"))
+    assert list(HAND_21["right"]) == smplx_ids(hand_smplx("right"))
+    assert len(FACE_70) == 70 and list(FACE_70) == smplx_ids(face_smplx())
+    # the hands are the 137-joint set's HAND_21 (the API's order), and the record's lists in order
+    for side in ("left", "right"):
+        assert [JOINT_IDX[i] for i in HAND_21_OF_137[side]] == list(HAND_21[side])
+    assert list(KEYPOINTS) == ["pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
+                               "hand_right_keypoints_2d"]
+    assert len(ALL_IDS) == 25 + 70 + 21 + 21
+
+
+def test_a_record_says_inside_outside_and_behind():
+    from wbcap.export.openpose import ALL_IDS, keypoints_record
+
+    points = np.full((len(ALL_IDS), 2), 10.0)
+    points[1] = (-0.5, 10.0)  # left of the picture
+    points[2] = (100.0, 10.0)  # x = W: past the last pixel
+    points[3] = (99.9, 49.9)
+    front = np.ones(len(ALL_IDS), bool)
+    front[4] = False  # behind the camera
+    points[5] = (np.nan, 3.0)
+    r = keypoints_record(points, (100, 50), 7, front)
+    assert r["person_id"] == [7]
+    assert [len(r[k]) for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
+                                "hand_right_keypoints_2d")] == [75, 210, 63, 63]
+    assert all(r[k] == [] for k in ("pose_keypoints_3d", "face_keypoints_3d", "hand_left_keypoints_3d",
+                                    "hand_right_keypoints_3d"))
+    pose = np.array(r["pose_keypoints_2d"]).reshape(25, 3)
+    assert pose[0].tolist() == [10.0, 10.0, 1.0]
+    assert pose[1].tolist() == [-0.5, 10.0, 0.0] and pose[2].tolist() == [100.0, 10.0, 0.0]
+    assert pose[3].tolist() == [99.9, 49.9, 1.0]
+    assert pose[4].tolist() == [0.0, 0.0, 0.0] and pose[5].tolist() == [0.0, 0.0, 0.0]
+    json.dumps(r, allow_nan=False)
+
+
+def smplx_points(body_dir, line: dict, focal, princpt) -> np.ndarray:
+    """Plain smplx fed a params.jsonl line (or a smplx_param.json), OpenPose's keypoints projected by hand:
+    (137, 2) pixels in the order of the file's lists."""
+    import smplx
+
+    model = smplx.create(str(body_dir), "smplx", gender="neutral", use_pca=False, flat_hand_mean=False,
+                         use_face_contour=True, num_betas=10, num_expression_coeffs=10)
+    t = {k: torch.tensor([v], dtype=torch.float32) for k, v in line.items()
+         if k.endswith(("_pose", "shape", "expr", "cam_trans"))}
+    joints = model(global_orient=t["root_pose"], body_pose=t["body_pose"], left_hand_pose=t["lhand_pose"],
+                   right_hand_pose=t["rhand_pose"], jaw_pose=t["jaw_pose"], leye_pose=t["leye_pose"],
+                   reye_pose=t["reye_pose"], betas=t["shape"], expression=t["expr"],
+                   transl=t["cam_trans"]).joints[0].double().numpy()
+    ids = (smplx_ids(BODY_25_SMPLX) + smplx_ids(face_smplx()) + smplx_ids(hand_smplx("left"))
+           + smplx_ids(hand_smplx("right")))
+    p = joints[ids]
+    return np.stack([focal[0] * p[:, 0] / p[:, 2] + princpt[0], focal[1] * p[:, 1] / p[:, 2] + princpt[1]], 1)
+
+
+def file_points(record: dict) -> tuple[np.ndarray, np.ndarray]:
+    table = np.concatenate([np.array(record[k], np.float64).reshape(-1, 3) for k in
+                            ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
+                             "hand_right_keypoints_2d")])
+    return table[:, :2], table[:, 2]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_path, micro_ckpt, body_dir):
+    """Each processed frame has its file, people or none (`--every 2` names them by source frame);
+    every person is plain smplx's joints of its params.jsonl line in meta.json's camera (to 0.01
+    px); a resume without --openpose removes the folder, a user's own openpose/ is kept."""
+    frames = [person_image(160, 120, seed=i) for i in range(6)]
+    frames[4] = np.full_like(frames[4], 90)  # (a frame in which the detector finds nobody)
+    video = write_video(tmp_path / "my clip.mp4", frames)
+    boxes = {str(i): [[40, 10, 80, 100]] for i in (0, 2)}
+    (tmp_path / "boxes.json").write_text(json.dumps({**boxes, "4": []}))
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--every", "2", "--no-render", "--min-track", "1",
+            "--export", "npz", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu"]
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--openpose", *args)
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (out / "openpose").iterdir())
+    assert names == [f"my clip_{f:012d}_keypoints.json" for f in (0, 2, 4)]
+    meta = json.loads((out / "meta.json").read_text())
+    lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 2]
+    for x in lines:
+        doc = json.loads((out / "openpose" / f"my clip_{x['frame']:012d}_keypoints.json").read_text())
+        assert doc["version"] == 1.3 and [p["person_id"] for p in doc["people"]] == [[x["track"]]]
+        xy, c = file_points(doc["people"][0])
+        want = smplx_points(body_dir, x, meta["camera"]["focal"], meta["camera"]["princpt"])
+        np.testing.assert_allclose(xy[c > 0], want[c > 0], atol=0.01)
+        w, h = meta["camera"]["image_size"]
+        inside = (want[:, 0] >= 0) & (want[:, 0] < w) & (want[:, 1] >= 0) & (want[:, 1] < h)
+        assert c.tolist() == inside.astype(float).tolist() and inside.any()
+    assert json.loads((out / "openpose" / f"my clip_{4:012d}_keypoints.json").read_text()) == {"version": 1.3,
+                                                                                                 "people": []}
+    # a resume without the flag writes none and leaves none of the earlier ones
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    assert not (out / "openpose").exists()
+    # a folder of the user's own OpenPose output is kept (only --openpose's files are wbcap's)
+    (out / "openpose").mkdir()
+    (out / "openpose" / "notes.txt").write_text("mine")
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert (out / "openpose" / "notes.txt").read_text() == "mine"
+
+
+def test_image_openpose_file_is_the_persons_joints_in_the_photo(tmp_path, micro_ckpt, body_dir):
+    """`wbcap image --openpose`: person_<k>/output_keypoints.json, the person's keypoints in the
+    photo's pixels: plain smplx fed smplx_param.json, projected with its camera; the folder stays
+    an image result (a rerun replaces it)."""
+    import cv2
+
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), person_image(320, 200, seed=3, people=2)[:, :, ::-1])
+    args = ["--bbox", "10,10,120,180", "--bbox", "170,20,120,170", "--no-render", "--openpose",
+            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu"]
+    r = run("image", photo, "-o", tmp_path / "out", *args)
+    assert r.exit_code == 0, r.output
+    for k in (0, 1):
+        folder = tmp_path / "out" / "two" / f"person_{k}"
+        doc = json.loads((folder / "output_keypoints.json").read_text())
+        assert doc["version"] == 1.3 and len(doc["people"]) == 1 and doc["people"][0]["person_id"] == [k]
+        p = json.loads((folder / "smplx_param.json").read_text())
+        xy, c = file_points(doc["people"][0])
+        want = smplx_points(body_dir, p, p["camera"]["focal"], p["camera"]["princpt"])
+        np.testing.assert_allclose(xy[c > 0], want[c > 0], atol=0.02)
+        assert c.any()
+    assert run("image", photo, "-o", tmp_path / "out", *args).exit_code == 0  # (still wbcap's result: replaced)
+
+
+@pytest.mark.parametrize(("source", "stem"), [("clips/walk.mp4", "walk"), ("frames/*.png", "frames"),
+                                              ("/data/IMG_0001.MOV", "IMG_0001"), ("*.jpg", "frames")])
+def test_the_frame_files_are_named_as_openpose_names_them(source, stem):
+    from wbcap.export.openpose import frame_file_name, keypoints_stem
+    from wbcap.io.run_folder import _KEYPOINTS_FILE
+
+    assert keypoints_stem(source) == stem
+    name = frame_file_name(keypoints_stem(source), 42)
+    assert name == f"{stem}_000000000042_keypoints.json" and _KEYPOINTS_FILE.fullmatch(name)
+    assert _KEYPOINTS_FILE.fullmatch(f".{name[:-5]}.tmp-1a2b3c4d.json")  # (an atomic write's temporary)

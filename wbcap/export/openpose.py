@@ -1,0 +1,224 @@
+"""2D keypoints in OpenPose's JSON (``--write_json``'s files): what 2D tools take — SMPLify-X,
+EasyMocap, ControlNet's pose conditioning, gesture and HCI annotation tools — made from the
+SMPL-X bodies wbcap estimated, projected into the picture.
+
+One file per picture (``wbcap run --openpose``: ``openpose/<video stem>_<frame:012d>_keypoints.json``
+for every processed frame, ``<frame>`` the source's frame index as in ``params.jsonl``, people or
+none; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that person alone)::
+
+    {"version": 1.3, "people": [{"person_id": [id], "pose_keypoints_2d": [x0, y0, c0, x1, ...],
+      "face_keypoints_2d": [...], "hand_left_keypoints_2d": [...], "hand_right_keypoints_2d": [...],
+      "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],
+      "hand_right_keypoints_3d": []}]}
+
+* ``pose_keypoints_2d``: BODY_25 (:data:`BODY_25`): nose, neck, right shoulder, elbow, wrist,
+  left ones, mid hip, right hip, knee, ankle, left ones, right eye, left eye, right ear, left
+  ear, left big toe, small toe, heel, the right ones. SMPL-X's joints of those names: the neck
+  and mid hip are SMPL-X's ``neck`` and ``pelvis`` joints (as SMPLify-X maps them), the face
+  and feet points its vertex joints (``smplx``'s ``vertex_ids``).
+* ``hand_left_keypoints_2d``, ``hand_right_keypoints_2d``: 21 each (:data:`HAND_21`): the
+  wrist, then thumb, index, middle, ring and pinky, each from its base to its tip (SMPL-X's
+  three finger joints and the finger tip vertex). Left and right are the person's own.
+* ``face_keypoints_2d``: 70 (:data:`FACE_70`): the 68 points of the iBUG 300-W layout
+  OpenPose uses (17 along the jaw from the person's right, eyebrows, nose, eyes, outer and inner
+  lips: SMPL-X's face contour and its 51 landmarks) and the two pupils (right, left: SMPL-X's
+  eye vertex joints).
+* ``person_id``: the track id (``params.jsonl``'s ``track``), ``[k]`` for a photo's person k.
+* Pixels of the picture as wbcap reads it (upright, as ``params.jsonl``'s boxes), origin at the
+  top-left corner of the top-left pixel, x right, y down.
+* ``c``: wbcap estimates a whole body, hidden parts too, without a confidence per keypoint: ``c``
+  is 1 for a keypoint inside the picture, 0 for one outside it (its coordinates kept) and for
+  one behind the camera (coordinates 0, as OpenPose writes a keypoint it did not find). Weigh
+  people by ``params.jsonl``'s ``score`` (the detector's).
+* The 3D lists are empty, as OpenPose writes them without ``--3d``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NAMES
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ALL_IDS",
+    "ALL_IN_JOINT_SET",
+    "BODY_25",
+    "FACE_70",
+    "HAND_21",
+    "KEYPOINTS",
+    "OPENPOSE_VERSION",
+    "frame_file_name",
+    "keypoints_record",
+    "keypoints_stem",
+    "people_document",
+    "person_keypoints",
+    "project_camera_points",
+    "write_keypoints_json",
+    "write_video_keypoints",
+]
+
+#: ``version`` of the files: OpenPose 1.3's layout (``person_id`` and the 3D lists).
+OPENPOSE_VERSION = 1.3
+
+
+def _ids(names: Iterable[str]) -> tuple[int, ...]:
+    """Indices of ``names`` among SMPL-X's 144 output joints (:data:`SMPLX_OUTPUT_JOINT_NAMES`)."""
+    return tuple(SMPLX_OUTPUT_JOINT_NAMES.index(n) for n in names)
+
+
+#: OpenPose's BODY_25 order, as indices into SMPL-X's 144 output joints.
+BODY_25: tuple[int, ...] = _ids((
+    "Nose", "Neck", "R_Shoulder", "R_Elbow", "R_Wrist", "L_Shoulder", "L_Elbow", "L_Wrist", "Pelvis",
+    "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "R_Eye", "L_Eye", "R_Ear", "L_Ear",
+    "L_Big_toe", "L_Small_toe", "L_Heel", "R_Big_toe", "R_Small_toe", "R_Heel",
+))
+#: OpenPose's hand order (wrist; thumb, index, middle, ring, pinky from base to tip) per side
+#: (``"left"``, ``"right"``: the person's own), indices into the 144 output joints.
+HAND_21: Mapping[str, tuple[int, ...]] = {
+    side: _ids((f"{s}_Wrist", *(f"{s}_{finger}_{k}" for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
+                                for k in range(1, 5))))
+    for side, s in (("left", "L"), ("right", "R"))
+}
+#: OpenPose's 70 face points: the iBUG 68 (jaw contour from the person's right, then SMPL-X's 51
+#: landmarks, which follow iBUG's points 17-67) and the right and left pupils.
+FACE_70: tuple[int, ...] = _ids((*(f"Contour_{i}" for i in range(1, 18)), *(f"Landmark_{i}" for i in range(1, 52)),
+                                 "R_Eye", "L_Eye"))
+#: Each list of a person's record and its keypoints (indices into the 144 output joints).
+KEYPOINTS: Mapping[str, tuple[int, ...]] = {
+    "pose_keypoints_2d": BODY_25,
+    "face_keypoints_2d": FACE_70,
+    "hand_left_keypoints_2d": HAND_21["left"],
+    "hand_right_keypoints_2d": HAND_21["right"],
+}
+#: Every keypoint of a record, in :data:`KEYPOINTS`' order (137 indices into the 144 joints).
+ALL_IDS: tuple[int, ...] = tuple(i for ids in KEYPOINTS.values() for i in ids)
+#: :data:`ALL_IDS` as indices into the 137-joint set (:data:`wbcap.body.joints.JOINT_IDX`):
+#: :class:`wbcap.pipeline.Person`'s ``joints_2d``.
+ALL_IN_JOINT_SET: tuple[int, ...] = tuple(JOINT_IDX.index(i) for i in ALL_IDS)
+
+
+def frame_file_name(stem: str, frame: int) -> str:
+    """``<stem>_<frame:012d>_keypoints.json``: OpenPose's name of a video frame's file."""
+    return f"{stem}_{int(frame):012d}_keypoints.json"
+
+
+def keypoints_stem(source: str) -> str:
+    """The ``<stem>`` of a run's frame files: the video's file name without its extension, as
+    OpenPose names them (``clips/walk.mp4`` → ``walk``); for a folder of pictures its name, for
+    a glob (``frames/*.png``) its folder's (``frames``)."""
+    path = Path(str(source).rstrip("/"))
+    if any(c in path.name for c in "*?["):
+        path = path.parent
+    return (path.name if path.is_dir() or not path.suffix else path.stem) or "frames"
+
+
+def keypoints_record(points: np.ndarray, image_size: tuple[int, int], person_id: int,
+                     in_front: np.ndarray | None = None) -> dict[str, Any]:
+    """One person's entry of ``people``.
+
+    Args:
+        points: ``(137, 2)`` pixels, :data:`ALL_IDS`' keypoints in order (x right, y down).
+        image_size: ``(W, H)`` pixels of the picture.
+        person_id: the track id (a photo's person index).
+        in_front: ``(137,)`` bool, False for a keypoint behind the camera (None: all in front).
+
+    Returns:
+        The JSON-able record (module docstring: ``c`` 1 inside the picture, else 0).
+    """
+    p = np.asarray(points, np.float64).reshape(len(ALL_IDS), 2)
+    front = np.ones(len(p), bool) if in_front is None else np.asarray(in_front, bool)
+    front &= np.isfinite(p).all(1)
+    p = np.where(front[:, None], p, 0.0)
+    w, h = image_size
+    inside = front & (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+    table = np.concatenate([p, inside[:, None].astype(np.float64)], 1)
+    record: dict[str, Any] = {"person_id": [int(person_id)]}
+    start = 0
+    for key, ids in KEYPOINTS.items():
+        part = table[start:start + len(ids)]
+        record[key] = [round(float(v), 3) for v in part.reshape(-1)]
+        start += len(ids)
+    for key in ("pose_keypoints_3d", "face_keypoints_3d", "hand_left_keypoints_3d", "hand_right_keypoints_3d"):
+        record[key] = []
+    return record
+
+
+def people_document(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The file's object: ``{"version": 1.3, "people": records}``."""
+    return {"version": OPENPOSE_VERSION, "people": list(records)}
+
+
+def person_keypoints(person: Any, image_size: tuple[int, int]) -> dict[str, Any]:
+    """The record of a photo's person (a :class:`wbcap.pipeline.Person`: its ``joints_2d``, the
+    137-joint set in the photo's pixels, and its ``joints``' depth in its own camera), ``person_id``
+    its index; ``image_size`` ``(W, H)`` pixels."""
+    ids = np.asarray(ALL_IN_JOINT_SET, np.int64)
+    points = np.asarray(person.joints_2d, np.float64)[ids]
+    return keypoints_record(points, image_size, int(person.index), np.asarray(person.joints)[ids, 2] > 1e-9)
+
+
+def project_camera_points(points: np.ndarray, focal: Sequence[float], princpt: Sequence[float]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``(..., 3)`` camera points (metres, OpenCV axes) → ``(..., 2)`` pixels and ``(...)`` bool
+    in front of the camera (z > 0; behind it the pixels are meaningless)."""
+    p = np.asarray(points, np.float64)
+    z = p[..., 2]
+    front = z > 1e-9
+    safe = np.where(front, z, 1.0)[..., None]
+    xy = p[..., :2] / safe * np.asarray(focal[:2], np.float64) + np.asarray(princpt[:2], np.float64)
+    return xy, front
+
+
+def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write :func:`people_document` of ``records`` to ``path``, atomically. Returns the path."""
+    from wbcap.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(people_document(records), separators=(",", ":")) + "\n")
+    return Path(path)
+
+
+def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks: Mapping[int, Any], body: Any,
+                          device: Any, focal: Sequence[float], princpt: Sequence[float],
+                          image_size: tuple[int, int], progress: Any = None) -> int:
+    """``folder/<stem>_<frame:012d>_keypoints.json`` for every frame of ``frames`` (source frame
+    indices: the processed frames, people or none) with the people ``tracks`` hold there.
+
+    Args:
+        tracks: ``{track id: SmoothedTrack}`` (:mod:`wbcap.smooth.track`), posed with ``body``
+            (the :class:`~wbcap.body.smplx_layer.SMPLXLayer`) on ``device``
+            (:func:`wbcap.smooth.posing.pose_track`), in the video camera ``focal``, ``princpt``
+            (pixels) of a picture ``image_size`` ``(W, H)``.
+        progress: called ``("keypoints", done, total)`` frames.
+
+    Returns:
+        The number of files written.
+    """
+    from wbcap.smooth.posing import pose_track
+
+    per_frame: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    ids = np.asarray(ALL_IDS, np.int64)
+    for tid in sorted(tracks):
+        track = tracks[tid]
+        # (no vertices leave the device: a whole track's meshes were ~125 kB a row)
+        joints = pose_track(body, track, device, vertex_ids=np.zeros(0, np.int64), joint_ids=ids).joints
+        xy, front = project_camera_points(joints, focal, princpt)  # (R, 137, 2), (R, 137)
+        xy = xy.astype(np.float32)  # (held for every person-frame until written: half the memory)
+        for row, frame in enumerate(np.asarray(track.frame)):
+            per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = sorted({int(f) for f in frames})
+    for done, frame in enumerate(frames, 1):
+        records = [keypoints_record(xy, image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
+        write_keypoints_json(folder / frame_file_name(stem, frame), records)
+        if progress is not None:
+            progress("keypoints", done, len(frames))
+    log.info("wrote %d OpenPose keypoint files in %s", len(frames), folder)
+    return len(frames)
