@@ -558,7 +558,8 @@ def test_a_failed_rerun_says_the_earlier_result_was_left_unchanged(tmp_path, mic
     before = {p: p.read_bytes() for p in (out / "pair").rglob("*") if p.is_file()}
     r = invoke("image", img, other, "-o", out, "--bbox", "5000,5000,50,100", "--no-render", *micro_args)
     lines = r.stderr.splitlines()
-    assert r.exit_code == 2 and len(lines) == 2, r.stderr
+    assert r.exit_code == 2 and len(lines) == 3, r.stderr
+    assert lines[2] == f"2 of 2 photos failed ({img}, {other}: each said above)", r.stderr
     assert lines[0].startswith(f"error: {img}: box 5000,5000,50,100") and lines[0].endswith(
         f"; its earlier result in {out / 'pair'} was left unchanged"), r.stderr
     assert lines[1].startswith(f"error: {other}:") and "earlier result" not in lines[1], r.stderr  # (none there)
@@ -1303,7 +1304,9 @@ def test_names_with_control_characters_are_printed_escaped(tmp_path, micro_args)
     assert r.exit_code != 0
     assert r.stdout == f"a\\nb.png: 1 person(s) -> {tmp_path / 'out2' / 'a'}\\nb\n", repr(r.stdout)
     (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert "c\\nd.png" in error and "d.png" not in r.stderr.replace(error, ""), repr(r.stderr)
+    (summary,) = [line for line in r.stderr.splitlines() if "photos failed" in line]  # (escaped there too)
+    assert "c\\nd.png" in error and "d.png" not in r.stderr.replace(error, "").replace(summary, ""), repr(r.stderr)
+    assert summary.startswith(f"1 of 2 photos failed ({tmp_path}/c\\nd.png: each said above)"), repr(summary)
     assert (tmp_path / "out2" / "a\nb" / "person_0" / "output.obj").is_file()
 
 
@@ -1318,3 +1321,41 @@ def test_an_animated_gif_names_the_command_that_reads_it_whole(tmp_path, micro_a
     assert r.exit_code == 0, r.output
     assert (f"{gif}: an animated or multi-page image; only its first frame is used (for all of them, `wbcap run {gif}` "
             "reads it frame by frame)") in " ".join(r.stderr.split()), r.stderr
+
+
+def test_a_batch_of_photos_names_dot_stems_safely_and_says_what_it_replaced_cut_and_failed(tmp_path, micro_args):
+    """A batch trial: `..jpg`'s result went into OUT itself and `...jpg`'s tried to replace OUT's
+    parent; one command per camera folder into one OUT replaced the earlier camera's `img.jpg`
+    without a word; `--max-people` warned once per photo; no count of the failed photos at the end."""
+    import hashlib
+
+    photo = person_image(160, 200, seed=2)
+    (tmp_path / "dots").mkdir()
+    for name in ("..jpg", "...jpg", "plain.jpg"):
+        write_rgb(tmp_path / "dots" / name, photo)
+    (tmp_path / "dots" / "broken.jpg").write_bytes(b"not a picture")
+    out = tmp_path / "parent" / "out"
+    args = ["--no-render", "--bbox", "10,10,60,150", "--bbox", "80,10,60,150", "--max-people", "1", *micro_args]
+    r = invoke("image", tmp_path / "dots" / "..jpg", tmp_path / "dots" / "...jpg", tmp_path / "dots" / "plain.jpg",
+               tmp_path / "dots" / "broken.jpg", "-o", out, *args)
+    assert r.exit_code == 2, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["...jpg", "..jpg", "plain"]
+    assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["out"]
+    stderr = " ".join(r.stderr.split())
+    assert stderr.count("WARNING") == 2 and stderr.count("person boxes (the first given); raise") == 1, r.stderr
+    assert (f"kept at most 1 person box(es) in 3 photos in all (the first, {tmp_path / 'dots' / '..jpg'}, said above; "
+            "the others in information lines); raise --max-people to keep more") in stderr
+    assert r.stderr.splitlines()[-1] == (f"1 of 4 photos failed ({tmp_path / 'dots' / 'broken.jpg'}: each said above); "
+                                         f"3 written to {out}"), r.stderr
+    # the same picture again: replaced silently; another picture of the same name: said
+    param = json.loads((out / "plain" / "person_0" / "smplx_param.json").read_text())
+    assert param["image_sha256"] == hashlib.sha256((tmp_path / "dots" / "plain.jpg").read_bytes()).hexdigest()
+    r = invoke("image", tmp_path / "dots" / "plain.jpg", "-o", out, *args)
+    assert r.exit_code == 0 and "another picture" not in r.stderr, r.output
+    (tmp_path / "cam2").mkdir()
+    other = write_rgb(tmp_path / "cam2" / "plain.jpg", person_image(160, 200, seed=3))
+    r = invoke("image", other, "-o", out, *args)
+    assert r.exit_code == 0, r.output
+    assert (f"{out / 'plain'}: held the result of another picture (plain.jpg), which this one's ({other}) replaces; "
+            "to keep both, give each command its own -o folder, or name both pictures in one command") in \
+        " ".join(r.stderr.split()), r.stderr

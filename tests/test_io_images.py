@@ -806,3 +806,50 @@ def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
         load_image(tmp_path / "photo.jpg")
     assert str(err.value) == (f"{tmp_path / 'photo.jpg'}: is not a regular file (a pipe or a device); save the image "
                               "to a file and pass that")
+
+
+def test_a_folder_names_subfolders_whose_images_lie_deeper_and_its_hidden_pictures(tmp_path, caplog):
+    """A batch trial: `a/b/deep.jpg` was skipped without a word (only a folder's direct subfolders
+    were looked at), and so were `.hidden.jpg` and `..x.jpg`; macOS's `._` files are left out silently."""
+    import logging
+
+    from wbcap.io.images import iter_image_paths
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "deep.jpg").write_bytes(b"x")
+    (tmp_path / ".cache" / "c").mkdir(parents=True)
+    (tmp_path / ".cache" / "c" / "thumb.jpg").write_bytes(b"x")  # (a hidden folder's: not said)
+    for name in ("top.jpg", ".hidden.jpg", "..x.jpg", "._top.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
+        assert [p.name for p in iter_image_paths([tmp_path])] == ["top.jpg"]
+    assert sorted(r.getMessage() for r in caplog.records) == sorted([
+        f"{tmp_path}: skipped the images in its subfolder a (a folder is read without its subfolders; "
+        f"'{tmp_path}/**' reads them all)",
+        f"{tmp_path}: skipped the hidden pictures ..x.jpg, .hidden.jpg (names starting with '.'; name one to read it)"])
+    only_deep = tmp_path / "a"
+    with pytest.raises(InputError) as info:
+        iter_image_paths([only_deep], warn=False)
+    assert str(info.value).endswith(f"a folder is read without its subfolders, and b holds some: name it, or all with "
+                                    f"a pattern such as '{only_deep}/**'"), str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "BMP", "PNG"])
+def test_a_cut_tiff_webp_bmp_or_png_is_said_damaged_in_one_line_without_the_decoders_own(tmp_path, capfd, fmt):
+    """A batch trial: a cut TIFF or WebP was told to pass a TIFF or WebP, and libpng's and
+    OpenCV's own lines went to stderr beside wbcap's."""
+    from PIL import Image
+
+    from wbcap.io.images import load_image
+
+    whole = tmp_path / f"whole.{fmt.lower()}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(whole, format=fmt)
+    cut = tmp_path / f"cut.{fmt.lower()}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    capfd.readouterr()
+    with pytest.raises(InputError) as info:
+        load_image(cut)
+    kind = {"TIFF": "TIFF", "WEBP": "WebP", "BMP": "BMP", "PNG": "image"}[fmt]
+    assert str(info.value).startswith(f"{cut}: {kind} file is truncated or corrupt"), str(info.value)
+    assert str(info.value).endswith("re-download or re-export it")
+    assert capfd.readouterr() == ("", "")

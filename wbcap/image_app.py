@@ -285,10 +285,14 @@ def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
     return replace(job, boxes_file=file)
 
 
-def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: dict | None, stage) -> list[Detection]:
+def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: dict | None, stage,
+                  limited: list[Path] | None = None) -> list[Detection]:
     """The person boxes of ``image`` (read from ``path``) to regress: ``job.boxes``, its entry in
     the box file (``per_image_boxes``, every input's entry checked to be there by
     :func:`_check_box_keys`) or ``detector``'s, at most ``job.max_people`` of them.
+    ``limited``: the photos whose boxes the user's limit cut so far, ``path`` appended where it
+    does: the first is a warning, later ones information lines (a batch trial's 200 photos gave a
+    warning each, burying the errors), and :func:`_say_limited` sums them up.
 
     Raises:
         NoPersonError: the detector found nobody. (A box file's entry that lists no box gives [].)
@@ -309,10 +313,13 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
         given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
         ranked = range(len(dets)) if given else sorted(range(len(dets)), key=lambda i: largest_first(dets[i]))
         which = "the first given" if given else "the largest"
-        if job.users_limit:
+        if limited is not None:
+            limited.append(path)
+        if job.users_limit and (limited is None or len(limited) == 1):
             log.warning("%s: kept %d of %d person boxes (%s); raise %s to keep more", path, job.max_people,
                         len(dets), which, setting("max_people"))
-        else:  # (a caller's own limit: it told the demo's user to raise a flag the demo has not)
+        else:  # (later photos: _say_limited sums them up; a caller's own limit: it told the demo's user to raise a
+            # flag the demo has not)
             log.info("%s: kept %d of %d person boxes (%s)", path, job.max_people, len(dets), which)
         chosen = set(list(ranked)[: job.max_people])
         # (in the order they came: people are numbered alike with and without a limit, a break-it trial)
@@ -394,6 +401,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         if on_progress is not None:
             on_progress(result)
 
+    limited: list[Path] = []  # (the photos whose boxes --max-people cut: _person_boxes)
     for i, (path, name) in enumerate(zip(paths, names)):
         try:
             if i == 0:
@@ -404,7 +412,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
                 stage("reading", path)
                 image = load_image(path)
                 _check_size(path, image)
-            dets = _person_boxes(job, path, image, detector, per_image_boxes, stage)
+            dets = _person_boxes(job, path, image, detector, per_image_boxes, stage, limited)
         except WbcapError as exc:
             done(_failed(path, out_root / name, exc))
             continue
@@ -438,4 +446,14 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             add_note(exc, f"while processing {path}")
             raise
         done(result)
+    _say_limited(job, limited)
     return results
+
+
+def _say_limited(job: ImageJob, limited: list[Path]) -> None:
+    """One warning for the photos after the first whose boxes the user's ``max_people`` cut
+    (:func:`_person_boxes` warned of the first; information lines name the others)."""
+    if job.users_limit and len(limited) > 1:
+        log.warning("kept at most %d person box(es) in %d photos in all (the first, %s, said above; the others in "
+                    "information lines); raise %s to keep more", job.max_people, len(limited), limited[0],
+                    setting("max_people"))

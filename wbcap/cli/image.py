@@ -178,6 +178,10 @@ def _run(ctx, job, pipeline=None) -> None:
                                      + (f" ({', '.join(said)})" if said else "")
                                      + "; the same command again does every photo again", one_line=True), err=True)
             raise
+    if failed and len(paths) > 1:  # (a batch's errors lie among hundreds of lines: a batch trial looked for a count)
+        names = ", ".join(str(r.path) for r in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        click.echo(printable(f"{len(failed)} of {len(paths)} photos failed ({names}: each said above)"
+                             + (f"; {len(written)} written to {job.out}" if written else ""), one_line=True), err=True)
     if written:  # (some results written: how to look at them, also when others failed)
         view_hint(ctx, job.out)
     if failed:

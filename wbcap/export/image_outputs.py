@@ -48,6 +48,7 @@ metres; rotations are axis-angle vectors in radians)::
     camera.image_size (2,)   width, height in pixels
     camera.axes      str     "opencv (x right, y down, z forward), metres"
     image            str     the input's file name
+    image_sha256     str     the SHA-256 of the input's file (hex): which picture it is, whatever its name
     person           int     k of person_<k>
     score            float   detector score (1.0 for given boxes; HOG: SVM margin)
     bbox_xywh        (4,)    person box given or detected: x, y (top-left corner), width, height
@@ -63,6 +64,7 @@ metres; rotations are axis-angle vectors in radians)::
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -73,20 +75,24 @@ import cv2
 import numpy as np
 
 from wbcap.atomic import NAME_MAX, TEMP_NAME_EXTRA, atomic_write_bytes, staged_dir
-from wbcap.errors import InputError, setting
+from wbcap.errors import JSON_ERRORS, InputError, setting
 from wbcap.export.obj import write_obj
 from wbcap.export.openpose import person_keypoints, write_keypoints_json
 from wbcap.export.params_json import write_params_json
 from wbcap.io.image_results import KEYPOINTS_FILE, PERSON_DIR, is_image_result
 from wbcap.io.param_names import to_file_record
 
+log = logging.getLogger(__name__)
 
-def params_record(person, image_name: str, image_size: tuple[int, int], gender: str) -> dict:
+
+def params_record(person, image_name: str, image_size: tuple[int, int], gender: str,
+                  image_sha256: str | None = None) -> dict:
     """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
 
     ``person`` is a :class:`wbcap.pipeline.Person` (its SMPL-X parameters under their file names:
     :mod:`wbcap.io.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
-    as corners); ``image_size`` is (width, height).
+    as corners); ``image_size`` is (width, height); ``image_sha256``: the hex SHA-256 of the
+    picture's file (None: not written).
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     rec.update(to_file_record(person.params))  # root_pose ... cam_trans, leye_pose, reye_pose
@@ -97,6 +103,8 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
         "axes": "opencv (x right, y down, z forward), metres",
     }
     rec["image"] = image_name
+    if image_sha256 is not None:
+        rec["image_sha256"] = image_sha256
     rec["person"] = person.index
     rec["score"] = float(person.score)
     rec["bbox_xywh"] = [float(v) for v in person.box]
@@ -107,11 +115,61 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     return rec
 
 
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of the file at ``path`` (``smplx_param.json``'s ``image_sha256``: which
+    picture a result is of, whatever its name)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _say_other_picture_replaced(final: Path, image_path: Path, digest: str, size: tuple[int, int]) -> None:
+    """Warn where ``final`` holds the result of another picture (another ``image_sha256``, or for
+    a result without one another name or size), which this one's replaces: one command per
+    camera folder into one OUT lost every earlier camera's ``img.jpg`` without a word (a batch
+    trial). A rerun of the same picture replaces its result silently, as before."""
+    import json
+
+    if not final.is_dir() or final.is_symlink():
+        return
+    earlier = None
+    for person in sorted(final.glob("person_*/smplx_param.json")):
+        try:
+            earlier = json.loads(person.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, *JSON_ERRORS):
+            continue
+        if isinstance(earlier, dict):
+            break
+    if not isinstance(earlier, dict):
+        return
+    if "image_sha256" in earlier:
+        other = earlier["image_sha256"] != digest
+    else:
+        camera = earlier.get("camera")
+        other = earlier.get("image") != image_path.name or (
+            isinstance(camera, dict) and camera.get("image_size") != [int(size[0]), int(size[1])])
+    if other:
+        log.warning("%s: held the result of another picture (%s), which this one's (%s) replaces; to keep both, give "
+                    "each command its own %s folder, or name both pictures in one command (their folders are then "
+                    "named by their paths)", final, earlier.get("image", "?"), image_path,
+                    setting("out", api="output"))
+
+
 def _xyxy(xywh) -> list[float]:
     """A Person box ``(x, y, w, h)`` as the corners ``[x1, y1, x2, y2]`` the JSON writes (in
     float64: a box the pipeline made from float32 corners gives those corners back exactly)."""
     x, y, w, h = (float(v) for v in xywh)
     return [x, y, x + w, y + h]
+
+
+def _folder_stem(path: Path) -> str:
+    """A picture's folder name: its stem, or its whole name where the stem is ``.`` or ``..``
+    (``..jpg``'s result went into OUT itself, ``...jpg``'s replaced OUT's parent: a batch trial)."""
+    return path.name if path.stem in ("", ".", "..") else path.stem
 
 
 def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -125,7 +183,7 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             other's); the message names both.
     """
     paths = [Path(p) for p in paths]
-    stems = [p.stem for p in paths]
+    stems = [_folder_stem(p) for p in paths]
     for path, stem in zip(paths, stems):  # (each output folder is written first under a temporary name)
         if len(os.fsencode(stem)) + TEMP_NAME_EXTRA > NAME_MAX:
             raise InputError(f"{path}: its name is {len(os.fsencode(stem))} bytes before its extension; its output "
@@ -140,7 +198,7 @@ def output_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         rel = [a.relative_to(root) for a in absolute]
     except ValueError:  # no common folder (different drives on Windows)
         rel = [Path(*a.parts[1:]) for a in absolute]
-    names = [r.with_name(r.stem).as_posix() for r in rel]
+    names = [r.with_name(_folder_stem(r)).as_posix() for r in rel]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
         groups[name.casefold()].append(i)
@@ -277,8 +335,10 @@ def write_image_outputs(
         from wbcap.export.render import render_meshes as renderer
 
     stage = on_stage or (lambda _name: None)
-    final = Path(out_root) / (name or image_path.stem)
+    final = Path(out_root) / (name or _folder_stem(image_path))
     check_output_folder(final, out_root)
+    digest = file_sha256(image_path)
+    _say_other_picture_replaced(final, image_path, digest, (image.shape[1], image.shape[0]))
     h, w = image.shape[:2]
     overlay, crop_renders = None, []
     if render:
@@ -294,7 +354,7 @@ def write_image_outputs(
             d = Path(tmp) / f"person_{person.index}"
             d.mkdir(parents=True)
             write_obj(d / "output.obj", person.vertices, faces)
-            write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender))
+            write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender, digest))
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])

@@ -146,15 +146,18 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     header = _header_size(io.BytesIO(data))
     if header is not None:
         check_pixel_count(p, header[1], header[0])
-    damage = _damage(p, damaged, _check_jpeg_data, data)  # (before OpenCV, which prints libjpeg's warnings to stderr)
+    # (before OpenCV, which prints libjpeg's warnings and libpng's errors to stderr: "libpng error: PNG
+    # input buffer is incomplete" beside wbcap's line for a cut PNG, a batch trial)
+    damage = _damage(p, damaged, _check_jpeg_data, data) or _damage(p, damaged, _check_complete, data)
     buf = np.frombuffer(data, dtype=np.uint8)
 
     import cv2
 
     avif, heic = is_avif(data[:SNIFF_BYTES]), is_heic(data[:SNIFF_BYTES])
     try:  # (AVIF by Pillow whatever OpenCV's build: its turn and bit depth handled one way)
-        decoded = (_decode_avif(p, data) if avif else _decode_heic(p, data) if heic
-                   else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED))
+        with _quiet_opencv(cv2):
+            decoded = (_decode_avif(p, data) if avif else _decode_heic(p, data) if heic
+                       else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED))
     except cv2.error as exc:  # (e.g. more pixels than OpenCV's own limit, in a format Pillow cannot size)
         log.debug("OpenCV cannot decode %s: %s", p, exc)
         decoded = None
@@ -163,7 +166,8 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     if (decoded is None or decoded.size == 0) and damage is not None:
         # ("warn": imdecode gives up on a cut JPEG that imread decodes in part; its size was checked
         # from the header above)
-        decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        with _quiet_opencv(cv2):
+            decoded = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if (decoded is None or decoded.size == 0) and data.startswith(_GIF_SIGNATURES):
         decoded = _decode_gif(p, data)
     if decoded is None or decoded.size == 0:
@@ -174,11 +178,13 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             rename = "" if p.suffix.lower() == suffix or is_moving_picture_name(p) else f" (best renamed {p.stem}{suffix})"
             raise InputError(f"{p}: holds a video ({container}), not a picture; give it to `wbcap run` on its own"
                              f"{rename}")
+        kind = _decodable_kind(data)
+        if kind is not None:  # (a cut TIFF or WebP was told to pass a TIFF or WebP: a batch trial)
+            raise InputError(f"{p}: {kind} file is truncated or corrupt (its pixels do not decode); re-download or "
+                             "re-export it")
         moving = is_moving_picture_name(p)  # (`wbcap run` reads them: a user trial)
         raise InputError(f"{p}: not an image wbcap can decode; pass a JPEG, PNG, BMP, TIFF, WebP, GIF, AVIF or HEIC file"
                          + (" (a video: `wbcap run` reads it frame by frame)" if moving else ""))
-    if damage is None:
-        damage = _damage(p, damaged, _check_complete, data)
     if damage is not None:
         log.warning("%s (used as decoded)", damage)
 
@@ -394,6 +400,31 @@ def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
         if size is not None and size[0] != size[1]:
             return decoded.shape[:2] == size
     return True
+
+
+@contextlib.contextmanager
+def _quiet_opencv(cv2):
+    """OpenCV's own log lines off while it decodes (``[ WARN:0@11.6] global grfmt_tiff.cpp:833
+    readData ...`` went to stderr beside wbcap's one line for a cut TIFF: a batch trial); its
+    level as it was afterwards."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # (LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)
+
+
+def _decodable_kind(data: bytes) -> str | None:
+    """The name of a format OpenCV decodes whose signature ``data`` starts with (TIFF, WebP,
+    BMP): such a file that did not decode is damaged, not of another kind. None for others."""
+    if data.startswith(_TIFF_SIGNATURES):
+        return "TIFF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:2] == b"BM" and len(data) >= 26:
+        return "BMP"
+    return None
 
 
 def _damage(p: Path, damaged: str, check: Callable[[Path, bytes], None], data: bytes) -> str | None:
@@ -733,6 +764,7 @@ def iter_image_paths(
                 )
             if warn:
                 _warn_skipped_videos(p, videos)
+                _warn_hidden_pictures(p, entries)
                 nested = _nested_images(p, entries, skipped=True)
                 if nested:  # (left out without a word beside the pictures: a photo user's trial)
                     log.warning("%s: %s", p, nested)
@@ -762,6 +794,18 @@ def _warn_skipped_videos(where: object, videos: list[Path]) -> None:
         more = f" and {len(videos) - 3} more" if len(videos) > 3 else ""
         log.warning("%s: skipped %s%s: videos are not read in a folder of pictures (`wbcap run VIDEO` reads one)",
                     where, ", ".join(f.name for f in videos[:3]), more)
+
+
+def _warn_hidden_pictures(folder: Path, entries: list[Path]) -> None:
+    """One warning for the hidden pictures (names starting with ``.``) a folder input leaves out
+    (left out without a word: a batch trial); macOS's ``._*`` files beside copied pictures, which
+    hold no picture, are left out silently."""
+    hidden = [f for f in entries if f.name.startswith(".") and not f.name.startswith("._")
+              and f.suffix.lower().rstrip() in IMAGE_EXTENSIONS and f.is_file()]
+    if hidden:
+        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+        log.warning("%s: skipped the hidden picture%s %s%s (names starting with '.'; name one to read it)", folder,
+                    "s" if len(hidden) > 1 else "", ", ".join(f.name for f in hidden[:3]), more)
 
 
 def _warn_unread_pictures(folder: Path, skipped: list[Path]) -> None:
@@ -798,18 +842,12 @@ def _no_image_match(pattern: object, others: list[Path], verb: str = "pattern ma
 
 def _nested_images(folder: Path, entries: list[Path], skipped: bool = False) -> str:
     """What to say where a folder's subfolders hold images (a folder input is read without its
-    subfolders: a photo user's `Day1/` was left out without a word), else ""; looks one level
-    down, in at most 50 subfolders. ``skipped``: the folder's own images are read, and the line
+    subfolders: a photo user's `Day1/` was left out without a word), else ""; looks at every depth
+    (a batch trial's `a/b/deep.jpg` was left out without a word) of at most 50 subfolders, reading
+    at most 2000 entries of each. ``skipped``: the folder's own images are read, and the line
     says that these were not (a warning), else what to do for a folder without images."""
-    holding = []
-    subfolders = (e for e in entries if not e.name.startswith(".") and e.is_dir())
-    for sub in itertools.islice(subfolders, 50):
-        try:
-            with os.scandir(sub) as listing:
-                if any(_is_image_name(Path(f.path)) and f.is_file() for f in itertools.islice(listing, 2000)):
-                    holding.append(sub.name)
-        except OSError:
-            continue
+    holding = [sub.name for sub in itertools.islice((e for e in entries if not e.name.startswith(".") and e.is_dir()), 50)
+               if _holds_images(sub, 2000)]
     if not holding:
         return ""
     shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
@@ -928,6 +966,26 @@ def file_video_container(path: Path) -> str | None:
             return video_container(f.read(SNIFF_BYTES), os.fstat(f.fileno()).st_size)
     except OSError:
         return None
+
+
+def _holds_images(folder: Path, budget: int) -> bool:
+    """Whether ``folder`` or a folder below it (hidden ones left out) holds an image file, reading
+    at most ``budget`` entries in all (a folder that cannot be read counts as holding none)."""
+    pending = [folder]
+    while pending and budget > 0:
+        try:
+            with os.scandir(pending.pop()) as listing:
+                for entry in itertools.islice(listing, budget):
+                    budget -= 1
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir():
+                        pending.append(Path(entry.path))
+                    elif _is_image_name(Path(entry.path)) and entry.is_file():
+                        return True
+        except OSError:
+            continue
+    return False
 
 
 def _is_image_name(path: Path) -> bool:
