@@ -491,16 +491,30 @@ def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args,
     r = invoke("image", src, "-o", out, "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 130, r.output
     assert r.stderr.splitlines()[-2:] == [
-        f"stopped after 2 of 4 photos (the results of 2 are in {out}); the same command again does every photo again",
-        "interrupted"], r.stderr
+        f"stopped after 2 of 4 photos (the results of 2 are in {out}); the same command with --skip-done finishes the "
+        "others", "interrupted"], r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["p0", "p1"]
+    # --skip-done finishes them (a batch trial: the same command did every photo again), the done ones untouched
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    calls.clear()
+    monkeypatch.setattr(image_outputs, "write_image_outputs", real)
+    r = invoke("image", src, "-o", out, "--full-image", "--no-render", "--skip-done", *micro_args)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[:2] == [f"p{i}.jpg: 1 person(s) -> {out / f'p{i}'} (done before: --skip-done)"
+                                         for i in (0, 1)], r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["p0", "p1", "p2", "p3"]
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    write_rgb(src / "p1.jpg", person_image(120, 160, seed=9))  # (another picture under the name: done again)
+    r = invoke("image", src, "-o", out, "--full-image", "--no-render", "--skip-done", *micro_args)
+    assert [line.endswith("(done before: --skip-done)") for line in r.stdout.splitlines()] == [True, False, True, True]
+    monkeypatch.setattr(image_outputs, "write_image_outputs", stopped_at_the_third)
     # photos that failed are not said to have results (a review: "their results are in" a folder never made)
     (src / "p0.jpg").write_text("not an image")
     calls.clear()  # (p0 fails before its write: the third write is p3's)
     r = invoke("image", src, "-o", tmp_path / "out2", "--full-image", "--no-render", *micro_args)
     assert r.exit_code == 130 and r.stderr.splitlines()[-2] == (
-        f"stopped after 3 of 4 photos (the results of 2 are in {tmp_path / 'out2'}, 1 failed); the same command again "
-        "does every photo again"), r.stderr
+        f"stopped after 3 of 4 photos (the results of 2 are in {tmp_path / 'out2'}, 1 failed); the same command with "
+        "--skip-done finishes the others"), r.stderr
     calls.clear()
     calls.extend([1, 1])  # (one photo: the third call is its first)
     r = invoke("image", src / "p1.jpg", "-o", tmp_path / "one", "--full-image", "--no-render", *micro_args)

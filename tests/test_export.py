@@ -974,3 +974,17 @@ def test_fbx_key_step_keeps_rows_on_frames_at_camera_rates():
         assert grid_shift(first, 5.0) == pytest.approx(-0.1, abs=1e-6), first
         assert key_step(first, 5.0, first + 2.0) == 2, first
     assert grid_shift(2.0, 10 / 3) == pytest.approx(0.1) and grid_shift(0.2, 5.0) == 0.0
+
+
+def test_a_job_given_the_command_lines_export_spelling_says_how_to_make_one():
+    """A docs audit: `VideoJob(export="glb,bvh")` failed with AttributeError: 'str' object has no
+    attribute 'formats'; both jobs say what to give instead."""
+    from wbcap.export.animation import AnimationExport
+    from wbcap.image_app import ImageJob
+    from wbcap.video_app import VideoJob
+
+    for make in (lambda e: VideoJob(source="x.mp4", out="o", export=e), lambda e: ImageJob(paths=("a.jpg",), out="o",
+                                                                                           export=e)):
+        with pytest.raises(TypeError, match=r"export 'glb,bvh': an AnimationExport, e\.g\. AnimationExport\.parse"):
+            make("glb,bvh")
+        assert make(AnimationExport.parse("glb,bvh")).export.formats[-2:] == ("glb", "bvh")

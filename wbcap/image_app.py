@@ -15,7 +15,7 @@ from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection, largest_first
 from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
-from wbcap.export.animation import AnimationExport
+from wbcap.export.animation import AnimationExport, check_export_setting
 from wbcap.limits import check_people_limit
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ class ImageJob:
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
     (:func:`wbcap.export.image_outputs.person_animation`; none by default). write_openpose: also
     write ``person_<k>/output_keypoints.json`` (2D keypoints in OpenPose's JSON:
-    :mod:`wbcap.export.openpose`). no_person_advice:
+    :mod:`wbcap.export.openpose`). skip_done: a photo whose output folder holds a result of that
+    same picture (``image_sha256``) is left as it is, not read nor regressed again (to finish an
+    interrupted batch; the settings it was made with are not compared). no_person_advice:
     the fix an image in which the detector found nobody is told (None: give the boxes,
     :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own).
     """
@@ -57,13 +59,16 @@ class ImageJob:
     render: bool = True
     export: AnimationExport = field(default_factory=lambda: AnimationExport(formats=()))
     write_openpose: bool = False
+    skip_done: bool = False
     no_person_advice: str | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``max_people`` that is neither None nor a whole number of 1 or
         more (:func:`wbcap.limits.check_people_limit`), and for ``boxes`` that hold no box (None
-        runs the detector; `ImageJob(boxes=())` ended silently with nothing written: a review)."""
+        runs the detector; `ImageJob(boxes=())` ended silently with nothing written: a review), and
+        TypeError for an ``export`` that is not an AnimationExport."""
         check_people_limit(self.max_people)
+        check_export_setting(self.export)
         if self.boxes is not None and len(self.boxes) == 0:
             raise ValueError("boxes () holds no box: give at least one (x, y, w, h), or None to detect the people")
 
@@ -81,6 +86,8 @@ class ImageResult:
     error: str | None
     #: Where nothing was written (no error): the folder of an earlier result of the image, left as it was.
     earlier: Path | None = None
+    #: The result in ``out_dir`` was there before (``skip_done``): nothing was done for this photo.
+    skipped: bool = False
 
 
 #: Stages :func:`run_images` reports through ``on_stage``, in order: ``reading`` the first image,
@@ -359,7 +366,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
                     renderer) -> list[ImageResult]:
     """:func:`_run_images` once ``out_root`` is checked: each photo read, detected, regressed and written."""
     from wbcap.detect.boxes import load_boxes_json
-    from wbcap.export.image_outputs import write_image_outputs
+    from wbcap.export.image_outputs import done_before, write_image_outputs
     from wbcap.io.images import load_image
     from wbcap.pipeline import Pipeline
 
@@ -403,6 +410,12 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
 
     limited: list[Path] = []  # (the photos whose boxes --max-people cut: _person_boxes)
     for i, (path, name) in enumerate(zip(paths, names)):
+        if job.skip_done:
+            people = done_before(out_root / name, path)
+            if people is not None:
+                first = None if i == 0 else first  # (the first photo's pixels, read before: not needed)
+                done(ImageResult(path, out_root / name, people, None, skipped=True))
+                continue
         try:
             if i == 0:
                 if isinstance(first, WbcapError):

@@ -45,7 +45,7 @@ from wbcap.camera import ImageCamera, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.console import shell_word
 from wbcap.errors import JSON_ERRORS, InputError, add_note, in_command, setting
-from wbcap.export.animation import AnimationExport
+from wbcap.export.animation import AnimationExport, check_export_setting
 from wbcap.export.colors import COLOR_SCHEME
 from wbcap.io.frame_times import MAX_FPS
 from wbcap.io.progress import Progress, add_time, expected_frames
@@ -152,10 +152,13 @@ class VideoJob:
         chooser reads it, :func:`_tracker_config`; pass 2 tracks the boxes it kept).
 
         Raises:
+            TypeError: ``export`` that is not an :class:`AnimationExport` (``"glb,bvh"`` failed with an
+                AttributeError: a docs audit).
             ValueError: ``max_people`` not None nor a whole number of 1 or more (0 dropped every
                 box, 2.5 crashed after the model loaded: a break-it trial), or
                 ``tracker.max_people`` set (a second place for the limit: set ``max_people``).
         """
+        check_export_setting(self.export)
         if "npz" not in self.export.formats:
             object.__setattr__(self, "export", replace(self.export, formats=("npz", *self.export.formats)))
         check_people_limit(self.max_people)

@@ -170,7 +170,8 @@ def image_result_line(result) -> str:
         kept = f"; its earlier result in {result.earlier} was left unchanged" if result.earlier is not None else ""
         return printable(f"{result.path.name}: 0 person(s) (its entry in the box file lists none; nothing "
                          f"written{kept})", one_line=True)
-    return printable(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}", one_line=True)
+    done = " (done before: --skip-done)" if getattr(result, "skipped", False) else ""
+    return printable(f"{result.path.name}: {result.people} person(s) -> {result.out_dir}{done}", one_line=True)
 
 
 def echo_result(line: str) -> None:

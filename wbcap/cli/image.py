@@ -66,12 +66,15 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--openpose", "write_openpose", is_flag=True,
               help="Also write person_<k>/output_keypoints.json: the person's 2D keypoints in OpenPose's JSON "
                    "(BODY_25, 21 per hand, 70 face points), projected from the SMPL-X body.")
+@click.option("--skip-done", is_flag=True,
+              help="Leave a photo whose output folder already holds a result of that same picture (its SHA-256) as "
+                   "it is: finishes an interrupted batch (the settings it was made with are not compared).")
 @click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
           allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, write_openpose,
-          fix_left_hand_flip):
+          skip_done, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
@@ -118,7 +121,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         paths=tuple(paths), out=out, pipeline=cfg, boxes=boxes, boxes_file=boxes_file,
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
-        export=parse_export(export, exact, root_bone), write_openpose=write_openpose,
+        export=parse_export(export, exact, root_bone), write_openpose=write_openpose, skip_done=skip_done,
     )
     _run(ctx, job)
 
@@ -176,7 +179,8 @@ def _run(ctx, job, pipeline=None) -> None:
                     [f"{len(failed)} failed"] if failed else [])
                 click.echo(printable(f"stopped after {finished} of {len(paths)} photos"
                                      + (f" ({', '.join(said)})" if said else "")
-                                     + "; the same command again does every photo again", one_line=True), err=True)
+                                     + "; the same command with --skip-done finishes the others",
+                                     one_line=True), err=True)
             raise
     if failed and len(paths) > 1:  # (a batch's errors lie among hundreds of lines: a batch trial looked for a count)
         names = ", ".join(str(r.path) for r in failed[:3]) + (", ..." if len(failed) > 3 else "")

@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv")
 
 
+def check_export_setting(export: object) -> None:
+    """Raise TypeError for a job's ``export`` that is not an :class:`AnimationExport`, naming how
+    to make one from the command line's spelling (``export="glb,bvh"`` failed later with
+    ``AttributeError: 'str' object has no attribute 'formats'``: a docs audit)."""
+    if not isinstance(export, AnimationExport):
+        raise TypeError(f"export {export!r}: an AnimationExport, e.g. AnimationExport.parse('glb,bvh') or "
+                        "AnimationExport(formats=('glb', 'bvh'))")
+
+
 @dataclass(frozen=True)
 class AnimationExport:
     """Which animation files to write per track.

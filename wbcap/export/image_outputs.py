@@ -127,24 +127,40 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def earlier_record(final: Path) -> dict | None:
+    """The first readable ``person_<k>/smplx_param.json`` of an earlier result in ``final`` (a
+    wbcap image result's folder), as read; None where there is none."""
+    import json
+
+    if not final.is_dir() or final.is_symlink():
+        return None
+    for person in sorted(final.glob("person_*/smplx_param.json")):
+        try:
+            record = json.loads(person.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, *JSON_ERRORS):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def done_before(final: Path, image_path: Path) -> int | None:
+    """The number of people of the earlier result in ``final`` where it is of the picture at
+    ``image_path`` (the same ``image_sha256``: ``wbcap image --skip-done``); None otherwise (no
+    result, one of another picture, or one made before results recorded the picture's SHA-256)."""
+    earlier = earlier_record(final)
+    if earlier is None or earlier.get("image_sha256") != file_sha256(image_path):
+        return None
+    return sum(1 for p in final.iterdir() if PERSON_DIR.fullmatch(p.name) and p.is_dir())
+
+
 def _say_other_picture_replaced(final: Path, image_path: Path, digest: str, size: tuple[int, int]) -> None:
     """Warn where ``final`` holds the result of another picture (another ``image_sha256``, or for
     a result without one another name or size), which this one's replaces: one command per
     camera folder into one OUT lost every earlier camera's ``img.jpg`` without a word (a batch
     trial). A rerun of the same picture replaces its result silently, as before."""
-    import json
-
-    if not final.is_dir() or final.is_symlink():
-        return
-    earlier = None
-    for person in sorted(final.glob("person_*/smplx_param.json")):
-        try:
-            earlier = json.loads(person.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, *JSON_ERRORS):
-            continue
-        if isinstance(earlier, dict):
-            break
-    if not isinstance(earlier, dict):
+    earlier = earlier_record(final)
+    if earlier is None:
         return
     if "image_sha256" in earlier:
         other = earlier["image_sha256"] != digest
