@@ -32,8 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_toml_recipes_equal_builtin_stages():
     for name, cfg in STAGES.items():
-        assert load_stage(name, REPO / "train" / "configs" / f"{name}.toml") == cfg, name
-        data = tomllib.loads((REPO / "train" / "configs" / f"{name}.toml").read_text())
+        assert load_stage(name, REPO / "wbcap" / "train" / "configs" / f"{name}.toml") == cfg, name
+        data = tomllib.loads((REPO / "wbcap" / "train" / "configs" / f"{name}.toml").read_text())
         assert data["stage"] == name
 
 

@@ -5,7 +5,7 @@ layout upstream's parsing tool writes (tool/AGORA/agora2coco_smplx.py), written 
 (global_orient, body_pose, betas, left/right_hand_pose, jaw_pose, leye/reye_pose, expression, transl),
 ``cam_params/train_<i>/<name>.json`` (focal, princpt at 3840x2160) and, for the crops,
 ``images_3840x2160/train_<i>_crop/<name>_person_id_<person>.{png,json}``. And the AGORA recipe
-(``train/configs/agora.toml``: `wbcap train finetune --config` it).
+(``wbcap/train/configs/agora.toml``: `wbcap train finetune --config agora`).
 
 Expected values are worked out here from the files with plain arithmetic (the 1/3 scale from
 3840x2160 to 1280x720; upstream's sanitize (w - 1) and crop-box rules; a heatmap cell is 64 px of the
@@ -279,14 +279,14 @@ def test_a_missing_annotation_file_is_one_line_naming_it(tmp_path, body_layer):
 
 
 # ----------------------------------------------------------------------------------------------
-# the recipe: `wbcap train finetune --config train/configs/agora.toml`
+# the recipe: `wbcap train finetune --config agora`
 # ----------------------------------------------------------------------------------------------
 def test_the_agora_recipe_is_upstreams_schedule_counted_from_0():
     from wbcap.train.stages import RECIPES, STAGE_DATASETS, STAGES, load_stage
 
     agora = RECIPES["agora"]
-    assert load_stage("finetune", REPO / "train" / "configs" / "agora.toml") == agora
-    assert {p.stem for p in (REPO / "train" / "configs").glob("*.toml")} == set(STAGES) | set(RECIPES)
+    assert load_stage("finetune", REPO / "wbcap" / "train" / "configs" / "agora.toml") == agora
+    assert {p.stem for p in (REPO / "wbcap" / "train" / "configs").glob("*.toml")} == set(STAGES) | set(RECIPES)
     assert (agora.stage, agora.datasets, agora.lr, agora.lr_decay_epochs, agora.epochs) == (
         "finetune", ("AGORA",), 1e-4, (39, 59), 69)
     assert (agora.lr_decay_factor, agora.batch_size, agora.model) == (10.0, 24, STAGES["finetune"].model)
@@ -305,10 +305,10 @@ def test_the_agora_recipe_is_upstreams_schedule_counted_from_0():
 
 
 def _micro_recipe(tmp_path, micro_ckpt):
-    """train/configs/agora.toml with the [model] table of the micro checkpoint (the recipe's values kept)."""
+    """wbcap/train/configs/agora.toml with the [model] table of the micro checkpoint (the recipe's values kept)."""
     from wbcap.model.checkpoint import read_checkpoint
 
-    text = (REPO / "train" / "configs" / "agora.toml").read_text().split("\n[model]")[0]
+    text = (REPO / "wbcap" / "train" / "configs" / "agora.toml").read_text().split("\n[model]")[0]
     model = read_checkpoint(micro_ckpt).config.to_dict()
     lines = [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in model.items()]
     path = tmp_path / "agora_micro.toml"
@@ -399,3 +399,21 @@ def test_one_real_training_step_on_agora(agora_root, body_dir, micro_ckpt, tmp_p
     assert r.exit_code == 0, r.output
     assert (out / "snapshot_0.pth.tar").is_file()
     assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
+
+
+def test_a_recipe_wbcap_holds_is_named_without_its_folder(tmp_path, monkeypatch):
+    """A packager's trial: the help's `--config train/configs/agora.toml` named a folder of the
+    repository, not installed. The recipes are package data, named alone (`--config agora`); a
+    file of that name in the working folder is still the file; a name of none says which there are."""
+    from wbcap.errors import InputError
+    from wbcap.train.stages import RECIPES, STAGES, load_stage, packaged_recipes, recipe_path
+
+    assert set(packaged_recipes()) == set(STAGES) | set(RECIPES)
+    monkeypatch.chdir(tmp_path)
+    assert load_stage("finetune", "agora") == RECIPES["agora"]
+    assert recipe_path("agora") == REPO / "wbcap" / "train" / "configs" / "agora.toml"
+    (tmp_path / "agora").write_text('stage = "finetune"\nlr = 3e-5\n')
+    assert recipe_path("agora") == Path("agora") and load_stage("finetune", "agora").lr == 3e-5
+    with pytest.raises(InputError, match=r"training config not found: agra \(give a TOML file, or the name of a recipe "
+                                         r"wbcap holds: agora, body, finetune, hand\)"):
+        load_stage("finetune", "agra")

@@ -327,7 +327,7 @@ def test_flag_values_and_unreadable_configs_are_refused(tmp_path, train_args, tr
 def test_a_config_of_another_stage_is_refused(tmp_path, train_args, trained, small_ckpt):
     repo = Path(__file__).resolve().parents[1]
     copy = tmp_path / "copy_of_body.toml"
-    copy.write_text((repo / "train" / "configs" / "body.toml").read_text())
+    copy.write_text((repo / "wbcap" / "train" / "configs" / "body.toml").read_text())
     r = invoke(*train_args("finetune"), "-o", tmp_path / "r", "--config", copy)
     assert one_error_line(r) == (f'error: {copy}: stage = "body" makes it a recipe for `wbcap train body`, not `wbcap '
                                  'train finetune`; run `wbcap train body`, or set stage = "finetune" in it (or drop '

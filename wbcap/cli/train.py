@@ -20,7 +20,7 @@ DATASETS_HELP = {
     "hand": "Comma-separated training sets: FreiHAND,InterHand26M,MSCOCO (the default; MSCOCO here means COCO-WholeBody's "
             "hand crops with MANO NeuralAnnot fits) or some of them.",
     "finetune": "Comma-separated training sets: Human36M,MSCOCO,MPII (the default) or some of them, AGORA (the recipe "
-                "train/configs/agora.toml: upstream's AGORA fine-tuning), or synthetic (no data needed).",
+                "--config agora: upstream's AGORA fine-tuning), or synthetic (no data needed).",
 }
 DATA_ROOT_HELP = {
     "body": "Folder holding Human36M/, MSCOCO/ and MPII/ (and AGORA/ for --datasets AGORA).",
@@ -114,7 +114,8 @@ def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
 
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
-    @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe (see train/configs/).")
+    @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe file, or the name of one wbcap holds: body, hand, finetune (the stages' own "
+                       "values, to copy and edit: wbcap/train/configs/) and agora.")
     @click.option("--data-root", type=NonEmptyPath(file_okay=False), default=None, help=DATA_ROOT_HELP[stage])
     @click.option("--datasets", default=None, help=DATASETS_HELP[stage])
     @click.option("-o", "--out", type=NonEmptyPath(file_okay=False), required=True,
@@ -185,7 +186,7 @@ def train():
 train.add_command(_stage_command("body", "Train the whole-body model (Human3.6M + COCO-WholeBody + MPII)."))
 train.add_command(_stage_command("hand", "Train the hand-only model (FreiHAND + InterHand2.6M + COCO-WholeBody hands)."))
 train.add_command(_stage_command("finetune", "Fine-tune the merged whole-body model (lr 1e-5); needs --init. "
-                                              "--config train/configs/agora.toml: upstream's fine-tuning on AGORA."))
+                                              "--config agora: upstream's fine-tuning on AGORA."))
 
 
 @train.command()

@@ -407,12 +407,18 @@ def _quiet_opencv(cv2):
     """OpenCV's own log lines off while it decodes (``[ WARN:0@11.6] global grfmt_tiff.cpp:833
     readData ...`` went to stderr beside wbcap's one line for a cut TIFF: a batch trial); its
     level as it was afterwards."""
-    level = cv2.getLogLevel()
-    cv2.setLogLevel(0)  # (LOG_LEVEL_SILENT)
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)  # (4.12+; cv2 itself before)
+    get, put = (getattr(logging_api, "getLogLevel", None) or getattr(cv2, "getLogLevel", None),
+                getattr(logging_api, "setLogLevel", None) or getattr(cv2, "setLogLevel", None))
+    if get is None or put is None:  # (a build without either: its lines as they come)
+        yield
+        return
+    level = get()
+    put(0)  # (LOG_LEVEL_SILENT)
     try:
         yield
     finally:
-        cv2.setLogLevel(level)
+        put(level)
 
 
 def _decodable_kind(data: bytes) -> str | None:

@@ -1,5 +1,5 @@
 """Training sets by name: ``synthetic``, ``Human36M``, ``MSCOCO`` (COCO-WholeBody), ``MPII``, ``AGORA``
-(upstream's fine-tuning set: ``train/configs/agora.toml``), mixed as upstream mixes them
+(upstream's fine-tuning set: ``--config agora``), mixed as upstream mixes them
 (:class:`SameLengthGroups`); ``FreiHAND``, ``InterHand26M`` (:mod:`wbcap.train.data.interhand`) and
 ``MSCOCO`` (there COCO-WholeBody's hand crops, :mod:`wbcap.train.data.coco_hands`, as upstream's Pose2Pose
 loader reads its parts) for the hand stage (:data:`wbcap.train.stages.STAGE_DATASETS`)."""

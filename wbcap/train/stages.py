@@ -1,11 +1,12 @@
 """The four stages of the Hand4Whole recipe as typed configs.
 
 Built-in values are the paper's (upstream ``main/config.py`` and the Pose2Pose hand branch);
-``train/configs/<stage>.toml`` in the repository holds the same values for users to copy and
-edit (``wbcap train body --config my.toml``); a test keeps the two identical. :data:`RECIPES` are
-further recipes of a stage with their own files (``train/configs/agora.toml``: upstream's AGORA
-fine-tuning, ``wbcap train finetune --config train/configs/agora.toml``). Flags
-(``--lr --epochs --batch-size ...``) override either.
+``wbcap/train/configs/<stage>.toml``, installed with the package, holds the same values for users
+to copy and edit (``wbcap train body --config my.toml``); a test keeps the two identical.
+:data:`RECIPES` are further recipes of a stage with their own files (``configs/agora.toml``:
+upstream's AGORA fine-tuning, ``wbcap train finetune --config agora``: a recipe wbcap holds is
+named without its folder, :func:`recipe_path`). Flags (``--lr --epochs --batch-size ...``)
+override either.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from wbcap.config import RESNET_DEPTHS, ModelConfig
 from wbcap.errors import InputError, setting
 from wbcap.limits import is_whole
+from wbcap.tomllib_compat import tomllib
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ STAGES: dict[str, StageConfig] = {
     "finetune": StageConfig(stage="finetune", lr=1e-5),
 }
 
-#: Named recipes of a stage beyond its default (``train/configs/<name>.toml``, ``wbcap train <stage>
-#: --config FILE``; a test keeps each equal to its file). ``agora``: upstream's fine-tuning on AGORA (README:
+#: Named recipes of a stage beyond its default (``configs/<name>.toml``, ``wbcap train <stage>
+#: --config <name>``; a test keeps each equal to its file). ``agora``: upstream's fine-tuning on AGORA (README:
 #: "move snapshot_6.pth.tar, generated after the 3rd training stage, to tool and run python reset_epoch.py ...
 #: trainset_3d=['AGORA'], trainset_2d=[], lr_dec_epoch=[40,60], end_epoch = 70", train.py --lr 1e-4), the
 #: finetune stage (the whole-body model from a whole-body checkpoint, --init) on AGORA alone. reset_epoch.py sets the
@@ -266,17 +267,40 @@ def check_stage_values(data: dict[str, Any], source: str | None) -> dict[str, An
     return result
 
 
+def packaged_recipes() -> tuple[str, ...]:
+    """The names of the recipes installed with wbcap (``wbcap/train/configs/<name>.toml``)."""
+    from importlib import resources
+
+    folder = resources.files("wbcap.train") / "configs"
+    return tuple(sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml")))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """``--config``'s file: a path as given (``~`` expanded), or for a bare name that names no
+    file (no folder, no extension: ``agora``) the recipe of that name installed with wbcap (the
+    repository's ``train/configs/`` was not installed: ``--config train/configs/agora.toml``, as
+    the help said, failed outside a checkout, a packager's trial)."""
+    from importlib import resources
+
+    path = Path(name_or_path).expanduser()
+    text = str(name_or_path)
+    if path.exists() or path.suffix or "/" in text or os.sep in text or text not in packaged_recipes():
+        return path
+    return Path(str(resources.files("wbcap.train") / "configs" / f"{text}.toml"))
+
+
 def read_stage_file(path: str | Path) -> dict[str, Any]:
     """The settings of a TOML recipe (:func:`check_stage_values`, the file named in every message).
 
     Raises:
         InputError: the file is missing, unreadable, not UTF-8, not TOML, or holds a bad key or value.
     """
-    path = Path(path).expanduser()
+    path = recipe_path(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise InputError(f"training config not found: {path}") from None
+        raise InputError(f"training config not found: {path} (give a TOML file, or the name of a recipe wbcap "
+                         f"holds: {', '.join(packaged_recipes())})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                          "save the TOML file as UTF-8") from None

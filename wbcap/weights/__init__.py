@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import tomllib
-
 from wbcap.errors import CHECKPOINT_TOO, CheckpointError, InputError, ModelFileError, WbcapError, setting
 from wbcap.paths import (
     ENV_HOME,
@@ -38,6 +36,7 @@ from wbcap.paths import (
     search_folders,
     weights_dir,
 )
+from wbcap.tomllib_compat import tomllib
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """AGORA with its SMPL-X ground truth (upstream Hand4Whole's ``AGORA`` set, a 3D set: the fine-tuning
-recipe of its second released checkpoint, ``train/configs/agora.toml``).
+recipe of its second released checkpoint, ``--config agora``).
 
 Layout (``data_root`` holds ``AGORA/``; the files upstream's parsing tool, ``tool/AGORA/agora2coco_smplx.py``,
 writes from AGORA's own release, and AGORA's images sorted as ``tool/AGORA/README.md`` says)::
