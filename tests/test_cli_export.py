@@ -669,3 +669,40 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     assert invoke("export", run, "--format", "bvh", "--body-models", body_dir).exit_code == 0
     assert sorted(p.name for p in run.glob("track_*.bvh")) == ["track_0.bvh", "track_1.bvh"]
     assert (run / "track_notes.csv").read_text() == "mine\n"
+
+
+def test_start_at_zero_keys_the_glb_from_0_and_keeps_the_source_time(tmp_path, micro_ckpt, body_dir):
+    """A game developer's trial: a clip of a person first seen 35 s into the video was keyed from
+    35 s, so an engine's timeline held 35 s of nothing first. `--start-at-zero` (with --dest) keys
+    GLB (and so FBX) from 0 and keeps the source's time in the GLB's extras; the npz keeps the
+    source's clock; into the run folder itself, which wbcap view plays over the video, it is refused."""
+    from wbcap.export.gltf import glb_json
+
+    frames, boxes = two_walkers(6)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    run = tmp_path / "run"
+    r = invoke("run", video, "-o", run, "--start", "0.2", "--detector", f"boxes:{tmp_path / 'boxes.json'}",
+               "--min-track", "2", "--no-render", "--export", "npz", "--checkpoint", micro_ckpt, "--body-models",
+               body_dir, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    dest = tmp_path / "engine"
+    r = invoke("export", run, "--format", "glb,bvh,npz", "--start-at-zero", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    for tid in (0, 1):
+        source = np.load(run / f"track_{tid}.npz")["times"]
+        assert source[0] == pytest.approx(0.2)
+        np.testing.assert_allclose(np.load(dest / f"track_{tid}.npz")["times"], source)  # (the npz: the source's)
+        np.testing.assert_allclose(glb_animation_times(dest / f"track_{tid}.glb"), source - source[0], atol=1e-6)
+        extras = glb_json(dest / f"track_{tid}.glb")["asset"]["extras"]
+        assert extras["source_start_s"] == pytest.approx(source[0]) and extras["first_time_s"] == 0.0
+    plain = tmp_path / "plain"  # (without the flag: the source's clock, as before)
+    assert invoke("export", run, "--format", "glb", "--dest", plain, "--body-models", body_dir).exit_code == 0
+    np.testing.assert_allclose(glb_animation_times(plain / "track_0.glb"), np.load(run / "track_0.npz")["times"],
+                               atol=1e-6)
+    assert "source_start_s" not in glb_json(plain / "track_0.glb")["asset"]["extras"]
+    r = invoke("export", run, "--format", "glb", "--start-at-zero", "--body-models", body_dir)
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        "error: --start-at-zero needs --dest: the run folder's own files stay on the source's clock, on which wbcap "
+        "view plays them over the video"), r.output
+    assert not list(run.glob("*.glb"))

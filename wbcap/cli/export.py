@@ -28,6 +28,9 @@ from wbcap.cli.common import (
               help="Write here instead of RUN (created when missing; not another run's folder, nor a folder inside "
                    "RUN or another run). The exported tracks' "
                    "files of these formats replace those already there, stale pieces removed.")
+@click.option("--start-at-zero", is_flag=True,
+              help="GLB/FBX: keys from 0 s at each clip's first row (for game engines' timelines), not at its time "
+                   "in the video (the GLB's asset.extras.source_start_s keeps it); needs --dest.")
 @click.option("--track", "tracks", type=int, multiple=True, help="Only this track id (repeatable).")
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=None,
               help="Seconds a track may be missed (the filled rows: time between two detections less one frame "
@@ -46,8 +49,8 @@ from wbcap.cli.common import (
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
 @click.pass_context
-def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world, camera, body_models, gender,
-               allow_pickle):
+def export_cmd(ctx, run, formats, exact, root_bone, dest, start_at_zero, tracks, max_gap, world, camera, body_models,
+               gender, allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
     no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
@@ -58,7 +61,7 @@ def export_cmd(ctx, run, formats, exact, root_bone, dest, tracks, max_gap, world
 
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False,
-                                                root_bone=root_bone), dest=dest,
+                                                root_bone=root_bone, start_at_zero=start_at_zero), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         frame="world" if world else "camera" if camera else None,
     )

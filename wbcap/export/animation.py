@@ -57,11 +57,16 @@ class AnimationExport:
         root_bone: GLB/FBX have a joint ``root`` above the pelvis, on the ground under it, for
             game engines' root motion (:func:`wbcap.export.gltf.write_glb`); the BVH keeps the
             pelvis as its root.
+        start_at_zero: GLB/FBX keys start at 0 s (the clip's first row), not at the row's time
+            on the source's clock (a person first seen 35 s into the video had 35 s of nothing
+            before the motion in an engine's timeline: a game developer's trial); the GLB's
+            ``asset.extras.source_start_s`` keeps that time. npz and CSV keep the source's times.
     """
 
     formats: tuple[str, ...] = ("npz", "glb")
     exact: bool = False
     root_bone: bool = False
+    start_at_zero: bool = False
 
     def __post_init__(self) -> None:
         """Raises InputError for ``formats`` that is not a tuple or list of :data:`FORMATS` names
@@ -81,7 +86,7 @@ class AnimationExport:
 
     @classmethod
     def parse(cls, text: str, exact: bool = False, option: str = "formats", none_alone: bool = True,
-              root_bone: bool = False) -> AnimationExport:
+              root_bone: bool = False, start_at_zero: bool = False) -> AnimationExport:
         """From a comma-separated list (``"glb,bvh"``; case and spaces ignored), or ``"none"``
         alone for nothing (``"none,none"`` too). ``none_alone``: whether the refusal of ``none``
         among formats may offer ``none`` alone (not for ``wbcap export``, which needs a format).
@@ -97,11 +102,12 @@ class AnimationExport:
                 alone = "none alone or " if none_alone else ""
                 raise InputError(f"{option} {text}: none means no animation files and cannot be combined with "
                                  f"formats; give {alone}only the formats wanted")
-            return cls(formats=(), exact=exact, root_bone=root_bone)
+            return cls(formats=(), exact=exact, root_bone=root_bone, start_at_zero=start_at_zero)
         unknown = [n for n in names if n not in FORMATS]
         if unknown:
             raise InputError(f"{option} {text}: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-        return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact, root_bone=root_bone)
+        return cls(formats=tuple(f for f in FORMATS if f in names), exact=exact, root_bone=root_bone,
+                   start_at_zero=start_at_zero)
 
     def say_root_bone_off_the_ground(self) -> None:
         """One warning where ``root_bone`` is set and ``--world`` fell back to the camera frame:
@@ -171,6 +177,12 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         if not wanted:
             return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")
+    source_start = None
+    if export.start_at_zero:
+        import dataclasses
+
+        source_start = float(clip.times[0])
+        clip = dataclasses.replace(clip, times=np.asarray(clip.times, np.float64) - source_start)
     if wanted & {"glb", "fbx"}:
         from wbcap.export.clip import smplx_rows
         from wbcap.export.gltf import write_glb
@@ -178,7 +190,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         exact = smplx_rows(body, clip) if export.exact else None
         if "glb" in wanted:
             written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
-                                     root_bone=export.root_bone))
+                                     root_bone=export.root_bone, source_start=source_start))
         if "fbx" in wanted:
             from wbcap.export.fbx import write_fbx
 
@@ -191,7 +203,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
                 # counts as wbcap's own if a killed process leaves it
                 with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=out) as tmp:
                     glb = write_glb(Path(tmp) / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
-                                    intermediate=True, root_bone=export.root_bone)
+                                    intermediate=True, root_bone=export.root_bone, source_start=source_start)
                     written.append(write_fbx(glb, out / f"{name}.fbx", fps=clip.fps, **span))
     if "bvh" in wanted:
         from wbcap.export.bvh import write_bvh

@@ -90,7 +90,7 @@ class ExportJob:
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``frame`` other than "world", "camera" or None, or ``world``
-        settings with ``frame="camera"``. ``world`` settings alone mean ``frame="world"`` (how a
+        settings with ``frame="camera"``; InputError for ``export.start_at_zero`` without ``dest``. ``world`` settings alone mean ``frame="world"`` (how a
         Python caller asked for the world frame before ``frame`` was there)."""
         if self.frame not in (None, "world", "camera"):
             raise ValueError(f"frame must be 'world', 'camera' or None (the run's), got {self.frame!r}")
@@ -98,6 +98,10 @@ class ExportJob:
             object.__setattr__(self, "frame", "world")
         if self.world is not None and self.frame == "camera":
             raise ValueError("world settings were given with frame='camera'; drop one of them")
+        if self.export.start_at_zero and self.dest is None:
+            raise InputError(f"{setting('start_at_zero', api='export.start_at_zero')} needs "
+                             f"{setting('dest')}: the run folder's own files stay on the source's clock, on which "
+                             "wbcap view plays them over the video")
 
 
 def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:

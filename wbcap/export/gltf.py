@@ -251,7 +251,8 @@ def _exact_residuals(rig: Rig, poses: np.ndarray, transl: np.ndarray, expression
     return out
 
 
-def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[str, Any]:
+def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
+              source_start: float | None = None) -> dict[str, Any]:
     """What a reader needs to line the file up with its source (JSON-able)."""
     from wbcap.versions import wbcap_version
 
@@ -271,7 +272,9 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int) -> dict[
         "front_axis": ("+z (the source camera's backward direction laid on the ground; the camera is the node "
                        f"{CAMERA_NODE_NAME}, above the origin)" if world else
                        "+z (towards the source camera, which sits at the origin looking down -z)"),
-        "time": "key times are seconds on the source's clock (first_time_s is the first key)",
+        **({"time": "key times are seconds on the source's clock (first_time_s is the first key)"} if source_start is None
+           else {"time": "key times are seconds from the clip's first row, which is source_start_s on the source's clock",
+                 "source_start_s": float(source_start)}),
         "fps": float(clip.fps),
         "first_time_s": float(clip.times[0]),
         "num_rows": len(clip),
@@ -324,6 +327,7 @@ def write_glb(
     exact_vertices: np.ndarray | None = None,
     intermediate: bool = False,
     root_bone: bool = False,
+    source_start: float | None = None,
 ) -> Path:
     """Write one clip as a skinned, animated ``.glb`` (see the module docstring), atomically.
 
@@ -340,6 +344,9 @@ def write_glb(
             per-row morph targets that make the file show it exactly at each key.
         intermediate: a file that is no output, only read by the next step and deleted (the GLB
             an FBX is made from, in a temporary folder): its "wrote" line is logged at DEBUG.
+        source_start: the source's time (seconds) of key time 0, for a clip whose times were
+            moved to start at 0 (``AnimationExport.start_at_zero``): ``asset.extras.source_start_s``
+            (None: the keys are on the source's clock).
         root_bone: add a joint ``root`` above the pelvis (:data:`ROOT_BONE`), for game engines'
             root motion: at rest at the origin with the rest (bind) pose standing on it, the
             lowest rest vertex at ``y = 0`` (:func:`rest_lift`: the pose was SMPL-X's, whose
@@ -375,7 +382,7 @@ def write_glb(
     gltf = pygltflib.GLTF2()
     blob = _Blob(gltf)
     gltf.asset = pygltflib.Asset(version="2.0", generator=f"wbcap {wbcap_version()}")
-    meta = _metadata(rig, clip, exact_vertices is not None, n_expr)
+    meta = _metadata(rig, clip, exact_vertices is not None, n_expr, source_start)
     gltf.asset.extras = meta
 
     quats = _quaternions(poses).astype(np.float32)
