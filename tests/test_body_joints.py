@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -148,13 +150,16 @@ def test_tables_are_immutable() -> None:
 def test_hand_21_is_openposes_hand_order():
     """A gesture researcher's trial: the 21 keypoints a hand in OpenPose's (and MediaPipe's) order,
     wrist, then thumb, index, middle, ring, pinky from base to tip."""
-    assert J.HAND_21["left"].tolist() == [12, *range(25, 45)] and J.HAND_21["right"].tolist() == [13, *range(45, 65)]
-    # they index a person's joints as the README writes it (a tuple raised IndexError there: a docs audit)
+    assert J.HAND_21["left"] == (12, *range(25, 45)) and J.HAND_21["right"] == (13, *range(45, 65))
+    # they index a person's joints as the README writes it (`joints[HAND_21["left"]]` raised IndexError: a docs audit)
     joints = np.arange(137 * 3, dtype=np.float32).reshape(137, 3)
-    assert joints[J.HAND_21["left"]].shape == (21, 3) and np.array_equal(joints[J.HAND_21["right"]][0], joints[13])
-    assert torch.as_tensor(joints)[J.HAND_21["left"]].shape == (21, 3)
-    with pytest.raises(ValueError):
-        J.HAND_21["left"][0] = 0  # (read-only)
+    assert joints[list(J.HAND_21["left"])].shape == (21, 3)
+    assert np.array_equal(joints[list(J.HAND_21["right"])][0], joints[13])
+    assert torch.as_tensor(joints)[list(J.HAND_21["left"])].shape == (21, 3)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert 'people[k].joints[list(wbcap.body.joints.HAND_21["left"])]' in readme
+    with pytest.raises(TypeError):
+        J.HAND_21["left"] = ()  # type: ignore[index]  # (read-only)
     for side, s in (("left", "L"), ("right", "R")):
         names = [J.JOINT_NAMES[i] for i in J.HAND_21[side]]
         assert names[0] == f"{s}_Wrist" and names[1:5] == [f"{s}_Thumb_{k}" for k in range(1, 5)]

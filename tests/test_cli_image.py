@@ -505,8 +505,15 @@ def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args,
     assert sorted(p.name for p in out.iterdir()) == ["p0", "p1", "p2", "p3"]
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     write_rgb(src / "p1.jpg", person_image(120, 160, seed=9))  # (another picture under the name: done again)
+    (out / "p2" / "person_0" / "output.obj").unlink()  # (a result with a file deleted since: done again)
     r = invoke("image", src, "-o", out, "--full-image", "--no-render", "--skip-done", *micro_args)
-    assert [line.endswith("(done before: --skip-done)") for line in r.stdout.splitlines()] == [True, False, True, True]
+    assert [line.endswith("(done before: --skip-done)") for line in r.stdout.splitlines()] == [True, False, False, True]
+    # all done before: nothing is read or loaded, the detector included (a break-it review)
+    with monkeypatch.context() as patched:
+        patched.setattr("wbcap.io.images.load_image", lambda *a, **k: pytest.fail("a photo done before was read"))
+        patched.setattr("wbcap.image_app.make_detector", lambda *a, **k: pytest.fail("the detector was made"))
+        r = invoke("image", src, "-o", out, "--no-render", "--skip-done", *micro_args)
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 4, r.output
     monkeypatch.setattr(image_outputs, "write_image_outputs", stopped_at_the_third)
     # photos that failed are not said to have results (a review: "their results are in" a folder never made)
     (src / "p0.jpg").write_text("not an image")
@@ -1373,3 +1380,4 @@ def test_a_batch_of_photos_names_dot_stems_safely_and_says_what_it_replaced_cut_
     assert (f"{out / 'plain'}: held the result of another picture (plain.jpg), which this one's ({other}) replaces; "
             "to keep both, give each command its own -o folder, or name both pictures in one command") in \
         " ".join(r.stderr.split()), r.stderr
+

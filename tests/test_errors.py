@@ -219,3 +219,16 @@ def test_shell_word_pastes_back_to_the_same_name():
         said = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True).stdout
         assert said == os.fsencode(("./" if name.startswith("-") else "") + name), (name, word)
     assert shell_word("-dash") == "-dash" and shell_word("/a b") == "'/a b'"
+
+
+def test_a_name_that_is_not_utf8_is_printed_with_its_bytes_as_shell_words_write_them():
+    """A locale trial: `missing\\xe9.jpg` (Latin-1) was printed `missing\\udce9.jpg`, neither the name
+    nor pasteable; it is `\\xe9`, as `shell_word` writes it, in error, result and log lines."""
+    import os
+
+    from wbcap.console import printable, shell_word
+
+    name = os.fsdecode(b"caf\xe9.jpg")
+    assert printable(f"error: {name}: no such file") == "error: caf\\xe9.jpg: no such file"
+    assert shell_word(name) == "$'caf\\xe9.jpg'"
+    assert printable("naïve 😀 \x1b") == "naïve 😀 \\x1b"  # (characters that are UTF-8 stay)

@@ -49,15 +49,17 @@ def smplx_ids(names) -> list[int]:
 def test_the_tables_are_openposes_orders_in_smplxs_joints():
     from wbcap.body.joints import HAND_21 as HAND_21_OF_137
     from wbcap.body.joints import JOINT_IDX
-    from wbcap.export.openpose import ALL_IDS, BODY_25, FACE_70, HAND_21, KEYPOINTS
+    from wbcap.export.openpose import ALL_IDS, BODY_25, FACE_70, HAND_LEFT_21, HAND_RIGHT_21, KEYPOINTS
+
+    hand_21 = {"left": HAND_LEFT_21, "right": HAND_RIGHT_21}
 
     assert list(BODY_25) == smplx_ids(BODY_25_SMPLX)
-    assert list(HAND_21["left"]) == smplx_ids(hand_smplx("left"))
-    assert list(HAND_21["right"]) == smplx_ids(hand_smplx("right"))
+    assert list(HAND_LEFT_21) == smplx_ids(hand_smplx("left"))
+    assert list(HAND_RIGHT_21) == smplx_ids(hand_smplx("right"))
     assert len(FACE_70) == 70 and list(FACE_70) == smplx_ids(face_smplx())
     # the hands are the 137-joint set's HAND_21 (the API's order), and the record's lists in order
     for side in ("left", "right"):
-        assert [JOINT_IDX[i] for i in HAND_21_OF_137[side]] == list(HAND_21[side])
+        assert [JOINT_IDX[i] for i in HAND_21_OF_137[side]] == list(hand_21[side])
     assert list(KEYPOINTS) == ["pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
                                "hand_right_keypoints_2d"]
     assert len(ALL_IDS) == 25 + 70 + 21 + 21
@@ -132,7 +134,7 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     r = run("run", video, "-o", out, "--openpose", *args)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (out / "openpose").iterdir())
-    assert names == [f"my clip_{f:012d}_keypoints.json" for f in (0, 2, 4)]
+    assert names == [".wbcap-keypoints", *(f"my clip_{f:012d}_keypoints.json" for f in (0, 2, 4))]
     meta = json.loads((out / "meta.json").read_text())
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == [0, 2]
@@ -147,15 +149,29 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
         assert c.tolist() == inside.astype(float).tolist() and inside.any()
     assert json.loads((out / "openpose" / f"my clip_{4:012d}_keypoints.json").read_text()) == {"version": 1.3,
                                                                                                  "people": []}
-    # a resume without the flag writes none and leaves none of the earlier ones
+    # a resume with other smoothing rewrites them; beside a file of the user's, the earlier ones go all the same
+    (out / "openpose" / "notes.txt").write_text("mine")
+    before = (out / "openpose" / f"my clip_{2:012d}_keypoints.json").read_text()
+    (out / "openpose" / f"my clip_{2:012d}_keypoints.json").write_text("the earlier pass's")
+    r = run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args)
+    assert r.exit_code == 0, r.output
+    assert (out / "openpose" / f"my clip_{2:012d}_keypoints.json").read_text() == before
+    # a resume without the flag writes none and leaves none of the earlier ones, the user's file kept
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0, r.output
-    assert not (out / "openpose").exists()
-    # a folder of the user's own OpenPose output is kept (only --openpose's files are wbcap's)
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == [".wbcap-keypoints", "notes.txt"]
+    (out / "openpose" / "notes.txt").unlink()
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0 and not (out / "openpose").exists()
+    # a folder of the user's own OpenPose output (named as wbcap names its files) is kept, and --openpose
+    # is refused into it before any work (a break-it review: a resume deleted it)
     (out / "openpose").mkdir()
-    (out / "openpose" / "notes.txt").write_text("mine")
+    own = out / "openpose" / f"my clip_{0:012d}_keypoints.json"
+    own.write_text("OpenPose's")
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
-    assert (out / "openpose" / "notes.txt").read_text() == "mine"
+    assert own.read_text() == "OpenPose's"
+    r = run("run", video, "-o", out, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and f"{out / 'openpose'}: holds files wbcap did not write" in " ".join(r.output.split())
+    assert own.read_text() == "OpenPose's" and (out / "params.jsonl").is_file()
 
 
 def test_image_openpose_file_is_the_persons_joints_in_the_photo(tmp_path, micro_ckpt, body_dir):
@@ -183,7 +199,8 @@ def test_image_openpose_file_is_the_persons_joints_in_the_photo(tmp_path, micro_
 
 
 @pytest.mark.parametrize(("source", "stem"), [("clips/walk.mp4", "walk"), ("frames/*.png", "frames"),
-                                              ("/data/IMG_0001.MOV", "IMG_0001"), ("*.jpg", "frames")])
+                                              ("/data/IMG_0001.MOV", "IMG_0001"), ("/data/se*/f*.png", "data"),
+                                              ("/data/seq ü/**/*.png", "seq ü"), ("/data/.hidden.mp4", "hidden")])
 def test_the_frame_files_are_named_as_openpose_names_them(source, stem):
     from wbcap.export.openpose import frame_file_name, keypoints_stem
     from wbcap.io.run_folder import _KEYPOINTS_FILE
@@ -192,3 +209,12 @@ def test_the_frame_files_are_named_as_openpose_names_them(source, stem):
     name = frame_file_name(keypoints_stem(source), 42)
     assert name == f"{stem}_000000000042_keypoints.json" and _KEYPOINTS_FILE.fullmatch(name)
     assert _KEYPOINTS_FILE.fullmatch(f".{name[:-5]}.tmp-1a2b3c4d.json")  # (an atomic write's temporary)
+
+
+def test_the_frame_files_of_a_relative_source_take_the_working_folders_name(tmp_path, monkeypatch):
+    """`*.jpg` and `..` (a break-it review: `..` named hidden files `.._000000000000_keypoints.json`)."""
+    from wbcap.export.openpose import keypoints_stem
+
+    (tmp_path / "shoot" / "day").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "shoot" / "day")
+    assert keypoints_stem("*.jpg") == "day" and keypoints_stem("..") == "shoot" and keypoints_stem(".") == "day"

@@ -819,14 +819,15 @@ def test_a_folder_names_subfolders_whose_images_lie_deeper_and_its_hidden_pictur
     (tmp_path / "a" / "b" / "deep.jpg").write_bytes(b"x")
     (tmp_path / ".cache" / "c").mkdir(parents=True)
     (tmp_path / ".cache" / "c" / "thumb.jpg").write_bytes(b"x")  # (a hidden folder's: not said)
-    for name in ("top.jpg", ".hidden.jpg", "..x.jpg", "._top.jpg"):
+    for name in ("top.jpg", ".hidden.jpg", "..x.jpg", "._top.jpg", ".jpg"):
         (tmp_path / name).write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="wbcap.io.images"):
         assert [p.name for p in iter_image_paths([tmp_path])] == ["top.jpg"]
     assert sorted(r.getMessage() for r in caplog.records) == sorted([
         f"{tmp_path}: skipped the images in its subfolder a (a folder is read without its subfolders; "
         f"'{tmp_path}/**' reads them all)",
-        f"{tmp_path}: skipped the hidden pictures ..x.jpg, .hidden.jpg (names starting with '.'; name one to read it)"])
+        f"{tmp_path}: skipped the hidden pictures ..x.jpg, .hidden.jpg, .jpg (names starting with '.'; name one to "
+        "read it)"])
     only_deep = tmp_path / "a"
     with pytest.raises(InputError) as info:
         iter_image_paths([only_deep], warn=False)
@@ -853,3 +854,23 @@ def test_a_cut_tiff_webp_bmp_or_png_is_said_damaged_in_one_line_without_the_deco
     assert str(info.value).startswith(f"{cut}: {kind} file is truncated or corrupt"), str(info.value)
     assert str(info.value).endswith("re-download or re-export it")
     assert capfd.readouterr() == ("", "")
+
+
+def test_decoding_in_threads_leaves_opencvs_log_level_as_it_was(tmp_path):
+    """A break-it review: each decode saved and restored OpenCV's process-wide log level, so a
+    thread pool's decodes left it silent for good."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wbcap.io.images import _quiet_opencv, load_image
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), np.full((40, 30, 3), 7, np.uint8))
+    get, put = _quiet_opencv._functions(cv2)
+    level = get()
+    try:
+        put(2)  # (ERROR: not the default, so a level "restored" from another thread's silence shows)
+        with ThreadPoolExecutor(8) as pool:
+            assert all(img.shape == (40, 30, 3) for img in pool.map(load_image, [path] * 64))
+        assert get() == 2
+    finally:
+        put(level)

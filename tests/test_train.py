@@ -7,11 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from conftest import MICRO as CONFTEST_MICRO
 
 from wbcap.config import ModelConfig
+from wbcap.tomllib_compat import tomllib
 from wbcap.train.stages import STAGES, StageConfig, load_stage
 
 REPO = Path(__file__).resolve().parents[1]

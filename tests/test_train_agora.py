@@ -414,6 +414,9 @@ def test_a_recipe_wbcap_holds_is_named_without_its_folder(tmp_path, monkeypatch)
     assert recipe_path("agora") == REPO / "wbcap" / "train" / "configs" / "agora.toml"
     (tmp_path / "agora").write_text('stage = "finetune"\nlr = 3e-5\n')
     assert recipe_path("agora") == Path("agora") and load_stage("finetune", "agora").lr == 3e-5
+    (tmp_path / "agora").unlink()
+    (tmp_path / "agora").mkdir()  # (a folder of that name is no recipe: the recipe; a break-it review)
+    assert load_stage("finetune", "agora") == RECIPES["agora"]
     with pytest.raises(InputError, match=r"training config not found: agra \(give a TOML file, or the name of a recipe "
                                          r"wbcap holds: agora, body, finetune, hand\)"):
         load_stage("finetune", "agra")

@@ -17,14 +17,22 @@ from typing import Any
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+#: A byte that was not UTF-8 in a name, as ``os.fsdecode`` keeps it (surrogate escapes).
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def printable(text: str, one_line: bool = False) -> str:
     """``text`` with every control character a terminal would act on written as a Python escape
     (``ESC`` as ``\\x1b``), newlines and tabs kept (``one_line``: newlines escaped too, ``\\n``):
     what wbcap prints of names it did not make (file names, values read from files). A
     hostile-input trial named a photo with an escape sequence setting the terminal's title, and
     `wbcap image` printed it raw; another split an error over two lines with a newline in a
-    detector's name (an error is one line: ``one_line``)."""
+    detector's name (an error is one line: ``one_line``). A byte of a name that is not UTF-8 (a
+    Latin-1 ``é``, kept by ``os.fsdecode`` as a lone surrogate) is written ``\\xe9``, as
+    :func:`shell_word` writes it (it was printed ``\\udce9``, neither the name nor pasteable: a
+    locale trial)."""
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
     return text.replace("\n", "\\n") if one_line else text
 
 

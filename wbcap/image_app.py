@@ -373,22 +373,36 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
     if per_image_boxes is not None:
         _check_box_keys(paths, job, per_image_boxes)
+    results = []
+
+    def done(result: ImageResult) -> None:
+        results.append(result)
+        if on_progress is not None:
+            on_progress(result)
+
+    # (--skip-done: the photos done before, found first: none of them is read, and with all done
+    # nothing is loaded, the detector included: a break-it review)
+    skipped = {i: n for i, n in ((i, done_before(out_root / name, path) if job.skip_done else None)
+                                 for i, (path, name) in enumerate(zip(paths, names))) if n is not None}
+    todo = [i for i in range(len(paths)) if i not in skipped]
+    if not todo:
+        for i, people in skipped.items():
+            done(ImageResult(paths[i], out_root / names[i], people, None, skipped=True))
+        return results
     # The first image is read before anything is loaded (the model files looked for, the detector
     # made): one unreadable photo is said in a moment. Each image is read and detected before the
     # model loads, which it does for the first one with people (below).
-    stage("reading", paths[0])
+    stage("reading", paths[todo[0]])
     try:
-        first: object = load_image(paths[0])  # (the image array, or the error)
-        _check_size(paths[0], first)
+        first: object = load_image(paths[todo[0]])  # (the image array, or the error)
+        _check_size(paths[todo[0]], first)
     except WbcapError as exc:
         first = exc
         if len(paths) == 1:
-            result = _failed(paths[0], out_root / names[0], exc)
-            if on_progress is not None:
-                on_progress(result)
-            return [result]
+            done(_failed(paths[0], out_root / names[0], exc))
+            return results
     except Exception as exc:
-        add_note(exc, f"while processing {paths[0]}")
+        add_note(exc, f"while processing {paths[todo[0]]}")
         raise
     if pipeline is None:
         # a missing model file or checkpoint: one line before any detector's notice or download
@@ -401,23 +415,13 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
         detector = make_detector(job.detector, model=job.detector_model, device=job.pipeline.device,
                                  score_threshold=job.score_threshold, min_height_frac=job.min_height_frac,
                                  offline=job.offline)  # (max_people below: said when it drops)
-    results = []
-
-    def done(result: ImageResult) -> None:
-        results.append(result)
-        if on_progress is not None:
-            on_progress(result)
-
     limited: list[Path] = []  # (the photos whose boxes --max-people cut: _person_boxes)
     for i, (path, name) in enumerate(zip(paths, names)):
-        if job.skip_done:
-            people = done_before(out_root / name, path)
-            if people is not None:
-                first = None if i == 0 else first  # (the first photo's pixels, read before: not needed)
-                done(ImageResult(path, out_root / name, people, None, skipped=True))
-                continue
+        if i in skipped:
+            done(ImageResult(path, out_root / name, skipped[i], None, skipped=True))
+            continue
         try:
-            if i == 0:
+            if i == todo[0]:
                 if isinstance(first, WbcapError):
                     raise first
                 image, first = first, None

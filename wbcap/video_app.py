@@ -52,7 +52,6 @@ from wbcap.io.progress import Progress, add_time, expected_frames
 from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_records, read_raw, record_size, start_raw
 from wbcap.io.run_folder import (
     MESHES_DIR,
-    OPENPOSE_DIR,
     PARAMS_FILE,
     RENDER_FILE,
     TypedPath,
@@ -70,12 +69,14 @@ from wbcap.io.run_folder import (
     prepare_output,
     raw_path,
     read_meta,
+    refuse_foreign_keypoints,
     refuse_other_resume,
     refuse_output_inside_a_run,
     refuse_taken_output,
     remove_outputs,
     remove_temporary_files,
     restore_previous,
+    start_keypoints,
     start_writing,
     write_meta,
 )
@@ -589,7 +590,7 @@ def finalize(
         from wbcap.export.openpose import keypoints_stem, write_video_keypoints
 
         t0 = time.perf_counter()
-        write_video_keypoints(out / OPENPOSE_DIR, keypoints_stem(job.source), col.frames, shown, body, dev,
+        write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown, body, dev,
                               camera.focal, camera.princpt, camera.image_size, progress)
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
@@ -790,6 +791,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     if not (job.resume and pass_one_done(out) is not None):
         check_detector(job.detector, job.detector_model)
     created = not out.exists()
+    if job.write_openpose:  # (a user's OpenPose output there: one line now, not after the network)
+        refuse_foreign_keypoints(out)
     if not job.resume:
         refuse_output_inside_a_run(out)
         # (a folder holding a run, or files wbcap did not write with --overwrite; one another process

@@ -12,7 +12,7 @@ Values follow upstream ``common/utils/human_models.py`` (class ``SMPLX``) of Han
   (22 body + 15 left hand + 15 right hand + jaw).
 * ``JOINT_*``: the 137-joint supervision set; ``JOINT_IDX`` indexes the 144 output joints.
 * ``POS_*``: the 65-joint PositionNet set (= the first 65 joints of the 137 set).
-* ``HAND_21``: each hand's 21 keypoints of the 137 set in OpenPose's order (read-only arrays).
+* ``HAND_21``: each hand's 21 keypoints of the 137 set in OpenPose's order.
 
 Mappings are ``types.MappingProxyType`` (read-only) and index sets are ``range`` or ``tuple``.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-import numpy as np
 import torch
 
 from wbcap.body.pose_layout import FULL_POSE_JOINTS
@@ -66,12 +65,6 @@ __all__ = [
     "SMPLX_SHOULDERS",
     "reduce_joint_set",
 ]
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    """``array``, made read-only (a table of this module's)."""
-    array.setflags(write=False)
-    return array
-
 
 # --------------------------------------------------------------------------------------------
 # The 55 SMPL-X model joints (model order).
@@ -195,14 +188,13 @@ RWRIST_IDX = 13  # R_Wrist
 NECK_IDX = 7  # Neck
 #: Each hand's 21 keypoints of :data:`JOINT_NAMES` in OpenPose's (and MediaPipe's) hand order:
 #: the wrist, then thumb, index, middle, ring and pinky, each from its base to its tip (a gesture
-#: researcher's trial looked for them in that order): ``people[k].joints[HAND_21["left"]]`` gives
-#: ``(21, 3)``. Read-only ``int64`` arrays (a tuple indexed NumPy's arrays as 21 axes, an
-#: IndexError: a docs audit), which index NumPy arrays and torch tensors alike.
-HAND_21: MappingProxyType[str, np.ndarray] = MappingProxyType({
-    side: _read_only(np.array([JOINT_NAMES.index(f"{s}_Wrist")] + [JOINT_NAMES.index(f"{s}_{finger}_{k}")
-                                                                   for finger in ("Thumb", "Index", "Middle", "Ring",
-                                                                                  "Pinky")
-                                                                   for k in range(1, 5)], np.int64))
+#: researcher's trial looked for them in that order). Tuples, as this module's index sets: index
+#: an array with them as a list, ``people[k].joints[list(HAND_21["left"])]`` (``(21, 3)``; NumPy
+#: reads a tuple as one index per axis: an IndexError, a docs audit).
+HAND_21: MappingProxyType[str, tuple[int, ...]] = MappingProxyType({
+    side: (JOINT_NAMES.index(f"{s}_Wrist"),) + tuple(JOINT_NAMES.index(f"{s}_{finger}_{k}")
+                                                    for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
+                                                    for k in range(1, 5))
     for side, s in (("left", "L"), ("right", "R"))
 })
 FLIP_PAIRS: tuple[tuple[int, int], ...] = (

@@ -593,6 +593,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for noisy in ("PIL", "matplotlib", "trimesh", "OpenGL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # Pillow's own warnings on damaged pictures ("Corrupt EXIF data" of a cut TIFF, printed with
+        # its source line beside wbcap's one line saying the file is damaged: a break-it review)
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -184,8 +184,11 @@ def _run(ctx, job, pipeline=None) -> None:
             raise
     if failed and len(paths) > 1:  # (a batch's errors lie among hundreds of lines: a batch trial looked for a count)
         names = ", ".join(str(r.path) for r in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        new = [r for r in written if not r.skipped]  # (those done before: counted apart, a break-it review)
+        before = len(written) - len(new)
         click.echo(printable(f"{len(failed)} of {len(paths)} photos failed ({names}: each said above)"
-                             + (f"; {len(written)} written to {job.out}" if written else ""), one_line=True), err=True)
+                             + (f"; {len(new)} written to {job.out}" if new else "")
+                             + (f"; {before} done before" if before else ""), one_line=True), err=True)
     if written:  # (some results written: how to look at them, also when others failed)
         view_hint(ctx, job.out)
     if failed:

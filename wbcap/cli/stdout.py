@@ -118,17 +118,35 @@ class StdoutGuard:
         return f"{text}; the result was: {' | '.join(shown)}" + (f" | ... ({rest} more lines)" if rest else "")
 
 
+class _ClosedStdout:
+    """What stands for a stdout that is not there (``wbcap ... >&-``: Python's ``sys.stdout`` is
+    None): every write fails as writing to a closed descriptor does (EBADF), so a command that
+    prints a result is reported like one writing to a full disk (it exited 0 with its results
+    lost: a locale and terminal trial), and one that prints nothing (``wbcap -q``) is not."""
+
+    encoding = "utf-8"
+    errors = "backslashreplace"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+    def isatty(self) -> bool:
+        return False
+
+
 @contextlib.contextmanager
 def guarded_stdout() -> Iterator[StdoutGuard | None]:
-    """Within the block ``sys.stdout`` is a :class:`StdoutGuard` in front of the one there
-    (None, and nothing changed, when there is none: a closed stdout, ``pythonw``), and that
-    one is put back after it, unless something else replaced the guard meanwhile (click's
-    wrapper after a closed pipe)."""
+    """Within the block ``sys.stdout`` is a :class:`StdoutGuard` in front of the one there (a
+    :class:`_ClosedStdout` where there is none), and that one is put back after it, unless
+    something else replaced the guard meanwhile (click's wrapper after a closed pipe)."""
     stream = sys.stdout
-    if stream is None or isinstance(stream, StdoutGuard):  # (a nested call: the outer guard reports)
+    if isinstance(stream, StdoutGuard):  # (a nested call: the outer guard reports)
         yield None
         return
-    guard = StdoutGuard(stream)
+    guard = StdoutGuard(_ClosedStdout() if stream is None else stream)
     sys.stdout = guard
     try:
         yield guard

@@ -114,7 +114,7 @@ def _resume_hint(out: str, resume: bool, overwrite: bool) -> Iterator[None]:
 
 def _stage_command(stage: str, doc: str):
     @click.command(name=stage, help=doc + "\n\n" + STAGE_HELP)
-    @click.option("--config", "config_file", type=NonEmptyPath(dir_okay=False), default=None, help="TOML recipe file, or the name of one wbcap holds: body, hand, finetune (the stages' own "
+    @click.option("--config", "config_file", type=NonEmptyPath(), default=None, help="TOML recipe file, or the name of one wbcap holds: body, hand, finetune (the stages' own "
                        "values, to copy and edit: wbcap/train/configs/) and agora.")
     @click.option("--data-root", type=NonEmptyPath(file_okay=False), default=None, help=DATA_ROOT_HELP[stage])
     @click.option("--datasets", default=None, help=DATASETS_HELP[stage])

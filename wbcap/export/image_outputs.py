@@ -145,13 +145,29 @@ def earlier_record(final: Path) -> dict | None:
 
 
 def done_before(final: Path, image_path: Path) -> int | None:
-    """The number of people of the earlier result in ``final`` where it is of the picture at
-    ``image_path`` (the same ``image_sha256``: ``wbcap image --skip-done``); None otherwise (no
-    result, one of another picture, or one made before results recorded the picture's SHA-256)."""
+    """The number of people of the earlier result in ``final`` where it is whole and of the picture
+    at ``image_path`` (``wbcap image --skip-done``): ``person_0`` to ``person_<n-1>``, each with its
+    ``output.obj`` and a ``smplx_param.json`` of that picture's ``image_sha256``. None otherwise
+    (no result, one of another picture, one made before results recorded the picture's SHA-256,
+    or one with a person's folder or mesh deleted since: a break-it review)."""
+    import json
+
     earlier = earlier_record(final)
-    if earlier is None or earlier.get("image_sha256") != file_sha256(image_path):
+    if earlier is None or "image_sha256" not in earlier:
         return None
-    return sum(1 for p in final.iterdir() if PERSON_DIR.fullmatch(p.name) and p.is_dir())
+    digest = file_sha256(image_path)
+    people = sorted(int(m.group(1)) for p in final.iterdir() if (m := PERSON_DIR.fullmatch(p.name)) and p.is_dir())
+    if not people or people != list(range(len(people))):
+        return None
+    for k in people:
+        folder = final / f"person_{k}"
+        try:
+            record = json.loads((folder / "smplx_param.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, *JSON_ERRORS):
+            return None
+        if not isinstance(record, dict) or record.get("image_sha256") != digest or not (folder / "output.obj").is_file():
+            return None
+    return len(people)
 
 
 def _say_other_picture_replaced(final: Path, image_path: Path, digest: str, size: tuple[int, int]) -> None:

@@ -16,7 +16,7 @@ none; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that per
   ear, left big toe, small toe, heel, the right ones. SMPL-X's joints of those names: the neck
   and mid hip are SMPL-X's ``neck`` and ``pelvis`` joints (as SMPLify-X maps them), the face
   and feet points its vertex joints (``smplx``'s ``vertex_ids``).
-* ``hand_left_keypoints_2d``, ``hand_right_keypoints_2d``: 21 each (:data:`HAND_21`): the
+* ``hand_left_keypoints_2d``, ``hand_right_keypoints_2d``: 21 each (:data:`HAND_LEFT_21`, :data:`HAND_RIGHT_21`): the
   wrist, then thumb, index, middle, ring and pinky, each from its base to its tip (SMPL-X's
   three finger joints and the finger tip vertex). Left and right are the person's own.
 * ``face_keypoints_2d``: 70 (:data:`FACE_70`): the 68 points of the iBUG 300-W layout
@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -52,7 +54,8 @@ __all__ = [
     "ALL_IN_JOINT_SET",
     "BODY_25",
     "FACE_70",
-    "HAND_21",
+    "HAND_LEFT_21",
+    "HAND_RIGHT_21",
     "KEYPOINTS",
     "OPENPOSE_VERSION",
     "frame_file_name",
@@ -80,24 +83,30 @@ BODY_25: tuple[int, ...] = _ids((
     "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "R_Eye", "L_Eye", "R_Ear", "L_Ear",
     "L_Big_toe", "L_Small_toe", "L_Heel", "R_Big_toe", "R_Small_toe", "R_Heel",
 ))
-#: OpenPose's hand order (wrist; thumb, index, middle, ring, pinky from base to tip) per side
-#: (``"left"``, ``"right"``: the person's own), indices into the 144 output joints.
-HAND_21: Mapping[str, tuple[int, ...]] = {
-    side: _ids((f"{s}_Wrist", *(f"{s}_{finger}_{k}" for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
-                                for k in range(1, 5))))
-    for side, s in (("left", "L"), ("right", "R"))
-}
+
+
+def _hand(s: str) -> tuple[int, ...]:
+    """OpenPose's hand order (wrist; thumb, index, middle, ring, pinky from base to tip) of side
+    ``s`` (``"L"``, ``"R"``: the person's own), indices into the 144 output joints."""
+    return _ids((f"{s}_Wrist", *(f"{s}_{finger}_{k}" for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky")
+                                 for k in range(1, 5))))
+
+
+#: ``hand_left_keypoints_2d``'s and ``hand_right_keypoints_2d``'s 21 points, indices into the 144
+#: output joints (:data:`wbcap.body.joints.HAND_21` gives the same points in the 137-joint set).
+HAND_LEFT_21: tuple[int, ...] = _hand("L")
+HAND_RIGHT_21: tuple[int, ...] = _hand("R")
 #: OpenPose's 70 face points: the iBUG 68 (jaw contour from the person's right, then SMPL-X's 51
 #: landmarks, which follow iBUG's points 17-67) and the right and left pupils.
 FACE_70: tuple[int, ...] = _ids((*(f"Contour_{i}" for i in range(1, 18)), *(f"Landmark_{i}" for i in range(1, 52)),
                                  "R_Eye", "L_Eye"))
 #: Each list of a person's record and its keypoints (indices into the 144 output joints).
-KEYPOINTS: Mapping[str, tuple[int, ...]] = {
+KEYPOINTS: Mapping[str, tuple[int, ...]] = MappingProxyType({
     "pose_keypoints_2d": BODY_25,
     "face_keypoints_2d": FACE_70,
-    "hand_left_keypoints_2d": HAND_21["left"],
-    "hand_right_keypoints_2d": HAND_21["right"],
-}
+    "hand_left_keypoints_2d": HAND_LEFT_21,
+    "hand_right_keypoints_2d": HAND_RIGHT_21,
+})
 #: Every keypoint of a record, in :data:`KEYPOINTS`' order (137 indices into the 144 joints).
 ALL_IDS: tuple[int, ...] = tuple(i for ids in KEYPOINTS.values() for i in ids)
 #: :data:`ALL_IDS` as indices into the 137-joint set (:data:`wbcap.body.joints.JOINT_IDX`):
@@ -115,9 +124,12 @@ def keypoints_stem(source: str) -> str:
     OpenPose names them (``clips/walk.mp4`` → ``walk``); for a folder of pictures its name, for
     a glob (``frames/*.png``) its folder's (``frames``)."""
     path = Path(str(source).rstrip("/"))
-    if any(c in path.name for c in "*?["):
+    while any(c in path.name for c in "*?["):  # (`se*/f*.png`, `seq/**/*.png`: the first folder without one)
         path = path.parent
-    return (path.name if path.is_dir() or not path.suffix else path.stem) or "frames"
+    if path.name in ("", ".", ".."):  # (`..`, `*.png` in the working folder: the folder's own name)
+        path = Path(os.path.abspath(path))
+    stem = path.name if path.is_dir() or not path.suffix else path.stem
+    return stem.lstrip(".") or "frames"  # (not a hidden file: `.._000000000000_keypoints.json`, a review)
 
 
 def keypoints_record(points: np.ndarray, image_size: tuple[int, int], person_id: int,
@@ -134,7 +146,8 @@ def keypoints_record(points: np.ndarray, image_size: tuple[int, int], person_id:
         The JSON-able record (module docstring: ``c`` 1 inside the picture, else 0).
     """
     p = np.asarray(points, np.float64).reshape(len(ALL_IDS), 2)
-    front = np.ones(len(p), bool) if in_front is None else np.asarray(in_front, bool)
+    # (a copy: `&=` wrote into the caller's array, a review)
+    front = np.ones(len(p), bool) if in_front is None else np.array(in_front, bool)
     front &= np.isfinite(p).all(1)
     p = np.where(front[:, None], p, 0.0)
     w, h = image_size

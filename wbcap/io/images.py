@@ -402,23 +402,50 @@ def _turned_by_decoder(data: bytes, decoded: np.ndarray, turn: int) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _quiet_opencv(cv2):
-    """OpenCV's own log lines off while it decodes (``[ WARN:0@11.6] global grfmt_tiff.cpp:833
-    readData ...`` went to stderr beside wbcap's one line for a cut TIFF: a batch trial); its
-    level as it was afterwards."""
-    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)  # (4.12+; cv2 itself before)
-    get, put = (getattr(logging_api, "getLogLevel", None) or getattr(cv2, "getLogLevel", None),
-                getattr(logging_api, "setLogLevel", None) or getattr(cv2, "setLogLevel", None))
-    if get is None or put is None:  # (a build without either: its lines as they come)
-        yield
-        return
-    level = get()
-    put(0)  # (LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        put(level)
+class _OpenCVQuiet:
+    """OpenCV's own log lines off while any thread decodes (``[ WARN:0@11.6] global
+    grfmt_tiff.cpp:833 readData ...`` went to stderr beside wbcap's one line for a cut TIFF: a
+    batch trial), its level as it was once the last one is done. OpenCV's level is the process's:
+    one instance (:data:`_QUIET_OPENCV`) counts the decoders under a lock (each thread saving and
+    restoring it left it silent for good after a thread pool's decodes: a break-it review)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._users = 0
+        self._level: int | None = None
+
+    @staticmethod
+    def _functions(cv2) -> tuple[Callable[[], int], Callable[[int], None]] | None:
+        logging_api = getattr(getattr(cv2, "utils", None), "logging", None)  # (4.12+; cv2 itself before)
+        get = getattr(logging_api, "getLogLevel", None) or getattr(cv2, "getLogLevel", None)
+        put = getattr(logging_api, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
+        return None if get is None or put is None else (get, put)
+
+    @contextlib.contextmanager
+    def __call__(self, cv2):
+        functions = self._functions(cv2)
+        if functions is None:  # (a build without either: its lines as they come)
+            yield
+            return
+        get, put = functions
+        with self._lock:
+            if self._users == 0:
+                self._level = get()
+                put(0)  # (LOG_LEVEL_SILENT)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._level is not None:
+                    put(self._level)
+
+
+#: The one holder of OpenCV's log level while pictures decode (:class:`_OpenCVQuiet`).
+_quiet_opencv = _OpenCVQuiet()
 
 
 def _decodable_kind(data: bytes) -> str | None:
@@ -806,8 +833,8 @@ def _warn_hidden_pictures(folder: Path, entries: list[Path]) -> None:
     """One warning for the hidden pictures (names starting with ``.``) a folder input leaves out
     (left out without a word: a batch trial); macOS's ``._*`` files beside copied pictures, which
     hold no picture, are left out silently."""
-    hidden = [f for f in entries if f.name.startswith(".") and not f.name.startswith("._")
-              and f.suffix.lower().rstrip() in IMAGE_EXTENSIONS and f.is_file()]
+    hidden = [f for f in entries if f.name.startswith(".") and not f.name.startswith("._")  # (`.jpg` too: a review)
+              and (f.suffix or f.name).lower().rstrip() in IMAGE_EXTENSIONS and f.is_file()]
     if hidden:
         more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
         log.warning("%s: skipped the hidden picture%s %s%s (names starting with '.'; name one to read it)", folder,

@@ -71,6 +71,10 @@ RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
 OPENPOSE_DIR = "openpose"
+#: The empty file that marks an ``openpose/`` folder as wbcap's: OpenPose's own files are named as
+#: wbcap names its (``<video>_<frame:012d>_keypoints.json``), so only the mark tells a folder of a
+#: user's OpenPose output, which a resume deleted, from wbcap's (a break-it review).
+KEYPOINTS_MARK = ".wbcap-keypoints"
 #: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found
 #: (``--body-models``, ``$WBCAP_BODY_MODELS`` or the user data folder), as :func:`absolute_path`
 #: makes it: for ``wbcap export`` and ``wbcap view`` (:func:`recorded_body_models`). It records,
@@ -427,16 +431,86 @@ def _our_meshes(folder: Path) -> bool:
 _KEYPOINTS_FILE = re.compile(r"[^/]*_\d{12}_keypoints\.json|\.[^/]*_\d{12}_keypoints\.tmp-[^/]*")
 
 
-def _our_keypoints(folder: Path) -> bool:
-    """Whether ``folder`` is an ``openpose/`` folder as ``--openpose`` writes it: a real folder
-    (not a link) holding only :data:`_KEYPOINTS_FILE` files (a user's own file there makes it
-    theirs, as in ``meshes/``)."""
-    if folder.is_symlink() or not folder.is_dir():
-        return folder.is_symlink() or folder.exists()  # (a link or a file of that name: removed, as meshes/)
+def _keypoint_files(folder: Path) -> list[Path] | None:
+    """The files of ``--openpose`` in ``folder``, an ``openpose/`` folder wbcap marked
+    (:data:`KEYPOINTS_MARK`): the mark and its :data:`_KEYPOINTS_FILE` files; None for a folder
+    without the mark (a user's, wbcap's files nowhere in it), a link or what cannot be read."""
+    mark = folder / KEYPOINTS_MARK
+    if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
+        return None
     try:
-        return all(f.is_file() and not f.is_symlink() and _KEYPOINTS_FILE.fullmatch(f.name) for f in folder.iterdir())
+        return [mark] + sorted(f for f in folder.iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and f.is_file()
+                               and not f.is_symlink())
+    except OSError:
+        return None
+
+
+def _our_keypoints(folder: Path) -> bool:
+    """Whether ``folder`` is an ``openpose/`` folder as ``--openpose`` writes it: marked as
+    wbcap's and holding nothing but its files (a user's own file there makes it theirs, as in
+    ``meshes/``), or a link or a file of that name (removed, not followed)."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        return True
+    ours = _keypoint_files(folder)
+    try:
+        return ours is not None and len(ours) == sum(1 for _ in folder.iterdir())
     except OSError:
         return False
+
+
+def remove_keypoints(out: Path) -> None:
+    """Delete ``--openpose``'s files in ``out/openpose/`` (:func:`_keypoint_files`), and the folder
+    where nothing else is left: a pass 2 writing other keypoints, or none, leaves none of the earlier
+    ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a break-it
+    review); a folder wbcap did not mark (a user's OpenPose output) is left as it is."""
+    folder = out / OPENPOSE_DIR
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+        return
+    ours = _keypoint_files(folder)
+    if ours is None:
+        return
+    for path in ours[1:]:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        if [p.name for p in folder.iterdir()] == [KEYPOINTS_MARK]:  # (else the user's files stay in a marked folder)
+            ours[0].unlink()
+            folder.rmdir()
+
+
+def start_keypoints(out: Path) -> Path:
+    """``out/openpose/``, made and marked as wbcap's for ``--openpose`` to write into.
+
+    Raises:
+        InputError: ``out/openpose`` exists and is not wbcap's (a user's OpenPose output: its
+            files would be replaced by wbcap's of the same names, a break-it review).
+    """
+    from wbcap.atomic import atomic_write_bytes
+
+    folder = out / OPENPOSE_DIR
+    refuse_foreign_keypoints(out)
+    folder.mkdir(exist_ok=True)
+    atomic_write_bytes(folder / KEYPOINTS_MARK, b"")
+    return folder
+
+
+def refuse_foreign_keypoints(out: Path) -> None:
+    """Refuse ``--openpose`` where ``out/openpose`` holds something wbcap did not write there
+    (no :data:`KEYPOINTS_MARK`): checked before any work and again before writing.
+
+    Raises:
+        InputError: naming the folder and the fix.
+    """
+    folder = out / OPENPOSE_DIR
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    try:
+        empty = folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir())
+    except OSError:
+        empty = False
+    if not empty and _keypoint_files(folder) is None:
+        raise InputError(f"{folder}: holds files wbcap did not write (OpenPose's own output?), which --openpose "
+                         "would mix its files with or replace; move it away, or write the run to another folder")
 
 
 #: The hidden temporary names of pass 2's files (``.<stem>.tmp-*``, :mod:`wbcap.atomic`; the
@@ -1313,14 +1387,14 @@ def remove_outputs(out: Path) -> list[Path]:
     """Before pass 2 writes OUT's outputs: delete those an earlier pass 2 of this folder wrote
     (``--resume`` with other smoothing, --export or --obj), or ``wbcap export`` wrote from its
     ``params.jsonl``: ``params.jsonl``, ``meta.json``, the
-    track files (:func:`track_files`), ``meshes/``, ``openpose/`` (where it holds only
-    ``--openpose``'s files: a folder of a user's own OpenPose output is kept) and ``render.mp4``. A pass 2 stopped part way
+    track files (:func:`track_files`), ``meshes/``, ``--openpose``'s files (:func:`remove_keypoints`:
+    a folder of a user's own OpenPose output is kept) and ``render.mp4``. A pass 2 stopped part way
     (Ctrl-C, a full disk) then leaves only its own files beside the frames, never a mix of two
     settings (the old sigma's render.mp4 beside the new sigma's tracks); ``--resume`` writes them all.
     Returns the track files removed."""
     removed = track_files(out)
-    keypoints = [out / OPENPOSE_DIR] if _our_keypoints(out / OPENPOSE_DIR) else []
-    for path in [out / PARAMS_FILE, out / META_FILE, *removed, out / MESHES_DIR, *keypoints, out / RENDER_FILE]:
+    remove_keypoints(out)
+    for path in [out / PARAMS_FILE, out / META_FILE, *removed, out / MESHES_DIR, out / RENDER_FILE]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():

@@ -284,8 +284,8 @@ def recipe_path(name_or_path: str | Path) -> Path:
 
     path = Path(name_or_path).expanduser()
     text = str(name_or_path)
-    if path.exists() or path.suffix or "/" in text or os.sep in text or text not in packaged_recipes():
-        return path
+    if path.is_file() or path.suffix or "/" in text or os.sep in text or text not in packaged_recipes():
+        return path  # (a folder named as a recipe is no recipe: the recipe, a break-it review)
     return Path(str(resources.files("wbcap.train") / "configs" / f"{text}.toml"))
 
 
