@@ -508,6 +508,10 @@ def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args,
     (out / "p2" / "person_0" / "output.obj").unlink()  # (a result with a file deleted since: done again)
     r = invoke("image", src, "-o", out, "--full-image", "--no-render", "--skip-done", *micro_args)
     assert [line.endswith("(done before: --skip-done)") for line in r.stdout.splitlines()] == [True, False, False, True]
+    # a result without the files now asked for is not done (a second break-it review's question)
+    r = invoke("image", src / "p3.jpg", "-o", out, "--full-image", "--no-render", "--skip-done", "--openpose",
+               *micro_args)
+    assert r.exit_code == 0 and "done before" not in r.stdout and (out / "p3" / "person_0" / "output_keypoints.json").is_file()
     # all done before: nothing is read or loaded, the detector included (a break-it review)
     with monkeypatch.context() as patched:
         patched.setattr("wbcap.io.images.load_image", lambda *a, **k: pytest.fail("a photo done before was read"))

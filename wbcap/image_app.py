@@ -366,7 +366,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
                     renderer) -> list[ImageResult]:
     """:func:`_run_images` once ``out_root`` is checked: each photo read, detected, regressed and written."""
     from wbcap.detect.boxes import load_boxes_json
-    from wbcap.export.image_outputs import done_before, write_image_outputs
+    from wbcap.export.image_outputs import done_before, result_files, write_image_outputs
     from wbcap.io.images import load_image
     from wbcap.pipeline import Pipeline
 
@@ -382,7 +382,8 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
 
     # (--skip-done: the photos done before, found first: none of them is read, and with all done
     # nothing is loaded, the detector included: a break-it review)
-    skipped = {i: n for i, n in ((i, done_before(out_root / name, path) if job.skip_done else None)
+    wanted = result_files(job.render, job.write_openpose, job.export)  # (a result without them is not done)
+    skipped = {i: n for i, n in ((i, done_before(out_root / name, path, wanted) if job.skip_done else None)
                                  for i, (path, name) in enumerate(zip(paths, names))) if n is not None}
     todo = [i for i in range(len(paths)) if i not in skipped]
     if not todo:

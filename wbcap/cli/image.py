@@ -67,8 +67,9 @@ def _parse_bboxes(ctx, param, values):
               help="Also write person_<k>/output_keypoints.json: the person's 2D keypoints in OpenPose's JSON "
                    "(BODY_25, 21 per hand, 70 face points), projected from the SMPL-X body.")
 @click.option("--skip-done", is_flag=True,
-              help="Leave a photo whose output folder already holds a result of that same picture (its SHA-256) as "
-                   "it is: finishes an interrupted batch (the settings it was made with are not compared).")
+              help="Leave a photo whose output folder already holds a whole result of that same picture (its "
+                   "SHA-256), with the files this command writes, as it is: finishes an interrupted batch (the "
+                   "other settings it was made with are not compared).")
 @click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,

@@ -144,12 +144,26 @@ def earlier_record(final: Path) -> dict | None:
     return None
 
 
-def done_before(final: Path, image_path: Path) -> int | None:
-    """The number of people of the earlier result in ``final`` where it is whole and of the picture
-    at ``image_path`` (``wbcap image --skip-done``): ``person_0`` to ``person_<n-1>``, each with its
-    ``output.obj`` and a ``smplx_param.json`` of that picture's ``image_sha256``. None otherwise
-    (no result, one of another picture, one made before results recorded the picture's SHA-256,
-    or one with a person's folder or mesh deleted since: a break-it review)."""
+def result_files(render: bool, openpose: bool, export: Any = None) -> tuple[str, ...]:
+    """The files :func:`write_image_outputs` writes in each ``person_<k>/`` with these settings
+    (``export``: an :class:`~wbcap.export.animation.AnimationExport`, or None)."""
+    names = ["output.obj", "smplx_param.json"]
+    if render:
+        names += ["render_original_img.jpg", "render_cropped_img.jpg"]
+    if openpose:
+        names.append(KEYPOINTS_FILE)
+    names += [f"output.{f}" for f in (export.formats if export is not None else ())]
+    return tuple(names)
+
+
+def done_before(final: Path, image_path: Path, files: Sequence[str] = ("output.obj",)) -> int | None:
+    """The number of people of the earlier result in ``final`` where it is whole, of the picture at
+    ``image_path`` and holds ``files`` (:func:`result_files` of this command's settings: a result
+    made without ``--openpose`` is not done for a command asking for it) (``wbcap image
+    --skip-done``): ``person_0`` to ``person_<n-1>``, each with ``files`` and a ``smplx_param.json``
+    of that picture's ``image_sha256``. None otherwise (no result, one of another picture, one made
+    before results recorded the picture's SHA-256, or one with a person's folder or file deleted
+    since: a break-it review)."""
     import json
 
     earlier = earlier_record(final)
@@ -165,7 +179,8 @@ def done_before(final: Path, image_path: Path) -> int | None:
             record = json.loads((folder / "smplx_param.json").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, *JSON_ERRORS):
             return None
-        if not isinstance(record, dict) or record.get("image_sha256") != digest or not (folder / "output.obj").is_file():
+        if not isinstance(record, dict) or record.get("image_sha256") != digest or not all(
+                (folder / name).is_file() for name in files):
             return None
     return len(people)
 
