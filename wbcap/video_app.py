@@ -590,8 +590,8 @@ def finalize(
         from wbcap.export.openpose import keypoints_stem, write_video_keypoints
 
         t0 = time.perf_counter()
-        write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown, body, dev,
-                              camera.focal, camera.princpt, camera.image_size, progress)
+        write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown, body, dev, camera,
+                              progress)
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:

@@ -63,7 +63,6 @@ __all__ = [
     "keypoints_stem",
     "people_document",
     "person_keypoints",
-    "project_camera_points",
     "write_keypoints_json",
     "write_video_keypoints",
 ]
@@ -178,18 +177,6 @@ def person_keypoints(person: Any, image_size: tuple[int, int]) -> dict[str, Any]
     return keypoints_record(points, image_size, int(person.index), np.asarray(person.joints)[ids, 2] > 1e-9)
 
 
-def project_camera_points(points: np.ndarray, focal: Sequence[float], princpt: Sequence[float]
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """``(..., 3)`` camera points (metres, OpenCV axes) → ``(..., 2)`` pixels and ``(...)`` bool
-    in front of the camera (z > 0; behind it the pixels are meaningless)."""
-    p = np.asarray(points, np.float64)
-    z = p[..., 2]
-    front = z > 1e-9
-    safe = np.where(front, z, 1.0)[..., None]
-    xy = p[..., :2] / safe * np.asarray(focal[:2], np.float64) + np.asarray(princpt[:2], np.float64)
-    return xy, front
-
-
 def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]]) -> Path:
     """Write :func:`people_document` of ``records`` to ``path``, atomically. Returns the path."""
     from wbcap.atomic import atomic_write_text
@@ -199,16 +186,15 @@ def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]])
 
 
 def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks: Mapping[int, Any], body: Any,
-                          device: Any, focal: Sequence[float], princpt: Sequence[float],
-                          image_size: tuple[int, int], progress: Any = None) -> int:
+                          device: Any, camera: Any, progress: Any = None) -> int:
     """``folder/<stem>_<frame:012d>_keypoints.json`` for every frame of ``frames`` (source frame
     indices: the processed frames, people or none) with the people ``tracks`` hold there.
 
     Args:
         tracks: ``{track id: SmoothedTrack}`` (:mod:`wbcap.smooth.track`), posed with ``body``
             (the :class:`~wbcap.body.smplx_layer.SMPLXLayer`) on ``device``
-            (:func:`wbcap.smooth.posing.pose_track`), in the video camera ``focal``, ``princpt``
-            (pixels) of a picture ``image_size`` ``(W, H)``.
+            (:func:`wbcap.smooth.posing.pose_track`), in the video's
+            :class:`~wbcap.camera.ImageCamera` ``camera`` (its projection and picture size).
         progress: called ``("keypoints", done, total)`` frames.
 
     Returns:
@@ -222,14 +208,15 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
         track = tracks[tid]
         # (no vertices leave the device: a whole track's meshes were ~125 kB a row)
         joints = pose_track(body, track, device, vertex_ids=np.zeros(0, np.int64), joint_ids=ids).joints
-        xy, front = project_camera_points(joints, focal, princpt)  # (R, 137, 2), (R, 137)
-        xy = xy.astype(np.float32)  # (held for every person-frame until written: half the memory)
+        front = joints[..., 2] > 1e-9  # (R, 137): behind the camera a projection means nothing
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = camera.project(joints).astype(np.float32)  # (R, 137, 2); float32: held for every person-frame
         for row, frame in enumerate(np.asarray(track.frame)):
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
     folder.mkdir(parents=True, exist_ok=True)
     frames = sorted({int(f) for f in frames})
     for done, frame in enumerate(frames, 1):
-        records = [keypoints_record(xy, image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
+        records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
         write_keypoints_json(folder / frame_file_name(stem, frame), records)
         if progress is not None:
             progress("keypoints", done, len(frames))
