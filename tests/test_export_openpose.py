@@ -134,7 +134,9 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     r = run("run", video, "-o", out, "--openpose", *args)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (out / "openpose").iterdir())
-    assert names == [".wbcap-keypoints", *(f"my clip_{f:012d}_keypoints.json" for f in (0, 2, 4))]
+    # (only OpenPose's files: EasyMocap's importer read a marker file there as JSON, a consumer's trial)
+    assert names == [f"my clip_{f:012d}_keypoints.json" for f in (0, 2, 4)]
+    assert (out / ".wbcap" / "openpose-written").is_file()
     meta = json.loads((out / "meta.json").read_text())
     lines = [json.loads(x) for x in (out / "params.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == [0, 2]
@@ -159,7 +161,7 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     # a resume without the flag writes none and leaves none of the earlier ones, the user's file kept
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (out / "openpose").iterdir()) == [".wbcap-keypoints", "notes.txt"]
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == ["notes.txt"]
     (out / "openpose" / "notes.txt").unlink()
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0 and not (out / "openpose").exists()
     # a folder of the user's own OpenPose output (named as wbcap names its files) is kept, and --openpose
@@ -209,6 +211,7 @@ def test_the_frame_files_are_named_as_openpose_names_them(source, stem):
     name = frame_file_name(keypoints_stem(source), 42)
     assert name == f"{stem}_000000000042_keypoints.json" and _KEYPOINTS_FILE.fullmatch(name)
     assert _KEYPOINTS_FILE.fullmatch(f".{name[:-5]}.tmp-1a2b3c4d.json")  # (an atomic write's temporary)
+    assert _KEYPOINTS_FILE.fullmatch("000042_keypoints.json") and not _KEYPOINTS_FILE.fullmatch("notes.txt")
 
 
 def test_the_frame_files_of_a_relative_source_take_the_working_folders_name(tmp_path, monkeypatch):
@@ -218,3 +221,21 @@ def test_the_frame_files_of_a_relative_source_take_the_working_folders_name(tmp_
     (tmp_path / "shoot" / "day").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "shoot" / "day")
     assert keypoints_stem("*.jpg") == "day" and keypoints_stem("..") == "shoot" and keypoints_stem(".") == "day"
+
+
+def test_an_image_sequences_files_are_named_after_its_images(tmp_path, micro_ckpt, body_dir):
+    """A consumer's trial: SMPLify-X opens `keypoints/<image stem>_keypoints.json` for each image
+    (as OpenPose's --image_dir names them); a run of `frames/*.png` named them `frames_<frame>`."""
+    import cv2
+
+    (tmp_path / "frames").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "frames" / f"img_{i:03d}.png"), person_image(160, 120, seed=0)[:, :, ::-1])
+    r = run("run", tmp_path / "frames" / "*.png", "-o", tmp_path / "out", "--openpose", "--detector", "full",
+            "--no-render", "--export", "npz", "--min-track", "1", "--checkpoint", micro_ckpt, "--body-models", body_dir,
+            "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out" / "openpose").iterdir()) == [
+        f"img_{i:03d}_keypoints.json" for i in range(3)]
+    doc = json.loads((tmp_path / "out" / "openpose" / "img_001_keypoints.json").read_text())
+    assert [p["person_id"] for p in doc["people"]] == [[0]]

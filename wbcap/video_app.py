@@ -590,8 +590,13 @@ def finalize(
         from wbcap.export.openpose import keypoints_stem, write_video_keypoints
 
         t0 = time.perf_counter()
+        images = None
+        if info.is_image_sequence:  # (each frame's file named after its image: frame k is the k-th image)
+            from wbcap.io.images import iter_image_paths
+
+            images = [p.stem for p in iter_image_paths(job.source, warn=False)]
         write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown, body, dev, camera,
-                              progress)
+                              progress, image_names=images)
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:

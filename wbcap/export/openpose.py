@@ -1,10 +1,11 @@
 """2D keypoints in OpenPose's JSON (``--write_json``'s files): what 2D tools take — SMPLify-X,
-EasyMocap, ControlNet's pose conditioning, gesture and HCI annotation tools — made from the
+EasyMocap, gesture and HCI annotation tools — made from the
 SMPL-X bodies wbcap estimated, projected into the picture.
 
 One file per picture (``wbcap run --openpose``: ``openpose/<video stem>_<frame:012d>_keypoints.json``
 for every processed frame, ``<frame>`` the source's frame index as in ``params.jsonl``, people or
-none; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that person alone)::
+none; an image sequence's ``<image stem>_keypoints.json``, as OpenPose's ``--image_dir`` names
+them; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that person alone)::
 
     {"version": 1.3, "people": [{"person_id": [id], "pose_keypoints_2d": [x0, y0, c0, x1, ...],
       "face_keypoints_2d": [...], "hand_left_keypoints_2d": [...], "hand_right_keypoints_2d": [...],
@@ -186,9 +187,13 @@ def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]])
 
 
 def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks: Mapping[int, Any], body: Any,
-                          device: Any, camera: Any, progress: Any = None) -> int:
+                          device: Any, camera: Any, progress: Any = None,
+                          image_names: Sequence[str] | None = None) -> int:
     """``folder/<stem>_<frame:012d>_keypoints.json`` for every frame of ``frames`` (source frame
-    indices: the processed frames, people or none) with the people ``tracks`` hold there.
+    indices: the processed frames, people or none) with the people ``tracks`` hold there; for an
+    image sequence ``image_names`` (each image's file stem, by frame index) names each frame's file
+    ``<image stem>_keypoints.json``, as OpenPose's ``--image_dir`` does and SMPLify-X and EasyMocap
+    pair files with images (a consumer's trial), unless two stems are alike (then as a video's).
 
     Args:
         tracks: ``{track id: SmoothedTrack}`` (:mod:`wbcap.smooth.track`), posed with ``body``
@@ -215,9 +220,12 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
     folder.mkdir(parents=True, exist_ok=True)
     frames = sorted({int(f) for f in frames})
+    by_image = image_names is not None and len(set(image_names)) == len(image_names) and all(
+        0 <= f < len(image_names) for f in frames)
     for done, frame in enumerate(frames, 1):
         records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
-        write_keypoints_json(folder / frame_file_name(stem, frame), records)
+        name = f"{image_names[frame]}_keypoints.json" if by_image else frame_file_name(stem, frame)
+        write_keypoints_json(folder / name, records)
         if progress is not None:
             progress("keypoints", done, len(frames))
     log.info("wrote %d OpenPose keypoint files in %s", len(frames), folder)

@@ -21,7 +21,9 @@ Layout::
     OUT/track_<id>.glb|bvh|fbx  animation files with --export (:mod:`wbcap.export.animation`)
     OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
     OUT/openpose/<stem>_<frame>_keypoints.json   with --openpose: every processed frame's people's
-                              2D keypoints in OpenPose's JSON (:mod:`wbcap.export.openpose`)
+                              2D keypoints in OpenPose's JSON (:mod:`wbcap.export.openpose`; an
+                              image sequence's <image>_keypoints.json), marked as wbcap's by
+                              OUT/.wbcap/openpose-written (:func:`start_keypoints`)
     OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
 
 Every output file is written under a hidden temporary name (``.params.tmp-*``...) and renamed
@@ -71,10 +73,8 @@ RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
 OPENPOSE_DIR = "openpose"
-#: The empty file that marks an ``openpose/`` folder as wbcap's: OpenPose's own files are named as
-#: wbcap names its (``<video>_<frame:012d>_keypoints.json``), so only the mark tells a folder of a
-#: user's OpenPose output, which a resume deleted, from wbcap's (a break-it review).
-KEYPOINTS_MARK = ".wbcap-keypoints"
+#: The empty file in ``.wbcap/`` that marks ``openpose/`` as wbcap's (:func:`_keypoints_mark`).
+KEYPOINTS_MARK = "openpose-written"
 #: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found
 #: (``--body-models``, ``$WBCAP_BODY_MODELS`` or the user data folder), as :func:`absolute_path`
 #: makes it: for ``wbcap export`` and ``wbcap view`` (:func:`recorded_body_models`). It records,
@@ -345,7 +345,7 @@ def _our_outputs(out: Path) -> list[Path]:
     found = [out / n for n in names if (out / n).exists()]
     if _our_meshes(out / MESHES_DIR):
         found.append(out / MESHES_DIR)
-    if _our_keypoints(out / OPENPOSE_DIR):
+    if _our_keypoints(out):
         found.append(out / OPENPOSE_DIR)
     return found + track_files(out) + temporary_files(out)
 
@@ -427,31 +427,41 @@ def _our_meshes(folder: Path) -> bool:
 
 
 #: A file :func:`wbcap.export.openpose.write_video_keypoints` writes in ``openpose/``
-#: (``<stem>_<frame:012d>_keypoints.json``), or its temporary (``.<name>.tmp-*``).
-_KEYPOINTS_FILE = re.compile(r"[^/]*_\d{12}_keypoints\.json|\.[^/]*_\d{12}_keypoints\.tmp-[^/]*")
+#: (``<video>_<frame:012d>_keypoints.json``, an image sequence's ``<image>_keypoints.json``), or
+#: its temporary (``.<name>_keypoints.tmp-*``).
+_KEYPOINTS_FILE = re.compile(r"[^/.][^/]*_keypoints\.json|\.[^/]*_keypoints\.tmp-[^/]*")
 
 
-def _keypoint_files(folder: Path) -> list[Path] | None:
-    """The files of ``--openpose`` in ``folder``, an ``openpose/`` folder wbcap marked
-    (:data:`KEYPOINTS_MARK`): the mark and its :data:`_KEYPOINTS_FILE` files; None for a folder
-    without the mark (a user's, wbcap's files nowhere in it), a link or what cannot be read."""
-    mark = folder / KEYPOINTS_MARK
+def _keypoints_mark(out: Path) -> Path:
+    """The file whose presence says ``out/openpose/`` is ``--openpose``'s (:data:`KEYPOINTS_MARK`,
+    in ``.wbcap/``: OpenPose's own files are named as wbcap names its, so only it tells a user's
+    OpenPose output, which a resume deleted, from wbcap's: a break-it review; inside the folder,
+    EasyMocap's importer read it as a keypoint file: a consumer's trial)."""
+    return out / RUN_DIR / KEYPOINTS_MARK
+
+
+def _keypoint_files(out: Path) -> list[Path] | None:
+    """``--openpose``'s files in ``out/openpose/`` (:data:`_KEYPOINTS_FILE` names) where wbcap
+    marked the folder as its own (:func:`_keypoints_mark`); None for one it did not mark (a
+    user's: wbcap's files nowhere in it), a link, or what cannot be read."""
+    folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
     try:
-        return [mark] + sorted(f for f in folder.iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and f.is_file()
-                               and not f.is_symlink())
+        return sorted(f for f in folder.iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and f.is_file()
+                      and not f.is_symlink())
     except OSError:
         return None
 
 
-def _our_keypoints(folder: Path) -> bool:
-    """Whether ``folder`` is an ``openpose/`` folder as ``--openpose`` writes it: marked as
-    wbcap's and holding nothing but its files (a user's own file there makes it theirs, as in
-    ``meshes/``), or a link or a file of that name (removed, not followed)."""
+def _our_keypoints(out: Path) -> bool:
+    """Whether ``out/openpose/`` is a folder as ``--openpose`` writes it: marked as wbcap's and
+    holding nothing but its files (a user's own file there makes it theirs, as in ``meshes/``),
+    or a link or a file of that name (removed, not followed)."""
+    folder = out / OPENPOSE_DIR
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         return True
-    ours = _keypoint_files(folder)
+    ours = _keypoint_files(out)
     try:
         return ours is not None and len(ours) == sum(1 for _ in folder.iterdir())
     except OSError:
@@ -459,44 +469,42 @@ def _our_keypoints(folder: Path) -> bool:
 
 
 def remove_keypoints(out: Path) -> None:
-    """Delete ``--openpose``'s files in ``out/openpose/`` (:func:`_keypoint_files`), and the folder
-    where nothing else is left: a pass 2 writing other keypoints, or none, leaves none of the earlier
-    ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a break-it
-    review); a folder wbcap did not mark (a user's OpenPose output) is left as it is."""
+    """Delete ``--openpose``'s files in ``out/openpose/`` (:func:`_keypoint_files`), the folder where
+    nothing else is left, and the mark: a pass 2 writing other keypoints, or none, leaves none of
+    the earlier ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a
+    break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is."""
     folder = out / OPENPOSE_DIR
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         folder.unlink()
         return
-    ours = _keypoint_files(folder)
-    if ours is None:
-        return
-    for path in ours[1:]:
+    for path in _keypoint_files(out) or []:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
-        if [p.name for p in folder.iterdir()] == [KEYPOINTS_MARK]:  # (else the user's files stay in a marked folder)
-            ours[0].unlink()
-            folder.rmdir()
+        folder.rmdir()  # (where the user's files are left in it, it stays)
+    if not folder.exists():
+        _keypoints_mark(out).unlink(missing_ok=True)
 
 
 def start_keypoints(out: Path) -> Path:
     """``out/openpose/``, made and marked as wbcap's for ``--openpose`` to write into.
 
     Raises:
-        InputError: ``out/openpose`` exists and is not wbcap's (a user's OpenPose output: its
-            files would be replaced by wbcap's of the same names, a break-it review).
+        InputError: ``out/openpose`` exists and is not wbcap's (:func:`refuse_foreign_keypoints`).
     """
     from wbcap.atomic import atomic_write_bytes
 
-    folder = out / OPENPOSE_DIR
     refuse_foreign_keypoints(out)
+    folder = out / OPENPOSE_DIR
+    _keypoints_mark(out).parent.mkdir(exist_ok=True)
+    atomic_write_bytes(_keypoints_mark(out), b"")  # (first: a stop part way leaves the folder marked)
     folder.mkdir(exist_ok=True)
-    atomic_write_bytes(folder / KEYPOINTS_MARK, b"")
     return folder
 
 
 def refuse_foreign_keypoints(out: Path) -> None:
-    """Refuse ``--openpose`` where ``out/openpose`` holds something wbcap did not write there
-    (no :data:`KEYPOINTS_MARK`): checked before any work and again before writing.
+    """Refuse ``--openpose`` where ``out/openpose`` holds something wbcap did not write there (no
+    mark, :func:`_keypoints_mark`): its files would be replaced by wbcap's of the same names, a
+    break-it review. Checked before any work and again before writing.
 
     Raises:
         InputError: naming the folder and the fix.
@@ -508,7 +516,7 @@ def refuse_foreign_keypoints(out: Path) -> None:
         empty = folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir())
     except OSError:
         empty = False
-    if not empty and _keypoint_files(folder) is None:
+    if not empty and _keypoint_files(out) is None:
         raise InputError(f"{folder}: holds files wbcap did not write (OpenPose's own output?), which --openpose "
                          "would mix its files with or replace; move it away, or write the run to another folder")
 
