@@ -701,8 +701,20 @@ def test_start_at_zero_keys_the_glb_from_0_and_keeps_the_source_time(tmp_path, m
     np.testing.assert_allclose(glb_animation_times(plain / "track_0.glb"), np.load(run / "track_0.npz")["times"],
                                atol=1e-6)
     assert "source_start_s" not in glb_json(plain / "track_0.glb")["asset"]["extras"]
-    r = invoke("export", run, "--format", "glb", "--start-at-zero", "--body-models", body_dir)
-    assert r.exit_code == 2 and r.stderr.strip() == (
-        "error: --start-at-zero needs --dest: the run folder's own files stay on the source's clock, on which wbcap "
-        "view plays them over the video"), r.output
+    # into the run folder, by any name (--dest naming it, a link to it: a second break-it review), refused
+    (tmp_path / "link").symlink_to(run)
+    for dest in ([], ["--dest", run], ["--dest", tmp_path / "link"]):
+        r = invoke("export", run, "--format", "glb", "--start-at-zero", *dest, "--body-models", body_dir)
+        assert r.exit_code == 2 and r.stderr.strip() == (
+            "error: --start-at-zero writes into another folder (--dest): the run folder's own files stay on the "
+            "source's clock, on which wbcap view plays them over the video"), r.output
     assert not list(run.glob("*.glb"))
+    r = invoke("export", run, "--format", "bvh,csv", "--start-at-zero", "--dest", tmp_path / "b", "--body-models",
+               body_dir)
+    assert r.exit_code == 0 and "--start-at-zero changes only GLB and FBX files; BVH, CSV keep the source's times" in \
+        " ".join(r.stderr.split()), r.stderr
+    from wbcap.export.animation import AnimationExport
+    from wbcap.video_app import VideoJob
+
+    with pytest.raises(ValueError, match="a run folder's files stay on the source's clock"):
+        VideoJob(source="x.mp4", out="o", export=AnimationExport(formats=("glb",), start_at_zero=True))

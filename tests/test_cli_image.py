@@ -512,6 +512,14 @@ def test_ctrl_c_in_a_folder_says_how_many_photos_were_done(tmp_path, micro_args,
     r = invoke("image", src / "p3.jpg", "-o", out, "--full-image", "--no-render", "--skip-done", "--openpose",
                *micro_args)
     assert r.exit_code == 0 and "done before" not in r.stdout and (out / "p3" / "person_0" / "output_keypoints.json").is_file()
+    # what --skip-done looks for is what the writer writes (the names live in both)
+    from wbcap.export.animation import AnimationExport
+    from wbcap.export.image_outputs import result_files
+
+    assert sorted(p.name for p in (out / "p3" / "person_0").iterdir()) == sorted(result_files(False, True, None))
+    r = invoke("image", src / "p3.jpg", "-o", out, "--full-image", "--export", "npz,csv", *micro_args)
+    assert sorted(p.name for p in (out / "p3" / "person_0").iterdir()) == sorted(
+        result_files(True, False, AnimationExport.parse("npz,csv")))
     # all done before: nothing is read or loaded, the detector included (a break-it review)
     with monkeypatch.context() as patched:
         patched.setattr("wbcap.io.images.load_image", lambda *a, **k: pytest.fail("a photo done before was read"))

@@ -7,6 +7,7 @@ folder is kept)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -151,8 +152,10 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
         assert c.tolist() == inside.astype(float).tolist() and inside.any()
     assert json.loads((out / "openpose" / f"my clip_{4:012d}_keypoints.json").read_text()) == {"version": 1.3,
                                                                                                  "people": []}
-    # a resume with other smoothing rewrites them; beside a file of the user's, the earlier ones go all the same
+    # a resume with other smoothing rewrites them; beside files of the user's, the earlier ones go all the same
+    # (a user's file named as OpenPose names its own is not wbcap's: a second break-it review)
     (out / "openpose" / "notes.txt").write_text("mine")
+    (out / "openpose" / f"myclip_{0:012d}_keypoints.json").write_text("OpenPose's")
     before = (out / "openpose" / f"my clip_{2:012d}_keypoints.json").read_text()
     (out / "openpose" / f"my clip_{2:012d}_keypoints.json").write_text("the earlier pass's")
     r = run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args)
@@ -161,8 +164,9 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     # a resume without the flag writes none and leaves none of the earlier ones, the user's file kept
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (out / "openpose").iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == [f"myclip_{0:012d}_keypoints.json", "notes.txt"]
     (out / "openpose" / "notes.txt").unlink()
+    (out / "openpose" / f"myclip_{0:012d}_keypoints.json").unlink()
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0 and not (out / "openpose").exists()
     # a folder of the user's own OpenPose output (named as wbcap names its files) is kept, and --openpose
     # is refused into it before any work (a break-it review: a resume deleted it)
@@ -174,6 +178,12 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     r = run("run", video, "-o", out, "--resume", "--openpose", *args)
     assert r.exit_code == 2 and f"{out / 'openpose'}: holds files wbcap did not write" in " ".join(r.output.split())
     assert own.read_text() == "OpenPose's" and (out / "params.jsonl").is_file()
+    # a file named openpose is no folder of wbcap's either: kept by a resume, refused by --openpose
+    shutil.rmtree(out / "openpose")
+    (out / "openpose").write_text("my notes")
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert (out / "openpose").read_text() == "my notes"
+    assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 2
 
 
 def test_image_openpose_file_is_the_persons_joints_in_the_photo(tmp_path, micro_ckpt, body_dir):

@@ -61,6 +61,7 @@ from wbcap.io.run_folder import (
     done_writing,
     file_identity,
     fingerprint,
+    finish_keypoints,
     hold_folder,
     mark_pass_one_done,
     missing_body_model,
@@ -160,6 +161,9 @@ class VideoJob:
                 ``tracker.max_people`` set (a second place for the limit: set ``max_people``).
         """
         check_export_setting(self.export)
+        if self.export.start_at_zero:  # (a run folder's files are on the source's clock: wbcap view plays them so)
+            raise ValueError("export.start_at_zero: a run folder's files stay on the source's clock, on which wbcap "
+                             "view plays them over the video; write zero-based files with wbcap export --dest")
         if "npz" not in self.export.formats:
             object.__setattr__(self, "export", replace(self.export, formats=("npz", *self.export.formats)))
         check_people_limit(self.max_people)
@@ -595,8 +599,8 @@ def finalize(
             from wbcap.io.images import iter_image_paths
 
             images = [p.stem for p in iter_image_paths(job.source, warn=False)]
-        write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown, body, dev, camera,
-                              progress, image_names=images)
+        finish_keypoints(out, write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown,
+                                                    body, dev, camera, progress, image_names=images))
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:

@@ -90,7 +90,7 @@ class ExportJob:
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``frame`` other than "world", "camera" or None, or ``world``
-        settings with ``frame="camera"``; InputError for ``export.start_at_zero`` without ``dest``. ``world`` settings alone mean ``frame="world"`` (how a
+        settings with ``frame="camera"``. ``world`` settings alone mean ``frame="world"`` (how a
         Python caller asked for the world frame before ``frame`` was there)."""
         if self.frame not in (None, "world", "camera"):
             raise ValueError(f"frame must be 'world', 'camera' or None (the run's), got {self.frame!r}")
@@ -98,10 +98,7 @@ class ExportJob:
             object.__setattr__(self, "frame", "world")
         if self.world is not None and self.frame == "camera":
             raise ValueError("world settings were given with frame='camera'; drop one of them")
-        if self.export.start_at_zero and self.dest is None:
-            raise InputError(f"{setting('start_at_zero', api='export.start_at_zero')} needs "
-                             f"{setting('dest')}: the run folder's own files stay on the source's clock, on which "
-                             "wbcap view plays them over the video")
+
 
 
 def _track_file_stamps(folder: Path) -> dict[Path, tuple[int, int]]:
@@ -160,6 +157,8 @@ def export_run(job: ExportJob) -> list[Path]:
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
     dest = Path(job.dest).expanduser() if job.dest else run
     in_place = dest.exists() and dest.resolve() == run.resolve()
+    if job.export.start_at_zero:
+        _check_start_at_zero(job.export, in_place)
     # Not while a run (or an export in place) writes RUN: its pass 2 removes and rewrites the files read here.
     with hold_folder(run) if in_place else reading_folder(run, then="export it again"):
         note = unfinished_outputs_note(run) if job.warn_unfinished else None
@@ -171,6 +170,23 @@ def export_run(job: ExportJob) -> list[Path]:
         # (the fix names --dest: export has no -o, a paths trial was told to choose another output folder)
         check_writable_destination(dest, fix=f"pass {setting('dest')} with a folder you can write in")
         return _export_into(job, run, dest, in_place)
+
+
+def _check_start_at_zero(export: AnimationExport, in_place: bool) -> None:
+    """Refuse ``start_at_zero`` into the run folder itself, by any name (``--dest`` naming it, a
+    link to it: a second break-it review), whose files ``wbcap view`` plays on the source's clock;
+    warn where no format written has key times to move (BVH, CSV, npz).
+
+    Raises:
+        InputError: naming the settings and the fix.
+    """
+    if in_place:
+        raise InputError(f"{setting('start_at_zero', api='export.start_at_zero')} writes into another folder "
+                         f"({setting('dest')}): the run folder's own files stay on the source's clock, on which "
+                         "wbcap view plays them over the video")
+    if not {"glb", "fbx"} & set(export.formats):
+        log.warning("%s changes only GLB and FBX files; %s keep the source's times", setting("start_at_zero"),
+                    ", ".join(f.upper() for f in export.formats))
 
 
 def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[Path]:

@@ -188,7 +188,7 @@ def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]])
 
 def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks: Mapping[int, Any], body: Any,
                           device: Any, camera: Any, progress: Any = None,
-                          image_names: Sequence[str] | None = None) -> int:
+                          image_names: Sequence[str] | None = None) -> list[str]:
     """``folder/<stem>_<frame:012d>_keypoints.json`` for every frame of ``frames`` (source frame
     indices: the processed frames, people or none) with the people ``tracks`` hold there; for an
     image sequence ``image_names`` (each image's file stem, by frame index) names each frame's file
@@ -203,7 +203,7 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
         progress: called ``("keypoints", done, total)`` frames.
 
     Returns:
-        The number of files written.
+        The names of the files written, in frame order.
     """
     from wbcap.smooth.posing import pose_track
 
@@ -222,11 +222,13 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
     frames = sorted({int(f) for f in frames})
     by_image = image_names is not None and len(set(image_names)) == len(image_names) and all(
         0 <= f < len(image_names) for f in frames)
+    written = []
     for done, frame in enumerate(frames, 1):
         records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
         name = f"{image_names[frame]}_keypoints.json" if by_image else frame_file_name(stem, frame)
         write_keypoints_json(folder / name, records)
+        written.append(name)
         if progress is not None:
             progress("keypoints", done, len(frames))
     log.info("wrote %d OpenPose keypoint files in %s", len(frames), folder)
-    return len(frames)
+    return written

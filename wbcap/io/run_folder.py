@@ -441,15 +441,23 @@ def _keypoints_mark(out: Path) -> Path:
 
 
 def _keypoint_files(out: Path) -> list[Path] | None:
-    """``--openpose``'s files in ``out/openpose/`` (:data:`_KEYPOINTS_FILE` names) where wbcap
-    marked the folder as its own (:func:`_keypoints_mark`); None for one it did not mark (a
-    user's: wbcap's files nowhere in it), a link, or what cannot be read."""
+    """``--openpose``'s files in ``out/openpose/`` where wbcap marked the folder as its own
+    (:func:`_keypoints_mark`): the files the mark lists (:func:`finish_keypoints`; a file of a
+    user's named as OpenPose names its own is not among them: a second break-it review) and
+    temporaries, or, where a pass was stopped before it listed them, every :data:`_KEYPOINTS_FILE`
+    name. None for a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a
+    file, or what cannot be read."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
     try:
-        return sorted(f for f in folder.iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and f.is_file()
-                      and not f.is_symlink())
+        listed = json.loads(mark.read_text(encoding="utf-8") or "null")
+    except (OSError, UnicodeDecodeError, *JSON_ERRORS):
+        listed = None
+    names = set(listed) if isinstance(listed, list) and all(isinstance(n, str) for n in listed) else None
+    try:
+        return sorted(f for f in folder.iterdir() if f.is_file() and not f.is_symlink() and _KEYPOINTS_FILE.fullmatch(
+            f.name) and (names is None or f.name in names or f.name.startswith(".")))
     except OSError:
         return None
 
@@ -457,10 +465,8 @@ def _keypoint_files(out: Path) -> list[Path] | None:
 def _our_keypoints(out: Path) -> bool:
     """Whether ``out/openpose/`` is a folder as ``--openpose`` writes it: marked as wbcap's and
     holding nothing but its files (a user's own file there makes it theirs, as in ``meshes/``),
-    or a link or a file of that name (removed, not followed)."""
+    (a file or link of that name is no folder wbcap writes: not its, a second break-it review)."""
     folder = out / OPENPOSE_DIR
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        return True
     ours = _keypoint_files(out)
     try:
         return ours is not None and len(ours) == sum(1 for _ in folder.iterdir())
@@ -474,15 +480,14 @@ def remove_keypoints(out: Path) -> None:
     the earlier ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a
     break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is."""
     folder = out / OPENPOSE_DIR
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        folder.unlink()
-        return
     for path in _keypoint_files(out) or []:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()  # (where the user's files are left in it, it stays)
     if not folder.exists():
         _keypoints_mark(out).unlink(missing_ok=True)
+    elif _keypoints_mark(out).is_file():
+        finish_keypoints(out, [])  # (still wbcap's folder, none of its files in it now)
 
 
 def start_keypoints(out: Path) -> Path:
@@ -499,6 +504,14 @@ def start_keypoints(out: Path) -> Path:
     atomic_write_bytes(_keypoints_mark(out), b"")  # (first: a stop part way leaves the folder marked)
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def finish_keypoints(out: Path, names: list[str]) -> None:
+    """Record in the mark (:func:`_keypoints_mark`) the files ``--openpose`` wrote in
+    ``out/openpose/`` (``names``): only they are removed again (:func:`remove_keypoints`)."""
+    from wbcap.atomic import atomic_write_text
+
+    atomic_write_text(_keypoints_mark(out), json.dumps(sorted(names)) + "\n")
 
 
 def refuse_foreign_keypoints(out: Path) -> None:
