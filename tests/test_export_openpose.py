@@ -249,3 +249,48 @@ def test_an_image_sequences_files_are_named_after_its_images(tmp_path, micro_ckp
         f"img_{i:03d}_keypoints.json" for i in range(3)]
     doc = json.loads((tmp_path / "out" / "openpose" / "img_001_keypoints.json").read_text())
     assert [p["person_id"] for p in doc["people"]] == [[0]]
+
+
+def test_a_user_file_in_openpose_survives_a_stopped_pass_a_damaged_mark_and_a_replaced_folder(tmp_path, micro_ckpt,
+                                                                                             body_dir, monkeypatch):
+    """A final review: a pass 2 stopped while it wrote keypoints (the mark then listed nothing), a
+    damaged mark, and a mark outliving the user's `rm -r openpose` each let a later pass delete
+    the user's own `*_keypoints.json` there. The mark lists wbcap's files before the first is
+    written and names the folder it marks."""
+    import wbcap.export.openpose as openpose
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=0)] * 3)
+    args = ["--detector", "full", "--no-render", "--min-track", "1", "--export", "npz", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    out = tmp_path / "out"
+    assert run("run", video, "-o", out, "--openpose", *args).exit_code == 0
+    mine = out / "openpose" / "mine_keypoints.json"
+    mine.write_text("the user's")
+    real, calls = openpose.write_keypoints_json, []
+
+    def stopped(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(openpose, "write_keypoints_json", stopped)
+        assert run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args).exit_code != 0
+    assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 0
+    assert mine.read_text() == "the user's"
+    (out / ".wbcap" / "openpose-written").write_text("garbage{")  # (damaged: nothing more is taken for wbcap's)
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert mine.read_text() == "the user's"
+    # the user removes wbcap's folder and puts their own OpenPose output there, named alike
+    assert run("run", video, "-o", out, "--resume", "--openpose", "--overwrite", *args).exit_code == 2  # (not both)
+    shutil.rmtree(out / "openpose")
+    out.joinpath(".wbcap", "openpose-written").unlink(missing_ok=True)
+    assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 0
+    shutil.rmtree(out / "openpose")
+    (out / "openpose").mkdir()
+    own = out / "openpose" / "v_000000000000_keypoints.json"
+    own.write_text("OpenPose's")
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0 and own.read_text() == "OpenPose's"
+    r = run("run", video, "-o", out, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and "holds files wbcap did not write" in r.output and own.read_text() == "OpenPose's"

@@ -61,7 +61,6 @@ from wbcap.io.run_folder import (
     done_writing,
     file_identity,
     fingerprint,
-    finish_keypoints,
     hold_folder,
     mark_pass_one_done,
     missing_body_model,
@@ -591,7 +590,7 @@ def finalize(
         write_track_objs(out / MESHES_DIR, shown, body, body.faces, dev, progress)
         timings["obj"] = time.perf_counter() - t0
     if job.write_openpose:
-        from wbcap.export.openpose import keypoints_stem, write_video_keypoints
+        from wbcap.export.openpose import keypoint_file_names, keypoints_stem, write_video_keypoints
 
         t0 = time.perf_counter()
         images = None
@@ -599,8 +598,8 @@ def finalize(
             from wbcap.io.images import iter_image_paths
 
             images = [p.stem for p in iter_image_paths(job.source, warn=False)]
-        finish_keypoints(out, write_video_keypoints(start_keypoints(out), keypoints_stem(job.source), col.frames, shown,
-                                                    body, dev, camera, progress, image_names=images))
+        names = keypoint_file_names(keypoints_stem(job.source), col.frames, images)
+        write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress)
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:

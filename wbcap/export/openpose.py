@@ -60,6 +60,7 @@ __all__ = [
     "KEYPOINTS",
     "OPENPOSE_VERSION",
     "frame_file_name",
+    "keypoint_file_names",
     "keypoints_record",
     "keypoints_stem",
     "people_document",
@@ -186,14 +187,22 @@ def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]])
     return Path(path)
 
 
-def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks: Mapping[int, Any], body: Any,
-                          device: Any, camera: Any, progress: Any = None,
-                          image_names: Sequence[str] | None = None) -> list[str]:
-    """``folder/<stem>_<frame:012d>_keypoints.json`` for every frame of ``frames`` (source frame
-    indices: the processed frames, people or none) with the people ``tracks`` hold there; for an
-    image sequence ``image_names`` (each image's file stem, by frame index) names each frame's file
-    ``<image stem>_keypoints.json``, as OpenPose's ``--image_dir`` does and SMPLify-X and EasyMocap
-    pair files with images (a consumer's trial), unless two stems are alike (then as a video's).
+def keypoint_file_names(stem: str, frames: Iterable[int], image_names: Sequence[str] | None = None) -> dict[int, str]:
+    """``{frame: file name}`` for every frame of ``frames`` (source frame indices):
+    ``<stem>_<frame:012d>_keypoints.json``, or for an image sequence, ``image_names`` (each
+    image's file stem, by frame index), ``<image stem>_keypoints.json``, as OpenPose's
+    ``--image_dir`` names them and SMPLify-X and EasyMocap pair files with images (a consumer's
+    trial), unless two stems are alike (then as a video's)."""
+    frames = sorted({int(f) for f in frames})
+    by_image = image_names is not None and len(set(image_names)) == len(image_names) and all(
+        0 <= f < len(image_names) for f in frames)
+    return {f: f"{image_names[f]}_keypoints.json" if by_image else frame_file_name(stem, f) for f in frames}
+
+
+def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mapping[int, Any], body: Any,
+                          device: Any, camera: Any, progress: Any = None) -> None:
+    """``folder/<name>`` for every frame of ``names`` (:func:`keypoint_file_names`: the processed
+    frames, people or none) with the people ``tracks`` hold there.
 
     Args:
         tracks: ``{track id: SmoothedTrack}`` (:mod:`wbcap.smooth.track`), posed with ``body``
@@ -201,9 +210,6 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
             (:func:`wbcap.smooth.posing.pose_track`), in the video's
             :class:`~wbcap.camera.ImageCamera` ``camera`` (its projection and picture size).
         progress: called ``("keypoints", done, total)`` frames.
-
-    Returns:
-        The names of the files written, in frame order.
     """
     from wbcap.smooth.posing import pose_track
 
@@ -218,17 +224,9 @@ def write_video_keypoints(folder: Path, stem: str, frames: Iterable[int], tracks
             xy = camera.project(joints).astype(np.float32)  # (R, 137, 2); float32: held for every person-frame
         for row, frame in enumerate(np.asarray(track.frame)):
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
-    folder.mkdir(parents=True, exist_ok=True)
-    frames = sorted({int(f) for f in frames})
-    by_image = image_names is not None and len(set(image_names)) == len(image_names) and all(
-        0 <= f < len(image_names) for f in frames)
-    written = []
-    for done, frame in enumerate(frames, 1):
+    for done, (frame, name) in enumerate(sorted(names.items()), 1):
         records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
-        name = f"{image_names[frame]}_keypoints.json" if by_image else frame_file_name(stem, frame)
         write_keypoints_json(folder / name, records)
-        written.append(name)
         if progress is not None:
-            progress("keypoints", done, len(frames))
-    log.info("wrote %d OpenPose keypoint files in %s", len(frames), folder)
-    return written
+            progress("keypoints", done, len(names))
+    log.info("wrote %d OpenPose keypoint files in %s", len(names), folder)

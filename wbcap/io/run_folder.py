@@ -23,7 +23,7 @@ Layout::
     OUT/openpose/<stem>_<frame>_keypoints.json   with --openpose: every processed frame's people's
                               2D keypoints in OpenPose's JSON (:mod:`wbcap.export.openpose`; an
                               image sequence's <image>_keypoints.json), marked as wbcap's by
-                              OUT/.wbcap/openpose-written (:func:`start_keypoints`)
+                              OUT/.wbcap/openpose-written, which lists them (:func:`start_keypoints`)
     OUT/render.mp4            the overlay video (:mod:`wbcap.export.video_render`)
 
 Every output file is written under a hidden temporary name (``.params.tmp-*``...) and renamed
@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISREG
+from typing import Any
 
 from wbcap.errors import JSON_ERRORS, InputError, setting
 from wbcap.io.frame_times import MAX_FPS
@@ -73,7 +74,7 @@ RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
 OPENPOSE_DIR = "openpose"
-#: The empty file in ``.wbcap/`` that marks ``openpose/`` as wbcap's (:func:`_keypoints_mark`).
+#: The file in ``.wbcap/`` that marks ``openpose/`` as wbcap's (:func:`_keypoints_mark`, :func:`_mark_record`).
 KEYPOINTS_MARK = "openpose-written"
 #: The key of ``run.json`` recording the SMPL-X model file the run used, wherever it was found
 #: (``--body-models``, ``$WBCAP_BODY_MODELS`` or the user data folder), as :func:`absolute_path`
@@ -440,36 +441,50 @@ def _keypoints_mark(out: Path) -> Path:
     return out / RUN_DIR / KEYPOINTS_MARK
 
 
-def _keypoint_files(out: Path) -> list[Path] | None:
-    """``--openpose``'s files in ``out/openpose/`` where wbcap marked the folder as its own
-    (:func:`_keypoints_mark`): the files the mark lists (:func:`finish_keypoints`; a file of a
-    user's named as OpenPose names its own is not among them: a second break-it review) and
-    temporaries, or, where a pass was stopped before it listed them, every :data:`_KEYPOINTS_FILE`
-    name. None for a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a
-    file, or what cannot be read."""
+def _mark_record(out: Path) -> dict[str, Any] | None:
+    """The mark's record (:func:`_keypoints_mark`): ``{"folder": [device, inode] of the
+    ``openpose/`` folder it marks, "files": [names]}``; None where there is no mark, it cannot be
+    read, or it marks another folder than the one there now (a user's ``rm -r openpose`` and a
+    folder of their own put there after: a final review)."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
     try:
-        listed = json.loads(mark.read_text(encoding="utf-8") or "null")
+        record = json.loads(mark.read_text(encoding="utf-8"))
+        st = folder.stat()
     except (OSError, UnicodeDecodeError, *JSON_ERRORS):
-        listed = None
-    names = set(listed) if isinstance(listed, list) and all(isinstance(n, str) for n in listed) else None
+        return None
+    if (not isinstance(record, dict) or record.get("folder") != [st.st_dev, st.st_ino]
+            or not isinstance(record.get("files"), list) or not all(isinstance(n, str) for n in record["files"])):
+        return None
+    return record
+
+
+def _keypoint_files(out: Path) -> list[Path] | None:
+    """``--openpose``'s files in ``out/openpose/`` where wbcap marked the folder as its own
+    (:func:`_mark_record`): the files the mark lists, which it records before writing them
+    (:func:`start_keypoints`: a file of a user's named as OpenPose names its own is never among
+    them, also after a pass stopped part way: reviews), and wbcap's temporaries of them. None for
+    a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a file, or what
+    cannot be read."""
+    record = _mark_record(out)
+    if record is None:
+        return None
+    names = set(record["files"])
     try:
-        return sorted(f for f in folder.iterdir() if f.is_file() and not f.is_symlink() and _KEYPOINTS_FILE.fullmatch(
-            f.name) and (names is None or f.name in names or f.name.startswith(".")))
+        return sorted(f for f in (out / OPENPOSE_DIR).iterdir() if f.is_file() and not f.is_symlink()
+                      and _KEYPOINTS_FILE.fullmatch(f.name) and (f.name in names or f.name.startswith(".")))
     except OSError:
         return None
 
 
 def _our_keypoints(out: Path) -> bool:
     """Whether ``out/openpose/`` is a folder as ``--openpose`` writes it: marked as wbcap's and
-    holding nothing but its files (a user's own file there makes it theirs, as in ``meshes/``),
-    (a file or link of that name is no folder wbcap writes: not its, a second break-it review)."""
-    folder = out / OPENPOSE_DIR
+    holding nothing but its files (a user's own file there makes it theirs, as in ``meshes/``;
+    a file or link of that name is no folder wbcap writes: not its, a second break-it review)."""
     ours = _keypoint_files(out)
     try:
-        return ours is not None and len(ours) == sum(1 for _ in folder.iterdir())
+        return ours is not None and len(ours) == sum(1 for _ in (out / OPENPOSE_DIR).iterdir())
     except OSError:
         return False
 
@@ -484,34 +499,35 @@ def remove_keypoints(out: Path) -> None:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()  # (where the user's files are left in it, it stays)
-    if not folder.exists():
-        _keypoints_mark(out).unlink(missing_ok=True)
-    elif _keypoints_mark(out).is_file():
-        finish_keypoints(out, [])  # (still wbcap's folder, none of its files in it now)
+    if _mark_record(out) is not None:
+        _write_mark(out, [])  # (still wbcap's folder, none of its files in it now)
+    else:
+        _keypoints_mark(out).unlink(missing_ok=True)  # (no folder, or one it does not mark)
 
 
-def start_keypoints(out: Path) -> Path:
-    """``out/openpose/``, made and marked as wbcap's for ``--openpose`` to write into.
+def _write_mark(out: Path, names: list[str]) -> None:
+    """Mark ``out/openpose/`` (it exists) as wbcap's, holding ``names``."""
+    from wbcap.atomic import atomic_write_text
+
+    st = (out / OPENPOSE_DIR).stat()
+    atomic_write_text(_keypoints_mark(out), json.dumps({"folder": [st.st_dev, st.st_ino], "files": sorted(names)})
+                      + "\n")
+
+
+def start_keypoints(out: Path, names: list[str]) -> Path:
+    """``out/openpose/``, made and marked as wbcap's, listing the ``names`` of the files
+    ``--openpose`` is about to write there (before the first: a pass stopped part way leaves them
+    listed, and nothing else taken for wbcap's).
 
     Raises:
         InputError: ``out/openpose`` exists and is not wbcap's (:func:`refuse_foreign_keypoints`).
     """
-    from wbcap.atomic import atomic_write_bytes
-
     refuse_foreign_keypoints(out)
     folder = out / OPENPOSE_DIR
-    _keypoints_mark(out).parent.mkdir(exist_ok=True)
-    atomic_write_bytes(_keypoints_mark(out), b"")  # (first: a stop part way leaves the folder marked)
     folder.mkdir(exist_ok=True)
+    _keypoints_mark(out).parent.mkdir(exist_ok=True)
+    _write_mark(out, names)
     return folder
-
-
-def finish_keypoints(out: Path, names: list[str]) -> None:
-    """Record in the mark (:func:`_keypoints_mark`) the files ``--openpose`` wrote in
-    ``out/openpose/`` (``names``): only they are removed again (:func:`remove_keypoints`)."""
-    from wbcap.atomic import atomic_write_text
-
-    atomic_write_text(_keypoints_mark(out), json.dumps(sorted(names)) + "\n")
 
 
 def refuse_foreign_keypoints(out: Path) -> None:
