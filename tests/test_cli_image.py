@@ -1393,3 +1393,20 @@ def test_a_batch_of_photos_names_dot_stems_safely_and_says_what_it_replaced_cut_
             "to keep both, give each command its own -o folder, or name both pictures in one command") in \
         " ".join(r.stderr.split()), r.stderr
 
+
+
+def test_skip_done_redoes_a_photo_whose_last_person_was_deleted(tmp_path, micro_args):
+    """A new user's trial: with person_5 of six deleted, `--skip-done` took the five left for the
+    whole result (the JSON said no count); `people` in smplx_param.json says it."""
+    photo = write_rgb(tmp_path / "two.jpg", person_image(240, 160, seed=4, people=2))
+    args = ["--bbox", "10,10,100,140", "--bbox", "130,10,100,140", "--no-render", *micro_args]
+    assert invoke("image", photo, "-o", tmp_path / "out", *args).exit_code == 0
+    folder = tmp_path / "out" / "two"
+    assert [json.loads((folder / f"person_{k}" / "smplx_param.json").read_text())["people"] for k in (0, 1)] == [2, 2]
+    r = invoke("image", photo, "-o", tmp_path / "out", "--skip-done", *args)
+    assert r.stdout.strip().endswith("(done before: --skip-done)"), r.stdout
+    import shutil
+
+    shutil.rmtree(folder / "person_1")
+    r = invoke("image", photo, "-o", tmp_path / "out", "--skip-done", *args)
+    assert r.exit_code == 0 and "done before" not in r.stdout and (folder / "person_1").is_dir(), r.output

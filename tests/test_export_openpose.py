@@ -132,7 +132,7 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--every", "2", "--no-render", "--min-track", "1",
             "--export", "npz", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu"]
     out = tmp_path / "out"
-    r = run("run", video, "-o", out, "--openpose", *args)
+    r = run("run", video, "-o", out, "--openpose", "--obj", *args)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (out / "openpose").iterdir())
     # (only OpenPose's files: EasyMocap's importer read a marker file there as JSON, a consumer's trial)
@@ -161,9 +161,15 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     r = run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args)
     assert r.exit_code == 0, r.output
     assert (out / "openpose" / f"my clip_{2:012d}_keypoints.json").read_text() == before
-    # a resume without the flag writes none and leaves none of the earlier ones, the user's file kept
+    assert (f"{out}: removed the earlier meshes/ (--obj) made from the parameters before this pass, which this pass "
+            "does not write again; a --resume with --obj makes them from the new ones") in " ".join(r.output.split())
+    # a resume without the flag writes none and leaves none of the earlier ones, the user's file kept; it says so
+    # (a resume's re-smoothing removed them without a word: a new user's trial)
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0, r.output
+    assert (f"{out}: removed the earlier openpose/ (--openpose) made from the parameters before this pass, which this "
+            "pass does not write again; a --resume with --openpose makes them from the new ones") in \
+        " ".join(r.output.split()), r.output
     assert sorted(p.name for p in (out / "openpose").iterdir()) == [f"myclip_{0:012d}_keypoints.json", "notes.txt"]
     (out / "openpose" / "notes.txt").unlink()
     (out / "openpose" / f"myclip_{0:012d}_keypoints.json").unlink()

@@ -61,6 +61,7 @@ from wbcap.io.run_folder import (
     done_writing,
     file_identity,
     fingerprint,
+    has_keypoints,
     hold_folder,
     mark_pass_one_done,
     missing_body_model,
@@ -562,7 +563,14 @@ def finalize(
     start_writing(out)  # (left by a stop from here on: export and view then say outputs may be missing)
     # (of an earlier pass 2, as this one starts writing: a stopped one leaves no mix of the two)
     had_render = (out / RENDER_FILE).is_file()
+    extras = [flag for flag, had, again in (("--obj", _has_meshes(out), job.write_obj),
+                                            ("--openpose", has_keypoints(out), job.write_openpose)) if had and not again]
     not_again = _not_written_again(remove_outputs(out), job.export.formats)
+    if extras:  # (a resume's re-smoothing removed them without a word: a new user's trial)
+        log.warning("%s: removed the earlier %s made from the parameters before this pass, which this pass does not "
+                    "write again; a %s with %s makes them from the new ones", out,
+                    " and ".join({"--obj": "meshes/ (--obj)", "--openpose": "openpose/ (--openpose)"}[f] for f in extras),
+                    setting("resume"), " ".join(extras))
     if had_render and not job.render:  # (gone without a word before: a user trial's re-smoothing lost its overlay)
         log.warning("%s: removed the earlier %s, made from the parameters before this pass; this run writes none "
                     "(%s): a %s without it makes one from the new ones", out, RENDER_FILE,
@@ -609,6 +617,11 @@ def finalize(
     return VideoResult(
         out=out, frames=len(col.frames), person_frames=n_lines, tracks=sorted(tracks), render=render_path, timings=timings
     )
+
+
+def _has_meshes(out: Path) -> bool:
+    """Whether ``out/meshes/`` (``--obj``'s) holds a mesh."""
+    return any((out / MESHES_DIR).glob("*/*.obj"))
 
 
 def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[str]:

@@ -185,8 +185,10 @@ def _check_start_at_zero(export: AnimationExport, in_place: bool) -> None:
                          f"({setting('dest')}): the run folder's own files stay on the source's clock, on which "
                          "wbcap view plays them over the video")
     if not {"glb", "fbx"} & set(export.formats):
-        log.warning("%s changes only GLB and FBX files; %s keep the source's times", setting("start_at_zero"),
-                    ", ".join(f.upper() for f in export.formats))
+        timed = [f.upper() for f in export.formats if f != "bvh"]
+        log.warning("%s changes only GLB and FBX files%s%s", setting("start_at_zero"),
+                    " (a BVH has no start time)" if "bvh" in export.formats else "",
+                    f"; {', '.join(timed)} files keep the source's times" if timed else "")
 
 
 def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[Path]:

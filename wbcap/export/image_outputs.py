@@ -50,6 +50,7 @@ metres; rotations are axis-angle vectors in radians)::
     image            str     the input's file name
     image_sha256     str     the SHA-256 of the input's file (hex): which picture it is, whatever its name
     person           int     k of person_<k>
+    people           int     how many person_<k> folders the photo's result holds
     score            float   detector score (1.0 for given boxes; HOG: SVM margin)
     bbox_xywh        (4,)    person box given or detected: x, y (top-left corner), width, height
     crop_bbox_xywh   (4,)    the box cropped for the network: bbox_xywh sanitised as upstream does
@@ -86,13 +87,14 @@ log = logging.getLogger(__name__)
 
 
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str,
-                  image_sha256: str | None = None) -> dict:
+                  image_sha256: str | None = None, people: int | None = None) -> dict:
     """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
 
     ``person`` is a :class:`wbcap.pipeline.Person` (its SMPL-X parameters under their file names:
     :mod:`wbcap.io.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
     as corners); ``image_size`` is (width, height); ``image_sha256``: the hex SHA-256 of the
-    picture's file (None: not written).
+    picture's file (None: not written); ``people``: how many people the photo's result holds
+    (None: not written).
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     rec.update(to_file_record(person.params))  # root_pose ... cam_trans, leye_pose, reye_pose
@@ -106,6 +108,8 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     if image_sha256 is not None:
         rec["image_sha256"] = image_sha256
     rec["person"] = person.index
+    if people is not None:
+        rec["people"] = int(people)
     rec["score"] = float(person.score)
     rec["bbox_xywh"] = [float(v) for v in person.box]
     rec["crop_bbox_xywh"] = [float(v) for v in person.crop_box]
@@ -171,8 +175,8 @@ def done_before(final: Path, image_path: Path, files: Sequence[str] = ("output.o
         return None
     digest = file_sha256(image_path)
     people = sorted(int(m.group(1)) for p in final.iterdir() if (m := PERSON_DIR.fullmatch(p.name)) and p.is_dir())
-    if not people or people != list(range(len(people))):
-        return None
+    if not people or people != list(range(len(people))) or earlier.get("people", len(people)) != len(people):
+        return None  # (a person's folder deleted since, the last one too: a new user's trial)
     for k in people:
         folder = final / f"person_{k}"
         try:
@@ -401,7 +405,8 @@ def write_image_outputs(
             d = Path(tmp) / f"person_{person.index}"
             d.mkdir(parents=True)
             write_obj(d / "output.obj", person.vertices, faces)
-            write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender, digest))
+            write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender, digest,
+                                                                             len(people)))
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])

@@ -478,6 +478,11 @@ def _keypoint_files(out: Path) -> list[Path] | None:
         return None
 
 
+def has_keypoints(out: Path) -> bool:
+    """Whether ``out/openpose/`` holds ``--openpose``'s files (:func:`_keypoint_files`)."""
+    return bool(_keypoint_files(out))
+
+
 def _our_keypoints(out: Path) -> bool:
     """Whether ``out/openpose/`` is a folder as ``--openpose`` writes it: marked as wbcap's and
     holding nothing but its files (a user's own file there makes it theirs, as in ``meshes/``;
