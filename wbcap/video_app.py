@@ -61,6 +61,7 @@ from wbcap.io.run_folder import (
     done_writing,
     file_identity,
     fingerprint,
+    finish_keypoints,
     has_keypoints,
     hold_folder,
     mark_pass_one_done,
@@ -608,6 +609,7 @@ def finalize(
             images = [p.stem for p in iter_image_paths(job.source, warn=False)]
         names = keypoint_file_names(keypoints_stem(job.source), col.frames, images)
         write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress)
+        finish_keypoints(out, list(names.values()))
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
     if job.render:

@@ -443,9 +443,11 @@ def _keypoints_mark(out: Path) -> Path:
 
 def _mark_record(out: Path) -> dict[str, Any] | None:
     """The mark's record (:func:`_keypoints_mark`): ``{"folder": [device, inode] of the
-    ``openpose/`` folder it marks, "files": [names]}``; None where there is no mark, it cannot be
-    read, or it marks another folder than the one there now (a user's ``rm -r openpose`` and a
-    folder of their own put there after: a final review)."""
+    ``openpose/`` folder it marks, "files": [names], "written": {name: [inode, size, mtime in ns]}
+    once they are written}``; None where there is no mark, it cannot be read, or it marks another
+    folder than the one there now (a user's ``rm -r openpose`` and a folder of their own put there
+    after: a final review), which a listed file there that is not the one wbcap wrote also shows
+    (a new folder can take the old one's inode)."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
@@ -457,7 +459,24 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
     if (not isinstance(record, dict) or record.get("folder") != [st.st_dev, st.st_ino]
             or not isinstance(record.get("files"), list) or not all(isinstance(n, str) for n in record["files"])):
         return None
+    written = record.get("written")
+    if written is not None:
+        if not isinstance(written, dict):
+            return None
+        for name in record["files"]:
+            path = folder / name
+            if (path.exists() or path.is_symlink()) and _identity(path) != written.get(name):
+                return None
     return record
+
+
+def _identity(path: Path) -> list[int] | None:
+    """``[inode, size, mtime in ns]`` of the file at ``path`` (not followed), None where it cannot be read."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def _keypoint_files(out: Path) -> list[Path] | None:
@@ -505,18 +524,28 @@ def remove_keypoints(out: Path) -> None:
     with contextlib.suppress(OSError):
         folder.rmdir()  # (where the user's files are left in it, it stays)
     if _mark_record(out) is not None:
-        _write_mark(out, [])  # (still wbcap's folder, none of its files in it now)
+        _write_mark(out, [], written=True)  # (still wbcap's folder, none of its files in it now)
     else:
         _keypoints_mark(out).unlink(missing_ok=True)  # (no folder, or one it does not mark)
 
 
-def _write_mark(out: Path, names: list[str]) -> None:
-    """Mark ``out/openpose/`` (it exists) as wbcap's, holding ``names``."""
+def _write_mark(out: Path, names: list[str], written: bool = False) -> None:
+    """Mark ``out/openpose/`` (it exists) as wbcap's, holding ``names``; ``written``: they are
+    written, and their identities (:func:`_identity`) recorded."""
     from wbcap.atomic import atomic_write_text
 
-    st = (out / OPENPOSE_DIR).stat()
-    atomic_write_text(_keypoints_mark(out), json.dumps({"folder": [st.st_dev, st.st_ino], "files": sorted(names)})
-                      + "\n")
+    folder = out / OPENPOSE_DIR
+    st = folder.stat()
+    record: dict[str, Any] = {"folder": [st.st_dev, st.st_ino], "files": sorted(names)}
+    if written:
+        record["written"] = {name: _identity(folder / name) for name in names}
+    atomic_write_text(_keypoints_mark(out), json.dumps(record) + "\n")
+
+
+def finish_keypoints(out: Path, names: list[str]) -> None:
+    """Record in the mark the files ``--openpose`` wrote in ``out/openpose/`` (``names``, listed by
+    :func:`start_keypoints`) as they are now: only these files are taken for wbcap's again."""
+    _write_mark(out, names, written=True)
 
 
 def start_keypoints(out: Path, names: list[str]) -> Path:
