@@ -696,6 +696,10 @@ def test_start_at_zero_keys_the_glb_from_0_and_keeps_the_source_time(tmp_path, m
         np.testing.assert_allclose(glb_animation_times(dest / f"track_{tid}.glb"), source - source[0], atol=1e-6)
         extras = glb_json(dest / f"track_{tid}.glb")["asset"]["extras"]
         assert extras["source_start_s"] == pytest.approx(source[0]) and extras["first_time_s"] == 0.0
+    (dest / "track_7.glb").write_bytes((dest / "track_0.glb").read_bytes())  # (an earlier run's export there)
+    r = invoke("export", run, "--format", "glb", "--start-at-zero", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0 and (f"{dest}: also holds 1 file(s) of tracks this export did not write (e.g. "
+                                 "track_7.glb), from an earlier export") in " ".join(r.stderr.split()), r.stderr
     plain = tmp_path / "plain"  # (without the flag: the source's clock, as before)
     assert invoke("export", run, "--format", "glb", "--dest", plain, "--body-models", body_dir).exit_code == 0
     np.testing.assert_allclose(glb_animation_times(plain / "track_0.glb"), np.load(run / "track_0.npz")["times"],

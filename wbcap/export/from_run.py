@@ -278,6 +278,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
             _say_stopped(dest, before)
         raise
     _remove_stale_track_files(dest, written, set(tracks), export.formats)
+    if not in_place and job.tracks is None:
+        _say_other_tracks(dest, set(tracks))
     if in_place and meta is not None:
         _update_meta(run, meta, grounded, all_tracks=job.tracks is None, max_gap=max_gap)
     log.info("wrote %d file(s) for %d track(s) to %s", len(written), len(tracks), final_path(dest))
@@ -368,6 +370,18 @@ def _track_id(path: Path) -> int | None:
 
     match = TRACK_STEM.fullmatch(path.stem)
     return int(match[1]) if match else None
+
+
+def _say_other_tracks(dest: Path, tracks: set[int]) -> None:
+    """Warn where ``dest`` (another folder than the run's) also holds files of tracks this export of
+    every track did not write: an earlier export's of another run (a new user's trial imported a
+    reused folder into a game engine with an earlier run's person among this run's)."""
+    from wbcap.io.run_folder import track_files
+
+    others = sorted(p.name for p in track_files(dest) if _track_id(p) not in tracks)
+    if others:
+        log.warning("%s: also holds %d file(s) of tracks this export did not write (e.g. %s), from an earlier export; "
+                    "remove them before taking the folder as one run's", dest, len(others), others[0])
 
 
 def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], formats: tuple[str, ...]) -> None:
