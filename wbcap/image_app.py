@@ -37,9 +37,10 @@ class ImageJob:
     offline: never download a detector. export: also write ``person_<k>/output.glb|bvh|fbx``
     (:func:`wbcap.export.image_outputs.person_animation`; none by default). write_openpose: also
     write ``person_<k>/output_keypoints.json`` (2D keypoints in OpenPose's JSON:
-    :mod:`wbcap.export.openpose`). skip_done: a photo whose output folder holds a result of that
-    same picture (``image_sha256``) is left as it is, not read nor regressed again (to finish an
-    interrupted batch; the settings it was made with are not compared). no_person_advice:
+    :mod:`wbcap.export.openpose`). skip_done: a photo whose output folder holds a whole result of
+    that same picture (``image_sha256``) with the files this job writes
+    (:func:`wbcap.export.image_outputs.done_before`) is left as it is, not read nor regressed again
+    (to finish an interrupted batch; its other settings are not compared). no_person_advice:
     the fix an image in which the detector found nobody is told (None: give the boxes,
     :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own).
     """

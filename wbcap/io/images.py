@@ -406,7 +406,7 @@ class _OpenCVQuiet:
     """OpenCV's own log lines off while any thread decodes (``[ WARN:0@11.6] global
     grfmt_tiff.cpp:833 readData ...`` went to stderr beside wbcap's one line for a cut TIFF: a
     batch trial), its level as it was once the last one is done. OpenCV's level is the process's:
-    one instance (:data:`_QUIET_OPENCV`) counts the decoders under a lock (each thread saving and
+    one instance (:data:`_quiet_opencv`) counts the decoders under a lock (each thread saving and
     restoring it left it silent for good after a thread pool's decodes: a break-it review)."""
 
     def __init__(self) -> None:
@@ -448,6 +448,11 @@ class _OpenCVQuiet:
 _quiet_opencv = _OpenCVQuiet()
 
 
+#: The sizes a BMP's info header may have (BITMAPCOREHEADER ... BITMAPV5HEADER): with the ``BM``
+#: signature, a BMP's own (a text file beginning "BM" is not said a damaged BMP).
+_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+
+
 def _decodable_kind(data: bytes) -> str | None:
     """The name of a format OpenCV decodes whose signature ``data`` starts with (TIFF, WebP,
     BMP): such a file that did not decode is damaged, not of another kind. None for others."""
@@ -455,7 +460,7 @@ def _decodable_kind(data: bytes) -> str | None:
         return "TIFF"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
-    if data[:2] == b"BM" and len(data) >= 26:
+    if data[:2] == b"BM" and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES:
         return "BMP"
     return None
 

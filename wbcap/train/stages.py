@@ -267,12 +267,17 @@ def check_stage_values(data: dict[str, Any], source: str | None) -> dict[str, An
     return result
 
 
-def packaged_recipes() -> tuple[str, ...]:
-    """The names of the recipes installed with wbcap (``wbcap/train/configs/<name>.toml``)."""
+def _recipes_folder() -> Any:
+    """The folder of the recipes installed with wbcap (``wbcap/train/configs/``), as
+    ``importlib.resources`` gives it."""
     from importlib import resources
 
-    folder = resources.files("wbcap.train") / "configs"
-    return tuple(sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml")))
+    return resources.files("wbcap.train") / "configs"
+
+
+def packaged_recipes() -> tuple[str, ...]:
+    """The names of the recipes installed with wbcap (``wbcap/train/configs/<name>.toml``)."""
+    return tuple(sorted(p.name[: -len(".toml")] for p in _recipes_folder().iterdir() if p.name.endswith(".toml")))
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
@@ -280,13 +285,11 @@ def recipe_path(name_or_path: str | Path) -> Path:
     file (no folder, no extension: ``agora``) the recipe of that name installed with wbcap (the
     repository's ``train/configs/`` was not installed: ``--config train/configs/agora.toml``, as
     the help said, failed outside a checkout, a packager's trial)."""
-    from importlib import resources
-
     path = Path(name_or_path).expanduser()
     text = str(name_or_path)
     if path.is_file() or path.suffix or "/" in text or os.sep in text or text not in packaged_recipes():
         return path  # (a folder named as a recipe is no recipe: the recipe, a break-it review)
-    return Path(str(resources.files("wbcap.train") / "configs" / f"{text}.toml"))
+    return Path(str(_recipes_folder() / f"{text}.toml"))
 
 
 def read_stage_file(path: str | Path) -> dict[str, Any]:
