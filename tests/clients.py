@@ -1,5 +1,5 @@
 """The real clients some tests read wbcap's files with (node + the npm packages pinned in tests/js,
-Debian Chromium, Blender as a Python module), and one rule for when one is missing: the test
+Debian Chromium, Blender as a Python module, OpenSim in its own Python), and one rule for when one is missing: the test
 skips and says how to install it, except where ``WBCAP_REQUIRE_CLIENTS=1`` (set by ``.ci/run``,
 which installs them all): there a missing client fails the test, since a skip proves nothing."""
 
@@ -14,6 +14,9 @@ import pytest
 JS = Path(__file__).resolve().parent / "js"
 NODE_MODULES = JS / "node_modules"
 CHROMIUM = Path("/usr/bin/chromium")
+#: OpenSim's Python (``pip install opensim==4.6`` in its own venv: it needs numpy 2, Blender 5.0.1
+#: numpy 1), made by ``.ci/run``.
+OPENSIM_PYTHON = Path(__file__).resolve().parent / "opensim" / ".venv" / "bin" / "python"
 REQUIRE_ENV = "WBCAP_REQUIRE_CLIENTS"
 
 
@@ -49,3 +52,16 @@ def blender_missing() -> str | None:
         return 'Blender as a Python module (bpy) is not installed: pip install "wbcap[blender]"'
     why = bpy_import_error()
     return None if why is None else f"bpy does not import in a subprocess: {why}"
+
+
+def opensim_missing() -> str | None:
+    """Why OpenSim's Python (:data:`OPENSIM_PYTHON`) cannot read files, or None."""
+    import subprocess
+
+    fix = "python3 -m venv tests/opensim/.venv && tests/opensim/.venv/bin/python -m pip install opensim==4.6"
+    if not OPENSIM_PYTHON.is_file():
+        return f"{OPENSIM_PYTHON} is missing (run: {fix})"
+    r = subprocess.run([str(OPENSIM_PYTHON), "-c", "import opensim"], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        return f"opensim does not import in {OPENSIM_PYTHON}: {r.stderr.strip()[-300:]} (run: {fix})"
+    return None

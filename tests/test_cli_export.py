@@ -67,10 +67,10 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     from wbcap.io.run_folder import _our_outputs, prepare_output, refuse_taken_output
 
     dest = tmp_path / "exports"
-    r = invoke("export", finished_run, "--format", "npz,glb,bvh,csv", "--dest", dest, "--body-models", body_dir)
+    r = invoke("export", finished_run, "--format", "npz,glb,bvh,csv,trc", "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     exported = sorted(dest.iterdir())
-    assert len(exported) == 8 and _our_outputs(dest) == exported
+    assert len(exported) == 10 and _our_outputs(dest) == exported
     refuse_taken_output(dest, overwrite=True)  # (an export folder: may be replaced)
     (dest / ".track_1.tmp-0badc0de.glb").write_bytes(b"x")  # (a killed export's temporary: wbcap's)
     assert _our_outputs(dest) == [*exported, dest / ".track_1.tmp-0badc0de.glb"]
@@ -83,6 +83,10 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     (mine / "track_7.csv").write_text("time,x\n0,1\n")
     np.savez(mine / "track_8.npz", poses=np.zeros((2, 165)), trans=np.zeros((2, 3)))  # (an AMASS file, not ours)
     (mine / "track_9.bvh").write_text("HIERARCHY\nROOT Hips\n")
+    (mine / "track_6.trc").write_text(  # (Pose2Sim's own TRC: its markers in its skeleton's order)
+        "PathFileType\t4\t(X/Y/Z)\ttrack_6.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\t"
+        "OrigDataStartFrame\tOrigNumFrames\n30\t30\t1\t2\tm\t30\t0\t1\nFrame#\tTime\tCHip\t\t\tRHip\t\t\t\n"
+        "\t\tX1\tY1\tZ1\tX2\tY2\tZ2\t\n0\t0.0\t0\t1\t0\t0\t1\t0.1\n")
     (mine / "track_4.glb").write_bytes((dest / "track_0.glb").read_bytes()[:100])  # (cut short)
     nested = b"[" * 200_000 + b"]" * 200_000  # (past Python's recursion limit: a review's crash)
     (mine / "track_5.glb").write_bytes(b"glTF" + (2).to_bytes(4, "little") + (20 + len(nested)).to_bytes(4, "little")
@@ -99,7 +103,7 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
         shutil.copy(p, mine / p.name)
     with pytest.raises(InputError, match="holds files wbcap did not write"):
         prepare_output(mine, {}, resume=False, overwrite=True)
-    assert len(list(mine.iterdir())) == len(before) + 8
+    assert len(list(mine.iterdir())) == len(before) + len(exported)
 
 
 def test_export_rebuilds_npz_exactly_and_writes_bvh(finished_run, tmp_path, body_dir):
@@ -169,9 +173,9 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     [
         (["--format", "obj"], "--format obj: unknown format obj"),
         (["--track", "7"], "track 7: not in"),
-        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv"),
-        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv"),
-        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv"),
+        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
+        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
+        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
         (["--format", "csv,none"], "--format csv,none: none means no animation files and cannot be combined with "
                                    "formats; give only the formats wanted"),  # (not none: export needs a format)
     ],

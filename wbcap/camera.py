@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from wbcap.config import ModelConfig
 
 __all__ = [
+    "OPENSIM_FROM_ZUP",
     "YUP_FROM_OPENCV",
     "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
@@ -105,6 +106,11 @@ YUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0
 #: Rotation (row-major 3x3) taking the z-up world of AMASS to the y-up world of glTF:
 #: ``x' = x``, ``y' = z``, ``z' = -y`` (``YUP_FROM_OPENCV @ ZUP_FROM_OPENCV.T``).
 YUP_FROM_ZUP: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+
+#: Rotation (row-major 3x3) taking the z-up world of AMASS to OpenSim's y-up frame as Pose2Sim
+#: writes its TRC files (Pose2Sim ``common.zup2yup``): ``x' = y`` (forward: OpenSim's models face
+#: +x), ``y' = z`` (up), ``z' = x`` (the camera's right).
+OPENSIM_FROM_ZUP: tuple[tuple[float, float, float], ...] = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 0.0, 0.0))
 
 _FRAMES = {"zup": ZUP_FROM_OPENCV, "yup": YUP_FROM_OPENCV}
 

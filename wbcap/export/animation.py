@@ -17,6 +17,8 @@ which; BVH has no place for it (see :mod:`wbcap.export.bvh`).
   ``pip install "wbcap[blender]"``).
 * ``csv``: the 3D positions of 76 joints per row, z up, metres, in the npz's frame
   (:mod:`wbcap.export.joints_csv`).
+* ``trc``: OpenSim's marker file of 31 keypoints (BODY_25 and three per hand, named as Pose2Sim's
+  marker sets), y up, metres (:mod:`wbcap.export.opensim_trc`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from wbcap.errors import InputError, WbcapError
 
 log = logging.getLogger(__name__)
 
-#: The formats (fbx is made from a glb); :func:`write_animations` writes npz and csv first.
-FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv")
+#: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv and trc first.
+FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "trc")
 
 
 def check_export_setting(export: object) -> None:
@@ -168,12 +170,18 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
-    if "csv" in wanted:
+    if wanted & {"csv", "trc"}:  # (the npz's frame: SMPL-X's joints computed once for both)
+        from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
+        from wbcap.export.opensim_trc import write_trc
 
-        written.append(write_joints_csv(out / f"{name}.csv", body, clip_from_amass(arrays, rig.rest_joints[0], label,
-                                                                                  up="z")))
-        wanted.discard("csv")
+        zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
+        joints = smplx_rows(body, zup, joints=True)
+        if "csv" in wanted:
+            written.append(write_joints_csv(out / f"{name}.csv", body, zup, joints=joints))
+        if "trc" in wanted:
+            written.append(write_trc(out / f"{name}.trc", body, zup, joints=joints))
+        wanted -= {"csv", "trc"}
         if not wanted:
             return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")

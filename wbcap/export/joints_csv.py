@@ -46,7 +46,7 @@ def joint_names() -> tuple[str, ...]:
     return tuple(JOINT_NAMES[:JOINT_COUNT])
 
 
-def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
+def write_joints_csv(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray | None = None) -> Path:
     """Write ``clip``'s joints (module docstring) to ``path``, atomically.
 
     Args:
@@ -54,6 +54,8 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
         clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
             ``up="z"``): the npz's frame.
+        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
+            joints=True)``) when already computed; None computes them.
 
     Raises:
         ValueError: a clip that is not z up.
@@ -62,7 +64,9 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip) -> Path:
 
     if clip.up != "z":
         raise ValueError(f"write_joints_csv writes the npz's z-up frame; got a clip with up={clip.up!r}")
-    joints = smplx_rows(body, clip, joints=True)[:, :JOINT_COUNT]
+    if joints is None:
+        joints = smplx_rows(body, clip, joints=True)
+    joints = np.asarray(joints)[:, :JOINT_COUNT]
     header = ["time", "frame_index", "valid", *(f"{n}_{a}" for n in joint_names() for a in "xyz")]
     buf = io.StringIO()
     buf.write(",".join(header) + "\n")

@@ -69,7 +69,7 @@ RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
 #: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
-TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv")
+TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv", ".trc")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
@@ -370,6 +370,7 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 def _written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
+    TRC whose 4th line lists :mod:`wbcap.export.opensim_trc`'s markers in its order, a
     BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
     (:mod:`wbcap.export.bvh`), an npz with wbcap's own keys (:data:`_WBCAP_NPZ_KEYS`), a GLB
     whose ``asset.generator`` is wbcap, a binary FBX (Blender's, from wbcap's GLB) naming
@@ -393,6 +394,11 @@ def _written_by_wbcap(path: Path) -> bool:
                 return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
             if path.suffix == ".csv":
                 return head.startswith(b"time,frame_index,valid,pelvis_x,")
+            if path.suffix == ".trc":
+                from wbcap.export.opensim_trc import header_mark
+
+                lines = (head + fh.read(4096)).split(b"\n")
+                return lines[0].startswith(b"PathFileType\t4\t") and len(lines) > 4 and lines[3] == header_mark()
             if path.suffix == ".bvh":
                 return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head and (
                     b"CHANNELS 6 Xposition Yposition Zposition" in head)

@@ -1,0 +1,175 @@
+"""OpenSim marker files (`--export trc`): the markers against plain `smplx` fed the track's AMASS
+npz (the joints named with `smplx`'s own names, turned into OpenSim's axes by hand), the layout
+as OpenSim's own reader (TRCFileAdapter, in OpenSim 4.6's Python) reads it, and the marker names
+against Pose2Sim's marker sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from clients import OPENSIM_PYTHON, opensim_missing, skip_or_fail
+
+from wbcap.cli import cli
+from wbcap.testing.images import person_image
+from wbcap.testing.videos import write_video
+
+# The markers, by Pose2Sim's names, and the smplx joints (smplx.joint_names) they are: OpenPose's
+# BODY_25 (doc/02_output.md; MidHip is Pose2Sim's CHip), then the hands' points COCO-WholeBody's
+# sets take (hand keypoints 2, 5, 17: the thumb's MCP, the index's and little finger's knuckles).
+MARKERS_SMPLX = (
+    ("Nose", "nose"), ("Neck", "neck"), ("RShoulder", "right_shoulder"), ("RElbow", "right_elbow"),
+    ("RWrist", "right_wrist"), ("LShoulder", "left_shoulder"), ("LElbow", "left_elbow"), ("LWrist", "left_wrist"),
+    ("CHip", "pelvis"), ("RHip", "right_hip"), ("RKnee", "right_knee"), ("RAnkle", "right_ankle"),
+    ("LHip", "left_hip"), ("LKnee", "left_knee"), ("LAnkle", "left_ankle"), ("REye", "right_eye"),
+    ("LEye", "left_eye"), ("REar", "right_ear"), ("LEar", "left_ear"), ("LBigToe", "left_big_toe"),
+    ("LSmallToe", "left_small_toe"), ("LHeel", "left_heel"), ("RBigToe", "right_big_toe"),
+    ("RSmallToe", "right_small_toe"), ("RHeel", "right_heel"), ("RThumb", "right_thumb2"),
+    ("RIndex", "right_index1"), ("RPinky", "right_pinky1"), ("LThumb", "left_thumb2"), ("LIndex", "left_index1"),
+    ("LPinky", "left_pinky1"),
+)
+# The markers of Pose2Sim 0.10.49's OpenSim_Setup/Markers_Body25.xml and Markers_Coco133.xml (the
+# marker sets its kinematics step puts on Model_Pose2Sim_simple.osim for those pose models).
+POSE2SIM_BODY25 = ("Nose", "Neck", "LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist", "RWrist", "LHip", "RHip",
+                   "LKnee", "RKnee", "LAnkle", "RAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe",
+                   "RHeel", "CHip")
+POSE2SIM_COCO133 = ("Nose", "REye", "LEye", "LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist", "RWrist", "LHip",
+                    "RHip", "LKnee", "RKnee", "LAnkle", "RAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe",
+                    "RSmallToe", "RHeel", "RThumb", "RIndex", "RPinky", "LThumb", "LIndex", "LPinky")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_trc(path: Path) -> tuple[list[str], dict[str, str], np.ndarray]:
+    """A TRC file read by hand: its first line, the header's keys and values, and its data rows
+    ``(T, 2 + 3 M)`` (Frame#, Time, X1, Y1, Z1, ...)."""
+    lines = path.read_text().split("\n")
+    assert lines[0] == f"PathFileType\t4\t(X/Y/Z)\t{path.name}"
+    header = dict(zip(lines[1].split("\t"), lines[2].split("\t")))
+    names = lines[3].split("\t")
+    assert names[:2] == ["Frame#", "Time"]
+    labels = [n for n in names[2:] if n]
+    assert lines[4].split("\t")[2:] == [f"{a}{k}" for k in range(1, len(labels) + 1) for a in "XYZ"]
+    assert lines[5] == "" and lines[-1] == ""
+    rows = np.array([[float(v) for v in line.split("\t")] for line in lines[6:-1]])
+    return labels, header, rows
+
+
+def smplx_markers(body_dir: Path, npz) -> np.ndarray:
+    """Plain smplx (``flat_hand_mean=True``) fed the npz, its joints of :data:`MARKERS_SMPLX`, in
+    OpenSim's axes as Pose2Sim turns a z-up world: X = the npz's y, Y = its z, Z = its x."""
+    import smplx
+    import torch
+    from smplx.joint_names import JOINT_NAMES
+
+    p = torch.as_tensor(np.asarray(npz["poses"]), dtype=torch.float32)
+    n = p.shape[0]
+    model = smplx.create(str(body_dir), "smplx", gender="neutral", use_pca=False, flat_hand_mean=True,
+                         num_betas=10, num_expression_coeffs=10, batch_size=n)
+    with torch.no_grad():
+        joints = model(global_orient=p[:, :3], body_pose=p[:, 3:66], jaw_pose=p[:, 66:69], leye_pose=p[:, 69:72],
+                       reye_pose=p[:, 72:75], left_hand_pose=p[:, 75:120], right_hand_pose=p[:, 120:165],
+                       betas=torch.as_tensor(np.tile(npz["betas"][:10], (n, 1)), dtype=torch.float32),
+                       expression=torch.as_tensor(np.asarray(npz["expression"])[:, :10], dtype=torch.float32),
+                       transl=torch.as_tensor(np.asarray(npz["trans"]), dtype=torch.float32)).joints.double().numpy()
+    picked = joints[:, [JOINT_NAMES.index(j) for _, j in MARKERS_SMPLX]]
+    return picked[..., [1, 2, 0]]
+
+
+def test_the_markers_are_body_25_and_the_hands_points_named_as_pose2sims_marker_sets():
+    from wbcap.export.opensim_trc import MARKER_NAMES
+
+    assert tuple(name for name, _ in MARKERS_SMPLX) == MARKER_NAMES
+    assert set(POSE2SIM_BODY25) <= set(MARKER_NAMES) and set(POSE2SIM_COCO133) <= set(MARKER_NAMES)
+    assert len(set(MARKER_NAMES)) == len(MARKER_NAMES) == 31
+
+
+def test_trc_text_refuses_what_is_not_a_row_of_every_marker():
+    from wbcap.export.opensim_trc import trc_text
+
+    with pytest.raises(ValueError, match="shape"):
+        trc_text("a.trc", np.zeros(2), 30.0, np.zeros((2, 25, 3)))
+    points = np.zeros((2, 31, 3))
+    points[1, 4, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        trc_text("a.trc", np.zeros(2), 30.0, points)
+    text = trc_text("a.trc", np.array([0.5, 0.5 + 1 / 29.97]), 29.97002997, np.ones((2, 31, 3)))
+    assert text.split("\n")[2] == "29.97002997\t29.97002997\t2\t31\tm\t29.97002997\t1\t2"
+
+
+def _clip(tmp_path: Path) -> Path:
+    """A person missed in frames 3-4 of 8 at 10 fps (one track, two filled rows)."""
+    frames = [person_image(160, 120, seed=i) for i in range(8)]
+    video = write_video(tmp_path / "clip.mp4", frames)
+    boxes = {str(i): [[30 + 2 * i, 10, 90, 100]] for i in range(8) if i not in (3, 4)}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    return video
+
+
+def test_run_and_export_write_smplxs_joints_as_opensim_markers(tmp_path, micro_ckpt, body_dir):
+    """`wbcap run --export npz,trc`: track_0.trc has the npz's 8 rows (filled ones too) on its
+    clock, every marker plain smplx's joint from the npz in OpenSim's axes (to 2e-6 m); `wbcap
+    export --format trc` writes the same bytes; `wbcap image --export trc` a one-row file of the
+    photo's output.npz."""
+    video = _clip(tmp_path)
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
+            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "npz,trc")
+    assert r.exit_code == 0, r.output
+    npz = np.load(out / "track_0.npz")
+    labels, header, rows = read_trc(out / "track_0.trc")
+    assert labels == [name for name, _ in MARKERS_SMPLX]
+    assert header == {"DataRate": "10", "CameraRate": "10", "NumFrames": "8", "NumMarkers": "31", "Units": "m",
+                      "OrigDataRate": "10", "OrigDataStartFrame": "1", "OrigNumFrames": "8"}
+    assert rows[:, 0].tolist() == list(range(1, 9))
+    np.testing.assert_allclose(rows[:, 1], npz["times"], atol=1e-6)
+    assert npz["valid"].tolist() == [True, True, True, False, False, True, True, True]
+    want = smplx_markers(body_dir, npz)
+    np.testing.assert_allclose(rows[:, 2:].reshape(8, 31, 3), want, atol=2e-6)
+    assert np.abs(np.diff(want, axis=0)).max() > 1e-3  # (the motion moves: the rows are not one row repeated)
+    r = run("export", out, "--format", "trc", "--dest", tmp_path / "again", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "again" / "track_0.trc").read_bytes() == (out / "track_0.trc").read_bytes()
+
+    import cv2
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
+    r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
+            "npz,trc", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    person = tmp_path / "photos" / "photo" / "person_0"
+    labels, header, rows = read_trc(person / "output.trc")
+    assert header["NumFrames"] == "1" and rows.shape == (1, 2 + 93)
+    np.testing.assert_allclose(rows[:, 2:].reshape(1, 31, 3), smplx_markers(body_dir, np.load(person / "output.npz")),
+                               atol=2e-6)
+
+
+@pytest.mark.slow
+def test_opensim_reads_the_markers_wbcap_writes(tmp_path, micro_ckpt, body_dir):
+    """OpenSim's own reader (``TimeSeriesTableVec3``: its TRCFileAdapter) reads track_0.trc's
+    labels, times, rate, units and every value as written."""
+    why = opensim_missing()
+    if why:
+        skip_or_fail(why)
+    video = _clip(tmp_path)
+    out = tmp_path / "out"
+    r = run("run", video, "-o", out, "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
+            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "trc")
+    assert r.exit_code == 0, r.output
+    script = Path(__file__).resolve().parent / "opensim" / "read_trc.py"
+    done = subprocess.run([str(OPENSIM_PYTHON), str(script), str(out / "track_0.trc")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    read = json.loads(done.stdout)
+    labels, header, rows = read_trc(out / "track_0.trc")
+    assert read["labels"] == labels == [name for name, _ in MARKERS_SMPLX]
+    assert read["meta"]["DataRate"] == "10" and read["meta"]["Units"] == "m" and read["meta"]["NumFrames"] == "8"
+    np.testing.assert_allclose(read["times"], rows[:, 1], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(read["values"]), rows[:, 2:].reshape(8, 31, 3), atol=1e-12)

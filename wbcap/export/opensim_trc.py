@@ -1,0 +1,148 @@
+r"""One person's 3D keypoints as an OpenSim marker file (``--export trc``): for biomechanics, where
+OpenSim's scaling and inverse kinematics (or Pose2Sim's ``kinematics`` step, which runs them)
+turn markers into joint angles of a musculoskeletal model.
+
+``track_<id>.trc`` (``output.trc`` for a photo: a one-row file, a static trial for scaling):
+OpenSim's TRC text format (``PathFileType 4``, tab-separated (``\t`` below), as OpenSim's ``TRCFileAdapter``
+reads and Pose2Sim's ``triangulation.make_trc`` writes)::
+
+    PathFileType\t4\t(X/Y/Z)\ttrack_3.trc
+    DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames
+    30\t30\t120\t31\tm\t30\t1\t120
+    Frame#\tTime\tNose\t\t\tNeck\t\t\t...\tLPinky\t\t
+    \t\tX1\tY1\tZ1\tX2\tY2\tZ2\t...\tZ31
+    (an empty line)
+    1\t2.033333\t0.123456\t...
+
+* **Rows**: those of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular clock,
+  short gaps filled (their markers interpolated as the npz's parameters; the CSV's ``valid``
+  column, :mod:`wbcap.export.joints_csv`, says which rows are), split at long gaps into
+  ``_part<k>`` files. ``Frame#`` counts rows from 1; ``Time`` is the source's seconds (the npz's
+  ``times``), ``DataRate`` the rows per second.
+* **Markers** (:data:`MARKER_NAMES`): OpenPose's BODY_25 keypoints named as Pose2Sim's marker
+  sets name them (``MidHip`` is Pose2Sim's ``CHip``), then three per hand as Pose2Sim's
+  COCO-WholeBody sets have them: ``RThumb``, ``RIndex``, ``RPinky`` (the thumb's and the
+  index's and little finger's knuckles: OpenPose hand points 2, 5, 17), the same on the left.
+  They are the points :mod:`wbcap.export.openpose` projects (SMPL-X's joints and vertex joints of
+  those names), so every marker of Pose2Sim 0.10's ``Markers_Body25.xml`` and
+  ``Markers_Coco133.xml`` is here with its name. The markers are SMPL-X's
+  joint centres and surface points, not skin markers of a lab's marker protocol.
+* **Frame**: metres, OpenSim's y up, as Pose2Sim turns a z-up world (:data:`OPENSIM_FROM_ZUP`):
+  ``X`` the npz's forward (away from the camera), ``Y`` its up, ``Z`` its x (the camera's right).
+  In the camera's frame (the default) "up" is the camera's own; with ``wbcap run --world`` it is
+  the estimated ground's normal and ``Y = 0`` the ground, which OpenSim's models stand on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
+from wbcap.camera import OPENSIM_FROM_ZUP as _OPENSIM_FROM_ZUP
+from wbcap.camera import rotation_array
+from wbcap.export.clip import MotionClip, smplx_rows
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MARKER_JOINTS", "MARKER_NAMES", "OPENSIM_FROM_ZUP", "trc_text", "write_trc"]
+
+#: :data:`wbcap.camera.OPENSIM_FROM_ZUP` as a read-only array.
+OPENSIM_FROM_ZUP = rotation_array(_OPENSIM_FROM_ZUP)
+
+#: The markers, name (Pose2Sim's) and SMPL-X output joint (:data:`SMPLX_OUTPUT_JOINT_NAMES`):
+#: BODY_25 in OpenPose's order, then the hands' three points each.
+_MARKERS: tuple[tuple[str, str], ...] = (
+    ("Nose", "Nose"), ("Neck", "Neck"),
+    ("RShoulder", "R_Shoulder"), ("RElbow", "R_Elbow"), ("RWrist", "R_Wrist"),
+    ("LShoulder", "L_Shoulder"), ("LElbow", "L_Elbow"), ("LWrist", "L_Wrist"),
+    ("CHip", "Pelvis"),
+    ("RHip", "R_Hip"), ("RKnee", "R_Knee"), ("RAnkle", "R_Ankle"),
+    ("LHip", "L_Hip"), ("LKnee", "L_Knee"), ("LAnkle", "L_Ankle"),
+    ("REye", "R_Eye"), ("LEye", "L_Eye"), ("REar", "R_Ear"), ("LEar", "L_Ear"),
+    ("LBigToe", "L_Big_toe"), ("LSmallToe", "L_Small_toe"), ("LHeel", "L_Heel"),
+    ("RBigToe", "R_Big_toe"), ("RSmallToe", "R_Small_toe"), ("RHeel", "R_Heel"),
+    ("RThumb", "R_Thumb_2"), ("RIndex", "R_Index_1"), ("RPinky", "R_Pinky_1"),
+    ("LThumb", "L_Thumb_2"), ("LIndex", "L_Index_1"), ("LPinky", "L_Pinky_1"),
+)
+#: The markers' names, in the file's order.
+MARKER_NAMES: tuple[str, ...] = tuple(name for name, _ in _MARKERS)
+#: Each marker's index into SMPL-X's 144 output joints (``smplx_rows(..., joints=True)``).
+MARKER_JOINTS: tuple[int, ...] = tuple(SMPLX_OUTPUT_JOINT_NAMES.index(joint) for _, joint in _MARKERS)
+
+#: What every file wbcap writes begins with after its first line: how :mod:`wbcap.io.run_folder`
+#: tells wbcap's TRC files from a user's (:func:`header_mark`).
+_COLUMNS_LINE = "Frame#\tTime\t" + "\t\t\t".join(MARKER_NAMES) + "\t\t"
+
+
+def header_mark() -> bytes:
+    """The 4th line of wbcap's TRC files (the marker names in :data:`MARKER_NAMES`' order),
+    which a user's TRC file (Pose2Sim's orders its markers by its skeleton) does not have."""
+    return _COLUMNS_LINE.encode()
+
+
+def _number(value: float) -> str:
+    """A rate as the header writes it: ``30``, ``29.97002997``."""
+    return format(float(value), ".10g")
+
+
+def trc_text(name: str, times: np.ndarray, fps: float, markers: np.ndarray) -> str:
+    """The TRC file's text.
+
+    Args:
+        name: the file's name for its first line (``track_3.trc``).
+        times: ``(T,)`` seconds.
+        fps: rows per second (``DataRate``, ``CameraRate``, ``OrigDataRate``).
+        markers: ``(T, M, 3)`` positions in metres, OpenSim's frame, :data:`MARKER_NAMES`' order.
+
+    Raises:
+        ValueError: ``markers`` not ``(T, len(MARKER_NAMES), 3)`` or not finite.
+    """
+    markers = np.asarray(markers, np.float64)
+    t = len(times)
+    if markers.shape != (t, len(MARKER_NAMES), 3):
+        raise ValueError(f"markers of shape {markers.shape}; expected {(t, len(MARKER_NAMES), 3)}")
+    if not np.isfinite(markers).all():
+        raise ValueError("markers hold NaN or infinite values")
+    m = len(MARKER_NAMES)
+    buf = io.StringIO()
+    buf.write(f"PathFileType\t4\t(X/Y/Z)\t{name}\n")
+    buf.write("DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames\n")
+    rate = _number(fps)
+    buf.write(f"{rate}\t{rate}\t{t}\t{m}\tm\t{rate}\t1\t{t}\n")
+    buf.write(_COLUMNS_LINE + "\n")
+    buf.write("\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, m + 1)) + "\n\n")
+    for row, (time, points) in enumerate(zip(np.asarray(times, np.float64), markers.reshape(t, -1)), start=1):
+        buf.write(f"{row}\t{time:.6f}\t" + "\t".join(f"{v:.6f}" for v in points) + "\n")
+    return buf.getvalue()
+
+
+def write_trc(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray | None = None) -> Path:
+    """Write ``clip``'s markers (module docstring) to ``path``, atomically.
+
+    Args:
+        path: the ``.trc`` to write (replaced if present).
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
+        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
+            ``up="z"``): the npz's frame.
+        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
+            joints=True)``) when already computed; None computes them.
+
+    Raises:
+        ValueError: a clip that is not z up.
+    """
+    from wbcap.atomic import atomic_write_text, final_path
+
+    if clip.up != "z":
+        raise ValueError(f"write_trc writes from the npz's z-up frame; got a clip with up={clip.up!r}")
+    if joints is None:
+        joints = smplx_rows(body, clip, joints=True)
+    markers = np.asarray(joints, np.float64)[:, MARKER_JOINTS] @ OPENSIM_FROM_ZUP.T
+    name = final_path(path).name
+    atomic_write_text(path, trc_text(name, clip.times, clip.fps, markers))
+    logger.info("wrote %s (%d rows, %d markers)", final_path(path), len(clip), len(MARKER_NAMES))
+    return Path(path)
