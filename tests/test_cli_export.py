@@ -67,10 +67,10 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     from wbcap.io.run_folder import _our_outputs, prepare_output, refuse_taken_output
 
     dest = tmp_path / "exports"
-    r = invoke("export", finished_run, "--format", "npz,glb,bvh,csv,trc", "--dest", dest, "--body-models", body_dir)
+    r = invoke("export", finished_run, "--format", "npz,glb,bvh,csv,trc,c3d", "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     exported = sorted(dest.iterdir())
-    assert len(exported) == 10 and _our_outputs(dest) == exported
+    assert len(exported) == 12 and _our_outputs(dest) == exported
     refuse_taken_output(dest, overwrite=True)  # (an export folder: may be replaced)
     (dest / ".track_1.tmp-0badc0de.glb").write_bytes(b"x")  # (a killed export's temporary: wbcap's)
     assert _our_outputs(dest) == [*exported, dest / ".track_1.tmp-0badc0de.glb"]
@@ -83,6 +83,13 @@ def test_overwrite_outside_a_run_deletes_only_track_files_wbcap_wrote(finished_r
     (mine / "track_7.csv").write_text("time,x\n0,1\n")
     np.savez(mine / "track_8.npz", poses=np.zeros((2, 165)), trans=np.zeros((2, 3)))  # (an AMASS file, not ours)
     (mine / "track_9.bvh").write_text("HIERARCHY\nROOT Hips\n")
+    import ezc3d
+
+    lab = ezc3d.c3d()  # (a lab's own C3D)
+    lab["parameters"]["POINT"]["RATE"]["value"] = [100.0]
+    lab["parameters"]["POINT"]["LABELS"]["value"] = ["RASI"]
+    lab["data"]["points"] = np.ones((4, 1, 2))
+    lab.write(str(mine / "track_3.c3d"))
     (mine / "track_6.trc").write_text(  # (Pose2Sim's own TRC: its markers in its skeleton's order)
         "PathFileType\t4\t(X/Y/Z)\ttrack_6.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\t"
         "OrigDataStartFrame\tOrigNumFrames\n30\t30\t1\t2\tm\t30\t0\t1\nFrame#\tTime\tCHip\t\t\tRHip\t\t\t\n"
@@ -173,9 +180,9 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     [
         (["--format", "obj"], "--format obj: unknown format obj"),
         (["--track", "7"], "track 7: not in"),
-        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
-        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
-        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc"),
+        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
+        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
+        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
         (["--format", "csv,none"], "--format csv,none: none means no animation files and cannot be combined with "
                                    "formats; give only the formats wanted"),  # (not none: export needs a format)
     ],

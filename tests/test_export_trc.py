@@ -1,7 +1,8 @@
-"""OpenSim marker files (`--export trc`): the markers against plain `smplx` fed the track's AMASS
-npz (the joints named with `smplx`'s own names, turned into OpenSim's axes by hand), the layout
-as OpenSim's own reader (TRCFileAdapter, in OpenSim 4.6's Python) reads it, and the marker names
-against Pose2Sim's marker sets."""
+"""Marker files (`--export trc`, OpenSim's; `--export c3d`): the markers against plain `smplx` fed
+the track's AMASS npz (the joints named with `smplx`'s own names, turned into OpenSim's axes by
+hand), the TRC's layout as OpenSim's own reader (TRCFileAdapter, in OpenSim 4.6's Python) reads
+it, the C3D as py-c3d (an independent reader: wbcap writes with ezc3d) reads it, and the marker
+names against Pose2Sim's marker sets."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def smplx_markers(body_dir: Path, npz) -> np.ndarray:
 
 
 def test_the_markers_are_body_25_and_the_hands_points_named_as_pose2sims_marker_sets():
-    from wbcap.export.opensim_trc import MARKER_NAMES
+    from wbcap.export.markers import MARKER_NAMES
 
     assert tuple(name for name, _ in MARKERS_SMPLX) == MARKER_NAMES
     assert set(POSE2SIM_BODY25) <= set(MARKER_NAMES) and set(POSE2SIM_COCO133) <= set(MARKER_NAMES)
@@ -112,15 +113,30 @@ def _clip(tmp_path: Path) -> Path:
     return video
 
 
-def test_run_and_export_write_smplxs_joints_as_opensim_markers(tmp_path, micro_ckpt, body_dir):
-    """`wbcap run --export npz,trc`: track_0.trc has the npz's 8 rows (filled ones too) on its
-    clock, every marker plain smplx's joint from the npz in OpenSim's axes (to 2e-6 m); `wbcap
-    export --format trc` writes the same bytes; `wbcap image --export trc` a one-row file of the
-    photo's output.npz."""
+def read_c3d(path: Path) -> tuple[object, np.ndarray, np.ndarray]:
+    """A C3D file read with py-c3d: its reader, points ``(T, M, 3)`` and residuals ``(T, M)``."""
+    import warnings
+
+    import c3d
+
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ("No analog data found in file.")
+        reader = c3d.Reader(fh)
+        frames = [points for _, points, _ in reader.read_frames()]
+    table = np.asarray(frames, np.float64)
+    return reader, table[:, :, :3], table[:, :, 3]
+
+
+def test_run_and_export_write_smplxs_joints_as_markers(tmp_path, micro_ckpt, body_dir):
+    """`wbcap run --export npz,trc,c3d`: track_0.trc has the npz's 8 rows (filled ones too) on
+    its clock, every marker plain smplx's joint from the npz in OpenSim's axes (to 2e-6 m);
+    track_0.c3d the same points in the npz's axes in millimetres, as py-c3d reads them; `wbcap
+    export --format trc` writes the same bytes; `wbcap image --export trc,c3d` one-row files of
+    the photo's output.npz."""
     video = _clip(tmp_path)
     out = tmp_path / "out"
     r = run("run", video, "-o", out, "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
-            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "npz,trc")
+            "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "npz,trc,c3d")
     assert r.exit_code == 0, r.output
     npz = np.load(out / "track_0.npz")
     labels, header, rows = read_trc(out / "track_0.trc")
@@ -133,6 +149,13 @@ def test_run_and_export_write_smplxs_joints_as_opensim_markers(tmp_path, micro_c
     want = smplx_markers(body_dir, npz)
     np.testing.assert_allclose(rows[:, 2:].reshape(8, 31, 3), want, atol=2e-6)
     assert np.abs(np.diff(want, axis=0)).max() > 1e-3  # (the motion moves: the rows are not one row repeated)
+    reader, points, residuals = read_c3d(out / "track_0.c3d")
+    assert [label.strip() for label in reader.point_labels] == [name for name, _ in MARKERS_SMPLX]
+    assert reader.point_rate == 10 and reader.get("POINT:UNITS").string_value.strip() == "mm"
+    assert (reader.first_frame, reader.last_frame) == (1, 8) and residuals.tolist() == [[0.0] * 31] * 8
+    assert reader.get("WBCAP:START_TIME").float_value == pytest.approx(float(npz["times"][0]))
+    assert reader.get("WBCAP:FRAME").string_value.strip() == "camera"
+    np.testing.assert_allclose(points / 1000, want[..., [2, 0, 1]], atol=2e-6)  # (the npz's x, y, z)
     r = run("export", out, "--format", "trc", "--dest", tmp_path / "again", "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "again" / "track_0.trc").read_bytes() == (out / "track_0.trc").read_bytes()
@@ -142,13 +165,15 @@ def test_run_and_export_write_smplxs_joints_as_opensim_markers(tmp_path, micro_c
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
     r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
-            "npz,trc", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+            "npz,trc,c3d", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
     assert r.exit_code == 0, r.output
     person = tmp_path / "photos" / "photo" / "person_0"
     labels, header, rows = read_trc(person / "output.trc")
     assert header["NumFrames"] == "1" and rows.shape == (1, 2 + 93)
-    np.testing.assert_allclose(rows[:, 2:].reshape(1, 31, 3), smplx_markers(body_dir, np.load(person / "output.npz")),
-                               atol=2e-6)
+    want = smplx_markers(body_dir, np.load(person / "output.npz"))
+    np.testing.assert_allclose(rows[:, 2:].reshape(1, 31, 3), want, atol=2e-6)
+    _, points, _ = read_c3d(person / "output.c3d")
+    np.testing.assert_allclose(points / 1000, want[..., [2, 0, 1]], atol=2e-6)
 
 
 @pytest.mark.slow

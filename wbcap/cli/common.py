@@ -306,10 +306,11 @@ def _export_options(f, default: str):
     # The metavar names wbcap.export.animation.FORMATS, which its errors list (not imported here: --help
     # loads no numpy; tests/test_export.py keeps the two the same).
     return click.option(
-        "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv,trc|none",
+        "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv,trc,c3d|none",
         help="Animation files per person: npz (AMASS SMPL-X, z up; wbcap run always writes it), glb (glTF 2.0, "
              "skinned, animated, with the source camera), bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
              "Blender: pip install \"wbcap[blender]\"), csv (3D positions of 76 joints per row, metres, the npz's "
-             "frame), trc (OpenSim markers: BODY_25 and hand points named as Pose2Sim's, y up, metres); "
+             "frame), trc (OpenSim markers: BODY_25 and hand points named as Pose2Sim's, y up, metres), c3d (the same "
+             "markers for Vicon, Visual3D, Mokka: z up, millimetres); "
              "comma-separated, or none alone.",
     )(f)

@@ -19,6 +19,7 @@ which; BVH has no place for it (see :mod:`wbcap.export.bvh`).
   (:mod:`wbcap.export.joints_csv`).
 * ``trc``: OpenSim's marker file of 31 keypoints (BODY_25 and three per hand, named as Pose2Sim's
   marker sets), y up, metres (:mod:`wbcap.export.opensim_trc`).
+* ``c3d``: the same markers as a C3D file, z up, millimetres (:mod:`wbcap.export.c3d_file`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from wbcap.errors import InputError, WbcapError
 
 log = logging.getLogger(__name__)
 
-#: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv and trc first.
-FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "trc")
+#: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv, trc and c3d first.
+FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "trc", "c3d")
+#: The formats of 3D points in the npz's frame (:func:`write_animations` evaluates SMPL-X's joints once for them).
+_POINT_FORMATS = frozenset({"csv", "trc", "c3d"})
 
 
 def check_export_setting(export: object) -> None:
@@ -170,18 +173,18 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
-    if wanted & {"csv", "trc"}:  # (the npz's frame: SMPL-X's joints computed once for both)
+    if wanted & _POINT_FORMATS:  # (the npz's frame: SMPL-X's joints computed once for all)
+        from wbcap.export.c3d_file import write_c3d
         from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
         from wbcap.export.opensim_trc import write_trc
 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
         joints = smplx_rows(body, zup, joints=True)
-        if "csv" in wanted:
-            written.append(write_joints_csv(out / f"{name}.csv", body, zup, joints=joints))
-        if "trc" in wanted:
-            written.append(write_trc(out / f"{name}.trc", body, zup, joints=joints))
-        wanted -= {"csv", "trc"}
+        for fmt, writer in (("csv", write_joints_csv), ("trc", write_trc), ("c3d", write_c3d)):
+            if fmt in wanted:
+                written.append(writer(out / f"{name}.{fmt}", body, zup, joints=joints))
+        wanted -= _POINT_FORMATS
         if not wanted:
             return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")

@@ -175,7 +175,7 @@ def export_run(job: ExportJob) -> list[Path]:
 def _check_start_at_zero(export: AnimationExport, in_place: bool) -> None:
     """Refuse ``start_at_zero`` into the run folder itself, by any name (``--dest`` naming it, a
     link to it: a second break-it review), whose files ``wbcap view`` plays on the source's clock;
-    warn where no format written has key times to move (BVH, CSV, TRC, npz).
+    warn where no format written has key times to move (BVH, CSV, TRC, C3D, npz).
 
     Raises:
         InputError: naming the settings and the fix.

@@ -19,14 +19,9 @@ reads and Pose2Sim's ``triangulation.make_trc`` writes)::
   column, :mod:`wbcap.export.joints_csv`, says which rows are), split at long gaps into
   ``_part<k>`` files. ``Frame#`` counts rows from 1; ``Time`` is the source's seconds (the npz's
   ``times``), ``DataRate`` the rows per second.
-* **Markers** (:data:`MARKER_NAMES`): OpenPose's BODY_25 keypoints named as Pose2Sim's marker
-  sets name them (``MidHip`` is Pose2Sim's ``CHip``), then three per hand as Pose2Sim's
-  COCO-WholeBody sets have them: ``RThumb``, ``RIndex``, ``RPinky`` (the thumb's and the
-  index's and little finger's knuckles: OpenPose hand points 2, 5, 17), the same on the left.
-  They are the points :mod:`wbcap.export.openpose` projects (SMPL-X's joints and vertex joints of
-  those names), so every marker of Pose2Sim 0.10's ``Markers_Body25.xml`` and
-  ``Markers_Coco133.xml`` is here with its name. The markers are SMPL-X's
-  joint centres and surface points, not skin markers of a lab's marker protocol.
+* **Markers**: the 31 of :mod:`wbcap.export.markers` (OpenPose's BODY_25 and three points per
+  hand, named as Pose2Sim's marker sets name them: every marker of its ``Markers_Body25.xml`` and
+  ``Markers_Coco133.xml``), in that order.
 * **Frame**: metres, OpenSim's y up, as Pose2Sim turns a z-up world (:data:`OPENSIM_FROM_ZUP`):
   ``X`` the npz's forward (away from the camera), ``Y`` its up, ``Z`` its x (the camera's right).
   In the camera's frame (the default) "up" is the camera's own; with ``wbcap run --world`` it is
@@ -42,37 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.body.joints import SMPLX_OUTPUT_JOINT_NAMES
 from wbcap.camera import OPENSIM_FROM_ZUP as _OPENSIM_FROM_ZUP
 from wbcap.camera import rotation_array
 from wbcap.export.clip import MotionClip, smplx_rows
+from wbcap.export.markers import MARKER_JOINTS, MARKER_NAMES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MARKER_JOINTS", "MARKER_NAMES", "OPENSIM_FROM_ZUP", "trc_text", "write_trc"]
+__all__ = ["OPENSIM_FROM_ZUP", "header_mark", "trc_text", "write_trc"]
 
 #: :data:`wbcap.camera.OPENSIM_FROM_ZUP` as a read-only array.
 OPENSIM_FROM_ZUP = rotation_array(_OPENSIM_FROM_ZUP)
-
-#: The markers, name (Pose2Sim's) and SMPL-X output joint (:data:`SMPLX_OUTPUT_JOINT_NAMES`):
-#: BODY_25 in OpenPose's order, then the hands' three points each.
-_MARKERS: tuple[tuple[str, str], ...] = (
-    ("Nose", "Nose"), ("Neck", "Neck"),
-    ("RShoulder", "R_Shoulder"), ("RElbow", "R_Elbow"), ("RWrist", "R_Wrist"),
-    ("LShoulder", "L_Shoulder"), ("LElbow", "L_Elbow"), ("LWrist", "L_Wrist"),
-    ("CHip", "Pelvis"),
-    ("RHip", "R_Hip"), ("RKnee", "R_Knee"), ("RAnkle", "R_Ankle"),
-    ("LHip", "L_Hip"), ("LKnee", "L_Knee"), ("LAnkle", "L_Ankle"),
-    ("REye", "R_Eye"), ("LEye", "L_Eye"), ("REar", "R_Ear"), ("LEar", "L_Ear"),
-    ("LBigToe", "L_Big_toe"), ("LSmallToe", "L_Small_toe"), ("LHeel", "L_Heel"),
-    ("RBigToe", "R_Big_toe"), ("RSmallToe", "R_Small_toe"), ("RHeel", "R_Heel"),
-    ("RThumb", "R_Thumb_2"), ("RIndex", "R_Index_1"), ("RPinky", "R_Pinky_1"),
-    ("LThumb", "L_Thumb_2"), ("LIndex", "L_Index_1"), ("LPinky", "L_Pinky_1"),
-)
-#: The markers' names, in the file's order.
-MARKER_NAMES: tuple[str, ...] = tuple(name for name, _ in _MARKERS)
-#: Each marker's index into SMPL-X's 144 output joints (``smplx_rows(..., joints=True)``).
-MARKER_JOINTS: tuple[int, ...] = tuple(SMPLX_OUTPUT_JOINT_NAMES.index(joint) for _, joint in _MARKERS)
 
 #: What every file wbcap writes begins with after its first line: how :mod:`wbcap.io.run_folder`
 #: tells wbcap's TRC files from a user's (:func:`header_mark`).

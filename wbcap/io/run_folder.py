@@ -69,7 +69,7 @@ RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
 #: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
-TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv", ".trc")
+TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv", ".trc", ".c3d")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
@@ -370,7 +370,8 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 def _written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
-    TRC whose 4th line lists :mod:`wbcap.export.opensim_trc`'s markers in its order, a
+    TRC whose 4th line lists :mod:`wbcap.export.opensim_trc`'s markers in its order, a C3D
+    (its header's key byte 0x50) whose parameters hold the ``WBCAP`` group, a
     BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
     (:mod:`wbcap.export.bvh`), an npz with wbcap's own keys (:data:`_WBCAP_NPZ_KEYS`), a GLB
     whose ``asset.generator`` is wbcap, a binary FBX (Blender's, from wbcap's GLB) naming
@@ -399,6 +400,10 @@ def _written_by_wbcap(path: Path) -> bool:
 
                 lines = (head + fh.read(4096)).split(b"\n")
                 return lines[0].startswith(b"PathFileType\t4\t") and len(lines) > 4 and lines[3] == header_mark()
+            if path.suffix == ".c3d":  # (the parameter section follows the 512-byte header: 4 kB hold its groups)
+                from wbcap.export.c3d_file import WBCAP_GROUP
+
+                return len(head) > 1 and head[1] == 0x50 and WBCAP_GROUP.encode() in head + fh.read(8192)
             if path.suffix == ".bvh":
                 return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head and (
                     b"CHANNELS 6 Xposition Yposition Zposition" in head)

@@ -1,0 +1,88 @@
+"""One person's 3D keypoints as a C3D file (``--export c3d``): the motion-capture labs' exchange
+format, which Vicon Nexus, Qualisys, Visual3D, Mokka, OpenSim (``C3DFileAdapter``) and
+biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
+
+``track_<id>.c3d`` (``output.c3d`` for a photo: one frame), written with ezc3d:
+
+* **Points**: the 31 markers of :mod:`wbcap.export.markers` (OpenPose's BODY_25 and three points
+  per hand, named as Pose2Sim's marker sets name them), ``POINT:LABELS`` in that order,
+  ``POINT:DESCRIPTIONS`` the SMPL-X point each one is (``SMPL-X R_Knee``).
+* **Frames**: the rows of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular
+  clock at ``POINT:RATE`` rows per second, short gaps filled, split at long gaps into
+  ``_part<k>`` files. C3D counts frames from 1 and holds no clock: the source's time of the first
+  frame is ``WBCAP:START_TIME`` (seconds), frame ``k`` is at ``START_TIME + (k - 1) / RATE``.
+  Every point is valid with a residual of 0, which C3D gives a point that was computed rather
+  than seen by cameras; filled rows too (their values interpolated as the npz's parameters;
+  ``track_<id>.csv``'s ``valid`` column says which rows are).
+* **Axes and units**: the npz's frame (z up: x the camera's right, y forward, z up; with
+  ``wbcap run --world`` the estimated ground's, z = 0 on it), **millimetres** (``POINT:UNITS``
+  ``mm``, as labs write them). ``WBCAP:FRAME`` says ``camera`` or ``world``.
+* ``MANUFACTURER:COMPANY`` is ``wbcap``, ``MANUFACTURER:SOFTWARE`` its version.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.export.clip import MotionClip, smplx_rows
+from wbcap.export.markers import MARKER_JOINTS, MARKER_NAMES, marker_descriptions
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WBCAP_GROUP", "write_c3d"]
+
+#: The parameter group holding wbcap's own values (``START_TIME``, ``FRAME``): also how
+#: :mod:`wbcap.io.run_folder` tells wbcap's C3D files from a user's.
+WBCAP_GROUP = "WBCAP"
+
+
+def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray | None = None) -> Path:
+    """Write ``clip``'s markers (module docstring) to ``path``, atomically.
+
+    Args:
+        path: the ``.c3d`` to write (replaced if present).
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
+        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
+            ``up="z"``): the npz's frame.
+        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
+            joints=True)``) when already computed; None computes them.
+
+    Raises:
+        ValueError: a clip that is not z up, or markers that are not finite.
+    """
+    import ezc3d
+
+    from wbcap import __version__
+    from wbcap.atomic import atomic_path, final_path
+
+    if clip.up != "z":
+        raise ValueError(f"write_c3d writes the npz's z-up frame; got a clip with up={clip.up!r}")
+    if joints is None:
+        joints = smplx_rows(body, clip, joints=True)
+    millimetres = np.asarray(joints, np.float64)[:, MARKER_JOINTS] * 1000.0  # (T, M, 3)
+    if not np.isfinite(millimetres).all():
+        raise ValueError("markers hold NaN or infinite values")
+    t, m = millimetres.shape[:2]
+    c3d = ezc3d.c3d()
+    point = c3d["parameters"]["POINT"]
+    point["RATE"]["value"] = [float(clip.fps)]
+    point["UNITS"]["value"] = ["mm"]
+    point["LABELS"]["value"] = list(MARKER_NAMES)
+    point["DESCRIPTIONS"]["value"] = list(marker_descriptions())
+    data = np.ones((4, m, t))
+    data[:3] = millimetres.transpose(2, 1, 0)
+    c3d["data"]["points"] = data
+    c3d["data"]["meta_points"]["residuals"] = np.zeros((1, m, t))
+    c3d["data"]["meta_points"]["camera_masks"] = np.zeros((7, m, t), bool)
+    c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0]) if t else 0.0])
+    c3d.add_parameter(WBCAP_GROUP, "FRAME", [str(clip.frame)])
+    c3d.add_parameter("MANUFACTURER", "COMPANY", ["wbcap"])
+    c3d.add_parameter("MANUFACTURER", "SOFTWARE", [f"wbcap {__version__}"])
+    with atomic_path(path) as tmp:
+        c3d.write(str(tmp))
+    logger.info("wrote %s (%d frames, %d markers)", final_path(path), t, m)
+    return Path(path)
