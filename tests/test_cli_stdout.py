@@ -265,3 +265,31 @@ def test_a_closed_stdout_written_nothing_is_no_failure(monkeypatch):
     with guarded_stdout() as guard:
         print("a result")
     assert guard.error is not None and guard.message().endswith("the result was: a result")
+
+
+def test_a_dumb_terminal_gets_plain_log_lines(monkeypatch):
+    """TERM=dumb (Emacs' shell, some CI consoles) on a terminal: one plain line per record, as to a
+    pipe (rich padded every line to 80 columns there, a locales trial); a real terminal keeps rich."""
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    from wbcap.cli import _setup_logging
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        for term, kind in (("dumb", logging.StreamHandler), ("xterm-256color", RichHandler)):
+            monkeypatch.setenv("TERM", term)
+            _setup_logging(0, False)
+            ours = [h for h in root.handlers if getattr(h, "_wbcap_cli", False)]
+            assert len(ours) == 1 and type(ours[0]) is kind, (term, ours)
+    finally:
+        for h in [h for h in root.handlers if getattr(h, "_wbcap_cli", False)]:
+            root.removeHandler(h)
+        for h in before[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(before[1])

@@ -566,13 +566,14 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     # Logs go to stderr: stdout stays clean for results (e.g. `wbcap bench --json > out.json`).
     # On a terminal through rich (levels in colour, long lines wrapped to its width); to a file or
-    # a pipe one plain line per record, with the same level column: rich would wrap them at 80
-    # columns and pad them with spaces.
+    # a pipe, or a terminal that says it is dumb (TERM=dumb: Emacs' shell, some CI consoles),
+    # one plain line per record, with the same level column: rich would wrap them at 80 columns
+    # and pad them with spaces (a locales trial).
     from rich.console import Console
 
     console = Console(stderr=True)
     handler: logging.Handler
-    if console.is_terminal:
+    if console.is_terminal and not console.is_dumb_terminal:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
