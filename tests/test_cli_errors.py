@@ -106,6 +106,14 @@ def test_a_working_folder_that_is_gone_is_one_line(tmp_path, monkeypatch, crashi
     assert proc.returncode == 2 and proc.stdout == "", proc
     assert proc.stderr == ("error: wbcap cannot run: its working folder no longer exists (deleted or moved); cd to an "
                            "existing folder and run it again\n"), proc.stderr
+    # help and the version need no folder (they were refused too: a locales trial)
+    gone.mkdir()
+    script = (f"cd {gone} && rmdir {gone} && {sys.executable} -m wbcap run --help && {sys.executable} -m wbcap -h "
+              f"&& {sys.executable} -m wbcap --version")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    assert proc.stdout.startswith("Usage: wbcap run [OPTIONS] SOURCE") and "Usage: wbcap [OPTIONS] COMMAND" in proc.stdout
+    assert proc.stdout.rstrip().endswith("version 0.1.0")
     import wbcap.cli as cli_module
 
     monkeypatch.setattr(cli_module, "_working_folder_gone", lambda: True)  # (deleted while it ran)

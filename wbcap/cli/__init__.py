@@ -638,6 +638,14 @@ def _working_folder_gone() -> bool:
     return False
 
 
+def _only_help(args: list[str]) -> bool:
+    """Whether the command line only asks for help or the version (``--help``, ``-h``,
+    ``--version`` before any ``--``), which need no working folder: in a deleted one they were
+    refused with the rest (a locales trial)."""
+    words = args[: args.index("--")] if "--" in args else args
+    return any(w in ("--help", "-h", "--version") for w in words)
+
+
 def _text_streams_never_fail_on_characters() -> None:
     """Standard output and error in a text encoding other than UTF-8 (``LANG=C`` with Python's
     UTF-8 mode off, ``PYTHONIOENCODING=latin-1``): characters they cannot hold (the help's dashes
@@ -660,11 +668,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run the ``wbcap`` command line (``argv``: the arguments, default ``sys.argv[1:]``); ends by
     raising :class:`SystemExit` as click does, so it can be called from Python and tested. A
     working folder that no longer exists is one line and exit 2 before anything is imported
-    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial). Every
+    (torch's MKL then ended the process with a bare "FATAL ERROR": an admin's trial), except
+    for ``--help`` and ``--version``. Every
     command but ``train`` gives torch's large CPU tensors transparent huge pages unless the
     environment says otherwise (:mod:`wbcap.huge_pages`, asked in :func:`cli` before the command
     runs)."""
-    if _working_folder_gone():
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _working_folder_gone() and not _only_help(args):
         click.echo(f"error: wbcap cannot run: {_NO_WORKING_FOLDER}", err=True)
         raise SystemExit(2)
     _text_streams_never_fail_on_characters()
