@@ -84,7 +84,7 @@ def smplx_markers(body_dir: Path, npz) -> np.ndarray:
 
 
 def test_the_markers_are_body_25_and_the_hands_points_named_as_pose2sims_marker_sets():
-    from wbcap.export.markers import MARKER_NAMES
+    from wbcap.body.markers import MARKER_NAMES
 
     assert tuple(name for name, _ in MARKERS_SMPLX) == MARKER_NAMES
     assert set(POSE2SIM_BODY25) <= set(MARKER_NAMES) and set(POSE2SIM_COCO133) <= set(MARKER_NAMES)

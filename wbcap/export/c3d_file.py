@@ -4,7 +4,7 @@ biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
 
 ``track_<id>.c3d`` (``output.c3d`` for a photo: one frame), written with ezc3d:
 
-* **Points**: the 31 markers of :mod:`wbcap.export.markers` (OpenPose's BODY_25 and three points
+* **Points**: the 31 markers of :mod:`wbcap.body.markers` (OpenPose's BODY_25 and three points
   per hand, named as Pose2Sim's marker sets name them), ``POINT:LABELS`` in that order,
   ``POINT:DESCRIPTIONS`` the SMPL-X point each one is (``SMPL-X R_Knee``).
 * **Frames**: the rows of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.body.markers import MARKER_JOINTS, MARKER_NAMES, marker_descriptions
 from wbcap.export.clip import MotionClip, smplx_rows
-from wbcap.export.markers import MARKER_JOINTS, MARKER_NAMES, marker_descriptions
 
 logger = logging.getLogger(__name__)
 

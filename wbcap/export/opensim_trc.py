@@ -19,7 +19,7 @@ reads and Pose2Sim's ``triangulation.make_trc`` writes)::
   column, :mod:`wbcap.export.joints_csv`, says which rows are), split at long gaps into
   ``_part<k>`` files. ``Frame#`` counts rows from 1; ``Time`` is the source's seconds (the npz's
   ``times``), ``DataRate`` the rows per second.
-* **Markers**: the 31 of :mod:`wbcap.export.markers` (OpenPose's BODY_25 and three points per
+* **Markers**: the 31 of :mod:`wbcap.body.markers` (OpenPose's BODY_25 and three points per
   hand, named as Pose2Sim's marker sets name them: every marker of its ``Markers_Body25.xml`` and
   ``Markers_Coco133.xml``), in that order.
 * **Frame**: metres, OpenSim's y up, as Pose2Sim turns a z-up world (:data:`OPENSIM_FROM_ZUP`):
@@ -37,27 +37,20 @@ from typing import Any
 
 import numpy as np
 
+from wbcap.body.markers import MARKER_JOINTS, MARKER_NAMES
 from wbcap.camera import OPENSIM_FROM_ZUP as _OPENSIM_FROM_ZUP
 from wbcap.camera import rotation_array
 from wbcap.export.clip import MotionClip, smplx_rows
-from wbcap.export.markers import MARKER_JOINTS, MARKER_NAMES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OPENSIM_FROM_ZUP", "header_mark", "trc_text", "write_trc"]
+__all__ = ["OPENSIM_FROM_ZUP", "trc_text", "write_trc"]
 
 #: :data:`wbcap.camera.OPENSIM_FROM_ZUP` as a read-only array.
 OPENSIM_FROM_ZUP = rotation_array(_OPENSIM_FROM_ZUP)
 
-#: What every file wbcap writes begins with after its first line: how :mod:`wbcap.io.run_folder`
-#: tells wbcap's TRC files from a user's (:func:`header_mark`).
+#: The 4th line: ``Frame#``, ``Time`` and each marker's name over its three columns.
 _COLUMNS_LINE = "Frame#\tTime\t" + "\t\t\t".join(MARKER_NAMES) + "\t\t"
-
-
-def header_mark() -> bytes:
-    """The 4th line of wbcap's TRC files (the marker names in :data:`MARKER_NAMES`' order),
-    which a user's TRC file (Pose2Sim's orders its markers by its skeleton) does not have."""
-    return _COLUMNS_LINE.encode()
 
 
 def _number(value: float) -> str:

@@ -370,7 +370,7 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 def _written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
-    TRC whose 4th line lists :mod:`wbcap.export.opensim_trc`'s markers in its order, a C3D
+    TRC whose 4th line lists :mod:`wbcap.body.markers`' names in their order, a C3D
     (its header's key byte 0x50) whose parameters hold the ``WBCAP`` group, a
     BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
     (:mod:`wbcap.export.bvh`), an npz with wbcap's own keys (:data:`_WBCAP_NPZ_KEYS`), a GLB
@@ -395,15 +395,14 @@ def _written_by_wbcap(path: Path) -> bool:
                 return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
             if path.suffix == ".csv":
                 return head.startswith(b"time,frame_index,valid,pelvis_x,")
-            if path.suffix == ".trc":
-                from wbcap.export.opensim_trc import header_mark
+            if path.suffix == ".trc":  # (its 4th line: Frame#, Time and the markers' names, tab-separated)
+                from wbcap.body.markers import MARKER_NAMES
 
                 lines = (head + fh.read(4096)).split(b"\n")
-                return lines[0].startswith(b"PathFileType\t4\t") and len(lines) > 4 and lines[3] == header_mark()
-            if path.suffix == ".c3d":  # (the parameter section follows the 512-byte header: 4 kB hold its groups)
-                from wbcap.export.c3d_file import WBCAP_GROUP
-
-                return len(head) > 1 and head[1] == 0x50 and WBCAP_GROUP.encode() in head + fh.read(8192)
+                return lines[0].startswith(b"PathFileType\t4\t") and len(lines) > 4 and (
+                    [w for w in lines[3].split(b"\t") if w] == [b"Frame#", b"Time", *(n.encode() for n in MARKER_NAMES)])
+            if path.suffix == ".c3d":  # (wbcap.export.c3d_file.WBCAP_GROUP in the parameters after the 512-byte header)
+                return len(head) > 1 and head[1] == 0x50 and b"WBCAP" in head + fh.read(8192)
             if path.suffix == ".bvh":
                 return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head and (
                     b"CHANNELS 6 Xposition Yposition Zposition" in head)

@@ -1,5 +1,5 @@
 """The 3D keypoints wbcap writes as motion-capture markers (OpenSim's TRC,
-:mod:`wbcap.export.opensim_trc`; C3D, :mod:`wbcap.export.c3d`): one marker set, named as
+:mod:`wbcap.export.opensim_trc`; C3D, :mod:`wbcap.export.c3d_file`): one marker set, named as
 biomechanics tools name these points.
 
 31 markers: OpenPose's BODY_25 keypoints in OpenPose's order (doc/02_output.md), named as
