@@ -19,20 +19,24 @@ from wbcap.cli import cli
 from wbcap.testing.images import person_image
 from wbcap.testing.videos import write_video
 
-# The markers, by Pose2Sim's names, and the smplx joints (smplx.joint_names) they are: OpenPose's
-# BODY_25 (doc/02_output.md; MidHip is Pose2Sim's CHip), then the hands' points COCO-WholeBody's
-# sets take (hand keypoints 2, 5, 17: the thumb's MCP, the index's and little finger's knuckles).
+# The markers, by Pose2Sim's names, and the smplx joints (smplx.joint_names) whose mean they are:
+# OpenPose's BODY_25 (doc/02_output.md; MidHip is Pose2Sim's CHip; OpenPose's neck and mid hip are
+# the middles of the shoulders and of the hips, where Pose2Sim's models put them), the hands'
+# points COCO-WholeBody's sets take (hand keypoints 2, 5, 17: the thumb's MCP, the index's and
+# little finger's knuckles), and Pose2Sim's Hip (HALPE_26's, its augmentation's).
 MARKERS_SMPLX = (
-    ("Nose", "nose"), ("Neck", "neck"), ("RShoulder", "right_shoulder"), ("RElbow", "right_elbow"),
-    ("RWrist", "right_wrist"), ("LShoulder", "left_shoulder"), ("LElbow", "left_elbow"), ("LWrist", "left_wrist"),
-    ("CHip", "pelvis"), ("RHip", "right_hip"), ("RKnee", "right_knee"), ("RAnkle", "right_ankle"),
-    ("LHip", "left_hip"), ("LKnee", "left_knee"), ("LAnkle", "left_ankle"), ("REye", "right_eye"),
-    ("LEye", "left_eye"), ("REar", "right_ear"), ("LEar", "left_ear"), ("LBigToe", "left_big_toe"),
-    ("LSmallToe", "left_small_toe"), ("LHeel", "left_heel"), ("RBigToe", "right_big_toe"),
-    ("RSmallToe", "right_small_toe"), ("RHeel", "right_heel"), ("RThumb", "right_thumb2"),
-    ("RIndex", "right_index1"), ("RPinky", "right_pinky1"), ("LThumb", "left_thumb2"), ("LIndex", "left_index1"),
-    ("LPinky", "left_pinky1"),
+    ("Nose", ("nose",)), ("Neck", ("right_shoulder", "left_shoulder")), ("RShoulder", ("right_shoulder",)),
+    ("RElbow", ("right_elbow",)), ("RWrist", ("right_wrist",)), ("LShoulder", ("left_shoulder",)),
+    ("LElbow", ("left_elbow",)), ("LWrist", ("left_wrist",)), ("CHip", ("right_hip", "left_hip")),
+    ("RHip", ("right_hip",)), ("RKnee", ("right_knee",)), ("RAnkle", ("right_ankle",)), ("LHip", ("left_hip",)),
+    ("LKnee", ("left_knee",)), ("LAnkle", ("left_ankle",)), ("REye", ("right_eye",)), ("LEye", ("left_eye",)),
+    ("REar", ("right_ear",)), ("LEar", ("left_ear",)), ("LBigToe", ("left_big_toe",)),
+    ("LSmallToe", ("left_small_toe",)), ("LHeel", ("left_heel",)), ("RBigToe", ("right_big_toe",)),
+    ("RSmallToe", ("right_small_toe",)), ("RHeel", ("right_heel",)), ("RThumb", ("right_thumb2",)),
+    ("RIndex", ("right_index1",)), ("RPinky", ("right_pinky1",)), ("LThumb", ("left_thumb2",)),
+    ("LIndex", ("left_index1",)), ("LPinky", ("left_pinky1",)), ("Hip", ("right_hip", "left_hip")),
 )
+M = len(MARKERS_SMPLX)
 # The markers of Pose2Sim 0.10.49's OpenSim_Setup/Markers_Body25.xml and Markers_Coco133.xml (the
 # marker sets its kinematics step puts on Model_Pose2Sim_simple.osim for those pose models).
 POSE2SIM_BODY25 = ("Nose", "Neck", "LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist", "RWrist", "LHip", "RHip",
@@ -56,7 +60,9 @@ def read_trc(path: Path) -> tuple[list[str], dict[str, str], np.ndarray]:
     names = lines[3].split("\t")
     assert names[:2] == ["Frame#", "Time"]
     labels = [n for n in names[2:] if n]
-    assert lines[4].split("\t")[2:] == [f"{a}{k}" for k in range(1, len(labels) + 1) for a in "XYZ"]
+    # as Pose2Sim's make_trc writes them (its marker augmentation edits the names line by its last three tabs)
+    assert lines[3] == "Frame#\tTime\t" + "\t\t\t".join(labels) + "\t\t\t"
+    assert lines[4] == "\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, len(labels) + 1)) + "\t"
     assert lines[5] == "" and lines[-1] == ""
     rows = np.array([[float(v) for v in line.split("\t")] for line in lines[6:-1]])
     return labels, header, rows
@@ -79,7 +85,7 @@ def smplx_markers(body_dir: Path, npz) -> np.ndarray:
                        betas=torch.as_tensor(np.tile(npz["betas"][:10], (n, 1)), dtype=torch.float32),
                        expression=torch.as_tensor(np.asarray(npz["expression"])[:, :10], dtype=torch.float32),
                        transl=torch.as_tensor(np.asarray(npz["trans"]), dtype=torch.float32)).joints.double().numpy()
-    picked = joints[:, [JOINT_NAMES.index(j) for _, j in MARKERS_SMPLX]]
+    picked = np.stack([joints[:, [JOINT_NAMES.index(j) for j in names]].mean(1) for _, names in MARKERS_SMPLX], 1)
     return picked[..., [1, 2, 0]]
 
 
@@ -88,7 +94,7 @@ def test_the_markers_are_body_25_and_the_hands_points_named_as_pose2sims_marker_
 
     assert tuple(name for name, _ in MARKERS_SMPLX) == MARKER_NAMES
     assert set(POSE2SIM_BODY25) <= set(MARKER_NAMES) and set(POSE2SIM_COCO133) <= set(MARKER_NAMES)
-    assert len(set(MARKER_NAMES)) == len(MARKER_NAMES) == 31
+    assert len(set(MARKER_NAMES)) == len(MARKER_NAMES) == 32
 
 
 def test_trc_text_refuses_what_is_not_a_row_of_every_marker():
@@ -96,12 +102,12 @@ def test_trc_text_refuses_what_is_not_a_row_of_every_marker():
 
     with pytest.raises(ValueError, match="shape"):
         trc_text("a.trc", np.zeros(2), 30.0, np.zeros((2, 25, 3)))
-    points = np.zeros((2, 31, 3))
+    points = np.zeros((2, M, 3))
     points[1, 4, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         trc_text("a.trc", np.zeros(2), 30.0, points)
-    text = trc_text("a.trc", np.array([0.5, 0.5 + 1 / 29.97]), 29.97002997, np.ones((2, 31, 3)))
-    assert text.split("\n")[2] == "29.97002997\t29.97002997\t2\t31\tm\t29.97002997\t1\t2"
+    text = trc_text("a.trc", np.array([0.5, 0.5 + 1 / 29.97]), 29.97002997, np.ones((2, M, 3)))
+    assert text.split("\n")[2] == "29.97002997\t29.97002997\t2\t32\tm\t29.97002997\t1\t2"
 
 
 def _clip(tmp_path: Path) -> Path:
@@ -141,18 +147,18 @@ def test_run_and_export_write_smplxs_joints_as_markers(tmp_path, micro_ckpt, bod
     npz = np.load(out / "track_0.npz")
     labels, header, rows = read_trc(out / "track_0.trc")
     assert labels == [name for name, _ in MARKERS_SMPLX]
-    assert header == {"DataRate": "10", "CameraRate": "10", "NumFrames": "8", "NumMarkers": "31", "Units": "m",
+    assert header == {"DataRate": "10", "CameraRate": "10", "NumFrames": "8", "NumMarkers": "32", "Units": "m",
                       "OrigDataRate": "10", "OrigDataStartFrame": "1", "OrigNumFrames": "8"}
     assert rows[:, 0].tolist() == list(range(1, 9))
     np.testing.assert_allclose(rows[:, 1], npz["times"], atol=1e-6)
     assert npz["valid"].tolist() == [True, True, True, False, False, True, True, True]
     want = smplx_markers(body_dir, npz)
-    np.testing.assert_allclose(rows[:, 2:].reshape(8, 31, 3), want, atol=2e-6)
+    np.testing.assert_allclose(rows[:, 2:].reshape(8, M, 3), want, atol=2e-6)
     assert np.abs(np.diff(want, axis=0)).max() > 1e-3  # (the motion moves: the rows are not one row repeated)
     reader, points, residuals = read_c3d(out / "track_0.c3d")
     assert [label.strip() for label in reader.point_labels] == [name for name, _ in MARKERS_SMPLX]
     assert reader.point_rate == 10 and reader.get("POINT:UNITS").string_value.strip() == "mm"
-    assert (reader.first_frame, reader.last_frame) == (1, 8) and residuals.tolist() == [[0.0] * 31] * 8
+    assert (reader.first_frame, reader.last_frame) == (1, 8) and residuals.tolist() == [[0.0] * M] * 8
     assert reader.get("WBCAP:START_TIME").float_value == pytest.approx(float(npz["times"][0]))
     assert reader.get("WBCAP:FRAME").string_value.strip() == "camera"
     np.testing.assert_allclose(points / 1000, want[..., [2, 0, 1]], atol=2e-6)  # (the npz's x, y, z)
@@ -169,9 +175,9 @@ def test_run_and_export_write_smplxs_joints_as_markers(tmp_path, micro_ckpt, bod
     assert r.exit_code == 0, r.output
     person = tmp_path / "photos" / "photo" / "person_0"
     labels, header, rows = read_trc(person / "output.trc")
-    assert header["NumFrames"] == "1" and rows.shape == (1, 2 + 93)
+    assert header["NumFrames"] == "1" and rows.shape == (1, 2 + 3 * M)
     want = smplx_markers(body_dir, np.load(person / "output.npz"))
-    np.testing.assert_allclose(rows[:, 2:].reshape(1, 31, 3), want, atol=2e-6)
+    np.testing.assert_allclose(rows[:, 2:].reshape(1, M, 3), want, atol=2e-6)
     _, points, _ = read_c3d(person / "output.c3d")
     np.testing.assert_allclose(points / 1000, want[..., [2, 0, 1]], atol=2e-6)
 
@@ -197,4 +203,4 @@ def test_opensim_reads_the_markers_wbcap_writes(tmp_path, micro_ckpt, body_dir):
     assert read["labels"] == labels == [name for name, _ in MARKERS_SMPLX]
     assert read["meta"]["DataRate"] == "10" and read["meta"]["Units"] == "m" and read["meta"]["NumFrames"] == "8"
     np.testing.assert_allclose(read["times"], rows[:, 1], atol=1e-12)
-    np.testing.assert_allclose(np.asarray(read["values"]), rows[:, 2:].reshape(8, 31, 3), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(read["values"]), rows[:, 2:].reshape(8, M, 3), atol=1e-12)

@@ -17,8 +17,8 @@ which; BVH has no place for it (see :mod:`wbcap.export.bvh`).
   ``pip install "wbcap[blender]"``).
 * ``csv``: the 3D positions of 76 joints per row, z up, metres, in the npz's frame
   (:mod:`wbcap.export.joints_csv`).
-* ``trc``: OpenSim's marker file of 31 keypoints (BODY_25 and three per hand, named as Pose2Sim's
-  marker sets), y up, metres (:mod:`wbcap.export.opensim_trc`).
+* ``trc``: OpenSim's marker file of 32 keypoints (BODY_25, three per hand and the hips' middle,
+  named as Pose2Sim's marker sets), y up, metres (:mod:`wbcap.export.opensim_trc`).
 * ``c3d``: the same markers as a C3D file, z up, millimetres (:mod:`wbcap.export.c3d_file`).
 """
 

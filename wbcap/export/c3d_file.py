@@ -4,9 +4,10 @@ biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
 
 ``track_<id>.c3d`` (``output.c3d`` for a photo: one frame), written with ezc3d:
 
-* **Points**: the 31 markers of :mod:`wbcap.body.markers` (OpenPose's BODY_25 and three points
-  per hand, named as Pose2Sim's marker sets name them), ``POINT:LABELS`` in that order,
-  ``POINT:DESCRIPTIONS`` the SMPL-X point each one is (``SMPL-X R_Knee``).
+* **Points**: the 32 markers of :mod:`wbcap.body.markers` (OpenPose's BODY_25, three points per
+  hand and ``Hip``, named as Pose2Sim's marker sets name them), ``POINT:LABELS`` in that order,
+  ``POINT:DESCRIPTIONS`` the SMPL-X point each one is (``SMPL-X R_Knee``, ``SMPL-X mean of R_Hip,
+  L_Hip``).
 * **Frames**: the rows of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular
   clock at ``POINT:RATE`` rows per second, short gaps filled, split at long gaps into
   ``_part<k>`` files. C3D counts frames from 1 and holds no clock: the source's time of the first
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.body.markers import MARKER_JOINTS, MARKER_NAMES, marker_descriptions
+from wbcap.body.markers import MARKER_NAMES, marker_descriptions, marker_positions
 from wbcap.export.clip import MotionClip, smplx_rows
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
         raise ValueError(f"write_c3d writes the npz's z-up frame; got a clip with up={clip.up!r}")
     if joints is None:
         joints = smplx_rows(body, clip, joints=True)
-    millimetres = np.asarray(joints, np.float64)[:, MARKER_JOINTS] * 1000.0  # (T, M, 3)
+    millimetres = marker_positions(joints) * 1000.0  # (T, M, 3)
     if not np.isfinite(millimetres).all():
         raise ValueError("markers hold NaN or infinite values")
     t, m = millimetres.shape[:2]

@@ -8,9 +8,9 @@ reads and Pose2Sim's ``triangulation.make_trc`` writes)::
 
     PathFileType\t4\t(X/Y/Z)\ttrack_3.trc
     DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames
-    30\t30\t120\t31\tm\t30\t1\t120
-    Frame#\tTime\tNose\t\t\tNeck\t\t\t...\tLPinky\t\t
-    \t\tX1\tY1\tZ1\tX2\tY2\tZ2\t...\tZ31
+    30\t30\t120\t32\tm\t30\t1\t120
+    Frame#\tTime\tNose\t\t\tNeck\t\t\t...\tHip\t\t\t
+    \t\tX1\tY1\tZ1\tX2\tY2\tZ2\t...\tZ32\t
     (an empty line)
     1\t2.033333\t0.123456\t...
 
@@ -19,9 +19,9 @@ reads and Pose2Sim's ``triangulation.make_trc`` writes)::
   column, :mod:`wbcap.export.joints_csv`, says which rows are), split at long gaps into
   ``_part<k>`` files. ``Frame#`` counts rows from 1; ``Time`` is the source's seconds (the npz's
   ``times``), ``DataRate`` the rows per second.
-* **Markers**: the 31 of :mod:`wbcap.body.markers` (OpenPose's BODY_25 and three points per
-  hand, named as Pose2Sim's marker sets name them: every marker of its ``Markers_Body25.xml`` and
-  ``Markers_Coco133.xml``), in that order.
+* **Markers**: the 32 of :mod:`wbcap.body.markers` (OpenPose's BODY_25, three points per hand
+  and ``Hip``, named as Pose2Sim's marker sets name them: every marker of its
+  ``Markers_Body25.xml`` and ``Markers_Coco133.xml``), in that order.
 * **Frame**: metres, OpenSim's y up, as Pose2Sim turns a z-up world (:data:`OPENSIM_FROM_ZUP`):
   ``X`` the npz's forward (away from the camera), ``Y`` its up, ``Z`` its x (the camera's right).
   In the camera's frame (the default) "up" is the camera's own; with ``wbcap run --world`` it is
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.body.markers import MARKER_JOINTS, MARKER_NAMES
+from wbcap.body.markers import MARKER_NAMES, marker_positions
 from wbcap.camera import OPENSIM_FROM_ZUP as _OPENSIM_FROM_ZUP
 from wbcap.camera import rotation_array
 from wbcap.export.clip import MotionClip, smplx_rows
@@ -49,8 +49,10 @@ __all__ = ["OPENSIM_FROM_ZUP", "trc_text", "write_trc"]
 #: :data:`wbcap.camera.OPENSIM_FROM_ZUP` as a read-only array.
 OPENSIM_FROM_ZUP = rotation_array(_OPENSIM_FROM_ZUP)
 
-#: The 4th line: ``Frame#``, ``Time`` and each marker's name over its three columns.
-_COLUMNS_LINE = "Frame#\tTime\t" + "\t\t\t".join(MARKER_NAMES) + "\t\t"
+#: The 4th line: ``Frame#``, ``Time`` and each marker's name over its three columns, ending in
+#: three tabs as Pose2Sim's ``make_trc`` writes it (its marker augmentation adds a marker by
+#: replacing ``"\t\t\t\n"`` there: on two tabs it grew the data but not the names, a trial).
+_COLUMNS_LINE = "Frame#\tTime\t" + "\t\t\t".join(MARKER_NAMES) + "\t\t\t"
 
 
 def _number(value: float) -> str:
@@ -83,7 +85,7 @@ def trc_text(name: str, times: np.ndarray, fps: float, markers: np.ndarray) -> s
     rate = _number(fps)
     buf.write(f"{rate}\t{rate}\t{t}\t{m}\tm\t{rate}\t1\t{t}\n")
     buf.write(_COLUMNS_LINE + "\n")
-    buf.write("\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, m + 1)) + "\n\n")
+    buf.write("\t\t" + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, m + 1)) + "\t\n\n")  # (as make_trc)
     for row, (time, points) in enumerate(zip(np.asarray(times, np.float64), markers.reshape(t, -1)), start=1):
         buf.write(f"{row}\t{time:.6f}\t" + "\t".join(f"{v:.6f}" for v in points) + "\n")
     return buf.getvalue()
@@ -109,7 +111,7 @@ def write_trc(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
         raise ValueError(f"write_trc writes from the npz's z-up frame; got a clip with up={clip.up!r}")
     if joints is None:
         joints = smplx_rows(body, clip, joints=True)
-    markers = np.asarray(joints, np.float64)[:, MARKER_JOINTS] @ OPENSIM_FROM_ZUP.T
+    markers = marker_positions(joints) @ OPENSIM_FROM_ZUP.T
     name = final_path(path).name
     atomic_write_text(path, trc_text(name, clip.times, clip.fps, markers))
     logger.info("wrote %s (%d rows, %d markers)", final_path(path), len(clip), len(MARKER_NAMES))
