@@ -114,6 +114,10 @@ def test_a_working_folder_that_is_gone_is_one_line(tmp_path, monkeypatch, crashi
     assert proc.returncode == 0 and proc.stderr == "", proc
     assert proc.stdout.startswith("Usage: wbcap run [OPTIONS] SOURCE") and "Usage: wbcap [OPTIONS] COMMAND" in proc.stdout
     assert proc.stdout.rstrip().endswith("version 0.1.0")
+    gone.mkdir()  # (--help as an option's value is no help: refused, not torch's MKL crash)
+    script = f"cd {gone} && rmdir {gone} && exec {sys.executable} -m wbcap image a.jpg -o --help"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "its working folder no longer exists" in proc.stderr, proc
     import wbcap.cli as cli_module
 
     monkeypatch.setattr(cli_module, "_working_folder_gone", lambda: True)  # (deleted while it ran)

@@ -623,8 +623,10 @@ def test_an_export_stopped_midway_says_what_it_wrote(finished_run, tmp_path, bod
 
     import wbcap.export.animation
 
+    BVH_HEAD = "HIERARCHY\nROOT pelvis\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition Zrotation\n"
+
     def stopped_after_one(dest, *args, **kwargs):
-        (dest / "track_0.bvh").write_text("HIERARCHY\n")  # (one file done before the stop)
+        (dest / "track_0.bvh").write_text(BVH_HEAD)  # (one file done before the stop)
         raise KeyboardInterrupt
 
     def stopped_at_once(dest, *args, **kwargs):
@@ -641,7 +643,7 @@ def test_an_export_stopped_midway_says_what_it_wrote(finished_run, tmp_path, bod
                                          "--body-models", str(body_dir)])
         assert r.exit_code == 130 and r.output.splitlines()[-1] == "interrupted", r.output
         assert [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING] == said
-    (dest / "track_1.bvh").write_text("HIERARCHY\n")  # (an earlier export's)
+    (dest / "track_1.bvh").write_text(BVH_HEAD)  # (an earlier export's: wbcap's, by its marks)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         CliRunner().invoke(cli, ["export", str(finished_run), "--dest", str(dest), "--format", "bvh",

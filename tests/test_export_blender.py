@@ -241,9 +241,9 @@ def test_fbx_equals_lbs(blender, setup):
     glb = write_glb(setup["dir"] / "fbx25.glb", rig, clip, camera=camera)  # the camera is not carried over
     fbx_path = write_fbx(glb, setup["dir"] / "fbx25.fbx", fps=clip.fps)
     assert sorted(p.name for p in setup["dir"].glob("fbx25*")) == ["fbx25.fbx", "fbx25.glb"]  # no log, no temp
-    from wbcap.io.run_folder import _written_by_wbcap
+    from wbcap.io.run_folder import written_by_wbcap
 
-    assert _written_by_wbcap(fbx_path) and _written_by_wbcap(glb)  # (what --overwrite may delete outside a run)
+    assert written_by_wbcap(fbx_path) and written_by_wbcap(glb)  # (what --overwrite may delete outside a run)
     result, verts, rest = _read("fbx_read.py", fbx_path, setup["dir"] / "fbx_lbs")
     assert [o[:2] for o in result["objects"]] == [["Armature", "ARMATURE"], [f"{clip.name}_body", "MESH"]]
     assert (result["fps"], result["fps_base"]) == (25, 1.0)

@@ -102,6 +102,8 @@ def test_trc_text_refuses_what_is_not_a_row_of_every_marker():
 
     with pytest.raises(ValueError, match="shape"):
         trc_text("a.trc", np.zeros(2), 30.0, np.zeros((2, 25, 3)))
+    with pytest.raises(ValueError, match="0 rows"):
+        trc_text("a.trc", np.zeros(0), 30.0, np.zeros((0, M, 3)))
     points = np.zeros((2, M, 3))
     points[1, 4, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -180,6 +182,108 @@ def test_run_and_export_write_smplxs_joints_as_markers(tmp_path, micro_ckpt, bod
     np.testing.assert_allclose(rows[:, 2:].reshape(1, M, 3), want, atol=2e-6)
     _, points, _ = read_c3d(person / "output.c3d")
     np.testing.assert_allclose(points / 1000, want[..., [2, 0, 1]], atol=2e-6)
+
+
+def _foreign_files(folder: Path, trc: str, c3d: str) -> dict[str, bytes]:
+    """A Pose2Sim TRC and a lab's C3D (ezc3d, no WBCAP group) named ``trc`` and ``c3d`` in ``folder``."""
+    import ezc3d
+
+    (folder / trc).write_text("PathFileType\t4\t(X/Y/Z)\tmine.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\t"
+                              "OrigDataRate\tOrigDataStartFrame\tOrigNumFrames\n30\t30\t1\t1\tm\t30\t0\t1\n"
+                              "Frame#\tTime\tCHip\t\t\t\n\t\tX1\tY1\tZ1\t\n0\t0.0\t0\t1\t0\n")
+    lab = ezc3d.c3d()
+    lab["parameters"]["POINT"]["RATE"]["value"] = [100.0]
+    lab["parameters"]["POINT"]["LABELS"]["value"] = ["LASI"]
+    lab["data"]["points"] = np.ones((4, 1, 2))
+    lab.write(str(folder / c3d))
+    return {trc: (folder / trc).read_bytes(), c3d: (folder / c3d).read_bytes()}
+
+
+def test_a_users_own_marker_files_are_never_taken_for_wbcaps(tmp_path, micro_ckpt, body_dir):
+    """A Pose2Sim `track_7.trc` and a lab's `track_8.c3d` in a run folder: `--overwrite` is
+    refused and a `--resume` keeps them (both deleted them without a word: a break-it review); in
+    a `wbcap export --dest` folder, one under a name the export writes is refused before any work
+    (a lab's track_0.c3d was replaced); a user's `output.trc` in a photo's person folder makes a
+    rerun refuse it (it was replaced)."""
+    video = _clip(tmp_path)
+    out = tmp_path / "out"
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    assert run("run", video, "-o", out, *args, "--export", "npz,trc,c3d").exit_code == 0
+    mine = _foreign_files(out, "track_7.trc", "track_8.c3d")
+    r = run("run", video, "-o", out, *args, "--overwrite", "--export", "npz")
+    assert r.exit_code == 2 and "holds files wbcap did not write (e.g. track_7.trc)" in r.output, r.output
+    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,csv")
+    assert r.exit_code == 0, r.output
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+    assert not (out / "track_0.trc").exists() and (out / "track_0.csv").exists()  # (wbcap's own: removed)
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for trc, c3d in (("track_0_part1.trc", "track_9.c3d"), ("track_9.trc", "track_0.c3d")):
+        for f in dest.iterdir():
+            f.unlink()
+        mine = _foreign_files(dest, trc, c3d)
+        r = run("export", out, "--format", "trc,c3d", "--dest", dest, "--body-models", body_dir)
+        name = trc if trc.startswith("track_0") else c3d
+        assert r.exit_code == 2 and f"{dest / name}: wbcap did not write this file" in r.output, r.output
+        assert {f.name: f.read_bytes() for f in dest.iterdir()} == mine  # (nothing written, nothing removed)
+    r = run("export", out, "--format", "trc,c3d", "--dest", tmp_path / "ok", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    r = run("export", out, "--format", "trc,c3d", "--dest", tmp_path / "ok", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output  # (wbcap's own files there: replaced)
+
+    import cv2
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
+    image_args = ["-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--checkpoint", micro_ckpt,
+                  "--body-models", body_dir, "--device", "cpu"]
+    assert run("image", photo, *image_args, "--export", "trc").exit_code == 0
+    assert run("image", photo, *image_args, "--export", "trc").exit_code == 0  # (its own: replaced)
+    person = tmp_path / "photos" / "photo" / "person_0"
+    (person / "output.trc").write_bytes(mine["track_9.trc"])
+    r = run("image", photo, *image_args, "--export", "trc")
+    assert r.exit_code != 0 and "not a wbcap image result" in r.output, r.output
+    assert (person / "output.trc").read_bytes() == mine["track_9.trc"]
+
+
+def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limit(tmp_path, body_layer, monkeypatch,
+                                                                                     caplog):
+    """A folder named in bytes that are not UTF-8 gets its C3D (ezc3d's binding refused the name:
+    a crash at pass 2, a break-it review); a piece longer than a C3D file holds gets a warning and
+    no C3D (ezc3d wrote 65535 of 70000 frames without a word), its TRC every row."""
+    import os
+
+    import torch
+
+    import wbcap.export.c3d_file as c3d_file
+    from wbcap.export.amass import amass_arrays
+    from wbcap.export.animation import AnimationExport, write_animations
+
+    caplog.set_level("WARNING", logger="wbcap")  # (the INFO lines name the folder: xdist cannot send lone surrogates)
+    n = 5
+    left, right = body_layer.hands_mean()
+    rest = body_layer.rest_root(torch.zeros(1, 10)).numpy()[0]
+    rng = np.random.default_rng(0)
+    arrays = amass_arrays(
+        global_orient=rng.normal(0, 0.2, (n, 3)), body_pose=rng.normal(0, 0.2, (n, 63)), jaw_pose=np.zeros((n, 3)),
+        left_hand_pose=np.zeros((n, 45)), right_hand_pose=np.zeros((n, 45)), transl=np.tile([0, 0, 3.0], (n, 1)),
+        betas=np.zeros(10), expression=np.zeros((n, 10)), hands_mean=(left, right), rest_root=rest, fps=30.0,
+        times=np.arange(n) / 30, frame_indices=np.arange(n), valid=np.ones(n, bool), gender="neutral")
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    odd.mkdir()
+    written = write_animations(odd, "track_0", arrays, body_layer, AnimationExport(formats=("trc", "c3d")))
+    assert [p.name for p in written] == ["track_0.trc", "track_0.c3d"]
+    _, points, _ = read_c3d(odd / "track_0.c3d")
+    labels, _, rows = read_trc(odd / "track_0.trc")
+    np.testing.assert_allclose(points / 1000, rows[:, 2:].reshape(n, M, 3)[..., [2, 0, 1]], atol=2e-6)
+    assert sorted(p.name for p in odd.iterdir()) == ["track_0.c3d", "track_0.trc"]  # (no temporary left)
+
+    monkeypatch.setattr(c3d_file, "C3D_MAX_FRAMES", 4)
+    written = write_animations(tmp_path, "track_1", arrays, body_layer, AnimationExport(formats=("trc", "c3d")))
+    assert [p.name for p in written] == ["track_1.trc"] and not (tmp_path / "track_1.c3d").exists()
+    assert "track_1: 5 rows, more than the 4 frames a C3D file holds: no track_1.c3d" in caplog.text
 
 
 @pytest.mark.slow

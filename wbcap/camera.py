@@ -108,8 +108,8 @@ YUP_FROM_OPENCV: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0
 YUP_FROM_ZUP: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
 
 #: Rotation (row-major 3x3) taking the z-up world of AMASS to OpenSim's y-up frame as Pose2Sim
-#: writes its TRC files (Pose2Sim ``common.zup2yup``): ``x' = y`` (forward: OpenSim's models face
-#: +x), ``y' = z`` (up), ``z' = x`` (the camera's right).
+#: writes its TRC files (Pose2Sim ``common.zup2yup``): ``x' = y`` (away from the camera: a person
+#: facing the camera faces -x', OpenSim's models +x'), ``y' = z`` (up), ``z' = x`` (the camera's right).
 OPENSIM_FROM_ZUP: tuple[tuple[float, float, float], ...] = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 0.0, 0.0))
 
 _FRAMES = {"zup": ZUP_FROM_OPENCV, "yup": YUP_FROM_OPENCV}

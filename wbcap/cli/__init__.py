@@ -23,6 +23,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -639,11 +640,12 @@ def _working_folder_gone() -> bool:
 
 
 def _only_help(args: list[str]) -> bool:
-    """Whether the command line only asks for help or the version (``--help``, ``-h``,
-    ``--version`` before any ``--``), which need no working folder: in a deleted one they were
-    refused with the rest (a locales trial)."""
-    words = args[: args.index("--")] if "--" in args else args
-    return any(w in ("--help", "-h", "--version") for w in words)
+    """Whether the command line only asks for help or the version: ``--help``, ``-h`` or
+    ``--version`` after command names alone (``wbcap train body --help``), which need no working
+    folder: in a deleted one they were refused with the rest (a locales trial). Not ``wbcap image
+    a.jpg -o --help``, where it is an option's value (a review: torch's MKL then ended the process)."""
+    flags = {"--help", "-h", "--version"}
+    return any(w in flags for w in args) and all(w in flags or re.fullmatch(r"[a-z][a-z0-9-]*", w) for w in args)
 
 
 def _text_streams_never_fail_on_characters() -> None:

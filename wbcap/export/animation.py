@@ -174,7 +174,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         return written
     rig = build_rig(body, arrays["betas"])
     if wanted & _POINT_FORMATS:  # (the npz's frame: SMPL-X's joints computed once for all)
-        from wbcap.export.c3d_file import write_c3d
+        from wbcap.export.c3d_file import C3D_MAX_FRAMES, write_c3d
         from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
         from wbcap.export.opensim_trc import write_trc
@@ -182,7 +182,10 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
         joints = smplx_rows(body, zup, joints=True)
         for fmt, writer in (("csv", write_joints_csv), ("trc", write_trc), ("c3d", write_c3d)):
-            if fmt in wanted:
+            if fmt == "c3d" and fmt in wanted and len(zup) > C3D_MAX_FRAMES:
+                log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
+                            "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)
+            elif fmt in wanted:
                 written.append(writer(out / f"{name}.{fmt}", body, zup, joints=joints))
         wanted -= _POINT_FORMATS
         if not wanted:

@@ -1,6 +1,6 @@
 """One person's 3D keypoints as a C3D file (``--export c3d``): the motion-capture labs' exchange
-format, which Vicon Nexus, Qualisys, Visual3D, Mokka, OpenSim (``C3DFileAdapter``) and
-biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
+format, which Vicon Nexus, Qualisys, Visual3D, Mokka and biomechanics libraries (ezc3d, btk,
+kineticstoolkit, py-c3d) read.
 
 ``track_<id>.c3d`` (``output.c3d`` for a photo: one frame), written with ezc3d:
 
@@ -11,7 +11,11 @@ biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
 * **Frames**: the rows of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular
   clock at ``POINT:RATE`` rows per second, short gaps filled, split at long gaps into
   ``_part<k>`` files. C3D counts frames from 1 and holds no clock: the source's time of the first
-  frame is ``WBCAP:START_TIME`` (seconds), frame ``k`` is at ``START_TIME + (k - 1) / RATE``.
+  frame is ``WBCAP:START_TIME`` (seconds), frame ``k`` is at ``START_TIME + (k - 1) / RATE``
+  (C3D's parameters are 32-bit floats: ``START_TIME`` within 0.25 ms up to an hour, a rate of
+  29.97002997 kept as 29.97). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
+  header's frame numbers are 16-bit; ezc3d reads no more): a longer piece of a track gets no
+  C3D file, and a warning says so (:mod:`wbcap.export.animation`).
   Every point is valid with a residual of 0, which C3D gives a point that was computed rather
   than seen by cameras; filled rows too (their values interpolated as the npz's parameters;
   ``track_<id>.csv``'s ``valid`` column says which rows are).
@@ -24,6 +28,9 @@ biomechanics libraries (ezc3d, btk, kineticstoolkit, py-c3d) read.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,10 @@ from wbcap.export.clip import MotionClip, smplx_rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WBCAP_GROUP", "write_c3d"]
+__all__ = ["C3D_MAX_FRAMES", "WBCAP_GROUP", "write_c3d"]
+
+#: The most frames a C3D file holds (16-bit frame numbers; 36 min at 30 fps).
+C3D_MAX_FRAMES = 65535
 
 #: The parameter group holding wbcap's own values (``START_TIME``, ``FRAME``): also how
 #: :mod:`wbcap.io.run_folder` tells wbcap's C3D files from a user's.
@@ -53,7 +63,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
             joints=True)``) when already computed; None computes them.
 
     Raises:
-        ValueError: a clip that is not z up, or markers that are not finite.
+        ValueError: a clip that is not z up, empty, longer than :data:`C3D_MAX_FRAMES` rows, or
+            markers that are not finite.
     """
     import ezc3d
 
@@ -62,6 +73,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
 
     if clip.up != "z":
         raise ValueError(f"write_c3d writes the npz's z-up frame; got a clip with up={clip.up!r}")
+    if not 0 < len(clip) <= C3D_MAX_FRAMES:
+        raise ValueError(f"a clip of {len(clip)} rows; a C3D file holds 1 to {C3D_MAX_FRAMES} frames")
     if joints is None:
         joints = smplx_rows(body, clip, joints=True)
     millimetres = marker_positions(joints) * 1000.0  # (T, M, 3)
@@ -79,11 +92,18 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     c3d["data"]["points"] = data
     c3d["data"]["meta_points"]["residuals"] = np.zeros((1, m, t))
     c3d["data"]["meta_points"]["camera_masks"] = np.zeros((7, m, t), bool)
-    c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0]) if t else 0.0])
+    c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0])])
     c3d.add_parameter(WBCAP_GROUP, "FRAME", [str(clip.frame)])
     c3d.add_parameter("MANUFACTURER", "COMPANY", ["wbcap"])
     c3d.add_parameter("MANUFACTURER", "SOFTWARE", [f"wbcap {__version__}"])
     with atomic_path(path) as tmp:
-        c3d.write(str(tmp))
+        try:
+            str(tmp).encode("utf-8")
+        except UnicodeEncodeError:  # (a folder named in bytes that are not UTF-8, which ezc3d's binding cannot take)
+            with tempfile.TemporaryDirectory(prefix="wbcap-c3d-") as folder:
+                c3d.write(os.path.join(folder, "markers.c3d"))
+                shutil.copyfile(os.path.join(folder, "markers.c3d"), tmp)
+        else:
+            c3d.write(str(tmp))
     logger.info("wrote %s (%d frames, %d markers)", final_path(path), t, m)
     return Path(path)

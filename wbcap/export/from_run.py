@@ -218,7 +218,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
         if unknown:
             raise InputError(f"track {unknown[0]}: not in {run}{_why_dropped(unknown[0], meta)}, which has tracks "
                              f"{', '.join(map(str, tracks))}")
-    _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats)
+    _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats, in_place)
     if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
         camera = camera_from_dict(meta["camera"])
     run_frame = (meta or {}).get("frame", "camera")
@@ -348,20 +348,31 @@ def _why_dropped(track: int, meta: dict | None) -> str:
     return ""
 
 
-def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str, ...]) -> None:
-    """Refuse, before anything is written, a folder in ``dest`` named as a file this export writes
-    or replaces (``track_<id>.<format>`` or ``track_<id>_part<k>.<format>`` of an exported track
-    and format): no file can take its place, and the files written before it would be left
-    beside the old ones.
+def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str, ...], in_place: bool) -> None:
+    """Refuse, before anything is written, what is in ``dest`` under a name this export writes or
+    replaces (``track_<id>.<format>`` or ``track_<id>_part<k>.<format>`` of an exported track and
+    format): a folder (no file can take its place, and the files written before it would be left
+    beside the old ones), or a file wbcap did not write (:func:`wbcap.io.run_folder.written_by_wbcap`:
+    a lab's ``track_1.c3d`` in a ``--dest`` folder was replaced, a Pose2Sim ``track_0_part1.trc``
+    removed: a break-it review); in the run folder itself, where track files are wbcap's by their
+    names, only the marker files (:data:`wbcap.io.run_folder.MARKED_SUFFIXES`).
 
     Raises:
-        InputError: naming the folder and the fix.
+        InputError: naming the folder or file and the fix.
     """
+    from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
+
     suffixes = {f".{f}" for f in formats}
     for path in sorted(dest.glob("track_*")) if dest.is_dir() else ():
-        if path.suffix in suffixes and _track_id(path) in tracks and path.is_dir():
-            raise InputError(f"{path}: is a folder, where `wbcap export` writes track {_track_id(path)}'s "
-                             f"{path.suffix[1:]} file; move or remove it, or choose another {setting('dest')} folder")
+        if path.suffix not in suffixes or _track_id(path) not in tracks:
+            continue
+        what = f"track {_track_id(path)}'s {path.suffix[1:]} file"
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, where `wbcap export` writes {what}; move or remove it, or choose "
+                             f"another {setting('dest')} folder")
+        if (not in_place or path.suffix in MARKED_SUFFIXES) and not written_by_wbcap(path):
+            raise InputError(f"{path}: wbcap did not write this file, and `wbcap export` would replace or remove it "
+                             f"with {what}; move it, or choose another {setting('dest')} folder")
 
 
 def _track_id(path: Path) -> int | None:

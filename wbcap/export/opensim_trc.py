@@ -70,10 +70,12 @@ def trc_text(name: str, times: np.ndarray, fps: float, markers: np.ndarray) -> s
         markers: ``(T, M, 3)`` positions in metres, OpenSim's frame, :data:`MARKER_NAMES`' order.
 
     Raises:
-        ValueError: ``markers`` not ``(T, len(MARKER_NAMES), 3)`` or not finite.
+        ValueError: no row, ``markers`` not ``(T, len(MARKER_NAMES), 3)`` or not finite.
     """
     markers = np.asarray(markers, np.float64)
     t = len(times)
+    if t == 0:
+        raise ValueError("a clip of 0 rows; a TRC file needs one")
     if markers.shape != (t, len(MARKER_NAMES), 3):
         raise ValueError(f"markers of shape {markers.shape}; expected {(t, len(MARKER_NAMES), 3)}")
     if not np.isfinite(markers).all():

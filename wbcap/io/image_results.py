@@ -30,8 +30,17 @@ def is_image_result(folder: Path) -> bool:
         for entry in folder.iterdir():
             if not (entry.is_dir() and not entry.is_symlink() and PERSON_DIR.fullmatch(entry.name)):
                 return False
-            if any(f.name not in RESULT_FILES or not f.is_file() for f in entry.iterdir()):
+            if any(f.name not in RESULT_FILES or not f.is_file() or not _ours(f) for f in entry.iterdir()):
                 return False
     except OSError:
         return False
     return True
+
+
+def _ours(path: Path) -> bool:
+    """Whether a file of :data:`RESULT_FILES`' names is wbcap's: a marker file (``output.trc``,
+    ``output.c3d``) only with wbcap's marks (:func:`wbcap.io.run_folder.written_by_wbcap`; a
+    user's own ``output.trc`` in a person's folder was replaced by a rerun: a break-it review)."""
+    from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
+
+    return path.suffix not in MARKED_SUFFIXES or written_by_wbcap(path)

@@ -70,6 +70,11 @@ PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
 #: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
 TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv", ".trc", ".c3d")
+#: Suffixes of per-track files that are wbcap's only when they carry its writer's marks
+#: (:func:`written_by_wbcap`), in a run folder too: the marker files biomechanics tools also
+#: write under any name (a Pose2Sim ``track_7.trc``, a lab's ``track_8.c3d``: a break-it review's
+#: were deleted by an ``--overwrite`` and a ``--resume``), whose marks wbcap has written from the start.
+MARKED_SUFFIXES = (".trc", ".c3d")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
@@ -337,10 +342,10 @@ def _our_outputs(out: Path) -> list[Path]:
     Only a run's folder (one holding :data:`RUN_DIR` or :data:`PREVIOUS_DIR`) has a
     ``params.jsonl``, ``meta.json``, ``render.mp4`` or ``meshes/`` of wbcap's; elsewhere (a
     ``wbcap export --dest`` folder, or a user's) only the track files wbcap's writers made
-    (:func:`_written_by_wbcap`) are its: an ``--overwrite`` deleted a user's own ``meta.json``,
+    (:func:`written_by_wbcap`) are its: an ``--overwrite`` deleted a user's own ``meta.json``,
     ``params.jsonl`` and ``track_7.csv`` from a folder no run had written (a hostile-input trial)."""
     if not ((out / RUN_DIR).is_dir() or (out / PREVIOUS_DIR).is_dir()):  # (an export's: its files, temporaries)
-        return [p for p in track_files(out) if _written_by_wbcap(p)] + sorted(
+        return [p for p in track_files(out) if written_by_wbcap(p)] + sorted(
             p for p in out.glob(".track_*.tmp-*") if _export_temporary(p))
     names = [RUN_DIR, PARAMS_FILE, META_FILE, RENDER_FILE, PREVIOUS_DIR]
     found = [out / n for n in names if (out / n).exists()]
@@ -367,7 +372,7 @@ def _export_temporary(path: Path) -> bool:
 _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
 
 
-def _written_by_wbcap(path: Path) -> bool:
+def written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
     TRC whose 4th line lists :mod:`wbcap.body.markers`' names in their order, a C3D
@@ -624,9 +629,10 @@ TRACK_STEM = re.compile(r"track_(\d+)(?:_part\d+)?")
 def track_files(out: Path) -> list[Path]:
     """The per-track files of pass 2 in ``out`` (:data:`TRACK_STEM`, :data:`TRACK_SUFFIXES`),
     sorted; not a user's own ``track_notes.csv`` beside them (a break-it trial's was removed by a
-    ``--resume``)."""
+    ``--resume``), nor a ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
     return sorted(p for p in out.glob("track_*")
-                  if p.suffix in TRACK_SUFFIXES and TRACK_STEM.fullmatch(p.stem) and p.is_file())
+                  if p.suffix in TRACK_SUFFIXES and TRACK_STEM.fullmatch(p.stem) and p.is_file()
+                  and (p.suffix not in MARKED_SUFFIXES or written_by_wbcap(p)))
 
 
 def absolute_path(path: str | None) -> str | None:
