@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.body.markers import MARKER_NAMES, marker_descriptions, marker_positions
-from wbcap.export.clip import MotionClip, smplx_rows
+from wbcap.export.clip import MotionClip, npz_frame_joints
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     Args:
         path: the ``.c3d`` to write (replaced if present).
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
-        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
-            ``up="z"``): the npz's frame.
-        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
-            joints=True)``) when already computed; None computes them.
+        clip, joints: as :func:`wbcap.export.clip.npz_frame_joints` takes them (a z-up clip; its
+            joints when already computed).
 
     Raises:
         ValueError: a clip that is not z up, empty, longer than :data:`C3D_MAX_FRAMES` rows, or
@@ -71,13 +69,9 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     from wbcap import __version__
     from wbcap.atomic import atomic_path, final_path
 
-    if clip.up != "z":
-        raise ValueError(f"write_c3d writes the npz's z-up frame; got a clip with up={clip.up!r}")
     if not 0 < len(clip) <= C3D_MAX_FRAMES:
         raise ValueError(f"a clip of {len(clip)} rows; a C3D file holds 1 to {C3D_MAX_FRAMES} frames")
-    if joints is None:
-        joints = smplx_rows(body, clip, joints=True)
-    millimetres = marker_positions(joints) * 1000.0  # (T, M, 3)
+    millimetres = marker_positions(npz_frame_joints(body, clip, joints, "write_c3d")) * 1000.0  # (T, M, 3)
     if not np.isfinite(millimetres).all():
         raise ValueError("markers hold NaN or infinite values")
     t, m = millimetres.shape[:2]

@@ -29,7 +29,7 @@ from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np, rotation_array
 from wbcap.camera import YUP_FROM_ZUP as _YUP_FROM_ZUP
 
-__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "smplx_rows"]
+__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "npz_frame_joints", "smplx_rows"]
 
 Up = Literal["y", "z"]
 
@@ -202,3 +202,25 @@ def smplx_rows(body: Any, clip: MotionClip, *, joints: bool = False, batch: int 
 
         out = np.empty((0, SMPLX_OUTPUT_JOINT_NUM if joints else body.num_vertices, 3))
     return out
+
+
+def npz_frame_joints(body: Any, clip: MotionClip, joints: np.ndarray | None, writer: str) -> np.ndarray:
+    """SMPL-X's output joints of a z-up clip of one AMASS file, in the npz's frame: what the point
+    writers (CSV, TRC, C3D) write from.
+
+    Args:
+        body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
+        clip: a z-up clip (:func:`clip_from_amass` with ``up="z"``).
+        joints: ``(T, 144, 3)`` the clip's joints when already computed (:func:`smplx_rows`
+            with ``joints=True``: returned as they are), or None (computed).
+        writer: the calling writer's name, for the error.
+
+    Returns:
+        ``(T, 144, 3)`` metres.
+
+    Raises:
+        ValueError: a clip that is not z up.
+    """
+    if clip.up != "z":
+        raise ValueError(f"{writer} writes the npz's z-up frame; got a clip with up={clip.up!r}")
+    return smplx_rows(body, clip, joints=True) if joints is None else np.asarray(joints)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wbcap.export.clip import MotionClip, smplx_rows
+from wbcap.export.clip import MotionClip, npz_frame_joints
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +52,15 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip, joints: np.n
     Args:
         path: the ``.csv`` to write (replaced if present).
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
-        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
-            ``up="z"``): the npz's frame.
-        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
-            joints=True)``) when already computed; None computes them.
+        clip, joints: as :func:`wbcap.export.clip.npz_frame_joints` takes them (a z-up clip of
+            one AMASS file, the npz's frame; its joints when already computed).
 
     Raises:
         ValueError: a clip that is not z up.
     """
     from wbcap.atomic import atomic_write_text, final_path
 
-    if clip.up != "z":
-        raise ValueError(f"write_joints_csv writes the npz's z-up frame; got a clip with up={clip.up!r}")
-    if joints is None:
-        joints = smplx_rows(body, clip, joints=True)
-    joints = np.asarray(joints)[:, :JOINT_COUNT]
+    joints = npz_frame_joints(body, clip, joints, "write_joints_csv")[:, :JOINT_COUNT]
     header = ["time", "frame_index", "valid", *(f"{n}_{a}" for n in joint_names() for a in "xyz")]
     buf = io.StringIO()
     buf.write(",".join(header) + "\n")

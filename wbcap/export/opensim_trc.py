@@ -40,7 +40,7 @@ import numpy as np
 from wbcap.body.markers import MARKER_NAMES, marker_positions
 from wbcap.camera import OPENSIM_FROM_ZUP as _OPENSIM_FROM_ZUP
 from wbcap.camera import rotation_array
-from wbcap.export.clip import MotionClip, smplx_rows
+from wbcap.export.clip import MotionClip, npz_frame_joints
 
 logger = logging.getLogger(__name__)
 
@@ -99,21 +99,15 @@ def write_trc(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     Args:
         path: the ``.trc`` to write (replaced if present).
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
-        clip: a z-up clip of one AMASS file (:func:`wbcap.export.clip.clip_from_amass` with
-            ``up="z"``): the npz's frame.
-        joints: ``(T, 144, 3)`` the clip's SMPL-X output joints (``smplx_rows(body, clip,
-            joints=True)``) when already computed; None computes them.
+        clip, joints: as :func:`wbcap.export.clip.npz_frame_joints` takes them (a z-up clip; its
+            joints when already computed).
 
     Raises:
-        ValueError: a clip that is not z up.
+        ValueError: a clip that is not z up, or of no row.
     """
     from wbcap.atomic import atomic_write_text, final_path
 
-    if clip.up != "z":
-        raise ValueError(f"write_trc writes from the npz's z-up frame; got a clip with up={clip.up!r}")
-    if joints is None:
-        joints = smplx_rows(body, clip, joints=True)
-    markers = marker_positions(joints) @ OPENSIM_FROM_ZUP.T
+    markers = marker_positions(npz_frame_joints(body, clip, joints, "write_trc")) @ OPENSIM_FROM_ZUP.T
     name = final_path(path).name
     atomic_write_text(path, trc_text(name, clip.times, clip.fps, markers))
     logger.info("wrote %s (%d rows, %d markers)", final_path(path), len(clip), len(MARKER_NAMES))
