@@ -1136,6 +1136,21 @@ def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
                                           optional=True)
 
 
+def test_doctor_says_whether_c3d_files_can_be_written(monkeypatch):
+    """ezc3d (a compiled extension) imports or not: a broken install is said, with the fix."""
+    import sys
+
+    from wbcap.doctor import Check, c3d_check
+    from wbcap.versions import installed_version
+
+    version = installed_version("ezc3d")
+    assert c3d_check() == Check("C3D export", True, f"ezc3d {version}", optional=True)
+    monkeypatch.setitem(sys.modules, "ezc3d", None)  # (installed here, not importable: as a broken install)
+    check = c3d_check()
+    assert not check.ok and check.optional and check.detail.startswith(f"ezc3d {version} does not import (")
+    assert check.fix.startswith("`pip install --force-reinstall ezc3d` for --export c3d")
+
+
 @pytest.mark.parametrize(("available", "limits", "ok", "optional", "fix"), [
     (8e9, [], True, False, ""),
     (8e9, [("ulimit -v", 1_536_000_000)], False, False, "raise the memory limit (ulimit -v) to at least 2.0 GB"),

@@ -51,6 +51,18 @@ def photo_formats_check() -> Check:
                                                                             if fixes else ""), optional=True)
 
 
+def c3d_check() -> Check:
+    """``--export c3d``'s writer, ezc3d (installed with wbcap; a compiled extension, which a broken
+    install or another platform's wheel can leave unimportable). Optional: other formats need it not."""
+    try:
+        import ezc3d  # noqa: F401
+    except ImportError as exc:
+        return Check("C3D export", False, f"ezc3d {_version('ezc3d')} does not import ({exc})",
+                     "`pip install --force-reinstall ezc3d` for --export c3d (the TRC holds the same markers)",
+                     optional=True)
+    return Check("C3D export", True, f"ezc3d {_version('ezc3d')}", optional=True)
+
+
 def body_model_check(gender: str, body_models: str | None, required: bool = False) -> Check:
     """One SMPL-X gender: the file found, read and checked as wbcap reads it (a damaged,
     truncated or foreign file fails here, not in the next run), or what was missing where
@@ -504,6 +516,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     checks.append(Check("FBX export", has_bpy, detail, "" if has_bpy else f"optional: {bpy_fix(why) if why else INSTALL_HINT}",
                         optional=True))
     checks.append(photo_formats_check())
+    checks.append(c3d_check())
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))
     return checks
