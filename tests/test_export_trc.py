@@ -217,6 +217,10 @@ def test_a_users_own_marker_files_are_never_taken_for_wbcaps(tmp_path, micro_ckp
     assert r.exit_code == 0, r.output
     assert {n: (out / n).read_bytes() for n in mine} == mine
     assert not (out / "track_0.trc").exists() and (out / "track_0.csv").exists()  # (wbcap's own: removed)
+    theirs = _foreign_files(out, "track_0.trc", "track_0.c3d")  # (under the names a resume writes: kept, said)
+    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,trc,c3d")
+    assert r.exit_code == 0 and f"{out / 'track_0.trc'}: wbcap did not write this file (a user's own?): kept" in r.output
+    assert {n: (out / n).read_bytes() for n in theirs} == theirs
 
     dest = tmp_path / "dest"
     dest.mkdir()

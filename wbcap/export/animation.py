@@ -178,15 +178,22 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
         from wbcap.export.opensim_trc import write_trc
+        from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
         joints = smplx_rows(body, zup, joints=True)
         for fmt, writer in (("csv", write_joints_csv), ("trc", write_trc), ("c3d", write_c3d)):
-            if fmt == "c3d" and fmt in wanted and len(zup) > C3D_MAX_FRAMES:
+            target = out / f"{name}.{fmt}"
+            if fmt not in wanted:
+                continue
+            if fmt == "c3d" and len(zup) > C3D_MAX_FRAMES:
                 log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
                             "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)
-            elif fmt in wanted:
-                written.append(writer(out / f"{name}.{fmt}", body, zup, joints=joints))
+            elif f".{fmt}" in MARKED_SUFFIXES and target.is_file() and not written_by_wbcap(target):
+                log.warning("%s: wbcap did not write this file (a user's own?): kept, and this track's %s not "
+                            "written; move it and write them with wbcap export", target, fmt.upper())
+            else:
+                written.append(writer(target, body, zup, joints=joints))
         wanted -= _POINT_FORMATS
         if not wanted:
             return written
