@@ -128,7 +128,8 @@ def read_c3d(path: Path) -> tuple[object, np.ndarray, np.ndarray]:
     import c3d
 
     with open(path, "rb") as fh, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ("No analog data found in file.")
+        warnings.simplefilter("error")  # ("incomplete reading of data blocks": ezc3d's empty block, trimmed)
+        warnings.filterwarnings("ignore", "No analog data found in file")
         reader = c3d.Reader(fh)
         frames = [points for _, points, _ in reader.read_frames()]
     table = np.asarray(frames, np.float64)
@@ -274,12 +275,13 @@ def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limi
         global_orient=rng.normal(0, 0.2, (n, 3)), body_pose=rng.normal(0, 0.2, (n, 63)), jaw_pose=np.zeros((n, 3)),
         left_hand_pose=np.zeros((n, 45)), right_hand_pose=np.zeros((n, 45)), transl=np.tile([0, 0, 3.0], (n, 1)),
         betas=np.zeros(10), expression=np.zeros((n, 10)), hands_mean=(left, right), rest_root=rest, fps=30.0,
-        times=np.arange(n) / 30, frame_indices=np.arange(n), valid=np.ones(n, bool), gender="neutral")
+        times=3.6 + np.arange(n) / 30, frame_indices=108 + np.arange(n), valid=np.ones(n, bool), gender="neutral")
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
     odd.mkdir()
     written = write_animations(odd, "track_0", arrays, body_layer, AnimationExport(formats=("trc", "c3d")))
     assert [p.name for p in written] == ["track_0.trc", "track_0.c3d"]
-    _, points, _ = read_c3d(odd / "track_0.c3d")
+    reader, points, _ = read_c3d(odd / "track_0.c3d")
+    assert (reader.first_frame, reader.last_frame) == (109, 113)  # (frame 108 at 30 fps, 3.6 s, counted from 1)
     labels, _, rows = read_trc(odd / "track_0.trc")
     np.testing.assert_allclose(points / 1000, rows[:, 2:].reshape(n, M, 3)[..., [2, 0, 1]], atol=2e-6)
     assert sorted(p.name for p in odd.iterdir()) == ["track_0.c3d", "track_0.trc"]  # (no temporary left)

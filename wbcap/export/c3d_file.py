@@ -10,10 +10,12 @@ kineticstoolkit, py-c3d) read.
   L_Hip``).
 * **Frames**: the rows of the track's AMASS file (:mod:`wbcap.export.amass`): the same regular
   clock at ``POINT:RATE`` rows per second, short gaps filled, split at long gaps into
-  ``_part<k>`` files. C3D counts frames from 1 and holds no clock: the source's time of the first
-  frame is ``WBCAP:START_TIME`` (seconds), frame ``k`` is at ``START_TIME + (k - 1) / RATE``
-  (C3D's parameters are 32-bit floats: ``START_TIME`` within 0.25 ms up to an hour, a rate of
-  29.97002997 kept as 29.97). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
+  ``_part<k>`` files. The header's first frame is the first row's frame on the source's clock
+  (``round(time * RATE)``, counted from 0 as readers that take it for the trial's start do:
+  kineticstoolkit's time is ``first_frame / RATE`` on), so C3D tools show the source's time; a
+  first frame past C3D's 16-bit frame numbers is 0. ``WBCAP:START_TIME`` holds the first row's
+  time in seconds either way (C3D's parameters are 32-bit floats: within 0.25 ms up to an hour;
+  a rate of 29.97002997 is kept as 29.97). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
   header's frame numbers are 16-bit; ezc3d reads no more): a longer piece of a track gets no
   C3D file, and a warning says so (:mod:`wbcap.export.animation`).
   Every point is valid with a residual of 0, which C3D gives a point that was computed rather
@@ -84,6 +86,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     data = np.ones((4, m, t))
     data[:3] = millimetres.transpose(2, 1, 0)
     c3d["data"]["points"] = data
+    first = round(float(clip.times[0]) * float(clip.fps))
+    c3d["header"]["points"]["first_frame"] = first if first >= 0 and first + t <= C3D_MAX_FRAMES else 0
     c3d["data"]["meta_points"]["residuals"] = np.zeros((1, m, t))
     c3d["data"]["meta_points"]["camera_masks"] = np.zeros((7, m, t), bool)
     c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0])])
@@ -99,5 +103,31 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
                 shutil.copyfile(os.path.join(folder, "markers.c3d"), tmp)
         else:
             c3d.write(str(tmp))
+        _trim_empty_block(tmp)
     logger.info("wrote %s (%d frames, %d markers)", final_path(path), t, m)
     return Path(path)
+
+
+def _trim_empty_block(path: Path) -> None:
+    """Cut the empty 512-byte block ezc3d (1.7) adds after point data that ends on a block's
+    boundary, which wbcap's 32 float points (512 bytes a frame) always do: py-c3d warned
+    "incomplete reading of data blocks" on every file (a biomechanics trial). The data's end is
+    the header's (C3D's 512-byte header: word 1 the points, word 2 the analog channels, words 3-4
+    the first and last frames, bytes 12-15 the scale, negative for float data, word 9 the data's
+    first block); only trailing zeros past it go."""
+    import struct
+
+    with open(path, "r+b") as fh:
+        header = fh.read(512)
+        points, analog, first, last = struct.unpack_from("<4H", header, 2)
+        scale = struct.unpack_from("<f", header, 12)[0]
+        data_start = struct.unpack_from("<H", header, 16)[0]
+        if analog or scale >= 0 or last < first:  # (not the layout wbcap writes: left as it is)
+            return
+        end = (data_start - 1) * 512 + (last - first + 1) * points * 16
+        blocks = -(-end // 512) * 512
+        size = fh.seek(0, os.SEEK_END)
+        if size > blocks:
+            fh.seek(blocks)
+            if not fh.read(size - blocks).strip(b"\0"):
+                fh.truncate(blocks)
