@@ -420,3 +420,54 @@ def test_export_refuses_world_and_camera_together(tmp_path):
         r = CliRunner().invoke(cli, ["export", str(tmp_path), *order])
         assert r.exit_code == 2 and "use either --world or --camera" in r.output, r.output
         assert "Traceback" not in r.output
+
+
+def test_a_world_exports_c3d_holds_the_feets_contacts_as_gait_events(run_folder, tmp_path, body_dir, scene):
+    """`--export c3d` of a grounded run: C3D's EVENT group (as py-c3d reads it) holds a Foot Strike
+    where a foot becomes planted and a Foot Off where it lifts, per side, at the npz's contacts'
+    rows on the file's frame clock; the walker's strikes are within 2 frames of the true gait's."""
+    import warnings
+
+    import c3d
+
+    from wbcap.world.contact import foot_events
+
+    dest = tmp_path / "c3d"
+    r = invoke("export", run_folder, "--world", "--format", "npz,c3d", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    for tid in (0, 1):
+        d = np.load(dest / f"track_{tid}.npz")
+        with open(dest / f"track_{tid}.c3d", "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # ("No analog data found in file.")
+            reader = c3d.Reader(fh)
+            rate, first = reader.point_rate, reader.first_frame - 1
+            want = foot_events(d["contact"])
+            if not want:
+                assert reader.get("EVENT:USED") is None or reader.get("EVENT:USED").int16_value == 0
+                continue
+            times = reader.get("EVENT:TIMES").float_array  # (minutes, seconds) per event
+            got = [(round((60 * m + s) * rate) - first, c.strip(), label.strip()) for (m, s), c, label in
+                   zip(times, reader.get("EVENT:CONTEXTS").string_array, reader.get("EVENT:LABELS").string_array)]
+        assert got == want
+        assert first == round(float(d["times"][0]) * rate)
+    walker = foot_events(np.load(dest / "track_0.npz")["contact"])
+    true = foot_events(scene.people[0].contact)
+    strikes = [(row, side) for row, side, event in walker if event == "Foot Strike"]
+    true_strikes = [(row, side) for row, side, event in true if event == "Foot Strike"]
+    assert len(true_strikes) >= 3
+    for row, side in true_strikes:
+        assert any(s == side and abs(r - row) <= 2 for r, s in strikes), (row, side, strikes)
+
+
+def test_foot_events_are_the_contacts_changes():
+    from wbcap.world.contact import foot_events
+
+    contact = np.zeros((8, 2), bool)
+    contact[0:3, 0] = True  # (planted from the start: no strike at row 0)
+    contact[5:, 0] = True
+    contact[2:6, 1] = True
+    assert foot_events(contact) == [(2, "Right", "Foot Strike"), (3, "Left", "Foot Off"), (5, "Left", "Foot Strike"),
+                                    (6, "Right", "Foot Off")]
+    assert foot_events(np.zeros((0, 2), bool)) == [] and foot_events(np.ones((1, 2), bool)) == []
+    with pytest.raises(ValueError, match="expected"):
+        foot_events(np.zeros(4, bool))

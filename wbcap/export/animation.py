@@ -192,6 +192,8 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             elif f".{fmt}" in MARKED_SUFFIXES and target.is_file() and not written_by_wbcap(target):
                 log.warning("%s: wbcap did not write this file (a user's own?): kept, and this track's %s not "
                             "written; move it and write them with wbcap export", target, fmt.upper())
+            elif fmt == "c3d":  # (with --world the feet's contacts, as gait events)
+                written.append(writer(target, body, zup, joints=joints, contact=arrays.get("contact")))
             else:
                 written.append(writer(target, body, zup, joints=joints))
         wanted -= _POINT_FORMATS

@@ -24,6 +24,13 @@ kineticstoolkit, py-c3d) read.
 * **Axes and units**: the npz's frame (z up: x the camera's right, y forward, z up; with
   ``wbcap run --world`` the estimated ground's, z = 0 on it), **millimetres** (``POINT:UNITS``
   ``mm``, as labs write them). ``WBCAP:FRAME`` says ``camera`` or ``world``.
+* **Gait events** (``wbcap run --world``, whose npz holds the feet's contacts): each foot's
+  ``Foot Strike`` where it becomes planted and ``Foot Off`` where it leaves the ground
+  (:func:`wbcap.world.contact.foot_events`), in C3D's ``EVENT`` group as Vicon Nexus writes them
+  (context ``Left``/``Right``, the time on the file's frame clock: ``(first frame + row) / RATE``,
+  the source's seconds), so Nexus, Visual3D and Mokka cut gait cycles at them. Contacts are those
+  of the planted-foot detection :mod:`wbcap.world` grounds the track with (speed and height of
+  the soles, with hysteresis), not of a force plate.
 * ``MANUFACTURER:COMPANY`` is ``wbcap``, ``MANUFACTURER:SOFTWARE`` its version.
 """
 
@@ -40,6 +47,7 @@ import numpy as np
 
 from wbcap.body.markers import MARKER_NAMES, marker_descriptions, marker_positions
 from wbcap.export.clip import MotionClip, npz_frame_joints
+from wbcap.world.contact import FOOT_STRIKE, foot_events
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +61,8 @@ C3D_MAX_FRAMES = 65535
 WBCAP_GROUP = "WBCAP"
 
 
-def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray | None = None) -> Path:
+def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray | None = None,
+              contact: np.ndarray | None = None) -> Path:
     """Write ``clip``'s markers (module docstring) to ``path``, atomically.
 
     Args:
@@ -61,6 +70,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
         body: the :class:`~wbcap.body.smplx_layer.SMPLXLayer` of the clip's parameters.
         clip, joints: as :func:`wbcap.export.clip.npz_frame_joints` takes them (a z-up clip; its
             joints when already computed).
+        contact: ``(T, 2)`` bool, the feet planted per row (the npz's ``contact``): written as
+            gait events; None: no events.
 
     Raises:
         ValueError: a clip that is not z up, empty, longer than :data:`C3D_MAX_FRAMES` rows, or
@@ -87,7 +98,12 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     data[:3] = millimetres.transpose(2, 1, 0)
     c3d["data"]["points"] = data
     first = round(float(clip.times[0]) * float(clip.fps))
-    c3d["header"]["points"]["first_frame"] = first if first >= 0 and first + t <= C3D_MAX_FRAMES else 0
+    first = first if first >= 0 and first + t <= C3D_MAX_FRAMES else 0
+    c3d["header"]["points"]["first_frame"] = first
+    for row, side, event in foot_events(contact) if contact is not None else ():
+        seconds = (first + row) / float(clip.fps)
+        c3d.add_event([int(seconds // 60), seconds % 60], context=side, label=event,
+                      description="wbcap --world: planted-foot detection", icon_id=1 if event == FOOT_STRIKE else 2)
     c3d["data"]["meta_points"]["residuals"] = np.zeros((1, m, t))
     c3d["data"]["meta_points"]["camera_masks"] = np.zeros((7, m, t), bool)
     c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0])])

@@ -13,7 +13,12 @@ import numpy as np
 
 from wbcap.smooth.filters import gaussian
 
-__all__ = ["drop_short", "hysteresis", "ray_smoothed", "relative_speeds", "speeds"]
+__all__ = ["FOOT_OFF", "FOOT_STRIKE", "drop_short", "foot_events", "hysteresis", "ray_smoothed", "relative_speeds",
+           "speeds"]
+
+#: Gait events' names, as Vicon Nexus and Visual3D name them in C3D files.
+FOOT_STRIKE = "Foot Strike"
+FOOT_OFF = "Foot Off"
 
 
 def speeds(points: np.ndarray, time: np.ndarray) -> np.ndarray:
@@ -98,3 +103,28 @@ def drop_short(labels: np.ndarray, min_frames: int) -> np.ndarray:
             if stop - start < min_frames:
                 out[start:stop, r] = False
     return out
+
+
+def foot_events(contact: np.ndarray) -> list[tuple[int, str, str]]:
+    """Gait events from the feet's contact labels: a foot strike where a foot becomes planted, a
+    foot off where it stops being so; none at the first row (what came before is unknown).
+
+    Args:
+        contact: ``(T, 2)`` bool, (left, right) foot planted per row (a track npz's ``contact``).
+
+    Returns:
+        ``(row, side, event)`` sorted by row, then left before right: ``side`` ``"Left"`` or
+        ``"Right"`` (the person's own), ``event`` :data:`FOOT_STRIKE` or :data:`FOOT_OFF`.
+
+    Raises:
+        ValueError: ``contact`` not ``(T, 2)``.
+    """
+    c = np.asarray(contact, bool)
+    if c.ndim != 2 or c.shape[1] != 2:
+        raise ValueError(f"contact of shape {c.shape}; expected (T, 2)")
+    events = []
+    for row in range(1, len(c)):
+        for foot, side in enumerate(("Left", "Right")):
+            if c[row, foot] != c[row - 1, foot]:
+                events.append((row, side, FOOT_STRIKE if c[row, foot] else FOOT_OFF))
+    return events
