@@ -1410,3 +1410,32 @@ def test_skip_done_redoes_a_photo_whose_last_person_was_deleted(tmp_path, micro_
     shutil.rmtree(folder / "person_1")
     r = invoke("image", photo, "-o", tmp_path / "out", "--skip-done", *args)
     assert r.exit_code == 0 and "done before" not in r.stdout and (folder / "person_1").is_dir(), r.output
+
+
+def test_pillows_own_warnings_on_a_damaged_picture_stay_off_stderr(tmp_path):
+    """A TIFF cut inside a tag's data: Pillow warns "Tag data larger than file. Skipping tag 270"
+    (a UserWarning, printed with its source line) before wbcap's one line saying the file is
+    damaged; the command prints that line alone (a break-it review saw Pillow's beside it)."""
+    import io
+    import warnings
+
+    from PIL import Image, TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[270] = "x" * 5000  # (ImageDescription, stored after the header)
+    buf = io.BytesIO()
+    Image.fromarray(person_image(64, 64, seed=1)).save(buf, format="TIFF", tiffinfo=tags)
+    data = buf.getvalue()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: data.find(b"x" * 100) + 10])
+    with warnings.catch_warnings(record=True) as seen:  # (the fixture does make Pillow warn)
+        warnings.simplefilter("always")
+        with pytest.raises(OSError), Image.open(cut) as im:
+            im.load()
+    assert any("Tag data larger than file" in str(w.message) for w in seen)
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "WBCAP_HOME": str(tmp_path / "wb"), "PYTHONWARNINGS": ""}
+    proc = subprocess.run([sys.executable, "-m", "wbcap", "image", str(cut), "-o", str(tmp_path / "out"), "--no-render"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr == f"error: {cut}: TIFF file is truncated or corrupt (its pixels do not decode); re-download or re-export it\n"
