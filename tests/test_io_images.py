@@ -376,13 +376,23 @@ def test_truncated_jpeg_is_an_input_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.9])
-def test_truncated_png_is_an_input_error(tmp_path: Path, keep: float) -> None:
+@pytest.mark.parametrize("damaged", ["refuse", "warn"])
+def test_truncated_png_is_an_input_error(tmp_path: Path, keep: float, damaged: str, capfd) -> None:
+    """Also for a dataset's image (``damaged="warn"``: libpng decodes none of a cut PNG), and
+    without libpng's own lines on stderr ("libpng error: PNG input buffer is incomplete" beside
+    the message, in training's loader)."""
     path = tmp_path / "cut.png"
     Image.fromarray(_pattern(64, 64)).save(path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(InputError, match="cut.png: image file is truncated"):
-        load_image(path)
+        load_image(path, damaged=damaged)
+    noise = tmp_path / "noise.png"  # (its cut at 90 % makes libpng print "libpng error: Read Error" itself)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(noise)
+    noise.write_bytes(noise.read_bytes()[: int(noise.stat().st_size * keep)])
+    with pytest.raises(InputError, match="noise.png: image file is truncated"):
+        load_image(noise, damaged=damaged)
+    assert "libpng" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])

@@ -154,16 +154,20 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     import cv2
 
     avif, heic = is_avif(data[:SNIFF_BYTES]), is_heic(data[:SNIFF_BYTES])
+    # A damaged PNG (``"warn"``) is not given to OpenCV: libpng stops at the damage, so OpenCV
+    # decodes none of it, and libpng prints its own lines to stderr on the way, which no log level
+    # holds ("libpng error: PNG input buffer is incomplete" beside the warning, in training's loader)
+    unreadable_png = damage is not None and data.startswith(_PNG_SIGNATURE)
     try:  # (AVIF by Pillow whatever OpenCV's build: its turn and bit depth handled one way)
         with _quiet_opencv(cv2):
-            decoded = (_decode_avif(p, data) if avif else _decode_heic(p, data) if heic
+            decoded = (None if unreadable_png else _decode_avif(p, data) if avif else _decode_heic(p, data) if heic
                        else cv2.imdecode(buf, cv2.IMREAD_UNCHANGED))
     except cv2.error as exc:  # (e.g. more pixels than OpenCV's own limit, in a format Pillow cannot size)
         log.debug("OpenCV cannot decode %s: %s", p, exc)
         decoded = None
     if decoded is not None and decoded.size:
         check_pixel_count(p, decoded.shape[1], decoded.shape[0])
-    if (decoded is None or decoded.size == 0) and damage is not None:
+    if (decoded is None or decoded.size == 0) and damage is not None and not unreadable_png:
         # ("warn": imdecode gives up on a cut JPEG that imread decodes in part; its size was checked
         # from the header above)
         with _quiet_opencv(cv2):
