@@ -218,10 +218,18 @@ def test_a_users_own_marker_files_are_never_taken_for_wbcaps(tmp_path, micro_ckp
     assert r.exit_code == 0, r.output
     assert {n: (out / n).read_bytes() for n in mine} == mine
     assert not (out / "track_0.trc").exists() and (out / "track_0.csv").exists()  # (wbcap's own: removed)
-    theirs = _foreign_files(out, "track_0.trc", "track_0.c3d")  # (under the names a resume writes: kept, said)
+    theirs = _foreign_files(out, "track_0.trc", "track_7.c3d")  # (under the names a resume writes: kept, said)
+    (out / "track_0.c3d").mkdir()  # (a folder there: kept, said; it crashed the pass part way)
     r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,trc,c3d")
-    assert r.exit_code == 0 and f"{out / 'track_0.trc'}: wbcap did not write this file (a user's own?): kept" in r.output
-    assert {n: (out / n).read_bytes() for n in theirs} == theirs
+    assert r.exit_code == 0, r.output
+    assert f"{out / 'track_0.trc'}: a file wbcap did not write (a user's own?): kept" in r.output
+    assert f"{out / 'track_0.c3d'}: a folder wbcap did not write (a user's own?): kept" in r.output
+    assert {n: (out / n).read_bytes() for n in theirs} == theirs and (out / "track_0.c3d").is_dir()
+    r = run("export", out, "--format", "trc", "--body-models", body_dir)  # (in place: no --dest to choose)
+    assert r.exit_code == 2 and r.output.strip().endswith(f"{out / 'track_0.trc'}: wbcap did not write this file, and "
+                                                          "`wbcap export` would replace or remove it with track 0's trc "
+                                                          "file; move it"), r.output
+    (out / "track_0.c3d").rmdir()
 
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -251,6 +259,26 @@ def test_a_users_own_marker_files_are_never_taken_for_wbcaps(tmp_path, micro_ckp
     r = run("image", photo, *image_args, "--export", "trc")
     assert r.exit_code != 0 and "not a wbcap image result" in r.output, r.output
     assert (person / "output.trc").read_bytes() == mine["track_9.trc"]
+
+
+def test_a_trc_of_wbcap_before_its_hip_marker_is_still_wbcaps(tmp_path):
+    """wbcap's TRC files had 31 markers before `Hip` (2026-12-07): still recognised as its own, not
+    refused as a user's (a review)."""
+    from wbcap.body.markers import MARKER_NAMES
+    from wbcap.export.opensim_trc import trc_text
+    from wbcap.io.run_folder import written_by_wbcap
+
+    now = tmp_path / "track_0.trc"
+    now.write_text(trc_text("track_0.trc", np.zeros(2), 30.0, np.zeros((2, M, 3))))
+    earlier = tmp_path / "track_1.trc"
+    names = [n for n in MARKER_NAMES if n != "Hip"]
+    earlier.write_text("PathFileType\t4\t(X/Y/Z)\ttrack_1.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\t"
+                       "OrigDataRate\tOrigDataStartFrame\tOrigNumFrames\n30\t30\t1\t31\tm\t30\t1\t1\n"
+                       "Frame#\tTime\t" + "\t\t\t".join(names) + "\t\t\n\t\t"
+                       + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, 32)) + "\n\n1\t0.0" + "\t0.0" * 93 + "\n")
+    other = tmp_path / "track_2.trc"  # (the same names in another order: Pose2Sim's own, a user's)
+    other.write_text(now.read_text().replace("Nose\t\t\tNeck", "Neck\t\t\tNose"))
+    assert written_by_wbcap(now) and written_by_wbcap(earlier) and not written_by_wbcap(other)
 
 
 def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limit(tmp_path, body_layer, monkeypatch,

@@ -12,10 +12,12 @@ kineticstoolkit, py-c3d) read.
   clock at ``POINT:RATE`` rows per second, short gaps filled, split at long gaps into
   ``_part<k>`` files. The header's first frame is the first row's frame on the source's clock
   (``round(time * RATE)``, counted from 0 as readers that take it for the trial's start do:
-  kineticstoolkit's time is ``first_frame / RATE`` on), so C3D tools show the source's time; a
-  first frame past C3D's 16-bit frame numbers is 0. ``WBCAP:START_TIME`` holds the first row's
-  time in seconds either way (C3D's parameters are 32-bit floats: within 0.25 ms up to an hour;
-  a rate of 29.97002997 is kept as 29.97). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
+  kineticstoolkit's time is ``first_frame / RATE`` on), so C3D tools show the source's time, to
+  within half a row where the rows are not on that grid (``--every 2`` from an odd frame); a
+  piece that would end past C3D's 16-bit frame numbers (after 36 min at 30 fps) starts at frame
+  0, its tools' times from 0. ``WBCAP:START_TIME`` holds the first row's time in seconds either
+  way (C3D's parameters are 32-bit floats: within 0.25 ms up to an hour; a rate of 29.97002997
+  is kept as 29.970030). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
   header's frame numbers are 16-bit; ezc3d reads no more): a longer piece of a track gets no
   C3D file, and a warning says so (:mod:`wbcap.export.animation`).
   Every point is valid with a residual of 0, which C3D gives a point that was computed rather
@@ -28,7 +30,7 @@ kineticstoolkit, py-c3d) read.
   ``Foot Strike`` where it becomes planted and ``Foot Off`` where it leaves the ground
   (:func:`wbcap.world.contact.foot_events`), in C3D's ``EVENT`` group as Vicon Nexus writes them
   (context ``Left``/``Right``, the time on the file's frame clock: ``(first frame + row) / RATE``,
-  the source's seconds), so Nexus, Visual3D and Mokka cut gait cycles at them. Contacts are those
+  the time C3D tools give the row), so Nexus, Visual3D and Mokka cut gait cycles at them. Contacts are those
   of the planted-foot detection :mod:`wbcap.world` grounds the track with (speed and height of
   the soles, with hysteresis), not of a force plate.
 * ``MANUFACTURER:COMPANY`` is ``wbcap``, ``MANUFACTURER:SOFTWARE`` its version.

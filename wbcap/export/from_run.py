@@ -372,7 +372,7 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
                              f"another {setting('dest')} folder")
         if (not in_place or path.suffix in MARKED_SUFFIXES) and not written_by_wbcap(path):
             raise InputError(f"{path}: wbcap did not write this file, and `wbcap export` would replace or remove it "
-                             f"with {what}; move it, or choose another {setting('dest')} folder")
+                             f"with {what}; move it" + ("" if in_place else f", or choose another {setting('dest')} folder"))
 
 
 def _track_id(path: Path) -> int | None:

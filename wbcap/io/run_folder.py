@@ -404,8 +404,11 @@ def written_by_wbcap(path: Path) -> bool:
                 from wbcap.body.markers import MARKER_NAMES
 
                 lines = (head + fh.read(4096)).split(b"\n")
-                return lines[0].startswith(b"PathFileType\t4\t") and len(lines) > 4 and (
-                    [w for w in lines[3].split(b"\t") if w] == [b"Frame#", b"Time", *(n.encode() for n in MARKER_NAMES)])
+                names = [w.decode() for w in lines[3].split(b"\t") if w] if len(lines) > 4 else []
+                # (the files of wbcap before its `Hip` marker had the other 31: a review found an
+                # earlier TRC of wbcap's refused as a user's)
+                return lines[0].startswith(b"PathFileType\t4\t") and names[:2] == ["Frame#", "Time"] and (
+                    tuple(names[2:]) in (MARKER_NAMES, tuple(n for n in MARKER_NAMES if n != "Hip")))
             if path.suffix == ".c3d":  # (wbcap.export.c3d_file.WBCAP_GROUP in the parameters after the 512-byte header)
                 return len(head) > 1 and head[1] == 0x50 and b"WBCAP" in head + fh.read(8192)
             if path.suffix == ".bvh":
