@@ -183,9 +183,9 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
         joints = smplx_rows(body, zup, joints=True)
         for fmt, writer in (("csv", write_joints_csv), ("trc", write_trc), ("c3d", write_c3d)):
-            target = out / f"{name}.{fmt}"
             if fmt not in wanted:
                 continue
+            target = out / f"{name}.{fmt}"
             if fmt == "c3d" and len(zup) > C3D_MAX_FRAMES:
                 log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
                             "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)

@@ -30,9 +30,9 @@ kineticstoolkit, py-c3d) read.
   ``Foot Strike`` where it becomes planted and ``Foot Off`` where it leaves the ground
   (:func:`wbcap.world.contact.foot_events`), in C3D's ``EVENT`` group as Vicon Nexus writes them
   (context ``Left``/``Right``, the time on the file's frame clock: ``(first frame + row) / RATE``,
-  the time C3D tools give the row), so Nexus, Visual3D and Mokka cut gait cycles at them. Contacts are those
-  of the planted-foot detection :mod:`wbcap.world` grounds the track with (speed and height of
-  the soles, with hysteresis), not of a force plate.
+  the time C3D tools give the row; read back in the tests by py-c3d, and by ezc3d and
+  kineticstoolkit in trials). Contacts are those of the planted-foot detection :mod:`wbcap.world`
+  grounds the track with (speed and height of the soles, with hysteresis), not of a force plate.
 * ``MANUFACTURER:COMPANY`` is ``wbcap``, ``MANUFACTURER:SOFTWARE`` its version.
 """
 
