@@ -333,7 +333,7 @@ def test_opensim_reads_the_markers_wbcap_writes(tmp_path, micro_ckpt, body_dir):
             "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "trc")
     assert r.exit_code == 0, r.output
     script = Path(__file__).resolve().parent / "opensim" / "read_trc.py"
-    done = subprocess.run([str(OPENSIM_PYTHON), str(script), str(out / "track_0.trc")], capture_output=True,
+    done = subprocess.run([str(OPENSIM_PYTHON), str(script), str(out / "track_0.trc")], capture_output=True, cwd=tmp_path,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     read = json.loads(done.stdout)
@@ -379,7 +379,7 @@ def test_opensims_inverse_kinematics_reads_the_knee_angle_the_motion_has(tmp_pat
     script = Path(__file__).resolve().parent / "opensim" / "knee_ik.py"
     out = tmp_path / "ik"
     out.mkdir()
-    done = subprocess.run([str(OPENSIM_PYTHON), str(script), str(trc), str(out)], capture_output=True, text=True,
+    done = subprocess.run([str(OPENSIM_PYTHON), str(script), str(trc), str(out)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())

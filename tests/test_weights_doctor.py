@@ -1136,6 +1136,22 @@ def test_doctor_says_which_phone_photo_formats_it_reads(monkeypatch):
                                           optional=True)
 
 
+def test_doctor_says_what_a_cpu_and_a_cuda_build_of_torch_need_for_cuda(monkeypatch):
+    """A CUDA build of torch without a GPU is not told to install a CUDA build (a packaging trial)."""
+    import torch
+
+    from wbcap.doctor import cuda_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    check = cuda_check()
+    assert (check.ok, check.optional) == (False, True)
+    assert check.fix == "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU"
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert cuda_check().fix == ("optional: this build of torch (CUDA 13.0) uses an NVIDIA GPU where one and its "
+                                "driver are found (none was)")
+
+
 def test_doctor_says_whether_c3d_files_can_be_written(monkeypatch):
     """ezc3d (a compiled extension) imports or not: a broken install is said, with the fix."""
     import sys
@@ -1173,7 +1189,7 @@ def test_doctor_says_the_memory_and_the_limits_against_what_the_commands_take(mo
     check = memory_check()
     assert (check.ok, check.optional, check.fix) == (ok, optional, fix)
     assert check.detail.startswith(f"{available / 1e9:.1f} GB available") and check.detail.endswith(
-        "; `wbcap run` took about 1.2 GB (2.9 GB of address space with its video, 2.0 GB without)")
+        "; `wbcap run` needs about 1.2 GB (2.9 GB of address space with its video, 2.0 GB without)")
     assert all(f"limited to {size / 1e9:.1f} GB ({name})" in check.detail for name, size in limits)
 
 

@@ -51,6 +51,21 @@ def photo_formats_check() -> Check:
                                                                             if fixes else ""), optional=True)
 
 
+def cuda_check() -> Check:
+    """The CUDA devices torch sees; without one, the fix for this build of torch: a CUDA build
+    needs only a GPU and its driver (it was told to install a CUDA build: a packaging trial), a
+    CPU build a CUDA build. Optional: wbcap runs on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        return Check("CUDA", True, f"{torch.cuda.device_count()} device(s): {names}")
+    fix = (f"optional: this build of torch (CUDA {torch.version.cuda}) uses an NVIDIA GPU where one and its driver "
+           "are found (none was)" if torch.version.cuda
+           else "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU")
+    return Check("CUDA", False, f"not available (torch {torch.__version__}); running on CPU", fix, optional=True)
+
+
 def c3d_check() -> Check:
     """``--export c3d``'s writer, ezc3d (installed with wbcap; a compiled extension, which a broken
     install or another platform's wheel can leave unimportable). Optional: other formats need it not."""
@@ -438,7 +453,7 @@ def memory_check() -> Check:
     available, limits = available_memory(), memory_limits()
     said = ([f"{gigabytes(available)} available"] if available is not None else []) + [
         f"limited to {gigabytes(size)} ({name})" for name, size in limits]
-    detail = (f"{', '.join(said) or 'unknown'}; `wbcap run` took about {gigabytes(NEEDED_MEMORY)} "
+    detail = (f"{', '.join(said) or 'unknown'}; `wbcap run` needs about {gigabytes(NEEDED_MEMORY)} "
               f"({gigabytes(NEEDED_ADDRESS_SPACE)} of address space with its video, "
               f"{gigabytes(NEEDED_ADDRESS_SPACE_NO_RENDER)} without)")
     # (a container's limit counts all its processes: `wbcap image`'s render child too, a review)
@@ -478,14 +493,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
     checks += [checkpoint_check(entry) for entry in manifest().values() if entry.architecture != "yolox"]
     checks.append(_detector_check())
     checks.append(_renderer_check())
-    import torch
-
-    if torch.cuda.is_available():
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        checks.append(Check("CUDA", True, f"{torch.cuda.device_count()} device(s): {names}"))
-    else:
-        checks.append(Check("CUDA", False, f"not available (torch {torch.__version__}); running on CPU",
-                            "optional: install a CUDA build of torch 2.13 on a machine with an NVIDIA GPU", optional=True))
+    checks.append(cuda_check())
     checks.append(_cpu_strategy_check())
     from wbcap.huge_pages import huge_pages_state
     from wbcap.model import strategy

@@ -273,11 +273,11 @@ root_bone_option = click.option(
          "rest pose stands on it (soles at y = 0); the posed mesh is the same. The BVH keeps the pelvis as its root.")
 
 
-def export_options(default: str):
+def export_options(default: str, photos: bool = False):
     """``--export FORMATS`` (default ``default``), ``--exact`` and ``--root-bone`` (``wbcap run``,
-    ``wbcap image``); the command receives ``export`` (the text), ``exact`` and ``root_bone``;
-    :func:`parse_export` reads them."""
-    return lambda f: root_bone_option(_export_options(f, default))
+    ``wbcap image`` with ``photos``: its help says a photo's files); the command receives
+    ``export`` (the text), ``exact`` and ``root_bone``; :func:`parse_export` reads them."""
+    return lambda f: root_bone_option(_export_options(f, default, photos))
 
 
 def parse_export(text: str, exact: bool, root_bone: bool = False):
@@ -297,7 +297,7 @@ def parse_export(text: str, exact: bool, root_bone: bool = False):
     return AnimationExport.parse(text, exact=exact, option="--export", root_bone=root_bone)
 
 
-def _export_options(f, default: str):
+def _export_options(f, default: str, photos: bool):
     f = click.option(
         "--exact", is_flag=True,
         help="GLB/FBX: add the pose-corrective and expression-joint part of SMPL-X as per-frame morph targets, so "
@@ -307,8 +307,10 @@ def _export_options(f, default: str):
     # loads no numpy; tests/test_export.py keeps the two the same).
     return click.option(
         "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv,trc,c3d|none",
-        help="Animation files per person: npz (AMASS SMPL-X, z up; wbcap run always writes it), glb (glTF 2.0, "
-             "skinned, animated, with the source camera), bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
+        help=("Animation files per person: npz (AMASS SMPL-X, z up; always written), glb (glTF 2.0, skinned, "
+              "animated, with the source camera), " if not photos else
+              "Files per person, in the photo's pose: npz (AMASS SMPL-X, z up, one row), glb (glTF 2.0, skinned, "
+              "with the photo's camera), ") + "bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
              "Blender: pip install \"wbcap[blender]\"), csv (3D positions of 76 joints per row, metres, the npz's "
              "frame), trc (OpenSim markers: BODY_25 and hand points named as Pose2Sim's, y up, metres), c3d (the same "
              "markers for Vicon, Visual3D, Mokka: z up, millimetres); "

@@ -20,8 +20,8 @@ from wbcap.cli.common import (
 @click.option("--format", "--export", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv,trc,c3d",
               help="Files to write per track (comma-separated, at least one; --export as wbcap run spells it): glb (glTF 2.0, skinned and animated), "
                    "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS), csv (3D "
-                   "positions of 76 joints per row, metres), trc (OpenSim markers, named as Pose2Sim's), c3d "
-                   "(the same markers, millimetres).")
+                   "positions of 76 joints per row, metres), trc (OpenSim markers, named as Pose2Sim's; y up, "
+                   "metres), c3d (the same markers; z up, millimetres).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")
 @root_bone_option

@@ -62,7 +62,7 @@ def _parse_bboxes(ctx, param, values):
 @click.option("--batch-size", type=IntRange(min=1), default=None,
               help="Person crops per network call (default 8 on CPU, 32 on CUDA).")
 @click.option("--no-render", is_flag=True, help="Skip the two rendered JPEGs (faster; no GL needed).")
-@export_options(default="none")
+@export_options(default="none", photos=True)
 @click.option("--openpose", "write_openpose", is_flag=True,
               help="Also write person_<k>/output_keypoints.json: the person's 2D keypoints in OpenPose's JSON "
                    "(BODY_25, 21 per hand, 70 face points), projected from the SMPL-X body.")

@@ -122,7 +122,7 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
         else:
             c3d.write(str(tmp))
         _trim_empty_block(tmp)
-    logger.info("wrote %s (%d frames, %d markers)", final_path(path), t, m)
+    logger.info("wrote %s (%d frame%s, %d markers)", final_path(path), t, "" if t == 1 else "s", m)
     return Path(path)
 
 

@@ -69,5 +69,5 @@ def write_joints_csv(path: str | Path, body: Any, clip: MotionClip, joints: np.n
         values = ",".join(f"{v:.6f}" for v in row[1:])
         buf.write(f"{row[0]:.6f},{int(frame)},{int(bool(valid))},{values}\n")
     atomic_write_text(path, buf.getvalue())
-    logger.info("wrote %s (%d rows, %d joints)", final_path(path), len(clip), JOINT_COUNT)
+    logger.info("wrote %s (%d row%s, %d joints)", final_path(path), len(clip), "" if len(clip) == 1 else "s", JOINT_COUNT)
     return Path(path)

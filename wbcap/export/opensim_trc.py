@@ -110,5 +110,6 @@ def write_trc(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     markers = marker_positions(npz_frame_joints(body, clip, joints, "write_trc")) @ OPENSIM_FROM_ZUP.T
     name = final_path(path).name
     atomic_write_text(path, trc_text(name, clip.times, clip.fps, markers))
-    logger.info("wrote %s (%d rows, %d markers)", final_path(path), len(clip), len(MARKER_NAMES))
+    logger.info("wrote %s (%d row%s, %d markers)", final_path(path), len(clip), "" if len(clip) == 1 else "s",
+                len(MARKER_NAMES))
     return Path(path)
