@@ -301,3 +301,31 @@ def test_a_user_file_in_openpose_survives_a_stopped_pass_a_damaged_mark_and_a_re
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0 and own.read_text() == "OpenPose's"
     r = run("run", video, "-o", out, "--resume", "--openpose", *args)
     assert r.exit_code == 2 and "holds files wbcap did not write" in r.output and own.read_text() == "OpenPose's"
+
+
+def test_a_copied_run_folders_keypoints_are_still_wbcaps(tmp_path, micro_ckpt, body_dir):
+    """A run folder copied with its files' times (`cp -a`, `rsync -a`, a backup put back: new
+    inodes) keeps `openpose/` as wbcap's: a resume rewrites or removes its files (an HCI trial's
+    copy was refused as OpenPose's own output with --openpose, and kept the old keypoints without
+    it); a copy whose keypoint file was changed is not taken for wbcap's."""
+    frames = [person_image(160, 120, seed=i) for i in range(3)]
+    video = write_video(tmp_path / "clip.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps({str(i): [[40, 10, 80, 100]] for i in range(3)}))
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", "--export", "npz", "--checkpoint",
+            micro_ckpt, "--body-models", body_dir, "--device", "cpu"]
+    out = tmp_path / "out"
+    assert run("run", video, "-o", out, "--openpose", *args).exit_code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # (shutil.copy2: the times kept, as cp -a)
+    r = run("run", video, "-o", copy, "--resume", "--openpose", "--smooth", "none", *args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (copy / "openpose").iterdir()) == [f"clip_{f:012d}_keypoints.json" for f in range(3)]
+    again = tmp_path / "again"
+    shutil.copytree(copy, again)
+    r = run("run", video, "-o", again, "--resume", *args)  # (without --openpose: its files go, as in the original)
+    assert r.exit_code == 0 and not (again / "openpose").exists(), r.output
+    edited = tmp_path / "edited"
+    shutil.copytree(copy, edited)
+    (edited / "openpose" / f"clip_{1:012d}_keypoints.json").write_text('{"version": 1.3, "people": []}')
+    r = run("run", video, "-o", edited, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and "holds files wbcap did not write" in r.output, r.output

@@ -465,7 +465,10 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
     once they are written}``; None where there is no mark, it cannot be read, or it marks another
     folder than the one there now (a user's ``rm -r openpose`` and a folder of their own put there
     after: a final review), which a listed file there that is not the one wbcap wrote also shows
-    (a new folder can take the old one's inode)."""
+    (a new folder can take the old one's inode). A copy of the run folder (``cp -a``, ``rsync
+    -a``, a backup put back: new inodes) is the folder marked where every file the mark lists as
+    written is there with its size and modification time to the nanosecond (an HCI trial's copy
+    was refused as OpenPose's own output, and a resume of it kept the old keypoints)."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
@@ -474,17 +477,22 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
         st = folder.stat()
     except (OSError, UnicodeDecodeError, *JSON_ERRORS):
         return None
-    if (not isinstance(record, dict) or record.get("folder") != [st.st_dev, st.st_ino]
-            or not isinstance(record.get("files"), list) or not all(isinstance(n, str) for n in record["files"])):
+    if (not isinstance(record, dict) or not isinstance(record.get("files"), list)
+            or not all(isinstance(n, str) for n in record["files"])):
         return None
     written = record.get("written")
-    if written is not None:
-        if not isinstance(written, dict):
+    if written is not None and not isinstance(written, dict):
+        return None
+    if record.get("folder") != [st.st_dev, st.st_ino]:  # (another folder, or a copy of the one marked)
+        copied = written is not None and all(
+            isinstance(written.get(name), list) and len(written[name]) == 3 and _identity(folder / name) is not None
+            and (folder / name).is_file() and not (folder / name).is_symlink()
+            and _identity(folder / name)[1:] == written[name][1:] for name in record["files"])
+        return record if copied else None
+    for name in record["files"] if written is not None else ():
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and _identity(path) != written.get(name):
             return None
-        for name in record["files"]:
-            path = folder / name
-            if (path.exists() or path.is_symlink()) and _identity(path) != written.get(name):
-                return None
     return record
 
 
