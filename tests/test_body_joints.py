@@ -164,3 +164,32 @@ def test_hand_21_is_openposes_hand_order():
         names = [J.JOINT_NAMES[i] for i in J.HAND_21[side]]
         assert names[0] == f"{s}_Wrist" and names[1:5] == [f"{s}_Thumb_{k}" for k in range(1, 5)]
         assert names[17:] == [f"{s}_Pinky_{k}" for k in range(1, 5)]
+
+
+def test_the_readmes_head_orientation_turns_the_face_as_smplx_does(body_dir) -> None:
+    """The README's recipe (root, then SMPL-X joints 3, 6, 9, 12, 15, each relative to its parent):
+    the head's global rotation it gives turns the rest eyes-from-head vectors (the eyeball joints,
+    children of the head) into plain smplx's posed ones (a gesture researcher's trial found no
+    recipe for where a person looks)."""
+    import smplx
+    from scipy.spatial.transform import Rotation as R
+
+    rng = np.random.default_rng(4)
+    p = {"root_pose": [np.pi, 0.2, 0.1], "body_pose": list(rng.normal(0, 0.15, 63))}
+    p["body_pose"][3 * 14:3 * 15] = [0.1, 0.5, 0.0]  # (the head: turned about 30 degrees)
+    head = R.from_rotvec(p["root_pose"])
+    for j in (3, 6, 9, 12, 15):  # (as written in the README)
+        head = head * R.from_rotvec(np.asarray(p["body_pose"][3 * (j - 1):3 * j]))
+    model = smplx.create(str(body_dir), "smplx", gender="neutral", use_pca=False, num_betas=10)
+    eyes = [SMPLX_PKG_NAMES.index(n) for n in ("left_eye_smplhf", "right_eye_smplhf")]
+    with torch.no_grad():
+        rest = model().joints[0].double().numpy()
+        posed = model(global_orient=torch.tensor([p["root_pose"]], dtype=torch.float32),
+                      body_pose=torch.tensor([p["body_pose"]], dtype=torch.float32)).joints[0].double().numpy()
+    want = posed[eyes] - posed[15]
+    np.testing.assert_allclose(head.apply(rest[eyes] - rest[15]), want, atol=1e-5)
+    assert np.linalg.norm(want, axis=1).min() > 0.05
+    wrong = R.from_rotvec(p["root_pose"]) * R.from_rotvec(np.asarray(p["body_pose"][42:45]))  # (the head's own alone)
+    assert np.abs(wrong.apply(rest[eyes] - rest[15]) - want).max() > 1e-2
+    facing = R.from_rotvec([np.pi, 0, 0]).apply([0.0, 0.0, 1.0])  # (a body facing the camera, rest pose)
+    np.testing.assert_allclose(facing, [0.0, 0.0, -1.0], atol=1e-12)
