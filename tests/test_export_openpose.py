@@ -324,6 +324,14 @@ def test_a_copied_run_folders_keypoints_are_still_wbcaps(tmp_path, micro_ckpt, b
     shutil.copytree(copy, again)
     r = run("run", video, "-o", again, "--resume", *args)  # (without --openpose: its files go, as in the original)
     assert r.exit_code == 0 and not (again / "openpose").exists(), r.output
+    # a mark left listing no file (wbcap's files removed, the user's kept), then the user's own folder put
+    # there: not taken for a copy of wbcap's
+    (again / ".wbcap" / "openpose-written").write_text('{"folder": [1, 2], "files": [], "written": {}}\n')
+    (again / "openpose").mkdir()
+    (again / "openpose" / f"clip_{0:012d}_keypoints.json").write_text("OpenPose's own")
+    r = run("run", video, "-o", again, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and "holds files wbcap did not write" in r.output, r.output
+    assert (again / "openpose" / f"clip_{0:012d}_keypoints.json").read_text() == "OpenPose's own"
     edited = tmp_path / "edited"
     shutil.copytree(copy, edited)
     (edited / "openpose" / f"clip_{1:012d}_keypoints.json").write_text('{"version": 1.3, "people": []}')

@@ -484,7 +484,8 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
     if written is not None and not isinstance(written, dict):
         return None
     if record.get("folder") != [st.st_dev, st.st_ino]:  # (another folder, or a copy of the one marked)
-        copied = written is not None and all(
+        copied = bool(record["files"]) and written is not None and all(  # (an empty list marks no copy: a
+            # user's folder put where wbcap's emptied one was is not wbcap's)
             isinstance(written.get(name), list) and len(written[name]) == 3 and _identity(folder / name) is not None
             and (folder / name).is_file() and not (folder / name).is_symlink()
             and _identity(folder / name)[1:] == written[name][1:] for name in record["files"])
