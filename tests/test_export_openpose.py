@@ -7,6 +7,7 @@ folder is kept)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -337,3 +338,51 @@ def test_a_copied_run_folders_keypoints_are_still_wbcaps(tmp_path, micro_ckpt, b
     (edited / "openpose" / f"clip_{1:012d}_keypoints.json").write_text('{"version": 1.3, "people": []}')
     r = run("run", video, "-o", edited, "--resume", "--openpose", *args)
     assert r.exit_code == 2 and "holds files wbcap did not write" in r.output, r.output
+
+
+def test_after_a_stopped_pass_only_the_files_it_wrote_are_wbcaps(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """A pass stopped after writing 2 of 4 frames' files (its mark lists all 4): the user's own
+    OpenPose files for the other 2, put there after, are kept by a resume without --openpose
+    (they were deleted) and refused, untouched, by one with it (they were replaced); wbcap's 2
+    go. A copy of the stopped run (`cp -a`; or tar's whole-second times) takes the 2 it wrote for
+    wbcap's too (it was refused), and a copy holding a user's note keeps it and gets new
+    keypoints beside it (the mark was lost on the way: a late refusal)."""
+    import wbcap.export.openpose as openpose
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(4)])
+    args = ["--detector", "full", "--no-render", "--min-track", "1", "--export", "npz", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    out = tmp_path / "out"
+    real, calls = openpose.write_keypoints_json, []
+
+    def stopped(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(openpose, "write_keypoints_json", stopped)
+        assert run("run", video, "-o", out, "--openpose", *args).exit_code != 0
+    names = [f"v_{f:012d}_keypoints.json" for f in range(4)]
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == names[:2]
+    stopped_copy, seconds_copy, noted_copy = tmp_path / "copy", tmp_path / "tar", tmp_path / "noted"
+    for copy in (stopped_copy, seconds_copy, noted_copy):
+        shutil.copytree(out, copy)
+    for f in (seconds_copy / "openpose").iterdir():  # (tar keeps whole seconds)
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns // 10**9 * 10**9))
+    (noted_copy / "openpose" / "notes.txt").write_text("mine")
+    for n in names[2:]:
+        (out / "openpose" / n).write_text("OpenPose's own")
+    r = run("run", video, "-o", out, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and f"{out / 'openpose' / names[2]}: wbcap did not write this file" in r.output, r.output
+    assert all((out / "openpose" / n).read_text() == "OpenPose's own" for n in names[2:])
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == names[2:]  # (wbcap's gone, the user's kept)
+    for copy in (stopped_copy, seconds_copy):
+        assert run("run", video, "-o", copy, "--resume", *args).exit_code == 0
+        assert not (copy / "openpose").exists()
+    r = run("run", video, "-o", noted_copy, "--resume", "--openpose", *args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (noted_copy / "openpose").iterdir()) == sorted([*names, "notes.txt"])

@@ -30,6 +30,7 @@ layout: :mod:`wbcap.io.run_folder`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -64,6 +65,7 @@ from wbcap.io.run_folder import (
     finish_keypoints,
     has_keypoints,
     hold_folder,
+    keypoint_written,
     mark_pass_one_done,
     missing_body_model,
     pass_one_done,
@@ -608,7 +610,8 @@ def finalize(
 
             images = [p.stem for p in iter_image_paths(job.source, warn=False)]
         names = keypoint_file_names(keypoints_stem(job.source), col.frames, images)
-        write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress)
+        write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress,
+                              written=functools.partial(keypoint_written, out))
         finish_keypoints(out, list(names.values()))
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None

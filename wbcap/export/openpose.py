@@ -200,7 +200,7 @@ def keypoint_file_names(stem: str, frames: Iterable[int], image_names: Sequence[
 
 
 def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mapping[int, Any], body: Any,
-                          device: Any, camera: Any, progress: Any = None) -> None:
+                          device: Any, camera: Any, progress: Any = None, written: Any = None) -> None:
     """``folder/<name>`` for every frame of ``names`` (:func:`keypoint_file_names`: the processed
     frames, people or none) with the people ``tracks`` hold there.
 
@@ -210,6 +210,8 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
             (:func:`wbcap.smooth.posing.pose_track`), in the video's
             :class:`~wbcap.camera.ImageCamera` ``camera`` (its projection and picture size).
         progress: called ``("keypoints", done, total)`` frames.
+        written: called with each file's name once it is in place
+            (:func:`wbcap.io.run_folder.keypoint_written`), or None.
     """
     from wbcap.smooth.posing import pose_track
 
@@ -227,6 +229,8 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
     for done, (frame, name) in enumerate(sorted(names.items()), 1):
         records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
         write_keypoints_json(folder / name, records)
+        if written is not None:
+            written(name)
         if progress is not None:
             progress("keypoints", done, len(names))
     log.info("wrote %d OpenPose keypoint files in %s", len(names), folder)

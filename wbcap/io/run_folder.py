@@ -459,16 +459,45 @@ def _keypoints_mark(out: Path) -> Path:
     return out / RUN_DIR / KEYPOINTS_MARK
 
 
+def _journal(out: Path) -> Path:
+    """The file in ``.wbcap/`` where a pass writing ``--openpose``'s files records each one as it is
+    written (:func:`keypoint_written`; one JSON line ``[name, inode, size, mtime in ns]``), until
+    :func:`finish_keypoints` records them all in the mark."""
+    return out / RUN_DIR / (KEYPOINTS_MARK + ".jsonl")
+
+
+def _journal_record(out: Path) -> dict[str, list[int]]:
+    """The files the journal (:func:`_journal`) records, ``{name: [inode, size, mtime in ns]}``;
+    lines that cannot be read are left out (a pass stopped while writing one)."""
+    written: dict[str, list[int]] = {}
+    try:
+        text = _journal(out).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return written
+    for line in text.splitlines():
+        try:
+            name, *identity = json.loads(line)
+        except (*JSON_ERRORS, TypeError, ValueError):
+            continue
+        if isinstance(name, str) and len(identity) == 3 and all(isinstance(v, int) for v in identity):
+            written[name] = identity
+    return written
+
+
 def _mark_record(out: Path) -> dict[str, Any] | None:
     """The mark's record (:func:`_keypoints_mark`): ``{"folder": [device, inode] of the
-    ``openpose/`` folder it marks, "files": [names], "written": {name: [inode, size, mtime in ns]}
-    once they are written}``; None where there is no mark, it cannot be read, or it marks another
-    folder than the one there now (a user's ``rm -r openpose`` and a folder of their own put there
-    after: a final review), which a listed file there that is not the one wbcap wrote also shows
-    (a new folder can take the old one's inode). A copy of the run folder (``cp -a``, ``rsync
-    -a``, a backup put back: new inodes) is the folder marked where every file the mark lists as
-    written is there with its size and modification time to the nanosecond (an HCI trial's copy
-    was refused as OpenPose's own output, and a resume of it kept the old keypoints)."""
+    ``openpose/`` folder it marks, "files": [names], "written": {name: [inode, size, mtime in
+    ns]}}``, ``written`` from the mark once the pass finished, else from the journal
+    (:func:`_journal`: the files a pass stopped part way had written); plus ``"copy": True`` for a
+    copy of the marked folder. None where there is no mark, it cannot be read, or it marks
+    another folder than the one there now (a user's ``rm -r openpose`` and a folder of their own
+    put there after: a final review).
+
+    A copy of the run folder (``cp -a``, ``rsync -a``, ``tar``, a backup put back: new inodes) is
+    the folder marked where every file recorded as written is there with its size and its
+    modification time to the second (tar keeps whole seconds; an HCI trial's ``cp -a`` copy was
+    refused as OpenPose's own output, and a resume of it kept the old keypoints); a mark recording
+    no file marks no copy (a user's folder put where wbcap's emptied one was is not wbcap's)."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
@@ -481,19 +510,16 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
             or not all(isinstance(n, str) for n in record["files"])):
         return None
     written = record.get("written")
-    if written is not None and not isinstance(written, dict):
+    if written is None:  # (a pass stopped part way: what it wrote, as it wrote it)
+        written = _journal_record(out)
+    if not isinstance(written, dict) or not all(
+            isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v) for v in written.values()):
         return None
-    if record.get("folder") != [st.st_dev, st.st_ino]:  # (another folder, or a copy of the one marked)
-        copied = bool(record["files"]) and written is not None and all(  # (an empty list marks no copy: a
-            # user's folder put where wbcap's emptied one was is not wbcap's)
-            isinstance(written.get(name), list) and len(written[name]) == 3 and _identity(folder / name) is not None
-            and (folder / name).is_file() and not (folder / name).is_symlink()
-            and _identity(folder / name)[1:] == written[name][1:] for name in record["files"])
-        return record if copied else None
-    for name in record["files"] if written is not None else ():
-        path = folder / name
-        if (path.exists() or path.is_symlink()) and _identity(path) != written.get(name):
-            return None
+    written = {name: identity for name, identity in written.items() if name in set(record["files"])}
+    record = {**record, "written": written, "copy": record.get("folder") != [st.st_dev, st.st_ino]}
+    if record["copy"] and not (written and all(_is_recorded_file(folder / name, identity, copy=True)
+                                               for name, identity in written.items())):
+        return None
     return record
 
 
@@ -506,20 +532,33 @@ def _identity(path: Path) -> list[int] | None:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
+def _is_recorded_file(path: Path, identity: list[int], copy: bool) -> bool:
+    """Whether ``path`` is a regular file (not a link) that is the file ``identity`` recorded
+    (:func:`_identity`): the same inode, size and time; in a copy (``copy``), the same size and
+    time to the second."""
+    now = _identity(path)
+    if now is None or not S_ISREG(path.lstat().st_mode):
+        return False
+    if copy:
+        return now[1] == identity[1] and now[2] // 10**9 == identity[2] // 10**9
+    return now == identity
+
+
 def _keypoint_files(out: Path) -> list[Path] | None:
     """``--openpose``'s files in ``out/openpose/`` where wbcap marked the folder as its own
-    (:func:`_mark_record`): the files the mark lists, which it records before writing them
-    (:func:`start_keypoints`: a file of a user's named as OpenPose names its own is never among
-    them, also after a pass stopped part way: reviews), and wbcap's temporaries of them. None for
-    a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a file, or what
-    cannot be read."""
+    (:func:`_mark_record`): the files recorded as written that are those wbcap wrote (a file of a
+    user's named as OpenPose names its own is never among them, also after a pass stopped part
+    way, whose mark lists names it had not yet written: reviews), and wbcap's temporaries of
+    them. None for a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a
+    file, or what cannot be read."""
     record = _mark_record(out)
     if record is None:
         return None
-    names = set(record["files"])
+    written = record["written"]
     try:
-        return sorted(f for f in (out / OPENPOSE_DIR).iterdir() if f.is_file() and not f.is_symlink()
-                      and _KEYPOINTS_FILE.fullmatch(f.name) and (f.name in names or f.name.startswith(".")))
+        return sorted(f for f in (out / OPENPOSE_DIR).iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and (
+            (f.name in written and _is_recorded_file(f, written[f.name], record["copy"]))
+            or (f.name.startswith(".") and f.is_file() and not f.is_symlink())))  # (wbcap's temporaries)
     except OSError:
         return None
 
@@ -544,13 +583,17 @@ def remove_keypoints(out: Path) -> None:
     """Delete ``--openpose``'s files in ``out/openpose/`` (:func:`_keypoint_files`), the folder where
     nothing else is left, and the mark: a pass 2 writing other keypoints, or none, leaves none of
     the earlier ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a
-    break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is."""
+    break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is. A
+    folder still there keeps a mark of no file for its own inode (the record read before the
+    files go: a copy's, checked by its files, could no longer be told once they were gone)."""
     folder = out / OPENPOSE_DIR
-    for path in _keypoint_files(out) or []:
+    ours = _keypoint_files(out)
+    for path in ours or []:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()  # (where the user's files are left in it, it stays)
-    if _mark_record(out) is not None:
+    _journal(out).unlink(missing_ok=True)
+    if ours is not None and folder.is_dir() and not folder.is_symlink():
         _write_mark(out, [], written=True)  # (still wbcap's folder, none of its files in it now)
     else:
         _keypoints_mark(out).unlink(missing_ok=True)  # (no folder, or one it does not mark)
@@ -569,24 +612,42 @@ def _write_mark(out: Path, names: list[str], written: bool = False) -> None:
     atomic_write_text(_keypoints_mark(out), json.dumps(record) + "\n")
 
 
+def keypoint_written(out: Path, name: str) -> None:
+    """Record in the journal (:func:`_journal`) that ``--openpose``'s file ``out/openpose/<name>``
+    is written, as it is now: a pass stopped after it leaves it taken for wbcap's, and the names
+    it had not written yet (a user's files put there after) not."""
+    with open(_journal(out), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps([name, *(_identity(out / OPENPOSE_DIR / name) or [0, 0, 0])]) + "\n")
+
+
 def finish_keypoints(out: Path, names: list[str]) -> None:
     """Record in the mark the files ``--openpose`` wrote in ``out/openpose/`` (``names``, listed by
     :func:`start_keypoints`) as they are now: only these files are taken for wbcap's again."""
     _write_mark(out, names, written=True)
+    _journal(out).unlink(missing_ok=True)
 
 
 def start_keypoints(out: Path, names: list[str]) -> Path:
     """``out/openpose/``, made and marked as wbcap's, listing the ``names`` of the files
     ``--openpose`` is about to write there (before the first: a pass stopped part way leaves them
-    listed, and nothing else taken for wbcap's).
+    listed, and only those it wrote, :func:`keypoint_written`, taken for wbcap's).
 
     Raises:
-        InputError: ``out/openpose`` exists and is not wbcap's (:func:`refuse_foreign_keypoints`).
+        InputError: ``out/openpose`` exists and is not wbcap's (:func:`refuse_foreign_keypoints`),
+            or holds a file wbcap did not write under a name it writes (a user's own OpenPose
+            files put in wbcap's folder after a pass stopped part way were replaced: a review).
     """
     refuse_foreign_keypoints(out)
     folder = out / OPENPOSE_DIR
+    ours = set(_keypoint_files(out) or [])
+    taken = next((folder / n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
+                  and folder / n not in ours), None)
+    if taken is not None:
+        raise InputError(f"{taken}: wbcap did not write this file, and --openpose writes its own of that name; "
+                         "move it (and the other OpenPose files there) away, or write the run to another folder")
     folder.mkdir(exist_ok=True)
     _keypoints_mark(out).parent.mkdir(exist_ok=True)
+    _journal(out).unlink(missing_ok=True)
     _write_mark(out, names)
     return folder
 
