@@ -154,13 +154,22 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
     assert json.loads((out / "openpose" / f"my clip_{4:012d}_keypoints.json").read_text()) == {"version": 1.3,
                                                                                                  "people": []}
     # a resume with other smoothing rewrites them; beside files of the user's, the earlier ones go all the same
-    # (a user's file named as OpenPose names its own is not wbcap's: a second break-it review)
+    # (a user's file named as OpenPose names its own is not wbcap's: a second break-it review), and a file named as
+    # OpenPose's that wbcap did not write makes --openpose refuse the folder before any work (its files would mix
+    # with them: a folder's inode is no proof it is wbcap's folder, a review)
     (out / "openpose" / "notes.txt").write_text("mine")
-    (out / "openpose" / f"myclip_{0:012d}_keypoints.json").write_text("OpenPose's")
+    theirs = out / "openpose" / f"myclip_{0:012d}_keypoints.json"
+    theirs.write_text("OpenPose's")
+    r = run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args)
+    assert r.exit_code == 2 and "holds files wbcap did not write (e.g. myclip_000000000000_keypoints.json: " \
+        "OpenPose's own output?)" in " ".join(r.output.split()), r.output
+    assert theirs.read_text() == "OpenPose's"
+    theirs.unlink()
     st = (out / "openpose" / f"my clip_{2:012d}_keypoints.json").stat()
     before = (st.st_ino, st.st_mtime_ns)
     r = run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args)
     assert r.exit_code == 0, r.output
+    theirs.write_text("OpenPose's")
     st = (out / "openpose" / f"my clip_{2:012d}_keypoints.json").stat()
     assert (st.st_ino, st.st_mtime_ns) != before  # (written again)
     assert (f"{out}: removed the earlier meshes/ (--obj) made from the parameters before this pass, which this pass "
@@ -274,6 +283,9 @@ def test_a_user_file_in_openpose_survives_a_stopped_pass_a_damaged_mark_and_a_re
     assert run("run", video, "-o", out, "--openpose", *args).exit_code == 0
     mine = out / "openpose" / "mine_keypoints.json"
     mine.write_text("the user's")
+    # (--openpose refuses the folder while a file named as OpenPose's that wbcap did not write is in it)
+    assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 2
+    aside = mine.rename(tmp_path / mine.name)
     real, calls = openpose.write_keypoints_json, []
 
     def stopped(*a, **k):
@@ -284,9 +296,13 @@ def test_a_user_file_in_openpose_survives_a_stopped_pass_a_damaged_mark_and_a_re
 
     with monkeypatch.context() as patched:
         patched.setattr(openpose, "write_keypoints_json", stopped)
-        assert run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args).exit_code != 0
+        assert run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args).exit_code == 130
+    aside.rename(mine)
+    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0  # (the stopped pass's file goes, not theirs)
+    assert mine.read_text() == "the user's" and sorted(p.name for p in (out / "openpose").iterdir()) == [mine.name]
+    mine.rename(aside)
     assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 0
-    assert mine.read_text() == "the user's"
+    aside.rename(mine)
     (out / ".wbcap" / "openpose-written").write_text("garbage{")  # (damaged: nothing more is taken for wbcap's)
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
     assert mine.read_text() == "the user's"
@@ -376,9 +392,10 @@ def test_after_a_stopped_pass_only_the_files_it_wrote_are_wbcaps(tmp_path, micro
     for n in names[2:]:
         (out / "openpose" / n).write_text("OpenPose's own")
     r = run("run", video, "-o", out, "--resume", "--openpose", *args)
-    assert r.exit_code == 2 and f"{out / 'openpose' / names[2]}: wbcap did not write this file" in r.output, r.output
+    assert r.exit_code == 2 and f"{out / 'openpose'}: holds files wbcap did not write (e.g. {names[2]}: " in r.output, r.output
     assert all((out / "openpose" / n).read_text() == "OpenPose's own" for n in names[2:])
-    assert run("run", video, "-o", out, "--resume", *args).exit_code == 0
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0 and "kept 2 file(s) named as OpenPose's that wbcap cannot tell as its own" in r.output
     assert sorted(p.name for p in (out / "openpose").iterdir()) == names[2:]  # (wbcap's gone, the user's kept)
     for copy in (stopped_copy, seconds_copy):
         assert run("run", video, "-o", copy, "--resume", *args).exit_code == 0
@@ -386,3 +403,57 @@ def test_after_a_stopped_pass_only_the_files_it_wrote_are_wbcaps(tmp_path, micro
     r = run("run", video, "-o", noted_copy, "--resume", "--openpose", *args)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (noted_copy / "openpose").iterdir()) == sorted([*names, "notes.txt"])
+
+
+def test_wbcaps_keypoint_files_are_told_file_by_file(tmp_path, micro_ckpt, body_dir, monkeypatch):
+    """A review of the folder rule: `openpose/` put back from a backup (its inode the removed one's,
+    or another) keeps wbcap's files as wbcap's (none was); a user's own OpenPose folder put in its
+    place is refused by --openpose whatever its inode (wbcap wrote among its files); a pass stopped
+    between recording a file and moving it into place leaves nothing of wbcap's unrecorded (the
+    resume's --openpose then refused its own file, late); a copy with some of wbcap's files
+    removed still has the others taken for wbcap's."""
+    import wbcap.video_app as video_app
+
+    video = write_video(tmp_path / "v.mp4", [person_image(160, 120, seed=i) for i in range(4)])
+    args = ["--detector", "full", "--no-render", "--min-track", "1", "--export", "npz", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    names = [f"v_{f:012d}_keypoints.json" for f in range(4)]
+    out = tmp_path / "out"
+    assert run("run", video, "-o", out, "--openpose", *args).exit_code == 0
+    backup = tmp_path / "backup"
+    shutil.copytree(out / "openpose", backup)
+    shutil.rmtree(out / "openpose")
+    shutil.copytree(backup, out / "openpose")  # (put back)
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0 and not (out / "openpose").exists(), r.output
+    assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 0
+    shutil.rmtree(out / "openpose")  # (the user's own OpenPose output in its place, the mark left)
+    (out / "openpose").mkdir()
+    (out / "openpose" / f"myclip_{0:012d}_keypoints.json").write_text("OpenPose's")
+    r = run("run", video, "-o", out, "--resume", "--openpose", *args)
+    assert r.exit_code == 2 and "holds files wbcap did not write" in r.output, r.output
+    assert [p.name for p in (out / "openpose").iterdir()] == [f"myclip_{0:012d}_keypoints.json"]
+    shutil.rmtree(out / "openpose")
+
+    real, calls = video_app.keypoint_written, []
+
+    def stopped(*a, **k):  # (recorded, then stopped before the file is moved into place)
+        real(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(video_app, "keypoint_written", stopped)
+        assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 130
+    assert sorted(p.name for p in (out / "openpose").iterdir() if not p.name.startswith(".")) == names[:1]
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    r = run("run", video, "-o", out, "--resume", "--openpose", *args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "openpose").iterdir()) == names
+    shutil.rmtree(copy)
+    shutil.copytree(out, copy)
+    (copy / "openpose" / names[1]).unlink()  # (a copy with one of wbcap's files removed)
+    r = run("run", video, "-o", copy, "--resume", *args)
+    assert r.exit_code == 0 and not (copy / "openpose").exists(), r.output

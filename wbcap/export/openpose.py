@@ -179,11 +179,22 @@ def person_keypoints(person: Any, image_size: tuple[int, int]) -> dict[str, Any]
     return keypoints_record(points, image_size, int(person.index), np.asarray(person.joints)[ids, 2] > 1e-9)
 
 
-def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]]) -> Path:
-    """Write :func:`people_document` of ``records`` to ``path``, atomically. Returns the path."""
-    from wbcap.atomic import atomic_write_text
+def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]], written: Any = None) -> Path:
+    """Write :func:`people_document` of ``records`` to ``path``, atomically. Returns the path.
 
-    atomic_write_text(path, json.dumps(people_document(records), separators=(",", ":")) + "\n")
+    Args:
+        written: called ``(name, temporary path)`` once the whole file is in its temporary, before
+            it is moved into place (which keeps its inode, size and time): what records it as
+            wbcap's (:func:`wbcap.io.run_folder.keypoint_written`) is never behind the file itself
+            (a stop between the two had left a file of wbcap's unrecorded: a review); or None.
+    """
+    from wbcap.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb") as fh:
+            fh.write((json.dumps(people_document(records), separators=(",", ":")) + "\n").encode())
+        if written is not None:
+            written(Path(path).name, tmp)
     return Path(path)
 
 
@@ -210,8 +221,8 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
             (:func:`wbcap.smooth.posing.pose_track`), in the video's
             :class:`~wbcap.camera.ImageCamera` ``camera`` (its projection and picture size).
         progress: called ``("keypoints", done, total)`` frames.
-        written: called with each file's name once it is in place
-            (:func:`wbcap.io.run_folder.keypoint_written`), or None.
+        written: called ``(name, temporary path)`` for each file before it is moved into place
+            (:func:`write_keypoints_json`), or None.
     """
     from wbcap.smooth.posing import pose_track
 
@@ -228,9 +239,7 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
     for done, (frame, name) in enumerate(sorted(names.items()), 1):
         records = [keypoints_record(xy, camera.image_size, tid, front) for tid, xy, front in per_frame.get(frame, [])]
-        write_keypoints_json(folder / name, records)
-        if written is not None:
-            written(name)
+        write_keypoints_json(folder / name, records, written)
         if progress is not None:
             progress("keypoints", done, len(names))
     log.info("wrote %d OpenPose keypoint files in %s", len(names), folder)

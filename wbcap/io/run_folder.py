@@ -486,24 +486,19 @@ def _journal_record(out: Path) -> dict[str, list[int]]:
 
 def _mark_record(out: Path) -> dict[str, Any] | None:
     """The mark's record (:func:`_keypoints_mark`): ``{"folder": [device, inode] of the
-    ``openpose/`` folder it marks, "files": [names], "written": {name: [inode, size, mtime in
-    ns]}}``, ``written`` from the mark once the pass finished, else from the journal
-    (:func:`_journal`: the files a pass stopped part way had written); plus ``"copy": True`` for a
-    copy of the marked folder. None where there is no mark, it cannot be read, or it marks
-    another folder than the one there now (a user's ``rm -r openpose`` and a folder of their own
-    put there after: a final review).
-
-    A copy of the run folder (``cp -a``, ``rsync -a``, ``tar``, a backup put back: new inodes) is
-    the folder marked where every file recorded as written is there with its size and its
-    modification time to the second (tar keeps whole seconds; an HCI trial's ``cp -a`` copy was
-    refused as OpenPose's own output, and a resume of it kept the old keypoints); a mark recording
-    no file marks no copy (a user's folder put where wbcap's emptied one was is not wbcap's)."""
+    ``openpose/`` folder when it was marked, "files": [names], "written": {name: [inode, size,
+    mtime in ns]}}``, ``written`` from the mark once the pass finished, else from the journal
+    (:func:`_journal`: the files a pass stopped part way had written), only names of ``files``.
+    None where there is no mark or it cannot be read. Which files there are wbcap's is decided
+    file by file (:func:`_is_recorded_file`), not by the folder's inode, which the file system
+    gives again to a folder made where one was removed (a backup of ``openpose/`` put back was
+    taken for the original and none of its files for wbcap's; a user's own OpenPose folder put
+    there for wbcap's folder: a review)."""
     folder, mark = out / OPENPOSE_DIR, _keypoints_mark(out)
     if folder.is_symlink() or not folder.is_dir() or mark.is_symlink() or not mark.is_file():
         return None
     try:
         record = json.loads(mark.read_text(encoding="utf-8"))
-        st = folder.stat()
     except (OSError, UnicodeDecodeError, *JSON_ERRORS):
         return None
     if (not isinstance(record, dict) or not isinstance(record.get("files"), list)
@@ -515,12 +510,8 @@ def _mark_record(out: Path) -> dict[str, Any] | None:
     if not isinstance(written, dict) or not all(
             isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v) for v in written.values()):
         return None
-    written = {name: identity for name, identity in written.items() if name in set(record["files"])}
-    record = {**record, "written": written, "copy": record.get("folder") != [st.st_dev, st.st_ino]}
-    if record["copy"] and not (written and all(_is_recorded_file(folder / name, identity, copy=True)
-                                               for name, identity in written.items())):
-        return None
-    return record
+    names = set(record["files"])
+    return {**record, "written": {name: identity for name, identity in written.items() if name in names}}
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -532,35 +523,54 @@ def _identity(path: Path) -> list[int] | None:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _is_recorded_file(path: Path, identity: list[int], copy: bool) -> bool:
+#: How far a copy's modification time may be from the one recorded: tar keeps whole seconds,
+#: zip and FAT two (a review's zip copy was refused).
+_COPY_TIME_NS = 2 * 10**9
+
+
+def _is_recorded_file(path: Path, identity: list[int]) -> bool:
     """Whether ``path`` is a regular file (not a link) that is the file ``identity`` recorded
-    (:func:`_identity`): the same inode, size and time; in a copy (``copy``), the same size and
-    time to the second."""
-    now = _identity(path)
-    if now is None or not S_ISREG(path.lstat().st_mode):
+    (:func:`_identity`) or a copy of it (``cp -a``, ``rsync -a``, ``tar``, a backup put back: new
+    inodes): the same size, and the time within :data:`_COPY_TIME_NS` (an HCI trial's ``cp -a``
+    copy was refused as OpenPose's own output, and a resume of it kept the old keypoints). The
+    inode is not asked: a copy has another."""
+    try:
+        st = path.lstat()
+    except OSError:
         return False
-    if copy:
-        return now[1] == identity[1] and now[2] // 10**9 == identity[2] // 10**9
-    return now == identity
+    return S_ISREG(st.st_mode) and st.st_size == identity[1] and abs(st.st_mtime_ns - identity[2]) <= _COPY_TIME_NS
 
 
 def _keypoint_files(out: Path) -> list[Path] | None:
     """``--openpose``'s files in ``out/openpose/`` where wbcap marked the folder as its own
-    (:func:`_mark_record`): the files recorded as written that are those wbcap wrote (a file of a
-    user's named as OpenPose names its own is never among them, also after a pass stopped part
-    way, whose mark lists names it had not yet written: reviews), and wbcap's temporaries of
-    them. None for a folder it did not mark (a user's: wbcap's files nowhere in it), a link, a
-    file, or what cannot be read."""
+    (:func:`_mark_record`): each file recorded as written that is the one wbcap wrote or a copy
+    of it (:func:`_is_recorded_file`: a file of a user's named as OpenPose names its own is never
+    among them, also after a pass stopped part way, whose mark lists names it had not yet
+    written: reviews), and wbcap's temporaries of them. None for a folder it did not mark (a
+    user's: wbcap's files nowhere in it), a link, a file, or what cannot be read."""
     record = _mark_record(out)
     if record is None:
         return None
     written = record["written"]
     try:
         return sorted(f for f in (out / OPENPOSE_DIR).iterdir() if _KEYPOINTS_FILE.fullmatch(f.name) and (
-            (f.name in written and _is_recorded_file(f, written[f.name], record["copy"]))
+            (f.name in written and _is_recorded_file(f, written[f.name]))
             or (f.name.startswith(".") and f.is_file() and not f.is_symlink())))  # (wbcap's temporaries)
     except OSError:
         return None
+
+
+def _foreign_keypoints(out: Path) -> list[Path]:
+    """Files in ``out/openpose/`` named as OpenPose names its files (``*_keypoints.json``) that are
+    not wbcap's (:func:`_keypoint_files`), sorted: a user's OpenPose output, or files wbcap
+    cannot tell as its own (a backup put back without its times)."""
+    folder = out / OPENPOSE_DIR
+    ours = set(_keypoint_files(out) or [])
+    try:
+        return sorted(f for f in folder.iterdir() if not f.name.startswith(".") and _KEYPOINTS_FILE.fullmatch(f.name)
+                      and f not in ours)
+    except OSError:
+        return []
 
 
 def has_keypoints(out: Path) -> bool:
@@ -583,13 +593,18 @@ def remove_keypoints(out: Path) -> None:
     """Delete ``--openpose``'s files in ``out/openpose/`` (:func:`_keypoint_files`), the folder where
     nothing else is left, and the mark: a pass 2 writing other keypoints, or none, leaves none of
     the earlier ones beside other files (a user's ``notes.txt`` kept the old smoothing's files: a
-    break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is. A
-    folder still there keeps a mark of no file for its own inode (the record read before the
-    files go: a copy's, checked by its files, could no longer be told once they were gone)."""
+    break-it review); a folder wbcap did not mark (a user's OpenPose output) is left as it is,
+    and files there named as OpenPose's that wbcap cannot tell as its own are named in a warning
+    (they stayed without a word: a review). A folder still there keeps a mark of no file."""
     folder = out / OPENPOSE_DIR
     ours = _keypoint_files(out)
     for path in ours or []:
         path.unlink(missing_ok=True)
+    left = _foreign_keypoints(out) if folder.is_dir() and not folder.is_symlink() else []
+    if left and ours is not None:
+        log.warning("%s: kept %d file(s) named as OpenPose's that wbcap cannot tell as its own (e.g. %s: yours, or "
+                    "wbcap's without the times it wrote them with); remove them if they are wbcap's", folder,
+                    len(left), left[0].name)
     with contextlib.suppress(OSError):
         folder.rmdir()  # (where the user's files are left in it, it stays)
     _journal(out).unlink(missing_ok=True)
@@ -612,12 +627,13 @@ def _write_mark(out: Path, names: list[str], written: bool = False) -> None:
     atomic_write_text(_keypoints_mark(out), json.dumps(record) + "\n")
 
 
-def keypoint_written(out: Path, name: str) -> None:
+def keypoint_written(out: Path, name: str, path: Path) -> None:
     """Record in the journal (:func:`_journal`) that ``--openpose``'s file ``out/openpose/<name>``
-    is written, as it is now: a pass stopped after it leaves it taken for wbcap's, and the names
-    it had not written yet (a user's files put there after) not."""
+    is ``path``, its whole temporary, about to be moved into place (which keeps its inode, size
+    and time): a pass stopped after it leaves it taken for wbcap's, and the names it had not
+    written yet (a user's files put there after) not."""
     with open(_journal(out), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps([name, *(_identity(out / OPENPOSE_DIR / name) or [0, 0, 0])]) + "\n")
+        fh.write(json.dumps([name, *(_identity(path) or [0, 0, 0])]) + "\n")
 
 
 def finish_keypoints(out: Path, names: list[str]) -> None:
@@ -642,9 +658,9 @@ def start_keypoints(out: Path, names: list[str]) -> Path:
     ours = set(_keypoint_files(out) or [])
     taken = next((folder / n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
                   and folder / n not in ours), None)
-    if taken is not None:
-        raise InputError(f"{taken}: wbcap did not write this file, and --openpose writes its own of that name; "
-                         "move it (and the other OpenPose files there) away, or write the run to another folder")
+    if taken is not None:  # (a name of another kind than OpenPose's: refuse_foreign_keypoints checked those)
+        raise InputError(f"{taken}: not a file wbcap recorded writing, and --openpose writes its own of that name; "
+                         "move it away, or write the run to another folder")
     folder.mkdir(exist_ok=True)
     _keypoints_mark(out).parent.mkdir(exist_ok=True)
     _journal(out).unlink(missing_ok=True)
@@ -670,6 +686,11 @@ def refuse_foreign_keypoints(out: Path) -> None:
     if not empty and _keypoint_files(out) is None:
         raise InputError(f"{folder}: holds files wbcap did not write (OpenPose's own output?), which --openpose "
                          "would mix its files with or replace; move it away, or write the run to another folder")
+    foreign = _foreign_keypoints(out) if not empty else []
+    if foreign:  # (a marked folder too: its inode can be a removed one's, and a stopped pass lists names unwritten)
+        raise InputError(f"{folder}: holds files wbcap did not write (e.g. {foreign[0].name}: OpenPose's own output?), "
+                         "which --openpose would mix its files with or replace; move them away (or remove them, if they "
+                         "are wbcap's copied without their times), or write the run to another folder")
 
 
 #: The hidden temporary names of pass 2's files (``.<stem>.tmp-*``, :mod:`wbcap.atomic`; the
