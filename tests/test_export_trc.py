@@ -275,10 +275,15 @@ def test_a_trc_of_wbcap_before_its_hip_marker_is_still_wbcaps(tmp_path):
     earlier.write_text("PathFileType\t4\t(X/Y/Z)\ttrack_1.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\t"
                        "OrigDataRate\tOrigDataStartFrame\tOrigNumFrames\n30\t30\t1\t31\tm\t30\t1\t1\n"
                        "Frame#\tTime\t" + "\t\t\t".join(names) + "\t\t\n\t\t"
-                       + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, 32)) + "\n\n1\t0.0" + "\t0.0" * 93 + "\n")
+                       + "\t".join(f"X{k}\tY{k}\tZ{k}" for k in range(1, 32)) + "\n\n1\t0.000000" + "\t0.000000" * 93 + "\n")
     other = tmp_path / "track_2.trc"  # (the same names in another order: Pose2Sim's own, a user's)
     other.write_text(now.read_text().replace("Nose\t\t\tNeck", "Neck\t\t\tNose"))
-    assert written_by_wbcap(now) and written_by_wbcap(earlier) and not written_by_wbcap(other)
+    resaved = tmp_path / "track_3.trc"  # (saved again by OpenSim: its names line kept, its numbers shortest)
+    lines = now.read_text().split("\n")
+    lines[6] = "\t".join(str(int(float(v))) if float(v).is_integer() else repr(float(v)) for v in lines[6].split("\t"))
+    resaved.write_text("\n".join(lines))
+    assert written_by_wbcap(now) and written_by_wbcap(earlier)
+    assert not written_by_wbcap(other) and not written_by_wbcap(resaved)
 
 
 def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limit(tmp_path, body_layer, monkeypatch,

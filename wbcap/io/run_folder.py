@@ -368,6 +368,10 @@ def _export_temporary(path: Path) -> bool:
         final.suffix in TRACK_SUFFIXES or not final.suffix)
 
 
+#: A row of a TRC file as :func:`wbcap.export.opensim_trc.trc_text` writes it: the row number, then the
+#: time and every coordinate with six decimals.
+_TRC_ROW = re.compile(rb"\d+(\t-?\d+\.\d{6})+")
+
 #: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).
 _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
 
@@ -407,8 +411,11 @@ def written_by_wbcap(path: Path) -> bool:
                 names = [w.decode() for w in lines[3].split(b"\t") if w] if len(lines) > 4 else []
                 # (the files of wbcap before its `Hip` marker had the other 31: a review found an
                 # earlier TRC of wbcap's refused as a user's)
+                # (and its first row as wbcap writes rows, every value with six decimals: OpenSim's TRCFileAdapter
+                # keeps the names line of a file it saves again, a review, and writes its numbers shortest)
                 return lines[0].startswith(b"PathFileType\t4\t") and names[:2] == ["Frame#", "Time"] and (
-                    tuple(names[2:]) in (MARKER_NAMES, tuple(n for n in MARKER_NAMES if n != "Hip")))
+                    tuple(names[2:]) in (MARKER_NAMES, tuple(n for n in MARKER_NAMES if n != "Hip"))) and len(lines) > 6 and (
+                    _TRC_ROW.fullmatch(lines[6]) is not None)
             if path.suffix == ".c3d":  # (wbcap.export.c3d_file.WBCAP_GROUP in the parameters after the 512-byte header)
                 return len(head) > 1 and head[1] == 0x50 and b"WBCAP" in head + fh.read(8192)
             if path.suffix == ".bvh":
