@@ -135,9 +135,10 @@ def test_a_damaged_max_gap_names_wbcap_run_once(finished_run, tmp_path, body_dir
     (run / "meta.json").write_text(json.dumps({**meta, "max_gap": float("inf")}))
     r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
     assert r.exit_code == 2, text(r)
-    assert r.stderr == (f"error: {run / 'meta.json'}: a damaged max_gap (Infinity, where wbcap writes a number of "
-                       "seconds, 0 or more); rerun its run with wbcap run --resume to rewrite it (or with wbcap run "
-                       "--overwrite to start over)\n")
+    assert r.stderr.startswith(f"error: {run / 'meta.json'}: a damaged max_gap (Infinity, where wbcap writes a number of "
+                               "seconds, 0 or more); rewrite it with its run's command: `wbcap run ")
+    # (the run's own command with --resume: "rerun its run with --resume" was refused for its other flags, a trial)
+    assert r.stderr.endswith(" --resume` (or start over with --overwrite)\n") and r.stderr.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- defect 2: extreme values
@@ -290,9 +291,9 @@ def test_export_refuses_a_damaged_fps(finished_run, tmp_path, body_dir):
     before = state(run)
     r = invoke("export", run, "--format", "npz", "--body-models", body_dir)
     assert r.exit_code == 2, text(r)
-    assert r.stderr == (f"error: {run / 'meta.json'}: a damaged fps (1001.0, where wbcap writes a number of frames per "
-                       "second from 1e-06 to 1000); rerun its run with wbcap run --resume to rewrite it (or with "
-                       "wbcap run --overwrite to start over)\n")
+    assert r.stderr.startswith(f"error: {run / 'meta.json'}: a damaged fps (1001.0, where wbcap writes a number of frames "
+                               "per second from 1e-06 to 1000); rewrite it with its run's command: `wbcap run ")
+    assert r.stderr.endswith(" --resume` (or start over with --overwrite)\n")
     assert state(run) == before
 
 

@@ -121,7 +121,9 @@ def test_export_refuses_a_damaged_params_line_before_writing(tmp_path, body_dir,
     r = CliRunner().invoke(cli, ["export", str(run), "--format", "npz,glb", "--body-models", str(body_dir)])
     line = _one_error_line(r)
     assert line.startswith(f"error: {run / 'params.jsonl'}{expected}"), line
-    assert line.endswith(" run --resume) to rewrite it"), line
+    # (the run's command with --resume: here none was recorded, so SOURCE and its pass-1 flags, said as such)
+    assert line.endswith(f"rewrite it with its run's command: `wbcap run SOURCE -o {run} --resume` and the run's pass-1 "
+                         "flags (or start over with --overwrite)"), line
     assert _files(tmp_path) == before
 
 
@@ -140,7 +142,7 @@ def test_reading_another_json_file_as_params_jsonl_says_what_it_is_not(tmp_path)
     run = _run(tmp_path / "run", [_line(f) for f in range(3)])
     with (run / "params.jsonl").open("a") as f:
         f.write('{"frame": 3, "ti\n')
-    with pytest.raises(InputError, match=r"params.jsonl:4: not JSON \(.*\); the file is damaged: resume its run"):
+    with pytest.raises(InputError, match=r"params.jsonl:4: not JSON \(.*\); the file is damaged: rerun its run with resume=True"):
         read_params_jsonl(run / "params.jsonl")
     # the run folder itself reads its params.jsonl (it raised IsADirectoryError: a user trial)
     (run / "params.jsonl").write_text("".join(json.dumps(_line(f)) + "\n" for f in range(3)))

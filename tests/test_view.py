@@ -348,7 +348,7 @@ def test_manifest_of_a_hand_made_run(tmp_path):
     for bad in ({"root_pose": [float("nan"), 0.0, 0.0]}, {"score": float("nan")}):
         (run / "params.jsonl").write_text(json.dumps({**lines[0], **bad}) + "\n")
         with pytest.raises(InputError, match=rf"params.jsonl:1: a damaged record \({next(iter(bad))} holds NaN, not a "
-                                             r"finite number\); resume its run"):
+                                             r"finite number\); rerun its run with resume=True"):
             vm.read_output(run)
 
 

@@ -96,10 +96,12 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
     keys = ("frame", "time", "track", "box", *NETWORK_FILE_KEYS)
     sizes = {"time": 0, "box": 4, **NETWORK_FILE_SIZES}
     seen: dict[str, int] = {}
-    resume = f"resume its run ({setting('resume', api='resume=True')}) to rewrite it"
+    from wbcap.io.run_folder import rewrite_hint
+
     path = Path(path).expanduser()
     if path.is_dir():  # (a run folder: it raised IsADirectoryError, a user trial)
         path = path / "params.jsonl"
+    resume = rewrite_hint(path.parent)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -120,8 +122,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             if not line_of:  # (the first record: another file given for it, e.g. an image's smplx_param.json)
                 raise InputError(f"{path}:{n}: not JSON ({exc}): not a wbcap params.jsonl (one JSON record a line, "
                                  f"written by `wbcap run`), or damaged from its start: {resume}") from None
-            raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: resume its run "
-                             f"({setting('resume', api='resume=True')}) to rewrite it") from None
+            raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: {resume}") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
         why = damaged_numbers(rec, sizes, seen) or ("score" in rec and damaged_numbers(rec, {"score": 0}))

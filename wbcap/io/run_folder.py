@@ -974,8 +974,7 @@ def read_meta(out: Path) -> dict | None:
     path = out / META_FILE
     if not path.is_file():
         return None
-    rewrite = (f"rerun its run with {setting('resume', api='resume=True')} to rewrite it (or with "
-               f"{setting('overwrite', api='overwrite=True')} to start over)")
+    rewrite = rewrite_hint(out)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except JSON_ERRORS as exc:
@@ -1178,6 +1177,19 @@ def unfinished_run_note(out: Path) -> str:
     if aside or not (out / RUN_DIR).is_dir():
         return aside
     return f" yet (interrupted?); finish it with {resume_command(out)}"
+
+
+def rewrite_hint(out: Path) -> str:
+    """How to rewrite a run's damaged ``meta.json`` or ``params.jsonl``: in a command, the command
+    that ran it with ``--resume`` (:func:`resume_command`: "rerun its run with --resume" was
+    refused for the run's other flags not given again, a new user's trial); from Python, the
+    setting."""
+    from wbcap.errors import in_command
+
+    if in_command():
+        return f"rewrite it with its run's command: {resume_command(out)} (or start over with --overwrite)"
+    return (f"rerun its run with {setting('resume', api='resume=True')} to rewrite it (or with "
+            f"{setting('overwrite', api='overwrite=True')} to start over)")
 
 
 def resume_command(out: Path) -> str:
