@@ -1277,6 +1277,9 @@ def test_a_named_model_file_that_does_not_exist_also_names_a_missing_checkpoint(
     (line,) = [x for x in r.output.splitlines() if x.strip()]
     assert line.endswith("check the path, or name the folder that holds SMPLX_NEUTRAL.npz"), line
     assert not (tmp_path / "out").exists()
+    male = tmp_path / "nonexist" / "SMPLX_MALE.npz"  # (the file's own gender is named: a new user's trial)
+    r = CliRunner().invoke(cli, [*args[:-1], str(male), "--checkpoint", str(ckpt)])
+    assert r.exit_code == 2 and r.output.strip().endswith("name the folder that holds SMPLX_MALE.npz"), r.output
 
 
 def test_both_missing_keeps_the_models_error_with_the_checkpoints_added(tmp_path, monkeypatch):

@@ -355,8 +355,9 @@ def named_model_file(model_path: str | Path | None = None, named_by: str | None 
     if path.is_file():
         return path, how
     if not path.exists() and path.suffix.lower() in _MODEL_SUFFIXES:
+        gender = model_file_gender(path) or "neutral"  # (the file's own: SMPLX_MALE.npz was told of the neutral one)
         raise ModelFileError(f"{path}: no such file (named by {how}); check the path, or name the folder "
-                             f"that holds SMPLX_NEUTRAL.npz")
+                             f"that holds SMPLX_{gender.upper()}.npz")
     return None
 
 
