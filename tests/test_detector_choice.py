@@ -137,6 +137,21 @@ def test_auto_offline_without_yolox_is_hog_with_a_notice(caplog):
     assert not _weights_dir().exists() or not list(_weights_dir().iterdir())
 
 
+def test_auto_after_a_failed_download_says_it_failed(monkeypatch, caplog):
+    """Online, after auto's download failed (no network): the fallback's warning says the download
+    failed and when, as `wbcap doctor` does (it said "not downloaded": a new user's trial)."""
+    import wbcap.weights
+    from wbcap.detect.factory import make_detector
+
+    monkeypatch.delenv("WBCAP_OFFLINE", raising=False)
+    monkeypatch.setattr(wbcap.weights, "auto_fetch", lambda *a, **k: None)
+    monkeypatch.setattr(wbcap.weights, "recent_auto_failure", lambda name: ("2026-12-07T07:55:07", "no network"))
+    with caplog.at_level(logging.WARNING):
+        assert type(make_detector("auto")).__name__ in ("HOGDetector", "TorchvisionFRCNN")
+    assert "because yolox-nano is not installed (its download failed at 2026-12-07T07:55:07: no network; auto tries " \
+           "again a day after)" in caplog.text, caplog.text
+
+
 def test_auto_downloads_once_then_uses_the_file(online, tiny_onnx, caplog):
     from wbcap.detect.factory import make_detector
 

@@ -208,7 +208,7 @@ def make_detector(
     """
     from wbcap.paths import offline_from_env
     from wbcap.weight_formats import validator
-    from wbcap.weights import auto_fetch, default_entry, manifest
+    from wbcap.weights import auto_fetch, default_entry, manifest, recent_auto_failure
 
     offline = offline_from_env() if offline is None else offline
     yolox_kw = dict(device=device, score_threshold=score_threshold, min_height_frac=min_height_frac, max_people=max_people)
@@ -245,7 +245,10 @@ def make_detector(
 
         ok, why = torchvision_frcnn.available()
         spec = "torchvision" if ok else "hog"
-        reason = "offline" if offline else "not downloaded"
+        failed = None if offline else recent_auto_failure(best.name)
+        # (its download's failure said, as `wbcap doctor` says it: "not downloaded" read as not tried, a new user's trial)
+        reason = ("offline" if offline else "not downloaded" if failed is None else
+                  f"its download failed at {failed[0]}: {failed[1]}; auto tries again a day after")
         unused = ""
         if spec == "hog" and score_threshold is not None:
             # (a probability, as checked above: HOG's SVM margins are another scale, so its default stays)
