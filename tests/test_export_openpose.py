@@ -117,6 +117,23 @@ def file_points(record: dict) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :2], table[:, 2]
 
 
+def stopping_at(real, n: int, after: bool = False):
+    """``real`` that raises KeyboardInterrupt (a Ctrl-C) at its ``n``-th call: before the call, or
+    ``after`` it."""
+    calls = []
+
+    def stopped(*a, **k):
+        calls.append(1)
+        if len(calls) == n and not after:
+            raise KeyboardInterrupt
+        result = real(*a, **k)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return result
+
+    return stopped
+
+
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
@@ -286,16 +303,8 @@ def test_a_user_file_in_openpose_survives_a_stopped_pass_a_damaged_mark_and_a_re
     # (--openpose refuses the folder while a file named as OpenPose's that wbcap did not write is in it)
     assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 2
     aside = mine.rename(tmp_path / mine.name)
-    real, calls = openpose.write_keypoints_json, []
-
-    def stopped(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
     with monkeypatch.context() as patched:
-        patched.setattr(openpose, "write_keypoints_json", stopped)
+        patched.setattr(openpose, "write_keypoints_json", stopping_at(openpose.write_keypoints_json, 2))
         assert run("run", video, "-o", out, "--resume", "--openpose", "--smooth", "none", *args).exit_code == 130
     aside.rename(mine)
     assert run("run", video, "-o", out, "--resume", *args).exit_code == 0  # (the stopped pass's file goes, not theirs)
@@ -369,16 +378,8 @@ def test_after_a_stopped_pass_only_the_files_it_wrote_are_wbcaps(tmp_path, micro
     args = ["--detector", "full", "--no-render", "--min-track", "1", "--export", "npz", "--checkpoint", micro_ckpt,
             "--body-models", body_dir, "--device", "cpu"]
     out = tmp_path / "out"
-    real, calls = openpose.write_keypoints_json, []
-
-    def stopped(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
     with monkeypatch.context() as patched:
-        patched.setattr(openpose, "write_keypoints_json", stopped)
+        patched.setattr(openpose, "write_keypoints_json", stopping_at(openpose.write_keypoints_json, 3))
         assert run("run", video, "-o", out, "--openpose", *args).exit_code != 0
     names = [f"v_{f:012d}_keypoints.json" for f in range(4)]
     assert sorted(p.name for p in (out / "openpose").iterdir()) == names[:2]
@@ -435,16 +436,8 @@ def test_wbcaps_keypoint_files_are_told_file_by_file(tmp_path, micro_ckpt, body_
     assert [p.name for p in (out / "openpose").iterdir()] == [f"myclip_{0:012d}_keypoints.json"]
     shutil.rmtree(out / "openpose")
 
-    real, calls = video_app.keypoint_written, []
-
-    def stopped(*a, **k):  # (recorded, then stopped before the file is moved into place)
-        real(*a, **k)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patched:
-        patched.setattr(video_app, "keypoint_written", stopped)
+    with monkeypatch.context() as patched:  # (recorded, then stopped before the file is moved into place)
+        patched.setattr(video_app, "keypoint_written", stopping_at(video_app.keypoint_written, 2, after=True))
         assert run("run", video, "-o", out, "--resume", "--openpose", *args).exit_code == 130
     assert sorted(p.name for p in (out / "openpose").iterdir() if not p.name.startswith(".")) == names[:1]
     copy = tmp_path / "copy"

@@ -629,8 +629,8 @@ def _write_mark(out: Path, names: list[str], written: bool = False) -> None:
     folder = out / OPENPOSE_DIR
     st = folder.stat()
     record: dict[str, Any] = {"folder": [st.st_dev, st.st_ino], "files": sorted(names)}
-    if written:
-        record["written"] = {name: _identity(folder / name) for name in names}
+    if written:  # (a file gone meanwhile is not recorded: a None there made the whole mark unreadable)
+        record["written"] = {name: identity for name in names if (identity := _identity(folder / name)) is not None}
     atomic_write_text(_keypoints_mark(out), json.dumps(record) + "\n")
 
 
@@ -656,18 +656,13 @@ def start_keypoints(out: Path, names: list[str]) -> Path:
     listed, and only those it wrote, :func:`keypoint_written`, taken for wbcap's).
 
     Raises:
-        InputError: ``out/openpose`` exists and is not wbcap's (:func:`refuse_foreign_keypoints`),
-            or holds a file wbcap did not write under a name it writes (a user's own OpenPose
-            files put in wbcap's folder after a pass stopped part way were replaced: a review).
+        InputError: ``out/openpose`` exists and is not wbcap's, or holds files named as
+            OpenPose's that wbcap did not write (:func:`refuse_foreign_keypoints`: a user's own
+            OpenPose files put in wbcap's folder after a pass stopped part way were replaced: a
+            review).
     """
-    refuse_foreign_keypoints(out)
+    refuse_foreign_keypoints(out)  # (every name it writes is OpenPose's kind: a user's file under one is refused there)
     folder = out / OPENPOSE_DIR
-    ours = set(_keypoint_files(out) or [])
-    taken = next((folder / n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
-                  and folder / n not in ours), None)
-    if taken is not None:  # (a name of another kind than OpenPose's: refuse_foreign_keypoints checked those)
-        raise InputError(f"{taken}: not a file wbcap recorded writing, and --openpose writes its own of that name; "
-                         "move it away, or write the run to another folder")
     folder.mkdir(exist_ok=True)
     _keypoints_mark(out).parent.mkdir(exist_ok=True)
     _journal(out).unlink(missing_ok=True)
