@@ -180,9 +180,9 @@ def test_export_one_track_glb_and_fbx(finished_run, tmp_path, body_dir):
     [
         (["--format", "obj"], "--format obj: unknown format obj"),
         (["--track", "7"], "track 7: not in"),
-        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
-        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
-        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, trc, c3d"),
+        (["--format", "none"], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, angles, trc, c3d"),
+        (["--format", ""], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, angles, trc, c3d"),
+        (["--format", ","], "--format: no format to write; choose one or more of npz, glb, bvh, fbx, csv, angles, trc, c3d"),
         (["--format", "csv,none"], "--format csv,none: none means no animation files and cannot be combined with "
                                    "formats; give only the formats wanted"),  # (not none: export needs a format)
     ],

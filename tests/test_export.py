@@ -895,7 +895,7 @@ def test_animation_export_refuses_formats_it_would_not_write() -> None:
     from wbcap.export.animation import AnimationExport
 
     for bad, named in ((("GLB",), "'GLB'"), (("glb", "obj"), "'obj'")):
-        with pytest.raises(InputError, match=rf"unknown format {named}; give a tuple of npz, glb, bvh, fbx, csv, trc, c3d$"):
+        with pytest.raises(InputError, match=rf"unknown format {named}; give a tuple of npz, glb, bvh, fbx, csv, angles, trc, c3d$"):
             AnimationExport(formats=bad)
     with pytest.raises(InputError, match=r"^export formats 'bvh': give a tuple of format names, e.g. \('bvh',\), not a str$"):
         AnimationExport(formats="bvh")
@@ -916,14 +916,14 @@ def test_animation_export_parse_none_stands_alone_in_the_api_too() -> None:
         AnimationExport.parse("none,glb", option="--export")
     assert AnimationExport.parse("none").formats == () and AnimationExport.parse(" none, NONE ").formats == ()
     assert AnimationExport.parse("bvh,GLB, npz", exact=True) == AnimationExport(formats=("npz", "glb", "bvh"), exact=True)
-    with pytest.raises(InputError, match=r"^formats gltf: unknown format gltf; choose from npz, glb, bvh, fbx, csv, trc, c3d$"):
+    with pytest.raises(InputError, match=r"^formats gltf: unknown format gltf; choose from npz, glb, bvh, fbx, csv, angles, trc, c3d$"):
         AnimationExport.parse("gltf")
     from wbcap.cli.common import parse_export
 
     for text in ("", " , "):  # (wbcap image/run took it for none without a word: a user trial's `--export ''`)
         with pytest.raises(InputError) as err:
             parse_export(text, exact=False)
-        assert str(err.value) == f"--export {text!r}: names no format; give formats (npz, glb, bvh, fbx, csv, trc, c3d, comma-separated) or none"
+        assert str(err.value) == f"--export {text!r}: names no format; give formats (npz, glb, bvh, fbx, csv, angles, trc, c3d, comma-separated) or none"
 
 
 @pytest.mark.parametrize("command", ["image", "run"])

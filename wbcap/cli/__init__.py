@@ -41,7 +41,7 @@ from wbcap.limits import SUGGESTED_OPEN_FILES, open_files_limit  # (loaded now, 
 SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
     "run": ("wbcap.cli.run", "run", "Track and reconstruct every person in a video or image sequence."),
-    "export": ("wbcap.cli.export", "export_cmd", "Write a finished run's files again: glb, bvh, fbx, npz, csv (3D joints), trc (OpenSim), c3d."),
+    "export": ("wbcap.cli.export", "export_cmd", "Write a finished run's files again: glb, bvh, fbx, npz, csv (3D joints), angles, trc (OpenSim), c3d."),
     "view": ("wbcap.cli.view", "view", "Look at a finished run or image folder in a web browser (video + 3D)."),
     "train": ("wbcap.cli.train", "train", "Train: body | hand | merge | finetune (the Hand4Whole recipe)."),
     "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW, Human3.6M or AGORA with the standard protocols."),

@@ -306,13 +306,14 @@ def _export_options(f, default: str, photos: bool):
     # The metavar names wbcap.export.animation.FORMATS, which its errors list (not imported here: --help
     # loads no numpy; tests/test_export.py keeps the two the same).
     return click.option(
-        "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv,trc,c3d|none",
+        "--export", "export", default=default, show_default=True, metavar="npz,glb,bvh,fbx,csv,angles,trc,c3d|none",
         help=("Animation files per person: npz (AMASS SMPL-X, z up; always written), glb (glTF 2.0, skinned, "
               "animated, with the source camera), " if not photos else
               "Files per person, in the photo's pose: npz (AMASS SMPL-X, z up, one row), glb (glTF 2.0, skinned, "
               "with the photo's camera), ") + "bvh (skeleton, centimetres), fbx (Unity/Unreal, through "
              "Blender: pip install \"wbcap[blender]\"), csv (3D positions of 76 joints per row, metres, the npz's "
-             "frame), trc (OpenSim markers: BODY_25 and hand points named as Pose2Sim's, y up, metres), c3d (the same "
+             "frame), angles (a CSV of joint angles in degrees, each named after its movement: head_yaw_left, "
+             "left_knee_flexion, right_index1_flexion...), trc (OpenSim markers: BODY_25 and hand points named as Pose2Sim's, y up, metres), c3d (the same "
              "markers for Vicon, Visual3D, Mokka: z up, millimetres); "
              "comma-separated, or none alone.",
     )(f)

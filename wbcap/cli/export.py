@@ -17,10 +17,11 @@ from wbcap.cli.common import (
 
 @click.command("export")
 @click.argument("run", type=NonEmptyPath(file_okay=False))
-@click.option("--format", "--export", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv,trc,c3d",
+@click.option("--format", "--export", "formats", default="glb", show_default=True, metavar="glb,bvh,fbx,npz,csv,angles,trc,c3d",
               help="Files to write per track (comma-separated, at least one; --export as wbcap run spells it): glb (glTF 2.0, skinned and animated), "
                    "bvh (centimetres), fbx (through Blender: pip install \"wbcap[blender]\"), npz (AMASS), csv (3D "
-                   "positions of 76 joints per row, metres), trc (OpenSim markers, named as Pose2Sim's; y up, "
+                   "positions of 76 joints per row, metres), angles (a CSV of joint angles in degrees, named after their "
+                   "movements: head_yaw_left, left_knee_flexion...), trc (OpenSim markers, named as Pose2Sim's; y up, "
                    "metres), c3d (the same markers; z up, millimetres).")
 @click.option("--exact", is_flag=True,
               help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's (bigger files).")

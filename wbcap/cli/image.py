@@ -81,7 +81,8 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
     render_original_img.jpg and render_cropped_img.jpg, and with --export output.glb (a
     rigged character in the photo's pose, with the camera), output.bvh, output.fbx, output.npz,
-    output.csv (the 3D joints), output.trc and output.c3d (markers: a static trial).
+    output.csv (the 3D joints), output_angles.csv (joint angles, degrees), output.trc and
+    output.c3d (markers: a static trial).
 
     \b
     <name> is the image's file stem (photos/a.jpg -> a). When two inputs share a stem:

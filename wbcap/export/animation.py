@@ -37,9 +37,11 @@ from wbcap.errors import InputError, WbcapError
 log = logging.getLogger(__name__)
 
 #: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv, trc and c3d first.
-FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "trc", "c3d")
+FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "angles", "trc", "c3d")
 #: The formats of 3D points in the npz's frame (:func:`write_animations` evaluates SMPL-X's joints once for them).
 _POINT_FORMATS = frozenset({"csv", "trc", "c3d"})
+#: Formats written from the AMASS file's z-up rows: the points' and the joint angles'.
+_TABLE_FORMATS = _POINT_FORMATS | {"angles"}
 
 
 def check_export_setting(export: object) -> None:
@@ -145,7 +147,8 @@ class AnimationExport:
 
 def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: Any, export: AnimationExport,
                      camera: Any = None, label: str | None = None) -> list[Path]:
-    """Write ``out/<name>.<format>`` for each format of ``export``; returns the files written.
+    """Write ``out/<name><ending>`` for each format of ``export`` (``track_3.glb``, ``track_3_angles.csv``:
+    :data:`wbcap.io.run_folder.TRACK_ENDINGS`); returns the files written.
 
     Args:
         out: the folder (exists).
@@ -173,19 +176,21 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
-    if wanted & _POINT_FORMATS:  # (the npz's frame: SMPL-X's joints computed once for all)
+    if wanted & _TABLE_FORMATS:  # (the npz's frame: SMPL-X's joints computed once for all)
+        from wbcap.export.angles_csv import write_angles_csv
         from wbcap.export.c3d_file import C3D_MAX_FRAMES, write_c3d
         from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
         from wbcap.export.opensim_trc import write_trc
-        from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
+        from wbcap.io.run_folder import MARKED_SUFFIXES, track_file_name, written_by_wbcap
 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
-        joints = smplx_rows(body, zup, joints=True)
-        for fmt, writer in (("csv", write_joints_csv), ("trc", write_trc), ("c3d", write_c3d)):
+        joints = smplx_rows(body, zup, joints=True) if wanted & _POINT_FORMATS else None
+        for fmt, writer in (("csv", write_joints_csv), ("angles", write_angles_csv), ("trc", write_trc),
+                            ("c3d", write_c3d)):
             if fmt not in wanted:
                 continue
-            target = out / f"{name}.{fmt}"
+            target = out / track_file_name(name, fmt)
             if fmt == "c3d" and len(zup) > C3D_MAX_FRAMES:
                 log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
                             "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)
@@ -198,7 +203,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
                 written.append(writer(target, body, zup, joints=joints, contact=arrays.get("contact")))
             else:
                 written.append(writer(target, body, zup, joints=joints))
-        wanted -= _POINT_FORMATS
+        wanted -= _TABLE_FORMATS
         if not wanted:
             return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")

@@ -360,13 +360,13 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
     Raises:
         InputError: naming the folder or file and the fix.
     """
-    from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
+    from wbcap.io.run_folder import MARKED_SUFFIXES, track_file, written_by_wbcap
 
-    suffixes = {f".{f}" for f in formats}
     for path in sorted(dest.glob("track_*")) if dest.is_dir() else ():
-        if path.suffix not in suffixes or _track_id(path) not in tracks:
+        parts = track_file(path.name)
+        if parts is None or parts[2] not in formats or parts[1] not in tracks:
             continue
-        what = f"track {_track_id(path)}'s {path.suffix[1:]} file"
+        what = f"track {parts[1]}'s {parts[2]} file"
         if path.is_dir():
             raise InputError(f"{path}: is a folder, where `wbcap export` writes {what}; move or remove it, or choose "
                              f"another {setting('dest')} folder")
@@ -376,11 +376,11 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
 
 
 def _track_id(path: Path) -> int | None:
-    """The track id of a per-track file name (``track_3.glb``, ``track_3_part2.npz`` -> 3), else None."""
-    from wbcap.io.run_folder import TRACK_STEM
+    """The track id of a per-track file name (``track_3.glb``, ``track_3_part2_angles.csv`` -> 3), else None."""
+    from wbcap.io.run_folder import track_file
 
-    match = TRACK_STEM.fullmatch(path.stem)
-    return int(match[1]) if match else None
+    parts = track_file(path.name)
+    return None if parts is None else parts[1]
 
 
 def _say_other_tracks(dest: Path, tracks: set[int]) -> None:
@@ -401,21 +401,23 @@ def _remove_stale_track_files(dest: Path, written: set[Path], tracks: set[int], 
     file of another split (``track_2.glb`` beside ``track_2_part1.glb`` after a smaller
     ``--max-gap``, or the reverse). Other tracks' and formats' files are left alone; a file of
     another format whose pieces differ from this export's is named in a warning."""
-    from wbcap.io.run_folder import track_files
+    from wbcap.io.run_folder import track_file, track_files
 
-    suffixes = {f".{f}" for f in formats}
-    stems = {p.stem for p in written}
+    found = track_files(dest)
+    parts = {p: track_file(p.name) or ("", -1, "") for p in [*written, *found]}
+    pieces = {parts[p][0] for p in written}
     kept: list[Path] = []
-    for stale in track_files(dest):
-        if stale in written or _track_id(stale) not in tracks:
+    for stale in found:
+        stem, track, fmt = parts[stale]
+        if stale in written or track not in tracks:
             continue
-        if stale.suffix in suffixes:
+        if fmt in formats:
             log.info("removed %s (not written by this export)", stale)
             stale.unlink()
-        elif stale.stem not in stems:
+        elif stem not in pieces:
             kept.append(stale)
     if kept:  # (one line, not one a file: a user trial's six)
-        others = sorted({p.suffix[1:] for p in kept})
+        others = sorted({parts[p][2] for p in kept})
         log.warning("%s: %d file(s) of other formats keep the tracks' earlier pieces (e.g. %s), which differ from "
                     "this export's; add %s to %s to rewrite them", dest, len(kept), kept[0].name, ",".join(others),
                     setting("formats", api="export.formats"))
@@ -487,9 +489,10 @@ def _with_the_folders_formats(export: AnimationExport, run: Path, tracks: set[in
     """
     from dataclasses import replace
 
-    from wbcap.io.run_folder import track_files
+    from wbcap.io.run_folder import track_file, track_files
 
-    present = {p.suffix[1:] for p in track_files(run) if _track_id(p) in tracks} - set(export.formats)
+    present = {(track_file(p.name) or ("", -1, ""))[2] for p in track_files(run) if _track_id(p) in tracks}
+    present -= set(export.formats)
     if not present:
         return export
     added = replace(export, formats=tuple(f for f in FORMATS if f in present or f in export.formats))

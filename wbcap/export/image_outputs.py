@@ -156,7 +156,9 @@ def result_files(render: bool, openpose: bool, export: Any = None) -> tuple[str,
         names += ["render_original_img.jpg", "render_cropped_img.jpg"]
     if openpose:
         names.append(KEYPOINTS_FILE)
-    names += [f"output.{f}" for f in (export.formats if export is not None else ())]
+    from wbcap.io.run_folder import track_file_name
+
+    names += [track_file_name("output", f) for f in (export.formats if export is not None else ())]
     return tuple(names)
 
 

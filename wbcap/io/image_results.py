@@ -17,7 +17,8 @@ __all__ = ["KEYPOINTS_FILE", "PERSON_DIR", "RESULT_FILES", "is_image_result"]
 KEYPOINTS_FILE = "output_keypoints.json"
 #: Files of one person's folder.
 RESULT_FILES = ("output.obj", "smplx_param.json", "render_original_img.jpg", "render_cropped_img.jpg",
-                "output.glb", "output.bvh", "output.fbx", "output.npz", "output.csv", "output.trc", "output.c3d",
+                "output.glb", "output.bvh", "output.fbx", "output.npz", "output.csv", "output_angles.csv", "output.trc",
+                "output.c3d",
                 KEYPOINTS_FILE)
 #: A person's folder name; group 1 is the person's index.
 PERSON_DIR = re.compile(r"person_(\d+)")

@@ -18,7 +18,8 @@ Layout::
                               with --world, the ground and camera pose (:func:`write_meta`)
     OUT/track_<id>.npz        AMASS files, or track_<id>_part<k>.npz (:mod:`wbcap.export.track_npz`),
                               in the camera's frame or (--world) the ground's
-    OUT/track_<id>.glb|bvh|fbx  animation files with --export (:mod:`wbcap.export.animation`)
+    OUT/track_<id>.glb|bvh|fbx|csv|trc|c3d, track_<id>_angles.csv   files of --export
+                              (:mod:`wbcap.export.animation`, :data:`TRACK_ENDINGS`)
     OUT/meshes/<track>/<frame>.obj   with --obj (:mod:`wbcap.export.track_meshes`)
     OUT/openpose/<stem>_<frame>_keypoints.json   with --openpose: every processed frame's people's
                               2D keypoints in OpenPose's JSON (:mod:`wbcap.export.openpose`; an
@@ -51,6 +52,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISREG
+from types import MappingProxyType
 from typing import Any
 
 from wbcap.errors import JSON_ERRORS, InputError, setting
@@ -68,8 +70,11 @@ PASS1_FILE = "pass1.json"
 RUN_FILE = "run.json"
 PARAMS_FILE = "params.jsonl"
 META_FILE = "meta.json"
-#: Per-track files of pass 2 (``track_<id>[_part<k>].<suffix>``).
-TRACK_SUFFIXES = (".npz", ".glb", ".bvh", ".fbx", ".csv", ".trc", ".c3d")
+#: Each ``--export`` format's per-track file of pass 2: ``track_<id>[_part<k>]`` then this ending
+#: (``track_3_part2.glb``; the joint angles' CSV beside the joints' one: ``track_3_angles.csv``).
+TRACK_ENDINGS: Mapping[str, str] = MappingProxyType({
+    "npz": ".npz", "glb": ".glb", "bvh": ".bvh", "fbx": ".fbx", "csv": ".csv", "angles": "_angles.csv", "trc": ".trc",
+    "c3d": ".c3d"})
 #: Suffixes of per-track files that are wbcap's only when they carry its writer's marks
 #: (:func:`written_by_wbcap`), in a run folder too: the marker files biomechanics tools also
 #: write under any name (a Pose2Sim ``track_7.trc``, a lab's ``track_8.c3d``: a break-it review's
@@ -364,8 +369,8 @@ def _export_temporary(path: Path) -> bool:
     from wbcap.atomic import final_path
 
     final = final_path(path.name)
-    return final != Path(path.name) and TRACK_STEM.fullmatch(final.stem) is not None and (
-        final.suffix in TRACK_SUFFIXES or not final.suffix)
+    return final != Path(path.name) and (track_file(final.name) is not None or (
+        not final.suffix and TRACK_STEM.fullmatch(final.name) is not None))
 
 
 #: A row of a TRC file as :func:`wbcap.export.opensim_trc.trc_text` writes it: the row number, then the
@@ -378,7 +383,8 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 
 def written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
-    marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header, a
+    marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header (an
+    angles CSV with :func:`wbcap.export.angles_csv.write_angles_csv`'s), a
     TRC whose 4th line lists :mod:`wbcap.body.markers`' names in their order, a C3D
     (its header's key byte 0x50) whose parameters hold the ``WBCAP`` group, a
     BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
@@ -402,6 +408,8 @@ def written_by_wbcap(path: Path) -> bool:
                     return False
                 asset = json.loads((head[20:] + fh.read(max(0, size + 20 - len(head))))[:size]).get("asset")
                 return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
+            if path.name.endswith(TRACK_ENDINGS["angles"]):
+                return head.startswith(b"time,frame_index,valid,pelvis_yaw_left,")
             if path.suffix == ".csv":
                 return head.startswith(b"time,frame_index,valid,pelvis_x,")
             if path.suffix == ".trc":  # (its 4th line: Frame#, Time and the markers' names, tab-separated)
@@ -720,14 +728,30 @@ def remove_temporary_files(out: Path) -> None:
 
 #: The stem of a per-track file (pass 2's, `wbcap export`'s): ``track_3``, ``track_3_part2``.
 TRACK_STEM = re.compile(r"track_(\d+)(?:_part\d+)?")
+_TRACK_FILE = re.compile(rf"({TRACK_STEM.pattern})({'|'.join(map(re.escape, TRACK_ENDINGS.values()))})")
+_ENDING_FORMAT = {ending: fmt for fmt, ending in TRACK_ENDINGS.items()}
+
+
+def track_file(name: str) -> tuple[str, int, str] | None:
+    """A per-track file's name taken apart: ``track_3_part2_angles.csv`` -> ``("track_3_part2",
+    3, "angles")`` (the piece's stem, the track id, the format: :data:`TRACK_ENDINGS`); None for
+    any other name (a user's ``track_notes.csv``)."""
+    match = _TRACK_FILE.fullmatch(name)
+    return None if match is None else (match[1], int(match[2]), _ENDING_FORMAT[match[3]])
+
+
+def track_file_name(stem: str, fmt: str) -> str:
+    """The file of format ``fmt`` (:data:`TRACK_ENDINGS`) of the piece ``stem`` (``track_3``, or a
+    photo's person's ``output``): ``track_3.glb``, ``output_angles.csv``."""
+    return stem + TRACK_ENDINGS[fmt]
 
 
 def track_files(out: Path) -> list[Path]:
-    """The per-track files of pass 2 in ``out`` (:data:`TRACK_STEM`, :data:`TRACK_SUFFIXES`),
-    sorted; not a user's own ``track_notes.csv`` beside them (a break-it trial's was removed by a
-    ``--resume``), nor a ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
+    """The per-track files of pass 2 in ``out`` (:func:`track_file`), sorted; not a user's own
+    ``track_notes.csv`` beside them (a break-it trial's was removed by a ``--resume``), nor a
+    ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
     return sorted(p for p in out.glob("track_*")
-                  if p.suffix in TRACK_SUFFIXES and TRACK_STEM.fullmatch(p.stem) and p.is_file()
+                  if track_file(p.name) is not None and p.is_file()
                   and (p.suffix not in MARKED_SUFFIXES or written_by_wbcap(p)))
 
 
