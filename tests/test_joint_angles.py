@@ -326,3 +326,55 @@ def test_a_head_turned_before_the_camera_in_the_files_frames(tmp_path, body_laye
     np.testing.assert_allclose(column["right_knee_flexion"], 60 * s, atol=1e-4)
     for name in ("pelvis_yaw_left", "pelvis_pitch_up", "pelvis_roll_left", "head_pitch_up", "head_roll_left"):
         np.testing.assert_allclose(column[name], 0, atol=1e-4)
+
+
+def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path, micro_ckpt, body_dir):
+    """A user's `track_9_angles.csv`, `track_9.csv` and a copy of wbcap's angles saved again by a
+    spreadsheet (its numbers written shortest) in a run folder: `--overwrite` is refused, a
+    `--resume` keeps them while removing wbcap's own tables (saying `--format angles,csv`, not
+    `csv` twice), keeps one under a name it writes with a warning, and an export in place refuses
+    it (a user trial's were deleted by a resume and an overwrite, and replaced by an export)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from wbcap.cli import cli
+    from wbcap.io.run_folder import written_by_wbcap
+    from wbcap.testing.images import person_image
+    from wbcap.testing.videos import write_video
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    video = write_video(tmp_path / "clip.mp4", [person_image(160, 120, seed=i) for i in range(4)])
+    (tmp_path / "boxes.json").write_text(json.dumps({str(i): [[30, 10, 90, 100]] for i in range(4)}))
+    out = tmp_path / "out"
+    args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", "--checkpoint", micro_ckpt,
+            "--body-models", body_dir, "--device", "cpu"]
+    assert run("run", video, "-o", out, *args, "--export", "npz,csv,angles").exit_code == 0
+    ours = out / "track_0_angles.csv"
+    assert written_by_wbcap(ours) and written_by_wbcap(out / "track_0.csv")
+    header, *rows = ours.read_text().splitlines()
+    resaved = "\n".join([header, *(",".join(repr(float(v)) if "." in v else v for v in r.split(",")) for r in rows)])
+    mine = {"track_9_angles.csv": "time,knee\n0,12\n", "track_9.csv": "mine\n", "track_8_angles.csv": resaved + "\n"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    assert not any(written_by_wbcap(out / name) for name in mine)
+    (out / "track_7_angles.csv").write_text(header + "\n")  # (wbcap's header, no row: not its file either)
+    mine["track_7_angles.csv"] = header + "\n"
+    assert not written_by_wbcap(out / "track_7_angles.csv")
+
+    r = run("run", video, "-o", out, *args, "--overwrite", "--export", "npz")
+    assert r.exit_code == 2 and "holds files wbcap did not write (e.g. track_7_angles.csv)" in r.output, r.output
+    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz")
+    assert r.exit_code == 0, r.output
+    assert {n: (out / n).read_text() for n in mine} == mine
+    assert not ours.exists() and not (out / "track_0.csv").exists()  # (wbcap's own: removed, and said)
+    assert "removed the earlier ANGLES, CSV file(s)" in r.output and "--format angles,csv" in r.output, r.output
+    ours.write_text("my notes\n")
+    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,angles")
+    assert r.exit_code == 0, r.output
+    assert f"{ours}: a file wbcap did not write (a user's own?): kept" in r.output and ours.read_text() == "my notes\n"
+    r = run("export", out, "--format", "angles", "--body-models", body_dir)
+    assert r.exit_code == 2 and f"{ours}: wbcap did not write this file" in r.output, r.output
+    assert ours.read_text() == "my notes\n"

@@ -632,8 +632,10 @@ def _has_meshes(out: Path) -> bool:
 def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[str]:
     """The formats (``bvh``, ``fbx``...) of the track files ``removed`` that a pass 2 writing
     ``formats`` (and the npz) does not write again."""
+    from wbcap.io.run_folder import track_file
+
     again = {"npz", *formats}
-    return sorted({p.suffix[1:] for p in removed} - again)
+    return sorted({parts[2] for parts in map(track_file, (p.name for p in removed)) if parts is not None} - again)
 
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,

@@ -194,7 +194,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             if fmt == "c3d" and len(zup) > C3D_MAX_FRAMES:
                 log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
                             "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)
-            elif f".{fmt}" in MARKED_SUFFIXES and (target.exists() or target.is_symlink()) and not (
+            elif target.suffix in MARKED_SUFFIXES and (target.exists() or target.is_symlink()) and not (
                     target.is_file() and written_by_wbcap(target)):  # (a user's file or folder: a resume's pass 2)
                 log.warning("%s: %s wbcap did not write (a user's own?): kept, and this track's %s not written; move "
                             "it away and write the %s with wbcap export", target,

@@ -355,7 +355,7 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
     beside the old ones), or a file wbcap did not write (:func:`wbcap.io.run_folder.written_by_wbcap`:
     a lab's ``track_1.c3d`` in a ``--dest`` folder was replaced, a Pose2Sim ``track_0_part1.trc``
     removed: a break-it review); in the run folder itself, where track files are wbcap's by their
-    names, only the marker files (:data:`wbcap.io.run_folder.MARKED_SUFFIXES`).
+    names, only the tables and marker files (:data:`wbcap.io.run_folder.MARKED_SUFFIXES`).
 
     Raises:
         InputError: naming the folder or file and the fix.

@@ -78,8 +78,10 @@ TRACK_ENDINGS: Mapping[str, str] = MappingProxyType({
 #: Suffixes of per-track files that are wbcap's only when they carry its writer's marks
 #: (:func:`written_by_wbcap`), in a run folder too: the marker files biomechanics tools also
 #: write under any name (a Pose2Sim ``track_7.trc``, a lab's ``track_8.c3d``: a break-it review's
-#: were deleted by an ``--overwrite`` and a ``--resume``), whose marks wbcap has written from the start.
-MARKED_SUFFIXES = (".trc", ".c3d")
+#: were deleted by an ``--overwrite`` and a ``--resume``), and the tables researchers make and edit
+#: (a user's ``track_9_angles.csv`` was deleted by a ``--resume``, a user trial), whose marks wbcap
+#: has written from the start.
+MARKED_SUFFIXES = (".csv", ".trc", ".c3d")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
@@ -377,6 +379,13 @@ def _export_temporary(path: Path) -> bool:
 #: time and every coordinate with six decimals.
 _TRC_ROW = re.compile(rb"\d+(\t-?\d+\.\d{6})+")
 
+#: A row of a joints' CSV as :func:`wbcap.export.joints_csv.write_joints_csv` writes it, and of an
+#: angles' CSV (:func:`wbcap.export.angles_csv.write_angles_csv`): the time with six decimals, the
+#: frame index, valid 0 or 1, then the values with six (four) decimals. A table saved again by a
+#: spreadsheet or pandas writes its numbers otherwise, and is the user's.
+_JOINTS_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,-?\d+\.\d{6})+")
+_ANGLES_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,-?\d+\.\d{4})+")
+
 #: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).
 _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
 
@@ -384,7 +393,8 @@ _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.
 def written_by_wbcap(path: Path) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header (an
-    angles CSV with :func:`wbcap.export.angles_csv.write_angles_csv`'s), a
+    angles CSV with :func:`wbcap.export.angles_csv.write_angles_csv`'s) and a first row as it
+    writes rows (:data:`_JOINTS_ROW`, :data:`_ANGLES_ROW`), a
     TRC whose 4th line lists :mod:`wbcap.body.markers`' names in their order, a C3D
     (its header's key byte 0x50) whose parameters hold the ``WBCAP`` group, a
     BVH whose skeleton starts at SMPL-X's pelvis with wbcap's root channels
@@ -408,10 +418,13 @@ def written_by_wbcap(path: Path) -> bool:
                     return False
                 asset = json.loads((head[20:] + fh.read(max(0, size + 20 - len(head))))[:size]).get("asset")
                 return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
-            if path.name.endswith(TRACK_ENDINGS["angles"]):
-                return head.startswith(b"time,frame_index,valid,pelvis_yaw_left,")
-            if path.suffix == ".csv":
-                return head.startswith(b"time,frame_index,valid,pelvis_x,")
+            if path.suffix == ".csv":  # (the header, and the first row as wbcap writes rows)
+                angles = path.name.endswith(TRACK_ENDINGS["angles"])
+                lines = (head + fh.read(1 << 16)).split(b"\n", 2)
+                return len(lines) > 2 and lines[0].startswith(
+                    b"time,frame_index,valid,pelvis_yaw_left," if angles else b"time,frame_index,valid,pelvis_x,") and (
+                    (_ANGLES_ROW if angles else _JOINTS_ROW).fullmatch(lines[1]) is not None) and (
+                    lines[0].count(b",") == lines[1].count(b","))
             if path.suffix == ".trc":  # (its 4th line: Frame#, Time and the markers' names, tab-separated)
                 from wbcap.body.markers import MARKER_NAMES
 
@@ -749,7 +762,7 @@ def track_file_name(stem: str, fmt: str) -> str:
 def track_files(out: Path) -> list[Path]:
     """The per-track files of pass 2 in ``out`` (:func:`track_file`), sorted; not a user's own
     ``track_notes.csv`` beside them (a break-it trial's was removed by a ``--resume``), nor a
-    ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
+    ``.csv``, ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
     return sorted(p for p in out.glob("track_*")
                   if track_file(p.name) is not None and p.is_file()
                   and (p.suffix not in MARKED_SUFFIXES or written_by_wbcap(p)))
