@@ -378,3 +378,16 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
     r = run("export", out, "--format", "angles", "--body-models", body_dir)
     assert r.exit_code == 2 and f"{ours}: wbcap did not write this file" in r.output, r.output
     assert ours.read_text() == "my notes\n"
+
+
+def test_a_row_that_is_not_finite_spoils_no_other():
+    """A NaN pose row gives NaN angles in that row only: the unwrapping goes over the others (it
+    carried the NaN to every later row)."""
+    n = 6
+    pose = np.zeros((n, 55, 3))
+    pose[:, 0] = (_FACING * Rotation.from_rotvec(np.pi * np.linspace(0, 1.5, n)[:, None] * [0, 1, 0])).as_rotvec()
+    pose[2, 5] = np.nan
+    angles = joint_angles(pose)
+    yaw = angles[:, angle_names().index("pelvis_yaw_left")]
+    assert np.isnan(angles[2]).any() and np.isfinite(np.delete(angles, 2, axis=0)).all()
+    np.testing.assert_allclose(np.delete(yaw, 2), np.delete(270 * np.linspace(0, 1, n), 2), atol=1e-6)

@@ -152,7 +152,8 @@ def joint_angles(poses: np.ndarray) -> np.ndarray:
             z-up frame (:mod:`wbcap.export.amass`: x the camera's right, y forwards, z up).
 
     Returns:
-        ``(T, len(angle_names()))`` float64 degrees, each column unwrapped over the rows.
+        ``(T, len(angle_names()))`` float64 degrees, each column unwrapped over the rows (over
+        the finite ones: a row holding NaN gives NaN angles, and no others).
 
     Raises:
         ValueError: ``poses`` of another shape.
@@ -175,4 +176,7 @@ def joint_angles(poses: np.ndarray) -> np.ndarray:
         columns.append(_euler(to_facing * turned, _GLOBAL, ""))
     for j, name, convention in _JOINTS:
         columns.append(_euler(Rotation.from_rotvec(local[:, j]), convention, _side(name)))
-    return np.degrees(np.unwrap(np.radians(np.concatenate(columns, axis=1)), axis=0))
+    angles = np.concatenate(columns, axis=1)
+    finite = np.isfinite(angles).all(axis=1)  # (a row that is not finite, left as it is, breaks no unwrapping)
+    angles[finite] = np.degrees(np.unwrap(np.radians(angles[finite]), axis=0))
+    return angles

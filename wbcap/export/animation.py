@@ -36,7 +36,7 @@ from wbcap.errors import InputError, WbcapError
 
 log = logging.getLogger(__name__)
 
-#: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv, trc and c3d first.
+#: The formats (fbx is made from a glb); :func:`write_animations` writes npz, csv, angles, trc and c3d first.
 FORMATS: tuple[str, ...] = ("npz", "glb", "bvh", "fbx", "csv", "angles", "trc", "c3d")
 #: The formats of 3D points in the npz's frame (:func:`write_animations` evaluates SMPL-X's joints once for them).
 _POINT_FORMATS = frozenset({"csv", "trc", "c3d"})

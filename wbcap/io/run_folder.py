@@ -381,10 +381,11 @@ _TRC_ROW = re.compile(rb"\d+(\t-?\d+\.\d{6})+")
 
 #: A row of a joints' CSV as :func:`wbcap.export.joints_csv.write_joints_csv` writes it, and of an
 #: angles' CSV (:func:`wbcap.export.angles_csv.write_angles_csv`): the time with six decimals, the
-#: frame index, valid 0 or 1, then the values with six (four) decimals. A table saved again by a
-#: spreadsheet or pandas writes its numbers otherwise, and is the user's.
-_JOINTS_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,-?\d+\.\d{6})+")
-_ANGLES_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,-?\d+\.\d{4})+")
+#: frame index, valid 0 or 1, then the values with six (four) decimals (or as Python writes a
+#: value that is not finite). A table saved again by a spreadsheet or pandas writes its numbers
+#: otherwise, and is the user's.
+_JOINTS_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{6}|nan|-?inf))+")
+_ANGLES_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{4}|nan|-?inf))+")
 
 #: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).
 _WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
