@@ -363,6 +363,9 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
     (out / "track_7_angles.csv").write_text(header + "\n")  # (wbcap's header, no row: not its file either)
     mine["track_7_angles.csv"] = header + "\n"
     assert not written_by_wbcap(out / "track_7_angles.csv")
+    crlf = tmp_path / "track_0_angles.csv"  # (wbcap's own, through git's autocrlf: still its own)
+    crlf.write_bytes(ours.read_bytes().replace(b"\n", b"\r\n"))
+    assert written_by_wbcap(crlf)
 
     r = run("run", video, "-o", out, *args, "--overwrite", "--export", "npz")
     assert r.exit_code == 2 and "holds files wbcap did not write (e.g. track_7_angles.csv)" in r.output, r.output
@@ -381,13 +384,17 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
 
 
 def test_a_row_that_is_not_finite_spoils_no_other():
-    """A NaN pose row gives NaN angles in that row only: the unwrapping goes over the others (it
-    carried the NaN to every later row)."""
+    """A joint's NaN rotation gives NaN in its own columns of that row only: every column is
+    unwrapped over its finite rows (the NaN was carried to every later row, then the row's other
+    angles were left wrapped: a review)."""
     n = 6
     pose = np.zeros((n, 55, 3))
     pose[:, 0] = (_FACING * Rotation.from_rotvec(np.pi * np.linspace(0, 1.5, n)[:, None] * [0, 1, 0])).as_rotvec()
     pose[2, 5] = np.nan
     angles = joint_angles(pose)
-    yaw = angles[:, angle_names().index("pelvis_yaw_left")]
-    assert np.isnan(angles[2]).any() and np.isfinite(np.delete(angles, 2, axis=0)).all()
-    np.testing.assert_allclose(np.delete(yaw, 2), np.delete(270 * np.linspace(0, 1, n), 2), atol=1e-6)
+    names = angle_names()
+    yaw = angles[:, names.index("pelvis_yaw_left")]
+    knee = [names.index(f"right_knee_{m}") for m in ("flexion", "adduction", "internal_rotation")]
+    assert np.isnan(angles[2, knee]).all() and np.isfinite(np.delete(angles, knee, axis=1)).all()
+    assert np.isfinite(np.delete(angles, 2, axis=0)).all()
+    np.testing.assert_allclose(yaw, 270 * np.linspace(0, 1, n), atol=1e-6)  # (row 2's too: unwrapped)

@@ -188,20 +188,25 @@ def test_a_folder_of_exports_is_not_offered_a_resume(tmp_path):
 
 
 def test_temporary_files_of_a_killed_pass_2_are_found_and_removed(tmp_path):
-    """What a killed pass 2 leaves (.render.tmp-*.mp4, .params.tmp-*, a .track_3.tmp-* folder) is
-    the run's own (--overwrite may delete it) and remove_temporary_files deletes it, nothing else."""
+    """What a killed pass 2 leaves (.render.tmp-*.mp4, .params.tmp-*, a .track_3.tmp-* folder, an
+    FBX's staging folder, an angles CSV's temporary) is the run's own (--overwrite may delete it)
+    and remove_temporary_files deletes it, nothing else: not a user's .track_notes.tmp-1 (deleted
+    by `wbcap export` into its folder: a review)."""
     from wbcap.io.run_folder import remove_temporary_files, temporary_files
 
     out = tmp_path / "out"
     (out / ".track_3.tmp-0badc0de").mkdir(parents=True)
     (out / ".track_3.tmp-0badc0de" / "track_3.glb").write_text("x")
+    (out / ".track_4.tmp-k9_zq1xw").mkdir()  # (tempfile's letters: write_animations' FBX staging)
     for name in (".render.tmp-1a2b3c4d.mp4", ".params.tmp-00000000.jsonl", ".meta.tmp-12345678.json", "render.mp4",
-                 "notes.txt"):
+                 "notes.txt", ".track_3_angles.tmp-1a2b3c4d.csv", ".track_notes.tmp-1", ".track_5.tmp-k9_zq1xw"):
         (out / name).write_text("x")
-    assert [p.name for p in temporary_files(out)] == [".meta.tmp-12345678.json", ".params.tmp-00000000.jsonl",
-                                                      ".render.tmp-1a2b3c4d.mp4", ".track_3.tmp-0badc0de"]
+    assert [p.name for p in temporary_files(out)] == [
+        ".meta.tmp-12345678.json", ".params.tmp-00000000.jsonl", ".render.tmp-1a2b3c4d.mp4", ".track_3.tmp-0badc0de",
+        ".track_3_angles.tmp-1a2b3c4d.csv", ".track_4.tmp-k9_zq1xw"]
     remove_temporary_files(out)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "render.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == [".track_5.tmp-k9_zq1xw", ".track_notes.tmp-1", "notes.txt",
+                                                     "render.mp4"]
 
 
 def test_export_and_view_of_a_folder_an_overwrite_left_aside_say_where_the_previous_run_is(tmp_path):

@@ -40,9 +40,10 @@ Every angle is named after the movement its positive values make (``left_knee_fl
 The eyes are not estimated, and have no columns. Angles are in degrees, each column unwrapped
 over the rows (:func:`numpy.unwrap`: a person turning round goes on past 180 rather than
 jumping to -180). A Cardan sequence has one singular pose, where its middle angle is ±90°
-(gimbal lock: the first and last angles then share one rotation and may jump): the global
-angles' when a person lies face up or down, the shoulder's when the arm points straight forwards
-or backwards from the collar, the others' far beyond what a joint does.
+(gimbal lock: the first and last angles then share one rotation and may jump by 180°, and the
+middle one folds back): the global angles' when a person lies face up or down, the shoulder's
+when the arm points straight forwards or backwards from the collar, the hip's at 90° of
+abduction (side splits, high side kicks), the others' far beyond what a joint does.
 
 Axes: SMPL-X's rest frame, ``x`` the person's left, ``y`` up, ``z`` forwards (its face looks
 along ``+z``); in the rest pose every joint's frame is that frame, so a joint's rotation relative
@@ -152,8 +153,8 @@ def joint_angles(poses: np.ndarray) -> np.ndarray:
             z-up frame (:mod:`wbcap.export.amass`: x the camera's right, y forwards, z up).
 
     Returns:
-        ``(T, len(angle_names()))`` float64 degrees, each column unwrapped over the rows (over
-        the finite ones: a row holding NaN gives NaN angles, and no others).
+        ``(T, len(angle_names()))`` float64 degrees, each column unwrapped over its finite rows
+        (a joint's NaN rotation gives NaN in its own columns of that row only).
 
     Raises:
         ValueError: ``poses`` of another shape.
@@ -177,6 +178,7 @@ def joint_angles(poses: np.ndarray) -> np.ndarray:
     for j, name, convention in _JOINTS:
         columns.append(_euler(Rotation.from_rotvec(local[:, j]), convention, _side(name)))
     angles = np.concatenate(columns, axis=1)
-    finite = np.isfinite(angles).all(axis=1)  # (a row that is not finite, left as it is, breaks no unwrapping)
-    angles[finite] = np.degrees(np.unwrap(np.radians(angles[finite]), axis=0))
+    for column in angles.T:  # (each over its finite rows: a NaN breaks no other row's unwrapping)
+        finite = np.isfinite(column)
+        column[finite] = np.degrees(np.unwrap(np.radians(column[finite])))
     return angles

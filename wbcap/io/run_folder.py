@@ -365,14 +365,16 @@ def _our_outputs(out: Path) -> list[Path]:
 
 def _export_temporary(path: Path) -> bool:
     """Whether ``path`` is :mod:`wbcap.atomic`'s temporary of a per-track file
-    (:func:`~wbcap.atomic.final_path` names a :func:`track_files` name, or its folder): what a
-    killed ``wbcap export --dest`` leaves (a user's own ``.track_notes.tmp-1`` is not one: an
-    ``--overwrite`` deleted it, a user trial)."""
+    (:func:`~wbcap.atomic.final_path` names a :func:`track_files` name, or its folder), or the
+    folder an FBX export stages its GLB in (:data:`_FBX_STAGING`): what a killed ``wbcap export``
+    or pass 2 leaves (a user's own ``.track_notes.tmp-1`` is not one: an ``--overwrite`` deleted
+    it, a user trial, and an export into its folder, a review)."""
     from wbcap.atomic import final_path
 
     final = final_path(path.name)
-    return final != Path(path.name) and (track_file(final.name) is not None or (
-        not final.suffix and TRACK_STEM.fullmatch(final.name) is not None))
+    if final == Path(path.name):
+        return _FBX_STAGING.fullmatch(path.name) is not None and path.is_dir()
+    return track_file(final.name) is not None or (not final.suffix and TRACK_STEM.fullmatch(final.name) is not None)
 
 
 #: A row of a TRC file as :func:`wbcap.export.opensim_trc.trc_text` writes it: the row number, then the
@@ -421,7 +423,8 @@ def written_by_wbcap(path: Path) -> bool:
                 return isinstance(asset, dict) and str(asset.get("generator", "")).startswith("wbcap ")
             if path.suffix == ".csv":  # (the header, and the first row as wbcap writes rows)
                 angles = path.name.endswith(TRACK_ENDINGS["angles"])
-                lines = (head + fh.read(1 << 16)).split(b"\n", 2)
+                # (lines ending in CRLF too: a copy that went through git's autocrlf or a Windows tool)
+                lines = [line.removesuffix(b"\r") for line in (head + fh.read(1 << 16)).split(b"\n", 2)]
                 return len(lines) > 2 and lines[0].startswith(
                     b"time,frame_index,valid,pelvis_yaw_left," if angles else b"time,frame_index,valid,pelvis_x,") and (
                     (_ANGLES_ROW if angles else _JOINTS_ROW).fullmatch(lines[1]) is not None) and (
@@ -723,8 +726,10 @@ _TEMP_STEMS = ("params", "meta", "render", "track_*")
 
 
 def temporary_files(out: Path) -> list[Path]:
-    """The temporaries of pass 2's files in ``out`` (:data:`_TEMP_STEMS`) that a killed run left, sorted."""
-    return sorted(p for stem in _TEMP_STEMS for p in out.glob(f".{stem}.tmp-*"))
+    """The temporaries of pass 2's files in ``out`` (:data:`_TEMP_STEMS`; a per-track one only
+    where it names a per-track file, :func:`_export_temporary`) that a killed run left, sorted."""
+    return sorted(p for stem in _TEMP_STEMS for p in out.glob(f".{stem}.tmp-*")
+                  if stem != "track_*" or _export_temporary(p))
 
 
 def _remove(path: Path) -> None:
@@ -742,6 +747,9 @@ def remove_temporary_files(out: Path) -> None:
 
 #: The stem of a per-track file (pass 2's, `wbcap export`'s): ``track_3``, ``track_3_part2``.
 TRACK_STEM = re.compile(r"track_(\d+)(?:_part\d+)?")
+#: The folder :func:`wbcap.export.animation.write_animations` stages an FBX's GLB in
+#: (``tempfile.TemporaryDirectory(prefix=".track_3.tmp-")``: eight of its random letters).
+_FBX_STAGING = re.compile(rf"\.{TRACK_STEM.pattern}\.tmp-[a-z0-9_]{{8}}")
 _TRACK_FILE = re.compile(rf"({TRACK_STEM.pattern})({'|'.join(map(re.escape, TRACK_ENDINGS.values()))})")
 _ENDING_FORMAT = {ending: fmt for fmt, ending in TRACK_ENDINGS.items()}
 
