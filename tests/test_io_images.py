@@ -884,3 +884,33 @@ def test_decoding_in_threads_leaves_opencvs_log_level_as_it_was(tmp_path):
         assert get() == 2
     finally:
         put(level)
+
+
+def test_a_display_p3_photo_is_read_in_srgb(tmp_path: Path) -> None:
+    """A photo tagged with a Display P3 ICC profile (as iPhones and many cameras tag theirs; the
+    profile made from P3's primaries by wbcap.testing.icc) is read in sRGB, its colours converted
+    as the two spaces' matrices give them (to 1 level), in PNG, JPEG and HEIC; an sRGB-tagged or
+    untagged one, one with a damaged profile and a dataset's read (srgb=False, as upstream's
+    OpenCV) keep the stored values (read as sRGB, P3's values came out duller in every output)."""
+    import pillow_heif
+
+    from wbcap.testing.icc import DISPLAY_P3, SRGB, rgb_matrix_profile, rgb_to_xyz, srgb_decode, srgb_encode
+
+    stored = np.zeros((16, 24, 3), np.uint8)
+    for k, colour in enumerate([(200, 100, 50), (30, 180, 90), (128, 128, 128), (10, 20, 240)]):
+        stored[:, 6 * k:6 * k + 6] = colour
+    p3_to_srgb = np.linalg.inv(rgb_to_xyz(SRGB)) @ rgb_to_xyz(DISPLAY_P3)
+    want = np.round(srgb_encode(srgb_decode(stored / 255) @ p3_to_srgb.T) * 255)
+    assert np.abs(want - stored).max() > 15  # (the conversion shows)
+    p3 = rgb_matrix_profile(DISPLAY_P3, "Display P3")
+    Image.fromarray(stored).save(tmp_path / "p3.png", icc_profile=p3)
+    Image.fromarray(stored).save(tmp_path / "p3.jpg", icc_profile=p3, quality=100, subsampling=0)
+    pillow_heif.from_pillow(Image.fromarray(stored)).save(tmp_path / "p3.heic", quality=-1, icc_profile=p3)
+    assert np.abs(load_image(tmp_path / "p3.png").astype(int) - want).max() <= 1
+    assert np.abs(load_image(tmp_path / "p3.jpg").astype(int) - want).mean() < 1.5
+    assert np.abs(load_image(tmp_path / "p3.heic").astype(int) - want).mean() < 1.5
+    assert np.array_equal(load_image(tmp_path / "p3.png", srgb=False), stored)
+    for name, profile in (("srgb.png", rgb_matrix_profile(SRGB, "sRGB IEC61966-2.1")), ("none.png", None),
+                          ("damaged.png", p3[:200])):
+        Image.fromarray(stored).save(tmp_path / name, **({} if profile is None else {"icc_profile": profile}))
+        assert np.array_equal(load_image(tmp_path / name), stored), name

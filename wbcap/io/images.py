@@ -32,6 +32,7 @@ User mistakes (missing file, a folder, not an image, truncated or empty file, to
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import io
 import itertools
@@ -115,8 +116,8 @@ def pattern_root(pattern: str | os.PathLike[str]) -> Path:
     return Path(*parts[:wild])
 
 
-def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: Literal["refuse", "warn"] = "refuse"
-               ) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: Literal["refuse", "warn"] = "refuse",
+               srgb: bool = True) -> np.ndarray:
     """Read one image file as an upright RGB picture.
 
     Args:
@@ -130,6 +131,10 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             InputError), or ``"warn"``: the message as a warning, and the pixels as decoded
             (the part lost grey), as OpenCV (or, for a GIF, FFmpeg) gives them (a dataset's image: one such image in a
             training set must not end a run of days, and upstream evaluated what OpenCV decoded).
+        srgb: bring a picture whose embedded ICC profile is of another RGB colour space (an
+            iPhone's or a camera's Display P3, Adobe RGB) to sRGB, the colours the network was
+            trained on and every output is written in (:func:`_to_srgb`); False: the values as
+            stored, as OpenCV decodes them (a dataset's, as upstream read them).
 
     Returns:
         ``(H, W, 3)`` ``uint8`` array, RGB, C-contiguous, ``H``/``W`` of the upright picture
@@ -205,11 +210,75 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
     tag = None if heic else _exif_orientation(data) if orientation or data.startswith(_TIFF_SIGNATURES) else None
     turned = tag not in (None, 1) and _turned_by_decoder(data, decoded, tag)
     rgb = _to_rgb8(p, decoded)
+    if srgb:
+        rgb = _to_srgb(p, rgb, data, heic)
     if orientation and tag not in (None, 1) and not turned:
         rgb = apply_exif_orientation(rgb, tag)
     elif not orientation and turned:  # (the pixels as stored: the decoder's turn undone)
         rgb = apply_exif_orientation(rgb, _UNTURN.get(tag, tag))
     return np.ascontiguousarray(rgb)
+
+
+def _to_srgb(p: Path, rgb: np.ndarray, data: bytes, heic: bool) -> np.ndarray:
+    """``rgb`` (``(H, W, 3)`` uint8, the file's stored values) in sRGB: converted by littleCMS
+    (Pillow's ``ImageCms``, relative colorimetric: white kept, colours outside sRGB clipped) from
+    the colour space of the ICC profile embedded in ``data`` (a JPEG's ``APP2``, a PNG's
+    ``iCCP``, a WebP's ``ICCP``, a TIFF's tag, an AVIF's or HEIC's ``colr``), where it is another
+    RGB one: iPhones and many cameras tag their photos Display P3, whose values read as sRGB's came
+    out duller in every output (the renders too). Unchanged without a profile, with sRGB's
+    (its description names sRGB) or one of another kind (grey, CMYK), or with one littleCMS cannot
+    read (said at debug level)."""
+    profile = _icc_profile(data, heic)
+    if profile is None:
+        return rgb
+    try:
+        transform = _srgb_transform(profile)
+        if transform is None:
+            return rgb
+        from PIL import Image, ImageCms
+
+        return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
+    except Exception as exc:  # (ImageCms.PyCMSError, OSError: a damaged profile; its values kept)
+        log.debug("%s: its ICC profile cannot be used (%s): its values read as sRGB", p, exc)
+        return rgb
+
+
+def _icc_profile(data: bytes, heic: bool) -> bytes | None:
+    """The ICC profile embedded in a picture file's bytes, or None (none, or headers that do not
+    parse: the picture itself decoded)."""
+    try:
+        if heic:  # (not an HDR one's: brought to SDR BT.709 by its nclx, _decode_heic)
+            import pi_heif
+
+            from wbcap.io.hdr import hdr_kind
+
+            info = pi_heif.open_heif(io.BytesIO(data)).info
+            nclx = info.get("nclx_profile") or {}
+            if hdr_kind(nclx.get("transfer_characteristics"), nclx.get("color_primaries")):
+                return None
+            return info.get("icc_profile") or None
+        with _open_pillow(io.BytesIO(data)) as im:
+            return im.info.get("icc_profile") or None
+    except Exception:  # (a header Pillow or libheif does not take)
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _srgb_transform(profile: bytes):
+    """littleCMS's transform from the RGB colour space of ``profile`` (ICC bytes) to sRGB, or None
+    where ``profile`` is sRGB's or not an RGB one. Kept for a few profiles: an image sequence's
+    pictures share their camera's.
+
+    Raises:
+        PIL.ImageCms.PyCMSError, OSError: a profile littleCMS cannot read.
+    """
+    from PIL import ImageCms
+
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    if source.profile.xcolor_space.strip() != "RGB" or "srgb" in (source.profile.profile_description or "").lower():
+        return None
+    return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+                                   renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
 
 
 #: The orientation tag whose turn undoes each tag's: a quarter turn one way undoes the other

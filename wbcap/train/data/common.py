@@ -268,7 +268,7 @@ def load_json(path: str | Path, layout: str) -> Any:
 def read_image(path: str | Path, layout: str = "") -> np.ndarray:
     """A dataset image as ``(H, W, 3)`` uint8 RGB, pixels as stored (EXIF orientation ignored:
     annotations refer to the stored pixel grid, as upstream's ``cv2.imread(IMREAD_COLOR |
-    IMREAD_IGNORE_ORIENTATION)``), read by :func:`wbcap.io.images.load_image` with the checks
+    IMREAD_IGNORE_ORIENTATION)``; an embedded ICC profile not applied, as OpenCV applies none), read by :func:`wbcap.io.images.load_image` with the checks
     ``wbcap image`` has, except that a truncated or corrupt file that still decodes is used as
     decoded with a warning naming it (``cv2.imread`` decoded it partly grey with one libjpeg line
     on stderr and ``wbcap eval`` scored it without a word; refused, one such image in a training
@@ -284,7 +284,7 @@ def read_image(path: str | Path, layout: str = "") -> np.ndarray:
     if not p.is_file():
         raise DatasetLayoutError.missing(p, layout or "see the dataset's documentation")
     try:
-        return load_image(p, orientation=False, damaged="warn")
+        return load_image(p, orientation=False, damaged="warn", srgb=False)
     except InputError as exc:
         raise DatasetLayoutError(f"{exc} (one of the dataset's images)") from None
 
