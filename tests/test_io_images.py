@@ -907,10 +907,15 @@ def test_a_display_p3_photo_is_read_in_srgb(tmp_path: Path) -> None:
     Image.fromarray(stored).save(tmp_path / "p3.jpg", icc_profile=p3, quality=100, subsampling=0)
     pillow_heif.from_pillow(Image.fromarray(stored)).save(tmp_path / "p3.heic", quality=-1, icc_profile=p3)
     assert np.abs(load_image(tmp_path / "p3.png").astype(int) - want).max() <= 1
+    assert load_image(tmp_path / "p3.png").flags.writeable  # (as every other picture: an edit failed on it, a review)
     assert np.abs(load_image(tmp_path / "p3.jpg").astype(int) - want).mean() < 1.5
     assert np.abs(load_image(tmp_path / "p3.heic").astype(int) - want).mean() < 1.5
     assert np.array_equal(load_image(tmp_path / "p3.png", srgb=False), stored)
     for name, profile in (("srgb.png", rgb_matrix_profile(SRGB, "sRGB IEC61966-2.1")), ("none.png", None),
-                          ("damaged.png", p3[:200])):
+                          ("damaged.png", p3[:200]), ("renamed.png", rgb_matrix_profile(SRGB, "Camera RGB"))):
         Image.fromarray(stored).save(tmp_path / name, **({} if profile is None else {"icc_profile": profile}))
         assert np.array_equal(load_image(tmp_path / name), stored), name
+    linear = rgb_matrix_profile(SRGB, "Linear sRGB", gamma=1.0)  # (named sRGB, not sRGB's values: converted)
+    Image.fromarray(stored).save(tmp_path / "linear.png", icc_profile=linear)
+    want = np.round(srgb_encode(stored / 255) * 255)
+    assert np.abs(load_image(tmp_path / "linear.png").astype(int) - want).max() <= 1

@@ -132,9 +132,9 @@ def load_image(path: str | os.PathLike[str], orientation: bool = True, damaged: 
             (the part lost grey), as OpenCV (or, for a GIF, FFmpeg) gives them (a dataset's image: one such image in a
             training set must not end a run of days, and upstream evaluated what OpenCV decoded).
         srgb: bring a picture whose embedded ICC profile is of another RGB colour space (an
-            iPhone's or a camera's Display P3, Adobe RGB) to sRGB, the colours the network was
-            trained on and every output is written in (:func:`_to_srgb`); False: the values as
-            stored, as OpenCV decodes them (a dataset's, as upstream read them).
+            iPhone's Display P3, a camera's Adobe RGB) to sRGB, the colours every output is
+            written in (:func:`_to_srgb`); False: the values as stored, as decoded (OpenCV's,
+            libheif's, Pillow's: a dataset's, as upstream read them).
 
     Returns:
         ``(H, W, 3)`` ``uint8`` array, RGB, C-contiguous, ``H``/``W`` of the upright picture
@@ -226,7 +226,7 @@ def _to_srgb(p: Path, rgb: np.ndarray, data: bytes, heic: bool) -> np.ndarray:
     ``iCCP``, a WebP's ``ICCP``, a TIFF's tag, an AVIF's or HEIC's ``colr``), where it is another
     RGB one: iPhones and many cameras tag their photos Display P3, whose values read as sRGB's came
     out duller in every output (the renders too). Unchanged without a profile, with sRGB's
-    (its description names sRGB) or one of another kind (grey, CMYK), or with one littleCMS cannot
+    (:func:`_srgb_transform`) or one of another kind (grey, CMYK), or with one littleCMS cannot
     read (said at debug level)."""
     profile = _icc_profile(data, heic)
     if profile is None:
@@ -237,7 +237,7 @@ def _to_srgb(p: Path, rgb: np.ndarray, data: bytes, heic: bool) -> np.ndarray:
             return rgb
         from PIL import Image, ImageCms
 
-        return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
+        return np.array(ImageCms.applyTransform(Image.fromarray(rgb), transform))  # (a copy: writable, as others)
     except Exception as exc:  # (ImageCms.PyCMSError, OSError: a damaged profile; its values kept)
         log.debug("%s: its ICC profile cannot be used (%s): its values read as sRGB", p, exc)
         return rgb
@@ -266,19 +266,26 @@ def _icc_profile(data: bytes, heic: bool) -> bytes | None:
 @functools.lru_cache(maxsize=4)
 def _srgb_transform(profile: bytes):
     """littleCMS's transform from the RGB colour space of ``profile`` (ICC bytes) to sRGB, or None
-    where ``profile`` is sRGB's or not an RGB one. Kept for a few profiles: an image sequence's
-    pictures share their camera's.
+    where ``profile`` is not an RGB one, or is sRGB's: named so (not a linear-light "sRGB"; the
+    v4 "sRGB v4 ICC preference" profile, whose black littleCMS lifts to 29, by its name) or
+    converting a grid of colours to themselves within a level (an sRGB profile under another
+    name, a compact "c2"). Kept for a few profiles: an image sequence's pictures share their
+    camera's.
 
     Raises:
         PIL.ImageCms.PyCMSError, OSError: a profile littleCMS cannot read.
     """
-    from PIL import ImageCms
+    from PIL import Image, ImageCms
 
     source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-    if source.profile.xcolor_space.strip() != "RGB" or "srgb" in (source.profile.profile_description or "").lower():
+    name = (source.profile.profile_description or "").lower()
+    if source.profile.xcolor_space.strip() != "RGB" or ("srgb" in name and "linear" not in name):
         return None
-    return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB",
-                                   renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    grid = np.stack(np.meshgrid(*[np.linspace(0, 255, 6).astype(np.uint8)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
+    probe = np.asarray(ImageCms.applyTransform(Image.fromarray(grid), transform)).astype(int)
+    return None if np.abs(probe - grid).max() <= 1 else transform
 
 
 #: The orientation tag whose turn undoes each tag's: a quarter turn one way undoes the other
@@ -417,8 +424,9 @@ def _decode_heic(p: Path, data: bytes) -> np.ndarray:
     only: OpenCV and Pillow decode no HEIC, which iPhones save by default). libheif puts a tiled
     picture's tiles together, turns and mirrors it by its ``irot`` / ``imir`` properties (HEIF
     readers must; the file's EXIF orientation, which phones write beside them, then no longer
-    applies) and brings 10- and 12-bit pictures to 8 bits; an HDR or wide-gamut one (its ``nclx``
-    colour: a camera's PQ HEIF) is brought to SDR BT.709 as HDR video is (:mod:`wbcap.io.hdr`).
+    applies) and brings 10- and 12-bit pictures to 8 bits; an HDR or BT.2020 one (its ``nclx``
+    colour: a camera's PQ HEIF) is brought to SDR BT.709 as HDR video is (:mod:`wbcap.io.hdr`; a
+    Display P3 one tagged by its ``nclx`` alone, not by an ICC profile, is read as sRGB).
 
     Raises:
         InputError: pi-heif is not installed (how to install it), the picture has more than

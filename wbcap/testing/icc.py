@@ -64,17 +64,20 @@ def _tag_desc(text: str) -> bytes:  # (textDescriptionType: ASCII, then empty Un
     return b"desc\0\0\0\0" + struct.pack(">I", len(ascii_)) + ascii_ + struct.pack(">II", 0, 0) + b"\0\0\0" + bytes(67)
 
 
-def _tag_curve() -> bytes:
+def _tag_curve(gamma: float | None) -> bytes:
+    if gamma is not None:  # (a pure power law: its u8Fixed8 exponent)
+        return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256))
     table = np.round(srgb_decode(np.linspace(0, 1, 1024)) * 65535).astype(">u2")
     return b"curv\0\0\0\0" + struct.pack(">I", len(table)) + table.tobytes()
 
 
-def rgb_matrix_profile(space: tuple = DISPLAY_P3, description: str = "Display P3") -> bytes:
+def rgb_matrix_profile(space: tuple = DISPLAY_P3, description: str = "Display P3", gamma: float | None = None) -> bytes:
     """An ICC display profile of the RGB colour space ``space`` (primaries and white, xy) with
-    sRGB's tone curve, described as ``description`` (readers show this name)."""
+    sRGB's tone curve (or ``gamma``'s power law: 1.0 for linear light), described as
+    ``description`` (readers show this name)."""
     adapt = np.linalg.inv(_BRADFORD) @ np.diag((_BRADFORD @ _D50) / (_BRADFORD @ _xyz(space[3]))) @ _BRADFORD
     colorants = adapt @ rgb_to_xyz(space)
-    curve = _tag_curve()
+    curve = _tag_curve(gamma)
     tags = [(b"desc", _tag_desc(description)), (b"cprt", _tag_text("No copyright: made by wbcap's tests")),
             (b"wtpt", _tag_xyz(_D50)), (b"rXYZ", _tag_xyz(colorants[:, 0])), (b"gXYZ", _tag_xyz(colorants[:, 1])),
             (b"bXYZ", _tag_xyz(colorants[:, 2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
