@@ -27,6 +27,16 @@ CUT_THRESHOLD = 27.0
 DEFAULT_IMAGE_FPS = 30.0
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, e.g. a
+    container's or ``taskset``'s limit), else the machine's count; at least 1."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def check_people_limit(max_people: object) -> None:
     """Refuse a people limit (``max_people`` of ``wbcap image`` and ``wbcap run``'s jobs) that is
     neither None nor a whole number of 1 or more (the command line's ``--max-people`` takes 1 or

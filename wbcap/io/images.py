@@ -235,9 +235,22 @@ def _to_srgb(p: Path, rgb: np.ndarray, data: bytes, heic: bool) -> np.ndarray:
         transform = _srgb_transform(profile)
         if transform is None:
             return rgb
+        from concurrent.futures import ThreadPoolExecutor
+
         from PIL import Image, ImageCms
 
-        return np.array(ImageCms.applyTransform(Image.fromarray(rgb), transform))  # (a copy: writable, as others)
+        from wbcap.limits import available_cpus
+
+        out = np.empty_like(rgb)  # (a new array: writable, as every other picture is)
+
+        def convert(rows: slice) -> None:  # (littleCMS lets go of the GIL: strips convert side by side)
+            out[rows] = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[rows]), transform))
+
+        strips = max(1, min(available_cpus(), 4, rgb.shape[0] // 512))
+        bounds = np.linspace(0, rgb.shape[0], strips + 1).astype(int)
+        with ThreadPoolExecutor(strips) as pool:
+            list(pool.map(convert, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
+        return out
     except Exception as exc:  # (ImageCms.PyCMSError, OSError: a damaged profile; its values kept)
         log.debug("%s: its ICC profile cannot be used (%s): its values read as sRGB", p, exc)
         return rgb

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 
 import torch
 
 from wbcap.errors import InputError, setting
+from wbcap.limits import available_cpus  # noqa: F401  (here for its callers: defined without torch)
 
 log = logging.getLogger(__name__)
 
 _CUDA_SPEC = re.compile(r"cuda(?::(\d+))?")
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the platform has one, e.g. a
-    container's or ``taskset``'s limit), else the machine's count; at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
