@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -915,6 +916,13 @@ def test_a_display_p3_photo_is_read_in_srgb(tmp_path: Path) -> None:
                           ("damaged.png", p3[:200]), ("renamed.png", rgb_matrix_profile(SRGB, "Camera RGB"))):
         Image.fromarray(stored).save(tmp_path / name, **({} if profile is None else {"icc_profile": profile}))
         assert np.array_equal(load_image(tmp_path / name), stored), name
+    tall = np.random.default_rng(0).integers(0, 256, (1100, 5, 3), dtype=np.uint8)  # (converted in strips: the same)
+    Image.fromarray(tall).save(tmp_path / "tall.png", icc_profile=p3)
+    from PIL import ImageCms
+
+    whole = ImageCms.profileToProfile(Image.fromarray(tall), ImageCms.ImageCmsProfile(io.BytesIO(p3)),
+                                      ImageCms.createProfile("sRGB"), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    assert np.array_equal(load_image(tmp_path / "tall.png"), np.asarray(whole))
     linear = rgb_matrix_profile(SRGB, "Linear sRGB", gamma=1.0)  # (named sRGB, not sRGB's values: converted)
     Image.fromarray(stored).save(tmp_path / "linear.png", icc_profile=linear)
     want = np.round(srgb_encode(stored / 255) * 255)
