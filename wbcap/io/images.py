@@ -224,8 +224,8 @@ def _to_srgb(p: Path, rgb: np.ndarray, data: bytes, heic: bool) -> np.ndarray:
     (Pillow's ``ImageCms``, relative colorimetric: white kept, colours outside sRGB clipped) from
     the colour space of the ICC profile embedded in ``data`` (a JPEG's ``APP2``, a PNG's
     ``iCCP``, a WebP's ``ICCP``, a TIFF's tag, an AVIF's or HEIC's ``colr``), where it is another
-    RGB one: iPhones and many cameras tag their photos Display P3, whose values read as sRGB's came
-    out duller in every output (the renders too). Unchanged without a profile, with sRGB's
+    RGB one: iPhones tag their photos Display P3 (some cameras Adobe RGB), whose values read as
+    sRGB's came out duller in every output (the renders too). Unchanged without a profile, with sRGB's
     (:func:`_srgb_transform`) or one of another kind (grey, CMYK), or with one littleCMS cannot
     read (said at debug level)."""
     profile = _icc_profile(data, heic)
