@@ -291,11 +291,27 @@ def test_export_unwritable_dest_is_one_line_before_any_work(finished_run, tmp_pa
     assert not any(immut.iterdir())
 
 
-def test_export_not_a_run_folder(tmp_path, body_dir):
+def test_export_not_a_run_folder(tmp_path, body_dir, monkeypatch):
     (tmp_path / "empty").mkdir()
     r = invoke("export", tmp_path / "empty", "--body-models", body_dir)
     assert r.exit_code == 2
-    assert "params.jsonl: no such file; is this a finished `wbcap run` folder?" in r.output
+    assert f"{tmp_path / 'empty' / 'params.jsonl'}: no such file; is this a finished `wbcap run` folder?" in r.output
+    monkeypatch.chdir(tmp_path / "empty")  # (`wbcap export .` named no folder: "params.jsonl: no such file")
+    r = invoke("export", ".", "--body-models", body_dir)
+    assert r.exit_code == 2 and f"{tmp_path / 'empty' / 'params.jsonl'}: no such file" in r.output, r.output
+    monkeypatch.chdir(tmp_path)
+    # a `wbcap image` result (its layout): how a photo's files are made, the formats its folders hold kept
+    person = tmp_path / "photos" / "messi5" / "person_0"
+    person.mkdir(parents=True)
+    for name in ("output.obj", "smplx_param.json", "output.glb", "output_keypoints.json"):
+        (person / name).write_text("x")
+    for folder in (tmp_path / "photos", tmp_path / "photos" / "messi5"):
+        r = invoke("export", folder, "--format", "csv", "--body-models", body_dir)
+        assert r.exit_code == 2 and r.output.strip() == (
+            f"error: {folder}: holds `wbcap image` results, which `wbcap export` does not read (it exports a `wbcap run` "
+            f"folder's params.jsonl); write the photos' files with `wbcap image PHOTOS -o {tmp_path / 'photos'} --export "
+            "glb,csv --openpose --skip-done` and the options the photos were read with (the photos whose results lack "
+            "these files are done again, whole)"), r.output
     assert len(r.output.strip().splitlines()) == 1
     # a run interrupted in pass 1 (its .wbcap/ records, no params.jsonl yet): how to finish it, as view says
     (tmp_path / "empty" / ".wbcap").mkdir()

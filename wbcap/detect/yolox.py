@@ -490,7 +490,7 @@ class YOLOXDetector:
         pred, ratio = self.raw_output(image)
         if self.decoded is None:
             self.decoded = looks_decoded(pred, self.size)
-            log.info("YOLOX %s outputs %s boxes", self.model_path.name, "decoded" if self.decoded else "raw")
+            log.debug("YOLOX %s outputs %s boxes", self.model_path.name, "decoded" if self.decoded else "raw")
         boxes, scores = postprocess(
             pred, ratio, image.shape[:2], score_threshold=self.score_threshold,
             nms_iou=self.nms_iou, decoded=self.decoded, size=self.size,

@@ -237,5 +237,5 @@ def write_bvh(path: str | os.PathLike[str], rig: Rig, clip: MotionClip) -> Path:
         raise InputError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
     text = bvh_text(rig, clip)
     atomic_write_text(out, text)
-    logger.info("wrote %s (%d frames at %g fps)", final_path(out), len(clip), clip.fps)
+    logger.info("wrote %s (%d frame%s at %g fps)", final_path(out), len(clip), "" if len(clip) == 1 else "s", clip.fps)
     return out

@@ -155,6 +155,7 @@ def export_run(job: ExportJob) -> list[Path]:
     run = Path(job.run).expanduser()
     if not run.is_dir():
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
+    _refuse_image_results(run, job.export.formats)
     dest = Path(job.dest).expanduser() if job.dest else run
     in_place = dest.exists() and dest.resolve() == run.resolve()
     if job.export.start_at_zero:
@@ -170,6 +171,41 @@ def export_run(job: ExportJob) -> list[Path]:
         # (the fix names --dest: export has no -o, a paths trial was told to choose another output folder)
         check_writable_destination(dest, fix=f"pass {setting('dest')} with a folder you can write in")
         return _export_into(job, run, dest, in_place)
+
+
+def _refuse_image_results(run: Path, formats: tuple[str, ...]) -> None:
+    """Refuse a folder of ``wbcap image`` results (``<photo>/person_<k>/``, or one photo's
+    ``person_<k>/``), which has no ``params.jsonl`` to export from, saying how a photo's files
+    are made (a new user's trial was asked "is this a finished `wbcap run` folder?").
+
+    Raises:
+        InputError: naming the folder and the ``wbcap image`` command.
+    """
+    from wbcap.console import shell_word
+    from wbcap.io.image_results import KEYPOINTS_FILE, is_image_result
+    from wbcap.io.run_folder import track_file_name
+
+    if (run / "params.jsonl").exists() or not any(True for _ in run.iterdir()):
+        return
+    kids = [p for p in run.iterdir() if not p.name.startswith(".")]
+    if is_image_result(run):
+        people = kids
+    elif kids and all(p.is_dir() and is_image_result(p) and any(p.iterdir()) for p in kids):
+        people = [person for photo in kids for person in photo.iterdir()]
+        run_of_photos = run
+    else:
+        return
+    if is_image_result(run):
+        run_of_photos = run.absolute().parent  # (`.` inside a photo's folder: its parent, not `.`)
+    # (a photo done again is written anew: the formats and keypoints its folder holds go in the command too)
+    held = {f for f in FORMATS if any((person / track_file_name("output", f)).is_file() for person in people)}
+    wanted = ",".join(f for f in FORMATS if f in held or f in formats)
+    keypoints = " --openpose" if any((person / KEYPOINTS_FILE).is_file() for person in people) else ""
+    raise InputError(f"{run}: holds `wbcap image` results, which `wbcap export` does not read (it exports a "
+                     f"`wbcap run` folder's params.jsonl); write the photos' files with `wbcap image PHOTOS -o "
+                     f"{shell_word(str(run_of_photos), option_safe=True)} --export {wanted}{keypoints} --skip-done` "
+                     "and the options the photos were read with (the photos whose results lack these files are done "
+                     "again, whole)")
 
 
 def _check_start_at_zero(export: AnimationExport, in_place: bool) -> None:

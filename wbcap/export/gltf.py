@@ -406,8 +406,8 @@ def write_glb(
     gltf.buffers.append(pygltflib.Buffer(byteLength=blob.size))
     gltf.set_binary_blob(blob.bytes())
     atomic_write_bytes(path, b"".join(gltf.save_to_bytes()))
-    logger.log(logging.DEBUG if intermediate else logging.INFO, "wrote %s (%d rows, %d morph targets, %d bytes)",
-               final_path(path), n_rows, len(targets), path.stat().st_size)
+    logger.log(logging.DEBUG if intermediate else logging.INFO, "wrote %s (%d row%s, %d morph targets, %d bytes)",
+               final_path(path), n_rows, "" if n_rows == 1 else "s", len(targets), path.stat().st_size)
     return path
 
 

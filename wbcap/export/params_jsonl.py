@@ -108,7 +108,8 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
         from wbcap.io.run_folder import unfinished_run_note
 
         note = unfinished_run_note(path.parent)
-        raise InputError(f"{path}: no such file{note or '; is this a finished `wbcap run` folder?'}") from None
+        # (absolute: `wbcap export .` said "params.jsonl: no such file", naming no folder, a new user's trial)
+        raise InputError(f"{path.absolute()}: no such file{note or '; is this a finished `wbcap run` folder?'}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); pass the params.jsonl "
                          "of a finished `wbcap run`") from None

@@ -295,7 +295,7 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
     source = Path(source).expanduser()
     if not source.is_file():
         raise InputError(f"{source}: " + ("a folder, not a weights file; pass the file" if source.is_dir()
-                                            else "no such file"))
+                                            else "no such file; check the path"))
     _check_weights_folder()
     _check_not_a_folder(weights_dir() / item.file, item)
     digest = sha256_file(source)

@@ -537,8 +537,8 @@ class Viewer {
         row(plain, key, value.map((x) => (typeof x === 'number' ? fmt(x) : String(x))).join(' '));
       } else if (value && typeof value === 'object') {
         for (const [k2, v2] of Object.entries(value)) row(plain, `${key}.${k2}`, Array.isArray(v2) ? v2.join(' ') : String(v2));
-      } else {
-        row(plain, key, String(value));
+      } else {  // (a score to four decimals, not 0.8489496111869812: a new user's trial)
+        row(plain, key, typeof value === 'number' && !Number.isInteger(value) ? String(Number(value.toFixed(4))) : String(value));
       }
     }
     return wrap;
