@@ -625,3 +625,22 @@ def test_a_damaged_detector_record_is_refused_not_skipped(tmp_path):
     run_file.write_text(json.dumps({k: v for k, v in run.items() if k != "detector_used"}))
     prepare_output(out, fp, resume=True, overwrite=False, detector="hog")
     assert "detector_used" not in json.loads(run_file.read_text())
+
+
+def test_an_npz_of_every_wbcap_version_is_wbcaps_and_amass_own_is_not(tmp_path):
+    """wbcap's npz as its first version wrote it (2026-11-29: no camera_rotation, which a later
+    version added and the mark required, so a `--dest` refused an earlier export's npz as a user's)
+    is wbcap's; an AMASS file of AMASS's own keys, one with only some of wbcap's, is not."""
+    import numpy as np
+
+    from wbcap.io.run_folder import written_by_wbcap
+
+    amass = {"poses": np.zeros((2, 165), np.float32), "trans": np.zeros((2, 3), np.float32),
+             "betas": np.zeros(16, np.float32), "gender": np.array("neutral"), "mocap_framerate": np.array(30.0),
+             "surface_model_type": np.array("smplx")}
+    first = {**amass, "valid": np.ones(2, bool), "times": np.arange(2) / 30, "frame_indices": np.arange(2),
+             "up_axis": np.array("z"), "flat_hand_mean": np.array(True)}
+    for name, arrays, ours in (("first.npz", first, True), ("amass.npz", amass, False),
+                               ("some.npz", {**amass, "valid": np.ones(2, bool), "times": np.arange(2) / 30}, False)):
+        np.savez(tmp_path / name, **arrays)
+        assert written_by_wbcap(tmp_path / name) is ours, name

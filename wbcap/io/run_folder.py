@@ -389,8 +389,10 @@ _TRC_ROW = re.compile(rb"\d+(\t-?\d+\.\d{6})+")
 _JOINTS_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{6}|nan|-?inf))+")
 _ANGLES_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{4}|nan|-?inf))+")
 
-#: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`).
-_WBCAP_NPZ_KEYS = {"frame_indices.npy", "camera_rotation.npy", "camera_position.npy"}
+#: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`), every
+#: one since its first version (2026-11-29: its later ``camera_rotation`` made a ``--dest`` refuse an
+#: earlier export's npz as a user's).
+_WBCAP_NPZ_KEYS = {"frame_indices.npy", "up_axis.npy", "flat_hand_mean.npy", "valid.npy", "times.npy"}
 
 
 def written_by_wbcap(path: Path) -> bool:
