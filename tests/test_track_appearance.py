@@ -317,6 +317,7 @@ def test_raw_records_keep_each_box_look(tmp_path):
             self.box, self.score = box, score
             self.crop_box, self.focal, self.princpt = box, (500.0, 500.0), (80.0, 60.0)
             self.params = {}
+            self.lhand_box = self.rhand_box = self.face_box = box
 
     a, b = [1.0, 2.0, 30.0, 60.0], [50.0, 2.0, 30.0, 60.0]
     la, lb = [1] * LOOK_SIZE, [2] * LOOK_SIZE

@@ -188,6 +188,9 @@ class PersonEstimate:
     params: SMPLXParams
     focal: tuple[float, float]
     princpt: tuple[float, float]
+    lhand_box: np.ndarray
+    rhand_box: np.ndarray
+    face_box: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -225,10 +228,20 @@ class Person(PersonEstimate):
     crop: np.ndarray
     crop_focal: tuple[float, float]
     crop_princpt: tuple[float, float]
-    lhand_box: np.ndarray
-    rhand_box: np.ndarray
-    face_box: np.ndarray
     extras: dict = field(default_factory=dict)
+
+
+#: The network's part boxes (:class:`~wbcap.model.regressor.RegressorOutput`'s names) and the
+#: :class:`PersonEstimate` fields that hold them in image pixels.
+_PART_BOXES = ("lhand_bbox", "rhand_bbox", "face_bbox")
+_BOX_NAMES = ("lhand_box", "rhand_box", "face_box")
+
+
+def _image_xywh(xyxy: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """A box's corners ``(4,)`` in input-crop pixels -> ``(x, y, w, h)`` float64 in the original
+    image's (``inv``: the crop's inverse affine, :attr:`CropJob.inv_trans`)."""
+    pts = transform_points(np.asarray(xyxy).reshape(2, 2), inv)
+    return _xywh(pts.reshape(4).astype(np.float32))
 
 
 def _xywh(xyxy: np.ndarray) -> np.ndarray:
@@ -897,7 +910,9 @@ class Pipeline:
             with self.inference_context():
                 out = self._forward("net", batch)
             p = out.smplx.to_axis_angle()
-            host = _to_host({name: p[name] for name in SMPLX_FIELDS})
+            host = _to_host({**{name: p[name] for name in SMPLX_FIELDS},
+                             **dict(zip(_PART_BOXES, self.regressor.part_boxes(out)))})
+        boxes = {k: host.pop(k) for k in _PART_BOXES}
         img_focal, img_princpt = self._image_cameras(jobs)
         return [
             PersonEstimate(
@@ -905,6 +920,7 @@ class Pipeline:
                 score=float(job.detection.score), crop_box=np.asarray(job.crop_box, dtype=np.float32).astype(np.float64),
                 params=SMPLXParams(**{k: torch.from_numpy(v[i : i + 1].copy()) for k, v in host.items()}),
                 focal=tuple(img_focal[i]), princpt=tuple(img_princpt[i]),
+                **{name: _image_xywh(boxes[key][i], job.inv_trans) for name, key in zip(_BOX_NAMES, _PART_BOXES)},
             )
             for i, job in enumerate(jobs)
         ]
@@ -949,7 +965,7 @@ class Pipeline:
             }
             host = _to_host(fields)
         verts, joints, proj = host.pop("vertices"), host.pop("joints"), host.pop("joints_proj")
-        boxes = {k: host.pop(k) for k in ("lhand_bbox", "rhand_bbox", "face_bbox")}
+        boxes = {k: host.pop(k) for k in _PART_BOXES}
         params = host  # the SMPL-X fields, axis-angle
         crop_focal, crop_princpt = self.regressor.crop_camera()
         img_focal, img_princpt = self._image_cameras(jobs)
@@ -957,10 +973,6 @@ class Pipeline:
         for i, job in enumerate(jobs):
             det, crop_box, patch, inv = job.detection, job.crop_box, job.patch, job.inv_trans
             focal, princpt = tuple(img_focal[i]), tuple(img_princpt[i])
-
-            def to_img_xywh(b: np.ndarray, inv: np.ndarray = inv) -> np.ndarray:
-                pts = transform_points(b.reshape(2, 2), inv)
-                return _xywh(pts.reshape(4).astype(np.float32))
 
             people.append(
                 Person(
@@ -977,9 +989,7 @@ class Pipeline:
                     crop=patch,
                     crop_focal=crop_focal,
                     crop_princpt=crop_princpt,
-                    lhand_box=to_img_xywh(boxes["lhand_bbox"][i]),
-                    rhand_box=to_img_xywh(boxes["rhand_bbox"][i]),
-                    face_box=to_img_xywh(boxes["face_bbox"][i]),
+                    **{name: _image_xywh(boxes[key][i], inv) for name, key in zip(_BOX_NAMES, _PART_BOXES)},
                 )
             )
         return people

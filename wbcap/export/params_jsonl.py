@@ -44,6 +44,7 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
     id: (N, 2) bool}`` planted (left, right) foot per row (``wbcap run --world``), or None.
     """
     from wbcap.atomic import atomic_path
+    from wbcap.io.raw_records import PART_BOXES
 
     camera = camera_to_dict(ImageCamera(focal=(focal, focal), princpt=tuple(princpt), image_size=tuple(size)))
     zeros = [0.0, 0.0, 0.0]
@@ -55,6 +56,8 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
                 rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr.box[row].tolist()}
                 if tr.score is not None:
                     rec["score"] = float(tr.score[row])
+                if tr.part_boxes is not None:
+                    rec.update(zip(PART_BOXES, tr.part_boxes[row].tolist()))
                 # file keys in the files' order; the eyes are SMPL-X's rest eyes (Hand4Whole does not
                 # estimate them), written so every parameter is here
                 for name, key in FILE_KEYS.items():
@@ -86,7 +89,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
     """
     from wbcap.errors import InputError
     from wbcap.io.param_names import NETWORK_FILE_SIZES
-    from wbcap.io.raw_records import damaged_numbers
+    from wbcap.io.raw_records import PART_BOXES, damaged_numbers
 
     frames: dict[int, float] = {}
     rows: dict[int, list[dict]] = {}
@@ -126,7 +129,8 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             raise InputError(f"{path}:{n}: not JSON ({exc}); the file is damaged: {resume}") from None
         if missing:
             raise InputError(f"{path}:{n}: missing {', '.join(missing)}; not a wbcap params.jsonl")
-        why = damaged_numbers(rec, sizes, seen) or ("score" in rec and damaged_numbers(rec, {"score": 0}))
+        why = damaged_numbers(rec, sizes, seen) or ("score" in rec and damaged_numbers(rec, {"score": 0})) or (
+            any(key in rec for key in PART_BOXES) and damaged_numbers(rec, dict.fromkeys(PART_BOXES, 4)))
         if why:
             raise InputError(f"{path}:{n}: a damaged record ({why}); {resume}")
         try:
@@ -175,6 +179,8 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
             betas=shapes[0].copy(),
             score=col("score", np.float64) if all("score" in r for r in recs) else None,
+            part_boxes=np.stack([col(key) for key in PART_BOXES], 1) if all(
+                key in r for r in recs for key in PART_BOXES) else None,
         )
     _warn_unread_values(path, rows, changing)
     return frames, tracks, camera

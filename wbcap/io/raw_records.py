@@ -11,7 +11,9 @@ that an interrupted run keeps them (``--resume`` continues after the last comple
 the frame differs from the processed frame before it, ``back``: from each frame of ``back_to`` (the
 frames before the three largest changes of the last half second), 0-255 (:class:`wbcap.track.cuts.FrameChange`;
 absent where there is no such frame and in runs made before wbcap measured them); ``box``: the detected
-box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``focal``/``princpt``:
+box and ``crop_box`` the network's window, image pixels ``(x, y, w, h)``; ``lhand_box``,
+``rhand_box``, ``face_box``: the network's hand and face boxes, image pixels ``(x, y, w, h)``
+(:data:`PART_BOXES`; absent in runs made before wbcap recorded them); ``focal``/``princpt``:
 the person's own image camera, pixels (:func:`wbcap.camera.crop_to_image_camera`); ``params``:
 the network's SMPL-X parameters, each flattened, under their file names
 (:func:`wbcap.io.param_names.to_file_record` writes them, ``from_file_record`` reads them
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: The numbers of a raw record person besides its ``params`` (0: one number, k: a list of k).
 PERSON_SIZES: Mapping[str, int] = {"box": 4, "score": 0, "focal": 2, "princpt": 2}
+#: A person's hand and face boxes as the network predicted them, image pixels ``(x, y, w, h)``
+#: (absent in runs made before 2026-12-07: every one or none).
+PART_BOXES: tuple[str, ...] = ("lhand_box", "rhand_box", "face_box")
 
 
 def damaged_numbers(rec: Mapping, sizes: Mapping[str, int | None], seen: dict[str, int] | None = None) -> str | None:
@@ -149,6 +154,8 @@ def damaged_raw_record(rec: object, seen: dict[str, int] | None = None, all_para
                 why = damaged_numbers(params, sizes, seen)
         if why is None and "look" in person and _damaged_look(person["look"]):
             why = f"look is not {LOOK_SIZE} whole numbers 0-255"
+        if why is None and any(key in person for key in PART_BOXES):
+            why = damaged_numbers(person, dict.fromkeys(PART_BOXES, 4))
         if why:
             return f"person {k}: {why}"
     if "detected" in rec:
@@ -376,6 +383,7 @@ def person_record(person: Any, look: Sequence[int] | None = None) -> dict:
         "princpt": [float(v) for v in person.princpt],
         "params": to_file_record(person.params, eyes=False),
         **({} if look is None else {"look": [int(v) for v in look]}),
+        **{key: [float(v) for v in getattr(person, key)] for key in PART_BOXES},
     }
 
 

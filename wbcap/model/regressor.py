@@ -97,13 +97,13 @@ class WholeBodyRegressor(nn.Module):
         vertices, joints144 = self.body_forward(p)
         joints = joints144.index_select(1, self._on("joint_index", joints144.device))
         proj = perspective_projection(joints, *self.crop_camera())
-        s = self._on("box_scale", p.lhand_bbox.device)
+        lhand, rhand, face = self.part_boxes(p)
         return RegressorOutput(
-            params=p,
-            vertices=vertices,
-            joints=joints,
-            joints_proj=proj,
-            lhand_bbox=p.lhand_bbox * s,
-            rhand_bbox=p.rhand_bbox * s,
-            face_bbox=p.face_bbox * s,
-        )
+            params=p, vertices=vertices, joints=joints, joints_proj=proj, lhand_bbox=lhand, rhand_bbox=rhand, face_bbox=face)
+
+    def part_boxes(self, p: NetworkOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network's left-hand, right-hand and face boxes, each ``(B, 4)`` xyxy in input-crop
+        pixels (its output's are in its heatmap's cells: scaled as upstream's ``restore_bbox``
+        callers do)."""
+        s = self._on("box_scale", p.lhand_bbox.device)
+        return p.lhand_bbox * s, p.rhand_bbox * s, p.face_bbox * s

@@ -47,6 +47,9 @@ class SmoothedTrack:
     transl: np.ndarray  # (N, 3) SMPL-X translation, metres
     betas: np.ndarray  # (B,) the track's betas (one shape per track)
     score: np.ndarray | None = None  # (N,) float64 the detector's score of each box; None: not recorded (older files)
+    # (N, 3, 4) float32 the network's left-hand, right-hand and face boxes (x, y, w, h), image pixels, as predicted
+    # in each frame (not smoothed); None: not recorded for every row (runs made before 2026-12-07)
+    part_boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -172,6 +175,8 @@ def smoothed_track(
         transl=np.asarray(trans_s, np.float32),
         betas=np.asarray(betas_s, np.float32),
         score=np.asarray(track.score, np.float64),  # (as the raw records hold it: 0.35 stays 0.35, a review)
+        part_boxes=None if any(b is None for b in track.part_boxes) or not track.part_boxes
+        else np.asarray(track.part_boxes, np.float32),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wbcap.errors import setting
-from wbcap.io.raw_records import choice_boxes, detected_looks, read_checked_raw, record_size
+from wbcap.io.raw_records import PART_BOXES, choice_boxes, detected_looks, read_checked_raw, record_size
 from wbcap.track.cuts import FLASH_SECONDS, FrameChange
 from wbcap.track.iou_tracker import PAUSE_LEAST_FRAMES, PAUSE_SLACK, PauseFinder, TrackerConfig
 
@@ -56,6 +56,8 @@ class Track:
     focal: list[float] = field(default_factory=list)  # the person-frame's own image camera: fx = fy, pixels
     princpt: list[list[float]] = field(default_factory=list)  # its principal point (cx, cy), pixels
     params: list[dict[str, list[float]]] = field(default_factory=list)  # network SMPL-X parameters, flattened
+    # the network's left-hand, right-hand and face boxes (x, y, w, h), image pixels; None: not recorded (older runs)
+    part_boxes: list[list[list[float]] | None] = field(default_factory=list)
 
     def cut(self, n: int) -> None:
         """Keep the first ``n`` person-frames only."""
@@ -71,6 +73,8 @@ class Track:
         self.focal.append(person["focal"][0])
         self.princpt.append(person["princpt"])
         self.params.append(person["params"])
+        self.part_boxes.append([person[key] for key in PART_BOXES] if all(key in person for key in PART_BOXES)
+                               else None)
 
 
 @dataclass
