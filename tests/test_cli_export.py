@@ -305,8 +305,10 @@ def test_export_not_a_run_folder(tmp_path, body_dir, monkeypatch):
     person.mkdir(parents=True)
     for name in ("output.obj", "smplx_param.json", "output.glb", "output_keypoints.json"):
         (person / name).write_text("x")
-    for folder in (tmp_path / "photos", tmp_path / "photos" / "messi5"):
-        r = invoke("export", folder, "--format", "csv", "--body-models", body_dir)
+    (person.parent / ".DS_Store").write_text("x")  # (a Finder's: the folder is still a photo's)
+    for folder, given in ((tmp_path / "photos",) * 2, (person.parent,) * 2, (person,) * 2, (person.parent, ".")):
+        monkeypatch.chdir(folder)
+        r = invoke("export", given, "--format", "csv", "--body-models", body_dir)
         assert r.exit_code == 2 and r.output.strip() == (
             f"error: {folder}: holds `wbcap image` results, which `wbcap export` does not read (it exports a `wbcap run` "
             f"folder's params.jsonl); write the photos' files with `wbcap image PHOTOS -o {tmp_path / 'photos'} --export "

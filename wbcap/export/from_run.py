@@ -174,38 +174,62 @@ def export_run(job: ExportJob) -> list[Path]:
 
 
 def _refuse_image_results(run: Path, formats: tuple[str, ...]) -> None:
-    """Refuse a folder of ``wbcap image`` results (``<photo>/person_<k>/``, or one photo's
-    ``person_<k>/``), which has no ``params.jsonl`` to export from, saying how a photo's files
-    are made (a new user's trial was asked "is this a finished `wbcap run` folder?").
+    """Refuse a ``wbcap image`` result (its output folder of ``<photo>/person_<k>/``, one photo's
+    folder or one person's), which has no ``params.jsonl`` to export from, saying how a photo's
+    files are made (a new user's trial was asked "is this a finished `wbcap run` folder?").
 
     Raises:
         InputError: naming the folder and the ``wbcap image`` command.
     """
     from wbcap.console import shell_word
-    from wbcap.io.image_results import KEYPOINTS_FILE, is_image_result
+    from wbcap.io.image_results import KEYPOINTS_FILE
     from wbcap.io.run_folder import track_file_name
 
-    if (run / "params.jsonl").exists() or not any(True for _ in run.iterdir()):
+    if (run / "params.jsonl").exists():
         return
-    kids = [p for p in run.iterdir() if not p.name.startswith(".")]
-    if is_image_result(run):
-        people = kids
-    elif kids and all(p.is_dir() and is_image_result(p) and any(p.iterdir()) for p in kids):
-        people = [person for photo in kids for person in photo.iterdir()]
-        run_of_photos = run
-    else:
+    found = _image_result_people(run.absolute())
+    if found is None:
         return
-    if is_image_result(run):
-        run_of_photos = run.absolute().parent  # (`.` inside a photo's folder: its parent, not `.`)
+    people, out = found
     # (a photo done again is written anew: the formats and keypoints its folder holds go in the command too)
     held = {f for f in FORMATS if any((person / track_file_name("output", f)).is_file() for person in people)}
     wanted = ",".join(f for f in FORMATS if f in held or f in formats)
     keypoints = " --openpose" if any((person / KEYPOINTS_FILE).is_file() for person in people) else ""
-    raise InputError(f"{run}: holds `wbcap image` results, which `wbcap export` does not read (it exports a "
-                     f"`wbcap run` folder's params.jsonl); write the photos' files with `wbcap image PHOTOS -o "
-                     f"{shell_word(str(run_of_photos), option_safe=True)} --export {wanted}{keypoints} --skip-done` "
-                     "and the options the photos were read with (the photos whose results lack these files are done "
-                     "again, whole)")
+    raise InputError(f"{run.absolute() if run.name in ('', '.', '..') else run}: holds `wbcap image` results, which "
+                     "`wbcap export` does not read (it exports a `wbcap run` folder's params.jsonl); write the photos' "
+                     f"files with `wbcap image PHOTOS -o {shell_word(str(out), option_safe=True)} --export "
+                     f"{wanted}{keypoints} --skip-done` and the options the photos were read with (the photos whose "
+                     "results lack these files are done again, whole)")
+
+
+def _image_result_people(folder: Path) -> tuple[list[Path], Path] | None:
+    """The person folders of ``folder`` (absolute) and the output folder of the ``wbcap image``
+    command that wrote them, where ``folder`` is that output folder (``<photo>/person_<k>/``), one
+    photo's folder (``person_<k>/``) or one person's (holding ``smplx_param.json``); None
+    otherwise. Hidden entries are left out (a Finder's ``.DS_Store``)."""
+    from wbcap.io.image_results import PERSON_DIR
+
+    def visible(p: Path) -> list[Path]:
+        return [q for q in p.iterdir() if not q.name.startswith(".")] if p.is_dir() else []
+
+    def person(p: Path) -> bool:
+        return PERSON_DIR.fullmatch(p.name) is not None and (p / "smplx_param.json").is_file()
+
+    def photo(p: Path) -> bool:
+        kids = visible(p)
+        return bool(kids) and all(person(k) for k in kids)
+
+    try:
+        if person(folder):
+            return [folder], folder.parent.parent
+        if photo(folder):
+            return visible(folder), folder.parent
+        photos = visible(folder)
+        if photos and all(photo(p) for p in photos):
+            return [q for p in photos for q in visible(p)], folder
+    except OSError:  # (a folder that cannot be listed: the usual message)
+        return None
+    return None
 
 
 def _check_start_at_zero(export: AnimationExport, in_place: bool) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from wbcap.camera import ImageCamera, camera_from_dict, camera_to_dict
 from wbcap.errors import JSON_ERRORS, setting
 from wbcap.io.param_names import FILE_KEYS, NETWORK_FILE_KEYS
-from wbcap.smooth.track import ROT_KEYS, SmoothedTrack
+from wbcap.smooth.track import ROT_KEYS, SmoothedTrack, part_box_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def write_params_jsonl(path: Path, frames: dict[int, float], tracks: dict[int, S
                 rec = {"frame": frame_index, "time": ftime, "track": tid, "box": tr.box[row].tolist()}
                 if tr.score is not None:
                     rec["score"] = float(tr.score[row])
-                if tr.part_boxes is not None:
+                if tr.part_boxes is not None and np.isfinite(tr.part_boxes[row]).all():
                     rec.update(zip(PART_BOXES, tr.part_boxes[row].tolist()))
                 # file keys in the files' order; the eyes are SMPL-X's rest eyes (Hand4Whole does not
                 # estimate them), written so every parameter is here
@@ -179,8 +179,7 @@ def read_params_jsonl(path: str | Path) -> tuple[dict[int, float], dict[int, Smo
             **{name: col(FILE_KEYS[name]) for name in (*ROT_KEYS, "expression", "transl")},
             betas=shapes[0].copy(),
             score=col("score", np.float64) if all("score" in r for r in recs) else None,
-            part_boxes=np.stack([col(key) for key in PART_BOXES], 1) if all(
-                key in r for r in recs for key in PART_BOXES) else None,
+            part_boxes=part_box_rows([[r[key] for key in PART_BOXES] if PART_BOXES[0] in r else None for r in recs]),
         )
     _warn_unread_values(path, rows, changing)
     return frames, tracks, camera

@@ -47,8 +47,9 @@ class SmoothedTrack:
     transl: np.ndarray  # (N, 3) SMPL-X translation, metres
     betas: np.ndarray  # (B,) the track's betas (one shape per track)
     score: np.ndarray | None = None  # (N,) float64 the detector's score of each box; None: not recorded (older files)
-    # (N, 3, 4) float32 the network's left-hand, right-hand and face boxes (x, y, w, h), image pixels, as predicted
-    # in each frame (not smoothed); None: not recorded for every row (runs made before 2026-12-07)
+    # (N, 3, 4) float64 the network's left-hand, right-hand and face boxes (x, y, w, h), image pixels, as predicted
+    # in each frame (not smoothed; float64, as recorded: x + w is the box's x2); NaN in a row that has none
+    # recorded (frames of a run made before 2026-12-07); None: no row has them
     part_boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -175,9 +176,17 @@ def smoothed_track(
         transl=np.asarray(trans_s, np.float32),
         betas=np.asarray(betas_s, np.float32),
         score=np.asarray(track.score, np.float64),  # (as the raw records hold it: 0.35 stays 0.35, a review)
-        part_boxes=None if any(b is None for b in track.part_boxes) or not track.part_boxes
-        else np.asarray(track.part_boxes, np.float32),
+        part_boxes=part_box_rows(track.part_boxes),
     )
+
+
+def part_box_rows(rows: Sequence[Sequence[Sequence[float]] | None]) -> np.ndarray | None:
+    """A track's rows of hand and face boxes (each ``[lhand, rhand, face]`` ``(x, y, w, h)``, or
+    None where not recorded) as :attr:`SmoothedTrack.part_boxes`: ``(N, 3, 4)`` float64, NaN rows
+    where None; None where no row has them."""
+    if all(row is None for row in rows):
+        return None
+    return np.asarray([np.full((3, 4), np.nan) if row is None else row for row in rows], np.float64)
 
 
 def rows_by_frame(tracks: dict[int, SmoothedTrack]) -> dict[int, list[tuple[int, int]]]:
