@@ -37,6 +37,7 @@ from wbcap.crop.bbox import crop_image, process_bbox, transform_points
 from wbcap.detect.base import Detection, Detector
 from wbcap.detect.boxes import box_outside_image
 from wbcap.errors import CheckpointError, InputError, ModelFileError, NoPersonError, setting
+from wbcap.io.raw_records import PART_BOXES
 from wbcap.model.checkpoint import load_network
 from wbcap.model.device import resolve_device
 from wbcap.model.hand4whole import Hand4Whole
@@ -232,9 +233,9 @@ class Person(PersonEstimate):
 
 
 #: The network's part boxes (:class:`~wbcap.model.regressor.RegressorOutput`'s names) and the
-#: :class:`PersonEstimate` fields that hold them in image pixels.
+#: :class:`PersonEstimate` fields that hold them in image pixels (the raw records' names).
 _PART_BOXES = ("lhand_bbox", "rhand_bbox", "face_bbox")
-_BOX_NAMES = ("lhand_box", "rhand_box", "face_box")
+_BOX_NAMES = PART_BOXES
 
 
 def _image_xywh(xyxy: np.ndarray, inv: np.ndarray) -> np.ndarray:
