@@ -193,3 +193,17 @@ def test_the_readmes_head_orientation_turns_the_face_as_smplx_does(body_dir) -> 
     assert np.abs(wrong.apply(rest[eyes] - rest[15]) - want).max() > 1e-2
     facing = R.from_rotvec([np.pi, 0, 0]).apply([0.0, 0.0, 1.0])  # (a body facing the camera, rest pose)
     np.testing.assert_allclose(facing, [0.0, 0.0, -1.0], atol=1e-12)
+    # its yaw, pitch and roll are --export angles' (a trial found the camera-axes Euler angles at 180°
+    # for a face looking into the camera)
+    from wbcap.body.joint_angles import angle_names, joint_angles
+    from wbcap.camera import ZUP_FROM_OPENCV
+
+    turn = R.from_rotvec([np.pi, 0.0, 0.0]).inv() * head  # (as written in the README)
+    readme = turn.as_euler("YXZ", degrees=True) * [1, -1, -1]
+    poses = np.zeros((1, 55, 3))
+    poses[0, 0] = (R.from_matrix(np.asarray(ZUP_FROM_OPENCV)) * R.from_rotvec(p["root_pose"])).as_rotvec()
+    poses[0, 1:22] = np.reshape(p["body_pose"], (21, 3))
+    names = angle_names()
+    csv = joint_angles(poses)[0, [names.index(f"head_{m}") for m in ("yaw_left", "pitch_up", "roll_left")]]
+    np.testing.assert_allclose(readme, csv, atol=1e-6)
+    assert np.abs(readme).max() > 5 and np.abs(readme).max() < 90  # (turned, and not read across the half turn)
