@@ -30,8 +30,9 @@ from wbcap.export.clip import MotionClip
 
 logger = logging.getLogger(__name__)
 
-#: The header's first columns, before the angles' names (:func:`wbcap.io.run_folder.written_by_wbcap`
-#: knows a file of wbcap's by them and the first angle's name).
+#: The header's first columns, before the angles' names (as the joints' CSV's; its start with the
+#: first angle's name is the mark :func:`wbcap.io.run_folder.written_by_wbcap` reads: kept in step
+#: by tests/test_joint_angles.py).
 LEADING_COLUMNS = ("time", "frame_index", "valid")
 
 
