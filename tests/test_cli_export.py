@@ -549,10 +549,17 @@ def test_links_planted_in_a_run_folder_are_replaced_not_written_through(finished
     secret.parent.mkdir()
     secret.write_text("kept")
     (run_dir / "track_0.npz").unlink()
-    (run_dir / "track_0.npz").symlink_to(secret)
+    (run_dir / "track_0.npz").symlink_to(secret)  # (to a file wbcap did not write: refused, nothing written)
+    r = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "npz", "--body-models", str(body_dir)])
+    assert r.exit_code == 2 and "track_0.npz: wbcap did not write this file" in r.output, r.output
+    assert secret.read_text() == "kept" and sorted(p.name for p in secret.parent.iterdir()) == [".bashrc"]
+    theirs = tmp_path / "home" / "their.npz"  # (to one of wbcap's elsewhere: the link replaced, not written through)
+    theirs.write_bytes((finished_run / "track_1.npz").read_bytes())
+    (run_dir / "track_0.npz").unlink()
+    (run_dir / "track_0.npz").symlink_to(theirs)
     r = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "npz", "--body-models", str(body_dir)])
     assert r.exit_code == 0, r.output
-    assert secret.read_text() == "kept" and sorted(p.name for p in secret.parent.iterdir()) == [".bashrc"]
+    assert theirs.read_bytes() == (finished_run / "track_1.npz").read_bytes()
     made = run_dir / "track_0.npz"
     assert not made.is_symlink() and made.read_bytes() == (finished_run / "track_0.npz").read_bytes()
     (run_dir / RUN_DIR / WRITING_FILE).symlink_to(secret)

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -48,8 +49,13 @@ def _run(folder: Path, lines: list | None = None) -> Path:
     (folder / "meta.json").write_text(json.dumps({"fps": 10.0, "gender": "neutral", "max_gap": 1.0, "camera": CAMERA,
                                                   "tracks": [0]}))
     _write_lines(folder / "params.jsonl", lines if lines is not None else [_line(f) for f in range(6)])
-    (folder / "track_0.npz").write_bytes(b"old npz")
-    (folder / "track_0.glb").write_bytes(b"old glb")
+    # (old track files of wbcap's, by their marks: an npz with its keys, a GLB it generated)
+    np.savez(folder / "track_0.npz", valid=np.ones(1, bool), times=np.zeros(1), frame_indices=np.zeros(1, np.int64),
+             up_axis=np.array("z"), flat_hand_mean=np.array(True))
+    head = json.dumps({"asset": {"version": "2.0", "generator": "wbcap 0"}}).encode()
+    head += b" " * (-len(head) % 4)
+    (folder / "track_0.glb").write_bytes(struct.pack("<4sII", b"glTF", 2, 20 + len(head)) + struct.pack(
+        "<I4s", len(head), b"JSON") + head)
     return folder
 
 

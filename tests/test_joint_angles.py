@@ -329,11 +329,12 @@ def test_a_head_turned_before_the_camera_in_the_files_frames(tmp_path, body_laye
 
 
 def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path, micro_ckpt, body_dir):
-    """A user's `track_9_angles.csv`, `track_9.csv` and a copy of wbcap's angles saved again by a
-    spreadsheet (its numbers written shortest) in a run folder: `--overwrite` is refused, a
-    `--resume` keeps them while removing wbcap's own tables (saying `--format angles,csv`, not
-    `csv` twice), keeps one under a name it writes with a warning, and an export in place refuses
-    it (a user trial's were deleted by a resume and an overwrite, and replaced by an export)."""
+    """A user's `track_9_angles.csv`, `track_9.csv`, a copy of wbcap's angles saved again by a
+    spreadsheet (its numbers written shortest) and a GLB saved by Blender in a run folder:
+    `--overwrite` is refused, a `--resume` keeps them while removing wbcap's own tables (saying
+    `--format angles,csv`, not `csv` twice), keeps one under a name it writes (a table, a GLB) with
+    a warning, and an export in place refuses it (a user trial's were deleted by a resume and an
+    overwrite, and replaced by an export)."""
     import json
 
     from click.testing import CliRunner
@@ -356,6 +357,11 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
     assert written_by_wbcap(ours) and written_by_wbcap(out / "track_0.csv")
     header, *rows = ours.read_text().splitlines()
     resaved = "\n".join([header, *(",".join(repr(float(v)) if "." in v else v for v in r.split(",")) for r in rows)])
+    blender = json.dumps({"asset": {"version": "2.0", "generator": "Khronos glTF Blender I/O"}}).encode()
+    blender += b" " * (-len(blender) % 4)
+    edited = b"glTF" + (2).to_bytes(4, "little") + (20 + len(blender)).to_bytes(4, "little") + len(blender).to_bytes(
+        4, "little") + b"JSON" + blender  # (a GLB saved by Blender under a track's name: every format by its marks)
+    (out / "track_8.glb").write_bytes(edited)
     mine = {"track_9_angles.csv": "time,knee\n0,12\n", "track_9.csv": "mine\n", "track_8_angles.csv": resaved + "\n"}
     for name, text in mine.items():
         (out / name).write_text(text)
@@ -371,13 +377,16 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
     assert r.exit_code == 2 and "holds files wbcap did not write (e.g. track_7_angles.csv)" in r.output, r.output
     r = run("run", video, "-o", out, *args, "--resume", "--export", "npz")
     assert r.exit_code == 0, r.output
-    assert {n: (out / n).read_text() for n in mine} == mine
+    assert {n: (out / n).read_text() for n in mine} == mine and (out / "track_8.glb").read_bytes() == edited
     assert not ours.exists() and not (out / "track_0.csv").exists()  # (wbcap's own: removed, and said)
     assert "removed the earlier ANGLES, CSV file(s)" in r.output and "--format angles,csv" in r.output, r.output
     ours.write_text("my notes\n")
-    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,angles")
+    (out / "track_0.glb").write_bytes(edited)
+    r = run("run", video, "-o", out, *args, "--resume", "--export", "npz,angles,glb")
     assert r.exit_code == 0, r.output
     assert f"{ours}: a file wbcap did not write (a user's own?): kept" in r.output and ours.read_text() == "my notes\n"
+    assert f"{out / 'track_0.glb'}: a file wbcap did not write (a user's own?): kept" in r.output
+    assert (out / "track_0.glb").read_bytes() == edited
     r = run("export", out, "--format", "angles", "--body-models", body_dir)
     assert r.exit_code == 2 and f"{ours}: wbcap did not write this file" in r.output, r.output
     assert ours.read_text() == "my notes\n"

@@ -82,10 +82,14 @@ def test_a_resume_without_a_model_file_keeps_the_one_the_run_recorded(tmp_path, 
     assert read_run_file(out) == {**fp, BODY_MODEL_FILE: model}
 
 
+#: The start of a BVH as wbcap writes it: its mark (a track file is a run's by its marks).
+BVH_HEAD = "HIERARCHY\nROOT pelvis\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation\n"
+
+
 def _previous_run(out):
     """A finished run's files in ``out`` (what --overwrite sets aside), by name and text."""
     files = {".wbcap/run.json": '{"source": "old"}', ".wbcap/raw.jsonl": '{"frame": 0}\n', "params.jsonl": "old\n",
-             "track_0.npz": "old", "meta.json": "{}"}
+             "track_0.bvh": BVH_HEAD, "meta.json": "{}"}
     for name, text in files.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)
@@ -172,8 +176,7 @@ def test_a_folder_of_exports_is_not_offered_a_resume(tmp_path):
     exports, run = tmp_path / "exports", tmp_path / "run"
     exports.mkdir()
     run.mkdir()
-    (exports / "track_0.bvh").write_text("HIERARCHY\nROOT pelvis\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition "
-                                         "Zposition Zrotation Xrotation Yrotation\n")  # (as wbcap writes it)
+    (exports / "track_0.bvh").write_text(BVH_HEAD)  # (as wbcap writes it)
     _previous_run(run)
     for check in (lambda out: refuse_taken_output(out), lambda out: prepare_output(out, {}, resume=False, overwrite=False)):
         with pytest.raises(InputError) as err:

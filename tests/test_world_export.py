@@ -263,7 +263,7 @@ def test_a_change_of_frame_needing_an_fbx_rewrite_without_blender_is_one_line(ru
     from wbcap.world.estimate import WorldConfig
 
     run = _copy_run(run_folder, tmp_path)
-    (run / "track_0.fbx").write_bytes(b"an earlier export's FBX")
+    (run / "track_0.fbx").write_bytes(b"Kaydara FBX Binary  \x00 an earlier export's FBX: pelvis, left_eye_smplhf")
     monkeypatch.setattr(fbx, "blender_available", lambda: False)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     job = ExportJob(run=str(run), export=AnimationExport(formats=("npz",)), body_models=str(body_dir),

@@ -170,9 +170,10 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
     written: list[Path] = []
     label = name if label is None else label
-    if "npz" in export.formats:
+    formats = set(export.formats) - _kept_users_files(out, name, export.formats)
+    if "npz" in formats:
         written.append(write_amass_npz(out / f"{name}.npz", arrays))
-    wanted = set(export.formats) - {"npz"}
+    wanted = formats - {"npz"}
     if not wanted:
         return written
     rig = build_rig(body, arrays["betas"])
@@ -182,7 +183,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         from wbcap.export.clip import smplx_rows
         from wbcap.export.joints_csv import write_joints_csv
         from wbcap.export.opensim_trc import write_trc
-        from wbcap.io.run_folder import MARKED_SUFFIXES, track_file_name, written_by_wbcap
+        from wbcap.io.run_folder import track_file_name
 
         zup = clip_from_amass(arrays, rig.rest_joints[0], label, up="z")
         joints = smplx_rows(body, zup, joints=True) if wanted & _POINT_FORMATS else None
@@ -194,11 +195,6 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             if fmt == "c3d" and len(zup) > C3D_MAX_FRAMES:
                 log.warning("%s: %d rows, more than the %d frames a C3D file holds: no %s.c3d (its TRC and CSV "
                             "hold every row)", name, len(zup), C3D_MAX_FRAMES, name)
-            elif target.suffix in MARKED_SUFFIXES and (target.exists() or target.is_symlink()) and not (
-                    target.is_file() and written_by_wbcap(target)):  # (a user's file or folder: a resume's pass 2)
-                log.warning("%s: %s wbcap did not write (a user's own?): kept, and this track's %s not written; move "
-                            "it away and write the %s with wbcap export", target,
-                            "a folder" if target.is_dir() else "a file", fmt.upper(), fmt.upper())
             elif fmt == "c3d":  # (with --world the feet's contacts, as gait events)
                 written.append(writer(target, body, zup, joints=joints, contact=arrays.get("contact")))
             else:
@@ -240,6 +236,24 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
         written.append(write_bvh(out / f"{name}.bvh", rig, clip))
     return written
+
+
+def _kept_users_files(out: Path, name: str, formats: tuple[str, ...]) -> set[str]:
+    """The formats of ``formats`` whose file ``out/<name><ending>`` is there and not wbcap's
+    (:func:`wbcap.io.run_folder.written_by_wbcap`: a user's own file, or a folder), each said in a
+    warning: kept, and not written (a resume's pass 2 in a run folder holding them; `wbcap export`
+    refuses such a file before any work)."""
+    from wbcap.io.run_folder import track_file_name, written_by_wbcap
+
+    kept = set()
+    for fmt in formats:
+        target = out / track_file_name(name, fmt)
+        if (target.exists() or target.is_symlink()) and not (target.is_file() and written_by_wbcap(target)):
+            log.warning("%s: %s wbcap did not write (a user's own?): kept, and this track's %s not written; move it "
+                        "away and write the %s with wbcap export", target, "a folder" if target.is_dir() else "a file",
+                        fmt.upper(), fmt.upper())
+            kept.add(fmt)
+    return kept
 
 
 def write_track_files(out: Path, tracks: dict, body: Any, device: Any, rate: float, max_gap: float, gender: str,

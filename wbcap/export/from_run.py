@@ -414,13 +414,12 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
     format): a folder (no file can take its place, and the files written before it would be left
     beside the old ones), or a file wbcap did not write (:func:`wbcap.io.run_folder.written_by_wbcap`:
     a lab's ``track_1.c3d`` in a ``--dest`` folder was replaced, a Pose2Sim ``track_0_part1.trc``
-    removed: a break-it review); in the run folder itself, where track files are wbcap's by their
-    names, only the tables and marker files (:data:`wbcap.io.run_folder.MARKED_SUFFIXES`).
+    removed: a break-it review), in the run folder too.
 
     Raises:
         InputError: naming the folder or file and the fix.
     """
-    from wbcap.io.run_folder import MARKED_SUFFIXES, track_file, written_by_wbcap
+    from wbcap.io.run_folder import track_file, written_by_wbcap
 
     for path in sorted(dest.glob("track_*")) if dest.is_dir() else ():
         parts = track_file(path.name)
@@ -430,7 +429,7 @@ def _refuse_folders_in_the_way(dest: Path, tracks: set[int], formats: tuple[str,
         if path.is_dir():
             raise InputError(f"{path}: is a folder, where `wbcap export` writes {what}; move or remove it, or choose "
                              f"another {setting('dest')} folder")
-        if (not in_place or path.suffix in MARKED_SUFFIXES) and not written_by_wbcap(path):
+        if not written_by_wbcap(path):
             raise InputError(f"{path}: wbcap did not write this file, and `wbcap export` would replace or remove it "
                              f"with {what}; move it" + ("" if in_place else f", or choose another {setting('dest')} folder"))
 

@@ -39,9 +39,11 @@ def is_image_result(folder: Path) -> bool:
 
 
 def _ours(path: Path) -> bool:
-    """Whether a file of :data:`RESULT_FILES`' names is wbcap's: a marker file (``output.trc``,
-    ``output.c3d``) only with wbcap's marks (:func:`wbcap.io.run_folder.written_by_wbcap`; a
-    user's own ``output.trc`` in a person's folder was replaced by a rerun: a break-it review)."""
-    from wbcap.io.run_folder import MARKED_SUFFIXES, written_by_wbcap
+    """Whether a file of :data:`RESULT_FILES`' names is wbcap's: an ``--export`` file
+    (``output.glb``, ``output.trc``, ``output_angles.csv``...) only with wbcap's marks
+    (:func:`wbcap.io.run_folder.written_by_wbcap`; a user's own ``output.trc`` in a person's folder
+    was replaced by a rerun: a break-it review)."""
+    from wbcap.io.run_folder import TRACK_ENDINGS, written_by_wbcap
 
-    return path.suffix not in MARKED_SUFFIXES or written_by_wbcap(path)
+    exported = any(path.name == f"output{ending}" for ending in TRACK_ENDINGS.values())
+    return not exported or written_by_wbcap(path)

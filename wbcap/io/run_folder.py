@@ -75,13 +75,6 @@ META_FILE = "meta.json"
 TRACK_ENDINGS: Mapping[str, str] = MappingProxyType({
     "npz": ".npz", "glb": ".glb", "bvh": ".bvh", "fbx": ".fbx", "csv": ".csv", "angles": "_angles.csv", "trc": ".trc",
     "c3d": ".c3d"})
-#: Suffixes of per-track files that are wbcap's only when they carry its writer's marks
-#: (:func:`written_by_wbcap`), in a run folder too: the marker files biomechanics tools also
-#: write under any name (a Pose2Sim ``track_7.trc``, a lab's ``track_8.c3d``: a break-it review's
-#: were deleted by an ``--overwrite`` and a ``--resume``), and the tables researchers make and edit
-#: (a user's ``track_9_angles.csv`` was deleted by a ``--resume``, a user trial), whose marks wbcap
-#: has written from the start.
-MARKED_SUFFIXES = (".csv", ".trc", ".c3d")
 RENDER_FILE = "render.mp4"
 MESHES_DIR = "meshes"
 #: ``wbcap run --openpose``'s folder of the frames' keypoint files (:mod:`wbcap.export.openpose`).
@@ -771,12 +764,15 @@ def track_file_name(stem: str, fmt: str) -> str:
 
 
 def track_files(out: Path) -> list[Path]:
-    """The per-track files of pass 2 in ``out`` (:func:`track_file`), sorted; not a user's own
-    ``track_notes.csv`` beside them (a break-it trial's was removed by a ``--resume``), nor a
-    ``.csv``, ``.trc`` or ``.c3d`` file without wbcap's marks (:data:`MARKED_SUFFIXES`)."""
-    return sorted(p for p in out.glob("track_*")
-                  if track_file(p.name) is not None and p.is_file()
-                  and (p.suffix not in MARKED_SUFFIXES or written_by_wbcap(p)))
+    """The per-track files of pass 2 in ``out`` (:func:`track_file`) that carry wbcap's marks
+    (:func:`written_by_wbcap`, which every format has written since its first version), sorted;
+    not a user's own ``track_notes.csv`` beside them (a break-it trial's was removed by a
+    ``--resume``), nor a file of such a name that wbcap did not write, in a run folder too: a
+    Pose2Sim ``track_7.trc``, a lab's ``track_8.c3d`` (a break-it review's were deleted by an
+    ``--overwrite`` and a ``--resume``), a user's ``track_9_angles.csv`` (a user trial's), a GLB
+    edited in Blender and saved under its name."""
+    return sorted(p for p in out.glob("track_*") if track_file(p.name) is not None and p.is_file()
+                  and written_by_wbcap(p))
 
 
 def absolute_path(path: str | None) -> str | None:
