@@ -631,9 +631,10 @@ def test_a_damaged_detector_record_is_refused_not_skipped(tmp_path):
 
 
 def test_an_npz_of_every_wbcap_version_is_wbcaps_and_amass_own_is_not(tmp_path):
-    """wbcap's npz as its first version wrote it (2026-11-29: no camera_rotation, which a later
-    version added and the mark required, so a `--dest` refused an earlier export's npz as a user's)
-    is wbcap's; an AMASS file of AMASS's own keys, one with only some of wbcap's, is not."""
+    """wbcap's npz as its first versions wrote it (2026-11-24: frame_indices and times beside
+    AMASS's keys; 2026-11-29: no camera_rotation, which a later version added and the mark
+    required, so a `--dest` refused an earlier export's npz as a user's) is wbcap's; an AMASS file
+    of AMASS's own keys, one with only some of wbcap's, is not."""
     import numpy as np
 
     from wbcap.io.run_folder import written_by_wbcap
@@ -643,7 +644,33 @@ def test_an_npz_of_every_wbcap_version_is_wbcaps_and_amass_own_is_not(tmp_path):
              "surface_model_type": np.array("smplx")}
     first = {**amass, "valid": np.ones(2, bool), "times": np.arange(2) / 30, "frame_indices": np.arange(2),
              "up_axis": np.array("z"), "flat_hand_mean": np.array(True)}
-    for name, arrays, ours in (("first.npz", first, True), ("amass.npz", amass, False),
+    oldest = {**amass, "expression": np.zeros((2, 10)), "mocap_frame_rate": np.array(30.0),
+              "frame_indices": np.arange(2), "times": np.arange(2) / 30}
+    for name, arrays, ours in (("first.npz", first, True), ("oldest.npz", oldest, True), ("amass.npz", amass, False),
                                ("some.npz", {**amass, "valid": np.ones(2, bool), "times": np.arange(2) / 30}, False)):
         np.savez(tmp_path / name, **arrays)
         assert written_by_wbcap(tmp_path / name) is ours, name
+
+
+def test_a_world_c3d_with_many_gait_events_is_still_wbcaps(tmp_path):
+    """A --world C3D of a long walk: its gait events come before the WBCAP group in the parameter
+    section, past the first 12 kB that were searched for it (a review: a 40 s clip's own C3D was
+    kept by a resume as a user's, and refused --overwrite)."""
+    import numpy as np
+
+    from wbcap.export.c3d_file import write_c3d
+    from wbcap.export.clip import MotionClip
+    from wbcap.io.run_folder import written_by_wbcap
+
+    n = 1200  # (40 s at 30 fps, a step every half second per foot)
+    contact = np.stack([(np.arange(n) // 15) % 2 == 0, (np.arange(n) // 15) % 2 == 1], 1)
+    clip = MotionClip(name="track_0", times=np.arange(n) / 30, fps=30.0, poses=np.zeros((n, 55, 3)),
+                      transl=np.zeros((n, 3)), expression=np.zeros((n, 10)), betas=np.zeros(10),
+                      valid=np.ones(n, bool), frame_indices=np.arange(n), up="z", rest_root=np.zeros(3),
+                      frame="world")
+    joints = np.zeros((n, 144, 3))
+    joints[:, :, 2] = np.linspace(0, 1.7, 144)
+    path = write_c3d(tmp_path / "track_0.c3d", None, clip, joints=joints, contact=contact)
+    data = path.read_bytes()
+    assert data.index(b"WBCAP") > 12288  # (past where the search stopped)
+    assert written_by_wbcap(path)

@@ -41,6 +41,7 @@ previous run back when the new one has no frame yet, else drops it (:func:`_sett
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -382,13 +383,33 @@ _TRC_ROW = re.compile(rb"\d+(\t-?\d+\.\d{6})+")
 _JOINTS_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{6}|nan|-?inf))+")
 _ANGLES_ROW = re.compile(rb"-?\d+\.\d{6},-?\d+,[01](,(-?\d+\.\d{4}|nan|-?inf))+")
 
-#: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`), every
-#: one since its first version (2026-11-29: its later ``camera_rotation`` made a ``--dest`` refuse an
+#: Keys of the AMASS npz that only wbcap's writer adds (:func:`wbcap.export.amass.amass_arrays`), both
+#: since its first version (2026-11-24: its later ``camera_rotation`` made a ``--dest`` refuse an
 #: earlier export's npz as a user's).
-_WBCAP_NPZ_KEYS = {"frame_indices.npy", "up_axis.npy", "flat_hand_mean.npy", "valid.npy", "times.npy"}
+_WBCAP_NPZ_KEYS = {"frame_indices.npy", "times.npy"}
 
 
 def written_by_wbcap(path: Path) -> bool:
+    """:func:`_marked` of ``path``; a large file's answer kept for the file as it is (its size,
+    modification time and inode: read once a command, which asks of the same files several
+    times; an ``--exact`` FBX of a long track is gigabytes, searched to its end, a review). A
+    small file is read every time (a rewrite within the file system's timestamp step could keep
+    its size and time). False for what cannot be looked at."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size < _KEEP_ANSWER_BYTES:
+        return _marked.__wrapped__(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _marked(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+#: Files from this size have their :func:`written_by_wbcap` answers kept (reading them costs).
+_KEEP_ANSWER_BYTES = 1 << 22
+
+
+@functools.lru_cache(maxsize=4096)
+def _marked(name: str, size: int, mtime_ns: int, inode: int) -> bool:
     """Whether the per-track file ``path`` (:func:`track_files`) carries its wbcap writer's
     marks: a CSV that starts with :func:`wbcap.export.joints_csv.write_joints_csv`'s header (an
     angles CSV with :func:`wbcap.export.angles_csv.write_angles_csv`'s) and a first row as it
@@ -403,6 +424,8 @@ def written_by_wbcap(path: Path) -> bool:
     past Python's recursion limit), is not."""
     import mmap
     import zipfile
+
+    path = Path(name)
 
     try:
         if path.suffix == ".npz":
@@ -436,8 +459,14 @@ def written_by_wbcap(path: Path) -> bool:
                 return lines[0].startswith(b"PathFileType\t4\t") and names[:2] == ["Frame#", "Time"] and (
                     tuple(names[2:]) in (MARKER_NAMES, tuple(n for n in MARKER_NAMES if n != "Hip"))) and len(lines) > 6 and (
                     _TRC_ROW.fullmatch(lines[6]) is not None)
-            if path.suffix == ".c3d":  # (wbcap.export.c3d_file.WBCAP_GROUP in the parameters after the 512-byte header)
-                return len(head) > 1 and head[1] == 0x50 and b"WBCAP" in head + fh.read(8192)
+            if path.suffix == ".c3d":  # (wbcap.export.c3d_file.WBCAP_GROUP in the parameter section)
+                if len(head) < 2 or head[1] != 0x50 or head[0] < 1:
+                    return False
+                # (the whole section, its first block named by the header's byte 0, its block count in its own
+                # byte 2: a --world file's gait events put WBCAP past the first 12 kB a review found searched)
+                fh.seek((head[0] - 1) * 512)
+                section = fh.read(4)
+                return len(section) == 4 and b"WBCAP" in section + fh.read(max(1, section[2]) * 512)
             if path.suffix == ".bvh":
                 return head.startswith(b"HIERARCHY") and b"ROOT pelvis" in head and (
                     b"CHANNELS 6 Xposition Yposition Zposition" in head)
