@@ -121,6 +121,19 @@ def _clip(tmp_path: Path) -> Path:
     return video
 
 
+def image_export(tmp_path: Path, micro_ckpt: Path, body_dir: Path, formats: str, *extra) -> tuple[object, Path]:
+    """`wbcap image photo.png --bbox ... --export FORMATS` of a synthetic person photo (written once):
+    the command's result and the person's folder."""
+    import cv2
+
+    photo = tmp_path / "photo.png"
+    if not photo.exists():
+        cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
+    r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
+            formats, "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", *extra)
+    return r, tmp_path / "photos" / "photo" / "person_0"
+
+
 def read_c3d(path: Path) -> tuple[object, np.ndarray, np.ndarray]:
     """A C3D file read with py-c3d: its reader, points ``(T, M, 3)`` and residuals ``(T, M)``."""
     import warnings
@@ -169,14 +182,8 @@ def test_run_and_export_write_smplxs_joints_as_markers(tmp_path, micro_ckpt, bod
     assert r.exit_code == 0, r.output
     assert (tmp_path / "again" / "track_0.trc").read_bytes() == (out / "track_0.trc").read_bytes()
 
-    import cv2
-
-    photo = tmp_path / "photo.png"
-    cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
-    r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
-            "npz,trc,c3d", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    r, person = image_export(tmp_path, micro_ckpt, body_dir, "npz,trc,c3d")
     assert r.exit_code == 0, r.output
-    person = tmp_path / "photos" / "photo" / "person_0"
     labels, header, rows = read_trc(person / "output.trc")
     assert header["NumFrames"] == "1" and rows.shape == (1, 2 + 3 * M)
     want = smplx_markers(body_dir, np.load(person / "output.npz"))

@@ -239,22 +239,9 @@ def test_run_export_and_image_write_the_angles_of_the_npz(tmp_path, micro_ckpt, 
     its clock, frames and validity, and the angles of its poses (to the file's 4 decimals); `wbcap
     export --format angles` writes the same bytes, and refuses a user's own track_0_angles.csv in
     its --dest; `wbcap image --export angles` writes output_angles.csv, one row of output.npz's pose."""
-    import json
+    from test_export_trc import _clip, image_export, run
 
-    import cv2
-    from click.testing import CliRunner
-
-    from wbcap.cli import cli
-    from wbcap.testing.images import person_image
-    from wbcap.testing.videos import write_video
-
-    def run(*args):
-        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-    frames = [person_image(160, 120, seed=i) for i in range(8)]
-    video = write_video(tmp_path / "clip.mp4", frames)
-    boxes = {str(i): [[30 + 2 * i, 10, 90, 100]] for i in range(8) if i not in (3, 4)}
-    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    video = _clip(tmp_path)  # (8 frames at 10 fps, the person missed in frames 3-4)
     out = tmp_path / "out"
     r = run("run", video, "-o", out, "--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render",
             "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--export", "npz,angles")
@@ -281,17 +268,12 @@ def test_run_export_and_image_write_the_angles_of_the_npz(tmp_path, micro_ckpt, 
     assert r.exit_code != 0 and "track_0_angles.csv: wbcap did not write this file" in r.output
     assert (mine / "track_0_angles.csv").read_text() == "time,knee\n0,12\n"
 
-    photo = tmp_path / "photo.png"
-    cv2.imwrite(str(photo), person_image(160, 200, seed=3)[:, :, ::-1])
-    r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
-            "npz,angles", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu")
+    r, person = image_export(tmp_path, micro_ckpt, body_dir, "npz,angles")
     assert r.exit_code == 0, r.output
-    person = tmp_path / "photos" / "photo" / "person_0"
     header, rows = _read_angles(person / "output_angles.csv")
     assert rows.shape == (1, 3 + len(angle_names()))
     np.testing.assert_allclose(rows[:, 3:], joint_angles(np.load(person / "output.npz")["poses"]), atol=5.1e-5)
-    r = run("image", photo, "-o", tmp_path / "photos", "--bbox", "20,10,120,180", "--no-render", "--export",
-            "npz,angles", "--checkpoint", micro_ckpt, "--body-models", body_dir, "--device", "cpu", "--skip-done")
+    r, _ = image_export(tmp_path, micro_ckpt, body_dir, "npz,angles", "--skip-done")
     assert r.exit_code == 0 and "skip" in r.output.lower(), r.output
 
 
@@ -337,18 +319,11 @@ def test_a_users_own_tables_in_a_run_folder_are_never_taken_for_wbcaps(tmp_path,
     overwrite, and replaced by an export)."""
     import json
 
-    from click.testing import CliRunner
+    from test_export_trc import _clip, run
 
-    from wbcap.cli import cli
     from wbcap.io.run_folder import written_by_wbcap
-    from wbcap.testing.images import person_image
-    from wbcap.testing.videos import write_video
 
-    def run(*args):
-        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-    video = write_video(tmp_path / "clip.mp4", [person_image(160, 120, seed=i) for i in range(4)])
-    (tmp_path / "boxes.json").write_text(json.dumps({str(i): [[30, 10, 90, 100]] for i in range(4)}))
+    video = _clip(tmp_path)
     out = tmp_path / "out"
     args = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", "--checkpoint", micro_ckpt,
             "--body-models", body_dir, "--device", "cpu"]
